@@ -1,0 +1,2 @@
+//! rexo-memmap (being written).
+#![cfg_attr(target_os = "none", no_std)]
