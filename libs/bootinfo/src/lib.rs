@@ -1,2 +1,419 @@
-//! rexo-bootinfo (being written).
+//! What the boot loader handed over, for both boot protocols Rexo supports: PVH (QEMU
+//! `-kernel`, `hvm_start_info`) and Multiboot2 (GRUB). [`parse_pvh`] and [`parse_multiboot2`]
+//! turn either into one [`BootInfo`] with fixed-capacity lists (no heap: this runs before the
+//! kernel has one). Every structure is bounds-checked; malformed input gives a
+//! [`BootInfoError`], never a panic or an endless loop.
 #![cfg_attr(target_os = "none", no_std)]
+
+mod multiboot2;
+mod pvh;
+
+use core::fmt;
+use core::ops::Range;
+
+use rexo_physmem::{PhysMemory, read_u8};
+
+pub use multiboot2::parse_multiboot2;
+pub use pvh::parse_pvh;
+
+/// Value of EAX at a PVH entry (and of `hvm_start_info.magic`).
+pub const PVH_MAGIC: u32 = 0x336e_c578;
+/// Value of EAX at a Multiboot2 entry.
+pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
+
+/// How many memory map regions [`BootInfo`] holds (adjacent regions of one kind are merged).
+pub const MAX_REGIONS: usize = 128;
+/// How many modules [`BootInfo`] holds.
+pub const MAX_MODULES: usize = 16;
+/// How many boot structure ranges [`BootInfo::info_ranges`] holds.
+pub const MAX_INFO_RANGES: usize = 4 + MAX_MODULES;
+/// Longest string (without its NUL) accepted at a bare physical address (PVH strings).
+pub const MAX_STRING: usize = 4096;
+
+/// Which boot protocol started the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Xen PVH direct boot (QEMU `-kernel`).
+    Pvh,
+    /// Multiboot2 (GRUB).
+    Multiboot2,
+}
+
+/// What a memory map region is, in the loader's terms.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RawKind {
+    /// Free RAM.
+    Usable,
+    /// Not RAM for the OS (also every unknown type).
+    #[default]
+    Reserved,
+    /// RAM holding ACPI tables; free once they are read.
+    AcpiReclaimable,
+    /// ACPI non-volatile storage; must be preserved.
+    AcpiNvs,
+    /// Defective RAM.
+    Bad,
+}
+
+impl RawKind {
+    /// The kind of an E820 / Multiboot2 memory type.
+    fn from_e820(t: u32) -> Self {
+        match t {
+            1 => Self::Usable,
+            3 => Self::AcpiReclaimable,
+            4 => Self::AcpiNvs,
+            5 => Self::Bad,
+            _ => Self::Reserved,
+        }
+    }
+}
+
+/// One memory map entry as the loader reported it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawRegion {
+    /// First physical address.
+    pub start: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// What the region is.
+    pub kind: RawKind,
+}
+
+/// A module (initial ramdisk, app image...) loaded next to the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Module<'a> {
+    /// First physical address.
+    pub start: u64,
+    /// Physical address one past the end.
+    pub end: u64,
+    /// The module's command line ("" if none).
+    pub cmdline: &'a str,
+}
+
+/// A linear RGB framebuffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framebuffer {
+    /// Physical address of the first pixel.
+    pub addr: u64,
+    /// Bytes per line.
+    pub pitch: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bits per pixel.
+    pub bpp: u8,
+    /// Bit position of red.
+    pub red_shift: u8,
+    /// Bits of red.
+    pub red_bits: u8,
+    /// Bit position of green.
+    pub green_shift: u8,
+    /// Bits of green.
+    pub green_bits: u8,
+    /// Bit position of blue.
+    pub blue_shift: u8,
+    /// Bits of blue.
+    pub blue_bits: u8,
+}
+
+/// Which string a [`BootInfoError::BadString`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StringKind {
+    /// The kernel command line.
+    Cmdline,
+    /// The boot loader's name.
+    LoaderName,
+    /// The command line of module `n` (0-based).
+    ModuleCmdline(usize),
+}
+
+/// What is wrong with a string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StringProblem {
+    /// No NUL before the end of its tag, of readable memory, or of [`MAX_STRING`] bytes.
+    Unterminated,
+    /// Not valid UTF-8.
+    NotUtf8,
+}
+
+/// Which boot structure a [`BootInfoError::Unreadable`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Structure {
+    /// PVH `hvm_start_info`.
+    StartInfo,
+    /// PVH memory map table.
+    MemoryMap,
+    /// PVH module list.
+    ModuleList,
+    /// The Multiboot2 information block.
+    InfoBlock,
+}
+
+/// Why the boot information could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootInfoError {
+    /// A structure (or all the entries its count says) is not in readable memory.
+    Unreadable {
+        /// Which structure.
+        what: Structure,
+        /// Its physical address.
+        address: u64,
+    },
+    /// `hvm_start_info.magic` is not [`PVH_MAGIC`].
+    BadMagic {
+        /// The value found.
+        found: u32,
+    },
+    /// No memory map was handed over (PVH version 0, a null map, or no Multiboot2 map tag).
+    NoMemoryMap,
+    /// The Multiboot2 information block is not 8-byte aligned.
+    Misaligned {
+        /// Its address.
+        address: u64,
+    },
+    /// The Multiboot2 total size is below 16 (header plus end tag).
+    BadTotalSize {
+        /// The size claimed.
+        size: u32,
+    },
+    /// A Multiboot2 tag's size is below 8 (the tag header).
+    TagTooSmall {
+        /// Offset of the tag in the information block.
+        offset: u32,
+        /// Its size.
+        size: u32,
+    },
+    /// A Multiboot2 tag runs past the information block.
+    TagTruncated {
+        /// Offset of the tag.
+        offset: u32,
+        /// Its type.
+        tag_type: u32,
+        /// Its size.
+        size: u32,
+    },
+    /// A Multiboot2 tag is too short for its own fixed fields.
+    TagTooShortForType {
+        /// Its type.
+        tag_type: u32,
+        /// Its size.
+        size: u32,
+    },
+    /// The Multiboot2 tags run to the end of the block without an end tag.
+    MissingEndTag,
+    /// A memory map entry size is too small (below 24; 40 for EFI descriptors).
+    BadMapEntrySize {
+        /// The entry size claimed.
+        size: u32,
+    },
+    /// More distinct memory map regions than [`MAX_REGIONS`].
+    TooManyRegions,
+    /// More modules than [`MAX_MODULES`].
+    TooManyModules {
+        /// How many the loader says.
+        count: u32,
+    },
+    /// A module whose end is below its start or past the address space.
+    BadModule {
+        /// Index of the module.
+        index: usize,
+    },
+    /// A string is unterminated or not UTF-8.
+    BadString {
+        /// Which string.
+        which: StringKind,
+        /// What is wrong with it.
+        problem: StringProblem,
+    },
+}
+
+impl fmt::Display for BootInfoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Unreadable { what, address } => {
+                write!(f, "{what:?} at {address:#x} is not in readable memory")
+            }
+            Self::BadMagic { found } => write!(f, "PVH start info has bad magic {found:#x}"),
+            Self::NoMemoryMap => write!(f, "the boot loader passed no memory map"),
+            Self::Misaligned { address } => {
+                write!(f, "Multiboot2 info at {address:#x} is not 8-byte aligned")
+            }
+            Self::BadTotalSize { size } => write!(f, "Multiboot2 total size {size} is too small"),
+            Self::TagTooSmall { offset, size } => {
+                write!(f, "Multiboot2 tag at offset {offset} has size {size}")
+            }
+            Self::TagTruncated {
+                offset,
+                tag_type,
+                size,
+            } => write!(
+                f,
+                "Multiboot2 tag type {tag_type} at offset {offset} (size {size}) runs past the end"
+            ),
+            Self::TagTooShortForType { tag_type, size } => {
+                write!(
+                    f,
+                    "Multiboot2 tag type {tag_type} is too short ({size} bytes)"
+                )
+            }
+            Self::MissingEndTag => write!(f, "Multiboot2 info has no end tag"),
+            Self::BadMapEntrySize { size } => write!(f, "memory map entry size {size} too small"),
+            Self::TooManyRegions => write!(f, "more than {MAX_REGIONS} memory map regions"),
+            Self::TooManyModules { count } => {
+                write!(f, "{count} modules, at most {MAX_MODULES} supported")
+            }
+            Self::BadModule { index } => write!(f, "module {index} has a bad address range"),
+            Self::BadString { which, problem } => write!(f, "{which:?} string: {problem:?}"),
+        }
+    }
+}
+
+/// What the boot loader handed over.
+#[derive(Clone, Debug)]
+pub struct BootInfo<'a> {
+    /// The protocol used.
+    pub protocol: Protocol,
+    /// The loader's name ("" when the protocol has none, as with PVH).
+    pub loader_name: &'a str,
+    /// The kernel command line ("" if none).
+    pub cmdline: &'a str,
+    /// Physical address of the ACPI RSDP, if the loader gave one.
+    pub rsdp: Option<u64>,
+    /// The RGB framebuffer, if the loader set one up.
+    pub framebuffer: Option<Framebuffer>,
+    memory_map: [RawRegion; MAX_REGIONS],
+    regions: usize,
+    modules: [Module<'a>; MAX_MODULES],
+    module_count: usize,
+    info_ranges: [Range<u64>; MAX_INFO_RANGES],
+    info_range_count: usize,
+}
+
+impl<'a> BootInfo<'a> {
+    /// An empty result for `protocol`.
+    fn new(protocol: Protocol) -> Self {
+        Self {
+            protocol,
+            loader_name: "",
+            cmdline: "",
+            rsdp: None,
+            framebuffer: None,
+            memory_map: [RawRegion::default(); MAX_REGIONS],
+            regions: 0,
+            modules: [Module::default(); MAX_MODULES],
+            module_count: 0,
+            info_ranges: core::array::from_fn(|_| 0..0),
+            info_range_count: 0,
+        }
+    }
+
+    /// The memory map in the loader's order; adjacent regions of the same kind are merged.
+    pub fn memory_map(&self) -> &[RawRegion] {
+        self.memory_map.get(..self.regions).unwrap_or(&[])
+    }
+
+    /// The modules in the loader's order.
+    pub fn modules(&self) -> &[Module<'a>] {
+        self.modules.get(..self.module_count).unwrap_or(&[])
+    }
+
+    /// Physical ranges the boot structures themselves occupy (info block, command lines,
+    /// memory map, module list): keep them until the parse result is no longer used.
+    pub fn info_ranges(&self) -> &[Range<u64>] {
+        self.info_ranges.get(..self.info_range_count).unwrap_or(&[])
+    }
+
+    /// Appends a region, merging it into the previous one when contiguous and of one kind.
+    /// Empty regions are dropped.
+    fn push_region(&mut self, region: RawRegion) -> Result<(), BootInfoError> {
+        if region.len == 0 {
+            return Ok(());
+        }
+        if let Some(last) = self
+            .regions
+            .checked_sub(1)
+            .and_then(|i| self.memory_map.get_mut(i))
+            && last.kind == region.kind
+            && last.start.checked_add(last.len) == Some(region.start)
+            && let Some(len) = last.len.checked_add(region.len)
+        {
+            last.len = len;
+            return Ok(());
+        }
+        let slot = self
+            .memory_map
+            .get_mut(self.regions)
+            .ok_or(BootInfoError::TooManyRegions)?;
+        *slot = region;
+        self.regions += 1;
+        Ok(())
+    }
+
+    /// Appends a module.
+    fn push_module(&mut self, module: Module<'a>, count: u32) -> Result<(), BootInfoError> {
+        let slot = self
+            .modules
+            .get_mut(self.module_count)
+            .ok_or(BootInfoError::TooManyModules { count })?;
+        *slot = module;
+        self.module_count += 1;
+        Ok(())
+    }
+
+    /// Records that `start..start+len` holds boot structures (empty ranges are skipped; the
+    /// capacity covers every range the parsers record).
+    fn push_info_range(&mut self, start: u64, len: u64) {
+        let end = start.saturating_add(len);
+        if end > start
+            && let Some(slot) = self.info_ranges.get_mut(self.info_range_count)
+        {
+            *slot = start..end;
+            self.info_range_count += 1;
+        }
+    }
+}
+
+/// Decodes `bytes` up to its first NUL as UTF-8.
+fn c_str(bytes: &[u8], which: StringKind) -> Result<&str, BootInfoError> {
+    let bad = |problem| BootInfoError::BadString { which, problem };
+    let len = bytes
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or(bad(StringProblem::Unterminated))?;
+    let s = bytes.get(..len).ok_or(bad(StringProblem::Unterminated))?;
+    core::str::from_utf8(s).map_err(|_| bad(StringProblem::NotUtf8))
+}
+
+/// Reads the NUL-terminated string at physical address `phys` (at most [`MAX_STRING`] bytes
+/// before the NUL); returns it and its size including the NUL.
+fn c_str_at(
+    mem: &impl PhysMemory,
+    phys: u64,
+    which: StringKind,
+) -> Result<(&str, u64), BootInfoError> {
+    let unterminated = BootInfoError::BadString {
+        which,
+        problem: StringProblem::Unterminated,
+    };
+    let mut len = 0usize;
+    loop {
+        let byte = phys
+            .checked_add(len as u64)
+            .and_then(|a| mem.read(a, 1))
+            .and_then(|b| read_u8(b, 0))
+            .ok_or(unterminated)?;
+        if byte == 0 {
+            break;
+        }
+        len += 1;
+        if len > MAX_STRING {
+            return Err(unterminated);
+        }
+    }
+    let bytes = mem
+        .read(phys, len + 1)
+        .filter(|b| b.len() == len + 1)
+        .ok_or(unterminated)?;
+    Ok((c_str(bytes, which)?, len as u64 + 1))
+}

@@ -1,0 +1,288 @@
+//! The FADT (signature `FACP`) and, through it, the FACS and the DSDT.
+
+use rexo_physmem::{PhysMemory, read_u8, read_u16, read_u32, read_u64};
+
+use crate::info::{AcpiInfo, Warning, too_short};
+use crate::{HEADER_LEN, Signature, fetch, load_table, s5, signature};
+
+/// Length of the ACPI 1.0 FADT, the least we accept.
+const V1_LEN: usize = 116;
+/// Minimum length of a FACS.
+const FACS_MIN_LEN: usize = 64;
+
+/// FADT flag: the reset register is supported.
+const RESET_REG_SUP: u32 = 1 << 10;
+/// FADT flag: the PM timer is 32 bits wide (else 24).
+const TMR_VAL_EXT: u32 = 1 << 8;
+/// FADT flag: hardware-reduced ACPI (no fixed hardware, sleep registers instead).
+const HW_REDUCED_ACPI: u32 = 1 << 20;
+
+/// Address space of a [`GenericAddress`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AddressSpace {
+    /// Memory-mapped.
+    #[default]
+    SystemMemory,
+    /// x86 I/O ports.
+    SystemIo,
+    /// PCI configuration space.
+    PciConfig,
+    /// Any other space ID (embedded controller, SMBus, functional fixed hardware...).
+    Other(u8),
+}
+
+/// An ACPI Generic Address Structure: a register somewhere in an address space.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GenericAddress {
+    /// The address space.
+    pub space: AddressSpace,
+    /// Register width in bits.
+    pub bit_width: u8,
+    /// Bit offset of the register at `address`.
+    pub bit_offset: u8,
+    /// Access size (0 undefined, 1 byte, 2 word, 3 dword, 4 qword).
+    pub access_size: u8,
+    /// The address in `space`.
+    pub address: u64,
+}
+
+impl GenericAddress {
+    /// Decodes the 12-byte structure at `offset` of `bytes`.
+    fn read(bytes: &[u8], offset: usize) -> Option<Self> {
+        let space = match read_u8(bytes, offset)? {
+            0 => AddressSpace::SystemMemory,
+            1 => AddressSpace::SystemIo,
+            2 => AddressSpace::PciConfig,
+            other => AddressSpace::Other(other),
+        };
+        Some(Self {
+            space,
+            bit_width: read_u8(bytes, offset + 1)?,
+            bit_offset: read_u8(bytes, offset + 2)?,
+            access_size: read_u8(bytes, offset + 3)?,
+            address: read_u64(bytes, offset + 4)?,
+        })
+    }
+
+    /// The I/O port, if this is a non-zero register in I/O space.
+    fn io_port(&self) -> Option<u16> {
+        if self.space == AddressSpace::SystemIo && self.address != 0 {
+            u16::try_from(self.address).ok()
+        } else {
+            None
+        }
+    }
+}
+
+/// The ACPI PM timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PmTimer {
+    /// Its I/O port.
+    pub port: u16,
+    /// Counter width in bits: 24 or 32.
+    pub bits: u8,
+}
+
+/// The reset register and the value to write to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetRegister {
+    /// The register.
+    pub register: GenericAddress,
+    /// The value that resets the machine.
+    pub value: u8,
+}
+
+/// IA-PC boot architecture flags (FADT `IAPC_BOOT_ARCH`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BootArch(pub u16);
+
+impl BootArch {
+    /// Legacy devices (ISA/LPC) are present.
+    pub fn legacy_devices(self) -> bool {
+        self.0 & 1 != 0
+    }
+
+    /// An 8042 keyboard controller is present.
+    pub fn has_8042(self) -> bool {
+        self.0 & 2 != 0
+    }
+
+    /// VGA must not be probed.
+    pub fn vga_not_present(self) -> bool {
+        self.0 & 4 != 0
+    }
+
+    /// MSI must not be enabled.
+    pub fn msi_not_supported(self) -> bool {
+        self.0 & 8 != 0
+    }
+
+    /// The OS must not enable PCIe ASPM.
+    pub fn pcie_aspm_controls(self) -> bool {
+        self.0 & 0x10 != 0
+    }
+
+    /// There is no CMOS RTC.
+    pub fn cmos_rtc_not_present(self) -> bool {
+        self.0 & 0x20 != 0
+    }
+}
+
+/// The FADT fields the kernel needs. The 64-bit `X_` fields win over the 32-bit ones when
+/// present and usable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fadt {
+    /// The FADT's revision.
+    pub revision: u8,
+    /// The SCI interrupt (an ISA IRQ, or a GSI on non-PIC systems).
+    pub sci_interrupt: u16,
+    /// The SMI command port (0: ACPI mode cannot be switched).
+    pub smi_command_port: u32,
+    /// Value to write to the SMI command port to enter ACPI mode.
+    pub acpi_enable: u8,
+    /// PM1a event block port.
+    pub pm1a_event_block: Option<u16>,
+    /// PM1b event block port.
+    pub pm1b_event_block: Option<u16>,
+    /// PM1 event block length in bytes.
+    pub pm1_event_length: u8,
+    /// PM1a control block port (`SLP_TYP`/`SLP_EN` go here).
+    pub pm1a_control_block: Option<u16>,
+    /// PM1b control block port.
+    pub pm1b_control_block: Option<u16>,
+    /// The PM timer, if the FADT names one.
+    pub pm_timer: Option<PmTimer>,
+    /// The reset register, if the FADT is long enough and `RESET_REG_SUP` is set.
+    pub reset: Option<ResetRegister>,
+    /// Sleep control register (hardware-reduced ACPI, FADT 5.0+).
+    pub sleep_control: Option<GenericAddress>,
+    /// Sleep status register (hardware-reduced ACPI, FADT 5.0+).
+    pub sleep_status: Option<GenericAddress>,
+    /// The `HW_REDUCED_ACPI` flag.
+    pub hardware_reduced: bool,
+    /// All FADT flags.
+    pub flags: u32,
+    /// IA-PC boot architecture flags (FADT revision 3+; `None` before).
+    pub boot_arch: Option<BootArch>,
+    /// CMOS index of the RTC century register, if the RTC has one.
+    pub century: Option<u8>,
+    /// Physical address of the FACS, if any.
+    pub facs: Option<u64>,
+    /// Physical address of the DSDT, if any.
+    pub dsdt: Option<u64>,
+}
+
+/// Reads the FADT, then lists the FACS and DSDT and scans the DSDT for `\_S5`.
+pub(crate) fn parse(mem: &impl PhysMemory, info: &mut AcpiInfo, t: &[u8]) {
+    if t.len() < V1_LEN {
+        info.warn(too_short(t));
+        return;
+    }
+    let u8_at = |o| read_u8(t, o).unwrap_or(0);
+    let u32_at = |o| read_u32(t, o).unwrap_or(0);
+    let gas = |o| GenericAddress::read(t, o);
+    // A port from the X_ GAS if usable, else from the 32-bit field.
+    let port = |legacy: usize, x: usize| {
+        gas(x)
+            .and_then(|g| g.io_port())
+            .or_else(|| u16::try_from(u32_at(legacy)).ok().filter(|&p| p != 0))
+    };
+    let address = |legacy: usize, x: usize| {
+        read_u64(t, x)
+            .filter(|&a| a != 0)
+            .or_else(|| Some(u64::from(u32_at(legacy))).filter(|&a| a != 0))
+    };
+    let revision = u8_at(8);
+    let flags = u32_at(112);
+    let pm_timer = port(76, 208)
+        .filter(|_| u8_at(91) == 4 || gas(208).and_then(|g| g.io_port()).is_some())
+        .map(|port| PmTimer {
+            port,
+            bits: if flags & TMR_VAL_EXT != 0 { 32 } else { 24 },
+        });
+    let reset = gas(116)
+        .filter(|g| flags & RESET_REG_SUP != 0 && g.address != 0)
+        .and_then(|register| {
+            Some(ResetRegister {
+                register,
+                value: read_u8(t, 128)?,
+            })
+        });
+    let nonzero = |o| gas(o).filter(|g| g.address != 0);
+    let fadt = Fadt {
+        revision,
+        sci_interrupt: read_u16(t, 46).unwrap_or(0),
+        smi_command_port: u32_at(48),
+        acpi_enable: u8_at(52),
+        pm1a_event_block: port(56, 148),
+        pm1b_event_block: port(60, 160),
+        pm1_event_length: u8_at(88),
+        pm1a_control_block: port(64, 172),
+        pm1b_control_block: port(68, 184),
+        pm_timer,
+        reset,
+        sleep_control: nonzero(244),
+        sleep_status: nonzero(256),
+        hardware_reduced: flags & HW_REDUCED_ACPI != 0,
+        flags,
+        boot_arch: (revision >= 3)
+            .then(|| read_u16(t, 109).map(BootArch))
+            .flatten(),
+        century: Some(u8_at(108)).filter(|&c| c != 0),
+        facs: address(36, 132),
+        dsdt: address(40, 140),
+    };
+    info.fadt = Some(fadt);
+
+    if let Some(facs) = fadt.facs {
+        list_facs(mem, info, facs);
+    }
+    if let Some(dsdt) = fadt.dsdt {
+        match load_table(mem, dsdt) {
+            Ok(table) if signature(table).0 == *b"DSDT" => {
+                info.add_table(dsdt, table);
+                match s5::find(table.get(HEADER_LEN..).unwrap_or(&[])) {
+                    s5::Found::Yes(v) => info.s5 = Some(v),
+                    s5::Found::Malformed => info.warn(Warning::BadS5),
+                    s5::Found::No => {}
+                }
+            }
+            Ok(table) => info.warn(Warning::UnexpectedSignature {
+                expected: Signature(*b"DSDT"),
+                found: signature(table),
+                address: dsdt,
+            }),
+            Err(w) => info.warn(w),
+        }
+    }
+}
+
+/// Lists the FACS (it has a signature and length but no checksum).
+fn list_facs(mem: &impl PhysMemory, info: &mut AcpiInfo, address: u64) {
+    let Some(head) = fetch(mem, address, 8) else {
+        info.warn(Warning::TableUnreadable { address });
+        return;
+    };
+    let found = signature(head);
+    if found.0 != *b"FACS" {
+        info.warn(Warning::UnexpectedSignature {
+            expected: Signature(*b"FACS"),
+            found,
+            address,
+        });
+        return;
+    }
+    let length = read_u32(head, 4).unwrap_or(0);
+    match usize::try_from(length)
+        .ok()
+        .filter(|&l| l >= FACS_MIN_LEN)
+        .and_then(|l| fetch(mem, address, l))
+    {
+        Some(facs) => info.add_table(address, facs),
+        None => info.warn(Warning::BadTableLength {
+            signature: found,
+            address,
+            length,
+        }),
+    }
+}

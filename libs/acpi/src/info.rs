@@ -1,0 +1,561 @@
+//! [`AcpiInfo`], the parse result, and the record types it holds.
+
+use core::fmt;
+
+use rexo_physmem::{read_u8, read_u16, read_u32, read_u64};
+
+use crate::fadt::Fadt;
+use crate::{
+    AcpiError, HEADER_LEN, MAX_IO_APICS, MAX_LOCAL_APIC_NMIS, MAX_LOCAL_APICS, MAX_MCFG_SEGMENTS,
+    MAX_OVERRIDES, MAX_TABLES, MAX_WARNINGS, Signature, signature,
+};
+
+/// A fixed-capacity list; `push` past the capacity reports `false`.
+#[derive(Clone, Debug)]
+struct List<T, const N: usize> {
+    items: [T; N],
+    len: usize,
+}
+
+impl<T: Copy + Default, const N: usize> List<T, N> {
+    fn new() -> Self {
+        Self {
+            items: [T::default(); N],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, item: T) -> bool {
+        match self.items.get_mut(self.len) {
+            Some(slot) => {
+                *slot = item;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn as_slice(&self) -> &[T] {
+        self.items.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// One table found through the RSDP (including the root table, DSDT and FACS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableInfo {
+    /// The table's signature.
+    pub signature: Signature,
+    /// Physical address of the table.
+    pub address: u64,
+    /// Length in bytes, as the table says.
+    pub length: u32,
+}
+
+/// A processor's local APIC (MADT entry type 0, or type 9 for x2APIC).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalApic {
+    /// ACPI processor UID (matches the processor objects in the namespace).
+    pub processor_uid: u32,
+    /// The local APIC (or x2APIC) ID.
+    pub apic_id: u32,
+    /// The processor is usable now.
+    pub enabled: bool,
+    /// The processor is disabled now but can be brought online (ACPI 6.3+).
+    pub online_capable: bool,
+    /// The entry was a Processor Local x2APIC structure.
+    pub x2apic: bool,
+}
+
+/// An IO-APIC (MADT entry type 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoApic {
+    /// The IO-APIC's ID.
+    pub id: u8,
+    /// Physical address of its registers.
+    pub address: u32,
+    /// First global system interrupt it handles.
+    pub gsi_base: u32,
+}
+
+/// Interrupt input polarity (MPS INTI flags, bits 0-1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Polarity {
+    /// As the bus specifies (ISA: active high).
+    #[default]
+    BusDefault,
+    /// Active high.
+    ActiveHigh,
+    /// The reserved value 2.
+    Reserved,
+    /// Active low.
+    ActiveLow,
+}
+
+/// Interrupt trigger mode (MPS INTI flags, bits 2-3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TriggerMode {
+    /// As the bus specifies (ISA: edge).
+    #[default]
+    BusDefault,
+    /// Edge triggered.
+    Edge,
+    /// The reserved value 2.
+    Reserved,
+    /// Level triggered.
+    Level,
+}
+
+/// Splits MPS INTI flags into polarity and trigger mode.
+pub(crate) fn inti_flags(flags: u16) -> (Polarity, TriggerMode) {
+    let polarity = match flags & 3 {
+        0 => Polarity::BusDefault,
+        1 => Polarity::ActiveHigh,
+        2 => Polarity::Reserved,
+        _ => Polarity::ActiveLow,
+    };
+    let trigger = match (flags >> 2) & 3 {
+        0 => TriggerMode::BusDefault,
+        1 => TriggerMode::Edge,
+        2 => TriggerMode::Reserved,
+        _ => TriggerMode::Level,
+    };
+    (polarity, trigger)
+}
+
+/// An interrupt source override (MADT entry type 2): ISA IRQ `irq` arrives at `gsi`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterruptOverride {
+    /// The bus (0 = ISA).
+    pub bus: u8,
+    /// The bus-relative IRQ.
+    pub irq: u8,
+    /// The global system interrupt it is wired to.
+    pub gsi: u32,
+    /// Input polarity.
+    pub polarity: Polarity,
+    /// Trigger mode.
+    pub trigger: TriggerMode,
+}
+
+/// Which local APIC LINT pin is wired to NMI (MADT entry type 4, or 0xA for x2APIC).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalApicNmi {
+    /// The processor UID it applies to; `None` means every processor.
+    pub processor_uid: Option<u32>,
+    /// The LINT pin (0 or 1).
+    pub lint: u8,
+    /// Input polarity.
+    pub polarity: Polarity,
+    /// Trigger mode.
+    pub trigger: TriggerMode,
+}
+
+/// The HPET table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hpet {
+    /// Physical address of the HPET registers.
+    pub base_address: u64,
+    /// The HPET's sequence number.
+    pub number: u8,
+    /// Minimum clock tick in periodic mode, in main counter ticks.
+    pub minimum_tick: u16,
+    /// Hardware revision ID (event timer block ID bits 0-7).
+    pub hardware_revision: u8,
+    /// Number of comparators (bits 8-12, plus one).
+    pub comparators: u8,
+    /// The main counter is 64 bits wide (bit 13).
+    pub counter_64bit: bool,
+    /// The HPET can replace the legacy PIT and RTC interrupts (bit 15).
+    pub legacy_replacement: bool,
+    /// PCI vendor ID of the block (bits 16-31).
+    pub pci_vendor_id: u16,
+}
+
+/// One PCI Express enhanced configuration space area (an MCFG entry).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct McfgSegment {
+    /// Physical base address of the ECAM area.
+    pub base: u64,
+    /// PCI segment group number.
+    pub segment: u16,
+    /// First bus decoded.
+    pub start_bus: u8,
+    /// Last bus decoded.
+    pub end_bus: u8,
+}
+
+/// The fixed-capacity lists [`Capacity`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capacity {
+    /// [`crate::MAX_LOCAL_APICS`].
+    LocalApics,
+    /// [`crate::MAX_LOCAL_APIC_NMIS`].
+    LocalApicNmis,
+    /// [`crate::MAX_IO_APICS`].
+    IoApics,
+    /// [`crate::MAX_OVERRIDES`].
+    Overrides,
+    /// [`crate::MAX_MCFG_SEGMENTS`].
+    McfgSegments,
+    /// [`crate::MAX_TABLES`].
+    Tables,
+}
+
+/// Something wrong with the tables that [`crate::parse`] skipped over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Warning {
+    /// A root table entry is zero.
+    NullTableAddress,
+    /// A table's header is not in readable memory.
+    TableUnreadable {
+        /// Where the table should be.
+        address: u64,
+    },
+    /// A table's length is below the header size, or the table runs out of readable memory.
+    BadTableLength {
+        /// The table's signature.
+        signature: Signature,
+        /// Its address.
+        address: u64,
+        /// The length it claims.
+        length: u32,
+    },
+    /// A table's checksum is wrong.
+    BadChecksum {
+        /// The table's signature.
+        signature: Signature,
+        /// Its address.
+        address: u64,
+    },
+    /// A pointer to a DSDT or FACS found a different signature.
+    UnexpectedSignature {
+        /// The signature wanted.
+        expected: Signature,
+        /// The signature found.
+        found: Signature,
+        /// Where.
+        address: u64,
+    },
+    /// A second MADT, HPET, MCFG or FADT; the first one is used.
+    DuplicateTable {
+        /// The table's signature.
+        signature: Signature,
+        /// Address of the ignored copy.
+        address: u64,
+    },
+    /// A table is shorter than the fixed part its parser needs.
+    TableTooShort {
+        /// The table's signature.
+        signature: Signature,
+        /// Its length.
+        length: u32,
+    },
+    /// A MADT entry is too short for its type or runs past the table (a length below 2 ends
+    /// the walk).
+    BadMadtEntry {
+        /// The entry's type.
+        entry_type: u8,
+        /// Its offset in the MADT.
+        offset: u32,
+    },
+    /// An MCFG entry whose start bus is above its end bus.
+    BadMcfgEntry {
+        /// Index of the entry.
+        index: u32,
+    },
+    /// The XSDT is broken; the RSDT was used instead.
+    BadXsdt(AcpiError),
+    /// A `_S5_` package was found in the DSDT but could not be decoded.
+    BadS5,
+    /// A list was full; later entries were dropped.
+    CapacityExceeded(Capacity),
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::NullTableAddress => write!(f, "root table lists a null table address"),
+            Self::TableUnreadable { address } => write!(f, "table at {address:#x} is unreadable"),
+            Self::BadTableLength {
+                signature,
+                address,
+                length,
+            } => {
+                write!(
+                    f,
+                    "table \"{signature}\" at {address:#x} has a bad length {length}"
+                )
+            }
+            Self::BadChecksum { signature, address } => {
+                write!(
+                    f,
+                    "table \"{signature}\" at {address:#x} has a bad checksum"
+                )
+            }
+            Self::UnexpectedSignature {
+                expected,
+                found,
+                address,
+            } => write!(
+                f,
+                "expected table \"{expected}\" at {address:#x}, found \"{found}\""
+            ),
+            Self::DuplicateTable { signature, address } => {
+                write!(f, "duplicate table \"{signature}\" at {address:#x} ignored")
+            }
+            Self::TableTooShort { signature, length } => {
+                write!(f, "table \"{signature}\" is too short ({length} bytes)")
+            }
+            Self::BadMadtEntry { entry_type, offset } => {
+                write!(f, "bad MADT entry of type {entry_type} at offset {offset}")
+            }
+            Self::BadMcfgEntry { index } => write!(f, "MCFG entry {index} has start bus > end bus"),
+            Self::BadXsdt(e) => write!(f, "XSDT unusable ({e}); using the RSDT"),
+            Self::BadS5 => write!(f, "DSDT has an undecodable _S5_ package"),
+            Self::CapacityExceeded(c) => write!(f, "too many entries: {c:?} list is full"),
+        }
+    }
+}
+
+/// Which single-instance tables have been parsed already.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Seen {
+    pub madt: bool,
+    pub hpet: bool,
+    pub mcfg: bool,
+    pub fadt: bool,
+}
+
+/// Everything [`crate::parse`] learned from the ACPI tables.
+#[derive(Clone, Debug)]
+pub struct AcpiInfo {
+    /// Physical address of the RSDP.
+    pub rsdp: u64,
+    /// The RSDP's revision (0 for ACPI 1.0, 2 for 2.0 and later).
+    pub revision: u8,
+    /// The OEM ID from the RSDP.
+    pub oem_id: [u8; 6],
+    /// Physical address of the root table in use (XSDT or RSDT).
+    pub root_table: u64,
+    /// Local APIC registers' physical address (the MADT's, or its 64-bit override entry);
+    /// 0 without a MADT.
+    pub local_apic_address: u64,
+    /// The MADT's PCAT_COMPAT flag: dual 8259 PICs are present and must be masked.
+    pub pcat_compat: bool,
+    /// The HPET table, if any.
+    pub hpet: Option<Hpet>,
+    /// The FADT fields the kernel needs, if a FADT was found.
+    pub fadt: Option<Fadt>,
+    /// `SLP_TYPa` and `SLP_TYPb` for soft-off, from the DSDT's `\_S5` package.
+    pub s5: Option<(u8, u8)>,
+    pub(crate) seen: Seen,
+    local_apics: List<LocalApic, MAX_LOCAL_APICS>,
+    nmis: List<LocalApicNmi, MAX_LOCAL_APIC_NMIS>,
+    io_apics: List<IoApic, MAX_IO_APICS>,
+    overrides: List<InterruptOverride, MAX_OVERRIDES>,
+    mcfg: List<McfgSegment, MAX_MCFG_SEGMENTS>,
+    tables: List<TableInfo, MAX_TABLES>,
+    warnings: List<Option<Warning>, MAX_WARNINGS>,
+    dropped_warnings: u32,
+}
+
+impl AcpiInfo {
+    /// An empty result for the RSDP at `rsdp`.
+    pub(crate) fn new(rsdp: u64, revision: u8, oem_id: [u8; 6]) -> Self {
+        Self {
+            rsdp,
+            revision,
+            oem_id,
+            root_table: 0,
+            local_apic_address: 0,
+            pcat_compat: false,
+            hpet: None,
+            fadt: None,
+            s5: None,
+            seen: Seen::default(),
+            local_apics: List::new(),
+            nmis: List::new(),
+            io_apics: List::new(),
+            overrides: List::new(),
+            mcfg: List::new(),
+            tables: List::new(),
+            warnings: List::new(),
+            dropped_warnings: 0,
+        }
+    }
+
+    /// Local APICs in MADT order (entries from both type 0 and type 9).
+    pub fn local_apics(&self) -> &[LocalApic] {
+        self.local_apics.as_slice()
+    }
+
+    /// Local APIC NMI entries in MADT order.
+    pub fn local_apic_nmis(&self) -> &[LocalApicNmi] {
+        self.nmis.as_slice()
+    }
+
+    /// IO-APICs in MADT order.
+    pub fn io_apics(&self) -> &[IoApic] {
+        self.io_apics.as_slice()
+    }
+
+    /// Interrupt source overrides in MADT order.
+    pub fn interrupt_overrides(&self) -> &[InterruptOverride] {
+        self.overrides.as_slice()
+    }
+
+    /// PCI Express ECAM areas from the MCFG (empty without one).
+    pub fn mcfg_segments(&self) -> &[McfgSegment] {
+        self.mcfg.as_slice()
+    }
+
+    /// Every valid table found, in discovery order: root table, the tables it lists, then
+    /// FACS and DSDT.
+    pub fn tables(&self) -> &[TableInfo] {
+        self.tables.as_slice()
+    }
+
+    /// The first table with signature `sig`, if any.
+    pub fn table(&self, sig: &[u8; 4]) -> Option<&TableInfo> {
+        self.tables().iter().find(|t| &t.signature.0 == sig)
+    }
+
+    /// What was wrong with the tables, in the order it was found (identical warnings once).
+    pub fn warnings(&self) -> impl Iterator<Item = Warning> + '_ {
+        self.warnings.as_slice().iter().flatten().copied()
+    }
+
+    /// How many warnings did not fit into [`MAX_WARNINGS`].
+    pub fn dropped_warnings(&self) -> u32 {
+        self.dropped_warnings
+    }
+
+    /// The global system interrupt ISA IRQ `irq` arrives at, after overrides.
+    pub fn isa_irq_to_gsi(&self, irq: u8) -> u32 {
+        self.interrupt_overrides()
+            .iter()
+            .find(|o| o.bus == 0 && o.irq == irq)
+            .map_or(u32::from(irq), |o| o.gsi)
+    }
+
+    /// Records a warning unless an identical one is already recorded.
+    pub(crate) fn warn(&mut self, w: Warning) {
+        if self.warnings().any(|x| x == w) {
+            return;
+        }
+        if !self.warnings.push(Some(w)) {
+            self.dropped_warnings = self.dropped_warnings.saturating_add(1);
+        }
+    }
+
+    /// Lists a checked table.
+    pub(crate) fn add_table(&mut self, address: u64, table: &[u8]) {
+        let entry = TableInfo {
+            signature: signature(table),
+            address,
+            length: u32::try_from(table.len()).unwrap_or(u32::MAX),
+        };
+        if !self.tables.push(entry) {
+            self.warn(Warning::CapacityExceeded(Capacity::Tables));
+        }
+    }
+
+    pub(crate) fn add_local_apic(&mut self, lapic: LocalApic) {
+        if !self.local_apics.push(lapic) {
+            self.warn(Warning::CapacityExceeded(Capacity::LocalApics));
+        }
+    }
+
+    pub(crate) fn add_nmi(&mut self, nmi: LocalApicNmi) {
+        if !self.nmis.push(nmi) {
+            self.warn(Warning::CapacityExceeded(Capacity::LocalApicNmis));
+        }
+    }
+
+    pub(crate) fn add_io_apic(&mut self, io: IoApic) {
+        if !self.io_apics.push(io) {
+            self.warn(Warning::CapacityExceeded(Capacity::IoApics));
+        }
+    }
+
+    pub(crate) fn add_override(&mut self, o: InterruptOverride) {
+        if !self.overrides.push(o) {
+            self.warn(Warning::CapacityExceeded(Capacity::Overrides));
+        }
+    }
+}
+
+/// Fixed part of the HPET table: header, block ID, base address GAS, number, minimum tick,
+/// page protection.
+const HPET_LEN: usize = 56;
+
+/// Reads the HPET table.
+pub(crate) fn parse_hpet(info: &mut AcpiInfo, table: &[u8]) {
+    let (Some(id), Some(base), Some(number), Some(tick)) = (
+        read_u32(table, 36),
+        read_u64(table, 44),
+        read_u8(table, 52),
+        read_u16(table, 53),
+    ) else {
+        info.warn(too_short(table));
+        return;
+    };
+    if table.len() < HPET_LEN {
+        info.warn(too_short(table));
+        return;
+    }
+    info.hpet = Some(Hpet {
+        base_address: base,
+        number,
+        minimum_tick: tick,
+        hardware_revision: (id & 0xff) as u8,
+        comparators: ((id >> 8) & 0x1f) as u8 + 1,
+        counter_64bit: id & (1 << 13) != 0,
+        legacy_replacement: id & (1 << 15) != 0,
+        pci_vendor_id: (id >> 16) as u16,
+    });
+}
+
+/// Offset of the first MCFG entry (header plus 8 reserved bytes).
+const MCFG_ENTRIES: usize = HEADER_LEN + 8;
+
+/// Reads the MCFG's ECAM areas.
+pub(crate) fn parse_mcfg(info: &mut AcpiInfo, table: &[u8]) {
+    let Some(entries) = table.get(MCFG_ENTRIES..) else {
+        info.warn(too_short(table));
+        return;
+    };
+    for (index, e) in entries.chunks_exact(16).enumerate() {
+        let (Some(base), Some(segment), Some(start_bus), Some(end_bus)) = (
+            read_u64(e, 0),
+            read_u16(e, 8),
+            read_u8(e, 10),
+            read_u8(e, 11),
+        ) else {
+            continue;
+        };
+        if start_bus > end_bus {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            info.warn(Warning::BadMcfgEntry { index });
+            continue;
+        }
+        if !info.mcfg.push(McfgSegment {
+            base,
+            segment,
+            start_bus,
+            end_bus,
+        }) {
+            info.warn(Warning::CapacityExceeded(Capacity::McfgSegments));
+            break;
+        }
+    }
+}
+
+/// The warning for a table shorter than its fixed part.
+pub(crate) fn too_short(table: &[u8]) -> Warning {
+    Warning::TableTooShort {
+        signature: signature(table),
+        length: u32::try_from(table.len()).unwrap_or(u32::MAX),
+    }
+}

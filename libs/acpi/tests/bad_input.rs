@@ -1,0 +1,556 @@
+//! Broken, truncated and hostile tables: clear errors or warnings, never a panic or a hang.
+
+mod common;
+
+use common::*;
+use rexo_acpi::{
+    AcpiError, Capacity, MAX_IO_APICS, MAX_LOCAL_APICS, MAX_OVERRIDES, MAX_TABLES, MAX_WARNINGS,
+    Signature, Warning, find_rsdp_bios, parse,
+};
+use rexo_physmem::SparseMemory;
+
+/// Address of the q35-smp4 recording's RSDP and of its MADT.
+const Q35_RSDP: u64 = 0xF59E0;
+const Q35_MADT: u64 = 0x0FFE_2227;
+const Q35_RSDT: u64 = 0x0FFE_2353;
+
+#[test]
+fn corrupted_table_checksum_skips_only_that_table() {
+    let mut mem = recorded("q35-smp4");
+    mem.read_mut(Q35_MADT + 50, 1).unwrap()[0] ^= 0x55;
+    let info = parse(&mem, Q35_RSDP).unwrap();
+    let w: Vec<Warning> = info.warnings().collect();
+    assert_eq!(
+        w,
+        [Warning::BadChecksum {
+            signature: Signature(*b"APIC"),
+            address: Q35_MADT
+        }]
+    );
+    assert!(w[0].to_string().contains("APIC"));
+    assert!(info.local_apics().is_empty());
+    assert!(info.table(b"APIC").is_none());
+    // The rest still parsed.
+    assert!(info.hpet.is_some() && info.fadt.is_some() && info.s5.is_some());
+}
+
+#[test]
+fn truncated_table_length_is_a_warning() {
+    let mut mem = recorded("q35-smp4");
+    mem.write(Q35_MADT + 4, &0x0010_0000u32.to_le_bytes())
+        .unwrap();
+    let info = parse(&mem, Q35_RSDP).unwrap();
+    assert_eq!(
+        info.warnings().collect::<Vec<_>>(),
+        [Warning::BadTableLength {
+            signature: Signature(*b"APIC"),
+            address: Q35_MADT,
+            length: 0x0010_0000
+        }]
+    );
+    mem.write(Q35_MADT + 4, &10u32.to_le_bytes()).unwrap();
+    let info = parse(&mem, Q35_RSDP).unwrap();
+    assert!(matches!(
+        info.warnings().next(),
+        Some(Warning::BadTableLength { length: 10, .. })
+    ));
+}
+
+#[test]
+fn broken_root_table_is_an_error() {
+    let mut mem = recorded("q35-smp4");
+    mem.read_mut(Q35_RSDT + 40, 1).unwrap()[0] ^= 1;
+    assert_eq!(
+        parse(&mem, Q35_RSDP).unwrap_err(),
+        AcpiError::RootBadChecksum { address: Q35_RSDT }
+    );
+
+    let mut mem = recorded("q35-smp4");
+    mem.write(Q35_RSDT + 4, &u32::MAX.to_le_bytes()).unwrap();
+    assert_eq!(
+        parse(&mem, Q35_RSDP).unwrap_err(),
+        AcpiError::RootBadLength {
+            address: Q35_RSDT,
+            length: u32::MAX
+        }
+    );
+}
+
+#[test]
+fn rsdt_pointing_past_memory() {
+    let mut mem = recorded("q35-smp4");
+    mem.write(Q35_RSDP, &rsdp_v1(0x7000_0000)).unwrap();
+    assert_eq!(
+        parse(&mem, Q35_RSDP).unwrap_err(),
+        AcpiError::RootUnreadable {
+            address: 0x7000_0000
+        }
+    );
+    // A table entry past memory is only a warning.
+    let mem = synthetic(&[]);
+    let mut mem2 = SparseMemory::new()
+        .with(RSDP, rsdp_v1(TABLES as u32))
+        .unwrap();
+    mem2.insert(TABLES, table(b"RSDT", 1, &rsdt_body(&[0xFFFF_FFF0, 0])))
+        .unwrap();
+    let info = parse(&mem2, RSDP).unwrap();
+    assert_eq!(
+        info.warnings().collect::<Vec<_>>(),
+        [
+            Warning::TableUnreadable {
+                address: 0xFFFF_FFF0
+            },
+            Warning::NullTableAddress
+        ]
+    );
+    assert_eq!(parse(&mem, RSDP).unwrap().tables().len(), 1);
+}
+
+#[test]
+fn zero_garbage_and_missing_rsdp() {
+    let mem = SparseMemory::new().with(0x1000, vec![0u8; 64]).unwrap();
+    assert_eq!(
+        parse(&mem, 0x1000).unwrap_err(),
+        AcpiError::RsdpBadSignature { address: 0x1000 }
+    );
+    assert_eq!(
+        parse(&mem, 0x5000).unwrap_err(),
+        AcpiError::RsdpUnreadable { address: 0x5000 }
+    );
+    assert_eq!(
+        parse(&mem, u64::MAX - 4).unwrap_err(),
+        AcpiError::RsdpUnreadable {
+            address: u64::MAX - 4
+        }
+    );
+    assert_eq!(find_rsdp_bios(&mem), None);
+
+    let mut bad = rsdp_v1(0x1000);
+    bad[19] ^= 0xFF;
+    let mem = SparseMemory::new().with(0xE0000, bad).unwrap();
+    assert_eq!(
+        parse(&mem, 0xE0000).unwrap_err(),
+        AcpiError::RsdpBadChecksum { address: 0xE0000 }
+    );
+    assert_eq!(find_rsdp_bios(&mem), None);
+
+    let garbage: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
+    let mem = SparseMemory::new().with(0xE0000, garbage).unwrap();
+    assert!(parse(&mem, 0xE0000).is_err());
+
+    let mem = SparseMemory::new().with(0xE0000, rsdp_v1(0)).unwrap();
+    assert_eq!(parse(&mem, 0xE0000).unwrap_err(), AcpiError::NoRootTable);
+    assert!(AcpiError::NoRootTable.to_string().contains("RSDT"));
+}
+
+#[test]
+fn rsdp_v2_length_and_extended_checksum() {
+    let mut r = rsdp_v2(0, 0x2000);
+    r[20..24].copy_from_slice(&20u32.to_le_bytes());
+    fix_checksum(&mut r, 32);
+    let mem = SparseMemory::new().with(0xE0000, r.clone()).unwrap();
+    assert_eq!(
+        parse(&mem, 0xE0000).unwrap_err(),
+        AcpiError::RsdpBadLength {
+            address: 0xE0000,
+            length: 20
+        }
+    );
+
+    let mut r = rsdp_v2(0, 0x2000);
+    r[33] = 1;
+    let mem = SparseMemory::new().with(0xE0000, r).unwrap();
+    assert_eq!(
+        parse(&mem, 0xE0000).unwrap_err(),
+        AcpiError::RsdpBadExtendedChecksum { address: 0xE0000 }
+    );
+    assert_eq!(find_rsdp_bios(&mem), None);
+}
+
+#[test]
+fn finds_rsdp_in_ebda_first() {
+    let mut bda = vec![0u8; 0x100];
+    bda[0x0E..0x10].copy_from_slice(&0x9FC0u16.to_le_bytes());
+    let mem = SparseMemory::new()
+        .with(0x400, bda)
+        .unwrap()
+        .with(0x9FC00 + 0x30, rsdp_v1(0x1234))
+        .unwrap()
+        .with(0xFFFF0, rsdp_v1(0x5678))
+        .unwrap();
+    assert_eq!(find_rsdp_bios(&mem), Some(0x9FC30));
+    let mem = SparseMemory::new().with(0xFFFF0, rsdp_v1(0x5678)).unwrap();
+    assert_eq!(find_rsdp_bios(&mem), Some(0xFFFF0));
+    // Not on a 16-byte boundary: not found.
+    let mem = SparseMemory::new().with(0xE0008, rsdp_v1(0x5678)).unwrap();
+    assert_eq!(find_rsdp_bios(&mem), None);
+}
+
+#[test]
+fn xsdt_preferred_and_rsdt_fallback() {
+    let madt_x = table(b"APIC", 1, &madt_body(&[lapic(0, 0, 1), lapic(1, 1, 1)]));
+    let madt_r = table(b"APIC", 1, &madt_body(&[lapic(0, 0, 1)]));
+    let xsdt = table(b"XSDT", 1, &0x3000u64.to_le_bytes());
+    let rsdt = table(b"RSDT", 1, &rsdt_body(&[0x4000]));
+    let build = |xsdt: Vec<u8>| {
+        SparseMemory::new()
+            .with(0xE0000, rsdp_v2(0x2000, 0x1000))
+            .unwrap()
+            .with(0x1000, xsdt)
+            .unwrap()
+            .with(0x2000, rsdt.clone())
+            .unwrap()
+            .with(0x3000, madt_x.clone())
+            .unwrap()
+            .with(0x4000, madt_r.clone())
+            .unwrap()
+    };
+    let info = parse(&build(xsdt.clone()), 0xE0000).unwrap();
+    assert_eq!(info.root_table, 0x1000);
+    assert_eq!(info.revision, 2);
+    assert_eq!(info.local_apics().len(), 2);
+
+    let mut broken = xsdt.clone();
+    broken[40] ^= 1;
+    let info = parse(&build(broken), 0xE0000).unwrap();
+    assert_eq!(info.root_table, 0x2000);
+    assert_eq!(info.local_apics().len(), 1);
+    assert_eq!(
+        info.warnings().collect::<Vec<_>>(),
+        [Warning::BadXsdt(AcpiError::RootBadChecksum {
+            address: 0x1000
+        })]
+    );
+
+    // An XSDT slot holding an RSDT signature is an error when there is no RSDT to fall back on.
+    let mem = SparseMemory::new()
+        .with(0xE0000, rsdp_v2(0, 0x2000))
+        .unwrap()
+        .with(0x2000, rsdt.clone())
+        .unwrap();
+    assert_eq!(
+        parse(&mem, 0xE0000).unwrap_err(),
+        AcpiError::RootBadSignature {
+            address: 0x2000,
+            found: Signature(*b"RSDT")
+        }
+    );
+}
+
+#[test]
+fn madt_entry_with_length_zero_ends_the_walk() {
+    let madt = table(
+        b"APIC",
+        1,
+        &madt_body(&[lapic(0, 0, 1), vec![0, 0, 0, 0], lapic(1, 1, 1)]),
+    );
+    let info = parse(&synthetic(&[madt]), RSDP).unwrap();
+    assert_eq!(info.local_apics().len(), 1);
+    assert_eq!(
+        info.warnings().collect::<Vec<_>>(),
+        [Warning::BadMadtEntry {
+            entry_type: 0,
+            offset: 52
+        }]
+    );
+    // Length 1, and an entry running past the end.
+    let madt = table(b"APIC", 1, &madt_body(&[vec![1, 1], vec![0, 8, 0, 0]]));
+    let info = parse(&synthetic(&[madt]), RSDP).unwrap();
+    assert!(matches!(
+        info.warnings().next(),
+        Some(Warning::BadMadtEntry {
+            entry_type: 1,
+            offset: 44
+        })
+    ));
+}
+
+#[test]
+fn short_madt_entry_is_skipped() {
+    // A local APIC entry claiming 4 bytes: skipped, the walk goes on.
+    let madt = table(b"APIC", 1, &madt_body(&[vec![0, 4, 0, 0], lapic(1, 1, 1)]));
+    let info = parse(&synthetic(&[madt]), RSDP).unwrap();
+    assert_eq!(info.local_apics().len(), 1);
+    assert_eq!(info.warnings().count(), 1);
+}
+
+#[test]
+fn x2apic_entries_nmis_and_address_override() {
+    let mut x2 = vec![9, 16, 0, 0];
+    x2.extend_from_slice(&0x1_0000u32.to_le_bytes());
+    x2.extend_from_slice(&2u32.to_le_bytes()); // online capable, not enabled
+    x2.extend_from_slice(&77u32.to_le_bytes());
+    let mut x2nmi = vec![0xA, 12, 0x0D, 0];
+    x2nmi.extend_from_slice(&u32::MAX.to_le_bytes());
+    x2nmi.extend_from_slice(&[1, 0, 0, 0]);
+    let nmi = vec![4, 6, 3, 0x05, 0, 0];
+    let mut over = vec![5, 12, 0, 0];
+    over.extend_from_slice(&0x1_FEE0_0000u64.to_le_bytes());
+    let unknown = vec![0x7F, 3, 0];
+    let madt = table(b"APIC", 1, &madt_body(&[x2, x2nmi, nmi, over, unknown]));
+    let info = parse(&synthetic(&[madt]), RSDP).unwrap();
+    assert_eq!(info.warnings().count(), 0);
+    let l = info.local_apics()[0];
+    assert_eq!(
+        (
+            l.apic_id,
+            l.processor_uid,
+            l.enabled,
+            l.online_capable,
+            l.x2apic
+        ),
+        (0x1_0000, 77, false, true, true)
+    );
+    assert_eq!(info.local_apic_address, 0x1_FEE0_0000);
+    let n = info.local_apic_nmis();
+    assert_eq!((n[0].processor_uid, n[0].lint), (None, 1));
+    assert_eq!(
+        (n[0].polarity, n[0].trigger),
+        (
+            rexo_acpi::Polarity::ActiveHigh,
+            rexo_acpi::TriggerMode::Level
+        )
+    );
+    assert_eq!((n[1].processor_uid, n[1].lint), (Some(3), 0));
+    assert_eq!(
+        (n[1].polarity, n[1].trigger),
+        (
+            rexo_acpi::Polarity::ActiveHigh,
+            rexo_acpi::TriggerMode::Edge
+        )
+    );
+}
+
+#[test]
+fn too_many_entries_are_dropped_with_one_warning() {
+    let mut entries: Vec<Vec<u8>> = (0..300u32).map(|i| lapic(i as u8, i as u8, 1)).collect();
+    for i in 0..20u8 {
+        let mut io = vec![1, 12, i, 0];
+        io.extend_from_slice(&0xFEC0_0000u32.to_le_bytes());
+        io.extend_from_slice(&(u32::from(i) * 24).to_le_bytes());
+        entries.push(io);
+    }
+    for i in 0..40u8 {
+        entries.push(vec![2, 10, 0, i, i, 0, 0, 0, 0, 0]);
+    }
+    let madt = table(b"APIC", 1, &madt_body(&entries));
+    assert!(madt.len() < 0x1000);
+    let info = parse(&synthetic(&[madt]), RSDP).unwrap();
+    assert_eq!(info.local_apics().len(), MAX_LOCAL_APICS);
+    assert_eq!(info.io_apics().len(), MAX_IO_APICS);
+    assert_eq!(info.interrupt_overrides().len(), MAX_OVERRIDES);
+    assert_eq!(
+        info.warnings().collect::<Vec<_>>(),
+        [
+            Warning::CapacityExceeded(Capacity::LocalApics),
+            Warning::CapacityExceeded(Capacity::IoApics),
+            Warning::CapacityExceeded(Capacity::Overrides)
+        ]
+    );
+}
+
+#[test]
+fn too_many_tables_and_warnings() {
+    let tables: Vec<Vec<u8>> = (0..80)
+        .map(|i| table(&[b'T', b'S', b'T', b'0' + (i % 10) as u8], 1, &[]))
+        .collect();
+    let info = parse(&synthetic(&tables), RSDP).unwrap();
+    assert_eq!(info.tables().len(), MAX_TABLES);
+    assert_eq!(
+        info.warnings().collect::<Vec<_>>(),
+        [Warning::CapacityExceeded(Capacity::Tables)]
+    );
+
+    // 30 distinct unreadable entries: 16 warnings kept, 14 counted.
+    let addrs: Vec<u32> = (0..30).map(|i| 0x8000_0000 + i * 0x1000).collect();
+    let mem = SparseMemory::new()
+        .with(RSDP, rsdp_v1(TABLES as u32))
+        .unwrap()
+        .with(TABLES, table(b"RSDT", 1, &rsdt_body(&addrs)))
+        .unwrap();
+    let info = parse(&mem, RSDP).unwrap();
+    assert_eq!(info.warnings().count(), MAX_WARNINGS);
+    assert_eq!(info.dropped_warnings(), 14);
+}
+
+#[test]
+fn duplicate_and_short_tables() {
+    let madt = table(b"APIC", 1, &madt_body(&[lapic(0, 0, 1)]));
+    let short_hpet = table(b"HPET", 1, &[0; 10]);
+    let short_fadt = table(b"FACP", 1, &[0; 40]);
+    let short_mcfg = table(b"MCFG", 1, &[0; 4]);
+    let info = parse(
+        &synthetic(&[madt.clone(), madt, short_hpet, short_fadt, short_mcfg]),
+        RSDP,
+    )
+    .unwrap();
+    let w: Vec<Warning> = info.warnings().collect();
+    assert_eq!(w.len(), 4, "{w:?}");
+    assert_eq!(
+        w[0],
+        Warning::DuplicateTable {
+            signature: Signature(*b"APIC"),
+            address: TABLES + 0x2000
+        }
+    );
+    assert_eq!(
+        w[1],
+        Warning::TableTooShort {
+            signature: Signature(*b"HPET"),
+            length: 46
+        }
+    );
+    assert_eq!(
+        w[2],
+        Warning::TableTooShort {
+            signature: Signature(*b"FACP"),
+            length: 76
+        }
+    );
+    assert_eq!(
+        w[3],
+        Warning::TableTooShort {
+            signature: Signature(*b"MCFG"),
+            length: 40
+        }
+    );
+    assert!(info.hpet.is_none() && info.fadt.is_none());
+    assert_eq!(info.local_apics().len(), 1);
+}
+
+#[test]
+fn mcfg_bad_entry_and_many_segments() {
+    let mut body = vec![0u8; 8];
+    for i in 0..20u16 {
+        body.extend_from_slice(&(0xE000_0000u64 + u64::from(i) * 0x1000_0000).to_le_bytes());
+        body.extend_from_slice(&i.to_le_bytes());
+        body.extend_from_slice(&[if i == 0 { 9 } else { 0 }, 1, 0, 0, 0, 0]);
+    }
+    let info = parse(&synthetic(&[table(b"MCFG", 1, &body)]), RSDP).unwrap();
+    assert_eq!(info.mcfg_segments().len(), 16);
+    assert_eq!(info.mcfg_segments()[0].segment, 1);
+    assert_eq!(
+        info.warnings().collect::<Vec<_>>(),
+        [
+            Warning::BadMcfgEntry { index: 0 },
+            Warning::CapacityExceeded(Capacity::McfgSegments)
+        ]
+    );
+}
+
+/// A 276-byte (ACPI 6) FADT body with the given fields set.
+fn fadt6(flags: u32, dsdt: u32) -> Vec<u8> {
+    let mut b = vec![0u8; 276 - 36];
+    let at = |o: usize| o - 36;
+    b[at(40)..at(44)].copy_from_slice(&dsdt.to_le_bytes());
+    b[at(112)..at(116)].copy_from_slice(&flags.to_le_bytes());
+    // X_PM1a_CNT_BLK in I/O space at 0x404, X_PM_TMR_BLK at 0x408.
+    b[at(172)] = 1;
+    b[at(176)..at(184)].copy_from_slice(&0x404u64.to_le_bytes());
+    b[at(208)] = 1;
+    b[at(212)..at(220)].copy_from_slice(&0x408u64.to_le_bytes());
+    // Sleep control / status registers in memory.
+    b[at(244)] = 0;
+    b[at(245)] = 8;
+    b[at(248)..at(256)].copy_from_slice(&0xFE00_0000u64.to_le_bytes());
+    b[at(257)] = 8;
+    b[at(260)..at(268)].copy_from_slice(&0xFE00_0001u64.to_le_bytes());
+    b
+}
+
+#[test]
+fn hardware_reduced_fadt_and_bad_dsdt_pointer() {
+    let hw_reduced = 1 << 20 | 1 << 8;
+    let fadt = table(b"FACP", 6, &fadt6(hw_reduced, (TABLES + 0x1000) as u32));
+    // The DSDT pointer names the FADT itself: wrong signature.
+    let info = parse(&synthetic(&[fadt]), RSDP).unwrap();
+    let f = info.fadt.unwrap();
+    assert!(f.hardware_reduced);
+    assert_eq!(f.revision, 6);
+    assert_eq!(f.pm1a_control_block, Some(0x404));
+    assert_eq!(
+        f.pm_timer,
+        Some(rexo_acpi::PmTimer {
+            port: 0x408,
+            bits: 32
+        })
+    );
+    assert_eq!(f.sleep_control.unwrap().address, 0xFE00_0000);
+    assert_eq!(f.sleep_status.unwrap().address, 0xFE00_0001);
+    assert_eq!(f.reset, None);
+    assert_eq!(f.boot_arch, Some(rexo_acpi::BootArch(0)));
+    assert_eq!(info.s5, None);
+    assert_eq!(
+        info.warnings().collect::<Vec<_>>(),
+        [Warning::UnexpectedSignature {
+            expected: Signature(*b"DSDT"),
+            found: Signature(*b"FACP"),
+            address: TABLES + 0x1000
+        }]
+    );
+}
+
+#[test]
+fn dsdt_with_malformed_s5() {
+    let dsdt = table(
+        b"DSDT",
+        2,
+        &[0x08, b'_', b'S', b'5', b'_', 0x12, 4, 2, 0xFF, 0xFF],
+    );
+    let fadt = table(b"FACP", 6, &fadt6(0, (TABLES + 0x2000) as u32));
+    let info = parse(&synthetic(&[fadt, dsdt]), RSDP).unwrap();
+    assert_eq!(info.s5, None);
+    // The DSDT is also listed under the RSDT here, so it appears twice in the table list.
+    assert_eq!(info.warnings().collect::<Vec<_>>(), [Warning::BadS5]);
+    assert!(Warning::BadS5.to_string().contains("_S5_"));
+}
+
+/// A tiny deterministic random generator (xorshift64*) for the fuzz test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[test]
+fn random_byte_flips_never_panic() {
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    for machine in ["q35-smp4", "pc-smp4"] {
+        let base = recorded(machine);
+        let chunks: Vec<(u64, usize)> = base.chunks().map(|(a, b)| (a, b.len())).collect();
+        let rsdp = find_rsdp_bios(&base).unwrap();
+        for round in 0..1500 {
+            let mut mem = base.clone();
+            let flips = 1 + rng.next() % 8;
+            for _ in 0..flips {
+                // Chunks are picked uniformly, so the small ones (BDA, RSDP) are hit as often as the tables.
+                let (addr, len) = chunks[(rng.next() % chunks.len() as u64) as usize];
+                let off = rng.next() % len as u64;
+                let byte = mem.read_mut(addr + off, 1).unwrap();
+                byte[0] ^= 1 << (rng.next() % 8);
+            }
+            // Half the rounds, also repair the checksums so the flipped fields are parsed.
+            if round % 2 == 0
+                && let Ok(info) = parse(&mem, rsdp)
+            {
+                for t in info.tables().iter().filter(|t| t.signature.0 != *b"FACS") {
+                    if let Some(bytes) = mem.read_mut(t.address, t.length as usize) {
+                        fix_checksum(bytes, 9);
+                    }
+                }
+            }
+            let _ = find_rsdp_bios(&mem);
+            if let Ok(info) = parse(&mem, rsdp) {
+                for w in info.warnings() {
+                    assert!(!w.to_string().is_empty());
+                }
+                assert!(info.tables().len() <= MAX_TABLES);
+            }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Multiboot2: the boot information block and its tags.
+
+use rexo_physmem::{PhysMemory, read_u8, read_u32, read_u64};
+
+use crate::{
+    BootInfo, BootInfoError, Framebuffer, MAX_MODULES, Module, Protocol, RawKind, RawRegion,
+    StringKind, Structure, c_str,
+};
+
+/// Tag types this parser reads.
+const TAG_END: u32 = 0;
+const TAG_CMDLINE: u32 = 1;
+const TAG_LOADER_NAME: u32 = 2;
+const TAG_MODULE: u32 = 3;
+const TAG_BASIC_MEMINFO: u32 = 4;
+const TAG_MMAP: u32 = 6;
+const TAG_FRAMEBUFFER: u32 = 8;
+const TAG_ACPI_OLD: u32 = 14;
+const TAG_ACPI_NEW: u32 = 15;
+const TAG_EFI_MMAP: u32 = 17;
+
+/// Smallest memory map entry (base, length, type, reserved).
+const MMAP_ENTRY_MIN: u32 = 24;
+/// Smallest EFI memory descriptor.
+const EFI_DESCRIPTOR_MIN: u32 = 40;
+/// Framebuffer type with direct RGB pixels.
+const FB_TYPE_RGB: u8 = 1;
+/// EFI page size.
+const EFI_PAGE: u64 = 4096;
+
+/// Reads the Multiboot2 information block at `info` (the EBX value at a Multiboot2 entry).
+///
+/// The memory map comes from tag 6, else from the EFI memory map (tag 17), else from the
+/// basic memory information (tag 4). The RSDP is the copy inside tag 15 (ACPI 2.0+), else
+/// inside tag 14.
+pub fn parse_multiboot2<'a>(
+    mem: &'a impl PhysMemory,
+    info: u64,
+) -> Result<BootInfo<'a>, BootInfoError> {
+    if !info.is_multiple_of(8) {
+        return Err(BootInfoError::Misaligned { address: info });
+    }
+    let unreadable = BootInfoError::Unreadable {
+        what: Structure::InfoBlock,
+        address: info,
+    };
+    let head = mem
+        .read(info, 8)
+        .filter(|b| b.len() == 8)
+        .ok_or(unreadable)?;
+    let total = read_u32(head, 0).unwrap_or(0);
+    if total < 16 {
+        return Err(BootInfoError::BadTotalSize { size: total });
+    }
+    let block = mem
+        .read(info, total as usize)
+        .filter(|b| b.len() == total as usize)
+        .ok_or(unreadable)?;
+
+    let mut boot = BootInfo::new(Protocol::Multiboot2);
+    boot.push_info_range(info, u64::from(total));
+    let mut mmap = None;
+    let mut efi_mmap = None;
+    let mut meminfo = None;
+    let mut rsdp_old = None;
+    let mut rsdp_new = None;
+    let mut have_cmdline = false;
+    let mut have_loader = false;
+    let mut modules = 0usize;
+
+    let mut offset = 8usize;
+    loop {
+        let offset32 = u32::try_from(offset).unwrap_or(u32::MAX);
+        let (Some(tag_type), Some(size)) = (read_u32(block, offset), read_u32(block, offset + 4))
+        else {
+            return Err(BootInfoError::MissingEndTag);
+        };
+        if size < 8 {
+            return Err(BootInfoError::TagTooSmall {
+                offset: offset32,
+                size,
+            });
+        }
+        let truncated = BootInfoError::TagTruncated {
+            offset: offset32,
+            tag_type,
+            size,
+        };
+        let tag = offset
+            .checked_add(size as usize)
+            .and_then(|end| block.get(offset..end))
+            .ok_or(truncated)?;
+        let short = BootInfoError::TagTooShortForType { tag_type, size };
+        match tag_type {
+            TAG_END => break,
+            TAG_CMDLINE if !have_cmdline => {
+                boot.cmdline = c_str(tag.get(8..).unwrap_or(&[]), StringKind::Cmdline)?;
+                have_cmdline = true;
+            }
+            TAG_LOADER_NAME if !have_loader => {
+                boot.loader_name = c_str(tag.get(8..).unwrap_or(&[]), StringKind::LoaderName)?;
+                have_loader = true;
+            }
+            TAG_MODULE => {
+                let (Some(start), Some(end)) = (read_u32(tag, 8), read_u32(tag, 12)) else {
+                    return Err(short);
+                };
+                if end < start {
+                    return Err(BootInfoError::BadModule { index: modules });
+                }
+                let which = StringKind::ModuleCmdline(modules);
+                let cmdline = c_str(tag.get(16..).unwrap_or(&[]), which)?;
+                let count = u32::try_from(modules + 1).unwrap_or(u32::MAX);
+                if modules >= MAX_MODULES {
+                    return Err(BootInfoError::TooManyModules { count });
+                }
+                let module = Module {
+                    start: u64::from(start),
+                    end: u64::from(end),
+                    cmdline,
+                };
+                boot.push_module(module, count)?;
+                modules += 1;
+            }
+            TAG_BASIC_MEMINFO => {
+                let (Some(lower), Some(upper)) = (read_u32(tag, 8), read_u32(tag, 12)) else {
+                    return Err(short);
+                };
+                meminfo = Some((lower, upper));
+            }
+            TAG_MMAP if mmap.is_none() => {
+                let entry_size = read_u32(tag, 8).ok_or(short)?;
+                if entry_size < MMAP_ENTRY_MIN {
+                    return Err(BootInfoError::BadMapEntrySize { size: entry_size });
+                }
+                mmap = Some((tag, entry_size));
+            }
+            TAG_FRAMEBUFFER => boot.framebuffer = framebuffer(tag).ok_or(short)?,
+            TAG_ACPI_OLD if tag.len() > 8 => {
+                rsdp_old = Some(info.saturating_add(offset as u64 + 8))
+            }
+            TAG_ACPI_NEW if tag.len() > 8 => {
+                rsdp_new = Some(info.saturating_add(offset as u64 + 8))
+            }
+            TAG_EFI_MMAP if efi_mmap.is_none() => {
+                let desc_size = read_u32(tag, 8).ok_or(short)?;
+                if desc_size < EFI_DESCRIPTOR_MIN {
+                    return Err(BootInfoError::BadMapEntrySize { size: desc_size });
+                }
+                efi_mmap = Some((tag, desc_size));
+            }
+            _ => {}
+        }
+        // Tags start on 8-byte boundaries.
+        offset = offset
+            .checked_add((size as usize).next_multiple_of(8))
+            .ok_or(truncated)?;
+    }
+    boot.rsdp = rsdp_new.or(rsdp_old);
+
+    if let Some((tag, entry_size)) = mmap {
+        for e in tag
+            .get(16..)
+            .unwrap_or(&[])
+            .chunks_exact(entry_size as usize)
+        {
+            let (Some(start), Some(len), Some(kind)) =
+                (read_u64(e, 0), read_u64(e, 8), read_u32(e, 16))
+            else {
+                continue;
+            };
+            boot.push_region(RawRegion {
+                start,
+                len,
+                kind: RawKind::from_e820(kind),
+            })?;
+        }
+    } else if let Some((tag, desc_size)) = efi_mmap {
+        for d in tag
+            .get(16..)
+            .unwrap_or(&[])
+            .chunks_exact(desc_size as usize)
+        {
+            let (Some(kind), Some(start), Some(pages)) =
+                (read_u32(d, 0), read_u64(d, 8), read_u64(d, 24))
+            else {
+                continue;
+            };
+            let len = pages
+                .checked_mul(EFI_PAGE)
+                .ok_or(BootInfoError::BadMapEntrySize { size: desc_size })?;
+            boot.push_region(RawRegion {
+                start,
+                len,
+                kind: efi_kind(kind),
+            })?;
+        }
+    } else if let Some((lower, upper)) = meminfo {
+        let kib = |k: u32| u64::from(k) * 1024;
+        boot.push_region(RawRegion {
+            start: 0,
+            len: kib(lower),
+            kind: RawKind::Usable,
+        })?;
+        boot.push_region(RawRegion {
+            start: 0x10_0000,
+            len: kib(upper),
+            kind: RawKind::Usable,
+        })?;
+    } else {
+        return Err(BootInfoError::NoMemoryMap);
+    }
+    Ok(boot)
+}
+
+/// The framebuffer tag: `Some(None)` for indexed or EGA text modes, `None` if too short.
+fn framebuffer(tag: &[u8]) -> Option<Option<Framebuffer>> {
+    let fb_type = read_u8(tag, 29)?;
+    let (addr, pitch, width, height, bpp) = (
+        read_u64(tag, 8)?,
+        read_u32(tag, 16)?,
+        read_u32(tag, 20)?,
+        read_u32(tag, 24)?,
+        read_u8(tag, 28)?,
+    );
+    if fb_type != FB_TYPE_RGB {
+        return Some(None);
+    }
+    // RGB color info follows the common part (which ends with a 16-bit reserved field).
+    let c = |i: usize| read_u8(tag, 32 + i);
+    Some(Some(Framebuffer {
+        addr,
+        pitch,
+        width,
+        height,
+        bpp,
+        red_shift: c(0)?,
+        red_bits: c(1)?,
+        green_shift: c(2)?,
+        green_bits: c(3)?,
+        blue_shift: c(4)?,
+        blue_bits: c(5)?,
+    }))
+}
+
+/// The kind of an EFI memory type. Loader and boot services memory is free once the kernel
+/// runs (the boot structures in it are listed in `info_ranges`).
+fn efi_kind(t: u32) -> RawKind {
+    match t {
+        1..=4 | 7 => RawKind::Usable,
+        8 => RawKind::Bad,
+        9 => RawKind::AcpiReclaimable,
+        10 => RawKind::AcpiNvs,
+        _ => RawKind::Reserved,
+    }
+}

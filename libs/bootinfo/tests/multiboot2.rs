@@ -1,0 +1,422 @@
+//! Synthetic Multiboot2 information blocks.
+
+use rexo_bootinfo::{
+    BootInfoError, Framebuffer, Module, Protocol, RawKind, RawRegion, StringKind, StringProblem,
+    Structure, parse_multiboot2,
+};
+use rexo_physmem::SparseMemory;
+
+const INFO: u64 = 0x9000;
+
+/// A tag: type, size (header plus `body`), body, padded to 8 bytes.
+fn tag(tag_type: u32, body: &[u8]) -> Vec<u8> {
+    let mut t = tag_type.to_le_bytes().to_vec();
+    t.extend_from_slice(&(8 + body.len() as u32).to_le_bytes());
+    t.extend_from_slice(body);
+    while !t.len().is_multiple_of(8) {
+        t.push(0);
+    }
+    t
+}
+
+/// An information block holding `tags` and an end tag.
+fn block(tags: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = vec![0u8; 8];
+    for t in tags {
+        b.extend_from_slice(t);
+    }
+    b.extend_from_slice(&tag(0, &[]));
+    let total = b.len() as u32;
+    b[..4].copy_from_slice(&total.to_le_bytes());
+    b
+}
+
+fn mmap_tag(entry_size: u32, entries: &[(u64, u64, u32)]) -> Vec<u8> {
+    let mut body = entry_size.to_le_bytes().to_vec();
+    body.extend_from_slice(&0u32.to_le_bytes());
+    for &(base, len, kind) in entries {
+        let mut e = base.to_le_bytes().to_vec();
+        e.extend_from_slice(&len.to_le_bytes());
+        e.extend_from_slice(&kind.to_le_bytes());
+        e.resize(entry_size as usize, 0);
+        body.extend_from_slice(&e);
+    }
+    tag(6, &body)
+}
+
+fn module_tag(start: u32, end: u32, cmdline: &[u8]) -> Vec<u8> {
+    let mut body = start.to_le_bytes().to_vec();
+    body.extend_from_slice(&end.to_le_bytes());
+    body.extend_from_slice(cmdline);
+    tag(3, &body)
+}
+
+fn framebuffer_tag(fb_type: u8) -> Vec<u8> {
+    let mut body = 0xFD00_0000u64.to_le_bytes().to_vec();
+    for v in [4096u32, 1024, 768] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    body.extend_from_slice(&[32, fb_type, 0, 0]);
+    body.extend_from_slice(&[16, 8, 8, 8, 0, 8]);
+    tag(8, &body)
+}
+
+fn mem(block: Vec<u8>) -> SparseMemory {
+    SparseMemory::new().with(INFO, block).unwrap()
+}
+
+fn standard_tags() -> Vec<Vec<u8>> {
+    vec![
+        tag(1, b"console=ttyS0\0"),
+        tag(2, b"GRUB 2.06\0"),
+        module_tag(0x20_0000, 0x20_1000, b"app.elf arg\0"),
+        module_tag(0x30_0000, 0x30_0000, b"\0"),
+        tag(4, &[0x7F, 2, 0, 0, 0x00, 0xFC, 0, 0]),
+        mmap_tag(
+            24,
+            &[
+                (0, 0x9FC00, 1),
+                (0x9FC00, 0x400, 2),
+                (0x10_0000, 0xFEE_0000, 1),
+                (0xFFE_0000, 0x20000, 3),
+                (0xFFF_FFFF_0000, 0x1000, 4),
+                (0x1_0000_0000, 0x1000, 5),
+                (0x2_0000_0000, 0x1000, 9),
+            ],
+        ),
+        framebuffer_tag(1),
+        tag(14, &[0u8; 20]),
+        tag(15, &[0u8; 36]),
+    ]
+}
+
+#[test]
+fn parses_every_field() {
+    let b = block(&standard_tags());
+    let total = b.len() as u64;
+    let m = mem(b);
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    assert_eq!(info.protocol, Protocol::Multiboot2);
+    assert_eq!(info.cmdline, "console=ttyS0");
+    assert_eq!(info.loader_name, "GRUB 2.06");
+    assert_eq!(
+        info.modules(),
+        &[
+            Module {
+                start: 0x20_0000,
+                end: 0x20_1000,
+                cmdline: "app.elf arg"
+            },
+            Module {
+                start: 0x30_0000,
+                end: 0x30_0000,
+                cmdline: ""
+            }
+        ]
+    );
+    let r = |start, len, kind| RawRegion { start, len, kind };
+    assert_eq!(
+        info.memory_map(),
+        &[
+            r(0, 0x9FC00, RawKind::Usable),
+            r(0x9FC00, 0x400, RawKind::Reserved),
+            r(0x10_0000, 0xFEE_0000, RawKind::Usable),
+            r(0xFFE_0000, 0x20000, RawKind::AcpiReclaimable),
+            r(0xFFF_FFFF_0000, 0x1000, RawKind::AcpiNvs),
+            r(0x1_0000_0000, 0x1000, RawKind::Bad),
+            r(0x2_0000_0000, 0x1000, RawKind::Reserved),
+        ]
+    );
+    assert_eq!(
+        info.framebuffer,
+        Some(Framebuffer {
+            addr: 0xFD00_0000,
+            pitch: 4096,
+            width: 1024,
+            height: 768,
+            bpp: 32,
+            red_shift: 16,
+            red_bits: 8,
+            green_shift: 8,
+            green_bits: 8,
+            blue_shift: 0,
+            blue_bits: 8
+        })
+    );
+    // The RSDP copy inside tag 15 (the new one wins over tag 14): find the tag's offset.
+    let tags = standard_tags();
+    let off15: usize = 8 + tags[..8].iter().map(Vec::len).sum::<usize>();
+    assert_eq!(info.rsdp, Some(INFO + off15 as u64 + 8));
+    assert_eq!(info.info_ranges().len(), 1);
+    assert_eq!(info.info_ranges()[0], INFO..INFO + total);
+}
+
+#[test]
+fn old_rsdp_and_text_framebuffer() {
+    let m = mem(block(&[
+        tag(14, &[0u8; 20]),
+        framebuffer_tag(2),
+        mmap_tag(24, &[(0, 0x1000, 1)]),
+    ]));
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    assert_eq!(info.rsdp, Some(INFO + 16));
+    assert_eq!(info.framebuffer, None);
+    assert_eq!(info.cmdline, "");
+    // Indexed colour is not RGB either.
+    let m = mem(block(&[
+        framebuffer_tag(0),
+        mmap_tag(24, &[(0, 0x1000, 1)]),
+    ]));
+    assert_eq!(parse_multiboot2(&m, INFO).unwrap().framebuffer, None);
+}
+
+#[test]
+fn larger_map_entries_are_stepped_by_entry_size() {
+    let m = mem(block(&[mmap_tag(
+        32,
+        &[(0, 0x1000, 1), (0x2000, 0x1000, 2)],
+    )]));
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    assert_eq!(
+        info.memory_map()[1],
+        RawRegion {
+            start: 0x2000,
+            len: 0x1000,
+            kind: RawKind::Reserved
+        }
+    );
+}
+
+fn efi_tag(desc_size: u32, descs: &[(u32, u64, u64)]) -> Vec<u8> {
+    let mut body = desc_size.to_le_bytes().to_vec();
+    body.extend_from_slice(&1u32.to_le_bytes());
+    for &(kind, start, pages) in descs {
+        let mut d = kind.to_le_bytes().to_vec();
+        d.extend_from_slice(&0u32.to_le_bytes());
+        d.extend_from_slice(&start.to_le_bytes());
+        d.extend_from_slice(&0u64.to_le_bytes());
+        d.extend_from_slice(&pages.to_le_bytes());
+        d.extend_from_slice(&0xFu64.to_le_bytes());
+        d.resize(desc_size as usize, 0);
+        body.extend_from_slice(&d);
+    }
+    tag(17, &body)
+}
+
+#[test]
+fn efi_map_when_no_mmap_tag() {
+    let descs = [
+        (7, 0, 0x9F),
+        (3, 0x9F000, 1),
+        (9, 0x10_0000, 2),
+        (10, 0x10_2000, 1),
+        (8, 0x10_3000, 1),
+        (0, 0x10_4000, 1),
+        (11, 0xFEC0_0000, 1),
+    ];
+    let m = mem(block(&[efi_tag(48, &descs)]));
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    let r = |start, len, kind| RawRegion { start, len, kind };
+    assert_eq!(
+        info.memory_map(),
+        &[
+            r(0, 0xA0000, RawKind::Usable),
+            r(0x10_0000, 0x2000, RawKind::AcpiReclaimable),
+            r(0x10_2000, 0x1000, RawKind::AcpiNvs),
+            r(0x10_3000, 0x1000, RawKind::Bad),
+            r(0x10_4000, 0x1000, RawKind::Reserved),
+            r(0xFEC0_0000, 0x1000, RawKind::Reserved),
+        ]
+    );
+    // Tag 6 wins over tag 17.
+    let m = mem(block(&[
+        efi_tag(48, &descs),
+        mmap_tag(24, &[(0, 0x1000, 1)]),
+    ]));
+    assert_eq!(parse_multiboot2(&m, INFO).unwrap().memory_map().len(), 1);
+    // Descriptor size below 40; page count overflowing.
+    let m = mem(block(&[efi_tag(32, &[])]));
+    assert_eq!(
+        parse_multiboot2(&m, INFO).unwrap_err(),
+        BootInfoError::BadMapEntrySize { size: 32 }
+    );
+    let m = mem(block(&[efi_tag(40, &[(7, 0, u64::MAX)])]));
+    assert!(parse_multiboot2(&m, INFO).is_err());
+}
+
+#[test]
+fn basic_meminfo_as_last_resort_and_no_map() {
+    let m = mem(block(&[tag(4, &[0x7F, 2, 0, 0, 0x00, 0xFC, 0, 0])]));
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    assert_eq!(
+        info.memory_map(),
+        &[
+            RawRegion {
+                start: 0,
+                len: 639 * 1024,
+                kind: RawKind::Usable
+            },
+            RawRegion {
+                start: 0x10_0000,
+                len: 0xFC00 * 1024,
+                kind: RawKind::Usable
+            }
+        ]
+    );
+    let m = mem(block(&[tag(1, b"x\0")]));
+    assert_eq!(
+        parse_multiboot2(&m, INFO).unwrap_err(),
+        BootInfoError::NoMemoryMap
+    );
+}
+
+#[test]
+fn block_level_errors() {
+    let good = block(&standard_tags());
+    assert_eq!(
+        parse_multiboot2(&mem(good.clone()), INFO + 4).unwrap_err(),
+        BootInfoError::Misaligned { address: INFO + 4 }
+    );
+    assert_eq!(
+        parse_multiboot2(&SparseMemory::new(), INFO).unwrap_err(),
+        BootInfoError::Unreadable {
+            what: Structure::InfoBlock,
+            address: INFO
+        }
+    );
+    let mut b = good.clone();
+    b[..4].copy_from_slice(&8u32.to_le_bytes());
+    assert_eq!(
+        parse_multiboot2(&mem(b), INFO).unwrap_err(),
+        BootInfoError::BadTotalSize { size: 8 }
+    );
+    let mut b = good.clone();
+    b[..4].copy_from_slice(&(good.len() as u32 + 8).to_le_bytes());
+    assert!(matches!(
+        parse_multiboot2(&mem(b), INFO),
+        Err(BootInfoError::Unreadable { .. })
+    ));
+    // Total size cutting off the end tag.
+    let mut b = good.clone();
+    b[..4].copy_from_slice(&(good.len() as u32 - 8).to_le_bytes());
+    assert_eq!(
+        parse_multiboot2(&mem(b), INFO).unwrap_err(),
+        BootInfoError::MissingEndTag
+    );
+}
+
+#[test]
+fn tag_level_errors() {
+    // A tag of size 0 (must not loop forever).
+    let mut b = block(&[tag(1, b"x\0")]);
+    b[12..16].copy_from_slice(&0u32.to_le_bytes());
+    assert_eq!(
+        parse_multiboot2(&mem(b), INFO).unwrap_err(),
+        BootInfoError::TagTooSmall { offset: 8, size: 0 }
+    );
+    // A tag running past the block.
+    let mut b = block(&[tag(1, b"x\0")]);
+    b[12..16].copy_from_slice(&100u32.to_le_bytes());
+    assert_eq!(
+        parse_multiboot2(&mem(b), INFO).unwrap_err(),
+        BootInfoError::TagTruncated {
+            offset: 8,
+            tag_type: 1,
+            size: 100
+        }
+    );
+    // Tags too short for their fields.
+    let m = mem(block(&[tag(3, &[0, 0, 0, 0])]));
+    assert_eq!(
+        parse_multiboot2(&m, INFO).unwrap_err(),
+        BootInfoError::TagTooShortForType {
+            tag_type: 3,
+            size: 12
+        }
+    );
+    let m = mem(block(&[tag(8, &[0; 10])]));
+    assert!(matches!(
+        parse_multiboot2(&m, INFO),
+        Err(BootInfoError::TagTooShortForType { tag_type: 8, .. })
+    ));
+    let m = mem(block(&[tag(6, &[])]));
+    assert!(matches!(
+        parse_multiboot2(&m, INFO),
+        Err(BootInfoError::TagTooShortForType { tag_type: 6, .. })
+    ));
+    // Map entry size below 24.
+    let m = mem(block(&[mmap_tag(16, &[])]));
+    assert_eq!(
+        parse_multiboot2(&m, INFO).unwrap_err(),
+        BootInfoError::BadMapEntrySize { size: 16 }
+    );
+    let m = mem(block(&[mmap_tag(0, &[])]));
+    assert_eq!(
+        parse_multiboot2(&m, INFO).unwrap_err(),
+        BootInfoError::BadMapEntrySize { size: 0 }
+    );
+}
+
+#[test]
+fn string_and_module_errors() {
+    let with = |t: Vec<u8>| mem(block(&[t, mmap_tag(24, &[(0, 0x1000, 1)])]));
+    assert_eq!(
+        parse_multiboot2(&with(tag(1, b"abc")), INFO).unwrap_err(),
+        BootInfoError::BadString {
+            which: StringKind::Cmdline,
+            problem: StringProblem::Unterminated
+        }
+    );
+    assert_eq!(
+        parse_multiboot2(&with(tag(2, b"\xFF\xFE\0")), INFO).unwrap_err(),
+        BootInfoError::BadString {
+            which: StringKind::LoaderName,
+            problem: StringProblem::NotUtf8
+        }
+    );
+    assert_eq!(
+        parse_multiboot2(&with(module_tag(0, 0x1000, b"\xC0\0")), INFO).unwrap_err(),
+        BootInfoError::BadString {
+            which: StringKind::ModuleCmdline(0),
+            problem: StringProblem::NotUtf8
+        }
+    );
+    assert_eq!(
+        parse_multiboot2(&with(module_tag(0x2000, 0x1000, b"\0")), INFO).unwrap_err(),
+        BootInfoError::BadModule { index: 0 }
+    );
+    let mut tags: Vec<Vec<u8>> = (0..17)
+        .map(|i| module_tag(i * 0x1000, i * 0x1000 + 1, b"m\0"))
+        .collect();
+    tags.push(mmap_tag(24, &[(0, 0x1000, 1)]));
+    assert_eq!(
+        parse_multiboot2(&mem(block(&tags)), INFO).unwrap_err(),
+        BootInfoError::TooManyModules { count: 17 }
+    );
+}
+
+/// xorshift64* for the fuzz test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+#[test]
+fn random_byte_flips_never_panic() {
+    let good = block(&standard_tags());
+    let mut rng = Rng(0xB007_1AF0_0000_0001);
+    for _ in 0..3000 {
+        let mut b = good.clone();
+        for _ in 0..1 + rng.next() % 6 {
+            let i = (rng.next() % b.len() as u64) as usize;
+            b[i] ^= 1 << (rng.next() % 8);
+        }
+        let _ = parse_multiboot2(&mem(b), INFO).map(|i| i.memory_map().len());
+    }
+}

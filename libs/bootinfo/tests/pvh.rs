@@ -1,0 +1,323 @@
+//! Synthetic PVH `hvm_start_info` structures.
+
+use rexo_bootinfo::{
+    BootInfoError, MAX_MODULES, Module, PVH_MAGIC, Protocol, RawKind, RawRegion, StringKind,
+    StringProblem, Structure, parse_pvh,
+};
+use rexo_physmem::SparseMemory;
+
+const SI: u64 = 0x1000;
+const MAP: u64 = 0x2000;
+const CMDLINE: u64 = 0x3000;
+const MODLIST: u64 = 0x4000;
+const MODCMD: u64 = 0x5000;
+
+/// An `hvm_start_info` (version 1).
+fn start_info(version: u32, nr_modules: u32, cmdline: u64, memmap: u64, entries: u32) -> Vec<u8> {
+    let mut s = Vec::new();
+    s.extend_from_slice(&PVH_MAGIC.to_le_bytes());
+    s.extend_from_slice(&version.to_le_bytes());
+    s.extend_from_slice(&0u32.to_le_bytes());
+    s.extend_from_slice(&nr_modules.to_le_bytes());
+    s.extend_from_slice(&MODLIST.to_le_bytes());
+    s.extend_from_slice(&cmdline.to_le_bytes());
+    s.extend_from_slice(&0xF59E0u64.to_le_bytes());
+    s.extend_from_slice(&memmap.to_le_bytes());
+    s.extend_from_slice(&entries.to_le_bytes());
+    s.extend_from_slice(&0u32.to_le_bytes());
+    s
+}
+
+fn map_entry(addr: u64, size: u64, kind: u32) -> Vec<u8> {
+    let mut e = addr.to_le_bytes().to_vec();
+    e.extend_from_slice(&size.to_le_bytes());
+    e.extend_from_slice(&kind.to_le_bytes());
+    e.extend_from_slice(&0u32.to_le_bytes());
+    e
+}
+
+/// QEMU's PVH map for `-m 256M`, plus one of each other type.
+fn map() -> Vec<u8> {
+    [
+        map_entry(0, 0x9FC00, 1),
+        map_entry(0x9FC00, 0x400, 2),
+        map_entry(0xF0000, 0x10000, 2),
+        map_entry(0x10_0000, 0xFEE_0000, 1),
+        map_entry(0xFFE_0000, 0x20000, 2),
+        map_entry(0xFFFC_0000, 0x40000, 2),
+        map_entry(0x1000_0000, 0x1000, 3),
+        map_entry(0x1000_1000, 0x1000, 4),
+        map_entry(0x1000_2000, 0x1000, 5),
+        map_entry(0x1000_3000, 0x1000, 12),
+    ]
+    .concat()
+}
+
+fn module_entry(paddr: u64, size: u64, cmdline: u64) -> Vec<u8> {
+    [paddr, size, cmdline, 0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
+}
+
+fn good() -> SparseMemory {
+    SparseMemory::new()
+        .with(SI, start_info(1, 2, CMDLINE, MAP, 10))
+        .unwrap()
+        .with(MAP, map())
+        .unwrap()
+        .with(CMDLINE, b"console=ttyS0 app=hello\0junk".to_vec())
+        .unwrap()
+        .with(
+            MODLIST,
+            [
+                module_entry(0x80_0000, 0x1234, MODCMD),
+                module_entry(0x90_0000, 16, 0),
+            ]
+            .concat(),
+        )
+        .unwrap()
+        .with(MODCMD, b"initrd\0".to_vec())
+        .unwrap()
+}
+
+#[test]
+fn parses_every_field() {
+    let mem = good();
+    let info = parse_pvh(&mem, SI).unwrap();
+    assert_eq!(info.protocol, Protocol::Pvh);
+    assert_eq!(info.loader_name, "");
+    assert_eq!(info.cmdline, "console=ttyS0 app=hello");
+    assert_eq!(info.rsdp, Some(0xF59E0));
+    assert_eq!(info.framebuffer, None);
+    let r = |start, len, kind| RawRegion { start, len, kind };
+    assert_eq!(
+        info.memory_map(),
+        &[
+            r(0, 0x9FC00, RawKind::Usable),
+            r(0x9FC00, 0x400, RawKind::Reserved),
+            r(0xF0000, 0x10000, RawKind::Reserved),
+            r(0x10_0000, 0xFEE_0000, RawKind::Usable),
+            r(0xFFE_0000, 0x20000, RawKind::Reserved),
+            r(0xFFFC_0000, 0x40000, RawKind::Reserved),
+            r(0x1000_0000, 0x1000, RawKind::AcpiReclaimable),
+            r(0x1000_1000, 0x1000, RawKind::AcpiNvs),
+            r(0x1000_2000, 0x1000, RawKind::Bad),
+            r(0x1000_3000, 0x1000, RawKind::Reserved),
+        ]
+    );
+    assert_eq!(
+        info.modules(),
+        &[
+            Module {
+                start: 0x80_0000,
+                end: 0x80_1234,
+                cmdline: "initrd"
+            },
+            Module {
+                start: 0x90_0000,
+                end: 0x90_0010,
+                cmdline: ""
+            }
+        ]
+    );
+    assert_eq!(
+        info.info_ranges(),
+        &[
+            SI..SI + 56,
+            MAP..MAP + 240,
+            CMDLINE..CMDLINE + 24,
+            MODLIST..MODLIST + 64,
+            MODCMD..MODCMD + 7
+        ]
+    );
+}
+
+#[test]
+fn adjacent_regions_of_one_kind_merge() {
+    let map = [
+        map_entry(0, 0x1000, 1),
+        map_entry(0x1000, 0x1000, 1),
+        map_entry(0x2000, 0, 1),
+        map_entry(0x2000, 0x1000, 2),
+    ]
+    .concat();
+    let mem = SparseMemory::new()
+        .with(SI, start_info(1, 0, 0, MAP, 4))
+        .unwrap()
+        .with(MAP, map)
+        .unwrap();
+    let info = parse_pvh(&mem, SI).unwrap();
+    assert_eq!(info.memory_map().len(), 2);
+    assert_eq!(
+        info.memory_map()[0],
+        RawRegion {
+            start: 0,
+            len: 0x2000,
+            kind: RawKind::Usable
+        }
+    );
+    assert_eq!(info.cmdline, "");
+    assert!(info.modules().is_empty());
+}
+
+#[test]
+fn bad_magic_version_0_and_missing_map() {
+    let mut si = start_info(1, 0, 0, MAP, 1);
+    si[0] ^= 1;
+    let mem = SparseMemory::new().with(SI, si).unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::BadMagic {
+            found: PVH_MAGIC ^ 1
+        }
+    );
+
+    // Version 0 has no memory map fields (a 40-byte structure).
+    let mem = SparseMemory::new()
+        .with(SI, start_info(0, 0, 0, 0, 0)[..40].to_vec())
+        .unwrap();
+    assert_eq!(parse_pvh(&mem, SI).unwrap_err(), BootInfoError::NoMemoryMap);
+    let mem = SparseMemory::new()
+        .with(SI, start_info(1, 0, 0, 0, 0))
+        .unwrap();
+    assert_eq!(parse_pvh(&mem, SI).unwrap_err(), BootInfoError::NoMemoryMap);
+    // Version 1 but truncated to 40 bytes.
+    let mem = SparseMemory::new()
+        .with(SI, start_info(1, 0, 0, MAP, 1)[..40].to_vec())
+        .unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::Unreadable {
+            what: Structure::StartInfo,
+            address: SI
+        }
+    );
+    assert_eq!(
+        parse_pvh(&SparseMemory::new(), SI).unwrap_err(),
+        BootInfoError::Unreadable {
+            what: Structure::StartInfo,
+            address: SI
+        }
+    );
+}
+
+#[test]
+fn counts_past_the_end() {
+    let mem = SparseMemory::new()
+        .with(SI, start_info(1, 0, 0, MAP, 11))
+        .unwrap()
+        .with(MAP, map())
+        .unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::Unreadable {
+            what: Structure::MemoryMap,
+            address: MAP
+        }
+    );
+    let mem = SparseMemory::new()
+        .with(SI, start_info(1, 0, 0, MAP, u32::MAX))
+        .unwrap()
+        .with(MAP, map())
+        .unwrap();
+    assert!(matches!(
+        parse_pvh(&mem, SI),
+        Err(BootInfoError::Unreadable {
+            what: Structure::MemoryMap,
+            ..
+        })
+    ));
+
+    let mut mem = good();
+    mem.write(SI + 12, &3u32.to_le_bytes()).unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::Unreadable {
+            what: Structure::ModuleList,
+            address: MODLIST
+        }
+    );
+    mem.write(SI + 12, &(MAX_MODULES as u32 + 1).to_le_bytes())
+        .unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::TooManyModules { count: 17 }
+    );
+}
+
+#[test]
+fn too_many_regions() {
+    let map: Vec<u8> = (0..129u64)
+        .flat_map(|i| map_entry(i * 0x2000, 0x1000, 1))
+        .collect();
+    let mem = SparseMemory::new()
+        .with(SI, start_info(1, 0, 0, MAP, 129))
+        .unwrap()
+        .with(MAP, map)
+        .unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::TooManyRegions
+    );
+}
+
+#[test]
+fn bad_strings_and_modules() {
+    let mut mem = good();
+    mem.write(CMDLINE + 3, &[0xFF]).unwrap();
+    let err = parse_pvh(&mem, SI).unwrap_err();
+    assert_eq!(
+        err,
+        BootInfoError::BadString {
+            which: StringKind::Cmdline,
+            problem: StringProblem::NotUtf8
+        }
+    );
+    assert!(err.to_string().contains("Cmdline"));
+
+    // A command line that runs off the end of memory.
+    let mut mem = good();
+    mem.write(CMDLINE + 23, b"x").unwrap();
+    mem.write(CMDLINE + 24, b"xxxx").unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::BadString {
+            which: StringKind::Cmdline,
+            problem: StringProblem::Unterminated
+        }
+    );
+
+    // Longer than MAX_STRING.
+    let mut mem = SparseMemory::new()
+        .with(SI, start_info(1, 0, 0x10000, MAP, 1))
+        .unwrap()
+        .with(MAP, map_entry(0, 0x1000, 1))
+        .unwrap();
+    mem.insert(0x10000, vec![b'a'; 5000]).unwrap();
+    assert!(matches!(
+        parse_pvh(&mem, SI),
+        Err(BootInfoError::BadString {
+            problem: StringProblem::Unterminated,
+            ..
+        })
+    ));
+
+    let mut mem = good();
+    mem.write(MODCMD, &[0xC3, 0x28, 0]).unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::BadString {
+            which: StringKind::ModuleCmdline(0),
+            problem: StringProblem::NotUtf8
+        }
+    );
+
+    let mut mem = good();
+    mem.write(MODLIST + 32 + 8, &u64::MAX.to_le_bytes())
+        .unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::BadModule { index: 1 }
+    );
+}
