@@ -1,0 +1,437 @@
+//! A text console drawn on a linear framebuffer.
+//!
+//! The kernel gets a framebuffer from the boot loader, makes a `&mut [u8]` over its
+//! memory and hands it to [`Console::new`] with the [`Geometry`]; log text written to the
+//! console is drawn as 8x16 character cells. The same code runs on the host over a `Vec`,
+//! which is how it is tested. No heap, no `unsafe`.
+//!
+//! Glyphs come from the public-domain 8x8 font of the `font8x8` crate, each row drawn
+//! twice. Characters without a glyph (and control characters other than the ones the
+//! console interprets) are drawn as a hollow box, so that lost text stays visible.
+#![cfg_attr(target_os = "none", no_std)]
+
+use core::fmt;
+
+use font8x8::UnicodeFonts;
+use font8x8::legacy::BASIC_LEGACY;
+
+/// Width of a character cell in pixels.
+pub const GLYPH_WIDTH: u32 = 8;
+/// Height of a character cell in pixels (the 8x8 font with each row drawn twice).
+pub const GLYPH_HEIGHT: u32 = 16;
+/// Tab stops are every this many columns.
+pub const TAB_WIDTH: u32 = 8;
+/// The foreground colour of a new console (light grey).
+pub const DEFAULT_FG: (u8, u8, u8) = (0xc0, 0xc0, 0xc0);
+/// The background colour of a new console (black).
+pub const DEFAULT_BG: (u8, u8, u8) = (0, 0, 0);
+
+/// Drawn for characters without a glyph: a hollow box filling the cell.
+const REPLACEMENT: [u8; 8] = [0xff, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0xff];
+
+/// How a pixel's bytes hold its colour: little-endian value of `bytes_per_pixel` bytes,
+/// each channel `*_bits` wide starting at bit `*_shift`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PixelFormat {
+    /// Bytes per pixel: 2, 3 or 4.
+    pub bytes_per_pixel: u8,
+    /// Lowest bit of the red channel.
+    pub red_shift: u8,
+    /// Width of the red channel in bits (1..=8).
+    pub red_bits: u8,
+    /// Lowest bit of the green channel.
+    pub green_shift: u8,
+    /// Width of the green channel in bits (1..=8).
+    pub green_bits: u8,
+    /// Lowest bit of the blue channel.
+    pub blue_shift: u8,
+    /// Width of the blue channel in bits (1..=8).
+    pub blue_bits: u8,
+}
+
+/// The framebuffer's shape, as the boot loader reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Visible pixels per line.
+    pub width: u32,
+    /// Visible lines.
+    pub height: u32,
+    /// Bytes from the start of one line to the start of the next (at least
+    /// `width * bytes_per_pixel`).
+    pub pitch: u32,
+    /// The pixel layout.
+    pub format: PixelFormat,
+}
+
+/// A colour channel, named in errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// The red channel.
+    Red,
+    /// The green channel.
+    Green,
+    /// The blue channel.
+    Blue,
+}
+
+/// Why [`Console::new`] refused a framebuffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleError {
+    /// Only 2, 3 and 4 bytes per pixel (16, 24, 32 bpp) are drawn.
+    UnsupportedBytesPerPixel(u8),
+    /// A channel is 0 or more than 8 bits wide, or does not fit in the pixel.
+    BadChannel {
+        /// The channel.
+        channel: Channel,
+        /// Its lowest bit.
+        shift: u8,
+        /// Its width in bits.
+        bits: u8,
+    },
+    /// Two channels share bits.
+    OverlappingChannels(Channel, Channel),
+    /// The screen cannot hold one character cell.
+    TooSmall {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
+    /// The pitch is shorter than a line of pixels.
+    PitchTooSmall {
+        /// The pitch given.
+        pitch: u32,
+        /// Bytes in one line of pixels.
+        needed: u64,
+    },
+    /// The buffer is shorter than `pitch * height`.
+    BufferTooSmall {
+        /// `pitch * height`.
+        needed: u64,
+        /// The buffer's length.
+        len: usize,
+    },
+}
+
+impl fmt::Display for ConsoleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::UnsupportedBytesPerPixel(n) => write!(
+                f,
+                "framebuffer has {n} bytes per pixel; only 2, 3 and 4 are supported"
+            ),
+            Self::BadChannel {
+                channel,
+                shift,
+                bits,
+            } => write!(
+                f,
+                "framebuffer {channel:?} channel ({bits} bits at bit {shift}) is not 1..=8 bits inside the pixel"
+            ),
+            Self::OverlappingChannels(a, b) => {
+                write!(f, "framebuffer {a:?} and {b:?} channels overlap")
+            }
+            Self::TooSmall { width, height } => write!(
+                f,
+                "framebuffer {width}x{height} is smaller than one {GLYPH_WIDTH}x{GLYPH_HEIGHT} character"
+            ),
+            Self::PitchTooSmall { pitch, needed } => write!(
+                f,
+                "framebuffer pitch {pitch} is shorter than a line of {needed} bytes"
+            ),
+            Self::BufferTooSmall { needed, len } => write!(
+                f,
+                "framebuffer memory of {len} bytes is shorter than pitch * height = {needed}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ConsoleError {}
+
+impl PixelFormat {
+    /// Checks the pixel size and the channels.
+    fn validate(&self) -> Result<(), ConsoleError> {
+        if !(2..=4).contains(&self.bytes_per_pixel) {
+            return Err(ConsoleError::UnsupportedBytesPerPixel(self.bytes_per_pixel));
+        }
+        let pixel_bits = u32::from(self.bytes_per_pixel) * 8;
+        let channels = self.channels();
+        let mut masks = [0u32; 3];
+        for (mask, &(channel, shift, bits)) in masks.iter_mut().zip(&channels) {
+            if !(1..=8).contains(&bits) || u32::from(shift) + u32::from(bits) > pixel_bits {
+                return Err(ConsoleError::BadChannel {
+                    channel,
+                    shift,
+                    bits,
+                });
+            }
+            *mask = ((1u32 << bits) - 1) << shift;
+        }
+        for i in 0..3 {
+            for j in i + 1..3 {
+                if masks[i] & masks[j] != 0 {
+                    return Err(ConsoleError::OverlappingChannels(
+                        channels[i].0,
+                        channels[j].0,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The channels as (name, shift, bits).
+    fn channels(&self) -> [(Channel, u8, u8); 3] {
+        [
+            (Channel::Red, self.red_shift, self.red_bits),
+            (Channel::Green, self.green_shift, self.green_bits),
+            (Channel::Blue, self.blue_shift, self.blue_bits),
+        ]
+    }
+
+    /// The bytes of one pixel of colour `(r, g, b)` (the first `bytes_per_pixel` count).
+    /// Each channel keeps its most significant bits. Needs a validated format.
+    fn encode(&self, (r, g, b): (u8, u8, u8)) -> [u8; 4] {
+        let field = |value: u8, shift: u8, bits: u8| (u32::from(value) >> (8 - bits)) << shift;
+        (field(r, self.red_shift, self.red_bits)
+            | field(g, self.green_shift, self.green_bits)
+            | field(b, self.blue_shift, self.blue_bits))
+        .to_le_bytes()
+    }
+}
+
+/// The 8x8 glyph for `c`: bit `x` of row `y` set means pixel (x, y) is foreground.
+fn glyph(c: char) -> [u8; 8] {
+    if c.is_control() {
+        return REPLACEMENT;
+    }
+    if c.is_ascii() {
+        return BASIC_LEGACY.get(c as usize).copied().unwrap_or(REPLACEMENT);
+    }
+    font8x8::LATIN_FONTS
+        .get(c)
+        .or_else(|| font8x8::GREEK_FONTS.get(c))
+        .or_else(|| font8x8::BOX_FONTS.get(c))
+        .or_else(|| font8x8::BLOCK_FONTS.get(c))
+        .or_else(|| font8x8::HIRAGANA_FONTS.get(c))
+        .or_else(|| font8x8::MISC_FONTS.get(c))
+        .unwrap_or(REPLACEMENT)
+}
+
+/// A text console over framebuffer memory: a cursor, colours, and the drawing.
+///
+/// Writing never touches bytes outside the visible pixels (the padding at the end of
+/// each line, when the pitch is longer than a line, stays as it was).
+pub struct Console<'a> {
+    /// The framebuffer memory.
+    buffer: &'a mut [u8],
+    /// The framebuffer's shape (validated).
+    geometry: Geometry,
+    /// Bytes per pixel.
+    bpp: usize,
+    /// Bytes per line.
+    pitch: usize,
+    /// Text columns.
+    columns: u32,
+    /// Text rows.
+    rows: u32,
+    /// Cursor column; equal to `columns` after the last column was written (the line
+    /// wraps at the next character).
+    col: u32,
+    /// Cursor row.
+    row: u32,
+    /// Foreground pixel bytes.
+    fg: [u8; 4],
+    /// Background pixel bytes.
+    bg: [u8; 4],
+}
+
+impl fmt::Debug for Console<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Console")
+            .field("geometry", &self.geometry)
+            .field("col", &self.col)
+            .field("row", &self.row)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Console<'a> {
+    /// A console over `buffer`, laid out as `geometry` says. Checks that the format is
+    /// 16, 24 or 32 bpp with sane channels, that the screen holds at least one character
+    /// and that `pitch * height` bytes fit in `buffer`. Draws nothing: call
+    /// [`clear`](Self::clear) to start from a blank screen.
+    pub fn new(buffer: &'a mut [u8], geometry: Geometry) -> Result<Self, ConsoleError> {
+        let format = geometry.format;
+        format.validate()?;
+        let Geometry {
+            width,
+            height,
+            pitch,
+            ..
+        } = geometry;
+        if width < GLYPH_WIDTH || height < GLYPH_HEIGHT {
+            return Err(ConsoleError::TooSmall { width, height });
+        }
+        let line = u64::from(width) * u64::from(format.bytes_per_pixel);
+        if u64::from(pitch) < line {
+            return Err(ConsoleError::PitchTooSmall {
+                pitch,
+                needed: line,
+            });
+        }
+        let needed = u64::from(pitch) * u64::from(height);
+        if needed > buffer.len() as u64 {
+            return Err(ConsoleError::BufferTooSmall {
+                needed,
+                len: buffer.len(),
+            });
+        }
+        Ok(Self {
+            buffer,
+            geometry,
+            bpp: usize::from(format.bytes_per_pixel),
+            pitch: pitch as usize,
+            columns: width / GLYPH_WIDTH,
+            rows: height / GLYPH_HEIGHT,
+            col: 0,
+            row: 0,
+            fg: format.encode(DEFAULT_FG),
+            bg: format.encode(DEFAULT_BG),
+        })
+    }
+
+    /// Text columns on the screen.
+    pub fn columns(&self) -> u32 {
+        self.columns
+    }
+
+    /// Text rows on the screen.
+    pub fn rows(&self) -> u32 {
+        self.rows
+    }
+
+    /// Paints every visible pixel in the background colour and moves the cursor to the
+    /// top left.
+    pub fn clear(&mut self) {
+        self.fill_lines(0, self.geometry.height as usize);
+        self.col = 0;
+        self.row = 0;
+    }
+
+    /// Sets the colours of text written from now on.
+    pub fn set_colors(&mut self, fg: (u8, u8, u8), bg: (u8, u8, u8)) {
+        self.fg = self.geometry.format.encode(fg);
+        self.bg = self.geometry.format.encode(bg);
+    }
+
+    /// Writes text at the cursor. `\n` starts a new line, `\r` returns to the start of
+    /// the line, `\t` fills up to the next tab stop, `\x08` moves one column left (without
+    /// erasing). Lines wrap at the right edge; at the bottom the screen scrolls up one
+    /// text row.
+    pub fn write_str(&mut self, s: &str) {
+        for c in s.chars() {
+            self.write_char(c);
+        }
+    }
+
+    /// Writes one character (see [`write_str`](Self::write_str)).
+    fn write_char(&mut self, c: char) {
+        match c {
+            '\n' => self.newline(),
+            '\r' => self.col = 0,
+            '\x08' => self.col = self.col.saturating_sub(1),
+            '\t' => {
+                self.wrap_if_full();
+                let stop = ((self.col / TAB_WIDTH + 1) * TAB_WIDTH).min(self.columns);
+                while self.col < stop {
+                    self.put(' ');
+                }
+            }
+            c => {
+                self.wrap_if_full();
+                self.put(c);
+            }
+        }
+    }
+
+    /// Moves to the next line if the last one is full.
+    fn wrap_if_full(&mut self) {
+        if self.col >= self.columns {
+            self.newline();
+        }
+    }
+
+    /// Draws `c` at the cursor (which is on the screen) and advances it.
+    fn put(&mut self, c: char) {
+        let rows = glyph(c);
+        let x = self.col as usize * GLYPH_WIDTH as usize;
+        let top = self.row as usize * GLYPH_HEIGHT as usize;
+        let (fg, bg, bpp) = (self.fg, self.bg, self.bpp);
+        for dy in 0..GLYPH_HEIGHT as usize {
+            let bits = rows[dy / 2];
+            let start = (top + dy) * self.pitch + x * bpp;
+            let Some(line) = self
+                .buffer
+                .get_mut(start..start + GLYPH_WIDTH as usize * bpp)
+            else {
+                return;
+            };
+            for (dx, pixel) in line.chunks_exact_mut(bpp).enumerate() {
+                let colour = if bits >> dx & 1 == 1 { &fg } else { &bg };
+                pixel.copy_from_slice(&colour[..bpp]);
+            }
+        }
+        self.col += 1;
+    }
+
+    /// Moves the cursor to the start of the next line, scrolling at the bottom.
+    fn newline(&mut self) {
+        self.col = 0;
+        if self.row + 1 < self.rows {
+            self.row += 1;
+        } else {
+            self.scroll();
+        }
+    }
+
+    /// Moves every text row up by one and blanks the last.
+    fn scroll(&mut self) {
+        let cell = GLYPH_HEIGHT as usize;
+        let text_lines = self.rows as usize * cell;
+        let line_bytes = self.geometry.width as usize * self.bpp;
+        for y in 0..text_lines - cell {
+            let src = (y + cell) * self.pitch;
+            if src + line_bytes <= self.buffer.len() {
+                self.buffer
+                    .copy_within(src..src + line_bytes, y * self.pitch);
+            }
+        }
+        self.fill_lines(text_lines - cell, text_lines);
+    }
+
+    /// Paints pixel lines `first..end` in the background colour.
+    fn fill_lines(&mut self, first: usize, end: usize) {
+        let line_bytes = self.geometry.width as usize * self.bpp;
+        let (bg, bpp) = (self.bg, self.bpp);
+        for y in first..end {
+            let start = y * self.pitch;
+            if let Some(line) = self.buffer.get_mut(start..start + line_bytes) {
+                for pixel in line.chunks_exact_mut(bpp) {
+                    pixel.copy_from_slice(&bg[..bpp]);
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Write for Console<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        Console::write_str(self, s);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
