@@ -1,2 +1,353 @@
-//! rexo-workqueue (being written).
+//! The per-machine task queue: a shared ring every core takes from, one mailbox per core,
+//! idle tracking so that submitting a task wakes a halted core, and batches one can wait for.
+//!
+//! Every core runs
+//! `loop { if let Some(task) = q.next(core) { task() } else if q.prepare_idle(core) { halt; q.finish_idle(core) } }`.
+//! The crate never blocks or halts by itself: the kernel decides how a core waits (`hlt`
+//! until an IPI) and how it is woken ([`Waker`]); host tests use parked threads.
 #![cfg_attr(target_os = "none", no_std)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+
+use crossbeam_queue::ArrayQueue;
+
+/// The most cores a queue serves (the size of the idle bitmap).
+pub const MAX_CORES: usize = 256;
+
+/// Words of the idle bitmap.
+const IDLE_WORDS: usize = MAX_CORES / 64;
+
+/// A unit of work: runs to completion on whichever core takes it.
+pub type Task = Box<dyn FnOnce() + Send + 'static>;
+
+/// How the queue wakes a halted core (the kernel sends an IPI; host tests unpark a thread).
+pub trait Waker: Sync {
+    /// Wakes `core`, which marked itself idle and may be halted.
+    fn wake(&self, core: usize);
+}
+
+/// The shared queue was full; the task comes back unrun.
+pub struct QueueFull(pub Task);
+
+impl fmt::Debug for QueueFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("QueueFull(..)")
+    }
+}
+
+impl fmt::Display for QueueFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("work queue full")
+    }
+}
+
+impl core::error::Error for QueueFull {}
+
+/// Why [`WorkQueue::submit_to`] refused a task; the task comes back unrun.
+pub enum SubmitError {
+    /// The queue has no core of that number.
+    NoSuchCore {
+        /// The core asked for.
+        core: usize,
+        /// The task.
+        task: Task,
+    },
+    /// The core's mailbox was full.
+    Full(Task),
+}
+
+impl SubmitError {
+    /// The task that was not queued.
+    pub fn into_task(self) -> Task {
+        match self {
+            Self::NoSuchCore { task, .. } | Self::Full(task) => task,
+        }
+    }
+}
+
+impl fmt::Debug for SubmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSuchCore { core, .. } => write!(f, "NoSuchCore {{ core: {core}, .. }}"),
+            Self::Full(_) => f.write_str("Full(..)"),
+        }
+    }
+}
+
+impl fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSuchCore { core, .. } => write!(f, "no core {core} in the work queue"),
+            Self::Full(_) => f.write_str("core mailbox full"),
+        }
+    }
+}
+
+impl core::error::Error for SubmitError {}
+
+/// Counters of a queue's life, for reports and tests (each read on its own, not a snapshot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Tasks accepted by `submit` and `submit_to`.
+    pub submitted: u64,
+    /// Tasks handed out by `next`.
+    pub taken: u64,
+    /// Calls of [`Waker::wake`].
+    pub wakeups: u64,
+}
+
+/// The task queue of one machine: a shared bounded ring, a bounded mailbox per core, and a
+/// bitmap of idle cores. All methods take `&self` and are lock-free.
+pub struct WorkQueue<W: Waker> {
+    shared: ArrayQueue<Task>,
+    mailboxes: Box<[ArrayQueue<Task>]>,
+    idle: [AtomicU64; IDLE_WORDS],
+    waker: W,
+    submitted: AtomicU64,
+    taken: AtomicU64,
+    wakeups: AtomicU64,
+}
+
+impl<W: Waker> WorkQueue<W> {
+    /// A queue for `cores` cores (clamped to 1..=[`MAX_CORES`]) with a shared ring of
+    /// `shared_capacity` tasks and a mailbox of `mailbox_capacity` tasks per core (each at
+    /// least 1).
+    pub fn new(cores: usize, shared_capacity: usize, mailbox_capacity: usize, waker: W) -> Self {
+        let cores = cores.clamp(1, MAX_CORES);
+        let mailboxes: Vec<ArrayQueue<Task>> = (0..cores)
+            .map(|_| ArrayQueue::new(mailbox_capacity.max(1)))
+            .collect();
+        Self {
+            shared: ArrayQueue::new(shared_capacity.max(1)),
+            mailboxes: mailboxes.into_boxed_slice(),
+            idle: [const { AtomicU64::new(0) }; IDLE_WORDS],
+            waker,
+            submitted: AtomicU64::new(0),
+            taken: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
+        }
+    }
+
+    /// How many cores the queue serves (numbered `0..cores()`).
+    pub fn cores(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    /// The waker the queue was built with.
+    pub fn waker(&self) -> &W {
+        &self.waker
+    }
+
+    /// The queue's counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            submitted: self.submitted.load(Ordering::Relaxed),
+            taken: self.taken.load(Ordering::Relaxed),
+            wakeups: self.wakeups.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queues a task for any core and wakes one idle core, if any.
+    pub fn submit(&self, task: Task) -> Result<(), QueueFull> {
+        self.shared.push(task).map_err(QueueFull)?;
+        self.submitted.fetch_add(1, Ordering::Relaxed);
+        // Pairs with the fence in `prepare_idle`: either that core sees the task, or we see
+        // its idle bit.
+        fence(Ordering::SeqCst);
+        for (word_index, word) in self.idle.iter().enumerate() {
+            let mut bits = word.load(Ordering::SeqCst);
+            while bits != 0 {
+                let mask = 1u64 << bits.trailing_zeros();
+                let before = word.fetch_and(!mask, Ordering::SeqCst);
+                if before & mask != 0 {
+                    self.wake(word_index * 64 + mask.trailing_zeros() as usize);
+                    return Ok(());
+                }
+                // Someone else woke that core; look again at what is left.
+                bits = before & !mask;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a task in `core`'s mailbox (only that core runs it) and wakes it if idle.
+    pub fn submit_to(&self, core: usize, task: Task) -> Result<(), SubmitError> {
+        let Some(mailbox) = self.mailboxes.get(core) else {
+            return Err(SubmitError::NoSuchCore { core, task });
+        };
+        mailbox.push(task).map_err(SubmitError::Full)?;
+        self.submitted.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.take_idle_bit(core) {
+            self.wake(core);
+        }
+        Ok(())
+    }
+
+    /// The next task for `core`: from its own mailbox first, then from the shared queue.
+    /// `None` if there is none (or no such core).
+    pub fn next(&self, core: usize) -> Option<Task> {
+        let task = self
+            .mailboxes
+            .get(core)?
+            .pop()
+            .or_else(|| self.shared.pop())?;
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        Some(task)
+    }
+
+    /// Marks `core` idle, then looks for work again. Returns `true` if there is none: the core
+    /// may halt until [`Waker::wake`] wakes it, then must call
+    /// [`finish_idle`](Self::finish_idle). Returns `false` (and the core is not idle) if work
+    /// arrived meanwhile, or for a core that does not exist.
+    ///
+    /// Because the check comes after the idle bit is set, a task submitted at any moment
+    /// either is seen here or finds the bit and wakes the core: no wake-up is lost. The
+    /// kernel must still make "return true, then halt" atomic with respect to the wake-up
+    /// interrupt (interrupts off around this call, `sti; hlt`).
+    pub fn prepare_idle(&self, core: usize) -> bool {
+        if core >= self.cores() {
+            return false;
+        }
+        let (word, mask) = Self::idle_bit(core);
+        self.idle[word].fetch_or(mask, Ordering::SeqCst);
+        // Pairs with the fences in `submit` and `submit_to`.
+        fence(Ordering::SeqCst);
+        if self.mailboxes[core].is_empty() && self.shared.is_empty() {
+            return true;
+        }
+        // Work arrived. If a submitter took the bit already, its wake-up comes anyway and is
+        // harmless; either way the core must not halt.
+        self.take_idle_bit(core);
+        false
+    }
+
+    /// Ends an idle period begun by [`prepare_idle`](Self::prepare_idle) (also after a
+    /// spurious wake-up): the core is no longer idle.
+    pub fn finish_idle(&self, core: usize) {
+        if core < self.cores() {
+            self.take_idle_bit(core);
+        }
+    }
+
+    /// Whether `core` is marked idle (and not yet woken).
+    pub fn is_idle(&self, core: usize) -> bool {
+        if core >= self.cores() {
+            return false;
+        }
+        let (word, mask) = Self::idle_bit(core);
+        self.idle[word].load(Ordering::SeqCst) & mask != 0
+    }
+
+    /// The word and mask of `core`'s idle bit.
+    fn idle_bit(core: usize) -> (usize, u64) {
+        (core / 64, 1 << (core % 64))
+    }
+
+    /// Clears `core`'s idle bit; `true` if it was set (the caller now owns the wake-up).
+    fn take_idle_bit(&self, core: usize) -> bool {
+        let (word, mask) = Self::idle_bit(core);
+        self.idle[word].load(Ordering::SeqCst) & mask != 0
+            && self.idle[word].fetch_and(!mask, Ordering::SeqCst) & mask != 0
+    }
+
+    fn wake(&self, core: usize) {
+        self.wakeups.fetch_add(1, Ordering::Relaxed);
+        self.waker.wake(core);
+    }
+}
+
+/// A group of tasks one can wait for.
+///
+/// A task of the batch counts as finished when it has run, or when it is dropped unrun (for
+/// instance the task handed back in [`QueueFull`]), so that [`wait`](Self::wait) never waits
+/// for a task that no longer exists.
+pub struct Batch {
+    pending: Arc<AtomicUsize>,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("pending", &self.pending())
+            .finish()
+    }
+}
+
+/// Counts a batch task as finished when dropped (after it ran, or unrun).
+struct Done(Arc<AtomicUsize>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        // Release: the task's effects are visible to whoever sees the count drop.
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self {
+            pending: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Queues `f` for any core as part of the batch.
+    pub fn submit<W: Waker>(
+        &self,
+        q: &WorkQueue<W>,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<(), QueueFull> {
+        q.submit(self.wrap(f))
+    }
+
+    /// Queues `f` for `core` as part of the batch.
+    pub fn submit_to<W: Waker>(
+        &self,
+        q: &WorkQueue<W>,
+        core: usize,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<(), SubmitError> {
+        q.submit_to(core, self.wrap(f))
+    }
+
+    /// Returns when every task of the batch has finished. Meanwhile it runs tasks of `q` as
+    /// `core` (any task, not only the batch's), so it works on a single core and cannot
+    /// deadlock on its own batch; when there is nothing to run it spins (the batch's tasks
+    /// are running on other cores).
+    pub fn wait<W: Waker>(&self, q: &WorkQueue<W>, core: usize) {
+        while self.pending() > 0 {
+            match q.next(core) {
+                Some(task) => task(),
+                None => core::hint::spin_loop(),
+            }
+        }
+    }
+
+    /// How many tasks of the batch have not finished yet.
+    pub fn pending(&self) -> usize {
+        // Acquire: pairs with the Release in `Done`, so the tasks' effects are visible.
+        self.pending.load(Ordering::Acquire)
+    }
+
+    fn wrap(&self, f: impl FnOnce() + Send + 'static) -> Task {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let done = Done(Arc::clone(&self.pending));
+        Box::new(move || {
+            let _done = done;
+            f();
+        })
+    }
+}

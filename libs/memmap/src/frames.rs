@@ -1,0 +1,702 @@
+//! The physical frame allocator and the frame ranges it hands out.
+
+use core::fmt;
+use core::ops::Range;
+
+use crate::{FRAME_SIZE, MemoryMap, RegionKind, align_down, align_up};
+
+/// The page sizes of x86-64 paging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageSize {
+    /// 4 KiB: one frame.
+    Size4K,
+    /// 2 MiB: a large page (page directory entry).
+    Size2M,
+    /// 1 GiB: a huge page (page directory pointer entry).
+    Size1G,
+}
+
+impl PageSize {
+    /// The page size in bytes.
+    pub const fn bytes(self) -> u64 {
+        match self {
+            Self::Size4K => 4 << 10,
+            Self::Size2M => 2 << 20,
+            Self::Size1G => 1 << 30,
+        }
+    }
+}
+
+/// Owned physical frames `[start, end)`: holding it is the right to use that memory.
+///
+/// Not `Clone` or `Copy`; only the allocator (and [`split_at`](Self::split_at) /
+/// [`merge`](Self::merge) on existing ranges) create one. Dropping it keeps the frames out of
+/// the allocator for good; give them back with [`FrameAllocator::free`].
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub struct FrameRange {
+    start: u64,
+    len: u64,
+}
+
+impl FrameRange {
+    /// The physical address of the first frame (a multiple of [`FRAME_SIZE`]).
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// The length in bytes (a non-zero multiple of [`FRAME_SIZE`]).
+    #[expect(clippy::len_without_is_empty, reason = "a frame range is never empty")]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// One past the last byte.
+    pub fn end(&self) -> u64 {
+        self.start + self.len
+    }
+
+    /// Keeps the frames allocated for the life of the machine and returns their range: for
+    /// memory that is never given back (page tables, kernel stacks, the kernel heap).
+    pub fn leak(self) -> Range<u64> {
+        self.start..self.start + self.len
+    }
+
+    /// Splits into `[start, start + offset)` and `[start + offset, end)`. `offset` must be a
+    /// multiple of [`FRAME_SIZE`] strictly inside the range; otherwise the range comes back.
+    pub fn split_at(self, offset: u64) -> Result<(FrameRange, FrameRange), FrameRange> {
+        if offset == 0 || offset >= self.len || !offset.is_multiple_of(FRAME_SIZE) {
+            return Err(self);
+        }
+        let head = FrameRange {
+            start: self.start,
+            len: offset,
+        };
+        let tail = FrameRange {
+            start: self.start + offset,
+            len: self.len - offset,
+        };
+        Ok((head, tail))
+    }
+
+    /// Joins two contiguous ranges (`next` directly after or directly before `self`);
+    /// otherwise both come back unchanged.
+    pub fn merge(self, next: FrameRange) -> Result<FrameRange, (FrameRange, FrameRange)> {
+        if self.end() == next.start {
+            Ok(FrameRange {
+                start: self.start,
+                len: self.len + next.len,
+            })
+        } else if next.end() == self.start {
+            Ok(FrameRange {
+                start: next.start,
+                len: self.len + next.len,
+            })
+        } else {
+            Err((self, next))
+        }
+    }
+}
+
+/// Why the frame allocator could not do what was asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocError {
+    /// No free run of `requested` bytes (rounded up to frames) at the asked alignment.
+    OutOfMemory {
+        /// The size sought, in bytes (`u64::MAX` if the request overflowed).
+        requested: u64,
+    },
+    /// The alignment is not a power of two of at least [`FRAME_SIZE`].
+    BadAlignment,
+    /// Zero bytes or zero pages were asked for.
+    ZeroSize,
+    /// The free list is full: the request would have had to split a free range.
+    TooFragmented,
+    /// A reserved range given to [`FrameAllocator::new`] ends before it starts.
+    BadRange {
+        /// The range's start.
+        start: u64,
+        /// The range's end.
+        end: u64,
+    },
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfMemory { requested } => {
+                write!(
+                    f,
+                    "out of physical memory: no free run of {requested} bytes"
+                )
+            }
+            Self::BadAlignment => write!(
+                f,
+                "frame alignment must be a power of two of at least {FRAME_SIZE}"
+            ),
+            Self::ZeroSize => f.write_str("zero-sized frame allocation"),
+            Self::TooFragmented => write!(
+                f,
+                "physical memory too fragmented: the free list holds {} ranges",
+                FrameAllocator::CAPACITY
+            ),
+            Self::BadRange { start, end } => {
+                write!(
+                    f,
+                    "reserved range {start:#x}..{end:#x} ends before it starts"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for AllocError {}
+
+/// A free run of frames `[start, end)`, both multiples of `FRAME_SIZE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Free {
+    start: u64,
+    end: u64,
+}
+
+/// Hands out physical frames: a fixed array of free ranges, sorted, disjoint and never
+/// adjacent (neighbours are merged). First fit from the lowest address.
+pub struct FrameAllocator {
+    free: [Free; Self::CAPACITY],
+    len: usize,
+    lost: u64,
+}
+
+impl fmt::Debug for FrameAllocator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.free_ranges()).finish()
+    }
+}
+
+impl FrameAllocator {
+    /// How many separate free ranges the allocator can track.
+    pub const CAPACITY: usize = 256;
+
+    /// An allocator with no memory.
+    pub const fn empty() -> Self {
+        Self {
+            free: [Free { start: 0, end: 0 }; Self::CAPACITY],
+            len: 0,
+            lost: 0,
+        }
+    }
+
+    /// Takes the usable regions of `map`, shrunk inward to frame boundaries, minus every
+    /// non-usable region of the map and every `reserved` range (kernel image, boot modules,
+    /// ACPI tables, page tables, low memory...), each widened outward to frame boundaries.
+    ///
+    /// The result is right for an unnormalized map too (overlaps are subtracted), but a
+    /// normalized one is cheaper. Empty reserved ranges are ignored.
+    pub fn new(map: &MemoryMap, reserved: &[Range<u64>]) -> Result<Self, AllocError> {
+        if let Some(bad) = reserved.iter().find(|r| r.start > r.end) {
+            return Err(AllocError::BadRange {
+                start: bad.start,
+                end: bad.end,
+            });
+        }
+        // Everything that must not be handed out, widened to whole frames.
+        let blockers = || {
+            map.regions()
+                .iter()
+                .filter(|r| r.kind != RegionKind::Usable)
+                .map(|r| r.start..r.end)
+                .chain(reserved.iter().cloned())
+                .filter(|r| r.start < r.end)
+                .map(|r| {
+                    align_down(r.start, FRAME_SIZE)..align_up(r.end, FRAME_SIZE).unwrap_or(u64::MAX)
+                })
+        };
+        let mut this = Self::empty();
+        for region in map
+            .regions()
+            .iter()
+            .filter(|r| r.kind == RegionKind::Usable)
+        {
+            let Some(mut cursor) = align_up(region.start, FRAME_SIZE) else {
+                continue;
+            };
+            let end = align_down(region.end, FRAME_SIZE);
+            while cursor < end {
+                // Skip past every blocker covering the cursor...
+                if let Some(past) = blockers()
+                    .filter(|b| b.contains(&cursor))
+                    .map(|b| b.end)
+                    .max()
+                {
+                    cursor = past;
+                    continue;
+                }
+                // ...then the frames up to the next blocker are free.
+                let next = blockers()
+                    .map(|b| b.start)
+                    .filter(|&start| start > cursor)
+                    .min()
+                    .unwrap_or(end)
+                    .min(end);
+                this.insert(Free {
+                    start: cursor,
+                    end: next,
+                })
+                .map_err(|_| AllocError::TooFragmented)?;
+                cursor = next;
+            }
+        }
+        Ok(this)
+    }
+
+    /// Allocates `bytes` rounded up to whole frames, starting at a multiple of `align` (a power
+    /// of two, at least [`FRAME_SIZE`]). Takes the lowest run that fits.
+    pub fn allocate(&mut self, bytes: u64, align: u64) -> Result<FrameRange, AllocError> {
+        if !align.is_power_of_two() || align < FRAME_SIZE {
+            return Err(AllocError::BadAlignment);
+        }
+        if bytes == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        let size = align_up(bytes, FRAME_SIZE).ok_or(AllocError::OutOfMemory {
+            requested: u64::MAX,
+        })?;
+        let mut fragmented = false;
+        for i in 0..self.len {
+            let f = self.free[i];
+            let Some(low) = align_up(f.start, align) else {
+                continue;
+            };
+            match low.checked_add(size) {
+                Some(low_end) if low_end <= f.end => {}
+                _ => continue,
+            }
+            // The lowest fit leaves pieces on both sides: that needs one more free-list slot.
+            // If there is none, the highest aligned fit may leave only a left piece.
+            let start = if low > f.start && low + size < f.end && self.len == Self::CAPACITY {
+                let high = align_down(f.end - size, align);
+                if high + size != f.end {
+                    fragmented = true;
+                    continue;
+                }
+                high
+            } else {
+                low
+            };
+            self.take(i, start, start + size);
+            return Ok(FrameRange { start, len: size });
+        }
+        Err(if fragmented {
+            AllocError::TooFragmented
+        } else {
+            AllocError::OutOfMemory { requested: size }
+        })
+    }
+
+    /// Allocates `count` pages of `size`, naturally aligned (a 2 MiB page on a 2 MiB boundary).
+    pub fn allocate_pages(&mut self, size: PageSize, count: u64) -> Result<FrameRange, AllocError> {
+        if count == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        let bytes = size
+            .bytes()
+            .checked_mul(count)
+            .ok_or(AllocError::OutOfMemory {
+                requested: u64::MAX,
+            })?;
+        self.allocate(bytes, size.bytes())
+    }
+
+    /// Gives frames back, merging them with free neighbours. If the free list is full and the
+    /// frames touch no free range they cannot be tracked: they are counted in
+    /// [`lost_bytes`](Self::lost_bytes) (use [`try_free`](Self::try_free) to keep them instead).
+    pub fn free(&mut self, frames: FrameRange) {
+        if let Err(frames) = self.try_free(frames) {
+            self.lost += frames.len;
+        }
+    }
+
+    /// Gives frames back like [`free`](Self::free), but hands them back if the free list has
+    /// no room for them.
+    pub fn try_free(&mut self, frames: FrameRange) -> Result<(), FrameRange> {
+        self.insert(Free {
+            start: frames.start,
+            end: frames.end(),
+        })
+        .map_err(|()| frames)
+    }
+
+    /// Bytes currently free.
+    pub fn free_bytes(&self) -> u64 {
+        self.free[..self.len].iter().map(|f| f.end - f.start).sum()
+    }
+
+    /// Bytes given to [`free`](Self::free) that could not be tracked (free list full).
+    pub fn lost_bytes(&self) -> u64 {
+        self.lost
+    }
+
+    /// The free ranges, sorted by address.
+    pub fn free_ranges(&self) -> impl Iterator<Item = Range<u64>> + '_ {
+        self.free[..self.len].iter().map(|f| f.start..f.end)
+    }
+
+    /// Adds `new` to the free list, merging it with every range it overlaps or touches.
+    fn insert(&mut self, new: Free) -> Result<(), ()> {
+        let list = &self.free[..self.len];
+        let lo = list.partition_point(|f| f.end < new.start);
+        let hi = list.partition_point(|f| f.start <= new.end);
+        if lo == hi {
+            if self.len == Self::CAPACITY {
+                return Err(());
+            }
+            self.free.copy_within(lo..self.len, lo + 1);
+            self.free[lo] = new;
+            self.len += 1;
+        } else {
+            self.free[lo] = Free {
+                start: new.start.min(self.free[lo].start),
+                end: new.end.max(self.free[hi - 1].end),
+            };
+            self.free.copy_within(hi..self.len, lo + 1);
+            self.len -= hi - lo - 1;
+        }
+        Ok(())
+    }
+
+    /// Removes `[start, end)` from free range `i`, which contains it (and, if it leaves pieces
+    /// on both sides, the list has a free slot).
+    fn take(&mut self, i: usize, start: u64, end: u64) {
+        let f = self.free[i];
+        match (start > f.start, end < f.end) {
+            (true, true) => {
+                self.free.copy_within(i + 1..self.len, i + 2);
+                self.free[i].end = start;
+                self.free[i + 1] = Free {
+                    start: end,
+                    end: f.end,
+                };
+                self.len += 1;
+            }
+            (true, false) => self.free[i].end = start,
+            (false, true) => self.free[i].start = end,
+            (false, false) => {
+                self.free.copy_within(i + 1..self.len, i);
+                self.len -= 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::single_range_in_vec_init,
+    reason = "lists of reserved ranges that happen to hold one"
+)]
+mod tests {
+    use super::*;
+    use crate::Region;
+    use RegionKind::*;
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    fn map(regions: &[(u64, u64, RegionKind)]) -> MemoryMap {
+        let mut map = MemoryMap::new();
+        for &(start, end, kind) in regions {
+            map.add(Region { start, end, kind }).unwrap();
+        }
+        map.normalize();
+        map
+    }
+
+    fn ranges(a: &FrameAllocator) -> Vec<Range<u64>> {
+        a.free_ranges().collect()
+    }
+
+    #[test]
+    fn page_sizes() {
+        assert_eq!(PageSize::Size4K.bytes(), FRAME_SIZE);
+        assert_eq!(PageSize::Size2M.bytes(), 0x20_0000);
+        assert_eq!(PageSize::Size1G.bytes(), 0x4000_0000);
+    }
+
+    #[test]
+    fn empty_has_nothing() {
+        let mut a = FrameAllocator::empty();
+        assert_eq!(a.free_bytes(), 0);
+        assert_eq!(
+            a.allocate(1, FRAME_SIZE),
+            Err(AllocError::OutOfMemory {
+                requested: FRAME_SIZE
+            })
+        );
+    }
+
+    #[test]
+    fn nothing_usable() {
+        let m = map(&[(0, GIB, Reserved), (GIB, 2 * GIB, AcpiNvs)]);
+        let mut a = FrameAllocator::new(&m, &[]).unwrap();
+        assert_eq!(a.free_bytes(), 0);
+        assert!(matches!(
+            a.allocate_pages(PageSize::Size4K, 1),
+            Err(AllocError::OutOfMemory { .. })
+        ));
+    }
+
+    #[test]
+    fn usable_shrinks_inward_and_reserved_widens_outward() {
+        let m = map(&[(0x1234, 0x9_0fff, Usable)]);
+        let a = FrameAllocator::new(&m, &[0x5001..0x6001]).unwrap();
+        assert_eq!(ranges(&a), [0x2000..0x5000, 0x7000..0x9_0000]);
+    }
+
+    #[test]
+    fn holes_reserved_and_map_overlaps_are_subtracted() {
+        let m = map(&[
+            (0, 0x9_f000, Usable),
+            (0x9_f000, 0x10_0000, Reserved),
+            (0x10_0000, 64 * MIB, Usable),
+            (32 * MIB, 33 * MIB, AcpiReclaimable),
+        ]);
+        let reserved = [
+            0..MIB,
+            2 * MIB..4 * MIB,
+            3 * MIB..5 * MIB,
+            60 * MIB..60 * MIB,
+        ];
+        let a = FrameAllocator::new(&m, &reserved).unwrap();
+        assert_eq!(
+            ranges(&a),
+            [MIB..2 * MIB, 5 * MIB..32 * MIB, 33 * MIB..64 * MIB]
+        );
+        assert_eq!(a.free_bytes(), MIB + 27 * MIB + 31 * MIB);
+    }
+
+    #[test]
+    fn unnormalized_map_is_still_safe() {
+        let mut m = MemoryMap::new();
+        for (start, end, kind) in [
+            (0, 16 * MIB, Usable),
+            (4 * MIB, 8 * MIB, Reserved),
+            (2 * MIB, 12 * MIB, Usable),
+        ] {
+            m.add(Region { start, end, kind }).unwrap();
+        }
+        let a = FrameAllocator::new(&m, &[]).unwrap();
+        assert_eq!(ranges(&a), [0..4 * MIB, 8 * MIB..16 * MIB]);
+    }
+
+    #[test]
+    fn inverted_reserved_range_is_an_error() {
+        let m = map(&[(0, MIB, Usable)]);
+        #[expect(clippy::reversed_empty_ranges, reason = "the bad input under test")]
+        let bad = [0x3000..0x2000];
+        let err = FrameAllocator::new(&m, &bad).unwrap_err();
+        assert_eq!(
+            err,
+            AllocError::BadRange {
+                start: 0x3000,
+                end: 0x2000
+            }
+        );
+        assert!(err.to_string().contains("0x3000..0x2000"));
+    }
+
+    #[test]
+    fn regions_at_the_top_of_the_address_space() {
+        let m = map(&[(u64::MAX - 0x10_0000, u64::MAX, Usable)]);
+        let a = FrameAllocator::new(&m, &[u64::MAX - 0x1000..u64::MAX]).unwrap();
+        let start = align_up(u64::MAX - 0x10_0000, FRAME_SIZE).unwrap();
+        assert_eq!(
+            ranges(&a),
+            [start..align_down(u64::MAX - 0x1000, FRAME_SIZE)]
+        );
+    }
+
+    #[test]
+    fn bad_requests() {
+        let m = map(&[(0, 16 * MIB, Usable)]);
+        let mut a = FrameAllocator::new(&m, &[]).unwrap();
+        assert_eq!(a.allocate(0, FRAME_SIZE), Err(AllocError::ZeroSize));
+        assert_eq!(a.allocate(1, 0), Err(AllocError::BadAlignment));
+        assert_eq!(a.allocate(1, 2048), Err(AllocError::BadAlignment));
+        assert_eq!(a.allocate(1, 3 * FRAME_SIZE), Err(AllocError::BadAlignment));
+        assert_eq!(
+            a.allocate(u64::MAX, FRAME_SIZE),
+            Err(AllocError::OutOfMemory {
+                requested: u64::MAX
+            })
+        );
+        assert_eq!(
+            a.allocate_pages(PageSize::Size1G, u64::MAX),
+            Err(AllocError::OutOfMemory {
+                requested: u64::MAX
+            })
+        );
+        assert_eq!(
+            a.allocate_pages(PageSize::Size2M, 0),
+            Err(AllocError::ZeroSize)
+        );
+        assert_eq!(
+            a.allocate(17 * MIB, FRAME_SIZE),
+            Err(AllocError::OutOfMemory {
+                requested: 17 * MIB
+            })
+        );
+        assert_eq!(a.free_bytes(), 16 * MIB);
+        for err in [
+            AllocError::ZeroSize,
+            AllocError::BadAlignment,
+            AllocError::TooFragmented,
+            AllocError::OutOfMemory { requested: 5 },
+        ] {
+            assert!(!err.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn rounds_up_and_allocates_lowest_first() {
+        let m = map(&[(0x1000, 16 * MIB, Usable)]);
+        let mut a = FrameAllocator::new(&m, &[]).unwrap();
+        let one = a.allocate(1, FRAME_SIZE).unwrap();
+        assert_eq!(
+            (one.start(), one.len(), one.end()),
+            (0x1000, 0x1000, 0x2000)
+        );
+        let two = a.allocate(0x1001, FRAME_SIZE).unwrap();
+        assert_eq!((two.start(), two.len()), (0x2000, 0x2000));
+        assert_eq!(a.free_bytes(), 16 * MIB - 0x4000);
+        a.free(one);
+        a.free(two);
+        assert_eq!(ranges(&a), [0x1000..16 * MIB]);
+    }
+
+    #[test]
+    fn aligned_pages_above_4gib() {
+        let m = map(&[
+            (0, 640 * 1024, Usable),
+            (MIB, 3 * GIB, Usable),
+            (4 * GIB, 8 * GIB + 0x1000, Usable),
+        ]);
+        let mut a = FrameAllocator::new(&m, &[0..MIB]).unwrap();
+        let total = a.free_bytes();
+        let huge = a.allocate_pages(PageSize::Size1G, 3).unwrap();
+        assert_eq!((huge.start(), huge.len()), (4 * GIB, 3 * GIB));
+        let big = a.allocate_pages(PageSize::Size2M, 2).unwrap();
+        assert_eq!((big.start(), big.len()), (2 * MIB, 4 * MIB));
+        // The 1 MiB below the first 2 MiB boundary stays free.
+        assert!(ranges(&a).contains(&(MIB..2 * MIB)));
+        let small = a.allocate_pages(PageSize::Size4K, 1).unwrap();
+        assert_eq!(small.start(), MIB);
+        assert!(matches!(
+            a.allocate_pages(PageSize::Size1G, 3),
+            Err(AllocError::OutOfMemory { .. })
+        ));
+        a.free(huge);
+        a.free(big);
+        a.free(small);
+        assert_eq!(a.free_bytes(), total);
+        assert_eq!(a.lost_bytes(), 0);
+    }
+
+    #[test]
+    fn free_merges_with_both_neighbours() {
+        let m = map(&[(0, MIB, Usable)]);
+        let mut a = FrameAllocator::new(&m, &[]).unwrap();
+        let x = a.allocate(0x1000, FRAME_SIZE).unwrap();
+        let y = a.allocate(0x1000, FRAME_SIZE).unwrap();
+        let z = a.allocate(0x1000, FRAME_SIZE).unwrap();
+        a.free(x);
+        a.free(z);
+        assert_eq!(ranges(&a), [0..0x1000, 0x2000..MIB]);
+        a.free(y);
+        assert_eq!(ranges(&a), [0..MIB]);
+    }
+
+    #[test]
+    fn split_and_merge() {
+        let m = map(&[(0, MIB, Usable)]);
+        let mut a = FrameAllocator::new(&m, &[]).unwrap();
+        let r = a.allocate(0x4000, FRAME_SIZE).unwrap();
+        let r = r.split_at(0).unwrap_err();
+        let r = r.split_at(0x4000).unwrap_err();
+        let r = r.split_at(0x1800).unwrap_err();
+        let (head, tail) = r.split_at(0x1000).unwrap();
+        assert_eq!((head.start(), head.len()), (0, 0x1000));
+        assert_eq!((tail.start(), tail.len()), (0x1000, 0x3000));
+        let other = a.allocate(0x1000, FRAME_SIZE).unwrap();
+        assert_eq!(other.start(), 0x4000);
+        // Not contiguous: both come back.
+        let (head, other) = head.merge(other).unwrap_err();
+        // Either order works for contiguous ranges.
+        let r = tail.merge(head).unwrap();
+        assert_eq!((r.start(), r.len()), (0, 0x4000));
+        let r = r.merge(other).unwrap();
+        assert_eq!((r.start(), r.len()), (0, 0x5000));
+        a.free(r);
+        assert_eq!(a.free_bytes(), MIB);
+    }
+
+    #[test]
+    fn too_many_pieces_for_new() {
+        let m = map(&[(0, GIB, Usable)]);
+        let holes: Vec<Range<u64>> = (1..=256u64)
+            .map(|i| i * 0x10_0000 - 0x1000..i * 0x10_0000)
+            .collect();
+        assert!(matches!(
+            FrameAllocator::new(&m, &holes),
+            Err(AllocError::TooFragmented)
+        ));
+    }
+
+    #[test]
+    fn full_free_list() {
+        let m = map(&[(0, 0x40_0000, Usable)]);
+        let mut a = FrameAllocator::new(&m, &[]).unwrap();
+        // Keep the even frames of the first 2 MiB and free the odd ones but the last, which
+        // merges with [2 MiB, 4 MiB): 255 single frames and one big range fill the list.
+        let mut rest = a.allocate(0x20_0000, FRAME_SIZE).unwrap();
+        let mut held = Vec::new();
+        for _ in 0..255 {
+            let (keep, tail) = rest.split_at(0x1000).unwrap();
+            let (one, tail) = tail.split_at(0x1000).unwrap();
+            held.push(keep);
+            a.free(one);
+            rest = tail;
+        }
+        let (keep, tail) = rest.split_at(0x1000).unwrap();
+        held.push(keep);
+        a.free(tail);
+        assert_eq!(a.free_ranges().count(), FrameAllocator::CAPACITY);
+        assert_eq!(a.free_ranges().last(), Some(0x1f_f000..0x40_0000));
+        // A 2 MiB-aligned frame would sit strictly inside the big range and split it.
+        assert_eq!(
+            a.allocate(0x1000, 0x20_0000),
+            Err(AllocError::TooFragmented)
+        );
+        // A fit that ends at the range's end still works (the high placement).
+        let high = a.allocate(0x10_0000, 0x10_0000).unwrap();
+        assert_eq!(high.start(), 0x30_0000);
+        // Taking a whole single frame frees a slot...
+        let single = a.allocate(0x1000, FRAME_SIZE).unwrap();
+        assert_eq!(single.start(), 0x1000);
+        // ...which the split needs.
+        let inside = a.allocate(0x1000, 0x20_0000).unwrap();
+        assert_eq!(inside.start(), 0x20_0000);
+        assert_eq!(a.free_ranges().count(), FrameAllocator::CAPACITY);
+        // Frames that touch no free range cannot go into a full list: try_free hands them
+        // back, free counts them as lost.
+        let single = a.try_free(single).unwrap_err();
+        let before = a.free_bytes();
+        a.free(single);
+        assert_eq!(a.free_bytes(), before);
+        assert_eq!(a.lost_bytes(), 0x1000);
+        // Frames next to a free range still merge.
+        a.free(inside);
+        a.free(high);
+        assert_eq!(a.free_bytes(), before + 0x10_1000);
+        assert_eq!(a.free_ranges().last(), Some(0x1f_f000..0x40_0000));
+        assert_eq!(held.len(), 256);
+    }
+}

@@ -1,0 +1,407 @@
+//! The physical memory map: regions of RAM and what they may be used for.
+
+use core::fmt;
+
+/// What a region of physical memory may be used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegionKind {
+    /// Free RAM.
+    Usable,
+    /// Not to be touched (firmware, MMIO holes, ...).
+    Reserved,
+    /// ACPI tables; RAM again once the tables have been read.
+    AcpiReclaimable,
+    /// ACPI non-volatile storage: must be preserved across sleep states.
+    AcpiNvs,
+    /// Memory the firmware found defective.
+    Bad,
+}
+
+impl RegionKind {
+    /// How strict the kind is: where regions overlap, the stricter kind wins
+    /// (`Bad > AcpiNvs > Reserved > AcpiReclaimable > Usable`).
+    pub const fn strictness(self) -> u8 {
+        match self {
+            Self::Usable => 0,
+            Self::AcpiReclaimable => 1,
+            Self::Reserved => 2,
+            Self::AcpiNvs => 3,
+            Self::Bad => 4,
+        }
+    }
+}
+
+/// A range of physical addresses `[start, end)` of one kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte (exclusive).
+    pub end: u64,
+    /// What the range may be used for.
+    pub kind: RegionKind,
+}
+
+impl Region {
+    /// The region's size in bytes (0 if `end <= start`).
+    pub const fn size(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+}
+
+/// Why [`MemoryMap::add`] refused a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// The map already holds [`MemoryMap::CAPACITY`] regions.
+    Full,
+    /// The region ends before it starts.
+    Inverted,
+}
+
+impl fmt::Display for MapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full => write!(
+                f,
+                "memory map full ({} regions); normalize it or drop entries",
+                MemoryMap::CAPACITY
+            ),
+            Self::Inverted => f.write_str("memory map region ends before it starts"),
+        }
+    }
+}
+
+impl core::error::Error for MapError {}
+
+/// Room for the normalized form of a full map: resolving overlaps of `n` regions yields at
+/// most `2n` regions at every step of [`MemoryMap::normalize`] (see there).
+const STORAGE: usize = 2 * MemoryMap::CAPACITY;
+
+/// The placeholder in unused slots.
+const EMPTY: Region = Region {
+    start: 0,
+    end: 0,
+    kind: RegionKind::Usable,
+};
+
+/// The physical memory map, in a fixed array (no heap).
+///
+/// Fill it with [`add`](Self::add) in any order, then call [`normalize`](Self::normalize);
+/// [`usable_bytes`](Self::usable_bytes) and the frame allocator expect a normalized map.
+#[derive(Clone)]
+pub struct MemoryMap {
+    regions: [Region; STORAGE],
+    len: usize,
+}
+
+impl Default for MemoryMap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.regions()).finish()
+    }
+}
+
+impl MemoryMap {
+    /// How many regions [`add`](Self::add) accepts.
+    pub const CAPACITY: usize = 128;
+
+    /// An empty map.
+    pub const fn new() -> Self {
+        Self {
+            regions: [EMPTY; STORAGE],
+            len: 0,
+        }
+    }
+
+    /// Adds a region as the firmware reported it (any order, overlaps allowed).
+    /// Zero-length regions are ignored.
+    pub fn add(&mut self, region: Region) -> Result<(), MapError> {
+        if region.end < region.start {
+            return Err(MapError::Inverted);
+        }
+        if region.end == region.start {
+            return Ok(());
+        }
+        // Normalizing can leave more than CAPACITY regions (overlaps split entries), hence >=.
+        if self.len >= Self::CAPACITY {
+            return Err(MapError::Full);
+        }
+        self.regions[self.len] = region;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Sorts the regions by address, resolves overlaps (the stricter kind wins, see
+    /// [`RegionKind::strictness`]) and merges adjacent regions of the same kind.
+    ///
+    /// The regions are painted onto an initially empty, sorted, disjoint list in rising
+    /// strictness, so that each painted region wins over whatever it covers. Painting one
+    /// region adds at most two entries (it may split one) while taking one from the pending
+    /// list, so `n` regions never need more than `2n` slots. `add` stops at `CAPACITY`
+    /// regions unless the map is already disjoint (painting disjoint regions never splits),
+    /// so the storage of `2 * CAPACITY` slots always suffices.
+    pub fn normalize(&mut self) {
+        let n = self.len;
+        // Stable insertion sort of the pending regions by strictness (n <= 2 * CAPACITY).
+        for i in 1..n {
+            let mut j = i;
+            while j > 0 && self.regions[j - 1].kind.strictness() > self.regions[j].kind.strictness()
+            {
+                self.regions.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        // Pending regions live at the top of the storage, the result grows from the bottom.
+        let mut pending = STORAGE - n;
+        self.regions.copy_within(0..n, pending);
+        let mut len = 0;
+        while pending < STORAGE {
+            let region = self.regions[pending];
+            pending += 1;
+            len = self.paint(len, pending, region);
+        }
+        self.regions[len..].fill(EMPTY);
+        self.len = len;
+    }
+
+    /// Paints `p` over the sorted, disjoint, merged list `regions[..len]`, whose kinds are all
+    /// at most as strict as `p`'s. Slots up to `limit` are free to use. Returns the new length.
+    fn paint(&mut self, len: usize, limit: usize, mut p: Region) -> usize {
+        let list = &self.regions[..len];
+        // Entries [lo, hi) overlap or touch `p`; all others are apart from it.
+        let lo = list.partition_point(|e| e.end < p.start);
+        let hi = list.partition_point(|e| e.start <= p.end);
+        let mut left = None;
+        let mut right = None;
+        for e in &list[lo..hi] {
+            if e.kind == p.kind {
+                p.start = p.start.min(e.start);
+                p.end = p.end.max(e.end);
+            } else {
+                // Only the first entry can stick out on the left, only the last on the right.
+                if e.start < p.start {
+                    left = Some(Region { end: p.start, ..*e });
+                }
+                if e.end > p.end {
+                    right = Some(Region { start: p.end, ..*e });
+                }
+            }
+        }
+        let pieces = [left, Some(p), right];
+        let count = pieces.iter().flatten().count();
+        let new_len = len - (hi - lo) + count;
+        debug_assert!(new_len <= limit, "normalize ran out of room");
+        self.regions.copy_within(hi..len, lo + count);
+        for (slot, piece) in self.regions[lo..].iter_mut().zip(pieces.iter().flatten()) {
+            *slot = *piece;
+        }
+        new_len
+    }
+
+    /// The regions: as added, or sorted and disjoint after [`normalize`](Self::normalize).
+    pub fn regions(&self) -> &[Region] {
+        &self.regions[..self.len]
+    }
+
+    /// Bytes of [`RegionKind::Usable`] memory (exact only for a normalized map: overlapping
+    /// entries of an unnormalized one are counted twice).
+    pub fn usable_bytes(&self) -> u64 {
+        self.regions()
+            .iter()
+            .filter(|r| r.kind == RegionKind::Usable)
+            .map(Region::size)
+            .sum()
+    }
+
+    /// The end of the highest region of any kind (0 for an empty map).
+    pub fn highest_address(&self) -> u64 {
+        self.regions().iter().map(|r| r.end).max().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use RegionKind::*;
+
+    const fn r(start: u64, end: u64, kind: RegionKind) -> Region {
+        Region { start, end, kind }
+    }
+
+    fn map(regions: &[Region]) -> MemoryMap {
+        let mut map = MemoryMap::new();
+        for region in regions {
+            map.add(*region).unwrap();
+        }
+        map.normalize();
+        map
+    }
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn add_rejects_inverted_and_ignores_empty() {
+        let mut map = MemoryMap::new();
+        assert_eq!(map.add(r(10, 5, Usable)), Err(MapError::Inverted));
+        assert_eq!(map.add(r(7, 7, Reserved)), Ok(()));
+        assert!(map.regions().is_empty());
+        assert_eq!(map.highest_address(), 0);
+        assert_eq!(map.usable_bytes(), 0);
+    }
+
+    #[test]
+    fn add_stops_at_capacity() {
+        let mut map = MemoryMap::new();
+        for i in 0..MemoryMap::CAPACITY as u64 {
+            map.add(r(i * 0x2000, i * 0x2000 + 0x1000, Usable)).unwrap();
+        }
+        assert_eq!(
+            map.add(r(1 << 40, (1 << 40) + 1, Usable)),
+            Err(MapError::Full)
+        );
+        assert_eq!(map.regions().len(), MemoryMap::CAPACITY);
+        assert!(MapError::Full.to_string().contains("128"));
+    }
+
+    #[test]
+    fn unsorted_input_is_sorted_and_holes_stay() {
+        let map = map(&[
+            r(0x10_0000, 0x800_0000, Usable),
+            r(0, 0x9_f000, Usable),
+            r(0xf_0000, 0x10_0000, Reserved),
+        ]);
+        assert_eq!(
+            map.regions(),
+            &[
+                r(0, 0x9_f000, Usable),
+                r(0xf_0000, 0x10_0000, Reserved),
+                r(0x10_0000, 0x800_0000, Usable),
+            ]
+        );
+        assert_eq!(map.usable_bytes(), 0x9_f000 + 0x800_0000 - 0x10_0000);
+        assert_eq!(map.highest_address(), 0x800_0000);
+    }
+
+    #[test]
+    fn adjacent_and_overlapping_same_kind_merge() {
+        let map = map(&[
+            r(0x3000, 0x5000, Usable),
+            r(0, 0x1000, Usable),
+            r(0x1000, 0x3000, Usable),
+            r(0x4000, 0x9000, Usable),
+        ]);
+        assert_eq!(map.regions(), &[r(0, 0x9000, Usable)]);
+    }
+
+    #[test]
+    fn stricter_kind_wins_inside() {
+        // A reserved hole inside RAM splits it.
+        let map = map(&[r(0, 0x10000, Usable), r(0x4000, 0x5000, Reserved)]);
+        assert_eq!(
+            map.regions(),
+            &[
+                r(0, 0x4000, Usable),
+                r(0x4000, 0x5000, Reserved),
+                r(0x5000, 0x10000, Usable),
+            ]
+        );
+        assert_eq!(map.usable_bytes(), 0xf000);
+    }
+
+    #[test]
+    fn strictness_order_on_overlaps() {
+        // Each stricter region overlaps the previous one's upper part.
+        let map = map(&[
+            r(0, 100, Usable),
+            r(50, 150, AcpiReclaimable),
+            r(100, 200, Reserved),
+            r(150, 250, AcpiNvs),
+            r(200, 300, Bad),
+            // Weaker kinds covering everything lose everywhere except where alone.
+            r(0, 400, AcpiReclaimable),
+            r(0, 300, Usable),
+        ]);
+        assert_eq!(
+            map.regions(),
+            &[
+                r(0, 100, AcpiReclaimable),
+                r(100, 150, Reserved),
+                r(150, 200, AcpiNvs),
+                r(200, 300, Bad),
+                r(300, 400, AcpiReclaimable),
+            ]
+        );
+        assert_eq!(map.usable_bytes(), 0);
+    }
+
+    #[test]
+    fn weaker_inside_stricter_vanishes() {
+        let map = map(&[r(0x1000, 0x2000, Usable), r(0, 0x10000, Bad)]);
+        assert_eq!(map.regions(), &[r(0, 0x10000, Bad)]);
+    }
+
+    #[test]
+    fn above_4gib() {
+        let map = map(&[
+            r(4 * GIB, 64 * GIB, Usable),
+            r(0, GIB, Usable),
+            r(3 * GIB, 4 * GIB, Reserved),
+        ]);
+        assert_eq!(map.usable_bytes(), 61 * GIB);
+        assert_eq!(map.highest_address(), 64 * GIB);
+        assert_eq!(map.regions().len(), 3);
+    }
+
+    #[test]
+    fn normalize_full_map_of_nested_overlaps_and_again() {
+        // 64 large usable regions each with a reserved hole inside: 128 inputs whose
+        // normalized form has 64 * 3 - 0 = 192 entries (more than CAPACITY).
+        let mut map = MemoryMap::new();
+        for i in 0..64u64 {
+            let base = i * 0x10_0000;
+            map.add(r(base + 0x1000, base + 0x3000, Reserved)).unwrap();
+            map.add(r(base, base + 0x8_0000, Usable)).unwrap();
+        }
+        map.normalize();
+        assert_eq!(map.regions().len(), 192);
+        assert_eq!(
+            map.add(r(1 << 40, (1 << 40) + 1, Usable)),
+            Err(MapError::Full)
+        );
+        let before = map.clone();
+        map.normalize();
+        assert_eq!(map.regions(), before.regions());
+        assert_eq!(map.usable_bytes(), 64 * (0x8_0000 - 0x2000));
+    }
+
+    #[test]
+    fn normalize_worst_case_single_usable_with_many_holes() {
+        // One usable region plus 127 disjoint reserved holes inside it: 255 output regions.
+        let mut map = MemoryMap::new();
+        map.add(r(0, 1 << 30, Usable)).unwrap();
+        for i in 0..127u64 {
+            map.add(r(
+                0x10_0000 * (i + 1),
+                0x10_0000 * (i + 1) + 0x1000,
+                Reserved,
+            ))
+            .unwrap();
+        }
+        map.normalize();
+        assert_eq!(map.regions().len(), 255);
+        assert_eq!(map.usable_bytes(), (1 << 30) - 127 * 0x1000);
+    }
+
+    #[test]
+    fn debug_lists_regions() {
+        let map = map(&[r(0, 0x1000, Usable)]);
+        let text = format!("{map:?}");
+        assert!(text.contains("Usable"), "{text}");
+        assert_eq!(text.matches("Region").count(), 1);
+    }
+}

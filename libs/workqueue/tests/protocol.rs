@@ -1,0 +1,255 @@
+//! The queue protocol step by step, on one thread.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rexo_workqueue::{Batch, MAX_CORES, QueueFull, Stats, SubmitError, Task, Waker, WorkQueue};
+
+/// Records every wake-up.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<usize>>);
+
+impl Waker for Recorder {
+    fn wake(&self, core: usize) {
+        self.0.lock().unwrap().push(core);
+    }
+}
+
+fn queue(cores: usize, shared: usize, mailbox: usize) -> WorkQueue<Recorder> {
+    WorkQueue::new(cores, shared, mailbox, Recorder::default())
+}
+
+fn woken(q: &WorkQueue<Recorder>) -> Vec<usize> {
+    q.waker().0.lock().unwrap().clone()
+}
+
+/// A task that adds its tag to `log`.
+fn tagged(log: &Arc<Mutex<Vec<u32>>>, tag: u32) -> Task {
+    let log = Arc::clone(log);
+    Box::new(move || log.lock().unwrap().push(tag))
+}
+
+#[test]
+fn sizes_are_clamped() {
+    let q = queue(0, 0, 0);
+    assert_eq!(q.cores(), 1);
+    assert!(q.submit(Box::new(|| {})).is_ok());
+    assert!(q.submit(Box::new(|| {})).is_err());
+    assert!(q.submit_to(0, Box::new(|| {})).is_ok());
+    assert!(matches!(
+        q.submit_to(0, Box::new(|| {})),
+        Err(SubmitError::Full(_))
+    ));
+    assert_eq!(queue(10_000, 1, 1).cores(), MAX_CORES);
+}
+
+#[test]
+fn mailbox_first_then_shared_in_order() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let q = queue(2, 8, 8);
+    q.submit(tagged(&log, 1)).unwrap();
+    q.submit(tagged(&log, 2)).unwrap();
+    q.submit_to(1, tagged(&log, 3)).unwrap();
+    while let Some(task) = q.next(1) {
+        task();
+    }
+    assert_eq!(*log.lock().unwrap(), [3, 1, 2]);
+    assert!(q.next(0).is_none());
+    assert_eq!(
+        q.stats(),
+        Stats {
+            submitted: 3,
+            taken: 3,
+            wakeups: 0
+        }
+    );
+}
+
+#[test]
+fn submit_to_reaches_only_that_core() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let q = queue(3, 8, 8);
+    q.submit_to(1, tagged(&log, 7)).unwrap();
+    assert!(q.next(0).is_none());
+    assert!(q.next(2).is_none());
+    q.next(1).unwrap()();
+    assert_eq!(*log.lock().unwrap(), [7]);
+}
+
+#[test]
+fn no_such_core_gives_the_task_back() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let q = queue(2, 8, 8);
+    let err = q.submit_to(2, tagged(&log, 9)).unwrap_err();
+    assert!(matches!(err, SubmitError::NoSuchCore { core: 2, .. }));
+    assert_eq!(err.to_string(), "no core 2 in the work queue");
+    assert_eq!(format!("{err:?}"), "NoSuchCore { core: 2, .. }");
+    err.into_task()();
+    assert_eq!(*log.lock().unwrap(), [9]);
+    assert!(q.next(2).is_none());
+    assert!(!q.prepare_idle(2));
+    assert!(!q.is_idle(2));
+    q.finish_idle(2);
+    assert_eq!(q.stats().submitted, 0);
+}
+
+#[test]
+fn full_queue_loses_nothing() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let q = queue(1, 2, 1);
+    q.submit(tagged(&log, 1)).unwrap();
+    q.submit(tagged(&log, 2)).unwrap();
+    let QueueFull(back) = q.submit(tagged(&log, 3)).unwrap_err();
+    q.submit_to(0, tagged(&log, 4)).unwrap();
+    let err = q.submit_to(0, tagged(&log, 5)).unwrap_err();
+    assert_eq!(err.to_string(), "core mailbox full");
+    assert_eq!(QueueFull(Box::new(|| {})).to_string(), "work queue full");
+    while let Some(task) = q.next(0) {
+        task();
+    }
+    back();
+    err.into_task()();
+    assert_eq!(*log.lock().unwrap(), [4, 1, 2, 3, 5]);
+}
+
+#[test]
+fn idle_then_woken_exactly_once() {
+    let q = queue(2, 8, 8);
+    assert!(q.prepare_idle(0));
+    assert!(q.is_idle(0));
+    assert!(!q.is_idle(1));
+    q.submit(Box::new(|| {})).unwrap();
+    // The submitter cleared the bit and woke core 0.
+    assert!(!q.is_idle(0));
+    assert_eq!(woken(&q), [0]);
+    // A second task finds no idle core: no more wake-ups.
+    q.submit(Box::new(|| {})).unwrap();
+    assert_eq!(woken(&q), [0]);
+    q.finish_idle(0);
+    assert!(!q.is_idle(0));
+    assert_eq!(q.stats().wakeups, 1);
+}
+
+#[test]
+fn prepare_idle_rechecks_after_marking() {
+    let q = queue(2, 8, 8);
+    q.submit(Box::new(|| {})).unwrap();
+    // Work in the shared queue: do not halt, and do not stay marked.
+    assert!(!q.prepare_idle(1));
+    assert!(!q.is_idle(1));
+    q.next(1).unwrap()();
+    q.submit_to(1, Box::new(|| {})).unwrap();
+    assert!(!q.prepare_idle(1));
+    // Another core's mailbox is not this core's work.
+    assert!(q.prepare_idle(0));
+    q.next(1).unwrap()();
+    assert!(q.prepare_idle(1));
+    assert!(woken(&q).is_empty());
+}
+
+#[test]
+fn submit_to_wakes_only_its_core_and_submit_the_lowest_idle() {
+    let q = queue(3, 8, 8);
+    for core in 0..3 {
+        assert!(q.prepare_idle(core));
+    }
+    q.submit_to(2, Box::new(|| {})).unwrap();
+    assert_eq!(woken(&q), [2]);
+    assert!(q.is_idle(0) && q.is_idle(1) && !q.is_idle(2));
+    q.submit(Box::new(|| {})).unwrap();
+    assert_eq!(woken(&q), [2, 0]);
+    q.submit(Box::new(|| {})).unwrap();
+    assert_eq!(woken(&q), [2, 0, 1]);
+    q.submit(Box::new(|| {})).unwrap();
+    assert_eq!(woken(&q), [2, 0, 1]);
+}
+
+#[test]
+fn high_core_numbers_use_the_upper_bitmap_words() {
+    let q = queue(MAX_CORES, 4, 1);
+    assert!(q.prepare_idle(MAX_CORES - 1));
+    assert!(q.prepare_idle(130));
+    q.submit(Box::new(|| {})).unwrap();
+    assert_eq!(woken(&q), [130]);
+    q.submit_to(MAX_CORES - 1, Box::new(|| {})).unwrap();
+    assert_eq!(woken(&q), [130, MAX_CORES - 1]);
+}
+
+#[test]
+fn batch_on_a_single_core_runs_itself() {
+    let q = queue(1, 64, 4);
+    let batch = Batch::new();
+    let sum = Arc::new(AtomicUsize::new(0));
+    for i in 1..=10 {
+        let sum = Arc::clone(&sum);
+        batch
+            .submit(&q, move || {
+                sum.fetch_add(i, Ordering::Relaxed);
+            })
+            .unwrap();
+    }
+    let sum2 = Arc::clone(&sum);
+    batch
+        .submit_to(&q, 0, move || {
+            sum2.fetch_add(100, Ordering::Relaxed);
+        })
+        .unwrap();
+    assert_eq!(batch.pending(), 11);
+    assert_eq!(format!("{batch:?}"), "Batch { pending: 11 }");
+    batch.wait(&q, 0);
+    assert_eq!(batch.pending(), 0);
+    assert_eq!(sum.load(Ordering::Relaxed), 155);
+    // Waiting on an empty batch returns at once.
+    Batch::default().wait(&q, 0);
+}
+
+#[test]
+fn batch_tasks_that_submit_more_batch_tasks() {
+    let q = Arc::new(queue(1, 64, 4));
+    let batch = Arc::new(Batch::new());
+    let count = Arc::new(AtomicUsize::new(0));
+    for _ in 0..4 {
+        let (q2, b2, c2) = (Arc::clone(&q), Arc::clone(&batch), Arc::clone(&count));
+        batch
+            .submit(&q, move || {
+                c2.fetch_add(1, Ordering::Relaxed);
+                let c3 = Arc::clone(&c2);
+                b2.submit(&q2, move || {
+                    c3.fetch_add(1, Ordering::Relaxed);
+                })
+                .unwrap();
+            })
+            .unwrap();
+    }
+    batch.wait(&q, 0);
+    assert_eq!(count.load(Ordering::Relaxed), 8);
+}
+
+#[test]
+fn batch_task_refused_counts_when_dropped_or_run() {
+    let q = queue(1, 1, 1);
+    let batch = Batch::new();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let add = |ran: &Arc<AtomicUsize>| {
+        let ran = Arc::clone(ran);
+        move || {
+            ran.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    batch.submit(&q, add(&ran)).unwrap();
+    let QueueFull(back) = batch.submit(&q, add(&ran)).unwrap_err();
+    assert_eq!(batch.pending(), 2);
+    drop(back);
+    assert_eq!(batch.pending(), 1);
+    batch.submit_to(&q, 0, add(&ran)).unwrap();
+    let err = batch.submit_to(&q, 0, add(&ran)).unwrap_err();
+    assert_eq!(batch.pending(), 3);
+    err.into_task()();
+    assert_eq!(batch.pending(), 2);
+    let err = batch.submit_to(&q, 5, add(&ran)).unwrap_err();
+    assert!(matches!(err, SubmitError::NoSuchCore { core: 5, .. }));
+    drop(err);
+    assert_eq!(batch.pending(), 2);
+    batch.wait(&q, 0);
+    assert_eq!(ran.load(Ordering::Relaxed), 3);
+}
