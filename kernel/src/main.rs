@@ -1,8 +1,369 @@
-//! The Rexo kernel (placeholder while the foundation is written).
+//! The Rexo kernel: boots on x86-64 through PVH or Multiboot2, brings up every core into a
+//! run-to-completion work loop, and runs the app named on the command line (or the kernel
+//! tests). See `docs/boot.md` for the boot path and `docs/kernel-interface.md` for what
+//! tools may rely on.
+
 #![no_std]
 #![no_main]
 
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
+extern crate alloc;
+
+mod apps;
+mod arch;
+mod boot;
+mod console;
+mod crash;
+mod klog;
+mod ktest;
+mod mem;
+mod platform;
+mod power;
+mod sched;
+mod tests;
+mod time;
+
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use arch::smp;
+use arch::{apic, cpu, gdt, paging, percpu};
+use rexo_cmdline::Options;
+
+/// Bytes of each core's kernel stack.
+const STACK_BYTES: u64 = 128 * 1024;
+/// Bytes of each interrupt (IST) stack.
+const IST_BYTES: u64 = 16 * 1024;
+/// Usable RAM below which Rexo refuses to boot.
+const MIN_MEMORY_MIB: u64 = 8;
+/// How long the boot core waits for the other cores' signs of life.
+const CORE_START_TIMEOUT_US: u64 = 2_000_000;
+
+static SMP_STARTED: AtomicBool = AtomicBool::new(false);
+/// Cores the boot core planned to start (tickets at or above this halt at once).
+static PLANNED_CORES: AtomicUsize = AtomicUsize::new(1);
+
+/// How many cores run the work loop.
+pub fn smp_cores() -> usize {
+    smp::running()
+}
+
+/// Whether the other cores have been started (so a crash must stop them).
+pub fn smp_started() -> bool {
+    SMP_STARTED.load(Ordering::Acquire)
+}
+
+/// What the boot core learnt before it moved to its guarded stack.
+struct BootState {
+    options: Options<'static>,
+    usable_bytes: u64,
+    framebuffer: Option<rexo_bootinfo::Framebuffer>,
+}
+
+static BOOT_STATE: spin::Once<BootState> = spin::Once::new();
+
+/// Stops the boot with a message (exit status "failure" under QEMU).
+fn fatal(what: core::fmt::Arguments<'_>) -> ! {
+    kprintln!("rexo: error: {what}");
+    power::exit_failure()
+}
+
+/// Entered from the boot trampoline in long mode, on the boot stack, with the boot
+/// protocol, the physical address of its information and (Multiboot2) the magic value.
+extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
+    percpu::install(0, apic::id_from_cpuid());
+    console::serial::init();
+    klog::init();
+
+    let boot = boot::read(protocol, info, magic).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    let cmdline = boot::keep_cmdline(boot.cmdline).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    let options =
+        rexo_cmdline::parse(cmdline).unwrap_or_else(|e| fatal(format_args!("command line: {e}")));
+    klog::set_level(options.log);
+    if options.test.is_none() && apps::find(options.app).is_none() {
+        kprintln!(
+            "rexo: error: no app called '{}' in this image; the apps are:",
+            options.app
+        );
+        for app in apps::APPS {
+            kprintln!("  {:<8} {}", app.name, app.about);
+        }
+        power::exit_failure();
+    }
+
+    let features = cpu::Features::read();
+    let acpi = platform::init_acpi(boot.rsdp);
+    let (tsc_hz, tsc_source) =
+        time::init_tsc(acpi.and_then(|a| a.hpet.as_ref()).map(|h| h.base_address)).unwrap_or_else(|_| fatal(format_args!("no way to measure time: CPUID gives no TSC frequency and there is neither a PIT nor an HPET")));
+    log::info!(
+        "rexo: booted by {} ({:?}), command line '{cmdline}'",
+        boot.loader_name,
+        boot.protocol
+    );
+    log::info!("time: TSC {} MHz ({tsc_source:?})", tsc_hz / 1_000_000);
+    log::info!(
+        "cpu: {} physical address bits, 1 GiB pages {}, x2APIC {}, TSC-deadline timer {}, invariant TSC {}",
+        features.phys_bits,
+        yes_no(features.huge_1g),
+        yes_no(features.x2apic),
+        yes_no(features.tsc_deadline),
+        yes_no(features.invariant_tsc)
+    );
+
+    // Memory: the map, what must never be handed out, the allocator, the page tables.
+    let map = boot::memory_map(&boot).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    let map = mem::set_memory_map(map);
+    for region in map.regions() {
+        log::debug!(
+            "memory: [{:#014x}, {:#014x}) {:?}",
+            region.start,
+            region.end,
+            region.kind
+        );
+    }
+    let usable = map.usable_bytes();
+    if usable < MIN_MEMORY_MIB << 20 {
+        fatal(format_args!(
+            "Rexo needs at least {MIN_MEMORY_MIB} MiB of RAM; this machine has {} KiB usable",
+            usable >> 10
+        ));
+    }
+    let mut reserved = heapless_ranges::Ranges::new();
+    reserved.push(0..1 << 20); // real-mode memory: BIOS data, AP trampoline, BareMetal table
+    reserved.push(mem::phys::kernel_image());
+    boot.info_ranges()
+        .iter()
+        .cloned()
+        .for_each(|r| reserved.push(r));
+    for (i, module) in boot.modules().iter().enumerate() {
+        log::info!(
+            "module {i}: [{:#x}, {:#x}) '{}'",
+            module.start,
+            module.end,
+            module.cmdline
+        );
+        reserved.push(module.start..module.end);
+    }
+    if let Some(acpi) = acpi {
+        platform::acpi_table_ranges(acpi).for_each(|r| reserved.push(r));
+    }
+    if reserved.overflowed() {
+        fatal(format_args!(
+            "too many reserved ranges (boot modules, ACPI tables) for the frame allocator"
+        ));
+    }
+    log::debug!("memory: {} reserved ranges", reserved.as_slice().len());
+    mem::frames::init(map, reserved.as_slice())
+        .unwrap_or_else(|e| fatal(format_args!("frame allocator: {e}")));
+    log::debug!(
+        "memory: frame allocator ready, {} KiB free",
+        mem::frames::free_bytes() >> 10
+    );
+    let top =
+        paging::init(map, &features).unwrap_or_else(|e| fatal(format_args!("page tables: {e}")));
+    log::debug!("memory: page tables installed");
+    let heap = mem::heap::size_for(usable);
+    mem::heap::init(heap).unwrap_or_else(|e| {
+        fatal(format_args!(
+            "Rexo needs more memory for its heap ({} KiB): {e}",
+            heap >> 10
+        ))
+    });
+    log::info!(
+        "memory: {} MiB usable, identity map up to {} GiB ({} pages), heap {} KiB",
+        usable >> 20,
+        top >> 30,
+        if features.huge_1g { "1 GiB" } else { "2 MiB" },
+        heap >> 10
+    );
+
+    BOOT_STATE.call_once(|| BootState {
+        options,
+        usable_bytes: usable,
+        framebuffer: boot.framebuffer,
+    });
+    let stack = mem::stacks::allocate(STACK_BYTES)
+        .unwrap_or_else(|e| fatal(format_args!("boot core stack: {e}")));
+    let (ist, ist_region) = mem::stacks::allocate_many::<{ gdt::IST_STACKS }>(IST_BYTES)
+        .unwrap_or_else(|e| fatal(format_args!("boot core interrupt stacks: {e}")));
+    percpu::current().set_stacks(stack, &ist, ist_region);
+    cpu::switch_stack(stack.top, boot_core_on_its_stack)
+}
+
+/// The rest of the boot core's start, on its guarded stack.
+extern "C" fn boot_core_on_its_stack() -> ! {
+    let state = BOOT_STATE.get().expect("set before the stack switch");
+    let features = cpu::Features::read();
+    arch::load_core_tables(0);
+    let acpi = platform::acpi();
+    apic::configure(
+        features.x2apic,
+        acpi.map_or(0xFEE0_0000, |a| a.local_apic_address),
+    );
+    apic::disable_legacy_pic();
+    apic::init_local();
+    let bsp_apic_id = apic::id();
+    percpu::install(0, bsp_apic_id);
+    if let Some(acpi) = acpi {
+        platform::io_apics(acpi).for_each(|io| io.mask_all());
+    }
+    time::init_apic_timer(features.tsc_deadline);
+    if let Some(fb) = state.framebuffer.as_ref() {
+        match console::framebuffer::init(fb) {
+            Ok((columns, rows)) => log::info!(
+                "console: framebuffer {}x{}x{} ({columns}x{rows} text)",
+                fb.width,
+                fb.height,
+                fb.bpp
+            ),
+            Err(why) => log::warn!("console: framebuffer not used: {why}"),
+        }
+    }
+
+    let cores = start_other_cores(bsp_apic_id, state.options.cores);
+    let boot_us = time::micros_since_boot();
+    kprintln!(
+        "rexo: ready cores={cores} mem={} MiB boot={boot_us} us",
+        state.usable_bytes >> 20
+    );
+
+    if let Some(filter) = state.options.test {
+        ktest::run(filter, state.options.test_after);
+    }
+    if let Some(kind) = state.options.crash {
+        crash::provoke(kind);
+    }
+    let app = apps::find(state.options.app).expect("checked at boot");
+    let batch = sched::batch();
+    batch
+        .submit_to(sched::machine_queue(), 0, app.main)
+        .expect("the boot core's mailbox is empty at boot");
+    batch.wait(sched::machine_queue(), 0);
+    log::info!("app '{}' returned: powering off", app.name);
+    let why = power::power_off();
+    fatal(format_args!("power-off failed: {why}"))
+}
+
+/// Starts the application processors listed in the MADT; returns how many cores run.
+fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> usize {
+    let Some(acpi) = platform::acpi() else {
+        sched::init(1);
+        return 1;
+    };
+    let mut targets = [0u32; percpu::MAX_CORES];
+    let mut count = 0;
+    let mut present = 1;
+    for lapic in acpi
+        .local_apics()
+        .iter()
+        .filter(|l| l.enabled && l.apic_id != bsp_apic_id)
+    {
+        present += 1;
+        if count + 1 < percpu::MAX_CORES && limit.is_none_or(|n| count + 1 < n) {
+            targets[count] = lapic.apic_id;
+            count += 1;
+        }
+    }
+    if present > count + 1 {
+        match limit {
+            Some(n) if n < percpu::MAX_CORES => log::info!(
+                "smp: {present} cores present, using {} (cores={n})",
+                count + 1
+            ),
+            _ => log::warn!(
+                "smp: {present} cores present, Rexo supports {}: using {}",
+                percpu::MAX_CORES,
+                count + 1
+            ),
+        }
+    }
+    let targets = &targets[..count];
+    let planned = count + 1;
+    sched::init(planned);
+    let mut stack_tops = [0u64; percpu::MAX_CORES];
+    for (index, top) in stack_tops.iter_mut().enumerate().take(planned).skip(1) {
+        let stack = mem::stacks::allocate(STACK_BYTES)
+            .unwrap_or_else(|e| fatal(format_args!("core {index} stack: {e}")));
+        let (ist, region) = mem::stacks::allocate_many::<{ gdt::IST_STACKS }>(IST_BYTES)
+            .unwrap_or_else(|e| fatal(format_args!("core {index} interrupt stacks: {e}")));
+        percpu::core(index).set_stacks(stack, &ist, region);
+        *top = stack.top;
+    }
+    PLANNED_CORES.store(planned, Ordering::Release);
+    SMP_STARTED.store(true, Ordering::Release);
+    let answered = smp::start_cores(
+        targets,
+        &stack_tops[..planned],
+        ap_entry,
+        CORE_START_TIMEOUT_US,
+    );
+    // Late arrivals beyond this point halt: the count in the ready line is final.
+    PLANNED_CORES.store(answered + 1, Ordering::Release);
+    while smp::running() < answered + 1 {
+        cpu::pause();
+    }
+    smp::running()
+}
+
+/// Entered by each application processor from the trampoline, on its own stack, with
+/// its ticket (= core index).
+extern "C" fn ap_entry(ticket: u64) -> ! {
+    let index = ticket as usize;
+    if index >= PLANNED_CORES.load(Ordering::Acquire) || index >= percpu::MAX_CORES {
+        cpu::halt_forever();
+    }
+    percpu::install(index, apic::id_from_cpuid());
+    arch::load_core_tables(index);
+    apic::init_local();
+    let apic_id = apic::id();
+    percpu::install(index, apic_id);
+    smp::mark_alive(index, apic_id);
+    sched::run(index)
+}
+
+fn yes_no(flag: bool) -> &'static str {
+    if flag { "yes" } else { "no" }
+}
+
+/// A fixed-capacity list of physical ranges (the heap does not exist yet at boot).
+mod heapless_ranges {
+    use core::ops::Range;
+
+    const CAPACITY: usize = 128;
+
+    /// Up to 128 ranges; pushing more sets the overflow flag.
+    pub struct Ranges {
+        items: [Range<u64>; CAPACITY],
+        len: usize,
+        overflowed: bool,
+    }
+
+    impl Ranges {
+        /// An empty list.
+        pub fn new() -> Self {
+            Self {
+                items: [const { 0..0 }; CAPACITY],
+                len: 0,
+                overflowed: false,
+            }
+        }
+
+        /// Appends a range.
+        pub fn push(&mut self, range: Range<u64>) {
+            if self.len == CAPACITY {
+                self.overflowed = true;
+            } else {
+                self.items[self.len] = range;
+                self.len += 1;
+            }
+        }
+
+        /// Whether some pushes did not fit.
+        pub fn overflowed(&self) -> bool {
+            self.overflowed
+        }
+
+        /// The ranges pushed.
+        pub fn as_slice(&self) -> &[Range<u64>] {
+            &self.items[..self.len]
+        }
+    }
 }

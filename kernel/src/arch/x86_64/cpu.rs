@@ -1,0 +1,218 @@
+//! Safe wrappers for single CPU instructions: port I/O, MSRs, CPUID, control registers.
+//!
+//! Port I/O and MSR writes can affect the whole machine; the kernel is the only caller
+//! (apps never see this module), so the wrappers are safe functions in the kernel and
+//! each device module is responsible for touching only its own ports.
+
+use core::arch::asm;
+use core::arch::x86_64::{__cpuid_count, CpuidResult};
+
+/// Reads a byte from an I/O port.
+pub fn inb(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: port reads have no memory effects; the kernel owns every port it reads.
+    unsafe {
+        asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
+    value
+}
+
+/// Writes a byte to an I/O port.
+pub fn outb(port: u16, value: u8) {
+    // SAFETY: port writes have no memory effects visible to Rust; callers own the port.
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// Reads a 16-bit word from an I/O port.
+pub fn inw(port: u16) -> u16 {
+    let value: u16;
+    // SAFETY: as for `inb`.
+    unsafe {
+        asm!("in ax, dx", out("ax") value, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
+    value
+}
+
+/// Writes a 16-bit word to an I/O port.
+pub fn outw(port: u16, value: u16) {
+    // SAFETY: as for `outb`.
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// Writes a 32-bit word to an I/O port.
+pub fn outl(port: u16, value: u32) {
+    // SAFETY: as for `outb`.
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// Reads a model-specific register.
+pub fn rdmsr(msr: u32) -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: callers pass MSRs that exist on this CPU (checked through CPUID).
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags))
+    };
+    (u64::from(high) << 32) | u64::from(low)
+}
+
+/// Writes a model-specific register.
+pub fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: callers pass MSRs that exist on this CPU and values the kernel owns.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags))
+    };
+}
+
+/// Executes CPUID for a leaf and sub-leaf.
+pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
+    __cpuid_count(leaf, subleaf)
+}
+
+/// Reads the time stamp counter.
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC is always available in ring 0 and has no memory effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Reads CR2 (the address of the last page fault).
+pub fn cr2() -> u64 {
+    let value: u64;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Reads CR3 (the page-table root).
+pub fn cr3() -> u64 {
+    let value: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Reads CR0.
+pub fn cr0() -> u64 {
+    let value: u64;
+    // SAFETY: reading CR0 has no side effects.
+    unsafe { asm!("mov {}, cr0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Reads CR4.
+pub fn cr4() -> u64 {
+    let value: u64;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Enables interrupts.
+pub fn enable_interrupts() {
+    // SAFETY: the IDT is loaded before any caller enables interrupts.
+    unsafe { asm!("sti", options(nomem, nostack)) };
+}
+
+/// Disables interrupts.
+pub fn disable_interrupts() {
+    // SAFETY: masking interrupts is always allowed in ring 0.
+    unsafe { asm!("cli", options(nomem, nostack)) };
+}
+
+/// Enables interrupts and halts until one arrives, atomically (no wake-up is lost
+/// between the two instructions: `sti` takes effect after `hlt` begins).
+pub fn enable_interrupts_and_halt() {
+    // SAFETY: the IDT is loaded; halting with interrupts on is the idle state.
+    unsafe { asm!("sti; hlt", options(nomem, nostack)) };
+}
+
+/// Halts this core forever, with interrupts off (NMIs still wake it: it halts again).
+pub fn halt_forever() -> ! {
+    disable_interrupts();
+    loop {
+        // SAFETY: halting has no memory effects.
+        unsafe { asm!("hlt", options(nomem, nostack)) };
+    }
+}
+
+/// Tells the CPU that this is a spin-wait loop.
+#[inline(always)]
+pub fn pause() {
+    core::hint::spin_loop();
+}
+
+/// CPU features the kernel uses, read once through CPUID.
+#[derive(Clone, Copy, Debug)]
+pub struct Features {
+    /// 1 GiB pages (`pdpe1gb`).
+    pub huge_1g: bool,
+    /// x2APIC mode of the local APIC.
+    pub x2apic: bool,
+    /// TSC-deadline mode of the local APIC timer.
+    pub tsc_deadline: bool,
+    /// The TSC runs at a constant rate in every power state.
+    pub invariant_tsc: bool,
+    /// Physical address bits.
+    pub phys_bits: u8,
+    /// Running under a hypervisor.
+    pub hypervisor: bool,
+}
+
+impl Features {
+    /// Reads the features of the current CPU.
+    pub fn read() -> Self {
+        let max_ext = cpuid(0x8000_0000, 0).eax;
+        let leaf1 = cpuid(1, 0);
+        let ext1 = if max_ext >= 0x8000_0001 {
+            cpuid(0x8000_0001, 0)
+        } else {
+            CpuidResult {
+                eax: 0,
+                ebx: 0,
+                ecx: 0,
+                edx: 0,
+            }
+        };
+        let phys_bits = if max_ext >= 0x8000_0008 {
+            cpuid(0x8000_0008, 0).eax as u8
+        } else {
+            36
+        };
+        let invariant_tsc = max_ext >= 0x8000_0007 && cpuid(0x8000_0007, 0).edx & (1 << 8) != 0;
+        Self {
+            huge_1g: ext1.edx & (1 << 26) != 0,
+            x2apic: leaf1.ecx & (1 << 21) != 0,
+            tsc_deadline: leaf1.ecx & (1 << 24) != 0,
+            invariant_tsc,
+            phys_bits,
+            hypervisor: leaf1.ecx & (1 << 31) != 0,
+        }
+    }
+}
+
+/// Model-specific register numbers the kernel uses.
+pub mod msr {
+    /// GS base: the current core's per-core data.
+    pub const GS_BASE: u32 = 0xC000_0101;
+    /// Local APIC base and mode.
+    pub const APIC_BASE: u32 = 0x1B;
+    /// TSC deadline of the local APIC timer.
+    pub const TSC_DEADLINE: u32 = 0x6E0;
+}
+
+/// Moves this core onto the stack whose top is `top` and calls `next` there, ending the
+/// frame-pointer chain (the old stack is abandoned).
+pub fn switch_stack(top: u64, next: extern "C" fn() -> !) -> ! {
+    // SAFETY: `top` is the 16-byte aligned top of a mapped stack owned by this core (the
+    // callers allocate it); `next` never returns, so nothing needs the old stack.
+    unsafe {
+        asm!("mov rsp, {top}", "xor ebp, ebp", "call {next}", "ud2", top = in(reg) top, next = in(reg) next, options(noreturn))
+    }
+}

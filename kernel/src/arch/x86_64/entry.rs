@@ -1,0 +1,213 @@
+//! The two boot entries (PVH and Multiboot2) and the 32-bit trampoline into long mode.
+//!
+//! Both loaders enter in 32-bit protected mode with paging off. The trampoline reads the
+//! time stamp counter first (the boot clock starts at the kernel's first instruction),
+//! records which protocol brought us here, zeroes `.bss`, identity-maps the first 4 GiB
+//! with 2 MiB pages, enables long mode and calls [`crate::kernel_main`] on the boot stack.
+//! The kernel then builds its real page tables (all RAM, device holes uncached).
+
+use core::arch::global_asm;
+
+/// Bytes of the boot core's first stack (in `.bss`); the boot core moves to a guarded
+/// stack as soon as the frame allocator runs.
+pub const BOOT_STACK_BYTES: usize = 64 * 1024;
+
+/// Which loader started the kernel (the value the trampoline passes in `edi`).
+pub const PROTOCOL_PVH: u32 = 1;
+/// Multiboot2 (GRUB).
+pub const PROTOCOL_MULTIBOOT2: u32 = 2;
+
+global_asm!(
+    r#"
+    // ---- Multiboot2 header (GRUB) ------------------------------------------------
+    .section .multiboot2_header, "a"
+    .balign 8
+rexo_mb2_header:
+    .long 0xE85250D6                                  // magic
+    .long 0                                           // architecture: i386 protected mode
+    .long rexo_mb2_header_end - rexo_mb2_header       // header length
+    .long 0x100000000 - (0xE85250D6 + (rexo_mb2_header_end - rexo_mb2_header))
+    // framebuffer tag (optional): ask for 1024x768x32, the loader may give another mode
+    .balign 8
+    .short 5
+    .short 1
+    .long 20
+    .long 1024
+    .long 768
+    .long 32
+    // module alignment tag: modules start on page boundaries
+    .balign 8
+    .short 6
+    .short 0
+    .long 8
+    // end tag
+    .balign 8
+    .short 0
+    .short 0
+    .long 8
+rexo_mb2_header_end:
+
+    // ---- PVH note (QEMU -kernel, Firecracker, cloud-hypervisor) ------------------------
+    .section .note.Xen, "a", @note
+    .balign 4
+    .long 4                                           // name size ("Xen\0")
+    .long 4                                           // descriptor size
+    .long 18                                          // XEN_ELFNOTE_PHYS32_ENTRY
+    .asciz "Xen"
+    .balign 4
+    .long rexo_pvh_entry
+    .balign 4
+
+    // ---- Boot data that must survive the .bss clear ------------------------------------
+    .section .data.rexo_boot, "aw"
+    .balign 8
+    .global rexo_boot_tsc
+rexo_boot_tsc:
+    .quad 0
+rexo_boot_protocol:
+    .long 0
+rexo_boot_info:
+    .long 0
+rexo_boot_magic:
+    .long 0
+    .balign 8
+rexo_boot_gdt:
+    .quad 0
+    .quad 0x00AF9A000000FFFF                          // 0x08: 64-bit code, ring 0
+    .quad 0x00CF92000000FFFF                          // 0x10: data, ring 0
+rexo_boot_gdt_end:
+rexo_boot_gdt_ptr:
+    .short rexo_boot_gdt_end - rexo_boot_gdt - 1
+    .long rexo_boot_gdt
+
+    // ---- Boot page tables and stack ---------------------------------------------------
+    .section .bss.rexo_boot, "aw", @nobits
+    .balign 4096
+    .global rexo_boot_pml4
+rexo_boot_pml4:
+    .skip 4096
+rexo_boot_pdpt:
+    .skip 4096
+rexo_boot_pd:
+    .skip 4096 * 4
+    .balign 16
+rexo_boot_stack_bottom:
+    .skip {stack_bytes}
+    .global rexo_boot_stack_top
+rexo_boot_stack_top:
+
+    // ---- 32-bit entries ---------------------------------------------------------------
+    .section .boot.text, "ax"
+    .code32
+    .global rexo_pvh_entry
+rexo_pvh_entry:
+    // PVH: ebx = physical address of hvm_start_info. eax is free.
+    rdtsc
+    mov dword ptr [rexo_boot_tsc], eax
+    mov dword ptr [rexo_boot_tsc + 4], edx
+    mov dword ptr [rexo_boot_protocol], {pvh}
+    mov dword ptr [rexo_boot_info], ebx
+    jmp rexo_common32
+
+    .global rexo_multiboot2_entry
+rexo_multiboot2_entry:
+    // Multiboot2: eax = magic, ebx = physical address of the boot information.
+    mov esi, eax
+    rdtsc
+    mov dword ptr [rexo_boot_tsc], eax
+    mov dword ptr [rexo_boot_tsc + 4], edx
+    mov dword ptr [rexo_boot_protocol], {mb2}
+    mov dword ptr [rexo_boot_info], ebx
+    mov dword ptr [rexo_boot_magic], esi
+
+rexo_common32:
+    cli
+    cld
+    // Zero .bss (the boot page tables and stack live there).
+    mov edi, offset __bss_start
+    mov ecx, offset __bss_end
+    sub ecx, edi
+    xor eax, eax
+    rep stosb
+
+    // Identity map 0..4 GiB with 2 MiB pages: 4 page directories of 512 entries.
+    mov edi, offset rexo_boot_pd
+    mov eax, 0x83                                     // present | writable | 2 MiB page
+    xor edx, edx                                      // high half of the entry
+    mov ecx, 2048
+2:
+    mov dword ptr [edi], eax
+    mov dword ptr [edi + 4], edx
+    add eax, 0x200000
+    adc edx, 0
+    add edi, 8
+    dec ecx
+    jnz 2b
+    // PDPT entries 0..3 point at the 4 page directories.
+    mov edi, offset rexo_boot_pdpt
+    mov eax, offset rexo_boot_pd
+    or eax, 0x3
+    mov ecx, 4
+3:
+    mov dword ptr [edi], eax
+    add eax, 4096
+    add edi, 8
+    dec ecx
+    jnz 3b
+    mov eax, offset rexo_boot_pdpt
+    or eax, 0x3
+    mov dword ptr [rexo_boot_pml4], eax
+
+    // PAE on, CR3, EFER.LME, paging on (with write protection in ring 0).
+    mov eax, cr4
+    or eax, 1 << 5
+    mov cr4, eax
+    mov eax, offset rexo_boot_pml4
+    mov cr3, eax
+    mov ecx, 0xC0000080
+    rdmsr
+    or eax, 1 << 8
+    wrmsr
+    mov eax, cr0
+    or eax, (1 << 31) | (1 << 16) | 1
+    mov cr0, eax
+
+    lgdt [rexo_boot_gdt_ptr]
+    // Far jump to the 64-bit code segment, encoded by bytes (see MACHINE-FACTS).
+    .byte 0xEA
+    .long rexo_long_mode
+    .short 0x08
+
+    .code64
+rexo_long_mode:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    xor eax, eax
+    mov fs, ax
+    mov gs, ax
+    lea rsp, [rip + rexo_boot_stack_top]
+    xor ebp, ebp                                      // ends the frame-pointer chain
+    mov edi, dword ptr [rip + rexo_boot_protocol]
+    mov esi, dword ptr [rip + rexo_boot_info]
+    mov edx, dword ptr [rip + rexo_boot_magic]
+    call {main}
+    ud2
+    "#,
+    stack_bytes = const BOOT_STACK_BYTES,
+    pvh = const PROTOCOL_PVH,
+    mb2 = const PROTOCOL_MULTIBOOT2,
+    main = sym crate::kernel_main,
+);
+
+unsafe extern "C" {
+    /// TSC value read by the kernel's first instruction.
+    static rexo_boot_tsc: u64;
+}
+
+/// The time stamp counter at the kernel's first instruction.
+pub fn boot_tsc() -> u64 {
+    // SAFETY: written once by the trampoline before any Rust code runs, read-only after.
+    unsafe { core::ptr::read_volatile(&raw const rexo_boot_tsc) }
+}

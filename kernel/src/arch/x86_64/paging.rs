@@ -1,0 +1,319 @@
+//! The kernel's one address space: an identity map of all RAM (write-back) and of the
+//! device holes below 4 GiB (uncached), with 1 GiB pages where the CPU has them and a
+//! whole gigabyte is of one kind, else 2 MiB pages. Page 0 stays unmapped so that a null
+//! pointer faults. Finer 4 KiB mappings are made on demand (stack guard pages).
+//!
+//! Page tables are frames taken from the frame allocator and never returned: they are
+//! part of the address space for the life of the machine.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rexo_memmap::{MemoryMap, RegionKind};
+
+use super::cpu::{self, Features};
+use crate::mem::frames;
+
+const PRESENT: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const WRITE_THROUGH: u64 = 1 << 3;
+const CACHE_DISABLE: u64 = 1 << 4;
+const HUGE: u64 = 1 << 7;
+const ADDRESS_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+
+const KIB4: u64 = 4096;
+const MIB2: u64 = 2 << 20;
+const GIB1: u64 = 1 << 30;
+const GIB4: u64 = 4 << 30;
+
+/// Whether an identity mapping is normal memory or a device window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caching {
+    /// Write-back: RAM.
+    WriteBack,
+    /// Uncached: device registers.
+    Uncached,
+}
+
+impl Caching {
+    fn bits(self) -> u64 {
+        match self {
+            Caching::WriteBack => 0,
+            Caching::Uncached => CACHE_DISABLE | WRITE_THROUGH,
+        }
+    }
+}
+
+/// Errors of the paging layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PagingError {
+    /// No frame was left for a page table.
+    OutOfMemory,
+    /// The address is not mapped at all.
+    NotMapped(u64),
+    /// The address lies beyond what the CPU can address.
+    BeyondPhysicalAddressWidth(u64),
+}
+
+impl core::fmt::Display for PagingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PagingError::OutOfMemory => write!(f, "no memory left for page tables"),
+            PagingError::NotMapped(addr) => write!(f, "address {addr:#x} is not mapped"),
+            PagingError::BeyondPhysicalAddressWidth(addr) => write!(
+                f,
+                "address {addr:#x} is beyond the CPU's physical address width"
+            ),
+        }
+    }
+}
+
+static ROOT: AtomicU64 = AtomicU64::new(0);
+static MAPPED_TOP: AtomicU64 = AtomicU64::new(GIB4);
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static PHYS_LIMIT: AtomicU64 = AtomicU64::new(1 << 36);
+
+/// One page-table page, viewed through the identity map.
+fn table(phys: u64) -> &'static mut [u64; 512] {
+    // SAFETY: `phys` is a page-table frame owned by the paging layer (allocated below and
+    // never freed) and identity-mapped; the paging layer is only used under `LOCK`, so no
+    // two references to the same table exist at once.
+    unsafe { &mut *(phys as *mut [u64; 512]) }
+}
+
+static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+fn new_table() -> Result<u64, PagingError> {
+    let frame = frames::allocate_page_table().ok_or(PagingError::OutOfMemory)?;
+    table(frame).fill(0);
+    Ok(frame)
+}
+
+fn is_memory(kind: RegionKind) -> bool {
+    matches!(
+        kind,
+        RegionKind::Usable | RegionKind::AcpiReclaimable | RegionKind::AcpiNvs
+    )
+}
+
+/// What a physical range holds: all memory, all device space, or a mix.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Contents {
+    Memory,
+    Devices,
+    Mixed,
+}
+
+fn contents(map: &MemoryMap, start: u64, end: u64) -> Contents {
+    let mut memory_bytes = 0;
+    for region in map.regions().iter().filter(|r| is_memory(r.kind)) {
+        let (s, e) = (region.start.max(start), region.end.min(end));
+        if s < e {
+            memory_bytes += e - s;
+        }
+    }
+    match memory_bytes {
+        0 => Contents::Devices,
+        n if n == end - start => Contents::Memory,
+        _ => Contents::Mixed,
+    }
+}
+
+fn caching_of(map: &MemoryMap, start: u64, end: u64) -> Caching {
+    if contents(map, start, end) == Contents::Devices {
+        Caching::Uncached
+    } else {
+        Caching::WriteBack
+    }
+}
+
+/// Builds the identity map for `map` and switches this core to it. Returns the top of
+/// the mapped range.
+pub fn init(map: &MemoryMap, features: &Features) -> Result<u64, PagingError> {
+    let _guard = LOCK.lock();
+    PHYS_LIMIT.store(1u64 << features.phys_bits.min(52), Ordering::Relaxed);
+    let memory_top = map
+        .regions()
+        .iter()
+        .filter(|r| is_memory(r.kind))
+        .map(|r| r.end)
+        .max()
+        .unwrap_or(0);
+    let top = memory_top.max(GIB4).next_multiple_of(GIB1);
+    let root = new_table()?;
+    let mut gib = 0;
+    while gib < top {
+        let pml4 = table(root);
+        let pml4_index = (gib >> 39) as usize & 511;
+        if pml4[pml4_index] & PRESENT == 0 {
+            pml4[pml4_index] = new_table()? | PRESENT | WRITABLE;
+        }
+        let pdpt = table(pml4[pml4_index] & ADDRESS_MASK);
+        let pdpt_index = (gib >> 30) as usize & 511;
+        let whole = contents(map, gib, gib + GIB1);
+        if features.huge_1g && whole != Contents::Mixed {
+            pdpt[pdpt_index] =
+                gib | PRESENT | WRITABLE | HUGE | caching_of(map, gib, gib + GIB1).bits();
+        } else {
+            let pd_phys = new_table()?;
+            let pd = table(pd_phys);
+            for (i, entry) in pd.iter_mut().enumerate() {
+                let start = gib + i as u64 * MIB2;
+                *entry =
+                    start | PRESENT | WRITABLE | HUGE | caching_of(map, start, start + MIB2).bits();
+            }
+            pdpt[pdpt_index] = pd_phys | PRESENT | WRITABLE;
+        }
+        gib += GIB1;
+    }
+    ROOT.store(root, Ordering::Relaxed);
+    MAPPED_TOP.store(top, Ordering::Relaxed);
+    // Page 0 faults: a null pointer dereference is a crash report, not silent corruption.
+    unmap_page_locked(0)?;
+    // SAFETY: the new tables map everything the kernel uses (its image, stack, boot data
+    // and all RAM) at the same addresses as the boot tables did.
+    unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
+    INSTALLED.store(true, Ordering::Release);
+    Ok(top)
+}
+
+/// Loads the kernel's page tables on an application processor.
+pub fn root() -> u64 {
+    ROOT.load(Ordering::Relaxed)
+}
+
+/// The end of the identity map made at boot (device windows above it are mapped with
+/// [`map_device`]).
+pub fn mapped_top() -> u64 {
+    MAPPED_TOP.load(Ordering::Relaxed)
+}
+
+/// Whether the kernel's own page tables are in use (before that, the boot tables map
+/// the first 4 GiB, page 0 included).
+pub fn installed() -> bool {
+    INSTALLED.load(Ordering::Acquire)
+}
+
+/// Returns the page-table entry mapping `addr` with a 4 KiB page, splitting the 1 GiB or
+/// 2 MiB page that covers it (the split keeps every other address mapped as before).
+fn entry_4k(addr: u64) -> Result<&'static mut u64, PagingError> {
+    let root = ROOT.load(Ordering::Relaxed);
+    let pml4e = table(root)[(addr >> 39) as usize & 511];
+    if pml4e & PRESENT == 0 {
+        return Err(PagingError::NotMapped(addr));
+    }
+    let pdpt = table(pml4e & ADDRESS_MASK);
+    let pdpte = &mut pdpt[(addr >> 30) as usize & 511];
+    if *pdpte & PRESENT == 0 {
+        return Err(PagingError::NotMapped(addr));
+    }
+    if *pdpte & HUGE != 0 {
+        let base = *pdpte & ADDRESS_MASK & !(GIB1 - 1);
+        let flags = *pdpte & !ADDRESS_MASK;
+        let pd = new_table()?;
+        for (i, entry) in table(pd).iter_mut().enumerate() {
+            *entry = (base + i as u64 * MIB2) | flags;
+        }
+        *pdpte = pd | PRESENT | WRITABLE;
+    }
+    let pd = table(*pdpte & ADDRESS_MASK);
+    let pde = &mut pd[(addr >> 21) as usize & 511];
+    if *pde & PRESENT == 0 {
+        return Err(PagingError::NotMapped(addr));
+    }
+    if *pde & HUGE != 0 {
+        let base = *pde & ADDRESS_MASK & !(MIB2 - 1);
+        let flags = *pde & !ADDRESS_MASK & !HUGE;
+        let pt = new_table()?;
+        for (i, entry) in table(pt).iter_mut().enumerate() {
+            *entry = (base + i as u64 * KIB4) | flags;
+        }
+        *pde = pt | PRESENT | WRITABLE;
+        flush_all();
+    }
+    let pt = table(*pde & ADDRESS_MASK);
+    Ok(&mut pt[(addr >> 12) as usize & 511])
+}
+
+fn flush(addr: u64) {
+    // SAFETY: invalidating a TLB entry has no effect beyond making the CPU re-read tables.
+    unsafe { core::arch::asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) };
+}
+
+fn flush_all() {
+    if installed() {
+        // SAFETY: reloading CR3 with its own value only flushes the TLB.
+        unsafe {
+            core::arch::asm!("mov cr3, {}", in(reg) cpu::cr3(), options(nostack, preserves_flags))
+        };
+    }
+}
+
+fn unmap_page_locked(addr: u64) -> Result<(), PagingError> {
+    let entry = entry_4k(addr & !(KIB4 - 1))?;
+    *entry &= !PRESENT;
+    flush(addr);
+    Ok(())
+}
+
+/// Unmaps the 4 KiB page at `addr` (a guard page: touching it faults). Only this core's
+/// TLB is flushed: callers unmap pages that no other core has used yet.
+pub fn unmap_page(addr: u64) -> Result<(), PagingError> {
+    let _guard = LOCK.lock();
+    unmap_page_locked(addr)
+}
+
+/// Whether `addr` is mapped (used by crash reports before reading memory).
+pub fn is_mapped(addr: u64) -> bool {
+    if !installed() {
+        return addr < GIB4;
+    }
+    let Some(_guard) = LOCK.try_lock() else {
+        return false;
+    };
+    let pml4e = table(ROOT.load(Ordering::Relaxed))[(addr >> 39) as usize & 511];
+    if pml4e & PRESENT == 0 {
+        return false;
+    }
+    let pdpte = table(pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
+    if pdpte & PRESENT == 0 || pdpte & HUGE != 0 {
+        return pdpte & PRESENT != 0;
+    }
+    let pde = table(pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511];
+    if pde & PRESENT == 0 || pde & HUGE != 0 {
+        return pde & PRESENT != 0;
+    }
+    table(pde & ADDRESS_MASK)[(addr >> 12) as usize & 511] & PRESENT != 0
+}
+
+/// Maps a device window `[phys, phys + len)` uncached, identity, with 2 MiB pages (for
+/// windows above the boot-time map, such as 64-bit PCI BARs). Already-mapped parts keep
+/// their mapping.
+pub fn map_device(phys: u64, len: u64) -> Result<(), PagingError> {
+    let _guard = LOCK.lock();
+    let end = phys
+        .checked_add(len)
+        .ok_or(PagingError::BeyondPhysicalAddressWidth(phys))?;
+    if end > PHYS_LIMIT.load(Ordering::Relaxed) {
+        return Err(PagingError::BeyondPhysicalAddressWidth(end));
+    }
+    let mut addr = phys & !(MIB2 - 1);
+    while addr < end {
+        let pml4 = table(ROOT.load(Ordering::Relaxed));
+        let pml4e = &mut pml4[(addr >> 39) as usize & 511];
+        if *pml4e & PRESENT == 0 {
+            *pml4e = new_table()? | PRESENT | WRITABLE;
+        }
+        let pdpte = &mut table(*pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
+        if *pdpte & PRESENT == 0 {
+            *pdpte = new_table()? | PRESENT | WRITABLE;
+        }
+        if *pdpte & HUGE == 0 {
+            let pde = &mut table(*pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511];
+            if *pde & PRESENT == 0 {
+                *pde = addr | PRESENT | WRITABLE | HUGE | Caching::Uncached.bits();
+            }
+        }
+        addr += MIB2;
+    }
+    Ok(())
+}

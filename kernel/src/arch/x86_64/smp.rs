@@ -1,0 +1,217 @@
+//! Starting the application processors: INIT-SIPI-SIPI through a trampoline copied to
+//! physical 0x8000, which goes from real mode to long mode on the boot page tables, takes
+//! a ticket (the core's index), loads that core's stack and calls [`ap_entry`]. The boot
+//! core waits for each core's own sign of life (never a fixed sleep) and re-sends the
+//! start-up IPI to a core that has not answered.
+
+#![allow(unsafe_code)] // copying and patching the trampoline in low memory
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use super::apic::{self, Ipi};
+use super::percpu::MAX_CORES;
+
+/// Physical address the trampoline runs at (SIPI vector 0x08).
+pub const TRAMPOLINE: u64 = 0x8000;
+
+// Offsets of the data the boot core fills in, relative to the trampoline's start.
+global_asm!(
+    r#"
+    .section .rodata.rexo_ap_trampoline, "a"
+    .balign 16
+    .global rexo_ap_trampoline_start
+    .global rexo_ap_trampoline_end
+rexo_ap_trampoline_start:
+    .code16
+    cli
+    cld
+    xorw %ax, %ax
+    movw %ax, %ds
+    lgdtl (0x8000 + rexo_ap_gdt_ptr - rexo_ap_trampoline_start)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    // jmp 0x18:ap32 (32-bit offset)
+    .byte 0x66, 0xEA
+    .long 0x8000 + rexo_ap_32 - rexo_ap_trampoline_start
+    .short 0x18
+
+    .code32
+rexo_ap_32:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl %cr4, %eax
+    orl $(1 << 5), %eax
+    movl %eax, %cr4
+    movl (0x8000 + rexo_ap_cr3 - rexo_ap_trampoline_start), %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl $(1 << 8), %eax
+    wrmsr
+    movl %cr0, %eax
+    orl $((1 << 31) | (1 << 16)), %eax
+    movl %eax, %cr0
+    .byte 0xEA
+    .long 0x8000 + rexo_ap_64 - rexo_ap_trampoline_start
+    .short 0x08
+
+    .code64
+rexo_ap_64:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorl %eax, %eax
+    movw %ax, %fs
+    movw %ax, %gs
+    // Switch to the kernel's own tables (they may live above 4 GiB, as may the stacks).
+    movq (0x8000 + rexo_ap_cr3_final - rexo_ap_trampoline_start), %rax
+    movq %rax, %cr3
+    movl $1, %eax
+    lock xaddl %eax, (0x8000 + rexo_ap_ticket - rexo_ap_trampoline_start)
+    movl %eax, %edi
+    movq (0x8000 + rexo_ap_stacks - rexo_ap_trampoline_start), %rbx
+    movq (%rbx, %rdi, 8), %rsp
+    xorl %ebp, %ebp
+    movq (0x8000 + rexo_ap_entry - rexo_ap_trampoline_start), %rax
+    callq *%rax
+    ud2
+
+    .balign 8
+rexo_ap_gdt:
+    .quad 0
+    .quad 0x00AF9A000000FFFF        // 0x08: 64-bit code
+    .quad 0x00CF92000000FFFF        // 0x10: data
+    .quad 0x00CF9A000000FFFF        // 0x18: 32-bit code
+rexo_ap_gdt_end:
+rexo_ap_gdt_ptr:
+    .short rexo_ap_gdt_end - rexo_ap_gdt - 1
+    .long 0x8000 + (rexo_ap_gdt - rexo_ap_trampoline_start)
+    .balign 8
+    .global rexo_ap_cr3
+rexo_ap_cr3:
+    .quad 0
+    .global rexo_ap_cr3_final
+rexo_ap_cr3_final:
+    .quad 0
+    .global rexo_ap_entry
+rexo_ap_entry:
+    .quad 0
+    .global rexo_ap_stacks
+rexo_ap_stacks:
+    .quad 0
+    .global rexo_ap_ticket
+rexo_ap_ticket:
+    .long 0
+    .balign 8
+rexo_ap_trampoline_end:
+    .text
+    "#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    static rexo_ap_trampoline_start: u8;
+    static rexo_ap_trampoline_end: u8;
+    static rexo_ap_cr3: u8;
+    static rexo_ap_cr3_final: u8;
+    static rexo_ap_entry: u8;
+    static rexo_ap_stacks: u8;
+    static rexo_ap_ticket: u8;
+    static rexo_boot_pml4: u8;
+}
+
+/// Initial stack pointer of each core, indexed by ticket (core index).
+static STACK_TOPS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// Each core's sign of life: its APIC id + 1, written when it reaches the work loop.
+static ALIVE: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
+static RUNNING: AtomicUsize = AtomicUsize::new(1);
+
+fn offset(symbol: *const u8) -> u64 {
+    symbol as u64 - (&raw const rexo_ap_trampoline_start) as u64
+}
+
+/// Copies the trampoline to [`TRAMPOLINE`] and fills in its data.
+fn install_trampoline(entry: extern "C" fn(u64) -> !) {
+    let start = (&raw const rexo_ap_trampoline_start) as u64;
+    let len = (&raw const rexo_ap_trampoline_end) as u64 - start;
+    let patch = |symbol: *const u8, value: u64| {
+        let at = TRAMPOLINE + offset(symbol);
+        // SAFETY: `at` lies inside the trampoline page, which the frame allocator never
+        // hands out (low memory is reserved) and no core executes yet.
+        unsafe { core::ptr::write_volatile(at as *mut u64, value) };
+    };
+    // SAFETY: the destination page at 0x8000 is reserved for the trampoline; the source
+    // is the trampoline's image in the kernel's read-only data; they do not overlap.
+    unsafe {
+        core::ptr::copy_nonoverlapping(start as *const u8, TRAMPOLINE as *mut u8, len as usize)
+    };
+    patch(&raw const rexo_ap_cr3, (&raw const rexo_boot_pml4) as u64);
+    patch(&raw const rexo_ap_cr3_final, super::paging::root());
+    patch(&raw const rexo_ap_entry, entry as usize as u64);
+    patch(&raw const rexo_ap_stacks, STACK_TOPS.as_ptr() as u64);
+    // The ticket is 32 bits, followed by padding: the first core to arrive gets index 1.
+    patch(&raw const rexo_ap_ticket, 1);
+}
+
+/// Starts the cores with APIC ids `targets` (each with its stack already in
+/// `stack_tops`), waiting at most `timeout_us` for all of them. Returns how many answered.
+pub fn start_cores(
+    targets: &[u32],
+    stack_tops: &[u64],
+    entry: extern "C" fn(u64) -> !,
+    timeout_us: u64,
+) -> usize {
+    for (i, &top) in stack_tops.iter().enumerate() {
+        STACK_TOPS[i].store(top, Ordering::Relaxed);
+    }
+    install_trampoline(entry);
+    let page = (TRAMPOLINE >> 12) as u8;
+    for &id in targets {
+        apic::send_ipi(id, Ipi::Init);
+    }
+    for &id in targets {
+        apic::send_ipi(id, Ipi::Startup(page));
+    }
+    let started = |id: u32| ALIVE.iter().any(|a| a.load(Ordering::Acquire) == id + 1);
+    // A second start-up IPI for cores that have not answered after 200 us (Intel's
+    // protocol); then wait for every core's own sign of life up to the timeout.
+    let resend_at = crate::time::tsc_after_micros(200);
+    let deadline = crate::time::tsc_after_micros(timeout_us);
+    let mut resent = false;
+    loop {
+        let answered = targets.iter().filter(|&&id| started(id)).count();
+        if answered == targets.len() {
+            return answered;
+        }
+        let now = super::cpu::rdtsc();
+        if !resent && now >= resend_at {
+            for &id in targets.iter().filter(|&&id| !started(id)) {
+                apic::send_ipi(id, Ipi::Startup(page));
+            }
+            resent = true;
+        }
+        if now >= deadline {
+            for &id in targets.iter().filter(|&&id| !started(id)) {
+                log::error!("smp: core with APIC id {id} did not start within {timeout_us} us");
+            }
+            return answered;
+        }
+        super::cpu::pause();
+    }
+}
+
+/// Records that core `index` (APIC id `apic_id`) runs: its sign of life for the boot core.
+pub fn mark_alive(index: usize, apic_id: u32) {
+    ALIVE[index].store(apic_id + 1, Ordering::Release);
+    RUNNING.fetch_add(1, Ordering::AcqRel);
+}
+
+/// How many cores run the work loop (the boot core included).
+pub fn running() -> usize {
+    RUNNING.load(Ordering::Acquire)
+}

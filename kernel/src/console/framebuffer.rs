@@ -1,0 +1,44 @@
+//! The framebuffer text console: the boot loader's linear framebuffer, drawn by
+//! `rexo-fbconsole`. Absent when the loader gave no framebuffer (PVH, serial-only boots).
+
+use rexo_bootinfo::Framebuffer;
+use rexo_fbconsole::{Console, Geometry, PixelFormat};
+use spin::Mutex;
+
+static CONSOLE: Mutex<Option<Console<'static>>> = Mutex::new(None);
+
+/// Starts the console on the loader's framebuffer. Returns a description for the log,
+/// or why the framebuffer cannot be used.
+pub fn init(fb: &Framebuffer) -> Result<(u32, u32), &'static str> {
+    let geometry = Geometry {
+        width: fb.width,
+        height: fb.height,
+        pitch: fb.pitch,
+        format: PixelFormat {
+            bytes_per_pixel: fb.bpp.div_ceil(8),
+            red_shift: fb.red_shift,
+            red_bits: fb.red_bits,
+            green_shift: fb.green_shift,
+            green_bits: fb.green_bits,
+            blue_shift: fb.blue_shift,
+            blue_bits: fb.blue_bits,
+        },
+    };
+    let bytes = u64::from(fb.pitch) * u64::from(fb.height);
+    let map = crate::mem::memory_map().ok_or("no memory map yet")?;
+    let memory = crate::mem::phys::claim_device(fb.addr, bytes, map)
+        .map_err(|_| "framebuffer memory cannot be claimed")?;
+    let mut console =
+        Console::new(memory, geometry).map_err(|_| "framebuffer geometry not supported")?;
+    console.clear();
+    let size = (console.columns(), console.rows());
+    *CONSOLE.lock() = Some(console);
+    Ok(size)
+}
+
+/// Draws text on the framebuffer console, if there is one.
+pub fn write_str(s: &str) {
+    if let Some(console) = CONSOLE.lock().as_mut() {
+        console.write_str(s);
+    }
+}

@@ -1,0 +1,303 @@
+//! Crash reports: for a CPU exception or a Rust panic, on whichever core it happens. The
+//! report names the cause, the core, every register and a symbolized backtrace (frame
+//! pointers plus the kernel's own symbol table), stops the other cores with an NMI and
+//! exits QEMU with the failure status (or halts every core on hardware).
+
+#![allow(unsafe_code)] // reading the stack and the symbol-table section; provoking faults
+
+use crate::arch::cpu;
+use crate::arch::idt::{InterruptFrame, exception};
+use crate::arch::percpu;
+use crate::{kprint, kprintln};
+
+#[used]
+#[unsafe(link_section = ".rexo_symtab")]
+static SYMTAB_RESERVED: [u8; rexo_symtab::RESERVED_BYTES] = [0; rexo_symtab::RESERVED_BYTES];
+
+unsafe extern "C" {
+    static __rexo_symtab_start: u8;
+    static __rexo_symtab_end: u8;
+    static rexo_boot_stack_top: u8;
+}
+
+/// The symbol table `xtask` wrote into the kernel image after linking.
+fn symbols() -> Option<rexo_symtab::SymbolTable<'static>> {
+    let start = &raw const __rexo_symtab_start;
+    let len = &raw const __rexo_symtab_end as usize - start as usize;
+    // SAFETY: the linker script brackets the `.rexo_symtab` section with these symbols;
+    // the section is read-only data of the kernel image. Reading it through the opaque
+    // linker symbols (not through the zero-initialised static) stops the compiler from
+    // assuming its contents.
+    let bytes = unsafe { core::slice::from_raw_parts(start, len) };
+    rexo_symtab::SymbolTable::parse(bytes).ok()
+}
+
+const EXCEPTION_NAMES: [&str; 32] = [
+    "divide error",
+    "debug",
+    "non-maskable interrupt",
+    "breakpoint",
+    "overflow",
+    "bound range exceeded",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor segment overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack-segment fault",
+    "general protection fault",
+    "page fault",
+    "reserved (15)",
+    "x87 floating-point error",
+    "alignment check",
+    "machine check",
+    "SIMD floating-point error",
+    "virtualization exception",
+    "control protection exception",
+    "reserved (22)",
+    "reserved (23)",
+    "reserved (24)",
+    "reserved (25)",
+    "reserved (26)",
+    "reserved (27)",
+    "hypervisor injection exception",
+    "VMM communication exception",
+    "security exception",
+    "reserved (31)",
+];
+
+/// Whether `[addr, addr + 8)` may be read while walking a stack.
+fn readable_stack_word(addr: u64) -> bool {
+    let core = percpu::current();
+    let boot_top = &raw const rexo_boot_stack_top as u64;
+    let boot = percpu::StackBounds {
+        bottom: boot_top - crate::arch::entry::BOOT_STACK_BYTES as u64,
+        top: boot_top,
+    };
+    addr.is_multiple_of(8)
+        && [core.stack(), core.interrupt_stacks(), boot]
+            .iter()
+            .any(|s| s.contains(addr, 16))
+}
+
+fn print_frame(index: usize, addr: u64, table: Option<&rexo_symtab::SymbolTable<'_>>) {
+    // A return address points after the call: look up the call instruction itself.
+    let lookup = if index == 0 {
+        addr
+    } else {
+        addr.saturating_sub(1)
+    };
+    match table.and_then(|t| t.lookup(lookup)) {
+        Some((name, offset)) => kprintln!(
+            "  #{index:<2} {addr:#018x} {name}+{:#x}",
+            offset + (addr - lookup)
+        ),
+        None => kprintln!("  #{index:<2} {addr:#018x} ?"),
+    }
+}
+
+/// Prints the backtrace starting at `rip` with frame pointer `rbp`.
+fn print_backtrace(rip: u64, mut rbp: u64) {
+    let table = symbols();
+    if table.is_none() {
+        kprintln!("backtrace: (no symbol table in this image: build it with `cargo xtask build`)");
+    } else {
+        kprintln!("backtrace:");
+    }
+    print_frame(0, rip, table.as_ref());
+    for index in 1..64 {
+        if rbp == 0 || !readable_stack_word(rbp) {
+            break;
+        }
+        // SAFETY: `rbp` is aligned and lies inside one of this core's mapped stacks.
+        let (next, ret) = unsafe {
+            (
+                core::ptr::read(rbp as *const u64),
+                core::ptr::read((rbp + 8) as *const u64),
+            )
+        };
+        if ret == 0 {
+            break;
+        }
+        print_frame(index, ret, table.as_ref());
+        if next <= rbp {
+            break;
+        }
+        rbp = next;
+    }
+}
+
+fn start_report() -> bool {
+    let first = crate::console::begin_crash_report();
+    if first && crate::smp_started() {
+        crate::arch::apic::nmi_all_others();
+    }
+    first
+}
+
+fn finish_report() -> ! {
+    kprintln!("!!! rexo: halted");
+    crate::power::exit_failure()
+}
+
+/// Called by the interrupt dispatcher for vectors 0-31.
+pub fn exception(frame: &InterruptFrame) {
+    let vector = frame.vector as u8;
+    if vector == exception::NMI && crate::console::crash_in_progress() {
+        stopped_by_other_core();
+    }
+    if !start_report() {
+        stopped_by_other_core();
+    }
+    crate::ktest::report_failure_if_running();
+    let core = percpu::core_index();
+    let cr2 = cpu::cr2();
+    kprintln!(
+        "!!! rexo: crash on core {core}: {} (vector {vector}, error code {:#x})",
+        EXCEPTION_NAMES[usize::from(vector) & 31],
+        frame.error_code
+    );
+    if vector == exception::PAGE_FAULT {
+        let e = frame.error_code;
+        kprintln!(
+            "!!! rexo: {} {} at {cr2:#x} ({})",
+            if e & 0x10 != 0 {
+                "instruction fetch"
+            } else if e & 2 != 0 {
+                "write"
+            } else {
+                "read"
+            },
+            if e & 1 != 0 {
+                "violating protection"
+            } else {
+                "of an unmapped page"
+            },
+            if cr2 < 4096 {
+                "null pointer"
+            } else {
+                "address"
+            },
+        );
+    }
+    if (vector == exception::PAGE_FAULT || vector == exception::DOUBLE_FAULT) && guard_page_hit(cr2)
+    {
+        kprintln!("!!! rexo: {cr2:#x} is a stack guard page: kernel stack overflow");
+    }
+    print_registers(frame, cr2);
+    print_backtrace(frame.rip, frame.rbp);
+    finish_report()
+}
+
+fn guard_page_hit(addr: u64) -> bool {
+    let stack = percpu::current().stack();
+    stack.bottom != 0 && addr < stack.bottom && addr >= stack.bottom - 4096
+}
+
+fn print_registers(f: &InterruptFrame, cr2: u64) {
+    kprintln!(
+        "rip={:#018x} rsp={:#018x} rflags={:#018x} cr2={cr2:#018x}",
+        f.rip,
+        f.rsp,
+        f.rflags
+    );
+    kprintln!(
+        "rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}",
+        f.rax,
+        f.rbx,
+        f.rcx,
+        f.rdx
+    );
+    kprintln!(
+        "rsi={:#018x} rdi={:#018x} rbp={:#018x} r8 ={:#018x}",
+        f.rsi,
+        f.rdi,
+        f.rbp,
+        f.r8
+    );
+    kprintln!(
+        "r9 ={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}",
+        f.r9,
+        f.r10,
+        f.r11,
+        f.r12
+    );
+    kprintln!(
+        "r13={:#018x} r14={:#018x} r15={:#018x} cr3={:#018x}",
+        f.r13,
+        f.r14,
+        f.r15,
+        cpu::cr3()
+    );
+    kprintln!(
+        "cs={:#x} ss={:#x} cr0={:#x} cr4={:#x}",
+        f.cs,
+        f.ss,
+        cpu::cr0(),
+        cpu::cr4()
+    );
+}
+
+/// The other side of the crash NMI: this core stops because another one crashed.
+pub fn stopped_by_other_core() -> ! {
+    cpu::halt_forever()
+}
+
+/// The panic handler: the same report as for an exception, with the message and location.
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    cpu::disable_interrupts();
+    if !start_report() {
+        stopped_by_other_core();
+    }
+    crate::ktest::report_failure_if_running();
+    let core = percpu::core_index();
+    kprint!("!!! rexo: panic on core {core}");
+    if let Some(location) = info.location() {
+        kprint!(
+            " at {}:{}:{}",
+            location.file(),
+            location.line(),
+            location.column()
+        );
+    }
+    kprintln!(": {}", info.message());
+    let (rip, rsp, rbp): (u64, u64, u64);
+    // SAFETY: reads the instruction, stack and frame pointers; no memory is touched.
+    unsafe {
+        core::arch::asm!("lea {}, [rip]", "mov {}, rsp", "mov {}, rbp", out(reg) rip, out(reg) rsp, out(reg) rbp, options(nomem, nostack))
+    };
+    kprintln!(
+        "rip={rip:#018x} rsp={rsp:#018x} cr2={:#018x} (registers of the panic handler)",
+        cpu::cr2()
+    );
+    print_backtrace(rip, rbp);
+    finish_report()
+}
+
+/// Provokes the crash asked for on the command line (`crash=`), to test the reports.
+pub fn provoke(kind: rexo_cmdline::Crash) -> ! {
+    match kind {
+        rexo_cmdline::Crash::PageFault => {
+            // SAFETY: not safe at all, on purpose: page 0 is unmapped, so this read faults
+            // and the page-fault report is what the crash test checks.
+            let value =
+                unsafe { core::ptr::read_volatile(core::ptr::without_provenance::<u64>(8)) };
+            panic!("reading the null page returned {value:#x} instead of faulting");
+        }
+        rexo_cmdline::Crash::Divide => {
+            // SAFETY: a division by zero in assembly raises #DE (Rust would panic first).
+            unsafe {
+                core::arch::asm!("xor edx, edx", "xor ecx, ecx", "mov eax, 1", "div ecx", out("eax") _, out("ecx") _, out("edx") _)
+            };
+            panic!("dividing by zero did not raise a divide error");
+        }
+        rexo_cmdline::Crash::Panic => panic!("crash test: the kernel panics on request"),
+    }
+}
+
+/// Looks up the function containing `addr` in the kernel's symbol table.
+pub fn symbolize(addr: u64) -> Option<(&'static str, u64)> {
+    symbols()?.lookup(addr)
+}

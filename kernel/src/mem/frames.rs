@@ -1,0 +1,36 @@
+//! The machine's physical frame allocator (`rexo-memmap`) behind one lock. It hands out
+//! owned [`FrameRange`]s; it never hands out the kernel image, boot modules, the boot
+//! loader's structures, ACPI tables, low memory or page tables.
+
+use rexo_memmap::{AllocError, FRAME_SIZE, FrameAllocator, FrameRange, MemoryMap};
+use spin::Mutex;
+
+static ALLOCATOR: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::empty());
+
+/// Starts the allocator over the usable regions of `map`, less `reserved`.
+pub fn init(map: &MemoryMap, reserved: &[core::ops::Range<u64>]) -> Result<(), AllocError> {
+    *ALLOCATOR.lock() = FrameAllocator::new(map, reserved)?;
+    Ok(())
+}
+
+/// Allocates `bytes` (rounded up to whole frames) aligned to `align`.
+pub fn allocate(bytes: u64, align: u64) -> Result<FrameRange, AllocError> {
+    ALLOCATOR.lock().allocate(bytes, align)
+}
+
+/// Returns frames to the allocator.
+pub fn free(frames: FrameRange) {
+    ALLOCATOR.lock().free(frames);
+}
+
+/// Bytes still free.
+pub fn free_bytes() -> u64 {
+    ALLOCATOR.lock().free_bytes()
+}
+
+/// Takes one frame for a page table, for good (page tables are never freed), and returns
+/// its address.
+pub fn allocate_page_table() -> Option<u64> {
+    let frame = ALLOCATOR.lock().allocate(FRAME_SIZE, FRAME_SIZE).ok()?;
+    Some(frame.leak().start)
+}

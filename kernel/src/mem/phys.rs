@@ -1,0 +1,143 @@
+//! The identity-mapped view of physical memory: read-only windows for the boot and ACPI
+//! parsers, and exclusive mutable windows over device memory (the framebuffer).
+
+#![allow(unsafe_code)] // turning physical addresses into slices
+
+use crate::arch::paging;
+use spin::Mutex;
+
+/// Physical memory as the boot-time parsers see it (identity map, read-only).
+pub struct IdentityMemory;
+
+const PAGE: u64 = 4096;
+
+impl rexo_physmem::PhysMemory for IdentityMemory {
+    fn read(&self, phys: u64, len: usize) -> Option<&[u8]> {
+        let end = phys.checked_add(len as u64)?;
+        let limit = if paging::installed() {
+            paging::mapped_top()
+        } else {
+            4 << 30
+        };
+        // Page 0 is unmapped once the kernel's tables are in use.
+        let low = if paging::installed() { PAGE } else { 0 };
+        if phys < low || end > limit {
+            return None;
+        }
+        // SAFETY: the range is inside the identity map (checked above); the boot loader's
+        // structures and ACPI tables it is used for are reserved from the frame allocator,
+        // so nothing writes them while the returned shared slice lives.
+        Some(unsafe { core::slice::from_raw_parts(phys as *const u8, len) })
+    }
+}
+
+/// Device windows handed out so far: each at most once, so the `&mut` slices never alias.
+static CLAIMED: Mutex<[(u64, u64); 16]> = Mutex::new([(0, 0); 16]);
+
+/// Why a device window cannot be had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimError {
+    /// It overlaps a window claimed before.
+    AlreadyClaimed,
+    /// It overlaps RAM that the frame allocator manages.
+    IsRam,
+    /// It cannot be mapped.
+    Unmappable,
+    /// Too many windows are claimed.
+    TableFull,
+}
+
+/// Claims the device memory `[phys, phys + len)` (uncached, identity) for exclusive use
+/// and returns it as a byte slice. A window is handed out once for the life of the
+/// machine; RAM cannot be claimed this way.
+pub fn claim_device(
+    phys: u64,
+    len: u64,
+    ram: &rexo_memmap::MemoryMap,
+) -> Result<&'static mut [u8], ClaimError> {
+    let end = phys.checked_add(len).ok_or(ClaimError::Unmappable)?;
+    let is_ram = ram
+        .regions()
+        .iter()
+        .any(|r| r.kind == rexo_memmap::RegionKind::Usable && r.start < end && phys < r.end);
+    if is_ram || phys < PAGE {
+        return Err(ClaimError::IsRam);
+    }
+    let mut claimed = CLAIMED.lock();
+    if claimed.iter().any(|&(s, e)| s < end && phys < e) {
+        return Err(ClaimError::AlreadyClaimed);
+    }
+    let slot = claimed
+        .iter_mut()
+        .find(|(s, e)| s == e)
+        .ok_or(ClaimError::TableFull)?;
+    if end > paging::mapped_top() {
+        paging::map_device(phys, len).map_err(|_| ClaimError::Unmappable)?;
+    }
+    *slot = (phys, end);
+    // SAFETY: the range is mapped (identity), is not RAM that Rust objects live in, and is
+    // recorded as claimed, so no other slice over it is ever created.
+    Ok(unsafe { core::slice::from_raw_parts_mut(phys as *mut u8, len as usize) })
+}
+
+/// Why a device register cannot be accessed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmioError {
+    /// The address is RAM, not a device register.
+    IsRam(u64),
+    /// The address is not in the identity map, or not 8-byte aligned.
+    BadAddress(u64),
+}
+
+fn check_register(addr: u64, width: u64) -> Result<(), MmioError> {
+    let limit = if paging::installed() {
+        paging::mapped_top()
+    } else {
+        4 << 30
+    };
+    if !addr.is_multiple_of(width) || addr < PAGE || addr + width > limit {
+        return Err(MmioError::BadAddress(addr));
+    }
+    let is_ram = super::memory_map().is_some_and(|map| {
+        map.regions()
+            .iter()
+            .any(|r| r.kind == rexo_memmap::RegionKind::Usable && r.start <= addr && addr < r.end)
+    });
+    if is_ram {
+        Err(MmioError::IsRam(addr))
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads a 64-bit device register (outside RAM, inside the identity map).
+pub fn mmio_read64(addr: u64) -> Result<u64, MmioError> {
+    check_register(addr, 8)?;
+    // SAFETY: `addr` is an aligned, mapped address outside RAM (checked): a device register.
+    Ok(unsafe { core::ptr::read_volatile(addr as *const u64) })
+}
+
+/// Writes a 64-bit device register (outside RAM, inside the identity map).
+pub fn mmio_write64(addr: u64, value: u64) -> Result<(), MmioError> {
+    check_register(addr, 8)?;
+    // SAFETY: as in `mmio_read64`; device registers are not Rust objects.
+    unsafe { core::ptr::write_volatile(addr as *mut u64, value) };
+    Ok(())
+}
+
+/// Writes an 8-bit device register (outside RAM, inside the identity map).
+pub fn mmio_write8(addr: u64, value: u8) -> Result<(), MmioError> {
+    check_register(addr, 1)?;
+    // SAFETY: as in `mmio_read64`, for a one-byte register.
+    unsafe { core::ptr::write_volatile(addr as *mut u8, value) };
+    Ok(())
+}
+
+/// The kernel image in physical memory (from the linker script).
+pub fn kernel_image() -> core::ops::Range<u64> {
+    unsafe extern "C" {
+        static __kernel_start: u8;
+        static __kernel_end: u8;
+    }
+    (&raw const __kernel_start) as u64..(&raw const __kernel_end) as u64
+}

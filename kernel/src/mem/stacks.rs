@@ -1,0 +1,66 @@
+//! Kernel stacks with a guard page under each: a stack overflow touches an unmapped page
+//! and becomes a double fault with a report, instead of silently corrupting memory.
+
+use crate::arch::paging;
+use crate::arch::percpu::StackBounds;
+
+const PAGE: u64 = 4096;
+
+/// Why a stack could not be made.
+#[derive(Debug)]
+pub enum StackError {
+    /// No frames left.
+    Frames(rexo_memmap::AllocError),
+    /// The guard page could not be unmapped.
+    Paging(paging::PagingError),
+}
+
+impl core::fmt::Display for StackError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StackError::Frames(e) => write!(f, "no memory for a stack: {e}"),
+            StackError::Paging(e) => write!(f, "cannot place a stack guard page: {e}"),
+        }
+    }
+}
+
+/// Allocates a stack of `bytes` (rounded up to pages) with an unmapped guard page below
+/// it. Stacks live for the life of the machine (each belongs to a core).
+pub fn allocate(bytes: u64) -> Result<StackBounds, StackError> {
+    let bytes = bytes.next_multiple_of(PAGE);
+    let frames = super::frames::allocate(bytes + PAGE, PAGE).map_err(StackError::Frames)?;
+    // The core owns its stack forever; the guard frame stays allocated but unmapped.
+    let guard = frames.leak().start;
+    paging::unmap_page(guard).map_err(StackError::Paging)?;
+    Ok(StackBounds {
+        bottom: guard + PAGE,
+        top: guard + PAGE + bytes,
+    })
+}
+
+/// Allocates `count` stacks of `bytes` each, every one with its own guard page, and
+/// returns their bounds and the region they span.
+pub fn allocate_many<const N: usize>(
+    bytes: u64,
+) -> Result<([StackBounds; N], StackBounds), StackError> {
+    let bytes = bytes.next_multiple_of(PAGE);
+    let frames =
+        super::frames::allocate((bytes + PAGE) * N as u64, PAGE).map_err(StackError::Frames)?;
+    let base = frames.leak().start;
+    let mut stacks = [StackBounds::default(); N];
+    for (i, stack) in stacks.iter_mut().enumerate() {
+        let guard = base + i as u64 * (bytes + PAGE);
+        paging::unmap_page(guard).map_err(StackError::Paging)?;
+        *stack = StackBounds {
+            bottom: guard + PAGE,
+            top: guard + PAGE + bytes,
+        };
+    }
+    Ok((
+        stacks,
+        StackBounds {
+            bottom: base + PAGE,
+            top: base + (bytes + PAGE) * N as u64,
+        },
+    ))
+}

@@ -1,0 +1,138 @@
+//! Leaving the machine: power-off and reboot through ACPI (the keyboard controller and a
+//! triple fault are the reboot fallbacks), and QEMU's `isa-debug-exit` port for test
+//! results (only under a hypervisor; on hardware a failure halts every core).
+
+#![allow(unsafe_code)] // the deliberate triple fault
+
+use rexo_acpi::{AddressSpace, GenericAddress};
+
+use crate::arch::cpu::{self, inw, outb, outw};
+
+/// QEMU's debug-exit port (`-device isa-debug-exit,iobase=0xf4,iosize=4`).
+const DEBUG_EXIT_PORT: u16 = 0xF4;
+/// Written to the port for success: QEMU exits with status 33.
+const DEBUG_EXIT_SUCCESS: u8 = 0x10;
+/// Written for failure: QEMU exits with status 35.
+const DEBUG_EXIT_FAILURE: u8 = 0x11;
+
+fn debug_exit(value: u8) {
+    if cpu::Features::read().hypervisor {
+        outb(DEBUG_EXIT_PORT, value);
+    }
+}
+
+/// Ends the run successfully (QEMU status 33), or halts on hardware.
+pub fn exit_success() -> ! {
+    debug_exit(DEBUG_EXIT_SUCCESS);
+    cpu::halt_forever()
+}
+
+/// Ends the run as failed (QEMU status 35), or halts every core on hardware.
+pub fn exit_failure() -> ! {
+    debug_exit(DEBUG_EXIT_FAILURE);
+    crate::kprintln!("rexo: halting every core");
+    if crate::smp_started() {
+        crate::arch::apic::nmi_all_others();
+    }
+    cpu::halt_forever()
+}
+
+fn write_register(register: &GenericAddress, value: u64) -> bool {
+    match register.space {
+        AddressSpace::SystemIo => {
+            let port = register.address as u16;
+            match register.bit_width {
+                16 => outw(port, value as u16),
+                32 => crate::arch::cpu::outl(port, value as u32),
+                _ => outb(port, value as u8),
+            }
+            true
+        }
+        // Sleep and reset registers are byte registers.
+        AddressSpace::SystemMemory => {
+            crate::mem::phys::mmio_write8(register.address, value as u8).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// Powers the machine off through ACPI (`\_S5`). Returns only if that failed, saying why.
+pub fn power_off() -> &'static str {
+    let Some(info) = crate::platform::acpi() else {
+        return "no ACPI tables";
+    };
+    let Some(fadt) = info.fadt.as_ref() else {
+        return "no FADT";
+    };
+    let Some((slp_typa, slp_typb)) = info.s5 else {
+        return "the DSDT has no \\_S5 sleep type";
+    };
+    log::debug!("power: S5 sleep type {slp_typa}/{slp_typb}, {fadt:?}");
+    cpu::disable_interrupts();
+    if fadt.hardware_reduced {
+        let Some(control) = fadt.sleep_control.as_ref() else {
+            return "hardware-reduced ACPI without a sleep control register";
+        };
+        const SLP_EN_HW_REDUCED: u64 = 1 << 5;
+        if !write_register(control, u64::from(slp_typa & 7) << 2 | SLP_EN_HW_REDUCED) {
+            return "the sleep control register is not writable";
+        }
+    } else {
+        let Some(pm1a) = fadt.pm1a_control_block else {
+            return "no PM1a control block";
+        };
+        enable_acpi_mode(fadt);
+        const SLP_EN: u16 = 1 << 13;
+        let keep = inw(pm1a) & !(0x7 << 10 | SLP_EN);
+        outw(pm1a, keep | u16::from(slp_typa & 7) << 10 | SLP_EN);
+        if let Some(pm1b) = fadt.pm1b_control_block {
+            outw(pm1b, u16::from(slp_typb & 7) << 10 | SLP_EN);
+        }
+    }
+    crate::time::delay_us(100_000);
+    "the machine did not power off after the ACPI sleep request"
+}
+
+/// Switches the chipset into ACPI mode through the SMI command port if firmware left it in
+/// legacy mode (SCI_EN clear).
+fn enable_acpi_mode(fadt: &rexo_acpi::Fadt) {
+    let (Some(pm1a), Ok(smi)) = (
+        fadt.pm1a_control_block,
+        u16::try_from(fadt.smi_command_port),
+    ) else {
+        return;
+    };
+    if inw(pm1a) & 1 != 0 || smi == 0 || fadt.acpi_enable == 0 {
+        return;
+    }
+    outb(smi, fadt.acpi_enable);
+    let deadline = crate::time::tsc_after_micros(300_000);
+    while inw(pm1a) & 1 == 0 && cpu::rdtsc() < deadline {
+        cpu::pause();
+    }
+}
+
+/// Reboots: the ACPI reset register, then the keyboard controller, then a triple fault.
+pub fn reboot() -> ! {
+    cpu::disable_interrupts();
+    if let Some(reset) = crate::platform::acpi()
+        .and_then(|i| i.fadt.as_ref())
+        .and_then(|f| f.reset)
+    {
+        write_register(&reset.register, u64::from(reset.value));
+        crate::time::delay_us(50_000);
+    }
+    // The 8042's pulse-reset command.
+    for _ in 0..1000 {
+        if cpu::inb(0x64) & 0x02 == 0 {
+            break;
+        }
+        cpu::pause();
+    }
+    outb(0x64, 0xFE);
+    crate::time::delay_us(50_000);
+    // An empty IDT: the next exception cannot be delivered and the CPU resets.
+    let empty = [0u16; 5];
+    // SAFETY: deliberately ends the machine; nothing runs after the triple fault.
+    unsafe { core::arch::asm!("lidt [{}]", "int3", in(reg) &empty, options(noreturn)) }
+}

@@ -1,0 +1,111 @@
+//! The work loop every core runs: take a task (own mailbox first, then the shared
+//! queue), run it to completion, repeat; with nothing to do, halt until a wake-up IPI.
+//! The queue protocol (lock-free rings, idle tracking, batches) is `rexo-workqueue`.
+
+use alloc::boxed::Box;
+
+use rexo_workqueue::{Batch, QueueFull, SubmitError, WorkQueue};
+
+use crate::arch::apic::{self, Ipi};
+use crate::arch::cpu;
+use crate::arch::idt::VECTOR_WAKE;
+use crate::arch::percpu;
+
+/// Wakes a halted core with an IPI.
+pub struct IpiWaker;
+
+impl rexo_workqueue::Waker for IpiWaker {
+    fn wake(&self, core: usize) {
+        apic::send_ipi(
+            percpu::core(core)
+                .apic_id
+                .load(core::sync::atomic::Ordering::Relaxed),
+            Ipi::Fixed(VECTOR_WAKE),
+        );
+    }
+}
+
+/// Capacity of the shared queue.
+const SHARED_CAPACITY: usize = 4096;
+/// Capacity of each core's mailbox.
+const MAILBOX_CAPACITY: usize = 256;
+
+static QUEUE: spin::Once<WorkQueue<IpiWaker>> = spin::Once::new();
+
+/// Creates the queue for `cores` cores (before any core enters the loop).
+pub fn init(cores: usize) {
+    QUEUE.call_once(|| WorkQueue::new(cores, SHARED_CAPACITY, MAILBOX_CAPACITY, IpiWaker));
+}
+
+fn queue() -> &'static WorkQueue<IpiWaker> {
+    QUEUE
+        .get()
+        .expect("the work queue is created before any task is submitted")
+}
+
+/// Runs the work loop on this core, forever.
+pub fn run(core: usize) -> ! {
+    let queue = queue();
+    loop {
+        if let Some(task) = queue.next(core) {
+            task();
+            continue;
+        }
+        cpu::disable_interrupts();
+        if queue.prepare_idle(core) {
+            // `sti; hlt`: a wake-up IPI sent after prepare_idle is taken right after the
+            // `sti`, so the halt ends at once and no wake-up is lost.
+            cpu::enable_interrupts_and_halt();
+        } else {
+            cpu::enable_interrupts();
+        }
+        queue.finish_idle(core);
+    }
+}
+
+/// Runs one queued task for core `core`, if there is one (a core waiting for something
+/// helps with the work instead of spinning). Returns whether it ran one.
+pub fn run_one(core: usize) -> bool {
+    match queue().next(core) {
+        Some(task) => {
+            task();
+            true
+        }
+        None => false,
+    }
+}
+
+/// Submits a task to any core.
+pub fn submit(task: impl FnOnce() + Send + 'static) -> Result<(), QueueFull> {
+    queue().submit(Box::new(task))
+}
+
+/// Submits a task to core `core`.
+pub fn submit_to(core: usize, task: impl FnOnce() + Send + 'static) -> Result<(), SubmitError> {
+    queue().submit_to(core, Box::new(task))
+}
+
+/// Runs `f(core)` once on every core in `0..cores` and waits for all of them, helping
+/// with queued work while it waits.
+pub fn run_on_cores(
+    cores: usize,
+    f: impl Fn(usize) + Send + Sync + Clone + 'static,
+) -> Result<(), SubmitError> {
+    let batch = Batch::new();
+    for core in 0..cores {
+        let f = f.clone();
+        batch.submit_to(queue(), core, move || f(core))?;
+    }
+    batch.wait(queue(), percpu::core_index());
+    Ok(())
+}
+
+/// A new batch of tasks on the machine's queue.
+pub fn batch() -> Batch {
+    Batch::new()
+}
+
+/// The machine's queue (for batches).
+pub fn machine_queue() -> &'static WorkQueue<IpiWaker> {
+    queue()
+}

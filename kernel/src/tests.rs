@@ -1,0 +1,245 @@
+//! Kernel tests that run inside QEMU (see `ktest`): memory, paging, time, interrupts,
+//! per-core data, the work loop and crash-report symbols, on the real machine.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use crate::arch::{apic, cpu, idt, paging, percpu};
+use crate::kernel_test;
+use crate::{mem, platform, sched, smp_cores, time};
+
+kernel_test!(
+    fn frames_are_never_reserved_memory() {
+        let kernel = mem::phys::kernel_image();
+        let before = mem::frames::free_bytes();
+        let mut taken = Vec::new();
+        for (bytes, align) in [
+            (4096, 4096),
+            (3 * 4096, 4096),
+            (2 << 20, 2 << 20),
+            (100_000, 4096),
+        ] {
+            let frames = mem::frames::allocate(bytes, align).expect("memory for the test");
+            assert!(
+                frames.start() >= 1 << 20,
+                "a frame below 1 MiB was handed out"
+            );
+            assert!(
+                frames.end() <= kernel.start || frames.start() >= kernel.end,
+                "a frame inside the kernel image"
+            );
+            assert_eq!(frames.start() % align, 0);
+            assert!(frames.len() >= bytes);
+            taken.push(frames);
+        }
+        for (i, a) in taken.iter().enumerate() {
+            for b in &taken[i + 1..] {
+                assert!(
+                    a.end() <= b.start() || b.end() <= a.start(),
+                    "two allocations overlap"
+                );
+            }
+        }
+        taken.into_iter().for_each(mem::frames::free);
+        assert_eq!(mem::frames::free_bytes(), before);
+    }
+);
+
+kernel_test!(
+    fn null_page_and_stack_guards_are_unmapped() {
+        assert!(!paging::is_mapped(0), "page 0 must fault");
+        assert!(paging::is_mapped(4096));
+        let kernel = mem::phys::kernel_image();
+        assert!(paging::is_mapped(kernel.start) && paging::is_mapped(kernel.end - 1));
+        let stack = percpu::current().stack();
+        assert!(stack.contains(stack.bottom, 8));
+        assert!(
+            !paging::is_mapped(stack.bottom - 4096),
+            "the stack has no guard page"
+        );
+        assert!(paging::is_mapped(stack.bottom));
+    }
+);
+
+kernel_test!(
+    fn all_ram_is_identity_mapped() {
+        let map = mem::memory_map().expect("known at boot");
+        for region in map
+            .regions()
+            .iter()
+            .filter(|r| r.kind == rexo_memmap::RegionKind::Usable)
+        {
+            for addr in [region.start.max(4096), region.end - 1] {
+                assert!(
+                    paging::is_mapped(addr),
+                    "usable RAM at {addr:#x} is not mapped"
+                );
+            }
+        }
+        // The local APIC's registers (device memory) are mapped too.
+        assert!(paging::is_mapped(0xFEE0_0000));
+    }
+);
+
+kernel_test!(
+    fn heap_allocates_and_frees() {
+        let small: Vec<u64> = (0..1000).collect();
+        assert_eq!(small.iter().sum::<u64>(), 999 * 1000 / 2);
+        let big = alloc::vec![0xA5u8; 4 << 20];
+        assert!(big.iter().all(|&b| b == 0xA5));
+        drop(big);
+        let boxes: Vec<Box<[u8; 256]>> = (0..256).map(|i| Box::new([i as u8; 256])).collect();
+        assert!(boxes.iter().enumerate().all(|(i, b)| b[255] == i as u8));
+    }
+);
+
+kernel_test!(
+    fn monotonic_clock_and_delay() {
+        assert!(time::tsc_hz() > 1_000_000, "TSC frequency not known");
+        let a = time::now_ns();
+        time::delay_us(2000);
+        let b = time::now_ns();
+        assert!(b >= a + 2_000_000, "delay_us(2000) lasted {} ns", b - a);
+        assert!(time::now_ns() >= b, "the clock went backwards");
+    }
+);
+
+kernel_test!(
+    fn apic_timer_deadline_wakes_the_core() {
+        let core = percpu::core_index();
+        let before = time::timer_interrupts(core);
+        let deadline = time::now_ns() + 1_000_000;
+        time::sleep_until(deadline);
+        assert!(time::now_ns() >= deadline);
+        assert!(
+            time::timer_interrupts(core) > before,
+            "no timer interrupt arrived"
+        );
+    }
+);
+
+static PIT_INTERRUPTS: AtomicU32 = AtomicU32::new(0);
+
+fn count_pit_interrupt() {
+    PIT_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
+}
+
+kernel_test!(
+    fn ioapic_routes_the_pit_interrupt() {
+        const VECTOR: u8 = idt::FIRST_DEVICE_VECTOR;
+        idt::set_handler(VECTOR, count_pit_interrupt).expect("test vector free");
+        let gsi = platform::route_isa_irq(0, VECTOR, apic::id()).expect("IRQ 0 routable");
+        // PIT channel 0, mode 0 (interrupt on terminal count) after about 1 ms.
+        cpu::outb(0x43, 0b0011_0000);
+        cpu::outb(0x40, 0xA9);
+        cpu::outb(0x40, 0x04);
+        let deadline = time::now_ns() + 200_000_000;
+        cpu::enable_interrupts();
+        while PIT_INTERRUPTS.load(Ordering::Relaxed) == 0 && time::now_ns() < deadline {
+            cpu::pause();
+        }
+        cpu::disable_interrupts();
+        platform::mask_isa_irq(0);
+        idt::clear_handler(VECTOR);
+        assert!(
+            PIT_INTERRUPTS.load(Ordering::Relaxed) > 0,
+            "IRQ 0 (GSI {gsi}) never arrived on vector {VECTOR:#x}"
+        );
+    }
+);
+
+kernel_test!(
+    fn every_core_runs_a_task_with_its_own_core_data() {
+        let cores = smp_cores();
+        let seen: &'static [AtomicUsize] = Box::leak(
+            (0..cores)
+                .map(|_| AtomicUsize::new(usize::MAX))
+                .collect::<Box<[_]>>(),
+        );
+        sched::run_on_cores(cores, move |core| {
+            seen[core].store(percpu::core_index(), Ordering::Relaxed)
+        })
+        .expect("mailboxes");
+        for (core, slot) in seen.iter().enumerate() {
+            assert_eq!(
+                slot.load(Ordering::Relaxed),
+                core,
+                "the task for core {core} ran elsewhere"
+            );
+        }
+    }
+);
+
+kernel_test!(
+    fn shared_queue_runs_every_task_once() {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        RUNS.store(0, Ordering::Relaxed);
+        let batch = sched::batch();
+        for _ in 0..2000 {
+            batch
+                .submit(sched::machine_queue(), || {
+                    RUNS.fetch_add(1, Ordering::Relaxed);
+                })
+                .expect("room in the shared queue");
+        }
+        batch.wait(sched::machine_queue(), percpu::core_index());
+        assert_eq!(RUNS.load(Ordering::Relaxed), 2000);
+    }
+);
+
+kernel_test!(
+    fn symbol_table_names_kernel_functions() {
+        let addr = symbol_table_names_kernel_functions as fn() as usize as u64;
+        let (name, offset) =
+            crate::crash::symbolize(addr).expect("the image carries a symbol table");
+        assert!(
+            name.ends_with("symbol_table_names_kernel_functions"),
+            "looked up {name}"
+        );
+        assert_eq!(offset, 0);
+        assert!(crate::crash::symbolize(0x10).is_none());
+    }
+);
+
+kernel_test!(
+    fn acpi_describes_the_running_cores() {
+        if let Some(info) = platform::acpi() {
+            let enabled = info.local_apics().iter().filter(|l| l.enabled).count();
+            assert!(
+                enabled >= smp_cores(),
+                "{} cores run but the MADT lists {enabled}",
+                smp_cores()
+            );
+            assert!(!info.io_apics().is_empty(), "no IO-APIC in the MADT");
+        } else {
+            assert_eq!(smp_cores(), 1, "without ACPI only the boot core runs");
+        }
+    }
+);
+
+kernel_test!(
+    fn submit_to_reaches_the_named_core_and_submit_reaches_some_core() {
+        static RAN_ON: AtomicUsize = AtomicUsize::new(usize::MAX);
+        static ANY: AtomicUsize = AtomicUsize::new(0);
+        let target = smp_cores() - 1;
+        RAN_ON.store(usize::MAX, Ordering::Relaxed);
+        sched::submit_to(target, || {
+            RAN_ON.store(percpu::core_index(), Ordering::Release)
+        })
+        .expect("mailbox room");
+        sched::submit(|| {
+            ANY.fetch_add(1, Ordering::Release);
+        })
+        .expect("queue room");
+        let deadline = time::now_ns() + 2_000_000_000;
+        // On one core the boot core must run the tasks itself: help while waiting.
+        while (RAN_ON.load(Ordering::Acquire) == usize::MAX || ANY.load(Ordering::Acquire) == 0)
+            && time::now_ns() < deadline
+        {
+            sched::run_one(percpu::core_index());
+        }
+        assert_eq!(RAN_ON.load(Ordering::Acquire), target);
+        assert_eq!(ANY.load(Ordering::Acquire), 1);
+    }
+);

@@ -1,0 +1,232 @@
+//! Time: the TSC as the monotonic clock (frequency from CPUID, or calibrated against the
+//! PIT or the HPET), microsecond delays, and per-core deadlines on the local APIC timer
+//! (TSC-deadline mode where the CPU has it, else one-shot mode calibrated against the TSC).
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::arch::apic;
+use crate::arch::cpu::{self, inb, outb, rdtsc};
+use crate::arch::percpu::{self, MAX_CORES};
+
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds per TSC tick, as a 32.32 fixed-point factor.
+static NS_PER_TICK_FP: AtomicU64 = AtomicU64::new(0);
+static APIC_TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+static TSC_DEADLINE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Where the TSC frequency came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TscSource {
+    /// CPUID leaf 0x15 (crystal clock ratio).
+    CpuidCrystal,
+    /// CPUID leaf 0x16 (base frequency).
+    CpuidBase,
+    /// The hypervisor's timing leaf 0x40000010.
+    Hypervisor,
+    /// Measured against the PIT.
+    Pit,
+    /// Measured against the HPET.
+    Hpet,
+}
+
+/// Why the TSC frequency could not be found.
+#[derive(Clone, Copy, Debug)]
+pub enum TimeError {
+    /// Neither CPUID nor a reference timer (PIT, HPET) gave a frequency.
+    NoReferenceTimer,
+}
+
+fn set_tsc_hz(hz: u64) {
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    NS_PER_TICK_FP.store(
+        ((1_000_000_000u128 << 32) / u128::from(hz)) as u64,
+        Ordering::Relaxed,
+    );
+}
+
+fn from_cpuid() -> Option<(u64, TscSource)> {
+    let max = cpu::cpuid(0, 0).eax;
+    if max >= 0x15 {
+        let leaf = cpu::cpuid(0x15, 0);
+        if leaf.eax != 0 && leaf.ebx != 0 && leaf.ecx != 0 {
+            return Some((
+                u64::from(leaf.ecx) * u64::from(leaf.ebx) / u64::from(leaf.eax),
+                TscSource::CpuidCrystal,
+            ));
+        }
+    }
+    if max >= 0x16 {
+        let mhz = cpu::cpuid(0x16, 0).eax & 0xFFFF;
+        if mhz != 0 {
+            return Some((u64::from(mhz) * 1_000_000, TscSource::CpuidBase));
+        }
+    }
+    if cpu::Features::read().hypervisor && cpu::cpuid(0x4000_0000, 0).eax >= 0x4000_0010 {
+        let khz = cpu::cpuid(0x4000_0010, 0).eax;
+        if khz != 0 {
+            return Some((u64::from(khz) * 1000, TscSource::Hypervisor));
+        }
+    }
+    None
+}
+
+/// The PIT's channel 0 counter, latched and read (works without the port-0x61 gate,
+/// which `microvm` lacks).
+fn pit_count() -> u16 {
+    outb(0x43, 0x00); // latch channel 0
+    let low = inb(0x40);
+    let high = inb(0x40);
+    u16::from_le_bytes([low, high])
+}
+
+/// Counts PIT ticks (1.193182 MHz) on channel 0 in rate-generator mode for `micros`.
+fn calibrate_with_pit(micros: u64) -> Option<u64> {
+    const PIT_HZ: u64 = 1_193_182;
+    let ticks = PIT_HZ * micros / 1_000_000;
+    outb(0x43, 0b0011_0100); // channel 0, lobyte/hibyte, mode 2, binary
+    outb(0x40, 0xFF);
+    outb(0x40, 0xFF);
+    let mut last = pit_count();
+    let start = rdtsc();
+    let mut counted: u64 = 0;
+    let mut spins: u64 = 0;
+    while counted < ticks {
+        let now = pit_count();
+        counted += u64::from(last.wrapping_sub(now));
+        last = now;
+        spins += 1;
+        if spins > 10_000_000 {
+            return None; // the counter does not move: no PIT
+        }
+    }
+    Some((rdtsc() - start) * PIT_HZ / counted)
+}
+
+/// HPET main counter, whose period (femtoseconds) is in its capabilities register.
+fn calibrate_with_hpet(base: u64, micros: u64) -> Option<u64> {
+    use crate::mem::phys::{mmio_read64, mmio_write64};
+    let period_fs = mmio_read64(base).ok()? >> 32;
+    if period_fs == 0 || period_fs > 100_000_000 {
+        return None;
+    }
+    mmio_write64(base + 0x10, mmio_read64(base + 0x10).ok()? | 1).ok()?; // enable the counter
+    let counts = micros * 1_000_000_000 / period_fs;
+    let c0 = mmio_read64(base + 0xF0).ok()?;
+    let t0 = rdtsc();
+    while mmio_read64(base + 0xF0).ok()?.wrapping_sub(c0) < counts {
+        cpu::pause();
+    }
+    Some((rdtsc() - t0) * 1_000_000 / micros)
+}
+
+/// Finds the TSC frequency: CPUID first (no waiting), else a measurement against the PIT,
+/// else against the HPET at `hpet_base`.
+pub fn init_tsc(hpet_base: Option<u64>) -> Result<(u64, TscSource), TimeError> {
+    const WINDOW_US: u64 = 500;
+    let (hz, source) = from_cpuid()
+        .or_else(|| calibrate_with_pit(WINDOW_US).map(|hz| (hz, TscSource::Pit)))
+        .or_else(|| {
+            hpet_base
+                .and_then(|base| calibrate_with_hpet(base, WINDOW_US))
+                .map(|hz| (hz, TscSource::Hpet))
+        })
+        .ok_or(TimeError::NoReferenceTimer)?;
+    set_tsc_hz(hz);
+    Ok((hz, source))
+}
+
+/// The TSC frequency in Hz (0 before [`init_tsc`]).
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// Nanoseconds since the kernel's first instruction: the monotonic clock.
+pub fn now_ns() -> u64 {
+    ticks_to_ns(rdtsc().saturating_sub(crate::arch::entry::boot_tsc()))
+}
+
+fn ticks_to_ns(ticks: u64) -> u64 {
+    ((u128::from(ticks) * u128::from(NS_PER_TICK_FP.load(Ordering::Relaxed))) >> 32) as u64
+}
+
+/// Microseconds since the kernel's first instruction.
+pub fn micros_since_boot() -> u64 {
+    now_ns() / 1000
+}
+
+/// The TSC value `micros` from now.
+pub fn tsc_after_micros(micros: u64) -> u64 {
+    rdtsc() + micros * tsc_hz() / 1_000_000
+}
+
+/// The TSC value at monotonic time `ns`.
+pub fn tsc_at_ns(ns: u64) -> u64 {
+    crate::arch::entry::boot_tsc() + (u128::from(ns) * u128::from(tsc_hz()) / 1_000_000_000) as u64
+}
+
+/// Busy-waits `micros` microseconds.
+pub fn delay_us(micros: u64) {
+    let end = tsc_after_micros(micros);
+    while rdtsc() < end {
+        cpu::pause();
+    }
+}
+
+/// Prepares the local APIC timer: TSC-deadline mode if the CPU has it, else measures the
+/// one-shot timer's rate against the TSC. Called once, on the boot core.
+pub fn init_apic_timer(tsc_deadline: bool) -> u64 {
+    TSC_DEADLINE.store(tsc_deadline, Ordering::Relaxed);
+    if tsc_deadline {
+        return 0;
+    }
+    apic::start_free_running();
+    delay_us(200);
+    let counted = u64::from(u32::MAX - apic::timer_current());
+    let hz = counted * 1_000_000 / 200;
+    APIC_TIMER_HZ.store(hz, Ordering::Relaxed);
+    hz
+}
+
+/// Whether deadlines use the TSC-deadline mode.
+pub fn uses_tsc_deadline() -> bool {
+    TSC_DEADLINE.load(Ordering::Relaxed)
+}
+
+/// Timer interrupts taken by each core (for tests and the monitor).
+static TIMER_INTERRUPTS: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
+
+/// Arms this core's timer to interrupt at monotonic time `deadline_ns` (at once if that
+/// has passed).
+pub fn arm_deadline(deadline_ns: u64) {
+    if uses_tsc_deadline() {
+        apic::arm_tsc_deadline(tsc_at_ns(deadline_ns).max(1));
+    } else {
+        let wait_ns = deadline_ns.saturating_sub(now_ns()).max(1);
+        let ticks =
+            u128::from(wait_ns) * u128::from(APIC_TIMER_HZ.load(Ordering::Relaxed)) / 1_000_000_000;
+        apic::arm_one_shot(ticks.clamp(1, u128::from(u32::MAX)) as u32);
+    }
+}
+
+/// Halts this core until monotonic time `deadline_ns`, woken by its local APIC timer.
+pub fn sleep_until(deadline_ns: u64) {
+    while now_ns() < deadline_ns {
+        cpu::disable_interrupts();
+        arm_deadline(deadline_ns);
+        if now_ns() < deadline_ns {
+            cpu::enable_interrupts_and_halt();
+        } else {
+            cpu::enable_interrupts();
+        }
+    }
+}
+
+/// Called by the interrupt dispatcher for the timer vector.
+pub fn on_timer_interrupt() {
+    TIMER_INTERRUPTS[percpu::core_index()].fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many timer interrupts core `core` has taken.
+pub fn timer_interrupts(core: usize) -> u32 {
+    TIMER_INTERRUPTS[core].load(Ordering::Relaxed)
+}
