@@ -25,13 +25,17 @@ impl Log for KernelLogger {
             Level::Debug => "DEBUG",
             Level::Trace => "TRACE",
         };
-        kprint!(
-            "[{:>9} us c{}] {} {}\n",
-            crate::time::micros_since_boot(),
-            crate::arch::percpu::core_index(),
-            level,
-            record.args()
-        );
+        let core = crate::arch::percpu::core_index();
+        if crate::time::tsc_hz() == 0 {
+            // Before the TSC frequency is known there is no honest timestamp.
+            kprint!("[{:>9} us c{core}] {level} {}\n", "?", record.args());
+        } else {
+            kprint!(
+                "[{:>9} us c{core}] {level} {}\n",
+                crate::time::micros_since_boot(),
+                record.args()
+            );
+        }
     }
 
     fn flush(&self) {}

@@ -75,8 +75,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
 
     let boot = boot::read(protocol, info, magic).unwrap_or_else(|e| fatal(format_args!("{e}")));
     let cmdline = boot::keep_cmdline(boot.cmdline).unwrap_or_else(|e| fatal(format_args!("{e}")));
-    let options =
-        rexo_cmdline::parse(cmdline).unwrap_or_else(|e| fatal(format_args!("command line: {e}")));
+    let options = rexo_cmdline::parse(cmdline).unwrap_or_else(|e| fatal(format_args!("{e}")));
     klog::set_level(options.log);
     if options.test.is_none() && apps::find(options.app).is_none() {
         kprintln!(
@@ -239,7 +238,8 @@ extern "C" fn boot_core_on_its_stack() -> ! {
     batch.wait(sched::machine_queue(), 0);
     log::info!("app '{}' returned: powering off", app.name);
     let why = power::power_off();
-    fatal(format_args!("power-off failed: {why}"))
+    log::warn!("power: cannot power off ({why}): halting");
+    power::exit_success()
 }
 
 /// Starts the application processors listed in the MADT; returns how many cores run.
@@ -289,11 +289,17 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> usize {
     }
     PLANNED_CORES.store(planned, Ordering::Release);
     SMP_STARTED.store(true, Ordering::Release);
+    let started_at = time::now_ns();
     let answered = smp::start_cores(
         targets,
         &stack_tops[..planned],
         ap_entry,
         CORE_START_TIMEOUT_US,
+    );
+    log::debug!(
+        "smp: {answered} of {} cores answered in {} us",
+        targets.len(),
+        (time::now_ns() - started_at) / 1000
     );
     // Late arrivals beyond this point halt: the count in the ready line is final.
     PLANNED_CORES.store(answered + 1, Ordering::Release);

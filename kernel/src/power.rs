@@ -21,7 +21,8 @@ fn debug_exit(value: u8) {
     }
 }
 
-/// Ends the run successfully (QEMU status 33), or halts on hardware.
+/// Ends the run successfully (QEMU status 33), or halts on hardware (also used when the
+/// machine cannot power off).
 pub fn exit_success() -> ! {
     debug_exit(DEBUG_EXIT_SUCCESS);
     cpu::halt_forever()

@@ -27,21 +27,29 @@ pub fn init() {
     outb(MODEM_CONTROL, 0x03); // DTR and RTS
 }
 
-/// Writes one byte, waiting while the transmitter is full. A port with no UART behind it
-/// reads 0xFF, which counts as "empty", so a machine without COM1 never hangs here.
-pub fn write_byte(byte: u8) {
-    while inb(LINE_STATUS) & LINE_STATUS_TRANSMIT_EMPTY == 0 {
-        crate::arch::cpu::pause();
-    }
-    outb(DATA, byte);
-}
+/// Bytes the transmit FIFO takes once the line status says it is empty.
+const FIFO_BYTES: usize = 16;
 
-/// Writes bytes, turning `\n` into `\r\n` for terminals.
+/// Writes bytes, turning `\n` into `\r\n` for terminals. The line status is polled once
+/// per FIFO load, not per byte (each port access is a VM exit under a hypervisor). A port
+/// with no UART behind it reads 0xFF, which counts as "empty", so a machine without COM1
+/// never hangs here.
 pub fn write_bytes(bytes: &[u8]) {
+    let mut room = 0;
+    let mut put = |byte: u8| {
+        if room == 0 {
+            while inb(LINE_STATUS) & LINE_STATUS_TRANSMIT_EMPTY == 0 {
+                crate::arch::cpu::pause();
+            }
+            room = FIFO_BYTES;
+        }
+        outb(DATA, byte);
+        room -= 1;
+    };
     for &byte in bytes {
         if byte == b'\n' {
-            write_byte(b'\r');
+            put(b'\r');
         }
-        write_byte(byte);
+        put(byte);
     }
 }

@@ -201,14 +201,19 @@ pub fn start_cores(
             }
             return answered;
         }
-        super::cpu::pause();
+        // Halt rather than spin: under emulation the starting cores need the host's CPUs.
+        // Each core's sign of life comes with a wake-up IPI; the timer bounds the nap.
+        crate::time::sleep_until(crate::time::now_ns() + 50_000);
     }
 }
 
-/// Records that core `index` (APIC id `apic_id`) runs: its sign of life for the boot core.
+/// Records that core `index` (APIC id `apic_id`) runs: its sign of life for the boot core,
+/// which it also wakes.
 pub fn mark_alive(index: usize, apic_id: u32) {
     ALIVE[index].store(apic_id + 1, Ordering::Release);
     RUNNING.fetch_add(1, Ordering::AcqRel);
+    let boot_core = super::percpu::core(0).apic_id.load(Ordering::Relaxed);
+    apic::send_ipi(boot_core, Ipi::Fixed(super::idt::VECTOR_WAKE));
 }
 
 /// How many cores run the work loop (the boot core included).
