@@ -1,1 +1,76 @@
-fn main() {}
+//! `cargo xtask`: build, image, run, test and bench Rexo.
+//!
+//! Commands (see `cargo xtask help` and docs/testing.md):
+//! `build`, `run`, `image`, `test [FILTER]`, `bench boot`.
+
+mod args;
+mod bench;
+mod build;
+mod deps;
+mod gdb;
+mod harness;
+mod image;
+mod pvh;
+mod qemu;
+mod run;
+mod testcases;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Errors are messages for a person: they say what went wrong and what to do.
+pub type Result<T> = std::result::Result<T, String>;
+
+/// The workspace root (the folder above `xtask/`).
+pub fn root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map_or(manifest.clone(), PathBuf::from)
+}
+
+/// The commands `cargo xtask` knows.
+const COMMANDS: &[&str] = &["build", "run", "image", "test", "bench", "help"];
+
+const USAGE: &str = "\
+usage: cargo xtask COMMAND [OPTIONS]
+
+  build                          build the kernel and write its symbol table
+  run [OPTIONS] [-- QEMU ARGS]   build and boot in QEMU, serial on this terminal
+      --cores N  --mem SIZE  --boot pvh|bios|uefi  --machine microvm|q35|pc
+      --accel auto|kvm|tcg  --app NAME  --append \"WORDS\"  --module FILE  --gdb
+  image [--append WORDS] [--module FILE]... [-o PATH]
+                                 build a hybrid BIOS/UEFI ISO (default target/rexo.iso)
+  test [FILTER]                  run the host, kernel, boot, crash and bad-input tests
+  bench boot [--runs N] [--quick]
+                                 measure boot time against QEMU's floor
+";
+
+fn main() -> ExitCode {
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.is_empty() {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    let command = argv.remove(0);
+    let result = match command.as_str() {
+        "build" => build::command(argv).map(|()| 0),
+        "run" => run::command(argv),
+        "image" => image::command(argv).map(|()| 0),
+        "test" => harness::command(argv),
+        "bench" => bench::command(argv).map(|()| 0),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(0)
+        }
+        other => Err(format!(
+            "unknown command `{other}`; valid commands: {}",
+            COMMANDS.join(", ")
+        )),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Hand-written command-line parsing: flags with values, sizes and numbers.
+
+use crate::Result;
+use std::collections::VecDeque;
+use std::str::FromStr;
+
+/// The remaining words of one command's command line.
+pub struct Args {
+    command: &'static str,
+    valid: &'static [&'static str],
+    words: VecDeque<String>,
+}
+
+impl Args {
+    /// Wraps `words` for `command`, whose flags are `valid` (for error messages).
+    pub fn new(command: &'static str, valid: &'static [&'static str], words: Vec<String>) -> Self {
+        Self {
+            command,
+            valid,
+            words: words.into(),
+        }
+    }
+
+    /// The next word, if any.
+    pub fn next_word(&mut self) -> Option<String> {
+        self.words.pop_front()
+    }
+
+    /// Everything left (after `--`).
+    pub fn rest(&mut self) -> Vec<String> {
+        self.words.drain(..).collect()
+    }
+
+    /// The value that must follow `flag`.
+    pub fn value(&mut self, flag: &str) -> Result<String> {
+        self.words
+            .pop_front()
+            .ok_or_else(|| format!("`{} {flag}` needs a value", self.command))
+    }
+
+    /// The value after `flag`, parsed as a number.
+    pub fn number<T: FromStr>(&mut self, flag: &str) -> Result<T> {
+        let text = self.value(flag)?;
+        text.parse()
+            .map_err(|_| format!("`{flag} {text}`: expected a number"))
+    }
+
+    /// The value after `flag`, which must be one of `choices`.
+    pub fn choice(&mut self, flag: &str, choices: &[&str]) -> Result<String> {
+        let text = self.value(flag)?;
+        if choices.contains(&text.as_str()) {
+            Ok(text)
+        } else {
+            Err(format!(
+                "`{flag} {text}`: valid values are {}",
+                choices.join(", ")
+            ))
+        }
+    }
+
+    /// The error for a word that is not one of this command's flags.
+    pub fn unknown(&self, word: &str) -> String {
+        format!(
+            "`cargo xtask {}` has no flag `{word}`; valid flags: {}",
+            self.command,
+            self.valid.join(" ")
+        )
+    }
+}
+
+/// Parses a memory size (`256M`, `1G`, `6GiB`, `4096K`, or a plain number of MiB)
+/// into MiB.
+pub fn parse_size_mib(text: &str) -> Result<u64> {
+    let bad = || format!("`{text}` is not a memory size; use e.g. 64M, 256M, 1G or 6G");
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(digits_end);
+    let number: u64 = digits.parse().map_err(|_| bad())?;
+    let unit = unit.trim_end_matches("iB").trim_end_matches('B');
+    let mib = match unit {
+        "" | "M" | "m" => Some(number),
+        "G" | "g" => number.checked_mul(1024),
+        "T" | "t" => number.checked_mul(1024 * 1024),
+        "K" | "k" if number.is_multiple_of(1024) => Some(number / 1024),
+        _ => None,
+    };
+    match mib {
+        Some(0) => Err(format!("memory size `{text}` is zero")),
+        Some(mib) => Ok(mib),
+        None => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Args {
+        Args::new(
+            "run",
+            &["--cores", "--gdb"],
+            words.iter().map(|w| w.to_string()).collect(),
+        )
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_mib("256M"), Ok(256));
+        assert_eq!(parse_size_mib("256"), Ok(256));
+        assert_eq!(parse_size_mib("1G"), Ok(1024));
+        assert_eq!(parse_size_mib("6GiB"), Ok(6144));
+        assert_eq!(parse_size_mib("8192K"), Ok(8));
+    }
+
+    #[test]
+    fn bad_sizes() {
+        assert!(parse_size_mib("").is_err());
+        assert!(parse_size_mib("G").is_err());
+        assert!(parse_size_mib("12X").is_err());
+        assert!(parse_size_mib("1000K").is_err());
+        assert!(parse_size_mib("0").unwrap_err().contains("zero"));
+        assert!(parse_size_mib("99999999999999999999T").is_err());
+    }
+
+    #[test]
+    fn values_and_errors() {
+        let mut a = args(&["--cores", "4", "--cores"]);
+        assert_eq!(a.next_word().as_deref(), Some("--cores"));
+        assert_eq!(a.number::<u32>("--cores"), Ok(4));
+        assert_eq!(a.next_word().as_deref(), Some("--cores"));
+        assert!(a.value("--cores").unwrap_err().contains("needs a value"));
+        let mut a = args(&["four"]);
+        assert!(a.number::<u32>("--cores").unwrap_err().contains("four"));
+        let message = a.unknown("--frob");
+        assert!(message.contains("--frob") && message.contains("--cores --gdb"));
+    }
+
+    #[test]
+    fn choices() {
+        let mut a = args(&["kvm", "xen"]);
+        assert_eq!(a.choice("--accel", &["kvm", "tcg"]), Ok("kvm".to_string()));
+        let err = a.choice("--accel", &["kvm", "tcg"]).unwrap_err();
+        assert!(err.contains("xen") && err.contains("kvm, tcg"));
+    }
+}

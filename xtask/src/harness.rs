@@ -1,0 +1,795 @@
+//! `cargo xtask test [FILTER]`: host tests, kernel tests, and the QEMU test table,
+//! two QEMU runs at a time, logs under target/test-logs/.
+
+use crate::Result;
+use crate::deps::{self, Need};
+use crate::qemu::{self, Accel, End, Machine, Media, Vm};
+use crate::testcases::{Arg, BAD_TABLE_SIG, Boot, CASES, Case, Check, Cores};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// QEMU runs at the same time (the machine has two cores).
+const PARALLEL: usize = 2;
+/// Seconds one kernel-test boot may take.
+const KERNEL_TEST_TIMEOUT_S: u64 = 120;
+/// Log lines shown under a failure.
+const TAIL: usize = 15;
+
+/// One test's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Full test name.
+    pub name: String,
+    /// How many tests it stands for (a group of host tests counts each).
+    pub count: usize,
+    /// Passed?
+    pub ok: bool,
+    /// Why it failed.
+    pub reason: String,
+    /// The last lines of its log, for failures.
+    pub tail: Vec<String>,
+    /// How long it took.
+    pub time: Duration,
+}
+
+impl Outcome {
+    fn pass(name: &str, time: Duration) -> Self {
+        Self {
+            name: name.to_string(),
+            count: 1,
+            ok: true,
+            reason: String::new(),
+            tail: Vec::new(),
+            time,
+        }
+    }
+
+    fn fail(name: &str, reason: impl Into<String>, tail: Vec<String>, time: Duration) -> Self {
+        Self {
+            name: name.to_string(),
+            count: 1,
+            ok: false,
+            reason: reason.into(),
+            tail,
+            time,
+        }
+    }
+
+    fn print(&self) {
+        let mut out = std::io::stdout().lock();
+        if self.ok {
+            let _ = writeln!(out, "ok {} ({:.1} s)", self.name, self.time.as_secs_f64());
+        } else {
+            let _ = writeln!(out, "FAILED {}: {}", self.name, self.reason);
+            for line in &self.tail {
+                let _ = writeln!(out, "    | {line}");
+            }
+        }
+    }
+}
+
+/// Which part of a group a filter selects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Select {
+    /// None of it.
+    Nothing,
+    /// All of it.
+    All,
+    /// The members whose names contain this.
+    Matching(String),
+}
+
+/// What `filter` selects of the group whose names start with `prefix` (`kernel::`).
+fn select(prefix: &str, filter: &str) -> Select {
+    if filter.is_empty() || prefix.contains(filter) {
+        Select::All
+    } else if let Some(rest) = filter.strip_prefix(prefix) {
+        Select::Matching(rest.to_string())
+    } else if filter.contains("::") {
+        Select::Nothing
+    } else {
+        Select::Matching(filter.to_string())
+    }
+}
+
+/// `cargo xtask test [FILTER]`; returns the exit status.
+pub fn command(words: Vec<String>) -> Result<u8> {
+    let filter = match words.as_slice() {
+        [] => String::new(),
+        [one] if !one.starts_with('-') => one.clone(),
+        _ => {
+            return Err(format!(
+                "`cargo xtask test` takes one optional FILTER and no flags, got `{}`",
+                words.join(" ")
+            ));
+        }
+    };
+    let root = crate::root();
+    let logs = root.join("target/test-logs");
+    std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
+    let cases: Vec<&'static Case> = CASES.iter().filter(|c| c.name.contains(&filter)).collect();
+    let host = select("host::", &filter);
+    let kernel = select("kernel::", &filter);
+
+    let mut needs = Vec::new();
+    if kernel != Select::Nothing || !cases.is_empty() {
+        needs.push(Need::Qemu);
+    }
+    if cases.iter().any(|c| c.boot != Boot::Pvh) {
+        needs.push(Need::Iso);
+    }
+    if cases.iter().any(|c| c.boot == Boot::IsoUefi) {
+        needs.push(Need::Ovmf);
+    }
+    deps::ensure(&needs)?;
+
+    let mut outcomes = Vec::new();
+    if host != Select::Nothing {
+        for outcome in host_tests(&root, &host, &logs.join("host.log")) {
+            outcome.print();
+            outcomes.push(outcome);
+        }
+    }
+    if kernel != Select::Nothing || !cases.is_empty() {
+        let started = Instant::now();
+        match crate::build::kernel() {
+            Err(e) => {
+                let outcome = Outcome::fail("build", e, Vec::new(), started.elapsed());
+                outcome.print();
+                outcomes.push(outcome);
+            }
+            Ok(elf) => outcomes.extend(qemu_tests(&root, &elf, kernel, cases, &logs)),
+        }
+    }
+    let passed: usize = outcomes.iter().filter(|o| o.ok).map(|o| o.count).sum();
+    let failed: usize = outcomes.iter().filter(|o| !o.ok).map(|o| o.count).sum();
+    println!("{passed} passed, {failed} failed");
+    Ok(u8::from(failed > 0))
+}
+
+/// Runs the kernel tests and the table's cases, [`PARALLEL`] QEMU runs at a time,
+/// printing each result as it arrives.
+fn qemu_tests(
+    root: &Path,
+    elf: &Path,
+    kernel: Select,
+    cases: Vec<&'static Case>,
+    logs: &Path,
+) -> Vec<Outcome> {
+    type Job = Box<dyn FnOnce() -> Vec<Outcome> + Send>;
+    let mut jobs: VecDeque<Job> = VecDeque::new();
+    if kernel != Select::Nothing {
+        let (elf, logs) = (elf.to_path_buf(), logs.to_path_buf());
+        jobs.push_back(Box::new(move || kernel_tests(&elf, &kernel, &logs)));
+    }
+    for case in cases {
+        let (root, elf, logs) = (root.to_path_buf(), elf.to_path_buf(), logs.to_path_buf());
+        jobs.push_back(Box::new(move || {
+            let started = Instant::now();
+            let outcome = run_case(&root, &elf, case, &logs)
+                .unwrap_or_else(|e| Outcome::fail(case.name, e, Vec::new(), started.elapsed()));
+            vec![outcome]
+        }));
+    }
+    let jobs = Arc::new(Mutex::new(jobs));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..PARALLEL)
+        .map(|_| {
+            let (jobs, results) = (Arc::clone(&jobs), Arc::clone(&results));
+            std::thread::spawn(move || {
+                loop {
+                    let job = jobs.lock().map(|mut q| q.pop_front()).ok().flatten();
+                    let Some(job) = job else { break };
+                    for outcome in job() {
+                        outcome.print();
+                        if let Ok(mut r) = results.lock() {
+                            r.push(outcome);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        if worker.join().is_err() {
+            eprintln!("xtask: a test worker panicked");
+        }
+    }
+    results.lock().map(|r| r.clone()).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// Host tests.
+
+/// What `cargo test` printed, summed over its test binaries.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct HostSummary {
+    passed: usize,
+    failed: Vec<String>,
+    result_lines: usize,
+}
+
+/// Reads `test NAME ... FAILED` and `test result: ... N passed; M failed` lines.
+fn parse_cargo_test(output: &str) -> HostSummary {
+    let mut summary = HostSummary::default();
+    for line in output.lines() {
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            summary.result_lines += 1;
+            let passed = rest.split(';').find_map(|part| {
+                let count = part.trim().strip_suffix(" passed")?;
+                count.rsplit(' ').next()?.parse::<usize>().ok()
+            });
+            summary.passed += passed.unwrap_or(0);
+        } else if let Some(name) = line
+            .strip_prefix("test ")
+            .and_then(|rest| rest.strip_suffix(" ... FAILED"))
+        {
+            summary.failed.push(name.to_string());
+        }
+    }
+    summary
+}
+
+/// `cargo test` on the default members (libs and xtask); one outcome for the passes
+/// and one per failing test.
+fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
+    let started = Instant::now();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("test").current_dir(root).stdin(Stdio::null());
+    if let Select::Matching(filter) = select {
+        cmd.args(["--", filter]);
+    }
+    let file = match std::fs::File::create(log) {
+        Ok(file) => file,
+        Err(e) => {
+            let reason = format!("cannot create {}: {e}", log.display());
+            return vec![Outcome::fail("host", reason, Vec::new(), started.elapsed())];
+        }
+    };
+    let status = file.try_clone().map_err(|e| e.to_string()).and_then(|out| {
+        cmd.stdout(out)
+            .stderr(file)
+            .status()
+            .map_err(|e| format!("cannot run cargo test: {e}"))
+    });
+    let output = std::fs::read_to_string(log).unwrap_or_default();
+    let tail = |n: usize| -> Vec<String> {
+        let lines: Vec<&str> = output.lines().collect();
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let summary = parse_cargo_test(&output);
+    let mut outcomes = Vec::new();
+    let time = started.elapsed();
+    match status {
+        Err(e) => outcomes.push(Outcome::fail("host", e, Vec::new(), time)),
+        Ok(status) => {
+            if summary.passed > 0 {
+                let mut pass = Outcome::pass(&format!("host ({} tests)", summary.passed), time);
+                pass.count = summary.passed;
+                outcomes.push(pass);
+            }
+            for name in &summary.failed {
+                let reason = format!("see {}", log.display());
+                outcomes.push(Outcome::fail(
+                    &format!("host::{name}"),
+                    reason,
+                    Vec::new(),
+                    time,
+                ));
+            }
+            if !status.success() && summary.failed.is_empty() {
+                let reason = format!("cargo test failed ({status}) before running tests");
+                outcomes.push(Outcome::fail("host", reason, tail(TAIL), time));
+            }
+        }
+    }
+    outcomes
+}
+
+// ---------------------------------------------------------------------------
+// Kernel tests.
+
+/// What one kernel-test boot printed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct KernelRun {
+    /// Passing tests and how long each took (from the previous test or ready line).
+    passed: Vec<(String, Duration)>,
+    /// Failing tests, likewise.
+    failed: Vec<(String, Duration)>,
+    /// A test that started and never finished.
+    unfinished: Option<String>,
+    done: bool,
+}
+
+/// Reads `test NAME ... ok|FAILED` and `rexo: tests done` lines, each with the time
+/// it arrived.
+fn parse_kernel_run<'a>(lines: impl Iterator<Item = (Duration, &'a str)>) -> KernelRun {
+    let mut run = KernelRun::default();
+    let mut mark = Duration::ZERO;
+    for (at, line) in lines {
+        let line = line.trim();
+        if line.contains("rexo: tests done") {
+            run.done = true;
+        } else if qemu::parse_ready(line).is_some() {
+            mark = at;
+        } else if let Some((name, result)) = line
+            .strip_prefix("test ")
+            .and_then(|rest| rest.split_once(" ..."))
+        {
+            let name = name.trim().to_string();
+            let took = at.saturating_sub(mark);
+            run.unfinished = None;
+            match result.trim() {
+                "ok" => run.passed.push((name, took)),
+                "FAILED" => run.failed.push((name, took)),
+                _ => run.unfinished = Some(name),
+            }
+            mark = at;
+        }
+    }
+    run
+}
+
+/// Boots with `test` (or `test=FILTER`) on microvm; after a failure or crash boots
+/// again with `test.after=NAME` until the kernel says `rexo: tests done`.
+fn kernel_tests(elf: &Path, select: &Select, logs: &Path) -> Vec<Outcome> {
+    let base = match select {
+        Select::Matching(filter) => format!("test={filter}"),
+        _ => "test".to_string(),
+    };
+    let mut outcomes = Vec::new();
+    let mut after: Option<String> = None;
+    for boot in 1.. {
+        let started = Instant::now();
+        let append = match &after {
+            Some(name) => format!("{base} test.after={name}"),
+            None => base.clone(),
+        };
+        let vm = Vm::pvh(Machine::Microvm, elf, &append);
+        let log = logs.join(format!("kernel-{boot}.log"));
+        let capture = vm.args(&logs.join("scratch")).and_then(|args| {
+            qemu::run_captured(
+                &args,
+                Duration::from_secs(KERNEL_TEST_TIMEOUT_S),
+                Some(&log),
+                |_| false,
+            )
+        });
+        let capture = match capture {
+            Ok(c) => c,
+            Err(e) => {
+                outcomes.push(Outcome::fail("kernel", e, Vec::new(), started.elapsed()));
+                break;
+            }
+        };
+        let run = parse_kernel_run(capture.serial().map(|l| (l.at, l.text.as_str())));
+        let time = started.elapsed();
+        for (name, took) in &run.passed {
+            outcomes.push(Outcome::pass(&format!("kernel::{name}"), *took));
+        }
+        for (name, took) in &run.failed {
+            let reason = format!("see {}", log.display());
+            outcomes.push(Outcome::fail(
+                &format!("kernel::{name}"),
+                reason,
+                capture.tail(TAIL),
+                *took,
+            ));
+        }
+        if let Some(name) = &run.unfinished {
+            let reason = format!("crashed or hung ({:?}); see {}", capture.end, log.display());
+            outcomes.push(Outcome::fail(
+                &format!("kernel::{name}"),
+                reason,
+                capture.tail(TAIL),
+                time,
+            ));
+        }
+        let clean_exit = capture.end == End::Exited(33)
+            || (capture.end == End::Exited(35) && !run.failed.is_empty());
+        if run.done {
+            if !clean_exit {
+                let reason = format!(
+                    "tests done, but QEMU ended with {:?} (expected exit 33)",
+                    capture.end
+                );
+                outcomes.push(Outcome::fail("kernel", reason, capture.tail(TAIL), time));
+            }
+            break;
+        }
+        let resume = run
+            .unfinished
+            .clone()
+            .or_else(|| run.failed.last().map(|(name, _)| name.clone()));
+        match resume {
+            Some(name) if Some(&name) != after.as_ref() => after = Some(name),
+            _ => {
+                let reason = format!(
+                    "no `rexo: tests done` line (QEMU ended with {:?}); see {}",
+                    capture.end,
+                    log.display()
+                );
+                outcomes.push(Outcome::fail("kernel", reason, capture.tail(TAIL), time));
+                break;
+            }
+        }
+    }
+    outcomes
+}
+
+// ---------------------------------------------------------------------------
+// Table cases.
+
+/// The kernel's maximum core count, from the `cores` row of docs/kernel-interface.md
+/// (`| \`cores\` | 1..=N | ...`).
+fn kernel_max_cores(doc: &str) -> Result<u32> {
+    let row = doc
+        .lines()
+        .find(|l| l.trim_start().starts_with("| `cores`"))
+        .ok_or("docs/kernel-interface.md has no `cores` row")?;
+    let range = row
+        .split('|')
+        .nth(2)
+        .map(str::trim)
+        .ok_or("the `cores` row of docs/kernel-interface.md has no value column")?;
+    range
+        .strip_prefix("1..=")
+        .and_then(|n| n.trim_matches('`').parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "docs/kernel-interface.md does not state the maximum core count yet (`cores` row says `{range}`, expected `1..=N`)"
+            )
+        })
+}
+
+/// Tracks which checks the serial output has satisfied so far.
+struct Checker {
+    checks: Vec<Check>,
+    met: Vec<bool>,
+    max_cores: Option<u32>,
+    in_backtrace: bool,
+    last_ready: Option<String>,
+}
+
+impl Checker {
+    fn new(checks: &[Check], max_cores: Option<u32>) -> Self {
+        Self {
+            checks: checks.to_vec(),
+            met: vec![false; checks.len()],
+            max_cores,
+            in_backtrace: false,
+            last_ready: None,
+        }
+    }
+
+    fn cores(&self, cores: Cores) -> Option<u32> {
+        match cores {
+            Cores::N(n) => Some(n),
+            Cores::Max => self.max_cores,
+            Cores::AboveMax => self.max_cores.map(|m| m + 1),
+        }
+    }
+
+    fn feed(&mut self, line: &str) {
+        let lower = line.to_lowercase();
+        if qemu::parse_ready(line).is_some() {
+            self.last_ready = Some(line.to_string());
+        }
+        for i in 0..self.checks.len() {
+            let hit = match self.checks[i] {
+                Check::Ready {
+                    cores,
+                    mem_min,
+                    mem_max,
+                } => qemu::parse_ready(line).is_some_and(|r| {
+                    Some(r.cores) == self.cores(cores) && (mem_min..=mem_max).contains(&r.mem_mib)
+                }),
+                Check::Has(text) => line.contains(text),
+                Check::HasAny(texts) => texts.iter().any(|t| lower.contains(&t.to_lowercase())),
+                Check::Warn(text) => line.contains("WARN") && lower.contains(&text.to_lowercase()),
+                Check::SymbolizedFrame => self.in_backtrace && line.contains("::"),
+            };
+            self.met[i] |= hit;
+        }
+        if line.contains("backtrace:") {
+            self.in_backtrace = true;
+        }
+    }
+
+    fn all_met(&self) -> bool {
+        self.met.iter().all(|&m| m)
+    }
+
+    /// What is still missing, for the failure message.
+    fn missing(&self) -> Vec<String> {
+        self.checks
+            .iter()
+            .zip(&self.met)
+            .filter(|(_, met)| !**met)
+            .map(|(check, _)| match *check {
+                Check::Ready {
+                    cores,
+                    mem_min,
+                    mem_max,
+                } => {
+                    let cores = self.cores(cores).map_or("?".into(), |c| c.to_string());
+                    let range = if mem_max == u64::MAX {
+                        String::new()
+                    } else {
+                        format!(" mem={mem_min}..={mem_max} MiB")
+                    };
+                    let seen = match &self.last_ready {
+                        Some(line) => format!(" (got `{}`)", line.trim()),
+                        None => " (no ready line)".into(),
+                    };
+                    format!("ready line cores={cores}{range}{seen}")
+                }
+                Check::Has(text) => format!("`{text}`"),
+                Check::HasAny(texts) => format!("one of {texts:?}"),
+                Check::Warn("") => "a WARN line".into(),
+                Check::Warn(text) => format!("a WARN line naming `{text}`"),
+                Check::SymbolizedFrame => "a symbolized backtrace frame".into(),
+            })
+            .collect()
+    }
+}
+
+/// An ACPI table (signature [`BAD_TABLE_SIG`]) with a header and a body, whose
+/// checksum byte is deliberately wrong.
+pub fn bad_acpi_table() -> Vec<u8> {
+    let body = b"Rexo test: this table's checksum is wrong on purpose.";
+    let len = 36 + body.len();
+    let mut t = Vec::with_capacity(len);
+    t.extend_from_slice(BAD_TABLE_SIG.as_bytes());
+    t.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+    t.push(1); // revision
+    t.push(0); // checksum, fixed below
+    t.extend_from_slice(b"REXO  "); // OEM id
+    t.extend_from_slice(b"BADCSUM "); // OEM table id
+    t.extend_from_slice(&1u32.to_le_bytes()); // OEM revision
+    t.extend_from_slice(b"REXO"); // creator id
+    t.extend_from_slice(&1u32.to_le_bytes()); // creator revision
+    t.extend_from_slice(body);
+    let sum = t.iter().fold(0u8, |acc, &b| acc.wrapping_add(b));
+    // A correct checksum makes the sum 0; this one is off by one.
+    t[9] = 0u8.wrapping_sub(sum).wrapping_add(1);
+    t
+}
+
+/// Boots one table case and checks its output.
+fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome> {
+    let started = Instant::now();
+    let file_name = case.name.replace("::", "-");
+    let scratch = logs.join("scratch").join(&file_name);
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    let needs_max = matches!(case.cores, Cores::Max | Cores::AboveMax)
+        || case.checks.iter().any(|c| {
+            matches!(
+                c,
+                Check::Ready {
+                    cores: Cores::Max | Cores::AboveMax,
+                    ..
+                }
+            )
+        });
+    let max_cores = if needs_max {
+        let doc_path = root.join("docs/kernel-interface.md");
+        let doc = std::fs::read_to_string(&doc_path)
+            .map_err(|e| format!("cannot read {}: {e}", doc_path.display()))?;
+        Some(kernel_max_cores(&doc)?)
+    } else {
+        None
+    };
+    let mut checker = Checker::new(case.checks, max_cores);
+    let cores = checker.cores(case.cores).ok_or("no core count")?;
+    let media = match case.boot {
+        Boot::Pvh => Media::Pvh {
+            kernel: elf.to_path_buf(),
+            append: case.append.to_string(),
+            initrd: None,
+        },
+        Boot::IsoBios | Boot::IsoUefi => {
+            let iso = scratch.join("rexo.iso");
+            crate::image::build_iso(elf, case.append, &[], &iso)?;
+            let firmware = match case.boot {
+                Boot::IsoUefi => Some(deps::ovmf()?),
+                _ => None,
+            };
+            Media::Cdrom { iso, firmware }
+        }
+    };
+    let mut extra: Vec<String> = case.qemu_args.iter().map(|a| a.to_string()).collect();
+    let mut gdb_port = None;
+    for arg in case.qemu {
+        match arg {
+            Arg::BadChecksumTable => {
+                let path = scratch.join("bad-checksum.aml");
+                std::fs::write(&path, bad_acpi_table())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                let port = crate::gdb::free_port()?;
+                extra.extend([
+                    "-acpitable".into(),
+                    format!("file={}", path.display()),
+                    "-S".into(),
+                    "-gdb".into(),
+                    format!("tcp:127.0.0.1:{port}"),
+                ]);
+                gdb_port = Some(port);
+            }
+        }
+    }
+    let vm = Vm {
+        machine: case.machine,
+        machine_props: case.machine_props.iter().map(|p| p.to_string()).collect(),
+        cores,
+        mem_mib: case.mem_mib,
+        accel: Accel::Tcg,
+        media,
+        extra,
+    };
+    let log = logs.join(format!("{file_name}.log"));
+    let stop_at_checks = case.exit.is_none();
+    let patcher = gdb_port.map(|port| {
+        let elf = elf.to_path_buf();
+        std::thread::spawn(move || crate::gdb::corrupt_acpi_checksum(port, &elf, BAD_TABLE_SIG))
+    });
+    let capture = qemu::run_captured(
+        &vm.args(&scratch)?,
+        Duration::from_secs(case.timeout_s),
+        Some(&log),
+        |line| {
+            checker.feed(&line.text);
+            stop_at_checks && checker.all_met()
+        },
+    )?;
+    let time = started.elapsed();
+    let missing = checker.missing();
+    let problem = match (case.exit, capture.end) {
+        (Some(want), End::Exited(got)) if want != got => {
+            Some(format!("QEMU exit status {got}, expected {want}"))
+        }
+        (_, End::TimedOut) => Some(format!("timed out after {} s", case.timeout_s)),
+        (None, End::Exited(got)) if !missing.is_empty() => {
+            Some(format!("QEMU exited with status {got} first"))
+        }
+        _ => None,
+    };
+    let mut reasons: Vec<String> = problem.into_iter().collect();
+    if let Some(patcher) = patcher {
+        match patcher.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => reasons.push(format!("could not break the table's checksum: {e}")),
+            Err(_) => reasons.push("the checksum patcher panicked".into()),
+        }
+    }
+    if !missing.is_empty() {
+        reasons.push(format!("missing {}", missing.join(", ")));
+    }
+    Ok(if reasons.is_empty() {
+        Outcome::pass(case.name, time)
+    } else {
+        let reason = format!("{} (log: {})", reasons.join("; "), log.display());
+        Outcome::fail(case.name, reason, capture.tail(TAIL), time)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_select_groups() {
+        assert_eq!(select("kernel::", ""), Select::All);
+        assert_eq!(select("kernel::", "kernel"), Select::All);
+        assert_eq!(
+            select("kernel::", "kernel::alloc"),
+            Select::Matching("alloc".into())
+        );
+        assert_eq!(
+            select("kernel::", "alloc"),
+            Select::Matching("alloc".into())
+        );
+        assert_eq!(select("kernel::", "boot::"), Select::Nothing);
+        assert_eq!(select("host::", "boot::cores"), Select::Nothing);
+    }
+
+    #[test]
+    fn cargo_test_output() {
+        let out = "\
+running 3 tests
+test a::one ... ok
+test a::two ... FAILED
+test a::three ... ignored
+test result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.00s
+running 2 tests
+test b ... ok
+test c ... ok
+test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s
+";
+        let s = parse_cargo_test(out);
+        assert_eq!(s.passed, 3);
+        assert_eq!(s.failed, vec!["a::two".to_string()]);
+        assert_eq!(s.result_lines, 2);
+        assert_eq!(
+            parse_cargo_test("error[E0308]: mismatched types"),
+            HostSummary::default()
+        );
+    }
+
+    #[test]
+    fn kernel_output() {
+        let lines = [
+            "[  5 us c0] INFO  booting",
+            "rexo: ready cores=2 mem=255 MiB boot=900 us",
+            "test memmap::merge ... ok",
+            "test queue::push ... FAILED",
+            "!!! rexo: page fault",
+            "test queue::pop ...",
+        ];
+        let ms = |n| Duration::from_millis(n);
+        let timed = lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| (ms(10 * i as u64), l));
+        let run = parse_kernel_run(timed);
+        assert_eq!(run.passed, vec![("memmap::merge".to_string(), ms(10))]);
+        assert_eq!(run.failed, vec![("queue::push".to_string(), ms(10))]);
+        assert_eq!(run.unfinished.as_deref(), Some("queue::pop"));
+        assert!(!run.done);
+        let done = ["test x ... ok", "rexo: tests done passed=1"];
+        let run = parse_kernel_run(done.into_iter().map(|l| (ms(1), l)));
+        assert!(run.done && run.unfinished.is_none());
+    }
+
+    #[test]
+    fn max_cores_from_the_doc() {
+        let doc = "| key | values |\n|---|---|\n| `cores` | 1..=64 | all | use at most |\n";
+        assert_eq!(kernel_max_cores(doc), Ok(64));
+        let doc = "| `cores` | 1..=MAX | all | use at most |\n";
+        assert!(kernel_max_cores(doc).unwrap_err().contains("1..=MAX"));
+        assert!(kernel_max_cores("nothing").is_err());
+    }
+
+    #[test]
+    fn checker_tracks_expectations() {
+        let checks = [
+            Check::Ready {
+                cores: Cores::Max,
+                mem_min: 240,
+                mem_max: 256,
+            },
+            Check::Warn("rxbd"),
+            Check::SymbolizedFrame,
+        ];
+        let mut c = Checker::new(&checks, Some(4));
+        c.feed("[ 1 us c0] WARN  ACPI table RXBD has a bad checksum");
+        c.feed("  0x200123 rexo::main+0x10"); // before any backtrace line
+        assert!(!c.all_met());
+        c.feed("rexo: ready cores=3 mem=250 MiB boot=900 us");
+        assert!(c.missing()[0].contains("got `rexo: ready cores=3"));
+        c.feed("backtrace:");
+        c.feed("  0x200123 rexo::main+0x10");
+        c.feed("rexo: ready cores=4 mem=250 MiB boot=900 us");
+        assert!(c.all_met(), "{:?}", c.missing());
+    }
+
+    #[test]
+    fn bad_table_has_a_wrong_checksum() {
+        let t = bad_acpi_table();
+        assert_eq!(&t[..4], BAD_TABLE_SIG.as_bytes());
+        assert_eq!(
+            u32::from_le_bytes([t[4], t[5], t[6], t[7]]) as usize,
+            t.len()
+        );
+        assert_eq!(t.iter().fold(0u8, |a, &b| a.wrapping_add(b)), 1);
+    }
+}

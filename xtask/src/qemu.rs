@@ -1,0 +1,669 @@
+//! QEMU: command lines for each machine and boot path, captured runs with
+//! timestamped serial lines and timeouts, exit statuses, and the KVM probe.
+
+use crate::Result;
+use crate::deps::Firmware;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A QEMU machine type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// `-M microvm`: no PCI, no firmware to speak of; PVH only.
+    Microvm,
+    /// `-M q35`: PCIe, AHCI, SeaBIOS or OVMF.
+    Q35,
+    /// `-M pc`: i440FX, PIIX.
+    Pc,
+}
+
+impl Machine {
+    /// The `--machine` names.
+    pub const NAMES: &'static [&'static str] = &["microvm", "q35", "pc"];
+
+    /// Parses a `--machine` name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "microvm" => Some(Self::Microvm),
+            "q35" => Some(Self::Q35),
+            "pc" => Some(Self::Pc),
+            _ => None,
+        }
+    }
+
+    /// QEMU's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Microvm => "microvm",
+            Self::Q35 => "q35",
+            Self::Pc => "pc",
+        }
+    }
+}
+
+/// A QEMU accelerator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualization (`-accel kvm -cpu host`).
+    Kvm,
+    /// The emulator (`-accel tcg -cpu max`).
+    Tcg,
+}
+
+/// What the machine boots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Media {
+    /// An ELF with a PVH note through `-kernel`, its command line and one module.
+    Pvh {
+        /// The ELF.
+        kernel: PathBuf,
+        /// `-append` (empty: none).
+        append: String,
+        /// `-initrd`: PVH passes one module.
+        initrd: Option<PathBuf>,
+    },
+    /// A CD-ROM image under SeaBIOS (`firmware: None`) or UEFI firmware.
+    Cdrom {
+        /// The ISO.
+        iso: PathBuf,
+        /// UEFI firmware, or `None` for the machine's BIOS.
+        firmware: Option<Firmware>,
+    },
+}
+
+/// A virtual machine to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vm {
+    /// Machine type.
+    pub machine: Machine,
+    /// Extra `-machine` properties (`acpi=off`, ...).
+    pub machine_props: Vec<String>,
+    /// Number of vCPUs.
+    pub cores: u32,
+    /// Memory in MiB.
+    pub mem_mib: u64,
+    /// Accelerator.
+    pub accel: Accel,
+    /// What to boot.
+    pub media: Media,
+    /// Extra QEMU arguments, appended last.
+    pub extra: Vec<String>,
+}
+
+impl Vm {
+    /// A PVH boot of `kernel` with `append` on `machine`, TCG, 2 cores, 256 MiB.
+    pub fn pvh(machine: Machine, kernel: &Path, append: &str) -> Self {
+        Self {
+            machine,
+            machine_props: Vec::new(),
+            cores: 2,
+            mem_mib: 256,
+            accel: Accel::Tcg,
+            media: Media::Pvh {
+                kernel: kernel.to_path_buf(),
+                append: append.to_string(),
+                initrd: None,
+            },
+            extra: Vec::new(),
+        }
+    }
+
+    /// QEMU's arguments for this machine (without console or display options).
+    /// `scratch` is a folder for files QEMU writes (a UEFI variable store).
+    pub fn args(&self, scratch: &Path) -> Result<Vec<String>> {
+        let mut machine = self.machine.name().to_string();
+        for prop in &self.machine_props {
+            machine.push(',');
+            machine.push_str(prop);
+        }
+        let mut args: Vec<String> = vec!["-machine".into(), machine];
+        match self.accel {
+            Accel::Kvm => args.extend(["-accel", "kvm", "-cpu", "host"].map(String::from)),
+            Accel::Tcg => args.extend(["-accel", "tcg", "-cpu", "max"].map(String::from)),
+        }
+        args.extend([
+            "-smp".into(),
+            self.cores.to_string(),
+            "-m".into(),
+            format!("{}M", self.mem_mib),
+            "-device".into(),
+            "isa-debug-exit,iobase=0xf4,iosize=4".into(),
+            "-no-reboot".into(),
+        ]);
+        match &self.media {
+            Media::Pvh {
+                kernel,
+                append,
+                initrd,
+            } => {
+                args.extend(["-kernel".into(), path_arg(kernel)?]);
+                if !append.is_empty() {
+                    args.extend(["-append".into(), append.clone()]);
+                }
+                if let Some(initrd) = initrd {
+                    args.extend(["-initrd".into(), path_arg(initrd)?]);
+                }
+            }
+            Media::Cdrom { iso, firmware } => {
+                if self.machine == Machine::Microvm {
+                    return Err(
+                        "microvm has no CD-ROM drive; boot the ISO with --machine q35 or pc".into(),
+                    );
+                }
+                args.extend(["-cdrom".into(), path_arg(iso)?]);
+                match firmware {
+                    None => {}
+                    Some(Firmware::Combined(bios)) => {
+                        args.extend(["-bios".into(), path_arg(bios)?]);
+                    }
+                    Some(Firmware::Split { code, vars }) => {
+                        std::fs::create_dir_all(scratch)
+                            .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+                        let copy = scratch.join("OVMF_VARS.fd");
+                        std::fs::copy(vars, &copy)
+                            .map_err(|e| format!("cannot copy {}: {e}", vars.display()))?;
+                        args.extend([
+                            "-drive".into(),
+                            format!(
+                                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                                path_arg(code)?
+                            ),
+                            "-drive".into(),
+                            format!("if=pflash,format=raw,unit=1,file={}", path_arg(&copy)?),
+                        ]);
+                    }
+                }
+            }
+        }
+        args.extend(self.extra.iter().cloned());
+        Ok(args)
+    }
+}
+
+fn path_arg(path: &Path) -> Result<String> {
+    path.to_str()
+        .map(String::from)
+        .ok_or_else(|| format!("path {} is not UTF-8", path.display()))
+}
+
+/// What a QEMU exit status means for Rexo (docs/kernel-interface.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// 0 (ACPI power-off) or 33 (debug-exit success).
+    Success,
+    /// 35: a crash, a panic, a failed test or a fatal boot error.
+    Failure,
+    /// Anything else: QEMU itself failed (bad arguments, a signal, ...).
+    Other(i32),
+}
+
+/// Classifies QEMU's exit status.
+pub fn verdict(status: i32) -> Verdict {
+    match status {
+        0 | 33 => Verdict::Success,
+        35 => Verdict::Failure,
+        other => Verdict::Other(other),
+    }
+}
+
+/// One line of output, with the time since QEMU was spawned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// When the line's end arrived.
+    pub at: Duration,
+    /// The text, without the line end.
+    pub text: String,
+    /// Whether QEMU wrote it to stderr (its own messages) rather than the serial port.
+    pub stderr: bool,
+}
+
+/// How a captured run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// QEMU exited with this status (-1: killed by a signal).
+    Exited(i32),
+    /// The caller stopped it (its condition was met).
+    Stopped,
+    /// It ran past the timeout and was killed.
+    TimedOut,
+}
+
+/// The result of [`run_captured`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capture {
+    /// Every line, serial and QEMU's stderr, in arrival order.
+    pub lines: Vec<Line>,
+    /// How it ended.
+    pub end: End,
+    /// Time from spawn to the end.
+    pub wall: Duration,
+}
+
+impl Capture {
+    /// The serial lines (without QEMU's own messages).
+    pub fn serial(&self) -> impl Iterator<Item = &Line> {
+        self.lines.iter().filter(|l| !l.stderr)
+    }
+
+    /// The last `n` lines, for failure reports.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let skip = self.lines.len().saturating_sub(n);
+        self.lines
+            .iter()
+            .skip(skip)
+            .map(|l| {
+                if l.stderr {
+                    format!("qemu: {}", l.text)
+                } else {
+                    l.text.clone()
+                }
+            })
+            .collect()
+    }
+}
+
+enum Event {
+    Line(Line),
+    Closed,
+}
+
+fn reader(
+    stream: impl Read + Send + 'static,
+    stderr: bool,
+    started: Instant,
+    tx: mpsc::Sender<Event>,
+) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let at = started.elapsed();
+                    let text = String::from_utf8_lossy(&buf)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string();
+                    if tx.send(Event::Line(Line { at, text, stderr })).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Event::Closed);
+    });
+}
+
+/// The `qemu-system-x86_64` command for `args` with the serial port on a pipe, no
+/// display and no monitor.
+pub fn piped_command(args: &[String]) -> Command {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs QEMU with `args` (see [`piped_command`]) until it exits, `stop` returns true
+/// for a serial line, or `timeout` passes. Every line is also written to `log`.
+pub fn run_captured(
+    args: &[String],
+    timeout: Duration,
+    log: Option<&Path>,
+    mut stop: impl FnMut(&Line) -> bool,
+) -> Result<Capture> {
+    let mut log_file = match log {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            let mut file = std::fs::File::create(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            let _ = writeln!(file, "# qemu-system-x86_64 {}", args.join(" "));
+            Some(file)
+        }
+        None => None,
+    };
+    let started = Instant::now();
+    let mut child = piped_command(args).spawn().map_err(|e| {
+        format!("cannot start qemu-system-x86_64 ({e}); install package qemu-system-x86")
+    })?;
+    let (tx, rx) = mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        reader(out, false, started, tx.clone());
+    }
+    if let Some(err) = child.stderr.take() {
+        reader(err, true, started, tx);
+    }
+    let deadline = started + timeout;
+    let mut lines = Vec::new();
+    let mut open = 2;
+    let mut end = None;
+    while open > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Event::Line(line)) => {
+                if let Some(file) = log_file.as_mut() {
+                    let tag = if line.stderr { "qemu: " } else { "" };
+                    let _ = writeln!(file, "{tag}{}", line.text);
+                }
+                let done = !line.stderr && stop(&line);
+                lines.push(line);
+                if done {
+                    end = Some(End::Stopped);
+                    break;
+                }
+            }
+            Ok(Event::Closed) => open -= 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                end = Some(End::TimedOut);
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let end = match end {
+        Some(end) => {
+            kill(&mut child);
+            // Keep what was still in the pipes, including a last line without its end
+            // (e.g. `test NAME ...` from a test that hung).
+            let drain_until = Instant::now() + Duration::from_millis(500);
+            while open > 0 {
+                let left = drain_until.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(Event::Line(line)) => {
+                        if let Some(file) = log_file.as_mut() {
+                            let tag = if line.stderr { "qemu: " } else { "" };
+                            let _ = writeln!(file, "{tag}{}", line.text);
+                        }
+                        lines.push(line);
+                    }
+                    Ok(Event::Closed) => open -= 1,
+                    Err(_) => break,
+                }
+            }
+            end
+        }
+        None => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match wait_timeout(&mut child, left.max(Duration::from_secs(1)))? {
+                Some(code) => End::Exited(code),
+                None => {
+                    kill(&mut child);
+                    End::TimedOut
+                }
+            }
+        }
+    };
+    let wall = started.elapsed();
+    if let Some(file) = log_file.as_mut() {
+        let _ = writeln!(file, "# end: {end:?} after {:.3} s", wall.as_secs_f64());
+    }
+    Ok(Capture { lines, end, wall })
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits up to `timeout` for `child`; its exit status (-1 for a signal) or `None`.
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<Option<i32>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(Some(status.code().unwrap_or(-1))),
+            Ok(None) if Instant::now() >= deadline => return Ok(None),
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("waiting for QEMU failed: {e}")),
+        }
+    }
+}
+
+/// The parsed ready line `rexo: ready cores=N mem=M MiB boot=T us`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ready {
+    /// Cores running.
+    pub cores: u32,
+    /// Usable memory in MiB.
+    pub mem_mib: u64,
+    /// Microseconds from the kernel's first instruction to ready.
+    pub boot_us: u64,
+}
+
+/// Parses the ready line out of `line` (anywhere in it), if it is one.
+pub fn parse_ready(line: &str) -> Option<Ready> {
+    let rest = &line[line.find("rexo: ready ")? + "rexo: ready ".len()..];
+    let mut words = rest.split_whitespace();
+    let cores = words.next()?.strip_prefix("cores=")?.parse().ok()?;
+    let mem_mib = words.next()?.strip_prefix("mem=")?.parse().ok()?;
+    if words.next()? != "MiB" {
+        return None;
+    }
+    let boot_us = words.next()?.strip_prefix("boot=")?.parse().ok()?;
+    if words.next()? != "us" {
+        return None;
+    }
+    Some(Ready {
+        cores,
+        mem_mib,
+        boot_us,
+    })
+}
+
+/// Whether `/dev/kvm` can be opened for reading and writing.
+fn kvm_opens() -> std::result::Result<(), String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(drop)
+        .map_err(|e| format!("/dev/kvm does not open ({e})"))
+}
+
+/// Iterations of the probe kernel's loop: about 4*10^7 instructions, a fraction of a
+/// second under TCG, far longer through an instruction-emulating nested KVM.
+const PROBE_SPIN: u32 = 20_000_000;
+
+/// Picks KVM only if `/dev/kvm` opens and a probe kernel runs under KVM at least as
+/// fast as under TCG; otherwise TCG. Returns the choice and one line saying why.
+pub fn probe_accel(root: &Path) -> Result<(Accel, String)> {
+    // The answer holds until the host reboots: keep it, keyed by the host's boot id, so
+    // that `run` does not pay the probe (up to 2 s) every time.
+    let cache = root.join("target/accel-probe.txt");
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    if let Some((accel, why)) = std::fs::read_to_string(&cache)
+        .ok()
+        .and_then(|text| cached_probe(&text, boot_id.trim()))
+    {
+        return Ok((
+            accel,
+            format!("{why} (probed earlier since this host booted)"),
+        ));
+    }
+    let (accel, why) = measure_accel(root)?;
+    let tag = if accel == Accel::Kvm { "kvm" } else { "tcg" };
+    // A cache that cannot be written only costs the next run another probe.
+    let _ = std::fs::write(&cache, format!("{}\n{tag}\n{why}\n", boot_id.trim()));
+    Ok((accel, why))
+}
+
+/// Reads a cached probe result written for the host boot `boot_id`.
+fn cached_probe(text: &str, boot_id: &str) -> Option<(Accel, String)> {
+    let mut lines = text.lines();
+    if boot_id.is_empty() || lines.next()? != boot_id {
+        return None;
+    }
+    let accel = match lines.next()? {
+        "kvm" => Accel::Kvm,
+        "tcg" => Accel::Tcg,
+        _ => return None,
+    };
+    Some((accel, lines.next()?.to_string()))
+}
+
+/// Boots the trivial kernel under TCG and KVM and compares.
+fn measure_accel(root: &Path) -> Result<(Accel, String)> {
+    if let Err(why) = kvm_opens() {
+        return Ok((Accel::Tcg, format!("using TCG: {why}")));
+    }
+    let kernel = crate::pvh::write(root, "probe-pvh.elf", PROBE_SPIN)?;
+    let time = |accel: Accel, timeout: Duration| -> Result<Option<Duration>> {
+        let mut vm = Vm::pvh(Machine::Microvm, &kernel, "");
+        vm.cores = 1;
+        vm.mem_mib = 32;
+        vm.accel = accel;
+        let capture = run_captured(&vm.args(&root.join("target"))?, timeout, None, |_| false)?;
+        Ok(match capture.end {
+            End::Exited(33) => Some(capture.wall),
+            _ => None,
+        })
+    };
+    let Some(tcg) = time(Accel::Tcg, Duration::from_secs(20))? else {
+        return Err("the probe kernel did not exit with 33 under TCG; is QEMU working?".into());
+    };
+    match time(Accel::Kvm, Duration::from_secs(2))? {
+        Some(kvm) if kvm <= tcg => Ok((
+            Accel::Kvm,
+            format!(
+                "using KVM: probe took {} ms (TCG {} ms)",
+                kvm.as_millis(),
+                tcg.as_millis()
+            ),
+        )),
+        Some(kvm) => Ok((
+            Accel::Tcg,
+            format!(
+                "using TCG: KVM is slower than the emulator here (probe {} ms, TCG {} ms)",
+                kvm.as_millis(),
+                tcg.as_millis()
+            ),
+        )),
+        None => Ok((
+            Accel::Tcg,
+            format!(
+                "using TCG: the KVM probe did not finish within 2 s (TCG: {} ms); KVM is emulating, not virtualizing",
+                tcg.as_millis()
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_probe_is_tied_to_the_host_boot() {
+        let text = "abc\ntcg\nusing TCG: slow\n";
+        assert_eq!(
+            cached_probe(text, "abc"),
+            Some((Accel::Tcg, "using TCG: slow".into()))
+        );
+        assert_eq!(cached_probe(text, "other boot"), None);
+        assert_eq!(cached_probe(text, ""), None);
+        assert_eq!(cached_probe("abc\nwarp\nx\n", "abc"), None);
+    }
+
+    #[test]
+    fn ready_line() {
+        let line = "[  900 us c0] INFO  rexo: ready cores=8 mem=254 MiB boot=812 us";
+        assert_eq!(
+            parse_ready(line),
+            Some(Ready {
+                cores: 8,
+                mem_mib: 254,
+                boot_us: 812
+            })
+        );
+        assert_eq!(
+            parse_ready("rexo: ready cores=1 mem=60 MiB boot=5 us").map(|r| r.cores),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn bad_ready_lines() {
+        assert_eq!(parse_ready("rexo: ready"), None);
+        assert_eq!(parse_ready("rexo: ready cores=x mem=1 MiB boot=1 us"), None);
+        assert_eq!(parse_ready("rexo: ready cores=1 mem=1 GiB boot=1 us"), None);
+        assert_eq!(parse_ready("rexo: ready cores=1 mem=1 MiB boot=1 ms"), None);
+        assert_eq!(parse_ready("rexo: tests done passed=3"), None);
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(verdict(0), Verdict::Success);
+        assert_eq!(verdict(33), Verdict::Success);
+        assert_eq!(verdict(35), Verdict::Failure);
+        assert_eq!(verdict(1), Verdict::Other(1));
+    }
+
+    #[test]
+    fn pvh_args() {
+        let mut vm = Vm::pvh(Machine::Microvm, Path::new("/k"), "app=hello");
+        vm.machine_props.push("acpi=off".into());
+        let args = vm.args(Path::new("/tmp")).unwrap().join(" ");
+        assert!(args.starts_with("-machine microvm,acpi=off -accel tcg -cpu max -smp 2 -m 256M"));
+        assert!(args.contains("isa-debug-exit,iobase=0xf4,iosize=4 -no-reboot"));
+        assert!(args.ends_with("-kernel /k -append app=hello"));
+    }
+
+    #[test]
+    fn microvm_has_no_cdrom() {
+        let mut vm = Vm::pvh(Machine::Microvm, Path::new("/k"), "");
+        vm.media = Media::Cdrom {
+            iso: "/x.iso".into(),
+            firmware: None,
+        };
+        assert!(vm.args(Path::new("/tmp")).unwrap_err().contains("q35"));
+    }
+
+    #[test]
+    fn trivial_kernel_exits_33_and_timestamps_lines() {
+        let root = crate::root();
+        let kernel = crate::pvh::write(&root, "test-trivial-pvh.elf", 0).unwrap();
+        let vm = Vm::pvh(Machine::Microvm, &kernel, "");
+        let capture = run_captured(
+            &vm.args(&root.join("target")).unwrap(),
+            Duration::from_secs(20),
+            None,
+            |_| false,
+        )
+        .unwrap();
+        assert_eq!(capture.end, End::Exited(33), "{:?}", capture.tail(10));
+    }
+
+    #[test]
+    fn timeout_kills_a_spinning_kernel() {
+        let root = crate::root();
+        let kernel = crate::pvh::write(&root, "test-spin-pvh.elf", u32::MAX).unwrap();
+        let vm = Vm::pvh(Machine::Microvm, &kernel, "");
+        let capture = run_captured(
+            &vm.args(&root.join("target")).unwrap(),
+            Duration::from_millis(300),
+            None,
+            |_| false,
+        )
+        .unwrap();
+        assert_eq!(capture.end, End::TimedOut);
+    }
+
+    #[test]
+    fn accel_probe_explains_its_choice() {
+        let (accel, why) = probe_accel(&crate::root()).unwrap();
+        let expected = match accel {
+            Accel::Kvm => "using KVM",
+            Accel::Tcg => "using TCG",
+        };
+        assert!(why.starts_with(expected), "{why}");
+        eprintln!("{why}");
+    }
+}

@@ -1,0 +1,325 @@
+//! The table of QEMU tests: adding a test is adding one [`Case`] to [`CASES`].
+//! (Host tests and kernel tests are discovered, not listed: see `harness`.)
+
+use crate::qemu::Machine;
+
+/// How a case boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// `-kernel` with the PVH note.
+    Pvh,
+    /// The GRUB ISO under the machine's BIOS (SeaBIOS).
+    IsoBios,
+    /// The GRUB ISO under OVMF (UEFI).
+    IsoUefi,
+}
+
+/// How many vCPUs a case gets, or expects in the ready line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cores {
+    /// Exactly this many.
+    N(u32),
+    /// The kernel's maximum (read from docs/kernel-interface.md).
+    Max,
+    /// One more than the kernel's maximum.
+    AboveMax,
+}
+
+/// An extra QEMU argument that needs set-up by the harness (plain strings go in
+/// [`Case::qemu_args`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arg {
+    /// `-acpitable file=F` for an ACPI table (signature [`BAD_TABLE_SIG`]), whose
+    /// checksum the harness then breaks in guest memory through QEMU's gdb stub
+    /// (QEMU itself recomputes `-acpitable` checksums).
+    BadChecksumTable,
+}
+
+/// The signature of the deliberately broken ACPI table.
+pub const BAD_TABLE_SIG: &str = "RXBD";
+
+/// Something the serial output must show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// The ready line, with this core count and `mem=` within `[min, max]` MiB.
+    Ready {
+        /// Expected `cores=`.
+        cores: Cores,
+        /// Lowest plausible `mem=`.
+        mem_min: u64,
+        /// Highest plausible `mem=`.
+        mem_max: u64,
+    },
+    /// A line containing this text (case-sensitive).
+    Has(&'static str),
+    /// A line containing one of these (case-insensitive).
+    HasAny(&'static [&'static str]),
+    /// A warning log line (level `WARN`) containing this text (case-insensitive;
+    /// empty: any warning).
+    Warn(&'static str),
+    /// After a `backtrace:` line, a frame line naming a Rust function (`::`).
+    SymbolizedFrame,
+}
+
+/// One QEMU test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Case {
+    /// Full name, `group::name`.
+    pub name: &'static str,
+    /// Boot path.
+    pub boot: Boot,
+    /// Machine type.
+    pub machine: Machine,
+    /// Extra `-machine` properties.
+    pub machine_props: &'static [&'static str],
+    /// vCPUs.
+    pub cores: Cores,
+    /// Memory in MiB.
+    pub mem_mib: u64,
+    /// Kernel command line.
+    pub append: &'static str,
+    /// Extra QEMU arguments, passed as they are.
+    pub qemu_args: &'static [&'static str],
+    /// Extra QEMU arguments that need set-up.
+    pub qemu: &'static [Arg],
+    /// Seconds before the run counts as hung (TCG).
+    pub timeout_s: u64,
+    /// The QEMU exit status required; `None`: stop QEMU once every check passed.
+    pub exit: Option<i32>,
+    /// What the output must show.
+    pub checks: &'static [Check],
+}
+
+/// A base case: PVH on microvm, 2 cores, 256 MiB, `app=hello`, 20 s, stop at ready.
+const BASE: Case = Case {
+    name: "",
+    boot: Boot::Pvh,
+    machine: Machine::Microvm,
+    machine_props: &[],
+    cores: Cores::N(2),
+    mem_mib: 256,
+    append: "app=hello",
+    qemu_args: &[],
+    qemu: &[],
+    timeout_s: 20,
+    exit: None,
+    checks: &[],
+};
+
+/// The ready line for `cores` cores and a machine of `mib` MiB.
+const fn ready(cores: u32, mib: u64) -> Check {
+    Check::Ready {
+        cores: Cores::N(cores),
+        mem_min: mib - 16,
+        mem_max: mib,
+    }
+}
+
+/// A ready line with any memory size.
+const fn ready_cores(cores: Cores) -> Check {
+    Check::Ready {
+        cores,
+        mem_min: 0,
+        mem_max: u64::MAX,
+    }
+}
+
+/// What every crash report shows.
+const CRASH_EXIT: Option<i32> = Some(35);
+
+/// Every QEMU test.
+pub const CASES: &[Case] = &[
+    // Boot matrix: machines and boot paths.
+    Case {
+        name: "boot::pvh-microvm",
+        checks: &[ready(2, 256)],
+        ..BASE
+    },
+    Case {
+        name: "boot::pvh-q35",
+        machine: Machine::Q35,
+        checks: &[ready(2, 256)],
+        ..BASE
+    },
+    Case {
+        name: "boot::pvh-pc",
+        machine: Machine::Pc,
+        checks: &[ready(2, 256)],
+        ..BASE
+    },
+    Case {
+        name: "boot::iso-seabios-q35",
+        boot: Boot::IsoBios,
+        machine: Machine::Q35,
+        timeout_s: 40,
+        checks: &[ready(2, 256)],
+        ..BASE
+    },
+    Case {
+        name: "boot::iso-ovmf-q35",
+        boot: Boot::IsoUefi,
+        machine: Machine::Q35,
+        timeout_s: 90,
+        checks: &[ready(2, 256)],
+        ..BASE
+    },
+    // Core counts (microvm).
+    Case {
+        name: "boot::cores-1",
+        cores: Cores::N(1),
+        checks: &[ready(1, 256)],
+        ..BASE
+    },
+    Case {
+        name: "boot::cores-2",
+        cores: Cores::N(2),
+        checks: &[ready(2, 256)],
+        ..BASE
+    },
+    Case {
+        name: "boot::cores-4",
+        cores: Cores::N(4),
+        checks: &[ready(4, 256)],
+        ..BASE
+    },
+    Case {
+        name: "boot::cores-8",
+        cores: Cores::N(8),
+        checks: &[ready(8, 256)],
+        ..BASE
+    },
+    // Memory sizes (microvm).
+    Case {
+        name: "boot::mem-64m",
+        mem_mib: 64,
+        checks: &[ready(2, 64)],
+        ..BASE
+    },
+    Case {
+        name: "boot::mem-1g",
+        mem_mib: 1024,
+        checks: &[ready(2, 1024)],
+        ..BASE
+    },
+    Case {
+        name: "boot::mem-6g",
+        mem_mib: 6144,
+        // Holes below 4 GiB (PCI, firmware) take some of it.
+        checks: &[Check::Ready {
+            cores: Cores::N(2),
+            mem_min: 5120,
+            mem_max: 6143,
+        }],
+        ..BASE
+    },
+    // Crash reports: exit 35, the vector or panic message, registers, a symbolized backtrace.
+    Case {
+        name: "crash::pagefault",
+        append: "app=hello crash=pagefault",
+        exit: CRASH_EXIT,
+        checks: &[
+            Check::Has("!!! rexo: "),
+            Check::HasAny(&["page fault", "#PF", "vector 14"]),
+            Check::Has("rip="),
+            Check::Has("rsp="),
+            Check::Has("cr2="),
+            Check::Has("backtrace:"),
+            Check::SymbolizedFrame,
+            Check::Has("!!! rexo: halted"),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "crash::divide",
+        append: "app=hello crash=divide",
+        exit: CRASH_EXIT,
+        checks: &[
+            Check::Has("!!! rexo: "),
+            Check::HasAny(&["divide", "#DE", "vector 0"]),
+            Check::Has("rip="),
+            Check::Has("rsp="),
+            Check::Has("cr2="),
+            Check::Has("backtrace:"),
+            Check::SymbolizedFrame,
+            Check::Has("!!! rexo: halted"),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "crash::panic",
+        append: "app=hello crash=panic",
+        exit: CRASH_EXIT,
+        checks: &[
+            Check::Has("!!! rexo: "),
+            Check::HasAny(&["panic"]),
+            Check::Has(".rs:"),
+            Check::Has("rip="),
+            Check::Has("rsp="),
+            Check::Has("backtrace:"),
+            Check::SymbolizedFrame,
+            Check::Has("!!! rexo: halted"),
+        ],
+        ..BASE
+    },
+    // Bad input: clear messages, warnings, and never a hang.
+    Case {
+        name: "badinput::unknown-key",
+        append: "app=hello frobnicate=1",
+        exit: Some(35),
+        checks: &[Check::Has("frobnicate")],
+        ..BASE
+    },
+    Case {
+        name: "badinput::acpi-off",
+        machine_props: &["acpi=off"],
+        checks: &[Check::Warn(""), ready_cores(Cores::N(1))],
+        ..BASE
+    },
+    Case {
+        name: "badinput::acpi-bad-checksum",
+        machine: Machine::Q35,
+        qemu: &[Arg::BadChecksumTable],
+        checks: &[Check::Warn(BAD_TABLE_SIG), ready(2, 256)],
+        ..BASE
+    },
+    Case {
+        name: "badinput::too-many-cores",
+        cores: Cores::AboveMax,
+        timeout_s: 90,
+        checks: &[Check::Warn(""), ready_cores(Cores::Max)],
+        ..BASE
+    },
+    Case {
+        name: "badinput::tiny-memory",
+        mem_mib: 4,
+        exit: Some(35),
+        // "memory", or " RAM" as in "needs at least 8 MiB of RAM".
+        checks: &[Check::HasAny(&["memory", " RAM"])],
+        ..BASE
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_grouped() {
+        for (i, case) in CASES.iter().enumerate() {
+            assert!(case.name.contains("::"), "{}", case.name);
+            assert!(
+                CASES[i + 1..].iter().all(|other| other.name != case.name),
+                "duplicate {}",
+                case.name
+            );
+            assert!(!case.checks.is_empty(), "{} checks nothing", case.name);
+        }
+    }
+
+    #[test]
+    fn iso_cases_use_machines_with_a_cdrom() {
+        for case in CASES.iter().filter(|c| c.boot != Boot::Pvh) {
+            assert_ne!(case.machine, Machine::Microvm, "{}", case.name);
+        }
+    }
+}
