@@ -89,9 +89,14 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     }
 
     let features = cpu::Features::read();
+    // The clock first (CPUID or the PIT), so that every log line has a time; the HPET,
+    // found through ACPI, is the last resort.
+    let early_clock = time::init_tsc(None);
     let acpi = platform::init_acpi(boot.rsdp);
-    let (tsc_hz, tsc_source) =
-        time::init_tsc(acpi.and_then(|a| a.hpet.as_ref()).map(|h| h.base_address)).unwrap_or_else(|_| fatal(format_args!("no way to measure time: CPUID gives no TSC frequency and there is neither a PIT nor an HPET")));
+    let hpet = acpi.and_then(|a| a.hpet.as_ref()).map(|h| h.base_address);
+    let (tsc_hz, tsc_source) = early_clock.or_else(|_| time::init_tsc(hpet)).unwrap_or_else(|_| {
+        fatal(format_args!("no way to measure time: CPUID gives no TSC frequency and there is neither a PIT nor an HPET"))
+    });
     log::info!(
         "rexo: booted by {} ({:?}), command line '{cmdline}'",
         boot.loader_name,

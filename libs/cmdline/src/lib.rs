@@ -8,8 +8,8 @@
 
 use core::fmt;
 
-/// The largest value `cores=` accepts (the work queue tracks at most this many cores).
-pub const MAX_CORES: usize = 256;
+/// The most cores the kernel runs, and so the largest value `cores=` accepts.
+pub const MAX_CORES: usize = 64;
 
 /// Every key the command line knows, in the order of the documentation table.
 pub const KEYS: [&str; 6] = ["log", "app", "cores", "test", "test.after", "crash"];
@@ -189,7 +189,7 @@ impl core::error::Error for CmdlineError<'_> {}
 
 const LOG_VALUES: &str = "one of error, warn, info, debug, trace";
 const APP_VALUES: &str = "an app name (letters, digits, '-', '_')";
-const CORES_VALUES: &str = "a decimal number from 1 to 256";
+const CORES_VALUES: &str = "a decimal number from 1 to 64";
 const TEST_AFTER_VALUES: &str = "a test name";
 const CRASH_VALUES: &str = "one of pagefault, divide, panic";
 
@@ -351,10 +351,10 @@ mod tests {
     #[test]
     fn cores_limits() {
         assert_eq!(parse("cores=1").unwrap().cores, Some(1));
-        assert_eq!(parse("cores=256").unwrap().cores, Some(256));
+        assert_eq!(parse("cores=64").unwrap().cores, Some(64));
         for word in [
             "cores=0",
-            "cores=257",
+            "cores=65",
             "cores=x",
             "cores=+4",
             "cores=-1",
@@ -474,6 +474,6 @@ mod tests {
         let message = parse("cores=1 cores=2").unwrap_err().to_string();
         assert!(message.contains("`cores=2`"), "{message}");
         let message = parse("cores=0").unwrap_err().to_string();
-        assert!(message.contains("1 to 256"), "{message}");
+        assert!(message.contains("1 to 64"), "{message}");
     }
 }

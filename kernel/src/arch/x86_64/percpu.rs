@@ -9,7 +9,7 @@ use super::cpu::{msr, wrmsr};
 use super::gdt::{CoreTables, IST_STACKS};
 
 /// The most cores Rexo runs. More present cores: the rest stay parked, with a warning.
-pub const MAX_CORES: usize = 64;
+pub const MAX_CORES: usize = rexo_cmdline::MAX_CORES;
 
 /// The bounds of a stack: `[bottom, top)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
