@@ -70,6 +70,8 @@ fn fatal(what: core::fmt::Arguments<'_>) -> ! {
 /// protocol, the physical address of its information and (Multiboot2) the magic value.
 extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     percpu::install(0, apic::id_from_cpuid());
+    // The PIT measures the TSC while the boot goes on (no busy wait for it).
+    let pit_window = time::PitWindow::start();
     console::serial::init();
     klog::init();
 
@@ -89,12 +91,9 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     }
 
     let features = cpu::Features::read();
-    // The clock first (CPUID or the PIT), so that every log line has a time; the HPET,
-    // found through ACPI, is the last resort.
-    let early_clock = time::init_tsc(None);
     let acpi = platform::init_acpi(boot.rsdp);
     let hpet = acpi.and_then(|a| a.hpet.as_ref()).map(|h| h.base_address);
-    let (tsc_hz, tsc_source) = early_clock.or_else(|_| time::init_tsc(hpet)).unwrap_or_else(|_| {
+    let (tsc_hz, tsc_source) = time::init_tsc(Some(pit_window), hpet).unwrap_or_else(|_| {
         fatal(format_args!("no way to measure time: CPUID gives no TSC frequency and there is neither a PIT nor an HPET"))
     });
     log::info!(

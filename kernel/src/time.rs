@@ -79,27 +79,59 @@ fn pit_count() -> u16 {
     u16::from_le_bytes([low, high])
 }
 
-/// Counts PIT ticks (1.193182 MHz) on channel 0 in rate-generator mode for `micros`.
-fn calibrate_with_pit(micros: u64) -> Option<u64> {
-    const PIT_HZ: u64 = 1_193_182;
-    let ticks = PIT_HZ * micros / 1_000_000;
-    outb(0x43, 0b0011_0100); // channel 0, lobyte/hibyte, mode 2, binary
-    outb(0x40, 0xFF);
-    outb(0x40, 0xFF);
-    let mut last = pit_count();
-    let start = rdtsc();
-    let mut counted: u64 = 0;
-    let mut spins: u64 = 0;
-    while counted < ticks {
-        let now = pit_count();
-        counted += u64::from(last.wrapping_sub(now));
-        last = now;
-        spins += 1;
-        if spins > 10_000_000 {
-            return None; // the counter does not move: no PIT
+/// A TSC measurement against the PIT that runs while the kernel does other boot work:
+/// [`PitWindow::start`] notes the PIT count and the TSC, [`PitWindow::finish`] reads them
+/// again (waiting only if the window is still shorter than asked). The PIT's channel 0
+/// counts down at 1.193182 MHz in rate-generator mode and wraps every 55 ms.
+pub struct PitWindow {
+    count: u16,
+    tsc: u64,
+}
+
+const PIT_HZ: u64 = 1_193_182;
+/// Longest window the 16-bit count can measure without ambiguity, with margin (40 ms).
+const PIT_MAX_TICKS: u64 = PIT_HZ / 25;
+/// The slowest TSC the wrap check assumes (a window longer than 40 ms at this rate is
+/// measured again).
+const SLOWEST_TSC_HZ: u64 = 500_000_000;
+
+impl PitWindow {
+    /// Starts channel 0 counting and notes where it and the TSC stand.
+    pub fn start() -> Self {
+        outb(0x43, 0b0011_0100); // channel 0, lobyte/hibyte, mode 2, binary
+        outb(0x40, 0xFF);
+        outb(0x40, 0xFF);
+        Self {
+            count: pit_count(),
+            tsc: rdtsc(),
         }
     }
-    Some((rdtsc() - start) * PIT_HZ / counted)
+
+    /// The TSC frequency over a window of at least `micros`. `None` if the PIT's count does
+    /// not move (no PIT).
+    fn finish(mut self, micros: u64) -> Option<u64> {
+        let wanted = PIT_HZ * micros / 1_000_000;
+        if rdtsc() - self.tsc > SLOWEST_TSC_HZ / 1_000_000 * (PIT_MAX_TICKS * 1_000_000 / PIT_HZ) {
+            // The count may have wrapped unseen: measure a fresh window.
+            self = Self::start();
+        }
+        let mut last = self.count;
+        let mut counted: u64 = 0;
+        let mut spins: u64 = 0;
+        loop {
+            let now = pit_count();
+            counted += u64::from(last.wrapping_sub(now));
+            last = now;
+            if counted >= wanted {
+                break;
+            }
+            spins += 1;
+            if spins > 10_000_000 {
+                return None; // the counter does not move: no PIT
+            }
+        }
+        Some((rdtsc() - self.tsc) * PIT_HZ / counted)
+    }
 }
 
 /// HPET main counter, whose period (femtoseconds) is in its capabilities register.
@@ -119,12 +151,19 @@ fn calibrate_with_hpet(base: u64, micros: u64) -> Option<u64> {
     Some((rdtsc() - t0) * 1_000_000 / micros)
 }
 
-/// Finds the TSC frequency: CPUID first (no waiting), else a measurement against the PIT,
-/// else against the HPET at `hpet_base`.
-pub fn init_tsc(hpet_base: Option<u64>) -> Result<(u64, TscSource), TimeError> {
-    const WINDOW_US: u64 = 500;
+/// Finds the TSC frequency: CPUID first (no waiting), else the PIT window started at boot
+/// (it has usually run long enough by now), else a measurement against the HPET at
+/// `hpet_base`.
+pub fn init_tsc(
+    pit: Option<PitWindow>,
+    hpet_base: Option<u64>,
+) -> Result<(u64, TscSource), TimeError> {
+    const WINDOW_US: u64 = 1000;
     let (hz, source) = from_cpuid()
-        .or_else(|| calibrate_with_pit(WINDOW_US).map(|hz| (hz, TscSource::Pit)))
+        .or_else(|| {
+            pit.and_then(|window| window.finish(WINDOW_US))
+                .map(|hz| (hz, TscSource::Pit))
+        })
         .or_else(|| {
             hpet_base
                 .and_then(|base| calibrate_with_hpet(base, WINDOW_US))
@@ -172,17 +211,44 @@ pub fn delay_us(micros: u64) {
     }
 }
 
-/// Prepares the local APIC timer: TSC-deadline mode if the CPU has it, else measures the
-/// one-shot timer's rate against the TSC. Called once, on the boot core.
-pub fn init_apic_timer(tsc_deadline: bool) -> u64 {
+/// Where the one-shot APIC timer's calibration started: (TSC, 0 = not started).
+static APIC_TIMER_START_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// Prepares the local APIC timer: TSC-deadline mode if the CPU has it, else starts the
+/// timer counting down so that its rate can be measured against the TSC later, over the
+/// rest of the boot, without waiting now. Called once, on the boot core.
+pub fn init_apic_timer(tsc_deadline: bool) {
     TSC_DEADLINE.store(tsc_deadline, Ordering::Relaxed);
-    if tsc_deadline {
-        return 0;
+    if !tsc_deadline {
+        apic::start_free_running();
+        APIC_TIMER_START_TSC.store(rdtsc(), Ordering::Relaxed);
     }
-    apic::start_free_running();
-    delay_us(200);
-    let counted = u64::from(u32::MAX - apic::timer_current());
-    let hz = counted * 1_000_000 / 200;
+}
+
+/// The one-shot timer's rate, measured on first use (the count started at
+/// [`init_apic_timer`]; a measurement window under 100 us is lengthened by waiting).
+fn apic_timer_hz() -> u64 {
+    let known = APIC_TIMER_HZ.load(Ordering::Relaxed);
+    if known != 0 {
+        return known;
+    }
+    let start = APIC_TIMER_START_TSC.load(Ordering::Relaxed);
+    let minimum = tsc_hz() / 10_000; // 100 us of TSC ticks
+    while rdtsc() - start < minimum {
+        cpu::pause();
+    }
+    let (elapsed, remaining) = (rdtsc() - start, apic::timer_current());
+    let hz = if remaining == 0 {
+        // The count ran out (more than 2^32 ticks went by): measure 200 us afresh.
+        apic::start_free_running();
+        delay_us(200);
+        u64::from(u32::MAX - apic::timer_current()) * 1_000_000 / 200
+    } else {
+        u128::from(u32::MAX - remaining)
+            .saturating_mul(u128::from(tsc_hz()))
+            .checked_div(u128::from(elapsed))
+            .unwrap_or(0) as u64
+    };
     APIC_TIMER_HZ.store(hz, Ordering::Relaxed);
     hz
 }
@@ -202,8 +268,7 @@ pub fn arm_deadline(deadline_ns: u64) {
         apic::arm_tsc_deadline(tsc_at_ns(deadline_ns).max(1));
     } else {
         let wait_ns = deadline_ns.saturating_sub(now_ns()).max(1);
-        let ticks =
-            u128::from(wait_ns) * u128::from(APIC_TIMER_HZ.load(Ordering::Relaxed)) / 1_000_000_000;
+        let ticks = u128::from(wait_ns) * u128::from(apic_timer_hz()) / 1_000_000_000;
         apic::arm_one_shot(ticks.clamp(1, u128::from(u32::MAX)) as u32);
     }
 }
