@@ -64,6 +64,8 @@ pub fn grub_cfg(append: &str, modules: &[String]) -> String {
          serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1\n\
          terminal_input serial console\n\
          terminal_output serial console\n\
+         insmod all_video\n\
+         set gfxpayload=keep\n\
          menuentry \"Rexo\" {\n",
     );
     let append = append.trim();

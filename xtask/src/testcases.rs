@@ -152,7 +152,11 @@ pub const CASES: &[Case] = &[
         boot: Boot::IsoBios,
         machine: Machine::Q35,
         timeout_s: 40,
-        checks: &[ready(2, 256)],
+        checks: &[
+            Check::Has("(Multiboot2)"),
+            Check::Has("console: framebuffer"),
+            ready(2, 256),
+        ],
         ..BASE
     },
     Case {
@@ -160,7 +164,85 @@ pub const CASES: &[Case] = &[
         boot: Boot::IsoUefi,
         machine: Machine::Q35,
         timeout_s: 90,
-        checks: &[ready(2, 256)],
+        checks: &[
+            Check::Has("(Multiboot2)"),
+            Check::Has("console: framebuffer"),
+            ready(2, 256),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "boot::module",
+        qemu_args: &["-initrd", "Cargo.toml"],
+        checks: &[Check::Has("module 0: ["), ready(2, 256)],
+        ..BASE
+    },
+    // The kernel tests on the PC machines too (IO-APIC with ISA overrides, HPET, SeaBIOS tables).
+    Case {
+        name: "boot::kernel-tests-q35",
+        machine: Machine::Q35,
+        append: "test",
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[Check::Has("rexo: tests done")],
+        ..BASE
+    },
+    Case {
+        name: "boot::kernel-tests-pc-1-core",
+        machine: Machine::Pc,
+        cores: Cores::N(1),
+        append: "test",
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[Check::Has("rexo: tests done")],
+        ..BASE
+    },
+    // Leaving the machine: the app returns and ACPI powers off (QEMU exits 0); reboot
+    // through the ACPI reset register (q35) or the keyboard controller (pc; -no-reboot
+    // turns the reset into an exit).
+    Case {
+        name: "power::off-microvm",
+        exit: Some(0),
+        checks: &[
+            Check::Has("all 2 cores answered"),
+            Check::Has("powering off"),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "power::off-q35",
+        machine: Machine::Q35,
+        exit: Some(0),
+        checks: &[
+            Check::Has("all 2 cores answered"),
+            Check::Has("powering off"),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "power::off-pc",
+        machine: Machine::Pc,
+        exit: Some(0),
+        checks: &[
+            Check::Has("all 2 cores answered"),
+            Check::Has("powering off"),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "power::reboot-q35",
+        machine: Machine::Q35,
+        append: "app=reboot",
+        exit: Some(0),
+        checks: &[Check::Has("reboot: resetting")],
+        ..BASE
+    },
+    Case {
+        name: "power::reboot-pc",
+        machine: Machine::Pc,
+        append: "app=reboot",
+        exit: Some(0),
+        checks: &[Check::Has("reboot: resetting")],
         ..BASE
     },
     // Core counts (microvm).
@@ -267,6 +349,20 @@ pub const CASES: &[Case] = &[
         append: "app=hello frobnicate=1",
         exit: Some(35),
         checks: &[Check::Has("frobnicate")],
+        ..BASE
+    },
+    Case {
+        name: "badinput::unknown-app",
+        append: "app=nope",
+        exit: Some(35),
+        checks: &[Check::Has("no app called 'nope'"), Check::Has("hello")],
+        ..BASE
+    },
+    Case {
+        name: "badinput::bad-value",
+        append: "log=loud",
+        exit: Some(35),
+        checks: &[Check::Has("log=loud")],
         ..BASE
     },
     Case {
