@@ -294,7 +294,29 @@ pub fn provoke(kind: rexo_cmdline::Crash) -> ! {
             panic!("dividing by zero did not raise a divide error");
         }
         rexo_cmdline::Crash::Panic => panic!("crash test: the kernel panics on request"),
+        rexo_cmdline::Crash::StackOverflow => {
+            let depth = recurse(0);
+            panic!("recursed {depth} times without reaching the stack guard page");
+        }
+        rexo_cmdline::Crash::PanicOnOtherCore => {
+            let core = crate::smp_cores() - 1;
+            crate::sched::submit_to(core, move || {
+                panic!("crash test: core {core} panics on request")
+            })
+            .unwrap_or_else(|_| panic!("could not reach core {core}"));
+            // The other core's report stops this one (an NMI); wait for it.
+            loop {
+                crate::sched::run_one(0);
+            }
+        }
     }
+}
+
+/// Recurses without end (each frame keeps 1 KiB alive), until the guard page stops it.
+#[allow(unconditional_recursion)] // the point: the stack guard page must end it
+fn recurse(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth as u8; 1024]);
+    core::hint::black_box(recurse(depth + 1)) + u64::from(frame[0])
 }
 
 /// Looks up the function containing `addr` in the kernel's symbol table.

@@ -343,6 +343,32 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    Case {
+        name: "crash::stack-overflow",
+        append: "app=hello crash=stackoverflow",
+        exit: CRASH_EXIT,
+        checks: &[
+            Check::Has("double fault"),
+            Check::Has("stack guard page: kernel stack overflow"),
+            Check::Has("rip="),
+            Check::SymbolizedFrame,
+            Check::Has("!!! rexo: halted"),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "crash::panic-on-another-core",
+        cores: Cores::N(4),
+        append: "app=hello crash=panic-other-core",
+        exit: CRASH_EXIT,
+        checks: &[
+            Check::Has("!!! rexo: panic on core 3"),
+            Check::Has("backtrace:"),
+            Check::SymbolizedFrame,
+            Check::Has("!!! rexo: halted"),
+        ],
+        ..BASE
+    },
     // Bad input: clear messages, warnings, and never a hang.
     Case {
         name: "badinput::unknown-key",

@@ -68,11 +68,21 @@ pub enum Crash {
     Divide,
     /// Call `panic!`.
     Panic,
+    /// Recurse until the stack runs into its guard page.
+    StackOverflow,
+    /// Call `panic!` in a task on the last core (not the boot core).
+    PanicOnOtherCore,
 }
 
 impl Crash {
     /// The accepted `crash=` values.
-    pub const NAMES: [&str; 3] = ["pagefault", "divide", "panic"];
+    pub const NAMES: [&str; 5] = [
+        "pagefault",
+        "divide",
+        "panic",
+        "stackoverflow",
+        "panic-other-core",
+    ];
 
     /// The crash's name as written on the command line.
     pub const fn name(self) -> &'static str {
@@ -80,6 +90,8 @@ impl Crash {
             Self::PageFault => "pagefault",
             Self::Divide => "divide",
             Self::Panic => "panic",
+            Self::StackOverflow => "stackoverflow",
+            Self::PanicOnOtherCore => "panic-other-core",
         }
     }
 
@@ -88,6 +100,8 @@ impl Crash {
             "pagefault" => Self::PageFault,
             "divide" => Self::Divide,
             "panic" => Self::Panic,
+            "stackoverflow" => Self::StackOverflow,
+            "panic-other-core" => Self::PanicOnOtherCore,
             _ => return None,
         })
     }
@@ -191,7 +205,7 @@ const LOG_VALUES: &str = "one of error, warn, info, debug, trace";
 const APP_VALUES: &str = "an app name (letters, digits, '-', '_')";
 const CORES_VALUES: &str = "a decimal number from 1 to 64";
 const TEST_AFTER_VALUES: &str = "a test name";
-const CRASH_VALUES: &str = "one of pagefault, divide, panic";
+const CRASH_VALUES: &str = "one of pagefault, divide, panic, stackoverflow, panic-other-core";
 
 /// Parses a kernel command line. An empty (or all-whitespace) line gives the defaults.
 ///
@@ -327,11 +341,13 @@ mod tests {
             assert_eq!(parse(&word).unwrap().log, level);
             assert_eq!(level.name(), *name);
         }
-        for (name, crash) in
-            Crash::NAMES
-                .iter()
-                .zip([Crash::PageFault, Crash::Divide, Crash::Panic])
-        {
+        for (name, crash) in Crash::NAMES.iter().zip([
+            Crash::PageFault,
+            Crash::Divide,
+            Crash::Panic,
+            Crash::StackOverflow,
+            Crash::PanicOnOtherCore,
+        ]) {
             let word = ["crash=", name].concat();
             assert_eq!(parse(&word).unwrap().crash, Some(crash));
             assert_eq!(crash.name(), *name);
