@@ -172,6 +172,20 @@ pub const CASES: &[Case] = &[
         ..BASE
     },
     Case {
+        name: "boot::clock-without-pit",
+        machine: Machine::Q35,
+        machine_props: &["pit=off"],
+        checks: &[Check::Has("(Hpet)"), ready(2, 256)],
+        ..BASE
+    },
+    Case {
+        name: "boot::clock-without-hpet",
+        machine: Machine::Q35,
+        machine_props: &["hpet=off"],
+        checks: &[Check::Has("(Pit)"), ready(2, 256)],
+        ..BASE
+    },
+    Case {
         name: "boot::module",
         qemu_args: &["-initrd", "Cargo.toml"],
         checks: &[Check::Has("module 0: ["), ready(2, 256)],
