@@ -8,6 +8,7 @@ use rexo_acpi::{
     Signature, Warning, find_rsdp_bios, parse,
 };
 use rexo_physmem::SparseMemory;
+use rexo_testkit::Rng;
 
 /// Address of the q35-smp4 recording's RSDP and of its MADT.
 const Q35_RSDP: u64 = 0xF59E0;
@@ -505,18 +506,6 @@ fn dsdt_with_malformed_s5() {
     assert!(Warning::BadS5.to_string().contains("_S5_"));
 }
 
-/// A tiny deterministic random generator (xorshift64*) for the fuzz test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 #[test]
 fn random_byte_flips_never_panic() {
     let mut rng = Rng(0x5EED_1234_ABCD_0001);
@@ -526,13 +515,13 @@ fn random_byte_flips_never_panic() {
         let rsdp = find_rsdp_bios(&base).unwrap();
         for round in 0..1500 {
             let mut mem = base.clone();
-            let flips = 1 + rng.next() % 8;
+            let flips = 1 + rng.next_u64() % 8;
             for _ in 0..flips {
                 // Chunks are picked uniformly, so the small ones (BDA, RSDP) are hit as often as the tables.
-                let (addr, len) = chunks[(rng.next() % chunks.len() as u64) as usize];
-                let off = rng.next() % len as u64;
+                let (addr, len) = chunks[(rng.next_u64() % chunks.len() as u64) as usize];
+                let off = rng.next_u64() % len as u64;
                 let byte = mem.read_mut(addr + off, 1).unwrap();
-                byte[0] ^= 1 << (rng.next() % 8);
+                byte[0] ^= 1 << (rng.next_u64() % 8);
             }
             // Half the rounds, also repair the checksums so the flipped fields are parsed.
             if round % 2 == 0

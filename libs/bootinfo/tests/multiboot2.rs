@@ -5,6 +5,7 @@ use rexo_bootinfo::{
     Structure, parse_multiboot2,
 };
 use rexo_physmem::SparseMemory;
+use rexo_testkit::Rng;
 
 const INFO: u64 = 0x9000;
 
@@ -395,27 +396,15 @@ fn string_and_module_errors() {
     );
 }
 
-/// xorshift64* for the fuzz test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 #[test]
 fn random_byte_flips_never_panic() {
     let good = block(&standard_tags());
     let mut rng = Rng(0xB007_1AF0_0000_0001);
     for _ in 0..3000 {
         let mut b = good.clone();
-        for _ in 0..1 + rng.next() % 6 {
-            let i = (rng.next() % b.len() as u64) as usize;
-            b[i] ^= 1 << (rng.next() % 8);
+        for _ in 0..1 + rng.next_u64() % 6 {
+            let i = (rng.next_u64() % b.len() as u64) as usize;
+            b[i] ^= 1 << (rng.next_u64() % 8);
         }
         let _ = parse_multiboot2(&mem(b), INFO).map(|i| i.memory_map().len());
     }

@@ -1,5 +1,6 @@
 use super::*;
 use core::fmt::Write as _;
+use rexo_testkit::Rng;
 
 /// Bytes the console must never touch unless it draws there.
 const SENTINEL: u8 = 0x5a;
@@ -415,18 +416,6 @@ fn bad_geometry_is_refused() {
     assert!(msg.contains("255") && msg.contains("256"), "{msg}");
 }
 
-/// xorshift64*: a small deterministic generator for the random text.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 #[test]
 fn long_random_text_never_panics_nor_touches_padding() {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
@@ -443,7 +432,7 @@ fn long_random_text_never_panics_nor_touches_padding() {
         let mut con = Console::new(&mut buf, g).unwrap();
         let mut text = String::new();
         for _ in 0..20_000 {
-            let r = rng.next();
+            let r = rng.next_u64();
             let c = match r % 8 {
                 0 => ['\n', '\r', '\t', '\x08', '\0', '\u{1b}'][(r >> 8) as usize % 6],
                 1 => char::from_u32((r >> 8) as u32 % 0x11_0000).unwrap_or('?'),

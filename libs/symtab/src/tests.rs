@@ -1,4 +1,5 @@
 use super::*;
+use rexo_testkit::Rng;
 
 fn sym(addr: u64, size: u64, name: &str) -> Symbol {
     Symbol {
@@ -339,22 +340,6 @@ fn errors_display_their_cause() {
     );
 }
 
-/// xorshift64*: a small deterministic generator, enough to spray bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Parses `bytes` and, if they are accepted, checks that lookups agree with the records.
 /// Returns whether they were accepted.
 fn parse_and_probe(bytes: &[u8], rng: &mut Rng) -> bool {
@@ -369,7 +354,7 @@ fn parse_and_probe(bytes: &[u8], rng: &mut Rng) -> bool {
         assert_eq!(offset, r.size - 1);
     }
     for _ in 0..16 {
-        if let Some((_, offset)) = t.lookup(rng.next()) {
+        if let Some((_, offset)) = t.lookup(rng.next_u64()) {
             assert!(offset < u64::from(u32::MAX));
         }
     }
@@ -392,7 +377,7 @@ fn arbitrary_bytes_never_panic() {
             // Pure noise, sometimes behind a valid magic and version.
             0 => {
                 let len = rng.below(200);
-                let mut b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let mut b: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
                 if len >= 8 && rng.below(2) == 0 {
                     b[..4].copy_from_slice(&MAGIC);
                     b[4..8].copy_from_slice(&VERSION.to_le_bytes());
@@ -404,7 +389,7 @@ fn arbitrary_bytes_never_panic() {
                 let mut b = valid.clone();
                 for _ in 0..1 + rng.below(4) {
                     let at = rng.below(b.len());
-                    b[at] = rng.next() as u8;
+                    b[at] = rng.next_u64() as u8;
                 }
                 if rng.below(4) == 0 {
                     b.truncate(rng.below(b.len()).max(HEADER_LEN));
