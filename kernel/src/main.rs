@@ -56,6 +56,8 @@ struct BootState {
     options: Options<'static>,
     usable_bytes: u64,
     framebuffer: Option<rexo_bootinfo::Framebuffer>,
+    /// Lines describing the machine, logged after the ready line.
+    report: alloc::string::String,
 }
 
 static BOOT_STATE: spin::Once<BootState> = spin::Once::new();
@@ -96,20 +98,6 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     let (tsc_hz, tsc_source) = time::init_tsc(Some(pit_window), hpet).unwrap_or_else(|_| {
         fatal(format_args!("no way to measure time: CPUID gives no TSC frequency and there is neither a PIT nor an HPET"))
     });
-    log::info!(
-        "rexo: booted by {} ({:?}), command line '{cmdline}'",
-        boot.loader_name,
-        boot.protocol
-    );
-    log::info!("time: TSC {} MHz ({tsc_source:?})", tsc_hz / 1_000_000);
-    log::info!(
-        "cpu: {} physical address bits, 1 GiB pages {}, x2APIC {}, TSC-deadline timer {}, invariant TSC {}",
-        features.phys_bits,
-        yes_no(features.huge_1g),
-        yes_no(features.x2apic),
-        yes_no(features.tsc_deadline),
-        yes_no(features.invariant_tsc)
-    );
 
     // Memory: the map, what must never be handed out, the allocator, the page tables.
     let map = boot::memory_map(&boot).unwrap_or_else(|e| fatal(format_args!("{e}")));
@@ -136,13 +124,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         .iter()
         .cloned()
         .for_each(|r| reserved.push(r));
-    for (i, module) in boot.modules().iter().enumerate() {
-        log::info!(
-            "module {i}: [{:#x}, {:#x}) '{}'",
-            module.start,
-            module.end,
-            module.cmdline
-        );
+    for module in boot.modules() {
         reserved.push(module.start..module.end);
     }
     if let Some(acpi) = acpi {
@@ -170,18 +152,42 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
             heap >> 10
         ))
     });
-    log::info!(
-        "memory: {} MiB usable, identity map up to {} GiB ({} pages), heap {} KiB",
+
+    // What the boot found, printed after the ready line: writing to the serial port is
+    // the slowest thing a boot does (a VM exit per byte under a hypervisor).
+    let mut report = alloc::format!(
+        "rexo: booted by {} ({:?}), command line '{cmdline}'\n\
+         time: TSC {} MHz ({tsc_source:?})\n\
+         cpu: {} physical address bits, 1 GiB pages {}, x2APIC {}, TSC-deadline timer {}, invariant TSC {}\n\
+         memory: {} MiB usable, identity map up to {} GiB ({} pages), heap {} KiB\n",
+        boot.loader_name,
+        boot.protocol,
+        tsc_hz / 1_000_000,
+        features.phys_bits,
+        yes_no(features.huge_1g),
+        yes_no(features.x2apic),
+        yes_no(features.tsc_deadline),
+        yes_no(features.invariant_tsc),
         usable >> 20,
         top >> 30,
         if features.huge_1g { "1 GiB" } else { "2 MiB" },
         heap >> 10
     );
+    for (i, module) in boot.modules().iter().enumerate() {
+        let line = alloc::format!(
+            "module {i}: [{:#x}, {:#x}) '{}'\n",
+            module.start,
+            module.end,
+            module.cmdline
+        );
+        report.push_str(&line);
+    }
 
     BOOT_STATE.call_once(|| BootState {
         options,
         usable_bytes: usable,
         framebuffer: boot.framebuffer,
+        report,
     });
     let stack = mem::stacks::allocate(STACK_BYTES)
         .unwrap_or_else(|e| fatal(format_args!("boot core stack: {e}")));
@@ -227,6 +233,9 @@ extern "C" fn boot_core_on_its_stack() -> ! {
         "rexo: ready cores={cores} mem={} MiB boot={boot_us} us",
         state.usable_bytes >> 20
     );
+    for line in state.report.lines() {
+        log::info!("{line}");
+    }
 
     if let Some(filter) = state.options.test {
         ktest::run(filter, state.options.test_after);
