@@ -303,12 +303,8 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> usize {
     PLANNED_CORES.store(planned, Ordering::Release);
     SMP_STARTED.store(true, Ordering::Release);
     let started_at = time::now_ns();
-    let answered = smp::start_cores(
-        targets,
-        &stack_tops[..planned],
-        ap_entry,
-        CORE_START_TIMEOUT_US,
-    );
+    smp::prepare(&stack_tops[..planned], ap_entry);
+    let answered = smp::start_cores(targets, CORE_START_TIMEOUT_US);
     log::debug!(
         "smp: {answered} of {} cores answered in {} us",
         targets.len(),

@@ -158,18 +158,19 @@ fn install_trampoline(entry: extern "C" fn(u64) -> !) {
     patch(&raw const rexo_ap_ticket, 1);
 }
 
-/// Starts the cores with APIC ids `targets` (each with its stack already in
-/// `stack_tops`), waiting at most `timeout_us` for all of them. Returns how many answered.
-pub fn start_cores(
-    targets: &[u32],
-    stack_tops: &[u64],
-    entry: extern "C" fn(u64) -> !,
-    timeout_us: u64,
-) -> usize {
+/// Copies the trampoline to low memory and records each core's stack (`stack_tops[i]` for
+/// core index `i`; index 0, the boot core, is unused). Called once, before
+/// [`start_cores`].
+pub fn prepare(stack_tops: &[u64], entry: extern "C" fn(u64) -> !) {
     for (i, &top) in stack_tops.iter().enumerate() {
         STACK_TOPS[i].store(top, Ordering::Relaxed);
     }
     install_trampoline(entry);
+}
+
+/// Starts the cores with APIC ids `targets`, waiting at most `timeout_us` for all of them.
+/// Returns how many answered.
+pub fn start_cores(targets: &[u32], timeout_us: u64) -> usize {
     let page = (TRAMPOLINE >> 12) as u8;
     for &id in targets {
         apic::send_ipi(id, Ipi::Init);
