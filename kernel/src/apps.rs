@@ -2,7 +2,9 @@
 //! the command line picks one; it runs on the boot core once every core is in the work
 //! loop, and the machine powers off when it returns.
 
-use rexo_api::{ApiError, CoreTask, Kernel};
+use alloc::vec::Vec;
+
+use rexo_api::{ApiError, AppInfo, AppMain, CoreTask, Kernel, MemoryInfo};
 
 /// An app: its name, a one-line description and its entry point.
 pub struct App {
@@ -11,15 +13,20 @@ pub struct App {
     /// What it does, for error messages and the monitor.
     pub about: &'static str,
     /// Runs the app.
-    pub main: fn(),
+    pub main: AppMain,
 }
 
-/// Every built-in app.
+/// Every app linked into the image.
 pub const APPS: &[App] = &[
     App {
         name: "hello",
         about: "greets from every core through the work queue (apps/hello)",
-        main: hello,
+        main: rexo_hello::main,
+    },
+    App {
+        name: "monitor",
+        about: "an interactive command line on the consoles (apps/monitor)",
+        main: rexo_monitor::main,
     },
     App {
         name: "reboot",
@@ -33,15 +40,14 @@ pub fn find(name: &str) -> Option<&'static App> {
     APPS.iter().find(|app| app.name == name)
 }
 
-fn reboot() {
-    log::info!("reboot: resetting the machine");
-    crate::power::reboot();
+/// Runs `app` on the calling core with the kernel's API.
+pub fn run(app: &App) -> Result<(), ApiError> {
+    (app.main)(&KernelApi)
 }
 
-fn hello() {
-    if let Err(error) = rexo_hello::main(&KernelApi) {
-        log::error!("hello: {error}");
-    }
+fn reboot(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    kernel.log(format_args!("reboot: resetting the machine"));
+    kernel.reboot()
 }
 
 /// The kernel's implementation of the app API.
@@ -67,5 +73,46 @@ impl Kernel for KernelApi {
     fn run_on_every_core(&self, task: CoreTask) -> Result<(), ApiError> {
         crate::sched::run_on_cores(crate::smp_cores(), move |core| task(&KernelApi, core))
             .map_err(|_| ApiError::QueueFull)
+    }
+
+    fn read_byte(&self) -> Option<u8> {
+        crate::console::read_byte()
+    }
+
+    fn write_str(&self, text: &str) {
+        crate::kprint!("{text}");
+    }
+
+    fn sleep_ns(&self, ns: u64) {
+        crate::time::sleep_until(crate::time::now_ns().saturating_add(ns));
+    }
+
+    fn memory(&self) -> MemoryInfo {
+        let usable = crate::mem::memory_map().map_or(0, |map| map.usable_bytes());
+        MemoryInfo {
+            usable,
+            free: crate::mem::frames::free_bytes(),
+        }
+    }
+
+    fn apps(&self) -> Vec<AppInfo> {
+        APPS.iter()
+            .map(|app| AppInfo {
+                name: app.name,
+                about: app.about,
+            })
+            .collect()
+    }
+
+    fn run_app(&self, name: &str) -> Result<(), ApiError> {
+        run(find(name).ok_or(ApiError::NoSuchApp)?)
+    }
+
+    fn reboot(&self) -> ! {
+        crate::power::reboot()
+    }
+
+    fn power_off(&self) -> ApiError {
+        ApiError::PowerOffFailed(crate::power::power_off())
     }
 }

@@ -244,11 +244,10 @@ extern "C" fn boot_core_on_its_stack() -> ! {
         crash::provoke(kind);
     }
     let app = apps::find(state.options.app).expect("checked at boot");
-    let batch = sched::batch();
-    batch
-        .submit_to(sched::machine_queue(), 0, app.main)
-        .expect("the boot core's mailbox is empty at boot");
-    batch.wait(sched::machine_queue(), 0);
+    if let Err(error) = apps::run(app) {
+        log::error!("app '{}' failed: {error}", app.name);
+        power::exit_failure();
+    }
     log::info!("app '{}' returned: powering off", app.name);
     let why = power::power_off();
     log::warn!("power: cannot power off ({why}): halting");

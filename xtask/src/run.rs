@@ -52,7 +52,7 @@ fn parse(words: Vec<String>) -> Result<Options> {
         boot: Boot::Pvh,
         machine: Machine::Q35,
         accel: None,
-        app: "hello".into(),
+        app: "monitor".into(),
         append: String::new(),
         modules: Vec::new(),
         gdb: false,
@@ -210,7 +210,7 @@ mod tests {
             (2, 256, Boot::Pvh, Machine::Q35)
         );
         assert_eq!(o.accel, None);
-        assert_eq!(o.cmdline(), "app=hello");
+        assert_eq!(o.cmdline(), "app=monitor");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! through one lock so that lines never interleave.
 
 pub mod framebuffer;
+pub mod keyboard;
 pub mod serial;
 
 use core::fmt::{self, Write};
@@ -39,6 +40,11 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
 /// to crash (a second crashing core stays silent).
 pub fn begin_crash_report() -> bool {
     !CRASHING.swap(true, Ordering::AcqRel)
+}
+
+/// The next byte of console input, from the serial line or the PS/2 keyboard (never blocks).
+pub fn read_byte() -> Option<u8> {
+    serial::try_read_byte().or_else(keyboard::try_read_byte)
 }
 
 /// Whether a crash report is being written.

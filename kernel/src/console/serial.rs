@@ -2,7 +2,7 @@
 //!
 //! Our own twenty lines instead of the `uart_16550` crate: the kernel needs the port
 //! before anything else exists (no allocator, no per-core data), writes with a plain
-//! poll of the line status register, and needs no allocator.
+//! poll of the line status register, needs no allocator, and reads without blocking for the console input.
 
 use crate::arch::cpu::{inb, outb};
 
@@ -14,6 +14,7 @@ const LINE_CONTROL: u16 = COM1 + 3;
 const MODEM_CONTROL: u16 = COM1 + 4;
 const LINE_STATUS: u16 = COM1 + 5;
 
+const LINE_STATUS_DATA_READY: u8 = 1 << 0;
 const LINE_STATUS_TRANSMIT_EMPTY: u8 = 1 << 5;
 
 /// Programs COM1. Safe to call more than once.
@@ -52,4 +53,11 @@ pub fn write_bytes(bytes: &[u8]) {
         }
         put(byte);
     }
+}
+
+/// Returns a received byte if one is waiting (never blocks; a missing UART reads 0xFF and
+/// gives nothing).
+pub fn try_read_byte() -> Option<u8> {
+    let status = inb(LINE_STATUS);
+    (status != 0xFF && status & LINE_STATUS_DATA_READY != 0).then(|| inb(DATA))
 }

@@ -1,0 +1,224 @@
+//! `monitor`: an interactive command line on the Rexo consoles (the serial line and the
+//! framebuffer with a PS/2 keyboard), with line editing and history.
+//!
+//! Commands: `help`, `cores`, `mem`, `apps`, `run APP`, `time`, `reboot`, `poweroff`.
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod editor;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use editor::{Editor, Event};
+use rexo_api::{ApiError, Kernel};
+
+/// The prompt.
+pub const PROMPT: &str = "rexo> ";
+
+/// How long the monitor naps between looks at the input (it halts its core meanwhile).
+const POLL_NS: u64 = 1_000_000;
+
+/// The commands, with their one-line help.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("help", "list the commands"),
+    (
+        "cores",
+        "the cores running the work loop, and a round trip to each",
+    ),
+    ("mem", "usable and free memory"),
+    ("apps", "the apps linked into this image"),
+    ("run APP", "run an app and come back"),
+    ("time", "time since boot"),
+    ("reboot", "reboot the machine"),
+    ("poweroff", "power the machine off"),
+];
+
+/// What a command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// Nothing (an empty line).
+    Nothing,
+    /// `help`.
+    Help,
+    /// `cores`.
+    Cores,
+    /// `mem`.
+    Mem,
+    /// `apps`.
+    Apps,
+    /// `run APP`.
+    Run(&'a str),
+    /// `time`.
+    Time,
+    /// `reboot`.
+    Reboot,
+    /// `poweroff`.
+    PowerOff,
+}
+
+/// Parses a command line; the error is the message to show.
+pub fn parse(line: &str) -> Result<Command<'_>, String> {
+    let mut words = line.split_whitespace();
+    let Some(word) = words.next() else {
+        return Ok(Command::Nothing);
+    };
+    let argument = words.next();
+    let command = match (word, argument) {
+        ("run", Some(app)) => Command::Run(app),
+        ("run", None) => return Err(String::from("run: which app? (`apps` lists them)")),
+        ("help", None) => Command::Help,
+        ("cores", None) => Command::Cores,
+        ("mem", None) => Command::Mem,
+        ("apps", None) => Command::Apps,
+        ("time", None) => Command::Time,
+        ("reboot", None) => Command::Reboot,
+        ("poweroff", None) => Command::PowerOff,
+        (known, Some(_)) if COMMANDS.iter().any(|(c, _)| *c == known) => {
+            return Err(format!("{known} takes no argument"));
+        }
+        (unknown, _) => {
+            return Err(format!(
+                "unknown command '{unknown}' (`help` lists the commands)"
+            ));
+        }
+    };
+    match words.next() {
+        Some(extra) => Err(format!("{word}: unexpected '{extra}'")),
+        None => Ok(command),
+    }
+}
+
+/// Runs one command, writing its output through `kernel`.
+pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
+    let say = |text: &str| kernel.write_str(text);
+    match command {
+        Command::Nothing => {}
+        Command::Help => {
+            for (name, about) in COMMANDS {
+                say(&format!("  {name:<10} {about}\r\n"));
+            }
+        }
+        Command::Cores => {
+            let cores = kernel.cores();
+            let start = kernel.now_ns();
+            let answered = Arc::new(AtomicU64::new(0));
+            let count = Arc::clone(&answered);
+            let result = kernel.run_on_every_core(Arc::new(move |_, _| {
+                count.fetch_add(1, Ordering::Relaxed);
+            }));
+            let micros = (kernel.now_ns() - start) / 1000;
+            match result {
+                Ok(()) => say(&format!(
+                    "{cores} cores; one task on each answered ({} of {cores}) in {micros} us\r\n",
+                    answered.load(Ordering::Relaxed)
+                )),
+                Err(error) => say(&format!("cores: {error}\r\n")),
+            }
+        }
+        Command::Mem => {
+            let memory = kernel.memory();
+            say(&format!(
+                "{} MiB usable, {} MiB free\r\n",
+                memory.usable >> 20,
+                memory.free >> 20
+            ));
+        }
+        Command::Apps => {
+            for app in kernel.apps() {
+                say(&format!("  {:<10} {}\r\n", app.name, app.about));
+            }
+        }
+        Command::Run(name) => match kernel.run_app(name) {
+            Ok(()) => say(&format!("{name}: done\r\n")),
+            Err(error) => say(&format!("{name}: {error}\r\n")),
+        },
+        Command::Time => {
+            let ns = kernel.now_ns();
+            say(&format!(
+                "{}.{:06} s since boot\r\n",
+                ns / 1_000_000_000,
+                ns % 1_000_000_000 / 1000
+            ));
+        }
+        Command::Reboot => kernel.reboot(),
+        Command::PowerOff => {
+            let error = kernel.power_off();
+            say(&format!("poweroff: {error}\r\n"));
+        }
+    }
+}
+
+/// The app's entry point: prompt, read a line, run it, forever (until `reboot` or
+/// `poweroff`).
+pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    let mut editor = Editor::new();
+    kernel.write_str("Rexo monitor: `help` lists the commands.\r\n");
+    kernel.write_str(PROMPT);
+    loop {
+        let Some(byte) = kernel.read_byte() else {
+            kernel.sleep_ns(POLL_NS);
+            continue;
+        };
+        match editor.feed(byte) {
+            Event::Edit { echo } => kernel.write_str(&echo),
+            Event::Line { echo, line } => {
+                kernel.write_str(&echo);
+                match parse(&line) {
+                    Ok(command) => execute(kernel, command),
+                    Err(message) => kernel.write_str(&format!("{message}\r\n")),
+                }
+                kernel.write_str(PROMPT);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_command() {
+        assert_eq!(parse(""), Ok(Command::Nothing));
+        assert_eq!(parse("   "), Ok(Command::Nothing));
+        assert_eq!(parse("help"), Ok(Command::Help));
+        assert_eq!(parse(" cores "), Ok(Command::Cores));
+        assert_eq!(parse("mem"), Ok(Command::Mem));
+        assert_eq!(parse("apps"), Ok(Command::Apps));
+        assert_eq!(parse("run hello"), Ok(Command::Run("hello")));
+        assert_eq!(parse("time"), Ok(Command::Time));
+        assert_eq!(parse("reboot"), Ok(Command::Reboot));
+        assert_eq!(parse("poweroff"), Ok(Command::PowerOff));
+    }
+
+    #[test]
+    fn bad_lines_get_messages() {
+        assert!(
+            parse("frob")
+                .unwrap_err()
+                .contains("unknown command 'frob'")
+        );
+        assert!(parse("run").unwrap_err().contains("which app"));
+        assert!(parse("mem now").unwrap_err().contains("takes no argument"));
+        assert!(parse("run a b").unwrap_err().contains("unexpected 'b'"));
+    }
+
+    #[test]
+    fn every_command_has_help() {
+        for word in [
+            "help", "cores", "mem", "apps", "run", "time", "reboot", "poweroff",
+        ] {
+            assert!(
+                COMMANDS
+                    .iter()
+                    .any(|(name, _)| name.split(' ').next() == Some(word)),
+                "{word}"
+            );
+        }
+    }
+}
