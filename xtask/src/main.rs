@@ -1,7 +1,7 @@
 //! `cargo xtask`: build, image, run, test and bench Rexo.
 //!
 //! Commands (see `cargo xtask help` and docs/testing.md):
-//! `build`, `run`, `image`, `test [FILTER]`, `bench boot`.
+//! `build`, `run`, `image`, `test [FILTER]`, `bench boot`, `loc`.
 
 mod args;
 mod bench;
@@ -10,6 +10,7 @@ mod deps;
 mod gdb;
 mod harness;
 mod image;
+mod loc;
 mod pvh;
 mod qemu;
 mod run;
@@ -28,7 +29,7 @@ pub fn root() -> PathBuf {
 }
 
 /// The commands `cargo xtask` knows.
-const COMMANDS: &[&str] = &["build", "run", "image", "test", "bench", "help"];
+const COMMANDS: &[&str] = &["build", "run", "image", "test", "bench", "loc", "help"];
 
 const USAGE: &str = "\
 usage: cargo xtask COMMAND [OPTIONS]
@@ -42,6 +43,7 @@ usage: cargo xtask COMMAND [OPTIONS]
   test [FILTER]                  run the host, kernel, boot, crash and bad-input tests
   bench boot [--runs N] [--quick]
                                  measure boot time against QEMU's floor
+  loc                            count lines of Rust per layer against the kernel budget
 ";
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         "image" => image::command(argv).map(|()| 0),
         "test" => harness::command(argv),
         "bench" => bench::command(argv).map(|()| 0),
+        "loc" => loc::command(argv).map(|()| 0),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(0)
