@@ -1,0 +1,149 @@
+//! The kernel's table of secure bindings: capabilities over physical resources, with
+//! visible revocation (issue 4, items 1 and 2). The kernel wraps one [`CapTable`]; apps
+//! only ever see [`Cap`] handles and the kernel API built on them.
+//!
+//! # The model
+//!
+//! - **Resources** are ranges of one [`ResourceKind`]: memory, device register windows
+//!   and DMA buffers in bytes on 4 KiB pages ([`Resource::page_size`] says whether a
+//!   range can be mapped with 2 MiB or 1 GiB pages), cores, interrupt vectors (0..256),
+//!   timers, NIC queues by index, disk extents in blocks. A [`Resource`] is validated
+//!   when it is made (non-empty, aligned, no wrap-around), so every one in the table is sound.
+//! - **Rights** are a small bit set, [`Rights`] (`READ`, `WRITE`, `EXECUTE`, `MAP`,
+//!   `DELEGATE`, `REVOKE`), written here rather than taken from `bitflags`: six flags,
+//!   `const` operations and no dependency.
+//! - **Owners** are [`OwnerId`]s, `0` being the kernel; a table serves owners `0..OWNERS`.
+//! - **Entries.** Each live entry records its holder, resource, rights, parent entry
+//!   (`None` for a root the kernel minted), and state: [`EntryState::Live`] or
+//!   [`EntryState::RevokeRequested`] with a deadline. *Revoked* is not stored: revoking
+//!   frees the slot and advances its generation, so every handle to the old entry answers
+//!   [`CapError::Revoked`] forever. A slot whose generation reaches `u32::MAX` is retired
+//!   rather than wrapped, so a slot never reuses a generation; the table reports
+//!   [`CapError::Full`] once every slot is live or retired.
+//! - **Handles.** A [`Cap`] is `(table id, index, generation)`, minted only by the table:
+//!   its field is private, it has no constructor, and it is neither `Clone` nor `Copy`.
+//!   Every table takes a fresh id from a global counter, so a handle used on another table
+//!   answers [`CapError::WrongTable`]. Holder operations also take the caller's
+//!   [`OwnerId`] (the kernel knows who is calling) and refuse
+//!   [`NotOwner`](CapError::NotOwner): a handle that ends up in the wrong hands is useless.
+//! - **Authority.** The table is generic over an authority type `A`. Minting, revocation
+//!   requests, forced revocation and releasing an owner take `&A`. The kernel defines `A`
+//!   as a type with a private field (`pub struct KernelAuthority(())`), so no other crate
+//!   can make one; an app that builds its own table gets handles that do not work on the
+//!   kernel's.
+//!
+//! # Operations
+//!
+//! Kernel: [`mint`](CapTable::mint) (roots may not overlap),
+//! [`request_revocation`](CapTable::request_revocation),
+//! [`revoke`](CapTable::revoke), [`revoke_next_expired`](CapTable::revoke_next_expired),
+//! [`release_owner`](CapTable::release_owner). Holders: [`check`](CapTable::check),
+//! [`check_access`](CapTable::check_access), [`derive`](CapTable::derive) (subrange and
+//! subset of rights, the child records its parent), [`split`](CapTable::split) (in place:
+//! the handle keeps the low part, a new sibling gets the rest),
+//! [`merge`](CapTable::merge) (two adjacent siblings with equal rights),
+//! [`delegate`](CapTable::delegate) (needs `DELEGATE`; the entry changes holder),
+//! [`return_cap`](CapTable::return_cap), [`revoke_derived`](CapTable::revoke_derived)
+//! (needs `REVOKE` on an ancestor). Reading: [`entries`](CapTable::entries),
+//! [`entries_of`](CapTable::entries_of), [`pending_revocations`](CapTable::pending_revocations),
+//! [`repossessions`](CapTable::repossessions).
+//!
+//! Revoking an entry revokes everything derived from it, transitively, and writes a
+//! [`Repossession`] record (holder, entry, kind and range, rights, reason) into each
+//! holder's log: a ring of `LOG` records per owner that counts what it had to drop.
+//!
+//! The table needs no heap: `N` slots and `OWNERS` logs are arrays. Operations are
+//! `O(N)`, a revocation `O(N × depth)`. Nothing panics on any input; a refused operation
+//! returns a [`CapError`] and changes nothing.
+//!
+//! # Example
+//!
+//! ```
+//! use rexo_captable::*;
+//!
+//! /// The kernel's proof of authority: only the crate that defines it can make one.
+//! pub struct Kernel(());
+//! let kernel = Kernel(());
+//! let mut table: CapTable<Kernel, 64, 4, 8> = CapTable::new();
+//! let app = OwnerId(1);
+//!
+//! let mem = Resource::new(ResourceKind::Memory, 0x20_0000, 0x20_0000)?;
+//! let cap = table.mint(&kernel, app, mem, Rights::READ | Rights::WRITE)?;
+//! let page = table.derive(app, &cap, 0x20_0000, 0x1000, Rights::READ)?;
+//! assert_eq!(table.derive(app, &page, 0x20_0000, 0x1000, Rights::WRITE),
+//!            Err(CapError::NoRight(Rights::WRITE)));
+//!
+//! // Visible revocation: ask, let the owner see it, take it by force after the deadline.
+//! table.request_revocation(&kernel, cap.id(), 1_000)?;
+//! assert_eq!(table.pending_revocations(app).next().map(|e| e.id), Some(cap.id()));
+//! let taken = table.revoke_next_expired(&kernel, 1_000).expect("deadline passed");
+//! assert_eq!((taken.resource, taken.entries), (mem, 2));
+//! assert_eq!(table.check(app, &page, Rights::READ), Err(CapError::Revoked));
+//! assert_eq!(table.repossessions(app)?.count(), 2);
+//! # Ok::<(), CapError>(())
+//! ```
+//!
+//! # What cannot be written
+//!
+//! A capability cannot be forged from its parts outside this crate:
+//!
+//! ```compile_fail,E0451
+//! use rexo_captable::{Cap, EntryId};
+//! fn forge(id: EntryId) -> Cap {
+//!     Cap { id }
+//! }
+//! ```
+//!
+//! nor its name made up:
+//!
+//! ```compile_fail,E0451
+//! let id = rexo_captable::EntryId { table: 1, index: 0, generation: 0 };
+//! ```
+//!
+//! nor copied:
+//!
+//! ```compile_fail,E0599
+//! fn duplicate(cap: rexo_captable::Cap) -> (rexo_captable::Cap, rexo_captable::Cap) {
+//!     (cap.clone(), cap)
+//! }
+//! ```
+//!
+//! nor minted by code outside the kernel, which cannot make the kernel's authority value:
+//!
+//! ```compile_fail,E0603
+//! use rexo_captable::*;
+//! mod kernel {
+//!     pub struct Authority(());
+//!     pub type Table = rexo_captable::CapTable<Authority, 16, 4, 4>;
+//! }
+//! fn app(table: &mut kernel::Table) -> Result<Cap, CapError> {
+//!     let mem = Resource::new(ResourceKind::Memory, 0, 0x1000)?;
+//!     table.mint(&kernel::Authority(()), OwnerId(1), mem, Rights::ALL)
+//! }
+//! ```
+//!
+//! nor conjured from bytes in an app, which is `#![forbid(unsafe_code)]`:
+//!
+//! ```compile_fail,E0453
+//! #![forbid(unsafe_code)]
+//! #[allow(unsafe_code)]
+//! fn forge() -> rexo_captable::Cap {
+//!     unsafe { core::mem::transmute([0u64; 2]) }
+//! }
+//! ```
+#![cfg_attr(target_os = "none", no_std)]
+
+mod error;
+mod resource;
+mod rights;
+mod table;
+
+pub use error::CapError;
+pub use resource::{PageSize, Resource, ResourceKind};
+pub use rights::Rights;
+pub use table::{
+    Cap, CapTable, EntryId, EntryInfo, EntryState, OwnerId, Repossession, Revocation, RevokeReason,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,777 @@
+//! [`CapTable`]: the fixed-capacity table of secure bindings and its operations.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::{CapError, Resource, Rights};
+
+/// Who holds a capability. 0 is the kernel; the others are apps, numbered by the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OwnerId(pub u16);
+
+impl OwnerId {
+    /// The kernel.
+    pub const KERNEL: OwnerId = OwnerId(0);
+}
+
+impl fmt::Display for OwnerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == OwnerId::KERNEL {
+            f.write_str("kernel")
+        } else {
+            write!(f, "app {}", self.0)
+        }
+    }
+}
+
+/// The name of one table entry at one generation, in one table. It is a plain name that
+/// can be copied and printed (the monitor lists them); it grants nothing by itself: the
+/// operations that take one need the kernel's authority or a [`Cap`] for an ancestor.
+/// Only the table makes them (the fields are private).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EntryId {
+    table: u64,
+    index: u32,
+    generation: u32,
+}
+
+impl EntryId {
+    /// The id of the table that made it.
+    pub const fn table(&self) -> u64 {
+        self.table
+    }
+
+    /// The slot index in the table.
+    pub const fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The slot's generation when the entry was made.
+    pub const fn generation(&self) -> u32 {
+        self.generation
+    }
+}
+
+impl fmt::Display for EntryId {
+    /// `#index.generation`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}.{}", self.index, self.generation)
+    }
+}
+
+/// A capability: the handle code holds to use a resource. Only a [`CapTable`] makes one
+/// (the field is private and there is no constructor), and it is neither `Clone` nor
+/// `Copy`, so a holder cannot duplicate it; handing it on is a move.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cap {
+    id: EntryId,
+}
+
+impl Cap {
+    /// The entry this capability names (to match it against listings and pending
+    /// revocation requests).
+    pub const fn id(&self) -> EntryId {
+        self.id
+    }
+}
+
+/// The state of a live entry. A revoked entry is not stored: revoking frees the slot and
+/// moves its generation on, so every handle to it answers [`CapError::Revoked`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryState {
+    /// In use.
+    Live,
+    /// The kernel asked for it back by `deadline_ns` (on the kernel's clock); after that
+    /// it may revoke it by force.
+    RevokeRequested {
+        /// When the kernel may take it by force, in nanoseconds.
+        deadline_ns: u64,
+    },
+}
+
+/// A snapshot of one live entry, for listings (the monitor's `caps`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// The entry's name.
+    pub id: EntryId,
+    /// Who holds it.
+    pub owner: OwnerId,
+    /// What it covers.
+    pub resource: Resource,
+    /// What the holder may do.
+    pub rights: Rights,
+    /// The entry it was derived or split from; `None` for a root the kernel minted.
+    pub parent: Option<EntryId>,
+    /// Live or asked back.
+    pub state: EntryState,
+}
+
+/// Why a holder lost a capability, in its repossession log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeReason {
+    /// The kernel revoked it by force.
+    Kernel,
+    /// A revocation request's deadline passed before the holder returned it.
+    DeadlinePassed,
+    /// The holder of an ancestor (with [`Rights::REVOKE`]) revoked it.
+    Holder,
+    /// Its holder returned an ancestor it was derived from.
+    AncestorReturned,
+    /// The owner of an ancestor ended and its capabilities went back to the kernel.
+    OwnerReleased,
+}
+
+impl fmt::Display for RevokeReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RevokeReason::Kernel => "revoked by the kernel",
+            RevokeReason::DeadlinePassed => "revocation deadline passed",
+            RevokeReason::Holder => "revoked by the holder of an ancestor",
+            RevokeReason::AncestorReturned => "an ancestor was returned",
+            RevokeReason::OwnerReleased => "the owner of an ancestor ended",
+        })
+    }
+}
+
+/// What was taken from an owner, as its repossession log records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Repossession {
+    /// Who lost it.
+    pub owner: OwnerId,
+    /// The entry that was taken (its handles now answer [`CapError::Revoked`]).
+    pub entry: EntryId,
+    /// The kind and range taken.
+    pub resource: Resource,
+    /// The rights it had.
+    pub rights: Rights,
+    /// Why.
+    pub reason: RevokeReason,
+}
+
+impl fmt::Display for Repossession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} lost {} {}: {}",
+            self.owner, self.entry, self.resource, self.reason
+        )
+    }
+}
+
+/// The result of a revocation: the range taken (every derived entry lies inside it, so
+/// this is what the kernel must unmap) and how many entries it invalidated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// The revoked entry's resource.
+    pub resource: Resource,
+    /// The entry and its descendants: how many handles stopped working.
+    pub entries: usize,
+}
+
+/// One live entry.
+#[derive(Clone, Copy)]
+pub(crate) struct Entry {
+    owner: OwnerId,
+    resource: Resource,
+    rights: Rights,
+    parent: Option<EntryId>,
+    state: EntryState,
+    /// Scratch mark for the revocation of a subtree; false outside one.
+    dying: bool,
+}
+
+/// A slot: an entry or nothing, and the generation its next (or current) entry has.
+#[derive(Clone, Copy)]
+pub(crate) struct Slot {
+    pub(crate) generation: u32,
+    pub(crate) entry: Option<Entry>,
+}
+
+/// A slot whose generation reached this is retired: never used again, so that a
+/// generation is never repeated for a slot.
+const RETIRED: u32 = u32::MAX;
+
+/// A bounded ring of repossession records; when full, the oldest goes and `dropped` counts.
+#[derive(Clone, Copy)]
+struct Log<const LOG: usize> {
+    records: [Option<Repossession>; LOG],
+    head: usize,
+    len: usize,
+    dropped: u64,
+}
+
+impl<const LOG: usize> Log<LOG> {
+    const EMPTY: Self = Log {
+        records: [None; LOG],
+        head: 0,
+        len: 0,
+        dropped: 0,
+    };
+
+    fn push(&mut self, record: Repossession) {
+        if LOG == 0 {
+            self.dropped = self.dropped.saturating_add(1);
+        } else if self.len == LOG {
+            self.records[self.head] = Some(record);
+            self.head = (self.head + 1) % LOG;
+            self.dropped = self.dropped.saturating_add(1);
+        } else {
+            self.records[(self.head + self.len) % LOG] = Some(record);
+            self.len += 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Repossession> + '_ {
+        (0..self.len).filter_map(move |k| self.records[(self.head + k) % LOG])
+    }
+}
+
+/// Table ids come from one counter so that handles of two tables never match.
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The table of secure bindings: at most `N` entries, owners `0..OWNERS`, and a
+/// repossession log of `LOG` records per owner. `A` is the authority type: operations
+/// only the kernel may perform take a `&A`, and only the kernel can make an `A`. See the
+/// crate documentation for the model.
+pub struct CapTable<A, const N: usize, const OWNERS: usize, const LOG: usize> {
+    id: u64,
+    pub(crate) slots: [Slot; N],
+    logs: [Log<LOG>; OWNERS],
+    authority: PhantomData<fn() -> A>,
+}
+
+impl<A, const N: usize, const OWNERS: usize, const LOG: usize> Default
+    for CapTable<A, N, OWNERS, LOG>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OWNERS, LOG> {
+    /// An empty table with a fresh id (no two tables in one program share one).
+    pub fn new() -> Self {
+        // Entry ids hold the slot index in a `u32`.
+        const {
+            assert!(
+                N <= u32::MAX as usize,
+                "a CapTable holds at most u32::MAX entries"
+            )
+        };
+        CapTable {
+            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
+            slots: [Slot {
+                generation: 0,
+                entry: None,
+            }; N],
+            logs: [Log::EMPTY; OWNERS],
+            authority: PhantomData,
+        }
+    }
+
+    /// This table's id, as its handles carry it.
+    pub const fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The number of entries it can hold.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// The number of live entries.
+    pub fn live(&self) -> usize {
+        self.slots.iter().filter(|s| s.entry.is_some()).count()
+    }
+
+    // ---- kernel operations (need `&A`) ----
+
+    /// Makes a root capability for `resource`, held by `owner`, with `rights`.
+    ///
+    /// Errors: [`BadOwner`](CapError::BadOwner), [`Overlaps`](CapError::Overlaps) if a
+    /// live root of the same kind shares a unit with it, [`Full`](CapError::Full).
+    pub fn mint(
+        &mut self,
+        _authority: &A,
+        owner: OwnerId,
+        resource: Resource,
+        rights: Rights,
+    ) -> Result<Cap, CapError> {
+        self.valid_owner(owner)?;
+        let overlaps = self
+            .slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref())
+            .any(|e| e.parent.is_none() && e.resource.overlaps(&resource));
+        if overlaps {
+            return Err(CapError::Overlaps);
+        }
+        self.insert(owner, resource, rights, None)
+    }
+
+    /// Asks the holder of `target` to return it by `deadline_ns`; the holder sees the
+    /// request in [`pending_revocations`](Self::pending_revocations). A second request
+    /// replaces the deadline. Until it is returned the entry still works for use
+    /// ([`check`](Self::check)) but cannot be derived, split, merged or delegated.
+    pub fn request_revocation(
+        &mut self,
+        _authority: &A,
+        target: EntryId,
+        deadline_ns: u64,
+    ) -> Result<(), CapError> {
+        let (i, _) = self.find(target)?;
+        if let Some(e) = self.slots[i].entry.as_mut() {
+            e.state = EntryState::RevokeRequested { deadline_ns };
+        }
+        Ok(())
+    }
+
+    /// Revokes `target` and every entry derived from it, transitively, by force. Each
+    /// holder gets a [`Repossession`] record with `reason`.
+    pub fn revoke(
+        &mut self,
+        _authority: &A,
+        target: EntryId,
+        reason: RevokeReason,
+    ) -> Result<Revocation, CapError> {
+        let (i, e) = self.find(target)?;
+        Ok(self.remove_subtree((i, e.resource), reason, None))
+    }
+
+    /// Revokes by force one entry whose revocation deadline is at or before `now_ns`
+    /// (reason [`RevokeReason::DeadlinePassed`]), with its descendants; `None` when no
+    /// deadline has passed. Call it until `None` to enforce every deadline.
+    pub fn revoke_next_expired(&mut self, _authority: &A, now_ns: u64) -> Option<Revocation> {
+        let root = self
+            .slots
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| match s.entry {
+                Some(Entry {
+                    state: EntryState::RevokeRequested { deadline_ns },
+                    resource,
+                    ..
+                }) if deadline_ns <= now_ns => Some((i, resource)),
+                _ => None,
+            })?;
+        Some(self.remove_subtree(root, RevokeReason::DeadlinePassed, None))
+    }
+
+    /// Takes back everything `owner` holds (with everything derived from it, whoever
+    /// holds that; those holders get [`RevokeReason::OwnerReleased`] records) and clears
+    /// `owner`'s repossession log: for an app that ended. Returns how many entries went.
+    pub fn release_owner(&mut self, _authority: &A, owner: OwnerId) -> Result<usize, CapError> {
+        self.valid_owner(owner)?;
+        let mut count = 0;
+        while let Some(root) = self.slots.iter().enumerate().find_map(|(i, s)| {
+            s.entry
+                .filter(|e| e.owner == owner)
+                .map(|e| (i, e.resource))
+        }) {
+            count += self
+                .remove_subtree(root, RevokeReason::OwnerReleased, Some(owner))
+                .entries;
+        }
+        if let Some(log) = self.logs.get_mut(usize::from(owner.0)) {
+            *log = Log::EMPTY;
+        }
+        Ok(count)
+    }
+
+    // ---- holder operations (need the `Cap` and the caller's id) ----
+
+    /// Checks that `caller` holds `cap` with at least the rights `need`, and describes it.
+    pub fn check(&self, caller: OwnerId, cap: &Cap, need: Rights) -> Result<EntryInfo, CapError> {
+        let (i, e) = self.owned(caller, cap)?;
+        let info = self.info(i, &e);
+        let missing = need.difference(info.rights);
+        if !missing.is_empty() {
+            return Err(CapError::NoRight(missing));
+        }
+        Ok(info)
+    }
+
+    /// Checks that `caller` may use `resource` (a whole range or part of it) through
+    /// `cap` with the rights `need`: [`check`](Self::check), then
+    /// [`WrongKind`](CapError::WrongKind) or [`OutOfRange`](CapError::OutOfRange).
+    pub fn check_access(
+        &self,
+        caller: OwnerId,
+        cap: &Cap,
+        need: Rights,
+        resource: &Resource,
+    ) -> Result<(), CapError> {
+        let info = self.check(caller, cap, need)?;
+        if info.resource.kind() != resource.kind() {
+            return Err(CapError::WrongKind);
+        }
+        if !info.resource.contains(resource) {
+            return Err(CapError::OutOfRange);
+        }
+        Ok(())
+    }
+
+    /// Derives a child capability for `start..start + len` (inside `cap`'s range) with
+    /// `rights` (a subset of `cap`'s), held by `caller`. The child records `cap` as its
+    /// parent and dies when `cap` is revoked or returned.
+    ///
+    /// Errors after the handle checks: [`RevocationPending`](CapError::RevocationPending),
+    /// [`NoRight`](CapError::NoRight) with the rights that `cap` lacks,
+    /// [`BadRange`](CapError::BadRange), [`OutOfRange`](CapError::OutOfRange),
+    /// [`Full`](CapError::Full).
+    pub fn derive(
+        &mut self,
+        caller: OwnerId,
+        cap: &Cap,
+        start: u64,
+        len: u64,
+        rights: Rights,
+    ) -> Result<Cap, CapError> {
+        let (_, parent) = self.owned_live(caller, cap)?;
+        let missing = rights.difference(parent.rights);
+        if !missing.is_empty() {
+            return Err(CapError::NoRight(missing));
+        }
+        let child = Resource::new(parent.resource.kind(), start, len)?;
+        if !parent.resource.contains(&child) {
+            return Err(CapError::OutOfRange);
+        }
+        self.insert(caller, child, rights, Some(cap.id))
+    }
+
+    /// Splits `cap` in place at `offset` units from its start: `cap` keeps the low part
+    /// `start..start + offset`, and the returned new sibling (same parent, holder and
+    /// rights) has the rest. In place, rather than two fresh children, so that the split
+    /// halves are siblings [`merge`](Self::merge) can join again, the resource is never
+    /// named twice, and the holder's handle stays valid.
+    ///
+    /// Errors after the handle checks: [`RevocationPending`](CapError::RevocationPending),
+    /// [`OutOfRange`](CapError::OutOfRange) unless `0 < offset < len`,
+    /// [`BadRange`](CapError::BadRange) if `offset` is not on the kind's granule,
+    /// [`HasChildren`](CapError::HasChildren) (a child could straddle the cut),
+    /// [`Full`](CapError::Full).
+    pub fn split(&mut self, caller: OwnerId, cap: &Cap, offset: u64) -> Result<Cap, CapError> {
+        let (i, e) = self.owned_live(caller, cap)?;
+        let r = e.resource;
+        if offset == 0 || offset >= r.len() {
+            return Err(CapError::OutOfRange);
+        }
+        let low = Resource::new(r.kind(), r.start(), offset)?;
+        let high = Resource::new(r.kind(), r.start() + offset, r.len() - offset)?;
+        if self.has_children(cap.id) {
+            return Err(CapError::HasChildren);
+        }
+        let new = self.insert(e.owner, high, e.rights, e.parent)?;
+        if let Some(entry) = self.slots[i].entry.as_mut() {
+            entry.resource = low;
+        }
+        Ok(new)
+    }
+
+    /// Merges the sibling `b` into `a`: `a` grows to cover both ranges and `b`'s handle
+    /// stops working ([`CapError::Revoked`]). Both must be held by `caller`, live, of one
+    /// kind with the same parent, with equal rights, adjacent, and without children.
+    pub fn merge(&mut self, caller: OwnerId, a: &Cap, b: &Cap) -> Result<(), CapError> {
+        let (ia, ea) = self.owned(caller, a)?;
+        let (ib, eb) = self.owned(caller, b)?;
+        if ia == ib {
+            return Err(CapError::NotSiblings);
+        }
+        if ea.state != EntryState::Live || eb.state != EntryState::Live {
+            return Err(CapError::RevocationPending);
+        }
+        if ea.parent != eb.parent || ea.resource.kind() != eb.resource.kind() {
+            return Err(CapError::NotSiblings);
+        }
+        if ea.rights != eb.rights {
+            return Err(CapError::RightsDiffer);
+        }
+        let (ra, rb) = (ea.resource, eb.resource);
+        let start = if ra.end() == rb.start() {
+            ra.start()
+        } else if rb.end() == ra.start() {
+            rb.start()
+        } else {
+            return Err(CapError::NotAdjacent);
+        };
+        if self.has_children(a.id) || self.has_children(b.id) {
+            return Err(CapError::HasChildren);
+        }
+        let merged = Resource::new(ra.kind(), start, ra.len() + rb.len())?;
+        if let Some(entry) = self.slots[ia].entry.as_mut() {
+            entry.resource = merged;
+        }
+        self.free(ib);
+        Ok(())
+    }
+
+    /// Hands `cap`'s entry to `to`: from now on `to` is its holder (the kernel moves the
+    /// handle along). Needs [`Rights::DELEGATE`]. To lend a resource and keep the power to
+    /// take it back, derive a child and delegate the child: the parent's holder can then
+    /// [`revoke_derived`](Self::revoke_derived) it.
+    pub fn delegate(&mut self, caller: OwnerId, cap: &Cap, to: OwnerId) -> Result<(), CapError> {
+        let (i, e) = self.owned_live(caller, cap)?;
+        if !e.rights.contains(Rights::DELEGATE) {
+            return Err(CapError::NoRight(Rights::DELEGATE));
+        }
+        self.valid_owner(to)?;
+        if let Some(entry) = self.slots[i].entry.as_mut() {
+            entry.owner = to;
+        }
+        Ok(())
+    }
+
+    /// Gives `cap` back (the holder's answer to a revocation request, or just letting go):
+    /// the entry and everything derived from it go; holders of derived entries other than
+    /// `caller` get [`RevokeReason::AncestorReturned`] records. The range is then covered
+    /// only by the parent again (for a root: back with the kernel). Works while a
+    /// revocation is pending. Returns how many entries went.
+    pub fn return_cap(&mut self, caller: OwnerId, cap: &Cap) -> Result<usize, CapError> {
+        let (i, e) = self.owned(caller, cap)?;
+        let root = (i, e.resource);
+        Ok(self
+            .remove_subtree(root, RevokeReason::AncestorReturned, Some(caller))
+            .entries)
+    }
+
+    /// Revokes `target`, which must be derived (transitively) from `ancestor`, by force:
+    /// the holder of `ancestor` takes back what it lent. Needs [`Rights::REVOKE`] on
+    /// `ancestor`; the holders get [`RevokeReason::Holder`] records.
+    pub fn revoke_derived(
+        &mut self,
+        caller: OwnerId,
+        ancestor: &Cap,
+        target: EntryId,
+    ) -> Result<Revocation, CapError> {
+        let (_, a) = self.owned(caller, ancestor)?;
+        if !a.rights.contains(Rights::REVOKE) {
+            return Err(CapError::NoRight(Rights::REVOKE));
+        }
+        let (t, target_entry) = self.find(target)?;
+        let mut up = target_entry.parent;
+        // Every parent of a live entry is live, and the chain is at most N long.
+        for _ in 0..N {
+            match up {
+                Some(p) if p == ancestor.id => {
+                    let root = (t, target_entry.resource);
+                    return Ok(self.remove_subtree(root, RevokeReason::Holder, None));
+                }
+                Some(p) => up = self.find(p).ok().and_then(|(_, e)| e.parent),
+                None => break,
+            }
+        }
+        Err(CapError::NotDescendant)
+    }
+
+    // ---- what owners and the monitor can read ----
+
+    /// Every live entry, in slot order (the monitor's `caps`).
+    pub fn entries(&self) -> impl Iterator<Item = EntryInfo> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.entry.as_ref().map(|e| self.info(i, e)))
+    }
+
+    /// The live entries `owner` holds.
+    pub fn entries_of(&self, owner: OwnerId) -> impl Iterator<Item = EntryInfo> + '_ {
+        self.entries().filter(move |e| e.owner == owner)
+    }
+
+    /// The entries `owner` holds that the kernel asked back, with their deadlines in
+    /// [`EntryInfo::state`].
+    pub fn pending_revocations(&self, owner: OwnerId) -> impl Iterator<Item = EntryInfo> + '_ {
+        self.entries_of(owner)
+            .filter(|e| e.state != EntryState::Live)
+    }
+
+    /// `owner`'s repossession log, oldest first (at most `LOG` records).
+    pub fn repossessions(
+        &self,
+        owner: OwnerId,
+    ) -> Result<impl Iterator<Item = Repossession> + '_, CapError> {
+        Ok(self.log(owner)?.iter())
+    }
+
+    /// How many records `owner`'s log lost to overflow since it was last cleared.
+    pub fn repossessions_dropped(&self, owner: OwnerId) -> Result<u64, CapError> {
+        Ok(self.log(owner)?.dropped)
+    }
+
+    /// Empties `owner`'s repossession log (once the owner has read it).
+    pub fn clear_repossessions(&mut self, owner: OwnerId) -> Result<(), CapError> {
+        self.valid_owner(owner)?;
+        if let Some(log) = self.logs.get_mut(usize::from(owner.0)) {
+            *log = Log::EMPTY;
+        }
+        Ok(())
+    }
+
+    // ---- internals ----
+
+    fn valid_owner(&self, owner: OwnerId) -> Result<(), CapError> {
+        if usize::from(owner.0) < OWNERS {
+            Ok(())
+        } else {
+            Err(CapError::BadOwner(owner))
+        }
+    }
+
+    fn log(&self, owner: OwnerId) -> Result<&Log<LOG>, CapError> {
+        self.logs
+            .get(usize::from(owner.0))
+            .ok_or(CapError::BadOwner(owner))
+    }
+
+    /// The slot and a copy of the live entry named by `id`.
+    fn find(&self, id: EntryId) -> Result<(usize, Entry), CapError> {
+        if id.table != self.id {
+            return Err(CapError::WrongTable);
+        }
+        let i = id.index as usize;
+        match self.slots.get(i) {
+            Some(Slot {
+                generation,
+                entry: Some(e),
+            }) if *generation == id.generation => Ok((i, *e)),
+            _ => Err(CapError::Revoked),
+        }
+    }
+
+    /// The slot and entry of `cap`, if `caller` holds it.
+    fn owned(&self, caller: OwnerId, cap: &Cap) -> Result<(usize, Entry), CapError> {
+        let (i, e) = self.find(cap.id)?;
+        if e.owner != caller {
+            return Err(CapError::NotOwner);
+        }
+        Ok((i, e))
+    }
+
+    /// As [`owned`](Self::owned), and no revocation is pending.
+    fn owned_live(&self, caller: OwnerId, cap: &Cap) -> Result<(usize, Entry), CapError> {
+        let (i, e) = self.owned(caller, cap)?;
+        if e.state != EntryState::Live {
+            return Err(CapError::RevocationPending);
+        }
+        Ok((i, e))
+    }
+
+    fn id_of(&self, i: usize) -> EntryId {
+        let generation = self.slots.get(i).map_or(RETIRED, |s| s.generation);
+        EntryId {
+            table: self.id,
+            index: i as u32,
+            generation,
+        }
+    }
+
+    fn info(&self, i: usize, e: &Entry) -> EntryInfo {
+        EntryInfo {
+            id: self.id_of(i),
+            owner: e.owner,
+            resource: e.resource,
+            rights: e.rights,
+            parent: e.parent,
+            state: e.state,
+        }
+    }
+
+    fn has_children(&self, id: EntryId) -> bool {
+        self.slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref())
+            .any(|e| e.parent == Some(id))
+    }
+
+    fn insert(
+        &mut self,
+        owner: OwnerId,
+        resource: Resource,
+        rights: Rights,
+        parent: Option<EntryId>,
+    ) -> Result<Cap, CapError> {
+        let i = self
+            .slots
+            .iter()
+            .position(|s| s.entry.is_none() && s.generation != RETIRED)
+            .ok_or(CapError::Full)?;
+        self.slots[i].entry = Some(Entry {
+            owner,
+            resource,
+            rights,
+            parent,
+            state: EntryState::Live,
+            dying: false,
+        });
+        Ok(Cap { id: self.id_of(i) })
+    }
+
+    /// Empties slot `i` and moves its generation on (retiring it at the last one).
+    fn free(&mut self, i: usize) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.entry = None;
+            slot.generation = slot.generation.saturating_add(1);
+        }
+    }
+
+    /// Removes the entry in slot `root` and all its descendants, logging a record with
+    /// `reason` for each holder except `quiet` (who gave it up or is ending).
+    fn remove_subtree(
+        &mut self,
+        (root, resource): (usize, Resource),
+        reason: RevokeReason,
+        quiet: Option<OwnerId>,
+    ) -> Revocation {
+        if let Some(e) = self.slots.get_mut(root).and_then(|s| s.entry.as_mut()) {
+            e.dying = true;
+        }
+        // Mark descendants level by level: a pass marks every entry whose parent is marked.
+        loop {
+            let mut changed = false;
+            for i in 0..N {
+                let Some(e) = self.slots[i].entry else {
+                    continue;
+                };
+                let parent_dying = e.parent.is_some_and(|p| {
+                    self.slots.get(p.index as usize).is_some_and(|s| {
+                        s.generation == p.generation && s.entry.is_some_and(|pe| pe.dying)
+                    })
+                });
+                if !e.dying && parent_dying {
+                    if let Some(e) = self.slots[i].entry.as_mut() {
+                        e.dying = true;
+                    }
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let mut entries = 0;
+        for i in 0..N {
+            let Some(e) = self.slots[i].entry else {
+                continue;
+            };
+            if !e.dying {
+                continue;
+            }
+            if quiet != Some(e.owner) {
+                let record = Repossession {
+                    owner: e.owner,
+                    entry: self.id_of(i),
+                    resource: e.resource,
+                    rights: e.rights,
+                    reason,
+                };
+                if let Some(log) = self.logs.get_mut(usize::from(e.owner.0)) {
+                    log.push(record);
+                }
+            }
+            self.free(i);
+            entries += 1;
+        }
+        Revocation { resource, entries }
+    }
+}

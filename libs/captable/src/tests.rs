@@ -1,0 +1,651 @@
+//! Unit tests: one or more per operation and per error.
+
+use crate::table::Slot;
+use crate::*;
+
+struct Kernel;
+type Table = CapTable<Kernel, 16, 4, 3>;
+
+const APP: OwnerId = OwnerId(1);
+const OTHER: OwnerId = OwnerId(2);
+const RW: Rights = Rights::READ.union(Rights::WRITE);
+
+fn mem(start: u64, len: u64) -> Resource {
+    Resource::new(ResourceKind::Memory, start, len).expect("valid range")
+}
+
+fn setup(rights: Rights) -> (Table, Cap) {
+    let mut t = Table::new();
+    let cap = t
+        .mint(&Kernel, APP, mem(0x10_0000, 0x10_0000), rights)
+        .expect("mint");
+    (t, cap)
+}
+
+// ---- rights and resources ----
+
+#[test]
+fn rights_set_operations_and_display() {
+    let r = Rights::READ | Rights::MAP;
+    assert!(r.contains(Rights::READ) && !r.contains(Rights::WRITE));
+    assert_eq!(r.difference(Rights::READ), Rights::MAP);
+    assert_eq!(r & Rights::MAP, Rights::MAP);
+    assert_eq!(r.to_string(), "READ|MAP");
+    assert_eq!(Rights::NONE.to_string(), "none");
+    assert_eq!(Rights::from_bits(0x40), None);
+    assert_eq!(Rights::from_bits(Rights::ALL.bits()), Some(Rights::ALL));
+}
+
+#[test]
+fn resources_are_validated() {
+    assert_eq!(
+        Resource::new(ResourceKind::Memory, 0, 0),
+        Err(CapError::BadRange)
+    );
+    assert_eq!(
+        Resource::new(ResourceKind::Memory, 0x800, 0x1000),
+        Err(CapError::BadRange)
+    );
+    assert_eq!(
+        Resource::new(ResourceKind::DmaBuffer, 0, 0x1001),
+        Err(CapError::BadRange)
+    );
+    assert_eq!(
+        Resource::new(ResourceKind::Core, u64::MAX, 2),
+        Err(CapError::BadRange)
+    );
+    assert_eq!(
+        Resource::new(ResourceKind::InterruptVector, 250, 7),
+        Err(CapError::BadRange)
+    );
+    let v = Resource::new(ResourceKind::InterruptVector, 32, 224).expect("vectors 32..256");
+    assert_eq!((v.start(), v.len(), v.end()), (32, 224, 256));
+    assert_eq!(v.page_size(), None);
+    assert_eq!(v.to_string(), "vector 32..256");
+    assert_eq!(mem(0x1000, 0x1000).page_size(), Some(PageSize::Size4K));
+    assert_eq!(
+        mem(0x20_0000, 0x40_0000).page_size(),
+        Some(PageSize::Size2M)
+    );
+    assert_eq!(mem(1 << 30, 1 << 30).page_size(), Some(PageSize::Size1G));
+    assert_eq!(mem(0x1000, 0x1000).to_string(), "memory 0x1000..0x2000");
+    let core = Resource::new(ResourceKind::Core, 0, 4).expect("cores");
+    assert!(
+        !core.overlaps(&mem(0, 0x1000)),
+        "kinds never overlap each other"
+    );
+}
+
+// ---- mint ----
+
+#[test]
+fn mint_gives_a_working_cap_and_refuses_bad_input() {
+    let (mut t, cap) = setup(RW);
+    let info = t.check(APP, &cap, Rights::READ).expect("check");
+    assert_eq!(
+        (info.owner, info.resource, info.rights),
+        (APP, mem(0x10_0000, 0x10_0000), RW)
+    );
+    assert_eq!(info.parent, None);
+    assert_eq!(
+        t.mint(&Kernel, OwnerId(4), mem(0, 0x1000), RW)
+            .map(|c| c.id()),
+        Err(CapError::BadOwner(OwnerId(4)))
+    );
+    assert_eq!(
+        t.mint(&Kernel, OTHER, mem(0x1F_F000, 0x2000), RW)
+            .map(|c| c.id()),
+        Err(CapError::Overlaps)
+    );
+    // Another kind over the same numbers does not overlap.
+    let cores = Resource::new(ResourceKind::Core, 0x10_0000, 1).expect("cores");
+    assert!(t.mint(&Kernel, OTHER, cores, RW).is_ok());
+}
+
+#[test]
+fn mint_reports_full() {
+    let mut t = Table::new();
+    for i in 0..16 {
+        t.mint(&Kernel, APP, mem(i * 0x1000, 0x1000), RW)
+            .expect("room");
+    }
+    assert_eq!(
+        t.mint(&Kernel, APP, mem(0x10_0000, 0x1000), RW)
+            .map(|c| c.id()),
+        Err(CapError::Full)
+    );
+    assert_eq!(t.live(), t.capacity());
+}
+
+// ---- check ----
+
+#[test]
+fn check_refuses_missing_rights_wrong_owner_and_other_tables() {
+    let (t, cap) = setup(Rights::READ);
+    assert_eq!(
+        t.check(APP, &cap, RW).map(|_| ()),
+        Err(CapError::NoRight(Rights::WRITE))
+    );
+    assert_eq!(
+        t.check(OTHER, &cap, Rights::READ).map(|_| ()),
+        Err(CapError::NotOwner)
+    );
+    let (t2, _) = setup(RW);
+    assert_ne!(t.id(), t2.id());
+    assert_eq!(
+        t2.check(APP, &cap, Rights::NONE).map(|_| ()),
+        Err(CapError::WrongTable)
+    );
+}
+
+#[test]
+fn check_access_checks_kind_and_range() {
+    let (t, cap) = setup(RW);
+    assert_eq!(
+        t.check_access(APP, &cap, Rights::READ, &mem(0x10_0000, 0x1000)),
+        Ok(())
+    );
+    assert_eq!(
+        t.check_access(APP, &cap, Rights::READ, &mem(0x1F_F000, 0x2000)),
+        Err(CapError::OutOfRange)
+    );
+    let core = Resource::new(ResourceKind::Core, 0, 1).expect("core");
+    assert_eq!(
+        t.check_access(APP, &cap, Rights::READ, &core),
+        Err(CapError::WrongKind)
+    );
+    assert_eq!(
+        t.check_access(APP, &cap, Rights::EXECUTE, &mem(0x10_0000, 0x1000)),
+        Err(CapError::NoRight(Rights::EXECUTE))
+    );
+}
+
+// ---- derive ----
+
+#[test]
+fn derive_narrows_and_records_its_parent() {
+    let (mut t, cap) = setup(RW);
+    let child = t
+        .derive(APP, &cap, 0x10_1000, 0x2000, Rights::READ)
+        .expect("derive");
+    let info = t.check(APP, &child, Rights::READ).expect("child works");
+    assert_eq!(info.parent, Some(cap.id()));
+    assert_eq!(info.resource, mem(0x10_1000, 0x2000));
+    assert_eq!(
+        t.check(APP, &child, Rights::WRITE).map(|_| ()),
+        Err(CapError::NoRight(Rights::WRITE))
+    );
+}
+
+#[test]
+fn derive_never_grows_rights_or_range() {
+    let (mut t, cap) = setup(Rights::READ);
+    let err = |r: Result<Cap, CapError>| r.map(|c| c.id()).unwrap_err();
+    assert_eq!(
+        err(t.derive(APP, &cap, 0x10_0000, 0x1000, RW)),
+        CapError::NoRight(Rights::WRITE)
+    );
+    assert_eq!(
+        err(t.derive(APP, &cap, 0xF_F000, 0x2000, Rights::READ)),
+        CapError::OutOfRange
+    );
+    assert_eq!(
+        err(t.derive(APP, &cap, 0x1F_F000, 0x2000, Rights::READ)),
+        CapError::OutOfRange
+    );
+    assert_eq!(
+        err(t.derive(APP, &cap, 0x10_0800, 0x1000, Rights::READ)),
+        CapError::BadRange
+    );
+    assert_eq!(
+        err(t.derive(APP, &cap, u64::MAX - 0xFFF, 0x2000, Rights::READ)),
+        CapError::BadRange
+    );
+    assert_eq!(
+        err(t.derive(OTHER, &cap, 0x10_0000, 0x1000, Rights::READ)),
+        CapError::NotOwner
+    );
+    assert_eq!(t.live(), 1, "refused derives leave nothing behind");
+}
+
+// ---- split and merge ----
+
+#[test]
+fn split_in_place_then_merge_back() {
+    let (mut t, cap) = setup(RW);
+    let high = t.split(APP, &cap, 0x4000).expect("split");
+    assert_eq!(
+        t.check(APP, &cap, RW).map(|i| i.resource),
+        Ok(mem(0x10_0000, 0x4000))
+    );
+    assert_eq!(
+        t.check(APP, &high, RW).map(|i| i.resource),
+        Ok(mem(0x10_4000, 0xFC000))
+    );
+    t.merge(APP, &high, &cap).expect("merge in either order");
+    assert_eq!(
+        t.check(APP, &high, RW).map(|i| i.resource),
+        Ok(mem(0x10_0000, 0x10_0000))
+    );
+    assert_eq!(
+        t.check(APP, &cap, RW).map(|_| ()),
+        Err(CapError::Revoked),
+        "merged-away handle"
+    );
+}
+
+#[test]
+fn split_refuses_bad_offsets_and_children() {
+    let (mut t, cap) = setup(RW);
+    let err = |r: Result<Cap, CapError>| r.map(|c| c.id()).unwrap_err();
+    assert_eq!(err(t.split(APP, &cap, 0)), CapError::OutOfRange);
+    assert_eq!(err(t.split(APP, &cap, 0x10_0000)), CapError::OutOfRange);
+    assert_eq!(err(t.split(APP, &cap, 0x800)), CapError::BadRange);
+    let _child = t
+        .derive(APP, &cap, 0x10_0000, 0x1000, Rights::READ)
+        .expect("derive");
+    assert_eq!(err(t.split(APP, &cap, 0x4000)), CapError::HasChildren);
+    assert_eq!(err(t.split(OTHER, &cap, 0x4000)), CapError::NotOwner);
+}
+
+#[test]
+fn merge_refuses_non_siblings_gaps_and_differing_rights() {
+    let (mut t, root) = setup(RW);
+    let a = t.derive(APP, &root, 0x10_0000, 0x1000, RW).expect("a");
+    let b = t.derive(APP, &root, 0x10_2000, 0x1000, RW).expect("b");
+    let c = t
+        .derive(APP, &root, 0x10_1000, 0x1000, Rights::READ)
+        .expect("c");
+    let grandchild = t
+        .derive(APP, &a, 0x10_0000, 0x1000, RW)
+        .expect("grandchild");
+    assert_eq!(t.merge(APP, &a, &a), Err(CapError::NotSiblings));
+    assert_eq!(t.merge(APP, &b, &grandchild), Err(CapError::NotSiblings));
+    assert_eq!(t.merge(APP, &a, &b), Err(CapError::NotAdjacent));
+    assert_eq!(t.merge(APP, &b, &c), Err(CapError::RightsDiffer));
+    let d = t.derive(APP, &root, 0x10_3000, 0x1000, RW).expect("d");
+    assert_eq!(t.merge(OTHER, &b, &d), Err(CapError::NotOwner));
+    t.delegate(APP, &root, APP)
+        .expect_err("root lacks DELEGATE");
+    let cores = Resource::new(ResourceKind::Core, 0, 2).expect("cores");
+    let core_root = t.mint(&Kernel, APP, cores, RW).expect("cores");
+    let core_half = t.split(APP, &core_root, 1).expect("split cores");
+    assert_eq!(
+        t.merge(APP, &core_root, &root),
+        Err(CapError::NotSiblings),
+        "kinds differ"
+    );
+    let _kid = t.derive(APP, &core_half, 1, 1, RW).expect("kid");
+    assert_eq!(
+        t.merge(APP, &core_root, &core_half),
+        Err(CapError::HasChildren)
+    );
+    t.merge(APP, &b, &d).expect("adjacent siblings merge");
+}
+
+// ---- delegate and return ----
+
+#[test]
+fn delegate_moves_the_entry_and_needs_the_right() {
+    let (mut t, cap) = setup(RW | Rights::DELEGATE);
+    let plain = t
+        .derive(APP, &cap, 0x10_0000, 0x1000, Rights::READ)
+        .expect("derive");
+    assert_eq!(
+        t.delegate(APP, &plain, OTHER),
+        Err(CapError::NoRight(Rights::DELEGATE))
+    );
+    assert_eq!(
+        t.delegate(APP, &cap, OwnerId(9)),
+        Err(CapError::BadOwner(OwnerId(9)))
+    );
+    assert_eq!(t.delegate(OTHER, &cap, OTHER), Err(CapError::NotOwner));
+    t.delegate(APP, &cap, OTHER).expect("delegate");
+    assert_eq!(
+        t.check(APP, &cap, Rights::READ).map(|_| ()),
+        Err(CapError::NotOwner)
+    );
+    assert!(t.check(OTHER, &cap, Rights::READ).is_ok());
+    assert_eq!(t.entries_of(OTHER).count(), 1);
+}
+
+#[test]
+fn return_frees_the_subtree_and_tells_other_holders() {
+    let (mut t, cap) = setup(RW | Rights::DELEGATE);
+    let lent = t
+        .derive(
+            APP,
+            &cap,
+            0x10_0000,
+            0x1000,
+            Rights::READ | Rights::DELEGATE,
+        )
+        .expect("d");
+    t.delegate(APP, &lent, OTHER).expect("lend");
+    assert_eq!(t.return_cap(OTHER, &cap), Err(CapError::NotOwner));
+    assert_eq!(t.return_cap(APP, &cap), Ok(2));
+    assert_eq!(
+        t.check(OTHER, &lent, Rights::READ).map(|_| ()),
+        Err(CapError::Revoked)
+    );
+    let lost: Vec<_> = t.repossessions(OTHER).expect("log").collect();
+    assert_eq!(lost.len(), 1);
+    assert_eq!(
+        (lost[0].entry, lost[0].reason),
+        (lent.id(), RevokeReason::AncestorReturned)
+    );
+    assert_eq!(
+        t.repossessions(APP).expect("log").count(),
+        0,
+        "giving back is not a loss"
+    );
+    assert_eq!(t.return_cap(APP, &cap), Err(CapError::Revoked));
+    // The range is free for the kernel to mint again.
+    assert!(
+        t.mint(&Kernel, OTHER, mem(0x10_0000, 0x10_0000), RW)
+            .is_ok()
+    );
+}
+
+// ---- revocation ----
+
+#[test]
+fn request_then_comply() {
+    let (mut t, cap) = setup(RW);
+    t.request_revocation(&Kernel, cap.id(), 500)
+        .expect("request");
+    let pending: Vec<_> = t.pending_revocations(APP).collect();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0].state,
+        EntryState::RevokeRequested { deadline_ns: 500 }
+    );
+    assert!(
+        t.check(APP, &cap, Rights::READ).is_ok(),
+        "still usable until the deadline"
+    );
+    let err = |r: Result<Cap, CapError>| r.map(|c| c.id()).unwrap_err();
+    assert_eq!(
+        err(t.derive(APP, &cap, 0x10_0000, 0x1000, RW)),
+        CapError::RevocationPending
+    );
+    assert_eq!(err(t.split(APP, &cap, 0x1000)), CapError::RevocationPending);
+    assert_eq!(t.revoke_next_expired(&Kernel, 499), None);
+    assert_eq!(t.return_cap(APP, &cap), Ok(1));
+    assert_eq!(t.revoke_next_expired(&Kernel, 10_000), None);
+    assert_eq!(t.repossessions(APP).expect("log").count(), 0);
+}
+
+#[test]
+fn deadline_passes_and_the_kernel_takes_it() {
+    let (mut t, cap) = setup(RW);
+    let child = t
+        .derive(APP, &cap, 0x10_0000, 0x1000, Rights::READ)
+        .expect("derive");
+    t.request_revocation(&Kernel, cap.id(), 500)
+        .expect("request");
+    assert_eq!(t.merge(APP, &cap, &child), Err(CapError::RevocationPending));
+    let taken = t.revoke_next_expired(&Kernel, 500).expect("expired");
+    assert_eq!(
+        (taken.resource, taken.entries),
+        (mem(0x10_0000, 0x10_0000), 2)
+    );
+    assert_eq!(
+        t.check(APP, &cap, Rights::NONE).map(|_| ()),
+        Err(CapError::Revoked)
+    );
+    assert_eq!(
+        t.check(APP, &child, Rights::NONE).map(|_| ()),
+        Err(CapError::Revoked)
+    );
+    let log: Vec<_> = t.repossessions(APP).expect("log").collect();
+    assert!(
+        log.iter()
+            .all(|r| r.reason == RevokeReason::DeadlinePassed && r.owner == APP)
+    );
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        t.request_revocation(&Kernel, cap.id(), 1),
+        Err(CapError::Revoked)
+    );
+}
+
+#[test]
+fn forced_revoke_is_transitive_across_owners() {
+    let (mut t, root) = setup(Rights::ALL);
+    let a = t
+        .derive(APP, &root, 0x10_0000, 0x8000, Rights::ALL)
+        .expect("a");
+    let b = t
+        .derive(APP, &a, 0x10_0000, 0x4000, Rights::ALL)
+        .expect("b");
+    let c = t
+        .derive(APP, &b, 0x10_0000, 0x1000, Rights::READ)
+        .expect("c");
+    t.delegate(APP, &b, OTHER).expect("delegate b");
+    let sibling = t
+        .derive(APP, &root, 0x18_0000, 0x1000, Rights::READ)
+        .expect("sibling");
+    let r = t
+        .revoke(&Kernel, a.id(), RevokeReason::Kernel)
+        .expect("revoke");
+    assert_eq!(r.entries, 3);
+    for cap in [&a, &c] {
+        assert_eq!(
+            t.check(APP, cap, Rights::NONE).map(|_| ()),
+            Err(CapError::Revoked)
+        );
+    }
+    assert_eq!(
+        t.check(OTHER, &b, Rights::NONE).map(|_| ()),
+        Err(CapError::Revoked)
+    );
+    assert!(t.check(APP, &root, Rights::NONE).is_ok());
+    assert!(t.check(APP, &sibling, Rights::NONE).is_ok());
+    let other: Vec<_> = t.repossessions(OTHER).expect("log").collect();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].resource, mem(0x10_0000, 0x4000));
+    assert_eq!(
+        other[0].to_string(),
+        format!(
+            "app 2 lost {} memory 0x100000..0x104000: revoked by the kernel",
+            b.id()
+        )
+    );
+}
+
+#[test]
+fn revoke_derived_needs_revoke_and_a_descendant() {
+    let (mut t, root) = setup(RW | Rights::REVOKE | Rights::DELEGATE);
+    let lent = t
+        .derive(
+            APP,
+            &root,
+            0x10_0000,
+            0x1000,
+            Rights::READ | Rights::DELEGATE,
+        )
+        .expect("d");
+    let deeper = t
+        .derive(APP, &lent, 0x10_0000, 0x1000, Rights::READ)
+        .expect("deeper");
+    t.delegate(APP, &lent, OTHER).expect("lend");
+    let (_other_table, foreign) = setup(RW);
+    assert_eq!(
+        t.revoke_derived(APP, &root, foreign.id()).map(|_| ()),
+        Err(CapError::WrongTable)
+    );
+    assert_eq!(
+        t.revoke_derived(OTHER, &lent, deeper.id()).map(|_| ()),
+        Err(CapError::NoRight(Rights::REVOKE))
+    );
+    assert_eq!(
+        t.revoke_derived(APP, &deeper, root.id()).map(|_| ()),
+        Err(CapError::NoRight(Rights::REVOKE))
+    );
+    assert_eq!(
+        t.revoke_derived(APP, &root, root.id()).map(|_| ()),
+        Err(CapError::NotDescendant)
+    );
+    let r = t
+        .revoke_derived(APP, &root, deeper.id())
+        .expect("grandchild");
+    assert_eq!(r.entries, 1);
+    let r = t.revoke_derived(APP, &root, lent.id()).expect("child");
+    assert_eq!(r.entries, 1);
+    assert_eq!(
+        t.repossessions(OTHER)
+            .expect("log")
+            .next()
+            .map(|r| r.reason),
+        Some(RevokeReason::Holder)
+    );
+    assert_eq!(
+        t.revoke_derived(APP, &root, lent.id()).map(|_| ()),
+        Err(CapError::Revoked)
+    );
+}
+
+#[test]
+fn release_owner_takes_everything_back() {
+    let (mut t, root) = setup(Rights::ALL);
+    let lent = t
+        .derive(APP, &root, 0x10_0000, 0x1000, Rights::ALL)
+        .expect("d");
+    t.delegate(APP, &lent, OTHER).expect("lend");
+    let core = Resource::new(ResourceKind::Core, 1, 1).expect("core");
+    t.mint(&Kernel, APP, core, RW).expect("core");
+    assert_eq!(t.release_owner(&Kernel, APP), Ok(3));
+    assert_eq!(t.live(), 0);
+    assert_eq!(
+        t.repossessions(OTHER)
+            .expect("log")
+            .next()
+            .map(|r| r.reason),
+        Some(RevokeReason::OwnerReleased)
+    );
+    assert_eq!(t.repossessions(APP).expect("log").count(), 0);
+    assert_eq!(
+        t.release_owner(&Kernel, OwnerId(4)),
+        Err(CapError::BadOwner(OwnerId(4)))
+    );
+}
+
+// ---- logs and listings ----
+
+#[test]
+fn logs_are_bounded_per_owner_and_count_drops() {
+    let mut t = Table::new();
+    for i in 0..5 {
+        let cap = t
+            .mint(&Kernel, APP, mem(i * 0x1000, 0x1000), RW)
+            .expect("mint");
+        t.revoke(&Kernel, cap.id(), RevokeReason::Kernel)
+            .expect("revoke");
+    }
+    let log: Vec<_> = t.repossessions(APP).expect("log").collect();
+    assert_eq!(log.len(), 3, "LOG = 3");
+    assert_eq!(
+        log[0].resource,
+        mem(0x2000, 0x1000),
+        "the oldest went first"
+    );
+    assert_eq!(t.repossessions_dropped(APP), Ok(2));
+    assert_eq!(t.repossessions(OTHER).expect("log").count(), 0);
+    t.clear_repossessions(APP).expect("clear");
+    assert_eq!(t.repossessions(APP).expect("log").count(), 0);
+    assert_eq!(t.repossessions_dropped(APP), Ok(0));
+    assert!(t.repossessions(OwnerId(7)).is_err());
+    assert_eq!(
+        t.repossessions_dropped(OwnerId(7)),
+        Err(CapError::BadOwner(OwnerId(7)))
+    );
+    assert_eq!(
+        t.clear_repossessions(OwnerId(7)),
+        Err(CapError::BadOwner(OwnerId(7)))
+    );
+}
+
+#[test]
+fn zero_length_log_only_counts() {
+    let mut t: CapTable<Kernel, 2, 2, 0> = CapTable::new();
+    let cap = t.mint(&Kernel, APP, mem(0, 0x1000), RW).expect("mint");
+    t.revoke(&Kernel, cap.id(), RevokeReason::Kernel)
+        .expect("revoke");
+    assert_eq!(t.repossessions(APP).expect("log").count(), 0);
+    assert_eq!(t.repossessions_dropped(APP), Ok(1));
+}
+
+#[test]
+fn listings_show_who_holds_what() {
+    let (mut t, root) = setup(Rights::ALL);
+    let lent = t
+        .derive(
+            APP,
+            &root,
+            0x10_0000,
+            0x1000,
+            Rights::READ | Rights::DELEGATE,
+        )
+        .expect("d");
+    t.delegate(APP, &lent, OTHER).expect("lend");
+    assert_eq!(t.entries().count(), 2);
+    let other: Vec<_> = t.entries_of(OTHER).collect();
+    assert_eq!(other.len(), 1);
+    assert_eq!((other[0].id, other[0].parent), (lent.id(), Some(root.id())));
+    assert_eq!(
+        other[0].id.to_string(),
+        format!("#{}.{}", lent.id().index(), lent.id().generation())
+    );
+    assert_eq!(other[0].id.table(), t.id());
+}
+
+// ---- generations ----
+
+#[test]
+fn generations_advance_and_the_last_one_retires_the_slot() {
+    let mut t: CapTable<Kernel, 1, 2, 1> = CapTable::new();
+    let first = t.mint(&Kernel, APP, mem(0, 0x1000), RW).expect("mint");
+    t.return_cap(APP, &first).expect("return");
+    let second = t.mint(&Kernel, APP, mem(0, 0x1000), RW).expect("mint");
+    assert_eq!(second.id().index(), first.id().index());
+    assert_eq!(second.id().generation(), first.id().generation() + 1);
+    assert_eq!(
+        t.check(APP, &first, Rights::NONE).map(|_| ()),
+        Err(CapError::Revoked)
+    );
+    t.return_cap(APP, &second).expect("return");
+    // Jump to the last generation: freeing it retires the slot instead of wrapping.
+    t.slots[0] = Slot {
+        generation: u32::MAX - 1,
+        entry: None,
+    };
+    let last = t
+        .mint(&Kernel, APP, mem(0, 0x1000), RW)
+        .expect("mint at the last generation");
+    assert_eq!(last.id().generation(), u32::MAX - 1);
+    t.return_cap(APP, &last).expect("return");
+    assert_eq!(
+        t.mint(&Kernel, APP, mem(0, 0x1000), RW).map(|c| c.id()),
+        Err(CapError::Full)
+    );
+    assert_eq!(
+        t.check(APP, &last, Rights::NONE).map(|_| ()),
+        Err(CapError::Revoked)
+    );
+}
+
+#[test]
+fn errors_display_clearly() {
+    assert_eq!(
+        CapError::NoRight(Rights::DELEGATE).to_string(),
+        "capability lacks right DELEGATE"
+    );
+    assert_eq!(
+        CapError::BadOwner(OwnerId(9)).to_string(),
+        "no such owner: 9"
+    );
+    assert_eq!(CapError::Revoked.to_string(), "capability revoked");
+    assert_eq!(OwnerId::KERNEL.to_string(), "kernel");
+    assert_eq!(ResourceKind::ALL.len(), 8);
+}
