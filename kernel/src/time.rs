@@ -193,7 +193,8 @@ pub fn now_ns() -> u64 {
     ticks_to_ns(rdtsc().saturating_sub(crate::arch::entry::boot_tsc()))
 }
 
-fn ticks_to_ns(ticks: u64) -> u64 {
+/// Nanoseconds in `ticks` TSC ticks.
+pub fn ticks_to_ns(ticks: u64) -> u64 {
     ((u128::from(ticks) * u128::from(NS_PER_TICK_FP.load(Ordering::Relaxed))) >> 32) as u64
 }
 

@@ -203,8 +203,11 @@ pub fn start_cores(targets: &[u32], timeout_us: u64) -> usize {
             return answered;
         }
         // Halt rather than spin: under emulation the starting cores need the host's CPUs.
-        // Each core's sign of life comes with a wake-up IPI; the timer bounds the nap.
-        crate::time::sleep_until(crate::time::now_ns() + 50_000);
+        // Each core's sign of life comes with a wake-up IPI; the timer only bounds the nap
+        // by the next thing to do (the second start-up IPI, or the time-out).
+        let next = if resent { deadline } else { resend_at };
+        let nap = crate::time::ticks_to_ns(next.saturating_sub(super::cpu::rdtsc()));
+        crate::time::sleep_until(crate::time::now_ns() + nap);
     }
 }
 
