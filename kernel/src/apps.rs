@@ -33,6 +33,11 @@ pub const APPS: &[App] = &[
         about: "reboots the machine (ACPI reset register, keyboard controller, triple fault)",
         main: reboot,
     },
+    App {
+        name: "baremetal",
+        about: "runs the BareMetal binary given as the first boot module (-initrd FILE)",
+        main: crate::baremetal::app,
+    },
 ];
 
 /// The app called `name`.

@@ -10,6 +10,7 @@ extern crate alloc;
 
 mod apps;
 mod arch;
+mod baremetal;
 mod boot;
 mod console;
 mod crash;
@@ -119,6 +120,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     }
     let mut reserved = heapless_ranges::Ranges::new();
     reserved.push(0..1 << 20); // real-mode memory: BIOS data, AP trampoline, BareMetal table
+    reserved.push(baremetal::TABLE_PAGE);
     reserved.push(mem::phys::kernel_image());
     boot.info_ranges()
         .iter()
@@ -189,6 +191,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         framebuffer: boot.framebuffer,
         report,
     });
+    baremetal::set_modules(boot.modules());
     let stack = mem::stacks::allocate(STACK_BYTES)
         .unwrap_or_else(|e| fatal(format_args!("boot core stack: {e}")));
     let (ist, ist_region) = mem::stacks::allocate_many::<{ gdt::IST_STACKS }>(IST_BYTES)

@@ -126,6 +126,7 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         needs.push(Need::Ovmf);
     }
     deps::ensure(&needs)?;
+    crate::baremetal::prepare(&root, &cases)?;
 
     let mut outcomes = Vec::new();
     if host != Select::Nothing {

@@ -4,6 +4,7 @@
 //! `build`, `run`, `image`, `test [FILTER]`, `bench boot`, `loc`.
 
 mod args;
+mod baremetal;
 mod bench;
 mod build;
 mod deps;

@@ -433,6 +433,89 @@ pub const CASES: &[Case] = &[
         checks: &[Check::HasAny(&["memory", " RAM"])],
         ..BASE
     },
+    // BareMetal binary compatibility: programs from apps/baremetal-tests, built by
+    // xtask/src/baremetal.rs into target/baremetal/, handed over as the boot module.
+    Case {
+        name: "baremetal::test-microvm",
+        append: "app=baremetal",
+        qemu_args: &["-initrd", "target/baremetal/test.bin"],
+        timeout_s: 30,
+        exit: Some(0),
+        checks: &[
+            Check::Has("baremetal-test: cores=0000000000000002"),
+            Check::Has("42 41 52 45 4D 45 54 41 4C 2D 44 55 4D 50 21 21"),
+            Check::Has("baremetal-test: rax=0123456789ABCDEF"),
+            Check::Has("baremetal-test: ok"),
+            Check::Has("the app returned rax=0x0"),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "baremetal::test-q35-4",
+        machine: Machine::Q35,
+        cores: Cores::N(4),
+        append: "app=baremetal",
+        qemu_args: &["-initrd", "target/baremetal/test.bin"],
+        timeout_s: 30,
+        exit: Some(0),
+        checks: &[
+            Check::Has("baremetal-test: cores=0000000000000004"),
+            Check::Has("baremetal-test: pci ok"),
+            Check::Has("baremetal-test: ok"),
+            Check::Has("the app returned rax=0x0"),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "baremetal::poweroff",
+        append: "app=baremetal",
+        qemu_args: &["-initrd", "target/baremetal/poweroff.bin"],
+        exit: Some(0),
+        checks: &[Check::Has("baremetal-exit: calling b_system")],
+        ..BASE
+    },
+    Case {
+        name: "baremetal::reboot",
+        append: "app=baremetal",
+        qemu_args: &["-initrd", "target/baremetal/reboot.bin"],
+        exit: Some(0),
+        checks: &[Check::Has("baremetal-exit: calling b_system")],
+        ..BASE
+    },
+    // QEMU hands over no module at all for an empty -initrd file (the kernel test
+    // baremetal::tests::refuses_what_is_not_a_flat_binary covers an empty module).
+    Case {
+        name: "badinput::baremetal-empty",
+        append: "app=baremetal",
+        qemu_args: &["-initrd", "target/baremetal/empty.bin"],
+        exit: Some(35),
+        checks: &[Check::Has("baremetal: needs a boot module")],
+        ..BASE
+    },
+    Case {
+        name: "badinput::baremetal-too-large",
+        mem_mib: 96,
+        append: "app=baremetal",
+        qemu_args: &["-initrd", "target/baremetal/too-large.bin"],
+        exit: Some(35),
+        checks: &[Check::Has("baremetal: the boot module is too large")],
+        ..BASE
+    },
+    Case {
+        name: "badinput::baremetal-elf",
+        append: "app=baremetal",
+        qemu_args: &["-initrd", "target/x86_64-unknown-none/release/rexo"],
+        exit: Some(35),
+        checks: &[Check::Has("baremetal: not a flat binary: ELF")],
+        ..BASE
+    },
+    Case {
+        name: "badinput::baremetal-no-module",
+        append: "app=baremetal",
+        exit: Some(35),
+        checks: &[Check::Has("baremetal: needs a boot module")],
+        ..BASE
+    },
 ];
 
 #[cfg(test)]

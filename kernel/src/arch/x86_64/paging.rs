@@ -52,6 +52,10 @@ pub enum PagingError {
     NotMapped(u64),
     /// The address lies beyond what the CPU can address.
     BeyondPhysicalAddressWidth(u64),
+    /// The address is not aligned as the mapping needs.
+    Misaligned(u64),
+    /// The address is not in the upper half (0xFFFF_8000_0000_0000 and above).
+    NotUpperHalf(u64),
 }
 
 impl core::fmt::Display for PagingError {
@@ -63,6 +67,10 @@ impl core::fmt::Display for PagingError {
                 f,
                 "address {addr:#x} is beyond the CPU's physical address width"
             ),
+            PagingError::Misaligned(addr) => write!(f, "address {addr:#x} is misaligned"),
+            PagingError::NotUpperHalf(addr) => {
+                write!(f, "address {addr:#x} is not in the upper half")
+            }
         }
     }
 }
@@ -315,5 +323,47 @@ pub fn map_device(phys: u64, len: u64) -> Result<(), PagingError> {
         }
         addr += MIB2;
     }
+    Ok(())
+}
+
+/// Maps `[virt, virt + len)` onto the RAM at `[phys, phys + len)`, write-back, with
+/// 2 MiB pages (BareMetal apps run at 0xFFFF_8000_0000_0000). All three must be 2 MiB
+/// aligned and `virt` in the upper half (never the identity map). Entries already
+/// present are replaced and this core's TLB is flushed; the caller makes sure no other
+/// core uses the old mapping.
+pub fn map_ram_at(virt: u64, phys: u64, len: u64) -> Result<(), PagingError> {
+    let _guard = LOCK.lock();
+    if virt < 0xFFFF_8000_0000_0000 || virt.checked_add(len).is_none() {
+        return Err(PagingError::NotUpperHalf(virt));
+    }
+    if let Some(bad) = [virt, phys, len]
+        .into_iter()
+        .find(|x| !x.is_multiple_of(MIB2))
+    {
+        return Err(PagingError::Misaligned(bad));
+    }
+    let end = phys
+        .checked_add(len)
+        .ok_or(PagingError::BeyondPhysicalAddressWidth(phys))?;
+    if end > PHYS_LIMIT.load(Ordering::Relaxed) {
+        return Err(PagingError::BeyondPhysicalAddressWidth(end));
+    }
+    let mut offset = 0;
+    while offset < len {
+        let addr = virt.wrapping_add(offset);
+        let pml4 = table(ROOT.load(Ordering::Relaxed));
+        let pml4e = &mut pml4[(addr >> 39) as usize & 511];
+        if *pml4e & PRESENT == 0 {
+            *pml4e = new_table()? | PRESENT | WRITABLE;
+        }
+        let pdpte = &mut table(*pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
+        if *pdpte & PRESENT == 0 || *pdpte & HUGE != 0 {
+            *pdpte = new_table()? | PRESENT | WRITABLE;
+        }
+        table(*pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511] =
+            (phys + offset) | PRESENT | WRITABLE | HUGE | Caching::WriteBack.bits();
+        offset += MIB2;
+    }
+    flush_all();
     Ok(())
 }

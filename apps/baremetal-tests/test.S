@@ -1,0 +1,421 @@
+# The BareMetal compatibility test: calls every entry of the call table and every
+# b_system function that has meaning on Rexo (all but reboot and power-off, which
+# exit.S covers), checks the results, and prints "baremetal-test: ok" or
+# "baremetal-test: FAILED <what>" through b_output. Returns RAX = 0 (ok) or 1.
+# Written for Rexo's tests; linked at 0xFFFF800000000000 like every BareMetal app.
+
+.include "common.inc"
+
+# Fails with message \name unless condition \cc holds (after a cmp/test).
+.macro CHECK cc, name
+    j\cc 9f
+    lea rsi, [rip + \name]
+    mov ecx, OFFSET \name\()_len
+    jmp fail
+9:
+.endm
+
+# Known values in every register but RSI and RCX (the output calls' inputs).
+.macro SET_REGS
+    mov eax, 0xA0
+    mov ebx, 0xB0
+    mov edx, 0xD0
+    mov edi, 0xD1
+    mov ebp, 0xB1
+    mov r8d, 0x108
+    mov r9d, 0x109
+    mov r10d, 0x10A
+    mov r11d, 0x10B
+    mov r12d, 0x10C
+    mov r13d, 0x10D
+    mov r14d, 0x10E
+    mov r15d, 0x10F
+.endm
+
+# Checks the SET_REGS values, except in RAX when \rax is 0.
+.macro CHECK_REGS rax=1
+.if \rax
+    cmp rax, 0xA0
+    CHECK e, e_clobbered
+.endif
+    cmp rbx, 0xB0
+    CHECK e, e_clobbered
+    cmp rdx, 0xD0
+    CHECK e, e_clobbered
+    cmp rdi, 0xD1
+    CHECK e, e_clobbered
+    cmp rbp, 0xB1
+    CHECK e, e_clobbered
+    cmp r8, 0x108
+    CHECK e, e_clobbered
+    cmp r9, 0x109
+    CHECK e, e_clobbered
+    cmp r10, 0x10A
+    CHECK e, e_clobbered
+    cmp r11, 0x10B
+    CHECK e, e_clobbered
+    cmp r12, 0x10C
+    CHECK e, e_clobbered
+    cmp r13, 0x10D
+    CHECK e, e_clobbered
+    cmp r14, 0x10E
+    CHECK e, e_clobbered
+    cmp r15, 0x10F
+    CHECK e, e_clobbered
+.endm
+
+# Waits until no other core has a job (b_system 0x16), at most 5 s.
+.macro WAIT_IDLE
+    SYS 0x00
+    mov r14, rax
+8:  SYS 0x16
+    test rax, rax
+    jz 7f
+    SYS 0x00
+    sub rax, r14
+    mov r15, 5000000000
+    cmp rax, r15
+    CHECK b, e_busy_timeout
+    jmp 8b
+7:
+.endm
+
+.text
+.global _start
+_start:
+    push rbx
+    push rbp
+    push r12
+    push r13
+    push r14
+    push r15
+    mov [rip + saved_rsp], rsp
+    PRINT m_start
+
+    # b_output keeps every register.
+    SET_REGS
+    lea rsi, [rip + m_regs]
+    mov ecx, OFFSET m_regs_len
+    call qword ptr [B_OUTPUT]
+    CHECK_REGS
+    lea rbx, [rip + m_regs]
+    cmp rsi, rbx
+    CHECK e, e_clobbered
+    cmp rcx, OFFSET m_regs_len
+    CHECK e, e_clobbered
+    # ... and an unmapped buffer prints nothing and does not crash.
+    xor esi, esi
+    mov ecx, 16
+    call qword ptr [B_OUTPUT]
+
+    # b_input: a byte or 0 in AL; nothing else changes.
+    SET_REGS
+    call qword ptr [B_INPUT]
+    cmp rax, 0x100
+    CHECK b, e_input
+    CHECK_REGS rax=0
+
+    # No network or storage device: nothing sent, nothing received, 0 sectors done.
+    SET_REGS
+    lea rsi, [rip + m_start]
+    mov ecx, 60
+    call qword ptr [B_NET_TX]
+    CHECK_REGS
+    SET_REGS
+    call qword ptr [B_NET_RX]
+    test rcx, rcx
+    CHECK z, e_net_rx
+    SET_REGS
+    lea rdi, [rip + sector]
+    mov ecx, 1
+    call qword ptr [B_NVS_READ]
+    test rcx, rcx
+    CHECK z, e_nvs
+    SET_REGS
+    lea rsi, [rip + sector]
+    mov ecx, 1
+    call qword ptr [B_NVS_WRITE]
+    test rcx, rcx
+    CHECK z, e_nvs
+
+    # b_system keeps every register but RAX (RCX stays the function number).
+    SET_REGS
+    mov ecx, 0x1F
+    call qword ptr [B_SYSTEM]
+    cmp rcx, 0x1F
+    CHECK e, e_clobbered
+    CHECK_REGS rax=0
+
+    # 0x00 timecounter and 0x72 delay: 10 ms pass.
+    SYS 0x00
+    mov r12, rax
+    mov eax, 10000
+    SYS 0x72
+    SYS 0x00
+    sub rax, r12
+    cmp rax, 10000000
+    CHECK ae, e_delay
+    # 0x1F TSC advances.
+    SYS 0x1F
+    mov r12, rax
+    SYS 0x1F
+    cmp rax, r12
+    CHECK a, e_tsc
+    # 0x01 free memory: at least the 2 MiB the app sits in.
+    SYS 0x01
+    cmp rax, 2
+    CHECK ae, e_mem
+    # 0x20-0x24 screen: an answer (0 without a framebuffer), never the error value.
+    mov r12d, 0x20
+1:  mov rcx, r12
+    call qword ptr [B_SYSTEM]
+    cmp rax, -1
+    CHECK ne, e_screen
+    inc r12
+    cmp r12, 0x25
+    jb 1b
+    # An unknown function gives the error value.
+    SYS 0x99
+    cmp rax, -1
+    CHECK e, e_unknown
+
+    # 0x10 core id, 0x11 cores: print the count for the test to compare.
+    SYS 0x10
+    mov [rip + my_apic], rax
+    SYS 0x11
+    mov [rip + cores], rax
+    cmp rax, 1
+    CHECK ae, e_cores
+    PRINT m_cores
+    mov rax, [rip + cores]
+    SYS 0x71
+    PRINT m_newline
+
+    # 0x14/0x15 lock, 0x12 smp_set: every other core runs `worker`, which adds 1000
+    # to a counter under the lock; this core does the same.
+    lea rax, [rip + worker + 1]
+    mov rdx, [rip + my_apic]
+    SYS 0x12
+    test rax, rax
+    CHECK z, e_misaligned
+    xor r12d, r12d                      # APIC id to try
+    xor r13d, r13d                      # jobs started
+2:  mov rax, [rip + cores]
+    dec rax
+    cmp r13, rax
+    jae 4f
+    cmp r12, 256
+    CHECK b, e_smp_set
+    cmp r12, [rip + my_apic]
+    je 3f
+    lea rax, [rip + worker]
+    mov rdx, r12
+    SYS 0x12
+    cmp rax, 1
+    jne 3f
+    mov [rip + other_apic], r12
+    inc r13
+3:  inc r12
+    jmp 2b
+4:  call worker
+    WAIT_IDLE
+    mov rax, [rip + cores]
+    imul rax, rax, 1000
+    cmp rax, [rip + counter]
+    CHECK e, e_lock
+    mov rax, [rip + cores]
+    cmp rax, [rip + done]
+    CHECK e, e_jobs
+    popcnt rax, [rip + seen]
+    cmp rax, [rip + cores]
+    CHECK e, e_seen
+
+    # With a second core: smp_set refuses a busy core, smp_get and busy see the job.
+    cmp qword ptr [rip + cores], 2
+    jb 5f
+    lea rax, [rip + spinner]
+    mov rdx, [rip + other_apic]
+    SYS 0x12
+    cmp rax, 1
+    CHECK e, e_smp_set
+    lea rax, [rip + worker]
+    mov rdx, [rip + other_apic]
+    SYS 0x12
+    test rax, rax
+    CHECK z, e_not_refused
+    mov rdx, [rip + other_apic]
+    SYS 0x13
+    lea rbx, [rip + spinner]
+    cmp rax, rbx
+    CHECK e, e_smp_get
+    SYS 0x16
+    cmp rax, 1
+    CHECK e, e_busy
+    mov byte ptr [rip + release], 1
+    WAIT_IDLE
+    mov rdx, [rip + other_apic]
+    SYS 0x13
+    test rax, rax
+    CHECK z, e_smp_get
+5:
+
+    # 0x50/0x51 PCI configuration space through 0xCF8/0xCFC (skipped without PCI).
+    xor edx, edx
+    SYS 0x50
+    cmp eax, 0xFFFFFFFF
+    je 6f
+    cmp ax, 0xFFFF
+    CHECK ne, e_pci
+    mov edx, 0x0F                       # 00:00.0, dword 0x3C: interrupt line
+    SYS 0x50
+    mov r12, rax
+    and eax, 0xFFFFFF00
+    or eax, 0x5A
+    mov edx, 0x0F
+    SYS 0x51
+    mov edx, 0x0F
+    SYS 0x50
+    cmp al, 0x5A
+    CHECK e, e_pci
+    mov rax, r12
+    mov edx, 0x0F
+    SYS 0x51
+    PRINT m_pci
+6:  mov edx, 64
+    SYS 0x50
+    cmp rax, -1
+    CHECK e, e_pci_bad
+
+    # 0x60-0x62 callbacks: recorded (each returns the one before); 0x7D reset clears them.
+    mov r12d, 0x60
+1:  lea rax, [rip + worker]
+    mov rcx, r12
+    call qword ptr [B_SYSTEM]
+    test rax, rax
+    CHECK z, e_callback
+    lea rax, [rip + spinner]
+    mov rcx, r12
+    call qword ptr [B_SYSTEM]
+    lea rbx, [rip + worker]
+    cmp rax, rbx
+    CHECK e, e_callback
+    inc r12
+    cmp r12, 0x63
+    jb 1b
+    SYS 0x7D
+    xor eax, eax
+    SYS 0x62
+    test rax, rax
+    CHECK z, e_reset
+
+    # 0x70 dump memory, 0x71 dump RAX (the test case looks for both in the output).
+    lea rax, [rip + dump_me]
+    mov edx, 16
+    SYS 0x70
+    test rax, rax
+    CHECK z, e_dump
+    PRINT m_rax
+    mov rax, 0x0123456789ABCDEF
+    SYS 0x71
+    mov rbx, 0x0123456789ABCDEF
+    cmp rax, rbx
+    CHECK e, e_dump
+    PRINT m_newline
+
+    PRINT m_ok
+    xor eax, eax
+    jmp finish
+
+# RSI, RCX: what failed.
+fail:
+    push rsi
+    push rcx
+    PRINT m_failed
+    pop rcx
+    pop rsi
+    call qword ptr [B_OUTPUT]
+    PRINT m_newline
+    mov eax, 1
+finish:
+    mov rsp, [rip + saved_rsp]
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbp
+    pop rbx
+    ret
+
+# Runs on every core: 1000 increments under the lock, then marks its APIC id.
+.balign 16
+worker:
+    push r12
+    mov r12d, 1000
+1:  lea rax, [rip + lock_word]
+    SYS 0x14
+    mov rax, [rip + counter]
+    inc rax
+    mov [rip + counter], rax
+    lea rax, [rip + lock_word]
+    SYS 0x15
+    dec r12d
+    jnz 1b
+    SYS 0x10
+    lock bts qword ptr [rip + seen], rax
+    lock inc qword ptr [rip + done]
+    pop r12
+    ret
+
+# Runs until the main program releases it.
+.balign 16
+spinner:
+1:  pause
+    cmp byte ptr [rip + release], 0
+    je 1b
+    ret
+
+.balign 8
+saved_rsp: .quad 0
+my_apic:   .quad 0
+other_apic: .quad 0
+cores:     .quad 0
+counter:   .quad 0
+done:      .quad 0
+seen:      .quad 0
+lock_word: .quad 0
+release:   .quad 0
+sector:    .fill 4096, 1, 0
+
+STR dump_me, "BAREMETAL-DUMP!!"
+STR m_start, "baremetal-test: start\n"
+STR m_regs, "baremetal-test: registers\n"
+STR m_cores, "baremetal-test: cores="
+STR m_rax, "baremetal-test: rax="
+STR m_pci, "baremetal-test: pci ok\n"
+STR m_newline, "\n"
+STR m_ok, "baremetal-test: ok\n"
+STR m_failed, "baremetal-test: FAILED "
+STR e_clobbered, "a call changed a register that is not its output"
+STR e_input, "b_input returned more than a byte"
+STR e_net_rx, "b_net_rx received a frame without a device"
+STR e_nvs, "b_nvs_read/write did sectors without a device"
+STR e_delay, "0x72 delay 10 ms: the timecounter moved less"
+STR e_tsc, "0x1F TSC did not advance"
+STR e_mem, "0x01 free memory below 2 MiB"
+STR e_screen, "0x20-0x24 returned the error value"
+STR e_unknown, "unknown function 0x99 did not return the error value"
+STR e_cores, "0x11 no cores"
+STR e_misaligned, "0x12 accepted misaligned code"
+STR e_smp_set, "0x12 smp_set could not start a job on every core"
+STR e_busy_timeout, "0x16 busy for 5 s"
+STR e_lock, "0x14/0x15 lock: the counter lost increments"
+STR e_jobs, "0x12 not every job ran"
+STR e_seen, "0x10 core ids of the jobs are not distinct"
+STR e_not_refused, "0x12 smp_set accepted a busy core"
+STR e_smp_get, "0x13 smp_get gave the wrong job"
+STR e_busy, "0x16 busy missed a running job"
+STR e_pci, "0x50/0x51 PCI configuration read or write"
+STR e_pci_bad, "0x50 accepted register 64"
+STR e_callback, "0x60-0x62 callbacks not recorded"
+STR e_reset, "0x7D reset kept a callback"
+STR e_dump, "0x70/0x71 dump"

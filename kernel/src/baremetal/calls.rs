@@ -1,0 +1,222 @@
+//! The BareMetal calls themselves, on the registers the entry stub saved. See the
+//! module documentation of [`super`] for what each call does here.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::raw::{self, Regs};
+use crate::arch::cpu;
+use crate::arch::percpu::{self, MAX_CORES};
+
+/// What `b_system` returns for an unknown function or a bad argument: all ones.
+pub const ERROR: u64 = u64::MAX;
+/// What `b_smp_set` (0x12) returns when the job was accepted.
+pub const SMP_SET_OK: u64 = 1;
+/// What `b_smp_set` (0x12) returns when it was refused (busy or unknown core, code
+/// outside the app, not 16-byte aligned, queue full).
+pub const SMP_SET_FAILED: u64 = 0;
+
+/// Each core's BareMetal job slot: the code address it runs, or 0 when idle.
+static JOBS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// The callbacks an app registered (timer, network, keyboard), 0 for none.
+static CALLBACKS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+const PCI_ADDRESS: u16 = 0xCF8;
+const PCI_DATA: u16 = 0xCFC;
+
+/// Runs the call `regs.call` on the registers of the calling app.
+pub fn dispatch(regs: &mut Regs) {
+    match regs.call {
+        0 => regs.rax = crate::console::read_byte().map_or(0, u64::from),
+        1 => output(regs.rsi, regs.rcx),
+        // No network device yet: a frame sent goes nowhere and nothing is received.
+        2 => {}
+        3 => {
+            regs.rdi = 0;
+            regs.rcx = 0;
+        }
+        // No storage device yet: no sector is read or written.
+        4 | 5 => regs.rcx = 0,
+        _ => regs.rax = system(regs.rcx, regs.rax, regs.rdx),
+    }
+}
+
+/// `b_output`: `count` bytes at `text` to the consoles (invalid UTF-8 shows as U+FFFD;
+/// an unmapped buffer prints nothing).
+fn output(text: u64, count: u64) {
+    let Some(bytes) = raw::app_bytes(text, count) else {
+        return;
+    };
+    crate::console::write_fmt(format_args!("{}", Lossy(bytes)));
+}
+
+/// Bytes shown as text, invalid UTF-8 as U+FFFD.
+struct Lossy<'a>(&'a [u8]);
+
+impl core::fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{FFFD}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `b_system`: function `function` with arguments `rax` and `rdx`.
+pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
+    match function {
+        0x00 => crate::time::now_ns(),
+        0x01 => super::app_window_bytes() >> 20,
+        0x10 => u64::from(percpu::current().apic_id.load(Ordering::Relaxed)),
+        0x11 => crate::smp_cores() as u64,
+        0x12 => smp_set(rax, rdx),
+        0x13 => core_of_apic(rdx).map_or(ERROR, |core| JOBS[core].load(Ordering::Acquire)),
+        0x14 => raw::lock_byte(rax).map_or(ERROR, |lock| {
+            raw::spin_lock(lock);
+            0
+        }),
+        0x15 => raw::lock_byte(rax).map_or(ERROR, |lock| {
+            lock.fetch_and(!1, Ordering::Release);
+            0
+        }),
+        0x16 => u64::from(busy()),
+        0x1F => cpu::rdtsc(),
+        0x20..=0x24 => screen(function),
+        // No network interface yet: no MAC address, nothing to configure.
+        0x30 | 0x31 => 0,
+        0x50 => pci_address(rdx).map_or(ERROR, |address| {
+            cpu::outl(PCI_ADDRESS, address);
+            u64::from(raw::inl(PCI_DATA))
+        }),
+        0x51 => match (pci_address(rdx), u32::try_from(rax)) {
+            (Some(address), Ok(value)) => {
+                cpu::outl(PCI_ADDRESS, address);
+                cpu::outl(PCI_DATA, value);
+                0
+            }
+            _ => ERROR,
+        },
+        0x60..=0x62 => CALLBACKS[(function - 0x60) as usize].swap(rax, Ordering::AcqRel),
+        0x70 => dump_memory(rax, rdx),
+        0x71 => {
+            crate::kprint!("{rax:016X}");
+            rax
+        }
+        0x72 => {
+            crate::time::delay_us(rax);
+            0
+        }
+        0x7D => {
+            reset();
+            0
+        }
+        0x7E => crate::power::reboot(),
+        0x7F => {
+            let why = crate::power::power_off();
+            log::warn!("baremetal: cannot power off ({why})");
+            ERROR
+        }
+        _ => ERROR,
+    }
+}
+
+/// The index of the running core whose local APIC id is `apic_id`.
+fn core_of_apic(apic_id: u64) -> Option<usize> {
+    (0..crate::smp_cores())
+        .find(|&core| u64::from(percpu::core(core).apic_id.load(Ordering::Relaxed)) == apic_id)
+}
+
+/// `b_smp_set`: runs the app code at `code` on the core with APIC id `apic_id`, as a
+/// task of that core's work loop; refused while that core has a BareMetal job.
+fn smp_set(code: u64, apic_id: u64) -> u64 {
+    let window = super::app_window();
+    if !code.is_multiple_of(16) || !window.contains(&code) {
+        return SMP_SET_FAILED;
+    }
+    let Some(core) = core_of_apic(apic_id) else {
+        return SMP_SET_FAILED;
+    };
+    if JOBS[core]
+        .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return SMP_SET_FAILED;
+    }
+    let submitted = crate::sched::submit_to(core, move || {
+        raw::call_app(code);
+        JOBS[core].store(0, Ordering::Release);
+    });
+    match submitted {
+        Ok(()) => SMP_SET_OK,
+        Err(_) => {
+            JOBS[core].store(0, Ordering::Release);
+            SMP_SET_FAILED
+        }
+    }
+}
+
+/// Whether a core other than the caller has a BareMetal job.
+fn busy() -> bool {
+    let me = percpu::core_index();
+    JOBS.iter()
+        .enumerate()
+        .any(|(core, job)| core != me && job.load(Ordering::Acquire) != 0)
+}
+
+/// `reset` (0x7D): forgets the registered callbacks. Jobs already given to cores run to
+/// completion (nothing interrupts a task of the work loop).
+pub fn reset() {
+    for callback in &CALLBACKS {
+        callback.store(0, Ordering::Release);
+    }
+}
+
+/// Framebuffer facts (0x20 address, 0x21 X, 0x22 Y, 0x23 pixels per line, 0x24 bits
+/// per pixel), all 0 without a framebuffer.
+fn screen(function: u64) -> u64 {
+    let Some(fb) = crate::BOOT_STATE.get().and_then(|state| state.framebuffer) else {
+        return 0;
+    };
+    let bytes_per_pixel = u64::from(fb.bpp).div_ceil(8).max(1);
+    match function {
+        0x20 => fb.addr,
+        0x21 => u64::from(fb.width),
+        0x22 => u64::from(fb.height),
+        0x23 => u64::from(fb.pitch) / bytes_per_pixel,
+        _ => u64::from(fb.bpp),
+    }
+}
+
+/// The 0xCF8 configuration address for RDX = bus << 16 | device << 11 | function << 8 |
+/// register (a 32-bit register index, 0..=63); `None` if bits above 23 are set or the
+/// register is beyond the 256-byte configuration space.
+pub fn pci_address(rdx: u64) -> Option<u32> {
+    let rdx = u32::try_from(rdx).ok().filter(|v| v >> 24 == 0)?;
+    let register = rdx & 0xFF;
+    if register >= 64 {
+        return None;
+    }
+    Some(0x8000_0000 | (rdx & 0x00FF_FF00) | (register << 2))
+}
+
+/// `0x70`: prints `len` bytes from `addr` as hex, 16 per line. Returns 0, or [`ERROR`]
+/// if the range is not accessible.
+fn dump_memory(addr: u64, len: u64) -> u64 {
+    let Some(bytes) = raw::app_bytes(addr, len) else {
+        return ERROR;
+    };
+    for (i, line) in bytes.chunks(16).enumerate() {
+        let mut text = [0u8; 16 * 3];
+        for (j, byte) in line.iter().enumerate() {
+            let hex = b"0123456789ABCDEF";
+            text[j * 3] = hex[usize::from(byte >> 4)];
+            text[j * 3 + 1] = hex[usize::from(byte & 15)];
+            text[j * 3 + 2] = b' ';
+        }
+        let shown = core::str::from_utf8(&text[..line.len() * 3]).unwrap_or("");
+        crate::kprintln!("{:016X}: {}", addr + 16 * i as u64, shown.trim_end());
+    }
+    0
+}

@@ -1,0 +1,225 @@
+//! BareMetal binary compatibility: unmodified BareMetal applications (flat binaries
+//! linked at 0xFFFF_8000_0000_0000) run trusted, in ring 0, as on BareMetal.
+//!
+//! # The call table
+//!
+//! Seven 8-byte code pointers at physical (= virtual) 0x100010..0x100048: `b_input`,
+//! `b_output`, `b_net_tx`, `b_net_rx`, `b_nvs_read`, `b_nvs_write`, `b_system`. Each
+//! points at an assembly stub that saves every general register, calls Rust and reloads
+//! them, so every register is preserved except the call's outputs (the direction flag
+//! comes back clear, other flags are not kept). The page 0x100000..0x101000 is kept from
+//! the frame allocator ([`TABLE_PAGE`]).
+//!
+//! - `b_input`: RAX = the next byte from the serial line (or PS/2 keyboard), 0 if none.
+//! - `b_output`: RCX bytes at RSI to the consoles; an unmapped buffer prints nothing.
+//! - `b_net_tx`, `b_net_rx`, `b_nvs_read`, `b_nvs_write`: there are no network or
+//!   storage drivers yet, so they do what BareMetal does without a device: a frame sent
+//!   is dropped, `b_net_rx` returns RCX = 0 (and RDI = 0), the disk calls return RCX = 0
+//!   sectors done.
+//!
+//! # `b_system` (RCX = function, RAX and RDX = arguments, RAX = result)
+//!
+//! Unknown functions and bad arguments return [`calls::ERROR`] (all ones).
+//!
+//! | function | result |
+//! |---|---|
+//! | 0x00 | nanoseconds since boot (the TSC clock) |
+//! | 0x01 | MiB of the app's memory window at 0xFFFF_8000_0000_0000 |
+//! | 0x10 | the calling core's local APIC id |
+//! | 0x11 | how many cores run |
+//! | 0x12 | `smp_set`: run the code at RAX (16-byte aligned, inside the app) on the core with APIC id RDX, as a task of Rexo's work loop; 1 if accepted, 0 if refused (that core has a BareMetal job, no such core, bad address, queue full). A job set on the calling core runs after the caller's current code returns |
+//! | 0x13 | `smp_get`: the code address the core with APIC id RDX is running (0: idle) |
+//! | 0x14, 0x15 | lock / unlock: spin until bit 0 of the byte at RAX is set by us / clear it; 0, or ERROR for an address outside mapped memory |
+//! | 0x16 | 1 if a core other than the caller has a BareMetal job, else 0 |
+//! | 0x1F | the TSC |
+//! | 0x20-0x24 | framebuffer address, width, height, pixels per line, bits per pixel; 0 without a framebuffer |
+//! | 0x30, 0x31 | network status and configuration: 0 (no interface yet) |
+//! | 0x50, 0x51 | PCI configuration read / write (RAX = value) through ports 0xCF8/0xCFC; RDX = bus << 16, device << 11, function << 8, register index (0..=63, in 32-bit words) |
+//! | 0x60-0x62 | record the timer, network, keyboard callback (RAX); returns the previous one. No interrupts are delivered to apps yet, so callbacks are never called |
+//! | 0x70 | print RDX bytes at RAX in hex, 16 per line |
+//! | 0x71 | print RAX as 16 hex digits (no newline); returns RAX |
+//! | 0x72 | wait RAX microseconds |
+//! | 0x7D | reset: forget the callbacks (jobs already given run to completion) |
+//! | 0x7E | reboot |
+//! | 0x7F | power off (returns ERROR only if that failed) |
+//!
+//! 0x52/0x53 (replace the output routine) are not provided and return ERROR.
+//!
+//! # Loading
+//!
+//! The app is the first boot module (QEMU `-initrd FILE`, GRUB `module2`). The built-in
+//! app `baremetal` refuses an empty module, one larger than the app area, and one that
+//! starts with an ELF (`\x7fELF`) or PE (`MZ`) header ("not a flat binary: ELF"). A flat
+//! binary has no length field, so a truncated one cannot be told apart. The app area is
+//! allocated once per boot from the frame allocator, 2 MiB aligned: half the free memory,
+//! at most 64 MiB, at least 2 MiB. It is zeroed, the binary is copied to its start, and
+//! virtual 0xFFFF_8000_0000_0000.. is mapped onto it with 2 MiB pages (PML4 entry 256,
+//! shared by every core). The app is called at 0xFFFF_8000_0000_0000 on the boot core;
+//! when it returns its RAX is logged and the machine powers off like after any app.
+
+mod calls;
+mod raw;
+mod tests;
+
+use core::ops::Range;
+
+use crate::arch::paging;
+use crate::mem::frames;
+
+pub use raw::TABLE_PAGE;
+
+/// Where BareMetal apps are linked and run.
+pub const APP_BASE: u64 = 0xFFFF_8000_0000_0000;
+/// The largest app area.
+const AREA_MAX: u64 = 64 << 20;
+/// Pages of the app area.
+const MIB2: u64 = 2 << 20;
+/// How many boot modules are remembered.
+const MAX_MODULES: usize = 8;
+
+/// The boot modules' physical ranges, recorded at boot.
+static MODULES: spin::Mutex<([Range<u64>; MAX_MODULES], usize)> =
+    spin::Mutex::new(([const { 0..0 }; MAX_MODULES], 0));
+/// The app area (allocated on the first load) as the loader sees it.
+static AREA: spin::Mutex<Option<&'static mut [u8]>> = spin::Mutex::new(None);
+/// Bytes of the app area mapped at [`APP_BASE`] (0 before the first load).
+static AREA_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Remembers the boot modules' ranges (called once at boot; the first
+/// [`MAX_MODULES`] are kept).
+pub fn set_modules(modules: &[rexo_bootinfo::Module<'_>]) {
+    let mut list = MODULES.lock();
+    let count = modules.len().min(MAX_MODULES);
+    for (slot, module) in list.0.iter_mut().zip(modules) {
+        *slot = module.start..module.end;
+    }
+    list.1 = count;
+}
+
+/// The first boot module's range, if there is one.
+fn first_module() -> Option<Range<u64>> {
+    let list = MODULES.lock();
+    list.0[..list.1].first().cloned()
+}
+
+/// The virtual range BareMetal code may run in and use: [`APP_BASE`] plus the app area.
+pub fn app_window() -> Range<u64> {
+    APP_BASE..APP_BASE + app_window_bytes()
+}
+
+/// Bytes mapped at [`APP_BASE`].
+fn app_window_bytes() -> u64 {
+    AREA_BYTES.load(core::sync::atomic::Ordering::Acquire)
+}
+
+/// Why a BareMetal binary was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// There is no boot module.
+    NoModule,
+    /// The module has no bytes.
+    Empty,
+    /// The module does not fit in the app area.
+    TooLarge {
+        /// Bytes of the module.
+        size: u64,
+        /// Bytes of the app area.
+        capacity: u64,
+    },
+    /// The module starts with another format's header.
+    NotFlat(&'static str),
+    /// No memory for the app area, or it could not be mapped.
+    NoArea,
+}
+
+impl core::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LoadError::NoModule => write!(
+                f,
+                "needs a boot module (the app's flat binary: QEMU -initrd FILE), and there is none"
+            ),
+            LoadError::Empty => write!(f, "the boot module is empty"),
+            LoadError::TooLarge { size, capacity } => write!(
+                f,
+                "the boot module is too large: {size} bytes, the app area holds {capacity}"
+            ),
+            LoadError::NotFlat(format) => write!(f, "not a flat binary: {format}"),
+            LoadError::NoArea => write!(f, "no memory for the app area (2 MiB at least)"),
+        }
+    }
+}
+
+/// Checks that `image` can be a flat BareMetal binary of at most `capacity` bytes.
+pub fn check_image(image: &[u8], capacity: u64) -> Result<(), LoadError> {
+    if image.is_empty() {
+        return Err(LoadError::Empty);
+    }
+    if image.starts_with(b"\x7fELF") {
+        return Err(LoadError::NotFlat("ELF"));
+    }
+    if image.starts_with(b"MZ") {
+        return Err(LoadError::NotFlat("PE (MZ header)"));
+    }
+    if image.len() as u64 > capacity {
+        return Err(LoadError::TooLarge {
+            size: image.len() as u64,
+            capacity,
+        });
+    }
+    Ok(())
+}
+
+/// The size of the app area for `free` free bytes.
+fn area_size(free: u64) -> u64 {
+    (free / 2).min(AREA_MAX) & !(MIB2 - 1)
+}
+
+/// Allocates and maps the app area on first use; returns the loader's view of it.
+fn area() -> Result<spin::MutexGuard<'static, Option<&'static mut [u8]>>, LoadError> {
+    let mut area = AREA.lock();
+    if area.is_none() {
+        let size = area_size(frames::free_bytes());
+        if size < MIB2 {
+            return Err(LoadError::NoArea);
+        }
+        let range = frames::allocate(size, MIB2).map_err(|_| LoadError::NoArea)?;
+        paging::map_ram_at(APP_BASE, range.start(), range.len()).map_err(|e| {
+            log::warn!("baremetal: cannot map the app area: {e}");
+            LoadError::NoArea
+        })?;
+        log::debug!(
+            "baremetal: app area [{:#x}, {:#x}) at {APP_BASE:#x}",
+            range.start(),
+            range.end()
+        );
+        *area = Some(raw::take_area(range));
+        AREA_BYTES.store(size, core::sync::atomic::Ordering::Release);
+    }
+    Ok(area)
+}
+
+/// Loads the first boot module into the app area; returns its size.
+pub fn load() -> Result<u64, LoadError> {
+    let module = first_module().ok_or(LoadError::NoModule)?;
+    let image = raw::module_bytes(module.start, module.end).ok_or(LoadError::Empty)?;
+    check_image(image, AREA_MAX)?;
+    let mut guard = area()?;
+    let area = guard.as_mut().ok_or(LoadError::NoArea)?;
+    check_image(image, area.len() as u64)?;
+    area.fill(0);
+    area[..image.len()].copy_from_slice(image);
+    Ok(image.len() as u64)
+}
+
+/// The built-in app `baremetal`: loads the boot module, installs the call table, runs the
+/// binary on this core and reports its RAX. A refused module stops the boot with a
+/// message (exit status "failure").
+pub fn app(_kernel: &dyn rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let size = load().unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
+    raw::install_table();
+    log::info!("baremetal: running a {size}-byte binary at {APP_BASE:#x}");
+    let rax = raw::call_app(APP_BASE);
+    log::info!("baremetal: the app returned rax={rax:#x}");
+    Ok(())
+}
