@@ -13,6 +13,31 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
+pub use rexo_captable::{Cap, CapError, EntryInfo as CapInfo};
+
+/// A capability over memory the kernel granted to the caller: the only way to reach that
+/// memory. It is minted by the kernel's capability table (a [`Cap`] cannot be built
+/// anywhere else), is not `Clone`, and stops working once returned or revoked.
+#[derive(Debug)]
+pub struct MemoryCap(Cap);
+
+impl MemoryCap {
+    /// Wraps a capability the kernel minted (apps cannot make a [`Cap`]).
+    pub fn new(cap: Cap) -> Self {
+        Self(cap)
+    }
+
+    /// The underlying capability.
+    pub fn cap(&self) -> &Cap {
+        &self.0
+    }
+
+    /// Unwraps the capability (to give it back).
+    pub fn into_cap(self) -> Cap {
+        self.0
+    }
+}
+
 /// An app's entry point: it gets the kernel and returns when the app is done.
 pub type AppMain = fn(&dyn Kernel) -> Result<(), ApiError>;
 
@@ -28,6 +53,11 @@ pub enum ApiError {
     NoSuchApp,
     /// The machine could not be powered off, for this reason.
     PowerOffFailed(&'static str),
+    /// The capability was refused (revoked, not the caller's, lacking a right, out of
+    /// range...).
+    Refused(CapError),
+    /// No memory left to grant.
+    OutOfMemory,
 }
 
 impl fmt::Display for ApiError {
@@ -36,6 +66,8 @@ impl fmt::Display for ApiError {
             ApiError::QueueFull => f.write_str("the work queue is full"),
             ApiError::NoSuchApp => f.write_str("no app of that name in this image"),
             ApiError::PowerOffFailed(why) => write!(f, "cannot power off: {why}"),
+            ApiError::Refused(error) => write!(f, "capability refused: {error}"),
+            ApiError::OutOfMemory => f.write_str("no memory left"),
         }
     }
 }
@@ -89,4 +121,14 @@ pub trait Kernel: Sync {
     fn reboot(&self) -> !;
     /// Powers the machine off; returns only if that is impossible, saying why.
     fn power_off(&self) -> ApiError;
+    /// Grants the caller `bytes` of zeroed memory (whole 4 KiB frames) as a capability.
+    fn allocate_memory(&self, bytes: u64) -> Result<MemoryCap, ApiError>;
+    /// Copies `data` into the memory `cap` names, at `offset` (needs the write right).
+    fn write_memory(&self, cap: &MemoryCap, offset: u64, data: &[u8]) -> Result<(), ApiError>;
+    /// Copies from the memory `cap` names, at `offset`, into `buffer` (needs the read right).
+    fn read_memory(&self, cap: &MemoryCap, offset: u64, buffer: &mut [u8]) -> Result<(), ApiError>;
+    /// Gives the memory back; the capability (and all derived from it) stops working.
+    fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError>;
+    /// Every live capability in the machine: who holds what (the monitor's `caps`).
+    fn capabilities(&self) -> Vec<CapInfo>;
 }

@@ -4,7 +4,8 @@
 
 use alloc::vec::Vec;
 
-use rexo_api::{ApiError, AppInfo, AppMain, CoreTask, Kernel, MemoryInfo};
+use rexo_api::{ApiError, AppInfo, AppMain, CapInfo, CoreTask, Kernel, MemoryCap, MemoryInfo};
+use rexo_captable::OwnerId;
 
 /// An app: its name, a one-line description and its entry point.
 pub struct App {
@@ -45,9 +46,28 @@ pub fn find(name: &str) -> Option<&'static App> {
     APPS.iter().find(|app| app.name == name)
 }
 
-/// Runs `app` on the calling core with the kernel's API.
+/// Runs `app` on the calling core with the kernel's API. The app is a capability owner
+/// of its own (its index in [`APPS`] + 1); whatever it still holds when it returns goes
+/// back to the kernel.
 pub fn run(app: &App) -> Result<(), ApiError> {
-    (app.main)(&KernelApi)
+    let index = APPS
+        .iter()
+        .position(|a| core::ptr::eq(a, app))
+        .unwrap_or(APPS.len());
+    let owner = OwnerId(index as u16 + 1);
+    let result = (app.main)(&KernelApi { owner });
+    match crate::caps::release_owner(owner) {
+        Ok(0) => {}
+        Ok(taken) => log::info!(
+            "app '{}' ended holding {taken} capabilities: returned to the kernel",
+            app.name
+        ),
+        Err(error) => log::error!(
+            "app '{}': its capabilities could not be released: {error}",
+            app.name
+        ),
+    }
+    result
 }
 
 fn reboot(kernel: &dyn Kernel) -> Result<(), ApiError> {
@@ -55,8 +75,10 @@ fn reboot(kernel: &dyn Kernel) -> Result<(), ApiError> {
     kernel.reboot()
 }
 
-/// The kernel's implementation of the app API.
-struct KernelApi;
+/// The kernel's implementation of the app API, for one app (the owner its calls act as).
+struct KernelApi {
+    owner: OwnerId,
+}
 
 impl Kernel for KernelApi {
     fn cores(&self) -> usize {
@@ -76,8 +98,11 @@ impl Kernel for KernelApi {
     }
 
     fn run_on_every_core(&self, task: CoreTask) -> Result<(), ApiError> {
-        crate::sched::run_on_cores(crate::smp_cores(), move |core| task(&KernelApi, core))
-            .map_err(|_| ApiError::QueueFull)
+        let owner = self.owner;
+        crate::sched::run_on_cores(crate::smp_cores(), move |core| {
+            task(&KernelApi { owner }, core)
+        })
+        .map_err(|_| ApiError::QueueFull)
     }
 
     fn read_byte(&self) -> Option<u8> {
@@ -119,5 +144,30 @@ impl Kernel for KernelApi {
 
     fn power_off(&self) -> ApiError {
         ApiError::PowerOffFailed(crate::power::power_off())
+    }
+
+    fn allocate_memory(&self, bytes: u64) -> Result<MemoryCap, ApiError> {
+        crate::caps::allocate_memory(self.owner, bytes)
+            .map(MemoryCap::new)
+            .map_err(|error| match error {
+                crate::caps::MemoryError::OutOfMemory => ApiError::OutOfMemory,
+                crate::caps::MemoryError::Cap(error) => ApiError::Refused(error),
+            })
+    }
+
+    fn write_memory(&self, cap: &MemoryCap, offset: u64, data: &[u8]) -> Result<(), ApiError> {
+        crate::caps::write_memory(self.owner, cap.cap(), offset, data).map_err(ApiError::Refused)
+    }
+
+    fn read_memory(&self, cap: &MemoryCap, offset: u64, buffer: &mut [u8]) -> Result<(), ApiError> {
+        crate::caps::read_memory(self.owner, cap.cap(), offset, buffer).map_err(ApiError::Refused)
+    }
+
+    fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError> {
+        crate::caps::return_cap(self.owner, cap.into_cap()).map_err(ApiError::Refused)
+    }
+
+    fn capabilities(&self) -> Vec<CapInfo> {
+        crate::caps::entries()
     }
 }

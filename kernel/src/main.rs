@@ -12,6 +12,7 @@ mod apps;
 mod arch;
 mod baremetal;
 mod boot;
+mod caps;
 mod console;
 mod crash;
 mod klog;
@@ -205,6 +206,7 @@ extern "C" fn boot_core_on_its_stack() -> ! {
     let state = BOOT_STATE.get().expect("set before the stack switch");
     let features = cpu::Features::read();
     arch::load_core_tables(0);
+    caps::init();
     let acpi = platform::acpi();
     apic::configure(
         features.x2apic,

@@ -296,6 +296,18 @@ pub fn sleep_until(deadline_ns: u64) {
     }
 }
 
+/// Halts this core until monotonic time `deadline_ns` or the next interrupt, whichever
+/// comes first (one nap; callers check what woke them).
+pub fn halt_until(deadline_ns: u64) {
+    cpu::disable_interrupts();
+    if now_ns() < deadline_ns {
+        arm_deadline(deadline_ns);
+        cpu::enable_interrupts_and_halt();
+    } else {
+        cpu::enable_interrupts();
+    }
+}
+
 /// Called by the interrupt dispatcher for the timer vector.
 pub fn on_timer_interrupt() {
     TIMER_INTERRUPTS[percpu::core_index()].fetch_add(1, Ordering::Relaxed);

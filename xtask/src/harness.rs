@@ -643,8 +643,9 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
         let elf = elf.to_path_buf();
         std::thread::spawn(move || crate::gdb::corrupt_acpi_checksum(port, &elf, BAD_TABLE_SIG))
     });
-    let capture = qemu::run_captured(
+    let capture = qemu::run_captured_with_input(
         &vm.args(&scratch)?,
+        case.input.as_bytes(),
         Duration::from_secs(case.timeout_s),
         Some(&log),
         |line| {

@@ -316,6 +316,20 @@ pub fn run_captured(
     args: &[String],
     timeout: Duration,
     log: Option<&Path>,
+    stop: impl FnMut(&Line) -> bool,
+) -> Result<Capture> {
+    run_captured_with_input(args, b"", timeout, log, stop)
+}
+
+/// [`run_captured`], typing `input` on the guest's serial console (QEMU's standard input)
+/// once the guest printed its ready line: bytes typed before the kernel set its UART up
+/// are lost, as on a real serial line; after that the UART takes them as fast as the
+/// guest reads, so nothing is lost.
+pub fn run_captured_with_input(
+    args: &[String],
+    input: &[u8],
+    timeout: Duration,
+    log: Option<&Path>,
     mut stop: impl FnMut(&Line) -> bool,
 ) -> Result<Capture> {
     let mut log_file = match log {
@@ -332,9 +346,27 @@ pub fn run_captured(
         None => None,
     };
     let started = Instant::now();
-    let mut child = piped_command(args).spawn().map_err(|e| {
+    let mut command = piped_command(args);
+    if !input.is_empty() {
+        command.stdin(Stdio::piped());
+    }
+    let mut child = command.spawn().map_err(|e| {
         format!("cannot start qemu-system-x86_64 ({e}); install package qemu-system-x86")
     })?;
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = input.to_vec();
+        // A failed write means QEMU has gone; its exit status tells the rest.
+        std::thread::spawn(move || {
+            if ready_rx.recv().is_err() {
+                return;
+            }
+            let _ = stdin.write_all(&input);
+            // Keep the pipe open (a closed serial input is not an error, but an open one
+            // is what a person at a terminal gives).
+            std::thread::sleep(Duration::from_secs(600));
+        });
+    }
     let (tx, rx) = mpsc::channel();
     if let Some(out) = child.stdout.take() {
         reader(out, false, started, tx.clone());
@@ -353,6 +385,9 @@ pub fn run_captured(
                 if let Some(file) = log_file.as_mut() {
                     let tag = if line.stderr { "qemu: " } else { "" };
                     let _ = writeln!(file, "{tag}{}", line.text);
+                }
+                if !line.stderr && parse_ready(&line.text).is_some() {
+                    let _ = ready_tx.send(());
                 }
                 let done = !line.stderr && stop(&line);
                 lines.push(line);

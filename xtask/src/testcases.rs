@@ -86,6 +86,8 @@ pub struct Case {
     pub timeout_s: u64,
     /// The QEMU exit status required; `None`: stop QEMU once every check passed.
     pub exit: Option<i32>,
+    /// Typed on the serial console (for interactive apps such as the monitor).
+    pub input: &'static str,
     /// What the output must show.
     pub checks: &'static [Check],
 }
@@ -103,6 +105,7 @@ const BASE: Case = Case {
     qemu: &[],
     timeout_s: 20,
     exit: None,
+    input: "",
     checks: &[],
 };
 
@@ -380,6 +383,29 @@ pub const CASES: &[Case] = &[
             Check::Has("backtrace:"),
             Check::SymbolizedFrame,
             Check::Has("!!! rexo: halted"),
+        ],
+        ..BASE
+    },
+    // The monitor, driven through the serial console: every command, a typo, line editing
+    // (a Backspace and the arrow keys recalling a line), then power-off.
+    Case {
+        name: "monitor::commands",
+        cores: Cores::N(4),
+        append: "app=monitor",
+        input: "help\rcores\rmem\rcaps\rapps\rtime\rfrob\rmemx\x7f\rrun hello\r\x1b[A\x1b[A\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 30,
+        checks: &[
+            Check::Has("rexo> "),
+            Check::Has("list the commands"),
+            Check::Has("4 cores; one task on each answered (4 of 4)"),
+            Check::Has("MiB usable"),
+            Check::Has("no capabilities are held"),
+            Check::Has("greets from every core"),
+            Check::Has("s since boot"),
+            Check::Has("unknown command 'frob'"),
+            Check::Has("hello: all 4 cores answered"),
+            Check::Has("hello: done"),
         ],
         ..BASE
     },

@@ -1,7 +1,8 @@
 //! `monitor`: an interactive command line on the Rexo consoles (the serial line and the
 //! framebuffer with a PS/2 keyboard), with line editing and history.
 //!
-//! Commands: `help`, `cores`, `mem`, `apps`, `run APP`, `time`, `reboot`, `poweroff`.
+//! Commands: `help`, `cores`, `mem`, `caps`, `apps`, `run APP`, `time`, `reboot`,
+//! `poweroff`.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
@@ -31,6 +32,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "the cores running the work loop, and a round trip to each",
     ),
     ("mem", "usable and free memory"),
+    (
+        "caps",
+        "every capability: who holds what, with which rights",
+    ),
     ("apps", "the apps linked into this image"),
     ("run APP", "run an app and come back"),
     ("time", "time since boot"),
@@ -49,6 +54,8 @@ pub enum Command<'a> {
     Cores,
     /// `mem`.
     Mem,
+    /// `caps`.
+    Caps,
     /// `apps`.
     Apps,
     /// `run APP`.
@@ -74,6 +81,7 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
         ("help", None) => Command::Help,
         ("cores", None) => Command::Cores,
         ("mem", None) => Command::Mem,
+        ("caps", None) => Command::Caps,
         ("apps", None) => Command::Apps,
         ("time", None) => Command::Time,
         ("reboot", None) => Command::Reboot,
@@ -127,6 +135,18 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
                 memory.usable >> 20,
                 memory.free >> 20
             ));
+        }
+        Command::Caps => {
+            let caps = kernel.capabilities();
+            if caps.is_empty() {
+                say("no capabilities are held\r\n");
+            }
+            for cap in caps {
+                say(&format!(
+                    "  {} held by {}: {} rights {} ({:?})\r\n",
+                    cap.id, cap.owner, cap.resource, cap.rights, cap.state
+                ));
+            }
         }
         Command::Apps => {
             for app in kernel.apps() {
@@ -189,6 +209,7 @@ mod tests {
         assert_eq!(parse("help"), Ok(Command::Help));
         assert_eq!(parse(" cores "), Ok(Command::Cores));
         assert_eq!(parse("mem"), Ok(Command::Mem));
+        assert_eq!(parse("caps"), Ok(Command::Caps));
         assert_eq!(parse("apps"), Ok(Command::Apps));
         assert_eq!(parse("run hello"), Ok(Command::Run("hello")));
         assert_eq!(parse("time"), Ok(Command::Time));

@@ -24,7 +24,9 @@ pub fn init() {
     outb(DATA, 0x01); // divisor 1: 115200 baud
     outb(INTERRUPT_ENABLE, 0x00);
     outb(LINE_CONTROL, 0x03); // 8 data bits, no parity, 1 stop bit
-    outb(FIFO_CONTROL, 0xC7); // FIFOs on, cleared, 14-byte threshold
+    // FIFOs on, transmit FIFO cleared, 14-byte threshold; what was typed before the kernel
+    // started stays in the receive FIFO for the console input.
+    outb(FIFO_CONTROL, 0xC5);
     outb(MODEM_CONTROL, 0x03); // DTR and RTS
 }
 

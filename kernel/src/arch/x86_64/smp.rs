@@ -207,7 +207,7 @@ pub fn start_cores(targets: &[u32], timeout_us: u64) -> usize {
         // by the next thing to do (the second start-up IPI, or the time-out).
         let next = if resent { deadline } else { resend_at };
         let nap = crate::time::ticks_to_ns(next.saturating_sub(super::cpu::rdtsc()));
-        crate::time::sleep_until(crate::time::now_ns() + nap);
+        crate::time::halt_until(crate::time::now_ns() + nap);
     }
 }
 

@@ -1,0 +1,301 @@
+//! The kernel's secure bindings: one capability table (`rexo-captable`) for the machine,
+//! and memory capabilities over frames from the frame allocator.
+//!
+//! An app holds a `Cap` (unforgeable, not `Clone`); every use goes through the table,
+//! which checks the holder, the rights and the generation, so a returned or revoked
+//! capability answers an error and never touches the memory. Frames go back to the
+//! allocator when their root capability is returned or revoked, or when the app that
+//! holds them ends.
+
+#![allow(unsafe_code)] // copying between an app's buffer and the frames it holds
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use rexo_captable::{
+    Cap, CapError, CapTable, EntryId, EntryInfo, OwnerId, Resource, ResourceKind, RevokeReason,
+    Rights,
+};
+use rexo_memmap::FrameRange;
+use spin::Mutex;
+
+/// The proof of kernel authority the table asks for; only this module can make one.
+pub struct Authority(());
+
+const AUTHORITY: Authority = Authority(());
+
+/// Entries in the machine's table. The table is built by value before it moves to the
+/// heap, so its size is bounded by what a kernel stack holds (about 26 KiB here).
+const ENTRIES: usize = 256;
+/// Owners: the kernel (0) and one per app of the image (its index + 1).
+const OWNERS: usize = 32;
+/// Repossession records kept per owner.
+const LOG: usize = 8;
+
+type Table = CapTable<Authority, ENTRIES, OWNERS, LOG>;
+
+struct State {
+    table: Box<Table>,
+    /// The frames behind each root memory capability.
+    frames: Vec<(EntryId, FrameRange)>,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+/// Creates the table (once, at boot, after the heap).
+pub fn init() {
+    *STATE.lock() = Some(State {
+        table: Box::new(Table::new()),
+        frames: Vec::new(),
+    });
+}
+
+fn with_state<T>(f: impl FnOnce(&mut State) -> Result<T, CapError>) -> Result<T, CapError> {
+    let mut guard = STATE.lock();
+    let state = guard.as_mut().ok_or(CapError::Full)?;
+    f(state)
+}
+
+/// Why a memory request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryError {
+    /// The capability was refused.
+    Cap(CapError),
+    /// No frames left.
+    OutOfMemory,
+}
+
+/// Gives `owner` `bytes` of fresh, zeroed memory (4 KiB frames), as a capability with
+/// read, write, derive and delegate rights.
+pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
+    let frames = crate::mem::frames::allocate(bytes, 4096).map_err(|_| MemoryError::OutOfMemory)?;
+    let resource = Resource::new(ResourceKind::Memory, frames.start(), frames.len())
+        .map_err(MemoryError::Cap)?;
+    // SAFETY: the frames were just handed out by the allocator to the kernel alone and are
+    // identity-mapped RAM; zeroing them leaks nothing of their previous user.
+    unsafe { core::ptr::write_bytes(frames.start() as *mut u8, 0, frames.len() as usize) };
+    let rights = Rights::READ
+        .union(Rights::WRITE)
+        .union(Rights::DELEGATE)
+        .union(Rights::REVOKE);
+    let mut guard = STATE.lock();
+    let Some(state) = guard.as_mut() else {
+        crate::mem::frames::free(frames);
+        return Err(MemoryError::Cap(CapError::Full));
+    };
+    match state.table.mint(&AUTHORITY, owner, resource, rights) {
+        Ok(cap) => {
+            state.frames.push((cap.id(), frames));
+            Ok(cap)
+        }
+        Err(error) => {
+            crate::mem::frames::free(frames);
+            Err(MemoryError::Cap(error))
+        }
+    }
+}
+
+/// The physical range `[offset, offset + len)` of the memory `cap` names, checked for
+/// `owner` and `right`.
+fn checked_range(
+    state: &State,
+    owner: OwnerId,
+    cap: &Cap,
+    right: Rights,
+    offset: u64,
+    len: u64,
+) -> Result<u64, CapError> {
+    let info = state.table.check(owner, cap, right)?;
+    if info.resource.kind() != ResourceKind::Memory {
+        return Err(CapError::WrongKind);
+    }
+    let end = offset.checked_add(len).ok_or(CapError::OutOfRange)?;
+    if end > info.resource.len() {
+        return Err(CapError::OutOfRange);
+    }
+    Ok(info.resource.start() + offset)
+}
+
+/// Copies `data` into the memory `cap` names, at `offset`.
+pub fn write_memory(owner: OwnerId, cap: &Cap, offset: u64, data: &[u8]) -> Result<(), CapError> {
+    with_state(|state| {
+        let at = checked_range(state, owner, cap, Rights::WRITE, offset, data.len() as u64)?;
+        // SAFETY: `[at, at + len)` lies inside frames the table says `owner` may write;
+        // those frames belong to no Rust object (they were handed out as raw frames and
+        // are reached only through this module, under the lock).
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), at as *mut u8, data.len()) };
+        Ok(())
+    })
+}
+
+/// Copies from the memory `cap` names, at `offset`, into `buffer`.
+pub fn read_memory(
+    owner: OwnerId,
+    cap: &Cap,
+    offset: u64,
+    buffer: &mut [u8],
+) -> Result<(), CapError> {
+    with_state(|state| {
+        let at = checked_range(state, owner, cap, Rights::READ, offset, buffer.len() as u64)?;
+        // SAFETY: as in `write_memory`, for reading.
+        unsafe {
+            core::ptr::copy_nonoverlapping(at as *const u8, buffer.as_mut_ptr(), buffer.len())
+        };
+        Ok(())
+    })
+}
+
+/// Frees the frames of every root memory entry that is no longer in the table.
+fn reclaim_frames(state: &mut State) {
+    let live: Vec<EntryId> = state.table.entries().map(|e| e.id).collect();
+    let (keep, gone): (Vec<_>, Vec<_>) = state
+        .frames
+        .drain(..)
+        .partition(|(id, _)| live.contains(id));
+    state.frames = keep;
+    for (_, frames) in gone {
+        crate::mem::frames::free(frames);
+    }
+}
+
+/// The holder gives `cap` back (with everything derived from it).
+pub fn return_cap(owner: OwnerId, cap: Cap) -> Result<(), CapError> {
+    with_state(|state| {
+        state.table.return_cap(owner, &cap)?;
+        reclaim_frames(state);
+        Ok(())
+    })
+}
+
+/// Revokes `entry` by force (with its descendants) and frees what it held.
+pub fn revoke(entry: EntryId) -> Result<(), CapError> {
+    with_state(|state| {
+        state
+            .table
+            .revoke(&AUTHORITY, entry, RevokeReason::Kernel)?;
+        reclaim_frames(state);
+        Ok(())
+    })
+}
+
+/// Takes back everything `owner` holds (the app ended) and frees its frames.
+pub fn release_owner(owner: OwnerId) -> Result<usize, CapError> {
+    with_state(|state| {
+        let taken = state.table.release_owner(&AUTHORITY, owner)?;
+        reclaim_frames(state);
+        Ok(taken)
+    })
+}
+
+/// Every live capability (for the monitor's `caps`).
+pub fn entries() -> Vec<EntryInfo> {
+    STATE
+        .lock()
+        .as_ref()
+        .map(|state| state.table.entries().collect())
+        .unwrap_or_default()
+}
+
+mod tests {
+    use super::*;
+    use crate::kernel_test;
+
+    /// An owner no app of the image uses.
+    const TEST_OWNER: OwnerId = OwnerId(30);
+    const OTHER_OWNER: OwnerId = OwnerId(31);
+
+    kernel_test!(
+        fn memory_capability_reads_back_what_was_written_and_returns_its_frames() {
+            let free = crate::mem::frames::free_bytes();
+            let cap = allocate_memory(TEST_OWNER, 10_000).expect("memory for the test");
+            assert!(free - crate::mem::frames::free_bytes() >= 10_000);
+            let mut zeros = [0xFFu8; 64];
+            read_memory(TEST_OWNER, &cap, 9_000, &mut zeros).expect("read");
+            assert!(zeros.iter().all(|&b| b == 0), "granted memory is zeroed");
+            write_memory(TEST_OWNER, &cap, 100, b"exokernel").expect("write");
+            let mut back = [0u8; 9];
+            read_memory(TEST_OWNER, &cap, 100, &mut back).expect("read");
+            assert_eq!(&back, b"exokernel");
+            assert_eq!(
+                write_memory(TEST_OWNER, &cap, 12_280, &[0; 32]),
+                Err(CapError::OutOfRange)
+            );
+            assert_eq!(
+                read_memory(TEST_OWNER, &cap, u64::MAX, &mut back),
+                Err(CapError::OutOfRange)
+            );
+            return_cap(TEST_OWNER, cap).expect("return");
+            assert_eq!(
+                crate::mem::frames::free_bytes(),
+                free,
+                "the frames went back"
+            );
+        }
+    );
+
+    kernel_test!(
+        fn another_owner_cannot_use_a_capability() {
+            let cap = allocate_memory(TEST_OWNER, 4096).expect("memory for the test");
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                read_memory(OTHER_OWNER, &cap, 0, &mut byte),
+                Err(CapError::NotOwner)
+            );
+            assert_eq!(
+                write_memory(OTHER_OWNER, &cap, 0, &byte),
+                Err(CapError::NotOwner)
+            );
+            assert!(
+                entries()
+                    .iter()
+                    .any(|e| e.id == cap.id() && e.owner == TEST_OWNER),
+                "listed for its owner"
+            );
+            return_cap(TEST_OWNER, cap).expect("return");
+        }
+    );
+
+    kernel_test!(
+        fn a_revoked_capability_never_touches_the_memory_again() {
+            let free = crate::mem::frames::free_bytes();
+            let cap = allocate_memory(TEST_OWNER, 4096).expect("memory for the test");
+            let id = cap.id();
+            revoke(id).expect("the kernel revokes");
+            let mut byte = [7u8; 1];
+            assert_eq!(
+                write_memory(TEST_OWNER, &cap, 0, &byte),
+                Err(CapError::Revoked)
+            );
+            assert_eq!(
+                read_memory(TEST_OWNER, &cap, 0, &mut byte),
+                Err(CapError::Revoked)
+            );
+            assert_eq!(byte, [7], "a refused read leaves the buffer alone");
+            assert_eq!(return_cap(TEST_OWNER, cap), Err(CapError::Revoked));
+            assert!(!entries().iter().any(|e| e.id == id));
+            assert_eq!(
+                crate::mem::frames::free_bytes(),
+                free,
+                "revocation freed the frames"
+            );
+        }
+    );
+
+    kernel_test!(
+        fn an_ended_owner_loses_everything_it_held() {
+            let free = crate::mem::frames::free_bytes();
+            let a = allocate_memory(TEST_OWNER, 4096).expect("memory");
+            let b = allocate_memory(TEST_OWNER, 8192).expect("memory");
+            assert_eq!(release_owner(TEST_OWNER), Ok(2));
+            assert_eq!(
+                write_memory(TEST_OWNER, &a, 0, &[1]),
+                Err(CapError::Revoked)
+            );
+            assert_eq!(
+                write_memory(TEST_OWNER, &b, 0, &[1]),
+                Err(CapError::Revoked)
+            );
+            assert_eq!(crate::mem::frames::free_bytes(), free);
+        }
+    );
+}
