@@ -2,6 +2,9 @@
 
 use core::fmt;
 
+/// The page sizes of x86-64 (shared with the frame allocator).
+pub use rexo_memmap::PageSize;
+
 use crate::CapError;
 
 /// The kinds of resource the kernel hands out. Each is a range of units: bytes for the
@@ -80,28 +83,6 @@ impl ResourceKind {
 impl fmt::Display for ResourceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-/// The page sizes of x86-64, for memory-like ranges.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PageSize {
-    /// 4 KiB.
-    Size4K,
-    /// 2 MiB.
-    Size2M,
-    /// 1 GiB.
-    Size1G,
-}
-
-impl PageSize {
-    /// The size in bytes.
-    pub const fn bytes(self) -> u64 {
-        match self {
-            PageSize::Size4K => 1 << 12,
-            PageSize::Size2M => 1 << 21,
-            PageSize::Size1G => 1 << 30,
-        }
     }
 }
 
