@@ -22,11 +22,12 @@ pub fn command(words: Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// Ensures the Rust target, builds the kernel in release mode and writes its symbol
-/// table; returns the ELF's path.
+/// Checks the app rules (`appcheck`), ensures the Rust target, builds the kernel in
+/// release mode and writes its symbol table; returns the ELF's path.
 pub fn kernel() -> Result<PathBuf> {
-    deps::ensure(&[])?;
     let root = crate::root();
+    crate::appcheck::check(&root)?;
+    deps::ensure(&[])?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args([

@@ -3,6 +3,7 @@
 //! Commands (see `cargo xtask help` and docs/testing.md):
 //! `build`, `run`, `image`, `test [FILTER]`, `bench boot`, `loc`.
 
+mod appcheck;
 mod args;
 mod baremetal;
 mod bench;
