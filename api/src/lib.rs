@@ -58,6 +58,8 @@ pub enum ApiError {
     Refused(CapError),
     /// No memory left to grant.
     OutOfMemory,
+    /// An app ended with this failure code (C apps: a non-zero return from `main`).
+    AppFailed(i32),
 }
 
 impl fmt::Display for ApiError {
@@ -68,6 +70,7 @@ impl fmt::Display for ApiError {
             ApiError::PowerOffFailed(why) => write!(f, "cannot power off: {why}"),
             ApiError::Refused(error) => write!(f, "capability refused: {error}"),
             ApiError::OutOfMemory => f.write_str("no memory left"),
+            ApiError::AppFailed(code) => write!(f, "the app failed with code {code}"),
         }
     }
 }

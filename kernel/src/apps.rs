@@ -39,6 +39,16 @@ pub const APPS: &[App] = &[
         about: "runs the BareMetal binary given as the first boot module (-initrd FILE)",
         main: crate::baremetal::app,
     },
+    App {
+        name: "c-hello",
+        about: "the C hello world on rexo.h (api/c/examples/c-hello.c)",
+        main: crate::c_abi::c_hello,
+    },
+    App {
+        name: "c-cores",
+        about: "a C app on every core, with a memory capability (api/c/examples/c-cores.c)",
+        main: crate::c_abi::c_cores,
+    },
 ];
 
 /// The app called `name`.
@@ -170,4 +180,17 @@ impl Kernel for KernelApi {
     fn capabilities(&self) -> Vec<CapInfo> {
         crate::caps::entries()
     }
+}
+
+/// The capability owner the app called `name` runs as in [`run`] (one more than its
+/// index in [`APPS`]), for the C ABI, whose calls carry no `KernelApi`.
+pub(crate) fn owner_of(name: &str) -> Option<OwnerId> {
+    APPS.iter()
+        .position(|app| app.name == name)
+        .map(|index| OwnerId(index as u16 + 1))
+}
+
+/// The kernel's API acting for `owner` (the C ABI's calls go through it).
+pub(crate) fn api_for(owner: OwnerId) -> impl Kernel {
+    KernelApi { owner }
 }

@@ -12,6 +12,7 @@ mod apps;
 mod arch;
 mod baremetal;
 mod boot;
+mod c_abi;
 mod caps;
 mod console;
 mod crash;

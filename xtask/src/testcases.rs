@@ -542,6 +542,30 @@ pub const CASES: &[Case] = &[
         checks: &[Check::Has("baremetal: needs a boot module")],
         ..BASE
     },
+    // The C ABI: apps written in C against api/c/rexo.h, compiled by kernel/build.rs.
+    Case {
+        name: "capi::hello",
+        append: "app=c-hello",
+        exit: Some(0),
+        checks: &[
+            Check::Has("hello from C"),
+            Check::Has("c-hello: a C app on the Rexo kernel API"),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "capi::cores",
+        cores: Cores::N(4),
+        append: "app=c-cores",
+        timeout_s: 30,
+        exit: Some(0),
+        checks: &[
+            ready(4, 256),
+            Check::Has("c-cores: cores=4 counter=4"),
+            Check::Has("c-cores: ok"),
+        ],
+        ..BASE
+    },
 ];
 
 #[cfg(test)]

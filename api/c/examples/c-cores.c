@@ -1,0 +1,153 @@
+/* c-cores: a C app that uses every core and a memory capability, and checks that bad
+ * arguments give the documented error codes. Prints "c-cores: ok" and returns 0, or
+ * prints what failed and returns a negative code. */
+#include "rexo.h"
+
+int c_cores_main(void);
+
+static size_t length(const char *text)
+{
+    size_t n = 0;
+    while (text[n] != '\0')
+        n++;
+    return n;
+}
+
+static void say(const char *text)
+{
+    rexo_write(text, length(text));
+}
+
+/* Writes `value` in decimal. */
+static void say_number(int64_t value)
+{
+    char digits[24];
+    size_t at = sizeof digits;
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    do {
+        digits[--at] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude != 0);
+    if (value < 0)
+        digits[--at] = '-';
+    rexo_write(digits + at, sizeof digits - at);
+}
+
+/* Reports a failed check: what, what came back and what was expected. */
+static int fail(const char *what, int64_t got, int64_t expected)
+{
+    say("c-cores: FAILED ");
+    say(what);
+    say(": got ");
+    say_number(got);
+    say(", expected ");
+    say_number(expected);
+    say("\n");
+    return REXO_EPERM;
+}
+
+#define EXPECT(what, got, expected)                                                      \
+    do {                                                                                 \
+        int64_t got_ = (got);                                                            \
+        if (got_ != (int64_t)(expected))                                                 \
+            return fail(what, got_, expected);                                           \
+    } while (0)
+
+/* Run on every core: counts the core once and records that it ran there. */
+struct tally {
+    unsigned count;
+    uint64_t seen; /* bit i: core i ran the function */
+};
+
+static void count_core(void *arg, unsigned core)
+{
+    struct tally *tally = arg;
+    __atomic_fetch_add(&tally->count, 1, __ATOMIC_SEQ_CST);
+    if (core < 64 && rexo_core_index() == core)
+        __atomic_fetch_or(&tally->seen, (uint64_t)1 << core, __ATOMIC_SEQ_CST);
+}
+
+static int check_cores(void)
+{
+    unsigned cores = rexo_cores();
+    struct tally tally = {0, 0};
+    EXPECT("rexo_run_on_every_core", rexo_run_on_every_core(count_core, &tally), REXO_OK);
+    EXPECT("the counter", __atomic_load_n(&tally.count, __ATOMIC_SEQ_CST), cores);
+    uint64_t all = cores >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << cores) - 1;
+    EXPECT("the cores seen", __atomic_load_n(&tally.seen, __ATOMIC_SEQ_CST), all);
+    say("c-cores: cores=");
+    say_number(cores);
+    say(" counter=");
+    say_number(tally.count);
+    say("\n");
+    return REXO_OK;
+}
+
+static int check_time_and_memory(void)
+{
+    uint64_t before = rexo_now_ns();
+    rexo_sleep_ns(1000000);
+    if (rexo_now_ns() <= before)
+        return fail("rexo_now_ns after rexo_sleep_ns", (int64_t)rexo_now_ns(), (int64_t)before + 1);
+    int byte = rexo_read_byte();
+    if (byte < -1 || byte > 255)
+        return fail("rexo_read_byte", byte, -1);
+    uint64_t usable = 0, free_bytes = 0;
+    EXPECT("rexo_memory", rexo_memory(&usable, &free_bytes), REXO_OK);
+    if (usable == 0 || free_bytes > usable)
+        return fail("rexo_memory: free <= usable", (int64_t)free_bytes, (int64_t)usable);
+    return REXO_OK;
+}
+
+static int check_capability(void)
+{
+    enum { SIZE = 8192, AT = 4000, N = 200 };
+    int64_t handle = rexo_mem_alloc(SIZE);
+    if (handle <= 0)
+        return fail("rexo_mem_alloc", handle, 1);
+    unsigned char out[N], in[N];
+    for (int i = 0; i < N; i++)
+        out[i] = (unsigned char)(i * 7 + 3);
+    EXPECT("rexo_mem_write", rexo_mem_write(handle, AT, out, N), REXO_OK);
+    for (int i = 0; i < N; i++)
+        in[i] = 0;
+    EXPECT("rexo_mem_read", rexo_mem_read(handle, AT, in, N), REXO_OK);
+    for (int i = 0; i < N; i++)
+        EXPECT("the byte read back", in[i], out[i]);
+    EXPECT("rexo_mem_read of fresh memory", rexo_mem_read(handle, 0, in, 1), REXO_OK);
+    EXPECT("fresh memory is zeroed", in[0], 0);
+
+    /* Bad arguments: the documented codes, and nothing changes. */
+    EXPECT("rexo_write(NULL, 5)", rexo_write(NULL, 5), REXO_EINVAL);
+    EXPECT("rexo_write(NULL, 0)", rexo_write(NULL, 0), REXO_OK);
+    EXPECT("rexo_write(page 0)", rexo_write((const void *)16, 4), REXO_EFAULT);
+    EXPECT("rexo_log(wrapping)", rexo_log((const char *)(uintptr_t)-4, 8), REXO_EFAULT);
+    EXPECT("rexo_memory(NULL, ..)", rexo_memory(NULL, &(uint64_t){0}), REXO_EINVAL);
+    EXPECT("rexo_run_on_every_core(NULL)", rexo_run_on_every_core(NULL, NULL), REXO_EINVAL);
+    EXPECT("rexo_mem_alloc(0)", rexo_mem_alloc(0), REXO_EINVAL);
+    EXPECT("rexo_mem_alloc(2^62)", rexo_mem_alloc((uint64_t)1 << 62), REXO_ENOMEM);
+    EXPECT("rexo_mem_read(NULL buffer)", rexo_mem_read(handle, 0, NULL, 4), REXO_EINVAL);
+    EXPECT("rexo_mem_write past the end", rexo_mem_write(handle, SIZE - 10, out, 16), REXO_ERANGE);
+    EXPECT("rexo_mem_read at an offset past the end", rexo_mem_read(handle, SIZE, in, 1), REXO_ERANGE);
+    EXPECT("rexo_mem_read with an overflowing offset", rexo_mem_read(handle, UINT64_MAX, in, 2), REXO_ERANGE);
+    EXPECT("rexo_mem_read of handle 0", rexo_mem_read(0, 0, in, 1), REXO_EBADF);
+    EXPECT("rexo_mem_read of a made-up handle", rexo_mem_read(handle + 1000, 0, in, 1), REXO_EBADF);
+
+    EXPECT("rexo_mem_return", rexo_mem_return(handle), REXO_OK);
+    EXPECT("rexo_mem_read of a returned handle", rexo_mem_read(handle, 0, in, 1), REXO_EBADF);
+    EXPECT("rexo_mem_write of a returned handle", rexo_mem_write(handle, 0, out, 1), REXO_EBADF);
+    EXPECT("rexo_mem_return twice", rexo_mem_return(handle), REXO_EBADF);
+    return REXO_OK;
+}
+
+int c_cores_main(void)
+{
+    int rc = check_cores();
+    if (rc == REXO_OK)
+        rc = check_time_and_memory();
+    if (rc == REXO_OK)
+        rc = check_capability();
+    if (rc == REXO_OK)
+        say("c-cores: ok\n");
+    return rc;
+}

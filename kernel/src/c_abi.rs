@@ -1,0 +1,475 @@
+//! The kernel API as a C ABI (`api/c/rexo.h`): the `rexo_*` functions that C apps linked
+//! into the image call, and the app-table entries that run those apps.
+//!
+//! A C app is a capability owner like a Rust app: each call goes through the same
+//! [`Kernel`] implementation as the Rust API (`apps::api_for`), acting for the owner the
+//! app table gives the app. While a C app, or a function it runs on every core, runs on a
+//! core, that core records the owner it acts for. The app's memory capabilities stay
+//! here, in a handle table: C sees positive handle numbers, never reused, private to the
+//! app; whatever the app still holds when it returns goes back to the kernel (`apps::run`
+//! releases its owner).
+//!
+//! Every function checks its arguments before anything else and answers bad ones with a
+//! negative code of `rexo.h`, never a crash: a NULL pointer with a non-zero length, a
+//! buffer that is not inside one region of usable RAM (page 0, past the end of RAM,
+//! wrapping), an unknown handle, a range past the end of the memory.
+
+#![allow(unsafe_code)] // exporting the `rexo_*` symbols, C's pointers as slices, calls into C
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::ffi::{c_char, c_int, c_uint, c_void};
+use core::sync::atomic::{AtomicI64, AtomicU16, Ordering};
+
+use rexo_api::{ApiError, CapError, Kernel, MemoryCap};
+use rexo_captable::OwnerId;
+use rexo_memmap::RegionKind;
+use spin::Mutex;
+
+use crate::arch::percpu;
+
+// The error codes of rexo.h.
+const REXO_OK: c_int = 0;
+const REXO_EINVAL: c_int = -1;
+const REXO_EFAULT: c_int = -2;
+const REXO_EBADF: c_int = -3;
+const REXO_ERANGE: c_int = -4;
+const REXO_ENOMEM: c_int = -5;
+const REXO_EBUSY: c_int = -6;
+const REXO_EPERM: c_int = -7;
+const REXO_ENOAPP: c_int = -8;
+
+/// `rexo_read_byte`'s answer when no input is waiting.
+const NO_BYTE: c_int = -1;
+
+/// The kernel's owner id, recorded for a core where no C app runs (apps are 1 and up).
+const KERNEL: OwnerId = OwnerId(0);
+
+/// The owner each core acts for: the C app running there, or [`KERNEL`].
+static ACTING_FOR: [AtomicU16; percpu::MAX_CORES] =
+    [const { AtomicU16::new(KERNEL.0) }; percpu::MAX_CORES];
+
+/// One memory capability of a C app.
+struct Handle {
+    id: i64,
+    owner: OwnerId,
+    memory: MemoryCap,
+}
+
+/// The C apps' memory capabilities.
+static HANDLES: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
+/// The next handle number (handles are never reused, so a returned one stays invalid).
+static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
+
+unsafe extern "C" {
+    /// `int c_hello_main(void)` in api/c/examples/c-hello.c.
+    fn c_hello_main() -> c_int;
+    /// `int c_cores_main(void)` in api/c/examples/c-cores.c.
+    fn c_cores_main() -> c_int;
+}
+
+/// The `c-hello` app: the C hello world (api/c/examples/c-hello.c).
+pub fn c_hello(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    // SAFETY: build.rs compiles c-hello.c, which defines `int c_hello_main(void)`, into
+    // the image; it reaches the kernel only through the checked `rexo_*` functions.
+    run_c_app(kernel, "c-hello", || unsafe { c_hello_main() })
+}
+
+/// The `c-cores` app: every core, a memory capability and bad arguments, from C
+/// (api/c/examples/c-cores.c).
+pub fn c_cores(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    // SAFETY: as for `c_hello`, for c-cores.c and `int c_cores_main(void)`.
+    run_c_app(kernel, "c-cores", || unsafe { c_cores_main() })
+}
+
+/// Runs a C app's `main` acting for the app `name`'s owner; a non-zero return is the
+/// app's failure code ([`ApiError::AppFailed`]).
+fn run_c_app(
+    kernel: &dyn Kernel,
+    name: &str,
+    main: impl FnOnce() -> c_int,
+) -> Result<(), ApiError> {
+    let owner = crate::apps::owner_of(name).ok_or(ApiError::NoSuchApp)?;
+    let code = as_owner(owner, main);
+    // The capabilities themselves go back when `apps::run` releases the owner.
+    HANDLES.lock().retain(|handle| handle.owner != owner);
+    if code == REXO_OK {
+        return Ok(());
+    }
+    kernel.log(format_args!("{name}: the C app returned {code}"));
+    Err(ApiError::AppFailed(code))
+}
+
+/// Runs `f` with the calling core acting for `owner`, then restores what it acted for.
+fn as_owner<T>(owner: OwnerId, f: impl FnOnce() -> T) -> T {
+    let Some(slot) = ACTING_FOR.get(percpu::core_index()) else {
+        return f();
+    };
+    let before = slot.swap(owner.0, Ordering::Relaxed);
+    let result = f();
+    slot.store(before, Ordering::Relaxed);
+    result
+}
+
+/// The owner the calling core acts for.
+fn acting_for() -> OwnerId {
+    ACTING_FOR
+        .get(percpu::core_index())
+        .map_or(KERNEL, |slot| OwnerId(slot.load(Ordering::Relaxed)))
+}
+
+/// The C app running on this core, for calls that act on its behalf.
+fn current_app() -> Result<OwnerId, c_int> {
+    match acting_for() {
+        KERNEL => Err(REXO_ENOAPP),
+        owner => Ok(owner),
+    }
+}
+
+/// The kernel API for calls that hold no capability (the owner does not matter to them).
+fn kernel() -> impl Kernel {
+    crate::apps::api_for(acting_for())
+}
+
+/// The code of `rexo.h` for a kernel error.
+fn error_code(error: ApiError) -> c_int {
+    match error {
+        ApiError::QueueFull => REXO_EBUSY,
+        ApiError::OutOfMemory | ApiError::Refused(CapError::Full) => REXO_ENOMEM,
+        ApiError::Refused(CapError::OutOfRange) => REXO_ERANGE,
+        ApiError::Refused(_)
+        | ApiError::NoSuchApp
+        | ApiError::PowerOffFailed(_)
+        | ApiError::AppFailed(_) => REXO_EPERM,
+    }
+}
+
+/// `REXO_OK` or the error's code.
+fn status(result: Result<(), ApiError>) -> c_int {
+    result.map_or_else(error_code, |()| REXO_OK)
+}
+
+/// Whether `[addr, addr + len)` (`len` > 0) lies above page 0 inside one region of usable
+/// RAM. (The page tables are not walked: they are locked while another core changes
+/// them; C apps run trusted, so a pointer to a stack guard page faults.)
+fn check_ram(addr: usize, len: usize) -> Result<(), c_int> {
+    let start = addr as u64;
+    let end = start.checked_add(len as u64).ok_or(REXO_EFAULT)?;
+    let map = crate::mem::memory_map().ok_or(REXO_EFAULT)?;
+    let inside = start >= 0x1000
+        && map.regions().iter().any(|region| {
+            region.kind == RegionKind::Usable && region.start <= start && end <= region.end
+        });
+    if inside { Ok(()) } else { Err(REXO_EFAULT) }
+}
+
+/// The `len` bytes C passes at `ptr`, checked.
+fn c_bytes<'a>(ptr: *const c_void, len: usize) -> Result<&'a [u8], c_int> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(REXO_EINVAL);
+    }
+    check_ram(ptr as usize, len)?;
+    // SAFETY: the range is non-empty usable RAM, identity-mapped (checked above). The C
+    // app hands the buffer to the kernel for this call only; the slice does not outlive it.
+    Ok(unsafe { core::slice::from_raw_parts(ptr.cast::<u8>(), len) })
+}
+
+/// The `len` bytes C lends at `ptr` for the kernel to fill, checked.
+fn c_bytes_mut<'a>(ptr: *mut c_void, len: usize) -> Result<&'a mut [u8], c_int> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if ptr.is_null() {
+        return Err(REXO_EINVAL);
+    }
+    check_ram(ptr as usize, len)?;
+    // SAFETY: as in `c_bytes`; the C app lends the buffer for writing during this call.
+    Ok(unsafe { core::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) })
+}
+
+/// Stores `value` at the `uint64_t` out-parameter `ptr`, checked.
+fn c_store(ptr: *mut u64, value: u64) -> Result<(), c_int> {
+    if ptr.is_null() {
+        return Err(REXO_EINVAL);
+    }
+    check_ram(ptr as usize, size_of::<u64>())?;
+    // SAFETY: 8 bytes of usable RAM (checked above), the C app's out-parameter; it may be
+    // unaligned, hence the unaligned write.
+    unsafe { ptr.write_unaligned(value) };
+    Ok(())
+}
+
+/// Runs `f` on the memory capability `id` of the app running on this core.
+fn with_handle(id: i64, f: impl FnOnce(&dyn Kernel, &MemoryCap) -> c_int) -> c_int {
+    let owner = match current_app() {
+        Ok(owner) => owner,
+        Err(code) => return code,
+    };
+    let handles = HANDLES.lock();
+    match handles.iter().find(|h| h.id == id && h.owner == owner) {
+        Some(handle) => f(&crate::apps::api_for(owner), &handle.memory),
+        None => REXO_EBADF,
+    }
+}
+
+/// `unsigned rexo_cores(void)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_cores() -> c_uint {
+    c_uint::try_from(kernel().cores()).unwrap_or(c_uint::MAX)
+}
+
+/// `unsigned rexo_core_index(void)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_core_index() -> c_uint {
+    c_uint::try_from(kernel().core_index()).unwrap_or(c_uint::MAX)
+}
+
+/// `uint64_t rexo_now_ns(void)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_now_ns() -> u64 {
+    kernel().now_ns()
+}
+
+/// `int rexo_write(const void *buf, size_t len)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_write(buf: *const c_void, len: usize) -> c_int {
+    match c_bytes(buf, len) {
+        Ok(bytes) => {
+            kernel().write_str(&String::from_utf8_lossy(bytes));
+            REXO_OK
+        }
+        Err(code) => code,
+    }
+}
+
+/// `int rexo_log(const char *text, size_t len)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_log(text: *const c_char, len: usize) -> c_int {
+    match c_bytes(text.cast(), len) {
+        Ok(bytes) => {
+            kernel().log(format_args!("{}", String::from_utf8_lossy(bytes)));
+            REXO_OK
+        }
+        Err(code) => code,
+    }
+}
+
+/// The `arg` of `rexo_run_on_every_core`, passed to C on every core as it is.
+struct SharedArg(*mut c_void);
+
+impl SharedArg {
+    fn get(&self) -> *mut c_void {
+        self.0
+    }
+}
+
+// SAFETY: the kernel never dereferences the pointer; it only hands it back to the C
+// function, and rexo.h tells C that the argument is shared between cores.
+unsafe impl Send for SharedArg {}
+// SAFETY: as for `Send`: shared only as an opaque value.
+unsafe impl Sync for SharedArg {}
+
+/// A C function run on every core: `void (*)(void *arg, unsigned core)`.
+type CoreFn = unsafe extern "C" fn(*mut c_void, c_uint);
+
+/// `int rexo_run_on_every_core(rexo_core_fn fn, void *arg)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_run_on_every_core(function: Option<CoreFn>, arg: *mut c_void) -> c_int {
+    let Some(function) = function else {
+        return REXO_EINVAL;
+    };
+    let owner = match current_app() {
+        Ok(owner) => owner,
+        Err(code) => return code,
+    };
+    let arg = SharedArg(arg);
+    let task = Arc::new(move |_: &dyn Kernel, core: usize| {
+        let core = c_uint::try_from(core).unwrap_or(c_uint::MAX);
+        // SAFETY: `function` is the non-NULL function pointer the C app passed, with the
+        // signature rexo.h gives; it runs acting for the same app.
+        as_owner(owner, || unsafe { function(arg.get(), core) });
+    });
+    status(crate::apps::api_for(owner).run_on_every_core(task))
+}
+
+/// `int rexo_read_byte(void)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_read_byte() -> c_int {
+    kernel().read_byte().map_or(NO_BYTE, c_int::from)
+}
+
+/// `void rexo_sleep_ns(uint64_t ns)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_sleep_ns(ns: u64) {
+    kernel().sleep_ns(ns);
+}
+
+/// `int rexo_memory(uint64_t *usable, uint64_t *free_bytes)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_memory(usable: *mut u64, free_bytes: *mut u64) -> c_int {
+    if usable.is_null() || free_bytes.is_null() {
+        return REXO_EINVAL;
+    }
+    let memory = kernel().memory();
+    match c_store(usable, memory.usable).and_then(|()| c_store(free_bytes, memory.free)) {
+        Ok(()) => REXO_OK,
+        Err(code) => code,
+    }
+}
+
+/// `int64_t rexo_mem_alloc(uint64_t bytes)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_mem_alloc(bytes: u64) -> i64 {
+    if bytes == 0 {
+        return REXO_EINVAL.into();
+    }
+    let owner = match current_app() {
+        Ok(owner) => owner,
+        Err(code) => return code.into(),
+    };
+    match crate::apps::api_for(owner).allocate_memory(bytes) {
+        Ok(memory) => {
+            let id = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
+            HANDLES.lock().push(Handle { id, owner, memory });
+            id
+        }
+        Err(error) => error_code(error).into(),
+    }
+}
+
+/// `int rexo_mem_write(int64_t handle, uint64_t offset, const void *data, size_t len)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_mem_write(handle: i64, offset: u64, data: *const c_void, len: usize) -> c_int {
+    match c_bytes(data, len) {
+        Ok(data) => with_handle(handle, |kernel, memory| {
+            status(kernel.write_memory(memory, offset, data))
+        }),
+        Err(code) => code,
+    }
+}
+
+/// `int rexo_mem_read(int64_t handle, uint64_t offset, void *buf, size_t len)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_mem_read(handle: i64, offset: u64, buf: *mut c_void, len: usize) -> c_int {
+    match c_bytes_mut(buf, len) {
+        Ok(buffer) => with_handle(handle, |kernel, memory| {
+            status(kernel.read_memory(memory, offset, buffer))
+        }),
+        Err(code) => code,
+    }
+}
+
+/// `int rexo_mem_return(int64_t handle)`.
+#[unsafe(no_mangle)]
+extern "C" fn rexo_mem_return(handle: i64) -> c_int {
+    let owner = match current_app() {
+        Ok(owner) => owner,
+        Err(code) => return code,
+    };
+    let taken = {
+        let mut handles = HANDLES.lock();
+        let at = handles
+            .iter()
+            .position(|h| h.id == handle && h.owner == owner);
+        at.map(|at| handles.swap_remove(at))
+    };
+    match taken {
+        Some(taken) => status(crate::apps::api_for(owner).return_memory(taken.memory)),
+        None => REXO_EBADF,
+    }
+}
+
+crate::kernel_test!(
+    fn c_calls_refuse_bad_arguments() {
+        use core::ptr::{null, null_mut};
+        use core::sync::atomic::AtomicUsize;
+
+        // Outside a C app: the calls that act for an app refuse; the others work.
+        assert_eq!(rexo_mem_alloc(4096), i64::from(REXO_ENOAPP));
+        assert_eq!(rexo_mem_return(1), REXO_ENOAPP);
+        assert_eq!(rexo_run_on_every_core(None, null_mut()), REXO_EINVAL);
+        assert!(rexo_cores() >= 1);
+        assert_eq!(rexo_core_index(), 0);
+
+        let app = crate::apps::owner_of("c-cores").expect("c-cores is in the app table");
+        let other = crate::apps::owner_of("c-hello").expect("c-hello is in the app table");
+        let handle = as_owner(app, || {
+            // Buffers: NULL with a length, page 0, wrapping, past the end of RAM.
+            assert_eq!(rexo_write(null(), 3), REXO_EINVAL);
+            assert_eq!(rexo_write(null(), 0), REXO_OK);
+            assert_eq!(rexo_write(0x10 as *const c_void, 4), REXO_EFAULT);
+            assert_eq!(rexo_log(usize::MAX as *const c_char, 2), REXO_EFAULT);
+            assert_eq!(rexo_log((1usize << 47) as *const c_char, 1), REXO_EFAULT);
+            let (mut usable, mut free) = (0u64, 0u64);
+            assert_eq!(rexo_memory(null_mut(), &raw mut free), REXO_EINVAL);
+            assert_eq!(rexo_memory(&raw mut usable, 16 as *mut u64), REXO_EFAULT);
+            assert_eq!(rexo_memory(&raw mut usable, &raw mut free), REXO_OK);
+            assert!(usable > 0 && free <= usable, "usable {usable} free {free}");
+
+            // Memory capabilities.
+            assert_eq!(rexo_mem_alloc(0), i64::from(REXO_EINVAL));
+            assert_eq!(rexo_mem_alloc(1 << 62), i64::from(REXO_ENOMEM));
+            let handle = rexo_mem_alloc(4096);
+            assert!(handle > 0, "rexo_mem_alloc gave {handle}");
+            let data = *b"rexo";
+            let mut back = [0u8; 4];
+            let (data_ptr, back_ptr) = (data.as_ptr().cast(), back.as_mut_ptr().cast());
+            assert_eq!(rexo_mem_write(handle, 100, data_ptr, 4), REXO_OK);
+            assert_eq!(rexo_mem_read(handle, 100, back_ptr, 4), REXO_OK);
+            assert_eq!(back, data);
+            assert_eq!(rexo_mem_write(handle, 0, null(), 4), REXO_EINVAL);
+            assert_eq!(rexo_mem_read(handle, 4093, back_ptr, 4), REXO_ERANGE);
+            assert_eq!(rexo_mem_read(handle, u64::MAX, back_ptr, 2), REXO_ERANGE);
+            assert_eq!(rexo_mem_read(0, 0, back_ptr, 1), REXO_EBADF);
+            assert_eq!(rexo_mem_read(-5, 0, back_ptr, 1), REXO_EBADF);
+            handle
+        });
+        // Another app cannot use the handle.
+        as_owner(other, || {
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                rexo_mem_read(handle, 0, byte.as_mut_ptr().cast(), 1),
+                REXO_EBADF
+            );
+            assert_eq!(rexo_mem_return(handle), REXO_EBADF);
+        });
+        as_owner(app, || {
+            let mut byte = [0u8; 1];
+            assert_eq!(rexo_mem_return(handle), REXO_OK);
+            assert_eq!(
+                rexo_mem_read(handle, 0, byte.as_mut_ptr().cast(), 1),
+                REXO_EBADF
+            );
+            assert_eq!(rexo_mem_return(handle), REXO_EBADF);
+
+            // Every core runs the function once, acting for the app.
+            static RAN: AtomicUsize = AtomicUsize::new(0);
+            static ACTED_FOR_APP: AtomicUsize = AtomicUsize::new(0);
+            extern "C" fn count(arg: *mut c_void, core: c_uint) {
+                assert_eq!(arg as usize, 0x1234);
+                assert_eq!(core, rexo_core_index());
+                RAN.fetch_add(1, Ordering::SeqCst);
+                if current_app().is_ok() {
+                    ACTED_FOR_APP.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            assert_eq!(
+                rexo_run_on_every_core(Some(count), 0x1234 as *mut c_void),
+                REXO_OK
+            );
+            let cores = crate::smp_cores();
+            assert_eq!(RAN.load(Ordering::SeqCst), cores);
+            assert_eq!(ACTED_FOR_APP.load(Ordering::SeqCst), cores);
+        });
+        assert_eq!(acting_for(), KERNEL, "the core acts for the kernel again");
+        assert_eq!(
+            crate::caps::release_owner(app),
+            Ok(0),
+            "the test leaked a capability"
+        );
+    }
+);
