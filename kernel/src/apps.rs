@@ -4,7 +4,10 @@
 
 use alloc::vec::Vec;
 
-use rexo_api::{ApiError, AppInfo, AppMain, CapInfo, CoreTask, Kernel, MemoryCap, MemoryInfo};
+use rexo_api::{
+    ApiError, AppInfo, AppMain, BinaryError, CapInfo, CoreTask, Kernel, LoadedInfo, MemoryCap,
+    MemoryInfo, PciFunction,
+};
 use rexo_captable::OwnerId;
 
 /// An app: its name, a one-line description and its entry point.
@@ -58,14 +61,19 @@ pub fn find(name: &str) -> Option<&'static App> {
 
 /// Runs `app` on the calling core with the kernel's API. The app is a capability owner
 /// of its own (its index in [`APPS`] + 1); whatever it still holds when it returns goes
-/// back to the kernel.
+/// back to the kernel. A panic in the app on this core ends the app alone
+/// ([`ApiError::Panicked`]).
 pub fn run(app: &App) -> Result<(), ApiError> {
     let index = APPS
         .iter()
         .position(|a| core::ptr::eq(a, app))
         .unwrap_or(APPS.len());
     let owner = OwnerId(index as u16 + 1);
-    let result = (app.main)(&KernelApi { owner });
+    // An abort point: if the app panics, only the app ends (see `arch::abort`).
+    let mut result = Err(ApiError::Panicked);
+    if crate::arch::abort::run_abortable(|| result = (app.main)(&KernelApi { owner })).is_err() {
+        log::error!("app '{}' panicked and was ended", app.name);
+    }
     match crate::caps::release_owner(owner) {
         Ok(0) => {}
         Ok(taken) => log::info!(
@@ -180,7 +188,37 @@ impl Kernel for KernelApi {
     fn capabilities(&self) -> Vec<CapInfo> {
         crate::caps::entries()
     }
+
+    fn pci_functions(&self) -> Vec<PciFunction> {
+        crate::pci::functions()
+    }
+
+    fn load_baremetal(&self) -> Result<LoadedInfo, BinaryError> {
+        use crate::baremetal::{APP_BASE, LoadError};
+        let size = crate::baremetal::load().map_err(|error| match error {
+            LoadError::NoModule => BinaryError::NoModule,
+            LoadError::Empty => BinaryError::Empty,
+            LoadError::TooLarge { size, capacity } => BinaryError::TooLarge { size, capacity },
+            LoadError::NotFlat(format) => BinaryError::NotFlat(format),
+            LoadError::NoArea => BinaryError::NoArea,
+        })?;
+        let info = LoadedInfo {
+            size,
+            entry: APP_BASE,
+        };
+        *LOADED.lock() = Some(info);
+        Ok(info)
+    }
+
+    fn exec_baremetal(&self) -> Result<u64, BinaryError> {
+        let LoadedInfo { size, entry } = (*LOADED.lock()).ok_or(BinaryError::NotLoaded)?;
+        log::info!("baremetal: running {size} bytes at {entry:#x}");
+        crate::baremetal::run_loaded().ok_or(BinaryError::NotLoaded)
+    }
 }
+
+/// The BareMetal binary the last successful `load_baremetal` put in the app area.
+static LOADED: spin::Mutex<Option<LoadedInfo>> = spin::Mutex::new(None);
 
 /// The capability owner the app called `name` runs as in [`run`] (one more than its
 /// index in [`APPS`]), for the C ABI, whose calls carry no `KernelApi`.

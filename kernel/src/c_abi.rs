@@ -141,7 +141,8 @@ fn error_code(error: ApiError) -> c_int {
         ApiError::Refused(_)
         | ApiError::NoSuchApp
         | ApiError::PowerOffFailed(_)
-        | ApiError::AppFailed(_) => REXO_EPERM,
+        | ApiError::AppFailed(_)
+        | ApiError::Panicked => REXO_EPERM,
     }
 }
 

@@ -248,6 +248,9 @@ pub fn stopped_by_other_core() -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     cpu::disable_interrupts();
+    if crate::arch::abort::can_abort() && !crate::console::crash_in_progress() {
+        app_panic(info);
+    }
     if !start_report() {
         stopped_by_other_core();
     }
@@ -274,6 +277,31 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     );
     print_backtrace(rip, rbp);
     finish_report()
+}
+
+/// A panic inside an app (under an abort point): report it, then end only that app by
+/// returning to the abort point `apps::run` set. The kernel and the other cores go on.
+fn app_panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    crate::console::release_after_abort();
+    let core = percpu::core_index();
+    // The app may have panicked in the middle of a log line: start a fresh one.
+    kprint!("\nrexo: an app panicked on core {core}");
+    if let Some(location) = info.location() {
+        kprint!(
+            " at {}:{}:{}",
+            location.file(),
+            location.line(),
+            location.column()
+        );
+    }
+    kprintln!(": {}", info.message());
+    let (rip, rbp): (u64, u64);
+    // SAFETY: reads the instruction and frame pointers; no memory is touched.
+    unsafe {
+        core::arch::asm!("lea {}, [rip]", "mov {}, rbp", out(reg) rip, out(reg) rbp, options(nomem, nostack))
+    };
+    print_backtrace(rip, rbp);
+    crate::arch::abort::abort_current()
 }
 
 /// Provokes the crash asked for on the command line (`crash=`), to test the reports.

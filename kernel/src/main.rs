@@ -11,6 +11,7 @@ extern crate alloc;
 mod apps;
 mod arch;
 mod baremetal;
+mod bench;
 mod boot;
 mod c_abi;
 mod caps;
@@ -19,6 +20,7 @@ mod crash;
 mod klog;
 mod ktest;
 mod mem;
+mod pci;
 mod platform;
 mod power;
 mod sched;
@@ -245,6 +247,9 @@ extern "C" fn boot_core_on_its_stack() -> ! {
 
     if let Some(filter) = state.options.test {
         ktest::run(filter, state.options.test_after);
+    }
+    if let Some(which) = state.options.bench {
+        bench::run(which);
     }
     if let Some(kind) = state.options.crash {
         crash::provoke(kind);

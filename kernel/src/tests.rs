@@ -243,3 +243,42 @@ kernel_test!(
         assert_eq!(ANY.load(Ordering::Acquire), 1);
     }
 );
+
+fn panicking_app(kernel: &dyn rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let memory = kernel.allocate_memory(8192)?;
+    kernel.write_memory(&memory, 0, b"about to panic")?;
+    // A panic inside formatting, while the console lock is held, is the hard case.
+    struct Boom;
+    impl core::fmt::Display for Boom {
+        fn fmt(&self, _: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            panic!("an app's Display implementation panics");
+        }
+    }
+    kernel.log(format_args!("{}", Boom));
+    Ok(())
+}
+
+kernel_test!(
+    fn a_panicking_app_ends_alone_and_its_memory_returns() {
+        let app = crate::apps::App {
+            name: "panicker",
+            about: "panics on purpose",
+            main: panicking_app,
+        };
+        let free = mem::frames::free_bytes();
+        assert_eq!(crate::apps::run(&app), Err(rexo_api::ApiError::Panicked));
+        assert_eq!(
+            mem::frames::free_bytes(),
+            free,
+            "the app's memory went back"
+        );
+        assert!(
+            crate::caps::entries().is_empty(),
+            "no capability is left behind"
+        );
+        // The kernel goes on: the console and the other cores still work.
+        crate::kprintln!("tests: the console works after an app panicked in it");
+        let cores = smp_cores();
+        sched::run_on_cores(cores, |_| {}).expect("every core still answers");
+    }
+);

@@ -1,6 +1,11 @@
 //! `cargo xtask bench boot`: the kernel's boot time (its own `boot=T us`) and the wall
 //! time from QEMU's spawn to the ready line, against QEMU's floor (a trivial PVH
 //! kernel that only exits), measured interleaved in the same run.
+//!
+//! `cargo xtask bench api`: the kernel's own TSC measurements (`bench=api`: an API call
+//! beside a plain call, a 2 MiB frame, a cross-core round trip to a polling and to a
+//! halted core, a revocation) beside a round trip between two host threads measured in
+//! the same run. See docs/bench.md.
 
 use crate::Result;
 use crate::args::Args;
@@ -69,15 +74,20 @@ struct Row {
     ratio: f64,
 }
 
-/// `cargo xtask bench boot [--runs N] [--quick]`.
+/// `cargo xtask bench boot [--runs N] [--quick]` or `cargo xtask bench api`.
 pub fn command(words: Vec<String>) -> Result<()> {
-    let mut args = Args::new("bench", &["boot"], words);
+    let mut args = Args::new("bench", &["boot", "api"], words);
     match args.next_word().as_deref() {
-        Some("boot") => {}
-        Some(other) => return Err(format!("unknown benchmark `{other}`; valid: boot")),
-        None => return Err("`cargo xtask bench` needs a benchmark name; valid: boot".into()),
+        Some("boot") => boot_command(args.rest()),
+        Some("api") => api_command(args.rest()),
+        Some(other) => Err(format!("unknown benchmark `{other}`; valid: boot, api")),
+        None => Err("`cargo xtask bench` needs a benchmark name; valid: boot, api".into()),
     }
-    let mut args = Args::new("bench boot", FLAGS, args.rest());
+}
+
+/// `cargo xtask bench boot [--runs N] [--quick]`.
+fn boot_command(words: Vec<String>) -> Result<()> {
+    let mut args = Args::new("bench boot", FLAGS, words);
     let mut runs: Option<usize> = None;
     let mut quick = false;
     while let Some(word) = args.next_word() {
@@ -98,10 +108,18 @@ pub fn command(words: Vec<String>) -> Result<()> {
     let rows = measure(&root, &kernel, &floor, runs)?;
     let (table, json) = report(&rows, runs);
     print!("{table}");
+    write_reports(&root, "boot", &table, &json)
+}
+
+/// Writes `target/bench/NAME.md` and `NAME.json`.
+fn write_reports(root: &Path, name: &str, table: &str, json: &str) -> Result<()> {
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    for (name, text) in [("boot.md", &table), ("boot.json", &json)] {
-        let path = dir.join(name);
+    for (file, text) in [
+        (format!("{name}.md"), table),
+        (format!("{name}.json"), json),
+    ] {
+        let path = dir.join(file);
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
@@ -241,6 +259,342 @@ fn report(rows: &[Row], runs: usize) -> (String, String) {
     (md, json)
 }
 
+/// Target: an API call costs at most this much more than a plain call, in ns.
+const TARGET_API_OVERHEAD_NS: f64 = 2.0;
+/// Target: the round trip to a polling core over the host threads' round trip.
+const TARGET_ROUNDTRIP_RATIO: f64 = 5.0;
+/// Seconds the `bench=api` boot may take.
+const API_TIMEOUT_S: u64 = 180;
+/// Host thread round trips measured (after [`HOST_WARMUP`] unmeasured ones).
+const HOST_ROUNDS: usize = 2001;
+/// Host thread round trips run first to wake both threads up.
+const HOST_WARMUP: usize = 200;
+/// The figures the kernel must print, with their labels in the report.
+const FIGURES: [(&str, &str); 6] = [
+    ("plain-call", "plain call (`#[inline(never)]`, same work)"),
+    ("api-call", "API call (`&dyn Kernel`, `cores()`)"),
+    ("frame-2m", "2 MiB frame range: allocate + free"),
+    (
+        "roundtrip-polling",
+        "empty task to a polling core, seen done",
+    ),
+    (
+        "roundtrip-halted",
+        "empty task to a halted core (IPI), seen done",
+    ),
+    ("revoke", "revoke a memory capability"),
+];
+
+/// One figure the kernel printed: per-operation costs over many rounds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelFigure {
+    /// The figure's name (`api-call`, ...).
+    pub name: String,
+    /// Rounds measured.
+    pub rounds: u64,
+    /// Operations timed back to back in each round.
+    pub per_round: u64,
+    /// TSC cycles per operation.
+    pub cycles: Stats,
+    /// Nanoseconds per operation.
+    pub ns: Stats,
+}
+
+/// What one `bench ...` line of the kernel says.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BenchLine {
+    /// `bench start tsc_hz=H cores=N`.
+    Start {
+        /// The kernel's TSC frequency.
+        tsc_hz: u64,
+        /// Cores running.
+        cores: u64,
+    },
+    /// `bench NAME rounds=.. per_round=.. cycles=.. ... ns_max=..`.
+    Figure(KernelFigure),
+    /// A line with an `error=` field: the kernel could not measure something.
+    Error(String),
+    /// `bench done`: every figure was printed.
+    Done,
+}
+
+/// Parses a serial line: `Ok(None)` if it is not a `bench ` line, an error if it is one
+/// but malformed.
+pub fn parse_bench_line(line: &str) -> Result<Option<BenchLine>> {
+    let Some(rest) = line.trim_end().strip_prefix("bench ") else {
+        return Ok(None);
+    };
+    if rest
+        .split_whitespace()
+        .any(|word| word.starts_with("error="))
+    {
+        return Ok(Some(BenchLine::Error(rest.to_string())));
+    }
+    let mut words = rest.split_whitespace();
+    let name = words
+        .next()
+        .filter(|name| !name.contains('='))
+        .ok_or_else(|| format!("`{line}`: a `bench` line without a name"))?;
+    let mut fields = std::collections::HashMap::new();
+    for word in words {
+        let (key, value) = word
+            .split_once('=')
+            .ok_or_else(|| format!("`{line}`: `{word}` is not key=value"))?;
+        fields.insert(key, value);
+    }
+    let get = |key: &str| {
+        fields
+            .get(key)
+            .copied()
+            .ok_or_else(|| format!("`{line}`: no `{key}=`"))
+    };
+    let int = |key: &str| -> Result<u64> {
+        let text = get(key)?;
+        text.parse()
+            .map_err(|_| format!("`{line}`: `{key}={text}` is not a whole number"))
+    };
+    let num = |key: &str| -> Result<f64> {
+        let text = get(key)?;
+        text.parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("`{line}`: `{key}={text}` is not a number"))
+    };
+    let stats = |key: &str| -> Result<Stats> {
+        Ok(Stats {
+            median: num(key)?,
+            min: num(&format!("{key}_min"))?,
+            max: num(&format!("{key}_max"))?,
+        })
+    };
+    Ok(Some(match name {
+        "start" => BenchLine::Start {
+            tsc_hz: int("tsc_hz")?,
+            cores: int("cores")?,
+        },
+        "done" => BenchLine::Done,
+        _ => BenchLine::Figure(KernelFigure {
+            name: name.to_string(),
+            rounds: int("rounds")?,
+            per_round: int("per_round")?,
+            cycles: stats("cycles")?,
+            ns: stats("ns")?,
+        }),
+    }))
+}
+
+/// Round trips between two host threads: one spins on an atomic until the other sets it,
+/// then answers on a second one. Nanoseconds per round trip.
+fn host_round_trips(rounds: usize) -> Vec<f64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+    let request = AtomicU64::new(0);
+    let answer = AtomicU64::new(0);
+    let mut times = Vec::with_capacity(rounds);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut seen = 0;
+            loop {
+                let value = request.load(Ordering::Acquire);
+                if value == u64::MAX {
+                    return;
+                }
+                if value != seen {
+                    seen = value;
+                    answer.store(value, Ordering::Release);
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        for round in 1..=(HOST_WARMUP + rounds) as u64 {
+            let start = Instant::now();
+            request.store(round, Ordering::Release);
+            while answer.load(Ordering::Acquire) != round {
+                std::hint::spin_loop();
+            }
+            if round > HOST_WARMUP as u64 {
+                times.push(start.elapsed().as_secs_f64() * 1e9);
+            }
+        }
+        request.store(u64::MAX, Ordering::Release);
+    });
+    times
+}
+
+/// Everything `bench api` measured.
+struct ApiRun {
+    tsc_hz: u64,
+    figures: Vec<KernelFigure>,
+    host: Stats,
+    host_rounds: usize,
+}
+
+/// `cargo xtask bench api`.
+fn api_command(words: Vec<String>) -> Result<()> {
+    if let Some(word) = words.first() {
+        return Err(format!(
+            "`cargo xtask bench api` takes no flags; got `{word}`"
+        ));
+    }
+    deps::ensure(&[Need::Qemu])?;
+    let root = crate::root();
+    let kernel = crate::build::kernel()?;
+    let host = stats(&host_round_trips(HOST_ROUNDS)).ok_or("no host round trips")?;
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let log = dir.join("api.log");
+    let vm = Vm::pvh(Machine::Microvm, &kernel, "bench=api");
+    let capture = qemu::run_captured(
+        &vm.args(&dir)?,
+        Duration::from_secs(API_TIMEOUT_S),
+        Some(&log),
+        |_| false,
+    )?;
+    let failed = |why: String| {
+        format!(
+            "{why} (log: {}):\n{}",
+            log.display(),
+            capture.tail(10).join("\n")
+        )
+    };
+    if capture.end != End::Exited(33) {
+        return Err(failed(format!(
+            "the kernel's benchmark ended with {:?}, not exit 33",
+            capture.end
+        )));
+    }
+    let mut tsc_hz = None;
+    let mut figures = Vec::new();
+    let mut errors = Vec::new();
+    let mut done = false;
+    for line in capture.serial() {
+        match parse_bench_line(&line.text).map_err(&failed)? {
+            Some(BenchLine::Start { tsc_hz: hz, .. }) => tsc_hz = Some(hz),
+            Some(BenchLine::Figure(figure)) => figures.push(figure),
+            Some(BenchLine::Error(what)) => errors.push(what),
+            Some(BenchLine::Done) => done = true,
+            None => {}
+        }
+    }
+    if !errors.is_empty() {
+        return Err(failed(format!(
+            "the kernel could not measure: {}",
+            errors.join("; ")
+        )));
+    }
+    let (Some(tsc_hz), true) = (tsc_hz, done) else {
+        return Err(failed(
+            "the kernel printed no `bench start` or no `bench done` line".into(),
+        ));
+    };
+    let run = ApiRun {
+        tsc_hz,
+        figures,
+        host,
+        host_rounds: HOST_ROUNDS,
+    };
+    let (table, json) = api_report(&run)?;
+    print!("{table}");
+    write_reports(&root, "api", &table, &json)
+}
+
+/// The Markdown table and the JSON document for an `api` run.
+fn api_report(run: &ApiRun) -> Result<(String, String)> {
+    let find = |name: &str| {
+        run.figures
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| format!("the kernel printed no `bench {name}` line"))
+    };
+    for (name, _) in FIGURES {
+        find(name)?;
+    }
+    let plain = find("plain-call")?;
+    let api = find("api-call")?;
+    let polling = find("roundtrip-polling")?;
+    let halted = find("roundtrip-halted")?;
+    let overhead_ns = api.ns.median - plain.ns.median;
+    let overhead_cycles = api.cycles.median - plain.cycles.median;
+    let polling_ratio = polling.ns.median / run.host.median;
+    let halted_ratio = halted.ns.median / run.host.median;
+    let api_met = overhead_ns <= TARGET_API_OVERHEAD_NS;
+    let roundtrip_met = polling_ratio <= TARGET_ROUNDTRIP_RATIO;
+    let verdict = |met: bool| if met { "MET" } else { "MISSED" };
+    let spread = |s: Stats| format!("{:.2} ({:.2}..{:.2})", s.median, s.min, s.max);
+
+    let mut md = format!(
+        "# Kernel API benchmark (microvm, PVH, TCG, 2 cores, TSC {:.0} MHz)\n\n\
+         Per operation: median (min..max) over the rounds.\n\n\
+         | what | ns | cycles | rounds x ops |\n|---|---|---|---|\n",
+        run.tsc_hz as f64 / 1e6
+    );
+    for (name, label) in FIGURES {
+        let f = find(name)?;
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {} x {} |",
+            spread(f.ns),
+            spread(f.cycles),
+            f.rounds,
+            f.per_round
+        );
+        if name == "api-call" {
+            let _ = writeln!(
+                md,
+                "| API call minus plain call | {overhead_ns:.2} | {overhead_cycles:.2} | |"
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "| round trip between two host threads | {} | | {} x 1 |",
+        spread(run.host),
+        run.host_rounds
+    );
+    let _ = writeln!(
+        md,
+        "\nCross-core round trip over the host threads' round trip: polling {polling_ratio:.2}x, \
+         halted {halted_ratio:.2}x.\n\nTargets:\n\n\
+         - API call at most a plain call + {TARGET_API_OVERHEAD_NS} ns: {} ({overhead_ns:+.2} ns).\n\
+         - round trip to a polling core within {TARGET_ROUNDTRIP_RATIO}x the host threads' (TCG): {} ({polling_ratio:.2}x).",
+        verdict(api_met),
+        verdict(roundtrip_met)
+    );
+
+    let stat = |s: Stats| {
+        format!(
+            "{{\"median\": {:.3}, \"min\": {:.3}, \"max\": {:.3}}}",
+            s.median, s.min, s.max
+        )
+    };
+    let mut json = format!("{{\n  \"tsc_hz\": {},\n  \"figures\": {{\n", run.tsc_hz);
+    for (i, (name, _)) in FIGURES.iter().enumerate() {
+        let f = find(name)?;
+        let comma = if i + 1 < FIGURES.len() { "," } else { "" };
+        let _ = writeln!(
+            json,
+            "    \"{name}\": {{\"rounds\": {}, \"per_round\": {}, \"ns\": {}, \"cycles\": {}}}{comma}",
+            f.rounds,
+            f.per_round,
+            stat(f.ns),
+            stat(f.cycles)
+        );
+    }
+    let _ = write!(
+        json,
+        "  }},\n  \"host_roundtrip_ns\": {},\n  \"host_rounds\": {},\n  \
+         \"api_overhead_ns\": {overhead_ns:.3},\n  \"api_overhead_cycles\": {overhead_cycles:.3},\n  \
+         \"polling_ratio\": {polling_ratio:.3},\n  \"halted_ratio\": {halted_ratio:.3},\n  \
+         \"targets\": {{\"api_call\": \"{}\", \"polling_roundtrip\": \"{}\"}}\n}}\n",
+        stat(run.host),
+        run.host_rounds,
+        verdict(api_met),
+        verdict(roundtrip_met)
+    );
+    Ok((md, json))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +641,142 @@ mod tests {
         assert!(md.contains("floor: MISSED (worst 1.40x)"));
         assert!(json.contains("\"cores\": 1, \"boot_us\": {\"median\": 900.000"));
         assert!(json.trim_end().ends_with('}'));
+    }
+
+    const LINE: &str = "bench api-call rounds=301 per_round=1000 cycles=31.00 cycles_min=30.92 \
+                        cycles_max=139.31 ns=11.88 ns_min=11.85 ns_max=53.42";
+
+    #[test]
+    fn parses_kernel_bench_lines() {
+        let Some(BenchLine::Figure(f)) = parse_bench_line(LINE).unwrap() else {
+            panic!("not a figure");
+        };
+        assert_eq!(f.name, "api-call");
+        assert_eq!((f.rounds, f.per_round), (301, 1000));
+        assert_eq!(
+            (f.cycles.median, f.cycles.min, f.cycles.max),
+            (31.0, 30.92, 139.31)
+        );
+        assert_eq!((f.ns.median, f.ns.min, f.ns.max), (11.88, 11.85, 53.42));
+        assert_eq!(
+            parse_bench_line("bench start tsc_hz=2600000000 cores=2\r").unwrap(),
+            Some(BenchLine::Start {
+                tsc_hz: 2_600_000_000,
+                cores: 2
+            })
+        );
+        assert_eq!(
+            parse_bench_line("bench done").unwrap(),
+            Some(BenchLine::Done)
+        );
+        assert_eq!(
+            parse_bench_line("bench revoke error=needs-two-cores").unwrap(),
+            Some(BenchLine::Error("revoke error=needs-two-cores".into()))
+        );
+        assert_eq!(
+            parse_bench_line("bench error=refused-3-times (a full queue)").unwrap(),
+            Some(BenchLine::Error(
+                "error=refused-3-times (a full queue)".into()
+            ))
+        );
+        assert_eq!(parse_bench_line("rexo: ready cores=2").unwrap(), None);
+        assert_eq!(parse_bench_line("[ 12 us c0] INFO bench x").unwrap(), None);
+    }
+
+    #[test]
+    fn refuses_malformed_bench_lines() {
+        for line in [
+            "bench  x=1",
+            "bench api-call",
+            "bench api-call rounds=301",
+            "bench api-call junk",
+            &LINE.replace("ns=11.88", "ns=fast"),
+            &LINE.replace("ns=11.88", "ns=-1"),
+            &LINE.replace("ns=11.88", "ns=NaN"),
+            &LINE.replace("rounds=301", "rounds=3.5"),
+            &LINE.replace(" cycles_max=139.31", ""),
+            "bench start tsc_hz=x cores=2",
+        ] {
+            assert!(parse_bench_line(line).is_err(), "{line}");
+        }
+    }
+
+    fn figure(name: &str, ns: f64) -> KernelFigure {
+        let s = |m: f64| Stats {
+            median: m,
+            min: m / 2.0,
+            max: m * 2.0,
+        };
+        KernelFigure {
+            name: name.into(),
+            rounds: 101,
+            per_round: 4,
+            cycles: s(ns * 2.0),
+            ns: s(ns),
+        }
+    }
+
+    #[test]
+    fn api_report_has_table_json_and_targets() {
+        let mut run = ApiRun {
+            tsc_hz: 2_000_000_000,
+            figures: FIGURES
+                .iter()
+                .map(|(name, _)| figure(name, 100.0))
+                .collect(),
+            host: Stats {
+                median: 100.0,
+                min: 90.0,
+                max: 300.0,
+            },
+            host_rounds: 2001,
+        };
+        run.figures[0] = figure("plain-call", 8.0);
+        run.figures[1] = figure("api-call", 9.5);
+        run.figures[3] = figure("roundtrip-polling", 450.0);
+        run.figures[4] = figure("roundtrip-halted", 50_000.0);
+        let (md, json) = api_report(&run).unwrap();
+        assert!(md.contains("TSC 2000 MHz"), "{md}");
+        assert!(
+            md.contains("| API call (`&dyn Kernel`, `cores()`) | 9.50 (4.75..19.00) | 19.00 (9.50..38.00) | 101 x 4 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| API call minus plain call | 1.50 | 3.00 | |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("host threads | 100.00 (90.00..300.00) | | 2001 x 1 |"),
+            "{md}"
+        );
+        assert!(md.contains("polling 4.50x, halted 500.00x"), "{md}");
+        assert!(md.contains("+ 2 ns: MET (+1.50 ns)"), "{md}");
+        assert!(md.contains("(TCG): MET (4.50x)"), "{md}");
+        assert!(
+            json.contains(
+                "\"api-call\": {\"rounds\": 101, \"per_round\": 4, \"ns\": {\"median\": 9.500"
+            ),
+            "{json}"
+        );
+        assert!(json.contains("\"polling_ratio\": 4.500"), "{json}");
+        assert!(
+            json.contains("\"targets\": {\"api_call\": \"MET\", \"polling_roundtrip\": \"MET\"}"),
+            "{json}"
+        );
+        assert!(json.trim_end().ends_with('}'));
+
+        run.figures[1] = figure("api-call", 12.0);
+        run.figures[3] = figure("roundtrip-polling", 600.0);
+        let (md, json) = api_report(&run).unwrap();
+        assert!(md.contains("+ 2 ns: MISSED (+4.00 ns)"), "{md}");
+        assert!(md.contains("(TCG): MISSED (6.00x)"), "{md}");
+        assert!(
+            json.contains("\"api_call\": \"MISSED\", \"polling_roundtrip\": \"MISSED\""),
+            "{json}"
+        );
+
+        run.figures.retain(|f| f.name != "revoke");
+        let error = api_report(&run).unwrap_err();
+        assert!(error.contains("no `bench revoke` line"), "{error}");
     }
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask`: build, image, run, test and bench Rexo.
 //!
 //! Commands (see `cargo xtask help` and docs/testing.md):
-//! `build`, `run`, `image`, `test [FILTER]`, `bench boot`, `loc`.
+//! `build`, `run`, `image`, `test [FILTER]`, `bench boot|api`, `loc`.
 
 mod appcheck;
 mod args;
@@ -45,6 +45,7 @@ usage: cargo xtask COMMAND [OPTIONS]
   test [FILTER]                  run the host, kernel, boot, crash and bad-input tests
   bench boot [--runs N] [--quick]
                                  measure boot time against QEMU's floor
+  bench api                      measure API calls, frames, cross-core round trips, revocation
   loc                            count lines of Rust per layer against the kernel budget
 ";
 

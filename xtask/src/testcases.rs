@@ -566,6 +566,69 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // The monitor's pci, load and exec (the case names that mention baremetal get the
+    // BareMetal test programs built).
+    Case {
+        name: "monitor::pci",
+        machine: Machine::Q35,
+        append: "app=monitor",
+        input: "pci\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 30,
+        checks: &[
+            Check::Has("00:00.0 8086:29c0 class 06.00.00 hdr 00"),
+            Check::Has("00:1f.0 8086:2918 class 06.01.00 hdr 80"),
+            Check::Has("00:1f.2 8086:2922 class 01.06.01 hdr 80 bar4 io 0x"),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "monitor::load-exec-baremetal",
+        append: "app=monitor",
+        qemu_args: &["-initrd", "target/baremetal/test.bin"],
+        // The test program reads one byte of input (b_input): the empty line is for it.
+        input: "load\rexec\r\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 30,
+        checks: &[
+            Check::Has("load: "),
+            Check::Has("bytes at 0xffff800000000000"),
+            Check::Has("baremetal-test: ok"),
+            Check::Has("exec: returned rax=0x0"),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "badinput::monitor-exec-without-load",
+        append: "app=monitor",
+        input: "exec\rload\rexec\rload x.bin\rpoweroff\r",
+        exit: Some(0),
+        checks: &[
+            Check::Has("exec: nothing is loaded; `load` first"),
+            Check::Has("load: needs a boot module"),
+            Check::Has("load: files need a disk"),
+        ],
+        ..BASE
+    },
+    // `bench=api` (`cargo xtask bench api`): the kernel prints every figure and exits 33.
+    Case {
+        name: "bench::api-runs",
+        append: "bench=api",
+        timeout_s: 120,
+        exit: Some(33),
+        checks: &[
+            ready(2, 256),
+            Check::Has("bench start tsc_hz="),
+            Check::Has("bench plain-call rounds="),
+            Check::Has("bench api-call rounds="),
+            Check::Has("bench frame-2m rounds="),
+            Check::Has("bench roundtrip-polling rounds="),
+            Check::Has("bench roundtrip-halted rounds="),
+            Check::Has("bench revoke rounds="),
+            Check::Has("bench done"),
+        ],
+        ..BASE
+    },
 ];
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! `monitor`: an interactive command line on the Rexo consoles (the serial line and the
 //! framebuffer with a PS/2 keyboard), with line editing and history.
 //!
-//! Commands: `help`, `cores`, `mem`, `caps`, `apps`, `run APP`, `time`, `reboot`,
-//! `poweroff`.
+//! Commands: `help`, `cores`, `mem`, `caps`, `apps`, `run APP`, `pci`, `load`, `exec`,
+//! `time`, `reboot`, `poweroff`.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
@@ -16,7 +16,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use editor::{Editor, Event};
-use rexo_api::{ApiError, Kernel};
+use rexo_api::{ApiError, BinaryError, Kernel, PciBar, PciBarKind, PciFunction};
 
 /// The prompt.
 pub const PROMPT: &str = "rexo> ";
@@ -38,6 +38,12 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("apps", "the apps linked into this image"),
     ("run APP", "run an app and come back"),
+    (
+        "pci",
+        "the PCI functions: bus:dev.fn vendor:device class, BARs",
+    ),
+    ("load", "load the first boot module as a BareMetal binary"),
+    ("exec", "run the loaded BareMetal binary and show its RAX"),
     ("time", "time since boot"),
     ("reboot", "reboot the machine"),
     ("poweroff", "power the machine off"),
@@ -60,6 +66,12 @@ pub enum Command<'a> {
     Apps,
     /// `run APP`.
     Run(&'a str),
+    /// `pci`.
+    Pci,
+    /// `load`.
+    Load,
+    /// `exec`.
+    Exec,
     /// `time`.
     Time,
     /// `reboot`.
@@ -78,6 +90,15 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
     let command = match (word, argument) {
         ("run", Some(app)) => Command::Run(app),
         ("run", None) => return Err(String::from("run: which app? (`apps` lists them)")),
+        ("load", Some(_)) => {
+            return Err(String::from(
+                "load: files need a disk, which Rexo cannot read yet; \
+                 `load` alone loads the first boot module",
+            ));
+        }
+        ("pci", None) => Command::Pci,
+        ("load", None) => Command::Load,
+        ("exec", None) => Command::Exec,
         ("help", None) => Command::Help,
         ("cores", None) => Command::Cores,
         ("mem", None) => Command::Mem,
@@ -157,6 +178,27 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
             Ok(()) => say(&format!("{name}: done\r\n")),
             Err(error) => say(&format!("{name}: {error}\r\n")),
         },
+        Command::Pci => {
+            let functions = kernel.pci_functions();
+            if functions.is_empty() {
+                say("no PCI functions answer (this machine may have no PCI bus)\r\n");
+            }
+            for function in &functions {
+                say(&format!("{}\r\n", pci_line(function)));
+            }
+        }
+        Command::Load => match kernel.load_baremetal() {
+            Ok(info) => say(&format!(
+                "load: {} bytes at {:#x}; `exec` runs it\r\n",
+                info.size, info.entry
+            )),
+            Err(error) => say(&format!("load: {error}\r\n")),
+        },
+        Command::Exec => match kernel.exec_baremetal() {
+            Ok(rax) => say(&format!("exec: returned rax={rax:#x}\r\n")),
+            Err(BinaryError::NotLoaded) => say("exec: nothing is loaded; `load` first\r\n"),
+            Err(error) => say(&format!("exec: {error}\r\n")),
+        },
         Command::Time => {
             let ns = kernel.now_ns();
             say(&format!(
@@ -171,6 +213,37 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
             say(&format!("poweroff: {error}\r\n"));
         }
     }
+}
+
+/// One line of `pci`: `00:02.0 8086:100e class 02.00.00 hdr 00 bar0 mem32 0xfeb80000`.
+pub fn pci_line(function: &PciFunction) -> String {
+    let mut line = format!(
+        "{:02x}:{:02x}.{} {:04x}:{:04x} class {:02x}.{:02x}.{:02x} hdr {:02x}",
+        function.bus,
+        function.device,
+        function.function,
+        function.vendor,
+        function.device_id,
+        function.class,
+        function.subclass,
+        function.prog_if,
+        function.header_type
+    );
+    for PciBar {
+        index,
+        kind,
+        address,
+    } in &function.bars
+    {
+        let (kind, prefetchable) = match kind {
+            PciBarKind::Io => ("io", false),
+            PciBarKind::Memory32 { prefetchable } => ("mem32", *prefetchable),
+            PciBarKind::Memory64 { prefetchable } => ("mem64", *prefetchable),
+        };
+        let suffix = if prefetchable { " prefetchable" } else { "" };
+        line.push_str(&format!(" bar{index} {kind} {address:#x}{suffix}"));
+    }
+    line
 }
 
 /// The app's entry point: prompt, read a line, run it, forever (until `reboot` or
@@ -212,6 +285,9 @@ mod tests {
         assert_eq!(parse("caps"), Ok(Command::Caps));
         assert_eq!(parse("apps"), Ok(Command::Apps));
         assert_eq!(parse("run hello"), Ok(Command::Run("hello")));
+        assert_eq!(parse("pci"), Ok(Command::Pci));
+        assert_eq!(parse(" load"), Ok(Command::Load));
+        assert_eq!(parse("exec "), Ok(Command::Exec));
         assert_eq!(parse("time"), Ok(Command::Time));
         assert_eq!(parse("reboot"), Ok(Command::Reboot));
         assert_eq!(parse("poweroff"), Ok(Command::PowerOff));
@@ -227,12 +303,20 @@ mod tests {
         assert!(parse("run").unwrap_err().contains("which app"));
         assert!(parse("mem now").unwrap_err().contains("takes no argument"));
         assert!(parse("run a b").unwrap_err().contains("unexpected 'b'"));
+        assert!(parse("pci 0").unwrap_err().contains("takes no argument"));
+        assert!(parse("exec now").unwrap_err().contains("takes no argument"));
+        assert!(
+            parse("load app.bin")
+                .unwrap_err()
+                .contains("`load` alone loads the first boot module")
+        );
     }
 
     #[test]
     fn every_command_has_help() {
         for word in [
-            "help", "cores", "mem", "apps", "run", "time", "reboot", "poweroff",
+            "help", "cores", "mem", "apps", "run", "pci", "load", "exec", "time", "reboot",
+            "poweroff",
         ] {
             assert!(
                 COMMANDS
@@ -241,5 +325,36 @@ mod tests {
                 "{word}"
             );
         }
+    }
+
+    #[test]
+    fn pci_lines_show_address_ids_class_and_bars() {
+        let function = PciFunction {
+            bus: 0,
+            device: 0x1f,
+            function: 2,
+            vendor: 0x8086,
+            device_id: 0x2922,
+            class: 1,
+            subclass: 6,
+            prog_if: 1,
+            header_type: 0,
+            bars: alloc::vec![
+                PciBar {
+                    index: 4,
+                    kind: PciBarKind::Io,
+                    address: 0xc040
+                },
+                PciBar {
+                    index: 5,
+                    kind: PciBarKind::Memory64 { prefetchable: true },
+                    address: 0x8_0000_0000
+                },
+            ],
+        };
+        assert_eq!(
+            pci_line(&function),
+            "00:1f.2 8086:2922 class 01.06.01 hdr 00 bar4 io 0xc040 bar5 mem64 0x800000000 prefetchable"
+        );
     }
 }

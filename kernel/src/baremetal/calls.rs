@@ -20,9 +20,6 @@ static JOBS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 /// The callbacks an app registered (timer, network, keyboard), 0 for none.
 static CALLBACKS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 
-const PCI_ADDRESS: u16 = 0xCF8;
-const PCI_DATA: u16 = 0xCFC;
-
 /// Runs the call `regs.call` on the registers of the calling app.
 pub fn dispatch(regs: &mut Regs) {
     match regs.call {
@@ -86,14 +83,12 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
         0x20..=0x24 => screen(function),
         // No network interface yet: no MAC address, nothing to configure.
         0x30 | 0x31 => 0,
-        0x50 => pci_address(rdx).map_or(ERROR, |address| {
-            cpu::outl(PCI_ADDRESS, address);
-            u64::from(raw::inl(PCI_DATA))
-        }),
+        0x50 => {
+            pci_address(rdx).map_or(ERROR, |address| u64::from(crate::pci::read_config(address)))
+        }
         0x51 => match (pci_address(rdx), u32::try_from(rax)) {
             (Some(address), Ok(value)) => {
-                cpu::outl(PCI_ADDRESS, address);
-                cpu::outl(PCI_DATA, value);
+                crate::pci::write_config(address, value);
                 0
             }
             _ => ERROR,

@@ -223,3 +223,14 @@ pub fn app(_kernel: &dyn rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     log::info!("baremetal: the app returned rax={rax:#x}");
     Ok(())
 }
+
+/// Runs what [`load`] put in the app area on the calling core, with the call table
+/// installed, and returns its RAX; `None` if no area exists yet (nothing was loaded).
+/// Callers run only a binary whose [`load`] succeeded.
+pub fn run_loaded() -> Option<u64> {
+    if app_window_bytes() == 0 {
+        return None;
+    }
+    raw::install_table();
+    Some(raw::call_app(APP_BASE))
+}

@@ -258,14 +258,3 @@ pub fn take_area(frames: rexo_memmap::FrameRange) -> &'static mut [u8] {
         core::slice::from_raw_parts_mut(range.start as *mut u8, (range.end - range.start) as usize)
     }
 }
-
-/// Reads a 32-bit word from an I/O port (PCI configuration data).
-pub fn inl(port: u16) -> u32 {
-    let value: u32;
-    // SAFETY: port reads have no memory effects; only the PCI configuration ports are
-    // read through this.
-    unsafe {
-        asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags))
-    };
-    value
-}

@@ -2,16 +2,20 @@
 //! console once the boot loader handed over a framebuffer. Output from all cores goes
 //! through one lock so that lines never interleave.
 
+#![allow(unsafe_code)] // releasing the console lock of a writer that was aborted
+
 pub mod framebuffer;
 pub mod keyboard;
 pub mod serial;
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// Guards both consoles; holds nothing, it only serialises writers.
 static CONSOLE_LOCK: Mutex<()> = Mutex::new(());
+/// The core that holds `CONSOLE_LOCK` (`usize::MAX`: none).
+static HOLDER: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// Set once a crash report starts: from then on only the crashing core writes, without
 /// the lock (the core that held it may be the one that crashed).
 static CRASHING: AtomicBool = AtomicBool::new(false);
@@ -33,7 +37,21 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
         return;
     }
     let _guard = CONSOLE_LOCK.lock();
+    HOLDER.store(crate::arch::percpu::core_index(), Ordering::Relaxed);
+    // App code can run in here (its `Display` implementations format the text).
     let _ = Consoles.write_fmt(args);
+    HOLDER.store(usize::MAX, Ordering::Relaxed);
+}
+
+/// Releases the console lock if this core holds it: called when the code that was
+/// writing was abandoned (an app that panicked inside its own `Display` code).
+pub fn release_after_abort() {
+    if HOLDER.load(Ordering::Relaxed) == crate::arch::percpu::core_index() {
+        HOLDER.store(usize::MAX, Ordering::Relaxed);
+        // SAFETY: this core holds the lock and the writer that took it will never run
+        // again (its frames were abandoned), so nothing else releases or uses the guard.
+        unsafe { CONSOLE_LOCK.force_unlock() };
+    }
 }
 
 /// Takes the consoles over for a crash report and returns whether this core is the first

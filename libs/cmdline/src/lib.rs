@@ -12,7 +12,15 @@ use core::fmt;
 pub const MAX_CORES: usize = 64;
 
 /// Every key the command line knows, in the order of the documentation table.
-pub const KEYS: [&str; 6] = ["log", "app", "cores", "test", "test.after", "crash"];
+pub const KEYS: [&str; 7] = [
+    "log",
+    "app",
+    "cores",
+    "test",
+    "test.after",
+    "crash",
+    "bench",
+];
 
 /// The application run when `app=` is not given.
 pub const DEFAULT_APP: &str = "hello";
@@ -107,6 +115,33 @@ impl Crash {
     }
 }
 
+/// A benchmark the kernel runs after boot instead of the app (`bench=`); it prints its
+/// figures and exits (see `docs/bench.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bench {
+    /// The kernel API, frame, cross-core and revocation costs (`cargo xtask bench api`).
+    Api,
+}
+
+impl Bench {
+    /// The accepted `bench=` values.
+    pub const NAMES: [&str; 1] = ["api"];
+
+    /// The benchmark's name as written on the command line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "api" => Some(Self::Api),
+            _ => None,
+        }
+    }
+}
+
 /// The parsed command line. String values borrow from the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options<'a> {
@@ -123,6 +158,8 @@ pub struct Options<'a> {
     pub test_after: Option<&'a str>,
     /// Provoke this crash after boot (`crash=`).
     pub crash: Option<Crash>,
+    /// Run this benchmark instead of the app (`bench=`).
+    pub bench: Option<Bench>,
 }
 
 impl Default for Options<'_> {
@@ -134,6 +171,7 @@ impl Default for Options<'_> {
             test: None,
             test_after: None,
             crash: None,
+            bench: None,
         }
     }
 }
@@ -206,11 +244,12 @@ const APP_VALUES: &str = "an app name (letters, digits, '-', '_')";
 const CORES_VALUES: &str = "a decimal number from 1 to 64";
 const TEST_AFTER_VALUES: &str = "a test name";
 const CRASH_VALUES: &str = "one of pagefault, divide, panic, stackoverflow, panic-other-core";
+const BENCH_VALUES: &str = "api";
 
 /// Parses a kernel command line. An empty (or all-whitespace) line gives the defaults.
 ///
 /// Words are separated by any amount of whitespace; each is `key` or `key=value` (the value
-/// is everything after the first `=`). `log`, `app`, `cores`, `crash` and `test.after` need a
+/// is everything after the first `=`). `log`, `app`, `cores`, `crash`, `bench` and `test.after` need a
 /// value; `test` may stand alone (every test) or carry a filter. A key may appear only once.
 pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
     let mut options = Options::default();
@@ -262,12 +301,19 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
             }
             "test" => options.test = Some(value.unwrap_or("")),
             "test.after" => options.test_after = Some(need(TEST_AFTER_VALUES)?),
-            _ => {
-                // The only key left in KEYS.
+            "crash" => {
                 let value = need(CRASH_VALUES)?;
                 options.crash = Some(Crash::from_name(value).ok_or(CmdlineError::BadValue {
                     word,
                     expected: CRASH_VALUES,
+                })?);
+            }
+            _ => {
+                // The only key left in KEYS.
+                let value = need(BENCH_VALUES)?;
+                options.bench = Some(Bench::from_name(value).ok_or(CmdlineError::BadValue {
+                    word,
+                    expected: BENCH_VALUES,
                 })?);
             }
         }
@@ -297,6 +343,7 @@ mod tests {
             test: None,
             test_after: None,
             crash: None,
+            bench: None,
         };
         assert_eq!(parse(""), Ok(defaults));
         assert_eq!(parse(" \t\n  "), Ok(defaults));
@@ -305,7 +352,7 @@ mod tests {
     #[test]
     fn every_key() {
         let options =
-            parse("log=trace app=web-server_2 cores=4 test=net test.after=net::arp crash=divide")
+            parse("log=trace app=web-server_2 cores=4 test=net test.after=net::arp crash=divide bench=api")
                 .unwrap();
         assert_eq!(
             options,
@@ -316,7 +363,47 @@ mod tests {
                 test: Some("net"),
                 test_after: Some("net::arp"),
                 crash: Some(Crash::Divide),
+                bench: Some(Bench::Api),
             }
+        );
+    }
+
+    #[test]
+    fn bench_values() {
+        assert_eq!(parse("bench=api").unwrap().bench, Some(Bench::Api));
+        assert_eq!(parse("app=hello").unwrap().bench, None);
+        for name in Bench::NAMES {
+            let word = ["bench=", name].concat();
+            let bench = parse(&word).unwrap().bench.unwrap();
+            assert_eq!(bench.name(), name);
+        }
+        for word in ["bench=boot", "bench=API", "bench=api2"] {
+            assert_eq!(
+                parse(word),
+                Err(CmdlineError::BadValue {
+                    word,
+                    expected: BENCH_VALUES
+                }),
+                "{word}"
+            );
+        }
+        for word in ["bench", "bench="] {
+            assert_eq!(
+                parse(word),
+                Err(CmdlineError::MissingValue {
+                    word,
+                    expected: BENCH_VALUES
+                })
+            );
+        }
+        assert_eq!(
+            parse("bench=api bench=api"),
+            Err(CmdlineError::Duplicate { word: "bench=api" })
+        );
+        let message = parse("bench=fast").unwrap_err().to_string();
+        assert!(
+            message.contains("`bench=fast`") && message.contains("api"),
+            "{message}"
         );
     }
 

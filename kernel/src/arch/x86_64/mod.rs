@@ -3,6 +3,7 @@
 
 #![allow(unsafe_code)] // CPU instructions, tables and registers
 
+pub mod abort;
 pub mod apic;
 pub mod cpu;
 pub mod entry;
