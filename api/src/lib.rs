@@ -62,6 +62,9 @@ pub enum ApiError {
     AppFailed(i32),
     /// The app panicked; it was ended and what it held went back to the kernel.
     Panicked,
+    /// The grant would take the app past the memory quota its boot manifest entry gives
+    /// it (`apps=NAME:CORES:MEMORY`); returning memory makes room again.
+    QuotaExceeded,
 }
 
 impl fmt::Display for ApiError {
@@ -74,6 +77,7 @@ impl fmt::Display for ApiError {
             ApiError::OutOfMemory => f.write_str("no memory left"),
             ApiError::AppFailed(code) => write!(f, "the app failed with code {code}"),
             ApiError::Panicked => f.write_str("the app panicked and was ended"),
+            ApiError::QuotaExceeded => f.write_str("the app's memory quota is used up"),
         }
     }
 }
@@ -260,7 +264,8 @@ impl fmt::Display for BinaryError {
 
 /// The kernel as an app sees it.
 pub trait Kernel: Sync {
-    /// How many cores run the work loop.
+    /// How many cores the app has: every core that runs the work loop, or the cores its
+    /// boot manifest entry gives it (`apps=NAME:CORES:MEMORY`).
     fn cores(&self) -> usize;
     /// The index of the core running the caller (0 is the boot core).
     fn core_index(&self) -> usize;
@@ -268,8 +273,10 @@ pub trait Kernel: Sync {
     fn now_ns(&self) -> u64;
     /// Writes one log line (with the time and core number) to the consoles.
     fn log(&self, line: fmt::Arguments<'_>);
-    /// Runs `task` once on every core and returns when all have finished; the calling core
-    /// runs queued work while it waits.
+    /// Runs `task` once on every core of the app and returns when all have finished; the
+    /// calling core runs queued work while it waits. The task's index is the core's place
+    /// among the app's cores (`0..cores()`); `core_index()` inside the task gives the
+    /// machine's index of the core.
     fn run_on_every_core(&self, task: CoreTask) -> Result<(), ApiError>;
     /// The next byte of console input (serial line or PS/2 keyboard), without waiting.
     /// Keys arrive as a terminal sends them: `\r` for Enter, 0x7F for Backspace, `ESC [ A`
@@ -289,7 +296,8 @@ pub trait Kernel: Sync {
     fn reboot(&self) -> !;
     /// Powers the machine off; returns only if that is impossible, saying why.
     fn power_off(&self) -> ApiError;
-    /// Grants the caller `bytes` of zeroed memory (whole 4 KiB frames) as a capability.
+    /// Grants the caller `bytes` of zeroed memory (whole 4 KiB frames) as a capability;
+    /// [`ApiError::QuotaExceeded`] past the app's memory quota (whole frames count).
     fn allocate_memory(&self, bytes: u64) -> Result<MemoryCap, ApiError>;
     /// Copies `data` into the memory `cap` names, at `offset` (needs the write right).
     fn write_memory(&self, cap: &MemoryCap, offset: u64, data: &[u8]) -> Result<(), ApiError>;

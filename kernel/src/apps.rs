@@ -1,8 +1,18 @@
 //! The apps linked into this image, and the kernel's side of `rexo-api`. `app=NAME` on
 //! the command line picks one; it runs on the boot core once every core is in the work
-//! loop, and the machine powers off when it returns.
+//! loop, and the machine powers off when it returns. A boot manifest
+//! (`apps=NAME:CORES:MEMORY,...`) runs several side by side instead ([`run_manifest`]).
+//!
+//! Capability owners: `run` gives an app its index in [`APPS`] + 1; run `i` of the boot
+//! manifest (from 0) is owner `APPS.len() + 1 + i`, so that two runs of one app are two
+//! owners. Each run has a span of cores (all of them, or its manifest entry's) and maybe a
+//! memory quota, which `KernelApi` and `caps` enforce.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use rexo_cmdline::Manifest;
 
 use rexo_api::{
     ApiError, AppInfo, AppMain, BinaryError, CapInfo, CoreTask, Kernel, LoadedInfo, MemoryCap,
@@ -59,20 +69,91 @@ pub fn find(name: &str) -> Option<&'static App> {
     APPS.iter().find(|app| app.name == name)
 }
 
-/// Runs `app` on the calling core with the kernel's API. The app is a capability owner
-/// of its own (its index in [`APPS`] + 1); whatever it still holds when it returns goes
-/// back to the kernel. A panic in the app on this core ends the app alone
-/// ([`ApiError::Panicked`]).
+/// Runs `app` on the calling core with the kernel's API, on every core and with no
+/// memory quota. The app is a capability owner of its own (its index in [`APPS`] + 1);
+/// whatever it still holds when it returns goes back to the kernel. A panic in the app on
+/// this core ends the app alone ([`ApiError::Panicked`]).
 pub fn run(app: &App) -> Result<(), ApiError> {
+    run_as(app, app_owner(app), all_cores(), None)
+}
+
+/// The cores of an app run: machine indices `first..first + count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CoreSpan {
+    /// The first core's machine index.
+    pub first: usize,
+    /// How many cores.
+    pub count: usize,
+}
+
+/// Every core in the work loop.
+fn all_cores() -> CoreSpan {
+    CoreSpan {
+        first: 0,
+        count: crate::smp_cores(),
+    }
+}
+
+/// A run under way: its owner, cores and quota (for `api_for`, which gets only the owner).
+#[derive(Clone, Copy)]
+struct Run {
+    owner: OwnerId,
+    cores: CoreSpan,
+    quota: Option<u64>,
+}
+
+/// The runs under way.
+static RUNS: spin::Mutex<Vec<Run>> = spin::Mutex::new(Vec::new());
+
+/// Per core, the innermost run on it: (index in APPS + 1) << 16 | owner; 0: none.
+static RUNNING: [AtomicU32; crate::arch::percpu::MAX_CORES] =
+    [const { AtomicU32::new(0) }; crate::arch::percpu::MAX_CORES];
+
+/// The owner `run` gives `app`: its index in [`APPS`] + 1.
+fn app_owner(app: &App) -> OwnerId {
     let index = APPS
         .iter()
         .position(|a| core::ptr::eq(a, app))
         .unwrap_or(APPS.len());
-    let owner = OwnerId(index as u16 + 1);
+    OwnerId(index as u16 + 1)
+}
+
+/// Runs `app` on the calling core as `owner`, on `cores`, within `quota`; then takes back
+/// what it holds.
+pub(crate) fn run_as(
+    app: &App,
+    owner: OwnerId,
+    cores: CoreSpan,
+    quota: Option<u64>,
+) -> Result<(), ApiError> {
+    if let Err(error) = crate::caps::set_quota(owner, quota) {
+        log::error!("app '{}': no quota for its owner: {error}", app.name);
+        return Err(ApiError::Refused(error));
+    }
+    RUNS.lock().push(Run {
+        owner,
+        cores,
+        quota,
+    });
+    let slot = &RUNNING[crate::arch::percpu::core_index()];
+    let app_number = app_owner(app).0 as u32;
+    let outer = slot.swap(app_number << 16 | owner.0 as u32, Ordering::Relaxed);
+    let api = KernelApi {
+        owner,
+        cores,
+        quota,
+    };
     // An abort point: if the app panics, only the app ends (see `arch::abort`).
     let mut result = Err(ApiError::Panicked);
-    if crate::arch::abort::run_abortable(|| result = (app.main)(&KernelApi { owner })).is_err() {
+    if crate::arch::abort::run_abortable(|| result = (app.main)(&api)).is_err() {
         log::error!("app '{}' panicked and was ended", app.name);
+    }
+    slot.store(outer, Ordering::Relaxed);
+    {
+        let mut runs = RUNS.lock();
+        if let Some(at) = runs.iter().rposition(|run| run.owner == owner) {
+            runs.remove(at);
+        }
     }
     match crate::caps::release_owner(owner) {
         Ok(0) => {}
@@ -85,7 +166,67 @@ pub fn run(app: &App) -> Result<(), ApiError> {
             app.name
         ),
     }
+    // Best effort: an owner the table cannot hold was refused above already.
+    let _ = crate::caps::set_quota(owner, None);
     result
+}
+
+/// Runs every entry of the boot manifest side by side: each app's `main` as a task on
+/// the first of its cores, as an owner of its own (`APPS.len() + 1 +` its place) with its
+/// cores and memory quota. Waits for all of them; an app that fails or panics is
+/// reported and the others go on. The caller has checked the names and the cores.
+/// Returns how many runs failed.
+pub fn run_manifest(manifest: &Manifest<'_>) -> usize {
+    // Per entry, how its run ended (`None`: it has not).
+    let results = Arc::new(spin::Mutex::new(alloc::vec![
+        None::<Result<(), ApiError>>;
+        manifest.len()
+    ]));
+    let queue = crate::sched::machine_queue();
+    let batch = crate::sched::batch();
+    for (place, entry) in manifest.entries().enumerate() {
+        let Some(app) = find(entry.name) else {
+            results.lock()[place] = Some(Err(ApiError::NoSuchApp));
+            continue;
+        };
+        let owner = OwnerId((APPS.len() + 1 + place) as u16);
+        let cores = CoreSpan {
+            first: entry.first_core,
+            count: entry.cores,
+        };
+        log::info!(
+            "manifest: '{}' as owner {} on cores {}-{} with {} KiB",
+            app.name,
+            owner.0,
+            cores.first,
+            cores.first + cores.count - 1,
+            entry.quota >> 10
+        );
+        let slot = results.clone();
+        let task = move || {
+            let result = run_as(app, owner, cores, Some(entry.quota));
+            slot.lock()[place] = Some(result);
+        };
+        if batch.submit_to(queue, entry.first_core, task).is_err() {
+            results.lock()[place] = Some(Err(ApiError::QueueFull));
+        }
+    }
+    batch.wait(queue, crate::arch::percpu::core_index());
+    let mut failed = 0;
+    for (entry, result) in manifest.entries().zip(results.lock().iter()) {
+        match result {
+            Some(Ok(())) => log::info!("manifest: '{}' returned", entry.text),
+            Some(Err(error)) => {
+                failed += 1;
+                log::error!("manifest: '{}' failed: {error}", entry.text);
+            }
+            None => {
+                failed += 1;
+                log::error!("manifest: '{}' did not run", entry.text);
+            }
+        }
+    }
+    failed
 }
 
 fn reboot(kernel: &dyn Kernel) -> Result<(), ApiError> {
@@ -93,14 +234,17 @@ fn reboot(kernel: &dyn Kernel) -> Result<(), ApiError> {
     kernel.reboot()
 }
 
-/// The kernel's implementation of the app API, for one app (the owner its calls act as).
+/// The kernel's implementation of the app API, for one app run (the owner its calls act
+/// as, its cores and its memory quota).
 struct KernelApi {
     owner: OwnerId,
+    cores: CoreSpan,
+    quota: Option<u64>,
 }
 
 impl Kernel for KernelApi {
     fn cores(&self) -> usize {
-        crate::smp_cores()
+        self.cores.count
     }
 
     fn core_index(&self) -> usize {
@@ -116,9 +260,15 @@ impl Kernel for KernelApi {
     }
 
     fn run_on_every_core(&self, task: CoreTask) -> Result<(), ApiError> {
-        let owner = self.owner;
-        crate::sched::run_on_cores(crate::smp_cores(), move |core| {
-            task(&KernelApi { owner }, core)
+        let (owner, cores, quota) = (self.owner, self.cores, self.quota);
+        let span = cores.first..cores.first + cores.count;
+        crate::sched::run_on_core_range(span, move |core| {
+            let api = KernelApi {
+                owner,
+                cores,
+                quota,
+            };
+            task(&api, core - cores.first)
         })
         .map_err(|_| ApiError::QueueFull)
     }
@@ -153,7 +303,9 @@ impl Kernel for KernelApi {
     }
 
     fn run_app(&self, name: &str) -> Result<(), ApiError> {
-        run(find(name).ok_or(ApiError::NoSuchApp)?)
+        // The app runs on the caller's cores and within the caller's quota.
+        let app = find(name).ok_or(ApiError::NoSuchApp)?;
+        run_as(app, app_owner(app), self.cores, self.quota)
     }
 
     fn reboot(&self) -> ! {
@@ -169,6 +321,7 @@ impl Kernel for KernelApi {
             .map(MemoryCap::new)
             .map_err(|error| match error {
                 crate::caps::MemoryError::OutOfMemory => ApiError::OutOfMemory,
+                crate::caps::MemoryError::QuotaExceeded => ApiError::QuotaExceeded,
                 crate::caps::MemoryError::Cap(error) => ApiError::Refused(error),
             })
     }
@@ -220,15 +373,30 @@ impl Kernel for KernelApi {
 /// The BareMetal binary the last successful `load_baremetal` put in the app area.
 static LOADED: spin::Mutex<Option<LoadedInfo>> = spin::Mutex::new(None);
 
-/// The capability owner the app called `name` runs as in [`run`] (one more than its
-/// index in [`APPS`]), for the C ABI, whose calls carry no `KernelApi`.
+/// The capability owner the app called `name` runs as, for the C ABI, whose calls carry
+/// no `KernelApi`: the owner of the innermost run of that app on the calling core (a
+/// manifest run has its own), else the one [`run`] gives it (its index in [`APPS`] + 1).
 pub(crate) fn owner_of(name: &str) -> Option<OwnerId> {
-    APPS.iter()
-        .position(|app| app.name == name)
-        .map(|index| OwnerId(index as u16 + 1))
+    let index = APPS.iter().position(|app| app.name == name)?;
+    let running = RUNNING[crate::arch::percpu::core_index()].load(Ordering::Relaxed);
+    if running >> 16 == index as u32 + 1 {
+        return Some(OwnerId(running as u16));
+    }
+    Some(OwnerId(index as u16 + 1))
 }
 
-/// The kernel's API acting for `owner` (the C ABI's calls go through it).
+/// The kernel's API acting for `owner` (the C ABI's calls go through it), with the cores
+/// and quota of its run under way (every core and no quota when none is).
 pub(crate) fn api_for(owner: OwnerId) -> impl Kernel {
-    KernelApi { owner }
+    let run = RUNS
+        .lock()
+        .iter()
+        .rev()
+        .find(|run| run.owner == owner)
+        .copied();
+    KernelApi {
+        owner,
+        cores: run.map_or_else(all_cores, |run| run.cores),
+        quota: run.and_then(|run| run.quota),
+    }
 }

@@ -136,7 +136,9 @@ fn kernel() -> impl Kernel {
 fn error_code(error: ApiError) -> c_int {
     match error {
         ApiError::QueueFull => REXO_EBUSY,
-        ApiError::OutOfMemory | ApiError::Refused(CapError::Full) => REXO_ENOMEM,
+        ApiError::OutOfMemory | ApiError::QuotaExceeded | ApiError::Refused(CapError::Full) => {
+            REXO_ENOMEM
+        }
         ApiError::Refused(CapError::OutOfRange) => REXO_ERANGE,
         ApiError::Refused(_)
         | ApiError::NoSuchApp

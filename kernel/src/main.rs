@@ -150,6 +150,8 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     );
     let top =
         paging::init(map, &features).unwrap_or_else(|e| fatal(format_args!("page tables: {e}")));
+    paging::unmap_page(arch::entry::boot_stack_guard())
+        .unwrap_or_else(|e| fatal(format_args!("boot stack guard: {e}")));
     log::debug!("memory: page tables installed");
     let heap = mem::heap::size_for(usable);
     mem::heap::init(heap).unwrap_or_else(|e| {
@@ -254,12 +256,43 @@ extern "C" fn boot_core_on_its_stack() -> ! {
     if let Some(kind) = state.options.crash {
         crash::provoke(kind);
     }
+    if let Some(manifest) = state.options.apps {
+        run_manifest(&manifest, cores);
+    }
     let app = apps::find(state.options.app).expect("checked at boot");
     if let Err(error) = apps::run(app) {
         log::error!("app '{}' failed: {error}", app.name);
         power::exit_failure();
     }
     log::info!("app '{}' returned: powering off", app.name);
+    let why = power::power_off();
+    log::warn!("power: cannot power off ({why}): halting");
+    power::exit_success()
+}
+
+/// Checks the boot manifest against the image and the running cores, runs its apps side
+/// by side, and powers off (exit status "failure" if one of them failed).
+fn run_manifest(manifest: &rexo_cmdline::Manifest<'_>, cores: usize) -> ! {
+    if let Err(error) = manifest.check_cores(cores) {
+        fatal(format_args!("{error}"));
+    }
+    if let Some(entry) = manifest.entries().find(|e| apps::find(e.name).is_none()) {
+        kprintln!(
+            "rexo: error: manifest entry `{}`: no app called '{}' in this image; the apps are:",
+            entry.text,
+            entry.name
+        );
+        for app in apps::APPS {
+            kprintln!("  {:<8} {}", app.name, app.about);
+        }
+        power::exit_failure();
+    }
+    let failed = apps::run_manifest(manifest);
+    if failed > 0 {
+        log::error!("manifest: {failed} of {} apps failed", manifest.len());
+        power::exit_failure();
+    }
+    log::info!("manifest: every app returned: powering off");
     let why = power::power_off();
     log::warn!("power: cannot power off ({why}): halting");
     power::exit_success()

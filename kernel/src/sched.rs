@@ -91,8 +91,17 @@ pub fn run_on_cores(
     cores: usize,
     f: impl Fn(usize) + Send + Sync + Clone + 'static,
 ) -> Result<(), SubmitError> {
+    run_on_core_range(0..cores, f)
+}
+
+/// Runs `f(core)` once on every core of `cores` (machine indices) and waits for all of
+/// them, helping with queued work while it waits.
+pub fn run_on_core_range(
+    cores: core::ops::Range<usize>,
+    f: impl Fn(usize) + Send + Sync + Clone + 'static,
+) -> Result<(), SubmitError> {
     let batch = Batch::new();
-    for core in 0..cores {
+    for core in cores {
         let f = f.clone();
         batch.submit_to(queue(), core, move || f(core))?;
     }

@@ -59,6 +59,12 @@ kernel_test!(
             "the stack has no guard page"
         );
         assert!(paging::is_mapped(stack.bottom));
+        let boot_guard = crate::arch::entry::boot_stack_guard();
+        assert!(
+            !paging::is_mapped(boot_guard),
+            "the boot stack has no guard page"
+        );
+        assert!(paging::is_mapped(boot_guard + 4096));
     }
 );
 
@@ -134,7 +140,7 @@ kernel_test!(
         cpu::outb(0x43, 0b0011_0000);
         cpu::outb(0x40, 0xA9);
         cpu::outb(0x40, 0x04);
-        let deadline = time::now_ns() + 200_000_000;
+        let deadline = time::now_ns() + 2_000_000_000;
         cpu::enable_interrupts();
         while PIT_INTERRUPTS.load(Ordering::Relaxed) == 0 && time::now_ns() < deadline {
             cpu::pause();

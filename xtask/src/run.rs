@@ -108,6 +108,14 @@ fn parse(words: Vec<String>) -> Result<Options> {
 impl Options {
     /// The kernel command line: `app=NAME WORDS`.
     fn cmdline(&self) -> String {
+        // A boot manifest (`apps=`) names the apps itself; `app=` cannot stand beside it.
+        if self
+            .append
+            .split_whitespace()
+            .any(|word| word.starts_with("apps="))
+        {
+            return self.append.trim().to_string();
+        }
         format!("app={} {}", self.app, self.append)
             .trim()
             .to_string()
@@ -211,6 +219,12 @@ mod tests {
         );
         assert_eq!(o.accel, None);
         assert_eq!(o.cmdline(), "app=monitor");
+        let manifest = parse(words(&["--append", "apps=hello:0-1:8M log=debug"])).unwrap();
+        assert_eq!(
+            manifest.cmdline(),
+            "apps=hello:0-1:8M log=debug",
+            "a manifest names its own apps"
+        );
     }
 
     #[test]

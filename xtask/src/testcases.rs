@@ -629,6 +629,50 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // The boot manifest: several apps side by side, each on its own cores with a quota.
+    Case {
+        name: "manifest::two-apps",
+        cores: Cores::N(4),
+        append: "apps=hello:0-1:8M,hello:2-3:8M",
+        timeout_s: 30,
+        exit: Some(0),
+        checks: &[
+            ready(4, 256),
+            Check::Has("hello: all 2 cores answered in"),
+            Check::Has(" us: cores 0,1"),
+            Check::Has(" us: cores 2,3"),
+            Check::Has("manifest: every app returned"),
+        ],
+        ..BASE
+    },
+    Case {
+        name: "badinput::manifest-overlap",
+        cores: Cores::N(4),
+        append: "apps=hello:0-1:8M,hello:1-2:8M",
+        exit: Some(35),
+        checks: &[Check::Has(
+            "bad manifest entry `hello:1-2:8M` in `apps=hello:0-1:8M,hello:1-2:8M`: its cores overlap",
+        )],
+        ..BASE
+    },
+    Case {
+        name: "badinput::manifest-too-many-cores",
+        append: "apps=hello:0:8M,hello:1-2:8M",
+        exit: Some(35),
+        checks: &[Check::Has(
+            "bad manifest entry `hello:1-2:8M` in `apps=hello:0:8M,hello:1-2:8M`: it names a core past the 2 running cores",
+        )],
+        ..BASE
+    },
+    Case {
+        name: "badinput::manifest-unknown-app",
+        append: "apps=hello:0:8M,nope:1:8M",
+        exit: Some(35),
+        checks: &[Check::Has(
+            "manifest entry `nope:1:8M`: no app called 'nope'",
+        )],
+        ..BASE
+    },
 ];
 
 #[cfg(test)]

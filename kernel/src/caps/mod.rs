@@ -6,6 +6,11 @@
 //! capability answers an error and never touches the memory. Frames go back to the
 //! allocator when their root capability is returned or revoked, or when the app that
 //! holds them ends.
+//!
+//! Memory is accounted per owner: the bytes of every root memory capability count
+//! against the owner that was granted it (delegation does not move the charge) until its
+//! frames go back. An owner may have a quota (an app run of the boot manifest); a grant
+//! that would take it past the quota is refused before any frame is taken.
 
 #![allow(unsafe_code)] // copying between an app's buffer and the frames it holds
 
@@ -36,8 +41,12 @@ type Table = CapTable<Authority, ENTRIES, OWNERS, LOG>;
 
 struct State {
     table: Box<Table>,
-    /// The frames behind each root memory capability.
-    frames: Vec<(EntryId, FrameRange)>,
+    /// The frames behind each root memory capability, and the owner they are charged to.
+    frames: Vec<(EntryId, FrameRange, OwnerId)>,
+    /// Bytes of memory charged to each owner (granted, or reserved for a grant under way).
+    held: [u64; OWNERS],
+    /// Each owner's memory quota; `None`: no limit but the machine's memory.
+    quota: [Option<u64>; OWNERS],
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -47,7 +56,51 @@ pub fn init() {
     *STATE.lock() = Some(State {
         table: Box::new(Table::new()),
         frames: Vec::new(),
+        held: [0; OWNERS],
+        quota: [None; OWNERS],
     });
+}
+
+/// Sets `owner`'s memory quota (`None`: no limit). Memory it already holds stays.
+pub fn set_quota(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
+    with_state(|state| {
+        let slot = state
+            .quota
+            .get_mut(usize::from(owner.0))
+            .ok_or(CapError::Full)?;
+        *slot = quota;
+        Ok(())
+    })
+}
+
+/// The bytes of memory charged to `owner` (0 for an owner the table cannot hold).
+pub fn held_bytes(owner: OwnerId) -> u64 {
+    STATE.lock().as_ref().map_or(0, |state| {
+        state.held.get(usize::from(owner.0)).copied().unwrap_or(0)
+    })
+}
+
+/// Charges `bytes` to `owner` if its quota allows it.
+fn charge(owner: OwnerId, bytes: u64) -> Result<(), MemoryError> {
+    let mut guard = STATE.lock();
+    let state = guard.as_mut().ok_or(MemoryError::Cap(CapError::Full))?;
+    let index = usize::from(owner.0);
+    let Some(held) = state.held.get(index).copied() else {
+        return Err(MemoryError::Cap(CapError::Full));
+    };
+    let total = held.checked_add(bytes).ok_or(MemoryError::QuotaExceeded)?;
+    if state.quota[index].is_some_and(|quota| total > quota) {
+        return Err(MemoryError::QuotaExceeded);
+    }
+    state.held[index] = total;
+    Ok(())
+}
+
+/// Takes `bytes` off `owner`'s charge.
+fn uncharge(state: &mut State, owner: OwnerId, bytes: u64) {
+    if let Some(held) = state.held.get_mut(usize::from(owner.0)) {
+        *held = held.saturating_sub(bytes);
+    }
 }
 
 fn with_state<T>(f: impl FnOnce(&mut State) -> Result<T, CapError>) -> Result<T, CapError> {
@@ -63,14 +116,39 @@ pub enum MemoryError {
     Cap(CapError),
     /// No frames left.
     OutOfMemory,
+    /// The grant would take the owner past its memory quota.
+    QuotaExceeded,
 }
 
 /// Gives `owner` `bytes` of fresh, zeroed memory (4 KiB frames), as a capability with
-/// read, write, derive and delegate rights.
+/// read, write, derive and delegate rights, charged to `owner` in whole frames.
 pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
+    let whole = bytes
+        .checked_next_multiple_of(4096)
+        .ok_or(MemoryError::OutOfMemory)?;
+    // Reserved before the frames are taken (outside the lock), so that two cores of one
+    // app cannot both pass the quota.
+    charge(owner, whole)?;
+    let granted = grant(owner, bytes, whole);
+    if granted.is_err()
+        && let Some(state) = STATE.lock().as_mut()
+    {
+        uncharge(state, owner, whole);
+    }
+    granted
+}
+
+/// Takes frames for `bytes`, zeroes them and mints the capability; `reserved` bytes are
+/// already charged to `owner`, and the charge becomes the frames' length.
+fn grant(owner: OwnerId, bytes: u64, reserved: u64) -> Result<Cap, MemoryError> {
     let frames = crate::mem::frames::allocate(bytes, 4096).map_err(|_| MemoryError::OutOfMemory)?;
-    let resource = Resource::new(ResourceKind::Memory, frames.start(), frames.len())
-        .map_err(MemoryError::Cap)?;
+    let resource = match Resource::new(ResourceKind::Memory, frames.start(), frames.len()) {
+        Ok(resource) => resource,
+        Err(error) => {
+            crate::mem::frames::free(frames);
+            return Err(MemoryError::Cap(error));
+        }
+    };
     // SAFETY: the frames were just handed out by the allocator to the kernel alone and are
     // identity-mapped RAM; zeroing them leaks nothing of their previous user.
     unsafe { core::ptr::write_bytes(frames.start() as *mut u8, 0, frames.len() as usize) };
@@ -85,7 +163,11 @@ pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
     };
     match state.table.mint(&AUTHORITY, owner, resource, rights) {
         Ok(cap) => {
-            state.frames.push((cap.id(), frames));
+            // The allocator may round up past whole frames: charge what it gave.
+            if let Some(held) = state.held.get_mut(usize::from(owner.0)) {
+                *held += frames.len().saturating_sub(reserved);
+            }
+            state.frames.push((cap.id(), frames, owner));
             Ok(cap)
         }
         Err(error) => {
@@ -151,9 +233,10 @@ fn reclaim_frames(state: &mut State) {
     let (keep, gone): (Vec<_>, Vec<_>) = state
         .frames
         .drain(..)
-        .partition(|(id, _)| live.contains(id));
+        .partition(|(id, _, _)| live.contains(id));
     state.frames = keep;
-    for (_, frames) in gone {
+    for (_, frames, owner) in gone {
+        uncharge(state, owner, frames.len());
         crate::mem::frames::free(frames);
     }
 }

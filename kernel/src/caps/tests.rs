@@ -100,3 +100,109 @@ kernel_test!(
         assert_eq!(crate::mem::frames::free_bytes(), free);
     }
 );
+
+kernel_test!(
+    fn a_quota_grants_up_to_its_size_and_returned_memory_makes_room() {
+        const QUOTA_OWNER: OwnerId = OwnerId(29);
+        let free = crate::mem::frames::free_bytes();
+        set_quota(QUOTA_OWNER, Some(16 * 1024)).expect("a quota");
+        let a = allocate_memory(QUOTA_OWNER, 8 * 1024).expect("half the quota");
+        // 5000 bytes take two whole frames: exactly the rest of the quota.
+        let b = allocate_memory(QUOTA_OWNER, 5000).expect("the rest of the quota");
+        assert_eq!(held_bytes(QUOTA_OWNER), 16 * 1024);
+        assert_eq!(
+            allocate_memory(QUOTA_OWNER, 1).err(),
+            Some(MemoryError::QuotaExceeded),
+            "one more byte is past the quota"
+        );
+        assert_eq!(
+            allocate_memory(QUOTA_OWNER, u64::MAX).err(),
+            Some(MemoryError::OutOfMemory),
+            "a size that overflows whole frames"
+        );
+        assert_eq!(
+            held_bytes(QUOTA_OWNER),
+            16 * 1024,
+            "refusals charge nothing"
+        );
+        // Another owner is not limited by this quota.
+        let other = allocate_memory(OTHER_OWNER, 64 * 1024).expect("no quota");
+        return_cap(OTHER_OWNER, other).expect("return");
+        return_cap(QUOTA_OWNER, a).expect("return");
+        assert_eq!(held_bytes(QUOTA_OWNER), 8 * 1024);
+        let c = allocate_memory(QUOTA_OWNER, 8 * 1024).expect("room again after a return");
+        revoke(c.id()).expect("revoke");
+        assert_eq!(held_bytes(QUOTA_OWNER), 8 * 1024, "revocation uncharges");
+        assert_eq!(release_owner(QUOTA_OWNER), Ok(1));
+        assert_eq!(held_bytes(QUOTA_OWNER), 0, "release uncharges");
+        assert_eq!(
+            write_memory(QUOTA_OWNER, &b, 0, &[1]),
+            Err(CapError::Revoked)
+        );
+        set_quota(QUOTA_OWNER, None).expect("no quota");
+        let big = allocate_memory(QUOTA_OWNER, 64 * 1024).expect("no limit any more");
+        return_cap(QUOTA_OWNER, big).expect("return");
+        assert_eq!(crate::mem::frames::free_bytes(), free);
+        assert_eq!(
+            set_quota(OwnerId(OWNERS as u16), Some(1)),
+            Err(CapError::Full)
+        );
+    }
+);
+
+/// A run on another core whose app panics there: caught by that core's abort point.
+mod apps_on_other_cores {
+    use super::*;
+    use crate::apps::{App, CoreSpan, run_as};
+    use alloc::sync::Arc;
+    use rexo_api::{ApiError, Kernel};
+
+    fn confined_panicker(kernel: &dyn Kernel) -> Result<(), ApiError> {
+        assert_eq!(
+            (kernel.cores(), kernel.core_index()),
+            (1, 1),
+            "its one core"
+        );
+        let _held = kernel.allocate_memory(8192)?;
+        assert_eq!(
+            kernel.allocate_memory(1).err(),
+            Some(ApiError::QuotaExceeded),
+            "the quota holds for an app run"
+        );
+        panic!("an app panics on its own core (not the boot core)");
+    }
+
+    crate::kernel_test!(
+        fn a_run_on_another_core_that_panics_ends_alone() {
+            if crate::smp_cores() < 2 {
+                return;
+            }
+            let app: &'static App = &App {
+                name: "confined-panicker",
+                about: "panics on core 1",
+                main: confined_panicker,
+            };
+            let owner = OwnerId(20);
+            let free = crate::mem::frames::free_bytes();
+            let result = Arc::new(spin::Mutex::new(None));
+            let slot = result.clone();
+            let cores = CoreSpan { first: 1, count: 1 };
+            let batch = crate::sched::batch();
+            let queue = crate::sched::machine_queue();
+            batch
+                .submit_to(queue, 1, move || {
+                    *slot.lock() = Some(run_as(app, owner, cores, Some(8192)));
+                })
+                .expect("submitted");
+            batch.wait(queue, crate::arch::percpu::core_index());
+            assert_eq!(*result.lock(), Some(Err(ApiError::Panicked)));
+            assert_eq!(held_bytes(owner), 0, "its charge went back");
+            assert_eq!(
+                crate::mem::frames::free_bytes(),
+                free,
+                "its memory went back"
+            );
+            crate::sched::run_on_cores(crate::smp_cores(), |_| {}).expect("every core answers");
+        }
+    );
+}

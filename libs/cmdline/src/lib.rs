@@ -12,9 +12,10 @@ use core::fmt;
 pub const MAX_CORES: usize = 64;
 
 /// Every key the command line knows, in the order of the documentation table.
-pub const KEYS: [&str; 7] = [
+pub const KEYS: [&str; 8] = [
     "log",
     "app",
+    "apps",
     "cores",
     "test",
     "test.after",
@@ -24,6 +25,9 @@ pub const KEYS: [&str; 7] = [
 
 /// The application run when `app=` is not given.
 pub const DEFAULT_APP: &str = "hello";
+
+/// The most entries a boot manifest (`apps=`) may list.
+pub const MAX_MANIFEST_APPS: usize = 8;
 
 /// How much the consoles print; a level includes every level before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -149,6 +153,9 @@ pub struct Options<'a> {
     pub log: LogLevel,
     /// The app to run after boot (`app=`, default [`DEFAULT_APP`]).
     pub app: &'a str,
+    /// The boot manifest (`apps=`): several app runs side by side, each with its own
+    /// cores and memory quota; `None`: run [`Options::app`] alone.
+    pub apps: Option<Manifest<'a>>,
     /// Use at most this many cores (`cores=`, 1..=[`MAX_CORES`]); `None`: all of them.
     pub cores: Option<usize>,
     /// Run the kernel tests whose names contain this filter instead of the app (`test` or
@@ -167,6 +174,7 @@ impl Default for Options<'_> {
         Self {
             log: LogLevel::Info,
             app: DEFAULT_APP,
+            apps: None,
             cores: None,
             test: None,
             test_after: None,
@@ -203,6 +211,218 @@ pub enum CmdlineError<'a> {
         /// The second word giving the key.
         word: &'a str,
     },
+    /// The word cannot stand with an earlier one (`app=` and `apps=`).
+    Conflict {
+        /// The later word.
+        word: &'a str,
+        /// The earlier word it conflicts with.
+        earlier: &'a str,
+    },
+    /// An entry of the boot manifest (`apps=`) is refused.
+    Manifest {
+        /// The whole `apps=` word.
+        word: &'a str,
+        /// The entry at fault (`NAME:CORES:MEMORY`), or the empty string for the word as
+        /// a whole.
+        entry: &'a str,
+        /// What is wrong with it.
+        problem: ManifestProblem,
+    },
+}
+
+/// What is wrong with a boot manifest entry ([`CmdlineError::Manifest`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManifestProblem {
+    /// Not three fields `NAME:CORES:MEMORY`, or an empty entry.
+    Syntax,
+    /// The name is empty or has characters other than letters, digits, `-` and `_`.
+    BadName,
+    /// The cores are not `a-b` or `a` with `a <= b` and both below [`MAX_CORES`].
+    BadCores,
+    /// The quota is not a number with an optional `K`, `M` or `G` suffix, or overflows.
+    BadQuota,
+    /// The quota is zero.
+    ZeroQuota,
+    /// The entry's cores overlap those of an earlier entry.
+    Overlap,
+    /// More than [`MAX_MANIFEST_APPS`] entries.
+    TooManyEntries,
+    /// The entry names a core at or past this count of running cores.
+    CoreNotRunning {
+        /// How many cores run.
+        running: usize,
+    },
+}
+
+impl fmt::Display for ManifestProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Syntax => f.write_str("expected NAME:CORES:MEMORY[,NAME:CORES:MEMORY...]"),
+            Self::BadName => f.write_str("the app name may hold only letters, digits, '-', '_'"),
+            Self::BadCores => write!(
+                f,
+                "cores are a range a-b (a <= b) or one index, below {MAX_CORES}"
+            ),
+            Self::BadQuota => {
+                f.write_str("the memory quota is a number of bytes, or with K, M or G (16M)")
+            }
+            Self::ZeroQuota => f.write_str("the memory quota is zero"),
+            Self::Overlap => f.write_str("its cores overlap those of an earlier entry"),
+            Self::TooManyEntries => write!(f, "at most {MAX_MANIFEST_APPS} entries"),
+            Self::CoreNotRunning { running } => write!(
+                f,
+                "it names a core past the {running} running cores (0-{})",
+                running.saturating_sub(1)
+            ),
+        }
+    }
+}
+
+/// A boot manifest entry: one app run with its cores and memory quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ManifestEntry<'a> {
+    /// The entry as written (`hello:0-1:8M`).
+    pub text: &'a str,
+    /// The app's name (the kernel checks that the image has it).
+    pub name: &'a str,
+    /// The first core of the run (a machine core index).
+    pub first_core: usize,
+    /// How many cores, from `first_core` on.
+    pub cores: usize,
+    /// The most bytes of memory the run may hold at once.
+    pub quota: u64,
+}
+
+/// A boot manifest (`apps=`), checked by [`parse`]: at least one and at most
+/// [`MAX_MANIFEST_APPS`] entries, well formed, with disjoint cores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Manifest<'a> {
+    word: &'a str,
+    value: &'a str,
+}
+
+impl<'a> Manifest<'a> {
+    /// The entries, in the order written.
+    pub fn entries(&self) -> impl Iterator<Item = ManifestEntry<'a>> + 'a {
+        // Every entry was checked by `parse`, so none is dropped here.
+        self.value
+            .split(',')
+            .filter_map(|text| parse_entry(text).ok())
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.value.split(',').count()
+    }
+
+    /// Whether the manifest has no entries (never, once parsed).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks that every entry's cores are among the `running` cores (0..running).
+    pub fn check_cores(&self, running: usize) -> Result<(), CmdlineError<'a>> {
+        match self
+            .entries()
+            .find(|entry| entry.first_core + entry.cores > running)
+        {
+            Some(entry) => Err(CmdlineError::Manifest {
+                word: self.word,
+                entry: entry.text,
+                problem: ManifestProblem::CoreNotRunning { running },
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Parses the value of `apps=` for the word `word`.
+fn parse_manifest<'a>(word: &'a str, value: &'a str) -> Result<Manifest<'a>, CmdlineError<'a>> {
+    let error = |entry, problem| CmdlineError::Manifest {
+        word,
+        entry,
+        problem,
+    };
+    // One bit per core index taken by an earlier entry (MAX_CORES is 64).
+    let mut taken: u64 = 0;
+    for (index, text) in value.split(',').enumerate() {
+        if index == MAX_MANIFEST_APPS {
+            return Err(error("", ManifestProblem::TooManyEntries));
+        }
+        let entry = parse_entry(text).map_err(|problem| error(text, problem))?;
+        let mask = (u64::MAX >> (64 - entry.cores)) << entry.first_core;
+        if taken & mask != 0 {
+            return Err(error(text, ManifestProblem::Overlap));
+        }
+        taken |= mask;
+    }
+    Ok(Manifest { word, value })
+}
+
+/// Parses one `NAME:CORES:MEMORY` entry.
+fn parse_entry(text: &str) -> Result<ManifestEntry<'_>, ManifestProblem> {
+    let mut fields = text.split(':');
+    let (Some(name), Some(cores), Some(quota), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(ManifestProblem::Syntax);
+    };
+    if !valid_app_name(name) {
+        return Err(ManifestProblem::BadName);
+    }
+    let (first, last) = match cores.split_once('-') {
+        Some((first, last)) => (parse_index(first), parse_index(last)),
+        None => (parse_index(cores), parse_index(cores)),
+    };
+    let (Some(first), Some(last)) = (first, last) else {
+        return Err(ManifestProblem::BadCores);
+    };
+    if first > last {
+        return Err(ManifestProblem::BadCores);
+    }
+    let quota = parse_quota(quota).ok_or(ManifestProblem::BadQuota)?;
+    if quota == 0 {
+        return Err(ManifestProblem::ZeroQuota);
+    }
+    Ok(ManifestEntry {
+        text,
+        name,
+        first_core: first,
+        cores: last - first + 1,
+        quota,
+    })
+}
+
+/// A core index: plain decimal digits, below MAX_CORES.
+fn parse_index(text: &str) -> Option<usize> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.len() > 2 {
+        return None;
+    }
+    let index: usize = text.parse().ok()?;
+    (index < MAX_CORES).then_some(index)
+}
+
+/// Bytes: decimal digits with an optional `K`, `M` or `G` (powers of 1024).
+fn parse_quota(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.as_bytes().last()? {
+        b'K' => (&text[..text.len() - 1], 10),
+        b'M' => (&text[..text.len() - 1], 20),
+        b'G' => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number: u64 = digits.parse().ok()?;
+    number.checked_mul(1 << shift)
+}
+
+/// Whether `name` is a possible app name: letters, digits, `-` and `_`, not empty.
+fn valid_app_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl fmt::Display for CmdlineError<'_> {
@@ -233,6 +453,23 @@ impl fmt::Display for CmdlineError<'_> {
             Self::Duplicate { word } => {
                 write!(f, "command line: `{word}` repeats a key given earlier")
             }
+            Self::Conflict { word, earlier } => write!(
+                f,
+                "command line: `{word}` cannot stand with `{earlier}` (app= runs one app, apps= several)"
+            ),
+            Self::Manifest {
+                word,
+                entry: "",
+                problem,
+            } => write!(f, "command line: bad manifest in `{word}`: {problem}"),
+            Self::Manifest {
+                word,
+                entry,
+                problem,
+            } => write!(
+                f,
+                "command line: bad manifest entry `{entry}` in `{word}`: {problem}"
+            ),
         }
     }
 }
@@ -241,6 +478,7 @@ impl core::error::Error for CmdlineError<'_> {}
 
 const LOG_VALUES: &str = "one of error, warn, info, debug, trace";
 const APP_VALUES: &str = "an app name (letters, digits, '-', '_')";
+const APPS_VALUES: &str = "NAME:CORES:MEMORY[,NAME:CORES:MEMORY...] (hello:0-1:16M)";
 const CORES_VALUES: &str = "a decimal number from 1 to 64";
 const TEST_AFTER_VALUES: &str = "a test name";
 const CRASH_VALUES: &str = "one of pagefault, divide, panic, stackoverflow, panic-other-core";
@@ -249,12 +487,16 @@ const BENCH_VALUES: &str = "api";
 /// Parses a kernel command line. An empty (or all-whitespace) line gives the defaults.
 ///
 /// Words are separated by any amount of whitespace; each is `key` or `key=value` (the value
-/// is everything after the first `=`). `log`, `app`, `cores`, `crash`, `bench` and `test.after` need a
-/// value; `test` may stand alone (every test) or carry a filter. A key may appear only once.
+/// is everything after the first `=`). `log`, `app`, `apps`, `cores`, `crash`, `bench` and
+/// `test.after` need a value; `test` may stand alone (every test) or carry a filter. A key may
+/// appear only once, and `app` and `apps` not together. Whether the manifest's apps exist
+/// and its cores run is for the kernel to check ([`Manifest::check_cores`]).
 pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
     let mut options = Options::default();
     // One flag per entry of KEYS: was the key given already?
     let mut seen = [false; KEYS.len()];
+    // The `app=` or `apps=` word given so far (they exclude each other).
+    let mut app_word: Option<&str> = None;
     for word in cmdline.split_whitespace() {
         let (key, value) = match word.split_once('=') {
             Some((key, value)) => (key, Some(value)),
@@ -270,6 +512,12 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
             Some(value) if !value.is_empty() => Ok(value),
             _ => Err(CmdlineError::MissingValue { word, expected }),
         };
+        if key == "app" || key == "apps" {
+            if let Some(earlier) = app_word {
+                return Err(CmdlineError::Conflict { word, earlier });
+            }
+            app_word = Some(word);
+        }
         match key {
             "log" => {
                 let value = need(LOG_VALUES)?;
@@ -280,10 +528,7 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
             }
             "app" => {
                 let value = need(APP_VALUES)?;
-                if !value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
+                if !valid_app_name(value) {
                     return Err(CmdlineError::BadValue {
                         word,
                         expected: APP_VALUES,
@@ -291,6 +536,7 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
                 }
                 options.app = value;
             }
+            "apps" => options.apps = Some(parse_manifest(word, need(APPS_VALUES)?)?),
             "cores" => {
                 let value = need(CORES_VALUES)?;
                 let cores = parse_cores(value).ok_or(CmdlineError::BadValue {
@@ -339,6 +585,7 @@ mod tests {
         let defaults = Options {
             log: LogLevel::Info,
             app: "hello",
+            apps: None,
             cores: None,
             test: None,
             test_after: None,
@@ -359,6 +606,7 @@ mod tests {
             Options {
                 log: LogLevel::Trace,
                 app: "web-server_2",
+                apps: None,
                 cores: Some(4),
                 test: Some("net"),
                 test_after: Some("net::arp"),
@@ -578,5 +826,203 @@ mod tests {
         assert!(message.contains("`cores=2`"), "{message}");
         let message = parse("cores=0").unwrap_err().to_string();
         assert!(message.contains("1 to 64"), "{message}");
+    }
+
+    fn manifest_error(line: &str) -> (&str, ManifestProblem) {
+        match parse(line) {
+            Err(CmdlineError::Manifest { entry, problem, .. }) => (entry, problem),
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn manifest_entries() {
+        let options = parse("log=debug apps=hello:0-1:8M,monitor:2:512K,c-cores:3-5:1G").unwrap();
+        assert_eq!(options.app, DEFAULT_APP);
+        let manifest = options.apps.unwrap();
+        assert_eq!(manifest.len(), 3);
+        assert!(!manifest.is_empty());
+        let entries: Vec<_> = manifest.entries().collect();
+        assert_eq!(
+            entries,
+            [
+                ManifestEntry {
+                    text: "hello:0-1:8M",
+                    name: "hello",
+                    first_core: 0,
+                    cores: 2,
+                    quota: 8 << 20
+                },
+                ManifestEntry {
+                    text: "monitor:2:512K",
+                    name: "monitor",
+                    first_core: 2,
+                    cores: 1,
+                    quota: 512 << 10
+                },
+                ManifestEntry {
+                    text: "c-cores:3-5:1G",
+                    name: "c-cores",
+                    first_core: 3,
+                    cores: 3,
+                    quota: 1 << 30
+                },
+            ]
+        );
+        // The same app twice, plain bytes, the last core index.
+        let manifest = parse("apps=hello:0:4096,hello:63:1").unwrap().apps.unwrap();
+        let entries: Vec<_> = manifest.entries().collect();
+        assert_eq!(entries[0].quota, 4096);
+        assert_eq!((entries[1].first_core, entries[1].cores), (63, 1));
+    }
+
+    #[test]
+    fn manifest_cores_must_run() {
+        let manifest = parse("apps=hello:0-1:8M,hello:2-3:8M")
+            .unwrap()
+            .apps
+            .unwrap();
+        assert_eq!(manifest.check_cores(4), Ok(()));
+        assert_eq!(manifest.check_cores(64), Ok(()));
+        let error = manifest.check_cores(3).unwrap_err();
+        assert_eq!(
+            error,
+            CmdlineError::Manifest {
+                word: "apps=hello:0-1:8M,hello:2-3:8M",
+                entry: "hello:2-3:8M",
+                problem: ManifestProblem::CoreNotRunning { running: 3 }
+            }
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("`hello:2-3:8M`") && message.contains("3 running cores (0-2)"),
+            "{message}"
+        );
+        assert!(manifest.check_cores(1).is_err());
+        assert!(manifest.check_cores(0).is_err());
+    }
+
+    #[test]
+    fn manifest_overlap() {
+        for (line, entry) in [
+            ("apps=hello:0-1:8M,hello:1-2:8M", "hello:1-2:8M"),
+            ("apps=a:0-3:8M,b:2:8M", "b:2:8M"),
+            ("apps=a:5:8M,b:0-9:8M", "b:0-9:8M"),
+            ("apps=a:0:8M,b:1:8M,c:0-63:1K", "c:0-63:1K"),
+        ] {
+            assert_eq!(
+                manifest_error(line),
+                (entry, ManifestProblem::Overlap),
+                "{line}"
+            );
+        }
+        let message = parse("apps=hello:0-1:8M,hello:1-2:8M")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("`hello:1-2:8M`") && message.contains("overlap"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn manifest_bad_syntax() {
+        for (line, entry, problem) in [
+            ("apps=hello", "hello", ManifestProblem::Syntax),
+            ("apps=hello:0-1", "hello:0-1", ManifestProblem::Syntax),
+            ("apps=hello:0:8M:x", "hello:0:8M:x", ManifestProblem::Syntax),
+            ("apps=hello:0:8M,", "", ManifestProblem::Syntax),
+            ("apps=,hello:0:8M", "", ManifestProblem::Syntax),
+            ("apps=:0:8M", ":0:8M", ManifestProblem::BadName),
+            ("apps=../x:0:8M", "../x:0:8M", ManifestProblem::BadName),
+            ("apps=hello::8M", "hello::8M", ManifestProblem::BadCores),
+            ("apps=hello:1-:8M", "hello:1-:8M", ManifestProblem::BadCores),
+            ("apps=hello:-1:8M", "hello:-1:8M", ManifestProblem::BadCores),
+            (
+                "apps=hello:3-1:8M",
+                "hello:3-1:8M",
+                ManifestProblem::BadCores,
+            ),
+            (
+                "apps=hello:0-64:8M",
+                "hello:0-64:8M",
+                ManifestProblem::BadCores,
+            ),
+            ("apps=hello:+1:8M", "hello:+1:8M", ManifestProblem::BadCores),
+            (
+                "apps=hello:007:8M",
+                "hello:007:8M",
+                ManifestProblem::BadCores,
+            ),
+            ("apps=hello:0:", "hello:0:", ManifestProblem::BadQuota),
+            ("apps=hello:0:M", "hello:0:M", ManifestProblem::BadQuota),
+            ("apps=hello:0:8T", "hello:0:8T", ManifestProblem::BadQuota),
+            ("apps=hello:0:8m", "hello:0:8m", ManifestProblem::BadQuota),
+            ("apps=hello:0:-8M", "hello:0:-8M", ManifestProblem::BadQuota),
+            (
+                "apps=hello:0:99999999999999999999",
+                "hello:0:99999999999999999999",
+                ManifestProblem::BadQuota,
+            ),
+            (
+                "apps=hello:0:17179869184G",
+                "hello:0:17179869184G",
+                ManifestProblem::BadQuota,
+            ),
+            ("apps=hello:0:0", "hello:0:0", ManifestProblem::ZeroQuota),
+            ("apps=hello:0:0M", "hello:0:0M", ManifestProblem::ZeroQuota),
+            (
+                "apps=a:0:1K,a:1:1K,a:2:1K,a:3:1K,a:4:1K,a:5:1K,a:6:1K,a:7:1K,a:8:1K",
+                "",
+                ManifestProblem::TooManyEntries,
+            ),
+        ] {
+            assert_eq!(manifest_error(line), (entry, problem), "{line}");
+        }
+        for word in ["apps", "apps="] {
+            assert_eq!(
+                parse(word),
+                Err(CmdlineError::MissingValue {
+                    word,
+                    expected: APPS_VALUES
+                })
+            );
+        }
+        let message = parse("apps=hello:0:0").unwrap_err().to_string();
+        assert!(
+            message.contains("`apps=hello:0:0`") && message.contains("zero"),
+            "{message}"
+        );
+        let message = parse("apps=hello").unwrap_err().to_string();
+        assert!(message.contains("NAME:CORES:MEMORY"), "{message}");
+    }
+
+    #[test]
+    fn app_and_apps_exclude_each_other() {
+        assert_eq!(
+            parse("app=hello apps=hello:0:8M"),
+            Err(CmdlineError::Conflict {
+                word: "apps=hello:0:8M",
+                earlier: "app=hello"
+            })
+        );
+        assert_eq!(
+            parse("apps=hello:0:8M log=info app=monitor"),
+            Err(CmdlineError::Conflict {
+                word: "app=monitor",
+                earlier: "apps=hello:0:8M"
+            })
+        );
+        assert_eq!(
+            parse("apps=hello:0:8M apps=hello:1:8M"),
+            Err(CmdlineError::Duplicate {
+                word: "apps=hello:1:8M"
+            })
+        );
+        let message = parse("app=hello apps=hello:0:8M").unwrap_err().to_string();
+        assert!(
+            message.contains("`apps=hello:0:8M`") && message.contains("`app=hello`"),
+            "{message}"
+        );
     }
 }

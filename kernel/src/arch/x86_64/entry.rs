@@ -90,7 +90,12 @@ rexo_boot_pdpt:
     .skip 4096
 rexo_boot_pd:
     .skip 4096 * 4
-    .balign 16
+    // A page below the boot stack that the kernel unmaps once its own page tables are in:
+    // an overflow of the boot stack then faults instead of overwriting the page tables.
+    .balign 4096
+    .global rexo_boot_stack_guard
+rexo_boot_stack_guard:
+    .skip 4096
 rexo_boot_stack_bottom:
     .skip {stack_bytes}
     .global rexo_boot_stack_top
@@ -204,6 +209,14 @@ rexo_long_mode:
 unsafe extern "C" {
     /// TSC value read by the kernel's first instruction.
     static rexo_boot_tsc: u64;
+}
+
+/// The page below the boot stack, to be unmapped as its guard.
+pub fn boot_stack_guard() -> u64 {
+    unsafe extern "C" {
+        static rexo_boot_stack_guard: u8;
+    }
+    (&raw const rexo_boot_stack_guard) as u64
 }
 
 /// The time stamp counter at the kernel's first instruction.
