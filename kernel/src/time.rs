@@ -270,6 +270,8 @@ pub fn uses_tsc_deadline() -> bool {
 
 /// Timer interrupts taken by each core (for tests and the monitor).
 static TIMER_INTERRUPTS: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
+/// When each core last took a timer interrupt.
+static LAST_TIMER_NS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 
 /// Arms this core's timer to interrupt at monotonic time `deadline_ns` (at once if that
 /// has passed).
@@ -310,7 +312,14 @@ pub fn halt_until(deadline_ns: u64) {
 
 /// Called by the interrupt dispatcher for the timer vector.
 pub fn on_timer_interrupt() {
-    TIMER_INTERRUPTS[percpu::core_index()].fetch_add(1, Ordering::Relaxed);
+    let core = percpu::core_index();
+    LAST_TIMER_NS[core].store(now_ns(), Ordering::Relaxed);
+    TIMER_INTERRUPTS[core].fetch_add(1, Ordering::Relaxed);
+}
+
+/// When core `core` last took a timer interrupt (monotonic ns; 0: never).
+pub fn last_timer_interrupt_ns(core: usize) -> u64 {
+    LAST_TIMER_NS[core].load(Ordering::Relaxed)
 }
 
 /// How many timer interrupts core `core` has taken.
