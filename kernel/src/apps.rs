@@ -347,17 +347,10 @@ impl Kernel for KernelApi {
     }
 
     fn load_baremetal(&self) -> Result<LoadedInfo, BinaryError> {
-        use crate::baremetal::{APP_BASE, LoadError};
-        let size = crate::baremetal::load().map_err(|error| match error {
-            LoadError::NoModule => BinaryError::NoModule,
-            LoadError::Empty => BinaryError::Empty,
-            LoadError::TooLarge { size, capacity } => BinaryError::TooLarge { size, capacity },
-            LoadError::NotFlat(format) => BinaryError::NotFlat(format),
-            LoadError::NoArea => BinaryError::NoArea,
-        })?;
+        let size = crate::baremetal::load()?;
         let info = LoadedInfo {
             size,
-            entry: APP_BASE,
+            entry: crate::baremetal::APP_BASE,
         };
         *LOADED.lock() = Some(info);
         Ok(info)

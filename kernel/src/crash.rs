@@ -255,22 +255,11 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         stopped_by_other_core();
     }
     crate::ktest::report_failure_if_running();
-    let core = percpu::core_index();
-    kprint!("!!! rexo: panic on core {core}");
-    if let Some(location) = info.location() {
-        kprint!(
-            " at {}:{}:{}",
-            location.file(),
-            location.line(),
-            location.column()
-        );
-    }
-    kprintln!(": {}", info.message());
-    let (rip, rsp, rbp): (u64, u64, u64);
-    // SAFETY: reads the instruction, stack and frame pointers; no memory is touched.
-    unsafe {
-        core::arch::asm!("lea {}, [rip]", "mov {}, rsp", "mov {}, rbp", out(reg) rip, out(reg) rsp, out(reg) rbp, options(nomem, nostack))
-    };
+    print_panic_headline(
+        format_args!("!!! rexo: panic on core {}", percpu::core_index()),
+        info,
+    );
+    let (rip, rsp, rbp) = current_frame();
     kprintln!(
         "rip={rip:#018x} rsp={rsp:#018x} cr2={:#018x} (registers of the panic handler)",
         cpu::cr2()
@@ -279,13 +268,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     finish_report()
 }
 
-/// A panic inside an app (under an abort point): report it, then end only that app by
-/// returning to the abort point `apps::run` set. The kernel and the other cores go on.
-fn app_panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    crate::console::release_after_abort();
-    let core = percpu::core_index();
-    // The app may have panicked in the middle of a log line: start a fresh one.
-    kprint!("\nrexo: an app panicked on core {core}");
+/// Prints `what`, then the panic's location and message, as one line.
+fn print_panic_headline(what: core::fmt::Arguments<'_>, info: &core::panic::PanicInfo<'_>) {
+    kprint!("{what}");
     if let Some(location) = info.location() {
         kprint!(
             " at {}:{}:{}",
@@ -295,11 +280,29 @@ fn app_panic(info: &core::panic::PanicInfo<'_>) -> ! {
         );
     }
     kprintln!(": {}", info.message());
-    let (rip, rbp): (u64, u64);
-    // SAFETY: reads the instruction and frame pointers; no memory is touched.
+}
+
+/// The caller's instruction, stack and frame pointers (where a backtrace starts).
+#[inline(always)]
+fn current_frame() -> (u64, u64, u64) {
+    let (rip, rsp, rbp): (u64, u64, u64);
+    // SAFETY: reads the instruction, stack and frame pointers; no memory is touched.
     unsafe {
-        core::arch::asm!("lea {}, [rip]", "mov {}, rbp", out(reg) rip, out(reg) rbp, options(nomem, nostack))
+        core::arch::asm!("lea {}, [rip]", "mov {}, rsp", "mov {}, rbp", out(reg) rip, out(reg) rsp, out(reg) rbp, options(nomem, nostack))
     };
+    (rip, rsp, rbp)
+}
+
+/// A panic inside an app (under an abort point): report it, then end only that app by
+/// returning to the abort point `apps::run` set. The kernel and the other cores go on.
+fn app_panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    crate::console::release_after_abort();
+    // The app may have panicked in the middle of a log line: start a fresh one.
+    print_panic_headline(
+        format_args!("\nrexo: an app panicked on core {}", percpu::core_index()),
+        info,
+    );
+    let (rip, _, rbp) = current_frame();
     print_backtrace(rip, rbp);
     crate::arch::abort::abort_current()
 }

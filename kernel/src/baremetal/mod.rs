@@ -112,43 +112,9 @@ fn app_window_bytes() -> u64 {
     AREA_BYTES.load(core::sync::atomic::Ordering::Acquire)
 }
 
-/// Why a BareMetal binary was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LoadError {
-    /// There is no boot module.
-    NoModule,
-    /// The module has no bytes.
-    Empty,
-    /// The module does not fit in the app area.
-    TooLarge {
-        /// Bytes of the module.
-        size: u64,
-        /// Bytes of the app area.
-        capacity: u64,
-    },
-    /// The module starts with another format's header.
-    NotFlat(&'static str),
-    /// No memory for the app area, or it could not be mapped.
-    NoArea,
-}
-
-impl core::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            LoadError::NoModule => write!(
-                f,
-                "needs a boot module (the app's flat binary: QEMU -initrd FILE), and there is none"
-            ),
-            LoadError::Empty => write!(f, "the boot module is empty"),
-            LoadError::TooLarge { size, capacity } => write!(
-                f,
-                "the boot module is too large: {size} bytes, the app area holds {capacity}"
-            ),
-            LoadError::NotFlat(format) => write!(f, "not a flat binary: {format}"),
-            LoadError::NoArea => write!(f, "no memory for the app area (2 MiB at least)"),
-        }
-    }
-}
+/// Why a BareMetal binary was refused: the API's error, so that the monitor and the
+/// kernel's own app report the same messages.
+pub use rexo_api::BinaryError as LoadError;
 
 /// Checks that `image` can be a flat BareMetal binary of at most `capacity` bytes.
 pub fn check_image(image: &[u8], capacity: u64) -> Result<(), LoadError> {
