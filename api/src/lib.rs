@@ -62,6 +62,9 @@ pub enum ApiError {
     AppFailed(i32),
     /// The app panicked; it was ended and what it held went back to the kernel.
     Panicked,
+    /// The app used a resource the kernel took back at a revocation deadline it missed
+    /// (the abort protocol); it was ended and what it held went back to the kernel.
+    Repossessed,
     /// The grant would take the app past the memory quota its boot manifest entry gives
     /// it (`apps=NAME:CORES:MEMORY`); returning memory makes room again.
     QuotaExceeded,
@@ -77,6 +80,9 @@ impl fmt::Display for ApiError {
             ApiError::OutOfMemory => f.write_str("no memory left"),
             ApiError::AppFailed(code) => write!(f, "the app failed with code {code}"),
             ApiError::Panicked => f.write_str("the app panicked and was ended"),
+            ApiError::Repossessed => f.write_str(
+                "the app used a resource taken back at a revocation deadline it missed, and was ended",
+            ),
             ApiError::QuotaExceeded => f.write_str("the app's memory quota is used up"),
         }
     }
@@ -307,6 +313,10 @@ pub trait Kernel: Sync {
     fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError>;
     /// Every live capability in the machine: who holds what (the monitor's `caps`).
     fn capabilities(&self) -> Vec<CapInfo>;
+    /// The kernel's requests to give capabilities back (visible revocation): each names
+    /// the capability and its deadline (`state`). Return them with `return_memory` before
+    /// the deadline; after it the kernel takes them, and using one then ends the app.
+    fn revocation_requests(&self) -> Vec<CapInfo>;
     /// Every PCI function on segment 0, found through the legacy configuration ports
     /// (0xCF8/0xCFC) by trying every bus, device and function (functions 1..8 only
     /// where function 0 says the device has several). A listing: nothing is changed.

@@ -10,7 +10,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use rexo_cmdline::Manifest;
 
@@ -143,10 +143,17 @@ pub(crate) fn run_as(
         cores,
         quota,
     };
-    // An abort point: if the app panics, only the app ends (see `arch::abort`).
-    let mut result = Err(ApiError::Panicked);
+    // An abort point: if the app panics or breaks the abort protocol, only the app ends.
+    let mut result = Ok(());
     if crate::arch::abort::run_abortable(|| result = (app.main)(&api)).is_err() {
-        log::error!("app '{}' panicked and was ended", app.name);
+        let reason =
+            ENDED_BY[crate::arch::percpu::core_index()].swap(ENDED_BY_PANIC, Ordering::Relaxed);
+        result = Err(if reason == ENDED_BY_REPOSSESSION {
+            ApiError::Repossessed
+        } else {
+            ApiError::Panicked
+        });
+        log::error!("app '{}' was ended: {}", app.name, result.unwrap_err());
     }
     slot.store(outer, Ordering::Relaxed);
     {
@@ -242,6 +249,37 @@ struct KernelApi {
     quota: Option<u64>,
 }
 
+/// Why the app on a core was ended at its abort point.
+static ENDED_BY: [AtomicU8; crate::arch::percpu::MAX_CORES] =
+    [const { AtomicU8::new(ENDED_BY_PANIC) }; crate::arch::percpu::MAX_CORES];
+const ENDED_BY_PANIC: u8 = 0;
+const ENDED_BY_REPOSSESSION: u8 = 1;
+
+impl KernelApi {
+    /// The abort protocol: an app that uses memory the kernel took back at a revocation
+    /// deadline it missed is ended (its task, not the kernel), with a report.
+    fn check_abort_protocol(
+        &self,
+        cap: &MemoryCap,
+        result: Result<(), rexo_api::CapError>,
+    ) -> Result<(), ApiError> {
+        if result == Err(rexo_api::CapError::Revoked)
+            && let Some(resource) = crate::caps::was_repossessed(self.owner, cap.cap().id())
+        {
+            log::error!(
+                "{} touched {resource}, taken back at a revocation deadline it missed: ending its task",
+                self.owner
+            );
+            if crate::arch::abort::can_abort() {
+                ENDED_BY[crate::arch::percpu::core_index()]
+                    .store(ENDED_BY_REPOSSESSION, Ordering::Relaxed);
+                crate::arch::abort::abort_current();
+            }
+        }
+        result.map_err(ApiError::Refused)
+    }
+}
+
 impl Kernel for KernelApi {
     fn cores(&self) -> usize {
         self.cores.count
@@ -327,11 +365,17 @@ impl Kernel for KernelApi {
     }
 
     fn write_memory(&self, cap: &MemoryCap, offset: u64, data: &[u8]) -> Result<(), ApiError> {
-        crate::caps::write_memory(self.owner, cap.cap(), offset, data).map_err(ApiError::Refused)
+        let result = crate::caps::write_memory(self.owner, cap.cap(), offset, data);
+        self.check_abort_protocol(cap, result)
     }
 
     fn read_memory(&self, cap: &MemoryCap, offset: u64, buffer: &mut [u8]) -> Result<(), ApiError> {
-        crate::caps::read_memory(self.owner, cap.cap(), offset, buffer).map_err(ApiError::Refused)
+        let result = crate::caps::read_memory(self.owner, cap.cap(), offset, buffer);
+        self.check_abort_protocol(cap, result)
+    }
+
+    fn revocation_requests(&self) -> Vec<CapInfo> {
+        crate::caps::revocation_requests(self.owner)
     }
 
     fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError> {

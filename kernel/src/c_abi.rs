@@ -144,7 +144,8 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::NoSuchApp
         | ApiError::PowerOffFailed(_)
         | ApiError::AppFailed(_)
-        | ApiError::Panicked => REXO_EPERM,
+        | ApiError::Panicked
+        | ApiError::Repossessed => REXO_EPERM,
     }
 }
 

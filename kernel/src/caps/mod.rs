@@ -47,6 +47,9 @@ struct State {
     held: [u64; OWNERS],
     /// Each owner's memory quota; `None`: no limit but the machine's memory.
     quota: [Option<u64>; OWNERS],
+    /// The earliest pending revocation deadline (`u64::MAX`: none), so that enforcing
+    /// deadlines costs one comparison when there is nothing to do.
+    earliest_deadline: u64,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -58,6 +61,7 @@ pub fn init() {
         frames: Vec::new(),
         held: [0; OWNERS],
         quota: [None; OWNERS],
+        earliest_deadline: u64::MAX,
     });
 }
 
@@ -103,10 +107,68 @@ fn uncharge(state: &mut State, owner: OwnerId, bytes: u64) {
     }
 }
 
+/// Runs `f` on the table, after enforcing every revocation deadline that has passed (the
+/// abort protocol: what was not returned in time is taken before anyone uses it again).
 fn with_state<T>(f: impl FnOnce(&mut State) -> Result<T, CapError>) -> Result<T, CapError> {
     let mut guard = STATE.lock();
     let state = guard.as_mut().ok_or(CapError::Full)?;
+    enforce_deadlines(state);
     f(state)
+}
+
+/// Revokes, with reason "deadline passed", every entry whose revocation deadline is over,
+/// and frees what it held.
+fn enforce_deadlines(state: &mut State) {
+    let now = crate::time::now_ns();
+    if now < state.earliest_deadline {
+        return;
+    }
+    while let Some(taken) = state.table.revoke_next_expired(&AUTHORITY, now) {
+        log::warn!(
+            "caps: revocation deadline passed: took {} ({} entries) by force",
+            taken.resource,
+            taken.entries
+        );
+    }
+    state.earliest_deadline = state
+        .table
+        .entries()
+        .filter_map(|e| match e.state {
+            rexo_captable::EntryState::RevokeRequested { deadline_ns } => Some(deadline_ns),
+            rexo_captable::EntryState::Live => None,
+        })
+        .min()
+        .unwrap_or(u64::MAX);
+    reclaim_frames(state);
+}
+
+/// Asks the holder of `entry` to give it back by `deadline_ns` (monotonic time). The holder
+/// sees the request ([`revocation_requests`]); if it has not returned the capability by
+/// then, the kernel takes it (with everything derived from it) and records the
+/// repossession, and the holder's next use of it ends the holder's task.
+pub fn request_revocation(entry: EntryId, deadline_ns: u64) -> Result<(), CapError> {
+    with_state(|state| {
+        state
+            .table
+            .request_revocation(&AUTHORITY, entry, deadline_ns)?;
+        state.earliest_deadline = state.earliest_deadline.min(deadline_ns);
+        Ok(())
+    })
+}
+
+/// The revocation requests addressed to `owner`.
+pub fn revocation_requests(owner: OwnerId) -> Vec<EntryInfo> {
+    with_state(|state| Ok(state.table.pending_revocations(owner).collect())).unwrap_or_default()
+}
+
+/// Whether `owner` lost `entry` because it missed a revocation deadline (so touching it
+/// again breaks the abort protocol).
+pub fn was_repossessed(owner: OwnerId, entry: EntryId) -> Option<Resource> {
+    let guard = STATE.lock();
+    let state = guard.as_ref()?;
+    let mut log = state.table.repossessions(owner).ok()?;
+    log.find(|r| r.entry == entry && r.reason == RevokeReason::DeadlinePassed)
+        .map(|r| r.resource)
 }
 
 /// Why a memory request failed.

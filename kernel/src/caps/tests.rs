@@ -1,6 +1,8 @@
 //! Kernel tests of the capability layer (run in QEMU by `cargo xtask test`).
 use super::*;
+use crate::apps::App;
 use crate::kernel_test;
+use rexo_api::ApiError;
 
 /// An owner no app of the image uses.
 const TEST_OWNER: OwnerId = OwnerId(30);
@@ -206,3 +208,65 @@ mod apps_on_other_cores {
         }
     );
 }
+
+/// An app that gets a revocation request for its memory and gives the memory back in time.
+fn compliant_app(kernel: &dyn rexo_api::Kernel) -> Result<(), ApiError> {
+    let memory = kernel.allocate_memory(4096)?;
+    // The kernel wants it back within 2 s (as it would when another app needs memory).
+    request_revocation(memory.cap().id(), crate::time::now_ns() + 2_000_000_000).expect("request");
+    let requests = kernel.revocation_requests();
+    assert!(
+        requests.iter().any(|r| r.id == memory.cap().id()),
+        "the app sees the request: {requests:?}"
+    );
+    kernel.write_memory(&memory, 0, b"still mine until I return it")?;
+    kernel.return_memory(memory)?;
+    assert!(kernel.revocation_requests().is_empty(), "answered");
+    Ok(())
+}
+
+/// An app that ignores a revocation request and uses the memory after the deadline.
+fn stubborn_app(kernel: &dyn rexo_api::Kernel) -> Result<(), ApiError> {
+    let memory = kernel.allocate_memory(4096)?;
+    let deadline = crate::time::now_ns() + 1_000_000;
+    request_revocation(memory.cap().id(), deadline).expect("request");
+    while crate::time::now_ns() <= deadline {
+        core::hint::spin_loop();
+    }
+    // Past the deadline: this use breaks the abort protocol and ends the app here.
+    let _ = kernel.write_memory(&memory, 0, b"too late");
+    panic!("the app went on after touching repossessed memory");
+}
+
+crate::kernel_test!(
+    fn a_compliant_app_returns_memory_when_asked() {
+        let app = App {
+            name: "compliant",
+            about: "returns memory when asked",
+            main: compliant_app,
+        };
+        let free = crate::mem::frames::free_bytes();
+        assert_eq!(crate::apps::run(&app), Ok(()));
+        assert_eq!(crate::mem::frames::free_bytes(), free);
+    }
+);
+
+crate::kernel_test!(
+    fn an_app_that_ignores_revocation_loses_the_memory_and_ends_alone() {
+        let app = App {
+            name: "stubborn",
+            about: "ignores revocation",
+            main: stubborn_app,
+        };
+        let free = crate::mem::frames::free_bytes();
+        assert_eq!(crate::apps::run(&app), Err(ApiError::Repossessed));
+        assert_eq!(
+            crate::mem::frames::free_bytes(),
+            free,
+            "the memory went back"
+        );
+        assert!(entries().is_empty(), "nothing is left in the table");
+        // The kernel goes on.
+        crate::sched::run_on_cores(crate::smp_cores(), |_| {}).expect("every core answers");
+    }
+);
