@@ -17,6 +17,7 @@
 //! read with the line number.
 
 use crate::Result;
+use crate::cursor::Cursor;
 use crate::loc::{self, Tok, Token};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -458,44 +459,27 @@ struct Entry {
 /// Reads a TOML document into entries; errors start with the line number (`12: ...`).
 fn parse_toml(text: &str) -> std::result::Result<Vec<Entry>, String> {
     let mut reader = Toml {
-        chars: text.chars().collect(),
-        pos: 0,
-        line: 1,
+        cur: Cursor::new(text, 1),
         entries: Vec::new(),
     };
     reader
         .document()
-        .map_err(|e| format!("{}: {e}", reader.line))?;
+        .map_err(|e| format!("{}: {e}", reader.cur.line))?;
     Ok(reader.entries)
 }
 
 /// A TOML reader over the characters of a document.
 struct Toml {
-    chars: Vec<char>,
-    pos: usize,
-    line: usize,
+    cur: Cursor,
     entries: Vec<Entry>,
 }
 
 type Parse<T> = std::result::Result<T, String>;
 
 impl Toml {
-    fn peek(&self, ahead: usize) -> Option<char> {
-        self.chars.get(self.pos + ahead).copied()
-    }
-
-    fn bump(&mut self) -> Option<char> {
-        let c = self.peek(0)?;
-        self.pos += 1;
-        if c == '\n' {
-            self.line += 1;
-        }
-        Some(c)
-    }
-
     fn expect(&mut self, c: char, what: &str) -> Parse<()> {
-        if self.peek(0) == Some(c) {
-            self.pos += 1;
+        if self.cur.peek(0) == Some(c) {
+            self.cur.pos += 1;
             Ok(())
         } else {
             Err(format!("expected `{c}` {what}"))
@@ -504,8 +488,8 @@ impl Toml {
 
     /// Skips spaces and tabs (and `\r`).
     fn spaces(&mut self) {
-        while matches!(self.peek(0), Some(' ' | '\t' | '\r')) {
-            self.pos += 1;
+        while matches!(self.cur.peek(0), Some(' ' | '\t' | '\r')) {
+            self.cur.pos += 1;
         }
     }
 
@@ -513,9 +497,9 @@ impl Toml {
     fn blank(&mut self) {
         loop {
             self.spaces();
-            match self.peek(0) {
+            match self.cur.peek(0) {
                 Some('\n') => {
-                    self.bump();
+                    self.cur.bump();
                 }
                 Some('#') => self.comment(),
                 _ => return,
@@ -524,18 +508,18 @@ impl Toml {
     }
 
     fn comment(&mut self) {
-        while self.peek(0).is_some_and(|c| c != '\n') {
-            self.pos += 1;
+        while self.cur.peek(0).is_some_and(|c| c != '\n') {
+            self.cur.pos += 1;
         }
     }
 
     /// After a key/value pair or a table header: only a comment may follow on the line.
     fn end_of_line(&mut self) -> Parse<()> {
         self.spaces();
-        if self.peek(0) == Some('#') {
+        if self.cur.peek(0) == Some('#') {
             self.comment();
         }
-        match self.peek(0) {
+        match self.cur.peek(0) {
             None | Some('\n') => Ok(()),
             Some(c) => Err(format!("unexpected `{c}` after a value (one key per line)")),
         }
@@ -545,12 +529,12 @@ impl Toml {
         let mut table: Vec<String> = Vec::new();
         loop {
             self.blank();
-            let line = self.line;
-            match self.peek(0) {
+            let line = self.cur.line;
+            match self.cur.peek(0) {
                 None => return Ok(()),
                 Some('[') => {
-                    let array = self.peek(1) == Some('[');
-                    self.pos += if array { 2 } else { 1 };
+                    let array = self.cur.peek(1) == Some('[');
+                    self.cur.pos += if array { 2 } else { 1 };
                     table = self.key()?;
                     self.expect(']', "to close a table header")?;
                     if array {
@@ -578,32 +562,33 @@ impl Toml {
         let mut parts = Vec::new();
         loop {
             self.spaces();
-            let part = match self.peek(0) {
+            let part = match self.cur.peek(0) {
                 Some('"') => self.basic_string()?,
                 Some('\'') => self.literal_string()?,
                 _ => {
-                    let start = self.pos;
+                    let start = self.cur.pos;
                     while self
+                        .cur
                         .peek(0)
                         .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
                     {
-                        self.pos += 1;
+                        self.cur.pos += 1;
                     }
-                    if self.pos == start {
-                        return Err(match self.peek(0) {
+                    if self.cur.pos == start {
+                        return Err(match self.cur.peek(0) {
                             Some(c) if c != '\n' => format!("expected a key, found `{c}`"),
                             _ => "expected a key".to_string(),
                         });
                     }
-                    self.chars[start..self.pos].iter().collect()
+                    self.cur.chars[start..self.cur.pos].iter().collect()
                 }
             };
             parts.push(part);
             self.spaces();
-            if self.peek(0) != Some('.') {
+            if self.cur.peek(0) != Some('.') {
                 return Ok(parts);
             }
-            self.pos += 1;
+            self.cur.pos += 1;
         }
     }
 
@@ -611,11 +596,11 @@ impl Toml {
     /// elements as entries of their own).
     fn value(&mut self, path: Vec<String>, line: usize) -> Parse<()> {
         self.spaces();
-        let value = match self.peek(0) {
+        let value = match self.cur.peek(0) {
             Some('"') => Value::Str(self.basic_string()?),
             Some('\'') => Value::Str(self.literal_string()?),
             Some('{') => {
-                self.pos += 1;
+                self.cur.pos += 1;
                 self.entries.push(Entry {
                     path: path.clone(),
                     value: Value::Table,
@@ -623,17 +608,17 @@ impl Toml {
                 });
                 loop {
                     self.blank();
-                    if self.peek(0) == Some('}') {
-                        self.pos += 1;
+                    if self.cur.peek(0) == Some('}') {
+                        self.cur.pos += 1;
                         return Ok(());
                     }
-                    let key_line = self.line;
+                    let key_line = self.cur.line;
                     let mut inner = path.clone();
                     inner.extend(self.key()?);
                     self.expect('=', "after a key")?;
                     self.value(inner, key_line)?;
                     self.blank();
-                    match self.bump() {
+                    match self.cur.bump() {
                         Some(',') => {}
                         Some('}') => return Ok(()),
                         _ => return Err("expected `,` or `}` in an inline table".into()),
@@ -641,7 +626,7 @@ impl Toml {
                 }
             }
             Some('[') => {
-                self.pos += 1;
+                self.cur.pos += 1;
                 self.entries.push(Entry {
                     path: path.clone(),
                     value: Value::Other,
@@ -649,14 +634,14 @@ impl Toml {
                 });
                 loop {
                     self.blank();
-                    if self.peek(0) == Some(']') {
-                        self.pos += 1;
+                    if self.cur.peek(0) == Some(']') {
+                        self.cur.pos += 1;
                         return Ok(());
                     }
-                    let element_line = self.line;
+                    let element_line = self.cur.line;
                     self.value(path.clone(), element_line)?;
                     self.blank();
-                    match self.bump() {
+                    match self.cur.bump() {
                         Some(',') => {}
                         Some(']') => return Ok(()),
                         _ => return Err("expected `,` or `]` in an array".into()),
@@ -664,14 +649,15 @@ impl Toml {
                 }
             }
             _ => {
-                let start = self.pos;
+                let start = self.cur.pos;
                 while self
+                    .cur
                     .peek(0)
                     .is_some_and(|c| c.is_ascii_alphanumeric() || "_+-.:".contains(c))
                 {
-                    self.pos += 1;
+                    self.cur.pos += 1;
                 }
-                let word: String = self.chars[start..self.pos].iter().collect();
+                let word: String = self.cur.chars[start..self.cur.pos].iter().collect();
                 match word.as_str() {
                     "true" => Value::Bool(true),
                     "false" => Value::Bool(false),
@@ -692,20 +678,20 @@ impl Toml {
 
     /// A `"basic"` or `"""multi-line basic"""` string at the cursor.
     fn basic_string(&mut self) -> Parse<String> {
-        let start = self.line;
-        let multi = self.peek(1) == Some('"') && self.peek(2) == Some('"');
-        self.pos += if multi { 3 } else { 1 };
+        let start = self.cur.line;
+        let multi = self.cur.peek(1) == Some('"') && self.cur.peek(2) == Some('"');
+        self.cur.pos += if multi { 3 } else { 1 };
         if multi {
             self.newline_after_opening();
         }
         let mut out = String::new();
         loop {
-            match self.bump() {
+            match self.cur.bump() {
                 None => return Err(self.unterminated(start)),
                 Some('\n') if !multi => return Err(self.unterminated(start)),
                 Some('"') if !multi => return Ok(out),
                 Some('"') if self.closes_multi('"', &mut out) => return Ok(out),
-                Some('\\') => match self.bump() {
+                Some('\\') => match self.cur.bump() {
                     Some('n') => out.push('\n'),
                     Some('t') => out.push('\t'),
                     Some('r') => out.push('\r'),
@@ -719,7 +705,7 @@ impl Toml {
                             'u' => 4,
                             _ => 8,
                         };
-                        let hex: String = (0..digits).filter_map(|_| self.bump()).collect();
+                        let hex: String = (0..digits).filter_map(|_| self.cur.bump()).collect();
                         let c = u32::from_str_radix(&hex, 16)
                             .ok()
                             .and_then(char::from_u32)
@@ -728,8 +714,8 @@ impl Toml {
                     }
                     Some(' ' | '\t' | '\r' | '\n') if multi => {
                         // A line-ending backslash: the whitespace up to the next text goes.
-                        while matches!(self.peek(0), Some(' ' | '\t' | '\r' | '\n')) {
-                            self.bump();
+                        while matches!(self.cur.peek(0), Some(' ' | '\t' | '\r' | '\n')) {
+                            self.cur.bump();
                         }
                     }
                     Some(c) => return Err(format!("unknown escape `\\{c}` in a string")),
@@ -742,15 +728,15 @@ impl Toml {
 
     /// A `'literal'` or `'''multi-line literal'''` string at the cursor.
     fn literal_string(&mut self) -> Parse<String> {
-        let start = self.line;
-        let multi = self.peek(1) == Some('\'') && self.peek(2) == Some('\'');
-        self.pos += if multi { 3 } else { 1 };
+        let start = self.cur.line;
+        let multi = self.cur.peek(1) == Some('\'') && self.cur.peek(2) == Some('\'');
+        self.cur.pos += if multi { 3 } else { 1 };
         if multi {
             self.newline_after_opening();
         }
         let mut out = String::new();
         loop {
-            match self.bump() {
+            match self.cur.bump() {
                 None => return Err(self.unterminated(start)),
                 Some('\n') if !multi => return Err(self.unterminated(start)),
                 Some('\'') if !multi => return Ok(out),
@@ -763,28 +749,28 @@ impl Toml {
     /// The error of a string that starts on line `start` and never ends; the error
     /// names that line.
     fn unterminated(&mut self, start: usize) -> String {
-        self.line = start;
+        self.cur.line = start;
         "unterminated string".to_string()
     }
 
     /// A newline right after `"""` or `'''` is not part of the string.
     fn newline_after_opening(&mut self) {
-        if self.peek(0) == Some('\r') && self.peek(1) == Some('\n') {
-            self.pos += 1;
+        if self.cur.peek(0) == Some('\r') && self.cur.peek(1) == Some('\n') {
+            self.cur.pos += 1;
         }
-        if self.peek(0) == Some('\n') {
-            self.bump();
+        if self.cur.peek(0) == Some('\n') {
+            self.cur.bump();
         }
     }
 
     /// Whether the `quote` just read starts the closing triple of a multi-line string;
     /// if so, consumes it, with up to two more quotes that belong to the text.
     fn closes_multi(&mut self, quote: char, out: &mut String) -> bool {
-        if self.peek(0) == Some(quote) && self.peek(1) == Some(quote) {
-            self.pos += 2;
+        if self.cur.peek(0) == Some(quote) && self.cur.peek(1) == Some(quote) {
+            self.cur.pos += 2;
             for _ in 0..2 {
-                if self.peek(0) == Some(quote) {
-                    self.pos += 1;
+                if self.cur.peek(0) == Some(quote) {
+                    self.cur.pos += 1;
                     out.push(quote);
                 }
             }

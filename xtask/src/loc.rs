@@ -11,6 +11,7 @@
 //! `#[cfg(test)] mod name;`, and every `#[cfg(test)] mod name { ... }` block.
 
 use crate::Result;
+use crate::cursor::Cursor;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -58,46 +59,31 @@ pub struct Token {
 
 /// Walks the characters of a source file, counting lines.
 struct Lexer {
-    chars: Vec<char>,
-    pos: usize,
-    line: usize,
+    cur: Cursor,
 }
 
 impl Lexer {
-    fn peek(&self, ahead: usize) -> Option<char> {
-        self.chars.get(self.pos + ahead).copied()
-    }
-
-    fn bump(&mut self) -> Option<char> {
-        let c = self.peek(0)?;
-        self.pos += 1;
-        if c == '\n' {
-            self.line += 1;
-        }
-        Some(c)
-    }
-
     fn ident(&mut self) -> String {
         let mut name = String::new();
-        while let Some(c) = self.peek(0).filter(|&c| is_ident_char(c)) {
+        while let Some(c) = self.cur.peek(0).filter(|&c| is_ident_char(c)) {
             name.push(c);
-            self.pos += 1;
+            self.cur.pos += 1;
         }
         name
     }
 
     /// A block comment whose `/*` is at the cursor; they nest.
     fn block_comment(&mut self, start: usize) -> Result<()> {
-        self.pos += 2;
+        self.cur.pos += 2;
         let mut depth = 1usize;
         while depth > 0 {
-            match (self.bump(), self.peek(0)) {
+            match (self.cur.bump(), self.cur.peek(0)) {
                 (Some('/'), Some('*')) => {
-                    self.pos += 1;
+                    self.cur.pos += 1;
                     depth += 1;
                 }
                 (Some('*'), Some('/')) => {
-                    self.pos += 1;
+                    self.cur.pos += 1;
                     depth -= 1;
                 }
                 (Some(_), _) => {}
@@ -111,12 +97,12 @@ impl Lexer {
 
     /// A string whose opening `"` is at the cursor; `\` escapes the next character.
     fn string(&mut self, start: usize) -> Result<()> {
-        self.pos += 1;
+        self.cur.pos += 1;
         loop {
-            match self.bump() {
+            match self.cur.bump() {
                 Some('"') => return Ok(()),
                 Some('\\') => {
-                    self.bump();
+                    self.cur.bump();
                 }
                 Some(_) => {}
                 None => {
@@ -128,11 +114,11 @@ impl Lexer {
 
     /// A raw string body: the cursor is on the opening `"`, `hashes` `#`s close it.
     fn raw_string(&mut self, hashes: usize, start: usize) -> Result<()> {
-        self.pos += 1;
+        self.cur.pos += 1;
         loop {
-            match self.bump() {
-                Some('"') if (0..hashes).all(|k| self.peek(k) == Some('#')) => {
-                    self.pos += hashes;
+            match self.cur.bump() {
+                Some('"') if (0..hashes).all(|k| self.cur.peek(k) == Some('#')) => {
+                    self.cur.pos += hashes;
                     return Ok(());
                 }
                 Some(_) => {}
@@ -149,31 +135,31 @@ impl Lexer {
     /// A character literal or a lifetime whose `'` is at the cursor.
     fn quote(&mut self, start: usize) -> Result<Tok> {
         let unterminated = || format!("line {}: unterminated character literal", start + 1);
-        match (self.peek(1), self.peek(2)) {
+        match (self.cur.peek(1), self.cur.peek(2)) {
             (Some('\\'), _) => {
                 // '\n', '\'', '\\', '\x41', '\u{1F600}': the closing quote ends it.
-                self.pos += 2;
-                match self.peek(0) {
+                self.cur.pos += 2;
+                match self.cur.peek(0) {
                     Some('\n') | None => return Err(unterminated()),
-                    Some(_) => self.pos += 1,
+                    Some(_) => self.cur.pos += 1,
                 }
                 loop {
-                    match self.peek(0) {
+                    match self.cur.peek(0) {
                         Some('\'') => {
-                            self.pos += 1;
+                            self.cur.pos += 1;
                             return Ok(Tok::Literal);
                         }
                         Some('\n') | None => return Err(unterminated()),
-                        Some(_) => self.pos += 1,
+                        Some(_) => self.cur.pos += 1,
                     }
                 }
             }
             (Some(c), Some('\'')) if c != '\n' => {
-                self.pos += 3;
+                self.cur.pos += 3;
                 Ok(Tok::Literal)
             }
             (Some(c), _) if is_ident_start(c) => {
-                self.pos += 1;
+                self.cur.pos += 1;
                 Ok(Tok::Lifetime(self.ident()))
             }
             _ => Err(format!(
@@ -186,7 +172,7 @@ impl Lexer {
     /// The token after an identifier that may be a literal's prefix (`b"`, `r#"`, `b'`,
     /// `c"`, `br"`, `cr#"`) or a raw identifier (`r#match`).
     fn after_ident(&mut self, name: String, start: usize) -> Result<Tok> {
-        let next = self.peek(0);
+        let next = self.cur.peek(0);
         match (name.as_str(), next) {
             ("b" | "c", Some('"')) => {
                 self.string(start)?;
@@ -202,14 +188,14 @@ impl Lexer {
                 };
             }
             ("r" | "br" | "cr", Some('"' | '#')) => {
-                let hashes = (0..).take_while(|&k| self.peek(k) == Some('#')).count();
-                if self.peek(hashes) == Some('"') {
-                    self.pos += hashes;
+                let hashes = (0..).take_while(|&k| self.cur.peek(k) == Some('#')).count();
+                if self.cur.peek(hashes) == Some('"') {
+                    self.cur.pos += hashes;
                     self.raw_string(hashes, start)?;
                     return Ok(Tok::Literal);
                 }
-                if name == "r" && hashes == 1 && self.peek(1).is_some_and(is_ident_start) {
-                    self.pos += 1;
+                if name == "r" && hashes == 1 && self.cur.peek(1).is_some_and(is_ident_start) {
+                    self.cur.pos += 1;
                     return Ok(Tok::Ident(self.ident()));
                 }
             }
@@ -230,21 +216,19 @@ fn is_ident_char(c: char) -> bool {
 /// Splits Rust source into tokens, dropping whitespace and comments.
 pub fn lex(source: &str) -> Result<Vec<Token>> {
     let mut lx = Lexer {
-        chars: source.chars().collect(),
-        pos: 0,
-        line: 0,
+        cur: Cursor::new(source, 0),
     };
     let mut tokens = Vec::new();
-    while let Some(c) = lx.peek(0) {
-        let first = lx.line;
-        let tok = match (c, lx.peek(1)) {
+    while let Some(c) = lx.cur.peek(0) {
+        let first = lx.cur.line;
+        let tok = match (c, lx.cur.peek(1)) {
             (c, _) if c.is_whitespace() => {
-                lx.bump();
+                lx.cur.bump();
                 continue;
             }
             ('/', Some('/')) => {
-                while lx.peek(0).is_some_and(|c| c != '\n') {
-                    lx.pos += 1;
+                while lx.cur.peek(0).is_some_and(|c| c != '\n') {
+                    lx.cur.pos += 1;
                 }
                 continue;
             }
@@ -266,14 +250,14 @@ pub fn lex(source: &str) -> Result<Vec<Token>> {
                 lx.after_ident(name, first)?
             }
             (c, _) => {
-                lx.pos += 1;
+                lx.cur.pos += 1;
                 Tok::Punct(c)
             }
         };
         tokens.push(Token {
             tok,
             first,
-            last: lx.line,
+            last: lx.cur.line,
         });
     }
     Ok(tokens)

@@ -8,6 +8,7 @@ mod args;
 mod baremetal;
 mod bench;
 mod build;
+mod cursor;
 mod deps;
 mod gdb;
 mod harness;
