@@ -211,7 +211,6 @@ extern "C" fn boot_core_on_its_stack() -> ! {
     let state = BOOT_STATE.get().expect("set before the stack switch");
     let features = cpu::Features::read();
     arch::load_core_tables(0);
-    caps::init();
     let acpi = platform::acpi();
     apic::configure(
         features.x2apic,
@@ -243,6 +242,8 @@ extern "C" fn boot_core_on_its_stack() -> ! {
         "rexo: ready cores={cores} mem={} MiB boot={boot_us} us",
         state.usable_bytes >> 20
     );
+    // Only apps use capabilities: the table is made once the machine is up.
+    caps::init();
     for line in state.report.lines() {
         log::info!("{line}");
     }
