@@ -254,6 +254,8 @@ static ENDED_BY: [AtomicU8; crate::arch::percpu::MAX_CORES] =
     [const { AtomicU8::new(ENDED_BY_PANIC) }; crate::arch::percpu::MAX_CORES];
 const ENDED_BY_PANIC: u8 = 0;
 const ENDED_BY_REPOSSESSION: u8 = 1;
+/// No task of a `run_on_every_core` call was ended.
+const NOT_ENDED: u8 = u8::MAX;
 
 impl KernelApi {
     /// The abort protocol: an app that uses memory the kernel took back at a revocation
@@ -300,15 +302,29 @@ impl Kernel for KernelApi {
     fn run_on_every_core(&self, task: CoreTask) -> Result<(), ApiError> {
         let (owner, cores, quota) = (self.owner, self.cores, self.quota);
         let span = cores.first..cores.first + cores.count;
+        // Each task runs under an abort point of its own: a task that panics (or breaks the
+        // abort protocol) ends alone on its core, and this call reports it.
+        let ended = alloc::sync::Arc::new(AtomicU8::new(NOT_ENDED));
+        let ended_by = alloc::sync::Arc::clone(&ended);
         crate::sched::run_on_core_range(span, move |core| {
             let api = KernelApi {
                 owner,
                 cores,
                 quota,
             };
-            task(&api, core - cores.first)
+            if crate::arch::abort::run_abortable(|| task(&api, core - cores.first)).is_err() {
+                let reason = ENDED_BY[crate::arch::percpu::core_index()]
+                    .swap(ENDED_BY_PANIC, Ordering::Relaxed);
+                log::error!("{owner}: its task on core {core} was ended");
+                ended_by.store(reason, Ordering::Relaxed);
+            }
         })
-        .map_err(|_| ApiError::QueueFull)
+        .map_err(|_| ApiError::QueueFull)?;
+        match ended.load(Ordering::Relaxed) {
+            NOT_ENDED => Ok(()),
+            ENDED_BY_REPOSSESSION => Err(ApiError::Repossessed),
+            _ => Err(ApiError::Panicked),
+        }
     }
 
     fn read_byte(&self) -> Option<u8> {

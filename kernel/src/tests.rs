@@ -309,3 +309,31 @@ kernel_test!(
         sched::run_on_cores(cores, |_| {}).expect("every core still answers");
     }
 );
+
+fn app_with_a_panicking_task(kernel: &dyn rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let last = kernel.cores() - 1;
+    let result = kernel.run_on_every_core(alloc::sync::Arc::new(move |_, core| {
+        if core == last {
+            panic!("a task of the app panics on core {core}");
+        }
+    }));
+    assert_eq!(
+        result,
+        Err(rexo_api::ApiError::Panicked),
+        "the app hears of it"
+    );
+    // The app goes on, and so do all its cores.
+    kernel.run_on_every_core(alloc::sync::Arc::new(|_, _| {}))
+}
+
+kernel_test!(
+    fn a_task_that_panics_on_another_core_ends_alone() {
+        let app = crate::apps::App {
+            name: "task-panicker",
+            about: "one of its tasks panics",
+            main: app_with_a_panicking_task,
+        };
+        assert_eq!(crate::apps::run(&app), Ok(()));
+        sched::run_on_cores(smp_cores(), |_| {}).expect("every core still answers");
+    }
+);
