@@ -122,7 +122,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
             usable >> 10
         ));
     }
-    let mut reserved = heapless_ranges::Ranges::new();
+    let mut reserved = rexo_memmap::ReservedRanges::new();
     reserved.push(0..1 << 20); // real-mode memory: BIOS data, AP trampoline, BareMetal table
     reserved.push(baremetal::TABLE_PAGE);
     reserved.push(mem::phys::kernel_image());
@@ -380,49 +380,4 @@ extern "C" fn ap_entry(ticket: u64) -> ! {
 
 fn yes_no(flag: bool) -> &'static str {
     if flag { "yes" } else { "no" }
-}
-
-/// A fixed-capacity list of physical ranges (the heap does not exist yet at boot).
-mod heapless_ranges {
-    use core::ops::Range;
-
-    const CAPACITY: usize = 128;
-
-    /// Up to 128 ranges; pushing more sets the overflow flag.
-    pub struct Ranges {
-        items: [Range<u64>; CAPACITY],
-        len: usize,
-        overflowed: bool,
-    }
-
-    impl Ranges {
-        /// An empty list.
-        pub fn new() -> Self {
-            Self {
-                items: [const { 0..0 }; CAPACITY],
-                len: 0,
-                overflowed: false,
-            }
-        }
-
-        /// Appends a range.
-        pub fn push(&mut self, range: Range<u64>) {
-            if self.len == CAPACITY {
-                self.overflowed = true;
-            } else {
-                self.items[self.len] = range;
-                self.len += 1;
-            }
-        }
-
-        /// Whether some pushes did not fit.
-        pub fn overflowed(&self) -> bool {
-            self.overflowed
-        }
-
-        /// The ranges pushed.
-        pub fn as_slice(&self) -> &[Range<u64>] {
-            &self.items[..self.len]
-        }
-    }
 }

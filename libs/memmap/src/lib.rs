@@ -11,9 +11,11 @@
 
 mod frames;
 mod map;
+mod reserved;
 
 pub use frames::{AllocError, FrameAllocator, FrameRange, PageSize};
 pub use map::{MapError, MemoryMap, Region, RegionKind};
+pub use reserved::ReservedRanges;
 
 /// The size of one physical frame (and of the smallest page), in bytes.
 pub const FRAME_SIZE: u64 = 4096;
