@@ -27,7 +27,7 @@ pub fn command(words: Vec<String>) -> Result<()> {
 pub fn kernel() -> Result<PathBuf> {
     let root = crate::root();
     crate::appcheck::check(&root)?;
-    deps::ensure(&[])?;
+    deps::ensure(&[deps::Need::CTools])?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .args([

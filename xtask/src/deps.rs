@@ -13,6 +13,9 @@ pub enum Need {
     Iso,
     /// The OVMF UEFI firmware.
     Ovmf,
+    /// The host C toolchain: `gcc` for the C apps linked into the kernel, GNU `as`, `ld`
+    /// and `objcopy` for the BareMetal test programs.
+    CTools,
 }
 
 /// One thing that must exist on the host, and the Debian package that provides it.
@@ -73,6 +76,24 @@ fn requirements(need: Need) -> Vec<Requirement> {
             what: Probe::Ovmf,
             package: "ovmf",
         }],
+        Need::CTools => vec![
+            Requirement {
+                what: Probe::Program("gcc"),
+                package: "gcc",
+            },
+            Requirement {
+                what: Probe::Program("as"),
+                package: "binutils",
+            },
+            Requirement {
+                what: Probe::Program("ld"),
+                package: "binutils",
+            },
+            Requirement {
+                what: Probe::Program("objcopy"),
+                package: "binutils",
+            },
+        ],
     }
 }
 
