@@ -1,22 +1,23 @@
-//! A listing of the PCI functions on segment 0 through the legacy configuration ports
-//! (0xCF8 address, 0xCFC data): every bus, device and function is tried, functions 1..8
-//! only where function 0's header type says the device has several; bridges are not
-//! followed (every bus number is tried anyway). Only reads: base address registers are
-//! reported as programmed, their sizes are not probed. The drivers issue brings the
-//! real bus layer.
+//! PCI and PCIe configuration access for `rexo-pci`, which does the enumeration (through
+//! bridges), BAR sizing and capability decoding. Configuration space is reached through
+//! ECAM where the MCFG table lists windows, else through the legacy ports 0xCF8/0xCFC
+//! (segment 0). The bus is walked once, on first use: sizing BARs briefly turns a
+//! device's decoding off, which must not happen under a running driver. Each function
+//! is logged with its sized BARs and MSI/MSI-X capabilities (`pci: 00:02.0 ...`).
 
 use alloc::vec::Vec;
 
 use rexo_api::PciFunction;
+use rexo_pci::{Access, Hardware};
 
-use crate::arch::cpu;
+use crate::{arch::cpu, mem, platform};
 
 /// The configuration address port.
 const ADDRESS: u16 = 0xCF8;
 /// The configuration data port.
 const DATA: u16 = 0xCFC;
 
-/// Serialises the address/data pairs: every configuration access goes through here.
+/// Serialises the address/data pairs: every port access goes through here.
 static PORTS: spin::Mutex<()> = spin::Mutex::new(());
 
 /// Reads the configuration register at `address` (the 0xCF8 layout, enable bit set).
@@ -33,41 +34,57 @@ pub fn write_config(address: u32, value: u32) {
     cpu::outl(DATA, value);
 }
 
-/// Reads the 32-bit configuration register `index` (0..64) of bus/device/function.
-fn read(bus: u8, device: u8, function: u8, index: u8) -> u32 {
-    read_config(
-        0x8000_0000
-            | u32::from(bus) << 16
-            | u32::from(device & 31) << 11
-            | u32::from(function & 7) << 8
-            | u32::from(index & 63) << 2,
-    )
+/// The machine side of configuration access: the ports above and MMIO for ECAM.
+struct Machine;
+
+impl Hardware for Machine {
+    fn port_read(&self, address: u32) -> u32 {
+        read_config(address)
+    }
+
+    fn port_write(&self, address: u32, value: u32) {
+        write_config(address, value);
+    }
+
+    fn mmio_read(&self, phys: u64) -> Option<u32> {
+        mem::phys::mmio_read32(phys).ok()
+    }
+
+    fn mmio_write(&self, phys: u64, value: u32) -> bool {
+        mem::phys::mmio_write32(phys, value).is_ok()
+    }
 }
 
-/// The function's decoded header, if one answers at bus/device/function.
-fn probe(bus: u8, device: u8, function: u8) -> Option<PciFunction> {
-    if read(bus, device, function, 0) as u16 == 0xFFFF {
-        return None;
-    }
-    let mut header = [0u32; 16];
-    for (index, word) in (0u8..).zip(header.iter_mut()) {
-        *word = read(bus, device, function, index);
-    }
-    Some(PciFunction::from_header(bus, device, function, &header))
-}
+/// The functions found by the walk, segment 0 only (the API has no segment numbers).
+static FOUND: spin::Once<Vec<PciFunction>> = spin::Once::new();
 
-/// Every function that answers on segment 0, in bus, device, function order.
-pub fn functions() -> Vec<PciFunction> {
+/// Walks every segment once (ECAM where MCFG lists windows, else the ports), logging
+/// each function with its sized BARs and capabilities.
+fn walk() -> Vec<PciFunction> {
     let mut found = Vec::new();
-    for bus in 0..=255u8 {
-        for device in 0..32u8 {
-            let Some(first) = probe(bus, device, 0) else {
-                continue;
-            };
-            let functions = if first.header_type & 0x80 != 0 { 8 } else { 1 };
-            found.push(first);
-            found.extend((1..functions).filter_map(|function| probe(bus, device, function)));
+    let windows = platform::acpi().map_or(&[][..], |acpi| acpi.mcfg_segments());
+    let report = Access::new(Machine, windows).scan(|header, function| {
+        match function {
+            Ok(function) => log::info!("pci: {function}"),
+            Err(error) => log::warn!("pci: {}: {error}", header.address),
         }
+        let at = header.address;
+        if at.segment == 0 {
+            found.push(PciFunction::from_header(
+                at.bus,
+                at.device,
+                at.function,
+                &header.raw,
+            ));
+        }
+    });
+    if let Err(error) = report {
+        log::warn!("pci: walk stopped: {error}");
     }
     found
+}
+
+/// Every function on segment 0, in the order the walk found them.
+pub fn functions() -> Vec<PciFunction> {
+    FOUND.call_once(walk).clone()
 }

@@ -125,6 +125,21 @@ pub fn mmio_write64(addr: u64, value: u64) -> Result<(), MmioError> {
     Ok(())
 }
 
+/// Reads a 32-bit device register (outside RAM, inside the identity map).
+pub fn mmio_read32(addr: u64) -> Result<u32, MmioError> {
+    check_register(addr, 4)?;
+    // SAFETY: as in `mmio_read64`, for a four-byte register.
+    Ok(unsafe { core::ptr::read_volatile(addr as *const u32) })
+}
+
+/// Writes a 32-bit device register (outside RAM, inside the identity map).
+pub fn mmio_write32(addr: u64, value: u32) -> Result<(), MmioError> {
+    check_register(addr, 4)?;
+    // SAFETY: as in `mmio_read64`, for a four-byte register.
+    unsafe { core::ptr::write_volatile(addr as *mut u32, value) };
+    Ok(())
+}
+
 /// Writes an 8-bit device register (outside RAM, inside the identity map).
 pub fn mmio_write8(addr: u64, value: u8) -> Result<(), MmioError> {
     check_register(addr, 1)?;
