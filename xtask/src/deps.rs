@@ -106,7 +106,7 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 /// Whether this process runs as root (read from /proc/self/status).
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {

@@ -114,9 +114,14 @@ pub fn command(words: Vec<String>) -> Result<u8> {
     let cases: Vec<&'static Case> = CASES.iter().filter(|c| c.name.contains(&filter)).collect();
     let host = select("host::", &filter);
     let kernel = select("kernel::", &filter);
+    let linux = match select("linux::", &filter) {
+        Select::All => true,
+        Select::Matching(part) => crate::linux::TEST_NAME.contains(&part),
+        Select::Nothing => false,
+    };
 
     let mut needs = Vec::new();
-    if kernel != Select::Nothing || !cases.is_empty() {
+    if kernel != Select::Nothing || !cases.is_empty() || linux {
         needs.push(Need::Qemu);
     }
     if cases.iter().any(|c| c.boot != Boot::Pvh) {
@@ -145,6 +150,16 @@ pub fn command(words: Vec<String>) -> Result<u8> {
             }
             Ok(elf) => outcomes.extend(qemu_tests(&root, &elf, kernel, cases, &logs)),
         }
+    }
+    if linux {
+        let started = Instant::now();
+        let name = crate::linux::TEST_NAME;
+        let outcome = match crate::linux::boot_test(&logs.join("linux.log")) {
+            Ok(()) => Outcome::pass(name, started.elapsed()),
+            Err((reason, tail)) => Outcome::fail(name, reason, tail, started.elapsed()),
+        };
+        outcome.print();
+        outcomes.push(outcome);
     }
     let passed: usize = outcomes.iter().filter(|o| o.ok).map(|o| o.count).sum();
     let failed: usize = outcomes.iter().filter(|o| !o.ok).map(|o| o.count).sum();

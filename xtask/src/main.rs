@@ -1,7 +1,7 @@
 //! `cargo xtask`: build, image, run, test and bench Rexo.
 //!
 //! Commands (see `cargo xtask help` and docs/testing.md):
-//! `build`, `run`, `image`, `test [FILTER]`, `bench boot|api`, `loc`.
+//! `build`, `run`, `image`, `test [FILTER]`, `bench boot|api`, `linux`, `loc`.
 
 mod appcheck;
 mod args;
@@ -13,6 +13,7 @@ mod deps;
 mod gdb;
 mod harness;
 mod image;
+mod linux;
 mod loc;
 mod pvh;
 mod qemu;
@@ -32,7 +33,9 @@ pub fn root() -> PathBuf {
 }
 
 /// The commands `cargo xtask` knows.
-const COMMANDS: &[&str] = &["build", "run", "image", "test", "bench", "loc", "help"];
+const COMMANDS: &[&str] = &[
+    "build", "run", "image", "test", "bench", "linux", "loc", "help",
+];
 
 const USAGE: &str = "\
 usage: cargo xtask COMMAND [OPTIONS]
@@ -47,6 +50,9 @@ usage: cargo xtask COMMAND [OPTIONS]
   bench boot [--runs N] [--quick]
                                  measure boot time against QEMU's floor
   bench api                      measure API calls, frames, cross-core round trips, revocation
+  linux [--service none|nginx|memcached] [--cores N] [--mem SIZE] [--append WORDS]
+        [--build-only]           build the Linux baseline from Debian packages (cached in
+                                 target/linux/) and boot it under TCG until it is ready
   loc                            count lines of Rust per layer against the kernel budget
 ";
 
@@ -63,6 +69,7 @@ fn main() -> ExitCode {
         "image" => image::command(argv).map(|()| 0),
         "test" => harness::command(argv),
         "bench" => bench::command(argv).map(|()| 0),
+        "linux" => linux::command(argv).map(|()| 0),
         "loc" => loc::command(argv).map(|()| 0),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

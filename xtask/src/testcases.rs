@@ -673,6 +673,48 @@ pub const CASES: &[Case] = &[
         )],
         ..BASE
     },
+    // rexo-pci through ECAM on q35: sized BARs (a 64-bit one on NVMe) and MSI-X, from
+    // the `pci:` lines the first walk logs.
+    Case {
+        name: "monitor::pci-devices",
+        machine: Machine::Q35,
+        append: "app=monitor",
+        qemu_args: &[
+            "-device",
+            "virtio-net-pci",
+            "-device",
+            "nvme,serial=x,drive=d",
+            "-drive",
+            "if=none,id=d,driver=null-co",
+        ],
+        input: "pci\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 30,
+        checks: &[
+            Check::Has("pci: 00:03.0 1af4:1000 class 02.00.00 bar0 io 0x"),
+            Check::Has(" size 0x20 bar1 mem32 0x"),
+            Check::Has(" size 0x1000 bar4 mem64 0x"),
+            Check::Has(" size 0x4000 prefetchable msix 4 table bar1+0x0 pba bar1+0x800"),
+            Check::Has("pci: 00:04.0 1b36:0010 class 01.08.02 bar0 mem64 0x"),
+            Check::Has(" size 0x4000 pcie msix 65 table bar0+0x2000 pba bar0+0x3000"),
+            Check::Has("00:04.0 1b36:0010 class 01.08.02 hdr 00 bar0 mem64 0x"),
+        ],
+        ..BASE
+    },
+    // The same walk through the legacy ports: `-machine pc` has no MCFG table.
+    Case {
+        name: "monitor::pci-ports",
+        machine: Machine::Pc,
+        append: "app=monitor",
+        input: "pci\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 30,
+        checks: &[
+            Check::Has("pci: 00:01.1 8086:7010 class 01.01.80 bar4 io 0x"),
+            Check::Has("pci: 00:03.0 8086:100e class 02.00.00 bar0 mem32 0xfebc0000 size 0x20000"),
+        ],
+        ..BASE
+    },
 ];
 
 #[cfg(test)]
