@@ -2,8 +2,8 @@
 //! bridges), BAR sizing and capability decoding. Configuration space is reached through
 //! ECAM where the MCFG table lists windows, else through the legacy ports 0xCF8/0xCFC
 //! (segment 0). The bus is walked once, on first use: sizing BARs briefly turns a
-//! device's decoding off, which must not happen under a running driver. Each function
-//! is logged with its sized BARs and MSI/MSI-X capabilities (`pci: 00:02.0 ...`).
+//! device's decoding off, which must not happen under a running driver. The functions,
+//! with their sized BARs and MSI/MSI-X capabilities, go to the monitor's `pci`.
 
 use alloc::vec::Vec;
 
@@ -55,28 +55,17 @@ impl Hardware for Machine {
     }
 }
 
-/// The functions found by the walk, segment 0 only (the API has no segment numbers).
+/// The functions found by the walk.
 static FOUND: spin::Once<Vec<PciFunction>> = spin::Once::new();
 
-/// Walks every segment once (ECAM where MCFG lists windows, else the ports), logging
-/// each function with its sized BARs and capabilities.
+/// Walks every segment once (ECAM where MCFG lists windows, else the ports); a function
+/// that cannot be described is logged and left out.
 fn walk() -> Vec<PciFunction> {
     let mut found = Vec::new();
     let windows = platform::acpi().map_or(&[][..], |acpi| acpi.mcfg_segments());
-    let report = Access::new(Machine, windows).scan(|header, function| {
-        match function {
-            Ok(function) => log::info!("pci: {function}"),
-            Err(error) => log::warn!("pci: {}: {error}", header.address),
-        }
-        let at = header.address;
-        if at.segment == 0 {
-            found.push(PciFunction::from_header(
-                at.bus,
-                at.device,
-                at.function,
-                &header.raw,
-            ));
-        }
+    let report = Access::new(Machine, windows).scan(|header, function| match function {
+        Ok(function) => found.push(function),
+        Err(error) => log::warn!("pci: {}: {error}", header.address),
     });
     if let Err(error) = report {
         log::warn!("pci: walk stopped: {error}");
@@ -84,7 +73,7 @@ fn walk() -> Vec<PciFunction> {
     found
 }
 
-/// Every function on segment 0, in the order the walk found them.
+/// Every function the walk found (every segment), in the order it found them.
 pub fn functions() -> Vec<PciFunction> {
     FOUND.call_once(walk).clone()
 }

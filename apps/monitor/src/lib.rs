@@ -16,7 +16,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use editor::{Editor, Event};
-use rexo_api::{ApiError, BinaryError, Kernel, PciBar, PciBarKind, PciFunction};
+use rexo_api::{ApiError, BinaryError, Kernel};
 
 /// The prompt.
 pub const PROMPT: &str = "rexo> ";
@@ -184,7 +184,7 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
                 say("no PCI functions answer (this machine may have no PCI bus)\r\n");
             }
             for function in &functions {
-                say(&format!("{}\r\n", pci_line(function)));
+                say(&format!("{function}\r\n"));
             }
         }
         Command::Load => match kernel.load_baremetal() {
@@ -213,37 +213,6 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
             say(&format!("poweroff: {error}\r\n"));
         }
     }
-}
-
-/// One line of `pci`: `00:02.0 8086:100e class 02.00.00 hdr 00 bar0 mem32 0xfeb80000`.
-pub fn pci_line(function: &PciFunction) -> String {
-    let mut line = format!(
-        "{:02x}:{:02x}.{} {:04x}:{:04x} class {:02x}.{:02x}.{:02x} hdr {:02x}",
-        function.bus,
-        function.device,
-        function.function,
-        function.vendor,
-        function.device_id,
-        function.class,
-        function.subclass,
-        function.prog_if,
-        function.header_type
-    );
-    for PciBar {
-        index,
-        kind,
-        address,
-    } in &function.bars
-    {
-        let (kind, prefetchable) = match kind {
-            PciBarKind::Io => ("io", false),
-            PciBarKind::Memory32 { prefetchable } => ("mem32", *prefetchable),
-            PciBarKind::Memory64 { prefetchable } => ("mem64", *prefetchable),
-        };
-        let suffix = if prefetchable { " prefetchable" } else { "" };
-        line.push_str(&format!(" bar{index} {kind} {address:#x}{suffix}"));
-    }
-    line
 }
 
 /// The app's entry point: prompt, read a line, run it, forever (until `reboot` or
@@ -325,36 +294,5 @@ mod tests {
                 "{word}"
             );
         }
-    }
-
-    #[test]
-    fn pci_lines_show_address_ids_class_and_bars() {
-        let function = PciFunction {
-            bus: 0,
-            device: 0x1f,
-            function: 2,
-            vendor: 0x8086,
-            device_id: 0x2922,
-            class: 1,
-            subclass: 6,
-            prog_if: 1,
-            header_type: 0,
-            bars: alloc::vec![
-                PciBar {
-                    index: 4,
-                    kind: PciBarKind::Io,
-                    address: 0xc040
-                },
-                PciBar {
-                    index: 5,
-                    kind: PciBarKind::Memory64 { prefetchable: true },
-                    address: 0x8_0000_0000
-                },
-            ],
-        };
-        assert_eq!(
-            pci_line(&function),
-            "00:1f.2 8086:2922 class 01.06.01 hdr 00 bar4 io 0xc040 bar5 mem64 0x800000000 prefetchable"
-        );
     }
 }
