@@ -10,7 +10,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use rexo_cmdline::Manifest;
 
@@ -94,20 +94,36 @@ fn all_cores() -> CoreSpan {
     }
 }
 
-/// A run under way: its owner, cores and quota (for `api_for`, which gets only the owner).
-#[derive(Clone, Copy)]
-struct Run {
-    owner: OwnerId,
-    cores: CoreSpan,
-    quota: Option<u64>,
+/// Per core, the app run its code acts for: the innermost [`run_as`] there, or the app
+/// whose `run_on_every_core` task runs there; `None`: the kernel. The C ABI, whose calls
+/// carry no `KernelApi`, reads it ([`current`]).
+static CURRENT: [spin::Mutex<Option<KernelApi>>; crate::arch::percpu::MAX_CORES] =
+    [const { spin::Mutex::new(None) }; crate::arch::percpu::MAX_CORES];
+
+/// Runs `f` on this core acting for `api`'s app run, then restores what the core acted
+/// for (abort points sit inside `f`, so the restore always runs).
+pub(crate) fn acting_as<R>(api: KernelApi, f: impl FnOnce() -> R) -> R {
+    let slot = &CURRENT[crate::arch::percpu::core_index()];
+    let outer = slot.lock().replace(api);
+    let result = f();
+    *slot.lock() = outer;
+    result
 }
 
-/// The runs under way.
-static RUNS: spin::Mutex<Vec<Run>> = spin::Mutex::new(Vec::new());
+/// The app run this core acts for, if any.
+pub(crate) fn current() -> Option<KernelApi> {
+    *CURRENT[crate::arch::percpu::core_index()].lock()
+}
 
-/// Per core, the innermost run on it: (index in APPS + 1) << 16 | owner; 0: none.
-static RUNNING: [AtomicU32; crate::arch::percpu::MAX_CORES] =
-    [const { AtomicU32::new(0) }; crate::arch::percpu::MAX_CORES];
+/// The kernel's API acting for `owner` on every core with no quota (the kernel's own
+/// benchmarks and tests, which are no app run).
+pub(crate) fn api_as(owner: OwnerId) -> KernelApi {
+    KernelApi {
+        owner,
+        cores: all_cores(),
+        quota: None,
+    }
+}
 
 /// The owner `run` gives `app`: its index in [`APPS`] + 1.
 fn app_owner(app: &App) -> OwnerId {
@@ -130,14 +146,6 @@ pub(crate) fn run_as(
         log::error!("app '{}': no quota for its owner: {error}", app.name);
         return Err(ApiError::Refused(error));
     }
-    RUNS.lock().push(Run {
-        owner,
-        cores,
-        quota,
-    });
-    let slot = &RUNNING[crate::arch::percpu::core_index()];
-    let app_number = app_owner(app).0 as u32;
-    let outer = slot.swap(app_number << 16 | owner.0 as u32, Ordering::Relaxed);
     let api = KernelApi {
         owner,
         cores,
@@ -145,7 +153,10 @@ pub(crate) fn run_as(
     };
     // An abort point: if the app panics or breaks the abort protocol, only the app ends.
     let mut result = Ok(());
-    if crate::arch::abort::run_abortable(|| result = (app.main)(&api)).is_err() {
+    let aborted = acting_as(api, || {
+        crate::arch::abort::run_abortable(|| result = (app.main)(&api))
+    });
+    if aborted.is_err() {
         let reason =
             ENDED_BY[crate::arch::percpu::core_index()].swap(ENDED_BY_PANIC, Ordering::Relaxed);
         result = Err(if reason == ENDED_BY_REPOSSESSION {
@@ -154,13 +165,6 @@ pub(crate) fn run_as(
             ApiError::Panicked
         });
         log::error!("app '{}' was ended: {}", app.name, result.unwrap_err());
-    }
-    slot.store(outer, Ordering::Relaxed);
-    {
-        let mut runs = RUNS.lock();
-        if let Some(at) = runs.iter().rposition(|run| run.owner == owner) {
-            runs.remove(at);
-        }
     }
     match crate::caps::release_owner(owner) {
         Ok(0) => {}
@@ -243,8 +247,10 @@ fn reboot(kernel: &dyn Kernel) -> Result<(), ApiError> {
 
 /// The kernel's implementation of the app API, for one app run (the owner its calls act
 /// as, its cores and its memory quota).
-struct KernelApi {
-    owner: OwnerId,
+#[derive(Clone, Copy)]
+pub(crate) struct KernelApi {
+    /// The capability owner the run's calls act as.
+    pub(crate) owner: OwnerId,
     cores: CoreSpan,
     quota: Option<u64>,
 }
@@ -312,7 +318,10 @@ impl Kernel for KernelApi {
                 cores,
                 quota,
             };
-            if crate::arch::abort::run_abortable(|| task(&api, core - cores.first)).is_err() {
+            let aborted = acting_as(api, || {
+                crate::arch::abort::run_abortable(|| task(&api, core - cores.first))
+            });
+            if aborted.is_err() {
                 let reason = ENDED_BY[crate::arch::percpu::core_index()]
                     .swap(ENDED_BY_PANIC, Ordering::Relaxed);
                 log::error!("{owner}: its task on core {core} was ended");
@@ -425,31 +434,3 @@ impl Kernel for KernelApi {
 
 /// The BareMetal binary the last successful `load_baremetal` put in the app area.
 static LOADED: spin::Mutex<Option<LoadedInfo>> = spin::Mutex::new(None);
-
-/// The capability owner the app called `name` runs as, for the C ABI, whose calls carry
-/// no `KernelApi`: the owner of the innermost run of that app on the calling core (a
-/// manifest run has its own), else the one [`run`] gives it (its index in [`APPS`] + 1).
-pub(crate) fn owner_of(name: &str) -> Option<OwnerId> {
-    let index = APPS.iter().position(|app| app.name == name)?;
-    let running = RUNNING[crate::arch::percpu::core_index()].load(Ordering::Relaxed);
-    if running >> 16 == index as u32 + 1 {
-        return Some(OwnerId(running as u16));
-    }
-    Some(OwnerId(index as u16 + 1))
-}
-
-/// The kernel's API acting for `owner` (the C ABI's calls go through it), with the cores
-/// and quota of its run under way (every core and no quota when none is).
-pub(crate) fn api_for(owner: OwnerId) -> impl Kernel {
-    let run = RUNS
-        .lock()
-        .iter()
-        .rev()
-        .find(|run| run.owner == owner)
-        .copied();
-    KernelApi {
-        owner,
-        cores: run.map_or_else(all_cores, |run| run.cores),
-        quota: run.and_then(|run| run.quota),
-    }
-}

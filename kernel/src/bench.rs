@@ -154,7 +154,7 @@ fn api() {
     let tsc_hz = crate::time::tsc_hz();
     let cores = crate::smp_cores();
     kprintln!("bench start tsc_hz={tsc_hz} cores={cores}");
-    let api = crate::apps::api_for(OWNER);
+    let api = crate::apps::api_as(OWNER);
     // Opaque to the optimiser: every call below goes through the vtable.
     let kernel: &dyn Kernel = black_box(&api);
     let mut figures = Vec::new();

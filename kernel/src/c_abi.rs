@@ -2,9 +2,9 @@
 //! into the image call, and the app-table entries that run those apps.
 //!
 //! A C app is a capability owner like a Rust app: each call goes through the same
-//! [`Kernel`] implementation as the Rust API (`apps::api_for`), acting for the owner the
-//! app table gives the app. While a C app, or a function it runs on every core, runs on a
-//! core, that core records the owner it acts for. The app's memory capabilities stay
+//! [`Kernel`] implementation as the Rust API, that of the app run the calling core acts
+//! for (`apps::current`: set while the app, or a function it runs on every core, runs
+//! there). The app's memory capabilities stay
 //! here, in a handle table: C sees positive handle numbers, never reused, private to the
 //! app; whatever the app still holds when it returns goes back to the kernel (`apps::run`
 //! releases its owner).
@@ -20,14 +20,12 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ffi::{c_char, c_int, c_uint, c_void};
-use core::sync::atomic::{AtomicI64, AtomicU16, Ordering};
+use core::sync::atomic::{AtomicI64, Ordering};
 
 use rexo_api::{ApiError, CapError, Kernel, MemoryCap};
 use rexo_captable::OwnerId;
 use rexo_memmap::RegionKind;
 use spin::Mutex;
-
-use crate::arch::percpu;
 
 // The error codes of rexo.h.
 const REXO_OK: c_int = 0;
@@ -45,10 +43,6 @@ const NO_BYTE: c_int = -1;
 
 /// The kernel's owner id, recorded for a core where no C app runs (apps are 1 and up).
 const KERNEL: OwnerId = OwnerId(0);
-
-/// The owner each core acts for: the C app running there, or [`KERNEL`].
-static ACTING_FOR: [AtomicU16; percpu::MAX_CORES] =
-    [const { AtomicU16::new(KERNEL.0) }; percpu::MAX_CORES];
 
 /// One memory capability of a C app.
 struct Handle {
@@ -83,17 +77,18 @@ pub fn c_cores(kernel: &dyn Kernel) -> Result<(), ApiError> {
     run_c_app(kernel, "c-cores", || unsafe { c_cores_main() })
 }
 
-/// Runs a C app's `main` acting for the app `name`'s owner; a non-zero return is the
-/// app's failure code ([`ApiError::AppFailed`]).
+/// Runs a C app's `main` (on its own run: `apps::run_as` makes the core act for it); a
+/// non-zero return is the app's failure code ([`ApiError::AppFailed`]).
 fn run_c_app(
     kernel: &dyn Kernel,
     name: &str,
     main: impl FnOnce() -> c_int,
 ) -> Result<(), ApiError> {
-    let owner = crate::apps::owner_of(name).ok_or(ApiError::NoSuchApp)?;
-    let code = as_owner(owner, main);
-    // The capabilities themselves go back when `apps::run` releases the owner.
-    HANDLES.lock().retain(|handle| handle.owner != owner);
+    let code = main();
+    // The capabilities themselves go back when `apps::run_as` releases the owner.
+    if let Ok(owner) = current_app() {
+        HANDLES.lock().retain(|handle| handle.owner != owner);
+    }
     if code == REXO_OK {
         return Ok(());
     }
@@ -101,22 +96,9 @@ fn run_c_app(
     Err(ApiError::AppFailed(code))
 }
 
-/// Runs `f` with the calling core acting for `owner`, then restores what it acted for.
-fn as_owner<T>(owner: OwnerId, f: impl FnOnce() -> T) -> T {
-    let Some(slot) = ACTING_FOR.get(percpu::core_index()) else {
-        return f();
-    };
-    let before = slot.swap(owner.0, Ordering::Relaxed);
-    let result = f();
-    slot.store(before, Ordering::Relaxed);
-    result
-}
-
-/// The owner the calling core acts for.
+/// The owner the calling core acts for ([`KERNEL`] outside an app run).
 fn acting_for() -> OwnerId {
-    ACTING_FOR
-        .get(percpu::core_index())
-        .map_or(KERNEL, |slot| OwnerId(slot.load(Ordering::Relaxed)))
+    crate::apps::current().map_or(KERNEL, |api| api.owner)
 }
 
 /// The C app running on this core, for calls that act on its behalf.
@@ -127,9 +109,9 @@ fn current_app() -> Result<OwnerId, c_int> {
     }
 }
 
-/// The kernel API for calls that hold no capability (the owner does not matter to them).
-fn kernel() -> impl Kernel {
-    crate::apps::api_for(acting_for())
+/// The kernel API of the app run this core acts for (the kernel's own outside one).
+fn kernel() -> crate::apps::KernelApi {
+    crate::apps::current().unwrap_or_else(|| crate::apps::api_as(KERNEL))
 }
 
 /// The code of `rexo.h` for a kernel error.
@@ -215,7 +197,7 @@ fn with_handle(id: i64, f: impl FnOnce(&dyn Kernel, &MemoryCap) -> c_int) -> c_i
     };
     let handles = HANDLES.lock();
     match handles.iter().find(|h| h.id == id && h.owner == owner) {
-        Some(handle) => f(&crate::apps::api_for(owner), &handle.memory),
+        Some(handle) => f(&kernel(), &handle.memory),
         None => REXO_EBADF,
     }
 }
@@ -286,18 +268,17 @@ extern "C" fn rexo_run_on_every_core(function: Option<CoreFn>, arg: *mut c_void)
     let Some(function) = function else {
         return REXO_EINVAL;
     };
-    let owner = match current_app() {
-        Ok(owner) => owner,
-        Err(code) => return code,
+    let Some(api) = crate::apps::current() else {
+        return REXO_ENOAPP;
     };
     let arg = SharedArg(arg);
     let task = Arc::new(move |_: &dyn Kernel, core: usize| {
         let core = c_uint::try_from(core).unwrap_or(c_uint::MAX);
         // SAFETY: `function` is the non-NULL function pointer the C app passed, with the
-        // signature rexo.h gives; it runs acting for the same app.
-        as_owner(owner, || unsafe { function(arg.get(), core) });
+        // signature rexo.h gives; `run_on_every_core` runs it acting for the same app.
+        unsafe { function(arg.get(), core) };
     });
-    status(crate::apps::api_for(owner).run_on_every_core(task))
+    status(api.run_on_every_core(task))
 }
 
 /// `int rexo_read_byte(void)`.
@@ -335,7 +316,7 @@ extern "C" fn rexo_mem_alloc(bytes: u64) -> i64 {
         Ok(owner) => owner,
         Err(code) => return code.into(),
     };
-    match crate::apps::api_for(owner).allocate_memory(bytes) {
+    match kernel().allocate_memory(bytes) {
         Ok(memory) => {
             let id = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
             HANDLES.lock().push(Handle { id, owner, memory });
@@ -382,7 +363,7 @@ extern "C" fn rexo_mem_return(handle: i64) -> c_int {
         at.map(|at| handles.swap_remove(at))
     };
     match taken {
-        Some(taken) => status(crate::apps::api_for(owner).return_memory(taken.memory)),
+        Some(taken) => status(kernel().return_memory(taken.memory)),
         None => REXO_EBADF,
     }
 }
@@ -399,8 +380,11 @@ crate::kernel_test!(
         assert!(rexo_cores() >= 1);
         assert_eq!(rexo_core_index(), 0);
 
-        let app = crate::apps::owner_of("c-cores").expect("c-cores is in the app table");
-        let other = crate::apps::owner_of("c-hello").expect("c-hello is in the app table");
+        // Two owners no app of the image uses.
+        let (app, other) = (OwnerId(28), OwnerId(29));
+        fn as_owner<R>(owner: OwnerId, f: impl FnOnce() -> R) -> R {
+            crate::apps::acting_as(crate::apps::api_as(owner), f)
+        }
         let handle = as_owner(app, || {
             // Buffers: NULL with a length, page 0, wrapping, past the end of RAM.
             assert_eq!(rexo_write(null(), 3), REXO_EINVAL);
