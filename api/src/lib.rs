@@ -9,9 +9,17 @@
 
 extern crate alloc;
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
+
+pub mod device;
+
+pub use device::{
+    BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, NetDevice, NetInfo,
+    Tag,
+};
 
 pub use rexo_captable::{Cap, CapError, EntryInfo as CapInfo};
 
@@ -68,6 +76,12 @@ pub enum ApiError {
     /// The grant would take the app past the memory quota its boot manifest entry gives
     /// it (`apps=NAME:CORES:MEMORY`); returning memory makes room again.
     QuotaExceeded,
+    /// No device of that kind and number ([`Kernel::devices`] lists them).
+    NoSuchDevice,
+    /// The device is held by another app (named) until it drops its handle.
+    DeviceBusy(&'static str),
+    /// The device or its driver failed.
+    Device(DeviceError),
 }
 
 impl fmt::Display for ApiError {
@@ -84,6 +98,9 @@ impl fmt::Display for ApiError {
                 "the app used a resource taken back at a revocation deadline it missed, and was ended",
             ),
             ApiError::QuotaExceeded => f.write_str("the app's memory quota is used up"),
+            ApiError::NoSuchDevice => f.write_str("no such device"),
+            ApiError::DeviceBusy(holder) => write!(f, "the device is held by the app {holder}"),
+            ApiError::Device(error) => write!(f, "device: {error}"),
         }
     }
 }
@@ -222,6 +239,13 @@ pub trait Kernel: Sync {
     /// Memory it changed stays changed: a second run starts from that state, a
     /// [`load_baremetal`](Kernel::load_baremetal) starts afresh.
     fn exec_baremetal(&self) -> Result<u64, BinaryError>;
+    /// Every device a driver is bound to (drivers bind on the first call of this or the
+    /// `open_` calls), with its holder.
+    fn devices(&self) -> Vec<DeviceInfo>;
+    /// Opens network interface `index` for the caller alone until the handle is dropped.
+    fn open_net(&self, index: usize) -> Result<Box<dyn NetDevice>, ApiError>;
+    /// Opens disk `index` for the caller alone until the handle is dropped.
+    fn open_block(&self, index: usize) -> Result<Box<dyn BlockDevice>, ApiError>;
 }
 
 #[cfg(test)]

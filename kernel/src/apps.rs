@@ -8,6 +8,7 @@
 //! owners. Each run has a span of cores (all of them, or its manifest entry's) and maybe a
 //! memory quota, which `KernelApi` and `caps` enforce.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -120,6 +121,7 @@ pub(crate) fn current() -> Option<KernelApi> {
 pub(crate) fn api_as(owner: OwnerId) -> KernelApi {
     KernelApi {
         owner,
+        name: "kernel",
         cores: all_cores(),
         quota: None,
     }
@@ -148,6 +150,7 @@ pub(crate) fn run_as(
     }
     let api = KernelApi {
         owner,
+        name: app.name,
         cores,
         quota,
     };
@@ -176,6 +179,13 @@ pub(crate) fn run_as(
             "app '{}': its capabilities could not be released: {error}",
             app.name
         ),
+    }
+    let devices = crate::devices::registry().revoke_all_of(owner.0);
+    if devices > 0 {
+        log::info!(
+            "app '{}' ended holding {devices} devices: taken back",
+            app.name
+        );
     }
     // Best effort: an owner the table cannot hold was refused above already.
     let _ = crate::caps::set_quota(owner, None);
@@ -251,6 +261,8 @@ fn reboot(kernel: &dyn Kernel) -> Result<(), ApiError> {
 pub(crate) struct KernelApi {
     /// The capability owner the run's calls act as.
     pub(crate) owner: OwnerId,
+    /// The app's name (device holders are shown by it).
+    name: &'static str,
     cores: CoreSpan,
     quota: Option<u64>,
 }
@@ -306,18 +318,14 @@ impl Kernel for KernelApi {
     }
 
     fn run_on_every_core(&self, task: CoreTask) -> Result<(), ApiError> {
-        let (owner, cores, quota) = (self.owner, self.cores, self.quota);
+        let (this, owner, cores) = (*self, self.owner, self.cores);
         let span = cores.first..cores.first + cores.count;
         // Each task runs under an abort point of its own: a task that panics (or breaks the
         // abort protocol) ends alone on its core, and this call reports it.
         let ended = alloc::sync::Arc::new(AtomicU8::new(NOT_ENDED));
         let ended_by = alloc::sync::Arc::clone(&ended);
         crate::sched::run_on_core_range(span, move |core| {
-            let api = KernelApi {
-                owner,
-                cores,
-                quota,
-            };
+            let api = this;
             let aborted = acting_as(api, || {
                 crate::arch::abort::run_abortable(|| task(&api, core - cores.first))
             });
@@ -412,7 +420,21 @@ impl Kernel for KernelApi {
     }
 
     fn pci_functions(&self) -> Vec<PciFunction> {
-        crate::pci::functions()
+        crate::devices::functions().to_vec()
+    }
+
+    fn devices(&self) -> Vec<rexo_api::DeviceInfo> {
+        crate::devices::registry().devices()
+    }
+
+    fn open_net(&self, index: usize) -> Result<Box<dyn rexo_api::NetDevice>, ApiError> {
+        let lease = crate::devices::registry().open_net(index, (self.owner.0, self.name))?;
+        Ok(Box::new(lease))
+    }
+
+    fn open_block(&self, index: usize) -> Result<Box<dyn rexo_api::BlockDevice>, ApiError> {
+        let lease = crate::devices::registry().open_block(index, (self.owner.0, self.name))?;
+        Ok(Box::new(lease))
     }
 
     fn load_baremetal(&self) -> Result<LoadedInfo, BinaryError> {

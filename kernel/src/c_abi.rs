@@ -117,7 +117,7 @@ fn kernel() -> crate::apps::KernelApi {
 /// The code of `rexo.h` for a kernel error.
 fn error_code(error: ApiError) -> c_int {
     match error {
-        ApiError::QueueFull => REXO_EBUSY,
+        ApiError::QueueFull | ApiError::DeviceBusy(_) => REXO_EBUSY,
         ApiError::OutOfMemory | ApiError::QuotaExceeded | ApiError::Refused(CapError::Full) => {
             REXO_ENOMEM
         }
@@ -127,7 +127,9 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::PowerOffFailed(_)
         | ApiError::AppFailed(_)
         | ApiError::Panicked
-        | ApiError::Repossessed => REXO_EPERM,
+        | ApiError::Repossessed
+        | ApiError::NoSuchDevice
+        | ApiError::Device(_) => REXO_EPERM,
     }
 }
 

@@ -1,8 +1,8 @@
 //! `monitor`: an interactive command line on the Rexo consoles (the serial line and the
 //! framebuffer with a PS/2 keyboard), with line editing and history.
 //!
-//! Commands: `help`, `cores`, `mem`, `caps`, `apps`, `run APP`, `pci`, `load`, `exec`,
-//! `time`, `reboot`, `poweroff`.
+//! Commands: `help`, `cores`, `mem`, `caps`, `apps`, `run APP`, `pci`, `devices`, `load`,
+//! `exec`, `time`, `reboot`, `poweroff`.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
@@ -40,7 +40,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("run APP", "run an app and come back"),
     (
         "pci",
-        "the PCI functions: bus:dev.fn vendor:device class, BARs",
+        "the PCI functions: bus:dev.fn vendor:device class, BARs, driver bound",
+    ),
+    (
+        "devices",
+        "the devices drivers are bound to: network interfaces and disks, with holders",
     ),
     ("load", "load the first boot module as a BareMetal binary"),
     ("exec", "run the loaded BareMetal binary and show its RAX"),
@@ -66,6 +70,8 @@ pub enum Command<'a> {
     Apps,
     /// `run APP`.
     Run(&'a str),
+    /// `devices`.
+    Devices,
     /// `pci`.
     Pci,
     /// `load`.
@@ -97,6 +103,7 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
             ));
         }
         ("pci", None) => Command::Pci,
+        ("devices", None) => Command::Devices,
         ("load", None) => Command::Load,
         ("exec", None) => Command::Exec,
         ("help", None) => Command::Help,
@@ -183,8 +190,28 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
             if functions.is_empty() {
                 say("no PCI functions answer (this machine may have no PCI bus)\r\n");
             }
+            let devices = kernel.devices();
             for function in &functions {
-                say(&format!("{function}\r\n"));
+                let address = function.header.address;
+                match devices.iter().find(|d| d.address == address) {
+                    Some(device) => say(&format!("{function} driver {}\r\n", device.driver)),
+                    None => say(&format!("{function}\r\n")),
+                }
+            }
+        }
+        Command::Devices => {
+            let devices = kernel.devices();
+            if devices.is_empty() {
+                say("no devices: no driver found a device it drives\r\n");
+            }
+            for d in &devices {
+                let holder = d
+                    .holder
+                    .map_or(String::from("free"), |app| format!("held by {app}"));
+                say(&format!(
+                    "{:?} {} {} {}: {}, {holder}\r\n",
+                    d.kind, d.index, d.address, d.driver, d.about
+                ));
             }
         }
         Command::Load => match kernel.load_baremetal() {
@@ -284,8 +311,8 @@ mod tests {
     #[test]
     fn every_command_has_help() {
         for word in [
-            "help", "cores", "mem", "apps", "run", "pci", "load", "exec", "time", "reboot",
-            "poweroff",
+            "help", "cores", "mem", "apps", "run", "pci", "devices", "load", "exec", "time",
+            "reboot", "poweroff",
         ] {
             assert!(
                 COMMANDS

@@ -83,12 +83,12 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
         0x20..=0x24 => screen(function),
         // No network interface yet: no MAC address, nothing to configure.
         0x30 | 0x31 => 0,
-        0x50 => {
-            pci_address(rdx).map_or(ERROR, |address| u64::from(crate::pci::read_config(address)))
-        }
+        0x50 => pci_address(rdx).map_or(ERROR, |address| {
+            u64::from(rexo_devio::config::read_legacy(address))
+        }),
         0x51 => match (pci_address(rdx), u32::try_from(rax)) {
             (Some(address), Ok(value)) => {
-                crate::pci::write_config(address, value);
+                rexo_devio::config::write_legacy(address, value);
                 0
             }
             _ => ERROR,

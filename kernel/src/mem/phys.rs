@@ -32,7 +32,7 @@ impl rexo_physmem::PhysMemory for IdentityMemory {
 }
 
 /// Device windows handed out so far: each at most once, so the `&mut` slices never alias.
-static CLAIMED: Mutex<[(u64, u64); 16]> = Mutex::new([(0, 0); 16]);
+static CLAIMED: Mutex<[(u64, u64); 64]> = Mutex::new([(0, 0); 64]);
 
 /// Why a device window cannot be had.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,21 +125,6 @@ pub fn mmio_write64(addr: u64, value: u64) -> Result<(), MmioError> {
     Ok(())
 }
 
-/// Reads a 32-bit device register (outside RAM, inside the identity map).
-pub fn mmio_read32(addr: u64) -> Result<u32, MmioError> {
-    check_register(addr, 4)?;
-    // SAFETY: as in `mmio_read64`, for a four-byte register.
-    Ok(unsafe { core::ptr::read_volatile(addr as *const u32) })
-}
-
-/// Writes a 32-bit device register (outside RAM, inside the identity map).
-pub fn mmio_write32(addr: u64, value: u32) -> Result<(), MmioError> {
-    check_register(addr, 4)?;
-    // SAFETY: as in `mmio_read64`, for a four-byte register.
-    unsafe { core::ptr::write_volatile(addr as *mut u32, value) };
-    Ok(())
-}
-
 /// Writes an 8-bit device register (outside RAM, inside the identity map).
 pub fn mmio_write8(addr: u64, value: u8) -> Result<(), MmioError> {
     check_register(addr, 1)?;
@@ -155,4 +140,46 @@ pub fn kernel_image() -> core::ops::Range<u64> {
         static __kernel_end: u8;
     }
     (&raw const __kernel_start) as u64..(&raw const __kernel_end) as u64
+}
+
+/// The kernel's services to drivers (`rexo-devio`): DMA memory from the frame allocator,
+/// device windows through [`claim_device`], the clock.
+pub struct DriverPlatform {
+    /// The frames lent as DMA memory, by address, until given back.
+    lent: Mutex<alloc::collections::BTreeMap<u64, rexo_memmap::FrameRange>>,
+}
+
+/// The one [`DriverPlatform`].
+pub static DRIVER_PLATFORM: DriverPlatform = DriverPlatform {
+    lent: Mutex::new(alloc::collections::BTreeMap::new()),
+};
+
+// SAFETY: DMA memory is whole frames from the allocator (RAM in the identity map, owned
+// here until freed, zeroed below); device windows come from `claim_device`, which maps
+// them uncached and hands each out once.
+unsafe impl rexo_devio::Platform for DriverPlatform {
+    fn dma_allocate(&self, bytes: usize) -> Option<u64> {
+        let frames = super::frames::allocate(bytes as u64, 4096).ok()?;
+        let start = frames.start();
+        // SAFETY: the frames are ours (just allocated) and identity-mapped RAM.
+        unsafe { core::ptr::write_bytes(start as *mut u8, 0, frames.len() as usize) };
+        self.lent.lock().insert(start, frames);
+        Some(start)
+    }
+
+    fn dma_free(&self, phys: u64, _bytes: usize) {
+        if let Some(frames) = self.lent.lock().remove(&phys) {
+            super::frames::free(frames);
+        }
+    }
+
+    fn claim_mmio(&self, phys: u64, len: u64) -> Result<&'static mut [u8], alloc::string::String> {
+        let ram =
+            super::memory_map().ok_or_else(|| alloc::string::String::from("no memory map yet"))?;
+        claim_device(phys, len, ram).map_err(|error| alloc::format!("{error:?}"))
+    }
+
+    fn now_ns(&self) -> u64 {
+        crate::time::now_ns()
+    }
 }

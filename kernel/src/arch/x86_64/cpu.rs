@@ -51,16 +51,6 @@ pub fn outl(port: u16, value: u32) {
     };
 }
 
-/// Reads a 32-bit word from an I/O port.
-pub fn inl(port: u16) -> u32 {
-    let value: u32;
-    // SAFETY: as for `inb`.
-    unsafe {
-        asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags))
-    };
-    value
-}
-
 /// Reads a model-specific register.
 pub fn rdmsr(msr: u32) -> u64 {
     let (low, high): (u32, u32);

@@ -1,0 +1,261 @@
+//! Devices as apps and library OSes get them: a network interface is a receive ring to
+//! poll and a transmit ring to fill, a disk is a queue of block requests; the frames and
+//! blocks live in the driver's DMA buffers and are lent to the app in place, never
+//! copied between the device and the app. An app opens a device through
+//! [`Kernel::open_net`](crate::Kernel::open_net) or
+//! [`Kernel::open_block`](crate::Kernel::open_block) and holds it alone until it drops
+//! the handle (or the kernel revokes it, after which every call says
+//! [`DeviceError::Revoked`]).
+
+use alloc::string::String;
+use core::fmt;
+
+use rexo_pci::{Address, PciError};
+
+/// Why a device or its driver refused or failed a request. The device and the rest of
+/// the system keep running unless the variant says the device stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceError {
+    /// A base address register is unusable (zero, impossible size, wrong kind).
+    BadBar {
+        /// The BAR.
+        index: u8,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// Configuration space could not be reached.
+    Config(PciError),
+    /// No memory for DMA buffers or rings.
+    NoMemory,
+    /// The device lacks something the driver needs (named).
+    Unsupported(&'static str),
+    /// The device did not answer in time.
+    Timeout {
+        /// What was awaited.
+        what: &'static str,
+        /// How long the driver waited, in milliseconds.
+        ms: u64,
+    },
+    /// The device completed a request with an error status.
+    Status {
+        /// The request or register.
+        what: &'static str,
+        /// The device's status value.
+        status: u32,
+    },
+    /// The device returned an index outside its ring (a device or driver fault); the
+    /// entry was ignored.
+    BadIndex {
+        /// The ring.
+        what: &'static str,
+        /// The index it gave.
+        index: u32,
+        /// The ring's size.
+        size: u32,
+    },
+    /// A frame longer than the interface carries.
+    TooLong {
+        /// Bytes asked for.
+        len: usize,
+        /// The most the interface takes.
+        max: usize,
+    },
+    /// A frame shorter than an Ethernet header.
+    TooShort {
+        /// Bytes given.
+        len: usize,
+    },
+    /// A block range past the end of the disk, or not whole sectors.
+    OutOfRange {
+        /// First sector asked for.
+        lba: u64,
+        /// Sectors asked for.
+        sectors: u64,
+        /// Sectors on the disk.
+        capacity: u64,
+    },
+    /// Every slot of the ring is in use; poll completions and retry.
+    QueueFull,
+    /// The device has no queue of that number.
+    NoSuchQueue(usize),
+    /// The handle was revoked by the kernel (or the device removed).
+    Revoked,
+    /// The device reported a fatal state and stopped (named).
+    Failed(&'static str),
+}
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadBar { index, why } => write!(f, "BAR {index} is unusable: {why}"),
+            Self::Config(error) => write!(f, "configuration space: {error}"),
+            Self::NoMemory => f.write_str("no memory for DMA"),
+            Self::Unsupported(what) => write!(f, "the device lacks {what}"),
+            Self::Timeout { what, ms } => write!(f, "no answer to {what} within {ms} ms"),
+            Self::Status { what, status } => write!(f, "{what} failed with status {status:#x}"),
+            Self::BadIndex { what, index, size } => {
+                write!(
+                    f,
+                    "the device gave index {index} in the {size}-entry {what}"
+                )
+            }
+            Self::TooLong { len, max } => write!(
+                f,
+                "a {len}-byte frame is longer than the {max} bytes the interface carries"
+            ),
+            Self::TooShort { len } => {
+                write!(f, "a {len}-byte frame is shorter than an Ethernet header")
+            }
+            Self::OutOfRange {
+                lba,
+                sectors,
+                capacity,
+            } => write!(
+                f,
+                "sectors {lba}..{} are past the end of the disk ({capacity} sectors)",
+                lba.saturating_add(*sectors)
+            ),
+            Self::QueueFull => f.write_str("the queue is full"),
+            Self::NoSuchQueue(q) => write!(f, "the device has no queue {q}"),
+            Self::Revoked => f.write_str("the device was taken back by the kernel"),
+            Self::Failed(why) => write!(f, "the device stopped: {why}"),
+        }
+    }
+}
+
+/// What an app knows of a network interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetInfo {
+    /// The MAC address.
+    pub mac: [u8; 6],
+    /// The largest frame, Ethernet header included, without the FCS (1514 for a 1500 MTU).
+    pub max_frame: usize,
+    /// Receive/transmit queue pairs.
+    pub queues: usize,
+    /// Whether the link is up.
+    pub link_up: bool,
+}
+
+/// A network interface, opened by one app. Frames are whole Ethernet frames without the
+/// FCS (the device adds and checks it).
+pub trait NetDevice: Send {
+    /// The interface.
+    fn info(&self) -> NetInfo;
+    /// Hands up to `budget` received frames of queue `queue` to `deliver`, each in place
+    /// in its DMA buffer (the buffer goes back to the device after `deliver` returns);
+    /// returns how many. Never waits.
+    fn receive(
+        &mut self,
+        queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError>;
+    /// Sends one frame of `len` bytes on queue `queue`: `fill` writes it in place in a
+    /// transmit DMA buffer. [`DeviceError::QueueFull`] when every buffer is in flight
+    /// (call again: sending reclaims finished buffers first).
+    fn transmit(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), DeviceError>;
+    /// Frames queued for sending that the device has not finished with.
+    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError>;
+}
+
+/// What an app knows of a disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// Sectors on the disk.
+    pub sectors: u64,
+    /// Bytes per sector.
+    pub sector_size: u32,
+    /// The most sectors one request may cover.
+    pub max_sectors: u32,
+    /// Queues (requests on different queues never share a lock).
+    pub queues: usize,
+    /// Requests each queue holds in flight.
+    pub depth: usize,
+    /// The model string the device reports (empty when it reports none).
+    pub model: String,
+}
+
+/// A request's number on its queue, given back with its completion.
+pub type Tag = u32;
+
+/// What [`BlockDevice::poll`] hands each finished request to: its tag, and its data
+/// (reads) or its error.
+pub type Completion<'a> = &'a mut dyn FnMut(Tag, Result<&[u8], DeviceError>);
+
+/// A disk, opened by one app.
+pub trait BlockDevice: Send {
+    /// The disk.
+    fn info(&self) -> BlockInfo;
+    /// Queues a read of `sectors` sectors from `lba` on queue `queue`; the data comes with
+    /// the completion.
+    fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError>;
+    /// Queues a write of `sectors` sectors at `lba`: `fill` writes the data in place in
+    /// the request's DMA buffer.
+    fn submit_write(
+        &mut self,
+        queue: usize,
+        lba: u64,
+        sectors: u32,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Tag, DeviceError>;
+    /// Queues a flush: its completion means every write completed before it is durable.
+    fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError>;
+    /// Hands each finished request of queue `queue` to `done` (a read with its data, in
+    /// place); returns how many. A request the device does not finish within the
+    /// driver's timeout completes with [`DeviceError::Timeout`]. Never waits.
+    fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError>;
+}
+
+/// What a device is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A network interface ([`NetDevice`]).
+    Net,
+    /// A disk ([`BlockDevice`]).
+    Block,
+    /// A keyboard (the consoles' input).
+    Keyboard,
+}
+
+/// One device the kernel bound a driver to, or tried to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Its number among devices of its kind (what `open_net`/`open_block` take).
+    pub index: usize,
+    /// What it is.
+    pub kind: DeviceKind,
+    /// Where it is (a PCI address; the legacy IDE channels have their controller's).
+    pub address: Address,
+    /// The driver's name (`virtio-net`, `nvme`...).
+    pub driver: &'static str,
+    /// A description: model, MAC address or size.
+    pub about: String,
+    /// The app holding it, if any.
+    pub holder: Option<&'static str>,
+}
+
+/// Waits for the one request `tag` of `queue` (polling, other completions dropped) and
+/// returns its data through `done`; used by simple callers that keep one request in
+/// flight.
+pub fn wait_for(
+    disk: &mut dyn BlockDevice,
+    queue: usize,
+    tag: Tag,
+    done: &mut dyn FnMut(&[u8]),
+) -> Result<(), DeviceError> {
+    let mut result = None;
+    while result.is_none() {
+        disk.poll(queue, &mut |finished, data| {
+            if finished == tag {
+                result = Some(data.map(&mut *done));
+            }
+        })?;
+        core::hint::spin_loop();
+    }
+    result.unwrap_or(Ok(()))
+}

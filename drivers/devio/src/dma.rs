@@ -1,0 +1,147 @@
+//! Memory a device reads and writes by physical address.
+#![allow(unsafe_code)] // the memory is shared with a device
+
+use core::ptr::NonNull;
+
+use crate::Platform;
+use rexo_api::DeviceError;
+
+/// Zeroed, page-aligned RAM whose physical address is its address (the identity map),
+/// lent by the kernel's [`Platform`] and given back on drop. Descriptor rings and
+/// completion entries are read and written with the volatile accessors (the device
+/// changes them behind the compiler's back); data buffers the device is not using are
+/// lent out as slices. A driver must drop a `Dma` only after the device stopped using it
+/// (reset, or the request completed).
+pub struct Dma {
+    /// The first byte.
+    base: NonNull<u8>,
+    /// Bytes.
+    len: usize,
+    /// Where it goes back.
+    platform: &'static dyn Platform,
+}
+
+// SAFETY: `Dma` owns its memory exclusively (the platform's contract); moving it to
+// another core moves that ownership.
+unsafe impl Send for Dma {}
+// SAFETY: shared access is read-only (`&self` methods only read, volatile).
+unsafe impl Sync for Dma {}
+
+impl core::fmt::Debug for Dma {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Dma({:#x}, {} bytes)", self.phys(), self.len)
+    }
+}
+
+impl Dma {
+    /// `bytes` of zeroed DMA memory (whole 4 KiB pages) from `platform`.
+    pub fn new(platform: &'static dyn Platform, bytes: usize) -> Result<Self, DeviceError> {
+        let len = bytes.max(1).next_multiple_of(4096);
+        let phys = platform.dma_allocate(len).ok_or(DeviceError::NoMemory)?;
+        let base = NonNull::new(phys as *mut u8).ok_or(DeviceError::NoMemory)?;
+        Ok(Self {
+            base,
+            len,
+            platform,
+        })
+    }
+
+    /// The physical (and virtual) address of byte 0.
+    pub fn phys(&self) -> u64 {
+        self.base.as_ptr() as u64
+    }
+
+    /// Bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it has no bytes (never: allocations are whole pages).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The address for an access of `width` bytes at `offset`, checked.
+    /// (`width` up to 8 is also the alignment; longer spans are byte slices.)
+    fn at(&self, offset: usize, width: usize) -> *mut u8 {
+        let align = if width <= 8 { width } else { 1 };
+        assert!(
+            offset.is_multiple_of(align)
+                && offset.checked_add(width).is_some_and(|e| e <= self.len),
+            "DMA access at {offset:#x} ({width} bytes) outside {} bytes",
+            self.len
+        );
+        // SAFETY: inside the allocation (checked).
+        unsafe { self.base.as_ptr().add(offset) }
+    }
+
+    /// Reads the 16-bit value at `offset` (volatile: the device may have written it).
+    pub fn read16(&self, offset: usize) -> u16 {
+        // SAFETY: in bounds and aligned (`at`); the memory is ours and plain RAM.
+        unsafe { self.at(offset, 2).cast::<u16>().read_volatile() }
+    }
+
+    /// Reads the 32-bit value at `offset` (volatile).
+    pub fn read32(&self, offset: usize) -> u32 {
+        // SAFETY: as for `read16`.
+        unsafe { self.at(offset, 4).cast::<u32>().read_volatile() }
+    }
+
+    /// Reads the 64-bit value at `offset` (volatile).
+    pub fn read64(&self, offset: usize) -> u64 {
+        // SAFETY: as for `read16`.
+        unsafe { self.at(offset, 8).cast::<u64>().read_volatile() }
+    }
+
+    /// Writes the 8-bit value at `offset` (volatile: the device will read it).
+    pub fn write8(&mut self, offset: usize, value: u8) {
+        // SAFETY: as for `read16`; `&mut self` excludes other Rust accesses.
+        unsafe { self.at(offset, 1).write_volatile(value) }
+    }
+
+    /// Writes the 16-bit value at `offset` (volatile).
+    pub fn write16(&mut self, offset: usize, value: u16) {
+        // SAFETY: as for `write8`.
+        unsafe { self.at(offset, 2).cast::<u16>().write_volatile(value) }
+    }
+
+    /// Writes the 32-bit value at `offset` (volatile).
+    pub fn write32(&mut self, offset: usize, value: u32) {
+        // SAFETY: as for `write8`.
+        unsafe { self.at(offset, 4).cast::<u32>().write_volatile(value) }
+    }
+
+    /// Writes the 64-bit value at `offset` (volatile).
+    pub fn write64(&mut self, offset: usize, value: u64) {
+        // SAFETY: as for `write8`.
+        unsafe { self.at(offset, 8).cast::<u64>().write_volatile(value) }
+    }
+
+    /// The bytes `[offset, offset + len)`, for data the device finished writing.
+    pub fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        if len == 0 {
+            return &[];
+        }
+        let start = self.at(offset, len);
+        // SAFETY: in bounds (`at`); the driver lends only buffers the device is done with,
+        // so nothing writes them while the shared slice lives.
+        unsafe { core::slice::from_raw_parts(start, len) }
+    }
+
+    /// The bytes `[offset, offset + len)`, for data to hand to the device.
+    pub fn bytes_mut(&mut self, offset: usize, len: usize) -> &mut [u8] {
+        if len == 0 {
+            return &mut [];
+        }
+        let start = self.at(offset, len);
+        // SAFETY: in bounds (`at`); `&mut self` excludes other Rust accesses, and the
+        // driver fills only buffers the device does not own at the time.
+        unsafe { core::slice::from_raw_parts_mut(start, len) }
+    }
+}
+
+impl Drop for Dma {
+    fn drop(&mut self) {
+        self.platform.dma_free(self.phys(), self.len);
+    }
+}

@@ -1,0 +1,37 @@
+//! The drivers' device access: the only crate under `drivers/` with `unsafe` (in
+//! [`mmio`], [`port`], [`dma`], [`config`] and [`platform`], each block with its
+//! `// SAFETY:` line). Drivers are
+//! `#![deny(unsafe_code)]` and reach hardware only through the values made here:
+//!
+//! - [`Mmio`]: a device's memory window, built from the exclusive slice the kernel's
+//!   claim hands out; volatile, bounds-checked register access.
+//! - [`PortWindow`]: a device's I/O port range, built by trusted code from a BAR.
+//! - [`Dma`]: zeroed RAM whose physical address is known (the identity map), for
+//!   descriptor rings and data buffers, from the kernel's [`Platform`].
+//! - [`Platform`]: what the kernel lends a driver: DMA memory, device windows, the
+//!   clock, and configuration space of the function being bound.
+//!
+//! `unsafe` lives here rather than in the kernel so that the kernel proper stays small
+//! and drivers stay outside it (issue 4's budget); the crate depends on no kernel code.
+#![cfg_attr(target_os = "none", no_std)]
+
+extern crate alloc;
+
+pub mod config;
+pub mod dma;
+pub mod mmio;
+pub mod platform;
+pub mod port;
+
+pub use config::PciBus;
+pub use dma::Dma;
+pub use mmio::Mmio;
+pub use platform::{DeviceFunction, Found, Platform};
+pub use port::PortWindow;
+
+/// Orders this core's memory accesses to DMA memory before a following doorbell write
+/// (and the device's writes before the reads after it). x86 keeps stores in order, so
+/// this is a compiler barrier plus `mfence` for write-combining mappings.
+pub fn barrier() {
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+}

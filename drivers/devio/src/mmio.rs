@@ -1,0 +1,120 @@
+//! Memory-mapped device registers.
+#![allow(unsafe_code)] // volatile access to device memory
+
+use core::ptr::NonNull;
+
+/// A window of device memory (a BAR or part of one), identity-mapped and uncached.
+/// Every access is volatile and bounds-checked; an access outside the window or
+/// misaligned is a driver bug and panics with the offset. Copies of a window alias the
+/// same registers, which is sound: registers are not Rust objects, and no reference to
+/// them is ever made.
+#[derive(Clone, Debug)]
+pub struct Mmio {
+    /// The first register.
+    base: NonNull<u8>,
+    /// Bytes in the window.
+    len: usize,
+}
+
+// SAFETY: the window is device memory reached only through volatile accesses; the
+// device serialises them itself, so sharing between cores is no data race in Rust's sense.
+unsafe impl Send for Mmio {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Mmio {}
+
+impl Mmio {
+    /// The window over `device`, the exclusive slice the kernel's device claim returned
+    /// (so nothing else in the machine holds a Rust reference to it).
+    pub fn new(device: &'static mut [u8]) -> Self {
+        Self {
+            len: device.len(),
+            base: NonNull::from(device).cast(),
+        }
+    }
+
+    /// Bytes in the window.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the window has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The physical address of the window (identity map).
+    pub fn phys(&self) -> u64 {
+        self.base.as_ptr() as u64
+    }
+
+    /// The part `[offset, offset + len)` of the window, or `None` when it does not fit.
+    pub fn window(&self, offset: usize, len: usize) -> Option<Mmio> {
+        let end = offset.checked_add(len)?;
+        (end <= self.len).then(|| Mmio {
+            // SAFETY: `offset <= self.len`, so the pointer stays inside (or one past) the window.
+            base: unsafe { self.base.add(offset) },
+            len,
+        })
+    }
+
+    /// The register address for an access of `width` bytes at `offset`.
+    fn at(&self, offset: usize, width: usize) -> *mut u8 {
+        assert!(
+            offset.is_multiple_of(width)
+                && offset.checked_add(width).is_some_and(|e| e <= self.len),
+            "register {offset:#x} ({width} bytes) outside the {:#x}-byte window at {:#x}",
+            self.len,
+            self.phys()
+        );
+        // SAFETY: checked above: the access lies inside the window.
+        unsafe { self.base.as_ptr().add(offset) }
+    }
+
+    /// Reads the 8-bit register at `offset`.
+    pub fn read8(&self, offset: usize) -> u8 {
+        // SAFETY: `at` checked the register lies in this device window (mapped, uncached).
+        unsafe { self.at(offset, 1).read_volatile() }
+    }
+
+    /// Reads the 16-bit register at `offset`.
+    pub fn read16(&self, offset: usize) -> u16 {
+        // SAFETY: as for `read8`; `at` checked the alignment.
+        unsafe { self.at(offset, 2).cast::<u16>().read_volatile() }
+    }
+
+    /// Reads the 32-bit register at `offset`.
+    pub fn read32(&self, offset: usize) -> u32 {
+        // SAFETY: as for `read16`.
+        unsafe { self.at(offset, 4).cast::<u32>().read_volatile() }
+    }
+
+    /// Reads the 64-bit register at `offset`.
+    pub fn read64(&self, offset: usize) -> u64 {
+        // SAFETY: as for `read16`.
+        unsafe { self.at(offset, 8).cast::<u64>().read_volatile() }
+    }
+
+    /// Writes the 8-bit register at `offset`.
+    pub fn write8(&self, offset: usize, value: u8) {
+        // SAFETY: as for `read8`; device registers are not Rust objects.
+        unsafe { self.at(offset, 1).write_volatile(value) }
+    }
+
+    /// Writes the 16-bit register at `offset`.
+    pub fn write16(&self, offset: usize, value: u16) {
+        // SAFETY: as for `write8`, aligned.
+        unsafe { self.at(offset, 2).cast::<u16>().write_volatile(value) }
+    }
+
+    /// Writes the 32-bit register at `offset`.
+    pub fn write32(&self, offset: usize, value: u32) {
+        // SAFETY: as for `write16`.
+        unsafe { self.at(offset, 4).cast::<u32>().write_volatile(value) }
+    }
+
+    /// Writes the 64-bit register at `offset`.
+    pub fn write64(&self, offset: usize, value: u64) {
+        // SAFETY: as for `write16`.
+        unsafe { self.at(offset, 8).cast::<u64>().write_volatile(value) }
+    }
+}

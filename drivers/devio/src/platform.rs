@@ -1,0 +1,207 @@
+//! What the kernel lends drivers, and one PCI function as its driver sees it.
+#![allow(unsafe_code)] // an I/O BAR becomes a port window
+
+use alloc::boxed::Box;
+use alloc::string::String;
+
+use rexo_api::{BlockDevice, DeviceError, NetDevice};
+use rexo_pci::{Address, BarKind, BarSlot, Function};
+
+use crate::{Dma, Mmio, PortWindow, config::PciBus};
+
+/// The kernel's services to drivers.
+///
+/// # Safety
+///
+/// Implementations promise: [`dma_allocate`](Platform::dma_allocate) returns zeroed,
+/// 4 KiB-aligned, identity-mapped RAM (its address is its physical address) that nothing
+/// else uses until it is given back; [`claim_mmio`](Platform::claim_mmio) returns device
+/// memory, mapped uncached, handed out once.
+pub unsafe trait Platform: Sync {
+    /// `bytes` (a multiple of 4096) of zeroed DMA memory; its physical address, or `None`
+    /// when memory is short.
+    fn dma_allocate(&self, bytes: usize) -> Option<u64>;
+    /// Gives back memory from [`dma_allocate`](Platform::dma_allocate).
+    fn dma_free(&self, phys: u64, bytes: usize);
+    /// Claims the device memory `[phys, phys + len)` for one driver.
+    fn claim_mmio(&self, phys: u64, len: u64) -> Result<&'static mut [u8], String>;
+    /// Nanoseconds since boot (monotonic), for timeouts.
+    fn now_ns(&self) -> u64;
+}
+
+/// A device a driver found on a function.
+pub enum Found {
+    /// A network interface.
+    Net(Box<dyn NetDevice>),
+    /// A disk.
+    Block(Box<dyn BlockDevice>),
+}
+
+/// The command register's bus-master bit: the device may start DMA.
+const COMMAND_BUS_MASTER: u32 = 1 << 2;
+/// The command register's interrupt-disable bit (legacy INTx off: drivers poll or use MSI-X).
+const COMMAND_INTX_DISABLE: u32 = 1 << 10;
+
+/// One PCI function handed to its driver: its own configuration space, its BARs as
+/// windows, DMA memory and the clock. A driver holds nothing else of the machine.
+pub struct DeviceFunction {
+    /// The function as the bus walk described it.
+    function: Function,
+    /// The kernel.
+    platform: &'static dyn Platform,
+    /// Configuration space.
+    bus: &'static PciBus,
+    /// Memory BARs claimed so far (each once; later asks get a copy).
+    claimed: [Option<Mmio>; 6],
+}
+
+impl DeviceFunction {
+    /// The function `function` for its driver. Called by the binding code only (one
+    /// `DeviceFunction` per function, so port windows go to one driver).
+    pub fn new(function: Function, platform: &'static dyn Platform, bus: &'static PciBus) -> Self {
+        Self {
+            function,
+            platform,
+            bus,
+            claimed: Default::default(),
+        }
+    }
+
+    /// The function as the bus walk described it.
+    pub fn function(&self) -> &Function {
+        &self.function
+    }
+
+    /// The kernel's services.
+    pub fn platform(&self) -> &'static dyn Platform {
+        self.platform
+    }
+
+    /// Nanoseconds since boot.
+    pub fn now_ns(&self) -> u64 {
+        self.platform.now_ns()
+    }
+
+    /// `bytes` of zeroed DMA memory.
+    pub fn dma(&self, bytes: usize) -> Result<Dma, DeviceError> {
+        Dma::new(self.platform, bytes)
+    }
+
+    /// Reads configuration register `offset` (a multiple of 4) of this function.
+    pub fn config_read(&self, offset: u16) -> Result<u32, DeviceError> {
+        self.bus
+            .read(self.address(), offset)
+            .map_err(DeviceError::Config)
+    }
+
+    /// Writes configuration register `offset` (a multiple of 4) of this function.
+    pub fn config_write(&self, offset: u16, value: u32) -> Result<(), DeviceError> {
+        self.bus
+            .write(self.address(), offset, value)
+            .map_err(DeviceError::Config)
+    }
+
+    /// Turns on memory and I/O decoding and bus mastering (DMA), and legacy INTx off.
+    pub fn enable(&self) -> Result<(), DeviceError> {
+        let command = self.config_read(0x04)?;
+        let on = u32::from(rexo_pci::COMMAND_IO | rexo_pci::COMMAND_MEMORY)
+            | COMMAND_BUS_MASTER
+            | COMMAND_INTX_DISABLE;
+        // Keep the command half, write zeros to the status half (its bits are write-one-to-clear).
+        self.config_write(0x04, (command & 0xFFFF) | on)
+    }
+
+    /// The BAR `index`, checked: implemented, assigned and of a plausible size.
+    fn bar(&self, index: usize) -> Result<rexo_pci::Bar, DeviceError> {
+        let bad = |why| DeviceError::BadBar {
+            index: index as u8,
+            why,
+        };
+        match self.function.bars.get(index) {
+            Some(BarSlot::Bar(bar)) if bar.address == 0 => Err(bad("not assigned (address 0)")),
+            Some(BarSlot::Bar(bar)) if bar.size == 0 || !bar.size.is_power_of_two() => {
+                Err(bad("impossible size"))
+            }
+            Some(BarSlot::Bar(bar)) => Ok(*bar),
+            Some(BarSlot::Invalid(_)) => Err(bad("invalid")),
+            Some(BarSlot::Upper) => Err(bad("the upper half of a 64-bit BAR")),
+            Some(BarSlot::Unused) => Err(bad("not implemented")),
+            None => Err(bad("no such BAR")),
+        }
+    }
+
+    /// Memory BAR `index` as a register window (claimed from the kernel on first use).
+    pub fn mmio(&mut self, index: usize) -> Result<Mmio, DeviceError> {
+        let bar = self.bar(index)?;
+        if bar.kind == BarKind::Io {
+            return Err(DeviceError::BadBar {
+                index: index as u8,
+                why: "an I/O BAR, not memory",
+            });
+        }
+        if let Some(window) = &self.claimed[index] {
+            return Ok(window.clone());
+        }
+        let window = self
+            .platform
+            .claim_mmio(bar.address, bar.size)
+            .map_err(|_| DeviceError::BadBar {
+                index: index as u8,
+                why: "its memory cannot be claimed",
+            })?;
+        let window = Mmio::new(window);
+        self.claimed[index] = Some(window.clone());
+        Ok(window)
+    }
+
+    /// I/O BAR `index` as a port window.
+    pub fn ports(&self, index: usize) -> Result<PortWindow, DeviceError> {
+        let bar = self.bar(index)?;
+        let bad = |why| DeviceError::BadBar {
+            index: index as u8,
+            why,
+        };
+        if bar.kind != BarKind::Io {
+            return Err(bad("a memory BAR, not I/O"));
+        }
+        let base = u16::try_from(bar.address).map_err(|_| bad("I/O address above 0xFFFF"))?;
+        let len = u16::try_from(bar.size).map_err(|_| bad("impossible size"))?;
+        // SAFETY: the ports are this function's own I/O BAR, and a `DeviceFunction` is made
+        // once per function, for its one driver.
+        unsafe { PortWindow::new(base, len) }.ok_or(bad("wraps past port 0xFFFF"))
+    }
+
+    /// The ports of IDE channel `channel` (0 primary, 1 secondary) of a PCI IDE
+    /// controller in compatibility mode: the command block (8 ports at 0x1F0 / 0x170)
+    /// and the control block (the port at 0x3F6 / 0x376).
+    pub fn legacy_ide_ports(&self, channel: u8) -> Result<(PortWindow, PortWindow), DeviceError> {
+        let (class, subclass, prog_if) = self.function.header.class();
+        if (class, subclass) != (0x01, 0x01) {
+            return Err(DeviceError::Unsupported("an IDE controller class (01.01)"));
+        }
+        // Bit 0 (primary) and bit 2 (secondary) of the programming interface: native mode.
+        if channel > 1 || prog_if & (1 << (2 * channel)) != 0 {
+            return Err(DeviceError::Unsupported(
+                "the channel in compatibility mode",
+            ));
+        }
+        let (command, control) = if channel == 0 {
+            (0x1F0, 0x3F6)
+        } else {
+            (0x170, 0x376)
+        };
+        // SAFETY: an IDE controller in compatibility mode decodes exactly these ports for
+        // this channel (PCI IDE Controller Specification 1.0, section 2), and the
+        // controller's one `DeviceFunction` goes to its one driver.
+        let windows = unsafe { (PortWindow::new(command, 8), PortWindow::new(control, 1)) };
+        match windows {
+            (Some(command), Some(control)) => Ok((command, control)),
+            _ => Err(DeviceError::Unsupported("the channel's ports")),
+        }
+    }
+
+    /// The address of the function (for messages).
+    pub fn address(&self) -> Address {
+        self.function.header.address
+    }
+}

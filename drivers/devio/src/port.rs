@@ -1,0 +1,104 @@
+//! I/O port windows.
+#![allow(unsafe_code)] // the `in` and `out` instructions
+
+use core::arch::asm;
+
+/// A device's range of I/O ports (an I/O BAR, or the fixed ports of a legacy
+/// controller). Accesses are bounds-checked; one outside the window is a driver bug and
+/// panics with the offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortWindow {
+    /// The first port.
+    base: u16,
+    /// Ports in the window.
+    len: u16,
+}
+
+impl PortWindow {
+    /// The window `[base, base + len)`.
+    ///
+    /// # Safety
+    ///
+    /// The ports must belong to one device and be handed to one driver: accesses to
+    /// other ports (the PCI configuration ports, the interrupt controllers) can break
+    /// the kernel. Only the binding code in [`crate::platform`] and the kernel call this.
+    pub unsafe fn new(base: u16, len: u16) -> Option<Self> {
+        base.checked_add(len).map(|_| Self { base, len })
+    }
+
+    /// The first port.
+    pub fn base(&self) -> u16 {
+        self.base
+    }
+
+    /// The port for an access of `width` bytes at `offset`.
+    fn port(&self, offset: u16, width: u16) -> u16 {
+        assert!(
+            offset.checked_add(width).is_some_and(|end| end <= self.len),
+            "port offset {offset:#x} ({width} bytes) outside the {}-port window at {:#x}",
+            self.len,
+            self.base
+        );
+        self.base + offset
+    }
+
+    /// Reads the 8-bit port at `offset`.
+    pub fn read8(&self, offset: u16) -> u8 {
+        let port = self.port(offset, 1);
+        let value: u8;
+        // SAFETY: the port is in this device's window (checked), given by `new`'s contract.
+        unsafe {
+            asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags))
+        };
+        value
+    }
+
+    /// Reads the 16-bit port at `offset`.
+    pub fn read16(&self, offset: u16) -> u16 {
+        let port = self.port(offset, 2);
+        let value: u16;
+        // SAFETY: as for `read8`.
+        unsafe {
+            asm!("in ax, dx", out("ax") value, in("dx") port, options(nomem, nostack, preserves_flags))
+        };
+        value
+    }
+
+    /// Reads the 32-bit port at `offset`.
+    pub fn read32(&self, offset: u16) -> u32 {
+        let port = self.port(offset, 4);
+        let value: u32;
+        // SAFETY: as for `read8`.
+        unsafe {
+            asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags))
+        };
+        value
+    }
+
+    /// Writes the 8-bit port at `offset`.
+    pub fn write8(&self, offset: u16, value: u8) {
+        let port = self.port(offset, 1);
+        // SAFETY: as for `read8`.
+        unsafe {
+            asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+        };
+    }
+
+    /// Writes the 16-bit port at `offset`.
+    pub fn write16(&self, offset: u16, value: u16) {
+        let port = self.port(offset, 2);
+        // SAFETY: as for `read8`.
+        unsafe {
+            asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
+        };
+    }
+
+    /// Writes the 32-bit port at `offset`.
+    pub fn write32(&self, offset: u16, value: u32) {
+        let port = self.port(offset, 4);
+        // SAFETY: as for `read8`.
+        unsafe {
+            asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+        };
+    }
+}

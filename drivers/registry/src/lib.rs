@@ -1,0 +1,280 @@
+//! The device registry. At the first ask, every PCI function the bus walk found is
+//! offered to the drivers in [`DRIVERS`] in order; the first whose `matches` accepts it
+//! probes it (with the function's [`DeviceFunction`]: its own configuration space, BAR
+//! windows and DMA memory) and returns the devices it found. Each device then sits in
+//! a slot of the [`Registry`]; an app opens one and holds it alone (a lease) until it
+//! drops the handle, or until the kernel revokes it: every later call through the old
+//! handle says [`DeviceError::Revoked`], and the device stays in the slot for the next
+//! holder.
+#![cfg_attr(target_os = "none", no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod lease;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use rexo_api::{ApiError, DeviceError, DeviceInfo, DeviceKind};
+use rexo_devio::{DeviceFunction, Found, PciBus, Platform};
+use rexo_pci::{Address, Function};
+
+pub use lease::{BlockLease, NetLease};
+
+/// One driver: which functions it takes and how it starts them.
+pub struct Driver {
+    /// Its name, as `pci` and `devices` show it.
+    pub name: &'static str,
+    /// Whether it drives this function (vendor, device, class).
+    pub matches: fn(&Function) -> bool,
+    /// Starts the device(s) on the function: a controller may have several disks.
+    pub probe: fn(DeviceFunction) -> Result<Vec<Found>, DeviceError>,
+}
+
+/// The drivers, tried in order (the first that matches takes the function).
+pub static DRIVERS: &[Driver] = &[
+    Driver {
+        name: "virtio-net",
+        matches: rexo_virtio::net::matches,
+        probe: rexo_virtio::net::probe,
+    },
+    Driver {
+        name: "virtio-blk",
+        matches: rexo_virtio::blk::matches,
+        probe: rexo_virtio::blk::probe,
+    },
+    Driver {
+        name: "e1000",
+        matches: rexo_e1000::matches,
+        probe: rexo_e1000::probe,
+    },
+    Driver {
+        name: "rtl8139",
+        matches: rexo_rtl8139::matches,
+        probe: rexo_rtl8139::probe,
+    },
+    Driver {
+        name: "nvme",
+        matches: rexo_nvme::matches,
+        probe: rexo_nvme::probe,
+    },
+    Driver {
+        name: "ahci",
+        matches: rexo_ahci::matches,
+        probe: rexo_ahci::probe,
+    },
+    Driver {
+        name: "ata",
+        matches: rexo_ata::matches,
+        probe: rexo_ata::probe,
+    },
+];
+
+/// What happened to a function at binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The function.
+    pub address: Address,
+    /// The driver that took it.
+    pub driver: &'static str,
+    /// `Ok(devices found)`, or why the probe failed.
+    pub outcome: Result<usize, DeviceError>,
+}
+
+/// An app holding a device: its capability owner number and its name.
+pub type Holder = (u16, &'static str);
+
+/// The state of one slot, behind its lock.
+struct SlotState {
+    /// The device.
+    device: Found,
+    /// The app holding it (its owner number and name), if any.
+    holder: Option<Holder>,
+    /// Bumped at every open and revocation: a lease of another generation is dead.
+    generation: u64,
+}
+
+/// One device and who holds it.
+pub struct Slot {
+    /// What it is.
+    kind: DeviceKind,
+    /// Its function.
+    address: Address,
+    /// Its driver.
+    driver: &'static str,
+    /// Model, MAC or size, for listings.
+    about: String,
+    /// The device and its holder.
+    state: spin::Mutex<SlotState>,
+}
+
+/// Every bound device, and what happened at binding.
+pub struct Registry {
+    /// The devices, in binding order.
+    slots: Vec<Slot>,
+    /// One line per function a driver matched.
+    bindings: Vec<Binding>,
+}
+
+/// A device's one-line description.
+fn describe(found: &Found) -> String {
+    match found {
+        Found::Net(net) => {
+            let info = net.info();
+            let m = info.mac;
+            format!(
+                "mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} queue(s), link {}",
+                m[0],
+                m[1],
+                m[2],
+                m[3],
+                m[4],
+                m[5],
+                info.queues,
+                if info.link_up { "up" } else { "down" }
+            )
+        }
+        Found::Block(disk) => {
+            let info = disk.info();
+            let mib = info.sectors.saturating_mul(u64::from(info.sector_size)) >> 20;
+            format!(
+                "{} MiB ({} sectors of {} bytes), {} queue(s) x {}, model {:?}",
+                mib, info.sectors, info.sector_size, info.queues, info.depth, info.model
+            )
+        }
+    }
+}
+
+impl Registry {
+    /// Offers each of `functions` to the drivers and keeps what they found.
+    pub fn bind(
+        functions: &[Function],
+        platform: &'static dyn Platform,
+        bus: &'static PciBus,
+    ) -> Self {
+        let mut slots = Vec::new();
+        let mut bindings = Vec::new();
+        for function in functions {
+            let Some(driver) = DRIVERS.iter().find(|d| (d.matches)(function)) else {
+                continue;
+            };
+            let address = function.header.address;
+            let outcome = (driver.probe)(DeviceFunction::new(*function, platform, bus));
+            let outcome = outcome.map(|found| {
+                let count = found.len();
+                for device in found {
+                    let about = describe(&device);
+                    log::info!("{address} {}: {about}", driver.name);
+                    let kind = match device {
+                        Found::Net(_) => DeviceKind::Net,
+                        Found::Block(_) => DeviceKind::Block,
+                    };
+                    slots.push(Slot {
+                        kind,
+                        address,
+                        driver: driver.name,
+                        about,
+                        state: spin::Mutex::new(SlotState {
+                            device,
+                            holder: None,
+                            generation: 0,
+                        }),
+                    });
+                }
+                count
+            });
+            if let Err(error) = &outcome {
+                log::warn!("{address} {}: not started: {error}", driver.name);
+            }
+            bindings.push(Binding {
+                address,
+                driver: driver.name,
+                outcome,
+            });
+        }
+        Self { slots, bindings }
+    }
+
+    /// What happened to each function a driver matched.
+    pub fn bindings(&self) -> &[Binding] {
+        &self.bindings
+    }
+
+    /// Every device, numbered within its kind.
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        let mut counts = [0usize; 3];
+        self.slots
+            .iter()
+            .map(|slot| {
+                let counter = &mut counts[slot.kind as usize];
+                let index = *counter;
+                *counter += 1;
+                DeviceInfo {
+                    index,
+                    kind: slot.kind,
+                    address: slot.address,
+                    driver: slot.driver,
+                    about: slot.about.clone(),
+                    holder: slot.state.lock().holder.map(|(_, name)| name),
+                }
+            })
+            .collect()
+    }
+
+    /// The `index`th slot of `kind`.
+    fn slot(&'static self, kind: DeviceKind, index: usize) -> Result<&'static Slot, ApiError> {
+        self.slots
+            .iter()
+            .filter(|slot| slot.kind == kind)
+            .nth(index)
+            .ok_or(ApiError::NoSuchDevice)
+    }
+
+    /// Gives `holder` the slot alone: its new generation.
+    fn open(
+        &'static self,
+        kind: DeviceKind,
+        index: usize,
+        holder: Holder,
+    ) -> Result<(&'static Slot, u64), ApiError> {
+        let slot = self.slot(kind, index)?;
+        let mut state = slot.state.lock();
+        if let Some((_, current)) = state.holder {
+            return Err(ApiError::DeviceBusy(current));
+        }
+        state.holder = Some(holder);
+        state.generation += 1;
+        Ok((slot, state.generation))
+    }
+
+    /// Opens network interface `index` for `holder` alone.
+    pub fn open_net(&'static self, index: usize, holder: Holder) -> Result<NetLease, ApiError> {
+        let (slot, generation) = self.open(DeviceKind::Net, index, holder)?;
+        Ok(NetLease::new(slot, generation))
+    }
+
+    /// Opens disk `index` for `holder` alone.
+    pub fn open_block(&'static self, index: usize, holder: Holder) -> Result<BlockLease, ApiError> {
+        let (slot, generation) = self.open(DeviceKind::Block, index, holder)?;
+        Ok(BlockLease::new(slot, generation))
+    }
+
+    /// Takes back every device the app of owner number `owner` holds (it ended): its
+    /// handles go dead. Returns how many.
+    pub fn revoke_all_of(&self, owner: u16) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| {
+                let mut state = slot.state.lock();
+                let held = state.holder.is_some_and(|(holder, _)| holder == owner);
+                if held {
+                    state.holder = None;
+                    state.generation += 1;
+                }
+                held
+            })
+            .count()
+    }
+}
