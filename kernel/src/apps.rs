@@ -44,6 +44,16 @@ pub const APPS: &[App] = &[
         main: rexo_monitor::main,
     },
     App {
+        name: "netcheck",
+        about: "frames both ways, byte-exact, on every network interface (apps/devcheck)",
+        main: rexo_devcheck::netcheck,
+    },
+    App {
+        name: "diskcheck",
+        about: "patterns over every sector of every disk, read back (apps/devcheck)",
+        main: rexo_devcheck::diskcheck,
+    },
+    App {
         name: "reboot",
         about: "reboots the machine (ACPI reset register, keyboard controller, triple fault)",
         main: reboot,

@@ -1,0 +1,218 @@
+//! `diskcheck`: patterns over every sector of every disk.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use rexo_api::{ApiError, BlockDevice, DeviceError, DeviceKind, Kernel, Tag};
+
+use crate::pattern;
+
+/// The most requests the check keeps in flight per queue.
+const IN_FLIGHT: usize = 8;
+/// The most sectors per request.
+const CHUNK: u32 = 64;
+/// How long a request may take before the check gives up.
+const REQUEST_NS: u64 = 30_000_000_000;
+
+/// The app's entry point.
+pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    let disks = kernel
+        .devices()
+        .into_iter()
+        .filter(|d| d.kind == DeviceKind::Block);
+    let mut failed = false;
+    let mut count = 0;
+    for device in disks {
+        count += 1;
+        let index = device.index;
+        kernel.log(format_args!(
+            "diskcheck: disk {index}: {} at {}: {}",
+            device.driver, device.address, device.about
+        ));
+        let mut disk = kernel.open_block(index)?;
+        if let Err(why) = check(kernel, index, disk.as_mut()) {
+            kernel.log(format_args!("diskcheck: disk {index}: FAILED: {why}"));
+            failed = true;
+        }
+    }
+    if count == 0 {
+        kernel.log(format_args!("diskcheck: FAILED: no disk"));
+        return Err(ApiError::NoSuchDevice);
+    }
+    kernel.log(format_args!(
+        "diskcheck: done, {count} disk(s){}",
+        if failed { ", FAILED" } else { "" }
+    ));
+    if failed {
+        Err(ApiError::AppFailed(1))
+    } else {
+        Ok(())
+    }
+}
+
+/// Queues one request of a sweep: (disk, queue, first sector, sectors).
+type Submit<'a> =
+    &'a mut dyn FnMut(&mut dyn BlockDevice, usize, u64, u32) -> Result<Tag, DeviceError>;
+
+/// One request in flight: its queue, tag, first sector and sector count.
+struct Flight {
+    queue: usize,
+    tag: Tag,
+    lba: u64,
+    sectors: u32,
+    since: u64,
+}
+
+/// Runs requests over the whole disk, `IN_FLIGHT` per queue; `submit` queues one and
+/// `verify` checks a completion's data. Returns the sectors done.
+fn sweep(
+    kernel: &dyn Kernel,
+    disk: &mut dyn BlockDevice,
+    submit: Submit<'_>,
+    verify: &mut dyn FnMut(u64, &[u8]) -> Option<String>,
+) -> Result<u64, String> {
+    let info = disk.info();
+    let chunk = CHUNK.min(info.max_sectors).max(1);
+    let depth = IN_FLIGHT.min(info.depth).max(1);
+    let queues = info.queues.max(1);
+    let mut flights: Vec<Flight> = Vec::new();
+    let mut next = 0u64;
+    let mut done = 0u64;
+    let mut error: Option<String> = None;
+    while next < info.sectors || !flights.is_empty() {
+        // Fill every queue up to the depth.
+        let mut queue = 0;
+        while next < info.sectors && flights.len() < depth * queues {
+            let sectors = (info.sectors - next).min(u64::from(chunk)) as u32;
+            while flights.iter().filter(|f| f.queue == queue).count() >= depth {
+                queue = (queue + 1) % queues;
+            }
+            match submit(disk, queue, next, sectors) {
+                Ok(tag) => flights.push(Flight {
+                    queue,
+                    tag,
+                    lba: next,
+                    sectors,
+                    since: kernel.now_ns(),
+                }),
+                Err(DeviceError::QueueFull) => break,
+                Err(e) => return Err(format!("submitting sectors {next}+{sectors}: {e}")),
+            }
+            next += u64::from(sectors);
+            queue = (queue + 1) % queues;
+        }
+        for queue in 0..queues {
+            disk.poll(queue, &mut |tag, result| {
+                let Some(at) = flights
+                    .iter()
+                    .position(|f| f.queue == queue && f.tag == tag)
+                else {
+                    error.get_or_insert(format!(
+                        "completion of unknown request {tag} on queue {queue}"
+                    ));
+                    return;
+                };
+                let flight = flights.swap_remove(at);
+                match result {
+                    Ok(data) => {
+                        if let Some(why) = verify(flight.lba, data) {
+                            error.get_or_insert(why);
+                        }
+                        done += u64::from(flight.sectors);
+                    }
+                    Err(e) => {
+                        error.get_or_insert(format!(
+                            "sectors {}+{}: {e}",
+                            flight.lba, flight.sectors
+                        ));
+                    }
+                }
+            })
+            .map_err(|e| format!("polling queue {queue}: {e}"))?;
+        }
+        if let Some(why) = error.take() {
+            return Err(why);
+        }
+        if let Some(late) = flights
+            .iter()
+            .find(|f| kernel.now_ns() - f.since > REQUEST_NS)
+        {
+            return Err(format!(
+                "sectors {}+{} not done after 30 s",
+                late.lba, late.sectors
+            ));
+        }
+    }
+    Ok(done)
+}
+
+/// Waits for one request on queue 0 and returns its outcome (data discarded).
+fn wait(kernel: &dyn Kernel, disk: &mut dyn BlockDevice, tag: Tag) -> Result<(), DeviceError> {
+    let start = kernel.now_ns();
+    let mut outcome = None;
+    while outcome.is_none() {
+        disk.poll(0, &mut |done, result| {
+            if done == tag {
+                outcome = Some(result.map(|_| ()));
+            }
+        })?;
+        if kernel.now_ns() - start > REQUEST_NS {
+            return Err(DeviceError::Timeout {
+                what: "the check's request",
+                ms: REQUEST_NS / 1_000_000,
+            });
+        }
+    }
+    outcome.unwrap_or(Ok(()))
+}
+
+/// The steps on one disk.
+fn check(kernel: &dyn Kernel, index: usize, disk: &mut dyn BlockDevice) -> Result<(), String> {
+    let info = disk.info();
+    let size = info.sector_size as usize;
+    let start = kernel.now_ns();
+    let written = sweep(
+        kernel,
+        disk,
+        &mut |disk, queue, lba, sectors| {
+            disk.submit_write(queue, lba, sectors, &mut |data| {
+                for (i, sector) in data.chunks_mut(size).enumerate() {
+                    pattern::sector(lba + i as u64, sector);
+                }
+            })
+        },
+        &mut |_, _| None,
+    )?;
+    let write_us = (kernel.now_ns() - start) / 1000;
+    kernel.log(format_args!(
+        "diskcheck: disk {index}: wrote {written} sectors in {write_us} us"
+    ));
+    let start = kernel.now_ns();
+    let read = sweep(
+        kernel,
+        disk,
+        &mut |disk, queue, lba, sectors| disk.submit_read(queue, lba, sectors),
+        &mut |lba, data| {
+            data.chunks(size)
+                .enumerate()
+                .find_map(|(i, sector)| pattern::check_sector(lba + i as u64, sector))
+        },
+    )?;
+    let read_us = (kernel.now_ns() - start) / 1000;
+    kernel.log(format_args!(
+        "diskcheck: disk {index}: read back {read} sectors byte-exact in {read_us} us"
+    ));
+    match disk.submit_read(0, info.sectors, 1) {
+        Err(error @ DeviceError::OutOfRange { .. }) => {
+            kernel.log(format_args!(
+                "diskcheck: disk {index}: read past the end refused: {error}"
+            ));
+        }
+        other => return Err(format!("a read past the end was not refused: {other:?}")),
+    }
+    let tag = disk.submit_flush(0).map_err(|e| format!("flush: {e}"))?;
+    wait(kernel, disk, tag).map_err(|e| format!("flush: {e}"))?;
+    kernel.log(format_args!("diskcheck: disk {index}: flushed"));
+    Ok(())
+}

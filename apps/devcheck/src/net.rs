@@ -1,0 +1,145 @@
+//! `netcheck`: frames both ways on every network interface.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+
+use rexo_api::{ApiError, DeviceError, DeviceKind, Kernel, NetDevice};
+
+use crate::pattern::{self, ETHERTYPE_FROM_PEER, ETHERTYPE_FROM_REXO, FRAMES};
+
+/// How long the peer may stay silent before the check gives up.
+const SILENCE_NS: u64 = 20_000_000_000;
+
+/// The app's entry point.
+pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    let nics = kernel
+        .devices()
+        .into_iter()
+        .filter(|d| d.kind == DeviceKind::Net);
+    let mut failed = false;
+    let mut count = 0;
+    for device in nics {
+        count += 1;
+        let index = device.index;
+        kernel.log(format_args!(
+            "netcheck: nic {index}: {} at {}: {}",
+            device.driver, device.address, device.about
+        ));
+        let mut nic = kernel.open_net(index)?;
+        if let Err(why) = check(kernel, nic.as_mut()) {
+            kernel.log(format_args!("netcheck: nic {index}: FAILED: {why}"));
+            failed = true;
+        }
+    }
+    if count == 0 {
+        kernel.log(format_args!("netcheck: FAILED: no network interface"));
+        return Err(ApiError::NoSuchDevice);
+    }
+    kernel.log(format_args!(
+        "netcheck: done, {count} interface(s){}",
+        if failed { ", FAILED" } else { "" }
+    ));
+    if failed {
+        Err(ApiError::AppFailed(1))
+    } else {
+        Ok(())
+    }
+}
+
+/// Sends one frame, retrying while the ring is full (up to a second).
+fn send(
+    kernel: &dyn Kernel,
+    nic: &mut dyn NetDevice,
+    len: usize,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<(), String> {
+    let start = kernel.now_ns();
+    loop {
+        match nic.transmit(0, len, fill) {
+            Ok(()) => return Ok(()),
+            Err(DeviceError::QueueFull) if kernel.now_ns() - start < 1_000_000_000 => {
+                core::hint::spin_loop()
+            }
+            Err(error) => return Err(format!("sending a {len}-byte frame: {error}")),
+        }
+    }
+}
+
+/// The three steps on one interface.
+fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
+    let info = nic.info();
+    let mac = info.mac;
+    let index_note = format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+    );
+    // 1. Frames to the peer.
+    let start = kernel.now_ns();
+    for seq in 0..FRAMES {
+        let len = pattern::frame_len(seq);
+        send(kernel, nic, len, &mut |frame| {
+            pattern::fill_frame(frame, seq, mac, ETHERTYPE_FROM_REXO)
+        })?;
+    }
+    let sent_us = (kernel.now_ns() - start) / 1000;
+    kernel.log(format_args!(
+        "netcheck: {index_note}: sent {FRAMES} frames of 60-1514 bytes in {sent_us} us"
+    ));
+    // 2. Bad frames are refused, and nothing is sent.
+    let too_long = info.max_frame + 1;
+    match nic.transmit(0, too_long, &mut |_| {}) {
+        Err(error @ DeviceError::TooLong { .. }) => kernel.log(format_args!(
+            "netcheck: {index_note}: {too_long}-byte frame refused: {error}"
+        )),
+        other => {
+            return Err(format!(
+                "a {too_long}-byte frame was not refused: {other:?}"
+            ));
+        }
+    }
+    match nic.transmit(0, 10, &mut |_| {}) {
+        Err(error @ DeviceError::TooShort { .. }) => kernel.log(format_args!(
+            "netcheck: {index_note}: 10-byte frame refused: {error}"
+        )),
+        other => return Err(format!("a 10-byte frame was not refused: {other:?}")),
+    }
+    // 3. The peer's frames, checked and echoed.
+    let mut received = 0u32;
+    let mut wrong: Option<String> = None;
+    let mut last = kernel.now_ns();
+    let mut echo = Box::new([0u8; 1514]);
+    while received < FRAMES {
+        let mut pending: Option<usize> = None;
+        let got = nic
+            .receive(0, 1, &mut |frame| {
+                if frame.len() < pattern::HEADER
+                    || frame[12..14] != ETHERTYPE_FROM_PEER.to_be_bytes()
+                {
+                    return; // Not the test's (the host's own traffic): ignored.
+                }
+                if let Some(why) = pattern::check_frame(frame, received, ETHERTYPE_FROM_PEER) {
+                    wrong.get_or_insert(why);
+                }
+                echo[..frame.len()].copy_from_slice(frame);
+                pending = Some(frame.len());
+            })
+            .map_err(|error| format!("receiving: {error}"))?;
+        if let Some(len) = pending {
+            received += 1;
+            send(kernel, nic, len, &mut |frame| {
+                frame.copy_from_slice(&echo[..len])
+            })?;
+            last = kernel.now_ns();
+        } else if got == 0 && kernel.now_ns() - last > SILENCE_NS {
+            return Err(format!("the peer went silent after {received} frames"));
+        }
+    }
+    if let Some(why) = wrong {
+        return Err(format!("a received frame differs: {why}"));
+    }
+    kernel.log(format_args!(
+        "netcheck: {index_note}: received {received} frames byte-exact, echoed {received}"
+    ));
+    Ok(())
+}

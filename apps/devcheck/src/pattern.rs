@@ -1,0 +1,141 @@
+//! What the checks send and write, shared with the host side of the tests.
+
+/// Frames each way per interface.
+pub const FRAMES: u32 = 2000;
+
+/// The EtherType of frames Rexo sends (IEEE 802 local experimental 1).
+pub const ETHERTYPE_FROM_REXO: u16 = 0x88B5;
+/// The EtherType of frames the peer sends, and of Rexo's echoes of them (experimental 2).
+pub const ETHERTYPE_FROM_PEER: u16 = 0x88B6;
+
+/// Bytes of an Ethernet header.
+pub const HEADER: usize = 14;
+
+/// The length of frame `seq`: 60, 1514, then sizes spread between.
+pub fn frame_len(seq: u32) -> usize {
+    match seq % 3 {
+        0 => 60,
+        1 => 1514,
+        _ => 60 + (seq as usize * 7919) % (1514 - 60 + 1),
+    }
+}
+
+/// Fills `frame` (of [`frame_len`]`(seq)` bytes) as frame `seq`: broadcast destination,
+/// source `mac`, `ethertype`, then the sequence number and a pattern of `seq`.
+pub fn fill_frame(frame: &mut [u8], seq: u32, mac: [u8; 6], ethertype: u16) {
+    frame[..6].copy_from_slice(&[0xFF; 6]);
+    frame[6..12].copy_from_slice(&mac);
+    frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    frame[14..18].copy_from_slice(&seq.to_be_bytes());
+    for (i, byte) in frame.iter_mut().enumerate().skip(18) {
+        *byte = payload_byte(seq, i);
+    }
+}
+
+/// Byte `i` (from 18) of frame `seq`.
+fn payload_byte(seq: u32, i: usize) -> u8 {
+    (seq as usize * 31 + i * 7 + (i >> 8)) as u8
+}
+
+/// Checks `frame` is frame `seq` of `ethertype` (any source): `None` when it is, else
+/// what differs.
+pub fn check_frame(frame: &[u8], seq: u32, ethertype: u16) -> Option<alloc::string::String> {
+    let want = frame_len(seq);
+    if frame.len() != want {
+        return Some(alloc::format!(
+            "frame {seq}: {} bytes, expected {want}",
+            frame.len()
+        ));
+    }
+    if frame[12..14] != ethertype.to_be_bytes() {
+        return Some(alloc::format!(
+            "frame {seq}: EtherType {:02x}{:02x}",
+            frame[12],
+            frame[13]
+        ));
+    }
+    if frame[14..18] != seq.to_be_bytes() {
+        let got = u32::from_be_bytes([frame[14], frame[15], frame[16], frame[17]]);
+        return Some(alloc::format!("frame {seq}: carries sequence number {got}"));
+    }
+    let bad = (18..frame.len()).find(|&i| frame[i] != payload_byte(seq, i));
+    bad.map(|i| {
+        alloc::format!(
+            "frame {seq}: byte {i} is {:#04x}, expected {:#04x}",
+            frame[i],
+            payload_byte(seq, i)
+        )
+    })
+}
+
+/// Fills `data` (one sector) with the pattern of sector `lba`: the LBA (little-endian)
+/// in the first 8 bytes, then bytes that depend on the LBA and the offset.
+pub fn sector(lba: u64, data: &mut [u8]) {
+    data[..8].copy_from_slice(&lba.to_le_bytes());
+    for (i, byte) in data.iter_mut().enumerate().skip(8) {
+        *byte = sector_byte(lba, i);
+    }
+}
+
+/// Byte `i` (from 8) of sector `lba`.
+fn sector_byte(lba: u64, i: usize) -> u8 {
+    (lba.wrapping_mul(131) as usize ^ (i * 7) ^ (i >> 8)) as u8 ^ 0x5A
+}
+
+/// Checks `data` holds the pattern of sector `lba`: `None` when it does, else the
+/// first byte that differs.
+pub fn check_sector(lba: u64, data: &[u8]) -> Option<alloc::string::String> {
+    if data[..8] != lba.to_le_bytes() {
+        let mut got = [0; 8];
+        got.copy_from_slice(&data[..8]);
+        return Some(alloc::format!(
+            "sector {lba}: holds the LBA {}",
+            u64::from_le_bytes(got)
+        ));
+    }
+    let bad = (8..data.len()).find(|&i| data[i] != sector_byte(lba, i));
+    bad.map(|i| {
+        alloc::format!(
+            "sector {lba}: byte {i} is {:#04x}, expected {:#04x}",
+            data[i],
+            sector_byte(lba, i)
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_check_against_themselves_and_not_others() {
+        for seq in 0..50 {
+            let mut frame = alloc::vec![0; frame_len(seq)];
+            fill_frame(&mut frame, seq, [2, 0, 0, 0, 0, 1], ETHERTYPE_FROM_PEER);
+            assert_eq!(check_frame(&frame, seq, ETHERTYPE_FROM_PEER), None);
+            assert!(check_frame(&frame, seq, ETHERTYPE_FROM_REXO).is_some());
+            frame[40] ^= 1;
+            assert!(
+                check_frame(&frame, seq, ETHERTYPE_FROM_PEER)
+                    .unwrap()
+                    .contains("byte 40")
+            );
+        }
+        assert_eq!((frame_len(0), frame_len(1)), (60, 1514));
+        assert!((0..FRAMES).all(|s| (60..=1514).contains(&frame_len(s))));
+    }
+
+    #[test]
+    fn sectors_check_against_themselves_and_not_others() {
+        let mut data = [0; 512];
+        sector(77, &mut data);
+        assert_eq!(check_sector(77, &data), None);
+        assert!(
+            check_sector(78, &data)
+                .unwrap()
+                .contains("holds the LBA 77")
+        );
+        data[300] ^= 0x80;
+        assert!(check_sector(77, &data).unwrap().contains("byte 300"));
+    }
+}
