@@ -226,9 +226,9 @@ pub trait Kernel: Sync {
     /// the capability and its deadline (`state`). Return them with `return_memory` before
     /// the deadline; after it the kernel takes them, and using one then ends the app.
     fn revocation_requests(&self) -> Vec<CapInfo>;
-    /// Every PCI function on segment 0, found through the legacy configuration ports
-    /// (0xCF8/0xCFC) by trying every bus, device and function (functions 1..8 only
-    /// where function 0 says the device has several). A listing: nothing is changed.
+    /// Every PCI function the kernel's bus walk found, on every segment (through ECAM
+    /// where the MCFG table lists windows, else the legacy ports 0xCF8/0xCFC), walked
+    /// once. A listing: nothing is changed.
     fn pci_functions(&self) -> Vec<PciFunction>;
     /// Loads the first boot module as a BareMetal flat binary at its link address
     /// (0xFFFF_8000_0000_0000), replacing what was loaded before; a refused module

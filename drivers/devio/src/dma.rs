@@ -62,9 +62,8 @@ impl Dma {
     }
 
     /// The address for an access of `width` bytes at `offset`, checked.
-    /// (`width` up to 8 is also the alignment; longer spans are byte slices.)
-    fn at(&self, offset: usize, width: usize) -> *mut u8 {
-        let align = if width <= 8 { width } else { 1 };
+    /// Values (`align` = `width`) must be aligned; byte slices (`align` 1) need not.
+    fn at(&self, offset: usize, width: usize, align: usize) -> *mut u8 {
         assert!(
             offset.is_multiple_of(align)
                 && offset.checked_add(width).is_some_and(|e| e <= self.len),
@@ -78,43 +77,43 @@ impl Dma {
     /// Reads the 16-bit value at `offset` (volatile: the device may have written it).
     pub fn read16(&self, offset: usize) -> u16 {
         // SAFETY: in bounds and aligned (`at`); the memory is ours and plain RAM.
-        unsafe { self.at(offset, 2).cast::<u16>().read_volatile() }
+        unsafe { self.at(offset, 2, 2).cast::<u16>().read_volatile() }
     }
 
     /// Reads the 32-bit value at `offset` (volatile).
     pub fn read32(&self, offset: usize) -> u32 {
         // SAFETY: as for `read16`.
-        unsafe { self.at(offset, 4).cast::<u32>().read_volatile() }
+        unsafe { self.at(offset, 4, 4).cast::<u32>().read_volatile() }
     }
 
     /// Reads the 64-bit value at `offset` (volatile).
     pub fn read64(&self, offset: usize) -> u64 {
         // SAFETY: as for `read16`.
-        unsafe { self.at(offset, 8).cast::<u64>().read_volatile() }
+        unsafe { self.at(offset, 8, 8).cast::<u64>().read_volatile() }
     }
 
     /// Writes the 8-bit value at `offset` (volatile: the device will read it).
     pub fn write8(&mut self, offset: usize, value: u8) {
         // SAFETY: as for `read16`; `&mut self` excludes other Rust accesses.
-        unsafe { self.at(offset, 1).write_volatile(value) }
+        unsafe { self.at(offset, 1, 1).write_volatile(value) }
     }
 
     /// Writes the 16-bit value at `offset` (volatile).
     pub fn write16(&mut self, offset: usize, value: u16) {
         // SAFETY: as for `write8`.
-        unsafe { self.at(offset, 2).cast::<u16>().write_volatile(value) }
+        unsafe { self.at(offset, 2, 2).cast::<u16>().write_volatile(value) }
     }
 
     /// Writes the 32-bit value at `offset` (volatile).
     pub fn write32(&mut self, offset: usize, value: u32) {
         // SAFETY: as for `write8`.
-        unsafe { self.at(offset, 4).cast::<u32>().write_volatile(value) }
+        unsafe { self.at(offset, 4, 4).cast::<u32>().write_volatile(value) }
     }
 
     /// Writes the 64-bit value at `offset` (volatile).
     pub fn write64(&mut self, offset: usize, value: u64) {
         // SAFETY: as for `write8`.
-        unsafe { self.at(offset, 8).cast::<u64>().write_volatile(value) }
+        unsafe { self.at(offset, 8, 8).cast::<u64>().write_volatile(value) }
     }
 
     /// The bytes `[offset, offset + len)`, for data the device finished writing.
@@ -122,7 +121,7 @@ impl Dma {
         if len == 0 {
             return &[];
         }
-        let start = self.at(offset, len);
+        let start = self.at(offset, len, 1);
         // SAFETY: in bounds (`at`); the driver lends only buffers the device is done with,
         // so nothing writes them while the shared slice lives.
         unsafe { core::slice::from_raw_parts(start, len) }
@@ -133,7 +132,7 @@ impl Dma {
         if len == 0 {
             return &mut [];
         }
-        let start = self.at(offset, len);
+        let start = self.at(offset, len, 1);
         // SAFETY: in bounds (`at`); `&mut self` excludes other Rust accesses, and the
         // driver fills only buffers the device does not own at the time.
         unsafe { core::slice::from_raw_parts_mut(start, len) }
@@ -143,5 +142,69 @@ impl Dma {
 impl Drop for Dma {
     fn drop(&mut self) {
         self.platform.dma_free(self.phys(), self.len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+    use std::sync::Mutex;
+
+    /// Pages from the host heap, counted.
+    struct HostPlatform {
+        live: Mutex<usize>,
+    }
+
+    // SAFETY: on the host the "physical" address is the heap address; each allocation is
+    // fresh, zeroed and page-aligned, used only by the `Dma` that owns it.
+    unsafe impl Platform for HostPlatform {
+        fn dma_allocate(&self, bytes: usize) -> Option<u64> {
+            let layout = std::alloc::Layout::from_size_align(bytes, 4096).ok()?;
+            *self.live.lock().unwrap() += 1;
+            // SAFETY: the layout has a non-zero size (whole pages).
+            Some(unsafe { std::alloc::alloc_zeroed(layout) } as u64)
+        }
+        fn dma_free(&self, phys: u64, bytes: usize) {
+            *self.live.lock().unwrap() -= 1;
+            let layout = std::alloc::Layout::from_size_align(bytes, 4096).unwrap();
+            // SAFETY: allocated above with the same layout.
+            unsafe { std::alloc::dealloc(phys as *mut u8, layout) };
+        }
+        fn claim_mmio(&self, _: u64, _: u64) -> Result<&'static mut [u8], String> {
+            Err(String::from("no devices on the host"))
+        }
+        fn now_ns(&self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn dma_memory_is_zeroed_whole_pages_given_back_on_drop() {
+        let platform: &'static HostPlatform = Box::leak(Box::new(HostPlatform {
+            live: Mutex::new(0),
+        }));
+        let mut dma = Dma::new(platform, 100).unwrap();
+        assert_eq!(dma.len(), 4096);
+        assert_eq!(dma.phys() % 4096, 0);
+        assert!(dma.bytes(0, 4096).iter().all(|&b| b == 0));
+        dma.write32(8, 0xA5A5_0001);
+        dma.bytes_mut(100, 3).copy_from_slice(b"abc");
+        assert_eq!(
+            (dma.read32(8), dma.read16(8), dma.bytes(100, 3)),
+            (0xA5A5_0001, 1, &b"abc"[..])
+        );
+        assert_eq!(*platform.live.lock().unwrap(), 1);
+        drop(dma);
+        assert_eq!(*platform.live.lock().unwrap(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside 4096 bytes")]
+    fn an_access_past_the_end_is_refused() {
+        let platform: &'static HostPlatform = Box::leak(Box::new(HostPlatform {
+            live: Mutex::new(0),
+        }));
+        Dma::new(platform, 1).unwrap().read64(4096);
     }
 }

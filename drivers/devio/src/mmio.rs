@@ -118,3 +118,49 @@ impl Mmio {
         unsafe { self.at(offset, 8).cast::<u64>().write_volatile(value) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn window(len: usize) -> Mmio {
+        Mmio::new(vec![0u8; len].leak())
+    }
+
+    #[test]
+    fn registers_read_back_what_was_written() {
+        let regs = window(64);
+        regs.write32(8, 0xDEAD_BEEF);
+        regs.write16(16, 0x1234);
+        regs.write64(24, u64::MAX - 1);
+        assert_eq!(
+            (regs.read32(8), regs.read16(16), regs.read64(24)),
+            (0xDEAD_BEEF, 0x1234, u64::MAX - 1)
+        );
+        assert_eq!(regs.read8(8), 0xEF, "little-endian");
+    }
+
+    #[test]
+    fn sub_windows_are_offsets_into_the_same_registers() {
+        let regs = window(64);
+        let part = regs.window(32, 16).unwrap();
+        part.write32(4, 7);
+        assert_eq!(regs.read32(36), 7);
+        assert_eq!(part.phys(), regs.phys() + 32);
+        assert!(regs.window(60, 8).is_none(), "past the end");
+        assert!(regs.window(usize::MAX, 2).is_none(), "overflowing");
+    }
+
+    #[test]
+    #[should_panic(expected = "outside the 0x40-byte window")]
+    fn an_access_past_the_window_is_refused() {
+        window(64).read32(64);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside")]
+    fn a_misaligned_access_is_refused() {
+        window(64).read32(2);
+    }
+}

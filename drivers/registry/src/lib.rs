@@ -110,6 +110,27 @@ pub struct Slot {
     state: spin::Mutex<SlotState>,
 }
 
+impl Slot {
+    /// A free slot for `device`, found by `driver` on the function at `address`.
+    fn new(address: Address, driver: &'static str, device: Found) -> Self {
+        let kind = match device {
+            Found::Net(_) => DeviceKind::Net,
+            Found::Block(_) => DeviceKind::Block,
+        };
+        Self {
+            kind,
+            address,
+            driver,
+            about: describe(&device),
+            state: spin::Mutex::new(SlotState {
+                device,
+                holder: None,
+                generation: 0,
+            }),
+        }
+    }
+}
+
 /// Every bound device, and what happened at binding.
 pub struct Registry {
     /// The devices, in binding order.
@@ -165,23 +186,9 @@ impl Registry {
             let outcome = outcome.map(|found| {
                 let count = found.len();
                 for device in found {
-                    let about = describe(&device);
-                    log::info!("{address} {}: {about}", driver.name);
-                    let kind = match device {
-                        Found::Net(_) => DeviceKind::Net,
-                        Found::Block(_) => DeviceKind::Block,
-                    };
-                    slots.push(Slot {
-                        kind,
-                        address,
-                        driver: driver.name,
-                        about,
-                        state: spin::Mutex::new(SlotState {
-                            device,
-                            holder: None,
-                            generation: 0,
-                        }),
-                    });
+                    let slot = Slot::new(address, driver.name, device);
+                    log::info!("{address} {}: {}", driver.name, slot.about);
+                    slots.push(slot);
                 }
                 count
             });
@@ -276,5 +283,109 @@ impl Registry {
                 held
             })
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::boxed::Box;
+    use rexo_api::{NetDevice, NetInfo};
+
+    /// A network interface that counts what it was asked.
+    struct Counting(usize);
+
+    impl NetDevice for Counting {
+        fn info(&self) -> NetInfo {
+            NetInfo {
+                mac: [2, 0, 0, 0, 0, 1],
+                max_frame: 1514,
+                queues: 1,
+                link_up: true,
+            }
+        }
+        fn receive(
+            &mut self,
+            _: usize,
+            _: usize,
+            _: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DeviceError> {
+            self.0 += 1;
+            Ok(0)
+        }
+        fn transmit(
+            &mut self,
+            _: usize,
+            _: usize,
+            _: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {
+            Ok(self.0)
+        }
+    }
+
+    fn registry() -> &'static Registry {
+        let address = Address::new(0, 0, 3, 0).unwrap();
+        let slots = alloc::vec![Slot::new(
+            address,
+            "test-net",
+            Found::Net(Box::new(Counting(0)))
+        )];
+        Box::leak(Box::new(Registry {
+            slots,
+            bindings: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn one_holder_at_a_time_and_dropping_frees() {
+        let registry = registry();
+        let mut lease = registry.open_net(0, (1, "first")).unwrap();
+        assert_eq!(lease.receive(0, 1, &mut |_| {}), Ok(0));
+        assert_eq!(
+            registry.open_net(0, (2, "second")).err(),
+            Some(ApiError::DeviceBusy("first"))
+        );
+        assert_eq!(registry.devices()[0].holder, Some("first"));
+        assert!(
+            registry.devices()[0]
+                .about
+                .contains("mac 02:00:00:00:00:01")
+        );
+        drop(lease);
+        assert_eq!(registry.devices()[0].holder, None);
+        let mut again = registry.open_net(0, (2, "second")).unwrap();
+        assert_eq!(
+            again.transmit_pending(0),
+            Ok(1),
+            "the device kept its state"
+        );
+        assert_eq!(
+            registry.open_net(1, (2, "second")).err(),
+            Some(ApiError::NoSuchDevice)
+        );
+        assert_eq!(
+            registry.open_block(0, (2, "second")).err(),
+            Some(ApiError::NoSuchDevice)
+        );
+    }
+
+    #[test]
+    fn revoked_handles_go_dead_and_do_not_free_the_next_holder() {
+        let registry = registry();
+        let mut old = registry.open_net(0, (1, "first")).unwrap();
+        assert_eq!(registry.revoke_all_of(2), 0);
+        assert_eq!(registry.revoke_all_of(1), 1);
+        assert_eq!(old.receive(0, 1, &mut |_| {}), Err(DeviceError::Revoked));
+        let mut new = registry.open_net(0, (3, "third")).unwrap();
+        drop(old);
+        assert_eq!(
+            registry.devices()[0].holder,
+            Some("third"),
+            "a dead lease frees nothing"
+        );
+        assert_eq!(new.receive(0, 1, &mut |_| {}), Ok(0));
     }
 }
