@@ -1,0 +1,466 @@
+//! One filter: atoms, their normal form, the language, and the overlap test.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+/// One masked compare: the `width`-byte big-endian field at `offset`, masked with `mask`,
+/// equals `value`. A frame too short to hold the field does not match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Atom {
+    /// Byte offset from the start of the Ethernet frame.
+    pub offset: u16,
+    /// 1, 2 or 4 bytes.
+    pub width: u8,
+    /// The bits compared.
+    pub mask: u32,
+    /// What they must be (no bits outside `mask`).
+    pub value: u32,
+}
+
+impl Atom {
+    /// The field of `frame` this atom reads, masked; `None` when the frame is too short.
+    pub fn field(&self, frame: &[u8]) -> Option<u32> {
+        let start = usize::from(self.offset);
+        let bytes = frame.get(start..start + usize::from(self.width))?;
+        Some(bytes.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)) & self.mask)
+    }
+
+    /// Whether `frame` satisfies the atom.
+    pub fn matches(&self, frame: &[u8]) -> bool {
+        self.field(frame) == Some(self.value)
+    }
+
+    /// The atom's per-byte constraints: (offset, mask, value) for each byte it tests.
+    fn bytes(&self) -> impl Iterator<Item = (u16, u8, u8)> + '_ {
+        (0..self.width).filter_map(move |i| {
+            let shift = 8 * u32::from(self.width - 1 - i);
+            let mask = (self.mask >> shift) as u8;
+            (mask != 0).then(|| {
+                (
+                    self.offset + u16::from(i),
+                    mask,
+                    (self.value >> shift) as u8,
+                )
+            })
+        })
+    }
+}
+
+impl fmt::Display for Atom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let full = if self.width == 4 {
+            u32::MAX
+        } else {
+            (1u32 << (8 * u32::from(self.width))) - 1
+        };
+        if self.mask == full {
+            write!(f, "{}:{}={:#x}", self.offset, self.width, self.value)
+        } else {
+            write!(
+                f,
+                "{}:{}/{:#x}={:#x}",
+                self.offset, self.width, self.mask, self.value
+            )
+        }
+    }
+}
+
+/// Why a filter's text was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// The filter has no atoms (it would match every frame).
+    Empty,
+    /// A term is neither an atom nor a known word (the term).
+    BadTerm(alloc::string::String),
+    /// A width other than 1, 2 or 4.
+    BadWidth(u32),
+    /// A value or mask does not fit the width, or the value has bits outside the mask.
+    BadValue(alloc::string::String),
+    /// Two atoms demand different values of the same bits: nothing could match.
+    Contradiction,
+    /// More atoms than a filter may have.
+    TooManyAtoms,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => {
+                f.write_str("a filter needs at least one atom (it would take every frame)")
+            }
+            Self::BadTerm(term) => write!(
+                f,
+                "'{term}' is not OFFSET:WIDTH[/MASK]=VALUE or a known word"
+            ),
+            Self::BadWidth(width) => write!(f, "width {width}: fields are 1, 2 or 4 bytes"),
+            Self::BadValue(term) => write!(f, "'{term}': the value or mask does not fit the field"),
+            Self::Contradiction => {
+                f.write_str("two atoms contradict each other: no frame could match")
+            }
+            Self::TooManyAtoms => write!(f, "more than {MAX_ATOMS} atoms"),
+        }
+    }
+}
+
+/// The most atoms in one filter (bounds the kernel's work per filter).
+pub const MAX_ATOMS: usize = 16;
+/// The last byte an atom may reach (a jumbo frame's length).
+const MAX_OFFSET: u32 = 9018;
+
+/// A filter: atoms joined by AND, in normal form (sorted, one atom per field).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Filter {
+    /// Sorted by (offset, width, mask); no two with the same field.
+    atoms: Vec<Atom>,
+}
+
+/// The EtherType field.
+const ETHERTYPE: (u16, u8) = (12, 2);
+/// IPv4 with a 20-byte header: version 4, IHL 5 (the ports are then at fixed offsets).
+const IPV4_V_IHL: (u16, u8) = (14, 1);
+/// The IPv4 protocol field.
+const IP_PROTOCOL: (u16, u8) = (23, 1);
+
+impl Filter {
+    /// A filter of `atoms` (put in normal form), or why it is refused.
+    pub fn new(mut atoms: Vec<Atom>) -> Result<Self, ParseError> {
+        if atoms.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        for atom in &atoms {
+            if ![1, 2, 4].contains(&atom.width) {
+                return Err(ParseError::BadWidth(u32::from(atom.width)));
+            }
+            let full = if atom.width == 4 {
+                u32::MAX
+            } else {
+                (1u32 << (8 * u32::from(atom.width))) - 1
+            };
+            if atom.mask & !full != 0 || atom.value & !atom.mask != 0 || atom.mask == 0 {
+                return Err(ParseError::BadValue(alloc::format!("{atom}")));
+            }
+            if u32::from(atom.offset) + u32::from(atom.width) > MAX_OFFSET {
+                return Err(ParseError::BadValue(alloc::format!("{atom}")));
+            }
+        }
+        atoms.sort();
+        atoms.dedup();
+        // Two atoms on the same field and mask with different values: a contradiction.
+        if atoms
+            .windows(2)
+            .any(|w| (w[0].offset, w[0].width, w[0].mask) == (w[1].offset, w[1].width, w[1].mask))
+        {
+            return Err(ParseError::Contradiction);
+        }
+        if atoms.len() > MAX_ATOMS {
+            return Err(ParseError::TooManyAtoms);
+        }
+        let filter = Self { atoms };
+        if !filter.satisfiable() {
+            return Err(ParseError::Contradiction);
+        }
+        Ok(filter)
+    }
+
+    /// Parses the filter language: terms joined by `&` (or whitespace), each an atom
+    /// `OFFSET:WIDTH=VALUE` or `OFFSET:WIDTH/MASK=VALUE` (decimal or `0x` hex) or a word:
+    /// `arp`, `ipv4` (version 4 with a 20-byte header), `icmp`, `udp`, `tcp` (each implies
+    /// `ipv4`), `dport N`, `sport N` (UDP/TCP ports), `dst A.B.C.D`, `src A.B.C.D`.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let mut atoms = Vec::new();
+        let full = |(offset, width): (u16, u8), value: u32| Atom {
+            offset,
+            width,
+            mask: if width == 4 {
+                u32::MAX
+            } else {
+                (1 << (8 * u32::from(width))) - 1
+            },
+            value,
+        };
+        let mut words = text
+            .split(|c: char| c == '&' || c.is_whitespace())
+            .filter(|w| !w.is_empty());
+        while let Some(word) = words.next() {
+            let ipv4 = [full(ETHERTYPE, 0x0800), full(IPV4_V_IHL, 0x45)];
+            match word {
+                "arp" => atoms.push(full(ETHERTYPE, 0x0806)),
+                "ipv4" => atoms.extend(ipv4),
+                "icmp" | "udp" | "tcp" => {
+                    atoms.extend(ipv4);
+                    let protocol = match word {
+                        "icmp" => 1,
+                        "tcp" => 6,
+                        _ => 17,
+                    };
+                    atoms.push(full(IP_PROTOCOL, protocol));
+                }
+                "dport" | "sport" | "dst" | "src" => {
+                    let argument = words
+                        .next()
+                        .ok_or_else(|| ParseError::BadTerm(word.into()))?;
+                    let bad = || ParseError::BadTerm(alloc::format!("{word} {argument}"));
+                    match word {
+                        "dport" | "sport" => {
+                            let port: u16 = argument.parse().map_err(|_| bad())?;
+                            atoms.extend(ipv4);
+                            atoms.push(full(
+                                (if word == "sport" { 34 } else { 36 }, 2),
+                                u32::from(port),
+                            ));
+                        }
+                        _ => {
+                            let mut octets = [0u8; 4];
+                            let mut parts = argument.split('.');
+                            for octet in &mut octets {
+                                *octet =
+                                    parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+                            }
+                            if parts.next().is_some() {
+                                return Err(bad());
+                            }
+                            atoms.extend(ipv4);
+                            atoms.push(full(
+                                (if word == "src" { 26 } else { 30 }, 4),
+                                u32::from_be_bytes(octets),
+                            ));
+                        }
+                    }
+                }
+                atom => atoms.push(parse_atom(atom)?),
+            }
+            if atoms.len() > 4 * MAX_ATOMS {
+                return Err(ParseError::TooManyAtoms);
+            }
+        }
+        Self::new(atoms)
+    }
+
+    /// The atoms, in normal form.
+    pub fn atoms(&self) -> &[Atom] {
+        &self.atoms
+    }
+
+    /// Whether `frame` matches every atom.
+    pub fn matches(&self, frame: &[u8]) -> bool {
+        self.atoms.iter().all(|atom| atom.matches(frame))
+    }
+
+    /// Per-byte constraints of the whole filter, merged; `None` when two atoms disagree
+    /// on a bit.
+    fn byte_constraints(&self) -> Option<Vec<(u16, u8, u8)>> {
+        let mut bytes: Vec<(u16, u8, u8)> = self.atoms.iter().flat_map(Atom::bytes).collect();
+        bytes.sort_unstable_by_key(|&(offset, _, _)| offset);
+        let mut merged: Vec<(u16, u8, u8)> = Vec::with_capacity(bytes.len());
+        for (offset, mask, value) in bytes {
+            match merged.last_mut() {
+                Some(last) if last.0 == offset => {
+                    if (last.2 ^ value) & last.1 & mask != 0 {
+                        return None;
+                    }
+                    last.1 |= mask;
+                    last.2 |= value;
+                }
+                _ => merged.push((offset, mask, value)),
+            }
+        }
+        Some(merged)
+    }
+
+    /// Whether some frame matches (no two atoms disagree on a bit).
+    fn satisfiable(&self) -> bool {
+        self.byte_constraints().is_some()
+    }
+
+    /// Whether some frame matches both filters: exactly when no byte both constrain has
+    /// a bit they want different.
+    pub fn overlaps(&self, other: &Filter) -> bool {
+        let (Some(mine), Some(theirs)) = (self.byte_constraints(), other.byte_constraints()) else {
+            return false;
+        };
+        let (mut i, mut j) = (0, 0);
+        while i < mine.len() && j < theirs.len() {
+            let (a, b) = (mine[i], theirs[j]);
+            match a.0.cmp(&b.0) {
+                core::cmp::Ordering::Less => i += 1,
+                core::cmp::Ordering::Greater => j += 1,
+                core::cmp::Ordering::Equal => {
+                    if (a.2 ^ b.2) & a.1 & b.1 != 0 {
+                        return false;
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        true
+    }
+}
+
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, atom) in self.atoms.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" & ")?;
+            }
+            write!(f, "{atom}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A number in decimal or `0x` hex.
+fn number(text: &str) -> Option<u32> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// `OFFSET:WIDTH=VALUE` or `OFFSET:WIDTH/MASK=VALUE`.
+fn parse_atom(term: &str) -> Result<Atom, ParseError> {
+    let bad = || ParseError::BadTerm(term.into());
+    let (field, value) = term.split_once('=').ok_or_else(bad)?;
+    let (offset, rest) = field.split_once(':').ok_or_else(bad)?;
+    let (width, mask) = match rest.split_once('/') {
+        Some((width, mask)) => (width, Some(mask)),
+        None => (rest, None),
+    };
+    let offset = number(offset)
+        .and_then(|o| u16::try_from(o).ok())
+        .ok_or_else(bad)?;
+    let width = number(width).ok_or_else(bad)?;
+    let width = u8::try_from(width)
+        .ok()
+        .filter(|w| [1, 2, 4].contains(w))
+        .ok_or(ParseError::BadWidth(width))?;
+    let full = if width == 4 {
+        u32::MAX
+    } else {
+        (1 << (8 * u32::from(width))) - 1
+    };
+    let mask = match mask {
+        Some(mask) => number(mask).ok_or_else(bad)?,
+        None => full,
+    };
+    let value = number(value).ok_or_else(bad)?;
+    Ok(Atom {
+        offset,
+        width,
+        mask,
+        value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    fn udp_frame(dport: u16) -> Vec<u8> {
+        let mut frame = alloc::vec![0u8; 60];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[23] = 17;
+        frame[30..34].copy_from_slice(&[10, 0, 2, 15]);
+        frame[36..38].copy_from_slice(&dport.to_be_bytes());
+        frame
+    }
+
+    #[test]
+    fn words_and_atoms_mean_the_same() {
+        let words = Filter::parse("udp & dport 11211").unwrap();
+        let atoms = Filter::parse("12:2=0x0800 & 14:1=0x45 & 23:1=17 & 36:2=11211").unwrap();
+        assert_eq!(words, atoms);
+        assert!(words.matches(&udp_frame(11211)));
+        assert!(!words.matches(&udp_frame(80)));
+        assert!(
+            !words.matches(&udp_frame(11211)[..37]),
+            "too short for the port"
+        );
+        assert_eq!(
+            Filter::parse(&words.to_string()).unwrap(),
+            words,
+            "Display parses back"
+        );
+        assert!(
+            Filter::parse("udp dst 10.0.2.15")
+                .unwrap()
+                .matches(&udp_frame(1))
+        );
+    }
+
+    #[test]
+    fn bad_filters_say_why() {
+        assert_eq!(Filter::parse(""), Err(ParseError::Empty));
+        assert_eq!(Filter::parse("12:3=1"), Err(ParseError::BadWidth(3)));
+        assert!(matches!(
+            Filter::parse("12:1=0x100"),
+            Err(ParseError::BadValue(_))
+        ));
+        assert!(matches!(
+            Filter::parse("12:2/0xff00=0x1"),
+            Err(ParseError::BadValue(_))
+        ));
+        assert!(matches!(
+            Filter::parse("udp tcp"),
+            Err(ParseError::Contradiction)
+        ));
+        assert!(matches!(
+            Filter::parse("12:2=0x0800 & 12:1=0x09"),
+            Err(ParseError::Contradiction)
+        ));
+        assert!(matches!(
+            Filter::parse("dport"),
+            Err(ParseError::BadTerm(_))
+        ));
+        assert!(matches!(
+            Filter::parse("dst 1.2.3"),
+            Err(ParseError::BadTerm(_))
+        ));
+        assert!(matches!(
+            Filter::parse("hello"),
+            Err(ParseError::BadTerm(_))
+        ));
+        assert!(Filter::parse("udp dport 11211").is_ok());
+    }
+
+    #[test]
+    fn overlap_is_exact_per_bit() {
+        let f = |t: &str| Filter::parse(t).unwrap();
+        assert!(f("udp dport 53").overlaps(&f("udp")));
+        assert!(f("udp dport 53").overlaps(&f("ipv4 dst 10.0.2.15")));
+        assert!(!f("udp dport 53").overlaps(&f("udp dport 54")));
+        assert!(!f("udp").overlaps(&f("tcp")));
+        assert!(!f("arp").overlaps(&f("ipv4")));
+        assert!(
+            f("14:1/0xf0=0x40").overlaps(&f("14:1/0x0f=0x05")),
+            "different bits of one byte"
+        );
+        assert!(!f("14:1/0xf0=0x40").overlaps(&f("14:1=0x55")));
+        assert!(
+            f("12:4/0x0000ff00=0x00000800").overlaps(&f("13:1=0x08")),
+            "different widths"
+        );
+    }
+
+    #[test]
+    fn the_parser_never_panics_on_noise() {
+        let mut rng = rexo_testkit::Rng(0x9E37_79B9_7F4A_7C15);
+        let alphabet = b"0123456789x:/=& .abcdefgiprtuvsn\xff";
+        for _ in 0..20_000 {
+            let len = rng.below(40);
+            let text: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect();
+            let text = alloc::string::String::from_utf8_lossy(&text);
+            if let Ok(filter) = Filter::parse(&text) {
+                assert_eq!(
+                    Filter::parse(&filter.to_string()).as_ref(),
+                    Ok(&filter),
+                    "{text}"
+                );
+            }
+        }
+    }
+}
