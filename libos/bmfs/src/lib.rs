@@ -1,0 +1,437 @@
+//! BMFS, BareMetal's file system, read and written the same way by Rexo apps (over a
+//! `BlockDevice`) and by the host disk tool (over an image file): one crate for the
+//! on-disk format.
+//!
+//! The format (BMFS version 1): the disk is cut into 2 MiB blocks. Block 0 holds the
+//! file system: the marker `BMFS` at byte 1024, and at byte 4096 the directory, 64
+//! records of 64 bytes: a name of up to 31 bytes (NUL-terminated in 32), the first block,
+//! the blocks reserved and the size in bytes (little-endian u64s), 8 unused bytes. A
+//! name starting with byte 0 is an unused record, with byte 1 a deleted one. Each file
+//! is one contiguous run of reserved blocks, after block 0; it can grow in place up to
+//! what it reserved.
+//!
+//! Opening checks everything a corrupt image could get wrong (marker, names, runs past
+//! the end of the disk or inside block 0, overlapping runs, a size larger than the run)
+//! and refuses the image with the first problem; nothing is written until it opens.
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Bytes per BMFS block.
+pub const BLOCK: u64 = 2 << 20;
+/// Where the marker is.
+const MARKER_AT: u64 = 1024;
+/// The marker.
+const MARKER: &[u8; 4] = b"BMFS";
+/// Where the directory is.
+const DIRECTORY_AT: u64 = 4096;
+/// Records in the directory.
+pub const RECORDS: usize = 64;
+/// Bytes per record.
+const RECORD: usize = 64;
+/// The longest name (the 32nd byte is the NUL).
+pub const MAX_NAME: usize = 31;
+
+/// A disk as BMFS needs it: bytes at offsets (the Rexo adapter turns these into whole
+/// sectors; the host tool reads and writes its image file).
+pub trait Disk {
+    /// Bytes on the disk.
+    fn size(&self) -> u64;
+    /// Reads `buffer.len()` bytes at `offset`.
+    fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), String>;
+    /// Writes `data` at `offset`.
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String>;
+    /// Makes every write so far durable.
+    fn flush(&mut self) -> Result<(), String>;
+}
+
+/// Why BMFS refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BmfsError {
+    /// The disk failed (its message).
+    Disk(String),
+    /// No `BMFS` marker at byte 1024: not a BMFS disk.
+    NotBmfs,
+    /// The disk is smaller than block 0 and one file block.
+    TooSmall(u64),
+    /// A record's name is not NUL-terminated printable text (record number).
+    BadName(usize),
+    /// A file's blocks run past the end of the disk or into block 0 (name).
+    OutsideDisk(String),
+    /// Two files share blocks (names).
+    Overlap(String, String),
+    /// A file's size is larger than its reserved blocks (name).
+    SizeTooLarge(String),
+    /// No file of that name.
+    NotFound(String),
+    /// A file of that name exists.
+    Exists(String),
+    /// The name is empty, too long or holds a byte other than printable ASCII.
+    InvalidName(String),
+    /// All 64 records are used.
+    DirectoryFull,
+    /// No run of free blocks that long.
+    NoSpace {
+        /// Blocks asked for.
+        blocks: u64,
+    },
+    /// The data is larger than the blocks the file reserved.
+    TooLarge {
+        /// Bytes given.
+        size: u64,
+        /// Bytes the file can hold.
+        capacity: u64,
+    },
+}
+
+impl fmt::Display for BmfsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Disk(why) => write!(f, "disk: {why}"),
+            Self::NotBmfs => f.write_str("not a BMFS disk (no BMFS marker at byte 1024)"),
+            Self::TooSmall(size) => write!(
+                f,
+                "a {size}-byte disk is too small for BMFS (4 MiB at least)"
+            ),
+            Self::BadName(record) => write!(f, "directory record {record} has a corrupt name"),
+            Self::OutsideDisk(name) => write!(f, "'{name}' lies outside the disk's file blocks"),
+            Self::Overlap(a, b) => write!(f, "'{a}' and '{b}' share blocks"),
+            Self::SizeTooLarge(name) => {
+                write!(f, "'{name}' claims more bytes than its blocks hold")
+            }
+            Self::NotFound(name) => write!(f, "no file '{name}'"),
+            Self::Exists(name) => write!(f, "'{name}' exists already"),
+            Self::InvalidName(name) => {
+                write!(f, "'{name}': names are 1 to 31 printable ASCII bytes")
+            }
+            Self::DirectoryFull => write!(f, "the directory is full ({RECORDS} files)"),
+            Self::NoSpace { blocks } => write!(f, "no run of {blocks} free 2 MiB blocks"),
+            Self::TooLarge { size, capacity } => {
+                write!(
+                    f,
+                    "{size} bytes do not fit the file's {capacity} reserved bytes"
+                )
+            }
+        }
+    }
+}
+
+/// One file of the directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its name.
+    pub name: String,
+    /// Its first block.
+    pub start: u64,
+    /// Blocks it reserved (contiguous from `start`).
+    pub reserved: u64,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl Entry {
+    /// Bytes the file can hold.
+    pub fn capacity(&self) -> u64 {
+        self.reserved * BLOCK
+    }
+}
+
+/// An open BMFS disk: the directory in memory (records in place, `None` for free ones).
+pub struct Volume<D> {
+    /// The disk.
+    disk: D,
+    /// The 64 records.
+    records: Vec<Option<Entry>>,
+}
+
+/// Decodes one record: `Ok(None)` for an unused or deleted one.
+fn decode(index: usize, raw: &[u8]) -> Result<Option<Entry>, BmfsError> {
+    if raw[0] == 0 || raw[0] == 1 {
+        return Ok(None);
+    }
+    let name_len = raw[..32]
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or(BmfsError::BadName(index))?;
+    let name = &raw[..name_len];
+    if !name.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        return Err(BmfsError::BadName(index));
+    }
+    let word = |at: usize| u64::from_le_bytes(raw[at..at + 8].try_into().expect("8 bytes"));
+    Ok(Some(Entry {
+        name: String::from_utf8_lossy(name).into_owned(),
+        start: word(32),
+        reserved: word(40),
+        size: word(48),
+    }))
+}
+
+/// Encodes one record (`None`: unused).
+fn encode(entry: Option<&Entry>) -> [u8; RECORD] {
+    let mut raw = [0u8; RECORD];
+    if let Some(entry) = entry {
+        raw[..entry.name.len()].copy_from_slice(entry.name.as_bytes());
+        raw[32..40].copy_from_slice(&entry.start.to_le_bytes());
+        raw[40..48].copy_from_slice(&entry.reserved.to_le_bytes());
+        raw[48..56].copy_from_slice(&entry.size.to_le_bytes());
+    }
+    raw
+}
+
+/// Checks a name for a new file.
+fn valid_name(name: &str) -> Result<(), BmfsError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        && name.as_bytes()[0] > 1;
+    if ok {
+        Ok(())
+    } else {
+        Err(BmfsError::InvalidName(name.into()))
+    }
+}
+
+/// Checks the directory against a disk of `blocks` blocks: every run inside blocks
+/// `1..blocks`, no two overlapping, no size past its run, no two files of one name.
+fn check(records: &[Option<Entry>], blocks: u64) -> Result<(), BmfsError> {
+    let mut files: Vec<&Entry> = records.iter().flatten().collect();
+    for file in &files {
+        let end = file.start.checked_add(file.reserved);
+        if file.start == 0 || end.is_none_or(|end| end > blocks) {
+            return Err(BmfsError::OutsideDisk(file.name.clone()));
+        }
+        if file.size > file.capacity() {
+            return Err(BmfsError::SizeTooLarge(file.name.clone()));
+        }
+    }
+    files.sort_by_key(|file| file.start);
+    for pair in files.windows(2) {
+        if pair[0].start + pair[0].reserved > pair[1].start {
+            return Err(BmfsError::Overlap(
+                pair[0].name.clone(),
+                pair[1].name.clone(),
+            ));
+        }
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(pair) = files.windows(2).find(|pair| pair[0].name == pair[1].name) {
+        return Err(BmfsError::Exists(pair[0].name.clone()));
+    }
+    Ok(())
+}
+
+impl<D: Disk> Volume<D> {
+    /// Writes an empty BMFS on `disk` (the marker and an empty directory; block 0's first
+    /// 512 bytes, where a boot sector may live, are left alone) and opens it.
+    pub fn format(mut disk: D) -> Result<Self, BmfsError> {
+        if disk.size() < 2 * BLOCK {
+            return Err(BmfsError::TooSmall(disk.size()));
+        }
+        disk.write(MARKER_AT, MARKER).map_err(BmfsError::Disk)?;
+        disk.write(DIRECTORY_AT, &[0; RECORDS * RECORD])
+            .map_err(BmfsError::Disk)?;
+        disk.flush().map_err(BmfsError::Disk)?;
+        Self::open(disk)
+    }
+
+    /// Opens the BMFS on `disk`, checking its directory.
+    pub fn open(mut disk: D) -> Result<Self, BmfsError> {
+        if disk.size() < 2 * BLOCK {
+            return Err(BmfsError::TooSmall(disk.size()));
+        }
+        let mut marker = [0u8; 4];
+        disk.read(MARKER_AT, &mut marker).map_err(BmfsError::Disk)?;
+        if &marker != MARKER {
+            return Err(BmfsError::NotBmfs);
+        }
+        let mut raw = vec![0u8; RECORDS * RECORD];
+        disk.read(DIRECTORY_AT, &mut raw).map_err(BmfsError::Disk)?;
+        let records = raw
+            .chunks(RECORD)
+            .enumerate()
+            .map(|(index, record)| decode(index, record))
+            .collect::<Result<Vec<_>, _>>()?;
+        check(&records, disk.size() / BLOCK)?;
+        Ok(Self { disk, records })
+    }
+
+    /// The files, in directory order.
+    pub fn files(&self) -> impl Iterator<Item = &Entry> {
+        self.records.iter().flatten()
+    }
+
+    /// The file `name`.
+    pub fn find(&self, name: &str) -> Result<&Entry, BmfsError> {
+        self.files()
+            .find(|file| file.name == name)
+            .ok_or_else(|| BmfsError::NotFound(name.into()))
+    }
+
+    /// Blocks on the disk (block 0 included).
+    pub fn blocks(&self) -> u64 {
+        self.disk.size() / BLOCK
+    }
+
+    /// Blocks no file reserved.
+    pub fn free_blocks(&self) -> u64 {
+        self.blocks() - 1 - self.files().map(|file| file.reserved).sum::<u64>()
+    }
+
+    /// The first run of `blocks` free blocks.
+    fn free_run(&self, blocks: u64) -> Option<u64> {
+        let mut taken: Vec<(u64, u64)> = self
+            .files()
+            .map(|f| (f.start, f.start + f.reserved))
+            .collect();
+        taken.sort_unstable();
+        let mut candidate = 1;
+        for (start, end) in taken {
+            if start >= candidate + blocks {
+                break;
+            }
+            candidate = candidate.max(end);
+        }
+        (candidate + blocks <= self.blocks()).then_some(candidate)
+    }
+
+    /// Writes record `index` to the disk and flushes.
+    fn store(&mut self, index: usize) -> Result<(), BmfsError> {
+        let raw = encode(self.records[index].as_ref());
+        self.disk
+            .write(DIRECTORY_AT + (index * RECORD) as u64, &raw)
+            .map_err(BmfsError::Disk)?;
+        self.disk.flush().map_err(BmfsError::Disk)
+    }
+
+    /// Creates the empty file `name` reserving `blocks` blocks (at least one).
+    pub fn create(&mut self, name: &str, blocks: u64) -> Result<&Entry, BmfsError> {
+        valid_name(name)?;
+        if self.find(name).is_ok() {
+            return Err(BmfsError::Exists(name.into()));
+        }
+        let blocks = blocks.max(1);
+        let index = self
+            .records
+            .iter()
+            .position(Option::is_none)
+            .ok_or(BmfsError::DirectoryFull)?;
+        let start = self.free_run(blocks).ok_or(BmfsError::NoSpace { blocks })?;
+        self.records[index] = Some(Entry {
+            name: name.into(),
+            start,
+            reserved: blocks,
+            size: 0,
+        });
+        self.store(index)?;
+        Ok(self.records[index].as_ref().expect("just stored"))
+    }
+
+    /// Replaces the contents of `name` with `data` (within its reserved blocks): the data
+    /// first, flushed, then the new size, so a crash leaves the old size or the new file.
+    pub fn write(&mut self, name: &str, data: &[u8]) -> Result<(), BmfsError> {
+        let index = self.index(name)?;
+        let entry = self.records[index].as_ref().expect("found");
+        let (start, capacity) = (entry.start, entry.capacity());
+        if data.len() as u64 > capacity {
+            return Err(BmfsError::TooLarge {
+                size: data.len() as u64,
+                capacity,
+            });
+        }
+        self.disk
+            .write(start * BLOCK, data)
+            .map_err(BmfsError::Disk)?;
+        self.disk.flush().map_err(BmfsError::Disk)?;
+        self.records[index].as_mut().expect("found").size = data.len() as u64;
+        self.store(index)
+    }
+
+    /// Reads `buffer.len()` bytes of `name` from `offset` (clipped to the file's size);
+    /// returns how many were read.
+    pub fn read_at(
+        &mut self,
+        name: &str,
+        offset: u64,
+        buffer: &mut [u8],
+    ) -> Result<usize, BmfsError> {
+        let entry = self.find(name)?;
+        let (start, size) = (entry.start, entry.size);
+        let len = (buffer.len() as u64).min(size.saturating_sub(offset)) as usize;
+        if len > 0 {
+            self.disk
+                .read(start * BLOCK + offset, &mut buffer[..len])
+                .map_err(BmfsError::Disk)?;
+        }
+        Ok(len)
+    }
+
+    /// The whole of `name`.
+    pub fn read(&mut self, name: &str) -> Result<Vec<u8>, BmfsError> {
+        let mut data = vec![0u8; self.find(name)?.size as usize];
+        self.read_at(name, 0, &mut data)?;
+        Ok(data)
+    }
+
+    /// Deletes `name` (its record marked deleted; its blocks free).
+    pub fn delete(&mut self, name: &str) -> Result<(), BmfsError> {
+        let index = self.index(name)?;
+        self.records[index] = None;
+        let mut raw = [0u8; RECORD];
+        raw[0] = 1;
+        self.disk
+            .write(DIRECTORY_AT + (index * RECORD) as u64, &raw)
+            .map_err(BmfsError::Disk)?;
+        self.disk.flush().map_err(BmfsError::Disk)
+    }
+
+    /// The record number of `name`.
+    fn index(&self, name: &str) -> Result<usize, BmfsError> {
+        self.records
+            .iter()
+            .position(|r| r.as_ref().is_some_and(|f| f.name == name))
+            .ok_or_else(|| BmfsError::NotFound(name.into()))
+    }
+
+    /// Gives the disk back.
+    pub fn into_disk(self) -> D {
+        self.disk
+    }
+}
+
+/// A disk in memory (tests, and the host tool's staging).
+impl Disk for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+
+    fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), String> {
+        let start = usize::try_from(offset).map_err(|_| String::from("offset too large"))?;
+        let source = self
+            .get(start..start + buffer.len())
+            .ok_or_else(|| String::from("read past the end"))?;
+        buffer.copy_from_slice(source);
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
+        let start = usize::try_from(offset).map_err(|_| String::from("offset too large"))?;
+        let target = self
+            .get_mut(start..start + data.len())
+            .ok_or_else(|| String::from("write past the end"))?;
+        target.copy_from_slice(data);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,173 @@
+//! Host tests of BMFS on in-memory disks.
+
+use super::*;
+
+fn disk(mib: usize) -> Vec<u8> {
+    vec![0u8; mib << 20]
+}
+
+#[test]
+fn files_round_trip_and_survive_reopening() {
+    let mut volume = Volume::format(disk(16)).unwrap();
+    assert_eq!(volume.blocks(), 8);
+    volume.create("hello.app", 1).unwrap();
+    volume.write("hello.app", b"\x90\xc3").unwrap();
+    volume.create("data.bin", 3).unwrap();
+    let big: Vec<u8> = (0..5 << 20).map(|i| (i % 251) as u8).collect();
+    volume.write("data.bin", &big).unwrap();
+    let mut volume = Volume::open(volume.into_disk()).unwrap();
+    assert_eq!(volume.read("hello.app").unwrap(), b"\x90\xc3");
+    assert_eq!(volume.read("data.bin").unwrap(), big);
+    let mut part = [0u8; 4];
+    assert_eq!(
+        volume
+            .read_at("data.bin", (5 << 20) - 2, &mut part)
+            .unwrap(),
+        2,
+        "clipped at the size"
+    );
+    assert_eq!(volume.free_blocks(), 7 - 4);
+    let names: Vec<&str> = volume.files().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["hello.app", "data.bin"]);
+}
+
+#[test]
+fn space_is_found_and_freed() {
+    let mut volume = Volume::format(disk(12)).unwrap(); // blocks 1..6 for files
+    volume.create("a", 2).unwrap();
+    volume.create("b", 2).unwrap();
+    assert_eq!(
+        volume.create("c", 2).unwrap_err(),
+        BmfsError::NoSpace { blocks: 2 }
+    );
+    volume.create("c", 1).unwrap();
+    volume.delete("a").unwrap();
+    let c = volume.create("d", 2).unwrap();
+    assert_eq!(c.start, 1, "the freed run is reused");
+    assert_eq!(
+        volume.create("d", 1).unwrap_err(),
+        BmfsError::Exists("d".into())
+    );
+    assert_eq!(
+        volume.delete("zz").unwrap_err(),
+        BmfsError::NotFound("zz".into())
+    );
+    let reopened = Volume::open(volume.into_disk()).unwrap();
+    assert_eq!(reopened.files().count(), 3);
+}
+
+#[test]
+fn bad_requests_say_why_and_change_nothing() {
+    let mut volume = Volume::format(disk(8)).unwrap();
+    assert!(matches!(
+        volume.create("", 1),
+        Err(BmfsError::InvalidName(_))
+    ));
+    assert!(matches!(
+        volume.create(&"x".repeat(32), 1),
+        Err(BmfsError::InvalidName(_))
+    ));
+    assert!(matches!(
+        volume.create("tab\there", 1),
+        Err(BmfsError::InvalidName(_))
+    ));
+    volume.create("small", 1).unwrap();
+    let too_big = vec![0u8; (BLOCK + 1) as usize];
+    assert_eq!(
+        volume.write("small", &too_big).unwrap_err(),
+        BmfsError::TooLarge {
+            size: BLOCK + 1,
+            capacity: BLOCK
+        }
+    );
+    assert_eq!(volume.find("small").unwrap().size, 0);
+    assert!(matches!(
+        Volume::format(disk(3)),
+        Err(BmfsError::TooSmall(_))
+    ));
+    assert_eq!(Volume::open(disk(8)).err(), Some(BmfsError::NotBmfs));
+}
+
+#[test]
+fn the_directory_holds_64_files() {
+    let mut volume = Volume::format(disk(2 * 66)).unwrap();
+    for i in 0..RECORDS {
+        volume.create(&alloc::format!("f{i}"), 1).unwrap();
+    }
+    assert_eq!(
+        volume.create("one-more", 1).unwrap_err(),
+        BmfsError::DirectoryFull
+    );
+}
+
+/// An image with a hand-written directory record.
+fn image_with(records: &[(&str, u64, u64, u64)]) -> Vec<u8> {
+    let mut image = Volume::format(disk(16)).unwrap().into_disk();
+    for (i, (name, start, reserved, size)) in records.iter().enumerate() {
+        let entry = Entry {
+            name: (*name).into(),
+            start: *start,
+            reserved: *reserved,
+            size: *size,
+        };
+        let at = DIRECTORY_AT as usize + i * RECORD;
+        image[at..at + RECORD].copy_from_slice(&encode(Some(&entry)));
+    }
+    image
+}
+
+#[test]
+fn corrupt_images_are_refused_with_the_reason() {
+    let open = |records: &[(&str, u64, u64, u64)]| Volume::open(image_with(records)).err();
+    assert_eq!(
+        open(&[("a", 1, 2, 10), ("b", 2, 1, 10)]),
+        Some(BmfsError::Overlap("a".into(), "b".into()))
+    );
+    assert_eq!(
+        open(&[("a", 7, 2, 10)]),
+        Some(BmfsError::OutsideDisk("a".into()))
+    );
+    assert_eq!(
+        open(&[("a", 0, 1, 10)]),
+        Some(BmfsError::OutsideDisk("a".into())),
+        "block 0 is the file system's"
+    );
+    assert_eq!(
+        open(&[("a", 1, u64::MAX, 10)]),
+        Some(BmfsError::OutsideDisk("a".into()))
+    );
+    assert_eq!(
+        open(&[("a", 1, 1, BLOCK + 1)]),
+        Some(BmfsError::SizeTooLarge("a".into()))
+    );
+    assert_eq!(
+        open(&[("a", 1, 1, 1), ("a", 2, 1, 1)]),
+        Some(BmfsError::Exists("a".into()))
+    );
+    let mut image = image_with(&[("a", 1, 1, 1)]);
+    image[DIRECTORY_AT as usize..DIRECTORY_AT as usize + 32].fill(b'x');
+    assert_eq!(Volume::open(image).err(), Some(BmfsError::BadName(0)));
+    assert!(open(&[("a", 1, 1, 1), ("b", 2, 5, 0)]).is_none());
+}
+
+#[test]
+fn random_directories_never_panic() {
+    let mut rng = rexo_testkit::Rng(0x005E_ED0F_B3F5);
+    let base = Volume::format(disk(8)).unwrap().into_disk();
+    for _ in 0..300 {
+        let mut image = base.clone();
+        for byte in &mut image[DIRECTORY_AT as usize..DIRECTORY_AT as usize + RECORDS * RECORD] {
+            *byte = match rng.below(4) {
+                0 => 0,
+                1 => rng.below(4) as u8,
+                _ => rng.next_u64() as u8,
+            };
+        }
+        if let Ok(mut volume) = Volume::open(image) {
+            let names: Vec<String> = volume.files().map(|f| f.name.clone()).collect();
+            for name in names {
+                volume.read(&name).unwrap();
+            }
+        }
+    }
+}
