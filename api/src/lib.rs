@@ -230,10 +230,10 @@ pub trait Kernel: Sync {
     /// where the MCFG table lists windows, else the legacy ports 0xCF8/0xCFC), walked
     /// once. A listing: nothing is changed.
     fn pci_functions(&self) -> Vec<PciFunction>;
-    /// Loads the first boot module as a BareMetal flat binary at its link address
-    /// (0xFFFF_8000_0000_0000), replacing what was loaded before; a refused module
-    /// leaves the earlier binary in place.
-    fn load_baremetal(&self) -> Result<LoadedInfo, BinaryError>;
+    /// Loads a BareMetal flat binary at its link address (0xFFFF_8000_0000_0000),
+    /// replacing what was loaded before: `binary`, or the first boot module when `None`;
+    /// a refused binary leaves the earlier one in place.
+    fn load_baremetal(&self, binary: Option<&[u8]>) -> Result<LoadedInfo, BinaryError>;
     /// Runs the loaded BareMetal binary on the calling core, trusted and in ring 0 as on
     /// BareMetal, with BareMetal's call table installed; returns its RAX when it returns.
     /// Memory it changed stays changed: a second run starts from that state, a

@@ -447,8 +447,8 @@ impl Kernel for KernelApi {
         Ok(Box::new(lease))
     }
 
-    fn load_baremetal(&self) -> Result<LoadedInfo, BinaryError> {
-        let size = crate::baremetal::load()?;
+    fn load_baremetal(&self, binary: Option<&[u8]>) -> Result<LoadedInfo, BinaryError> {
+        let size = crate::baremetal::load(binary)?;
         let info = LoadedInfo {
             size,
             entry: crate::baremetal::APP_BASE,

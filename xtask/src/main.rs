@@ -1,7 +1,7 @@
 //! `cargo xtask`: build, image, run, test and bench Rexo.
 //!
 //! Commands (see `cargo xtask help` and docs/testing.md):
-//! `build`, `run`, `image`, `test [FILTER]`, `bench boot|api`, `linux`, `loc`.
+//! `build`, `run`, `image`, `test [FILTER]`, `bench boot|api`, `linux`, `loc`, `disk`.
 
 mod appcheck;
 mod args;
@@ -10,6 +10,7 @@ mod bench;
 mod build;
 mod cursor;
 mod deps;
+mod disk;
 mod gdb;
 mod harness;
 mod image;
@@ -34,7 +35,7 @@ pub fn root() -> PathBuf {
 
 /// The commands `cargo xtask` knows.
 const COMMANDS: &[&str] = &[
-    "build", "run", "image", "test", "bench", "linux", "loc", "help",
+    "build", "run", "image", "test", "bench", "linux", "loc", "disk", "help",
 ];
 
 const USAGE: &str = "\
@@ -54,6 +55,7 @@ usage: cargo xtask COMMAND [OPTIONS]
         [--build-only]           build the Linux baseline from Debian packages (cached in
                                  target/linux/) and boot it under TCG until it is ready
   loc                            count lines of Rust per layer against the kernel budget
+  disk ...                       make and inspect BMFS disk images (`cargo xtask disk` lists)
 ";
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         "bench" => bench::command(argv).map(|()| 0),
         "linux" => linux::command(argv).map(|()| 0),
         "loc" => loc::command(argv).map(|()| 0),
+        "disk" => disk::command(argv).map(|()| 0),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(0)

@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+mod disk;
 pub mod editor;
 
 use alloc::format;
@@ -46,7 +47,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "devices",
         "the devices drivers are bound to: network interfaces and disks, with holders",
     ),
-    ("load", "load the first boot module as a BareMetal binary"),
+    (
+        "load [FILE]",
+        "load a BareMetal binary: FILE from the BMFS disk, else the first boot module",
+    ),
+    ("ls", "the files of the BMFS disk"),
     ("exec", "run the loaded BareMetal binary and show its RAX"),
     ("time", "time since boot"),
     ("reboot", "reboot the machine"),
@@ -74,8 +79,10 @@ pub enum Command<'a> {
     Devices,
     /// `pci`.
     Pci,
-    /// `load`.
-    Load,
+    /// `load [FILE]`: `None` loads the boot module.
+    Load(Option<&'a str>),
+    /// `ls`.
+    Ls,
     /// `exec`.
     Exec,
     /// `time`.
@@ -96,15 +103,10 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
     let command = match (word, argument) {
         ("run", Some(app)) => Command::Run(app),
         ("run", None) => return Err(String::from("run: which app? (`apps` lists them)")),
-        ("load", Some(_)) => {
-            return Err(String::from(
-                "load: files need a disk, which Rexo cannot read yet; \
-                 `load` alone loads the first boot module",
-            ));
-        }
+        ("load", file) => Command::Load(file),
+        ("ls", None) => Command::Ls,
         ("pci", None) => Command::Pci,
         ("devices", None) => Command::Devices,
-        ("load", None) => Command::Load,
         ("exec", None) => Command::Exec,
         ("help", None) => Command::Help,
         ("cores", None) => Command::Cores,
@@ -214,12 +216,23 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
                 ));
             }
         }
-        Command::Load => match kernel.load_baremetal() {
-            Ok(info) => say(&format!(
-                "load: {} bytes at {:#x}; `exec` runs it\r\n",
-                info.size, info.entry
-            )),
-            Err(error) => say(&format!("load: {error}\r\n")),
+        Command::Load(file) => {
+            let binary = match file.map(|name| disk::read_file(kernel, name)) {
+                Some(Ok(bytes)) => Some(bytes),
+                Some(Err(why)) => return say(&format!("load: {why}\r\n")),
+                None => None,
+            };
+            match kernel.load_baremetal(binary.as_deref()) {
+                Ok(info) => say(&format!(
+                    "load: {} bytes at {:#x}; `exec` runs it\r\n",
+                    info.size, info.entry
+                )),
+                Err(error) => say(&format!("load: {error}\r\n")),
+            }
+        }
+        Command::Ls => match disk::list(kernel) {
+            Ok(lines) => lines.iter().for_each(|line| say(&format!("{line}\r\n"))),
+            Err(why) => say(&format!("ls: {why}\r\n")),
         },
         Command::Exec => match kernel.exec_baremetal() {
             Ok(rax) => say(&format!("exec: returned rax={rax:#x}\r\n")),
@@ -282,7 +295,12 @@ mod tests {
         assert_eq!(parse("apps"), Ok(Command::Apps));
         assert_eq!(parse("run hello"), Ok(Command::Run("hello")));
         assert_eq!(parse("pci"), Ok(Command::Pci));
-        assert_eq!(parse(" load"), Ok(Command::Load));
+        assert_eq!(parse(" load"), Ok(Command::Load(None)));
+        assert_eq!(
+            parse("load hello.app"),
+            Ok(Command::Load(Some("hello.app")))
+        );
+        assert_eq!(parse("ls"), Ok(Command::Ls));
         assert_eq!(parse("exec "), Ok(Command::Exec));
         assert_eq!(parse("time"), Ok(Command::Time));
         assert_eq!(parse("reboot"), Ok(Command::Reboot));
@@ -301,17 +319,13 @@ mod tests {
         assert!(parse("run a b").unwrap_err().contains("unexpected 'b'"));
         assert!(parse("pci 0").unwrap_err().contains("takes no argument"));
         assert!(parse("exec now").unwrap_err().contains("takes no argument"));
-        assert!(
-            parse("load app.bin")
-                .unwrap_err()
-                .contains("`load` alone loads the first boot module")
-        );
+        assert!(parse("ls x").unwrap_err().contains("takes no argument"));
     }
 
     #[test]
     fn every_command_has_help() {
         for word in [
-            "help", "cores", "mem", "apps", "run", "pci", "devices", "load", "exec", "time",
+            "help", "cores", "mem", "apps", "run", "pci", "devices", "load", "ls", "exec", "time",
             "reboot", "poweroff",
         ] {
             assert!(

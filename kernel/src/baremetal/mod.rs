@@ -165,10 +165,15 @@ fn area() -> Result<spin::MutexGuard<'static, Option<&'static mut [u8]>>, LoadEr
     Ok(area)
 }
 
-/// Loads the first boot module into the app area; returns its size.
-pub fn load() -> Result<u64, LoadError> {
-    let module = first_module().ok_or(LoadError::NoModule)?;
-    let image = raw::module_bytes(module.start, module.end).ok_or(LoadError::Empty)?;
+/// Loads `binary`, or the first boot module when `None`, into the app area; returns its size.
+pub fn load(binary: Option<&[u8]>) -> Result<u64, LoadError> {
+    let image = match binary {
+        Some(image) => image,
+        None => {
+            let module = first_module().ok_or(LoadError::NoModule)?;
+            raw::module_bytes(module.start, module.end).ok_or(LoadError::Empty)?
+        }
+    };
     check_image(image, AREA_MAX)?;
     let mut guard = area()?;
     let area = guard.as_mut().ok_or(LoadError::NoArea)?;
@@ -182,7 +187,7 @@ pub fn load() -> Result<u64, LoadError> {
 /// binary on this core and reports its RAX. A refused module stops the boot with a
 /// message (exit status "failure").
 pub fn app(_kernel: &dyn rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
-    let size = load().unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
+    let size = load(None).unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
     raw::install_table();
     log::info!("baremetal: running a {size}-byte binary at {APP_BASE:#x}");
     let rax = raw::call_app(APP_BASE);

@@ -18,6 +18,10 @@
 
 extern crate alloc;
 
+mod block;
+
+pub use block::BlockDisk;
+
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;

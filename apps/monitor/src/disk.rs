@@ -1,0 +1,63 @@
+//! The monitor's view of the BMFS disk: the first disk whose block 0 holds BMFS.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use rexo_api::{DeviceKind, Kernel};
+use rexo_bmfs::{BlockDisk, BmfsError, Volume};
+
+/// Runs `work` on the first disk that holds BMFS; the error says what was tried.
+fn with_bmfs<T>(
+    kernel: &dyn Kernel,
+    mut work: impl FnMut(&mut Volume<BlockDisk<'_>>) -> Result<T, BmfsError>,
+) -> Result<T, String> {
+    let mut tried = Vec::new();
+    for device in kernel
+        .devices()
+        .into_iter()
+        .filter(|d| d.kind == DeviceKind::Block)
+    {
+        let mut disk = match kernel.open_block(device.index) {
+            Ok(disk) => disk,
+            Err(error) => {
+                tried.push(format!("disk {}: {error}", device.index));
+                continue;
+            }
+        };
+        match Volume::open(BlockDisk::new(disk.as_mut())) {
+            Ok(mut volume) => return work(&mut volume).map_err(|e| format!("{e}")),
+            Err(error) => tried.push(format!("disk {}: {error}", device.index)),
+        }
+    }
+    if tried.is_empty() {
+        return Err(String::from("no disk (`devices` lists them)"));
+    }
+    Err(format!("no BMFS disk ({})", tried.join("; ")))
+}
+
+/// One line per file of the BMFS disk, then the free space.
+pub fn list(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
+    with_bmfs(kernel, |volume| {
+        let mut lines: Vec<String> = volume
+            .files()
+            .map(|f| {
+                format!(
+                    "{:<31} {:>12} bytes  blocks {}+{}",
+                    f.name, f.size, f.start, f.reserved
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "{} of {} 2 MiB blocks free",
+            volume.free_blocks(),
+            volume.blocks() - 1
+        ));
+        Ok(lines)
+    })
+}
+
+/// The whole of the file `name` on the BMFS disk.
+pub fn read_file(kernel: &dyn Kernel, name: &str) -> Result<Vec<u8>, String> {
+    with_bmfs(kernel, |volume| volume.read(name))
+}

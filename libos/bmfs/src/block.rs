@@ -1,0 +1,218 @@
+//! A Rexo disk (`rexo_api::BlockDevice`) as a BMFS [`Disk`]: byte ranges become whole
+//! sector requests on queue 0, one in flight, with a read-modify-write of the partial
+//! sectors at either end of a write.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+
+use rexo_api::{BlockDevice, device::wait_for};
+
+use crate::Disk;
+
+/// A disk an app opened, seen as bytes.
+pub struct BlockDisk<'a> {
+    /// The disk.
+    device: &'a mut dyn BlockDevice,
+    /// Bytes per sector.
+    sector: u64,
+    /// Sectors on the disk.
+    sectors: u64,
+    /// The most sectors per request.
+    max: u64,
+}
+
+impl<'a> BlockDisk<'a> {
+    /// The disk `device`.
+    pub fn new(device: &'a mut dyn BlockDevice) -> Self {
+        let info = device.info();
+        Self {
+            device,
+            sector: u64::from(info.sector_size.max(1)),
+            sectors: info.sectors,
+            max: u64::from(info.max_sectors.max(1)),
+        }
+    }
+
+    /// Reads sectors `lba..lba + count` into `buffer` (whole sectors).
+    fn read_sectors(&mut self, lba: u64, buffer: &mut [u8]) -> Result<(), String> {
+        let count = buffer.len() as u64 / self.sector;
+        let mut done = 0;
+        while done < count {
+            let n = (count - done).min(self.max);
+            let tag = self
+                .device
+                .submit_read(0, lba + done, n as u32)
+                .map_err(|e| format!("{e}"))?;
+            let at = (done * self.sector) as usize;
+            let part = &mut buffer[at..at + (n * self.sector) as usize];
+            wait_for(self.device, 0, tag, &mut |data| {
+                part.copy_from_slice(&data[..part.len()])
+            })
+            .map_err(|e| format!("{e}"))?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Writes whole sectors from `data` at `lba`.
+    fn write_sectors(&mut self, lba: u64, data: &[u8]) -> Result<(), String> {
+        let count = data.len() as u64 / self.sector;
+        let mut done = 0;
+        while done < count {
+            let n = (count - done).min(self.max);
+            let at = (done * self.sector) as usize;
+            let part = &data[at..at + (n * self.sector) as usize];
+            let tag = self
+                .device
+                .submit_write(0, lba + done, n as u32, &mut |buffer| {
+                    buffer.copy_from_slice(part)
+                })
+                .map_err(|e| format!("{e}"))?;
+            wait_for(self.device, 0, tag, &mut |_| {}).map_err(|e| format!("{e}"))?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl Disk for BlockDisk<'_> {
+    fn size(&self) -> u64 {
+        self.sectors * self.sector
+    }
+
+    fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), String> {
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let first = offset / self.sector;
+        let end = (offset + buffer.len() as u64).div_ceil(self.sector);
+        let mut whole = vec![0u8; ((end - first) * self.sector) as usize];
+        self.read_sectors(first, &mut whole)?;
+        let skip = (offset - first * self.sector) as usize;
+        buffer.copy_from_slice(&whole[skip..skip + buffer.len()]);
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let first = offset / self.sector;
+        let end = (offset + data.len() as u64).div_ceil(self.sector);
+        let mut whole = vec![0u8; ((end - first) * self.sector) as usize];
+        let skip = (offset - first * self.sector) as usize;
+        // The partial sectors at either end keep their other bytes.
+        let size = self.sector as usize;
+        let head_partial = skip != 0;
+        let tail_partial = !(offset + data.len() as u64).is_multiple_of(self.sector);
+        if head_partial || (tail_partial && end - first == 1) {
+            self.read_sectors(first, &mut whole[..size])?;
+        }
+        if tail_partial && end - first > 1 {
+            let last = whole.len() - size;
+            self.read_sectors(end - 1, &mut whole[last..])?;
+        }
+        whole[skip..skip + data.len()].copy_from_slice(data);
+        self.write_sectors(first, &whole)
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        let tag = self.device.submit_flush(0).map_err(|e| format!("{e}"))?;
+        wait_for(self.device, 0, tag, &mut |_| {}).map_err(|e| format!("{e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+    use rexo_api::{BlockInfo, Completion, DeviceError, Tag};
+
+    /// A disk in memory that completes each request at the next poll.
+    struct MemoryDevice {
+        data: Vec<u8>,
+        done: Vec<(Tag, Option<(usize, usize)>)>,
+        next: Tag,
+    }
+
+    impl BlockDevice for MemoryDevice {
+        fn info(&self) -> BlockInfo {
+            BlockInfo {
+                sectors: self.data.len() as u64 / 512,
+                sector_size: 512,
+                max_sectors: 3,
+                queues: 1,
+                depth: 1,
+                model: String::from("memory"),
+            }
+        }
+        fn submit_read(&mut self, _: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
+            self.next += 1;
+            self.done.push((
+                self.next,
+                Some((lba as usize * 512, sectors as usize * 512)),
+            ));
+            Ok(self.next)
+        }
+        fn submit_write(
+            &mut self,
+            _: usize,
+            lba: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<Tag, DeviceError> {
+            assert!(sectors <= 3, "max_sectors respected");
+            let at = lba as usize * 512;
+            fill(&mut self.data[at..at + sectors as usize * 512]);
+            self.next += 1;
+            self.done.push((self.next, None));
+            Ok(self.next)
+        }
+        fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
+            self.next += 1;
+            self.done.push((self.next, None));
+            Ok(self.next)
+        }
+        fn poll(&mut self, _: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+            let finished: Vec<_> = self.done.drain(..).collect();
+            for (tag, read) in &finished {
+                match read {
+                    Some((at, len)) => done(*tag, Ok(&self.data[*at..*at + *len])),
+                    None => done(*tag, Ok(&[])),
+                }
+            }
+            Ok(finished.len())
+        }
+    }
+
+    #[test]
+    fn unaligned_bytes_round_trip_and_keep_their_neighbours() {
+        let mut device = MemoryDevice {
+            data: (0..8192u32).map(|i| i as u8).collect(),
+            done: Vec::new(),
+            next: 0,
+        };
+        let mut model = device.data.clone();
+        let mut disk = BlockDisk::new(&mut device);
+        assert_eq!(disk.size(), 8192);
+        for (offset, len) in [
+            (0, 512),
+            (3, 10),
+            (500, 30),
+            (700, 2000),
+            (1024, 1),
+            (511, 1),
+            (4000, 4192),
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + offset) as u8 ^ 0xA5).collect();
+            disk.write(offset as u64, &data).unwrap();
+            model[offset..offset + len].copy_from_slice(&data);
+            let mut back = vec![0u8; len];
+            disk.read(offset as u64, &mut back).unwrap();
+            assert_eq!(back, data, "at {offset}+{len}");
+        }
+        disk.flush().unwrap();
+        assert_eq!(device.data, model, "nothing else changed");
+    }
+}

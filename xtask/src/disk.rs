@@ -1,0 +1,229 @@
+//! `cargo xtask disk`: make and inspect BMFS disk images on the host, with the same
+//! format crate (`rexo-bmfs`) the monitor's `ls` and `load FILE` use in Rexo.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use rexo_bmfs::{BLOCK, Disk, Volume};
+
+use crate::Result;
+
+/// The usage of `disk`.
+pub const USAGE: &str = "\
+  disk create IMAGE SIZE         a new image of SIZE (e.g. 64M, 1G) holding an empty BMFS
+  disk ls IMAGE                  the files, their sizes and blocks, the free blocks
+  disk put IMAGE FILE [NAME] [--blocks N]
+                                 copy FILE in (as NAME; N 2 MiB blocks reserved, default
+                                 what it needs); replaces a file of that name that fits
+  disk get IMAGE NAME OUT        copy NAME out to OUT
+  disk rm IMAGE NAME             delete NAME
+  disk check IMAGE               check the directory (exit 0 when it is sound)
+";
+
+/// An image file as a BMFS disk.
+struct FileDisk {
+    /// The image.
+    file: File,
+    /// Its size in bytes.
+    size: u64,
+}
+
+impl Disk for FileDisk {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read(&mut self, offset: u64, buffer: &mut [u8]) -> std::result::Result<(), String> {
+        self.file
+            .read_exact_at(buffer, offset)
+            .map_err(|e| format!("reading at {offset}: {e}"))
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> std::result::Result<(), String> {
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| format!("writing at {offset}: {e}"))
+    }
+
+    fn flush(&mut self) -> std::result::Result<(), String> {
+        self.file.sync_data().map_err(|e| format!("flushing: {e}"))
+    }
+}
+
+/// Opens `image` as a disk.
+fn open_disk(image: &Path, create: Option<u64>) -> Result<FileDisk> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create.is_some())
+        .truncate(create.is_some())
+        .open(image)
+        .map_err(|e| format!("{}: {e}", image.display()))?;
+    if let Some(size) = create {
+        file.set_len(size)
+            .map_err(|e| format!("{}: {e}", image.display()))?;
+    }
+    let size = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", image.display()))?
+        .len();
+    Ok(FileDisk { file, size })
+}
+
+/// Opens the BMFS on `image`.
+fn open(image: &Path) -> Result<Volume<FileDisk>> {
+    Volume::open(open_disk(image, None)?).map_err(|e| format!("{}: {e}", image.display()))
+}
+
+/// `64M`, `1G`, `4096`: bytes.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (64M, 1G)"))?;
+    let shift = match unit {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        _ => return Err(format!("`{text}`: the unit is K, M or G")),
+    };
+    number
+        .checked_shl(shift)
+        .filter(|n| n >> shift == number)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Runs `cargo xtask disk ARGS`.
+pub fn command(args: Vec<String>) -> Result<()> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["create", image, size] => {
+            let bytes = parse_size(size)?;
+            let volume = Volume::format(open_disk(Path::new(image), Some(bytes))?)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{image}: BMFS, {} blocks of 2 MiB for files",
+                volume.blocks() - 1
+            );
+            Ok(())
+        }
+        ["ls", image] => {
+            let volume = open(Path::new(image))?;
+            for file in volume.files() {
+                println!(
+                    "{:<31} {:>12} bytes  blocks {}+{}",
+                    file.name, file.size, file.start, file.reserved
+                );
+            }
+            println!(
+                "{} of {} blocks free",
+                volume.free_blocks(),
+                volume.blocks() - 1
+            );
+            Ok(())
+        }
+        ["put", image, file, rest @ ..] => put(image, file, rest),
+        ["get", image, name, out] => {
+            let data = open(Path::new(image))?
+                .read(name)
+                .map_err(|e| e.to_string())?;
+            std::fs::write(out, &data).map_err(|e| format!("{out}: {e}"))?;
+            println!("{name}: {} bytes to {out}", data.len());
+            Ok(())
+        }
+        ["rm", image, name] => open(Path::new(image))?
+            .delete(name)
+            .map_err(|e| e.to_string()),
+        ["check", image] => {
+            let volume = open(Path::new(image))?;
+            println!("{image}: sound, {} files", volume.files().count());
+            Ok(())
+        }
+        _ => Err(format!("usage:\n{USAGE}")),
+    }
+}
+
+/// `disk put IMAGE FILE [NAME] [--blocks N]`.
+fn put(image: &str, file: &str, rest: &[&str]) -> Result<()> {
+    let (name, blocks) = match rest {
+        [] => (None, None),
+        ["--blocks", n] => (None, Some(n)),
+        [name] => (Some(*name), None),
+        [name, "--blocks", n] => (Some(*name), Some(n)),
+        _ => return Err(format!("usage:\n{USAGE}")),
+    };
+    let data = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+    let name = name.unwrap_or_else(|| {
+        Path::new(file)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(file)
+    });
+    let needed = (data.len() as u64).div_ceil(BLOCK).max(1);
+    let blocks = match blocks {
+        Some(n) => n
+            .parse::<u64>()
+            .map_err(|_| format!("--blocks {n}: not a number"))?,
+        None => needed,
+    };
+    let mut volume = open(Path::new(image))?;
+    if volume.find(name).is_err() {
+        volume.create(name, blocks).map_err(|e| e.to_string())?;
+    }
+    volume.write(name, &data).map_err(|e| e.to_string())?;
+    println!("{name}: {} bytes", data.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12X").unwrap_err().contains("unit"));
+        assert!(parse_size("M").is_err());
+        assert!(
+            parse_size("99999999999999G")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn files_go_in_and_come_out_of_an_image() {
+        let dir = std::env::temp_dir().join(format!("rexo-disk-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("bmfs.img");
+        let source = dir.join("hello.app");
+        std::fs::write(&source, b"\x48\x31\xc0\xc3").unwrap();
+        let s = |p: &Path| p.to_str().unwrap().to_string();
+        command(vec!["create".into(), s(&image), "8M".into()]).unwrap();
+        command(vec!["put".into(), s(&image), s(&source)]).unwrap();
+        let out = dir.join("out.app");
+        command(vec!["get".into(), s(&image), "hello.app".into(), s(&out)]).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"\x48\x31\xc0\xc3");
+        command(vec!["check".into(), s(&image)]).unwrap();
+        command(vec!["rm".into(), s(&image), "hello.app".into()]).unwrap();
+        assert!(
+            command(vec!["get".into(), s(&image), "hello.app".into(), s(&out)])
+                .unwrap_err()
+                .contains("no file")
+        );
+        std::fs::write(&image, vec![0u8; 8 << 20]).unwrap();
+        assert!(
+            command(vec!["ls".into(), s(&image)])
+                .unwrap_err()
+                .contains("not a BMFS disk")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
