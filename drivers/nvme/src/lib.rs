@@ -1,21 +1,651 @@
-//! NVMe controllers: admin queue, one I/O queue pair per core, identify.
+//! NVMe controllers (PCI class 01.08.02): the controller is reset and enabled with an
+//! admin queue pair, identified (model, serial, firmware, MDTS), and namespace 1
+//! becomes one disk served by up to four I/O queue pairs (one per core is the intent),
+//! each with its own submission and completion queue and per-request DMA buffers.
+//! Requests are polled: completions are found by their phase tag in DMA memory, and
+//! doorbells are written once per poll for every request queued since.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+mod queue;
+mod spec;
+
+use alloc::boxed::Box;
+use alloc::vec;
 use alloc::vec::Vec;
 
-use rexo_api::DeviceError;
-use rexo_devio::{DeviceFunction, Found};
+use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
+use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform};
 use rexo_pci::Function;
 
-/// Whether this driver takes `function`.
-pub fn matches(_function: &Function) -> bool {
-    false
+use crate::queue::QueuePair;
+use crate::spec::{Capabilities, Command, PAGE};
+
+/// PCI class, subclass and programming interface of an NVM Express controller.
+const CLASS_NVME: (u8, u8, u8) = (0x01, 0x08, 0x02);
+/// The I/O queue pairs asked for (one per core of a small machine; the apps spread
+/// requests over them).
+const IO_QUEUES_WANTED: u16 = 4;
+/// Requests in flight per I/O queue (the queues get one more entry: a full queue
+/// keeps one entry empty).
+const IO_DEPTH: u32 = 64;
+/// The largest request in bytes: each request slot owns a buffer this big, so it
+/// bounds the DMA memory (4 queues x 64 slots x 64 KiB = 16 MiB per controller); its
+/// PRP list (15 entries) fits one page many times over.
+const MAX_TRANSFER: u64 = 64 * 1024;
+/// Entries in each admin queue (the driver runs one admin command at a time).
+const ADMIN_ENTRIES: u32 = 8;
+/// How long an admin command may take.
+const ADMIN_TIMEOUT_MS: u64 = 5_000;
+/// How long an I/O request may take before it completes with a timeout.
+const IO_TIMEOUT_NS: u64 = 10_000_000_000;
+/// How often `poll` looks for requests past their timeout.
+const TIMEOUT_CHECK_NS: u64 = 100_000_000;
+/// The namespace served.
+const NAMESPACE: u32 = 1;
+
+/// Whether this driver takes `function`: any NVM Express controller.
+pub fn matches(function: &Function) -> bool {
+    function.header.class() == CLASS_NVME
 }
 
-/// Starts the device(s) on `function`.
-pub fn probe(_function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
-    Err(DeviceError::Unsupported("a driver (being written)"))
+/// Starts the controller on `function`: one disk (namespace 1).
+pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
+    function.enable()?;
+    let registers = function.mmio(0)?;
+    let capabilities = Capabilities::decode(read64(&registers, spec::REG_CAP));
+    let version = registers.read32(spec::REG_VS);
+    log::info!(
+        "{} nvme: version {}.{}, CAP.MQES+1 {}, doorbell stride {}",
+        function.address(),
+        version >> 16,
+        (version >> 8) & 0xFF,
+        capabilities.max_queue_entries,
+        capabilities.doorbell_stride
+    );
+    if !capabilities.nvm_command_set {
+        return Err(DeviceError::Unsupported("the NVM command set"));
+    }
+    if capabilities.min_page > PAGE as u64 {
+        return Err(DeviceError::Unsupported("4 KiB memory pages"));
+    }
+    // Doorbell pairs the BAR holds beyond the admin pair.
+    let pairs_in_bar =
+        registers.len().saturating_sub(spec::REG_DOORBELLS) / (2 * capabilities.doorbell_stride);
+    if pairs_in_bar < 2 {
+        return Err(DeviceError::BadBar {
+            index: 0,
+            why: "too small for the doorbells",
+        });
+    }
+
+    // CAP.MQES bounds every I/O queue; one entry stays empty.
+    let depth = IO_DEPTH.min(capabilities.max_queue_entries - 1);
+    if depth == 0 {
+        return Err(DeviceError::Unsupported(
+            "I/O queues of two entries (CAP.MQES)",
+        ));
+    }
+
+    // The memory the controller will write is made before the controller value: on an
+    // early return, locals drop in reverse, so the controller is reset first.
+    let admin = QueuePair::new(
+        &function,
+        registers.clone(),
+        0,
+        ADMIN_ENTRIES,
+        capabilities.doorbell_stride,
+    )?;
+    let page = function.dma(PAGE)?;
+    let controller = Controller {
+        registers: registers.clone(),
+        platform: function.platform(),
+        ready_timeout_ms: capabilities.ready_timeout_ms,
+    };
+    controller.disable()?;
+    registers.write32(spec::REG_AQA, spec::admin_queue_attributes(ADMIN_ENTRIES));
+    write64(&registers, spec::REG_ASQ, admin.submission_base());
+    write64(&registers, spec::REG_ACQ, admin.completion_base());
+    controller.enable()?;
+    // From here on, dropping `disk` (on any error) resets the controller before its
+    // queues' memory goes back (its I/O queues are in it before the controller hears of
+    // them).
+    let mut disk = Nvme {
+        controller,
+        admin,
+        next_admin_id: 0,
+        queues: Vec::new(),
+        info: BlockInfo {
+            sectors: 0,
+            sector_size: 0,
+            max_sectors: 0,
+            queues: 0,
+            depth: 0,
+            model: alloc::string::String::new(),
+        },
+        platform: function.platform(),
+        failed: None,
+    };
+
+    disk.admin_command("Identify Controller", |id| {
+        Command::identify(id, spec::CNS_CONTROLLER, 0, page.phys())
+    })?;
+    let identity = page.bytes(0, PAGE);
+    let model = spec::identify_string(&identity[spec::ID_MODEL]);
+    let serial = spec::identify_string(&identity[spec::ID_SERIAL]);
+    let firmware = spec::identify_string(&identity[spec::ID_FIRMWARE]);
+    let max_bytes =
+        spec::max_transfer(identity[spec::ID_MDTS], capabilities.min_page, MAX_TRANSFER);
+
+    disk.admin_command("Identify Namespace", |id| {
+        Command::identify(id, spec::CNS_NAMESPACE, NAMESPACE, page.phys())
+    })?;
+    let namespace = page.bytes(0, PAGE);
+    let sectors = u64::from_le_bytes(
+        namespace[spec::NS_SIZE..spec::NS_SIZE + 8]
+            .try_into()
+            .unwrap_or_default(),
+    );
+    if sectors == 0 {
+        return Err(DeviceError::Unsupported("an active namespace 1"));
+    }
+    let (sector_size, metadata) = spec::lba_format(namespace)
+        .ok_or(DeviceError::Unsupported("a sector size of 512 B to 64 KiB"))?;
+    if metadata != 0 {
+        return Err(DeviceError::Unsupported("sectors without metadata"));
+    }
+    // NLB is a 16-bit count; the buffer holds whole sectors.
+    let max_sectors = (max_bytes / u64::from(sector_size)).min(1 << 16) as u32;
+    if max_sectors == 0 {
+        return Err(DeviceError::Unsupported("transfers of a whole sector"));
+    }
+    drop(page);
+
+    let wanted = IO_QUEUES_WANTED.min((pairs_in_bar - 1) as u16);
+    let granted = disk.admin_command("Set Features (Number of Queues)", |id| {
+        Command::set_queue_count(id, wanted)
+    })?;
+    let pairs = spec::granted_pairs(granted, wanted);
+    let request_bytes = max_sectors as usize * sector_size as usize;
+    for id in 1..=pairs {
+        let pair = QueuePair::new(
+            &function,
+            registers.clone(),
+            id,
+            depth + 1,
+            capabilities.doorbell_stride,
+        )?;
+        let (submission, completion) = (pair.submission_base(), pair.completion_base());
+        disk.queues
+            .push(IoQueue::new(&function, pair, depth, request_bytes)?);
+        disk.admin_command("Create I/O Completion Queue", |cid| {
+            Command::create_completion_queue(cid, id, depth + 1, completion)
+        })?;
+        disk.admin_command("Create I/O Submission Queue", |cid| {
+            Command::create_submission_queue(cid, id, depth + 1, submission)
+        })?;
+    }
+
+    disk.info = BlockInfo {
+        sectors,
+        sector_size,
+        max_sectors,
+        queues: disk.queues.len(),
+        depth: depth as usize,
+        model,
+    };
+    log::info!(
+        "{} nvme: {:?} serial {:?} firmware {:?}: {} sectors of {} bytes, {} I/O queue(s) x {}, {} sectors per request",
+        function.address(),
+        disk.info.model,
+        serial,
+        firmware,
+        sectors,
+        sector_size,
+        pairs,
+        depth,
+        max_sectors
+    );
+    Ok(vec![Found::Block(Box::new(disk))])
+}
+
+/// Reads a 64-bit register as two 32-bit halves, low first (some controllers take
+/// no 64-bit accesses).
+fn read64(registers: &Mmio, offset: usize) -> u64 {
+    u64::from(registers.read32(offset)) | (u64::from(registers.read32(offset + 4)) << 32)
+}
+
+/// Writes a 64-bit register as two 32-bit halves, low first.
+fn write64(registers: &Mmio, offset: usize, value: u64) {
+    registers.write32(offset, value as u32);
+    registers.write32(offset + 4, (value >> 32) as u32);
+}
+
+/// The controller's enable state: disabling it on drop stops its DMA before the queues'
+/// memory is given back.
+struct Controller {
+    /// BAR 0.
+    registers: Mmio,
+    /// The clock.
+    platform: &'static dyn Platform,
+    /// How long CSTS.RDY may take to follow CC.EN (CAP.TO).
+    ready_timeout_ms: u64,
+}
+
+impl Controller {
+    /// Clears CC.EN (a controller reset) and waits for CSTS.RDY to clear.
+    fn disable(&self) -> Result<(), DeviceError> {
+        if self.registers.read32(spec::REG_CC) & spec::CC_ENABLE != 0 {
+            self.registers.write32(spec::REG_CC, 0);
+        }
+        self.wait_ready(false, "the controller to reset")
+    }
+
+    /// Sets CC.EN with the NVM command set, 4 KiB pages, round-robin arbitration and
+    /// the standard I/O entry sizes, and waits for CSTS.RDY (section 3.5.1).
+    fn enable(&self) -> Result<(), DeviceError> {
+        self.registers.write32(
+            spec::REG_CC,
+            spec::CC_ENABLE | spec::CC_IOSQES_64 | spec::CC_IOCQES_16,
+        );
+        self.wait_ready(true, "the controller to become ready")
+    }
+
+    /// Waits until CSTS.RDY is `ready`, within CAP.TO.
+    fn wait_ready(&self, ready: bool, what: &'static str) -> Result<(), DeviceError> {
+        let start = self.platform.now_ns();
+        loop {
+            let status = self.status()?;
+            if ready && status & spec::CSTS_FATAL != 0 {
+                return Err(DeviceError::Failed("controller fatal status (CSTS.CFS)"));
+            }
+            if (status & spec::CSTS_READY != 0) == ready {
+                return Ok(());
+            }
+            if self.platform.now_ns() - start > self.ready_timeout_ms * 1_000_000 {
+                return Err(DeviceError::Timeout {
+                    what,
+                    ms: self.ready_timeout_ms,
+                });
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// CSTS, or `Failed` when the controller no longer answers (all ones).
+    fn status(&self) -> Result<u32, DeviceError> {
+        match self.registers.read32(spec::REG_CSTS) {
+            u32::MAX => Err(DeviceError::Failed("the controller no longer answers")),
+            status => Ok(status),
+        }
+    }
+
+    /// `Failed` when the controller reports a fatal status.
+    fn check_fatal(&self) -> Result<(), DeviceError> {
+        if self.status()? & spec::CSTS_FATAL != 0 {
+            return Err(DeviceError::Failed("controller fatal status (CSTS.CFS)"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Err(error) = self.disable() {
+            log::warn!("nvme: reset at release: {error}");
+        }
+    }
+}
+
+/// What a request slot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// Nothing: free for the next request.
+    Free,
+    /// A request the controller has.
+    Busy {
+        /// Its command.
+        operation: Operation,
+        /// Its data bytes.
+        bytes: usize,
+        /// When it was queued.
+        since: u64,
+    },
+    /// A request that timed out: the caller was told, and the slot (with its buffer)
+    /// stays out of use until the controller completes it after all.
+    Abandoned,
+}
+
+/// The I/O commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation {
+    /// Read: the completion lends the data.
+    Read,
+    /// Write.
+    Write,
+    /// Flush.
+    Flush,
+}
+
+impl Operation {
+    /// The command's name, for errors.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Read => "NVMe read",
+            Self::Write => "NVMe write",
+            Self::Flush => "NVMe flush",
+        }
+    }
+}
+
+/// One I/O queue pair with its request slots: slot `i` is command identifier `i` and
+/// tag `i`, owning buffer `i` and PRP list `i`.
+struct IoQueue {
+    /// The queues.
+    pair: QueuePair,
+    /// The slots' data buffers, `request_bytes` each.
+    buffers: Dma,
+    /// Bytes per buffer.
+    request_bytes: usize,
+    /// The slots' PRP lists, filled once (the buffers never move), `list_bytes` each.
+    prp_lists: Dma,
+    /// Bytes per PRP list (a power of two, so no list crosses a page).
+    list_bytes: usize,
+    /// The slots.
+    slots: Vec<Slot>,
+    /// Free slots (a stack).
+    free: Vec<u16>,
+    /// When `poll` next looks for late requests.
+    next_timeout_check: u64,
+}
+
+impl IoQueue {
+    /// `depth` slots of `request_bytes` on `pair`.
+    fn new(
+        function: &DeviceFunction,
+        pair: QueuePair,
+        depth: u32,
+        request_bytes: usize,
+    ) -> Result<Self, DeviceError> {
+        let slots = depth as usize;
+        let request_bytes = request_bytes.next_multiple_of(PAGE);
+        let list_entries = (request_bytes / PAGE).saturating_sub(1).max(1);
+        let list_bytes = (list_entries * 8).next_power_of_two();
+        let buffers = function.dma(slots * request_bytes)?;
+        let mut prp_lists = function.dma(slots * list_bytes)?;
+        for slot in 0..slots {
+            let buffer = buffers.phys() + (slot * request_bytes) as u64;
+            for entry in 0..list_entries {
+                prp_lists.write64(
+                    slot * list_bytes + 8 * entry,
+                    spec::prp_list_entry(buffer, entry),
+                );
+            }
+        }
+        Ok(Self {
+            pair,
+            buffers,
+            request_bytes,
+            prp_lists,
+            list_bytes,
+            slots: vec![Slot::Free; slots],
+            free: (0..depth as u16).rev().collect(),
+            next_timeout_check: 0,
+        })
+    }
+
+    /// The PRPs of `bytes` in slot `slot`'s buffer.
+    fn prps(&self, slot: usize, bytes: usize) -> (u64, u64) {
+        spec::prps(
+            self.buffers.phys() + (slot * self.request_bytes) as u64,
+            bytes,
+            self.prp_lists.phys() + (slot * self.list_bytes) as u64,
+        )
+    }
+}
+
+/// What writes a write request's data in place into its buffer.
+type Fill<'a> = &'a mut dyn FnMut(&mut [u8]);
+
+/// An NVMe controller serving namespace 1 as a disk.
+struct Nvme {
+    /// The controller; first, so that it is reset before the queues' memory goes.
+    controller: Controller,
+    /// The admin queue pair.
+    admin: QueuePair,
+    /// The next admin command identifier.
+    next_admin_id: u16,
+    /// The I/O queue pairs (queue `i` of the API is NVMe queue `i + 1`).
+    queues: Vec<IoQueue>,
+    /// The disk.
+    info: BlockInfo,
+    /// The clock.
+    platform: &'static dyn Platform,
+    /// Why the controller stopped, once it did.
+    failed: Option<&'static str>,
+}
+
+impl Nvme {
+    /// Runs one admin command (built from its identifier) and waits for it: its
+    /// completion dword 0.
+    fn admin_command(
+        &mut self,
+        what: &'static str,
+        build: impl FnOnce(u16) -> Command,
+    ) -> Result<u32, DeviceError> {
+        let id = self.next_admin_id;
+        self.next_admin_id = id.wrapping_add(1);
+        self.admin.push(&build(id));
+        self.admin.ring();
+        let start = self.platform.now_ns();
+        loop {
+            if let Some((completion, dw0)) = self.admin.take() {
+                self.admin.release();
+                if completion.id != id {
+                    // One admin command is in flight at a time: any other identifier
+                    // is the controller's fault.
+                    return Err(DeviceError::BadIndex {
+                        what: "admin completion's command identifiers (not the one in flight)",
+                        index: completion.id.into(),
+                        size: 1 << 16,
+                    });
+                }
+                if completion.failed() {
+                    return Err(DeviceError::Status {
+                        what,
+                        status: completion.status.into(),
+                    });
+                }
+                return Ok(dw0);
+            }
+            if self.platform.now_ns() - start > ADMIN_TIMEOUT_MS * 1_000_000 {
+                self.controller.check_fatal()?;
+                return Err(DeviceError::Timeout {
+                    what,
+                    ms: ADMIN_TIMEOUT_MS,
+                });
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// `Failed` once the controller stopped.
+    fn usable(&self) -> Result<(), DeviceError> {
+        self.failed
+            .map_or(Ok(()), |why| Err(DeviceError::Failed(why)))
+    }
+
+    /// Queues `operation` on `sectors` sectors from `lba` (checked against the disk
+    /// first) on queue `queue`; `fill` writes a write's data into the slot's buffer.
+    fn submit(
+        &mut self,
+        queue: usize,
+        operation: Operation,
+        lba: u64,
+        sectors: u32,
+        fill: Option<Fill<'_>>,
+    ) -> Result<Tag, DeviceError> {
+        self.usable()?;
+        let capacity = self.info.sectors;
+        if operation != Operation::Flush {
+            let past_end = lba
+                .checked_add(u64::from(sectors))
+                .is_none_or(|end| end > capacity);
+            if sectors == 0 || sectors > self.info.max_sectors || past_end {
+                return Err(DeviceError::OutOfRange {
+                    lba,
+                    sectors: sectors.into(),
+                    capacity,
+                });
+            }
+        }
+        let bytes = sectors as usize * self.info.sector_size as usize;
+        let now = self.platform.now_ns();
+        let io = self
+            .queues
+            .get_mut(queue)
+            .ok_or(DeviceError::NoSuchQueue(queue))?;
+        let slot = io.free.pop().ok_or(DeviceError::QueueFull)?;
+        let index = usize::from(slot);
+        if let Some(fill) = fill {
+            let start = index * io.request_bytes;
+            fill(io.buffers.bytes_mut(start, bytes));
+        }
+        let command = match operation {
+            Operation::Flush => Command::flush(slot, NAMESPACE),
+            Operation::Read | Operation::Write => Command::read_write(
+                if operation == Operation::Read {
+                    spec::IO_READ
+                } else {
+                    spec::IO_WRITE
+                },
+                slot,
+                NAMESPACE,
+                lba,
+                sectors,
+                io.prps(index, bytes),
+            ),
+        };
+        io.pair.push(&command);
+        io.slots[index] = Slot::Busy {
+            operation,
+            bytes,
+            since: now,
+        };
+        Ok(Tag::from(slot))
+    }
+}
+
+impl BlockDevice for Nvme {
+    fn info(&self) -> BlockInfo {
+        self.info.clone()
+    }
+
+    fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
+        self.submit(queue, Operation::Read, lba, sectors, None)
+    }
+
+    fn submit_write(
+        &mut self,
+        queue: usize,
+        lba: u64,
+        sectors: u32,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Tag, DeviceError> {
+        self.submit(queue, Operation::Write, lba, sectors, Some(fill))
+    }
+
+    fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
+        self.submit(queue, Operation::Flush, 0, 0, None)
+    }
+
+    fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+        self.usable()?;
+        let io = self
+            .queues
+            .get_mut(queue)
+            .ok_or(DeviceError::NoSuchQueue(queue))?;
+        // Requests queued since the last poll reach the controller in one doorbell write.
+        io.pair.ring();
+        let mut finished = 0;
+        let mut fault = None;
+        while let Some((completion, _)) = io.pair.take() {
+            let index = usize::from(completion.id);
+            if completion.queue != io.pair.id {
+                fault.get_or_insert(DeviceError::BadIndex {
+                    what: "I/O completion's submission queue",
+                    index: completion.queue.into(),
+                    size: self.info.queues as u32 + 1,
+                });
+                continue;
+            }
+            match io.slots.get(index).copied() {
+                Some(Slot::Busy {
+                    operation, bytes, ..
+                }) => {
+                    let result = if completion.failed() {
+                        Err(DeviceError::Status {
+                            what: operation.name(),
+                            status: completion.status.into(),
+                        })
+                    } else if operation == Operation::Read {
+                        Ok(io.buffers.bytes(index * io.request_bytes, bytes))
+                    } else {
+                        Ok(&[][..])
+                    };
+                    done(Tag::from(completion.id), result);
+                    finished += 1;
+                }
+                Some(Slot::Abandoned) => {
+                    log::warn!("nvme: late completion of timed-out request {index}");
+                }
+                _ => {
+                    fault.get_or_insert(DeviceError::BadIndex {
+                        what: "I/O completion's command identifier (no such request)",
+                        index: index as u32,
+                        size: io.slots.len() as u32,
+                    });
+                    continue;
+                }
+            }
+            io.slots[index] = Slot::Free;
+            io.free.push(completion.id);
+        }
+        io.pair.release();
+
+        if io.free.len() < io.slots.len() {
+            let now = self.platform.now_ns();
+            if now >= io.next_timeout_check {
+                io.next_timeout_check = now + TIMEOUT_CHECK_NS;
+                let mut late = false;
+                for (index, slot) in io.slots.iter_mut().enumerate() {
+                    if let Slot::Busy {
+                        operation, since, ..
+                    } = *slot
+                        && now - since > IO_TIMEOUT_NS
+                    {
+                        *slot = Slot::Abandoned;
+                        late = true;
+                        done(
+                            index as Tag,
+                            Err(DeviceError::Timeout {
+                                what: operation.name(),
+                                ms: IO_TIMEOUT_NS / 1_000_000,
+                            }),
+                        );
+                        finished += 1;
+                    }
+                }
+                if late && let Err(error) = self.controller.check_fatal() {
+                    if let DeviceError::Failed(why) = error {
+                        self.failed = Some(why);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        fault.map_or(Ok(finished), Err)
+    }
 }

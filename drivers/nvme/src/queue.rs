@@ -1,0 +1,127 @@
+//! A submission/completion queue pair in DMA memory: entries written at the tail,
+//! completions found by their phase tag (NVMe Base 4.1, 4.6).
+
+use rexo_api::DeviceError;
+use rexo_devio::{DeviceFunction, Dma, Mmio, barrier};
+
+use crate::spec::{self, CQ_ENTRY, Command, Completion, SQ_ENTRY};
+
+/// One queue pair: the submission queue the driver fills and the completion queue the
+/// controller fills, with their doorbells.
+pub struct QueuePair {
+    /// The queue identifier (0 is the admin pair).
+    pub id: u16,
+    /// Entries in each of the two queues.
+    pub entries: u32,
+    /// The submission queue.
+    submission: Dma,
+    /// The completion queue.
+    completion: Dma,
+    /// Where the next command goes.
+    tail: u32,
+    /// The tail the controller was last told (doorbells are written in batches).
+    rung_tail: u32,
+    /// Where the next completion comes.
+    head: u32,
+    /// The head the controller was last told.
+    released_head: u32,
+    /// The phase tag of new completions (flips at each wrap; the zeroed queue starts at 1).
+    phase: bool,
+    /// The controller's registers.
+    registers: Mmio,
+    /// The submission queue tail doorbell's offset.
+    tail_doorbell: usize,
+    /// The completion queue head doorbell's offset.
+    head_doorbell: usize,
+}
+
+impl QueuePair {
+    /// A pair of `entries`-entry queues numbered `id` in fresh DMA memory; `stride` is
+    /// the doorbell stride (CAP.DSTRD).
+    pub fn new(
+        function: &DeviceFunction,
+        registers: Mmio,
+        id: u16,
+        entries: u32,
+        stride: usize,
+    ) -> Result<Self, DeviceError> {
+        let slots = entries as usize;
+        Ok(Self {
+            id,
+            entries,
+            submission: function.dma(slots * SQ_ENTRY)?,
+            completion: function.dma(slots * CQ_ENTRY)?,
+            tail: 0,
+            rung_tail: 0,
+            head: 0,
+            released_head: 0,
+            phase: true,
+            registers,
+            tail_doorbell: spec::doorbell(id, false, stride),
+            head_doorbell: spec::doorbell(id, true, stride),
+        })
+    }
+
+    /// The submission queue's address.
+    pub fn submission_base(&self) -> u64 {
+        self.submission.phys()
+    }
+
+    /// The completion queue's address.
+    pub fn completion_base(&self) -> u64 {
+        self.completion.phys()
+    }
+
+    /// Writes `command` at the tail. The caller keeps fewer commands outstanding than
+    /// entries (so the tail never catches the controller's head); the controller sees
+    /// the command at the next [`ring`](Self::ring).
+    pub fn push(&mut self, command: &Command) {
+        let at = self.tail as usize * SQ_ENTRY;
+        for (i, pair) in command.0.chunks_exact(2).enumerate() {
+            let value = u64::from(pair[0]) | (u64::from(pair[1]) << 32);
+            self.submission.write64(at + 8 * i, value);
+        }
+        self.tail = (self.tail + 1) % self.entries;
+    }
+
+    /// Tells the controller about the commands pushed since the last ring (one doorbell
+    /// write for all of them); nothing when there are none.
+    pub fn ring(&mut self) {
+        if self.tail != self.rung_tail {
+            // The entries must be in memory before the controller hears of them.
+            barrier();
+            self.registers.write32(self.tail_doorbell, self.tail);
+            self.rung_tail = self.tail;
+        }
+    }
+
+    /// The next new completion and its dword 0, taken off the queue, or `None` when the
+    /// controller has posted none. Call [`release`](Self::release) after a batch.
+    pub fn take(&mut self) -> Option<(Completion, u32)> {
+        let at = self.head as usize * CQ_ENTRY;
+        let dw3 = self.completion.read32(at + 12);
+        if (dw3 & spec::CQ_PHASE != 0) != self.phase {
+            return None;
+        }
+        // The rest of the entry is read after its phase tag (x86 keeps loads in order;
+        // the fence keeps the compiler from hoisting them).
+        barrier();
+        let completion = Completion::decode(self.completion.read32(at + 8), dw3);
+        let dw0 = self.completion.read32(at);
+        self.head += 1;
+        if self.head == self.entries {
+            self.head = 0;
+            self.phase = !self.phase;
+        }
+        Some((completion, dw0))
+    }
+
+    /// Tells the controller the completions taken so far are consumed (one doorbell
+    /// write per batch); nothing when none were taken.
+    pub fn release(&mut self) {
+        if self.head != self.released_head {
+            self.registers.write32(self.head_doorbell, self.head);
+            self.released_head = self.head;
+        }
+    }
+}
