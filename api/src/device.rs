@@ -209,6 +209,10 @@ pub trait BlockDevice: Send {
     /// place); returns how many. A request the device does not finish within the
     /// driver's timeout completes with [`DeviceError::Timeout`]. Never waits.
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError>;
+    /// The holder changed (the kernel calls this when a handle is dropped or revoked):
+    /// requests still in flight belong to no one now. Their completions are dropped when
+    /// they come, and their buffers reused only then, so the next holder never sees them.
+    fn abandon_requests(&mut self);
 }
 
 /// What a device is for.

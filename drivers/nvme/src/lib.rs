@@ -561,6 +561,16 @@ impl BlockDevice for Nvme {
         self.submit(queue, Operation::Flush, 0, 0, None)
     }
 
+    fn abandon_requests(&mut self) {
+        for io in &mut self.queues {
+            for slot in &mut io.slots {
+                if matches!(slot, Slot::Busy { .. }) {
+                    *slot = Slot::Abandoned;
+                }
+            }
+        }
+    }
+
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
         self.usable()?;
         let io = self
@@ -599,7 +609,7 @@ impl BlockDevice for Nvme {
                     finished += 1;
                 }
                 Some(Slot::Abandoned) => {
-                    log::warn!("nvme: late completion of timed-out request {index}");
+                    log::debug!("nvme: completion of abandoned request {index} dropped");
                 }
                 _ => {
                     fault.get_or_insert(DeviceError::BadIndex {

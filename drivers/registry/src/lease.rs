@@ -23,6 +23,14 @@ fn release(slot: &Slot, generation: u64) {
     if state.generation == generation {
         state.holder = None;
         state.generation += 1;
+        forget_requests(&mut state.device);
+    }
+}
+
+/// A disk's requests in flight belong to no one once its holder changes.
+pub(crate) fn forget_requests(device: &mut Found) {
+    if let Found::Block(disk) = device {
+        disk.abandon_requests();
     }
 }
 
@@ -159,6 +167,14 @@ impl BlockDevice for BlockLease {
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
         self.with(|disk| disk.poll(queue, done))
+    }
+
+    fn abandon_requests(&mut self) {
+        // A dead lease has nothing to abandon: its requests were abandoned at revocation.
+        let _ = self.with(|disk| {
+            disk.abandon_requests();
+            Ok(())
+        });
     }
 }
 

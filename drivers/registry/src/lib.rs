@@ -279,6 +279,7 @@ impl Registry {
                 if held {
                     state.holder = None;
                     state.generation += 1;
+                    lease::forget_requests(&mut state.device);
                 }
                 held
             })
@@ -324,6 +325,65 @@ mod tests {
         fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {
             Ok(self.0)
         }
+    }
+
+    /// A disk that counts how often its requests were abandoned.
+    struct Forgetful(alloc::sync::Arc<core::sync::atomic::AtomicUsize>);
+
+    impl rexo_api::BlockDevice for Forgetful {
+        fn info(&self) -> rexo_api::BlockInfo {
+            rexo_api::BlockInfo {
+                sectors: 8,
+                sector_size: 512,
+                max_sectors: 8,
+                queues: 1,
+                depth: 1,
+                model: String::new(),
+            }
+        }
+        fn submit_read(&mut self, _: usize, _: u64, _: u32) -> Result<rexo_api::Tag, DeviceError> {
+            Ok(1)
+        }
+        fn submit_write(
+            &mut self,
+            _: usize,
+            _: u64,
+            _: u32,
+            _: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            Ok(1)
+        }
+        fn submit_flush(&mut self, _: usize) -> Result<rexo_api::Tag, DeviceError> {
+            Ok(1)
+        }
+        fn poll(&mut self, _: usize, _: rexo_api::Completion<'_>) -> Result<usize, DeviceError> {
+            Ok(0)
+        }
+        fn abandon_requests(&mut self) {
+            self.0.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_disk_forgets_its_requests_whenever_its_holder_changes() {
+        use core::sync::atomic::Ordering;
+        let count = alloc::sync::Arc::new(core::sync::atomic::AtomicUsize::new(0));
+        let address = Address::new(0, 0, 4, 0).unwrap();
+        let slots = alloc::vec![Slot::new(
+            address,
+            "test-disk",
+            Found::Block(Box::new(Forgetful(count.clone())))
+        )];
+        let registry: &'static Registry = Box::leak(Box::new(Registry {
+            slots,
+            bindings: Vec::new(),
+        }));
+        let lease = registry.open_block(0, (1, "first")).unwrap();
+        drop(lease);
+        assert_eq!(count.load(Ordering::Relaxed), 1, "dropped");
+        let _held = registry.open_block(0, (2, "second")).unwrap();
+        assert_eq!(registry.revoke_all_of(2), 1);
+        assert_eq!(count.load(Ordering::Relaxed), 2, "revoked");
     }
 
     fn registry() -> &'static Registry {

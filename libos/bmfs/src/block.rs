@@ -184,6 +184,9 @@ mod tests {
             }
             Ok(finished.len())
         }
+        fn abandon_requests(&mut self) {
+            self.done.clear();
+        }
     }
 
     #[test]
