@@ -11,7 +11,9 @@
 
 extern crate alloc;
 
+pub mod baremetal;
 mod lease;
+mod machine;
 
 use alloc::format;
 use alloc::string::String;
@@ -22,6 +24,7 @@ use rexo_devio::{DeviceFunction, Found, PciBus, Platform};
 use rexo_pci::{Address, Function};
 
 pub use lease::{BlockLease, NetLease};
+pub use machine::Machine;
 
 /// One driver: which functions it takes and how it starts them.
 pub struct Driver {

@@ -6,6 +6,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::raw::{self, Regs};
 use crate::arch::cpu;
 use crate::arch::percpu::{self, MAX_CORES};
+use crate::devices::registry;
+use rexo_drivers::baremetal::{SECTOR, Transfer};
 
 /// What `b_system` returns for an unknown function or a bad argument: all ones.
 pub const ERROR: u64 = u64::MAX;
@@ -25,14 +27,24 @@ pub fn dispatch(regs: &mut Regs) {
     match regs.call {
         0 => regs.rax = crate::console::read_byte().map_or(0, u64::from),
         1 => output(regs.rsi, regs.rcx),
-        // No network device yet: a frame sent goes nowhere and nothing is received.
-        2 => {}
-        3 => {
-            regs.rdi = 0;
-            regs.rcx = 0;
+        2 => {
+            let frame = raw::app_bytes(regs.rsi, regs.rcx).unwrap_or_default();
+            registry().baremetal_transmit(regs.rdx as usize, frame, crate::time::now_ns);
         }
-        // No storage device yet: no sector is read or written.
-        4 | 5 => regs.rcx = 0,
+        3 => {
+            let buffer = raw::app_bytes_mut(regs.rdi, 1514).unwrap_or_default();
+            regs.rcx = registry().baremetal_receive(regs.rdx as usize, buffer) as u64;
+        }
+        4 | 5 => {
+            let bytes = regs.rcx.saturating_mul(SECTOR);
+            let transfer = match regs.call {
+                4 => raw::app_bytes_mut(regs.rdi, bytes).map(Transfer::Read),
+                _ => raw::app_bytes(regs.rsi, bytes).map(Transfer::Write),
+            };
+            regs.rcx = transfer.map_or(0, |t| {
+                registry().baremetal_storage(regs.rdx as usize, regs.rax, t)
+            });
+        }
         _ => regs.rax = system(regs.rcx, regs.rax, regs.rdx),
     }
 }

@@ -12,10 +12,12 @@
 //!
 //! - `b_input`: RAX = the next byte from the serial line (or PS/2 keyboard), 0 if none.
 //! - `b_output`: RCX bytes at RSI to the consoles; an unmapped buffer prints nothing.
-//! - `b_net_tx`, `b_net_rx`, `b_nvs_read`, `b_nvs_write`: there are no network or
-//!   storage drivers yet, so they do what BareMetal does without a device: a frame sent
-//!   is dropped, `b_net_rx` returns RCX = 0 (and RDI = 0), the disk calls return RCX = 0
-//!   sectors done.
+//! - `b_net_tx` (RSI frame, RCX length, RDX interface) and `b_net_rx` (RDI buffer of
+//!   1514 bytes, RDX interface; RCX = the frame's length, 0 if none) on the network
+//!   interfaces `devices` lists; `b_nvs_read` (RAX first 4096-byte sector, RCX sectors,
+//!   RDX drive, RDI buffer) and `b_nvs_write` (RSI data) on its disks; RCX = sectors
+//!   done, 0 on any error (logged). Each call holds its device only while it runs
+//!   (`rexo_drivers::baremetal`), so a device an app holds is refused.
 //!
 //! # `b_system` (RCX = function, RAX and RDX = arguments, RAX = result)
 //!

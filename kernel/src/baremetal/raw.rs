@@ -214,6 +214,16 @@ pub fn app_bytes(addr: u64, len: u64) -> Option<&'static [u8]> {
     Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len as usize) })
 }
 
+/// The app's buffer `[addr, addr + len)` to fill, if it is mapped.
+pub fn app_bytes_mut(addr: u64, len: u64) -> Option<&'static mut [u8]> {
+    if len == 0 || !accessible(addr, len) {
+        return None;
+    }
+    // SAFETY: the range is mapped (checked above); BareMetal apps run trusted and hand
+    // the buffer to the call that fills it, which is the only user while it runs.
+    Some(unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, len as usize) })
+}
+
 /// The lock byte at `addr` (BareMetal's lock word: bit 0 is the lock).
 pub fn lock_byte(addr: u64) -> Option<&'static AtomicU8> {
     if !accessible(addr, 1) {

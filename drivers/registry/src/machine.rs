@@ -1,0 +1,67 @@
+//! The machine's devices as the kernel keeps them: configuration space, the functions the
+//! bus walk found (walked once, on first use: sizing BARs briefly turns a device's
+//! decoding off, which must not happen under a running driver), and the registry bound
+//! to them (also once).
+
+use alloc::vec::Vec;
+
+use rexo_acpi::McfgSegment;
+use rexo_devio::{PciBus, Platform};
+use rexo_pci::Function;
+
+use crate::Registry;
+
+/// The PCI bus, its functions and the drivers bound to them.
+pub struct Machine {
+    /// The kernel's services to drivers.
+    platform: &'static dyn Platform,
+    /// Configuration space, with the ECAM windows claimed.
+    bus: PciBus,
+    /// The functions the walk found.
+    functions: spin::Once<Vec<Function>>,
+    /// The drivers bound to them.
+    registry: spin::Once<Registry>,
+}
+
+impl Machine {
+    /// The machine reached through `platform`, with the MCFG table's ECAM `windows`
+    /// (none: the legacy ports). A window that cannot be claimed is logged and left out.
+    pub fn new(platform: &'static dyn Platform, windows: &[McfgSegment]) -> Self {
+        let (bus, refused) = PciBus::new(platform, windows);
+        for segment in refused {
+            log::warn!(
+                "pci: ECAM window of segment {} at {:#x} cannot be claimed",
+                segment.segment,
+                segment.base
+            );
+        }
+        Self {
+            platform,
+            bus,
+            functions: spin::Once::new(),
+            registry: spin::Once::new(),
+        }
+    }
+
+    /// Every function on every segment, in the order the walk found them; one that
+    /// cannot be described is logged and left out.
+    pub fn functions(&self) -> &[Function] {
+        self.functions.call_once(|| {
+            let mut found = Vec::new();
+            let report = self.bus.scan(|header, function| match function {
+                Ok(function) => found.push(function),
+                Err(error) => log::warn!("pci: {}: {error}", header.address),
+            });
+            if let Err(error) = report {
+                log::warn!("pci: walk stopped: {error}");
+            }
+            found
+        })
+    }
+
+    /// The bound devices (binding them on the first call).
+    pub fn registry(&'static self) -> &'static Registry {
+        self.registry
+            .call_once(|| Registry::bind(self.functions(), self.platform, &self.bus))
+    }
+}
