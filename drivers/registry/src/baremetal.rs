@@ -101,7 +101,7 @@ fn storage(
         Transfer::Read(buffer) => buffer.len() as u64,
         Transfer::Write(data) => data.len() as u64,
     };
-    if size == 0 || SECTOR % size != 0 {
+    if size == 0 || !SECTOR.is_multiple_of(size) {
         return Err(DeviceError::Unsupported("sectors that divide 4096 bytes"));
     }
     let per = SECTOR / size;
