@@ -1,17 +1,663 @@
-//! virtio-blk.
+//! virtio-blk (spec 5.2): every request queue the device offers (VIRTIO_BLK_F_MQ), each
+//! request a fixed three-descriptor chain (header, data in the slot's own DMA buffer,
+//! status byte), several in flight per queue.
 
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 
-use rexo_api::DeviceError;
-use rexo_devio::{DeviceFunction, Found};
+use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
+use rexo_devio::{DeviceFunction, Dma, Found, Platform};
 use rexo_pci::Function;
 
+use crate::queue::{DESC_NEXT, DESC_WRITE, Virtqueue};
+use crate::transport::{Transport, VENDOR};
+
+/// Transitional virtio-blk (legacy interface, maybe modern too).
+const DEVICE_TRANSITIONAL: u16 = 0x1001;
+/// Modern-only virtio-blk (0x1040 + device type 2).
+const DEVICE_MODERN: u16 = 0x1042;
+
+/// Feature: `size_max` bounds one data segment.
+const F_SIZE_MAX: u64 = 1 << 1;
+/// Feature: `seg_max` bounds the data segments of a request.
+const F_SEG_MAX: u64 = 1 << 2;
+/// Feature: the disk is read-only.
+const F_RO: u64 = 1 << 5;
+/// Feature: the device takes flush requests (it may cache writes).
+const F_FLUSH: u64 = 1 << 9;
+/// Feature: `num_queues` request queues.
+const F_MQ: u64 = 1 << 12;
+
+/// Device configuration: capacity in 512-byte sectors (u64).
+const CONFIG_CAPACITY: usize = 0;
+/// Device configuration: the largest data segment in bytes (u32, with `F_SIZE_MAX`).
+const CONFIG_SIZE_MAX: usize = 8;
+/// Device configuration: the most data segments per request (u32, with `F_SEG_MAX`).
+const CONFIG_SEG_MAX: usize = 12;
+/// Device configuration: request queues (u16, with `F_MQ`).
+const CONFIG_NUM_QUEUES: usize = 34;
+
+/// Request type: read.
+const T_IN: u32 = 0;
+/// Request type: write.
+const T_OUT: u32 = 1;
+/// Request type: flush.
+const T_FLUSH: u32 = 4;
+/// Request type: the device's ID string (20 bytes).
+const T_GET_ID: u32 = 8;
+/// Completion status: success (IOERR 1 and UNSUPP 2 are failures).
+const S_OK: u8 = 0;
+/// A status byte the device has not written yet (set before each request).
+const S_PENDING: u8 = 0xFF;
+
+/// Bytes per sector: virtio-blk addresses in 512-byte units whatever the disk's blocks.
+const SECTOR: u32 = 512;
+/// The most sectors per request: the size of each slot's data buffer (64 KiB).
+const MAX_SECTORS: u32 = 128;
+/// The most requests in flight per queue.
+const MAX_DEPTH: u16 = 32;
+/// The most request queues used.
+const MAX_QUEUES: u16 = 4;
+/// Queue entries wanted: three descriptors per request.
+const QUEUE_ENTRIES: u16 = 128;
+/// Descriptors per request.
+const CHAIN: u16 = 3;
+/// Bytes per slot in the header block: the 16-byte request header, then the status byte.
+const HEADER_STRIDE: usize = 32;
+/// Where the status byte is in a slot's header bytes.
+const STATUS_AT: usize = 16;
+/// Bytes of the ID string `T_GET_ID` returns.
+const ID_LEN: usize = 20;
+/// How long a request may take before it completes with a timeout.
+const REQUEST_TIMEOUT_NS: u64 = 10_000_000_000;
+/// How long the ID request at start may take.
+const ID_TIMEOUT_NS: u64 = 1_000_000_000;
+
 /// Whether this driver takes `function`.
-pub fn matches(_function: &Function) -> bool {
-    false
+pub fn matches(function: &Function) -> bool {
+    let header = &function.header;
+    header.vendor() == VENDOR && matches!(header.device_id(), DEVICE_TRANSITIONAL | DEVICE_MODERN)
 }
 
-/// Starts the device(s) on `function`.
-pub fn probe(_function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
-    Err(DeviceError::Unsupported("a driver (being written)"))
+/// Starts the disk on `function`.
+pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
+    let transport = Transport::new(&mut function)?;
+    let platform = function.platform();
+    let wanted = F_SIZE_MAX | F_SEG_MAX | F_RO | F_FLUSH | F_MQ;
+    let features = transport.negotiate(platform, wanted, 0)?;
+    let disk = VirtioBlk::new(&function, transport.clone(), platform, features)
+        .inspect_err(|_| transport.fail())?;
+    log::info!(
+        "virtio-blk {}: {} interface, {} sectors, {} queue(s) x {}, {} sectors per request{}{}",
+        function.address(),
+        if disk.transport.is_modern() {
+            "modern"
+        } else {
+            "legacy"
+        },
+        disk.capacity,
+        disk.queues.len(),
+        disk.depth,
+        disk.max_sectors,
+        if disk.flush {
+            ", write cache (flush)"
+        } else {
+            ", write-through"
+        },
+        if disk.read_only { ", read-only" } else { "" },
+    );
+    Ok(vec![Found::Block(Box::new(disk))])
+}
+
+/// The largest request in sectors: the slot buffer's, within `size_max` (one data
+/// segment per request); `None` when `size_max` is under a sector.
+pub fn request_limit(size_max: Option<u32>) -> Option<u32> {
+    match size_max {
+        Some(bytes) if bytes < SECTOR => None,
+        Some(bytes) => Some((bytes / SECTOR).min(MAX_SECTORS)),
+        None => Some(MAX_SECTORS),
+    }
+}
+
+/// The device's ID string: the bytes up to the first NUL, printable ASCII only
+/// (anything else stops it), trailing spaces dropped.
+pub fn decode_id(raw: &[u8]) -> String {
+    let text: String = raw
+        .iter()
+        .take_while(|&&b| (0x20..0x7F).contains(&b))
+        .map(|&b| char::from(b))
+        .collect();
+    String::from(text.trim_end())
+}
+
+/// Checks `sectors` at `lba` lie on a disk of `capacity` sectors (before anything is
+/// submitted) and fit a request of `max_sectors`; returns their bytes.
+pub fn check_range(
+    lba: u64,
+    sectors: u32,
+    capacity: u64,
+    max_sectors: u32,
+) -> Result<usize, DeviceError> {
+    let out_of_range = DeviceError::OutOfRange {
+        lba,
+        sectors: u64::from(sectors),
+        capacity,
+    };
+    let end = lba.checked_add(u64::from(sectors)).ok_or(out_of_range)?;
+    if sectors == 0 || end > capacity {
+        return Err(out_of_range);
+    }
+    if sectors > max_sectors {
+        return Err(DeviceError::Unsupported(
+            "requests over max_sectors (split them)",
+        ));
+    }
+    Ok((sectors * SECTOR) as usize)
+}
+
+/// What a request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation {
+    /// Reads `bytes` into the slot's buffer.
+    Read { bytes: usize },
+    /// Writes `bytes` of the slot's buffer.
+    Write { bytes: usize },
+    /// Flushes the device's write cache.
+    Flush,
+    /// Reads the ID string.
+    Identify,
+}
+
+impl Operation {
+    /// The request type in its header.
+    fn kind(self) -> u32 {
+        match self {
+            Self::Read { .. } => T_IN,
+            Self::Write { .. } => T_OUT,
+            Self::Flush => T_FLUSH,
+            Self::Identify => T_GET_ID,
+        }
+    }
+
+    /// Bytes of data it moves.
+    fn bytes(self) -> usize {
+        match self {
+            Self::Read { bytes } | Self::Write { bytes } => bytes,
+            Self::Flush => 0,
+            Self::Identify => ID_LEN,
+        }
+    }
+
+    /// Its name in error messages.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Read { .. } => "virtio-blk read",
+            Self::Write { .. } => "virtio-blk write",
+            Self::Flush => "virtio-blk flush",
+            Self::Identify => "virtio-blk get-id",
+        }
+    }
+}
+
+/// Where a request slot stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// Unused.
+    Free,
+    /// With the device since `since` (ns).
+    Busy {
+        /// The caller's tag.
+        tag: Tag,
+        /// What it does.
+        operation: Operation,
+        /// When it was submitted.
+        since: u64,
+    },
+    /// Reported as timed out; the slot comes back when the device returns it.
+    Abandoned,
+    /// Finished without the device (a flush the device does not need), reported at the
+    /// next poll.
+    Done {
+        /// The caller's tag.
+        tag: Tag,
+    },
+}
+
+/// One request queue and its slots.
+struct RequestQueue {
+    /// The virtqueue; slot `s` owns descriptors `3s`, `3s + 1`, `3s + 2`.
+    vq: Virtqueue,
+    /// Each slot's request header and status byte, [`HEADER_STRIDE`] apart.
+    headers: Dma,
+    /// Each slot's data buffer.
+    data: Vec<Dma>,
+    /// Each slot's state.
+    slots: Vec<Slot>,
+    /// Free slots.
+    free: Vec<u16>,
+    /// The tag of the next request.
+    next_tag: Tag,
+}
+
+impl RequestQueue {
+    /// The request queue on `vq`, with `depth` slots of `buffer` bytes each.
+    fn new(
+        function: &DeviceFunction,
+        vq: Virtqueue,
+        depth: u16,
+        buffer: usize,
+    ) -> Result<Self, DeviceError> {
+        let data = (0..depth)
+            .map(|_| function.dma(buffer))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            vq,
+            headers: function.dma(usize::from(depth) * HEADER_STRIDE)?,
+            data,
+            slots: vec![Slot::Free; usize::from(depth)],
+            free: (0..depth).rev().collect(),
+            next_tag: 0,
+        })
+    }
+
+    /// Links every slot's chain once (only lengths and flags change per request).
+    fn link(&mut self) {
+        for slot in 0..self.slots.len() as u16 {
+            let head = slot * CHAIN;
+            let header = self.headers.phys() + u64::from(slot) * HEADER_STRIDE as u64;
+            let data = self.data[usize::from(slot)].phys();
+            self.vq
+                .set_descriptor(head, header, 16, DESC_NEXT, head + 1);
+            self.vq
+                .set_descriptor(head + 1, data, 0, DESC_NEXT, head + 2);
+            self.vq
+                .set_descriptor(head + 2, header + STATUS_AT as u64, 1, DESC_WRITE, 0);
+        }
+    }
+
+    /// Queues `operation` at `sector` in a free slot (`fill` writes a write's data);
+    /// the device is notified at the next [`publish`](Virtqueue::publish).
+    fn submit(
+        &mut self,
+        operation: Operation,
+        sector: u64,
+        now: u64,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Tag, DeviceError> {
+        let bytes = operation.bytes();
+        let slot = self.free.pop().ok_or(DeviceError::QueueFull)?;
+        let head = slot * CHAIN;
+        let at = usize::from(slot) * HEADER_STRIDE;
+        self.headers.write32(at, operation.kind());
+        self.headers.write32(at + 4, 0);
+        self.headers.write64(at + 8, sector);
+        self.headers.write8(at + STATUS_AT, S_PENDING);
+        if bytes == 0 {
+            // Header straight to status.
+            self.vq.set_link(head, DESC_NEXT, head + 2);
+        } else {
+            let device_writes = if let Operation::Write { .. } = operation {
+                fill(self.data[usize::from(slot)].bytes_mut(0, bytes));
+                0
+            } else {
+                DESC_WRITE
+            };
+            self.vq.set_link(head, DESC_NEXT, head + 1);
+            self.vq.set_length(head + 1, bytes as u32);
+            self.vq
+                .set_link(head + 1, DESC_NEXT | device_writes, head + 2);
+        }
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.slots[usize::from(slot)] = Slot::Busy {
+            tag,
+            operation,
+            since: now,
+        };
+        self.vq.push(head);
+        Ok(tag)
+    }
+
+    /// Records a request finished without the device.
+    fn submit_done(&mut self) -> Result<Tag, DeviceError> {
+        let slot = self.free.pop().ok_or(DeviceError::QueueFull)?;
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.slots[usize::from(slot)] = Slot::Done { tag };
+        Ok(tag)
+    }
+
+    /// Hands every finished request to `done`, then times out the late ones (`now`
+    /// gives the time, read only when something is in flight). Returns how many were
+    /// handed over, and whether any timed out.
+    fn poll(
+        &mut self,
+        now: &dyn Fn() -> u64,
+        done: Completion<'_>,
+    ) -> Result<(usize, bool), DeviceError> {
+        self.vq.publish();
+        let mut count = 0;
+        while let Some(used) = self.vq.pop_used()? {
+            let slot = usize::from(used.id / CHAIN);
+            let state = self.slots.get(slot).copied();
+            if used.id % CHAIN != 0 || !matches!(state, Some(Slot::Busy { .. } | Slot::Abandoned)) {
+                return Err(DeviceError::BadIndex {
+                    what: "virtio-blk used ring (not a request in flight)",
+                    index: u32::from(used.id),
+                    size: u32::from(self.vq.size()),
+                });
+            }
+            if let Some(Slot::Busy { tag, operation, .. }) = state {
+                let status = self.headers.bytes(slot * HEADER_STRIDE + STATUS_AT, 1)[0];
+                let result = match (status, operation) {
+                    (S_OK, Operation::Read { .. } | Operation::Identify) => {
+                        Ok(self.data[slot].bytes(0, operation.bytes()))
+                    }
+                    (S_OK, _) => Ok(&[][..]),
+                    (status, operation) => Err(DeviceError::Status {
+                        what: operation.name(),
+                        status: u32::from(status),
+                    }),
+                };
+                done(tag, result);
+                count += 1;
+            }
+            self.slots[slot] = Slot::Free;
+            self.free.push(slot as u16);
+        }
+        let mut clock = None;
+        let mut timed_out = false;
+        for (slot, state) in self.slots.iter_mut().enumerate() {
+            match *state {
+                Slot::Done { tag } => {
+                    done(tag, Ok(&[]));
+                    count += 1;
+                    *state = Slot::Free;
+                    self.free.push(slot as u16);
+                }
+                Slot::Busy { tag, since, .. } => {
+                    let now = *clock.get_or_insert_with(now);
+                    if now.saturating_sub(since) > REQUEST_TIMEOUT_NS {
+                        done(
+                            tag,
+                            Err(DeviceError::Timeout {
+                                what: "a virtio-blk request",
+                                ms: REQUEST_TIMEOUT_NS / 1_000_000,
+                            }),
+                        );
+                        count += 1;
+                        timed_out = true;
+                        *state = Slot::Abandoned;
+                    }
+                }
+                Slot::Free | Slot::Abandoned => {}
+            }
+        }
+        Ok((count, timed_out))
+    }
+}
+
+/// A virtio disk.
+pub struct VirtioBlk {
+    /// The device's registers.
+    transport: Transport,
+    /// The clock.
+    platform: &'static dyn Platform,
+    /// Sectors on the disk.
+    capacity: u64,
+    /// The most sectors per request.
+    max_sectors: u32,
+    /// Requests in flight per queue.
+    depth: u16,
+    /// The device takes flushes.
+    flush: bool,
+    /// Writes are refused.
+    read_only: bool,
+    /// The ID string, if the device gave one.
+    model: String,
+    /// The request queues.
+    queues: Vec<RequestQueue>,
+}
+
+impl VirtioBlk {
+    /// Sets up the queues of a device whose features are negotiated, and starts it.
+    fn new(
+        function: &DeviceFunction,
+        transport: Transport,
+        platform: &'static dyn Platform,
+        features: u64,
+    ) -> Result<Self, DeviceError> {
+        let has = |bit: u64| features & bit != 0;
+        let config_has = |end: usize| transport.config_len() >= end;
+        let size_max = (has(F_SIZE_MAX) && config_has(CONFIG_SIZE_MAX + 4))
+            .then(|| transport.config32(CONFIG_SIZE_MAX));
+        let max_sectors = request_limit(size_max)
+            .ok_or(DeviceError::Unsupported("a size_max of at least a sector"))?;
+        // Each request has one data segment: any seg_max from 1 up allows it.
+        if has(F_SEG_MAX)
+            && config_has(CONFIG_SEG_MAX + 4)
+            && transport.config32(CONFIG_SEG_MAX) == 0
+        {
+            return Err(DeviceError::Unsupported("a seg_max of at least 1"));
+        }
+        let queue_count = if has(F_MQ) && config_has(CONFIG_NUM_QUEUES + 2) {
+            transport.config16(CONFIG_NUM_QUEUES).clamp(1, MAX_QUEUES)
+        } else {
+            1
+        };
+        let mut queues = Vec::new();
+        let mut depth = MAX_DEPTH;
+        for index in 0..queue_count {
+            let vq = transport.allocate_queue(function, index, QUEUE_ENTRIES)?;
+            depth = depth.min(vq.size() / CHAIN);
+            queues.push(vq);
+        }
+        if depth == 0 {
+            return Err(DeviceError::Unsupported("queues of at least 3 entries"));
+        }
+        let buffer = (max_sectors * SECTOR) as usize;
+        let queues = queues
+            .into_iter()
+            .map(|vq| RequestQueue::new(function, vq, depth, buffer))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut disk = Self {
+            capacity: transport.config64(CONFIG_CAPACITY),
+            max_sectors,
+            depth,
+            flush: has(F_FLUSH),
+            read_only: has(F_RO),
+            model: String::new(),
+            queues,
+            transport,
+            platform,
+        };
+        // From here on, dropping `disk` resets the device before its memory goes.
+        disk.start()?;
+        disk.model = disk.identify();
+        Ok(disk)
+    }
+
+    /// Gives the device its queues and starts it.
+    fn start(&mut self) -> Result<(), DeviceError> {
+        for queue in &mut self.queues {
+            queue.link();
+            self.transport.enable_queue(&queue.vq)?;
+        }
+        self.transport.driver_ok();
+        Ok(())
+    }
+
+    /// Asks the ID string (empty when the device has none or fails the request).
+    fn identify(&mut self) -> String {
+        let platform = self.platform;
+        let start = platform.now_ns();
+        let queue = &mut self.queues[0];
+        let Ok(tag) = queue.submit(Operation::Identify, 0, start, &mut |_| {}) else {
+            return String::new();
+        };
+        let mut id = None;
+        while id.is_none() && platform.now_ns() - start < ID_TIMEOUT_NS {
+            let polled = queue.poll(&|| platform.now_ns(), &mut |done, result| {
+                if done == tag {
+                    id = Some(result.map(decode_id).unwrap_or_default());
+                }
+            });
+            if polled.is_err() {
+                break;
+            }
+        }
+        // A device that did not answer keeps the slot until it does (or forever).
+        if id.is_none() {
+            for slot in &mut queue.slots {
+                if matches!(slot, Slot::Busy { tag: busy, .. } if *busy == tag) {
+                    *slot = Slot::Abandoned;
+                }
+            }
+        }
+        id.unwrap_or_default()
+    }
+
+    /// Forgets the requests in flight on every queue (the holder changed): the device's
+    /// keep their slots until it returns them, finished ones free theirs at once.
+    fn forget_requests(&mut self) {
+        for queue in &mut self.queues {
+            for (slot, state) in queue.slots.iter_mut().enumerate() {
+                match state {
+                    Slot::Busy { .. } => *state = Slot::Abandoned,
+                    Slot::Done { .. } => {
+                        *state = Slot::Free;
+                        queue.free.push(slot as u16);
+                    }
+                    Slot::Free | Slot::Abandoned => {}
+                }
+            }
+        }
+    }
+
+    /// Queue `queue`, or [`DeviceError::NoSuchQueue`].
+    fn queue(&mut self, queue: usize) -> Result<&mut RequestQueue, DeviceError> {
+        self.queues
+            .get_mut(queue)
+            .ok_or(DeviceError::NoSuchQueue(queue))
+    }
+
+    /// Checks `sectors` at `lba` lie on the disk and fit one request; their bytes.
+    fn check_range(&self, lba: u64, sectors: u32) -> Result<usize, DeviceError> {
+        check_range(lba, sectors, self.capacity, self.max_sectors)
+    }
+}
+
+impl BlockDevice for VirtioBlk {
+    fn abandon_requests(&mut self) {
+        self.forget_requests();
+    }
+
+    fn info(&self) -> BlockInfo {
+        BlockInfo {
+            sectors: self.capacity,
+            sector_size: SECTOR,
+            max_sectors: self.max_sectors,
+            queues: self.queues.len(),
+            depth: usize::from(self.depth),
+            model: self.model.clone(),
+        }
+    }
+
+    /// Queues the read; the device is notified at the next [`poll`](Self::poll), so a
+    /// batch of submissions costs one doorbell.
+    fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
+        let bytes = self.check_range(lba, sectors)?;
+        let now = self.platform.now_ns();
+        self.queue(queue)?
+            .submit(Operation::Read { bytes }, lba, now, &mut |_| {})
+    }
+
+    /// Queues the write (notified at the next [`poll`](Self::poll), as reads).
+    fn submit_write(
+        &mut self,
+        queue: usize,
+        lba: u64,
+        sectors: u32,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Tag, DeviceError> {
+        let bytes = self.check_range(lba, sectors)?;
+        if self.read_only {
+            return Err(DeviceError::Unsupported("writes (the disk is read-only)"));
+        }
+        let now = self.platform.now_ns();
+        self.queue(queue)?
+            .submit(Operation::Write { bytes }, lba, now, fill)
+    }
+
+    /// Queues the flush (a device without VIRTIO_BLK_F_FLUSH writes through: the
+    /// flush completes at once).
+    fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
+        let now = self.platform.now_ns();
+        let flush = self.flush;
+        let queue = self.queue(queue)?;
+        if flush {
+            queue.submit(Operation::Flush, 0, now, &mut |_| {})
+        } else {
+            queue.submit_done()
+        }
+    }
+
+    fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+        let platform = self.platform;
+        let (count, timed_out) = self.queue(queue)?.poll(&|| platform.now_ns(), done)?;
+        if timed_out {
+            // A request that never finishes may mean the device stopped.
+            self.transport.check_alive()?;
+        }
+        Ok(count)
+    }
+}
+
+impl Drop for VirtioBlk {
+    fn drop(&mut self) {
+        // The device must stop using the rings and buffers before they are freed.
+        if let Err(error) = self.transport.reset(self.platform) {
+            log::error!("virtio-blk: reset before release: {error}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_limit_respects_size_max() {
+        assert_eq!(request_limit(None), Some(MAX_SECTORS));
+        assert_eq!(request_limit(Some(4096)), Some(8));
+        assert_eq!(request_limit(Some(u32::MAX)), Some(MAX_SECTORS));
+        assert_eq!(request_limit(Some(100)), None);
+    }
+
+    #[test]
+    fn ranges_past_the_end_are_refused() {
+        assert_eq!(check_range(0, 8, 100, 128), Ok(4096));
+        assert_eq!(check_range(92, 8, 100, 128), Ok(4096));
+        for (lba, sectors) in [(93, 8), (100, 1), (0, 0), (u64::MAX, 2)] {
+            assert!(matches!(
+                check_range(lba, sectors, 100, 128),
+                Err(DeviceError::OutOfRange { .. })
+            ));
+        }
+        assert!(matches!(
+            check_range(0, 129, 1000, 128),
+            Err(DeviceError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn id_strings_decode() {
+        assert_eq!(decode_id(b"QM00001\0\0\0\0\0\0\0\0\0\0\0\0\0"), "QM00001");
+        assert_eq!(decode_id(b"exactly-twenty-chars"), "exactly-twenty-chars");
+        assert_eq!(decode_id(b"disk  \0junk"), "disk");
+        assert_eq!(decode_id(&[0; 20]), "");
+        assert_eq!(decode_id(b"ab\xffcd"), "ab");
+    }
 }

@@ -6,3 +6,5 @@ extern crate alloc;
 
 pub mod blk;
 pub mod net;
+pub mod queue;
+pub mod transport;

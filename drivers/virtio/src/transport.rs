@@ -1,0 +1,659 @@
+//! The two virtio PCI transports: modern (virtio 1.x, registers in memory BARs named by
+//! vendor-specific capabilities, spec section 4.1.4) and legacy (the transitional
+//! devices' I/O BAR 0, spec section 4.1.4.8), behind one [`Transport`].
+
+use rexo_api::DeviceError;
+use rexo_devio::{DeviceFunction, Mmio, Platform, PortWindow};
+use rexo_pci::BarSlot;
+
+use crate::queue::{Doorbell, Virtqueue};
+
+/// PCI vendor ID of virtio devices (Red Hat, Inc.).
+pub const VENDOR: u16 = 0x1AF4;
+
+/// Device status bit: the guest noticed the device (spec 2.1).
+pub const STATUS_ACKNOWLEDGE: u8 = 1;
+/// Device status bit: the guest has a driver for it.
+pub const STATUS_DRIVER: u8 = 2;
+/// Device status bit: the driver is set up and ready.
+pub const STATUS_DRIVER_OK: u8 = 4;
+/// Device status bit: feature negotiation is complete (modern only).
+pub const STATUS_FEATURES_OK: u8 = 8;
+/// Device status bit: the device hit an error and needs a reset.
+pub const STATUS_NEEDS_RESET: u8 = 64;
+/// Device status bit: the driver gave up on the device.
+pub const STATUS_FAILED: u8 = 128;
+
+/// Feature bit: the device follows virtio 1.x (spec 6); required on the modern transport.
+pub const F_VERSION_1: u64 = 1 << 32;
+
+/// Capability ID of a vendor-specific capability (PCI 3.0, 6.7).
+const CAP_VENDOR: u8 = 0x09;
+/// `cfg_type` of the common configuration structure (spec 4.1.4).
+const CFG_COMMON: u8 = 1;
+/// `cfg_type` of the notification structure.
+const CFG_NOTIFY: u8 = 2;
+/// `cfg_type` of the device-specific configuration structure.
+const CFG_DEVICE: u8 = 4;
+/// The most capability entries that fit after the 64-byte header (192 bytes / 4).
+const MAX_CAPABILITIES: usize = 48;
+
+// The common configuration structure (spec 4.1.4.3), offsets in its window.
+/// Selects which 32 bits `DEVICE_FEATURE` shows.
+const COMMON_DEVICE_FEATURE_SELECT: usize = 0x00;
+/// 32 bits of the device's features.
+const COMMON_DEVICE_FEATURE: usize = 0x04;
+/// Selects which 32 bits `DRIVER_FEATURE` takes.
+const COMMON_DRIVER_FEATURE_SELECT: usize = 0x08;
+/// 32 bits of the driver's accepted features.
+const COMMON_DRIVER_FEATURE: usize = 0x0C;
+/// The device status byte.
+const COMMON_DEVICE_STATUS: usize = 0x14;
+/// Bumped by the device whenever its configuration changes.
+const COMMON_CONFIG_GENERATION: usize = 0x15;
+/// Selects the queue the `QUEUE_*` registers show.
+const COMMON_QUEUE_SELECT: usize = 0x16;
+/// The selected queue's size (its maximum on reset; 0: no such queue).
+const COMMON_QUEUE_SIZE: usize = 0x18;
+/// 1: the selected queue is in use.
+const COMMON_QUEUE_ENABLE: usize = 0x1C;
+/// The selected queue's doorbell, in `notify_off_multiplier` units.
+const COMMON_QUEUE_NOTIFY_OFF: usize = 0x1E;
+/// The selected queue's descriptor table address (64-bit).
+const COMMON_QUEUE_DESC: usize = 0x20;
+/// The selected queue's available ring address (64-bit).
+const COMMON_QUEUE_DRIVER: usize = 0x28;
+/// The selected queue's used ring address (64-bit).
+const COMMON_QUEUE_DEVICE: usize = 0x30;
+/// Bytes of the common configuration structure.
+const COMMON_LEN: usize = 0x38;
+
+// The legacy I/O BAR 0 (spec 4.1.4.8), offsets in the port window.
+/// The device's features (the low 32 only: legacy has no more).
+const LEGACY_DEVICE_FEATURES: u16 = 0x00;
+/// The driver's accepted features.
+const LEGACY_DRIVER_FEATURES: u16 = 0x04;
+/// The selected queue's page frame number (address / 4096).
+const LEGACY_QUEUE_PFN: u16 = 0x08;
+/// The selected queue's size (fixed by the device; 0: no such queue).
+const LEGACY_QUEUE_SIZE: u16 = 0x0C;
+/// Selects the queue the `QUEUE_*` registers show.
+const LEGACY_QUEUE_SELECT: u16 = 0x0E;
+/// Writing a queue number here notifies that queue.
+const LEGACY_QUEUE_NOTIFY: u16 = 0x10;
+/// The device status byte.
+const LEGACY_DEVICE_STATUS: u16 = 0x12;
+/// The device configuration when MSI-X is off...
+const LEGACY_CONFIG: u16 = 0x14;
+/// ... and when it is on (two vector registers come first).
+const LEGACY_CONFIG_MSIX: u16 = 0x18;
+/// The page size the legacy queue PFN counts in.
+const LEGACY_PAGE_SHIFT: u32 = 12;
+/// The MSI-X capability's enable bit, in its first dword (message control bit 15).
+const MSIX_ENABLE: u32 = 1 << 31;
+
+/// Reads of the device configuration before a changing one is taken as it stands.
+const CONFIG_READ_TRIES: usize = 16;
+/// How long a reset may take before the device is declared dead.
+const RESET_TIMEOUT_NS: u64 = 1_000_000_000;
+
+/// One `virtio_pci_cap` (spec 4.1.4): where a configuration structure lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VendorCap {
+    /// Which structure (`CFG_*`).
+    pub cfg_type: u8,
+    /// The BAR holding it.
+    pub bar: u8,
+    /// Its offset in the BAR.
+    pub offset: u32,
+    /// Its length in bytes.
+    pub length: u32,
+}
+
+impl VendorCap {
+    /// Decodes a capability from its first four dwords (`words[0]` at the capability's
+    /// offset): `cap_vndr, cap_next, cap_len, cfg_type`, then `bar, id, padding`, then
+    /// `offset`, then `length`. `None` when it is not a virtio structure one can use
+    /// (too short, or a BAR number past 5: reserved, spec 4.1.4).
+    pub fn decode(words: [u32; 4]) -> Option<Self> {
+        let cap_len = (words[0] >> 16) as u8;
+        let bar = words[1] as u8;
+        (cap_len >= 16 && bar <= 5).then_some(Self {
+            cfg_type: (words[0] >> 24) as u8,
+            bar,
+            offset: words[2],
+            length: words[3],
+        })
+    }
+}
+
+/// The virtio structures a function's capability list names (the first usable one of
+/// each type, as spec 4.1.4.1 asks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ModernCaps {
+    /// The common configuration.
+    common: Option<VendorCap>,
+    /// The notification area and its `notify_off_multiplier`.
+    notify: Option<(VendorCap, u32)>,
+    /// The device-specific configuration.
+    device: Option<VendorCap>,
+}
+
+/// Walks the capability list in configuration space (bounded, pointers into the header
+/// refused) collecting the virtio structures.
+fn find_caps(function: &DeviceFunction) -> Result<ModernCaps, DeviceError> {
+    let mut caps = ModernCaps::default();
+    // Status register bit 4: a capability list exists.
+    if function.config_read(0x04)? & (1 << 20) == 0 {
+        return Ok(caps);
+    }
+    let mut next = (function.config_read(0x34)? & 0xFC) as u16;
+    for _ in 0..MAX_CAPABILITIES {
+        if next < 0x40 {
+            break;
+        }
+        let first = function.config_read(next)?;
+        if first as u8 == CAP_VENDOR {
+            let words = [
+                first,
+                function.config_read(next + 4)?,
+                function.config_read(next + 8)?,
+                function.config_read(next + 12)?,
+            ];
+            match VendorCap::decode(words) {
+                Some(cap) if cap.cfg_type == CFG_COMMON && caps.common.is_none() => {
+                    caps.common = Some(cap)
+                }
+                Some(cap) if cap.cfg_type == CFG_NOTIFY && caps.notify.is_none() => {
+                    let multiplier = function.config_read(next + 16)?;
+                    caps.notify = Some((cap, multiplier));
+                }
+                Some(cap) if cap.cfg_type == CFG_DEVICE && caps.device.is_none() => {
+                    caps.device = Some(cap)
+                }
+                _ => {}
+            }
+        }
+        next = ((first >> 8) & 0xFC) as u16;
+    }
+    Ok(caps)
+}
+
+/// The modern transport's register windows.
+#[derive(Clone, Debug)]
+pub struct Modern {
+    /// The common configuration structure.
+    common: Mmio,
+    /// The notification area.
+    notify: Mmio,
+    /// Bytes between consecutive `queue_notify_off` values.
+    notify_multiplier: u32,
+    /// The device-specific configuration.
+    device: Mmio,
+}
+
+/// How the driver reaches one virtio device.
+#[derive(Clone, Debug)]
+pub enum Transport {
+    /// virtio 1.x through memory BARs.
+    Modern(Modern),
+    /// The legacy interface of a transitional device, through I/O BAR 0.
+    Legacy {
+        /// BAR 0.
+        ports: PortWindow,
+        /// Where the device configuration starts (depends on MSI-X being on).
+        config: u16,
+        /// Bytes of device configuration after it (to the end of the BAR).
+        config_len: u16,
+    },
+}
+
+/// The window `cap` names, from its BAR.
+fn cap_window(function: &mut DeviceFunction, cap: VendorCap) -> Result<Mmio, DeviceError> {
+    let bar = function.mmio(usize::from(cap.bar))?;
+    bar.window(cap.offset as usize, cap.length as usize)
+        .ok_or(DeviceError::BadBar {
+            index: cap.bar,
+            why: "a virtio structure lies past its end",
+        })
+}
+
+/// Whether MSI-X is on (it moves the legacy device configuration).
+fn msix_enabled(function: &DeviceFunction) -> Result<bool, DeviceError> {
+    match function.function().capabilities.msix {
+        Some(msix) => Ok(function.config_read(msix.offset)? & MSIX_ENABLE != 0),
+        None => Ok(false),
+    }
+}
+
+impl Transport {
+    /// Finds the transport of `function` (turning its decoding and DMA on): modern when
+    /// the capabilities name common, notify and device structures, else (or when those
+    /// windows are unusable, e.g. a BAR the kernel cannot map) legacy through I/O BAR 0
+    /// for a transitional device (IDs 0x1000..=0x103F).
+    pub fn new(function: &mut DeviceFunction) -> Result<Self, DeviceError> {
+        function.enable()?;
+        let caps = find_caps(function)?;
+        let transitional = (0x1000..=0x103F).contains(&function.function().header.device_id());
+        match Self::modern(function, caps) {
+            Some(Ok(modern)) => return Ok(modern),
+            Some(Err(error)) if !transitional => return Err(error),
+            Some(Err(error)) => log::warn!(
+                "virtio {}: the modern interface is unusable ({error}); using the legacy one",
+                function.address()
+            ),
+            None if !transitional => {
+                return Err(DeviceError::Unsupported(
+                    "the virtio 1.x capabilities (common, notify, device)",
+                ));
+            }
+            None => {}
+        }
+        Self::legacy(function)
+    }
+
+    /// The modern transport, when the capabilities name its structures.
+    fn modern(
+        function: &mut DeviceFunction,
+        caps: ModernCaps,
+    ) -> Option<Result<Self, DeviceError>> {
+        let (Some(common), Some((notify, notify_multiplier)), Some(device)) =
+            (caps.common, caps.notify, caps.device)
+        else {
+            return None;
+        };
+        let mut windows = || {
+            let common = cap_window(function, common)?;
+            if common.len() < COMMON_LEN {
+                return Err(DeviceError::Unsupported(
+                    "a whole common configuration structure",
+                ));
+            }
+            Ok(Self::Modern(Modern {
+                common,
+                notify: cap_window(function, notify)?,
+                notify_multiplier,
+                device: cap_window(function, device)?,
+            }))
+        };
+        Some(windows())
+    }
+
+    /// The legacy transport of a transitional device.
+    fn legacy(function: &DeviceFunction) -> Result<Self, DeviceError> {
+        let ports = function.ports(0)?;
+        let config = if msix_enabled(function)? {
+            LEGACY_CONFIG_MSIX
+        } else {
+            LEGACY_CONFIG
+        };
+        let bar_len = match function.function().bars[0] {
+            BarSlot::Bar(bar) => u16::try_from(bar.size).unwrap_or(u16::MAX),
+            _ => 0,
+        };
+        Ok(Self::Legacy {
+            ports,
+            config,
+            config_len: bar_len.saturating_sub(config),
+        })
+    }
+
+    /// Whether this is the modern transport.
+    pub fn is_modern(&self) -> bool {
+        matches!(self, Self::Modern(_))
+    }
+
+    /// The device status byte.
+    fn status(&self) -> u8 {
+        match self {
+            Self::Modern(m) => m.common.read8(COMMON_DEVICE_STATUS),
+            Self::Legacy { ports, .. } => ports.read8(LEGACY_DEVICE_STATUS),
+        }
+    }
+
+    /// Writes the device status byte.
+    fn write_status(&self, status: u8) {
+        match self {
+            Self::Modern(m) => m.common.write8(COMMON_DEVICE_STATUS, status),
+            Self::Legacy { ports, .. } => ports.write8(LEGACY_DEVICE_STATUS, status),
+        }
+    }
+
+    /// Adds `bits` to the device status.
+    fn add_status(&self, bits: u8) {
+        self.write_status(self.status() | bits);
+    }
+
+    /// Resets the device (status 0) and waits until it reads back 0 (spec 4.1.4.3.2),
+    /// so it no longer touches any memory it was given.
+    pub fn reset(&self, platform: &dyn Platform) -> Result<(), DeviceError> {
+        self.write_status(0);
+        let start = platform.now_ns();
+        while self.status() != 0 {
+            if platform.now_ns() - start > RESET_TIMEOUT_NS {
+                return Err(DeviceError::Timeout {
+                    what: "the device reset",
+                    ms: RESET_TIMEOUT_NS / 1_000_000,
+                });
+            }
+            core::hint::spin_loop();
+        }
+        Ok(())
+    }
+
+    /// The features the device offers.
+    fn device_features(&self) -> u64 {
+        match self {
+            Self::Modern(m) => {
+                let mut features = 0;
+                for half in 0..2 {
+                    m.common.write32(COMMON_DEVICE_FEATURE_SELECT, half);
+                    features |= u64::from(m.common.read32(COMMON_DEVICE_FEATURE)) << (32 * half);
+                }
+                features
+            }
+            Self::Legacy { ports, .. } => u64::from(ports.read32(LEGACY_DEVICE_FEATURES)),
+        }
+    }
+
+    /// Tells the device which features the driver accepts.
+    fn write_driver_features(&self, features: u64) {
+        match self {
+            Self::Modern(m) => {
+                for half in 0..2 {
+                    m.common.write32(COMMON_DRIVER_FEATURE_SELECT, half);
+                    m.common
+                        .write32(COMMON_DRIVER_FEATURE, (features >> (32 * half)) as u32);
+                }
+            }
+            Self::Legacy { ports, .. } => ports.write32(LEGACY_DRIVER_FEATURES, features as u32),
+        }
+    }
+
+    /// Resets the device and negotiates features (spec 3.1.1 steps 1 to 6): of those
+    /// the device offers, takes the `wanted` ones, refusing a device without every
+    /// `required` one (VERSION_1 is added on the modern transport). Returns the
+    /// negotiated set. The caller then sets up its queues and calls
+    /// [`driver_ok`](Self::driver_ok), or [`fail`](Self::fail) on an error.
+    pub fn negotiate(
+        &self,
+        platform: &dyn Platform,
+        wanted: u64,
+        required: u64,
+    ) -> Result<u64, DeviceError> {
+        self.reset(platform)?;
+        self.add_status(STATUS_ACKNOWLEDGE);
+        self.add_status(STATUS_DRIVER);
+        let (wanted, required) = if self.is_modern() {
+            (wanted | F_VERSION_1, required | F_VERSION_1)
+        } else {
+            (wanted & 0xFFFF_FFFF, required)
+        };
+        let offered = self.device_features();
+        let accepted = match select_features(offered, wanted, required) {
+            Ok(accepted) => accepted,
+            Err(missing) => {
+                self.fail();
+                return Err(DeviceError::Unsupported(missing));
+            }
+        };
+        self.write_driver_features(accepted);
+        if self.is_modern() {
+            self.add_status(STATUS_FEATURES_OK);
+            if self.status() & STATUS_FEATURES_OK == 0 {
+                self.fail();
+                return Err(DeviceError::Unsupported(
+                    "the features offered (FEATURES_OK did not stick)",
+                ));
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// Says the driver is ready: the device may use its queues.
+    pub fn driver_ok(&self) {
+        self.add_status(STATUS_DRIVER_OK);
+    }
+
+    /// [`DeviceError::Failed`] when the device says it hit an error and needs a reset
+    /// (spec 2.1.1: it stops processing requests until then).
+    pub fn check_alive(&self) -> Result<(), DeviceError> {
+        if self.status() & STATUS_NEEDS_RESET != 0 {
+            Err(DeviceError::Failed(
+                "the device needs a reset (DEVICE_NEEDS_RESET)",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Says the driver gave up on the device.
+    pub fn fail(&self) {
+        self.add_status(STATUS_FAILED);
+    }
+
+    /// Selects queue `index` and reads its size (modern: the maximum; legacy: the size).
+    fn select_queue(&self, index: u16) -> u16 {
+        match self {
+            Self::Modern(m) => {
+                m.common.write16(COMMON_QUEUE_SELECT, index);
+                m.common.read16(COMMON_QUEUE_SIZE)
+            }
+            Self::Legacy { ports, .. } => {
+                ports.write16(LEGACY_QUEUE_SELECT, index);
+                ports.read16(LEGACY_QUEUE_SIZE)
+            }
+        }
+    }
+
+    /// Allocates queue `index` with at most `wanted` entries (a power of two; the legacy
+    /// transport's size is the device's). The device learns of it at
+    /// [`enable_queue`](Self::enable_queue).
+    pub fn allocate_queue(
+        &self,
+        function: &DeviceFunction,
+        index: u16,
+        wanted: u16,
+    ) -> Result<Virtqueue, DeviceError> {
+        let device_size = self.select_queue(index);
+        let size = queue_size(device_size, wanted, self.is_modern()).ok_or(
+            DeviceError::Unsupported("a queue of a usable size (power of two)"),
+        )?;
+        let doorbell = match self {
+            Self::Modern(m) => {
+                let off = usize::from(m.common.read16(COMMON_QUEUE_NOTIFY_OFF));
+                let at = off
+                    .checked_mul(m.notify_multiplier as usize)
+                    .filter(|at| at + 2 <= m.notify.len())
+                    .ok_or(DeviceError::Unsupported(
+                        "a queue doorbell inside the notification area",
+                    ))?;
+                Doorbell::Mmio {
+                    window: m.notify.clone(),
+                    at,
+                    queue: index,
+                }
+            }
+            Self::Legacy { ports, .. } => Doorbell::Port {
+                ports: *ports,
+                at: LEGACY_QUEUE_NOTIFY,
+                queue: index,
+            },
+        };
+        Virtqueue::new(function, index, size, doorbell)
+    }
+
+    /// Gives the device queue `queue`'s rings and turns it on.
+    pub fn enable_queue(&self, queue: &Virtqueue) -> Result<(), DeviceError> {
+        let (desc, driver, device) = queue.addresses();
+        match self {
+            Self::Modern(m) => {
+                m.common.write16(COMMON_QUEUE_SELECT, queue.index());
+                m.common.write16(COMMON_QUEUE_SIZE, queue.size());
+                // 64-bit registers written as two halves, low first (spec 4.1.3.1).
+                for (register, address) in [
+                    (COMMON_QUEUE_DESC, desc),
+                    (COMMON_QUEUE_DRIVER, driver),
+                    (COMMON_QUEUE_DEVICE, device),
+                ] {
+                    m.common.write32(register, address as u32);
+                    m.common.write32(register + 4, (address >> 32) as u32);
+                }
+                m.common.write16(COMMON_QUEUE_ENABLE, 1);
+                Ok(())
+            }
+            Self::Legacy { ports, .. } => {
+                let pfn = u32::try_from(desc >> LEGACY_PAGE_SHIFT)
+                    .map_err(|_| DeviceError::Unsupported("queue memory below 16 TiB"))?;
+                ports.write16(LEGACY_QUEUE_SELECT, queue.index());
+                ports.write32(LEGACY_QUEUE_PFN, pfn);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads the device configuration with `read` until the device's configuration
+    /// generation says it did not change meanwhile (spec 2.5.1; legacy has no
+    /// generation).
+    fn consistent<T>(&self, read: impl Fn() -> T) -> T {
+        match self {
+            Self::Modern(m) => {
+                let mut value = read();
+                // A device that changes its configuration on every read would keep this
+                // going: after a bounded number of tries the last read stands.
+                for _ in 0..CONFIG_READ_TRIES {
+                    let before = m.common.read8(COMMON_CONFIG_GENERATION);
+                    value = read();
+                    if m.common.read8(COMMON_CONFIG_GENERATION) == before {
+                        break;
+                    }
+                }
+                value
+            }
+            Self::Legacy { .. } => read(),
+        }
+    }
+
+    /// The little-endian 16-bit field at `offset` of the device configuration.
+    pub fn config16(&self, offset: usize) -> u16 {
+        self.consistent(|| match self {
+            Self::Modern(m) => m.device.read16(offset),
+            Self::Legacy { ports, config, .. } => ports.read16(config + offset as u16),
+        })
+    }
+
+    /// The little-endian 32-bit field at `offset` of the device configuration.
+    pub fn config32(&self, offset: usize) -> u32 {
+        self.consistent(|| self.raw_config32(offset))
+    }
+
+    /// The little-endian 64-bit field at `offset` (read as two halves, kept consistent).
+    pub fn config64(&self, offset: usize) -> u64 {
+        self.consistent(|| {
+            u64::from(self.raw_config32(offset)) | (u64::from(self.raw_config32(offset + 4)) << 32)
+        })
+    }
+
+    /// One byte of the device configuration, without the generation check.
+    fn raw_config8(&self, offset: usize) -> u8 {
+        match self {
+            Self::Modern(m) => m.device.read8(offset),
+            Self::Legacy { ports, config, .. } => ports.read8(config + offset as u16),
+        }
+    }
+
+    /// One dword of the device configuration, without the generation check.
+    fn raw_config32(&self, offset: usize) -> u32 {
+        match self {
+            Self::Modern(m) => m.device.read32(offset),
+            Self::Legacy { ports, config, .. } => ports.read32(config + offset as u16),
+        }
+    }
+
+    /// Bytes of device configuration the transport shows: fields past it are absent.
+    pub fn config_len(&self) -> usize {
+        match self {
+            Self::Modern(m) => m.device.len(),
+            Self::Legacy { config_len, .. } => usize::from(*config_len),
+        }
+    }
+
+    /// The `N` bytes at `offset` of the device configuration.
+    pub fn config_bytes<const N: usize>(&self, offset: usize) -> [u8; N] {
+        self.consistent(|| core::array::from_fn(|i| self.raw_config8(offset + i)))
+    }
+}
+
+/// The features to accept: the `wanted` ones `offered`, or the name of a `required` one
+/// missing.
+pub fn select_features(offered: u64, wanted: u64, required: u64) -> Result<u64, &'static str> {
+    let missing = required & !offered;
+    if missing == 0 {
+        Ok(offered & wanted)
+    } else if missing & F_VERSION_1 != 0 {
+        Err("VIRTIO_F_VERSION_1")
+    } else {
+        Err("a required feature")
+    }
+}
+
+/// The queue size to use: the device's on legacy (it cannot change), else the largest
+/// power of two up to both the device's maximum and `wanted`; `None` when the queue does
+/// not exist (size 0) or a legacy size is not a power of two.
+pub fn queue_size(device: u16, wanted: u16, modern: bool) -> Option<u16> {
+    if device == 0 || !device.is_power_of_two() && !modern {
+        return None;
+    }
+    if !modern {
+        return Some(device);
+    }
+    let limit = device.min(wanted.max(1));
+    Some(1 << (15 - limit.leading_zeros()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_decode() {
+        // cap_vndr 9, next 0x50, cap_len 16, cfg_type 1 (common); bar 4; offset; length.
+        let cap = VendorCap::decode([0x0110_5009, 0x0000_0004, 0x0, 0x1000]).unwrap();
+        assert_eq!(
+            cap,
+            VendorCap {
+                cfg_type: CFG_COMMON,
+                bar: 4,
+                offset: 0,
+                length: 0x1000
+            }
+        );
+        // Too short, or a reserved BAR number.
+        assert_eq!(VendorCap::decode([0x010C_5009, 4, 0, 0x1000]), None);
+        assert_eq!(VendorCap::decode([0x0110_5009, 6, 0, 0x1000]), None);
+    }
+
+    #[test]
+    fn features_select_and_refuse() {
+        let offered = F_VERSION_1 | 0b10_0001;
+        assert_eq!(
+            select_features(offered, F_VERSION_1 | 1 | 4, F_VERSION_1),
+            Ok(F_VERSION_1 | 1)
+        );
+        assert_eq!(
+            select_features(0b1, F_VERSION_1, F_VERSION_1),
+            Err("VIRTIO_F_VERSION_1")
+        );
+        assert_eq!(select_features(0b1, 0b11, 0b10), Err("a required feature"));
+    }
+
+    #[test]
+    fn queue_sizes() {
+        assert_eq!(queue_size(0, 256, true), None);
+        assert_eq!(queue_size(1024, 256, true), Some(256));
+        assert_eq!(queue_size(100, 256, true), Some(64));
+        assert_eq!(queue_size(128, 256, false), Some(128));
+        assert_eq!(queue_size(1024, 256, false), Some(1024));
+        assert_eq!(queue_size(100, 256, false), None);
+    }
+}
