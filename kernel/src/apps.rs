@@ -54,6 +54,16 @@ pub const APPS: &[App] = &[
         main: rexo_devcheck::diskcheck,
     },
     App {
+        name: "netbench",
+        about: "driver benchmark: frames/s both ways, empty-poll cost, on every NIC (apps/devcheck)",
+        main: rexo_devcheck::netbench,
+    },
+    App {
+        name: "diskbench",
+        about: "driver benchmark: sequential MiB/s, 4 KiB random-read IOPS at depth 1 and 32 (apps/devcheck)",
+        main: rexo_devcheck::diskbench,
+    },
+    App {
         name: "reboot",
         about: "reboots the machine (ACPI reset register, keyboard controller, triple fault)",
         main: reboot,
@@ -190,7 +200,7 @@ pub(crate) fn run_as(
             app.name
         ),
     }
-    let devices = crate::devices::registry().revoke_all_of(owner.0);
+    let devices = crate::devices::machine().registry().revoke_all_of(owner.0);
     if devices > 0 {
         log::info!(
             "app '{}' ended holding {devices} devices: taken back",
@@ -430,21 +440,21 @@ impl Kernel for KernelApi {
     }
 
     fn pci_functions(&self) -> Vec<PciFunction> {
-        crate::devices::functions().to_vec()
+        crate::devices::machine().functions().to_vec()
     }
 
     fn devices(&self) -> Vec<rexo_api::DeviceInfo> {
-        crate::devices::registry().devices()
+        crate::devices::machine().registry().devices()
     }
 
     fn open_net(&self, index: usize) -> Result<Box<dyn rexo_api::NetDevice>, ApiError> {
-        let lease = crate::devices::registry().open_net(index, (self.owner.0, self.name))?;
-        Ok(Box::new(lease))
+        let registry = crate::devices::machine().registry();
+        registry.open_net(index, (self.owner.0, self.name))
     }
 
     fn open_block(&self, index: usize) -> Result<Box<dyn rexo_api::BlockDevice>, ApiError> {
-        let lease = crate::devices::registry().open_block(index, (self.owner.0, self.name))?;
-        Ok(Box::new(lease))
+        let registry = crate::devices::machine().registry();
+        registry.open_block(index, (self.owner.0, self.name))
     }
 
     fn load_baremetal(&self, binary: Option<&[u8]>) -> Result<LoadedInfo, BinaryError> {

@@ -74,14 +74,18 @@ struct Row {
     ratio: f64,
 }
 
-/// `cargo xtask bench boot [--runs N] [--quick]` or `cargo xtask bench api`.
+/// `cargo xtask bench boot [--runs N] [--quick]`, `cargo xtask bench api` or `cargo
+/// xtask bench drivers` (xtask/src/devbench.rs).
 pub fn command(words: Vec<String>) -> Result<()> {
-    let mut args = Args::new("bench", &["boot", "api"], words);
+    let mut args = Args::new("bench", &["boot", "api", "drivers"], words);
     match args.next_word().as_deref() {
         Some("boot") => boot_command(args.rest()),
         Some("api") => api_command(args.rest()),
-        Some(other) => Err(format!("unknown benchmark `{other}`; valid: boot, api")),
-        None => Err("`cargo xtask bench` needs a benchmark name; valid: boot, api".into()),
+        Some("drivers") => crate::devbench::command(args.rest()),
+        Some(other) => Err(format!(
+            "unknown benchmark `{other}`; valid: boot, api, drivers"
+        )),
+        None => Err("`cargo xtask bench` needs a benchmark name; valid: boot, api, drivers".into()),
     }
 }
 

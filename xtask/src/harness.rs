@@ -4,7 +4,7 @@
 use crate::Result;
 use crate::deps::{self, Need};
 use crate::qemu::{self, Accel, End, Machine, Media, Vm};
-use crate::testcases::{Arg, BAD_TABLE_SIG, Boot, CASES, Case, Check, Cores};
+use crate::testcases::{Arg, BAD_TABLE_SIG, Boot, CASES, Case, Check, Cores, DISK_BYTES};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::Path;
@@ -469,7 +469,10 @@ fn kernel_max_cores(doc: &str) -> Result<u32> {
 /// Tracks which checks the serial output has satisfied so far.
 struct Checker {
     checks: Vec<Check>,
-    met: Vec<bool>,
+    /// Per check, the lines that matched it.
+    hits: Vec<usize>,
+    /// Per check, the first line that matched it (what a `Lacks` check names).
+    first_hit: Vec<Option<String>>,
     max_cores: Option<u32>,
     in_backtrace: bool,
     last_ready: Option<String>,
@@ -479,7 +482,8 @@ impl Checker {
     fn new(checks: &[Check], max_cores: Option<u32>) -> Self {
         Self {
             checks: checks.to_vec(),
-            met: vec![false; checks.len()],
+            hits: vec![0; checks.len()],
+            first_hit: vec![None; checks.len()],
             max_cores,
             in_backtrace: false,
             last_ready: None,
@@ -508,29 +512,41 @@ impl Checker {
                 } => qemu::parse_ready(line).is_some_and(|r| {
                     Some(r.cores) == self.cores(cores) && (mem_min..=mem_max).contains(&r.mem_mib)
                 }),
-                Check::Has(text) => line.contains(text),
+                Check::Has(text) | Check::Count(text, _) | Check::Lacks(text) => {
+                    line.contains(text)
+                }
                 Check::HasAny(texts) => texts.iter().any(|t| lower.contains(&t.to_lowercase())),
                 Check::Warn(text) => line.contains("WARN") && lower.contains(&text.to_lowercase()),
                 Check::SymbolizedFrame => self.in_backtrace && line.contains("::"),
             };
-            self.met[i] |= hit;
+            if hit {
+                self.hits[i] += 1;
+                self.first_hit[i].get_or_insert_with(|| line.trim().to_string());
+            }
         }
         if line.contains("backtrace:") {
             self.in_backtrace = true;
         }
     }
 
+    /// Whether check `i` holds so far.
+    fn met(&self, i: usize) -> bool {
+        match self.checks[i] {
+            Check::Count(_, n) => self.hits[i] >= n,
+            Check::Lacks(_) => self.hits[i] == 0,
+            _ => self.hits[i] > 0,
+        }
+    }
+
     fn all_met(&self) -> bool {
-        self.met.iter().all(|&m| m)
+        (0..self.checks.len()).all(|i| self.met(i))
     }
 
     /// What is still missing, for the failure message.
     fn missing(&self) -> Vec<String> {
-        self.checks
-            .iter()
-            .zip(&self.met)
-            .filter(|(_, met)| !**met)
-            .map(|(check, _)| match *check {
+        (0..self.checks.len())
+            .filter(|&i| !self.met(i))
+            .map(|i| match self.checks[i] {
                 Check::Ready {
                     cores,
                     mem_min,
@@ -549,6 +565,13 @@ impl Checker {
                     format!("ready line cores={cores}{range}{seen}")
                 }
                 Check::Has(text) => format!("`{text}`"),
+                Check::Count(text, n) => {
+                    format!("{n} lines with `{text}` (got {})", self.hits[i])
+                }
+                Check::Lacks(text) => format!(
+                    "no line with `{text}` (got `{}`)",
+                    self.first_hit[i].as_deref().unwrap_or_default()
+                ),
                 Check::HasAny(texts) => format!("one of {texts:?}"),
                 Check::Warn("") => "a WARN line".into(),
                 Check::Warn(text) => format!("a WARN line naming `{text}`"),
@@ -625,8 +648,23 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     };
     let mut extra: Vec<String> = case.qemu_args.iter().map(|a| a.to_string()).collect();
     let mut gdb_port = None;
+    let mut peers = Vec::new();
+    let mut images = Vec::new();
+    let mut kill_after_flush = false;
     for arg in case.qemu {
         match arg {
+            Arg::Nic(model) => {
+                let (peer, args) = crate::netpeer::Peer::start(peers.len(), model)?;
+                extra.extend(args);
+                peers.push(peer);
+            }
+            Arg::Disk(attach) => {
+                let path = scratch.join(format!("disk{}.img", images.len()));
+                crate::diskimage::create(&path, DISK_BYTES)?;
+                extra.extend(crate::diskimage::args(images.len(), *attach, &path)?);
+                images.push(path);
+            }
+            Arg::KillAfterFlush => kill_after_flush = true,
             Arg::BadChecksumTable => {
                 let path = scratch.join("bad-checksum.aml");
                 std::fs::write(&path, bad_acpi_table())
@@ -653,7 +691,8 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
         extra,
     };
     let log = logs.join(format!("{file_name}.log"));
-    let stop_at_checks = case.exit.is_none();
+    let stop_at_checks = case.exit.is_none() && !kill_after_flush;
+    let mut flushed = 0;
     let patcher = gdb_port.map(|port| {
         let elf = elf.to_path_buf();
         std::thread::spawn(move || crate::gdb::corrupt_acpi_checksum(port, &elf, BAD_TABLE_SIG))
@@ -665,7 +704,10 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
         Some(&log),
         |line| {
             checker.feed(&line.text);
-            stop_at_checks && checker.all_met()
+            if line.text.contains("diskcheck: disk ") && line.text.contains(": flushed") {
+                flushed += 1;
+            }
+            (kill_after_flush && flushed >= images.len()) || (stop_at_checks && checker.all_met())
         },
     )?;
     let time = started.elapsed();
@@ -690,6 +732,30 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     }
     if !missing.is_empty() {
         reasons.push(format!("missing {}", missing.join(", ")));
+    }
+    // The host ends of the devices: after QEMU has ended, nothing more changes there.
+    for (index, peer) in peers.into_iter().enumerate() {
+        match peer.finish() {
+            Ok(report) => {
+                if let Some(problem) = report.problem() {
+                    reasons.push(format!(
+                        "nic {index}'s peer: {problem} ({})",
+                        report.summary()
+                    ));
+                }
+            }
+            Err(e) => reasons.push(format!("nic {index}'s peer: {e}")),
+        }
+    }
+    for (index, path) in images.iter().enumerate() {
+        match crate::diskimage::check(path) {
+            Ok(report) => {
+                if let Some(problem) = report.problem() {
+                    reasons.push(format!("disk {index}'s image: {problem}"));
+                }
+            }
+            Err(e) => reasons.push(format!("disk {index}'s image: {e}")),
+        }
     }
     Ok(if reasons.is_empty() {
         Outcome::pass(case.name, time)
@@ -797,6 +863,29 @@ test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
         c.feed("  0x200123 rexo::main+0x10");
         c.feed("rexo: ready cores=4 mem=250 MiB boot=900 us");
         assert!(c.all_met(), "{:?}", c.missing());
+    }
+
+    #[test]
+    fn checker_counts_lines_and_refuses_forbidden_ones() {
+        let checks = [Check::Count(": flushed", 2), Check::Lacks("FAILED")];
+        let mut c = Checker::new(&checks, None);
+        assert!(!c.all_met());
+        c.feed("diskcheck: disk 0: flushed");
+        assert_eq!(
+            c.missing(),
+            vec!["2 lines with `: flushed` (got 1)".to_string()]
+        );
+        c.feed("diskcheck: disk 1: flushed");
+        assert!(c.all_met());
+        c.feed("  diskcheck: disk 2: FAILED: flush: timeout ");
+        c.feed("netcheck: FAILED: later");
+        assert_eq!(
+            c.missing(),
+            vec![
+                "no line with `FAILED` (got `diskcheck: disk 2: FAILED: flush: timeout`)"
+                    .to_string()
+            ]
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `cargo xtask`: build, image, run, test and bench Rexo.
 //!
 //! Commands (see `cargo xtask help` and docs/testing.md):
-//! `build`, `run`, `image`, `test [FILTER]`, `bench boot|api`, `linux`, `loc`, `disk`.
+//! `build`, `run`, `image`, `test [FILTER]`, `bench boot|api|drivers`, `linux`, `loc`, `disk`.
 
 mod appcheck;
 mod args;
@@ -10,12 +10,15 @@ mod bench;
 mod build;
 mod cursor;
 mod deps;
+mod devbench;
 mod disk;
+mod diskimage;
 mod gdb;
 mod harness;
 mod image;
 mod linux;
 mod loc;
+mod netpeer;
 mod pvh;
 mod qemu;
 mod run;
@@ -51,6 +54,7 @@ usage: cargo xtask COMMAND [OPTIONS]
   bench boot [--runs N] [--quick]
                                  measure boot time against QEMU's floor
   bench api                      measure API calls, frames, cross-core round trips, revocation
+  bench drivers                  measure NICs (frames/s, empty poll) and disks (IOPS, MiB/s)
   linux [--service none|nginx|memcached] [--cores N] [--mem SIZE] [--append WORDS]
         [--build-only]           build the Linux baseline from Debian packages (cached in
                                  target/linux/) and boot it under TCG until it is ready

@@ -1,6 +1,7 @@
 //! The table of QEMU tests: adding a test is adding one [`Case`] to [`CASES`].
 //! (Host tests and kernel tests are discovered, not listed: see `harness`.)
 
+use crate::diskimage::Attach;
 use crate::qemu::Machine;
 
 /// How a case boots.
@@ -33,7 +34,23 @@ pub enum Arg {
     /// checksum the harness then breaks in guest memory through QEMU's gdb stub
     /// (QEMU itself recomputes `-acpitable` checksums).
     BadChecksumTable,
+    /// A network interface of this model (with its properties, e.g.
+    /// `virtio-net-pci,disable-modern=on`) on QEMU's UDP `socket` backend, with the
+    /// network peer of `netcheck` on the host end (`xtask/src/netpeer.rs`); the case
+    /// fails when the peer's check fails. NICs are numbered in their order here.
+    Nic(&'static str),
+    /// A fresh zeroed raw image of [`DISK_BYTES`] in the case's scratch folder, attached
+    /// so; after the run every sector must hold `diskcheck`'s pattern
+    /// (`xtask/src/diskimage.rs`). Disks are numbered in their order here.
+    Disk(Attach),
+    /// SIGKILL QEMU as soon as the serial shows `diskcheck: disk K: flushed` for every
+    /// disk, before anything else can write the images: what the images then hold is
+    /// what the flush made durable.
+    KillAfterFlush,
 }
+
+/// The size of each disk image of [`Arg::Disk`]: the guest writes and reads all of it.
+pub const DISK_BYTES: u64 = 8 << 20;
 
 /// The signature of the deliberately broken ACPI table.
 pub const BAD_TABLE_SIG: &str = "RXBD";
@@ -52,6 +69,10 @@ pub enum Check {
     },
     /// A line containing this text (case-sensitive).
     Has(&'static str),
+    /// At least this many lines containing this text (case-sensitive).
+    Count(&'static str, usize),
+    /// No line containing this text (case-sensitive), for the whole run.
+    Lacks(&'static str),
     /// A line containing one of these (case-insensitive).
     HasAny(&'static [&'static str]),
     /// A warning log line (level `WARN`) containing this text (case-insensitive;
@@ -714,7 +735,163 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // Drivers (`drivers::`): `netcheck` against the network peer on every NIC variant,
+    // `diskcheck` over fresh images on every disk controller, the images checked after.
+    Case {
+        name: "drivers::virtio-net-transitional",
+        qemu: &[Arg::Nic("virtio-net-pci")],
+        ..NET
+    },
+    Case {
+        name: "drivers::virtio-net-modern",
+        qemu: &[Arg::Nic("virtio-net-pci,disable-legacy=on")],
+        ..NET
+    },
+    Case {
+        name: "drivers::virtio-net-legacy",
+        qemu: &[Arg::Nic("virtio-net-pci,disable-modern=on")],
+        ..NET
+    },
+    Case {
+        name: "drivers::e1000",
+        qemu: &[Arg::Nic("e1000")],
+        ..NET
+    },
+    Case {
+        name: "drivers::e1000e",
+        qemu: &[Arg::Nic("e1000e")],
+        ..NET
+    },
+    Case {
+        name: "drivers::rtl8139",
+        qemu: &[Arg::Nic("rtl8139")],
+        ..NET
+    },
+    Case {
+        name: "drivers::two-nics",
+        qemu: &[Arg::Nic("virtio-net-pci"), Arg::Nic("e1000")],
+        timeout_s: 180,
+        checks: &[
+            Check::Count("sent 2000 frames of 60-1514 bytes", 2),
+            Check::Count("10-byte frame refused", 2),
+            Check::Count("received 2000 frames byte-exact, echoed 2000", 2),
+            Check::Has("netcheck: done, 2 interface(s)"),
+            Check::Lacks("FAILED"),
+        ],
+        ..NET
+    },
+    Case {
+        name: "drivers::virtio-blk-transitional",
+        qemu: &[Arg::Disk(Attach::Device("virtio-blk-pci"))],
+        ..DISK
+    },
+    Case {
+        name: "drivers::virtio-blk-modern",
+        qemu: &[Arg::Disk(Attach::Device(
+            "virtio-blk-pci,disable-legacy=on",
+        ))],
+        ..DISK
+    },
+    Case {
+        name: "drivers::virtio-blk-legacy",
+        qemu: &[Arg::Disk(Attach::Device(
+            "virtio-blk-pci,disable-modern=on",
+        ))],
+        ..DISK
+    },
+    Case {
+        name: "drivers::nvme",
+        qemu: &[Arg::Disk(Attach::Device("nvme,serial=rexo0"))],
+        ..DISK
+    },
+    // The q35's built-in AHCI controller (00:1f.2), port 0.
+    Case {
+        name: "drivers::ahci",
+        qemu: &[Arg::Disk(Attach::Device("ide-hd,bus=ide.0"))],
+        ..DISK
+    },
+    // The PIIX IDE controller of `-machine pc`, primary master.
+    Case {
+        name: "drivers::ata-piix",
+        machine: Machine::Pc,
+        qemu: &[Arg::Disk(Attach::LegacyIde)],
+        ..DISK
+    },
+    Case {
+        name: "drivers::two-disks",
+        qemu: &[
+            Arg::Disk(Attach::Device("nvme,serial=rexo0")),
+            Arg::Disk(Attach::Device("virtio-blk-pci")),
+        ],
+        timeout_s: 180,
+        checks: &[
+            Check::Count(DISK_WROTE, 2),
+            Check::Count(DISK_READ_BACK, 2),
+            Check::Count("read past the end refused", 2),
+            Check::Count(": flushed", 2),
+            Check::Has("diskcheck: done, 2 disk(s)"),
+            Check::Lacks("FAILED"),
+        ],
+        ..DISK
+    },
+    // Killed (SIGKILL) the moment the flush completed: the image must already hold
+    // every sector.
+    Case {
+        name: "drivers::nvme-kill-after-flush",
+        qemu: &[
+            Arg::Disk(Attach::Device("nvme,serial=rexo0")),
+            Arg::KillAfterFlush,
+        ],
+        exit: None,
+        checks: &[
+            Check::Has(DISK_READ_BACK),
+            Check::Has("read past the end refused"),
+            Check::Has("diskcheck: disk 0: flushed"),
+            Check::Lacks("FAILED"),
+        ],
+        ..DISK
+    },
 ];
+
+/// A `netcheck` case on q35 with one NIC (set `qemu`).
+const NET: Case = Case {
+    machine: Machine::Q35,
+    append: "app=netcheck",
+    timeout_s: 120,
+    exit: Some(0),
+    checks: &[
+        Check::Has("sent 2000 frames of 60-1514 bytes"),
+        Check::Count("-byte frame refused", 2),
+        Check::Has("received 2000 frames byte-exact, echoed 2000"),
+        Check::Has("netcheck: done, 1 interface(s)"),
+        Check::Lacks("FAILED"),
+    ],
+    ..BASE
+};
+
+/// `diskcheck`'s line for a whole [`DISK_BYTES`] disk written.
+const DISK_WROTE: &str = "wrote 16384 sectors in";
+/// `diskcheck`'s line for a whole [`DISK_BYTES`] disk read back.
+const DISK_READ_BACK: &str = "read back 16384 sectors byte-exact";
+
+/// A `diskcheck` case on q35 with one disk (set `qemu`); no NIC (QEMU's default one
+/// would only add a device the case does not use).
+const DISK: Case = Case {
+    machine: Machine::Q35,
+    append: "app=diskcheck",
+    qemu_args: &["-nic", "none"],
+    timeout_s: 120,
+    exit: Some(0),
+    checks: &[
+        Check::Has(DISK_WROTE),
+        Check::Has(DISK_READ_BACK),
+        Check::Has("read past the end refused"),
+        Check::Has("diskcheck: disk 0: flushed"),
+        Check::Has("diskcheck: done, 1 disk(s)"),
+        Check::Lacks("FAILED"),
+    ],
+    ..BASE
+};
 
 #[cfg(test)]
 mod tests {
@@ -730,6 +907,47 @@ mod tests {
                 case.name
             );
             assert!(!case.checks.is_empty(), "{} checks nothing", case.name);
+        }
+    }
+
+    #[test]
+    fn disk_lines_match_the_image_size() {
+        let sectors = DISK_BYTES / crate::diskimage::SECTOR as u64;
+        assert_eq!(DISK_WROTE, format!("wrote {sectors} sectors in"));
+        assert_eq!(
+            DISK_READ_BACK,
+            format!("read back {sectors} sectors byte-exact")
+        );
+    }
+
+    #[test]
+    fn driver_cases_have_their_devices() {
+        for case in CASES.iter().filter(|c| c.name.starts_with("drivers::")) {
+            let nics = case
+                .qemu
+                .iter()
+                .filter(|a| matches!(a, Arg::Nic(_)))
+                .count();
+            let disks = case
+                .qemu
+                .iter()
+                .filter(|a| matches!(a, Arg::Disk(_)))
+                .count();
+            assert!(nics + disks > 0, "{}", case.name);
+            let app = if nics > 0 {
+                "app=netcheck"
+            } else {
+                "app=diskcheck"
+            };
+            assert_eq!(case.append, app, "{}", case.name);
+            assert!(
+                case.checks.contains(&Check::Lacks("FAILED")),
+                "{}",
+                case.name
+            );
+            if case.qemu.contains(&Arg::KillAfterFlush) {
+                assert_eq!(case.exit, None, "{}", case.name);
+            }
         }
     }
 

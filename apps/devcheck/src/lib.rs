@@ -9,6 +9,8 @@
 //!   requests in flight (spread over the disk's queues), reads it all back and compares,
 //!   checks that a read past the end is refused, and flushes.
 //!
+//! - `netbench` and `diskbench` ([`bench`]): the figures of `cargo xtask bench drivers`.
+//!
 //! Each prints one line per step; the test harness (`cargo xtask test drivers::`) checks
 //! the lines, runs the network peer and checks the disk images afterwards with the same
 //! [`pattern`] functions.
@@ -17,9 +19,11 @@
 
 extern crate alloc;
 
+pub mod bench;
 pub mod disk;
 pub mod net;
 pub mod pattern;
 
+pub use bench::{diskbench, netbench};
 pub use disk::main as diskcheck;
 pub use net::main as netcheck;

@@ -66,6 +66,26 @@ fn send(
     }
 }
 
+/// How long the device may take to finish sending what is queued.
+const DRAIN_NS: u64 = 5_000_000_000;
+
+/// Waits until the device has finished with every queued frame (up to [`DRAIN_NS`]):
+/// a frame handed to `transmit` is only on the wire once the device is done with it, and
+/// an app that returns earlier may see its last frames dropped with the device.
+fn drain(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
+    let start = kernel.now_ns();
+    loop {
+        match nic.transmit_pending(0) {
+            Ok(0) => return Ok(()),
+            Ok(left) if kernel.now_ns() - start > DRAIN_NS => {
+                return Err(format!("{left} frames still queued after 5 s"));
+            }
+            Ok(_) => core::hint::spin_loop(),
+            Err(error) => return Err(format!("waiting for the transmit queue: {error}")),
+        }
+    }
+}
+
 /// The three steps on one interface.
 fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
     let info = nic.info();
@@ -82,6 +102,7 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
             pattern::fill_frame(frame, seq, mac, ETHERTYPE_FROM_REXO)
         })?;
     }
+    drain(kernel, nic)?;
     let sent_us = (kernel.now_ns() - start) / 1000;
     kernel.log(format_args!(
         "netcheck: {index_note}: sent {FRAMES} frames of 60-1514 bytes in {sent_us} us"
@@ -138,6 +159,7 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
     if let Some(why) = wrong {
         return Err(format!("a received frame differs: {why}"));
     }
+    drain(kernel, nic)?;
     kernel.log(format_args!(
         "netcheck: {index_note}: received {received} frames byte-exact, echoed {received}"
     ));

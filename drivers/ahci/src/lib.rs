@@ -1,21 +1,158 @@
 //! AHCI SATA controllers with native command queuing.
+//!
+//! The HBA (ABAR = BAR 5) is taken from the firmware (BIOS/OS handoff), reset, and put
+//! in AHCI mode with interrupts off; every implemented port with a linked ATA disk
+//! becomes its own block device (ATAPI, enclosure and port-multiplier signatures and
+//! empty ports are logged and skipped). A disk runs READ/WRITE FPDMA QUEUED with up to
+//! 32 commands in flight when it and the HBA have NCQ, else READ/WRITE DMA EXT one at a
+//! time. Register layout: AHCI 1.3.1 (sections 3 and 4); the ATA command set comes from
+//! `rexo-ata`.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+mod fis;
+mod port;
+
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use rexo_api::DeviceError;
-use rexo_devio::{DeviceFunction, Found};
+use rexo_ata::wait;
+use rexo_devio::{DeviceFunction, Found, Mmio, Platform};
 use rexo_pci::Function;
 
-/// Whether this driver takes `function`.
-pub fn matches(_function: &Function) -> bool {
-    false
+pub use port::AhciDisk;
+
+/// PCI class 01 (mass storage), subclass 06 (SATA), programming interface 01 (AHCI).
+const CLASS_AHCI: (u8, u8, u8) = (0x01, 0x06, 0x01);
+/// The BAR holding the HBA's registers (ABAR).
+const BAR_ABAR: usize = 5;
+
+/// HBA capabilities (AHCI 3.1.1).
+const REG_CAP: usize = 0x00;
+/// Global HBA control (AHCI 3.1.2).
+const REG_GHC: usize = 0x04;
+/// Ports implemented (AHCI 3.1.4): one bit per port.
+const REG_PI: usize = 0x0C;
+/// AHCI version (AHCI 3.1.5).
+const REG_VS: usize = 0x10;
+/// Extended capabilities (AHCI 3.1.10).
+const REG_CAP2: usize = 0x24;
+/// BIOS/OS handoff control and status (AHCI 3.1.11).
+const REG_BOHC: usize = 0x28;
+
+/// CAP: 64-bit addressing.
+pub(crate) const CAP_S64A: u32 = 1 << 31;
+/// CAP: native command queuing.
+pub(crate) const CAP_SNCQ: u32 = 1 << 30;
+/// CAP: staggered spin-up (software spins each port up with PxCMD.SUD).
+const CAP_SSS: u32 = 1 << 27;
+/// CAP bits 12:8: command slots per port, minus one.
+const CAP_NCS_SHIFT: u32 = 8;
+/// GHC: AHCI enable.
+const GHC_AE: u32 = 1 << 31;
+/// GHC: HBA reset (self-clearing).
+const GHC_HR: u32 = 1 << 0;
+/// CAP2: BIOS/OS handoff supported.
+const CAP2_BOH: u32 = 1 << 0;
+/// BOHC: the OS owns the HBA (OOS).
+const BOHC_OOS: u32 = 1 << 1;
+/// BOHC: the BIOS owns the HBA (BOS).
+const BOHC_BOS: u32 = 1 << 0;
+
+/// Where port 0's registers start, and the stride between ports (AHCI 3.3).
+const PORT_REGISTERS: usize = 0x100;
+/// Bytes of registers per port.
+const PORT_STRIDE: usize = 0x80;
+
+/// How long the BIOS may take to hand the HBA over (AHCI 10.6.3 allows 25 ms, plus
+/// 2 s when it is busy).
+const HANDOFF_TIMEOUT_MS: u64 = 2_025;
+/// How long the HBA reset may take (AHCI 10.4.3: 1 s).
+const RESET_TIMEOUT_MS: u64 = 1_000;
+/// How long links may take to come up after the reset (the PHY's out-of-band
+/// handshake takes a few ms; ports still down by then count as empty).
+const LINK_TIMEOUT_MS: u64 = 50;
+
+/// Whether this driver takes `function`: an AHCI SATA controller (class 01.06.01).
+pub fn matches(function: &Function) -> bool {
+    function.header.class() == CLASS_AHCI
 }
 
-/// Starts the device(s) on `function`.
-pub fn probe(_function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
-    Err(DeviceError::Unsupported("a driver (being written)"))
+/// Resets the HBA on `function` and returns a block device per ATA disk on its ports.
+pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
+    function.enable()?;
+    let abar = function.mmio(BAR_ABAR)?;
+    let platform = function.platform();
+    take_from_firmware(&abar, platform)?;
+    reset(&abar, platform)?;
+    let cap = abar.read32(REG_CAP);
+    let implemented = abar.read32(REG_PI);
+    let slots = ((cap >> CAP_NCS_SHIFT) & 0x1F) + 1;
+    let version = abar.read32(REG_VS);
+    log::info!(
+        "ahci: version {}.{}, ports {implemented:#x}, {slots} slots, NCQ {}, 64-bit {}",
+        version >> 16,
+        (version >> 8) & 0xFF,
+        if cap & CAP_SNCQ != 0 { "yes" } else { "no" },
+        if cap & CAP_S64A != 0 { "yes" } else { "no" },
+    );
+    let mut ports = Vec::new();
+    for number in (0..32u8).filter(|n| implemented & (1 << n) != 0) {
+        let registers = abar
+            .window(
+                PORT_REGISTERS + usize::from(number) * PORT_STRIDE,
+                PORT_STRIDE,
+            )
+            .ok_or(DeviceError::BadBar {
+                index: BAR_ABAR as u8,
+                why: "too small for its implemented ports",
+            })?;
+        port::spin_up(&registers, cap & CAP_SSS != 0);
+        ports.push((number, registers));
+    }
+    // Links come up in parallel; one wait covers every port.
+    let linked = wait::until(platform, "SATA links", LINK_TIMEOUT_MS, || {
+        ports.iter().all(|(_, registers)| port::linked(registers))
+    });
+    if linked.is_err() {
+        log::debug!("ahci: some ports have no link after {LINK_TIMEOUT_MS} ms");
+    }
+    let mut found = Vec::new();
+    for (number, registers) in ports {
+        match AhciDisk::start(registers, number, cap, slots, platform) {
+            Ok(Some(disk)) => found.push(Found::Block(Box::new(disk))),
+            Ok(None) => {}
+            Err(error) => log::warn!("ahci: port {number}: not used: {error}"),
+        }
+    }
+    Ok(found)
+}
+
+/// Takes the HBA from the firmware when it supports the handoff (AHCI 10.6.3).
+fn take_from_firmware(abar: &Mmio, platform: &dyn Platform) -> Result<(), DeviceError> {
+    if abar.read32(REG_CAP2) & CAP2_BOH == 0 {
+        return Ok(());
+    }
+    abar.write32(REG_BOHC, abar.read32(REG_BOHC) | BOHC_OOS);
+    wait::until(
+        platform,
+        "the BIOS to release the HBA",
+        HANDOFF_TIMEOUT_MS,
+        || abar.read32(REG_BOHC) & BOHC_BOS == 0,
+    )
+}
+
+/// Resets the HBA (GHC.HR) and enables AHCI mode with interrupts off (AHCI 10.4.3).
+fn reset(abar: &Mmio, platform: &dyn Platform) -> Result<(), DeviceError> {
+    abar.write32(REG_GHC, GHC_AE);
+    abar.write32(REG_GHC, GHC_AE | GHC_HR);
+    wait::until(platform, "the HBA reset", RESET_TIMEOUT_MS, || {
+        abar.read32(REG_GHC) & GHC_HR == 0
+    })?;
+    // The reset may clear AE; interrupts (GHC.IE) stay off: the driver polls.
+    abar.write32(REG_GHC, GHC_AE);
+    Ok(())
 }

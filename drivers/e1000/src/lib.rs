@@ -1,21 +1,488 @@
-//! Intel 8254x (e1000) and 8257x (e1000e) network controllers.
+//! Intel 8254x (e1000) and 8257x (e1000e, the 82574) network controllers.
+//!
+//! Both families are driven the same way through their BAR0 registers: a global reset,
+//! interrupts masked (the driver polls), the PHY powered up, the MAC address from
+//! RAL0/RAH0 (or the EEPROM through EERD), link up, then the queue pairs: a receive
+//! ring of 2048-byte buffers whose frames are lent to the app in place and given back
+//! to the device in batches (one RDT write per 32), and a transmit ring whose buffers
+//! the app fills in place, reclaimed by the descriptors' DD bits (never by reading
+//! TDH). The 8254x has one queue pair with legacy descriptors; the 82574 has two, with
+//! RSS spreading received IP traffic over them (extended receive descriptors; frames
+//! RSS does not hash, such as non-IP ones, arrive on queue 0).
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
+mod regs;
+mod ring;
+
+use alloc::boxed::Box;
+use alloc::vec;
 use alloc::vec::Vec;
 
-use rexo_api::DeviceError;
-use rexo_devio::{DeviceFunction, Found};
+use rexo_api::{DeviceError, NetDevice, NetInfo};
+use rexo_devio::{DeviceFunction, Dma, Found, Mmio, barrier};
 use rexo_pci::Function;
 
-/// Whether this driver takes `function`.
-pub fn matches(_function: &Function) -> bool {
-    false
+use regs::*;
+use ring::{
+    BUFFER_BYTES, DESCRIPTOR_BYTES, DESCRIPTOR_FIELDS, MAX_FRAME, Model, RxFields, RxFormat,
+    RxRing, RxVerdict, TxRing,
+};
+
+/// Intel's PCI vendor ID.
+const VENDOR_INTEL: u16 = 0x8086;
+/// Receive descriptors (256 × 16 bytes: one page; a multiple of 8 as RDLEN needs).
+const RX_DESCRIPTORS: usize = 256;
+/// Transmit descriptors (one page, like the receive ring).
+const TX_DESCRIPTORS: usize = 256;
+/// Receive buffers given back per RDT write: fewer register writes, and the device
+/// still holds at least `RX_DESCRIPTORS - 1 - RX_POST_BATCH` empty buffers.
+const RX_POST_BATCH: usize = 32;
+/// How long a reset may take (the SDM gives no bound; Linux allows tens of ms).
+const RESET_TIMEOUT_MS: u64 = 100;
+/// How long the 82574 may take to stop DMA before a reset, and to reload its NVM after.
+const PCIE_SETTLE_MS: u64 = 10;
+/// How long one PHY register access may take (MDIO runs at about 2.5 MHz: 64 bits).
+const PHY_TIMEOUT_MS: u64 = 10;
+/// How long one EEPROM word read may take.
+const EEPROM_TIMEOUT_MS: u64 = 10;
+
+/// Whether this driver takes `function`: an Intel controller in the model table.
+pub fn matches(function: &Function) -> bool {
+    function.header.vendor() == VENDOR_INTEL && ring::model(function.header.device_id()).is_some()
 }
 
-/// Starts the device(s) on `function`.
-pub fn probe(_function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
-    Err(DeviceError::Unsupported("a driver (being written)"))
+/// Resets and starts the controller on `function`: one network interface (one queue
+/// pair on the 8254x, two on the 82574).
+pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
+    let model = ring::model(function.function().header.device_id())
+        .ok_or(DeviceError::Unsupported("a supported 8254x/82574 model"))?;
+    function.enable()?;
+    let regs = function.mmio(0)?;
+    if regs.len() < REGISTER_SPAN {
+        return Err(DeviceError::BadBar {
+            index: 0,
+            why: "shorter than the register set",
+        });
+    }
+    reset(&function, &regs, &model)?;
+    power_up_phy(&function, &regs)?;
+    let mac = mac_address(&function, &regs, &model)?;
+    let nic = E1000::start(&function, regs, model, mac)?;
+    let m = mac;
+    log::info!(
+        "e1000: {} at {}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        model.name,
+        function.address(),
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[5]
+    );
+    Ok(vec![Found::Net(Box::new(nic))])
+}
+
+/// Polls `ready` until it holds or `ms` milliseconds pass ([`DeviceError::Timeout`]
+/// naming `what`).
+fn wait_until(
+    function: &DeviceFunction,
+    what: &'static str,
+    ms: u64,
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), DeviceError> {
+    let start = function.now_ns();
+    loop {
+        if ready() {
+            return Ok(());
+        }
+        if function.now_ns() - start > ms * 1_000_000 {
+            // One last look: the wait may have been preempted past the deadline.
+            return if ready() {
+                Ok(())
+            } else {
+                Err(DeviceError::Timeout { what, ms })
+            };
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Global reset (the SDM's and the 82574 datasheet's "Software Reset"): interrupts
+/// masked, on the 82574 bus mastering stopped first, then CTRL.RST and the wait for it
+/// to clear (and for the 82574's NVM reload); interrupts masked again and causes read
+/// away, so nothing stale is left pending.
+fn reset(function: &DeviceFunction, regs: &Mmio, model: &Model) -> Result<(), DeviceError> {
+    regs.write32(IMC, ALL_INTERRUPTS);
+    if model.pcie {
+        regs.write32(CTRL, regs.read32(CTRL) | CTRL_GIO_MASTER_DISABLE);
+        // The 82574 datasheet asks to let outstanding DMA finish first; if it never
+        // settles, the reset aborts it anyway, so a timeout is only worth a warning.
+        let settled = wait_until(function, "PCIe master disable", PCIE_SETTLE_MS, || {
+            regs.read32(STATUS) & STATUS_GIO_MASTER_ENABLE == 0
+        });
+        if let Err(error) = settled {
+            log::warn!("e1000: {}: {error}; resetting anyway", function.address());
+        }
+    }
+    regs.write32(CTRL, regs.read32(CTRL) | CTRL_RST);
+    // The SDM asks for at least 1 us after setting RST before the next register access.
+    let start = function.now_ns();
+    while function.now_ns() - start < 2_000 {
+        core::hint::spin_loop();
+    }
+    wait_until(function, "device reset", RESET_TIMEOUT_MS, || {
+        regs.read32(CTRL) & CTRL_RST == 0
+    })?;
+    if model.pcie {
+        wait_until(
+            function,
+            "NVM auto-read after reset",
+            PCIE_SETTLE_MS,
+            || regs.read32(EECD) & EECD_AUTO_RD != 0,
+        )?;
+    }
+    regs.write32(IMC, ALL_INTERRUPTS);
+    regs.read32(ICR);
+    Ok(())
+}
+
+/// Runs the MDIC access `command` on the internal PHY; the register's value.
+fn phy_access(function: &DeviceFunction, regs: &Mmio, command: u32) -> Result<u16, DeviceError> {
+    regs.write32(MDIC, command);
+    let mut outcome = None;
+    wait_until(function, "PHY register access", PHY_TIMEOUT_MS, || {
+        outcome = ring::mdic_outcome(regs.read32(MDIC));
+        outcome.is_some()
+    })?;
+    outcome.unwrap_or(Err(DeviceError::Timeout {
+        what: "PHY register access",
+        ms: PHY_TIMEOUT_MS,
+    }))
+}
+
+/// Powers the PHY up if firmware or an earlier driver powered it down (the MAC reset
+/// leaves the PHY as it was), restarting auto-negotiation so the link comes up.
+fn power_up_phy(function: &DeviceFunction, regs: &Mmio) -> Result<(), DeviceError> {
+    let control = phy_access(function, regs, ring::mdic_read(PHY_CONTROL))?;
+    if let Some(up) = ring::phy_power_up(control) {
+        phy_access(function, regs, ring::mdic_write(PHY_CONTROL, up))?;
+    }
+    Ok(())
+}
+
+/// The MAC address: RAL0/RAH0 as the reset loaded them from the EEPROM, else the
+/// EEPROM's words 0..3 read through EERD.
+fn mac_address(
+    function: &DeviceFunction,
+    regs: &Mmio,
+    model: &Model,
+) -> Result<[u8; 6], DeviceError> {
+    if let Some(mac) = ring::mac_from_receive_address(regs.read32(RAL0), regs.read32(RAH0)) {
+        return Ok(mac);
+    }
+    let layout = model.eerd.ok_or(DeviceError::Unsupported(
+        "a MAC address in RAL0 (no EERD to read the EEPROM)",
+    ))?;
+    let mut words = [0u16; 3];
+    for (index, word) in (0u8..).zip(words.iter_mut()) {
+        regs.write32(EERD, layout.request(index));
+        let mut read = None;
+        wait_until(function, "EEPROM read", EEPROM_TIMEOUT_MS, || {
+            read = layout.word(regs.read32(EERD));
+            read.is_some()
+        })?;
+        *word = read.unwrap_or_default();
+    }
+    ring::mac_from_eeprom(words).ok_or(DeviceError::Status {
+        what: "EEPROM MAC address",
+        status: u32::from(words[0]),
+    })
+}
+
+/// One receive/transmit queue pair: its rings, buffers and software state.
+struct Queue {
+    /// Receive descriptors.
+    rx_descriptors: Dma,
+    /// Receive buffers, `BUFFER_BYTES` per descriptor, in ring order.
+    rx_buffers: Dma,
+    /// Which receive descriptor comes next and what to give back.
+    rx: RxRing,
+    /// An earlier receive buffer held the start of a frame longer than one buffer.
+    rx_spanning: bool,
+    /// Transmit descriptors.
+    tx_descriptors: Dma,
+    /// Transmit buffers, `BUFFER_BYTES` per descriptor, in ring order.
+    tx_buffers: Dma,
+    /// Which transmit descriptors the device holds.
+    tx: TxRing,
+    /// This queue's register offset above queue 0's (`QUEUE_STRIDE` per queue).
+    registers: usize,
+}
+
+impl Queue {
+    /// Allocates queue `index`'s rings and buffers and points every descriptor at
+    /// its buffer.
+    fn new(function: &DeviceFunction, index: usize) -> Result<Self, DeviceError> {
+        let mut queue = Self {
+            rx_descriptors: function.dma(RX_DESCRIPTORS * DESCRIPTOR_BYTES)?,
+            rx_buffers: function.dma(RX_DESCRIPTORS * BUFFER_BYTES)?,
+            rx: RxRing::new(RX_DESCRIPTORS),
+            rx_spanning: false,
+            tx_descriptors: function.dma(TX_DESCRIPTORS * DESCRIPTOR_BYTES)?,
+            tx_buffers: function.dma(TX_DESCRIPTORS * BUFFER_BYTES)?,
+            tx: TxRing::new(TX_DESCRIPTORS),
+            registers: index * QUEUE_STRIDE,
+        };
+        for slot in 0..RX_DESCRIPTORS {
+            let buffer = queue.rx_buffer(slot);
+            queue
+                .rx_descriptors
+                .write64(slot * DESCRIPTOR_BYTES, buffer);
+        }
+        for slot in 0..TX_DESCRIPTORS {
+            let buffer = queue.tx_buffer(slot);
+            queue
+                .tx_descriptors
+                .write64(slot * DESCRIPTOR_BYTES, buffer);
+        }
+        Ok(queue)
+    }
+
+    /// The device address of receive buffer `slot`.
+    fn rx_buffer(&self, slot: usize) -> u64 {
+        self.rx_buffers.phys() + (slot * BUFFER_BYTES) as u64
+    }
+
+    /// The device address of transmit buffer `slot`.
+    fn tx_buffer(&self, slot: usize) -> u64 {
+        self.tx_buffers.phys() + (slot * BUFFER_BYTES) as u64
+    }
+
+    /// Programs both rings' base, length, head and tail (SDM, "Receive
+    /// Initialization" and "Transmit Initialization"): all receive buffers but one
+    /// are given to the device, no frame is queued.
+    fn program(&self, regs: &Mmio) {
+        let at = |register: usize| register + self.registers;
+        let rx_base = self.rx_descriptors.phys();
+        regs.write32(at(RDBAL), rx_base as u32);
+        regs.write32(at(RDBAH), (rx_base >> 32) as u32);
+        regs.write32(at(RDLEN), (RX_DESCRIPTORS * DESCRIPTOR_BYTES) as u32);
+        regs.write32(at(RDH), 0);
+        regs.write32(at(RDT), self.rx.initial_tail() as u32);
+        let tx_base = self.tx_descriptors.phys();
+        regs.write32(at(TDBAL), tx_base as u32);
+        regs.write32(at(TDBAH), (tx_base >> 32) as u32);
+        regs.write32(at(TDLEN), (TX_DESCRIPTORS * DESCRIPTOR_BYTES) as u32);
+        regs.write32(at(TDH), 0);
+        regs.write32(at(TDT), 0);
+    }
+
+    /// Takes back the transmit descriptors the device finished with.
+    fn reclaim_transmitted(&mut self) {
+        let descriptors = &self.tx_descriptors;
+        self.tx.reclaim(|slot| {
+            ring::tx_done(descriptors.read64(slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS))
+        });
+    }
+}
+
+/// One started controller: its registers and its queue pairs.
+struct E1000 {
+    /// BAR0.
+    regs: Mmio,
+    /// The MAC address.
+    mac: [u8; 6],
+    /// How the device writes receive descriptors back.
+    rx_format: RxFormat,
+    /// The queue pairs (one on the 8254x, two on the 82574).
+    queues: Vec<Queue>,
+}
+
+impl E1000 {
+    /// Allocates the rings, programs link, addresses, the queues (and RSS over them)
+    /// and enables the receiver and transmitter (SDM, "General Configuration").
+    fn start(
+        function: &DeviceFunction,
+        regs: Mmio,
+        model: Model,
+        mac: [u8; 6],
+    ) -> Result<Self, DeviceError> {
+        let queues = (0..model.queues())
+            .map(|index| Queue::new(function, index))
+            .collect::<Result<Vec<_>, _>>()?;
+        let nic = Self {
+            regs,
+            mac,
+            rx_format: model.rx_format(),
+            queues,
+        };
+        let regs = &nic.regs;
+
+        // Link: set link up and let the MAC take speed and duplex from the PHY's
+        // auto-negotiation (ASDE on the 8254x; the 82574 does so by itself); no link,
+        // PHY or VLAN overrides left from firmware.
+        let mut ctrl = regs.read32(CTRL) | CTRL_SLU;
+        if !model.pcie {
+            ctrl |= CTRL_ASDE;
+        }
+        ctrl &= !(CTRL_LRST | CTRL_PHY_RST | CTRL_ILOS | CTRL_VME);
+        regs.write32(CTRL, ctrl);
+        if model.pcie {
+            regs.write32(CTRL_EXT, regs.read32(CTRL_EXT) | CTRL_EXT_DRV_LOAD);
+        }
+
+        // Addresses: ours in entry 0, no multicast groups.
+        let (ral, rah) = ring::receive_address(mac);
+        regs.write32(RAL0, ral);
+        regs.write32(RAH0, rah);
+        for entry in 0..MTA_ENTRIES {
+            regs.write32(MTA + 4 * entry, 0);
+        }
+
+        for queue in &nic.queues {
+            queue.program(regs);
+        }
+        regs.write32(RDTR, 0);
+        regs.write32(TIPG, ring::tipg(&model));
+        if nic.rx_format == RxFormat::Extended {
+            // RSS (82574 datasheet, "Receive-Side Scaling"): extended descriptors, the
+            // checksum field given to the hash, the key, and a table alternating
+            // between the two queues; frames RSS does not hash go to queue 0.
+            regs.write32(RFCTL, regs.read32(RFCTL) | RFCTL_EXTEN);
+            regs.write32(RXCSUM, regs.read32(RXCSUM) | RXCSUM_PCSD);
+            for (index, key) in ring::RSS_KEY.chunks_exact(4).enumerate() {
+                let word = u32::from_le_bytes([key[0], key[1], key[2], key[3]]);
+                regs.write32(RSSRK + 4 * index, word);
+            }
+            for index in 0..RETA_REGISTERS {
+                regs.write32(RETA + 4 * index, RETA_ALTERNATE);
+            }
+            regs.write32(MRQC, MRQC_RSS | MRQC_HASH_ALL);
+            // Reset enables transmit queue 0 only.
+            for queue in nic.queues.iter().skip(1) {
+                let tarc = TARC0 + queue.registers;
+                regs.write32(tarc, regs.read32(tarc) | TARC_ENABLE);
+            }
+        }
+
+        barrier();
+        regs.write32(RCTL, RCTL_EN | RCTL_BAM | RCTL_SECRC | RCTL_BSIZE_2048);
+        regs.write32(
+            TCTL,
+            TCTL_EN
+                | TCTL_PSP
+                | TCTL_CT_15
+                | (ring::collision_distance(&model) << TCTL_COLD_SHIFT)
+                | TCTL_RTLC,
+        );
+        Ok(nic)
+    }
+
+    /// Queue pair `queue`, or [`DeviceError::NoSuchQueue`].
+    fn queue(&mut self, queue: usize) -> Result<&mut Queue, DeviceError> {
+        self.queues
+            .get_mut(queue)
+            .ok_or(DeviceError::NoSuchQueue(queue))
+    }
+}
+
+impl Drop for E1000 {
+    /// Stops the device's DMA before the rings and buffers go back to the kernel.
+    fn drop(&mut self) {
+        self.regs.write32(RCTL, 0);
+        self.regs.write32(TCTL, 0);
+        self.regs.write32(CTRL, self.regs.read32(CTRL) | CTRL_RST);
+    }
+}
+
+impl NetDevice for E1000 {
+    fn info(&self) -> NetInfo {
+        NetInfo {
+            mac: self.mac,
+            max_frame: MAX_FRAME,
+            queues: self.queues.len(),
+            link_up: self.regs.read32(STATUS) & STATUS_LU != 0,
+        }
+    }
+
+    fn receive(
+        &mut self,
+        queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        let format = self.rx_format;
+        let regs = self.regs.clone();
+        let queue = self.queue(queue)?;
+        let mut delivered = 0;
+        for _ in 0..budget {
+            let slot = queue.rx.next();
+            let fields_at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
+            if !RxFields::decode(format, queue.rx_descriptors.read64(fields_at)).done() {
+                break;
+            }
+            // Read the length only after seeing DD: the device may write the
+            // descriptor's bytes in any order.
+            barrier();
+            let fields = RxFields::decode(format, queue.rx_descriptors.read64(fields_at));
+            if let RxVerdict::Deliver(len) = ring::rx_verdict(fields, &mut queue.rx_spanning) {
+                deliver(queue.rx_buffers.bytes(slot * BUFFER_BYTES, len));
+                delivered += 1;
+            }
+            // Back to the device: the buffer address again (the extended write-back
+            // overwrites it with the RSS hash), status cleared.
+            let buffer = queue.rx_buffer(slot);
+            queue
+                .rx_descriptors
+                .write64(slot * DESCRIPTOR_BYTES, buffer);
+            queue.rx_descriptors.write64(fields_at, 0);
+            queue.rx.advance();
+        }
+        if let Some(tail) = queue.rx.tail_to_post(RX_POST_BATCH) {
+            barrier();
+            regs.write32(RDT + queue.registers, tail as u32);
+        }
+        Ok(delivered)
+    }
+
+    fn transmit(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), DeviceError> {
+        let regs = self.regs.clone();
+        let queue = self.queue(queue)?;
+        ring::check_frame_len(len)?;
+        // Reclaim only when the ring is full: one pass then frees every finished
+        // descriptor at once instead of looking at DMA memory on every frame.
+        let slot = match queue.tx.slot_to_fill() {
+            Some(slot) => slot,
+            None => {
+                queue.reclaim_transmitted();
+                queue.tx.slot_to_fill().ok_or(DeviceError::QueueFull)?
+            }
+        };
+        fill(queue.tx_buffers.bytes_mut(slot * BUFFER_BYTES, len));
+        let at = slot * DESCRIPTOR_BYTES;
+        let buffer = queue.tx_buffer(slot);
+        queue.tx_descriptors.write64(at, buffer);
+        queue
+            .tx_descriptors
+            .write64(at + DESCRIPTOR_FIELDS, ring::tx_fields(len));
+        let tail = queue.tx.queued();
+        barrier();
+        regs.write32(TDT + queue.registers, tail as u32);
+        Ok(())
+    }
+
+    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
+        let queue = self.queue(queue)?;
+        queue.reclaim_transmitted();
+        Ok(queue.tx.in_flight())
+    }
 }

@@ -4,7 +4,7 @@
 //! (as the holder `baremetal`), so a device an app holds is refused to BareMetal code.
 //! BareMetal counts storage in 4096-byte sectors.
 
-use rexo_api::{BlockDevice, DeviceError, NetDevice, device::wait_for};
+use rexo_api::{BlockDevice, DeviceError, device::wait_for};
 
 use crate::Registry;
 
@@ -35,7 +35,7 @@ impl Registry {
         let Ok(mut disk) = self.open_block(drive, HOLDER) else {
             return 0;
         };
-        match storage(&mut disk, sector, transfer) {
+        match storage(disk.as_mut(), sector, transfer) {
             Ok(done) => done,
             Err(error) => {
                 log::warn!("baremetal: disk {drive}, sector {sector}: {error}");

@@ -19,7 +19,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use rexo_api::{ApiError, DeviceError, DeviceInfo, DeviceKind};
+use alloc::boxed::Box;
+
+use rexo_api::{ApiError, BlockDevice, DeviceError, DeviceInfo, DeviceKind, NetDevice};
 use rexo_devio::{DeviceFunction, Found, PciBus, Platform};
 use rexo_pci::{Address, Function};
 
@@ -260,15 +262,23 @@ impl Registry {
     }
 
     /// Opens network interface `index` for `holder` alone.
-    pub fn open_net(&'static self, index: usize, holder: Holder) -> Result<NetLease, ApiError> {
+    pub fn open_net(
+        &'static self,
+        index: usize,
+        holder: Holder,
+    ) -> Result<Box<dyn NetDevice>, ApiError> {
         let (slot, generation) = self.open(DeviceKind::Net, index, holder)?;
-        Ok(NetLease::new(slot, generation))
+        Ok(Box::new(NetLease::new(slot, generation)))
     }
 
     /// Opens disk `index` for `holder` alone.
-    pub fn open_block(&'static self, index: usize, holder: Holder) -> Result<BlockLease, ApiError> {
+    pub fn open_block(
+        &'static self,
+        index: usize,
+        holder: Holder,
+    ) -> Result<Box<dyn BlockDevice>, ApiError> {
         let (slot, generation) = self.open(DeviceKind::Block, index, holder)?;
-        Ok(BlockLease::new(slot, generation))
+        Ok(Box::new(BlockLease::new(slot, generation)))
     }
 
     /// Takes back every device the app of owner number `owner` holds (it ended): its

@@ -6,7 +6,6 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::raw::{self, Regs};
 use crate::arch::cpu;
 use crate::arch::percpu::{self, MAX_CORES};
-use crate::devices::registry;
 use rexo_drivers::baremetal::{SECTOR, Transfer};
 
 /// What `b_system` returns for an unknown function or a bad argument: all ones.
@@ -35,18 +34,27 @@ pub fn dispatch(regs: &mut Regs) {
             let buffer = raw::app_bytes_mut(regs.rdi, 1514).unwrap_or_default();
             regs.rcx = registry().baremetal_receive(regs.rdx as usize, buffer) as u64;
         }
-        4 | 5 => {
-            let bytes = regs.rcx.saturating_mul(SECTOR);
-            let transfer = match regs.call {
-                4 => raw::app_bytes_mut(regs.rdi, bytes).map(Transfer::Read),
-                _ => raw::app_bytes(regs.rsi, bytes).map(Transfer::Write),
-            };
-            regs.rcx = transfer.map_or(0, |t| {
-                registry().baremetal_storage(regs.rdx as usize, regs.rax, t)
-            });
-        }
+        4 | 5 => regs.rcx = storage(regs),
         _ => regs.rax = system(regs.rcx, regs.rax, regs.rdx),
     }
+}
+
+/// The bound devices.
+fn registry() -> &'static rexo_drivers::Registry {
+    crate::devices::machine().registry()
+}
+
+/// `b_nvs_read` (call 4) or `b_nvs_write` (5): RCX 4096-byte sectors from sector RAX of
+/// drive RDX, into RDI or from RSI; the sectors done.
+fn storage(regs: &Regs) -> u64 {
+    let bytes = regs.rcx.saturating_mul(SECTOR);
+    let transfer = match regs.call {
+        4 => raw::app_bytes_mut(regs.rdi, bytes).map(Transfer::Read),
+        _ => raw::app_bytes(regs.rsi, bytes).map(Transfer::Write),
+    };
+    transfer.map_or(0, |t| {
+        registry().baremetal_storage(regs.rdx as usize, regs.rax, t)
+    })
 }
 
 /// `b_output`: `count` bytes at `text` to the consoles (invalid UTF-8 shows as U+FFFD;

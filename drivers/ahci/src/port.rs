@@ -1,0 +1,706 @@
+//! One AHCI port and the ATA disk on it: the command list, received-FIS area and
+//! per-slot command tables (AHCI 4.2) in one DMA block, a data buffer per slot, and the
+//! slot bookkeeping. Commands are prepared at submit and issued together (one PxSACT
+//! and one PxCI write) at the next poll; completion is a PxSACT (queued) or PxCI bit
+//! going clear.
+
+use alloc::vec::Vec;
+
+use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
+use rexo_ata::command::{self, Command, Direction, Protocol, STATUS_BSY, STATUS_DRQ};
+use rexo_ata::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
+use rexo_ata::wait;
+use rexo_devio::{Dma, Mmio, Platform, barrier};
+
+use crate::fis::{FIS_BYTES, register_h2d};
+use crate::{CAP_S64A, CAP_SNCQ};
+
+/// PxCLB: the command list's address (1 KiB aligned).
+const PX_CLB: usize = 0x00;
+/// PxCLBU: the command list address's upper 32 bits.
+const PX_CLBU: usize = 0x04;
+/// PxFB: the received-FIS area's address (256-byte aligned).
+const PX_FB: usize = 0x08;
+/// PxFBU: the received-FIS area address's upper 32 bits.
+const PX_FBU: usize = 0x0C;
+/// PxIS: interrupt status (write 1 to clear).
+const PX_IS: usize = 0x10;
+/// PxIE: interrupt enable (kept 0: the driver polls).
+const PX_IE: usize = 0x14;
+/// PxCMD: command and status.
+const PX_CMD: usize = 0x18;
+/// PxTFD: the task file: status in bits 7:0, error in bits 15:8.
+const PX_TFD: usize = 0x20;
+/// PxSIG: the signature of the attached device.
+const PX_SIG: usize = 0x24;
+/// PxSSTS: SATA status (DET in bits 3:0).
+const PX_SSTS: usize = 0x28;
+/// PxSCTL: SATA control (DET in bits 3:0 starts a COMRESET).
+const PX_SCTL: usize = 0x2C;
+/// PxSERR: SATA error (write 1 to clear).
+const PX_SERR: usize = 0x30;
+/// PxSACT: queued commands outstanding, one bit per slot.
+const PX_SACT: usize = 0x34;
+/// PxCI: commands issued, one bit per slot.
+const PX_CI: usize = 0x38;
+
+/// PxCMD: start (process the command list).
+const CMD_ST: u32 = 1 << 0;
+/// PxCMD: spin up device.
+const CMD_SUD: u32 = 1 << 1;
+/// PxCMD: power on device.
+const CMD_POD: u32 = 1 << 2;
+/// PxCMD: FIS receive enable.
+const CMD_FRE: u32 = 1 << 4;
+/// PxCMD: FIS receive running.
+const CMD_FR: u32 = 1 << 14;
+/// PxCMD: command list running.
+const CMD_CR: u32 = 1 << 15;
+
+/// PxIS: task file error (the device reported ERR).
+const IS_TFES: u32 = 1 << 30;
+/// PxIS: host bus fatal error.
+const IS_HBFS: u32 = 1 << 29;
+/// PxIS: host bus data error.
+const IS_HBDS: u32 = 1 << 28;
+/// PxIS: interface fatal error.
+const IS_IFS: u32 = 1 << 27;
+/// PxIS: interface non-fatal error.
+const IS_INFS: u32 = 1 << 26;
+/// PxIS: overflow (the device sent more data than the PRDs hold).
+const IS_OFS: u32 = 1 << 24;
+/// Every PxIS error that stops the port.
+const IS_ERRORS: u32 = IS_TFES | IS_HBFS | IS_HBDS | IS_IFS | IS_INFS | IS_OFS;
+
+/// PxSSTS/PxSCTL DET field.
+const DET_MASK: u32 = 0xF;
+/// PxSSTS.DET: device present and PHY communication established.
+const DET_ESTABLISHED: u32 = 3;
+/// PxSCTL.DET: perform interface initialisation (COMRESET).
+const DET_COMRESET: u32 = 1;
+
+/// PxSIG of an ATA disk.
+const SIG_ATA: u32 = 0x0000_0101;
+/// PxSIG of an ATAPI device.
+const SIG_ATAPI: u32 = 0xEB14_0101;
+/// PxSIG of an enclosure management bridge.
+const SIG_SEMB: u32 = 0xC33C_0101;
+/// PxSIG of a port multiplier.
+const SIG_PM: u32 = 0x9669_0101;
+
+/// Command slots at most (AHCI: 32 per port).
+const MAX_SLOTS: usize = 32;
+/// Offset of the command list in the tables block: 32 headers of 32 bytes.
+const COMMAND_LIST: usize = 0x000;
+/// Bytes per command header.
+const HEADER_BYTES: usize = 32;
+/// Offset of the received-FIS area (256 bytes).
+const RECEIVED_FIS: usize = 0x400;
+/// Offset of slot 0's command table; each is 128-byte aligned.
+const COMMAND_TABLES: usize = 0x800;
+/// Bytes per command table: the command FIS area (0x80) and one PRD entry, rounded
+/// up to the 128-byte alignment.
+const TABLE_STRIDE: usize = 0x100;
+/// Offset of the PRD table in a command table.
+const TABLE_PRDT: usize = 0x80;
+/// Bytes of the tables block.
+const TABLES_BYTES: usize = COMMAND_TABLES + MAX_SLOTS * TABLE_STRIDE;
+
+/// Command header DW0: the command FIS length in dwords (bits 4:0).
+const HEADER_CFL: u32 = (FIS_BYTES / 4) as u32;
+/// Command header DW0: the command writes to the device.
+const HEADER_WRITE: u32 = 1 << 6;
+/// Command header DW0: PRD entries (bits 31:16), always one here.
+const HEADER_ONE_PRD: u32 = 1 << 16;
+
+/// The sectors one request may cover (each slot's buffer is 64 KiB).
+const BUFFER_SECTORS: u32 = 128;
+/// How long a command may run before the port is reset.
+const COMMAND_TIMEOUT_MS: u64 = 10_000;
+/// How long IDENTIFY may take.
+const IDENTIFY_TIMEOUT_MS: u64 = 1_000;
+/// How long the command list or FIS engine may take to stop (AHCI 10.1.2: 500 ms).
+const STOP_TIMEOUT_MS: u64 = 500;
+/// How long the device may stay busy after the link is up or after a COMRESET (a
+/// spinning disk may still be spinning up; ATA allows far more, QEMU needs none).
+const READY_TIMEOUT_MS: u64 = 5_000;
+/// How long COMRESET is held (AHCI 10.4.2: at least 1 ms).
+const COMRESET_HOLD_NS: u64 = 1_000_000;
+/// Nanoseconds per millisecond.
+const NS_PER_MS: u64 = 1_000_000;
+
+/// Powers and spins up the port's device (AHCI 10.10.1; SUD only matters with
+/// staggered spin-up, POD only with cold presence detection, both harmless otherwise).
+pub(crate) fn spin_up(registers: &Mmio, staggered: bool) {
+    let command = registers.read32(PX_CMD);
+    let up = if staggered {
+        CMD_SUD | CMD_POD
+    } else {
+        CMD_POD
+    };
+    registers.write32(PX_CMD, command | up);
+}
+
+/// Whether a device is present with the link established.
+pub(crate) fn linked(registers: &Mmio) -> bool {
+    registers.read32(PX_SSTS) & DET_MASK == DET_ESTABLISHED
+}
+
+/// What a request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation {
+    /// Moves sectors.
+    Transfer(Direction),
+    /// Flushes the write cache.
+    Flush,
+}
+
+/// A request holding a slot.
+#[derive(Clone, Copy, Debug)]
+struct Request {
+    /// What it does.
+    operation: Operation,
+    /// Sectors it moves.
+    sectors: u32,
+    /// When it was submitted.
+    since: u64,
+}
+
+/// The slot `slot`'s bit in PxSACT/PxCI.
+fn bit(slot: usize) -> u32 {
+    1 << slot
+}
+
+/// The slots of `mask`, lowest first.
+fn slots_of(mask: u32) -> impl Iterator<Item = usize> {
+    (0..MAX_SLOTS).filter(move |&slot| mask & bit(slot) != 0)
+}
+
+/// The lowest slot below `depth` not in `busy`.
+fn free_slot(busy: u32, depth: usize) -> Option<usize> {
+    let slot = (!busy).trailing_zeros() as usize;
+    (slot < depth).then_some(slot)
+}
+
+/// One ATA disk on an AHCI port.
+pub struct AhciDisk {
+    /// The port's registers.
+    registers: Mmio,
+    /// The port number (for messages).
+    number: u8,
+    /// Command list, received FIS and command tables.
+    tables: Dma,
+    /// Each slot's data buffer.
+    buffers: Vec<Dma>,
+    /// The request holding each slot.
+    requests: [Option<Request>; MAX_SLOTS],
+    /// Slots prepared but not yet issued.
+    ready: u32,
+    /// A non-queued command (a flush among queued ones) waiting for the queue to drain:
+    /// SATA cannot mix the two.
+    held: u32,
+    /// Slots the HBA has.
+    issued: u32,
+    /// Which held/ready/issued slots are NCQ commands.
+    queued: u32,
+    /// What IDENTIFY said.
+    identity: Identity,
+    /// READ/WRITE FPDMA QUEUED, or one DMA EXT command at a time.
+    ncq: bool,
+    /// Slots used.
+    depth: usize,
+    /// Set when the port could not be recovered; every call then fails.
+    failed: Option<&'static str>,
+    /// The clock.
+    platform: &'static dyn Platform,
+}
+
+impl AhciDisk {
+    /// Sets up port `number` (registers `registers`, HBA capabilities `cap`, `slots`
+    /// command slots) and identifies its disk; `None` (logged) when the port holds no
+    /// ATA disk (AHCI 10.1.2 for the port initialisation).
+    pub(crate) fn start(
+        registers: Mmio,
+        number: u8,
+        cap: u32,
+        slots: u32,
+        platform: &'static dyn Platform,
+    ) -> Result<Option<Self>, DeviceError> {
+        if !linked(&registers) {
+            log::info!("ahci: port {number}: empty");
+            return Ok(None);
+        }
+        let tables = Dma::new(platform, TABLES_BYTES)?;
+        let first_buffer = Dma::new(platform, (BUFFER_SECTORS * SECTOR_BYTES) as usize)?;
+        let mut disk = Self {
+            registers,
+            number,
+            tables,
+            buffers: alloc::vec![first_buffer],
+            requests: [None; MAX_SLOTS],
+            ready: 0,
+            held: 0,
+            issued: 0,
+            queued: 0,
+            // Filled in by IDENTIFY below.
+            identity: Identity::default(),
+            ncq: false,
+            depth: 1,
+            failed: None,
+            platform,
+        };
+        disk.check_reachable(cap, &disk.tables)?;
+        disk.check_reachable(cap, &disk.buffers[0])?;
+        disk.stop()?;
+        // AHCI registers take dword accesses only (AHCI 3): each address in two halves.
+        let list = disk.tables.phys() + COMMAND_LIST as u64;
+        let received = disk.tables.phys() + RECEIVED_FIS as u64;
+        disk.registers.write32(PX_CLB, list as u32);
+        disk.registers.write32(PX_CLBU, (list >> 32) as u32);
+        disk.registers.write32(PX_FB, received as u32);
+        disk.registers.write32(PX_FBU, (received >> 32) as u32);
+        disk.registers.write32(PX_SERR, u32::MAX);
+        disk.registers.write32(PX_IS, u32::MAX);
+        disk.registers.write32(PX_IE, 0);
+        let command = disk.registers.read32(PX_CMD);
+        disk.registers.write32(PX_CMD, command | CMD_FRE);
+        // The device's first D2H FIS (which also sets PxSIG) clears BSY.
+        if disk.wait_idle().is_err() {
+            disk.comreset()?;
+        }
+        let signature = disk.registers.read32(PX_SIG);
+        if signature != SIG_ATA {
+            let what = match signature {
+                SIG_ATAPI => "an ATAPI device",
+                SIG_SEMB => "an enclosure management bridge",
+                SIG_PM => "a port multiplier",
+                _ => "an unknown device",
+            };
+            log::info!("ahci: port {number}: {what} (signature {signature:#010x}), skipped");
+            disk.stop()?;
+            return Ok(None);
+        }
+        disk.registers
+            .write32(PX_CMD, disk.registers.read32(PX_CMD) | CMD_ST);
+        disk.attach_buffer(0);
+        disk.identity = Identity::parse(disk.identify()?)?;
+        disk.ncq = cap & CAP_SNCQ != 0 && disk.identity.ncq_depth.is_some();
+        disk.depth = match disk.identity.ncq_depth {
+            Some(depth) if disk.ncq => depth.min(slots) as usize,
+            _ => 1,
+        }
+        .min(MAX_SLOTS);
+        while disk.buffers.len() < disk.depth {
+            let buffer = Dma::new(platform, (BUFFER_SECTORS * SECTOR_BYTES) as usize)?;
+            disk.check_reachable(cap, &buffer)?;
+            disk.buffers.push(buffer);
+        }
+        for slot in 1..disk.depth {
+            disk.attach_buffer(slot);
+        }
+        log::info!(
+            "ahci: port {number}: {:?}, {} sectors, {}",
+            disk.identity.model,
+            disk.identity.sectors,
+            if disk.ncq {
+                alloc::format!("NCQ, {} in flight", disk.depth)
+            } else {
+                alloc::string::String::from("DMA EXT, one at a time")
+            }
+        );
+        Ok(Some(disk))
+    }
+
+    /// Points `slot`'s command header at its command table, and the table's one PRD
+    /// entry at the slot's buffer (both fixed; commands change only the rest).
+    fn attach_buffer(&mut self, slot: usize) {
+        let table = COMMAND_TABLES + slot * TABLE_STRIDE;
+        let table_address = self.tables.phys() + table as u64;
+        self.tables
+            .write64(COMMAND_LIST + slot * HEADER_BYTES + 8, table_address);
+        self.tables
+            .write64(table + TABLE_PRDT, self.buffers[slot].phys());
+    }
+
+    /// Refuses memory above 4 GiB when the HBA has only 32-bit addresses.
+    fn check_reachable(&self, cap: u32, memory: &Dma) -> Result<(), DeviceError> {
+        let end = memory.phys() + memory.len() as u64;
+        if cap & CAP_S64A == 0 && end > 1 << 32 {
+            return Err(DeviceError::Unsupported("64-bit DMA addresses"));
+        }
+        Ok(())
+    }
+
+    /// Stops the command list and FIS engines (AHCI 10.1.2).
+    fn stop(&mut self) -> Result<(), DeviceError> {
+        let registers = &self.registers;
+        registers.write32(PX_CMD, registers.read32(PX_CMD) & !CMD_ST);
+        wait::until(
+            self.platform,
+            "the AHCI command list to stop",
+            STOP_TIMEOUT_MS,
+            || registers.read32(PX_CMD) & CMD_CR == 0,
+        )?;
+        registers.write32(PX_CMD, registers.read32(PX_CMD) & !CMD_FRE);
+        wait::until(
+            self.platform,
+            "the AHCI FIS receive to stop",
+            STOP_TIMEOUT_MS,
+            || registers.read32(PX_CMD) & CMD_FR == 0,
+        )
+    }
+
+    /// Waits until the device is neither busy nor wanting data.
+    fn wait_idle(&self) -> Result<(), DeviceError> {
+        wait::until(
+            self.platform,
+            "the SATA device to be ready",
+            READY_TIMEOUT_MS,
+            || self.registers.read32(PX_TFD) & u32::from(STATUS_BSY | STATUS_DRQ) == 0,
+        )
+    }
+
+    /// Resets the link and the device (COMRESET, AHCI 10.4.2) and waits for it.
+    fn comreset(&mut self) -> Result<(), DeviceError> {
+        let control = self.registers.read32(PX_SCTL) & !DET_MASK;
+        self.registers.write32(PX_SCTL, control | DET_COMRESET);
+        wait::pause(self.platform, COMRESET_HOLD_NS);
+        self.registers.write32(PX_SCTL, control);
+        wait::until(
+            self.platform,
+            "the SATA link after COMRESET",
+            READY_TIMEOUT_MS,
+            || linked(&self.registers),
+        )?;
+        self.registers.write32(PX_SERR, u32::MAX);
+        self.wait_idle()
+    }
+
+    /// Writes `command` into `slot`'s command table and header; `bytes` of data move
+    /// through the slot's buffer.
+    fn prepare(&mut self, slot: usize, command: &Command, write: bool, bytes: usize) {
+        let table = COMMAND_TABLES + slot * TABLE_STRIDE;
+        for (i, dword) in register_h2d(command).chunks_exact(4).enumerate() {
+            let value = u32::from_le_bytes([dword[0], dword[1], dword[2], dword[3]]);
+            self.tables.write32(table + 4 * i, value);
+        }
+        // PRD DW3: byte count minus one (bit 0 set: counts are even), no interrupt.
+        self.tables
+            .write32(table + TABLE_PRDT + 12, (bytes.max(2) - 1) as u32);
+        let header = COMMAND_LIST + slot * HEADER_BYTES;
+        let direction = if write { HEADER_WRITE } else { 0 };
+        let prds = if bytes == 0 { 0 } else { HEADER_ONE_PRD };
+        self.tables.write32(header, HEADER_CFL | direction | prds);
+        self.tables.write32(header + 4, 0);
+    }
+
+    /// Runs IDENTIFY DEVICE in slot 0 and returns its data.
+    fn identify(&mut self) -> Result<&[u8], DeviceError> {
+        self.prepare(0, &Command::identify(), false, IDENTIFY_BYTES);
+        barrier();
+        self.registers.write32(PX_CI, bit(0));
+        let registers = &self.registers;
+        wait::until(self.platform, "IDENTIFY", IDENTIFY_TIMEOUT_MS, || {
+            registers.read32(PX_CI) & bit(0) == 0 || registers.read32(PX_IS) & IS_ERRORS != 0
+        })?;
+        if self.registers.read32(PX_IS) & IS_ERRORS != 0 {
+            let status = self.registers.read32(PX_TFD);
+            self.restart(false)?;
+            return Err(DeviceError::Status {
+                what: "IDENTIFY DEVICE",
+                status,
+            });
+        }
+        Ok(self.buffers[0].bytes(0, IDENTIFY_BYTES))
+    }
+
+    /// Brings the port back after an error or a timeout (AHCI 6.2.2): stop, clear the
+    /// errors, COMRESET when the device is stuck or was running queued commands (an NCQ
+    /// error leaves it refusing new ones until reset), start.
+    fn restart(&mut self, was_queued: bool) -> Result<(), DeviceError> {
+        let registers = &self.registers;
+        registers.write32(PX_CMD, registers.read32(PX_CMD) & !CMD_ST);
+        wait::until(
+            self.platform,
+            "the AHCI command list to stop",
+            STOP_TIMEOUT_MS,
+            || registers.read32(PX_CMD) & CMD_CR == 0,
+        )?;
+        registers.write32(PX_SERR, u32::MAX);
+        registers.write32(PX_IS, u32::MAX);
+        let stuck = registers.read32(PX_TFD) & u32::from(STATUS_BSY | STATUS_DRQ) != 0;
+        if stuck || was_queued {
+            self.comreset()?;
+        }
+        self.registers
+            .write32(PX_CMD, self.registers.read32(PX_CMD) | CMD_ST);
+        Ok(())
+    }
+
+    /// The sectors a request may address.
+    fn capacity(&self) -> u64 {
+        if self.identity.lba48 {
+            self.identity.sectors
+        } else {
+            self.identity.sectors.min(command::LBA28_LIMIT)
+        }
+    }
+
+    /// Slots holding a request, issued or not.
+    fn busy(&self) -> u32 {
+        self.ready | self.held | self.issued
+    }
+
+    /// Takes a slot for `operation` and prepares its command; issued at the next poll.
+    fn submit(
+        &mut self,
+        queue: usize,
+        operation: Operation,
+        lba: u64,
+        sectors: u32,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Tag, DeviceError> {
+        if let Some(why) = self.failed {
+            return Err(DeviceError::Failed(why));
+        }
+        if queue != 0 {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        if operation != Operation::Flush {
+            command::check_range(lba, sectors, self.capacity(), BUFFER_SECTORS)?;
+        }
+        let queued = self.ncq && operation != Operation::Flush;
+        let busy = self.busy();
+        // Queued commands wait behind a non-queued one; a non-queued one among queued
+        // ones is held until they finish (SATA runs one kind at a time).
+        let non_queued_pending = busy & !self.queued != 0;
+        if queued && non_queued_pending {
+            return Err(DeviceError::QueueFull);
+        }
+        let slot = free_slot(busy, self.depth).ok_or(DeviceError::QueueFull)?;
+        let bytes = (sectors * SECTOR_BYTES) as usize;
+        // `sectors` is at most BUFFER_SECTORS (checked), which fits the count fields.
+        let command = match operation {
+            Operation::Flush => Command::flush(self.identity.lba48),
+            Operation::Transfer(direction) if queued => {
+                Command::queued(direction, lba, sectors as u16, slot as u8)
+            }
+            Operation::Transfer(direction) => Command::transfer(
+                direction,
+                Protocol::Dma,
+                self.identity.lba48,
+                lba,
+                sectors as u16,
+            ),
+        };
+        let write = operation == Operation::Transfer(Direction::Write);
+        if write {
+            fill(self.buffers[slot].bytes_mut(0, bytes));
+        }
+        self.prepare(slot, &command, write, bytes);
+        self.requests[slot] = Some(Request {
+            operation,
+            sectors,
+            since: self.platform.now_ns(),
+        });
+        if queued {
+            self.queued |= bit(slot);
+            self.ready |= bit(slot);
+        } else if busy != 0 {
+            self.held |= bit(slot);
+        } else {
+            self.ready |= bit(slot);
+        }
+        Ok(slot as Tag)
+    }
+
+    /// Issues the prepared slots with one write of each doorbell (AHCI 5.3.2: PxSACT
+    /// before PxCI for queued commands), and a held command once the queue drained.
+    fn issue(&mut self) {
+        if self.held != 0 && self.issued == 0 && self.ready == 0 {
+            self.ready = self.held;
+            self.held = 0;
+        }
+        if self.ready == 0 {
+            return;
+        }
+        barrier();
+        let queued = self.ready & self.queued;
+        if queued != 0 {
+            self.registers.write32(PX_SACT, queued);
+        }
+        self.registers.write32(PX_CI, self.ready);
+        self.issued |= self.ready;
+        self.ready = 0;
+    }
+
+    /// Fails every issued request with `error` and restarts the port.
+    fn abort_issued(&mut self, error: DeviceError, done: Completion<'_>) -> usize {
+        let aborted = self.issued;
+        let was_queued = aborted & self.queued != 0;
+        for slot in slots_of(aborted) {
+            self.requests[slot] = None;
+            done(slot as Tag, Err(error));
+        }
+        self.issued = 0;
+        self.queued &= !aborted;
+        if let Err(why) = self.restart(was_queued) {
+            log::warn!("ahci: port {}: not recovered: {why}", self.number);
+            self.failed = Some("the AHCI port did not restart after an error");
+        }
+        slots_of(aborted).count()
+    }
+}
+
+impl Drop for AhciDisk {
+    /// Stops the port before its command list, FIS area and buffers go back (only a
+    /// failed probe drops a disk).
+    fn drop(&mut self) {
+        if let Err(error) = self.stop() {
+            log::warn!("ahci: port {}: not stopped: {error}", self.number);
+        }
+    }
+}
+
+impl BlockDevice for AhciDisk {
+    /// Drains the port: the commands in flight finish (or time out and restart the port)
+    /// with their completions dropped, so the next holder starts from an idle port.
+    fn abandon_requests(&mut self) {
+        while self.failed.is_none() && self.requests.iter().any(Option::is_some) {
+            if self.poll(0, &mut |_, _| {}).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn info(&self) -> BlockInfo {
+        BlockInfo {
+            sectors: self.capacity(),
+            sector_size: SECTOR_BYTES,
+            max_sectors: BUFFER_SECTORS,
+            queues: 1,
+            depth: self.depth,
+            model: self.identity.model.clone(),
+        }
+    }
+
+    fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
+        self.submit(
+            queue,
+            Operation::Transfer(Direction::Read),
+            lba,
+            sectors,
+            &mut |_| {},
+        )
+    }
+
+    fn submit_write(
+        &mut self,
+        queue: usize,
+        lba: u64,
+        sectors: u32,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Tag, DeviceError> {
+        self.submit(
+            queue,
+            Operation::Transfer(Direction::Write),
+            lba,
+            sectors,
+            fill,
+        )
+    }
+
+    fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
+        self.submit(queue, Operation::Flush, 0, 0, &mut |_| {})
+    }
+
+    fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+        if let Some(why) = self.failed {
+            return Err(DeviceError::Failed(why));
+        }
+        if queue != 0 {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        self.issue();
+        if self.issued == 0 {
+            return Ok(0);
+        }
+        // Queued and non-queued commands never run together, so one register says which
+        // are still running.
+        let running = if self.issued & self.queued != 0 {
+            self.registers.read32(PX_SACT)
+        } else {
+            self.registers.read32(PX_CI)
+        };
+        let finished = self.issued & !running;
+        if finished == 0 {
+            let errors = self.registers.read32(PX_IS) & IS_ERRORS;
+            if errors != 0 {
+                let status = self.registers.read32(PX_TFD);
+                log::warn!(
+                    "ahci: port {}: error (PxIS {errors:#x}, PxTFD {status:#x})",
+                    self.number
+                );
+                let error = DeviceError::Status {
+                    what: "the AHCI command",
+                    status,
+                };
+                return Ok(self.abort_issued(error, done));
+            }
+            let now = self.platform.now_ns();
+            let late = slots_of(self.issued).any(|slot| {
+                self.requests[slot]
+                    .is_some_and(|r| now.saturating_sub(r.since) > COMMAND_TIMEOUT_MS * NS_PER_MS)
+            });
+            if late {
+                let error = DeviceError::Timeout {
+                    what: "the AHCI command",
+                    ms: COMMAND_TIMEOUT_MS,
+                };
+                return Ok(self.abort_issued(error, done));
+            }
+            return Ok(0);
+        }
+        self.issued &= !finished;
+        self.queued &= !finished;
+        let mut count = 0;
+        for slot in slots_of(finished) {
+            let Some(request) = self.requests[slot].take() else {
+                return Err(DeviceError::BadIndex {
+                    what: "AHCI command slots",
+                    index: slot as u32,
+                    size: self.depth as u32,
+                });
+            };
+            count += 1;
+            match request.operation {
+                Operation::Transfer(Direction::Read) => {
+                    let bytes = (request.sectors * SECTOR_BYTES) as usize;
+                    done(slot as Tag, Ok(self.buffers[slot].bytes(0, bytes)));
+                }
+                _ => done(slot as Tag, Ok(&[])),
+            }
+        }
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_slots_are_the_lowest_clear_bits_within_the_depth() {
+        assert_eq!(free_slot(0, 32), Some(0));
+        assert_eq!(free_slot(0b1011, 32), Some(2));
+        assert_eq!(free_slot(0b1111, 4), None);
+        assert_eq!(free_slot(u32::MAX, 32), None);
+        assert_eq!(free_slot(0x7FFF_FFFF, 32), Some(31));
+    }
+
+    #[test]
+    fn slots_of_lists_each_set_bit() {
+        let slots: Vec<usize> = slots_of(0x8000_0005).collect();
+        assert_eq!(slots, [0, 2, 31]);
+    }
+}

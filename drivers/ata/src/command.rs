@@ -1,0 +1,250 @@
+//! The ATA command set as both transports carry it (the IDE task file here, AHCI's
+//! Register FIS in `rexo-ahci`): opcodes, status bits and one command's task-file values
+//! (ATA8-ACS; ATA/ATAPI-6 for the 48-bit "EXT" forms).
+
+use rexo_api::DeviceError;
+
+/// IDENTIFY DEVICE: 512 bytes describing an ATA disk (ACS 7.16).
+pub const IDENTIFY_DEVICE: u8 = 0xEC;
+/// READ SECTORS (PIO, 28-bit LBA).
+pub const READ_SECTORS: u8 = 0x20;
+/// READ SECTORS EXT (PIO, 48-bit LBA).
+pub const READ_SECTORS_EXT: u8 = 0x24;
+/// WRITE SECTORS (PIO, 28-bit LBA).
+pub const WRITE_SECTORS: u8 = 0x30;
+/// WRITE SECTORS EXT (PIO, 48-bit LBA).
+pub const WRITE_SECTORS_EXT: u8 = 0x34;
+/// READ DMA (28-bit LBA).
+pub const READ_DMA: u8 = 0xC8;
+/// READ DMA EXT (48-bit LBA).
+pub const READ_DMA_EXT: u8 = 0x25;
+/// WRITE DMA (28-bit LBA).
+pub const WRITE_DMA: u8 = 0xCA;
+/// WRITE DMA EXT (48-bit LBA).
+pub const WRITE_DMA_EXT: u8 = 0x35;
+/// READ FPDMA QUEUED (native command queuing, SATA).
+pub const READ_FPDMA_QUEUED: u8 = 0x60;
+/// WRITE FPDMA QUEUED (native command queuing, SATA).
+pub const WRITE_FPDMA_QUEUED: u8 = 0x61;
+/// FLUSH CACHE (28-bit command set).
+pub const FLUSH_CACHE: u8 = 0xE7;
+/// FLUSH CACHE EXT (48-bit command set).
+pub const FLUSH_CACHE_EXT: u8 = 0xEA;
+
+/// Status register: the device is busy (no other bit is valid).
+pub const STATUS_BSY: u8 = 0x80;
+/// Status register: the device is ready for commands.
+pub const STATUS_DRDY: u8 = 0x40;
+/// Status register: device fault.
+pub const STATUS_DF: u8 = 0x20;
+/// Status register: the device wants to move a block of PIO data.
+pub const STATUS_DRQ: u8 = 0x08;
+/// Status register: the command failed; the error register says why.
+pub const STATUS_ERR: u8 = 0x01;
+
+/// Device register bit 6: the LBA fields hold a logical block address.
+pub const DEVICE_LBA: u8 = 0x40;
+
+/// The largest sector count of the 28-bit commands (a count of 0 means 256).
+const MAX_SECTORS_28: u32 = 256;
+/// The first sector the 28-bit commands cannot reach.
+pub const LBA28_LIMIT: u64 = 1 << 28;
+
+/// Which way data moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the disk to memory.
+    Read,
+    /// From memory to the disk.
+    Write,
+}
+
+/// How a data command moves its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// The host moves every word through the data port.
+    Pio,
+    /// The controller moves the data by DMA.
+    Dma,
+}
+
+/// One command's task-file values; the transport adds the drive select bit (IDE) or
+/// the port multiplier port (AHCI).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// The command opcode.
+    pub opcode: u8,
+    /// The features field (16 bits in the 48-bit forms).
+    pub features: u16,
+    /// The count field (16 bits in the 48-bit forms).
+    pub count: u16,
+    /// The LBA field (48 bits; 28 in the older forms, whose top 4 go in `device`).
+    pub lba: u64,
+    /// The device field without the drive select bit.
+    pub device: u8,
+    /// Whether the 48-bit "previous" (high-order) register contents matter.
+    pub extended: bool,
+}
+
+impl Command {
+    /// IDENTIFY DEVICE.
+    pub fn identify() -> Self {
+        Self {
+            opcode: IDENTIFY_DEVICE,
+            features: 0,
+            count: 0,
+            lba: 0,
+            device: 0,
+            extended: false,
+        }
+    }
+
+    /// FLUSH CACHE (EXT when the disk has the 48-bit command set).
+    pub fn flush(lba48: bool) -> Self {
+        Self {
+            opcode: if lba48 { FLUSH_CACHE_EXT } else { FLUSH_CACHE },
+            features: 0,
+            count: 0,
+            lba: 0,
+            device: DEVICE_LBA,
+            extended: lba48,
+        }
+    }
+
+    /// A non-queued read or write of `sectors` (1..=256 without `lba48`, 1..=65535 with)
+    /// at `lba`; the caller checked the range against the disk.
+    pub fn transfer(
+        direction: Direction,
+        protocol: Protocol,
+        lba48: bool,
+        lba: u64,
+        sectors: u16,
+    ) -> Self {
+        let opcode = match (direction, protocol, lba48) {
+            (Direction::Read, Protocol::Pio, false) => READ_SECTORS,
+            (Direction::Read, Protocol::Pio, true) => READ_SECTORS_EXT,
+            (Direction::Read, Protocol::Dma, false) => READ_DMA,
+            (Direction::Read, Protocol::Dma, true) => READ_DMA_EXT,
+            (Direction::Write, Protocol::Pio, false) => WRITE_SECTORS,
+            (Direction::Write, Protocol::Pio, true) => WRITE_SECTORS_EXT,
+            (Direction::Write, Protocol::Dma, false) => WRITE_DMA,
+            (Direction::Write, Protocol::Dma, true) => WRITE_DMA_EXT,
+        };
+        if lba48 {
+            Self {
+                opcode,
+                features: 0,
+                count: sectors,
+                lba: lba & 0xFFFF_FFFF_FFFF,
+                device: DEVICE_LBA,
+                extended: true,
+            }
+        } else {
+            // ATA-6 7.x: LBA bits 27:24 go in device bits 3:0; a count of 256 is 0.
+            Self {
+                opcode,
+                features: 0,
+                count: sectors & 0xFF,
+                lba: lba & 0xFF_FFFF,
+                device: DEVICE_LBA | ((lba >> 24) & 0xF) as u8,
+                extended: false,
+            }
+        }
+    }
+
+    /// READ/WRITE FPDMA QUEUED of `sectors` at `lba` with queue tag `tag` (SATA 3.x
+    /// 13.6: the sector count goes in the features field, the tag in count bits 7:3).
+    pub fn queued(direction: Direction, lba: u64, sectors: u16, tag: u8) -> Self {
+        Self {
+            opcode: match direction {
+                Direction::Read => READ_FPDMA_QUEUED,
+                Direction::Write => WRITE_FPDMA_QUEUED,
+            },
+            features: sectors,
+            count: u16::from(tag & 0x1F) << 3,
+            lba: lba & 0xFFFF_FFFF_FFFF,
+            device: DEVICE_LBA,
+            extended: true,
+        }
+    }
+}
+
+/// The most sectors one command may move: `limit` (the driver's buffer), capped by the
+/// 28-bit count when the disk lacks the 48-bit command set.
+pub fn max_sectors(lba48: bool, limit: u32) -> u32 {
+    if lba48 {
+        limit.min(u32::from(u16::MAX))
+    } else {
+        limit.min(MAX_SECTORS_28)
+    }
+}
+
+/// Checks a request of `sectors` at `lba` against a disk of `capacity` sectors and the
+/// per-request limit `max`, before anything touches the device.
+pub fn check_range(lba: u64, sectors: u32, capacity: u64, max: u32) -> Result<(), DeviceError> {
+    let past_end = lba
+        .checked_add(u64::from(sectors))
+        .is_none_or(|end| end > capacity);
+    if sectors == 0 || sectors > max || past_end {
+        return Err(DeviceError::OutOfRange {
+            lba,
+            sectors: u64::from(sectors),
+            capacity,
+        });
+    }
+    Ok(())
+}
+
+/// The error value reported for a failed command: the error register in bits 15:8,
+/// the status register in bits 7:0 (as AHCI's PxTFD lays them out).
+pub fn error_value(status: u8, error: u8) -> u32 {
+    u32::from(error) << 8 | u32::from(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lba28_transfers_put_the_top_bits_in_the_device_field() {
+        let c = Command::transfer(Direction::Read, Protocol::Dma, false, 0x0ABC_DEF1, 256);
+        assert_eq!(c.opcode, READ_DMA);
+        assert_eq!(c.count, 0, "256 sectors is a count of 0");
+        assert_eq!(c.lba, 0xBC_DEF1);
+        assert_eq!(c.device, DEVICE_LBA | 0xA);
+        assert!(!c.extended);
+    }
+
+    #[test]
+    fn lba48_transfers_pick_the_ext_opcodes() {
+        let c = Command::transfer(Direction::Write, Protocol::Pio, true, 0x0012_3456_789A, 128);
+        assert_eq!(
+            (c.opcode, c.count, c.lba),
+            (WRITE_SECTORS_EXT, 128, 0x0012_3456_789A)
+        );
+        assert_eq!(c.device, DEVICE_LBA);
+        assert!(c.extended);
+        let c = Command::transfer(Direction::Read, Protocol::Dma, true, 7, 1);
+        assert_eq!(c.opcode, READ_DMA_EXT);
+    }
+
+    #[test]
+    fn queued_commands_carry_count_in_features_and_tag_in_count() {
+        let c = Command::queued(Direction::Write, 0x100, 64, 31);
+        assert_eq!(c.opcode, WRITE_FPDMA_QUEUED);
+        assert_eq!(c.features, 64);
+        assert_eq!(c.count, 31 << 3);
+        assert_eq!(c.device, DEVICE_LBA);
+    }
+
+    #[test]
+    fn ranges_past_the_end_or_empty_or_too_long_are_refused() {
+        assert!(check_range(0, 8, 8, 128).is_ok());
+        assert!(check_range(8, 1, 8, 128).is_err());
+        assert!(check_range(0, 0, 8, 128).is_err());
+        assert!(check_range(0, 129, 1000, 128).is_err());
+        assert!(check_range(u64::MAX, 1, u64::MAX, 128).is_err());
+        assert_eq!(max_sectors(false, 1024), 256);
+        assert_eq!(max_sectors(true, 128), 128);
+    }
+}

@@ -1,0 +1,744 @@
+//! One IDE channel (command and control blocks, bus-master registers) and the drives on
+//! it. Register layout: ATA/ATAPI-6 section 7 (command block at 0x1F0/0x170, control at
+//! 0x3F6/0x376 in compatibility mode); bus-master IDE: the PCI IDE Bus Master spec
+//! (SFF-8038i) as the PIIX/PIIX3 datasheets give it.
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
+use rexo_devio::{Dma, Platform, PortWindow, barrier};
+
+use crate::command::{
+    self, Command, Direction, LBA28_LIMIT, Protocol, STATUS_BSY, STATUS_DF, STATUS_DRQ, STATUS_ERR,
+};
+use crate::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
+use crate::wait;
+
+/// Command block: the 16-bit data port.
+const REG_DATA: u16 = 0;
+/// Command block: error (read) / features (write).
+const REG_ERROR: u16 = 1;
+/// Command block: sector count.
+const REG_COUNT: u16 = 2;
+/// Command block: LBA bits 7:0 (47:40... in the "previous" byte of the 48-bit forms).
+const REG_LBA_LOW: u16 = 3;
+/// Command block: LBA bits 15:8; holds signature byte 0x14 for ATAPI devices.
+const REG_LBA_MID: u16 = 4;
+/// Command block: LBA bits 23:16; holds signature byte 0xEB for ATAPI devices.
+const REG_LBA_HIGH: u16 = 5;
+/// Command block: device (drive select, LBA bit, LBA 27:24 of the 28-bit forms).
+const REG_DEVICE: u16 = 6;
+/// Command block: status (read, acknowledges the interrupt) / command (write).
+const REG_STATUS: u16 = 7;
+/// Command block: the command register (the status register's write side).
+const REG_COMMAND: u16 = 7;
+/// Control block: alternate status (read, no side effect) / device control (write).
+const REG_CONTROL: u16 = 0;
+/// Device control: interrupts off (nIEN): this driver polls.
+const CONTROL_NIEN: u8 = 0x02;
+/// Device control: software reset of both drives on the channel.
+const CONTROL_SRST: u8 = 0x04;
+/// Device register: bits 7 and 5 are obsolete ones some drives still want set.
+const DEVICE_OBSOLETE: u8 = 0xA0;
+/// Device register bit 4: the slave drive (drive 1).
+const DEVICE_DRIVE1: u8 = 0x10;
+
+/// Bus-master registers per channel (primary at 0, secondary at 8).
+const BM_CHANNEL_STRIDE: u16 = 8;
+/// Bus-master command register.
+const BM_COMMAND: u16 = 0;
+/// Bus-master status register.
+const BM_STATUS: u16 = 2;
+/// Bus-master PRD table address (32 bits, dword-aligned, not crossing 64 KiB).
+const BM_PRDT: u16 = 4;
+/// Bus-master command: start.
+const BM_START: u8 = 0x01;
+/// Bus-master command: the controller writes memory (a disk read).
+const BM_TO_MEMORY: u8 = 0x08;
+/// Bus-master status: a DMA error (write 1 to clear).
+const BM_STATUS_ERROR: u8 = 0x02;
+/// Bus-master status: the drive raised its interrupt (write 1 to clear).
+const BM_STATUS_INTERRUPT: u8 = 0x04;
+/// PRD entry, last byte: bit 7 marks the end of the table (EOT).
+const PRD_END: u16 = 0x8000;
+/// Bytes per PRD entry.
+const PRD_BYTES: usize = 8;
+/// A PRD region may not cross a 64 KiB boundary.
+const PRD_BOUNDARY: u64 = 0x1_0000;
+
+/// The sectors one request may cover: the data buffer's size (64 KiB).
+const BUFFER_SECTORS: u32 = 128;
+/// How long a command may run before the channel is reset.
+const COMMAND_TIMEOUT_MS: u64 = 10_000;
+/// How long a drive may stay busy after reset or selection (ATA allows 31 s after a
+/// power-on reset; a soft reset of a spinning drive is far quicker).
+const READY_TIMEOUT_MS: u64 = 3_000;
+/// How long IDENTIFY may take before the drive counts as absent.
+const IDENTIFY_TIMEOUT_MS: u64 = 1_000;
+/// The longest hold of SRST and the wait after it (ATA-6 9.2: at least 5 us; 2 ms
+/// before the status is valid).
+const RESET_HOLD_NS: u64 = 5_000;
+/// The wait after releasing SRST before BSY is meaningful.
+const RESET_SETTLE_NS: u64 = 2_000_000;
+/// Nanoseconds per millisecond.
+const NS_PER_MS: u64 = 1_000_000;
+
+/// No drive selected yet (or unknown after a reset).
+const NOBODY: u8 = 0xFF;
+
+/// The `(address, bytes)` PRD regions covering `[phys, phys + len)`, split at 64 KiB
+/// boundaries; a byte count of 0 in an entry means 64 KiB. `None` when the buffer lies
+/// above 4 GiB (PRDs hold 32-bit addresses).
+fn prd_regions(phys: u64, len: usize) -> Option<impl Iterator<Item = (u32, u16)>> {
+    let end = phys.checked_add(len as u64)?;
+    (end <= 1 << 32).then(|| {
+        let mut at = phys;
+        core::iter::from_fn(move || {
+            if at >= end {
+                return None;
+            }
+            let stop = end.min((at / PRD_BOUNDARY + 1) * PRD_BOUNDARY);
+            let region = (at as u32, (stop - at) as u16);
+            at = stop;
+            Some(region)
+        })
+    })
+}
+
+/// One IDE channel, shared by its two drives: whichever has a command in flight owns
+/// it (`busy`), since ATA runs one command per channel.
+pub struct Channel {
+    /// 0 primary, 1 secondary.
+    number: u8,
+    /// The command block.
+    command: PortWindow,
+    /// The control block.
+    control: PortWindow,
+    /// The controller's bus-master registers (both channels), when it has them.
+    bus_master: Option<PortWindow>,
+    /// A drive has a command in flight.
+    busy: AtomicBool,
+    /// The drive last selected (saves the selection delay when it does not change).
+    selected: AtomicU8,
+    /// The clock.
+    platform: &'static dyn Platform,
+}
+
+impl Channel {
+    /// Channel `number` on the given ports, interrupts and bus master off.
+    pub fn new(
+        number: u8,
+        (command, control): (PortWindow, PortWindow),
+        bus_master: Option<PortWindow>,
+        platform: &'static dyn Platform,
+    ) -> Self {
+        control.write8(REG_CONTROL, CONTROL_NIEN);
+        let channel = Self {
+            number,
+            command,
+            control,
+            bus_master,
+            busy: AtomicBool::new(false),
+            selected: AtomicU8::new(NOBODY),
+            platform,
+        };
+        // Whatever the firmware left running stops; from here every command's end
+        // stops the bus master again, so a new command finds it idle and cleared.
+        channel.stop_dma();
+        channel
+    }
+
+    /// The alternate status (reading it acknowledges nothing).
+    fn alt_status(&self) -> u8 {
+        self.control.read8(REG_CONTROL)
+    }
+
+    /// Waits the 400 ns a drive needs before its status is valid after a command or a
+    /// selection (ATA-6 9.1: four reads of the alternate status take that long).
+    fn settle(&self) {
+        for _ in 0..4 {
+            self.alt_status();
+        }
+    }
+
+    /// Takes the channel for one command; false when the other drive has one in flight.
+    fn claim(&self) -> bool {
+        self.busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Gives the channel back after a command.
+    fn release(&self) {
+        self.busy.store(false, Ordering::Release);
+    }
+
+    /// Soft-resets both drives (SRST) and waits for the master to leave BSY.
+    fn reset(&self) -> Result<(), DeviceError> {
+        self.selected.store(NOBODY, Ordering::Relaxed);
+        self.control
+            .write8(REG_CONTROL, CONTROL_SRST | CONTROL_NIEN);
+        wait::pause(self.platform, RESET_HOLD_NS);
+        self.control.write8(REG_CONTROL, CONTROL_NIEN);
+        wait::pause(self.platform, RESET_SETTLE_NS);
+        wait::until(
+            self.platform,
+            "the IDE channel's reset",
+            READY_TIMEOUT_MS,
+            || self.alt_status() & STATUS_BSY == 0,
+        )
+    }
+
+    /// Selects `drive` and waits until it can take a command (neither BSY nor DRQ).
+    fn select(&self, drive: u8) -> Result<(), DeviceError> {
+        if self.selected.swap(drive, Ordering::Relaxed) != drive {
+            self.command
+                .write8(REG_DEVICE, DEVICE_OBSOLETE | drive_bit(drive));
+            self.settle();
+        }
+        let result = wait::until(
+            self.platform,
+            "the IDE drive to be ready",
+            READY_TIMEOUT_MS,
+            || self.alt_status() & (STATUS_BSY | STATUS_DRQ) == 0,
+        );
+        if result.is_err() {
+            self.selected.store(NOBODY, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Writes `command` for `drive` into the task file and starts it (ATA-6 6.20: the
+    /// "previous" bytes of the 48-bit forms first).
+    fn issue(&self, drive: u8, command: &Command) {
+        let ports = &self.command;
+        let lba = command.lba.to_le_bytes();
+        if command.extended {
+            ports.write8(REG_ERROR, (command.features >> 8) as u8);
+            ports.write8(REG_COUNT, (command.count >> 8) as u8);
+            ports.write8(REG_LBA_LOW, lba[3]);
+            ports.write8(REG_LBA_MID, lba[4]);
+            ports.write8(REG_LBA_HIGH, lba[5]);
+        }
+        ports.write8(REG_ERROR, command.features as u8);
+        ports.write8(REG_COUNT, command.count as u8);
+        ports.write8(REG_LBA_LOW, lba[0]);
+        ports.write8(REG_LBA_MID, lba[1]);
+        ports.write8(REG_LBA_HIGH, lba[2]);
+        ports.write8(
+            REG_DEVICE,
+            DEVICE_OBSOLETE | command.device | drive_bit(drive),
+        );
+        ports.write8(REG_COMMAND, command.opcode);
+        self.settle();
+    }
+
+    /// The bus-master register `register` of this channel.
+    fn bm_read8(&self, bus_master: &PortWindow, register: u16) -> u8 {
+        bus_master.read8(u16::from(self.number) * BM_CHANNEL_STRIDE + register)
+    }
+
+    /// Writes bus-master register `register` of this channel.
+    fn bm_write8(&self, bus_master: &PortWindow, register: u16, value: u8) {
+        bus_master.write8(u16::from(self.number) * BM_CHANNEL_STRIDE + register, value);
+    }
+
+    /// Stops the bus master and returns its status, cleared (error and interrupt bits).
+    fn stop_dma(&self) -> u8 {
+        let Some(bm) = &self.bus_master else {
+            return 0;
+        };
+        self.bm_write8(bm, BM_COMMAND, 0);
+        let status = self.bm_read8(bm, BM_STATUS);
+        self.bm_write8(
+            bm,
+            BM_STATUS,
+            status | BM_STATUS_ERROR | BM_STATUS_INTERRUPT,
+        );
+        status
+    }
+
+    /// Whether `drive` may hold an ATA disk, from what the reset left (ATA-6 9.12: the
+    /// signature in the LBA registers): false (logged) for an ATAPI device or an empty
+    /// position. Must run for both drives before any command: commands write the task
+    /// file of both drives and wipe the signatures.
+    fn maybe_ata(&self, drive: u8) -> bool {
+        let name = self.drive_name(drive);
+        self.command
+            .write8(REG_DEVICE, DEVICE_OBSOLETE | drive_bit(drive));
+        self.selected.store(drive, Ordering::Relaxed);
+        self.settle();
+        let signature = (
+            self.command.read8(REG_LBA_MID),
+            self.command.read8(REG_LBA_HIGH),
+        );
+        if matches!(signature, (0x14, 0xEB) | (0x69, 0x96)) {
+            log::info!("ata: {name}: an ATAPI device, skipped");
+            return false;
+        }
+        // A floating bus reads 0xFF, an empty position behind a present drive 0 (an
+        // ATAPI device may read 0 too, hence the signature first).
+        let status = self.alt_status();
+        if status == 0 || status == 0xFF {
+            log::info!("ata: {name}: empty");
+            return false;
+        }
+        true
+    }
+
+    /// Reads the IDENTIFY DEVICE data of `drive` into `data`; `None` (logged) when no
+    /// ATA disk answers.
+    fn identify(&self, drive: u8, data: &mut [u8; IDENTIFY_BYTES]) -> Option<()> {
+        let name = self.drive_name(drive);
+        if let Err(error) = self.select(drive) {
+            log::info!("ata: {name}: no drive ({error})");
+            return None;
+        }
+        self.issue(drive, &Command::identify());
+        if self.alt_status() == 0 {
+            log::info!("ata: {name}: empty");
+            return None;
+        }
+        let answered = wait::until(self.platform, "IDENTIFY", IDENTIFY_TIMEOUT_MS, || {
+            self.alt_status() & STATUS_BSY == 0
+        })
+        .and_then(|()| {
+            wait::until(self.platform, "IDENTIFY data", IDENTIFY_TIMEOUT_MS, || {
+                self.alt_status() & (STATUS_DRQ | STATUS_ERR) != 0
+            })
+        });
+        if let Err(error) = answered {
+            log::info!("ata: {name}: no drive ({error})");
+            self.selected.store(NOBODY, Ordering::Relaxed);
+            return None;
+        }
+        let status = self.command.read8(REG_STATUS);
+        if status & STATUS_ERR != 0 {
+            log::info!(
+                "ata: {name}: refused IDENTIFY DEVICE (status {status:#x}): not an ATA disk"
+            );
+            return None;
+        }
+        for word in data.chunks_exact_mut(2) {
+            word.copy_from_slice(&self.command.read16(REG_DATA).to_le_bytes());
+        }
+        self.settle();
+        Some(())
+    }
+
+    /// "primary master" and so on, for messages.
+    fn drive_name(&self, drive: u8) -> &'static str {
+        match (self.number, drive) {
+            (0, 0) => "primary master",
+            (0, _) => "primary slave",
+            (_, 0) => "secondary master",
+            _ => "secondary slave",
+        }
+    }
+}
+
+/// The device register's drive select bit for `drive`.
+fn drive_bit(drive: u8) -> u8 {
+    if drive == 0 { 0 } else { DEVICE_DRIVE1 }
+}
+
+/// Finds the ATA disks on `channel` (reset first; empty channels and ATAPI devices are
+/// logged and skipped).
+pub(crate) fn detect(
+    channel: &Arc<Channel>,
+    platform: &'static dyn Platform,
+) -> alloc::vec::Vec<IdeDisk> {
+    let mut disks = alloc::vec::Vec::new();
+    if channel.alt_status() == 0xFF {
+        log::info!(
+            "ata: channel {}: nothing attached (floating bus)",
+            channel.number
+        );
+        return disks;
+    }
+    if let Err(error) = channel.reset() {
+        log::warn!("ata: channel {}: {error}", channel.number);
+        return disks;
+    }
+    let candidates = [channel.maybe_ata(0), channel.maybe_ata(1)];
+    for drive in (0..2).filter(|&drive| candidates[usize::from(drive)]) {
+        let mut data = [0; IDENTIFY_BYTES];
+        if channel.identify(drive, &mut data).is_none() {
+            continue;
+        }
+        let name = channel.drive_name(drive);
+        match Identity::parse(&data)
+            .and_then(|identity| IdeDisk::new(Arc::clone(channel), drive, identity, platform))
+        {
+            Ok(disk) => {
+                log::info!(
+                    "ata: {name}: {:?}, {} sectors, {}, {}",
+                    disk.identity.model,
+                    disk.identity.sectors,
+                    if disk.identity.lba48 {
+                        "LBA48"
+                    } else {
+                        "LBA28"
+                    },
+                    match disk.protocol {
+                        Protocol::Dma => "bus-master DMA",
+                        Protocol::Pio => "PIO",
+                    }
+                );
+                disks.push(disk);
+            }
+            Err(error) => log::warn!("ata: {name}: not used: {error}"),
+        }
+    }
+    disks
+}
+
+/// What a request does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Operation {
+    /// Moves sectors.
+    Transfer(Direction),
+    /// Flushes the write cache.
+    Flush,
+}
+
+/// The one request in flight on a drive.
+struct Request {
+    /// Its tag.
+    tag: Tag,
+    /// What it does.
+    operation: Operation,
+    /// Sectors it moves.
+    sectors: u32,
+    /// Sectors moved so far by PIO.
+    moved: u32,
+    /// When it was issued.
+    since: u64,
+}
+
+/// One ATA disk on an IDE channel.
+pub struct IdeDisk {
+    /// Its channel, shared with the other drive.
+    channel: Arc<Channel>,
+    /// 0 master, 1 slave.
+    drive: u8,
+    /// What IDENTIFY said.
+    identity: Identity,
+    /// Bus-master DMA, or PIO when the controller or drive cannot.
+    protocol: Protocol,
+    /// The request's data (read into or written from in place).
+    buffer: Dma,
+    /// The PRD table (DMA only).
+    prd: Option<Dma>,
+    /// The request in flight.
+    request: Option<Request>,
+    /// The next request's tag.
+    next_tag: Tag,
+    /// The most sectors per request.
+    max_sectors: u32,
+    /// The clock.
+    platform: &'static dyn Platform,
+}
+
+impl IdeDisk {
+    /// The disk `drive` of `channel`, described by `identity`; DMA when both the
+    /// controller and the drive have it.
+    fn new(
+        channel: Arc<Channel>,
+        drive: u8,
+        identity: Identity,
+        platform: &'static dyn Platform,
+    ) -> Result<Self, DeviceError> {
+        let max_sectors = command::max_sectors(identity.lba48, BUFFER_SECTORS);
+        let buffer = Dma::new(platform, (max_sectors * SECTOR_BYTES) as usize)?;
+        let dma_capable = channel.bus_master.is_some()
+            && identity.dma
+            && prd_regions(buffer.phys(), buffer.len()).is_some();
+        let prd = if dma_capable {
+            Some(Dma::new(platform, 4096)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            channel,
+            drive,
+            protocol: if prd.is_some() {
+                Protocol::Dma
+            } else {
+                Protocol::Pio
+            },
+            identity,
+            buffer,
+            prd,
+            request: None,
+            next_tag: 0,
+            max_sectors,
+            platform,
+        })
+    }
+
+    /// The sectors the 28-bit commands can reach, or the whole disk with LBA48.
+    fn capacity(&self) -> u64 {
+        if self.identity.lba48 {
+            self.identity.sectors
+        } else {
+            self.identity.sectors.min(LBA28_LIMIT)
+        }
+    }
+
+    /// Checks `queue`, claims the channel and starts `operation`; the request's tag.
+    fn start(
+        &mut self,
+        queue: usize,
+        operation: Operation,
+        lba: u64,
+        sectors: u32,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Tag, DeviceError> {
+        if queue != 0 {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        if operation != Operation::Flush {
+            command::check_range(lba, sectors, self.capacity(), self.max_sectors)?;
+        }
+        if self.request.is_some() || !self.channel.claim() {
+            return Err(DeviceError::QueueFull);
+        }
+        let bytes = (sectors * SECTOR_BYTES) as usize;
+        if operation == Operation::Transfer(Direction::Write) {
+            fill(self.buffer.bytes_mut(0, bytes));
+        }
+        if let Err(error) = self.channel.select(self.drive) {
+            self.channel.release();
+            return Err(error);
+        }
+        let lba48 = self.identity.lba48;
+        let command = match operation {
+            Operation::Flush => Command::flush(lba48),
+            // `sectors` is at most `max_sectors` (checked), which fits the count field.
+            Operation::Transfer(direction) => {
+                Command::transfer(direction, self.protocol, lba48, lba, sectors as u16)
+            }
+        };
+        match (operation, &mut self.prd, &self.channel.bus_master) {
+            (Operation::Transfer(direction), Some(prd), Some(bm)) => {
+                let Some(regions) = prd_regions(self.buffer.phys(), bytes) else {
+                    self.channel.release();
+                    return Err(DeviceError::Unsupported("DMA buffers below 4 GiB"));
+                };
+                let mut entries = regions.peekable();
+                let mut at = 0;
+                while let Some((address, count)) = entries.next() {
+                    prd.write32(at, address);
+                    prd.write16(at + 4, count);
+                    let end = if entries.peek().is_none() { PRD_END } else { 0 };
+                    prd.write16(at + 6, end);
+                    at += PRD_BYTES;
+                }
+                let to_memory = if direction == Direction::Read {
+                    BM_TO_MEMORY
+                } else {
+                    0
+                };
+                let prd_address = prd.phys() as u32;
+                bm.write32(
+                    u16::from(self.channel.number) * BM_CHANNEL_STRIDE + BM_PRDT,
+                    prd_address,
+                );
+                self.channel.bm_write8(bm, BM_COMMAND, to_memory);
+                barrier();
+                self.channel.issue(self.drive, &command);
+                self.channel.bm_write8(bm, BM_COMMAND, to_memory | BM_START);
+            }
+            _ => self.channel.issue(self.drive, &command),
+        }
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.request = Some(Request {
+            tag,
+            operation,
+            sectors,
+            moved: 0,
+            since: self.platform.now_ns(),
+        });
+        Ok(tag)
+    }
+
+    /// Moves the request on as far as the drive lets it without waiting: `None` while
+    /// it runs, else its outcome.
+    fn progress(&mut self) -> Option<Result<(), DeviceError>> {
+        let request = self.request.as_mut()?;
+        let channel = &*self.channel;
+        loop {
+            let status = channel.alt_status();
+            if status & STATUS_BSY == 0 && status & (STATUS_ERR | STATUS_DF) != 0 {
+                let error = channel.command.read8(REG_ERROR);
+                channel.stop_dma();
+                channel.command.read8(REG_STATUS);
+                return Some(Err(DeviceError::Status {
+                    what: "the ATA command",
+                    status: command::error_value(status, error),
+                }));
+            }
+            let idle = status & (STATUS_BSY | STATUS_DRQ) == 0;
+            let data_ready = status & (STATUS_BSY | STATUS_DRQ) == STATUS_DRQ;
+            let pio = self.protocol == Protocol::Pio;
+            match request.operation {
+                Operation::Transfer(direction)
+                    if pio && data_ready && request.moved < request.sectors =>
+                {
+                    let at = (request.moved * SECTOR_BYTES) as usize;
+                    let sector = self.buffer.bytes_mut(at, SECTOR_BYTES as usize);
+                    for word in sector.chunks_exact_mut(2) {
+                        match direction {
+                            Direction::Read => word
+                                .copy_from_slice(&channel.command.read16(REG_DATA).to_le_bytes()),
+                            Direction::Write => channel
+                                .command
+                                .write16(REG_DATA, u16::from_le_bytes([word[0], word[1]])),
+                        }
+                    }
+                    request.moved += 1;
+                    channel.settle();
+                    continue;
+                }
+                Operation::Transfer(_) if pio && idle && request.moved == request.sectors => {
+                    channel.command.read8(REG_STATUS);
+                    return Some(Ok(()));
+                }
+                Operation::Transfer(_) if !pio && idle => {
+                    let bm_status = channel.stop_dma();
+                    channel.command.read8(REG_STATUS);
+                    if bm_status & BM_STATUS_ERROR != 0 {
+                        return Some(Err(DeviceError::Status {
+                            what: "the bus-master DMA transfer",
+                            status: u32::from(bm_status),
+                        }));
+                    }
+                    return Some(Ok(()));
+                }
+                Operation::Flush if idle => {
+                    channel.command.read8(REG_STATUS);
+                    return Some(Ok(()));
+                }
+                _ => {}
+            }
+            let waited = self.platform.now_ns().saturating_sub(request.since);
+            if waited <= COMMAND_TIMEOUT_MS * NS_PER_MS {
+                return None;
+            }
+            // The drive hung: stop the bus master and reset the channel so the next
+            // command finds it idle.
+            channel.stop_dma();
+            if let Err(error) = channel.reset() {
+                log::warn!("ata: {}: {error}", channel.drive_name(self.drive));
+            }
+            return Some(Err(DeviceError::Timeout {
+                what: "the ATA command",
+                ms: COMMAND_TIMEOUT_MS,
+            }));
+        }
+    }
+}
+
+impl Drop for IdeDisk {
+    /// Stops a DMA still running into the buffers before they go back.
+    fn drop(&mut self) {
+        if self.request.take().is_some() {
+            self.channel.stop_dma();
+            self.channel.release();
+        }
+    }
+}
+
+impl BlockDevice for IdeDisk {
+    /// Drains the drive: the command in flight finishes (or times out and resets the
+    /// channel) with its completion dropped, so the next holder starts from an idle drive.
+    fn abandon_requests(&mut self) {
+        while self.request.is_some() {
+            if self.poll(0, &mut |_, _| {}).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn info(&self) -> BlockInfo {
+        BlockInfo {
+            sectors: self.capacity(),
+            sector_size: SECTOR_BYTES,
+            max_sectors: self.max_sectors,
+            queues: 1,
+            depth: 1,
+            model: self.identity.model.clone(),
+        }
+    }
+
+    fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
+        self.start(
+            queue,
+            Operation::Transfer(Direction::Read),
+            lba,
+            sectors,
+            &mut |_| {},
+        )
+    }
+
+    fn submit_write(
+        &mut self,
+        queue: usize,
+        lba: u64,
+        sectors: u32,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Tag, DeviceError> {
+        self.start(
+            queue,
+            Operation::Transfer(Direction::Write),
+            lba,
+            sectors,
+            fill,
+        )
+    }
+
+    fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
+        self.start(queue, Operation::Flush, 0, 0, &mut |_| {})
+    }
+
+    fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+        if queue != 0 {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        let Some(outcome) = self.progress() else {
+            return Ok(0);
+        };
+        let Some(request) = self.request.take() else {
+            return Ok(0);
+        };
+        self.channel.release();
+        match (outcome, request.operation) {
+            (Ok(()), Operation::Transfer(Direction::Read)) => {
+                let bytes = (request.sectors * SECTOR_BYTES) as usize;
+                done(request.tag, Ok(self.buffer.bytes(0, bytes)));
+            }
+            (Ok(()), _) => done(request.tag, Ok(&[])),
+            (Err(error), _) => done(request.tag, Err(error)),
+        }
+        Ok(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prd_regions_split_at_64k_boundaries() {
+        let regions: alloc::vec::Vec<_> = prd_regions(0x1_F000, 0x1_0000).unwrap().collect();
+        assert_eq!(regions, [(0x1_F000, 0x1000), (0x2_0000, 0xF000)]);
+        let whole: alloc::vec::Vec<_> = prd_regions(0x10_0000, 0x1_0000).unwrap().collect();
+        assert_eq!(whole, [(0x10_0000, 0)], "a count of 0 is 64 KiB");
+        let small: alloc::vec::Vec<_> = prd_regions(0x3000, 512).unwrap().collect();
+        assert_eq!(small, [(0x3000, 512)]);
+        assert!(prd_regions(0xFFFF_F000, 0x2000).is_none());
+    }
+}

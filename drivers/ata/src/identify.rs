@@ -1,0 +1,206 @@
+//! Decoding IDENTIFY DEVICE data (ACS-3 7.12.7, table 45): 256 little-endian words.
+
+use alloc::string::String;
+
+use rexo_api::DeviceError;
+
+/// Bytes of IDENTIFY DEVICE data.
+pub const IDENTIFY_BYTES: usize = 512;
+
+/// Words 27..=46: the model number, 40 ASCII characters, each word's high byte first.
+const MODEL_WORDS: core::ops::Range<usize> = 27..47;
+/// Word 49 (capabilities): bit 8 DMA supported, bit 9 LBA supported.
+const CAPABILITIES: usize = 49;
+/// Word 49 bit 8: DMA supported.
+const CAPABILITY_DMA: u16 = 1 << 8;
+/// Word 49 bit 9: LBA supported.
+const CAPABILITY_LBA: u16 = 1 << 9;
+/// Words 60..=61: sectors addressable by 28-bit commands.
+const SECTORS_28: usize = 60;
+/// Word 75 bits 4:0: the deepest NCQ queue, minus one.
+const QUEUE_DEPTH: usize = 75;
+/// Word 76 (Serial ATA capabilities): bit 8 native command queuing.
+const SATA_CAPABILITIES: usize = 76;
+/// Word 76 bit 8: NCQ supported.
+const SATA_NCQ: u16 = 1 << 8;
+/// Word 83 (command sets supported): bit 10 the 48-bit address feature set.
+const COMMAND_SETS: usize = 83;
+/// Word 83 bit 10: 48-bit addressing.
+const COMMAND_SET_LBA48: u16 = 1 << 10;
+/// Words 100..=103: sectors addressable by 48-bit commands.
+const SECTORS_48: usize = 100;
+/// Word 106 (physical/logical sector size): bit 12 the logical sector is longer than
+/// 256 words, its length then in words 117..=118.
+const SECTOR_SIZE: usize = 106;
+/// Word 106 bit 12: logical sectors longer than 512 bytes.
+const SECTOR_SIZE_LONG: u16 = 1 << 12;
+/// Words 117..=118: words per logical sector (when word 106 bit 12 says so).
+const LOGICAL_SECTOR_WORDS: usize = 117;
+
+/// Bytes per sector this code drives (the only size both transports here move).
+pub const SECTOR_BYTES: u32 = 512;
+
+/// What IDENTIFY DEVICE says of a disk, as far as the drivers use it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The model string, trimmed.
+    pub model: String,
+    /// Addressable sectors.
+    pub sectors: u64,
+    /// Whether the 48-bit commands (the EXT forms) are supported.
+    pub lba48: bool,
+    /// Whether DMA transfers are supported.
+    pub dma: bool,
+    /// The NCQ queue depth, when native command queuing is supported.
+    pub ncq_depth: Option<u32>,
+}
+
+/// Word `index` of `data`.
+fn word(data: &[u8], index: usize) -> u16 {
+    u16::from_le_bytes([data[2 * index], data[2 * index + 1]])
+}
+
+/// Whether a word with the "valid" signature of words 76..=93 and 106 (bit 15 clear,
+/// bit 14 set for 83/106; neither 0 nor 0xFFFF for 76) carries information.
+fn signed_valid(value: u16) -> bool {
+    value & 0xC000 == 0x4000
+}
+
+/// The model string of words 27..=46, trailing blanks removed; bytes outside printable
+/// ASCII become `?`.
+pub fn model(data: &[u8]) -> String {
+    let mut model = String::new();
+    for index in MODEL_WORDS {
+        for byte in word(data, index).to_be_bytes() {
+            model.push(if byte.is_ascii_graphic() || byte == b' ' {
+                char::from(byte)
+            } else {
+                '?'
+            });
+        }
+    }
+    let trimmed = model.trim_end_matches([' ', '?']).len();
+    model.truncate(trimmed);
+    model
+}
+
+impl Identity {
+    /// Decodes the 512 bytes of IDENTIFY DEVICE data in `data`; refuses disks this code
+    /// cannot drive (no LBA, sectors other than 512 bytes, no sectors).
+    pub fn parse(data: &[u8]) -> Result<Self, DeviceError> {
+        if data.len() < IDENTIFY_BYTES {
+            return Err(DeviceError::Unsupported("512 bytes of IDENTIFY data"));
+        }
+        let capabilities = word(data, CAPABILITIES);
+        if capabilities & CAPABILITY_LBA == 0 {
+            return Err(DeviceError::Unsupported("LBA addressing"));
+        }
+        let sector_size = word(data, SECTOR_SIZE);
+        if signed_valid(sector_size) && sector_size & SECTOR_SIZE_LONG != 0 {
+            let words = u32::from(word(data, LOGICAL_SECTOR_WORDS))
+                | u32::from(word(data, LOGICAL_SECTOR_WORDS + 1)) << 16;
+            if words * 2 != SECTOR_BYTES {
+                return Err(DeviceError::Unsupported("512-byte logical sectors"));
+            }
+        }
+        let command_sets = word(data, COMMAND_SETS);
+        let lba48 = signed_valid(command_sets) && command_sets & COMMAND_SET_LBA48 != 0;
+        let sectors = if lba48 {
+            (0..4).fold(0u64, |sum, i| {
+                sum | u64::from(word(data, SECTORS_48 + i)) << (16 * i)
+            })
+        } else {
+            u64::from(word(data, SECTORS_28)) | u64::from(word(data, SECTORS_28 + 1)) << 16
+        };
+        if sectors == 0 {
+            return Err(DeviceError::Unsupported("a nonzero capacity"));
+        }
+        let sata = word(data, SATA_CAPABILITIES);
+        let ncq_depth = (sata != 0 && sata != 0xFFFF && sata & SATA_NCQ != 0)
+            .then(|| u32::from(word(data, QUEUE_DEPTH) & 0x1F) + 1);
+        Ok(Self {
+            model: model(data),
+            sectors,
+            lba48,
+            dma: capabilities & CAPABILITY_DMA != 0,
+            ncq_depth,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IDENTIFY data with `words` set.
+    fn data(words: &[(usize, u16)]) -> [u8; IDENTIFY_BYTES] {
+        let mut data = [0; IDENTIFY_BYTES];
+        for &(index, value) in words {
+            data[2 * index..2 * index + 2].copy_from_slice(&value.to_le_bytes());
+        }
+        data
+    }
+
+    /// Puts `text` in the model words, byte-swapped as the device sends it.
+    fn with_model(mut data: [u8; IDENTIFY_BYTES], text: &str) -> [u8; IDENTIFY_BYTES] {
+        let mut padded = [b' '; 40];
+        padded[..text.len()].copy_from_slice(text.as_bytes());
+        for (i, pair) in padded.chunks(2).enumerate() {
+            data[2 * (27 + i)] = pair[1];
+            data[2 * (27 + i) + 1] = pair[0];
+        }
+        data
+    }
+
+    #[test]
+    fn a_qemu_like_disk_decodes() {
+        let raw = data(&[
+            (49, CAPABILITY_LBA | CAPABILITY_DMA),
+            (60, 0x4000),
+            (61, 0),
+            (75, 31),
+            (76, SATA_NCQ | 0x6),
+            (83, 0x4000 | COMMAND_SET_LBA48),
+            (100, 0x0000),
+            (101, 0x0010),
+            (106, 0x4000),
+        ]);
+        let identity = Identity::parse(&with_model(raw, "QEMU HARDDISK")).unwrap();
+        assert_eq!(identity.model, "QEMU HARDDISK");
+        assert_eq!(identity.sectors, 0x10_0000);
+        assert!(identity.lba48 && identity.dma);
+        assert_eq!(identity.ncq_depth, Some(32));
+    }
+
+    #[test]
+    fn without_lba48_the_28_bit_count_is_used() {
+        let raw = data(&[(49, CAPABILITY_LBA), (60, 0x1234), (61, 0x5), (83, 0)]);
+        let identity = Identity::parse(&raw).unwrap();
+        assert_eq!(identity.sectors, 0x5_1234);
+        assert!(!identity.lba48 && !identity.dma);
+        assert_eq!(identity.ncq_depth, None);
+    }
+
+    #[test]
+    fn unusable_disks_are_refused() {
+        assert!(Identity::parse(&data(&[(60, 8)])).is_err(), "no LBA");
+        assert!(
+            Identity::parse(&data(&[(49, CAPABILITY_LBA)])).is_err(),
+            "no sectors"
+        );
+        let big = data(&[
+            (49, CAPABILITY_LBA),
+            (60, 8),
+            (106, 0x4000 | SECTOR_SIZE_LONG),
+            (117, 2048),
+        ]);
+        assert!(Identity::parse(&big).is_err(), "4 KiB sectors");
+        assert!(Identity::parse(&[0; 100]).is_err());
+    }
+
+    #[test]
+    fn model_strings_are_unswapped_and_trimmed() {
+        let raw = with_model([0; IDENTIFY_BYTES], "ABCDE");
+        assert_eq!(model(&raw), "ABCDE");
+    }
+}

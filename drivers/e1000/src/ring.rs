@@ -1,0 +1,624 @@
+//! The driver's pure logic: models, EEPROM and PHY register access words, MAC address
+//! decoding, descriptor encoding and decoding, and ring index arithmetic. No device
+//! access here, so all of it is tested on the host.
+
+use rexo_api::DeviceError;
+
+use crate::regs::{
+    MDIC_ERROR, MDIC_OP_READ, MDIC_OP_WRITE, MDIC_PHY_SHIFT, MDIC_READY, MDIC_REGISTER_SHIFT,
+    PHY_ADDRESS, PHY_CONTROL_AN_ENABLE, PHY_CONTROL_POWER_DOWN, PHY_CONTROL_RESTART_AN,
+};
+
+/// Bytes of one descriptor, receive or transmit, legacy or extended (SDM, "Legacy
+/// Receive Descriptor Format" and "Legacy Transmit Descriptor Format").
+pub const DESCRIPTOR_BYTES: usize = 16;
+/// Offset of the descriptor's upper quadword: length, status and command fields.
+pub const DESCRIPTOR_FIELDS: usize = 8;
+/// Bytes of every receive and transmit buffer (RCTL.BSIZE 2048).
+pub const BUFFER_BYTES: usize = 2048;
+/// Bytes of an Ethernet header: the shortest frame the API sends or delivers.
+pub const ETHERNET_HEADER: usize = 14;
+/// The largest frame without FCS for a 1500-byte MTU (no jumbo frames: RCTL.LPE off).
+pub const MAX_FRAME: usize = 1514;
+
+/// Receive status: descriptor done (the device wrote it back).
+pub const RX_STATUS_DD: u8 = 1 << 0;
+/// Receive status: end of packet (the last buffer of a frame).
+pub const RX_STATUS_EOP: u8 = 1 << 1;
+/// Receive errors that make a frame unusable: CRC/alignment (CE), symbol (SE),
+/// sequence (SEQ), carrier extension (CXE) and RX data (RXE) errors (SDM, the receive
+/// descriptor's errors field).
+/// The checksum-offload bits (TCPE, IPE) are not among them: the driver does not use
+/// checksum offload (the API has no way to report it).
+pub const RX_ERRORS_FATAL: u8 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 4) | (1 << 7);
+
+/// Transmit command: end of packet.
+pub const TX_CMD_EOP: u8 = 1 << 0;
+/// Transmit command: insert the FCS (the API's frames come without it).
+pub const TX_CMD_IFCS: u8 = 1 << 1;
+/// Transmit command: report status (the device sets DD when done with the descriptor).
+pub const TX_CMD_RS: u8 = 1 << 3;
+/// Transmit status: descriptor done.
+pub const TX_STATUS_DD: u8 = 1 << 0;
+
+/// The layout of the EEPROM Read register, which differs between models (SDM, EERD).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EerdLayout {
+    /// 82540, 82545, 82546: DONE is bit 4, the word address is bits 15:8.
+    DoneBit4Address8,
+    /// 82541, 82547 and the 82574: DONE is bit 1, the word address is bits 15:2.
+    DoneBit1Address2,
+}
+
+impl EerdLayout {
+    /// The EERD value that starts reading EEPROM word `word`.
+    pub fn request(self, word: u8) -> u32 {
+        let shift = match self {
+            Self::DoneBit4Address8 => 8,
+            Self::DoneBit1Address2 => 2,
+        };
+        (u32::from(word) << shift) | crate::regs::EERD_START
+    }
+
+    /// The word in EERD value `value` once the read is done, else `None`.
+    pub fn word(self, value: u32) -> Option<u16> {
+        let done = match self {
+            Self::DoneBit4Address8 => 1 << 4,
+            Self::DoneBit1Address2 => 1 << 1,
+        };
+        (value & done != 0).then_some((value >> crate::regs::EERD_DATA_SHIFT) as u16)
+    }
+}
+
+/// What differs between the supported controllers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Model {
+    /// The part, for messages.
+    pub name: &'static str,
+    /// How to read the EEPROM when RAL0 is empty (`None`: the 82544 has no EERD).
+    pub eerd: Option<EerdLayout>,
+    /// A PCI Express 8257x part (82574): master disable before reset, NVM auto-read
+    /// wait after it, its own TIPG/COLD values, and two queue pairs with RSS spreading
+    /// received IP traffic over them (extended receive descriptors).
+    pub pcie: bool,
+}
+
+impl Model {
+    /// Receive/transmit queue pairs: two on the 82574, one on the 8254x.
+    pub fn queues(&self) -> usize {
+        if self.pcie { 2 } else { 1 }
+    }
+
+    /// The receive descriptor format: RSS on the 82574 needs the extended one.
+    pub fn rx_format(&self) -> RxFormat {
+        if self.pcie {
+            RxFormat::Extended
+        } else {
+            RxFormat::Legacy
+        }
+    }
+}
+
+/// An 8254x part with the given EEPROM access.
+const fn i8254x(name: &'static str, eerd: Option<EerdLayout>) -> Model {
+    Model {
+        name,
+        eerd,
+        pcie: false,
+    }
+}
+
+/// The EERD layout of the 82540, 82545 and 82546.
+const EERD_OLD: Option<EerdLayout> = Some(EerdLayout::DoneBit4Address8);
+/// The EERD layout of the 82541, 82547 and 82574.
+const EERD_NEW: Option<EerdLayout> = Some(EerdLayout::DoneBit1Address2);
+
+/// The supported controllers by PCI device ID (vendor 8086): the copper parts of the
+/// 8254x SDM's device ID table and the 82574. Fibre and SerDes parts need another link
+/// bring-up (no PHY) and are left out, as are the 82542/82543 (older register set,
+/// bit-banged PHY access).
+const MODELS: &[(u16, Model)] = &[
+    (0x1008, i8254x("82544EI", None)),
+    (0x100C, i8254x("82544GC", None)),
+    (0x100D, i8254x("82544GC LOM", None)),
+    (0x100E, i8254x("82540EM", EERD_OLD)),
+    (0x1015, i8254x("82540EM LOM", EERD_OLD)),
+    (0x1016, i8254x("82540EP LOM", EERD_OLD)),
+    (0x1017, i8254x("82540EP", EERD_OLD)),
+    (0x101E, i8254x("82540EP LP", EERD_OLD)),
+    (0x100F, i8254x("82545EM", EERD_OLD)),
+    (0x1026, i8254x("82545GM", EERD_OLD)),
+    (0x1010, i8254x("82546EB", EERD_OLD)),
+    (0x101D, i8254x("82546EB quad", EERD_OLD)),
+    (0x1079, i8254x("82546GB", EERD_OLD)),
+    (0x1099, i8254x("82546GB quad", EERD_OLD)),
+    (0x1013, i8254x("82541EI", EERD_NEW)),
+    (0x1018, i8254x("82541EI mobile", EERD_NEW)),
+    (0x1014, i8254x("82541ER LOM", EERD_NEW)),
+    (0x1078, i8254x("82541ER", EERD_NEW)),
+    (0x1076, i8254x("82541GI", EERD_NEW)),
+    (0x1077, i8254x("82541GI mobile", EERD_NEW)),
+    (0x107C, i8254x("82541PI", EERD_NEW)),
+    (0x1019, i8254x("82547EI", EERD_NEW)),
+    (0x101A, i8254x("82547EI mobile", EERD_NEW)),
+    (0x1075, i8254x("82547GI", EERD_NEW)),
+    (
+        0x10D3,
+        Model {
+            name: "82574L",
+            eerd: EERD_NEW,
+            pcie: true,
+        },
+    ),
+];
+
+/// The model of Intel device `device_id`, if supported.
+pub fn model(device_id: u16) -> Option<Model> {
+    MODELS
+        .iter()
+        .find(|(id, _)| *id == device_id)
+        .map(|(_, model)| *model)
+}
+
+/// The transmit inter-packet gap for copper: IPGT 10, IPGR1 8, IPGR2 6 on the 8254x
+/// (SDM, TIPG: the IEEE 802.3 gap), IPGT 8 on the 82574 (its TIPG reset value).
+pub fn tipg(model: &Model) -> u32 {
+    let ipgt = if model.pcie { 8 } else { 10 };
+    ipgt | (8 << 10) | (6 << 20)
+}
+
+/// TCTL's collision distance for full duplex: 64 byte times on the 8254x (SDM, TCTL),
+/// 63 on the 82574 (its datasheet's recommended COLD).
+pub fn collision_distance(model: &Model) -> u32 {
+    if model.pcie { 0x3F } else { 0x40 }
+}
+
+/// The MAC address in RAL0/RAH0, or `None` when it is empty or no unicast address.
+pub fn mac_from_receive_address(ral: u32, rah: u32) -> Option<[u8; 6]> {
+    let low = ral.to_le_bytes();
+    let high = rah.to_le_bytes();
+    usable_mac([low[0], low[1], low[2], low[3], high[0], high[1]])
+}
+
+/// The MAC address from EEPROM words 0..3 (the EEPROM map's Ethernet address words,
+/// little-endian byte pairs).
+pub fn mac_from_eeprom(words: [u16; 3]) -> Option<[u8; 6]> {
+    let [a, b, c] = words.map(u16::to_le_bytes);
+    usable_mac([a[0], a[1], b[0], b[1], c[0], c[1]])
+}
+
+/// `mac` when it is a unicast address other than zero.
+fn usable_mac(mac: [u8; 6]) -> Option<[u8; 6]> {
+    (mac != [0; 6] && mac[0] & 1 == 0).then_some(mac)
+}
+
+/// RAL0 and RAH0 (with Address Valid) holding `mac`.
+pub fn receive_address(mac: [u8; 6]) -> (u32, u32) {
+    let low = u32::from_le_bytes([mac[0], mac[1], mac[2], mac[3]]);
+    let high = u32::from(u16::from_le_bytes([mac[4], mac[5]])) | crate::regs::RAH_AV;
+    (low, high)
+}
+
+/// The MDIC value that reads register `register` of the internal PHY.
+pub fn mdic_read(register: u32) -> u32 {
+    MDIC_OP_READ | (PHY_ADDRESS << MDIC_PHY_SHIFT) | (register << MDIC_REGISTER_SHIFT)
+}
+
+/// The MDIC value that writes `value` to register `register` of the internal PHY.
+pub fn mdic_write(register: u32, value: u16) -> u32 {
+    MDIC_OP_WRITE
+        | (PHY_ADDRESS << MDIC_PHY_SHIFT)
+        | (register << MDIC_REGISTER_SHIFT)
+        | u32::from(value)
+}
+
+/// The outcome in MDIC value `value`: `None` while the access runs, then the data
+/// (bits 15:0) or the error.
+pub fn mdic_outcome(value: u32) -> Option<Result<u16, DeviceError>> {
+    if value & MDIC_READY == 0 {
+        None
+    } else if value & MDIC_ERROR != 0 {
+        Some(Err(DeviceError::Status {
+            what: "PHY register access (MDIC)",
+            status: value,
+        }))
+    } else {
+        Some(Ok(value as u16))
+    }
+}
+
+/// The PHY control value that powers the PHY up and restarts auto-negotiation, or
+/// `None` when `control` says it is already up (nothing to do: a restart would only
+/// drop the link for seconds).
+pub fn phy_power_up(control: u16) -> Option<u16> {
+    (control & PHY_CONTROL_POWER_DOWN != 0).then_some(
+        (control & !PHY_CONTROL_POWER_DOWN) | PHY_CONTROL_AN_ENABLE | PHY_CONTROL_RESTART_AN,
+    )
+}
+
+/// Refuses a frame of `len` bytes the interface cannot send.
+pub fn check_frame_len(len: usize) -> Result<(), DeviceError> {
+    if len < ETHERNET_HEADER {
+        Err(DeviceError::TooShort { len })
+    } else if len > MAX_FRAME {
+        Err(DeviceError::TooLong {
+            len,
+            max: MAX_FRAME,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// The upper quadword of a legacy transmit descriptor sending `len` bytes as one
+/// whole frame: length (bits 15:0), CSO 0, CMD EOP|IFCS|RS (bits 31:24), status 0.
+pub fn tx_fields(len: usize) -> u64 {
+    let cmd = TX_CMD_EOP | TX_CMD_IFCS | TX_CMD_RS;
+    (len as u64 & 0xFFFF) | (u64::from(cmd) << 24)
+}
+
+/// Whether the upper quadword `fields` of a transmit descriptor says the device is
+/// done with it (status, bits 39:32).
+pub fn tx_done(fields: u64) -> bool {
+    (fields >> 32) as u8 & TX_STATUS_DD != 0
+}
+
+/// The RSS key: the 40-byte example key of Microsoft's RSS specification, which spreads
+/// typical address/port mixes evenly.
+pub const RSS_KEY: [u8; 40] = [
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0,
+    0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c,
+    0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+];
+
+/// How the device writes a receive descriptor back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxFormat {
+    /// Legacy (SDM): length in bits 15:0, status 39:32, errors 47:40 of the upper
+    /// quadword.
+    Legacy,
+    /// Extended (82574 datasheet, "Extended Rx Descriptor" write-back): status in bits
+    /// 19:0 and errors in 31:20 of the upper quadword (the error byte 31:24 has the
+    /// legacy bit order), length in 47:32; the lower quadword holds the RSS hash and
+    /// overwrites the buffer address.
+    Extended,
+}
+
+/// A written-back receive descriptor's fields (upper quadword).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RxFields {
+    /// Bytes the device wrote into the buffer.
+    pub length: u16,
+    /// Status bits (DD, EOP...).
+    pub status: u8,
+    /// Error bits.
+    pub errors: u8,
+}
+
+impl RxFields {
+    /// Decodes the upper quadword `fields` written back in `format`.
+    pub fn decode(format: RxFormat, fields: u64) -> Self {
+        match format {
+            RxFormat::Legacy => Self {
+                length: fields as u16,
+                status: (fields >> 32) as u8,
+                errors: (fields >> 40) as u8,
+            },
+            RxFormat::Extended => Self {
+                length: (fields >> 32) as u16,
+                status: fields as u8,
+                errors: (fields >> 24) as u8,
+            },
+        }
+    }
+
+    /// Whether the device wrote the descriptor back.
+    pub fn done(&self) -> bool {
+        self.status & RX_STATUS_DD != 0
+    }
+}
+
+/// What to do with one written-back receive buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxVerdict {
+    /// Hand this many bytes to the app.
+    Deliver(usize),
+    /// Give the buffer back unread (a bad frame, or part of one too long to take).
+    Drop,
+}
+
+/// Judges buffer `fields`; `spanning` says an earlier buffer of the same frame lacked
+/// EOP (the frame is longer than one buffer, so longer than the interface takes) and
+/// is updated for the next buffer.
+pub fn rx_verdict(fields: RxFields, spanning: &mut bool) -> RxVerdict {
+    let part_of_long_frame = *spanning;
+    *spanning = fields.status & RX_STATUS_EOP == 0;
+    let len = usize::from(fields.length);
+    if part_of_long_frame
+        || *spanning
+        || fields.errors & RX_ERRORS_FATAL != 0
+        || !(ETHERNET_HEADER..=BUFFER_BYTES).contains(&len)
+    {
+        RxVerdict::Drop
+    } else {
+        RxVerdict::Deliver(len)
+    }
+}
+
+/// The receive ring's software state. The device owns the descriptors from its head up
+/// to (not including) RDT; one descriptor always stays with the driver, since RDT ==
+/// RDH means "none given".
+#[derive(Debug)]
+pub struct RxRing {
+    /// Descriptors in the ring.
+    size: usize,
+    /// The next descriptor the device will write back.
+    next: usize,
+    /// Descriptors processed and cleaned but not yet given back through RDT.
+    unposted: usize,
+}
+
+impl RxRing {
+    /// A ring of `size` descriptors, all but one given to the device (RDT = `size - 1`).
+    pub fn new(size: usize) -> Self {
+        Self {
+            size,
+            next: 0,
+            unposted: 0,
+        }
+    }
+
+    /// The initial RDT.
+    pub fn initial_tail(&self) -> usize {
+        self.size - 1
+    }
+
+    /// The descriptor to look at next.
+    pub fn next(&self) -> usize {
+        self.next
+    }
+
+    /// Marks the next descriptor processed and ready to go back.
+    pub fn advance(&mut self) {
+        self.next = (self.next + 1) % self.size;
+        self.unposted += 1;
+    }
+
+    /// The new RDT when at least `batch` descriptors wait to go back (they all go),
+    /// else `None`: the tail moves in batches to save register writes.
+    pub fn tail_to_post(&mut self, batch: usize) -> Option<usize> {
+        if self.unposted < batch.max(1) {
+            return None;
+        }
+        self.unposted = 0;
+        Some((self.next + self.size - 1) % self.size)
+    }
+}
+
+/// The transmit ring's software state: descriptors `[clean, clean + in_flight)` are the
+/// device's; at most `size - 1` are, since TDT == TDH means "none queued".
+#[derive(Debug)]
+pub struct TxRing {
+    /// Descriptors in the ring.
+    size: usize,
+    /// The oldest descriptor the device may still be using.
+    clean: usize,
+    /// Descriptors queued and not reclaimed.
+    in_flight: usize,
+}
+
+impl TxRing {
+    /// An empty ring of `size` descriptors.
+    pub fn new(size: usize) -> Self {
+        Self {
+            size,
+            clean: 0,
+            in_flight: 0,
+        }
+    }
+
+    /// Descriptors the device has not been seen to finish.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// The free descriptor to fill next, or `None` when the ring is full.
+    pub fn slot_to_fill(&self) -> Option<usize> {
+        (self.in_flight < self.size - 1).then_some((self.clean + self.in_flight) % self.size)
+    }
+
+    /// Records that the slot from [`slot_to_fill`](Self::slot_to_fill) was queued; returns
+    /// the new TDT.
+    pub fn queued(&mut self) -> usize {
+        self.in_flight += 1;
+        (self.clean + self.in_flight) % self.size
+    }
+
+    /// Takes back the finished descriptors, oldest first, while `done(index)` says so
+    /// (the device finishes them in order); returns how many.
+    pub fn reclaim(&mut self, mut done: impl FnMut(usize) -> bool) -> usize {
+        let mut reclaimed = 0;
+        while self.in_flight > 0 && done(self.clean) {
+            self.clean = (self.clean + 1) % self.size;
+            self.in_flight -= 1;
+            reclaimed += 1;
+        }
+        reclaimed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_by_device_id() {
+        assert_eq!(model(0x100E).unwrap().name, "82540EM");
+        assert_eq!(model(0x100E).unwrap().eerd, EERD_OLD);
+        let e1000e = model(0x10D3).unwrap();
+        assert!(e1000e.pcie);
+        assert_eq!(e1000e.eerd, Some(EerdLayout::DoneBit1Address2));
+        assert_eq!(model(0x100C).unwrap().eerd, None);
+        assert_eq!(model(0x1004), None); // 82543GC: not supported
+        assert_eq!(model(0x1000), None);
+        assert_eq!(model(0x100E).unwrap().queues(), 1);
+        assert_eq!(e1000e.queues(), 2);
+        assert_eq!(e1000e.rx_format(), RxFormat::Extended);
+        let mut ids: alloc::vec::Vec<u16> = MODELS.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), MODELS.len(), "a device ID is listed twice");
+    }
+
+    #[test]
+    fn eerd_layouts() {
+        let old = EerdLayout::DoneBit4Address8;
+        let new = EerdLayout::DoneBit1Address2;
+        assert_eq!(old.request(2), 0x0201);
+        assert_eq!(new.request(2), 0x0009);
+        assert_eq!(old.word(0x1234_0211), Some(0x1234));
+        assert_eq!(old.word(0x1234_0201), None);
+        assert_eq!(new.word(0xABCD_000B), Some(0xABCD));
+        assert_eq!(new.word(0xABCD_0009), None);
+    }
+
+    #[test]
+    fn mac_addresses() {
+        // QEMU's default 52:54:00:12:34:56.
+        let mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+        let (ral, rah) = receive_address(mac);
+        assert_eq!((ral, rah), (0x1200_5452, 0x8000_5634));
+        assert_eq!(mac_from_receive_address(ral, rah), Some(mac));
+        assert_eq!(mac_from_receive_address(0, 0x8000_0000), None);
+        assert_eq!(mac_from_receive_address(0xFFFF_FFFF, 0xFFFF), None);
+        assert_eq!(mac_from_eeprom([0x5452, 0x1200, 0x5634]), Some(mac));
+        assert_eq!(mac_from_eeprom([0, 0, 0]), None);
+    }
+
+    #[test]
+    fn phy_access() {
+        assert_eq!(mdic_read(0), 0x0820_0000);
+        assert_eq!(mdic_write(0, 0x1140), 0x0420_1140);
+        assert_eq!(mdic_outcome(0x0820_0000), None);
+        assert_eq!(mdic_outcome(0x1820_1140), Some(Ok(0x1140)));
+        assert!(matches!(
+            mdic_outcome(0x5820_0000),
+            Some(Err(DeviceError::Status { .. }))
+        ));
+        assert_eq!(phy_power_up(0x1140), None);
+        assert_eq!(phy_power_up(0x0940), Some(0x1340));
+    }
+
+    #[test]
+    fn frame_lengths() {
+        assert_eq!(check_frame_len(13), Err(DeviceError::TooShort { len: 13 }));
+        assert_eq!(check_frame_len(14), Ok(()));
+        assert_eq!(check_frame_len(1514), Ok(()));
+        assert_eq!(
+            check_frame_len(1515),
+            Err(DeviceError::TooLong {
+                len: 1515,
+                max: 1514
+            })
+        );
+    }
+
+    #[test]
+    fn transmit_descriptor_fields() {
+        let fields = tx_fields(1514);
+        assert_eq!(fields & 0xFFFF, 1514);
+        assert_eq!((fields >> 24) as u8, 0x0B); // EOP | IFCS | RS
+        assert!(!tx_done(fields));
+        assert!(tx_done(fields | 1 << 32));
+    }
+
+    #[test]
+    fn receive_verdicts() {
+        let fields = |length: u16, status: u8, errors: u8| RxFields {
+            length,
+            status,
+            errors,
+        };
+        let whole = RX_STATUS_DD | RX_STATUS_EOP;
+        let mut spanning = false;
+        assert_eq!(
+            rx_verdict(fields(60, whole, 0), &mut spanning),
+            RxVerdict::Deliver(60)
+        );
+        // A checksum error bit alone does not drop the frame (offload is off).
+        assert_eq!(
+            rx_verdict(fields(60, whole, 1 << 5), &mut spanning),
+            RxVerdict::Deliver(60)
+        );
+        assert_eq!(
+            rx_verdict(fields(60, whole, 1), &mut spanning),
+            RxVerdict::Drop
+        );
+        assert_eq!(
+            rx_verdict(fields(10, whole, 0), &mut spanning),
+            RxVerdict::Drop
+        );
+        // A frame over two buffers is dropped whole, and the next one is fine.
+        assert_eq!(
+            rx_verdict(fields(2048, RX_STATUS_DD, 0), &mut spanning),
+            RxVerdict::Drop
+        );
+        assert!(spanning);
+        assert_eq!(
+            rx_verdict(fields(100, whole, 0), &mut spanning),
+            RxVerdict::Drop
+        );
+        assert!(!spanning);
+        assert_eq!(
+            rx_verdict(fields(100, whole, 0), &mut spanning),
+            RxVerdict::Deliver(100)
+        );
+        let decoded = RxFields::decode(RxFormat::Legacy, 0x0000_0003_0000_05EA);
+        assert_eq!(decoded, fields(1514, whole, 0));
+        assert!(decoded.done());
+        // Extended: VLAN 0, length 1514, CE error (bit 24), status DD|EOP.
+        let decoded = RxFields::decode(RxFormat::Extended, 0x0000_05EA_0100_0003);
+        assert_eq!(decoded, fields(1514, whole, 1));
+        assert_eq!(
+            rx_verdict(decoded, &mut spanning),
+            RxVerdict::Drop,
+            "CE is fatal in both formats"
+        );
+    }
+
+    #[test]
+    fn receive_ring_posts_in_batches() {
+        let mut ring = RxRing::new(8);
+        assert_eq!(ring.initial_tail(), 7);
+        ring.advance();
+        assert_eq!(ring.tail_to_post(2), None);
+        ring.advance();
+        assert_eq!(ring.next(), 2);
+        // Descriptors 0 and 1 go back: the device may fill up to (not including) 1.
+        assert_eq!(ring.tail_to_post(2), Some(1));
+        assert_eq!(ring.tail_to_post(2), None);
+        for _ in 0..6 {
+            ring.advance();
+        }
+        assert_eq!(ring.next(), 0);
+        assert_eq!(ring.tail_to_post(1), Some(7));
+    }
+
+    #[test]
+    fn transmit_ring_fills_and_reclaims_in_order() {
+        let mut ring = TxRing::new(4);
+        for expected in 0..3 {
+            assert_eq!(ring.slot_to_fill(), Some(expected));
+            assert_eq!(ring.queued(), expected + 1);
+        }
+        assert_eq!(ring.slot_to_fill(), None, "one descriptor stays free");
+        assert_eq!(ring.in_flight(), 3);
+        // Only the oldest is done: one comes back, even if a later one says done.
+        assert_eq!(ring.reclaim(|i| i == 0 || i == 2), 1);
+        assert_eq!(ring.slot_to_fill(), Some(3));
+        assert_eq!(ring.queued(), 0); // the tail wraps
+        assert_eq!(ring.reclaim(|_| true), 3);
+        assert_eq!(ring.in_flight(), 0);
+        assert_eq!(ring.reclaim(|_| true), 0);
+    }
+}
