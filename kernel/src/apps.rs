@@ -200,13 +200,7 @@ pub(crate) fn run_as(
             app.name
         ),
     }
-    let devices = crate::devices::machine().registry().revoke_all_of(owner.0);
-    if devices > 0 {
-        log::info!(
-            "app '{}' ended holding {devices} devices: taken back",
-            app.name
-        );
-    }
+    crate::devices::revoke_all_of(owner.0);
     // Best effort: an owner the table cannot hold was refused above already.
     let _ = crate::caps::set_quota(owner, None);
     result

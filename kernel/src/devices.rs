@@ -16,3 +16,10 @@ pub fn machine() -> &'static Machine {
         Machine::new(&DRIVER_PLATFORM, windows)
     })
 }
+
+/// Takes back every device the app of owner number `owner` holds; binds nothing.
+pub fn revoke_all_of(owner: u16) {
+    if let Some(machine) = MACHINE.get() {
+        machine.revoke_all_of(owner);
+    }
+}

@@ -26,6 +26,7 @@ const PROGRAMS: &[(&str, &str, &[&str])] = &[
         &["--defsym", "EXIT_FUNCTION=0x7F"],
     ),
     ("reboot.bin", "exit.S", &["--defsym", "EXIT_FUNCTION=0x7E"]),
+    ("storage.bin", "storage.S", &[]),
 ];
 
 /// Before QEMU cases run: if any case's name mentions `baremetal`, builds the programs

@@ -51,6 +51,35 @@ impl Disk for FileDisk {
     }
 }
 
+/// Writes a fresh 16 MiB BMFS image at `path` holding every `*.bin` of `programs` as
+/// `NAME.app` (the BareMetal test programs, for the cases that load them from a disk).
+pub fn image_of_programs(path: &Path, programs: &Path) -> Result<()> {
+    let mut volume = Volume::format(open_disk(path, Some(16 << 20))?).map_err(|e| e.to_string())?;
+    let entries =
+        std::fs::read_dir(programs).map_err(|e| format!("{}: {e}", programs.display()))?;
+    for entry in entries {
+        let file = entry.map_err(|e| e.to_string())?.path();
+        let (Some(stem), Some("bin")) = (
+            file.file_stem().and_then(|s| s.to_str()),
+            file.extension().and_then(|e| e.to_str()),
+        ) else {
+            continue;
+        };
+        let data = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        if data.is_empty() || data.len() as u64 > BLOCK {
+            continue;
+        }
+        let name = format!("{stem}.app");
+        volume
+            .create(&name, 1)
+            .map_err(|e| format!("{name}: {e}"))?;
+        volume
+            .write(&name, &data)
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Opens `image` as a disk.
 fn open_disk(image: &Path, create: Option<u64>) -> Result<FileDisk> {
     let file = OpenOptions::new()

@@ -3,6 +3,7 @@
 
 use crate::Result;
 use crate::deps::{self, Need};
+use crate::diskimage::Attach;
 use crate::qemu::{self, Accel, End, Machine, Media, Vm};
 use crate::testcases::{Arg, BAD_TABLE_SIG, Boot, CASES, Case, Check, Cores, DISK_BYTES};
 use std::collections::VecDeque;
@@ -663,6 +664,13 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 crate::diskimage::create(&path, DISK_BYTES)?;
                 extra.extend(crate::diskimage::args(images.len(), *attach, &path)?);
                 images.push(path);
+            }
+            Arg::BmfsDisk(device) => {
+                let path = scratch.join("bmfs.img");
+                crate::disk::image_of_programs(&path, Path::new(crate::baremetal::OUT_DIR))?;
+                // Its own drive id, after any pattern disks.
+                let id = case.qemu.len() + 1;
+                extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
             }
             Arg::KillAfterFlush => kill_after_flush = true,
             Arg::BadChecksumTable => {

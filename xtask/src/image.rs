@@ -94,7 +94,9 @@ pub fn build_iso(kernel: &Path, append: &str, modules: &[PathBuf], out: &Path) -
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| format!("bad output path {}", out.display()))?;
-    let tree = crate::root().join("target").join(format!("{stem}.tree"));
+    // The staging tree sits beside the ISO, so that two ISOs built at once (the test
+    // cases run in parallel, each in its own folder) never share one.
+    let tree = out.with_file_name(format!("{stem}.tree"));
     let io = |what: &str, path: &Path, e: std::io::Error| {
         format!("cannot {what} {}: {e}", path.display())
     };

@@ -43,6 +43,10 @@ pub enum Arg {
     /// so; after the run every sector must hold `diskcheck`'s pattern
     /// (`xtask/src/diskimage.rs`). Disks are numbered in their order here.
     Disk(Attach),
+    /// A BMFS image (`cargo xtask disk`'s format) holding every BareMetal test program
+    /// of `target/baremetal/` as `NAME.app` (`storage.bin` is `storage.app`), attached
+    /// as this device model; its contents are not checked afterwards.
+    BmfsDisk(&'static str),
     /// SIGKILL QEMU as soon as the serial shows `diskcheck: disk K: flushed` for every
     /// disk, before anything else can write the images: what the images then hold is
     /// what the flush made durable.
@@ -604,6 +608,32 @@ pub const CASES: &[Case] = &[
         ..BASE
     },
     Case {
+        // BareMetal programs from a BMFS disk (made by `cargo xtask disk`'s code) on NVMe:
+        // the monitor lists it, loads and runs the storage-call program, which writes and
+        // reads a sector through b_nvs_write/b_nvs_read; `pci` shows the driver bound.
+        name: "baremetal::bmfs-disk-monitor",
+        machine: Machine::Q35,
+        append: "app=monitor",
+        qemu: &[Arg::BmfsDisk("nvme,serial=bmfs")],
+        input: "ls\rload storage.app\rexec\rload nope.app\rdevices\rpci\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 30,
+        checks: &[
+            Check::Has("storage.app"),
+            Check::Has("blocks free"),
+            Check::Has("load: "),
+            Check::Has("baremetal-storage: sector 3840 written and read back byte-exact"),
+            Check::Has("baremetal-storage: a read past the end of the disk did nothing"),
+            Check::Has("exec: returned rax=0x5107"),
+            Check::Has("load: no file 'nope.app'"),
+            Check::Has("nvme: 16 MiB"),
+            Check::Has("class 01.08.02 bar0 mem64"),
+            Check::Has("driver nvme"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
+    Case {
         name: "monitor::load-exec-baremetal",
         append: "app=monitor",
         qemu_args: &["-initrd", "target/baremetal/test.bin"],
@@ -622,12 +652,13 @@ pub const CASES: &[Case] = &[
     Case {
         name: "badinput::monitor-exec-without-load",
         append: "app=monitor",
-        input: "exec\rload\rexec\rload x.bin\rpoweroff\r",
+        input: "exec\rload\rexec\rload x.bin\rls\rpoweroff\r",
         exit: Some(0),
         checks: &[
             Check::Has("exec: nothing is loaded; `load` first"),
             Check::Has("load: needs a boot module"),
-            Check::Has("load: files need a disk"),
+            Check::Has("load: no disk (`devices` lists them)"),
+            Check::Has("ls: no disk"),
         ],
         ..BASE
     },

@@ -282,21 +282,28 @@ impl Registry {
     }
 
     /// Takes back every device the app of owner number `owner` holds (it ended): its
-    /// handles go dead. Returns how many.
+    /// handles go dead. Returns how many (logged when any).
     pub fn revoke_all_of(&self, owner: u16) -> usize {
-        self.slots
+        let mut name = "";
+        let taken = self
+            .slots
             .iter()
             .filter(|slot| {
                 let mut state = slot.state.lock();
-                let held = state.holder.is_some_and(|(holder, _)| holder == owner);
-                if held {
+                let held = state.holder.filter(|(holder, _)| *holder == owner);
+                if let Some((_, holder)) = held {
+                    name = holder;
                     state.holder = None;
                     state.generation += 1;
                     lease::forget_requests(&mut state.device);
                 }
-                held
+                held.is_some()
             })
-            .count()
+            .count();
+        if taken > 0 {
+            log::info!("app '{name}' ended holding {taken} devices: taken back");
+        }
+        taken
     }
 }
 

@@ -59,6 +59,14 @@ impl Machine {
         })
     }
 
+    /// Takes back every device the app of owner number `owner` holds (it ended); none
+    /// when no driver was bound yet (this binds nothing).
+    pub fn revoke_all_of(&self, owner: u16) -> usize {
+        self.registry
+            .get()
+            .map_or(0, |registry| registry.revoke_all_of(owner))
+    }
+
     /// The bound devices (binding them on the first call).
     pub fn registry(&'static self) -> &'static Registry {
         self.registry
