@@ -7,6 +7,7 @@
 //! the handle (or the kernel revokes it, after which every call says
 //! [`DeviceError::Revoked`]).
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use core::fmt;
 
@@ -215,6 +216,50 @@ pub trait BlockDevice: Send {
     fn abandon_requests(&mut self);
 }
 
+/// A keyboard, opened by one app (the consoles' keyboards are read through
+/// `Kernel::read_byte` instead).
+pub trait KeyboardDevice: Send {
+    /// The next byte of typed input, as a terminal sends it (`\r` for Enter, 0x7F for
+    /// Backspace, `ESC [ A` for the up arrow), without waiting.
+    fn read_byte(&mut self) -> Result<Option<u8>, DeviceError>;
+}
+
+/// A device an app opened: it holds it alone until it drops the handle.
+pub enum OpenDevice {
+    /// A network interface.
+    Net(Box<dyn NetDevice>),
+    /// A disk.
+    Block(Box<dyn BlockDevice>),
+    /// A keyboard.
+    Keyboard(Box<dyn KeyboardDevice>),
+}
+
+impl OpenDevice {
+    /// The network interface, or [`ApiError::NoSuchDevice`](crate::ApiError::NoSuchDevice) for another kind.
+    pub fn into_net(self) -> Result<Box<dyn NetDevice>, crate::ApiError> {
+        match self {
+            OpenDevice::Net(nic) => Ok(nic),
+            _ => Err(crate::ApiError::NoSuchDevice),
+        }
+    }
+
+    /// The disk, or [`ApiError::NoSuchDevice`](crate::ApiError::NoSuchDevice) for another kind.
+    pub fn into_block(self) -> Result<Box<dyn BlockDevice>, crate::ApiError> {
+        match self {
+            OpenDevice::Block(disk) => Ok(disk),
+            _ => Err(crate::ApiError::NoSuchDevice),
+        }
+    }
+
+    /// The keyboard, or [`ApiError::NoSuchDevice`](crate::ApiError::NoSuchDevice) for another kind.
+    pub fn into_keyboard(self) -> Result<Box<dyn KeyboardDevice>, crate::ApiError> {
+        match self {
+            OpenDevice::Keyboard(keyboard) => Ok(keyboard),
+            _ => Err(crate::ApiError::NoSuchDevice),
+        }
+    }
+}
+
 /// What a device is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceKind {
@@ -222,7 +267,7 @@ pub enum DeviceKind {
     Net,
     /// A disk ([`BlockDevice`]).
     Block,
-    /// A keyboard (the consoles' input).
+    /// A keyboard ([`KeyboardDevice`]).
     Keyboard,
 }
 

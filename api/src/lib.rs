@@ -17,8 +17,8 @@ use core::fmt;
 pub mod device;
 
 pub use device::{
-    BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, NetDevice, NetInfo,
-    Tag,
+    BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, KeyboardDevice,
+    NetDevice, NetInfo, OpenDevice, Tag,
 };
 
 pub use rexo_captable::{Cap, CapError, EntryInfo as CapInfo};
@@ -242,10 +242,22 @@ pub trait Kernel: Sync {
     /// Every device a driver is bound to (drivers bind on the first call of this or the
     /// `open_` calls), with its holder.
     fn devices(&self) -> Vec<DeviceInfo>;
-    /// Opens network interface `index` for the caller alone until the handle is dropped.
-    fn open_net(&self, index: usize) -> Result<Box<dyn NetDevice>, ApiError>;
-    /// Opens disk `index` for the caller alone until the handle is dropped.
-    fn open_block(&self, index: usize) -> Result<Box<dyn BlockDevice>, ApiError>;
+    /// Opens device `index` of `kind` for the caller alone until the handle is dropped
+    /// ([`ApiError::DeviceBusy`] while another app holds it).
+    fn open_device(&self, kind: DeviceKind, index: usize) -> Result<OpenDevice, ApiError>;
+    /// Opens network interface `index` ([`open_device`](Kernel::open_device)).
+    fn open_net(&self, index: usize) -> Result<Box<dyn NetDevice>, ApiError> {
+        self.open_device(DeviceKind::Net, index)?.into_net()
+    }
+    /// Opens disk `index` ([`open_device`](Kernel::open_device)).
+    fn open_block(&self, index: usize) -> Result<Box<dyn BlockDevice>, ApiError> {
+        self.open_device(DeviceKind::Block, index)?.into_block()
+    }
+    /// Opens keyboard `index` ([`open_device`](Kernel::open_device)).
+    fn open_keyboard(&self, index: usize) -> Result<Box<dyn KeyboardDevice>, ApiError> {
+        self.open_device(DeviceKind::Keyboard, index)?
+            .into_keyboard()
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! owners. Each run has a span of cores (all of them, or its manifest entry's) and maybe a
 //! memory quota, which `KernelApi` and `caps` enforce.
 
-use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -16,8 +15,8 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use rexo_cmdline::Manifest;
 
 use rexo_api::{
-    ApiError, AppInfo, AppMain, BinaryError, CapInfo, CoreTask, Kernel, LoadedInfo, MemoryCap,
-    MemoryInfo, PciFunction,
+    ApiError, AppInfo, AppMain, BinaryError, CapInfo, CoreTask, DeviceKind, Kernel, LoadedInfo,
+    MemoryCap, MemoryInfo, OpenDevice, PciFunction,
 };
 use rexo_captable::OwnerId;
 
@@ -441,14 +440,9 @@ impl Kernel for KernelApi {
         crate::devices::machine().registry().devices()
     }
 
-    fn open_net(&self, index: usize) -> Result<Box<dyn rexo_api::NetDevice>, ApiError> {
+    fn open_device(&self, kind: DeviceKind, index: usize) -> Result<OpenDevice, ApiError> {
         let registry = crate::devices::machine().registry();
-        registry.open_net(index, (self.owner.0, self.name))
-    }
-
-    fn open_block(&self, index: usize) -> Result<Box<dyn rexo_api::BlockDevice>, ApiError> {
-        let registry = crate::devices::machine().registry();
-        registry.open_block(index, (self.owner.0, self.name))
+        registry.open(kind, index, (self.owner.0, self.name))
     }
 
     fn load_baremetal(&self, binary: Option<&[u8]>) -> Result<LoadedInfo, BinaryError> {

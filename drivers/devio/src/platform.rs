@@ -4,7 +4,7 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 
-use rexo_api::{BlockDevice, DeviceError, NetDevice};
+use rexo_api::{BlockDevice, DeviceError, KeyboardDevice, NetDevice};
 use rexo_pci::{Address, BarKind, BarSlot, Function};
 
 use crate::{Dma, Mmio, PortWindow, config::PciBus};
@@ -35,6 +35,8 @@ pub enum Found {
     Net(Box<dyn NetDevice>),
     /// A disk.
     Block(Box<dyn BlockDevice>),
+    /// A keyboard.
+    Keyboard(Box<dyn KeyboardDevice>),
 }
 
 /// The command register's bus-master bit: the device may start DMA.

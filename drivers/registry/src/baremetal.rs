@@ -4,7 +4,7 @@
 //! (as the holder `baremetal`), so a device an app holds is refused to BareMetal code.
 //! BareMetal counts storage in 4096-byte sectors.
 
-use rexo_api::{BlockDevice, DeviceError, device::wait_for};
+use rexo_api::{BlockDevice, DeviceError, DeviceKind, OpenDevice, device::wait_for};
 
 use crate::Registry;
 
@@ -32,7 +32,10 @@ impl Registry {
         sector: u64,
         transfer: Transfer<'_>,
     ) -> u64 {
-        let Ok(mut disk) = self.open_block(drive, HOLDER) else {
+        let Ok(mut disk) = self
+            .open(DeviceKind::Block, drive, HOLDER)
+            .and_then(OpenDevice::into_block)
+        else {
             return 0;
         };
         match storage(disk.as_mut(), sector, transfer) {
@@ -51,7 +54,10 @@ impl Registry {
         frame: &[u8],
         now_ns: impl Fn() -> u64,
     ) -> bool {
-        let Ok(mut nic) = self.open_net(interface, HOLDER) else {
+        let Ok(mut nic) = self
+            .open(DeviceKind::Net, interface, HOLDER)
+            .and_then(OpenDevice::into_net)
+        else {
             return false;
         };
         let start = now_ns();
@@ -72,7 +78,10 @@ impl Registry {
     /// `b_net_rx`: the next received frame of interface `interface` into `buffer`;
     /// returns its length (0: none; a frame longer than `buffer` is dropped).
     pub fn baremetal_receive(&'static self, interface: usize, buffer: &mut [u8]) -> usize {
-        let Ok(mut nic) = self.open_net(interface, HOLDER) else {
+        let Ok(mut nic) = self
+            .open(DeviceKind::Net, interface, HOLDER)
+            .and_then(OpenDevice::into_net)
+        else {
             return 0;
         };
         let mut len = 0;

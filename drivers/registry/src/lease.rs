@@ -1,8 +1,12 @@
 //! An app's handle on a device: every call checks that the lease is still the slot's
 //! current one, then forwards to the driver under the slot's lock.
 
-use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, NetDevice, NetInfo, Tag};
+use alloc::boxed::Box;
 
+use rexo_api::{
+    BlockDevice, BlockInfo, Completion, DeviceError, KeyboardDevice, NetDevice, NetInfo,
+    OpenDevice, Tag,
+};
 use rexo_devio::Found;
 
 use crate::{Slot, SlotState};
@@ -17,16 +21,6 @@ fn live(slot: &Slot, generation: u64) -> Result<spin::MutexGuard<'_, SlotState>,
     }
 }
 
-/// Ends a lease: the slot is free again unless it was revoked (and maybe reopened) since.
-fn release(slot: &Slot, generation: u64) {
-    let mut state = slot.state.lock();
-    if state.generation == generation {
-        state.holder = None;
-        state.generation += 1;
-        forget_requests(&mut state.device);
-    }
-}
-
 /// A disk's requests in flight belong to no one once its holder changes.
 pub(crate) fn forget_requests(device: &mut Found) {
     if let Found::Block(disk) = device {
@@ -34,46 +28,84 @@ pub(crate) fn forget_requests(device: &mut Found) {
     }
 }
 
-/// An app's handle on a network interface.
-pub struct NetLease {
+/// What the device was when the lease began (`info` needs no lock).
+enum Snapshot {
+    /// A network interface.
+    Net(NetInfo),
+    /// A disk.
+    Block(BlockInfo),
+    /// A keyboard.
+    Keyboard,
+}
+
+/// An app's handle on a device of any kind; [`open`] hands it out as the
+/// [`OpenDevice`] of the slot's kind.
+struct Lease {
     /// The device's slot.
     slot: &'static Slot,
     /// The generation this lease was opened at.
     generation: u64,
-    /// The interface as it was when opened (`info` needs no lock).
-    info: NetInfo,
+    /// The device as it was when opened.
+    snapshot: Snapshot,
 }
 
-impl NetLease {
-    /// The lease on `slot` (a network slot) at `generation`.
-    pub(crate) fn new(slot: &'static Slot, generation: u64) -> Self {
-        let info = match &slot.state.lock().device {
-            Found::Net(net) => net.info(),
-            Found::Block(_) => unreachable!("a network lease on a disk slot"),
-        };
-        Self {
-            slot,
-            generation,
-            info,
-        }
+/// The lease on `slot` at `generation`, as the handle of its kind.
+pub(crate) fn open(slot: &'static Slot, generation: u64) -> OpenDevice {
+    let snapshot = match &slot.state.lock().device {
+        Found::Net(nic) => Snapshot::Net(nic.info()),
+        Found::Block(disk) => Snapshot::Block(disk.info()),
+        Found::Keyboard(_) => Snapshot::Keyboard,
+    };
+    let lease = Lease {
+        slot,
+        generation,
+        snapshot,
+    };
+    match lease.snapshot {
+        Snapshot::Net(_) => OpenDevice::Net(Box::new(lease)),
+        Snapshot::Block(_) => OpenDevice::Block(Box::new(lease)),
+        Snapshot::Keyboard => OpenDevice::Keyboard(Box::new(lease)),
     }
+}
 
+impl Lease {
     /// Runs `call` on the device if the lease is live.
     fn with<T>(
         &mut self,
+        call: impl FnOnce(&mut Found) -> Result<T, DeviceError>,
+    ) -> Result<T, DeviceError> {
+        call(&mut live(self.slot, self.generation)?.device)
+    }
+
+    /// Runs `call` on the network interface if the lease is live.
+    fn net<T>(
+        &mut self,
         call: impl FnOnce(&mut dyn NetDevice) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
-        let mut state = live(self.slot, self.generation)?;
-        match &mut state.device {
-            Found::Net(net) => call(net.as_mut()),
-            Found::Block(_) => Err(DeviceError::Revoked),
-        }
+        self.with(|device| match device {
+            Found::Net(nic) => call(nic.as_mut()),
+            _ => Err(DeviceError::Revoked),
+        })
+    }
+
+    /// Runs `call` on the disk if the lease is live.
+    fn disk<T>(
+        &mut self,
+        call: impl FnOnce(&mut dyn BlockDevice) -> Result<T, DeviceError>,
+    ) -> Result<T, DeviceError> {
+        self.with(|device| match device {
+            Found::Block(disk) => call(disk.as_mut()),
+            _ => Err(DeviceError::Revoked),
+        })
     }
 }
 
-impl NetDevice for NetLease {
+impl NetDevice for Lease {
     fn info(&self) -> NetInfo {
-        self.info.clone()
+        match &self.snapshot {
+            Snapshot::Net(info) => info.clone(),
+            _ => unreachable!("handed out as a network interface only for a network slot"),
+        }
     }
 
     fn receive(
@@ -82,7 +114,7 @@ impl NetDevice for NetLease {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        self.with(|net| net.receive(queue, budget, deliver))
+        self.net(|nic| nic.receive(queue, budget, deliver))
     }
 
     fn transmit(
@@ -91,64 +123,24 @@ impl NetDevice for NetLease {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), DeviceError> {
-        self.with(|net| net.transmit(queue, len, fill))
+        self.net(|nic| nic.transmit(queue, len, fill))
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        self.with(|net| net.transmit_pending(queue))
+        self.net(|nic| nic.transmit_pending(queue))
     }
 }
 
-impl Drop for NetLease {
-    fn drop(&mut self) {
-        release(self.slot, self.generation);
-    }
-}
-
-/// An app's handle on a disk.
-pub struct BlockLease {
-    /// The device's slot.
-    slot: &'static Slot,
-    /// The generation this lease was opened at.
-    generation: u64,
-    /// The disk as it was when opened.
-    info: BlockInfo,
-}
-
-impl BlockLease {
-    /// The lease on `slot` (a disk slot) at `generation`.
-    pub(crate) fn new(slot: &'static Slot, generation: u64) -> Self {
-        let info = match &slot.state.lock().device {
-            Found::Block(disk) => disk.info(),
-            Found::Net(_) => unreachable!("a disk lease on a network slot"),
-        };
-        Self {
-            slot,
-            generation,
-            info,
-        }
-    }
-
-    /// Runs `call` on the device if the lease is live.
-    fn with<T>(
-        &mut self,
-        call: impl FnOnce(&mut dyn BlockDevice) -> Result<T, DeviceError>,
-    ) -> Result<T, DeviceError> {
-        let mut state = live(self.slot, self.generation)?;
-        match &mut state.device {
-            Found::Block(disk) => call(disk.as_mut()),
-            Found::Net(_) => Err(DeviceError::Revoked),
-        }
-    }
-}
-
-impl BlockDevice for BlockLease {
+impl BlockDevice for Lease {
     fn info(&self) -> BlockInfo {
-        self.info.clone()
+        match &self.snapshot {
+            Snapshot::Block(info) => info.clone(),
+            _ => unreachable!("handed out as a disk only for a disk slot"),
+        }
     }
 
     fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
-        self.with(|disk| disk.submit_read(queue, lba, sectors))
+        self.disk(|disk| disk.submit_read(queue, lba, sectors))
     }
 
     fn submit_write(
@@ -158,28 +150,44 @@ impl BlockDevice for BlockLease {
         sectors: u32,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Tag, DeviceError> {
-        self.with(|disk| disk.submit_write(queue, lba, sectors, fill))
+        self.disk(|disk| disk.submit_write(queue, lba, sectors, fill))
     }
 
     fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
-        self.with(|disk| disk.submit_flush(queue))
+        self.disk(|disk| disk.submit_flush(queue))
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
-        self.with(|disk| disk.poll(queue, done))
+        self.disk(|disk| disk.poll(queue, done))
     }
 
     fn abandon_requests(&mut self) {
         // A dead lease has nothing to abandon: its requests were abandoned at revocation.
-        let _ = self.with(|disk| {
+        let _ = self.disk(|disk| {
             disk.abandon_requests();
             Ok(())
         });
     }
 }
 
-impl Drop for BlockLease {
+impl KeyboardDevice for Lease {
+    fn read_byte(&mut self) -> Result<Option<u8>, DeviceError> {
+        self.with(|device| match device {
+            Found::Keyboard(keyboard) => keyboard.read_byte(),
+            _ => Err(DeviceError::Revoked),
+        })
+    }
+}
+
+impl Drop for Lease {
+    /// Ends the lease: the slot is free again unless it was revoked (and maybe reopened)
+    /// since.
     fn drop(&mut self) {
-        release(self.slot, self.generation);
+        let mut state = self.slot.state.lock();
+        if state.generation == self.generation {
+            state.holder = None;
+            state.generation += 1;
+            forget_requests(&mut state.device);
+        }
     }
 }

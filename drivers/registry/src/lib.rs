@@ -19,13 +19,10 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use alloc::boxed::Box;
-
-use rexo_api::{ApiError, BlockDevice, DeviceError, DeviceInfo, DeviceKind, NetDevice};
+use rexo_api::{ApiError, DeviceError, DeviceInfo, DeviceKind, OpenDevice};
 use rexo_devio::{DeviceFunction, Found, PciBus, Platform};
 use rexo_pci::{Address, Function};
 
-pub use lease::{BlockLease, NetLease};
 pub use machine::Machine;
 
 /// One driver: which functions it takes and how it starts them.
@@ -121,6 +118,7 @@ impl Slot {
         let kind = match device {
             Found::Net(_) => DeviceKind::Net,
             Found::Block(_) => DeviceKind::Block,
+            Found::Keyboard(_) => DeviceKind::Keyboard,
         };
         Self {
             kind,
@@ -162,6 +160,7 @@ fn describe(found: &Found) -> String {
                 if info.link_up { "up" } else { "down" }
             )
         }
+        Found::Keyboard(_) => String::from("keyboard"),
         Found::Block(disk) => {
             let info = disk.info();
             let mib = info.sectors.saturating_mul(u64::from(info.sector_size)) >> 20;
@@ -244,13 +243,13 @@ impl Registry {
             .ok_or(ApiError::NoSuchDevice)
     }
 
-    /// Gives `holder` the slot alone: its new generation.
-    fn open(
+    /// Opens device `index` of `kind` for `holder` alone.
+    pub fn open(
         &'static self,
         kind: DeviceKind,
         index: usize,
         holder: Holder,
-    ) -> Result<(&'static Slot, u64), ApiError> {
+    ) -> Result<OpenDevice, ApiError> {
         let slot = self.slot(kind, index)?;
         let mut state = slot.state.lock();
         if let Some((_, current)) = state.holder {
@@ -258,27 +257,9 @@ impl Registry {
         }
         state.holder = Some(holder);
         state.generation += 1;
-        Ok((slot, state.generation))
-    }
-
-    /// Opens network interface `index` for `holder` alone.
-    pub fn open_net(
-        &'static self,
-        index: usize,
-        holder: Holder,
-    ) -> Result<Box<dyn NetDevice>, ApiError> {
-        let (slot, generation) = self.open(DeviceKind::Net, index, holder)?;
-        Ok(Box::new(NetLease::new(slot, generation)))
-    }
-
-    /// Opens disk `index` for `holder` alone.
-    pub fn open_block(
-        &'static self,
-        index: usize,
-        holder: Holder,
-    ) -> Result<Box<dyn BlockDevice>, ApiError> {
-        let (slot, generation) = self.open(DeviceKind::Block, index, holder)?;
-        Ok(Box::new(BlockLease::new(slot, generation)))
+        let generation = state.generation;
+        drop(state);
+        Ok(lease::open(slot, generation))
     }
 
     /// Takes back every device the app of owner number `owner` holds (it ended): its
@@ -398,10 +379,16 @@ mod tests {
             slots,
             bindings: Vec::new(),
         }));
-        let lease = registry.open_block(0, (1, "first")).unwrap();
+        let lease = registry
+            .open(DeviceKind::Block, 0, (1, "first"))
+            .and_then(OpenDevice::into_block)
+            .unwrap();
         drop(lease);
         assert_eq!(count.load(Ordering::Relaxed), 1, "dropped");
-        let _held = registry.open_block(0, (2, "second")).unwrap();
+        let _held = registry
+            .open(DeviceKind::Block, 0, (2, "second"))
+            .and_then(OpenDevice::into_block)
+            .unwrap();
         assert_eq!(registry.revoke_all_of(2), 1);
         assert_eq!(count.load(Ordering::Relaxed), 2, "revoked");
     }
@@ -422,10 +409,16 @@ mod tests {
     #[test]
     fn one_holder_at_a_time_and_dropping_frees() {
         let registry = registry();
-        let mut lease = registry.open_net(0, (1, "first")).unwrap();
+        let mut lease = registry
+            .open(DeviceKind::Net, 0, (1, "first"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
         assert_eq!(lease.receive(0, 1, &mut |_| {}), Ok(0));
         assert_eq!(
-            registry.open_net(0, (2, "second")).err(),
+            registry
+                .open(DeviceKind::Net, 0, (2, "second"))
+                .and_then(OpenDevice::into_net)
+                .err(),
             Some(ApiError::DeviceBusy("first"))
         );
         assert_eq!(registry.devices()[0].holder, Some("first"));
@@ -436,18 +429,27 @@ mod tests {
         );
         drop(lease);
         assert_eq!(registry.devices()[0].holder, None);
-        let mut again = registry.open_net(0, (2, "second")).unwrap();
+        let mut again = registry
+            .open(DeviceKind::Net, 0, (2, "second"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
         assert_eq!(
             again.transmit_pending(0),
             Ok(1),
             "the device kept its state"
         );
         assert_eq!(
-            registry.open_net(1, (2, "second")).err(),
+            registry
+                .open(DeviceKind::Net, 1, (2, "second"))
+                .and_then(OpenDevice::into_net)
+                .err(),
             Some(ApiError::NoSuchDevice)
         );
         assert_eq!(
-            registry.open_block(0, (2, "second")).err(),
+            registry
+                .open(DeviceKind::Block, 0, (2, "second"))
+                .and_then(OpenDevice::into_block)
+                .err(),
             Some(ApiError::NoSuchDevice)
         );
     }
@@ -455,11 +457,17 @@ mod tests {
     #[test]
     fn revoked_handles_go_dead_and_do_not_free_the_next_holder() {
         let registry = registry();
-        let mut old = registry.open_net(0, (1, "first")).unwrap();
+        let mut old = registry
+            .open(DeviceKind::Net, 0, (1, "first"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
         assert_eq!(registry.revoke_all_of(2), 0);
         assert_eq!(registry.revoke_all_of(1), 1);
         assert_eq!(old.receive(0, 1, &mut |_| {}), Err(DeviceError::Revoked));
-        let mut new = registry.open_net(0, (3, "third")).unwrap();
+        let mut new = registry
+            .open(DeviceKind::Net, 0, (3, "third"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
         drop(old);
         assert_eq!(
             registry.devices()[0].holder,
