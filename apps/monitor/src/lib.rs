@@ -14,10 +14,11 @@ pub mod editor;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use editor::{Editor, Event};
-use rexo_api::{ApiError, BinaryError, Kernel};
+use rexo_api::{ApiError, BinaryError, DeviceKind, Kernel};
 
 /// The prompt.
 pub const PROMPT: &str = "rexo> ";
@@ -261,8 +262,21 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
     let mut editor = Editor::new();
     kernel.write_str("Rexo monitor: `help` lists the commands.\r\n");
     kernel.write_str(PROMPT);
+    // Keyboards that are devices (USB through xHCI) type too, beside the consoles' own
+    // input (serial line, PS/2).
+    let mut keyboards: Vec<_> = kernel
+        .devices()
+        .iter()
+        .filter(|device| device.kind == DeviceKind::Keyboard)
+        .filter_map(|device| kernel.open_keyboard(device.index).ok())
+        .collect();
     loop {
-        let Some(byte) = kernel.read_byte() else {
+        let typed = kernel.read_byte().or_else(|| {
+            keyboards
+                .iter_mut()
+                .find_map(|k| k.read_byte().ok().flatten())
+        });
+        let Some(byte) = typed else {
             kernel.sleep_ns(POLL_NS);
             continue;
         };
