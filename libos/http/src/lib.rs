@@ -1,0 +1,37 @@
+//! The HTTP/1.1 engine of httpd, built the way Cheetah was: pure logic, no networking.
+//!
+//! - [`parse`] reads one request from the front of a connection's receive buffer, which
+//!   may hold part of a request or several pipelined ones. It never needs more than
+//!   [`Limits::buffer_bound`] bytes: a head that does not end within the bound is
+//!   answered `431` (`414` for a long request line) as soon as the bound is reached, so
+//!   the caller never buffers a 100 KB header.
+//! - [`FileTable`] holds the static files. Each [`StaticFile`] carries, computed once at
+//!   insertion, its `Content-Type`, a strong `ETag`, the whole `200` response head (one
+//!   per connection disposition, so serving formats nothing) and the one's complement
+//!   sums of its body in [`SEGMENT`]-byte chunks, from which
+//!   [`StaticFile::segment_checksum`] gives the TCP checksum contribution of any part of
+//!   the body without reading aligned chunks again.
+//! - [`Site::serve`] turns buffered bytes into a [`Response`]: a head slice and a
+//!   [`Body`] that, for files, names the file and a byte range of it instead of copying,
+//!   so the TCP library OS can segment and retransmit straight from the file cache.
+//!   Dynamic pages (the status page at `/`) come from a hook the app supplies.
+//!
+//! No `Date` header is sent: Rexo has no wall clock, and RFC 7231 (7.1.1.2) forbids an
+//! origin server without a clock from sending one.
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod checksum;
+mod files;
+mod parse;
+mod response;
+
+pub use checksum::{add_sums, ones_complement_sum};
+pub use files::{FileTable, SEGMENT, StaticFile, content_type_for};
+pub use parse::{Fields, Limits, Method, Parsed, Request, Version, parse};
+pub use response::{Body, Page, Persistence, Response, Site, Status, Step};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,826 @@
+//! Host tests: answers byte for byte, pipelining and partial input, ranges, entity
+//! tags, checksums, bounds, and a fuzz run of the parser.
+
+use super::*;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+const INDEX: &[u8] = b"<h1>Rexo</h1>\n";
+
+/// A site with an index, a 10-byte text file, an empty file and a JavaScript file.
+fn site() -> Site {
+    let mut files = FileTable::new();
+    files.insert_static("/index.html", INDEX);
+    files.insert_static("/digits.txt", b"0123456789");
+    files.insert_static("/empty.txt", b"");
+    files.insert_static("/app.js", b"run()");
+    Site::new(files, Limits::DEFAULT)
+}
+
+/// A page hook with a status page at `/status` and a failing page at `/broken`.
+fn pages(path: &[u8]) -> Page {
+    match path {
+        b"/status" => Page::Ready {
+            content_type: "text/plain; charset=utf-8",
+            body: b"cores 2\n".to_vec(),
+        },
+        b"/broken" => Page::Failed,
+        _ => Page::Unhandled,
+    }
+}
+
+/// The bytes of an answer on the wire.
+fn wire(response: &Response) -> Vec<u8> {
+    let mut bytes = response.head().to_vec();
+    bytes.extend_from_slice(response.body().bytes());
+    bytes
+}
+
+/// Serves a whole input stream as a connection would, returning what goes on the wire
+/// and whether the connection closed.
+fn converse(site: &Site, mut input: &[u8]) -> (String, bool) {
+    let mut out = Vec::new();
+    loop {
+        match site.serve(input, &mut pages) {
+            Step::NeedMore => return (String::from_utf8_lossy(&out).into_owned(), false),
+            Step::Answer { response, consumed } => {
+                out.extend_from_slice(&wire(&response));
+                if response.closes() {
+                    return (String::from_utf8_lossy(&out).into_owned(), true);
+                }
+                input = &input[consumed..];
+            }
+        }
+    }
+}
+
+/// The one answer to one request.
+fn answer(request: &str) -> String {
+    let (out, _) = converse(&site(), request.as_bytes());
+    out
+}
+
+fn etag(site: &Site, path: &str) -> String {
+    String::from_utf8(site.files.get(path.as_bytes()).unwrap().etag().to_vec()).unwrap()
+}
+
+#[test]
+fn get_and_head_are_byte_exact() {
+    let site = site();
+    let tag = etag(&site, "/index.html");
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nServer: Rexo\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Length: 14\r\nETag: {tag}\r\nAccept-Ranges: bytes\r\n\r\n"
+    );
+    assert_eq!(
+        answer("GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n"),
+        format!("{head}<h1>Rexo</h1>\n")
+    );
+    assert_eq!(answer("HEAD /index.html HTTP/1.1\r\nHost: x\r\n\r\n"), head);
+    // A directory's index, a query, escapes and the absolute form name the same file.
+    for target in [
+        "/",
+        "/index.html?x=1",
+        "/%69ndex.html",
+        "http://x/index.html",
+    ] {
+        let request = format!("HEAD {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(answer(&request), head, "{target}");
+    }
+}
+
+#[test]
+fn the_200_head_is_prebuilt_and_the_body_points_into_the_file() {
+    let site = site();
+    let Step::Answer { response, .. } =
+        site.serve(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n", &mut pages)
+    else {
+        panic!("no answer");
+    };
+    let file = site.files.get(b"/digits.txt").unwrap();
+    assert_eq!(
+        response.head().as_ptr(),
+        file.ok_head(Persistence::KeepAlive).as_ptr()
+    );
+    let Body::File {
+        file: sent,
+        offset: 0,
+        len: 10,
+    } = response.body()
+    else {
+        panic!("not a file body: {:?}", response.body());
+    };
+    assert!(core::ptr::eq(
+        sent.content().as_ptr(),
+        file.content().as_ptr()
+    ));
+    assert!(core::ptr::eq(
+        response.body().bytes().as_ptr(),
+        file.content().as_ptr()
+    ));
+}
+
+#[test]
+fn error_answers_are_byte_exact() {
+    let text = |code: &str, extra: &str, connection: &str| {
+        format!(
+            "HTTP/1.1 {code}\r\nServer: Rexo\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: {}\r\n{extra}{connection}\r\n{code}\n",
+            code.len() + 1
+        )
+    };
+    let close = "Connection: close\r\n";
+    let cases: [(&str, String); 10] = [
+        (
+            "GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+            text("404 Not Found", "", ""),
+        ),
+        ("GARBAGE\r\n\r\n", text("400 Bad Request", "", close)),
+        (
+            "GET /index.html HTTP/1.1\r\n\r\n",
+            text("400 Bad Request", "", close),
+        ),
+        (
+            "DELETE /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
+            text("405 Method Not Allowed", "Allow: GET, HEAD\r\n", ""),
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4097\r\n\r\n",
+            text("413 Payload Too Large", "", close),
+        ),
+        (
+            "GET /digits.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=10-\r\n\r\n",
+            text(
+                "416 Range Not Satisfiable",
+                "Content-Range: bytes */10\r\n",
+                "",
+            ),
+        ),
+        (
+            "GET /broken HTTP/1.1\r\nHost: x\r\n\r\n",
+            text("500 Internal Server Error", "", ""),
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            text("501 Not Implemented", "", close),
+        ),
+        (
+            "GET / HTTP/2.0\r\n\r\n",
+            text("505 HTTP Version Not Supported", "", close),
+        ),
+        (
+            "GET /bad%zz HTTP/1.1\r\nHost: x\r\n\r\n",
+            text("400 Bad Request", "", close),
+        ),
+    ];
+    for (request, expected) in cases {
+        assert_eq!(answer(request), expected, "{request:?}");
+    }
+    let long_target = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(5000));
+    assert_eq!(answer(&long_target), text("414 URI Too Long", "", close));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
+    assert_eq!(
+        answer(&big_head),
+        text("431 Request Header Fields Too Large", "", close)
+    );
+    // HEAD gets the same head without the text.
+    let head_only = text("404 Not Found", "", "");
+    assert_eq!(
+        answer("HEAD /nothing HTTP/1.1\r\nHost: x\r\n\r\n"),
+        head_only.strip_suffix("404 Not Found\n").unwrap()
+    );
+}
+
+#[test]
+fn dynamic_pages_get_a_fresh_head() {
+    assert_eq!(
+        answer("GET /status HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "HTTP/1.1 200 OK\r\nServer: Rexo\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: 8\r\nCache-Control: no-store\r\n\r\ncores 2\n"
+    );
+    assert_eq!(
+        answer("HEAD /status HTTP/1.0\r\n\r\n"),
+        "HTTP/1.1 200 OK\r\nServer: Rexo\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: 8\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+    );
+    // The hook is asked first, so it may take `/` from the index.
+    let site = site();
+    let mut status_at_root = |path: &[u8]| match path {
+        b"/" => Page::Ready {
+            content_type: "text/html; charset=utf-8",
+            body: b"<p>up</p>".to_vec(),
+        },
+        _ => Page::Unhandled,
+    };
+    let Step::Answer { response, .. } =
+        site.serve(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &mut status_at_root)
+    else {
+        panic!("no answer");
+    };
+    assert_eq!(response.body().bytes(), b"<p>up</p>");
+}
+
+#[test]
+fn connections_persist_as_the_version_and_connection_field_say() {
+    let cases = [
+        ("HTTP/1.1", "", "", false),
+        (
+            "HTTP/1.1",
+            "Connection: close\r\n",
+            "Connection: close\r\n",
+            true,
+        ),
+        (
+            "HTTP/1.1",
+            "Connection: keep-alive, Close\r\n",
+            "Connection: close\r\n",
+            true,
+        ),
+        ("HTTP/1.0", "", "Connection: close\r\n", true),
+        (
+            "HTTP/1.0",
+            "Connection: Keep-Alive\r\n",
+            "Connection: keep-alive\r\n",
+            false,
+        ),
+    ];
+    for (version, field, expected_field, closes) in cases {
+        let request = format!(
+            "GET /app.js {version}\r\nHost: x\r\n{field}\r\nGET /app.js HTTP/1.1\r\nHost: x\r\n\r\n"
+        );
+        let (out, closed) = converse(&site(), request.as_bytes());
+        assert_eq!(closed, closes, "{request:?}");
+        assert_eq!(
+            out.matches("200 OK").count(),
+            if closes { 1 } else { 2 },
+            "{request:?}"
+        );
+        assert!(out.contains(&format!(
+            "Accept-Ranges: bytes\r\n{expected_field}\r\nrun()"
+        )));
+    }
+}
+
+/// A pipelined stream covering files, errors, swallowed bodies and conditionals.
+fn pipelined_stream(site: &Site) -> String {
+    let tag = etag(site, "/digits.txt");
+    format!(
+        "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n\
+         \r\n\
+         HEAD /digits.txt HTTP/1.1\nHost: x\n\n\
+         POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+         GET /digits.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\
+         GET /digits.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: {tag}\r\n\r\n\
+         GET /digits.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=2-4\r\n\r\n\
+         GET /missing HTTP/1.1\r\nHost: x\r\n\r\n\
+         GET /status HTTP/1.1\r\nHost: x\r\n\r\n\
+         GET /app.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n\
+         GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+}
+
+#[test]
+fn pipelined_requests_split_anywhere_give_the_same_answers() {
+    let site = site();
+    let stream = pipelined_stream(&site);
+    let (whole, closed) = converse(&site, stream.as_bytes());
+    assert!(closed, "the request asking to close ends the conversation");
+    // Bodies do not end in line ends, so status lines are found by their start.
+    let statuses: Vec<&str> = whole
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| whole[at..].split("\r\n").next().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 405 Method Not Allowed",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 304 Not Modified",
+            "HTTP/1.1 206 Partial Content",
+            "HTTP/1.1 404 Not Found",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK",
+        ]
+    );
+    let stream = stream.as_bytes();
+    for split in 0..=stream.len() {
+        assert_eq!(
+            fed_in_pieces(&site, stream, &[split]),
+            whole,
+            "split at {split}"
+        );
+    }
+    assert_eq!(
+        fed_in_pieces(&site, stream, &Vec::from_iter(1..stream.len())),
+        whole,
+        "byte by byte"
+    );
+}
+
+/// What a connection sends when `stream` arrives cut at the positions `cuts`, serving
+/// after every arrival and keeping only what is not answered yet.
+fn fed_in_pieces(site: &Site, stream: &[u8], cuts: &[usize]) -> String {
+    let mut buffer = Vec::new();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for end in cuts.iter().copied().chain([stream.len()]) {
+        buffer.extend_from_slice(&stream[start..end]);
+        start = end;
+        while let Step::Answer { response, consumed } = site.serve(&buffer, &mut pages) {
+            out.extend_from_slice(&wire(&response));
+            if response.closes() {
+                return String::from_utf8_lossy(&out).into_owned();
+            }
+            buffer.drain(..consumed);
+        }
+        assert!(buffer.len() < site.limits.buffer_bound());
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn range(site: &Site, path: &str, range: &str) -> (u16, Vec<u8>, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nRange: {range}\r\n\r\n");
+    let Step::Answer { response, .. } = site.serve(request.as_bytes(), &mut pages) else {
+        panic!("no answer");
+    };
+    let head = String::from_utf8(response.head().to_vec()).unwrap();
+    let content_range = head
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Range: "))
+        .unwrap_or("")
+        .into();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        length,
+        response.body().bytes().len(),
+        "Content-Length is the body's"
+    );
+    (
+        response.status().code(),
+        response.body().bytes().to_vec(),
+        content_range,
+    )
+}
+
+#[test]
+fn ranges_and_their_edges() {
+    let site = site();
+    let part =
+        |body: &str, content_range: &str| (206, body.as_bytes().to_vec(), content_range.into());
+    let whole = (200, b"0123456789".to_vec(), String::new());
+    let unsatisfiable = (
+        416,
+        b"416 Range Not Satisfiable\n".to_vec(),
+        "bytes */10".into(),
+    );
+    let cases = [
+        ("bytes=0-0", part("0", "bytes 0-0/10")),
+        ("bytes=2-4", part("234", "bytes 2-4/10")),
+        ("bytes=7-", part("789", "bytes 7-9/10")),
+        ("bytes=7-1000", part("789", "bytes 7-9/10")),
+        (
+            "bytes=8-99999999999999999999999",
+            part("89", "bytes 8-9/10"),
+        ),
+        ("bytes=-3", part("789", "bytes 7-9/10")),
+        ("bytes=-10", part("0123456789", "bytes 0-9/10")),
+        ("bytes=-11", part("0123456789", "bytes 0-9/10")),
+        ("BYTES = 1-1", part("1", "bytes 1-1/10")),
+        ("bytes=10-", unsatisfiable.clone()),
+        ("bytes=10-20", unsatisfiable.clone()),
+        ("bytes=99999999999999999999-", unsatisfiable.clone()),
+        ("bytes=-0", unsatisfiable),
+        ("bytes=4-2", whole.clone()),
+        ("bytes=0-1,4-5", whole.clone()),
+        ("bytes=x-1", whole.clone()),
+        ("bytes=-", whole.clone()),
+        ("items=0-1", whole.clone()),
+        ("bytes 0-1", whole),
+    ];
+    for (value, expected) in cases {
+        assert_eq!(range(&site, "/digits.txt", value), expected, "{value}");
+    }
+    // An empty file: a suffix gets the (empty) whole, anything else 416.
+    assert_eq!(
+        range(&site, "/empty.txt", "bytes=-5"),
+        (200, Vec::new(), String::new())
+    );
+    assert_eq!(range(&site, "/empty.txt", "bytes=0-").0, 416);
+    // HEAD ignores Range; a stale If-Range gets the whole body.
+    let (out, _) = converse(
+        &site,
+        b"HEAD /digits.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=1-2\r\n\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"));
+    let tag = etag(&site, "/digits.txt");
+    for (if_range, status) in [
+        (tag.as_str(), "206"),
+        ("\"old\"", "200"),
+        ("Sat, 29 Oct 1994 19:43:31 GMT", "200"),
+    ] {
+        let request = format!(
+            "GET /digits.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=1-2\r\nIf-Range: {if_range}\r\n\r\n"
+        );
+        let (out, _) = converse(&site, request.as_bytes());
+        assert!(
+            out.starts_with(&format!("HTTP/1.1 {status}")),
+            "{if_range}: {out}"
+        );
+    }
+}
+
+#[test]
+fn entity_tags_and_if_none_match() {
+    let site = site();
+    assert_eq!(
+        etag(&site, "/empty.txt"),
+        "\"0-cbf29ce484222325\"",
+        "FNV-1a of nothing"
+    );
+    assert_ne!(etag(&site, "/digits.txt"), etag(&site, "/app.js"));
+    let tag = etag(&site, "/digits.txt");
+    let not_modified = format!("HTTP/1.1 304 Not Modified\r\nServer: Rexo\r\nETag: {tag}\r\n\r\n");
+    let matching = [
+        tag.clone(),
+        "*".into(),
+        format!("W/{tag}"),
+        format!("\"a\", {tag}"),
+        format!("\"a,b\",,{tag} , \"c\""),
+    ];
+    for value in matching {
+        for method in ["GET", "HEAD"] {
+            let request = format!(
+                "{method} /digits.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: {value}\r\n\r\n"
+            );
+            assert_eq!(answer(&request), not_modified, "{value}");
+        }
+    }
+    let split_over_fields = format!(
+        "GET /digits.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"a\"\r\nIf-None-Match: {tag}\r\n\r\n"
+    );
+    assert_eq!(answer(&split_over_fields), not_modified);
+    let stale = tag.replace('-', "_");
+    for value in [stale.as_str(), "\"\"", "W/", "**", "\"a\" junk", &tag[1..]] {
+        let request =
+            format!("GET /digits.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: {value}\r\n\r\n");
+        assert!(
+            answer(&request).starts_with("HTTP/1.1 200 OK\r\n"),
+            "{value}"
+        );
+    }
+    // Changing the bytes changes the tag.
+    let mut files = FileTable::new();
+    files.insert_owned("/f", b"0123456788".to_vec());
+    assert_ne!(files.get(b"/f").unwrap().etag(), tag.as_bytes());
+}
+
+#[test]
+fn content_types_follow_the_extension() {
+    let cases = [
+        ("/a.html", "text/html; charset=utf-8"),
+        ("/a.HTM", "text/html; charset=utf-8"),
+        ("/s.css", "text/css; charset=utf-8"),
+        ("/s.js", "text/javascript; charset=utf-8"),
+        ("/d.json", "application/json"),
+        ("/t.txt", "text/plain; charset=utf-8"),
+        ("/i.png", "image/png"),
+        ("/i.jpg", "image/jpeg"),
+        ("/i.jpeg", "image/jpeg"),
+        ("/i.gif", "image/gif"),
+        ("/i.svg", "image/svg+xml"),
+        ("/favicon.ico", "image/x-icon"),
+        ("/m.wasm", "application/wasm"),
+        ("/archive.tar.gz", "application/octet-stream"),
+        ("/dir.d/README", "application/octet-stream"),
+        ("/", "application/octet-stream"),
+    ];
+    for (path, expected) in cases {
+        assert_eq!(content_type_for(path), expected, "{path}");
+    }
+}
+
+/// A deterministic generator for test data and fuzzing (xorshift64*).
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound as u64) as usize
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[test]
+fn bodies_from_0_bytes_to_10_mib_are_served_whole() {
+    let mut random = Random(7);
+    let mut files = FileTable::new();
+    let sizes = [0, 1, 1459, 1460, 1461, 65536, 1 << 20, 10 << 20];
+    for size in sizes {
+        files.insert_owned(&format!("/f{size}.bin"), random.bytes(size));
+    }
+    let site = Site::new(files, Limits::DEFAULT);
+    for size in sizes {
+        let request = format!("GET /f{size}.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+        let Step::Answer { response, .. } = site.serve(request.as_bytes(), &mut pages) else {
+            panic!("no answer");
+        };
+        let file = site.files.get(format!("/f{size}.bin").as_bytes()).unwrap();
+        assert_eq!(response.body().bytes(), file.content());
+        let head = String::from_utf8(response.head().to_vec()).unwrap();
+        assert!(
+            head.contains(&format!("\r\nContent-Length: {size}\r\n")),
+            "{head}"
+        );
+        assert!(head.contains("Content-Type: application/octet-stream\r\n"));
+        // The last byte alone, through a range.
+        if size > 0 {
+            let (status, body, content_range) = range(&site, &format!("/f{size}.bin"), "bytes=-1");
+            assert_eq!(
+                (status, body.as_slice()),
+                (206, &file.content()[size - 1..])
+            );
+            assert_eq!(
+                content_range,
+                format!("bytes {}-{}/{size}", size - 1, size - 1)
+            );
+        }
+    }
+}
+
+/// The one's complement sum computed the plain way, one byte at a time.
+fn direct_sum(data: &[u8]) -> u16 {
+    let mut total: u64 = 0;
+    for (i, &byte) in data.iter().enumerate() {
+        total += if i % 2 == 0 {
+            u64::from(byte) << 8
+        } else {
+            u64::from(byte)
+        };
+    }
+    while total > 0xffff {
+        total = (total & 0xffff) + (total >> 16);
+    }
+    total as u16
+}
+
+#[test]
+fn segment_checksums_match_a_direct_computation() {
+    let mut random = Random(11);
+    let mut files = FileTable::new();
+    files.insert_owned("/data", random.bytes(100 * SEGMENT + 777));
+    files.insert_owned("/ones", vec![0xff; 3 * SEGMENT + 1]);
+    files.insert_owned("/zeros", vec![0; 2 * SEGMENT]);
+    for path in ["/data", "/ones", "/zeros"] {
+        let file = files.get(path.as_bytes()).unwrap();
+        let content = file.content();
+        let length = content.len();
+        let check = |offset: usize, len: usize| {
+            let expected = direct_sum(&content[offset..offset + len]);
+            assert_eq!(
+                file.segment_checksum(offset, len),
+                Some(expected),
+                "{path} {offset}+{len}"
+            );
+        };
+        // Every aligned segment, and aligned runs of several.
+        for chunk in 0..length.div_ceil(SEGMENT) {
+            let offset = chunk * SEGMENT;
+            check(offset, SEGMENT.min(length - offset));
+            check(offset, (3 * SEGMENT).min(length - offset));
+        }
+        check(0, length);
+        check(0, 0);
+        check(length, 0);
+        // Unaligned, odd and even starts and lengths.
+        for _ in 0..2000 {
+            let offset = random.below(length + 1);
+            let len = random.below(length - offset + 1).min(4 * SEGMENT + 3);
+            check(offset, len);
+        }
+        assert_eq!(file.segment_checksum(length, 1), None);
+        assert_eq!(file.segment_checksum(usize::MAX, 2), None);
+    }
+    assert_eq!(ones_complement_sum(&[0xff; 2 * SEGMENT]), 0xffff);
+}
+
+#[test]
+fn segments_packed_behind_a_prebuilt_head_fall_on_precomputed_chunks() {
+    let mut random = Random(13);
+    let mut files = FileTable::new();
+    for size in [0, 1, 100, SEGMENT - 1, SEGMENT, 5 * SEGMENT + 3, 1 << 20] {
+        files.insert_owned("/f", random.bytes(size));
+        let file = files.get(b"/f").unwrap();
+        for persistence in Persistence::ALL {
+            // The body as a TCP layer packs it: the first segment holds the head.
+            let head = file.ok_head(persistence).len();
+            let mut offset = 0;
+            let mut room = SEGMENT - head;
+            while offset < size {
+                let len = room.min(size - offset);
+                let expected = direct_sum(&file.content()[offset..offset + len]);
+                assert_eq!(file.segment_checksum(offset, len), Some(expected));
+                let end = offset + len;
+                let grid = file.grid_for(offset, end);
+                assert!(grid.has_boundary_at(offset, size), "{size} {offset}");
+                assert!(grid.has_boundary_at(end, size), "{size} {end}");
+                offset = end;
+                room = SEGMENT;
+            }
+        }
+    }
+    assert_eq!(ones_complement_sum(&[]), 0);
+}
+
+#[test]
+fn request_bodies_are_swallowed_or_refused() {
+    // A small body is skipped, so the next request is read from the right place.
+    let (out, closed) = converse(
+        &site(),
+        b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n"
+            .iter()
+            .copied()
+            .chain([b'G'; 4096])
+            .chain(*b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n")
+            .collect::<Vec<u8>>()
+            .as_slice(),
+    );
+    assert!(!closed);
+    assert!(out.starts_with("HTTP/1.1 405"));
+    assert!(out.ends_with("run()"));
+    // A body waits for all of its bytes.
+    assert!(matches!(
+        site().serve(
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nabc",
+            &mut pages
+        ),
+        Step::NeedMore
+    ));
+    for bad in ["-1", "1x", "", "5, 5", "99999999999999999999999"] {
+        let request = format!("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: {bad}\r\n\r\n");
+        let status = if bad.len() > 20 { "413" } else { "400" };
+        assert!(
+            answer(&request).starts_with(&format!("HTTP/1.1 {status}")),
+            "{bad}"
+        );
+    }
+    let conflicting =
+        "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab";
+    assert!(answer(conflicting).starts_with("HTTP/1.1 400"));
+}
+
+#[test]
+fn malformed_requests_are_refused() {
+    let bad = [
+        "GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET / HTTP/1.1 \r\nHost: x\r\n\r\n",
+        "GET /\r\n\r\n",
+        "GET / http/1.1\r\nHost: x\r\n\r\n",
+        "GET / HTTP/1.10\r\nHost: x\r\n\r\n",
+        "G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET * HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+    ];
+    for request in bad {
+        assert!(
+            answer(request).starts_with("HTTP/1.1 400 Bad Request\r\n"),
+            "{request:?}"
+        );
+    }
+    // A bad request line is refused before its headers arrive.
+    assert!(answer("BAD\r\nHost: x\r\n").starts_with("HTTP/1.1 400"));
+    // HTTP/1.0 needs no Host; obs-text in a value is allowed.
+    assert!(answer("GET /app.js HTTP/1.0\r\nX: caf\u{e9}\r\n\r\n").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn a_100_kb_head_is_refused_without_buffering_it() {
+    let site = site();
+    let mut stream = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    while stream.len() < 100_000 {
+        stream.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    stream.extend_from_slice(b"\r\n");
+    for piece in [1, 100, 1460, 65536] {
+        // A connection reading `piece` bytes at a time, keeping only unanswered bytes.
+        let mut buffer = Vec::new();
+        let mut answered = None;
+        for chunk in stream.chunks(piece) {
+            buffer.extend_from_slice(chunk);
+            assert!(buffer.len() < site.limits.head + piece);
+            if let Step::Answer { response, .. } = site.serve(&buffer, &mut pages) {
+                answered = Some(response);
+                break;
+            }
+        }
+        let response = answered.expect("refused before the end");
+        assert_eq!(response.status(), Status::HeaderFieldsTooLarge);
+        assert!(response.closes());
+    }
+    // The same for a request line that never ends: 414.
+    let endless = vec![b'a'; 100_000];
+    let mut line = b"GET /".to_vec();
+    line.extend_from_slice(&endless);
+    let (out, closed) = converse(&site, &line[..Limits::DEFAULT.request_line + 2]);
+    assert!(closed && out.starts_with("HTTP/1.1 414"));
+    let (out, closed) = converse(&site, &line[..Limits::DEFAULT.request_line + 1]);
+    assert!(!closed && out.is_empty(), "the line may still end in CR LF");
+}
+
+/// Valid requests the fuzzer mutates.
+const SEEDS: [&[u8]; 5] = [
+    b"GET /index.html HTTP/1.1\r\nHost: x\r\nRange: bytes=1-3\r\n\r\n",
+    b"HEAD /digits.txt HTTP/1.0\r\nConnection: keep-alive\r\nIf-None-Match: W/\"a\", *\r\n\r\n",
+    b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+    b"GET http://x/%41pp.js?q HTTP/1.1\nHost: x\nIf-Range: \"x\"\nRange: bytes=-4\n\n",
+    b"\r\nGET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+];
+
+/// Checks the engine's promises on one input: no panic, progress or a clear need for
+/// more bytes, consistent lengths.
+fn check_promises(site: &Site, input: &[u8]) {
+    let mut rest = input;
+    let mut answers = 0;
+    loop {
+        match site.serve(rest, &mut pages) {
+            Step::NeedMore => {
+                assert!(
+                    rest.len() < site.limits.buffer_bound(),
+                    "needs more past the bound"
+                );
+                return;
+            }
+            Step::Answer { response, consumed } => {
+                assert!(
+                    consumed > 0 && consumed <= rest.len(),
+                    "progress within the buffer"
+                );
+                let head = response.head();
+                assert!(head.ends_with(b"\r\n\r\n") && head.len() < 512);
+                let body_len = response.body().bytes().len();
+                assert!(body_len <= 64, "only the small test files");
+                if response.closes() {
+                    return;
+                }
+                rest = &rest[consumed..];
+                answers += 1;
+                assert!(answers <= input.len(), "every answer consumes bytes");
+            }
+        }
+    }
+}
+
+#[test]
+fn fuzzed_input_never_panics_and_always_progresses_or_waits() {
+    let site = site();
+    let mut random = Random(0x5eed);
+    for _ in 0..20_000 {
+        let len = random.below(300);
+        check_promises(&site, &random.bytes(len));
+    }
+    let alphabet = b"GETHAD /:\r\n-=,*\"%0123456789bytesW/";
+    for _ in 0..100_000 {
+        let mut input = Vec::new();
+        for _ in 0..1 + random.below(3) {
+            input.extend_from_slice(SEEDS[random.below(SEEDS.len())]);
+        }
+        for _ in 0..1 + random.below(4) {
+            let at = random.below(input.len() + 1);
+            match random.below(4) {
+                0 if at < input.len() => {
+                    input.remove(at);
+                }
+                1 => input.insert(at, alphabet[random.below(alphabet.len())]),
+                2 if at < input.len() => input[at] = random.next() as u8,
+                _ => input.truncate(at),
+            }
+        }
+        check_promises(&site, &input);
+    }
+}
