@@ -87,7 +87,8 @@ int rexo_run_on_every_core(rexo_core_fn fn, void *arg);
  * waiting; -1 when none is waiting. Enter arrives as '\r', Backspace as 0x7F. */
 int rexo_read_byte(void);
 
-/* Halts the calling core for about `ns` nanoseconds (woken early by an interrupt). */
+/* Halts the calling core until about `ns` nanoseconds passed or an interrupt came,
+ * whichever is first (one nap: callers check what woke them). */
 void rexo_sleep_ns(uint64_t ns);
 
 /* The machine's memory in bytes: `*usable` gets the usable RAM of the boot memory map,

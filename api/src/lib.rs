@@ -199,7 +199,9 @@ pub trait Kernel: Sync {
     fn read_byte(&self) -> Option<u8>;
     /// Writes text to the consoles as it is (no log prefix, no newline added).
     fn write_str(&self, text: &str);
-    /// Halts the calling core for about `ns` nanoseconds (woken early by an interrupt).
+    /// Halts the calling core until about `ns` nanoseconds passed or an interrupt came (a
+    /// device's wake message after `NetDevice::wake_on_receive`, a cross-core wake),
+    /// whichever is first: one nap, so callers check what woke them.
     fn sleep_ns(&self, ns: u64);
     /// The machine's memory.
     fn memory(&self) -> MemoryInfo;

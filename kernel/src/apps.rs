@@ -366,7 +366,7 @@ impl Kernel for KernelApi {
     }
 
     fn sleep_ns(&self, ns: u64) {
-        crate::time::sleep_until(crate::time::now_ns().saturating_add(ns));
+        crate::time::nap_until(crate::time::now_ns().saturating_add(ns));
     }
 
     fn memory(&self) -> MemoryInfo {

@@ -9,6 +9,7 @@ use crate::arch::cpu;
 use crate::arch::idt::{InterruptFrame, exception};
 use crate::arch::percpu;
 use crate::{kprint, kprintln};
+use rexo_crashreport::{PageFault, Registers, exception_name};
 
 #[used]
 #[unsafe(link_section = ".rexo_symtab")]
@@ -31,41 +32,6 @@ fn symbols() -> Option<rexo_symtab::SymbolTable<'static>> {
     let bytes = unsafe { core::slice::from_raw_parts(start, len) };
     rexo_symtab::SymbolTable::parse(bytes).ok()
 }
-
-const EXCEPTION_NAMES: [&str; 32] = [
-    "divide error",
-    "debug",
-    "non-maskable interrupt",
-    "breakpoint",
-    "overflow",
-    "bound range exceeded",
-    "invalid opcode",
-    "device not available",
-    "double fault",
-    "coprocessor segment overrun",
-    "invalid TSS",
-    "segment not present",
-    "stack-segment fault",
-    "general protection fault",
-    "page fault",
-    "reserved (15)",
-    "x87 floating-point error",
-    "alignment check",
-    "machine check",
-    "SIMD floating-point error",
-    "virtualization exception",
-    "control protection exception",
-    "reserved (22)",
-    "reserved (23)",
-    "reserved (24)",
-    "reserved (25)",
-    "reserved (26)",
-    "reserved (27)",
-    "hypervisor injection exception",
-    "VMM communication exception",
-    "security exception",
-    "reserved (31)",
-];
 
 /// Whether `[addr, addr + 8)` may be read while walking a stack.
 fn readable_stack_word(addr: u64) -> bool {
@@ -153,33 +119,12 @@ pub fn exception(frame: &InterruptFrame) {
     crate::ktest::report_failure_if_running();
     let core = percpu::core_index();
     let cr2 = cpu::cr2();
+    let (name, error_code) = (exception_name(frame.vector), frame.error_code);
     kprintln!(
-        "!!! rexo: crash on core {core}: {} (vector {vector}, error code {:#x})",
-        EXCEPTION_NAMES[usize::from(vector) & 31],
-        frame.error_code
+        "!!! rexo: crash on core {core}: {name} (vector {vector}, error code {error_code:#x})"
     );
     if vector == exception::PAGE_FAULT {
-        let e = frame.error_code;
-        kprintln!(
-            "!!! rexo: {} {} at {cr2:#x} ({})",
-            if e & 0x10 != 0 {
-                "instruction fetch"
-            } else if e & 2 != 0 {
-                "write"
-            } else {
-                "read"
-            },
-            if e & 1 != 0 {
-                "violating protection"
-            } else {
-                "of an unmapped page"
-            },
-            if cr2 < 4096 {
-                "null pointer"
-            } else {
-                "address"
-            },
-        );
+        kprintln!("!!! rexo: {}", PageFault { error_code, cr2 });
     }
     if (vector == exception::PAGE_FAULT || vector == exception::DOUBLE_FAULT) && guard_page_hit(cr2)
     {
@@ -195,48 +140,9 @@ fn guard_page_hit(addr: u64) -> bool {
     stack.bottom != 0 && addr < stack.bottom && addr >= stack.bottom - 4096
 }
 
-fn print_registers(f: &InterruptFrame, cr2: u64) {
-    kprintln!(
-        "rip={:#018x} rsp={:#018x} rflags={:#018x} cr2={cr2:#018x}",
-        f.rip,
-        f.rsp,
-        f.rflags
-    );
-    kprintln!(
-        "rax={:#018x} rbx={:#018x} rcx={:#018x} rdx={:#018x}",
-        f.rax,
-        f.rbx,
-        f.rcx,
-        f.rdx
-    );
-    kprintln!(
-        "rsi={:#018x} rdi={:#018x} rbp={:#018x} r8 ={:#018x}",
-        f.rsi,
-        f.rdi,
-        f.rbp,
-        f.r8
-    );
-    kprintln!(
-        "r9 ={:#018x} r10={:#018x} r11={:#018x} r12={:#018x}",
-        f.r9,
-        f.r10,
-        f.r11,
-        f.r12
-    );
-    kprintln!(
-        "r13={:#018x} r14={:#018x} r15={:#018x} cr3={:#018x}",
-        f.r13,
-        f.r14,
-        f.r15,
-        cpu::cr3()
-    );
-    kprintln!(
-        "cs={:#x} ss={:#x} cr0={:#x} cr4={:#x}",
-        f.cs,
-        f.ss,
-        cpu::cr0(),
-        cpu::cr4()
-    );
+fn print_registers(frame: &InterruptFrame, cr2: u64) {
+    let cr = [cpu::cr0(), cr2, cpu::cr3(), cpu::cr4()];
+    kprintln!("{}", Registers { frame, cr });
 }
 
 /// The other side of the crash NMI: this core stops because another one crashed.

@@ -2,7 +2,7 @@
 //! PIT or the HPET), microsecond delays, and per-core deadlines on the local APIC timer
 //! (TSC-deadline mode where the CPU has it, else one-shot mode calibrated against the TSC).
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::apic;
 use crate::arch::cpu::{self, inb, outb, rdtsc};
@@ -12,7 +12,7 @@ static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds per TSC tick, as a 32.32 fixed-point factor.
 static NS_PER_TICK_FP: AtomicU64 = AtomicU64::new(0);
 static APIC_TIMER_HZ: AtomicU64 = AtomicU64::new(0);
-static TSC_DEADLINE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
 
 /// Where the TSC frequency came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -285,19 +285,6 @@ pub fn arm_deadline(deadline_ns: u64) {
     }
 }
 
-/// Halts this core until monotonic time `deadline_ns`, woken by its local APIC timer.
-pub fn sleep_until(deadline_ns: u64) {
-    while now_ns() < deadline_ns {
-        cpu::disable_interrupts();
-        arm_deadline(deadline_ns);
-        if now_ns() < deadline_ns {
-            cpu::enable_interrupts_and_halt();
-        } else {
-            cpu::enable_interrupts();
-        }
-    }
-}
-
 /// Halts this core until monotonic time `deadline_ns` or the next interrupt, whichever
 /// comes first (one nap; callers check what woke them).
 pub fn halt_until(deadline_ns: u64) {
@@ -308,6 +295,30 @@ pub fn halt_until(deadline_ns: u64) {
     } else {
         cpu::enable_interrupts();
     }
+}
+
+/// Per core: a wake-up IPI or device wake message came since the core's last nap.
+static WAKE_PENDING: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+
+/// Called by the interrupt dispatcher for the wake vector (IPIs and devices' MSI-X
+/// wake messages): remembered, so that a nap that begins after it ends at once.
+pub fn on_wake_interrupt() {
+    WAKE_PENDING[percpu::core_index()].store(true, Ordering::Relaxed);
+}
+
+/// An app's nap (`Kernel::sleep_ns`): halts until `deadline_ns` or an interrupt, but
+/// not at all when a wake came since the last nap: a device's message that arrived
+/// between the app's last look at its ring and this call is not lost.
+pub fn nap_until(deadline_ns: u64) {
+    cpu::disable_interrupts();
+    if !WAKE_PENDING[percpu::core_index()].swap(false, Ordering::Relaxed) && now_ns() < deadline_ns
+    {
+        arm_deadline(deadline_ns);
+        cpu::enable_interrupts_and_halt();
+    } else {
+        cpu::enable_interrupts();
+    }
+    WAKE_PENDING[percpu::core_index()].store(false, Ordering::Relaxed);
 }
 
 /// Called by the interrupt dispatcher for the timer vector.

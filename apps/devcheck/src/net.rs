@@ -66,6 +66,9 @@ fn send(
     }
 }
 
+/// The longest nap between frames when the device can wake the core.
+const NAP_NS: u64 = 200_000_000;
+
 /// How long the device may take to finish sending what is queued.
 const DRAIN_NS: u64 = 5_000_000_000;
 
@@ -125,7 +128,15 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
         )),
         other => return Err(format!("a 10-byte frame was not refused: {other:?}")),
     }
-    // 3. The peer's frames, checked and echoed.
+    // 3. The peer's frames, checked and echoed. Between frames the core sleeps when the
+    // device can wake it (MSI-X), else it polls.
+    let waking = nic.wake_on_receive(0, Some(kernel.core_index()));
+    if let Err(error) = waking {
+        kernel.log(format_args!(
+            "netcheck: {index_note}: polling between frames: {error}"
+        ));
+    }
+    let (mut naps, mut napped_ns) = (0u64, 0u64);
     let mut received = 0u32;
     let mut wrong: Option<String> = None;
     let mut last = kernel.now_ns();
@@ -154,6 +165,26 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
             last = kernel.now_ns();
         } else if got == 0 && kernel.now_ns() - last > SILENCE_NS {
             return Err(format!("the peer went silent after {received} frames"));
+        } else if got == 0 && waking.is_ok() {
+            let before = kernel.now_ns();
+            kernel.sleep_ns(NAP_NS);
+            naps += 1;
+            napped_ns += kernel.now_ns() - before;
+        }
+    }
+    if waking.is_ok() {
+        nic.wake_on_receive(0, None)
+            .map_err(|error| format!("stopping wake-ups: {error}"))?;
+        let average_us = napped_ns / naps.max(1) / 1000;
+        kernel.log(format_args!(
+            "netcheck: {index_note}: slept {naps} times between frames, {average_us} us on average (naps of up to {} ms)",
+            NAP_NS / 1_000_000
+        ));
+        // Without the device's wake message every nap would last its full length.
+        if naps > 0 && napped_ns / naps > NAP_NS / 2 {
+            return Err(format!(
+                "the device's interrupt did not wake the core ({average_us} us per nap)"
+            ));
         }
     }
     if let Some(why) = wrong {

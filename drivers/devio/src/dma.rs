@@ -177,6 +177,9 @@ mod tests {
         fn now_ns(&self) -> u64 {
             0
         }
+        fn wake_message(&self, _: usize) -> Option<(u64, u32)> {
+            None
+        }
     }
 
     #[test]

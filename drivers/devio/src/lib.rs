@@ -9,7 +9,9 @@
 //! - [`Dma`]: zeroed RAM whose physical address is known (the identity map), for
 //!   descriptor rings and data buffers, from the kernel's [`Platform`].
 //! - [`Platform`]: what the kernel lends a driver: DMA memory, device windows, the
-//!   clock, and configuration space of the function being bound.
+//!   clock, the message that wakes a core, and configuration space of the function being
+//!   bound.
+//! - [`MsixTable`]: a device's MSI-X vectors, pointed at cores' wake vectors.
 //!
 //! `unsafe` lives here rather than in the kernel so that the kernel proper stays small
 //! and drivers stay outside it (issue 4's budget); the crate depends on no kernel code.
@@ -20,12 +22,14 @@ extern crate alloc;
 pub mod config;
 pub mod dma;
 pub mod mmio;
+pub mod msix;
 pub mod platform;
 pub mod port;
 
 pub use config::PciBus;
 pub use dma::Dma;
 pub use mmio::Mmio;
+pub use msix::MsixTable;
 pub use platform::{DeviceFunction, Found, Platform};
 pub use port::PortWindow;
 

@@ -7,7 +7,7 @@ use alloc::string::String;
 use rexo_api::{BlockDevice, DeviceError, KeyboardDevice, NetDevice};
 use rexo_pci::{Address, BarKind, BarSlot, Function};
 
-use crate::{Dma, Mmio, PortWindow, config::PciBus};
+use crate::{Dma, Mmio, MsixTable, PortWindow, config::PciBus};
 
 /// The kernel's services to drivers.
 ///
@@ -27,6 +27,10 @@ pub unsafe trait Platform: Sync {
     fn claim_mmio(&self, phys: u64, len: u64) -> Result<&'static mut [u8], String>;
     /// Nanoseconds since boot (monotonic), for timeouts.
     fn now_ns(&self) -> u64;
+    /// The MSI/MSI-X message (address, data) that wakes core `core` (the machine's index)
+    /// from a halt: the kernel's wake vector on that core's local APIC; `None` when there
+    /// is no such core or its APIC cannot be named in a message.
+    fn wake_message(&self, core: usize) -> Option<(u64, u32)>;
 }
 
 /// A device a driver found on a function.
@@ -171,6 +175,31 @@ impl DeviceFunction {
         // SAFETY: the ports are this function's own I/O BAR, and a `DeviceFunction` is made
         // once per function, for its one driver.
         unsafe { PortWindow::new(base, len) }.ok_or(bad("wraps past port 0xFFFF"))
+    }
+
+    /// The function's MSI-X table, with MSI-X turned on and every entry masked (legacy
+    /// INTx stays off); [`DeviceError::Unsupported`] without the capability.
+    pub fn msix(&mut self) -> Result<MsixTable, DeviceError> {
+        let msix = self
+            .function
+            .capabilities
+            .msix
+            .ok_or(DeviceError::Unsupported("MSI-X"))?;
+        let index = msix.table_bar;
+        let bar = self.mmio(usize::from(index))?;
+        let bytes = usize::from(msix.table_size) * 16;
+        let table = bar
+            .window(msix.table_offset as usize, bytes)
+            .ok_or(DeviceError::BadBar {
+                index,
+                why: "the MSI-X table lies outside it",
+            })?;
+        let table = MsixTable::new(table, msix.table_size, self.platform);
+        // Message control (the upper half of the capability's first word): enable on
+        // (bit 15), function mask off (bit 14).
+        let word = self.config_read(msix.offset)?;
+        self.config_write(msix.offset, (word | 1 << 31) & !(1 << 30))?;
+        Ok(table)
     }
 
     /// The ports of IDE channel `channel` (0 primary, 1 secondary) of a PCI IDE

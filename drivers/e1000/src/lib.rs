@@ -485,4 +485,13 @@ impl NetDevice for E1000 {
         queue.reclaim_transmitted();
         Ok(queue.tx.in_flight())
     }
+
+    /// Not yet: the 82540 has no MSI-X, and the 82574's (IVAR routing of its five
+    /// vectors) is not programmed yet.
+    fn wake_on_receive(&mut self, queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
+        if queue >= self.queues.len() {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        Err(DeviceError::Unsupported("MSI-X wake-ups in this driver"))
+    }
 }

@@ -129,6 +129,10 @@ impl NetDevice for Lease {
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
         self.net(|nic| nic.transmit_pending(queue))
     }
+
+    fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        self.net(|nic| nic.wake_on_receive(queue, core))
+    }
 }
 
 impl BlockDevice for Lease {

@@ -326,6 +326,9 @@ mod tests {
         fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {
             Ok(self.0)
         }
+        fn wake_on_receive(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("MSI-X"))
+        }
     }
 
     /// A disk that counts how often its requests were abandoned.

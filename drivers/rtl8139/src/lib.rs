@@ -474,6 +474,15 @@ impl NetDevice for Rtl8139 {
         self.reclaim()?;
         Ok(self.tx_in_flight)
     }
+
+    /// The RTL8139 has no MSI or MSI-X capability (only the legacy INTx line, which
+    /// Rexo keeps off), so it cannot wake a chosen core.
+    fn wake_on_receive(&mut self, queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
+        check_queue(queue)?;
+        Err(DeviceError::Unsupported(
+            "MSI-X (the RTL8139 has only INTx)",
+        ))
+    }
 }
 
 impl Drop for Rtl8139 {

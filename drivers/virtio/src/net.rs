@@ -7,7 +7,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::{DeviceError, NetDevice, NetInfo};
-use rexo_devio::{DeviceFunction, Dma, Found, Platform};
+use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform};
 use rexo_pci::Function;
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, Virtqueue};
@@ -66,10 +66,22 @@ pub fn matches(function: &Function) -> bool {
 
 /// Starts the network interface on `function`.
 pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
+    // MSI-X goes on (every entry masked) before the transport is read: on a legacy
+    // device it moves the device configuration (spec 4.1.4.8).
+    let msix = match function.msix() {
+        Ok(table) => Some(table),
+        Err(error) => {
+            log::info!(
+                "virtio-net {}: no receive wake-ups: {error}",
+                function.address()
+            );
+            None
+        }
+    };
     let transport = Transport::new(&mut function)?;
     let platform = function.platform();
     let features = transport.negotiate(platform, F_MAC | F_STATUS | F_ANY_LAYOUT, 0)?;
-    let net = VirtioNet::new(&function, transport.clone(), platform, features)
+    let net = VirtioNet::new(&function, transport.clone(), platform, features, msix)
         .inspect_err(|_| transport.fail())?;
     log::info!(
         "virtio-net {}: {} interface, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} receive and {} transmit buffers, {} descriptor(s) per frame",
@@ -120,7 +132,12 @@ pub struct VirtioNet {
     tx_free: Vec<u16>,
     /// Which transmit buffers the device holds.
     tx_busy: Vec<bool>,
+    /// The MSI-X table whose entry [`RX_VECTOR`] the receive queue signals through.
+    msix: Option<MsixTable>,
 }
+
+/// The MSI-X entry of the receive queue.
+const RX_VECTOR: u16 = 0;
 
 impl VirtioNet {
     /// Sets up the queues of a device whose features are negotiated, and starts it.
@@ -129,11 +146,24 @@ impl VirtioNet {
         transport: Transport,
         platform: &'static dyn Platform,
         features: u64,
+        msix: Option<MsixTable>,
     ) -> Result<Self, DeviceError> {
         if features & F_MAC == 0 {
             return Err(DeviceError::Unsupported("a MAC address (VIRTIO_NET_F_MAC)"));
         }
         let rx = transport.allocate_queue(function, RX_QUEUE, QUEUE_ENTRIES)?;
+        let msix =
+            match msix.map(|table| transport.queue_vector(RX_QUEUE, RX_VECTOR).map(|()| table)) {
+                Some(Ok(table)) => Some(table),
+                Some(Err(error)) => {
+                    log::info!(
+                        "virtio-net {}: no receive wake-ups: {error}",
+                        function.address()
+                    );
+                    None
+                }
+                None => None,
+            };
         let tx = transport.allocate_queue(function, TX_QUEUE, QUEUE_ENTRIES)?;
         let chain = if transport.is_modern() || features & F_ANY_LAYOUT != 0 {
             1
@@ -160,6 +190,7 @@ impl VirtioNet {
             tx_busy: vec![false; usize::from(tx_count)],
             transport,
             platform,
+            msix,
         };
         // From here on, dropping `net` resets the device before its memory goes.
         net.start()?;
@@ -330,6 +361,22 @@ impl NetDevice for VirtioNet {
         Self::check_queue(queue)?;
         self.reclaim()?;
         Ok(self.tx_busy.len() - self.tx_free.len())
+    }
+
+    /// The receive queue signals through MSI-X entry [`RX_VECTOR`] all along (the
+    /// avail ring never sets NO_INTERRUPT); the entry stays masked, its messages pending,
+    /// until a core asks to be woken. Unmasking with one pending wakes the core at once:
+    /// callers re-check the ring after waking, as `sleep_ns` says.
+    fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        Self::check_queue(queue)?;
+        let msix = self
+            .msix
+            .as_ref()
+            .ok_or(DeviceError::Unsupported("MSI-X"))?;
+        match core {
+            Some(core) => msix.wake(RX_VECTOR, core),
+            None => msix.mask(RX_VECTOR),
+        }
     }
 }
 

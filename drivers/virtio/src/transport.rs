@@ -57,6 +57,8 @@ const COMMON_QUEUE_SELECT: usize = 0x16;
 const COMMON_QUEUE_SIZE: usize = 0x18;
 /// 1: the selected queue is in use.
 const COMMON_QUEUE_ENABLE: usize = 0x1C;
+/// The selected queue's MSI-X table entry (`NO_VECTOR`: none).
+const COMMON_QUEUE_MSIX_VECTOR: usize = 0x1A;
 /// The selected queue's doorbell, in `notify_off_multiplier` units.
 const COMMON_QUEUE_NOTIFY_OFF: usize = 0x1E;
 /// The selected queue's descriptor table address (64-bit).
@@ -83,6 +85,8 @@ const LEGACY_QUEUE_SELECT: u16 = 0x0E;
 const LEGACY_QUEUE_NOTIFY: u16 = 0x10;
 /// The device status byte.
 const LEGACY_DEVICE_STATUS: u16 = 0x12;
+/// The selected queue's MSI-X table entry, when MSI-X is on.
+const LEGACY_QUEUE_VECTOR: u16 = 0x16;
 /// The device configuration when MSI-X is off...
 const LEGACY_CONFIG: u16 = 0x14;
 /// ... and when it is on (two vector registers come first).
@@ -481,6 +485,28 @@ impl Transport {
             },
         };
         Virtqueue::new(function, index, size, doorbell)
+    }
+
+    /// Has queue `index` signal through MSI-X table entry `entry` (before the queue is
+    /// turned on, spec 4.1.5.1.3); the device reads back `NO_VECTOR` when it cannot.
+    pub fn queue_vector(&self, index: u16, entry: u16) -> Result<(), DeviceError> {
+        let taken = match self {
+            Self::Modern(m) => {
+                m.common.write16(COMMON_QUEUE_SELECT, index);
+                m.common.write16(COMMON_QUEUE_MSIX_VECTOR, entry);
+                m.common.read16(COMMON_QUEUE_MSIX_VECTOR)
+            }
+            Self::Legacy { ports, .. } => {
+                ports.write16(LEGACY_QUEUE_SELECT, index);
+                ports.write16(LEGACY_QUEUE_VECTOR, entry);
+                ports.read16(LEGACY_QUEUE_VECTOR)
+            }
+        };
+        if taken == entry {
+            Ok(())
+        } else {
+            Err(DeviceError::Unsupported("an MSI-X vector for the queue"))
+        }
     }
 
     /// Gives the device queue `queue`'s rings and turns it on.

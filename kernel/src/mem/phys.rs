@@ -4,6 +4,9 @@
 #![allow(unsafe_code)] // turning physical addresses into slices
 
 use crate::arch::paging;
+use core::sync::atomic::Ordering;
+
+use crate::arch::idt::VECTOR_WAKE;
 use spin::Mutex;
 
 /// Physical memory as the boot-time parsers see it (identity map, read-only).
@@ -181,5 +184,11 @@ unsafe impl rexo_devio::Platform for DriverPlatform {
 
     fn now_ns(&self) -> u64 {
         crate::time::now_ns()
+    }
+
+    fn wake_message(&self, core: usize) -> Option<(u64, u32)> {
+        let core = (core < crate::smp_cores()).then(|| crate::arch::percpu::core(core))?;
+        let apic = core.apic_id.load(Ordering::Relaxed);
+        (apic < 256).then(|| (0xFEE0_0000 | u64::from(apic) << 12, u32::from(VECTOR_WAKE)))
     }
 }

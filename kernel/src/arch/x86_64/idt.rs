@@ -34,55 +34,8 @@ pub mod exception {
     pub const MACHINE_CHECK: u8 = 18;
 }
 
-/// The registers saved on interrupt entry, lowest address first.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct InterruptFrame {
-    /// General-purpose registers, saved by the common stub.
-    pub r15: u64,
-    #[allow(missing_docs)]
-    pub r14: u64,
-    #[allow(missing_docs)]
-    pub r13: u64,
-    #[allow(missing_docs)]
-    pub r12: u64,
-    #[allow(missing_docs)]
-    pub r11: u64,
-    #[allow(missing_docs)]
-    pub r10: u64,
-    #[allow(missing_docs)]
-    pub r9: u64,
-    #[allow(missing_docs)]
-    pub r8: u64,
-    #[allow(missing_docs)]
-    pub rbp: u64,
-    #[allow(missing_docs)]
-    pub rdi: u64,
-    #[allow(missing_docs)]
-    pub rsi: u64,
-    #[allow(missing_docs)]
-    pub rdx: u64,
-    #[allow(missing_docs)]
-    pub rcx: u64,
-    #[allow(missing_docs)]
-    pub rbx: u64,
-    #[allow(missing_docs)]
-    pub rax: u64,
-    /// The vector number (pushed by the per-vector stub).
-    pub vector: u64,
-    /// The CPU's error code, or 0 for vectors without one.
-    pub error_code: u64,
-    /// Pushed by the CPU.
-    pub rip: u64,
-    #[allow(missing_docs)]
-    pub cs: u64,
-    #[allow(missing_docs)]
-    pub rflags: u64,
-    #[allow(missing_docs)]
-    pub rsp: u64,
-    #[allow(missing_docs)]
-    pub ss: u64,
-}
+/// The registers saved on interrupt entry (its layout is the stubs' below).
+pub use rexo_crashreport::InterruptFrame;
 
 // Vectors with a CPU error code: 8, 10-14, 17, 21, 29, 30. The stubs of all other
 // vectors push a zero in its place so that every frame has the same layout.
@@ -226,7 +179,10 @@ extern "C" fn dispatch(frame: &mut InterruptFrame) {
             super::apic::end_of_interrupt();
             crate::time::on_timer_interrupt();
         }
-        VECTOR_WAKE => super::apic::end_of_interrupt(),
+        VECTOR_WAKE => {
+            super::apic::end_of_interrupt();
+            crate::time::on_wake_interrupt();
+        }
         VECTOR_SPURIOUS => {}
         vector if vector < 32 => crate::crash::exception(frame),
         vector => {

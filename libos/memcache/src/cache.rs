@@ -1,0 +1,680 @@
+//! The cache: items in a slab, an LRU list threaded through the slab by index, a byte
+//! budget, memcached's expiry rules and counters.
+//!
+//! One `Cache` per core, used through `&mut self`: no locks, no atomics. Time is a
+//! parameter (`now`, in seconds on the Unix clock) so that callers pick the clock and
+//! tests control it.
+
+use crate::table::{Table, hash};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+/// The longest key memcached accepts, in bytes.
+pub const MAX_KEY: usize = 250;
+/// Exptimes up to this many seconds (30 days) are relative to now; larger ones are Unix
+/// times (memcached's `REALTIME_MAXDELTA`).
+pub const RELATIVE_EXPTIME_MAX: i64 = 60 * 60 * 24 * 30;
+/// Bytes an item costs beyond its key and value: its slab entry and its share of the
+/// index (at most four 8-byte slots: the index is kept between a quarter and half full).
+pub const ITEM_OVERHEAD: usize = core::mem::size_of::<Item>() + 4 * core::mem::size_of::<u64>();
+/// No item: the end of the LRU list or of the free list.
+const NIL: u32 = u32::MAX;
+
+/// A key memcached accepts: 1 to [`MAX_KEY`] bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key<'a>(&'a [u8]);
+
+impl<'a> Key<'a> {
+    /// `bytes` as a key, or `None` if it is empty or longer than [`MAX_KEY`].
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        (1..=MAX_KEY).contains(&bytes.len()).then_some(Self(bytes))
+    }
+
+    /// The key's bytes.
+    pub fn bytes(self) -> &'a [u8] {
+        self.0
+    }
+}
+
+/// Sizes of a cache, fixed at creation.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// The byte budget: keys, values and [`ITEM_OVERHEAD`] per item (`limit_maxbytes`).
+    pub max_bytes: usize,
+    /// The largest value accepted (memcached's item size limit; 1 MiB by default).
+    pub max_value: usize,
+    /// Seeds the key hash; give each cache an unpredictable one (e.g. from the clock at
+    /// boot) so that clients cannot choose colliding keys.
+    pub hash_seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 << 20,
+            max_value: 1 << 20,
+            hash_seed: 0x243f_6a88_85a3_08d3,
+        }
+    }
+}
+
+/// How a storage command treats the key's current item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreMode {
+    /// Store unconditionally (`set`).
+    Set,
+    /// Store only if absent (`add`).
+    Add,
+    /// Store only if present (`replace`).
+    Replace,
+    /// Add the data after the present value, keeping flags and expiry (`append`).
+    Append,
+    /// Add the data before the present value, keeping flags and expiry (`prepend`).
+    Prepend,
+    /// Store only if present with this cas unique (`cas`).
+    Cas(u64),
+}
+
+/// What a storage command did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// Stored (`STORED`).
+    Stored,
+    /// The mode's condition failed (`NOT_STORED`).
+    NotStored,
+    /// `cas`: the item changed since the client read it (`EXISTS`).
+    Exists,
+    /// `cas`: no such item (`NOT_FOUND`).
+    NotFound,
+    /// The value is above the item size limit (`SERVER_ERROR object too large for cache`).
+    TooLarge,
+    /// The item alone is above the whole budget (`SERVER_ERROR out of memory storing
+    /// object`).
+    NoMemory,
+}
+
+/// What `incr` or `decr` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeltaOutcome {
+    /// The new value.
+    Value(u64),
+    /// No such item (`NOT_FOUND`).
+    NotFound,
+    /// The value is not a decimal 64-bit number (`CLIENT_ERROR cannot increment or
+    /// decrement non-numeric value`).
+    NonNumeric,
+}
+
+/// An item found by a read, borrowed from the cache so its value can be written straight
+/// to the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Found<'a> {
+    /// The value's bytes.
+    pub value: &'a [u8],
+    /// The client's 32-bit flags.
+    pub flags: u32,
+    /// The cas unique.
+    pub cas: u64,
+}
+
+/// The counters `stats` reports that the cache keeps (memcached's names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Seconds since the cache was created.
+    pub uptime: u64,
+    /// The cache's clock (Unix seconds).
+    pub time: u64,
+    /// Live and not yet noticed expired items.
+    pub curr_items: u64,
+    /// Items stored since creation.
+    pub total_items: u64,
+    /// Bytes held, by the budget's count.
+    pub bytes: u64,
+    /// The budget.
+    pub limit_maxbytes: u64,
+    /// Keys looked up by `get`, `gets`, `gat`, `gats`.
+    pub cmd_get: u64,
+    /// Storage commands.
+    pub cmd_set: u64,
+    /// `flush_all` commands.
+    pub cmd_flush: u64,
+    /// `touch`, `gat` and `gats` lookups.
+    pub cmd_touch: u64,
+    /// `get`/`gets` keys found.
+    pub get_hits: u64,
+    /// `get`/`gets` keys not found.
+    pub get_misses: u64,
+    /// `get`/`gets` keys found expired.
+    pub get_expired: u64,
+    /// `delete` of a missing key.
+    pub delete_misses: u64,
+    /// `delete` of a present key.
+    pub delete_hits: u64,
+    /// `incr` of a missing key.
+    pub incr_misses: u64,
+    /// `incr` of a present numeric value.
+    pub incr_hits: u64,
+    /// `decr` of a missing key.
+    pub decr_misses: u64,
+    /// `decr` of a present numeric value.
+    pub decr_hits: u64,
+    /// `cas` of a missing key.
+    pub cas_misses: u64,
+    /// `cas` stored.
+    pub cas_hits: u64,
+    /// `cas` refused: the cas unique did not match.
+    pub cas_badval: u64,
+    /// `touch`/`gat`/`gats` keys found.
+    pub touch_hits: u64,
+    /// `touch`/`gat`/`gats` keys not found.
+    pub touch_misses: u64,
+    /// Values refused for the item size limit.
+    pub store_too_large: u64,
+    /// Items refused because they alone exceed the budget.
+    pub store_no_memory: u64,
+    /// Live items removed to make room.
+    pub evictions: u64,
+    /// Expired items removed (to make room or when found).
+    pub reclaimed: u64,
+}
+
+/// One slab entry: an item, or (with an empty `data`) a free slot chained by `next`.
+#[derive(Debug)]
+struct Item {
+    /// The key followed by the value: one allocation per item.
+    data: Box<[u8]>,
+    /// Unix second from which the item is expired; 0 for never.
+    expires_at: u64,
+    cas: u64,
+    flags: u32,
+    /// Toward the most recently used item.
+    newer: u32,
+    /// Toward the least recently used item (and the next free slot).
+    older: u32,
+    key_len: u8,
+}
+
+impl Item {
+    fn key(&self) -> &[u8] {
+        &self.data[..usize::from(self.key_len)]
+    }
+
+    fn value(&self) -> &[u8] {
+        &self.data[usize::from(self.key_len)..]
+    }
+
+    /// What the item costs against the budget.
+    fn cost(&self) -> usize {
+        self.data.len() + ITEM_OVERHEAD
+    }
+
+    fn is_expired(&self, now: u64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now
+    }
+}
+
+/// A memcached-style cache for one core.
+pub struct Cache {
+    items: Vec<Item>,
+    /// The first free slab slot, chained through `older`.
+    free: u32,
+    table: Table,
+    /// The most recently used item.
+    newest: u32,
+    /// The least recently used item: the next to evict.
+    oldest: u32,
+    bytes: usize,
+    curr_items: u64,
+    config: Config,
+    /// The cas unique of the latest change.
+    last_cas: u64,
+    created_at: u64,
+    /// When a delayed `flush_all` takes effect.
+    flush_at: Option<u64>,
+    stats: Stats,
+}
+
+impl Cache {
+    /// An empty cache with `config`, its clock starting at `now` (Unix seconds).
+    pub fn new(config: Config, now: u64) -> Self {
+        Self {
+            items: Vec::new(),
+            free: NIL,
+            table: Table::new(),
+            newest: NIL,
+            oldest: NIL,
+            bytes: 0,
+            curr_items: 0,
+            config,
+            last_cas: 0,
+            created_at: now,
+            flush_at: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// `get`/`gets`: the live item of `key`, made the most recently used.
+    pub fn get(&mut self, key: Key<'_>, now: u64) -> Option<Found<'_>> {
+        self.flush_if_due(now);
+        self.stats.cmd_get += 1;
+        let hash = self.hash(key);
+        match self.find(key, hash) {
+            Some(index) if self.items[index as usize].is_expired(now) => {
+                self.stats.get_expired += 1;
+                self.stats.get_misses += 1;
+                self.stats.reclaimed += 1;
+                self.unlink(index, hash);
+                None
+            }
+            Some(index) => {
+                self.stats.get_hits += 1;
+                self.bump(index);
+                Some(self.found(index))
+            }
+            None => {
+                self.stats.get_misses += 1;
+                None
+            }
+        }
+    }
+
+    /// `gat`/`gats`: the live item of `key` with its expiry set to `exptime`.
+    pub fn get_and_touch(&mut self, key: Key<'_>, exptime: i64, now: u64) -> Option<Found<'_>> {
+        self.stats.cmd_get += 1;
+        let index = self.touch_item(key, exptime, now)?;
+        Some(self.found(index))
+    }
+
+    /// `touch`: sets the expiry of `key`'s live item; false if there is none.
+    pub fn touch(&mut self, key: Key<'_>, exptime: i64, now: u64) -> bool {
+        self.touch_item(key, exptime, now).is_some()
+    }
+
+    /// A storage command (`set`, `add`, `replace`, `append`, `prepend`, `cas`).
+    pub fn store(
+        &mut self,
+        mode: StoreMode,
+        key: Key<'_>,
+        flags: u32,
+        exptime: i64,
+        value: &[u8],
+        now: u64,
+    ) -> StoreOutcome {
+        if value.len() > self.config.max_value {
+            return self.refuse_too_large(mode, key, now);
+        }
+        self.flush_if_due(now);
+        self.stats.cmd_set += 1;
+        let hash = self.hash(key);
+        let present = self.live(key, hash, now);
+        let (flags, expires_at, data) = match (mode, present) {
+            (StoreMode::Add, Some(index)) => {
+                self.bump(index);
+                return StoreOutcome::NotStored;
+            }
+            (StoreMode::Replace | StoreMode::Append | StoreMode::Prepend, None) => {
+                return StoreOutcome::NotStored;
+            }
+            (StoreMode::Cas(_), None) => {
+                self.stats.cas_misses += 1;
+                return StoreOutcome::NotFound;
+            }
+            (StoreMode::Cas(unique), Some(index)) if self.items[index as usize].cas != unique => {
+                self.stats.cas_badval += 1;
+                return StoreOutcome::Exists;
+            }
+            (StoreMode::Append | StoreMode::Prepend, Some(index)) => {
+                let old = &self.items[index as usize];
+                if old.value().len() + value.len() > self.config.max_value {
+                    self.stats.store_too_large += 1;
+                    return StoreOutcome::TooLarge;
+                }
+                let data = if mode == StoreMode::Append {
+                    join(&[key.bytes(), old.value(), value])
+                } else {
+                    join(&[key.bytes(), value, old.value()])
+                };
+                (old.flags, old.expires_at, data)
+            }
+            (StoreMode::Set | StoreMode::Add | StoreMode::Replace | StoreMode::Cas(_), _) => {
+                let expires_at = self.expires_at(exptime, now);
+                (flags, expires_at, join(&[key.bytes(), value]))
+            }
+        };
+        if data.len() + ITEM_OVERHEAD > self.config.max_bytes {
+            self.stats.store_no_memory += 1;
+            // As for a value too large: a failed `set` does not leave the old value.
+            if let (StoreMode::Set, Some(index)) = (mode, present) {
+                self.unlink(index, hash);
+            }
+            return StoreOutcome::NoMemory;
+        }
+        if let StoreMode::Cas(_) = mode {
+            self.stats.cas_hits += 1;
+        }
+        if let Some(index) = present {
+            self.unlink(index, hash);
+        }
+        self.link(data, key, hash, flags, expires_at, now);
+        self.stats.total_items += 1;
+        StoreOutcome::Stored
+    }
+
+    /// Counts a storage command refused because its value is above the item size limit
+    /// (the parser refuses those before their data arrives); a refused `set` also removes
+    /// the key's old item, as memcached does, so that a stale value does not stay readable.
+    pub fn refuse_too_large(&mut self, mode: StoreMode, key: Key<'_>, now: u64) -> StoreOutcome {
+        self.flush_if_due(now);
+        self.stats.store_too_large += 1;
+        if mode == StoreMode::Set {
+            let hash = self.hash(key);
+            if let Some(index) = self.live(key, hash, now) {
+                self.unlink(index, hash);
+            }
+        }
+        StoreOutcome::TooLarge
+    }
+
+    /// `delete`: removes `key`'s live item; false if there is none.
+    pub fn delete(&mut self, key: Key<'_>, now: u64) -> bool {
+        self.flush_if_due(now);
+        let hash = self.hash(key);
+        match self.live(key, hash, now) {
+            Some(index) => {
+                self.stats.delete_hits += 1;
+                self.unlink(index, hash);
+                true
+            }
+            None => {
+                self.stats.delete_misses += 1;
+                false
+            }
+        }
+    }
+
+    /// `incr` (`decrement` false: wraps at 2^64) or `decr` (stops at 0) by `delta`.
+    pub fn add_delta(
+        &mut self,
+        key: Key<'_>,
+        delta: u64,
+        decrement: bool,
+        now: u64,
+    ) -> DeltaOutcome {
+        self.flush_if_due(now);
+        let hash = self.hash(key);
+        let Some(index) = self.live(key, hash, now) else {
+            if decrement {
+                self.stats.decr_misses += 1;
+            } else {
+                self.stats.incr_misses += 1;
+            }
+            return DeltaOutcome::NotFound;
+        };
+        let old = &self.items[index as usize];
+        let Some(number) = parse_counter(old.value()) else {
+            return DeltaOutcome::NonNumeric;
+        };
+        let number = if decrement {
+            self.stats.decr_hits += 1;
+            number.saturating_sub(delta)
+        } else {
+            self.stats.incr_hits += 1;
+            number.wrapping_add(delta)
+        };
+        let mut digits = [0u8; 20];
+        let data = join(&[key.bytes(), decimal(number, &mut digits)]);
+        let (flags, expires_at) = (old.flags, old.expires_at);
+        self.unlink(index, hash);
+        self.link(data, key, hash, flags, expires_at, now);
+        DeltaOutcome::Value(number)
+    }
+
+    /// `flush_all`: invalidates every item now (`delay` 0 or negative) or at the time
+    /// `delay` names (relative seconds or a Unix time, as an exptime); a later call
+    /// replaces an earlier delayed one.
+    pub fn flush_all(&mut self, delay: i64, now: u64) {
+        self.stats.cmd_flush += 1;
+        if delay <= 0 {
+            self.flush_at = None;
+            self.clear();
+        } else {
+            self.flush_at = Some(self.expires_at(delay, now));
+            self.flush_if_due(now);
+        }
+    }
+
+    /// The counters at `now`.
+    pub fn stats(&self, now: u64) -> Stats {
+        Stats {
+            uptime: now.saturating_sub(self.created_at),
+            time: now,
+            curr_items: self.curr_items,
+            bytes: self.bytes as u64,
+            limit_maxbytes: self.config.max_bytes as u64,
+            ..self.stats
+        }
+    }
+
+    /// `stats reset`: zeroes the event counters (items and bytes stay).
+    pub fn reset_stats(&mut self) {
+        self.stats = Stats::default();
+    }
+
+    /// Bytes held, by the budget's count.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn hash(&self, key: Key<'_>) -> u64 {
+        hash(self.config.hash_seed, key.bytes())
+    }
+
+    fn find(&self, key: Key<'_>, hash: u64) -> Option<u32> {
+        self.table.find(hash, |index| {
+            self.items[index as usize].key() == key.bytes()
+        })
+    }
+
+    /// The item of `key` if it is live; an expired one is removed on the way.
+    fn live(&mut self, key: Key<'_>, hash: u64, now: u64) -> Option<u32> {
+        let index = self.find(key, hash)?;
+        if self.items[index as usize].is_expired(now) {
+            self.stats.reclaimed += 1;
+            self.unlink(index, hash);
+            return None;
+        }
+        Some(index)
+    }
+
+    fn touch_item(&mut self, key: Key<'_>, exptime: i64, now: u64) -> Option<u32> {
+        self.flush_if_due(now);
+        self.stats.cmd_touch += 1;
+        let hash = self.hash(key);
+        let Some(index) = self.live(key, hash, now) else {
+            self.stats.touch_misses += 1;
+            return None;
+        };
+        self.stats.touch_hits += 1;
+        self.items[index as usize].expires_at = self.expires_at(exptime, now);
+        self.bump(index);
+        Some(index)
+    }
+
+    fn found(&self, index: u32) -> Found<'_> {
+        let item = &self.items[index as usize];
+        Found {
+            value: item.value(),
+            flags: item.flags,
+            cas: item.cas,
+        }
+    }
+
+    /// memcached's reading of an exptime: 0 never expires, negative is already expired,
+    /// up to 30 days is relative, above is a Unix time.
+    fn expires_at(&self, exptime: i64, now: u64) -> u64 {
+        match exptime {
+            0 => 0,
+            ..0 => 1,
+            1..=RELATIVE_EXPTIME_MAX => now + exptime as u64,
+            _ => exptime as u64,
+        }
+    }
+
+    /// Carries out a delayed `flush_all` whose time has come.
+    fn flush_if_due(&mut self, now: u64) {
+        if self.flush_at.is_some_and(|at| at <= now) {
+            self.flush_at = None;
+            self.clear();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.free = NIL;
+        self.table.clear();
+        self.newest = NIL;
+        self.oldest = NIL;
+        self.bytes = 0;
+        self.curr_items = 0;
+    }
+
+    /// Adds a new item as the most recently used, evicting from the least recently used
+    /// end until it fits (the caller checked it fits in an empty cache).
+    fn link(
+        &mut self,
+        data: Box<[u8]>,
+        key: Key<'_>,
+        hash: u64,
+        flags: u32,
+        expires_at: u64,
+        now: u64,
+    ) {
+        let cost = data.len() + ITEM_OVERHEAD;
+        while self.bytes + cost > self.config.max_bytes && self.oldest != NIL {
+            let victim = self.oldest;
+            let item = &self.items[victim as usize];
+            // An expired victim could not have been read anyway: not an eviction.
+            if item.is_expired(now) {
+                self.stats.reclaimed += 1;
+            } else {
+                self.stats.evictions += 1;
+            }
+            let victim_hash = hash_of(self.config.hash_seed, item);
+            self.unlink(victim, victim_hash);
+        }
+        self.last_cas += 1;
+        let item = Item {
+            data,
+            expires_at,
+            cas: self.last_cas,
+            flags,
+            newer: NIL,
+            older: self.newest,
+            key_len: key.bytes().len() as u8,
+        };
+        let index = if self.free == NIL {
+            self.items.push(item);
+            (self.items.len() - 1) as u32
+        } else {
+            let index = self.free;
+            self.free = self.items[index as usize].older;
+            self.items[index as usize] = item;
+            index
+        };
+        if self.newest != NIL {
+            self.items[self.newest as usize].newer = index;
+        } else {
+            self.oldest = index;
+        }
+        self.newest = index;
+        self.table.insert(hash, index);
+        self.bytes += cost;
+        self.curr_items += 1;
+    }
+
+    /// Removes an item from the table and the LRU list and frees its slot.
+    fn unlink(&mut self, index: u32, hash: u64) {
+        self.detach(index);
+        self.table.remove(hash, index);
+        let item = &mut self.items[index as usize];
+        self.bytes -= item.cost();
+        self.curr_items -= 1;
+        item.data = Box::default();
+        item.older = self.free;
+        self.free = index;
+    }
+
+    /// Makes an item the most recently used.
+    fn bump(&mut self, index: u32) {
+        if self.newest == index {
+            return;
+        }
+        self.detach(index);
+        let item = &mut self.items[index as usize];
+        item.newer = NIL;
+        item.older = self.newest;
+        self.items[self.newest as usize].newer = index;
+        self.newest = index;
+    }
+
+    /// Takes an item out of the LRU list.
+    fn detach(&mut self, index: u32) {
+        let Item { newer, older, .. } = self.items[index as usize];
+        match newer {
+            NIL => self.newest = older,
+            newer => self.items[newer as usize].older = older,
+        }
+        match older {
+            NIL => self.oldest = newer,
+            older => self.items[older as usize].newer = newer,
+        }
+    }
+}
+
+/// The hash of an item's key.
+fn hash_of(seed: u64, item: &Item) -> u64 {
+    hash(seed, item.key())
+}
+
+/// The pieces one after the other in one new allocation.
+fn join(pieces: &[&[u8]]) -> Box<[u8]> {
+    let mut data = Vec::with_capacity(pieces.iter().map(|piece| piece.len()).sum());
+    for piece in pieces {
+        data.extend_from_slice(piece);
+    }
+    data.into_boxed_slice()
+}
+
+/// A value as `incr`/`decr` read it: decimal digits, optionally followed by spaces (which
+/// memcached's in-place updates leave behind), fitting in 64 bits.
+fn parse_counter(value: &[u8]) -> Option<u64> {
+    let digits_end = value
+        .iter()
+        .position(|byte| !byte.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, rest) = value.split_at(digits_end);
+    if digits.is_empty() || rest.iter().any(|&byte| byte != b' ') {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |number, &digit| {
+        number.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
+}
+
+/// `number` in decimal, written into `buffer`.
+pub(crate) fn decimal(mut number: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            return &buffer[start..];
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The memcached engine, as a library OS: the pieces a memcached-compatible server app
+//! needs, without the network (the app feeds it the bytes its TCP and UDP sockets
+//! receive and sends what it writes).
+//!
+//! - [`parse`]: the text protocol, one request at a time from a buffer that may hold
+//!   part of a request or several pipelined ones, keys and data borrowed from it;
+//! - [`Cache`]: items with flags, expiry and cas uniques, `incr`/`decr`, `touch`,
+//!   `flush_all`, LRU eviction within a byte budget, memcached's `stats` counters;
+//! - [`reply`]: memcached's answers byte for byte, a hit's value copied once, from the
+//!   item to the output;
+//! - [`Session`]: a TCP connection's loop over the three; [`udp`]: the UDP frame
+//!   header and the cutting of answers into datagrams.
+//!
+//! A cache is meant to be one per core, used through `&mut self`: no locks, no atomics,
+//! nothing shared. Time is passed in (Unix seconds), so the caller picks the clock.
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod cache;
+mod parse;
+pub mod reply;
+mod session;
+mod table;
+pub mod udp;
+
+pub use cache::{
+    Cache, Config, DeltaOutcome, Found, ITEM_OVERHEAD, Key, MAX_KEY, RELATIVE_EXPTIME_MAX, Stats,
+    StoreMode, StoreOutcome,
+};
+pub use parse::{
+    Command, Keys, MAX_LINE, MAX_MULTIGET_LINE, Parsed, ProtocolError, StatsGroup, max_request_len,
+    parse,
+};
+pub use reply::{Output, Reply, ServerInfo, Sink};
+pub use session::{Served, Session};
+
+#[cfg(test)]
+mod tests;

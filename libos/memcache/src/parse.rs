@@ -1,0 +1,533 @@
+//! The memcached text protocol parser: one request at a time from the front of a byte
+//! buffer that may hold part of a request or several pipelined ones. Keys and data are
+//! borrowed from the buffer.
+//!
+//! The answers follow memcached 1.6's `proto_text.c`: an unknown command or a wrong
+//! number of tokens is `ERROR`; a bad number or key is `CLIENT_ERROR bad command line
+//! format`; a data block not ended by `\r\n` is `CLIENT_ERROR bad data chunk`. Two
+//! deliberate differences keep the stream in sync where memcached would lose it: a
+//! storage command refused for its key or flags still skips its data block, and a line
+//! is judged by its length alone (not by how it was split into reads).
+
+use crate::cache::{Key, StoreMode};
+
+/// The longest command line (without its `\n`) outside of multi-key reads; a longer one
+/// is refused and the connection closed, as memcached does after 2048 bytes.
+pub const MAX_LINE: usize = 2048;
+/// The longest `get`/`gets`/`gat`/`gats` line: many keys are legitimate there (a client's
+/// `get_many`), and the bound keeps a connection's buffer finite.
+pub const MAX_MULTIGET_LINE: usize = 64 * 1024;
+/// The largest byte count a storage command may name (memcached's `INT_MAX - 2`);
+/// above it the line is malformed rather than the value too large.
+const MAX_BYTE_COUNT: u64 = i32::MAX as u64 - 2;
+
+/// The most bytes a connection ever holds unanswered with item size limit `max_value`:
+/// a storage command's line and data block, or a long read's line. A receive buffer of
+/// this size never stalls; [`parse`] refuses or answers anything longer.
+pub fn max_request_len(max_value: usize) -> usize {
+    MAX_MULTIGET_LINE.max(MAX_LINE + max_value + 2)
+}
+
+/// The result of looking at the front of the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// The input holds no whole request yet: call again when more bytes are appended.
+    NeedMore,
+    /// One request, made of the first `consumed` bytes of the input; the `swallow` bytes
+    /// that follow them (possibly not received yet) are the data block of a refused
+    /// storage command and must be skipped.
+    Request {
+        /// Bytes of the input the request used.
+        consumed: usize,
+        /// Bytes after those to skip.
+        swallow: u64,
+        /// The request.
+        command: Command<'a>,
+    },
+}
+
+/// One request of the text protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `get`/`gets` (`with_cas`) of one or more keys.
+    Get {
+        /// The keys, in order.
+        keys: Keys<'a>,
+        /// `gets`: the answer carries cas uniques.
+        with_cas: bool,
+    },
+    /// `gat`/`gats` (`with_cas`): get and touch.
+    GetAndTouch {
+        /// The new exptime.
+        exptime: i64,
+        /// The keys, in order.
+        keys: Keys<'a>,
+        /// `gats`: the answer carries cas uniques.
+        with_cas: bool,
+    },
+    /// `set`, `add`, `replace`, `append`, `prepend`, `cas` with its data block.
+    Store {
+        /// Which command.
+        mode: StoreMode,
+        /// The key.
+        key: Key<'a>,
+        /// The client's flags.
+        flags: u32,
+        /// The exptime as sent.
+        exptime: i64,
+        /// The data block, without its `\r\n`.
+        value: &'a [u8],
+        /// No answer wanted.
+        noreply: bool,
+    },
+    /// A storage command whose value is above the item size limit; its data block is the
+    /// request's `swallow`.
+    TooLarge {
+        /// Which command.
+        mode: StoreMode,
+        /// The key.
+        key: Key<'a>,
+        /// No answer wanted.
+        noreply: bool,
+    },
+    /// `delete`.
+    Delete {
+        /// The key.
+        key: Key<'a>,
+        /// No answer wanted.
+        noreply: bool,
+    },
+    /// `incr` or `decr` (`decrement`).
+    Delta {
+        /// The key.
+        key: Key<'a>,
+        /// The amount.
+        delta: u64,
+        /// `decr`.
+        decrement: bool,
+        /// No answer wanted.
+        noreply: bool,
+    },
+    /// `touch`.
+    Touch {
+        /// The key.
+        key: Key<'a>,
+        /// The new exptime.
+        exptime: i64,
+        /// No answer wanted.
+        noreply: bool,
+    },
+    /// `flush_all [delay]`.
+    FlushAll {
+        /// 0 for now, else an exptime.
+        delay: i64,
+        /// No answer wanted.
+        noreply: bool,
+    },
+    /// `stats` and its groups.
+    Stats(StatsGroup),
+    /// `version`.
+    Version,
+    /// `verbosity` (accepted, changes nothing: the engine does not log requests).
+    Verbosity {
+        /// No answer wanted.
+        noreply: bool,
+    },
+    /// `quit`: close the connection.
+    Quit,
+    /// A request refused with `error`.
+    Invalid {
+        /// The answer.
+        error: ProtocolError,
+        /// The line ended with `noreply`: memcached then answers nothing, even errors,
+        /// so that a client that does not read answers stays in step.
+        noreply: bool,
+    },
+}
+
+/// What a `stats` request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsGroup {
+    /// `stats`: the general counters.
+    General,
+    /// `stats reset`: zero the counters (answer `RESET`).
+    Reset,
+    /// `stats items`, `slabs`, `sizes` or `conns`: groups of per-slab-class or
+    /// per-connection lines that this engine has none of; the answer is an empty list.
+    Empty,
+}
+
+/// A protocol error and its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// Unknown command or wrong number of tokens: `ERROR`.
+    UnknownCommand,
+    /// A bad key or number: `CLIENT_ERROR bad command line format`.
+    BadFormat,
+    /// `delete` with extra tokens other than memcached's legacy `0`.
+    DeleteUsage,
+    /// A data block not ended by `\r\n`: `CLIENT_ERROR bad data chunk`.
+    BadDataChunk,
+    /// `incr`/`decr` amount not a 64-bit number.
+    BadDelta,
+    /// `touch`/`gat` exptime not a number.
+    BadExptime,
+    /// A line above the bound: answered, then the connection is closed.
+    LineTooLong,
+}
+
+impl ProtocolError {
+    /// The answer, with its `\r\n`.
+    pub fn reply(self) -> &'static [u8] {
+        match self {
+            Self::UnknownCommand => b"ERROR\r\n",
+            Self::BadFormat => b"CLIENT_ERROR bad command line format\r\n",
+            Self::DeleteUsage => {
+                b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+            }
+            Self::BadDataChunk => b"CLIENT_ERROR bad data chunk\r\n",
+            Self::BadDelta => b"CLIENT_ERROR invalid numeric delta argument\r\n",
+            Self::BadExptime => b"CLIENT_ERROR invalid exptime argument\r\n",
+            Self::LineTooLong => b"CLIENT_ERROR line too long\r\n",
+        }
+    }
+
+    /// The connection must be closed after the answer: the stream cannot be resynced.
+    pub fn closes(self) -> bool {
+        self == Self::LineTooLong
+    }
+}
+
+/// The keys of a multi-key read: the validated rest of its line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keys<'a>(&'a [u8]);
+
+impl<'a> Iterator for Keys<'a> {
+    type Item = Key<'a>;
+
+    fn next(&mut self) -> Option<Key<'a>> {
+        let (token, rest) = next_token(self.0)?;
+        self.0 = rest;
+        // Every token was checked when the line was parsed.
+        Key::new(token)
+    }
+}
+
+/// Parses the request at the front of `input`; `max_value` is the item size limit.
+pub fn parse(input: &[u8], max_value: usize) -> Parsed<'_> {
+    let limit = if is_multiget(input) {
+        MAX_MULTIGET_LINE
+    } else {
+        MAX_LINE
+    };
+    let window = &input[..input.len().min(limit + 1)];
+    let Some(newline) = window.iter().position(|&byte| byte == b'\n') else {
+        if input.len() > limit {
+            return invalid(input.len(), ProtocolError::LineTooLong, false);
+        }
+        return Parsed::NeedMore;
+    };
+    let line_end = newline + 1;
+    let line = input[..newline]
+        .strip_suffix(b"\r")
+        .unwrap_or(&input[..newline]);
+    let Some((name, arguments)) = next_token(line) else {
+        return invalid(line_end, ProtocolError::UnknownCommand, false);
+    };
+    let parsed = match name {
+        b"get" => get(arguments, false),
+        b"gets" => get(arguments, true),
+        b"gat" => get_and_touch(arguments, false),
+        b"gats" => get_and_touch(arguments, true),
+        b"set" => return store(input, line_end, StoreMode::Set, arguments, max_value),
+        b"add" => return store(input, line_end, StoreMode::Add, arguments, max_value),
+        b"replace" => return store(input, line_end, StoreMode::Replace, arguments, max_value),
+        b"append" => return store(input, line_end, StoreMode::Append, arguments, max_value),
+        b"prepend" => return store(input, line_end, StoreMode::Prepend, arguments, max_value),
+        b"cas" => return store(input, line_end, StoreMode::Cas(0), arguments, max_value),
+        b"delete" => delete(arguments),
+        b"incr" => delta(arguments, false),
+        b"decr" => delta(arguments, true),
+        b"touch" => touch(arguments),
+        b"flush_all" => flush_all(arguments),
+        b"stats" => stats(arguments),
+        b"version" => exactly(arguments, Command::Version),
+        b"quit" => exactly(arguments, Command::Quit),
+        b"verbosity" => verbosity(arguments),
+        _ => Err(ProtocolError::UnknownCommand),
+    };
+    let command = parsed.unwrap_or_else(|error| Command::Invalid {
+        error,
+        noreply: false,
+    });
+    Parsed::Request {
+        consumed: line_end,
+        swallow: 0,
+        command,
+    }
+}
+
+/// Whether the line is a read, which may be long: `get`, `gets`, `gat`, `gats`.
+fn is_multiget(input: &[u8]) -> bool {
+    let start = input
+        .iter()
+        .position(|&byte| byte != b' ')
+        .unwrap_or(input.len());
+    let input = &input[start..];
+    [&b"get "[..], b"gets ", b"gat ", b"gats "]
+        .iter()
+        .any(|prefix| input.starts_with(prefix))
+}
+
+/// A refused request of `consumed` bytes.
+fn invalid(consumed: usize, error: ProtocolError, noreply: bool) -> Parsed<'static> {
+    Parsed::Request {
+        consumed,
+        swallow: 0,
+        command: Command::Invalid { error, noreply },
+    }
+}
+
+/// The first space-separated token and what follows it (memcached splits on spaces only
+/// and skips empty tokens).
+fn next_token(text: &[u8]) -> Option<(&[u8], &[u8])> {
+    let start = text.iter().position(|&byte| byte != b' ')?;
+    let text = &text[start..];
+    let end = text
+        .iter()
+        .position(|&byte| byte == b' ')
+        .unwrap_or(text.len());
+    Some((&text[..end], &text[end..]))
+}
+
+/// Up to `N` tokens of `text`, and how many there are in all (which may be more).
+fn tokens<const N: usize>(mut text: &[u8]) -> ([&[u8]; N], usize) {
+    let mut found: [&[u8]; N] = [&[]; N];
+    let mut count = 0;
+    while let Some((token, rest)) = next_token(text) {
+        if count < N {
+            found[count] = token;
+        }
+        count += 1;
+        text = rest;
+    }
+    (found, count)
+}
+
+/// `get`/`gets` KEY...
+fn get(arguments: &[u8], with_cas: bool) -> Result<Command<'_>, ProtocolError> {
+    let keys = keys(arguments)?;
+    Ok(Command::Get { keys, with_cas })
+}
+
+/// `gat`/`gats` EXPTIME KEY...
+fn get_and_touch(arguments: &[u8], with_cas: bool) -> Result<Command<'_>, ProtocolError> {
+    let (exptime, rest) = next_token(arguments).ok_or(ProtocolError::UnknownCommand)?;
+    let keys = keys(rest)?;
+    let exptime = signed(exptime).ok_or(ProtocolError::BadExptime)?;
+    Ok(Command::GetAndTouch {
+        exptime,
+        keys,
+        with_cas,
+    })
+}
+
+/// One or more valid keys.
+fn keys(text: &[u8]) -> Result<Keys<'_>, ProtocolError> {
+    let mut count = 0;
+    let mut rest = text;
+    while let Some((token, after)) = next_token(rest) {
+        Key::new(token).ok_or(ProtocolError::BadFormat)?;
+        count += 1;
+        rest = after;
+    }
+    if count == 0 {
+        return Err(ProtocolError::UnknownCommand);
+    }
+    Ok(Keys(text))
+}
+
+/// A storage command: its line and data block.
+fn store<'a>(
+    input: &'a [u8],
+    line_end: usize,
+    mode: StoreMode,
+    arguments: &'a [u8],
+    max_value: usize,
+) -> Parsed<'a> {
+    let required = if mode == StoreMode::Cas(0) { 5 } else { 4 };
+    let ([key, flags, exptime, bytes, unique, sixth], count) = tokens::<6>(arguments);
+    if count != required && count != required + 1 {
+        return invalid(line_end, ProtocolError::UnknownCommand, false);
+    }
+    let last = if count == 6 { sixth } else { unique };
+    let noreply = count == required + 1 && last == b"noreply";
+    let Some(bytes) = unsigned(bytes).filter(|&bytes| bytes <= MAX_BYTE_COUNT) else {
+        return invalid(line_end, ProtocolError::BadFormat, noreply);
+    };
+    let block = bytes + 2;
+    let refuse = |command| Parsed::Request {
+        consumed: line_end,
+        swallow: block,
+        command,
+    };
+    let line = (
+        Key::new(key),
+        unsigned(flags).and_then(|flags| u32::try_from(flags).ok()),
+        signed(exptime),
+    );
+    let (Some(key), Some(flags), Some(exptime)) = line else {
+        return refuse(Command::Invalid {
+            error: ProtocolError::BadFormat,
+            noreply,
+        });
+    };
+    let mode = match mode {
+        StoreMode::Cas(_) => match unsigned(unique) {
+            Some(unique) => StoreMode::Cas(unique),
+            None => {
+                return refuse(Command::Invalid {
+                    error: ProtocolError::BadFormat,
+                    noreply,
+                });
+            }
+        },
+        mode => mode,
+    };
+    if bytes > max_value as u64 {
+        return refuse(Command::TooLarge { mode, key, noreply });
+    }
+    // At most `MAX_BYTE_COUNT` + 2: fits in `usize` on 64-bit targets.
+    let block_end = line_end + block as usize;
+    if input.len() < block_end {
+        return Parsed::NeedMore;
+    }
+    let value = &input[line_end..block_end - 2];
+    if &input[block_end - 2..block_end] != b"\r\n" {
+        return invalid(block_end, ProtocolError::BadDataChunk, noreply);
+    }
+    Parsed::Request {
+        consumed: block_end,
+        swallow: 0,
+        command: Command::Store {
+            mode,
+            key,
+            flags,
+            exptime,
+            value,
+            noreply,
+        },
+    }
+}
+
+/// `delete KEY [0] [noreply]` (the `0` is memcached's legacy hold time).
+fn delete(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
+    let ([key, second, third], count) = tokens::<3>(arguments);
+    let noreply = match (count, second, third) {
+        (1, ..) => false,
+        (2, b"0", _) => false,
+        (2, b"noreply", _) => true,
+        (3, b"0", b"noreply") => true,
+        (2 | 3, ..) => return Err(ProtocolError::DeleteUsage),
+        _ => return Err(ProtocolError::UnknownCommand),
+    };
+    let key = Key::new(key).ok_or(ProtocolError::BadFormat)?;
+    Ok(Command::Delete { key, noreply })
+}
+
+/// `incr`/`decr KEY DELTA [noreply]`.
+fn delta(arguments: &[u8], decrement: bool) -> Result<Command<'_>, ProtocolError> {
+    let ([key, delta, last], count) = tokens::<3>(arguments);
+    if !(2..=3).contains(&count) {
+        return Err(ProtocolError::UnknownCommand);
+    }
+    let key = Key::new(key).ok_or(ProtocolError::BadFormat)?;
+    let delta = unsigned(delta).ok_or(ProtocolError::BadDelta)?;
+    Ok(Command::Delta {
+        key,
+        delta,
+        decrement,
+        noreply: last == b"noreply",
+    })
+}
+
+/// `touch KEY EXPTIME [noreply]`.
+fn touch(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
+    let ([key, exptime, last], count) = tokens::<3>(arguments);
+    if !(2..=3).contains(&count) {
+        return Err(ProtocolError::UnknownCommand);
+    }
+    let key = Key::new(key).ok_or(ProtocolError::BadFormat)?;
+    let exptime = signed(exptime).ok_or(ProtocolError::BadExptime)?;
+    Ok(Command::Touch {
+        key,
+        exptime,
+        noreply: last == b"noreply",
+    })
+}
+
+/// `flush_all [DELAY] [noreply]`.
+fn flush_all(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
+    let ([first, second], count) = tokens::<2>(arguments);
+    let (delay, noreply) = match (count, first) {
+        (0, _) => (0, false),
+        (1, b"noreply") => (0, true),
+        (1, _) => (signed(first).ok_or(ProtocolError::BadFormat)?, false),
+        (2, _) => (
+            signed(first).ok_or(ProtocolError::BadFormat)?,
+            second == b"noreply",
+        ),
+        _ => return Err(ProtocolError::UnknownCommand),
+    };
+    Ok(Command::FlushAll { delay, noreply })
+}
+
+/// `stats [GROUP]`.
+fn stats(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
+    let ([group], count) = tokens::<1>(arguments);
+    let group = match (count, group) {
+        (0, _) => StatsGroup::General,
+        (1, b"reset") => StatsGroup::Reset,
+        (1, b"items" | b"slabs" | b"sizes" | b"conns") => StatsGroup::Empty,
+        _ => return Err(ProtocolError::UnknownCommand),
+    };
+    Ok(Command::Stats(group))
+}
+
+/// `verbosity LEVEL [noreply]`.
+fn verbosity(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
+    let ([_level, last], count) = tokens::<2>(arguments);
+    if !(1..=2).contains(&count) {
+        return Err(ProtocolError::UnknownCommand);
+    }
+    Ok(Command::Verbosity {
+        noreply: last == b"noreply",
+    })
+}
+
+/// A command without arguments.
+fn exactly<'a>(arguments: &[u8], command: Command<'a>) -> Result<Command<'a>, ProtocolError> {
+    match next_token(arguments) {
+        None => Ok(command),
+        Some(_) => Err(ProtocolError::UnknownCommand),
+    }
+}
+
+/// A decimal number without sign, fitting in 64 bits.
+fn unsigned(token: &[u8]) -> Option<u64> {
+    if token.is_empty() {
+        return None;
+    }
+    token.iter().try_fold(0u64, |number, &byte| {
+        let digit = byte.checked_sub(b'0').filter(|&digit| digit <= 9)?;
+        number.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+/// A decimal number with an optional `-`, fitting in 64 bits.
+fn signed(token: &[u8]) -> Option<i64> {
+    match token.strip_prefix(b"-") {
+        Some(digits) => 0i64.checked_sub_unsigned(unsigned(digits)?),
+        None => i64::try_from(unsigned(token)?).ok(),
+    }
+}

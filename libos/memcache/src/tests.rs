@@ -1,0 +1,1151 @@
+//! Host tests: answers byte for byte as memcached's protocol.txt documents them, the
+//! cache's semantics, the stream under every split, fuzzing, and a model check.
+
+use super::*;
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+use std::string::String;
+
+/// A Unix time well above 30 days, as a real clock gives.
+const START: u64 = 1_700_000_000;
+
+/// A cache, one connection and a clock.
+struct Server {
+    cache: Cache,
+    session: Session,
+    now: u64,
+    info: ServerInfo,
+}
+
+impl Server {
+    fn new() -> Self {
+        Self::with(Config::default())
+    }
+
+    fn with(config: Config) -> Self {
+        Self {
+            cache: Cache::new(config, START),
+            session: Session::new(),
+            now: START,
+            info: ServerInfo {
+                pid: 7,
+                threads: 1,
+                curr_connections: 1,
+                total_connections: 3,
+            },
+        }
+    }
+
+    /// Sends `input` whole and returns the answers; all of it must be used.
+    fn send(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let served = self
+            .session
+            .serve(&mut self.cache, input, self.now, &self.info, &mut out);
+        assert_eq!(
+            served.consumed,
+            input.len(),
+            "left over: {:?}",
+            text(&input[served.consumed..])
+        );
+        out
+    }
+
+    /// `send` as text, for readable comparisons.
+    fn say(&mut self, input: &str) -> String {
+        text(&self.send(input.as_bytes()))
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn key(bytes: &[u8]) -> Key<'_> {
+    Key::new(bytes).unwrap()
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound as u64) as usize
+    }
+}
+
+#[test]
+fn storage_commands_answer_as_documented() {
+    let mut server = Server::new();
+    assert_eq!(server.say("set a 5 0 3\r\nabc\r\n"), "STORED\r\n");
+    assert_eq!(server.say("get a\r\n"), "VALUE a 5 3\r\nabc\r\nEND\r\n");
+    assert_eq!(server.say("add a 0 0 1\r\nx\r\n"), "NOT_STORED\r\n");
+    assert_eq!(server.say("add b 1 0 1\r\nx\r\n"), "STORED\r\n");
+    assert_eq!(server.say("replace c 0 0 1\r\nx\r\n"), "NOT_STORED\r\n");
+    assert_eq!(server.say("replace b 2 0 2\r\nyy\r\n"), "STORED\r\n");
+    assert_eq!(server.say("append a 9 0 2\r\nde\r\n"), "STORED\r\n");
+    assert_eq!(server.say("prepend a 9 0 2\r\n__\r\n"), "STORED\r\n");
+    assert_eq!(server.say("append zz 0 0 1\r\nx\r\n"), "NOT_STORED\r\n");
+    assert_eq!(server.say("prepend zz 0 0 1\r\nx\r\n"), "NOT_STORED\r\n");
+    // Append and prepend keep the flags.
+    assert_eq!(
+        server.say("get a b zz\r\n"),
+        "VALUE a 5 7\r\n__abcde\r\nVALUE b 2 2\r\nyy\r\nEND\r\n"
+    );
+    assert_eq!(server.say("set empty 0 0 0\r\n\r\n"), "STORED\r\n");
+    assert_eq!(
+        server.say("get empty\r\n"),
+        "VALUE empty 0 0\r\n\r\nEND\r\n"
+    );
+    assert_eq!(server.say("set f 4294967295 0 1\r\nx\r\n"), "STORED\r\n");
+    assert_eq!(
+        server.say("get f\r\n"),
+        "VALUE f 4294967295 1\r\nx\r\nEND\r\n"
+    );
+}
+
+#[test]
+fn cas_semantics() {
+    let mut server = Server::new();
+    assert_eq!(server.say("cas k 0 0 1 1\r\nx\r\n"), "NOT_FOUND\r\n");
+    server.say("set k 3 0 1\r\nx\r\n");
+    let gets = server.say("gets k\r\n");
+    let unique: u64 = gets.split_whitespace().nth(4).unwrap().parse().unwrap();
+    assert_eq!(gets, std::format!("VALUE k 3 1 {unique}\r\nx\r\nEND\r\n"));
+    assert_eq!(
+        server.say(&std::format!("cas k 0 0 1 {}\r\ny\r\n", unique + 1)),
+        "EXISTS\r\n"
+    );
+    assert_eq!(
+        server.say(&std::format!("cas k 8 0 1 {unique}\r\nz\r\n")),
+        "STORED\r\n"
+    );
+    assert_eq!(
+        server.say(&std::format!("cas k 0 0 1 {unique}\r\nw\r\n")),
+        "EXISTS\r\n"
+    );
+    let gets = server.say("gets k\r\n");
+    let newer: u64 = gets.split_whitespace().nth(4).unwrap().parse().unwrap();
+    assert!(newer > unique, "cas uniques increase");
+    assert_eq!(gets, std::format!("VALUE k 8 1 {newer}\r\nz\r\nEND\r\n"));
+    // touch leaves the cas unique alone; incr changes it.
+    server.say("touch k 100\r\n");
+    assert!(
+        server
+            .say("gets k\r\n")
+            .contains(&std::format!(" {newer}\r\n"))
+    );
+    let stats = server.cache.stats(server.now);
+    assert_eq!(
+        (stats.cas_misses, stats.cas_hits, stats.cas_badval),
+        (1, 1, 2)
+    );
+    assert_eq!(
+        server.say("cas k 0 0 1 x\r\ny\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+}
+
+#[test]
+fn delete_touch_and_gat() {
+    let mut server = Server::new();
+    assert_eq!(server.say("delete k\r\n"), "NOT_FOUND\r\n");
+    server.say("set k 1 0 2\r\nhi\r\n");
+    assert_eq!(server.say("touch k 10\r\n"), "TOUCHED\r\n");
+    assert_eq!(server.say("touch nope 10\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(
+        server.say("gat 100 k nope\r\n"),
+        "VALUE k 1 2\r\nhi\r\nEND\r\n"
+    );
+    let gats = server.say("gats 0 k\r\n");
+    assert!(
+        gats.starts_with("VALUE k 1 2 ") && gats.ends_with("\r\nhi\r\nEND\r\n"),
+        "{gats}"
+    );
+    assert_eq!(server.say("delete k 0\r\n"), "DELETED\r\n");
+    assert_eq!(server.say("delete k\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(
+        server.say("delete k 5\r\n"),
+        "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+    );
+    assert_eq!(
+        server.say("touch k x\r\n"),
+        "CLIENT_ERROR invalid exptime argument\r\n"
+    );
+    assert_eq!(
+        server.say("gat x k\r\n"),
+        "CLIENT_ERROR invalid exptime argument\r\n"
+    );
+    let stats = server.cache.stats(server.now);
+    assert_eq!((stats.delete_hits, stats.delete_misses), (1, 2));
+    // touch, touch, gat x2, gats: 5 touches of which 2 misses.
+    assert_eq!(
+        (stats.cmd_touch, stats.touch_hits, stats.touch_misses),
+        (5, 3, 2)
+    );
+    assert_eq!(stats.cmd_get, 3, "gat and gats count their keys as gets");
+}
+
+#[test]
+fn incr_and_decr_edges() {
+    let mut server = Server::new();
+    assert_eq!(server.say("incr n 1\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(server.say("decr n 1\r\n"), "NOT_FOUND\r\n");
+    server.say("set n 5 0 2\r\n10\r\n");
+    assert_eq!(server.say("incr n 5\r\n"), "15\r\n");
+    assert_eq!(server.say("decr n 100\r\n"), "0\r\n", "decr stops at 0");
+    assert_eq!(
+        server.say("get n\r\n"),
+        "VALUE n 5 1\r\n0\r\nEND\r\n",
+        "flags kept"
+    );
+    server.say("set n 0 0 20\r\n18446744073709551615\r\n");
+    assert_eq!(server.say("incr n 2\r\n"), "1\r\n", "incr wraps at 2^64");
+    server.say("set n 0 0 20\r\n18446744073709551616\r\n");
+    assert_eq!(
+        server.say("incr n 1\r\n"),
+        "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+    );
+    server.say("set n 0 0 3\r\nabc\r\n");
+    assert_eq!(
+        server.say("decr n 1\r\n"),
+        "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+    );
+    server.say("set n 0 0 3\r\n12 \r\n");
+    assert_eq!(
+        server.say("incr n 1\r\n"),
+        "13\r\n",
+        "trailing spaces as memcached leaves them"
+    );
+    assert_eq!(
+        server.say("incr n -1\r\n"),
+        "CLIENT_ERROR invalid numeric delta argument\r\n"
+    );
+    assert_eq!(
+        server.say("incr n 18446744073709551616\r\n"),
+        "CLIENT_ERROR invalid numeric delta argument\r\n"
+    );
+    assert_eq!(server.say("incr n\r\n"), "ERROR\r\n");
+    let stats = server.cache.stats(server.now);
+    assert_eq!((stats.incr_hits, stats.incr_misses), (3, 1));
+    assert_eq!((stats.decr_hits, stats.decr_misses), (1, 1));
+}
+
+#[test]
+fn other_commands() {
+    let mut server = Server::new();
+    assert_eq!(server.say("version\r\n"), "VERSION 1.6.21-rexo\r\n");
+    assert_eq!(server.say("verbosity 1\r\n"), "OK\r\n");
+    assert_eq!(server.say("verbosity 1 noreply\r\n"), "");
+    assert_eq!(server.say("verbosity\r\n"), "ERROR\r\n");
+    assert_eq!(server.say("stats items\r\n"), "END\r\n");
+    assert_eq!(server.say("stats nonsense\r\n"), "ERROR\r\n");
+    assert_eq!(server.say("bogus\r\n"), "ERROR\r\n");
+    assert_eq!(server.say("\r\n"), "ERROR\r\n");
+    assert_eq!(
+        server.say("GET a\r\n"),
+        "ERROR\r\n",
+        "commands are lower case"
+    );
+    assert_eq!(server.say("get\r\n"), "ERROR\r\n");
+    assert_eq!(server.say("set a 0 0\r\n"), "ERROR\r\n");
+    assert_eq!(server.say("version x\r\n"), "ERROR\r\n");
+    // Bare `\n` line ends and extra spaces, as memcached takes them.
+    assert_eq!(
+        server.say("set  a  1  0  1\nx\r\nget a\n"),
+        "STORED\r\nVALUE a 1 1\r\nx\r\nEND\r\n"
+    );
+    let mut out = Vec::new();
+    let served = server.session.serve(
+        &mut server.cache,
+        b"quit\r\nget a\r\n",
+        START,
+        &server.info,
+        &mut out,
+    );
+    assert_eq!(
+        served,
+        Served {
+            consumed: 6,
+            close: true
+        }
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn stats_report_memcached_names() {
+    let mut server = Server::with(Config {
+        max_bytes: 1 << 20,
+        ..Config::default()
+    });
+    server.say("set a 0 0 1\r\nx\r\nget a b\r\n");
+    server.now += 5;
+    let stats = server.say("stats\r\n");
+    let lines: Vec<&str> = stats.split("\r\n").collect();
+    assert_eq!(
+        &lines[..5],
+        [
+            "STAT pid 7",
+            "STAT uptime 5",
+            "STAT time 1700000005",
+            "STAT version 1.6.21-rexo",
+            "STAT pointer_size 64"
+        ]
+    );
+    for expected in [
+        "STAT curr_connections 1",
+        "STAT total_connections 3",
+        "STAT cmd_get 2",
+        "STAT cmd_set 1",
+        "STAT get_hits 1",
+        "STAT get_misses 1",
+        "STAT threads 1",
+        "STAT curr_items 1",
+        "STAT total_items 1",
+        "STAT limit_maxbytes 1048576",
+        "STAT evictions 0",
+        &std::format!("STAT bytes {}", 2 + ITEM_OVERHEAD),
+    ] {
+        assert!(lines.contains(&expected), "{expected} missing from {stats}");
+    }
+    assert!(stats.ends_with("\r\nEND\r\n"));
+    assert!(
+        lines
+            .iter()
+            .all(|line| line.is_empty() || line.starts_with("STAT ") || *line == "END")
+    );
+    assert_eq!(server.say("stats reset\r\n"), "RESET\r\n");
+    assert!(server.say("stats\r\n").contains("STAT cmd_get 0\r\n"));
+    assert!(server.say("stats\r\n").contains("STAT curr_items 1\r\n"));
+}
+
+#[test]
+fn noreply_silences_every_answer() {
+    let mut server = Server::new();
+    let requests = "set a 0 0 1 noreply\r\nx\r\nadd a 0 0 1 noreply\r\ny\r\nreplace a 0 0 1 noreply\r\nz\r\n\
+        append a 0 0 1 noreply\r\n1\r\nprepend a 0 0 1 noreply\r\n0\r\ncas a 0 0 1 1 noreply\r\nq\r\n\
+        set n 0 0 1 noreply\r\n5\r\nincr n 2 noreply\r\ndecr n 1 noreply\r\nincr zz 1 noreply\r\n\
+        touch a 0 noreply\r\ndelete nope noreply\r\ndelete n 0 noreply\r\nflush_all 0 noreply\r\n\
+        set big 0 0 2000000 noreply\r\n";
+    assert_eq!(server.say(requests), "");
+    server.send(&vec![b'v'; 2_000_002]);
+    assert_eq!(
+        server.say("set a 0 0 1 noreply\r\nxy\r\nget a\r\n"),
+        "ERROR\r\nEND\r\n"
+    );
+    // The same without noreply, to see that the commands ran.
+    let mut server = Server::new();
+    server.say("set a 0 0 1 noreply\r\nx\r\nappend a 0 0 1 noreply\r\n1\r\nset n 0 0 1 noreply\r\n5\r\nincr n 2 noreply\r\n");
+    assert_eq!(
+        server.say("get a n\r\n"),
+        "VALUE a 0 2\r\nx1\r\nVALUE n 0 1\r\n7\r\nEND\r\n"
+    );
+    assert_eq!(server.say("flush_all noreply\r\nget a\r\n"), "END\r\n");
+}
+
+#[test]
+fn values_are_binary_safe() {
+    let mut server = Server::new();
+    let mut value: Vec<u8> = (0..=255u8).collect();
+    value.extend_from_slice(b"\r\nEND\r\n\r\n\0");
+    let mut request = std::format!("set bin 7 0 {}\r\n", value.len()).into_bytes();
+    request.extend_from_slice(&value);
+    request.extend_from_slice(b"\r\n");
+    assert_eq!(server.send(&request), b"STORED\r\n");
+    let mut expected = std::format!("VALUE bin 7 {}\r\n", value.len()).into_bytes();
+    expected.extend_from_slice(&value);
+    expected.extend_from_slice(b"\r\nEND\r\n");
+    assert_eq!(server.send(b"get bin\r\n"), expected);
+    // A value of exactly the item size limit is accepted, one byte more is not.
+    let limit = Config::default().max_value;
+    let mut request = std::format!("set max 0 0 {limit}\r\n").into_bytes();
+    request.resize(request.len() + limit, 0xAB);
+    request.extend_from_slice(b"\r\n");
+    assert_eq!(server.send(&request), b"STORED\r\n");
+    assert_eq!(
+        server.cache.get(key(b"max"), START).unwrap().value.len(),
+        limit
+    );
+}
+
+#[test]
+fn oversized_values_are_refused_and_their_data_skipped() {
+    let mut server = Server::new();
+    server.say("set k 0 0 3\r\nold\r\n");
+    let mut request = b"set k 0 0 1048577\r\n".to_vec();
+    request.resize(request.len() + 1_048_577, b'z');
+    request.extend_from_slice(b"\r\nget k\r\n");
+    // Fed in small pieces: the refused block is skipped as it streams in, never held.
+    let mut out = Vec::new();
+    let mut buffer = Vec::new();
+    for piece in request.chunks(1000) {
+        buffer.extend_from_slice(piece);
+        let served =
+            server
+                .session
+                .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
+        buffer.drain(..served.consumed);
+        assert!(buffer.len() < 1000);
+    }
+    assert_eq!(
+        text(&out),
+        "SERVER_ERROR object too large for cache\r\nEND\r\n",
+        "the failed set removed the old value"
+    );
+    assert_eq!(server.cache.stats(START).store_too_large, 1);
+    // Append past the limit.
+    let mut server = Server::with(Config {
+        max_value: 4,
+        ..Config::default()
+    });
+    server.say("set k 0 0 3\r\nabc\r\n");
+    assert_eq!(
+        server.say("append k 0 0 2\r\nde\r\n"),
+        "SERVER_ERROR object too large for cache\r\n"
+    );
+    assert_eq!(server.say("get k\r\n"), "VALUE k 0 3\r\nabc\r\nEND\r\n");
+    // An item above the whole budget.
+    let mut server = Server::with(Config {
+        max_bytes: 100,
+        ..Config::default()
+    });
+    server.say("set k 0 0 1\r\nx\r\n");
+    let value = "x".repeat(100);
+    assert_eq!(
+        server.say(&std::format!("set k 0 0 100\r\n{value}\r\n")),
+        "SERVER_ERROR out of memory storing object\r\n"
+    );
+    assert_eq!(server.cache.stats(START).store_no_memory, 1);
+    assert_eq!(
+        server.say("get k\r\n"),
+        "END\r\n",
+        "the failed set removed the old value"
+    );
+}
+
+#[test]
+fn malformed_lines_get_the_protocol_errors() {
+    let mut server = Server::new();
+    let long_key = "k".repeat(251);
+    let ok_key = "k".repeat(250);
+    assert_eq!(
+        server.say(&std::format!("get {long_key}\r\n")),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        server.say(&std::format!("get a {long_key}\r\n")),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    // A bad key in a storage command: refused, and its data block skipped.
+    assert_eq!(
+        server.say(&std::format!(
+            "set {long_key} 0 0 1\r\nx\r\nget {ok_key}\r\n"
+        )),
+        "CLIENT_ERROR bad command line format\r\nEND\r\n"
+    );
+    assert_eq!(
+        server.say(&std::format!("set {ok_key} 0 0 1\r\nx\r\n")),
+        "STORED\r\n"
+    );
+    assert_eq!(
+        server.say("set a x 0 1\r\nx\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        server.say("set a 4294967296 0 1\r\nx\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        server.say("set a 0 zz 1\r\nx\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        server.say("set a 0 0 -1\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        server.say("set a 0 0 2147483646\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    // Data longer or shorter than the count.
+    assert_eq!(
+        server.say("set a 0 0 1\r\nxy\r\n"),
+        "CLIENT_ERROR bad data chunk\r\nERROR\r\n"
+    );
+    assert_eq!(
+        server.say("set a 0 0 3\r\nx\r\nget a\r\n"),
+        "CLIENT_ERROR bad data chunk\r\nERROR\r\n"
+    );
+    assert_eq!(server.say("get a\r\n"), "END\r\n");
+    assert_eq!(
+        server.say("flush_all x\r\n"),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+}
+
+#[test]
+fn long_lines_close_the_connection() {
+    let mut server = Server::new();
+    // A 2 MB key: refused once the line passes the bound, without waiting for the end.
+    let mut request = b"set ".to_vec();
+    request.resize(MAX_LINE + 1, b'k');
+    let mut out = Vec::new();
+    let served = server.session.serve(
+        &mut server.cache,
+        &request[..MAX_LINE],
+        START,
+        &server.info,
+        &mut out,
+    );
+    assert_eq!(
+        served,
+        Served {
+            consumed: 0,
+            close: false
+        }
+    );
+    let served = server
+        .session
+        .serve(&mut server.cache, &request, START, &server.info, &mut out);
+    assert_eq!(
+        served,
+        Served {
+            consumed: MAX_LINE + 1,
+            close: true
+        }
+    );
+    assert_eq!(text(&out), "CLIENT_ERROR line too long\r\n");
+    // A read may carry many keys, up to its own bound.
+    let mut server = Server::new();
+    server.say("set k1 0 0 1\r\nx\r\n");
+    let keys: Vec<String> = (0..2000).map(|index| std::format!("k{index}")).collect();
+    let line = std::format!("get {}\r\n", keys.join(" "));
+    assert!(line.len() > MAX_LINE && line.len() < MAX_MULTIGET_LINE);
+    assert_eq!(server.say(&line), "VALUE k1 0 1\r\nx\r\nEND\r\n");
+    let mut out = Vec::new();
+    let huge = std::format!("get {}", "k ".repeat(MAX_MULTIGET_LINE));
+    let served = server.session.serve(
+        &mut server.cache,
+        huge.as_bytes(),
+        START,
+        &server.info,
+        &mut out,
+    );
+    assert!(served.close);
+}
+
+#[test]
+fn expiry_relative_absolute_and_negative() {
+    let mut server = Server::new();
+    server.say("set rel 0 10 1\r\nr\r\n");
+    server.say(&std::format!("set abs 0 {} 1\r\na\r\n", START + 20));
+    server.say("set neg 0 -1 1\r\nn\r\n");
+    server.say(&std::format!("set past 0 {} 1\r\np\r\n", START - 1));
+    server.say(&std::format!(
+        "set month 0 {} 1\r\nm\r\n",
+        RELATIVE_EXPTIME_MAX
+    ));
+    server.say("set never 0 0 1\r\nv\r\n");
+    assert_eq!(server.say("get neg past\r\n"), "END\r\n");
+    server.now = START + 9;
+    assert_eq!(server.say("get rel\r\n"), "VALUE rel 0 1\r\nr\r\nEND\r\n");
+    server.now = START + 10;
+    assert_eq!(server.say("get rel\r\n"), "END\r\n");
+    server.now = START + 19;
+    assert_eq!(server.say("get abs\r\n"), "VALUE abs 0 1\r\na\r\nEND\r\n");
+    server.now = START + 20;
+    assert_eq!(server.say("get abs\r\n"), "END\r\n");
+    server.now = START + RELATIVE_EXPTIME_MAX as u64 - 1;
+    assert_eq!(
+        server.say("get month\r\n"),
+        "VALUE month 0 1\r\nm\r\nEND\r\n"
+    );
+    server.now += 1;
+    assert_eq!(
+        server.say("get month never\r\n"),
+        "VALUE never 0 1\r\nv\r\nEND\r\n"
+    );
+    // Touch moves the deadline; an expired item cannot be touched, added over, or counted.
+    server.say("set t 0 5 1\r\nt\r\n");
+    server.now += 4;
+    assert_eq!(server.say("touch t 10\r\n"), "TOUCHED\r\n");
+    server.now += 9;
+    assert_eq!(server.say("get t\r\n"), "VALUE t 0 1\r\nt\r\nEND\r\n");
+    server.now += 1;
+    assert_eq!(server.say("touch t 10\r\n"), "NOT_FOUND\r\n");
+    assert_eq!(server.say("add rel 0 0 1\r\nR\r\n"), "STORED\r\n");
+    let stats = server.cache.stats(server.now);
+    assert_eq!(stats.get_expired, 5, "neg, past, rel, abs, month");
+    assert_eq!(stats.curr_items, 2, "never, rel");
+}
+
+#[test]
+fn flush_all_now_and_later() {
+    let mut server = Server::new();
+    server.say("set a 0 0 1\r\na\r\nset b 0 0 1\r\nb\r\n");
+    assert_eq!(server.say("flush_all\r\n"), "OK\r\n");
+    assert_eq!(server.say("get a b\r\n"), "END\r\n");
+    server.say("set a 0 0 1\r\na\r\n");
+    assert_eq!(server.say("flush_all 10\r\n"), "OK\r\n");
+    server.now += 9;
+    assert_eq!(server.say("get a\r\n"), "VALUE a 0 1\r\na\r\nEND\r\n");
+    server.now += 1;
+    assert_eq!(server.say("get a\r\n"), "END\r\n");
+    server.say("set c 0 0 1\r\nc\r\n");
+    assert_eq!(
+        server.say("get c\r\n"),
+        "VALUE c 0 1\r\nc\r\nEND\r\n",
+        "items stored after the flush live"
+    );
+    // A later flush replaces a pending one; an absolute delay is a Unix time.
+    server.say(&std::format!("flush_all {}\r\n", server.now + 100));
+    server.say("flush_all 0\r\n");
+    server.say("set d 0 0 1\r\nd\r\n");
+    server.now += 200;
+    assert_eq!(server.say("get d\r\n"), "VALUE d 0 1\r\nd\r\nEND\r\n");
+    assert_eq!(server.cache.stats(server.now).cmd_flush, 4);
+}
+
+#[test]
+fn lru_evicts_the_least_recently_used_within_the_budget() {
+    let item = 1 + 10 + ITEM_OVERHEAD;
+    let mut server = Server::with(Config {
+        max_bytes: item * 4,
+        ..Config::default()
+    });
+    for name in ["a", "b", "c", "d"] {
+        server.say(&std::format!("set {name} 0 0 10\r\n0123456789\r\n"));
+    }
+    assert_eq!(server.cache.bytes(), item * 4);
+    // Reading `a` and touching `b` make `c` the least recently used.
+    server.say("get a\r\n");
+    server.say("touch b 0\r\n");
+    server.say("set e 0 0 10\r\n0123456789\r\n");
+    assert_eq!(server.say("get c\r\n"), "END\r\n");
+    server.say("set f 0 0 10\r\n0123456789\r\n");
+    assert_eq!(server.say("get d\r\n"), "END\r\n");
+    for name in ["a", "b", "e", "f"] {
+        assert!(
+            server
+                .say(&std::format!("get {name}\r\n"))
+                .starts_with("VALUE"),
+            "{name} evicted"
+        );
+    }
+    // A bigger item pushes out as many as it needs; expired victims are reclaimed, not
+    // evicted.
+    server.say("set x 0 1 10\r\n0123456789\r\n");
+    assert_eq!(server.say("get a\r\n"), "END\r\n");
+    server.now += 2;
+    server.say("get b e f\r\n");
+    // Costs exactly two small items.
+    let value = "v".repeat(19 + ITEM_OVERHEAD);
+    server.say(&std::format!("set big 0 0 {}\r\n{value}\r\n", value.len()));
+    let stats = server.cache.stats(server.now);
+    assert_eq!(stats.evictions, 4, "c, d, a, then one of b e f");
+    assert_eq!(stats.reclaimed, 1, "x");
+    assert!(server.cache.bytes() <= item * 4);
+    assert_eq!(stats.curr_items, 3);
+    assert_eq!(
+        server.say("get b\r\n"),
+        "END\r\n",
+        "b was the oldest of b, e, f"
+    );
+}
+
+/// Every command, pipelined, split at every byte gives the same answers.
+#[test]
+fn split_streams_give_the_same_answers() {
+    let stream: &[u8] = b"set a 1 0 5\r\nhel\r\n\r\nget a b\r\nappend a 0 0 2\r\n!!\r\ngets a\r\n\
+        incr n 1\r\nset n 0 0 2\r\n41\r\nincr n 1\r\ndecr n 50\r\ntouch a 100\r\ngat 0 a\r\n\
+        delete a noreply\r\nget a\r\nset big 0 0 12\r\n123456789012\r\nversion\r\nflush_all\r\nget n\r\n\
+        set b 0 0 1\r\nxyz\r\nverbosity 1\r\nquit\r\nget never\r\n";
+    let small = Config {
+        max_value: 10,
+        ..Config::default()
+    };
+    let mut reference = Server::with(small);
+    let mut expected = Vec::new();
+    let served = reference.session.serve(
+        &mut reference.cache,
+        stream,
+        START,
+        &reference.info,
+        &mut expected,
+    );
+    assert!(served.close);
+    let expected = text(&expected);
+    assert!(
+        expected.starts_with("STORED\r\nVALUE a 1 5\r\nhel\r\n\r\nEND\r\nSTORED\r\n"),
+        "{expected}"
+    );
+    assert!(expected.ends_with(
+        "NOT_FOUND\r\nSTORED\r\n42\r\n0\r\nTOUCHED\r\nVALUE a 1 7\r\nhel\r\n!!\r\nEND\r\nEND\r\n\
+        SERVER_ERROR object too large for cache\r\nVERSION 1.6.21-rexo\r\nOK\r\nEND\r\n\
+        CLIENT_ERROR bad data chunk\r\nERROR\r\nOK\r\n"
+    ), "{expected}");
+    for split in 0..=stream.len() {
+        let mut server = Server::with(small);
+        let mut out = Vec::new();
+        let mut buffer = stream[..split].to_vec();
+        let served =
+            server
+                .session
+                .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
+        buffer.drain(..served.consumed);
+        let mut closed = served.close;
+        if !closed {
+            buffer.extend_from_slice(&stream[split..]);
+            closed = server
+                .session
+                .serve(&mut server.cache, &buffer, START, &server.info, &mut out)
+                .close;
+        }
+        assert!(closed);
+        assert_eq!(text(&out), expected, "split at {split}");
+    }
+}
+
+/// Byte-at-a-time delivery gives the same answers as one read.
+#[test]
+fn byte_at_a_time() {
+    let stream = b"set k 0 0 4\r\n\r\n\r\n\r\nget k\r\nset k 0 0 1\r\nxx\r\nget k\r\n";
+    let mut server = Server::new();
+    let mut out = Vec::new();
+    let mut buffer = Vec::new();
+    for &byte in stream {
+        buffer.push(byte);
+        let served =
+            server
+                .session
+                .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
+        buffer.drain(..served.consumed);
+    }
+    assert!(buffer.is_empty());
+    assert_eq!(
+        text(&out),
+        "STORED\r\nVALUE k 0 4\r\n\r\n\r\n\r\nEND\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\nVALUE k 0 4\r\n\r\n\r\n\r\nEND\r\n"
+    );
+}
+
+/// Random bytes and mutated commands: no panic, progress or a request for more, and
+/// bounded consumption.
+#[test]
+fn fuzz_the_parser() {
+    let seeds: [&[u8]; 12] = [
+        b"set k 0 0 3\r\nabc\r\n",
+        b"cas k 1 2 3 4 noreply\r\nabc\r\n",
+        b"get a b c\r\n",
+        b"gats 10 a b\r\n",
+        b"incr k 18446744073709551615\r\n",
+        b"delete k 0 noreply\r\n",
+        b"touch k -1\r\n",
+        b"flush_all 10 noreply\r\n",
+        b"stats reset\r\n",
+        b"append k 0 0 0\r\n\r\n",
+        b"verbosity 1\r\n",
+        b"set k 0 0 99999999\r\n",
+    ];
+    let alphabet = b" \r\n0123456789-setgcaskdnoreplyxyz\x00\xff";
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut cache = Cache::new(
+        Config {
+            max_bytes: 1 << 16,
+            max_value: 1000,
+            ..Config::default()
+        },
+        START,
+    );
+    let info = ServerInfo::default();
+    for round in 0..20_000 {
+        let mut input: Vec<u8> = if round % 4 == 0 {
+            (0..rng.below(64)).map(|_| rng.next() as u8).collect()
+        } else {
+            let mut input = Vec::new();
+            for _ in 0..1 + rng.below(4) {
+                input.extend_from_slice(seeds[rng.below(seeds.len())]);
+            }
+            for _ in 0..rng.below(6) {
+                let at = rng.below(input.len() + 1);
+                match rng.below(3) {
+                    0 if at < input.len() => input[at] = alphabet[rng.below(alphabet.len())],
+                    1 if at < input.len() => {
+                        input.remove(at);
+                    }
+                    _ => input.insert(at, alphabet[rng.below(alphabet.len())]),
+                }
+            }
+            input
+        };
+        if round % 7 == 0 {
+            input.extend_from_slice(&vec![b'a'; rng.below(3 * MAX_LINE)]);
+        }
+        let mut rest = &input[..];
+        let mut steps = 0;
+        while !rest.is_empty() {
+            match parse(rest, 1000) {
+                Parsed::NeedMore => {
+                    assert!(
+                        rest.len() <= max_request_len(1000),
+                        "asks for more past every bound"
+                    );
+                    break;
+                }
+                Parsed::Request {
+                    consumed, command, ..
+                } => {
+                    assert!(consumed > 0 && consumed <= rest.len());
+                    rest = &rest[consumed..];
+                    if let Command::Invalid { error, .. } = command
+                        && error.closes()
+                    {
+                        break;
+                    }
+                }
+            }
+            steps += 1;
+            assert!(steps <= input.len());
+        }
+        let mut session = Session::new();
+        let mut out = Vec::new();
+        let served = session.serve(&mut cache, &input, START + round, &info, &mut out);
+        assert!(served.consumed <= input.len());
+    }
+}
+
+/// The cache against a plain map over random operations (budget large enough for no
+/// eviction).
+#[test]
+fn cache_matches_a_model() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct ModelItem {
+        value: Vec<u8>,
+        flags: u32,
+        expires_at: u64,
+    }
+    let mut rng = Rng(12345);
+    for run in 0..20 {
+        let mut cache = Cache::new(
+            Config {
+                max_bytes: 1 << 30,
+                hash_seed: run,
+                ..Config::default()
+            },
+            START,
+        );
+        let mut model: BTreeMap<Vec<u8>, ModelItem> = BTreeMap::new();
+        let mut now = START;
+        for _ in 0..5_000 {
+            let name = std::format!("key{}", rng.below(60)).into_bytes();
+            let key = Key::new(&name).unwrap();
+            let live = |model: &BTreeMap<Vec<u8>, ModelItem>, now: u64| {
+                model
+                    .get(&name)
+                    .filter(|item| item.expires_at == 0 || item.expires_at > now)
+                    .cloned()
+            };
+            let present = live(&model, now);
+            let value: Vec<u8> = (0..rng.below(12))
+                .map(|_| b'0' + rng.below(10) as u8)
+                .collect();
+            let flags = rng.below(4) as u32;
+            let exptime = [0, 0, 0, 5, 30, -1][rng.below(6)];
+            let expires_at = match exptime {
+                0 => 0,
+                ..0 => 1,
+                _ => now + exptime as u64,
+            };
+            match rng.below(9) {
+                0 => {
+                    let outcome = cache.store(StoreMode::Set, key, flags, exptime, &value, now);
+                    assert_eq!(outcome, StoreOutcome::Stored);
+                    model.insert(
+                        name.clone(),
+                        ModelItem {
+                            value,
+                            flags,
+                            expires_at,
+                        },
+                    );
+                }
+                1 => {
+                    let outcome = cache.store(StoreMode::Add, key, flags, exptime, &value, now);
+                    if present.is_some() {
+                        assert_eq!(outcome, StoreOutcome::NotStored);
+                    } else {
+                        assert_eq!(outcome, StoreOutcome::Stored);
+                        model.insert(
+                            name.clone(),
+                            ModelItem {
+                                value,
+                                flags,
+                                expires_at,
+                            },
+                        );
+                    }
+                }
+                2 => {
+                    let outcome = cache.store(StoreMode::Replace, key, flags, exptime, &value, now);
+                    if present.is_some() {
+                        assert_eq!(outcome, StoreOutcome::Stored);
+                        model.insert(
+                            name.clone(),
+                            ModelItem {
+                                value,
+                                flags,
+                                expires_at,
+                            },
+                        );
+                    } else {
+                        assert_eq!(outcome, StoreOutcome::NotStored);
+                    }
+                }
+                3 => {
+                    let outcome = cache.store(StoreMode::Append, key, flags, exptime, &value, now);
+                    match present {
+                        Some(mut item) => {
+                            assert_eq!(outcome, StoreOutcome::Stored);
+                            item.value.extend_from_slice(&value);
+                            model.insert(name.clone(), item);
+                        }
+                        None => assert_eq!(outcome, StoreOutcome::NotStored),
+                    }
+                }
+                4 => {
+                    let deleted = cache.delete(key, now);
+                    assert_eq!(deleted, present.is_some());
+                    model.remove(&name);
+                }
+                5 => {
+                    let outcome = cache.add_delta(key, 7, rng.below(2) == 0, now);
+                    match present {
+                        None => assert_eq!(outcome, DeltaOutcome::NotFound),
+                        Some(mut item) => {
+                            let number = std::str::from_utf8(&item.value)
+                                .ok()
+                                .and_then(|digits| digits.parse::<u64>().ok());
+                            match number {
+                                None => assert_eq!(outcome, DeltaOutcome::NonNumeric),
+                                Some(number) => {
+                                    let DeltaOutcome::Value(new) = outcome else {
+                                        panic!("{outcome:?}")
+                                    };
+                                    assert!(
+                                        new == number.wrapping_add(7)
+                                            || new == number.saturating_sub(7)
+                                    );
+                                    item.value = new.to_string().into_bytes();
+                                    model.insert(name.clone(), item);
+                                }
+                            }
+                        }
+                    }
+                }
+                6 => {
+                    let touched = cache.touch(key, exptime, now);
+                    assert_eq!(touched, present.is_some());
+                    if let Some(mut item) = present {
+                        item.expires_at = expires_at;
+                        model.insert(name.clone(), item);
+                    }
+                }
+                7 => now += rng.below(8) as u64,
+                _ => {
+                    let found = cache.get(key, now).map(|found| ModelItem {
+                        value: found.value.to_vec(),
+                        flags: found.flags,
+                        expires_at: 0,
+                    });
+                    let expected = present.map(|item| ModelItem {
+                        expires_at: 0,
+                        ..item
+                    });
+                    assert_eq!(found, expected);
+                }
+            }
+        }
+        let live = model
+            .values()
+            .filter(|item| item.expires_at == 0 || item.expires_at > now)
+            .count() as u64;
+        let stats = cache.stats(now);
+        assert!(
+            stats.curr_items >= live,
+            "curr_items counts live items and unnoticed expired ones"
+        );
+        assert_eq!(stats.evictions, 0);
+    }
+}
+
+#[test]
+fn udp_frames() {
+    let mut cache = Cache::new(Config::default(), START);
+    let info = ServerInfo::default();
+    let mut answer = Vec::new();
+    assert_eq!(
+        udp::serve_datagram(&mut cache, &[0, 1, 0], START, &info, &mut answer).err(),
+        Some(udp::UdpDrop::Truncated)
+    );
+    // A request in two datagrams is refused with memcached's message.
+    let datagrams: Vec<_> = udp::serve_datagram(
+        &mut cache,
+        b"\x12\x34\x00\x00\x00\x02\x00\x00get a\r\n",
+        START,
+        &info,
+        &mut answer,
+    )
+    .unwrap()
+    .collect();
+    assert_eq!(datagrams.len(), 1);
+    assert_eq!(datagrams[0].0, [0x12, 0x34, 0, 0, 0, 1, 0, 0]);
+    assert_eq!(datagrams[0].1, udp::MULTI_PACKET_REPLY);
+    // A set and a get of a 3000-byte value: the answer spans three datagrams.
+    let mut request = b"\x00\x07\x00\x00\x00\x01\x00\x00set k 0 0 3000\r\n".to_vec();
+    request.extend(std::iter::repeat_n(b'q', 3000));
+    request.extend_from_slice(b"\r\nget k\r\n");
+    let datagrams: Vec<_> = udp::serve_datagram(&mut cache, &request, START, &info, &mut answer)
+        .unwrap()
+        .collect();
+    let mut joined = Vec::new();
+    for (sequence, (header, part)) in datagrams.iter().enumerate() {
+        assert_eq!(*header, [0, 7, 0, sequence as u8, 0, 3, 0, 0]);
+        assert!(header.len() + part.len() <= udp::UDP_MAX_DATAGRAM);
+        joined.extend_from_slice(part);
+    }
+    assert_eq!(datagrams.len(), 3);
+    let mut expected = b"STORED\r\nVALUE k 0 3000\r\n".to_vec();
+    expected.extend(std::iter::repeat_n(b'q', 3000));
+    expected.extend_from_slice(b"\r\nEND\r\n");
+    assert_eq!(joined, expected);
+    // noreply: nothing to send.
+    let silent = udp::serve_datagram(
+        &mut cache,
+        b"\0\x01\0\0\0\x01\0\0delete k noreply\r\n",
+        START,
+        &info,
+        &mut answer,
+    )
+    .unwrap();
+    assert_eq!(silent.count(), 0);
+    let header = udp::UdpHeader {
+        request_id: 0xfffe,
+        sequence: 9,
+        total: 10,
+    };
+    assert_eq!(
+        udp::UdpHeader::parse(&header.bytes()).unwrap(),
+        (header, &[][..])
+    );
+    let big = vec![0u8; 65536 * 1392];
+    assert_eq!(
+        udp::Datagrams::new(1, &big).err(),
+        Some(udp::UdpDrop::ResponseTooLarge)
+    );
+}
+
+#[test]
+fn values_reach_a_closure_sink_uncopied() {
+    let mut cache = Cache::new(Config::default(), START);
+    cache.store(StoreMode::Set, key(b"k"), 0, 0, b"payload", START);
+    let mut pieces: Vec<Vec<u8>> = Vec::new();
+    let mut sink = Sink(|piece: &[u8]| pieces.push(piece.to_vec()));
+    Session::new().serve(
+        &mut cache,
+        b"get k\r\n",
+        START,
+        &ServerInfo::default(),
+        &mut sink,
+    );
+    assert!(
+        pieces.iter().any(|piece| piece == b"payload"),
+        "the value went out as one piece"
+    );
+}
+
+/// ns per get and set on 100k items: `cargo test -p rexo-memcache --release -- --ignored
+/// --nocapture`. Each phase runs three times and reports its fastest, the machine being
+/// shared.
+#[test]
+#[ignore]
+fn benchmark_get_and_set() {
+    use std::time::Instant;
+    const ITEMS: usize = 100_000;
+    const WIDTH: usize = 12;
+    const OPERATIONS: usize = 1_000_000;
+    // The keys side by side, as a receive buffer holds them.
+    let keys: Vec<u8> = (0..ITEMS)
+        .flat_map(|index| std::format!("key:{index:08}").into_bytes())
+        .collect();
+    let key_at = |index: usize| key(&keys[index * WIDTH..(index + 1) * WIDTH]);
+    let value = [b'v'; 32];
+    let mut rng = Rng(99);
+    let order: Vec<usize> = (0..OPERATIONS).map(|_| rng.below(ITEMS)).collect();
+    let fastest = |run: &mut dyn FnMut() -> usize| {
+        (0..3)
+            .map(|_| {
+                let started = Instant::now();
+                let count = run();
+                started.elapsed().as_nanos() / count as u128
+            })
+            .min()
+            .unwrap()
+    };
+    let mut cache = Cache::new(Config::default(), START);
+    let insert_ns = fastest(&mut || {
+        cache = Cache::new(Config::default(), START);
+        for index in 0..ITEMS {
+            cache.store(StoreMode::Set, key_at(index), 0, 0, &value, START);
+        }
+        ITEMS
+    });
+    let get_ns = fastest(&mut || {
+        let mut total = 0;
+        for &index in &order {
+            total += cache
+                .get(key_at(index), START)
+                .map_or(0, |found| found.value.len());
+        }
+        assert_eq!(total, OPERATIONS * value.len());
+        OPERATIONS
+    });
+    let set_ns = fastest(&mut || {
+        for &index in &order {
+            cache.store(StoreMode::Set, key_at(index), 0, 0, &value, START);
+        }
+        OPERATIONS
+    });
+    // Whole requests through the parser and the answer writer, random keys.
+    let requests: Vec<Vec<u8>> = order[..1000]
+        .iter()
+        .map(|&index| {
+            [
+                &b"get "[..],
+                &keys[index * WIDTH..(index + 1) * WIDTH],
+                b"\r\n",
+            ]
+            .concat()
+        })
+        .collect();
+    let mut session = Session::new();
+    let mut out = Vec::with_capacity(256);
+    let request_ns = fastest(&mut || {
+        for request in requests.iter().cycle().take(OPERATIONS) {
+            out.clear();
+            session.serve(&mut cache, request, START, &ServerInfo::default(), &mut out);
+        }
+        OPERATIONS
+    });
+    std::println!(
+        "100k items, 32-byte values: insert {insert_ns} ns, random get {get_ns} ns, random set {set_ns} ns, \
+         get request parsed and answered (1000 keys) {request_ns} ns"
+    );
+}
