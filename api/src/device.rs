@@ -83,6 +83,14 @@ pub enum DeviceError {
     Revoked,
     /// The device reported a fatal state and stopped (named).
     Failed(&'static str),
+    /// The disk's extent table does not let the app touch this sector (protected disk
+    /// blocks: `Kernel::disk_extents`).
+    Denied {
+        /// The first sector refused.
+        sector: u64,
+        /// Whether it was a write.
+        write: bool,
+    },
 }
 
 impl fmt::Display for DeviceError {
@@ -120,6 +128,11 @@ impl fmt::Display for DeviceError {
             Self::NoSuchQueue(q) => write!(f, "the device has no queue {q}"),
             Self::Revoked => f.write_str("the device was taken back by the kernel"),
             Self::Failed(why) => write!(f, "the device stopped: {why}"),
+            Self::Denied { sector, write } => write!(
+                f,
+                "the disk's extent table does not let this app {} sector {sector}",
+                if *write { "write" } else { "read" }
+            ),
         }
     }
 }
@@ -263,6 +276,42 @@ impl OpenDevice {
             _ => Err(crate::ApiError::NoSuchDevice),
         }
     }
+}
+
+/// A disk's extents and who holds them: XN's idea. Each disk with an extent table (made
+/// by [`ExtentOp::Format`]) lets an app read and write only the extents it holds, and
+/// read those shared with it; disks without one are raw (their holder has all of it).
+pub use rexo_xn::{Extent as DiskExtent, XnError as ExtentError};
+
+/// A change to a disk's extent table, made by the calling app (its name is the holder).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExtentOp {
+    /// Writes an empty table on a raw disk (or one whose table is damaged).
+    Format,
+    /// Grants the caller a new extent of this many sectors.
+    Allocate {
+        /// Sectors.
+        sectors: u64,
+    },
+    /// Shares part of an extent the caller holds with another app, read-only.
+    Share {
+        /// First sector.
+        start: u64,
+        /// Sectors.
+        count: u64,
+        /// The app that may read it.
+        reader: String,
+    },
+    /// Takes back every share the caller gave `reader`.
+    Revoke {
+        /// The app the shares were given to.
+        reader: String,
+    },
+    /// Gives back the caller's extent that starts at this sector (and its shares).
+    Free {
+        /// Its first sector.
+        start: u64,
+    },
 }
 
 /// What a device is for.

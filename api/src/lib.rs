@@ -17,8 +17,8 @@ use core::fmt;
 pub mod device;
 
 pub use device::{
-    BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, KeyboardDevice,
-    NetDevice, NetInfo, OpenDevice, Tag,
+    BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, DiskExtent,
+    ExtentError, ExtentOp, KeyboardDevice, NetDevice, NetInfo, OpenDevice, Tag,
 };
 
 pub use rexo_captable::{Cap, CapError, EntryInfo as CapInfo};
@@ -82,6 +82,8 @@ pub enum ApiError {
     DeviceBusy(&'static str),
     /// The device or its driver failed.
     Device(DeviceError),
+    /// The disk's extent table refused the change (or is missing or damaged).
+    Extents(ExtentError),
 }
 
 impl fmt::Display for ApiError {
@@ -101,6 +103,7 @@ impl fmt::Display for ApiError {
             ApiError::NoSuchDevice => f.write_str("no such device"),
             ApiError::DeviceBusy(holder) => write!(f, "the device is held by the app {holder}"),
             ApiError::Device(error) => write!(f, "device: {error}"),
+            ApiError::Extents(error) => write!(f, "extents: {error}"),
         }
     }
 }
@@ -247,6 +250,9 @@ pub trait Kernel: Sync {
     /// Opens device `index` of `kind` for the caller alone until the handle is dropped
     /// ([`ApiError::DeviceBusy`] while another app holds it).
     fn open_device(&self, kind: DeviceKind, index: usize) -> Result<OpenDevice, ApiError>;
+    /// Applies `op` (if any) to disk `disk`'s extent table as the caller, then returns
+    /// the table's extents. The disk must not be open (by anyone) meanwhile.
+    fn disk_extents(&self, disk: usize, op: Option<ExtentOp>) -> Result<Vec<DiskExtent>, ApiError>;
     /// Opens network interface `index` ([`open_device`](Kernel::open_device)).
     fn open_net(&self, index: usize) -> Result<Box<dyn NetDevice>, ApiError> {
         self.open_device(DeviceKind::Net, index)?.into_net()

@@ -440,6 +440,16 @@ impl Kernel for KernelApi {
         crate::devices::machine().registry().devices()
     }
 
+    fn disk_extents(
+        &self,
+        disk: usize,
+        op: Option<rexo_api::ExtentOp>,
+    ) -> Result<Vec<rexo_api::DiskExtent>, ApiError> {
+        crate::devices::machine()
+            .registry()
+            .extents(disk, self.name, op)
+    }
+
     fn open_device(&self, kind: DeviceKind, index: usize) -> Result<OpenDevice, ApiError> {
         let registry = crate::devices::machine().registry();
         registry.open(kind, index, (self.owner.0, self.name))

@@ -129,7 +129,8 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::Panicked
         | ApiError::Repossessed
         | ApiError::NoSuchDevice
-        | ApiError::Device(_) => REXO_EPERM,
+        | ApiError::Device(_)
+        | ApiError::Extents(_) => REXO_EPERM,
     }
 }
 

@@ -2,9 +2,10 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 
-use rexo_api::{DeviceKind, Kernel};
+use rexo_api::{DeviceKind, ExtentOp, Kernel};
 use rexo_bmfs::{BlockDisk, BmfsError, Volume};
 
 /// Runs `work` on the first disk that holds BMFS; the error says what was tried.
@@ -60,4 +61,67 @@ pub fn list(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
 /// The whole of the file `name` on the BMFS disk.
 pub fn read_file(kernel: &dyn Kernel, name: &str) -> Result<Vec<u8>, String> {
     with_bmfs(kernel, |volume| volume.read(name))
+}
+
+/// `extents` alone: every disk's extent table; `extents DISK` one disk's;
+/// `extents DISK OP ...` a change made as the monitor (its name is the holder).
+pub fn extents(kernel: &dyn Kernel, words: &str) -> Result<Vec<String>, String> {
+    let words: Vec<&str> = words.split_whitespace().collect();
+    let number = |word: &str| {
+        word.parse::<u64>()
+            .map_err(|_| format!("'{word}' is not a number"))
+    };
+    let disks: Vec<usize> = match words.first() {
+        Some(disk) => vec![number(disk)? as usize],
+        None => kernel
+            .devices()
+            .iter()
+            .filter(|d| d.kind == DeviceKind::Block)
+            .map(|d| d.index)
+            .collect(),
+    };
+    let op = match words.get(1..).unwrap_or_default() {
+        [] => None,
+        ["format"] => Some(ExtentOp::Format),
+        ["alloc", sectors] => Some(ExtentOp::Allocate {
+            sectors: number(sectors)?,
+        }),
+        ["free", start] => Some(ExtentOp::Free {
+            start: number(start)?,
+        }),
+        ["share", start, count, app] => Some(ExtentOp::Share {
+            start: number(start)?,
+            count: number(count)?,
+            reader: String::from(*app),
+        }),
+        ["revoke", app] => Some(ExtentOp::Revoke {
+            reader: String::from(*app),
+        }),
+        _ => {
+            return Err(String::from(
+                "usage: extents [DISK [format|alloc SECTORS|free START|share START COUNT APP|revoke APP]]",
+            ));
+        }
+    };
+    if disks.is_empty() {
+        return Err(String::from("no disk (`devices` lists them)"));
+    }
+    let mut lines = Vec::new();
+    for disk in disks {
+        match kernel.disk_extents(disk, op.clone()) {
+            Ok(extents) => {
+                lines.push(format!("disk {disk}: {} extent(s)", extents.len()));
+                lines.extend(extents.iter().map(|e| {
+                    let rights = if e.is_share() {
+                        "read-only share"
+                    } else {
+                        "read-write"
+                    };
+                    format!("  sectors {}+{} {} {rights}", e.start, e.count, e.holder)
+                }));
+            }
+            Err(error) => lines.push(format!("disk {disk}: {error}")),
+        }
+    }
+    Ok(lines)
 }

@@ -2,7 +2,7 @@
 //! framebuffer with a PS/2 keyboard), with line editing and history.
 //!
 //! Commands: `help`, `cores`, `mem`, `caps`, `apps`, `run APP`, `pci`, `devices`, `load`,
-//! `exec`, `time`, `reboot`, `poweroff`.
+//! `ls`, `extents`, `exec`, `time`, `reboot`, `poweroff`.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
@@ -53,6 +53,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "load a BareMetal binary: FILE from the BMFS disk, else the first boot module",
     ),
     ("ls", "the files of the BMFS disk"),
+    (
+        "extents [DISK [format|alloc SECTORS|free START|share START COUNT APP|revoke APP]]",
+        "the disks' extent tables (protected blocks), or a change to one",
+    ),
     ("exec", "run the loaded BareMetal binary and show its RAX"),
     ("time", "time since boot"),
     ("reboot", "reboot the machine"),
@@ -84,6 +88,8 @@ pub enum Command<'a> {
     Load(Option<&'a str>),
     /// `ls`.
     Ls,
+    /// `extents ...`, with the words after `extents`.
+    Extents(&'a str),
     /// `exec`.
     Exec,
     /// `time`.
@@ -100,6 +106,11 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
     let Some(word) = words.next() else {
         return Ok(Command::Nothing);
     };
+    if word == "extents" {
+        return Ok(Command::Extents(
+            line.trim_start()["extents".len()..].trim(),
+        ));
+    }
     let argument = words.next();
     let command = match (word, argument) {
         ("run", Some(app)) => Command::Run(app),
@@ -231,6 +242,10 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
                 Err(error) => say(&format!("load: {error}\r\n")),
             }
         }
+        Command::Extents(words) => match disk::extents(kernel, words) {
+            Ok(lines) => lines.iter().for_each(|line| say(&format!("{line}\r\n"))),
+            Err(why) => say(&format!("extents: {why}\r\n")),
+        },
         Command::Ls => match disk::list(kernel) {
             Ok(lines) => lines.iter().for_each(|line| say(&format!("{line}\r\n"))),
             Err(why) => say(&format!("ls: {why}\r\n")),
@@ -315,6 +330,11 @@ mod tests {
             Ok(Command::Load(Some("hello.app")))
         );
         assert_eq!(parse("ls"), Ok(Command::Ls));
+        assert_eq!(
+            parse(" extents 0 alloc 100 "),
+            Ok(Command::Extents("0 alloc 100"))
+        );
+        assert_eq!(parse("extents"), Ok(Command::Extents("")));
         assert_eq!(parse("exec "), Ok(Command::Exec));
         assert_eq!(parse("time"), Ok(Command::Time));
         assert_eq!(parse("reboot"), Ok(Command::Reboot));

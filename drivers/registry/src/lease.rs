@@ -45,12 +45,14 @@ struct Lease {
     slot: &'static Slot,
     /// The generation this lease was opened at.
     generation: u64,
+    /// The app holding it (the disk's extent table is checked for this name).
+    holder: &'static str,
     /// The device as it was when opened.
     snapshot: Snapshot,
 }
 
-/// The lease on `slot` at `generation`, as the handle of its kind.
-pub(crate) fn open(slot: &'static Slot, generation: u64) -> OpenDevice {
+/// The lease of `holder` on `slot` at `generation`, as the handle of its kind.
+pub(crate) fn open(slot: &'static Slot, generation: u64, holder: &'static str) -> OpenDevice {
     let snapshot = match &slot.state.lock().device {
         Found::Net(nic) => Snapshot::Net(nic.info()),
         Found::Block(disk) => Snapshot::Block(disk.info()),
@@ -59,6 +61,7 @@ pub(crate) fn open(slot: &'static Slot, generation: u64) -> OpenDevice {
     let lease = Lease {
         slot,
         generation,
+        holder,
         snapshot,
     };
     match lease.snapshot {
@@ -86,6 +89,21 @@ impl Lease {
             Found::Net(nic) => call(nic.as_mut()),
             _ => Err(DeviceError::Revoked),
         })
+    }
+
+    /// Runs `call` on the disk if the lease is live and the disk's extent table lets the
+    /// holder touch `sectors` at `lba` (`write`: to write them).
+    fn disk_range<T>(
+        &mut self,
+        (lba, sectors, write): (u64, u32, bool),
+        call: impl FnOnce(&mut dyn BlockDevice) -> Result<T, DeviceError>,
+    ) -> Result<T, DeviceError> {
+        let mut state = live(self.slot, self.generation)?;
+        crate::xn::check(&state, self.holder, lba, sectors, write)?;
+        match &mut state.device {
+            Found::Block(disk) => call(disk.as_mut()),
+            _ => Err(DeviceError::Revoked),
+        }
     }
 
     /// Runs `call` on the disk if the lease is live.
@@ -144,7 +162,9 @@ impl BlockDevice for Lease {
     }
 
     fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
-        self.disk(|disk| disk.submit_read(queue, lba, sectors))
+        self.disk_range((lba, sectors, false), |disk| {
+            disk.submit_read(queue, lba, sectors)
+        })
     }
 
     fn submit_write(
@@ -154,7 +174,9 @@ impl BlockDevice for Lease {
         sectors: u32,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Tag, DeviceError> {
-        self.disk(|disk| disk.submit_write(queue, lba, sectors, fill))
+        self.disk_range((lba, sectors, true), |disk| {
+            disk.submit_write(queue, lba, sectors, fill)
+        })
     }
 
     fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {

@@ -14,6 +14,7 @@ extern crate alloc;
 pub mod baremetal;
 mod lease;
 mod machine;
+mod xn;
 
 use alloc::format;
 use alloc::string::String;
@@ -96,6 +97,8 @@ struct SlotState {
     holder: Option<Holder>,
     /// Bumped at every open and revocation: a lease of another generation is dead.
     generation: u64,
+    /// A disk's extent table (other devices: `Raw`).
+    protection: xn::Protection,
 }
 
 /// One device and who holds it.
@@ -126,6 +129,10 @@ impl Slot {
             driver,
             about: describe(&device),
             state: spin::Mutex::new(SlotState {
+                protection: match device {
+                    Found::Block(_) => xn::Protection::Unknown,
+                    _ => xn::Protection::Raw,
+                },
                 device,
                 holder: None,
                 generation: 0,
@@ -255,11 +262,14 @@ impl Registry {
         if let Some((_, current)) = state.holder {
             return Err(ApiError::DeviceBusy(current));
         }
+        if let xn::Protection::Damaged(error) = xn::protection(&mut state) {
+            return Err(ApiError::Extents(*error));
+        }
         state.holder = Some(holder);
         state.generation += 1;
         let generation = state.generation;
         drop(state);
-        Ok(lease::open(slot, generation))
+        Ok(lease::open(slot, generation, holder.1))
     }
 
     /// Takes back every device the app of owner number `owner` holds (it ended): its
@@ -292,7 +302,7 @@ impl Registry {
 mod tests {
     use super::*;
     use alloc::boxed::Box;
-    use rexo_api::{NetDevice, NetInfo};
+    use rexo_api::{NetDevice, NetInfo, OpenDevice};
 
     /// A network interface that counts what it was asked.
     struct Counting(usize);
@@ -394,6 +404,184 @@ mod tests {
             .unwrap();
         assert_eq!(registry.revoke_all_of(2), 1);
         assert_eq!(count.load(Ordering::Relaxed), 2, "revoked");
+    }
+
+    /// A disk in memory that completes every request at the next poll.
+    struct MemoryDisk {
+        data: Vec<u8>,
+        done: Vec<(rexo_api::Tag, usize, usize)>,
+    }
+
+    impl rexo_api::BlockDevice for MemoryDisk {
+        fn info(&self) -> rexo_api::BlockInfo {
+            let sectors = self.data.len() as u64 / 512;
+            rexo_api::BlockInfo {
+                sectors,
+                sector_size: 512,
+                max_sectors: 64,
+                queues: 1,
+                depth: 8,
+                model: String::new(),
+            }
+        }
+        fn submit_read(
+            &mut self,
+            _: usize,
+            lba: u64,
+            sectors: u32,
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            let tag = self.done.len() as u32 + 1;
+            self.done
+                .push((tag, lba as usize * 512, sectors as usize * 512));
+            Ok(tag)
+        }
+        fn submit_write(
+            &mut self,
+            _: usize,
+            lba: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            let at = lba as usize * 512;
+            fill(&mut self.data[at..at + sectors as usize * 512]);
+            self.submit_read(0, lba, 0)
+        }
+        fn submit_flush(&mut self, _: usize) -> Result<rexo_api::Tag, DeviceError> {
+            self.submit_read(0, 0, 0)
+        }
+        fn poll(&mut self, _: usize, done: rexo_api::Completion<'_>) -> Result<usize, DeviceError> {
+            let finished = core::mem::take(&mut self.done);
+            for &(tag, at, len) in &finished {
+                done(tag, Ok(&self.data[at..at + len]));
+            }
+            Ok(finished.len())
+        }
+        fn abandon_requests(&mut self) {
+            self.done.clear();
+        }
+    }
+
+    #[test]
+    fn a_disk_with_an_extent_table_lets_each_app_touch_only_its_blocks() {
+        use rexo_api::{ExtentError, ExtentOp};
+        let address = Address::new(0, 0, 5, 0).unwrap();
+        let disk = MemoryDisk {
+            data: alloc::vec![0u8; 4 << 20],
+            done: Vec::new(),
+        };
+        let slots = alloc::vec![Slot::new(address, "memory", Found::Block(Box::new(disk)))];
+        let registry: &'static Registry = Box::leak(Box::new(Registry {
+            slots,
+            bindings: Vec::new(),
+        }));
+        let open = |name: &'static str| {
+            registry
+                .open(DeviceKind::Block, 0, (1, name))
+                .and_then(OpenDevice::into_block)
+        };
+        let wait = |disk: &mut dyn rexo_api::BlockDevice, tag| {
+            rexo_api::device::wait_for(disk, 0, tag, &mut |_| {})
+        };
+        // A raw disk: its holder has all of it, and no table to change.
+        let mut raw = open("fs").unwrap();
+        let tag = raw.submit_write(0, 100, 1, &mut |b| b.fill(7)).unwrap();
+        assert_eq!(wait(raw.as_mut(), tag), Ok(()));
+        assert_eq!(
+            registry.extents(0, "fs", Some(ExtentOp::Format)).err(),
+            Some(ApiError::DeviceBusy("fs")),
+            "held"
+        );
+        drop(raw);
+        assert_eq!(
+            registry.extents(0, "fs", None).err(),
+            Some(ApiError::Extents(ExtentError::NoTable))
+        );
+        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        let extents = registry
+            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
+            .unwrap();
+        assert_eq!(
+            (
+                extents[0].start,
+                extents[0].count,
+                extents[0].holder.as_str()
+            ),
+            (0, 64, "fs")
+        );
+        registry
+            .extents(
+                0,
+                "fs",
+                Some(ExtentOp::Share {
+                    start: 8,
+                    count: 8,
+                    reader: "web".into(),
+                }),
+            )
+            .unwrap();
+        assert_eq!(
+            registry
+                .extents(0, "fs", Some(ExtentOp::Format))
+                .err()
+                .map(|e| matches!(e, ApiError::Extents(_))),
+            Some(true),
+            "a sound table is not formatted over"
+        );
+        // The owner reads and writes its extent, nothing past it.
+        let mut fs = open("fs").unwrap();
+        let tag = fs.submit_write(0, 0, 64, &mut |b| b.fill(1)).unwrap();
+        assert_eq!(wait(fs.as_mut(), tag), Ok(()));
+        assert_eq!(
+            fs.submit_read(0, 60, 8).err(),
+            Some(DeviceError::Denied {
+                sector: 64,
+                write: false
+            })
+        );
+        let table = fs.info().sectors - 8;
+        assert_eq!(
+            fs.submit_write(0, table, 1, &mut |_| {}).err(),
+            Some(DeviceError::Denied {
+                sector: table,
+                write: true
+            })
+        );
+        drop(fs);
+        // Another app reads what was shared with it, nothing else, and writes nothing.
+        let mut web = open("web").unwrap();
+        assert!(web.submit_read(0, 8, 8).is_ok());
+        assert_eq!(
+            web.submit_read(0, 0, 1).err(),
+            Some(DeviceError::Denied {
+                sector: 0,
+                write: false
+            })
+        );
+        assert_eq!(
+            web.submit_write(0, 8, 1, &mut |_| {}).err(),
+            Some(DeviceError::Denied {
+                sector: 8,
+                write: true
+            })
+        );
+        drop(web);
+        registry
+            .extents(
+                0,
+                "fs",
+                Some(ExtentOp::Revoke {
+                    reader: "web".into(),
+                }),
+            )
+            .unwrap();
+        let mut web = open("web").unwrap();
+        assert_eq!(
+            web.submit_read(0, 8, 1).err(),
+            Some(DeviceError::Denied {
+                sector: 8,
+                write: false
+            })
+        );
     }
 
     fn registry() -> &'static Registry {

@@ -1,0 +1,175 @@
+//! Protected disk blocks (XN's idea, `rexo-xn`): a disk's extent table is read when the
+//! disk is first opened, every request of a lease is checked against it for the lease's
+//! holder, and changes to it are written through to the disk and flushed.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rexo_api::{
+    ApiError, BlockDevice, DeviceError, DeviceKind, DiskExtent, ExtentOp, device::wait_for,
+};
+use rexo_devio::Found;
+use rexo_xn::{TABLE_BYTES, Table, XnError};
+
+use crate::{Registry, SlotState};
+
+/// What protects a disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Protection {
+    /// Not read yet.
+    Unknown,
+    /// No table: the disk is raw, its holder has all of it.
+    Raw,
+    /// The table every request is checked against.
+    Table(Table),
+    /// A table that cannot be trusted: no request passes until it is formatted again.
+    Damaged(XnError),
+}
+
+/// The disk's table geometry: (sectors, sector size, first sector of the table, its
+/// sector count).
+fn geometry(disk: &dyn BlockDevice) -> (u64, u64, u64, u32) {
+    let info = disk.info();
+    let size = u64::from(info.sector_size.max(1));
+    let count = (TABLE_BYTES as u64).div_ceil(size);
+    (
+        info.sectors,
+        size,
+        info.sectors.saturating_sub(count),
+        count as u32,
+    )
+}
+
+/// Reads the table of `disk` (idle: nobody holds it).
+fn read(disk: &mut dyn BlockDevice) -> Protection {
+    let (sectors, size, start, count) = geometry(disk);
+    if sectors * size < 4 * TABLE_BYTES as u64 {
+        return Protection::Raw;
+    }
+    let mut bytes = vec![0u8; TABLE_BYTES];
+    let result = disk.submit_read(0, start, count).and_then(|tag| {
+        wait_for(disk, 0, tag, &mut |data| {
+            bytes.copy_from_slice(&data[..TABLE_BYTES])
+        })
+    });
+    match result.map(|()| Table::parse(&bytes, sectors, size)) {
+        Ok(Ok(table)) => Protection::Table(table),
+        Ok(Err(XnError::NoTable)) => Protection::Raw,
+        Ok(Err(error)) => {
+            log::warn!("disk extent table: {error}: no request passes until it is formatted");
+            Protection::Damaged(error)
+        }
+        Err(error) => {
+            log::warn!("disk extent table unreadable: {error}: the disk is treated as raw");
+            Protection::Raw
+        }
+    }
+}
+
+/// Writes `table` to the end of `disk` and flushes.
+fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
+    let (_, _, start, count) = geometry(disk);
+    let bytes = table.to_bytes();
+    let tag = disk.submit_write(0, start, count, &mut |buffer| {
+        buffer.fill(0);
+        buffer[..TABLE_BYTES].copy_from_slice(&bytes);
+    })?;
+    wait_for(disk, 0, tag, &mut |_| {})?;
+    let tag = disk.submit_flush(0)?;
+    wait_for(disk, 0, tag, &mut |_| {})
+}
+
+/// The disk's protection, read on first use.
+pub(crate) fn protection(state: &mut SlotState) -> &Protection {
+    if state.protection == Protection::Unknown
+        && let Found::Block(disk) = &mut state.device
+    {
+        state.protection = read(disk.as_mut());
+    }
+    &state.protection
+}
+
+/// Checks a request of `holder` for `sectors` at `lba` against the table.
+pub(crate) fn check(
+    state: &SlotState,
+    holder: &str,
+    lba: u64,
+    sectors: u32,
+    write: bool,
+) -> Result<(), DeviceError> {
+    let denied = |sector| DeviceError::Denied { sector, write };
+    match &state.protection {
+        Protection::Unknown | Protection::Raw => Ok(()),
+        Protection::Damaged(_) => Err(denied(lba)),
+        Protection::Table(table) => table
+            .check_access(holder, lba, u64::from(sectors), write)
+            .map_err(|error| match error {
+                XnError::Denied { sector, .. } => denied(sector),
+                _ => denied(lba),
+            }),
+    }
+}
+
+impl Registry {
+    /// Applies `op` to disk `index`'s extent table as `holder` (an app's name), then
+    /// returns the table's extents. The disk must be idle (nobody holds it).
+    pub fn extents(
+        &'static self,
+        index: usize,
+        holder: &str,
+        op: Option<ExtentOp>,
+    ) -> Result<Vec<DiskExtent>, ApiError> {
+        let slot = self.slot(DeviceKind::Block, index)?;
+        let mut state = slot.state.lock();
+        if let Some((_, current)) = state.holder {
+            return Err(ApiError::DeviceBusy(current));
+        }
+        let protection = protection(&mut state).clone();
+        let refuse = |error: XnError| ApiError::Extents(error);
+        let mut table = match (protection, &op) {
+            (Protection::Raw | Protection::Damaged(_), Some(ExtentOp::Format)) => {
+                let Found::Block(disk) = &state.device else {
+                    return Err(ApiError::NoSuchDevice);
+                };
+                let (sectors, size, _, _) = geometry(disk.as_ref());
+                Table::format(sectors, size).map_err(refuse)?
+            }
+            (Protection::Table(_), Some(ExtentOp::Format)) => {
+                return Err(refuse(XnError::Corrupt(
+                    "the disk has a sound table already",
+                )));
+            }
+            (Protection::Table(table), _) => table,
+            (Protection::Damaged(error), _) => return Err(refuse(error)),
+            (Protection::Raw | Protection::Unknown, _) => return Err(refuse(XnError::NoTable)),
+        };
+        match op {
+            None | Some(ExtentOp::Format) => {}
+            Some(ExtentOp::Allocate { sectors }) => {
+                table.allocate(holder, sectors).map_err(refuse)?;
+            }
+            Some(ExtentOp::Share {
+                start,
+                count,
+                reader,
+            }) => table.share(holder, start, count, &reader).map_err(refuse)?,
+            Some(ExtentOp::Revoke { reader }) => {
+                table.revoke(holder, &reader);
+            }
+            Some(ExtentOp::Free { start }) => table.free(holder, start).map_err(refuse)?,
+        }
+        if Some(&table)
+            != match &state.protection {
+                Protection::Table(old) => Some(old),
+                _ => None,
+            }
+        {
+            let Found::Block(disk) = &mut state.device else {
+                return Err(ApiError::NoSuchDevice);
+            };
+            write(disk.as_mut(), &table).map_err(ApiError::Device)?;
+            state.protection = Protection::Table(table.clone());
+        }
+        Ok(table.entries().to_vec())
+    }
+}

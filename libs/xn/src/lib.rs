@@ -1,0 +1,443 @@
+//! Protected disk blocks, after the MIT exokernel's XN: each disk carries a table of
+//! extents (runs of sectors) and who holds them; the kernel's block layer checks every
+//! request against it, so a library file system owns its blocks and no app can read or
+//! write another's. The table is the disk's, persistent: a format step writes it, and
+//! the extents survive reboots.
+//!
+//! On disk the table fills the last [`TABLE_BYTES`] of the disk (so that block 0 stays
+//! free for a boot sector or another format such as BMFS): a 32-byte header (the magic
+//! `RexoXN01`, the entry count, the disk's sector count, a generation bumped on every
+//! change, a CRC-32 of the entries) and up to [`MAX_ENTRIES`] entries of 64 bytes:
+//! first sector, sector count, the holder's name (up to 31 bytes, NUL-padded) and its
+//! rights (read, write). An extent is granted with both rights to one holder; its
+//! holder may share it (or part of it) read-only with other holders, and revoke that.
+//! Nothing may overlap except a share inside its owner's extent.
+#![cfg_attr(target_os = "none", no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Bytes of the table at the end of the disk.
+pub const TABLE_BYTES: usize = 4096;
+/// The most entries a table holds.
+pub const MAX_ENTRIES: usize = (TABLE_BYTES - HEADER) / ENTRY;
+/// The magic at the table's start.
+const MAGIC: &[u8; 8] = b"RexoXN01";
+/// Bytes of the header.
+const HEADER: usize = 32;
+/// Bytes per entry.
+const ENTRY: usize = 64;
+/// The longest holder name.
+pub const MAX_NAME: usize = 31;
+
+/// The right to read an extent.
+pub const READ: u8 = 1;
+/// The right to write an extent.
+pub const WRITE: u8 = 2;
+
+/// One extent and its holder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Extent {
+    /// First sector.
+    pub start: u64,
+    /// Sectors.
+    pub count: u64,
+    /// Who holds it (an app's name).
+    pub holder: String,
+    /// [`READ`], [`WRITE`] or both.
+    pub rights: u8,
+}
+
+impl Extent {
+    /// One past the last sector.
+    pub fn end(&self) -> u64 {
+        self.start + self.count
+    }
+
+    /// Whether it is a read-only share (not an owned extent).
+    pub fn is_share(&self) -> bool {
+        self.rights & WRITE == 0
+    }
+}
+
+/// Why a table or a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XnError {
+    /// No table at the end of the disk (the disk is raw: format it).
+    NoTable,
+    /// The table is damaged (what is wrong).
+    Corrupt(&'static str),
+    /// The table was written for a disk of another size.
+    WrongDisk {
+        /// Sectors the table names.
+        table: u64,
+        /// Sectors of this disk.
+        disk: u64,
+    },
+    /// The request touches sectors the holder may not (first such sector).
+    Denied {
+        /// The first sector refused.
+        sector: u64,
+        /// Whether it was a write.
+        write: bool,
+    },
+    /// No free run of that many sectors.
+    NoSpace(u64),
+    /// The table has no room for another entry.
+    TableFull,
+    /// The name is empty, too long or not printable ASCII.
+    BadName,
+    /// The extent is not the caller's to share or free.
+    NotOwner,
+    /// No such extent or share.
+    NotFound,
+    /// The disk is too small to hold a table.
+    TooSmall,
+}
+
+impl fmt::Display for XnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoTable => f.write_str("the disk has no extent table (format it for XN)"),
+            Self::Corrupt(why) => write!(f, "the extent table is damaged: {why}"),
+            Self::WrongDisk { table, disk } => {
+                write!(
+                    f,
+                    "the extent table is for a {table}-sector disk, this one has {disk}"
+                )
+            }
+            Self::Denied { sector, write } => write!(
+                f,
+                "the extent table does not let the app {} sector {sector}",
+                if *write { "write" } else { "read" }
+            ),
+            Self::NoSpace(count) => write!(f, "no free run of {count} sectors"),
+            Self::TableFull => write!(f, "the extent table is full ({MAX_ENTRIES} entries)"),
+            Self::BadName => write!(f, "holder names are 1 to {MAX_NAME} printable ASCII bytes"),
+            Self::NotOwner => f.write_str("the extent is not the caller's"),
+            Self::NotFound => f.write_str("no such extent"),
+            Self::TooSmall => f.write_str("the disk is too small for an extent table"),
+        }
+    }
+}
+
+/// CRC-32 (IEEE, reflected), bit by bit: the table is small and rarely written.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = u32::MAX;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A disk's extent table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    /// Sectors on the disk.
+    sectors: u64,
+    /// Bytes per sector.
+    sector_size: u64,
+    /// Bumped on every change.
+    generation: u64,
+    /// The extents and shares.
+    entries: Vec<Extent>,
+}
+
+/// Checks a holder name.
+fn valid_name(name: &str) -> Result<(), XnError> {
+    let ok =
+        !name.is_empty() && name.len() <= MAX_NAME && name.bytes().all(|b| b.is_ascii_graphic());
+    if ok { Ok(()) } else { Err(XnError::BadName) }
+}
+
+impl Table {
+    /// A new, empty table for a disk of `sectors` sectors of `sector_size` bytes.
+    pub fn format(sectors: u64, sector_size: u64) -> Result<Self, XnError> {
+        if sector_size == 0
+            || !(TABLE_BYTES as u64).is_multiple_of(sector_size) && sector_size < TABLE_BYTES as u64
+        {
+            return Err(XnError::Corrupt("a sector size that does not divide 4 KiB"));
+        }
+        if sectors * sector_size < 4 * TABLE_BYTES as u64 {
+            return Err(XnError::TooSmall);
+        }
+        Ok(Self {
+            sectors,
+            sector_size,
+            generation: 1,
+            entries: Vec::new(),
+        })
+    }
+
+    /// The first sector of the table itself.
+    pub fn table_start(&self) -> u64 {
+        self.sectors - self.table_sectors()
+    }
+
+    /// Sectors the table itself takes.
+    pub fn table_sectors(&self) -> u64 {
+        (TABLE_BYTES as u64).div_ceil(self.sector_size)
+    }
+
+    /// Sectors extents may use: all but the table's.
+    pub fn usable_sectors(&self) -> u64 {
+        self.table_start()
+    }
+
+    /// The entries, owned extents and shares.
+    pub fn entries(&self) -> &[Extent] {
+        &self.entries
+    }
+
+    /// The generation (bumped by every change).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Reads the table from the disk's last [`TABLE_BYTES`] (`bytes`), for a disk of
+    /// `sectors` sectors of `sector_size` bytes.
+    pub fn parse(bytes: &[u8], sectors: u64, sector_size: u64) -> Result<Self, XnError> {
+        if bytes.len() < TABLE_BYTES {
+            return Err(XnError::Corrupt("shorter than a table"));
+        }
+        if &bytes[..8] != MAGIC {
+            return Err(XnError::NoTable);
+        }
+        let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let count = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+        let (disk, generation) = (word(16), word(24));
+        if count > MAX_ENTRIES {
+            return Err(XnError::Corrupt("more entries than fit"));
+        }
+        if disk != sectors {
+            return Err(XnError::WrongDisk {
+                table: disk,
+                disk: sectors,
+            });
+        }
+        let body = &bytes[HEADER..HEADER + count * ENTRY];
+        if crc32(body) != crc {
+            return Err(XnError::Corrupt("checksum mismatch"));
+        }
+        let mut table = Self::format(sectors, sector_size)?;
+        table.generation = generation;
+        for raw in body.chunks(ENTRY) {
+            let start = u64::from_le_bytes(raw[..8].try_into().expect("8 bytes"));
+            let count = u64::from_le_bytes(raw[8..16].try_into().expect("8 bytes"));
+            let len = raw[16..48]
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or(XnError::Corrupt("a holder name without its end"))?;
+            let holder = core::str::from_utf8(&raw[16..16 + len])
+                .map_err(|_| XnError::Corrupt("a holder name that is not text"))?;
+            valid_name(holder).map_err(|_| XnError::Corrupt("a bad holder name"))?;
+            let rights = raw[48];
+            if rights & !(READ | WRITE) != 0 || rights & READ == 0 {
+                return Err(XnError::Corrupt("impossible rights"));
+            }
+            table.entries.push(Extent {
+                start,
+                count,
+                holder: holder.into(),
+                rights,
+            });
+        }
+        table.check()?;
+        Ok(table)
+    }
+
+    /// The table as it goes on disk ([`TABLE_BYTES`]).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = alloc::vec![0u8; TABLE_BYTES];
+        for (i, extent) in self.entries.iter().enumerate() {
+            let raw = &mut bytes[HEADER + i * ENTRY..HEADER + (i + 1) * ENTRY];
+            raw[..8].copy_from_slice(&extent.start.to_le_bytes());
+            raw[8..16].copy_from_slice(&extent.count.to_le_bytes());
+            raw[16..16 + extent.holder.len()].copy_from_slice(extent.holder.as_bytes());
+            raw[48] = extent.rights;
+        }
+        let crc = crc32(&bytes[HEADER..HEADER + self.entries.len() * ENTRY]);
+        bytes[..8].copy_from_slice(MAGIC);
+        bytes[8..12].copy_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+        bytes[16..24].copy_from_slice(&self.sectors.to_le_bytes());
+        bytes[24..32].copy_from_slice(&self.generation.to_le_bytes());
+        bytes
+    }
+
+    /// Checks the invariants: extents inside the usable sectors, owned extents disjoint,
+    /// every share inside an extent its owner holds.
+    fn check(&self) -> Result<(), XnError> {
+        let mut owned: Vec<&Extent> = self.entries.iter().filter(|e| !e.is_share()).collect();
+        for extent in &self.entries {
+            if extent.count == 0
+                || extent
+                    .start
+                    .checked_add(extent.count)
+                    .is_none_or(|end| end > self.usable_sectors())
+            {
+                return Err(XnError::Corrupt("an extent outside the disk"));
+            }
+        }
+        owned.sort_by_key(|e| e.start);
+        if owned.windows(2).any(|pair| pair[0].end() > pair[1].start) {
+            return Err(XnError::Corrupt("two extents overlap"));
+        }
+        let orphan = self.entries.iter().filter(|e| e.is_share()).any(|share| {
+            !owned
+                .iter()
+                .any(|o| o.start <= share.start && share.end() <= o.end())
+        });
+        if orphan {
+            return Err(XnError::Corrupt("a share outside every extent"));
+        }
+        Ok(())
+    }
+
+    /// Checks that `holder` may read (or write) sectors `start..start + count`; the table's
+    /// own sectors are never readable or writable this way.
+    pub fn check_access(
+        &self,
+        holder: &str,
+        start: u64,
+        count: u64,
+        write: bool,
+    ) -> Result<(), XnError> {
+        let need = if write { WRITE } else { READ };
+        let end = start.saturating_add(count);
+        let mut at = start;
+        // Walk the range: every sector must lie in some entry of the holder with the right.
+        while at < end {
+            let covering = self
+                .entries
+                .iter()
+                .filter(|e| {
+                    e.holder == holder && e.rights & need != 0 && e.start <= at && at < e.end()
+                })
+                .map(Extent::end)
+                .max();
+            match covering {
+                Some(next) => at = next,
+                None => {
+                    return Err(XnError::Denied { sector: at, write });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Grants `holder` a new extent of `count` sectors (first fit), with both rights.
+    pub fn allocate(&mut self, holder: &str, count: u64) -> Result<Extent, XnError> {
+        valid_name(holder)?;
+        if self.entries.len() >= MAX_ENTRIES {
+            return Err(XnError::TableFull);
+        }
+        let mut taken: Vec<(u64, u64)> = self
+            .entries
+            .iter()
+            .filter(|e| !e.is_share())
+            .map(|e| (e.start, e.end()))
+            .collect();
+        taken.sort_unstable();
+        let mut candidate = 0u64;
+        for (start, end) in taken {
+            if start >= candidate.saturating_add(count) {
+                break;
+            }
+            candidate = candidate.max(end);
+        }
+        if count == 0 || candidate.saturating_add(count) > self.usable_sectors() {
+            return Err(XnError::NoSpace(count));
+        }
+        let extent = Extent {
+            start: candidate,
+            count,
+            holder: holder.into(),
+            rights: READ | WRITE,
+        };
+        self.entries.push(extent.clone());
+        self.generation += 1;
+        Ok(extent)
+    }
+
+    /// Shares `start..start + count` of an extent `owner` holds with `reader`, read-only.
+    pub fn share(
+        &mut self,
+        owner: &str,
+        start: u64,
+        count: u64,
+        reader: &str,
+    ) -> Result<(), XnError> {
+        valid_name(reader)?;
+        let inside = self.entries.iter().any(|e| {
+            e.holder == owner
+                && !e.is_share()
+                && e.start <= start
+                && start.saturating_add(count) <= e.end()
+        });
+        if !inside || count == 0 {
+            return Err(XnError::NotOwner);
+        }
+        if self.entries.len() >= MAX_ENTRIES {
+            return Err(XnError::TableFull);
+        }
+        self.entries.push(Extent {
+            start,
+            count,
+            holder: reader.into(),
+            rights: READ,
+        });
+        self.generation += 1;
+        Ok(())
+    }
+
+    /// Revokes every share `owner` gave `reader` inside `owner`'s extents; how many.
+    pub fn revoke(&mut self, owner: &str, reader: &str) -> usize {
+        let owned: Vec<(u64, u64)> = self
+            .entries
+            .iter()
+            .filter(|e| e.holder == owner && !e.is_share())
+            .map(|e| (e.start, e.end()))
+            .collect();
+        let before = self.entries.len();
+        self.entries.retain(|e| {
+            !(e.is_share()
+                && e.holder == reader
+                && owned.iter().any(|&(s, end)| s <= e.start && e.end() <= end))
+        });
+        let revoked = before - self.entries.len();
+        if revoked > 0 {
+            self.generation += 1;
+        }
+        revoked
+    }
+
+    /// Frees `holder`'s extent starting at `start`, with every share inside it.
+    pub fn free(&mut self, holder: &str, start: u64) -> Result<(), XnError> {
+        let at = self
+            .entries
+            .iter()
+            .position(|e| e.holder == holder && !e.is_share() && e.start == start)
+            .ok_or(XnError::NotFound)?;
+        let extent = self.entries.remove(at);
+        self.entries
+            .retain(|e| !(e.is_share() && extent.start <= e.start && e.end() <= extent.end()));
+        self.generation += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
