@@ -53,6 +53,11 @@ pub const APPS: &[App] = &[
         main: rexo_devcheck::diskcheck,
     },
     App {
+        name: "netdemo",
+        about: "DHCP, ping, and TCP and UDP echo on port 7 over the TCP/IP library OS (apps/netdemo)",
+        main: rexo_netdemo::main,
+    },
+    App {
         name: "netbench",
         about: "driver benchmark: frames/s both ways, empty-poll cost, on every NIC (apps/devcheck)",
         main: rexo_devcheck::netbench,

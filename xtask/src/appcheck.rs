@@ -23,10 +23,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// External crates (from crates.io) that apps and library OSes may depend on, each
-/// with the reason it is safe to link beside the kernel. Empty for now: even `log`
-/// stays out, because an app that links it shares the kernel's logger and could call
-/// `log::set_max_level` to silence the kernel's own log; apps log through `rexo-api`.
-pub const VETTED: &[(&str, &str)] = &[];
+/// with the reason it is safe to link beside the kernel. `log` stays out: an app that
+/// links it shares the kernel's logger and could call `log::set_max_level` to silence
+/// the kernel's own log; apps log through `rexo-api`.
+pub const VETTED: &[(&str, &str)] = &[(
+    "smoltcp",
+    "the TCP/IP protocols of the network library OS (libos/net); no_std, `#![deny(unsafe_code)]` except the host interfaces of `phy::sys` (raw socket, TAP), which need its `std` and `phy-*` features that Rexo does not enable",
+)];
 
 /// The folders whose crates follow the rules, and what messages call their crates.
 const LAYERS: [(&str, &str); 2] = [("apps", "apps"), ("libos", "library OSes")];

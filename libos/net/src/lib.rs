@@ -1,0 +1,45 @@
+//! The TCP/IP library OS: Ethernet, ARP, IPv4, ICMP echo replies, UDP, TCP and a DHCPv4
+//! client (or a static address) over a Rexo [`NetDevice`](rexo_api::NetDevice), linked
+//! into the app that opened the NIC, as in the MIT exokernel; it also sends pings.
+//!
+//! An app opens a NIC, builds a [`Stack`] over it with a [`Config`], and calls
+//! [`Stack::poll`] from its run-to-completion loop; between polls it accepts, reads and
+//! writes [`Connection`]s of its [`Listener`]s and sends and receives datagrams on its
+//! [`UdpSocket`]s. Every buffer is sized by the app when it listens or binds, so memory
+//! stays bounded whatever the peers send.
+//!
+//! # Why smoltcp
+//!
+//! The protocols are smoltcp's (0.12, `no_std`, with `alloc` and only Ethernet, IPv4,
+//! TCP, UDP, ICMP and DHCPv4 compiled in). It is mature, fuzzed upstream, has no `unsafe`
+//! on the paths used here, and gives TCP window scaling, SACK-aware reassembly, fast
+//! retransmit, keep-alive, Nagle (off here by default) and RTT estimation today; its
+//! socket-per-connection model maps onto a poll loop without threads. What it costs is
+//! described in the adapter (`device.rs`): received frames are processed in place, but
+//! replies made while processing one are copied once. The choice by measurement
+//! (smoltcp against an own stack with Cheetah's merged file cache and retransmission
+//! pool) stays open: this API hides smoltcp's types so the stack under it can change.
+//!
+//! # Cores
+//!
+//! One [`Stack`] belongs to one core's poll loop (it is `Send`, not shared). Several
+//! cores need one receive/transmit queue pair each with the NIC steering flows to
+//! queues (RSS), and a `Stack` per queue sharing the address; the queue is a parameter
+//! of [`Stack::new`] for that reason.
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod device;
+mod stack;
+
+pub use core::net::Ipv4Addr;
+pub use device::Counters;
+pub use stack::{
+    Config, Connection, EchoReply, Endpoint, Listener, NetError, PING_MAX_DATA, PingSocket, Stack,
+    TcpOptions, UdpOptions, UdpSocket,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,944 @@
+//! The interface an app drives: configuration (static or DHCP), the poll loop, TCP
+//! listeners with a bounded backlog, connections, and UDP sockets.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::Ipv4Addr;
+
+use rexo_api::{DeviceError, Kernel, NetDevice};
+use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::phy::{DeviceCapabilities, Medium};
+use smoltcp::socket::{dhcpv4, icmp, tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpEndpoint,
+    Ipv4Cidr,
+};
+
+use crate::device::{Counters, LentFrame, NicTx, Staging};
+
+/// Frames taken from the NIC per `NetDevice::receive` call: enough to amortise the
+/// driver's doorbell, few enough that the replies staged meanwhile stay small.
+const RECEIVE_BATCH: usize = 32;
+
+/// Receive batches per [`Stack::poll`]: a flood of frames must not keep the poll from
+/// sending and from returning to the app.
+const RECEIVE_BATCHES: usize = 8;
+
+/// Sending rounds per [`Stack::poll`]. smoltcp sends at most one packet per socket per
+/// round, so a bulk sender needs several rounds to fill the transmit ring between two
+/// polls; the bound keeps one poll's work bounded.
+const SEND_ROUNDS: usize = 64;
+
+/// Local ports of outgoing connections (RFC 6335's dynamic range).
+const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 49152..=65535;
+
+/// How often [`Stack::new`] polls while it waits for a DHCP lease.
+const DHCP_POLL_NS: u64 = 1_000_000;
+
+/// How the interface gets its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Config {
+    /// A fixed address.
+    Static {
+        /// The interface's address.
+        address: Ipv4Addr,
+        /// The network prefix length (24 for a /24).
+        prefix: u8,
+        /// The default router, if there is one.
+        gateway: Option<Ipv4Addr>,
+    },
+    /// An address leased by a DHCP server; [`Stack::new`] waits up to `timeout_ns` for
+    /// the first lease and keeps renewing it in [`Stack::poll`].
+    Dhcp {
+        /// How long to wait for the first lease.
+        timeout_ns: u64,
+    },
+}
+
+/// Why the stack refused or failed a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetError {
+    /// The NIC failed (or was revoked: the stack is then unusable).
+    Device(DeviceError),
+    /// No DHCP server answered with a lease in time.
+    DhcpTimeout {
+        /// How long the stack waited, in milliseconds.
+        waited_ms: u64,
+    },
+    /// The static configuration is impossible (named).
+    BadConfig(&'static str),
+    /// The interface has no address yet (DHCP lease lost).
+    NoAddress,
+    /// A listener (TCP) or socket (UDP) of this stack already uses the port.
+    PortInUse(u16),
+    /// Port 0 cannot be listened on or bound.
+    PortZero,
+    /// The peer closed its side and every byte it sent has been read, or the connection
+    /// was reset or timed out.
+    Closed,
+    /// The datagram or echo data is larger than the socket's send buffer or one frame.
+    TooLarge,
+    /// The destination cannot be reached (no route, or an unusable address).
+    Unreachable,
+    /// The socket's send buffer is full; poll and try again.
+    WouldBlock,
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Device(error) => write!(f, "network device: {error}"),
+            Self::DhcpTimeout { waited_ms } => {
+                write!(
+                    f,
+                    "no DHCP lease within {waited_ms} ms (is a DHCP server on the link?)"
+                )
+            }
+            Self::BadConfig(why) => write!(f, "bad network configuration: {why}"),
+            Self::NoAddress => f.write_str("the interface has no IPv4 address"),
+            Self::PortInUse(port) => write!(f, "port {port} is in use"),
+            Self::PortZero => f.write_str("port 0 cannot be used"),
+            Self::Closed => f.write_str("the connection is closed"),
+            Self::TooLarge => f.write_str("the datagram is larger than the send buffer"),
+            Self::Unreachable => f.write_str("the destination cannot be reached"),
+            Self::WouldBlock => f.write_str("the send buffer is full"),
+        }
+    }
+}
+
+impl From<DeviceError> for NetError {
+    fn from(error: DeviceError) -> Self {
+        Self::Device(error)
+    }
+}
+
+/// An IPv4 address and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The address.
+    pub address: Ipv4Addr,
+    /// The port.
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.address, self.port)
+    }
+}
+
+impl Endpoint {
+    /// The endpoint of a smoltcp endpoint (always IPv4: the only protocol compiled in).
+    fn from_smoltcp(endpoint: IpEndpoint) -> Self {
+        let IpAddress::Ipv4(address) = endpoint.addr;
+        Self {
+            address,
+            port: endpoint.port,
+        }
+    }
+}
+
+/// Buffers and behaviour of each connection of a listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpOptions {
+    /// Receive buffer bytes (the advertised window; above 64 KiB the window is scaled).
+    pub receive_buffer: usize,
+    /// Send buffer bytes (data written and not yet acknowledged).
+    pub send_buffer: usize,
+    /// Nagle's algorithm (off by default: request/response servers want each reply out
+    /// at once).
+    pub nagle: bool,
+    /// Keep-alive probes after this much silence, if set.
+    pub keep_alive_ms: Option<u64>,
+    /// Abort a connection whose peer stays silent this long while data is unacknowledged,
+    /// if set.
+    pub timeout_ms: Option<u64>,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        Self {
+            receive_buffer: 64 * 1024,
+            send_buffer: 64 * 1024,
+            nagle: false,
+            keep_alive_ms: None,
+            timeout_ms: Some(60_000),
+        }
+    }
+}
+
+/// Buffers of a UDP socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpOptions {
+    /// Payload bytes each direction buffers.
+    pub buffer: usize,
+    /// Datagrams each direction buffers.
+    pub datagrams: usize,
+}
+
+impl Default for UdpOptions {
+    fn default() -> Self {
+        Self {
+            buffer: 64 * 1024,
+            datagrams: 64,
+        }
+    }
+}
+
+/// A TCP port being listened on (a handle into its [`Stack`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Listener(usize);
+
+/// A TCP connection (a handle into its [`Stack`]). Give it back with [`Stack::close`]
+/// or [`Stack::abort`]: one merely dropped keeps its socket and buffers until the
+/// stack is dropped.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Connection(SocketHandle);
+
+/// A bound UDP socket (a handle into its [`Stack`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct UdpSocket(SocketHandle);
+
+/// An ICMP echo (ping) socket: sends echo requests with its identifier and receives
+/// the replies carrying it (a handle into its [`Stack`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct PingSocket {
+    /// The socket.
+    handle: SocketHandle,
+    /// The echo identifier its requests carry.
+    ident: u16,
+}
+
+/// An echo reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EchoReply {
+    /// Who answered.
+    pub from: Ipv4Addr,
+    /// The sequence number of the request answered.
+    pub seq: u16,
+    /// Bytes of data it carried back.
+    pub len: usize,
+}
+
+/// Echo requests and replies a ping socket buffers each way.
+const PING_PACKETS: usize = 8;
+/// The largest echo data a ping socket sends (an ICMP packet in one 1500-byte IP MTU).
+pub const PING_MAX_DATA: usize = 1472 - 8;
+
+/// The sockets behind one listening port. smoltcp needs one socket per connection, so
+/// the listener keeps sockets listening and moves each that leaves `Listen` (a SYN came)
+/// to `pending`; `backlog` bounds both together, which bounds half-open state under a
+/// SYN flood: past it, SYNs are answered with a reset.
+struct ListenerState {
+    /// The port.
+    port: u16,
+    /// The most sockets listening or waiting to be accepted.
+    backlog: usize,
+    /// How each connection is built.
+    options: TcpOptions,
+    /// Sockets in `Listen`.
+    listening: Vec<SocketHandle>,
+    /// Sockets past `Listen`, oldest first, until accepted (or reset while half-open).
+    pending: VecDeque<SocketHandle>,
+}
+
+/// A TCP/IP interface over one NIC queue.
+pub struct Stack {
+    /// The NIC, held for the stack's life.
+    nic: Box<dyn NetDevice>,
+    /// The queue pair used.
+    queue: usize,
+    /// smoltcp's interface: addresses, routes, the ARP cache.
+    iface: Interface,
+    /// Every socket.
+    sockets: SocketSet<'static>,
+    /// What the NIC can do, given to smoltcp with each frame.
+    capabilities: DeviceCapabilities,
+    /// Replies made during receive, waiting for the NIC.
+    staging: Staging,
+    /// See [`NicTx`].
+    ring_capacity: Option<usize>,
+    /// See [`NicTx`].
+    discard: Vec<u8>,
+    /// What was moved and dropped.
+    counters: Counters,
+    /// The DHCP client, with [`Config::Dhcp`].
+    dhcp: Option<SocketHandle>,
+    /// Every listener made; an unlistened one stays, empty, so that handles stay valid.
+    listeners: Vec<ListenerState>,
+    /// Ports bound by UDP sockets.
+    udp_ports: Vec<u16>,
+    /// Connections closed or aborted by the app, removed once smoltcp is done with them.
+    closing: Vec<SocketHandle>,
+    /// The local port the next outgoing connection tries first.
+    next_port: u16,
+}
+
+impl Stack {
+    /// Builds the stack over `nic`'s queue `queue` and configures it; with
+    /// [`Config::Dhcp`] it polls until a lease comes or the timeout passes.
+    pub fn new(
+        kernel: &dyn Kernel,
+        nic: Box<dyn NetDevice>,
+        queue: usize,
+        config: Config,
+    ) -> Result<Self, NetError> {
+        let start = kernel.now_ns();
+        let mut stack = Self::start(nic, queue, config, start)?;
+        if let Config::Dhcp { timeout_ns } = config {
+            while stack.address().is_none() {
+                let now = kernel.now_ns();
+                if now.saturating_sub(start) >= timeout_ns {
+                    return Err(NetError::DhcpTimeout {
+                        waited_ms: (now - start) / 1_000_000,
+                    });
+                }
+                stack.poll(now)?;
+                kernel.sleep_ns(DHCP_POLL_NS);
+            }
+        }
+        Ok(stack)
+    }
+
+    /// Builds the stack without waiting, its clock at `now_ns`: with [`Config::Dhcp`]
+    /// the DHCP client starts and the address comes with a later [`poll`](Self::poll)
+    /// ([`address`](Self::address) says when); the timeout is the caller's to keep.
+    pub fn start(
+        nic: Box<dyn NetDevice>,
+        queue: usize,
+        config: Config,
+        now_ns: u64,
+    ) -> Result<Self, NetError> {
+        let mut stack = Self::unconfigured(nic, queue, now_ns);
+        match config {
+            Config::Static {
+                address,
+                prefix,
+                gateway,
+            } => stack.set_static(address, prefix, gateway)?,
+            Config::Dhcp { .. } => stack.dhcp = Some(stack.sockets.add(dhcpv4::Socket::new())),
+        }
+        Ok(stack)
+    }
+
+    /// The stack with no address, its clock at `now_ns`.
+    fn unconfigured(mut nic: Box<dyn NetDevice>, queue: usize, now_ns: u64) -> Self {
+        let info = nic.info();
+        let mut capabilities = DeviceCapabilities::default();
+        capabilities.medium = Medium::Ethernet;
+        capabilities.max_transmission_unit = info.max_frame;
+        let mut config = iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(info.mac)));
+        // smoltcp draws TCP initial sequence numbers and DHCP transaction IDs from this
+        // seed. Apps have no entropy source yet; the boot-relative time and the MAC make
+        // it differ between machines and boots, but an attacker who can guess both can
+        // predict the sequence numbers.
+        config.random_seed = mix(now_ns
+            ^ u64::from_le_bytes([
+                info.mac[0],
+                info.mac[1],
+                info.mac[2],
+                info.mac[3],
+                info.mac[4],
+                info.mac[5],
+                0,
+                0,
+            ]));
+        let mut discard = Vec::new();
+        let mut counters = Counters::default();
+        let mut ring_capacity = None;
+        let mut tx = NicTx {
+            nic: nic.as_mut(),
+            queue,
+            counters: &mut counters,
+            ring_capacity: &mut ring_capacity,
+            discard: &mut discard,
+            capabilities: capabilities.clone(),
+        };
+        let iface = Interface::new(config, &mut tx, instant(now_ns));
+        Self {
+            nic,
+            queue,
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            staging: Staging::new(RECEIVE_BATCH, info.max_frame),
+            capabilities,
+            ring_capacity,
+            discard,
+            counters,
+            dhcp: None,
+            listeners: Vec::new(),
+            udp_ports: Vec::new(),
+            closing: Vec::new(),
+            next_port: *EPHEMERAL_PORTS.start(),
+        }
+    }
+
+    /// Sets a fixed address and default route.
+    fn set_static(
+        &mut self,
+        address: Ipv4Addr,
+        prefix: u8,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<(), NetError> {
+        if prefix > 32 {
+            return Err(NetError::BadConfig("the prefix is longer than 32 bits"));
+        }
+        if address.is_unspecified() || address.is_broadcast() || address.is_multicast() {
+            return Err(NetError::BadConfig(
+                "the address is not a unicast host address",
+            ));
+        }
+        self.configure(Ipv4Cidr::new(address, prefix), gateway);
+        Ok(())
+    }
+
+    /// Replaces the address and default route.
+    fn configure(&mut self, cidr: Ipv4Cidr, gateway: Option<Ipv4Addr>) {
+        self.iface.update_ip_addrs(|addresses| {
+            addresses.clear();
+            // One address fits the smallest address table smoltcp can be built with.
+            let _ = addresses.push(IpCidr::Ipv4(cidr));
+        });
+        match gateway {
+            // Adding fails only when the route table is full, and it holds only this.
+            Some(router) => drop(self.iface.routes_mut().add_default_ipv4_route(router)),
+            None => drop(self.iface.routes_mut().remove_default_ipv4_route()),
+        }
+    }
+
+    /// Forgets the address (a DHCP lease was lost).
+    fn deconfigure(&mut self) {
+        self.iface.update_ip_addrs(|addresses| addresses.clear());
+        self.iface.routes_mut().remove_default_ipv4_route();
+    }
+
+    /// The interface's address and prefix length, once it has one.
+    pub fn address(&self) -> Option<(Ipv4Addr, u8)> {
+        self.iface.ip_addrs().iter().next().map(|cidr| match cidr {
+            IpCidr::Ipv4(v4) => (v4.address(), v4.prefix_len()),
+        })
+    }
+
+    /// The MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        match self.iface.hardware_addr() {
+            HardwareAddress::Ethernet(mac) => mac.0,
+        }
+    }
+
+    /// What the NIC adapter moved, copied and dropped.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Receives and processes what the NIC holds, sends what the sockets have, keeps the
+    /// DHCP lease and the listeners' backlogs; `now_ns` is the kernel's clock. Returns
+    /// whether any socket may have changed (worth looking at them). Never waits.
+    pub fn poll(&mut self, now_ns: u64) -> Result<bool, NetError> {
+        let now = instant(now_ns);
+        let mut changed = false;
+        for _ in 0..RECEIVE_BATCHES {
+            let Self {
+                nic,
+                queue,
+                iface,
+                sockets,
+                capabilities,
+                staging,
+                counters,
+                ..
+            } = self;
+            let received = nic.receive(*queue, RECEIVE_BATCH, &mut |frame| {
+                counters.rx_frames += 1;
+                counters.rx_bytes += frame.len() as u64;
+                let mut device = LentFrame {
+                    frame: Some(frame),
+                    staging: &mut *staging,
+                    capabilities: capabilities.clone(),
+                };
+                let outcome = iface.poll_ingress_single(now, &mut device, sockets);
+                changed |= outcome == iface::PollIngressSingleResult::SocketStateChanged;
+            })?;
+            staging.flush(nic.as_mut(), *queue, counters)?;
+            if received < RECEIVE_BATCH {
+                break;
+            }
+        }
+        let mut tx = NicTx {
+            nic: self.nic.as_mut(),
+            queue: self.queue,
+            counters: &mut self.counters,
+            ring_capacity: &mut self.ring_capacity,
+            discard: &mut self.discard,
+            capabilities: self.capabilities.clone(),
+        };
+        for _ in 0..SEND_ROUNDS {
+            if self.iface.poll_egress(now, &mut tx, &mut self.sockets) == iface::PollResult::None {
+                break;
+            }
+            changed = true;
+        }
+        self.poll_dhcp();
+        self.refill_listeners();
+        self.reap_closed();
+        Ok(changed)
+    }
+
+    /// Applies what the DHCP client learnt.
+    fn poll_dhcp(&mut self) {
+        let Some(handle) = self.dhcp else {
+            return;
+        };
+        let lease = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+            None => return,
+            Some(dhcpv4::Event::Configured(config)) => Some((config.address, config.router)),
+            Some(dhcpv4::Event::Deconfigured) => None,
+        };
+        match lease {
+            Some((cidr, router)) => self.configure(cidr, router),
+            None => self.deconfigure(),
+        }
+    }
+
+    /// Moves listening sockets that got a SYN to their listener's pending queue and
+    /// listens again up to the backlog.
+    fn refill_listeners(&mut self) {
+        for listener in &mut self.listeners {
+            let sockets = &mut self.sockets;
+            listener.listening.retain(|&handle| {
+                if sockets.get::<tcp::Socket>(handle).state() == tcp::State::Listen {
+                    true
+                } else {
+                    listener.pending.push_back(handle);
+                    false
+                }
+            });
+            // A connection reset or timed out before it was accepted frees its slot.
+            listener.pending.retain(|&handle| {
+                let state = sockets.get::<tcp::Socket>(handle).state();
+                let gone = matches!(state, tcp::State::Closed | tcp::State::TimeWait);
+                if gone {
+                    sockets.remove(handle);
+                }
+                !gone
+            });
+            while listener.listening.len() + listener.pending.len() < listener.backlog {
+                let handle = sockets.add(new_tcp_socket(&listener.options));
+                if sockets
+                    .get_mut::<tcp::Socket>(handle)
+                    .listen(listener.port)
+                    .is_err()
+                {
+                    sockets.remove(handle);
+                    break;
+                }
+                listener.listening.push(handle);
+            }
+        }
+    }
+
+    /// Removes the sockets of closed connections once smoltcp is done with them.
+    fn reap_closed(&mut self) {
+        let sockets = &mut self.sockets;
+        self.closing.retain(|&handle| {
+            let state = sockets.get::<tcp::Socket>(handle).state();
+            // TIME-WAIT's 2*MSL keeps stray segments of an old connection out of a new
+            // one on the same four-tuple. Accepted connections' tuples are the clients'
+            // choice, and outgoing ones take the next of 16,384 local ports, so one
+            // repeats only after that many connections: the socket can go at once.
+            let done = matches!(state, tcp::State::Closed | tcp::State::TimeWait);
+            if done {
+                sockets.remove(handle);
+            }
+            !done
+        });
+    }
+
+    /// Whether a listener of this stack uses TCP `port`.
+    fn tcp_port_taken(&self, port: u16) -> bool {
+        self.listeners
+            .iter()
+            .any(|l| l.port == port && l.backlog > 0)
+    }
+
+    /// Listens on TCP `port` with up to `backlog` connections half-open or waiting for
+    /// [`accept`](Self::accept), each with `options`' buffers (allocated now for the
+    /// listening sockets).
+    pub fn listen(
+        &mut self,
+        port: u16,
+        backlog: usize,
+        options: TcpOptions,
+    ) -> Result<Listener, NetError> {
+        if port == 0 {
+            return Err(NetError::PortZero);
+        }
+        if self.tcp_port_taken(port) {
+            return Err(NetError::PortInUse(port));
+        }
+        self.listeners.push(ListenerState {
+            port,
+            backlog: backlog.max(1),
+            options,
+            listening: Vec::new(),
+            pending: VecDeque::new(),
+        });
+        self.refill_listeners();
+        Ok(Listener(self.listeners.len() - 1))
+    }
+
+    /// The oldest connection of `listener` whose handshake finished, if any.
+    pub fn accept(&mut self, listener: &Listener) -> Option<Connection> {
+        let state = self.listeners.get_mut(listener.0)?;
+        let sockets = &self.sockets;
+        let ready = state.pending.iter().position(|&handle| {
+            // Established, or already closed by the peer after sending: both are worth
+            // handing over (the data is still to be read).
+            sockets.get::<tcp::Socket>(handle).state() != tcp::State::SynReceived
+        })?;
+        let handle = state.pending.remove(ready)?;
+        Some(Connection(handle))
+    }
+
+    /// Stops listening: connections not yet accepted are reset; accepted ones stay.
+    pub fn unlisten(&mut self, listener: Listener) {
+        if let Some(state) = self.listeners.get_mut(listener.0) {
+            state.backlog = 0;
+            for handle in state.listening.drain(..).chain(state.pending.drain(..)) {
+                self.sockets.get_mut::<tcp::Socket>(handle).abort();
+                self.closing.push(handle);
+            }
+        }
+    }
+
+    /// The peer of `connection`.
+    pub fn peer(&self, connection: &Connection) -> Option<Endpoint> {
+        self.sockets
+            .get::<tcp::Socket>(connection.0)
+            .remote_endpoint()
+            .map(Endpoint::from_smoltcp)
+    }
+
+    /// Copies received bytes into `buffer`; `Ok(0)` when none are waiting yet,
+    /// [`NetError::Closed`] once the peer has closed and everything was read.
+    pub fn read(&mut self, connection: &Connection, buffer: &mut [u8]) -> Result<usize, NetError> {
+        self.read_with(connection, |data| {
+            let len = data.len().min(buffer.len());
+            buffer[..len].copy_from_slice(&data[..len]);
+            len
+        })
+    }
+
+    /// Lends `consume` the received bytes in place (one contiguous part of the receive
+    /// buffer: call again for the rest); it returns how many it used. `Ok(0)` and
+    /// [`NetError::Closed`] as for [`read`](Self::read).
+    pub fn read_with(
+        &mut self,
+        connection: &Connection,
+        consume: impl FnOnce(&[u8]) -> usize,
+    ) -> Result<usize, NetError> {
+        let socket = self.sockets.get_mut::<tcp::Socket>(connection.0);
+        if socket.can_recv() {
+            socket
+                .recv(|data| {
+                    let used = consume(data).min(data.len());
+                    (used, used)
+                })
+                .map_err(|_| NetError::Closed)
+        } else if socket.may_recv() || is_opening(socket) {
+            Ok(0)
+        } else {
+            Err(NetError::Closed)
+        }
+    }
+
+    /// Queues bytes of `data` for sending; returns how many fitted in the send buffer
+    /// (0 when it is full: poll and try again). [`NetError::Closed`] once the connection
+    /// can no longer send.
+    pub fn write(&mut self, connection: &Connection, data: &[u8]) -> Result<usize, NetError> {
+        self.write_with(connection, |room| {
+            let len = room.len().min(data.len());
+            room[..len].copy_from_slice(&data[..len]);
+            len
+        })
+    }
+
+    /// Lends `produce` free room of the send buffer in place (one contiguous part: call
+    /// again for more); it returns how many bytes it wrote there. Errors as for
+    /// [`write`](Self::write).
+    pub fn write_with(
+        &mut self,
+        connection: &Connection,
+        produce: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, NetError> {
+        let socket = self.sockets.get_mut::<tcp::Socket>(connection.0);
+        if is_opening(socket) {
+            return Ok(0);
+        }
+        if !socket.may_send() {
+            return Err(NetError::Closed);
+        }
+        socket
+            .send(|room| {
+                let used = produce(room).min(room.len());
+                (used, used)
+            })
+            .map_err(|_| NetError::Closed)
+    }
+
+    /// Bytes written and not yet acknowledged by the peer.
+    pub fn unacknowledged(&self, connection: &Connection) -> usize {
+        self.sockets.get::<tcp::Socket>(connection.0).send_queue()
+    }
+
+    /// Whether the connection has finished: the peer closed it and everything was read,
+    /// or it was reset.
+    pub fn is_finished(&self, connection: &Connection) -> bool {
+        let socket = self.sockets.get::<tcp::Socket>(connection.0);
+        !socket.may_recv() && !socket.can_recv() && !is_opening(socket)
+    }
+
+    /// Closes the connection in order: what was written is still sent, then a FIN.
+    pub fn close(&mut self, connection: Connection) {
+        self.sockets.get_mut::<tcp::Socket>(connection.0).close();
+        self.closing.push(connection.0);
+    }
+
+    /// Resets the connection at once (abortive close); unsent data is dropped.
+    pub fn abort(&mut self, connection: Connection) {
+        self.sockets.get_mut::<tcp::Socket>(connection.0).abort();
+        self.closing.push(connection.0);
+    }
+
+    /// Opens a connection to `remote` from a free local port; it can be read and
+    /// written once the handshake is done ([`is_established`](Self::is_established)),
+    /// and reads [`NetError::Closed`] if the peer refuses it.
+    pub fn connect(
+        &mut self,
+        remote: Endpoint,
+        options: TcpOptions,
+    ) -> Result<Connection, NetError> {
+        if self.address().is_none() {
+            return Err(NetError::NoAddress);
+        }
+        if remote.port == 0 {
+            return Err(NetError::PortZero);
+        }
+        let port = self.next_port;
+        self.next_port = if port == *EPHEMERAL_PORTS.end() {
+            *EPHEMERAL_PORTS.start()
+        } else {
+            port + 1
+        };
+        let mut socket = new_tcp_socket(&options);
+        socket
+            .connect(
+                self.iface.context(),
+                IpEndpoint::new(IpAddress::Ipv4(remote.address), remote.port),
+                port,
+            )
+            .map_err(|_| NetError::Unreachable)?;
+        Ok(Connection(self.sockets.add(socket)))
+    }
+
+    /// Whether the connection's handshake is done and it can carry data both ways.
+    pub fn is_established(&self, connection: &Connection) -> bool {
+        self.sockets.get::<tcp::Socket>(connection.0).state() == tcp::State::Established
+    }
+
+    /// Sockets the stack holds: listening, connecting, connected, closing, UDP and DHCP.
+    pub fn sockets_in_use(&self) -> usize {
+        self.sockets.iter().count()
+    }
+
+    /// Opens a ping socket whose requests carry the echo identifier `ident`.
+    pub fn ping_open(&mut self, ident: u16) -> PingSocket {
+        let buffer = || {
+            icmp::PacketBuffer::new(
+                vec![icmp::PacketMetadata::EMPTY; PING_PACKETS],
+                vec![0u8; PING_PACKETS * (PING_MAX_DATA + 8)],
+            )
+        };
+        let mut socket = icmp::Socket::new(buffer(), buffer());
+        // Binding fails only for an unspecified endpoint; an identifier is specified.
+        let _ = socket.bind(icmp::Endpoint::Ident(ident));
+        PingSocket {
+            handle: self.sockets.add(socket),
+            ident,
+        }
+    }
+
+    /// Queues an echo request to `to` with sequence number `seq` carrying `data` (up
+    /// to [`PING_MAX_DATA`] bytes).
+    pub fn ping_send(
+        &mut self,
+        socket: &PingSocket,
+        to: Ipv4Addr,
+        seq: u16,
+        data: &[u8],
+    ) -> Result<(), NetError> {
+        if data.len() > PING_MAX_DATA {
+            return Err(NetError::TooLarge);
+        }
+        if self.address().is_none() {
+            return Err(NetError::NoAddress);
+        }
+        let request = Icmpv4Repr::EchoRequest {
+            ident: socket.ident,
+            seq_no: seq,
+            data,
+        };
+        let icmp = self.sockets.get_mut::<icmp::Socket>(socket.handle);
+        let buffer = icmp
+            .send(request.buffer_len(), IpAddress::Ipv4(to))
+            .map_err(|error| match error {
+                icmp::SendError::BufferFull => NetError::WouldBlock,
+                icmp::SendError::Unaddressable => NetError::Unreachable,
+            })?;
+        request.emit(
+            &mut Icmpv4Packet::new_unchecked(buffer),
+            &ChecksumCapabilities::default(),
+        );
+        Ok(())
+    }
+
+    /// The next echo reply to `socket`'s requests, if one came; anything else the
+    /// socket received (a malformed packet, another ICMP message) is skipped.
+    pub fn ping_recv(&mut self, socket: &PingSocket) -> Option<EchoReply> {
+        let icmp = self.sockets.get_mut::<icmp::Socket>(socket.handle);
+        while let Ok((packet, IpAddress::Ipv4(from))) = icmp.recv() {
+            let Ok(packet) = Icmpv4Packet::new_checked(packet) else {
+                continue;
+            };
+            if let Ok(Icmpv4Repr::EchoReply {
+                ident,
+                seq_no,
+                data,
+            }) = Icmpv4Repr::parse(&packet, &ChecksumCapabilities::default())
+                && ident == socket.ident
+            {
+                return Some(EchoReply {
+                    from,
+                    seq: seq_no,
+                    len: data.len(),
+                });
+            }
+        }
+        None
+    }
+
+    /// Closes a ping socket.
+    pub fn ping_close(&mut self, socket: PingSocket) {
+        self.sockets.remove(socket.handle);
+    }
+
+    /// Binds a UDP socket to `port` with `options`' buffers.
+    pub fn udp_bind(&mut self, port: u16, options: UdpOptions) -> Result<UdpSocket, NetError> {
+        if port == 0 {
+            return Err(NetError::PortZero);
+        }
+        if self.udp_ports.contains(&port) {
+            return Err(NetError::PortInUse(port));
+        }
+        let buffer = || {
+            udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; options.datagrams.max(1)],
+                vec![0u8; options.buffer],
+            )
+        };
+        let mut socket = udp::Socket::new(buffer(), buffer());
+        socket.bind(port).map_err(|_| NetError::PortZero)?;
+        self.udp_ports.push(port);
+        Ok(UdpSocket(self.sockets.add(socket)))
+    }
+
+    /// Takes the oldest received datagram: copies as much as fits in `buffer` (the rest
+    /// is lost, as with BSD sockets) and returns its length in `buffer` and its sender.
+    pub fn recv_from(
+        &mut self,
+        socket: &UdpSocket,
+        buffer: &mut [u8],
+    ) -> Option<(usize, Endpoint)> {
+        let socket = self.sockets.get_mut::<udp::Socket>(socket.0);
+        let (data, meta) = socket.recv().ok()?;
+        let len = data.len().min(buffer.len());
+        buffer[..len].copy_from_slice(&data[..len]);
+        Some((len, Endpoint::from_smoltcp(meta.endpoint)))
+    }
+
+    /// Queues `data` as one datagram to `to`; [`NetError::WouldBlock`] when the send
+    /// buffer is full, [`NetError::TooLarge`] when it can never fit (in the buffer, or
+    /// in one frame: 1472 bytes on a 1500-byte MTU),
+    /// [`NetError::Unreachable`] when `to` is unusable.
+    pub fn send_to(
+        &mut self,
+        socket: &UdpSocket,
+        data: &[u8],
+        to: Endpoint,
+    ) -> Result<(), NetError> {
+        if self.address().is_none() {
+            return Err(NetError::NoAddress);
+        }
+        // IP fragmentation is not compiled in, so a datagram must fit in one frame
+        // (smoltcp would drop a larger one silently).
+        let max_payload = self
+            .capabilities
+            .max_transmission_unit
+            .saturating_sub(14 + 20 + 8);
+        let socket = self.sockets.get_mut::<udp::Socket>(socket.0);
+        if data.len() > socket.payload_send_capacity() || data.len() > max_payload {
+            return Err(NetError::TooLarge);
+        }
+        socket
+            .send_slice(data, IpEndpoint::new(IpAddress::Ipv4(to.address), to.port))
+            .map_err(|error| match error {
+                udp::SendError::BufferFull => NetError::WouldBlock,
+                udp::SendError::Unaddressable => NetError::Unreachable,
+            })
+    }
+
+    /// Closes a UDP socket and frees its port.
+    pub fn udp_close(&mut self, socket: UdpSocket) {
+        let port = self.sockets.get::<udp::Socket>(socket.0).endpoint().port;
+        self.udp_ports.retain(|&p| p != port);
+        self.sockets.remove(socket.0);
+    }
+}
+
+/// A TCP socket built as `options` say.
+fn new_tcp_socket(options: &TcpOptions) -> tcp::Socket<'static> {
+    let mut socket = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0u8; options.receive_buffer]),
+        tcp::SocketBuffer::new(vec![0u8; options.send_buffer]),
+    );
+    socket.set_nagle_enabled(options.nagle);
+    socket.set_keep_alive(options.keep_alive_ms.map(Duration::from_millis));
+    socket.set_timeout(options.timeout_ms.map(Duration::from_millis));
+    socket
+}
+
+/// Whether the socket's handshake is under way (nothing to read or write yet, but not
+/// closed).
+fn is_opening(socket: &tcp::Socket) -> bool {
+    matches!(
+        socket.state(),
+        tcp::State::SynSent | tcp::State::SynReceived
+    )
+}
+
+/// smoltcp's time for the kernel's nanoseconds since boot.
+fn instant(now_ns: u64) -> Instant {
+    Instant::from_micros(i64::try_from(now_ns / 1000).unwrap_or(i64::MAX))
+}
+
+/// splitmix64's finaliser: spreads the seed's few varying bits over all 64.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
