@@ -73,6 +73,11 @@ pub static DRIVERS: &[Driver] = &[
         matches: rexo_ata::matches,
         probe: rexo_ata::probe,
     },
+    Driver {
+        name: "xhci",
+        matches: rexo_xhci::matches,
+        probe: rexo_xhci::probe,
+    },
 ];
 
 /// What happened to a function at binding.

@@ -1,0 +1,952 @@
+//! xHCI USB host controllers (PCI class 0C.03.30) with HID boot-protocol keyboards.
+//!
+//! The controller is taken from the firmware (USB Legacy Support capability), halted,
+//! reset and started with a command ring, one event ring segment on interrupter 0
+//! (polled: its interrupt stays off) and scratchpad buffers. Every root port with a
+//! device connected is reset and its device addressed; a device whose configuration has
+//! a boot keyboard interface is configured (boot protocol, idle rate 0) and its
+//! interrupt IN endpoint keeps [`REPORTS_IN_FLIGHT`] Normal TRBs queued for 8-byte boot
+//! reports. All keyboards of a controller are one [`KeyboardDevice`]: reading it polls
+//! the event ring in DMA memory (no register access while nothing happens), turns new
+//! key presses into terminal bytes and queues the TRBs again (one doorbell per
+//! keyboard per poll). Hot-plugging is not followed: devices are found at probe.
+#![cfg_attr(target_os = "none", no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod hid;
+mod ring;
+mod spec;
+mod usb;
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rexo_api::{DeviceError, KeyboardDevice};
+use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform, barrier};
+use rexo_pci::{Address, Function};
+
+use crate::ring::{EventRing, ProducerRing};
+use crate::spec::{Trb, cap, completion, endpoint, ext, op, port, rt, trb};
+
+/// PCI class, subclass and programming interface of an xHCI controller.
+const CLASS_XHCI: (u8, u8, u8) = (0x0C, 0x03, 0x30);
+/// TRBs of the command ring (one page; the driver runs one command at a time).
+const COMMAND_RING_TRBS: usize = 256;
+/// TRBs of the event ring's one segment (one page).
+const EVENT_RING_TRBS: usize = 256;
+/// TRBs of each endpoint 0 transfer ring (one page).
+const CONTROL_RING_TRBS: usize = 256;
+/// TRBs of each keyboard's report ring; entry `i` receives into report buffer `i`.
+const REPORT_RING_TRBS: usize = 64;
+/// Bytes per report buffer: the largest full-speed interrupt packet, so 64 buffers
+/// fill one page.
+const REPORT_STRIDE: usize = 64;
+/// Normal TRBs kept queued per keyboard, so reports arriving between polls wait in
+/// memory rather than being NAKed.
+const REPORTS_IN_FLIGHT: usize = 8;
+/// Bytes of a boot keyboard report (HID 1.11 B.1).
+const BOOT_REPORT_LEN: u16 = 8;
+/// Bytes of the descriptor buffer of each device (configurations longer are cut).
+const DESCRIPTOR_BUFFER: usize = 4096;
+/// Bytes of each device's input and output contexts: 33 contexts of up to 64 bytes.
+const CONTEXT_BYTES: usize = 33 * 64;
+/// How long the firmware may take to give the controller up.
+const HANDOFF_TIMEOUT_MS: u64 = 1_000;
+/// How long halting, resetting and starting the controller may take.
+const STATE_TIMEOUT_MS: u64 = 1_000;
+/// How long a command may take.
+const COMMAND_TIMEOUT_MS: u64 = 1_000;
+/// How long a control transfer may take.
+const TRANSFER_TIMEOUT_MS: u64 = 1_000;
+/// How long a port reset may take.
+const PORT_RESET_TIMEOUT_MS: u64 = 500;
+/// The reset recovery time before a device is addressed (USB 2.0 7.1.7.3: 10 ms).
+const PORT_RECOVERY_MS: u64 = 10;
+/// How often an idle poll reads USBSTS for a controller error.
+const HEALTH_CHECK_NS: u64 = 100_000_000;
+/// Extended capabilities looked at before the list is taken as broken.
+const MAX_EXTENDED_CAPABILITIES: usize = 64;
+/// Bytes of a page as the controller sees it (PAGESIZE bit 0).
+const PAGE: usize = 4096;
+
+/// Whether this driver takes `function`: any xHCI controller.
+pub fn matches(function: &Function) -> bool {
+    function.header.class() == CLASS_XHCI
+}
+
+/// Starts the controller on `function`: one keyboard device for all the boot
+/// keyboards on its root ports, or none.
+pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
+    function.enable()?;
+    let bar = function.mmio(0)?;
+    let address = function.address();
+    let mut xhci = Xhci::start(bar, function.platform(), address)?;
+    log::info!(
+        "{address} xhci: {} ports, {} slots, {}-byte contexts, {} scratchpad pages",
+        xhci.ports,
+        xhci.max_slots,
+        xhci.context_size,
+        xhci.scratchpads
+    );
+    for port in 1..=xhci.ports {
+        match xhci.attach(port) {
+            Ok(Some((vendor, product))) => {
+                log::info!("{address} xhci: port {port}: keyboard {vendor:04x}:{product:04x}")
+            }
+            Ok(None) => {}
+            Err(error) => log::warn!("{address} xhci: port {port}: {error}"),
+        }
+    }
+    if xhci.devices.iter().all(|d| d.keyboard.is_none()) {
+        // Dropping the controller halts it.
+        return Ok(Vec::new());
+    }
+    xhci.start_reports();
+    Ok(vec![Found::Keyboard(Box::new(xhci))])
+}
+
+/// The controller's register windows (xHCI 5).
+struct Registers {
+    /// The operational registers.
+    op: Mmio,
+    /// The root ports' register sets.
+    ports: Mmio,
+    /// Interrupter 0's register set.
+    interrupter: Mmio,
+    /// The doorbell array (0 is the controller's, n is slot n's).
+    doorbells: Mmio,
+}
+
+impl Registers {
+    /// Writes the 64-bit operational or runtime register at `offset` of `window` as two
+    /// halves, low first (xHCI 5.1: 32-bit accesses work with every controller).
+    fn write64(window: &Mmio, offset: usize, value: u64) {
+        window.write32(offset, value as u32);
+        window.write32(offset + 4, (value >> 32) as u32);
+    }
+
+    /// PORTSC of `port` (1-based).
+    fn portsc(&self, port: u8) -> u32 {
+        self.ports.read32((usize::from(port) - 1) * op::PORT_STRIDE)
+    }
+
+    /// Writes PORTSC of `port`: the bits to keep from `current`, plus `set`.
+    fn set_portsc(&self, port: u8, current: u32, set: u32) {
+        self.ports.write32(
+            (usize::from(port) - 1) * op::PORT_STRIDE,
+            (current & port::PRESERVE) | set,
+        );
+    }
+}
+
+/// A keyboard's interrupt IN endpoint and its reports.
+struct Keyboard {
+    /// What its configuration descriptor says.
+    descriptor: usb::BootKeyboard,
+    /// Bytes each Normal TRB receives.
+    report_len: u32,
+    /// The endpoint's transfer ring.
+    ring: ProducerRing,
+    /// Report buffer `i` (at `i * REPORT_STRIDE`) belongs to ring entry `i`.
+    reports: Dma,
+    /// Key state between reports.
+    decoder: hid::BootKeyboard,
+    /// TRBs queued since the doorbell was last rung.
+    doorbell_due: bool,
+    /// The completion code that halted the endpoint, until it is restarted.
+    halted: Option<u8>,
+}
+
+/// One addressed device and the memory the controller holds for it.
+struct Device {
+    /// Its slot.
+    slot: u8,
+    /// Its root port (1-based).
+    port: u8,
+    /// Its port speed ID.
+    speed: u8,
+    /// The output device context (the controller writes it).
+    output: Dma,
+    /// The input context for commands.
+    input: Dma,
+    /// Endpoint 0's transfer ring.
+    control: ProducerRing,
+    /// Endpoint 0's max packet size.
+    control_max_packet: u16,
+    /// Descriptors read into it.
+    buffer: Dma,
+    /// The boot keyboard, when it is one.
+    keyboard: Option<Keyboard>,
+}
+
+/// A running controller and its devices; dropping it halts the controller before its
+/// memory goes back.
+struct Xhci {
+    /// The PCI function, for messages.
+    address: Address,
+    /// Register windows.
+    registers: Registers,
+    /// The clock.
+    platform: &'static dyn Platform,
+    /// Bytes per context (32 or 64).
+    context_size: usize,
+    /// Whether DMA addresses may lie above 4 GiB (AC64).
+    addresses_64: bool,
+    /// Device slots enabled (MaxSlotsEn).
+    max_slots: u8,
+    /// Root ports.
+    ports: u8,
+    /// Scratchpad pages given to the controller.
+    scratchpads: usize,
+    /// The device context base address array.
+    dcbaa: Dma,
+    /// Memory only the controller uses: the scratchpad array and pages, the segment table.
+    controller_memory: Vec<Dma>,
+    /// The command ring.
+    commands: ProducerRing,
+    /// The event ring.
+    events: EventRing,
+    /// Addressed devices.
+    devices: Vec<Device>,
+    /// Bytes typed, not read yet.
+    typed: VecDeque<u8>,
+    /// When USBSTS was last read by an idle poll.
+    last_health_check: u64,
+    /// Why the controller stopped, once it did.
+    failed: Option<&'static str>,
+}
+
+/// Waits until `done` holds, up to `ms` milliseconds of `platform`'s clock.
+fn wait_until(
+    platform: &dyn Platform,
+    what: &'static str,
+    ms: u64,
+    mut done: impl FnMut() -> bool,
+) -> Result<(), DeviceError> {
+    let start = platform.now_ns();
+    loop {
+        if done() {
+            return Ok(());
+        }
+        if platform.now_ns().saturating_sub(start) > ms * 1_000_000 {
+            return Err(DeviceError::Timeout { what, ms });
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Waits `ms` milliseconds.
+fn pause(platform: &dyn Platform, ms: u64) {
+    let start = platform.now_ns();
+    while platform.now_ns().saturating_sub(start) < ms * 1_000_000 {
+        core::hint::spin_loop();
+    }
+}
+
+/// Takes the controller from the firmware (xHCI 4.22.1): sets the OS Owned semaphore of
+/// the USB Legacy Support capability, waits for the BIOS Owned one to clear, and turns
+/// the firmware's SMIs off. A firmware that does not let go is overruled (logged).
+fn take_from_firmware(bar: &Mmio, platform: &dyn Platform, address: Address, first: usize) {
+    let mut offset = first;
+    for _ in 0..MAX_EXTENDED_CAPABILITIES {
+        if offset == 0 || offset + 8 > bar.len() {
+            return;
+        }
+        let header = bar.read32(offset);
+        if header as u8 == ext::LEGACY_SUPPORT {
+            // The semaphores are bytes of their own: writing byte 3 leaves the BIOS's alone.
+            bar.write8(offset + 3, 1);
+            let released = wait_until(platform, "BIOS handoff", HANDOFF_TIMEOUT_MS, || {
+                bar.read32(offset) & (ext::BIOS_OWNED | ext::OS_OWNED) == ext::OS_OWNED
+            });
+            if released.is_err() {
+                log::warn!("{address} xhci: the firmware kept the controller; taking it anyway");
+                bar.write8(offset + 2, 0);
+            }
+            let control = bar.read32(offset + 4);
+            bar.write32(offset + 4, (control & !ext::SMI_ENABLES) | ext::SMI_CHANGES);
+            return;
+        }
+        let next = ((header >> 8) & 0xFF) as usize;
+        if next == 0 {
+            return;
+        }
+        offset += next * 4;
+    }
+}
+
+impl Xhci {
+    /// Takes, resets and starts the controller in `bar`.
+    fn start(
+        bar: Mmio,
+        platform: &'static dyn Platform,
+        address: Address,
+    ) -> Result<Self, DeviceError> {
+        let bad = |why| DeviceError::BadBar { index: 0, why };
+        if bar.len() < 0x20 {
+            return Err(bad("too small for the capability registers"));
+        }
+        let cap_length = (bar.read32(cap::CAPLENGTH) & 0xFF) as usize;
+        let params1 = bar.read32(cap::HCSPARAMS1);
+        let params2 = bar.read32(cap::HCSPARAMS2);
+        let cparams1 = bar.read32(cap::HCCPARAMS1);
+        let doorbell_offset = (bar.read32(cap::DBOFF) & !0x3) as usize;
+        let runtime_offset = (bar.read32(cap::RTSOFF) & !0x1F) as usize;
+        let max_slots = params1 as u8;
+        let ports = (params1 >> 24) as u8;
+        if max_slots == 0 || ports == 0 {
+            return Err(DeviceError::Unsupported("device slots and root ports"));
+        }
+        let op = bar
+            .window(cap_length, op::CONFIG + 4)
+            .ok_or(bad("too small for the operational registers"))?;
+        let registers = Registers {
+            ports: bar
+                .window(
+                    cap_length + op::PORTSC,
+                    usize::from(ports) * op::PORT_STRIDE,
+                )
+                .ok_or(bad("too small for its ports"))?,
+            interrupter: bar
+                .window(runtime_offset + rt::INTERRUPTER0, 0x20)
+                .ok_or(bad("too small for the runtime registers"))?,
+            doorbells: bar
+                .window(doorbell_offset, (usize::from(max_slots) + 1) * 4)
+                .ok_or(bad("too small for the doorbells"))?,
+            op,
+        };
+
+        take_from_firmware(&bar, platform, address, ((cparams1 >> 16) as usize) * 4);
+        let op = &registers.op;
+        // Halt (xHCI 4.2: reset only a halted controller), then reset.
+        op.write32(op::USBCMD, op.read32(op::USBCMD) & !op::CMD_RUN);
+        wait_until(platform, "the controller to halt", STATE_TIMEOUT_MS, || {
+            op.read32(op::USBSTS) & op::STS_HALTED != 0
+        })?;
+        op.write32(op::USBCMD, op::CMD_RESET);
+        wait_until(platform, "the controller reset", STATE_TIMEOUT_MS, || {
+            op.read32(op::USBCMD) & op::CMD_RESET == 0
+                && op.read32(op::USBSTS) & op::STS_NOT_READY == 0
+        })?;
+        if op.read32(op::PAGESIZE) & op::PAGESIZE_4K == 0 {
+            return Err(DeviceError::Unsupported("4 KiB pages"));
+        }
+
+        let addresses_64 = cparams1 & cap::AC64 != 0;
+        let dma = |bytes| reachable(Dma::new(platform, bytes)?, addresses_64);
+        let scratchpads = spec::scratchpad_count(params2);
+        let mut dcbaa = dma((usize::from(max_slots) + 1) * 8)?;
+        let mut controller_memory = Vec::new();
+        if scratchpads > 0 {
+            let mut array = dma(scratchpads * 8)?;
+            let pages = dma(scratchpads * PAGE)?;
+            for i in 0..scratchpads {
+                array.write64(i * 8, pages.phys() + (i * PAGE) as u64);
+            }
+            dcbaa.write64(0, array.phys());
+            controller_memory.push(array);
+            controller_memory.push(pages);
+        }
+        let commands = ProducerRing::new(dma(COMMAND_RING_TRBS * trb::SIZE)?, COMMAND_RING_TRBS);
+        let events = EventRing::new(dma(EVENT_RING_TRBS * trb::SIZE)?, EVENT_RING_TRBS);
+        // The event ring segment table: one entry of base and size (xHCI 6.5).
+        let mut segments = dma(16)?;
+        segments.write64(0, events.phys());
+        segments.write32(8, EVENT_RING_TRBS as u32);
+
+        let xhci = Self {
+            address,
+            registers,
+            platform,
+            context_size: if cparams1 & cap::CSZ != 0 { 64 } else { 32 },
+            addresses_64,
+            max_slots,
+            ports,
+            scratchpads,
+            dcbaa,
+            controller_memory,
+            commands,
+            events,
+            devices: Vec::new(),
+            typed: VecDeque::with_capacity(64),
+            last_health_check: 0,
+            failed: None,
+        };
+        let op = &xhci.registers.op;
+        op.write32(op::CONFIG, u32::from(max_slots));
+        Registers::write64(op, op::DCBAAP, xhci.dcbaa.phys());
+        Registers::write64(op, op::CRCR, xhci.commands.phys() | op::CRCR_CYCLE);
+        let interrupter = &xhci.registers.interrupter;
+        // Polled: IMAN.IE stays 0 (IP is write-1-to-clear).
+        interrupter.write32(rt::IMAN, 1);
+        interrupter.write32(rt::ERSTSZ, 1);
+        Registers::write64(interrupter, rt::ERDP, xhci.events.phys());
+        // Writing ERSTBA last starts the event ring (xHCI 4.9.4).
+        Registers::write64(interrupter, rt::ERSTBA, segments.phys());
+        let mut xhci = xhci;
+        xhci.controller_memory.push(segments);
+        let op = &xhci.registers.op;
+        op.write32(op::USBCMD, op::CMD_RUN);
+        wait_until(platform, "the controller to run", STATE_TIMEOUT_MS, || {
+            op.read32(op::USBSTS) & op::STS_HALTED == 0
+        })?;
+        Ok(xhci)
+    }
+
+    /// Fresh DMA memory the controller can reach.
+    fn dma(&self, bytes: usize) -> Result<Dma, DeviceError> {
+        reachable(Dma::new(self.platform, bytes)?, self.addresses_64)
+    }
+
+    /// Rings doorbell `index` (0: commands; a slot: `target` is the endpoint's DCI).
+    fn ring_doorbell(&self, index: u8, target: u8) {
+        barrier();
+        self.registers
+            .doorbells
+            .write32(usize::from(index) * 4, u32::from(target));
+    }
+
+    /// Tells the controller the events up to the consumer's position are handled.
+    fn acknowledge_events(&self) {
+        Registers::write64(
+            &self.registers.interrupter,
+            rt::ERDP,
+            self.events.dequeue_pointer() | rt::ERDP_BUSY,
+        );
+    }
+
+    /// Waits for the event `wanted` accepts, up to `ms` milliseconds from `start` (a
+    /// clock reading); events before it are handled as usual (reports queue their bytes).
+    fn wait_event(
+        &mut self,
+        what: &'static str,
+        start: u64,
+        ms: u64,
+        wanted: impl Fn(&Trb) -> bool,
+    ) -> Result<Trb, DeviceError> {
+        loop {
+            let mut handled = false;
+            while let Some(event) = self.events.peek() {
+                self.events.pop();
+                handled = true;
+                if wanted(&event) {
+                    self.acknowledge_events();
+                    return Ok(event);
+                }
+                if let Err(error) = self.handle_event(event) {
+                    self.acknowledge_events();
+                    return Err(error);
+                }
+            }
+            if handled {
+                self.acknowledge_events();
+            }
+            if self.platform.now_ns().saturating_sub(start) > ms * 1_000_000 {
+                self.check_health()?;
+                return Err(DeviceError::Timeout { what, ms });
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Runs one command and waits for its completion.
+    fn command(&mut self, what: &'static str, command: Trb) -> Result<Trb, DeviceError> {
+        let index = self.commands.push(command);
+        let address = self.commands.address_of(index);
+        self.ring_doorbell(0, 0);
+        let start = self.platform.now_ns();
+        let event = self.wait_event(what, start, COMMAND_TIMEOUT_MS, |event| {
+            event.kind() == trb::COMMAND_COMPLETION && event.parameter == address
+        })?;
+        match event.completion_code() {
+            completion::SUCCESS => Ok(event),
+            code => Err(DeviceError::Status {
+                what,
+                status: code.into(),
+            }),
+        }
+    }
+
+    /// Runs a control transfer on device `device`'s endpoint 0: `setup`, then `len`
+    /// bytes IN into its buffer when `len > 0`; returns the bytes received.
+    fn control(
+        &mut self,
+        device: usize,
+        what: &'static str,
+        setup: [u8; 8],
+        len: u16,
+    ) -> Result<usize, DeviceError> {
+        let data_in = len > 0;
+        let target = &mut self.devices[device];
+        let slot = target.slot;
+        target.control.push(Trb::setup(setup, data_in));
+        let data = data_in.then(|| {
+            target
+                .control
+                .push(Trb::data_in(target.buffer.phys(), len.into()))
+        });
+        let status = target.control.push(Trb::status(data_in));
+        let (data, status) = (
+            data.map(|i| target.control.address_of(i)),
+            target.control.address_of(status),
+        );
+        self.ring_doorbell(slot, 1);
+        let mut received = usize::from(len);
+        let start = self.platform.now_ns();
+        loop {
+            let event = self.wait_event(what, start, TRANSFER_TIMEOUT_MS, |event| {
+                event.kind() == trb::TRANSFER_EVENT && event.slot() == slot && event.endpoint() == 1
+            })?;
+            match event.completion_code() {
+                completion::SHORT_PACKET if Some(event.parameter) == data => {
+                    received = usize::from(len).saturating_sub(event.residual() as usize);
+                }
+                completion::SUCCESS if event.parameter == status => return Ok(received),
+                completion::SUCCESS => {}
+                code => {
+                    self.restart_endpoint(device, 1, code)?;
+                    return Err(DeviceError::Status {
+                        what,
+                        status: code.into(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Restarts endpoint `dci` of device `device` after it halted with `code`: Reset
+    /// Endpoint, then its dequeue pointer moved past the TRBs it abandoned (xHCI 4.6.8).
+    fn restart_endpoint(&mut self, device: usize, dci: u8, code: u8) -> Result<(), DeviceError> {
+        let target = &self.devices[device];
+        let slot = target.slot;
+        let (pointer, cycle) = if dci == 1 {
+            target.control.enqueue()
+        } else {
+            match &target.keyboard {
+                Some(keyboard) => keyboard.ring.enqueue(),
+                None => return Ok(()),
+            }
+        };
+        log::warn!(
+            "{} xhci: slot {slot} endpoint {dci} halted (completion code {code}), restarting",
+            self.address
+        );
+        self.command("Reset Endpoint", Trb::reset_endpoint(slot, dci))?;
+        self.command(
+            "Set TR Dequeue Pointer",
+            Trb::set_dequeue(slot, dci, pointer, cycle),
+        )?;
+        Ok(())
+    }
+
+    /// Resets root port `port` if it needs it and addresses its device; configures it
+    /// when it is a boot keyboard, returning its vendor and product IDs.
+    fn attach(&mut self, port: u8) -> Result<Option<(u16, u16)>, DeviceError> {
+        let mut status = self.registers.portsc(port);
+        if status & port::CONNECTED == 0 {
+            return Ok(None);
+        }
+        // USB 3 ports enable themselves; USB 2 ports need a reset (xHCI 4.3.1).
+        if status & port::ENABLED == 0 {
+            self.registers.set_portsc(port, status, port::RESET);
+            let registers = &self.registers;
+            wait_until(self.platform, "a port reset", PORT_RESET_TIMEOUT_MS, || {
+                registers.portsc(port) & port::RESET_CHANGE != 0
+            })?;
+            status = self.registers.portsc(port);
+            self.registers.set_portsc(port, status, port::RESET_CHANGE);
+            if status & port::ENABLED == 0 {
+                return Err(DeviceError::Status {
+                    what: "port reset",
+                    status,
+                });
+            }
+            pause(self.platform, PORT_RECOVERY_MS);
+        }
+        let speed = ((status >> port::SPEED_SHIFT) & port::SPEED_MASK) as u8;
+
+        let slot = self.command("Enable Slot", Trb::enable_slot())?.slot();
+        if slot == 0 || slot > self.max_slots {
+            return Err(DeviceError::BadIndex {
+                what: "device slot",
+                index: slot.into(),
+                size: self.max_slots.into(),
+            });
+        }
+        let device = Device {
+            slot,
+            port,
+            speed,
+            output: self.dma(CONTEXT_BYTES)?,
+            input: self.dma(CONTEXT_BYTES)?,
+            control: ProducerRing::new(self.dma(CONTROL_RING_TRBS * trb::SIZE)?, CONTROL_RING_TRBS),
+            control_max_packet: usb::default_max_packet(speed),
+            buffer: self.dma(DESCRIPTOR_BUFFER)?,
+            keyboard: None,
+        };
+        // The device joins the list before the controller hears of it: its memory then
+        // lives as long as the controller runs.
+        self.devices.push(device);
+        let index = self.devices.len() - 1;
+        let output = self.devices[index].output.phys();
+        self.dcbaa.write64(usize::from(slot) * 8, output);
+
+        let context_size = self.context_size;
+        let target = &mut self.devices[index];
+        let input = input_context(target, context_size, spec::ADD_SLOT_AND_EP0, 1);
+        self.command("Address Device", Trb::address_device(input, slot))?;
+
+        if speed == usb::speed::FULL {
+            // A full-speed device's endpoint 0 may take more than 8 bytes: the first 8
+            // bytes of its device descriptor say (USB 2.0 9.6.1 bMaxPacketSize0).
+            let got = self.control(
+                index,
+                "GET_DESCRIPTOR (device, 8 bytes)",
+                usb::get_descriptor(usb::DESCRIPTOR_DEVICE, 8),
+                8,
+            )?;
+            let target = &mut self.devices[index];
+            let max_packet = u16::from(target.buffer.bytes(0, got).get(7).copied().unwrap_or(0));
+            if max_packet != target.control_max_packet && matches!(max_packet, 8 | 16 | 32 | 64) {
+                target.control_max_packet = max_packet;
+                let input = input_context(target, context_size, spec::ADD_EP0, 1);
+                self.command("Evaluate Context", Trb::evaluate_context(input, slot))?;
+            }
+        }
+        let got = self.control(
+            index,
+            "GET_DESCRIPTOR (device)",
+            usb::get_descriptor(usb::DESCRIPTOR_DEVICE, usb::DEVICE_DESCRIPTOR_LEN),
+            usb::DEVICE_DESCRIPTOR_LEN,
+        )?;
+        let descriptor = self.devices[index].buffer.bytes(0, got);
+        let id = |at: usize| {
+            descriptor
+                .get(at..at + 2)
+                .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+        };
+        let (vendor, product) = (id(8), id(10));
+
+        let got = self.control(
+            index,
+            "GET_DESCRIPTOR (configuration header)",
+            usb::get_descriptor(usb::DESCRIPTOR_CONFIGURATION, usb::CONFIGURATION_HEADER_LEN),
+            usb::CONFIGURATION_HEADER_LEN,
+        )?;
+        let total = usb::total_length(self.devices[index].buffer.bytes(0, got))
+            .ok_or(DeviceError::Unsupported("a configuration descriptor"))?
+            .min(DESCRIPTOR_BUFFER as u16);
+        let got = self.control(
+            index,
+            "GET_DESCRIPTOR (configuration)",
+            usb::get_descriptor(usb::DESCRIPTOR_CONFIGURATION, total),
+            total,
+        )?;
+        let Some(found) = usb::find_boot_keyboard(self.devices[index].buffer.bytes(0, got)) else {
+            log::info!(
+                "{} xhci: port {port}: device {vendor:04x}:{product:04x} is not a boot keyboard",
+                self.address
+            );
+            return Ok(None);
+        };
+        if found.max_packet < BOOT_REPORT_LEN {
+            return Err(DeviceError::Unsupported("8-byte boot reports"));
+        }
+
+        self.control(
+            index,
+            "SET_CONFIGURATION",
+            usb::set_configuration(found.configuration),
+            0,
+        )?;
+        self.control(
+            index,
+            "SET_PROTOCOL (boot)",
+            usb::set_boot_protocol(found.interface),
+            0,
+        )?;
+        // SET_IDLE is optional for keyboards (HID 1.11 7.2.4): a stall is no failure.
+        if let Err(error) = self.control(index, "SET_IDLE", usb::set_idle(found.interface), 0) {
+            log::info!("{} xhci: port {port}: {error}", self.address);
+        }
+
+        let keyboard = Keyboard {
+            descriptor: found,
+            report_len: u32::from(found.max_packet).min(REPORT_STRIDE as u32),
+            ring: ProducerRing::new(self.dma(REPORT_RING_TRBS * trb::SIZE)?, REPORT_RING_TRBS),
+            reports: self.dma(REPORT_RING_TRBS * REPORT_STRIDE)?,
+            decoder: hid::BootKeyboard::new(),
+            doorbell_due: false,
+            halted: None,
+        };
+        let target = &mut self.devices[index];
+        let input = configure_context(target, context_size, &keyboard);
+        target.keyboard = Some(keyboard);
+        if let Err(error) = self.command("Configure Endpoint", Trb::configure_endpoint(input, slot))
+        {
+            self.devices[index].keyboard = None;
+            return Err(error);
+        }
+        Ok(Some((vendor, product)))
+    }
+
+    /// Queues [`REPORTS_IN_FLIGHT`] report TRBs on every keyboard and rings their doorbells.
+    fn start_reports(&mut self) {
+        for device in &mut self.devices {
+            if let Some(keyboard) = &mut device.keyboard {
+                for _ in 0..REPORTS_IN_FLIGHT {
+                    keyboard.queue_report();
+                }
+            }
+        }
+        self.ring_report_doorbells();
+    }
+
+    /// Rings the doorbell of every keyboard with TRBs queued since the last time.
+    fn ring_report_doorbells(&mut self) {
+        barrier();
+        for device in &mut self.devices {
+            if let Some(keyboard) = device.keyboard.as_mut().filter(|k| k.doorbell_due) {
+                keyboard.doorbell_due = false;
+                self.registers.doorbells.write32(
+                    usize::from(device.slot) * 4,
+                    keyboard.descriptor.dci().into(),
+                );
+            }
+        }
+    }
+
+    /// Handles an event nobody waits for: a keyboard report is decoded into
+    /// [`typed`](Self::typed) and its TRB queued again; a report error marks the
+    /// endpoint halted; a host controller event stops the controller.
+    fn handle_event(&mut self, event: Trb) -> Result<(), DeviceError> {
+        match event.kind() {
+            trb::TRANSFER_EVENT => self.handle_report(event),
+            trb::HOST_CONTROLLER_EVENT => {
+                self.failed = Some("the controller reported an error event");
+                Err(DeviceError::Status {
+                    what: "host controller event",
+                    status: event.completion_code().into(),
+                })
+            }
+            // Port status changes (no hot-plugging) and late command completions.
+            _ => Ok(()),
+        }
+    }
+
+    /// A Transfer Event on a keyboard's interrupt endpoint.
+    fn handle_report(&mut self, event: Trb) -> Result<(), DeviceError> {
+        let slot = event.slot();
+        let Some(device) = self.devices.iter_mut().find(|d| d.slot == slot) else {
+            return Err(DeviceError::BadIndex {
+                what: "transfer event slot",
+                index: slot.into(),
+                size: self.max_slots.into(),
+            });
+        };
+        let Some(keyboard) = device
+            .keyboard
+            .as_mut()
+            .filter(|k| k.descriptor.dci() == event.endpoint())
+        else {
+            // A late endpoint 0 event (a transfer given up on).
+            return Ok(());
+        };
+        let Some(entry) = keyboard.ring.entry_at(event.parameter) else {
+            return Err(DeviceError::BadIndex {
+                what: "report ring",
+                index: (event.parameter.wrapping_sub(keyboard.ring.phys()) / trb::SIZE as u64)
+                    as u32,
+                size: REPORT_RING_TRBS as u32,
+            });
+        };
+        match event.completion_code() {
+            completion::SUCCESS | completion::SHORT_PACKET => {
+                let len = keyboard.report_len.saturating_sub(event.residual()) as usize;
+                let report = keyboard.reports.bytes(entry * REPORT_STRIDE, len);
+                let typed = &mut self.typed;
+                keyboard
+                    .decoder
+                    .report(report, &mut |byte| typed.push_back(byte));
+                keyboard.queue_report();
+            }
+            code => keyboard.halted = Some(code),
+        }
+        Ok(())
+    }
+
+    /// Restarts the report endpoints that halted: the endpoint is reset, a stall is
+    /// cleared on the device, and the reports are queued again.
+    fn restart_halted(&mut self) -> Result<(), DeviceError> {
+        for index in 0..self.devices.len() {
+            let Some(keyboard) = &self.devices[index].keyboard else {
+                continue;
+            };
+            let Some(code) = keyboard.halted else {
+                continue;
+            };
+            let (dci, address) = (keyboard.descriptor.dci(), keyboard.descriptor.endpoint);
+            self.restart_endpoint(index, dci, code)?;
+            if code == completion::STALL {
+                self.control(index, "CLEAR_FEATURE (halt)", usb::clear_halt(address), 0)?;
+            }
+            if let Some(keyboard) = &mut self.devices[index].keyboard {
+                keyboard.halted = None;
+                for _ in 0..REPORTS_IN_FLIGHT {
+                    keyboard.queue_report();
+                }
+            }
+        }
+        self.ring_report_doorbells();
+        Ok(())
+    }
+
+    /// Reads USBSTS: a host system or controller error stops the device.
+    fn check_health(&mut self) -> Result<(), DeviceError> {
+        let status = self.registers.op.read32(op::USBSTS);
+        if status & (op::STS_HOST_SYSTEM_ERROR | op::STS_CONTROLLER_ERROR) != 0 {
+            self.failed = Some("host system or controller error (USBSTS)");
+            return Err(DeviceError::Status {
+                what: "USBSTS",
+                status,
+            });
+        }
+        Ok(())
+    }
+
+    /// Handles every event written since the last poll; with none, looks at USBSTS now
+    /// and then.
+    fn poll(&mut self) -> Result<(), DeviceError> {
+        let mut handled = false;
+        let mut result = Ok(());
+        while let Some(event) = self.events.peek() {
+            self.events.pop();
+            handled = true;
+            result = self.handle_event(event);
+            if result.is_err() {
+                break;
+            }
+        }
+        if handled {
+            self.acknowledge_events();
+            self.ring_report_doorbells();
+            result?;
+            let restarted = self.restart_halted();
+            if restarted.is_err() {
+                self.failed = Some("a keyboard endpoint could not be restarted");
+            }
+            return restarted;
+        }
+        let now = self.platform.now_ns();
+        if now.saturating_sub(self.last_health_check) > HEALTH_CHECK_NS {
+            self.last_health_check = now;
+            self.check_health()?;
+        }
+        Ok(())
+    }
+}
+
+impl Keyboard {
+    /// Queues one Normal TRB for a report into the buffer of the entry it takes.
+    fn queue_report(&mut self) {
+        let buffer = self.reports.phys() + (self.ring.next_index() * REPORT_STRIDE) as u64;
+        self.ring.push(Trb::normal(buffer, self.report_len));
+        self.doorbell_due = true;
+    }
+}
+
+/// Fills `device`'s input context for Address Device (`add` =
+/// [`spec::ADD_SLOT_AND_EP0`]) or Evaluate Context (`add` = [`spec::ADD_EP0`]: endpoint
+/// 0's max packet size), with the slot's last context `entries`; returns its address.
+fn input_context(device: &mut Device, size: usize, add: u32, entries: u8) -> u64 {
+    let input = &mut device.input;
+    input.bytes_mut(0, CONTEXT_BYTES).fill(0);
+    input.write32(spec::INPUT_ADD_FLAGS, add);
+    let slot = spec::context_offset(1, size);
+    input.write32(slot, spec::slot_dword0(device.speed, entries));
+    input.write32(slot + 4, spec::slot_dword1(device.port));
+    let ep0 = spec::context_offset(2, size);
+    input.write32(
+        ep0 + 4,
+        spec::endpoint_dword1(endpoint::CONTROL, device.control_max_packet),
+    );
+    input.write64(ep0 + 8, spec::endpoint_dequeue(device.control.phys(), true));
+    input.write32(ep0 + 16, spec::endpoint_dword4(8, 0));
+    input.phys()
+}
+
+/// Fills `device`'s input context for Configure Endpoint adding `keyboard`'s interrupt
+/// IN endpoint (xHCI 4.6.6); returns its address.
+fn configure_context(device: &mut Device, size: usize, keyboard: &Keyboard) -> u64 {
+    let dci = keyboard.descriptor.dci();
+    let input = &mut device.input;
+    input.bytes_mut(0, CONTEXT_BYTES).fill(0);
+    input.write32(spec::INPUT_ADD_FLAGS, spec::ADD_SLOT | (1 << dci));
+    let slot = spec::context_offset(1, size);
+    input.write32(slot, spec::slot_dword0(device.speed, dci));
+    input.write32(slot + 4, spec::slot_dword1(device.port));
+    let context = spec::context_offset(usize::from(dci) + 1, size);
+    let max_packet = keyboard.descriptor.max_packet;
+    input.write32(
+        context,
+        spec::endpoint_dword0(usb::interrupt_interval(
+            device.speed,
+            keyboard.descriptor.interval,
+        )),
+    );
+    input.write32(
+        context + 4,
+        spec::endpoint_dword1(endpoint::INTERRUPT_IN, max_packet),
+    );
+    input.write64(
+        context + 8,
+        spec::endpoint_dequeue(keyboard.ring.phys(), true),
+    );
+    input.write32(
+        context + 16,
+        spec::endpoint_dword4(BOOT_REPORT_LEN, max_packet),
+    );
+    input.phys()
+}
+
+/// `memory`, if a controller without 64-bit addressing can reach it.
+fn reachable(memory: Dma, addresses_64: bool) -> Result<Dma, DeviceError> {
+    if !addresses_64 && memory.phys() + memory.len() as u64 > 1 << 32 {
+        return Err(DeviceError::Unsupported("64-bit addressing (AC64)"));
+    }
+    Ok(memory)
+}
+
+impl KeyboardDevice for Xhci {
+    fn read_byte(&mut self) -> Result<Option<u8>, DeviceError> {
+        if let Some(byte) = self.typed.pop_front() {
+            return Ok(Some(byte));
+        }
+        if let Some(why) = self.failed {
+            return Err(DeviceError::Failed(why));
+        }
+        self.poll()?;
+        Ok(self.typed.pop_front())
+    }
+}
+
+impl Drop for Xhci {
+    /// Halts the controller so it stops using the memory about to go back.
+    fn drop(&mut self) {
+        let op = &self.registers.op;
+        op.write32(op::USBCMD, op.read32(op::USBCMD) & !op::CMD_RUN);
+        let halted = wait_until(
+            self.platform,
+            "the controller to halt",
+            STATE_TIMEOUT_MS,
+            || op.read32(op::USBSTS) & op::STS_HALTED != 0,
+        );
+        if let Err(error) = halted {
+            log::warn!("{} xhci: {error}", self.address);
+        }
+    }
+}

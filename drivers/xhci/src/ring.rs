@@ -1,0 +1,303 @@
+//! TRB rings (xHCI 4.9): producer rings (command and transfer rings) that end in a
+//! Link TRB back to their start, and the consumer side of the event ring. Ownership of
+//! each TRB is its cycle bit: the producer writes its current cycle state, the
+//! consumer takes entries whose cycle bit matches its own, and both flip their state
+//! at the wrap.
+
+use rexo_devio::Dma;
+
+use crate::spec::{Trb, trb};
+
+/// Where a producer writes next on a ring of `entries` TRBs whose last is a Link TRB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Producer {
+    /// The next entry to fill.
+    next: usize,
+    /// The cycle state written into it.
+    cycle: bool,
+    /// Entries, the link included.
+    entries: usize,
+}
+
+/// One entry a producer hands out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The entry.
+    pub index: usize,
+    /// The cycle bit to write into it.
+    pub cycle: bool,
+    /// When this entry is the last before the link: the cycle bit that hands the Link
+    /// TRB to the controller (written after the entry).
+    pub link_cycle: Option<bool>,
+}
+
+impl Producer {
+    /// A fresh ring: entry 0, cycle state 1 (xHCI 4.9.2: rings start with CCS = 1 on
+    /// zeroed memory, so nothing is owned by the controller yet).
+    pub fn new(entries: usize) -> Self {
+        assert!(entries >= 2, "a ring needs an entry besides its link");
+        Self {
+            next: 0,
+            cycle: true,
+            entries,
+        }
+    }
+
+    /// The next entry, and the ring's wrap when it is the last before the link.
+    pub fn claim(&mut self) -> Claim {
+        let mut claim = Claim {
+            index: self.next,
+            cycle: self.cycle,
+            link_cycle: None,
+        };
+        self.next += 1;
+        if self.next == self.entries - 1 {
+            claim.link_cycle = Some(self.cycle);
+            self.next = 0;
+            self.cycle = !self.cycle;
+        }
+        claim
+    }
+
+    /// The entry written next and its cycle state (a Set TR Dequeue Pointer target).
+    pub fn position(&self) -> (usize, bool) {
+        (self.next, self.cycle)
+    }
+}
+
+/// Where a consumer reads next on a ring of `entries` TRBs (the event ring: no link,
+/// the segment table gives its size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Consumer {
+    /// The next entry to look at.
+    next: usize,
+    /// The cycle bit that marks it written.
+    cycle: bool,
+    /// Entries.
+    entries: usize,
+}
+
+impl Consumer {
+    /// A fresh ring: entry 0, cycle state 1 (xHCI 4.9.4).
+    pub fn new(entries: usize) -> Self {
+        Self {
+            next: 0,
+            cycle: true,
+            entries,
+        }
+    }
+
+    /// Whether a TRB with control dword `control` at the next entry is a new one.
+    pub fn is_new(&self, control: u32) -> bool {
+        (control & trb::CYCLE != 0) == self.cycle
+    }
+
+    /// The next entry.
+    pub fn next(&self) -> usize {
+        self.next
+    }
+
+    /// Moves past the next entry, flipping the cycle state at the wrap.
+    pub fn advance(&mut self) {
+        self.next += 1;
+        if self.next == self.entries {
+            self.next = 0;
+            self.cycle = !self.cycle;
+        }
+    }
+}
+
+/// Writes `trb` into entry `index` of `memory` with cycle bit `cycle`; the control
+/// dword goes last, so the controller never sees a half-written TRB as its own.
+fn write_trb(memory: &mut Dma, index: usize, trb: Trb, cycle: bool) {
+    let at = index * trb::SIZE;
+    memory.write64(at, trb.parameter);
+    memory.write32(at + 8, trb.status);
+    memory.write32(at + 12, (trb.control & !trb::CYCLE) | u32::from(cycle));
+}
+
+/// A command or transfer ring in DMA memory.
+pub struct ProducerRing {
+    /// The TRBs, the last a Link TRB to the first.
+    memory: Dma,
+    /// The next entry.
+    producer: Producer,
+    /// Entries, the link included.
+    entries: usize,
+}
+
+impl ProducerRing {
+    /// A ring of `entries` TRBs (the link included) in `memory` (zeroed).
+    pub fn new(mut memory: Dma, entries: usize) -> Self {
+        assert!(
+            entries * trb::SIZE <= memory.len(),
+            "the ring fits its memory"
+        );
+        let link = Trb::link(memory.phys());
+        // Cycle 0: the controller stops before it until the producer gets there.
+        write_trb(&mut memory, entries - 1, link, false);
+        Self {
+            memory,
+            producer: Producer::new(entries),
+            entries,
+        }
+    }
+
+    /// The ring's address (for the controller's dequeue pointer).
+    pub fn phys(&self) -> u64 {
+        self.memory.phys()
+    }
+
+    /// The entry the next [`push`](Self::push) fills.
+    pub fn next_index(&self) -> usize {
+        self.producer.position().0
+    }
+
+    /// Queues `trb` (the caller rings the doorbell); returns its entry.
+    pub fn push(&mut self, trb: Trb) -> usize {
+        let claim = self.producer.claim();
+        write_trb(&mut self.memory, claim.index, trb, claim.cycle);
+        if let Some(cycle) = claim.link_cycle {
+            let link = Trb::link(self.memory.phys());
+            write_trb(&mut self.memory, self.entries - 1, link, cycle);
+        }
+        claim.index
+    }
+
+    /// The address of entry `index`.
+    pub fn address_of(&self, index: usize) -> u64 {
+        self.memory.phys() + (index * trb::SIZE) as u64
+    }
+
+    /// The entry at device address `pointer`, if it is one of this ring's TRBs (not its
+    /// link).
+    pub fn entry_at(&self, pointer: u64) -> Option<usize> {
+        entry_index(self.memory.phys(), self.entries, pointer)
+    }
+
+    /// Where the producer writes next, and its cycle state.
+    pub fn enqueue(&self) -> (u64, bool) {
+        let (index, cycle) = self.producer.position();
+        (self.address_of(index), cycle)
+    }
+}
+
+/// The entry of a ring at `base` with `entries` TRBs (the last a link) that device
+/// address `pointer` names: aligned and inside, the link excluded.
+pub fn entry_index(base: u64, entries: usize, pointer: u64) -> Option<usize> {
+    let offset = pointer.checked_sub(base)?;
+    let index = usize::try_from(offset / trb::SIZE as u64).ok()?;
+    (offset.is_multiple_of(trb::SIZE as u64) && index < entries - 1).then_some(index)
+}
+
+/// The event ring: one segment the controller fills.
+pub struct EventRing {
+    /// The TRBs.
+    memory: Dma,
+    /// The next entry to read.
+    consumer: Consumer,
+}
+
+impl EventRing {
+    /// An event ring of `entries` TRBs in `memory` (zeroed).
+    pub fn new(memory: Dma, entries: usize) -> Self {
+        assert!(
+            entries * trb::SIZE <= memory.len(),
+            "the ring fits its memory"
+        );
+        Self {
+            memory,
+            consumer: Consumer::new(entries),
+        }
+    }
+
+    /// The segment's address.
+    pub fn phys(&self) -> u64 {
+        self.memory.phys()
+    }
+
+    /// The next event, if the controller wrote it (read from memory, no register access).
+    pub fn peek(&self) -> Option<Trb> {
+        let at = self.consumer.next() * trb::SIZE;
+        // The control dword (with the cycle bit) first: x86 does not reorder loads, and
+        // the accesses are volatile, so the rest is at least as new.
+        let control = self.memory.read32(at + 12);
+        self.consumer.is_new(control).then(|| Trb {
+            parameter: self.memory.read64(at),
+            status: self.memory.read32(at + 8),
+            control,
+        })
+    }
+
+    /// Moves past the event [`peek`](Self::peek) returned.
+    pub fn pop(&mut self) {
+        self.consumer.advance();
+    }
+
+    /// The address of the next entry (for ERDP).
+    pub fn dequeue_pointer(&self) -> u64 {
+        self.memory.phys() + (self.consumer.next() * trb::SIZE) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_wraps_before_the_link_and_flips_its_cycle() {
+        let mut producer = Producer::new(4);
+        let claims: Vec<Claim> = (0..4).map(|_| producer.claim()).collect();
+        assert_eq!(
+            claims,
+            [
+                Claim {
+                    index: 0,
+                    cycle: true,
+                    link_cycle: None
+                },
+                Claim {
+                    index: 1,
+                    cycle: true,
+                    link_cycle: None
+                },
+                Claim {
+                    index: 2,
+                    cycle: true,
+                    link_cycle: Some(true)
+                },
+                Claim {
+                    index: 0,
+                    cycle: false,
+                    link_cycle: None
+                },
+            ]
+        );
+        assert_eq!(producer.position(), (1, false));
+        producer.claim();
+        assert_eq!(producer.claim().link_cycle, Some(false));
+        assert_eq!(producer.position(), (0, true));
+    }
+
+    #[test]
+    fn the_consumer_takes_entries_of_its_cycle_and_flips_at_the_end() {
+        let mut consumer = Consumer::new(2);
+        assert!(consumer.is_new(trb::CYCLE) && !consumer.is_new(0));
+        consumer.advance();
+        assert_eq!(consumer.next(), 1);
+        consumer.advance();
+        assert_eq!(consumer.next(), 0);
+        assert!(consumer.is_new(0) && !consumer.is_new(trb::CYCLE));
+    }
+
+    #[test]
+    fn device_pointers_are_checked_against_the_ring() {
+        assert_eq!(entry_index(0x1000, 64, 0x1000), Some(0));
+        assert_eq!(entry_index(0x1000, 64, 0x1010), Some(1));
+        assert_eq!(entry_index(0x1000, 64, 0x1000 + 62 * 16), Some(62));
+        assert_eq!(entry_index(0x1000, 64, 0x1000 + 63 * 16), None, "the link");
+        assert_eq!(entry_index(0x1000, 64, 0x1008), None, "misaligned");
+        assert_eq!(entry_index(0x1000, 64, 0xFF0), None, "before");
+        assert_eq!(entry_index(0x1000, 64, u64::MAX), None);
+    }
+}
