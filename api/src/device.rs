@@ -93,6 +93,24 @@ pub enum DeviceError {
     },
 }
 
+/// Bytes of an Ethernet header: the shortest frame an interface sends.
+pub const ETHERNET_HEADER: usize = 14;
+
+impl DeviceError {
+    /// Checks a frame of `len` bytes for an interface whose largest frame is `max`:
+    /// [`DeviceError::TooShort`] under an Ethernet header, [`DeviceError::TooLong`] past
+    /// `max` (the check every network driver makes before it touches its ring).
+    pub fn check_frame(len: usize, max: usize) -> Result<(), DeviceError> {
+        if len < ETHERNET_HEADER {
+            Err(DeviceError::TooShort { len })
+        } else if len > max {
+            Err(DeviceError::TooLong { len, max })
+        } else {
+            Ok(())
+        }
+    }
+}
+
 impl fmt::Display for DeviceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

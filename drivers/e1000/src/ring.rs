@@ -17,7 +17,7 @@ pub const DESCRIPTOR_FIELDS: usize = 8;
 /// Bytes of every receive and transmit buffer (RCTL.BSIZE 2048).
 pub const BUFFER_BYTES: usize = 2048;
 /// Bytes of an Ethernet header: the shortest frame the API sends or delivers.
-pub const ETHERNET_HEADER: usize = 14;
+pub use rexo_api::device::ETHERNET_HEADER;
 /// The largest frame without FCS for a 1500-byte MTU (no jumbo frames: RCTL.LPE off).
 pub const MAX_FRAME: usize = 1514;
 
@@ -238,16 +238,7 @@ pub fn phy_power_up(control: u16) -> Option<u16> {
 
 /// Refuses a frame of `len` bytes the interface cannot send.
 pub fn check_frame_len(len: usize) -> Result<(), DeviceError> {
-    if len < ETHERNET_HEADER {
-        Err(DeviceError::TooShort { len })
-    } else if len > MAX_FRAME {
-        Err(DeviceError::TooLong {
-            len,
-            max: MAX_FRAME,
-        })
-    } else {
-        Ok(())
-    }
+    DeviceError::check_frame(len, MAX_FRAME)
 }
 
 /// The upper quadword of a legacy transmit descriptor sending `len` bytes as one

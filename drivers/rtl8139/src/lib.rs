@@ -24,6 +24,7 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use rexo_api::device::ETHERNET_HEADER;
 use rexo_api::{DeviceError, NetDevice, NetInfo};
 use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform, barrier};
 use rexo_pci::Function;
@@ -150,8 +151,6 @@ const MAX_FRAME: usize = 1514;
 /// The shortest frame on the wire without the FCS: shorter ones are padded with zeros
 /// (the chip does not pad).
 const MIN_FRAME: usize = 60;
-/// Bytes of an Ethernet header: anything shorter is refused.
-const ETHERNET_HEADER: usize = 14;
 /// TSD: early transmit threshold of 256 bytes (units of 32 bytes, bits 16-21): the chip
 /// starts sending once that much is in its FIFO; lower values risk underruns on a busy bus.
 const TSD_THRESHOLD_256: u32 = (256 / 32) << 16;
@@ -441,15 +440,7 @@ impl NetDevice for Rtl8139 {
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), DeviceError> {
         check_queue(queue)?;
-        if len > MAX_FRAME {
-            return Err(DeviceError::TooLong {
-                len,
-                max: MAX_FRAME,
-            });
-        }
-        if len < ETHERNET_HEADER {
-            return Err(DeviceError::TooShort { len });
-        }
+        DeviceError::check_frame(len, MAX_FRAME)?;
         if self.tx_in_flight == TX_SLOTS {
             self.reclaim()?;
             if self.tx_in_flight == TX_SLOTS {

@@ -6,6 +6,7 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use rexo_api::device::ETHERNET_HEADER;
 use rexo_api::{DeviceError, NetDevice, NetInfo};
 use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform};
 use rexo_pci::Function;
@@ -47,8 +48,6 @@ const HEADER_MODERN: usize = 12;
 const HEADER_LEGACY: usize = 10;
 /// The largest frame: a 1500-byte MTU plus the Ethernet header (no FCS).
 const MAX_FRAME: usize = 1514;
-/// An Ethernet header: the shortest frame.
-const MIN_FRAME: usize = 14;
 /// Bytes per buffer (two per page, so none crosses a page).
 const BUFFER_STRIDE: usize = 2048;
 
@@ -288,7 +287,7 @@ impl VirtioNet {
             let len = (used.len as usize).saturating_sub(self.header_len);
             // A frame shorter than an Ethernet header or longer than the buffer is the
             // device's mistake: dropped, its buffer re-posted.
-            if (MIN_FRAME..=MAX_FRAME).contains(&len) {
+            if (ETHERNET_HEADER..=MAX_FRAME).contains(&len) {
                 let at = usize::from(buffer) * BUFFER_STRIDE + self.header_len;
                 deliver(self.rx_buffers.bytes(at, len));
                 delivered += 1;
@@ -330,15 +329,7 @@ impl NetDevice for VirtioNet {
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), DeviceError> {
         Self::check_queue(queue)?;
-        if len > MAX_FRAME {
-            return Err(DeviceError::TooLong {
-                len,
-                max: MAX_FRAME,
-            });
-        }
-        if len < MIN_FRAME {
-            return Err(DeviceError::TooShort { len });
-        }
+        DeviceError::check_frame(len, MAX_FRAME)?;
         if self.tx_free.is_empty() {
             self.reclaim()?;
         }
