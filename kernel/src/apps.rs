@@ -68,6 +68,11 @@ pub const APPS: &[App] = &[
         main: rexo_devcheck::diskbench,
     },
     App {
+        name: "noise",
+        about: "OS noise: fixed work quanta on every core, their spread and worst interruption (apps/devcheck)",
+        main: rexo_devcheck::noise,
+    },
+    App {
         name: "reboot",
         about: "reboots the machine (ACPI reset register, keyboard controller, triple fault)",
         main: reboot,

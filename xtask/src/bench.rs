@@ -74,18 +74,15 @@ struct Row {
     ratio: f64,
 }
 
-/// `cargo xtask bench boot [--runs N] [--quick]`, `cargo xtask bench api` or `cargo
-/// xtask bench drivers` (xtask/src/devbench.rs).
-pub fn command(words: Vec<String>) -> Result<()> {
-    let mut args = Args::new("bench", &["boot", "api", "drivers"], words);
-    match args.next_word().as_deref() {
-        Some("boot") => boot_command(args.rest()),
-        Some("api") => api_command(args.rest()),
-        Some("drivers") => crate::devbench::command(args.rest()),
-        Some(other) => Err(format!(
-            "unknown benchmark `{other}`; valid: boot, api, drivers"
-        )),
-        None => Err("`cargo xtask bench` needs a benchmark name; valid: boot, api, drivers".into()),
+/// `cargo xtask bench boot [--runs N] [--quick]`, `cargo xtask bench api`, `cargo
+/// xtask bench drivers` (xtask/src/devbench.rs), or else the suite against Linux,
+/// `cargo xtask bench [NAME...] [--quick]` (xtask/src/bench_suite.rs).
+pub fn command(mut words: Vec<String>) -> Result<()> {
+    match words.first().map(String::as_str) {
+        Some("boot") => boot_command(words.split_off(1)),
+        Some("api") => api_command(words.split_off(1)),
+        Some("drivers") => crate::devbench::command(words.split_off(1)),
+        _ => crate::bench_suite::command(words),
     }
 }
 

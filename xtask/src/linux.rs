@@ -28,7 +28,7 @@ fn binaries(service: &str) -> &'static [&'static str] {
     match service {
         "nginx" => &["usr/sbin/nginx"],
         "memcached" => &["usr/bin/memcached"],
-        "fio" => &["usr/bin/fio"],
+        "fio" | "bench" => &["usr/bin/fio"],
         _ => &[],
     }
 }
@@ -45,11 +45,27 @@ const MODULES: &[&str] = &[
 ];
 
 /// The services `rexo.service=` accepts.
-/// (`fio`: nothing is started; a shell on the console runs fio as told.)
-pub const SERVICES: &[&str] = &["none", "nginx", "memcached", "fio"];
+/// (`fio`: nothing is started; a shell on the console runs fio as told. `bench`: the
+/// benchmark suite's guest side, [`BENCH_PROGRAMS`] and fio, then power-off.)
+pub const SERVICES: &[&str] = &["none", "nginx", "memcached", "fio", "bench"];
 
 /// The marker the init prints once the service is up.
 pub const MARKER: &str = "linux: ready service=";
+
+/// The init's first line, before it does anything: "Linux to its init" for the
+/// benchmark suite's boot figure.
+pub const INIT_MARKER: &str = "linux: init";
+
+/// The line the init prints once the network is up: `MemTotal` and `MemAvailable` of
+/// /proc/meminfo, in KiB, for the suite's idle-memory figure.
+pub const MEMINFO_PREFIX: &str = "linux: meminfo";
+
+/// The suite's static C programs in the `bench` image: name in `/usr/bin/`, source.
+/// Compiled on the host with `gcc -static -O2 -pthread` (docs/bench.md).
+pub const BENCH_PROGRAMS: &[(&str, &str)] = &[
+    ("rexo-noise", include_str!("bench/noise.c")),
+    ("rexo-poll", include_str!("bench/poll.c")),
+];
 
 /// The name of the harness test.
 pub const TEST_NAME: &str = "linux::boot-none";
@@ -60,6 +76,7 @@ const BOOT_TIMEOUT_S: u64 = 120;
 /// The init script (PID 1), run by busybox's shell.
 const INIT: &str = r#"#!/bin/sh
 # Rexo's Linux baseline init (xtask/src/linux.rs).
+echo "linux: init"
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -71,14 +88,20 @@ fail() {
     poweroff -f
 }
 service=none
+fio_runtime=2
+noise_quanta=200000
+polls=1000000
 for word in $(cat /proc/cmdline); do
     case "$word" in
         rexo.service=*) service="${word#rexo.service=}" ;;
+        rexo.fio_runtime=*) fio_runtime="${word#rexo.fio_runtime=}" ;;
+        rexo.noise_quanta=*) noise_quanta="${word#rexo.noise_quanta=}" ;;
+        rexo.polls=*) polls="${word#rexo.polls=}" ;;
     esac
 done
 case "$service" in
-    none|nginx|memcached|fio) ;;
-    *) fail "unknown service '$service' (rexo.service=none|nginx|memcached|fio)" ;;
+    none|nginx|memcached|fio|bench) ;;
+    *) fail "unknown service '$service' (rexo.service=none|nginx|memcached|fio|bench)" ;;
 esac
 while read -r module; do
     insmod "/lib/modules/$module" || fail "insmod $module"
@@ -93,6 +116,7 @@ done
 ip link set eth0 up || fail "ip link set eth0 up"
 ip addr add 10.0.2.15/24 dev eth0 || fail "ip addr add 10.0.2.15/24"
 ip route add default via 10.0.2.2 || fail "ip route add default"
+echo "linux: meminfo $(awk '/^MemTotal:/ { t = $2 } /^MemAvailable:/ { a = $2 } END { print "total_kib=" t " available_kib=" a }' /proc/meminfo)"
 case "$service" in
     nginx)
         head -c 1024 /dev/urandom > /srv/www/1k
@@ -105,6 +129,31 @@ case "$service" in
 esac
 echo "linux: ready service=$service"
 [ "$service" = none ] && poweroff -f
+if [ "$service" = bench ]; then
+    # The suite's figures (docs/bench.md): OS noise, the empty receive poll, then fio's
+    # 4 KiB random reads on each disk at depth 1 and 32, direct I/O through io_uring.
+    # A count of 0 leaves a figure out.
+    [ "$noise_quanta" -gt 0 ] && rexo-noise "$noise_quanta" | sed 's/^/linuxbench /'
+    [ "$polls" -gt 0 ] && rexo-poll "$polls" | sed 's/^/linuxbench /'
+    for disk in nvme0n1 vda; do
+        [ "$fio_runtime" -gt 0 ] || break
+        if [ ! -b "/dev/$disk" ]; then
+            echo "linuxbench disk $disk FAILED: no /dev/$disk"
+            continue
+        fi
+        for depth in 1 32; do
+            out=$(fio --minimal --name=randread --filename="/dev/$disk" --direct=1 \
+                --ioengine=io_uring --rw=randread --bs=4k --iodepth="$depth" \
+                --runtime="$fio_runtime" --time_based 2>&1 | tail -n 1)
+            case "$out" in
+                3\;*) echo "linuxbench disk $disk randread-qd$depth $(echo "$out" | cut -d';' -f5,8 | sed 's/^/error=/; s/;/ iops=/')" ;;
+                *) echo "linuxbench disk $disk FAILED: $out" ;;
+            esac
+        done
+    done
+    echo "linuxbench done"
+    poweroff -f
+fi
 [ "$service" = fio ] && exec setsid cttyhack sh
 while true; do sleep 3600; done
 "#;
@@ -286,7 +335,8 @@ pub fn command(words: Vec<String>) -> Result<()> {
 /// every line to `log` (and to the terminal when `echo`).
 pub fn boot(baseline: &Baseline, guest: &Guest, log: &Path, echo: bool) -> Result<qemu::Capture> {
     let args = guest.qemu_args(baseline);
-    let stop_at_marker = guest.service != "none";
+    // `none` and `bench` power off by themselves.
+    let stop_at_marker = !matches!(guest.service.as_str(), "none" | "bench");
     qemu::run_captured(
         &args,
         Duration::from_secs(BOOT_TIMEOUT_S),
@@ -368,14 +418,47 @@ pub fn build(root: &Path, service: &str) -> Result<Baseline> {
     }
     let programs = binaries(service);
     let libs = resolve_libraries(&tree, &debs, programs, &mut fetched)?;
+    let compiled = if service == "bench" {
+        compile_bench_programs(&dir.join("bench"))?
+    } else {
+        Vec::new()
+    };
     let initramfs = dir.join(format!("initramfs-{service}.cpio"));
-    write_initramfs(&tree, version, programs, &libs, &initramfs)?;
+    write_initramfs(&tree, version, programs, &libs, &compiled, &initramfs)?;
     Ok(Baseline {
         kernel,
         initramfs,
         service: service.to_string(),
         kernel_package,
     })
+}
+
+/// Compiles [`BENCH_PROGRAMS`] into `dir` with the host's `gcc -static -O2 -pthread`:
+/// (path in the guest, binary) for each.
+fn compile_bench_programs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    BENCH_PROGRAMS
+        .iter()
+        .map(|(name, source)| {
+            let c = dir.join(format!("{name}.c"));
+            let binary = dir.join(name);
+            std::fs::write(&c, source).map_err(|e| format!("cannot write {}: {e}", c.display()))?;
+            let output = Command::new("gcc")
+                .args(["-static", "-O2", "-pthread", "-Wall", "-o"])
+                .arg(&binary)
+                .arg(&c)
+                .output()
+                .map_err(|e| format!("cannot run gcc ({e}); install packages gcc and libc6-dev"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "gcc -static could not build {}: {}",
+                    c.display(),
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
+            }
+            Ok((format!("/usr/bin/{name}"), binary))
+        })
+        .collect()
 }
 
 /// The versioned kernel package `linux-image-amd64` depends on (from `apt-cache
@@ -859,12 +942,14 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
 }
 
 /// Writes the initramfs to `out`: busybox with its applets, the programs and their
-/// libraries, the modules in load order, the init and nginx's configuration.
+/// libraries, the `compiled` programs (guest path, host file), the modules in load
+/// order, the init and nginx's configuration.
 fn write_initramfs(
     tree: &Path,
     kernel_version: &str,
     programs: &[&str],
     libs: &BTreeMap<PathBuf, PathBuf>,
+    compiled: &[(String, PathBuf)],
     out: &Path,
 ) -> Result<()> {
     let mut t = Tree::default();
@@ -890,6 +975,9 @@ fn write_initramfs(
     }
     for (guest, file) in libs {
         t.add(&guest.to_string_lossy(), Entry::Copy(0o755, file.clone()));
+    }
+    for (guest, file) in compiled {
+        t.add(guest, Entry::Copy(0o755, file.clone()));
     }
     let modules = tree.join(format!("lib/modules/{kernel_version}"));
     let mut index = BTreeMap::new();
@@ -1142,5 +1230,10 @@ mod tests {
         }
         assert!(INIT.contains("echo \"linux: ready service=$service\""));
         assert!(MARKER.starts_with("linux: ready"));
+        assert!(INIT.contains(&format!("echo \"{INIT_MARKER}\"")));
+        assert!(INIT.contains(&format!("echo \"{MEMINFO_PREFIX} ")));
+        for (name, _) in BENCH_PROGRAMS {
+            assert!(INIT.contains(name), "{name}");
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! `cargo xtask`: build, image, run, test and bench Rexo.
 //!
 //! Commands (see `cargo xtask help` and docs/testing.md):
-//! `build`, `run`, `image`, `test [FILTER]`, `bench boot|api|drivers`, `linux`, `loc`, `disk`.
+//! `build`, `run`, `image`, `test [FILTER]`, `bench [NAME...]`, `bench boot|api|drivers`, `linux`, `loc`, `disk`.
 
 mod appcheck;
 mod args;
 mod baremetal;
 mod bench;
+mod bench_report;
+mod bench_suite;
 mod build;
 mod cursor;
 mod deps;
@@ -51,6 +53,9 @@ usage: cargo xtask COMMAND [OPTIONS]
   image [--append WORDS] [--module FILE]... [-o PATH]
                                  build a hybrid BIOS/UEFI ISO (default target/rexo.iso)
   test [FILTER]                  run the host, kernel, boot, crash and bad-input tests
+  bench [NAME...] [--quick] [--rounds N] [--accel tcg|kvm]
+                                 the suite: Rexo against a Debian Linux guest on the same
+                                 machine, report in target/bench/report.md (docs/bench.md)
   bench boot [--runs N] [--quick]
                                  measure boot time against QEMU's floor
   bench api                      measure API calls, frames, cross-core round trips, revocation

@@ -9,6 +9,9 @@
 //! Each figure is one line `devbench KIND INDEX NAME count=N ns=T [depth=D]`: `count`
 //! operations (frames, polls, requests) or bytes took `T` ns in all; [`parse`] reads
 //! them back on the host. A step that fails prints `devbench KIND INDEX FAILED: why`.
+//! Before its figures each device is named by its driver, `devbench-device KIND INDEX
+//! DRIVER` ([`parse_device`]), so that the host knows whose figure is whose when several
+//! devices are attached.
 //! The data is not checked (the checks do that): frames carry a header and a sequence
 //! number only, and blocks whatever their buffer held, so the figures are the driver's
 //! and the device's, not the pattern code's.
@@ -120,6 +123,36 @@ pub fn parse(line: &str) -> Option<Result<Figure, String>> {
     }))
 }
 
+/// Reads a `devbench-device KIND INDEX DRIVER` line (anywhere in a log line): the
+/// device's kind, index and driver name.
+pub fn parse_device(line: &str) -> Option<(String, usize, String)> {
+    let rest = &line[line.find("devbench-device ")? + "devbench-device ".len()..];
+    let mut words = rest.split_whitespace();
+    let kind = words.next()?.into();
+    let index = words.next()?.parse().ok()?;
+    let driver = words.next()?.into();
+    Some((kind, index, driver))
+}
+
+/// Names device `index` of `kind` by its driver, from the kernel's device list.
+fn name_device(kernel: &dyn Kernel, kind: DeviceKind, index: usize) {
+    let label = if kind == DeviceKind::Net {
+        "nic"
+    } else {
+        "disk"
+    };
+    if let Some(device) = kernel
+        .devices()
+        .into_iter()
+        .find(|d| d.kind == kind && d.index == index)
+    {
+        kernel.log(format_args!(
+            "devbench-device {label} {index} {}",
+            device.driver
+        ));
+    }
+}
+
 /// Prints one figure line.
 fn figure(kernel: &dyn Kernel, kind: &str, index: usize, name: &str, count: u64, ns: u64) {
     kernel.log(format_args!(
@@ -141,6 +174,7 @@ pub fn netbench(kernel: &dyn Kernel) -> Result<(), ApiError> {
     }
     let mut failed = false;
     for &index in &nics {
+        name_device(kernel, DeviceKind::Net, index);
         let mut nic = kernel.open_net(index)?;
         if let Err(why) = net_figures(kernel, index, nic.as_mut()) {
             kernel.log(format_args!("devbench nic {index} FAILED: {why}"));
@@ -285,6 +319,7 @@ pub fn diskbench(kernel: &dyn Kernel) -> Result<(), ApiError> {
     }
     let mut failed = false;
     for &index in &disks {
+        name_device(kernel, DeviceKind::Block, index);
         let mut disk = kernel.open_block(index)?;
         if let Err(why) = disk_figures(kernel, index, disk.as_mut()) {
             kernel.log(format_args!("devbench disk {index} FAILED: {why}"));
@@ -505,6 +540,18 @@ mod tests {
                 .is_err()
         );
         assert!(parse("devbench nic").unwrap().is_err());
+    }
+
+    #[test]
+    fn device_lines_parse() {
+        assert_eq!(
+            parse_device("[ 5 us c0] INFO  devbench-device disk 1 virtio-blk"),
+            Some(("disk".into(), 1, "virtio-blk".into()))
+        );
+        assert_eq!(parse_device("devbench-device disk x nvme"), None);
+        assert_eq!(parse_device("devbench disk 0 seqread count=1 ns=1"), None);
+        // A device line is not a figure line.
+        assert!(parse("devbench-device disk 0 nvme").is_none());
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   checks that a read past the end is refused, and flushes.
 //!
 //! - `netbench` and `diskbench` ([`bench`]): the figures of `cargo xtask bench drivers`.
+//! - `noise` ([`noise`]): OS noise on every core and the memory in use, for the
+//!   benchmark suite (`cargo xtask bench`).
 //!
 //! Each prints one line per step; the test harness (`cargo xtask test drivers::`) checks
 //! the lines, runs the network peer and checks the disk images afterwards with the same
@@ -22,8 +24,10 @@ extern crate alloc;
 pub mod bench;
 pub mod disk;
 pub mod net;
+pub mod noise;
 pub mod pattern;
 
 pub use bench::{diskbench, netbench};
 pub use disk::main as diskcheck;
 pub use net::main as netcheck;
+pub use noise::main as noise;

@@ -1,0 +1,1153 @@
+//! `cargo xtask bench [NAME...] [--quick] [--rounds N] [--accel tcg|kvm]`: the benchmark
+//! suite of issue 8, Rexo against a stock Debian Linux guest on the same QEMU machine
+//! with the same devices, interleaved round by round (docs/bench.md).
+//!
+//! A round boots, in this order: Rexo's `noise` app (boot to ready, idle memory, OS
+//! noise), Linux with `rexo.service=none` (boot to its init, idle memory), Rexo's
+//! `diskbench`, Linux with `rexo.service=bench` (its noise, empty poll and fio), and
+//! Rexo's `netbench` with its peer (empty poll); a boot whose figures no selected
+//! benchmark needs is left out. The report is [`crate::bench_report`]'s.
+
+use crate::Result;
+use crate::args::Args;
+use crate::bench_report::{self, Better, Context, Row};
+use crate::diskimage::{self, Attach};
+use crate::linux;
+use crate::netpeer::{self, Peer};
+use crate::qemu::{self, Accel, End, Machine, Media, Vm};
+use rexo_devcheck::bench as devbench;
+use rexo_devcheck::noise::{self, CoreNoise, NoiseLine};
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::time::Duration;
+
+/// What a benchmark needs from the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// QEMU start to the guest's first line of its own (Rexo's ready line, Linux's init).
+    Boot,
+    /// Memory in use after boot.
+    Memory,
+    /// Worst interruption of the noise loop.
+    Noise,
+    /// The cost of one receive call on an empty queue.
+    EmptyPoll,
+    /// 4 KiB random reads per second on a disk at a depth.
+    RandRead(&'static str, u32),
+    /// The bytes booted.
+    ImageSize,
+    /// Not measurable yet: why.
+    Pending(&'static str),
+}
+
+/// One benchmark of the suite.
+#[derive(Debug)]
+struct Spec {
+    name: &'static str,
+    title: &'static str,
+    unit: &'static str,
+    better: Better,
+    target: Option<f64>,
+    source: Source,
+}
+
+/// Why the network servers' rows are empty.
+const NO_SERVERS: &str = "Rexo's httpd/kv/UDP stack is not in the image yet";
+
+/// The suite, in report order (the issue's list; targets are Rexo's advantage).
+const SUITE: &[Spec] = &[
+    Spec {
+        name: "boot-ready",
+        title: "QEMU start to Rexo's ready line / Linux's init",
+        unit: "ms",
+        better: Better::Lower,
+        target: Some(20.0),
+        source: Source::Boot,
+    },
+    Spec {
+        name: "boot-first-request",
+        title: "QEMU start to the first HTTP response",
+        unit: "ms",
+        better: Better::Lower,
+        target: None,
+        source: Source::Pending(NO_SERVERS),
+    },
+    Spec {
+        name: "empty-poll",
+        title: "one receive call on an empty queue (Rexo: NetDevice::receive on virtio-net; Linux: recv MSG_DONTWAIT on a UDP socket)",
+        unit: "ns",
+        better: Better::Lower,
+        target: Some(5.0),
+        source: Source::EmptyPoll,
+    },
+    Spec {
+        name: "udp-echo",
+        title: "UDP echo round trip from the host",
+        unit: "us",
+        better: Better::Lower,
+        target: Some(2.0),
+        source: Source::Pending(NO_SERVERS),
+    },
+    Spec {
+        name: "http-1k",
+        title: "HTTP requests/s, 1 KiB file (wrk)",
+        unit: "req/s",
+        better: Better::Higher,
+        target: Some(2.0),
+        source: Source::Pending(NO_SERVERS),
+    },
+    Spec {
+        name: "http-100k",
+        title: "HTTP requests/s, 100 KiB file (wrk)",
+        unit: "req/s",
+        better: Better::Higher,
+        target: Some(2.0),
+        source: Source::Pending(NO_SERVERS),
+    },
+    Spec {
+        name: "memcached",
+        title: "memcached operations/s, 90/10 get/set",
+        unit: "ops/s",
+        better: Better::Higher,
+        target: Some(2.0),
+        source: Source::Pending(NO_SERVERS),
+    },
+    Spec {
+        name: "randread-qd1-nvme",
+        title: "4 KiB random reads, depth 1, NVMe (Rexo: diskbench; Linux: fio io_uring, O_DIRECT)",
+        unit: "IOPS",
+        better: Better::Higher,
+        target: Some(1.5),
+        source: Source::RandRead("nvme", 1),
+    },
+    Spec {
+        name: "randread-qd32-nvme",
+        title: "4 KiB random reads, depth 32, NVMe",
+        unit: "IOPS",
+        better: Better::Higher,
+        target: Some(1.5),
+        source: Source::RandRead("nvme", 32),
+    },
+    Spec {
+        name: "randread-qd1-virtio-blk",
+        title: "4 KiB random reads, depth 1, virtio-blk",
+        unit: "IOPS",
+        better: Better::Higher,
+        target: Some(1.5),
+        source: Source::RandRead("virtio-blk", 1),
+    },
+    Spec {
+        name: "randread-qd32-virtio-blk",
+        title: "4 KiB random reads, depth 32, virtio-blk",
+        unit: "IOPS",
+        better: Better::Higher,
+        target: Some(1.5),
+        source: Source::RandRead("virtio-blk", 32),
+    },
+    Spec {
+        name: "small-files",
+        title: "small-file create/read",
+        unit: "files/s",
+        better: Better::Higher,
+        target: None,
+        source: Source::Pending(
+            "no small-file app on Rexo yet (BMFS create/read) nor its Linux counterpart",
+        ),
+    },
+    Spec {
+        name: "noise",
+        title: "OS noise: worst interruption of a fixed work quantum on every core (longest minus median quantum)",
+        unit: "us",
+        better: Better::Lower,
+        target: Some(10.0),
+        source: Source::Noise,
+    },
+    Spec {
+        name: "idle-memory",
+        title: "memory in use after boot (Rexo: usable - free frames; Linux: MemTotal - MemAvailable)",
+        unit: "MiB",
+        better: Better::Lower,
+        target: Some(10.0),
+        source: Source::Memory,
+    },
+    Spec {
+        name: "image-size",
+        title: "bytes booted (Rexo: kernel ELF; Linux: vmlinuz + uncompressed initramfs of `none`)",
+        unit: "MiB",
+        better: Better::Lower,
+        target: None,
+        source: Source::ImageSize,
+    },
+];
+
+/// The benchmarks `names` select (each a full name or a prefix ending at a `-`, e.g.
+/// `randread`, `http`); all of them when `names` is empty.
+fn select(names: &[String]) -> Result<Vec<&'static Spec>> {
+    if names.is_empty() {
+        return Ok(SUITE.iter().collect());
+    }
+    let chosen: Vec<&Spec> = SUITE
+        .iter()
+        .filter(|s| {
+            names
+                .iter()
+                .any(|n| s.name == n || s.name.starts_with(&format!("{n}-")))
+        })
+        .collect();
+    if let Some(unknown) = names.iter().find(|n| {
+        !SUITE
+            .iter()
+            .any(|s| s.name == n.as_str() || s.name.starts_with(&format!("{n}-")))
+    }) {
+        return Err(format!(
+            "unknown benchmark `{unknown}`; valid: boot, api, drivers, {}",
+            SUITE.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(chosen)
+}
+
+/// How long and how often.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Plan {
+    rounds: usize,
+    /// fio's `--runtime` per job, seconds.
+    fio_runtime_s: u32,
+    /// `recv` calls Linux times (Rexo's netbench does [`devbench::EMPTY_POLLS`]).
+    polls: u32,
+    quick: bool,
+    accel: Accel,
+}
+
+/// The boots a round makes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Boots {
+    rexo_noise: bool,
+    linux_none: bool,
+    rexo_disk: bool,
+    linux_bench: bool,
+    rexo_net: bool,
+}
+
+fn boots_for(specs: &[&Spec]) -> Boots {
+    let mut b = Boots::default();
+    for s in specs {
+        match s.source {
+            Source::Boot | Source::Memory => {
+                b.rexo_noise = true;
+                b.linux_none = true;
+            }
+            Source::Noise => {
+                b.rexo_noise = true;
+                b.linux_bench = true;
+            }
+            Source::EmptyPoll => {
+                b.rexo_net = true;
+                b.linux_bench = true;
+            }
+            Source::RandRead(..) => {
+                b.rexo_disk = true;
+                b.linux_bench = true;
+            }
+            Source::ImageSize | Source::Pending(_) => {}
+        }
+    }
+    b
+}
+
+/// Both guests' machine: type, cores, memory (the same for both).
+const CORES: u32 = 2;
+const MEM_MIB: u64 = 512;
+/// Each benchmark disk's size (filled, not sparse, so that neither guest reads holes).
+const DISK_BYTES: u64 = 32 << 20;
+/// The NIC both guests get.
+const NIC_MODEL: &str = "virtio-net-pci";
+/// The disks both guests get: suite name, QEMU device, Linux's block device.
+const DISKS: [(&str, &str, &str); 2] = [
+    ("nvme", "nvme,serial=rexo0", "nvme0n1"),
+    ("virtio-blk", "virtio-blk-pci", "vda"),
+];
+/// Seconds a Rexo boot may take.
+const REXO_TIMEOUT_S: u64 = 180;
+/// Seconds a Linux boot may take (TCG).
+const LINUX_TIMEOUT_S: u64 = 300;
+
+/// `cargo xtask bench [NAME...] [--quick] [--rounds N] [--accel tcg|kvm]`.
+pub fn command(words: Vec<String>) -> Result<()> {
+    let mut args = Args::new("bench", &["--quick", "--rounds", "--accel"], words);
+    let mut names = Vec::new();
+    let mut quick = false;
+    let mut rounds = None;
+    let mut accel = Accel::Tcg;
+    while let Some(word) = args.next_word() {
+        match word.as_str() {
+            "--quick" => quick = true,
+            "--rounds" => rounds = Some(args.number("--rounds")?),
+            "--accel" => {
+                accel = match args.choice("--accel", &["tcg", "kvm"])?.as_str() {
+                    "kvm" => Accel::Kvm,
+                    _ => Accel::Tcg,
+                }
+            }
+            flag if flag.starts_with("--") => return Err(args.unknown(flag)),
+            name => names.push(name.to_string()),
+        }
+    }
+    let plan = Plan {
+        rounds: rounds.unwrap_or(if quick { 3 } else { 7 }),
+        fio_runtime_s: if quick { 1 } else { 5 },
+        polls: if quick { 200_000 } else { 1_000_000 },
+        quick,
+        accel,
+    };
+    if plan.rounds == 0 {
+        return Err("`--rounds 0`: at least one round is needed".into());
+    }
+    let specs = select(&names)?;
+    crate::deps::ensure(&[crate::deps::Need::Qemu])?;
+    let root = crate::root();
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let kernel = crate::build::kernel()?;
+    let boots = boots_for(&specs);
+    let none = linux::build(&root, "none")?;
+    let bench = if boots.linux_bench {
+        Some(linux::build(&root, "bench")?)
+    } else {
+        None
+    };
+    let mut samples = Samples::default();
+    for round in 1..=plan.rounds {
+        eprintln!("xtask: bench round {round}/{}", plan.rounds);
+        run_round(
+            &kernel,
+            &none,
+            bench.as_ref(),
+            &dir,
+            boots,
+            &plan,
+            &mut samples,
+        );
+    }
+    for (name, _, _) in DISKS {
+        let _ = std::fs::remove_file(dir.join(format!("suite-{name}.img")));
+    }
+    let rows: Vec<Row> = specs
+        .iter()
+        .map(|s| row(s, &samples, &kernel, &none, &plan))
+        .collect();
+    let ctx = context(&plan)?;
+    let md = bench_report::markdown(&rows, &ctx);
+    print!("{md}");
+    bench_report::write(&dir, &rows, &ctx)
+}
+
+/// Every round's figures, by side and [`Source`]-derived key, plus the failures.
+#[derive(Debug, Default)]
+struct Samples {
+    rexo: BTreeMap<String, Vec<f64>>,
+    linux: BTreeMap<String, Vec<f64>>,
+    /// Per side, the errors of boots that gave nothing (first of each kind kept).
+    rexo_errors: Vec<String>,
+    linux_errors: Vec<String>,
+}
+
+impl Samples {
+    fn add(&mut self, rexo: bool, key: impl Into<String>, value: f64) {
+        let map = if rexo {
+            &mut self.rexo
+        } else {
+            &mut self.linux
+        };
+        map.entry(key.into()).or_default().push(value);
+    }
+
+    fn fail(&mut self, rexo: bool, why: String) {
+        let list = if rexo {
+            &mut self.rexo_errors
+        } else {
+            &mut self.linux_errors
+        };
+        if !list.contains(&why) {
+            list.push(why);
+        }
+    }
+}
+
+/// The samples' key of a source.
+fn key(source: Source) -> String {
+    match source {
+        Source::Boot => "boot".into(),
+        Source::Memory => "memory".into(),
+        Source::Noise => "noise".into(),
+        Source::EmptyPoll => "empty-poll".into(),
+        Source::RandRead(disk, depth) => format!("randread-qd{depth}-{disk}"),
+        Source::ImageSize => "image".into(),
+        Source::Pending(_) => String::new(),
+    }
+}
+
+/// The report row of `spec`.
+fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, plan: &Plan) -> Row {
+    let mut row = Row {
+        name: spec.name.into(),
+        title: spec.title.into(),
+        unit: spec.unit.into(),
+        better: spec.better,
+        target: spec.target,
+        rexo: Err(String::new()),
+        linux: Err(String::new()),
+        note: String::new(),
+    };
+    let side = |map: &BTreeMap<String, Vec<f64>>, errors: &[String]| {
+        map.get(&key(spec.source)).cloned().ok_or_else(|| {
+            if errors.is_empty() {
+                "no figure in the guest's output".to_string()
+            } else {
+                errors.join("; ")
+            }
+        })
+    };
+    match spec.source {
+        Source::Pending(why) => {
+            row.rexo = Err(why.into());
+            row.linux = Err("not run without Rexo's side".into());
+        }
+        Source::ImageSize => {
+            let size = |paths: &[&Path]| -> std::result::Result<Vec<f64>, String> {
+                let mut total = 0;
+                for p in paths {
+                    total += std::fs::metadata(p)
+                        .map_err(|e| format!("{}: {e}", p.display()))?
+                        .len();
+                }
+                Ok(vec![total as f64 / f64::from(1 << 20)])
+            };
+            row.rexo = size(&[kernel]);
+            row.linux = size(&[&none.kernel, &none.initramfs]);
+        }
+        _ => {
+            row.rexo = side(&samples.rexo, &samples.rexo_errors);
+            row.linux = side(&samples.linux, &samples.linux_errors);
+            let counts = (
+                row.rexo.as_ref().map_or(0, Vec::len),
+                row.linux.as_ref().map_or(0, Vec::len),
+            );
+            let mut notes = Vec::new();
+            if counts != (plan.rounds, plan.rounds) && counts != (0, 0) {
+                notes.push(format!(
+                    "samples: Rexo {}, Linux {} of {} rounds",
+                    counts.0, counts.1, plan.rounds
+                ));
+            }
+            let median = |map: &BTreeMap<String, Vec<f64>>, key: &str| {
+                map.get(key)
+                    .and_then(|v| crate::bench::stats(v))
+                    .map_or("-".to_string(), |s| bench_report::number(s.median))
+            };
+            match spec.source {
+                Source::Noise => notes.push(format!(
+                    "median quantum Rexo {} ns, Linux {} ns ({} quanta of {} steps per core)",
+                    median(&samples.rexo, "noise-quantum"),
+                    median(&samples.linux, "noise-quantum"),
+                    noise::QUANTA,
+                    noise::STEPS
+                )),
+                Source::Memory => notes.push(format!(
+                    "Rexo's counts its kernel heap, an eighth of RAM up to 64 MiB ({} MiB \
+                     here), reserved whole at boot (kernel/src/mem/heap.rs); Linux's \
+                     MemTotal leaves out what it reserved at boot (kernel image, page \
+                     structures: {MEM_MIB} MiB minus MemTotal {} MiB)",
+                    (MEM_MIB / 8).min(64),
+                    median(&samples.linux, "memory-total")
+                )),
+                _ => {}
+            }
+            row.note = notes.join("; ");
+        }
+    }
+    row
+}
+
+/// The run's heading: date, host, QEMU, the guests' machine, the transport.
+fn context(plan: &Plan) -> Result<Context> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let qemu = std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .map_err(|e| format!("cannot run qemu-system-x86_64 --version: {e}"))?;
+    Ok(Context {
+        date: utc_now(),
+        machine: format!("{cpu}, {cores} host cores"),
+        accel: match plan.accel {
+            Accel::Kvm => "KVM",
+            Accel::Tcg => "TCG",
+        }
+        .into(),
+        qemu,
+        rounds: plan.rounds,
+        quick: plan.quick,
+        guest_machine: format!(
+            "q35, -cpu {}, {CORES} cores, {MEM_MIB} MiB, -kernel (Rexo: PVH ELF; Linux: \
+             Debian's bzImage + initramfs), {NIC_MODEL} on -netdev socket, an NVMe \
+             (nvme,serial=rexo0) and a virtio-blk-pci disk of {} MiB each (raw, filled)",
+            if plan.accel == Accel::Kvm {
+                "host"
+            } else {
+                "max"
+            },
+            DISK_BYTES >> 20
+        ),
+        transport: "QEMU's `socket` network backend (UDP on 127.0.0.1) to xtask's peer; \
+                    no host load generator runs yet, so no tap or user networking is needed"
+            .into(),
+    })
+}
+
+/// `YYYY-MM-DD HH:MM UTC` from the system clock (civil-from-days, Howard Hinnant's
+/// algorithm).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    civil(secs)
+}
+
+fn civil(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+// ---------------------------------------------------------------------------
+// One round.
+
+/// The machine both guests boot: `media` on q35 with the suite's cores, memory and
+/// accelerator.
+fn machine(media: Media, plan: &Plan) -> Vm {
+    let mut vm = Vm::pvh(Machine::Q35, Path::new(""), "");
+    vm.media = media;
+    vm.cores = CORES;
+    vm.mem_mib = MEM_MIB;
+    vm.accel = plan.accel;
+    vm
+}
+
+/// The devices both guests get: the disks (fresh, filled images in `dir`) and the NIC
+/// on `nic` (QEMU arguments from [`netpeer`]).
+fn devices(dir: &Path, nic: Vec<String>) -> Result<Vec<String>> {
+    let mut args = nic;
+    for (i, (name, device, _)) in DISKS.iter().enumerate() {
+        let image = dir.join(format!("suite-{name}.img"));
+        fill_image(&image)?;
+        args.extend(diskimage::args(i, Attach::Device(device), &image)?);
+    }
+    Ok(args)
+}
+
+/// Writes `path` as a [`DISK_BYTES`] image of non-zero bytes, so that the host's file
+/// has every block allocated and both guests read data, not holes.
+fn fill_image(path: &Path) -> Result<()> {
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let mut file = std::fs::File::create(path).map_err(fail)?;
+    let chunk = vec![0xA5u8; 1 << 20];
+    for _ in 0..DISK_BYTES >> 20 {
+        file.write_all(&chunk).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// A NIC whose frames go to a host socket nobody reads (for boots that do not use the
+/// network): the socket, kept open for the boot, and QEMU's arguments.
+fn idle_nic() -> Result<(UdpSocket, Vec<String>)> {
+    let bind =
+        || UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("cannot bind a UDP socket: {e}"));
+    let port = |s: &UdpSocket| {
+        s.local_addr()
+            .map(|a| a.port())
+            .map_err(|e| format!("UDP socket without an address: {e}"))
+    };
+    let sink = bind()?;
+    let host_port = port(&sink)?;
+    let qemu_port = port(&bind()?)?;
+    Ok((sink, netpeer::nic_args(0, NIC_MODEL, host_port, qemu_port)))
+}
+
+/// Boots `vm` until QEMU ends (or `stop` says so), logging to `log`; the serial lines.
+fn run(vm: &Vm, dir: &Path, log: &Path, timeout_s: u64) -> Result<qemu::Capture> {
+    qemu::run_captured(
+        &vm.args(dir)?,
+        Duration::from_secs(timeout_s),
+        Some(log),
+        |line| line.text.contains("linux: failed:"),
+    )
+}
+
+/// Runs the round's boots, adding what they measured to `samples`.
+fn run_round(
+    kernel: &Path,
+    none: &linux::Baseline,
+    bench: Option<&linux::Baseline>,
+    dir: &Path,
+    boots: Boots,
+    plan: &Plan,
+    samples: &mut Samples,
+) {
+    let rexo = |app: &str| Media::Pvh {
+        kernel: kernel.to_path_buf(),
+        append: format!("app={app}"),
+        initrd: None,
+    };
+    let linux_media = |baseline: &linux::Baseline, append: &str| {
+        let mut guest = linux::Guest::new(&baseline.service).map_err(|e| e.to_string())?;
+        guest.cores = CORES;
+        guest.mem_mib = MEM_MIB;
+        guest.append = append.to_string();
+        Ok::<Media, String>(Media::Pvh {
+            kernel: baseline.kernel.clone(),
+            append: guest.cmdline(),
+            initrd: Some(baseline.initramfs.clone()),
+        })
+    };
+    if boots.rexo_noise {
+        let outcome = boot_idle(dir, plan, rexo("noise"), "suite-rexo-noise", REXO_TIMEOUT_S)
+            .and_then(|c| read_rexo_noise(&c));
+        record(samples, true, outcome);
+    }
+    if boots.linux_none {
+        let outcome = linux_media(none, "")
+            .and_then(|m| boot_idle(dir, plan, m, "suite-linux-none", LINUX_TIMEOUT_S))
+            .and_then(|c| read_linux_none(&c));
+        record(samples, false, outcome);
+    }
+    if boots.rexo_disk {
+        let outcome = boot_idle(
+            dir,
+            plan,
+            rexo("diskbench"),
+            "suite-rexo-disk",
+            REXO_TIMEOUT_S,
+        )
+        .and_then(|c| read_rexo_disks(&c));
+        record(samples, true, outcome);
+    }
+    if let (true, Some(bench)) = (boots.linux_bench, bench) {
+        let append = format!(
+            "rexo.noise_quanta={} rexo.polls={} rexo.fio_runtime={}",
+            noise::QUANTA,
+            plan.polls,
+            plan.fio_runtime_s
+        );
+        let outcome = linux_media(bench, &append)
+            .and_then(|m| boot_idle(dir, plan, m, "suite-linux-bench", LINUX_TIMEOUT_S))
+            .and_then(|c| read_linux_bench(&c));
+        record(samples, false, outcome);
+    }
+    if boots.rexo_net {
+        let outcome = Peer::start_bench(0, NIC_MODEL).and_then(|(peer, nic)| {
+            let capture = devices(dir, nic).and_then(|args| {
+                let mut vm = machine(rexo("netbench"), plan);
+                vm.extra = args;
+                run(&vm, dir, &dir.join("suite-rexo-net.log"), REXO_TIMEOUT_S)
+            });
+            // The peer's counts are the driver benchmark's business, not the suite's.
+            let _ = peer.finish();
+            read_rexo_net(&capture?)
+        });
+        record(samples, true, outcome);
+    }
+}
+
+/// Boots `media` with the devices and an idle NIC; fails unless QEMU exits 0.
+fn boot_idle(
+    dir: &Path,
+    plan: &Plan,
+    media: Media,
+    name: &str,
+    timeout_s: u64,
+) -> Result<qemu::Capture> {
+    let (_sink, nic) = idle_nic()?;
+    let mut vm = machine(media, plan);
+    vm.extra = devices(dir, nic)?;
+    let log = dir.join(format!("{name}.log"));
+    let capture = run(&vm, dir, &log, timeout_s)?;
+    if capture.end != End::Exited(0) {
+        return Err(format!(
+            "{name}: QEMU ended with {:?} (log: {})",
+            capture.end,
+            log.display()
+        ));
+    }
+    Ok(capture)
+}
+
+/// Adds a boot's figures, or its failure, to `samples`.
+fn record(samples: &mut Samples, rexo: bool, outcome: Result<Vec<(String, f64)>>) {
+    match outcome {
+        Ok(figures) => {
+            for (key, value) in figures {
+                samples.add(rexo, key, value);
+            }
+        }
+        Err(why) => {
+            eprintln!("xtask: {}: {why}", if rexo { "Rexo" } else { "Linux" });
+            samples.fail(rexo, why);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading the guests' lines.
+
+/// The worst interruption over the cores' noise summaries, in us.
+fn worst_interruption_us(cores: &[CoreNoise]) -> Option<f64> {
+    cores
+        .iter()
+        .map(|c| c.worst_interruption_ns() as f64 / 1e3)
+        .reduce(f64::max)
+}
+
+/// Noise and memory lines: the worst interruption and the memory line (bytes used).
+fn read_noise<'a>(lines: impl Iterator<Item = &'a str>) -> Result<(Vec<CoreNoise>, Option<u64>)> {
+    let (mut cores, mut used) = (Vec::new(), None);
+    for line in lines {
+        match noise::parse(line) {
+            Some(Ok(NoiseLine::Core(c))) => cores.push(c),
+            Some(Ok(NoiseLine::Memory { usable, free })) => {
+                used = Some(usable.saturating_sub(free))
+            }
+            Some(Err(why)) => return Err(why),
+            None => {}
+        }
+    }
+    Ok((cores, used))
+}
+
+/// The noise figures of one boot: the worst interruption (us) and the slowest core's
+/// median quantum (ns, for the note: it shows the work is the same on both guests).
+fn noise_figures(cores: &[CoreNoise]) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    if let Some(worst) = worst_interruption_us(cores) {
+        out.push(("noise".to_string(), worst));
+    }
+    if let Some(median) = cores.iter().map(|c| c.median_ns).max() {
+        out.push(("noise-quantum".to_string(), median as f64));
+    }
+    out
+}
+
+/// Rexo's `noise` boot: boot to ready (ms), memory used (MiB), worst interruption (us).
+fn read_rexo_noise(capture: &qemu::Capture) -> Result<Vec<(String, f64)>> {
+    let ready = capture
+        .serial()
+        .find(|l| qemu::parse_ready(&l.text).is_some())
+        .ok_or("Rexo printed no ready line")?
+        .at;
+    let (cores, used) = read_noise(capture.serial().map(|l| l.text.as_str()))?;
+    let mut out = vec![("boot".to_string(), ready.as_secs_f64() * 1e3)];
+    if let Some(used) = used {
+        out.push(("memory".into(), used as f64 / f64::from(1 << 20)));
+    }
+    out.extend(noise_figures(&cores));
+    Ok(out)
+}
+
+/// Parses `linux: meminfo total_kib=T available_kib=A` into MiB in use and MemTotal.
+fn parse_meminfo(line: &str) -> Option<(f64, f64)> {
+    let rest = &line[line.find(linux::MEMINFO_PREFIX)? + linux::MEMINFO_PREFIX.len()..];
+    let field = |key: &str| -> Option<f64> {
+        rest.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+    };
+    let (total, available) = (field("total_kib=")?, field("available_kib=")?);
+    Some(((total - available) / 1024.0, total / 1024.0))
+}
+
+/// Linux's `none` boot: boot to its init (ms) and memory in use (MiB).
+fn read_linux_none(capture: &qemu::Capture) -> Result<Vec<(String, f64)>> {
+    let init = capture
+        .serial()
+        .find(|l| l.text.trim() == linux::INIT_MARKER)
+        .ok_or("Linux printed no `linux: init` line")?
+        .at;
+    let mut out = vec![("boot".to_string(), init.as_secs_f64() * 1e3)];
+    if let Some((used, total)) = capture.serial().find_map(|l| parse_meminfo(&l.text)) {
+        out.push(("memory".into(), used));
+        out.push(("memory-total".into(), total));
+    }
+    Ok(out)
+}
+
+/// Rexo's `diskbench`: IOPS per disk and depth.
+fn read_rexo_disks(capture: &qemu::Capture) -> Result<Vec<(String, f64)>> {
+    let mut drivers = BTreeMap::new();
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for line in capture.serial() {
+        if let Some((kind, index, driver)) = devbench::parse_device(&line.text)
+            && kind == "disk"
+        {
+            drivers.insert(index, driver);
+        }
+        match devbench::parse(&line.text) {
+            Some(Ok(f)) if f.kind == "disk" => {
+                let depth = match f.name.as_str() {
+                    "randread-qd1" => 1,
+                    "randread-qd32" => 32,
+                    _ => continue,
+                };
+                let Some(driver) = drivers.get(&f.index) else {
+                    return Err(format!("disk {} has no devbench-device line", f.index));
+                };
+                out.push((format!("randread-qd{depth}-{driver}"), f.per_second()));
+            }
+            Some(Err(why)) => errors.push(why),
+            _ => {}
+        }
+    }
+    if out.is_empty() && !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    Ok(out)
+}
+
+/// Rexo's `netbench`: the empty poll of NIC 0, ns per call.
+fn read_rexo_net(capture: &qemu::Capture) -> Result<Vec<(String, f64)>> {
+    let mut errors = Vec::new();
+    for line in capture.serial() {
+        match devbench::parse(&line.text) {
+            Some(Ok(f)) if f.kind == "nic" && f.index == 0 && f.name == "empty-poll" => {
+                return Ok(vec![(
+                    "empty-poll".into(),
+                    f.ns as f64 / f.count.max(1) as f64,
+                )]);
+            }
+            Some(Err(why)) => errors.push(why),
+            _ => {}
+        }
+    }
+    Err(if errors.is_empty() {
+        "netbench printed no empty-poll figure".into()
+    } else {
+        errors.join("; ")
+    })
+}
+
+/// One `linuxbench ...` line of the `bench` service.
+#[derive(Clone, Debug, PartialEq)]
+enum LinuxLine {
+    /// `linuxbench empty-poll count=N ns=T stray=S`: ns per call.
+    EmptyPoll(f64),
+    /// `linuxbench disk DEV randread-qdD error=E iops=X` (error 0).
+    RandRead(String, u32, f64),
+}
+
+/// Reads a `linuxbench` line other than noise (see [`noise::parse`]): `None` if it is
+/// none, `Some(Err)` if it reports a failure or is malformed.
+fn parse_linux(line: &str) -> Option<Result<LinuxLine>> {
+    let rest = line[line.find("linuxbench ")? + "linuxbench ".len()..].trim_end();
+    let mut words = rest.split_whitespace();
+    let field = |key: &str| -> Option<f64> {
+        rest.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+    };
+    let malformed = || Some(Err(format!("malformed Linux line `{rest}`")));
+    match words.next()? {
+        "empty-poll" => match (field("count="), field("ns=")) {
+            (Some(count), Some(ns)) if count > 0.0 => Some(Ok(LinuxLine::EmptyPoll(ns / count))),
+            _ if rest.contains("FAILED") => Some(Err(format!("Linux: {rest}"))),
+            _ => malformed(),
+        },
+        "disk" => {
+            let dev = words.next()?;
+            let what = words.next()?;
+            if what == "FAILED:" {
+                return Some(Err(format!(
+                    "Linux: fio on {dev}: {}",
+                    words.collect::<Vec<_>>().join(" ")
+                )));
+            }
+            let Some(depth) = what
+                .strip_prefix("randread-qd")
+                .and_then(|d| d.parse().ok())
+            else {
+                return malformed();
+            };
+            let disk = DISKS
+                .iter()
+                .find(|d| d.2 == dev)
+                .map_or(dev.to_string(), |d| d.0.to_string());
+            match (field("error="), field("iops=")) {
+                (Some(e), _) if e != 0.0 => {
+                    Some(Err(format!("Linux: fio on {dev} ended with error {e}")))
+                }
+                (Some(_), Some(iops)) => Some(Ok(LinuxLine::RandRead(disk, depth, iops))),
+                _ => malformed(),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Linux's `bench` boot: noise, empty poll, fio's IOPS.
+fn read_linux_bench(capture: &qemu::Capture) -> Result<Vec<(String, f64)>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let text: Vec<&str> = capture.serial().map(|l| l.text.as_str()).collect();
+    match read_noise(text.iter().copied().filter(|l| l.contains("linuxbench "))) {
+        Ok((cores, _)) => out.extend(noise_figures(&cores)),
+        Err(why) => errors.push(why),
+    }
+    for line in &text {
+        match parse_linux(line) {
+            Some(Ok(LinuxLine::EmptyPoll(ns))) => out.push(("empty-poll".into(), ns)),
+            Some(Ok(LinuxLine::RandRead(disk, depth, iops))) => {
+                out.push((format!("randread-qd{depth}-{disk}"), iops))
+            }
+            Some(Err(why)) => errors.push(why),
+            None => {}
+        }
+    }
+    if !text.iter().any(|l| l.contains("linuxbench done")) {
+        errors.push("the Linux bench guest did not finish (`linuxbench done`)".into());
+    }
+    if out.is_empty() {
+        return Err(errors.join("; "));
+    }
+    for why in errors {
+        eprintln!("xtask: Linux: {why}");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu::Line;
+
+    fn capture(lines: &[(u64, &str)]) -> qemu::Capture {
+        qemu::Capture {
+            lines: lines
+                .iter()
+                .map(|(ms, text)| Line {
+                    at: Duration::from_millis(*ms),
+                    text: text.to_string(),
+                    stderr: false,
+                })
+                .collect(),
+            end: End::Exited(0),
+            wall: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn selects_by_name_and_prefix() {
+        assert_eq!(select(&[]).unwrap().len(), SUITE.len());
+        let names = |words: &[&str]| -> Vec<&str> {
+            select(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>())
+                .unwrap()
+                .iter()
+                .map(|s| s.name)
+                .collect()
+        };
+        assert_eq!(names(&["noise"]), ["noise"]);
+        assert_eq!(
+            names(&["randread-qd1"]),
+            ["randread-qd1-nvme", "randread-qd1-virtio-blk"]
+        );
+        assert_eq!(names(&["http"]), ["http-1k", "http-100k"]);
+        let err = select(&["fast".to_string()]).unwrap_err();
+        assert!(
+            err.contains("`fast`") && err.contains("idle-memory"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn boots_only_what_is_needed() {
+        let of = |names: &[&str]| {
+            boots_for(&select(&names.iter().map(|w| w.to_string()).collect::<Vec<_>>()).unwrap())
+        };
+        assert_eq!(
+            of(&["image-size", "http"]),
+            Boots::default(),
+            "nothing to boot"
+        );
+        let b = of(&["boot-ready"]);
+        assert!(b.rexo_noise && b.linux_none && !b.linux_bench && !b.rexo_disk);
+        let b = of(&["randread"]);
+        assert!(b.rexo_disk && b.linux_bench && !b.rexo_noise && !b.rexo_net);
+    }
+
+    #[test]
+    fn reads_rexo_noise_boot() {
+        let c = capture(&[
+            (20, "[ 1 us c0] INFO  rexo: booted"),
+            (
+                40,
+                "[ 2 us c0] INFO  rexo: ready cores=2 mem=511 MiB boot=900 us",
+            ),
+            (
+                41,
+                "[ 3 us c0] INFO  noise memory usable=536870912 free=469762048",
+            ),
+            (
+                50,
+                "[ 4 us c0] INFO  noise core=0 quanta=10 min_ns=1 median_ns=2000 p99_ns=3 max_ns=12000",
+            ),
+            (
+                51,
+                "[ 5 us c0] INFO  noise core=1 quanta=10 min_ns=1 median_ns=2000 p99_ns=3 max_ns=52000",
+            ),
+        ]);
+        let figures = read_rexo_noise(&c).unwrap();
+        assert_eq!(
+            figures,
+            [
+                ("boot".to_string(), 40.0),
+                ("memory".to_string(), 64.0),
+                ("noise".to_string(), 50.0),
+                ("noise-quantum".to_string(), 2000.0)
+            ]
+        );
+        assert!(read_rexo_noise(&capture(&[(1, "nothing")])).is_err());
+    }
+
+    #[test]
+    fn reads_linux_none_boot() {
+        let c = capture(&[
+            (900, "SeaBIOS"),
+            (4000, "linux: init"),
+            (4500, "linux: meminfo total_kib=466144 available_kib=425184"),
+            (4600, "linux: ready service=none"),
+        ]);
+        assert_eq!(
+            read_linux_none(&c).unwrap(),
+            [
+                ("boot".to_string(), 4000.0),
+                ("memory".to_string(), 40.0),
+                ("memory-total".to_string(), 455.218_75)
+            ]
+        );
+        assert!(read_linux_none(&capture(&[(1, "linux: ready service=none")])).is_err());
+    }
+
+    #[test]
+    fn reads_rexo_disks_by_driver() {
+        let c = capture(&[
+            (1, "devbench-device disk 0 nvme"),
+            (2, "devbench disk 0 seqread count=100 ns=1"),
+            (
+                3,
+                "devbench disk 0 randread-qd1 count=2000 ns=100000000 depth=1",
+            ),
+            (4, "devbench-device disk 1 virtio-blk"),
+            (
+                5,
+                "devbench disk 1 randread-qd32 count=10000 ns=100000000 depth=32",
+            ),
+        ]);
+        assert_eq!(
+            read_rexo_disks(&c).unwrap(),
+            [
+                ("randread-qd1-nvme".to_string(), 20000.0),
+                ("randread-qd32-virtio-blk".to_string(), 100000.0)
+            ]
+        );
+        let orphan = capture(&[(1, "devbench disk 0 randread-qd1 count=1 ns=1 depth=1")]);
+        assert!(read_rexo_disks(&orphan).is_err());
+        let failed = capture(&[(1, "devbench disk 0 FAILED: timeout")]);
+        assert!(read_rexo_disks(&failed).unwrap_err().contains("timeout"));
+    }
+
+    #[test]
+    fn reads_rexo_empty_poll() {
+        let c = capture(&[(1, "devbench nic 0 empty-poll count=100000 ns=9000000")]);
+        assert_eq!(
+            read_rexo_net(&c).unwrap(),
+            [("empty-poll".to_string(), 90.0)]
+        );
+        assert!(read_rexo_net(&capture(&[(1, "devbench nic 0 FAILED: x")])).is_err());
+    }
+
+    #[test]
+    fn reads_linux_bench_boot() {
+        let c = capture(&[
+            (
+                1,
+                "linuxbench noise core=0 quanta=5 min_ns=1 median_ns=1000 p99_ns=3 max_ns=9000",
+            ),
+            (
+                2,
+                "linuxbench noise core=1 quanta=5 min_ns=1 median_ns=1000 p99_ns=3 max_ns=5000",
+            ),
+            (3, "linuxbench empty-poll count=1000 ns=5000000 stray=0"),
+            (4, "linuxbench disk nvme0n1 randread-qd1 error=0 iops=4321"),
+            (
+                5,
+                "linuxbench disk vda FAILED: fio: engine io_uring not loadable",
+            ),
+            (6, "linuxbench done"),
+        ]);
+        assert_eq!(
+            read_linux_bench(&c).unwrap(),
+            [
+                ("noise".to_string(), 8.0),
+                ("noise-quantum".to_string(), 1000.0),
+                ("empty-poll".to_string(), 5000.0),
+                ("randread-qd1-nvme".to_string(), 4321.0)
+            ]
+        );
+        assert!(matches!(
+            parse_linux("linuxbench disk vda randread-qd32 error=5 iops=1"),
+            Some(Err(_))
+        ));
+        assert!(matches!(
+            parse_linux("linuxbench disk vda randread-qdX error=0 iops=1"),
+            Some(Err(_))
+        ));
+        assert!(parse_linux("linux: ready").is_none());
+        let nothing = capture(&[(1, "linuxbench empty-poll FAILED: bind")]);
+        assert!(read_linux_bench(&nothing).unwrap_err().contains("bind"));
+    }
+
+    #[test]
+    fn meminfo_and_dates() {
+        assert_eq!(
+            parse_meminfo("linux: meminfo total_kib=2048 available_kib=1024"),
+            Some((1.0, 2.0))
+        );
+        assert_eq!(parse_meminfo("linux: meminfo total_kib=x"), None);
+        assert_eq!(civil(0), "1970-01-01 00:00 UTC");
+        assert_eq!(civil(1_795_475_400), "2026-11-23 23:10 UTC");
+    }
+}
