@@ -456,11 +456,10 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
                     noise::STEPS
                 )),
                 Source::Memory => notes.push(format!(
-                    "Rexo's counts its kernel heap, an eighth of RAM up to 64 MiB ({} MiB \
-                     here), reserved whole at boot (kernel/src/mem/heap.rs); Linux's \
-                     MemTotal leaves out what it reserved at boot (kernel image, page \
-                     structures: {MEM_MIB} MiB minus MemTotal {} MiB)",
-                    (MEM_MIB / 8).min(64),
+                    "Rexo's counts its kernel heap (1 MiB at boot, grown 1 MiB at a time: \
+                     kernel/src/mem/heap.rs), page tables and stacks; Linux's MemTotal \
+                     leaves out what it reserved at boot (kernel image, page structures: \
+                     {MEM_MIB} MiB minus MemTotal {} MiB)",
                     median(&samples.linux, "memory-total")
                 )),
                 _ => {}

@@ -1,20 +1,43 @@
-//! The kernel heap: talc over frames taken from the frame allocator at boot.
+//! The kernel heap: talc over frames from the frame allocator, a small start at boot
+//! and more 1 MiB at a time when it runs out (so an idle machine holds little).
 
 #![allow(unsafe_code)] // claiming raw memory for the allocator
 
+use core::alloc::Layout;
+
 use talc::TalcLock;
-use talc::source::Manual;
+use talc::base::Talc;
+use talc::base::binning::Binning;
+use talc::source::Source;
+
+/// How much the heap grows by at least (and its start at boot).
+const GROWTH: u64 = 1 << 20;
+
+/// The heap's source of memory: frames from the frame allocator, taken when talc runs out.
+#[derive(Debug)]
+pub struct Frames;
+
+// SAFETY: `acquire` uses only the frame allocator (its own lock, no heap allocation) and
+// talc's `claim` on the frames it got, never the global allocator.
+unsafe impl Source for Frames {
+    fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
+        let bytes = (layout.size() as u64 + layout.align() as u64 + 4096).next_multiple_of(GROWTH);
+        let frames = super::frames::allocate(bytes, 4096).map_err(|_| ())?;
+        // The heap owns these frames for the life of the machine.
+        let range = frames.leak();
+        // SAFETY: identity-mapped RAM the frame allocator handed to us alone, never returned.
+        let claimed = unsafe { talc.claim(range.start as *mut u8, (range.end - range.start) as usize) };
+        claimed.map(|_| ()).ok_or(())
+    }
+}
 
 #[global_allocator]
-static HEAP: TalcLock<spin::Mutex<()>, Manual> = TalcLock::new(Manual);
+static HEAP: TalcLock<spin::Mutex<()>, Frames> = TalcLock::new(Frames);
 
-/// The heap's size for a machine with `usable` bytes of RAM: an eighth, between 1 MiB and
-/// 64 MiB (apps get their memory as frames, not from the kernel heap).
+/// The heap's size at boot for a machine with `usable` bytes of RAM: 1 MiB (it grows on
+/// demand; apps get their memory as frames, not from the kernel heap), at most half the RAM.
 pub fn size_for(usable: u64) -> u64 {
-    (usable / 8)
-        .clamp(1 << 20, 64 << 20)
-        .next_multiple_of(2 << 20)
-        .min((usable / 2) & !0xFFF)
+    GROWTH.min((usable / 2) & !0xFFF)
 }
 
 /// Gives the heap `bytes` of frames. Errors if the frames cannot be had.
