@@ -193,10 +193,12 @@ pub trait NetDevice: Send {
     ) -> Result<(), DeviceError>;
     /// Frames queued for sending that the device has not finished with.
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError>;
-    /// From now on a frame arriving on `queue` wakes core `core` (the machine's index)
-    /// from `Kernel::sleep_ns` through the device's MSI-X message; `None` stops that.
-    /// Lets an idle core sleep instead of polling. [`DeviceError::Unsupported`] when the
-    /// device has no MSI-X.
+    /// Arms `queue` so that the next frame arriving on it wakes core `core` (the
+    /// machine's index) from `Kernel::sleep_ns` through the device's MSI-X message;
+    /// `None` disarms it. Lets an idle core sleep instead of polling: arm, look at the
+    /// ring once more (a frame may have come meanwhile), sleep, and arm again before the
+    /// next sleep (a wake may be spent). [`DeviceError::Unsupported`] when the device has
+    /// no MSI-X.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError>;
 }
 

@@ -771,17 +771,17 @@ pub const CASES: &[Case] = &[
     Case {
         name: "drivers::virtio-net-transitional",
         qemu: &[Arg::Nic("virtio-net-pci")],
-        ..VIRTIO_NET
+        ..WAKING_NET
     },
     Case {
         name: "drivers::virtio-net-modern",
         qemu: &[Arg::Nic("virtio-net-pci,disable-legacy=on")],
-        ..VIRTIO_NET
+        ..WAKING_NET
     },
     Case {
         name: "drivers::virtio-net-legacy",
         qemu: &[Arg::Nic("virtio-net-pci,disable-modern=on")],
-        ..VIRTIO_NET
+        ..WAKING_NET
     },
     Case {
         name: "drivers::e1000",
@@ -791,7 +791,7 @@ pub const CASES: &[Case] = &[
     Case {
         name: "drivers::e1000e",
         qemu: &[Arg::Nic("e1000e")],
-        ..NET
+        ..WAKING_NET
     },
     Case {
         name: "drivers::rtl8139",
@@ -900,9 +900,10 @@ const NET: Case = Case {
     ..BASE
 };
 
-/// A virtio-net case: [`NET`], and the core slept between the peer's frames, woken by
-/// the device's MSI-X message (netcheck fails if the naps ran their full length).
-const VIRTIO_NET: Case = Case {
+/// A case of a NIC with MSI-X (virtio-net, e1000e): [`NET`], and the core slept between
+/// the peer's frames, woken by the device's MSI-X message (netcheck fails if the naps
+/// ran their full length).
+const WAKING_NET: Case = Case {
     checks: &[
         Check::Has("sent 2000 frames of 60-1514 bytes"),
         Check::Count("-byte frame refused", 2),

@@ -136,7 +136,7 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
             "netcheck: {index_note}: polling between frames: {error}"
         ));
     }
-    let (mut naps, mut napped_ns) = (0u64, 0u64);
+    let (mut naps, mut napped_ns, mut armed) = (0u64, 0u64, false);
     let mut received = 0u32;
     let mut wrong: Option<String> = None;
     let mut last = kernel.now_ns();
@@ -165,11 +165,18 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
             last = kernel.now_ns();
         } else if got == 0 && kernel.now_ns() - last > SILENCE_NS {
             return Err(format!("the peer went silent after {received} frames"));
-        } else if got == 0 && waking.is_ok() {
+        } else if got == 0 && waking.is_ok() && !armed {
+            // Armed again before every nap (a wake may have been spent on an earlier
+            // frame), then the ring is looked at once more before sleeping.
+            nic.wake_on_receive(0, Some(kernel.core_index()))
+                .map_err(|error| format!("arming the wake-up: {error}"))?;
+            armed = true;
+        } else if got == 0 && armed {
             let before = kernel.now_ns();
             kernel.sleep_ns(NAP_NS);
             naps += 1;
             napped_ns += kernel.now_ns() - before;
+            armed = false;
         }
     }
     if waking.is_ok() {

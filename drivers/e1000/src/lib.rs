@@ -22,7 +22,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::{DeviceError, NetDevice, NetInfo};
-use rexo_devio::{DeviceFunction, Dma, Found, Mmio, barrier};
+use rexo_devio::{DeviceFunction, Dma, Found, Mmio, MsixTable, barrier};
 use rexo_pci::Function;
 
 use regs::*;
@@ -70,7 +70,14 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     reset(&function, &regs, &model)?;
     power_up_phy(&function, &regs)?;
     let mac = mac_address(&function, &regs, &model)?;
-    let nic = E1000::start(&function, regs, model, mac)?;
+    // MSI-X (the 82574 has it, the 8254x not): every entry masked until a core asks to
+    // be woken by a queue.
+    let msix = if model.pcie {
+        function.msix().ok()
+    } else {
+        None
+    };
+    let nic = E1000::start(&function, regs, model, mac, msix)?;
     let m = mac;
     log::info!(
         "e1000: {} at {}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
@@ -300,6 +307,8 @@ struct E1000 {
     rx_format: RxFormat,
     /// The queue pairs (one on the 8254x, two on the 82574).
     queues: Vec<Queue>,
+    /// The MSI-X table (the 82574's); receive queue `q` signals through entry `q`.
+    msix: Option<MsixTable>,
 }
 
 impl E1000 {
@@ -310,6 +319,7 @@ impl E1000 {
         regs: Mmio,
         model: Model,
         mac: [u8; 6],
+        msix: Option<MsixTable>,
     ) -> Result<Self, DeviceError> {
         let queues = (0..model.queues())
             .map(|index| Queue::new(function, index))
@@ -319,7 +329,19 @@ impl E1000 {
             mac,
             rx_format: model.rx_format(),
             queues,
+            msix,
         };
+        if nic.msix.is_some() {
+            // Receive queue q's cause goes to MSI-X entry q and clears itself when the
+            // message is sent; the causes stay masked (IMS) until a core asks.
+            let ivar =
+                (0..nic.queues.len() as u32).fold(0, |ivar, q| ivar | (q | IVAR_VALID) << (4 * q));
+            nic.regs.write32(IVAR, ivar);
+            nic.regs.write32(
+                EIAC,
+                (0..nic.queues.len() as u32).fold(0, |mask, q| mask | ICR_RXQ0 << q),
+            );
+        }
         let regs = &nic.regs;
 
         // Link: set link up and let the MAC take speed and duplex from the PHY's
@@ -486,12 +508,31 @@ impl NetDevice for E1000 {
         Ok(queue.tx.in_flight())
     }
 
-    /// Not yet: the 82540 has no MSI-X, and the 82574's (IVAR routing of its five
-    /// vectors) is not programmed yet.
-    fn wake_on_receive(&mut self, queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
+    /// The 82574's receive queue `queue` raises its cause (IMS) through MSI-X entry
+    /// `queue` pointed at `core`; the 8254x has no MSI-X.
+    fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         if queue >= self.queues.len() {
             return Err(DeviceError::NoSuchQueue(queue));
         }
-        Err(DeviceError::Unsupported("MSI-X wake-ups in this driver"))
+        let msix = self
+            .msix
+            .as_ref()
+            .ok_or(DeviceError::Unsupported("MSI-X (the 8254x has none)"))?;
+        let cause = ICR_RXQ0 << queue;
+        match core {
+            Some(core) => {
+                msix.wake(queue as u16, core)?;
+                // Reading ICR clears the causes already signalled, so that the next frame
+                // raises its cause afresh (QEMU's model sends nothing for a cause it
+                // signalled and nobody cleared, even with EIAC).
+                self.regs.read32(ICR);
+                self.regs.write32(IMS, cause);
+            }
+            None => {
+                self.regs.write32(IMC, cause);
+                msix.mask(queue as u16)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -19,6 +19,18 @@ pub const MDIC: usize = 0x0020;
 pub const ICR: usize = 0x00C0;
 /// Interrupt Mask Clear.
 pub const IMC: usize = 0x00D8;
+/// Interrupt mask set (82574 SDM 10.2.4.4): a cause with its bit set raises an interrupt.
+pub const IMS: usize = 0x00D0;
+/// Extended interrupt auto clear (82574 10.2.4.6): causes cleared when their MSI-X
+/// message goes out.
+pub const EIAC: usize = 0x00DC;
+/// Interrupt vector allocation (82574 10.2.4.9): the MSI-X entry of each queue's cause,
+/// four bits each (three of entry, one valid): receive queue 0 in bits 3:0, 1 in 7:4.
+pub const IVAR: usize = 0x00E4;
+/// The valid bit of an IVAR field.
+pub const IVAR_VALID: u32 = 1 << 3;
+/// Interrupt cause: receive queue 0 (82574; queue 1 is the next bit).
+pub const ICR_RXQ0: u32 = 1 << 20;
 /// Receive Control.
 pub const RCTL: usize = 0x0100;
 /// Transmit Control.

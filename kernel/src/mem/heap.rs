@@ -26,7 +26,8 @@ unsafe impl Source for Frames {
         // The heap owns these frames for the life of the machine.
         let range = frames.leak();
         // SAFETY: identity-mapped RAM the frame allocator handed to us alone, never returned.
-        let claimed = unsafe { talc.claim(range.start as *mut u8, (range.end - range.start) as usize) };
+        let claimed =
+            unsafe { talc.claim(range.start as *mut u8, (range.end - range.start) as usize) };
         claimed.map(|_| ()).ok_or(())
     }
 }
