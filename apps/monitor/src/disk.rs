@@ -58,6 +58,24 @@ pub fn list(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
     })
 }
 
+/// Deletes the file `name` from the BMFS disk.
+pub fn remove(kernel: &dyn Kernel, name: &str) -> Result<(), String> {
+    with_bmfs(kernel, |volume| volume.delete(name))
+}
+
+/// The BMFS disk's blocks: used, free, files (the directory checked on the way).
+pub fn usage(kernel: &dyn Kernel) -> Result<String, String> {
+    with_bmfs(kernel, |volume| {
+        let (total, free) = (volume.blocks() - 1, volume.free_blocks());
+        let files = volume.files().count();
+        Ok(format!(
+            "{} MiB in {total} blocks of 2 MiB: {} used, {free} free; {files} of 64 files",
+            total * 2,
+            total - free
+        ))
+    })
+}
+
 /// The whole of the file `name` on the BMFS disk.
 pub fn read_file(kernel: &dyn Kernel, name: &str) -> Result<Vec<u8>, String> {
     with_bmfs(kernel, |volume| volume.read(name))

@@ -2,7 +2,7 @@
 //! framebuffer with a PS/2 keyboard), with line editing and history.
 //!
 //! Commands: `help`, `cores`, `mem`, `caps`, `apps`, `run APP`, `pci`, `devices`, `load`,
-//! `ls`, `extents`, `exec`, `time`, `reboot`, `poweroff`.
+//! `ls`, `cat`, `rm`, `df`, `fsck`, `extents`, `exec`, `time`, `reboot`, `poweroff`.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
@@ -53,6 +53,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "load a BareMetal binary: FILE from the BMFS disk, else the first boot module",
     ),
     ("ls", "the files of the BMFS disk"),
+    ("cat FILE", "a text file of the BMFS disk"),
+    ("rm FILE", "delete a file of the BMFS disk"),
+    ("df", "the BMFS disk's free and used blocks"),
+    ("fsck", "check the BMFS disk's directory"),
     (
         "extents [DISK [format|alloc SECTORS|free START|share START COUNT APP|revoke APP]]",
         "the disks' extent tables (protected blocks), or a change to one",
@@ -88,6 +92,14 @@ pub enum Command<'a> {
     Load(Option<&'a str>),
     /// `ls`.
     Ls,
+    /// `cat FILE`.
+    Cat(&'a str),
+    /// `rm FILE`.
+    Rm(&'a str),
+    /// `df`.
+    Df,
+    /// `fsck`.
+    Fsck,
     /// `extents ...`, with the words after `extents`.
     Extents(&'a str),
     /// `exec`.
@@ -117,6 +129,11 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
         ("run", None) => return Err(String::from("run: which app? (`apps` lists them)")),
         ("load", file) => Command::Load(file),
         ("ls", None) => Command::Ls,
+        ("cat", Some(file)) => Command::Cat(file),
+        ("rm", Some(file)) => Command::Rm(file),
+        ("cat" | "rm", None) => return Err(format!("{word}: which file? (`ls` lists them)")),
+        ("df", None) => Command::Df,
+        ("fsck", None) => Command::Fsck,
         ("pci", None) => Command::Pci,
         ("devices", None) => Command::Devices,
         ("exec", None) => Command::Exec,
@@ -250,6 +267,28 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
             Ok(lines) => lines.iter().for_each(|line| say(&format!("{line}\r\n"))),
             Err(why) => say(&format!("ls: {why}\r\n")),
         },
+        Command::Cat(name) => match disk::read_file(kernel, name) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                say(&text.replace('\n', "\r\n"));
+                if !text.ends_with('\n') {
+                    say("\r\n");
+                }
+            }
+            Err(why) => say(&format!("cat: {why}\r\n")),
+        },
+        Command::Rm(name) => match disk::remove(kernel, name) {
+            Ok(()) => say(&format!("rm: {name} deleted\r\n")),
+            Err(why) => say(&format!("rm: {why}\r\n")),
+        },
+        Command::Df => match disk::usage(kernel) {
+            Ok(line) => say(&format!("{line}\r\n")),
+            Err(why) => say(&format!("df: {why}\r\n")),
+        },
+        Command::Fsck => match disk::usage(kernel) {
+            Ok(_) => say("fsck: the BMFS directory is sound\r\n"),
+            Err(why) => say(&format!("fsck: {why}\r\n")),
+        },
         Command::Exec => match kernel.exec_baremetal() {
             Ok(rax) => say(&format!("exec: returned rax={rax:#x}\r\n")),
             Err(BinaryError::NotLoaded) => say("exec: nothing is loaded; `load` first\r\n"),
@@ -330,6 +369,11 @@ mod tests {
             Ok(Command::Load(Some("hello.app")))
         );
         assert_eq!(parse("ls"), Ok(Command::Ls));
+        assert_eq!(parse("cat notes.txt"), Ok(Command::Cat("notes.txt")));
+        assert_eq!(parse("rm old.app"), Ok(Command::Rm("old.app")));
+        assert_eq!(parse("df"), Ok(Command::Df));
+        assert_eq!(parse("fsck"), Ok(Command::Fsck));
+        assert!(parse("cat").unwrap_err().contains("which file"));
         assert_eq!(
             parse(" extents 0 alloc 100 "),
             Ok(Command::Extents("0 alloc 100"))
