@@ -46,6 +46,41 @@ impl MemoryCap {
     }
 }
 
+pub use rexo_captable::{EntryId, Rights};
+
+/// What to do with a memory capability one holds ([`Kernel::memory_op`]).
+#[derive(Debug)]
+pub enum MemoryOp {
+    /// A child capability over `len` bytes from `start` (inside the parent's range),
+    /// with `rights` (a subset of the parent's). The parent's holder can later take it
+    /// back ([`MemoryOp::RevokeDerived`]), wherever it was delegated.
+    Derive {
+        /// First byte (an address inside the parent's range).
+        start: u64,
+        /// Bytes (whole 4 KiB frames).
+        len: u64,
+        /// The child's rights.
+        rights: Rights,
+    },
+    /// Splits the capability at `offset` bytes: it keeps the low part, the result holds
+    /// the rest (siblings that [`MemoryOp::Merge`] joins again).
+    Split {
+        /// Where to cut (a multiple of 4 KiB, strictly inside).
+        offset: u64,
+    },
+    /// Joins the adjacent sibling `other` into the capability (`other` stops working).
+    Merge {
+        /// The sibling.
+        other: MemoryCap,
+    },
+    /// Takes back by force the capability `entry`, derived from this one (needs the
+    /// revoke right); its holder gets a repossession record.
+    RevokeDerived {
+        /// The derived capability's entry (from [`Kernel::capabilities`]).
+        entry: EntryId,
+    },
+}
+
 /// An app's entry point: it gets the kernel and returns when the app is done.
 pub type AppMain = fn(&dyn Kernel) -> Result<(), ApiError>;
 
@@ -225,6 +260,16 @@ pub trait Kernel: Sync {
     fn read_memory(&self, cap: &MemoryCap, offset: u64, buffer: &mut [u8]) -> Result<(), ApiError>;
     /// Gives the memory back; the capability (and all derived from it) stops working.
     fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError>;
+    /// Derives, splits, merges or takes back by force (what `op` says) with the memory
+    /// capability `cap`; derive and split give the new capability.
+    fn memory_op(&self, cap: &MemoryCap, op: MemoryOp) -> Result<Option<MemoryCap>, ApiError>;
+    /// Hands `cap` to the running app `app` (needs the delegate right): from then on that
+    /// app holds it, and finds it in its [`received_memory`](Kernel::received_memory).
+    /// To lend and keep the power to take back, derive a child and delegate the child.
+    /// A refused delegation gives the capability back with the reason.
+    fn delegate_memory(&self, cap: MemoryCap, app: &str) -> Result<(), (ApiError, MemoryCap)>;
+    /// The memory capabilities other apps delegated to the caller since it last asked.
+    fn received_memory(&self) -> Vec<MemoryCap>;
     /// Every live capability in the machine: who holds what (the monitor's `caps`).
     fn capabilities(&self) -> Vec<CapInfo>;
     /// The kernel's requests to give capabilities back (visible revocation): each names

@@ -438,6 +438,36 @@ impl Kernel for KernelApi {
         crate::caps::return_cap(self.owner, cap.into_cap()).map_err(ApiError::Refused)
     }
 
+    fn memory_op(
+        &self,
+        cap: &MemoryCap,
+        op: rexo_api::MemoryOp,
+    ) -> Result<Option<MemoryCap>, ApiError> {
+        match crate::caps::memory_op(self.owner, cap.cap(), op) {
+            Ok(made) => Ok(made.map(MemoryCap::new)),
+            Err(error) => self.check_abort_protocol(cap, Err(error)).map(|()| None),
+        }
+    }
+
+    fn delegate_memory(&self, cap: MemoryCap, app: &str) -> Result<(), (ApiError, MemoryCap)> {
+        let running = CURRENT.iter().filter_map(|slot| *slot.lock());
+        let to = running
+            .map(|api| (api.name, api.owner))
+            .find(|&(name, _)| name == app);
+        let Some((_, to)) = to else {
+            return Err((ApiError::NoSuchApp, cap));
+        };
+        let refused = |(error, cap)| (ApiError::Refused(error), MemoryCap::new(cap));
+        crate::caps::delegate(self.owner, cap.into_cap(), to).map_err(refused)
+    }
+
+    fn received_memory(&self) -> Vec<MemoryCap> {
+        crate::caps::take_delegated(self.owner)
+            .into_iter()
+            .map(MemoryCap::new)
+            .collect()
+    }
+
     fn capabilities(&self) -> Vec<CapInfo> {
         crate::caps::entries()
     }

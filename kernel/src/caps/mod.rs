@@ -50,6 +50,8 @@ struct State {
     /// The earliest pending revocation deadline (`u64::MAX`: none), so that enforcing
     /// deadlines costs one comparison when there is nothing to do.
     earliest_deadline: u64,
+    /// Capabilities delegated to an owner that it has not picked up yet.
+    inbox: Vec<(OwnerId, Cap)>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -62,6 +64,7 @@ pub fn init() {
         held: [0; OWNERS],
         quota: [None; OWNERS],
         earliest_deadline: u64::MAX,
+        inbox: Vec::new(),
     });
 }
 
@@ -327,9 +330,65 @@ pub fn revoke(entry: EntryId) -> Result<(), CapError> {
 pub fn release_owner(owner: OwnerId) -> Result<usize, CapError> {
     with_state(|state| {
         let taken = state.table.release_owner(&AUTHORITY, owner)?;
+        state.inbox.retain(|(to, _)| *to != owner);
         reclaim_frames(state);
         Ok(taken)
     })
+}
+
+/// Derives, splits, merges or takes back (`op`) with the memory capability `cap` of
+/// `owner`; derive and split give the new capability.
+pub fn memory_op(
+    owner: OwnerId,
+    cap: &Cap,
+    op: rexo_api::MemoryOp,
+) -> Result<Option<Cap>, CapError> {
+    use rexo_api::MemoryOp;
+    with_state(|state| match op {
+        MemoryOp::Derive { start, len, rights } => {
+            state.table.derive(owner, cap, start, len, rights).map(Some)
+        }
+        MemoryOp::Split { offset } => state.table.split(owner, cap, offset).map(Some),
+        MemoryOp::Merge { other } => state.table.merge(owner, cap, other.cap()).map(|()| None),
+        MemoryOp::RevokeDerived { entry } => {
+            state.table.revoke_derived(owner, cap, entry)?;
+            reclaim_frames(state);
+            Ok(None)
+        }
+    })
+}
+
+/// Hands `cap` from `owner` to `to`, which finds it in its inbox ([`take_delegated`]);
+/// a refusal gives `cap` back.
+pub fn delegate(owner: OwnerId, cap: Cap, to: OwnerId) -> Result<(), (CapError, Cap)> {
+    let mut guard = STATE.lock();
+    let Some(state) = guard.as_mut() else {
+        return Err((CapError::Full, cap));
+    };
+    enforce_deadlines(state);
+    match state.table.delegate(owner, &cap, to) {
+        Ok(()) => {
+            state.inbox.push((to, cap));
+            Ok(())
+        }
+        Err(error) => Err((error, cap)),
+    }
+}
+
+/// The capabilities delegated to `owner` that it has not picked up yet.
+pub fn take_delegated(owner: OwnerId) -> Vec<Cap> {
+    let taken = with_state(|state| {
+        let (mine, rest) = core::mem::take(&mut state.inbox)
+            .into_iter()
+            .partition(|(to, _)| *to == owner);
+        state.inbox = rest;
+        Ok(mine)
+    });
+    taken
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, cap)| cap)
+        .collect()
 }
 
 /// Every live capability (for the monitor's `caps`).

@@ -209,6 +209,169 @@ mod apps_on_other_cores {
     );
 }
 
+/// Capability operations between apps: derive, delegate, take back; split and merge.
+mod sharing {
+    use super::*;
+    use crate::apps::{App, CoreSpan, api_as, run_as};
+    use alloc::sync::Arc;
+    use core::sync::atomic::{AtomicU64, Ordering};
+    use rexo_api::{ApiError, Kernel, MemoryOp, Rights};
+
+    /// What the receiver read from the memory delegated to it (0: nothing yet).
+    static RECEIVED: AtomicU64 = AtomicU64::new(0);
+    /// What the receiver saw when it wrote to the read-only child.
+    static WRITE_REFUSED: AtomicU64 = AtomicU64::new(0);
+
+    /// Waits (up to 5 s) for a delegated capability, reads it, tries to write it.
+    fn receiver(kernel: &dyn Kernel) -> Result<(), ApiError> {
+        let start = kernel.now_ns();
+        while kernel.now_ns() - start < 5_000_000_000 {
+            if let Some(cap) = kernel.received_memory().pop() {
+                let mut word = [0u8; 8];
+                kernel.read_memory(&cap, 0, &mut word)?;
+                let refused = kernel.write_memory(&cap, 0, &[1])
+                    == Err(ApiError::Refused(CapError::NoRight(Rights::WRITE)));
+                WRITE_REFUSED.store(u64::from(refused), Ordering::Relaxed);
+                RECEIVED.store(u64::from_le_bytes(word), Ordering::Relaxed);
+                return Ok(());
+            }
+            core::hint::spin_loop();
+        }
+        Err(ApiError::NoSuchApp)
+    }
+
+    crate::kernel_test!(
+        fn a_derived_read_only_child_is_delegated_read_and_taken_back() {
+            if crate::smp_cores() < 2 {
+                return;
+            }
+            let app: &'static App = &App {
+                name: "cap-receiver",
+                about: "receives memory",
+                main: receiver,
+            };
+            let result = Arc::new(spin::Mutex::new(None));
+            let slot = result.clone();
+            let batch = crate::sched::batch();
+            let queue = crate::sched::machine_queue();
+            let cores = CoreSpan { first: 1, count: 1 };
+            batch
+                .submit_to(queue, 1, move || {
+                    *slot.lock() = Some(run_as(app, OwnerId(23), cores, None))
+                })
+                .expect("submitted");
+            let kernel = api_as(OwnerId(22));
+            let parent = kernel.allocate_memory(8192).expect("memory");
+            kernel
+                .write_memory(&parent, 0, &0x5EED_CAFE_u64.to_le_bytes())
+                .expect("written");
+            let start = kernel
+                .capabilities()
+                .iter()
+                .find(|e| e.id == parent.cap().id())
+                .expect("listed")
+                .resource
+                .start();
+            let too_much = MemoryOp::Derive {
+                start,
+                len: 4096,
+                rights: Rights::READ | Rights::EXECUTE,
+            };
+            assert_eq!(
+                kernel.memory_op(&parent, too_much).err(),
+                Some(ApiError::Refused(CapError::NoRight(Rights::EXECUTE)))
+            );
+            let child = kernel
+                .memory_op(
+                    &parent,
+                    MemoryOp::Derive {
+                        start,
+                        len: 4096,
+                        rights: Rights::READ | Rights::DELEGATE,
+                    },
+                )
+                .expect("derived")
+                .expect("a child");
+            let entry = child.cap().id();
+            // The receiver may not be running yet: delegation names a running app, and a
+            // refused one gives the capability back.
+            let mut child = child;
+            let begin = crate::time::now_ns();
+            loop {
+                match kernel.delegate_memory(child, "cap-receiver") {
+                    Ok(()) => break,
+                    Err((ApiError::NoSuchApp, back))
+                        if crate::time::now_ns() - begin < 5_000_000_000 =>
+                    {
+                        child = back
+                    }
+                    Err((error, _)) => panic!("delegation refused: {error}"),
+                }
+            }
+            batch.wait(queue, crate::arch::percpu::core_index());
+            assert_eq!(*result.lock(), Some(Ok(())));
+            assert_eq!(
+                RECEIVED.load(Ordering::Relaxed),
+                0x5EED_CAFE,
+                "the receiver read the parent's memory"
+            );
+            assert_eq!(
+                WRITE_REFUSED.load(Ordering::Relaxed),
+                1,
+                "read-only for the receiver"
+            );
+            assert!(
+                kernel.capabilities().iter().all(|e| e.id != entry),
+                "the child went when the receiver ended"
+            );
+            // Split and merge give back one capability over the same range; a cut must
+            // fall on a frame.
+            let half = kernel
+                .memory_op(&parent, MemoryOp::Split { offset: 4096 })
+                .expect("split")
+                .expect("the high half");
+            assert_eq!(
+                kernel
+                    .memory_op(&parent, MemoryOp::Split { offset: 4095 })
+                    .err(),
+                Some(ApiError::Refused(CapError::BadRange))
+            );
+            kernel
+                .memory_op(&parent, MemoryOp::Merge { other: half })
+                .expect("merged");
+            // The parent's holder takes back a child it lent, by force.
+            let lent = kernel
+                .memory_op(
+                    &parent,
+                    MemoryOp::Derive {
+                        start,
+                        len: 4096,
+                        rights: Rights::READ,
+                    },
+                )
+                .expect("derived")
+                .expect("a child");
+            let mut word = [0u8; 8];
+            kernel
+                .read_memory(&lent, 0, &mut word)
+                .expect("readable before");
+            kernel
+                .memory_op(
+                    &parent,
+                    MemoryOp::RevokeDerived {
+                        entry: lent.cap().id(),
+                    },
+                )
+                .expect("taken back");
+            assert_eq!(
+                kernel.read_memory(&lent, 0, &mut word).err(),
+                Some(ApiError::Refused(CapError::Revoked))
+            );
+            kernel.return_memory(parent).expect("returned");
+        }
+    );
+}
+
 /// An app that gets a revocation request for its memory and gives the memory back in time.
 fn compliant_app(kernel: &dyn rexo_api::Kernel) -> Result<(), ApiError> {
     let memory = kernel.allocate_memory(4096)?;
