@@ -58,6 +58,16 @@ pub const APPS: &[App] = &[
         main: rexo_netdemo::main,
     },
     App {
+        name: "httpd",
+        about: "the web server: the site in the image over HTTP/1.1 on port 80, status page at / (apps/httpd)",
+        main: rexo_httpd::main,
+    },
+    App {
+        name: "httpd-test",
+        about: "httpd with a test hook: GET /__shutdown ends the app (apps/httpd)",
+        main: rexo_httpd::main_test,
+    },
+    App {
         name: "netbench",
         about: "driver benchmark: frames/s both ways, empty-poll cost, on every NIC (apps/devcheck)",
         main: rexo_devcheck::netbench,

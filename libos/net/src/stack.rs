@@ -436,6 +436,15 @@ impl Stack {
         self.counters
     }
 
+    /// Arms the NIC so that the next frame on the stack's queue wakes core `core` from
+    /// `Kernel::sleep_ns` (`None` disarms it): call it before every nap, since a wake is
+    /// one-shot (`NetDevice::wake_on_receive`). `Unsupported` for a NIC without MSI-X.
+    pub fn wake_on_receive(&mut self, core: Option<usize>) -> Result<(), NetError> {
+        self.nic
+            .wake_on_receive(self.queue, core)
+            .map_err(NetError::Device)
+    }
+
     /// Receives and processes what the NIC holds, sends what the sockets have, keeps the
     /// DHCP lease and the listeners' backlogs; `now_ns` is the kernel's clock. Returns
     /// whether any socket may have changed (worth looking at them). Never waits.

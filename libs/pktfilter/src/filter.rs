@@ -309,6 +309,56 @@ impl fmt::Display for Filter {
     }
 }
 
+/// Header fields whose value names an endpoint, with the field of the other end:
+/// (offset, width) of the receiving side's field and of the sending side's. A frame an
+/// app sends mirrors the frames it receives: their destination is its source.
+const MIRRORED: [((u16, u8), (u16, u8)); 3] = [
+    // IPv4 destination address <-> source address.
+    ((30, 4), (26, 4)),
+    // UDP/TCP destination port <-> source port (20-byte IPv4 header).
+    ((36, 2), (34, 2)),
+    // Ethernet destination <-> source: the first four bytes, then the last two.
+    ((0, 4), (6, 4)),
+];
+/// Header fields that mean the same in both directions (EtherType, IPv4 version and
+/// header length, protocol).
+const SAME_BOTH_WAYS: [(u16, u8); 3] = [ETHERTYPE, IPV4_V_IHL, IP_PROTOCOL];
+
+impl Filter {
+    /// The rule for frames the owner of this receive filter may send: the same protocol
+    /// fields, and every endpoint field it receives on (destination address, port) as the
+    /// source of what it sends. Atoms on other bytes (payload, the last two bytes of a
+    /// MAC address) do not constrain sending. `None` when the filter names no field the
+    /// rule can keep (it would let anything out).
+    pub fn transmit_rule(&self) -> Option<Filter> {
+        let atoms: Vec<Atom> = self
+            .atoms
+            .iter()
+            .filter_map(|atom| {
+                let field = (atom.offset, atom.width);
+                if SAME_BOTH_WAYS.contains(&field) {
+                    return Some(*atom);
+                }
+                MIRRORED
+                    .iter()
+                    .find(|(rx, _)| *rx == field)
+                    .map(|&(_, (offset, width))| Atom {
+                        offset,
+                        width,
+                        ..*atom
+                    })
+            })
+            .collect();
+        if atoms
+            .iter()
+            .all(|a| SAME_BOTH_WAYS.contains(&(a.offset, a.width)))
+        {
+            return None;
+        }
+        Filter::new(atoms).ok()
+    }
+}
+
 /// A number in decimal or `0x` hex.
 fn number(text: &str) -> Option<u32> {
     match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
@@ -441,6 +491,34 @@ mod tests {
         assert!(
             f("12:4/0x0000ff00=0x00000800").overlaps(&f("13:1=0x08")),
             "different widths"
+        );
+    }
+
+    #[test]
+    fn transmit_rules_mirror_the_endpoint_of_the_receive_filter() {
+        let receive = Filter::parse("udp dport 11211 dst 10.0.2.15").unwrap();
+        let send = receive.transmit_rule().unwrap();
+        assert_eq!(
+            send,
+            Filter::parse("udp sport 11211 src 10.0.2.15").unwrap()
+        );
+        let mut reply = udp_frame(40000);
+        reply[26..30].copy_from_slice(&[10, 0, 2, 15]);
+        reply[34..36].copy_from_slice(&11211u16.to_be_bytes());
+        assert!(send.matches(&reply), "a reply from its own port goes out");
+        reply[35] ^= 1;
+        assert!(!send.matches(&reply), "another app's port does not");
+        assert_eq!(
+            Filter::parse("udp").unwrap().transmit_rule(),
+            None,
+            "names no endpoint"
+        );
+        assert_eq!(
+            Filter::parse("12:2=0x88b5 & 20:1=7")
+                .unwrap()
+                .transmit_rule(),
+            None,
+            "payload bytes only"
         );
     }
 

@@ -1,0 +1,298 @@
+//! `httpd`: the web server, built the way Cheetah was on the MIT exokernel. It takes the
+//! first network interface, gets an address by DHCP, and serves on TCP port 80 the site
+//! built into the image (`apps/httpd/site/`, plus a 10 MiB file generated at start)
+//! through the `rexo-http` engine: HTTP/1.1 with keep-alive and pipelining, prebuilt
+//! response heads, `ETag`/`If-None-Match`, `Range`, bounded heads, and a live status
+//! page at `/` (cores, memory, devices, answers by status, connections, NIC traffic).
+//!
+//! One core runs the server as a poll loop: poll the stack, accept, move every
+//! connection on as far as it goes without waiting. A connection that cannot move (a
+//! client that stopped reading, or vanished mid-answer) holds only itself up. When
+//! nothing moved, the core sleeps until a frame arrives (`wake_on_receive`), or polls
+//! on when the NIC cannot wake it.
+//!
+//! `httpd` runs until the machine stops. `httpd-test` ([`main_test`]) is the same server
+//! with one test hook: a `GET /__shutdown` is answered and then the app returns, so the
+//! test harness can end the run with the app's own verdict. The hook lives in a
+//! separate app entry because apps get no arguments: the server a user runs cannot be
+//! stopped by any client.
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod client;
+mod site;
+mod status;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use rexo_api::{ApiError, DeviceKind, Kernel};
+use rexo_http::{Page, Site};
+use rexo_net::{Config, NetError, Stack, TcpOptions};
+
+use client::{Client, Ending, Progress};
+use status::{Counters, Snapshot};
+
+/// The HTTP port.
+pub const HTTP_PORT: u16 = 80;
+/// Connections half-open or waiting to be accepted.
+pub const BACKLOG: usize = 64;
+/// Connections served at once; more wait in the backlog until one ends. With
+/// [`BACKLOG`] and [`TCP_OPTIONS`] it bounds the buffers at about 11 MiB (60 KiB per client, 48 KiB per listening socket), beside
+/// the 10 MiB generated file, within the 32 MiB kernel heap of a 256 MiB machine.
+pub const MAX_CLIENTS: usize = 128;
+/// The test hook's path (only in `httpd-test`).
+pub const SHUTDOWN_PATH: &[u8] = b"/__shutdown";
+/// How long to wait for a DHCP lease.
+const DHCP_TIMEOUT_NS: u64 = 10_000_000_000;
+/// The longest nap when idle: smoltcp's timers (retransmission, delayed ACKs) need a
+/// poll now and then even when no frame comes.
+const IDLE_NAP_NS: u64 = 2_000_000;
+/// After the shutdown hook, how long answers still being sent get to finish.
+const SHUTDOWN_GRACE_NS: u64 = 2_000_000_000;
+/// After closing every connection, how long the FINs get to go out.
+const FINAL_FLUSH_NS: u64 = 200_000_000;
+/// Each connection's buffers. The receive buffer holds pipelined requests (the engine
+/// reads at most 12 KiB of them at a time); the send buffer bounds the bytes in flight,
+/// and so one connection's throughput: 32 KiB keeps a QEMU user-networking link busy.
+const TCP_OPTIONS: TcpOptions = TcpOptions {
+    receive_buffer: 16 * 1024,
+    send_buffer: 32 * 1024,
+    nagle: false,
+    keep_alive_ms: None,
+    timeout_ms: Some(30_000),
+};
+
+/// The server, which runs until the machine stops.
+pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    run(kernel, false)
+}
+
+/// The server with the test hook: returns after answering `GET /__shutdown`.
+pub fn main_test(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    run(kernel, true)
+}
+
+/// Sets up the NIC, the stack and the site, then serves.
+fn run(kernel: &dyn Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
+    let Some(device) = kernel
+        .devices()
+        .into_iter()
+        .find(|d| d.kind == DeviceKind::Net)
+    else {
+        kernel.log(format_args!("httpd: FAILED: no network interface"));
+        return Err(ApiError::NoSuchDevice);
+    };
+    let mut nic = kernel.open_net(device.index)?;
+    // Can the NIC wake this core? (Armed again before every nap: a wake is one-shot.)
+    let can_sleep = match nic.wake_on_receive(0, Some(kernel.core_index())) {
+        Ok(()) => true,
+        Err(error) => {
+            kernel.log(format_args!(
+                "httpd: polling when idle ({} cannot wake a core: {error})",
+                device.driver
+            ));
+            false
+        }
+    };
+    let started = kernel.now_ns();
+    let site = site::build();
+    kernel.log(format_args!(
+        "httpd: {} files prepared in {} ms",
+        site.files.len(),
+        (kernel.now_ns() - started) / 1_000_000
+    ));
+    let config = Config::Dhcp {
+        timeout_ns: DHCP_TIMEOUT_NS,
+    };
+    let mut stack = Stack::new(kernel, nic, 0, config).map_err(|error| failed(kernel, error))?;
+    let listener = stack
+        .listen(HTTP_PORT, BACKLOG, TCP_OPTIONS)
+        .map_err(|error| failed(kernel, error))?;
+    if let Some((address, prefix)) = stack.address() {
+        kernel.log(format_args!(
+            "httpd: serving http://{address}:{HTTP_PORT}/ ({address}/{prefix} by DHCP) on {}{}",
+            device.driver,
+            if shutdown_hook {
+                ", test hook GET /__shutdown on"
+            } else {
+                ""
+            }
+        ));
+    }
+    let mut server = Server {
+        kernel,
+        site,
+        counters: RefCell::new(Counters::default()),
+        started_ns: started,
+        shutdown_hook,
+        shutdown_asked_ns: None,
+        clients: Vec::new(),
+    };
+    loop {
+        let now = kernel.now_ns();
+        let mut moved = stack.poll(now).map_err(|error| failed(kernel, error))?;
+        while server.clients.len() < MAX_CLIENTS {
+            let Some(connection) = stack.accept(&listener) else {
+                break;
+            };
+            server.counters.get_mut().accepted += 1;
+            server.clients.push(Client::new(connection, now));
+            moved = true;
+        }
+        moved |= server.step_clients(&mut stack, now);
+        if let Some(asked) = server.shutdown_asked_ns
+            && (server.clients.iter().all(Client::is_between_answers)
+                || now - asked > SHUTDOWN_GRACE_NS)
+        {
+            break;
+        }
+        if !moved && can_sleep {
+            // A frame that came between the poll and the arming wakes the nap at once
+            // (the kernel remembers it); naps are short besides.
+            let _ = stack.wake_on_receive(Some(kernel.core_index()));
+            kernel.sleep_ns(IDLE_NAP_NS);
+        }
+    }
+    server
+        .shut_down(&mut stack)
+        .map_err(|error| failed(kernel, error))?;
+    Ok(())
+}
+
+/// The server's state beside the stack.
+struct Server<'k> {
+    /// The kernel.
+    kernel: &'k dyn Kernel,
+    /// The files and request bounds.
+    site: Site,
+    /// What was served: read by the status page while a step serves, updated by the
+    /// step around it, never both at once.
+    counters: RefCell<Counters>,
+    /// When the app started.
+    started_ns: u64,
+    /// Whether `GET /__shutdown` stops the server.
+    shutdown_hook: bool,
+    /// When the test hook asked the server to stop.
+    shutdown_asked_ns: Option<u64>,
+    /// The open connections.
+    clients: Vec<Client>,
+}
+
+impl Server<'_> {
+    /// Moves every connection on; gives finished ones back to the stack. Whether any
+    /// byte moved.
+    fn step_clients(&mut self, stack: &mut Stack, now_ns: u64) -> bool {
+        let mut moved = false;
+        let mut index = 0;
+        // For the status page: the NIC's state as this poll round found it.
+        let (address, net) = (stack.address(), stack.counters());
+        while index < self.clients.len() {
+            let Server {
+                kernel,
+                site,
+                counters,
+                started_ns,
+                shutdown_hook,
+                shutdown_asked_ns,
+                clients,
+            } = self;
+            let open = clients.len();
+            let client = &mut clients[index];
+            let mut pages = |path: &[u8]| match path {
+                b"/" => {
+                    let devices = kernel.devices();
+                    let memory = kernel.memory();
+                    Page::Ready {
+                        content_type: "text/html; charset=utf-8",
+                        body: status::render(&Snapshot {
+                            cores: kernel.cores(),
+                            memory_usable: memory.usable,
+                            memory_free: memory.free,
+                            devices: &devices,
+                            uptime_ns: kernel.now_ns() - *started_ns,
+                            address,
+                            net,
+                            open,
+                            counters: &counters.borrow(),
+                        }),
+                    }
+                }
+                SHUTDOWN_PATH if *shutdown_hook => {
+                    shutdown_asked_ns.get_or_insert(now_ns);
+                    Page::Ready {
+                        content_type: "text/plain; charset=utf-8",
+                        body: b"shutting down\n".to_vec(),
+                    }
+                }
+                _ => Page::Unhandled,
+            };
+            match client.step(stack, site, &mut pages, counters, now_ns) {
+                Progress::Open { moved: step_moved } => {
+                    moved |= step_moved;
+                    index += 1;
+                }
+                Progress::Finished(ending) => {
+                    let connection = clients.swap_remove(index).into_connection();
+                    match ending {
+                        Ending::Close => stack.close(connection),
+                        Ending::Abort => stack.abort(connection),
+                    }
+                    moved = true;
+                }
+            }
+        }
+        moved
+    }
+
+    /// Closes every connection, lets the FINs go out, and logs what was served.
+    fn shut_down(self, stack: &mut Stack) -> Result<(), NetError> {
+        let kernel = self.kernel;
+        for client in self.clients {
+            stack.close(client.into_connection());
+        }
+        let closing = kernel.now_ns();
+        while kernel.now_ns() - closing < FINAL_FLUSH_NS {
+            stack.poll(kernel.now_ns())?;
+        }
+        let c = self.counters.borrow();
+        kernel.log(format_args!(
+            "httpd: {} answers {:?} on {} connections ({} peers gone mid-answer, {} idle closed, {} reset while lingering); {} head and {} body bytes",
+            c.requests(),
+            c.by_status,
+            c.accepted,
+            c.broken,
+            c.idle_closed,
+            c.linger_reset,
+            c.head_bytes,
+            c.body_bytes
+        ));
+        let n = stack.counters();
+        kernel.log(format_args!(
+            "httpd: NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped",
+            n.rx_frames,
+            n.rx_bytes,
+            n.tx_frames,
+            n.tx_bytes,
+            n.replies_copied,
+            n.reply_bytes_copied,
+            n.tx_dropped
+        ));
+        kernel.log(format_args!("httpd: done"));
+        Ok(())
+    }
+}
+
+/// Logs why the app failed and says so to the kernel.
+fn failed(kernel: &dyn Kernel, error: NetError) -> ApiError {
+    kernel.log(format_args!("httpd: FAILED: {error}"));
+    match error {
+        NetError::Device(error) => ApiError::Device(error),
+        _ => ApiError::AppFailed(1),
+    }
+}

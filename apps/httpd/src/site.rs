@@ -1,0 +1,121 @@
+//! The site httpd serves: the files in `apps/httpd/site/`, built into the app image,
+//! and one large file generated at start.
+
+use alloc::vec::Vec;
+use rexo_http::{FileTable, Limits, Site};
+
+/// The files embedded in the image, by the path requests name them with.
+const EMBEDDED: [(&str, &[u8]); 7] = [
+    ("/about.html", include_bytes!("../site/about.html")),
+    ("/style.css", include_bytes!("../site/style.css")),
+    ("/rexo.png", include_bytes!("../site/rexo.png")),
+    ("/empty.txt", include_bytes!("../site/empty.txt")),
+    ("/1k.txt", include_bytes!("../site/1k.txt")),
+    ("/100k.txt", include_bytes!("../site/100k.txt")),
+    ("/1m.txt", include_bytes!("../site/1m.txt")),
+];
+
+/// The path of the generated file.
+pub const GENERATED_PATH: &str = "/10m.bin";
+/// The generated file's length: 10 MiB, too large to embed without bloating the image.
+pub const GENERATED_LEN: usize = 10 << 20;
+/// The seed of the generated file's xorshift64 stream.
+pub const GENERATED_SEED: u64 = 0x5265_786f_4874_7470;
+
+/// The bytes of the generated file: the xorshift64 (13, 7, 17) stream from
+/// [`GENERATED_SEED`], each state after a step written as 8 little-endian bytes. The
+/// test client (`xtask/src/httpclient.rs`) makes the same bytes to compare.
+pub fn generated_content(len: usize) -> Vec<u8> {
+    let mut state = GENERATED_SEED;
+    let mut content = Vec::with_capacity(len.next_multiple_of(8));
+    while content.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        content.extend_from_slice(&state.to_le_bytes());
+    }
+    content.truncate(len);
+    content
+}
+
+/// The site: every embedded file and the generated one, within the engine's default
+/// request bounds (8 KiB heads, so a 100 KB header is answered 431 after 8 KiB).
+pub fn build() -> Site {
+    let mut files = FileTable::new();
+    for (path, content) in EMBEDDED {
+        files.insert_static(path, content);
+    }
+    files.insert_owned(GENERATED_PATH, generated_content(GENERATED_LEN));
+    Site::new(files, Limits::DEFAULT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rexo_http::{Page, Status, Step};
+
+    /// Serves `request` on `site` with no dynamic pages.
+    fn serve(site: &Site, request: &[u8]) -> (Status, Vec<u8>) {
+        match site.serve(request, &mut |_| Page::Unhandled) {
+            Step::Answer { response, .. } => (response.status(), response.body().bytes().to_vec()),
+            Step::NeedMore => panic!("incomplete request"),
+        }
+    }
+
+    #[test]
+    fn every_embedded_file_is_served_whole() {
+        let site = build();
+        for (path, content) in EMBEDDED {
+            let request = alloc::format!("GET {path} HTTP/1.1\r\nHost: rexo\r\n\r\n");
+            assert_eq!(
+                serve(&site, request.as_bytes()),
+                (Status::Ok, content.to_vec())
+            );
+        }
+    }
+
+    #[test]
+    fn embedded_files_have_the_sizes_the_tests_expect() {
+        let size = |name| {
+            EMBEDDED
+                .iter()
+                .find(|(path, _)| *path == name)
+                .unwrap()
+                .1
+                .len()
+        };
+        assert_eq!(size("/empty.txt"), 0);
+        assert_eq!(size("/1k.txt"), 1024);
+        assert_eq!(size("/100k.txt"), 100 * 1024);
+        assert_eq!(size("/1m.txt"), 1024 * 1024);
+    }
+
+    #[test]
+    fn the_generated_file_is_deterministic_and_not_constant() {
+        let content = generated_content(GENERATED_LEN);
+        assert_eq!(content.len(), GENERATED_LEN);
+        assert_eq!(generated_content(1000), content[..1000]);
+        // The first xorshift64 step from the seed, as the client computes it.
+        let mut state = GENERATED_SEED;
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        assert_eq!(content[..8], state.to_le_bytes());
+        let distinct = content[..4096]
+            .iter()
+            .collect::<alloc::collections::BTreeSet<_>>()
+            .len();
+        assert!(distinct > 200, "only {distinct} distinct bytes");
+    }
+
+    #[test]
+    fn the_generated_file_is_served_by_range() {
+        let site = build();
+        let (status, body) = serve(
+            &site,
+            b"GET /10m.bin HTTP/1.1\r\nHost: rexo\r\nRange: bytes=10485000-\r\n\r\n",
+        );
+        assert_eq!(status, Status::PartialContent);
+        assert_eq!(body, generated_content(GENERATED_LEN)[10_485_000..]);
+    }
+}

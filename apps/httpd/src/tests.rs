@@ -1,0 +1,401 @@
+//! httpd's connection handling on the host: the server's [`Client`]s on one `rexo-net`
+//! stack, test clients on another, joined by a simulated wire with a simulated clock,
+//! so every run is the same. Pipelining, a peer gone mid-body beside a normal one, a
+//! 100 KB head, idle connections, and mutated request streams from a deterministic
+//! generator.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::vec::Vec;
+
+use rexo_api::{DeviceError, NetDevice, NetInfo};
+use rexo_http::{Page, Site, Step};
+use rexo_net::{Config, Connection, Endpoint, Ipv4Addr, Listener, Stack, TcpOptions};
+
+use crate::client::{Client, Ending, IDLE_TIMEOUT_NS, Progress};
+use crate::status::Counters;
+use crate::{HTTP_PORT, TCP_OPTIONS};
+
+/// Frames on their way to one end.
+type Queue = Arc<Mutex<VecDeque<Vec<u8>>>>;
+
+/// One end of the wire as a NIC: what it sends lands in the other end's queue.
+struct WireEnd {
+    mac: [u8; 6],
+    outgoing: Queue,
+    incoming: Queue,
+}
+
+impl NetDevice for WireEnd {
+    fn info(&self) -> NetInfo {
+        NetInfo {
+            mac: self.mac,
+            max_frame: 1514,
+            queues: 1,
+            link_up: true,
+        }
+    }
+
+    fn receive(
+        &mut self,
+        _queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        let mut delivered = 0;
+        while delivered < budget {
+            let Some(frame) = self.incoming.lock().unwrap().pop_front() else {
+                break;
+            };
+            deliver(&frame);
+            delivered += 1;
+        }
+        Ok(delivered)
+    }
+
+    fn transmit(
+        &mut self,
+        _queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), DeviceError> {
+        let mut frame = vec![0; len];
+        fill(&mut frame);
+        self.outgoing.lock().unwrap().push_back(frame);
+        Ok(())
+    }
+
+    fn transmit_pending(&mut self, _queue: usize) -> Result<usize, DeviceError> {
+        Ok(0)
+    }
+
+    fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("the simulated wire"))
+    }
+}
+
+/// The server's address.
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// The test clients' address.
+const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+/// Simulated time per round.
+const ROUND_NS: u64 = 100_000;
+
+/// The server (its stack, site and clients) and a peer stack for the test clients.
+struct World {
+    server: Stack,
+    peer: Stack,
+    listener: Listener,
+    site: Site,
+    counters: RefCell<Counters>,
+    clients: Vec<Client>,
+    now_ns: u64,
+}
+
+impl World {
+    fn new() -> World {
+        let to_server: Queue = Arc::default();
+        let to_peer: Queue = Arc::default();
+        let stack = |mac, address, outgoing: &Queue, incoming: &Queue| {
+            let end = WireEnd {
+                mac,
+                outgoing: outgoing.clone(),
+                incoming: incoming.clone(),
+            };
+            let config = Config::Static {
+                address,
+                prefix: 24,
+                gateway: None,
+            };
+            Stack::start(Box::new(end), 0, config, 0).unwrap()
+        };
+        let mut server = stack([2, 0, 0, 0, 0, 1], SERVER, &to_peer, &to_server);
+        let peer = stack([2, 0, 0, 0, 0, 2], PEER, &to_server, &to_peer);
+        let listener = server.listen(HTTP_PORT, 8, TCP_OPTIONS).unwrap();
+        World {
+            server,
+            peer,
+            listener,
+            site: crate::site::build(),
+            counters: RefCell::default(),
+            clients: Vec::new(),
+            now_ns: 0,
+        }
+    }
+
+    /// Polls both stacks and moves every server connection on, as the app's loop does.
+    fn round(&mut self) {
+        self.peer.poll(self.now_ns).unwrap();
+        self.server.poll(self.now_ns).unwrap();
+        while let Some(connection) = self.server.accept(&self.listener) {
+            self.clients.push(Client::new(connection, self.now_ns));
+        }
+        let mut index = 0;
+        while index < self.clients.len() {
+            let progress = self.clients[index].step(
+                &mut self.server,
+                &self.site,
+                &mut |_| Page::Unhandled,
+                &self.counters,
+                self.now_ns,
+            );
+            assert!(
+                self.clients[index].buffered() <= self.site.limits.buffer_bound(),
+                "a connection buffered more than the bound"
+            );
+            match progress {
+                Progress::Open { .. } => index += 1,
+                Progress::Finished(ending) => {
+                    let connection = self.clients.swap_remove(index).into_connection();
+                    match ending {
+                        Ending::Close => self.server.close(connection),
+                        Ending::Abort => self.server.abort(connection),
+                    }
+                }
+            }
+        }
+        self.now_ns += ROUND_NS;
+    }
+
+    /// A connection from the peer to the server, established.
+    fn connect(&mut self) -> Connection {
+        let options = TcpOptions {
+            receive_buffer: 256 * 1024,
+            ..TcpOptions::default()
+        };
+        let server = Endpoint {
+            address: SERVER,
+            port: HTTP_PORT,
+        };
+        let connection = self.peer.connect(server, options).unwrap();
+        for _ in 0..100 {
+            if self.peer.is_established(&connection) {
+                return connection;
+            }
+            self.round();
+        }
+        panic!("no handshake");
+    }
+
+    /// Sends all of `bytes` on `connection`.
+    fn send(&mut self, connection: &Connection, bytes: &[u8]) {
+        let mut sent = 0;
+        for _ in 0..100_000 {
+            if sent == bytes.len() {
+                return;
+            }
+            sent += self.peer.write(connection, &bytes[sent..]).unwrap();
+            self.round();
+        }
+        panic!("sent only {sent} of {} bytes", bytes.len());
+    }
+
+    /// Reads from `connection` until `len` bytes came, or until it closes when `len`
+    /// is `None`.
+    fn receive(&mut self, connection: &Connection, len: Option<usize>) -> Vec<u8> {
+        let mut received = Vec::new();
+        let mut buffer = vec![0; 64 * 1024];
+        for _ in 0..1_000_000 {
+            if len.is_some_and(|len| received.len() >= len) {
+                return received;
+            }
+            match self.peer.read(connection, &mut buffer) {
+                Ok(read) => received.extend_from_slice(&buffer[..read]),
+                Err(_) if len.is_none() => return received,
+                Err(error) => panic!("{error} after {} bytes", received.len()),
+            }
+            self.round();
+        }
+        panic!("received only {} bytes", received.len());
+    }
+
+    /// Reads from `connection` until it closes or `rounds` passed.
+    fn receive_for(&mut self, connection: &Connection, rounds: usize) -> Vec<u8> {
+        let mut received = Vec::new();
+        let mut buffer = vec![0; 64 * 1024];
+        for _ in 0..rounds {
+            match self.peer.read(connection, &mut buffer) {
+                Ok(read) => received.extend_from_slice(&buffer[..read]),
+                Err(_) => break,
+            }
+            self.round();
+        }
+        received
+    }
+
+    /// What the site answers to `requests` (pipelined), head and body, as one run.
+    fn expected(&self, requests: &[u8]) -> Vec<u8> {
+        let mut expected = Vec::new();
+        let mut rest = requests;
+        while !rest.is_empty() {
+            let Step::Answer { response, consumed } =
+                self.site.serve(rest, &mut |_| Page::Unhandled)
+            else {
+                panic!("an incomplete request");
+            };
+            expected.extend_from_slice(response.head());
+            expected.extend_from_slice(response.body().bytes());
+            rest = &rest[consumed..];
+        }
+        expected
+    }
+}
+
+/// A GET request for `path`.
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: rexo\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_byte_exact() {
+    let mut world = World::new();
+    let connection = world.connect();
+    let paths = [
+        "/1k.txt",
+        "/empty.txt",
+        "/nope",
+        "/100k.txt",
+        "/style.css",
+        "/1k.txt",
+        "/rexo.png",
+        "/about.html",
+        "/1m.txt",
+        "/1k.txt",
+    ];
+    let requests: Vec<u8> = paths.iter().flat_map(|path| get(path)).collect();
+    let expected = world.expected(&requests);
+    world.send(&connection, &requests);
+    assert_eq!(world.receive(&connection, Some(expected.len())), expected);
+    let counters = world.counters.borrow();
+    assert_eq!(counters.by_status.get(&200), Some(&9));
+    assert_eq!(counters.by_status.get(&404), Some(&1));
+}
+
+#[test]
+fn a_peer_gone_mid_body_stops_only_its_own_connection() {
+    let mut world = World::new();
+    let gone = world.connect();
+    world.send(&gone, &get("/10m.bin"));
+    let part = world.receive(&gone, Some(200_000));
+    assert!(part.len() >= 200_000);
+    world.peer.abort(gone);
+    let other = world.connect();
+    let request = get("/100k.txt");
+    let expected = world.expected(&request);
+    world.send(&other, &request);
+    assert_eq!(world.receive(&other, Some(expected.len())), expected);
+    for _ in 0..100 {
+        world.round();
+    }
+    assert_eq!(world.counters.borrow().broken, 1);
+    assert_eq!(world.clients.len(), 1, "the broken connection was dropped");
+}
+
+#[test]
+fn a_100_kb_head_is_answered_431_and_the_rest_discarded() {
+    let mut world = World::new();
+    let connection = world.connect();
+    let mut request = b"GET /1k.txt HTTP/1.1\r\nHost: rexo\r\nX-Filler: ".to_vec();
+    request.resize(request.len() + 100_000, b'a');
+    request.extend_from_slice(b"\r\n\r\n");
+    world.send(&connection, &request);
+    let answer = world.receive(&connection, None);
+    let text = "431 Request Header Fields Too Large\n";
+    let head = format!(
+        "HTTP/1.1 431 Request Header Fields Too Large\r\nServer: Rexo\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        text.len()
+    );
+    assert_eq!(answer, [head.as_bytes(), text.as_bytes()].concat());
+    // It lingered until the peer went quiet, then closed in order.
+    assert!(world.clients.is_empty());
+    assert_eq!(world.counters.borrow().linger_reset, 0);
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let mut world = World::new();
+    let idle = world.connect();
+    // Half a request, then silence.
+    world.send(&idle, b"GET /1k.txt HTTP/1.1\r\n");
+    let rounds = IDLE_TIMEOUT_NS / ROUND_NS + 100;
+    for _ in 0..rounds {
+        world.round();
+    }
+    assert_eq!(world.counters.borrow().idle_closed, 1);
+    assert!(world.clients.is_empty());
+    assert_eq!(world.receive(&idle, None), b"");
+}
+
+/// A small xorshift generator: deterministic, and apps cannot use testkit.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound as u64) as usize
+    }
+}
+
+#[test]
+fn mutated_request_streams_get_well_formed_answers_and_bounded_buffers() {
+    let mut world = World::new();
+    let seeds: [&[u8]; 4] = [
+        b"GET /1k.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=3-9\r\n\r\n",
+        b"HEAD /style.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody",
+        b"GET /100k.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: *\r\n\r\n",
+    ];
+    let mut random = XorShift(0x6874_7470_6675_7a7a);
+    for case in 0..200 {
+        let mut stream = Vec::new();
+        for _ in 0..1 + random.below(4) {
+            stream.extend_from_slice(seeds[random.below(seeds.len())]);
+        }
+        for _ in 0..1 + random.below(8) {
+            let at = random.below(stream.len() + 1);
+            match random.below(5) {
+                0 if at < stream.len() => stream[at] = random.next() as u8,
+                1 => stream.insert(at, random.next() as u8),
+                2 if at < stream.len() => {
+                    stream.remove(at);
+                }
+                3 => {
+                    let end = (at + random.below(32)).min(stream.len());
+                    let run = stream[at..end].repeat(1 + random.below(500));
+                    stream.splice(at..at, run);
+                }
+                _ => stream.truncate(at),
+            }
+        }
+        let connection = world.connect();
+        world.send(&connection, &stream);
+        let answers = world.receive_for(&connection, 2_000);
+        world.peer.abort(connection);
+        assert!(
+            answers.is_empty() || answers.starts_with(b"HTTP/1.1 "),
+            "case {case}: {:?}",
+            String::from_utf8_lossy(&answers[..answers.len().min(100)])
+        );
+    }
+    for _ in 0..100 {
+        world.round();
+    }
+    assert!(world.clients.is_empty(), "every connection ended");
+    let statuses = world.counters.borrow().by_status.len();
+    assert!(
+        statuses >= 5,
+        "the mutations reached only {statuses} statuses"
+    );
+    let connection = world.connect();
+    let request = get("/1k.txt");
+    let expected = world.expected(&request);
+    world.send(&connection, &request);
+    assert_eq!(world.receive(&connection, Some(expected.len())), expected);
+}
