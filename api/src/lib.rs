@@ -84,6 +84,18 @@ pub enum MemoryOp {
 /// An app's entry point: it gets the kernel and returns when the app is done.
 pub type AppMain = fn(&dyn Kernel) -> Result<(), ApiError>;
 
+/// An app linked into the image: its name, a one-line description and its entry point
+/// (the image's list is `rexo-image`'s `APPS`).
+#[derive(Clone, Copy)]
+pub struct AppEntry {
+    /// The name `app=` selects it by.
+    pub name: &'static str,
+    /// What it does, for error messages and the monitor.
+    pub about: &'static str,
+    /// Runs the app.
+    pub main: AppMain,
+}
+
 /// A task that runs once on each core it is sent to; it gets the kernel and the core's index.
 pub type CoreTask = Arc<dyn Fn(&dyn Kernel, usize) + Send + Sync>;
 

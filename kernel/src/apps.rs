@@ -3,8 +3,8 @@
 //! loop, and the machine powers off when it returns. A boot manifest
 //! (`apps=NAME:CORES:MEMORY,...`) runs several side by side instead ([`run_manifest`]).
 //!
-//! Capability owners: `run` gives an app its index in [`APPS`] + 1; run `i` of the boot
-//! manifest (from 0) is owner `APPS.len() + 1 + i`, so that two runs of one app are two
+//! Capability owners: `run` gives an app its index in [`all`] + 1; run `i` of the boot
+//! manifest (from 0) is owner `all().count() + 1 + i`, so that two runs of one app are two
 //! owners. Each run has a span of cores (all of them, or its manifest entry's) and maybe a
 //! memory quota, which `KernelApi` and `caps` enforce.
 
@@ -21,67 +21,11 @@ use rexo_api::{
 use rexo_captable::OwnerId;
 
 /// An app: its name, a one-line description and its entry point.
-pub struct App {
-    /// The name `app=` selects it by.
-    pub name: &'static str,
-    /// What it does, for error messages and the monitor.
-    pub about: &'static str,
-    /// Runs the app.
-    pub main: AppMain,
-}
+pub use rexo_api::AppEntry as App;
 
 /// Every app linked into the image.
-pub const APPS: &[App] = &[
-    App {
-        name: "hello",
-        about: "greets from every core through the work queue (apps/hello)",
-        main: rexo_hello::main,
-    },
-    App {
-        name: "monitor",
-        about: "an interactive command line on the consoles (apps/monitor)",
-        main: rexo_monitor::main,
-    },
-    App {
-        name: "netcheck",
-        about: "frames both ways, byte-exact, on every network interface (apps/devcheck)",
-        main: rexo_devcheck::netcheck,
-    },
-    App {
-        name: "diskcheck",
-        about: "patterns over every sector of every disk, read back (apps/devcheck)",
-        main: rexo_devcheck::diskcheck,
-    },
-    App {
-        name: "netdemo",
-        about: "DHCP, ping, and TCP and UDP echo on port 7 over the TCP/IP library OS (apps/netdemo)",
-        main: rexo_netdemo::main,
-    },
-    App {
-        name: "httpd",
-        about: "the web server: the site in the image over HTTP/1.1 on port 80, status page at / (apps/httpd)",
-        main: rexo_httpd::main,
-    },
-    App {
-        name: "httpd-test",
-        about: "httpd with a test hook: GET /__shutdown ends the app (apps/httpd)",
-        main: rexo_httpd::main_test,
-    },
-    App {
-        name: "netbench",
-        about: "driver benchmark: frames/s both ways, empty-poll cost, on every NIC (apps/devcheck)",
-        main: rexo_devcheck::netbench,
-    },
-    App {
-        name: "diskbench",
-        about: "driver benchmark: sequential MiB/s, 4 KiB random-read IOPS at depth 1 and 32 (apps/devcheck)",
-        main: rexo_devcheck::diskbench,
-    },
-    App {
-        name: "noise",
-        about: "OS noise: fixed work quanta on every core, their spread and worst interruption (apps/devcheck)",
-        main: rexo_devcheck::noise,
-    },
+/// The kernel's own apps (the image's are in `rexo-image`).
+const KERNEL_APPS: &[App] = &[
     App {
         name: "reboot",
         about: "reboots the machine (ACPI reset register, keyboard controller, triple fault)",
@@ -104,13 +48,18 @@ pub const APPS: &[App] = &[
     },
 ];
 
+/// Every app linked into the image: the image's (`rexo-image`), then the kernel's own.
+pub fn all() -> impl Iterator<Item = &'static App> {
+    rexo_image::APPS.iter().chain(KERNEL_APPS)
+}
+
 /// The app called `name`.
 pub fn find(name: &str) -> Option<&'static App> {
-    APPS.iter().find(|app| app.name == name)
+    all().find(|app| app.name == name)
 }
 
 /// Runs `app` on the calling core with the kernel's API, on every core and with no
-/// memory quota. The app is a capability owner of its own (its index in [`APPS`] + 1);
+/// memory quota. The app is a capability owner of its own (its index in [`all`] + 1);
 /// whatever it still holds when it returns goes back to the kernel. A panic in the app on
 /// this core ends the app alone ([`ApiError::Panicked`]).
 pub fn run(app: &App) -> Result<(), ApiError> {
@@ -166,12 +115,11 @@ pub(crate) fn api_as(owner: OwnerId) -> KernelApi {
     }
 }
 
-/// The owner `run` gives `app`: its index in [`APPS`] + 1.
+/// The owner `run` gives `app`: its index in [`all`] + 1.
 fn app_owner(app: &App) -> OwnerId {
-    let index = APPS
-        .iter()
+    let index = all()
         .position(|a| core::ptr::eq(a, app))
-        .unwrap_or(APPS.len());
+        .unwrap_or(all().count());
     OwnerId(index as u16 + 1)
 }
 
@@ -226,7 +174,7 @@ pub(crate) fn run_as(
 }
 
 /// Runs every entry of the boot manifest side by side: each app's `main` as a task on
-/// the first of its cores, as an owner of its own (`APPS.len() + 1 +` its place) with its
+/// the first of its cores, as an owner of its own (`all().count() + 1 +` its place) with its
 /// cores and memory quota. Waits for all of them; an app that fails or panics is
 /// reported and the others go on. The caller has checked the names and the cores.
 /// Returns how many runs failed.
@@ -243,7 +191,7 @@ pub fn run_manifest(manifest: &Manifest<'_>) -> usize {
             results.lock()[place] = Some(Err(ApiError::NoSuchApp));
             continue;
         };
-        let owner = OwnerId((APPS.len() + 1 + place) as u16);
+        let owner = OwnerId((all().count() + 1 + place) as u16);
         let cores = CoreSpan {
             first: entry.first_core,
             count: entry.cores,
@@ -398,7 +346,7 @@ impl Kernel for KernelApi {
     }
 
     fn apps(&self) -> Vec<AppInfo> {
-        APPS.iter()
+        all()
             .map(|app| AppInfo {
                 name: app.name,
                 about: app.about,

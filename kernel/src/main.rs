@@ -91,7 +91,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
             "rexo: error: no app called '{}' in this image; the apps are:",
             options.app
         );
-        for app in apps::APPS {
+        for app in apps::all() {
             kprintln!("  {:<8} {}", app.name, app.about);
         }
         power::exit_failure();
@@ -283,7 +283,7 @@ fn run_manifest(manifest: &rexo_cmdline::Manifest<'_>, cores: usize) -> ! {
             entry.text,
             entry.name
         );
-        for app in apps::APPS {
+        for app in apps::all() {
             kprintln!("  {:<8} {}", app.name, app.about);
         }
         power::exit_failure();

@@ -16,7 +16,19 @@ pub enum Need {
     /// The host C toolchain: `gcc` for the C apps linked into the kernel, GNU `as`, `ld`
     /// and `objcopy` for the BareMetal test programs.
     CTools,
+    /// memcached's client tools from libmemcached (`memccapable`, the protocol
+    /// conformance checker, and `memcaslap`, the load generator), for the `kv::` cases.
+    MemcachedTools,
+    /// Python's `pymemcache` from PyPI, in a virtual environment under `target/pyenv`
+    /// ([`PYENV`]); needs Python's `venv` module.
+    Pymemcache,
 }
+
+/// The virtual environment [`Need::Pymemcache`] makes, under the workspace root.
+pub const PYENV: &str = "target/pyenv";
+/// The pymemcache release installed there (pinned, so that every machine runs the same
+/// client).
+const PYMEMCACHE: &str = "pymemcache==4.0.0";
 
 /// One thing that must exist on the host, and the Debian package that provides it.
 struct Requirement {
@@ -32,6 +44,8 @@ enum Probe {
     Dir(&'static str),
     /// An OVMF firmware image in one of Debian's folders.
     Ovmf,
+    /// A module that `python3` can import.
+    PythonModule(&'static str),
 }
 
 impl Probe {
@@ -40,6 +54,10 @@ impl Probe {
             Probe::Program(name) => find_program(name).is_some(),
             Probe::Dir(dir) => Path::new(dir).is_dir(),
             Probe::Ovmf => ovmf().is_ok(),
+            Probe::PythonModule(module) => Command::new("python3")
+                .args(["-c", &format!("import {module}")])
+                .output()
+                .is_ok_and(|out| out.status.success()),
         }
     }
 }
@@ -94,6 +112,20 @@ fn requirements(need: Need) -> Vec<Requirement> {
                 package: "binutils",
             },
         ],
+        Need::MemcachedTools => vec![
+            Requirement {
+                what: Probe::Program("memccapable"),
+                package: "libmemcached-tools",
+            },
+            Requirement {
+                what: Probe::Program("memcaslap"),
+                package: "libmemcached-tools",
+            },
+        ],
+        Need::Pymemcache => vec![Requirement {
+            what: Probe::PythonModule("ensurepip"),
+            package: "python3-venv",
+        }],
     }
 }
 
@@ -130,9 +162,63 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
             }
         }
     }
-    if missing.is_empty() {
+    if !missing.is_empty() {
+        install(needs, &missing)?;
+    }
+    if needs.contains(&Need::Pymemcache) {
+        ensure_pymemcache()?;
+    }
+    Ok(())
+}
+
+/// The Python of [`PYENV`], which imports `pymemcache`.
+pub fn pymemcache_python() -> PathBuf {
+    crate::root().join(PYENV).join("bin/python")
+}
+
+/// Makes [`PYENV`] with pymemcache unless it is there.
+fn ensure_pymemcache() -> Result<()> {
+    let python = pymemcache_python();
+    let imports = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import pymemcache"])
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if imports(&python) {
         return Ok(());
     }
+    let env = crate::root().join(PYENV);
+    eprintln!("xtask: installing {PYMEMCACHE} into {}", env.display());
+    let run = |cmd: &mut Command| -> Result<()> {
+        let shown = format!("{cmd:?}");
+        let out = cmd
+            .output()
+            .map_err(|e| format!("cannot run {shown}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{shown} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    run(Command::new("python3").args(["-m", "venv"]).arg(&env))?;
+    run(Command::new(env.join("bin/pip")).args(["install", "--quiet", PYMEMCACHE]))?;
+    if imports(&python) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{PYMEMCACHE} was installed into {} but does not import",
+            env.display()
+        ))
+    }
+}
+
+/// Installs the Debian packages `missing` (for `needs`) with apt-get, as root.
+fn install(needs: &[Need], missing: &[&'static str]) -> Result<()> {
     let list = missing.join(" ");
     if !is_root() {
         return Err(format!(
@@ -156,7 +242,7 @@ pub fn ensure(needs: &[Need]) -> Result<()> {
     status(
         Command::new("apt-get")
             .args(["install", "-y"])
-            .args(&missing),
+            .args(missing),
     )?;
     for need in needs {
         for req in requirements(*need) {
@@ -245,7 +331,14 @@ mod tests {
 
     #[test]
     fn every_need_names_a_package() {
-        for need in [Need::Qemu, Need::Iso, Need::Ovmf] {
+        for need in [
+            Need::Qemu,
+            Need::Iso,
+            Need::Ovmf,
+            Need::CTools,
+            Need::MemcachedTools,
+            Need::Pymemcache,
+        ] {
             assert!(requirements(need).iter().all(|r| !r.package.is_empty()));
         }
     }

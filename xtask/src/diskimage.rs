@@ -20,6 +20,22 @@ pub enum Attach {
     /// `-drive file=IMG,if=ide,index=K,format=raw`: the PIIX IDE controller of `-machine
     /// pc` (index 0 primary master, 1 primary slave, 2 secondary master, ...).
     LegacyIde,
+    /// As [`Attach::Device`], through QEMU's `blkdebug` layer, which fails the first
+    /// write that reaches sector [`FAULTY_SECTOR`] with EIO (`werror=report`, so the
+    /// guest sees the error): the device completes that request with an error status.
+    /// The image is not checked afterwards.
+    Faulty(&'static str),
+}
+
+/// The sector at which a [`Attach::Faulty`] disk fails a write.
+pub const FAULTY_SECTOR: u64 = 4096;
+
+/// `blkdebug`'s rules for an [`Attach::Faulty`] disk: one EIO on the first write at
+/// [`FAULTY_SECTOR`].
+fn blkdebug_rules() -> String {
+    format!(
+        "[inject-error]\nevent = \"write_aio\"\nerrno = \"5\"\nsector = \"{FAULTY_SECTOR}\"\nonce = \"on\"\n"
+    )
 }
 
 /// QEMU's arguments that attach the image `path` as disk number `index`.
@@ -40,6 +56,23 @@ pub fn args(index: usize, attach: Attach, path: &Path) -> Result<Vec<String>> {
             "-drive".into(),
             format!("file={file},if=ide,index={index},format=raw"),
         ],
+        Attach::Faulty(device) => {
+            let rules = path.with_extension("blkdebug");
+            std::fs::write(&rules, blkdebug_rules())
+                .map_err(|e| format!("cannot write {}: {e}", rules.display()))?;
+            let rules = rules
+                .to_str()
+                .ok_or("the blkdebug rules' path is not UTF-8")?
+                .replace(',', ",,");
+            vec![
+                "-drive".into(),
+                format!(
+                    "file=blkdebug:{rules}:{file},if=none,id=d{index},format=raw,werror=report,rerror=report"
+                ),
+                "-device".into(),
+                format!("{device},drive=d{index}"),
+            ]
+        }
     })
 }
 

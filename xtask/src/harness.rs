@@ -133,8 +133,13 @@ pub fn command(words: Vec<String>) -> Result<u8> {
     }
     deps::ensure(&needs)?;
     crate::baremetal::prepare(&root, &cases)?;
+    let (cases, skipped) = install_client_tools(cases);
 
     let mut outcomes = Vec::new();
+    for outcome in skipped {
+        outcome.print();
+        outcomes.push(outcome);
+    }
     if host != Select::Nothing {
         for outcome in host_tests(&root, &host, &logs.join("host.log")) {
             outcome.print();
@@ -166,6 +171,36 @@ pub fn command(words: Vec<String>) -> Result<u8> {
     let failed: usize = outcomes.iter().filter(|o| !o.ok).map(|o| o.count).sum();
     println!("{passed} passed, {failed} failed");
     Ok(u8::from(failed > 0))
+}
+
+/// Installs what the cases' host clients run ([`crate::netclient::Client::needs`]);
+/// returns the cases that can run, and a passing "skipped" outcome, saying why, for
+/// each whose tools cannot be installed here (not root, no network).
+fn install_client_tools(cases: Vec<&'static Case>) -> (Vec<&'static Case>, Vec<Outcome>) {
+    let mut failures: Vec<(Need, String)> = Vec::new();
+    let mut runnable = Vec::new();
+    let mut skipped = Vec::new();
+    for case in cases {
+        let needs = case.client.map_or(&[][..], |client| client.needs);
+        let mut why = None;
+        for &need in needs {
+            let failure = match failures.iter().find(|(n, _)| *n == need) {
+                Some((_, failure)) => Some(failure.clone()),
+                None => deps::ensure(&[need]).err().inspect(|failure| {
+                    failures.push((need, failure.clone()));
+                }),
+            };
+            why = why.or(failure);
+        }
+        match why {
+            None => runnable.push(case),
+            Some(why) => {
+                let name = format!("{} (skipped: {})", case.name, why.replace('\n', " "));
+                skipped.push(Outcome::pass(&name, Duration::ZERO));
+            }
+        }
+    }
+    (runnable, skipped)
 }
 
 /// Runs the kernel tests and the table's cases, [`PARALLEL`] QEMU runs at a time,
@@ -604,6 +639,16 @@ pub fn bad_acpi_table() -> Vec<u8> {
     t
 }
 
+/// Adds a client's notes (what it checked, its figures) to the end of a case's log.
+fn append_notes(log: &Path, client: &str, notes: &[String]) {
+    let file = std::fs::OpenOptions::new().append(true).open(log);
+    if let Ok(mut file) = file {
+        for note in notes {
+            let _ = writeln!(file, "# {client}: {note}");
+        }
+    }
+}
+
 /// Boots one table case and checks its output.
 fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome> {
     let started = Instant::now();
@@ -652,12 +697,20 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let mut peers = Vec::new();
     let mut images = Vec::new();
     let mut kill_after_flush = false;
+    let mut forwards = Vec::new();
     for arg in case.qemu {
         match arg {
             Arg::Nic(model) => {
                 let (peer, args) = crate::netpeer::Peer::start(peers.len(), model)?;
                 extra.extend(args);
                 peers.push(peer);
+            }
+            Arg::Disk(Attach::Faulty(device)) => {
+                // Its own drive id; its image holds an injected error, so it is not checked.
+                let path = scratch.join("faulty.img");
+                crate::diskimage::create(&path, DISK_BYTES)?;
+                let id = case.qemu.len() + 2;
+                extra.extend(crate::diskimage::args(id, Attach::Faulty(device), &path)?);
             }
             Arg::Disk(attach) => {
                 let path = scratch.join(format!("disk{}.img", images.len()));
@@ -673,6 +726,11 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
             }
             Arg::KillAfterFlush => kill_after_flush = true,
+            Arg::UserNet { model, tcp, udp } => {
+                let ports = crate::netclient::Forwards::free(tcp, udp)?;
+                extra.extend(ports.qemu_args(forwards.len(), model));
+                forwards.push(ports);
+            }
             Arg::BadChecksumTable => {
                 let path = scratch.join("bad-checksum.aml");
                 std::fs::write(&path, bad_acpi_table())
@@ -705,6 +763,9 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
         let elf = elf.to_path_buf();
         std::thread::spawn(move || crate::gdb::corrupt_acpi_checksum(port, &elf, BAD_TABLE_SIG))
     });
+    // The client checks the first user-networking interface's services.
+    let ports = forwards.into_iter().next().unwrap_or_default();
+    let mut client_thread = None;
     let capture = qemu::run_captured_with_input(
         &vm.args(&scratch)?,
         case.input.as_bytes(),
@@ -712,6 +773,13 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
         Some(&log),
         |line| {
             checker.feed(&line.text);
+            if let Some(client) = case.client
+                && client_thread.is_none()
+                && line.text.contains(client.after)
+            {
+                let ports = ports.clone();
+                client_thread = Some(std::thread::spawn(move || (client.run)(&ports)));
+            }
             if line.text.contains("diskcheck: disk ") && line.text.contains(": flushed") {
                 flushed += 1;
             }
@@ -740,6 +808,17 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     }
     if !missing.is_empty() {
         reasons.push(format!("missing {}", missing.join(", ")));
+    }
+    if let Some(client) = case.client {
+        match client_thread.map(|thread| thread.join()) {
+            None => reasons.push(format!(
+                "the {} client never started (no line with `{}`)",
+                client.name, client.after
+            )),
+            Some(Err(_)) => reasons.push(format!("the {} client panicked", client.name)),
+            Some(Ok(Err(e))) => reasons.push(format!("{}: {e}", client.name)),
+            Some(Ok(Ok(notes))) => append_notes(&log, client.name, &notes),
+        }
     }
     // The host ends of the devices: after QEMU has ended, nothing more changes there.
     for (index, peer) in peers.into_iter().enumerate() {

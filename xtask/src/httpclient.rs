@@ -301,10 +301,17 @@ pub fn check_httpd(tcp_port: u16) -> Result<String, String> {
     if let Some(curl) = check_with_curl(tcp_port)? {
         done.push(curl);
     }
+    // A short load, for the log only (a figure, never a pass/fail threshold: the
+    // machine is shared); `cargo xtask bench` is where figures are compared.
+    let loaded = load(tcp_port, "/1k.txt", 8, Duration::from_secs(1))?;
+    let load_note = format!(
+        "8 keep-alive clients: {} requests of 1 KiB, {:.0}/s",
+        loaded.requests, loaded.per_second
+    );
     shut_down(tcp_port)?;
     done.push("shutdown hook");
     Ok(format!(
-        "httpd: {} in {} ms",
+        "httpd: {} in {} ms; {load_note}",
         done.join("; "),
         started.elapsed().as_millis()
     ))
@@ -726,7 +733,7 @@ fn check_status_page(port: u16) -> Result<(), String> {
     for expected in [
         "<th>cores</th>",
         "MiB usable",
-        "virtio-net",
+        "mac 52:54:00",
         "<td>200: ",
         "<td>404: ",
         "<th>accepted</th>",
@@ -826,6 +833,18 @@ pub fn load(port: u16, path: &str, connections: usize, duration: Duration) -> Re
         per_second: requests as f64 / started.elapsed().as_secs_f64(),
     })
 }
+
+/// The `net::httpd` cases' client: every check of [`check_httpd`] through the port
+/// forwarded to the guest's port 80, once httpd says it serves.
+pub const HTTPD: crate::netclient::Client = crate::netclient::Client {
+    name: "httpd client",
+    needs: &[],
+    after: "httpd: serving",
+    run: |ports| {
+        let port = ports.tcp(80)?.port();
+        check_httpd(port).map(|summary| vec![summary])
+    },
+};
 
 #[cfg(test)]
 mod tests {

@@ -17,11 +17,12 @@ mod disk;
 mod diskimage;
 mod gdb;
 mod harness;
-#[allow(dead_code)] // until the harness and the bench call it (net:: cases)
 mod httpclient;
 mod image;
+mod kvtests;
 mod linux;
 mod loc;
+mod netclient;
 mod netpeer;
 mod pvh;
 mod qemu;

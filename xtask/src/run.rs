@@ -3,6 +3,7 @@
 use crate::Result;
 use crate::args::{Args, parse_size_mib};
 use crate::deps::{self, Need};
+use crate::netclient::Forwards;
 use crate::qemu::{self, Accel, Machine, Media, Verdict, Vm};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -20,6 +21,10 @@ const FLAGS: &[&str] = &[
     "--gdb",
     "--",
 ];
+
+/// Apps that serve the network, and the guest ports (TCP, UDP) `run` forwards from the
+/// same ports on the host's 127.0.0.1 through QEMU user networking and a virtio-net NIC.
+const FORWARDS: &[(&str, &[u16], &[u16])] = &[("kv", &[11211], &[11211])];
 
 /// How the kernel is booted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +127,19 @@ impl Options {
     }
 }
 
+impl Options {
+    /// The host ports forwarded to the app's services, if it has any in [`FORWARDS`] and
+    /// the QEMU arguments given do not bring their own network.
+    fn forwards(&self) -> Option<Forwards> {
+        let (_, tcp, udp) = FORWARDS.iter().find(|(app, _, _)| *app == self.app)?;
+        let own_network = self
+            .qemu_args
+            .iter()
+            .any(|arg| matches!(arg.as_str(), "-netdev" | "-nic" | "-net"));
+        (!own_network).then(|| Forwards::same(tcp, udp))
+    }
+}
+
 /// `cargo xtask run ...`; returns the process exit status.
 pub fn command(words: Vec<String>) -> Result<u8> {
     let o = parse(words)?;
@@ -158,6 +176,19 @@ pub fn command(words: Vec<String>) -> Result<u8> {
             Media::Cdrom { iso, firmware }
         }
     };
+    let mut extra = o.qemu_args.clone();
+    if let Some(forwards) = o.forwards() {
+        extra.extend(forwards.qemu_args(0, "virtio-net-pci"));
+        for forward in &forwards.0 {
+            eprintln!(
+                "xtask: {}: 127.0.0.1:{} ({}) is forwarded to the guest's port {}",
+                o.app,
+                forward.host,
+                if forward.udp { "UDP" } else { "TCP" },
+                forward.guest
+            );
+        }
+    }
     let vm = Vm {
         machine: o.machine,
         machine_props: Vec::new(),
@@ -165,7 +196,7 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         mem_mib: o.mem_mib,
         accel,
         media,
-        extra: o.qemu_args.clone(),
+        extra,
     };
     let mut cmd = Command::new("qemu-system-x86_64");
     if std::env::var_os("DISPLAY").is_none() {
@@ -277,6 +308,22 @@ mod tests {
         assert!(parse(words(&["--cores", "0"])).is_err());
         assert!(parse(words(&["--mem", "lots"])).is_err());
         assert!(parse(words(&["--machine", "microvm", "--boot", "bios"])).is_err());
+    }
+
+    #[test]
+    fn network_apps_get_their_ports() {
+        let kv = parse(words(&["--app", "kv"])).unwrap();
+        assert_eq!(
+            kv.forwards().unwrap().qemu_args(0, "virtio-net-pci")[1],
+            "user,id=user0,hostfwd=tcp:127.0.0.1:11211-:11211,hostfwd=udp:127.0.0.1:11211-:11211"
+        );
+        assert_eq!(
+            parse(vec![]).unwrap().forwards(),
+            None,
+            "the monitor has none"
+        );
+        let own = parse(words(&["--app", "kv", "--", "-nic", "none"])).unwrap();
+        assert_eq!(own.forwards(), None, "the user's network wins");
     }
 
     #[test]

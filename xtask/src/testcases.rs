@@ -2,6 +2,7 @@
 //! (Host tests and kernel tests are discovered, not listed: see `harness`.)
 
 use crate::diskimage::Attach;
+use crate::netclient::Client;
 use crate::qemu::Machine;
 
 /// How a case boots.
@@ -51,6 +52,18 @@ pub enum Arg {
     /// disk, before anything else can write the images: what the images then hold is
     /// what the flush made durable.
     KillAfterFlush,
+    /// A network interface of this model on QEMU user networking (its DHCP server,
+    /// 10.0.2.15 for the guest), with free host ports on 127.0.0.1 forwarded to the
+    /// guest's `tcp` and `udp` ports; the case's [`Case::client`] gets them
+    /// (`xtask/src/netclient.rs`). Interfaces are numbered in their order here.
+    UserNet {
+        /// The device, e.g. `virtio-net-pci`.
+        model: &'static str,
+        /// Guest TCP ports to forward.
+        tcp: &'static [u16],
+        /// Guest UDP ports to forward.
+        udp: &'static [u16],
+    },
 }
 
 /// The size of each disk image of [`Arg::Disk`]: the guest writes and reads all of it.
@@ -115,6 +128,9 @@ pub struct Case {
     pub input: &'static str,
     /// What the output must show.
     pub checks: &'static [Check],
+    /// A host-side check run against the guest's services (through [`Arg::UserNet`]'s
+    /// forwards) once the serial shows its start line; its failure fails the case.
+    pub client: Option<Client>,
 }
 
 /// A base case: PVH on microvm, 2 cores, 256 MiB, `app=hello`, 20 s, stop at ready.
@@ -132,6 +148,7 @@ const BASE: Case = Case {
     exit: None,
     input: "",
     checks: &[],
+    client: None,
 };
 
 /// The ready line for `cores` cores and a machine of `mib` MiB.
@@ -662,6 +679,27 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // A disk whose device fails a write (QEMU's blkdebug injects EIO at sector 4096):
+    // each driver turns the completion's error status into a clear error for that
+    // request, diskcheck reports it, and the kernel goes on to power off.
+    Case {
+        name: "badinput::disk-error-nvme",
+        qemu: &[Arg::Disk(Attach::Faulty("nvme,serial=faulty"))],
+        checks: DISK_ERROR,
+        ..FAULTY_DISK
+    },
+    Case {
+        name: "badinput::disk-error-virtio-blk",
+        qemu: &[Arg::Disk(Attach::Faulty("virtio-blk-pci"))],
+        checks: DISK_ERROR,
+        ..FAULTY_DISK
+    },
+    Case {
+        name: "badinput::disk-error-ahci",
+        qemu: &[Arg::Disk(Attach::Faulty("ide-hd,bus=ide.0"))],
+        checks: DISK_ERROR,
+        ..FAULTY_DISK
+    },
     // `bench=api` (`cargo xtask bench api`): the kernel prints every figure and exits 33.
     Case {
         name: "bench::api-runs",
@@ -882,6 +920,66 @@ pub const CASES: &[Case] = &[
         ],
         ..DISK
     },
+    // The memcached-compatible cache (`kv::`): a host client (xtask/src/kvtests.rs)
+    // through QEMU user networking, then `shutdown`, and the app returns.
+    // httpd through QEMU user networking: every answer of the test client
+    // (xtask/src/httpclient.rs), then its shutdown hook; on e1000 the server polls (no
+    // MSI-X), on virtio-net it sleeps between requests.
+    Case {
+        name: "net::httpd",
+        append: "app=httpd-test",
+        client: Some(crate::httpclient::HTTPD),
+        ..HTTPD
+    },
+    Case {
+        name: "net::httpd-e1000",
+        append: "app=httpd-test",
+        qemu: &[Arg::UserNet {
+            model: "e1000",
+            tcp: &[80],
+            udp: &[],
+        }],
+        client: Some(crate::httpclient::HTTPD),
+        ..HTTPD
+    },
+    Case {
+        name: "kv::protocol",
+        client: Some(crate::kvtests::PROTOCOL),
+        ..KV
+    },
+    Case {
+        name: "kv::bad-input",
+        client: Some(crate::kvtests::BAD_INPUT),
+        ..KV
+    },
+    Case {
+        name: "kv::eviction",
+        append: "app=kv-small",
+        client: Some(crate::kvtests::EVICTION),
+        ..KV
+    },
+    Case {
+        name: "kv::load",
+        client: Some(crate::kvtests::LOAD),
+        ..KV
+    },
+    // Real clients, installed by `deps` (libmemcached-tools from Debian, pymemcache from
+    // PyPI); skipped, saying why, only where they cannot be installed.
+    Case {
+        name: "kv::memcapable",
+        client: Some(crate::kvtests::MEMCAPABLE),
+        ..KV
+    },
+    Case {
+        name: "kv::memcaslap",
+        client: Some(crate::kvtests::MEMCASLAP),
+        ..KV
+    },
+    Case {
+        name: "kv::pymemcache",
+        client: Some(crate::kvtests::PYMEMCACHE),
+        ..KV
+    },
 ];
 
 /// A `netcheck` case on q35 with one NIC (set `qemu`).
@@ -896,6 +994,67 @@ const NET: Case = Case {
         Check::Has("received 2000 frames byte-exact, echoed 2000"),
         Check::Has("netcheck: done, 1 interface(s)"),
         Check::Lacks("FAILED"),
+    ],
+    ..BASE
+};
+
+/// A `diskcheck` run on one disk whose device fails a write ([`Attach::Faulty`]).
+const FAULTY_DISK: Case = Case {
+    machine: Machine::Q35,
+    append: "app=diskcheck",
+    qemu_args: &["-nic", "none"],
+    timeout_s: 60,
+    ..BASE
+};
+
+/// What a failed write shows: the request's error with the device's status, the check
+/// ending with a failure, and the kernel powering off after the app.
+const DISK_ERROR: &[Check] = &[
+    Check::Has("diskcheck: disk 0: FAILED: sectors"),
+    Check::Has("failed with status"),
+    Check::Has("diskcheck: done, 1 disk(s), FAILED"),
+    Check::Has("app 'diskcheck' failed"),
+];
+
+/// An `httpd` case: q35 with a virtio-net NIC on user networking, TCP 80 forwarded; the
+/// app must return (QEMU powers off) after the client's `/__shutdown`.
+const HTTPD: Case = Case {
+    machine: Machine::Q35,
+    append: "app=httpd-test",
+    qemu: &[Arg::UserNet {
+        model: "virtio-net-pci",
+        tcp: &[80],
+        udp: &[],
+    }],
+    timeout_s: 180,
+    exit: Some(0),
+    checks: &[
+        Check::Has("httpd: serving http://10.0.2.15:80/"),
+        Check::Has("httpd: done"),
+        Check::Lacks("FAILED"),
+        Check::Lacks("panicked"),
+    ],
+    ..BASE
+};
+
+/// A `kv` case: q35 with a virtio-net NIC on user networking, TCP and UDP 11211
+/// forwarded; the app must return (QEMU powers off) after the client's `shutdown`.
+const KV: Case = Case {
+    machine: Machine::Q35,
+    mem_mib: 512,
+    append: "app=kv",
+    qemu: &[Arg::UserNet {
+        model: "virtio-net-pci",
+        tcp: &[crate::kvtests::PORT],
+        udp: &[crate::kvtests::PORT],
+    }],
+    timeout_s: 120,
+    exit: Some(0),
+    checks: &[
+        Check::Has("kv: serving memcached on"),
+        Check::Has("kv: shutdown after"),
+        Check::Lacks("FAILED"),
+        Check::Lacks("panicked"),
     ],
     ..BASE
 };
@@ -994,6 +1153,18 @@ mod tests {
             if case.qemu.contains(&Arg::KillAfterFlush) {
                 assert_eq!(case.exit, None, "{}", case.name);
             }
+        }
+    }
+
+    #[test]
+    fn client_cases_forward_ports_and_end() {
+        for case in CASES.iter().filter(|c| c.client.is_some()) {
+            assert!(
+                case.qemu.iter().any(|a| matches!(a, Arg::UserNet { .. })),
+                "{}",
+                case.name
+            );
+            assert!(case.exit.is_some(), "{} must end by itself", case.name);
         }
     }
 

@@ -251,8 +251,10 @@ pub fn parse(input: &[u8], max_value: usize) -> Parsed<'_> {
         b"touch" => touch(arguments),
         b"flush_all" => flush_all(arguments),
         b"stats" => stats(arguments),
-        b"version" => exactly(arguments, Command::Version),
-        b"quit" => exactly(arguments, Command::Quit),
+        // memcached 1.6 looks only at the command's name for these two (memcapable's
+        // `version foo bar` checks that).
+        b"version" => Ok(Command::Version),
+        b"quit" => Ok(Command::Quit),
         b"verbosity" => verbosity(arguments),
         _ => Err(ProtocolError::UnknownCommand),
     };
@@ -496,21 +498,16 @@ fn stats(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
 
 /// `verbosity LEVEL [noreply]`.
 fn verbosity(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
-    let ([_level, last], count) = tokens::<2>(arguments);
+    let ([level, second], count) = tokens::<2>(arguments);
     if !(1..=2).contains(&count) {
         return Err(ProtocolError::UnknownCommand);
     }
+    // memcached takes `noreply` from the last token, so `verbosity noreply` is silent
+    // (memcapable checks it).
+    let last = if count == 2 { second } else { level };
     Ok(Command::Verbosity {
         noreply: last == b"noreply",
     })
-}
-
-/// A command without arguments.
-fn exactly<'a>(arguments: &[u8], command: Command<'a>) -> Result<Command<'a>, ProtocolError> {
-    match next_token(arguments) {
-        None => Ok(command),
-        Some(_) => Err(ProtocolError::UnknownCommand),
-    }
 }
 
 /// A decimal number without sign, fitting in 64 bits.

@@ -245,6 +245,7 @@ fn other_commands() {
     assert_eq!(server.say("version\r\n"), "VERSION 1.6.21-rexo\r\n");
     assert_eq!(server.say("verbosity 1\r\n"), "OK\r\n");
     assert_eq!(server.say("verbosity 1 noreply\r\n"), "");
+    assert_eq!(server.say("verbosity noreply\r\n"), "");
     assert_eq!(server.say("verbosity\r\n"), "ERROR\r\n");
     assert_eq!(server.say("stats items\r\n"), "END\r\n");
     assert_eq!(server.say("stats nonsense\r\n"), "ERROR\r\n");
@@ -257,7 +258,7 @@ fn other_commands() {
     );
     assert_eq!(server.say("get\r\n"), "ERROR\r\n");
     assert_eq!(server.say("set a 0 0\r\n"), "ERROR\r\n");
-    assert_eq!(server.say("version x\r\n"), "ERROR\r\n");
+    assert_eq!(server.say("version x y\r\n"), "VERSION 1.6.21-rexo\r\n");
     // Bare `\n` line ends and extra spaces, as memcached takes them.
     assert_eq!(
         server.say("set  a  1  0  1\nx\r\nget a\n"),

@@ -1,0 +1,364 @@
+//! One TCP client: its unanswered bytes, its unsent answers, its memcached session, and
+//! the step that moves them along without ever waiting.
+//!
+//! Requests are served one at a time (found with [`parse`] before the session serves
+//! them), for two reasons: `shutdown` must be seen in the stream, which the engine does
+//! not know, and answers must stop being made while the client is not reading them.
+
+use rexo_memcache::{Cache, Output, Parsed, ServerInfo, Session, max_request_len, parse};
+use rexo_net::{Connection, NetError, Stack};
+
+use alloc::vec::Vec;
+
+/// Bytes a client with nothing buffered may always read, even when the connections
+/// together hold their whole budget: small requests never wait for large ones.
+const READ_CHUNK: usize = 16 * 1024;
+/// Buffer room a connection keeps between requests; more is given back once used.
+const RETAINED: usize = 16 * 1024;
+/// Requests are served only while fewer answer bytes than this wait to be sent.
+const OUTPUT_HIGH: usize = 64 * 1024;
+/// The most answer bytes one request may make (a `get` of several 1 MiB values fits);
+/// past it the answer is memcached's out-of-memory error and the connection is closed.
+pub const OUTPUT_LIMIT: usize = 4 << 20;
+/// memcached's answer when a read's answer cannot be built.
+pub const OUTPUT_TOO_LARGE: &[u8] = b"SERVER_ERROR out of memory writing get response\r\n";
+
+/// What a [`Client::step`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing could move.
+    Idle,
+    /// Bytes were read, served or written.
+    Moved,
+    /// The connection is over: close it.
+    Finished,
+    /// The client sent `shutdown`: the app stops.
+    Shutdown,
+}
+
+/// One connection and what it holds.
+pub struct Client {
+    /// The connection.
+    connection: Connection,
+    /// The memcached session (the part of a refused data block still to skip).
+    session: Session,
+    /// Received bytes not yet served: the front of the next request.
+    input: Vec<u8>,
+    /// Answers not yet in the send buffer, from `sent` on.
+    output: Vec<u8>,
+    /// Bytes of `output` already written.
+    sent: usize,
+    /// Bytes after `input`'s served part that belong to a refused data block (the
+    /// session's count, mirrored so that requests can be found one at a time).
+    skip: u64,
+    /// Close once `output` is sent (`quit`, a line too long, an answer too large).
+    close_after_send: bool,
+    /// The client closed its side: nothing more will arrive.
+    peer_closed: bool,
+}
+
+impl Client {
+    /// A client on a newly accepted connection.
+    pub fn new(connection: Connection) -> Self {
+        Self {
+            connection,
+            session: Session::new(),
+            input: Vec::new(),
+            output: Vec::new(),
+            sent: 0,
+            skip: 0,
+            close_after_send: false,
+            peer_closed: false,
+        }
+    }
+
+    /// The connection, to close it.
+    pub fn into_connection(self) -> Connection {
+        self.connection
+    }
+
+    /// Bytes the client holds in its buffers (counted against the connections' budget).
+    pub fn held(&self) -> usize {
+        self.input.len() + self.output.len() - self.sent
+    }
+
+    /// Bytes of unserved input (the client with the most may read past the budget, so
+    /// that one large request always completes).
+    pub fn input_len(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Writes what it can, reads what the budget allows, serves whole requests.
+    /// `held` is what all clients hold (kept up to date here); `budget` bounds it, except
+    /// for a client with nothing buffered and for the one `may_exceed`.
+    #[allow(clippy::too_many_arguments)] // the loop's state, passed rather than shared
+    pub fn step(
+        &mut self,
+        stack: &mut Stack,
+        cache: &mut Cache,
+        now: u64,
+        info: &ServerInfo,
+        held: &mut usize,
+        budget: usize,
+        may_exceed: bool,
+    ) -> Progress {
+        let before = self.held();
+        let progress = self.advance(stack, cache, now, info, *held, budget, may_exceed);
+        *held = (*held + self.held()).saturating_sub(before);
+        progress
+    }
+
+    /// [`step`](Self::step) without the bookkeeping of `held`.
+    #[allow(clippy::too_many_arguments)] // as for `step`
+    fn advance(
+        &mut self,
+        stack: &mut Stack,
+        cache: &mut Cache,
+        now: u64,
+        info: &ServerInfo,
+        held: usize,
+        budget: usize,
+        may_exceed: bool,
+    ) -> Progress {
+        let mut moved = false;
+        match self.flush(stack) {
+            Ok(wrote) => moved |= wrote,
+            Err(_) => return Progress::Finished,
+        }
+        if self.close_after_send {
+            return if self.sent == self.output.len() {
+                Progress::Finished
+            } else if moved {
+                Progress::Moved
+            } else {
+                Progress::Idle
+            };
+        }
+        let max_value = cache.config().max_value;
+        let over_budget = held >= budget && !may_exceed;
+        moved |= self.receive(stack, max_value, over_budget);
+        let served = self.serve(cache, now, info, over_budget);
+        match served {
+            Served::Shutdown => return Progress::Shutdown,
+            Served::Some => {
+                moved = true;
+                // Answers go out in this step rather than the next.
+                match self.flush(stack) {
+                    Ok(_) => {}
+                    Err(_) => return Progress::Finished,
+                }
+            }
+            Served::None => {}
+        }
+        if self.peer_closed && served == Served::None && self.sent == self.output.len() {
+            // What is left cannot become a whole request: nothing more arrives.
+            return Progress::Finished;
+        }
+        if moved {
+            Progress::Moved
+        } else {
+            Progress::Idle
+        }
+    }
+
+    /// Moves unsent answers into the send buffer; true if any went.
+    fn flush(&mut self, stack: &mut Stack) -> Result<bool, NetError> {
+        let mut wrote = false;
+        while self.sent < self.output.len() {
+            match stack.write(&self.connection, &self.output[self.sent..])? {
+                0 => break,
+                written => {
+                    self.sent += written;
+                    wrote = true;
+                }
+            }
+        }
+        if self.sent == self.output.len() {
+            self.output.clear();
+            // A large answer's room goes back, so that idle connections hold little.
+            self.output.shrink_to(RETAINED);
+            self.sent = 0;
+        }
+        Ok(wrote)
+    }
+
+    /// Reads received bytes into `input`, up to the largest request and as the budget
+    /// allows; true if any came.
+    fn receive(&mut self, stack: &mut Stack, max_value: usize, over_budget: bool) -> bool {
+        let cap = max_request_len(max_value);
+        let allowance = if !over_budget {
+            cap.saturating_sub(self.input.len())
+        } else if self.held() == 0 {
+            READ_CHUNK
+        } else {
+            0
+        };
+        let mut left = allowance;
+        while left > 0 {
+            let input = &mut self.input;
+            match stack.read_with(&self.connection, |data| {
+                let take = data.len().min(left);
+                input.extend_from_slice(&data[..take]);
+                take
+            }) {
+                Ok(0) => break,
+                Ok(read) => left -= read,
+                Err(_) => {
+                    self.peer_closed = true;
+                    break;
+                }
+            }
+        }
+        left < allowance
+    }
+
+    /// Serves whole requests from the front of `input` while the answers are being
+    /// taken; drops what was served.
+    fn serve(
+        &mut self,
+        cache: &mut Cache,
+        now: u64,
+        info: &ServerInfo,
+        over_budget: bool,
+    ) -> Served {
+        let mut at = 0;
+        let mut served = Served::None;
+        while self.output.len() - self.sent < OUTPUT_HIGH
+            && (!over_budget || self.output.len() == self.sent)
+        {
+            if self.skip > 0 {
+                // The session skips the refused data block itself; give it just that.
+                let part =
+                    (self.input.len() - at).min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+                if part == 0 {
+                    break;
+                }
+                self.session.serve(
+                    cache,
+                    &self.input[at..at + part],
+                    now,
+                    info,
+                    &mut self.output,
+                );
+                at += part;
+                self.skip -= part as u64;
+                served = Served::Some;
+                continue;
+            }
+            let Parsed::Request {
+                consumed, swallow, ..
+            } = parse(&self.input[at..], cache.config().max_value)
+            else {
+                break;
+            };
+            let request = &self.input[at..at + consumed];
+            match shutdown_request(request) {
+                Shutdown::No => {}
+                Shutdown::Now => return Served::Shutdown,
+                Shutdown::BadMode => {
+                    self.output.extend_from_slice(BAD_SHUTDOWN_MODE);
+                    at += consumed;
+                    served = Served::Some;
+                    continue;
+                }
+            }
+            let start = self.output.len();
+            let mut out = Bounded::new(&mut self.output, start + OUTPUT_LIMIT);
+            let result = self.session.serve(cache, request, now, info, &mut out);
+            if out.overflowed() {
+                self.output.truncate(start);
+                self.output.extend_from_slice(OUTPUT_TOO_LARGE);
+                self.close_after_send = true;
+            }
+            at += consumed;
+            self.skip = swallow;
+            served = Served::Some;
+            if result.close || self.close_after_send {
+                self.close_after_send = true;
+                break;
+            }
+        }
+        self.input.drain(..at);
+        if self.input.len() <= RETAINED {
+            // Likewise for a large request's room.
+            self.input.shrink_to(RETAINED);
+        }
+        served
+    }
+}
+
+/// What [`Client::serve`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Served {
+    /// Nothing was whole.
+    None,
+    /// Requests were served.
+    Some,
+    /// `shutdown` came.
+    Shutdown,
+}
+
+/// memcached's answer to `shutdown` with an argument other than `graceful`.
+pub const BAD_SHUTDOWN_MODE: &[u8] = b"CLIENT_ERROR invalid shutdown mode\r\n";
+
+/// What a request says about shutting down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// It is another command.
+    No,
+    /// `shutdown` or `shutdown graceful`: both close every connection in order here.
+    Now,
+    /// `shutdown` with another argument.
+    BadMode,
+}
+
+/// Whether `request` (one whole request, as [`parse`] delimited it) is memcached's
+/// `shutdown` (which memcached accepts with `-A`; kv always does).
+pub fn shutdown_request(request: &[u8]) -> Shutdown {
+    let mut words = request
+        .split(u8::is_ascii_whitespace)
+        .filter(|w| !w.is_empty());
+    if words.next() != Some(b"shutdown".as_slice()) {
+        return Shutdown::No;
+    }
+    match (words.next(), words.next()) {
+        (None, _) | (Some(b"graceful"), None) => Shutdown::Now,
+        _ => Shutdown::BadMode,
+    }
+}
+
+/// An output that refuses to grow past `limit` bytes, remembering that it had to.
+pub struct Bounded<'a> {
+    /// Where the answers go.
+    out: &'a mut Vec<u8>,
+    /// The length `out` may reach.
+    limit: usize,
+    /// Something did not fit.
+    overflowed: bool,
+}
+
+impl<'a> Bounded<'a> {
+    /// Appends to `out` up to a length of `limit`.
+    pub fn new(out: &'a mut Vec<u8>, limit: usize) -> Self {
+        Self {
+            out,
+            limit,
+            overflowed: false,
+        }
+    }
+
+    /// Whether something did not fit (and was left out).
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+}
+
+impl Output for Bounded<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.overflowed || self.out.len() + bytes.len() > self.limit {
+            self.overflowed = true;
+        } else {
+            self.out.extend_from_slice(bytes);
+        }
+    }
+}

@@ -1,0 +1,345 @@
+use super::*;
+use connection::{Client, Progress};
+use connection::{OUTPUT_LIMIT, Shutdown, shutdown_request};
+use rexo_memcache::Session;
+
+#[test]
+fn budgets_follow_the_kernel_heap() {
+    // 256 MiB of RAM: a 32 MiB heap, an 8 MiB cache, 4 MiB of connection buffers.
+    assert_eq!(cache_budget(256 << 20), 8 << 20);
+    assert_eq!(buffer_budget(256 << 20), 4 << 20);
+    // The heap stops at 64 MiB, so does the cache at 16 MiB.
+    assert_eq!(cache_budget(8 << 30), 16 << 20);
+    // A tiny machine still holds one largest request.
+    assert_eq!(
+        buffer_budget(8 << 20),
+        max_request_len(CacheConfig::default().max_value)
+    );
+    assert!(OUTPUT_LIMIT > CacheConfig::default().max_value);
+}
+
+#[test]
+fn shutdown_is_a_whole_request_alone() {
+    assert_eq!(shutdown_request(b"shutdown\r\n"), Shutdown::Now);
+    assert_eq!(shutdown_request(b"shutdown\n"), Shutdown::Now);
+    assert_eq!(shutdown_request(b"  shutdown  \r\n"), Shutdown::Now);
+    assert_eq!(shutdown_request(b"shutdown graceful\r\n"), Shutdown::Now);
+    assert_eq!(shutdown_request(b"shutdown now\r\n"), Shutdown::BadMode);
+    assert_eq!(
+        shutdown_request(b"shutdown graceful x\r\n"),
+        Shutdown::BadMode
+    );
+    assert_eq!(shutdown_request(b"shutdownx\r\n"), Shutdown::No);
+    assert_eq!(shutdown_request(b"get shutdown\r\n"), Shutdown::No);
+    // A value that reads "shutdown" is part of its storage request, never one alone.
+    assert_eq!(
+        shutdown_request(b"set k 0 0 8\r\nshutdown\r\n"),
+        Shutdown::No
+    );
+}
+
+/// A UDP request: the frame header (request id `id`, sequence 0, `total` datagrams).
+fn datagram(id: u16, total: u16, body: &[u8]) -> Vec<u8> {
+    let mut d = Vec::new();
+    for field in [id, 0, total, 0] {
+        d.extend_from_slice(&field.to_be_bytes());
+    }
+    d.extend_from_slice(body);
+    d
+}
+
+fn small_cache() -> Cache {
+    Cache::new(
+        CacheConfig {
+            max_bytes: 4 << 20,
+            ..CacheConfig::default()
+        },
+        CLOCK_START_S,
+    )
+}
+
+#[test]
+fn udp_requests_are_answered_as_memcached_does() {
+    let mut cache = small_cache();
+    let info = ServerInfo::default();
+    let mut answer = Vec::new();
+    let request = datagram(7, 1, b"set k 1 0 2\r\nhi\r\nget k\r\nquit\r\nget k\r\n");
+    let id = udp::answer_datagram(&mut cache, &request, CLOCK_START_S, &info, &mut answer);
+    assert_eq!(id, Ok(7));
+    assert_eq!(answer, b"STORED\r\nVALUE k 1 2\r\nhi\r\nEND\r\n");
+    let request = datagram(8, 2, b"get k\r\n");
+    let id = udp::answer_datagram(&mut cache, &request, CLOCK_START_S, &info, &mut answer);
+    assert_eq!(id, Ok(8));
+    assert_eq!(answer, rexo_memcache::udp::MULTI_PACKET_REPLY);
+    let short = udp::answer_datagram(&mut cache, &[1, 2, 3], CLOCK_START_S, &info, &mut answer);
+    assert_eq!(short, Err(rexo_memcache::udp::UdpDrop::Truncated));
+}
+
+#[test]
+fn a_udp_get_cannot_make_an_unbounded_answer() {
+    let mut cache = small_cache();
+    let info = ServerInfo::default();
+    let mut answer = Vec::new();
+    let mut set = b"set big 0 0 1048576\r\n".to_vec();
+    set.resize(set.len() + (1 << 20), b'v');
+    set.extend_from_slice(b"\r\n");
+    let mut session = Session::new();
+    session.serve(&mut cache, &set, CLOCK_START_S, &info, &mut answer);
+    assert_eq!(answer, b"STORED\r\n");
+    // 1400 bytes of `get big big ...`: about 350 MiB of answer if it were built.
+    let mut get = b"get".to_vec();
+    while get.len() < 1380 {
+        get.extend_from_slice(b" big");
+    }
+    get.extend_from_slice(b"\r\n");
+    let request = datagram(9, 1, &get);
+    let id = udp::answer_datagram(&mut cache, &request, CLOCK_START_S, &info, &mut answer);
+    assert_eq!(id, Ok(9));
+    assert_eq!(answer, connection::OUTPUT_TOO_LARGE);
+    assert!(answer.capacity() <= 2 * connection::OUTPUT_LIMIT);
+}
+
+/// A small xorshift generator: deterministic, and apps cannot use testkit.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Frames on their way to one end of the simulated wire.
+type Frames = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>>;
+
+/// One end of a wire whose frames arrive at once.
+struct WireEnd {
+    mac: [u8; 6],
+    to_peer: Frames,
+    to_me: Frames,
+}
+
+impl rexo_api::NetDevice for WireEnd {
+    fn info(&self) -> rexo_api::NetInfo {
+        rexo_api::NetInfo {
+            mac: self.mac,
+            max_frame: 1514,
+            queues: 1,
+            link_up: true,
+        }
+    }
+
+    fn receive(
+        &mut self,
+        _queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, rexo_api::DeviceError> {
+        let mut count = 0;
+        while count < budget {
+            let Some(frame) = self.to_me.lock().unwrap().pop_front() else {
+                break;
+            };
+            deliver(&frame);
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn transmit(
+        &mut self,
+        _queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), rexo_api::DeviceError> {
+        let mut frame = vec![0; len];
+        fill(&mut frame);
+        self.to_peer.lock().unwrap().push_back(frame);
+        Ok(())
+    }
+
+    fn transmit_pending(&mut self, _queue: usize) -> Result<usize, rexo_api::DeviceError> {
+        Ok(0)
+    }
+
+    fn wake_on_receive(
+        &mut self,
+        _queue: usize,
+        _core: Option<usize>,
+    ) -> Result<(), rexo_api::DeviceError> {
+        Err(rexo_api::DeviceError::Unsupported("the simulated wire"))
+    }
+}
+
+const SERVER: rexo_net::Ipv4Addr = rexo_net::Ipv4Addr::new(10, 0, 0, 1);
+const CLIENT: rexo_net::Ipv4Addr = rexo_net::Ipv4Addr::new(10, 0, 0, 2);
+
+/// The server's and the client's stacks on one wire.
+fn wire() -> (Stack, Stack) {
+    let to_server = Frames::default();
+    let to_client = Frames::default();
+    let stack = |mac, address, to_peer: &Frames, to_me: &Frames| {
+        let end = WireEnd {
+            mac,
+            to_peer: to_peer.clone(),
+            to_me: to_me.clone(),
+        };
+        let config = Config::Static {
+            address,
+            prefix: 24,
+            gateway: None,
+        };
+        Stack::start(alloc::boxed::Box::new(end), 0, config, 0).unwrap()
+    };
+    (
+        stack([2, 0, 0, 0, 0, 1], SERVER, &to_client, &to_server),
+        stack([2, 0, 0, 0, 0, 2], CLIENT, &to_server, &to_client),
+    )
+}
+
+/// A cache for the stream tests: small values, so that refused ones are cheap.
+fn stream_cache() -> Cache {
+    Cache::new(
+        CacheConfig {
+            max_bytes: 64 << 10,
+            max_value: 1000,
+            hash_seed: 7,
+        },
+        CLOCK_START_S,
+    )
+}
+
+/// A random stream of whole requests, good and bad (no `quit`, no line too long: those
+/// end the connection), with values that cross reads and refused data blocks.
+fn request_stream(rng: &mut Rng, requests: usize) -> Vec<u8> {
+    let mut stream = Vec::new();
+    for _ in 0..requests {
+        let key = format!("k{}", rng.below(8));
+        let len = [0, 1, 5, 200, 999, 1000, 1001, 3000][rng.below(8)];
+        let exptime = [0, 100, -1][rng.below(3)];
+        let noreply = if rng.below(4) == 0 { " noreply" } else { "" };
+        let mut data = vec![b'v'; len];
+        if len > 0 {
+            data[len / 2] = b'\n';
+        }
+        let store = |command: &str, extra: &str| {
+            let mut r =
+                format!("{command} {key} 3 {exptime} {len}{extra}{noreply}\r\n").into_bytes();
+            r.extend_from_slice(&data);
+            r.extend_from_slice(b"\r\n");
+            r
+        };
+        let request = match rng.below(14) {
+            0 => store("set", ""),
+            1 => store("add", ""),
+            2 => store("append", ""),
+            3 => store("prepend", ""),
+            4 => store("cas", &format!(" {}", rng.below(40))),
+            5 => format!("get {key} k1 k2\r\n").into_bytes(),
+            6 => format!("gets {key}\r\n").into_bytes(),
+            7 => format!("delete {key}{noreply}\r\n").into_bytes(),
+            8 => format!("incr {key} {}{noreply}\r\n", rng.below(100)).into_bytes(),
+            9 => format!("touch {key} {exptime}{noreply}\r\n").into_bytes(),
+            10 => format!("gat {exptime} {key}\r\n").into_bytes(),
+            // A data block longer than announced.
+            11 => {
+                let mut r = format!("set {key} 0 0 2\r\n").into_bytes();
+                r.extend_from_slice(b"abcd\r\n");
+                r
+            }
+            12 => b"stats\r\nversion\r\nfrobnicate\r\n".to_vec(),
+            _ => b"flush_all\r\n".to_vec(),
+        };
+        stream.extend(request);
+    }
+    stream
+}
+
+/// Sends `stream` in random pieces through kv's connection and returns the answers
+/// once `expected_len` bytes came.
+fn serve_over_the_wire(rng: &mut Rng, stream: &[u8], expected_len: usize, leader: bool) -> Vec<u8> {
+    let (mut server, mut client) = wire();
+    let options = TcpOptions::default();
+    let listener = server.listen(PORT, 4, options).unwrap();
+    let remote = rexo_net::Endpoint {
+        address: SERVER,
+        port: PORT,
+    };
+    let connection = client.connect(remote, options).unwrap();
+    let mut cache = stream_cache();
+    let info = ServerInfo::default();
+    let mut kv: Option<Client> = None;
+    let (mut sent, mut answers) = (0, Vec::new());
+    let mut now_ns = 0;
+    for _ in 0..200_000 {
+        server.poll(now_ns).unwrap();
+        client.poll(now_ns).unwrap();
+        now_ns += 50_000;
+        if kv.is_none() {
+            kv = server.accept(&listener).map(Client::new);
+        }
+        if let Some(kv) = &mut kv {
+            let mut held = kv.held();
+            // Without the leader's exemption nothing may be held: every read is the
+            // small one a client with empty buffers always gets.
+            let budget = if leader { 0 } else { usize::MAX };
+            let progress = kv.step(
+                &mut server,
+                &mut cache,
+                CLOCK_START_S,
+                &info,
+                &mut held,
+                budget,
+                leader,
+            );
+            assert!(
+                matches!(progress, Progress::Idle | Progress::Moved),
+                "{progress:?}"
+            );
+        }
+        if sent < stream.len() {
+            let piece = (1 + rng.below(3000)).min(stream.len() - sent);
+            sent += client
+                .write(&connection, &stream[sent..sent + piece])
+                .unwrap_or(0);
+        }
+        let mut buffer = [0u8; 8192];
+        let read = client.read(&connection, &mut buffer).unwrap();
+        answers.extend_from_slice(&buffer[..read]);
+        if answers.len() >= expected_len && sent == stream.len() {
+            break;
+        }
+    }
+    answers
+}
+
+#[test]
+fn streams_are_answered_as_the_engine_answers_them() {
+    let mut rng = Rng(0x243f_6a88_85a3_08d3);
+    for round in 0..40 {
+        let stream = request_stream(&mut rng, 60);
+        let mut reference = Vec::new();
+        let served = Session::new().serve(
+            &mut stream_cache(),
+            &stream,
+            CLOCK_START_S,
+            &ServerInfo::default(),
+            &mut reference,
+        );
+        assert_eq!(served.consumed, stream.len(), "round {round}");
+        let answers = serve_over_the_wire(&mut rng, &stream, reference.len(), round % 2 == 0);
+        assert!(
+            answers == reference,
+            "round {round}: {} answer bytes, {} expected; first difference at {:?}",
+            answers.len(),
+            reference.len(),
+            answers.iter().zip(&reference).position(|(a, b)| a != b)
+        );
+    }
+}

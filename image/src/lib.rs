@@ -1,0 +1,72 @@
+//! The apps linked into Rexo's image, in the order `apps` lists them: the kernel runs
+//! them by name (`app=NAME`, the boot manifest `apps=...`, the monitor's `run`). The
+//! kernel adds its own few (reboot, the BareMetal loader, the C examples) after these.
+//! Adding an app to the image is adding its crate to `Cargo.toml` and one entry here.
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+use rexo_api::AppEntry as App;
+
+/// The image's apps.
+pub const APPS: &[App] = &[
+    App {
+        name: "hello",
+        about: "greets from every core through the work queue (apps/hello)",
+        main: rexo_hello::main,
+    },
+    App {
+        name: "monitor",
+        about: "an interactive command line on the consoles (apps/monitor)",
+        main: rexo_monitor::main,
+    },
+    App {
+        name: "netcheck",
+        about: "frames both ways, byte-exact, on every network interface (apps/devcheck)",
+        main: rexo_devcheck::netcheck,
+    },
+    App {
+        name: "diskcheck",
+        about: "patterns over every sector of every disk, read back (apps/devcheck)",
+        main: rexo_devcheck::diskcheck,
+    },
+    App {
+        name: "netdemo",
+        about: "DHCP, ping, and TCP and UDP echo on port 7 over the TCP/IP library OS (apps/netdemo)",
+        main: rexo_netdemo::main,
+    },
+    App {
+        name: "httpd",
+        about: "the web server: the site in the image over HTTP/1.1 on port 80, status page at / (apps/httpd)",
+        main: rexo_httpd::main,
+    },
+    App {
+        name: "httpd-test",
+        about: "httpd with a test hook: GET /__shutdown ends the app (apps/httpd)",
+        main: rexo_httpd::main_test,
+    },
+    App {
+        name: "kv",
+        about: "a memcached-compatible cache on TCP and UDP port 11211, until a client sends `shutdown` (apps/kv)",
+        main: rexo_kv::main,
+    },
+    App {
+        name: "kv-small",
+        about: "kv with a 1 MiB cache, for eviction tests (apps/kv)",
+        main: rexo_kv::main_small,
+    },
+    App {
+        name: "netbench",
+        about: "driver benchmark: frames/s both ways, empty-poll cost, on every NIC (apps/devcheck)",
+        main: rexo_devcheck::netbench,
+    },
+    App {
+        name: "diskbench",
+        about: "driver benchmark: sequential MiB/s, 4 KiB random-read IOPS at depth 1 and 32 (apps/devcheck)",
+        main: rexo_devcheck::diskbench,
+    },
+    App {
+        name: "noise",
+        about: "OS noise: fixed work quanta on every core, their spread and worst interruption (apps/devcheck)",
+        main: rexo_devcheck::noise,
+    },
+];
