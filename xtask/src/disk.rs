@@ -51,8 +51,12 @@ impl Disk for FileDisk {
     }
 }
 
+/// The text file the BMFS test disk carries beside the programs ([`image_of_programs`]).
+pub const NOTES: (&str, &str) = ("notes.txt", "put here by the host tool\nread in Rexo\n");
+
 /// Writes a fresh 16 MiB BMFS image at `path` holding every `*.bin` of `programs` as
-/// `NAME.app` (the BareMetal test programs, for the cases that load them from a disk).
+/// `NAME.app` (the BareMetal test programs, for the cases that load them from a disk),
+/// and the text file [`NOTES`].
 pub fn image_of_programs(path: &Path, programs: &Path) -> Result<()> {
     let mut volume = Volume::format(open_disk(path, Some(16 << 20))?).map_err(|e| e.to_string())?;
     let entries =
@@ -77,7 +81,17 @@ pub fn image_of_programs(path: &Path, programs: &Path) -> Result<()> {
             .write(&name, &data)
             .map_err(|e| format!("{name}: {e}"))?;
     }
+    let (name, text) = NOTES;
+    volume.create(name, 1).map_err(|e| format!("{name}: {e}"))?;
+    volume
+        .write(name, text.as_bytes())
+        .map_err(|e| format!("{name}: {e}"))?;
     Ok(())
+}
+
+/// The files of the BMFS image at `path` (checking its directory).
+pub fn files_of(path: &Path) -> Result<Vec<String>> {
+    Ok(open(path)?.files().map(|file| file.name.clone()).collect())
 }
 
 /// Opens `image` as a disk.

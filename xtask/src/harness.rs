@@ -697,6 +697,8 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let mut peers = Vec::new();
     let mut images = Vec::new();
     let mut kill_after_flush = false;
+    let mut keyboard = None;
+    let mut bmfs_image = None;
     let mut forwards = Vec::new();
     for arg in case.qemu {
         match arg {
@@ -721,9 +723,15 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
             Arg::BmfsDisk(device) => {
                 let path = scratch.join("bmfs.img");
                 crate::disk::image_of_programs(&path, Path::new(crate::baremetal::OUT_DIR))?;
+                bmfs_image = Some(path.clone());
                 // Its own drive id, after any pattern disks.
                 let id = case.qemu.len() + 1;
                 extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
+            }
+            Arg::UsbKeyboard(keys) => {
+                let (args, socket) = crate::usbkeys::qemu_args(&scratch);
+                extra.extend(args);
+                keyboard = Some((socket, *keys));
             }
             Arg::KillAfterFlush => kill_after_flush = true,
             Arg::UserNet { model, tcp, udp } => {
@@ -766,6 +774,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     // The client checks the first user-networking interface's services.
     let ports = forwards.into_iter().next().unwrap_or_default();
     let mut client_thread = None;
+    let mut typist = None;
     let capture = qemu::run_captured_with_input(
         &vm.args(&scratch)?,
         case.input.as_bytes(),
@@ -779,6 +788,13 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
             {
                 let ports = ports.clone();
                 client_thread = Some(std::thread::spawn(move || (client.run)(&ports)));
+            }
+            if let Some((socket, keys)) =
+                keyboard.take_if(|_| line.text.contains(crate::usbkeys::BOUND))
+            {
+                typist = Some(std::thread::spawn(move || {
+                    crate::usbkeys::type_keys(&socket, keys)
+                }));
             }
             if line.text.contains("diskcheck: disk ") && line.text.contains(": flushed") {
                 flushed += 1;
@@ -818,6 +834,40 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
             Some(Err(_)) => reasons.push(format!("the {} client panicked", client.name)),
             Some(Ok(Err(e))) => reasons.push(format!("{}: {e}", client.name)),
             Some(Ok(Ok(notes))) => append_notes(&log, client.name, &notes),
+        }
+    }
+    if let Some(typist) = typist {
+        match typist.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => reasons.push(format!("typing on the USB keyboard: {e}")),
+            Err(_) => reasons.push("the USB keyboard's typist panicked".into()),
+        }
+    } else if keyboard.is_some() {
+        reasons.push(format!(
+            "the USB keyboard was never bound (no line with `{}`)",
+            crate::usbkeys::BOUND
+        ));
+    }
+    // A BMFS disk, read back by the host tool's code: the files the case's input
+    // deleted (`rm NAME`) are gone, the others still there.
+    if let Some(path) = bmfs_image {
+        let removed: Vec<&str> = case
+            .input
+            .split('\r')
+            .filter_map(|line| line.strip_prefix("rm "))
+            .collect();
+        match crate::disk::files_of(&path) {
+            Ok(files) => {
+                if let Some(kept) = removed.iter().find(|name| files.iter().any(|f| f == *name)) {
+                    reasons.push(format!(
+                        "the BMFS image still holds {kept}, deleted in Rexo"
+                    ));
+                }
+                if !files.iter().any(|f| f == crate::disk::NOTES.0) {
+                    reasons.push(format!("the BMFS image lost {}", crate::disk::NOTES.0));
+                }
+            }
+            Err(e) => reasons.push(format!("the BMFS image after the run: {e}")),
         }
     }
     // The host ends of the devices: after QEMU has ended, nothing more changes there.

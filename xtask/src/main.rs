@@ -15,6 +15,7 @@ mod deps;
 mod devbench;
 mod disk;
 mod diskimage;
+mod echoclient;
 mod gdb;
 mod harness;
 mod httpclient;
@@ -28,6 +29,7 @@ mod pvh;
 mod qemu;
 mod run;
 mod testcases;
+mod usbkeys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -48,6 +48,9 @@ pub enum Arg {
     /// of `target/baremetal/` as `NAME.app` (`storage.bin` is `storage.app`), attached
     /// as this device model; its contents are not checked afterwards.
     BmfsDisk(&'static str),
+    /// A `qemu-xhci` controller with a `usb-kbd` and QEMU's monitor on a socket: once
+    /// the serial shows the keyboard bound, these keys are typed on it (`sendkey`).
+    UsbKeyboard(&'static [&'static str]),
     /// SIGKILL QEMU as soon as the serial shows `diskcheck: disk K: flushed` for every
     /// disk, before anything else can write the images: what the images then hold is
     /// what the flush made durable.
@@ -627,12 +630,14 @@ pub const CASES: &[Case] = &[
     Case {
         // BareMetal programs from a BMFS disk (made by `cargo xtask disk`'s code) on NVMe:
         // the monitor lists it, loads and runs the storage-call program, which writes and
-        // reads a sector through b_nvs_write/b_nvs_read; `pci` shows the driver bound.
+        // reads a sector through b_nvs_write/b_nvs_read; `pci` shows the driver bound; a
+        // file the host put there is shown, one is deleted in Rexo and is gone when the
+        // host reads the image afterwards.
         name: "baremetal::bmfs-disk-monitor",
         machine: Machine::Q35,
         append: "app=monitor",
         qemu: &[Arg::BmfsDisk("nvme,serial=bmfs")],
-        input: "ls\rload storage.app\rexec\rload nope.app\rdevices\rpci\rpoweroff\r",
+        input: "ls\rload storage.app\rexec\rload nope.app\rdevices\rpci\rcat notes.txt\rrm poweroff.app\rdf\rfsck\rpoweroff\r",
         exit: Some(0),
         timeout_s: 30,
         checks: &[
@@ -646,7 +651,30 @@ pub const CASES: &[Case] = &[
             Check::Has("nvme: 16 MiB"),
             Check::Has("class 01.08.02 bar0 mem64"),
             Check::Has("driver nvme"),
+            Check::Has("put here by the host tool"),
+            Check::Has("rm: poweroff.app deleted"),
+            Check::Has("blocks of 2 MiB:"),
+            Check::Has("fsck: the BMFS directory is sound"),
             Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
+    Case {
+        // The monitor on a machine without PS/2 (i8042=off), typed at through a USB
+        // keyboard on xHCI: `help`, Enter, then `pci`, Enter.
+        name: "monitor::usb-keyboard",
+        machine: Machine::Q35,
+        machine_props: &["i8042=off"],
+        append: "app=monitor",
+        qemu: &[Arg::UsbKeyboard(&[
+            "h", "e", "l", "p", "ret", "p", "c", "i", "ret",
+        ])],
+        timeout_s: 60,
+        checks: &[
+            Check::Has("xhci: port"),
+            Check::Has("list the commands"),
+            Check::Has("class 0c.03.30"),
+            Check::Has("driver xhci"),
         ],
         ..BASE
     },
@@ -925,6 +953,28 @@ pub const CASES: &[Case] = &[
     // httpd through QEMU user networking: every answer of the test client
     // (xtask/src/httpclient.rs), then its shutdown hook; on e1000 the server polls (no
     // MSI-X), on virtio-net it sleeps between requests.
+    // netdemo: DHCP, ping, TCP and UDP echo over the TCP/IP library OS; the client
+    // (xtask/src/echoclient.rs) makes the app's 500 connections, the last one 1 MiB.
+    Case {
+        name: "net::netdemo",
+        machine: Machine::Q35,
+        append: "app=netdemo",
+        qemu: &[Arg::UserNet {
+            model: "virtio-net-pci",
+            tcp: &[crate::echoclient::PORT],
+            udp: &[crate::echoclient::PORT],
+        }],
+        client: Some(crate::echoclient::NETDEMO),
+        timeout_s: 240,
+        exit: Some(0),
+        checks: &[
+            Check::Has("by DHCP in"),
+            Check::Has("bytes from 10.0.2.2"),
+            Check::Has("netdemo: done"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     Case {
         name: "net::httpd",
         append: "app=httpd-test",

@@ -1,0 +1,109 @@
+//! The `net::netdemo` case's client: drives the `netdemo` app (TCP and UDP echo on
+//! port 7 over the TCP/IP library OS) through QEMU user networking, checking every echo
+//! byte for byte. It makes exactly the connections the app serves before it ends.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use crate::Result;
+use crate::netclient::{Client, Forwards};
+
+/// The echo port in the guest.
+pub const PORT: u16 = 7;
+/// Connections the app serves before it returns (`rexo_netdemo::CONNECTIONS`).
+const CONNECTIONS: usize = rexo_netdemo::CONNECTIONS;
+/// The last connection's transfer.
+const BIG: usize = 1 << 20;
+
+/// The client of `net::netdemo`.
+pub const NETDEMO: Client = Client {
+    name: "netdemo client",
+    needs: &[],
+    after: "netdemo: echoing TCP and UDP",
+    run,
+};
+
+/// Bytes `0..len` of a deterministic pattern of `seed`.
+fn payload(seed: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(31) ^ seed.wrapping_mul(7)) as u8)
+        .collect()
+}
+
+/// Sends `data` on a fresh connection and checks the echo; QEMU's user networking
+/// accepts forwarded connections with a backlog of one, so a connection reset before any
+/// byte came back is tried again (it never reached the guest).
+fn echo_tcp(port: u16, data: &[u8]) -> Result<()> {
+    for attempt in 0..5 {
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        let writer = {
+            let mut out = stream.try_clone().map_err(|e| e.to_string())?;
+            let data = data.to_vec();
+            std::thread::spawn(move || out.write_all(&data))
+        };
+        let mut back = vec![0u8; data.len()];
+        let got = stream.read_exact(&mut back);
+        let _ = writer.join();
+        match got {
+            Ok(()) if back == data => return Ok(()),
+            Ok(()) => {
+                let at = back.iter().zip(data).position(|(a, b)| a != b).unwrap_or(0);
+                return Err(format!("a {}-byte echo differs at byte {at}", data.len()));
+            }
+            Err(e) if attempt < 4 && e.kind() == std::io::ErrorKind::ConnectionReset => continue,
+            Err(e) => return Err(format!("a {}-byte echo: {e}", data.len())),
+        }
+    }
+    Err("connections kept being reset before reaching the guest".into())
+}
+
+/// The whole check.
+fn run(ports: &Forwards) -> Result<Vec<String>> {
+    let tcp = ports.tcp(PORT)?.port();
+    let udp = ports.udp(PORT)?;
+    let socket = UdpSocket::bind(("127.0.0.1", 0)).map_err(|e| e.to_string())?;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .map_err(|e| e.to_string())?;
+    let mut udp_ok = 0;
+    for (i, len) in [1usize, 64, 512, 1000, 1472]
+        .iter()
+        .cycle()
+        .take(50)
+        .enumerate()
+    {
+        let data = payload(i, *len);
+        socket.send_to(&data, udp).map_err(|e| e.to_string())?;
+        let mut back = [0u8; 2048];
+        // UDP may lose a datagram on the way; a wrong echo is an error, a missing one is not.
+        if let Ok((n, _)) = socket.recv_from(&mut back) {
+            if back[..n] != data[..] {
+                return Err(format!("a {len}-byte UDP echo differs"));
+            }
+            udp_ok += 1;
+        }
+    }
+    if udp_ok < 40 {
+        return Err(format!("only {udp_ok} of 50 UDP datagrams came back"));
+    }
+    let started = Instant::now();
+    for i in 0..CONNECTIONS - 1 {
+        echo_tcp(tcp, &payload(i, 1 + (i * 37) % 2000))?;
+    }
+    let short = started.elapsed();
+    let big = Instant::now();
+    echo_tcp(tcp, &payload(CONNECTIONS, BIG))?;
+    let big = big.elapsed();
+    Ok(vec![format!(
+        "{udp_ok} of 50 UDP echoes; {} TCP connections echoed byte-exact in {} ms ({:.0}/s); 1 MiB echoed in {} ms",
+        CONNECTIONS - 1,
+        short.as_millis(),
+        (CONNECTIONS - 1) as f64 / short.as_secs_f64(),
+        big.as_millis()
+    )])
+}

@@ -1,0 +1,67 @@
+//! Typing on a USB keyboard from the host: QEMU's human monitor on a Unix socket takes
+//! `sendkey KEY` lines and delivers them to the most recently added keyboard (the
+//! `usb-kbd` of [`crate::testcases::Arg::UsbKeyboard`]).
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::Result;
+
+/// The serial line that says the USB keyboard is bound (`rexo-xhci`'s log).
+pub const BOUND: &str = "xhci: keyboard";
+
+/// The gap between two keys: the keyboard's endpoint is polled every 8 ms, and each key
+/// is a press and a release report.
+const GAP: Duration = Duration::from_millis(150);
+
+/// QEMU's arguments for a `qemu-xhci` controller with a `usb-kbd`, and a human monitor
+/// on a socket in `scratch` (its path is the second value).
+pub fn qemu_args(scratch: &Path) -> (Vec<String>, PathBuf) {
+    let socket = scratch.join("monitor.sock");
+    let args = [
+        "-device",
+        "qemu-xhci,id=xhci",
+        "-device",
+        "usb-kbd,bus=xhci.0",
+        "-monitor",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .chain([format!("unix:{},server,nowait", socket.display())])
+    .collect();
+    (args, socket)
+}
+
+/// Types `keys` (QEMU key names: `h`, `ret`, `shift-a`) through the monitor at `socket`.
+pub fn type_keys(socket: &Path, keys: &[&str]) -> Result<()> {
+    let mut monitor = UnixStream::connect(socket)
+        .map_err(|e| format!("QEMU's monitor at {}: {e}", socket.display()))?;
+    for key in keys {
+        monitor
+            .write_all(format!("sendkey {key}\n").as_bytes())
+            .map_err(|e| format!("sendkey {key}: {e}"))?;
+        std::thread::sleep(GAP);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keyboard_and_its_monitor_are_attached() {
+        let (args, socket) = qemu_args(Path::new("/tmp/case"));
+        assert_eq!(socket, Path::new("/tmp/case/monitor.sock"));
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["-device", "usb-kbd,bus=xhci.0"])
+        );
+        assert_eq!(
+            args.last().map(String::as_str),
+            Some("unix:/tmp/case/monitor.sock,server,nowait")
+        );
+    }
+}
