@@ -38,6 +38,10 @@ enum Source {
     RandRead(&'static str, u32),
     /// The bytes booted.
     ImageSize,
+    /// HTTP requests per second for a file of this many KiB (Rexo's httpd, nginx).
+    Http(u32),
+    /// memcached operations per second, 90/10 get/set (Rexo's kv, memcached).
+    Memcached,
     /// Not measurable yet: why.
     Pending(&'static str),
 }
@@ -53,8 +57,9 @@ struct Spec {
     source: Source,
 }
 
-/// Why the network servers' rows are empty.
-const NO_SERVERS: &str = "Rexo's httpd/kv/UDP stack is not in the image yet";
+/// Why the rows without a load generator of ours yet are empty.
+const NO_GENERATOR: &str =
+    "no load generator for it in xtask yet (the servers exist: httpd, kv, netdemo's UDP echo)";
 
 /// The suite, in report order (the issue's list; targets are Rexo's advantage).
 const SUITE: &[Spec] = &[
@@ -72,7 +77,7 @@ const SUITE: &[Spec] = &[
         unit: "ms",
         better: Better::Lower,
         target: None,
-        source: Source::Pending(NO_SERVERS),
+        source: Source::Pending(NO_GENERATOR),
     },
     Spec {
         name: "empty-poll",
@@ -88,31 +93,31 @@ const SUITE: &[Spec] = &[
         unit: "us",
         better: Better::Lower,
         target: Some(2.0),
-        source: Source::Pending(NO_SERVERS),
+        source: Source::Pending(NO_GENERATOR),
     },
     Spec {
         name: "http-1k",
-        title: "HTTP requests/s, 1 KiB file (wrk)",
+        title: "HTTP requests/s, 1 KiB file, 8 keep-alive connections through user networking (Rexo: httpd; Linux: nginx, a worker per core, sendfile)",
         unit: "req/s",
         better: Better::Higher,
         target: Some(2.0),
-        source: Source::Pending(NO_SERVERS),
+        source: Source::Http(1),
     },
     Spec {
         name: "http-100k",
-        title: "HTTP requests/s, 100 KiB file (wrk)",
+        title: "HTTP requests/s, 100 KiB file, 8 keep-alive connections",
         unit: "req/s",
         better: Better::Higher,
         target: Some(2.0),
-        source: Source::Pending(NO_SERVERS),
+        source: Source::Http(100),
     },
     Spec {
         name: "memcached",
-        title: "memcached operations/s, 90/10 get/set",
+        title: "memcached operations/s, 90/10 get/set of 100 B, 8 connections through user networking (Rexo: kv; Linux: memcached -t cores)",
         unit: "ops/s",
         better: Better::Higher,
         target: Some(2.0),
-        source: Source::Pending(NO_SERVERS),
+        source: Source::Memcached,
     },
     Spec {
         name: "randread-qd1-nvme",
@@ -229,6 +234,10 @@ struct Boots {
     rexo_disk: bool,
     linux_bench: bool,
     rexo_net: bool,
+    /// Rexo's httpd and Linux's nginx.
+    http: bool,
+    /// Rexo's kv and Linux's memcached.
+    memcached: bool,
 }
 
 fn boots_for(specs: &[&Spec]) -> Boots {
@@ -251,6 +260,8 @@ fn boots_for(specs: &[&Spec]) -> Boots {
                 b.rexo_disk = true;
                 b.linux_bench = true;
             }
+            Source::Http(_) => b.http = true,
+            Source::Memcached => b.memcached = true,
             Source::ImageSize | Source::Pending(_) => {}
         }
     }
@@ -313,6 +324,16 @@ pub fn command(words: Vec<String>) -> Result<()> {
     let kernel = crate::build::kernel()?;
     let boots = boots_for(&specs);
     let none = linux::build(&root, "none")?;
+    let nginx = if boots.http {
+        Some(linux::build(&root, "nginx")?)
+    } else {
+        None
+    };
+    let memcached = if boots.memcached {
+        Some(linux::build(&root, "memcached")?)
+    } else {
+        None
+    };
     let bench = if boots.linux_bench {
         Some(linux::build(&root, "bench")?)
     } else {
@@ -330,6 +351,12 @@ pub fn command(words: Vec<String>) -> Result<()> {
             &plan,
             &mut samples,
         );
+        if let Some(nginx) = &nginx {
+            servers::http_round(&kernel, nginx, &dir, &plan, &mut samples);
+        }
+        if let Some(memcached) = &memcached {
+            servers::memcached_round(&kernel, memcached, &dir, &plan, &mut samples);
+        }
     }
     for (name, _, _) in DISKS {
         let _ = std::fs::remove_file(dir.join(format!("suite-{name}.img")));
@@ -385,6 +412,8 @@ fn key(source: Source) -> String {
         Source::EmptyPoll => "empty-poll".into(),
         Source::RandRead(disk, depth) => format!("randread-qd{depth}-{disk}"),
         Source::ImageSize => "image".into(),
+        Source::Http(kib) => format!("http-{kib}k"),
+        Source::Memcached => "memcached".into(),
         Source::Pending(_) => String::new(),
     }
 }
@@ -515,8 +544,10 @@ fn context(plan: &Plan) -> Result<Context> {
             },
             DISK_BYTES >> 20
         ),
-        transport: "QEMU's `socket` network backend (UDP on 127.0.0.1) to xtask's peer; \
-                    no host load generator runs yet, so no tap or user networking is needed"
+        transport: "the empty poll: QEMU's `socket` network backend (UDP on 127.0.0.1) to \
+                    xtask's peer; HTTP and memcached: QEMU's user networking with a port \
+                    forwarded to the guest (no tap device: the loads are xtask's own \
+                    clients, the same for both guests, 8 keep-alive connections)"
             .into(),
     })
 }
@@ -705,6 +736,173 @@ fn boot_idle(
         ));
     }
     Ok(capture)
+}
+
+/// The server benchmarks: each guest boots its server with a virtio-net NIC on QEMU user
+/// networking (a free host port forwarded to the service), and the same load generator
+/// of ours drives both (`httpclient::load`, `kvtests::memcached_load`).
+mod servers {
+    use super::*;
+    use crate::netclient::Forwards;
+
+    /// Seconds each load runs (quick runs are shorter).
+    fn load_time(plan: &Plan) -> Duration {
+        Duration::from_secs(if plan.quick { 2 } else { 5 })
+    }
+
+    /// Connections of each load.
+    const CONNECTIONS: usize = 8;
+
+    /// Boots `media` with a NIC whose `guest` port is forwarded; once the serial shows
+    /// `ready`, runs `load` on the host port, then stops QEMU. The load's figures.
+    fn serve(
+        plan: &Plan,
+        dir: &Path,
+        media: Media,
+        name: &str,
+        guest: u16,
+        ready: &str,
+        load: &dyn Fn(u16) -> Result<Vec<(String, f64)>>,
+    ) -> Result<Vec<(String, f64)>> {
+        let forwards = Forwards::free(&[guest], &[])?;
+        let port = forwards.tcp(guest)?.port();
+        let mut vm = machine(media, plan);
+        vm.extra = forwards.qemu_args(0, NIC_MODEL);
+        let log = dir.join(format!("{name}.log"));
+        let mut figures = None;
+        qemu::run_captured(
+            &vm.args(dir)?,
+            Duration::from_secs(LINUX_TIMEOUT_S),
+            Some(&log),
+            |line| {
+                if line.text.contains("linux: failed:") || line.text.contains("FAILED") {
+                    return true;
+                }
+                if figures.is_none() && line.text.contains(ready) {
+                    figures = Some(load(port));
+                    return true;
+                }
+                false
+            },
+        )?;
+        figures.unwrap_or_else(|| {
+            Err(format!(
+                "{name}: the server never said `{ready}` (log: {})",
+                log.display()
+            ))
+        })
+    }
+
+    /// Rexo's httpd and Linux's nginx, 1 KiB and 100 KiB files.
+    pub(super) fn http_round(
+        kernel: &Path,
+        nginx: &linux::Baseline,
+        dir: &Path,
+        plan: &Plan,
+        samples: &mut Samples,
+    ) {
+        let time = load_time(plan);
+        let files = |names: [&'static str; 2]| {
+            move |port: u16| -> Result<Vec<(String, f64)>> {
+                let mut figures = Vec::new();
+                for (path, kib) in names.iter().zip([1, 100]) {
+                    let loaded = crate::httpclient::load(port, path, CONNECTIONS, time)?;
+                    figures.push((format!("http-{kib}k"), loaded.per_second));
+                }
+                Ok(figures)
+            }
+        };
+        let rexo = Media::Pvh {
+            kernel: kernel.to_path_buf(),
+            append: "app=httpd".into(),
+            initrd: None,
+        };
+        let rexo_files = files(["/1k.txt", "/100k.txt"]);
+        record(
+            samples,
+            true,
+            serve(
+                plan,
+                dir,
+                rexo,
+                "suite-rexo-httpd",
+                80,
+                "httpd: serving",
+                &rexo_files,
+            ),
+        );
+        let linux_files = files(["/1k", "/100k"]);
+        let outcome = linux_server(nginx).and_then(|media| {
+            serve(
+                plan,
+                dir,
+                media,
+                "suite-linux-nginx",
+                80,
+                "linux: ready service=nginx",
+                &linux_files,
+            )
+        });
+        record(samples, false, outcome);
+    }
+
+    /// Rexo's kv and Linux's memcached.
+    pub(super) fn memcached_round(
+        kernel: &Path,
+        memcached: &linux::Baseline,
+        dir: &Path,
+        plan: &Plan,
+        samples: &mut Samples,
+    ) {
+        let time = load_time(plan);
+        let load = |port: u16| -> Result<Vec<(String, f64)>> {
+            let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let figures = crate::kvtests::memcached_load(address, CONNECTIONS, time)?;
+            Ok(vec![("memcached".into(), figures.ops_per_s)])
+        };
+        let rexo = Media::Pvh {
+            kernel: kernel.to_path_buf(),
+            append: "app=kv".into(),
+            initrd: None,
+        };
+        record(
+            samples,
+            true,
+            serve(
+                plan,
+                dir,
+                rexo,
+                "suite-rexo-kv",
+                11211,
+                "kv: serving memcached on",
+                &load,
+            ),
+        );
+        let outcome = linux_server(memcached).and_then(|media| {
+            serve(
+                plan,
+                dir,
+                media,
+                "suite-linux-memcached",
+                11211,
+                "linux: ready service=memcached",
+                &load,
+            )
+        });
+        record(samples, false, outcome);
+    }
+
+    /// Linux booting `baseline`'s service on the suite's machine.
+    fn linux_server(baseline: &linux::Baseline) -> Result<Media> {
+        let mut guest = linux::Guest::new(&baseline.service).map_err(|e| e.to_string())?;
+        guest.cores = CORES;
+        guest.mem_mib = MEM_MIB;
+        Ok(Media::Pvh {
+            kernel: baseline.kernel.clone(),
+            append: guest.cmdline(),
+            initrd: Some(baseline.initramfs.clone()),
+        })
+    }
 }
 
 /// Adds a boot's figures, or its failure, to `samples`.

@@ -886,16 +886,29 @@ fn eviction(tcp: SocketAddr, _udp: SocketAddr) -> Result<Vec<String>> {
     )])
 }
 
-/// [`LOAD_CONNECTIONS`] connections, each one request at a time (90% get, 10% set of
-/// 100-byte values over 1000 keys) for [`LOAD_TIME`].
-fn load(tcp: SocketAddr, _udp: SocketAddr) -> Result<Vec<String>> {
+/// What [`memcached_load`] measured.
+pub struct LoadFigures {
+    /// Operations per second.
+    pub ops_per_s: f64,
+    /// Median latency.
+    pub p50: Duration,
+    /// 99th percentile latency.
+    pub p99: Duration,
+    /// The slowest operation.
+    pub max: Duration,
+}
+
+/// `connections` connections, each one request at a time (90% get, 10% set of 100-byte
+/// values over 1000 keys) for `time`, against the memcached server at `tcp` (kv or
+/// memcached: the suite drives both with it).
+pub fn memcached_load(tcp: SocketAddr, connections: usize, time: Duration) -> Result<LoadFigures> {
     let mut s = connect(tcp)?;
     let data = binary(100, 3);
     for key in 0..1000 {
         s.send(&store("set", &format!("key{key}"), 0, 0, &data))?;
         s.expect(b"STORED\r\n")?;
     }
-    let workers: Vec<_> = (0..LOAD_CONNECTIONS)
+    let workers: Vec<_> = (0..connections)
         .map(|worker| {
             let data = data.clone();
             std::thread::spawn(move || -> Result<Vec<Duration>> {
@@ -903,7 +916,7 @@ fn load(tcp: SocketAddr, _udp: SocketAddr) -> Result<Vec<String>> {
                 let mut latencies = Vec::new();
                 let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ worker as u64;
                 let started = Instant::now();
-                while started.elapsed() < LOAD_TIME {
+                while started.elapsed() < time {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
@@ -936,13 +949,24 @@ fn load(tcp: SocketAddr, _udp: SocketAddr) -> Result<Vec<String>> {
     }
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    Ok(LoadFigures {
+        ops_per_s: latencies.len() as f64 / time.as_secs_f64(),
+        p50: at(0.5),
+        p99: at(0.99),
+        max: latencies[latencies.len() - 1],
+    })
+}
+
+/// [`LOAD_CONNECTIONS`] connections for [`LOAD_TIME`] ([`memcached_load`]), reported.
+fn load(tcp: SocketAddr, _udp: SocketAddr) -> Result<Vec<String>> {
+    let figures = memcached_load(tcp, LOAD_CONNECTIONS, LOAD_TIME)?;
     Ok(vec![format!(
         "load (TCG, user networking): {} connections, 90% get / 10% set of 100 B: {:.0} ops/s; latency p50 {} us, p99 {} us, max {} us",
         LOAD_CONNECTIONS,
-        latencies.len() as f64 / LOAD_TIME.as_secs_f64(),
-        at(0.5).as_micros(),
-        at(0.99).as_micros(),
-        latencies[latencies.len() - 1].as_micros()
+        figures.ops_per_s,
+        figures.p50.as_micros(),
+        figures.p99.as_micros(),
+        figures.max.as_micros()
     )])
 }
 
