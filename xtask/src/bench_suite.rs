@@ -1195,10 +1195,13 @@ mod tests {
             boots_for(&select(&names.iter().map(|w| w.to_string()).collect::<Vec<_>>()).unwrap())
         };
         assert_eq!(
-            of(&["image-size", "http"]),
+            of(&["image-size", "udp-echo"]),
             Boots::default(),
             "nothing to boot"
         );
+        let b = of(&["http"]);
+        assert!(b.http && !b.memcached && !b.rexo_noise && !b.linux_bench);
+        assert!(of(&["memcached"]).memcached);
         let b = of(&["boot-ready"]);
         assert!(b.rexo_noise && b.linux_none && !b.linux_bench && !b.rexo_disk);
         let b = of(&["randread"]);
