@@ -498,7 +498,8 @@ pub const CASES: &[Case] = &[
     },
     Case {
         name: "badinput::tiny-memory",
-        mem_mib: 4,
+        // Room for the kernel image (loaded at 2 MiB), not for the kernel's needs.
+        mem_mib: 6,
         exit: Some(35),
         // "memory", or " RAM" as in "needs at least 8 MiB of RAM".
         checks: &[Check::HasAny(&["memory", " RAM"])],
