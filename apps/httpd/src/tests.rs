@@ -5,75 +5,15 @@
 //! generator.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 
-use rexo_api::{DeviceError, NetDevice, NetInfo};
 use rexo_http::{Page, Site, Step};
+use rexo_net::wire::Wire;
 use rexo_net::{Config, Connection, Endpoint, Ipv4Addr, Listener, Stack, TcpOptions};
 
 use crate::client::{Client, Ending, IDLE_TIMEOUT_NS, Progress};
 use crate::status::Counters;
 use crate::{HTTP_PORT, TCP_OPTIONS};
-
-/// Frames on their way to one end.
-type Queue = Arc<Mutex<VecDeque<Vec<u8>>>>;
-
-/// One end of the wire as a NIC: what it sends lands in the other end's queue.
-struct WireEnd {
-    mac: [u8; 6],
-    outgoing: Queue,
-    incoming: Queue,
-}
-
-impl NetDevice for WireEnd {
-    fn info(&self) -> NetInfo {
-        NetInfo {
-            mac: self.mac,
-            max_frame: 1514,
-            queues: 1,
-            link_up: true,
-        }
-    }
-
-    fn receive(
-        &mut self,
-        _queue: usize,
-        budget: usize,
-        deliver: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DeviceError> {
-        let mut delivered = 0;
-        while delivered < budget {
-            let Some(frame) = self.incoming.lock().unwrap().pop_front() else {
-                break;
-            };
-            deliver(&frame);
-            delivered += 1;
-        }
-        Ok(delivered)
-    }
-
-    fn transmit(
-        &mut self,
-        _queue: usize,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<(), DeviceError> {
-        let mut frame = vec![0; len];
-        fill(&mut frame);
-        self.outgoing.lock().unwrap().push_back(frame);
-        Ok(())
-    }
-
-    fn transmit_pending(&mut self, _queue: usize) -> Result<usize, DeviceError> {
-        Ok(0)
-    }
-
-    fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
-        Err(DeviceError::Unsupported("the simulated wire"))
-    }
-}
 
 /// The server's address.
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -84,6 +24,7 @@ const ROUND_NS: u64 = 100_000;
 
 /// The server (its stack, site and clients) and a peer stack for the test clients.
 struct World {
+    wire: Wire,
     server: Stack,
     peer: Stack,
     listener: Listener,
@@ -95,14 +36,10 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let to_server: Queue = Arc::default();
-        let to_peer: Queue = Arc::default();
-        let stack = |mac, address, outgoing: &Queue, incoming: &Queue| {
-            let end = WireEnd {
-                mac,
-                outgoing: outgoing.clone(),
-                incoming: incoming.clone(),
-            };
+        // A transmit ring no test fills: frames cross at every carry.
+        let (wire, server_end, peer_end) =
+            Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 1 << 16);
+        let stack = |end, address| {
             let config = Config::Static {
                 address,
                 prefix: 24,
@@ -110,10 +47,11 @@ impl World {
             };
             Stack::start(Box::new(end), 0, config, 0).unwrap()
         };
-        let mut server = stack([2, 0, 0, 0, 0, 1], SERVER, &to_peer, &to_server);
-        let peer = stack([2, 0, 0, 0, 0, 2], PEER, &to_server, &to_peer);
+        let mut server = stack(server_end, SERVER);
+        let peer = stack(peer_end, PEER);
         let listener = server.listen(HTTP_PORT, 8, TCP_OPTIONS).unwrap();
         World {
+            wire,
             server,
             peer,
             listener,
@@ -127,6 +65,7 @@ impl World {
     /// Polls both stacks and moves every server connection on, as the app's loop does.
     fn round(&mut self) {
         self.peer.poll(self.now_ns).unwrap();
+        self.wire.carry(|_| true);
         self.server.poll(self.now_ns).unwrap();
         while let Some(connection) = self.server.accept(&self.listener) {
             self.clients.push(Client::new(connection, self.now_ns));
@@ -155,6 +94,7 @@ impl World {
                 }
             }
         }
+        self.wire.carry(|_| true);
         self.now_ns += ROUND_NS;
     }
 

@@ -2,6 +2,7 @@ use super::*;
 use connection::{Client, Progress};
 use connection::{OUTPUT_LIMIT, Shutdown, shutdown_request};
 use rexo_memcache::Session;
+use rexo_net::wire::Wire;
 
 #[test]
 fn budgets_follow_the_kernel_heap() {
@@ -115,81 +116,13 @@ impl Rng {
     }
 }
 
-/// Frames on their way to one end of the simulated wire.
-type Frames = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Vec<u8>>>>;
-
-/// One end of a wire whose frames arrive at once.
-struct WireEnd {
-    mac: [u8; 6],
-    to_peer: Frames,
-    to_me: Frames,
-}
-
-impl rexo_api::NetDevice for WireEnd {
-    fn info(&self) -> rexo_api::NetInfo {
-        rexo_api::NetInfo {
-            mac: self.mac,
-            max_frame: 1514,
-            queues: 1,
-            link_up: true,
-        }
-    }
-
-    fn receive(
-        &mut self,
-        _queue: usize,
-        budget: usize,
-        deliver: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, rexo_api::DeviceError> {
-        let mut count = 0;
-        while count < budget {
-            let Some(frame) = self.to_me.lock().unwrap().pop_front() else {
-                break;
-            };
-            deliver(&frame);
-            count += 1;
-        }
-        Ok(count)
-    }
-
-    fn transmit(
-        &mut self,
-        _queue: usize,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<(), rexo_api::DeviceError> {
-        let mut frame = vec![0; len];
-        fill(&mut frame);
-        self.to_peer.lock().unwrap().push_back(frame);
-        Ok(())
-    }
-
-    fn transmit_pending(&mut self, _queue: usize) -> Result<usize, rexo_api::DeviceError> {
-        Ok(0)
-    }
-
-    fn wake_on_receive(
-        &mut self,
-        _queue: usize,
-        _core: Option<usize>,
-    ) -> Result<(), rexo_api::DeviceError> {
-        Err(rexo_api::DeviceError::Unsupported("the simulated wire"))
-    }
-}
-
 const SERVER: rexo_net::Ipv4Addr = rexo_net::Ipv4Addr::new(10, 0, 0, 1);
 const CLIENT: rexo_net::Ipv4Addr = rexo_net::Ipv4Addr::new(10, 0, 0, 2);
 
-/// The server's and the client's stacks on one wire.
-fn wire() -> (Stack, Stack) {
-    let to_server = Frames::default();
-    let to_client = Frames::default();
-    let stack = |mac, address, to_peer: &Frames, to_me: &Frames| {
-        let end = WireEnd {
-            mac,
-            to_peer: to_peer.clone(),
-            to_me: to_me.clone(),
-        };
+/// The server's and the client's stacks on one wire (frames cross at every carry).
+fn wire() -> (Wire, Stack, Stack) {
+    let (wire, server_end, client_end) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 1 << 16);
+    let stack = |end, address| {
         let config = Config::Static {
             address,
             prefix: 24,
@@ -197,10 +130,7 @@ fn wire() -> (Stack, Stack) {
         };
         Stack::start(alloc::boxed::Box::new(end), 0, config, 0).unwrap()
     };
-    (
-        stack([2, 0, 0, 0, 0, 1], SERVER, &to_client, &to_server),
-        stack([2, 0, 0, 0, 0, 2], CLIENT, &to_server, &to_client),
-    )
+    (wire, stack(server_end, SERVER), stack(client_end, CLIENT))
 }
 
 /// A cache for the stream tests: small values, so that refused ones are cheap.
@@ -264,7 +194,7 @@ fn request_stream(rng: &mut Rng, requests: usize) -> Vec<u8> {
 /// Sends `stream` in random pieces through kv's connection and returns the answers
 /// once `expected_len` bytes came.
 fn serve_over_the_wire(rng: &mut Rng, stream: &[u8], expected_len: usize, leader: bool) -> Vec<u8> {
-    let (mut server, mut client) = wire();
+    let (wire, mut server, mut client) = wire();
     let options = TcpOptions::default();
     let listener = server.listen(PORT, 4, options).unwrap();
     let remote = rexo_net::Endpoint {
@@ -279,7 +209,9 @@ fn serve_over_the_wire(rng: &mut Rng, stream: &[u8], expected_len: usize, leader
     let mut now_ns = 0;
     for _ in 0..200_000 {
         server.poll(now_ns).unwrap();
+        wire.carry(|_| true);
         client.poll(now_ns).unwrap();
+        wire.carry(|_| true);
         now_ns += 50_000;
         if kv.is_none() {
             kv = server.accept(&listener).map(Client::new);

@@ -2,12 +2,9 @@
 //! listener's bound under a SYN flood, and random and mutated frames thrown at the
 //! adapter. Time is simulated, so every run is the same.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 
-use rexo_api::{DeviceError, NetDevice, NetInfo};
-
+use crate::wire::Wire;
 use crate::{
     Config, Connection, EchoReply, Endpoint, Ipv4Addr, NetError, PING_MAX_DATA, Stack, TcpOptions,
     UdpOptions,
@@ -33,85 +30,11 @@ impl Rng {
     }
 }
 
-/// One direction of the wire: frames sent and not yet delivered.
-#[derive(Default)]
-struct Direction {
-    /// Frames in the sender's transmit ring, not yet on the wire.
-    in_flight: VecDeque<Vec<u8>>,
-    /// Frames waiting in the receiver's ring.
-    arrived: VecDeque<Vec<u8>>,
-}
-
-/// One end of the wire as a NIC.
-struct End {
-    mac: [u8; 6],
-    outgoing: Arc<Mutex<Direction>>,
-    incoming: Arc<Mutex<Direction>>,
-    /// Frames the transmit ring holds.
-    ring: usize,
-}
-
-impl NetDevice for End {
-    fn info(&self) -> NetInfo {
-        NetInfo {
-            mac: self.mac,
-            max_frame: 1514,
-            queues: 1,
-            link_up: true,
-        }
-    }
-
-    fn receive(
-        &mut self,
-        _queue: usize,
-        budget: usize,
-        deliver: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DeviceError> {
-        let mut count = 0;
-        while count < budget {
-            let Some(frame) = self.incoming.lock().unwrap().arrived.pop_front() else {
-                break;
-            };
-            deliver(&frame);
-            count += 1;
-        }
-        Ok(count)
-    }
-
-    fn transmit(
-        &mut self,
-        _queue: usize,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<(), DeviceError> {
-        if len > 1514 {
-            return Err(DeviceError::TooLong { len, max: 1514 });
-        }
-        let mut out = self.outgoing.lock().unwrap();
-        if out.in_flight.len() >= self.ring {
-            return Err(DeviceError::QueueFull);
-        }
-        let mut frame = vec![0; len];
-        fill(&mut frame);
-        out.in_flight.push_back(frame);
-        Ok(())
-    }
-
-    fn transmit_pending(&mut self, _queue: usize) -> Result<usize, DeviceError> {
-        Ok(self.outgoing.lock().unwrap().in_flight.len())
-    }
-
-    fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
-        Err(DeviceError::Unsupported("MSI-X on the simulated wire"))
-    }
-}
-
 /// Two stacks joined by a wire, with a clock.
 struct Net {
     a: Stack,
     b: Stack,
-    a_to_b: Arc<Mutex<Direction>>,
-    b_to_a: Arc<Mutex<Direction>>,
+    wire: Wire,
     now_ns: u64,
     /// Drop one frame in `loss` (0: none), chosen by `rng`.
     loss: usize,
@@ -125,28 +48,18 @@ const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 impl Net {
     fn new(ring: usize, loss: usize) -> Self {
-        let a_to_b = Arc::new(Mutex::new(Direction::default()));
-        let b_to_a = Arc::new(Mutex::new(Direction::default()));
-        let end = |mac, outgoing: &Arc<Mutex<Direction>>, incoming: &Arc<Mutex<Direction>>| {
-            Box::new(End {
-                mac,
-                outgoing: outgoing.clone(),
-                incoming: incoming.clone(),
-                ring,
-            })
-        };
+        let (wire, end_a, end_b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], ring);
         let config = |address| Config::Static {
             address,
             prefix: 24,
             gateway: None,
         };
-        let a = Stack::start(end([2, 0, 0, 0, 0, 1], &a_to_b, &b_to_a), 0, config(A), 0).unwrap();
-        let b = Stack::start(end([2, 0, 0, 0, 0, 2], &b_to_a, &a_to_b), 0, config(B), 0).unwrap();
+        let a = Stack::start(Box::new(end_a), 0, config(A), 0).unwrap();
+        let b = Stack::start(Box::new(end_b), 0, config(B), 0).unwrap();
         Self {
             a,
             b,
-            a_to_b,
-            b_to_a,
+            wire,
             now_ns: 0,
             loss,
             rng: Rng(0x9e37_79b9_7f4a_7c15),
@@ -158,17 +71,13 @@ impl Net {
     fn step(&mut self) {
         self.a.poll(self.now_ns).unwrap();
         self.b.poll(self.now_ns).unwrap();
-        for direction in [&self.a_to_b, &self.b_to_a] {
-            let mut d = direction.lock().unwrap();
-            while let Some(frame) = d.in_flight.pop_front() {
-                if self.seen.len() < 4096 {
-                    self.seen.push(frame.clone());
-                }
-                if self.loss == 0 || self.rng.below(self.loss) != 0 {
-                    d.arrived.push_back(frame);
-                }
+        let (seen, loss, rng) = (&mut self.seen, self.loss, &mut self.rng);
+        self.wire.carry(|frame| {
+            if seen.len() < 4096 {
+                seen.push(frame.to_vec());
             }
-        }
+            loss == 0 || rng.below(loss) != 0
+        });
         self.now_ns += 100_000;
     }
 }
@@ -423,14 +332,7 @@ fn udp_datagrams_are_echoed_and_oversized_ones_refused() {
 
 #[test]
 fn bad_configurations_are_refused() {
-    let end = || {
-        Box::new(End {
-            mac: [2, 0, 0, 0, 0, 9],
-            outgoing: Arc::default(),
-            incoming: Arc::default(),
-            ring: 8,
-        })
-    };
+    let end = || Box::new(Wire::new([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8], 8).1);
     for (address, prefix) in [
         (A, 33),
         (Ipv4Addr::UNSPECIFIED, 24),
@@ -499,7 +401,7 @@ fn random_and_mutated_frames_do_not_break_the_stack() {
         if round % 3 != 0 && frame.len() >= 6 {
             frame[..6].copy_from_slice(&mac_a);
         }
-        net.b_to_a.lock().unwrap().arrived.push_back(frame);
+        net.wire.deliver_to_a(frame);
         if round % 16 == 0 {
             net.step();
             while net.a.accept(&listener).is_some() {}
@@ -556,9 +458,13 @@ fn ping_is_answered_with_the_same_data() {
     frame.extend_from_slice(&ip);
     frame.extend_from_slice(&icmp);
     let copied_before = net.a.counters().replies_copied;
-    net.b_to_a.lock().unwrap().arrived.push_back(frame);
+    net.wire.deliver_to_a(frame);
     net.a.poll(net.now_ns).unwrap();
-    let sent: Vec<Vec<u8>> = net.a_to_b.lock().unwrap().in_flight.drain(..).collect();
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    net.wire.carry(|frame| {
+        sent.push(frame.to_vec());
+        true
+    });
     let reply = sent
         .iter()
         .find(|f| f.len() > 34 && f[23] == 1 && f[34] == 0)

@@ -1,0 +1,144 @@
+//! A simulated Ethernet wire between two NICs, for host tests of the stack and of the
+//! apps built on it (httpd, kv): each end is a [`NetDevice`] whose sent frames wait in
+//! its transmit ring until [`Wire::carry`] moves them to the other end's receive ring,
+//! deciding per frame whether it arrives (loss) and seeing every one. Host only: it uses
+//! the standard library's locks.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::vec::Vec;
+
+use rexo_api::{DeviceError, NetDevice, NetInfo};
+
+/// One direction of the wire: frames sent and not yet carried, and frames arrived.
+#[derive(Default)]
+struct Direction {
+    /// Frames in the sender's transmit ring, not yet on the wire.
+    in_flight: VecDeque<Vec<u8>>,
+    /// Frames waiting in the receiver's ring.
+    arrived: VecDeque<Vec<u8>>,
+}
+
+/// One end of the wire as a NIC (largest frame 1514 bytes, one queue, no MSI-X).
+pub struct WireEnd {
+    mac: [u8; 6],
+    outgoing: Arc<Mutex<Direction>>,
+    incoming: Arc<Mutex<Direction>>,
+    /// Frames the transmit ring holds before [`DeviceError::QueueFull`].
+    ring: usize,
+}
+
+/// The wire: both directions, for [`Wire::carry`].
+pub struct Wire {
+    a_to_b: Arc<Mutex<Direction>>,
+    b_to_a: Arc<Mutex<Direction>>,
+}
+
+impl Wire {
+    /// A wire and its two ends (MACs `a` and `b`), each with a transmit ring of `ring`
+    /// frames.
+    pub fn new(a: [u8; 6], b: [u8; 6], ring: usize) -> (Wire, WireEnd, WireEnd) {
+        let (a_to_b, b_to_a) = (
+            Arc::<Mutex<Direction>>::default(),
+            Arc::<Mutex<Direction>>::default(),
+        );
+        let end =
+            |mac, outgoing: &Arc<Mutex<Direction>>, incoming: &Arc<Mutex<Direction>>| WireEnd {
+                mac,
+                outgoing: outgoing.clone(),
+                incoming: incoming.clone(),
+                ring,
+            };
+        let (end_a, end_b) = (end(a, &a_to_b, &b_to_a), end(b, &b_to_a, &a_to_b));
+        (Wire { a_to_b, b_to_a }, end_a, end_b)
+    }
+
+    /// Moves every frame sent so far to the other end; `arrives` sees each and says
+    /// whether it gets there (false: lost).
+    pub fn carry(&self, mut arrives: impl FnMut(&[u8]) -> bool) {
+        for direction in [&self.a_to_b, &self.b_to_a] {
+            let mut d = direction.lock().expect("the wire's lock");
+            while let Some(frame) = d.in_flight.pop_front() {
+                if arrives(&frame) {
+                    d.arrived.push_back(frame);
+                }
+            }
+        }
+    }
+}
+
+impl Wire {
+    /// Puts `frame` straight into end a's receive ring, as if it came off the wire (a
+    /// frame no stack would send: the tests' bad input).
+    pub fn deliver_to_a(&self, frame: Vec<u8>) {
+        self.b_to_a
+            .lock()
+            .expect("the wire's lock")
+            .arrived
+            .push_back(frame);
+    }
+}
+
+impl NetDevice for WireEnd {
+    fn info(&self) -> NetInfo {
+        NetInfo {
+            mac: self.mac,
+            max_frame: 1514,
+            queues: 1,
+            link_up: true,
+        }
+    }
+
+    fn receive(
+        &mut self,
+        _queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        let mut count = 0;
+        while count < budget {
+            let Some(frame) = self
+                .incoming
+                .lock()
+                .expect("the wire's lock")
+                .arrived
+                .pop_front()
+            else {
+                break;
+            };
+            deliver(&frame);
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn transmit(
+        &mut self,
+        _queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), DeviceError> {
+        DeviceError::check_frame(len, 1514)?;
+        let mut out = self.outgoing.lock().expect("the wire's lock");
+        if out.in_flight.len() >= self.ring {
+            return Err(DeviceError::QueueFull);
+        }
+        let mut frame = vec![0; len];
+        fill(&mut frame);
+        out.in_flight.push_back(frame);
+        Ok(())
+    }
+
+    fn transmit_pending(&mut self, _queue: usize) -> Result<usize, DeviceError> {
+        Ok(self
+            .outgoing
+            .lock()
+            .expect("the wire's lock")
+            .in_flight
+            .len())
+    }
+
+    fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("MSI-X on the simulated wire"))
+    }
+}
