@@ -5,15 +5,40 @@ use alloc::vec::Vec;
 use rexo_http::{FileTable, Limits, Site};
 
 /// The files embedded in the image, by the path requests name them with.
-const EMBEDDED: [(&str, &[u8]); 7] = [
+const EMBEDDED: [(&str, &[u8]); 6] = [
     ("/about.html", include_bytes!("../site/about.html")),
     ("/style.css", include_bytes!("../site/style.css")),
     ("/rexo.png", include_bytes!("../site/rexo.png")),
     ("/empty.txt", include_bytes!("../site/empty.txt")),
     ("/1k.txt", include_bytes!("../site/1k.txt")),
     ("/100k.txt", include_bytes!("../site/100k.txt")),
-    ("/1m.txt", include_bytes!("../site/1m.txt")),
 ];
+
+/// The text file made at start instead of embedded (1 MiB in the image would be 1 MiB
+/// of the kernel image and of the memory an idle machine holds): `site/1m.txt`'s
+/// numbered lines, checked equal to it by a host test.
+const NUMBERED_PATH: &str = "/1m.txt";
+/// Its length.
+const NUMBERED_LEN: usize = 1 << 20;
+
+/// `len` bytes of lines `TAG line NNNNNNN: the quick brown fox jumps over the lazy dog`,
+/// the last one cut short and still ended by a newline.
+fn numbered_lines(tag: &str, len: usize) -> Vec<u8> {
+    let mut text = Vec::with_capacity(len + 64);
+    let mut line = 0;
+    while text.len() < len {
+        text.extend_from_slice(
+            alloc::format!("{tag} line {line:07}: the quick brown fox jumps over the lazy dog\n")
+                .as_bytes(),
+        );
+        line += 1;
+    }
+    text.truncate(len.saturating_sub(1));
+    if len > 0 {
+        text.push(b'\n');
+    }
+    text
+}
 
 /// The path of the generated file.
 pub const GENERATED_PATH: &str = "/10m.bin";
@@ -45,6 +70,7 @@ pub fn build() -> Site {
     for (path, content) in EMBEDDED {
         files.insert_static(path, content);
     }
+    files.insert_owned(NUMBERED_PATH, numbered_lines("1m", NUMBERED_LEN));
     files.insert_owned(GENERATED_PATH, generated_content(GENERATED_LEN));
     Site::new(files, Limits::DEFAULT)
 }
@@ -60,6 +86,14 @@ mod tests {
             Step::Answer { response, .. } => (response.status(), response.body().bytes().to_vec()),
             Step::NeedMore => panic!("incomplete request"),
         }
+    }
+
+    #[test]
+    fn the_made_text_file_is_the_one_in_the_site_folder() {
+        assert_eq!(
+            numbered_lines("1m", NUMBERED_LEN),
+            include_bytes!("../site/1m.txt")
+        );
     }
 
     #[test]
@@ -87,7 +121,6 @@ mod tests {
         assert_eq!(size("/empty.txt"), 0);
         assert_eq!(size("/1k.txt"), 1024);
         assert_eq!(size("/100k.txt"), 100 * 1024);
-        assert_eq!(size("/1m.txt"), 1024 * 1024);
     }
 
     #[test]
