@@ -167,7 +167,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         "rexo: booted by {} ({:?}), command line '{cmdline}'\n\
          time: TSC {} MHz ({tsc_source:?})\n\
          cpu: {} physical address bits, 1 GiB pages {}, x2APIC {}, TSC-deadline timer {}, invariant TSC {}\n\
-         memory: {} MiB usable, identity map up to {} GiB ({} pages), heap {} KiB at start (grows by 1 MiB)\n",
+         memory: {} MiB usable, identity map up to {} GiB ({} pages), heap {} KiB at start (grows by 512 KiB)\n",
         boot.loader_name,
         boot.protocol,
         tsc_hz / 1_000_000,

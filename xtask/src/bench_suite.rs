@@ -485,7 +485,7 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
                     noise::STEPS
                 )),
                 Source::Memory => notes.push(format!(
-                    "Rexo's counts its kernel heap (1 MiB at boot, grown 1 MiB at a time: \
+                    "Rexo's counts its kernel heap (512 KiB at boot, grown 512 KiB at a time: \
                      kernel/src/mem/heap.rs), page tables and stacks; Linux's MemTotal \
                      leaves out what it reserved at boot (kernel image, page structures: \
                      {MEM_MIB} MiB minus MemTotal {} MiB)",

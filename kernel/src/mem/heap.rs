@@ -1,5 +1,5 @@
 //! The kernel heap: talc over frames from the frame allocator, a small start at boot
-//! and more 1 MiB at a time when it runs out (so an idle machine holds little).
+//! and more 512 KiB at a time when it runs out (so an idle machine holds little).
 
 #![allow(unsafe_code)] // claiming raw memory for the allocator
 
@@ -11,7 +11,7 @@ use talc::base::binning::Binning;
 use talc::source::Source;
 
 /// How much the heap grows by at least (and its start at boot).
-const GROWTH: u64 = 1 << 20;
+const GROWTH: u64 = 512 << 10;
 
 /// The heap's source of memory: frames from the frame allocator, taken when talc runs out.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ unsafe impl Source for Frames {
 #[global_allocator]
 static HEAP: TalcLock<spin::Mutex<()>, Frames> = TalcLock::new(Frames);
 
-/// The heap's size at boot for a machine with `usable` bytes of RAM: 1 MiB (it grows on
+/// The heap's size at boot for a machine with `usable` bytes of RAM: 512 KiB (it grows on
 /// demand; apps get their memory as frames, not from the kernel heap), at most half the RAM.
 pub fn size_for(usable: u64) -> u64 {
     GROWTH.min((usable / 2) & !0xFFF)
