@@ -15,8 +15,8 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use rexo_cmdline::Manifest;
 
 use rexo_api::{
-    ApiError, AppInfo, AppMain, BinaryError, CapInfo, CoreTask, DeviceKind, Kernel, LoadedInfo,
-    MemoryCap, MemoryInfo, OpenDevice, PciFunction,
+    ApiError, AppInfo, BinaryError, CapInfo, CoreTask, DeviceKind, Kernel, LoadedInfo, MemoryCap,
+    MemoryInfo, OpenDevice, PciFunction,
 };
 use rexo_captable::OwnerId;
 
