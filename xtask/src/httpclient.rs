@@ -779,6 +779,19 @@ fn shut_down(port: u16) -> Result<(), String> {
     Ok(())
 }
 
+/// How long one GET of `path` takes on a fresh connection (connect, request, the whole
+/// answer), for the suite's time to the first served request.
+pub fn first_response(port: u16, path: &str) -> Result<Duration, String> {
+    let started = Instant::now();
+    let mut client = Client::connect(port)?;
+    client.send(get(path, "").as_bytes())?;
+    let answer = client.answer(true)?;
+    if answer.code() != 200 {
+        return Err(format!("the first GET {path}: {:?}", answer.head));
+    }
+    Ok(started.elapsed())
+}
+
 /// What [`load`] measured.
 #[derive(Debug)]
 pub struct Load {
