@@ -44,6 +44,8 @@ enum Source {
     Memcached,
     /// QEMU start to the first HTTP response (Rexo's httpd, nginx).
     FirstRequest,
+    /// UDP echo round trip (Rexo's netdemo, a C echo loop).
+    UdpEcho,
     /// Not measurable yet: why.
     Pending(&'static str),
 }
@@ -58,10 +60,6 @@ struct Spec {
     target: Option<f64>,
     source: Source,
 }
-
-/// Why the rows without a load generator of ours yet are empty.
-const NO_GENERATOR: &str =
-    "no load generator for it in xtask yet (the servers exist: httpd, kv, netdemo's UDP echo)";
 
 /// The suite, in report order (the list; targets are Rexo's advantage).
 const SUITE: &[Spec] = &[
@@ -91,11 +89,11 @@ const SUITE: &[Spec] = &[
     },
     Spec {
         name: "udp-echo",
-        title: "UDP echo round trip from the host",
+        title: "UDP echo round trip from the host, 64-byte datagrams one at a time through user networking (Rexo: netdemo; Linux: a blocking recvfrom/sendto loop)",
         unit: "us",
         better: Better::Lower,
         target: Some(2.0),
-        source: Source::Pending(NO_GENERATOR),
+        source: Source::UdpEcho,
     },
     Spec {
         name: "http-1k",
@@ -240,6 +238,8 @@ struct Boots {
     http: bool,
     /// Rexo's kv and Linux's memcached.
     memcached: bool,
+    /// Rexo's netdemo and Linux's UDP echo program.
+    udp_echo: bool,
 }
 
 fn boots_for(specs: &[&Spec]) -> Boots {
@@ -264,6 +264,10 @@ fn boots_for(specs: &[&Spec]) -> Boots {
             }
             Source::Http(_) | Source::FirstRequest => b.http = true,
             Source::Memcached => b.memcached = true,
+            Source::UdpEcho => {
+                b.udp_echo = true;
+                b.linux_bench = true;
+            }
             Source::ImageSize | Source::Pending(_) => {}
         }
     }
@@ -359,6 +363,9 @@ pub fn command(words: Vec<String>) -> Result<()> {
         if let Some(memcached) = &memcached {
             servers::memcached_round(&kernel, memcached, &dir, &plan, &mut samples);
         }
+        if let (true, Some(bench)) = (boots.udp_echo, &bench) {
+            servers::udp_round(&kernel, bench, &dir, &plan, &mut samples);
+        }
     }
     for (name, _, _) in DISKS {
         let _ = std::fs::remove_file(dir.join(format!("suite-{name}.img")));
@@ -417,6 +424,7 @@ fn key(source: Source) -> String {
         Source::Http(kib) => format!("http-{kib}k"),
         Source::Memcached => "memcached".into(),
         Source::FirstRequest => "first-request".into(),
+        Source::UdpEcho => "udp-echo".into(),
         Source::Pending(_) => String::new(),
     }
 }
@@ -763,12 +771,11 @@ mod servers {
         dir: &Path,
         media: Media,
         name: &str,
-        guest: u16,
+        (tcp, udp): (&[u16], &[u16]),
         ready: &str,
-        load: &dyn Fn(u16, Duration) -> Result<Vec<(String, f64)>>,
+        load: &dyn Fn(&Forwards, Duration) -> Result<Vec<(String, f64)>>,
     ) -> Result<Vec<(String, f64)>> {
-        let forwards = Forwards::free(&[guest], &[])?;
-        let port = forwards.tcp(guest)?.port();
+        let forwards = Forwards::free(tcp, udp)?;
         let mut vm = machine(media, plan);
         vm.extra = forwards.qemu_args(0, NIC_MODEL);
         let log = dir.join(format!("{name}.log"));
@@ -782,7 +789,7 @@ mod servers {
                     return true;
                 }
                 if figures.is_none() && line.text.contains(ready) {
-                    figures = Some(load(port, line.at));
+                    figures = Some(load(&forwards, line.at));
                     return true;
                 }
                 false
@@ -806,7 +813,8 @@ mod servers {
     ) {
         let time = load_time(plan);
         let files = |names: [&'static str; 2]| {
-            move |port: u16, ready: Duration| -> Result<Vec<(String, f64)>> {
+            move |ports: &Forwards, ready: Duration| -> Result<Vec<(String, f64)>> {
+                let port = ports.tcp(80)?.port();
                 let first = crate::httpclient::first_response(port, names[0])?;
                 let mut figures = vec![(
                     "first-request".to_string(),
@@ -833,7 +841,7 @@ mod servers {
                 dir,
                 rexo,
                 "suite-rexo-httpd",
-                80,
+                (&[80], &[]),
                 "httpd: serving",
                 &rexo_files,
             ),
@@ -845,7 +853,7 @@ mod servers {
                 dir,
                 media,
                 "suite-linux-nginx",
-                80,
+                (&[80], &[]),
                 "linux: ready service=nginx",
                 &linux_files,
             )
@@ -862,8 +870,8 @@ mod servers {
         samples: &mut Samples,
     ) {
         let time = load_time(plan);
-        let load = |port: u16, _ready: Duration| -> Result<Vec<(String, f64)>> {
-            let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let load = |ports: &Forwards, _ready: Duration| -> Result<Vec<(String, f64)>> {
+            let address = ports.tcp(11211)?;
             let figures = crate::kvtests::memcached_load(address, CONNECTIONS, time)?;
             Ok(vec![("memcached".into(), figures.ops_per_s)])
         };
@@ -880,7 +888,7 @@ mod servers {
                 dir,
                 rexo,
                 "suite-rexo-kv",
-                11211,
+                (&[11211], &[]),
                 "kv: serving memcached on",
                 &load,
             ),
@@ -891,7 +899,7 @@ mod servers {
                 dir,
                 media,
                 "suite-linux-memcached",
-                11211,
+                (&[11211], &[]),
                 "linux: ready service=memcached",
                 &load,
             )
@@ -899,11 +907,92 @@ mod servers {
         record(samples, false, outcome);
     }
 
+    /// Round trips of 64-byte datagrams, one at a time: the median, in us.
+    fn udp_round_trips(ports: &Forwards, _ready: Duration) -> Result<Vec<(String, f64)>> {
+        let echo = ports.udp(7)?;
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .map_err(|e| e.to_string())?;
+        let mut times = Vec::new();
+        let mut buffer = [0u8; 2048];
+        for i in 0..UDP_ROUND_TRIPS {
+            let datagram = [(i % 251) as u8; 64];
+            let sent = std::time::Instant::now();
+            socket.send_to(&datagram, echo).map_err(|e| e.to_string())?;
+            // A datagram lost on the way is not a round trip; a wrong echo is an error.
+            if let Ok((n, _)) = socket.recv_from(&mut buffer) {
+                if buffer[..n] != datagram {
+                    return Err("a UDP echo differs from what was sent".into());
+                }
+                times.push(sent.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        if times.len() < UDP_ROUND_TRIPS / 2 {
+            return Err(format!(
+                "only {} of {UDP_ROUND_TRIPS} datagrams came back",
+                times.len()
+            ));
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(vec![("udp-echo".into(), times[times.len() / 2])])
+    }
+
+    /// Round trips per UDP figure.
+    const UDP_ROUND_TRIPS: usize = 1000;
+
+    /// Rexo's netdemo (UDP echo on port 7) and Linux's echo program.
+    pub(super) fn udp_round(
+        kernel: &Path,
+        bench: &linux::Baseline,
+        dir: &Path,
+        plan: &Plan,
+        samples: &mut Samples,
+    ) {
+        let rexo = Media::Pvh {
+            kernel: kernel.to_path_buf(),
+            append: "app=netdemo".into(),
+            initrd: None,
+        };
+        let ports: (&[u16], &[u16]) = (&[7], &[7]);
+        record(
+            samples,
+            true,
+            serve(
+                plan,
+                dir,
+                rexo,
+                "suite-rexo-udp",
+                ports,
+                "netdemo: echoing TCP and UDP",
+                &udp_round_trips,
+            ),
+        );
+        let outcome = linux_server_with(bench, "rexo.udp_echo=7").and_then(|media| {
+            serve(
+                plan,
+                dir,
+                media,
+                "suite-linux-udp",
+                ports,
+                "udp-echo serving port=7",
+                &udp_round_trips,
+            )
+        });
+        record(samples, false, outcome);
+    }
+
     /// Linux booting `baseline`'s service on the suite's machine.
     fn linux_server(baseline: &linux::Baseline) -> Result<Media> {
+        linux_server_with(baseline, "")
+    }
+
+    /// Linux booting `baseline`'s service with the extra kernel words `append`.
+    fn linux_server_with(baseline: &linux::Baseline, append: &str) -> Result<Media> {
         let mut guest = linux::Guest::new(&baseline.service).map_err(|e| e.to_string())?;
         guest.cores = CORES;
         guest.mem_mib = MEM_MIB;
+        guest.append = append.to_string();
         Ok(Media::Pvh {
             kernel: baseline.kernel.clone(),
             append: guest.cmdline(),
@@ -1202,13 +1291,15 @@ mod tests {
             boots_for(&select(&names.iter().map(|w| w.to_string()).collect::<Vec<_>>()).unwrap())
         };
         assert_eq!(
-            of(&["image-size", "udp-echo"]),
+            of(&["image-size", "small-files"]),
             Boots::default(),
             "nothing to boot"
         );
         let b = of(&["http"]);
         assert!(b.http && !b.memcached && !b.rexo_noise && !b.linux_bench);
         assert!(of(&["memcached"]).memcached);
+        let b = of(&["udp-echo"]);
+        assert!(b.udp_echo && b.linux_bench && !b.http);
         let b = of(&["boot-ready"]);
         assert!(b.rexo_noise && b.linux_none && !b.linux_bench && !b.rexo_disk);
         let b = of(&["randread"]);

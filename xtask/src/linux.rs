@@ -65,6 +65,7 @@ pub const MEMINFO_PREFIX: &str = "linux: meminfo";
 pub const BENCH_PROGRAMS: &[(&str, &str)] = &[
     ("rexo-noise", include_str!("bench/noise.c")),
     ("rexo-poll", include_str!("bench/poll.c")),
+    ("rexo-udpecho", include_str!("bench/udpecho.c")),
 ];
 
 /// The name of the harness test.
@@ -91,12 +92,14 @@ service=none
 fio_runtime=2
 noise_quanta=200000
 polls=1000000
+udp_echo=0
 for word in $(cat /proc/cmdline); do
     case "$word" in
         rexo.service=*) service="${word#rexo.service=}" ;;
         rexo.fio_runtime=*) fio_runtime="${word#rexo.fio_runtime=}" ;;
         rexo.noise_quanta=*) noise_quanta="${word#rexo.noise_quanta=}" ;;
         rexo.polls=*) polls="${word#rexo.polls=}" ;;
+        rexo.udp_echo=*) udp_echo="${word#rexo.udp_echo=}" ;;
     esac
 done
 case "$service" in
@@ -129,6 +132,10 @@ case "$service" in
 esac
 echo "linux: ready service=$service"
 [ "$service" = none ] && poweroff -f
+if [ "$service" = bench ] && [ "$udp_echo" -gt 0 ]; then
+    # The suite's UDP round trip: an echo server on that port until QEMU is stopped.
+    exec rexo-udpecho "$udp_echo"
+fi
 if [ "$service" = bench ]; then
     # The suite's figures (docs/bench.md): OS noise, the empty receive poll, then fio's
     # 4 KiB random reads on each disk at depth 1 and 32, direct I/O through io_uring.
