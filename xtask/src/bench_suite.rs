@@ -764,6 +764,12 @@ mod servers {
     /// Connections of each load.
     const CONNECTIONS: usize = 8;
 
+    /// Named figures a load measured: `(name, value)` pairs.
+    type Figures = Vec<(String, f64)>;
+
+    /// A load run against the forwarded ports, given when the server said it was ready.
+    type Load<'a> = &'a dyn Fn(&Forwards, Duration) -> Result<Figures>;
+
     /// Boots `media` with a NIC whose `guest` port is forwarded; once the serial shows
     /// `ready`, runs `load` on the host port, then stops QEMU. The load's figures.
     fn serve(
@@ -773,8 +779,8 @@ mod servers {
         name: &str,
         (tcp, udp): (&[u16], &[u16]),
         ready: &str,
-        load: &dyn Fn(&Forwards, Duration) -> Result<Vec<(String, f64)>>,
-    ) -> Result<Vec<(String, f64)>> {
+        load: Load,
+    ) -> Result<Figures> {
         let forwards = Forwards::free(tcp, udp)?;
         let mut vm = machine(media, plan);
         vm.extra = forwards.qemu_args(0, NIC_MODEL);
