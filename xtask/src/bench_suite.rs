@@ -40,8 +40,12 @@ enum Source {
     ImageSize,
     /// HTTP requests per second for a file of this many KiB (Rexo's httpd, nginx).
     Http(u32),
+    /// The 99th-percentile latency of those requests.
+    HttpP99(u32),
     /// memcached operations per second, 90/10 get/set (Rexo's kv, memcached).
     Memcached,
+    /// The 99th-percentile latency of memcached operations, one at a time per connection.
+    MemcachedP99,
     /// QEMU start to the first HTTP response (Rexo's httpd, nginx).
     FirstRequest,
     /// UDP echo round trip (Rexo's netdemo, a C echo loop).
@@ -97,27 +101,51 @@ const SUITE: &[Spec] = &[
     },
     Spec {
         name: "http-1k",
-        title: "HTTP requests/s, 1 KiB file, 8 keep-alive connections through user networking (Rexo: httpd; Linux: nginx, a worker per core, sendfile)",
+        title: "HTTP requests/s, 1 KiB file, wrk -t2 -c32 (32 keep-alive connections) through user networking (Rexo: httpd; Linux: nginx, a worker per core, sendfile)",
         unit: "req/s",
         better: Better::Higher,
         target: Some(2.0),
         source: Source::Http(1),
     },
     Spec {
+        name: "http-1k-p99",
+        title: "HTTP latency, 99th percentile, 1 KiB file: 32 keep-alive connections opened one by one, each one request at a time, every answer checked (xtask's client: wrk opens its connections at once and some wait seconds in QEMU's host-side accept queue of one)",
+        unit: "ms",
+        better: Better::Lower,
+        target: Some(2.0),
+        source: Source::HttpP99(1),
+    },
+    Spec {
         name: "http-100k",
-        title: "HTTP requests/s, 100 KiB file, 8 keep-alive connections",
+        title: "HTTP requests/s, 100 KiB file, wrk -t2 -c32",
         unit: "req/s",
         better: Better::Higher,
         target: Some(2.0),
         source: Source::Http(100),
     },
     Spec {
+        name: "http-100k-p99",
+        title: "HTTP latency, 99th percentile, 100 KiB file (the same client)",
+        unit: "ms",
+        better: Better::Lower,
+        target: Some(2.0),
+        source: Source::HttpP99(100),
+    },
+    Spec {
         name: "memcached",
-        title: "memcached operations/s, 90/10 get/set of 100 B, 8 connections through user networking (Rexo: kv; Linux: memcached -t cores)",
+        title: "memcached operations/s, memcaslap (memaslap) -T2 -c32, its 90/10 get/set of 100 B, through user networking (Rexo: kv; Linux: memcached -t cores)",
         unit: "ops/s",
         better: Better::Higher,
         target: Some(2.0),
         source: Source::Memcached,
+    },
+    Spec {
+        name: "memcached-p99",
+        title: "memcached latency, 99th percentile: 32 connections each one request at a time, 90/10 get/set of 100 B over 1000 keys, every answer checked (xtask's client: memcaslap prints no percentiles)",
+        unit: "ms",
+        better: Better::Lower,
+        target: Some(2.0),
+        source: Source::MemcachedP99,
     },
     Spec {
         name: "randread-qd1-nvme",
@@ -262,8 +290,8 @@ fn boots_for(specs: &[&Spec]) -> Boots {
                 b.rexo_disk = true;
                 b.linux_bench = true;
             }
-            Source::Http(_) | Source::FirstRequest => b.http = true,
-            Source::Memcached => b.memcached = true,
+            Source::Http(_) | Source::HttpP99(_) | Source::FirstRequest => b.http = true,
+            Source::Memcached | Source::MemcachedP99 => b.memcached = true,
             Source::UdpEcho => {
                 b.udp_echo = true;
                 b.linux_bench = true;
@@ -323,12 +351,19 @@ pub fn command(words: Vec<String>) -> Result<()> {
         return Err("`--rounds 0`: at least one round is needed".into());
     }
     let specs = select(&names)?;
-    crate::deps::ensure(&[crate::deps::Need::Qemu])?;
+    let boots = boots_for(&specs);
+    let mut needs = vec![crate::deps::Need::Qemu];
+    if boots.http {
+        needs.push(crate::deps::Need::Wrk);
+    }
+    if boots.memcached {
+        needs.push(crate::deps::Need::MemcachedTools);
+    }
+    crate::deps::ensure(&needs)?;
     let root = crate::root();
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let kernel = crate::build::kernel()?;
-    let boots = boots_for(&specs);
     let none = linux::build(&root, "none")?;
     let nginx = if boots.http {
         Some(linux::build(&root, "nginx")?)
@@ -422,7 +457,9 @@ fn key(source: Source) -> String {
         Source::RandRead(disk, depth) => format!("randread-qd{depth}-{disk}"),
         Source::ImageSize => "image".into(),
         Source::Http(kib) => format!("http-{kib}k"),
+        Source::HttpP99(kib) => format!("http-{kib}k-p99"),
         Source::Memcached => "memcached".into(),
+        Source::MemcachedP99 => "memcached-p99".into(),
         Source::FirstRequest => "first-request".into(),
         Source::UdpEcho => "udp-echo".into(),
         Source::Pending(_) => String::new(),
@@ -751,7 +788,8 @@ fn boot_idle(
 
 /// The server benchmarks: each guest boots its server with a virtio-net NIC on QEMU user
 /// networking (a free host port forwarded to the service), and the same load generator
-/// of ours drives both (`httpclient::load`, `kvtests::memcached_load`).
+/// generators drive both: Debian's `wrk` and `memcaslap` (`loadgen`), and for memcached's
+/// latency percentiles our own client (`kvtests::memcached_load`).
 mod servers {
     use super::*;
     use crate::netclient::Forwards;
@@ -761,8 +799,12 @@ mod servers {
         Duration::from_secs(if plan.quick { 2 } else { 5 })
     }
 
-    /// Connections of each load.
-    const CONNECTIONS: usize = 8;
+    /// Connections of each load (issue 6's figure), and the load generators' threads
+    /// (one per host core of these machines).
+    const CONNECTIONS: usize = 32;
+    const THREADS: usize = 2;
+    /// memcached values, bytes.
+    const VALUE_BYTES: usize = 100;
 
     /// Named figures a load measured: `(name, value)` pairs.
     type Figures = Vec<(String, f64)>;
@@ -827,8 +869,14 @@ mod servers {
                     (ready + first).as_secs_f64() * 1000.0,
                 )];
                 for (path, kib) in names.iter().zip([1, 100]) {
-                    let loaded = crate::httpclient::load(port, path, CONNECTIONS, time)?;
-                    figures.push((format!("http-{kib}k"), loaded.per_second));
+                    let url = format!("http://127.0.0.1:{port}{path}");
+                    let rate = crate::loadgen::wrk(&url, THREADS, CONNECTIONS, time)?;
+                    figures.push((format!("http-{kib}k"), rate));
+                    let latency = crate::httpclient::load(port, path, CONNECTIONS, time)?;
+                    figures.push((
+                        format!("http-{kib}k-p99"),
+                        latency.p99.as_secs_f64() * 1000.0,
+                    ));
                 }
                 Ok(figures)
             }
@@ -878,8 +926,12 @@ mod servers {
         let time = load_time(plan);
         let load = |ports: &Forwards, _ready: Duration| -> Result<Vec<(String, f64)>> {
             let address = ports.tcp(11211)?;
-            let figures = crate::kvtests::memcached_load(address, CONNECTIONS, time)?;
-            Ok(vec![("memcached".into(), figures.ops_per_s)])
+            let ops = crate::loadgen::memaslap(address, THREADS, CONNECTIONS, VALUE_BYTES, time)?;
+            let latency = crate::kvtests::memcached_load(address, CONNECTIONS, time)?;
+            Ok(vec![
+                ("memcached".into(), ops),
+                ("memcached-p99".into(), latency.p99.as_secs_f64() * 1000.0),
+            ])
         };
         let rexo = Media::Pvh {
             kernel: kernel.to_path_buf(),

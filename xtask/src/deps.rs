@@ -19,6 +19,8 @@ pub enum Need {
     /// memcached's client tools from libmemcached (`memccapable`, the protocol
     /// conformance checker, and `memcaslap`, the load generator), for the `kv::` cases.
     MemcachedTools,
+    /// `wrk`, the HTTP load generator of the benchmark suite.
+    Wrk,
     /// Python's `pymemcache` from PyPI, in a virtual environment under `target/pyenv`
     /// ([`PYENV`]); needs Python's `venv` module.
     Pymemcache,
@@ -122,6 +124,10 @@ fn requirements(need: Need) -> Vec<Requirement> {
                 package: "libmemcached-tools",
             },
         ],
+        Need::Wrk => vec![Requirement {
+            what: Probe::Program("wrk"),
+            package: "wrk",
+        }],
         Need::Pymemcache => vec![Requirement {
             what: Probe::PythonModule("ensurepip"),
             package: "python3-venv",
@@ -337,6 +343,7 @@ mod tests {
             Need::Ovmf,
             Need::CTools,
             Need::MemcachedTools,
+            Need::Wrk,
             Need::Pymemcache,
         ] {
             assert!(requirements(need).iter().all(|r| !r.package.is_empty()));

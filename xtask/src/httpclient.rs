@@ -799,6 +799,8 @@ pub struct Load {
     pub requests: u64,
     /// Requests per second.
     pub per_second: f64,
+    /// The 99th-percentile request latency (request sent to answer read).
+    pub p99: Duration,
 }
 
 /// `connections` clients each send GET `path` on one keep-alive connection, one
@@ -827,23 +829,30 @@ pub fn load(port: u16, path: &str, connections: usize, duration: Duration) -> Re
         .into_iter()
         .map(|mut client| {
             let ask = ask.clone();
-            std::thread::spawn(move || -> Result<u64, String> {
-                let mut requests = 0;
+            std::thread::spawn(move || -> Result<Vec<Duration>, String> {
+                let mut latencies = Vec::new();
                 while started.elapsed() < duration {
+                    let sent = Instant::now();
                     ask(&mut client)?;
-                    requests += 1;
+                    latencies.push(sent.elapsed());
                 }
-                Ok(requests)
+                Ok(latencies)
             })
         })
         .collect();
-    let mut requests = 0;
+    let mut latencies = Vec::new();
     for worker in workers {
-        requests += worker.join().map_err(|_| "a load worker panicked")??;
+        latencies.extend(worker.join().map_err(|_| "a load worker panicked")??);
     }
+    let elapsed = started.elapsed();
+    if latencies.is_empty() {
+        return Err("the load made no requests".into());
+    }
+    latencies.sort();
     Ok(Load {
-        requests,
-        per_second: requests as f64 / started.elapsed().as_secs_f64(),
+        requests: latencies.len() as u64,
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p99: latencies[(latencies.len() - 1) * 99 / 100],
     })
 }
 

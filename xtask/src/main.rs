@@ -22,6 +22,7 @@ mod httpclient;
 mod image;
 mod kvtests;
 mod linux;
+mod loadgen;
 mod loc;
 mod netclient;
 mod netpeer;

@@ -1,0 +1,175 @@
+//! Debian's load generators for the benchmark suite: `wrk` for HTTP and `memcaslap`
+//! (libmemcached's memaslap) for memcached, run against a server on the host's loopback,
+//! and the parsing of what they print.
+
+use crate::Result;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+/// `wrk -t threads -c connections -d time` on `url`: the requests answered per second,
+/// or an error when wrk fails, a socket failed or an answer was not 2xx/3xx (a figure
+/// made of errors would flatter the server).
+///
+/// wrk's latency percentiles are not used: wrk opens its connections all at once, and
+/// QEMU's user networking listens on the host with a backlog of one, so some connections
+/// wait seconds in the host's accept queue with their first request sent (seen with `ss`:
+/// SYN-ACK retransmissions with back-off), which says nothing of the guest.
+pub fn wrk(url: &str, threads: usize, connections: usize, time: Duration) -> Result<f64> {
+    let program = crate::deps::find_program("wrk").ok_or("no wrk on PATH")?;
+    let seconds = time.as_secs().max(1).to_string();
+    let out = Command::new(&program)
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &connections.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            // Longer than the run: a connection stalled in QEMU's accept queue (see above)
+            // is not a time-out of the guest's.
+            "--timeout",
+            "30s",
+            url,
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "wrk failed ({}): {}{}",
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    parse_wrk(&text)
+}
+
+/// Reads wrk's report: the requests per second.
+pub fn parse_wrk(text: &str) -> Result<f64> {
+    let mut per_second = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rate) = line.strip_prefix("Requests/sec:") {
+            per_second = rate.trim().parse::<f64>().ok();
+        } else if line.starts_with("Non-2xx or 3xx responses:") {
+            return Err(format!("wrk: {line}"));
+        } else if let Some(errors) = line.strip_prefix("Socket errors:") {
+            return Err(format!("wrk: socket errors:{errors}"));
+        }
+    }
+    match per_second {
+        Some(rate) if rate > 0.0 => Ok(rate),
+        _ => Err(format!("wrk printed no request rate:\n{text}")),
+    }
+}
+
+/// `memcaslap` on `server` with `threads` threads and `connections` concurrent clients
+/// for `time`: its default mix (90% get, 10% set) of `value_bytes`-byte values. The
+/// operations per second it reports.
+pub fn memaslap(
+    server: SocketAddr,
+    threads: usize,
+    connections: usize,
+    value_bytes: usize,
+    time: Duration,
+) -> Result<f64> {
+    let program = crate::deps::find_program("memcaslap").ok_or("no memcaslap on PATH")?;
+    let out = Command::new(&program)
+        .args([
+            "-s",
+            &server.to_string(),
+            "-T",
+            &threads.to_string(),
+            "-c",
+            &connections.to_string(),
+            "-X",
+            &value_bytes.to_string(),
+            "-t",
+            &format!("{}s", time.as_secs().max(1)),
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "memcaslap failed ({}): {}{}",
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    parse_memaslap(&text)
+}
+
+/// Reads memaslap's closing line (`Run time: 3.0s Ops: 192786 TPS: 64256 Net_rate: ...`).
+pub fn parse_memaslap(text: &str) -> Result<f64> {
+    let closing = text
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("Run time:"))
+        .ok_or_else(|| format!("memcaslap printed no `Run time:` line:\n{text}"))?;
+    let mut words = closing.split_whitespace();
+    while let Some(word) = words.next() {
+        if word == "TPS:" {
+            let tps: f64 = words
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("memcaslap: no number after TPS in `{closing}`"))?;
+            if tps <= 0.0 {
+                return Err(format!("memcaslap made no operations: `{closing}`"));
+            }
+            return Ok(tps);
+        }
+    }
+    Err(format!("memcaslap: no TPS in `{closing}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK: &str = "Running 3s test @ http://127.0.0.1:28080/1k.txt
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    41.03ms  186.37ms   1.66s    94.70%
+    Req/Sec    26.79k     5.67k   46.30k    90.20%
+  Latency Distribution
+     50%  184.00us
+     75%  237.00us
+     90%  329.00us
+     99%    1.13s 
+  137207 requests in 3.10s, 153.36MB read
+Requests/sec:  44265.93
+Transfer/sec:     49.48MB
+";
+
+    #[test]
+    fn reads_wrk() {
+        assert_eq!(parse_wrk(WRK).unwrap(), 44265.93);
+    }
+
+    #[test]
+    fn refuses_wrk_runs_with_errors_or_nothing() {
+        let errors = WRK.replace(
+            "Requests/sec",
+            "  Socket errors: connect 0, read 3, write 0, timeout 0\nRequests/sec",
+        );
+        assert!(parse_wrk(&errors).unwrap_err().contains("read 3"));
+        let non_2xx = WRK.replace(
+            "Requests/sec",
+            "  Non-2xx or 3xx responses: 12\nRequests/sec",
+        );
+        assert!(parse_wrk(&non_2xx).unwrap_err().contains("Non-2xx"));
+        assert!(parse_wrk("unable to connect to 127.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn reads_memaslap() {
+        let text = "servers: 127.0.0.1:21211\nthreads count: 2\nget_misses: 0\n\n\
+                    Run time: 3.0s Ops: 192786 TPS: 64256 Net_rate: 15.2M/s\n";
+        assert_eq!(parse_memaslap(text).unwrap(), 64256.0);
+        assert!(parse_memaslap("Run time: 3.0s Ops: 0 TPS: 0 Net_rate: 0M/s").is_err());
+        assert!(parse_memaslap("servers: x\n").is_err());
+    }
+}
