@@ -437,7 +437,7 @@ pub const CASES: &[Case] = &[
         name: "monitor::commands",
         cores: Cores::N(4),
         append: "app=monitor",
-        input: "help\rcores\rmem\rcaps\rapps\rtime\rfrob\rmemx\x7f\rrun hello\r\x1b[A\x1b[A\rpoweroff\r",
+        input: "help\rcores\rmem\rcaps\rapps\rtime\rfrob\rmemx\x7f\rrun hello\r\x1b[A\x1b[A\rnet\rping 10.0.2.2\rpoweroff\r",
         exit: Some(0),
         timeout_s: 30,
         checks: &[
@@ -451,6 +451,39 @@ pub const CASES: &[Case] = &[
             Check::Has("unknown command 'frob'"),
             Check::Has("hello: all 4 cores answered"),
             Check::Has("hello: done"),
+            Check::Has("net: no network interface"),
+            Check::Has("ping: no network interface"),
+        ],
+        ..BASE
+    },
+    // The monitor's `net` and `ping` on QEMU user networking: the interface configured by
+    // DHCP, echo requests answered by the router, one to an address nobody has lost, and
+    // a last `net` that finds the interface free again (each command gives it back).
+    Case {
+        name: "monitor::net-ping",
+        machine: Machine::Q35,
+        append: "app=monitor",
+        qemu: &[Arg::UserNet {
+            model: "virtio-net-pci",
+            tcp: &[],
+            udp: &[],
+        }],
+        input: "net\rping 10.0.2.2 3\rping 10.0.2.99 1\rping example.org\rnet\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 60,
+        checks: &[
+            Check::Has("nic 0 virtio-net at 00:"),
+            Check::Has(", free"),
+            Check::Has("nic 0: address 10.0.2.15/24, router 10.0.2.2, by DHCP in"),
+            Check::Has("nic 0: received "),
+            Check::Has("filters: none installed"),
+            Check::Has("PING 10.0.2.2 from 10.0.2.15 (nic 0)"),
+            Check::Has("bytes from 10.0.2.2: seq 2, time"),
+            Check::Has("10.0.2.2: 3 sent, 3 answered, 0% lost; round trip min/mean/max"),
+            Check::Has("seq 0: no answer within 1 s"),
+            Check::Has("10.0.2.99: 1 sent, 0 answered, 100% lost"),
+            Check::Has("ping: 'example.org' is not an IPv4 address"),
+            Check::Lacks("held by"),
         ],
         ..BASE
     },

@@ -2,7 +2,8 @@
 //! framebuffer with a PS/2 keyboard), with line editing and history.
 //!
 //! Commands: `help`, `cores`, `mem`, `caps`, `apps`, `run APP`, `pci`, `devices`, `load`,
-//! `ls`, `cat`, `rm`, `df`, `fsck`, `extents`, `exec`, `time`, `reboot`, `poweroff`.
+//! `ls`, `cat`, `rm`, `df`, `fsck`, `extents`, `exec`, `net`, `ping`, `time`, `reboot`,
+//! `poweroff`.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
@@ -10,6 +11,7 @@ extern crate alloc;
 
 mod disk;
 pub mod editor;
+mod net;
 
 use alloc::format;
 use alloc::string::String;
@@ -19,6 +21,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use editor::{Editor, Event};
 use rexo_api::{ApiError, BinaryError, DeviceKind, Kernel};
+use rexo_net::Ipv4Addr;
 
 /// The prompt.
 pub const PROMPT: &str = "rexo> ";
@@ -62,6 +65,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "the disks' extent tables (protected blocks), or a change to one",
     ),
     ("exec", "run the loaded BareMetal binary and show its RAX"),
+    (
+        "net",
+        "the network interfaces and holders; the first free one configured by DHCP",
+    ),
+    (
+        "ping ADDRESS [COUNT]",
+        "ICMP echo requests (4, at most 100) from the first free interface",
+    ),
     ("time", "time since boot"),
     ("reboot", "reboot the machine"),
     ("poweroff", "power the machine off"),
@@ -104,6 +115,15 @@ pub enum Command<'a> {
     Extents(&'a str),
     /// `exec`.
     Exec,
+    /// `net`.
+    Net,
+    /// `ping ADDRESS [COUNT]`.
+    Ping {
+        /// Where to.
+        to: Ipv4Addr,
+        /// How many requests.
+        count: u16,
+    },
     /// `time`.
     Time,
     /// `reboot`.
@@ -124,6 +144,9 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
         ));
     }
     let argument = words.next();
+    if word == "ping" {
+        return parse_ping(argument, words.next(), words.next());
+    }
     let command = match (word, argument) {
         ("run", Some(app)) => Command::Run(app),
         ("run", None) => return Err(String::from("run: which app? (`apps` lists them)")),
@@ -137,6 +160,7 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
         ("pci", None) => Command::Pci,
         ("devices", None) => Command::Devices,
         ("exec", None) => Command::Exec,
+        ("net", None) => Command::Net,
         ("help", None) => Command::Help,
         ("cores", None) => Command::Cores,
         ("mem", None) => Command::Mem,
@@ -157,6 +181,34 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
     match words.next() {
         Some(extra) => Err(format!("{word}: unexpected '{extra}'")),
         None => Ok(command),
+    }
+}
+
+/// `ping ADDRESS [COUNT]`, from its words.
+fn parse_ping<'a>(
+    address: Option<&str>,
+    count: Option<&str>,
+    extra: Option<&str>,
+) -> Result<Command<'a>, String> {
+    let address = address.ok_or("ping: which address? (`ping 10.0.2.2`)")?;
+    let to = address.parse::<Ipv4Addr>().map_err(|_| {
+        format!("ping: '{address}' is not an IPv4 address (names need DNS, not there yet)")
+    })?;
+    let count = match count {
+        None => 4,
+        Some(text) => match text.parse::<u16>() {
+            Ok(n) if (1..=net::MAX_PINGS).contains(&n) => n,
+            _ => {
+                return Err(format!(
+                    "ping: the count '{text}' is not 1 to {}",
+                    net::MAX_PINGS
+                ));
+            }
+        },
+    };
+    match extra {
+        Some(extra) => Err(format!("ping: unexpected '{extra}'")),
+        None => Ok(Command::Ping { to, count }),
     }
 }
 
@@ -302,6 +354,15 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
                 ns % 1_000_000_000 / 1000
             ));
         }
+        Command::Net => match net::show(kernel) {
+            Ok(lines) => lines.iter().for_each(|line| say(&format!("{line}\r\n"))),
+            Err(why) => say(&format!("net: {why}\r\n")),
+        },
+        Command::Ping { to, count } => {
+            if let Err(why) = net::ping(kernel, to, count, &say) {
+                say(&format!("ping: {why}\r\n"));
+            }
+        }
         Command::Reboot => kernel.reboot(),
         Command::PowerOff => {
             let error = kernel.power_off();
@@ -380,6 +441,21 @@ mod tests {
         );
         assert_eq!(parse("extents"), Ok(Command::Extents("")));
         assert_eq!(parse("exec "), Ok(Command::Exec));
+        assert_eq!(parse("net"), Ok(Command::Net));
+        assert_eq!(
+            parse("ping 10.0.2.2"),
+            Ok(Command::Ping {
+                to: Ipv4Addr::new(10, 0, 2, 2),
+                count: 4
+            })
+        );
+        assert_eq!(
+            parse(" ping 10.0.2.2 100 "),
+            Ok(Command::Ping {
+                to: Ipv4Addr::new(10, 0, 2, 2),
+                count: 100
+            })
+        );
         assert_eq!(parse("time"), Ok(Command::Time));
         assert_eq!(parse("reboot"), Ok(Command::Reboot));
         assert_eq!(parse("poweroff"), Ok(Command::PowerOff));
@@ -398,13 +474,41 @@ mod tests {
         assert!(parse("pci 0").unwrap_err().contains("takes no argument"));
         assert!(parse("exec now").unwrap_err().contains("takes no argument"));
         assert!(parse("ls x").unwrap_err().contains("takes no argument"));
+        assert!(parse("net eth0").unwrap_err().contains("takes no argument"));
+        assert!(parse("ping").unwrap_err().contains("which address"));
+        assert!(
+            parse("ping example.org")
+                .unwrap_err()
+                .contains("not an IPv4")
+        );
+        assert!(
+            parse("ping 10.0.2.256")
+                .unwrap_err()
+                .contains("not an IPv4")
+        );
+        assert!(
+            parse("ping 10.0.2.2 0")
+                .unwrap_err()
+                .contains("not 1 to 100")
+        );
+        assert!(
+            parse("ping 10.0.2.2 101")
+                .unwrap_err()
+                .contains("not 1 to 100")
+        );
+        assert!(parse("ping 10.0.2.2 x").unwrap_err().contains("'x'"));
+        assert!(
+            parse("ping 10.0.2.2 3 z")
+                .unwrap_err()
+                .contains("unexpected 'z'")
+        );
     }
 
     #[test]
     fn every_command_has_help() {
         for word in [
-            "help", "cores", "mem", "apps", "run", "pci", "devices", "load", "ls", "exec", "time",
-            "reboot", "poweroff",
+            "help", "cores", "mem", "apps", "run", "pci", "devices", "load", "ls", "exec", "net",
+            "ping", "time", "reboot", "poweroff",
         ] {
             assert!(
                 COMMANDS

@@ -263,6 +263,8 @@ pub struct Stack {
     staging: Staging,
     /// See [`NicTx`].
     ring_capacity: Option<usize>,
+    /// The default router (static or from DHCP).
+    gateway: Option<Ipv4Addr>,
     /// See [`NicTx`].
     discard: Vec<u8>,
     /// What was moved and dropped.
@@ -368,6 +370,7 @@ impl Stack {
             staging: Staging::new(RECEIVE_BATCH, info.max_frame),
             capabilities,
             ring_capacity,
+            gateway: None,
             discard,
             counters,
             dhcp: None,
@@ -404,6 +407,7 @@ impl Stack {
             // One address fits the smallest address table smoltcp can be built with.
             let _ = addresses.push(IpCidr::Ipv4(cidr));
         });
+        self.gateway = gateway;
         match gateway {
             // Adding fails only when the route table is full, and it holds only this.
             Some(router) => drop(self.iface.routes_mut().add_default_ipv4_route(router)),
@@ -415,6 +419,12 @@ impl Stack {
     fn deconfigure(&mut self) {
         self.iface.update_ip_addrs(|addresses| addresses.clear());
         self.iface.routes_mut().remove_default_ipv4_route();
+        self.gateway = None;
+    }
+
+    /// The default router, once the interface has one.
+    pub fn gateway(&self) -> Option<Ipv4Addr> {
+        self.gateway
     }
 
     /// The interface's address and prefix length, once it has one.

@@ -517,3 +517,20 @@ fn the_stack_can_move_to_another_core() {
     fn is_send<T: Send>() {}
     is_send::<Stack>();
 }
+
+#[test]
+fn a_static_configuration_gives_its_address_and_router() {
+    let end = Box::new(Wire::new([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8], 8).1);
+    let router = Ipv4Addr::new(10, 0, 0, 1);
+    let config = Config::Static {
+        address: A,
+        prefix: 24,
+        gateway: Some(router),
+    };
+    let stack = Stack::start(end, 0, config, 0).unwrap();
+    assert_eq!(stack.address(), Some((A, 24)));
+    assert_eq!(stack.gateway(), Some(router));
+    let end = Box::new(Wire::new([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8], 8).1);
+    let dhcp = Stack::start(end, 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    assert_eq!(dhcp.gateway(), None);
+}

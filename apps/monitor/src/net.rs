@@ -1,0 +1,168 @@
+//! The monitor's network commands, `net` and `ping`, through the TCP/IP library OS
+//! (`rexo-net`) on the first network interface no app holds. Each command opens the
+//! interface, takes an address by DHCP, does its work and gives the interface back, so
+//! that an app run afterwards (`run httpd`) can open it.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use rexo_api::{DeviceInfo, DeviceKind, Kernel};
+use rexo_net::{Config, Ipv4Addr, Stack};
+
+/// How long DHCP may take before the command gives up.
+const DHCP_TIMEOUT_NS: u64 = 5_000_000_000;
+/// How long `ping` waits for each answer.
+const PING_TIMEOUT_NS: u64 = 1_000_000_000;
+/// How long `ping` waits between two requests (as the classic `ping`).
+const PING_INTERVAL_NS: u64 = 1_000_000_000;
+/// The ICMP identifier of the monitor's echo requests.
+const PING_IDENT: u16 = 0x6d6e;
+/// The data each echo request carries.
+const PING_DATA: &[u8] = b"rexo monitor ping";
+/// The most echo requests one `ping` sends.
+pub const MAX_PINGS: u16 = 100;
+
+/// The first network interface no app holds, configured by DHCP.
+fn bring_up(kernel: &dyn Kernel) -> Result<(DeviceInfo, Stack), String> {
+    let nics: Vec<DeviceInfo> = kernel
+        .devices()
+        .into_iter()
+        .filter(|d| d.kind == DeviceKind::Net)
+        .collect();
+    if nics.is_empty() {
+        return Err(String::from(
+            "no network interface (`devices` lists the devices)",
+        ));
+    }
+    let Some(device) = nics.iter().find(|d| d.holder.is_none()) else {
+        return Err(String::from("every network interface is held by an app"));
+    };
+    let nic = kernel
+        .open_net(device.index)
+        .map_err(|e| format!("nic {}: {e}", device.index))?;
+    let config = Config::Dhcp {
+        timeout_ns: DHCP_TIMEOUT_NS,
+    };
+    let stack =
+        Stack::new(kernel, nic, 0, config).map_err(|e| format!("nic {}: {e}", device.index))?;
+    Ok((device.clone(), stack))
+}
+
+/// `net`: every network interface with its holder, then the first free one configured:
+/// address, router, and what moved while it was configured.
+pub fn show(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
+    let mut lines: Vec<String> = kernel
+        .devices()
+        .into_iter()
+        .filter(|d| d.kind == DeviceKind::Net)
+        .map(|d| {
+            format!(
+                "nic {} {} at {}: {}, {}",
+                d.index,
+                d.driver,
+                d.address,
+                d.about,
+                d.holder
+                    .map_or(String::from("free"), |h| format!("held by {h}"))
+            )
+        })
+        .collect();
+    let started = kernel.now_ns();
+    let (device, stack) = bring_up(kernel)?;
+    let (address, prefix) = stack.address().ok_or("DHCP ended without an address")?;
+    lines.push(format!(
+        "nic {}: address {address}/{prefix}, router {}, by DHCP in {} ms",
+        device.index,
+        stack
+            .gateway()
+            .map_or(String::from("none"), |g| format!("{g}")),
+        (kernel.now_ns() - started) / 1_000_000
+    ));
+    let c = stack.counters();
+    lines.push(format!(
+        "nic {}: received {} frames ({} bytes), sent {} frames ({} bytes), dropped {}, replies copied {}",
+        device.index, c.rx_frames, c.rx_bytes, c.tx_frames, c.tx_bytes, c.tx_dropped, c.replies_copied
+    ));
+    lines.push(String::from(
+        "filters: none installed; an app that opens an interface holds all of its traffic",
+    ));
+    Ok(lines)
+}
+
+/// `ping ADDRESS [COUNT]`: `count` echo requests a second apart, each answer (or its
+/// absence) said as it comes, then the summary. The error is for a command that could
+/// not start (no interface, no lease).
+pub fn ping(
+    kernel: &dyn Kernel,
+    to: Ipv4Addr,
+    count: u16,
+    say: &dyn Fn(&str),
+) -> Result<(), String> {
+    let (device, mut stack) = bring_up(kernel)?;
+    let (address, _) = stack.address().ok_or("DHCP ended without an address")?;
+    say(&format!(
+        "PING {to} from {address} (nic {}), {} data bytes\r\n",
+        device.index,
+        PING_DATA.len()
+    ));
+    let socket = stack.ping_open(PING_IDENT);
+    let mut answered = 0u16;
+    let mut times_us = Vec::new();
+    for seq in 0..count {
+        let sent = kernel.now_ns();
+        if let Err(error) = stack.ping_send(&socket, to, seq, PING_DATA) {
+            say(&format!("seq {seq}: not sent: {error}\r\n"));
+        } else {
+            let mut reply = None;
+            while reply.is_none() && kernel.now_ns() - sent < PING_TIMEOUT_NS {
+                stack
+                    .poll(kernel.now_ns())
+                    .map_err(|e| format!("nic {}: {e}", device.index))?;
+                reply = stack
+                    .ping_recv(&socket)
+                    .filter(|r| r.seq == seq && r.from == to);
+            }
+            match reply {
+                Some(reply) => {
+                    let us = (kernel.now_ns() - sent) / 1000;
+                    answered += 1;
+                    times_us.push(us);
+                    say(&format!(
+                        "{} bytes from {}: seq {seq}, time {}.{:03} ms\r\n",
+                        reply.len,
+                        reply.from,
+                        us / 1000,
+                        us % 1000
+                    ));
+                }
+                None => say(&format!("seq {seq}: no answer within 1 s\r\n")),
+            }
+        }
+        // A second between requests, answering ARP meanwhile; none after the last.
+        while seq + 1 < count && kernel.now_ns() - sent < PING_INTERVAL_NS {
+            stack
+                .poll(kernel.now_ns())
+                .map_err(|e| format!("nic {}: {e}", device.index))?;
+        }
+    }
+    stack.ping_close(socket);
+    let lost = (count - answered) * 100 / count.max(1);
+    say(&format!(
+        "{to}: {count} sent, {answered} answered, {lost}% lost"
+    ));
+    if let (Some(min), Some(max)) = (times_us.iter().min(), times_us.iter().max()) {
+        let mean = times_us.iter().sum::<u64>() / times_us.len() as u64;
+        say(&format!(
+            "; round trip min/mean/max {}.{:03}/{}.{:03}/{}.{:03} ms",
+            min / 1000,
+            min % 1000,
+            mean / 1000,
+            mean % 1000,
+            max / 1000,
+            max % 1000
+        ));
+    }
+    say("\r\n");
+    Ok(())
+}
