@@ -178,6 +178,9 @@ pub struct MemoryInfo {
 /// `Display` is the monitor's `pci` line.
 pub use rexo_pci::Function as PciFunction;
 
+/// A fixed IPv4 configuration (the kernel command line's `ip=`).
+pub use rexo_cmdline::Ipv4Config;
+
 /// A BareMetal binary the kernel loaded at its link address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadedInfo {
@@ -232,6 +235,9 @@ pub trait Kernel: Sync {
     /// How many cores the app has: every core that runs the work loop, or the cores its
     /// boot manifest entry gives it (`apps=NAME:CORES:MEMORY`).
     fn cores(&self) -> usize;
+    /// The fixed IPv4 configuration the kernel command line gives the apps' TCP/IP
+    /// library OS (`ip=ADDRESS/PREFIX[,ROUTER]`); `None`: they configure by DHCP.
+    fn ipv4_config(&self) -> Option<Ipv4Config>;
     /// The index of the core running the caller (0 is the boot core).
     fn core_index(&self) -> usize;
     /// Nanoseconds since boot (monotonic).

@@ -286,6 +286,10 @@ impl Kernel for KernelApi {
         self.cores.count
     }
 
+    fn ipv4_config(&self) -> Option<rexo_api::Ipv4Config> {
+        crate::ipv4_config()
+    }
+
     fn core_index(&self) -> usize {
         crate::arch::percpu::core_index()
     }

@@ -67,6 +67,11 @@ struct BootState {
 
 static BOOT_STATE: spin::Once<BootState> = spin::Once::new();
 
+/// The apps' fixed IPv4 configuration from the command line (`ip=`); `None`: DHCP.
+pub fn ipv4_config() -> Option<rexo_cmdline::Ipv4Config> {
+    BOOT_STATE.get().and_then(|state| state.options.ip)
+}
+
 /// Stops the boot with a message (exit status "failure" under QEMU).
 fn fatal(what: core::fmt::Arguments<'_>) -> ! {
     kprintln!("rexo: error: {what}");

@@ -456,6 +456,27 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // The kernel word `ip=` instead of DHCP: the monitor's `net` shows the fixed address
+    // and router, and the router answers a ping from it.
+    Case {
+        name: "monitor::net-static-ip",
+        machine: Machine::Q35,
+        append: "app=monitor ip=10.0.2.16/24,10.0.2.2",
+        qemu: &[Arg::UserNet {
+            model: "virtio-net-pci",
+            tcp: &[],
+            udp: &[],
+        }],
+        input: "net\rping 10.0.2.2 1\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 60,
+        checks: &[
+            Check::Has("nic 0: address 10.0.2.16/24, router 10.0.2.2, fixed by ip= in"),
+            Check::Has("PING 10.0.2.2 from 10.0.2.16 (nic 0)"),
+            Check::Has("10.0.2.2: 1 sent, 1 answered, 0% lost"),
+        ],
+        ..BASE
+    },
     // The monitor's `net` and `ping` on QEMU user networking: the interface configured by
     // DHCP, echo requests answered by the router, one to an address nobody has lost, and
     // a last `net` that finds the interface free again (each command gives it back).
@@ -493,6 +514,15 @@ pub const CASES: &[Case] = &[
         append: "app=hello frobnicate=1",
         exit: Some(35),
         checks: &[Check::Has("frobnicate")],
+        ..BASE
+    },
+    Case {
+        name: "badinput::bad-ip",
+        append: "app=hello ip=10.0.2.15/33",
+        exit: Some(35),
+        checks: &[Check::Has(
+            "bad value in `ip=10.0.2.15/33`; expected ADDRESS/PREFIX[,ROUTER]",
+        )],
         ..BASE
     },
     Case {

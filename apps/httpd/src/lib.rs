@@ -1,5 +1,5 @@
 //! `httpd`: the web server, built the way Cheetah was on the MIT exokernel. It takes the
-//! first network interface, gets an address by DHCP, and serves on TCP port 80 the site
+//! first network interface, gets an address by DHCP (or from `ip=`), and serves on TCP port 80 the site
 //! built into the image (`apps/httpd/site/`, plus a 10 MiB file generated at start)
 //! through the `rexo-http` engine: HTTP/1.1 with keep-alive and pipelining, prebuilt
 //! response heads, `ETag`/`If-None-Match`, `Range`, bounded heads, and a live status
@@ -107,16 +107,15 @@ fn run(kernel: &dyn Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
         site.files.len(),
         (kernel.now_ns() - started) / 1_000_000
     ));
-    let config = Config::Dhcp {
-        timeout_ns: DHCP_TIMEOUT_NS,
-    };
+    let config = Config::from_kernel(kernel, DHCP_TIMEOUT_NS);
     let mut stack = Stack::new(kernel, nic, 0, config).map_err(|error| failed(kernel, error))?;
     let listener = stack
         .listen(HTTP_PORT, BACKLOG, TCP_OPTIONS)
         .map_err(|error| failed(kernel, error))?;
     if let Some((address, prefix)) = stack.address() {
         kernel.log(format_args!(
-            "httpd: serving http://{address}:{HTTP_PORT}/ ({address}/{prefix} by DHCP) on {}{}",
+            "httpd: serving http://{address}:{HTTP_PORT}/ ({address}/{prefix} {}) on {}{}",
+            config.how(),
             device.driver,
             if shutdown_hook {
                 ", test hook GET /__shutdown on"

@@ -1,4 +1,4 @@
-//! `kv`: a memcached-compatible cache. It gets an address by DHCP on the first network
+//! `kv`: a memcached-compatible cache. It gets an address by DHCP (or from `ip=`) on the first network
 //! interface and serves memcached's text protocol on TCP and UDP port 11211 (UDP with
 //! memcached's 8-byte frame header) from one [`Cache`] with LRU eviction, on the core
 //! that runs it, until a client sends `shutdown` (memcached's `-A` command, always
@@ -140,9 +140,7 @@ fn serve_until_shutdown(kernel: &dyn Kernel, sizing: Sizing) -> Result<(), ApiEr
     let mut nic = kernel.open_net(device.index)?;
     // Idle naps need a frame's arrival to end them; without that the loop polls.
     let can_nap = nic.wake_on_receive(0, Some(kernel.core_index())).is_ok();
-    let config = Config::Dhcp {
-        timeout_ns: DHCP_TIMEOUT_NS,
-    };
+    let config = Config::from_kernel(kernel, DHCP_TIMEOUT_NS);
     let mut stack = Stack::new(kernel, nic, 0, config).map_err(|error| failed(kernel, error))?;
     let cache = Cache::new(
         CacheConfig {

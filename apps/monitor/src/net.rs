@@ -1,6 +1,6 @@
 //! The monitor's network commands, `net` and `ping`, through the TCP/IP library OS
 //! (`rexo-net`) on the first network interface no app holds. Each command opens the
-//! interface, takes an address by DHCP, does its work and gives the interface back, so
+//! interface, takes an address by DHCP (or the kernel command line's `ip=`), does its work and gives the interface back, so
 //! that an app run afterwards (`run httpd`) can open it.
 
 use alloc::format;
@@ -23,8 +23,9 @@ const PING_DATA: &[u8] = b"rexo monitor ping";
 /// The most echo requests one `ping` sends.
 pub const MAX_PINGS: u16 = 100;
 
-/// The first network interface no app holds, configured by DHCP.
-fn bring_up(kernel: &dyn Kernel) -> Result<(DeviceInfo, Stack), String> {
+/// The first network interface no app holds, configured by DHCP (or as the kernel
+/// command line's `ip=` says), with how it was configured.
+fn bring_up(kernel: &dyn Kernel) -> Result<(DeviceInfo, Stack, &'static str), String> {
     let nics: Vec<DeviceInfo> = kernel
         .devices()
         .into_iter()
@@ -41,12 +42,10 @@ fn bring_up(kernel: &dyn Kernel) -> Result<(DeviceInfo, Stack), String> {
     let nic = kernel
         .open_net(device.index)
         .map_err(|e| format!("nic {}: {e}", device.index))?;
-    let config = Config::Dhcp {
-        timeout_ns: DHCP_TIMEOUT_NS,
-    };
+    let config = Config::from_kernel(kernel, DHCP_TIMEOUT_NS);
     let stack =
         Stack::new(kernel, nic, 0, config).map_err(|e| format!("nic {}: {e}", device.index))?;
-    Ok((device.clone(), stack))
+    Ok((device.clone(), stack, config.how()))
 }
 
 /// `net`: every network interface with its holder, then the first free one configured:
@@ -69,10 +68,10 @@ pub fn show(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
         })
         .collect();
     let started = kernel.now_ns();
-    let (device, stack) = bring_up(kernel)?;
-    let (address, prefix) = stack.address().ok_or("DHCP ended without an address")?;
+    let (device, stack, how) = bring_up(kernel)?;
+    let (address, prefix) = stack.address().ok_or("the interface has no address")?;
     lines.push(format!(
-        "nic {}: address {address}/{prefix}, router {}, by DHCP in {} ms",
+        "nic {}: address {address}/{prefix}, router {}, {how} in {} ms",
         device.index,
         stack
             .gateway()
@@ -99,8 +98,8 @@ pub fn ping(
     count: u16,
     say: &dyn Fn(&str),
 ) -> Result<(), String> {
-    let (device, mut stack) = bring_up(kernel)?;
-    let (address, _) = stack.address().ok_or("DHCP ended without an address")?;
+    let (device, mut stack, _) = bring_up(kernel)?;
+    let (address, _) = stack.address().ok_or("the interface has no address")?;
     say(&format!(
         "PING {to} from {address} (nic {}), {} data bytes\r\n",
         device.index,

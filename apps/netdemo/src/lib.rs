@@ -1,5 +1,5 @@
 //! `netdemo`: checks the TCP/IP library OS on the first network interface. It gets an
-//! address by DHCP (and fails clearly when none comes), answers ping (the stack does),
+//! address by DHCP (and fails clearly when none comes) or from `ip=`, answers ping (the stack does),
 //! and echoes TCP and UDP on port 7 until it has served [`CONNECTIONS`] TCP
 //! connections or [`RUN_NS`] have passed; then it logs the stack's counters and returns.
 #![cfg_attr(target_os = "none", no_std)]
@@ -60,14 +60,13 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
         device.index, device.driver, device.address, device.about
     ));
     let nic = kernel.open_net(device.index)?;
-    let config = Config::Dhcp {
-        timeout_ns: DHCP_TIMEOUT_NS,
-    };
+    let config = Config::from_kernel(kernel, DHCP_TIMEOUT_NS);
     let started = kernel.now_ns();
     let mut stack = Stack::new(kernel, nic, 0, config).map_err(|error| failed(kernel, error))?;
     if let Some((address, prefix)) = stack.address() {
         kernel.log(format_args!(
-            "netdemo: address {address}/{prefix} by DHCP in {} ms",
+            "netdemo: address {address}/{prefix} {} in {} ms",
+            config.how(),
             (kernel.now_ns() - started) / 1_000_000
         ));
     }

@@ -60,6 +60,31 @@ pub enum Config {
     },
 }
 
+impl Config {
+    /// What the kernel command line gives the apps (`ip=ADDRESS/PREFIX[,ROUTER]`), else
+    /// DHCP waiting up to `dhcp_timeout_ns` for the first lease.
+    pub fn from_kernel(kernel: &dyn Kernel, dhcp_timeout_ns: u64) -> Self {
+        match kernel.ipv4_config() {
+            Some(ip) => Self::Static {
+                address: ip.address,
+                prefix: ip.prefix,
+                gateway: ip.router,
+            },
+            None => Self::Dhcp {
+                timeout_ns: dhcp_timeout_ns,
+            },
+        }
+    }
+
+    /// How the address comes, for log lines: `by DHCP` or `fixed by ip=`.
+    pub fn how(&self) -> &'static str {
+        match self {
+            Self::Static { .. } => "fixed by ip=",
+            Self::Dhcp { .. } => "by DHCP",
+        }
+    }
+}
+
 /// Why the stack refused or failed a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetError {

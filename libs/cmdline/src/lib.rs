@@ -7,16 +7,18 @@
 #![cfg_attr(target_os = "none", no_std)]
 
 use core::fmt;
+use core::net::Ipv4Addr;
 
 /// The most cores the kernel runs, and so the largest value `cores=` accepts.
 pub const MAX_CORES: usize = 64;
 
 /// Every key the command line knows, in the order of the documentation table.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 9] = [
     "log",
     "app",
     "apps",
     "cores",
+    "ip",
     "test",
     "test.after",
     "crash",
@@ -146,6 +148,38 @@ impl Bench {
     }
 }
 
+/// A fixed IPv4 configuration for the apps' TCP/IP library OS (`ip=`), instead of DHCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Config {
+    /// The interface's address: a unicast host address.
+    pub address: Ipv4Addr,
+    /// The network prefix length, 1 to 32.
+    pub prefix: u8,
+    /// The default router, if there is one.
+    pub router: Option<Ipv4Addr>,
+}
+
+/// Parses `ADDRESS/PREFIX[,ROUTER]` (`10.0.2.15/24,10.0.2.2`).
+fn parse_ipv4_config(value: &str) -> Option<Ipv4Config> {
+    let (network, router) = match value.split_once(',') {
+        Some((network, router)) => (network, Some(router.parse::<Ipv4Addr>().ok()?)),
+        None => (value, None),
+    };
+    let (address, prefix) = network.split_once('/')?;
+    let address: Ipv4Addr = address.parse().ok()?;
+    if !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let prefix: u8 = prefix.parse().ok()?;
+    let host = |a: Ipv4Addr| !(a.is_unspecified() || a.is_broadcast() || a.is_multicast());
+    let usable = (1..=32).contains(&prefix) && host(address) && router.is_none_or(host);
+    usable.then_some(Ipv4Config {
+        address,
+        prefix,
+        router,
+    })
+}
+
 /// The parsed command line. String values borrow from the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options<'a> {
@@ -158,6 +192,8 @@ pub struct Options<'a> {
     pub apps: Option<Manifest<'a>>,
     /// Use at most this many cores (`cores=`, 1..=[`MAX_CORES`]); `None`: all of them.
     pub cores: Option<usize>,
+    /// The apps' fixed IPv4 configuration (`ip=ADDRESS/PREFIX[,ROUTER]`); `None`: DHCP.
+    pub ip: Option<Ipv4Config>,
     /// Run the kernel tests whose names contain this filter instead of the app (`test` or
     /// `test=FILTER`); `Some("")` runs every test, `None` runs the app.
     pub test: Option<&'a str>,
@@ -176,6 +212,7 @@ impl Default for Options<'_> {
             app: DEFAULT_APP,
             apps: None,
             cores: None,
+            ip: None,
             test: None,
             test_after: None,
             crash: None,
@@ -483,6 +520,7 @@ const CORES_VALUES: &str = "a decimal number from 1 to 64";
 const TEST_AFTER_VALUES: &str = "a test name";
 const CRASH_VALUES: &str = "one of pagefault, divide, panic, stackoverflow, panic-other-core";
 const BENCH_VALUES: &str = "api";
+const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER]: a host address, a prefix of 1 to 32 bits, a router (10.0.2.15/24,10.0.2.2)";
 
 /// Parses a kernel command line. An empty (or all-whitespace) line gives the defaults.
 ///
@@ -545,6 +583,13 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
                 })?;
                 options.cores = Some(cores);
             }
+            "ip" => {
+                let value = need(IP_VALUES)?;
+                options.ip = Some(parse_ipv4_config(value).ok_or(CmdlineError::BadValue {
+                    word,
+                    expected: IP_VALUES,
+                })?);
+            }
             "test" => options.test = Some(value.unwrap_or("")),
             "test.after" => options.test_after = Some(need(TEST_AFTER_VALUES)?),
             "crash" => {
@@ -587,6 +632,7 @@ mod tests {
             app: "hello",
             apps: None,
             cores: None,
+            ip: None,
             test: None,
             test_after: None,
             crash: None,
@@ -599,7 +645,7 @@ mod tests {
     #[test]
     fn every_key() {
         let options =
-            parse("log=trace app=web-server_2 cores=4 test=net test.after=net::arp crash=divide bench=api")
+            parse("log=trace app=web-server_2 cores=4 ip=10.1.2.3/16 test=net test.after=net::arp crash=divide bench=api")
                 .unwrap();
         assert_eq!(
             options,
@@ -608,12 +654,62 @@ mod tests {
                 app: "web-server_2",
                 apps: None,
                 cores: Some(4),
+                ip: Some(Ipv4Config {
+                    address: Ipv4Addr::new(10, 1, 2, 3),
+                    prefix: 16,
+                    router: None
+                }),
                 test: Some("net"),
                 test_after: Some("net::arp"),
                 crash: Some(Crash::Divide),
                 bench: Some(Bench::Api),
             }
         );
+    }
+
+    #[test]
+    fn ip_values() {
+        assert_eq!(
+            parse("ip=10.0.2.15/24,10.0.2.2").unwrap().ip,
+            Some(Ipv4Config {
+                address: Ipv4Addr::new(10, 0, 2, 15),
+                prefix: 24,
+                router: Some(Ipv4Addr::new(10, 0, 2, 2)),
+            })
+        );
+        assert_eq!(parse("ip=192.168.1.9/32").unwrap().ip.unwrap().prefix, 32);
+        for word in [
+            "ip=10.0.2.15",
+            "ip=10.0.2.15/",
+            "ip=10.0.2.15/33",
+            "ip=10.0.2.15/0",
+            "ip=10.0.2.15/+8",
+            "ip=10.0.2.256/24",
+            "ip=0.0.0.0/24",
+            "ip=255.255.255.255/24",
+            "ip=224.0.0.1/4",
+            "ip=10.0.2.15/24,",
+            "ip=10.0.2.15/24,router",
+            "ip=10.0.2.15/24,10.0.2.2,10.0.2.3",
+            "ip=dhcp",
+        ] {
+            assert_eq!(
+                parse(word),
+                Err(CmdlineError::BadValue {
+                    word,
+                    expected: IP_VALUES
+                }),
+                "{word}"
+            );
+        }
+        assert!(matches!(
+            parse("ip"),
+            Err(CmdlineError::MissingValue { .. })
+        ));
+        assert!(matches!(
+            parse("ip=10.0.0.1/8 ip=10.0.0.2/8"),
+            Err(CmdlineError::Duplicate { .. })
+        ));
     }
 
     #[test]
