@@ -93,7 +93,7 @@ const SUITE: &[Spec] = &[
     },
     Spec {
         name: "udp-echo",
-        title: "UDP echo round trip from the host, 64-byte datagrams one at a time through user networking (Rexo: netdemo; Linux: a blocking recvfrom/sendto loop)",
+        title: "UDP echo round trip from the host, 64-byte datagrams one at a time (Rexo: netdemo; Linux: a blocking recvfrom/sendto loop)",
         unit: "us",
         better: Better::Lower,
         target: Some(2.0),
@@ -101,7 +101,7 @@ const SUITE: &[Spec] = &[
     },
     Spec {
         name: "http-1k",
-        title: "HTTP requests/s, 1 KiB file, wrk -t2 -c32 (32 keep-alive connections) through user networking (Rexo: httpd; Linux: nginx, a worker per core, sendfile)",
+        title: "HTTP requests/s, 1 KiB file, wrk -t2 -c32 (32 keep-alive connections) (Rexo: httpd; Linux: nginx, a worker per core, sendfile)",
         unit: "req/s",
         better: Better::Higher,
         target: Some(2.0),
@@ -109,7 +109,7 @@ const SUITE: &[Spec] = &[
     },
     Spec {
         name: "http-1k-p99",
-        title: "HTTP latency, 99th percentile, 1 KiB file: 32 keep-alive connections opened one by one, each one request at a time, every answer checked (xtask's client: wrk opens its connections at once and some wait seconds in QEMU's host-side accept queue of one)",
+        title: "HTTP latency, 99th percentile, 1 KiB file: 32 keep-alive connections opened one by one, each one request at a time, every answer checked (xtask's client, the same on either transport: on user networking wrk's connections, opened at once, wait seconds in QEMU's host-side accept queue of one)",
         unit: "ms",
         better: Better::Lower,
         target: Some(2.0),
@@ -133,7 +133,7 @@ const SUITE: &[Spec] = &[
     },
     Spec {
         name: "memcached",
-        title: "memcached operations/s, memcaslap (memaslap) -T2 -c32, its 90/10 get/set of 100 B, through user networking (Rexo: kv; Linux: memcached -t cores)",
+        title: "memcached operations/s, memcaslap (memaslap) -T2 -c32, its 90/10 get/set of 100 B (Rexo: kv; Linux: memcached -t cores)",
         unit: "ops/s",
         better: Better::Higher,
         target: Some(2.0),
@@ -380,6 +380,13 @@ pub fn command(words: Vec<String>) -> Result<()> {
     } else {
         None
     };
+    // Made once, before the first round; its namespace goes when the run ends.
+    let reach = servers::Reach::choose();
+    if let servers::Reach::User(why) = &reach
+        && (boots.http || boots.memcached || boots.udp_echo)
+    {
+        eprintln!("xtask: server benchmarks through QEMU's user networking: {why}");
+    }
     let mut samples = Samples::default();
     for round in 1..=plan.rounds {
         eprintln!("xtask: bench round {round}/{}", plan.rounds);
@@ -393,13 +400,13 @@ pub fn command(words: Vec<String>) -> Result<()> {
             &mut samples,
         );
         if let Some(nginx) = &nginx {
-            servers::http_round(&kernel, nginx, &dir, &plan, &mut samples);
+            servers::http_round((&kernel, nginx), &dir, &reach, &plan, &mut samples);
         }
         if let Some(memcached) = &memcached {
-            servers::memcached_round(&kernel, memcached, &dir, &plan, &mut samples);
+            servers::memcached_round((&kernel, memcached), &dir, &reach, &plan, &mut samples);
         }
         if let (true, Some(bench)) = (boots.udp_echo, &bench) {
-            servers::udp_round(&kernel, bench, &dir, &plan, &mut samples);
+            servers::udp_round((&kernel, bench), &dir, &reach, &plan, &mut samples);
         }
     }
     for (name, _, _) in DISKS {
@@ -409,7 +416,7 @@ pub fn command(words: Vec<String>) -> Result<()> {
         .iter()
         .map(|s| row(s, &samples, &kernel, &none, &plan))
         .collect();
-    let ctx = context(&plan)?;
+    let ctx = context(&plan, &reach.describe())?;
     let md = bench_report::markdown(&rows, &ctx);
     print!("{md}");
     bench_report::write(&dir, &rows, &ctx)
@@ -548,7 +555,7 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
 }
 
 /// The run's heading: date, host, QEMU, the guests' machine, the transport.
-fn context(plan: &Plan) -> Result<Context> {
+fn context(plan: &Plan, servers: &str) -> Result<Context> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -592,11 +599,11 @@ fn context(plan: &Plan) -> Result<Context> {
             },
             DISK_BYTES >> 20
         ),
-        transport: "the empty poll: QEMU's `socket` network backend (UDP on 127.0.0.1) to \
-                    xtask's peer; HTTP and memcached: QEMU's user networking with a port \
-                    forwarded to the guest (no tap device: the loads are xtask's own \
-                    clients, the same for both guests, 8 keep-alive connections)"
-            .into(),
+        transport: format!(
+            "the empty poll: QEMU's `socket` network backend (UDP on 127.0.0.1) to \
+             xtask's peer; HTTP, memcached and UDP echo: {servers}; the same load \
+             generators for both guests, 32 connections"
+        ),
     })
 }
 
@@ -786,13 +793,96 @@ fn boot_idle(
     Ok(capture)
 }
 
-/// The server benchmarks: each guest boots its server with a virtio-net NIC on QEMU user
-/// networking (a free host port forwarded to the service), and the same load generator
-/// generators drive both: Debian's `wrk` and `memcaslap` (`loadgen`), and for memcached's
-/// latency percentiles our own client (`kvtests::memcached_load`).
+/// The server benchmarks: each guest boots its server with a virtio-net NIC reached by
+/// the host through the run's [`servers::Reach`] (a tap device in a network namespace
+/// when the host allows it, else QEMU's user networking with forwarded ports), and the
+/// same load generators drive both: Debian's `wrk` and `memcaslap` (`loadgen`) for the
+/// rates, our own clients (`benchclient`) for the latency percentiles, the first
+/// request and the UDP round trip.
 mod servers {
     use super::*;
+    use crate::benchclient::Measure;
     use crate::netclient::Forwards;
+    use crate::tapnet::TapNet;
+    use std::net::SocketAddr;
+
+    /// How the host reaches the guests' services for the whole run.
+    pub(super) enum Reach {
+        /// A tap device in a network namespace: the guest is [`crate::tapnet::GUEST`].
+        Tap(TapNet),
+        /// QEMU user networking with free host ports forwarded; why not a tap device.
+        User(String),
+    }
+
+    impl Reach {
+        /// A tap device when it can be made, else user networking with the reason.
+        pub(super) fn choose() -> Self {
+            match TapNet::create() {
+                Ok(tap) => Self::Tap(tap),
+                Err(why) => Self::User(why),
+            }
+        }
+
+        /// What the report says.
+        pub(super) fn describe(&self) -> String {
+            match self {
+                Self::Tap(tap) => tap.describe(),
+                Self::User(why) => format!(
+                    "QEMU's user networking with free ports on 127.0.0.1 forwarded to the guest (no tap device: {why})"
+                ),
+            }
+        }
+    }
+
+    /// One boot's way to its services: forwarded ports, or the tap network.
+    pub(super) enum Route<'a> {
+        /// Ports on 127.0.0.1.
+        Forwarded(Forwards),
+        /// The guest's own address, inside `TapNet`'s namespace.
+        Tap(&'a TapNet),
+    }
+
+    impl Route<'_> {
+        /// Where the guest's TCP port `port` is reached.
+        fn tcp(&self, port: u16) -> Result<SocketAddr> {
+            match self {
+                Self::Forwarded(forwards) => forwards.tcp(port),
+                Self::Tap(_) => Ok(SocketAddr::from((crate::tapnet::GUEST, port))),
+            }
+        }
+
+        /// Where the guest's UDP port `port` is reached.
+        fn udp(&self, port: u16) -> Result<SocketAddr> {
+            match self {
+                Self::Forwarded(forwards) => forwards.udp(port),
+                Self::Tap(_) => Ok(SocketAddr::from((crate::tapnet::GUEST, port))),
+            }
+        }
+
+        /// The network namespace the load generators run in, if any.
+        fn netns(&self) -> Option<&str> {
+            match self {
+                Self::Forwarded(_) => None,
+                Self::Tap(tap) => Some(tap.netns()),
+            }
+        }
+
+        /// Makes `measure` where the guest is reachable: in this process, or as
+        /// `xtask bench-client` inside the namespace.
+        fn measure(&self, measure: &Measure) -> Result<f64> {
+            let Self::Tap(tap) = self else {
+                return measure.run();
+            };
+            let exe = std::env::current_exe().map_err(|e| format!("no xtask binary: {e}"))?;
+            let mut command = tap.command(exe);
+            command.arg("bench-client").args(measure.words());
+            let what = format!("xtask bench-client {}", measure.words().join(" "));
+            let text = crate::loadgen::stdout_of(&mut command, &what)?;
+            text.trim()
+                .parse()
+                .map_err(|_| format!("bench-client printed `{}`", text.trim()))
+        }
+    }
 
     /// Seconds each load runs (quick runs are shorter).
     fn load_time(plan: &Plan) -> Duration {
@@ -809,40 +899,64 @@ mod servers {
     /// Named figures a load measured: `(name, value)` pairs.
     type Figures = Vec<(String, f64)>;
 
-    /// A load run against the forwarded ports, given when the server said it was ready.
-    type Load<'a> = &'a dyn Fn(&Forwards, Duration) -> Result<Figures>;
+    /// A load run against the guest's services, given when the server said it was ready.
+    type Load<'a> = &'a dyn Fn(&Route, Duration) -> Result<Figures>;
 
-    /// Boots `media` with a NIC whose `guest` port is forwarded; once the serial shows
-    /// `ready`, runs `load` on the host port, then stops QEMU. The load's figures.
+    /// Rexo booting `app`, with `ip=` on the tap network (no DHCP server there).
+    fn rexo_server(kernel: &Path, app: &str, reach: &Reach) -> Media {
+        let ip = match reach {
+            Reach::Tap(_) => format!(" {}", crate::tapnet::REXO_IP),
+            Reach::User(_) => String::new(),
+        };
+        Media::Pvh {
+            kernel: kernel.to_path_buf(),
+            append: format!("app={app}{ip}"),
+            initrd: None,
+        }
+    }
+
+    /// Boots `media` with a NIC on `reach` (the `tcp` and `udp` guest ports forwarded on
+    /// user networking); once the serial shows `ready`, runs `load`, then stops QEMU.
+    /// The load's figures.
     fn serve(
         plan: &Plan,
         dir: &Path,
-        media: Media,
-        name: &str,
+        reach: &Reach,
+        (media, name): (Media, &str),
         (tcp, udp): (&[u16], &[u16]),
         ready: &str,
         load: Load,
     ) -> Result<Figures> {
-        let forwards = Forwards::free(tcp, udp)?;
         let mut vm = machine(media, plan);
-        vm.extra = forwards.qemu_args(0, NIC_MODEL);
+        let route = match reach {
+            Reach::Tap(tap) => {
+                vm.extra = tap.qemu_args(NIC_MODEL);
+                Route::Tap(tap)
+            }
+            Reach::User(_) => {
+                let forwards = Forwards::free(tcp, udp)?;
+                vm.extra = forwards.qemu_args(0, NIC_MODEL);
+                Route::Forwarded(forwards)
+            }
+        };
         let log = dir.join(format!("{name}.log"));
         let mut figures = None;
-        qemu::run_captured(
-            &vm.args(dir)?,
-            Duration::from_secs(LINUX_TIMEOUT_S),
-            Some(&log),
-            |line| {
-                if line.text.contains("linux: failed:") || line.text.contains("FAILED") {
-                    return true;
-                }
-                if figures.is_none() && line.text.contains(ready) {
-                    figures = Some(load(&forwards, line.at));
-                    return true;
-                }
-                false
-            },
-        )?;
+        let stop = |line: &qemu::Line| {
+            if line.text.contains("linux: failed:") || line.text.contains("FAILED") {
+                return true;
+            }
+            if figures.is_none() && line.text.contains(ready) {
+                figures = Some(load(&route, line.at));
+                return true;
+            }
+            false
+        };
+        let timeout = Duration::from_secs(LINUX_TIMEOUT_S);
+        let args = vm.args(dir)?;
+        match route.netns() {
+            Some(netns) => qemu::run_captured_in(netns, &args, timeout, Some(&log), stop)?,
+            None => qemu::run_captured(&args, timeout, Some(&log), stop)?,
+        };
         figures.unwrap_or_else(|| {
             Err(format!(
                 "{name}: the server never said `{ready}` (log: {})",
@@ -853,39 +967,41 @@ mod servers {
 
     /// Rexo's httpd and Linux's nginx, 1 KiB and 100 KiB files.
     pub(super) fn http_round(
-        kernel: &Path,
-        nginx: &linux::Baseline,
+        (kernel, nginx): (&Path, &linux::Baseline),
         dir: &Path,
+        reach: &Reach,
         plan: &Plan,
         samples: &mut Samples,
     ) {
         let time = load_time(plan);
         let files = |names: [&'static str; 2]| {
-            move |ports: &Forwards, ready: Duration| -> Result<Vec<(String, f64)>> {
-                let port = ports.tcp(80)?.port();
-                let first = crate::httpclient::first_response(port, names[0])?;
+            move |route: &Route, ready: Duration| -> Result<Figures> {
+                let address = route.tcp(80)?;
+                let first = route.measure(&Measure::FirstRequest {
+                    address,
+                    path: names[0].into(),
+                })?;
                 let mut figures = vec![(
                     "first-request".to_string(),
-                    (ready + first).as_secs_f64() * 1000.0,
+                    ready.as_secs_f64() * 1000.0 + first,
                 )];
                 for (path, kib) in names.iter().zip([1, 100]) {
-                    let url = format!("http://127.0.0.1:{port}{path}");
-                    let rate = crate::loadgen::wrk(&url, THREADS, CONNECTIONS, time)?;
+                    let url = format!("http://{address}{path}");
+                    let rate =
+                        crate::loadgen::wrk(route.netns(), &url, THREADS, CONNECTIONS, time)?;
                     figures.push((format!("http-{kib}k"), rate));
-                    let latency = crate::httpclient::load(port, path, CONNECTIONS, time)?;
-                    figures.push((
-                        format!("http-{kib}k-p99"),
-                        latency.p99.as_secs_f64() * 1000.0,
-                    ));
+                    let p99 = route.measure(&Measure::HttpP99 {
+                        address,
+                        path: path.to_string(),
+                        connections: CONNECTIONS,
+                        seconds: time.as_secs(),
+                    })?;
+                    figures.push((format!("http-{kib}k-p99"), p99));
                 }
                 Ok(figures)
             }
         };
-        let rexo = Media::Pvh {
-            kernel: kernel.to_path_buf(),
-            append: "app=httpd".into(),
-            initrd: None,
-        };
+        let rexo = rexo_server(kernel, "httpd", reach);
         let rexo_files = files(["/1k.txt", "/100k.txt"]);
         record(
             samples,
@@ -893,8 +1009,8 @@ mod servers {
             serve(
                 plan,
                 dir,
-                rexo,
-                "suite-rexo-httpd",
+                reach,
+                (rexo, "suite-rexo-httpd"),
                 (&[80], &[]),
                 "httpd: serving",
                 &rexo_files,
@@ -905,8 +1021,8 @@ mod servers {
             serve(
                 plan,
                 dir,
-                media,
-                "suite-linux-nginx",
+                reach,
+                (media, "suite-linux-nginx"),
                 (&[80], &[]),
                 "linux: ready service=nginx",
                 &linux_files,
@@ -917,35 +1033,42 @@ mod servers {
 
     /// Rexo's kv and Linux's memcached.
     pub(super) fn memcached_round(
-        kernel: &Path,
-        memcached: &linux::Baseline,
+        (kernel, memcached): (&Path, &linux::Baseline),
         dir: &Path,
+        reach: &Reach,
         plan: &Plan,
         samples: &mut Samples,
     ) {
         let time = load_time(plan);
-        let load = |ports: &Forwards, _ready: Duration| -> Result<Vec<(String, f64)>> {
-            let address = ports.tcp(11211)?;
-            let ops = crate::loadgen::memaslap(address, THREADS, CONNECTIONS, VALUE_BYTES, time)?;
-            let latency = crate::kvtests::memcached_load(address, CONNECTIONS, time)?;
+        let load = |route: &Route, _ready: Duration| -> Result<Figures> {
+            let address = route.tcp(11211)?;
+            let ops = crate::loadgen::memaslap(
+                route.netns(),
+                address,
+                THREADS,
+                CONNECTIONS,
+                VALUE_BYTES,
+                time,
+            )?;
+            let p99 = route.measure(&Measure::MemcachedP99 {
+                address,
+                connections: CONNECTIONS,
+                seconds: time.as_secs(),
+            })?;
             Ok(vec![
                 ("memcached".into(), ops),
-                ("memcached-p99".into(), latency.p99.as_secs_f64() * 1000.0),
+                ("memcached-p99".into(), p99),
             ])
         };
-        let rexo = Media::Pvh {
-            kernel: kernel.to_path_buf(),
-            append: "app=kv".into(),
-            initrd: None,
-        };
+        let rexo = rexo_server(kernel, "kv", reach);
         record(
             samples,
             true,
             serve(
                 plan,
                 dir,
-                rexo,
-                "suite-rexo-kv",
+                reach,
+                (rexo, "suite-rexo-kv"),
                 (&[11211], &[]),
                 "kv: serving memcached on",
                 &load,
@@ -955,8 +1078,8 @@ mod servers {
             serve(
                 plan,
                 dir,
-                media,
-                "suite-linux-memcached",
+                reach,
+                (media, "suite-linux-memcached"),
                 (&[11211], &[]),
                 "linux: ready service=memcached",
                 &load,
@@ -965,53 +1088,22 @@ mod servers {
         record(samples, false, outcome);
     }
 
-    /// Round trips of 64-byte datagrams, one at a time: the median, in us.
-    fn udp_round_trips(ports: &Forwards, _ready: Duration) -> Result<Vec<(String, f64)>> {
-        let echo = ports.udp(7)?;
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .map_err(|e| e.to_string())?;
-        let mut times = Vec::new();
-        let mut buffer = [0u8; 2048];
-        for i in 0..UDP_ROUND_TRIPS {
-            let datagram = [(i % 251) as u8; 64];
-            let sent = std::time::Instant::now();
-            socket.send_to(&datagram, echo).map_err(|e| e.to_string())?;
-            // A datagram lost on the way is not a round trip; a wrong echo is an error.
-            if let Ok((n, _)) = socket.recv_from(&mut buffer) {
-                if buffer[..n] != datagram {
-                    return Err("a UDP echo differs from what was sent".into());
-                }
-                times.push(sent.elapsed().as_secs_f64() * 1e6);
-            }
-        }
-        if times.len() < UDP_ROUND_TRIPS / 2 {
-            return Err(format!(
-                "only {} of {UDP_ROUND_TRIPS} datagrams came back",
-                times.len()
-            ));
-        }
-        times.sort_by(f64::total_cmp);
-        Ok(vec![("udp-echo".into(), times[times.len() / 2])])
+    /// The median UDP round trip to the guest's port 7.
+    fn udp_echo(route: &Route, _ready: Duration) -> Result<Figures> {
+        let address = route.udp(7)?;
+        let median = route.measure(&Measure::UdpEcho { address })?;
+        Ok(vec![("udp-echo".into(), median)])
     }
-
-    /// Round trips per UDP figure.
-    const UDP_ROUND_TRIPS: usize = 1000;
 
     /// Rexo's netdemo (UDP echo on port 7) and Linux's echo program.
     pub(super) fn udp_round(
-        kernel: &Path,
-        bench: &linux::Baseline,
+        (kernel, bench): (&Path, &linux::Baseline),
         dir: &Path,
+        reach: &Reach,
         plan: &Plan,
         samples: &mut Samples,
     ) {
-        let rexo = Media::Pvh {
-            kernel: kernel.to_path_buf(),
-            append: "app=netdemo".into(),
-            initrd: None,
-        };
+        let rexo = rexo_server(kernel, "netdemo", reach);
         let ports: (&[u16], &[u16]) = (&[7], &[7]);
         record(
             samples,
@@ -1019,22 +1111,22 @@ mod servers {
             serve(
                 plan,
                 dir,
-                rexo,
-                "suite-rexo-udp",
+                reach,
+                (rexo, "suite-rexo-udp"),
                 ports,
                 "netdemo: echoing TCP and UDP",
-                &udp_round_trips,
+                &udp_echo,
             ),
         );
         let outcome = linux_server_with(bench, "rexo.udp_echo=7").and_then(|media| {
             serve(
                 plan,
                 dir,
-                media,
-                "suite-linux-udp",
+                reach,
+                (media, "suite-linux-udp"),
                 ports,
                 "udp-echo serving port=7",
-                &udp_round_trips,
+                &udp_echo,
             )
         });
         record(samples, false, outcome);
@@ -1335,7 +1427,12 @@ mod tests {
             names(&["randread-qd1"]),
             ["randread-qd1-nvme", "randread-qd1-virtio-blk"]
         );
-        assert_eq!(names(&["http"]), ["http-1k", "http-100k"]);
+        assert_eq!(
+            names(&["http"]),
+            ["http-1k", "http-1k-p99", "http-100k", "http-100k-p99"]
+        );
+        assert_eq!(names(&["http-1k"]), ["http-1k", "http-1k-p99"]);
+        assert_eq!(names(&["memcached"]), ["memcached", "memcached-p99"]);
         let err = select(&["fast".to_string()]).unwrap_err();
         assert!(
             err.contains("`fast`") && err.contains("idle-memory"),
@@ -1356,6 +1453,7 @@ mod tests {
         let b = of(&["http"]);
         assert!(b.http && !b.memcached && !b.rexo_noise && !b.linux_bench);
         assert!(of(&["memcached"]).memcached);
+        assert!(of(&["memcached-p99"]).memcached && of(&["http-100k-p99"]).http);
         let b = of(&["udp-echo"]);
         assert!(b.udp_echo && b.linux_bench && !b.http);
         let b = of(&["boot-ready"]);

@@ -6,7 +6,7 @@
 //! measures requests per second.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 /// How long any one read or write may wait: TCG is slow, and a 10 MiB body through QEMU
@@ -140,10 +140,15 @@ struct Client {
 }
 
 impl Client {
-    /// Connects to the server.
+    /// Connects to the server at `127.0.0.1:port`.
     fn connect(port: u16) -> Result<Client, String> {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .map_err(|e| format!("connecting to 127.0.0.1:{port}: {e}"))?;
+        Self::connect_to(local(port))
+    }
+
+    /// Connects to the server at `address`.
+    fn connect_to(address: SocketAddr) -> Result<Client, String> {
+        let stream =
+            TcpStream::connect(address).map_err(|e| format!("connecting to {address}: {e}"))?;
         stream
             .set_read_timeout(Some(IO_TIMEOUT))
             .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
@@ -303,7 +308,7 @@ pub fn check_httpd(tcp_port: u16) -> Result<String, String> {
     }
     // A short load, for the log only (a figure, never a pass/fail threshold: the
     // machine is shared); `cargo xtask bench` is where figures are compared.
-    let loaded = load(tcp_port, "/1k.txt", 8, Duration::from_secs(1))?;
+    let loaded = load(local(tcp_port), "/1k.txt", 8, Duration::from_secs(1))?;
     let load_note = format!(
         "8 keep-alive clients: {} requests of 1 KiB, {:.0}/s",
         loaded.requests, loaded.per_second
@@ -779,11 +784,16 @@ fn shut_down(port: u16) -> Result<(), String> {
     Ok(())
 }
 
+/// The server at `127.0.0.1:port` (QEMU's forward to the guest).
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 /// How long one GET of `path` takes on a fresh connection (connect, request, the whole
 /// answer), for the suite's time to the first served request.
-pub fn first_response(port: u16, path: &str) -> Result<Duration, String> {
+pub fn first_response(address: SocketAddr, path: &str) -> Result<Duration, String> {
     let started = Instant::now();
-    let mut client = Client::connect(port)?;
+    let mut client = Client::connect_to(address)?;
     client.send(get(path, "").as_bytes())?;
     let answer = client.answer(true)?;
     if answer.code() != 200 {
@@ -808,7 +818,12 @@ pub struct Load {
 /// each waiting for a first answer, before the clock starts: QEMU's user networking
 /// listens on the host with a backlog of one, so connections opened all at once wait
 /// (or time out) in the host's accept queue before the guest ever sees them.
-pub fn load(port: u16, path: &str, connections: usize, duration: Duration) -> Result<Load, String> {
+pub fn load(
+    address: SocketAddr,
+    path: &str,
+    connections: usize,
+    duration: Duration,
+) -> Result<Load, String> {
     let request = get(path, "");
     let ask = move |client: &mut Client| -> Result<(), String> {
         client.send(request.as_bytes())?;
@@ -820,7 +835,7 @@ pub fn load(port: u16, path: &str, connections: usize, duration: Duration) -> Re
     };
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let mut client = Client::connect(port)?;
+        let mut client = Client::connect_to(address)?;
         ask(&mut client)?;
         clients.push(client);
     }
@@ -915,8 +930,9 @@ mod tests {
         for path in ["/1k.txt", "/100k.txt"] {
             for &connections in &connections {
                 if seconds > 0 {
-                    let measured = load(port, path, connections, Duration::from_secs(seconds))
-                        .unwrap_or_else(|e| panic!("{e}"));
+                    let measured =
+                        load(local(port), path, connections, Duration::from_secs(seconds))
+                            .unwrap_or_else(|e| panic!("{e}"));
                     println!(
                         "{path} with {connections} connections: {} requests, {:.0}/s",
                         measured.requests, measured.per_second

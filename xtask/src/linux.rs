@@ -242,7 +242,7 @@ impl Guest {
         line
     }
 
-    /// QEMU's arguments (after those of [`qemu::piped_command`]): q35 under TCG, a
+    /// QEMU's arguments (after the serial and display ones `qemu::run_captured` adds): q35 under TCG, a
     /// virtio-net NIC on QEMU user networking.
     pub fn qemu_args(&self, baseline: &Baseline) -> Vec<String> {
         let mut netdev = "user,id=net0".to_string();

@@ -1,6 +1,6 @@
 //! Debian's load generators for the benchmark suite: `wrk` for HTTP and `memcaslap`
-//! (libmemcached's memaslap) for memcached, run against a server on the host's loopback,
-//! and the parsing of what they print.
+//! (libmemcached's memaslap) for memcached, run on the host (inside the tap transport's
+//! network namespace when given), and the parsing of what they print.
 
 use crate::Result;
 use std::net::SocketAddr;
@@ -15,35 +15,53 @@ use std::time::Duration;
 /// QEMU's user networking listens on the host with a backlog of one, so some connections
 /// wait seconds in the host's accept queue with their first request sent (seen with `ss`:
 /// SYN-ACK retransmissions with back-off), which says nothing of the guest.
-pub fn wrk(url: &str, threads: usize, connections: usize, time: Duration) -> Result<f64> {
-    let program = crate::deps::find_program("wrk").ok_or("no wrk on PATH")?;
+pub fn wrk(
+    netns: Option<&str>,
+    url: &str,
+    threads: usize,
+    connections: usize,
+    time: Duration,
+) -> Result<f64> {
     let seconds = time.as_secs().max(1).to_string();
-    let out = Command::new(&program)
-        .args([
-            "-t",
-            &threads.to_string(),
-            "-c",
-            &connections.to_string(),
-            "-d",
-            &format!("{seconds}s"),
-            // Longer than the run: a connection stalled in QEMU's accept queue (see above)
-            // is not a time-out of the guest's.
-            "--timeout",
-            "30s",
-            url,
-        ])
+    let mut command = tool(netns, "wrk")?;
+    command.args([
+        "-t",
+        &threads.to_string(),
+        "-c",
+        &connections.to_string(),
+        "-d",
+        &format!("{seconds}s"),
+        // Longer than the run: a connection stalled in QEMU's accept queue (see above)
+        // is not a time-out of the guest's.
+        "--timeout",
+        "30s",
+        url,
+    ]);
+    parse_wrk(&stdout_of(&mut command, "wrk")?)
+}
+
+/// Runs `command` to its end: what it printed on its standard output, or an error with
+/// everything it printed when it failed. `what` names it in messages.
+pub fn stdout_of(command: &mut Command, what: &str) -> Result<String> {
+    let out = command
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(format!(
-            "wrk failed ({}): {}{}",
+            "{what} failed ({}): {}{}",
             out.status,
             text.trim(),
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    parse_wrk(&text)
+    Ok(text)
+}
+
+/// `name` from `PATH`, run inside `netns` when given.
+fn tool(netns: Option<&str>, name: &str) -> Result<Command> {
+    let program = crate::deps::find_program(name).ok_or(format!("no {name} on PATH"))?;
+    Ok(crate::tapnet::command_in(netns, program))
 }
 
 /// Reads wrk's report: the requests per second.
@@ -68,38 +86,27 @@ pub fn parse_wrk(text: &str) -> Result<f64> {
 /// for `time`: its default mix (90% get, 10% set) of `value_bytes`-byte values. The
 /// operations per second it reports.
 pub fn memaslap(
+    netns: Option<&str>,
     server: SocketAddr,
     threads: usize,
     connections: usize,
     value_bytes: usize,
     time: Duration,
 ) -> Result<f64> {
-    let program = crate::deps::find_program("memcaslap").ok_or("no memcaslap on PATH")?;
-    let out = Command::new(&program)
-        .args([
-            "-s",
-            &server.to_string(),
-            "-T",
-            &threads.to_string(),
-            "-c",
-            &connections.to_string(),
-            "-X",
-            &value_bytes.to_string(),
-            "-t",
-            &format!("{}s", time.as_secs().max(1)),
-        ])
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return Err(format!(
-            "memcaslap failed ({}): {}{}",
-            out.status,
-            text.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    parse_memaslap(&text)
+    let mut command = tool(netns, "memcaslap")?;
+    command.args([
+        "-s",
+        &server.to_string(),
+        "-T",
+        &threads.to_string(),
+        "-c",
+        &connections.to_string(),
+        "-X",
+        &value_bytes.to_string(),
+        "-t",
+        &format!("{}s", time.as_secs().max(1)),
+    ]);
+    parse_memaslap(&stdout_of(&mut command, "memcaslap")?)
 }
 
 /// Reads memaslap's closing line (`Run time: 3.0s Ops: 192786 TPS: 64256 Net_rate: ...`).

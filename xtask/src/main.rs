@@ -9,6 +9,7 @@ mod baremetal;
 mod bench;
 mod bench_report;
 mod bench_suite;
+mod benchclient;
 mod build;
 mod cursor;
 mod deps;
@@ -29,6 +30,7 @@ mod netpeer;
 mod pvh;
 mod qemu;
 mod run;
+mod tapnet;
 mod testcases;
 mod usbkeys;
 
@@ -86,6 +88,8 @@ fn main() -> ExitCode {
         "image" => image::command(argv).map(|()| 0),
         "test" => harness::command(argv),
         "bench" => bench::command(argv).map(|()| 0),
+        // The suite's clients inside the tap transport's namespace (not for users).
+        "bench-client" => benchclient::command(argv).map(|()| 0),
         "linux" => linux::command(argv).map(|()| 0),
         "loc" => loc::command(argv).map(|()| 0),
         "disk" => disk::command(argv).map(|()| 0),

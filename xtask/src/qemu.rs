@@ -299,9 +299,10 @@ fn reader(
 }
 
 /// The `qemu-system-x86_64` command for `args` with the serial port on a pipe, no
-/// display and no monitor.
-pub fn piped_command(args: &[String]) -> Command {
-    let mut cmd = Command::new("qemu-system-x86_64");
+/// display and no monitor; inside the network namespace `netns` when given (through
+/// `ip netns exec`, so that QEMU opens that namespace's tap devices).
+fn piped_command(netns: Option<&str>, args: &[String]) -> Command {
+    let mut cmd = crate::tapnet::command_in(netns, "qemu-system-x86_64");
     cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"])
         .args(args)
         .stdin(Stdio::null())
@@ -321,11 +322,34 @@ pub fn run_captured(
     run_captured_with_input(args, b"", timeout, log, stop)
 }
 
+/// [`run_captured`] inside the network namespace `netns`.
+pub fn run_captured_in(
+    netns: &str,
+    args: &[String],
+    timeout: Duration,
+    log: Option<&Path>,
+    stop: impl FnMut(&Line) -> bool,
+) -> Result<Capture> {
+    run_inner(Some(netns), args, b"", timeout, log, stop)
+}
+
 /// [`run_captured`], typing `input` on the guest's serial console (QEMU's standard input)
 /// once the guest printed its ready line: bytes typed before the kernel set its UART up
 /// are lost, as on a real serial line; after that the UART takes them as fast as the
 /// guest reads, so nothing is lost.
 pub fn run_captured_with_input(
+    args: &[String],
+    input: &[u8],
+    timeout: Duration,
+    log: Option<&Path>,
+    stop: impl FnMut(&Line) -> bool,
+) -> Result<Capture> {
+    run_inner(None, args, input, timeout, log, stop)
+}
+
+/// [`run_captured_with_input`], in the network namespace `netns` when given.
+fn run_inner(
+    netns: Option<&str>,
     args: &[String],
     input: &[u8],
     timeout: Duration,
@@ -346,7 +370,7 @@ pub fn run_captured_with_input(
         None => None,
     };
     let started = Instant::now();
-    let mut command = piped_command(args);
+    let mut command = piped_command(netns, args);
     if !input.is_empty() {
         command.stdin(Stdio::piped());
     }

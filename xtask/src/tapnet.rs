@@ -1,0 +1,159 @@
+//! The benchmark suite's tap transport: a network namespace made for the run, holding a
+//! tap device with the host's end at 10.0.2.2/24; QEMU runs inside it with the guest's
+//! NIC on the tap, and the load generators run inside it too, talking straight to the
+//! guest at 10.0.2.15. The addresses are those of QEMU's user networking, so the Linux
+//! guest's init (static 10.0.2.15/24 via 10.0.2.2) is the same on both transports;
+//! Rexo gets them with `ip=`. Nothing outside the namespace changes.
+
+use crate::Result;
+use std::ffi::OsStr;
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+/// The guest's address on the tap network.
+pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+/// The host's end of the tap device.
+const HOST: &str = "10.0.2.2/24";
+/// The tap device's name inside the namespace.
+const TAP: &str = "tap0";
+/// Rexo's kernel command-line word for the same configuration.
+pub const REXO_IP: &str = "ip=10.0.2.15/24,10.0.2.2";
+
+/// A network namespace with a tap device, deleted on drop.
+#[derive(Debug)]
+pub struct TapNet {
+    /// The namespace's name.
+    netns: String,
+    /// Whether `/dev/vhost-net` opens: QEMU then moves the frames in the host kernel.
+    vhost: std::result::Result<(), String>,
+}
+
+impl TapNet {
+    /// Makes the namespace `rexo-bench-PID` and its tap device, or says why it cannot
+    /// (not root, no `ip`, no `/dev/net/tun`, a command refused).
+    pub fn create() -> Result<Self> {
+        if !crate::deps::is_root() {
+            return Err("a tap device in a network namespace needs root".into());
+        }
+        if crate::deps::find_program("ip").is_none() {
+            return Err("no `ip` program (package iproute2)".into());
+        }
+        if !std::path::Path::new("/dev/net/tun").exists() {
+            return Err("no /dev/net/tun".into());
+        }
+        let netns = format!("rexo-bench-{}", std::process::id());
+        // A namespace of an earlier run with the same process id: start afresh.
+        let _ = ip(&["netns", "del", &netns]);
+        ip(&["netns", "add", &netns])?;
+        let vhost = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/vhost-net")
+            .map(drop)
+            .map_err(|e| e.to_string());
+        let tap = Self { netns, vhost };
+        let inside = |words: &[&str]| {
+            let mut all = vec!["netns", "exec", tap.netns.as_str(), "ip"];
+            all.extend_from_slice(words);
+            ip(&all)
+        };
+        inside(&["link", "set", "lo", "up"])?;
+        inside(&["tuntap", "add", "dev", TAP, "mode", "tap"])?;
+        inside(&["addr", "add", HOST, "dev", TAP])?;
+        inside(&["link", "set", TAP, "up"])?;
+        Ok(tap)
+    }
+
+    /// The namespace's name.
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+
+    /// QEMU's arguments for a NIC of `model` on the tap device.
+    pub fn qemu_args(&self, model: &str) -> Vec<String> {
+        vec![
+            "-netdev".into(),
+            format!(
+                "tap,id=tap0,ifname={TAP},script=no,downscript=no,vhost={}",
+                if self.vhost.is_ok() { "on" } else { "off" }
+            ),
+            "-device".into(),
+            format!("{model},netdev=tap0"),
+        ]
+    }
+
+    /// `program` run inside the namespace.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        command_in(Some(&self.netns), program)
+    }
+
+    /// What the report says of this transport.
+    pub fn describe(&self) -> String {
+        format!(
+            "a tap device in the network namespace {} made for the run (host 10.0.2.2, guest 10.0.2.15; {})",
+            self.netns,
+            match &self.vhost {
+                Ok(()) => "vhost-net on".to_string(),
+                Err(why) => format!("no vhost-net: /dev/vhost-net: {why}"),
+            }
+        )
+    }
+}
+
+impl Drop for TapNet {
+    fn drop(&mut self) {
+        // The tap device goes with its namespace.
+        if let Err(why) = ip(&["netns", "del", &self.netns]) {
+            eprintln!("xtask: warning: {why}");
+        }
+    }
+}
+
+/// `program`, run inside the network namespace `netns` when given (`ip netns exec`).
+pub fn command_in(netns: Option<&str>, program: impl AsRef<OsStr>) -> Command {
+    match netns {
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Runs `ip WORDS`; the error carries what it printed.
+fn ip(words: &[&str]) -> Result<()> {
+    let what = format!("`ip {}`", words.join(" "));
+    crate::loadgen::stdout_of(Command::new("ip").args(words), &what).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Made and removed with its namespace as root (CI runs as root); refused with the
+    /// reason otherwise.
+    #[test]
+    fn makes_and_removes_its_namespace() {
+        let listed = || {
+            let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        match TapNet::create() {
+            Ok(tap) => {
+                let netns = tap.netns().to_string();
+                assert!(listed().contains(&netns));
+                let out = tap
+                    .command("ip")
+                    .args(["addr", "show", TAP])
+                    .output()
+                    .unwrap();
+                assert!(String::from_utf8_lossy(&out.stdout).contains("10.0.2.2/24"));
+                assert!(tap.qemu_args("virtio-net-pci")[1].contains("ifname=tap0"));
+                drop(tap);
+                assert!(!listed().contains(&netns));
+            }
+            Err(why) => assert!(!crate::deps::is_root(), "as root: {why}"),
+        }
+    }
+}
