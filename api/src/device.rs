@@ -9,6 +9,7 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
 use rexo_pci::{Address, PciError};
@@ -91,6 +92,10 @@ pub enum DeviceError {
         /// Whether it was a write.
         write: bool,
     },
+    /// The frame was filled but withdrawn before the device saw it: on a shared
+    /// interface, its source is not one the sender's filters let it send from
+    /// ([`Kernel::bind_net`](crate::Kernel::bind_net)). Counted, never sent.
+    Withdrawn,
 }
 
 /// Bytes of an Ethernet header: the shortest frame an interface sends.
@@ -151,6 +156,9 @@ impl fmt::Display for DeviceError {
                 "the disk's extent table does not let this app {} sector {sector}",
                 if *write { "write" } else { "read" }
             ),
+            Self::Withdrawn => {
+                f.write_str("the frame's source is not one this app may send from; it was not sent")
+            }
         }
     }
 }
@@ -190,6 +198,21 @@ pub trait NetDevice: Send {
         queue: usize,
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), DeviceError> {
+        self.transmit_checked(queue, len, &mut |buffer| {
+            fill(buffer);
+            true
+        })
+    }
+    /// [`transmit`](NetDevice::transmit) with a last word: `fill` writes the frame in
+    /// place and says whether it may go; `false` withdraws it (the buffer goes back
+    /// unsent) and the call says [`DeviceError::Withdrawn`]. The kernel checks frames of
+    /// a shared interface this way without copying them.
+    fn transmit_checked(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError>;
     /// Frames queued for sending that the device has not finished with.
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError>;
@@ -200,6 +223,72 @@ pub trait NetDevice: Send {
     /// next sleep (a wake may be spent). [`DeviceError::Unsupported`] when the device has
     /// no MSI-X.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError>;
+}
+
+/// One app's binding on a shared network interface
+/// ([`Kernel::bind_net`](crate::Kernel::bind_net)), as [`NetSharing`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetBinding {
+    /// The app.
+    pub app: &'static str,
+    /// Its receive filters, in the filter language.
+    pub filters: Vec<String>,
+    /// Frames handed to it in place, in its own receive calls.
+    pub delivered: u64,
+    /// Frames another app's receive call found for it, queued until it polls.
+    pub queued: u64,
+    /// Frames for it dropped because its queue was full.
+    pub dropped: u64,
+    /// Frames it sent.
+    pub sent: u64,
+    /// Frames it tried to send from a source its filters do not give it: withdrawn.
+    pub refused: u64,
+}
+
+/// How the kernel demultiplexes a shared network interface: the address it answers ARP
+/// and ping for, each app's binding, and what matched no filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetSharing {
+    /// The interface's address (the kernel word `ip=`).
+    pub address: rexo_cmdline::Ipv4Config,
+    /// Every app bound to it.
+    pub bindings: Vec<NetBinding>,
+    /// ARP requests for the address the kernel answered.
+    pub arp_answered: u64,
+    /// ARP replies the kernel handed to every app (their stacks learn neighbours).
+    pub arp_shared: u64,
+    /// ICMP echo requests for the address the kernel answered.
+    pub echo_answered: u64,
+    /// Frames no filter matched and the kernel does not answer: dropped.
+    pub unmatched: u64,
+}
+
+impl fmt::Display for NetBinding {
+    /// `APP (FILTER | FILTER): received N in place, N queued, N dropped; sent N, refused N`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): received {} in place, {} queued, {} dropped; sent {}, refused {}",
+            self.app,
+            self.filters.join(" | "),
+            self.delivered,
+            self.queued,
+            self.dropped,
+            self.sent,
+            self.refused
+        )
+    }
+}
+
+impl fmt::Display for NetSharing {
+    /// The kernel's part: what it answered, handed on and dropped.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the kernel answered {} ARP requests and {} pings, gave {} ARP replies to the apps, dropped {} frames no filter matched",
+            self.arp_answered, self.echo_answered, self.arp_shared, self.unmatched
+        )
+    }
 }
 
 /// What an app knows of a disk.

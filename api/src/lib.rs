@@ -18,8 +18,13 @@ pub mod device;
 
 pub use device::{
     BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, DiskExtent,
-    ExtentError, ExtentOp, KeyboardDevice, NetDevice, NetInfo, OpenDevice, Tag,
+    ExtentError, ExtentOp, KeyboardDevice, NetBinding, NetDevice, NetInfo, NetSharing, OpenDevice,
+    Tag,
 };
+
+/// Packet filters in the filter language (`tcp dport 80`, `udp dport 11211`): what an
+/// app binds to on a shared interface ([`Kernel::bind_net`]).
+pub use rexo_pktfilter::{Filter, ParseError as FilterError};
 
 pub use rexo_captable::{Cap, CapError, EntryInfo as CapInfo};
 
@@ -131,6 +136,11 @@ pub enum ApiError {
     Device(DeviceError),
     /// The disk's extent table refused the change (or is missing or damaged).
     Extents(ExtentError),
+    /// A filter overlaps one installed by the app named: some frame would match both.
+    FilterOverlap(&'static str),
+    /// Sharing a network interface needs the address the kernel answers ARP and ping
+    /// for: the kernel word `ip=ADDRESS/PREFIX[,ROUTER]`.
+    NoAddress,
 }
 
 impl fmt::Display for ApiError {
@@ -151,6 +161,13 @@ impl fmt::Display for ApiError {
             ApiError::DeviceBusy(holder) => write!(f, "the device is held by the app {holder}"),
             ApiError::Device(error) => write!(f, "device: {error}"),
             ApiError::Extents(error) => write!(f, "extents: {error}"),
+            ApiError::FilterOverlap(owner) => write!(
+                f,
+                "the filter overlaps one of the app {owner}: some frame would match both"
+            ),
+            ApiError::NoAddress => f.write_str(
+                "sharing a network interface needs the kernel word ip=ADDRESS/PREFIX[,ROUTER]",
+            ),
         }
     }
 }
@@ -320,6 +337,18 @@ pub trait Kernel: Sync {
     fn open_net(&self, index: usize) -> Result<Box<dyn NetDevice>, ApiError> {
         self.open_device(DeviceKind::Net, index)?.into_net()
     }
+    /// Binds the caller to the frames of network interface `index` that match one of
+    /// `filters`, sharing the interface with other apps (the MIT exokernel's packet
+    /// filters). The kernel refuses a filter that overlaps another app's
+    /// ([`ApiError::FilterOverlap`]), runs the merged filters on every frame it receives,
+    /// hands the caller's frames to it in place when it polls (frames another app's poll
+    /// finds are queued for it), answers ARP and ping for the address of `ip=` itself
+    /// ([`ApiError::NoAddress`] without it), and lets the caller send only from that
+    /// address and the ports its filters name ([`DeviceError::Withdrawn`] otherwise).
+    /// [`ApiError::DeviceBusy`] while an app holds the interface whole.
+    fn bind_net(&self, index: usize, filters: &[Filter]) -> Result<Box<dyn NetDevice>, ApiError>;
+    /// How interface `index` is shared: `None` when no app is bound to it by filters.
+    fn net_sharing(&self, index: usize) -> Result<Option<NetSharing>, ApiError>;
     /// Opens disk `index` ([`open_device`](Kernel::open_device)).
     fn open_block(&self, index: usize) -> Result<Box<dyn BlockDevice>, ApiError> {
         self.open_device(DeviceKind::Block, index)?.into_block()

@@ -457,6 +457,20 @@ impl Kernel for KernelApi {
         registry.open(kind, index, (self.owner.0, self.name))
     }
 
+    fn bind_net(
+        &self,
+        index: usize,
+        filters: &[rexo_api::Filter],
+    ) -> Result<alloc::boxed::Box<dyn rexo_api::NetDevice>, ApiError> {
+        let registry = crate::devices::machine().registry();
+        let holder = (self.owner.0, self.name);
+        registry.bind_net(index, holder, filters, crate::ipv4_config())
+    }
+
+    fn net_sharing(&self, index: usize) -> Result<Option<rexo_api::NetSharing>, ApiError> {
+        crate::devices::machine().registry().net_sharing(index)
+    }
+
     fn load_baremetal(&self, binary: Option<&[u8]>) -> Result<LoadedInfo, BinaryError> {
         let size = crate::baremetal::load(binary)?;
         let info = LoadedInfo {

@@ -117,7 +117,7 @@ fn kernel() -> crate::apps::KernelApi {
 /// The code of `rexo.h` for a kernel error.
 fn error_code(error: ApiError) -> c_int {
     match error {
-        ApiError::QueueFull | ApiError::DeviceBusy(_) => REXO_EBUSY,
+        ApiError::QueueFull | ApiError::DeviceBusy(_) | ApiError::FilterOverlap(_) => REXO_EBUSY,
         ApiError::OutOfMemory | ApiError::QuotaExceeded | ApiError::Refused(CapError::Full) => {
             REXO_ENOMEM
         }
@@ -130,7 +130,8 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::Repossessed
         | ApiError::NoSuchDevice
         | ApiError::Device(_)
-        | ApiError::Extents(_) => REXO_EPERM,
+        | ApiError::Extents(_)
+        | ApiError::NoAddress => REXO_EPERM,
     }
 }
 

@@ -193,6 +193,21 @@ def main():
 main()
 "#;
 
+/// The `net::shared-nic` case: kv and httpd bound by filters to one interface; every kv
+/// protocol check (TCP and UDP), then every httpd check (which ends with its shutdown
+/// hook), through the same guest address.
+pub const SHARED: Client = Client {
+    name: "kv and httpd on one shared interface",
+    needs: &[],
+    after: SERVING,
+    run: |ports| {
+        let mut notes = with_shutdown(ports, protocol)?;
+        let port = ports.tcp(80)?.port();
+        notes.push(crate::httpclient::check_httpd(port)?);
+        Ok(notes)
+    },
+};
+
 /// Runs `check`, then sends `shutdown` whatever happened.
 fn with_shutdown(
     ports: &Forwards,

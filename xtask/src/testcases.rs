@@ -1056,6 +1056,39 @@ pub const CASES: &[Case] = &[
         client: Some(crate::httpclient::HTTPD),
         ..HTTPD
     },
+    // The MIT exokernel's packet filters: with `ip=` the kernel owns the address and
+    // httpd and kv bind to their ports on one interface; every kv and httpd check passes
+    // through it, the kernel answers QEMU's ARP requests, and each app's counters and
+    // the kernel's are logged as the bindings end.
+    Case {
+        name: "net::shared-nic",
+        mem_mib: 512,
+        append: "ip=10.0.2.15/24,10.0.2.2 apps=httpd-test:0:8M,kv:1:8M",
+        qemu: &[Arg::UserNet {
+            model: "virtio-net-pci",
+            tcp: &[80, crate::kvtests::PORT],
+            udp: &[crate::kvtests::PORT],
+        }],
+        client: Some(crate::kvtests::SHARED),
+        checks: &[
+            Check::Has("fixed by ip="),
+            Check::Has("httpd: serving http://10.0.2.15:80/"),
+            Check::Has("kv: serving memcached on 10.0.2.15/24"),
+            Check::Has("net: unbound kv (12:2=0x800 & 14:1=0x45 & 23:1=0x6 & 36:2=0x2bcb | "),
+            Check::Has(
+                "net: unbound httpd-test (12:2=0x800 & 14:1=0x45 & 23:1=0x6 & 36:2=0x50): received ",
+            ),
+            Check::Has("net: sharing ended: the kernel answered "),
+            Check::Lacks("answered 0 ARP requests"),
+            Check::Count(", refused 0", 2),
+            Check::Has("httpd: done"),
+            Check::Has("kv: shutdown after"),
+            Check::Has("manifest: every app returned"),
+            Check::Lacks("FAILED"),
+            Check::Lacks("panicked"),
+        ],
+        ..HTTPD
+    },
     Case {
         name: "kv::protocol",
         client: Some(crate::kvtests::PROTOCOL),

@@ -28,12 +28,13 @@ mod status;
 #[cfg(test)]
 mod tests;
 
+use alloc::format;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
 use rexo_api::{ApiError, DeviceKind, Kernel};
 use rexo_http::{Page, Site};
-use rexo_net::{Config, NetError, Stack, TcpOptions};
+use rexo_net::{NetError, Stack, TcpOptions};
 
 use client::{Client, Ending, Progress};
 use status::{Counters, Snapshot};
@@ -88,7 +89,9 @@ fn run(kernel: &dyn Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
         kernel.log(format_args!("httpd: FAILED: no network interface"));
         return Err(ApiError::NoSuchDevice);
     };
-    let mut nic = kernel.open_net(device.index)?;
+    let filter = format!("tcp dport {HTTP_PORT}");
+    let (mut nic, config) = rexo_net::attach(kernel, device.index, &[&filter], DHCP_TIMEOUT_NS)
+        .map_err(|error| failed(kernel, error))?;
     // Can the NIC wake this core? (Armed again before every nap: a wake is one-shot.)
     let can_sleep = match nic.wake_on_receive(0, Some(kernel.core_index())) {
         Ok(()) => true,
@@ -107,7 +110,6 @@ fn run(kernel: &dyn Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
         site.files.len(),
         (kernel.now_ns() - started) / 1_000_000
     ));
-    let config = Config::from_kernel(kernel, DHCP_TIMEOUT_NS);
     let mut stack = Stack::new(kernel, nic, 0, config).map_err(|error| failed(kernel, error))?;
     let listener = stack
         .listen(HTTP_PORT, BACKLOG, TCP_OPTIONS)
@@ -292,6 +294,7 @@ fn failed(kernel: &dyn Kernel, error: NetError) -> ApiError {
     kernel.log(format_args!("httpd: FAILED: {error}"));
     match error {
         NetError::Device(error) => ApiError::Device(error),
+        NetError::Kernel(error) => error,
         _ => ApiError::AppFailed(1),
     }
 }

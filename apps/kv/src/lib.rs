@@ -24,12 +24,13 @@ extern crate alloc;
 mod connection;
 mod udp;
 
+use alloc::format;
 use alloc::vec::Vec;
 
 use rexo_api::{ApiError, DeviceKind, Kernel};
 use rexo_memcache::udp::{Datagrams, UDP_MAX_DATAGRAM};
 use rexo_memcache::{Cache, Config as CacheConfig, ServerInfo, max_request_len};
-use rexo_net::{Config, NetError, Stack, TcpOptions, UdpOptions, UdpSocket};
+use rexo_net::{NetError, Stack, TcpOptions, UdpOptions, UdpSocket};
 
 use connection::{Client, Progress};
 
@@ -117,6 +118,7 @@ fn failed(kernel: &dyn Kernel, error: NetError) -> ApiError {
     kernel.log(format_args!("kv: FAILED: {error}"));
     match error {
         NetError::Device(error) => ApiError::Device(error),
+        NetError::Kernel(error) => error,
         _ => ApiError::AppFailed(1),
     }
 }
@@ -137,10 +139,12 @@ fn serve_until_shutdown(kernel: &dyn Kernel, sizing: Sizing) -> Result<(), ApiEr
         kernel.log(format_args!("kv: FAILED: no network interface"));
         return Err(ApiError::NoSuchDevice);
     };
-    let mut nic = kernel.open_net(device.index)?;
+    let filters = [format!("tcp dport {PORT}"), format!("udp dport {PORT}")];
+    let filters = [filters[0].as_str(), filters[1].as_str()];
+    let (mut nic, config) = rexo_net::attach(kernel, device.index, &filters, DHCP_TIMEOUT_NS)
+        .map_err(|error| failed(kernel, error))?;
     // Idle naps need a frame's arrival to end them; without that the loop polls.
     let can_nap = nic.wake_on_receive(0, Some(kernel.core_index())).is_ok();
-    let config = Config::from_kernel(kernel, DHCP_TIMEOUT_NS);
     let mut stack = Stack::new(kernel, nic, 0, config).map_err(|error| failed(kernel, error))?;
     let cache = Cache::new(
         CacheConfig {

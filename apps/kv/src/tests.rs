@@ -2,6 +2,7 @@ use super::*;
 use connection::{Client, Progress};
 use connection::{OUTPUT_LIMIT, Shutdown, shutdown_request};
 use rexo_memcache::Session;
+use rexo_net::Config;
 use rexo_net::wire::Wire;
 
 #[test]

@@ -7,7 +7,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use rexo_api::{DeviceInfo, DeviceKind, Kernel};
+use rexo_api::{DeviceInfo, DeviceKind, Kernel, NetSharing};
 use rexo_net::{Config, Ipv4Addr, Stack};
 
 /// How long DHCP may take before the command gives up.
@@ -48,13 +48,30 @@ fn bring_up(kernel: &dyn Kernel) -> Result<(DeviceInfo, Stack, &'static str), St
     Ok((device.clone(), stack, config.how()))
 }
 
-/// `net`: every network interface with its holder, then the first free one configured:
-/// address, router, and what moved while it was configured.
+/// How interface `index` is shared: the kernel's part, then each app's binding.
+fn sharing_lines(index: usize, sharing: &NetSharing) -> Vec<String> {
+    let a = sharing.address;
+    let mut lines = alloc::vec![format!(
+        "nic {index}: shared by filters at {}/{}; {sharing}",
+        a.address, a.prefix
+    )];
+    for binding in &sharing.bindings {
+        lines.push(format!("nic {index}: bound {binding}"));
+    }
+    lines
+}
+
+/// `net`: every network interface with its holder and, when apps share it, its filters
+/// and their counters; then the first free one configured: address, router, and what
+/// moved while it was configured.
 pub fn show(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
-    let mut lines: Vec<String> = kernel
+    let nics: Vec<DeviceInfo> = kernel
         .devices()
         .into_iter()
         .filter(|d| d.kind == DeviceKind::Net)
+        .collect();
+    let mut lines: Vec<String> = nics
+        .iter()
         .map(|d| {
             format!(
                 "nic {} {} at {}: {}, {}",
@@ -67,6 +84,21 @@ pub fn show(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
             )
         })
         .collect();
+    let mut shared = false;
+    for d in &nics {
+        if let Ok(Some(sharing)) = kernel.net_sharing(d.index) {
+            shared = true;
+            lines.extend(sharing_lines(d.index, &sharing));
+        }
+    }
+    if !shared {
+        lines.push(String::from(
+            "filters: none installed; an app that opens an interface whole holds all of its traffic",
+        ));
+    }
+    if shared && nics.iter().all(|d| d.holder.is_some()) {
+        return Ok(lines);
+    }
     let started = kernel.now_ns();
     let (device, stack, how) = bring_up(kernel)?;
     let (address, prefix) = stack.address().ok_or("the interface has no address")?;
@@ -82,9 +114,6 @@ pub fn show(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
     lines.push(format!(
         "nic {}: received {} frames ({} bytes), sent {} frames ({} bytes), dropped {}, replies copied {}",
         device.index, c.rx_frames, c.rx_bytes, c.tx_frames, c.tx_bytes, c.tx_dropped, c.replies_copied
-    ));
-    lines.push(String::from(
-        "filters: none installed; an app that opens an interface holds all of its traffic",
     ));
     Ok(lines)
 }

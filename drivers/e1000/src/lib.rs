@@ -471,11 +471,11 @@ impl NetDevice for E1000 {
         Ok(delivered)
     }
 
-    fn transmit(
+    fn transmit_checked(
         &mut self,
         queue: usize,
         len: usize,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
         let regs = self.regs.clone();
         let queue = self.queue(queue)?;
@@ -489,7 +489,10 @@ impl NetDevice for E1000 {
                 queue.tx.slot_to_fill().ok_or(DeviceError::QueueFull)?
             }
         };
-        fill(queue.tx_buffers.bytes_mut(slot * BUFFER_BYTES, len));
+        // A withdrawn frame leaves the slot unqueued: the next fill reuses it.
+        if !fill(queue.tx_buffers.bytes_mut(slot * BUFFER_BYTES, len)) {
+            return Err(DeviceError::Withdrawn);
+        }
         let at = slot * DESCRIPTOR_BYTES;
         let buffer = queue.tx_buffer(slot);
         queue.tx_descriptors.write64(at, buffer);

@@ -135,13 +135,13 @@ impl NetDevice for Lease {
         self.net(|nic| nic.receive(queue, budget, deliver))
     }
 
-    fn transmit(
+    fn transmit_checked(
         &mut self,
         queue: usize,
         len: usize,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
-        self.net(|nic| nic.transmit(queue, len, fill))
+        self.net(|nic| nic.transmit_checked(queue, len, fill))
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {

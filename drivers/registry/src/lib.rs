@@ -14,13 +14,19 @@ extern crate alloc;
 pub mod baremetal;
 mod lease;
 mod machine;
+mod sharing;
 mod xn;
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use rexo_api::{ApiError, DeviceError, DeviceInfo, DeviceKind, OpenDevice};
+use alloc::boxed::Box;
+
+use rexo_api::{
+    ApiError, DeviceError, DeviceInfo, DeviceKind, Filter, Ipv4Config, NetDevice, NetSharing,
+    OpenDevice,
+};
 use rexo_devio::{DeviceFunction, Found, PciBus, Platform};
 use rexo_pci::{Address, Function};
 
@@ -104,6 +110,8 @@ struct SlotState {
     generation: u64,
     /// A disk's extent table (other devices: `Raw`).
     protection: xn::Protection,
+    /// A network interface shared by packet filters, while apps are bound to it.
+    sharing: Option<sharing::Sharing>,
 }
 
 /// One device and who holds it.
@@ -141,6 +149,7 @@ impl Slot {
                 device,
                 holder: None,
                 generation: 0,
+                sharing: None,
             }),
         }
     }
@@ -240,7 +249,13 @@ impl Registry {
                     address: slot.address,
                     driver: slot.driver,
                     about: slot.about.clone(),
-                    holder: slot.state.lock().holder.map(|(_, name)| name),
+                    holder: {
+                        let state = slot.state.lock();
+                        state
+                            .holder
+                            .or_else(|| sharing::first_holder(&state))
+                            .map(|(_, name)| name)
+                    },
                 }
             })
             .collect()
@@ -264,7 +279,7 @@ impl Registry {
     ) -> Result<OpenDevice, ApiError> {
         let slot = self.slot(kind, index)?;
         let mut state = slot.state.lock();
-        if let Some((_, current)) = state.holder {
+        if let Some((_, current)) = state.holder.or_else(|| sharing::first_holder(&state)) {
             return Err(ApiError::DeviceBusy(current));
         }
         if let xn::Protection::Damaged(error) = xn::protection(&mut state) {
@@ -277,8 +292,28 @@ impl Registry {
         Ok(lease::open(slot, generation, holder.1))
     }
 
+    /// Binds `holder` to the frames of network interface `index` that match `filters`,
+    /// sharing it with other apps bound the same way (`Kernel::bind_net`): `address` is
+    /// the interface's (`ip=`), which the kernel answers ARP and ping for.
+    pub fn bind_net(
+        &'static self,
+        index: usize,
+        holder: Holder,
+        filters: &[Filter],
+        address: Option<Ipv4Config>,
+    ) -> Result<Box<dyn NetDevice>, ApiError> {
+        sharing::bind(self.slot(DeviceKind::Net, index)?, holder, filters, address)
+    }
+
+    /// How network interface `index` is shared (`None`: no app is bound by filters).
+    pub fn net_sharing(&'static self, index: usize) -> Result<Option<NetSharing>, ApiError> {
+        Ok(sharing::report(
+            &self.slot(DeviceKind::Net, index)?.state.lock(),
+        ))
+    }
+
     /// Takes back every device the app of owner number `owner` holds (it ended): its
-    /// handles go dead. Returns how many (logged when any).
+    /// handles go dead, its filters go. Returns how many (logged when any).
     pub fn revoke_all_of(&self, owner: u16) -> usize {
         let mut name = "";
         let taken = self
@@ -293,7 +328,15 @@ impl Registry {
                     state.generation += 1;
                     lease::forget_requests(&mut state.device);
                 }
-                held.is_some()
+                let bound = state
+                    .sharing
+                    .as_ref()
+                    .and_then(|s| sharing::first_holder_of(s, owner));
+                if let Some((_, holder)) = bound {
+                    name = holder;
+                    sharing::unbind_all_of(&mut state, owner);
+                }
+                held.is_some() || bound.is_some()
             })
             .count();
         if taken > 0 {
@@ -330,11 +373,11 @@ mod tests {
             self.0 += 1;
             Ok(0)
         }
-        fn transmit(
+        fn transmit_checked(
             &mut self,
             _: usize,
             _: usize,
-            _: &mut dyn FnMut(&mut [u8]),
+            _: &mut dyn FnMut(&mut [u8]) -> bool,
         ) -> Result<(), DeviceError> {
             Ok(())
         }

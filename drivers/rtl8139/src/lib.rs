@@ -433,11 +433,11 @@ impl NetDevice for Rtl8139 {
         Ok(delivered)
     }
 
-    fn transmit(
+    fn transmit_checked(
         &mut self,
         queue: usize,
         len: usize,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
         check_queue(queue)?;
         DeviceError::check_frame(len, MAX_FRAME)?;
@@ -451,7 +451,10 @@ impl NetDevice for Rtl8139 {
         let size = len.max(MIN_FRAME);
         let buffer = self.tx.bytes_mut(slot * TX_BUFFER, size);
         let (frame, padding) = buffer.split_at_mut(len);
-        fill(frame);
+        // A withdrawn frame leaves the slot unstarted: the next fill reuses it.
+        if !fill(frame) {
+            return Err(DeviceError::Withdrawn);
+        }
         padding.fill(0);
         barrier();
         self.regs.write32(TSD0 + 4 * slot, tsd_command(size));

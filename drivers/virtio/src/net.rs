@@ -322,11 +322,11 @@ impl NetDevice for VirtioNet {
         taken
     }
 
-    fn transmit(
+    fn transmit_checked(
         &mut self,
         queue: usize,
         len: usize,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
         Self::check_queue(queue)?;
         DeviceError::check_frame(len, MAX_FRAME)?;
@@ -335,7 +335,10 @@ impl NetDevice for VirtioNet {
         }
         let buffer = self.tx_free.pop().ok_or(DeviceError::QueueFull)?;
         let at = usize::from(buffer) * BUFFER_STRIDE;
-        fill(self.tx_buffers.bytes_mut(at + self.header_len, len));
+        if !fill(self.tx_buffers.bytes_mut(at + self.header_len, len)) {
+            self.tx_free.push(buffer);
+            return Err(DeviceError::Withdrawn);
+        }
         self.tx_busy[usize::from(buffer)] = true;
         let head = buffer * self.chain;
         if self.chain == 1 {

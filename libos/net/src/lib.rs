@@ -2,7 +2,9 @@
 //! client (or a static address) over a Rexo [`NetDevice`](rexo_api::NetDevice), linked
 //! into the app that opened the NIC, as in the MIT exokernel; it also sends pings.
 //!
-//! An app opens a NIC, builds a [`Stack`] over it with a [`Config`], and calls
+//! An app reaches a NIC ([`attach`]: bound by filters on an interface shared with other
+//! apps when the kernel has `ip=`, else opened whole with DHCP), builds a [`Stack`]
+//! over it with a [`Config`], and calls
 //! [`Stack::poll`] from its run-to-completion loop; between polls it accepts, reads and
 //! writes [`Connection`]s of its [`Listener`]s and sends and receives datagrams on its
 //! [`UdpSocket`]s. Every buffer is sized by the app when it listens or binds, so memory
@@ -41,7 +43,7 @@ pub use core::net::Ipv4Addr;
 pub use device::Counters;
 pub use stack::{
     Config, Connection, EchoReply, Endpoint, Listener, NetError, PING_MAX_DATA, PingSocket, Stack,
-    TcpOptions, UdpOptions, UdpSocket,
+    TcpOptions, UdpOptions, UdpSocket, attach,
 };
 
 #[cfg(test)]

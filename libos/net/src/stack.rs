@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 
-use rexo_api::{DeviceError, Kernel, NetDevice};
+use rexo_api::{ApiError, DeviceError, Filter, Kernel, NetDevice};
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::phy::{DeviceCapabilities, Medium};
@@ -85,6 +85,34 @@ impl Config {
     }
 }
 
+/// Reaches network interface `index` the way the kernel command line says. With `ip=`
+/// the kernel owns the address (it answers ARP and ping for it) and the app binds to the
+/// frames `filters` match (the filter language: `tcp dport 80`), sharing the interface
+/// with other apps bound the same way ([`Kernel::bind_net`]). Without `ip=` the app
+/// opens the interface whole ([`Kernel::open_net`]) and gets an address by DHCP,
+/// waiting up to `dhcp_timeout_ns`. Returns the interface and the [`Config`] to build
+/// the [`Stack`] with.
+pub fn attach(
+    kernel: &dyn Kernel,
+    index: usize,
+    filters: &[&str],
+    dhcp_timeout_ns: u64,
+) -> Result<(Box<dyn NetDevice>, Config), NetError> {
+    let config = Config::from_kernel(kernel, dhcp_timeout_ns);
+    let nic = match config {
+        Config::Static { .. } => {
+            let filters = filters
+                .iter()
+                .map(|text| Filter::parse(text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| NetError::BadConfig("a filter does not parse"))?;
+            kernel.bind_net(index, &filters)
+        }
+        Config::Dhcp { .. } => kernel.open_net(index),
+    };
+    Ok((nic.map_err(NetError::Kernel)?, config))
+}
+
 /// Why the stack refused or failed a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetError {
@@ -97,6 +125,9 @@ pub enum NetError {
     },
     /// The static configuration is impossible (named).
     BadConfig(&'static str),
+    /// The kernel refused the interface (held whole by another app, a filter that
+    /// overlaps another app's...).
+    Kernel(ApiError),
     /// The interface has no address yet (DHCP lease lost).
     NoAddress,
     /// A listener (TCP) or socket (UDP) of this stack already uses the port.
@@ -125,6 +156,7 @@ impl fmt::Display for NetError {
                 )
             }
             Self::BadConfig(why) => write!(f, "bad network configuration: {why}"),
+            Self::Kernel(error) => write!(f, "network interface: {error}"),
             Self::NoAddress => f.write_str("the interface has no IPv4 address"),
             Self::PortInUse(port) => write!(f, "port {port} is in use"),
             Self::PortZero => f.write_str("port 0 cannot be used"),

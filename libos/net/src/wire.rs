@@ -112,11 +112,11 @@ impl NetDevice for WireEnd {
         Ok(count)
     }
 
-    fn transmit(
+    fn transmit_checked(
         &mut self,
         _queue: usize,
         len: usize,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
         DeviceError::check_frame(len, 1514)?;
         let mut out = self.outgoing.lock().expect("the wire's lock");
@@ -124,7 +124,9 @@ impl NetDevice for WireEnd {
             return Err(DeviceError::QueueFull);
         }
         let mut frame = vec![0; len];
-        fill(&mut frame);
+        if !fill(&mut frame) {
+            return Err(DeviceError::Withdrawn);
+        }
         out.in_flight.push_back(frame);
         Ok(())
     }

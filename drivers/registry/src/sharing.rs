@@ -1,0 +1,872 @@
+//! Shared network interfaces: the MIT exokernel's packet filters on the receive path.
+//!
+//! Apps bind to the frames they want with declarative filters (`rexo-pktfilter`); the
+//! registry refuses a filter that overlaps another app's, merges them into one decision
+//! tree, and runs it on every frame a poll takes off the device:
+//!
+//! - a frame of the polling app is handed to it in place, in its DMA buffer;
+//! - a frame of another app is queued for that app (a copy, bounded, drops counted) and
+//!   handed to it at its next poll; with one device queue per app this copy would go;
+//! - a frame no filter takes goes to the default owner, the kernel: it answers ARP
+//!   requests and ICMP echo requests for the interface's address (`ip=`), gives ARP
+//!   replies to every bound app (their stacks learn neighbours from them), and drops and
+//!   counts the rest.
+//!
+//! Sending is checked in place too: an app's frame goes out only if it comes from the
+//! interface's MAC and address and matches the transmit rule of one of its filters (the
+//! port it receives on is the only port it sends from); otherwise the fill is withdrawn
+//! before the device sees it, and counted.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::vec::Vec;
+
+use rexo_api::{
+    ApiError, DeviceError, Filter, Ipv4Config, NetBinding, NetDevice, NetInfo, NetSharing,
+};
+use rexo_devio::Found;
+use rexo_pktfilter::{Filters, InsertError};
+
+use crate::{Holder, Slot, SlotState};
+
+/// Frames queued for one app before more are dropped (about 190 KB of full frames).
+const BACKLOG: usize = 128;
+/// Answers the kernel queues during one poll before it drops requests.
+const MAX_REPLIES: usize = 32;
+
+/// EtherType of IPv4.
+const IPV4: [u8; 2] = [0x08, 0x00];
+/// EtherType of ARP.
+const ARP: [u8; 2] = [0x08, 0x06];
+/// Bytes of an ARP packet for IPv4 over Ethernet, with its Ethernet header.
+const ARP_FRAME: usize = 42;
+
+/// One app bound to the interface.
+struct Endpoint {
+    /// The app.
+    holder: Holder,
+    /// Its binding's number on this interface (the filters' owner).
+    id: u64,
+    /// What it may send: one rule per filter.
+    rules: Vec<Filter>,
+    /// Frames another app's poll found for it.
+    backlog: VecDeque<Vec<u8>>,
+    /// Its counters, as [`NetBinding`] shows them.
+    counters: NetBinding,
+}
+
+/// The demultiplexing state of a shared interface, in its slot.
+pub(crate) struct Sharing {
+    /// Every bound app's filters, merged; the owner is the binding's number.
+    filters: Filters<u64>,
+    /// The bound apps.
+    endpoints: Vec<Endpoint>,
+    /// The interface's address, which the kernel answers for.
+    address: Ipv4Config,
+    /// The interface's MAC address.
+    mac: [u8; 6],
+    /// Answers made during a poll, sent when the device is free again.
+    replies: Vec<Vec<u8>>,
+    /// The kernel's counters (its bindings filled in when asked).
+    counters: NetSharing,
+}
+
+impl Sharing {
+    /// The endpoint of binding `id`.
+    fn endpoint(&mut self, id: u64) -> Option<&mut Endpoint> {
+        self.endpoints.iter_mut().find(|e| e.id == id)
+    }
+
+    /// Queues a copy of `frame` for binding `id`, or counts it dropped.
+    fn queue_for(&mut self, id: u64, frame: &[u8]) {
+        if let Some(endpoint) = self.endpoint(id) {
+            if endpoint.backlog.len() < BACKLOG {
+                endpoint.backlog.push_back(frame.to_vec());
+                endpoint.counters.queued += 1;
+            } else {
+                endpoint.counters.dropped += 1;
+            }
+        }
+    }
+
+    /// The default owner's part for a frame no filter took; returns whether the polling
+    /// binding `caller` should get it too (an ARP reply, which every app gets).
+    fn answer(&mut self, frame: &[u8], caller: u64) -> bool {
+        let full = self.replies.len() >= MAX_REPLIES;
+        match ethertype(frame) {
+            Some(ARP) if is_ipv4_arp(frame) => match frame[21] {
+                1 if frame[38..42] == self.address.address.octets() && !full => {
+                    self.replies.push(arp_reply(frame, self.mac));
+                    self.counters.arp_answered += 1;
+                    false
+                }
+                2 => {
+                    let others: Vec<u64> = self
+                        .endpoints
+                        .iter()
+                        .map(|e| e.id)
+                        .filter(|&id| id != caller)
+                        .collect();
+                    for id in others {
+                        self.queue_for(id, frame);
+                    }
+                    self.counters.arp_shared += 1;
+                    true
+                }
+                _ => {
+                    self.counters.unmatched += 1;
+                    false
+                }
+            },
+            Some(IPV4) if !full => match echo_reply(frame, self.mac, self.address) {
+                Some(reply) => {
+                    self.replies.push(reply);
+                    self.counters.echo_answered += 1;
+                    false
+                }
+                None => {
+                    self.counters.unmatched += 1;
+                    false
+                }
+            },
+            _ => {
+                self.counters.unmatched += 1;
+                false
+            }
+        }
+    }
+
+    /// Whether binding `rules` may send `frame`: from the interface's MAC; ARP requests
+    /// from its address; IPv4 from its address matching one of the rules.
+    fn permits(&self, rules: &[Filter], frame: &[u8]) -> bool {
+        if frame.len() < 14 || frame[6..12] != self.mac {
+            return false;
+        }
+        let address = self.address.address.octets();
+        match ethertype(frame) {
+            Some(ARP) => is_ipv4_arp(frame) && frame[21] == 1 && frame[28..32] == address,
+            Some(IPV4) => {
+                frame.len() >= 34
+                    && frame[26..30] == address
+                    && rules.iter().any(|rule| rule.matches(frame))
+            }
+            _ => false,
+        }
+    }
+
+    /// The sharing as the monitor's `net` shows it.
+    fn report(&self) -> NetSharing {
+        NetSharing {
+            bindings: self.endpoints.iter().map(|e| e.counters.clone()).collect(),
+            ..self.counters.clone()
+        }
+    }
+}
+
+/// The EtherType of `frame`, if it has an Ethernet header.
+fn ethertype(frame: &[u8]) -> Option<[u8; 2]> {
+    frame.get(12..14).map(|t| [t[0], t[1]])
+}
+
+/// Whether `frame` is a whole ARP packet for IPv4 over Ethernet.
+fn is_ipv4_arp(frame: &[u8]) -> bool {
+    frame.len() >= ARP_FRAME && frame[14..20] == [0, 1, 8, 0, 6, 4]
+}
+
+/// The answer to the ARP request `request`: `mac` has the address asked for.
+fn arp_reply(request: &[u8], mac: [u8; 6]) -> Vec<u8> {
+    let mut reply = request[..ARP_FRAME].to_vec();
+    reply[0..6].copy_from_slice(&request[22..28]);
+    reply[6..12].copy_from_slice(&mac);
+    reply[21] = 2;
+    reply[22..28].copy_from_slice(&mac);
+    reply[28..32].copy_from_slice(&request[38..42]);
+    reply[32..42].copy_from_slice(&request[22..32]);
+    reply
+}
+
+/// The internet checksum (RFC 1071) of `bytes`.
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xFFFF {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The echo reply to `frame` if it is a sound ICMP echo request for `address` (both
+/// checksums right, lengths consistent); `None` for anything else.
+fn echo_reply(frame: &[u8], mac: [u8; 6], address: Ipv4Config) -> Option<Vec<u8>> {
+    let header = usize::from(*frame.get(14)? & 0x0F) * 4;
+    let total = usize::from(u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]));
+    let sound = frame[14] >> 4 == 4
+        && header >= 20
+        && total >= header + 8
+        && frame.len() >= 14 + total
+        && frame[23] == 1
+        && frame[30..34] == address.address.octets()
+        && frame[14 + header] == 8
+        && checksum(&frame[14..14 + header]) == 0
+        && checksum(&frame[14 + header..14 + total]) == 0;
+    if !sound {
+        return None;
+    }
+    let mut reply = frame[..14 + total].to_vec();
+    reply[0..6].copy_from_slice(&frame[6..12]);
+    reply[6..12].copy_from_slice(&mac);
+    reply[22] = 64;
+    reply[24..26].fill(0);
+    reply[26..30].copy_from_slice(&frame[30..34]);
+    reply[30..34].copy_from_slice(&frame[26..30]);
+    let ip = checksum(&reply[14..14 + header]);
+    reply[24..26].copy_from_slice(&ip.to_be_bytes());
+    let icmp = 14 + header;
+    reply[icmp] = 0;
+    reply[icmp + 2..icmp + 4].fill(0);
+    let sum = checksum(&reply[icmp..14 + total]);
+    reply[icmp + 2..icmp + 4].copy_from_slice(&sum.to_be_bytes());
+    Some(reply)
+}
+
+/// Binds `holder` to the frames of `slot`'s interface that match `filters`.
+pub(crate) fn bind(
+    slot: &'static Slot,
+    holder: Holder,
+    filters: &[Filter],
+    address: Option<Ipv4Config>,
+) -> Result<Box<dyn NetDevice>, ApiError> {
+    let address = address.ok_or(ApiError::NoAddress)?;
+    let mut guard = slot.state.lock();
+    let state = &mut *guard;
+    if let Some((_, current)) = state.holder {
+        return Err(ApiError::DeviceBusy(current));
+    }
+    let Found::Net(nic) = &state.device else {
+        return Err(ApiError::NoSuchDevice);
+    };
+    let info = nic.info();
+    let sharing = state.sharing.get_or_insert_with(|| Sharing {
+        filters: Filters::new(),
+        endpoints: Vec::new(),
+        address,
+        mac: info.mac,
+        replies: Vec::new(),
+        counters: NetSharing {
+            address,
+            bindings: Vec::new(),
+            arp_answered: 0,
+            arp_shared: 0,
+            echo_answered: 0,
+            unmatched: 0,
+        },
+    });
+    state.generation += 1;
+    let id = state.generation;
+    for filter in filters {
+        if let Err(InsertError::Overlaps { owner, .. }) = sharing.filters.insert(filter.clone(), id)
+        {
+            sharing.filters.remove_owner(id);
+            let name = sharing
+                .endpoints
+                .iter()
+                .find(|e| e.id == owner)
+                .map_or(holder.1, |e| e.holder.1);
+            if sharing.endpoints.is_empty() {
+                state.sharing = None;
+            }
+            return Err(ApiError::FilterOverlap(name));
+        }
+    }
+    sharing.endpoints.push(Endpoint {
+        holder,
+        id,
+        rules: filters
+            .iter()
+            .map(|f| f.transmit_rule().unwrap_or_else(|| f.clone()))
+            .collect(),
+        backlog: VecDeque::new(),
+        counters: NetBinding {
+            app: holder.1,
+            filters: filters.iter().map(|f| format!("{f}")).collect(),
+            delivered: 0,
+            queued: 0,
+            dropped: 0,
+            sent: 0,
+            refused: 0,
+        },
+    });
+    Ok(Box::new(Bound { slot, id, info }))
+}
+
+/// The app a shared interface shows as its holder (the first bound), if any.
+pub(crate) fn first_holder(state: &SlotState) -> Option<Holder> {
+    state
+        .sharing
+        .as_ref()
+        .and_then(|s| s.endpoints.first())
+        .map(|e| e.holder)
+}
+
+/// App `owner` if it is bound to the interface.
+pub(crate) fn first_holder_of(sharing: &Sharing, owner: u16) -> Option<Holder> {
+    sharing
+        .endpoints
+        .iter()
+        .map(|e| e.holder)
+        .find(|holder| holder.0 == owner)
+}
+
+/// Ends every binding of app `owner` on the slot: its handles go dead.
+pub(crate) fn unbind_all_of(state: &mut SlotState, owner: u16) {
+    let ids: Vec<u64> = state.sharing.as_ref().map_or(Vec::new(), |sharing| {
+        sharing
+            .endpoints
+            .iter()
+            .filter(|e| e.holder.0 == owner)
+            .map(|e| e.id)
+            .collect()
+    });
+    for id in ids {
+        unbind(state, id);
+    }
+}
+
+/// Ends binding `id`: its filters go, and the sharing with its last binding (each
+/// logged with its counters).
+fn unbind(state: &mut SlotState, id: u64) {
+    let Some(sharing) = &mut state.sharing else {
+        return;
+    };
+    sharing.filters.remove_owner(id);
+    if let Some(at) = sharing.endpoints.iter().position(|e| e.id == id) {
+        // Outside the macro: log arguments are not evaluated when the level is off.
+        let ended = sharing.endpoints.remove(at);
+        log::info!("net: unbound {}", ended.counters);
+    }
+    if sharing.endpoints.is_empty() {
+        log::info!("net: sharing ended: {}", sharing.counters);
+        state.sharing = None;
+    }
+}
+
+/// How `state`'s interface is shared, if it is.
+pub(crate) fn report(state: &SlotState) -> Option<NetSharing> {
+    state.sharing.as_ref().map(Sharing::report)
+}
+
+/// An app's binding on a shared interface.
+struct Bound {
+    /// The interface's slot.
+    slot: &'static Slot,
+    /// The binding's number.
+    id: u64,
+    /// The interface as it was at binding.
+    info: NetInfo,
+}
+
+impl Bound {
+    /// Runs `call` with the device and the sharing if the binding is still there.
+    fn with<T>(
+        &self,
+        call: impl FnOnce(&mut dyn NetDevice, &mut Sharing) -> Result<T, DeviceError>,
+    ) -> Result<T, DeviceError> {
+        let mut guard = self.slot.state.lock();
+        let state = &mut *guard;
+        match (&mut state.device, &mut state.sharing) {
+            (Found::Net(nic), Some(sharing))
+                if sharing.endpoints.iter().any(|e| e.id == self.id) =>
+            {
+                call(nic.as_mut(), sharing)
+            }
+            _ => Err(DeviceError::Revoked),
+        }
+    }
+}
+
+impl NetDevice for Bound {
+    fn info(&self) -> NetInfo {
+        self.info.clone()
+    }
+
+    fn receive(
+        &mut self,
+        queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        let id = self.id;
+        self.with(|nic, sharing| {
+            let mut handed = 0;
+            let endpoint = sharing.endpoint(id).ok_or(DeviceError::Revoked)?;
+            while handed < budget {
+                let Some(frame) = endpoint.backlog.pop_front() else {
+                    break;
+                };
+                deliver(&frame);
+                handed += 1;
+            }
+            let mut in_place = 0;
+            if handed < budget {
+                nic.receive(queue, budget - handed, &mut |frame| {
+                    let mine = match sharing.filters.classify(frame) {
+                        Some(owner) if owner == id => true,
+                        Some(owner) => {
+                            sharing.queue_for(owner, frame);
+                            false
+                        }
+                        None => sharing.answer(frame, id),
+                    };
+                    if mine {
+                        deliver(frame);
+                        in_place += 1;
+                    }
+                })?;
+            }
+            if let Some(endpoint) = sharing.endpoint(id) {
+                endpoint.counters.delivered += in_place;
+            }
+            for reply in core::mem::take(&mut sharing.replies) {
+                // An answer that finds the ring full is dropped: the asker asks again.
+                let _ = nic.transmit(queue, reply.len(), &mut |buffer| {
+                    buffer.copy_from_slice(&reply)
+                });
+            }
+            Ok(handed + in_place as usize)
+        })
+    }
+
+    fn transmit_checked(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), DeviceError> {
+        let id = self.id;
+        self.with(|nic, sharing| {
+            let index = sharing
+                .endpoints
+                .iter()
+                .position(|e| e.id == id)
+                .ok_or(DeviceError::Revoked)?;
+            let mut spoofed = false;
+            let result = nic.transmit_checked(queue, len, &mut |buffer| {
+                if !fill(buffer) {
+                    return false;
+                }
+                spoofed = !sharing.permits(&sharing.endpoints[index].rules, buffer);
+                !spoofed
+            });
+            let counters = &mut sharing.endpoints[index].counters;
+            match result {
+                Ok(()) => counters.sent += 1,
+                Err(DeviceError::Withdrawn) if spoofed => counters.refused += 1,
+                Err(_) => {}
+            }
+            result
+        })
+    }
+
+    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
+        self.with(|nic, _| nic.transmit_pending(queue))
+    }
+
+    fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
+        // The device's wake message targets one core, and any app's frame would fire it:
+        // apps bound to a shared interface poll.
+        Err(DeviceError::Unsupported(
+            "a wake message per app (apps bound to a shared interface poll)",
+        ))
+    }
+}
+
+impl Drop for Bound {
+    /// Ends the binding (unless the kernel already did).
+    fn drop(&mut self) {
+        unbind(&mut self.slot.state.lock(), self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Registry;
+    use alloc::sync::Arc;
+    use alloc::vec;
+    use rexo_api::{DeviceKind, OpenDevice};
+    use rexo_pci::Address;
+
+    /// The interface's MAC, a peer's, the interface's address and the peer's.
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+    const ADDRESS: [u8; 4] = [10, 0, 2, 15];
+    const PEER: [u8; 4] = [10, 0, 2, 2];
+
+    /// Frames waiting to be received, and frames sent.
+    #[derive(Default)]
+    struct Wire {
+        incoming: VecDeque<Vec<u8>>,
+        sent: Vec<Vec<u8>>,
+    }
+
+    /// A network interface on a [`Wire`] the test holds too.
+    struct OnWire(Arc<spin::Mutex<Wire>>);
+
+    impl NetDevice for OnWire {
+        fn info(&self) -> NetInfo {
+            NetInfo {
+                mac: MAC,
+                max_frame: 1514,
+                queues: 1,
+                link_up: true,
+            }
+        }
+        fn receive(
+            &mut self,
+            _: usize,
+            budget: usize,
+            deliver: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DeviceError> {
+            let mut count = 0;
+            while count < budget {
+                let Some(frame) = self.0.lock().incoming.pop_front() else {
+                    break;
+                };
+                deliver(&frame);
+                count += 1;
+            }
+            Ok(count)
+        }
+        fn transmit_checked(
+            &mut self,
+            _: usize,
+            len: usize,
+            fill: &mut dyn FnMut(&mut [u8]) -> bool,
+        ) -> Result<(), DeviceError> {
+            let mut frame = vec![0; len];
+            if !fill(&mut frame) {
+                return Err(DeviceError::Withdrawn);
+            }
+            self.0.lock().sent.push(frame);
+            Ok(())
+        }
+        fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {
+            Ok(0)
+        }
+        fn wake_on_receive(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Ok(())
+        }
+    }
+
+    /// A registry with one interface on a wire, and the wire.
+    fn shared() -> (&'static Registry, Arc<spin::Mutex<Wire>>) {
+        let wire = Arc::new(spin::Mutex::new(Wire::default()));
+        let address = Address::new(0, 0, 3, 0).unwrap();
+        let slots = vec![Slot::new(
+            address,
+            "test-net",
+            Found::Net(Box::new(OnWire(wire.clone()))),
+        )];
+        let registry = Box::leak(Box::new(Registry {
+            slots,
+            bindings: Vec::new(),
+        }));
+        (registry, wire)
+    }
+
+    fn config() -> Option<Ipv4Config> {
+        Some(Ipv4Config {
+            address: ADDRESS.into(),
+            prefix: 24,
+            router: Some(PEER.into()),
+        })
+    }
+
+    fn filters(text: &[&str]) -> Vec<Filter> {
+        text.iter().map(|t| Filter::parse(t).unwrap()).collect()
+    }
+
+    fn bind(
+        registry: &'static Registry,
+        owner: u16,
+        name: &'static str,
+        text: &[&str],
+    ) -> Result<Box<dyn NetDevice>, ApiError> {
+        registry.bind_net(0, (owner, name), &filters(text), config())
+    }
+
+    /// An IPv4 frame of `protocol` (6 TCP, 17 UDP) between the given ends, with 4 bytes
+    /// of payload and a right IP header checksum.
+    fn ip_frame(
+        (src_mac, dst_mac): ([u8; 6], [u8; 6]),
+        (src, dst): ([u8; 4], [u8; 4]),
+        protocol: u8,
+        (sport, dport): (u16, u16),
+    ) -> Vec<u8> {
+        let mut frame = vec![0u8; 14 + 20 + 8 + 4];
+        frame[0..6].copy_from_slice(&dst_mac);
+        frame[6..12].copy_from_slice(&src_mac);
+        frame[12..14].copy_from_slice(&IPV4);
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&(32u16).to_be_bytes());
+        frame[22] = 64;
+        frame[23] = protocol;
+        frame[26..30].copy_from_slice(&src);
+        frame[30..34].copy_from_slice(&dst);
+        let sum = checksum(&frame[14..34]);
+        frame[24..26].copy_from_slice(&sum.to_be_bytes());
+        frame[34..36].copy_from_slice(&sport.to_be_bytes());
+        frame[36..38].copy_from_slice(&dport.to_be_bytes());
+        frame
+    }
+
+    /// A frame from the peer to the interface.
+    fn incoming(protocol: u8, dport: u16) -> Vec<u8> {
+        ip_frame((PEER_MAC, MAC), (PEER, ADDRESS), protocol, (40000, dport))
+    }
+
+    /// A frame from the interface to the peer.
+    fn outgoing(protocol: u8, sport: u16) -> Vec<u8> {
+        ip_frame((MAC, PEER_MAC), (ADDRESS, PEER), protocol, (sport, 40000))
+    }
+
+    /// An ARP packet of `op` from `sender` (MAC, address) asking for or telling `target`.
+    fn arp(op: u8, sender: ([u8; 6], [u8; 4]), target: [u8; 4]) -> Vec<u8> {
+        let mut frame = vec![0xFF; 6];
+        frame.extend_from_slice(&sender.0);
+        frame.extend_from_slice(&ARP);
+        frame.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, op]);
+        frame.extend_from_slice(&sender.0);
+        frame.extend_from_slice(&sender.1);
+        frame.extend_from_slice(&[0; 6]);
+        frame.extend_from_slice(&target);
+        frame
+    }
+
+    fn poll(nic: &mut dyn NetDevice) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        nic.receive(0, 256, &mut |frame| got.push(frame.to_vec()))
+            .unwrap();
+        got
+    }
+
+    #[test]
+    fn overlapping_filters_are_refused_naming_the_owner() {
+        let (registry, _) = shared();
+        assert_eq!(
+            registry
+                .bind_net(0, (1, "httpd"), &filters(&["tcp dport 80"]), None)
+                .err(),
+            Some(ApiError::NoAddress)
+        );
+        let _httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
+        let _kv = bind(registry, 2, "kv", &["tcp dport 11211", "udp dport 11211"]).unwrap();
+        assert_eq!(
+            bind(registry, 3, "greedy", &["udp dport 7", "tcp"]).err(),
+            Some(ApiError::FilterOverlap("httpd"))
+        );
+        assert_eq!(
+            bind(registry, 3, "greedy", &["udp dport 7"]).map(|_| ()),
+            Ok(()),
+            "a refused binding installed none of its filters"
+        );
+        assert_eq!(
+            registry
+                .open(DeviceKind::Net, 0, (4, "whole"))
+                .err()
+                .map(|e| e.to_string()),
+            Some(ApiError::DeviceBusy("httpd").to_string()),
+            "shared: nobody takes it whole"
+        );
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        let names: Vec<_> = sharing.bindings.iter().map(|b| b.app).collect();
+        assert_eq!(
+            names,
+            ["httpd", "kv"],
+            "the second greedy binding was dropped at once"
+        );
+        assert_eq!(
+            sharing.bindings[1].filters.len(),
+            2,
+            "{:?}",
+            sharing.bindings[1].filters
+        );
+        assert_eq!(registry.devices()[0].holder, Some("httpd"));
+    }
+
+    #[test]
+    fn an_interface_held_whole_is_not_shared_and_sharing_ends_with_the_last_binding() {
+        let (registry, _) = shared();
+        let whole = registry
+            .open(DeviceKind::Net, 0, (1, "monitor"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
+        assert_eq!(
+            bind(registry, 2, "httpd", &["tcp dport 80"]).err(),
+            Some(ApiError::DeviceBusy("monitor"))
+        );
+        drop(whole);
+        let httpd = bind(registry, 2, "httpd", &["tcp dport 80"]).unwrap();
+        assert_eq!(
+            bind(registry, 3, "other", &["tcp dport 80"]).err(),
+            Some(ApiError::FilterOverlap("httpd"))
+        );
+        drop(httpd);
+        assert_eq!(registry.net_sharing(0), Ok(None));
+        let _other = bind(registry, 3, "other", &["tcp dport 80"]).unwrap();
+    }
+
+    #[test]
+    fn each_frame_reaches_its_owner_in_place_or_through_its_queue() {
+        let (registry, wire) = shared();
+        let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
+        let mut kv = bind(registry, 2, "kv", &["udp dport 11211"]).unwrap();
+        let web = incoming(6, 80);
+        let cache = incoming(17, 11211);
+        let stray = incoming(17, 53);
+        wire.lock()
+            .incoming
+            .extend([web.clone(), cache.clone(), stray, web.clone()]);
+        assert_eq!(poll(httpd.as_mut()), [web.clone(), web.clone()]);
+        assert_eq!(poll(kv.as_mut()), vec![cache.clone()]);
+        assert_eq!(poll(kv.as_mut()), Vec::<Vec<u8>>::new());
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!(
+            (sharing.bindings[0].delivered, sharing.bindings[0].queued),
+            (2, 0)
+        );
+        assert_eq!(
+            (sharing.bindings[1].delivered, sharing.bindings[1].queued),
+            (0, 1)
+        );
+        assert_eq!(sharing.unmatched, 1);
+        // A full queue drops, and counts.
+        wire.lock()
+            .incoming
+            .extend(core::iter::repeat_n(cache.clone(), BACKLOG + 10));
+        assert_eq!(poll(httpd.as_mut()).len(), 0);
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!(sharing.bindings[1].dropped, 10);
+        assert_eq!(poll(kv.as_mut()).len(), BACKLOG);
+    }
+
+    #[test]
+    fn the_kernel_answers_arp_and_ping_and_shares_arp_replies() {
+        let (registry, wire) = shared();
+        let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
+        let mut kv = bind(registry, 2, "kv", &["udp dport 11211"]).unwrap();
+        let request = arp(1, (PEER_MAC, PEER), ADDRESS);
+        let other = arp(1, (PEER_MAC, PEER), [10, 0, 2, 99]);
+        let reply = arp(2, (PEER_MAC, PEER), ADDRESS);
+        let mut ping = incoming(1, 0);
+        ping[34] = 8;
+        ping[38..42].copy_from_slice(b"ping");
+        ping[36..38].fill(0);
+        let sum = checksum(&ping[34..]);
+        ping[36..38].copy_from_slice(&sum.to_be_bytes());
+        let mut bad_ping = ping.clone();
+        bad_ping[40] ^= 1;
+        wire.lock()
+            .incoming
+            .extend([request, other, reply.clone(), ping.clone(), bad_ping]);
+        assert_eq!(poll(httpd.as_mut()), vec![reply.clone()]);
+        assert_eq!(poll(kv.as_mut()), [reply]);
+        let sent = core::mem::take(&mut wire.lock().sent);
+        assert_eq!(sent.len(), 2, "one ARP answer and one echo reply");
+        let answer = &sent[0];
+        assert_eq!(&answer[0..6], &PEER_MAC);
+        assert_eq!(&answer[6..12], &MAC);
+        assert_eq!(answer[21], 2);
+        assert_eq!(&answer[22..28], &MAC);
+        assert_eq!(&answer[28..32], &ADDRESS);
+        assert_eq!(&answer[32..42], &[PEER_MAC.as_slice(), &PEER].concat()[..]);
+        let echo = &sent[1];
+        assert_eq!(
+            (&echo[0..6], &echo[26..30], &echo[30..34]),
+            (&PEER_MAC[..], &ADDRESS[..], &PEER[..])
+        );
+        assert_eq!(echo[34], 0, "an echo reply");
+        assert_eq!(&echo[38..42], b"ping");
+        assert_eq!(checksum(&echo[14..34]), 0, "IP header checksum");
+        assert_eq!(checksum(&echo[34..]), 0, "ICMP checksum");
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!(
+            (
+                sharing.arp_answered,
+                sharing.arp_shared,
+                sharing.echo_answered,
+                sharing.unmatched
+            ),
+            (1, 1, 1, 2),
+            "the ARP request for another address and the bad ping are dropped"
+        );
+    }
+
+    #[test]
+    fn an_app_sends_only_from_its_own_ports_and_address() {
+        let (registry, wire) = shared();
+        let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
+        let _kv = bind(registry, 2, "kv", &["udp dport 11211"]).unwrap();
+        let send = |nic: &mut dyn NetDevice, frame: &[u8]| {
+            nic.transmit(0, frame.len(), &mut |b| b.copy_from_slice(frame))
+        };
+        assert_eq!(send(httpd.as_mut(), &outgoing(6, 80)), Ok(()));
+        let spoofed_port = outgoing(17, 11211);
+        let mut spoofed_address = outgoing(6, 80);
+        spoofed_address[26..30].copy_from_slice(&[10, 0, 2, 16]);
+        let mut spoofed_mac = outgoing(6, 80);
+        spoofed_mac[6..12].copy_from_slice(&PEER_MAC);
+        for frame in [&spoofed_port, &spoofed_address, &spoofed_mac] {
+            assert_eq!(send(httpd.as_mut(), frame), Err(DeviceError::Withdrawn));
+        }
+        assert_eq!(
+            send(httpd.as_mut(), &arp(1, (MAC, ADDRESS), PEER)),
+            Ok(()),
+            "asking for a neighbour"
+        );
+        assert_eq!(
+            send(httpd.as_mut(), &arp(2, (MAC, ADDRESS), PEER)),
+            Err(DeviceError::Withdrawn),
+            "answering ARP is the kernel's"
+        );
+        assert_eq!(
+            wire.lock().sent.len(),
+            2,
+            "nothing withdrawn reached the wire"
+        );
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!(
+            (sharing.bindings[0].sent, sharing.bindings[0].refused),
+            (2, 4)
+        );
+        assert_eq!(sharing.bindings[1].sent, 0);
+    }
+
+    #[test]
+    fn an_ended_app_loses_its_bindings_and_its_filters() {
+        let (registry, wire) = shared();
+        let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
+        let _kv = bind(registry, 2, "kv", &["udp dport 11211"]).unwrap();
+        assert_eq!(registry.revoke_all_of(1), 1);
+        wire.lock().incoming.push_back(incoming(6, 80));
+        assert_eq!(httpd.receive(0, 1, &mut |_| {}), Err(DeviceError::Revoked));
+        assert_eq!(
+            httpd.transmit(0, 60, &mut |_| {}),
+            Err(DeviceError::Revoked)
+        );
+        let _again = bind(registry, 3, "httpd2", &["tcp dport 80"]).unwrap();
+        drop(httpd);
+        let names: Vec<_> = registry
+            .net_sharing(0)
+            .unwrap()
+            .unwrap()
+            .bindings
+            .iter()
+            .map(|b| b.app)
+            .collect();
+        assert_eq!(names, ["kv", "httpd2"], "a dead binding frees nothing");
+    }
+}
