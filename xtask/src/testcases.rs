@@ -1089,6 +1089,22 @@ pub const CASES: &[Case] = &[
         ],
         ..HTTPD
     },
+    // Two apps asking for the same traffic: whichever binds second is refused with the
+    // first one named, and ends alone; the first serves every httpd check.
+    Case {
+        name: "badinput::filter-overlap",
+        append: "ip=10.0.2.15/24,10.0.2.2 apps=httpd-test:0:8M,httpd-test:1:8M",
+        checks: &[
+            Check::Has(
+                "httpd: FAILED: network interface: the filter overlaps one of the app httpd-test: some frame would match both",
+            ),
+            Check::Count("httpd: serving http://10.0.2.15:80/", 1),
+            Check::Has("httpd: done"),
+        ],
+        exit: None,
+        client: Some(crate::httpclient::HTTPD),
+        ..HTTPD
+    },
     Case {
         name: "kv::protocol",
         client: Some(crate::kvtests::PROTOCOL),
