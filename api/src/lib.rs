@@ -139,7 +139,7 @@ pub enum ApiError {
     /// A filter overlaps one installed by the app named: some frame would match both.
     FilterOverlap(&'static str),
     /// Sharing a network interface needs the address the kernel answers ARP and ping
-    /// for: the kernel word `ip=ADDRESS/PREFIX[,ROUTER]`.
+    /// for: the kernel word `ip=ADDRESS/PREFIX[,ROUTER[,DNS]]`.
     NoAddress,
 }
 
@@ -166,7 +166,7 @@ impl fmt::Display for ApiError {
                 "the filter overlaps one of the app {owner}: some frame would match both"
             ),
             ApiError::NoAddress => f.write_str(
-                "sharing a network interface needs the kernel word ip=ADDRESS/PREFIX[,ROUTER]",
+                "sharing a network interface needs the kernel word ip=ADDRESS/PREFIX[,ROUTER[,DNS]]",
             ),
         }
     }
@@ -253,7 +253,7 @@ pub trait Kernel: Sync {
     /// boot manifest entry gives it (`apps=NAME:CORES:MEMORY`).
     fn cores(&self) -> usize;
     /// The fixed IPv4 configuration the kernel command line gives the apps' TCP/IP
-    /// library OS (`ip=ADDRESS/PREFIX[,ROUTER]`); `None`: they configure by DHCP.
+    /// library OS (`ip=ADDRESS/PREFIX[,ROUTER[,DNS]]`); `None`: they configure by DHCP.
     fn ipv4_config(&self) -> Option<Ipv4Config>;
     /// The index of the core running the caller (0 is the boot core).
     fn core_index(&self) -> usize;

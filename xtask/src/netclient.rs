@@ -356,6 +356,64 @@ pub fn retry<T>(within: Duration, mut attempt: impl FnMut() -> Result<T>) -> Res
     }
 }
 
+/// The names the `monitor::dns` case's DNS server knows.
+const DNS_NAMES: &[(&str, &[std::net::Ipv4Addr])] = &[
+    ("rexo.test", &[std::net::Ipv4Addr::new(10, 0, 2, 2)]),
+    (
+        "two.rexo.test",
+        &[
+            std::net::Ipv4Addr::new(10, 0, 2, 7),
+            std::net::Ipv4Addr::new(10, 0, 2, 8),
+        ],
+    ),
+];
+
+/// Distinct queries the `monitor::dns` case's input makes.
+const DNS_QUERIES: usize = 4;
+
+/// The `monitor::dns` case's DNS server: QEMU user networking carries the guest's
+/// datagrams to 10.0.2.2 port 53 to 127.0.0.1 port 53 here, where
+/// [`rexo_net::dnsserver`] answers from [`DNS_NAMES`] until it has answered
+/// [`DNS_QUERIES`] distinct queries (retransmissions are answered too).
+pub const DNS_SERVER: Client = Client {
+    name: "DNS server on 127.0.0.1:53",
+    needs: &[],
+    after: "rexo: ready",
+    run: |_| {
+        let socket = UdpSocket::bind(("127.0.0.1", 53)).map_err(|e| {
+            format!("the case's DNS server needs UDP port 53 on 127.0.0.1 (root, and no local resolver on it): {e}")
+        })?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let mut answered: Vec<Vec<u8>> = Vec::new();
+        let mut buffer = [0u8; 1500];
+        while answered.len() < DNS_QUERIES {
+            if started.elapsed() > Duration::from_secs(60) {
+                return Err(format!(
+                    "{} of {DNS_QUERIES} queries came within 60 s",
+                    answered.len()
+                ));
+            }
+            let Ok((len, from)) = socket.recv_from(&mut buffer) else {
+                continue;
+            };
+            let query = &buffer[..len];
+            let Some(reply) = rexo_net::dnsserver::answer(query, DNS_NAMES) else {
+                return Err(format!("the guest sent a malformed query: {query:02x?}"));
+            };
+            socket
+                .send_to(&reply, from)
+                .map_err(|e| format!("answering: {e}"))?;
+            if !answered.iter().any(|q| q == query) {
+                answered.push(query.to_vec());
+            }
+        }
+        Ok(vec![format!("answered {DNS_QUERIES} distinct queries")])
+    },
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

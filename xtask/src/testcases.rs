@@ -477,6 +477,34 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // The DNS client: `ip=` names 10.0.2.2 (QEMU's host alias) as the DNS server, where
+    // the case's own server answers from a table; names with one and two addresses, a
+    // name it does not know, and a ping by name.
+    Case {
+        name: "monitor::dns",
+        machine: Machine::Q35,
+        append: "app=monitor ip=10.0.2.15/24,10.0.2.2,10.0.2.2",
+        qemu: &[Arg::UserNet {
+            model: "virtio-net-pci",
+            tcp: &[],
+            udp: &[],
+        }],
+        client: Some(crate::netclient::DNS_SERVER),
+        input: "resolve rexo.test\rresolve Two.Rexo.Test\rresolve missing.rexo.test\rping rexo.test 1\rresolve bad_name\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 90,
+        checks: &[
+            Check::Has("rexo.test: 10.0.2.2 ("),
+            Check::Has("Two.Rexo.Test: 10.0.2.7, 10.0.2.8 ("),
+            Check::Has(
+                "resolve: missing.rexo.test: the DNS server has no IPv4 address for it, or did not answer within 10 s",
+            ),
+            Check::Has("rexo.test is 10.0.2.2"),
+            Check::Has("10.0.2.2: 1 sent, 1 answered, 0% lost"),
+            Check::Has("resolve: 'bad_name' is not a name"),
+        ],
+        ..BASE
+    },
     // The monitor's `net` and `ping` on QEMU user networking: the interface configured by
     // DHCP, echo requests answered by the router, one to an address nobody has lost, and
     // a last `net` that finds the interface free again (each command gives it back).
@@ -489,7 +517,7 @@ pub const CASES: &[Case] = &[
             tcp: &[],
             udp: &[],
         }],
-        input: "net\rping 10.0.2.2 3\rping 10.0.2.99 1\rping example.org\rnet\rpoweroff\r",
+        input: "net\rping 10.0.2.2 3\rping 10.0.2.99 1\rping exa_mple.org\rnet\rpoweroff\r",
         exit: Some(0),
         timeout_s: 60,
         checks: &[
@@ -503,7 +531,7 @@ pub const CASES: &[Case] = &[
             Check::Has("10.0.2.2: 3 sent, 3 answered, 0% lost; round trip min/mean/max"),
             Check::Has("seq 0: no answer within 1 s"),
             Check::Has("10.0.2.99: 1 sent, 0 answered, 100% lost"),
-            Check::Has("ping: 'example.org' is not an IPv4 address"),
+            Check::Has("ping: 'exa_mple.org' is not an IPv4 address or a name"),
             Check::Lacks("held by"),
         ],
         ..BASE
@@ -521,7 +549,7 @@ pub const CASES: &[Case] = &[
         append: "app=hello ip=10.0.2.15/33",
         exit: Some(35),
         checks: &[Check::Has(
-            "bad value in `ip=10.0.2.15/33`; expected ADDRESS/PREFIX[,ROUTER]",
+            "bad value in `ip=10.0.2.15/33`; expected ADDRESS/PREFIX[,ROUTER[,DNS]]",
         )],
         ..BASE
     },
@@ -1100,8 +1128,10 @@ pub const CASES: &[Case] = &[
             ),
             Check::Count("httpd: serving http://10.0.2.15:80/", 1),
             Check::Has("httpd: done"),
+            Check::Has("manifest: 1 of 2 apps failed"),
         ],
-        exit: None,
+        // The refused app's failure is the run's.
+        exit: Some(35),
         client: Some(crate::httpclient::HTTPD),
         ..HTTPD
     },

@@ -44,6 +44,7 @@ impl World {
                 address,
                 prefix: 24,
                 gateway: None,
+                dns: None,
             };
             Stack::start(Box::new(end), 0, config, 0).unwrap()
         };

@@ -128,6 +128,7 @@ fn wire() -> (Wire, Stack, Stack) {
             address,
             prefix: 24,
             gateway: None,
+            dns: None,
         };
         Stack::start(alloc::boxed::Box::new(end), 0, config, 0).unwrap()
     };

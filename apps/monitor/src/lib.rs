@@ -70,8 +70,12 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "the network interfaces and holders; the first free one configured by DHCP",
     ),
     (
-        "ping ADDRESS [COUNT]",
-        "ICMP echo requests (4, at most 100) from the first free interface",
+        "ping HOST [COUNT]",
+        "ICMP echo requests (4, at most 100) to an address or a name, from the first free interface",
+    ),
+    (
+        "resolve NAME",
+        "the IPv4 addresses of NAME, from the DNS server of DHCP or ip=",
     ),
     ("time", "time since boot"),
     ("reboot", "reboot the machine"),
@@ -117,19 +121,43 @@ pub enum Command<'a> {
     Exec,
     /// `net`.
     Net,
-    /// `ping ADDRESS [COUNT]`.
+    /// `ping HOST [COUNT]`.
     Ping {
         /// Where to.
-        to: Ipv4Addr,
+        to: Host<'a>,
         /// How many requests.
         count: u16,
     },
+    /// `resolve NAME`.
+    Resolve(&'a str),
     /// `time`.
     Time,
     /// `reboot`.
     Reboot,
     /// `poweroff`.
     PowerOff,
+}
+
+/// Where a command sends to: an address, or a name to resolve first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host<'a> {
+    /// An IPv4 address.
+    Address(Ipv4Addr),
+    /// A DNS name.
+    Name(&'a str),
+}
+
+/// `text` as a host: an IPv4 address, else a name of letters, digits, `-` and `.`.
+fn parse_host(text: &str) -> Option<Host<'_>> {
+    if let Ok(address) = text.parse::<Ipv4Addr>() {
+        return Some(Host::Address(address));
+    }
+    let name_like = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    // Digits and dots alone are a mistyped address, not a name.
+    let has_letter = text.bytes().any(|b| b.is_ascii_alphabetic());
+    (name_like && has_letter).then_some(Host::Name(text))
 }
 
 /// Parses a command line; the error is the message to show.
@@ -161,6 +189,11 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
         ("devices", None) => Command::Devices,
         ("exec", None) => Command::Exec,
         ("net", None) => Command::Net,
+        ("resolve", Some(name)) => match parse_host(name) {
+            Some(Host::Name(name)) => Command::Resolve(name),
+            _ => return Err(format!("resolve: '{name}' is not a name")),
+        },
+        ("resolve", None) => return Err(String::from("resolve: which name?")),
         ("help", None) => Command::Help,
         ("cores", None) => Command::Cores,
         ("mem", None) => Command::Mem,
@@ -186,14 +219,13 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
 
 /// `ping ADDRESS [COUNT]`, from its words.
 fn parse_ping<'a>(
-    address: Option<&str>,
+    address: Option<&'a str>,
     count: Option<&str>,
     extra: Option<&str>,
 ) -> Result<Command<'a>, String> {
     let address = address.ok_or("ping: which address? (`ping 10.0.2.2`)")?;
-    let to = address.parse::<Ipv4Addr>().map_err(|_| {
-        format!("ping: '{address}' is not an IPv4 address (names need DNS, not there yet)")
-    })?;
+    let to = parse_host(address)
+        .ok_or_else(|| format!("ping: '{address}' is not an IPv4 address or a name"))?;
     let count = match count {
         None => 4,
         Some(text) => match text.parse::<u16>() {
@@ -363,6 +395,10 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
                 say(&format!("ping: {why}\r\n"));
             }
         }
+        Command::Resolve(name) => match net::resolve(kernel, name) {
+            Ok(line) => say(&format!("{line}\r\n")),
+            Err(why) => say(&format!("resolve: {why}\r\n")),
+        },
         Command::Reboot => kernel.reboot(),
         Command::PowerOff => {
             let error = kernel.power_off();
@@ -445,16 +481,27 @@ mod tests {
         assert_eq!(
             parse("ping 10.0.2.2"),
             Ok(Command::Ping {
-                to: Ipv4Addr::new(10, 0, 2, 2),
+                to: Host::Address(Ipv4Addr::new(10, 0, 2, 2)),
                 count: 4
             })
         );
         assert_eq!(
             parse(" ping 10.0.2.2 100 "),
             Ok(Command::Ping {
-                to: Ipv4Addr::new(10, 0, 2, 2),
+                to: Host::Address(Ipv4Addr::new(10, 0, 2, 2)),
                 count: 100
             })
+        );
+        assert_eq!(
+            parse("ping rexo.test 1"),
+            Ok(Command::Ping {
+                to: Host::Name("rexo.test"),
+                count: 1
+            })
+        );
+        assert_eq!(
+            parse("resolve a-b.rexo.test"),
+            Ok(Command::Resolve("a-b.rexo.test"))
         );
         assert_eq!(parse("time"), Ok(Command::Time));
         assert_eq!(parse("reboot"), Ok(Command::Reboot));
@@ -477,10 +524,17 @@ mod tests {
         assert!(parse("net eth0").unwrap_err().contains("takes no argument"));
         assert!(parse("ping").unwrap_err().contains("which address"));
         assert!(
-            parse("ping example.org")
+            parse("ping exa_mple.org")
                 .unwrap_err()
-                .contains("not an IPv4")
+                .contains("not an IPv4 address or a name")
         );
+        assert!(parse("resolve").unwrap_err().contains("which name"));
+        assert!(
+            parse("resolve 10.0.2.2")
+                .unwrap_err()
+                .contains("not a name")
+        );
+        assert!(parse("resolve a b").unwrap_err().contains("unexpected 'b'"));
         assert!(
             parse("ping 10.0.2.256")
                 .unwrap_err()

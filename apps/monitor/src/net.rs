@@ -10,8 +10,12 @@ use alloc::vec::Vec;
 use rexo_api::{DeviceInfo, DeviceKind, Kernel, NetSharing};
 use rexo_net::{Config, Ipv4Addr, Stack};
 
+use crate::Host;
+
 /// How long DHCP may take before the command gives up.
 const DHCP_TIMEOUT_NS: u64 = 5_000_000_000;
+/// How long a name may take to resolve: smoltcp's resolver gives up after 10 s.
+const RESOLVE_TIMEOUT_NS: u64 = 11_000_000_000;
 /// How long `ping` waits for each answer.
 const PING_TIMEOUT_NS: u64 = 1_000_000_000;
 /// How long `ping` waits between two requests (as the classic `ping`).
@@ -123,12 +127,20 @@ pub fn show(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
 /// not start (no interface, no lease).
 pub fn ping(
     kernel: &dyn Kernel,
-    to: Ipv4Addr,
+    to: Host<'_>,
     count: u16,
     say: &dyn Fn(&str),
 ) -> Result<(), String> {
     let (device, mut stack, _) = bring_up(kernel)?;
     let (address, _) = stack.address().ok_or("the interface has no address")?;
+    let to = match to {
+        Host::Address(to) => to,
+        Host::Name(name) => {
+            let addresses = lookup(kernel, &mut stack, name)?;
+            say(&format!("{name} is {}\r\n", listed(&addresses)));
+            addresses[0]
+        }
+    };
     say(&format!(
         "PING {to} from {address} (nic {}), {} data bytes\r\n",
         device.index,
@@ -193,4 +205,49 @@ pub fn ping(
     }
     say("\r\n");
     Ok(())
+}
+
+/// The addresses of `name`, asked of the stack's DNS server.
+fn lookup(kernel: &dyn Kernel, stack: &mut Stack, name: &str) -> Result<Vec<Ipv4Addr>, String> {
+    let mut query = stack
+        .resolve_start(name)
+        .map_err(|e| format!("{name}: {e}"))?;
+    let started = kernel.now_ns();
+    loop {
+        stack.poll(kernel.now_ns()).map_err(|e| format!("{e}"))?;
+        match stack.resolve_poll(&mut query) {
+            Some(Ok(addresses)) if !addresses.is_empty() => return Ok(addresses),
+            Some(Ok(_)) => return Err(format!("{name}: the DNS server gave no IPv4 address")),
+            Some(Err(e)) => return Err(format!("{name}: {e}")),
+            None if kernel.now_ns() - started > RESOLVE_TIMEOUT_NS => {
+                stack.resolve_cancel(query);
+                return Err(format!("{name}: no answer"));
+            }
+            None => {}
+        }
+    }
+}
+
+/// `A, B, C`.
+fn listed(addresses: &[Ipv4Addr]) -> String {
+    addresses
+        .iter()
+        .map(|a| format!("{a}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `resolve NAME`: its IPv4 addresses through the first free interface, with the time
+/// the answer took.
+pub fn resolve(kernel: &dyn Kernel, name: &str) -> Result<String, String> {
+    let (_, mut stack, _) = bring_up(kernel)?;
+    let started = kernel.now_ns();
+    let addresses = lookup(kernel, &mut stack, name)?;
+    let us = (kernel.now_ns() - started) / 1000;
+    Ok(format!(
+        "{name}: {} ({}.{:03} ms)",
+        listed(&addresses),
+        us / 1000,
+        us % 1000
+    ))
 }

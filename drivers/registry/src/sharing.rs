@@ -582,6 +582,7 @@ mod tests {
             address: ADDRESS.into(),
             prefix: 24,
             router: Some(PEER.into()),
+            dns: None,
         })
     }
 

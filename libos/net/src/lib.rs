@@ -34,6 +34,9 @@
 extern crate alloc;
 
 mod device;
+/// A DNS responder for tests (host only).
+#[cfg(not(target_os = "none"))]
+pub mod dnsserver;
 mod stack;
 /// A simulated wire between two NICs, for host tests (host only).
 #[cfg(not(target_os = "none"))]
@@ -42,8 +45,8 @@ pub mod wire;
 pub use core::net::Ipv4Addr;
 pub use device::Counters;
 pub use stack::{
-    Config, Connection, EchoReply, Endpoint, Listener, NetError, PING_MAX_DATA, PingSocket, Stack,
-    TcpOptions, UdpOptions, UdpSocket, attach,
+    Config, Connection, DnsQuery, EchoReply, Endpoint, Listener, NetError, PING_MAX_DATA,
+    PingSocket, Stack, TcpOptions, UdpOptions, UdpSocket, attach,
 };
 
 #[cfg(test)]

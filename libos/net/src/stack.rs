@@ -12,11 +12,11 @@ use rexo_api::{ApiError, DeviceError, Filter, Kernel, NetDevice};
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::phy::{DeviceCapabilities, Medium};
-use smoltcp::socket::{dhcpv4, icmp, tcp, udp};
+use smoltcp::socket::{dhcpv4, dns, icmp, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpEndpoint,
-    Ipv4Cidr,
+    DnsQueryType, EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr,
+    IpEndpoint, Ipv4Cidr,
 };
 
 use crate::device::{Counters, LentFrame, NicTx, Staging};
@@ -51,8 +51,10 @@ pub enum Config {
         prefix: u8,
         /// The default router, if there is one.
         gateway: Option<Ipv4Addr>,
+        /// The DNS server [`Stack::resolve_start`] asks, if there is one.
+        dns: Option<Ipv4Addr>,
     },
-    /// An address leased by a DHCP server; [`Stack::new`] waits up to `timeout_ns` for
+    /// An address leased by a DHCP server (and the DNS servers it names); [`Stack::new`] waits up to `timeout_ns` for
     /// the first lease and keeps renewing it in [`Stack::poll`].
     Dhcp {
         /// How long to wait for the first lease.
@@ -61,7 +63,7 @@ pub enum Config {
 }
 
 impl Config {
-    /// What the kernel command line gives the apps (`ip=ADDRESS/PREFIX[,ROUTER]`), else
+    /// What the kernel command line gives the apps (`ip=ADDRESS/PREFIX[,ROUTER[,DNS]]`), else
     /// DHCP waiting up to `dhcp_timeout_ns` for the first lease.
     pub fn from_kernel(kernel: &dyn Kernel, dhcp_timeout_ns: u64) -> Self {
         match kernel.ipv4_config() {
@@ -69,6 +71,7 @@ impl Config {
                 address: ip.address,
                 prefix: ip.prefix,
                 gateway: ip.router,
+                dns: ip.dns,
             },
             None => Self::Dhcp {
                 timeout_ns: dhcp_timeout_ns,
@@ -141,6 +144,15 @@ pub enum NetError {
     TooLarge,
     /// The destination cannot be reached (no route, or an unusable address).
     Unreachable,
+    /// No DNS server is configured (`ip=` names none, or DHCP gave none).
+    NoDnsServer,
+    /// The name cannot be asked for: empty, an empty or 64-byte label, over 255 bytes.
+    BadName,
+    /// The DNS server said the name does not exist or has no IPv4 address, or did not
+    /// answer within 10 s (smoltcp's resolver does not tell the two apart).
+    NotResolved,
+    /// Every resolver slot is busy with a query; finish one first.
+    TooManyQueries,
     /// The socket's send buffer is full; poll and try again.
     WouldBlock,
 }
@@ -163,6 +175,12 @@ impl fmt::Display for NetError {
             Self::Closed => f.write_str("the connection is closed"),
             Self::TooLarge => f.write_str("the datagram is larger than the send buffer"),
             Self::Unreachable => f.write_str("the destination cannot be reached"),
+            Self::NoDnsServer => f.write_str("no DNS server is configured"),
+            Self::BadName => f.write_str("not a name DNS can ask for"),
+            Self::NotResolved => f.write_str(
+                "the DNS server has no IPv4 address for it, or did not answer within 10 s",
+            ),
+            Self::TooManyQueries => f.write_str("every resolver slot is busy"),
             Self::WouldBlock => f.write_str("the send buffer is full"),
         }
     }
@@ -199,6 +217,16 @@ impl Endpoint {
         }
     }
 }
+
+/// A name being resolved ([`Stack::resolve_start`]); ask [`Stack::resolve_poll`] until
+/// it answers.
+pub struct DnsQuery {
+    /// smoltcp's query; `None` once answered (its slot is then reused).
+    handle: Option<dns::QueryHandle>,
+}
+
+/// Queries the resolver keeps at once (slots made at the stack's start).
+const DNS_QUERIES: usize = 4;
 
 /// Buffers and behaviour of each connection of a listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -328,6 +356,13 @@ pub struct Stack {
     counters: Counters,
     /// The DHCP client, with [`Config::Dhcp`].
     dhcp: Option<SocketHandle>,
+    /// The resolver: its servers from [`Config::Static`] or the DHCP lease.
+    dns: SocketHandle,
+    /// Whether the resolver has a server.
+    dns_configured: bool,
+    /// Queries started and not yet answered or cancelled (smoltcp's resolver would grow
+    /// without bound; the stack keeps it to [`DNS_QUERIES`]).
+    dns_pending: usize,
     /// Every listener made; an unlistened one stays, empty, so that handles stay valid.
     listeners: Vec<ListenerState>,
     /// Ports bound by UDP sockets.
@@ -379,7 +414,11 @@ impl Stack {
                 address,
                 prefix,
                 gateway,
-            } => stack.set_static(address, prefix, gateway)?,
+                dns,
+            } => {
+                stack.set_static(address, prefix, gateway)?;
+                stack.set_dns_servers(dns.as_slice());
+            }
             Config::Dhcp { .. } => stack.dhcp = Some(stack.sockets.add(dhcpv4::Socket::new())),
         }
         Ok(stack)
@@ -419,11 +458,16 @@ impl Stack {
             capabilities: capabilities.clone(),
         };
         let iface = Interface::new(config, &mut tx, instant(now_ns));
+        let mut sockets = SocketSet::new(Vec::new());
+        let dns = sockets.add(dns::Socket::new(
+            &[],
+            (0..DNS_QUERIES).map(|_| None).collect::<Vec<_>>(),
+        ));
         Self {
             nic,
             queue,
             iface,
-            sockets: SocketSet::new(Vec::new()),
+            sockets,
             staging: Staging::new(RECEIVE_BATCH, info.max_frame),
             capabilities,
             ring_capacity,
@@ -431,6 +475,9 @@ impl Stack {
             discard,
             counters,
             dhcp: None,
+            dns,
+            dns_configured: false,
+            dns_pending: 0,
             listeners: Vec::new(),
             udp_ports: Vec::new(),
             closing: Vec::new(),
@@ -477,6 +524,75 @@ impl Stack {
         self.iface.update_ip_addrs(|addresses| addresses.clear());
         self.iface.routes_mut().remove_default_ipv4_route();
         self.gateway = None;
+    }
+
+    /// Points the resolver at `servers` (none: resolving says [`NetError::NoDnsServer`]).
+    fn set_dns_servers(&mut self, servers: &[Ipv4Addr]) {
+        let servers: Vec<IpAddress> = servers.iter().map(|&s| IpAddress::Ipv4(s)).collect();
+        self.sockets
+            .get_mut::<dns::Socket>(self.dns)
+            .update_servers(&servers);
+        self.dns_configured = !servers.is_empty();
+    }
+
+    /// Starts resolving `name` to IPv4 addresses (an A query, retried and given up after
+    /// 10 s by smoltcp's resolver); [`resolve_poll`](Self::resolve_poll) gives the answer.
+    pub fn resolve_start(&mut self, name: &str) -> Result<DnsQuery, NetError> {
+        if !self.dns_configured {
+            return Err(NetError::NoDnsServer);
+        }
+        if self.dns_pending >= DNS_QUERIES {
+            return Err(NetError::TooManyQueries);
+        }
+        let socket = self.sockets.get_mut::<dns::Socket>(self.dns);
+        let handle = socket
+            .start_query(self.iface.context(), name, DnsQueryType::A)
+            .map_err(|error| match error {
+                dns::StartQueryError::NoFreeSlot => NetError::TooManyQueries,
+                dns::StartQueryError::InvalidName | dns::StartQueryError::NameTooLong => {
+                    NetError::BadName
+                }
+            })?;
+        self.dns_pending += 1;
+        Ok(DnsQuery {
+            handle: Some(handle),
+        })
+    }
+
+    /// The answer to `query` once it came (polled by [`poll`](Self::poll)): the name's
+    /// IPv4 addresses, at most 4, or why there are none. `None` while it is pending; asked
+    /// again after its answer, it says [`NetError::Closed`].
+    pub fn resolve_poll(
+        &mut self,
+        query: &mut DnsQuery,
+    ) -> Option<Result<Vec<Ipv4Addr>, NetError>> {
+        let Some(handle) = query.handle else {
+            return Some(Err(NetError::Closed));
+        };
+        let socket = self.sockets.get_mut::<dns::Socket>(self.dns);
+        let answer = match socket.get_query_result(handle) {
+            Err(dns::GetQueryResultError::Pending) => return None,
+            Err(dns::GetQueryResultError::Failed) => Err(NetError::NotResolved),
+            Ok(addresses) => Ok(addresses
+                .iter()
+                .map(|&address| match address {
+                    IpAddress::Ipv4(v4) => v4,
+                })
+                .collect()),
+        };
+        query.handle = None;
+        self.dns_pending -= 1;
+        Some(answer)
+    }
+
+    /// Gives up on `query` (its slot is free again).
+    pub fn resolve_cancel(&mut self, query: DnsQuery) {
+        if let Some(handle) = query.handle {
+            self.sockets
+                .get_mut::<dns::Socket>(self.dns)
+                .cancel_query(handle);
+            self.dns_pending -= 1;
+        }
     }
 
     /// The default router, once the interface has one.
@@ -572,12 +688,22 @@ impl Stack {
         };
         let lease = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
             None => return,
-            Some(dhcpv4::Event::Configured(config)) => Some((config.address, config.router)),
+            Some(dhcpv4::Event::Configured(config)) => Some((
+                config.address,
+                config.router,
+                config.dns_servers.iter().copied().collect::<Vec<_>>(),
+            )),
             Some(dhcpv4::Event::Deconfigured) => None,
         };
         match lease {
-            Some((cidr, router)) => self.configure(cidr, router),
-            None => self.deconfigure(),
+            Some((cidr, router, dns)) => {
+                self.configure(cidr, router);
+                self.set_dns_servers(&dns);
+            }
+            None => {
+                self.deconfigure();
+                self.set_dns_servers(&[]);
+            }
         }
     }
 
@@ -827,9 +953,11 @@ impl Stack {
         self.sockets.get::<tcp::Socket>(connection.0).state() == tcp::State::Established
     }
 
-    /// Sockets the stack holds: listening, connecting, connected, closing, UDP and DHCP.
+    /// Sockets the stack holds: listening, connecting, connected, closing, UDP and DHCP
+    /// (the resolver's is not counted).
     pub fn sockets_in_use(&self) -> usize {
-        self.sockets.iter().count()
+        // The resolver's socket is always there.
+        self.sockets.iter().count() - 1
     }
 
     /// Opens a ping socket whose requests carry the echo identifier `ident`.

@@ -49,10 +49,12 @@ const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 impl Net {
     fn new(ring: usize, loss: usize) -> Self {
         let (wire, end_a, end_b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], ring);
+        // A asks B for names (`resolve_start`); B has no DNS server.
         let config = |address| Config::Static {
             address,
             prefix: 24,
             gateway: None,
+            dns: (address == A).then_some(B),
         };
         let a = Stack::start(Box::new(end_a), 0, config(A), 0).unwrap();
         let b = Stack::start(Box::new(end_b), 0, config(B), 0).unwrap();
@@ -342,6 +344,7 @@ fn bad_configurations_are_refused() {
             address,
             prefix,
             gateway: None,
+            dns: None,
         };
         assert!(matches!(
             Stack::start(end(), 0, config, 0),
@@ -526,6 +529,7 @@ fn a_static_configuration_gives_its_address_and_router() {
         address: A,
         prefix: 24,
         gateway: Some(router),
+        dns: None,
     };
     let stack = Stack::start(end, 0, config, 0).unwrap();
     assert_eq!(stack.address(), Some((A, 24)));
@@ -533,4 +537,112 @@ fn a_static_configuration_gives_its_address_and_router() {
     let end = Box::new(Wire::new([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8], 8).1);
     let dhcp = Stack::start(end, 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
     assert_eq!(dhcp.gateway(), None);
+}
+
+/// Polls `net` until A's resolver answers `query`, B answering with `table`.
+fn resolved(
+    net: &mut Net,
+    server: &crate::UdpSocket,
+    query: &mut crate::DnsQuery,
+    table: &[(&str, &[Ipv4Addr])],
+) -> Result<Vec<Ipv4Addr>, NetError> {
+    for _ in 0..200 {
+        net.step();
+        let mut buffer = [0u8; 1500];
+        while let Some((n, from)) = net.b.recv_from(server, &mut buffer) {
+            if let Some(reply) = crate::dnsserver::answer(&buffer[..n], table) {
+                net.b.send_to(server, &reply, from).unwrap();
+            }
+        }
+        if let Some(answer) = net.a.resolve_poll(query) {
+            return answer;
+        }
+    }
+    panic!("no answer within 20 ms of simulated time");
+}
+
+#[test]
+fn names_resolve_through_the_configured_dns_server() {
+    let mut net = Net::new(256, 0);
+    let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
+    let one = [Ipv4Addr::new(10, 0, 0, 7)];
+    let two = [Ipv4Addr::new(10, 0, 0, 8), Ipv4Addr::new(10, 0, 0, 9)];
+    let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &one), ("two.rexo.test", &two)];
+    let mut query = net.a.resolve_start("Rexo.Test.").unwrap();
+    assert_eq!(
+        resolved(&mut net, &server, &mut query, table),
+        Ok(one.to_vec())
+    );
+    assert_eq!(
+        net.a.resolve_poll(&mut query),
+        Some(Err(NetError::Closed)),
+        "an answered query is spent"
+    );
+    let mut query = net.a.resolve_start("two.rexo.test").unwrap();
+    assert_eq!(
+        resolved(&mut net, &server, &mut query, table),
+        Ok(two.to_vec())
+    );
+    let mut query = net.a.resolve_start("missing.rexo.test").unwrap();
+    assert_eq!(
+        resolved(&mut net, &server, &mut query, table),
+        Err(NetError::NotResolved)
+    );
+    for bad in ["", "a..b", &"x".repeat(64), &["abc"; 70].join(".")] {
+        assert_eq!(
+            net.a.resolve_start(bad).err(),
+            Some(NetError::BadName),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        net.b.resolve_start("rexo.test").err(),
+        Some(NetError::NoDnsServer)
+    );
+    let queries: Vec<_> = (0..4)
+        .map(|i| {
+            net.a
+                .resolve_start(&alloc::format!("q{i}.rexo.test"))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        net.a.resolve_start("one.more").err(),
+        Some(NetError::TooManyQueries)
+    );
+    for query in queries {
+        net.a.resolve_cancel(query);
+    }
+    assert!(
+        net.a.resolve_start("one.more").is_ok(),
+        "cancelled slots are free"
+    );
+}
+
+#[test]
+fn the_test_dns_server_drops_what_is_not_a_query() {
+    let table: &[(&str, &[Ipv4Addr])] = &[("a.test", &[Ipv4Addr::new(1, 2, 3, 4)])];
+    assert_eq!(crate::dnsserver::answer(&[], table), None);
+    assert_eq!(
+        crate::dnsserver::answer(&[0; 12], table),
+        None,
+        "no question"
+    );
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    query.extend_from_slice(b"\x01a\x04test\x00\x00\x01\x00\x01");
+    let reply = crate::dnsserver::answer(&query, table).unwrap();
+    assert_eq!(&reply[..4], &[0x12, 0x34, 0x85, 0x80]);
+    assert_eq!(&reply[reply.len() - 4..], &[1, 2, 3, 4]);
+    let mut response = query.clone();
+    response[2] |= 0x80;
+    assert_eq!(
+        crate::dnsserver::answer(&response, table),
+        None,
+        "a response"
+    );
+    assert_eq!(
+        crate::dnsserver::answer(&query[..query.len() - 1], table),
+        None,
+        "cut"
+    );
 }

@@ -157,14 +157,20 @@ pub struct Ipv4Config {
     pub prefix: u8,
     /// The default router, if there is one.
     pub router: Option<Ipv4Addr>,
+    /// The DNS server the apps ask, if there is one.
+    pub dns: Option<Ipv4Addr>,
 }
 
-/// Parses `ADDRESS/PREFIX[,ROUTER]` (`10.0.2.15/24,10.0.2.2`).
+/// Parses `ADDRESS/PREFIX[,ROUTER[,DNS]]` (`10.0.2.15/24,10.0.2.2`).
 fn parse_ipv4_config(value: &str) -> Option<Ipv4Config> {
-    let (network, router) = match value.split_once(',') {
-        Some((network, router)) => (network, Some(router.parse::<Ipv4Addr>().ok()?)),
-        None => (value, None),
-    };
+    let mut parts = value.split(',');
+    let network = parts.next()?;
+    let mut next_address = || parts.next().map(|a| a.parse::<Ipv4Addr>().ok());
+    let router = next_address().map_or(Some(None), |a| a.map(Some))?;
+    let dns = next_address().map_or(Some(None), |a| a.map(Some))?;
+    if next_address().is_some() {
+        return None;
+    }
     let (address, prefix) = network.split_once('/')?;
     let address: Ipv4Addr = address.parse().ok()?;
     if !prefix.bytes().all(|b| b.is_ascii_digit()) {
@@ -172,11 +178,15 @@ fn parse_ipv4_config(value: &str) -> Option<Ipv4Config> {
     }
     let prefix: u8 = prefix.parse().ok()?;
     let host = |a: Ipv4Addr| !(a.is_unspecified() || a.is_broadcast() || a.is_multicast());
-    let usable = (1..=32).contains(&prefix) && host(address) && router.is_none_or(host);
+    let usable = (1..=32).contains(&prefix)
+        && host(address)
+        && router.is_none_or(host)
+        && dns.is_none_or(host);
     usable.then_some(Ipv4Config {
         address,
         prefix,
         router,
+        dns,
     })
 }
 
@@ -192,7 +202,7 @@ pub struct Options<'a> {
     pub apps: Option<Manifest<'a>>,
     /// Use at most this many cores (`cores=`, 1..=[`MAX_CORES`]); `None`: all of them.
     pub cores: Option<usize>,
-    /// The apps' fixed IPv4 configuration (`ip=ADDRESS/PREFIX[,ROUTER]`); `None`: DHCP.
+    /// The apps' fixed IPv4 configuration (`ip=ADDRESS/PREFIX[,ROUTER[,DNS]]`); `None`: DHCP.
     pub ip: Option<Ipv4Config>,
     /// Run the kernel tests whose names contain this filter instead of the app (`test` or
     /// `test=FILTER`); `Some("")` runs every test, `None` runs the app.
@@ -520,7 +530,7 @@ const CORES_VALUES: &str = "a decimal number from 1 to 64";
 const TEST_AFTER_VALUES: &str = "a test name";
 const CRASH_VALUES: &str = "one of pagefault, divide, panic, stackoverflow, panic-other-core";
 const BENCH_VALUES: &str = "api";
-const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER]: a host address, a prefix of 1 to 32 bits, a router (10.0.2.15/24,10.0.2.2)";
+const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER[,DNS]]: a host address, a prefix of 1 to 32 bits, a router, a DNS server (10.0.2.15/24,10.0.2.2,10.0.2.3)";
 
 /// Parses a kernel command line. An empty (or all-whitespace) line gives the defaults.
 ///
@@ -657,7 +667,8 @@ mod tests {
                 ip: Some(Ipv4Config {
                     address: Ipv4Addr::new(10, 1, 2, 3),
                     prefix: 16,
-                    router: None
+                    router: None,
+                    dns: None,
                 }),
                 test: Some("net"),
                 test_after: Some("net::arp"),
@@ -675,9 +686,18 @@ mod tests {
                 address: Ipv4Addr::new(10, 0, 2, 15),
                 prefix: 24,
                 router: Some(Ipv4Addr::new(10, 0, 2, 2)),
+                dns: None,
             })
         );
         assert_eq!(parse("ip=192.168.1.9/32").unwrap().ip.unwrap().prefix, 32);
+        assert_eq!(
+            parse("ip=10.0.2.15/24,10.0.2.2,10.0.2.3")
+                .unwrap()
+                .ip
+                .unwrap()
+                .dns,
+            Some(Ipv4Addr::new(10, 0, 2, 3))
+        );
         for word in [
             "ip=10.0.2.15",
             "ip=10.0.2.15/",
@@ -690,7 +710,9 @@ mod tests {
             "ip=224.0.0.1/4",
             "ip=10.0.2.15/24,",
             "ip=10.0.2.15/24,router",
-            "ip=10.0.2.15/24,10.0.2.2,10.0.2.3",
+            "ip=10.0.2.15/24,10.0.2.2,10.0.2.3,10.0.2.4",
+            "ip=10.0.2.15/24,10.0.2.2,dns",
+            "ip=10.0.2.15/24,10.0.2.2,0.0.0.0",
             "ip=dhcp",
         ] {
             assert_eq!(
