@@ -700,6 +700,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let mut keyboard = None;
     let mut bmfs_image = None;
     let mut forwards = Vec::new();
+    let mut flood = None;
     for arg in case.qemu {
         match arg {
             Arg::Nic(model) => {
@@ -734,6 +735,13 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 keyboard = Some((socket, *keys));
             }
             Arg::KillAfterFlush => kill_after_flush = true,
+            Arg::SynFlood(model) => {
+                let index = peers.len();
+                let (peer, args) =
+                    crate::netpeer::Peer::start_with(index, model, crate::synflood::run)?;
+                extra.extend(args);
+                flood = Some(peer);
+            }
             Arg::UserNet { model, tcp, udp } => {
                 let ports = crate::netclient::Forwards::free(tcp, udp)?;
                 extra.extend(ports.qemu_args(forwards.len(), model));
@@ -882,6 +890,13 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 }
             }
             Err(e) => reasons.push(format!("nic {index}'s peer: {e}")),
+        }
+    }
+    if let Some(peer) = flood {
+        match peer.finish() {
+            Ok(Ok(notes)) => append_notes(&log, "SYN flood peer", &notes),
+            Ok(Err(e)) => reasons.push(format!("SYN flood peer: {e}")),
+            Err(e) => reasons.push(format!("SYN flood peer: {e}")),
         }
     }
     for (index, path) in images.iter().enumerate() {

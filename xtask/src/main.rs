@@ -30,6 +30,7 @@ mod netpeer;
 mod pvh;
 mod qemu;
 mod run;
+mod synflood;
 mod tapnet;
 mod testcases;
 mod usbkeys;

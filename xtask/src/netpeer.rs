@@ -154,15 +154,25 @@ impl Peer {
 impl Peer<BenchReport> {
     /// Like [`Peer::start`], for `netbench`'s peer ([`run_bench`]).
     pub fn start_bench(index: usize, model: &str) -> Result<(Self, Vec<String>)> {
-        let (socket, host_port, qemu_port) = sockets()?;
-        let qemu: SocketAddr = ([127, 0, 0, 1], qemu_port).into();
-        let mac = peer_mac(index);
-        let peer = Self::spawn(move |stop| run_bench(&socket, qemu, mac, stop));
-        Ok((peer, nic_args(index, model, host_port, qemu_port)))
+        Self::start_with(index, model, run_bench)
     }
 }
 
 impl<R: Send + 'static> Peer<R> {
+    /// Like [`Peer::start`], with `body` as the peer: it gets the socket, QEMU's end of
+    /// it, the peer's MAC address and the stop flag, and returns the report.
+    pub fn start_with(
+        index: usize,
+        model: &str,
+        body: impl FnOnce(&UdpSocket, SocketAddr, [u8; 6], &AtomicBool) -> R + Send + 'static,
+    ) -> Result<(Self, Vec<String>)> {
+        let (socket, host_port, qemu_port) = sockets()?;
+        let qemu: SocketAddr = ([127, 0, 0, 1], qemu_port).into();
+        let mac = peer_mac(index);
+        let peer = Self::spawn(move |stop| body(&socket, qemu, mac, stop));
+        Ok((peer, nic_args(index, model, host_port, qemu_port)))
+    }
+
     fn spawn(body: impl FnOnce(&AtomicBool) -> R + Send + 'static) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);

@@ -59,6 +59,10 @@ pub enum Arg {
     /// 10.0.2.15 for the guest), with free host ports on 127.0.0.1 forwarded to the
     /// guest's `tcp` and `udp` ports; the case's [`Case::client`] gets them
     /// (`xtask/src/netclient.rs`). Interfaces are numbered in their order here.
+    /// A network interface of this model on QEMU's UDP `socket` backend with the SYN
+    /// flood peer on the host end (`xtask/src/synflood.rs`): the guest must be
+    /// `httpd-test` at `ip=10.0.2.15/24`; the case fails when the peer's check fails.
+    SynFlood(&'static str),
     UserNet {
         /// The device, e.g. `virtio-net-pci`.
         model: &'static str,
@@ -1134,6 +1138,26 @@ pub const CASES: &[Case] = &[
         exit: Some(35),
         client: Some(crate::httpclient::HTTPD),
         ..HTTPD
+    },
+    // A SYN flood: 100,000 SYNs from spoofed addresses while an established connection
+    // keeps asking; every SYN is answered (a reset past the backlog), the connection is
+    // served throughout, stale handshakes give their slots back, and a new connection
+    // is served after the flood.
+    Case {
+        name: "badinput::syn-flood",
+        machine: Machine::Q35,
+        append: "app=httpd-test ip=10.0.2.15/24,10.0.2.2",
+        qemu: &[Arg::SynFlood("virtio-net-pci")],
+        timeout_s: 240,
+        exit: Some(0),
+        checks: &[
+            Check::Has("httpd: serving http://10.0.2.15:80/"),
+            Check::Has("stale handshakes dropped"),
+            Check::Has("httpd: done"),
+            Check::Lacks("FAILED"),
+            Check::Lacks("panicked"),
+        ],
+        ..BASE
     },
     Case {
         name: "kv::protocol",

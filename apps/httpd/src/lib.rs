@@ -275,14 +275,15 @@ impl Server<'_> {
         ));
         let n = stack.counters();
         kernel.log(format_args!(
-            "httpd: NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped",
+            "httpd: NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped; {} stale handshakes dropped",
             n.rx_frames,
             n.rx_bytes,
             n.tx_frames,
             n.tx_bytes,
             n.replies_copied,
             n.reply_bytes_copied,
-            n.tx_dropped
+            n.tx_dropped,
+            n.half_open_recycled
         ));
         kernel.log(format_args!("httpd: done"));
         Ok(())

@@ -26,7 +26,7 @@ use rexo_api::{
     ApiError, DeviceError, Filter, Ipv4Config, NetBinding, NetDevice, NetInfo, NetSharing,
 };
 use rexo_devio::Found;
-use rexo_pktfilter::{Filters, InsertError};
+use rexo_pktfilter::{Filters, InsertError, checksum};
 
 use crate::{Holder, Slot, SlotState};
 
@@ -184,18 +184,6 @@ fn arp_reply(request: &[u8], mac: [u8; 6]) -> Vec<u8> {
     reply[28..32].copy_from_slice(&request[38..42]);
     reply[32..42].copy_from_slice(&request[22..32]);
     reply
-}
-
-/// The internet checksum (RFC 1071) of `bytes`.
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// The echo reply to `frame` if it is a sound ICMP echo request for `address` (both

@@ -48,6 +48,9 @@ pub struct Counters {
     /// Frames lost because the transmit ring was full or the NIC refused them (the
     /// protocols recover: TCP retransmits, ARP and DHCP ask again).
     pub tx_dropped: u64,
+    /// Handshakes left unfinished past the grace time, their sockets given back to
+    /// listening for new SYNs (a SYN flood's spoofed connections).
+    pub half_open_recycled: u64,
 }
 
 /// Replies smoltcp wrote while frames were lent by the driver, waiting for the NIC to be

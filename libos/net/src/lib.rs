@@ -45,8 +45,8 @@ pub mod wire;
 pub use core::net::Ipv4Addr;
 pub use device::Counters;
 pub use stack::{
-    Config, Connection, DnsQuery, EchoReply, Endpoint, Listener, NetError, PING_MAX_DATA,
-    PingSocket, Stack, TcpOptions, UdpOptions, UdpSocket, attach,
+    Config, Connection, DnsQuery, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Listener, NetError,
+    PING_MAX_DATA, PingSocket, Stack, TcpOptions, UdpOptions, UdpSocket, attach,
 };
 
 #[cfg(test)]

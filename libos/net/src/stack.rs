@@ -312,13 +312,19 @@ pub struct EchoReply {
 
 /// Echo requests and replies a ping socket buffers each way.
 const PING_PACKETS: usize = 8;
+/// How long a handshake may stay unfinished before its socket may be recycled for a new
+/// SYN when the listener is full (SYN flood safety).
+pub const HALF_OPEN_GRACE_NS: u64 = 1_000_000_000;
 /// The largest echo data a ping socket sends (an ICMP packet in one 1500-byte IP MTU).
 pub const PING_MAX_DATA: usize = 1472 - 8;
 
 /// The sockets behind one listening port. smoltcp needs one socket per connection, so
 /// the listener keeps sockets listening and moves each that leaves `Listen` (a SYN came)
 /// to `pending`; `backlog` bounds both together, which bounds half-open state under a
-/// SYN flood: past it, SYNs are answered with a reset.
+/// SYN flood: past it, SYNs are answered with a reset. So that a flood of spoofed SYNs,
+/// whose handshakes never finish, does not hold the listener shut until they time out,
+/// a handshake unfinished after [`HALF_OPEN_GRACE_NS`] gives its socket back to
+/// listening whenever fewer than an eighth of the backlog listen.
 struct ListenerState {
     /// The port.
     port: u16,
@@ -328,14 +334,17 @@ struct ListenerState {
     options: TcpOptions,
     /// Sockets in `Listen`.
     listening: Vec<SocketHandle>,
-    /// Sockets past `Listen`, oldest first, until accepted (or reset while half-open).
-    pending: VecDeque<SocketHandle>,
+    /// Sockets past `Listen` with when they left it, oldest first, until accepted (or
+    /// reset while half-open).
+    pending: VecDeque<(SocketHandle, u64)>,
 }
 
 /// A TCP/IP interface over one NIC queue.
 pub struct Stack {
     /// The NIC, held for the stack's life.
     nic: Box<dyn NetDevice>,
+    /// The clock at the last poll (or the start), in nanoseconds.
+    now_ns: u64,
     /// The queue pair used.
     queue: usize,
     /// smoltcp's interface: addresses, routes, the ARP cache.
@@ -465,6 +474,7 @@ impl Stack {
         ));
         Self {
             nic,
+            now_ns,
             queue,
             iface,
             sockets,
@@ -632,6 +642,7 @@ impl Stack {
     /// DHCP lease and the listeners' backlogs; `now_ns` is the kernel's clock. Returns
     /// whether any socket may have changed (worth looking at them). Never waits.
     pub fn poll(&mut self, now_ns: u64) -> Result<bool, NetError> {
+        self.now_ns = now_ns;
         let now = instant(now_ns);
         let mut changed = false;
         for _ in 0..RECEIVE_BATCHES {
@@ -676,7 +687,7 @@ impl Stack {
             changed = true;
         }
         self.poll_dhcp();
-        self.refill_listeners();
+        self.refill_listeners(now_ns);
         self.reap_closed();
         Ok(changed)
     }
@@ -709,19 +720,19 @@ impl Stack {
 
     /// Moves listening sockets that got a SYN to their listener's pending queue and
     /// listens again up to the backlog.
-    fn refill_listeners(&mut self) {
+    fn refill_listeners(&mut self, now_ns: u64) {
         for listener in &mut self.listeners {
             let sockets = &mut self.sockets;
             listener.listening.retain(|&handle| {
                 if sockets.get::<tcp::Socket>(handle).state() == tcp::State::Listen {
                     true
                 } else {
-                    listener.pending.push_back(handle);
+                    listener.pending.push_back((handle, now_ns));
                     false
                 }
             });
             // A connection reset or timed out before it was accepted frees its slot.
-            listener.pending.retain(|&handle| {
+            listener.pending.retain(|&(handle, _)| {
                 let state = sockets.get::<tcp::Socket>(handle).state();
                 let gone = matches!(state, tcp::State::Closed | tcp::State::TimeWait);
                 if gone {
@@ -729,6 +740,24 @@ impl Stack {
                 }
                 !gone
             });
+            // A full listener drops its oldest stale handshakes (SYN flood safety); the
+            // loop below listens again in their place. A fresh socket, not the old one
+            // re-listened: smoltcp would keep the old one silent while it waits for the
+            // spoofed peer's MAC address.
+            let reserve = (listener.backlog / 8).max(1);
+            let mut listening = listener.listening.len();
+            while listening < reserve {
+                let stale = listener.pending.iter().position(|&(handle, since)| {
+                    now_ns.saturating_sub(since) >= HALF_OPEN_GRACE_NS
+                        && sockets.get::<tcp::Socket>(handle).state() == tcp::State::SynReceived
+                });
+                let Some((handle, _)) = stale.and_then(|at| listener.pending.remove(at)) else {
+                    break;
+                };
+                sockets.remove(handle);
+                listening += 1;
+                self.counters.half_open_recycled += 1;
+            }
             while listener.listening.len() + listener.pending.len() < listener.backlog {
                 let handle = sockets.add(new_tcp_socket(&listener.options));
                 if sockets
@@ -790,7 +819,7 @@ impl Stack {
             listening: Vec::new(),
             pending: VecDeque::new(),
         });
-        self.refill_listeners();
+        self.refill_listeners(self.now_ns);
         Ok(Listener(self.listeners.len() - 1))
     }
 
@@ -798,12 +827,12 @@ impl Stack {
     pub fn accept(&mut self, listener: &Listener) -> Option<Connection> {
         let state = self.listeners.get_mut(listener.0)?;
         let sockets = &self.sockets;
-        let ready = state.pending.iter().position(|&handle| {
+        let ready = state.pending.iter().position(|&(handle, _)| {
             // Established, or already closed by the peer after sending: both are worth
             // handing over (the data is still to be read).
             sockets.get::<tcp::Socket>(handle).state() != tcp::State::SynReceived
         })?;
-        let handle = state.pending.remove(ready)?;
+        let (handle, _) = state.pending.remove(ready)?;
         Some(Connection(handle))
     }
 
@@ -811,7 +840,8 @@ impl Stack {
     pub fn unlisten(&mut self, listener: Listener) {
         if let Some(state) = self.listeners.get_mut(listener.0) {
             state.backlog = 0;
-            for handle in state.listening.drain(..).chain(state.pending.drain(..)) {
+            let pending = state.pending.drain(..).map(|(handle, _)| handle);
+            for handle in state.listening.drain(..).chain(pending) {
                 self.sockets.get_mut::<tcp::Socket>(handle).abort();
                 self.closing.push(handle);
             }

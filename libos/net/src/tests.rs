@@ -6,8 +6,8 @@ use std::vec::Vec;
 
 use crate::wire::Wire;
 use crate::{
-    Config, Connection, EchoReply, Endpoint, Ipv4Addr, NetError, PING_MAX_DATA, Stack, TcpOptions,
-    UdpOptions,
+    Config, Connection, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Ipv4Addr, NetError, PING_MAX_DATA,
+    Stack, TcpOptions, UdpOptions,
 };
 
 /// A small xorshift generator: deterministic, and library OSes cannot use testkit.
@@ -645,4 +645,91 @@ fn the_test_dns_server_drops_what_is_not_a_query() {
         None,
         "cut"
     );
+}
+
+/// A TCP SYN from `source`:`port` to A's port 7, as a flooder sends it: addressed to
+/// `mac_a`, from a made-up MAC, with right checksums.
+fn spoofed_syn(mac_a: [u8; 6], source: Ipv4Addr, port: u16) -> Vec<u8> {
+    let mut frame = vec![0u8; 14 + 20 + 20];
+    frame[0..6].copy_from_slice(&mac_a);
+    frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0x66]);
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    frame[14] = 0x45;
+    frame[16..18].copy_from_slice(&40u16.to_be_bytes());
+    frame[22] = 64;
+    frame[23] = 6;
+    frame[26..30].copy_from_slice(&source.octets());
+    frame[30..34].copy_from_slice(&A.octets());
+    let ip = checksum(&frame[14..34]);
+    frame[24..26].copy_from_slice(&ip.to_be_bytes());
+    frame[34..36].copy_from_slice(&port.to_be_bytes());
+    frame[36..38].copy_from_slice(&7u16.to_be_bytes());
+    frame[38..42].copy_from_slice(&u32::from(port).wrapping_mul(2_654_435_761).to_be_bytes());
+    frame[46] = 5 << 4;
+    frame[47] = 0x02;
+    frame[48..50].copy_from_slice(&8192u16.to_be_bytes());
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&frame[26..34]);
+    pseudo.extend_from_slice(&[0, 6, 0, 20]);
+    pseudo.extend_from_slice(&frame[34..54]);
+    let tcp = checksum(&pseudo);
+    frame[50..52].copy_from_slice(&tcp.to_be_bytes());
+    frame
+}
+
+#[test]
+fn a_flood_of_spoofed_syns_does_not_keep_the_listener_shut() {
+    let mut net = Net::new(256, 0);
+    let backlog = 8;
+    let listener = net.a.listen(7, backlog, TcpOptions::default()).unwrap();
+    let mac_a = net.a.mac();
+    // 10,000 SYNs from addresses nobody answers ARP for, over two simulated seconds.
+    for i in 0..10_000u32 {
+        let source = Ipv4Addr::new(10, 0, 0, 100 + (i % 100) as u8);
+        net.wire
+            .deliver_to_a(spoofed_syn(mac_a, source, 1024 + i as u16));
+        if i % 50 == 49 {
+            net.step();
+            net.now_ns += 10_000_000;
+            assert!(
+                net.a.sockets_in_use() <= backlog,
+                "{}",
+                net.a.sockets_in_use()
+            );
+            assert!(net.a.accept(&listener).is_none(), "no handshake finished");
+        }
+    }
+    let recycled = net.a.counters().half_open_recycled;
+    assert!(recycled > 0, "stale handshakes were recycled");
+    // A real client is served at once after the flood, not after the 30 s timeout.
+    net.now_ns += HALF_OPEN_GRACE_NS;
+    net.step();
+    let client = net
+        .b
+        .connect(
+            Endpoint {
+                address: A,
+                port: 7,
+            },
+            TcpOptions::default(),
+        )
+        .unwrap();
+    let mut accepted = None;
+    for _ in 0..100 {
+        net.step();
+        accepted = accepted.or_else(|| net.a.accept(&listener));
+        if accepted.is_some() && net.b.is_established(&client) {
+            break;
+        }
+    }
+    assert!(
+        accepted.is_some() && net.b.is_established(&client),
+        "accepted {} established {} finished {} recycled {} sockets {}",
+        accepted.is_some(),
+        net.b.is_established(&client),
+        net.b.is_finished(&client),
+        net.a.counters().half_open_recycled,
+        net.a.sockets_in_use()
+    );
+    assert!(net.a.sockets_in_use() <= backlog + 1);
 }

@@ -21,3 +21,28 @@ mod tree;
 
 pub use filter::{Atom, Filter, ParseError};
 pub use tree::{Filters, InsertError};
+
+/// The internet checksum (RFC 1071) of `bytes`: what the kernel puts in the answers it
+/// makes for a shared interface, and what a frame's IPv4, ICMP or TCP checksum field
+/// makes zero when it is right.
+pub fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xFFFF {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_checksum_is_rfc_1071s() {
+        // RFC 1071's example: the one's complement sum of these words is 0xddf2.
+        let words = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(super::checksum(&words), !0xddf2);
+        assert_eq!(super::checksum(&[0xff]), !0xff00, "an odd byte is padded");
+    }
+}
