@@ -54,6 +54,35 @@ impl Disk for FileDisk {
 /// The text file the BMFS test disk carries beside the programs ([`image_of_programs`]).
 pub const NOTES: (&str, &str) = ("notes.txt", "put here by the host tool\nread in Rexo\n");
 
+/// The files of the `net::httpd-disk` case's BMFS disk: a page, 300 KiB of bytes of
+/// every value, and an `about.html` that replaces httpd's built-in one.
+pub fn site_files() -> Vec<(&'static str, Vec<u8>)> {
+    let data: Vec<u8> = (0..300 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    vec![
+        (
+            "disk.html",
+            b"<!DOCTYPE html>\n<title>from disk</title>\n<p>Served from a BMFS disk.</p>\n"
+                .to_vec(),
+        ),
+        ("data.bin", data),
+        ("about.html", b"<p>about, from the disk</p>\n".to_vec()),
+    ]
+}
+
+/// Writes a fresh 16 MiB BMFS image at `path` holding [`site_files`].
+pub fn image_of_site(path: &Path) -> Result<()> {
+    let mut volume = Volume::format(open_disk(path, Some(16 << 20))?).map_err(|e| e.to_string())?;
+    for (name, data) in site_files() {
+        volume.create(name, 1).map_err(|e| format!("{name}: {e}"))?;
+        volume
+            .write(name, &data)
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Writes a fresh 16 MiB BMFS image at `path` holding every `*.bin` of `programs` as
 /// `NAME.app` (the BareMetal test programs, for the cases that load them from a disk),
 /// and the text file [`NOTES`].

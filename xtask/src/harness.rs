@@ -729,6 +729,12 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 let id = case.qemu.len() + 1;
                 extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
             }
+            Arg::SiteDisk(device) => {
+                let path = scratch.join("site.img");
+                crate::disk::image_of_site(&path)?;
+                let id = case.qemu.len() + 1;
+                extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
+            }
             Arg::UsbKeyboard(keys) => {
                 let (args, socket) = crate::usbkeys::qemu_args(&scratch);
                 extra.extend(args);

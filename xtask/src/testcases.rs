@@ -48,6 +48,9 @@ pub enum Arg {
     /// of `target/baremetal/` as `NAME.app` (`storage.bin` is `storage.app`), attached
     /// as this device model; its contents are not checked afterwards.
     BmfsDisk(&'static str),
+    /// A BMFS image holding `cargo xtask disk`'s site files (`disk::site_files`),
+    /// attached as this device model, for httpd to serve.
+    SiteDisk(&'static str),
     /// A `qemu-xhci` controller with a `usb-kbd` and QEMU's monitor on a socket: once
     /// the serial shows the keyboard bound, these keys are typed on it (`sendkey`).
     UsbKeyboard(&'static [&'static str]),
@@ -1075,6 +1078,29 @@ pub const CASES: &[Case] = &[
         name: "net::httpd",
         append: "app=httpd-test",
         client: Some(crate::httpclient::HTTPD),
+        ..HTTPD
+    },
+    // httpd serves the files of a BMFS disk beside its built-in ones, a disk file
+    // replacing the built-in file of the same name.
+    Case {
+        name: "net::httpd-disk",
+        append: "app=httpd-test",
+        qemu: &[
+            Arg::UserNet {
+                model: "virtio-net-pci",
+                tcp: &[80],
+                udp: &[],
+            },
+            Arg::SiteDisk("virtio-blk-pci"),
+        ],
+        client: Some(crate::httpclient::HTTPD_DISK),
+        checks: &[
+            Check::Has("httpd: /about.html from disk replaces the built-in one"),
+            Check::Has("files prepared in"),
+            Check::Has(" ms, 3 of them from disk"),
+            Check::Has("httpd: done"),
+            Check::Lacks("FAILED"),
+        ],
         ..HTTPD
     },
     Case {

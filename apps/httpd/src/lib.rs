@@ -104,9 +104,19 @@ fn run(kernel: &dyn Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
         }
     };
     let started = kernel.now_ns();
-    let site = site::build();
+    let (disk_files, notes) = site::from_disk(kernel);
+    for note in notes {
+        kernel.log(format_args!("httpd: {note}"));
+    }
+    let from_disk = disk_files.len();
+    let (site, replaced) = site::build(disk_files);
+    for path in replaced {
+        kernel.log(format_args!(
+            "httpd: {path} from disk replaces the built-in one"
+        ));
+    }
     kernel.log(format_args!(
-        "httpd: {} files prepared in {} ms",
+        "httpd: {} files prepared in {} ms, {from_disk} of them from disk",
         site.files.len(),
         (kernel.now_ns() - started) / 1_000_000
     ));

@@ -1,7 +1,10 @@
 //! The site httpd serves: the files in `apps/httpd/site/`, built into the app image,
-//! and one large file generated at start.
+//! one large file generated at start, and the files of the first BMFS disk.
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
+use rexo_api::Kernel;
 use rexo_http::{FileTable, Limits, Site};
 
 /// The files embedded in the image, by the path requests name them with.
@@ -63,16 +66,61 @@ pub fn generated_content(len: usize) -> Vec<u8> {
     content
 }
 
-/// The site: every embedded file and the generated one, within the engine's default
-/// request bounds (8 KiB heads, so a 100 KB header is answered 431 after 8 KiB).
-pub fn build() -> Site {
+/// The most bytes of disk files httpd keeps in its file cache (the kernel heap holds
+/// them, with the generated files and the connections' buffers).
+pub const MAX_DISK_BYTES: u64 = 16 << 20;
+
+/// A file of the disk: its path (`/NAME`) and its bytes.
+pub type DiskFile = (String, Vec<u8>);
+
+/// The files of the first disk holding BMFS, each as `/NAME`, in directory order, up
+/// to [`MAX_DISK_BYTES`] in all; each line of the second part says what was skipped
+/// or why no disk was read, for the log.
+pub fn from_disk(kernel: &dyn Kernel) -> (Vec<DiskFile>, Vec<String>) {
+    let mut notes = Vec::new();
+    let read = rexo_bmfs::on_first_volume(kernel, |volume| {
+        let listed: Vec<(String, u64)> = volume.files().map(|f| (f.name.clone(), f.size)).collect();
+        let mut files = Vec::new();
+        let mut total = 0;
+        for (name, size) in listed {
+            if total + size > MAX_DISK_BYTES {
+                notes.push(format!(
+                    "/{name} ({size} bytes) left on disk: the file cache takes {MAX_DISK_BYTES} bytes of disk files"
+                ));
+                continue;
+            }
+            files.push((format!("/{name}"), volume.read(&name)?));
+            total += size;
+        }
+        Ok(files)
+    });
+    match read {
+        Ok(files) => (files, notes),
+        Err(why) => (
+            Vec::new(),
+            alloc::vec![format!("no site files from disk: {why}")],
+        ),
+    }
+}
+
+/// The site: every embedded file and the generated ones, then `disk` (a disk file
+/// replaces an embedded one of the same path; each such path is returned), within
+/// the engine's default request bounds (8 KiB heads, so a 100 KB header is answered
+/// 431 after 8 KiB).
+pub fn build(disk: Vec<DiskFile>) -> (Site, Vec<String>) {
     let mut files = FileTable::new();
     for (path, content) in EMBEDDED {
         files.insert_static(path, content);
     }
     files.insert_owned(NUMBERED_PATH, numbered_lines("1m", NUMBERED_LEN));
     files.insert_owned(GENERATED_PATH, generated_content(GENERATED_LEN));
-    Site::new(files, Limits::DEFAULT)
+    let mut replaced = Vec::new();
+    for (path, content) in disk {
+        if files.insert_owned(&path, content).is_some() {
+            replaced.push(path);
+        }
+    }
+    (Site::new(files, Limits::DEFAULT), replaced)
 }
 
 #[cfg(test)]
@@ -98,7 +146,7 @@ mod tests {
 
     #[test]
     fn every_embedded_file_is_served_whole() {
-        let site = build();
+        let (site, _) = build(Vec::new());
         for (path, content) in EMBEDDED {
             let request = alloc::format!("GET {path} HTTP/1.1\r\nHost: rexo\r\n\r\n");
             assert_eq!(
@@ -143,12 +191,41 @@ mod tests {
 
     #[test]
     fn the_generated_file_is_served_by_range() {
-        let site = build();
+        let (site, _) = build(Vec::new());
         let (status, body) = serve(
             &site,
             b"GET /10m.bin HTTP/1.1\r\nHost: rexo\r\nRange: bytes=10485000-\r\n\r\n",
         );
         assert_eq!(status, Status::PartialContent);
         assert_eq!(body, generated_content(GENERATED_LEN)[10_485_000..]);
+    }
+}
+
+#[cfg(test)]
+mod disk_tests {
+    use super::*;
+    use rexo_http::{Page, Status, Step};
+
+    #[test]
+    fn disk_files_are_served_and_replace_built_in_ones() {
+        let disk = alloc::vec![
+            (String::from("/about.html"), b"<p>from disk</p>".to_vec()),
+            (String::from("/data.bin"), alloc::vec![7u8; 5000]),
+        ];
+        let (site, replaced) = build(disk);
+        assert_eq!(replaced, ["/about.html"]);
+        for (path, want) in [
+            ("/about.html", &b"<p>from disk</p>"[..]),
+            ("/data.bin", &[7u8; 5000][..]),
+        ] {
+            let request = alloc::format!("GET {path} HTTP/1.1\r\nHost: rexo\r\n\r\n");
+            match site.serve(request.as_bytes(), &mut |_| Page::Unhandled) {
+                Step::Answer { response, .. } => {
+                    assert_eq!(response.status(), Status::Ok);
+                    assert_eq!(response.body().bytes(), want);
+                }
+                Step::NeedMore => panic!("incomplete request"),
+            }
+        }
     }
 }

@@ -56,7 +56,7 @@ impl World {
             server,
             peer,
             listener,
-            site: crate::site::build(),
+            site: crate::site::build(Vec::new()).0,
             counters: RefCell::default(),
             clients: Vec::new(),
             now_ns: 0,

@@ -8,33 +8,12 @@ use alloc::vec::Vec;
 use rexo_api::{DeviceKind, ExtentOp, Kernel};
 use rexo_bmfs::{BlockDisk, BmfsError, Volume};
 
-/// Runs `work` on the first disk that holds BMFS; the error says what was tried.
+/// Runs `work` on the first disk that holds BMFS ([`rexo_bmfs::on_first_volume`]).
 fn with_bmfs<T>(
     kernel: &dyn Kernel,
-    mut work: impl FnMut(&mut Volume<BlockDisk<'_>>) -> Result<T, BmfsError>,
+    work: impl FnMut(&mut Volume<BlockDisk<'_>>) -> Result<T, BmfsError>,
 ) -> Result<T, String> {
-    let mut tried = Vec::new();
-    for device in kernel
-        .devices()
-        .into_iter()
-        .filter(|d| d.kind == DeviceKind::Block)
-    {
-        let mut disk = match kernel.open_block(device.index) {
-            Ok(disk) => disk,
-            Err(error) => {
-                tried.push(format!("disk {}: {error}", device.index));
-                continue;
-            }
-        };
-        match Volume::open(BlockDisk::new(disk.as_mut())) {
-            Ok(mut volume) => return work(&mut volume).map_err(|e| format!("{e}")),
-            Err(error) => tried.push(format!("disk {}: {error}", device.index)),
-        }
-    }
-    if tried.is_empty() {
-        return Err(String::from("no disk (`devices` lists them)"));
-    }
-    Err(format!("no BMFS disk ({})", tried.join("; ")))
+    rexo_bmfs::on_first_volume(kernel, work)
 }
 
 /// One line per file of the BMFS disk, then the free space.

@@ -6,9 +6,42 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 
-use rexo_api::{BlockDevice, device::wait_for};
+use alloc::vec::Vec;
 
-use crate::Disk;
+use rexo_api::{BlockDevice, DeviceKind, Kernel, device::wait_for};
+
+use crate::{BmfsError, Disk, Volume};
+
+/// Runs `work` on the BMFS volume of the first disk that holds one (opening each disk
+/// in turn, and giving it back afterwards); the error says what was tried on each disk
+/// (held by another app, no BMFS, the device's error) or what `work` failed with.
+pub fn on_first_volume<T>(
+    kernel: &dyn Kernel,
+    mut work: impl FnMut(&mut Volume<BlockDisk<'_>>) -> Result<T, BmfsError>,
+) -> Result<T, String> {
+    let mut tried = Vec::new();
+    for device in kernel
+        .devices()
+        .into_iter()
+        .filter(|d| d.kind == DeviceKind::Block)
+    {
+        let mut disk = match kernel.open_block(device.index) {
+            Ok(disk) => disk,
+            Err(error) => {
+                tried.push(format!("disk {}: {error}", device.index));
+                continue;
+            }
+        };
+        match Volume::open(BlockDisk::new(disk.as_mut())) {
+            Ok(mut volume) => return work(&mut volume).map_err(|e| format!("{e}")),
+            Err(error) => tried.push(format!("disk {}: {error}", device.index)),
+        }
+    }
+    if tried.is_empty() {
+        return Err(String::from("no disk (`devices` lists them)"));
+    }
+    Err(format!("no BMFS disk ({})", tried.join("; ")))
+}
 
 /// A disk an app opened, seen as bytes.
 pub struct BlockDisk<'a> {

@@ -20,7 +20,7 @@ extern crate alloc;
 
 mod block;
 
-pub use block::BlockDisk;
+pub use block::{BlockDisk, on_first_volume};
 
 use alloc::string::String;
 use alloc::vec;
