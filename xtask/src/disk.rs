@@ -123,6 +123,11 @@ pub fn files_of(path: &Path) -> Result<Vec<String>> {
     Ok(open(path)?.files().map(|file| file.name.clone()).collect())
 }
 
+/// The bytes of file `name` of the BMFS image at `path`.
+pub fn read_file(path: &Path, name: &str) -> Result<Vec<u8>> {
+    open(path)?.read(name).map_err(|e| format!("{name}: {e}"))
+}
+
 /// Opens `image` as a disk.
 fn open_disk(image: &Path, create: Option<u64>) -> Result<FileDisk> {
     let file = OpenOptions::new()

@@ -863,7 +863,8 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
         ));
     }
     // A BMFS disk, read back by the host tool's code: the files the case's input
-    // deleted (`rm NAME`) are gone, the others still there.
+    // deleted (`rm NAME`) are gone, the others still there, and the copies of
+    // `cp NOTES NEW` hold the notes' bytes.
     if let Some(path) = bmfs_image {
         let removed: Vec<&str> = case
             .input
@@ -879,6 +880,19 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 }
                 if !files.iter().any(|f| f == crate::disk::NOTES.0) {
                     reasons.push(format!("the BMFS image lost {}", crate::disk::NOTES.0));
+                }
+                let copies = case
+                    .input
+                    .split('\r')
+                    .filter_map(|line| line.strip_prefix(&format!("cp {} ", crate::disk::NOTES.0)));
+                for copy in copies {
+                    match crate::disk::read_file(&path, copy) {
+                        Ok(bytes) if bytes == crate::disk::NOTES.1.as_bytes() => {}
+                        Ok(_) => {
+                            reasons.push(format!("{copy} on the image differs from the notes"))
+                        }
+                        Err(e) => reasons.push(format!("{copy} on the image: {e}")),
+                    }
                 }
             }
             Err(e) => reasons.push(format!("the BMFS image after the run: {e}")),

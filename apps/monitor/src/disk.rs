@@ -42,6 +42,21 @@ pub fn remove(kernel: &dyn Kernel, name: &str) -> Result<(), String> {
     with_bmfs(kernel, |volume| volume.delete(name))
 }
 
+/// Copies file `from` of the BMFS disk to a new file `to` with as many blocks; returns
+/// the bytes copied. An existing `to` is refused (`rm` it first).
+pub fn copy(kernel: &dyn Kernel, from: &str, to: &str) -> Result<usize, String> {
+    with_bmfs(kernel, |volume| {
+        let blocks = volume.find(from)?.reserved.max(1);
+        if volume.find(to).is_ok() {
+            return Err(BmfsError::Exists(String::from(to)));
+        }
+        let data = volume.read(from)?;
+        volume.create(to, blocks)?;
+        volume.write(to, &data)?;
+        Ok(data.len())
+    })
+}
+
 /// The BMFS disk's blocks: used, free, files (the directory checked on the way).
 pub fn usage(kernel: &dyn Kernel) -> Result<String, String> {
     with_bmfs(kernel, |volume| {

@@ -58,6 +58,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("ls", "the files of the BMFS disk"),
     ("cat FILE", "a text file of the BMFS disk"),
     ("rm FILE", "delete a file of the BMFS disk"),
+    ("cp FILE NEW", "copy a file of the BMFS disk to a new file"),
     ("df", "the BMFS disk's free and used blocks"),
     ("fsck", "check the BMFS disk's directory"),
     (
@@ -111,6 +112,13 @@ pub enum Command<'a> {
     Cat(&'a str),
     /// `rm FILE`.
     Rm(&'a str),
+    /// `cp FILE NEW`.
+    Cp {
+        /// The file copied.
+        from: &'a str,
+        /// The new file.
+        to: &'a str,
+    },
     /// `df`.
     Df,
     /// `fsck`.
@@ -182,6 +190,11 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
         ("ls", None) => Command::Ls,
         ("cat", Some(file)) => Command::Cat(file),
         ("rm", Some(file)) => Command::Rm(file),
+        ("cp", Some(from)) => match words.next() {
+            Some(to) => Command::Cp { from, to },
+            None => return Err(format!("cp: copy {from} to which new file?")),
+        },
+        ("cp", None) => return Err(String::from("cp: which file? (`cp FILE NEW`)")),
         ("cat" | "rm", None) => return Err(format!("{word}: which file? (`ls` lists them)")),
         ("df", None) => Command::Df,
         ("fsck", None) => Command::Fsck,
@@ -365,6 +378,10 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
             Ok(()) => say(&format!("rm: {name} deleted\r\n")),
             Err(why) => say(&format!("rm: {why}\r\n")),
         },
+        Command::Cp { from, to } => match disk::copy(kernel, from, to) {
+            Ok(bytes) => say(&format!("cp: {from} copied to {to} ({bytes} bytes)\r\n")),
+            Err(why) => say(&format!("cp: {why}\r\n")),
+        },
         Command::Df => match disk::usage(kernel) {
             Ok(line) => say(&format!("{line}\r\n")),
             Err(why) => say(&format!("df: {why}\r\n")),
@@ -479,6 +496,13 @@ mod tests {
         assert_eq!(parse("exec "), Ok(Command::Exec));
         assert_eq!(parse("net"), Ok(Command::Net));
         assert_eq!(
+            parse("cp a.txt b.txt"),
+            Ok(Command::Cp {
+                from: "a.txt",
+                to: "b.txt"
+            })
+        );
+        assert_eq!(
             parse("ping 10.0.2.2"),
             Ok(Command::Ping {
                 to: Host::Address(Ipv4Addr::new(10, 0, 2, 2)),
@@ -529,6 +553,9 @@ mod tests {
                 .contains("not an IPv4 address or a name")
         );
         assert!(parse("resolve").unwrap_err().contains("which name"));
+        assert!(parse("cp").unwrap_err().contains("which file"));
+        assert!(parse("cp a").unwrap_err().contains("to which new file"));
+        assert!(parse("cp a b c").unwrap_err().contains("unexpected 'c'"));
         assert!(
             parse("resolve 10.0.2.2")
                 .unwrap_err()
