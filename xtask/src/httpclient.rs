@@ -750,6 +750,26 @@ fn check_status_page(port: u16) -> Result<(), String> {
     Ok(())
 }
 
+/// Fetches the status page until it shows every one of `wanted` (retrying for up to
+/// 20 s: the server may not listen yet, and the page changes as apps bind); the page.
+pub fn status_page_showing(port: u16, wanted: &[&str]) -> Result<String, String> {
+    let started = Instant::now();
+    loop {
+        let page = Client::connect(port).and_then(|mut client| {
+            client.send(get("/", "").as_bytes())?;
+            Ok(String::from_utf8_lossy(&client.answer(true)?.body).to_string())
+        });
+        match page {
+            Ok(page) if wanted.iter().all(|w| page.contains(w)) => return Ok(page),
+            Ok(page) if started.elapsed() > Duration::from_secs(20) => {
+                return Err(format!("the status page never showed {wanted:?}:\n{page}"));
+            }
+            Err(e) if started.elapsed() > Duration::from_secs(20) => return Err(e),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 /// With `curl` installed, fetches a file with it too (an independent client); `None`
 /// when there is no curl, which the tests do not need.
 fn check_with_curl(port: u16) -> Result<Option<&'static str>, String> {

@@ -201,8 +201,19 @@ pub const SHARED: Client = Client {
     needs: &[],
     after: SERVING,
     run: |ports| {
-        let mut notes = with_shutdown(ports, protocol)?;
         let port = ports.tcp(80)?.port();
+        crate::httpclient::status_page_showing(
+            port,
+            &[
+                "<h2>Packet filters</h2>",
+                "<th>filter of kv</th>",
+                "<th>filter of httpd-test</th>",
+            ],
+        )?;
+        let mut notes = vec![String::from(
+            "the status page lists both apps' packet filters",
+        )];
+        notes.extend(with_shutdown(ports, protocol)?);
         notes.push(crate::httpclient::check_httpd(port)?);
         Ok(notes)
     },

@@ -144,6 +144,7 @@ fn run(kernel: &dyn Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
         shutdown_hook,
         shutdown_asked_ns: None,
         clients: Vec::new(),
+        nic_index: device.index,
     };
     loop {
         let now = kernel.now_ns();
@@ -193,6 +194,8 @@ struct Server<'k> {
     shutdown_asked_ns: Option<u64>,
     /// The open connections.
     clients: Vec<Client>,
+    /// The network interface's number (for the status page's packet filters).
+    nic_index: usize,
 }
 
 impl Server<'_> {
@@ -212,6 +215,7 @@ impl Server<'_> {
                 shutdown_hook,
                 shutdown_asked_ns,
                 clients,
+                nic_index,
             } = self;
             let open = clients.len();
             let client = &mut clients[index];
@@ -231,6 +235,7 @@ impl Server<'_> {
                             net,
                             open,
                             counters: &counters.borrow(),
+                            sharing: kernel.net_sharing(*nic_index).ok().flatten(),
                         }),
                     }
                 }

@@ -5,7 +5,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use rexo_api::DeviceInfo;
+use alloc::format;
+use rexo_api::{DeviceInfo, NetSharing};
 
 /// What the server has done since it started.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,6 +61,8 @@ pub struct Snapshot<'a> {
     pub open: usize,
     /// The server's counters.
     pub counters: &'a Counters,
+    /// How the kernel shares the interface by packet filters, when it does.
+    pub sharing: Option<NetSharing>,
 }
 
 /// The status page: plain HTML, no script, readable without the stylesheet.
@@ -150,7 +153,27 @@ fn write_page(page: &mut String, s: &Snapshot<'_>) -> core::fmt::Result {
         format_args!("{} ({} bytes)", n.replies_copied, n.reply_bytes_copied),
     )?;
     row(page, "dropped", format_args!("{}", n.tx_dropped))?;
-    page.push_str("</table>\n</body>\n</html>\n");
+    row(
+        page,
+        "stale handshakes dropped",
+        format_args!("{}", n.half_open_recycled),
+    )?;
+    page.push_str("</table>\n");
+    if let Some(sharing) = &s.sharing {
+        page.push_str("<h2>Packet filters</h2>\n<table>\n");
+        let a = sharing.address;
+        row(page, "address", format_args!("{}/{}", a.address, a.prefix))?;
+        row(page, "kernel", format_args!("{sharing}"))?;
+        for binding in &sharing.bindings {
+            page.push_str("<tr><th>filter of ");
+            escape(page, binding.app);
+            page.push_str("</th><td>");
+            escape(page, &format!("{binding}"));
+            page.push_str("</td></tr>\n");
+        }
+        page.push_str("</table>\n");
+    }
+    page.push_str("</body>\n</html>\n");
     Ok(())
 }
 
@@ -196,6 +219,7 @@ mod tests {
             net: rexo_net::Counters::default(),
             open: 3,
             counters: &counters,
+            sharing: None,
         });
         let page = String::from_utf8(page).unwrap();
         for expected in [
