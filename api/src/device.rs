@@ -98,6 +98,10 @@ pub enum DeviceError {
     Withdrawn,
 }
 
+/// The internet checksum, and where a TCP or UDP checksum goes: what a NIC's checksum
+/// offload computes ([`NetDevice::transmit_offloaded`]), for drivers and simulated NICs.
+pub use rexo_pktfilter::{TransportChecksum, checksum as internet_checksum, transport_checksum};
+
 /// Bytes of an Ethernet header: the shortest frame an interface sends.
 pub const ETHERNET_HEADER: usize = 14;
 
@@ -174,6 +178,9 @@ pub struct NetInfo {
     pub queues: usize,
     /// Whether the link is up.
     pub link_up: bool,
+    /// Whether the device computes the TCP and UDP checksums of IPv4 frames sent with
+    /// [`NetDevice::transmit_offloaded`].
+    pub checksum_offload: bool,
 }
 
 /// A network interface, opened by one app. Frames are whole Ethernet frames without the
@@ -214,6 +221,18 @@ pub trait NetDevice: Send {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError>;
+    /// [`transmit_checked`](NetDevice::transmit_checked), and the device computes the
+    /// frame's TCP or UDP checksum if it is an IPv4 TCP or UDP frame (whatever its
+    /// checksum field holds); other frames go as they are. Only where
+    /// [`NetInfo::checksum_offload`] says so; elsewhere [`DeviceError::Unsupported`].
+    fn transmit_offloaded(
+        &mut self,
+        _queue: usize,
+        _len: usize,
+        _fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("checksum offload"))
+    }
     /// Frames queued for sending that the device has not finished with.
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError>;
     /// Arms `queue` so that the next frame arriving on it wakes core `core` (the

@@ -111,6 +111,7 @@ impl NetDevice for PeerNic {
             max_frame: 1514,
             queues: 1,
             link_up: true,
+            checksum_offload: false,
         }
     }
 

@@ -6,9 +6,12 @@
 //! ring of 2048-byte buffers whose frames are lent to the app in place and given back
 //! to the device in batches (one RDT write per 32), and a transmit ring whose buffers
 //! the app fills in place, reclaimed by the descriptors' DD bits (never by reading
-//! TDH). The 8254x has one queue pair with legacy descriptors; the 82574 has two, with
-//! RSS spreading received IP traffic over them (extended receive descriptors; frames
-//! RSS does not hash, such as non-IP ones, arrive on queue 0).
+//! TDH). Frames go out as extended data descriptors, with a checksum context
+//! descriptor before one whose TCP/UDP checksum the device is to compute (checksum
+//! offload) when the layout differs from the last. The 8254x has one queue pair with
+//! legacy receive descriptors; the 82574 has two, with RSS spreading received IP
+//! traffic over them (extended receive descriptors; frames RSS does not hash, such as
+//! non-IP ones, arrive on queue 0).
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -228,6 +231,9 @@ struct Queue {
     tx: TxRing,
     /// This queue's register offset above queue 0's (`QUEUE_STRIDE` per queue).
     registers: usize,
+    /// The checksum context (transport header start, checksum field) the device holds,
+    /// set by the last context descriptor queued.
+    tx_context: Option<(usize, usize)>,
 }
 
 impl Queue {
@@ -243,6 +249,7 @@ impl Queue {
             tx_buffers: function.dma(TX_DESCRIPTORS * BUFFER_BYTES)?,
             tx: TxRing::new(TX_DESCRIPTORS),
             registers: index * QUEUE_STRIDE,
+            tx_context: None,
         };
         for slot in 0..RX_DESCRIPTORS {
             let buffer = queue.rx_buffer(slot);
@@ -312,6 +319,72 @@ struct E1000 {
 }
 
 impl E1000 {
+    /// Sends a frame `fill` writes on `queue` as an extended data descriptor; with
+    /// `offload`, the device computes its TCP or UDP checksum: a context descriptor
+    /// first when the layout differs from the device's current context, the field
+    /// seeded here with the pseudo-header's sum.
+    fn send(
+        &mut self,
+        queue: usize,
+        len: usize,
+        offload: bool,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), DeviceError> {
+        let regs = self.regs.clone();
+        let queue = self.queue(queue)?;
+        ring::check_frame_len(len)?;
+        // Two free descriptors: a context descriptor may go before the frame's. Reclaim
+        // only when short: one pass then frees every finished descriptor at once.
+        if queue.tx.free() < 2 {
+            queue.reclaim_transmitted();
+        }
+        let slot = match queue.tx.slot_to_fill() {
+            Some(slot) if queue.tx.free() >= 2 => slot,
+            _ => return Err(DeviceError::QueueFull),
+        };
+        let buffer = queue.tx_buffer(slot);
+        let frame = queue.tx_buffers.bytes_mut(slot * BUFFER_BYTES, len);
+        // A withdrawn frame leaves the slot unqueued: the next fill reuses it.
+        if !fill(frame) {
+            return Err(DeviceError::Withdrawn);
+        }
+        let checksum = if offload {
+            rexo_api::device::transport_checksum(frame)
+        } else {
+            None
+        };
+        let mut data_slot = slot;
+        if let Some(layout) = checksum {
+            let field = layout.start + layout.offset;
+            frame[field..field + 2].copy_from_slice(&layout.seed.to_be_bytes());
+            if queue.tx_context != Some((layout.start, field)) {
+                // The context takes this slot; the frame's descriptor, the next one,
+                // points at this slot's buffer (the next slot's buffer is free until
+                // the ring wraps past this one, which needs both done).
+                let at = slot * DESCRIPTOR_BYTES;
+                queue
+                    .tx_descriptors
+                    .write64(at, ring::tx_context_offsets(layout.start, field));
+                queue.tx_descriptors.write64(
+                    at + DESCRIPTOR_FIELDS,
+                    ring::tx_context_fields(layout.offset == 16),
+                );
+                queue.tx.queued();
+                queue.tx_context = Some((layout.start, field));
+                data_slot = queue.tx.slot_to_fill().ok_or(DeviceError::QueueFull)?;
+            }
+        }
+        let at = data_slot * DESCRIPTOR_BYTES;
+        queue.tx_descriptors.write64(at, buffer);
+        queue.tx_descriptors.write64(
+            at + DESCRIPTOR_FIELDS,
+            ring::tx_data_fields(len, checksum.is_some()),
+        );
+        let tail = queue.tx.queued();
+        barrier();
+        regs.write32(TDT + queue.registers, tail as u32);
+        Ok(())
+    }
     /// Allocates the rings, programs link, addresses, the queues (and RSS over them)
     /// and enables the receiver and transmitter (SDM, "General Configuration").
     fn start(
@@ -428,6 +501,8 @@ impl NetDevice for E1000 {
             max_frame: MAX_FRAME,
             queues: self.queues.len(),
             link_up: self.regs.read32(STATUS) & STATUS_LU != 0,
+            // Every 8254x and 8257x computes TCP/UDP checksums from a context descriptor.
+            checksum_offload: true,
         }
     }
 
@@ -477,32 +552,16 @@ impl NetDevice for E1000 {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
-        let regs = self.regs.clone();
-        let queue = self.queue(queue)?;
-        ring::check_frame_len(len)?;
-        // Reclaim only when the ring is full: one pass then frees every finished
-        // descriptor at once instead of looking at DMA memory on every frame.
-        let slot = match queue.tx.slot_to_fill() {
-            Some(slot) => slot,
-            None => {
-                queue.reclaim_transmitted();
-                queue.tx.slot_to_fill().ok_or(DeviceError::QueueFull)?
-            }
-        };
-        // A withdrawn frame leaves the slot unqueued: the next fill reuses it.
-        if !fill(queue.tx_buffers.bytes_mut(slot * BUFFER_BYTES, len)) {
-            return Err(DeviceError::Withdrawn);
-        }
-        let at = slot * DESCRIPTOR_BYTES;
-        let buffer = queue.tx_buffer(slot);
-        queue.tx_descriptors.write64(at, buffer);
-        queue
-            .tx_descriptors
-            .write64(at + DESCRIPTOR_FIELDS, ring::tx_fields(len));
-        let tail = queue.tx.queued();
-        barrier();
-        regs.write32(TDT + queue.registers, tail as u32);
-        Ok(())
+        self.send(queue, len, false, fill)
+    }
+
+    fn transmit_offloaded(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), DeviceError> {
+        self.send(queue, len, true, fill)
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {

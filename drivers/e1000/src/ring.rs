@@ -241,11 +241,38 @@ pub fn check_frame_len(len: usize) -> Result<(), DeviceError> {
     DeviceError::check_frame(len, MAX_FRAME)
 }
 
-/// The upper quadword of a legacy transmit descriptor sending `len` bytes as one
-/// whole frame: length (bits 15:0), CSO 0, CMD EOP|IFCS|RS (bits 31:24), status 0.
-pub fn tx_fields(len: usize) -> u64 {
-    let cmd = TX_CMD_EOP | TX_CMD_IFCS | TX_CMD_RS;
-    (len as u64 & 0xFFFF) | (u64::from(cmd) << 24)
+/// Transmit command: descriptor extension (a context or data descriptor, not legacy).
+pub const TX_CMD_DEXT: u8 = 1 << 5;
+/// Context descriptor command: the checksum context is TCP's (UDP's otherwise).
+pub const TX_TUCMD_TCP: u8 = 1 << 0;
+/// Data descriptor type (bits 23:20 of the upper quadword).
+const TX_DTYP_DATA: u64 = 1 << 20;
+/// Data descriptor option: insert the TCP/UDP checksum the context describes.
+pub const TX_POPTS_TXSM: u8 = 1 << 1;
+
+/// The lower quadword of a TCP/UDP checksum context descriptor: the device sums the
+/// frame from byte `start` (TUCSS, bits 39:32) to its end and stores the result at byte
+/// `field` (TUCSO, bits 47:40). No IP header checksum (the stack computes it). Both
+/// offsets are under 256 in any frame this driver sends.
+pub fn tx_context_offsets(start: usize, field: usize) -> u64 {
+    ((start as u64 & 0xFF) << 32) | ((field as u64 & 0xFF) << 40)
+}
+
+/// The upper quadword of that context descriptor: type context, DEXT, RS (so the device
+/// reports it done like any other), TCP or UDP.
+pub fn tx_context_fields(tcp: bool) -> u64 {
+    let tucmd = TX_CMD_DEXT | TX_CMD_RS | if tcp { TX_TUCMD_TCP } else { 0 };
+    u64::from(tucmd) << 24
+}
+
+/// The upper quadword of an extended data descriptor sending `len` bytes as one whole
+/// frame (EOP|IFCS|RS|DEXT), inserting the context's checksum when `checksum`. Every
+/// frame goes this way, none as a legacy descriptor: QEMU's model keeps the last data
+/// descriptor's checksum options for a following legacy descriptor.
+pub fn tx_data_fields(len: usize, checksum: bool) -> u64 {
+    let cmd = TX_CMD_EOP | TX_CMD_IFCS | TX_CMD_RS | TX_CMD_DEXT;
+    let popts = if checksum { TX_POPTS_TXSM } else { 0 };
+    (len as u64 & 0xF_FFFF) | TX_DTYP_DATA | (u64::from(cmd) << 24) | (u64::from(popts) << 40)
 }
 
 /// Whether the upper quadword `fields` of a transmit descriptor says the device is
@@ -413,6 +440,11 @@ impl TxRing {
         self.in_flight
     }
 
+    /// Descriptors that can be filled now.
+    pub fn free(&self) -> usize {
+        self.size - 1 - self.in_flight
+    }
+
     /// The free descriptor to fill next, or `None` when the ring is full.
     pub fn slot_to_fill(&self) -> Option<usize> {
         (self.in_flight < self.size - 1).then_some((self.clean + self.in_flight) % self.size)
@@ -441,6 +473,29 @@ impl TxRing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checksum_descriptors_name_their_offsets_and_options() {
+        // A TCP segment after a 20-byte IPv4 header: TUCSS 34, TUCSO 50.
+        let offsets = tx_context_offsets(34, 50);
+        assert_eq!(offsets.to_le_bytes(), [0, 0, 0, 0, 34, 50, 0, 0]);
+        let context = tx_context_fields(true);
+        assert_eq!((context >> 20) & 0xF, 0, "type context");
+        assert_eq!(
+            (context >> 24) as u8,
+            TX_CMD_DEXT | TX_CMD_RS | TX_TUCMD_TCP
+        );
+        let data = tx_data_fields(1514, true);
+        assert_eq!(data & 0xF_FFFF, 1514, "length");
+        assert_eq!((data >> 20) & 0xF, 1, "type data");
+        assert_eq!(
+            (data >> 24) as u8,
+            TX_CMD_EOP | TX_CMD_IFCS | TX_CMD_RS | TX_CMD_DEXT
+        );
+        assert_eq!((data >> 32) as u8, 0, "status");
+        assert_eq!((data >> 40) as u8, TX_POPTS_TXSM);
+        assert_eq!(tx_data_fields(60, false) >> 40, 0, "no options");
+    }
 
     #[test]
     fn models_by_device_id() {
@@ -516,9 +571,9 @@ mod tests {
 
     #[test]
     fn transmit_descriptor_fields() {
-        let fields = tx_fields(1514);
+        let fields = tx_data_fields(1514, false);
         assert_eq!(fields & 0xFFFF, 1514);
-        assert_eq!((fields >> 24) as u8, 0x0B); // EOP | IFCS | RS
+        assert_eq!((fields >> 24) as u8, 0x2B); // EOP | IFCS | RS | DEXT
         assert!(!tx_done(fields));
         assert!(tx_done(fields | 1 << 32));
     }

@@ -144,6 +144,15 @@ impl NetDevice for Lease {
         self.net(|nic| nic.transmit_checked(queue, len, fill))
     }
 
+    fn transmit_offloaded(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), DeviceError> {
+        self.net(|nic| nic.transmit_offloaded(queue, len, fill))
+    }
+
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
         self.net(|nic| nic.transmit_pending(queue))
     }

@@ -362,6 +362,7 @@ mod tests {
                 max_frame: 1514,
                 queues: 1,
                 link_up: true,
+                checksum_offload: false,
             }
         }
         fn receive(

@@ -385,6 +385,7 @@ impl NetDevice for Rtl8139 {
             max_frame: MAX_FRAME,
             queues: 1,
             link_up: self.regs.read8(MSR) & MSR_LINKB == 0,
+            checksum_offload: false,
         }
     }
 

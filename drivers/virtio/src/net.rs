@@ -19,6 +19,10 @@ const DEVICE_TRANSITIONAL: u16 = 0x1000;
 /// Modern-only virtio-net (0x1040 + device type 1).
 const DEVICE_MODERN: u16 = 0x1041;
 
+/// Feature: the device computes checksums of frames whose header asks (NEEDS_CSUM).
+const F_CSUM: u64 = 1 << 0;
+/// Header flag: the device completes the checksum at `csum_start + csum_offset`.
+const HEADER_NEEDS_CSUM: u8 = 1;
 /// Feature: the device configuration holds the MAC address.
 const F_MAC: u64 = 1 << 5;
 /// Feature: the device configuration holds the link status.
@@ -79,7 +83,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     };
     let transport = Transport::new(&mut function)?;
     let platform = function.platform();
-    let features = transport.negotiate(platform, F_MAC | F_STATUS | F_ANY_LAYOUT, 0)?;
+    let features = transport.negotiate(platform, F_MAC | F_STATUS | F_ANY_LAYOUT | F_CSUM, 0)?;
     let net = VirtioNet::new(&function, transport.clone(), platform, features, msix)
         .inspect_err(|_| transport.fail())?;
     log::info!(
@@ -115,6 +119,9 @@ pub struct VirtioNet {
     link_status: bool,
     /// Bytes of the virtio-net header before each frame.
     header_len: usize,
+    /// The device computes transport checksums (`VIRTIO_NET_F_CSUM`: QEMU offers it
+    /// over a tap, not over user networking or sockets).
+    checksum_offload: bool,
     /// Descriptors per frame: 1, or 2 when the header needs its own.
     chain: u16,
     /// The receive queue; buffer `b` owns the `chain` descriptors from `chain * b`.
@@ -125,7 +132,8 @@ pub struct VirtioNet {
     rx_count: u16,
     /// The transmit queue; descriptors assigned as on the receive queue.
     tx: Virtqueue,
-    /// Transmit buffers, [`BUFFER_STRIDE`] apart; their headers stay zero (no offloads).
+    /// Transmit buffers, [`BUFFER_STRIDE`] apart; each header is written with its frame
+    /// (zero, or a checksum request).
     tx_buffers: Dma,
     /// Transmit buffers not in flight.
     tx_free: Vec<u16>,
@@ -175,6 +183,7 @@ impl VirtioNet {
             chain,
             mac: transport.config_bytes(CONFIG_MAC),
             link_status: features & F_STATUS != 0,
+            checksum_offload: features & F_CSUM != 0,
             header_len: if transport.is_modern() {
                 HEADER_MODERN
             } else {
@@ -306,6 +315,7 @@ impl NetDevice for VirtioNet {
             queues: 1,
             link_up: !self.link_status
                 || self.transport.config16(CONFIG_STATUS) & STATUS_LINK_UP != 0,
+            checksum_offload: self.checksum_offload,
         }
     }
 
@@ -328,27 +338,21 @@ impl NetDevice for VirtioNet {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
-        Self::check_queue(queue)?;
-        DeviceError::check_frame(len, MAX_FRAME)?;
-        if self.tx_free.is_empty() {
-            self.reclaim()?;
+        self.send(queue, len, false, fill)
+    }
+
+    fn transmit_offloaded(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), DeviceError> {
+        if !self.checksum_offload {
+            return Err(DeviceError::Unsupported(
+                "checksum offload (VIRTIO_NET_F_CSUM)",
+            ));
         }
-        let buffer = self.tx_free.pop().ok_or(DeviceError::QueueFull)?;
-        let at = usize::from(buffer) * BUFFER_STRIDE;
-        if !fill(self.tx_buffers.bytes_mut(at + self.header_len, len)) {
-            self.tx_free.push(buffer);
-            return Err(DeviceError::Withdrawn);
-        }
-        self.tx_busy[usize::from(buffer)] = true;
-        let head = buffer * self.chain;
-        if self.chain == 1 {
-            self.tx.set_length(head, (self.header_len + len) as u32);
-        } else {
-            self.tx.set_length(head + 1, len as u32);
-        }
-        self.tx.push(head);
-        self.tx.publish();
-        Ok(())
+        self.send(queue, len, true, fill)
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
@@ -371,6 +375,58 @@ impl NetDevice for VirtioNet {
             Some(core) => msix.wake(RX_VECTOR, core),
             None => msix.mask(RX_VECTOR),
         }
+    }
+}
+
+impl VirtioNet {
+    /// Sends a frame `fill` writes; with `offload`, its header asks the device to
+    /// complete its TCP or UDP checksum, seeded here with the pseudo-header's sum.
+    fn send(
+        &mut self,
+        queue: usize,
+        len: usize,
+        offload: bool,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), DeviceError> {
+        Self::check_queue(queue)?;
+        DeviceError::check_frame(len, MAX_FRAME)?;
+        if self.tx_free.is_empty() {
+            self.reclaim()?;
+        }
+        let buffer = self.tx_free.pop().ok_or(DeviceError::QueueFull)?;
+        let at = usize::from(buffer) * BUFFER_STRIDE;
+        let frame = self.tx_buffers.bytes_mut(at + self.header_len, len);
+        if !fill(frame) {
+            self.tx_free.push(buffer);
+            return Err(DeviceError::Withdrawn);
+        }
+        let checksum = if offload {
+            rexo_api::device::transport_checksum(frame)
+        } else {
+            None
+        };
+        let mut header = [0u8; HEADER_MODERN];
+        if let Some(layout) = checksum {
+            let field = layout.start + layout.offset;
+            frame[field..field + 2].copy_from_slice(&layout.seed.to_be_bytes());
+            // flags, gso_type NONE, hdr_len, gso_size, csum_start, csum_offset (LE).
+            header[0] = HEADER_NEEDS_CSUM;
+            header[6..8].copy_from_slice(&(layout.start as u16).to_le_bytes());
+            header[8..10].copy_from_slice(&(layout.offset as u16).to_le_bytes());
+        }
+        self.tx_buffers
+            .bytes_mut(at, self.header_len)
+            .copy_from_slice(&header[..self.header_len]);
+        self.tx_busy[usize::from(buffer)] = true;
+        let head = buffer * self.chain;
+        if self.chain == 1 {
+            self.tx.set_length(head, (self.header_len + len) as u32);
+        } else {
+            self.tx.set_length(head + 1, len as u32);
+        }
+        self.tx.push(head);
+        self.tx.publish();
+        Ok(())
     }
 }
 

@@ -53,6 +53,30 @@ pub struct Counters {
     pub half_open_recycled: u64,
 }
 
+/// Sends a frame `fill` writes on `queue`: through the NIC's checksum offload with
+/// `offload` (the stack then leaves TCP and UDP checksums zero for the NIC to compute).
+fn send(
+    nic: &mut dyn NetDevice,
+    queue: usize,
+    len: usize,
+    offload: bool,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<(), DeviceError> {
+    if offload {
+        nic.transmit_offloaded(queue, len, &mut |buffer| {
+            fill(buffer);
+            true
+        })
+    } else {
+        nic.transmit(queue, len, fill)
+    }
+}
+
+/// Whether `capabilities` leave transport checksums to the NIC.
+pub(crate) fn offloads(capabilities: &DeviceCapabilities) -> bool {
+    !capabilities.checksum.tcp.tx()
+}
+
 /// Replies smoltcp wrote while frames were lent by the driver, waiting for the NIC to be
 /// free. Bounded: at most one reply per received frame, and the stack receives at most a
 /// batch of frames per `NetDevice::receive` call.
@@ -78,6 +102,7 @@ impl Staging {
         &mut self,
         nic: &mut dyn NetDevice,
         queue: usize,
+        offload: bool,
         counters: &mut Counters,
     ) -> Result<(), DeviceError> {
         let mut at = 0;
@@ -85,7 +110,9 @@ impl Staging {
         for &len in &self.lengths {
             let reply = &self.bytes[at..at + len];
             at += len;
-            match nic.transmit(queue, len, &mut |buffer| buffer.copy_from_slice(reply)) {
+            match send(nic, queue, len, offload, &mut |buffer| {
+                buffer.copy_from_slice(reply)
+            }) {
                 Ok(()) => {
                     counters.tx_frames += 1;
                     counters.tx_bytes += len as u64;
@@ -220,6 +247,7 @@ impl phy::Device for NicTx<'_> {
             }
         }
         Some(NicTxToken {
+            offload: offloads(&self.capabilities),
             nic: &mut *self.nic,
             queue: self.queue,
             counters: &mut *self.counters,
@@ -245,6 +273,8 @@ pub(crate) struct NicTxToken<'a> {
     ring_capacity: &'a mut Option<usize>,
     /// See [`NicTx::discard`].
     discard: &'a mut Vec<u8>,
+    /// The NIC computes the transport checksums.
+    offload: bool,
 }
 
 impl phy::TxToken for NicTxToken<'_> {
@@ -254,7 +284,7 @@ impl phy::TxToken for NicTxToken<'_> {
     {
         let mut build = Some(f);
         let mut result = None;
-        let sent = self.nic.transmit(self.queue, len, &mut |buffer| {
+        let sent = send(self.nic, self.queue, len, self.offload, &mut |buffer| {
             if let Some(build) = build.take() {
                 result = Some(build(buffer));
             }

@@ -10,7 +10,7 @@ use core::net::Ipv4Addr;
 
 use rexo_api::{ApiError, DeviceError, Filter, Kernel, NetDevice};
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::phy::{DeviceCapabilities, Medium};
 use smoltcp::socket::{dhcpv4, dns, icmp, tcp, udp};
 use smoltcp::time::{Duration, Instant};
@@ -439,6 +439,12 @@ impl Stack {
         let mut capabilities = DeviceCapabilities::default();
         capabilities.medium = Medium::Ethernet;
         capabilities.max_transmission_unit = info.max_frame;
+        if info.checksum_offload {
+            // The NIC computes TCP and UDP checksums of what is sent (received ones are
+            // still checked here: the NIC does not say it checked them).
+            capabilities.checksum.tcp = Checksum::Rx;
+            capabilities.checksum.udp = Checksum::Rx;
+        }
         let mut config = iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(info.mac)));
         // smoltcp draws TCP initial sequence numbers and DHCP transaction IDs from this
         // seed. Apps have no entropy source yet; the boot-relative time and the MAC make
@@ -667,7 +673,8 @@ impl Stack {
                 let outcome = iface.poll_ingress_single(now, &mut device, sockets);
                 changed |= outcome == iface::PollIngressSingleResult::SocketStateChanged;
             })?;
-            staging.flush(nic.as_mut(), *queue, counters)?;
+            let offload = crate::device::offloads(capabilities);
+            staging.flush(nic.as_mut(), *queue, offload, counters)?;
             if received < RECEIVE_BATCH {
                 break;
             }

@@ -4,7 +4,7 @@
 
 use std::vec::Vec;
 
-use crate::wire::Wire;
+use crate::wire::{Wire, WireEnd};
 use crate::{
     Config, Connection, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Ipv4Addr, NetError, PING_MAX_DATA,
     Stack, TcpOptions, UdpOptions,
@@ -48,7 +48,20 @@ const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 impl Net {
     fn new(ring: usize, loss: usize) -> Self {
-        let (wire, end_a, end_b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], ring);
+        Self::joined(
+            Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], ring),
+            loss,
+        )
+    }
+
+    /// Two stacks whose NICs compute the transport checksums.
+    fn offloading() -> Self {
+        let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+        let ends = (wire, a.with_checksum_offload(), b.with_checksum_offload());
+        Self::joined(ends, 0)
+    }
+
+    fn joined((wire, end_a, end_b): (Wire, WireEnd, WireEnd), loss: usize) -> Self {
         // A asks B for names (`resolve_start`); B has no DNS server.
         let config = |address| Config::Static {
             address,
@@ -732,4 +745,28 @@ fn a_flood_of_spoofed_syns_does_not_keep_the_listener_shut() {
         net.a.sockets_in_use()
     );
     assert!(net.a.sockets_in_use() <= backlog + 1);
+}
+
+/// The TCP checksum of IPv4 frame `frame` is right (pseudo-header included).
+fn tcp_checksum_is_right(frame: &[u8]) -> bool {
+    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let header = usize::from(frame[14] & 0x0F) * 4;
+    let mut pseudo = frame[26..34].to_vec();
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&((total - header) as u16).to_be_bytes());
+    pseudo.extend_from_slice(&frame[14 + header..14 + total]);
+    checksum(&pseudo) == 0
+}
+
+#[test]
+fn checksums_left_to_the_nic_are_right_on_the_wire() {
+    let mut net = Net::offloading();
+    tcp_echo(&mut net, &Rng(5).bytes(100_000));
+    let tcp: Vec<&Vec<u8>> = net
+        .seen
+        .iter()
+        .filter(|f| f.len() > 34 && f[12..14] == [0x08, 0x00] && f[23] == 6)
+        .collect();
+    assert!(tcp.len() > 100, "{} TCP frames", tcp.len());
+    assert!(tcp.iter().all(|f| tcp_checksum_is_right(f)));
 }

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 
+use rexo_api::device::{internet_checksum, transport_checksum};
 use rexo_api::{DeviceError, NetDevice, NetInfo};
 
 /// One direction of the wire: frames sent and not yet carried, and frames arrived.
@@ -26,6 +27,17 @@ pub struct WireEnd {
     incoming: Arc<Mutex<Direction>>,
     /// Frames the transmit ring holds before [`DeviceError::QueueFull`].
     ring: usize,
+    /// Whether the end computes transport checksums ([`WireEnd::with_checksum_offload`]).
+    checksum_offload: bool,
+}
+
+impl WireEnd {
+    /// The end, computing the TCP and UDP checksums of frames sent through
+    /// `transmit_offloaded` as a NIC with checksum offload does.
+    pub fn with_checksum_offload(mut self) -> Self {
+        self.checksum_offload = true;
+        self
+    }
 }
 
 /// The wire: both directions, for [`Wire::carry`].
@@ -48,6 +60,7 @@ impl Wire {
                 outgoing: outgoing.clone(),
                 incoming: incoming.clone(),
                 ring,
+                checksum_offload: false,
             };
         let (end_a, end_b) = (end(a, &a_to_b, &b_to_a), end(b, &b_to_a, &a_to_b));
         (Wire { a_to_b, b_to_a }, end_a, end_b)
@@ -86,6 +99,7 @@ impl NetDevice for WireEnd {
             max_frame: 1514,
             queues: 1,
             link_up: true,
+            checksum_offload: self.checksum_offload,
         }
     }
 
@@ -129,6 +143,31 @@ impl NetDevice for WireEnd {
         }
         out.in_flight.push_back(frame);
         Ok(())
+    }
+
+    fn transmit_offloaded(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), DeviceError> {
+        if !self.checksum_offload {
+            return Err(DeviceError::Unsupported("checksum offload"));
+        }
+        self.transmit_checked(queue, len, &mut |frame| {
+            if !fill(frame) {
+                return false;
+            }
+            // What the NIC does: the field seeded with the pseudo-header's sum, then
+            // the sum of the segment stored in it.
+            if let Some(layout) = transport_checksum(frame) {
+                let field = layout.start + layout.offset;
+                frame[field..field + 2].copy_from_slice(&layout.seed.to_be_bytes());
+                let sum = internet_checksum(&frame[layout.start..]);
+                frame[field..field + 2].copy_from_slice(&sum.to_be_bytes());
+            }
+            true
+        })
     }
 
     fn transmit_pending(&mut self, _queue: usize) -> Result<usize, DeviceError> {
