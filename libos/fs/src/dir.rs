@@ -1,0 +1,269 @@
+//! Directories: finding a name, adding and removing entries (with their embedded
+//! inodes), and writing an inode back where it lives.
+//!
+//! A directory's blocks are its logical blocks `0..size / 4096`, none empty: an entry
+//! goes into the first block with room for it, or into a new block added at the end;
+//! a block that loses its last entry takes the last block's entries (the last block is
+//! freed), so an empty directory has no blocks at all.
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use crate::FileSystem;
+use crate::disk::{BLOCK_SIZE, BlockStore};
+use crate::error::FsError;
+use crate::extents;
+use crate::format::{DirectoryBlock, Entry, FileKind, Inode, Superblock};
+use crate::path::join;
+
+/// Where an inode is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Location {
+    /// The root directory's, in the superblock.
+    Root,
+    /// Entry `index` of directory block `block`.
+    Entry {
+        /// The directory block.
+        block: u64,
+        /// The entry's index in it.
+        index: usize,
+    },
+}
+
+/// An inode found by path, and where it lives.
+#[derive(Clone, Debug)]
+pub(crate) struct Found {
+    /// Where the inode is stored.
+    pub(crate) location: Location,
+    /// The inode.
+    pub(crate) inode: Inode,
+}
+
+impl<D: BlockStore> FileSystem<D> {
+    /// The superblock as it is now.
+    pub(crate) fn superblock(&mut self) -> Result<Superblock, FsError> {
+        let block = self.store.read(0)?;
+        Superblock::decode(&block, self.layout.blocks)
+    }
+
+    /// The inode at `names` (the root for none).
+    pub(crate) fn lookup(&mut self, names: &[&str]) -> Result<Found, FsError> {
+        let mut found = Found {
+            location: Location::Root,
+            inode: self.superblock()?.root,
+        };
+        for (depth, name) in names.iter().enumerate() {
+            let walked = names.get(..depth).unwrap_or_default();
+            if found.inode.kind != FileKind::Directory {
+                return Err(FsError::NotADirectory(join(walked)));
+            }
+            found = self
+                .find_in_directory(&found.inode, name, walked)?
+                .ok_or_else(|| FsError::NotFound(join(names.get(..=depth).unwrap_or_default())))?;
+        }
+        Ok(found)
+    }
+
+    /// The directory at `names`, or `NotADirectory`.
+    pub(crate) fn lookup_directory(&mut self, names: &[&str]) -> Result<Found, FsError> {
+        let found = self.lookup(names)?;
+        if found.inode.kind != FileKind::Directory {
+            return Err(FsError::NotADirectory(join(names)));
+        }
+        Ok(found)
+    }
+
+    /// The file at `names`, or `IsADirectory`.
+    pub(crate) fn lookup_file(&mut self, names: &[&str]) -> Result<Found, FsError> {
+        let found = self.lookup(names)?;
+        if found.inode.kind != FileKind::File {
+            return Err(FsError::IsADirectory(join(names)));
+        }
+        Ok(found)
+    }
+
+    /// The physical blocks of directory `inode`, in logical order.
+    pub(crate) fn directory_blocks(&mut self, inode: &Inode) -> Result<Vec<u64>, FsError> {
+        let (extents, _) = self.load_extents(inode)?;
+        Ok(extents
+            .iter()
+            .flat_map(|extent| extent.physical..extent.physical_end())
+            .collect())
+    }
+
+    /// Reads and checks directory block `number` of the directory at `path`.
+    pub(crate) fn read_directory_block(
+        &mut self,
+        number: u64,
+        path: &[&str],
+    ) -> Result<DirectoryBlock, FsError> {
+        let block = self.store.read(number)?;
+        DirectoryBlock::decode(&block, number).map_err(|error| error.under(&join(path)))
+    }
+
+    /// The entry `name` of directory `directory` (at `path`), if there is one.
+    pub(crate) fn find_in_directory(
+        &mut self,
+        directory: &Inode,
+        name: &str,
+        path: &[&str],
+    ) -> Result<Option<Found>, FsError> {
+        for block in self.directory_blocks(directory)? {
+            let entries = self.read_directory_block(block, path)?;
+            if let Some(index) = entries.find(name) {
+                let inode = entries
+                    .entries
+                    .get(index)
+                    .map(|entry| entry.inode.clone())
+                    .ok_or_else(|| FsError::corrupt(block, "entry vanished"))?;
+                return Ok(Some(Found {
+                    location: Location::Entry { block, index },
+                    inode,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every entry of directory `directory` (at `path`).
+    pub(crate) fn entries(
+        &mut self,
+        directory: &Inode,
+        path: &[&str],
+    ) -> Result<Vec<Entry>, FsError> {
+        let mut all = Vec::new();
+        for block in self.directory_blocks(directory)? {
+            all.extend(self.read_directory_block(block, path)?.entries);
+        }
+        Ok(all)
+    }
+
+    /// Where new blocks for the inode at `location` should go when it has none.
+    pub(crate) fn goal_near(&self, location: &Location) -> u64 {
+        match location {
+            Location::Root => self.layout.data_start,
+            Location::Entry { block, .. } => block + 1,
+        }
+    }
+
+    /// Writes `inode` back to `location`, stamped with this transaction's number.
+    pub(crate) fn write_inode(
+        &mut self,
+        location: &Location,
+        mut inode: Inode,
+    ) -> Result<(), FsError> {
+        inode.changed = self.journal.next_sequence;
+        match *location {
+            Location::Root => {
+                let mut superblock = self.superblock()?;
+                superblock.root = inode;
+                self.store.stage(0, superblock.encode());
+            }
+            Location::Entry { block, index } => {
+                let mut entries = DirectoryBlock::decode(&self.store.read(block)?, block)?;
+                let entry = entries
+                    .entries
+                    .get_mut(index)
+                    .ok_or_else(|| FsError::corrupt(block, format!("no entry {index}")))?;
+                entry.inode = inode;
+                self.store.stage(block, entries.encode(block));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds entry `name` with `inode` to `directory` (at `path`), growing it by a block
+    /// when no block has room.
+    pub(crate) fn insert_entry(
+        &mut self,
+        directory: &Found,
+        path: &[&str],
+        name: &str,
+        mut inode: Inode,
+    ) -> Result<(), FsError> {
+        inode.changed = self.journal.next_sequence;
+        let entry = Entry {
+            name: name.into(),
+            inode,
+        };
+        let blocks = self.directory_blocks(&directory.inode)?;
+        for &block in &blocks {
+            let mut entries = self.read_directory_block(block, path)?;
+            if entries.has_room_for(name) {
+                entries.entries.push(entry);
+                self.store.stage(block, entries.encode(block));
+                return Ok(());
+            }
+        }
+        let goal = blocks
+            .last()
+            .map_or_else(|| self.goal_near(&directory.location), |last| last + 1);
+        let (block, _) = self.allocate_run(goal, 1)?;
+        let fresh = DirectoryBlock {
+            entries: alloc::vec![entry],
+        };
+        self.store.stage(block, fresh.encode(block));
+        let mut grown = directory.inode.clone();
+        let (mut list, _) = self.load_extents(&grown)?;
+        extents::map(&mut list, blocks.len() as u64, block, 1);
+        grown.size = (blocks.len() as u64 + 1) * BLOCK_SIZE as u64;
+        self.store_extents(&mut grown, list, goal)?;
+        self.write_inode(&directory.location, grown)
+    }
+
+    /// Removes entry `name` from `directory` (at `path`) and returns its inode (whose
+    /// blocks the caller frees or moves), shrinking the directory when a block empties.
+    pub(crate) fn remove_entry(
+        &mut self,
+        directory: &Found,
+        path: &[&str],
+        name: &str,
+    ) -> Result<Inode, FsError> {
+        let blocks = self.directory_blocks(&directory.inode)?;
+        for (logical, &block) in blocks.iter().enumerate() {
+            let mut entries = self.read_directory_block(block, path)?;
+            let Some(index) = entries.find(name) else {
+                continue;
+            };
+            let removed = entries.entries.remove(index);
+            if entries.entries.is_empty() {
+                self.drop_directory_block(directory, path, &blocks, logical)?;
+            } else {
+                self.store.stage(block, entries.encode(block));
+            }
+            return Ok(removed.inode);
+        }
+        Err(FsError::NotFound(crate::path::child(&join(path), name)))
+    }
+
+    /// Removes the emptied logical block `logical` from `directory`: the last block's
+    /// entries move into it and the last block is freed.
+    fn drop_directory_block(
+        &mut self,
+        directory: &Found,
+        path: &[&str],
+        blocks: &[u64],
+        logical: usize,
+    ) -> Result<(), FsError> {
+        let (Some(&emptied), Some(&last)) = (blocks.get(logical), blocks.last()) else {
+            return Err(FsError::corrupt(
+                0,
+                format!("{}: directory block {logical} missing", join(path)),
+            ));
+        };
+        if emptied != last {
+            let moved = self.read_directory_block(last, path)?;
+            self.store.stage(emptied, moved.encode(emptied));
+        }
+        let mut shrunk = directory.inode.clone();
+        let (mut list, _) = self.load_extents(&shrunk)?;
+        let keep = blocks.len() as u64 - 1;
+        for (start, count) in extents::cut(&mut list, keep) {
+            self.free_run(start, count)?;
+        }
+        shrunk.size = keep * BLOCK_SIZE as u64;
+        let goal = self.goal_near(&directory.location);
+        self.store_extents(&mut shrunk, list, goal)?;
+        self.write_inode(&directory.location, shrunk)
+    }
+}

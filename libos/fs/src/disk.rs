@@ -1,0 +1,101 @@
+//! The block-device abstraction the file system runs on, and a disk in memory.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Bytes per block, on disk and in every buffer passed to a [`BlockStore`].
+pub const BLOCK_SIZE: usize = 4096;
+
+/// A disk seen as numbered blocks of [`BLOCK_SIZE`] (4096) bytes.
+///
+/// A write of one block is assumed atomic: after a crash the block holds either its
+/// old or its new contents. Writes may reach the medium in any order until `flush`.
+pub trait BlockStore {
+    /// Blocks on the disk.
+    fn blocks(&self) -> u64;
+    /// Reads block `block` into `buf` (`buf.len() == BLOCK_SIZE`).
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String>;
+    /// Writes `data` (`data.len() == BLOCK_SIZE`) to block `block`.
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String>;
+    /// Every write before it is durable when it returns.
+    fn flush(&mut self) -> Result<(), String>;
+}
+
+impl<T: BlockStore + ?Sized> BlockStore for &mut T {
+    fn blocks(&self) -> u64 {
+        (**self).blocks()
+    }
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
+        (**self).read(block, buf)
+    }
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
+        (**self).write(block, data)
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        (**self).flush()
+    }
+}
+
+/// A disk held in memory: a vector of blocks, where a block never written takes no
+/// memory and reads as zeros (so large, mostly empty disks are cheap).
+#[derive(Clone, Default)]
+pub struct MemoryDisk {
+    /// One entry per block: empty until the block is first written.
+    blocks: Vec<Vec<u8>>,
+}
+
+impl MemoryDisk {
+    /// A zeroed disk of `blocks` blocks.
+    pub fn new(blocks: u64) -> Self {
+        let count = usize::try_from(blocks).unwrap_or(usize::MAX);
+        let mut all = Vec::new();
+        all.resize_with(count, Vec::new);
+        Self { blocks: all }
+    }
+
+    /// The block, or an error naming why it cannot be used.
+    fn slot(&mut self, block: u64, len: usize) -> Result<&mut Vec<u8>, String> {
+        if len != BLOCK_SIZE {
+            return Err(format!("buffer of {len} bytes, not {BLOCK_SIZE}"));
+        }
+        let total = self.blocks.len();
+        usize::try_from(block)
+            .ok()
+            .and_then(|index| self.blocks.get_mut(index))
+            .ok_or_else(|| format!("block {block} is past the end of a {total}-block disk"))
+    }
+}
+
+impl core::fmt::Debug for MemoryDisk {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "MemoryDisk({} blocks)", self.blocks.len())
+    }
+}
+
+impl BlockStore for MemoryDisk {
+    fn blocks(&self) -> u64 {
+        self.blocks.len() as u64
+    }
+
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
+        let slot = self.slot(block, buf.len())?;
+        if slot.is_empty() {
+            buf.fill(0);
+        } else {
+            buf.copy_from_slice(slot);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
+        let slot = self.slot(block, data.len())?;
+        slot.clear();
+        slot.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}

@@ -1,0 +1,706 @@
+//! The on-disk format: block headers, the layout of the regions, the superblock,
+//! embedded inodes and extents, directory blocks, overflow extent blocks and bitmap
+//! blocks. Every parser checks what it reads and returns `FsError::Corrupt` naming the
+//! block; nothing here panics on disk data.
+//!
+//! Every metadata block starts with an 8-byte magic naming its kind and the block's own
+//! number (u64), and ends with a CRC-32 of its first 4092 bytes. All integers are
+//! little-endian.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::crc::crc32;
+use crate::disk::BLOCK_SIZE;
+use crate::error::FsError;
+
+/// One block's bytes.
+pub(crate) type Block = Box<[u8; BLOCK_SIZE]>;
+
+/// A block of zeros.
+pub(crate) fn zeroed() -> Block {
+    Box::new([0; BLOCK_SIZE])
+}
+
+/// Where the block's own number is.
+const SELF_AT: usize = 8;
+/// Where a metadata block's contents start.
+pub(crate) const BODY_AT: usize = 16;
+/// Where the CRC-32 of bytes `0..CRC_AT` is.
+pub(crate) const CRC_AT: usize = BLOCK_SIZE - 4;
+
+/// The superblock's magic (block 0).
+pub(crate) const SUPERBLOCK_MAGIC: [u8; 8] = *b"RXFS-SB1";
+/// A directory block's magic.
+pub(crate) const DIRECTORY_MAGIC: [u8; 8] = *b"RXFS-DIR";
+/// An overflow extent block's magic.
+pub(crate) const EXTENTS_MAGIC: [u8; 8] = *b"RXFS-EXT";
+/// A bitmap block's magic.
+pub(crate) const BITMAP_MAGIC: [u8; 8] = *b"RXFS-BMP";
+/// The journal header's magic.
+pub(crate) const JOURNAL_HEADER_MAGIC: [u8; 8] = *b"RXFS-JHD";
+/// A journal descriptor block's magic.
+pub(crate) const DESCRIPTOR_MAGIC: [u8; 8] = *b"RXFS-JDS";
+/// A journal commit block's magic.
+pub(crate) const COMMIT_MAGIC: [u8; 8] = *b"RXFS-JCM";
+
+/// The format version in the superblock.
+pub(crate) const VERSION: u32 = 1;
+
+/// Reads a little-endian u16 at `at` (0 when out of range; callers pass checked offsets).
+pub(crate) fn get_u16(bytes: &[u8], at: usize) -> u16 {
+    let mut raw = [0; 2];
+    if let Some(source) = bytes.get(at..at.saturating_add(2)) {
+        raw.copy_from_slice(source);
+    }
+    u16::from_le_bytes(raw)
+}
+
+/// Reads a little-endian u32 at `at`.
+pub(crate) fn get_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut raw = [0; 4];
+    if let Some(source) = bytes.get(at..at.saturating_add(4)) {
+        raw.copy_from_slice(source);
+    }
+    u32::from_le_bytes(raw)
+}
+
+/// Reads a little-endian u64 at `at`.
+pub(crate) fn get_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut raw = [0; 8];
+    if let Some(source) = bytes.get(at..at.saturating_add(8)) {
+        raw.copy_from_slice(source);
+    }
+    u64::from_le_bytes(raw)
+}
+
+/// Writes `value` at `at`.
+pub(crate) fn put(bytes: &mut [u8], at: usize, value: &[u8]) {
+    if let Some(target) = bytes.get_mut(at..at.saturating_add(value.len())) {
+        target.copy_from_slice(value);
+    }
+}
+
+/// Stamps a metadata block with its magic, its own number and its checksum.
+pub(crate) fn seal(block: &mut Block, magic: [u8; 8], number: u64) {
+    put(&mut block[..], 0, &magic);
+    put(&mut block[..], SELF_AT, &number.to_le_bytes());
+    let crc = crc32(&block[..CRC_AT]);
+    put(&mut block[..], CRC_AT, &crc.to_le_bytes());
+}
+
+/// Checks a metadata block's magic, checksum and own number.
+pub(crate) fn check_header(
+    block: &Block,
+    magic: [u8; 8],
+    number: u64,
+    what: &str,
+) -> Result<(), FsError> {
+    if block[..8] != magic {
+        return Err(FsError::corrupt(
+            number,
+            format!("not a {what} (bad magic)"),
+        ));
+    }
+    if crc32(&block[..CRC_AT]) != get_u32(&block[..], CRC_AT) {
+        return Err(FsError::corrupt(
+            number,
+            format!("{what} checksum mismatch"),
+        ));
+    }
+    let claimed = get_u64(&block[..], SELF_AT);
+    if claimed != number {
+        return Err(FsError::corrupt(
+            number,
+            format!("{what} claims to be block {claimed}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The smallest journal, in blocks (header included).
+pub(crate) const MIN_JOURNAL_BLOCKS: u64 = 64;
+/// The largest journal, in blocks (64 MiB).
+pub(crate) const MAX_JOURNAL_BLOCKS: u64 = 16384;
+/// The journal is this fraction of the disk, within the bounds above.
+const JOURNAL_FRACTION: u64 = 64;
+/// The fewest data blocks a disk must leave after the metadata regions.
+const MIN_DATA_BLOCKS: u64 = 32;
+/// Allocation bits in one bitmap block (bytes 16..4092).
+pub(crate) const BITS_PER_BITMAP_BLOCK: u64 = ((CRC_AT - BODY_AT) * 8) as u64;
+
+/// Where the regions of a disk are; a pure function of the disk's size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// Blocks on the disk.
+    pub(crate) blocks: u64,
+    /// The journal's first block (its header).
+    pub(crate) journal_start: u64,
+    /// Blocks in the journal, header included.
+    pub(crate) journal_blocks: u64,
+    /// The first bitmap block.
+    pub(crate) bitmap_start: u64,
+    /// Bitmap blocks.
+    pub(crate) bitmap_blocks: u64,
+    /// The first data block; data blocks run to the end of the disk.
+    pub(crate) data_start: u64,
+}
+
+impl Layout {
+    /// The layout of a disk of `blocks` blocks, or `TooSmall`.
+    pub(crate) fn for_disk(blocks: u64) -> Result<Self, FsError> {
+        let journal_blocks =
+            (blocks / JOURNAL_FRACTION).clamp(MIN_JOURNAL_BLOCKS, MAX_JOURNAL_BLOCKS);
+        let journal_start = 1;
+        let bitmap_start = journal_start + journal_blocks;
+        let bitmap_blocks = blocks.div_ceil(BITS_PER_BITMAP_BLOCK);
+        let data_start = bitmap_start + bitmap_blocks;
+        let enough = data_start
+            .checked_add(MIN_DATA_BLOCKS)
+            .is_some_and(|needed| needed <= blocks);
+        if !enough {
+            return Err(FsError::TooSmall(blocks));
+        }
+        Ok(Self {
+            blocks,
+            journal_start,
+            journal_blocks,
+            bitmap_start,
+            bitmap_blocks,
+            data_start,
+        })
+    }
+
+    /// Blocks of the data region.
+    pub(crate) fn data_blocks(&self) -> u64 {
+        self.blocks - self.data_start
+    }
+
+    /// Whether `count` blocks from `start` all lie in the data region.
+    pub(crate) fn in_data(&self, start: u64, count: u64) -> bool {
+        start >= self.data_start
+            && start
+                .checked_add(count)
+                .is_some_and(|end| end <= self.blocks)
+    }
+
+    /// The block just past the journal.
+    pub(crate) fn journal_end(&self) -> u64 {
+        self.journal_start + self.journal_blocks
+    }
+}
+
+/// What an inode describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileKind {
+    /// A regular file of bytes.
+    File,
+    /// A directory of named entries.
+    Directory,
+}
+
+/// A run of `count` blocks of a file, from logical block `logical` (the file's byte
+/// `logical * 4096`) stored at physical blocks `physical..physical + count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Extent {
+    /// The first logical block.
+    pub(crate) logical: u64,
+    /// The first physical block.
+    pub(crate) physical: u64,
+    /// Blocks in the run (at least 1).
+    pub(crate) count: u64,
+}
+
+/// Bytes of one extent on disk: logical, physical and count as u64s.
+const EXTENT_SIZE: usize = 24;
+
+impl Extent {
+    /// The logical block just past the run.
+    pub(crate) fn logical_end(&self) -> u64 {
+        self.logical.saturating_add(self.count)
+    }
+
+    /// The physical block just past the run.
+    pub(crate) fn physical_end(&self) -> u64 {
+        self.physical.saturating_add(self.count)
+    }
+
+    fn decode(bytes: &[u8], at: usize, block: u64) -> Result<Self, FsError> {
+        let extent = Self {
+            logical: get_u64(bytes, at),
+            physical: get_u64(bytes, at + 8),
+            count: get_u64(bytes, at + 16),
+        };
+        let wraps = extent.logical.checked_add(extent.count).is_none()
+            || extent.physical.checked_add(extent.count).is_none();
+        if extent.count == 0 || wraps {
+            return Err(FsError::corrupt(
+                block,
+                format!(
+                    "extent ({}, {}, {}) is empty or wraps",
+                    extent.logical, extent.physical, extent.count
+                ),
+            ));
+        }
+        Ok(extent)
+    }
+
+    fn encode(&self, bytes: &mut [u8], at: usize) {
+        put(bytes, at, &self.logical.to_le_bytes());
+        put(bytes, at + 8, &self.physical.to_le_bytes());
+        put(bytes, at + 16, &self.count.to_le_bytes());
+    }
+}
+
+/// Extents kept inside the inode itself.
+pub(crate) const INLINE_EXTENTS: usize = 4;
+/// Bytes of an embedded inode.
+pub(crate) const INODE_SIZE: usize = 32 + INLINE_EXTENTS * EXTENT_SIZE;
+
+/// A file's or directory's inode, embedded in its directory entry (the root's in the
+/// superblock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Inode {
+    /// File or directory.
+    pub(crate) kind: FileKind,
+    /// Bytes (a directory: its blocks times 4096).
+    pub(crate) size: u64,
+    /// The sequence number of the journal transaction that last wrote this inode.
+    pub(crate) changed: u64,
+    /// The first overflow extent block, or 0 when every extent is inline.
+    pub(crate) overflow: u64,
+    /// The first (up to 4) extents, in logical order.
+    pub(crate) inline: Vec<Extent>,
+}
+
+impl Inode {
+    /// An empty file or directory.
+    pub(crate) fn new(kind: FileKind, changed: u64) -> Self {
+        Self {
+            kind,
+            size: 0,
+            changed,
+            overflow: 0,
+            inline: Vec::new(),
+        }
+    }
+
+    /// Reads the inode at `at` in `bytes`, found in `block`.
+    pub(crate) fn decode(bytes: &[u8], at: usize, block: u64) -> Result<Self, FsError> {
+        let field = |offset: usize| at + offset;
+        let kind = match bytes.get(at) {
+            Some(1) => FileKind::File,
+            Some(2) => FileKind::Directory,
+            Some(other) => {
+                return Err(FsError::corrupt(block, format!("inode kind {other}")));
+            }
+            None => return Err(FsError::corrupt(block, "inode cut short")),
+        };
+        let inline_count = usize::from(bytes.get(field(1)).copied().unwrap_or(0));
+        if inline_count > INLINE_EXTENTS {
+            return Err(FsError::corrupt(
+                block,
+                format!("inode with {inline_count} inline extents"),
+            ));
+        }
+        let overflow = get_u64(bytes, field(24));
+        if overflow != 0 && inline_count < INLINE_EXTENTS {
+            return Err(FsError::corrupt(
+                block,
+                "inode has an overflow block but free inline extents",
+            ));
+        }
+        let inline = (0..inline_count)
+            .map(|index| Extent::decode(bytes, field(32 + index * EXTENT_SIZE), block))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            kind,
+            size: get_u64(bytes, field(8)),
+            changed: get_u64(bytes, field(16)),
+            overflow,
+            inline,
+        })
+    }
+
+    /// Writes the inode at `at` in `bytes`.
+    pub(crate) fn encode(&self, bytes: &mut [u8], at: usize) {
+        let kind: u8 = match self.kind {
+            FileKind::File => 1,
+            FileKind::Directory => 2,
+        };
+        let mut raw = [0u8; INODE_SIZE];
+        raw[0] = kind;
+        raw[1] = self.inline.len().min(INLINE_EXTENTS) as u8;
+        put(&mut raw, 8, &self.size.to_le_bytes());
+        put(&mut raw, 16, &self.changed.to_le_bytes());
+        put(&mut raw, 24, &self.overflow.to_le_bytes());
+        for (index, extent) in self.inline.iter().take(INLINE_EXTENTS).enumerate() {
+            extent.encode(&mut raw, 32 + index * EXTENT_SIZE);
+        }
+        put(bytes, at, &raw);
+    }
+}
+
+/// Where the version, layout and root inode are in the superblock.
+const VERSION_AT: usize = 16;
+const LAYOUT_AT: usize = 24;
+/// Where the root directory's inode is in the superblock.
+const ROOT_INODE_AT: usize = 128;
+
+/// Block 0: the format version, the layout and the root directory's inode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Superblock {
+    /// Where the regions are.
+    pub(crate) layout: Layout,
+    /// The root directory's inode.
+    pub(crate) root: Inode,
+}
+
+impl Superblock {
+    /// Parses block 0 of a disk of `disk_blocks` blocks, checking the layout against it.
+    pub(crate) fn decode(block: &Block, disk_blocks: u64) -> Result<Self, FsError> {
+        if block[..8] != SUPERBLOCK_MAGIC {
+            return Err(FsError::NotFormatted);
+        }
+        check_header(block, SUPERBLOCK_MAGIC, 0, "superblock")?;
+        let version = get_u32(&block[..], VERSION_AT);
+        if version != VERSION {
+            return Err(FsError::corrupt(0, format!("format version {version}")));
+        }
+        let field = |index: usize| get_u64(&block[..], LAYOUT_AT + 8 * index);
+        let stored = Layout {
+            blocks: field(0),
+            journal_start: field(1),
+            journal_blocks: field(2),
+            bitmap_start: field(3),
+            bitmap_blocks: field(4),
+            data_start: field(5),
+        };
+        if stored.blocks != disk_blocks {
+            return Err(FsError::corrupt(
+                0,
+                format!(
+                    "superblock is for {} blocks, the disk has {disk_blocks}",
+                    stored.blocks
+                ),
+            ));
+        }
+        if Layout::for_disk(stored.blocks).ok() != Some(stored) {
+            return Err(FsError::corrupt(
+                0,
+                format!(
+                    "regions (journal {}+{}, bitmap {}+{}, data from {}) do not fit a {}-block disk",
+                    stored.journal_start,
+                    stored.journal_blocks,
+                    stored.bitmap_start,
+                    stored.bitmap_blocks,
+                    stored.data_start,
+                    stored.blocks
+                ),
+            ));
+        }
+        let root = Inode::decode(&block[..], ROOT_INODE_AT, 0).map_err(|e| e.under("/"))?;
+        if root.kind != FileKind::Directory {
+            return Err(FsError::corrupt(0, "the root is not a directory"));
+        }
+        Ok(Self {
+            layout: stored,
+            root,
+        })
+    }
+
+    /// The superblock's bytes.
+    pub(crate) fn encode(&self) -> Block {
+        let mut block = zeroed();
+        put(&mut block[..], VERSION_AT, &VERSION.to_le_bytes());
+        let layout = &self.layout;
+        let fields = [
+            layout.blocks,
+            layout.journal_start,
+            layout.journal_blocks,
+            layout.bitmap_start,
+            layout.bitmap_blocks,
+            layout.data_start,
+        ];
+        for (index, value) in fields.iter().enumerate() {
+            put(&mut block[..], LAYOUT_AT + 8 * index, &value.to_le_bytes());
+        }
+        self.root.encode(&mut block[..], ROOT_INODE_AT);
+        seal(&mut block, SUPERBLOCK_MAGIC, 0);
+        block
+    }
+}
+
+/// The longest name, in bytes.
+pub const MAX_NAME: usize = 255;
+/// Where a directory block's entry count is.
+const ENTRY_COUNT_AT: usize = BODY_AT;
+/// Where a directory block's entries start.
+const ENTRIES_AT: usize = 24;
+/// Bytes of entries one directory block holds.
+pub(crate) const DIRECTORY_CAPACITY: usize = CRC_AT - ENTRIES_AT;
+
+/// Whether `name` may be stored in a directory.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name != "."
+        && name != ".."
+        && !name.bytes().any(|byte| byte == b'/' || byte == 0)
+}
+
+/// One entry of a directory block: a name and the inode embedded with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// The name (1 to 255 bytes of UTF-8, no `/` or NUL, not `.` or `..`).
+    pub(crate) name: String,
+    /// The file's or directory's inode.
+    pub(crate) inode: Inode,
+}
+
+impl Entry {
+    /// Bytes the entry takes in a directory block: name length, inode, name.
+    pub(crate) fn size_on_disk(name: &str) -> usize {
+        1 + INODE_SIZE + name.len()
+    }
+}
+
+/// A directory block's entries, in the order stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DirectoryBlock {
+    /// The entries.
+    pub(crate) entries: Vec<Entry>,
+}
+
+impl DirectoryBlock {
+    /// Parses directory block `number`.
+    pub(crate) fn decode(block: &Block, number: u64) -> Result<Self, FsError> {
+        check_header(block, DIRECTORY_MAGIC, number, "directory block")?;
+        let count = get_u16(&block[..], ENTRY_COUNT_AT);
+        let mut at = ENTRIES_AT;
+        let mut entries = Vec::new();
+        for index in 0..count {
+            let entry = decode_entry(block, number, at)
+                .map_err(|what| FsError::corrupt(number, format!("entry {index}: {what}")))?;
+            at += Entry::size_on_disk(&entry.name);
+            entries.push(entry);
+        }
+        if block[at.min(CRC_AT)..CRC_AT].iter().any(|&byte| byte != 0) {
+            return Err(FsError::corrupt(
+                number,
+                "bytes after the last directory entry",
+            ));
+        }
+        Ok(Self { entries })
+    }
+
+    /// Bytes of entries stored.
+    pub(crate) fn used(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|entry| Entry::size_on_disk(&entry.name))
+            .sum()
+    }
+
+    /// Whether an entry named `name` fits beside the others.
+    pub(crate) fn has_room_for(&self, name: &str) -> bool {
+        self.used() + Entry::size_on_disk(name) <= DIRECTORY_CAPACITY
+    }
+
+    /// The block's bytes, stamped as block `number`.
+    pub(crate) fn encode(&self, number: u64) -> Block {
+        let mut block = zeroed();
+        put(
+            &mut block[..],
+            ENTRY_COUNT_AT,
+            &(self.entries.len() as u16).to_le_bytes(),
+        );
+        let mut at = ENTRIES_AT;
+        for entry in &self.entries {
+            put(&mut block[..], at, &[entry.name.len() as u8]);
+            entry.inode.encode(&mut block[..], at + 1);
+            put(&mut block[..], at + 1 + INODE_SIZE, entry.name.as_bytes());
+            at += Entry::size_on_disk(&entry.name);
+        }
+        seal(&mut block, DIRECTORY_MAGIC, number);
+        block
+    }
+
+    /// The index of the entry named `name`.
+    pub(crate) fn find(&self, name: &str) -> Option<usize> {
+        self.entries.iter().position(|entry| entry.name == name)
+    }
+}
+
+/// Reads one directory entry at `at`, or says what is wrong with it.
+fn decode_entry(block: &Block, number: u64, at: usize) -> Result<Entry, String> {
+    let name_len = usize::from(*block.get(at).ok_or("runs past the block")?);
+    let inode_at = at + 1;
+    let name_at = inode_at + INODE_SIZE;
+    let name_end = name_at + name_len;
+    if name_len == 0 {
+        return Err("empty name".into());
+    }
+    if name_end > CRC_AT {
+        return Err("runs past the block".into());
+    }
+    let name = core::str::from_utf8(&block[name_at..name_end])
+        .map_err(|_| String::from("name is not UTF-8"))?;
+    if !valid_name(name) {
+        return Err(format!("invalid name {name:?}"));
+    }
+    let inode = Inode::decode(&block[..], inode_at, number).map_err(|error| match error {
+        FsError::Corrupt { what, .. } => format!("{name}: {what}"),
+        other => format!("{name}: {other}"),
+    })?;
+    Ok(Entry {
+        name: name.into(),
+        inode,
+    })
+}
+
+/// Where an overflow block's extent count, next block and extents are.
+const OVERFLOW_COUNT_AT: usize = BODY_AT;
+const OVERFLOW_NEXT_AT: usize = 24;
+const OVERFLOW_EXTENTS_AT: usize = 32;
+/// Extents one overflow block holds.
+pub(crate) const EXTENTS_PER_OVERFLOW_BLOCK: usize = (CRC_AT - OVERFLOW_EXTENTS_AT) / EXTENT_SIZE;
+
+/// An overflow extent block: more extents of a file with more than four, and the next
+/// block of the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OverflowBlock {
+    /// The next overflow block, or 0.
+    pub(crate) next: u64,
+    /// Its extents (1 to 169), continuing the inode's in logical order.
+    pub(crate) extents: Vec<Extent>,
+}
+
+impl OverflowBlock {
+    /// Parses overflow block `number`.
+    pub(crate) fn decode(block: &Block, number: u64) -> Result<Self, FsError> {
+        check_header(block, EXTENTS_MAGIC, number, "overflow extent block")?;
+        let count = get_u32(&block[..], OVERFLOW_COUNT_AT) as usize;
+        if count == 0 || count > EXTENTS_PER_OVERFLOW_BLOCK {
+            return Err(FsError::corrupt(
+                number,
+                format!("overflow extent block with {count} extents"),
+            ));
+        }
+        let extents = (0..count)
+            .map(|index| {
+                Extent::decode(
+                    &block[..],
+                    OVERFLOW_EXTENTS_AT + index * EXTENT_SIZE,
+                    number,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            next: get_u64(&block[..], OVERFLOW_NEXT_AT),
+            extents,
+        })
+    }
+
+    /// The block's bytes, stamped as block `number`.
+    pub(crate) fn encode(&self, number: u64) -> Block {
+        let mut block = zeroed();
+        let count = self.extents.len().min(EXTENTS_PER_OVERFLOW_BLOCK);
+        put(
+            &mut block[..],
+            OVERFLOW_COUNT_AT,
+            &(count as u32).to_le_bytes(),
+        );
+        put(&mut block[..], OVERFLOW_NEXT_AT, &self.next.to_le_bytes());
+        for (index, extent) in self.extents.iter().take(count).enumerate() {
+            extent.encode(&mut block[..], OVERFLOW_EXTENTS_AT + index * EXTENT_SIZE);
+        }
+        seal(&mut block, EXTENTS_MAGIC, number);
+        block
+    }
+}
+
+/// Where block `block`'s allocation bit is: the bitmap block, the byte in it, the bit.
+pub(crate) fn bitmap_position(layout: &Layout, block: u64) -> (u64, usize, u8) {
+    let index = block / BITS_PER_BITMAP_BLOCK;
+    let bit = (block % BITS_PER_BITMAP_BLOCK) as usize;
+    (
+        layout.bitmap_start + index,
+        BODY_AT + bit / 8,
+        (bit % 8) as u8,
+    )
+}
+
+/// Checks bitmap block `number`.
+pub(crate) fn check_bitmap(block: &Block, number: u64) -> Result<(), FsError> {
+    check_header(block, BITMAP_MAGIC, number, "bitmap block")
+}
+
+/// Whether the bit at (`byte`, `bit`) of a bitmap block is set.
+pub(crate) fn bit_is_set(block: &Block, byte: usize, bit: u8) -> bool {
+    block.get(byte).is_some_and(|value| value & (1 << bit) != 0)
+}
+
+/// Sets or clears the bit at (`byte`, `bit`).
+pub(crate) fn set_bit(block: &mut Block, byte: usize, bit: u8, used: bool) {
+    if let Some(value) = block.get_mut(byte) {
+        if used {
+            *value |= 1 << bit;
+        } else {
+            *value &= !(1 << bit);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_scale_with_the_disk() {
+        assert_eq!(Layout::for_disk(97), Err(FsError::TooSmall(97)));
+        let small = Layout::for_disk(98).unwrap();
+        assert_eq!(
+            (small.journal_blocks, small.bitmap_blocks, small.data_start),
+            (64, 1, 66)
+        );
+        let big = Layout::for_disk(1 << 20).unwrap();
+        assert_eq!((big.journal_blocks, big.bitmap_blocks), (16384, 33));
+        let huge = Layout::for_disk(1 << 40).unwrap();
+        assert_eq!(huge.journal_blocks, MAX_JOURNAL_BLOCKS);
+        assert_eq!(INODE_SIZE, 128);
+        assert_eq!(EXTENTS_PER_OVERFLOW_BLOCK, 169);
+        assert_eq!(BITS_PER_BITMAP_BLOCK, 32608);
+    }
+
+    #[test]
+    fn directory_blocks_round_trip_and_detect_damage() {
+        let mut directory = DirectoryBlock::default();
+        let mut inode = Inode::new(FileKind::File, 7);
+        inode.size = 5000;
+        inode.inline.push(Extent {
+            logical: 0,
+            physical: 90,
+            count: 2,
+        });
+        directory.entries.push(Entry {
+            name: "a".repeat(MAX_NAME),
+            inode,
+        });
+        directory.entries.push(Entry {
+            name: "b".into(),
+            inode: Inode::new(FileKind::Directory, 1),
+        });
+        let block = directory.encode(70);
+        assert_eq!(DirectoryBlock::decode(&block, 70).unwrap(), directory);
+        assert!(matches!(
+            DirectoryBlock::decode(&block, 71),
+            Err(FsError::Corrupt { block: 71, .. })
+        ));
+        let mut flipped = block.clone();
+        flipped[100] ^= 1;
+        assert!(DirectoryBlock::decode(&flipped, 70).is_err());
+    }
+}

@@ -1,0 +1,591 @@
+//! The file system: format, mount (with recovery), the operations, transactions and
+//! checkpoints.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::disk::{BLOCK_SIZE, BlockStore};
+use crate::error::FsError;
+use crate::extents::{cut, mapped_blocks, physical_of, unmapped_runs};
+use crate::format::{
+    BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, FileKind, Inode, Layout, Superblock,
+    bitmap_position, seal, set_bit, zeroed,
+};
+use crate::fsck::{FsckReport, check};
+use crate::journal::{Journal, encode_header, scan, transaction_length, write_transaction};
+use crate::path::{join, parse};
+use crate::store::{Store, flush_disk, read_disk, write_disk};
+use crate::{DirEntry, MAX_FILE_SIZE, Metadata, StatFs};
+
+/// Bytes per block, as a u64 for offset arithmetic.
+const BLOCK: u64 = BLOCK_SIZE as u64;
+
+/// A mounted Rexo file system on a disk `D`.
+///
+/// Every operation that changes something is one journal transaction (a large write
+/// is several, see [`FileSystem::write`]), committed and flushed before it returns: it
+/// is durable then. [`FileSystem::sync`] checkpoints: it writes the journaled blocks
+/// to their homes and empties the journal.
+#[derive(Debug)]
+pub struct FileSystem<D: BlockStore> {
+    /// The disk and the changes above it.
+    pub(crate) store: Store<D>,
+    /// Where the regions are.
+    pub(crate) layout: Layout,
+    /// Where the journal writes next.
+    pub(crate) journal: Journal,
+    /// Free data blocks (counting the transaction being built).
+    pub(crate) free_blocks: u64,
+    /// Set when a write or flush failed: the file system then refuses to go on.
+    failed: Option<String>,
+}
+
+impl<D: BlockStore> FileSystem<D> {
+    /// Writes an empty file system (an empty root directory) over the whole disk.
+    ///
+    /// Not crash-safe: block 0 is cleared first and the superblock written last, so
+    /// an interrupted format leaves a disk that mount refuses as `NotFormatted`.
+    pub fn format(mut disk: D) -> Result<Self, FsError> {
+        let layout = Layout::for_disk(disk.blocks())?;
+        write_disk(&mut disk, 0, &zeroed())?;
+        for index in 0..layout.bitmap_blocks {
+            let number = layout.bitmap_start + index;
+            write_disk(&mut disk, number, &initial_bitmap(&layout, number))?;
+        }
+        write_disk(
+            &mut disk,
+            layout.journal_start,
+            &encode_header(layout.journal_start, 1),
+        )?;
+        write_disk(&mut disk, layout.journal_start + 1, &zeroed())?;
+        flush_disk(&mut disk)?;
+        let superblock = Superblock {
+            layout,
+            root: Inode::new(FileKind::Directory, 0),
+        };
+        write_disk(&mut disk, 0, &superblock.encode())?;
+        flush_disk(&mut disk)?;
+        Ok(Self {
+            store: Store::new(disk, BTreeMap::new()),
+            layout,
+            journal: Journal::empty(&layout, 1),
+            free_blocks: layout.data_blocks(),
+            failed: None,
+        })
+    }
+
+    /// Mounts the file system on `disk`: replays the journal's committed transactions,
+    /// checks the whole file system (as [`FileSystem::fsck`]) and refuses it, writing
+    /// nothing, if anything is wrong. The check reads all metadata and needs a bit of
+    /// memory per disk block.
+    pub fn mount(disk: D) -> Result<Self, FsError> {
+        let mut store = Store::new(disk, BTreeMap::new());
+        let layout =
+            Superblock::decode(&read_disk(&mut store.disk, 0)?, store.disk.blocks())?.layout;
+        let replay = scan(&mut store.disk, &layout)?;
+        store.pending = replay.blocks;
+        let report = check(&mut store, &layout, replay.transactions)?;
+        let mut journal = Journal::empty(&layout, replay.next_sequence);
+        journal.transactions = replay.transactions;
+        let mut fs = Self {
+            store,
+            layout,
+            journal,
+            free_blocks: report.free_blocks,
+            failed: None,
+        };
+        if replay.transactions > 0 {
+            fs.write_home()?;
+        }
+        Ok(fs)
+    }
+
+    /// Checks the file system on `disk` without writing to it: the journal's committed
+    /// transactions are laid over the disk as mount would replay them.
+    pub fn fsck(disk: &mut D) -> Result<FsckReport, FsError> {
+        let layout = Superblock::decode(&read_disk(disk, 0)?, disk.blocks())?.layout;
+        let replay = scan(disk, &layout)?;
+        let mut store = Store::new(disk, replay.blocks);
+        check(&mut store, &layout, replay.transactions)
+    }
+
+    /// Checks this mounted file system as it stands (journaled changes included).
+    pub fn check(&mut self) -> Result<FsckReport, FsError> {
+        self.usable()?;
+        let transactions = self.journal.transactions;
+        check(&mut self.store, &self.layout, transactions)
+    }
+
+    /// Gives the disk back. Every completed operation is already durable in the journal;
+    /// call [`FileSystem::sync`] first to leave the journal empty.
+    pub fn into_disk(self) -> D {
+        self.store.disk
+    }
+
+    /// Makes everything done so far durable and written home: writes the journaled
+    /// blocks to their places, flushes, empties the journal and flushes again.
+    pub fn sync(&mut self) -> Result<(), FsError> {
+        self.usable()?;
+        self.write_home()
+    }
+
+    /// Data blocks in all and free.
+    pub fn statfs(&self) -> StatFs {
+        StatFs {
+            block_size: BLOCK,
+            total_blocks: self.layout.data_blocks(),
+            free_blocks: self.free_blocks,
+        }
+    }
+
+    /// Creates the directory `path`; its parent must exist.
+    pub fn mkdir(&mut self, path: &str) -> Result<(), FsError> {
+        self.make(path, FileKind::Directory)
+    }
+
+    /// Creates the empty file `path`; its parent must exist.
+    pub fn create(&mut self, path: &str) -> Result<(), FsError> {
+        self.make(path, FileKind::File)
+    }
+
+    /// Writes `data` at byte `offset` of the file `path`, which grows as needed; a
+    /// gap past the old end is a hole that reads as zeros and takes no blocks.
+    ///
+    /// A write whose blocks fit one journal transaction is atomic. A larger one is cut
+    /// at block boundaries into transactions, each committed in turn from the lowest
+    /// offset: a crash in the middle leaves a prefix of the write done (each piece
+    /// grows the size only as far as it wrote). A write that cannot have the blocks
+    /// it needs returns `NoSpace` before writing anything.
+    pub fn write(&mut self, path: &str, offset: u64, data: &[u8]) -> Result<(), FsError> {
+        self.usable()?;
+        let names = parse(path)?;
+        let found = self.lookup_file(&names)?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|&end| end <= MAX_FILE_SIZE)
+            .ok_or_else(|| FsError::FileTooLarge(join(&names)))?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let (extents, _) = self.load_extents(&found.inode)?;
+        let needed: u64 = unmapped_runs(&extents, offset / BLOCK, end.div_ceil(BLOCK))
+            .iter()
+            .map(|&(_, count)| count)
+            .sum();
+        if needed > self.free_blocks {
+            return Err(FsError::NoSpace);
+        }
+        let mut done = 0usize;
+        let mut piece_blocks = self.journal.capacity().saturating_sub(8).max(1);
+        while done < data.len() {
+            let at = offset + done as u64;
+            let piece_end = (at / BLOCK)
+                .saturating_add(piece_blocks)
+                .saturating_mul(BLOCK)
+                .min(end);
+            let length = (piece_end - at) as usize;
+            let piece = data.get(done..done + length).unwrap_or_default();
+            match self.transact(|fs| fs.write_piece(&names, at, piece)) {
+                Ok(()) => done += length,
+                Err(FsError::TooLarge { .. }) if piece_blocks > 1 => piece_blocks /= 2,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads from byte `offset` of the file `path` into `buf`; returns the bytes read,
+    /// fewer than `buf.len()` at the end of the file. Holes read as zeros.
+    pub fn read(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
+        self.usable()?;
+        let names = parse(path)?;
+        let found = self.lookup_file(&names)?;
+        let size = found.inode.size;
+        if offset >= size {
+            return Ok(0);
+        }
+        let length = (size - offset).min(buf.len() as u64) as usize;
+        let (extents, _) = self.load_extents(&found.inode)?;
+        let mut done = 0;
+        while done < length {
+            let at = offset + done as u64;
+            let within = (at % BLOCK) as usize;
+            let take = (BLOCK_SIZE - within).min(length - done);
+            let Some(target) = buf.get_mut(done..done + take) else {
+                break;
+            };
+            match physical_of(&extents, at / BLOCK) {
+                Some(physical) => {
+                    let block = self.store.read(physical)?;
+                    target.copy_from_slice(block.get(within..within + take).unwrap_or_default());
+                }
+                None => target.fill(0),
+            }
+            done += take;
+        }
+        Ok(length)
+    }
+
+    /// The whole file `path`.
+    pub fn read_all(&mut self, path: &str) -> Result<Vec<u8>, FsError> {
+        let size = self.stat(path)?.size;
+        let length = usize::try_from(size).map_err(|_| FsError::FileTooLarge(path.into()))?;
+        let mut contents = Vec::new();
+        contents
+            .try_reserve_exact(length)
+            .map_err(|_| FsError::FileTooLarge(path.into()))?;
+        contents.resize(length, 0);
+        let read = self.read(path, 0, &mut contents)?;
+        contents.truncate(read);
+        Ok(contents)
+    }
+
+    /// Sets the size of the file `path` to `length`: shrinking frees the blocks past
+    /// the end, growing leaves a hole.
+    pub fn truncate(&mut self, path: &str, length: u64) -> Result<(), FsError> {
+        self.usable()?;
+        let names = parse(path)?;
+        let found = self.lookup_file(&names)?;
+        if length > MAX_FILE_SIZE {
+            return Err(FsError::FileTooLarge(join(&names)));
+        }
+        if length == found.inode.size {
+            return Ok(());
+        }
+        self.transact(|fs| fs.resize(&names, length))
+    }
+
+    /// Removes the file `path` and frees its blocks.
+    pub fn unlink(&mut self, path: &str) -> Result<(), FsError> {
+        self.remove(path, FileKind::File)
+    }
+
+    /// Removes the empty directory `path`.
+    pub fn rmdir(&mut self, path: &str) -> Result<(), FsError> {
+        self.remove(path, FileKind::Directory)
+    }
+
+    /// Moves `from` to `to`, across directories too, in one transaction. An existing
+    /// `to` is replaced atomically if it is a file and `from` is a file, or an empty
+    /// directory and `from` a directory. A directory cannot move inside itself.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<(), FsError> {
+        self.usable()?;
+        let source_names = parse(from)?;
+        let target_names = parse(to)?;
+        let (Some((source_name, source_parent)), Some((target_name, target_parent))) =
+            (source_names.split_last(), target_names.split_last())
+        else {
+            return Err(FsError::Root);
+        };
+        let source = self.lookup(&source_names)?;
+        if source.inode.kind == FileKind::Directory
+            && target_names.len() > source_names.len()
+            && target_names.starts_with(&source_names)
+        {
+            return Err(FsError::IntoItself {
+                from: join(&source_names),
+                to: join(&target_names),
+            });
+        }
+        let parent = self.lookup_directory(target_parent)?;
+        if source_names == target_names {
+            return Ok(());
+        }
+        let replaced = self.find_in_directory(&parent.inode, target_name, target_parent)?;
+        if let Some(target) = &replaced {
+            check_replaceable(&source.inode, &target.inode, &target_names)?;
+        }
+        self.transact(|fs| {
+            if let Some(target) = replaced {
+                fs.free_all_blocks(&target.inode)?;
+                let parent = fs.lookup_directory(target_parent)?;
+                fs.remove_entry(&parent, target_parent, target_name)?;
+            }
+            let parent = fs.lookup_directory(source_parent)?;
+            let moved = fs.remove_entry(&parent, source_parent, source_name)?;
+            let parent = fs.lookup_directory(target_parent)?;
+            fs.insert_entry(&parent, target_parent, target_name, moved)
+        })
+    }
+
+    /// The entries of the directory `path`, sorted by name.
+    pub fn list(&mut self, path: &str) -> Result<Vec<DirEntry>, FsError> {
+        self.usable()?;
+        let names = parse(path)?;
+        let directory = self.lookup_directory(&names)?;
+        let mut listing: Vec<DirEntry> = self
+            .entries(&directory.inode, &names)?
+            .into_iter()
+            .map(|entry| DirEntry {
+                name: entry.name,
+                kind: entry.inode.kind,
+                size: entry.inode.size,
+            })
+            .collect();
+        listing.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(listing)
+    }
+
+    /// What is at `path`.
+    pub fn stat(&mut self, path: &str) -> Result<Metadata, FsError> {
+        self.usable()?;
+        let names = parse(path)?;
+        let found = self.lookup(&names)?;
+        let (extents, _) = self.load_extents(&found.inode)?;
+        Ok(Metadata {
+            kind: found.inode.kind,
+            size: found.inode.size,
+            blocks: mapped_blocks(&extents),
+            changed: found.inode.changed,
+        })
+    }
+
+    /// Refuses to go on after a failed write or flush.
+    fn usable(&self) -> Result<(), FsError> {
+        match &self.failed {
+            Some(message) => Err(FsError::Disk(alloc::format!(
+                "stopped after an earlier disk error ({message}); mount again"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `operation` as one transaction: commits what it staged if it succeeds,
+    /// forgets it (and the blocks it allocated or freed) if it fails.
+    pub(crate) fn transact<T>(
+        &mut self,
+        operation: impl FnOnce(&mut Self) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        self.usable()?;
+        let free_before = self.free_blocks;
+        let result = operation(self).and_then(|value| self.commit().map(|()| value));
+        if result.is_err() {
+            self.store.staged.clear();
+            self.free_blocks = free_before;
+        }
+        result
+    }
+
+    /// Writes the staged blocks to the journal as one transaction and flushes; they
+    /// become pending (written home at the next checkpoint).
+    fn commit(&mut self) -> Result<(), FsError> {
+        if self.store.staged.is_empty() {
+            return Ok(());
+        }
+        let length = transaction_length(self.store.staged.len() as u64);
+        let capacity = self.journal.capacity();
+        if length > capacity {
+            return Err(FsError::TooLarge {
+                needed: length,
+                capacity,
+            });
+        }
+        if !self.journal.has_room_for(length) {
+            self.write_home()?;
+        }
+        let (position, sequence) = (self.journal.position, self.journal.next_sequence);
+        let result =
+            write_transaction(&mut self.store.disk, position, sequence, &self.store.staged)
+                .and_then(|_| flush_disk(&mut self.store.disk));
+        self.stop_on_error(result)?;
+        let staged = core::mem::take(&mut self.store.staged);
+        self.store.pending.extend(staged);
+        self.journal.position += length;
+        self.journal.next_sequence += 1;
+        self.journal.transactions += 1;
+        Ok(())
+    }
+
+    /// The checkpoint: writes every pending block home, flushes, records the journal
+    /// as empty and flushes again.
+    fn write_home(&mut self) -> Result<(), FsError> {
+        if self.journal.is_empty() && self.journal.transactions == 0 {
+            return Ok(());
+        }
+        let result = self.write_pending_home();
+        self.stop_on_error(result)?;
+        self.store.pending.clear();
+        self.journal = Journal::empty(&self.layout, self.journal.next_sequence);
+        Ok(())
+    }
+
+    fn write_pending_home(&mut self) -> Result<(), FsError> {
+        for (number, block) in &self.store.pending {
+            write_disk(&mut self.store.disk, *number, block)?;
+        }
+        flush_disk(&mut self.store.disk)?;
+        let header = encode_header(self.journal.start, self.journal.next_sequence);
+        write_disk(&mut self.store.disk, self.journal.start, &header)?;
+        flush_disk(&mut self.store.disk)
+    }
+
+    /// Remembers a failed write or flush.
+    fn stop_on_error(&mut self, result: Result<(), FsError>) -> Result<(), FsError> {
+        if let Err(error) = &result {
+            self.failed = Some(alloc::format!("{error}"));
+        }
+        result
+    }
+
+    /// Creates an empty file or directory at `path`.
+    fn make(&mut self, path: &str, kind: FileKind) -> Result<(), FsError> {
+        self.usable()?;
+        let names = parse(path)?;
+        let Some((name, parent_names)) = names.split_last() else {
+            return Err(FsError::Exists(String::from("/")));
+        };
+        let parent = self.lookup_directory(parent_names)?;
+        if self
+            .find_in_directory(&parent.inode, name, parent_names)?
+            .is_some()
+        {
+            return Err(FsError::Exists(join(&names)));
+        }
+        self.transact(|fs| {
+            let inode = Inode::new(kind, fs.journal.next_sequence);
+            fs.insert_entry(&parent, parent_names, name, inode)
+        })
+    }
+
+    /// Removes the file (or empty directory) at `path`.
+    fn remove(&mut self, path: &str, kind: FileKind) -> Result<(), FsError> {
+        self.usable()?;
+        let names = parse(path)?;
+        let Some((name, parent_names)) = names.split_last() else {
+            return Err(FsError::Root);
+        };
+        let found = self.lookup(&names)?;
+        match (kind, found.inode.kind) {
+            (FileKind::File, FileKind::Directory) => {
+                return Err(FsError::IsADirectory(join(&names)));
+            }
+            (FileKind::Directory, FileKind::File) => {
+                return Err(FsError::NotADirectory(join(&names)));
+            }
+            (FileKind::Directory, FileKind::Directory) if found.inode.size > 0 => {
+                return Err(FsError::NotEmpty(join(&names)));
+            }
+            _ => {}
+        }
+        self.transact(|fs| {
+            fs.free_all_blocks(&found.inode)?;
+            let parent = fs.lookup_directory(parent_names)?;
+            fs.remove_entry(&parent, parent_names, name).map(|_| ())
+        })
+    }
+
+    /// One transaction of a write: maps the blocks of `offset..offset + data.len()`
+    /// (allocating the unmapped ones near their neighbours), writes them and grows the
+    /// size.
+    fn write_piece(&mut self, names: &[&str], offset: u64, data: &[u8]) -> Result<(), FsError> {
+        let found = self.lookup_file(names)?;
+        let mut inode = found.inode;
+        let (before, _) = self.load_extents(&inode)?;
+        let mut extents = before.clone();
+        let end = offset + data.len() as u64;
+        let (first, last_end) = (offset / BLOCK, end.div_ceil(BLOCK));
+        for (start, count) in unmapped_runs(&extents, first, last_end) {
+            let mut logical = start;
+            while logical < start + count {
+                let goal = self.data_goal(&extents, logical, &found.location);
+                let (physical, got) = self.allocate_run(goal, start + count - logical)?;
+                crate::extents::map(&mut extents, logical, physical, got);
+                logical += got;
+            }
+        }
+        for logical in first..last_end {
+            let Some(physical) = physical_of(&extents, logical) else {
+                return Err(FsError::corrupt(0, "a block just mapped is missing"));
+            };
+            let block_start = logical * BLOCK;
+            let from = offset.max(block_start);
+            let to = end.min(block_start + BLOCK);
+            let mut image: Block = if to - from == BLOCK || physical_of(&before, logical).is_none()
+            {
+                zeroed()
+            } else {
+                self.store.read(physical)?
+            };
+            let source = data
+                .get((from - offset) as usize..(to - offset) as usize)
+                .unwrap_or_default();
+            if let Some(target) =
+                image.get_mut((from - block_start) as usize..(to - block_start) as usize)
+            {
+                target.copy_from_slice(source);
+            }
+            self.store.stage(physical, image);
+        }
+        inode.size = inode.size.max(end);
+        let goal = self.goal_near(&found.location);
+        self.store_extents(&mut inode, extents, goal)?;
+        self.write_inode(&found.location, inode)
+    }
+
+    /// Where a new block for logical block `logical` should go: after the block
+    /// before it, else after the file's last block before it, else after the
+    /// directory block holding the file's entry.
+    fn data_goal(
+        &self,
+        extents: &[crate::format::Extent],
+        logical: u64,
+        location: &crate::dir::Location,
+    ) -> u64 {
+        extents
+            .iter()
+            .rev()
+            .find(|extent| extent.logical < logical)
+            .map_or_else(|| self.goal_near(location), |extent| extent.physical_end())
+    }
+
+    /// Sets the file's size to `length` in the transaction being built.
+    fn resize(&mut self, names: &[&str], length: u64) -> Result<(), FsError> {
+        let found = self.lookup_file(names)?;
+        let mut inode = found.inode;
+        let (mut extents, _) = self.load_extents(&inode)?;
+        if length < inode.size {
+            for (start, count) in cut(&mut extents, length.div_ceil(BLOCK)) {
+                self.free_run(start, count)?;
+            }
+            let tail = (length % BLOCK) as usize;
+            if let (true, Some(physical)) = (tail != 0, physical_of(&extents, length / BLOCK)) {
+                let mut image = self.store.read(physical)?;
+                if let Some(rest) = image.get_mut(tail..) {
+                    rest.fill(0);
+                }
+                self.store.stage(physical, image);
+            }
+        }
+        inode.size = length;
+        let goal = self.goal_near(&found.location);
+        self.store_extents(&mut inode, extents, goal)?;
+        self.write_inode(&found.location, inode)
+    }
+}
+
+/// Whether `source` may replace `target` (at `path`) in a rename.
+fn check_replaceable(source: &Inode, target: &Inode, path: &[&str]) -> Result<(), FsError> {
+    match (source.kind, target.kind) {
+        (FileKind::File, FileKind::File) => Ok(()),
+        (FileKind::Directory, FileKind::Directory) if target.size == 0 => Ok(()),
+        (FileKind::Directory, FileKind::Directory) => Err(FsError::NotEmpty(join(path))),
+        (FileKind::File, FileKind::Directory) => Err(FsError::IsADirectory(join(path))),
+        (FileKind::Directory, FileKind::File) => Err(FsError::NotADirectory(join(path))),
+    }
+}
+
+/// Bitmap block `number` of a fresh file system: the superblock, journal and bitmap
+/// marked used, every data block free.
+fn initial_bitmap(layout: &Layout, number: u64) -> Block {
+    let mut block = zeroed();
+    let index = number - layout.bitmap_start;
+    let first = index * BITS_PER_BITMAP_BLOCK;
+    let end = layout.data_start.min(first + BITS_PER_BITMAP_BLOCK);
+    for used in first..end {
+        let (_, byte, bit) = bitmap_position(layout, used);
+        set_bit(&mut block, byte, bit, true);
+    }
+    seal(&mut block, BITMAP_MAGIC, number);
+    block
+}

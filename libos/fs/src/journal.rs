@@ -1,0 +1,382 @@
+//! The write-ahead journal: physical block journaling of every block an operation
+//! changes, metadata and file data alike.
+//!
+//! The journal region starts with a header block holding the sequence number of the
+//! next transaction; transactions follow it back to back from the region's second
+//! block. A transaction of N blocks takes ceil(N / 507) descriptor blocks (the
+//! sequence number, N, the descriptor's index and up to 507 home block numbers), the N
+//! new block images in descriptor order, and a commit block (the sequence number, N
+//! and a CRC-32C over the descriptor blocks and images: see `crc` for why not the
+//! CRC-32 that seals each block). Replay starts at the second
+//! block with the header's sequence number and applies transactions while each one is
+//! complete, in sequence and its CRC verifies; the first that is not ends the log.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::vec::Vec;
+
+use crate::crc::Crc32;
+use crate::disk::BlockStore;
+use crate::error::FsError;
+use crate::format::{
+    BODY_AT, Block, COMMIT_MAGIC, CRC_AT, DESCRIPTOR_MAGIC, JOURNAL_HEADER_MAGIC, Layout,
+    check_header, get_u32, get_u64, put, seal, zeroed,
+};
+use crate::store::{read_disk, write_disk};
+
+/// Where a descriptor's or commit block's fields are.
+const SEQUENCE_AT: usize = BODY_AT;
+const TOTAL_AT: usize = 24;
+const INDEX_AT: usize = 28;
+const COMMIT_CRC_AT: usize = 28;
+const TARGETS_AT: usize = 32;
+/// Home block numbers one descriptor block lists.
+pub(crate) const TARGETS_PER_DESCRIPTOR: u64 = ((CRC_AT - TARGETS_AT) / 8) as u64;
+
+/// Journal blocks a transaction of `targets` blocks takes.
+pub(crate) fn transaction_length(targets: u64) -> u64 {
+    targets.div_ceil(TARGETS_PER_DESCRIPTOR) + targets + 1
+}
+
+/// Where the journal writes next.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Journal {
+    /// The header block.
+    pub(crate) start: u64,
+    /// The block past the region.
+    pub(crate) end: u64,
+    /// Where the next transaction goes.
+    pub(crate) position: u64,
+    /// The next transaction's sequence number.
+    pub(crate) next_sequence: u64,
+    /// Transactions committed since the journal was last emptied.
+    pub(crate) transactions: u64,
+}
+
+impl Journal {
+    /// An empty journal in `layout` whose next transaction is `next_sequence`.
+    pub(crate) fn empty(layout: &Layout, next_sequence: u64) -> Self {
+        Self {
+            start: layout.journal_start,
+            end: layout.journal_end(),
+            position: layout.journal_start + 1,
+            next_sequence,
+            transactions: 0,
+        }
+    }
+
+    /// Journal blocks one transaction may take (all but the header).
+    pub(crate) fn capacity(&self) -> u64 {
+        self.end - self.start - 1
+    }
+
+    /// Whether a transaction of `length` journal blocks fits after those written.
+    pub(crate) fn has_room_for(&self, length: u64) -> bool {
+        self.position + length <= self.end
+    }
+
+    /// Whether no transaction has been written since the journal was last emptied.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.position == self.start + 1
+    }
+}
+
+/// The journal header block saying the next transaction is `sequence`.
+pub(crate) fn encode_header(start: u64, sequence: u64) -> Block {
+    let mut block = zeroed();
+    put(&mut block[..], SEQUENCE_AT, &sequence.to_le_bytes());
+    seal(&mut block, JOURNAL_HEADER_MAGIC, start);
+    block
+}
+
+/// Sequence numbers stay below this (2^63: a transaction a nanosecond for 292 years),
+/// so counting on from one read off the disk cannot overflow.
+const MAX_SEQUENCE: u64 = 1 << 63;
+
+/// The sequence number in the journal header block `start`.
+pub(crate) fn decode_header(block: &Block, start: u64) -> Result<u64, FsError> {
+    check_header(block, JOURNAL_HEADER_MAGIC, start, "journal header")?;
+    let sequence = get_u64(&block[..], SEQUENCE_AT);
+    if sequence >= MAX_SEQUENCE {
+        return Err(FsError::corrupt(
+            start,
+            format!("journal sequence number {sequence} out of range"),
+        ));
+    }
+    Ok(sequence)
+}
+
+/// Writes the transaction `staged` (home block number to new image) as number
+/// `sequence` at `position`; the caller flushes. Returns the journal blocks written.
+pub(crate) fn write_transaction<D: BlockStore>(
+    disk: &mut D,
+    position: u64,
+    sequence: u64,
+    staged: &BTreeMap<u64, Block>,
+) -> Result<u64, FsError> {
+    let total = staged.len() as u64;
+    let targets: Vec<u64> = staged.keys().copied().collect();
+    let mut crc = Crc32::castagnoli();
+    let mut at = position;
+    for (index, chunk) in targets.chunks(TARGETS_PER_DESCRIPTOR as usize).enumerate() {
+        let mut descriptor = zeroed();
+        put(&mut descriptor[..], SEQUENCE_AT, &sequence.to_le_bytes());
+        put(&mut descriptor[..], TOTAL_AT, &(total as u32).to_le_bytes());
+        put(&mut descriptor[..], INDEX_AT, &(index as u32).to_le_bytes());
+        for (slot, target) in chunk.iter().enumerate() {
+            put(
+                &mut descriptor[..],
+                TARGETS_AT + 8 * slot,
+                &target.to_le_bytes(),
+            );
+        }
+        seal(&mut descriptor, DESCRIPTOR_MAGIC, at);
+        crc.update(&descriptor[..]);
+        write_disk(disk, at, &descriptor)?;
+        at += 1;
+    }
+    for image in staged.values() {
+        crc.update(&image[..]);
+        write_disk(disk, at, image)?;
+        at += 1;
+    }
+    let mut commit = zeroed();
+    put(&mut commit[..], SEQUENCE_AT, &sequence.to_le_bytes());
+    put(&mut commit[..], TOTAL_AT, &(total as u32).to_le_bytes());
+    put(&mut commit[..], COMMIT_CRC_AT, &crc.finish().to_le_bytes());
+    seal(&mut commit, COMMIT_MAGIC, at);
+    write_disk(disk, at, &commit)?;
+    Ok(at + 1 - position)
+}
+
+/// What replaying the journal would do.
+#[derive(Debug, Default)]
+pub(crate) struct Replay {
+    /// The newest committed image of every block the journal holds.
+    pub(crate) blocks: BTreeMap<u64, Block>,
+    /// Committed transactions found.
+    pub(crate) transactions: u64,
+    /// The sequence number after the last committed transaction.
+    pub(crate) next_sequence: u64,
+}
+
+/// Reads the journal of `layout` and collects every committed transaction, without
+/// writing anything.
+pub(crate) fn scan<D: BlockStore>(disk: &mut D, layout: &Layout) -> Result<Replay, FsError> {
+    let header = read_disk(disk, layout.journal_start)?;
+    let mut replay = Replay {
+        next_sequence: decode_header(&header, layout.journal_start)?,
+        ..Replay::default()
+    };
+    let mut position = layout.journal_start + 1;
+    while replay.next_sequence < MAX_SEQUENCE
+        && let Some(committed) = read_transaction(disk, layout, position, replay.next_sequence)?
+    {
+        for (target, image) in committed.targets.into_iter().zip(committed.images) {
+            replay.blocks.insert(target, image);
+        }
+        position += committed.length;
+        replay.next_sequence += 1;
+        replay.transactions += 1;
+    }
+    Ok(replay)
+}
+
+/// One committed transaction read back.
+struct Committed {
+    /// Home block numbers, in order.
+    targets: Vec<u64>,
+    /// Their images, in the same order.
+    images: Vec<Block>,
+    /// Journal blocks it takes.
+    length: u64,
+}
+
+/// A descriptor block read back.
+struct Descriptor {
+    /// Blocks in the whole transaction.
+    total: u64,
+    /// Home block numbers this descriptor lists.
+    targets: Vec<u64>,
+}
+
+/// The descriptor at `position` if it is the `index`th of transaction `sequence`.
+fn read_descriptor(block: &Block, position: u64, sequence: u64, index: u64) -> Option<Descriptor> {
+    check_header(block, DESCRIPTOR_MAGIC, position, "journal descriptor").ok()?;
+    let total = u64::from(get_u32(&block[..], TOTAL_AT));
+    let matches = get_u64(&block[..], SEQUENCE_AT) == sequence
+        && u64::from(get_u32(&block[..], INDEX_AT)) == index;
+    if !matches {
+        return None;
+    }
+    let listed = total
+        .saturating_sub(index * TARGETS_PER_DESCRIPTOR)
+        .min(TARGETS_PER_DESCRIPTOR);
+    let targets = (0..listed as usize)
+        .map(|slot| get_u64(&block[..], TARGETS_AT + 8 * slot))
+        .collect();
+    Some(Descriptor { total, targets })
+}
+
+/// The committed transaction `sequence` at `position`, or `None` when the log ends
+/// there (no descriptor, a torn transaction, a bad checksum). A transaction whose
+/// checksums verify but that names blocks it may not is corruption.
+fn read_transaction<D: BlockStore>(
+    disk: &mut D,
+    layout: &Layout,
+    position: u64,
+    sequence: u64,
+) -> Result<Option<Committed>, FsError> {
+    let end = layout.journal_end();
+    if position >= end {
+        return Ok(None);
+    }
+    let first = read_disk(disk, position)?;
+    let Some(descriptor) = read_descriptor(&first, position, sequence, 0) else {
+        return Ok(None);
+    };
+    let total = descriptor.total;
+    let descriptors = total.div_ceil(TARGETS_PER_DESCRIPTOR);
+    let length = transaction_length(total);
+    if total == 0 || position + length > end {
+        return Err(FsError::corrupt(
+            position,
+            format!("journal transaction {sequence} of {total} blocks does not fit the journal"),
+        ));
+    }
+    let mut crc = Crc32::castagnoli();
+    crc.update(&first[..]);
+    let mut targets = descriptor.targets;
+    for index in 1..descriptors {
+        let block = read_disk(disk, position + index)?;
+        let Some(next) = read_descriptor(&block, position + index, sequence, index) else {
+            return Ok(None);
+        };
+        if next.total != total {
+            return Ok(None);
+        }
+        crc.update(&block[..]);
+        targets.extend(next.targets);
+    }
+    let mut images = Vec::new();
+    for index in 0..total {
+        let image = read_disk(disk, position + descriptors + index)?;
+        crc.update(&image[..]);
+        images.push(image);
+    }
+    let commit_at = position + descriptors + total;
+    let commit = read_disk(disk, commit_at)?;
+    let committed = check_header(&commit, COMMIT_MAGIC, commit_at, "journal commit").is_ok()
+        && get_u64(&commit[..], SEQUENCE_AT) == sequence
+        && u64::from(get_u32(&commit[..], TOTAL_AT)) == total
+        && get_u32(&commit[..], COMMIT_CRC_AT) == crc.finish();
+    if !committed {
+        return Ok(None);
+    }
+    if let Some(bad) = targets
+        .iter()
+        .find(|&&target| target >= layout.blocks || (layout.journal_start..end).contains(&target))
+    {
+        return Err(FsError::corrupt(
+            position,
+            format!(
+                "journal transaction {sequence} writes block {bad}, outside the file system or inside the journal"
+            ),
+        ));
+    }
+    Ok(Some(Committed {
+        targets,
+        images,
+        length,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryDisk;
+    use crate::format::{DIRECTORY_MAGIC, EXTENTS_MAGIC};
+
+    fn sealed(magic: [u8; 8], number: u64, fill: u8) -> Block {
+        let mut block = zeroed();
+        block[100..200].fill(fill);
+        seal(&mut block, magic, number);
+        block
+    }
+
+    #[test]
+    fn a_stale_sealed_image_breaks_the_commit() {
+        let layout = Layout::for_disk(256).unwrap();
+        let mut disk = MemoryDisk::new(256);
+        write_disk(&mut disk, 1, &encode_header(1, 7)).unwrap();
+        let mut staged = BTreeMap::new();
+        staged.insert(100, sealed(DIRECTORY_MAGIC, 100, 1));
+        staged.insert(101, sealed(EXTENTS_MAGIC, 101, 2));
+        assert_eq!(write_transaction(&mut disk, 2, 7, &staged).unwrap(), 4);
+        let replay = scan(&mut disk, &layout).unwrap();
+        assert_eq!((replay.transactions, replay.next_sequence), (1, 8));
+        assert_eq!(replay.blocks, staged);
+        // The image of block 100 replaced by another validly sealed block, as a lost
+        // write over an older transaction would leave it.
+        write_disk(&mut disk, 3, &sealed(DIRECTORY_MAGIC, 100, 9)).unwrap();
+        let replay = scan(&mut disk, &layout).unwrap();
+        assert_eq!((replay.transactions, replay.next_sequence), (0, 7));
+    }
+
+    #[test]
+    fn transactions_follow_in_sequence_and_a_stale_one_ends_the_log() {
+        let layout = Layout::for_disk(256).unwrap();
+        let mut disk = MemoryDisk::new(256);
+        write_disk(&mut disk, 1, &encode_header(1, 3)).unwrap();
+        let one = BTreeMap::from([(70, sealed(DIRECTORY_MAGIC, 70, 1))]);
+        let twenty: BTreeMap<u64, Block> = (100..120)
+            .map(|n| (n, sealed(EXTENTS_MAGIC, n, 3)))
+            .collect();
+        let mut position = 2;
+        position += write_transaction(&mut disk, position, 3, &one).unwrap();
+        position += write_transaction(&mut disk, position, 4, &twenty).unwrap();
+        assert_eq!(position, 2 + 3 + 22);
+        write_transaction(&mut disk, position, 2, &one).unwrap();
+        let replay = scan(&mut disk, &layout).unwrap();
+        assert_eq!(
+            (replay.transactions, replay.next_sequence),
+            (2, 5),
+            "sequence 2 is stale"
+        );
+        assert_eq!(replay.blocks.len(), 21);
+        write_transaction(&mut disk, position, 5, &one).unwrap();
+        assert_eq!(scan(&mut disk, &layout).unwrap().transactions, 3);
+    }
+
+    #[test]
+    fn a_transaction_of_several_descriptor_blocks_replays() {
+        let layout = Layout::for_disk(64 * 600).unwrap();
+        assert_eq!(layout.journal_blocks, 600);
+        let mut disk = MemoryDisk::new(64 * 600);
+        write_disk(&mut disk, 1, &encode_header(1, 1)).unwrap();
+        let staged: BTreeMap<u64, Block> = (1000..1590)
+            .map(|n| (n, sealed(DIRECTORY_MAGIC, n, n as u8)))
+            .collect();
+        assert_eq!(transaction_length(590), 593);
+        assert_eq!(write_transaction(&mut disk, 2, 1, &staged).unwrap(), 593);
+        let replay = scan(&mut disk, &layout).unwrap();
+        assert_eq!(replay.transactions, 1);
+        assert_eq!(replay.blocks, staged);
+        // The second descriptor lost: the transaction is torn.
+        write_disk(&mut disk, 3, &zeroed()).unwrap();
+        assert_eq!(scan(&mut disk, &layout).unwrap().transactions, 0);
+        assert_eq!(transaction_length(507), 509);
+        assert_eq!(transaction_length(508), 511);
+    }
+
+    #[test]
+    fn a_sequence_number_near_the_end_of_the_range_is_refused() {
+        let layout = Layout::for_disk(256).unwrap();
+        let mut disk = MemoryDisk::new(256);
+        write_disk(&mut disk, 1, &encode_header(1, u64::MAX)).unwrap();
+        assert!(matches!(
+            scan(&mut disk, &layout),
+            Err(FsError::Corrupt { block: 1, .. })
+        ));
+    }
+}

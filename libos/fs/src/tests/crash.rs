@@ -1,0 +1,246 @@
+//! Crash consistency: random operation sequences on a disk that records every write
+//! and flush; then, for every cut point in the record, the disk as a crash right
+//! there would leave it (every write up to the cut kept; or the writes up to the last
+//! flush kept and a random subset of the later ones) must mount (recovery), check
+//! clean, and hold exactly the tree after some operation: one that had completed by
+//! the cut, or the one in progress. So nothing done before the last completed
+//! operation (and so before the last `sync`) is lost, and no operation is half done.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::model::Model;
+use super::property::{Mix, random_op, step};
+use super::{Node, Rng, Snapshot, snapshot};
+use crate::disk::BlockStore;
+use crate::fs::FileSystem;
+use crate::{BLOCK_SIZE, MemoryDisk};
+
+/// What reached the disk.
+#[derive(Clone, Debug)]
+enum Event {
+    Write(u64, Vec<u8>),
+    Flush,
+}
+
+/// A memory disk that records every write and flush.
+struct Recorder {
+    disk: MemoryDisk,
+    log: Vec<Event>,
+}
+
+impl Recorder {
+    fn new(disk: MemoryDisk) -> Self {
+        Self {
+            disk,
+            log: Vec::new(),
+        }
+    }
+}
+
+impl BlockStore for Recorder {
+    fn blocks(&self) -> u64 {
+        self.disk.blocks()
+    }
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), alloc::string::String> {
+        self.disk.read(block, buf)
+    }
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), alloc::string::String> {
+        self.log.push(Event::Write(block, data.to_vec()));
+        self.disk.write(block, data)
+    }
+    fn flush(&mut self) -> Result<(), alloc::string::String> {
+        self.log.push(Event::Flush);
+        Ok(())
+    }
+}
+
+/// The disks a crash at each point of `log` (applied to `base`) could leave, handed
+/// to `check` with the cut's index: everything up to the cut, and (when `subsets`)
+/// the last flushed state plus a random subset of the writes after it.
+fn for_each_crash(
+    base: &MemoryDisk,
+    log: &[Event],
+    rng: &mut Rng,
+    subsets: bool,
+    mut check: impl FnMut(usize, MemoryDisk),
+) {
+    let mut image = base.clone();
+    let mut flushed = base.clone();
+    let mut unflushed: Vec<(u64, &[u8])> = Vec::new();
+    for cut in 0..=log.len() {
+        check(cut, image.clone());
+        if subsets && !unflushed.is_empty() {
+            let mut partial = flushed.clone();
+            for (block, data) in &unflushed {
+                if rng.chance(50) {
+                    partial.write(*block, data).unwrap();
+                }
+            }
+            check(cut, partial);
+        }
+        match log.get(cut) {
+            Some(Event::Write(block, data)) => {
+                image.write(*block, data).unwrap();
+                unflushed.push((*block, data));
+            }
+            Some(Event::Flush) => {
+                flushed = image.clone();
+                unflushed.clear();
+            }
+            None => {}
+        }
+    }
+}
+
+/// Mounts a crashed disk; it must recover and check clean. Returns its tree and the
+/// disk after recovery.
+fn recover(disk: MemoryDisk, context: &str) -> (Snapshot, MemoryDisk) {
+    let mut fs =
+        FileSystem::mount(disk).unwrap_or_else(|e| panic!("{context}: recovery failed: {e}"));
+    fs.check()
+        .unwrap_or_else(|e| panic!("{context}: inconsistent after recovery: {e}"));
+    let tree = snapshot(&mut fs).unwrap_or_else(|e| panic!("{context}: {e}"));
+    let mut disk = fs.into_disk();
+    FileSystem::fsck(&mut disk).unwrap_or_else(|e| panic!("{context}: {e}"));
+    (tree, disk)
+}
+
+/// A crash in the middle of recovery (mount's replay) recovers to the same tree.
+fn crash_during_recovery(disk: &MemoryDisk, expected: &Snapshot, rng: &mut Rng, context: &str) {
+    let mut recording = Recorder::new(disk.clone());
+    drop(FileSystem::mount(&mut recording).unwrap());
+    for_each_crash(disk, &recording.log, rng, true, |cut, crashed| {
+        let (tree, _) = recover(crashed, &alloc::format!("{context}, recovery cut {cut}"));
+        assert!(
+            tree == *expected,
+            "{context}, recovery cut {cut}: another tree"
+        );
+    });
+}
+
+/// One recorded run: returns the crash images checked and the recoveries crashed.
+fn crash_run(seed: u64, operations: usize, mix: Mix) -> (usize, usize) {
+    let mut rng = Rng::new(seed);
+    let base = super::ops::fresh(256).into_disk();
+    let mut fs = Some(FileSystem::mount(Recorder::new(base.clone())).unwrap());
+    let mut model = Model::new();
+    let mut states = vec![model.snapshot()];
+    let mut ends = Vec::new();
+    for index in 0..operations {
+        let op = random_op(&mut rng, &model, mix);
+        step(
+            &mut fs,
+            &mut model,
+            &op,
+            &alloc::format!("seed {seed} op {index}"),
+        );
+        states.push(model.snapshot());
+        ends.push(fs.as_ref().map_or(0, |fs| fs.store.disk.log.len()));
+    }
+    let log = fs.take().map(|fs| fs.into_disk().log).unwrap_or_default();
+    let mut checked = 0;
+    let mut replays_crashed = 0;
+    for_each_crash(
+        &base,
+        &log,
+        &mut rng.clone_seeded(),
+        true,
+        |cut, crashed| {
+            let context = alloc::format!("seed {seed}, cut {cut} of {}", log.len());
+            let completed = ends.iter().filter(|&&end| end <= cut).count();
+            let allowed = &states[completed..(completed + 2).min(states.len())];
+            let needs_replay = {
+                let mut probe = crashed.clone();
+                FileSystem::fsck(&mut probe).map_or(0, |report| report.journal_transactions) > 0
+            };
+            let (tree, _) = recover(crashed.clone(), &context);
+            assert!(
+                allowed.contains(&tree),
+                "{context}: the tree is not the one after operation {completed} or {}",
+                completed + 1
+            );
+            if needs_replay && cut % 16 == 0 && replays_crashed < 12 {
+                replays_crashed += 1;
+                crash_during_recovery(&crashed, &tree, &mut rng, &context);
+            }
+            checked += 1;
+        },
+    );
+    (checked, replays_crashed)
+}
+
+impl Rng {
+    /// A second generator derived from this one.
+    fn clone_seeded(&mut self) -> Rng {
+        Rng::new(self.next())
+    }
+}
+
+#[test]
+fn a_crash_at_any_write_leaves_the_tree_of_an_operation_boundary() {
+    let mix = Mix {
+        max_write: 16_000,
+        large_writes: 0,
+        sync_and_remount: 10,
+        flat: 30,
+    };
+    let (mut checked, mut recoveries) = (0, 0);
+    for seed in 0..24 * super::property::long_factor() {
+        let (images, crashed) = crash_run(100 + seed, 40, mix);
+        checked += images;
+        recoveries += crashed;
+    }
+    assert!(checked >= 4000, "only {checked} crash images checked");
+    assert!(recoveries >= 100, "only {recoveries} recoveries crashed");
+}
+
+#[test]
+fn a_crash_during_a_large_write_leaves_a_prefix_of_it() {
+    let mut fs = super::ops::fresh(512);
+    fs.create("/big").unwrap();
+    let base = fs.into_disk();
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i % 247) as u8 + 1).collect();
+    let mut fs = FileSystem::mount(Recorder::new(base.clone())).unwrap();
+    fs.write("/big", 0, &data).unwrap();
+    let log = fs.into_disk().log;
+    let pieces = log
+        .iter()
+        .filter(|event| matches!(event, Event::Flush))
+        .count();
+    assert!(pieces >= 3, "the write took {pieces} flushes");
+    let mut last_size = 0;
+    let mut sizes = Vec::new();
+    for_each_crash(&base, &log, &mut Rng::new(3), false, |cut, crashed| {
+        let (tree, _) = recover(crashed, &alloc::format!("cut {cut}"));
+        let Some(Node::File(file)) = tree.get("/big") else {
+            panic!("cut {cut}: /big is gone");
+        };
+        let size = file.size as usize;
+        assert!(size >= last_size, "cut {cut}: the file shrank");
+        assert!(
+            size == data.len() || size.is_multiple_of(BLOCK_SIZE),
+            "cut {cut}: size {size}"
+        );
+        for (&index, block) in &file.blocks {
+            let start = index as usize * BLOCK_SIZE;
+            let end = (start + BLOCK_SIZE).min(size);
+            assert_eq!(
+                &block[..end - start],
+                &data[start..end],
+                "cut {cut}: block {index}"
+            );
+        }
+        assert_eq!(
+            file.blocks.len(),
+            size.div_ceil(BLOCK_SIZE),
+            "cut {cut}: no holes"
+        );
+        if size != last_size {
+            sizes.push(size);
+        }
+        last_size = size;
+    });
+    assert_eq!(last_size, data.len());
+    assert!(sizes.len() >= 3, "prefixes seen: {sizes:?}");
+}

@@ -1,0 +1,196 @@
+//! Fuzzing: thousands of images with random bytes of their metadata blocks changed
+//! (most then resealed with a correct checksum, so that the parsers behind the
+//! checksum are exercised) are checked, mounted, listed, read and written. Nothing may
+//! panic; `fsck` and `mount` must agree; a refused mount writes nothing; a mounted one
+//! must stay consistent through further operations.
+
+use alloc::collections::BTreeSet;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::ops::fresh;
+use super::{Rng, snapshot};
+use crate::crc::crc32;
+use crate::disk::BlockStore;
+use crate::format::{CRC_AT, put};
+use crate::fs::FileSystem;
+use crate::path::{child, parse};
+use crate::store::{read_disk, write_disk};
+use crate::{FileKind, MemoryDisk};
+
+/// A disk that counts writes.
+struct Counting {
+    disk: MemoryDisk,
+    writes: u64,
+}
+
+impl BlockStore for Counting {
+    fn blocks(&self) -> u64 {
+        self.disk.blocks()
+    }
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.disk.read(block, buf)
+    }
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
+        self.writes += 1;
+        self.disk.write(block, data)
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A valid image with directories, files, an overflow chain and (when `journaled`)
+/// operations still in the journal; and its metadata blocks.
+fn base(journaled: bool) -> (MemoryDisk, Vec<u64>) {
+    let mut fs = fresh(512);
+    fs.mkdir("/d").unwrap();
+    fs.mkdir("/d/e").unwrap();
+    for index in 0..12 {
+        let path = alloc::format!("/d/file-{index}-{}", "x".repeat(index * 20));
+        fs.create(&path).unwrap();
+        fs.write(&path, index as u64 * 3000, &[index as u8; 5000])
+            .unwrap();
+    }
+    fs.create("/d/e/frag").unwrap();
+    for index in 0..8 {
+        fs.write("/d/e/frag", index * 8192, b"fragment").unwrap();
+    }
+    fs.create("/top").unwrap();
+    fs.sync().unwrap();
+    if journaled {
+        fs.write("/top", 0, b"in the journal").unwrap();
+        let third = alloc::format!("/d/file-3-{}", "x".repeat(60));
+        fs.rename(&third, "/moved").unwrap();
+        fs.mkdir("/new").unwrap();
+    }
+    let mut metadata = BTreeSet::from([0, 1, 1 + 64]);
+    metadata.extend(2..fs.journal.position);
+    let mut directories = alloc::vec![String::from("/")];
+    while let Some(directory) = directories.pop() {
+        let names = parse(&directory).unwrap();
+        let inode = fs.lookup(&names).unwrap().inode;
+        metadata.extend(fs.directory_blocks(&inode).unwrap());
+        for entry in fs.list(&directory).unwrap() {
+            let path = child(&directory, &entry.name);
+            let names = parse(&path).unwrap();
+            let inode = fs.lookup(&names).unwrap().inode;
+            metadata.extend(fs.load_extents(&inode).unwrap().1);
+            if entry.kind == FileKind::Directory {
+                directories.push(path);
+            }
+        }
+    }
+    (fs.into_disk(), metadata.into_iter().collect())
+}
+
+/// Changes a few bytes of block `number`: random bytes, or a u64 field set to an
+/// edge value; resealed with a good checksum when `reseal`.
+fn mutate(disk: &mut MemoryDisk, number: u64, rng: &mut Rng, reseal: bool) {
+    let mut block = read_disk(disk, number).unwrap();
+    for _ in 0..1 + rng.below(4) {
+        let near_start = rng.chance(70);
+        let at = if near_start {
+            rng.below(700)
+        } else {
+            rng.below(4096)
+        } as usize;
+        if rng.chance(30) {
+            let edges = [
+                0,
+                1,
+                2,
+                64,
+                511,
+                512,
+                513,
+                u64::from(u32::MAX),
+                u64::MAX,
+                rng.next(),
+            ];
+            let value = *rng.pick(&edges);
+            put(&mut block[..], at / 8 * 8, &value.to_le_bytes());
+        } else {
+            block[at] ^= 1 << rng.below(8);
+        }
+    }
+    if reseal {
+        let crc = crc32(&block[..CRC_AT]);
+        put(&mut block[..], CRC_AT, &crc.to_le_bytes());
+    }
+    write_disk(disk, number, &block).unwrap();
+}
+
+/// Uses a mounted file system a little; it must stay consistent.
+fn exercise(fs: &mut FileSystem<&mut Counting>, rng: &mut Rng) {
+    let tree = snapshot(fs).expect("a mounted file system lists and reads");
+    let paths: Vec<&String> = tree.keys().collect();
+    for _ in 0..4 {
+        let path = (*rng.pick(&paths)).clone();
+        let _ = match rng.below(5) {
+            0 => fs.write(&path, rng.below(20_000), b"fuzz"),
+            1 => fs.unlink(&path),
+            2 => fs.create(&child(&path, "n")),
+            3 => fs.rename(&path, "/renamed"),
+            _ => fs.truncate(&path, rng.below(10_000)),
+        };
+    }
+    fs.check()
+        .expect("operations keep a mounted file system consistent");
+}
+
+fn fuzz(journaled: bool, rounds: u64, seed: u64) -> (u64, u64) {
+    let (image, metadata) = base(journaled);
+    let mut rng = Rng::new(seed);
+    let (mut mounted, mut refused) = (0, 0);
+    for round in 0..rounds {
+        let mut disk = image.clone();
+        for _ in 0..1 + rng.below(2) {
+            let number = *rng.pick(&metadata);
+            let reseal = rng.chance(80);
+            mutate(&mut disk, number, &mut rng, reseal);
+        }
+        let checked = FileSystem::fsck(&mut disk);
+        let mut counting = Counting { disk, writes: 0 };
+        match FileSystem::mount(&mut counting) {
+            Ok(mut fs) => {
+                assert!(
+                    checked.is_ok(),
+                    "round {round}: mount took what fsck refused: {checked:?}"
+                );
+                exercise(&mut fs, &mut rng);
+                mounted += 1;
+            }
+            Err(error) => {
+                assert_eq!(
+                    checked,
+                    Err(error),
+                    "round {round}: fsck and mount disagree"
+                );
+                assert_eq!(counting.writes, 0, "round {round}: a refused mount wrote");
+                refused += 1;
+            }
+        }
+    }
+    (mounted, refused)
+}
+
+#[test]
+fn mutated_metadata_is_refused_or_consistent() {
+    let rounds = 1500 * super::property::long_factor();
+    let (mounted, refused) = fuzz(false, rounds, 1);
+    assert!(
+        mounted > rounds / 20 && refused > rounds / 20,
+        "{mounted} mounted, {refused} refused"
+    );
+}
+
+#[test]
+fn mutated_metadata_with_a_full_journal_is_refused_or_consistent() {
+    let rounds = 1500 * super::property::long_factor();
+    let (mounted, refused) = fuzz(true, rounds, 2);
+    assert!(
+        mounted > rounds / 20 && refused > rounds / 20,
+        "{mounted} mounted, {refused} refused"
+    );
+}

@@ -1,0 +1,118 @@
+//! Host tests of the Rexo file system, and what they share: a small random number
+//! generator, snapshots of a tree and a reference model of the file system.
+
+mod corrupt;
+mod crash;
+mod fuzz;
+mod model;
+mod ops;
+mod property;
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::disk::BlockStore;
+use crate::extents::physical_of;
+use crate::fs::FileSystem;
+use crate::path::{child, parse};
+use crate::{BLOCK_SIZE, FileKind, FsError};
+
+/// Xorshift64*: deterministic, seedable, good enough to pick operations.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..bound` (`bound > 0`).
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+
+    /// True with probability `percent`%.
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// One of `items`.
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+
+    /// `length` random bytes.
+    pub(crate) fn bytes(&mut self, length: usize) -> Vec<u8> {
+        (0..length).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// A file as the tests compare it: its size and its allocated blocks' contents (the
+/// blocks the file system maps; every other block of the file is a hole).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FileImage {
+    pub(crate) size: u64,
+    pub(crate) blocks: BTreeMap<u64, Vec<u8>>,
+}
+
+/// A node of a tree snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Node {
+    Directory,
+    File(FileImage),
+}
+
+/// A whole tree: path to node (the root, `/`, included).
+pub(crate) type Snapshot = BTreeMap<String, Node>;
+
+/// The tree of a mounted file system, read through its own lookups: every directory
+/// by `list`, every file's size, mapped blocks and their contents.
+pub(crate) fn snapshot<D: BlockStore>(fs: &mut FileSystem<D>) -> Result<Snapshot, FsError> {
+    let mut tree = Snapshot::new();
+    let mut directories = alloc::vec![String::from("/")];
+    while let Some(directory) = directories.pop() {
+        tree.insert(directory.clone(), Node::Directory);
+        for entry in fs.list(&directory)? {
+            let path = child(&directory, &entry.name);
+            match entry.kind {
+                FileKind::Directory => directories.push(path),
+                FileKind::File => {
+                    let image = file_image(fs, &path)?;
+                    assert_eq!(image.size, entry.size, "{path}: listing and inode agree");
+                    tree.insert(path, Node::File(image));
+                }
+            }
+        }
+    }
+    Ok(tree)
+}
+
+/// One file's size and mapped blocks.
+fn file_image<D: BlockStore>(fs: &mut FileSystem<D>, path: &str) -> Result<FileImage, FsError> {
+    let names = parse(path)?;
+    let found = fs.lookup_file(&names)?;
+    let (extents, _) = fs.load_extents(&found.inode)?;
+    let mut image = FileImage {
+        size: found.inode.size,
+        blocks: BTreeMap::new(),
+    };
+    for extent in &extents {
+        for logical in extent.logical..extent.logical_end() {
+            assert!(physical_of(&extents, logical).is_some());
+            let mut contents = alloc::vec![0; BLOCK_SIZE];
+            let offset = logical * BLOCK_SIZE as u64;
+            let read = fs.read(path, offset, &mut contents)?;
+            assert_eq!(read as u64, (image.size - offset).min(BLOCK_SIZE as u64));
+            // Bytes past the end are not readable; the model keeps them zero too.
+            image.blocks.insert(logical, contents);
+        }
+    }
+    Ok(image)
+}

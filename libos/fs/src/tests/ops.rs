@@ -1,0 +1,830 @@
+//! Every operation and every error case, against a `MemoryDisk`.
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::{Rng, snapshot};
+use crate::dir::Location;
+use crate::disk::BlockStore;
+use crate::format::zeroed;
+use crate::fs::FileSystem;
+use crate::path::parse;
+use crate::*;
+
+pub(crate) fn fresh(blocks: u64) -> FileSystem<MemoryDisk> {
+    FileSystem::format(MemoryDisk::new(blocks)).unwrap()
+}
+
+fn remount(fs: FileSystem<MemoryDisk>) -> FileSystem<MemoryDisk> {
+    FileSystem::mount(fs.into_disk()).unwrap()
+}
+
+fn names_in(fs: &mut FileSystem<MemoryDisk>, path: &str) -> Vec<String> {
+    fs.list(path)
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect()
+}
+
+fn not_found(path: &str) -> FsError {
+    FsError::NotFound(path.into())
+}
+
+#[test]
+fn a_fresh_file_system_is_empty_and_checks_clean() {
+    let mut fs = fresh(1024);
+    assert_eq!(fs.list("/").unwrap(), []);
+    let root = fs.stat("/").unwrap();
+    assert_eq!(
+        (root.kind, root.size, root.blocks),
+        (FileKind::Directory, 0, 0)
+    );
+    let layout_data = 1024 - 1 - 64 - 1;
+    assert_eq!(
+        fs.statfs(),
+        StatFs {
+            block_size: 4096,
+            total_blocks: layout_data,
+            free_blocks: layout_data
+        }
+    );
+    let report = fs.check().unwrap();
+    assert_eq!(
+        (
+            report.directories,
+            report.files,
+            report.used_blocks,
+            report.free_blocks
+        ),
+        (1, 0, 0, layout_data)
+    );
+    let mut disk = fs.into_disk();
+    assert_eq!(FileSystem::fsck(&mut disk).unwrap().journal_transactions, 0);
+    let mut fs = FileSystem::mount(disk).unwrap();
+    assert_eq!(fs.list("/").unwrap(), []);
+}
+
+#[test]
+fn formatting_needs_room_and_mounting_needs_a_file_system() {
+    assert_eq!(
+        FileSystem::format(MemoryDisk::new(97)).unwrap_err(),
+        FsError::TooSmall(97)
+    );
+    assert!(FileSystem::format(MemoryDisk::new(98)).is_ok());
+    assert_eq!(
+        FileSystem::mount(MemoryDisk::new(1024)).unwrap_err(),
+        FsError::NotFormatted
+    );
+    assert_eq!(
+        FileSystem::fsck(&mut MemoryDisk::new(1024)).unwrap_err(),
+        FsError::NotFormatted
+    );
+}
+
+#[test]
+fn memory_disks_refuse_bad_requests() {
+    let mut disk = MemoryDisk::new(4);
+    let mut block = vec![7u8; BLOCK_SIZE];
+    disk.read(3, &mut block).unwrap();
+    assert!(
+        block.iter().all(|&byte| byte == 0),
+        "unwritten blocks read as zeros"
+    );
+    assert!(
+        disk.read(4, &mut block)
+            .unwrap_err()
+            .contains("past the end")
+    );
+    assert!(
+        disk.write(0, &block[..10])
+            .unwrap_err()
+            .contains("10 bytes")
+    );
+    block[0] = 9;
+    disk.write(2, &block).unwrap();
+    let mut back = vec![0u8; BLOCK_SIZE];
+    disk.read(2, &mut back).unwrap();
+    assert_eq!(back, block);
+    assert_eq!(disk.blocks(), 4);
+    assert_eq!(alloc::format!("{disk:?}"), "MemoryDisk(4 blocks)");
+}
+
+#[test]
+fn directories_and_files_are_created_once() {
+    let mut fs = fresh(1024);
+    fs.mkdir("/a").unwrap();
+    fs.mkdir("/a/b").unwrap();
+    fs.create("/a/b/f").unwrap();
+    fs.create("/a//g/").unwrap();
+    assert_eq!(names_in(&mut fs, "/a"), ["b", "g"]);
+    assert_eq!(fs.mkdir("/a").unwrap_err(), FsError::Exists("/a".into()));
+    assert_eq!(
+        fs.create("/a/b/f").unwrap_err(),
+        FsError::Exists("/a/b/f".into())
+    );
+    assert_eq!(
+        fs.mkdir("/a/b/f").unwrap_err(),
+        FsError::Exists("/a/b/f".into())
+    );
+    assert_eq!(fs.mkdir("/").unwrap_err(), FsError::Exists("/".into()));
+    assert_eq!(fs.create("/x/y").unwrap_err(), not_found("/x"));
+    assert_eq!(fs.mkdir("/a/x/y").unwrap_err(), not_found("/a/x"));
+    assert_eq!(
+        fs.create("/a/b/f/z").unwrap_err(),
+        FsError::NotADirectory("/a/b/f".into())
+    );
+    assert_eq!(
+        fs.mkdir("/a/g/h/i").unwrap_err(),
+        FsError::NotADirectory("/a/g".into())
+    );
+    let longest = alloc::format!("/{}", "x".repeat(MAX_NAME));
+    fs.create(&longest).unwrap();
+    let too_long = alloc::format!("/{}", "x".repeat(MAX_NAME + 1));
+    assert_eq!(
+        fs.create(&too_long).unwrap_err(),
+        FsError::NameTooLong(too_long)
+    );
+    for bad in ["", "a", "/a/./b", "/a/../b", "/nul\0"] {
+        assert_eq!(
+            fs.create(bad).unwrap_err(),
+            FsError::InvalidName(bad.into())
+        );
+        assert_eq!(fs.mkdir(bad).unwrap_err(), FsError::InvalidName(bad.into()));
+    }
+    let unicode = "/ünïcödé ✓";
+    fs.create(unicode).unwrap();
+    let fs = &mut remount(fs);
+    assert_eq!(names_in(fs, "/").len(), 3);
+    assert!(names_in(fs, "/").contains(&String::from("ünïcödé ✓")));
+    assert_eq!(fs.stat("/a/b").unwrap().kind, FileKind::Directory);
+    assert_eq!(fs.stat("/a/b/f").unwrap().kind, FileKind::File);
+    fs.check().unwrap();
+}
+
+#[test]
+fn writes_and_reads_meet_at_any_offset() {
+    let mut fs = fresh(1024);
+    fs.create("/f").unwrap();
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    fs.write("/f", 0, &data).unwrap();
+    assert_eq!(fs.read_all("/f").unwrap(), data);
+    fs.write("/f", 4090, b"across a block boundary").unwrap();
+    let mut expected = data.clone();
+    expected[4090..4090 + 23].copy_from_slice(b"across a block boundary");
+    assert_eq!(fs.read_all("/f").unwrap(), expected);
+    let mut buf = [0u8; 30];
+    assert_eq!(fs.read("/f", 4085, &mut buf).unwrap(), 30);
+    assert_eq!(&buf[..], &expected[4085..4115]);
+    assert_eq!(
+        fs.read("/f", 9990, &mut buf).unwrap(),
+        10,
+        "stops at the end"
+    );
+    assert_eq!(&buf[..10], &expected[9990..]);
+    assert_eq!(fs.read("/f", 10_000, &mut buf).unwrap(), 0);
+    assert_eq!(fs.read("/f", u64::MAX, &mut buf).unwrap(), 0);
+    fs.write("/f", 10_000, &[]).unwrap();
+    fs.write("/f", 50_000, &[]).unwrap();
+    assert_eq!(
+        fs.stat("/f").unwrap().size,
+        10_000,
+        "empty writes change nothing"
+    );
+    assert_eq!(fs.stat("/f").unwrap().blocks, 3);
+    let fs = &mut remount(fs);
+    assert_eq!(fs.read_all("/f").unwrap(), expected);
+    fs.check().unwrap();
+}
+
+#[test]
+fn reading_and_writing_refuse_what_is_not_a_file() {
+    let mut fs = fresh(1024);
+    fs.mkdir("/d").unwrap();
+    fs.create("/f").unwrap();
+    let mut buf = [0u8; 4];
+    let is_directory = FsError::IsADirectory("/d".into());
+    assert_eq!(fs.write("/d", 0, b"x").unwrap_err(), is_directory);
+    assert_eq!(fs.read("/d", 0, &mut buf).unwrap_err(), is_directory);
+    assert_eq!(fs.read_all("/d").unwrap_err(), is_directory);
+    assert_eq!(fs.truncate("/d", 0).unwrap_err(), is_directory);
+    assert_eq!(fs.write("/g", 0, b"x").unwrap_err(), not_found("/g"));
+    assert_eq!(fs.read("/g", 0, &mut buf).unwrap_err(), not_found("/g"));
+    assert_eq!(fs.truncate("/d/g", 0).unwrap_err(), not_found("/d/g"));
+    assert_eq!(
+        fs.write("/f/g", 0, b"x").unwrap_err(),
+        FsError::NotADirectory("/f".into())
+    );
+    assert_eq!(
+        fs.write("/f", MAX_FILE_SIZE, b"x").unwrap_err(),
+        FsError::FileTooLarge("/f".into())
+    );
+    assert_eq!(
+        fs.write("/f", u64::MAX, b"x").unwrap_err(),
+        FsError::FileTooLarge("/f".into())
+    );
+    assert_eq!(
+        fs.truncate("/f", MAX_FILE_SIZE + 1).unwrap_err(),
+        FsError::FileTooLarge("/f".into())
+    );
+    fs.write("/f", MAX_FILE_SIZE - 1, b"x").unwrap();
+    assert_eq!(fs.stat("/f").unwrap().size, MAX_FILE_SIZE);
+    fs.check().unwrap();
+}
+
+#[test]
+fn holes_read_as_zeros_and_take_no_blocks() {
+    let mut fs = fresh(1024);
+    fs.create("/sparse").unwrap();
+    fs.write("/sparse", 1 << 20, b"end").unwrap();
+    let stat = fs.stat("/sparse").unwrap();
+    assert_eq!((stat.size, stat.blocks), ((1 << 20) + 3, 1));
+    let contents = fs.read_all("/sparse").unwrap();
+    assert!(contents[..1 << 20].iter().all(|&byte| byte == 0));
+    assert_eq!(&contents[1 << 20..], b"end");
+    fs.write("/sparse", 1 << 40, b"far").unwrap();
+    fs.write("/sparse", 5000, b"middle").unwrap();
+    let stat = fs.stat("/sparse").unwrap();
+    assert_eq!((stat.size, stat.blocks), ((1 << 40) + 3, 3));
+    let mut buf = [1u8; 8];
+    assert_eq!(fs.read("/sparse", (1 << 40) - 5, &mut buf).unwrap(), 8);
+    assert_eq!(&buf, b"\0\0\0\0\0far");
+    let fs = &mut remount(fs);
+    let mut buf = [1u8; 10];
+    fs.read("/sparse", 4998, &mut buf).unwrap();
+    assert_eq!(&buf, b"\0\0middle\0\0");
+    assert_eq!(
+        fs.statfs().total_blocks - fs.statfs().free_blocks,
+        3 + 1,
+        "and the root's block"
+    );
+    fs.check().unwrap();
+}
+
+#[test]
+fn truncation_frees_blocks_and_zeroes_the_cut_tail() {
+    let mut fs = fresh(1024);
+    fs.create("/f").unwrap();
+    let free = fs.statfs().free_blocks;
+    fs.write("/f", 0, &[0xFF; 5 * 4096]).unwrap();
+    assert_eq!(fs.statfs().free_blocks, free - 5);
+    fs.truncate("/f", 4096 + 10).unwrap();
+    assert_eq!(fs.statfs().free_blocks, free - 2);
+    assert_eq!(fs.stat("/f").unwrap().blocks, 2);
+    fs.truncate("/f", 3 * 4096).unwrap();
+    assert_eq!(fs.stat("/f").unwrap().blocks, 2, "growing leaves a hole");
+    let contents = fs.read_all("/f").unwrap();
+    assert_eq!(contents.len(), 3 * 4096);
+    assert!(contents[..4106].iter().all(|&byte| byte == 0xFF));
+    assert!(
+        contents[4106..].iter().all(|&byte| byte == 0),
+        "the cut tail reads as zeros"
+    );
+    fs.truncate("/f", 3 * 4096).unwrap();
+    fs.truncate("/f", 0).unwrap();
+    assert_eq!(fs.stat("/f").unwrap().blocks, 0);
+    assert_eq!(fs.statfs().free_blocks, free);
+    fs.truncate("/f", 1 << 50).unwrap();
+    assert_eq!(fs.stat("/f").unwrap().size, 1 << 50);
+    assert_eq!(fs.statfs().free_blocks, free);
+    fs.check().unwrap();
+}
+
+#[test]
+fn unlink_and_rmdir_remove_the_right_kind() {
+    let mut fs = fresh(1024);
+    let free = fs.statfs().free_blocks;
+    fs.mkdir("/d").unwrap();
+    fs.create("/d/f").unwrap();
+    fs.write("/d/f", 0, &[1; 9000]).unwrap();
+    assert_eq!(
+        fs.unlink("/d").unwrap_err(),
+        FsError::IsADirectory("/d".into())
+    );
+    assert_eq!(fs.rmdir("/d").unwrap_err(), FsError::NotEmpty("/d".into()));
+    assert_eq!(
+        fs.rmdir("/d/f").unwrap_err(),
+        FsError::NotADirectory("/d/f".into())
+    );
+    assert_eq!(fs.unlink("/").unwrap_err(), FsError::Root);
+    assert_eq!(fs.rmdir("/").unwrap_err(), FsError::Root);
+    assert_eq!(fs.unlink("/d/g").unwrap_err(), not_found("/d/g"));
+    assert_eq!(fs.rmdir("/e").unwrap_err(), not_found("/e"));
+    assert_eq!(
+        fs.unlink("/d/f/x").unwrap_err(),
+        FsError::NotADirectory("/d/f".into())
+    );
+    fs.unlink("/d/f").unwrap();
+    assert_eq!(fs.stat("/d/f").unwrap_err(), not_found("/d/f"));
+    assert_eq!(
+        fs.stat("/d").unwrap().blocks,
+        0,
+        "an empty directory has no blocks"
+    );
+    fs.rmdir("/d").unwrap();
+    assert_eq!(fs.list("/").unwrap(), []);
+    assert_eq!(fs.statfs().free_blocks, free, "every block came back");
+    let fs = &mut remount(fs);
+    assert_eq!(fs.statfs().free_blocks, free);
+    fs.check().unwrap();
+}
+
+#[test]
+fn rename_moves_and_replaces_atomically() {
+    let mut fs = fresh(1024);
+    fs.mkdir("/a").unwrap();
+    fs.mkdir("/a/sub").unwrap();
+    fs.mkdir("/b").unwrap();
+    fs.create("/a/sub/deep").unwrap();
+    fs.write("/a/sub/deep", 0, b"deep").unwrap();
+    fs.create("/a/f").unwrap();
+    fs.write("/a/f", 0, b"first").unwrap();
+    fs.create("/b/g").unwrap();
+    fs.write("/b/g", 0, &[7; 3 * 4096]).unwrap();
+
+    fs.rename("/a/f", "/a/f2").unwrap();
+    assert_eq!(fs.read_all("/a/f2").unwrap(), b"first");
+    let free = fs.statfs().free_blocks;
+    fs.rename("/a/f2", "/b/g").unwrap();
+    assert_eq!(fs.read_all("/b/g").unwrap(), b"first", "replaced");
+    assert_eq!(names_in(&mut fs, "/a"), ["sub"]);
+    assert_eq!(
+        fs.statfs().free_blocks,
+        free + 3,
+        "the old /b/g's blocks are freed"
+    );
+    fs.rename("/a/sub", "/b/moved").unwrap();
+    assert_eq!(fs.read_all("/b/moved/deep").unwrap(), b"deep");
+    fs.rename("/b/moved", "/b/moved").unwrap();
+    fs.rename("/b/g", "/b//g/").unwrap();
+    fs.mkdir("/empty").unwrap();
+    fs.rename("/b/moved", "/empty").unwrap();
+    assert_eq!(fs.read_all("/empty/deep").unwrap(), b"deep");
+
+    fs.mkdir("/full").unwrap();
+    fs.create("/full/x").unwrap();
+    assert_eq!(
+        fs.rename("/empty", "/full").unwrap_err(),
+        FsError::NotEmpty("/full".into())
+    );
+    assert_eq!(
+        fs.rename("/b/g", "/full").unwrap_err(),
+        FsError::IsADirectory("/full".into())
+    );
+    assert_eq!(
+        fs.rename("/full", "/b/g").unwrap_err(),
+        FsError::NotADirectory("/b/g".into())
+    );
+    assert_eq!(
+        fs.rename("/full", "/full/x/y").unwrap_err(),
+        FsError::IntoItself {
+            from: "/full".into(),
+            to: "/full/x/y".into()
+        }
+    );
+    assert_eq!(
+        fs.rename("/full", "/full/new").unwrap_err(),
+        FsError::IntoItself {
+            from: "/full".into(),
+            to: "/full/new".into()
+        }
+    );
+    assert_eq!(fs.rename("/", "/x").unwrap_err(), FsError::Root);
+    assert_eq!(fs.rename("/full", "/").unwrap_err(), FsError::Root);
+    assert_eq!(fs.rename("/nope", "/x").unwrap_err(), not_found("/nope"));
+    assert_eq!(
+        fs.rename("/b/g", "/nope/x").unwrap_err(),
+        not_found("/nope")
+    );
+    assert_eq!(
+        fs.rename("/b/g", "/b/g/x").unwrap_err(),
+        FsError::NotADirectory("/b/g".into())
+    );
+    assert_eq!(
+        fs.rename("/b/g", "rel").unwrap_err(),
+        FsError::InvalidName("rel".into())
+    );
+    let before = snapshot(&mut fs).unwrap();
+    let fs = &mut remount(fs);
+    assert_eq!(snapshot(fs).unwrap(), before);
+    fs.check().unwrap();
+}
+
+#[test]
+fn listings_are_sorted_and_stats_carry_a_change_stamp() {
+    let mut fs = fresh(1024);
+    for name in ["zeta", "alpha", "mid"] {
+        fs.create(&alloc::format!("/{name}")).unwrap();
+    }
+    fs.mkdir("/dir").unwrap();
+    fs.create("/dir/inner").unwrap();
+    fs.write("/mid", 0, b"12345").unwrap();
+    let listing = fs.list("/").unwrap();
+    let summary: Vec<(&str, FileKind, u64)> = listing
+        .iter()
+        .map(|entry| (entry.name.as_str(), entry.kind, entry.size))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("alpha", FileKind::File, 0),
+            ("dir", FileKind::Directory, 4096),
+            ("mid", FileKind::File, 5),
+            ("zeta", FileKind::File, 0),
+        ]
+    );
+    assert_eq!(
+        fs.list("/mid").unwrap_err(),
+        FsError::NotADirectory("/mid".into())
+    );
+    assert_eq!(fs.list("/none").unwrap_err(), not_found("/none"));
+    let before = fs.stat("/mid").unwrap().changed;
+    assert!(before > fs.stat("/alpha").unwrap().changed);
+    fs.write("/mid", 0, b"x").unwrap();
+    assert!(fs.stat("/mid").unwrap().changed > before);
+}
+
+#[test]
+fn large_files_span_many_transactions_and_many_extents() {
+    let mut fs = fresh(4096);
+    fs.create("/big").unwrap();
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let transactions_before = fs.journal.next_sequence;
+    fs.write("/big", 0, &big).unwrap();
+    assert!(
+        fs.journal.next_sequence - transactions_before > 5,
+        "a 2 MB write takes several transactions of a 64-block journal"
+    );
+    assert_eq!(fs.read_all("/big").unwrap(), big);
+    // Two files written block by block, interleaved: neither can merge its extents.
+    fs.create("/odd").unwrap();
+    fs.create("/even").unwrap();
+    for index in 0..400u64 {
+        let name = if index % 2 == 0 { "/even" } else { "/odd" };
+        let offset = index / 2 * 4096;
+        fs.write(name, offset, &index.to_le_bytes().repeat(512))
+            .unwrap();
+    }
+    let names = parse("/odd").unwrap();
+    let inode = fs.lookup(&names).unwrap().inode;
+    let (extents, chain) = fs.load_extents(&inode).unwrap();
+    assert_eq!(extents.len(), 200);
+    assert_eq!(chain.len(), 2, "196 overflow extents take two blocks");
+    let mut fs = remount(fs);
+    for index in 0..400u64 {
+        let name = if index % 2 == 0 { "/even" } else { "/odd" };
+        let mut buf = [0u8; 8];
+        fs.read(name, index / 2 * 4096 + 4088, &mut buf).unwrap();
+        assert_eq!(buf, index.to_le_bytes());
+    }
+    fs.check().unwrap();
+    fs.truncate("/odd", 10 * 4096).unwrap();
+    let inode = fs.lookup(&names).unwrap().inode;
+    assert_eq!(fs.load_extents(&inode).unwrap().1.len(), 1);
+    fs.truncate("/odd", 3 * 4096).unwrap();
+    let inode = fs.lookup(&names).unwrap().inode;
+    assert_eq!(fs.load_extents(&inode).unwrap().1.len(), 0);
+    fs.check().unwrap();
+    let free = fs.statfs().free_blocks;
+    fs.unlink("/even").unwrap();
+    fs.unlink("/big").unwrap();
+    assert_eq!(
+        fs.statfs().free_blocks,
+        free + 202 + 489,
+        "data and overflow blocks"
+    );
+    fs.unlink("/odd").unwrap();
+    assert_eq!(fs.statfs().free_blocks, fs.statfs().total_blocks);
+    fs.check().unwrap();
+}
+
+#[test]
+fn a_file_can_fill_the_disk_and_a_full_disk_changes_nothing() {
+    let mut fs = fresh(256);
+    let total = fs.statfs().total_blocks;
+    fs.create("/all").unwrap();
+    let everything = vec![0x5A; (total as usize - 1) * 4096];
+    fs.write("/all", 0, &everything).unwrap();
+    assert_eq!(
+        fs.statfs().free_blocks,
+        0,
+        "the root's block and the file fill the data"
+    );
+    fs.mkdir("/sub").unwrap();
+    let before = snapshot(&mut fs).unwrap();
+    assert_eq!(
+        fs.write("/all", 1 << 30, b"x").unwrap_err(),
+        FsError::NoSpace
+    );
+    assert_eq!(
+        fs.create("/sub/more").unwrap_err(),
+        FsError::NoSpace,
+        "needs a directory block"
+    );
+    assert_eq!(
+        snapshot(&mut fs).unwrap(),
+        before,
+        "the failures left no trace"
+    );
+    assert_eq!(fs.check().unwrap().free_blocks, 0);
+    fs.create("/more").unwrap();
+    fs.write("/all", 100, b"overwrite in place needs no space")
+        .unwrap();
+    fs.truncate("/all", 1 << 30).unwrap();
+    assert_eq!(fs.check().unwrap().free_blocks, 0);
+    fs.truncate("/all", 4096).unwrap();
+    fs.write("/more", 0, &vec![1; 30 * 4096]).unwrap();
+    let fs = &mut remount(fs);
+    assert_eq!(fs.read_all("/more").unwrap(), vec![1; 30 * 4096]);
+    assert_eq!(&fs.read_all("/all").unwrap()[100..104], b"over");
+    fs.check().unwrap();
+}
+
+#[test]
+fn a_write_too_big_for_the_free_space_writes_nothing() {
+    let mut fs = fresh(256);
+    fs.create("/f").unwrap();
+    fs.write("/f", 0, b"keep").unwrap();
+    let before = snapshot(&mut fs).unwrap();
+    let free = fs.statfs().free_blocks as usize;
+    assert_eq!(
+        fs.write("/f", 0, &vec![9; (free + 2) * 4096]).unwrap_err(),
+        FsError::NoSpace
+    );
+    assert_eq!(snapshot(&mut fs).unwrap(), before);
+    assert_eq!(fs.statfs().free_blocks as usize, free);
+    fs.check().unwrap();
+}
+
+#[test]
+fn directories_spill_into_blocks_and_shrink_back() {
+    let mut fs = fresh(2048);
+    fs.mkdir("/d").unwrap();
+    let mut names: Vec<String> = (0..300)
+        .map(|i| alloc::format!("{}-{i}", "entry".repeat(i % 40 + 1)))
+        .collect();
+    for name in &names {
+        fs.create(&alloc::format!("/d/{name}")).unwrap();
+        fs.write(&alloc::format!("/d/{name}"), 0, name.as_bytes())
+            .unwrap();
+    }
+    let blocks = fs.stat("/d").unwrap().blocks;
+    assert!(blocks > 5, "300 entries take {blocks} blocks");
+    let mut fs = remount(fs);
+    let mut rng = Rng::new(5);
+    while !names.is_empty() {
+        let name = names.swap_remove(rng.below(names.len() as u64) as usize);
+        fs.unlink(&alloc::format!("/d/{name}")).unwrap();
+        if names.len().is_multiple_of(25) {
+            let mut expected = names.clone();
+            expected.sort();
+            assert_eq!(names_in(&mut fs, "/d"), expected);
+            for name in names.iter().take(5) {
+                assert_eq!(
+                    fs.read_all(&alloc::format!("/d/{name}")).unwrap(),
+                    name.as_bytes()
+                );
+            }
+            fs.check().unwrap();
+        }
+    }
+    assert_eq!(fs.stat("/d").unwrap().blocks, 0);
+    fs.rmdir("/d").unwrap();
+    assert_eq!(fs.statfs().free_blocks, fs.statfs().total_blocks);
+}
+
+#[test]
+fn small_files_of_a_directory_are_placed_together_after_it() {
+    let mut fs = fresh(4096);
+    fs.mkdir("/noise").unwrap();
+    fs.create("/noise/big").unwrap();
+    fs.write("/noise/big", 0, &[1; 40 * 4096]).unwrap();
+    fs.mkdir("/d").unwrap();
+    fs.create("/d/one").unwrap();
+    fs.write("/d/one", 0, &[2; 6000]).unwrap();
+    fs.create("/d/two").unwrap();
+    fs.write("/d/two", 0, &[3; 100]).unwrap();
+    let directory_block = match fs.lookup(&["d", "one"]).unwrap().location {
+        Location::Entry { block, .. } => block,
+        Location::Root => unreachable!(),
+    };
+    let physical = |fs: &mut FileSystem<MemoryDisk>, names: &[&str]| {
+        let inode = fs.lookup(names).unwrap().inode;
+        fs.load_extents(&inode).unwrap().0
+    };
+    let one = physical(&mut fs, &["d", "one"]);
+    let two = physical(&mut fs, &["d", "two"]);
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        one[0].physical,
+        directory_block + 1,
+        "right after the directory block"
+    );
+    assert_eq!(
+        two[0].physical,
+        directory_block + 3,
+        "right after its sibling"
+    );
+    fs.write("/d/one", 2 * 4096, b"grows").unwrap();
+    let one = physical(&mut fs, &["d", "one"]);
+    assert_eq!(
+        one[1].physical,
+        directory_block + 4,
+        "the next free block after its end"
+    );
+}
+
+#[test]
+fn operations_are_durable_without_sync_and_sync_empties_the_journal() {
+    let mut fs = fresh(1024);
+    fs.mkdir("/d").unwrap();
+    fs.create("/d/f").unwrap();
+    fs.write("/d/f", 0, b"journaled").unwrap();
+    assert_eq!(fs.check().unwrap().journal_transactions, 3);
+    let mut disk = fs.into_disk();
+    assert_eq!(FileSystem::fsck(&mut disk).unwrap().journal_transactions, 3);
+    let mut fs = FileSystem::mount(disk).unwrap();
+    assert_eq!(fs.read_all("/d/f").unwrap(), b"journaled", "replayed");
+    assert_eq!(
+        fs.check().unwrap().journal_transactions,
+        0,
+        "mount writes the replay home"
+    );
+    fs.write("/d/f", 0, b"J").unwrap();
+    fs.sync().unwrap();
+    assert_eq!(fs.check().unwrap().journal_transactions, 0);
+    fs.sync().unwrap();
+    let mut disk = fs.into_disk();
+    assert_eq!(FileSystem::fsck(&mut disk).unwrap().journal_transactions, 0);
+    let mut fs = FileSystem::mount(disk).unwrap();
+    assert_eq!(fs.read_all("/d/f").unwrap(), b"Journaled");
+}
+
+#[test]
+fn a_full_journal_is_checkpointed_on_the_way() {
+    let mut fs = fresh(512);
+    fs.create("/f").unwrap();
+    for round in 0..200u32 {
+        fs.write("/f", u64::from(round) * 100, &round.to_le_bytes())
+            .unwrap();
+        assert!(fs.journal.position <= fs.journal.end);
+    }
+    let mut fs = remount(fs);
+    for round in 0..200u32 {
+        let mut buf = [0u8; 4];
+        fs.read("/f", u64::from(round) * 100, &mut buf).unwrap();
+        assert_eq!(buf, round.to_le_bytes());
+    }
+    fs.check().unwrap();
+}
+
+#[test]
+fn a_transaction_larger_than_the_journal_is_refused_whole() {
+    let mut fs = fresh(1024);
+    fs.create("/f").unwrap();
+    let before = snapshot(&mut fs).unwrap();
+    let capacity = fs.journal.capacity();
+    let start = fs.layout.data_start + 10;
+    let result = fs.transact(|fs| {
+        for block in start..start + capacity {
+            fs.store.stage(block, zeroed());
+        }
+        Ok(())
+    });
+    assert_eq!(
+        result.unwrap_err(),
+        FsError::TooLarge {
+            needed: capacity + 2,
+            capacity
+        }
+    );
+    assert!(fs.store.staged.is_empty());
+    assert_eq!(snapshot(&mut fs).unwrap(), before);
+    let fs = &mut remount(fs);
+    assert_eq!(snapshot(fs).unwrap(), before);
+}
+
+/// A disk that fails every write after a number of them (or every flush).
+struct FailingDisk {
+    inner: MemoryDisk,
+    writes_left: u64,
+    fail_flush: bool,
+}
+
+impl BlockStore for FailingDisk {
+    fn blocks(&self) -> u64 {
+        self.inner.blocks()
+    }
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.inner.read(block, buf)
+    }
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
+        if self.writes_left == 0 {
+            return Err("medium error".into());
+        }
+        self.writes_left -= 1;
+        self.inner.write(block, data)
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        if self.fail_flush {
+            return Err("flush failed".into());
+        }
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn a_disk_error_stops_the_file_system_and_a_remount_recovers() {
+    for (writes_left, fail_flush) in [(0, false), (1, false), (2, false), (3, false), (100, true)] {
+        let mut fs = fresh(512);
+        fs.create("/f").unwrap();
+        fs.write("/f", 0, b"old").unwrap();
+        fs.sync().unwrap();
+        let inner = fs.into_disk();
+        let mut fs = FileSystem::mount(FailingDisk {
+            inner,
+            writes_left,
+            fail_flush,
+        })
+        .unwrap();
+        let error = fs.write("/f", 0, b"new").unwrap_err();
+        assert!(matches!(error, FsError::Disk(_)), "{error}");
+        let again = fs.read_all("/f").unwrap_err();
+        assert!(alloc::format!("{again}").contains("stopped after an earlier disk error"));
+        assert!(fs.sync().is_err());
+        let mut fs = FileSystem::mount(fs.into_disk().inner).unwrap();
+        let contents = fs.read_all("/f").unwrap();
+        assert!(contents == b"old" || contents == b"new", "{contents:?}");
+        fs.check().unwrap();
+    }
+}
+
+#[test]
+fn a_read_error_fails_the_operation_only() {
+    struct BadBlock(MemoryDisk, u64);
+    impl BlockStore for BadBlock {
+        fn blocks(&self) -> u64 {
+            self.0.blocks()
+        }
+        fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
+            if block == self.1 {
+                return Err("unreadable".into());
+            }
+            self.0.read(block, buf)
+        }
+        fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
+            self.0.write(block, data)
+        }
+        fn flush(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let mut fs = fresh(512);
+    fs.create("/f").unwrap();
+    fs.write("/f", 0, b"data").unwrap();
+    fs.create("/g").unwrap();
+    fs.sync().unwrap();
+    let inode = fs.lookup(&["f"]).unwrap().inode;
+    let data_block = inode.inline[0].physical;
+    let mut fs = FileSystem::mount(BadBlock(fs.into_disk(), data_block)).unwrap();
+    let error = fs.read_all("/f").unwrap_err();
+    assert_eq!(
+        error,
+        FsError::Disk(alloc::format!("reading block {data_block}: unreadable"))
+    );
+    fs.write("/g", 0, b"still fine").unwrap();
+    assert_eq!(fs.read_all("/g").unwrap(), b"still fine");
+}
+
+#[test]
+fn errors_read_well() {
+    let samples = [
+        (FsError::NotFound("/a".into()), "/a: not found"),
+        (
+            FsError::Corrupt {
+                block: 9,
+                what: "/d: directory block checksum mismatch".into(),
+            },
+            "corrupt block 9: /d: directory block checksum mismatch",
+        ),
+        (FsError::NoSpace, "no free block left"),
+        (
+            FsError::TooLarge {
+                needed: 70,
+                capacity: 63,
+            },
+            "operation needs 70 journal blocks, the journal holds 63",
+        ),
+        (
+            FsError::IntoItself {
+                from: "/a".into(),
+                to: "/a/b".into(),
+            },
+            "cannot move directory /a inside itself (/a/b)",
+        ),
+    ];
+    for (error, text) in samples {
+        assert_eq!(alloc::format!("{error}"), text);
+    }
+}
