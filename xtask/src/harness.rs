@@ -701,6 +701,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let mut bmfs_image = None;
     let mut forwards = Vec::new();
     let mut flood = None;
+    let mut rexofs_image = None;
     for arg in case.qemu {
         match arg {
             Arg::Nic(model) => {
@@ -728,6 +729,13 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 // Its own drive id, after any pattern disks.
                 let id = case.qemu.len() + 1;
                 extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
+            }
+            Arg::RexoFsDisk(device) => {
+                let path = scratch.join("rexofs.img");
+                crate::fsimage::image_for_monitor(&path)?;
+                let id = case.qemu.len() + 1;
+                extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
+                rexofs_image = Some(path);
             }
             Arg::SiteDisk(device) => {
                 let path = scratch.join("site.img");
@@ -911,6 +919,11 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
             }
             Err(e) => reasons.push(format!("nic {index}'s peer: {e}")),
         }
+    }
+    if let Some(path) = rexofs_image
+        && let Err(e) = crate::fsimage::check_after_monitor(&path)
+    {
+        reasons.push(format!("the Rexo file system image: {e}"));
     }
     if let Some(peer) = flood {
         match peer.finish() {

@@ -17,6 +17,7 @@ mod devbench;
 mod disk;
 mod diskimage;
 mod echoclient;
+mod fsimage;
 mod gdb;
 mod harness;
 mod httpclient;
@@ -49,7 +50,7 @@ pub fn root() -> PathBuf {
 
 /// The commands `cargo xtask` knows.
 const COMMANDS: &[&str] = &[
-    "build", "run", "image", "test", "bench", "linux", "loc", "disk", "help",
+    "build", "run", "image", "test", "bench", "linux", "loc", "disk", "fs", "help",
 ];
 
 const USAGE: &str = "\
@@ -74,6 +75,7 @@ usage: cargo xtask COMMAND [OPTIONS]
                                  target/linux/) and boot it under TCG until it is ready
   loc                            count lines of Rust per layer against the kernel budget
   disk ...                       make and inspect BMFS disk images (`cargo xtask disk` lists)
+  fs IMAGE ...                   make and inspect Rexo file system images (`cargo xtask fs` lists)
 ";
 
 fn main() -> ExitCode {
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         "linux" => linux::command(argv).map(|()| 0),
         "loc" => loc::command(argv).map(|()| 0),
         "disk" => disk::command(argv).map(|()| 0),
+        "fs" => fsimage::command(&argv).map(|()| 0),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(0)

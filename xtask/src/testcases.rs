@@ -48,6 +48,10 @@ pub enum Arg {
     /// of `target/baremetal/` as `NAME.app` (`storage.bin` is `storage.app`), attached
     /// as this device model; its contents are not checked afterwards.
     BmfsDisk(&'static str),
+    /// A Rexo file system image made by `cargo xtask fs`'s code
+    /// (`fsimage::image_for_monitor`), attached as this device model; afterwards the
+    /// host mounts it and checks what the case's input did (`check_after_monitor`).
+    RexoFsDisk(&'static str),
     /// A BMFS image holding `cargo xtask disk`'s site files (`disk::site_files`),
     /// attached as this device model, for httpd to serve.
     SiteDisk(&'static str),
@@ -762,6 +766,24 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // The Rexo file system both ways, on each disk controller: made on the host, read,
+    // changed and checked in Rexo through the monitor's `fs`, then mounted and checked
+    // on the host again.
+    Case {
+        name: "storage::rexofs-virtio-blk",
+        qemu: &[Arg::RexoFsDisk("virtio-blk-pci")],
+        ..REXOFS_MONITOR
+    },
+    Case {
+        name: "storage::rexofs-nvme",
+        qemu: &[Arg::RexoFsDisk("nvme,serial=rexofs")],
+        ..REXOFS_MONITOR
+    },
+    Case {
+        name: "storage::rexofs-ahci",
+        qemu: &[Arg::RexoFsDisk("ide-hd,bus=ide.0")],
+        ..REXOFS_MONITOR
+    },
     Case {
         // The monitor on a machine without PS/2 (i8042=off), typed at through a USB
         // keyboard on xHCI: `help`, Enter, then `pci`, Enter.
@@ -1228,6 +1250,32 @@ pub const CASES: &[Case] = &[
         ..KV
     },
 ];
+
+/// A `storage::rexofs-` case: the monitor's `fs` commands on a Rexo file system image
+/// made on the host (set `name` and the disk's `qemu`); the host checks it afterwards.
+const REXOFS_MONITOR: Case = Case {
+    machine: Machine::Q35,
+    append: "app=monitor",
+    input: "fs ls /\rfs cat /docs/hello.txt\rfs mkdir /new\rfs cp /docs/hello.txt /new/copy.txt\rfs write /new/written.txt written in Rexo\rfs rm /big.bin\rfs rm /docs\rfs cat /nope\rfs ls /new\rfs df\rfs fsck\rpoweroff\r",
+    exit: Some(0),
+    timeout_s: 60,
+    checks: &[
+        Check::Has("docs/"),
+        Check::Has("307200 bytes"),
+        Check::Has("hello from the host tool"),
+        Check::Has("/new made"),
+        Check::Has("/docs/hello.txt copied to /new/copy.txt (34 bytes)"),
+        Check::Has("/new/written.txt: 16 bytes written"),
+        Check::Has("/big.bin removed"),
+        Check::Has("fs rm: "),
+        Check::Has("fs cat: "),
+        Check::Has("2 entries in /new"),
+        Check::Has("blocks used"),
+        Check::Has("the Rexo file system is consistent: 3 directories, 3 files"),
+        Check::Lacks("panicked"),
+    ],
+    ..BASE
+};
 
 /// A `netcheck` case on q35 with one NIC (set `qemu`).
 const NET: Case = Case {

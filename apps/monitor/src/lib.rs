@@ -12,6 +12,7 @@ extern crate alloc;
 mod disk;
 pub mod editor;
 mod net;
+mod rexofs;
 
 use alloc::format;
 use alloc::string::String;
@@ -66,6 +67,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "the disks' extent tables (protected blocks), or a change to one",
     ),
     ("exec", "run the loaded BareMetal binary and show its RAX"),
+    (
+        rexofs::USAGE,
+        "the Rexo file system on the first disk that holds one",
+    ),
     (
         "net",
         "the network interfaces and holders; the first free one configured by DHCP",
@@ -125,6 +130,8 @@ pub enum Command<'a> {
     Fsck,
     /// `extents ...`, with the words after `extents`.
     Extents(&'a str),
+    /// `fs ...`, with the words after `fs`.
+    Fs(&'a str),
     /// `exec`.
     Exec,
     /// `net`.
@@ -178,6 +185,9 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
         return Ok(Command::Extents(
             line.trim_start()["extents".len()..].trim(),
         ));
+    }
+    if word == "fs" {
+        return Ok(Command::Fs(line.trim_start()["fs".len()..].trim()));
     }
     let argument = words.next();
     if word == "ping" {
@@ -356,6 +366,10 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
                 Err(error) => say(&format!("load: {error}\r\n")),
             }
         }
+        Command::Fs(words) => match rexofs::run(kernel, words) {
+            Ok(lines) => lines.iter().for_each(|line| say(&format!("{line}\r\n"))),
+            Err(why) => say(&format!("{why}\r\n")),
+        },
         Command::Extents(words) => match disk::extents(kernel, words) {
             Ok(lines) => lines.iter().for_each(|line| say(&format!("{line}\r\n"))),
             Err(why) => say(&format!("extents: {why}\r\n")),

@@ -47,6 +47,7 @@ extern crate alloc;
 
 mod allocator;
 mod crc;
+mod device;
 mod dir;
 mod disk;
 mod error;
@@ -63,6 +64,7 @@ mod tests;
 
 use alloc::string::String;
 
+pub use device::{DeviceStore, on_first_file_system};
 pub use disk::{BLOCK_SIZE, BlockStore, MemoryDisk};
 pub use error::FsError;
 pub use format::{FileKind, MAX_NAME};

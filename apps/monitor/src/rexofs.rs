@@ -1,0 +1,139 @@
+//! The monitor's `fs` commands: the Rexo file system (`rexo-fs`) on the first disk that
+//! holds one, mounted for each command (mount replays the journal and checks the tree)
+//! and given back afterwards. Every change is durable when the command returns.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rexo_api::Kernel;
+use rexo_fs::{FileKind, FsError, on_first_file_system};
+
+/// What `fs` takes, for `help` and for a wrong line.
+pub const USAGE: &str = "fs ls [DIR] | cat FILE | mkdir DIR | write FILE TEXT | cp FILE NEW | mv PATH NEW | rm PATH | df | fsck";
+
+/// Runs `fs WORDS`; the lines to show, or what went wrong (naming the command).
+pub fn run(kernel: &dyn Kernel, words: &str) -> Result<Vec<String>, String> {
+    let verb = words.split_whitespace().next().unwrap_or("");
+    dispatch(kernel, words).map_err(|why| {
+        if why.starts_with("fs") || why.starts_with("usage") {
+            why
+        } else {
+            format!("fs {verb}: {why}")
+        }
+    })
+}
+
+/// [`run`]'s work.
+fn dispatch(kernel: &dyn Kernel, words: &str) -> Result<Vec<String>, String> {
+    let mut parts = words.split_whitespace();
+    let verb = parts.next().ok_or_else(|| format!("usage: {USAGE}"))?;
+    let first = parts.next();
+    let second = parts.next();
+    let usage = || format!("fs {verb}: usage: {USAGE}");
+    match verb {
+        "ls" => {
+            let dir = first.unwrap_or("/");
+            on_first_file_system(kernel, |fs| {
+                let entries = fs.list(dir)?;
+                let mut lines: Vec<String> = entries
+                    .iter()
+                    .map(|e| match e.kind {
+                        FileKind::Directory => format!("{}/", e.name),
+                        FileKind::File => format!("{:<40} {:>12} bytes", e.name, e.size),
+                    })
+                    .collect();
+                lines.push(format!("{} entries in {dir}", entries.len()));
+                Ok(lines)
+            })
+        }
+        "cat" => {
+            let file = first.ok_or_else(usage)?;
+            on_first_file_system(kernel, |fs| {
+                let bytes = fs.read_all(file)?;
+                Ok(String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .map(String::from)
+                    .collect())
+            })
+        }
+        "mkdir" => {
+            let dir = first.ok_or_else(usage)?;
+            on_first_file_system(kernel, |fs| fs.mkdir(dir))?;
+            Ok(vec![format!("{dir} made")])
+        }
+        "write" => {
+            let file = first.ok_or_else(usage)?;
+            // The text is the rest of the line after the path, with a newline.
+            let text = words
+                .trim_start()
+                .strip_prefix("write")
+                .map(str::trim_start)
+                .and_then(|rest| rest.strip_prefix(file))
+                .map(str::trim)
+                .unwrap_or("");
+            let data = format!("{text}\n");
+            on_first_file_system(kernel, |fs| write_whole(fs, file, data.as_bytes()))?;
+            Ok(vec![format!("{file}: {} bytes written", data.len())])
+        }
+        "cp" => {
+            let (from, to) = (first.ok_or_else(usage)?, second.ok_or_else(usage)?);
+            let bytes = on_first_file_system(kernel, |fs| {
+                if fs.stat(to).is_ok() {
+                    return Err(FsError::Exists(String::from(to)));
+                }
+                let data = fs.read_all(from)?;
+                write_whole(fs, to, &data)?;
+                Ok(data.len())
+            })?;
+            Ok(vec![format!("{from} copied to {to} ({bytes} bytes)")])
+        }
+        "mv" => {
+            let (from, to) = (first.ok_or_else(usage)?, second.ok_or_else(usage)?);
+            on_first_file_system(kernel, |fs| fs.rename(from, to))?;
+            Ok(vec![format!("{from} is now {to}")])
+        }
+        "rm" => {
+            let path = first.ok_or_else(usage)?;
+            on_first_file_system(kernel, |fs| match fs.stat(path)?.kind {
+                FileKind::Directory => fs.rmdir(path),
+                FileKind::File => fs.unlink(path),
+            })?;
+            Ok(vec![format!("{path} removed")])
+        }
+        "df" => on_first_file_system(kernel, |fs| {
+            let s = fs.statfs();
+            Ok(vec![format!(
+                "{} KiB in {} blocks of {} bytes: {} used, {} free",
+                s.total_blocks * s.block_size / 1024,
+                s.total_blocks,
+                s.block_size,
+                s.total_blocks - s.free_blocks,
+                s.free_blocks
+            )])
+        }),
+        "fsck" => on_first_file_system(kernel, |fs| {
+            let r = fs.check()?;
+            Ok(vec![format!(
+                "the Rexo file system is consistent: {} directories, {} files, {} blocks used, {} free",
+                r.directories, r.files, r.used_blocks, r.free_blocks
+            )])
+        }),
+        other => Err(format!("fs: unknown '{other}'; usage: {USAGE}")),
+    }
+}
+
+/// Makes `file` hold exactly `data` (created if missing).
+fn write_whole<D: rexo_fs::BlockStore>(
+    fs: &mut rexo_fs::FileSystem<D>,
+    file: &str,
+    data: &[u8],
+) -> Result<(), FsError> {
+    match fs.create(file) {
+        Ok(()) | Err(FsError::Exists(_)) => {}
+        Err(error) => return Err(error),
+    }
+    fs.truncate(file, 0)?;
+    fs.write(file, 0, data)
+}
