@@ -147,6 +147,25 @@ fn put(fs: &mut FileSystem<FileStore>, path: &str, data: &[u8]) -> Result<()> {
     fs.write(path, 0, data).map_err(fail)
 }
 
+/// A nested page of the `net::httpd-rexofs` case's image, beside the site files.
+pub const NESTED: (&str, &[u8]) = (
+    "/docs/guide/index.html",
+    b"<p>a page two directories down</p>\n",
+);
+
+/// Writes a fresh 16 MiB image at `path` holding `disk::site_files()` at the root and
+/// [`NESTED`], for httpd to serve.
+pub fn image_of_site(path: &Path) -> Result<()> {
+    let mut fs = FileSystem::format(store(path, Some(16 << 20))?).map_err(|e| e.to_string())?;
+    for (name, data) in crate::disk::site_files() {
+        put(&mut fs, &format!("/{name}"), &data)?;
+    }
+    fs.mkdir("/docs").map_err(|e| e.to_string())?;
+    fs.mkdir("/docs/guide").map_err(|e| e.to_string())?;
+    put(&mut fs, NESTED.0, NESTED.1)?;
+    fs.sync().map_err(|e| e.to_string())
+}
+
 /// The host's text file of the `storage::rexofs-monitor` case.
 pub const HELLO: (&str, &str) = ("/docs/hello.txt", "hello from the host tool\nline two\n");
 /// Its 300 KiB file, removed in Rexo.

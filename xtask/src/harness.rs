@@ -737,6 +737,12 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
                 rexofs_image = Some(path);
             }
+            Arg::RexoFsSiteDisk(device) => {
+                let path = scratch.join("rexofs-site.img");
+                crate::fsimage::image_of_site(&path)?;
+                let id = case.qemu.len() + 1;
+                extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
+            }
             Arg::SiteDisk(device) => {
                 let path = scratch.join("site.img");
                 crate::disk::image_of_site(&path)?;

@@ -898,43 +898,62 @@ pub const HTTPD_DISK: crate::netclient::Client = crate::netclient::Client {
     name: "httpd disk client",
     needs: &[],
     after: "httpd: serving",
-    run: |ports| {
-        let port = ports.tcp(80)?.port();
-        let mut client = Client::connect(port)?;
-        let mut checked = Vec::new();
-        for (name, content) in crate::disk::site_files() {
-            let path = format!("/{name}");
-            client.send(get(&path, "").as_bytes())?;
-            let answer = client.answer(true)?;
-            let content_type = if name.ends_with(".html") {
-                "text/html; charset=utf-8"
-            } else {
-                "application/octet-stream"
-            };
-            expect(
-                &format!("GET {path}"),
-                &answer,
-                &ok_head(content_type, &content, false),
-                &content,
-            )?;
-            checked.push(format!("{path} ({} bytes)", content.len()));
-        }
-        let (content_type, content) = file("/1k.txt");
-        client.send(get("/1k.txt", "").as_bytes())?;
+    run: |ports| check_disk_site(ports.tcp(80)?.port(), &[]),
+};
+
+/// The `net::httpd-rexofs` case's client: [`HTTPD_DISK`]'s checks and the nested page.
+pub const HTTPD_REXOFS: crate::netclient::Client = crate::netclient::Client {
+    name: "httpd Rexo file system client",
+    needs: &[],
+    after: "httpd: serving",
+    run: |ports| check_disk_site(ports.tcp(80)?.port(), &[crate::fsimage::NESTED]),
+};
+
+/// Every site file of the disk byte-exact (the disk's `about.html` instead of the
+/// built-in one) and `extra` ones, a built-in file still served, then the shutdown hook.
+fn check_disk_site(port: u16, extra: &[(&str, &[u8])]) -> Result<Vec<String>, String> {
+    let mut client = Client::connect(port)?;
+    let mut checked = Vec::new();
+    let site = crate::disk::site_files();
+    let files = site
+        .iter()
+        .map(|(name, content)| (format!("/{name}"), content.as_slice()))
+        .chain(
+            extra
+                .iter()
+                .map(|(path, content)| (path.to_string(), *content)),
+        );
+    for (path, content) in files {
+        client.send(get(&path, "").as_bytes())?;
         let answer = client.answer(true)?;
+        let content_type = if path.ends_with(".html") {
+            "text/html; charset=utf-8"
+        } else {
+            "application/octet-stream"
+        };
         expect(
-            "GET /1k.txt",
+            &format!("GET {path}"),
             &answer,
             &ok_head(content_type, content, false),
             content,
         )?;
-        shut_down(port)?;
-        Ok(vec![format!(
-            "from disk byte-exact: {}; built-in /1k.txt still served",
-            checked.join(", ")
-        )])
-    },
-};
+        checked.push(format!("{path} ({} bytes)", content.len()));
+    }
+    let (content_type, content) = file("/1k.txt");
+    client.send(get("/1k.txt", "").as_bytes())?;
+    let answer = client.answer(true)?;
+    expect(
+        "GET /1k.txt",
+        &answer,
+        &ok_head(content_type, content, false),
+        content,
+    )?;
+    shut_down(port)?;
+    Ok(vec![format!(
+        "from disk byte-exact: {}; built-in /1k.txt still served",
+        checked.join(", ")
+    )])
+}
 
 /// The `net::httpd` cases' client: every check of [`check_httpd`] through the port
 /// forwarded to the guest's port 80, once httpd says it serves.

@@ -55,6 +55,9 @@ pub enum Arg {
     /// A BMFS image holding `cargo xtask disk`'s site files (`disk::site_files`),
     /// attached as this device model, for httpd to serve.
     SiteDisk(&'static str),
+    /// The same site files on a Rexo file system image, with a nested page
+    /// (`fsimage::image_of_site`).
+    RexoFsSiteDisk(&'static str),
     /// A `qemu-xhci` controller with a `usb-kbd` and QEMU's monitor on a socket: once
     /// the serial shows the keyboard bound, these keys are typed on it (`sendkey`).
     UsbKeyboard(&'static [&'static str]),
@@ -1124,6 +1127,27 @@ pub const CASES: &[Case] = &[
             Check::Has("httpd: /about.html from disk replaces the built-in one"),
             Check::Has("files prepared in"),
             Check::Has(" ms, 3 of them from disk"),
+            Check::Has("httpd: done"),
+            Check::Lacks("FAILED"),
+        ],
+        ..HTTPD
+    },
+    // The same from the Rexo file system, directories walked.
+    Case {
+        name: "net::httpd-rexofs",
+        append: "app=httpd-test",
+        qemu: &[
+            Arg::UserNet {
+                model: "virtio-net-pci",
+                tcp: &[80],
+                udp: &[],
+            },
+            Arg::RexoFsSiteDisk("nvme,serial=site"),
+        ],
+        client: Some(crate::httpclient::HTTPD_REXOFS),
+        checks: &[
+            Check::Has("httpd: /about.html from disk replaces the built-in one"),
+            Check::Has(" ms, 4 of them from disk"),
             Check::Has("httpd: done"),
             Check::Lacks("FAILED"),
         ],

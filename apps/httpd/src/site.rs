@@ -73,11 +73,46 @@ pub const MAX_DISK_BYTES: u64 = 16 << 20;
 /// A file of the disk: its path (`/NAME`) and its bytes.
 pub type DiskFile = (String, Vec<u8>);
 
-/// The files of the first disk holding BMFS, each as `/NAME`, in directory order, up
-/// to [`MAX_DISK_BYTES`] in all; each line of the second part says what was skipped
-/// or why no disk was read, for the log.
+/// The files of the first disk holding the Rexo file system, each at its path (every
+/// directory walked), else of the first holding BMFS, each as `/NAME`; up to
+/// [`MAX_DISK_BYTES`] in all; each line of the second part says what was skipped or
+/// why no disk was read, for the log.
 pub fn from_disk(kernel: &dyn Kernel) -> (Vec<DiskFile>, Vec<String>) {
     let mut notes = Vec::new();
+    let rexo_fs = rexo_fs::on_first_file_system(kernel, |fs| {
+        // Directory by directory, each directory's files in a row: the file system
+        // places a directory's small files together, so they are read together.
+        let mut files = Vec::new();
+        let mut total = 0;
+        let mut directories = alloc::vec![String::from("/")];
+        while let Some(directory) = directories.pop() {
+            for entry in fs.list(&directory)? {
+                let path = if directory == "/" {
+                    format!("/{}", entry.name)
+                } else {
+                    format!("{directory}/{}", entry.name)
+                };
+                match entry.kind {
+                    rexo_fs::FileKind::Directory => directories.push(path),
+                    rexo_fs::FileKind::File if total + entry.size > MAX_DISK_BYTES => {
+                        notes.push(format!(
+                            "{path} ({} bytes) left on disk: the file cache takes {MAX_DISK_BYTES} bytes of disk files",
+                            entry.size
+                        ));
+                    }
+                    rexo_fs::FileKind::File => {
+                        total += entry.size;
+                        files.push((path.clone(), fs.read_all(&path)?));
+                    }
+                }
+            }
+        }
+        Ok(files)
+    });
+    let why_not_rexo_fs = match rexo_fs {
+        Ok(files) => return (files, notes),
+        Err(why) => why,
+    };
     let read = rexo_bmfs::on_first_volume(kernel, |volume| {
         let listed: Vec<(String, u64)> = volume.files().map(|f| (f.name.clone(), f.size)).collect();
         let mut files = Vec::new();
@@ -98,7 +133,7 @@ pub fn from_disk(kernel: &dyn Kernel) -> (Vec<DiskFile>, Vec<String>) {
         Ok(files) => (files, notes),
         Err(why) => (
             Vec::new(),
-            alloc::vec![format!("no site files from disk: {why}")],
+            alloc::vec![format!("no site files from disk: {why_not_rexo_fs}; {why}")],
         ),
     }
 }
