@@ -133,7 +133,11 @@ pub fn from_disk(kernel: &dyn Kernel) -> (Vec<DiskFile>, Vec<String>) {
         Ok(files) => (files, notes),
         Err(why) => (
             Vec::new(),
-            alloc::vec![format!("no site files from disk: {why_not_rexo_fs}; {why}")],
+            alloc::vec![if why == why_not_rexo_fs {
+                format!("no site files from disk: {why}")
+            } else {
+                format!("no site files from disk: {why_not_rexo_fs}; {why}")
+            }],
         ),
     }
 }
