@@ -14,8 +14,10 @@ pub const USAGE: &str = "\
   fs IMAGE create SIZE           a new image of SIZE (e.g. 64M, 1G) holding an empty file system
   fs IMAGE ls [DIR]              the entries of DIR (default /)
   fs IMAGE mkdir DIR             make a directory
-  fs IMAGE put FILE PATH         copy the host's FILE in as PATH (replacing a file there)
-  fs IMAGE get PATH OUT          copy PATH out to the host's OUT
+  fs IMAGE put FILE PATH         copy the host's FILE in as PATH (replacing a file there);
+                                 a host directory is copied with everything under it
+  fs IMAGE get PATH OUT          copy PATH out to the host's OUT; a directory with
+                                 everything under it
   fs IMAGE rm PATH               remove a file or an empty directory
   fs IMAGE check                 check everything (exit 0 when consistent)
 ";
@@ -102,17 +104,15 @@ pub fn command(argv: &[String]) -> Result<()> {
         }
         [image, "mkdir", dir] => mount(Path::new(image))?.mkdir(dir).map_err(fail),
         [image, "put", file, path] => {
-            let data = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
             let mut fs = mount(Path::new(image))?;
-            put(&mut fs, path, &data)?;
+            let (files, bytes) = put_tree(&mut fs, Path::new(file), path)?;
             fs.sync().map_err(fail)?;
-            println!("{path}: {} bytes", data.len());
+            println!("{path}: {files} files, {bytes} bytes");
             Ok(())
         }
         [image, "get", path, out] => {
-            let data = mount(Path::new(image))?.read_all(path).map_err(fail)?;
-            std::fs::write(out, &data).map_err(|e| format!("{out}: {e}"))?;
-            println!("{path}: {} bytes to {out}", data.len());
+            let (files, bytes) = get_tree(&mut mount(Path::new(image))?, path, Path::new(out))?;
+            println!("{path}: {files} files, {bytes} bytes to {out}");
             Ok(())
         }
         [image, "rm", path] => {
@@ -134,6 +134,56 @@ pub fn command(argv: &[String]) -> Result<()> {
         }
         _ => Err(format!("usage:\n{USAGE}")),
     }
+}
+
+/// Copies the host's `from` (a file, or a directory with everything under it) in as
+/// `to`; the files and bytes copied.
+pub fn put_tree(fs: &mut FileSystem<FileStore>, from: &Path, to: &str) -> Result<(u64, u64)> {
+    let meta = std::fs::metadata(from).map_err(|e| format!("{}: {e}", from.display()))?;
+    if !meta.is_dir() {
+        let data = std::fs::read(from).map_err(|e| format!("{}: {e}", from.display()))?;
+        put(fs, to, &data)?;
+        return Ok((1, data.len() as u64));
+    }
+    match fs.mkdir(to) {
+        Ok(()) | Err(rexo_fs::FsError::Exists(_)) => {}
+        Err(e) => return Err(format!("{to}: {e}")),
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(from)
+        .map_err(|e| format!("{}: {e}", from.display()))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", from.display()))?;
+    entries.sort_by_key(|e| e.file_name());
+    let mut total = (0, 0);
+    for entry in entries {
+        let name = entry.file_name();
+        let name = name
+            .to_str()
+            .ok_or_else(|| format!("{}: a name that is not UTF-8", entry.path().display()))?;
+        let path = format!("{}/{name}", to.trim_end_matches('/'));
+        let (files, bytes) = put_tree(fs, &entry.path(), &path)?;
+        total = (total.0 + files, total.1 + bytes);
+    }
+    Ok(total)
+}
+
+/// Copies `from` (a file, or a directory with everything under it) out to the host's
+/// `to`; the files and bytes copied.
+pub fn get_tree(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result<(u64, u64)> {
+    let fail = |e: rexo_fs::FsError| format!("{from}: {e}");
+    if fs.stat(from).map_err(fail)?.kind == FileKind::File {
+        let data = fs.read_all(from).map_err(fail)?;
+        std::fs::write(to, &data).map_err(|e| format!("{}: {e}", to.display()))?;
+        return Ok((1, data.len() as u64));
+    }
+    std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let mut total = (0, 0);
+    for entry in fs.list(from).map_err(fail)? {
+        let path = format!("{}/{}", from.trim_end_matches('/'), entry.name);
+        let (files, bytes) = get_tree(fs, &path, &to.join(&entry.name))?;
+        total = (total.0 + files, total.1 + bytes);
+    }
+    Ok(total)
 }
 
 /// Makes `path` hold exactly `data` (created if missing).
@@ -218,5 +268,30 @@ mod tests {
         let missing = check_after_monitor(&path).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(missing.contains("/new/copy.txt"), "{missing}");
+    }
+
+    #[test]
+    fn a_host_tree_goes_in_and_comes_out_the_same() {
+        let base = std::env::temp_dir().join(format!("rexo-fs-tree-{}", std::process::id()));
+        let source = base.join("in");
+        std::fs::create_dir_all(source.join("a/b")).unwrap();
+        std::fs::create_dir_all(source.join("empty")).unwrap();
+        std::fs::write(source.join("top.txt"), b"top\n").unwrap();
+        std::fs::write(source.join("a/b/deep.bin"), vec![7u8; 70_000]).unwrap();
+        let image = base.join("fs.img");
+        let mut fs = FileSystem::format(store(&image, Some(4 << 20)).unwrap()).unwrap();
+        assert_eq!(put_tree(&mut fs, &source, "/site").unwrap(), (2, 70_004));
+        fs.sync().unwrap();
+        drop(fs);
+        let mut fs = mount(&image).unwrap();
+        let out = base.join("out");
+        assert_eq!(get_tree(&mut fs, "/site", &out).unwrap(), (2, 70_004));
+        assert_eq!(std::fs::read(out.join("top.txt")).unwrap(), b"top\n");
+        assert_eq!(
+            std::fs::read(out.join("a/b/deep.bin")).unwrap(),
+            vec![7u8; 70_000]
+        );
+        assert!(out.join("empty").is_dir());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
