@@ -12,6 +12,9 @@ use crate::Result;
 /// The usage of `disk`.
 pub const USAGE: &str = "\
   disk create IMAGE SIZE         a new image of SIZE (e.g. 64M, 1G) holding an empty BMFS
+  disk partition IMAGE SIZE BMFS a new image of SIZE with a partition table: BMFS of
+                                 BMFS bytes, then the Rexo file system (`cargo xtask fs`)
+                                 in the rest; the other commands find their partition
   disk ls IMAGE                  the files, their sizes and blocks, the free blocks
   disk put IMAGE FILE [NAME] [--blocks N]
                                  copy FILE in (as NAME; N 2 MiB blocks reserved, default
@@ -25,8 +28,10 @@ pub const USAGE: &str = "\
 struct FileDisk {
     /// The image.
     file: File,
-    /// Its size in bytes.
+    /// Its size in bytes (the partition's, in a partitioned image).
     size: u64,
+    /// Where it starts in the image (a partition's first byte; 0 for a whole image).
+    offset: u64,
 }
 
 impl Disk for FileDisk {
@@ -36,13 +41,13 @@ impl Disk for FileDisk {
 
     fn read(&mut self, offset: u64, buffer: &mut [u8]) -> std::result::Result<(), String> {
         self.file
-            .read_exact_at(buffer, offset)
+            .read_exact_at(buffer, self.offset + offset)
             .map_err(|e| format!("reading at {offset}: {e}"))
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> std::result::Result<(), String> {
         self.file
-            .write_all_at(data, offset)
+            .write_all_at(data, self.offset + offset)
             .map_err(|e| format!("writing at {offset}: {e}"))
     }
 
@@ -110,12 +115,21 @@ pub fn image_of_programs(path: &Path, programs: &Path) -> Result<()> {
             .write(&name, &data)
             .map_err(|e| format!("{name}: {e}"))?;
     }
+    write_notes(&mut volume)
+}
+
+/// Puts [`NOTES`] on `volume`.
+fn write_notes(volume: &mut Volume<FileDisk>) -> Result<()> {
     let (name, text) = NOTES;
     volume.create(name, 1).map_err(|e| format!("{name}: {e}"))?;
     volume
         .write(name, text.as_bytes())
-        .map_err(|e| format!("{name}: {e}"))?;
-    Ok(())
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+/// Puts [`NOTES`] on the BMFS of the image at `path` (its partition, if partitioned).
+pub fn put_notes(path: &Path) -> Result<()> {
+    write_notes(&mut open(path)?)
 }
 
 /// The files of the BMFS image at `path` (checking its directory).
@@ -145,7 +159,47 @@ fn open_disk(image: &Path, create: Option<u64>) -> Result<FileDisk> {
         .metadata()
         .map_err(|e| format!("{}: {e}", image.display()))?
         .len();
-    Ok(FileDisk { file, size })
+    let (offset, size) = match create {
+        None => partition_of(&file, size, rexo_mbr::TYPE_BMFS).unwrap_or((0, size)),
+        Some(_) => (0, size),
+    };
+    Ok(FileDisk { file, size, offset })
+}
+
+/// The first byte and the length of the image's first partition of type `kind`, when
+/// the `size`-byte image holds a partition table with one.
+pub fn partition_of(file: &File, size: u64, kind: u8) -> Option<(u64, u64)> {
+    let mut sector0 = [0u8; rexo_mbr::SECTOR];
+    file.read_exact_at(&mut sector0, 0).ok()?;
+    let partitions = rexo_mbr::parse(&sector0, size / 512).ok()?;
+    let p = partitions.into_iter().find(|p| p.kind == kind)?;
+    Some((p.first * 512, p.sectors * 512))
+}
+
+/// Writes a fresh image of `size` bytes at `path` holding a partition table, an empty
+/// BMFS of `bmfs` bytes (partition 1) and an empty Rexo file system in the rest
+/// (partition 2), both aligned to 1 MiB.
+pub fn partitioned(path: &Path, size: u64, bmfs: u64) -> Result<()> {
+    const MIB: u64 = 1 << 20;
+    let bmfs = bmfs.next_multiple_of(MIB);
+    let rest = size.saturating_sub(MIB + bmfs) / MIB * MIB;
+    if bmfs == 0 || rest < MIB {
+        return Err(format!("{size} bytes leave no room for both partitions"));
+    }
+    let file = open_disk(path, Some(size))?.file;
+    let sector0 = rexo_mbr::table(&[
+        (rexo_mbr::TYPE_BMFS, MIB / 512, bmfs / 512),
+        (rexo_mbr::TYPE_REXO_FS, (MIB + bmfs) / 512, rest / 512),
+    ]);
+    file.write_all_at(&sector0, 0)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let disk = FileDisk {
+        file: file.try_clone().map_err(|e| e.to_string())?,
+        size: bmfs,
+        offset: MIB,
+    };
+    Volume::format(disk).map_err(|e| format!("the BMFS partition: {e}"))?;
+    crate::fsimage::format_partition(path).map(|_| ())
 }
 
 /// Opens the BMFS on `image`.
@@ -187,6 +241,11 @@ pub fn command(args: Vec<String>) -> Result<()> {
                 "{image}: BMFS, {} blocks of 2 MiB for files",
                 volume.blocks() - 1
             );
+            Ok(())
+        }
+        ["partition", image, size, bmfs] => {
+            partitioned(Path::new(image), parse_size(size)?, parse_size(bmfs)?)?;
+            println!("{image}: partition 1 BMFS, partition 2 the Rexo file system");
             Ok(())
         }
         ["ls", image] => {

@@ -26,8 +26,10 @@ pub const USAGE: &str = "\
 pub struct FileStore {
     /// The image.
     file: File,
-    /// Whole blocks in it.
+    /// Whole blocks in it (in its partition, in a partitioned image).
     blocks: u64,
+    /// Where the file system starts (a partition's first byte; 0 for a whole image).
+    offset: u64,
 }
 
 impl BlockStore for FileStore {
@@ -37,13 +39,13 @@ impl BlockStore for FileStore {
 
     fn read(&mut self, block: u64, buf: &mut [u8]) -> std::result::Result<(), String> {
         self.file
-            .read_exact_at(buf, block * BLOCK_SIZE as u64)
+            .read_exact_at(buf, self.offset + block * BLOCK_SIZE as u64)
             .map_err(|e| format!("reading block {block}: {e}"))
     }
 
     fn write(&mut self, block: u64, data: &[u8]) -> std::result::Result<(), String> {
         self.file
-            .write_all_at(data, block * BLOCK_SIZE as u64)
+            .write_all_at(data, self.offset + block * BLOCK_SIZE as u64)
             .map_err(|e| format!("writing block {block}: {e}"))
     }
 
@@ -69,10 +71,35 @@ fn store(path: &Path, create: Option<u64>) -> Result<FileStore> {
         .metadata()
         .map_err(|e| format!("{}: {e}", path.display()))?
         .len();
+    let (offset, size) = match create {
+        None => crate::disk::partition_of(&file, size, rexo_mbr::TYPE_REXO_FS).unwrap_or((0, size)),
+        Some(_) => (0, size),
+    };
     Ok(FileStore {
         file,
         blocks: size / BLOCK_SIZE as u64,
+        offset,
     })
+}
+
+/// Formats the Rexo file system partition of the partitioned image at `path`.
+pub fn format_partition(path: &Path) -> Result<FileSystem<FileStore>> {
+    let store = store(path, None)?;
+    if store.offset == 0 {
+        return Err(format!("{}: no Rexo file system partition", path.display()));
+    }
+    FileSystem::format(store).map_err(|e| format!("the Rexo file system partition: {e}"))
+}
+
+/// A partitioned 48 MiB image for `storage::partitioned`: BMFS holding
+/// `disk::NOTES` and the Rexo file system holding [`HELLO`].
+pub fn partitioned_for_monitor(path: &Path) -> Result<()> {
+    crate::disk::partitioned(path, 48 << 20, 16 << 20)?;
+    crate::disk::put_notes(path)?;
+    let mut fs = mount(path)?;
+    fs.mkdir("/docs").map_err(|e| e.to_string())?;
+    put(&mut fs, HELLO.0, HELLO.1.as_bytes())?;
+    fs.sync().map_err(|e| e.to_string())
 }
 
 /// The file system of the image at `path`, mounted (the journal replayed).
@@ -268,6 +295,28 @@ mod tests {
         let missing = check_after_monitor(&path).unwrap_err();
         std::fs::remove_file(&path).unwrap();
         assert!(missing.contains("/new/copy.txt"), "{missing}");
+    }
+
+    #[test]
+    fn each_tool_finds_its_partition_in_a_partitioned_image() {
+        let path = std::env::temp_dir().join(format!("rexo-part-{}.img", std::process::id()));
+        partitioned_for_monitor(&path).unwrap();
+        let files = crate::disk::files_of(&path).unwrap();
+        assert_eq!(files, [crate::disk::NOTES.0]);
+        let mut fs = mount(&path).unwrap();
+        assert_eq!(fs.read_all(HELLO.0).unwrap(), HELLO.1.as_bytes());
+        let file = File::open(&path).unwrap();
+        let size = file.metadata().unwrap().len();
+        let bmfs = crate::disk::partition_of(&file, size, rexo_mbr::TYPE_BMFS).unwrap();
+        let rexo = crate::disk::partition_of(&file, size, rexo_mbr::TYPE_REXO_FS).unwrap();
+        assert_eq!(bmfs, (1 << 20, 16 << 20));
+        assert_eq!(rexo, (17 << 20, 31 << 20));
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            crate::disk::partitioned(&path, 2 << 20, 4 << 20).is_err(),
+            "too small for both"
+        );
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

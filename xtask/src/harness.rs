@@ -702,6 +702,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let mut forwards = Vec::new();
     let mut flood = None;
     let mut rexofs_image = None;
+    let mut partitioned_image = None;
     for arg in case.qemu {
         match arg {
             Arg::Nic(model) => {
@@ -736,6 +737,13 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 let id = case.qemu.len() + 1;
                 extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
                 rexofs_image = Some(path);
+            }
+            Arg::PartitionedDisk(device) => {
+                let path = scratch.join("partitioned.img");
+                crate::fsimage::partitioned_for_monitor(&path)?;
+                let id = case.qemu.len() + 1;
+                extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
+                partitioned_image = Some(path);
             }
             Arg::RexoFsSiteDisk(device) => {
                 let path = scratch.join("rexofs-site.img");
@@ -930,6 +938,16 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
         && let Err(e) = crate::fsimage::check_after_monitor(&path)
     {
         reasons.push(format!("the Rexo file system image: {e}"));
+    }
+    if let Some(path) = partitioned_image {
+        match crate::fsimage::mount(&path).and_then(|mut fs| {
+            fs.read_all("/written.txt")
+                .map_err(|e| format!("/written.txt: {e}"))
+        }) {
+            Ok(bytes) if bytes == b"written in Rexo\n" => {}
+            Ok(_) => reasons.push("/written.txt differs from what Rexo wrote".into()),
+            Err(e) => reasons.push(format!("the partitioned image: {e}")),
+        }
     }
     if let Some(peer) = flood {
         match peer.finish() {

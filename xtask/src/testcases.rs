@@ -52,6 +52,10 @@ pub enum Arg {
     /// (`fsimage::image_for_monitor`), attached as this device model; afterwards the
     /// host mounts it and checks what the case's input did (`check_after_monitor`).
     RexoFsDisk(&'static str),
+    /// A partitioned image (`cargo xtask disk partition`'s code,
+    /// `fsimage::partitioned_for_monitor`): BMFS with the notes, the Rexo file system
+    /// with a text file; afterwards the host reads back what the case's input wrote.
+    PartitionedDisk(&'static str),
     /// A BMFS image holding `cargo xtask disk`'s site files (`disk::site_files`),
     /// attached as this device model, for httpd to serve.
     SiteDisk(&'static str),
@@ -786,6 +790,26 @@ pub const CASES: &[Case] = &[
         name: "storage::rexofs-ahci",
         qemu: &[Arg::RexoFsDisk("ide-hd,bus=ide.0")],
         ..REXOFS_MONITOR
+    },
+    // A partitioned disk: the monitor finds BMFS in partition 1 and the Rexo file
+    // system in partition 2; what it writes there is read back on the host.
+    Case {
+        name: "storage::partitioned",
+        machine: Machine::Q35,
+        append: "app=monitor",
+        qemu: &[Arg::PartitionedDisk("virtio-blk-pci")],
+        input: "ls\rcat notes.txt\rfs cat /docs/hello.txt\rfs write /written.txt written in Rexo\rfs fsck\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 60,
+        checks: &[
+            Check::Has("notes.txt"),
+            Check::Has("put here by the host tool"),
+            Check::Has("hello from the host tool"),
+            Check::Has("/written.txt: 16 bytes written"),
+            Check::Has("the Rexo file system is consistent: 2 directories, 2 files"),
+            Check::Lacks("panicked"),
+        ],
+        ..BASE
     },
     Case {
         // The monitor on a machine without PS/2 (i8042=off), typed at through a USB

@@ -32,9 +32,23 @@ pub fn on_first_volume<T>(
                 continue;
             }
         };
-        match Volume::open(BlockDisk::new(disk.as_mut())) {
+        let whole = match Volume::open(BlockDisk::new(disk.as_mut())) {
             Ok(mut volume) => return work(&mut volume).map_err(|e| format!("{e}")),
-            Err(error) => tried.push(format!("disk {}: {error}", device.index)),
+            Err(error) => error,
+        };
+        // Not on the whole disk: in a BMFS partition?
+        match rexo_mbr::read_partitions(disk.as_mut(), rexo_mbr::TYPE_BMFS) {
+            Ok(partitions) if !partitions.is_empty() => {
+                let p = partitions[0];
+                match Volume::open(BlockDisk::within(disk.as_mut(), p.first, p.sectors)) {
+                    Ok(mut volume) => return work(&mut volume).map_err(|e| format!("{e}")),
+                    Err(error) => tried.push(format!(
+                        "disk {} partition {}: {error}",
+                        device.index, p.number
+                    )),
+                }
+            }
+            _ => tried.push(format!("disk {}: {whole}", device.index)),
         }
     }
     if tried.is_empty() {
@@ -49,10 +63,12 @@ pub struct BlockDisk<'a> {
     device: &'a mut dyn BlockDevice,
     /// Bytes per sector.
     sector: u64,
-    /// Sectors on the disk.
+    /// Sectors on the disk (or partition).
     sectors: u64,
     /// The most sectors per request.
     max: u64,
+    /// The first sector (a partition's; 0 for a whole disk).
+    first: u64,
 }
 
 impl<'a> BlockDisk<'a> {
@@ -64,6 +80,16 @@ impl<'a> BlockDisk<'a> {
             sector: u64::from(info.sector_size.max(1)),
             sectors: info.sectors,
             max: u64::from(info.max_sectors.max(1)),
+            first: 0,
+        }
+    }
+
+    /// The part of `device` from sector `first`, `count` sectors long (a partition).
+    pub fn within(device: &'a mut dyn BlockDevice, first: u64, count: u64) -> Self {
+        Self {
+            first,
+            sectors: count,
+            ..Self::new(device)
         }
     }
 
@@ -75,7 +101,7 @@ impl<'a> BlockDisk<'a> {
             let n = (count - done).min(self.max);
             let tag = self
                 .device
-                .submit_read(0, lba + done, n as u32)
+                .submit_read(0, self.first + lba + done, n as u32)
                 .map_err(|e| format!("{e}"))?;
             let at = (done * self.sector) as usize;
             let part = &mut buffer[at..at + (n * self.sector) as usize];
@@ -98,7 +124,7 @@ impl<'a> BlockDisk<'a> {
             let part = &data[at..at + (n * self.sector) as usize];
             let tag = self
                 .device
-                .submit_write(0, lba + done, n as u32, &mut |buffer| {
+                .submit_write(0, self.first + lba + done, n as u32, &mut |buffer| {
                     buffer.copy_from_slice(part)
                 })
                 .map_err(|e| format!("{e}"))?;

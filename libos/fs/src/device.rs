@@ -11,14 +11,16 @@ use rexo_api::{BlockDevice, DeviceKind, Kernel, device::wait_for};
 
 use crate::{BLOCK_SIZE, BlockStore, FileSystem, FsError};
 
-/// A disk an app opened, seen as 4 KiB blocks.
+/// A disk an app opened (or one partition of it), seen as 4 KiB blocks.
 pub struct DeviceStore<'a> {
     /// The disk.
     device: &'a mut dyn BlockDevice,
     /// Sectors per block.
     sectors: u32,
-    /// Whole blocks on the disk.
+    /// Whole blocks on the disk or partition.
     blocks: u64,
+    /// The first sector (a partition's; 0 for a whole disk).
+    first: u64,
 }
 
 impl<'a> DeviceStore<'a> {
@@ -41,7 +43,16 @@ impl<'a> DeviceStore<'a> {
             device,
             sectors,
             blocks: info.sectors / u64::from(sectors),
+            first: 0,
         })
+    }
+
+    /// The part of `device` from sector `first`, `count` sectors long (a partition).
+    pub fn within(device: &'a mut dyn BlockDevice, first: u64, count: u64) -> Result<Self, String> {
+        let mut store = Self::new(device)?;
+        store.first = first;
+        store.blocks = count / u64::from(store.sectors);
+        Ok(store)
     }
 
     /// The first sector of block `block`, if the disk has that block.
@@ -52,7 +63,7 @@ impl<'a> DeviceStore<'a> {
                 self.blocks
             ));
         }
-        Ok(block * u64::from(self.sectors))
+        Ok(self.first + block * u64::from(self.sectors))
     }
 }
 
@@ -116,9 +127,24 @@ pub fn on_first_file_system<T>(
                 continue;
             }
         };
-        match FileSystem::mount(store) {
+        let whole = match FileSystem::mount(store) {
             Ok(mut fs) => return work(&mut fs).map_err(|e| format!("{e}")),
-            Err(error) => tried.push(format!("disk {}: {error}", device.index)),
+            Err(error) => error,
+        };
+        // Not on the whole disk: in a partition of the Rexo file system's type?
+        match rexo_mbr::read_partitions(disk.as_mut(), rexo_mbr::TYPE_REXO_FS) {
+            Ok(partitions) if !partitions.is_empty() => {
+                let p = partitions[0];
+                let store = DeviceStore::within(disk.as_mut(), p.first, p.sectors)?;
+                match FileSystem::mount(store) {
+                    Ok(mut fs) => return work(&mut fs).map_err(|e| format!("{e}")),
+                    Err(error) => tried.push(format!(
+                        "disk {} partition {}: {error}",
+                        device.index, p.number
+                    )),
+                }
+            }
+            _ => tried.push(format!("disk {}: {whole}", device.index)),
         }
     }
     if tried.is_empty() {
