@@ -6,9 +6,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 
-use alloc::vec::Vec;
-
-use rexo_api::{BlockDevice, DeviceKind, Kernel, device::wait_for};
+use rexo_api::{BlockDevice, Kernel, device::wait_for};
+use rexo_mbr::{Attempt, TYPE_BMFS, on_first_disk_holding};
 
 use crate::{BmfsError, Disk, Volume};
 
@@ -19,42 +18,16 @@ pub fn on_first_volume<T>(
     kernel: &dyn Kernel,
     mut work: impl FnMut(&mut Volume<BlockDisk<'_>>) -> Result<T, BmfsError>,
 ) -> Result<T, String> {
-    let mut tried = Vec::new();
-    for device in kernel
-        .devices()
-        .into_iter()
-        .filter(|d| d.kind == DeviceKind::Block)
-    {
-        let mut disk = match kernel.open_block(device.index) {
-            Ok(disk) => disk,
-            Err(error) => {
-                tried.push(format!("disk {}: {error}", device.index));
-                continue;
-            }
+    on_first_disk_holding(kernel, TYPE_BMFS, "BMFS disk", |device, partition| {
+        let disk = match partition {
+            None => BlockDisk::new(device),
+            Some(p) => BlockDisk::within(device, p.first, p.sectors),
         };
-        let whole = match Volume::open(BlockDisk::new(disk.as_mut())) {
-            Ok(mut volume) => return work(&mut volume).map_err(|e| format!("{e}")),
-            Err(error) => error,
-        };
-        // Not on the whole disk: in a BMFS partition?
-        match rexo_mbr::read_partitions(disk.as_mut(), rexo_mbr::TYPE_BMFS) {
-            Ok(partitions) if !partitions.is_empty() => {
-                let p = partitions[0];
-                match Volume::open(BlockDisk::within(disk.as_mut(), p.first, p.sectors)) {
-                    Ok(mut volume) => return work(&mut volume).map_err(|e| format!("{e}")),
-                    Err(error) => tried.push(format!(
-                        "disk {} partition {}: {error}",
-                        device.index, p.number
-                    )),
-                }
-            }
-            _ => tried.push(format!("disk {}: {whole}", device.index)),
+        match Volume::open(disk) {
+            Ok(mut volume) => Attempt::Done(work(&mut volume).map_err(|e| format!("{e}"))),
+            Err(error) => Attempt::NotHere(format!("{error}")),
         }
-    }
-    if tried.is_empty() {
-        return Err(String::from("no disk (`devices` lists them)"));
-    }
-    Err(format!("no BMFS disk ({})", tried.join("; ")))
+    })
 }
 
 /// A disk an app opened, seen as bytes.

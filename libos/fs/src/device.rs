@@ -5,9 +5,9 @@
 
 use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
 
-use rexo_api::{BlockDevice, DeviceKind, Kernel, device::wait_for};
+use rexo_api::{BlockDevice, Kernel, device::wait_for};
+use rexo_mbr::{Attempt, TYPE_REXO_FS, on_first_disk_holding};
 
 use crate::{BLOCK_SIZE, BlockStore, FileSystem, FsError};
 
@@ -107,48 +107,19 @@ pub fn on_first_file_system<T>(
     kernel: &dyn Kernel,
     mut work: impl FnMut(&mut FileSystem<DeviceStore<'_>>) -> Result<T, FsError>,
 ) -> Result<T, String> {
-    let mut tried = Vec::new();
-    for device in kernel
-        .devices()
-        .into_iter()
-        .filter(|d| d.kind == DeviceKind::Block)
-    {
-        let mut disk = match kernel.open_block(device.index) {
-            Ok(disk) => disk,
-            Err(error) => {
-                tried.push(format!("disk {}: {error}", device.index));
-                continue;
+    on_first_disk_holding(
+        kernel,
+        TYPE_REXO_FS,
+        "Rexo file system",
+        |device, partition| {
+            let store = match partition {
+                None => DeviceStore::new(device),
+                Some(p) => DeviceStore::within(device, p.first, p.sectors),
+            };
+            match store.and_then(|store| FileSystem::mount(store).map_err(|e| format!("{e}"))) {
+                Ok(mut fs) => Attempt::Done(work(&mut fs).map_err(|e| format!("{e}"))),
+                Err(why) => Attempt::NotHere(why),
             }
-        };
-        let store = match DeviceStore::new(disk.as_mut()) {
-            Ok(store) => store,
-            Err(why) => {
-                tried.push(format!("disk {}: {why}", device.index));
-                continue;
-            }
-        };
-        let whole = match FileSystem::mount(store) {
-            Ok(mut fs) => return work(&mut fs).map_err(|e| format!("{e}")),
-            Err(error) => error,
-        };
-        // Not on the whole disk: in a partition of the Rexo file system's type?
-        match rexo_mbr::read_partitions(disk.as_mut(), rexo_mbr::TYPE_REXO_FS) {
-            Ok(partitions) if !partitions.is_empty() => {
-                let p = partitions[0];
-                let store = DeviceStore::within(disk.as_mut(), p.first, p.sectors)?;
-                match FileSystem::mount(store) {
-                    Ok(mut fs) => return work(&mut fs).map_err(|e| format!("{e}")),
-                    Err(error) => tried.push(format!(
-                        "disk {} partition {}: {error}",
-                        device.index, p.number
-                    )),
-                }
-            }
-            _ => tried.push(format!("disk {}: {whole}", device.index)),
-        }
-    }
-    if tried.is_empty() {
-        return Err(String::from("no disk (`devices` lists them)"));
-    }
-    Err(format!("no Rexo file system ({})", tried.join("; ")))
+        },
+    )
 }

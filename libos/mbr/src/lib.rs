@@ -119,6 +119,61 @@ pub fn read_partitions(
     Ok(partitions.into_iter().filter(|p| p.kind == kind).collect())
 }
 
+/// What [`on_first_disk_holding`]'s `attempt` found where it looked.
+pub enum Attempt<T> {
+    /// The file system is there: what the work on it gave (the search ends).
+    Done(Result<T, String>),
+    /// Not there, and why (the search goes on).
+    NotHere(String),
+}
+
+/// Looks for a file system on every disk in turn: `attempt` on the whole disk, then on
+/// the disk's first partition of type `kind`; the first `Done` ends the search. Each
+/// disk is opened for the look and given back afterwards. The error says what was
+/// found on each disk (`what`: the file system's name, for the message).
+pub fn on_first_disk_holding<T>(
+    kernel: &dyn rexo_api::Kernel,
+    kind: u8,
+    what: &str,
+    mut attempt: impl FnMut(&mut dyn rexo_api::BlockDevice, Option<&Partition>) -> Attempt<T>,
+) -> Result<T, String> {
+    let mut tried = Vec::new();
+    for device in kernel
+        .devices()
+        .into_iter()
+        .filter(|d| d.kind == rexo_api::DeviceKind::Block)
+    {
+        let mut disk = match kernel.open_block(device.index) {
+            Ok(disk) => disk,
+            Err(error) => {
+                tried.push(format!("disk {}: {error}", device.index));
+                continue;
+            }
+        };
+        let whole = match attempt(disk.as_mut(), None) {
+            Attempt::Done(result) => return result,
+            Attempt::NotHere(why) => why,
+        };
+        match read_partitions(disk.as_mut(), kind) {
+            Ok(partitions) if !partitions.is_empty() => {
+                let p = partitions[0];
+                match attempt(disk.as_mut(), Some(&p)) {
+                    Attempt::Done(result) => return result,
+                    Attempt::NotHere(why) => tried.push(format!(
+                        "disk {} partition {}: {why}",
+                        device.index, p.number
+                    )),
+                }
+            }
+            _ => tried.push(format!("disk {}: {whole}", device.index)),
+        }
+    }
+    if tried.is_empty() {
+        return Err(String::from("no disk (`devices` lists them)"));
+    }
+    Err(format!("no {what} ({})", tried.join("; ")))
+}
+
 /// Sector 0 of a disk holding `partitions` (type, first sector, sectors; at most 4,
 /// in that order).
 pub fn table(partitions: &[(u8, u64, u64)]) -> [u8; SECTOR] {
