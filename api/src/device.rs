@@ -197,41 +197,53 @@ pub trait NetDevice: Send {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError>;
-    /// Sends one frame of `len` bytes on queue `queue`: `fill` writes it in place in a
-    /// transmit DMA buffer. [`DeviceError::QueueFull`] when every buffer is in flight
-    /// (call again: sending reclaims finished buffers first).
+    /// Sends one frame of `len` bytes on queue `queue`, built in place: `fill` writes it
+    /// in a transmit DMA buffer and says whether it may go; `false` withdraws it (the
+    /// buffer goes back unsent) and the call says [`DeviceError::Withdrawn`] (the kernel
+    /// checks frames of a shared interface this way without copying them). With
+    /// `offload` the device computes the frame's TCP or UDP checksum if it is an IPv4
+    /// TCP or UDP frame (whatever its checksum field holds; other frames go as they
+    /// are): only where [`NetInfo::checksum_offload`] says so, elsewhere
+    /// [`DeviceError::Unsupported`]. [`DeviceError::QueueFull`] when every buffer is in
+    /// flight (call again: sending reclaims finished buffers first). The three calls
+    /// below are this one, named.
+    fn send_frame(
+        &mut self,
+        queue: usize,
+        len: usize,
+        offload: bool,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<(), DeviceError>;
+    /// Sends one frame of `len` bytes on queue `queue`: `fill` writes it in place
+    /// ([`send_frame`](NetDevice::send_frame) without a last word or offload).
     fn transmit(
         &mut self,
         queue: usize,
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), DeviceError> {
-        self.transmit_checked(queue, len, &mut |buffer| {
+        self.send_frame(queue, len, false, &mut |buffer| {
             fill(buffer);
             true
         })
     }
-    /// [`transmit`](NetDevice::transmit) with a last word: `fill` writes the frame in
-    /// place and says whether it may go; `false` withdraws it (the buffer goes back
-    /// unsent) and the call says [`DeviceError::Withdrawn`]. The kernel checks frames of
-    /// a shared interface this way without copying them.
+    /// [`send_frame`](NetDevice::send_frame) without offload: `fill` may withdraw.
     fn transmit_checked(
         &mut self,
         queue: usize,
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
-    ) -> Result<(), DeviceError>;
-    /// [`transmit_checked`](NetDevice::transmit_checked), and the device computes the
-    /// frame's TCP or UDP checksum if it is an IPv4 TCP or UDP frame (whatever its
-    /// checksum field holds); other frames go as they are. Only where
-    /// [`NetInfo::checksum_offload`] says so; elsewhere [`DeviceError::Unsupported`].
+    ) -> Result<(), DeviceError> {
+        self.send_frame(queue, len, false, fill)
+    }
+    /// [`send_frame`](NetDevice::send_frame) with checksum offload.
     fn transmit_offloaded(
         &mut self,
-        _queue: usize,
-        _len: usize,
-        _fill: &mut dyn FnMut(&mut [u8]) -> bool,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
-        Err(DeviceError::Unsupported("checksum offload"))
+        self.send_frame(queue, len, true, fill)
     }
     /// Frames queued for sending that the device has not finished with.
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError>;

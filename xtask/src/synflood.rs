@@ -135,12 +135,16 @@ impl NetDevice for PeerNic {
         Ok(count)
     }
 
-    fn transmit_checked(
+    fn send_frame(
         &mut self,
         _queue: usize,
         len: usize,
+        offload: bool,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> std::result::Result<(), DeviceError> {
+        if offload {
+            return Err(DeviceError::Unsupported("checksum offload"));
+        }
         let mut frame = vec![0u8; len];
         if !fill(&mut frame) {
             return Err(DeviceError::Withdrawn);

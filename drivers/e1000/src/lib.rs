@@ -319,72 +319,6 @@ struct E1000 {
 }
 
 impl E1000 {
-    /// Sends a frame `fill` writes on `queue` as an extended data descriptor; with
-    /// `offload`, the device computes its TCP or UDP checksum: a context descriptor
-    /// first when the layout differs from the device's current context, the field
-    /// seeded here with the pseudo-header's sum.
-    fn send(
-        &mut self,
-        queue: usize,
-        len: usize,
-        offload: bool,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
-    ) -> Result<(), DeviceError> {
-        let regs = self.regs.clone();
-        let queue = self.queue(queue)?;
-        ring::check_frame_len(len)?;
-        // Two free descriptors: a context descriptor may go before the frame's. Reclaim
-        // only when short: one pass then frees every finished descriptor at once.
-        if queue.tx.free() < 2 {
-            queue.reclaim_transmitted();
-        }
-        let slot = match queue.tx.slot_to_fill() {
-            Some(slot) if queue.tx.free() >= 2 => slot,
-            _ => return Err(DeviceError::QueueFull),
-        };
-        let buffer = queue.tx_buffer(slot);
-        let frame = queue.tx_buffers.bytes_mut(slot * BUFFER_BYTES, len);
-        // A withdrawn frame leaves the slot unqueued: the next fill reuses it.
-        if !fill(frame) {
-            return Err(DeviceError::Withdrawn);
-        }
-        let checksum = if offload {
-            rexo_api::device::transport_checksum(frame)
-        } else {
-            None
-        };
-        let mut data_slot = slot;
-        if let Some(layout) = checksum {
-            let field = layout.start + layout.offset;
-            frame[field..field + 2].copy_from_slice(&layout.seed.to_be_bytes());
-            if queue.tx_context != Some((layout.start, field)) {
-                // The context takes this slot; the frame's descriptor, the next one,
-                // points at this slot's buffer (the next slot's buffer is free until
-                // the ring wraps past this one, which needs both done).
-                let at = slot * DESCRIPTOR_BYTES;
-                queue
-                    .tx_descriptors
-                    .write64(at, ring::tx_context_offsets(layout.start, field));
-                queue.tx_descriptors.write64(
-                    at + DESCRIPTOR_FIELDS,
-                    ring::tx_context_fields(layout.offset == 16),
-                );
-                queue.tx.queued();
-                queue.tx_context = Some((layout.start, field));
-                data_slot = queue.tx.slot_to_fill().ok_or(DeviceError::QueueFull)?;
-            }
-        }
-        let at = data_slot * DESCRIPTOR_BYTES;
-        queue.tx_descriptors.write64(at, buffer);
-        queue.tx_descriptors.write64(
-            at + DESCRIPTOR_FIELDS,
-            ring::tx_data_fields(len, checksum.is_some()),
-        );
-        let tail = queue.tx.queued();
-        barrier();
-        regs.write32(TDT + queue.registers, tail as u32);
-        Ok(())
-    }
     /// Allocates the rings, programs link, addresses, the queues (and RSS over them)
     /// and enables the receiver and transmitter (SDM, "General Configuration").
     fn start(
@@ -546,22 +480,67 @@ impl NetDevice for E1000 {
         Ok(delivered)
     }
 
-    fn transmit_checked(
+    fn send_frame(
         &mut self,
         queue: usize,
         len: usize,
+        offload: bool,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
-        self.send(queue, len, false, fill)
-    }
-
-    fn transmit_offloaded(
-        &mut self,
-        queue: usize,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
-    ) -> Result<(), DeviceError> {
-        self.send(queue, len, true, fill)
+        let regs = self.regs.clone();
+        let queue = self.queue(queue)?;
+        ring::check_frame_len(len)?;
+        // Two free descriptors: a context descriptor may go before the frame's. Reclaim
+        // only when short: one pass then frees every finished descriptor at once.
+        if queue.tx.free() < 2 {
+            queue.reclaim_transmitted();
+        }
+        let slot = match queue.tx.slot_to_fill() {
+            Some(slot) if queue.tx.free() >= 2 => slot,
+            _ => return Err(DeviceError::QueueFull),
+        };
+        let buffer = queue.tx_buffer(slot);
+        let frame = queue.tx_buffers.bytes_mut(slot * BUFFER_BYTES, len);
+        // A withdrawn frame leaves the slot unqueued: the next fill reuses it.
+        if !fill(frame) {
+            return Err(DeviceError::Withdrawn);
+        }
+        let checksum = if offload {
+            rexo_api::device::transport_checksum(frame)
+        } else {
+            None
+        };
+        let mut data_slot = slot;
+        if let Some(layout) = checksum {
+            let field = layout.start + layout.offset;
+            frame[field..field + 2].copy_from_slice(&layout.seed.to_be_bytes());
+            if queue.tx_context != Some((layout.start, field)) {
+                // The context takes this slot; the frame's descriptor, the next one,
+                // points at this slot's buffer (the next slot's buffer is free until
+                // the ring wraps past this one, which needs both done).
+                let at = slot * DESCRIPTOR_BYTES;
+                queue
+                    .tx_descriptors
+                    .write64(at, ring::tx_context_offsets(layout.start, field));
+                queue.tx_descriptors.write64(
+                    at + DESCRIPTOR_FIELDS,
+                    ring::tx_context_fields(layout.offset == 16),
+                );
+                queue.tx.queued();
+                queue.tx_context = Some((layout.start, field));
+                data_slot = queue.tx.slot_to_fill().ok_or(DeviceError::QueueFull)?;
+            }
+        }
+        let at = data_slot * DESCRIPTOR_BYTES;
+        queue.tx_descriptors.write64(at, buffer);
+        queue.tx_descriptors.write64(
+            at + DESCRIPTOR_FIELDS,
+            ring::tx_data_fields(len, checksum.is_some()),
+        );
+        let tail = queue.tx.queued();
+        barrier();
+        regs.write32(TDT + queue.registers, tail as u32);
+        Ok(())
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {

@@ -135,22 +135,14 @@ impl NetDevice for Lease {
         self.net(|nic| nic.receive(queue, budget, deliver))
     }
 
-    fn transmit_checked(
+    fn send_frame(
         &mut self,
         queue: usize,
         len: usize,
+        offload: bool,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
-        self.net(|nic| nic.transmit_checked(queue, len, fill))
-    }
-
-    fn transmit_offloaded(
-        &mut self,
-        queue: usize,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
-    ) -> Result<(), DeviceError> {
-        self.net(|nic| nic.transmit_offloaded(queue, len, fill))
+        self.net(|nic| nic.send_frame(queue, len, offload, fill))
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {

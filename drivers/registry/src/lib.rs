@@ -374,12 +374,16 @@ mod tests {
             self.0 += 1;
             Ok(0)
         }
-        fn transmit_checked(
+        fn send_frame(
             &mut self,
             _: usize,
             _: usize,
+            offload: bool,
             _: &mut dyn FnMut(&mut [u8]) -> bool,
         ) -> Result<(), DeviceError> {
+            if offload {
+                return Err(DeviceError::Unsupported("checksum offload"));
+            }
             Ok(())
         }
         fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {

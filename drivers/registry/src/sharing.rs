@@ -373,45 +373,6 @@ impl Bound {
             _ => Err(DeviceError::Revoked),
         }
     }
-
-    /// Sends the frame `fill` writes if the binding's rules permit it (checked in place,
-    /// before the device sees it), through the device's checksum offload with `offload`.
-    fn send(
-        &mut self,
-        queue: usize,
-        len: usize,
-        offload: bool,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
-    ) -> Result<(), DeviceError> {
-        let id = self.id;
-        self.with(|nic, sharing| {
-            let index = sharing
-                .endpoints
-                .iter()
-                .position(|e| e.id == id)
-                .ok_or(DeviceError::Revoked)?;
-            let mut spoofed = false;
-            let mut checked = |buffer: &mut [u8]| {
-                if !fill(buffer) {
-                    return false;
-                }
-                spoofed = !sharing.permits(&sharing.endpoints[index].rules, buffer);
-                !spoofed
-            };
-            let result = if offload {
-                nic.transmit_offloaded(queue, len, &mut checked)
-            } else {
-                nic.transmit_checked(queue, len, &mut checked)
-            };
-            let counters = &mut sharing.endpoints[index].counters;
-            match result {
-                Ok(()) => counters.sent += 1,
-                Err(DeviceError::Withdrawn) if spoofed => counters.refused += 1,
-                Err(_) => {}
-            }
-            result
-        })
-    }
 }
 
 impl NetDevice for Bound {
@@ -466,22 +427,37 @@ impl NetDevice for Bound {
         })
     }
 
-    fn transmit_checked(
+    fn send_frame(
         &mut self,
         queue: usize,
         len: usize,
+        offload: bool,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
-        self.send(queue, len, false, fill)
-    }
-
-    fn transmit_offloaded(
-        &mut self,
-        queue: usize,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
-    ) -> Result<(), DeviceError> {
-        self.send(queue, len, true, fill)
+        let id = self.id;
+        self.with(|nic, sharing| {
+            let index = sharing
+                .endpoints
+                .iter()
+                .position(|e| e.id == id)
+                .ok_or(DeviceError::Revoked)?;
+            let mut spoofed = false;
+            let mut checked = |buffer: &mut [u8]| {
+                if !fill(buffer) {
+                    return false;
+                }
+                spoofed = !sharing.permits(&sharing.endpoints[index].rules, buffer);
+                !spoofed
+            };
+            let result = nic.send_frame(queue, len, offload, &mut checked);
+            let counters = &mut sharing.endpoints[index].counters;
+            match result {
+                Ok(()) => counters.sent += 1,
+                Err(DeviceError::Withdrawn) if spoofed => counters.refused += 1,
+                Err(_) => {}
+            }
+            result
+        })
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
@@ -555,12 +531,16 @@ mod tests {
             }
             Ok(count)
         }
-        fn transmit_checked(
+        fn send_frame(
             &mut self,
             _: usize,
             len: usize,
+            offload: bool,
             fill: &mut dyn FnMut(&mut [u8]) -> bool,
         ) -> Result<(), DeviceError> {
+            if offload {
+                return Err(DeviceError::Unsupported("checksum offload"));
+            }
             let mut frame = vec![0; len];
             if !fill(&mut frame) {
                 return Err(DeviceError::Withdrawn);

@@ -434,12 +434,16 @@ impl NetDevice for Rtl8139 {
         Ok(delivered)
     }
 
-    fn transmit_checked(
+    fn send_frame(
         &mut self,
         queue: usize,
         len: usize,
+        offload: bool,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
+        if offload {
+            return Err(DeviceError::Unsupported("checksum offload"));
+        }
         check_queue(queue)?;
         DeviceError::check_frame(len, MAX_FRAME)?;
         if self.tx_in_flight == TX_SLOTS {

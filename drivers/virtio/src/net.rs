@@ -332,62 +332,18 @@ impl NetDevice for VirtioNet {
         taken
     }
 
-    fn transmit_checked(
-        &mut self,
-        queue: usize,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
-    ) -> Result<(), DeviceError> {
-        self.send(queue, len, false, fill)
-    }
-
-    fn transmit_offloaded(
-        &mut self,
-        queue: usize,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
-    ) -> Result<(), DeviceError> {
-        if !self.checksum_offload {
-            return Err(DeviceError::Unsupported(
-                "checksum offload (VIRTIO_NET_F_CSUM)",
-            ));
-        }
-        self.send(queue, len, true, fill)
-    }
-
-    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        Self::check_queue(queue)?;
-        self.reclaim()?;
-        Ok(self.tx_busy.len() - self.tx_free.len())
-    }
-
-    /// The receive queue signals through MSI-X entry [`RX_VECTOR`] all along (the
-    /// avail ring never sets NO_INTERRUPT); the entry stays masked, its messages pending,
-    /// until a core asks to be woken. Unmasking with one pending wakes the core at once:
-    /// callers re-check the ring after waking, as `sleep_ns` says.
-    fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
-        Self::check_queue(queue)?;
-        let msix = self
-            .msix
-            .as_ref()
-            .ok_or(DeviceError::Unsupported("MSI-X"))?;
-        match core {
-            Some(core) => msix.wake(RX_VECTOR, core),
-            None => msix.mask(RX_VECTOR),
-        }
-    }
-}
-
-impl VirtioNet {
-    /// Sends a frame `fill` writes; with `offload`, its header asks the device to
-    /// complete its TCP or UDP checksum, seeded here with the pseudo-header's sum.
-    fn send(
+    fn send_frame(
         &mut self,
         queue: usize,
         len: usize,
         offload: bool,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
+        if offload && !self.checksum_offload {
+            return Err(DeviceError::Unsupported(
+                "checksum offload (VIRTIO_NET_F_CSUM)",
+            ));
+        }
         Self::check_queue(queue)?;
         DeviceError::check_frame(len, MAX_FRAME)?;
         if self.tx_free.is_empty() {
@@ -427,6 +383,28 @@ impl VirtioNet {
         self.tx.push(head);
         self.tx.publish();
         Ok(())
+    }
+
+    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
+        Self::check_queue(queue)?;
+        self.reclaim()?;
+        Ok(self.tx_busy.len() - self.tx_free.len())
+    }
+
+    /// The receive queue signals through MSI-X entry [`RX_VECTOR`] all along (the
+    /// avail ring never sets NO_INTERRUPT); the entry stays masked, its messages pending,
+    /// until a core asks to be woken. Unmasking with one pending wakes the core at once:
+    /// callers re-check the ring after waking, as `sleep_ns` says.
+    fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        Self::check_queue(queue)?;
+        let msix = self
+            .msix
+            .as_ref()
+            .ok_or(DeviceError::Unsupported("MSI-X"))?;
+        match core {
+            Some(core) => msix.wake(RX_VECTOR, core),
+            None => msix.mask(RX_VECTOR),
+        }
     }
 }
 

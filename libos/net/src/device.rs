@@ -62,14 +62,10 @@ fn send(
     offload: bool,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<(), DeviceError> {
-    if offload {
-        nic.transmit_offloaded(queue, len, &mut |buffer| {
-            fill(buffer);
-            true
-        })
-    } else {
-        nic.transmit(queue, len, fill)
-    }
+    nic.send_frame(queue, len, offload, &mut |buffer| {
+        fill(buffer);
+        true
+    })
 }
 
 /// Whether `capabilities` leave transport checksums to the NIC.

@@ -126,12 +126,16 @@ impl NetDevice for WireEnd {
         Ok(count)
     }
 
-    fn transmit_checked(
+    fn send_frame(
         &mut self,
         _queue: usize,
         len: usize,
+        offload: bool,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
+        if offload && !self.checksum_offload {
+            return Err(DeviceError::Unsupported("checksum offload"));
+        }
         DeviceError::check_frame(len, 1514)?;
         let mut out = self.outgoing.lock().expect("the wire's lock");
         if out.in_flight.len() >= self.ring {
@@ -141,33 +145,16 @@ impl NetDevice for WireEnd {
         if !fill(&mut frame) {
             return Err(DeviceError::Withdrawn);
         }
+        // What a NIC with checksum offload does: the field seeded with the
+        // pseudo-header's sum, then the sum of the segment stored in it.
+        if let Some(layout) = transport_checksum(&frame).filter(|_| offload) {
+            let field = layout.start + layout.offset;
+            frame[field..field + 2].copy_from_slice(&layout.seed.to_be_bytes());
+            let sum = internet_checksum(&frame[layout.start..]);
+            frame[field..field + 2].copy_from_slice(&sum.to_be_bytes());
+        }
         out.in_flight.push_back(frame);
         Ok(())
-    }
-
-    fn transmit_offloaded(
-        &mut self,
-        queue: usize,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
-    ) -> Result<(), DeviceError> {
-        if !self.checksum_offload {
-            return Err(DeviceError::Unsupported("checksum offload"));
-        }
-        self.transmit_checked(queue, len, &mut |frame| {
-            if !fill(frame) {
-                return false;
-            }
-            // What the NIC does: the field seeded with the pseudo-header's sum, then
-            // the sum of the segment stored in it.
-            if let Some(layout) = transport_checksum(frame) {
-                let field = layout.start + layout.offset;
-                frame[field..field + 2].copy_from_slice(&layout.seed.to_be_bytes());
-                let sum = internet_checksum(&frame[layout.start..]);
-                frame[field..field + 2].copy_from_slice(&sum.to_be_bytes());
-            }
-            true
-        })
     }
 
     fn transmit_pending(&mut self, _queue: usize) -> Result<usize, DeviceError> {
