@@ -710,17 +710,6 @@ fn run_round(
         append: format!("app={app}"),
         initrd: None,
     };
-    let linux_media = |baseline: &linux::Baseline, append: &str| {
-        let mut guest = linux::Guest::new(&baseline.service).map_err(|e| e.to_string())?;
-        guest.cores = CORES;
-        guest.mem_mib = MEM_MIB;
-        guest.append = append.to_string();
-        Ok::<Media, String>(Media::Pvh {
-            kernel: baseline.kernel.clone(),
-            append: guest.cmdline(),
-            initrd: Some(baseline.initramfs.clone()),
-        })
-    };
     if boots.rexo_noise {
         let outcome = boot_idle(dir, plan, rexo("noise"), "suite-rexo-noise", REXO_TIMEOUT_S)
             .and_then(|c| read_rexo_noise(&c));
@@ -965,6 +954,39 @@ mod servers {
         })
     }
 
+    /// One side of a server round: what boots, its log's name, the serial line that
+    /// says it serves, and the load that measures it.
+    struct Side<'a> {
+        media: Result<Media>,
+        name: &'a str,
+        ready: &'a str,
+        load: Load<'a>,
+    }
+
+    /// Boots Rexo's side, then Linux's, with `ports` reached, and records both.
+    fn both(
+        (plan, dir, reach): (&Plan, &Path, &Reach),
+        samples: &mut Samples,
+        ports: (&[u16], &[u16]),
+        rexo: Side<'_>,
+        linux: Side<'_>,
+    ) {
+        for (is_rexo, side) in [(true, rexo), (false, linux)] {
+            let outcome = side.media.and_then(|media| {
+                serve(
+                    plan,
+                    dir,
+                    reach,
+                    (media, side.name),
+                    ports,
+                    side.ready,
+                    side.load,
+                )
+            });
+            record(samples, is_rexo, outcome);
+        }
+    }
+
     /// Rexo's httpd and Linux's nginx, 1 KiB and 100 KiB files.
     pub(super) fn http_round(
         (kernel, nginx): (&Path, &linux::Baseline),
@@ -1001,34 +1023,24 @@ mod servers {
                 Ok(figures)
             }
         };
-        let rexo = rexo_server(kernel, "httpd", reach);
-        let rexo_files = files(["/1k.txt", "/100k.txt"]);
-        record(
+        let (rexo_files, linux_files) = (files(["/1k.txt", "/100k.txt"]), files(["/1k", "/100k"]));
+        both(
+            (plan, dir, reach),
             samples,
-            true,
-            serve(
-                plan,
-                dir,
-                reach,
-                (rexo, "suite-rexo-httpd"),
-                (&[80], &[]),
-                "httpd: serving",
-                &rexo_files,
-            ),
+            (&[80], &[]),
+            Side {
+                media: Ok(rexo_server(kernel, "httpd", reach)),
+                name: "suite-rexo-httpd",
+                ready: "httpd: serving",
+                load: &rexo_files,
+            },
+            Side {
+                media: linux_media(nginx, ""),
+                name: "suite-linux-nginx",
+                ready: "linux: ready service=nginx",
+                load: &linux_files,
+            },
         );
-        let linux_files = files(["/1k", "/100k"]);
-        let outcome = linux_server(nginx).and_then(|media| {
-            serve(
-                plan,
-                dir,
-                reach,
-                (media, "suite-linux-nginx"),
-                (&[80], &[]),
-                "linux: ready service=nginx",
-                &linux_files,
-            )
-        });
-        record(samples, false, outcome);
     }
 
     /// Rexo's kv and Linux's memcached.
@@ -1060,32 +1072,23 @@ mod servers {
                 ("memcached-p99".into(), p99),
             ])
         };
-        let rexo = rexo_server(kernel, "kv", reach);
-        record(
+        both(
+            (plan, dir, reach),
             samples,
-            true,
-            serve(
-                plan,
-                dir,
-                reach,
-                (rexo, "suite-rexo-kv"),
-                (&[11211], &[]),
-                "kv: serving memcached on",
-                &load,
-            ),
+            (&[11211], &[]),
+            Side {
+                media: Ok(rexo_server(kernel, "kv", reach)),
+                name: "suite-rexo-kv",
+                ready: "kv: serving memcached on",
+                load: &load,
+            },
+            Side {
+                media: linux_media(memcached, ""),
+                name: "suite-linux-memcached",
+                ready: "linux: ready service=memcached",
+                load: &load,
+            },
         );
-        let outcome = linux_server(memcached).and_then(|media| {
-            serve(
-                plan,
-                dir,
-                reach,
-                (media, "suite-linux-memcached"),
-                (&[11211], &[]),
-                "linux: ready service=memcached",
-                &load,
-            )
-        });
-        record(samples, false, outcome);
     }
 
     /// The median UDP round trip to the guest's port 7.
@@ -1103,52 +1106,38 @@ mod servers {
         plan: &Plan,
         samples: &mut Samples,
     ) {
-        let rexo = rexo_server(kernel, "netdemo", reach);
-        let ports: (&[u16], &[u16]) = (&[7], &[7]);
-        record(
+        both(
+            (plan, dir, reach),
             samples,
-            true,
-            serve(
-                plan,
-                dir,
-                reach,
-                (rexo, "suite-rexo-udp"),
-                ports,
-                "netdemo: echoing TCP and UDP",
-                &udp_echo,
-            ),
+            (&[7], &[7]),
+            Side {
+                media: Ok(rexo_server(kernel, "netdemo", reach)),
+                name: "suite-rexo-udp",
+                ready: "netdemo: echoing TCP and UDP",
+                load: &udp_echo,
+            },
+            Side {
+                media: linux_media(bench, "rexo.udp_echo=7"),
+                name: "suite-linux-udp",
+                ready: "udp-echo serving port=7",
+                load: &udp_echo,
+            },
         );
-        let outcome = linux_server_with(bench, "rexo.udp_echo=7").and_then(|media| {
-            serve(
-                plan,
-                dir,
-                reach,
-                (media, "suite-linux-udp"),
-                ports,
-                "udp-echo serving port=7",
-                &udp_echo,
-            )
-        });
-        record(samples, false, outcome);
     }
+}
 
-    /// Linux booting `baseline`'s service on the suite's machine.
-    fn linux_server(baseline: &linux::Baseline) -> Result<Media> {
-        linux_server_with(baseline, "")
-    }
-
-    /// Linux booting `baseline`'s service with the extra kernel words `append`.
-    fn linux_server_with(baseline: &linux::Baseline, append: &str) -> Result<Media> {
-        let mut guest = linux::Guest::new(&baseline.service).map_err(|e| e.to_string())?;
-        guest.cores = CORES;
-        guest.mem_mib = MEM_MIB;
-        guest.append = append.to_string();
-        Ok(Media::Pvh {
-            kernel: baseline.kernel.clone(),
-            append: guest.cmdline(),
-            initrd: Some(baseline.initramfs.clone()),
-        })
-    }
+/// Linux booting `baseline`'s service on the suite's machine, with the extra kernel
+/// words `append`.
+fn linux_media(baseline: &linux::Baseline, append: &str) -> Result<Media> {
+    let mut guest = linux::Guest::new(&baseline.service).map_err(|e| e.to_string())?;
+    guest.cores = CORES;
+    guest.mem_mib = MEM_MIB;
+    guest.append = append.to_string();
+    Ok(Media::Pvh {
+        kernel: baseline.kernel.clone(),
+        append: guest.cmdline(),
+        initrd: Some(baseline.initramfs.clone()),
+    })
 }
 
 /// Adds a boot's figures, or its failure, to `samples`.
