@@ -98,7 +98,8 @@ pub fn partitioned_for_monitor(path: &Path) -> Result<()> {
     crate::disk::put_notes(path)?;
     let mut fs = mount(path)?;
     fs.mkdir("/docs").map_err(|e| e.to_string())?;
-    put(&mut fs, HELLO.0, HELLO.1.as_bytes())?;
+    fs.replace(HELLO.0, HELLO.1.as_bytes())
+        .map_err(|e| e.to_string())?;
     fs.sync().map_err(|e| e.to_string())
 }
 
@@ -169,7 +170,7 @@ pub fn put_tree(fs: &mut FileSystem<FileStore>, from: &Path, to: &str) -> Result
     let meta = std::fs::metadata(from).map_err(|e| format!("{}: {e}", from.display()))?;
     if !meta.is_dir() {
         let data = std::fs::read(from).map_err(|e| format!("{}: {e}", from.display()))?;
-        put(fs, to, &data)?;
+        fs.replace(to, &data).map_err(|e| format!("{to}: {e}"))?;
         return Ok((1, data.len() as u64));
     }
     match fs.mkdir(to) {
@@ -213,17 +214,6 @@ pub fn get_tree(fs: &mut FileSystem<FileStore>, from: &str, to: &Path) -> Result
     Ok(total)
 }
 
-/// Makes `path` hold exactly `data` (created if missing).
-fn put(fs: &mut FileSystem<FileStore>, path: &str, data: &[u8]) -> Result<()> {
-    let fail = |e: rexo_fs::FsError| format!("{path}: {e}");
-    match fs.create(path) {
-        Ok(()) | Err(rexo_fs::FsError::Exists(_)) => {}
-        Err(error) => return Err(fail(error)),
-    }
-    fs.truncate(path, 0).map_err(fail)?;
-    fs.write(path, 0, data).map_err(fail)
-}
-
 /// A nested page of the `net::httpd-rexofs` case's image, beside the site files.
 pub const NESTED: (&str, &[u8]) = (
     "/docs/guide/index.html",
@@ -235,11 +225,12 @@ pub const NESTED: (&str, &[u8]) = (
 pub fn image_of_site(path: &Path) -> Result<()> {
     let mut fs = FileSystem::format(store(path, Some(16 << 20))?).map_err(|e| e.to_string())?;
     for (name, data) in crate::disk::site_files() {
-        put(&mut fs, &format!("/{name}"), &data)?;
+        fs.replace(&format!("/{name}"), &data)
+            .map_err(|e| e.to_string())?;
     }
     fs.mkdir("/docs").map_err(|e| e.to_string())?;
     fs.mkdir("/docs/guide").map_err(|e| e.to_string())?;
-    put(&mut fs, NESTED.0, NESTED.1)?;
+    fs.replace(NESTED.0, NESTED.1).map_err(|e| e.to_string())?;
     fs.sync().map_err(|e| e.to_string())
 }
 
@@ -252,9 +243,10 @@ pub const BIG: &str = "/big.bin";
 pub fn image_for_monitor(path: &Path) -> Result<()> {
     let mut fs = FileSystem::format(store(path, Some(16 << 20))?).map_err(|e| e.to_string())?;
     fs.mkdir("/docs").map_err(|e| e.to_string())?;
-    put(&mut fs, HELLO.0, HELLO.1.as_bytes())?;
+    fs.replace(HELLO.0, HELLO.1.as_bytes())
+        .map_err(|e| e.to_string())?;
     let big: Vec<u8> = (0..300 * 1024u32).map(|i| (i % 251) as u8).collect();
-    put(&mut fs, BIG, &big)?;
+    fs.replace(BIG, &big).map_err(|e| e.to_string())?;
     fs.sync().map_err(|e| e.to_string())
 }
 

@@ -74,7 +74,7 @@ fn dispatch(kernel: &dyn Kernel, words: &str) -> Result<Vec<String>, String> {
                 .map(str::trim)
                 .unwrap_or("");
             let data = format!("{text}\n");
-            on_first_file_system(kernel, |fs| write_whole(fs, file, data.as_bytes()))?;
+            on_first_file_system(kernel, |fs| fs.replace(file, data.as_bytes()))?;
             Ok(vec![format!("{file}: {} bytes written", data.len())])
         }
         "cp" => {
@@ -84,7 +84,7 @@ fn dispatch(kernel: &dyn Kernel, words: &str) -> Result<Vec<String>, String> {
                     return Err(FsError::Exists(String::from(to)));
                 }
                 let data = fs.read_all(from)?;
-                write_whole(fs, to, &data)?;
+                fs.replace(to, &data)?;
                 Ok(data.len())
             })?;
             Ok(vec![format!("{from} copied to {to} ({bytes} bytes)")])
@@ -122,18 +122,4 @@ fn dispatch(kernel: &dyn Kernel, words: &str) -> Result<Vec<String>, String> {
         }),
         other => Err(format!("fs: unknown '{other}'; usage: {USAGE}")),
     }
-}
-
-/// Makes `file` hold exactly `data` (created if missing).
-fn write_whole<D: rexo_fs::BlockStore>(
-    fs: &mut rexo_fs::FileSystem<D>,
-    file: &str,
-    data: &[u8],
-) -> Result<(), FsError> {
-    match fs.create(file) {
-        Ok(()) | Err(FsError::Exists(_)) => {}
-        Err(error) => return Err(error),
-    }
-    fs.truncate(file, 0)?;
-    fs.write(file, 0, data)
 }

@@ -195,6 +195,18 @@ impl<D: BlockStore> FileSystem<D> {
         Ok(())
     }
 
+    /// Makes the file `path` hold exactly `data`, creating it if missing: create,
+    /// truncate to 0 and write, each committed in turn (a crash between them leaves
+    /// the file empty or holding a prefix of `data`).
+    pub fn replace(&mut self, path: &str, data: &[u8]) -> Result<(), FsError> {
+        match self.create(path) {
+            Ok(()) | Err(FsError::Exists(_)) => {}
+            Err(error) => return Err(error),
+        }
+        self.truncate(path, 0)?;
+        self.write(path, 0, data)
+    }
+
     /// Reads from byte `offset` of the file `path` into `buf`; returns the bytes read,
     /// fewer than `buf.len()` at the end of the file. Holes read as zeros.
     pub fn read(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {

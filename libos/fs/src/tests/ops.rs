@@ -828,3 +828,20 @@ fn errors_read_well() {
         assert_eq!(alloc::format!("{error}"), text);
     }
 }
+
+#[test]
+fn replace_creates_a_file_or_makes_it_hold_exactly_the_new_bytes() {
+    let mut fs = fresh(512);
+    fs.mkdir("/d").unwrap();
+    fs.replace("/d/f", &[1u8; 10_000]).unwrap();
+    assert_eq!(fs.read_all("/d/f").unwrap(), vec![1u8; 10_000]);
+    fs.replace("/d/f", b"short").unwrap();
+    let mut fs = remount(fs);
+    assert_eq!(fs.read_all("/d/f").unwrap(), b"short");
+    assert_eq!(
+        fs.replace("/d", b"x"),
+        Err(FsError::IsADirectory(String::from("/d")))
+    );
+    assert_eq!(fs.replace("/none/f", b"x"), Err(not_found("/none")));
+    fs.check().unwrap();
+}
