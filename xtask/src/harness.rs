@@ -703,6 +703,21 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let mut flood = None;
     let mut rexofs_image = None;
     let mut partitioned_image = None;
+    // Disks made from an image builder: each in the scratch folder, with its own drive
+    // id after the pattern disks and the faulty disk (`case.qemu.len() + 2`).
+    let mut made_disks = 0;
+    let mut made_disk = |name: &str,
+                         make: &dyn Fn(&Path) -> Result<()>,
+                         device: &'static str,
+                         extra: &mut Vec<String>|
+     -> Result<std::path::PathBuf> {
+        let path = scratch.join(name);
+        make(&path)?;
+        made_disks += 1;
+        let id = case.qemu.len() + 2 + made_disks;
+        extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
+        Ok(path)
+    };
     for arg in case.qemu {
         match arg {
             Arg::Nic(model) => {
@@ -724,38 +739,29 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 images.push(path);
             }
             Arg::BmfsDisk(device) => {
-                let path = scratch.join("bmfs.img");
-                crate::disk::image_of_programs(&path, Path::new(crate::baremetal::OUT_DIR))?;
-                bmfs_image = Some(path.clone());
-                // Its own drive id, after any pattern disks.
-                let id = case.qemu.len() + 1;
-                extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
+                let programs = |path: &Path| {
+                    crate::disk::image_of_programs(path, Path::new(crate::baremetal::OUT_DIR))
+                };
+                bmfs_image = Some(made_disk("bmfs.img", &programs, device, &mut extra)?);
             }
             Arg::RexoFsDisk(device) => {
-                let path = scratch.join("rexofs.img");
-                crate::fsimage::image_for_monitor(&path)?;
-                let id = case.qemu.len() + 1;
-                extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
-                rexofs_image = Some(path);
+                let make = crate::fsimage::image_for_monitor;
+                rexofs_image = Some(made_disk("rexofs.img", &make, device, &mut extra)?);
             }
             Arg::PartitionedDisk(device) => {
-                let path = scratch.join("partitioned.img");
-                crate::fsimage::partitioned_for_monitor(&path)?;
-                let id = case.qemu.len() + 1;
-                extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
-                partitioned_image = Some(path);
+                let make = crate::fsimage::partitioned_for_monitor;
+                partitioned_image = Some(made_disk("partitioned.img", &make, device, &mut extra)?);
             }
             Arg::RexoFsSiteDisk(device) => {
-                let path = scratch.join("rexofs-site.img");
-                crate::fsimage::image_of_site(&path)?;
-                let id = case.qemu.len() + 1;
-                extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
+                made_disk(
+                    "rexofs-site.img",
+                    &crate::fsimage::image_of_site,
+                    device,
+                    &mut extra,
+                )?;
             }
             Arg::SiteDisk(device) => {
-                let path = scratch.join("site.img");
-                crate::disk::image_of_site(&path)?;
-                let id = case.qemu.len() + 1;
-                extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
+                made_disk("site.img", &crate::disk::image_of_site, device, &mut extra)?;
             }
             Arg::UsbKeyboard(keys) => {
                 let (args, socket) = crate::usbkeys::qemu_args(&scratch);
