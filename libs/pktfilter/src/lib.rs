@@ -68,18 +68,16 @@ pub fn transport_checksum(frame: &[u8]) -> Option<TransportChecksum> {
     if header < 20 || fragmented || frame.len() < 14 + total || length < offset + 2 {
         return None;
     }
-    let mut sum: u32 = frame[26..34]
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
-        .sum();
-    sum += u32::from(frame[23]) + length as u32;
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
+    // The pseudo-header: addresses, zero, protocol, transport length; its folded sum
+    // is the complement of its checksum.
+    let mut pseudo = [0u8; 12];
+    pseudo[..8].copy_from_slice(&frame[26..34]);
+    pseudo[9] = frame[23];
+    pseudo[10..].copy_from_slice(&(length as u16).to_be_bytes());
     Some(TransportChecksum {
         start: 14 + header,
         offset,
-        seed: sum as u16,
+        seed: !checksum(&pseudo),
     })
 }
 
