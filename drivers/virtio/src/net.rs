@@ -1,6 +1,7 @@
-//! virtio-net (spec 5.1): one receive/transmit queue pair, frames in place after the
-//! virtio-net header in fixed 2 KiB DMA buffers, one descriptor per frame (two, header
-//! and frame, for a legacy device without VIRTIO_F_ANY_LAYOUT: spec 2.7.4.3).
+//! virtio-net (spec 5.1): receive/transmit queue pairs (several with VIRTIO_NET_F_MQ,
+//! enabled through the control queue), frames in place after the virtio-net header in
+//! fixed 2 KiB DMA buffers, one descriptor per frame (two, header and frame, for a legacy
+//! device without VIRTIO_F_ANY_LAYOUT: spec 2.7.4.3).
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -27,23 +28,43 @@ const HEADER_NEEDS_CSUM: u8 = 1;
 const F_MAC: u64 = 1 << 5;
 /// Feature: the device configuration holds the link status.
 const F_STATUS: u64 = 1 << 16;
+/// Feature: the control queue exists (spec 5.1.6.5).
+const F_CTRL_VQ: u64 = 1 << 17;
+/// Feature: several queue pairs, enabled with `VQ_PAIRS_SET` on the control queue
+/// (spec 5.1.6.5.5); needs `F_CTRL_VQ`.
+const F_MQ: u64 = 1 << 22;
 /// Feature (legacy): the header and frame may share a descriptor.
 const F_ANY_LAYOUT: u64 = 1 << 27;
+/// The features this driver takes whenever the device offers them.
+const F_WANTED: u64 = F_MAC | F_STATUS | F_ANY_LAYOUT | F_CSUM;
 
 /// Device configuration: the MAC address (6 bytes).
 const CONFIG_MAC: usize = 0;
 /// Device configuration: the status word (with `F_STATUS`).
 const CONFIG_STATUS: usize = 6;
+/// Device configuration: `max_virtqueue_pairs` (with `F_MQ`).
+const CONFIG_MAX_PAIRS: usize = 8;
 /// Status bit: the link is up.
 const STATUS_LINK_UP: u16 = 1;
 
-/// The receive queue of pair 0.
-const RX_QUEUE: u16 = 0;
-/// The transmit queue of pair 0.
-const TX_QUEUE: u16 = 1;
+/// The most queue pairs used, whatever the device offers (each costs 1 MiB of buffers).
+pub const MAX_PAIRS: u16 = 8;
+/// The largest `max_virtqueue_pairs` a device may give (spec 5.1.4.1: 0x8000).
+const DEVICE_MAX_PAIRS: u16 = 0x8000;
 /// Entries wanted per queue (the legacy interface's size is the device's; buffers stay
 /// at most this many).
 const QUEUE_ENTRIES: u16 = 256;
+/// Entries wanted on the control queue (one command at a time, 3 descriptors).
+const CONTROL_ENTRIES: u16 = 4;
+
+/// Control command class: multi-queue (`VIRTIO_NET_CTRL_MQ`).
+const CTRL_MQ: u8 = 4;
+/// Control command of [`CTRL_MQ`]: set the queue pairs in use (`VQ_PAIRS_SET`).
+const CTRL_MQ_VQ_PAIRS_SET: u8 = 0;
+/// The device's acknowledgement of a control command that worked (`VIRTIO_NET_OK`).
+const CTRL_OK: u8 = 0;
+/// How long the device may take to answer a control command.
+const CTRL_TIMEOUT_NS: u64 = 1_000_000_000;
 
 /// `struct virtio_net_hdr` on the modern interface (spec 5.1.6: `num_buffers` always
 /// present with VERSION_1).
@@ -59,6 +80,36 @@ const BUFFER_STRIDE: usize = 2048;
 /// `chain * b ..` `chain * (b + 1)`), or `None` when `head` starts no buffer's chain.
 pub fn chain_buffer(head: u16, chain: u16, buffers: u16) -> Option<u16> {
     (head.is_multiple_of(chain) && head / chain < buffers).then_some(head / chain)
+}
+
+/// The features to ask for of those `offered`: [`F_MQ`] only with [`F_CTRL_VQ`] (the
+/// pairs are enabled through the control queue; spec 5.1.3.1 forbids MQ without it),
+/// and the control queue only for multi-queue (nothing else here uses it).
+pub fn wanted_features(offered: u64) -> u64 {
+    if offered & (F_MQ | F_CTRL_VQ) == F_MQ | F_CTRL_VQ {
+        F_WANTED | F_MQ | F_CTRL_VQ
+    } else {
+        F_WANTED
+    }
+}
+
+/// The queue pairs to use when the device offers `max` (its `max_virtqueue_pairs`):
+/// up to [`MAX_PAIRS`]; a `max` outside the specification's 1..=0x8000 is refused.
+pub fn pairs_to_use(max: u16) -> Result<u16, DeviceError> {
+    if (1..=DEVICE_MAX_PAIRS).contains(&max) {
+        Ok(max.min(MAX_PAIRS))
+    } else {
+        Err(DeviceError::Unsupported(
+            "a max_virtqueue_pairs within 1..=0x8000",
+        ))
+    }
+}
+
+/// The device's queue numbers of pair `pair` (receive, transmit) and of the control
+/// queue when the device has `max_pairs` pairs (spec 5.1.2: receiveq1, transmitq1, ...,
+/// receiveqN, transmitqN, controlq).
+pub fn queue_numbers(pair: u16, max_pairs: u16) -> (u16, u16, u16) {
+    (2 * pair, 2 * pair + 1, 2 * max_pairs)
 }
 
 /// Whether this driver takes `function`.
@@ -83,11 +134,11 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     };
     let transport = Transport::new(&mut function)?;
     let platform = function.platform();
-    let features = transport.negotiate(platform, F_MAC | F_STATUS | F_ANY_LAYOUT | F_CSUM, 0)?;
+    let features = transport.negotiate_with(platform, wanted_features, 0)?;
     let net = VirtioNet::new(&function, transport.clone(), platform, features, msix)
         .inspect_err(|_| transport.fail())?;
     log::info!(
-        "virtio-net {}: {} interface, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} receive and {} transmit buffers, {} descriptor(s) per frame",
+        "virtio-net {}: {} interface, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} queue pair(s) ({}), {} receive and {} transmit buffers each, {} descriptor(s) per frame",
         function.address(),
         if net.transport.is_modern() {
             "modern"
@@ -100,14 +151,40 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         net.mac[3],
         net.mac[4],
         net.mac[5],
-        net.rx_count,
-        net.tx_busy.len(),
+        net.pairs.len(),
+        match net.offered_pairs {
+            Some(max) => alloc::format!("the device offers {max}"),
+            None => "no multi-queue".into(),
+        },
+        net.pairs[0].rx_count,
+        net.pairs[0].tx_busy.len(),
         net.chain,
     );
     Ok(vec![Found::Net(Box::new(net))])
 }
 
-/// A virtio network interface with one queue pair.
+/// One receive/transmit queue pair and its buffers.
+struct Pair {
+    /// The receive queue; buffer `b` owns the `chain` descriptors from `chain * b`.
+    rx: Virtqueue,
+    /// Receive buffers, [`BUFFER_STRIDE`] apart.
+    rx_buffers: Dma,
+    /// Receive buffers (and descriptors) in use.
+    rx_count: u16,
+    /// The MSI-X entry the receive queue signals through, when it got one.
+    rx_vector: Option<u16>,
+    /// The transmit queue; descriptors assigned as on the receive queue.
+    tx: Virtqueue,
+    /// Transmit buffers, [`BUFFER_STRIDE`] apart; each header is written with its frame
+    /// (zero, or a checksum request).
+    tx_buffers: Dma,
+    /// Transmit buffers not in flight.
+    tx_free: Vec<u16>,
+    /// Which transmit buffers the device holds.
+    tx_busy: Vec<bool>,
+}
+
+/// A virtio network interface with one or more queue pairs.
 pub struct VirtioNet {
     /// The device's registers.
     transport: Transport,
@@ -124,27 +201,16 @@ pub struct VirtioNet {
     checksum_offload: bool,
     /// Descriptors per frame: 1, or 2 when the header needs its own.
     chain: u16,
-    /// The receive queue; buffer `b` owns the `chain` descriptors from `chain * b`.
-    rx: Virtqueue,
-    /// Receive buffers, [`BUFFER_STRIDE`] apart.
-    rx_buffers: Dma,
-    /// Receive buffers (and descriptors) in use.
-    rx_count: u16,
-    /// The transmit queue; descriptors assigned as on the receive queue.
-    tx: Virtqueue,
-    /// Transmit buffers, [`BUFFER_STRIDE`] apart; each header is written with its frame
-    /// (zero, or a checksum request).
-    tx_buffers: Dma,
-    /// Transmit buffers not in flight.
-    tx_free: Vec<u16>,
-    /// Which transmit buffers the device holds.
-    tx_busy: Vec<bool>,
-    /// The MSI-X table whose entry [`RX_VECTOR`] the receive queue signals through.
+    /// The queue pairs in use; `NetDevice` queue `q` is `pairs[q]`.
+    pairs: Vec<Pair>,
+    /// `max_virtqueue_pairs` when multi-queue was negotiated.
+    offered_pairs: Option<u16>,
+    /// The control queue and its command buffer, with multi-queue: only used while
+    /// starting, but held until the device is reset (it was given their addresses).
+    control: Option<(Virtqueue, Dma)>,
+    /// The MSI-X table the receive queues signal through.
     msix: Option<MsixTable>,
 }
-
-/// The MSI-X entry of the receive queue.
-const RX_VECTOR: u16 = 0;
 
 impl VirtioNet {
     /// Sets up the queues of a device whose features are negotiated, and starts it.
@@ -158,27 +224,70 @@ impl VirtioNet {
         if features & F_MAC == 0 {
             return Err(DeviceError::Unsupported("a MAC address (VIRTIO_NET_F_MAC)"));
         }
-        let rx = transport.allocate_queue(function, RX_QUEUE, QUEUE_ENTRIES)?;
-        let msix =
-            match msix.map(|table| transport.queue_vector(RX_QUEUE, RX_VECTOR).map(|()| table)) {
-                Some(Ok(table)) => Some(table),
-                Some(Err(error)) => {
-                    log::info!(
-                        "virtio-net {}: no receive wake-ups: {error}",
-                        function.address()
-                    );
-                    None
-                }
-                None => None,
-            };
-        let tx = transport.allocate_queue(function, TX_QUEUE, QUEUE_ENTRIES)?;
+        let offered_pairs = if features & F_MQ != 0 {
+            if transport.config_len() < CONFIG_MAX_PAIRS + 2 {
+                return Err(DeviceError::Unsupported(
+                    "max_virtqueue_pairs in the device configuration",
+                ));
+            }
+            Some(transport.config16(CONFIG_MAX_PAIRS))
+        } else {
+            None
+        };
+        let pairs = match offered_pairs {
+            Some(max) => pairs_to_use(max)?,
+            None => 1,
+        };
         let chain = if transport.is_modern() || features & F_ANY_LAYOUT != 0 {
             1
         } else {
             2
         };
-        let rx_count = (rx.size() / chain).min(QUEUE_ENTRIES);
-        let tx_count = (tx.size() / chain).min(QUEUE_ENTRIES);
+        let mut queues = Vec::with_capacity(usize::from(pairs));
+        for pair in 0..pairs {
+            let (rx_index, tx_index, _) = queue_numbers(pair, offered_pairs.unwrap_or(1));
+            let rx = transport.allocate_queue(function, rx_index, QUEUE_ENTRIES)?;
+            // Receive queue `pair` signals through MSI-X entry `pair`, when the table
+            // has it and the device takes it.
+            let rx_vector = match &msix {
+                Some(table) if pair < table.size() => {
+                    match transport.queue_vector(rx_index, pair) {
+                        Ok(()) => Some(pair),
+                        Err(error) => {
+                            log::info!(
+                                "virtio-net {}: no receive wake-ups on queue {pair}: {error}",
+                                function.address()
+                            );
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let tx = transport.allocate_queue(function, tx_index, QUEUE_ENTRIES)?;
+            let rx_count = (rx.size() / chain).min(QUEUE_ENTRIES);
+            let tx_count = (tx.size() / chain).min(QUEUE_ENTRIES);
+            queues.push(Pair {
+                rx_buffers: function.dma(usize::from(rx_count) * BUFFER_STRIDE)?,
+                tx_buffers: function.dma(usize::from(tx_count) * BUFFER_STRIDE)?,
+                rx,
+                rx_count,
+                rx_vector,
+                tx,
+                tx_free: (0..tx_count).rev().collect(),
+                tx_busy: vec![false; usize::from(tx_count)],
+            });
+        }
+        let control = match offered_pairs {
+            Some(max) => {
+                let (_, _, index) = queue_numbers(0, max);
+                Some((
+                    transport.allocate_queue(function, index, CONTROL_ENTRIES)?,
+                    function.dma(64)?,
+                ))
+            }
+            None => None,
+        };
         let mut net = Self {
             chain,
             mac: transport.config_bytes(CONFIG_MAC),
@@ -189,74 +298,140 @@ impl VirtioNet {
             } else {
                 HEADER_LEGACY
             },
-            rx_buffers: function.dma(usize::from(rx_count) * BUFFER_STRIDE)?,
-            tx_buffers: function.dma(usize::from(tx_count) * BUFFER_STRIDE)?,
-            rx,
-            rx_count,
-            tx,
-            tx_free: (0..tx_count).rev().collect(),
-            tx_busy: vec![false; usize::from(tx_count)],
+            pairs: queues,
+            offered_pairs,
+            control: None,
             transport,
             platform,
             msix,
         };
+        if net.pairs.iter().all(|pair| pair.rx_vector.is_none()) {
+            net.msix = None;
+        }
         // From here on, dropping `net` resets the device before its memory goes.
-        net.start()?;
+        net.start(control)?;
         Ok(net)
     }
 
-    /// Gives the device its queues and receive buffers, and starts it.
-    fn start(&mut self) -> Result<(), DeviceError> {
-        self.transport.enable_queue(&self.rx)?;
-        self.transport.enable_queue(&self.tx)?;
+    /// Gives the device its queues and receive buffers, starts it, and with more than
+    /// one pair enables them with `VQ_PAIRS_SET` (an error when the device refuses or
+    /// does not answer: the pairs it offered are then not what the driver uses).
+    fn start(&mut self, control: Option<(Virtqueue, Dma)>) -> Result<(), DeviceError> {
         let header = self.header_len as u32;
-        for buffer in 0..self.rx_count {
-            let address = self.rx_buffers.phys() + u64::from(buffer) * BUFFER_STRIDE as u64;
-            let head = buffer * self.chain;
-            if self.chain == 1 {
-                let len = header + MAX_FRAME as u32;
-                self.rx.set_descriptor(head, address, len, DESC_WRITE, 0);
-            } else {
-                let frame = address + u64::from(header);
-                self.rx
-                    .set_descriptor(head, address, header, DESC_WRITE | DESC_NEXT, head + 1);
-                self.rx
-                    .set_descriptor(head + 1, frame, MAX_FRAME as u32, DESC_WRITE, 0);
+        let chain = self.chain;
+        for pair in &mut self.pairs {
+            self.transport.enable_queue(&pair.rx)?;
+            self.transport.enable_queue(&pair.tx)?;
+            for buffer in 0..pair.rx_count {
+                let address = pair.rx_buffers.phys() + u64::from(buffer) * BUFFER_STRIDE as u64;
+                let head = buffer * chain;
+                if chain == 1 {
+                    let len = header + MAX_FRAME as u32;
+                    pair.rx.set_descriptor(head, address, len, DESC_WRITE, 0);
+                } else {
+                    let frame = address + u64::from(header);
+                    pair.rx
+                        .set_descriptor(head, address, header, DESC_WRITE | DESC_NEXT, head + 1);
+                    pair.rx
+                        .set_descriptor(head + 1, frame, MAX_FRAME as u32, DESC_WRITE, 0);
+                }
+                pair.rx.push(head);
             }
-            self.rx.push(head);
-        }
-        for buffer in 0..self.tx_busy.len() as u16 {
-            let address = self.tx_buffers.phys() + u64::from(buffer) * BUFFER_STRIDE as u64;
-            let head = buffer * self.chain;
-            if self.chain == 1 {
-                self.tx.set_descriptor(head, address, 0, 0, 0);
-            } else {
-                let frame = address + u64::from(header);
-                self.tx
-                    .set_descriptor(head, address, header, DESC_NEXT, head + 1);
-                self.tx.set_descriptor(head + 1, frame, 0, 0, 0);
+            for buffer in 0..pair.tx_busy.len() as u16 {
+                let address = pair.tx_buffers.phys() + u64::from(buffer) * BUFFER_STRIDE as u64;
+                let head = buffer * chain;
+                if chain == 1 {
+                    pair.tx.set_descriptor(head, address, 0, 0, 0);
+                } else {
+                    let frame = address + u64::from(header);
+                    pair.tx
+                        .set_descriptor(head, address, header, DESC_NEXT, head + 1);
+                    pair.tx.set_descriptor(head + 1, frame, 0, 0, 0);
+                }
             }
         }
+        if let Some((queue, _)) = &control {
+            self.transport.enable_queue(queue)?;
+        }
+        // Held from here: the device knows the control queue's rings.
+        self.control = control;
         self.transport.driver_ok();
         // The device may be notified only after DRIVER_OK (spec 3.1.1).
-        self.rx.publish();
+        for pair in &mut self.pairs {
+            pair.rx.publish();
+        }
+        // The device starts with one pair (spec 5.1.6.5.5); more need the command.
+        if self.pairs.len() > 1 {
+            self.set_pairs(self.pairs.len() as u16)?;
+        }
         Ok(())
     }
 
-    /// Refuses queues other than pair 0.
-    fn check_queue(queue: usize) -> Result<(), DeviceError> {
-        if queue == 0 {
-            Ok(())
-        } else {
-            Err(DeviceError::NoSuchQueue(queue))
+    /// Sends `VQ_PAIRS_SET` with `pairs` on the control queue and waits for the device's
+    /// acknowledgement: [`DeviceError::Status`] with its ack byte when it refuses,
+    /// [`DeviceError::Timeout`] when it does not answer within a second.
+    fn set_pairs(&mut self, pairs: u16) -> Result<(), DeviceError> {
+        let platform = self.platform;
+        let Some((queue, buffer)) = &mut self.control else {
+            return Err(DeviceError::Unsupported(
+                "a control queue (VIRTIO_NET_F_CTRL_VQ)",
+            ));
+        };
+        // Three descriptors (spec 5.1.6.5): class and command, the pair count (LE), and
+        // the ack the device writes; separate, as legacy devices may require.
+        let [low, high] = pairs.to_le_bytes();
+        buffer
+            .bytes_mut(0, 5)
+            .copy_from_slice(&[CTRL_MQ, CTRL_MQ_VQ_PAIRS_SET, low, high, 0xFF]);
+        let base = buffer.phys();
+        queue.set_descriptor(0, base, 2, DESC_NEXT, 1);
+        queue.set_descriptor(1, base + 2, 2, DESC_NEXT, 2);
+        queue.set_descriptor(2, base + 4, 1, DESC_WRITE, 0);
+        queue.push(0);
+        queue.publish();
+        let start = platform.now_ns();
+        let used = loop {
+            if let Some(used) = queue.pop_used()? {
+                break used;
+            }
+            if platform.now_ns() - start > CTRL_TIMEOUT_NS {
+                return Err(DeviceError::Timeout {
+                    what: "the control queue's VQ_PAIRS_SET",
+                    ms: CTRL_TIMEOUT_NS / 1_000_000,
+                });
+            }
+            core::hint::spin_loop();
+        };
+        if used.id != 0 {
+            return Err(DeviceError::BadIndex {
+                what: "virtio-net control queue (not the command's chain)",
+                index: u32::from(used.id),
+                size: u32::from(queue.size()),
+            });
+        }
+        match buffer.bytes(4, 1)[0] {
+            CTRL_OK => Ok(()),
+            ack => Err(DeviceError::Status {
+                what: "the control queue's VQ_PAIRS_SET",
+                status: u32::from(ack),
+            }),
         }
     }
 
+    /// Pair `queue`, or [`DeviceError::NoSuchQueue`].
+    fn pair(&mut self, queue: usize) -> Result<&mut Pair, DeviceError> {
+        self.pairs
+            .get_mut(queue)
+            .ok_or(DeviceError::NoSuchQueue(queue))
+    }
+}
+
+impl Pair {
     /// Takes back the transmit buffers the device finished with.
-    fn reclaim(&mut self) -> Result<(), DeviceError> {
+    fn reclaim(&mut self, chain: u16) -> Result<(), DeviceError> {
         let buffers = self.tx_busy.len() as u16;
         while let Some(used) = self.tx.pop_used()? {
-            let buffer = chain_buffer(used.id, self.chain, buffers);
+            let buffer = chain_buffer(used.id, chain, buffers);
             match buffer.map(|b| (b, &mut self.tx_busy[usize::from(b)])) {
                 Some((buffer, busy @ true)) => {
                     *busy = false;
@@ -278,6 +453,8 @@ impl VirtioNet {
     /// re-posted (the caller publishes them).
     fn take_received(
         &mut self,
+        chain: u16,
+        header_len: usize,
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
@@ -286,18 +463,18 @@ impl VirtioNet {
             let Some(used) = self.rx.pop_used()? else {
                 break;
             };
-            let Some(buffer) = chain_buffer(used.id, self.chain, self.rx_count) else {
+            let Some(buffer) = chain_buffer(used.id, chain, self.rx_count) else {
                 return Err(DeviceError::BadIndex {
                     what: "virtio-net receive ring (not a buffer's chain)",
                     index: u32::from(used.id),
                     size: u32::from(self.rx.size()),
                 });
             };
-            let len = (used.len as usize).saturating_sub(self.header_len);
+            let len = (used.len as usize).saturating_sub(header_len);
             // A frame shorter than an Ethernet header or longer than the buffer is the
             // device's mistake: dropped, its buffer re-posted.
             if (ETHERNET_HEADER..=MAX_FRAME).contains(&len) {
-                let at = usize::from(buffer) * BUFFER_STRIDE + self.header_len;
+                let at = usize::from(buffer) * BUFFER_STRIDE + header_len;
                 deliver(self.rx_buffers.bytes(at, len));
                 delivered += 1;
             }
@@ -312,7 +489,7 @@ impl NetDevice for VirtioNet {
         NetInfo {
             mac: self.mac,
             max_frame: MAX_FRAME,
-            queues: 1,
+            queues: self.pairs.len(),
             link_up: !self.link_status
                 || self.transport.config16(CONFIG_STATUS) & STATUS_LINK_UP != 0,
             checksum_offload: self.checksum_offload,
@@ -325,10 +502,11 @@ impl NetDevice for VirtioNet {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        Self::check_queue(queue)?;
-        let taken = self.take_received(budget, deliver);
+        let (chain, header_len) = (self.chain, self.header_len);
+        let pair = self.pair(queue)?;
+        let taken = pair.take_received(chain, header_len, budget, deliver);
         // Every buffer handed back goes to the device with one doorbell.
-        self.rx.publish();
+        pair.rx.publish();
         taken
     }
 
@@ -344,16 +522,17 @@ impl NetDevice for VirtioNet {
                 "checksum offload (VIRTIO_NET_F_CSUM)",
             ));
         }
-        Self::check_queue(queue)?;
+        let (chain, header_len) = (self.chain, self.header_len);
+        let pair = self.pair(queue)?;
         DeviceError::check_frame(len, MAX_FRAME)?;
-        if self.tx_free.is_empty() {
-            self.reclaim()?;
+        if pair.tx_free.is_empty() {
+            pair.reclaim(chain)?;
         }
-        let buffer = self.tx_free.pop().ok_or(DeviceError::QueueFull)?;
+        let buffer = pair.tx_free.pop().ok_or(DeviceError::QueueFull)?;
         let at = usize::from(buffer) * BUFFER_STRIDE;
-        let frame = self.tx_buffers.bytes_mut(at + self.header_len, len);
+        let frame = pair.tx_buffers.bytes_mut(at + header_len, len);
         if !fill(frame) {
-            self.tx_free.push(buffer);
+            pair.tx_free.push(buffer);
             return Err(DeviceError::Withdrawn);
         }
         let checksum = if offload {
@@ -370,40 +549,44 @@ impl NetDevice for VirtioNet {
             header[6..8].copy_from_slice(&(layout.start as u16).to_le_bytes());
             header[8..10].copy_from_slice(&(layout.offset as u16).to_le_bytes());
         }
-        self.tx_buffers
-            .bytes_mut(at, self.header_len)
-            .copy_from_slice(&header[..self.header_len]);
-        self.tx_busy[usize::from(buffer)] = true;
-        let head = buffer * self.chain;
-        if self.chain == 1 {
-            self.tx.set_length(head, (self.header_len + len) as u32);
+        pair.tx_buffers
+            .bytes_mut(at, header_len)
+            .copy_from_slice(&header[..header_len]);
+        pair.tx_busy[usize::from(buffer)] = true;
+        let head = buffer * chain;
+        if chain == 1 {
+            pair.tx.set_length(head, (header_len + len) as u32);
         } else {
-            self.tx.set_length(head + 1, len as u32);
+            pair.tx.set_length(head + 1, len as u32);
         }
-        self.tx.push(head);
-        self.tx.publish();
+        pair.tx.push(head);
+        pair.tx.publish();
         Ok(())
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        Self::check_queue(queue)?;
-        self.reclaim()?;
-        Ok(self.tx_busy.len() - self.tx_free.len())
+        let chain = self.chain;
+        let pair = self.pair(queue)?;
+        pair.reclaim(chain)?;
+        Ok(pair.tx_busy.len() - pair.tx_free.len())
     }
 
-    /// The receive queue signals through MSI-X entry [`RX_VECTOR`] all along (the
-    /// avail ring never sets NO_INTERRUPT); the entry stays masked, its messages pending,
-    /// until a core asks to be woken. Unmasking with one pending wakes the core at once:
-    /// callers re-check the ring after waking, as `sleep_ns` says.
+    /// Receive queue `q` signals through MSI-X entry `q` all along (the avail ring never
+    /// sets NO_INTERRUPT); the entry stays masked, its messages pending, until a core
+    /// asks to be woken. Unmasking with one pending wakes the core at once: callers
+    /// re-check the ring after waking, as `sleep_ns` says.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
-        Self::check_queue(queue)?;
+        let vector = self.pair(queue)?.rx_vector;
         let msix = self
             .msix
             .as_ref()
             .ok_or(DeviceError::Unsupported("MSI-X"))?;
+        let vector = vector.ok_or(DeviceError::Unsupported(
+            "an MSI-X vector for this receive queue",
+        ))?;
         match core {
-            Some(core) => msix.wake(RX_VECTOR, core),
-            None => msix.mask(RX_VECTOR),
+            Some(core) => msix.wake(vector, core),
+            None => msix.mask(vector),
         }
     }
 }
@@ -428,5 +611,35 @@ mod tests {
         assert_eq!(chain_buffer(6, 2, 128), Some(3));
         assert_eq!(chain_buffer(7, 2, 128), None);
         assert_eq!(chain_buffer(256, 2, 128), None);
+    }
+
+    #[test]
+    fn multi_queue_needs_thecontrol_queue() {
+        assert_eq!(
+            wanted_features(F_MQ | F_CTRL_VQ | F_MAC),
+            F_WANTED | F_MQ | F_CTRL_VQ
+        );
+        // MQ without the control queue cannot be enabled; the control queue alone is
+        // of no use here.
+        assert_eq!(wanted_features(F_MQ | F_MAC), F_WANTED);
+        assert_eq!(wanted_features(F_CTRL_VQ | F_MAC), F_WANTED);
+    }
+
+    #[test]
+    fn pairs_are_capped_and_checked() {
+        assert_eq!(pairs_to_use(1), Ok(1));
+        assert_eq!(pairs_to_use(2), Ok(2));
+        assert_eq!(pairs_to_use(64), Ok(MAX_PAIRS));
+        assert_eq!(pairs_to_use(0x8000), Ok(MAX_PAIRS));
+        assert!(pairs_to_use(0).is_err());
+        assert!(pairs_to_use(0x8001).is_err());
+    }
+
+    #[test]
+    fn queues_are_numbered_by_pair_with_thecontrol_queue_last() {
+        assert_eq!(queue_numbers(0, 1), (0, 1, 2));
+        assert_eq!(queue_numbers(1, 4), (2, 3, 8));
+        // The control queue follows every pair the device has, used or not.
+        assert_eq!(queue_numbers(0, 16), (0, 1, 32));
     }
 }

@@ -385,15 +385,28 @@ impl Transport {
         wanted: u64,
         required: u64,
     ) -> Result<u64, DeviceError> {
+        self.negotiate_with(platform, |_| wanted, required)
+    }
+
+    /// [`negotiate`](Self::negotiate) with the wanted features chosen by `choose` from
+    /// those the device offers (for features that are only of use, or only allowed,
+    /// together).
+    pub fn negotiate_with(
+        &self,
+        platform: &dyn Platform,
+        choose: impl FnOnce(u64) -> u64,
+        required: u64,
+    ) -> Result<u64, DeviceError> {
         self.reset(platform)?;
         self.add_status(STATUS_ACKNOWLEDGE);
         self.add_status(STATUS_DRIVER);
+        let offered = self.device_features();
+        let wanted = choose(offered);
         let (wanted, required) = if self.is_modern() {
             (wanted | F_VERSION_1, required | F_VERSION_1)
         } else {
             (wanted & 0xFFFF_FFFF, required)
         };
-        let offered = self.device_features();
         let accepted = match select_features(offered, wanted, required) {
             Ok(accepted) => accepted,
             Err(missing) => {
