@@ -25,6 +25,11 @@ pub const APPS: &[App] = &[
         main: rexo_devcheck::netcheck,
     },
     App {
+        name: "netqueues",
+        about: "frames out on every transmit queue and the host's flows in on every receive queue, byte-exact (apps/devcheck)",
+        main: rexo_devcheck::netqueues,
+    },
+    App {
         name: "diskcheck",
         about: "patterns over every sector of every disk, read back (apps/devcheck)",
         main: rexo_devcheck::diskcheck,

@@ -806,7 +806,7 @@ mod servers {
     impl Reach {
         /// A tap device when it can be made, else user networking with the reason.
         pub(super) fn choose() -> Self {
-            match TapNet::create() {
+            match TapNet::create("bench", 1) {
                 Ok(tap) => Self::Tap(tap),
                 Err(why) => Self::User(why),
             }

@@ -703,6 +703,10 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let mut flood = None;
     let mut rexofs_image = None;
     let mut partitioned_image = None;
+    // The namespace of a tap device (dropped, and so deleted, at the end of the case),
+    // and the peer on it.
+    let mut tap = None;
+    let mut queue_peer = None;
     // Disks made from an image builder: each in the scratch folder, with its own drive
     // id after the pattern disks and the faulty disk (`case.qemu.len() + 2`).
     let mut made_disks = 0;
@@ -776,6 +780,12 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 extra.extend(args);
                 flood = Some(peer);
             }
+            Arg::TapQueues(model) => {
+                let net = crate::tapnet::TapNet::create("test", crate::queuepeer::QUEUES)?;
+                extra.extend(net.qemu_args(model));
+                queue_peer = Some(crate::queuepeer::start(net.netns()));
+                tap = Some(net);
+            }
             Arg::UserNet { model, tcp, udp } => {
                 let ports = crate::netclient::Forwards::free(tcp, udp)?;
                 extra.extend(ports.qemu_args(forwards.len(), model));
@@ -817,7 +827,8 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let ports = forwards.into_iter().next().unwrap_or_default();
     let mut client_thread = None;
     let mut typist = None;
-    let capture = qemu::run_captured_with_input(
+    let capture = qemu::run_inner(
+        tap.as_ref().map(crate::tapnet::TapNet::netns),
         &vm.args(&scratch)?,
         case.input.as_bytes(),
         Duration::from_secs(case.timeout_s),
@@ -955,6 +966,18 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
             Err(e) => reasons.push(format!("the partitioned image: {e}")),
         }
     }
+    if let Some(peer) = queue_peer {
+        match peer.finish() {
+            Ok(report) => {
+                append_notes(&log, "queue peer", &[report.summary()]);
+                if let Some(problem) = report.problem() {
+                    reasons.push(format!("the queue peer: {problem} ({})", report.summary()));
+                }
+            }
+            Err(e) => reasons.push(format!("the queue peer: {e}")),
+        }
+    }
+    drop(tap);
     if let Some(peer) = flood {
         match peer.finish() {
             Ok(Ok(notes)) => append_notes(&log, "SYN flood peer", &notes),

@@ -30,6 +30,7 @@ mod netclient;
 mod netpeer;
 mod pvh;
 mod qemu;
+mod queuepeer;
 mod run;
 mod synflood;
 mod tapnet;

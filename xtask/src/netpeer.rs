@@ -173,7 +173,8 @@ impl<R: Send + 'static> Peer<R> {
         Ok((peer, nic_args(index, model, host_port, qemu_port)))
     }
 
-    fn spawn(body: impl FnOnce(&AtomicBool) -> R + Send + 'static) -> Self {
+    /// Runs `body` on its own thread with the stop flag [`finish`](Self::finish) sets.
+    pub fn spawn(body: impl FnOnce(&AtomicBool) -> R + Send + 'static) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || body(&flag));

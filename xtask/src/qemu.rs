@@ -348,7 +348,7 @@ pub fn run_captured_with_input(
 }
 
 /// [`run_captured_with_input`], in the network namespace `netns` when given.
-fn run_inner(
+pub fn run_inner(
     netns: Option<&str>,
     args: &[String],
     input: &[u8],

@@ -3,19 +3,21 @@
 //! NIC on the tap, and the load generators run inside it too, talking straight to the
 //! guest at 10.0.2.15. The addresses are those of QEMU's user networking, so the Linux
 //! guest's init (static 10.0.2.15/24 via 10.0.2.2) is the same on both transports;
-//! Rexo gets them with `ip=`. Nothing outside the namespace changes.
+//! Rexo gets them with `ip=`. Nothing outside the namespace changes. The `net::virtio-mq`
+//! test uses the same network with a multi-queue tap device (`queues=2`).
 
 use crate::Result;
 use std::ffi::OsStr;
 use std::net::Ipv4Addr;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The guest's address on the tap network.
 pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
 /// The host's end of the tap device.
 const HOST: &str = "10.0.2.2/24";
 /// The tap device's name inside the namespace.
-const TAP: &str = "tap0";
+pub const TAP: &str = "tap0";
 /// Rexo's kernel command-line word for the same configuration.
 pub const REXO_IP: &str = "ip=10.0.2.15/24,10.0.2.2";
 
@@ -26,12 +28,16 @@ pub struct TapNet {
     netns: String,
     /// Whether `/dev/vhost-net` opens: QEMU then moves the frames in the host kernel.
     vhost: std::result::Result<(), String>,
+    /// The tap device's queues (QEMU opens one file per queue).
+    queues: u16,
 }
 
 impl TapNet {
-    /// Makes the namespace `rexo-bench-PID` and its tap device, or says why it cannot
-    /// (not root, no `ip`, no `/dev/net/tun`, a command refused).
-    pub fn create() -> Result<Self> {
+    /// Makes the namespace `rexo-PURPOSE-PID-N` (N counts this process's namespaces, so
+    /// that cases running at once have their own) and its tap device with `queues` queues
+    /// (more than one: a multi-queue tap), or says why it cannot (not root, no `ip`, no
+    /// `/dev/net/tun`, a command refused).
+    pub fn create(purpose: &str, queues: u16) -> Result<Self> {
         if !crate::deps::is_root() {
             return Err("a tap device in a network namespace needs root".into());
         }
@@ -41,7 +47,12 @@ impl TapNet {
         if !std::path::Path::new("/dev/net/tun").exists() {
             return Err("no /dev/net/tun".into());
         }
-        let netns = format!("rexo-bench-{}", std::process::id());
+        static MADE: AtomicUsize = AtomicUsize::new(0);
+        let netns = format!(
+            "rexo-{purpose}-{}-{}",
+            std::process::id(),
+            MADE.fetch_add(1, Ordering::Relaxed)
+        );
         // A namespace of an earlier run with the same process id: start afresh.
         let _ = ip(&["netns", "del", &netns]);
         ip(&["netns", "add", &netns])?;
@@ -51,14 +62,22 @@ impl TapNet {
             .open("/dev/vhost-net")
             .map(drop)
             .map_err(|e| e.to_string());
-        let tap = Self { netns, vhost };
+        let tap = Self {
+            netns,
+            vhost,
+            queues,
+        };
         let inside = |words: &[&str]| {
             let mut all = vec!["netns", "exec", tap.netns.as_str(), "ip"];
             all.extend_from_slice(words);
             ip(&all)
         };
         inside(&["link", "set", "lo", "up"])?;
-        inside(&["tuntap", "add", "dev", TAP, "mode", "tap"])?;
+        let mut tuntap = vec!["tuntap", "add", "dev", TAP, "mode", "tap"];
+        if queues > 1 {
+            tuntap.push("multi_queue");
+        }
+        inside(&tuntap)?;
         inside(&["addr", "add", HOST, "dev", TAP])?;
         inside(&["link", "set", TAP, "up"])?;
         Ok(tap)
@@ -74,7 +93,8 @@ impl TapNet {
         vec![
             "-netdev".into(),
             format!(
-                "tap,id=tap0,ifname={TAP},script=no,downscript=no,vhost={}",
+                "tap,id=tap0,ifname={TAP},script=no,downscript=no,queues={},vhost={}",
+                self.queues,
                 if self.vhost.is_ok() { "on" } else { "off" }
             ),
             "-device".into(),
@@ -121,6 +141,25 @@ pub fn command_in(netns: Option<&str>, program: impl AsRef<OsStr>) -> Command {
     }
 }
 
+/// Runs `ip WORDS` inside the network namespace `netns`.
+pub fn ip_in(netns: &str, words: &[&str]) -> Result<()> {
+    let mut all = vec!["-n", netns];
+    all.extend_from_slice(words);
+    ip(&all)
+}
+
+/// Moves the calling thread into the network namespace `netns` (`setns`): the sockets
+/// it opens from then on are the namespace's, whichever thread uses them later.
+pub fn enter(netns: &str) -> Result<()> {
+    let path = format!("/run/netns/{netns}");
+    let file = std::fs::File::open(&path).map_err(|e| format!("cannot open {path}: {e}"))?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&file),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(|e| format!("cannot enter the network namespace {netns}: {e}"))
+}
+
 /// Runs `ip WORDS`; the error carries what it printed.
 fn ip(words: &[&str]) -> Result<()> {
     let what = format!("`ip {}`", words.join(" "));
@@ -139,7 +178,7 @@ mod tests {
             let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
             String::from_utf8_lossy(&out.stdout).into_owned()
         };
-        match TapNet::create() {
+        match TapNet::create("test", 2) {
             Ok(tap) => {
                 let netns = tap.netns().to_string();
                 assert!(listed().contains(&netns));
@@ -150,6 +189,7 @@ mod tests {
                     .unwrap();
                 assert!(String::from_utf8_lossy(&out.stdout).contains("10.0.2.2/24"));
                 assert!(tap.qemu_args("virtio-net-pci")[1].contains("ifname=tap0"));
+                assert!(tap.qemu_args("virtio-net-pci")[1].contains("queues=2"));
                 drop(tap);
                 assert!(!listed().contains(&netns));
             }

@@ -69,6 +69,13 @@ pub enum Arg {
     /// disk, before anything else can write the images: what the images then hold is
     /// what the flush made durable.
     KillAfterFlush,
+    /// A network interface of this model (with its properties, e.g.
+    /// `virtio-net-pci,mq=on,vectors=6`) on a tap device with
+    /// [`queuepeer::QUEUES`](crate::queuepeer::QUEUES) queues in a network namespace
+    /// made for the case, QEMU running inside it, with the peer of `netqueues` at the
+    /// host end (`xtask/src/queuepeer.rs`); the case fails when the peer's check fails.
+    /// Needs root (the case fails saying so otherwise).
+    TapQueues(&'static str),
     /// A network interface of this model on QEMU user networking (its DHCP server,
     /// 10.0.2.15 for the guest), with free host ports on 127.0.0.1 forwarded to the
     /// guest's `tcp` and `udp` ports; the case's [`Case::client`] gets them
@@ -1127,6 +1134,49 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // virtio-net multi-queue: two queue pairs on a multi-queue tap in a namespace made
+    // for the case (xtask/src/queuepeer.rs). Frames out on both transmit queues arrive
+    // at the tap byte-exact; the host's 16 UDP flows come in on both receive queues
+    // (the tap picks by flow hash; `netqueues` fails if a queue gets none).
+    Case {
+        name: "net::virtio-mq",
+        machine: Machine::Q35,
+        append: "app=netqueues",
+        qemu: &[Arg::TapQueues("virtio-net-pci,mq=on,vectors=6")],
+        timeout_s: 120,
+        exit: Some(0),
+        checks: &[
+            Check::Has("2 queue pair(s) (the device offers 2)"),
+            Check::Has("netqueues: nic 0: virtio-net at"),
+            Check::Count("on queue 2 refused: the device has no queue 2", 2),
+            Check::Has("sent 300 frames on each of 2 transmit queues"),
+            Check::Has("received 512 datagrams of 16 flows byte-exact: queue 0 "),
+            Check::Has("netqueues: done, 1 interface(s)"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
+    // The same through the legacy interface of a transitional device.
+    Case {
+        name: "net::virtio-mq-legacy",
+        machine: Machine::Q35,
+        append: "app=netqueues",
+        qemu: &[Arg::TapQueues(
+            "virtio-net-pci,mq=on,vectors=6,disable-modern=on",
+        )],
+        timeout_s: 120,
+        exit: Some(0),
+        checks: &[
+            Check::Has("2 queue pair(s) (the device offers 2)"),
+            Check::Has("netqueues: nic 0: virtio-net at"),
+            Check::Count("on queue 2 refused: the device has no queue 2", 2),
+            Check::Has("sent 300 frames on each of 2 transmit queues"),
+            Check::Has("received 512 datagrams of 16 flows byte-exact: queue 0 "),
+            Check::Has("netqueues: done, 1 interface(s)"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     Case {
         name: "net::httpd",
         append: "app=httpd-test",
@@ -1508,6 +1558,33 @@ mod tests {
                 case.name
             );
             assert!(case.exit.is_some(), "{} must end by itself", case.name);
+        }
+    }
+
+    #[test]
+    fn queue_cases_match_the_peer() {
+        use rexo_devcheck::pattern::{DATAGRAMS, FLOWS, QUEUE_FRAMES};
+        let queues = crate::queuepeer::QUEUES;
+        for case in CASES.iter().filter(|c| c.append == "app=netqueues") {
+            assert!(
+                case.qemu.iter().any(|a| matches!(a, Arg::TapQueues(_))),
+                "{}",
+                case.name
+            );
+            let lines = [
+                format!("{queues} queue pair(s) (the device offers {queues})"),
+                format!("sent {QUEUE_FRAMES} frames on each of {queues} transmit queues"),
+                format!("received {DATAGRAMS} datagrams of {FLOWS} flows byte-exact: queue 0 "),
+            ];
+            for line in lines {
+                assert!(
+                    case.checks
+                        .iter()
+                        .any(|c| matches!(c, Check::Has(text) if *text == line)),
+                    "{}: {line}",
+                    case.name
+                );
+            }
         }
     }
 

@@ -8,6 +8,9 @@
 //! - `diskcheck`: on every disk, writes [`pattern::sector`] over every sector with several
 //!   requests in flight (spread over the disk's queues), reads it all back and compares,
 //!   checks that a read past the end is refused, and flushes.
+//! - `netqueues` ([`queues`]): on every interface with several queue pairs, sends on
+//!   every transmit queue and takes the host's flows from every receive queue,
+//!   byte-exact; a queue past the last is refused.
 //!
 //! - `netbench` and `diskbench` ([`bench`]): the figures of `cargo xtask bench drivers`.
 //! - `noise` ([`noise`]): OS noise on every core and the memory in use, for the
@@ -26,8 +29,10 @@ pub mod disk;
 pub mod net;
 pub mod noise;
 pub mod pattern;
+pub mod queues;
 
 pub use bench::{diskbench, netbench};
 pub use disk::main as diskcheck;
 pub use net::main as netcheck;
 pub use noise::main as noise;
+pub use queues::main as netqueues;

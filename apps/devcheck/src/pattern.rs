@@ -68,6 +68,72 @@ pub fn check_frame(frame: &[u8], seq: u32, ethertype: u16) -> Option<alloc::stri
     })
 }
 
+/// Frames Rexo sends on each transmit queue in the multi-queue check (`netqueues`).
+pub const QUEUE_FRAMES: u32 = 300;
+
+/// The sequence number `netqueues` gives frame `i` of transmit queue `queue`: the queue
+/// in the high 16 bits, so that the host tells the queues' frames apart.
+pub fn queue_seq(queue: usize, i: u32) -> u32 {
+    ((queue as u32) << 16) | i
+}
+
+/// The UDP flows the host sends `netqueues` (one destination port each): enough that
+/// the host's flow hash spreads them over every receive queue.
+pub const FLOWS: u16 = 16;
+/// The destination port of flow 0 (flow `f` goes to `FLOW_PORT + f`).
+pub const FLOW_PORT: u16 = 40000;
+/// Datagrams per flow.
+pub const DATAGRAMS_PER_FLOW: u32 = 32;
+/// Datagrams the host sends in all.
+pub const DATAGRAMS: u32 = FLOWS as u32 * DATAGRAMS_PER_FLOW;
+
+/// The flow of datagram `id` (datagrams are numbered flow by flow).
+pub fn datagram_flow(id: u32) -> u16 {
+    (id / DATAGRAMS_PER_FLOW) as u16
+}
+
+/// The payload length of datagram `id`: 4 to 1472 bytes (a whole frame of at most 1514).
+pub fn datagram_len(id: u32) -> usize {
+    4 + (id as usize * 7919) % 1469
+}
+
+/// Fills `payload` (of [`datagram_len`]`(id)` bytes) as datagram `id`: the id, then a
+/// pattern of it.
+pub fn fill_datagram(payload: &mut [u8], id: u32) {
+    payload[..4].copy_from_slice(&id.to_be_bytes());
+    for (i, byte) in payload.iter_mut().enumerate().skip(4) {
+        *byte = payload_byte(id, i);
+    }
+}
+
+/// Checks `payload` is a whole datagram of [`fill_datagram`]: its id, or what differs.
+pub fn check_datagram(payload: &[u8]) -> Result<u32, alloc::string::String> {
+    let Some(id) = payload.get(..4) else {
+        return Err(alloc::format!("a {}-byte datagram", payload.len()));
+    };
+    let id = u32::from_be_bytes([id[0], id[1], id[2], id[3]]);
+    if id >= DATAGRAMS {
+        return Err(alloc::format!(
+            "datagram id {id} (only {DATAGRAMS} are sent)"
+        ));
+    }
+    if payload.len() != datagram_len(id) {
+        return Err(alloc::format!(
+            "datagram {id}: {} bytes, expected {}",
+            payload.len(),
+            datagram_len(id)
+        ));
+    }
+    match (4..payload.len()).find(|&i| payload[i] != payload_byte(id, i)) {
+        Some(i) => Err(alloc::format!(
+            "datagram {id}: byte {i} is {:#04x}, expected {:#04x}",
+            payload[i],
+            payload_byte(id, i)
+        )),
+        None => Ok(id),
+    }
+}
+
 /// Fills `data` (one sector) with the pattern of sector `lba`: the LBA (little-endian)
 /// in the first 8 bytes, then bytes that depend on the LBA and the offset.
 pub fn sector(lba: u64, data: &mut [u8]) {
@@ -106,6 +172,23 @@ pub fn check_sector(lba: u64, data: &[u8]) -> Option<alloc::string::String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datagrams_check_against_themselves() {
+        for id in [0, 1, 31, 32, DATAGRAMS - 1] {
+            let mut payload = alloc::vec![0; datagram_len(id)];
+            assert!((4..=1472).contains(&payload.len()));
+            fill_datagram(&mut payload, id);
+            assert_eq!(check_datagram(&payload), Ok(id));
+            let last = payload.len() - 1;
+            payload[last] ^= 1;
+            assert!(check_datagram(&payload).is_err());
+        }
+        assert_eq!(datagram_flow(DATAGRAMS - 1), FLOWS - 1);
+        assert!(check_datagram(&DATAGRAMS.to_be_bytes()).is_err());
+        assert!(check_datagram(&[0, 0]).is_err());
+        assert_eq!(queue_seq(1, 5), 0x1_0005);
+    }
 
     #[test]
     fn frames_check_against_themselves_and_not_others() {

@@ -1,0 +1,224 @@
+//! `netqueues`: every queue pair of every network interface with more than one, against
+//! the host of the `net::virtio-mq` test (xtask/src/queuepeer.rs, on a multi-queue tap):
+//!
+//! 1. a queue number past the last is refused for sending and receiving;
+//! 2. [`QUEUE_FRAMES`] frames go out on each transmit queue ([`pattern::fill_frame`] with
+//!    [`pattern::queue_seq`]; the host checks them byte-exact, per queue in order);
+//! 3. the host's [`DATAGRAMS`] UDP datagrams in [`pattern::FLOWS`] flows come in on the
+//!    receive queues the host's flow hash picks: each must arrive once, byte-exact (IPv4
+//!    header checksum and UDP length too), and every receive queue must get some.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rexo_api::{ApiError, DeviceError, DeviceKind, Kernel, NetDevice};
+
+use crate::pattern::{
+    self, DATAGRAMS, ETHERTYPE_FROM_REXO, FLOW_PORT, FLOWS, QUEUE_FRAMES, datagram_flow,
+};
+
+/// How long the host may stay silent before the check gives up.
+const SILENCE_NS: u64 = 20_000_000_000;
+/// How long the device may take to finish sending what is queued.
+const DRAIN_NS: u64 = 5_000_000_000;
+/// The guest's address on the test's tap network (the host sends there).
+const GUEST_IP: [u8; 4] = [10, 0, 2, 15];
+/// Frames taken from one queue before the next is looked at.
+const BUDGET: usize = 32;
+
+/// The app's entry point.
+pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    let mut failed = false;
+    let mut count = 0;
+    for device in kernel.devices() {
+        if device.kind != DeviceKind::Net {
+            continue;
+        }
+        count += 1;
+        let index = device.index;
+        let mut nic = kernel.open_net(index)?;
+        let queues = nic.info().queues;
+        kernel.log(format_args!(
+            "netqueues: nic {index}: {} at {}: {queues} queue pair(s)",
+            device.driver, device.address
+        ));
+        let result = if queues < 2 {
+            Err(format!("{queues} queue pair(s): nothing to check"))
+        } else {
+            check(kernel, nic.as_mut(), index)
+        };
+        if let Err(why) = result {
+            kernel.log(format_args!("netqueues: nic {index}: FAILED: {why}"));
+            failed = true;
+        }
+    }
+    if count == 0 {
+        kernel.log(format_args!("netqueues: FAILED: no network interface"));
+        return Err(ApiError::NoSuchDevice);
+    }
+    kernel.log(format_args!(
+        "netqueues: done, {count} interface(s){}",
+        if failed { ", FAILED" } else { "" }
+    ));
+    if failed {
+        Err(ApiError::AppFailed(1))
+    } else {
+        Ok(())
+    }
+}
+
+/// Sends one frame on `queue`, retrying while its ring is full (up to a second).
+fn send(
+    kernel: &dyn Kernel,
+    nic: &mut dyn NetDevice,
+    queue: usize,
+    len: usize,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<(), String> {
+    let start = kernel.now_ns();
+    loop {
+        match nic.transmit(queue, len, fill) {
+            Ok(()) => return Ok(()),
+            Err(DeviceError::QueueFull) if kernel.now_ns() - start < 1_000_000_000 => {
+                core::hint::spin_loop()
+            }
+            Err(error) => return Err(format!("sending on queue {queue}: {error}")),
+        }
+    }
+}
+
+/// The three steps on one interface.
+fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice, index: usize) -> Result<(), String> {
+    let info = nic.info();
+    let queues = info.queues;
+    // 1. A queue past the last is refused both ways, naming it.
+    match nic.transmit(queues, 60, &mut |_| {}) {
+        Err(error @ DeviceError::NoSuchQueue(q)) if q == queues => kernel.log(format_args!(
+            "netqueues: nic {index}: sending on queue {queues} refused: {error}"
+        )),
+        other => return Err(format!("sending on queue {queues}: {other:?}")),
+    }
+    match nic.receive(queues, 1, &mut |_| {}) {
+        Err(error @ DeviceError::NoSuchQueue(q)) if q == queues => kernel.log(format_args!(
+            "netqueues: nic {index}: receiving on queue {queues} refused: {error}"
+        )),
+        other => return Err(format!("receiving on queue {queues}: {other:?}")),
+    }
+    // 2. Frames out on every transmit queue, interleaved.
+    for i in 0..QUEUE_FRAMES {
+        for queue in 0..queues {
+            let seq = pattern::queue_seq(queue, i);
+            send(kernel, nic, queue, pattern::frame_len(seq), &mut |frame| {
+                pattern::fill_frame(frame, seq, info.mac, ETHERTYPE_FROM_REXO)
+            })?;
+        }
+    }
+    let start = kernel.now_ns();
+    for queue in 0..queues {
+        loop {
+            match nic.transmit_pending(queue) {
+                Ok(0) => break,
+                Ok(left) if kernel.now_ns() - start > DRAIN_NS => {
+                    return Err(format!("{left} frames still queued on {queue} after 5 s"));
+                }
+                Ok(_) => core::hint::spin_loop(),
+                Err(error) => return Err(format!("transmit queue {queue}: {error}")),
+            }
+        }
+    }
+    kernel.log(format_args!(
+        "netqueues: nic {index}: sent {QUEUE_FRAMES} frames on each of {queues} transmit queues"
+    ));
+    // 3. The host's datagrams, on whichever receive queue each flow lands.
+    let mut seen = vec![false; DATAGRAMS as usize];
+    let mut per_queue: Vec<u32> = vec![0; queues];
+    let mut received = 0;
+    let mut wrong: Option<String> = None;
+    let mut last = kernel.now_ns();
+    while received < DATAGRAMS {
+        let mut got = 0;
+        for (queue, count) in per_queue.iter_mut().enumerate() {
+            got += nic
+                .receive(queue, BUDGET, &mut |frame| {
+                    let Some(payload) = test_datagram(frame) else {
+                        return; // Not the test's (the host's own traffic): ignored.
+                    };
+                    match payload {
+                        Ok((port, id)) if datagram_flow(id) != port - FLOW_PORT => {
+                            wrong.get_or_insert(format!(
+                                "datagram {id} came to port {port}, not its flow's"
+                            ));
+                        }
+                        Ok((_, id)) if seen[id as usize] => {
+                            wrong.get_or_insert(format!("datagram {id} came twice"));
+                        }
+                        Ok((_, id)) => {
+                            seen[id as usize] = true;
+                            *count += 1;
+                            received += 1;
+                        }
+                        Err(why) => {
+                            wrong.get_or_insert(why);
+                        }
+                    }
+                })
+                .map_err(|error| format!("receiving on queue {queue}: {error}"))?;
+        }
+        if got > 0 {
+            last = kernel.now_ns();
+        } else if kernel.now_ns() - last > SILENCE_NS {
+            return Err(format!(
+                "the host went silent after {received} of {DATAGRAMS} datagrams ({per_queue:?} per queue)"
+            ));
+        }
+        if let Some(why) = &wrong {
+            return Err(format!("a received datagram is wrong: {why}"));
+        }
+    }
+    let counts: Vec<String> = per_queue
+        .iter()
+        .enumerate()
+        .map(|(queue, n)| format!("queue {queue} {n}"))
+        .collect();
+    kernel.log(format_args!(
+        "netqueues: nic {index}: received {DATAGRAMS} datagrams of {FLOWS} flows byte-exact: {}",
+        counts.join(", ")
+    ));
+    if let Some(queue) = per_queue.iter().position(|&n| n == 0) {
+        return Err(format!(
+            "receive queue {queue} got none of the {FLOWS} flows"
+        ));
+    }
+    Ok(())
+}
+
+/// A frame of the test: an IPv4 UDP datagram to the guest on one of the flows' ports.
+/// `None` when it is not one (other traffic); else its port and id, or what is wrong
+/// with it (header checksum, lengths, payload).
+fn test_datagram(frame: &[u8]) -> Option<Result<(u16, u32), String>> {
+    let ip = frame.get(pattern::HEADER..)?;
+    if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 17 {
+        return None;
+    }
+    let header = usize::from(ip[0] & 0x0F) * 4;
+    let udp = ip.get(header..header + 8)?;
+    let port = u16::from_be_bytes([udp[2], udp[3]]);
+    if ip[16..20] != GUEST_IP || !(FLOW_PORT..FLOW_PORT + FLOWS).contains(&port) {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    // Frames may carry padding after the datagram, never less than it.
+    if total > ip.len() || header + udp_len != total {
+        return Some(Err(format!(
+            "IPv4 length {total}, UDP length {udp_len} in a {}-byte frame",
+            frame.len()
+        )));
+    }
+    if rexo_api::device::internet_checksum(&ip[..header]) != 0 {
+        return Some(Err("an IPv4 header checksum that does not add up".into()));
+    }
+    Some(pattern::check_datagram(&ip[header + 8..total]).map(|id| (port, id)))
+}
