@@ -15,7 +15,7 @@ use crate::format::{
 use crate::fsck::{FsckReport, check};
 use crate::journal::{Journal, encode_header, scan, transaction_length, write_transaction};
 use crate::path::{join, parse};
-use crate::store::{Store, flush_disk, read_disk, write_disk};
+use crate::store::{Store, flush_disk, read_disk, write_disk, write_sorted};
 use crate::{DirEntry, MAX_FILE_SIZE, Metadata, StatFs};
 
 /// Bytes per block, as a u64 for offset arithmetic.
@@ -423,9 +423,13 @@ impl<D: BlockStore> FileSystem<D> {
     }
 
     fn write_pending_home(&mut self) -> Result<(), FsError> {
-        for (number, block) in &self.store.pending {
-            write_disk(&mut self.store.disk, *number, block)?;
-        }
+        write_sorted(
+            &mut self.store.disk,
+            self.store
+                .pending
+                .iter()
+                .map(|(number, block)| (*number, block)),
+        )?;
         flush_disk(&mut self.store.disk)?;
         let header = encode_header(self.journal.start, self.journal.next_sequence);
         write_disk(&mut self.store.disk, self.journal.start, &header)?;

@@ -3,8 +3,9 @@
 //! built has changed.
 
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 
-use crate::disk::BlockStore;
+use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::format::{Block, zeroed};
 
@@ -63,6 +64,59 @@ pub(crate) fn write_disk<D: BlockStore>(
 ) -> Result<(), FsError> {
     disk.write(number, &block[..])
         .map_err(|message| FsError::Disk(alloc::format!("writing block {number}: {message}")))
+}
+
+/// Blocks the file system hands a store in one run at most (1 MiB), so that a run's
+/// buffer stays small while a store still gets requests long enough to keep a disk busy.
+pub(crate) const RUN_BLOCKS: usize = 256;
+
+/// Reads the run of blocks from `first` straight from the disk into `buf` (whole blocks).
+pub(crate) fn read_disk_run<D: BlockStore>(
+    disk: &mut D,
+    first: u64,
+    buf: &mut [u8],
+) -> Result<(), FsError> {
+    disk.read_run(first, buf).map_err(|message| {
+        let end = first + (buf.len() / BLOCK_SIZE) as u64;
+        FsError::Disk(alloc::format!("reading blocks {first}..{end}: {message}"))
+    })
+}
+
+/// Writes `data` (whole blocks) straight to the disk as the run of blocks from `first`.
+pub(crate) fn write_disk_run<D: BlockStore>(
+    disk: &mut D,
+    first: u64,
+    data: &[u8],
+) -> Result<(), FsError> {
+    disk.write_run(first, data).map_err(|message| {
+        let end = first + (data.len() / BLOCK_SIZE) as u64;
+        FsError::Disk(alloc::format!("writing blocks {first}..{end}: {message}"))
+    })
+}
+
+/// Writes `blocks` (block number and image, in increasing order) to their places,
+/// each run of consecutive numbers as one `write_run` of at most [`RUN_BLOCKS`].
+pub(crate) fn write_sorted<'a, D: BlockStore>(
+    disk: &mut D,
+    blocks: impl Iterator<Item = (u64, &'a Block)>,
+) -> Result<(), FsError> {
+    let mut run: Vec<u8> = Vec::new();
+    let mut first = 0;
+    for (number, block) in blocks {
+        let length = (run.len() / BLOCK_SIZE) as u64;
+        if !run.is_empty() && (number != first + length || length == RUN_BLOCKS as u64) {
+            write_disk_run(disk, first, &run)?;
+            run.clear();
+        }
+        if run.is_empty() {
+            first = number;
+        }
+        run.extend_from_slice(&block[..]);
+    }
+    if run.is_empty() {
+        return Ok(());
+    }
+    write_disk_run(disk, first, &run)
 }
 
 /// Makes every write so far durable.
