@@ -1,6 +1,7 @@
 //! Blocks as the file system sees them: the disk, overlaid by the blocks committed to
-//! the journal but not yet written home, overlaid by the blocks the transaction being
-//! built has changed.
+//! the journal but not yet written home, overlaid by the running transaction (completed
+//! operations not yet committed), overlaid by the blocks the operation in progress has
+//! changed.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -9,14 +10,17 @@ use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::format::{Block, zeroed};
 
-/// The disk and the two layers of changes above it.
+/// The disk and the three layers of changes above it.
 #[derive(Debug)]
 pub(crate) struct Store<D> {
     /// The disk.
     pub(crate) disk: D,
     /// Blocks committed to the journal whose home copies are not written yet.
     pub(crate) pending: BTreeMap<u64, Block>,
-    /// Blocks changed by the transaction being built (not yet in the journal).
+    /// Blocks changed by completed operations not yet committed to the journal: the
+    /// running transaction.
+    pub(crate) running: BTreeMap<u64, Block>,
+    /// Blocks changed by the operation in progress (dropped if it fails).
     pub(crate) staged: BTreeMap<u64, Block>,
 }
 
@@ -26,6 +30,7 @@ impl<D: BlockStore> Store<D> {
         Self {
             disk,
             pending,
+            running: BTreeMap::new(),
             staged: BTreeMap::new(),
         }
     }
@@ -35,6 +40,7 @@ impl<D: BlockStore> Store<D> {
         if let Some(block) = self
             .staged
             .get(&number)
+            .or_else(|| self.running.get(&number))
             .or_else(|| self.pending.get(&number))
         {
             return Ok(block.clone());
@@ -42,7 +48,7 @@ impl<D: BlockStore> Store<D> {
         read_disk(&mut self.disk, number)
     }
 
-    /// Makes `block` the new contents of block `number` in the transaction being built.
+    /// Makes `block` the new contents of block `number` in the operation in progress.
     pub(crate) fn stage(&mut self, number: u64, block: Block) {
         self.staged.insert(number, block);
     }
