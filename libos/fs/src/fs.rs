@@ -15,7 +15,7 @@ use crate::format::{
 use crate::fsck::{FsckReport, check};
 use crate::journal::{Journal, encode_header, scan, transaction_length, write_transaction};
 use crate::path::{join, parse};
-use crate::store::{Store, flush_disk, read_disk, write_disk, write_sorted};
+use crate::store::{RUN_BLOCKS, Store, flush_disk, read_disk, write_disk, write_sorted};
 use crate::{DirEntry, MAX_FILE_SIZE, Metadata, StatFs};
 
 /// Bytes per block, as a u64 for offset arithmetic.
@@ -92,7 +92,7 @@ impl<D: BlockStore> FileSystem<D> {
         write_disk(&mut disk, 0, &superblock.encode())?;
         flush_disk(&mut disk)?;
         Ok(Self {
-            store: Store::new(disk, BTreeMap::new()),
+            store: Store::new(disk, BTreeMap::new(), &layout),
             layout,
             journal: Journal::empty(&layout, 1),
             free_blocks: layout.data_blocks(),
@@ -106,11 +106,10 @@ impl<D: BlockStore> FileSystem<D> {
     /// nothing, if anything is wrong. The check reads all metadata and needs a bit of
     /// memory per disk block.
     pub fn mount(disk: D) -> Result<Self, FsError> {
-        let mut store = Store::new(disk, BTreeMap::new());
-        let layout =
-            Superblock::decode(&read_disk(&mut store.disk, 0)?, store.disk.blocks())?.layout;
-        let replay = scan(&mut store.disk, &layout)?;
-        store.pending = replay.blocks;
+        let mut disk = disk;
+        let layout = Superblock::decode(&read_disk(&mut disk, 0)?, disk.blocks())?.layout;
+        let replay = scan(&mut disk, &layout)?;
+        let mut store = Store::new(disk, replay.blocks, &layout);
         let report = check(&mut store, &layout, replay.transactions)?;
         let mut journal = Journal::empty(&layout, replay.next_sequence);
         journal.transactions = replay.transactions;
@@ -133,7 +132,7 @@ impl<D: BlockStore> FileSystem<D> {
     pub fn fsck(disk: &mut D) -> Result<FsckReport, FsError> {
         let layout = Superblock::decode(&read_disk(disk, 0)?, disk.blocks())?.layout;
         let replay = scan(disk, &layout)?;
-        let mut store = Store::new(disk, replay.blocks);
+        let mut store = Store::new(disk, replay.blocks, &layout);
         check(&mut store, &layout, replay.transactions)
     }
 
@@ -166,6 +165,25 @@ impl<D: BlockStore> FileSystem<D> {
             self.commit()?;
         }
         Ok(())
+    }
+
+    /// Sets how many clean blocks the read cache holds (from
+    /// [`DEFAULT_CACHE_BLOCKS`](crate::DEFAULT_CACHE_BLOCKS)); 0 turns it off and drops what it holds.
+    pub fn set_cache_blocks(&mut self, blocks: usize) {
+        self.store.cache.set_capacity(blocks);
+    }
+
+    /// Sets how many blocks a cache miss in the data region reads together (from
+    /// [`DEFAULT_READ_TOGETHER`](crate::DEFAULT_READ_TOGETHER); clamped to 1 ..= 256): the block and the ones after
+    /// it, so that a directory block brings the small files placed after it. Applies
+    /// to metadata and to files of at most that many blocks; 1 reads blocks alone.
+    pub fn set_read_together(&mut self, blocks: u64) {
+        self.store.together = blocks.clamp(1, RUN_BLOCKS as u64);
+    }
+
+    /// Whether a file of `size` bytes is small: read together with its neighbours.
+    fn is_small(&self, size: u64) -> bool {
+        size <= self.store.together * BLOCK
     }
 
     /// Makes every completed operation durable ("fsync"): writes the running
@@ -274,20 +292,38 @@ impl<D: BlockStore> FileSystem<D> {
         }
         let length = (size - offset).min(buf.len() as u64) as usize;
         let (extents, _) = self.load_extents(&found.inode)?;
+        let small = self.is_small(size);
         let mut done = 0;
         while done < length {
             let at = offset + done as u64;
+            let logical = at / BLOCK;
             let within = (at % BLOCK) as usize;
             let take = (BLOCK_SIZE - within).min(length - done);
-            let Some(target) = buf.get_mut(done..done + take) else {
-                break;
-            };
-            match physical_of(&extents, at / BLOCK) {
+            let physical = physical_of(&extents, logical);
+            let whole = (length - done) / BLOCK_SIZE;
+            match physical {
+                // Whole blocks of a large file: the physically contiguous run of them
+                // straight into `buf`.
+                Some(first) if !small && within == 0 && whole > 1 => {
+                    let mut count = 1;
+                    while count < whole
+                        && physical_of(&extents, logical + count as u64)
+                            == Some(first + count as u64)
+                    {
+                        count += 1;
+                    }
+                    let end = done + count * BLOCK_SIZE;
+                    let target = buf.get_mut(done..end).unwrap_or_default();
+                    self.store.read_run(first, target)?;
+                    done = end;
+                    continue;
+                }
                 Some(physical) => {
-                    let block = self.store.read(physical)?;
+                    let block = self.store.read_data(physical, small)?;
+                    let target = buf.get_mut(done..done + take).unwrap_or_default();
                     target.copy_from_slice(block.get(within..within + take).unwrap_or_default());
                 }
-                None => target.fill(0),
+                None => buf.get_mut(done..done + take).unwrap_or_default().fill(0),
             }
             done += take;
         }
@@ -501,7 +537,10 @@ impl<D: BlockStore> FileSystem<D> {
         }
         let result = self.write_pending_home();
         self.stop_on_error(result)?;
-        self.store.pending.clear();
+        let pending = core::mem::take(&mut self.store.pending);
+        for (number, block) in &pending {
+            self.store.cache.refresh(*number, block);
+        }
         self.journal = Journal::empty(&self.layout, self.journal.next_sequence);
         Ok(())
     }
@@ -524,6 +563,7 @@ impl<D: BlockStore> FileSystem<D> {
     fn stop_on_error(&mut self, result: Result<(), FsError>) -> Result<(), FsError> {
         if let Err(error) = &result {
             self.failed = Some(alloc::format!("{error}"));
+            self.store.cache.clear();
         }
         result
     }
@@ -605,7 +645,8 @@ impl<D: BlockStore> FileSystem<D> {
             {
                 zeroed()
             } else {
-                self.store.read(physical)?
+                let small = self.is_small(inode.size);
+                self.store.read_data(physical, small)?
             };
             let source = data
                 .get((from - offset) as usize..(to - offset) as usize)
@@ -650,7 +691,8 @@ impl<D: BlockStore> FileSystem<D> {
             }
             let tail = (length % BLOCK) as usize;
             if let (true, Some(physical)) = (tail != 0, physical_of(&extents, length / BLOCK)) {
-                let mut image = self.store.read(physical)?;
+                let small = self.is_small(inode.size);
+                let mut image = self.store.read_data(physical, small)?;
                 if let Some(rest) = image.get_mut(tail..) {
                     rest.fill(0);
                 }

@@ -305,6 +305,11 @@ fn run(seed: u64, sequences: u64, length: usize, disk_blocks: u64, mix: Mix) {
         let mut rng = Rng::new(seed + sequence);
         let mut formatted = FileSystem::format(MemoryDisk::new(disk_blocks)).unwrap();
         formatted.set_commit_policy(mix.policy).unwrap();
+        if mix.policy == CommitPolicy::OnCommit {
+            // A cache small enough to be evicting all the time.
+            formatted.set_cache_blocks(16);
+            formatted.set_read_together(8);
+        }
         let mut fs = Some(formatted);
         let mut model = Model::new();
         for index in 0..length {
