@@ -133,6 +133,10 @@ pub fn command(argv: &[String]) -> Result<()> {
         [image, "mkdir", dir] => mount(Path::new(image))?.mkdir(dir).map_err(fail),
         [image, "put", file, path] => {
             let mut fs = mount(Path::new(image))?;
+            // One image, all or nothing per file: group the copies into few journal
+            // transactions, made durable and written home by the sync at the end.
+            fs.set_commit_policy(rexo_fs::CommitPolicy::OnCommit)
+                .map_err(fail)?;
             let (files, bytes) = put_tree(&mut fs, Path::new(file), path)?;
             fs.sync().map_err(fail)?;
             println!("{path}: {files} files, {bytes} bytes");

@@ -1,12 +1,15 @@
 //! A Rexo disk (`rexo_api::BlockDevice`) as a [`BlockStore`]: each 4 KiB block is the
-//! run of sectors under it, read or written on queue 0 with one request in flight, in
-//! place in the request's DMA buffer; `flush` is the device's flush, so the journal's
-//! "durable before it returns" is the disk's.
+//! run of sectors under it, on queue 0, in place in the requests' DMA buffers. A run of
+//! blocks goes in requests of up to the device's `max_sectors`, with up to its `depth`
+//! (at most 8) in flight at once; `flush` is the device's flush, so the
+//! journal's "durable when it returns" is the disk's.
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
+use core::ops::Range;
 
-use rexo_api::{BlockDevice, Kernel, device::wait_for};
+use rexo_api::{BlockDevice, DeviceError, Kernel, Tag, device::wait_for};
 use rexo_mbr::{Attempt, TYPE_REXO_FS, on_first_disk_holding};
 
 use crate::{BLOCK_SIZE, BlockStore, FileSystem, FsError};
@@ -21,7 +24,14 @@ pub struct DeviceStore<'a> {
     blocks: u64,
     /// The first sector (a partition's; 0 for a whole disk).
     first: u64,
+    /// Blocks one request may carry (the device's `max_sectors`, in whole blocks).
+    per_request: usize,
+    /// Requests kept in flight in a run (the device's depth, 1 to [`MAX_IN_FLIGHT`]).
+    in_flight: usize,
 }
+
+/// The most requests a run keeps in flight at once.
+const MAX_IN_FLIGHT: usize = 8;
 
 impl<'a> DeviceStore<'a> {
     /// The disk `device`, or why it cannot hold the file system (a sector size that does
@@ -44,6 +54,8 @@ impl<'a> DeviceStore<'a> {
             sectors,
             blocks: info.sectors / u64::from(sectors),
             first: 0,
+            per_request: (info.max_sectors / sectors) as usize,
+            in_flight: info.depth.clamp(1, MAX_IN_FLIGHT),
         })
     }
 
@@ -65,6 +77,74 @@ impl<'a> DeviceStore<'a> {
         }
         Ok(self.first + block * u64::from(self.sectors))
     }
+
+    /// Moves the `count` blocks from `first` (all on the disk) in requests of up to
+    /// `per_request` blocks, keeping up to `in_flight` of them queued: `submit` queues
+    /// the request for the blocks `range` (of the run) at `lba`, `done` takes a finished
+    /// one's data. After an error it still waits for every request it queued (so none
+    /// is left to complete into a later caller's wait), then returns the first error.
+    fn run(
+        &mut self,
+        first: u64,
+        count: usize,
+        submit: Submit<'_>,
+        done: Done<'_>,
+    ) -> Result<(), String> {
+        let last = first
+            .checked_add(count as u64 - 1)
+            .ok_or_else(|| format!("a run of {count} blocks from {first} overflows"))?;
+        self.lba(last)?;
+        let lba = self.lba(first)?;
+        let mut queued: Vec<(Tag, Range<usize>)> = Vec::new();
+        let mut error: Option<String> = None;
+        let mut next = 0;
+        loop {
+            while error.is_none() && next < count && queued.len() < self.in_flight {
+                let blocks = (count - next).min(self.per_request);
+                let range = next..next + blocks;
+                let at = lba + next as u64 * u64::from(self.sectors);
+                let sectors = blocks as u32 * self.sectors;
+                match submit(self.device, at, sectors, range.clone()) {
+                    Ok(tag) => queued.push((tag, range)),
+                    Err(e) => error = Some(format!("{e}")),
+                }
+                next += blocks;
+            }
+            if queued.is_empty() {
+                break;
+            }
+            let polled = self.device.poll(0, &mut |tag, result| {
+                let Some(index) = queued.iter().position(|(queued, _)| *queued == tag) else {
+                    return;
+                };
+                let (_, range) = queued.swap_remove(index);
+                match (result, &error) {
+                    (Ok(data), None) => error = done(range, data).err(),
+                    (Err(e), None) => error = Some(format!("{e}")),
+                    (_, Some(_)) => {}
+                }
+            });
+            if let Err(e) = polled {
+                // The device cannot tell us about the rest: give them up to it.
+                return Err(format!("{e}"));
+            }
+            core::hint::spin_loop();
+        }
+        error.map_or(Ok(()), Err)
+    }
+}
+
+/// Queues one request of a run: the device, the request's first sector, its sectors
+/// and the blocks of the run it carries; gives the request's tag.
+type Submit<'a> =
+    &'a mut dyn FnMut(&mut dyn BlockDevice, u64, u32, Range<usize>) -> Result<Tag, DeviceError>;
+
+/// Takes a finished request of a run: the blocks of the run it carried and its data.
+type Done<'a> = &'a mut dyn FnMut(Range<usize>, &[u8]) -> Result<(), String>;
+
+/// The bytes of the blocks `range` of a run buffer.
+fn bytes(range: Range<usize>) -> Range<usize> {
+    range.start * BLOCK_SIZE..range.end * BLOCK_SIZE
 }
 
 impl BlockStore for DeviceStore<'_> {
@@ -73,29 +153,47 @@ impl BlockStore for DeviceStore<'_> {
     }
 
     fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
-        let lba = self.lba(block)?;
-        let tag = self
-            .device
-            .submit_read(0, lba, self.sectors)
-            .map_err(|e| format!("{e}"))?;
-        wait_for(self.device, 0, tag, &mut |data| buf.copy_from_slice(data))
-            .map_err(|e| format!("{e}"))
+        self.read_run(block, buf)
     }
 
     fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
-        let lba = self.lba(block)?;
-        let tag = self
-            .device
-            .submit_write(0, lba, self.sectors, &mut |buffer| {
-                buffer.copy_from_slice(data)
-            })
-            .map_err(|e| format!("{e}"))?;
-        wait_for(self.device, 0, tag, &mut |_| {}).map_err(|e| format!("{e}"))
+        self.write_run(block, data)
     }
 
     fn flush(&mut self) -> Result<(), String> {
         let tag = self.device.submit_flush(0).map_err(|e| format!("{e}"))?;
         wait_for(self.device, 0, tag, &mut |_| {}).map_err(|e| format!("{e}"))
+    }
+
+    fn read_run(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String> {
+        let count = crate::disk::whole_blocks(buf.len())? as usize;
+        self.run(
+            first,
+            count,
+            &mut |device, lba, sectors, _| device.submit_read(0, lba, sectors),
+            &mut |range, data| match buf.get_mut(bytes(range)) {
+                Some(target) if target.len() == data.len() => {
+                    target.copy_from_slice(data);
+                    Ok(())
+                }
+                _ => Err(format!("the device returned {} bytes", data.len())),
+            },
+        )
+    }
+
+    fn write_run(&mut self, first: u64, data: &[u8]) -> Result<(), String> {
+        let count = crate::disk::whole_blocks(data.len())? as usize;
+        self.run(
+            first,
+            count,
+            &mut |device, lba, sectors, range| {
+                let source = data.get(bytes(range)).unwrap_or_default();
+                device.submit_write(0, lba, sectors, &mut |buffer| {
+                    buffer.copy_from_slice(source)
+                })
+            },
+            &mut |_, _| Ok(()),
+        )
     }
 }
 
@@ -122,4 +220,162 @@ pub fn on_first_file_system<T>(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use rexo_api::{BlockInfo, Completion};
+
+    /// A disk in memory with 512-byte sectors, requests of at most 3 blocks and 4 in
+    /// flight, finishing them newest first; it counts requests and can fail one.
+    struct Device {
+        data: Vec<u8>,
+        queued: Vec<(Tag, Outcome)>,
+        next: Tag,
+        requests: usize,
+        most_in_flight: usize,
+        fail_at: Option<u64>,
+    }
+
+    /// How a queued request will finish: a read's bytes, a write or flush, a failure.
+    type Outcome = Result<Option<Range<usize>>, ()>;
+
+    impl Device {
+        fn new(sectors: usize) -> Self {
+            Self {
+                data: (0..sectors * 512).map(|i| (i / 512) as u8).collect(),
+                queued: Vec::new(),
+                next: 0,
+                requests: 0,
+                most_in_flight: 0,
+                fail_at: None,
+            }
+        }
+
+        fn queue(&mut self, lba: u64, sectors: u32, read: bool) -> Tag {
+            assert!(sectors <= 24, "max_sectors respected");
+            assert!(self.queued.len() < 4, "depth respected");
+            self.next += 1;
+            self.requests += 1;
+            let range = lba as usize * 512..(lba as usize + sectors as usize) * 512;
+            let outcome = match self.fail_at {
+                Some(bad) if range.contains(&(bad as usize * 512)) => Err(()),
+                _ => Ok(read.then_some(range)),
+            };
+            self.queued.push((self.next, outcome));
+            self.most_in_flight = self.most_in_flight.max(self.queued.len());
+            self.next
+        }
+    }
+
+    impl BlockDevice for Device {
+        fn info(&self) -> BlockInfo {
+            BlockInfo {
+                sectors: self.data.len() as u64 / 512,
+                sector_size: 512,
+                max_sectors: 24,
+                queues: 1,
+                depth: 4,
+                model: String::from("memory"),
+            }
+        }
+        fn submit_read(&mut self, _: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
+            Ok(self.queue(lba, sectors, true))
+        }
+        fn submit_write(
+            &mut self,
+            _: usize,
+            lba: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<Tag, DeviceError> {
+            let at = lba as usize * 512;
+            fill(&mut self.data[at..at + sectors as usize * 512]);
+            Ok(self.queue(lba, sectors, false))
+        }
+        fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
+            self.next += 1;
+            self.queued.push((self.next, Ok(None)));
+            Ok(self.next)
+        }
+        fn poll(&mut self, _: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+            let finished: Vec<_> = self.queued.drain(..).rev().collect();
+            for (tag, outcome) in &finished {
+                match outcome {
+                    Ok(Some(range)) => done(*tag, Ok(&self.data[range.clone()])),
+                    Ok(None) => done(*tag, Ok(&[])),
+                    Err(()) => done(
+                        *tag,
+                        Err(DeviceError::Status {
+                            what: "read",
+                            status: 1,
+                        }),
+                    ),
+                }
+            }
+            Ok(finished.len())
+        }
+        fn abandon_requests(&mut self) {
+            self.queued.clear();
+        }
+    }
+
+    #[test]
+    fn runs_go_in_requests_of_max_sectors_several_in_flight() {
+        let mut device = Device::new(64 * 8);
+        let mut store = DeviceStore::new(&mut device).unwrap();
+        assert_eq!(store.blocks(), 64);
+        let data: Vec<u8> = (0..20 * BLOCK_SIZE).map(|i| (i * 7 / 5) as u8).collect();
+        store.write_run(10, &data).unwrap();
+        let mut back = vec![0; 20 * BLOCK_SIZE];
+        store.read_run(10, &mut back).unwrap();
+        assert!(back == data, "a run reads back what was written");
+        let mut one = vec![0; BLOCK_SIZE];
+        store.read(9, &mut one).unwrap();
+        assert_eq!((one[0], one[511], one[512], one[4095]), (72, 72, 73, 79));
+        assert_eq!(
+            device.requests,
+            7 + 7 + 1,
+            "20 blocks in 3-block requests, twice"
+        );
+        assert_eq!(device.most_in_flight, 4, "up to the depth in flight");
+        assert_eq!(
+            device.data[80 * 512 - 1],
+            79,
+            "the block before is untouched"
+        );
+        assert_eq!(
+            device.data[30 * 8 * 512],
+            240,
+            "the block after is untouched"
+        );
+    }
+
+    #[test]
+    fn a_failed_request_fails_the_run_after_the_others_finish() {
+        let mut device = Device::new(64 * 8);
+        device.fail_at = Some(8 * 14);
+        let mut store = DeviceStore::new(&mut device).unwrap();
+        let mut buf = vec![0; 20 * BLOCK_SIZE];
+        let error = store.read_run(10, &mut buf).unwrap_err();
+        assert!(error.contains("status"), "{error}");
+        assert!(store.read_run(60, &mut buf).unwrap_err().contains("past"));
+        let error = store.read_run(0, &mut buf[..100]).unwrap_err();
+        assert!(error.contains("100 bytes"), "{error}");
+        assert!(device.queued.is_empty(), "nothing left in flight");
+    }
+
+    #[test]
+    fn a_file_system_lives_on_a_device() {
+        let mut device = Device::new(256 * 8);
+        let mut fs = FileSystem::format(DeviceStore::new(&mut device).unwrap()).unwrap();
+        fs.mkdir("/d").unwrap();
+        fs.replace("/d/f", &[5; 50_000]).unwrap();
+        fs.sync().unwrap();
+        let mut fs = FileSystem::mount(DeviceStore::new(&mut device).unwrap()).unwrap();
+        assert_eq!(fs.read_all("/d/f").unwrap(), [5; 50_000]);
+        fs.check().unwrap();
+    }
 }

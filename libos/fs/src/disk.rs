@@ -20,6 +20,39 @@ pub trait BlockStore {
     fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String>;
     /// Every write before it is durable when it returns.
     fn flush(&mut self) -> Result<(), String>;
+
+    /// Reads the run of `buf.len() / BLOCK_SIZE` blocks from `first` into `buf` (a
+    /// whole number of blocks, at least one). Provided as one `read` per block; a store
+    /// that can move a run in fewer requests overrides it.
+    fn read_run(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String> {
+        whole_blocks(buf.len())?;
+        for (index, block) in buf.chunks_mut(BLOCK_SIZE).enumerate() {
+            self.read(first + index as u64, block)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` (a whole number of blocks, at least one) to the run of blocks from
+    /// `first`. Like separate writes, the blocks may reach the medium in any order until
+    /// `flush`. Provided as one `write` per block; a store that can move a run in fewer
+    /// requests overrides it.
+    fn write_run(&mut self, first: u64, data: &[u8]) -> Result<(), String> {
+        whole_blocks(data.len())?;
+        for (index, block) in data.chunks(BLOCK_SIZE).enumerate() {
+            self.write(first + index as u64, block)?;
+        }
+        Ok(())
+    }
+}
+
+/// Blocks in a run buffer of `len` bytes, or why it is not a run.
+pub(crate) fn whole_blocks(len: usize) -> Result<u64, String> {
+    if len == 0 || !len.is_multiple_of(BLOCK_SIZE) {
+        return Err(format!(
+            "a run buffer of {len} bytes, not whole 4 KiB blocks"
+        ));
+    }
+    Ok((len / BLOCK_SIZE) as u64)
 }
 
 impl<T: BlockStore + ?Sized> BlockStore for &mut T {
@@ -34,6 +67,12 @@ impl<T: BlockStore + ?Sized> BlockStore for &mut T {
     }
     fn flush(&mut self) -> Result<(), String> {
         (**self).flush()
+    }
+    fn read_run(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String> {
+        (**self).read_run(first, buf)
+    }
+    fn write_run(&mut self, first: u64, data: &[u8]) -> Result<(), String> {
+        (**self).write_run(first, data)
     }
 }
 

@@ -15,18 +15,41 @@ use crate::format::{
 use crate::fsck::{FsckReport, check};
 use crate::journal::{Journal, encode_header, scan, transaction_length, write_transaction};
 use crate::path::{join, parse};
-use crate::store::{Store, flush_disk, read_disk, write_disk};
+use crate::store::{RUN_BLOCKS, Store, flush_disk, read_disk, write_disk, write_sorted};
 use crate::{DirEntry, MAX_FILE_SIZE, Metadata, StatFs};
 
 /// Bytes per block, as a u64 for offset arithmetic.
 const BLOCK: u64 = BLOCK_SIZE as u64;
 
+/// When completed operations are committed to the journal (see
+/// [`FileSystem::set_commit_policy`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CommitPolicy {
+    /// Each operation is committed and flushed before it returns: durable then (the
+    /// default).
+    #[default]
+    EachOperation,
+    /// Completed operations gather in a running transaction in memory (reads see it),
+    /// committed as one when [`FileSystem::commit`] or [`FileSystem::sync`] is called,
+    /// when the next operation would make it too large for the journal (it is committed
+    /// first), or when it reaches [`MAX_RUNNING_BLOCKS`]. A crash loses the operations
+    /// since the last commit, never part of one: the tree is as after some operation
+    /// at or after the last `commit`/`sync` returned.
+    OnCommit,
+}
+
+/// The most blocks the running transaction gathers before it is committed (4 MiB).
+pub const MAX_RUNNING_BLOCKS: usize = 1024;
+
 /// A mounted Rexo file system on a disk `D`.
 ///
-/// Every operation that changes something is one journal transaction (a large write
-/// is several, see [`FileSystem::write`]), committed and flushed before it returns: it
-/// is durable then. [`FileSystem::sync`] checkpoints: it writes the journaled blocks
-/// to their homes and empties the journal.
+/// Every operation that changes something is all or nothing, and goes to the journal
+/// as part of one transaction (a large write as several, see [`FileSystem::write`]).
+/// By default ([`CommitPolicy::EachOperation`]) each operation is its own transaction,
+/// committed and flushed before it returns: durable then. With
+/// [`CommitPolicy::OnCommit`] operations gather in a running transaction, made durable
+/// by [`FileSystem::commit`] ("fsync"). [`FileSystem::sync`] commits and checkpoints:
+/// it writes the journaled blocks to their homes and empties the journal.
 #[derive(Debug)]
 pub struct FileSystem<D: BlockStore> {
     /// The disk and the changes above it.
@@ -39,6 +62,8 @@ pub struct FileSystem<D: BlockStore> {
     pub(crate) free_blocks: u64,
     /// Set when a write or flush failed: the file system then refuses to go on.
     failed: Option<String>,
+    /// When operations are committed.
+    policy: CommitPolicy,
 }
 
 impl<D: BlockStore> FileSystem<D> {
@@ -67,11 +92,12 @@ impl<D: BlockStore> FileSystem<D> {
         write_disk(&mut disk, 0, &superblock.encode())?;
         flush_disk(&mut disk)?;
         Ok(Self {
-            store: Store::new(disk, BTreeMap::new()),
+            store: Store::new(disk, BTreeMap::new(), &layout),
             layout,
             journal: Journal::empty(&layout, 1),
             free_blocks: layout.data_blocks(),
             failed: None,
+            policy: CommitPolicy::EachOperation,
         })
     }
 
@@ -80,11 +106,10 @@ impl<D: BlockStore> FileSystem<D> {
     /// nothing, if anything is wrong. The check reads all metadata and needs a bit of
     /// memory per disk block.
     pub fn mount(disk: D) -> Result<Self, FsError> {
-        let mut store = Store::new(disk, BTreeMap::new());
-        let layout =
-            Superblock::decode(&read_disk(&mut store.disk, 0)?, store.disk.blocks())?.layout;
-        let replay = scan(&mut store.disk, &layout)?;
-        store.pending = replay.blocks;
+        let mut disk = disk;
+        let layout = Superblock::decode(&read_disk(&mut disk, 0)?, disk.blocks())?.layout;
+        let replay = scan(&mut disk, &layout)?;
+        let mut store = Store::new(disk, replay.blocks, &layout);
         let report = check(&mut store, &layout, replay.transactions)?;
         let mut journal = Journal::empty(&layout, replay.next_sequence);
         journal.transactions = replay.transactions;
@@ -94,6 +119,7 @@ impl<D: BlockStore> FileSystem<D> {
             journal,
             free_blocks: report.free_blocks,
             failed: None,
+            policy: CommitPolicy::EachOperation,
         };
         if replay.transactions > 0 {
             fs.write_home()?;
@@ -106,7 +132,7 @@ impl<D: BlockStore> FileSystem<D> {
     pub fn fsck(disk: &mut D) -> Result<FsckReport, FsError> {
         let layout = Superblock::decode(&read_disk(disk, 0)?, disk.blocks())?.layout;
         let replay = scan(disk, &layout)?;
-        let mut store = Store::new(disk, replay.blocks);
+        let mut store = Store::new(disk, replay.blocks, &layout);
         check(&mut store, &layout, replay.transactions)
     }
 
@@ -117,16 +143,63 @@ impl<D: BlockStore> FileSystem<D> {
         check(&mut self.store, &self.layout, transactions)
     }
 
-    /// Gives the disk back. Every completed operation is already durable in the journal;
-    /// call [`FileSystem::sync`] first to leave the journal empty.
+    /// Gives the disk back, as a crash would leave it: every committed operation is
+    /// durable in the journal (with [`CommitPolicy::EachOperation`], every completed
+    /// one), the running transaction is dropped. Call [`FileSystem::commit`] first to
+    /// keep it, or [`FileSystem::sync`] to leave the journal empty too.
     pub fn into_disk(self) -> D {
         self.store.disk
     }
 
-    /// Makes everything done so far durable and written home: writes the journaled
-    /// blocks to their places, flushes, empties the journal and flushes again.
+    /// How operations are committed.
+    pub fn commit_policy(&self) -> CommitPolicy {
+        self.policy
+    }
+
+    /// Sets how operations are committed (a new mount starts with
+    /// [`CommitPolicy::EachOperation`]). Going back to `EachOperation` commits the
+    /// running transaction, so every completed operation is durable when it returns.
+    pub fn set_commit_policy(&mut self, policy: CommitPolicy) -> Result<(), FsError> {
+        self.policy = policy;
+        if policy == CommitPolicy::EachOperation {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Sets how many clean blocks the read cache holds (from
+    /// [`DEFAULT_CACHE_BLOCKS`](crate::DEFAULT_CACHE_BLOCKS)); 0 turns it off and drops what it holds.
+    pub fn set_cache_blocks(&mut self, blocks: usize) {
+        self.store.cache.set_capacity(blocks);
+    }
+
+    /// Sets how many blocks a cache miss in the data region reads together (from
+    /// [`DEFAULT_READ_TOGETHER`](crate::DEFAULT_READ_TOGETHER); clamped to 1 ..= 256): the block and the ones after
+    /// it, so that a directory block brings the small files placed after it. Applies
+    /// to metadata and to files of at most that many blocks; 1 reads blocks alone.
+    pub fn set_read_together(&mut self, blocks: u64) {
+        self.store.together = blocks.clamp(1, RUN_BLOCKS as u64);
+    }
+
+    /// Whether a file of `size` bytes is small: read together with its neighbours.
+    fn is_small(&self, size: u64) -> bool {
+        size <= self.store.together * BLOCK
+    }
+
+    /// Makes every completed operation durable ("fsync"): writes the running
+    /// transaction to the journal as one transaction and flushes. Nothing is written
+    /// home (that is [`FileSystem::sync`]); with nothing running it does nothing.
+    pub fn commit(&mut self) -> Result<(), FsError> {
+        self.usable()?;
+        self.commit_running()
+    }
+
+    /// Makes everything done so far durable and written home: commits the running
+    /// transaction, then writes the journaled blocks to their places, flushes, empties
+    /// the journal and flushes again.
     pub fn sync(&mut self) -> Result<(), FsError> {
         self.usable()?;
+        self.commit_running()?;
         self.write_home()
     }
 
@@ -219,20 +292,38 @@ impl<D: BlockStore> FileSystem<D> {
         }
         let length = (size - offset).min(buf.len() as u64) as usize;
         let (extents, _) = self.load_extents(&found.inode)?;
+        let small = self.is_small(size);
         let mut done = 0;
         while done < length {
             let at = offset + done as u64;
+            let logical = at / BLOCK;
             let within = (at % BLOCK) as usize;
             let take = (BLOCK_SIZE - within).min(length - done);
-            let Some(target) = buf.get_mut(done..done + take) else {
-                break;
-            };
-            match physical_of(&extents, at / BLOCK) {
+            let physical = physical_of(&extents, logical);
+            let whole = (length - done) / BLOCK_SIZE;
+            match physical {
+                // Whole blocks of a large file: the physically contiguous run of them
+                // straight into `buf`.
+                Some(first) if !small && within == 0 && whole > 1 => {
+                    let mut count = 1;
+                    while count < whole
+                        && physical_of(&extents, logical + count as u64)
+                            == Some(first + count as u64)
+                    {
+                        count += 1;
+                    }
+                    let end = done + count * BLOCK_SIZE;
+                    let target = buf.get_mut(done..end).unwrap_or_default();
+                    self.store.read_run(first, target)?;
+                    done = end;
+                    continue;
+                }
                 Some(physical) => {
-                    let block = self.store.read(physical)?;
+                    let block = self.store.read_data(physical, small)?;
+                    let target = buf.get_mut(done..done + take).unwrap_or_default();
                     target.copy_from_slice(block.get(within..within + take).unwrap_or_default());
                 }
-                None => target.fill(0),
+                None => buf.get_mut(done..done + take).unwrap_or_default().fill(0),
             }
             done += take;
         }
@@ -363,15 +454,17 @@ impl<D: BlockStore> FileSystem<D> {
         }
     }
 
-    /// Runs `operation` as one transaction: commits what it staged if it succeeds,
-    /// forgets it (and the blocks it allocated or freed) if it fails.
+    /// Runs `operation` all or nothing: adds what it staged to the running
+    /// transaction if it succeeds (and commits as the policy says), forgets it (and the
+    /// blocks it allocated or freed) if it fails, leaving the running transaction as it
+    /// was.
     pub(crate) fn transact<T>(
         &mut self,
         operation: impl FnOnce(&mut Self) -> Result<T, FsError>,
     ) -> Result<T, FsError> {
         self.usable()?;
         let free_before = self.free_blocks;
-        let result = operation(self).and_then(|value| self.commit().map(|()| value));
+        let result = operation(self).and_then(|value| self.join_running().map(|()| value));
         if result.is_err() {
             self.store.staged.clear();
             self.free_blocks = free_before;
@@ -379,30 +472,57 @@ impl<D: BlockStore> FileSystem<D> {
         result
     }
 
-    /// Writes the staged blocks to the journal as one transaction and flushes; they
-    /// become pending (written home at the next checkpoint).
-    fn commit(&mut self) -> Result<(), FsError> {
-        if self.store.staged.is_empty() {
+    /// Moves the staged blocks into the running transaction: `TooLarge` (nothing
+    /// moved) if they alone cannot fit the journal; the running transaction committed
+    /// first if both together would not fit; committed afterwards if the policy
+    /// commits each operation or it has grown to [`MAX_RUNNING_BLOCKS`].
+    fn join_running(&mut self) -> Result<(), FsError> {
+        let staged = &self.store.staged;
+        if staged.is_empty() {
             return Ok(());
         }
-        let length = transaction_length(self.store.staged.len() as u64);
         let capacity = self.journal.capacity();
-        if length > capacity {
-            return Err(FsError::TooLarge {
-                needed: length,
-                capacity,
-            });
+        let needed = transaction_length(staged.len() as u64);
+        if needed > capacity {
+            return Err(FsError::TooLarge { needed, capacity });
         }
+        let running = &self.store.running;
+        let joined = running.len() + staged.keys().filter(|n| !running.contains_key(n)).count();
+        if transaction_length(joined as u64) > capacity {
+            self.commit_running()?;
+        }
+        let staged = core::mem::take(&mut self.store.staged);
+        self.store.running.extend(staged);
+        if self.policy == CommitPolicy::EachOperation
+            || self.store.running.len() >= MAX_RUNNING_BLOCKS
+        {
+            self.commit_running()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the running transaction to the journal as one transaction and flushes
+    /// (checkpointing first if the journal has no room left for it); its blocks become
+    /// pending (written home at the next checkpoint).
+    fn commit_running(&mut self) -> Result<(), FsError> {
+        if self.store.running.is_empty() {
+            return Ok(());
+        }
+        let length = transaction_length(self.store.running.len() as u64);
         if !self.journal.has_room_for(length) {
             self.write_home()?;
         }
         let (position, sequence) = (self.journal.position, self.journal.next_sequence);
-        let result =
-            write_transaction(&mut self.store.disk, position, sequence, &self.store.staged)
-                .and_then(|_| flush_disk(&mut self.store.disk));
+        let result = write_transaction(
+            &mut self.store.disk,
+            position,
+            sequence,
+            &self.store.running,
+        )
+        .and_then(|_| flush_disk(&mut self.store.disk));
         self.stop_on_error(result)?;
-        let staged = core::mem::take(&mut self.store.staged);
-        self.store.pending.extend(staged);
+        let running = core::mem::take(&mut self.store.running);
+        self.store.pending.extend(running);
         self.journal.position += length;
         self.journal.next_sequence += 1;
         self.journal.transactions += 1;
@@ -417,15 +537,22 @@ impl<D: BlockStore> FileSystem<D> {
         }
         let result = self.write_pending_home();
         self.stop_on_error(result)?;
-        self.store.pending.clear();
+        let pending = core::mem::take(&mut self.store.pending);
+        for (number, block) in &pending {
+            self.store.cache.refresh(*number, block);
+        }
         self.journal = Journal::empty(&self.layout, self.journal.next_sequence);
         Ok(())
     }
 
     fn write_pending_home(&mut self) -> Result<(), FsError> {
-        for (number, block) in &self.store.pending {
-            write_disk(&mut self.store.disk, *number, block)?;
-        }
+        write_sorted(
+            &mut self.store.disk,
+            self.store
+                .pending
+                .iter()
+                .map(|(number, block)| (*number, block)),
+        )?;
         flush_disk(&mut self.store.disk)?;
         let header = encode_header(self.journal.start, self.journal.next_sequence);
         write_disk(&mut self.store.disk, self.journal.start, &header)?;
@@ -436,6 +563,7 @@ impl<D: BlockStore> FileSystem<D> {
     fn stop_on_error(&mut self, result: Result<(), FsError>) -> Result<(), FsError> {
         if let Err(error) = &result {
             self.failed = Some(alloc::format!("{error}"));
+            self.store.cache.clear();
         }
         result
     }
@@ -517,7 +645,8 @@ impl<D: BlockStore> FileSystem<D> {
             {
                 zeroed()
             } else {
-                self.store.read(physical)?
+                let small = self.is_small(inode.size);
+                self.store.read_data(physical, small)?
             };
             let source = data
                 .get((from - offset) as usize..(to - offset) as usize)
@@ -562,7 +691,8 @@ impl<D: BlockStore> FileSystem<D> {
             }
             let tail = (length % BLOCK) as usize;
             if let (true, Some(physical)) = (tail != 0, physical_of(&extents, length / BLOCK)) {
-                let mut image = self.store.read(physical)?;
+                let small = self.is_small(inode.size);
+                let mut image = self.store.read_data(physical, small)?;
                 if let Some(rest) = image.get_mut(tail..) {
                     rest.fill(0);
                 }

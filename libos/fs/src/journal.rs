@@ -16,13 +16,13 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use crate::crc::Crc32;
-use crate::disk::BlockStore;
+use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::format::{
     BODY_AT, Block, COMMIT_MAGIC, CRC_AT, DESCRIPTOR_MAGIC, JOURNAL_HEADER_MAGIC, Layout,
     check_header, get_u32, get_u64, put, seal, zeroed,
 };
-use crate::store::{read_disk, write_disk};
+use crate::store::{RUN_BLOCKS, read_disk, read_disk_run, write_sorted};
 
 /// Where a descriptor's or commit block's fields are.
 const SEQUENCE_AT: usize = BODY_AT;
@@ -117,7 +117,7 @@ pub(crate) fn write_transaction<D: BlockStore>(
     let total = staged.len() as u64;
     let targets: Vec<u64> = staged.keys().copied().collect();
     let mut crc = Crc32::castagnoli();
-    let mut at = position;
+    let mut blocks: Vec<Block> = Vec::new();
     for (index, chunk) in targets.chunks(TARGETS_PER_DESCRIPTOR as usize).enumerate() {
         let mut descriptor = zeroed();
         put(&mut descriptor[..], SEQUENCE_AT, &sequence.to_le_bytes());
@@ -130,22 +130,25 @@ pub(crate) fn write_transaction<D: BlockStore>(
                 &target.to_le_bytes(),
             );
         }
-        seal(&mut descriptor, DESCRIPTOR_MAGIC, at);
+        seal(&mut descriptor, DESCRIPTOR_MAGIC, position + index as u64);
         crc.update(&descriptor[..]);
-        write_disk(disk, at, &descriptor)?;
-        at += 1;
+        blocks.push(descriptor);
     }
     for image in staged.values() {
         crc.update(&image[..]);
-        write_disk(disk, at, image)?;
-        at += 1;
     }
+    let at = position + blocks.len() as u64 + total;
     let mut commit = zeroed();
     put(&mut commit[..], SEQUENCE_AT, &sequence.to_le_bytes());
     put(&mut commit[..], TOTAL_AT, &(total as u32).to_le_bytes());
     put(&mut commit[..], COMMIT_CRC_AT, &crc.finish().to_le_bytes());
     seal(&mut commit, COMMIT_MAGIC, at);
-    write_disk(disk, at, &commit)?;
+    // Descriptors, images and commit block are one contiguous run of the journal.
+    let all = blocks
+        .iter()
+        .chain(staged.values())
+        .chain(core::iter::once(&commit));
+    write_sorted(disk, (position..).zip(all))?;
     Ok(at + 1 - position)
 }
 
@@ -258,14 +261,26 @@ fn read_transaction<D: BlockStore>(
         crc.update(&block[..]);
         targets.extend(next.targets);
     }
-    let mut images = Vec::new();
-    for index in 0..total {
-        let image = read_disk(disk, position + descriptors + index)?;
-        crc.update(&image[..]);
-        images.push(image);
-    }
+    // The images and the commit block, read in runs.
     let commit_at = position + descriptors + total;
-    let commit = read_disk(disk, commit_at)?;
+    let mut images = Vec::new();
+    let mut at = position + descriptors;
+    let mut run = Vec::new();
+    while at <= commit_at {
+        let count = (commit_at + 1 - at).min(RUN_BLOCKS as u64);
+        run.resize(count as usize * BLOCK_SIZE, 0);
+        read_disk_run(disk, at, &mut run)?;
+        for chunk in run.chunks(BLOCK_SIZE) {
+            let mut block = zeroed();
+            block.copy_from_slice(chunk);
+            images.push(block);
+        }
+        at += count;
+    }
+    let commit = images.pop().unwrap_or_else(zeroed);
+    for image in &images {
+        crc.update(&image[..]);
+    }
     let committed = check_header(&commit, COMMIT_MAGIC, commit_at, "journal commit").is_ok()
         && get_u64(&commit[..], SEQUENCE_AT) == sequence
         && u64::from(get_u32(&commit[..], TOTAL_AT)) == total
@@ -296,6 +311,7 @@ mod tests {
     use super::*;
     use crate::MemoryDisk;
     use crate::format::{DIRECTORY_MAGIC, EXTENTS_MAGIC};
+    use crate::store::write_disk;
 
     fn sealed(magic: [u8; 8], number: u64, fill: u8) -> Block {
         let mut block = zeroed();

@@ -17,13 +17,23 @@
 //!   its previous one, a new file's first block just after the directory block holding
 //!   its entry; so the small files of a directory sit together next to it.
 //! - **Journal.** Every change (metadata *and* file data) is physical block journaling:
-//!   an operation stages the new images of every block it changes, then commits them
-//!   to the journal (descriptor blocks, the images, a commit block with a CRC-32C over
-//!   the whole transaction) and flushes before it returns, so a completed operation is
-//!   durable and atomic. Home locations are written at a checkpoint ([`FileSystem::sync`],
-//!   or when the journal is full). Mount replays every committed transaction and
-//!   ignores a torn tail, so a crash at any write leaves the tree as it was after some
-//!   operation.
+//!   an operation stages the new images of every block it changes, then they join the
+//!   running transaction, which is committed to the journal (descriptor blocks, the
+//!   images, a commit block with a CRC-32C over the whole transaction) and flushed.
+//!   By default ([`CommitPolicy::EachOperation`]) that happens before each operation
+//!   returns, so a completed operation is durable and atomic; with
+//!   [`CommitPolicy::OnCommit`] operations are grouped until [`FileSystem::commit`]
+//!   (or the journal or [`MAX_RUNNING_BLOCKS`] says so). Home locations are written at
+//!   a checkpoint ([`FileSystem::sync`], or when the journal is full). Mount replays
+//!   every committed transaction and ignores a torn tail, so a crash at any write
+//!   leaves the tree as it was after some operation (at or after the last commit).
+//! - **Reading together.** A bounded cache of clean blocks ([`DEFAULT_CACHE_BLOCKS`],
+//!   [`FileSystem::set_cache_blocks`]) sits under the journal's layers; a miss on
+//!   metadata or a small file's data reads the run of blocks after it (up to
+//!   [`DEFAULT_READ_TOGETHER`], [`FileSystem::set_read_together`]) in one request, so a
+//!   directory block brings the small files placed after it (C-FFS's grouping, read as
+//!   Cheetah does). Runs of blocks go to the disk as runs ([`BlockStore::read_run`],
+//!   [`BlockStore::write_run`]): journal transactions, checkpoints, large files.
 //! - **Checksums.** Every metadata block carries its kind's magic, its own block
 //!   number (a block written to the wrong place is caught) and a CRC-32. File data is
 //!   not checksummed.
@@ -46,6 +56,7 @@
 extern crate alloc;
 
 mod allocator;
+mod cache;
 mod crc;
 mod device;
 mod dir;
@@ -68,8 +79,9 @@ pub use device::{DeviceStore, on_first_file_system};
 pub use disk::{BLOCK_SIZE, BlockStore, MemoryDisk};
 pub use error::FsError;
 pub use format::{FileKind, MAX_NAME};
-pub use fs::FileSystem;
+pub use fs::{CommitPolicy, FileSystem, MAX_RUNNING_BLOCKS};
 pub use fsck::FsckReport;
+pub use store::{DEFAULT_CACHE_BLOCKS, DEFAULT_READ_TOGETHER};
 
 /// The largest file size, in bytes (1 EiB; holes included).
 pub const MAX_FILE_SIZE: u64 = 1 << 60;

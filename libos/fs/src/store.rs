@@ -1,47 +1,164 @@
 //! Blocks as the file system sees them: the disk, overlaid by the blocks committed to
-//! the journal but not yet written home, overlaid by the blocks the transaction being
-//! built has changed.
+//! the journal but not yet written home, overlaid by the running transaction (completed
+//! operations not yet committed), overlaid by the blocks the operation in progress has
+//! changed.
 
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::ops::Range;
 
-use crate::disk::BlockStore;
+use crate::cache::Cache;
+use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
-use crate::format::{Block, zeroed};
+use crate::format::{Block, Layout, zeroed};
 
-/// The disk and the two layers of changes above it.
+/// The disk, the read cache and the three layers of changes above it.
 #[derive(Debug)]
 pub(crate) struct Store<D> {
     /// The disk.
     pub(crate) disk: D,
     /// Blocks committed to the journal whose home copies are not written yet.
     pub(crate) pending: BTreeMap<u64, Block>,
-    /// Blocks changed by the transaction being built (not yet in the journal).
+    /// Blocks changed by completed operations not yet committed to the journal: the
+    /// running transaction.
+    pub(crate) running: BTreeMap<u64, Block>,
+    /// Blocks changed by the operation in progress (dropped if it fails).
     pub(crate) staged: BTreeMap<u64, Block>,
+    /// Clean blocks as the disk holds them.
+    pub(crate) cache: Cache,
+    /// The data region: a miss there reads its neighbours after it together.
+    data: Range<u64>,
+    /// Blocks read together on a miss (1: just the one).
+    pub(crate) together: u64,
 }
 
+/// Blocks the read cache holds unless told otherwise (8 MiB).
+pub const DEFAULT_CACHE_BLOCKS: usize = 2048;
+
+/// Blocks read together unless told otherwise (128 KiB): a directory block and the
+/// small files placed after it.
+pub const DEFAULT_READ_TOGETHER: u64 = 32;
+
 impl<D: BlockStore> Store<D> {
-    /// The disk with `pending` committed blocks above it.
-    pub(crate) fn new(disk: D, pending: BTreeMap<u64, Block>) -> Self {
+    /// The disk of `layout` with `pending` committed blocks above it.
+    pub(crate) fn new(disk: D, pending: BTreeMap<u64, Block>, layout: &Layout) -> Self {
         Self {
             disk,
             pending,
+            running: BTreeMap::new(),
             staged: BTreeMap::new(),
+            cache: Cache::new(DEFAULT_CACHE_BLOCKS),
+            data: layout.data_start..layout.blocks,
+            together: DEFAULT_READ_TOGETHER,
         }
     }
 
-    /// The current contents of block `number`.
+    /// The current contents of block `number`, read together with its neighbours if
+    /// it is in the data region (metadata, and small files' data) and cached.
     pub(crate) fn read(&mut self, number: u64) -> Result<Block, FsError> {
-        if let Some(block) = self
-            .staged
+        self.read_data(number, true)
+    }
+
+    /// The block the changes above the disk hold as block `number`, if any.
+    fn changed(&self, number: u64) -> Option<&Block> {
+        self.staged
             .get(&number)
+            .or_else(|| self.running.get(&number))
             .or_else(|| self.pending.get(&number))
-        {
+    }
+
+    /// The current contents of block `number`. When `together`, a cache miss in the
+    /// data region reads the run of blocks from it (up to `together` blocks, ending
+    /// before the first one cached) in one request, and keeps them all in the cache (if
+    /// that run cannot be read, the block is read alone: a neighbour's error is not
+    /// this block's);
+    /// otherwise (a large file's data) a miss reads the block alone and keeps nothing.
+    pub(crate) fn read_data(&mut self, number: u64, together: bool) -> Result<Block, FsError> {
+        if let Some(block) = self.changed(number) {
             return Ok(block.clone());
         }
-        read_disk(&mut self.disk, number)
+        if let Some(block) = self.cache.get(number) {
+            return Ok(block.clone());
+        }
+        if !together || self.cache.capacity() == 0 {
+            return self.dropping_cache_on_error(|disk| read_disk(disk, number));
+        }
+        let mut end = number + 1;
+        if self.data.contains(&number) {
+            let limit = self.data.end.min(number.saturating_add(self.together));
+            while end < limit && !self.cache.contains(end) {
+                end += 1;
+            }
+        }
+        let mut run = alloc::vec![0; (end - number) as usize * BLOCK_SIZE];
+        if end > number + 1 && read_disk_run(&mut self.disk, number, &mut run).is_err() {
+            // A neighbour may be what is unreadable: the block alone decides.
+            end = number + 1;
+            run.truncate(BLOCK_SIZE);
+        }
+        if end == number + 1 {
+            let block = self.dropping_cache_on_error(|disk| read_disk(disk, number))?;
+            run.copy_from_slice(&block[..]);
+        }
+        let mut wanted = zeroed();
+        // The wanted block last, so it is the most recently used.
+        for (index, chunk) in run.chunks(BLOCK_SIZE).enumerate().rev() {
+            let mut block = zeroed();
+            block.copy_from_slice(chunk);
+            if index == 0 {
+                wanted.clone_from(&block);
+            }
+            self.cache.insert(number + index as u64, block);
+        }
+        Ok(wanted)
     }
 
-    /// Makes `block` the new contents of block `number` in the transaction being built.
+    /// Reads the run of blocks from `first` (a large file's, in place) into `out`
+    /// (whole blocks): changed or cached blocks from memory, the others from the disk
+    /// in runs, into `out` directly; nothing is cached.
+    pub(crate) fn read_run(&mut self, first: u64, out: &mut [u8]) -> Result<(), FsError> {
+        let count = (out.len() / BLOCK_SIZE) as u64;
+        let mut index = 0;
+        while index < count {
+            let number = first + index;
+            let at = index as usize * BLOCK_SIZE;
+            let held = self.changed(number).cloned();
+            if let Some(block) = held.or_else(|| self.cache.get(number).cloned()) {
+                if let Some(target) = out.get_mut(at..at + BLOCK_SIZE) {
+                    target.copy_from_slice(&block[..]);
+                }
+                index += 1;
+                continue;
+            }
+            let mut end = index + 1;
+            while end < count
+                && self.changed(first + end).is_none()
+                && !self.cache.contains(first + end)
+            {
+                end += 1;
+            }
+            let target = out
+                .get_mut(at..end as usize * BLOCK_SIZE)
+                .unwrap_or_default();
+            self.dropping_cache_on_error(|disk| read_disk_run(disk, number, target))?;
+            index = end;
+        }
+        Ok(())
+    }
+
+    /// Runs `read` on the disk; if it fails, the cache is dropped too.
+    fn dropping_cache_on_error<T>(
+        &mut self,
+        read: impl FnOnce(&mut D) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        let result = read(&mut self.disk);
+        if result.is_err() {
+            self.cache.clear();
+        }
+        result
+    }
+
+    /// Makes `block` the new contents of block `number` in the operation in progress.
     pub(crate) fn stage(&mut self, number: u64, block: Block) {
         self.staged.insert(number, block);
     }
@@ -63,6 +180,59 @@ pub(crate) fn write_disk<D: BlockStore>(
 ) -> Result<(), FsError> {
     disk.write(number, &block[..])
         .map_err(|message| FsError::Disk(alloc::format!("writing block {number}: {message}")))
+}
+
+/// Blocks the file system hands a store in one run at most (1 MiB), so that a run's
+/// buffer stays small while a store still gets requests long enough to keep a disk busy.
+pub(crate) const RUN_BLOCKS: usize = 256;
+
+/// Reads the run of blocks from `first` straight from the disk into `buf` (whole blocks).
+pub(crate) fn read_disk_run<D: BlockStore>(
+    disk: &mut D,
+    first: u64,
+    buf: &mut [u8],
+) -> Result<(), FsError> {
+    disk.read_run(first, buf).map_err(|message| {
+        let end = first + (buf.len() / BLOCK_SIZE) as u64;
+        FsError::Disk(alloc::format!("reading blocks {first}..{end}: {message}"))
+    })
+}
+
+/// Writes `data` (whole blocks) straight to the disk as the run of blocks from `first`.
+pub(crate) fn write_disk_run<D: BlockStore>(
+    disk: &mut D,
+    first: u64,
+    data: &[u8],
+) -> Result<(), FsError> {
+    disk.write_run(first, data).map_err(|message| {
+        let end = first + (data.len() / BLOCK_SIZE) as u64;
+        FsError::Disk(alloc::format!("writing blocks {first}..{end}: {message}"))
+    })
+}
+
+/// Writes `blocks` (block number and image, in increasing order) to their places,
+/// each run of consecutive numbers as one `write_run` of at most [`RUN_BLOCKS`].
+pub(crate) fn write_sorted<'a, D: BlockStore>(
+    disk: &mut D,
+    blocks: impl Iterator<Item = (u64, &'a Block)>,
+) -> Result<(), FsError> {
+    let mut run: Vec<u8> = Vec::new();
+    let mut first = 0;
+    for (number, block) in blocks {
+        let length = (run.len() / BLOCK_SIZE) as u64;
+        if !run.is_empty() && (number != first + length || length == RUN_BLOCKS as u64) {
+            write_disk_run(disk, first, &run)?;
+            run.clear();
+        }
+        if run.is_empty() {
+            first = number;
+        }
+        run.extend_from_slice(&block[..]);
+    }
+    if run.is_empty() {
+        return Ok(());
+    }
+    write_disk_run(disk, first, &run)
 }
 
 /// Makes every write so far durable.

@@ -5,16 +5,19 @@
 //! clean, and hold exactly the tree after some operation: one that had completed by
 //! the cut, or the one in progress. So nothing done before the last completed
 //! operation (and so before the last `sync`) is lost, and no operation is half done.
+//! With batched commits (`CommitPolicy::OnCommit`) the operations after the last
+//! completed `commit`, `sync` or remount may be lost, but only whole and in order: the
+//! tree is the one after some operation from that one on.
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 use super::model::Model;
-use super::property::{Mix, random_op, step};
+use super::property::{Mix, Op, random_op, step};
 use super::{Node, Rng, Snapshot, snapshot};
 use crate::disk::BlockStore;
 use crate::fs::FileSystem;
-use crate::{BLOCK_SIZE, MemoryDisk};
+use crate::{BLOCK_SIZE, CommitPolicy, MemoryDisk};
 
 /// What reached the disk.
 #[derive(Clone, Debug)]
@@ -119,14 +122,33 @@ fn crash_during_recovery(disk: &MemoryDisk, expected: &Snapshot, rng: &mut Rng, 
     });
 }
 
-/// One recorded run: returns the crash images checked and the recoveries crashed.
-fn crash_run(seed: u64, operations: usize, mix: Mix) -> (usize, usize) {
+/// What one recorded run checked.
+#[derive(Default)]
+struct Checked {
+    /// Crash images recovered and compared.
+    images: usize,
+    /// Recoveries crashed in turn.
+    recoveries: usize,
+    /// Images whose tree was older than the last operation completed by the cut
+    /// (operations not yet committed, lost as they may be).
+    older: usize,
+}
+
+/// One recorded run of `operations` random operations under `mix` (and its commit
+/// policy). A crash image must hold the tree after some operation from the last one
+/// known durable by the cut (each completed one with `EachOperation`; the last
+/// completed `commit`, `sync` or remount with `OnCommit`) to the one in progress.
+fn crash_run(seed: u64, operations: usize, mix: Mix) -> Checked {
     let mut rng = Rng::new(seed);
     let base = super::ops::fresh(256).into_disk();
-    let mut fs = Some(FileSystem::mount(Recorder::new(base.clone())).unwrap());
+    let mut mounted = FileSystem::mount(Recorder::new(base.clone())).unwrap();
+    mounted.set_commit_policy(mix.policy).unwrap();
+    let mut fs = Some(mounted);
     let mut model = Model::new();
     let mut states = vec![model.snapshot()];
     let mut ends = Vec::new();
+    // durable[i]: state i was durable once the operation leading to it completed.
+    let mut durable = vec![true];
     for index in 0..operations {
         let op = random_op(&mut rng, &model, mix);
         step(
@@ -137,10 +159,13 @@ fn crash_run(seed: u64, operations: usize, mix: Mix) -> (usize, usize) {
         );
         states.push(model.snapshot());
         ends.push(fs.as_ref().map_or(0, |fs| fs.store.disk.log.len()));
+        durable.push(
+            mix.policy == CommitPolicy::EachOperation
+                || matches!(op, Op::Commit | Op::Sync | Op::Remount),
+        );
     }
     let log = fs.take().map(|fs| fs.into_disk().log).unwrap_or_default();
-    let mut checked = 0;
-    let mut replays_crashed = 0;
+    let mut checked = Checked::default();
     for_each_crash(
         &base,
         &log,
@@ -149,7 +174,8 @@ fn crash_run(seed: u64, operations: usize, mix: Mix) -> (usize, usize) {
         |cut, crashed| {
             let context = alloc::format!("seed {seed}, cut {cut} of {}", log.len());
             let completed = ends.iter().filter(|&&end| end <= cut).count();
-            let allowed = &states[completed..(completed + 2).min(states.len())];
+            let oldest = (0..=completed).rev().find(|&i| durable[i]).unwrap_or(0);
+            let allowed = &states[oldest..(completed + 2).min(states.len())];
             let needs_replay = {
                 let mut probe = crashed.clone();
                 FileSystem::fsck(&mut probe).map_or(0, |report| report.journal_transactions) > 0
@@ -157,17 +183,20 @@ fn crash_run(seed: u64, operations: usize, mix: Mix) -> (usize, usize) {
             let (tree, _) = recover(crashed.clone(), &context);
             assert!(
                 allowed.contains(&tree),
-                "{context}: the tree is not the one after operation {completed} or {}",
+                "{context}: the tree is not the one after an operation from {oldest} to {}",
                 completed + 1
             );
-            if needs_replay && cut % 16 == 0 && replays_crashed < 12 {
-                replays_crashed += 1;
+            if !states[completed..(completed + 2).min(states.len())].contains(&tree) {
+                checked.older += 1;
+            }
+            if needs_replay && cut % 16 == 0 && checked.recoveries < 12 {
+                checked.recoveries += 1;
                 crash_during_recovery(&crashed, &tree, &mut rng, &context);
             }
-            checked += 1;
+            checked.images += 1;
         },
     );
-    (checked, replays_crashed)
+    checked
 }
 
 impl Rng {
@@ -184,15 +213,43 @@ fn a_crash_at_any_write_leaves_the_tree_of_an_operation_boundary() {
         large_writes: 0,
         sync_and_remount: 10,
         flat: 30,
+        commits: 0,
+        policy: CommitPolicy::EachOperation,
     };
     let (mut checked, mut recoveries) = (0, 0);
     for seed in 0..24 * super::property::long_factor() {
-        let (images, crashed) = crash_run(100 + seed, 40, mix);
-        checked += images;
-        recoveries += crashed;
+        let run = crash_run(100 + seed, 40, mix);
+        checked += run.images;
+        recoveries += run.recoveries;
+        assert_eq!(run.older, 0, "seed {seed}: a completed operation was lost");
     }
     assert!(checked >= 4000, "only {checked} crash images checked");
     assert!(recoveries >= 100, "only {recoveries} recoveries crashed");
+}
+
+#[test]
+fn a_crash_with_batched_commits_leaves_the_tree_after_the_last_commit_or_later() {
+    let mix = Mix {
+        max_write: 16_000,
+        large_writes: 0,
+        sync_and_remount: 6,
+        flat: 30,
+        commits: 6,
+        policy: CommitPolicy::OnCommit,
+    };
+    let (mut checked, mut recoveries, mut older) = (0, 0, 0);
+    for seed in 0..24 * super::property::long_factor() {
+        let run = crash_run(500 + seed, 80, mix);
+        checked += run.images;
+        recoveries += run.recoveries;
+        older += run.older;
+    }
+    assert!(checked >= 3000, "only {checked} crash images checked");
+    assert!(recoveries >= 100, "only {recoveries} recoveries crashed");
+    assert!(
+        older >= 300,
+        "only {older} images lost uncommitted operations: is the batching tested?"
+    );
 }
 
 #[test]

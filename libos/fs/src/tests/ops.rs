@@ -845,3 +845,88 @@ fn replace_creates_a_file_or_makes_it_hold_exactly_the_new_bytes() {
     assert_eq!(fs.replace("/none/f", b"x"), Err(not_found("/none")));
     fs.check().unwrap();
 }
+
+#[test]
+fn batched_operations_are_durable_at_commit_and_one_transaction() {
+    let mut fs = fresh(1024);
+    fs.set_commit_policy(CommitPolicy::OnCommit).unwrap();
+    assert_eq!(fs.commit_policy(), CommitPolicy::OnCommit);
+    fs.mkdir("/d").unwrap();
+    for index in 0..20 {
+        let path = alloc::format!("/d/f{index}");
+        fs.create(&path).unwrap();
+        fs.write(&path, 0, &[index as u8; 1000]).unwrap();
+    }
+    assert_eq!(fs.read_all("/d/f7").unwrap(), [7; 1000], "reads see it");
+    assert_eq!(
+        fs.check().unwrap().journal_transactions,
+        0,
+        "nothing committed"
+    );
+    fs.write("/d/f3", 1 << 40, b"x").unwrap();
+    fs.truncate("/d/f3", 1000).unwrap();
+    let running = fs.store.running.clone();
+    assert_eq!(
+        fs.create("/d/f3"),
+        Err(FsError::Exists(String::from("/d/f3")))
+    );
+    assert_eq!(
+        fs.write("/d", 0, b"x"),
+        Err(FsError::IsADirectory("/d".into()))
+    );
+    let free = fs.statfs().free_blocks;
+    assert_eq!(
+        fs.write("/d/f3", 0, &vec![1; 1000 * 4096]),
+        Err(FsError::NoSpace)
+    );
+    assert_eq!(fs.statfs().free_blocks, free);
+    assert!(fs.store.running == running, "failures left it alone");
+    let lost = FileSystem::mount(fs.store.disk.clone()).unwrap();
+    let mut lost = lost;
+    assert_eq!(lost.list("/").unwrap(), [], "not durable before commit");
+    fs.commit().unwrap();
+    assert!(fs.store.running.is_empty());
+    assert_eq!(
+        fs.check().unwrap().journal_transactions,
+        1,
+        "one transaction"
+    );
+    let mut durable = FileSystem::mount(fs.store.disk.clone()).unwrap();
+    assert_eq!(durable.read_all("/d/f19").unwrap(), [19; 1000]);
+    fs.unlink("/d/f0").unwrap();
+    fs.set_commit_policy(CommitPolicy::EachOperation).unwrap();
+    assert!(fs.store.running.is_empty(), "going back commits");
+    fs.unlink("/d/f1").unwrap();
+    assert!(fs.store.running.is_empty());
+    let mut fs = remount(fs);
+    assert_eq!(fs.list("/d").unwrap().len(), 18);
+    fs.check().unwrap();
+}
+
+#[test]
+fn a_running_transaction_is_committed_before_it_outgrows_the_journal() {
+    let mut fs = fresh(512);
+    fs.set_commit_policy(CommitPolicy::OnCommit).unwrap();
+    let capacity = fs.journal.capacity();
+    fs.create("/f").unwrap();
+    for round in 0..100u64 {
+        fs.write("/f", round * 4096, &[round as u8; 4096]).unwrap();
+        let length = crate::journal::transaction_length(fs.store.running.len() as u64);
+        assert!(length <= capacity, "round {round}: {length} > {capacity}");
+    }
+    assert_eq!(fs.journal.next_sequence, 2, "committed once on the way");
+    fs.commit().unwrap();
+    let mut fs = remount(fs);
+    for round in 0..100u64 {
+        let mut buf = [0u8; 4096];
+        fs.read("/f", round * 4096, &mut buf).unwrap();
+        assert_eq!(buf, [round as u8; 4096]);
+    }
+    fs.check().unwrap();
+    let mut big = fresh(64 * 2048);
+    big.set_commit_policy(CommitPolicy::OnCommit).unwrap();
+    big.create("/g").unwrap();
+    big.write("/g", 0, &vec![3; 4096 * (MAX_RUNNING_BLOCKS + 10)])
+        .unwrap();
+    assert!(big.store.running.len() < MAX_RUNNING_BLOCKS, "bounded");
+}

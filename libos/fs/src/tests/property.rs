@@ -9,7 +9,7 @@ use super::model::Model;
 use super::{Rng, snapshot};
 use crate::disk::BlockStore;
 use crate::fs::FileSystem;
-use crate::{DirEntry, FileKind, FsError, MemoryDisk};
+use crate::{CommitPolicy, DirEntry, FileKind, FsError, MemoryDisk};
 
 /// One random operation.
 #[derive(Clone, Debug)]
@@ -25,6 +25,7 @@ pub(crate) enum Op {
     List(String),
     Stat(String),
     Sync,
+    Commit,
     Remount,
 }
 
@@ -48,6 +49,10 @@ pub(crate) struct Mix {
     pub(crate) sync_and_remount: u64,
     /// Percent of `mkdir`s turned into `create`s (fewer, fuller directories).
     pub(crate) flat: u64,
+    /// Percent of operations that are `commit`s (taken from the `stat`s).
+    pub(crate) commits: u64,
+    /// The commit policy, set after every format and mount.
+    pub(crate) policy: CommitPolicy,
 }
 
 /// Names used in paths: a few short ones and a dozen of 250 bytes, so that
@@ -145,6 +150,9 @@ pub(crate) fn random_op(rng: &mut Rng, model: &Model, mix: Mix) -> Op {
     };
     let path = random_path(rng, model, want);
     let size = model.stat(&path).map_or(0, |(_, size, _)| size);
+    if roll >= 100 - mix.commits {
+        return Op::Commit;
+    }
     match roll {
         roll if roll < mix.sync_and_remount => {
             if rng.chance(50) {
@@ -234,9 +242,14 @@ pub(crate) fn apply_fs<D: BlockStore>(
             })
         }
         Op::Sync => done(mounted.sync()),
+        Op::Commit => done(mounted.commit()),
         Op::Remount => {
+            let policy = mounted.commit_policy();
+            mounted.commit()?;
             let disk = fs.take().map(FileSystem::into_disk);
-            *fs = Some(FileSystem::mount(disk.unwrap())?);
+            let mut remounted = FileSystem::mount(disk.unwrap())?;
+            remounted.set_commit_policy(policy)?;
+            *fs = Some(remounted);
             Ok(Outcome::Done)
         }
     }
@@ -258,7 +271,7 @@ pub(crate) fn apply_model(model: &mut Model, op: &Op) -> Result<Outcome, FsError
         Op::Stat(path) => model
             .stat(path)
             .map(|(kind, size, blocks)| Outcome::Stat(kind, size, blocks)),
-        Op::Sync | Op::Remount => Ok(Outcome::Done),
+        Op::Sync | Op::Commit | Op::Remount => Ok(Outcome::Done),
     }
 }
 
@@ -290,7 +303,14 @@ pub(crate) fn step<D: BlockStore>(
 fn run(seed: u64, sequences: u64, length: usize, disk_blocks: u64, mix: Mix) {
     for sequence in 0..sequences {
         let mut rng = Rng::new(seed + sequence);
-        let mut fs = Some(FileSystem::format(MemoryDisk::new(disk_blocks)).unwrap());
+        let mut formatted = FileSystem::format(MemoryDisk::new(disk_blocks)).unwrap();
+        formatted.set_commit_policy(mix.policy).unwrap();
+        if mix.policy == CommitPolicy::OnCommit {
+            // A cache small enough to be evicting all the time.
+            formatted.set_cache_blocks(16);
+            formatted.set_read_together(8);
+        }
+        let mut fs = Some(formatted);
         let mut model = Model::new();
         for index in 0..length {
             let op = random_op(&mut rng, &model, mix);
@@ -307,7 +327,9 @@ fn run(seed: u64, sequences: u64, length: usize, disk_blocks: u64, mix: Mix) {
                 assert_eq!(snapshot(mounted).unwrap(), model.snapshot(), "{context}");
             }
         }
-        let mut disk = fs.take().unwrap().into_disk();
+        let mut mounted = fs.take().unwrap();
+        mounted.commit().unwrap();
+        let mut disk = mounted.into_disk();
         FileSystem::fsck(&mut disk).unwrap();
         let mut remounted = FileSystem::mount(disk).unwrap();
         assert_eq!(snapshot(&mut remounted).unwrap(), model.snapshot());
@@ -329,6 +351,8 @@ fn random_sequences_match_the_model() {
         large_writes: 2,
         sync_and_remount: 4,
         flat: 0,
+        commits: 0,
+        policy: CommitPolicy::EachOperation,
     };
     run(1, 300 * long_factor(), 60, 1024, mix);
 }
@@ -340,6 +364,8 @@ fn random_sequences_on_a_tight_disk_match_the_model() {
         large_writes: 0,
         sync_and_remount: 4,
         flat: 0,
+        commits: 0,
+        policy: CommitPolicy::EachOperation,
     };
     run(10_000, 100 * long_factor(), 80, 128, mix);
 }
@@ -351,6 +377,27 @@ fn random_sequences_in_full_directories_match_the_model() {
         large_writes: 1,
         sync_and_remount: 3,
         flat: 90,
+        commits: 0,
+        policy: CommitPolicy::EachOperation,
     };
     run(20_000, 60 * long_factor(), 200, 2048, mix);
+}
+
+#[test]
+fn random_sequences_with_batched_commits_match_the_model() {
+    let roomy = Mix {
+        max_write: 12_000,
+        large_writes: 2,
+        sync_and_remount: 4,
+        flat: 30,
+        commits: 3,
+        policy: CommitPolicy::OnCommit,
+    };
+    run(30_000, 100 * long_factor(), 80, 1024, roomy);
+    let tight = Mix {
+        max_write: 40_000,
+        large_writes: 0,
+        ..roomy
+    };
+    run(40_000, 60 * long_factor(), 80, 128, tight);
 }
