@@ -15,8 +15,8 @@ use crate::FileSystem;
 use crate::disk::BlockStore;
 use crate::error::FsError;
 use crate::format::{
-    BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, bit_is_set, bitmap_position, check_bitmap, seal,
-    set_bit,
+    BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, bit_is_set, bitmap_position, check_header_as,
+    set_bit, stamp,
 };
 
 /// The bitmap block last read, so that scans read each bitmap block once.
@@ -48,11 +48,13 @@ impl BitmapCursor {
 }
 
 impl<D: BlockStore> FileSystem<D> {
-    /// Reads and checks bitmap block `number`.
+    /// Reads and checks bitmap block `number` (the CRC only if it was not checked or
+    /// sealed before: see `Store::with_metadata`).
     fn read_bitmap(&mut self, number: u64) -> Result<Block, FsError> {
-        let block = self.store.read(number)?;
-        check_bitmap(&block, number)?;
-        Ok(block)
+        self.read_sealed(number, |block, trust| {
+            check_header_as(block, BITMAP_MAGIC, number, "bitmap block", trust)?;
+            Ok(block.clone())
+        })
     }
 
     /// Allocates a run of 1 to `max` blocks at or after `goal`; returns its first block
@@ -143,8 +145,8 @@ impl<D: BlockStore> FileSystem<D> {
                 set_bit(&mut contents, byte, bit, used);
                 block += 1;
             }
-            seal(&mut contents, BITMAP_MAGIC, number);
-            self.store.stage(number, contents);
+            stamp(&mut contents, BITMAP_MAGIC, number);
+            self.store.stage_metadata(number, contents);
         }
         Ok(())
     }

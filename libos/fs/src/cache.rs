@@ -10,8 +10,9 @@ use crate::format::Block;
 pub(crate) struct Cache {
     /// The most blocks held.
     capacity: usize,
-    /// Block number to contents and last use.
-    blocks: BTreeMap<u64, (Block, u64)>,
+    /// Block number to contents, last use, and whether its metadata CRC was verified
+    /// (or it was written by this mount).
+    blocks: BTreeMap<u64, (Block, u64, bool)>,
     /// Last use to block number: the first is the one to drop.
     uses: BTreeMap<u64, u64>,
     /// Counts uses.
@@ -49,12 +50,26 @@ impl Cache {
 
     /// Block `number` if held (it becomes the most recently used).
     pub(crate) fn get(&mut self, number: u64) -> Option<&Block> {
+        self.get_verified(number).map(|(block, _)| block)
+    }
+
+    /// Block `number` if held (it becomes the most recently used), and whether it is
+    /// known good (see [`Cache::verified`]).
+    pub(crate) fn get_verified(&mut self, number: u64) -> Option<(&Block, bool)> {
         let now = self.tick();
-        let (block, used) = self.blocks.get_mut(&number)?;
+        let (block, used, verified) = self.blocks.get_mut(&number)?;
         self.uses.remove(used);
         *used = now;
         self.uses.insert(now, number);
-        Some(block)
+        Some((block, *verified))
+    }
+
+    /// Block `number`, if held, passed its metadata check: its CRC need not be computed
+    /// again while it stays.
+    pub(crate) fn verified(&mut self, number: u64) {
+        if let Some((_, _, verified)) = self.blocks.get_mut(&number) {
+            *verified = true;
+        }
     }
 
     /// Holds `block` as block `number`, the most recently used.
@@ -63,7 +78,7 @@ impl Cache {
             return;
         }
         let now = self.tick();
-        if let Some((_, used)) = self.blocks.insert(number, (block, now)) {
+        if let Some((_, used, _)) = self.blocks.insert(number, (block, now, false)) {
             self.uses.remove(&used);
         } else if self.blocks.len() > self.capacity {
             self.drop_oldest();
@@ -71,10 +86,12 @@ impl Cache {
         self.uses.insert(now, number);
     }
 
-    /// Block `number` was written to the disk as `block`: a held copy is replaced.
+    /// Block `number` was written to the disk as `block` (sealed by this mount): a held
+    /// copy is replaced and known good.
     pub(crate) fn refresh(&mut self, number: u64, block: &Block) {
-        if let Some((held, _)) = self.blocks.get_mut(&number) {
+        if let Some((held, _, verified)) = self.blocks.get_mut(&number) {
             held.clone_from(block);
+            *verified = true;
         }
     }
 

@@ -13,7 +13,7 @@ use crate::FileSystem;
 use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::extents;
-use crate::format::{DirectoryBlock, Entry, FileKind, Inode, Superblock};
+use crate::format::{Block, DirectoryBlock, Entry, FileKind, Inode, Superblock, Trust};
 use crate::path::join;
 
 /// Where an inode is stored.
@@ -42,8 +42,20 @@ pub(crate) struct Found {
 impl<D: BlockStore> FileSystem<D> {
     /// The superblock as it is now.
     pub(crate) fn superblock(&mut self) -> Result<Superblock, FsError> {
-        let block = self.store.read(0)?;
-        Superblock::decode(&block, self.layout.blocks)
+        let blocks = self.layout.blocks;
+        self.read_sealed(0, |block, trust| {
+            Superblock::decode_as(block, blocks, trust)
+        })
+    }
+
+    /// Reads metadata block `number` and parses it with `decode`, which checks the CRC
+    /// when the block's [`Trust`] asks (see `Store::with_metadata`).
+    pub(crate) fn read_sealed<T>(
+        &mut self,
+        number: u64,
+        decode: impl FnOnce(&Block, Trust) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        self.store.with_metadata(number, decode)
     }
 
     /// The inode at `names` (the root for none).
@@ -97,8 +109,10 @@ impl<D: BlockStore> FileSystem<D> {
         number: u64,
         path: &[&str],
     ) -> Result<DirectoryBlock, FsError> {
-        let block = self.store.read(number)?;
-        DirectoryBlock::decode(&block, number).map_err(|error| error.under(&join(path)))
+        self.read_sealed(number, |block, trust| {
+            DirectoryBlock::decode_as(block, number, trust)
+        })
+        .map_err(|error| error.under(&join(path)))
     }
 
     /// The entry `name` of directory `directory` (at `path`), if there is one.
@@ -109,13 +123,20 @@ impl<D: BlockStore> FileSystem<D> {
         path: &[&str],
     ) -> Result<Option<Found>, FsError> {
         for block in self.directory_blocks(directory)? {
-            let entries = self.read_directory_block(block, path)?;
-            if let Some(index) = entries.find(name) {
-                let inode = entries
-                    .entries
-                    .get(index)
-                    .map(|entry| entry.inode.clone())
-                    .ok_or_else(|| FsError::corrupt(block, "entry vanished"))?;
+            let found = self
+                .read_sealed(block, |image, trust| match trust {
+                    // Checked whole when it was read or sealed (and at mount): only the
+                    // entry wanted is parsed.
+                    Trust::Sealed => DirectoryBlock::find_sealed(image, block, name),
+                    Trust::Verify => {
+                        let mut entries = DirectoryBlock::decode_as(image, block, trust)?;
+                        Ok(entries
+                            .find(name)
+                            .map(|index| (index, entries.entries.swap_remove(index).inode)))
+                    }
+                })
+                .map_err(|error| error.under(&join(path)))?;
+            if let Some((index, inode)) = found {
                 return Ok(Some(Found {
                     location: Location::Entry { block, index },
                     inode,
@@ -157,16 +178,18 @@ impl<D: BlockStore> FileSystem<D> {
             Location::Root => {
                 let mut superblock = self.superblock()?;
                 superblock.root = inode;
-                self.store.stage(0, superblock.encode());
+                self.store.stage_metadata(0, superblock.encode());
             }
             Location::Entry { block, index } => {
-                let mut entries = DirectoryBlock::decode(&self.store.read(block)?, block)?;
-                let entry = entries
-                    .entries
-                    .get_mut(index)
-                    .ok_or_else(|| FsError::corrupt(block, format!("no entry {index}")))?;
-                entry.inode = inode;
-                self.store.stage(block, entries.encode(block));
+                let image = self.read_sealed(block, |image, trust| {
+                    if trust == Trust::Verify {
+                        DirectoryBlock::decode_as(image, block, trust)?;
+                    }
+                    let mut image = image.clone();
+                    DirectoryBlock::replace_inode(&mut image, block, index, &inode)?;
+                    Ok(image)
+                })?;
+                self.store.stage_metadata(block, image);
             }
         }
         Ok(())
@@ -191,7 +214,7 @@ impl<D: BlockStore> FileSystem<D> {
             let mut entries = self.read_directory_block(block, path)?;
             if entries.has_room_for(name) {
                 entries.entries.push(entry);
-                self.store.stage(block, entries.encode(block));
+                self.store.stage_metadata(block, entries.encode(block));
                 return Ok(());
             }
         }
@@ -202,7 +225,7 @@ impl<D: BlockStore> FileSystem<D> {
         let fresh = DirectoryBlock {
             entries: alloc::vec![entry],
         };
-        self.store.stage(block, fresh.encode(block));
+        self.store.stage_metadata(block, fresh.encode(block));
         let mut grown = directory.inode.clone();
         let (mut list, _) = self.load_extents(&grown)?;
         extents::map(&mut list, blocks.len() as u64, block, 1);
@@ -229,7 +252,7 @@ impl<D: BlockStore> FileSystem<D> {
             if entries.entries.is_empty() {
                 self.drop_directory_block(directory, path, &blocks, logical)?;
             } else {
-                self.store.stage(block, entries.encode(block));
+                self.store.stage_metadata(block, entries.encode(block));
             }
             return Ok(removed.inode);
         }
@@ -253,7 +276,7 @@ impl<D: BlockStore> FileSystem<D> {
         };
         if emptied != last {
             let moved = self.read_directory_block(last, path)?;
-            self.store.stage(emptied, moved.encode(emptied));
+            self.store.stage_metadata(emptied, moved.encode(emptied));
         }
         let mut shrunk = directory.inode.clone();
         let (mut list, _) = self.load_extents(&shrunk)?;

@@ -85,10 +85,33 @@ pub(crate) fn put(bytes: &mut [u8], at: usize, value: &[u8]) {
 
 /// Stamps a metadata block with its magic, its own number and its checksum.
 pub(crate) fn seal(block: &mut Block, magic: [u8; 8], number: u64) {
+    stamp(block, magic, number);
+    seal_checksum(block);
+}
+
+/// Writes a metadata block's magic and own number but not its CRC: for blocks staged
+/// in a transaction, which the store seals once at commit (`Store::stage_metadata`)
+/// however often an operation changes them before that, and which nothing reads back
+/// through a CRC check until then.
+pub(crate) fn stamp(block: &mut Block, magic: [u8; 8], number: u64) {
     put(&mut block[..], 0, &magic);
     put(&mut block[..], SELF_AT, &number.to_le_bytes());
+}
+
+/// Writes a stamped metadata block's CRC.
+pub(crate) fn seal_checksum(block: &mut Block) {
     let crc = crc32(&block[..CRC_AT]);
     put(&mut block[..], CRC_AT, &crc.to_le_bytes());
+}
+
+/// Whether a metadata block's CRC must be computed to trust it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trust {
+    /// It comes from the disk and was not checked yet: verify the CRC.
+    Verify,
+    /// It was sealed by this mount or already verified since it was read (the CRC,
+    /// 4 KiB of work, is skipped; magic and own number are still checked).
+    Sealed,
 }
 
 /// Checks a metadata block's magic, checksum and own number.
@@ -98,13 +121,25 @@ pub(crate) fn check_header(
     number: u64,
     what: &str,
 ) -> Result<(), FsError> {
+    check_header_as(block, magic, number, what, Trust::Verify)
+}
+
+/// Checks a metadata block's magic and own number, and its checksum unless `trust`
+/// says it was checked or sealed already.
+pub(crate) fn check_header_as(
+    block: &Block,
+    magic: [u8; 8],
+    number: u64,
+    what: &str,
+    trust: Trust,
+) -> Result<(), FsError> {
     if block[..8] != magic {
         return Err(FsError::corrupt(
             number,
             format!("not a {what} (bad magic)"),
         ));
     }
-    if crc32(&block[..CRC_AT]) != get_u32(&block[..], CRC_AT) {
+    if trust == Trust::Verify && crc32(&block[..CRC_AT]) != get_u32(&block[..], CRC_AT) {
         return Err(FsError::corrupt(
             number,
             format!("{what} checksum mismatch"),
@@ -361,10 +396,19 @@ pub(crate) struct Superblock {
 impl Superblock {
     /// Parses block 0 of a disk of `disk_blocks` blocks, checking the layout against it.
     pub(crate) fn decode(block: &Block, disk_blocks: u64) -> Result<Self, FsError> {
+        Self::decode_as(block, disk_blocks, Trust::Verify)
+    }
+
+    /// [`Superblock::decode`], the CRC checked only if `trust` asks.
+    pub(crate) fn decode_as(
+        block: &Block,
+        disk_blocks: u64,
+        trust: Trust,
+    ) -> Result<Self, FsError> {
         if block[..8] != SUPERBLOCK_MAGIC {
             return Err(FsError::NotFormatted);
         }
-        check_header(block, SUPERBLOCK_MAGIC, 0, "superblock")?;
+        check_header_as(block, SUPERBLOCK_MAGIC, 0, "superblock", trust)?;
         let version = get_u32(&block[..], VERSION_AT);
         if version != VERSION {
             return Err(FsError::corrupt(0, format!("format version {version}")));
@@ -411,7 +455,7 @@ impl Superblock {
         })
     }
 
-    /// The superblock's bytes.
+    /// The superblock's bytes, stamped; the CRC is left for `seal_checksum` (at commit).
     pub(crate) fn encode(&self) -> Block {
         let mut block = zeroed();
         put(&mut block[..], VERSION_AT, &VERSION.to_le_bytes());
@@ -428,7 +472,7 @@ impl Superblock {
             put(&mut block[..], LAYOUT_AT + 8 * index, &value.to_le_bytes());
         }
         self.root.encode(&mut block[..], ROOT_INODE_AT);
-        seal(&mut block, SUPERBLOCK_MAGIC, 0);
+        stamp(&mut block, SUPERBLOCK_MAGIC, 0);
         block
     }
 }
@@ -477,7 +521,12 @@ pub(crate) struct DirectoryBlock {
 impl DirectoryBlock {
     /// Parses directory block `number`.
     pub(crate) fn decode(block: &Block, number: u64) -> Result<Self, FsError> {
-        check_header(block, DIRECTORY_MAGIC, number, "directory block")?;
+        Self::decode_as(block, number, Trust::Verify)
+    }
+
+    /// [`DirectoryBlock::decode`], the CRC checked only if `trust` asks.
+    pub(crate) fn decode_as(block: &Block, number: u64, trust: Trust) -> Result<Self, FsError> {
+        check_header_as(block, DIRECTORY_MAGIC, number, "directory block", trust)?;
         let count = get_u16(&block[..], ENTRY_COUNT_AT);
         let mut at = ENTRIES_AT;
         let mut entries = Vec::new();
@@ -509,7 +558,8 @@ impl DirectoryBlock {
         self.used() + Entry::size_on_disk(name) <= DIRECTORY_CAPACITY
     }
 
-    /// The block's bytes, stamped as block `number`.
+    /// The block's bytes, stamped as block `number`; the CRC is left for
+    /// `seal_checksum` (at commit).
     pub(crate) fn encode(&self, number: u64) -> Block {
         let mut block = zeroed();
         put(
@@ -524,8 +574,66 @@ impl DirectoryBlock {
             put(&mut block[..], at + 1 + INODE_SIZE, entry.name.as_bytes());
             at += Entry::size_on_disk(&entry.name);
         }
-        seal(&mut block, DIRECTORY_MAGIC, number);
+        stamp(&mut block, DIRECTORY_MAGIC, number);
         block
+    }
+
+    /// The index and inode of the entry named `name` in directory block `number`,
+    /// found without parsing the other entries: for a block already checked whole
+    /// (sealed by this mount, or verified since it was read). Still never panics on a
+    /// bad block.
+    pub(crate) fn find_sealed(
+        block: &Block,
+        number: u64,
+        name: &str,
+    ) -> Result<Option<(usize, Inode)>, FsError> {
+        let count = usize::from(get_u16(&block[..], ENTRY_COUNT_AT));
+        let mut at = ENTRIES_AT;
+        for index in 0..count {
+            let name_len = usize::from(block[at.min(CRC_AT)]);
+            let name_at = at + 1 + INODE_SIZE;
+            let stored = block
+                .get(name_at..name_at + name_len)
+                .filter(|_| name_at + name_len <= CRC_AT);
+            let Some(stored) = stored else {
+                return Err(FsError::corrupt(
+                    number,
+                    format!("entry {index}: runs past the block"),
+                ));
+            };
+            if stored == name.as_bytes() {
+                return Ok(Some((index, Inode::decode(&block[..], at + 1, number)?)));
+            }
+            at = name_at + name_len;
+        }
+        Ok(None)
+    }
+
+    /// Rewrites the inode of entry `index` of the checked directory block `number` in
+    /// place, stamped for staging (the other entries are not parsed).
+    pub(crate) fn replace_inode(
+        block: &mut Block,
+        number: u64,
+        index: usize,
+        inode: &Inode,
+    ) -> Result<(), FsError> {
+        let count = usize::from(get_u16(&block[..], ENTRY_COUNT_AT));
+        if index >= count {
+            return Err(FsError::corrupt(number, format!("no entry {index}")));
+        }
+        let mut at = ENTRIES_AT;
+        for _ in 0..index {
+            at += 1 + INODE_SIZE + usize::from(block[at.min(CRC_AT)]);
+        }
+        if at + 1 + INODE_SIZE > CRC_AT {
+            return Err(FsError::corrupt(
+                number,
+                format!("entry {index}: runs past the block"),
+            ));
+        }
+        inode.encode(&mut block[..], at + 1);
+        stamp(block, DIRECTORY_MAGIC, number);
+        Ok(())
     }
 
     /// The index of the entry named `name`.
@@ -581,7 +689,12 @@ pub(crate) struct OverflowBlock {
 impl OverflowBlock {
     /// Parses overflow block `number`.
     pub(crate) fn decode(block: &Block, number: u64) -> Result<Self, FsError> {
-        check_header(block, EXTENTS_MAGIC, number, "overflow extent block")?;
+        Self::decode_as(block, number, Trust::Verify)
+    }
+
+    /// [`OverflowBlock::decode`], the CRC checked only if `trust` asks.
+    pub(crate) fn decode_as(block: &Block, number: u64, trust: Trust) -> Result<Self, FsError> {
+        check_header_as(block, EXTENTS_MAGIC, number, "overflow extent block", trust)?;
         let count = get_u32(&block[..], OVERFLOW_COUNT_AT) as usize;
         if count == 0 || count > EXTENTS_PER_OVERFLOW_BLOCK {
             return Err(FsError::corrupt(
@@ -604,7 +717,8 @@ impl OverflowBlock {
         })
     }
 
-    /// The block's bytes, stamped as block `number`.
+    /// The block's bytes, stamped as block `number`; the CRC is left for
+    /// `seal_checksum` (at commit).
     pub(crate) fn encode(&self, number: u64) -> Block {
         let mut block = zeroed();
         let count = self.extents.len().min(EXTENTS_PER_OVERFLOW_BLOCK);
@@ -617,7 +731,7 @@ impl OverflowBlock {
         for (index, extent) in self.extents.iter().take(count).enumerate() {
             extent.encode(&mut block[..], OVERFLOW_EXTENTS_AT + index * EXTENT_SIZE);
         }
-        seal(&mut block, EXTENTS_MAGIC, number);
+        stamp(&mut block, EXTENTS_MAGIC, number);
         block
     }
 }
@@ -693,7 +807,8 @@ mod tests {
             name: "b".into(),
             inode: Inode::new(FileKind::Directory, 1),
         });
-        let block = directory.encode(70);
+        let mut block = directory.encode(70);
+        seal_checksum(&mut block);
         assert_eq!(DirectoryBlock::decode(&block, 70).unwrap(), directory);
         assert!(matches!(
             DirectoryBlock::decode(&block, 71),

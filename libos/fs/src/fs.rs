@@ -10,7 +10,7 @@ use crate::error::FsError;
 use crate::extents::{cut, mapped_blocks, physical_of, unmapped_runs};
 use crate::format::{
     BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, FileKind, Inode, Layout, Superblock,
-    bitmap_position, seal, set_bit, zeroed,
+    bitmap_position, seal, seal_checksum, set_bit, zeroed,
 };
 use crate::fsck::{FsckReport, check};
 use crate::journal::{Journal, encode_header, scan, transaction_length, write_transaction};
@@ -89,7 +89,9 @@ impl<D: BlockStore> FileSystem<D> {
             layout,
             root: Inode::new(FileKind::Directory, 0),
         };
-        write_disk(&mut disk, 0, &superblock.encode())?;
+        let mut sealed = superblock.encode();
+        seal_checksum(&mut sealed);
+        write_disk(&mut disk, 0, &sealed)?;
         flush_disk(&mut disk)?;
         Ok(Self {
             store: Store::new(disk, BTreeMap::new(), &layout),
@@ -139,6 +141,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// Checks this mounted file system as it stands (journaled changes included).
     pub fn check(&mut self) -> Result<FsckReport, FsError> {
         self.usable()?;
+        self.store.seal_running();
         let transactions = self.journal.transactions;
         check(&mut self.store, &self.layout, transactions)
     }
@@ -171,6 +174,12 @@ impl<D: BlockStore> FileSystem<D> {
     /// [`DEFAULT_CACHE_BLOCKS`](crate::DEFAULT_CACHE_BLOCKS)); 0 turns it off and drops what it holds.
     pub fn set_cache_blocks(&mut self, blocks: usize) {
         self.store.cache.set_capacity(blocks);
+    }
+
+    /// Empties the read cache: the next reads go to the disk (a cold start for a
+    /// benchmark). Changes not yet written home stay in memory: they are not a cache.
+    pub fn drop_cache(&mut self) {
+        self.store.cache.clear();
     }
 
     /// Sets how many blocks a cache miss in the data region reads together (from
@@ -466,7 +475,7 @@ impl<D: BlockStore> FileSystem<D> {
         let free_before = self.free_blocks;
         let result = operation(self).and_then(|value| self.join_running().map(|()| value));
         if result.is_err() {
-            self.store.staged.clear();
+            self.store.drop_staged();
             self.free_blocks = free_before;
         }
         result
@@ -491,8 +500,7 @@ impl<D: BlockStore> FileSystem<D> {
         if transaction_length(joined as u64) > capacity {
             self.commit_running()?;
         }
-        let staged = core::mem::take(&mut self.store.staged);
-        self.store.running.extend(staged);
+        self.store.absorb_staged();
         if self.policy == CommitPolicy::EachOperation
             || self.store.running.len() >= MAX_RUNNING_BLOCKS
         {
@@ -512,6 +520,7 @@ impl<D: BlockStore> FileSystem<D> {
         if !self.journal.has_room_for(length) {
             self.write_home()?;
         }
+        self.store.seal_running();
         let (position, sequence) = (self.journal.position, self.journal.next_sequence);
         let result = write_transaction(
             &mut self.store.disk,

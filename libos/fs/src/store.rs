@@ -3,14 +3,14 @@
 //! operations not yet committed), overlaid by the blocks the operation in progress has
 //! changed.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::cache::Cache;
 use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
-use crate::format::{Block, Layout, zeroed};
+use crate::format::{Block, Layout, Trust, seal_checksum, zeroed};
 
 /// The disk, the read cache and the three layers of changes above it.
 #[derive(Debug)]
@@ -22,6 +22,10 @@ pub(crate) struct Store<D> {
     /// Blocks changed by completed operations not yet committed to the journal: the
     /// running transaction.
     pub(crate) running: BTreeMap<u64, Block>,
+    /// The metadata blocks of `staged` and of `running`: stamped but not sealed, their
+    /// CRCs written once, at commit ([`Store::seal_running`]).
+    staged_metadata: BTreeSet<u64>,
+    running_metadata: BTreeSet<u64>,
     /// Blocks changed by the operation in progress (dropped if it fails).
     pub(crate) staged: BTreeMap<u64, Block>,
     /// Clean blocks as the disk holds them.
@@ -46,6 +50,8 @@ impl<D: BlockStore> Store<D> {
             disk,
             pending,
             running: BTreeMap::new(),
+            staged_metadata: BTreeSet::new(),
+            running_metadata: BTreeSet::new(),
             staged: BTreeMap::new(),
             cache: Cache::new(DEFAULT_CACHE_BLOCKS),
             data: layout.data_start..layout.blocks,
@@ -57,6 +63,26 @@ impl<D: BlockStore> Store<D> {
     /// it is in the data region (metadata, and small files' data) and cached.
     pub(crate) fn read(&mut self, number: u64) -> Result<Block, FsError> {
         self.read_data(number, true)
+    }
+
+    /// Parses metadata block `number` with `decode`, in place (no copy), telling it
+    /// whether the CRC must be verified: not if the block is one of this mount's changes
+    /// (sealed here) or a cached block that passed before. A block that passes is
+    /// marked so in the cache.
+    pub(crate) fn with_metadata<T>(
+        &mut self,
+        number: u64,
+        decode: impl FnOnce(&Block, Trust) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        if let Some(block) = self.changed(number) {
+            return decode(block, Trust::Sealed);
+        }
+        if let Some((block, true)) = self.cache.get_verified(number) {
+            return decode(block, Trust::Sealed);
+        }
+        let parsed = decode(&self.read(number)?, Trust::Verify)?;
+        self.cache.verified(number);
+        Ok(parsed)
     }
 
     /// The block the changes above the disk hold as block `number`, if any.
@@ -160,7 +186,44 @@ impl<D: BlockStore> Store<D> {
 
     /// Makes `block` the new contents of block `number` in the operation in progress.
     pub(crate) fn stage(&mut self, number: u64, block: Block) {
+        self.staged_metadata.remove(&number);
         self.staged.insert(number, block);
+    }
+
+    /// [`Store::stage`] for a stamped metadata block, sealed at commit.
+    pub(crate) fn stage_metadata(&mut self, number: u64, block: Block) {
+        self.staged_metadata.insert(number);
+        self.staged.insert(number, block);
+    }
+
+    /// Forgets what the failed operation staged.
+    pub(crate) fn drop_staged(&mut self) {
+        self.staged.clear();
+        self.staged_metadata.clear();
+    }
+
+    /// Moves what the operation staged into the running transaction.
+    pub(crate) fn absorb_staged(&mut self) {
+        let staged = core::mem::take(&mut self.staged);
+        for number in staged.keys() {
+            if self.staged_metadata.contains(number) {
+                self.running_metadata.insert(*number);
+            } else {
+                self.running_metadata.remove(number);
+            }
+        }
+        self.staged_metadata.clear();
+        self.running.extend(staged);
+    }
+
+    /// Writes the CRC of every metadata block of the running transaction (before it
+    /// goes to the journal, or before a check reads it).
+    pub(crate) fn seal_running(&mut self) {
+        for number in core::mem::take(&mut self.running_metadata) {
+            if let Some(block) = self.running.get_mut(&number) {
+                seal_checksum(block);
+            }
+        }
     }
 }
 

@@ -64,7 +64,9 @@ fn edit_entry(disk: &mut MemoryDisk, block: u64, name: &str, edit: impl FnOnce(&
     let mut entries = DirectoryBlock::decode(&raw(disk, block), block).unwrap();
     let index = entries.find(name).unwrap();
     edit(&mut entries.entries[index].inode);
-    put_raw(disk, block, &entries.encode(block));
+    let mut image = entries.encode(block);
+    crate::format::seal_checksum(&mut image);
+    put_raw(disk, block, &image);
 }
 
 /// Changes bytes of a block and reseals it with `magic`.
