@@ -200,6 +200,18 @@ const fn ready_cores(cores: Cores) -> Check {
 /// What every crash report shows.
 const CRASH_EXIT: Option<i32> = Some(35);
 
+/// What `net::virtio-mq` and its legacy twin check: two pairs, queue 2 refused both
+/// ways, 300 frames out on each queue, the host's 512 datagrams in on both.
+const VIRTIO_MQ_CHECKS: &[Check] = &[
+    Check::Has("2 queue pair(s) (the device offers 2)"),
+    Check::Has("netqueues: nic 0: virtio-net at"),
+    Check::Count("on queue 2 refused: the device has no queue 2", 2),
+    Check::Has("sent 300 frames on each of 2 transmit queues"),
+    Check::Has("received 512 datagrams of 16 flows byte-exact: queue 0 "),
+    Check::Has("netqueues: done, 1 interface(s)"),
+    Check::Lacks("FAILED"),
+];
+
 /// Every QEMU test.
 pub const CASES: &[Case] = &[
     // Boot matrix: machines and boot paths.
@@ -1145,15 +1157,7 @@ pub const CASES: &[Case] = &[
         qemu: &[Arg::TapQueues("virtio-net-pci,mq=on,vectors=6")],
         timeout_s: 120,
         exit: Some(0),
-        checks: &[
-            Check::Has("2 queue pair(s) (the device offers 2)"),
-            Check::Has("netqueues: nic 0: virtio-net at"),
-            Check::Count("on queue 2 refused: the device has no queue 2", 2),
-            Check::Has("sent 300 frames on each of 2 transmit queues"),
-            Check::Has("received 512 datagrams of 16 flows byte-exact: queue 0 "),
-            Check::Has("netqueues: done, 1 interface(s)"),
-            Check::Lacks("FAILED"),
-        ],
+        checks: VIRTIO_MQ_CHECKS,
         ..BASE
     },
     // The same through the legacy interface of a transitional device.
@@ -1166,15 +1170,7 @@ pub const CASES: &[Case] = &[
         )],
         timeout_s: 120,
         exit: Some(0),
-        checks: &[
-            Check::Has("2 queue pair(s) (the device offers 2)"),
-            Check::Has("netqueues: nic 0: virtio-net at"),
-            Check::Count("on queue 2 refused: the device has no queue 2", 2),
-            Check::Has("sent 300 frames on each of 2 transmit queues"),
-            Check::Has("received 512 datagrams of 16 flows byte-exact: queue 0 "),
-            Check::Has("netqueues: done, 1 interface(s)"),
-            Check::Lacks("FAILED"),
-        ],
+        checks: VIRTIO_MQ_CHECKS,
         ..BASE
     },
     Case {

@@ -4,7 +4,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 
-use rexo_api::{ApiError, DeviceError, DeviceKind, Kernel, NetDevice};
+use rexo_api::{ApiError, DeviceError, DeviceInfo, DeviceKind, Kernel, NetDevice};
 
 use crate::pattern::{self, ETHERTYPE_FROM_PEER, ETHERTYPE_FROM_REXO, FRAMES};
 
@@ -13,6 +13,23 @@ const SILENCE_NS: u64 = 20_000_000_000;
 
 /// The app's entry point.
 pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    on_every_nic(kernel, "netcheck", &mut |device, nic| {
+        kernel.log(format_args!(
+            "netcheck: nic {}: {} at {}: {}",
+            device.index, device.driver, device.address, device.about
+        ));
+        check(kernel, nic)
+    })
+}
+
+/// Opens every network interface in turn and runs `check` on it; logs `APP: nic N:
+/// FAILED: why` for each that fails, then `APP: done, N interface(s)` (with `, FAILED`
+/// if one did), and fails if one did or there is none.
+pub(crate) fn on_every_nic(
+    kernel: &dyn Kernel,
+    app: &str,
+    check: &mut dyn FnMut(&DeviceInfo, &mut dyn NetDevice) -> Result<(), String>,
+) -> Result<(), ApiError> {
     let nics = kernel
         .devices()
         .into_iter()
@@ -21,23 +38,18 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
     let mut count = 0;
     for device in nics {
         count += 1;
-        let index = device.index;
-        kernel.log(format_args!(
-            "netcheck: nic {index}: {} at {}: {}",
-            device.driver, device.address, device.about
-        ));
-        let mut nic = kernel.open_net(index)?;
-        if let Err(why) = check(kernel, nic.as_mut()) {
-            kernel.log(format_args!("netcheck: nic {index}: FAILED: {why}"));
+        let mut nic = kernel.open_net(device.index)?;
+        if let Err(why) = check(&device, nic.as_mut()) {
+            kernel.log(format_args!("{app}: nic {}: FAILED: {why}", device.index));
             failed = true;
         }
     }
     if count == 0 {
-        kernel.log(format_args!("netcheck: FAILED: no network interface"));
+        kernel.log(format_args!("{app}: FAILED: no network interface"));
         return Err(ApiError::NoSuchDevice);
     }
     kernel.log(format_args!(
-        "netcheck: done, {count} interface(s){}",
+        "{app}: done, {count} interface(s){}",
         if failed { ", FAILED" } else { "" }
     ));
     if failed {
@@ -47,21 +59,26 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
     }
 }
 
-/// Sends one frame, retrying while the ring is full (up to a second).
-fn send(
+/// Sends one frame on `queue`, retrying while its ring is full (up to a second).
+pub(crate) fn send(
     kernel: &dyn Kernel,
     nic: &mut dyn NetDevice,
+    queue: usize,
     len: usize,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<(), String> {
     let start = kernel.now_ns();
     loop {
-        match nic.transmit(0, len, fill) {
+        match nic.transmit(queue, len, fill) {
             Ok(()) => return Ok(()),
             Err(DeviceError::QueueFull) if kernel.now_ns() - start < 1_000_000_000 => {
                 core::hint::spin_loop()
             }
-            Err(error) => return Err(format!("sending a {len}-byte frame: {error}")),
+            Err(error) => {
+                return Err(format!(
+                    "sending a {len}-byte frame on queue {queue}: {error}"
+                ));
+            }
         }
     }
 }
@@ -101,7 +118,7 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
     let start = kernel.now_ns();
     for seq in 0..FRAMES {
         let len = pattern::frame_len(seq);
-        send(kernel, nic, len, &mut |frame| {
+        send(kernel, nic, 0, len, &mut |frame| {
             pattern::fill_frame(frame, seq, mac, ETHERTYPE_FROM_REXO)
         })?;
     }
@@ -159,7 +176,7 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
             .map_err(|error| format!("receiving: {error}"))?;
         if let Some(len) = pending {
             received += 1;
-            send(kernel, nic, len, &mut |frame| {
+            send(kernel, nic, 0, len, &mut |frame| {
                 frame.copy_from_slice(&echo[..len])
             })?;
             last = kernel.now_ns();

@@ -13,7 +13,9 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use rexo_api::{ApiError, DeviceError, DeviceKind, Kernel, NetDevice};
+use rexo_api::{ApiError, DeviceError, Kernel, NetDevice};
+
+use crate::net::{on_every_nic, send};
 
 use crate::pattern::{
     self, DATAGRAMS, ETHERTYPE_FROM_REXO, FLOW_PORT, FLOWS, QUEUE_FRAMES, datagram_flow,
@@ -30,63 +32,17 @@ const BUDGET: usize = 32;
 
 /// The app's entry point.
 pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
-    let mut failed = false;
-    let mut count = 0;
-    for device in kernel.devices() {
-        if device.kind != DeviceKind::Net {
-            continue;
-        }
-        count += 1;
-        let index = device.index;
-        let mut nic = kernel.open_net(index)?;
+    on_every_nic(kernel, "netqueues", &mut |device, nic| {
         let queues = nic.info().queues;
         kernel.log(format_args!(
-            "netqueues: nic {index}: {} at {}: {queues} queue pair(s)",
-            device.driver, device.address
+            "netqueues: nic {}: {} at {}: {queues} queue pair(s)",
+            device.index, device.driver, device.address
         ));
-        let result = if queues < 2 {
-            Err(format!("{queues} queue pair(s): nothing to check"))
-        } else {
-            check(kernel, nic.as_mut(), index)
-        };
-        if let Err(why) = result {
-            kernel.log(format_args!("netqueues: nic {index}: FAILED: {why}"));
-            failed = true;
+        if queues < 2 {
+            return Err(format!("{queues} queue pair(s): nothing to check"));
         }
-    }
-    if count == 0 {
-        kernel.log(format_args!("netqueues: FAILED: no network interface"));
-        return Err(ApiError::NoSuchDevice);
-    }
-    kernel.log(format_args!(
-        "netqueues: done, {count} interface(s){}",
-        if failed { ", FAILED" } else { "" }
-    ));
-    if failed {
-        Err(ApiError::AppFailed(1))
-    } else {
-        Ok(())
-    }
-}
-
-/// Sends one frame on `queue`, retrying while its ring is full (up to a second).
-fn send(
-    kernel: &dyn Kernel,
-    nic: &mut dyn NetDevice,
-    queue: usize,
-    len: usize,
-    fill: &mut dyn FnMut(&mut [u8]),
-) -> Result<(), String> {
-    let start = kernel.now_ns();
-    loop {
-        match nic.transmit(queue, len, fill) {
-            Ok(()) => return Ok(()),
-            Err(DeviceError::QueueFull) if kernel.now_ns() - start < 1_000_000_000 => {
-                core::hint::spin_loop()
-            }
-            Err(error) => return Err(format!("sending on queue {queue}: {error}")),
-        }
-    }
+        check(kernel, nic, device.index)
+    })
 }
 
 /// The three steps on one interface.
