@@ -74,4 +74,9 @@ pub const APPS: &[App] = &[
         about: "OS noise: fixed work quanta on every core, their spread and worst interruption (apps/devcheck)",
         main: rexo_devcheck::noise,
     },
+    App {
+        name: "fsbench",
+        about: "file-system benchmark: 10,000 small files created, read, deleted; random reads of a 1 GiB file and of the raw disk (apps/fsbench)",
+        main: rexo_fsbench::main,
+    },
 ];

@@ -76,12 +76,18 @@ struct Row {
 
 /// `cargo xtask bench boot [--runs N] [--quick]`, `cargo xtask bench api`, `cargo
 /// xtask bench drivers` (xtask/src/devbench.rs), or else the suite against Linux,
-/// `cargo xtask bench [NAME...] [--quick]` (xtask/src/bench_suite.rs).
+/// `cargo xtask bench [NAME...] [--quick]` (xtask/src/bench_suite.rs), of which `cargo
+/// xtask bench fs [--quick]` is the file-system rows (xtask/src/fsbench.rs).
 pub fn command(mut words: Vec<String>) -> Result<()> {
     match words.first().map(String::as_str) {
         Some("boot") => boot_command(words.split_off(1)),
         Some("api") => api_command(words.split_off(1)),
         Some("drivers") => crate::devbench::command(words.split_off(1)),
+        Some("fs") => {
+            let mut suite = vec!["small-files".to_string(), "fs-randread".to_string()];
+            suite.extend(words.split_off(1));
+            crate::bench_suite::command(suite)
+        }
         _ => crate::bench_suite::command(words),
     }
 }

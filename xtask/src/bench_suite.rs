@@ -12,6 +12,7 @@ use crate::Result;
 use crate::args::Args;
 use crate::bench_report::{self, Better, Context, Row};
 use crate::diskimage::{self, Attach};
+use crate::fsbench;
 use crate::linux;
 use crate::netpeer::{self, Peer};
 use crate::qemu::{self, Accel, End, Machine, Media, Vm};
@@ -50,8 +51,9 @@ enum Source {
     FirstRequest,
     /// UDP echo round trip (Rexo's netdemo, a C echo loop).
     UdpEcho,
-    /// Not measurable yet: why.
-    Pending(&'static str),
+    /// A phase of the file-system benchmark, per second (Rexo's fsbench on the Rexo
+    /// file system, its C twin on ext4): `create`, `read`, `delete`, `randread-file`.
+    FileSystem(&'static str),
 }
 
 /// One benchmark of the suite.
@@ -180,14 +182,36 @@ const SUITE: &[Spec] = &[
         source: Source::RandRead("virtio-blk", 32),
     },
     Spec {
-        name: "small-files",
-        title: "small-file create/read",
+        name: "small-files-create",
+        title: "small files created: 10,000 of 1 KiB in 100 directories, then sync (Rexo: fsbench on the Rexo file system; Linux: the same steps in C on ext4), a 1.25 GiB virtio-blk disk",
+        unit: "files/s",
+        better: Better::Higher,
+        target: Some(3.0),
+        source: Source::FileSystem("create"),
+    },
+    Spec {
+        name: "small-files-read",
+        title: "small files read back and checked, from a cold cache (Linux: after drop_caches)",
+        unit: "files/s",
+        better: Better::Higher,
+        target: Some(3.0),
+        source: Source::FileSystem("read"),
+    },
+    Spec {
+        name: "small-files-delete",
+        title: "small files deleted (unlink, rmdir), then sync",
         unit: "files/s",
         better: Better::Higher,
         target: None,
-        source: Source::Pending(
-            "no small-file app on Rexo yet (BMFS create/read) nor its Linux counterpart",
-        ),
+        source: Source::FileSystem("delete"),
+    },
+    Spec {
+        name: "fs-randread",
+        title: "4 KiB random reads of a 1 GiB file, one at a time (Rexo: FileSystem::read; Linux: pread, O_DIRECT)",
+        unit: "IOPS",
+        better: Better::Higher,
+        target: None,
+        source: Source::FileSystem("randread-file"),
     },
     Spec {
         name: "noise",
@@ -268,6 +292,8 @@ struct Boots {
     memcached: bool,
     /// Rexo's netdemo and Linux's UDP echo program.
     udp_echo: bool,
+    /// Rexo's fsbench and Linux's `fsbench` service.
+    file_system: bool,
 }
 
 fn boots_for(specs: &[&Spec]) -> Boots {
@@ -296,7 +322,8 @@ fn boots_for(specs: &[&Spec]) -> Boots {
                 b.udp_echo = true;
                 b.linux_bench = true;
             }
-            Source::ImageSize | Source::Pending(_) => {}
+            Source::FileSystem(_) => b.file_system = true,
+            Source::ImageSize => {}
         }
     }
     b
@@ -380,6 +407,12 @@ pub fn command(words: Vec<String>) -> Result<()> {
     } else {
         None
     };
+    let file_system = if boots.file_system {
+        eprintln!("xtask: writing the file-system benchmark's disk images (1 GiB file on each)");
+        Some((linux::build(&root, "fsbench")?, fsbench::templates(&dir)?))
+    } else {
+        None
+    };
     // Made once, before the first round; its namespace goes when the run ends.
     let reach = servers::Reach::choose();
     if let servers::Reach::User(why) = &reach
@@ -408,6 +441,15 @@ pub fn command(words: Vec<String>) -> Result<()> {
         if let (true, Some(bench)) = (boots.udp_echo, &bench) {
             servers::udp_round((&kernel, bench), &dir, &reach, &plan, &mut samples);
         }
+        if let Some((linux, templates)) = &file_system {
+            file_system_round((&kernel, linux), templates, &dir, &plan, &mut samples);
+        }
+    }
+    if let Some((_, templates)) = &file_system {
+        for image in [&templates.rexo, &templates.ext4] {
+            let _ = std::fs::remove_file(image);
+        }
+        let _ = std::fs::remove_file(dir.join("fs-disk.img"));
     }
     for (name, _, _) in DISKS {
         let _ = std::fs::remove_file(dir.join(format!("suite-{name}.img")));
@@ -469,7 +511,7 @@ fn key(source: Source) -> String {
         Source::MemcachedP99 => "memcached-p99".into(),
         Source::FirstRequest => "first-request".into(),
         Source::UdpEcho => "udp-echo".into(),
-        Source::Pending(_) => String::new(),
+        Source::FileSystem(phase) => format!("fs-{phase}"),
     }
 }
 
@@ -495,10 +537,6 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
         })
     };
     match spec.source {
-        Source::Pending(why) => {
-            row.rexo = Err(why.into());
-            row.linux = Err("not run without Rexo's side".into());
-        }
         Source::ImageSize => {
             let size = |paths: &[&Path]| -> std::result::Result<Vec<f64>, String> {
                 let mut total = 0;
@@ -546,6 +584,29 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
                      {MEM_MIB} MiB minus MemTotal {} MiB)",
                     median(&samples.linux, "memory-total")
                 )),
+                Source::FileSystem("randread-file") => {
+                    let ratio = |map: &BTreeMap<String, Vec<f64>>| {
+                        let median = |key: &str| {
+                            map.get(key)
+                                .and_then(|v| crate::bench::stats(v))
+                                .map(|s| s.median)
+                        };
+                        match (median("fs-randread-file"), median("fs-randread-raw")) {
+                            (Some(file), Some(raw)) if raw > 0.0 => format!(
+                                "{} of the raw disk's {} IOPS",
+                                bench_report::number(file / raw),
+                                bench_report::number(raw)
+                            ),
+                            _ => "-".into(),
+                        }
+                    };
+                    notes.push(format!(
+                        "file over raw device (the same offsets in the disk's first GiB; \
+                         target: within 10%): Rexo {}, Linux {}",
+                        ratio(&samples.rexo),
+                        ratio(&samples.linux)
+                    ));
+                }
                 _ => {}
             }
             row.note = notes.join("; ");
@@ -756,6 +817,59 @@ fn run_round(
             read_rexo_net(&capture?)
         });
         record(samples, true, outcome);
+    }
+}
+
+/// The file-system benchmark's boots: Rexo's `fsbench` app, then Linux's `fsbench`
+/// service, each with an idle NIC and a fresh copy of its disk image.
+fn file_system_round(
+    (kernel, linux): (&Path, &linux::Baseline),
+    templates: &fsbench::Templates,
+    dir: &Path,
+    plan: &Plan,
+    samples: &mut Samples,
+) {
+    let boots = [
+        (
+            true,
+            Ok(Media::Pvh {
+                kernel: kernel.to_path_buf(),
+                append: "app=fsbench".into(),
+                initrd: None,
+            }),
+            &templates.rexo,
+            "suite-rexo-fs",
+        ),
+        (
+            false,
+            linux_media(linux, ""),
+            &templates.ext4,
+            "suite-linux-fs",
+        ),
+    ];
+    for (rexo, media, template, name) in boots {
+        let timeout_s = if rexo {
+            REXO_TIMEOUT_S
+        } else {
+            LINUX_TIMEOUT_S
+        };
+        let outcome = media.and_then(|media| {
+            let (_sink, mut args) = idle_nic()?;
+            args.extend(fsbench::disk(template, &dir.join("fs-disk.img"))?);
+            let mut vm = machine(media, plan);
+            vm.extra = args;
+            let log = dir.join(format!("{name}.log"));
+            let capture = run(&vm, dir, &log, timeout_s)?;
+            fsbench::read(capture.lines.iter().map(|l| l.text.as_str()))
+                .map(|figures| {
+                    figures
+                        .into_iter()
+                        .map(|(phase, rate)| (format!("fs-{phase}"), rate))
+                        .collect()
+                })
+                .map_err(|e| format!("{e} (log: {})", log.display()))
+        });
+        record(samples, rexo, outcome);
     }
 }
 
@@ -1434,11 +1548,9 @@ mod tests {
         let of = |names: &[&str]| {
             boots_for(&select(&names.iter().map(|w| w.to_string()).collect::<Vec<_>>()).unwrap())
         };
-        assert_eq!(
-            of(&["image-size", "small-files"]),
-            Boots::default(),
-            "nothing to boot"
-        );
+        assert_eq!(of(&["image-size"]), Boots::default(), "nothing to boot");
+        let b = of(&["small-files", "fs-randread"]);
+        assert!(b.file_system && !b.rexo_disk && !b.linux_bench && !b.rexo_noise);
         let b = of(&["http"]);
         assert!(b.http && !b.memcached && !b.rexo_noise && !b.linux_bench);
         assert!(of(&["memcached"]).memcached);

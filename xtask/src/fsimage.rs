@@ -103,6 +103,11 @@ pub fn partitioned_for_monitor(path: &Path) -> Result<()> {
     fs.sync().map_err(|e| e.to_string())
 }
 
+/// A new image of `bytes` at `path` (replacing any file there), formatted whole.
+pub fn format_new(path: &Path, bytes: u64) -> Result<FileSystem<FileStore>> {
+    FileSystem::format(store(path, Some(bytes))?).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// The file system of the image at `path`, mounted (the journal replayed).
 pub fn mount(path: &Path) -> Result<FileSystem<FileStore>> {
     FileSystem::mount(store(path, None)?).map_err(|e| format!("{}: {e}", path.display()))
@@ -115,7 +120,7 @@ pub fn command(argv: &[String]) -> Result<()> {
     match args.as_slice() {
         [image, "create", size] => {
             let bytes = crate::disk::parse_size(size)?;
-            let fs = FileSystem::format(store(Path::new(image), Some(bytes))?).map_err(fail)?;
+            let fs = format_new(Path::new(image), bytes)?;
             let s = fs.statfs();
             println!("{image}: {} data blocks of 4 KiB", s.total_blocks);
             Ok(())

@@ -44,10 +44,26 @@ const MODULES: &[&str] = &[
     "nvme",
 ];
 
+/// Kernel modules only the `fsbench` image loads, after [`MODULES`]: ext4 (Debian builds
+/// it as a module) and the crc32c its metadata checksums need (ext4 asks the crypto
+/// layer for it, which cannot load modules without modprobe).
+const FS_MODULES: &[&str] = &["crc32c_generic", "ext4"];
+
+/// The modules `service`'s image loads, in the order given.
+fn modules(service: &str) -> Vec<&'static str> {
+    let mut list = MODULES.to_vec();
+    if service == "fsbench" {
+        list.extend_from_slice(FS_MODULES);
+    }
+    list
+}
+
 /// The services `rexo.service=` accepts.
 /// (`fio`: nothing is started; a shell on the console runs fio as told. `bench`: the
-/// benchmark suite's guest side, [`BENCH_PROGRAMS`] and fio, then power-off.)
-pub const SERVICES: &[&str] = &["none", "nginx", "memcached", "fio", "bench"];
+/// benchmark suite's guest side, [`BENCH_PROGRAMS`] and fio, then power-off. `fsbench`:
+/// `cargo xtask bench fs`'s guest side, [`FSBENCH_PROGRAMS`] on the ext4 disk, then
+/// power-off.)
+pub const SERVICES: &[&str] = &["none", "nginx", "memcached", "fio", "bench", "fsbench"];
 
 /// The marker the init prints once the service is up.
 pub const MARKER: &str = "linux: ready service=";
@@ -67,6 +83,18 @@ pub const BENCH_PROGRAMS: &[(&str, &str)] = &[
     ("rexo-poll", include_str!("bench/poll.c")),
     ("rexo-udpecho", include_str!("bench/udpecho.c")),
 ];
+
+/// The file-system benchmark's program in the `fsbench` image, built the same way.
+pub const FSBENCH_PROGRAMS: &[(&str, &str)] = &[("rexo-fsbench", include_str!("bench/fsbench.c"))];
+
+/// The static C programs `service`'s image carries.
+fn programs(service: &str) -> &'static [(&'static str, &'static str)] {
+    match service {
+        "bench" => BENCH_PROGRAMS,
+        "fsbench" => FSBENCH_PROGRAMS,
+        _ => &[],
+    }
+}
 
 /// The name of the harness test.
 pub const TEST_NAME: &str = "linux::boot-none";
@@ -103,8 +131,8 @@ for word in $(cat /proc/cmdline); do
     esac
 done
 case "$service" in
-    none|nginx|memcached|fio|bench) ;;
-    *) fail "unknown service '$service' (rexo.service=none|nginx|memcached|fio|bench)" ;;
+    none|nginx|memcached|fio|bench|fsbench) ;;
+    *) fail "unknown service '$service' (rexo.service=none|nginx|memcached|fio|bench|fsbench)" ;;
 esac
 while read -r module; do
     insmod "/lib/modules/$module" || fail "insmod $module"
@@ -159,6 +187,15 @@ if [ "$service" = bench ]; then
         done
     done
     echo "linuxbench done"
+    poweroff -f
+fi
+if [ "$service" = fsbench ]; then
+    # `cargo xtask bench fs` (docs/bench.md): the ext4 file system the harness made on
+    # /dev/vda (its root holds `big`, 1 GiB), mounted with Debian's defaults.
+    mkdir -p /mnt
+    mount -t ext4 /dev/vda /mnt || fail "mount -t ext4 /dev/vda /mnt"
+    rexo-fsbench /mnt /dev/vda /mnt/big
+    umount /mnt || fail "umount /mnt"
     poweroff -f
 fi
 [ "$service" = fio ] && exec setsid cttyhack sh
@@ -425,13 +462,12 @@ pub fn build(root: &Path, service: &str) -> Result<Baseline> {
     }
     let programs = binaries(service);
     let libs = resolve_libraries(&tree, &debs, programs, &mut fetched)?;
-    let compiled = if service == "bench" {
-        compile_bench_programs(&dir.join("bench"))?
-    } else {
-        Vec::new()
-    };
+    let compiled = compile_programs(self::programs(service), &dir.join("bench"))?;
     let initramfs = dir.join(format!("initramfs-{service}.cpio"));
-    write_initramfs(&tree, version, programs, &libs, &compiled, &initramfs)?;
+    let modules = modules(service);
+    write_initramfs(
+        &tree, version, programs, &libs, &compiled, &modules, &initramfs,
+    )?;
     Ok(Baseline {
         kernel,
         initramfs,
@@ -440,11 +476,11 @@ pub fn build(root: &Path, service: &str) -> Result<Baseline> {
     })
 }
 
-/// Compiles [`BENCH_PROGRAMS`] into `dir` with the host's `gcc -static -O2 -pthread`:
-/// (path in the guest, binary) for each.
-fn compile_bench_programs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+/// Compiles `sources` (name, C source) into `dir` with the host's `gcc -static -O2
+/// -pthread`: (path in the guest, binary) for each.
+fn compile_programs(sources: &[(&str, &str)], dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    BENCH_PROGRAMS
+    sources
         .iter()
         .map(|(name, source)| {
             let c = dir.join(format!("{name}.c"));
@@ -949,14 +985,15 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
 }
 
 /// Writes the initramfs to `out`: busybox with its applets, the programs and their
-/// libraries, the `compiled` programs (guest path, host file), the modules in load
-/// order, the init and nginx's configuration.
+/// libraries, the `compiled` programs (guest path, host file), `modules` with their
+/// dependencies in load order, the init and nginx's configuration.
 fn write_initramfs(
     tree: &Path,
     kernel_version: &str,
     programs: &[&str],
     libs: &BTreeMap<PathBuf, PathBuf>,
     compiled: &[(String, PathBuf)],
+    modules: &[&str],
     out: &Path,
 ) -> Result<()> {
     let mut t = Tree::default();
@@ -986,13 +1023,13 @@ fn write_initramfs(
     for (guest, file) in compiled {
         t.add(guest, Entry::Copy(0o755, file.clone()));
     }
-    let modules = tree.join(format!("lib/modules/{kernel_version}"));
+    let module_dir = tree.join(format!("lib/modules/{kernel_version}"));
     let mut index = BTreeMap::new();
-    index_modules(&modules, &mut index)?;
-    let order = module_order(MODULES, |name| {
+    index_modules(&module_dir, &mut index)?;
+    let order = module_order(modules, |name| {
         let path = index
             .get(name)
-            .ok_or_else(|| format!("kernel module {name} is not in {}", modules.display()))?;
+            .ok_or_else(|| format!("kernel module {name} is not in {}", module_dir.display()))?;
         let bytes =
             std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Ok(module_depends(&bytes))
@@ -1239,7 +1276,7 @@ mod tests {
         assert!(MARKER.starts_with("linux: ready"));
         assert!(INIT.contains(&format!("echo \"{INIT_MARKER}\"")));
         assert!(INIT.contains(&format!("echo \"{MEMINFO_PREFIX} ")));
-        for (name, _) in BENCH_PROGRAMS {
+        for (name, _) in BENCH_PROGRAMS.iter().chain(FSBENCH_PROGRAMS) {
             assert!(INIT.contains(name), "{name}");
         }
     }

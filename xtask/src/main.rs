@@ -17,6 +17,7 @@ mod devbench;
 mod disk;
 mod diskimage;
 mod echoclient;
+mod fsbench;
 mod fsimage;
 mod gdb;
 mod harness;

@@ -1,0 +1,249 @@
+//! `fsbench`: the Rexo side of `cargo xtask bench fs` (docs/bench.md, "File system").
+//!
+//! On the first disk holding the Rexo file system (which the harness made with `big`, a
+//! [`BIG_FILE_BYTES`] file, in its root) it times, with the kernel's clock:
+//!
+//! 1. **create**: [`DIRECTORIES`] directories under `/bench`, [`FILES_PER_DIRECTORY`]
+//!    files of [`FILE_BYTES`] in each (create, write [`file_byte`]'s pattern), then
+//!    `sync`: everything durable and written home;
+//! 2. **read**: every file read back and checked byte by byte, from a cold cache;
+//! 3. **delete**: every file unlinked, every directory removed, then `sync`;
+//! 4. **randread-file**: [`RANDOM_READS`] reads of 4 KiB at random 4 KiB-aligned offsets
+//!    of `big`, one at a time;
+//! 5. **randread-raw**: as many reads of 4 KiB at random aligned offsets of the disk's
+//!    first [`BIG_FILE_BYTES`], straight from the device, one at a time.
+//!
+//! Each phase prints `fsbench PHASE files=N ns=T` (or `reads=N`); a failure prints
+//! `fsbench PHASE FAILED: why` and the app fails. The Linux side
+//! (`xtask/src/bench/fsbench.c`) does the same steps on ext4 and prints the same lines.
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+
+use rexo_api::device::wait_for;
+use rexo_api::{ApiError, DeviceKind, Kernel};
+use rexo_fs::{BlockStore, CommitPolicy, FileSystem, FsError, on_first_file_system};
+
+/// Directories the small files are spread over.
+pub const DIRECTORIES: u32 = 100;
+/// Files in each directory.
+pub const FILES_PER_DIRECTORY: u32 = 100;
+/// Bytes in each small file.
+pub const FILE_BYTES: usize = 1024;
+/// The large file's name in the root directory.
+pub const BIG_FILE: &str = "/big";
+/// The large file's size: 1 GiB.
+pub const BIG_FILE_BYTES: u64 = 1 << 30;
+/// Random 4 KiB reads of each kind.
+pub const RANDOM_READS: u64 = 10_000;
+/// The bytes one random read takes.
+const READ_BYTES: u64 = 4096;
+
+/// Byte `at` of small file `file` (0-based over all directories): what create writes
+/// and read checks.
+pub fn file_byte(file: u32, at: usize) -> u8 {
+    (file.wrapping_mul(7).wrapping_add(at as u32) % 251) as u8
+}
+
+/// A reproducible sequence of 4 KiB-aligned offsets below a limit (xorshift64*).
+pub struct Offsets(u64);
+
+impl Offsets {
+    /// The sequence both sides use.
+    pub fn new() -> Self {
+        Self(0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// The next offset, a multiple of 4096 below `limit`.
+    pub fn next_below(&mut self, limit: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let slots = (limit / READ_BYTES).max(1);
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) % slots * READ_BYTES
+    }
+}
+
+impl Default for Offsets {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The path of small file `file` and of its directory.
+fn paths(file: u32) -> (String, String) {
+    let directory = format!("/bench/d{:03}", file / FILES_PER_DIRECTORY);
+    let name = format!("{directory}/f{:03}", file % FILES_PER_DIRECTORY);
+    (directory, name)
+}
+
+/// All the small files.
+fn files() -> core::ops::Range<u32> {
+    0..DIRECTORIES * FILES_PER_DIRECTORY
+}
+
+/// Runs `phase` and prints its line: `count` items in the nanoseconds it took.
+fn timed(
+    kernel: &dyn Kernel,
+    name: &str,
+    unit: &str,
+    count: u64,
+    phase: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    let start = kernel.now_ns();
+    match phase() {
+        Ok(()) => {
+            let ns = kernel.now_ns().saturating_sub(start);
+            kernel.log(format_args!("fsbench {name} {unit}={count} ns={ns}"));
+            Ok(())
+        }
+        Err(why) => {
+            kernel.log(format_args!("fsbench {name} FAILED: {why}"));
+            Err(why)
+        }
+    }
+}
+
+/// The file-system phases on a mounted file system.
+fn file_system_phases<D: BlockStore>(
+    kernel: &dyn Kernel,
+    fs: &mut FileSystem<D>,
+) -> Result<(), String> {
+    let text = |e: FsError| format!("{e}");
+    let big = fs.stat(BIG_FILE).map_err(text)?.size;
+    if big < BIG_FILE_BYTES {
+        return Err(format!(
+            "{BIG_FILE} holds {big} bytes, not the {BIG_FILE_BYTES} the harness writes"
+        ));
+    }
+    fs.set_commit_policy(CommitPolicy::OnCommit).map_err(text)?;
+    let count = u64::from(DIRECTORIES * FILES_PER_DIRECTORY);
+    timed(kernel, "create", "files", count, || {
+        fs.mkdir("/bench").map_err(text)?;
+        let mut data = vec![0u8; FILE_BYTES];
+        for file in files() {
+            let (directory, path) = paths(file);
+            if file % FILES_PER_DIRECTORY == 0 {
+                fs.mkdir(&directory).map_err(text)?;
+            }
+            for (at, byte) in data.iter_mut().enumerate() {
+                *byte = file_byte(file, at);
+            }
+            fs.create(&path).map_err(text)?;
+            fs.write(&path, 0, &data).map_err(text)?;
+        }
+        fs.sync().map_err(text)
+    })?;
+    fs.drop_cache();
+    timed(kernel, "read", "files", count, || {
+        let mut buf = vec![0u8; 4096];
+        for file in files() {
+            let (_, path) = paths(file);
+            let got = fs.read(&path, 0, &mut buf).map_err(text)?;
+            let wrong = (0..FILE_BYTES).find(|&at| buf[at] != file_byte(file, at));
+            if got != FILE_BYTES || wrong.is_some() {
+                return Err(format!(
+                    "{path}: read {got} bytes, first wrong byte at {wrong:?}"
+                ));
+            }
+        }
+        Ok(())
+    })?;
+    timed(kernel, "delete", "files", count, || {
+        for file in files() {
+            let (directory, path) = paths(file);
+            fs.unlink(&path).map_err(text)?;
+            if file % FILES_PER_DIRECTORY == FILES_PER_DIRECTORY - 1 {
+                fs.rmdir(&directory).map_err(text)?;
+            }
+        }
+        fs.rmdir("/bench").map_err(text)?;
+        fs.sync().map_err(text)
+    })?;
+    fs.drop_cache();
+    timed(kernel, "randread-file", "reads", RANDOM_READS, || {
+        let mut buf = vec![0u8; READ_BYTES as usize];
+        let mut offsets = Offsets::new();
+        for _ in 0..RANDOM_READS {
+            let at = offsets.next_below(BIG_FILE_BYTES);
+            let got = fs.read(BIG_FILE, at, &mut buf).map_err(text)?;
+            if got != buf.len() {
+                return Err(format!("{BIG_FILE} at {at}: read {got} bytes"));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The raw-device phase: the same reads straight from the first disk.
+fn raw_phase(kernel: &dyn Kernel) -> Result<(), String> {
+    let index = kernel
+        .devices()
+        .into_iter()
+        .find(|d| d.kind == DeviceKind::Block)
+        .map(|d| d.index)
+        .ok_or("no disk")?;
+    let mut disk = kernel.open_block(index).map_err(|e| format!("{e}"))?;
+    let sector = u64::from(disk.info().sector_size.max(1));
+    let sectors = (READ_BYTES / sector) as u32;
+    timed(kernel, "randread-raw", "reads", RANDOM_READS, || {
+        let mut offsets = Offsets::new();
+        let mut first = 0u8;
+        for _ in 0..RANDOM_READS {
+            let lba = offsets.next_below(BIG_FILE_BYTES) / sector;
+            let tag = disk
+                .submit_read(0, lba, sectors)
+                .map_err(|e| format!("{e}"))?;
+            wait_for(disk.as_mut(), 0, tag, &mut |data| first ^= data[0])
+                .map_err(|e| format!("sector {lba}: {e}"))?;
+        }
+        Ok(())
+    })
+}
+
+/// `fsbench`'s entry point.
+pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    let outcome = on_first_file_system(kernel, |fs| Ok(file_system_phases(kernel, fs)))
+        .and_then(|phases| phases)
+        .and_then(|()| raw_phase(kernel));
+    match outcome {
+        Ok(()) => {
+            kernel.log(format_args!("fsbench done"));
+            Ok(())
+        }
+        Err(why) => {
+            kernel.log(format_args!("fsbench FAILED: {why}"));
+            Err(ApiError::AppFailed(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_aligned_below_the_limit_and_spread() {
+        let mut offsets = Offsets::new();
+        let seen: alloc::collections::BTreeSet<u64> = (0..1000)
+            .map(|_| offsets.next_below(BIG_FILE_BYTES))
+            .collect();
+        assert!(seen.iter().all(|&o| o % 4096 == 0 && o < BIG_FILE_BYTES));
+        assert!(seen.len() > 990, "{} distinct offsets of 1000", seen.len());
+    }
+
+    #[test]
+    fn paths_spread_files_over_directories() {
+        assert_eq!(paths(0), ("/bench/d000".into(), "/bench/d000/f000".into()));
+        assert_eq!(
+            paths(9999),
+            ("/bench/d099".into(), "/bench/d099/f099".into())
+        );
+        assert_ne!(file_byte(1, 0), file_byte(2, 0));
+    }
+}

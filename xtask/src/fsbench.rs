@@ -1,0 +1,176 @@
+//! The file-system rows of the benchmark suite (`cargo xtask bench fs`, docs/bench.md):
+//! Rexo's `fsbench` app on the Rexo file system against the same steps in C
+//! (`bench/fsbench.c`) on ext4 in the Linux guest, each on a virtio-blk disk of
+//! [`IMAGE_BYTES`] whose root holds the same 1 GiB file.
+//!
+//! The two disk images are made once per run (the 1 GiB file is written through each
+//! file system's own host tool: `rexo_fs` here, `mkfs.ext4 -d` from e2fsprogs) and
+//! copied afresh for every boot, so each round starts from the same disk.
+
+use crate::Result;
+use crate::diskimage::{self, Attach};
+use crate::fsimage;
+use rexo_fsbench::{BIG_FILE, BIG_FILE_BYTES};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Each disk: the 1 GiB file, the small files and room for either file system's
+/// journal and metadata.
+pub const IMAGE_BYTES: u64 = 1280 << 20;
+
+/// The QEMU device both guests get.
+pub const DISK_DEVICE: &str = "virtio-blk-pci";
+
+/// The two images a run copies for each boot.
+pub struct Templates {
+    /// The Rexo file system with [`BIG_FILE`].
+    pub rexo: PathBuf,
+    /// ext4 with `big`.
+    pub ext4: PathBuf,
+}
+
+/// Makes both templates in `dir` (about 1 GiB of writes each).
+pub fn templates(dir: &Path) -> Result<Templates> {
+    let source = dir.join("fs-source");
+    std::fs::create_dir_all(&source)
+        .map_err(|e| format!("cannot create {}: {e}", source.display()))?;
+    let big = source.join(BIG_FILE.trim_start_matches('/'));
+    write_big(&big)?;
+    let rexo = dir.join("fs-template-rexo.img");
+    let mut fs = fsimage::format_new(&rexo, IMAGE_BYTES)?;
+    fsimage::put_tree(&mut fs, &big, BIG_FILE)?;
+    fs.sync().map_err(|e| format!("{}: {e}", rexo.display()))?;
+    let ext4 = dir.join("fs-template-ext4.img");
+    let _ = std::fs::remove_file(&ext4);
+    let output = Command::new("mkfs.ext4")
+        .args([
+            "-q",
+            "-F",
+            "-E",
+            "lazy_itable_init=0,lazy_journal_init=0",
+            "-d",
+        ])
+        .arg(&source)
+        .arg(&ext4)
+        .arg(format!("{}M", IMAGE_BYTES >> 20))
+        .output()
+        .map_err(|e| format!("cannot run mkfs.ext4 ({e}); install package e2fsprogs"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "mkfs.ext4 -d {} {}: {}",
+            source.display(),
+            ext4.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    std::fs::remove_file(&big).map_err(|e| format!("cannot remove {}: {e}", big.display()))?;
+    Ok(Templates { rexo, ext4 })
+}
+
+/// Writes [`BIG_FILE_BYTES`] of pseudo-random bytes (neither guest reads zeros).
+fn write_big(path: &Path) -> Result<()> {
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(fail)?);
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut chunk = vec![0u8; 1 << 20];
+    for _ in 0..BIG_FILE_BYTES / chunk.len() as u64 {
+        for word in chunk.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes());
+        }
+        file.write_all(&chunk).map_err(fail)?;
+    }
+    file.flush().map_err(fail)
+}
+
+/// A fresh copy of `template` at `copy`, and QEMU's arguments attaching it.
+pub fn disk(template: &Path, copy: &Path) -> Result<Vec<String>> {
+    std::fs::copy(template, copy).map_err(|e| {
+        format!(
+            "cannot copy {} to {}: {e}",
+            template.display(),
+            copy.display()
+        )
+    })?;
+    diskimage::args(0, Attach::Device(DISK_DEVICE), copy)
+}
+
+/// One `fsbench PHASE files=N ns=T` (or `reads=N`) line: the phase and its rate per
+/// second. `None` for other lines; an error for a failed phase or a malformed figure.
+pub fn parse(line: &str) -> Option<Result<(String, f64)>> {
+    let rest = &line[line.find("fsbench ")? + "fsbench ".len()..];
+    if rest.contains("FAILED") {
+        return Some(Err(format!("fsbench: {rest}")));
+    }
+    let mut words = rest.split_whitespace();
+    let phase = words.next()?;
+    let count = words.next()?.split_once('=')?.1;
+    let ns = words.next()?.strip_prefix("ns=")?;
+    Some(match (count.parse::<f64>(), ns.parse::<f64>()) {
+        (Ok(count), Ok(ns)) if ns > 0.0 => Ok((phase.to_string(), count * 1e9 / ns)),
+        _ => Err(format!("fsbench: malformed figure `{rest}`")),
+    })
+}
+
+/// Every phase's rate from a boot's lines; fails unless `fsbench done` is among them.
+pub fn read<'a>(lines: impl Iterator<Item = &'a str>) -> Result<Vec<(String, f64)>> {
+    let mut figures = Vec::new();
+    let mut done = false;
+    for line in lines {
+        if line.contains("fsbench done") {
+            done = true;
+        } else if let Some(figure) = parse(line) {
+            figures.push(figure?);
+        }
+    }
+    if !done {
+        return Err("fsbench did not finish (no `fsbench done`)".into());
+    }
+    Ok(figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_sides_lines() {
+        let rexo = [
+            "[  1.000000 0] fsbench create files=10000 ns=2000000000",
+            "[  2.000000 0] fsbench randread-raw reads=10000 ns=500000000",
+            "[  2.100000 0] fsbench done",
+        ];
+        let figures = read(rexo.iter().copied()).unwrap();
+        assert_eq!(
+            figures,
+            vec![("create".into(), 5000.0), ("randread-raw".into(), 20000.0)]
+        );
+        let linux = ["fsbench read files=10000 ns=1000000000", "fsbench done"];
+        assert_eq!(read(linux.iter().copied()).unwrap()[0].1, 10000.0);
+    }
+
+    #[test]
+    fn a_failure_or_an_unfinished_run_is_an_error() {
+        let failed = ["fsbench create FAILED: /bench: no space", "fsbench done"];
+        assert!(
+            read(failed.iter().copied())
+                .unwrap_err()
+                .contains("no space")
+        );
+        let unfinished = ["fsbench create files=10000 ns=1"];
+        assert!(
+            read(unfinished.iter().copied())
+                .unwrap_err()
+                .contains("done")
+        );
+        let malformed = ["fsbench create files=x ns=1", "fsbench done"];
+        assert!(
+            read(malformed.iter().copied())
+                .unwrap_err()
+                .contains("malformed")
+        );
+    }
+}
