@@ -12,8 +12,8 @@
 /// `b` followed by `k` zero bytes. Every metadata block read or sealed runs a CRC over
 /// 4 KiB, which made it the file system's hottest loop (71% of the small-file
 /// workload's time byte at a time); eight bytes a step is about four times faster, in
-/// safe code and on any CPU (the SSE 4.2 `crc32` instruction would need `unsafe` and
-/// covers only CRC-32C).
+/// portable code on any CPU (the SSE 4.2 `crc32` instruction needs an intrinsic this
+/// crate may not call, and covers only CRC-32C).
 type Tables = [[u32; 256]; 8];
 
 /// CRC-32's tables, built at compile time.
