@@ -20,6 +20,8 @@ pub const USAGE: &str = "\
                                  everything under it
   fs IMAGE rm PATH               remove a file or an empty directory
   fs IMAGE check                 check everything (exit 0 when consistent)
+  fs IMAGE repair                repair a damaged file system, saying what was lost
+                                 (a copy is repaired, then put in the image's place)
 ";
 
 /// An image file as 4 KiB blocks.
@@ -169,8 +171,56 @@ pub fn command(argv: &[String]) -> Result<()> {
             );
             Ok(())
         }
+        [image, "repair"] => repair(Path::new(image)),
         _ => Err(format!("usage:\n{USAGE}")),
     }
+}
+
+/// `fs IMAGE repair`: repairs a copy of the image (`IMAGE.repairing`) and renames it
+/// over the image, so that an interrupted repair leaves the image as it was; a
+/// consistent image is left untouched.
+fn repair(image: &Path) -> Result<()> {
+    let name = image.display();
+    let copy = image.with_file_name(format!(
+        "{}.repairing",
+        image
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::copy(image, &copy)
+        .map_err(|e| format!("{name}: copying to {}: {e}", copy.display()))?;
+    let repaired = store(&copy, None)
+        .and_then(|disk| FileSystem::repair(disk).map_err(|e| format!("{name}: {e}")));
+    let report = match repaired {
+        Ok((fs, report)) => {
+            drop(fs);
+            report
+        }
+        Err(error) => {
+            let _ = std::fs::remove_file(&copy);
+            return Err(error);
+        }
+    };
+    if report.fixes.is_empty() {
+        std::fs::remove_file(&copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+        println!("{name}: consistent, nothing to repair");
+        return Ok(());
+    }
+    std::fs::rename(&copy, image).map_err(|e| format!("{name}: {e}"))?;
+    for fix in &report.fixes {
+        println!("{name}: {fix}");
+    }
+    let r = report.result;
+    println!(
+        "{name}: repaired ({} problems), {} directories, {} files, {} blocks used, {} free",
+        report.fixes.len(),
+        r.directories,
+        r.files,
+        r.used_blocks,
+        r.free_blocks
+    );
+    Ok(())
 }
 
 /// Copies the host's `from` (a file, or a directory with everything under it) in as
@@ -318,6 +368,56 @@ mod tests {
             "too small for both"
         );
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn repair_mends_a_damaged_image_and_leaves_a_sound_one_alone() {
+        let base = std::env::temp_dir().join(format!("rexo-fs-repair-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let image = base.join("fs.img");
+        let mut fs = format_new(&image, 4 << 20).unwrap();
+        fs.mkdir("/d").unwrap();
+        fs.replace("/d/kept.txt", b"kept through the repair")
+            .unwrap();
+        fs.sync().unwrap();
+        drop(fs);
+        let args = |verb: &str| vec![image.display().to_string(), verb.to_string()];
+        let sound = std::fs::read(&image).unwrap();
+        command(&args("repair")).unwrap();
+        assert!(
+            std::fs::read(&image).unwrap() == sound,
+            "a sound image was changed"
+        );
+
+        // Block 65 is the bitmap of a 1024-block disk (after the superblock and a
+        // 64-block journal): damage it.
+        let mut damaged = sound.clone();
+        damaged[65 * BLOCK_SIZE + 3000] ^= 1;
+        std::fs::write(&image, &damaged).unwrap();
+        let refused = command(&args("check")).unwrap_err();
+        assert!(
+            refused.contains("bitmap block checksum mismatch"),
+            "{refused}"
+        );
+        command(&args("repair")).unwrap();
+        command(&args("check")).unwrap();
+        assert_eq!(
+            mount(&image).unwrap().read_all("/d/kept.txt").unwrap(),
+            b"kept through the repair"
+        );
+
+        // Without a superblock there is nothing to repair from: the image is kept.
+        let mut blank = sound;
+        blank[..BLOCK_SIZE].fill(0);
+        std::fs::write(&image, &blank).unwrap();
+        let refused = command(&args("repair")).unwrap_err();
+        assert!(refused.contains("no Rexo file system"), "{refused}");
+        assert!(std::fs::read(&image).unwrap() == blank);
+        assert!(
+            !base.join("fs.img.repairing").exists(),
+            "the copy is removed"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

@@ -69,9 +69,22 @@ impl<D: BlockStore> FileSystem<D> {
         {
             count += 1;
         }
+        self.claim_run(start, count)?;
+        Ok((start, count))
+    }
+
+    /// Takes the `count` free blocks from `start` (repair adopting a file's blocks
+    /// where they are).
+    pub(crate) fn claim_run(&mut self, start: u64, count: u64) -> Result<(), FsError> {
+        if !self.layout.in_data(start, count) {
+            return Err(FsError::corrupt(
+                start,
+                format!("claiming {count} blocks from {start}, outside the data region"),
+            ));
+        }
         self.mark(start, count, true)?;
         self.free_blocks = self.free_blocks.saturating_sub(count);
-        Ok((start, count))
+        Ok(())
     }
 
     /// Returns `count` blocks from `start` to the free pool.

@@ -545,6 +545,47 @@ impl DirectoryBlock {
         Ok(Self { entries })
     }
 
+    /// Repair's reading of directory block `number`, whose header (magic, number,
+    /// CRC) must check: the entries that parse, and a line on each that does not. An
+    /// entry with a bad inode is skipped; one whose name cannot be read ends the block
+    /// (where the next one starts is not known).
+    pub(crate) fn salvage(
+        block: &Block,
+        number: u64,
+    ) -> Result<(Vec<Entry>, Vec<String>), FsError> {
+        check_header_as(
+            block,
+            DIRECTORY_MAGIC,
+            number,
+            "directory block",
+            Trust::Verify,
+        )?;
+        let count = get_u16(&block[..], ENTRY_COUNT_AT);
+        let (mut at, mut entries, mut problems) = (ENTRIES_AT, Vec::new(), Vec::new());
+        for index in 0..count {
+            match decode_entry(block, number, at) {
+                Ok(entry) => {
+                    at += Entry::size_on_disk(&entry.name);
+                    entries.push(entry);
+                }
+                Err(what) => match entry_name(block, at) {
+                    Ok(name) => {
+                        problems.push(format!("entry {index}: {what}; dropped"));
+                        at += Entry::size_on_disk(name);
+                    }
+                    Err(_) => {
+                        let rest = count - index;
+                        problems.push(format!(
+                            "entry {index}: {what}; it and what follows ({rest} entries) are lost"
+                        ));
+                        break;
+                    }
+                },
+            }
+        }
+        Ok((entries, problems))
+    }
+
     /// Bytes of entries stored.
     pub(crate) fn used(&self) -> usize {
         self.entries
@@ -642,11 +683,10 @@ impl DirectoryBlock {
     }
 }
 
-/// Reads one directory entry at `at`, or says what is wrong with it.
-fn decode_entry(block: &Block, number: u64, at: usize) -> Result<Entry, String> {
+/// The name of the directory entry at `at`, or what is wrong with it.
+fn entry_name(block: &Block, at: usize) -> Result<&str, String> {
     let name_len = usize::from(*block.get(at).ok_or("runs past the block")?);
-    let inode_at = at + 1;
-    let name_at = inode_at + INODE_SIZE;
+    let name_at = at + 1 + INODE_SIZE;
     let name_end = name_at + name_len;
     if name_len == 0 {
         return Err("empty name".into());
@@ -659,7 +699,13 @@ fn decode_entry(block: &Block, number: u64, at: usize) -> Result<Entry, String> 
     if !valid_name(name) {
         return Err(format!("invalid name {name:?}"));
     }
-    let inode = Inode::decode(&block[..], inode_at, number).map_err(|error| match error {
+    Ok(name)
+}
+
+/// Reads one directory entry at `at`, or says what is wrong with it.
+fn decode_entry(block: &Block, number: u64, at: usize) -> Result<Entry, String> {
+    let name = entry_name(block, at)?;
+    let inode = Inode::decode(&block[..], at + 1, number).map_err(|error| match error {
         FsError::Corrupt { what, .. } => format!("{name}: {what}"),
         other => format!("{name}: {other}"),
     })?;

@@ -42,25 +42,27 @@ pub struct FsckReport {
 }
 
 /// One bit per disk block: which blocks the tree uses.
-struct UsedBlocks {
+pub(crate) struct UsedBlocks {
     words: Vec<u64>,
 }
 
 impl UsedBlocks {
-    fn new(blocks: u64) -> Self {
+    /// No block marked, for a disk of `blocks` blocks.
+    pub(crate) fn new(blocks: u64) -> Self {
         Self {
             words: vec![0; blocks.div_ceil(64) as usize],
         }
     }
 
-    fn contains(&self, block: u64) -> bool {
+    /// Whether `block` is marked.
+    pub(crate) fn contains(&self, block: u64) -> bool {
         self.words
             .get((block / 64) as usize)
             .is_some_and(|word| word & (1 << (block % 64)) != 0)
     }
 
     /// Marks `block`; false when it was marked already.
-    fn insert(&mut self, block: u64) -> bool {
+    pub(crate) fn insert(&mut self, block: u64) -> bool {
         match self.words.get_mut((block / 64) as usize) {
             Some(word) if *word & (1 << (block % 64)) == 0 => {
                 *word |= 1 << (block % 64);

@@ -68,6 +68,7 @@ mod fs;
 mod fsck;
 mod journal;
 mod path;
+mod repair;
 mod store;
 
 #[cfg(test)]
@@ -81,6 +82,7 @@ pub use error::FsError;
 pub use format::{FileKind, MAX_NAME};
 pub use fs::{CommitPolicy, FileSystem, MAX_RUNNING_BLOCKS};
 pub use fsck::FsckReport;
+pub use repair::{MAX_COPIED_BLOCKS, RepairReport};
 pub use store::{DEFAULT_CACHE_BLOCKS, DEFAULT_READ_TOGETHER};
 
 /// The largest file size, in bytes (1 EiB; holes included).

@@ -20,7 +20,7 @@ use crate::{FsError, MemoryDisk};
 
 /// A small tree, synced: `/a/b/f` (two blocks), `/g` (one block), `/frag` (six
 /// extents: an overflow block).
-fn sample() -> MemoryDisk {
+pub(super) fn sample() -> MemoryDisk {
     let mut fs = fresh(1024);
     fs.mkdir("/a").unwrap();
     fs.mkdir("/a/b").unwrap();
@@ -37,7 +37,7 @@ fn sample() -> MemoryDisk {
 }
 
 /// Where the entry of `names` is, and its inode.
-fn entry_of(disk: &MemoryDisk, names: &[&str]) -> (u64, Inode) {
+pub(super) fn entry_of(disk: &MemoryDisk, names: &[&str]) -> (u64, Inode) {
     let mut fs = FileSystem::mount(disk.clone()).unwrap();
     let found = fs.lookup(names).unwrap();
     match found.location {
@@ -47,20 +47,25 @@ fn entry_of(disk: &MemoryDisk, names: &[&str]) -> (u64, Inode) {
 }
 
 /// The first block of `names`'s data (or directory blocks).
-fn first_block(disk: &MemoryDisk, names: &[&str]) -> u64 {
+pub(super) fn first_block(disk: &MemoryDisk, names: &[&str]) -> u64 {
     entry_of(disk, names).1.inline[0].physical
 }
 
-fn raw(disk: &mut MemoryDisk, number: u64) -> Block {
+pub(super) fn raw(disk: &mut MemoryDisk, number: u64) -> Block {
     read_disk(disk, number).unwrap()
 }
 
-fn put_raw(disk: &mut MemoryDisk, number: u64, block: &Block) {
+pub(super) fn put_raw(disk: &mut MemoryDisk, number: u64, block: &Block) {
     write_disk(disk, number, block).unwrap();
 }
 
 /// Changes the inode of entry `name` in directory block `block` (resealed).
-fn edit_entry(disk: &mut MemoryDisk, block: u64, name: &str, edit: impl FnOnce(&mut Inode)) {
+pub(super) fn edit_entry(
+    disk: &mut MemoryDisk,
+    block: u64,
+    name: &str,
+    edit: impl FnOnce(&mut Inode),
+) {
     let mut entries = DirectoryBlock::decode(&raw(disk, block), block).unwrap();
     let index = entries.find(name).unwrap();
     edit(&mut entries.entries[index].inode);
@@ -70,7 +75,12 @@ fn edit_entry(disk: &mut MemoryDisk, block: u64, name: &str, edit: impl FnOnce(&
 }
 
 /// Changes bytes of a block and reseals it with `magic`.
-fn edit_block(disk: &mut MemoryDisk, number: u64, magic: [u8; 8], edit: impl FnOnce(&mut Block)) {
+pub(super) fn edit_block(
+    disk: &mut MemoryDisk,
+    number: u64,
+    magic: [u8; 8],
+    edit: impl FnOnce(&mut Block),
+) {
     let mut block = raw(disk, number);
     edit(&mut block);
     seal(&mut block, magic, number);
@@ -78,7 +88,7 @@ fn edit_block(disk: &mut MemoryDisk, number: u64, magic: [u8; 8], edit: impl FnO
 }
 
 /// Every block of the disk, to see that a refusal wrote nothing.
-fn contents(disk: &mut MemoryDisk) -> Vec<Block> {
+pub(super) fn contents(disk: &mut MemoryDisk) -> Vec<Block> {
     (0..disk.blocks()).map(|number| raw(disk, number)).collect()
 }
 

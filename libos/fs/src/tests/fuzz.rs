@@ -42,7 +42,7 @@ impl BlockStore for Counting {
 
 /// A valid image with directories, files, an overflow chain and (when `journaled`)
 /// operations still in the journal; and its metadata blocks.
-fn base(journaled: bool) -> (MemoryDisk, Vec<u64>) {
+pub(super) fn base(journaled: bool) -> (MemoryDisk, Vec<u64>) {
     let mut fs = fresh(512);
     fs.mkdir("/d").unwrap();
     fs.mkdir("/d/e").unwrap();
@@ -86,7 +86,7 @@ fn base(journaled: bool) -> (MemoryDisk, Vec<u64>) {
 
 /// Changes a few bytes of block `number`: random bytes, or a u64 field set to an
 /// edge value; resealed with a good checksum when `reseal`.
-fn mutate(disk: &mut MemoryDisk, number: u64, rng: &mut Rng, reseal: bool) {
+pub(super) fn mutate(disk: &mut MemoryDisk, number: u64, rng: &mut Rng, reseal: bool) {
     let mut block = read_disk(disk, number).unwrap();
     for _ in 0..1 + rng.below(4) {
         let near_start = rng.chance(70);
@@ -122,7 +122,7 @@ fn mutate(disk: &mut MemoryDisk, number: u64, rng: &mut Rng, reseal: bool) {
 }
 
 /// Uses a mounted file system a little; it must stay consistent.
-fn exercise(fs: &mut FileSystem<&mut Counting>, rng: &mut Rng) {
+pub(super) fn exercise<D: BlockStore>(fs: &mut FileSystem<D>, rng: &mut Rng) {
     let tree = snapshot(fs).expect("a mounted file system lists and reads");
     let paths: Vec<&String> = tree.keys().collect();
     for _ in 0..4 {

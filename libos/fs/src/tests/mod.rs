@@ -7,6 +7,7 @@ mod fuzz;
 mod model;
 mod ops;
 mod property;
+mod repair;
 mod workload;
 
 use alloc::collections::BTreeMap;

@@ -1,0 +1,481 @@
+//! Repair (`fsck -y`): salvages what a damaged file system still holds and writes a
+//! consistent one around the same data blocks.
+//!
+//! 1. The journal's committed transactions are laid over the disk as mount would
+//!    replay them; a journal that cannot be read is dropped (said in the report).
+//! 2. The tree is walked from the root as the check walks it, but every problem is
+//!    worked around and written down instead of stopping the walk:
+//!    - a directory block whose magic, number or CRC is wrong is dropped with its
+//!      entries, and so is one already used by another directory; an entry whose inode
+//!      does not parse is dropped (and the rest of its block, if its name cannot be
+//!      read);
+//!    - an overflow extent block that does not parse, lies outside the data region or
+//!      is already in use ends the extent chain there;
+//!    - an empty, out-of-order, overlapping or out-of-region extent is dropped;
+//!    - a file block already used by another file is copied, so both files keep their
+//!      bytes; one already used by metadata becomes a hole;
+//!    - a file whose extents reach past its size grows to cover them;
+//!    - a second entry of a name is kept under a new name (`NAME~2`, ...).
+//! 3. The journal's blocks are written home (file data is journaled too), a fresh
+//!    file system is written over the superblock, journal and bitmap, and the
+//!    salvaged tree is built in it through the ordinary operations: directories anew,
+//!    each file adopting its surviving data blocks where they are (no data is moved
+//!    but the copies above), then checked.
+//!
+//! A consistent file system is left as it is: nothing is written. Repair needs the
+//! superblock (it holds the root directory): a damaged one is refused and nothing is
+//! written. Step 3 writes in place and is not crash-safe: the host tool repairs a copy
+//! of the image and renames it over the original.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::disk::{BLOCK_SIZE, BlockStore};
+use crate::error::FsError;
+use crate::format::{
+    Block, DirectoryBlock, Extent, FileKind, Inode, Layout, MAX_NAME, OverflowBlock, Superblock,
+};
+use crate::fs::{CommitPolicy, FileSystem};
+use crate::fsck::UsedBlocks;
+use crate::journal::scan;
+use crate::path::{child, parse};
+use crate::store::{Store, flush_disk, read_disk, write_sorted};
+use crate::{FsckReport, MAX_FILE_SIZE};
+
+/// Bytes per block, as a u64.
+const BLOCK: u64 = BLOCK_SIZE as u64;
+
+/// The most blocks shared between files that repair copies (256 MiB, held in memory
+/// until they are written); blocks shared past that become holes, said in the report.
+pub const MAX_COPIED_BLOCKS: usize = 65_536;
+
+/// What [`FileSystem::repair`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepairReport {
+    /// What the check found first, then each problem met while salvaging and what
+    /// was done about it, one line each; empty when the file system was consistent
+    /// and nothing was written.
+    pub fixes: Vec<String>,
+    /// The repaired file system, as its check counts it.
+    pub result: FsckReport,
+}
+
+/// A file or directory salvaged from the damaged tree.
+struct Salvaged {
+    /// Its path in the repaired tree (a renamed duplicate's new name).
+    path: String,
+    /// File or directory.
+    kind: FileKind,
+    /// A file's size (directories are rebuilt).
+    size: u64,
+    /// A file's surviving extents (directories are rebuilt).
+    extents: Vec<Extent>,
+    /// Blocks it shared with another file: logical block and the bytes read.
+    copies: Vec<(u64, Block)>,
+}
+
+/// The salvage walk's state.
+struct Salvager<'a, D> {
+    store: &'a mut Store<D>,
+    layout: Layout,
+    /// Blocks taken by metadata (the regions, directory and overflow blocks).
+    metadata: UsedBlocks,
+    /// Blocks taken by file data.
+    data: UsedBlocks,
+    /// File data blocks a directory turned out to own: dropped from files at the end.
+    taken_back: BTreeSet<u64>,
+    /// Everything salvaged, each directory before its entries.
+    nodes: Vec<Salvaged>,
+    /// Blocks copied so far.
+    copied: usize,
+    fixes: Vec<String>,
+}
+
+impl<D: BlockStore> FileSystem<D> {
+    /// Repairs the file system on `disk` and mounts the result; see the module notes
+    /// for what is salvaged and how. A consistent file system is mounted untouched
+    /// (the report lists no fixes). Fails, writing nothing, when the superblock is
+    /// damaged; fails if the disk fails.
+    pub fn repair(mut disk: D) -> Result<(Self, RepairReport), FsError> {
+        let found = match Self::fsck(&mut disk) {
+            Ok(result) => {
+                let fixes = Vec::new();
+                return Ok((Self::mount(disk)?, RepairReport { fixes, result }));
+            }
+            Err(error) => error,
+        };
+        let blocks = disk.blocks();
+        let superblock =
+            Superblock::decode(&read_disk(&mut disk, 0)?, blocks).map_err(|error| match error {
+                FsError::Corrupt { block, what } => FsError::corrupt(
+                    block,
+                    format!("{what} (repair needs the superblock: it holds the root directory)"),
+                ),
+                other => other,
+            })?;
+        let layout = superblock.layout;
+        let mut fixes = alloc::vec![format!(
+            "the check found: {found}; the bitmap and every directory are rebuilt"
+        )];
+        let pending = match scan(&mut disk, &layout) {
+            Ok(replay) => replay.blocks,
+            Err(error) => {
+                fixes.push(format!("journal: {error}; its transactions are dropped"));
+                BTreeMap::new()
+            }
+        };
+        let mut store = Store::new(disk, pending, &layout);
+        let root = match Superblock::decode(&store.read(0)?, blocks) {
+            Ok(replayed) => replayed.root,
+            Err(error) => {
+                fixes.push(format!(
+                    "journal: its superblock is damaged ({error}); the one on disk is used"
+                ));
+                superblock.root
+            }
+        };
+        let (nodes, salvage_fixes) = Salvager::run(&mut store, &layout, root)?;
+        fixes.extend(salvage_fixes);
+        // File data lives in the journal too: what it holds goes home before the
+        // fresh journal replaces it.
+        let mut disk = store.disk;
+        write_sorted(
+            &mut disk,
+            store.pending.iter().map(|(number, block)| (*number, block)),
+        )?;
+        flush_disk(&mut disk)?;
+        let mut fs = Self::format(disk)?;
+        fs.rebuild(&nodes)?;
+        let result = fs.check().map_err(|error| {
+            FsError::corrupt(
+                0,
+                format!("repair left an inconsistent file system (a bug): {error}"),
+            )
+        })?;
+        Ok((fs, RepairReport { fixes, result }))
+    }
+
+    /// Builds the salvaged tree in this empty file system and writes it home.
+    fn rebuild(&mut self, nodes: &[Salvaged]) -> Result<(), FsError> {
+        self.set_commit_policy(CommitPolicy::OnCommit)?;
+        for node in nodes {
+            for extent in &node.extents {
+                self.transact(|fs| fs.claim_run(extent.physical, extent.count))?;
+            }
+        }
+        for node in nodes.iter().skip(1) {
+            match node.kind {
+                FileKind::Directory => self.mkdir(&node.path)?,
+                FileKind::File => self.adopt(node)?,
+            }
+        }
+        for node in nodes {
+            for (logical, bytes) in &node.copies {
+                let offset = logical * BLOCK;
+                let length = (node.size - offset).min(BLOCK) as usize;
+                self.write(&node.path, offset, bytes.get(..length).unwrap_or_default())?;
+            }
+        }
+        self.sync()?;
+        self.set_commit_policy(CommitPolicy::EachOperation)
+    }
+
+    /// Creates the file `node` over its surviving blocks (already marked used).
+    fn adopt(&mut self, node: &Salvaged) -> Result<(), FsError> {
+        let names = parse(&node.path)?;
+        let Some((name, parent_names)) = names.split_last() else {
+            return Err(FsError::Exists(String::from("/")));
+        };
+        let parent = self.lookup_directory(parent_names)?;
+        self.transact(|fs| {
+            let mut inode = Inode::new(FileKind::File, 0);
+            inode.size = node.size;
+            let goal = fs.goal_near(&parent.location);
+            fs.store_extents(&mut inode, node.extents.clone(), goal)?;
+            fs.insert_entry(&parent, parent_names, name, inode)
+        })
+    }
+}
+
+impl<'a, D: BlockStore> Salvager<'a, D> {
+    /// Walks the tree under `root`: what survives, and what was done on the way.
+    fn run(
+        store: &'a mut Store<D>,
+        layout: &Layout,
+        root: Inode,
+    ) -> Result<(Vec<Salvaged>, Vec<String>), FsError> {
+        let mut salvager = Salvager {
+            store,
+            layout: *layout,
+            metadata: UsedBlocks::new(layout.blocks),
+            data: UsedBlocks::new(layout.blocks),
+            taken_back: BTreeSet::new(),
+            nodes: Vec::new(),
+            copied: 0,
+            fixes: Vec::new(),
+        };
+        for block in 0..layout.data_start {
+            salvager.metadata.insert(block);
+        }
+        let mut stack = alloc::vec![(String::from("/"), root)];
+        while let Some((path, inode)) = stack.pop() {
+            match inode.kind {
+                FileKind::File => salvager.file(path, &inode)?,
+                FileKind::Directory => stack.extend(salvager.directory(path, &inode)?),
+            }
+        }
+        salvager.give_back_taken_blocks();
+        Ok((salvager.nodes, salvager.fixes))
+    }
+
+    /// Salvages a file: its extents, copies of blocks it shares, a size covering them.
+    fn file(&mut self, path: String, inode: &Inode) -> Result<(), FsError> {
+        let mut copies = Vec::new();
+        let mut extents = Vec::new();
+        for extent in self.extents(&path, inode)? {
+            let mut run: Option<Extent> = None;
+            for offset in 0..extent.count {
+                let (logical, physical) = (extent.logical + offset, extent.physical + offset);
+                let own = if self.metadata.contains(physical) {
+                    self.fixes.push(format!(
+                        "{path}: block {physical} (file block {logical}) is metadata; it becomes a hole"
+                    ));
+                    false
+                } else if !self.data.insert(physical) {
+                    self.copy_shared(&path, logical, physical, &mut copies)?;
+                    false
+                } else {
+                    true
+                };
+                run = match (run, own) {
+                    (Some(mut open), true) if open.physical_end() == physical => {
+                        open.count += 1;
+                        Some(open)
+                    }
+                    (open, true) => {
+                        extents.extend(open);
+                        Some(Extent {
+                            logical,
+                            physical,
+                            count: 1,
+                        })
+                    }
+                    (open, false) => {
+                        extents.extend(open);
+                        None
+                    }
+                };
+            }
+            extents.extend(run);
+        }
+        let covered = extents
+            .iter()
+            .map(Extent::logical_end)
+            .chain(copies.iter().map(|(logical, _)| logical + 1))
+            .max()
+            .unwrap_or(0);
+        let mut size = inode.size;
+        if size > MAX_FILE_SIZE || size.div_ceil(BLOCK) < covered {
+            let grown = covered * BLOCK;
+            self.fixes.push(format!(
+                "{path}: size {size} is past the largest file or short of its blocks; set to {grown}"
+            ));
+            size = grown;
+        }
+        self.nodes.push(Salvaged {
+            path,
+            kind: FileKind::File,
+            size,
+            extents,
+            copies,
+        });
+        Ok(())
+    }
+
+    /// Keeps a copy of file block `logical` at `physical`, which another file owns.
+    fn copy_shared(
+        &mut self,
+        path: &str,
+        logical: u64,
+        physical: u64,
+        copies: &mut Vec<(u64, Block)>,
+    ) -> Result<(), FsError> {
+        if self.copied >= MAX_COPIED_BLOCKS {
+            self.fixes.push(format!(
+                "{path}: block {physical} (file block {logical}) is another file's, and {MAX_COPIED_BLOCKS} blocks are copied already; it becomes a hole"
+            ));
+            return Ok(());
+        }
+        self.fixes.push(format!(
+            "{path}: block {physical} (file block {logical}) is also another file's; copied"
+        ));
+        copies.push((logical, self.store.read(physical)?));
+        self.copied += 1;
+        Ok(())
+    }
+
+    /// Salvages a directory: the entries of its readable blocks, to walk next.
+    fn directory(&mut self, path: String, inode: &Inode) -> Result<Vec<(String, Inode)>, FsError> {
+        let mut names = BTreeSet::new();
+        let mut children = Vec::new();
+        for extent in self.extents(&path, inode)? {
+            for block in extent.physical..extent.physical_end() {
+                if !self.metadata.insert(block) {
+                    self.fixes.push(format!(
+                        "{path}: directory block {block} is already in use (another directory's, or an ancestor's); skipped"
+                    ));
+                    continue;
+                }
+                let read = self.store.read(block)?;
+                let entries = match DirectoryBlock::salvage(&read, block) {
+                    Ok((entries, problems)) => {
+                        for problem in problems {
+                            self.fixes
+                                .push(format!("{path}: directory block {block}: {problem}"));
+                        }
+                        entries
+                    }
+                    Err(error) => {
+                        self.fixes
+                            .push(format!("{path}: {error}; the entries it held are lost"));
+                        continue;
+                    }
+                };
+                if self.data.contains(block) {
+                    self.taken_back.insert(block);
+                }
+                for entry in entries {
+                    let name = unique_name(&mut names, &entry.name);
+                    if name != entry.name {
+                        self.fixes.push(format!(
+                            "{}: a second entry of this name; kept as {name}",
+                            child(&path, &entry.name)
+                        ));
+                    }
+                    children.push((child(&path, &name), entry.inode));
+                }
+            }
+        }
+        self.nodes.push(Salvaged {
+            path,
+            kind: FileKind::Directory,
+            size: 0,
+            extents: Vec::new(),
+            copies: Vec::new(),
+        });
+        Ok(children)
+    }
+
+    /// The usable extents of `inode`: its overflow chain followed while it is sound,
+    /// then each extent checked on its own.
+    fn extents(&mut self, path: &str, inode: &Inode) -> Result<Vec<Extent>, FsError> {
+        let mut found = inode.inline.clone();
+        let mut next = inode.overflow;
+        while next != 0 {
+            let problem = if !self.layout.in_data(next, 1) {
+                Some(String::from("lies outside the data region"))
+            } else if !self.metadata.insert(next) || self.data.contains(next) {
+                Some(String::from("is already in use"))
+            } else {
+                match OverflowBlock::decode(&self.store.read(next)?, next) {
+                    Ok(overflow) => {
+                        found.extend(overflow.extents);
+                        next = overflow.next;
+                        None
+                    }
+                    Err(error) => Some(format!("does not parse ({error})")),
+                }
+            };
+            if let Some(what) = problem {
+                self.fixes.push(format!(
+                    "{path}: overflow extent block {next} {what}; the extents from there on are lost"
+                ));
+                break;
+            }
+        }
+        let mut kept: Vec<Extent> = Vec::new();
+        let limit = MAX_FILE_SIZE / BLOCK;
+        for extent in found {
+            let after_previous = kept
+                .last()
+                .is_none_or(|last| extent.logical >= last.logical_end());
+            let problem = if extent.count == 0 {
+                Some("is empty")
+            } else if !after_previous {
+                Some("overlaps or precedes the one before")
+            } else if extent
+                .logical
+                .checked_add(extent.count)
+                .is_none_or(|end| end > limit)
+            {
+                Some("reaches past the largest file")
+            } else if !self.layout.in_data(extent.physical, extent.count) {
+                Some("lies outside the data region")
+            } else {
+                None
+            };
+            match problem {
+                Some(what) => self.fixes.push(format!(
+                    "{path}: extent ({}, {}, {}) {what}; dropped",
+                    extent.logical, extent.physical, extent.count
+                )),
+                None => kept.push(extent),
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Drops from every file the blocks a directory turned out to own.
+    fn give_back_taken_blocks(&mut self) {
+        if self.taken_back.is_empty() {
+            return;
+        }
+        for node in &mut self.nodes {
+            let before = core::mem::take(&mut node.extents);
+            for extent in before {
+                let mut start = 0;
+                for offset in 0..=extent.count {
+                    let taken = offset < extent.count
+                        && self.taken_back.contains(&(extent.physical + offset));
+                    if offset == extent.count || taken {
+                        if offset > start {
+                            node.extents.push(Extent {
+                                logical: extent.logical + start,
+                                physical: extent.physical + start,
+                                count: offset - start,
+                            });
+                        }
+                        start = offset + 1;
+                    }
+                    if taken {
+                        self.fixes.push(format!(
+                            "{}: block {} (file block {}) is a directory's; it becomes a hole",
+                            node.path,
+                            extent.physical + offset,
+                            extent.logical + offset
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `name`, or `name~2`, `name~3`, ... (shortened to fit) if it is taken; recorded.
+fn unique_name(taken: &mut BTreeSet<String>, name: &str) -> String {
+    let mut candidate = String::from(name);
+    let mut number = 2u64;
+    while taken.contains(&candidate) {
+        let suffix = format!("~{number}");
+        let mut keep = name.len().min(MAX_NAME - suffix.len());
+        while !name.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        candidate = format!("{}{suffix}", name.get(..keep).unwrap_or_default());
+        number += 1;
+    }
+    taken.insert(candidate.clone());
+    candidate
+}

@@ -1,0 +1,431 @@
+//! Repair: every kind of damage the check refuses is worked around, the result is
+//! consistent (checked, mounted, repaired again without a fix), what the damage did
+//! not touch reads back the same, and the report names what was done. A consistent
+//! file system is left byte for byte as it was; a damaged superblock is refused and
+//! nothing is written.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::corrupt::{
+    contents, edit_block, edit_entry, entry_of, first_block, put_raw, raw, sample,
+};
+use super::fuzz::{base, exercise, mutate};
+use super::{Node, Rng, Snapshot, snapshot};
+use crate::format::{BITMAP_MAGIC, DIRECTORY_MAGIC, Extent, bitmap_position, set_bit};
+use crate::fs::FileSystem;
+use crate::journal::write_transaction;
+use crate::repair::RepairReport;
+use crate::{FsError, MemoryDisk};
+
+/// Repairs `disk`, checks the result from scratch (fsck of the disk, a mount, a
+/// second repair that finds nothing) and returns its tree and the report.
+fn repaired(disk: MemoryDisk) -> (Snapshot, RepairReport) {
+    let (fs, report) = FileSystem::repair(disk).expect("repair");
+    let mut disk = fs.into_disk();
+    let checked = FileSystem::fsck(&mut disk).expect("the repaired disk is consistent");
+    assert_eq!(checked, report.result);
+    let (mut again, second) = FileSystem::repair(disk).unwrap();
+    assert!(
+        second.fixes.is_empty(),
+        "a second repair: {:?}",
+        second.fixes
+    );
+    (snapshot(&mut again).unwrap(), report)
+}
+
+/// Asserts that some fix contains `what`.
+fn said(report: &RepairReport, what: &str) {
+    assert!(
+        report.fixes.iter().any(|fix| fix.contains(what)),
+        "no fix says {what:?}: {:#?}",
+        report.fixes
+    );
+}
+
+/// The sample's tree, read through a mount.
+fn original() -> Snapshot {
+    snapshot(&mut FileSystem::mount(sample()).unwrap()).unwrap()
+}
+
+/// `tree` without `path` and everything under it.
+fn without(tree: &Snapshot, path: &str) -> Snapshot {
+    let under = alloc::format!("{path}/");
+    tree.iter()
+        .filter(|(name, _)| name.as_str() != path && !name.starts_with(&under))
+        .map(|(name, node)| (name.clone(), node.clone()))
+        .collect()
+}
+
+/// `tree` with the directory `path` empty.
+fn emptied(tree: &Snapshot, path: &str) -> Snapshot {
+    let mut emptied = without(tree, path);
+    emptied.insert(String::from(path), Node::Directory);
+    emptied
+}
+
+/// Flips a bit in the directory block of `/a`, whose CRC then fails; returns it.
+fn damage_directory_a(disk: &mut MemoryDisk) -> u64 {
+    let a_block = first_block(disk, &["a"]);
+    let mut block = raw(disk, a_block);
+    block[40] ^= 1;
+    put_raw(disk, a_block, &block);
+    a_block
+}
+
+/// Asserts that two trees are the same, naming the paths that differ (the trees
+/// themselves are too large to print).
+fn same_tree(actual: &Snapshot, expected: &Snapshot) {
+    let differing: Vec<&String> = actual
+        .keys()
+        .chain(expected.keys())
+        .filter(|path| actual.get(*path) != expected.get(*path))
+        .collect();
+    assert!(differing.is_empty(), "the trees differ at {differing:?}");
+}
+
+/// The file at `path` in `tree`.
+fn file<'a>(tree: &'a Snapshot, path: &str) -> &'a super::FileImage {
+    match tree.get(path) {
+        Some(Node::File(image)) => image,
+        other => panic!("{path}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_consistent_file_system_is_left_as_it_is() {
+    let mut disk = sample();
+    let before = contents(&mut disk);
+    let (fs, report) = FileSystem::repair(disk).unwrap();
+    assert!(report.fixes.is_empty());
+    assert_eq!((report.result.directories, report.result.files), (3, 3));
+    assert!(contents(&mut fs.into_disk()) == before, "repair wrote");
+}
+
+#[test]
+fn a_damaged_superblock_is_refused_and_nothing_written() {
+    let mut disk = sample();
+    let mut block = raw(&mut disk, 0);
+    block[200] ^= 0x40;
+    put_raw(&mut disk, 0, &block);
+    let before = contents(&mut disk);
+    let mut copy = disk.clone();
+    let error = FileSystem::repair(&mut copy).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(&error, FsError::Corrupt { block: 0, what } if what.contains("repair needs the superblock")),
+        "{error}"
+    );
+    assert!(contents(&mut copy) == before);
+
+    let mut blank = sample();
+    put_raw(&mut blank, 0, &crate::format::zeroed());
+    assert_eq!(
+        FileSystem::repair(blank).map(|_| ()).unwrap_err(),
+        FsError::NotFormatted
+    );
+}
+
+#[test]
+fn a_damaged_directory_block_loses_only_its_entries() {
+    let mut disk = sample();
+    let a_block = damage_directory_a(&mut disk);
+    let (tree, report) = repaired(disk);
+    said(&report, &alloc::format!("/a: corrupt block {a_block}"));
+    said(&report, "the entries it held are lost");
+    same_tree(&tree, &emptied(&original(), "/a"));
+    assert_eq!(report.result.files, 2);
+}
+
+#[test]
+fn a_directory_pointing_at_an_ancestor_is_cut_off() {
+    let disk = sample();
+    let a_block = first_block(&disk, &["a"]);
+    let root_block = first_block(&disk, &[]);
+    for ancestor in [a_block, root_block] {
+        let mut disk = disk.clone();
+        edit_entry(&mut disk, a_block, "b", |inode| {
+            inode.inline[0].physical = ancestor
+        });
+        let (tree, report) = repaired(disk);
+        said(
+            &report,
+            &alloc::format!("/a/b: directory block {ancestor} is already in use"),
+        );
+        same_tree(&tree, &emptied(&original(), "/a/b"));
+    }
+}
+
+#[test]
+fn bad_extents_are_dropped_and_the_rest_kept() {
+    let disk = sample();
+    let root_block = first_block(&disk, &[]);
+    let whole = original();
+    for physical in [5000, 1020, 3] {
+        let mut disk = disk.clone();
+        edit_entry(&mut disk, root_block, "g", |inode| {
+            inode.inline[0].physical = physical;
+            inode.inline[0].count = if physical == 1020 { 10 } else { 1 };
+        });
+        let (tree, report) = repaired(disk);
+        said(&report, "/g: extent (0, ");
+        let g = file(&tree, "/g");
+        assert_eq!(
+            (g.size, g.blocks.len()),
+            (3, 0),
+            "/g keeps its size, as a hole"
+        );
+        same_tree(&without(&tree, "/g"), &without(&whole, "/g"));
+    }
+
+    // An extent that wraps does not parse: the entry goes, its neighbours stay.
+    let mut wrapping = disk.clone();
+    edit_entry(&mut wrapping, root_block, "g", |inode| {
+        inode.inline[0].physical = u64::MAX
+    });
+    let (tree, report) = repaired(wrapping);
+    said(
+        &report,
+        "entry 1: g: extent (0, 18446744073709551615, 1) is empty or wraps; dropped",
+    );
+    same_tree(&tree, &without(&whole, "/g"));
+
+    let mut overlapping = disk.clone();
+    edit_entry(&mut overlapping, root_block, "frag", |inode| {
+        inode.inline[1].logical = 0
+    });
+    let (tree, report) = repaired(overlapping);
+    said(&report, "overlaps or precedes the one before; dropped");
+    let mut expected = file(&whole, "/frag").clone();
+    expected.blocks.remove(&2);
+    assert_eq!(file(&tree, "/frag"), &expected);
+}
+
+#[test]
+fn a_block_shared_by_two_files_is_copied() {
+    let mut disk = sample();
+    let root_block = first_block(&disk, &[]);
+    let f_block = first_block(&disk, &["a", "b", "f"]);
+    edit_entry(&mut disk, root_block, "g", |inode| {
+        inode.inline[0].physical = f_block + 1
+    });
+    let (tree, report) = repaired(disk);
+    said(
+        &report,
+        &alloc::format!("block {} (file block ", f_block + 1),
+    );
+    said(&report, "is also another file's; copied");
+    let whole = original();
+    assert_eq!(file(&tree, "/a/b/f"), file(&whole, "/a/b/f"));
+    let g = file(&tree, "/g");
+    // /g now holds what f's second block held: 8000 - 4096 bytes of 1, then zeros.
+    let block = g.blocks.get(&0).expect("/g keeps a block");
+    assert_eq!(g.size, 3);
+    assert!(block.get(..3).is_some_and(|bytes| bytes == [1, 1, 1]));
+}
+
+#[test]
+fn a_damaged_overflow_block_keeps_the_inline_extents() {
+    let mut disk = sample();
+    let (_, frag) = entry_of(&disk, &["frag"]);
+    let mut block = raw(&mut disk, frag.overflow);
+    block[50] ^= 2;
+    put_raw(&mut disk, frag.overflow, &block);
+    let (tree, report) = repaired(disk);
+    said(
+        &report,
+        &alloc::format!(
+            "/frag: overflow extent block {} does not parse",
+            frag.overflow
+        ),
+    );
+    let whole = original();
+    let mut expected = file(&whole, "/frag").clone();
+    expected.blocks.retain(|logical, _| *logical < 8);
+    assert_eq!(file(&tree, "/frag"), &expected);
+    same_tree(&without(&tree, "/frag"), &without(&whole, "/frag"));
+}
+
+#[test]
+fn sizes_grow_to_cover_their_blocks() {
+    for size in [0, u64::MAX] {
+        let mut disk = sample();
+        let root_block = first_block(&disk, &[]);
+        edit_entry(&mut disk, root_block, "g", |inode| inode.size = size);
+        let (tree, report) = repaired(disk);
+        said(
+            &report,
+            &alloc::format!("/g: size {size} is past the largest file or short"),
+        );
+        assert_eq!(file(&tree, "/g").size, 4096);
+    }
+}
+
+#[test]
+fn a_wrong_bitmap_is_rebuilt() {
+    let disk = sample();
+    let g_block = first_block(&disk, &["g"]);
+    let mut damaged = disk.clone();
+    edit_block(&mut damaged, 1 + 64, BITMAP_MAGIC, |block| {
+        let layout = crate::format::Layout::for_disk(1024).unwrap();
+        let (_, byte, bit) = bitmap_position(&layout, g_block);
+        set_bit(block, byte, bit, false);
+        let (_, byte, bit) = bitmap_position(&layout, 1000);
+        set_bit(block, byte, bit, true);
+    });
+    let (tree, report) = repaired(damaged);
+    said(
+        &report,
+        "the check found: corrupt block 65: bitmap marks block",
+    );
+    same_tree(&tree, &original());
+    assert_eq!(report.result, FileSystem::fsck(&mut disk.clone()).unwrap());
+}
+
+#[test]
+fn a_second_entry_of_a_name_is_kept_under_a_new_name() {
+    let mut disk = sample();
+    let root_block = first_block(&disk, &[]);
+    // Rename the entry "g" to "a" (both one byte): two entries called "a".
+    edit_block(&mut disk, root_block, DIRECTORY_MAGIC, |block| {
+        let entries = crate::format::DirectoryBlock::decode_as(
+            block,
+            root_block,
+            crate::format::Trust::Sealed,
+        )
+        .unwrap();
+        let mut at = 24;
+        for entry in &entries.entries {
+            if entry.name == "g" {
+                block[at + crate::format::Entry::size_on_disk("g") - 1] = b'a';
+            }
+            at += crate::format::Entry::size_on_disk(&entry.name);
+        }
+    });
+    let (tree, report) = repaired(disk);
+    said(&report, "/a: a second entry of this name; kept as a~2");
+    let whole = original();
+    let renamed: Vec<&String> = tree
+        .keys()
+        .filter(|path| path.starts_with("/a~2"))
+        .collect();
+    assert_eq!(renamed.len(), 1, "{tree:#?}");
+    let mut expected = without(&whole, "/g");
+    let moved = match tree.get("/a~2") {
+        Some(Node::File(_)) => (String::from("/a~2"), whole.get("/g").unwrap().clone()),
+        _ => panic!("the file is the second entry: {tree:#?}"),
+    };
+    expected.insert(moved.0, moved.1);
+    same_tree(&tree, &expected);
+}
+
+#[test]
+fn a_damaged_journal_is_dropped() {
+    let mut disk = sample();
+    let mut staged = alloc::collections::BTreeMap::new();
+    staged.insert(10, crate::format::zeroed());
+    let sequence = crate::journal::decode_header(&raw(&mut disk, 1), 1).unwrap();
+    write_transaction(&mut disk, 2, sequence, &staged).unwrap();
+    let (tree, report) = repaired(disk);
+    said(&report, "journal: corrupt block 2");
+    said(&report, "its transactions are dropped");
+    same_tree(&tree, &original());
+}
+
+#[test]
+fn a_journal_holding_operations_is_replayed_before_repairing() {
+    let mut fs = FileSystem::mount(sample()).unwrap();
+    fs.create("/journaled").unwrap();
+    fs.write("/journaled", 0, b"in the journal").unwrap();
+    let journaled = snapshot(&mut fs).unwrap();
+    let mut disk = fs.into_disk();
+    let a_block = damage_directory_a(&mut disk);
+    let (tree, report) = repaired(disk);
+    said(&report, &alloc::format!("/a: corrupt block {a_block}"));
+    same_tree(&tree, &emptied(&journaled, "/a"));
+}
+
+/// Mutated images (metadata bytes changed, most resealed): each is repaired to a
+/// consistent file system, or refused only for a damaged superblock; one the check
+/// accepts keeps its tree.
+fn fuzz(journaled: bool, rounds: u64, seed: u64) -> (u64, u64) {
+    let (image, metadata) = base(journaled);
+    let mut rng = Rng::new(seed);
+    let (mut repaired_count, mut refused) = (0, 0);
+    for round in 0..rounds {
+        let mut disk = image.clone();
+        let mut touched_superblock = false;
+        for _ in 0..1 + rng.below(2) {
+            let number = *rng.pick(&metadata);
+            touched_superblock |= number == 0;
+            let reseal = rng.chance(80);
+            mutate(&mut disk, number, &mut rng, reseal);
+        }
+        let accepted = FileSystem::mount(disk.clone())
+            .ok()
+            .map(|mut fs| snapshot(&mut fs).unwrap());
+        match FileSystem::repair(disk) {
+            Ok((mut fs, report)) => {
+                if let Some(tree) = accepted {
+                    assert!(report.fixes.is_empty(), "round {round}: {:?}", report.fixes);
+                    same_tree(&snapshot(&mut fs).unwrap(), &tree);
+                }
+                let mut disk = fs.into_disk();
+                FileSystem::fsck(&mut disk)
+                    .unwrap_or_else(|e| panic!("round {round}: repaired but {e}"));
+                let mut fs = FileSystem::mount(disk).unwrap();
+                exercise(&mut fs, &mut rng);
+                repaired_count += 1;
+            }
+            Err(error) => {
+                assert!(
+                    touched_superblock,
+                    "round {round}: refused with the superblock intact: {error}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    (repaired_count, refused)
+}
+
+#[test]
+fn mutated_metadata_is_repaired_to_consistency() {
+    let rounds = 500 * super::property::long_factor();
+    let (repaired_count, _) = fuzz(false, rounds, 11);
+    assert!(repaired_count > rounds / 2, "{repaired_count} of {rounds}");
+}
+
+#[test]
+fn mutated_metadata_with_a_full_journal_is_repaired_to_consistency() {
+    let rounds = 500 * super::property::long_factor();
+    let (repaired_count, _) = fuzz(true, rounds, 12);
+    assert!(repaired_count > rounds / 2, "{repaired_count} of {rounds}");
+}
+
+#[test]
+fn an_extent_list_is_split_around_blocks_a_directory_owns() {
+    // /g's only block is made the same block as /a's directory block, and /g is met
+    // first (the root's entries are walked in reverse order of the stack).
+    let mut disk = sample();
+    let root_block = first_block(&disk, &[]);
+    let a_block = first_block(&disk, &["a"]);
+    edit_entry(&mut disk, root_block, "frag", |inode| {
+        inode.inline[0] = Extent {
+            logical: 0,
+            physical: a_block,
+            count: 1,
+        };
+    });
+    let (tree, report) = repaired(disk);
+    said(
+        &report,
+        &alloc::format!("/frag: block {a_block} (file block 0)"),
+    );
+    said(&report, "it becomes a hole");
+    let whole = original();
+    // Whichever is walked first, /a keeps its entries and /frag loses that block.
+    same_tree(&without(&tree, "/frag"), &without(&whole, "/frag"));
+    let mut expected = file(&whole, "/frag").clone();
+    expected.blocks.remove(&0);
+    assert_eq!(file(&tree, "/frag"), &expected);
+}
