@@ -64,6 +64,9 @@ pub struct FileSystem<D: BlockStore> {
     failed: Option<String>,
     /// When operations are committed.
     policy: CommitPolicy,
+    /// Where a file without blocks gets its first one, while [`FileSystem::replace_after`]
+    /// runs (else just after its directory entry's block).
+    placement: Option<u64>,
 }
 
 impl<D: BlockStore> FileSystem<D> {
@@ -100,6 +103,7 @@ impl<D: BlockStore> FileSystem<D> {
             free_blocks: layout.data_blocks(),
             failed: None,
             policy: CommitPolicy::EachOperation,
+            placement: None,
         })
     }
 
@@ -122,6 +126,7 @@ impl<D: BlockStore> FileSystem<D> {
             free_blocks: report.free_blocks,
             failed: None,
             policy: CommitPolicy::EachOperation,
+            placement: None,
         };
         if replay.transactions > 0 {
             fs.write_home()?;
@@ -287,6 +292,27 @@ impl<D: BlockStore> FileSystem<D> {
         }
         self.truncate(path, 0)?;
         self.write(path, 0, data)
+    }
+
+    /// [`FileSystem::replace`], with the file's blocks placed from the end of the file
+    /// `neighbour` on (the first free blocks at or after it) instead of next to its
+    /// directory entry: Cheetah's grouping, which puts the files a web page links to
+    /// right after the page, wherever their directories are, so that reading the page
+    /// reads them too (see [`FileSystem::set_read_together`]). A `neighbour` without
+    /// blocks places nothing; one that is missing or a directory is an error.
+    pub fn replace_after(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        neighbour: &str,
+    ) -> Result<(), FsError> {
+        self.usable()?;
+        let found = self.lookup_file(&parse(neighbour)?)?;
+        let (extents, _) = self.load_extents(&found.inode)?;
+        self.placement = extents.last().map(|extent| extent.physical_end());
+        let result = self.replace(path, data);
+        self.placement = None;
+        result
     }
 
     /// Reads from byte `offset` of the file `path` into `buf`; returns the bytes read,
@@ -674,8 +700,9 @@ impl<D: BlockStore> FileSystem<D> {
     }
 
     /// Where a new block for logical block `logical` should go: after the block
-    /// before it, else after the file's last block before it, else after the
-    /// directory block holding the file's entry.
+    /// before it, else after the file's last block before it, else where
+    /// [`FileSystem::replace_after`] places it, else after the directory block holding
+    /// the file's entry.
     fn data_goal(
         &self,
         extents: &[crate::format::Extent],
@@ -686,7 +713,10 @@ impl<D: BlockStore> FileSystem<D> {
             .iter()
             .rev()
             .find(|extent| extent.logical < logical)
-            .map_or_else(|| self.goal_near(location), |extent| extent.physical_end())
+            .map_or_else(
+                || self.placement.unwrap_or_else(|| self.goal_near(location)),
+                |extent| extent.physical_end(),
+            )
     }
 
     /// Sets the file's size to `length` in the transaction being built.

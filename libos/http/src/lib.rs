@@ -15,6 +15,8 @@
 //!   [`Body`] that, for files, names the file and a byte range of it instead of copying,
 //!   so the TCP library OS can segment and retransmit straight from the file cache.
 //!   Dynamic pages (the status page at `/`) come from a hook the app supplies.
+//! - [`linked_paths`] lists the local files a page links to, so that the host tool can
+//!   place them next to it on disk (Cheetah's grouping).
 //!
 //! No `Date` header is sent: Rexo has no wall clock, and RFC 7231 (7.1.1.2) forbids an
 //! origin server without a clock from sending one.
@@ -25,11 +27,13 @@ extern crate alloc;
 
 mod checksum;
 mod files;
+mod links;
 mod parse;
 mod response;
 
 pub use checksum::{add_sums, ones_complement_sum};
 pub use files::{FileTable, SEGMENT, StaticFile, content_type_for};
+pub use links::linked_paths;
 pub use parse::{Fields, Limits, Method, Parsed, Request, Version, parse};
 pub use response::{Body, Page, Persistence, Response, Site, Status, Step};
 

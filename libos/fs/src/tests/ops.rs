@@ -930,3 +930,63 @@ fn a_running_transaction_is_committed_before_it_outgrows_the_journal() {
         .unwrap();
     assert!(big.store.running.len() < MAX_RUNNING_BLOCKS, "bounded");
 }
+
+/// The physical blocks of the file at `path`, in logical order.
+fn physical_blocks(fs: &mut FileSystem<MemoryDisk>, path: &str) -> Vec<u64> {
+    let inode = fs.lookup(&parse(path).unwrap()).unwrap().inode;
+    let (extents, _) = fs.load_extents(&inode).unwrap();
+    extents
+        .iter()
+        .flat_map(|extent| extent.physical..extent.physical_end())
+        .collect()
+}
+
+#[test]
+fn linked_files_are_placed_right_after_their_page() {
+    let mut fs = fresh(4096);
+    fs.mkdir("/pages").unwrap();
+    fs.mkdir("/img").unwrap();
+    for index in 0..20 {
+        fs.replace(&alloc::format!("/img/filler-{index}"), &[9; 5000])
+            .unwrap();
+    }
+    fs.replace("/pages/index.html", &[1; 6000]).unwrap();
+    for index in 0..5 {
+        fs.unlink(&alloc::format!("/img/filler-{index}")).unwrap();
+    }
+    fs.replace_after("/img/a.png", &[2; 5000], "/pages/index.html")
+        .unwrap();
+    fs.replace_after("/img/b.png", &[3; 100], "/img/a.png")
+        .unwrap();
+    let page = physical_blocks(&mut fs, "/pages/index.html");
+    let a = physical_blocks(&mut fs, "/img/a.png");
+    let b = physical_blocks(&mut fs, "/img/b.png");
+    assert_eq!(a[0], page[1] + 1, "page {page:?}, a {a:?}");
+    assert_eq!(b[0], a[1] + 1, "a {a:?}, b {b:?}");
+    // Without a neighbour a new file in /img fills the holes the fillers left next to
+    // /img's entries, before the page.
+    fs.replace("/img/c.png", &[4; 100]).unwrap();
+    assert!(physical_blocks(&mut fs, "/img/c.png")[0] < page[0]);
+
+    let mut fs = remount(fs);
+    assert_eq!(fs.read_all("/img/a.png").unwrap(), [2; 5000]);
+    assert_eq!(fs.read_all("/img/b.png").unwrap(), [3; 100]);
+    assert_eq!(
+        fs.replace_after("/img/d.png", b"x", "/nowhere"),
+        Err(not_found("/nowhere"))
+    );
+    assert_eq!(
+        fs.replace_after("/img/d.png", b"x", "/img"),
+        Err(FsError::IsADirectory(String::from("/img")))
+    );
+    assert_eq!(
+        fs.stat("/img/d.png"),
+        Err(not_found("/img/d.png")),
+        "nothing made"
+    );
+    // A neighbour without blocks places nothing: the usual goal.
+    fs.create("/empty").unwrap();
+    fs.replace_after("/img/e.png", b"e", "/empty").unwrap();
+    assert_eq!(fs.read_all("/img/e.png").unwrap(), b"e");
+    fs.check().unwrap();
+}
