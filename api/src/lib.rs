@@ -51,6 +51,66 @@ impl MemoryCap {
     }
 }
 
+/// Direct access to the memory of a [`MemoryCap`] ([`Kernel::map_memory`]): its bytes as
+/// a slice, read and written in place with no kernel call and no copy.
+///
+/// The view borrows the capability mutably, so while it is alive the capability cannot
+/// be returned, delegated, split, merged or derived from, nor mapped twice; a holder that
+/// complies with a revocation request has to drop its views first. A holder that misses
+/// the deadline loses the memory by force: the kernel unmaps it, and the next touch
+/// through a view ends the app's task ("app X touched revoked region Y"); nothing is
+/// read or written, and the frames are given to nobody else until the app has ended.
+///
+/// ```no_run
+/// # use rexo_api::{ApiError, Kernel};
+/// fn app(kernel: &dyn Kernel) -> Result<(), ApiError> {
+///     let mut cap = kernel.allocate_memory(8192)?;
+///     let mut view = kernel.map_memory(&mut cap)?;
+///     view[..5].copy_from_slice(b"hello");
+///     assert_eq!(&view[..5], b"hello");
+///     // The view is not used after this: its borrow ends and the capability can go.
+///     kernel.return_memory(cap)
+/// }
+/// ```
+///
+/// Returning the capability while a view of it is alive does not build:
+///
+/// ```compile_fail,E0505
+/// # use rexo_api::{ApiError, Kernel};
+/// fn app(kernel: &dyn Kernel) -> Result<(), ApiError> {
+///     let mut cap = kernel.allocate_memory(4096)?;
+///     let mut view = kernel.map_memory(&mut cap)?;
+///     kernel.return_memory(cap)?;
+///     view[0] = 1;
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug)]
+pub struct MemoryView<'cap> {
+    bytes: &'cap mut [u8],
+}
+
+impl<'cap> MemoryView<'cap> {
+    /// A view over `bytes` (the kernel makes them from the capability's frames).
+    pub fn new(bytes: &'cap mut [u8]) -> Self {
+        Self { bytes }
+    }
+}
+
+impl core::ops::Deref for MemoryView<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+impl core::ops::DerefMut for MemoryView<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.bytes
+    }
+}
+
 pub use rexo_captable::{EntryId, Rights};
 
 /// What to do with a memory capability one holds ([`Kernel::memory_op`]).
@@ -293,6 +353,11 @@ pub trait Kernel: Sync {
     fn write_memory(&self, cap: &MemoryCap, offset: u64, data: &[u8]) -> Result<(), ApiError>;
     /// Copies from the memory `cap` names, at `offset`, into `buffer` (needs the read right).
     fn read_memory(&self, cap: &MemoryCap, offset: u64, buffer: &mut [u8]) -> Result<(), ApiError>;
+    /// Maps the memory `cap` names for direct access, as a [`MemoryView`] that borrows
+    /// `cap` (needs the read and write rights, and no other live capability may name the
+    /// memory: refused with [`CapError::Overlaps`] while a parent or derived capability
+    /// does).
+    fn map_memory<'cap>(&self, cap: &'cap mut MemoryCap) -> Result<MemoryView<'cap>, ApiError>;
     /// Gives the memory back; the capability (and all derived from it) stops working.
     fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError>;
     /// Derives, splits, merges or takes back by force (what `op` says) with the memory

@@ -147,8 +147,7 @@ pub(crate) fn run_as(
         crate::arch::abort::run_abortable(|| result = (app.main)(&api))
     });
     if aborted.is_err() {
-        let reason =
-            ENDED_BY[crate::arch::percpu::core_index()].swap(ENDED_BY_PANIC, Ordering::Relaxed);
+        let reason = ended_reason();
         result = Err(if reason == ENDED_BY_REPOSSESSION {
             ApiError::Repossessed
         } else {
@@ -252,9 +251,43 @@ pub(crate) struct KernelApi {
 static ENDED_BY: [AtomicU8; crate::arch::percpu::MAX_CORES] =
     [const { AtomicU8::new(ENDED_BY_PANIC) }; crate::arch::percpu::MAX_CORES];
 const ENDED_BY_PANIC: u8 = 0;
-const ENDED_BY_REPOSSESSION: u8 = 1;
+pub(crate) const ENDED_BY_REPOSSESSION: u8 = 1;
 /// No task of a `run_on_every_core` call was ended.
 const NOT_ENDED: u8 = u8::MAX;
+
+/// Ends the task of this core's app for breaking the abort protocol (it used memory taken
+/// back by force), if the core is inside an abort point.
+fn end_repossessed() {
+    if crate::arch::abort::can_abort() {
+        ENDED_BY[crate::arch::percpu::core_index()].store(ENDED_BY_REPOSSESSION, Ordering::Relaxed);
+        crate::arch::abort::abort_current();
+    }
+}
+
+/// Called by the page-fault handler: a fault at `addr` inside a region revoked by force
+/// from this core's app ends the app's task (not the kernel) with a report; any other
+/// fault returns, to the crash report.
+pub(crate) fn on_page_fault(addr: u64) {
+    let Some((region, holder)) = crate::caps::revoked_region(addr) else {
+        return;
+    };
+    if let Some(api) = current().filter(|api| api.owner == holder) {
+        // The app may have faulted in the middle of a log line.
+        crate::console::release_after_abort();
+        log::error!(
+            "app '{}' touched revoked region {region} (at {addr:#x}): ending its task",
+            api.name
+        );
+        end_repossessed();
+    }
+}
+
+/// How the app on this core was ended at its abort point (an abort leaves interrupts as
+/// the fault or panic left them: off).
+pub(crate) fn ended_reason() -> u8 {
+    crate::arch::cpu::enable_interrupts();
+    ENDED_BY[crate::arch::percpu::core_index()].swap(ENDED_BY_PANIC, Ordering::Relaxed)
+}
 
 impl KernelApi {
     /// The abort protocol: an app that uses memory the kernel took back at a revocation
@@ -271,11 +304,7 @@ impl KernelApi {
                 "{} touched {resource}, taken back at a revocation deadline it missed: ending its task",
                 self.owner
             );
-            if crate::arch::abort::can_abort() {
-                ENDED_BY[crate::arch::percpu::core_index()]
-                    .store(ENDED_BY_REPOSSESSION, Ordering::Relaxed);
-                crate::arch::abort::abort_current();
-            }
+            end_repossessed();
         }
         result.map_err(ApiError::Refused)
     }
@@ -315,8 +344,7 @@ impl Kernel for KernelApi {
                 crate::arch::abort::run_abortable(|| task(&api, core - cores.first))
             });
             if aborted.is_err() {
-                let reason = ENDED_BY[crate::arch::percpu::core_index()]
-                    .swap(ENDED_BY_PANIC, Ordering::Relaxed);
+                let reason = ended_reason();
                 log::error!("{owner}: its task on core {core} was ended");
                 ended_by.store(reason, Ordering::Relaxed);
             }
@@ -394,6 +422,14 @@ impl Kernel for KernelApi {
 
     fn revocation_requests(&self) -> Vec<CapInfo> {
         crate::caps::revocation_requests(self.owner)
+    }
+
+    fn map_memory<'cap>(
+        &self,
+        cap: &'cap mut MemoryCap,
+    ) -> Result<rexo_api::MemoryView<'cap>, ApiError> {
+        let bytes = crate::caps::map(self.owner, cap).map_err(ApiError::Refused)?;
+        Ok(rexo_api::MemoryView::new(bytes))
     }
 
     fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError> {

@@ -113,6 +113,9 @@ pub fn exception(frame: &InterruptFrame) {
     if vector == exception::NMI && crate::console::crash_in_progress() {
         stopped_by_other_core();
     }
+    if vector == exception::PAGE_FAULT && crate::arch::abort::can_abort() {
+        crate::apps::on_page_fault(cpu::cr2());
+    }
     if !start_report() {
         stopped_by_other_core();
     }

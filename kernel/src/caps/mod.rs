@@ -7,10 +7,16 @@
 //! allocator when their root capability is returned or revoked, or when the app that
 //! holds them ends.
 //!
-//! Memory is accounted per owner: the bytes of every root memory capability count
+//! Memory is accounted per owner (`rexo-memledger`): the bytes of every grant count
 //! against the owner that was granted it (delegation does not move the charge) until its
 //! frames go back. An owner may have a quota (an app run of the boot manifest); a grant
 //! that would take it past the quota is refused before any frame is taken.
+//!
+//! Zero copy: a holder may map a memory capability ([`map`]) and touch its frames
+//! directly. When such a capability is taken by force, its identity-map entries are
+//! cleared on every core and its frames stay out of the free pool until the holder ends
+//! ([`release_owner`] maps them back and frees them); a touch in between faults, and the
+//! page-fault handler ends the holder's task ([`revoked_region`]).
 
 #![allow(unsafe_code)] // copying between an app's buffer and the frames it holds
 
@@ -21,8 +27,18 @@ use rexo_captable::{
     Cap, CapError, CapTable, EntryId, EntryInfo, OwnerId, Resource, ResourceKind, RevokeReason,
     Rights,
 };
+use rexo_memledger::{Frames, Ledger, LedgerError, Reclaim};
 use rexo_memmap::FrameRange;
 use spin::Mutex;
+
+/// Frames behind grants, for the ledger.
+struct Granted(FrameRange);
+
+impl Frames for Granted {
+    fn range(&self) -> core::ops::Range<u64> {
+        self.0.start()..self.0.end()
+    }
+}
 
 /// The proof of kernel authority the table asks for; only this module can make one.
 pub struct Authority(());
@@ -41,12 +57,10 @@ type Table = CapTable<Authority, ENTRIES, OWNERS, LOG>;
 
 struct State {
     table: Box<Table>,
-    /// The frames behind each root memory capability, and the owner they are charged to.
-    frames: Vec<(EntryId, FrameRange, OwnerId)>,
-    /// Bytes of memory charged to each owner (granted, or reserved for a grant under way).
-    held: [u64; OWNERS],
-    /// Each owner's memory quota; `None`: no limit but the machine's memory.
-    quota: [Option<u64>; OWNERS],
+    /// Charges, quotas, grants, mappings and revoked regions.
+    ledger: Ledger<Granted>,
+    /// Pages were unmapped: flush every core's TLB once the lock is dropped.
+    flush: bool,
     /// The earliest pending revocation deadline (`u64::MAX`: none), so that enforcing
     /// deadlines costs one comparison when there is nothing to do.
     earliest_deadline: u64,
@@ -60,9 +74,8 @@ static STATE: Mutex<Option<State>> = Mutex::new(None);
 pub fn init() {
     *STATE.lock() = Some(State {
         table: Box::new(Table::new()),
-        frames: Vec::new(),
-        held: [0; OWNERS],
-        quota: [None; OWNERS],
+        ledger: Ledger::new(OWNERS),
+        flush: false,
         earliest_deadline: u64::MAX,
         inbox: Vec::new(),
     });
@@ -70,53 +83,32 @@ pub fn init() {
 
 /// Sets `owner`'s memory quota (`None`: no limit). Memory it already holds stays.
 pub fn set_quota(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
-    with_state(|state| {
-        let slot = state
-            .quota
-            .get_mut(usize::from(owner.0))
-            .ok_or(CapError::Full)?;
-        *slot = quota;
-        Ok(())
-    })
+    with_state(|state| Ok(state.ledger.set_quota(owner, quota)))?.map_err(|_| CapError::Full)
 }
 
 /// The bytes of memory charged to `owner` (0 for an owner the table cannot hold).
 pub fn held_bytes(owner: OwnerId) -> u64 {
-    STATE.lock().as_ref().map_or(0, |state| {
-        state.held.get(usize::from(owner.0)).copied().unwrap_or(0)
-    })
-}
-
-/// Charges `bytes` to `owner` if its quota allows it.
-fn charge(owner: OwnerId, bytes: u64) -> Result<(), MemoryError> {
-    let mut guard = STATE.lock();
-    let state = guard.as_mut().ok_or(MemoryError::Cap(CapError::Full))?;
-    let index = usize::from(owner.0);
-    let Some(held) = state.held.get(index).copied() else {
-        return Err(MemoryError::Cap(CapError::Full));
-    };
-    let total = held.checked_add(bytes).ok_or(MemoryError::QuotaExceeded)?;
-    if state.quota[index].is_some_and(|quota| total > quota) {
-        return Err(MemoryError::QuotaExceeded);
-    }
-    state.held[index] = total;
-    Ok(())
-}
-
-/// Takes `bytes` off `owner`'s charge.
-fn uncharge(state: &mut State, owner: OwnerId, bytes: u64) {
-    if let Some(held) = state.held.get_mut(usize::from(owner.0)) {
-        *held = held.saturating_sub(bytes);
-    }
+    STATE
+        .lock()
+        .as_ref()
+        .map_or(0, |state| state.ledger.held(owner))
 }
 
 /// Runs `f` on the table, after enforcing every revocation deadline that has passed (the
 /// abort protocol: what was not returned in time is taken before anyone uses it again).
+/// Pages unmapped meanwhile are flushed from every core's TLB before it returns, with
+/// the lock dropped (a core that faults on them takes it in the page-fault handler).
 fn with_state<T>(f: impl FnOnce(&mut State) -> Result<T, CapError>) -> Result<T, CapError> {
     let mut guard = STATE.lock();
     let state = guard.as_mut().ok_or(CapError::Full)?;
     enforce_deadlines(state);
-    f(state)
+    let result = f(state);
+    let flush = core::mem::take(&mut state.flush);
+    drop(guard);
+    if flush {
+        crate::arch::paging::flush_every_core();
+    }
+    result
 }
 
 /// Revokes, with reason "deadline passed", every entry whose revocation deadline is over,
@@ -142,7 +134,7 @@ fn enforce_deadlines(state: &mut State) {
         })
         .min()
         .unwrap_or(u64::MAX);
-    reclaim_frames(state);
+    reclaim_frames(state, true, None);
 }
 
 /// Asks the holder of `entry` to give it back by `deadline_ns` (monotonic time). The holder
@@ -193,12 +185,17 @@ pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
         .ok_or(MemoryError::OutOfMemory)?;
     // Reserved before the frames are taken (outside the lock), so that two cores of one
     // app cannot both pass the quota.
-    charge(owner, whole)?;
+    with_state(|state| Ok(state.ledger.charge(owner, whole)))
+        .map_err(MemoryError::Cap)?
+        .map_err(|error| match error {
+            LedgerError::QuotaExceeded => MemoryError::QuotaExceeded,
+            LedgerError::BadOwner(_) => MemoryError::Cap(CapError::Full),
+        })?;
     let granted = grant(owner, bytes, whole);
     if granted.is_err()
         && let Some(state) = STATE.lock().as_mut()
     {
-        uncharge(state, owner, whole);
+        state.ledger.uncharge(owner, whole);
     }
     granted
 }
@@ -228,11 +225,7 @@ fn grant(owner: OwnerId, bytes: u64, reserved: u64) -> Result<Cap, MemoryError> 
     };
     match state.table.mint(&AUTHORITY, owner, resource, rights) {
         Ok(cap) => {
-            // The allocator may round up past whole frames: charge what it gave.
-            if let Some(held) = state.held.get_mut(usize::from(owner.0)) {
-                *held += frames.len().saturating_sub(reserved);
-            }
-            state.frames.push((cap.id(), frames, owner));
+            state.ledger.record_grant(owner, Granted(frames), reserved);
             Ok(cap)
         }
         Err(error) => {
@@ -292,25 +285,88 @@ pub fn read_memory(
     })
 }
 
-/// Frees the frames of every root memory entry that is no longer in the table.
-fn reclaim_frames(state: &mut State) {
-    let live: Vec<EntryId> = state.table.entries().map(|e| e.id).collect();
-    let (keep, gone): (Vec<_>, Vec<_>) = state
-        .frames
-        .drain(..)
-        .partition(|(id, _, _)| live.contains(id));
-    state.frames = keep;
-    for (_, frames, owner) in gone {
-        uncharge(state, owner, frames.len());
+/// Brings the ledger up to date with the table (`forced`: entries went by force;
+/// `ended`: that owner ended) and does what it says: unmaps ranges revoked from a holder
+/// that may still touch them (every core's TLB is flushed when the lock is dropped), maps
+/// back those of an owner that ended, then frees frames no capability names.
+fn reclaim_frames(state: &mut State, forced: bool, ended: Option<OwnerId>) {
+    let live: Vec<_> = state
+        .table
+        .entries()
+        .filter(|e| e.resource.kind() == ResourceKind::Memory)
+        .map(|e| (e.id, e.resource.start()..e.resource.end()))
+        .collect();
+    let Reclaim { unmap, remap, free } = state.ledger.reclaim(&live, forced, ended);
+    for (range, present) in unmap
+        .into_iter()
+        .map(|r| (r, false))
+        .chain(remap.into_iter().map(|r| (r, true)))
+    {
+        state.flush |= !present;
+        // Safe either way: frames that stay mapped stay out of the free pool until the
+        // holder ends, so it can only ever see its own data.
+        if let Err(error) = crate::arch::paging::set_present(range.clone(), present) {
+            log::error!("caps: could not change the mapping of {range:#x?}: {error}");
+        }
+    }
+    for Granted(frames) in free {
         crate::mem::frames::free(frames);
     }
+}
+
+/// Maps `cap` for `owner`'s direct access, for as long as the borrow of `cap` lasts: it
+/// needs the read and write rights, and no other live capability may name its memory (a
+/// parent or derived ones: their holders could reach it too). The mapping is recorded,
+/// so that a forced revocation unmaps the frames and keeps them until `owner` ends.
+pub fn map(owner: OwnerId, cap: &mut rexo_api::MemoryCap) -> Result<&mut [u8], CapError> {
+    let range = with_state(|state| {
+        let info = state
+            .table
+            .check(owner, cap.cap(), Rights::READ | Rights::WRITE)?;
+        let r = info.resource;
+        if r.kind() != ResourceKind::Memory {
+            return Err(CapError::WrongKind);
+        }
+        let shared = |e: &EntryInfo| {
+            e.id != info.id
+                && e.resource.kind() == ResourceKind::Memory
+                && e.resource.start() < r.end()
+                && r.start() < e.resource.end()
+        };
+        if state.table.entries().any(|e| shared(&e)) {
+            return Err(CapError::Overlaps);
+        }
+        state
+            .ledger
+            .record_mapping(info.id, r.start()..r.end(), owner);
+        Ok(r.start()..r.end())
+    })?;
+    // SAFETY: the range is identity-mapped RAM granted as raw frames (no Rust object
+    // lives there) that only this capability names, so nothing else reaches it: other
+    // holders have no capability over it, and this holder's copying calls need `cap`,
+    // which the returned borrow holds. If the entry is taken by force while the borrow
+    // lasts, the frames are unmapped and kept from everyone until `owner` has ended, so
+    // the slice never shows another owner's data; a touch faults and ends the task.
+    Ok(unsafe {
+        core::slice::from_raw_parts_mut(range.start as *mut u8, (range.end - range.start) as usize)
+    })
+}
+
+/// The revoked region (as a resource) holding `addr`, and its holder: memory taken by
+/// force from a holder that mapped it and has not ended.
+pub fn revoked_region(addr: u64) -> Option<(Resource, OwnerId)> {
+    let guard = STATE.lock();
+    let region = guard.as_ref()?.ledger.revoked_at(addr)?;
+    let (start, len) = (region.range.start, region.range.end - region.range.start);
+    let resource = Resource::new(ResourceKind::Memory, start, len).ok()?;
+    Some((resource, region.holder))
 }
 
 /// The holder gives `cap` back (with everything derived from it).
 pub fn return_cap(owner: OwnerId, cap: Cap) -> Result<(), CapError> {
     with_state(|state| {
         state.table.return_cap(owner, &cap)?;
-        reclaim_frames(state);
+        reclaim_frames(state, false, None);
         Ok(())
     })
 }
@@ -321,7 +377,7 @@ pub fn revoke(entry: EntryId) -> Result<(), CapError> {
         state
             .table
             .revoke(&AUTHORITY, entry, RevokeReason::Kernel)?;
-        reclaim_frames(state);
+        reclaim_frames(state, true, None);
         Ok(())
     })
 }
@@ -331,7 +387,7 @@ pub fn release_owner(owner: OwnerId) -> Result<usize, CapError> {
     with_state(|state| {
         let taken = state.table.release_owner(&AUTHORITY, owner)?;
         state.inbox.retain(|(to, _)| *to != owner);
-        reclaim_frames(state);
+        reclaim_frames(state, false, Some(owner));
         Ok(taken)
     })
 }
@@ -344,16 +400,24 @@ pub fn memory_op(
     op: rexo_api::MemoryOp,
 ) -> Result<Option<Cap>, CapError> {
     use rexo_api::MemoryOp;
-    with_state(|state| match op {
-        MemoryOp::Derive { start, len, rights } => {
-            state.table.derive(owner, cap, start, len, rights).map(Some)
-        }
-        MemoryOp::Split { offset } => state.table.split(owner, cap, offset).map(Some),
-        MemoryOp::Merge { other } => state.table.merge(owner, cap, other.cap()).map(|()| None),
-        MemoryOp::RevokeDerived { entry } => {
-            state.table.revoke_derived(owner, cap, entry)?;
-            reclaim_frames(state);
-            Ok(None)
+    with_state(|state| {
+        // The holder uses the capability, so no view of it is alive: forget the mapping
+        // (split and merge change its range).
+        state.ledger.forget_mapping(cap.id());
+        match op {
+            MemoryOp::Derive { start, len, rights } => {
+                state.table.derive(owner, cap, start, len, rights).map(Some)
+            }
+            MemoryOp::Split { offset } => state.table.split(owner, cap, offset).map(Some),
+            MemoryOp::Merge { other } => {
+                state.ledger.forget_mapping(other.cap().id());
+                state.table.merge(owner, cap, other.cap()).map(|()| None)
+            }
+            MemoryOp::RevokeDerived { entry } => {
+                state.table.revoke_derived(owner, cap, entry)?;
+                reclaim_frames(state, true, None);
+                Ok(None)
+            }
         }
     })
 }
@@ -366,13 +430,20 @@ pub fn delegate(owner: OwnerId, cap: Cap, to: OwnerId) -> Result<(), (CapError, 
         return Err((CapError::Full, cap));
     };
     enforce_deadlines(state);
-    match state.table.delegate(owner, &cap, to) {
+    let result = match state.table.delegate(owner, &cap, to) {
         Ok(()) => {
+            state.ledger.forget_mapping(cap.id());
             state.inbox.push((to, cap));
             Ok(())
         }
         Err(error) => Err((error, cap)),
+    };
+    let flush = core::mem::take(&mut state.flush);
+    drop(guard);
+    if flush {
+        crate::arch::paging::flush_every_core();
     }
+    result
 }
 
 /// The capabilities delegated to `owner` that it has not picked up yet.

@@ -433,3 +433,261 @@ crate::kernel_test!(
         crate::sched::run_on_cores(crate::smp_cores(), |_| {}).expect("every core answers");
     }
 );
+
+/// Zero copy: views of memory capabilities, and what a forced revocation does to them.
+mod views {
+    use super::*;
+    use crate::apps::{App, CoreSpan, api_as, run_as};
+    use crate::arch::abort::{Aborted, run_abortable};
+    use crate::arch::paging::is_mapped;
+    use alloc::sync::Arc;
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use rexo_api::{ApiError, Kernel, MemoryOp, Rights};
+
+    /// Maps, writes, reads; is refused a second mapping of shared memory; returns in time.
+    fn compliant_mapper(kernel: &dyn Kernel) -> Result<(), ApiError> {
+        let mut cap = kernel.allocate_memory(8192)?;
+        let id = cap.cap().id();
+        let mut view = kernel.map_memory(&mut cap)?;
+        assert_eq!(view.len(), 8192);
+        assert!(view.iter().all(|&b| b == 0), "granted memory is zeroed");
+        view[8000..8009].copy_from_slice(b"zero copy");
+        request_revocation(id, u64::MAX - 1).expect("request");
+        let mut word = [0u8; 9];
+        kernel.read_memory(&cap, 8000, &mut word)?;
+        assert_eq!(
+            &word, b"zero copy",
+            "the copying calls see what the view wrote"
+        );
+        kernel.return_memory(cap)?;
+        assert!(kernel.revocation_requests().is_empty(), "answered");
+        // Memory another capability also names is not mapped for one holder alone.
+        let mut parent = kernel.allocate_memory(8192)?;
+        let start = kernel
+            .capabilities()
+            .iter()
+            .find(|e| e.id == parent.cap().id())
+            .map(|e| e.resource.start())
+            .expect("listed");
+        let derive = MemoryOp::Derive {
+            start,
+            len: 4096,
+            rights: Rights::READ | Rights::WRITE,
+        };
+        let mut child = kernel.memory_op(&parent, derive)?.expect("a child");
+        let overlaps = Some(ApiError::Refused(CapError::Overlaps));
+        assert_eq!(kernel.map_memory(&mut parent).err(), overlaps);
+        assert_eq!(kernel.map_memory(&mut child).err(), overlaps);
+        let read_only = MemoryOp::Derive {
+            start,
+            len: 4096,
+            rights: Rights::READ,
+        };
+        let mut reader = kernel.memory_op(&child, read_only)?.expect("a grandchild");
+        assert_eq!(
+            kernel.map_memory(&mut reader).err(),
+            Some(ApiError::Refused(CapError::NoRight(Rights::WRITE)))
+        );
+        kernel.return_memory(parent)?;
+        assert_eq!(
+            kernel.map_memory(&mut child).err(),
+            Some(ApiError::Refused(CapError::Revoked)),
+            "a returned capability is not mapped"
+        );
+        Ok(())
+    }
+
+    crate::kernel_test!(
+        fn a_compliant_app_maps_writes_reads_and_returns_memory() {
+            let app = App {
+                name: "compliant-mapper",
+                about: "maps memory and returns it",
+                main: compliant_mapper,
+            };
+            let free = crate::mem::frames::free_bytes();
+            assert_eq!(crate::apps::run(&app), Ok(()));
+            assert_eq!(crate::mem::frames::free_bytes(), free);
+        }
+    );
+
+    crate::kernel_test!(
+        fn a_view_of_a_revoked_capability_never_reaches_the_memory() {
+            let owner = OwnerId(28);
+            let api = api_as(owner);
+            let free = crate::mem::frames::free_bytes();
+            let mut cap = api.allocate_memory(8192).expect("memory");
+            let id = cap.cap().id();
+            let mut view = api.map_memory(&mut cap).expect("mapped");
+            view[0] = 0x11;
+            view[4096] = 0x22;
+            let start = view.as_ptr() as u64;
+            // The deadline passes; the next capability call enforces it.
+            request_revocation(id, crate::time::now_ns()).expect("requested");
+            assert!(revocation_requests(owner).is_empty(), "taken by force");
+            let record = was_repossessed(owner, id).map(|r| (r.start(), r.len()));
+            assert_eq!(record, Some((start, 8192)), "the record names the region");
+            assert!(!is_mapped(start) && !is_mapped(start + 4096), "unmapped");
+            let region = revoked_region(start + 4096).map(|(r, o)| (r.start(), r.len(), o));
+            assert_eq!(region, Some((start, 8192, owner)));
+            assert!(
+                crate::mem::frames::free_bytes() < free,
+                "kept out of the free pool"
+            );
+            // A write and a read through the view each end the task at its abort point.
+            let write = crate::apps::acting_as(api, || {
+                run_abortable(|| core::hint::black_box(&mut *view)[0] = 0x33)
+            });
+            assert_eq!(write, Err(Aborted), "the write faulted");
+            assert_eq!(
+                crate::apps::ended_reason(),
+                crate::apps::ENDED_BY_REPOSSESSION
+            );
+            let read = crate::apps::acting_as(api, || {
+                run_abortable(|| {
+                    let byte = core::hint::black_box(&*view)[4096];
+                    panic!("read {byte:#x} through a revoked view");
+                })
+            });
+            assert_eq!(read, Err(Aborted));
+            assert_eq!(
+                crate::apps::ended_reason(),
+                crate::apps::ENDED_BY_REPOSSESSION
+            );
+            assert_eq!(release_owner(owner), Ok(0), "nothing left but the region");
+            assert!(
+                is_mapped(start) && revoked_region(start).is_none(),
+                "mapped back"
+            );
+            // SAFETY: identity-mapped RAM just freed, which nothing has taken since (this
+            // test is the only thing running); reading it changes nothing.
+            let bytes = unsafe {
+                (
+                    core::ptr::read_volatile(start as *const u8),
+                    core::ptr::read_volatile((start + 4096) as *const u8),
+                )
+            };
+            assert_eq!(
+                bytes,
+                (0x11, 0x22),
+                "the write through the revoked view never landed"
+            );
+            assert_eq!(
+                crate::mem::frames::free_bytes(),
+                free,
+                "freed once the owner ended"
+            );
+        }
+    );
+
+    /// The stubborn mapper's capability and the address of its memory, once mapped.
+    static STUBBORN: spin::Mutex<Option<(EntryId, u64)>> = spin::Mutex::new(None);
+    static STUBBORN_TOUCHES: AtomicU64 = AtomicU64::new(0);
+    static STUBBORN_ENDED: AtomicBool = AtomicBool::new(false);
+    /// How many touches the stubborn app had made when the bystander saw the deadline
+    /// enforced.
+    static SEEN: spin::Mutex<Option<u64>> = spin::Mutex::new(None);
+    const STUBBORN_OWNER: OwnerId = OwnerId(24);
+    const TEN_SECONDS: u64 = 10_000_000_000;
+
+    /// Maps memory and keeps touching it, revocation request or not (up to 10 s).
+    fn stubborn_mapper(kernel: &dyn Kernel) -> Result<(), ApiError> {
+        let mut cap = kernel.allocate_memory(8192)?;
+        let id = cap.cap().id();
+        let mut view = kernel.map_memory(&mut cap)?;
+        view.fill(0x5A);
+        *STUBBORN.lock() = Some((id, view.as_ptr() as u64));
+        let begin = kernel.now_ns();
+        while kernel.now_ns() - begin < TEN_SECONDS {
+            let bytes = core::hint::black_box(&mut *view);
+            bytes[100] = bytes[100].wrapping_add(1);
+            STUBBORN_TOUCHES.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(ApiError::AppFailed(1))
+    }
+
+    /// Waits up to 10 s for `done`.
+    fn wait_for(kernel: &dyn Kernel, done: impl Fn() -> bool) -> Result<(), ApiError> {
+        let begin = kernel.now_ns();
+        while !done() {
+            if kernel.now_ns() - begin > TEN_SECONDS {
+                return Err(ApiError::AppFailed(2));
+            }
+            core::hint::spin_loop();
+        }
+        Ok(())
+    }
+
+    /// Runs beside the stubborn mapper with memory of its own: asks for the stubborn
+    /// app's memory, lets the deadline pass, and goes on while the kernel ends it.
+    fn bystander(kernel: &dyn Kernel) -> Result<(), ApiError> {
+        let mut cap = kernel.allocate_memory(4096)?;
+        let mut view = kernel.map_memory(&mut cap)?;
+        view[..6].copy_from_slice(b"mine!!");
+        wait_for(kernel, || STUBBORN.lock().is_some())?;
+        let (id, start) = STUBBORN.lock().expect("mapped");
+        let deadline = kernel.now_ns() + 20_000_000;
+        request_revocation(id, deadline).expect("request");
+        wait_for(kernel, || kernel.now_ns() > deadline)?;
+        let touches = STUBBORN_TOUCHES.load(Ordering::Relaxed);
+        wait_for(kernel, || {
+            STUBBORN_TOUCHES.load(Ordering::Relaxed) > touches + 10
+        })?;
+        // Any capability call enforces the deadline: the stubborn app's memory is taken.
+        let probe = kernel.allocate_memory(4096)?;
+        // From here on no touch of the stubborn app reaches its memory: at most the one
+        // whose write landed before the revocation is still to be counted.
+        *SEEN.lock() = Some(STUBBORN_TOUCHES.load(Ordering::Relaxed));
+        assert!(kernel.capabilities().iter().all(|e| e.id != id), "taken");
+        wait_for(kernel, || STUBBORN_ENDED.load(Ordering::Relaxed))?;
+        assert!(is_mapped(start), "mapped back once the stubborn app ended");
+        assert_eq!(&view[..6], b"mine!!", "the bystander's memory is untouched");
+        kernel.return_memory(probe)?;
+        kernel.return_memory(cap)
+    }
+
+    crate::kernel_test!(
+        fn a_stubborn_app_that_touches_revoked_memory_is_ended_while_another_runs_on() {
+            if crate::smp_cores() < 2 {
+                return;
+            }
+            let stubborn: &'static App = &App {
+                name: "stubborn-mapper",
+                about: "keeps touching memory after its revocation deadline",
+                main: stubborn_mapper,
+            };
+            let other = App {
+                name: "bystander",
+                about: "runs beside the stubborn mapper",
+                main: bystander,
+            };
+            let free = crate::mem::frames::free_bytes();
+            let result = Arc::new(spin::Mutex::new(None));
+            let slot = result.clone();
+            let batch = crate::sched::batch();
+            let queue = crate::sched::machine_queue();
+            let cores = CoreSpan { first: 1, count: 1 };
+            batch
+                .submit_to(queue, 1, move || {
+                    *slot.lock() = Some(run_as(stubborn, STUBBORN_OWNER, cores, None));
+                    STUBBORN_ENDED.store(true, Ordering::Release);
+                })
+                .expect("submitted");
+            let here = CoreSpan { first: 0, count: 1 };
+            assert_eq!(run_as(&other, OwnerId(25), here, None), Ok(()));
+            batch.wait(queue, crate::arch::percpu::core_index());
+            assert_eq!(*result.lock(), Some(Err(ApiError::Repossessed)));
+            let touches = SEEN.lock().expect("the bystander looked");
+            assert!(
+                STUBBORN_TOUCHES.load(Ordering::Relaxed) <= touches + 1,
+                "no touch got through after the revocation"
+            );
+            assert_eq!(
+                crate::mem::frames::free_bytes(),
+                free,
+                "freed after it ended"
+            );
+            assert!(entries().is_empty(), "nothing is left in the table");
+            crate::sched::run_on_cores(crate::smp_cores(), |_| {}).expect("every core answers");
+        }
+    );
+}

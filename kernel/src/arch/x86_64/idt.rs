@@ -15,6 +15,8 @@ use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 pub const VECTOR_TIMER: u8 = 0x20;
 /// Vector of the wake-up IPI (a core with work waiting).
 pub const VECTOR_WAKE: u8 = 0x21;
+/// Vector of the TLB shootdown IPI (pages unmapped on another core).
+pub const VECTOR_SHOOTDOWN: u8 = 0x22;
 /// First vector for device interrupts (IO-APIC, MSI).
 pub const FIRST_DEVICE_VECTOR: u8 = 0x30;
 /// Last vector for device interrupts (0xE0-0xEF belong to the masked legacy PICs).
@@ -182,6 +184,10 @@ extern "C" fn dispatch(frame: &mut InterruptFrame) {
         VECTOR_WAKE => {
             super::apic::end_of_interrupt();
             crate::time::on_wake_interrupt();
+        }
+        VECTOR_SHOOTDOWN => {
+            super::apic::end_of_interrupt();
+            super::paging::on_shootdown();
         }
         VECTOR_SPURIOUS => {}
         vector if vector < 32 => crate::crash::exception(frame),

@@ -1,7 +1,8 @@
 //! The kernel's one address space: an identity map of all RAM (write-back) and of the
 //! device holes below 4 GiB (uncached), with 1 GiB pages where the CPU has them and a
 //! whole gigabyte is of one kind, else 2 MiB pages. Page 0 stays unmapped so that a null
-//! pointer faults. Finer 4 KiB mappings are made on demand (stack guard pages).
+//! pointer faults. Finer 4 KiB mappings are made on demand (stack guard pages, memory
+//! revoked by force from an app that mapped it).
 //!
 //! Page tables are frames taken from the frame allocator and never returned: they are
 //! part of the address space for the life of the machine.
@@ -261,6 +262,54 @@ fn unmap_page_locked(addr: u64) -> Result<(), PagingError> {
     *entry &= !PRESENT;
     flush(addr);
     Ok(())
+}
+
+/// Clears (`present` false) or sets again the identity-map entries of the 4 KiB pages of
+/// `range`, splitting 1 GiB and 2 MiB pages as needed; only this core's TLB is flushed
+/// ([`flush_every_core`] does the others).
+pub fn set_present(range: core::ops::Range<u64>, present: bool) -> Result<(), PagingError> {
+    let _guard = LOCK.lock();
+    for page in range.step_by(KIB4 as usize) {
+        let entry = entry_4k(page & !(KIB4 - 1))?;
+        *entry = if present {
+            *entry | PRESENT
+        } else {
+            *entry & !PRESENT
+        };
+        flush(page);
+    }
+    Ok(())
+}
+
+/// Cores that have not flushed their TLB for the shootdown under way.
+static SHOOTDOWN_PENDING: AtomicU64 = AtomicU64::new(0);
+static SHOOTDOWN: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Flushes the TLB of every core in the work loop (an IPI to each other core, whose
+/// handler is [`on_shootdown`]) and returns when all have. Callers hold no lock that a
+/// core could wait for with interrupts off.
+pub fn flush_every_core() {
+    let _guard = SHOOTDOWN.lock();
+    flush_all();
+    let me = super::percpu::core_index();
+    let others = (0..crate::smp_cores()).filter(|&core| core != me);
+    SHOOTDOWN_PENDING.store(others.clone().count() as u64, Ordering::Release);
+    for core in others {
+        let apic_id = super::percpu::core(core).apic_id.load(Ordering::Relaxed);
+        super::apic::send_ipi(
+            apic_id,
+            super::apic::Ipi::Fixed(super::idt::VECTOR_SHOOTDOWN),
+        );
+    }
+    while SHOOTDOWN_PENDING.load(Ordering::Acquire) != 0 {
+        core::hint::spin_loop();
+    }
+}
+
+/// The shootdown IPI's handler: flush this core's TLB and say so.
+pub fn on_shootdown() {
+    flush_all();
+    SHOOTDOWN_PENDING.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// Unmaps the 4 KiB page at `addr` (a guard page: touching it faults). Only this core's

@@ -1,0 +1,96 @@
+//! Kernel tests of the C ABI (run in QEMU by `cargo xtask test`).
+use super::*;
+
+crate::kernel_test!(
+    fn c_calls_refuse_bad_arguments() {
+        use core::ptr::{null, null_mut};
+        use core::sync::atomic::AtomicUsize;
+
+        // Outside a C app: the calls that act for an app refuse; the others work.
+        assert_eq!(rexo_mem_alloc(4096), i64::from(REXO_ENOAPP));
+        assert_eq!(rexo_mem_return(1), REXO_ENOAPP);
+        assert_eq!(rexo_run_on_every_core(None, null_mut()), REXO_EINVAL);
+        assert!(rexo_cores() >= 1);
+        assert_eq!(rexo_core_index(), 0);
+
+        // Two owners no app of the image uses.
+        let (app, other) = (OwnerId(28), OwnerId(29));
+        fn as_owner<R>(owner: OwnerId, f: impl FnOnce() -> R) -> R {
+            crate::apps::acting_as(crate::apps::api_as(owner), f)
+        }
+        let handle = as_owner(app, || {
+            // Buffers: NULL with a length, page 0, wrapping, past the end of RAM.
+            assert_eq!(rexo_write(null(), 3), REXO_EINVAL);
+            assert_eq!(rexo_write(null(), 0), REXO_OK);
+            assert_eq!(rexo_write(0x10 as *const c_void, 4), REXO_EFAULT);
+            assert_eq!(rexo_log(usize::MAX as *const c_char, 2), REXO_EFAULT);
+            assert_eq!(rexo_log((1usize << 47) as *const c_char, 1), REXO_EFAULT);
+            let (mut usable, mut free) = (0u64, 0u64);
+            assert_eq!(rexo_memory(null_mut(), &raw mut free), REXO_EINVAL);
+            assert_eq!(rexo_memory(&raw mut usable, 16 as *mut u64), REXO_EFAULT);
+            assert_eq!(rexo_memory(&raw mut usable, &raw mut free), REXO_OK);
+            assert!(usable > 0 && free <= usable, "usable {usable} free {free}");
+
+            // Memory capabilities.
+            assert_eq!(rexo_mem_alloc(0), i64::from(REXO_EINVAL));
+            assert_eq!(rexo_mem_alloc(1 << 62), i64::from(REXO_ENOMEM));
+            let handle = rexo_mem_alloc(4096);
+            assert!(handle > 0, "rexo_mem_alloc gave {handle}");
+            let data = *b"rexo";
+            let mut back = [0u8; 4];
+            let (data_ptr, back_ptr) = (data.as_ptr().cast(), back.as_mut_ptr().cast());
+            assert_eq!(rexo_mem_write(handle, 100, data_ptr, 4), REXO_OK);
+            assert_eq!(rexo_mem_read(handle, 100, back_ptr, 4), REXO_OK);
+            assert_eq!(back, data);
+            assert_eq!(rexo_mem_write(handle, 0, null(), 4), REXO_EINVAL);
+            assert_eq!(rexo_mem_read(handle, 4093, back_ptr, 4), REXO_ERANGE);
+            assert_eq!(rexo_mem_read(handle, u64::MAX, back_ptr, 2), REXO_ERANGE);
+            assert_eq!(rexo_mem_read(0, 0, back_ptr, 1), REXO_EBADF);
+            assert_eq!(rexo_mem_read(-5, 0, back_ptr, 1), REXO_EBADF);
+            handle
+        });
+        // Another app cannot use the handle.
+        as_owner(other, || {
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                rexo_mem_read(handle, 0, byte.as_mut_ptr().cast(), 1),
+                REXO_EBADF
+            );
+            assert_eq!(rexo_mem_return(handle), REXO_EBADF);
+        });
+        as_owner(app, || {
+            let mut byte = [0u8; 1];
+            assert_eq!(rexo_mem_return(handle), REXO_OK);
+            assert_eq!(
+                rexo_mem_read(handle, 0, byte.as_mut_ptr().cast(), 1),
+                REXO_EBADF
+            );
+            assert_eq!(rexo_mem_return(handle), REXO_EBADF);
+
+            // Every core runs the function once, acting for the app.
+            static RAN: AtomicUsize = AtomicUsize::new(0);
+            static ACTED_FOR_APP: AtomicUsize = AtomicUsize::new(0);
+            extern "C" fn count(arg: *mut c_void, core: c_uint) {
+                assert_eq!(arg as usize, 0x1234);
+                assert_eq!(core, rexo_core_index());
+                RAN.fetch_add(1, Ordering::SeqCst);
+                if current_app().is_ok() {
+                    ACTED_FOR_APP.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            assert_eq!(
+                rexo_run_on_every_core(Some(count), 0x1234 as *mut c_void),
+                REXO_OK
+            );
+            let cores = crate::smp_cores();
+            assert_eq!(RAN.load(Ordering::SeqCst), cores);
+            assert_eq!(ACTED_FOR_APP.load(Ordering::SeqCst), cores);
+        });
+        assert_eq!(acting_for(), KERNEL, "the core acts for the kernel again");
+        assert_eq!(
+            crate::caps::release_owner(app),
+            Ok(0),
+            "the test leaked a capability"
+        );
+    }
+);

@@ -1,0 +1,228 @@
+//! The kernel's books on app memory, kept apart from the page tables and the frame
+//! allocator so that the rules can be tested on the host:
+//!
+//! - **Charges and quotas.** Every grant of frames is charged to the owner it was made
+//!   for (delegation does not move the charge) until the frames go back; an owner may have
+//!   a quota, and a charge past it is refused before anything is taken.
+//! - **Grants.** The frames behind memory capabilities. Frames go back to the allocator
+//!   once no live memory capability overlaps them (so a split half that is returned does
+//!   not free its sibling's frames).
+//! - **Mappings.** Capabilities whose holder mapped them for direct access (zero copy).
+//!   When such a capability is taken by force (a missed revocation deadline, the kernel's
+//!   own revocation), its range becomes a *revoked region*: the kernel unmaps it, and the
+//!   frames under it stay out of the free pool until the holder has ended, so that the
+//!   holder's stale references can never see another owner's data. A capability given
+//!   back by its holder, or released when the holder ends, needs no such care: no
+//!   reference to it can be left.
+//!
+//! The ledger only decides; the kernel does what a [`Reclaim`] says (unmap, map back,
+//! free) in that order.
+#![cfg_attr(target_os = "none", no_std)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::ops::Range;
+
+use rexo_captable::{EntryId, OwnerId};
+
+/// Frames the ledger keeps for a grant: anything that knows its physical range.
+pub trait Frames {
+    /// The physical bytes `start..end`.
+    fn range(&self) -> Range<u64>;
+}
+
+/// Why the ledger refused a charge or a quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LedgerError {
+    /// The owner is beyond the ledger's owners.
+    BadOwner(OwnerId),
+    /// The charge would take the owner past its quota (or past `u64::MAX`).
+    QuotaExceeded,
+}
+
+impl fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LedgerError::BadOwner(owner) => write!(f, "no such owner: {}", owner.0),
+            LedgerError::QuotaExceeded => f.write_str("the owner's memory quota is used up"),
+        }
+    }
+}
+
+/// A mapped capability, or a region revoked from one: the range and who holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// The capability's entry.
+    pub entry: EntryId,
+    /// Its physical range.
+    pub range: Range<u64>,
+    /// Its holder.
+    pub holder: OwnerId,
+}
+
+/// What the kernel must do after a change, in this order: unmap `unmap` (and flush every
+/// core's TLB), map `remap` back, then free `free`.
+#[derive(Debug)]
+pub struct Reclaim<F> {
+    /// Ranges just revoked by force from a holder that may still touch them.
+    pub unmap: Vec<Range<u64>>,
+    /// Revoked ranges whose holder ended: safe to map again.
+    pub remap: Vec<Range<u64>>,
+    /// Frames no capability names any more and no revoked region covers.
+    pub free: Vec<F>,
+}
+
+/// The books: charges, quotas, grants, mappings and revoked regions.
+pub struct Ledger<F> {
+    held: Vec<u64>,
+    quota: Vec<Option<u64>>,
+    /// Frames behind capabilities, and the owner each grant is charged to.
+    grants: Vec<(F, OwnerId)>,
+    mapped: Vec<Mapping>,
+    revoked: Vec<Mapping>,
+}
+
+fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+impl<F: Frames> Ledger<F> {
+    /// Empty books for owners `0..owners`.
+    pub fn new(owners: usize) -> Self {
+        Self {
+            held: alloc::vec![0; owners],
+            quota: alloc::vec![None; owners],
+            grants: Vec::new(),
+            mapped: Vec::new(),
+            revoked: Vec::new(),
+        }
+    }
+
+    fn index(&self, owner: OwnerId) -> Result<usize, LedgerError> {
+        let index = usize::from(owner.0);
+        (index < self.held.len())
+            .then_some(index)
+            .ok_or(LedgerError::BadOwner(owner))
+    }
+
+    /// Sets `owner`'s quota (`None`: no limit). What it holds already stays.
+    pub fn set_quota(&mut self, owner: OwnerId, quota: Option<u64>) -> Result<(), LedgerError> {
+        let index = self.index(owner)?;
+        self.quota[index] = quota;
+        Ok(())
+    }
+
+    /// Bytes charged to `owner` (0 for an owner beyond the books).
+    pub fn held(&self, owner: OwnerId) -> u64 {
+        self.index(owner).map_or(0, |index| self.held[index])
+    }
+
+    /// Charges `bytes` to `owner` if its quota allows (a reservation before frames are
+    /// taken); nothing changes on a refusal.
+    pub fn charge(&mut self, owner: OwnerId, bytes: u64) -> Result<(), LedgerError> {
+        let index = self.index(owner)?;
+        let total = self.held[index]
+            .checked_add(bytes)
+            .ok_or(LedgerError::QuotaExceeded)?;
+        if self.quota[index].is_some_and(|quota| total > quota) {
+            return Err(LedgerError::QuotaExceeded);
+        }
+        self.held[index] = total;
+        Ok(())
+    }
+
+    /// Takes `bytes` off `owner`'s charge (a reservation that was not used).
+    pub fn uncharge(&mut self, owner: OwnerId, bytes: u64) {
+        if let Ok(index) = self.index(owner) {
+            self.held[index] = self.held[index].saturating_sub(bytes);
+        }
+    }
+
+    /// Records `frames`, granted to `owner` for `reserved` bytes charged before: the charge
+    /// becomes the frames' length (the allocator may round up).
+    pub fn record_grant(&mut self, owner: OwnerId, frames: F, reserved: u64) {
+        let len = frames.range().end - frames.range().start;
+        if let Ok(index) = self.index(owner) {
+            self.held[index] = (self.held[index] + len).saturating_sub(reserved);
+        }
+        self.grants.push((frames, owner));
+    }
+
+    /// Records that `holder` mapped `entry` over `range`. It stays recorded until
+    /// [`forget_mapping`](Self::forget_mapping) or the entry goes, since the ledger cannot
+    /// see views end.
+    pub fn record_mapping(&mut self, entry: EntryId, range: Range<u64>, holder: OwnerId) {
+        self.forget_mapping(entry);
+        self.mapped.push(Mapping {
+            entry,
+            range,
+            holder,
+        });
+    }
+
+    /// Forgets that `entry` was mapped: its holder used the capability itself (split,
+    /// merge, derive, delegate), which it cannot do while a view of it is alive.
+    pub fn forget_mapping(&mut self, entry: EntryId) {
+        self.mapped.retain(|m| m.entry != entry);
+    }
+
+    /// The revoked region holding `addr`, if any.
+    pub fn revoked_at(&self, addr: u64) -> Option<&Mapping> {
+        self.revoked.iter().find(|r| r.range.contains(&addr))
+    }
+
+    /// Every revoked region (still unmapped, its holder not ended).
+    pub fn revoked(&self) -> &[Mapping] {
+        &self.revoked
+    }
+
+    /// Brings the books up to date with the table's `live` memory entries after a change.
+    /// `forced`: the entries that went were taken by force, so mapped ones become revoked
+    /// regions. `ended`: that owner has ended, so its revoked regions are lifted.
+    pub fn reclaim(
+        &mut self,
+        live: &[(EntryId, Range<u64>)],
+        forced: bool,
+        ended: Option<OwnerId>,
+    ) -> Reclaim<F> {
+        let mut out = Reclaim {
+            unmap: Vec::new(),
+            remap: Vec::new(),
+            free: Vec::new(),
+        };
+        let (kept, gone): (Vec<_>, Vec<_>) = core::mem::take(&mut self.mapped)
+            .into_iter()
+            .partition(|m| live.iter().any(|(id, _)| *id == m.entry));
+        self.mapped = kept;
+        if forced {
+            out.unmap.extend(gone.iter().map(|m| m.range.clone()));
+            self.revoked.extend(gone);
+        }
+        if let Some(owner) = ended {
+            let (lifted, still): (Vec<_>, Vec<_>) = core::mem::take(&mut self.revoked)
+                .into_iter()
+                .partition(|r| r.holder == owner);
+            self.revoked = still;
+            out.remap.extend(lifted.into_iter().map(|r| r.range));
+        }
+        let named = |range: &Range<u64>| {
+            live.iter().any(|(_, r)| overlaps(r, range))
+                || self.revoked.iter().any(|r| overlaps(&r.range, range))
+        };
+        let (busy, unused): (Vec<_>, Vec<_>) = core::mem::take(&mut self.grants)
+            .into_iter()
+            .partition(|(frames, _)| named(&frames.range()));
+        self.grants = busy;
+        for (frames, owner) in unused {
+            let range = frames.range();
+            self.uncharge(owner, range.end - range.start);
+            out.free.push(frames);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
