@@ -368,6 +368,12 @@ pub trait BlockDevice: Send {
     /// place); returns how many. A request the device does not finish within the
     /// driver's timeout completes with [`DeviceError::Timeout`]. Never waits.
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError>;
+    /// Arms `queue` so that the next request finishing on it wakes core `core` (the
+    /// machine's index) from `Kernel::sleep_ns` through the device's MSI or MSI-X
+    /// message; `None` disarms it. The same protocol as
+    /// [`NetDevice::wake_on_receive`]: arm, poll once more, sleep, arm again (a wake is
+    /// one-shot). [`DeviceError::Unsupported`] when the device or its driver cannot.
+    fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError>;
     /// The holder changed (the kernel calls this when a handle is dropped or revoked):
     /// requests still in flight belong to no one now. Their completions are dropped when
     /// they come, and their buffers reused only then, so the next holder never sees them.

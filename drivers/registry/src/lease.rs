@@ -188,6 +188,10 @@ impl BlockDevice for Lease {
         self.disk(|disk| disk.poll(queue, done))
     }
 
+    fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        self.disk(|disk| disk.wake_on_completion(queue, core))
+    }
+
     fn abandon_requests(&mut self) {
         // A dead lease has nothing to abandon: its requests were abandoned at revocation.
         let _ = self.disk(|disk| {

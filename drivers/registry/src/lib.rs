@@ -426,6 +426,9 @@ mod tests {
         fn poll(&mut self, _: usize, _: rexo_api::Completion<'_>) -> Result<usize, DeviceError> {
             Ok(0)
         }
+        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
+        }
         fn abandon_requests(&mut self) {
             self.0.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         }
@@ -508,6 +511,9 @@ mod tests {
                 done(tag, Ok(&self.data[at..at + len]));
             }
             Ok(finished.len())
+        }
+        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
         }
         fn abandon_requests(&mut self) {
             self.done.clear();
