@@ -1020,6 +1020,13 @@ pub const CASES: &[Case] = &[
         qemu: &[Arg::Nic("virtio-net-pci,disable-modern=on")],
         ..WAKING_NET
     },
+    // Legacy without ANY_LAYOUT: the header in its own descriptor, so a gathered frame's
+    // chain is header, segment 0, then one descriptor per further segment.
+    Case {
+        name: "drivers::virtio-net-legacy-no-any-layout",
+        qemu: &[Arg::Nic("virtio-net-pci,disable-modern=on,any_layout=off")],
+        ..WAKING_NET
+    },
     Case {
         name: "drivers::e1000",
         qemu: &[Arg::Nic("e1000")],
@@ -1042,6 +1049,8 @@ pub const CASES: &[Case] = &[
         checks: &[
             Check::Count("sent 2000 frames of 60-1514 bytes", 2),
             Check::Count("10-byte frame refused", 2),
+            Check::Count(", 1000 of them gathered from 2-5 segments", 2),
+            Check::Count("gathered frame refused", 4),
             Check::Count("received 2000 frames byte-exact, echoed 2000", 2),
             Check::Has("netcheck: done, 2 interface(s)"),
             Check::Lacks("FAILED"),
@@ -1391,7 +1400,9 @@ const NET: Case = Case {
     exit: Some(0),
     checks: &[
         Check::Has("sent 2000 frames of 60-1514 bytes"),
+        Check::Has(", 1000 of them gathered from 2-5 segments"),
         Check::Count("-byte frame refused", 2),
+        Check::Count("gathered frame refused", 2),
         Check::Has("received 2000 frames byte-exact, echoed 2000"),
         Check::Has("netcheck: done, 1 interface(s)"),
         Check::Lacks("FAILED"),
@@ -1466,7 +1477,9 @@ const KV: Case = Case {
 const WAKING_NET: Case = Case {
     checks: &[
         Check::Has("sent 2000 frames of 60-1514 bytes"),
+        Check::Has(", 1000 of them gathered from 2-5 segments"),
         Check::Count("-byte frame refused", 2),
+        Check::Count("gathered frame refused", 2),
         Check::Has("received 2000 frames byte-exact, echoed 2000"),
         Check::Has("times between frames"),
         Check::Has("netcheck: done, 1 interface(s)"),

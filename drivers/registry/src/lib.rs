@@ -374,12 +374,12 @@ mod tests {
             self.0 += 1;
             Ok(0)
         }
-        fn send_frame(
+        fn send_segments(
             &mut self,
             _: usize,
-            _: usize,
+            _: &[usize],
             offload: bool,
-            _: &mut dyn FnMut(&mut [u8]) -> bool,
+            _: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
         ) -> Result<(), DeviceError> {
             if offload {
                 return Err(DeviceError::Unsupported("checksum offload"));
