@@ -96,7 +96,22 @@ pub enum DeviceError {
     /// interface, its source is not one the sender's filters let it send from
     /// ([`Kernel::bind_net`](crate::Kernel::bind_net)). Counted, never sent.
     Withdrawn,
+    /// A frame given in more segments than the interface gathers.
+    TooManySegments {
+        /// Segments given.
+        segments: usize,
+        /// The most the interface takes ([`MAX_SEGMENTS`]).
+        max: usize,
+    },
+    /// A frame segment of no bytes.
+    EmptySegment {
+        /// Which segment (from 0).
+        index: usize,
+    },
 }
+
+/// The most segments one frame may be sent in ([`NetDevice::transmit_gather`]).
+pub const MAX_SEGMENTS: usize = 8;
 
 /// The internet checksum, and where a TCP or UDP checksum goes: what a NIC's checksum
 /// offload computes ([`NetDevice::transmit_offloaded`]), for drivers and simulated NICs.
@@ -118,6 +133,94 @@ impl DeviceError {
             Ok(())
         }
     }
+
+    /// Checks a frame given as segments of the lengths `segments` for an interface whose
+    /// largest frame is `max`: [`DeviceError::TooManySegments`] past [`MAX_SEGMENTS`],
+    /// [`DeviceError::EmptySegment`] for a segment of no bytes, then
+    /// [`DeviceError::check_frame`] on the sum, which it returns.
+    pub fn check_segments(segments: &[usize], max: usize) -> Result<usize, DeviceError> {
+        if segments.len() > MAX_SEGMENTS {
+            return Err(DeviceError::TooManySegments {
+                segments: segments.len(),
+                max: MAX_SEGMENTS,
+            });
+        }
+        if let Some(index) = segments.iter().position(|&len| len == 0) {
+            return Err(DeviceError::EmptySegment { index });
+        }
+        let len = segments
+            .iter()
+            .fold(0usize, |sum, &len| sum.saturating_add(len));
+        DeviceError::check_frame(len, max).map(|()| len)
+    }
+}
+
+/// Lends the disjoint byte ranges `ranges` (start, length) of `block` as separate
+/// slices, in the order of `ranges` (which may be any order), through `with`: how a
+/// driver hands a gathered frame's segments, each in its own DMA buffer, to the filler
+/// at once. `None` when ranges overlap, fall outside `block`, or exceed
+/// [`MAX_SEGMENTS`].
+pub fn lend_ranges<T>(
+    block: &mut [u8],
+    ranges: &[(usize, usize)],
+    with: impl FnOnce(&mut [&mut [u8]]) -> T,
+) -> Option<T> {
+    if ranges.len() > MAX_SEGMENTS {
+        return None;
+    }
+    let mut order = [0usize; MAX_SEGMENTS];
+    for (i, slot) in order.iter_mut().enumerate().take(ranges.len()) {
+        *slot = i;
+    }
+    let order = &mut order[..ranges.len()];
+    order.sort_unstable_by_key(|&i| ranges[i].0);
+    let mut parts: [&mut [u8]; MAX_SEGMENTS] = Default::default();
+    let (mut rest, mut at) = (block, 0usize);
+    for &i in order.iter() {
+        let (start, len) = ranges[i];
+        let skip = start.checked_sub(at)?;
+        if skip.checked_add(len)? > rest.len() {
+            return None;
+        }
+        let (_, tail) = rest.split_at_mut(skip);
+        let (part, tail) = tail.split_at_mut(len);
+        parts[i] = part;
+        rest = tail;
+        at = start + len;
+    }
+    Some(with(&mut parts[..ranges.len()]))
+}
+
+/// What a NIC with checksum offload needs of a frame just filled in `parts`: with
+/// `offload`, and the frame in one segment, the layout of its IPv4 TCP or UDP checksum,
+/// with the checksum field seeded with the pseudo-header's sum (the device adds the
+/// rest); `None` otherwise (drivers refuse offload of a frame in several segments
+/// before filling).
+pub fn seed_checksum(parts: &mut [&mut [u8]], offload: bool) -> Option<TransportChecksum> {
+    let [frame] = parts else {
+        return None;
+    };
+    let layout = transport_checksum(frame).filter(|_| offload)?;
+    let field = layout.start + layout.offset;
+    frame[field..field + 2].copy_from_slice(&layout.seed.to_be_bytes());
+    Some(layout)
+}
+
+/// Lends `buffer` cut into consecutive segments of the lengths `segments` through
+/// `with` (how a device that cannot gather still lets a frame be written in segments,
+/// in place in its one buffer). `None` when they exceed [`MAX_SEGMENTS`] or the buffer.
+pub fn lend_consecutive<T>(
+    buffer: &mut [u8],
+    segments: &[usize],
+    with: impl FnOnce(&mut [&mut [u8]]) -> T,
+) -> Option<T> {
+    let mut ranges = [(0usize, 0usize); MAX_SEGMENTS];
+    let mut at = 0usize;
+    for (range, &len) in ranges.iter_mut().zip(segments) {
+        *range = (at, len);
+        at = at.checked_add(len)?;
+    }
+    lend_ranges(buffer, ranges.get(..segments.len())?, with)
 }
 
 impl fmt::Display for DeviceError {
@@ -163,6 +266,11 @@ impl fmt::Display for DeviceError {
             Self::Withdrawn => {
                 f.write_str("the frame's source is not one this app may send from; it was not sent")
             }
+            Self::TooManySegments { segments, max } => write!(
+                f,
+                "a frame in {segments} segments is more than the {max} the interface gathers"
+            ),
+            Self::EmptySegment { index } => write!(f, "segment {index} of the frame is empty"),
         }
     }
 }
@@ -197,23 +305,40 @@ pub trait NetDevice: Send {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError>;
-    /// Sends one frame of `len` bytes on queue `queue`, built in place: `fill` writes it
-    /// in a transmit DMA buffer and says whether it may go; `false` withdraws it (the
-    /// buffer goes back unsent) and the call says [`DeviceError::Withdrawn`] (the kernel
-    /// checks frames of a shared interface this way without copying them). With
+    /// Sends one frame on queue `queue`, built in place in segments of the lengths
+    /// `segments` (at most [`MAX_SEGMENTS`], none empty): `fill` gets one slice per
+    /// segment, each in transmit DMA memory (a device that gathers gives each its own
+    /// buffer and descriptor, so headers and payload are written apart and never copied
+    /// together), writes them and says whether the frame may go; `false` withdraws it
+    /// (the buffers go back unsent) and the call says [`DeviceError::Withdrawn`] (the
+    /// kernel checks frames of a shared interface this way without copying them). With
     /// `offload` the device computes the frame's TCP or UDP checksum if it is an IPv4
     /// TCP or UDP frame (whatever its checksum field holds; other frames go as they
-    /// are): only where [`NetInfo::checksum_offload`] says so, elsewhere
-    /// [`DeviceError::Unsupported`]. [`DeviceError::QueueFull`] when every buffer is in
-    /// flight (call again: sending reclaims finished buffers first). The three calls
-    /// below are this one, named.
+    /// are): only where [`NetInfo::checksum_offload`] says so, and only for a frame in
+    /// one segment, elsewhere [`DeviceError::Unsupported`]. [`DeviceError::QueueFull`]
+    /// when the buffers are in flight (call again: sending reclaims finished buffers
+    /// first). The calls below are this one, named.
+    fn send_segments(
+        &mut self,
+        queue: usize,
+        segments: &[usize],
+        offload: bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+    ) -> Result<(), DeviceError>;
+    /// Sends one frame of `len` bytes on queue `queue` in one segment:
+    /// [`send_segments`](NetDevice::send_segments) with `fill` writing the whole frame.
     fn send_frame(
         &mut self,
         queue: usize,
         len: usize,
         offload: bool,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
-    ) -> Result<(), DeviceError>;
+    ) -> Result<(), DeviceError> {
+        self.send_segments(queue, &[len], offload, &mut |parts| match parts {
+            [frame] => fill(frame),
+            _ => false,
+        })
+    }
     /// Sends one frame of `len` bytes on queue `queue`: `fill` writes it in place
     /// ([`send_frame`](NetDevice::send_frame) without a last word or offload).
     fn transmit(
@@ -244,6 +369,20 @@ pub trait NetDevice: Send {
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<(), DeviceError> {
         self.send_frame(queue, len, true, fill)
+    }
+    /// Scatter-gather transmit: one frame in segments of the lengths `segments`, each
+    /// written in place by `fill` (its own buffer where the device gathers)
+    /// ([`send_segments`](NetDevice::send_segments) without a last word or offload).
+    fn transmit_gather(
+        &mut self,
+        queue: usize,
+        segments: &[usize],
+        fill: &mut dyn FnMut(&mut [&mut [u8]]),
+    ) -> Result<(), DeviceError> {
+        self.send_segments(queue, segments, false, &mut |parts| {
+            fill(parts);
+            true
+        })
     }
     /// Frames queued for sending that the device has not finished with.
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError>;
@@ -368,6 +507,12 @@ pub trait BlockDevice: Send {
     /// place); returns how many. A request the device does not finish within the
     /// driver's timeout completes with [`DeviceError::Timeout`]. Never waits.
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError>;
+    /// Arms `queue` so that the next request finishing on it wakes core `core` (the
+    /// machine's index) from `Kernel::sleep_ns` through the device's MSI or MSI-X
+    /// message; `None` disarms it. The same protocol as
+    /// [`NetDevice::wake_on_receive`]: arm, poll once more, sleep, arm again (a wake is
+    /// one-shot). [`DeviceError::Unsupported`] when the device or its driver cannot.
+    fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError>;
     /// The holder changed (the kernel calls this when a handle is dropped or revoked):
     /// requests still in flight belong to no one now. Their completions are dropped when
     /// they come, and their buffers reused only then, so the next holder never sees them.
@@ -501,4 +646,85 @@ pub fn wait_for(
         core::hint::spin_loop();
     }
     result.unwrap_or(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_checked_and_summed() {
+        assert_eq!(DeviceError::check_segments(&[14, 1, 45], 1514), Ok(60));
+        assert_eq!(
+            DeviceError::check_segments(&[1000, 515], 1514),
+            Err(DeviceError::TooLong {
+                len: 1515,
+                max: 1514
+            })
+        );
+        assert_eq!(
+            DeviceError::check_segments(&[20; MAX_SEGMENTS + 1], 1514),
+            Err(DeviceError::TooManySegments {
+                segments: 9,
+                max: 8
+            })
+        );
+        assert_eq!(
+            DeviceError::check_segments(&[60, 0], 1514),
+            Err(DeviceError::EmptySegment { index: 1 })
+        );
+        assert_eq!(
+            DeviceError::check_segments(&[], 1514),
+            Err(DeviceError::TooShort { len: 0 })
+        );
+        assert_eq!(
+            DeviceError::check_segments(&[usize::MAX, 2], 1514),
+            Err(DeviceError::TooLong {
+                len: usize::MAX,
+                max: 1514
+            })
+        );
+    }
+
+    #[test]
+    fn ranges_are_lent_apart_in_the_order_given() {
+        let mut block = [0u8; 64];
+        // Out of order, as buffers come off a free list.
+        let lent = lend_ranges(&mut block, &[(40, 3), (2, 5), (20, 1)], |parts| {
+            assert_eq!(
+                parts
+                    .iter()
+                    .map(|p| p.len())
+                    .collect::<alloc::vec::Vec<_>>(),
+                [3, 5, 1]
+            );
+            for (i, part) in parts.iter_mut().enumerate() {
+                part.fill(i as u8 + 1);
+            }
+        });
+        assert_eq!(lent, Some(()));
+        assert_eq!(&block[40..43], &[1, 1, 1]);
+        assert_eq!(&block[2..7], &[2; 5]);
+        assert_eq!(block[20], 3);
+        assert_eq!(
+            block.iter().filter(|&&b| b != 0).count(),
+            9,
+            "nothing else written"
+        );
+        // Overlapping, outside the block, or too many: refused.
+        assert_eq!(lend_ranges(&mut block, &[(0, 10), (5, 2)], |_| ()), None);
+        assert_eq!(lend_ranges(&mut block, &[(60, 5)], |_| ()), None);
+        assert_eq!(
+            lend_ranges(&mut block, &[(0, 1); MAX_SEGMENTS + 1], |_| ()),
+            None
+        );
+        let mut frame = [0u8; 10];
+        let lens = lend_consecutive(&mut frame, &[3, 7], |parts| {
+            parts[1][0] = 9;
+            (parts[0].len(), parts[1].len())
+        });
+        assert_eq!(lens, Some((3, 7)));
+        assert_eq!(frame[3], 9);
+        assert_eq!(lend_consecutive(&mut frame, &[6, 6], |_| ()), None);
+    }
 }

@@ -18,8 +18,8 @@ pub mod device;
 
 pub use device::{
     BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, DiskExtent,
-    ExtentError, ExtentOp, KeyboardDevice, NetBinding, NetDevice, NetInfo, NetSharing, OpenDevice,
-    Tag,
+    ExtentError, ExtentOp, KeyboardDevice, MAX_SEGMENTS, NetBinding, NetDevice, NetInfo,
+    NetSharing, OpenDevice, Tag,
 };
 
 /// Packet filters in the filter language (`tcp dport 80`, `udp dport 11211`): what an

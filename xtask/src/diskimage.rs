@@ -17,6 +17,11 @@ pub enum Attach {
     /// the model with its properties (`nvme,serial=rexo0`, `virtio-blk-pci`,
     /// `ide-hd,bus=ide.0` for the q35's AHCI).
     Device(&'static str),
+    /// As [`Attach::Device`], with QEMU's I/O throttling at [`THROTTLED_IOPS`] requests
+    /// per second: each request stays in the device for milliseconds, so a core can be
+    /// seen sleeping until a completion's interrupt wakes it (QEMU's own completions
+    /// from the page cache come before the guest's next look).
+    Throttled(&'static str),
     /// `-drive file=IMG,if=ide,index=K,format=raw`: the PIIX IDE controller of `-machine
     /// pc` (index 0 primary master, 1 primary slave, 2 secondary master, ...).
     LegacyIde,
@@ -26,6 +31,9 @@ pub enum Attach {
     /// The image is not checked afterwards.
     Faulty(&'static str),
 }
+
+/// Requests per second of a [`Attach::Throttled`] disk.
+pub const THROTTLED_IOPS: u32 = 200;
 
 /// The sector at which a [`Attach::Faulty`] disk fails a write.
 pub const FAULTY_SECTOR: u64 = 4096;
@@ -49,6 +57,14 @@ pub fn args(index: usize, attach: Attach, path: &Path) -> Result<Vec<String>> {
         Attach::Device(device) => vec![
             "-drive".into(),
             format!("file={file},if=none,id=d{index},format=raw"),
+            "-device".into(),
+            format!("{device},drive=d{index}"),
+        ],
+        Attach::Throttled(device) => vec![
+            "-drive".into(),
+            format!(
+                "file={file},if=none,id=d{index},format=raw,throttling.iops-total={THROTTLED_IOPS}"
+            ),
             "-device".into(),
             format!("{device},drive=d{index}"),
         ],
@@ -209,6 +225,16 @@ mod tests {
                 .unwrap()
                 .join(" "),
             "-drive file=/logs/a,,b.img,if=none,id=d1,format=raw -device nvme,serial=rexo1,drive=d1"
+        );
+        assert_eq!(
+            args(
+                0,
+                Attach::Throttled("ide-hd,bus=ide.0"),
+                Path::new("/x.img")
+            )
+            .unwrap()
+            .join(" "),
+            "-drive file=/x.img,if=none,id=d0,format=raw,throttling.iops-total=200 -device ide-hd,bus=ide.0,drive=d0"
         );
         assert_eq!(
             args(0, Attach::LegacyIde, Path::new("/x.img"))

@@ -135,18 +135,20 @@ impl NetDevice for PeerNic {
         Ok(count)
     }
 
-    fn send_frame(
+    fn send_segments(
         &mut self,
         _queue: usize,
-        len: usize,
+        segments: &[usize],
         offload: bool,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> std::result::Result<(), DeviceError> {
         if offload {
             return Err(DeviceError::Unsupported("checksum offload"));
         }
+        let len = DeviceError::check_segments(segments, 1514)?;
         let mut frame = vec![0u8; len];
-        if !fill(&mut frame) {
+        let filled = rexo_api::device::lend_consecutive(&mut frame, segments, |parts| fill(parts));
+        if filled != Some(true) {
             return Err(DeviceError::Withdrawn);
         }
         self.socket

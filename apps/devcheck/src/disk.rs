@@ -14,6 +14,10 @@ const IN_FLIGHT: usize = 8;
 const CHUNK: u32 = 64;
 /// How long a request may take before the check gives up.
 const REQUEST_NS: u64 = 30_000_000_000;
+/// Reads the wake-up check makes, one at a time.
+const WAKE_READS: u64 = 20;
+/// The longest nap while a read is in flight; a completion's interrupt ends it early.
+const NAP_NS: u64 = 200_000_000;
 
 /// The app's entry point.
 pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
@@ -214,5 +218,76 @@ fn check(kernel: &dyn Kernel, index: usize, disk: &mut dyn BlockDevice) -> Resul
     let tag = disk.submit_flush(0).map_err(|e| format!("flush: {e}"))?;
     wait(kernel, disk, tag).map_err(|e| format!("flush: {e}"))?;
     kernel.log(format_args!("diskcheck: disk {index}: flushed"));
+    wake_check(kernel, index, disk)
+}
+
+/// Where the disk can wake a core (MSI or MSI-X), reads one sector at a time and
+/// sleeps while each is in flight: arm, poll once more, nap. Fails if no nap happened
+/// or the naps ran their full length (the completion's message did not wake the core).
+fn wake_check(kernel: &dyn Kernel, index: usize, disk: &mut dyn BlockDevice) -> Result<(), String> {
+    let core = kernel.core_index();
+    if let Err(error) = disk.wake_on_completion(0, Some(core)) {
+        kernel.log(format_args!(
+            "diskcheck: disk {index}: completions polled, no wake-ups: {error}"
+        ));
+        return Ok(());
+    }
+    let (mut naps, mut napped_ns) = (0u64, 0u64);
+    for read in 0..WAKE_READS {
+        let tag = disk
+            .submit_read(0, read, 1)
+            .map_err(|e| format!("wake-up read {read}: {e}"))?;
+        let (mut finished, mut armed) = (false, true);
+        let start = kernel.now_ns();
+        while !finished {
+            disk.poll(0, &mut |done, result| {
+                if done == tag {
+                    finished = true;
+                    if let Err(e) = result {
+                        kernel.log(format_args!("diskcheck: disk {index}: wake-up read: {e}"));
+                    }
+                }
+            })
+            .map_err(|e| format!("polling a wake-up read: {e}"))?;
+            if finished {
+                break;
+            }
+            if kernel.now_ns() - start > REQUEST_NS {
+                return Err(format!("wake-up read {read} not done after 30 s"));
+            }
+            if armed {
+                let before = kernel.now_ns();
+                kernel.sleep_ns(NAP_NS);
+                naps += 1;
+                napped_ns += kernel.now_ns() - before;
+                armed = false;
+            } else {
+                disk.wake_on_completion(0, Some(core))
+                    .map_err(|e| format!("arming the wake-up: {e}"))?;
+                armed = true;
+            }
+        }
+        // Armed for the next read before it is submitted.
+        disk.wake_on_completion(0, Some(core))
+            .map_err(|e| format!("arming the wake-up: {e}"))?;
+    }
+    disk.wake_on_completion(0, None)
+        .map_err(|e| format!("stopping wake-ups: {e}"))?;
+    let average_us = napped_ns / naps.max(1) / 1000;
+    kernel.log(format_args!(
+        "diskcheck: disk {index}: slept {naps} times during {WAKE_READS} reads, {average_us} us on average (naps of up to {} ms)",
+        NAP_NS / 1_000_000
+    ));
+    if naps == 0 {
+        return Err(String::from(
+            "every wake-up read finished before the core could sleep: nothing was shown",
+        ));
+    }
+    // Without the device's message every nap would last its full length.
+    if napped_ns / naps > NAP_NS / 2 {
+        return Err(format!(
+            "the completion's interrupt did not wake the core ({average_us} us per nap)"
+        ));
+    }
     Ok(())
 }

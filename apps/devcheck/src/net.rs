@@ -4,7 +4,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 
-use rexo_api::{ApiError, DeviceError, DeviceInfo, DeviceKind, Kernel, NetDevice};
+use rexo_api::{ApiError, DeviceError, DeviceInfo, DeviceKind, Kernel, MAX_SEGMENTS, NetDevice};
 
 use crate::pattern::{self, ETHERTYPE_FROM_PEER, ETHERTYPE_FROM_REXO, FRAMES};
 
@@ -83,6 +83,28 @@ pub(crate) fn send(
     }
 }
 
+/// Sends one frame on queue 0 gathered from `segments`, retrying while the ring is full
+/// (up to a second).
+fn send_gather(
+    kernel: &dyn Kernel,
+    nic: &mut dyn NetDevice,
+    segments: &[usize],
+    fill: &mut dyn FnMut(&mut [&mut [u8]]),
+) -> Result<(), String> {
+    let start = kernel.now_ns();
+    loop {
+        match nic.transmit_gather(0, segments, fill) {
+            Ok(()) => return Ok(()),
+            Err(DeviceError::QueueFull) if kernel.now_ns() - start < 1_000_000_000 => {
+                core::hint::spin_loop()
+            }
+            Err(error) => {
+                return Err(format!("sending a frame in segments {segments:?}: {error}"));
+            }
+        }
+    }
+}
+
 /// The longest nap between frames when the device can wake the core.
 const NAP_NS: u64 = 200_000_000;
 
@@ -118,6 +140,14 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
     let start = kernel.now_ns();
     for seq in 0..FRAMES {
         let len = pattern::frame_len(seq);
+        if seq % 2 == 1 {
+            // Every other frame gathered from segments written apart.
+            let segments = pattern::segments(seq, len);
+            send_gather(kernel, nic, &segments, &mut |parts| {
+                pattern::fill_segments(parts, seq, mac, ETHERTYPE_FROM_REXO)
+            })?;
+            continue;
+        }
         send(kernel, nic, 0, len, &mut |frame| {
             pattern::fill_frame(frame, seq, mac, ETHERTYPE_FROM_REXO)
         })?;
@@ -125,7 +155,8 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
     drain(kernel, nic)?;
     let sent_us = (kernel.now_ns() - start) / 1000;
     kernel.log(format_args!(
-        "netcheck: {index_note}: sent {FRAMES} frames of 60-1514 bytes in {sent_us} us"
+        "netcheck: {index_note}: sent {FRAMES} frames of 60-1514 bytes in {sent_us} us, {} of them gathered from 2-5 segments",
+        FRAMES / 2
     ));
     // 2. Bad frames are refused, and nothing is sent.
     let too_long = info.max_frame + 1;
@@ -144,6 +175,24 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
             "netcheck: {index_note}: 10-byte frame refused: {error}"
         )),
         other => return Err(format!("a 10-byte frame was not refused: {other:?}")),
+    }
+    let nine = [60; MAX_SEGMENTS + 1];
+    match nic.transmit_gather(0, &nine, &mut |_| {}) {
+        Err(error @ DeviceError::TooManySegments { .. }) => kernel.log(format_args!(
+            "netcheck: {index_note}: gathered frame refused: {error}"
+        )),
+        other => return Err(format!("a frame in 9 segments was not refused: {other:?}")),
+    }
+    let over = [701, info.max_frame + 1 - 701];
+    match nic.transmit_gather(0, &over, &mut |_| {}) {
+        Err(error @ DeviceError::TooLong { .. }) => kernel.log(format_args!(
+            "netcheck: {index_note}: gathered frame refused: {error}"
+        )),
+        other => {
+            return Err(format!(
+                "a gathered {too_long}-byte frame was not refused: {other:?}"
+            ));
+        }
     }
     // 3. The peer's frames, checked and echoed. Between frames the core sleeps when the
     // device can wake it (MSI-X), else it polls.

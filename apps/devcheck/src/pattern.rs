@@ -32,6 +32,44 @@ pub fn fill_frame(frame: &mut [u8], seq: u32, mac: [u8; 6], ethertype: u16) {
     }
 }
 
+/// Writes frame `seq` (as [`fill_frame`]) across `parts`, the frame's segments in
+/// order: each byte from its position in the whole frame.
+pub fn fill_segments(parts: &mut [&mut [u8]], seq: u32, mac: [u8; 6], ethertype: u16) {
+    let mut header = [0u8; 18];
+    header[..6].copy_from_slice(&[0xFF; 6]);
+    header[6..12].copy_from_slice(&mac);
+    header[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    header[14..18].copy_from_slice(&seq.to_be_bytes());
+    let bytes = parts.iter_mut().flat_map(|part| part.iter_mut());
+    for (i, byte) in bytes.enumerate() {
+        *byte = header
+            .get(i)
+            .copied()
+            .unwrap_or_else(|| payload_byte(seq, i));
+    }
+}
+
+/// The segment lengths a gathered send of frame `seq` (of `len` bytes, at least 60)
+/// uses: 2 to 5 segments, every one but the last of odd length (so the cuts fall at odd
+/// and even offsets, inside the header and the payload), the first the 14-byte
+/// Ethernet header alone for every fourth frame.
+pub fn segments(seq: u32, len: usize) -> alloc::vec::Vec<usize> {
+    let count = 2 + (seq as usize / 2) % 4;
+    let mut lens = alloc::vec::Vec::with_capacity(count);
+    let mut at = 0;
+    for i in 0..count - 1 {
+        let share = if i == 0 && seq % 4 == 1 {
+            HEADER
+        } else {
+            ((len - at) / (count - i)) | 1
+        };
+        lens.push(share);
+        at += share;
+    }
+    lens.push(len - at);
+    lens
+}
+
 /// Byte `i` (from 18) of frame `seq`.
 fn payload_byte(seq: u32, i: usize) -> u8 {
     (seq as usize * 31 + i * 7 + (i >> 8)) as u8
@@ -206,6 +244,35 @@ mod tests {
         }
         assert_eq!((frame_len(0), frame_len(1)), (60, 1514));
         assert!((0..FRAMES).all(|s| (60..=1514).contains(&frame_len(s))));
+    }
+
+    #[test]
+    fn gathered_frames_match_whole_ones() {
+        let mac = [2, 0, 0, 0, 0, 1];
+        for seq in 0..FRAMES {
+            let len = frame_len(seq);
+            let lens = segments(seq, len);
+            assert!((2..=5).contains(&lens.len()), "{seq}: {lens:?}");
+            assert_eq!(lens.iter().sum::<usize>(), len);
+            assert!(lens.iter().all(|&l| l > 0), "{seq}: {lens:?}");
+            if seq % 4 == 1 {
+                assert_eq!(lens[0], HEADER);
+            } else {
+                assert!(lens[..lens.len() - 1].iter().all(|l| l % 2 == 1));
+            }
+            let mut whole = alloc::vec![0; len];
+            fill_frame(&mut whole, seq, mac, ETHERTYPE_FROM_REXO);
+            let mut gathered = alloc::vec![0xAA; len];
+            let mut rest = &mut gathered[..];
+            let mut parts = alloc::vec::Vec::new();
+            for &l in &lens {
+                let (part, tail) = rest.split_at_mut(l);
+                parts.push(part);
+                rest = tail;
+            }
+            fill_segments(&mut parts, seq, mac, ETHERTYPE_FROM_REXO);
+            assert_eq!(gathered, whole, "frame {seq}");
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! AHCI SATA controllers with native command queuing.
 //!
 //! The HBA (ABAR = BAR 5) is taken from the firmware (BIOS/OS handoff), reset, and put
-//! in AHCI mode with interrupts off; every implemented port with a linked ATA disk
+//! in AHCI mode; its one interrupt message (MSI-X if it has it, else MSI: ICH9's) is
+//! pointed at a core only while a port is armed to wake it. Every implemented port with a linked ATA disk
 //! becomes its own block device (ATAPI, enclosure and port-multiplier signatures and
 //! empty ports are logged and skipped). A disk runs READ/WRITE FPDMA QUEUED with up to
 //! 32 commands in flight when it and the HBA have NCQ, else READ/WRITE DMA EXT one at a
@@ -16,11 +17,12 @@ mod fis;
 mod port;
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use rexo_api::DeviceError;
 use rexo_ata::wait;
-use rexo_devio::{DeviceFunction, Found, Mmio, Platform};
+use rexo_devio::{DeviceFunction, Found, Mmio, Platform, Vectors};
 use rexo_pci::Function;
 
 pub use port::AhciDisk;
@@ -53,6 +55,8 @@ const CAP_SSS: u32 = 1 << 27;
 const CAP_NCS_SHIFT: u32 = 8;
 /// GHC: AHCI enable.
 const GHC_AE: u32 = 1 << 31;
+/// GHC: interrupt enable (ports' enabled interrupt causes raise the HBA's message).
+const GHC_IE: u32 = 1 << 1;
 /// GHC: HBA reset (self-clearing).
 const GHC_HR: u32 = 1 << 0;
 /// CAP2: BIOS/OS handoff supported.
@@ -91,6 +95,32 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     let cap = abar.read32(REG_CAP);
     let implemented = abar.read32(REG_PI);
     let slots = ((cap >> CAP_NCS_SHIFT) & 0x1F) + 1;
+    let wake = match function.vectors() {
+        Ok(vectors) => {
+            log::info!(
+                "ahci: {}: completions can wake a core through {}",
+                function.address(),
+                vectors.kind()
+            );
+            // Every port's PxIE stays 0 until the port is armed.
+            abar.write32(REG_GHC, GHC_AE | GHC_IE);
+            Some(Arc::new(Wake::new(vectors)))
+        }
+        Err(DeviceError::Unsupported(what)) => {
+            log::info!(
+                "ahci: {}: no {what}: completions are polled only",
+                function.address()
+            );
+            None
+        }
+        Err(error) => {
+            log::warn!(
+                "ahci: {}: no MSI: {error}; completions are polled only",
+                function.address()
+            );
+            None
+        }
+    };
     let version = abar.read32(REG_VS);
     log::info!(
         "ahci: version {}.{}, ports {implemented:#x}, {slots} slots, NCQ {}, 64-bit {}",
@@ -122,13 +152,55 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     }
     let mut found = Vec::new();
     for (number, registers) in ports {
-        match AhciDisk::start(registers, number, cap, slots, platform) {
+        match AhciDisk::start(registers, number, cap, slots, platform, wake.clone()) {
             Ok(Some(disk)) => found.push(Found::Block(Box::new(disk))),
             Ok(None) => {}
             Err(error) => log::warn!("ahci: port {number}: not used: {error}"),
         }
     }
     Ok(found)
+}
+
+/// The HBA's one interrupt message, shared by its ports: it points at one core at a
+/// time, the core of the ports armed (a port's PxIE is its own switch).
+pub(crate) struct Wake {
+    /// The message.
+    vectors: Vectors,
+    /// The core it points at (if any yet) and the ports armed for that core.
+    armed: spin::Mutex<(Option<usize>, u32)>,
+}
+
+impl Wake {
+    /// The message `vectors`, pointing nowhere yet.
+    fn new(vectors: Vectors) -> Self {
+        Self {
+            vectors,
+            armed: spin::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Points the message at `core` for port `port`; refused (nothing changed) while
+    /// other ports are armed for another core.
+    pub(crate) fn arm(&self, port: u8, core: usize) -> Result<(), DeviceError> {
+        let mut armed = self.armed.lock();
+        let others = armed.1 & !(1 << port);
+        if armed.0 != Some(core) {
+            if others != 0 {
+                return Err(DeviceError::Unsupported(
+                    "one message per controller: another port waits to wake another core",
+                ));
+            }
+            self.vectors.wake(0, core)?;
+            armed.0 = Some(core);
+        }
+        armed.1 |= 1 << port;
+        Ok(())
+    }
+
+    /// Port `port` no longer waits.
+    pub(crate) fn disarm(&self, port: u8) {
+        self.armed.lock().1 &= !(1 << port);
+    }
 }
 
 /// Takes the HBA from the firmware when it supports the handoff (AHCI 10.6.3).

@@ -4,6 +4,7 @@
 //! and one PxCI write) at the next poll; completion is a PxSACT (queued) or PxCI bit
 //! going clear.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
@@ -13,7 +14,7 @@ use rexo_ata::wait;
 use rexo_devio::{Dma, Mmio, Platform, barrier};
 
 use crate::fis::{FIS_BYTES, register_h2d};
-use crate::{CAP_S64A, CAP_SNCQ};
+use crate::{CAP_S64A, CAP_SNCQ, Wake};
 
 /// PxCLB: the command list's address (1 KiB aligned).
 const PX_CLB: usize = 0x00;
@@ -25,7 +26,7 @@ const PX_FB: usize = 0x08;
 const PX_FBU: usize = 0x0C;
 /// PxIS: interrupt status (write 1 to clear).
 const PX_IS: usize = 0x10;
-/// PxIE: interrupt enable (kept 0: the driver polls).
+/// PxIE: interrupt enable (0 unless the port is armed to wake a core).
 const PX_IE: usize = 0x14;
 /// PxCMD: command and status.
 const PX_CMD: usize = 0x18;
@@ -71,6 +72,16 @@ const IS_INFS: u32 = 1 << 26;
 const IS_OFS: u32 = 1 << 24;
 /// Every PxIS error that stops the port.
 const IS_ERRORS: u32 = IS_TFES | IS_HBFS | IS_HBDS | IS_IFS | IS_INFS | IS_OFS;
+/// PxIS: a Set Device Bits FIS arrived (queued commands finished).
+const IS_SDBS: u32 = 1 << 3;
+/// PxIS: a DMA Setup FIS arrived.
+const IS_DSS: u32 = 1 << 2;
+/// PxIS: a PIO Setup FIS arrived.
+const IS_PSS: u32 = 1 << 1;
+/// PxIS: a D2H Register FIS arrived (a non-queued command finished).
+const IS_DHRS: u32 = 1 << 0;
+/// The PxIS causes that say a command finished.
+const IS_DONE: u32 = IS_SDBS | IS_DSS | IS_PSS | IS_DHRS;
 
 /// PxSSTS/PxSCTL DET field.
 const DET_MASK: u32 = 0xF;
@@ -213,18 +224,24 @@ pub struct AhciDisk {
     failed: Option<&'static str>,
     /// The clock.
     platform: &'static dyn Platform,
+    /// The controller's interrupt message, when it has MSI or MSI-X.
+    wake: Option<Arc<Wake>>,
+    /// PxIE is on: the next finished command (or error) wakes the core armed.
+    armed: bool,
 }
 
 impl AhciDisk {
     /// Sets up port `number` (registers `registers`, HBA capabilities `cap`, `slots`
-    /// command slots) and identifies its disk; `None` (logged) when the port holds no
-    /// ATA disk (AHCI 10.1.2 for the port initialisation).
+    /// command slots, the HBA's interrupt message `wake`) and identifies its disk;
+    /// `None` (logged) when the port holds no ATA disk (AHCI 10.1.2 for the port
+    /// initialisation).
     pub(crate) fn start(
         registers: Mmio,
         number: u8,
         cap: u32,
         slots: u32,
         platform: &'static dyn Platform,
+        wake: Option<Arc<Wake>>,
     ) -> Result<Option<Self>, DeviceError> {
         if !linked(&registers) {
             log::info!("ahci: port {number}: empty");
@@ -248,6 +265,8 @@ impl AhciDisk {
             depth: 1,
             failed: None,
             platform,
+            wake,
+            armed: false,
         };
         disk.check_reachable(cap, &disk.tables)?;
         disk.check_reachable(cap, &disk.buffers[0])?;
@@ -534,8 +553,20 @@ impl AhciDisk {
         self.ready = 0;
     }
 
+    /// Turns the port's interrupt off (PxIE 0) and lets the controller's message go.
+    fn disarm(&mut self) {
+        self.registers.write32(PX_IE, 0);
+        if let Some(wake) = &self.wake {
+            wake.disarm(self.number);
+        }
+        self.armed = false;
+    }
+
     /// Fails every issued request with `error` and restarts the port.
     fn abort_issued(&mut self, error: DeviceError, done: Completion<'_>) -> usize {
+        if self.armed {
+            self.disarm();
+        }
         let aborted = self.issued;
         let was_queued = aborted & self.queued != 0;
         for slot in slots_of(aborted) {
@@ -571,6 +602,28 @@ impl BlockDevice for AhciDisk {
                 break;
             }
         }
+    }
+
+    /// Points the HBA's message at `core` and enables the port's completion and error
+    /// causes (their stale status cleared first); disarmed by the next poll that finds a
+    /// command finished, or by `None`.
+    fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        if queue != 0 {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        let Some(core) = core else {
+            self.disarm();
+            return Ok(());
+        };
+        let wake = self
+            .wake
+            .as_ref()
+            .ok_or(DeviceError::Unsupported("MSI or MSI-X"))?;
+        wake.arm(self.number, core)?;
+        self.registers.write32(PX_IS, IS_DONE);
+        self.registers.write32(PX_IE, IS_DONE | IS_ERRORS);
+        self.armed = true;
+        Ok(())
     }
 
     fn info(&self) -> BlockInfo {
@@ -660,6 +713,9 @@ impl BlockDevice for AhciDisk {
                 return Ok(self.abort_issued(error, done));
             }
             return Ok(0);
+        }
+        if self.armed {
+            self.disarm();
         }
         self.issued &= !finished;
         self.queued &= !finished;

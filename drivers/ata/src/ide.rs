@@ -653,6 +653,11 @@ impl Drop for IdeDisk {
 }
 
 impl BlockDevice for IdeDisk {
+    /// The PIIX's IDE function has neither MSI nor MSI-X: the drive is polled.
+    fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("MSI or MSI-X"))
+    }
+
     /// Drains the drive: the command in flight finishes (or times out and resets the
     /// channel) with its completion dropped, so the next holder starts from an idle drive.
     fn abandon_requests(&mut self) {

@@ -75,6 +75,12 @@ impl PciBus {
         Access::new(self, &self.segments).scan(visit)
     }
 
+    /// Configuration space as `rexo-pci` reaches it (for its decoders that write, such
+    /// as MSI programming).
+    pub fn access(&self) -> Access<'_, &PciBus> {
+        Access::new(self, &self.segments)
+    }
+
     /// Reads register `offset` of the function at `at`.
     pub fn read(&self, at: Address, offset: u16) -> Result<u32, PciError> {
         Access::new(self, &self.segments).read32(at, offset)

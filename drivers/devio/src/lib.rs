@@ -11,7 +11,8 @@
 //! - [`Platform`]: what the kernel lends a driver: DMA memory, device windows, the
 //!   clock, the message that wakes a core, and configuration space of the function being
 //!   bound.
-//! - [`MsixTable`]: a device's MSI-X vectors, pointed at cores' wake vectors.
+//! - [`MsixTable`]: a device's MSI-X vectors, pointed at cores' wake vectors;
+//!   [`MsiVector`], the one MSI message of a device without MSI-X; [`Vectors`], either.
 //!
 //! `unsafe` lives here rather than in the kernel so that the kernel proper stays small
 //! and drivers stay outside it (issue 4's budget); the crate depends on no kernel code.
@@ -22,6 +23,7 @@ extern crate alloc;
 pub mod config;
 pub mod dma;
 pub mod mmio;
+pub mod msi;
 pub mod msix;
 pub mod platform;
 pub mod port;
@@ -29,6 +31,7 @@ pub mod port;
 pub use config::PciBus;
 pub use dma::Dma;
 pub use mmio::Mmio;
+pub use msi::{MsiVector, Vectors};
 pub use msix::MsixTable;
 pub use platform::{DeviceFunction, Found, Platform};
 pub use port::PortWindow;

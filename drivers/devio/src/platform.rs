@@ -7,7 +7,7 @@ use alloc::string::String;
 use rexo_api::{BlockDevice, DeviceError, KeyboardDevice, NetDevice};
 use rexo_pci::{Address, BarKind, BarSlot, Function};
 
-use crate::{Dma, Mmio, MsixTable, PortWindow, config::PciBus};
+use crate::{Dma, Mmio, MsiVector, MsixTable, PortWindow, Vectors, config::PciBus};
 
 /// The kernel's services to drivers.
 ///
@@ -45,7 +45,7 @@ pub enum Found {
 
 /// The command register's bus-master bit: the device may start DMA.
 const COMMAND_BUS_MASTER: u32 = 1 << 2;
-/// The command register's interrupt-disable bit (legacy INTx off: drivers poll or use MSI-X).
+/// The command register's interrupt-disable bit (legacy INTx off: drivers poll or use MSI-X or MSI).
 const COMMAND_INTX_DISABLE: u32 = 1 << 10;
 
 /// One PCI function handed to its driver: its own configuration space, its BARs as
@@ -200,6 +200,31 @@ impl DeviceFunction {
         let word = self.config_read(msix.offset)?;
         self.config_write(msix.offset, (word | 1 << 31) & !(1 << 30))?;
         Ok(table)
+    }
+
+    /// The function's MSI capability, off until pointed at a core (one message, masked
+    /// where the function can mask); [`DeviceError::Unsupported`] without it.
+    pub fn msi(&self) -> Result<MsiVector, DeviceError> {
+        let msi = self
+            .function
+            .capabilities
+            .msi
+            .ok_or(DeviceError::Unsupported("MSI"))?;
+        MsiVector::new(msi, self.address(), self.bus, self.platform)
+    }
+
+    /// The function's interrupt messages: MSI-X when it has it, else MSI;
+    /// [`DeviceError::Unsupported`] (`MSI or MSI-X`) when it has neither, and a failed
+    /// MSI-X or MSI setup as its error.
+    pub fn vectors(&mut self) -> Result<Vectors, DeviceError> {
+        let capabilities = self.function.capabilities;
+        if capabilities.msix.is_some() {
+            self.msix().map(Vectors::MsiX)
+        } else if capabilities.msi.is_some() {
+            self.msi().map(Vectors::Msi)
+        } else {
+            Err(DeviceError::Unsupported("MSI or MSI-X"))
+        }
     }
 
     /// The ports of IDE channel `channel` (0 primary, 1 secondary) of a PCI IDE

@@ -24,7 +24,7 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use rexo_api::{DeviceError, NetDevice, NetInfo};
+use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
 use rexo_devio::{DeviceFunction, Dma, Found, Mmio, MsixTable, barrier};
 use rexo_pci::Function;
 
@@ -480,45 +480,64 @@ impl NetDevice for E1000 {
         Ok(delivered)
     }
 
-    fn send_frame(
+    /// One data descriptor per segment, each pointing at its own slot's buffer, EOP on
+    /// the last (the segments are never copied together).
+    fn send_segments(
         &mut self,
         queue: usize,
-        len: usize,
+        segments: &[usize],
         offload: bool,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
         let regs = self.regs.clone();
         let queue = self.queue(queue)?;
-        ring::check_frame_len(len)?;
-        // Two free descriptors: a context descriptor may go before the frame's. Reclaim
-        // only when short: one pass then frees every finished descriptor at once.
-        if queue.tx.free() < 2 {
+        ring::check_segments(segments)?;
+        if offload && segments.len() > 1 {
+            return Err(DeviceError::Unsupported(
+                "checksum offload of a frame in several segments",
+            ));
+        }
+        // A descriptor per segment, and one more: a context descriptor may go before the
+        // frame's. Reclaim only when short: one pass then frees every finished one.
+        let needed = segments.len() + 1;
+        if queue.tx.free() < needed {
             queue.reclaim_transmitted();
         }
-        let slot = match queue.tx.slot_to_fill() {
-            Some(slot) if queue.tx.free() >= 2 => slot,
-            _ => return Err(DeviceError::QueueFull),
-        };
-        let buffer = queue.tx_buffer(slot);
-        let frame = queue.tx_buffers.bytes_mut(slot * BUFFER_BYTES, len);
-        // A withdrawn frame leaves the slot unqueued: the next fill reuses it.
-        if !fill(frame) {
+        if queue.tx.free() < needed {
+            return Err(DeviceError::QueueFull);
+        }
+        // Segment i goes in the buffer of the i-th free slot (a withdrawn frame leaves
+        // them unqueued: the next fill reuses them).
+        let mut ranges = [(0usize, 0usize); MAX_SEGMENTS];
+        for (i, (range, &len)) in ranges.iter_mut().zip(segments).enumerate() {
+            let slot = queue.tx.slot_ahead(i).ok_or(DeviceError::QueueFull)?;
+            *range = (slot * BUFFER_BYTES, len);
+        }
+        let ranges = &ranges[..segments.len()];
+        let mut checksum = None;
+        let buffers = queue.tx_buffers.bytes_mut(0, TX_DESCRIPTORS * BUFFER_BYTES);
+        let filled = rexo_api::device::lend_ranges(buffers, ranges, |parts| {
+            if !fill(parts) {
+                return false;
+            }
+            checksum = rexo_api::device::seed_checksum(parts, offload);
+            true
+        });
+        if !filled.ok_or(DeviceError::TooManySegments {
+            segments: segments.len(),
+            max: MAX_SEGMENTS,
+        })? {
             return Err(DeviceError::Withdrawn);
         }
-        let checksum = if offload {
-            rexo_api::device::transport_checksum(frame)
-        } else {
-            None
-        };
-        let mut data_slot = slot;
+        let first_buffer = queue.tx_buffer(ranges[0].0 / BUFFER_BYTES);
+        let mut data_slot = ranges[0].0 / BUFFER_BYTES;
         if let Some(layout) = checksum {
             let field = layout.start + layout.offset;
-            frame[field..field + 2].copy_from_slice(&layout.seed.to_be_bytes());
             if queue.tx_context != Some((layout.start, field)) {
                 // The context takes this slot; the frame's descriptor, the next one,
                 // points at this slot's buffer (the next slot's buffer is free until
                 // the ring wraps past this one, which needs both done).
-                let at = slot * DESCRIPTOR_BYTES;
+                let at = data_slot * DESCRIPTOR_BYTES;
                 queue
                     .tx_descriptors
                     .write64(at, ring::tx_context_offsets(layout.start, field));
@@ -531,13 +550,27 @@ impl NetDevice for E1000 {
                 data_slot = queue.tx.slot_to_fill().ok_or(DeviceError::QueueFull)?;
             }
         }
-        let at = data_slot * DESCRIPTOR_BYTES;
-        queue.tx_descriptors.write64(at, buffer);
-        queue.tx_descriptors.write64(
-            at + DESCRIPTOR_FIELDS,
-            ring::tx_data_fields(len, checksum.is_some()),
-        );
-        let tail = queue.tx.queued();
+        let mut tail = 0;
+        for (i, &(offset, len)) in ranges.iter().enumerate() {
+            let slot = if i == 0 {
+                data_slot
+            } else {
+                offset / BUFFER_BYTES
+            };
+            let buffer = if i == 0 {
+                first_buffer
+            } else {
+                queue.tx_buffer(slot)
+            };
+            let at = slot * DESCRIPTOR_BYTES;
+            let last = i + 1 == ranges.len();
+            queue.tx_descriptors.write64(at, buffer);
+            queue.tx_descriptors.write64(
+                at + DESCRIPTOR_FIELDS,
+                ring::tx_data_fields(len, checksum.is_some(), last),
+            );
+            tail = queue.tx.queued();
+        }
         barrier();
         regs.write32(TDT + queue.registers, tail as u32);
         Ok(())

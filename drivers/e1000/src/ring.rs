@@ -236,9 +236,10 @@ pub fn phy_power_up(control: u16) -> Option<u16> {
     )
 }
 
-/// Refuses a frame of `len` bytes the interface cannot send.
-pub fn check_frame_len(len: usize) -> Result<(), DeviceError> {
-    DeviceError::check_frame(len, MAX_FRAME)
+/// Refuses a frame in segments of the lengths `segments` the interface cannot send
+/// (too many segments, an empty one, too short or too long in all).
+pub fn check_segments(segments: &[usize]) -> Result<(), DeviceError> {
+    DeviceError::check_segments(segments, MAX_FRAME).map(|_| ())
 }
 
 /// Transmit command: descriptor extension (a context or data descriptor, not legacy).
@@ -265,12 +266,14 @@ pub fn tx_context_fields(tcp: bool) -> u64 {
     u64::from(tucmd) << 24
 }
 
-/// The upper quadword of an extended data descriptor sending `len` bytes as one whole
-/// frame (EOP|IFCS|RS|DEXT), inserting the context's checksum when `checksum`. Every
-/// frame goes this way, none as a legacy descriptor: QEMU's model keeps the last data
-/// descriptor's checksum options for a following legacy descriptor.
-pub fn tx_data_fields(len: usize, checksum: bool) -> u64 {
-    let cmd = TX_CMD_EOP | TX_CMD_IFCS | TX_CMD_RS | TX_CMD_DEXT;
+/// The upper quadword of an extended data descriptor sending `len` bytes of a frame
+/// (IFCS|RS|DEXT, and EOP when it is the frame's `last`), inserting the context's
+/// checksum when `checksum`. Every frame goes this way, none as a legacy descriptor:
+/// QEMU's model keeps the last data descriptor's checksum options for a following
+/// legacy descriptor. RS on each, so each is reclaimed from its own DD bit.
+pub fn tx_data_fields(len: usize, checksum: bool, last: bool) -> u64 {
+    let eop = if last { TX_CMD_EOP } else { 0 };
+    let cmd = eop | TX_CMD_IFCS | TX_CMD_RS | TX_CMD_DEXT;
     let popts = if checksum { TX_POPTS_TXSM } else { 0 };
     (len as u64 & 0xF_FFFF) | TX_DTYP_DATA | (u64::from(cmd) << 24) | (u64::from(popts) << 40)
 }
@@ -450,6 +453,13 @@ impl TxRing {
         (self.in_flight < self.size - 1).then_some((self.clean + self.in_flight) % self.size)
     }
 
+    /// The free descriptor `ahead` places after [`slot_to_fill`](Self::slot_to_fill)'s
+    /// (0 is that one), or `None` when fewer are free.
+    pub fn slot_ahead(&self, ahead: usize) -> Option<usize> {
+        (self.in_flight + ahead < self.size - 1)
+            .then_some((self.clean + self.in_flight + ahead) % self.size)
+    }
+
     /// Records that the slot from [`slot_to_fill`](Self::slot_to_fill) was queued; returns
     /// the new TDT.
     pub fn queued(&mut self) -> usize {
@@ -485,7 +495,7 @@ mod tests {
             (context >> 24) as u8,
             TX_CMD_DEXT | TX_CMD_RS | TX_TUCMD_TCP
         );
-        let data = tx_data_fields(1514, true);
+        let data = tx_data_fields(1514, true, true);
         assert_eq!(data & 0xF_FFFF, 1514, "length");
         assert_eq!((data >> 20) & 0xF, 1, "type data");
         assert_eq!(
@@ -494,7 +504,7 @@ mod tests {
         );
         assert_eq!((data >> 32) as u8, 0, "status");
         assert_eq!((data >> 40) as u8, TX_POPTS_TXSM);
-        assert_eq!(tx_data_fields(60, false) >> 40, 0, "no options");
+        assert_eq!(tx_data_fields(60, false, true) >> 40, 0, "no options");
     }
 
     #[test]
@@ -557,23 +567,40 @@ mod tests {
 
     #[test]
     fn frame_lengths() {
-        assert_eq!(check_frame_len(13), Err(DeviceError::TooShort { len: 13 }));
-        assert_eq!(check_frame_len(14), Ok(()));
-        assert_eq!(check_frame_len(1514), Ok(()));
         assert_eq!(
-            check_frame_len(1515),
+            check_segments(&[13]),
+            Err(DeviceError::TooShort { len: 13 })
+        );
+        assert_eq!(check_segments(&[14]), Ok(()));
+        assert_eq!(check_segments(&[1514]), Ok(()));
+        assert_eq!(check_segments(&[14, 1000, 500]), Ok(()));
+        assert_eq!(
+            check_segments(&[1000, 515]),
             Err(DeviceError::TooLong {
                 len: 1515,
                 max: 1514
             })
         );
+        assert_eq!(
+            check_segments(&[20; 9]),
+            Err(DeviceError::TooManySegments {
+                segments: 9,
+                max: 8
+            })
+        );
+        assert_eq!(
+            check_segments(&[60, 0, 10]),
+            Err(DeviceError::EmptySegment { index: 1 })
+        );
     }
 
     #[test]
     fn transmit_descriptor_fields() {
-        let fields = tx_data_fields(1514, false);
+        let fields = tx_data_fields(1514, false, true);
         assert_eq!(fields & 0xFFFF, 1514);
         assert_eq!((fields >> 24) as u8, 0x2B); // EOP | IFCS | RS | DEXT
+        // A segment before the last: no EOP.
+        assert_eq!((tx_data_fields(100, false, false) >> 24) as u8, 0x2A);
         assert!(!tx_done(fields));
         assert!(tx_done(fields | 1 << 32));
     }
@@ -653,15 +680,23 @@ mod tests {
     #[test]
     fn transmit_ring_fills_and_reclaims_in_order() {
         let mut ring = TxRing::new(4);
+        let ahead: Vec<_> = (0..4).map(|i| ring.slot_ahead(i)).collect();
+        assert_eq!(ahead, [Some(0), Some(1), Some(2), None]);
         for expected in 0..3 {
             assert_eq!(ring.slot_to_fill(), Some(expected));
             assert_eq!(ring.queued(), expected + 1);
         }
         assert_eq!(ring.slot_to_fill(), None, "one descriptor stays free");
+        assert_eq!(ring.slot_ahead(0), None);
         assert_eq!(ring.in_flight(), 3);
         // Only the oldest is done: one comes back, even if a later one says done.
         assert_eq!(ring.reclaim(|i| i == 0 || i == 2), 1);
         assert_eq!(ring.slot_to_fill(), Some(3));
+        assert_eq!(
+            ring.slot_ahead(1),
+            None,
+            "two in flight: one more may be filled"
+        );
         assert_eq!(ring.queued(), 0); // the tail wraps
         assert_eq!(ring.reclaim(|_| true), 3);
         assert_eq!(ring.in_flight(), 0);

@@ -561,6 +561,13 @@ impl BlockDevice for Nvme {
         self.submit(queue, Operation::Flush, 0, 0, None)
     }
 
+    /// Not yet: the completion queues are created without interrupts and polled.
+    fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported(
+            "completion wake-ups in this driver (it polls)",
+        ))
+    }
+
     fn abandon_requests(&mut self) {
         for io in &mut self.queues {
             for slot in &mut io.slots {

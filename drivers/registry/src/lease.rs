@@ -135,14 +135,14 @@ impl NetDevice for Lease {
         self.net(|nic| nic.receive(queue, budget, deliver))
     }
 
-    fn send_frame(
+    fn send_segments(
         &mut self,
         queue: usize,
-        len: usize,
+        segments: &[usize],
         offload: bool,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
-        self.net(|nic| nic.send_frame(queue, len, offload, fill))
+        self.net(|nic| nic.send_segments(queue, segments, offload, fill))
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
@@ -186,6 +186,10 @@ impl BlockDevice for Lease {
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
         self.disk(|disk| disk.poll(queue, done))
+    }
+
+    fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        self.disk(|disk| disk.wake_on_completion(queue, core))
     }
 
     fn abandon_requests(&mut self) {

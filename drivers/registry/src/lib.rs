@@ -374,12 +374,12 @@ mod tests {
             self.0 += 1;
             Ok(0)
         }
-        fn send_frame(
+        fn send_segments(
             &mut self,
             _: usize,
-            _: usize,
+            _: &[usize],
             offload: bool,
-            _: &mut dyn FnMut(&mut [u8]) -> bool,
+            _: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
         ) -> Result<(), DeviceError> {
             if offload {
                 return Err(DeviceError::Unsupported("checksum offload"));
@@ -425,6 +425,9 @@ mod tests {
         }
         fn poll(&mut self, _: usize, _: rexo_api::Completion<'_>) -> Result<usize, DeviceError> {
             Ok(0)
+        }
+        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
         }
         fn abandon_requests(&mut self) {
             self.0.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
@@ -508,6 +511,9 @@ mod tests {
                 done(tag, Ok(&self.data[at..at + len]));
             }
             Ok(finished.len())
+        }
+        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
         }
         fn abandon_requests(&mut self) {
             self.done.clear();

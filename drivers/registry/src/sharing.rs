@@ -427,12 +427,13 @@ impl NetDevice for Bound {
         })
     }
 
-    fn send_frame(
+    /// The filters judge the first segment: a gathered frame's headers go there.
+    fn send_segments(
         &mut self,
         queue: usize,
-        len: usize,
+        segments: &[usize],
         offload: bool,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
         let id = self.id;
         self.with(|nic, sharing| {
@@ -442,14 +443,15 @@ impl NetDevice for Bound {
                 .position(|e| e.id == id)
                 .ok_or(DeviceError::Revoked)?;
             let mut spoofed = false;
-            let mut checked = |buffer: &mut [u8]| {
-                if !fill(buffer) {
+            let mut checked = |parts: &mut [&mut [u8]]| {
+                if !fill(parts) {
                     return false;
                 }
-                spoofed = !sharing.permits(&sharing.endpoints[index].rules, buffer);
+                let first = parts.first().map_or(&[][..], |part| &**part);
+                spoofed = !sharing.permits(&sharing.endpoints[index].rules, first);
                 !spoofed
             };
-            let result = nic.send_frame(queue, len, offload, &mut checked);
+            let result = nic.send_segments(queue, segments, offload, &mut checked);
             let counters = &mut sharing.endpoints[index].counters;
             match result {
                 Ok(()) => counters.sent += 1,
@@ -531,18 +533,23 @@ mod tests {
             }
             Ok(count)
         }
-        fn send_frame(
+        fn send_segments(
             &mut self,
             _: usize,
-            len: usize,
+            segments: &[usize],
             offload: bool,
-            fill: &mut dyn FnMut(&mut [u8]) -> bool,
+            fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
         ) -> Result<(), DeviceError> {
             if offload {
                 return Err(DeviceError::Unsupported("checksum offload"));
             }
-            let mut frame = vec![0; len];
-            if !fill(&mut frame) {
+            let mut frame = vec![0; segments.iter().sum()];
+            if !rexo_api::device::lend_consecutive(&mut frame, segments, |parts| fill(parts))
+                .ok_or(DeviceError::TooManySegments {
+                    segments: segments.len(),
+                    max: rexo_api::MAX_SEGMENTS,
+                })?
+            {
                 return Err(DeviceError::Withdrawn);
             }
             self.0.lock().sent.push(frame);

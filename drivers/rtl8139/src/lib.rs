@@ -434,18 +434,20 @@ impl NetDevice for Rtl8139 {
         Ok(delivered)
     }
 
-    fn send_frame(
+    /// The chip takes each frame from one buffer: the segments are consecutive pieces
+    /// of the slot's buffer, written there in place (no gathering, and no copy).
+    fn send_segments(
         &mut self,
         queue: usize,
-        len: usize,
+        segments: &[usize],
         offload: bool,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
         if offload {
             return Err(DeviceError::Unsupported("checksum offload"));
         }
         check_queue(queue)?;
-        DeviceError::check_frame(len, MAX_FRAME)?;
+        let len = DeviceError::check_segments(segments, MAX_FRAME)?;
         if self.tx_in_flight == TX_SLOTS {
             self.reclaim()?;
             if self.tx_in_flight == TX_SLOTS {
@@ -457,7 +459,11 @@ impl NetDevice for Rtl8139 {
         let buffer = self.tx.bytes_mut(slot * TX_BUFFER, size);
         let (frame, padding) = buffer.split_at_mut(len);
         // A withdrawn frame leaves the slot unstarted: the next fill reuses it.
-        if !fill(frame) {
+        let filled = rexo_api::device::lend_consecutive(frame, segments, |parts| fill(parts));
+        if !filled.ok_or(DeviceError::TooManySegments {
+            segments: segments.len(),
+            max: rexo_api::MAX_SEGMENTS,
+        })? {
             return Err(DeviceError::Withdrawn);
         }
         padding.fill(0);

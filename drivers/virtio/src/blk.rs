@@ -550,6 +550,14 @@ impl VirtioBlk {
 }
 
 impl BlockDevice for VirtioBlk {
+    /// Not yet: virtio-blk's queues are polled (only virtio-net points a queue at an
+    /// MSI-X entry).
+    fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported(
+            "completion wake-ups in this driver (it polls)",
+        ))
+    }
+
     fn abandon_requests(&mut self) {
         self.forget_requests();
     }

@@ -8,7 +8,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::device::ETHERNET_HEADER;
-use rexo_api::{DeviceError, NetDevice, NetInfo};
+use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
 use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform};
 use rexo_pci::Function;
 
@@ -180,9 +180,17 @@ struct Pair {
     tx_buffers: Dma,
     /// Transmit buffers not in flight.
     tx_free: Vec<u16>,
-    /// Which transmit buffers the device holds.
+    /// Which transmit buffers head a frame the device holds.
     tx_busy: Vec<bool>,
+    /// For each buffer in flight, the buffer of the frame's next segment ([`NO_LINK`]
+    /// after the last).
+    tx_link: Vec<u16>,
+    /// Frames the device holds.
+    tx_frames: usize,
 }
+
+/// The end of a frame's list of transmit buffers.
+const NO_LINK: u16 = u16::MAX;
 
 /// A virtio network interface with one or more queue pairs.
 pub struct VirtioNet {
@@ -276,6 +284,8 @@ impl VirtioNet {
                 tx,
                 tx_free: (0..tx_count).rev().collect(),
                 tx_busy: vec![false; usize::from(tx_count)],
+                tx_link: vec![NO_LINK; usize::from(tx_count)],
+                tx_frames: 0,
             });
         }
         let control = match offered_pairs {
@@ -435,7 +445,13 @@ impl Pair {
             match buffer.map(|b| (b, &mut self.tx_busy[usize::from(b)])) {
                 Some((buffer, busy @ true)) => {
                     *busy = false;
-                    self.tx_free.push(buffer);
+                    self.tx_frames -= 1;
+                    // The frame's buffers, its head's and each further segment's.
+                    let mut next = buffer;
+                    while next != NO_LINK {
+                        self.tx_free.push(next);
+                        next = core::mem::replace(&mut self.tx_link[usize::from(next)], NO_LINK);
+                    }
                 }
                 _ => {
                     return Err(DeviceError::BadIndex {
@@ -510,12 +526,15 @@ impl NetDevice for VirtioNet {
         taken
     }
 
-    fn send_frame(
+    /// One descriptor chain: the virtio-net header and segment 0 in the first buffer
+    /// (two descriptors on legacy devices without ANY_LAYOUT), then one descriptor per
+    /// further segment, each in its own buffer (the segments are never copied together).
+    fn send_segments(
         &mut self,
         queue: usize,
-        len: usize,
+        segments: &[usize],
         offload: bool,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
         if offload && !self.checksum_offload {
             return Err(DeviceError::Unsupported(
@@ -524,42 +543,80 @@ impl NetDevice for VirtioNet {
         }
         let (chain, header_len) = (self.chain, self.header_len);
         let pair = self.pair(queue)?;
-        DeviceError::check_frame(len, MAX_FRAME)?;
-        if pair.tx_free.is_empty() {
+        DeviceError::check_segments(segments, MAX_FRAME)?;
+        if offload && segments.len() > 1 {
+            return Err(DeviceError::Unsupported(
+                "checksum offload of a frame in several segments",
+            ));
+        }
+        if pair.tx_free.len() < segments.len() {
             pair.reclaim(chain)?;
         }
-        let buffer = pair.tx_free.pop().ok_or(DeviceError::QueueFull)?;
-        let at = usize::from(buffer) * BUFFER_STRIDE;
-        let frame = pair.tx_buffers.bytes_mut(at + header_len, len);
-        if !fill(frame) {
-            pair.tx_free.push(buffer);
-            return Err(DeviceError::Withdrawn);
+        if pair.tx_free.len() < segments.len() {
+            return Err(DeviceError::QueueFull);
         }
-        let checksum = if offload {
-            rexo_api::device::transport_checksum(frame)
-        } else {
-            None
-        };
+        // Segment i right after the header room of the i-th buffer taken.
+        let mut buffers = [0u16; MAX_SEGMENTS];
+        let mut ranges = [(0usize, 0usize); MAX_SEGMENTS];
+        for (i, &len) in segments.iter().enumerate() {
+            let buffer = pair.tx_free.pop().ok_or(DeviceError::QueueFull)?;
+            buffers[i] = buffer;
+            ranges[i] = (usize::from(buffer) * BUFFER_STRIDE + header_len, len);
+        }
+        let (buffers, ranges) = (&buffers[..segments.len()], &ranges[..segments.len()]);
+        let mut checksum = None;
+        let block = pair
+            .tx_buffers
+            .bytes_mut(0, pair.tx_busy.len() * BUFFER_STRIDE);
+        let filled = rexo_api::device::lend_ranges(block, ranges, |parts| {
+            if !fill(parts) {
+                return false;
+            }
+            checksum = rexo_api::device::seed_checksum(parts, offload);
+            true
+        });
+        if filled != Some(true) {
+            // Back unsent, in the order they were taken.
+            pair.tx_free.extend(buffers.iter().rev());
+            return Err(match filled {
+                Some(_) => DeviceError::Withdrawn,
+                None => DeviceError::TooManySegments {
+                    segments: segments.len(),
+                    max: MAX_SEGMENTS,
+                },
+            });
+        }
         let mut header = [0u8; HEADER_MODERN];
         if let Some(layout) = checksum {
-            let field = layout.start + layout.offset;
-            frame[field..field + 2].copy_from_slice(&layout.seed.to_be_bytes());
             // flags, gso_type NONE, hdr_len, gso_size, csum_start, csum_offset (LE).
             header[0] = HEADER_NEEDS_CSUM;
             header[6..8].copy_from_slice(&(layout.start as u16).to_le_bytes());
             header[8..10].copy_from_slice(&(layout.offset as u16).to_le_bytes());
         }
+        let first = usize::from(buffers[0]) * BUFFER_STRIDE;
         pair.tx_buffers
-            .bytes_mut(at, header_len)
+            .bytes_mut(first, header_len)
             .copy_from_slice(&header[..header_len]);
-        pair.tx_busy[usize::from(buffer)] = true;
-        let head = buffer * chain;
-        if chain == 1 {
-            pair.tx.set_length(head, (header_len + len) as u32);
-        } else {
-            pair.tx.set_length(head + 1, len as u32);
+        // Each segment's data descriptor is its buffer's last (the first buffer's
+        // header has its own descriptor, set at start, when the chain is 2).
+        let data = |buffer: u16| buffer * chain + (chain - 1);
+        for (i, (&buffer, &(offset, len))) in buffers.iter().zip(ranges).enumerate() {
+            let (mut address, mut bytes) = (pair.tx_buffers.phys() + offset as u64, len as u32);
+            if i == 0 && chain == 1 {
+                address -= header_len as u64;
+                bytes += header_len as u32;
+            }
+            let (flags, next) = match buffers.get(i + 1) {
+                Some(&next) => (DESC_NEXT, data(next)),
+                None => (0, 0),
+            };
+            pair.tx
+                .set_descriptor(data(buffer), address, bytes, flags, next);
+            pair.tx_link[usize::from(buffer)] = buffers.get(i + 1).copied().unwrap_or(NO_LINK);
         }
-        pair.tx.push(head);
+        pair.tx_busy[usize::from(buffers[0])] = true;
+        pair.tx_frames += 1;
+        pair.tx.push(buffers[0] * chain);
         pair.tx.publish();
         Ok(())
     }
@@ -568,7 +625,7 @@ impl NetDevice for VirtioNet {
         let chain = self.chain;
         let pair = self.pair(queue)?;
         pair.reclaim(chain)?;
-        Ok(pair.tx_busy.len() - pair.tx_free.len())
+        Ok(pair.tx_frames)
     }
 
     /// Receive queue `q` signals through MSI-X entry `q` all along (the avail ring never

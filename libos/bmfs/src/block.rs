@@ -216,6 +216,9 @@ mod tests {
             }
             Ok(finished.len())
         }
+        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
+        }
         fn abandon_requests(&mut self) {
             self.done.clear();
         }

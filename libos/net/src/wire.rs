@@ -126,23 +126,24 @@ impl NetDevice for WireEnd {
         Ok(count)
     }
 
-    fn send_frame(
+    fn send_segments(
         &mut self,
         _queue: usize,
-        len: usize,
+        segments: &[usize],
         offload: bool,
-        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
         if offload && !self.checksum_offload {
             return Err(DeviceError::Unsupported("checksum offload"));
         }
-        DeviceError::check_frame(len, 1514)?;
+        let len = DeviceError::check_segments(segments, 1514)?;
         let mut out = self.outgoing.lock().expect("the wire's lock");
         if out.in_flight.len() >= self.ring {
             return Err(DeviceError::QueueFull);
         }
         let mut frame = vec![0; len];
-        if !fill(&mut frame) {
+        let filled = rexo_api::device::lend_consecutive(&mut frame, segments, |parts| fill(parts));
+        if filled != Some(true) {
             return Err(DeviceError::Withdrawn);
         }
         // What a NIC with checksum offload does: the field seeded with the

@@ -6,7 +6,7 @@
 
 use core::fmt;
 
-use crate::{BarKind, BarSlot, ConfigSpace, Header, PciError};
+use crate::{Address, BarKind, BarSlot, ConfigSpace, Header, PciError};
 
 /// Capability ID of MSI.
 pub const ID_MSI: u8 = 0x05;
@@ -99,21 +99,132 @@ pub struct Msi {
     pub enabled: bool,
 }
 
+/// Message control (the upper half of the MSI capability's first register): MSI enable.
+const MSI_ENABLE: u32 = 1 << 16;
+/// Message control: Multiple Message Enable (bits 6:4 of the control word), vectors
+/// granted as a power of two; 0 is one message.
+const MSI_MULTIPLE_ENABLE: u32 = 7 << 20;
+/// The low address bits a message address must have clear (it is dword-aligned).
+const MSI_ADDRESS_ALIGN: u64 = 3;
+
 impl Msi {
-    /// Decodes the MSI capability whose first register (ID, next, control) is `word`.
+    /// Decodes the MSI capability at `offset` whose first register (ID, next, control)
+    /// is `word`: a Multiple Message Capable field past 32 vectors, or a capability that
+    /// runs past the 256 bytes of PCI configuration space, is [`PciError::BadCapability`].
     pub fn decode(offset: u16, word: u32) -> Result<Self, PciError> {
         let control = (word >> 16) as u16;
         let log2 = (control >> 1) & 7;
         if log2 > 5 {
             return Err(PciError::BadCapability(offset));
         }
-        Ok(Self {
+        let msi = Self {
             offset,
             address64: control & (1 << 7) != 0,
             per_vector_masking: control & (1 << 8) != 0,
             vectors: 1 << log2,
             enabled: control & 1 != 0,
-        })
+        };
+        if u32::from(offset) + u32::from(msi.bytes()) > 0x100 {
+            return Err(PciError::BadCapability(offset));
+        }
+        Ok(msi)
+    }
+
+    /// Bytes the capability spans: 10 (32-bit address), 14 (64-bit), plus 10 for the
+    /// mask and pending registers (PCI Local Bus 3.0, 6.8.1), rounded up to dwords.
+    pub fn bytes(&self) -> u16 {
+        let address = if self.address64 { 0x0C } else { 0x08 };
+        address + if self.per_vector_masking { 0x0C } else { 0x04 }
+    }
+
+    /// The offset (from the capability) of the message data register.
+    fn data_at(&self) -> u16 {
+        if self.address64 { 0x0C } else { 0x08 }
+    }
+
+    /// The offset of the mask bits register, when the function has one.
+    fn mask_at(&self) -> Option<u16> {
+        self.per_vector_masking.then(|| self.data_at() + 4)
+    }
+
+    /// Points the function's one message at `address` with data `data` (the low 16
+    /// bits are the message; x86 puts the vector there), MSI left off: the control
+    /// register gets one message (Multiple Message Enable 0) and enable off, vector 0
+    /// masked when the function can mask, then the address (both halves on a 64-bit
+    /// capability) and the data are written and read back. An address a 32-bit
+    /// capability cannot hold, or one not dword-aligned, is
+    /// [`PciError::MsiAddress`]; a register that does not keep what was written is
+    /// [`PciError::RegisterStuck`]. Turn it on with [`Msi::set_enabled`].
+    pub fn program(
+        &self,
+        cs: &mut impl ConfigSpace,
+        at: Address,
+        address: u64,
+        data: u16,
+    ) -> Result<(), PciError> {
+        if address & MSI_ADDRESS_ALIGN != 0 || (!self.address64 && address >> 32 != 0) {
+            return Err(PciError::MsiAddress(address));
+        }
+        let control = cs.read32(at, self.offset)?;
+        cs.write32(
+            at,
+            self.offset,
+            control & !(MSI_ENABLE | MSI_MULTIPLE_ENABLE),
+        )?;
+        self.set_masked(cs, at, true)?;
+        let high = self.address64.then_some((8u16, (address >> 32) as u32));
+        let writes = [(4u16, address as u32)]
+            .into_iter()
+            .chain(high)
+            .chain([(self.data_at(), u32::from(data))]);
+        for (register, value) in writes {
+            let offset = self.offset + register;
+            cs.write32(at, offset, value)?;
+            // The data register's upper half is reserved (or extended data, unused).
+            let keeps = if register == self.data_at() {
+                0xFFFF
+            } else {
+                u32::MAX
+            };
+            let read = cs.read32(at, offset)?;
+            if read & keeps != value {
+                return Err(PciError::RegisterStuck {
+                    offset,
+                    wrote: value,
+                    read,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns MSI on or off (one message); off, the function sends nothing (its INTx
+    /// stays disabled in the command register).
+    pub fn set_enabled(
+        &self,
+        cs: &mut impl ConfigSpace,
+        at: Address,
+        on: bool,
+    ) -> Result<(), PciError> {
+        let control = cs.read32(at, self.offset)? & !(MSI_ENABLE | MSI_MULTIPLE_ENABLE);
+        let control = if on { control | MSI_ENABLE } else { control };
+        cs.write32(at, self.offset, control)
+    }
+
+    /// Masks or unmasks vector 0 when the function has per-vector mask bits (the other
+    /// 31 bits stay masked); does nothing without them (and says so: `false`).
+    pub fn set_masked(
+        &self,
+        cs: &mut impl ConfigSpace,
+        at: Address,
+        masked: bool,
+    ) -> Result<bool, PciError> {
+        let Some(mask) = self.mask_at() else {
+            return Ok(false);
+        };
+        let bits = if masked { u32::MAX } else { !1 };
+        cs.write32(at, self.offset + mask, bits)?;
+        Ok(true)
     }
 }
 

@@ -119,6 +119,18 @@ pub enum PciError {
     BadBarIndicator(u8),
     /// The capability at this offset holds impossible values.
     BadCapability(u16),
+    /// An MSI message address the function cannot hold (above 4 GiB on a 32-bit
+    /// capability) or not dword-aligned.
+    MsiAddress(u64),
+    /// A register did not keep the value written to it.
+    RegisterStuck {
+        /// The register's offset in configuration space.
+        offset: u16,
+        /// What was written.
+        wrote: u32,
+        /// What it read back as.
+        read: u32,
+    },
 }
 
 impl fmt::Display for PciError {
@@ -138,6 +150,18 @@ impl fmt::Display for PciError {
                 write!(f, "MSI-X structure in BAR {b}, which does not exist")
             }
             Self::BadCapability(o) => write!(f, "capability at {o:#x} holds impossible values"),
+            Self::MsiAddress(a) => write!(
+                f,
+                "MSI message address {a:#x} is not one the function can hold (unaligned, or above 4 GiB on a 32-bit capability)"
+            ),
+            Self::RegisterStuck {
+                offset,
+                wrote,
+                read,
+            } => write!(
+                f,
+                "configuration register {offset:#x} reads {read:#x} after {wrote:#x} was written"
+            ),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rexo_acpi::McfgSegment;
 use rexo_pci::{
     Access, Address, Bar, BarError, BarKind, BarSlot, Capabilities, ConfigSpace, Function,
-    Hardware, Header, PciError, enumerate, probe_bars,
+    Hardware, Header, Msi, PciError, enumerate, probe_bars,
 };
 
 /// One simulated function: 4 KiB of registers and the writable bits of each BAR.
@@ -15,6 +15,8 @@ use rexo_pci::{
 struct Dev {
     regs: [u32; 1024],
     masks: [u32; 6],
+    /// Registers (by offset) that ignore writes.
+    read_only: Vec<u16>,
 }
 
 /// A configuration space of simulated functions; absent ones read as all ones.
@@ -40,6 +42,7 @@ impl Sim {
         self.devs.entry(a).or_insert(Dev {
             regs,
             masks: [0; 6],
+            read_only: Vec::new(),
         })
     }
 
@@ -88,6 +91,9 @@ impl ConfigSpace for Sim {
             return Ok(());
         };
         let i = usize::from(offset / 4);
+        if dev.read_only.contains(&offset) {
+            return Ok(());
+        }
         match i {
             1 => dev.regs[1] = (dev.regs[1] & 0xFFFF_0000) | (value & 0xFFFF),
             4..=9 => {
@@ -257,6 +263,131 @@ fn decodes_msi_and_msix() {
     assert_eq!((x.pba_bar, x.pba_offset, x.enabled), (1, 0x800, true));
     let text = f.to_string();
     assert!(text.contains(" msi 64-bit masking vectors 8 msix 3 table bar1+0x0 pba bar1+0x800"));
+}
+
+/// A function with only an MSI capability at 0x50 whose control word is `control`.
+fn msi_function(sim: &mut Sim, a: Address, control: u16) -> Msi {
+    sim.add(a, 0x2922_8086, 0x0106_0100, 0)
+        .cap(0x50, u32::from(control) << 16 | 0x05, &[]);
+    let h = header(sim, a);
+    Function::describe(sim, h)
+        .unwrap()
+        .capabilities
+        .msi
+        .unwrap()
+}
+
+#[test]
+fn programs_a_64_bit_msi_with_masking() {
+    let mut sim = Sim::default();
+    let a = at(0, 0x1f, 2);
+    // 64-bit, per-vector masking, 4 vectors capable; firmware left 2 enabled and MSI on.
+    let msi = msi_function(&mut sim, a, 0x0185 | 1 << 4);
+    assert_eq!(
+        (msi.address64, msi.per_vector_masking, msi.bytes()),
+        (true, true, 0x18)
+    );
+    msi.program(&mut sim, a, 0x1_FEE0_1000, 0x41).unwrap();
+    let regs = &sim.devs[&a].regs;
+    assert_eq!(
+        regs[0x50 / 4] >> 16 & 0x71,
+        0,
+        "enable and Multiple Message Enable cleared"
+    );
+    assert_eq!(regs[0x50 / 4] & 0xFFFF, 0x05, "ID and next pointer kept");
+    assert_eq!(regs[0x54 / 4], 0xFEE0_1000);
+    assert_eq!(regs[0x58 / 4], 1);
+    assert_eq!(regs[0x5C / 4], 0x41);
+    assert_eq!(
+        regs[0x60 / 4],
+        u32::MAX,
+        "every vector masked while programming"
+    );
+    assert!(msi.set_masked(&mut sim, a, false).unwrap());
+    msi.set_enabled(&mut sim, a, true).unwrap();
+    let regs = &sim.devs[&a].regs;
+    assert_eq!(regs[0x60 / 4], !1, "vector 0 unmasked, the rest masked");
+    assert_eq!(regs[0x50 / 4] >> 16, 0x0185, "on, one message");
+    msi.set_enabled(&mut sim, a, false).unwrap();
+    assert_eq!(sim.devs[&a].regs[0x50 / 4] >> 16 & 1, 0);
+}
+
+#[test]
+fn programs_a_32_bit_msi_without_masking() {
+    let mut sim = Sim::default();
+    let a = at(0, 0x1f, 2);
+    let msi = msi_function(&mut sim, a, 0x0000);
+    assert_eq!(
+        (msi.address64, msi.per_vector_masking, msi.bytes()),
+        (false, false, 0x0C)
+    );
+    sim.devs.get_mut(&a).unwrap().regs[0x58 / 4] = 0xABCD_0000; // reserved upper half
+    msi.program(&mut sim, a, 0xFEE0_3000, 0x30).unwrap();
+    let regs = &sim.devs[&a].regs;
+    assert_eq!(regs[0x54 / 4], 0xFEE0_3000);
+    assert_eq!(
+        regs[0x58 / 4],
+        0x30,
+        "data in the third register, not an upper address"
+    );
+    assert_eq!(regs[0x5C / 4], 0, "nothing written past the capability");
+    assert!(!msi.set_masked(&mut sim, a, false).unwrap(), "no mask bits");
+    // A 32-bit capability cannot reach above 4 GiB; a message address is dword-aligned.
+    for bad in [0x1_FEE0_0000, 0xFEE0_0002] {
+        assert_eq!(
+            msi.program(&mut sim, a, bad, 0x30),
+            Err(PciError::MsiAddress(bad))
+        );
+    }
+    assert_eq!(
+        sim.devs[&a].regs[0x54 / 4],
+        0xFEE0_3000,
+        "refused before any write"
+    );
+}
+
+#[test]
+fn malformed_msi_capabilities_are_errors() {
+    // Multiple Message Capable 6 (64 vectors) does not exist.
+    let mut sim = Sim::default();
+    let a = at(0, 2, 0);
+    sim.add(a, 0x2922_8086, 0x0106_0100, 0)
+        .cap(0x50, 0x000C_0005, &[]);
+    assert_eq!(
+        caps_of(&mut sim, a).error,
+        Some(PciError::BadCapability(0x50))
+    );
+    // A 64-bit capability with mask bits (24 bytes) at 0xF0 runs past 256 bytes.
+    let b = at(0, 3, 0);
+    sim.add(b, 0x2922_8086, 0x0106_0100, 0)
+        .cap(0xF0, 0x0180_0005, &[]);
+    let caps = caps_of(&mut sim, b);
+    assert_eq!(
+        (caps.msi, caps.error),
+        (None, Some(PciError::BadCapability(0xF0)))
+    );
+    assert!(
+        caps.to_string()
+            .contains("caps error (capability at 0xf0 holds impossible values)")
+    );
+    // A capability that says 64-bit but whose upper address register is read-only.
+    let c = at(0, 4, 0);
+    let msi = msi_function(&mut sim, c, 0x0080);
+    sim.devs.get_mut(&c).unwrap().read_only.push(0x58);
+    let error = msi.program(&mut sim, c, 0x1_FEE0_0000, 0x41).unwrap_err();
+    assert_eq!(
+        error,
+        PciError::RegisterStuck {
+            offset: 0x58,
+            wrote: 1,
+            read: 0
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "configuration register 0x58 reads 0x0 after 0x1 was written"
+    );
+    assert_eq!(sim.devs[&c].regs[0x50 / 4] >> 16 & 1, 0, "MSI left off");
 }
 
 fn caps_of(sim: &mut Sim, a: Address) -> Capabilities {
