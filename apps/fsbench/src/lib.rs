@@ -9,7 +9,7 @@
 //! 2. **read**: every file read back and checked byte by byte, from a cold cache;
 //! 3. **delete**: every file unlinked, every directory removed, then `sync`;
 //! 4. **randread-file**: [`RANDOM_READS`] reads of 4 KiB at random 4 KiB-aligned offsets
-//!    of `big`, one at a time;
+//!    of `big`, one at a time, through a handle (`FileSystem::open`, `read_at`);
 //! 5. **randread-raw**: as many reads of 4 KiB at random aligned offsets of the disk's
 //!    first [`BIG_FILE_BYTES`], straight from the device, one at a time.
 //!
@@ -169,9 +169,10 @@ fn file_system_phases<D: BlockStore>(
     timed(kernel, "randread-file", "reads", RANDOM_READS, || {
         let mut buf = vec![0u8; READ_BYTES as usize];
         let mut offsets = Offsets::new();
+        let mut big = fs.open(BIG_FILE).map_err(text)?;
         for _ in 0..RANDOM_READS {
             let at = offsets.next_below(BIG_FILE_BYTES);
-            let got = fs.read(BIG_FILE, at, &mut buf).map_err(text)?;
+            let got = fs.read_at(&mut big, at, &mut buf).map_err(text)?;
             if got != buf.len() {
                 return Err(format!("{BIG_FILE} at {at}: read {got} bytes"));
             }

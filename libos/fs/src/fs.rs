@@ -8,8 +8,9 @@ use alloc::vec::Vec;
 use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::extents::{cut, mapped_blocks, physical_of, unmapped_runs};
+use crate::file::next_mount;
 use crate::format::{
-    BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, FileKind, Inode, Layout, Superblock,
+    BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, Extent, FileKind, Inode, Layout, Superblock,
     bitmap_position, seal, seal_checksum, set_bit, zeroed,
 };
 use crate::fsck::{FsckReport, check};
@@ -64,6 +65,11 @@ pub struct FileSystem<D: BlockStore> {
     failed: Option<String>,
     /// When operations are committed.
     policy: CommitPolicy,
+    /// This mount's number (handles remember it: see [`crate::File`]).
+    pub(crate) mount: u64,
+    /// Counts the operations that changed something, so that a handle knows when
+    /// what it holds may be out of date.
+    pub(crate) version: u64,
 }
 
 impl<D: BlockStore> FileSystem<D> {
@@ -100,6 +106,8 @@ impl<D: BlockStore> FileSystem<D> {
             free_blocks: layout.data_blocks(),
             failed: None,
             policy: CommitPolicy::EachOperation,
+            mount: next_mount(),
+            version: 0,
         })
     }
 
@@ -122,6 +130,8 @@ impl<D: BlockStore> FileSystem<D> {
             free_blocks: report.free_blocks,
             failed: None,
             policy: CommitPolicy::EachOperation,
+            mount: next_mount(),
+            version: 0,
         };
         if replay.transactions > 0 {
             fs.write_home()?;
@@ -295,12 +305,25 @@ impl<D: BlockStore> FileSystem<D> {
         self.usable()?;
         let names = parse(path)?;
         let found = self.lookup_file(&names)?;
-        let size = found.inode.size;
+        let (extents, _) = self.load_extents(&found.inode)?;
+        self.read_mapped(found.inode.size, &extents, offset, buf)
+    }
+
+    /// Reads from byte `offset` of a file of `size` bytes mapped by `extents` into
+    /// `buf`; returns the bytes read. A small file's blocks come through the cache
+    /// (read together with their neighbours); a large file's whole blocks go from the
+    /// disk straight into `buf`, in physically contiguous runs.
+    pub(crate) fn read_mapped(
+        &mut self,
+        size: u64,
+        extents: &[Extent],
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, FsError> {
         if offset >= size {
             return Ok(0);
         }
         let length = (size - offset).min(buf.len() as u64) as usize;
-        let (extents, _) = self.load_extents(&found.inode)?;
         let small = self.is_small(size);
         let mut done = 0;
         while done < length {
@@ -308,15 +331,15 @@ impl<D: BlockStore> FileSystem<D> {
             let logical = at / BLOCK;
             let within = (at % BLOCK) as usize;
             let take = (BLOCK_SIZE - within).min(length - done);
-            let physical = physical_of(&extents, logical);
+            let physical = physical_of(extents, logical);
             let whole = (length - done) / BLOCK_SIZE;
             match physical {
                 // Whole blocks of a large file: the physically contiguous run of them
                 // straight into `buf`.
-                Some(first) if !small && within == 0 && whole > 1 => {
+                Some(first) if !small && within == 0 && whole > 0 => {
                     let mut count = 1;
                     while count < whole
-                        && physical_of(&extents, logical + count as u64)
+                        && physical_of(extents, logical + count as u64)
                             == Some(first + count as u64)
                     {
                         count += 1;
@@ -454,7 +477,7 @@ impl<D: BlockStore> FileSystem<D> {
     }
 
     /// Refuses to go on after a failed write or flush.
-    fn usable(&self) -> Result<(), FsError> {
+    pub(crate) fn usable(&self) -> Result<(), FsError> {
         match &self.failed {
             Some(message) => Err(FsError::Disk(alloc::format!(
                 "stopped after an earlier disk error ({message}); mount again"
@@ -501,6 +524,7 @@ impl<D: BlockStore> FileSystem<D> {
             self.commit_running()?;
         }
         self.store.absorb_staged();
+        self.version += 1;
         if self.policy == CommitPolicy::EachOperation
             || self.store.running.len() >= MAX_RUNNING_BLOCKS
         {

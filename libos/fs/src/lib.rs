@@ -33,7 +33,10 @@
 //!   [`DEFAULT_READ_TOGETHER`], [`FileSystem::set_read_together`]) in one request, so a
 //!   directory block brings the small files placed after it (C-FFS's grouping, read as
 //!   Cheetah does). Runs of blocks go to the disk as runs ([`BlockStore::read_run`],
-//!   [`BlockStore::write_run`]): journal transactions, checkpoints, large files.
+//!   [`BlockStore::write_run`]): journal transactions, checkpoints, large files. An
+//!   open file ([`FileSystem::open`], [`File`]) keeps its extent map, so
+//!   [`FileSystem::read_at`] reads a large file's blocks from the disk into the
+//!   caller's buffer and nothing else.
 //! - **Checksums.** Every metadata block carries its kind's magic, its own block
 //!   number (a block written to the wrong place is caught) and a CRC-32. File data is
 //!   not checksummed.
@@ -63,6 +66,7 @@ mod dir;
 mod disk;
 mod error;
 mod extents;
+mod file;
 mod format;
 mod fs;
 mod fsck;
@@ -78,6 +82,7 @@ use alloc::string::String;
 pub use device::{DeviceStore, on_first_file_system};
 pub use disk::{BLOCK_SIZE, BlockStore, MemoryDisk};
 pub use error::FsError;
+pub use file::File;
 pub use format::{FileKind, MAX_NAME};
 pub use fs::{CommitPolicy, FileSystem, MAX_RUNNING_BLOCKS};
 pub use fsck::FsckReport;
