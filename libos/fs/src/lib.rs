@@ -16,10 +16,13 @@
 //! - **Grouping.** New blocks are placed at or after a goal: a file's next block after
 //!   its previous one, a new file's first block just after the directory block holding
 //!   its entry; so the small files of a directory sit together next to it.
-//! - **Journal.** Every change (metadata *and* file data) is physical block journaling:
-//!   an operation stages the new images of every block it changes, then they join the
-//!   running transaction, which is committed to the journal (descriptor blocks, the
-//!   images, a commit block with a CRC-32C over the whole transaction) and flushed.
+//! - **Journal.** Every change is physical block journaling: an operation stages the
+//!   new images of every block it changes, then they join the running transaction,
+//!   which is committed to the journal (descriptor blocks, the images, a commit block
+//!   with a CRC-32C over the whole transaction) and flushed. Ordered writes: a commit
+//!   with at least [`MIN_IN_PLACE_BLOCKS`] fresh blocks (free when the last commit
+//!   left the bitmap, and not in the journal: new files' data, new directory blocks)
+//!   writes those home and flushes first, and journals only the rest.
 //!   By default ([`CommitPolicy::EachOperation`]) that happens before each operation
 //!   returns, so a completed operation is durable and atomic; with
 //!   [`CommitPolicy::OnCommit`] operations are grouped until [`FileSystem::commit`]
@@ -84,7 +87,7 @@ pub use disk::{BLOCK_SIZE, BlockStore, MemoryDisk};
 pub use error::FsError;
 pub use file::File;
 pub use format::{FileKind, MAX_NAME};
-pub use fs::{CommitPolicy, FileSystem, MAX_RUNNING_BLOCKS};
+pub use fs::{CommitPolicy, FileSystem, MAX_RUNNING_BLOCKS, MIN_IN_PLACE_BLOCKS};
 pub use fsck::FsckReport;
 pub use store::{DEFAULT_CACHE_BLOCKS, DEFAULT_READ_TOGETHER};
 
