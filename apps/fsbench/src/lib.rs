@@ -9,9 +9,14 @@
 //! 2. **read**: every file read back and checked byte by byte, from a cold cache;
 //! 3. **delete**: every file unlinked, every directory removed, then `sync`;
 //! 4. **randread-file**: [`RANDOM_READS`] reads of 4 KiB at random 4 KiB-aligned offsets
-//!    of `big`, one at a time;
-//! 5. **randread-raw**: as many reads of 4 KiB at random aligned offsets of the disk's
-//!    first [`BIG_FILE_BYTES`], straight from the device, one at a time.
+//!    of `big`, one at a time, through a handle (`FileSystem::open`, `read_at`), each
+//!    turn from a fresh mount and a cold cache;
+//! 5. **randread-raw**: as many reads of 4 KiB at the same offsets of the disk's first
+//!    [`BIG_FILE_BYTES`], straight from the device, one at a time.
+//!
+//! The two random-read phases take turns of [`TURN_READS`] reads (the file's, then the
+//! disk's over the same offsets) and each sums its own time, so that the host's load
+//! changing during the run weighs on both alike.
 //!
 //! Each phase prints `fsbench PHASE files=N ns=T` (or `reads=N`); a failure prints
 //! `fsbench PHASE FAILED: why` and the app fails. The Linux side
@@ -41,6 +46,8 @@ pub const BIG_FILE: &str = "/big";
 pub const BIG_FILE_BYTES: u64 = 1 << 30;
 /// Random 4 KiB reads of each kind.
 pub const RANDOM_READS: u64 = 10_000;
+/// Reads of one kind in a turn (the two kinds take turns).
+pub const TURN_READS: u64 = 1_000;
 /// The bytes one random read takes.
 const READ_BYTES: u64 = 4096;
 
@@ -51,6 +58,7 @@ pub fn file_byte(file: u32, at: usize) -> u8 {
 }
 
 /// A reproducible sequence of 4 KiB-aligned offsets below a limit (xorshift64*).
+#[derive(Clone, Debug)]
 pub struct Offsets(u64);
 
 impl Offsets {
@@ -165,23 +173,61 @@ fn file_system_phases<D: BlockStore>(
         fs.rmdir("/bench").map_err(text)?;
         fs.sync().map_err(text)
     })?;
-    fs.drop_cache();
-    timed(kernel, "randread-file", "reads", RANDOM_READS, || {
-        let mut buf = vec![0u8; READ_BYTES as usize];
-        let mut offsets = Offsets::new();
-        for _ in 0..RANDOM_READS {
-            let at = offsets.next_below(BIG_FILE_BYTES);
-            let got = fs.read(BIG_FILE, at, &mut buf).map_err(text)?;
-            if got != buf.len() {
-                return Err(format!("{BIG_FILE} at {at}: read {got} bytes"));
-            }
-        }
-        Ok(())
-    })
+    Ok(())
 }
 
-/// The raw-device phase: the same reads straight from the first disk.
-fn raw_phase(kernel: &dyn Kernel) -> Result<(), String> {
+/// The random reads of the file and of the raw disk, taken in turns of [`TURN_READS`]
+/// (the file's turn, then the disk's, over the same offsets), each kind's time summed:
+/// a change in the host's load between two long phases cannot tilt their ratio.
+fn random_reads(kernel: &dyn Kernel) -> Result<(), String> {
+    let mut offsets = Offsets::new();
+    let mut ns = [0u64; 2];
+    let mut first = 0u8;
+    for _ in 0..RANDOM_READS / TURN_READS {
+        let turn = offsets.clone();
+        let file = on_first_file_system(kernel, |fs| Ok(file_turn(kernel, fs, &mut offsets)))
+            .and_then(|turn| turn);
+        ns[0] += file.map_err(|why| failed(kernel, "randread-file", why))?;
+        let raw = raw_turn(kernel, turn, &mut first);
+        ns[1] += raw.map_err(|why| failed(kernel, "randread-raw", why))?;
+    }
+    for (name, ns) in ["randread-file", "randread-raw"].iter().zip(ns) {
+        kernel.log(format_args!("fsbench {name} reads={RANDOM_READS} ns={ns}"));
+    }
+    Ok(())
+}
+
+/// Prints phase `name`'s failure and gives `why` back.
+fn failed(kernel: &dyn Kernel, name: &str, why: String) -> String {
+    kernel.log(format_args!("fsbench {name} FAILED: {why}"));
+    why
+}
+
+/// One turn of the file's reads through a handle (`FileSystem::open`, `read_at`) from a
+/// cold cache; the nanoseconds the reads took.
+fn file_turn<D: BlockStore>(
+    kernel: &dyn Kernel,
+    fs: &mut FileSystem<D>,
+    offsets: &mut Offsets,
+) -> Result<u64, String> {
+    let mut buf = vec![0u8; READ_BYTES as usize];
+    let mut big = fs.open(BIG_FILE).map_err(|e| format!("{e}"))?;
+    fs.drop_cache();
+    let start = kernel.now_ns();
+    for _ in 0..TURN_READS {
+        let at = offsets.next_below(BIG_FILE_BYTES);
+        let got = fs
+            .read_at(&mut big, at, &mut buf)
+            .map_err(|e| format!("{e}"))?;
+        if got != buf.len() {
+            return Err(format!("{BIG_FILE} at {at}: read {got} bytes"));
+        }
+    }
+    Ok(kernel.now_ns().saturating_sub(start))
+}
+
+/// One turn of the same reads straight from the first disk; the nanoseconds they took.
+fn raw_turn(kernel: &dyn Kernel, mut offsets: Offsets, first: &mut u8) -> Result<u64, String> {
     let index = kernel
         .devices()
         .into_iter()
@@ -191,26 +237,23 @@ fn raw_phase(kernel: &dyn Kernel) -> Result<(), String> {
     let mut disk = kernel.open_block(index).map_err(|e| format!("{e}"))?;
     let sector = u64::from(disk.info().sector_size.max(1));
     let sectors = (READ_BYTES / sector) as u32;
-    timed(kernel, "randread-raw", "reads", RANDOM_READS, || {
-        let mut offsets = Offsets::new();
-        let mut first = 0u8;
-        for _ in 0..RANDOM_READS {
-            let lba = offsets.next_below(BIG_FILE_BYTES) / sector;
-            let tag = disk
-                .submit_read(0, lba, sectors)
-                .map_err(|e| format!("{e}"))?;
-            wait_for(disk.as_mut(), 0, tag, &mut |data| first ^= data[0])
-                .map_err(|e| format!("sector {lba}: {e}"))?;
-        }
-        Ok(())
-    })
+    let start = kernel.now_ns();
+    for _ in 0..TURN_READS {
+        let lba = offsets.next_below(BIG_FILE_BYTES) / sector;
+        let tag = disk
+            .submit_read(0, lba, sectors)
+            .map_err(|e| format!("{e}"))?;
+        wait_for(disk.as_mut(), 0, tag, &mut |data| *first ^= data[0])
+            .map_err(|e| format!("sector {lba}: {e}"))?;
+    }
+    Ok(kernel.now_ns().saturating_sub(start))
 }
 
 /// `fsbench`'s entry point.
 pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
     let outcome = on_first_file_system(kernel, |fs| Ok(file_system_phases(kernel, fs)))
         .and_then(|phases| phases)
-        .and_then(|()| raw_phase(kernel));
+        .and_then(|()| random_reads(kernel));
     match outcome {
         Ok(()) => {
             kernel.log(format_args!("fsbench done"));

@@ -86,6 +86,13 @@ impl Cache {
         self.uses.insert(now, number);
     }
 
+    /// Holds `block`, just written to the disk as block `number` by this mount (so known
+    /// good), as the most recently used.
+    pub(crate) fn insert_written(&mut self, number: u64, block: Block) {
+        self.insert(number, block);
+        self.verified(number);
+    }
+
     /// Block `number` was written to the disk as `block` (sealed by this mount): a held
     /// copy is replaced and known good.
     pub(crate) fn refresh(&mut self, number: u64, block: &Block) {
@@ -152,7 +159,11 @@ mod tests {
         cache.insert(8, block(8));
         assert_eq!(cache.len(), 0, "a cache of 0 holds nothing");
         cache.set_capacity(2);
-        cache.insert(8, block(8));
+        cache.insert_written(8, block(8));
+        assert_eq!(
+            cache.get_verified(8).map(|(b, v)| (b[0], v)),
+            Some((8, true))
+        );
         cache.clear();
         assert_eq!(cache.len(), 0);
     }

@@ -55,6 +55,8 @@ pub enum FsError {
         /// Journal blocks available to one transaction.
         capacity: u64,
     },
+    /// A file handle (of this path) was opened on another mount.
+    OtherMount(String),
 }
 
 impl FsError {
@@ -108,6 +110,9 @@ impl fmt::Display for FsError {
                 f,
                 "operation needs {needed} journal blocks, the journal holds {capacity}"
             ),
+            Self::OtherMount(path) => {
+                write!(f, "{path}: the handle was opened on another mount")
+            }
         }
     }
 }

@@ -16,10 +16,13 @@
 //! - **Grouping.** New blocks are placed at or after a goal: a file's next block after
 //!   its previous one, a new file's first block just after the directory block holding
 //!   its entry; so the small files of a directory sit together next to it.
-//! - **Journal.** Every change (metadata *and* file data) is physical block journaling:
-//!   an operation stages the new images of every block it changes, then they join the
-//!   running transaction, which is committed to the journal (descriptor blocks, the
-//!   images, a commit block with a CRC-32C over the whole transaction) and flushed.
+//! - **Journal.** Every change is physical block journaling: an operation stages the
+//!   new images of every block it changes, then they join the running transaction,
+//!   which is committed to the journal (descriptor blocks, the images, a commit block
+//!   with a CRC-32C over the whole transaction) and flushed. Ordered writes: a commit
+//!   with at least [`MIN_IN_PLACE_BLOCKS`] fresh blocks (free when the last commit
+//!   left the bitmap, and not in the journal: new files' data, new directory blocks)
+//!   writes those home and flushes first, and journals only the rest.
 //!   By default ([`CommitPolicy::EachOperation`]) that happens before each operation
 //!   returns, so a completed operation is durable and atomic; with
 //!   [`CommitPolicy::OnCommit`] operations are grouped until [`FileSystem::commit`]
@@ -33,7 +36,10 @@
 //!   [`DEFAULT_READ_TOGETHER`], [`FileSystem::set_read_together`]) in one request, so a
 //!   directory block brings the small files placed after it (C-FFS's grouping, read as
 //!   Cheetah does). Runs of blocks go to the disk as runs ([`BlockStore::read_run`],
-//!   [`BlockStore::write_run`]): journal transactions, checkpoints, large files.
+//!   [`BlockStore::write_run`]): journal transactions, checkpoints, large files. An
+//!   open file ([`FileSystem::open`], [`File`]) keeps its extent map, so
+//!   [`FileSystem::read_at`] reads a large file's blocks from the disk into the
+//!   caller's buffer and nothing else.
 //! - **Checksums.** Every metadata block carries its kind's magic, its own block
 //!   number (a block written to the wrong place is caught) and a CRC-32. File data is
 //!   not checksummed.
@@ -63,6 +69,7 @@ mod dir;
 mod disk;
 mod error;
 mod extents;
+mod file;
 mod format;
 mod fs;
 mod fsck;
@@ -79,8 +86,9 @@ use alloc::string::String;
 pub use device::{DeviceStore, on_first_file_system};
 pub use disk::{BLOCK_SIZE, BlockStore, MemoryDisk};
 pub use error::FsError;
+pub use file::File;
 pub use format::{FileKind, MAX_NAME};
-pub use fs::{CommitPolicy, FileSystem, MAX_RUNNING_BLOCKS};
+pub use fs::{CommitPolicy, FileSystem, MAX_RUNNING_BLOCKS, MIN_IN_PLACE_BLOCKS};
 pub use fsck::FsckReport;
 pub use repair::{MAX_COPIED_BLOCKS, RepairReport};
 pub use store::{DEFAULT_CACHE_BLOCKS, DEFAULT_READ_TOGETHER};

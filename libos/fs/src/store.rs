@@ -85,6 +85,35 @@ impl<D: BlockStore> Store<D> {
         Ok(parsed)
     }
 
+    /// Parses metadata block `number` as the last commit left it (the journal's pending
+    /// image, else the disk's), below the running transaction and the operation in
+    /// progress, with `decode` told whether to verify the CRC (as
+    /// [`Store::with_metadata`]).
+    pub(crate) fn with_committed_metadata<T>(
+        &mut self,
+        number: u64,
+        decode: impl FnOnce(&Block, Trust) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        if let Some(block) = self.pending.get(&number) {
+            return decode(block, Trust::Sealed);
+        }
+        if let Some((block, verified)) = self.cache.get_verified(number) {
+            let trust = if verified {
+                Trust::Sealed
+            } else {
+                Trust::Verify
+            };
+            let parsed = decode(block, trust)?;
+            self.cache.verified(number);
+            return Ok(parsed);
+        }
+        let block = self.dropping_cache_on_error(|disk| read_disk(disk, number))?;
+        let parsed = decode(&block, Trust::Verify)?;
+        self.cache.insert(number, block);
+        self.cache.verified(number);
+        Ok(parsed)
+    }
+
     /// The block the changes above the disk hold as block `number`, if any.
     fn changed(&self, number: u64) -> Option<&Block> {
         self.staged

@@ -5,7 +5,8 @@
  *   read    after dropping the page cache, every file read back and checked
  *   delete  every file unlinked, every directory removed, then sync()
  *   randread-file  10,000 reads of 4 KiB at random aligned offsets of BIG (O_DIRECT)
- *   randread-raw   as many of DEVICE's first 1 GiB (O_DIRECT)
+ *   randread-raw   as many of DEVICE's first 1 GiB (O_DIRECT), at the same offsets;
+ *                  the two take turns of 1,000 reads, each kind's time summed
  * each timed with CLOCK_MONOTONIC and printed as `fsbench PHASE files=N ns=T` (or
  * `reads=N`); a failure prints `fsbench PHASE FAILED: why`. The file contents and the
  * offsets are the app's (file_byte, Offsets). Built with `gcc -static -O2`. */
@@ -25,6 +26,7 @@
 #define FILE_BYTES 1024u
 #define BIG_FILE_BYTES (1ull << 30)
 #define RANDOM_READS 10000ull
+#define TURN_READS 1000ull
 #define READ_BYTES 4096ull
 
 static uint64_t monotonic_ns(void)
@@ -162,22 +164,41 @@ static int delete_phase(void)
     return 0;
 }
 
-static int random_reads(const char *phase, const char *file)
+/* The random reads of BIG and of DEVICE in turns of TURN_READS (BIG's turn, then
+ * DEVICE's over the same offsets), each kind's time summed, as the app does. */
+static int random_reads(const char *file, const char *device)
 {
     static unsigned char buffer[READ_BYTES] __attribute__((aligned(4096)));
-    snprintf(path, sizeof path, "%s", file);
-    int fd = open(file, O_RDONLY | O_DIRECT);
-    if (fd < 0)
-        return fail(phase, "open");
-    offsets_state = 0x9E3779B97F4A7C15ull;
-    uint64_t start = monotonic_ns();
-    for (uint64_t i = 0; i < RANDOM_READS; i++) {
-        off_t at = (off_t)next_offset(BIG_FILE_BYTES);
-        if (pread(fd, buffer, READ_BYTES, at) != (ssize_t)READ_BYTES)
-            return fail(phase, "pread");
+    const char *phases[2] = {"randread-file", "randread-raw"};
+    const char *paths[2] = {file, device};
+    int fds[2];
+    uint64_t ns[2] = {0, 0};
+    for (int kind = 0; kind < 2; kind++) {
+        snprintf(path, sizeof path, "%s", paths[kind]);
+        fds[kind] = open(paths[kind], O_RDONLY | O_DIRECT);
+        if (fds[kind] < 0)
+            return fail(phases[kind], "open");
     }
-    report(phase, "reads", RANDOM_READS, start);
-    close(fd);
+    offsets_state = 0x9E3779B97F4A7C15ull;
+    for (uint64_t turn = 0; turn < RANDOM_READS / TURN_READS; turn++) {
+        uint64_t turn_state = offsets_state;
+        for (int kind = 0; kind < 2; kind++) {
+            offsets_state = turn_state;
+            snprintf(path, sizeof path, "%s", paths[kind]);
+            uint64_t start = monotonic_ns();
+            for (uint64_t i = 0; i < TURN_READS; i++) {
+                off_t at = (off_t)next_offset(BIG_FILE_BYTES);
+                if (pread(fds[kind], buffer, READ_BYTES, at) != (ssize_t)READ_BYTES)
+                    return fail(phases[kind], "pread");
+            }
+            ns[kind] += monotonic_ns() - start;
+        }
+    }
+    for (int kind = 0; kind < 2; kind++) {
+        printf("fsbench %s reads=%llu ns=%llu\n", phases[kind], RANDOM_READS,
+               (unsigned long long)ns[kind]);
+        close(fds[kind]);
+    }
     return 0;
 }
 
@@ -190,7 +211,7 @@ int main(int argc, char **argv)
     root = argv[1];
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (create_phase() || drop_caches() || read_phase() || delete_phase() || drop_caches() ||
-        random_reads("randread-file", argv[3]) || random_reads("randread-raw", argv[2]))
+        random_reads(argv[3], argv[2]))
         return 1;
     printf("fsbench done\n");
     return 0;

@@ -4,6 +4,7 @@
 mod corrupt;
 mod crash;
 mod fuzz;
+mod handles;
 mod model;
 mod ops;
 mod property;

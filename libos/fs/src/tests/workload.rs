@@ -2,7 +2,8 @@
 //! 1 KiB files: create, read back after a remount, delete), counted by a store that
 //! sees each `read`, `write`, `read_run`, `write_run` and `flush` as one request; the
 //! tuned settings (batched commits, the read cache, reading together) must need far
-//! fewer than one request per block and operation as before.
+//! fewer than one request per block and operation as before, and write each new file's
+//! block once (ordered writes).
 
 use alloc::string::String;
 
@@ -142,6 +143,13 @@ fn the_small_file_workload_needs_far_fewer_requests() {
             "{phase}: {after:?} against {before:?}"
         );
     }
+    // Ordered writes: a new file's block goes home once, not through the journal too.
+    let (_, create) = after[0];
+    assert!(
+        create.write_blocks < 1200,
+        "creating 1,000 files of one block wrote {} blocks",
+        create.write_blocks
+    );
     let (_, read) = after[2];
     assert!(
         read.reads * 10 < 1000,
