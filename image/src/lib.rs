@@ -79,4 +79,14 @@ pub const APPS: &[App] = &[
         about: "file-system benchmark: 10,000 small files created, read, deleted; random reads of a 1 GiB file and of the raw disk (apps/fsbench)",
         main: rexo_fsbench::main,
     },
+    App {
+        name: "memdemo",
+        about: "the memory and time library OS: a heap over the app's frames, bad input, its quota, revocation answered; run with a quota, apps=memdemo:0:8M (apps/memdemo)",
+        main: rexo_memdemo::main,
+    },
+    App {
+        name: "memdemo-revocable",
+        about: "memdemo holding its arenas up to 60 s until the kernel asks for one back (the kernel test caps::tests::memlibos; apps/memdemo)",
+        main: rexo_memdemo::main_revocable,
+    },
 ];

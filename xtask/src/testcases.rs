@@ -934,6 +934,57 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // The memory and time library OS (libos/mem) in memdemo, with an 8 MiB quota.
+    Case {
+        name: "memlibos::memdemo",
+        append: "apps=memdemo:0:8M",
+        timeout_s: 60,
+        exit: Some(0),
+        checks: &[
+            Check::Has("memdemo: 67 allocations across 3 arenas (6144 KiB)"),
+            Check::Has("memdemo: read back 67 allocations byte-exact"),
+            Check::Has("memdemo: reallocated 8 blocks, their bytes kept"),
+            Check::Has("memdemo: freed 2 blocks of 1280 KiB: 2 arenas given back, 1 held"),
+            Check::Has("memdemo: double free refused: the handle's allocation was freed"),
+            Check::Has(
+                "memdemo: another heap's handle refused: the handle belongs to another heap",
+            ),
+            Check::Has("memdemo: 0 bytes refused: an allocation of 0 bytes"),
+            Check::Has(
+                "memdemo: 2 GiB refused: 2147483648 bytes is more than one allocation may have",
+            ),
+            Check::Has(
+                "more MiB: the app's memory quota is used up; the 65 earlier allocations intact",
+            ),
+            Check::Has("memdemo: holding 65 allocations in 2 arenas (6144 KiB)"),
+            Check::Has("memdemo: no revocation request pending"),
+            Check::Has("memdemo: done: every allocation freed, the last arena"),
+            Check::Has("manifest: every app returned"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
+    // memdemo-revocable under the kernel test that asks for one of its arenas back: it
+    // answers by moving its blocks, and is not ended.
+    Case {
+        name: "memlibos::revocation",
+        append: "test=memlibos",
+        timeout_s: 90,
+        exit: Some(33),
+        checks: &[
+            Check::Has("memdemo: holding 65 allocations in 2 arenas (6144 KiB)"),
+            Check::Has(
+                "memdemo: revocation of arena 0 (2048 KiB) answered: 64 allocations moved, 0 lost",
+            ),
+            Check::Has("memdemo: 65 allocations read back byte-exact after the revocation"),
+            Check::Has(
+                "test caps::tests::memlibos::memdemo_answers_a_revocation_request_and_runs_on ... ok",
+            ),
+            Check::Lacks("FAILED"),
+            Check::Lacks("revocation deadline passed"),
+        ],
+        ..BASE
+    },
     Case {
         name: "badinput::manifest-overlap",
         cores: Cores::N(4),

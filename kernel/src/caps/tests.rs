@@ -8,6 +8,41 @@ use rexo_api::ApiError;
 const TEST_OWNER: OwnerId = OwnerId(30);
 const OTHER_OWNER: OwnerId = OwnerId(31);
 
+/// An app run started on core 1 by [`on_core_1`].
+struct OnCore1 {
+    batch: rexo_workqueue::Batch,
+    result: alloc::sync::Arc<spin::Mutex<Option<Result<(), ApiError>>>>,
+}
+
+/// Starts `app` on core 1 as `owner` within `quota`, then `also` there when it returns.
+fn on_core_1(app: &'static App, owner: OwnerId, quota: Option<u64>, also: fn()) -> OnCore1 {
+    let result = alloc::sync::Arc::new(spin::Mutex::new(None));
+    let slot = result.clone();
+    let batch = crate::sched::batch();
+    let cores = crate::apps::CoreSpan { first: 1, count: 1 };
+    batch
+        .submit_to(crate::sched::machine_queue(), 1, move || {
+            *slot.lock() = Some(crate::apps::run_as(app, owner, cores, quota));
+            also();
+        })
+        .expect("submitted");
+    OnCore1 { batch, result }
+}
+
+impl OnCore1 {
+    /// How the run ended, if it has.
+    fn result(&self) -> Option<Result<(), ApiError>> {
+        *self.result.lock()
+    }
+
+    /// Waits for the run (running queued work meanwhile) and says how it ended.
+    fn finish(self) -> Option<Result<(), ApiError>> {
+        let queue = crate::sched::machine_queue();
+        self.batch.wait(queue, crate::arch::percpu::core_index());
+        self.result()
+    }
+}
+
 kernel_test!(
     fn memory_capability_reads_back_what_was_written_and_returns_its_frames() {
         let free = crate::mem::frames::free_bytes();
@@ -155,8 +190,7 @@ kernel_test!(
 /// A run on another core whose app panics there: caught by that core's abort point.
 mod apps_on_other_cores {
     use super::*;
-    use crate::apps::{App, CoreSpan, run_as};
-    use alloc::sync::Arc;
+    use crate::apps::App;
     use rexo_api::{ApiError, Kernel};
 
     fn confined_panicker(kernel: &dyn Kernel) -> Result<(), ApiError> {
@@ -186,18 +220,8 @@ mod apps_on_other_cores {
             };
             let owner = OwnerId(20);
             let free = crate::mem::frames::free_bytes();
-            let result = Arc::new(spin::Mutex::new(None));
-            let slot = result.clone();
-            let cores = CoreSpan { first: 1, count: 1 };
-            let batch = crate::sched::batch();
-            let queue = crate::sched::machine_queue();
-            batch
-                .submit_to(queue, 1, move || {
-                    *slot.lock() = Some(run_as(app, owner, cores, Some(8192)));
-                })
-                .expect("submitted");
-            batch.wait(queue, crate::arch::percpu::core_index());
-            assert_eq!(*result.lock(), Some(Err(ApiError::Panicked)));
+            let run = on_core_1(app, owner, Some(8192), || {});
+            assert_eq!(run.finish(), Some(Err(ApiError::Panicked)));
             assert_eq!(held_bytes(owner), 0, "its charge went back");
             assert_eq!(
                 crate::mem::frames::free_bytes(),
@@ -212,8 +236,7 @@ mod apps_on_other_cores {
 /// Capability operations between apps: derive, delegate, take back; split and merge.
 mod sharing {
     use super::*;
-    use crate::apps::{App, CoreSpan, api_as, run_as};
-    use alloc::sync::Arc;
+    use crate::apps::{App, api_as};
     use core::sync::atomic::{AtomicU64, Ordering};
     use rexo_api::{ApiError, Kernel, MemoryOp, Rights};
 
@@ -250,16 +273,7 @@ mod sharing {
                 about: "receives memory",
                 main: receiver,
             };
-            let result = Arc::new(spin::Mutex::new(None));
-            let slot = result.clone();
-            let batch = crate::sched::batch();
-            let queue = crate::sched::machine_queue();
-            let cores = CoreSpan { first: 1, count: 1 };
-            batch
-                .submit_to(queue, 1, move || {
-                    *slot.lock() = Some(run_as(app, OwnerId(23), cores, None))
-                })
-                .expect("submitted");
+            let run = on_core_1(app, OwnerId(23), None, || {});
             let kernel = api_as(OwnerId(22));
             let parent = kernel.allocate_memory(8192).expect("memory");
             kernel
@@ -308,8 +322,7 @@ mod sharing {
                     Err((error, _)) => panic!("delegation refused: {error}"),
                 }
             }
-            batch.wait(queue, crate::arch::percpu::core_index());
-            assert_eq!(*result.lock(), Some(Ok(())));
+            assert_eq!(run.finish(), Some(Ok(())));
             assert_eq!(
                 RECEIVED.load(Ordering::Relaxed),
                 0x5EED_CAFE,
@@ -440,7 +453,6 @@ mod views {
     use crate::apps::{App, CoreSpan, api_as, run_as};
     use crate::arch::abort::{Aborted, run_abortable};
     use crate::arch::paging::is_mapped;
-    use alloc::sync::Arc;
     use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use rexo_api::{ApiError, Kernel, MemoryOp, Rights};
 
@@ -661,21 +673,12 @@ mod views {
                 main: bystander,
             };
             let free = crate::mem::frames::free_bytes();
-            let result = Arc::new(spin::Mutex::new(None));
-            let slot = result.clone();
-            let batch = crate::sched::batch();
-            let queue = crate::sched::machine_queue();
-            let cores = CoreSpan { first: 1, count: 1 };
-            batch
-                .submit_to(queue, 1, move || {
-                    *slot.lock() = Some(run_as(stubborn, STUBBORN_OWNER, cores, None));
-                    STUBBORN_ENDED.store(true, Ordering::Release);
-                })
-                .expect("submitted");
+            let run = on_core_1(stubborn, STUBBORN_OWNER, None, || {
+                STUBBORN_ENDED.store(true, Ordering::Release)
+            });
             let here = CoreSpan { first: 0, count: 1 };
             assert_eq!(run_as(&other, OwnerId(25), here, None), Ok(()));
-            batch.wait(queue, crate::arch::percpu::core_index());
-            assert_eq!(*result.lock(), Some(Err(ApiError::Repossessed)));
+            assert_eq!(run.finish(), Some(Err(ApiError::Repossessed)));
             let touches = SEEN.lock().expect("the bystander looked");
             assert!(
                 STUBBORN_TOUCHES.load(Ordering::Relaxed) <= touches + 1,
@@ -688,6 +691,59 @@ mod views {
             );
             assert!(entries().is_empty(), "nothing is left in the table");
             crate::sched::run_on_cores(crate::smp_cores(), |_| {}).expect("every core answers");
+        }
+    );
+}
+
+/// The memory library OS (`rexo-mem`) in an app: `memdemo-revocable` answers the kernel's
+/// revocation request for one of its arenas by moving its allocations, and is not ended.
+mod memlibos {
+    use super::*;
+
+    const OWNER: OwnerId = OwnerId(26);
+    const MIB: u64 = 1 << 20;
+    const MINUTE: u64 = 60_000_000_000;
+
+    /// The owner's memory capabilities of `len` bytes.
+    fn held(len: u64) -> Vec<EntryId> {
+        entries()
+            .iter()
+            .filter(|e| e.owner == OWNER && e.resource.len() == len)
+            .map(|e| e.id)
+            .collect()
+    }
+
+    crate::kernel_test!(
+        fn memdemo_answers_a_revocation_request_and_runs_on() {
+            if crate::smp_cores() < 2 {
+                return;
+            }
+            let app = crate::apps::find("memdemo-revocable").expect("in the image");
+            let free = crate::mem::frames::free_bytes();
+            let run = on_core_1(app, OWNER, Some(8 * MIB), || {});
+            // Its last step holds small blocks in a 2 MiB arena and a 3 MiB block in a
+            // 4 MiB one: ask for the 2 MiB one back, with a deadline it cannot miss
+            // while it polls.
+            let begin = crate::time::now_ns();
+            while held(4 * MIB).is_empty() {
+                assert!(
+                    crate::time::now_ns() - begin < MINUTE,
+                    "memdemo never reached its revocation step: {:?}",
+                    run.result()
+                );
+                core::hint::spin_loop();
+            }
+            let asked = held(2 * MIB);
+            assert_eq!(asked.len(), 1, "one 2 MiB arena");
+            request_revocation(asked[0], crate::time::now_ns() + MINUTE).expect("request");
+            assert_eq!(run.finish(), Some(Ok(())), "answered, not ended");
+            assert_eq!(
+                was_repossessed(OWNER, asked[0]),
+                None,
+                "nothing taken by force"
+            );
+            assert_eq!(held_bytes(OWNER), 0, "everything went back");
+            assert_eq!(crate::mem::frames::free_bytes(), free);
         }
     );
 }

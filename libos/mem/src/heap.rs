@@ -1,0 +1,612 @@
+//! The heap: allocations as handles into arenas, which are memory capabilities the heap
+//! asks the kernel for (through [`Frames`]) and gives back when they are wholly free or
+//! when the kernel asks for them.
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use rexo_api::{ApiError, EntryId, Kernel, MemoryCap, MemoryView};
+
+use crate::space::{GRANULE, Space, rounded};
+
+/// The heap grows by arenas of this many bytes (or the multiple of it a large
+/// allocation needs).
+pub const CHUNK: u64 = 2 << 20;
+/// The largest allocation (1 GiB); a larger one is refused before the kernel is asked.
+pub const MAX_ALLOCATION: u64 = 1 << 30;
+/// The largest alignment: a frame (arenas start on one).
+pub const MAX_ALIGN: u64 = 4096;
+/// The kernel grants whole frames.
+const FRAME: u64 = 4096;
+
+/// Where the heap's arenas come from: the kernel's memory capabilities
+/// ([`KernelFrames`]), or a stand-in in the host tests.
+pub trait Frames {
+    /// A granted region of memory.
+    type Region;
+    /// The name revocation requests give a region.
+    type Key: PartialEq;
+    /// Grants `bytes` (whole frames) of zeroed memory.
+    fn grant(&self, bytes: u64) -> Result<Self::Region, ApiError>;
+    /// Gives `region` back.
+    fn give_back(&self, region: Self::Region) -> Result<(), ApiError>;
+    /// The region's bytes, in place, for as long as the borrow of `region` lasts.
+    fn map<'r>(&self, region: &'r mut Self::Region) -> Result<MemoryView<'r>, ApiError>;
+    /// The region's name in revocation requests.
+    fn key(&self, region: &Self::Region) -> Self::Key;
+    /// The regions the kernel asks back.
+    fn requested(&self) -> Vec<Self::Key>;
+}
+
+/// Arenas as memory capabilities from the kernel: `allocate_memory`, `return_memory`,
+/// `map_memory`, `revocation_requests`.
+#[derive(Clone, Copy)]
+pub struct KernelFrames<'k>(pub &'k dyn Kernel);
+
+impl Frames for KernelFrames<'_> {
+    type Region = MemoryCap;
+    type Key = EntryId;
+
+    fn grant(&self, bytes: u64) -> Result<MemoryCap, ApiError> {
+        self.0.allocate_memory(bytes)
+    }
+
+    fn give_back(&self, region: MemoryCap) -> Result<(), ApiError> {
+        self.0.return_memory(region)
+    }
+
+    fn map<'r>(&self, region: &'r mut MemoryCap) -> Result<MemoryView<'r>, ApiError> {
+        self.0.map_memory(region)
+    }
+
+    fn key(&self, region: &MemoryCap) -> EntryId {
+        region.cap().id()
+    }
+
+    fn requested(&self) -> Vec<EntryId> {
+        self.0
+            .revocation_requests()
+            .into_iter()
+            .map(|request| request.id)
+            .collect()
+    }
+}
+
+/// One allocation: valid in the heap that made it until it is freed. It names a slot of
+/// the heap, which holds the arena, offset and length, so that the heap can move the
+/// bytes (to answer a revocation, to grow it) without the handle changing. Copies of a
+/// freed handle are refused ([`HeapError::Freed`]), as are handles of another heap
+/// ([`HeapError::ForeignHandle`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Handle {
+    heap: u32,
+    slot: u32,
+    generation: u32,
+}
+
+/// Why the heap refused a request. A refused request changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapError {
+    /// An allocation of 0 bytes.
+    ZeroSize,
+    /// An allocation larger than [`MAX_ALLOCATION`].
+    TooLarge {
+        /// Bytes asked for.
+        bytes: u64,
+        /// The most one allocation may have.
+        max: u64,
+    },
+    /// An alignment that is not a power of two up to [`MAX_ALIGN`].
+    BadAlign(u64),
+    /// The handle is another heap's.
+    ForeignHandle,
+    /// The handle's allocation was freed (a double free, or a use after free).
+    Freed,
+    /// The allocation's arena was taken back by the kernel and there was no room to move
+    /// it ([`Answer::lost`]); only freeing the handle is allowed.
+    Lost,
+    /// A read or write past the allocation's end.
+    OutOfRange {
+        /// Where the access started.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// The allocation's length.
+        size: u64,
+    },
+    /// The kernel refused (e.g. [`ApiError::QuotaExceeded`]: the app's quota is used up).
+    Kernel(ApiError),
+}
+
+impl From<ApiError> for HeapError {
+    fn from(error: ApiError) -> Self {
+        HeapError::Kernel(error)
+    }
+}
+
+impl fmt::Display for HeapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeapError::ZeroSize => f.write_str("an allocation of 0 bytes"),
+            HeapError::TooLarge { bytes, max } => {
+                write!(f, "{bytes} bytes is more than one allocation may have ({max})")
+            }
+            HeapError::BadAlign(align) => {
+                write!(f, "alignment {align} is not a power of two up to {MAX_ALIGN}")
+            }
+            HeapError::ForeignHandle => f.write_str("the handle belongs to another heap"),
+            HeapError::Freed => f.write_str("the handle's allocation was freed"),
+            HeapError::Lost => f.write_str(
+                "the allocation was lost: the kernel took its arena back and there was no room to move it",
+            ),
+            HeapError::OutOfRange { offset, len, size } => write!(
+                f,
+                "{len} bytes at {offset} reach past the allocation's {size} bytes"
+            ),
+            HeapError::Kernel(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+/// What the heap did with an arena the kernel asked back ([`Heap::poll_revocations`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The arena's number in the heap.
+    pub arena: usize,
+    /// Its bytes.
+    pub bytes: u64,
+    /// Allocations moved to other arenas (their handles stay valid).
+    pub moved: usize,
+    /// Allocations that could not be moved (no room within the quota): their handles
+    /// answer [`HeapError::Lost`] until freed.
+    pub lost: Vec<Handle>,
+}
+
+/// The heap's books ([`Heap::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Arenas held.
+    pub arenas: usize,
+    /// Their bytes.
+    pub arena_bytes: u64,
+    /// Live allocations.
+    pub allocations: usize,
+    /// Bytes in blocks (allocations rounded up to 16 bytes).
+    pub used_bytes: u64,
+    /// Bytes in no block.
+    pub free_bytes: u64,
+    /// The longest free range of any arena.
+    pub largest_free: u64,
+}
+
+/// Where an allocation's bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Place {
+    arena: usize,
+    offset: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum State {
+    Vacant,
+    Live { place: Place, len: u64, align: u64 },
+    Lost,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    state: State,
+}
+
+struct Arena<R> {
+    region: R,
+    space: Space,
+    /// Asked back by the kernel: nothing new is placed in it.
+    leaving: bool,
+}
+
+/// Numbers the heaps, so that a handle names the heap that made it.
+static NEXT_HEAP: AtomicU32 = AtomicU32::new(1);
+
+/// An app's heap over memory capabilities it holds. Allocations are [`Handle`]s; their
+/// bytes are read and written in place through the arena's [`MemoryView`]
+/// ([`with_bytes`](Heap::with_bytes), [`write`](Heap::write), [`read`](Heap::read)),
+/// mapped for the length of the call: a slice never outlives the call, so no view is
+/// alive when the heap moves or gives back an arena.
+///
+/// An arena that becomes wholly free is given back to the kernel unless it is the
+/// heap's last one ([`trim`](Heap::trim) gives that one back too). Arenas the heap
+/// still holds when it is dropped go back to the kernel when the app ends.
+pub struct Heap<F: Frames> {
+    frames: F,
+    id: u32,
+    chunk: u64,
+    arenas: Vec<Option<Arena<F::Region>>>,
+    slots: Vec<Slot>,
+    vacant: Vec<u32>,
+}
+
+impl<'k> Heap<KernelFrames<'k>> {
+    /// A heap over memory capabilities of the calling app, growing by [`CHUNK`].
+    pub fn new(kernel: &'k dyn Kernel) -> Self {
+        Self::with_frames(KernelFrames(kernel), CHUNK)
+    }
+}
+
+impl<F: Frames> Heap<F> {
+    /// A heap whose arenas come from `frames`, growing by `chunk` bytes (rounded up to
+    /// whole frames). It asks for nothing until the first allocation.
+    pub fn with_frames(frames: F, chunk: u64) -> Self {
+        Self {
+            frames,
+            id: NEXT_HEAP.fetch_add(1, Ordering::Relaxed),
+            chunk: chunk.max(1).next_multiple_of(FRAME),
+            arenas: Vec::new(),
+            slots: Vec::new(),
+            vacant: Vec::new(),
+        }
+    }
+
+    /// Allocates `len` bytes, aligned to 16.
+    pub fn allocate(&mut self, len: u64) -> Result<Handle, HeapError> {
+        self.allocate_aligned(len, GRANULE)
+    }
+
+    /// Allocates `len` bytes at an offset that is a multiple of `align` (a power of two
+    /// up to [`MAX_ALIGN`]; arenas start on a frame, so the address is aligned too).
+    /// Their contents are unspecified (a block freed earlier keeps its bytes).
+    pub fn allocate_aligned(&mut self, len: u64, align: u64) -> Result<Handle, HeapError> {
+        check(len, align)?;
+        let place = self.place(len, align)?;
+        let state = State::Live { place, len, align };
+        let slot = match self.vacant.pop() {
+            Some(slot) => {
+                self.slots[slot as usize].state = state;
+                slot
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    state,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        Ok(Handle {
+            heap: self.id,
+            slot,
+            generation: self.slots[slot as usize].generation,
+        })
+    }
+
+    /// Frees `handle`'s allocation (or forgets a lost one). An arena left wholly free is
+    /// given back, unless it is the heap's last.
+    pub fn free(&mut self, handle: Handle) -> Result<(), HeapError> {
+        let slot = self.slot(handle)?;
+        let state = core::mem::replace(&mut self.slots[slot].state, State::Vacant);
+        self.slots[slot].generation = self.slots[slot].generation.wrapping_add(1);
+        self.vacant.push(slot as u32);
+        if let State::Live { place, len, .. } = state {
+            self.release(place, len)?;
+        }
+        Ok(())
+    }
+
+    /// The length of `handle`'s allocation.
+    pub fn len(&self, handle: Handle) -> Result<u64, HeapError> {
+        self.live(handle).map(|(_, len, _)| len)
+    }
+
+    /// Where `handle`'s bytes are: the arena's number, the offset in it, the length.
+    pub fn placement(&self, handle: Handle) -> Result<(usize, u64, u64), HeapError> {
+        self.live(handle)
+            .map(|(place, len, _)| (place.arena, place.offset, len))
+    }
+
+    /// Runs `f` on `handle`'s bytes, in place in the arena's memory (mapped for the call).
+    pub fn with_bytes<R>(
+        &mut self,
+        handle: Handle,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, HeapError> {
+        let (place, len, _) = self.live(handle)?;
+        let Heap { frames, arenas, .. } = self;
+        let arena = arenas[place.arena].as_mut().ok_or(HeapError::Lost)?;
+        let mut view = frames.map(&mut arena.region)?;
+        let start = place.offset as usize;
+        Ok(f(&mut view[start..start + len as usize]))
+    }
+
+    /// Copies `data` into `handle`'s allocation at `offset`.
+    pub fn write(&mut self, handle: Handle, offset: u64, data: &[u8]) -> Result<(), HeapError> {
+        let at = self.span(handle, offset, data.len())?;
+        self.with_bytes(handle, |bytes| bytes[at].copy_from_slice(data))
+    }
+
+    /// Copies from `handle`'s allocation at `offset` into `buffer`.
+    pub fn read(
+        &mut self,
+        handle: Handle,
+        offset: u64,
+        buffer: &mut [u8],
+    ) -> Result<(), HeapError> {
+        let at = self.span(handle, offset, buffer.len())?;
+        self.with_bytes(handle, |bytes| buffer.copy_from_slice(&bytes[at]))
+    }
+
+    /// Changes the length of `handle`'s allocation to `len`, keeping its first bytes and
+    /// the handle: in place when the bytes after it are free, else moved. Refused, with
+    /// the allocation unchanged, like an allocation of `len`.
+    pub fn reallocate(&mut self, handle: Handle, len: u64) -> Result<(), HeapError> {
+        let (place, old, align) = self.live(handle)?;
+        check(len, align)?;
+        let arena = self.arenas[place.arena].as_mut().ok_or(HeapError::Lost)?;
+        let to = if !arena.leaving && arena.space.resize(place.offset, old, len) {
+            place
+        } else {
+            let to = self.place(len, align)?;
+            if let Err(error) = self.copy(place, to, old.min(len)) {
+                self.release(to, len)?;
+                return Err(error.into());
+            }
+            self.release(place, old)?;
+            to
+        };
+        self.slots[handle.slot as usize].state = State::Live {
+            place: to,
+            len,
+            align,
+        };
+        Ok(())
+    }
+
+    /// Answers the kernel's revocation requests for this heap's arenas: a wholly free
+    /// arena is given back; the allocations of another are moved to the heap's other
+    /// arenas (or a new one, within the quota) and it is given back; what cannot be moved
+    /// is lost and named in the answer. An app that calls this often enough (before the
+    /// requests' deadlines) never has memory taken by force.
+    pub fn poll_revocations(&mut self) -> Result<Vec<Answer>, HeapError> {
+        let keys = self.frames.requested();
+        let mut asked = Vec::new();
+        for (index, arena) in self.arenas.iter_mut().enumerate() {
+            if let Some(arena) = arena
+                && keys.contains(&self.frames.key(&arena.region))
+            {
+                arena.leaving = true;
+                asked.push(index);
+            }
+        }
+        asked
+            .into_iter()
+            .map(|index| self.surrender(index))
+            .collect()
+    }
+
+    /// Gives back every wholly free arena, the last one too; returns the bytes.
+    pub fn trim(&mut self) -> Result<u64, HeapError> {
+        let mut bytes = 0;
+        for index in 0..self.arenas.len() {
+            if let Some(arena) = &self.arenas[index]
+                && arena.space.is_unused()
+            {
+                bytes += arena.space.size();
+                self.give_back(index)?;
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// The heap's books.
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats::default();
+        for arena in self.arenas.iter().flatten() {
+            stats.arenas += 1;
+            stats.arena_bytes += arena.space.size();
+            stats.free_bytes += arena.space.free_bytes();
+            stats.largest_free = stats.largest_free.max(arena.space.largest_free());
+        }
+        for slot in &self.slots {
+            if let State::Live { len, .. } = slot.state {
+                stats.allocations += 1;
+                stats.used_bytes += rounded(len).unwrap_or(len);
+            }
+        }
+        stats
+    }
+
+    /// The slot `handle` names, if it is this heap's and not freed.
+    fn slot(&self, handle: Handle) -> Result<usize, HeapError> {
+        if handle.heap != self.id {
+            return Err(HeapError::ForeignHandle);
+        }
+        let slot = handle.slot as usize;
+        match self.slots.get(slot) {
+            Some(s) if s.generation == handle.generation => Ok(slot),
+            _ => Err(HeapError::Freed),
+        }
+    }
+
+    /// `handle`'s place, length and alignment.
+    fn live(&self, handle: Handle) -> Result<(Place, u64, u64), HeapError> {
+        match self.slots[self.slot(handle)?].state {
+            State::Live { place, len, align } => Ok((place, len, align)),
+            State::Lost => Err(HeapError::Lost),
+            State::Vacant => Err(HeapError::Freed),
+        }
+    }
+
+    /// The byte range `offset..offset + len` of `handle`'s allocation, checked.
+    fn span(
+        &self,
+        handle: Handle,
+        offset: u64,
+        len: usize,
+    ) -> Result<core::ops::Range<usize>, HeapError> {
+        let size = self.len(handle)?;
+        let len = len as u64;
+        match offset.checked_add(len) {
+            Some(end) if end <= size => Ok(offset as usize..end as usize),
+            _ => Err(HeapError::OutOfRange { offset, len, size }),
+        }
+    }
+
+    /// Finds room for `len` bytes at `align`: first fit over the arenas not asked back,
+    /// else a new arena.
+    fn place(&mut self, len: u64, align: u64) -> Result<Place, HeapError> {
+        for (arena, slot) in self.arenas.iter_mut().enumerate() {
+            if let Some(a) = slot
+                && !a.leaving
+                && let Some(offset) = a.space.place(len, align)
+            {
+                return Ok(Place { arena, offset });
+            }
+        }
+        let arena = self.grow(len)?;
+        let space = &mut self.arenas[arena].as_mut().ok_or(HeapError::Lost)?.space;
+        let offset = space.place(len, align).ok_or(HeapError::Lost)?;
+        Ok(Place { arena, offset })
+    }
+
+    /// A new arena for at least `len` bytes: a multiple of the chunk, or only the frames
+    /// `len` needs when the kernel cannot grant that much.
+    fn grow(&mut self, len: u64) -> Result<usize, HeapError> {
+        let need = len.next_multiple_of(FRAME);
+        let size = need.next_multiple_of(self.chunk);
+        let (region, size) = match self.frames.grant(size) {
+            Ok(region) => (region, size),
+            Err(ApiError::QuotaExceeded | ApiError::OutOfMemory) if need < size => {
+                (self.frames.grant(need)?, need)
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let arena = Some(Arena {
+            region,
+            space: Space::new(size),
+            leaving: false,
+        });
+        match self.arenas.iter().position(Option::is_none) {
+            Some(index) => {
+                self.arenas[index] = arena;
+                Ok(index)
+            }
+            None => {
+                self.arenas.push(arena);
+                Ok(self.arenas.len() - 1)
+            }
+        }
+    }
+
+    /// Frees the block at `place`; gives its arena back if that left it wholly free and
+    /// it is not the heap's last.
+    fn release(&mut self, place: Place, len: u64) -> Result<(), HeapError> {
+        let held = self.arenas.iter().flatten().count();
+        let Some(arena) = self.arenas[place.arena].as_mut() else {
+            return Ok(());
+        };
+        arena.space.release(place.offset, len);
+        if arena.space.is_unused() && held > 1 && !arena.leaving {
+            self.give_back(place.arena)?;
+        }
+        Ok(())
+    }
+
+    /// Gives arena `index` back to the kernel.
+    fn give_back(&mut self, index: usize) -> Result<(), HeapError> {
+        match self.arenas[index].take() {
+            Some(arena) => Ok(self.frames.give_back(arena.region)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Copies `len` bytes from `from` to `to`, in place in the arenas' memory.
+    fn copy(&mut self, from: Place, to: Place, len: u64) -> Result<(), ApiError> {
+        let (a, b, len) = (from.offset as usize, to.offset as usize, len as usize);
+        let Heap { frames, arenas, .. } = self;
+        if from.arena == to.arena {
+            let arena = arenas[from.arena].as_mut().ok_or(ApiError::OutOfMemory)?;
+            frames.map(&mut arena.region)?.copy_within(a..a + len, b);
+            return Ok(());
+        }
+        let [Some(source), Some(target)] = arenas
+            .get_disjoint_mut([from.arena, to.arena])
+            .map_err(|_| ApiError::OutOfMemory)?
+        else {
+            return Err(ApiError::OutOfMemory);
+        };
+        let source = frames.map(&mut source.region)?;
+        let mut target = frames.map(&mut target.region)?;
+        target[b..b + len].copy_from_slice(&source[a..a + len]);
+        Ok(())
+    }
+
+    /// Moves every allocation out of arena `index` (asked back) where there is room and
+    /// gives the arena back.
+    fn surrender(&mut self, index: usize) -> Result<Answer, HeapError> {
+        let bytes = self.arenas[index]
+            .as_ref()
+            .map_or(0, |arena| arena.space.size());
+        let mut answer = Answer {
+            arena: index,
+            bytes,
+            moved: 0,
+            lost: Vec::new(),
+        };
+        for slot in 0..self.slots.len() {
+            let State::Live { place, len, align } = self.slots[slot].state else {
+                continue;
+            };
+            if place.arena != index {
+                continue;
+            }
+            let moved = match self.place(len, align) {
+                Ok(to) => match self.copy(place, to, len) {
+                    Ok(()) => Some(to),
+                    Err(_) => {
+                        self.release(to, len)?;
+                        None
+                    }
+                },
+                Err(_) => None,
+            };
+            self.slots[slot].state = match moved {
+                Some(to) => {
+                    answer.moved += 1;
+                    State::Live {
+                        place: to,
+                        len,
+                        align,
+                    }
+                }
+                None => {
+                    answer.lost.push(Handle {
+                        heap: self.id,
+                        slot: slot as u32,
+                        generation: self.slots[slot].generation,
+                    });
+                    State::Lost
+                }
+            };
+        }
+        self.give_back(index)?;
+        Ok(answer)
+    }
+}
+
+/// Refuses a length of 0 or past [`MAX_ALLOCATION`], and a bad alignment.
+fn check(len: u64, align: u64) -> Result<(), HeapError> {
+    if len == 0 {
+        return Err(HeapError::ZeroSize);
+    }
+    if len > MAX_ALLOCATION {
+        return Err(HeapError::TooLarge {
+            bytes: len,
+            max: MAX_ALLOCATION,
+        });
+    }
+    if !align.is_power_of_two() || align > MAX_ALIGN {
+        return Err(HeapError::BadAlign(align));
+    }
+    Ok(())
+}
