@@ -503,6 +503,25 @@ pub trait BlockDevice: Send {
     ) -> Result<Tag, DeviceError>;
     /// Queues a flush: its completion means every write completed before it is durable.
     fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError>;
+    /// Queues an ordered write (XN's ordering): it reaches the disk only after every
+    /// request submitted before it on `queue` has completed and a flush made them
+    /// durable, and its completion means it is durable too. Later requests are not held
+    /// back by it; ordered writes on a queue run in the order submitted. `fill` writes
+    /// the data, which is copied once (the write starts later). The kernel's block layer
+    /// provides it on every disk it lends (its tags are 2^31 and up; drivers number
+    /// their requests below); a driver's own handle says `Unsupported`.
+    fn submit_write_ordered(
+        &mut self,
+        queue: usize,
+        lba: u64,
+        sectors: u32,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Tag, DeviceError> {
+        let _ = (queue, lba, sectors, fill);
+        Err(DeviceError::Unsupported(
+            "ordered writes (the kernel's block layer provides them)",
+        ))
+    }
     /// Hands each finished request of queue `queue` to `done` (a read with its data, in
     /// place); returns how many. A request the device does not finish within the
     /// driver's timeout completes with [`DeviceError::Timeout`]. Never waits.

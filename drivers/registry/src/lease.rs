@@ -9,6 +9,7 @@ use rexo_api::{
 };
 use rexo_devio::Found;
 
+use crate::ordered::OrderedWrites;
 use crate::{Slot, SlotState};
 
 /// The slot's state if `generation` is still current.
@@ -49,6 +50,8 @@ struct Lease {
     holder: &'static str,
     /// The device as it was when opened.
     snapshot: Snapshot,
+    /// A disk's ordered writes and the requests they wait for.
+    ordered: OrderedWrites,
 }
 
 /// The lease of `holder` on `slot` at `generation`, as the handle of its kind.
@@ -63,6 +66,7 @@ pub(crate) fn open(slot: &'static Slot, generation: u64, holder: &'static str) -
         generation,
         holder,
         snapshot,
+        ordered: OrderedWrites::default(),
     };
     match lease.snapshot {
         Snapshot::Net(_) => OpenDevice::Net(Box::new(lease)),
@@ -163,9 +167,11 @@ impl BlockDevice for Lease {
     }
 
     fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
-        self.disk_range((lba, sectors, false), |disk| {
+        let tag = self.disk_range((lba, sectors, false), |disk| {
             disk.submit_read(queue, lba, sectors)
-        })
+        })?;
+        self.ordered.submitted(queue, tag);
+        Ok(tag)
     }
 
     fn submit_write(
@@ -175,17 +181,54 @@ impl BlockDevice for Lease {
         sectors: u32,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Tag, DeviceError> {
-        self.disk_range((lba, sectors, true), |disk| {
+        let tag = self.disk_range((lba, sectors, true), |disk| {
             disk.submit_write(queue, lba, sectors, fill)
-        })
+        })?;
+        self.ordered.submitted(queue, tag);
+        Ok(tag)
     }
 
     fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
-        self.disk(|disk| disk.submit_flush(queue))
+        let tag = self.disk(|disk| disk.submit_flush(queue))?;
+        self.ordered.submitted(queue, tag);
+        Ok(tag)
+    }
+
+    fn submit_write_ordered(
+        &mut self,
+        queue: usize,
+        lba: u64,
+        sectors: u32,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Tag, DeviceError> {
+        let info = BlockDevice::info(self);
+        let capacity = info.sectors;
+        let fits = lba
+            .checked_add(u64::from(sectors))
+            .is_some_and(|end| end <= capacity);
+        if sectors == 0 || sectors > info.max_sectors || !fits {
+            let sectors = u64::from(sectors);
+            return Err(DeviceError::OutOfRange {
+                lba,
+                sectors,
+                capacity,
+            });
+        }
+        if queue >= info.queues {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        self.disk_range((lba, sectors, true), |_| Ok(()))?;
+        let mut data = alloc::vec![0; sectors as usize * info.sector_size as usize];
+        fill(&mut data);
+        Ok(self.ordered.queue_write(queue, lba, sectors, data))
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
-        self.disk(|disk| disk.poll(queue, done))
+        let mut state = live(self.slot, self.generation)?;
+        match &mut state.device {
+            Found::Block(disk) => self.ordered.poll(disk.as_mut(), queue, done),
+            _ => Err(DeviceError::Revoked),
+        }
     }
 
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
@@ -193,6 +236,7 @@ impl BlockDevice for Lease {
     }
 
     fn abandon_requests(&mut self) {
+        self.ordered.clear();
         // A dead lease has nothing to abandon: its requests were abandoned at revocation.
         let _ = self.disk(|disk| {
             disk.abandon_requests();

@@ -14,6 +14,7 @@ extern crate alloc;
 pub mod baremetal;
 mod lease;
 mod machine;
+mod ordered;
 mod sharing;
 mod xn;
 
@@ -605,6 +606,53 @@ mod tests {
                 write: true
             })
         );
+        // Ordered writes: checked like writes, and they land.
+        let tag = fs.submit_write(0, 2, 1, &mut |b| b.fill(5)).unwrap();
+        let ordered = fs
+            .submit_write_ordered(0, 3, 1, &mut |b| b.fill(6))
+            .unwrap();
+        let mut finished = Vec::new();
+        while !finished.contains(&ordered) {
+            fs.poll(0, &mut |done, result| {
+                assert!(result.is_ok());
+                finished.push(done);
+            })
+            .unwrap();
+        }
+        assert_eq!(
+            finished,
+            [tag, ordered],
+            "the write before it completed first"
+        );
+        let read = fs.submit_read(0, 3, 1).unwrap();
+        let mut seen = Vec::new();
+        rexo_api::device::wait_for(fs.as_mut(), 0, read, &mut |data| seen = data.to_vec()).unwrap();
+        assert!(
+            seen.iter().all(|&byte| byte == 6),
+            "the ordered write landed"
+        );
+        assert_eq!(
+            fs.submit_write_ordered(0, table, 1, &mut |_| {}).err(),
+            Some(DeviceError::Denied {
+                sector: table,
+                write: true
+            })
+        );
+        let capacity = fs.info().sectors;
+        for (lba, sectors) in [(capacity, 1), (0, 0), (0, 65)] {
+            assert_eq!(
+                fs.submit_write_ordered(0, lba, sectors, &mut |_| {}).err(),
+                Some(DeviceError::OutOfRange {
+                    lba,
+                    sectors: u64::from(sectors),
+                    capacity
+                })
+            );
+        }
+        assert_eq!(
+            fs.submit_write_ordered(1, 0, 1, &mut |_| {}).err(),
+            Some(DeviceError::NoSuchQueue(1))
+        );
         drop(fs);
         // Another app reads what was shared with it, nothing else, and writes nothing.
         let mut web = open("web").unwrap();
@@ -618,6 +666,13 @@ mod tests {
         );
         assert_eq!(
             web.submit_write(0, 8, 1, &mut |_| {}).err(),
+            Some(DeviceError::Denied {
+                sector: 8,
+                write: true
+            })
+        );
+        assert_eq!(
+            web.submit_write_ordered(0, 8, 1, &mut |_| {}).err(),
             Some(DeviceError::Denied {
                 sector: 8,
                 write: true

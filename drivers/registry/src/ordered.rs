@@ -1,0 +1,402 @@
+//! Ordered writes, XN's ordering primitive, for the disks the kernel lends
+//! ([`BlockDevice::submit_write_ordered`]).
+//!
+//! An ordered write waits, in the block layer and not in the app, until every request
+//! the holder submitted before it on the same queue has completed; then the layer
+//! flushes the disk (so what came before is durable), writes, and flushes again, and
+//! only then completes the ordered write to the app. A library file system can so
+//! submit a commit block, or a pointer to blocks it just wrote, right behind the writes
+//! it depends on and go on working: the disk never holds the pointer without what it
+//! points to. Requests submitted after an ordered write are not held back by it.
+//! Ordered writes on a queue run one after the other, in the order submitted.
+//!
+//! The data is copied once, when the write is submitted, because the request reaches
+//! the driver later. Tags from [`FIRST_ORDERED_TAG`] up are the layer's; drivers number
+//! their requests below it.
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec::Vec;
+
+use rexo_api::{BlockDevice, Completion, DeviceError, Tag};
+
+/// The first tag of an ordered write; drivers' tags stay below it.
+pub(crate) const FIRST_ORDERED_TAG: Tag = 1 << 31;
+
+/// Where an ordered write is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Waiting for the requests before it.
+    Waiting,
+    /// The flush before it is in flight.
+    Flushing(Tag),
+    /// The flush before it is done: the write is next.
+    ReadyToWrite,
+    /// The write is in flight.
+    Writing(Tag),
+    /// The write is done: the flush after it is next.
+    ReadyToSync,
+    /// The flush after it is in flight.
+    Syncing(Tag),
+}
+
+/// One ordered write.
+struct Ordered {
+    /// The tag the app was given.
+    tag: Tag,
+    /// First sector.
+    lba: u64,
+    /// Sectors.
+    sectors: u32,
+    /// The bytes to write.
+    data: Vec<u8>,
+    /// The app's requests still in flight that were submitted before it.
+    before: BTreeSet<Tag>,
+    /// Where it is.
+    stage: Stage,
+}
+
+/// One queue's requests as the layer tracks them.
+#[derive(Default)]
+struct Queue {
+    /// The app's requests in flight (the driver's tags).
+    in_flight: BTreeSet<Tag>,
+    /// Ordered writes not completed yet, oldest first; only the oldest moves.
+    ordered: VecDeque<Ordered>,
+}
+
+/// The ordered writes of one holder of one disk.
+#[derive(Default)]
+pub(crate) struct OrderedWrites {
+    /// Per queue number.
+    queues: BTreeMap<usize, Queue>,
+    /// The next ordered write's tag.
+    next_tag: Tag,
+}
+
+impl OrderedWrites {
+    /// Notes that the app's request `tag` went to the driver on `queue`.
+    pub(crate) fn submitted(&mut self, queue: usize, tag: Tag) {
+        self.queues.entry(queue).or_default().in_flight.insert(tag);
+    }
+
+    /// Queues an ordered write of `data` (whole sectors) at `lba`; its tag. It goes to
+    /// the driver from [`OrderedWrites::poll`].
+    pub(crate) fn queue_write(
+        &mut self,
+        queue: usize,
+        lba: u64,
+        sectors: u32,
+        data: Vec<u8>,
+    ) -> Tag {
+        let tag = FIRST_ORDERED_TAG | (self.next_tag & (FIRST_ORDERED_TAG - 1));
+        self.next_tag = self.next_tag.wrapping_add(1);
+        let state = self.queues.entry(queue).or_default();
+        state.ordered.push_back(Ordered {
+            tag,
+            lba,
+            sectors,
+            data,
+            before: state.in_flight.clone(),
+            stage: Stage::Waiting,
+        });
+        tag
+    }
+
+    /// Polls `disk`'s `queue`: hands the app's completions to `done` (ordered writes'
+    /// among them, once durable), moves the oldest ordered write on, and returns how
+    /// many completions `done` got.
+    pub(crate) fn poll(
+        &mut self,
+        disk: &mut dyn BlockDevice,
+        queue: usize,
+        done: Completion<'_>,
+    ) -> Result<usize, DeviceError> {
+        let state = self.queues.entry(queue).or_default();
+        let mut count = 0;
+        let mut internal = None;
+        let busy = state.ordered.front().and_then(|head| match head.stage {
+            Stage::Flushing(tag) | Stage::Writing(tag) | Stage::Syncing(tag) => Some(tag),
+            _ => None,
+        });
+        disk.poll(queue, &mut |tag, result| {
+            if Some(tag) == busy {
+                internal = Some(result.map(|_| ()));
+                return;
+            }
+            state.in_flight.remove(&tag);
+            for ordered in &mut state.ordered {
+                ordered.before.remove(&tag);
+            }
+            done(tag, result);
+            count += 1;
+        })?;
+        if let (Some(result), Some(head)) = (internal, state.ordered.front_mut()) {
+            match (result, head.stage) {
+                (Err(error), _) => {
+                    done(head.tag, Err(error));
+                    count += 1;
+                    state.ordered.pop_front();
+                }
+                (Ok(()), Stage::Flushing(_)) => head.stage = Stage::ReadyToWrite,
+                (Ok(()), Stage::Writing(_)) => head.stage = Stage::ReadyToSync,
+                (Ok(()), _) => {
+                    done(head.tag, Ok(&[]));
+                    count += 1;
+                    state.ordered.pop_front();
+                }
+            }
+        }
+        Ok(count + advance(state, disk, queue, done))
+    }
+
+    /// The holder changed: everything tracked belongs to no one.
+    pub(crate) fn clear(&mut self) {
+        self.queues.clear();
+    }
+}
+
+/// Submits the next step of the oldest ordered writes whose turn it is; a step the
+/// queue has no room for waits for the next poll, a step the driver refuses completes
+/// its write with that error. Returns the completions handed to `done`.
+fn advance(
+    state: &mut Queue,
+    disk: &mut dyn BlockDevice,
+    queue: usize,
+    done: Completion<'_>,
+) -> usize {
+    let mut count = 0;
+    while let Some(head) = state.ordered.front_mut() {
+        let submitted = match head.stage {
+            Stage::Waiting if head.before.is_empty() => {
+                disk.submit_flush(queue).map(Stage::Flushing)
+            }
+            Stage::ReadyToWrite => {
+                let data = &head.data;
+                disk.submit_write(queue, head.lba, head.sectors, &mut |buffer| {
+                    let length = buffer.len().min(data.len());
+                    buffer[..length].copy_from_slice(&data[..length]);
+                })
+                .map(Stage::Writing)
+            }
+            Stage::ReadyToSync => disk.submit_flush(queue).map(Stage::Syncing),
+            _ => return count,
+        };
+        match submitted {
+            Ok(stage) => head.stage = stage,
+            Err(DeviceError::QueueFull) => return count,
+            Err(error) => {
+                done(head.tag, Err(error));
+                count += 1;
+                state.ordered.pop_front();
+            }
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+    use alloc::vec;
+
+    /// What reached the disk, in order.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    enum Event {
+        Read(Tag),
+        Write(Tag, u64, u8),
+        Flush(Tag),
+    }
+
+    /// A disk whose requests complete only when the test says so.
+    #[derive(Default)]
+    struct HeldDisk {
+        events: Vec<Event>,
+        in_flight: Vec<Tag>,
+        release: Vec<Tag>,
+        fail_flushes: bool,
+        full: bool,
+        next: Tag,
+    }
+
+    impl HeldDisk {
+        fn take(&mut self) -> Result<Tag, DeviceError> {
+            if self.full {
+                return Err(DeviceError::QueueFull);
+            }
+            self.next += 1;
+            self.in_flight.push(self.next);
+            Ok(self.next)
+        }
+
+        /// Lets `tags` complete at the next poll.
+        fn release(&mut self, tags: &[Tag]) {
+            self.in_flight.retain(|tag| !tags.contains(tag));
+            self.release.extend_from_slice(tags);
+        }
+
+        /// Lets every request in flight complete at the next poll.
+        fn release_all(&mut self) {
+            self.release.append(&mut self.in_flight);
+        }
+    }
+
+    impl BlockDevice for HeldDisk {
+        fn info(&self) -> rexo_api::BlockInfo {
+            rexo_api::BlockInfo {
+                sectors: 64,
+                sector_size: 512,
+                max_sectors: 8,
+                queues: 1,
+                depth: 8,
+                model: String::new(),
+            }
+        }
+        fn submit_read(&mut self, _: usize, _: u64, _: u32) -> Result<Tag, DeviceError> {
+            let tag = self.take()?;
+            self.events.push(Event::Read(tag));
+            Ok(tag)
+        }
+        fn submit_write(
+            &mut self,
+            _: usize,
+            lba: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<Tag, DeviceError> {
+            let tag = self.take()?;
+            let mut buffer = vec![0; sectors as usize * 512];
+            fill(&mut buffer);
+            self.events.push(Event::Write(tag, lba, buffer[0]));
+            Ok(tag)
+        }
+        fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
+            let tag = self.take()?;
+            self.events.push(Event::Flush(tag));
+            Ok(tag)
+        }
+        fn poll(&mut self, _: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+            let finished = core::mem::take(&mut self.release);
+            for &tag in &finished {
+                let flush = self.events.contains(&Event::Flush(tag));
+                if flush && self.fail_flushes {
+                    done(
+                        tag,
+                        Err(DeviceError::Status {
+                            what: "flush",
+                            status: 2,
+                        }),
+                    );
+                } else {
+                    done(tag, Ok(&[]));
+                }
+            }
+            Ok(finished.len())
+        }
+        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
+        }
+        fn abandon_requests(&mut self) {}
+    }
+
+    /// Polls once; the tags completed and whether each succeeded.
+    fn poll(ordered: &mut OrderedWrites, disk: &mut HeldDisk) -> Vec<(Tag, bool)> {
+        let mut seen = Vec::new();
+        let count = ordered
+            .poll(disk, 0, &mut |tag, result| seen.push((tag, result.is_ok())))
+            .unwrap();
+        assert_eq!(count, seen.len());
+        seen
+    }
+
+    /// Submits an app write through the layer's bookkeeping.
+    fn write(ordered: &mut OrderedWrites, disk: &mut HeldDisk, lba: u64, byte: u8) -> Tag {
+        let tag = disk.submit_write(0, lba, 1, &mut |b| b.fill(byte)).unwrap();
+        ordered.submitted(0, tag);
+        tag
+    }
+
+    #[test]
+    fn an_ordered_write_waits_for_what_came_before_and_is_flushed_on_both_sides() {
+        let (mut ordered, mut disk) = (OrderedWrites::default(), HeldDisk::default());
+        let first = write(&mut ordered, &mut disk, 1, 0xA1);
+        let second = write(&mut ordered, &mut disk, 2, 0xA2);
+        let commit = ordered.queue_write(0, 9, 1, vec![0xC0; 512]);
+        assert!(commit >= FIRST_ORDERED_TAG);
+        // A read submitted after it is not held back.
+        let later = disk.submit_read(0, 5, 1).unwrap();
+        ordered.submitted(0, later);
+        assert!(poll(&mut ordered, &mut disk).is_empty());
+        assert_eq!(disk.events.len(), 3, "nothing of the ordered write yet");
+
+        disk.release(&[first, later]);
+        assert_eq!(
+            poll(&mut ordered, &mut disk),
+            [(first, true), (later, true)]
+        );
+        assert_eq!(disk.events.len(), 3, "the second write is still in flight");
+
+        disk.release(&[second]);
+        assert_eq!(poll(&mut ordered, &mut disk), [(second, true)]);
+        let flush_before = disk.next;
+        assert_eq!(disk.events.last(), Some(&Event::Flush(flush_before)));
+        for step in 0..2 {
+            disk.release_all();
+            assert!(poll(&mut ordered, &mut disk).is_empty(), "step {step}");
+        }
+        disk.release_all();
+        assert_eq!(poll(&mut ordered, &mut disk), [(commit, true)]);
+        assert_eq!(
+            disk.events[3..],
+            [
+                Event::Flush(flush_before),
+                Event::Write(flush_before + 1, 9, 0xC0),
+                Event::Flush(flush_before + 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn ordered_writes_run_in_turn_and_errors_and_full_queues_are_handled() {
+        let (mut ordered, mut disk) = (OrderedWrites::default(), HeldDisk::default());
+        let one = ordered.queue_write(0, 1, 1, vec![1; 512]);
+        let two = ordered.queue_write(0, 2, 1, vec![2; 512]);
+        assert_ne!(one, two);
+        disk.full = true;
+        assert!(poll(&mut ordered, &mut disk).is_empty());
+        assert!(disk.events.is_empty(), "a full queue is retried later");
+        disk.full = false;
+        let mut completed = Vec::new();
+        for _ in 0..12 {
+            completed.extend(poll(&mut ordered, &mut disk));
+            disk.release_all();
+        }
+        assert_eq!(completed, [(one, true), (two, true)]);
+        let writes: Vec<u64> = disk
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Write(_, lba, _) => Some(*lba),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(writes, [1, 2], "the second waits for the first");
+
+        // A failed flush fails the ordered write; nothing is written.
+        let (mut ordered, mut disk) = (OrderedWrites::default(), HeldDisk::default());
+        disk.fail_flushes = true;
+        let failing = ordered.queue_write(0, 3, 1, vec![3; 512]);
+        poll(&mut ordered, &mut disk);
+        disk.release_all();
+        assert_eq!(poll(&mut ordered, &mut disk), [(failing, false)]);
+        assert!(!disk.events.iter().any(|e| matches!(e, Event::Write(..))));
+
+        // A new holder starts clean.
+        let mut ordered = OrderedWrites::default();
+        ordered.queue_write(0, 4, 1, vec![4; 512]);
+        ordered.clear();
+        let mut disk = HeldDisk::default();
+        assert!(poll(&mut ordered, &mut disk).is_empty());
+        assert!(disk.events.is_empty());
+    }
+}
