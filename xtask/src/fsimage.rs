@@ -380,6 +380,26 @@ pub fn image_of_site(path: &Path) -> Result<()> {
     fs.sync().map_err(|e| e.to_string())
 }
 
+/// The block of [`image_of_site`]'s bitmap: its 16 MiB hold 4096 blocks, so the
+/// superblock and a 64-block journal come first.
+const SITE_BITMAP_BLOCK: u64 = 65;
+
+/// [`image_of_site`] with a bit of its bitmap block flipped: the check (and mount)
+/// refuse it, but every file reads (`badinput::httpd-rexofs-damaged`).
+pub fn damaged_image_of_site(path: &Path) -> Result<()> {
+    image_of_site(path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let at = SITE_BITMAP_BLOCK * BLOCK_SIZE as u64 + 3000;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at)
+        .and_then(|()| file.write_all_at(&[byte[0] ^ 1], at))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// The host's text file of the `storage::rexofs-monitor` case.
 pub const HELLO: (&str, &str) = ("/docs/hello.txt", "hello from the host tool\nline two\n");
 /// Its 300 KiB file, removed in Rexo.
@@ -604,6 +624,24 @@ mod tests {
             grouped <= 3,
             "{grouped} requests for a page and its three links"
         );
+    }
+
+    #[test]
+    fn the_damaged_site_image_is_refused_but_reads_read_only() {
+        let path = std::env::temp_dir().join(format!("rexo-damaged-{}.img", std::process::id()));
+        damaged_image_of_site(&path).unwrap();
+        let refused = mount(&path).map(|_| ()).unwrap_err();
+        assert!(
+            refused.contains("corrupt block 65: bitmap block checksum mismatch"),
+            "{refused}"
+        );
+        let (mut fs, found) = FileSystem::mount_read_only(store(&path, None).unwrap()).unwrap();
+        assert!(found.is_some());
+        assert_eq!(fs.read_all(NESTED.0).unwrap(), NESTED.1);
+        for (name, data) in crate::disk::site_files() {
+            assert_eq!(fs.read_all(&format!("/{name}")).unwrap(), data);
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -764,6 +764,14 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                     &mut extra,
                 )?;
             }
+            Arg::DamagedRexoFsSiteDisk(device) => {
+                made_disk(
+                    "rexofs-damaged.img",
+                    &crate::fsimage::damaged_image_of_site,
+                    device,
+                    &mut extra,
+                )?;
+            }
             Arg::SiteDisk(device) => {
                 made_disk("site.img", &crate::disk::image_of_site, device, &mut extra)?;
             }

@@ -62,6 +62,9 @@ pub enum Arg {
     /// The same site files on a Rexo file system image, with a nested page
     /// (`fsimage::image_of_site`).
     RexoFsSiteDisk(&'static str),
+    /// That image with its bitmap block damaged (`fsimage::damaged_image_of_site`): the
+    /// check refuses it, the files all read.
+    DamagedRexoFsSiteDisk(&'static str),
     /// A `qemu-xhci` controller with a `usb-kbd` and QEMU's monitor on a socket: once
     /// the serial shows the keyboard bound, these keys are typed on it (`sendkey`).
     UsbKeyboard(&'static [&'static str]),
@@ -1289,6 +1292,29 @@ pub const CASES: &[Case] = &[
         client: Some(crate::httpclient::HTTPD_REXOFS),
         checks: &[
             Check::Has("httpd: /about.html from disk replaces the built-in one"),
+            Check::Has(" ms, 4 of them from disk"),
+            Check::Has("httpd: done"),
+            Check::Lacks("FAILED"),
+        ],
+        ..HTTPD
+    },
+    // A damaged file system is served read-only, what reads of it.
+    Case {
+        name: "badinput::httpd-rexofs-damaged",
+        append: "app=httpd-test",
+        qemu: &[
+            Arg::UserNet {
+                model: "virtio-net-pci",
+                tcp: &[80],
+                udp: &[],
+            },
+            Arg::DamagedRexoFsSiteDisk("nvme,serial=site"),
+        ],
+        client: Some(crate::httpclient::HTTPD_REXOFS),
+        checks: &[
+            Check::Has(
+                "the Rexo file system is damaged (corrupt block 65: bitmap block checksum mismatch): serving what reads, read-only",
+            ),
             Check::Has(" ms, 4 of them from disk"),
             Check::Has("httpd: done"),
             Check::Lacks("FAILED"),

@@ -79,35 +79,65 @@ pub type DiskFile = (String, Vec<u8>);
 /// why no disk was read, for the log.
 pub fn from_disk(kernel: &dyn Kernel) -> (Vec<DiskFile>, Vec<String>) {
     let mut notes = Vec::new();
-    let rexo_fs = rexo_fs::on_first_file_system(kernel, |fs| {
-        // Directory by directory, each directory's files in a row: the file system
-        // places a directory's small files together, so they are read together.
-        let mut files = Vec::new();
-        let mut total = 0;
-        let mut directories = alloc::vec![String::from("/")];
-        while let Some(directory) = directories.pop() {
-            for entry in fs.list(&directory)? {
-                let path = if directory == "/" {
-                    format!("/{}", entry.name)
-                } else {
-                    format!("{directory}/{}", entry.name)
-                };
-                match entry.kind {
-                    rexo_fs::FileKind::Directory => directories.push(path),
-                    rexo_fs::FileKind::File if total + entry.size > MAX_DISK_BYTES => {
-                        notes.push(format!(
-                            "{path} ({} bytes) left on disk: the file cache takes {MAX_DISK_BYTES} bytes of disk files",
-                            entry.size
-                        ));
+    let mut damage = None;
+    let rexo_fs = rexo_fs::on_first_file_system_to_read(
+        kernel,
+        &mut |found| damage = Some(format!("{found}")),
+        |fs| {
+            // Directory by directory, each directory's files in a row: the file system
+            // places a directory's small files together, so they are read together. On
+            // a damaged file system (mounted read-only) what cannot be read is skipped.
+            let mut files = Vec::new();
+            let mut skipped = Vec::new();
+            let mut total = 0;
+            let mut directories = alloc::vec![String::from("/")];
+            while let Some(directory) = directories.pop() {
+                let entries = match fs.list(&directory) {
+                    Ok(entries) => entries,
+                    Err(error) if fs.is_read_only() => {
+                        skipped.push(format!("{directory} skipped: {error}"));
+                        continue;
                     }
-                    rexo_fs::FileKind::File => {
-                        total += entry.size;
-                        files.push((path.clone(), fs.read_all(&path)?));
+                    Err(error) => return Err(error),
+                };
+                for entry in entries {
+                    let path = if directory == "/" {
+                        format!("/{}", entry.name)
+                    } else {
+                        format!("{directory}/{}", entry.name)
+                    };
+                    match entry.kind {
+                        rexo_fs::FileKind::Directory => directories.push(path),
+                        rexo_fs::FileKind::File if total + entry.size > MAX_DISK_BYTES => {
+                            skipped.push(format!(
+                                "{path} ({} bytes) left on disk: the file cache takes {MAX_DISK_BYTES} bytes of disk files",
+                                entry.size
+                            ));
+                        }
+                        rexo_fs::FileKind::File => match fs.read_all(&path) {
+                            Ok(bytes) => {
+                                total += entry.size;
+                                files.push((path, bytes));
+                            }
+                            Err(error) if fs.is_read_only() => {
+                                skipped.push(format!("{path} skipped: {error}"));
+                            }
+                            Err(error) => return Err(error),
+                        },
                     }
                 }
             }
-        }
-        Ok(files)
+            Ok((files, skipped))
+        },
+    );
+    if let Some(found) = damage {
+        notes.push(format!(
+            "the Rexo file system is damaged ({found}): serving what reads, read-only"
+        ));
+    }
+    let rexo_fs = rexo_fs.map(|(files, skipped)| {
+        notes.extend(skipped);
+        files
     });
     let why_not_rexo_fs = match rexo_fs {
         Ok(files) => return (files, notes),

@@ -205,6 +205,38 @@ pub fn on_first_file_system<T>(
     kernel: &dyn Kernel,
     mut work: impl FnMut(&mut FileSystem<DeviceStore<'_>>) -> Result<T, FsError>,
 ) -> Result<T, String> {
+    on_first_mounted(kernel, &mut |store| FileSystem::mount(store), &mut work)
+}
+
+/// [`on_first_file_system`] for work that only reads: a file system whose check fails
+/// is mounted read-only ([`FileSystem::mount_read_only`]) rather than passed over, and
+/// `damage` is told what the check found; every change is then refused with
+/// [`FsError::ReadOnly`] and nothing is written to that disk.
+pub fn on_first_file_system_to_read<T>(
+    kernel: &dyn Kernel,
+    damage: &mut dyn FnMut(&FsError),
+    mut work: impl FnMut(&mut FileSystem<DeviceStore<'_>>) -> Result<T, FsError>,
+) -> Result<T, String> {
+    on_first_mounted(
+        kernel,
+        &mut |store| match FileSystem::mount_read_only(store)? {
+            (fs, None) => fs.into_writable(),
+            (fs, Some(found)) => {
+                damage(&found);
+                Ok(fs)
+            }
+        },
+        &mut work,
+    )
+}
+
+/// Opens each disk holding the Rexo file system in turn, mounts it with `mount` and
+/// runs `work` on the first that mounts.
+fn on_first_mounted<T>(
+    kernel: &dyn Kernel,
+    mount: &mut dyn FnMut(DeviceStore<'_>) -> Result<FileSystem<DeviceStore<'_>>, FsError>,
+    work: &mut dyn FnMut(&mut FileSystem<DeviceStore<'_>>) -> Result<T, FsError>,
+) -> Result<T, String> {
     on_first_disk_holding(
         kernel,
         TYPE_REXO_FS,
@@ -214,7 +246,7 @@ pub fn on_first_file_system<T>(
                 None => DeviceStore::new(device),
                 Some(p) => DeviceStore::within(device, p.first, p.sectors),
             };
-            match store.and_then(|store| FileSystem::mount(store).map_err(|e| format!("{e}"))) {
+            match store.and_then(|store| mount(store).map_err(|e| format!("{e}"))) {
                 Ok(mut fs) => Attempt::Done(work(&mut fs).map_err(|e| format!("{e}"))),
                 Err(why) => Attempt::NotHere(why),
             }

@@ -57,6 +57,9 @@ pub enum FsError {
     },
     /// A file handle (of this path) was opened on another mount.
     OtherMount(String),
+    /// The file system is mounted read-only ([`crate::FileSystem::mount_read_only`]):
+    /// why (what its check found).
+    ReadOnly(String),
 }
 
 impl FsError {
@@ -113,6 +116,7 @@ impl fmt::Display for FsError {
             Self::OtherMount(path) => {
                 write!(f, "{path}: the handle was opened on another mount")
             }
+            Self::ReadOnly(why) => write!(f, "mounted read-only ({why}): nothing is written"),
         }
     }
 }

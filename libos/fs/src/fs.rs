@@ -73,6 +73,8 @@ pub struct FileSystem<D: BlockStore> {
     /// Where a file without blocks gets its first one, while [`FileSystem::replace_after`]
     /// runs (else just after its directory entry's block).
     placement: Option<u64>,
+    /// Why the file system is mounted read-only, if it is.
+    read_only: Option<String>,
     /// This mount's number (handles remember it: see [`crate::File`]).
     pub(crate) mount: u64,
     /// Counts the operations that changed something, so that a handle knows when
@@ -113,6 +115,7 @@ impl<D: BlockStore> FileSystem<D> {
             journal: Journal::empty(&layout, 1),
             free_blocks: layout.data_blocks(),
             failed: None,
+            read_only: None,
             policy: CommitPolicy::EachOperation,
             placement: None,
             mount: next_mount(),
@@ -125,28 +128,55 @@ impl<D: BlockStore> FileSystem<D> {
     /// nothing, if anything is wrong. The check reads all metadata and needs a bit of
     /// memory per disk block.
     pub fn mount(disk: D) -> Result<Self, FsError> {
+        match Self::mount_read_only(disk)? {
+            (fs, None) => fs.into_writable(),
+            (_, Some(refused)) => Err(refused),
+        }
+    }
+
+    /// A sound file system mounted read-only, made writable: the journal's committed
+    /// transactions are written home.
+    pub(crate) fn into_writable(mut self) -> Result<Self, FsError> {
+        self.read_only = None;
+        if self.journal.transactions > 0 {
+            self.write_home()?;
+        }
+        Ok(self)
+    }
+
+    /// Mounts the file system on `disk` to read it even if its check fails: the
+    /// journal's committed transactions are laid over the disk in memory (never written
+    /// home), and every operation that would change something (and `commit`, `sync`)
+    /// answers [`FsError::ReadOnly`]. Also returns what the check found (`None`: the file
+    /// system is sound). Reading is safe where the damage is not: every metadata block
+    /// is verified as it is read, so a read that meets damage fails with `Corrupt`
+    /// naming it, and the rest reads as it is. The superblock and the journal must be
+    /// readable; nothing is ever written to the disk.
+    pub fn mount_read_only(disk: D) -> Result<(Self, Option<FsError>), FsError> {
         let mut disk = disk;
         let layout = Superblock::decode(&read_disk(&mut disk, 0)?, disk.blocks())?.layout;
         let replay = scan(&mut disk, &layout)?;
         let mut store = Store::new(disk, replay.blocks, &layout);
-        let report = check(&mut store, &layout, replay.transactions)?;
+        let checked = check(&mut store, &layout, replay.transactions);
         let mut journal = Journal::empty(&layout, replay.next_sequence);
         journal.transactions = replay.transactions;
-        let mut fs = Self {
+        let why = match &checked {
+            Ok(_) => String::from("asked for"),
+            Err(error) => alloc::format!("{error}"),
+        };
+        let fs = Self {
             store,
             layout,
             journal,
-            free_blocks: report.free_blocks,
+            free_blocks: checked.as_ref().map_or(0, |report| report.free_blocks),
             failed: None,
+            read_only: Some(why),
             policy: CommitPolicy::EachOperation,
             placement: None,
             mount: next_mount(),
             version: 0,
         };
-        if replay.transactions > 0 {
-            fs.write_home()?;
-        }
-        Ok(fs)
+        Ok((fs, checked.err()))
     }
 
     /// Checks the file system on `disk` without writing to it: the journal's committed
@@ -219,7 +249,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// transaction to the journal as one transaction and flushes. Nothing is written
     /// home (that is [`FileSystem::sync`]); with nothing running it does nothing.
     pub fn commit(&mut self) -> Result<(), FsError> {
-        self.usable()?;
+        self.writable()?;
         self.commit_running()
     }
 
@@ -227,7 +257,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// transaction, then writes the journaled blocks to their places, flushes, empties
     /// the journal and flushes again.
     pub fn sync(&mut self) -> Result<(), FsError> {
-        self.usable()?;
+        self.writable()?;
         self.commit_running()?;
         self.write_home()
     }
@@ -517,6 +547,20 @@ impl<D: BlockStore> FileSystem<D> {
         }
     }
 
+    /// Refuses to change anything when mounted read-only (or after a failed write).
+    fn writable(&self) -> Result<(), FsError> {
+        self.usable()?;
+        match &self.read_only {
+            Some(why) => Err(FsError::ReadOnly(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the file system is mounted read-only ([`FileSystem::mount_read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.is_some()
+    }
+
     /// Runs `operation` all or nothing: adds what it staged to the running
     /// transaction if it succeeds (and commits as the policy says), forgets it (and the
     /// blocks it allocated or freed) if it fails, leaving the running transaction as it
@@ -525,7 +569,7 @@ impl<D: BlockStore> FileSystem<D> {
         &mut self,
         operation: impl FnOnce(&mut Self) -> Result<T, FsError>,
     ) -> Result<T, FsError> {
-        self.usable()?;
+        self.writable()?;
         let free_before = self.free_blocks;
         let result = operation(self).and_then(|value| self.join_running().map(|()| value));
         if result.is_err() {

@@ -83,7 +83,7 @@ mod tests;
 
 use alloc::string::String;
 
-pub use device::{DeviceStore, on_first_file_system};
+pub use device::{DeviceStore, on_first_file_system, on_first_file_system_to_read};
 pub use disk::{BLOCK_SIZE, BlockStore, MemoryDisk};
 pub use error::FsError;
 pub use file::File;

@@ -8,6 +8,7 @@ mod handles;
 mod model;
 mod ops;
 mod property;
+mod read_only;
 mod repair;
 mod workload;
 

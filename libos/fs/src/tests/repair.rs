@@ -65,7 +65,7 @@ fn emptied(tree: &Snapshot, path: &str) -> Snapshot {
 }
 
 /// Flips a bit in the directory block of `/a`, whose CRC then fails; returns it.
-fn damage_directory_a(disk: &mut MemoryDisk) -> u64 {
+pub(super) fn damage_directory_a(disk: &mut MemoryDisk) -> u64 {
     let a_block = first_block(disk, &["a"]);
     let mut block = raw(disk, a_block);
     block[40] ^= 1;
