@@ -8,12 +8,16 @@
 //! 2. with the guest's MAC learnt from them (a permanent neighbour entry for 10.0.2.15),
 //!    a UDP socket at 10.0.2.2 sends [`DATAGRAMS`] datagrams in [`FLOWS`] flows (one
 //!    destination port each, interleaved): the tap device picks each flow's queue by its
-//!    hash, so the guest's receive queues all get some; `netqueues` checks them.
+//!    hash, so the guest's receive queues all get some; `netqueues` checks them;
+//! 3. on the guest's wake-up request (a frame naming a flow that landed on its receive
+//!    queue 1, [`pattern::wake_request_flow`]), [`WAKE_DATAGRAMS`] datagrams of that flow
+//!    go out [`WAKE_GAP`] apart, while the guest sleeps until queue 1's interrupt wakes it.
 
 use crate::Result;
 use crate::netpeer::Peer;
 use rexo_devcheck::pattern::{
     self, DATAGRAMS, DATAGRAMS_PER_FLOW, ETHERTYPE_FROM_REXO, FLOW_PORT, FLOWS, QUEUE_FRAMES,
+    WAKE_DATAGRAMS,
 };
 use rustix::net::{AddressFamily, Protocol, RecvFlags, SocketType};
 use std::net::UdpSocket;
@@ -31,6 +35,9 @@ const FRAMES_WITHIN: Duration = Duration::from_secs(20);
 const PACE: Duration = Duration::from_micros(200);
 /// The receive buffer asked for the packet socket (Rexo's frames come in a burst).
 const RECV_BUFFER: usize = 8 << 20;
+/// The pause between the wake-up check's datagrams: long enough that the guest sleeps
+/// between them, far below its 200 ms naps.
+const WAKE_GAP: Duration = Duration::from_millis(20);
 
 /// What the peer saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,6 +46,8 @@ pub struct QueueReport {
     pub received: [u32; QUEUES as usize],
     /// Datagrams sent to Rexo.
     pub sent: u32,
+    /// Datagrams of the wake-up check sent to Rexo.
+    pub wake_sent: u32,
     /// The first thing that was wrong, if any.
     pub error: Option<String>,
 }
@@ -55,14 +64,22 @@ impl QueueReport {
                 self.received[queue]
             ));
         }
-        (self.sent < DATAGRAMS).then(|| format!("sent {} of {DATAGRAMS} datagrams", self.sent))
+        if self.sent < DATAGRAMS {
+            return Some(format!("sent {} of {DATAGRAMS} datagrams", self.sent));
+        }
+        (self.wake_sent < WAKE_DATAGRAMS).then(|| {
+            format!(
+                "sent {} of the {WAKE_DATAGRAMS} datagrams of the wake-up check",
+                self.wake_sent
+            )
+        })
     }
 
     /// One line for the test's outcome and log.
     pub fn summary(&self) -> String {
         format!(
-            "frames received byte-exact per transmit queue {:?} (of {QUEUE_FRAMES} each), {} of {DATAGRAMS} datagrams sent in {FLOWS} flows",
-            self.received, self.sent
+            "frames received byte-exact per transmit queue {:?} (of {QUEUE_FRAMES} each), {} of {DATAGRAMS} datagrams sent in {FLOWS} flows, {} of {WAKE_DATAGRAMS} for the wake-up check",
+            self.received, self.sent, self.wake_sent
         )
     }
 }
@@ -103,7 +120,7 @@ fn follow(frame: &[u8], next: &[u32]) -> std::result::Result<usize, String> {
     Ok(queue)
 }
 
-/// The two phases; `report` holds the counts so far whatever happens.
+/// The three phases; `report` holds the counts so far whatever happens.
 fn run(netns: &str, stop: &AtomicBool, report: &mut QueueReport) -> Result<()> {
     crate::tapnet::enter(netns)?;
     let ethertype = rustix::net::RawProtocol::new(u32::from(ETHERTYPE_FROM_REXO.to_be()))
@@ -187,6 +204,33 @@ fn run(netns: &str, stop: &AtomicBool, report: &mut QueueReport) -> Result<()> {
             std::thread::sleep(PACE);
         }
     }
+    // 3. The wake-up check: the flow the guest names, slowly.
+    let flow = loop {
+        if stop.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let len = match rustix::net::recv(&raw, &mut buf[..], RecvFlags::empty()) {
+            Ok((len, _)) => len,
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => continue,
+            Err(e) => return Err(format!("reading the packet socket: {e}")),
+        };
+        if let Some(flow) = pattern::wake_request_flow(&buf[..len]) {
+            break flow;
+        }
+    };
+    let first = u32::from(flow) * DATAGRAMS_PER_FLOW;
+    for id in first..first + WAKE_DATAGRAMS {
+        if stop.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        std::thread::sleep(WAKE_GAP);
+        let payload = &mut payload[..pattern::datagram_len(id)];
+        pattern::fill_datagram(payload, id);
+        socket
+            .send_to(payload, (crate::tapnet::GUEST, FLOW_PORT + flow))
+            .map_err(|e| format!("sending wake-up datagram {id}: {e}"))?;
+        report.wake_sent += 1;
+    }
     Ok(())
 }
 
@@ -222,11 +266,14 @@ mod tests {
         let mut report = QueueReport {
             received: [QUEUE_FRAMES, 3],
             sent: DATAGRAMS,
+            wake_sent: WAKE_DATAGRAMS,
             error: None,
         };
         assert!(report.problem().unwrap().contains("transmit queue 1"));
         report.received[1] = QUEUE_FRAMES;
         assert_eq!(report.problem(), None);
+        report.wake_sent = 3;
+        assert!(report.problem().unwrap().contains("wake-up check"));
         report.sent = 0;
         assert!(report.problem().unwrap().contains("datagrams"));
     }

@@ -204,13 +204,16 @@ const fn ready_cores(cores: Cores) -> Check {
 const CRASH_EXIT: Option<i32> = Some(35);
 
 /// What `net::virtio-mq` and its legacy twin check: two pairs, queue 2 refused both
-/// ways, 300 frames out on each queue, the host's 512 datagrams in on both.
+/// ways, 300 frames out on each queue, the host's 512 datagrams in on both, and the core
+/// slept waiting for 20 more on receive queue 1, woken by that queue's MSI-X message
+/// (netqueues fails if it never slept or the naps ran their full length).
 const VIRTIO_MQ_CHECKS: &[Check] = &[
     Check::Has("2 queue pair(s) (the device offers 2)"),
     Check::Has("netqueues: nic 0: virtio-net at"),
     Check::Count("on queue 2 refused: the device has no queue 2", 2),
     Check::Has("sent 300 frames on each of 2 transmit queues"),
     Check::Has("received 512 datagrams of 16 flows byte-exact: queue 0 "),
+    Check::Has("times waiting for 20 datagrams on receive queue 1"),
     Check::Has("netqueues: done, 1 interface(s)"),
     Check::Lacks("FAILED"),
 ];
@@ -1224,7 +1227,8 @@ pub const CASES: &[Case] = &[
     // virtio-net multi-queue: two queue pairs on a multi-queue tap in a namespace made
     // for the case (xtask/src/queuepeer.rs). Frames out on both transmit queues arrive
     // at the tap byte-exact; the host's 16 UDP flows come in on both receive queues
-    // (the tap picks by flow hash; `netqueues` fails if a queue gets none).
+    // (the tap picks by flow hash; `netqueues` fails if a queue gets none); then the
+    // core sleeps until receive queue 1's MSI-X message wakes it for 20 more.
     Case {
         name: "net::virtio-mq",
         machine: Machine::Q35,
@@ -1661,7 +1665,7 @@ mod tests {
 
     #[test]
     fn queue_cases_match_the_peer() {
-        use rexo_devcheck::pattern::{DATAGRAMS, FLOWS, QUEUE_FRAMES};
+        use rexo_devcheck::pattern::{DATAGRAMS, FLOWS, QUEUE_FRAMES, WAKE_DATAGRAMS};
         let queues = crate::queuepeer::QUEUES;
         for case in CASES.iter().filter(|c| c.append == "app=netqueues") {
             assert!(
@@ -1673,6 +1677,7 @@ mod tests {
                 format!("{queues} queue pair(s) (the device offers {queues})"),
                 format!("sent {QUEUE_FRAMES} frames on each of {queues} transmit queues"),
                 format!("received {DATAGRAMS} datagrams of {FLOWS} flows byte-exact: queue 0 "),
+                format!("times waiting for {WAKE_DATAGRAMS} datagrams on receive queue 1"),
             ];
             for line in lines {
                 assert!(

@@ -135,6 +135,39 @@ pub fn datagram_len(id: u32) -> usize {
     4 + (id as usize * 7919) % 1469
 }
 
+/// Datagrams of one flow the host sends `netqueues` while it sleeps waiting for receive
+/// queue 1 (the wake-up check): ids `flow * DATAGRAMS_PER_FLOW` onwards, so at most
+/// [`DATAGRAMS_PER_FLOW`].
+pub const WAKE_DATAGRAMS: u32 = 20;
+const _: () = assert!(WAKE_DATAGRAMS <= DATAGRAMS_PER_FLOW);
+/// The sequence number of the frame (EtherType [`ETHERTYPE_FROM_REXO`]) by which
+/// `netqueues` asks the host for the wake-up check's datagrams (no transmit queue's
+/// frames carry it).
+pub const WAKE_REQUEST: u32 = 0xFFFF_0000;
+
+/// Fills `frame` (60 bytes) as the wake-up request for the datagrams of `flow`:
+/// broadcast destination, source `mac`, [`WAKE_REQUEST`], then the flow.
+pub fn fill_wake_request(frame: &mut [u8], mac: [u8; 6], flow: u16) {
+    frame.fill(0);
+    frame[..6].copy_from_slice(&[0xFF; 6]);
+    frame[6..12].copy_from_slice(&mac);
+    frame[12..14].copy_from_slice(&ETHERTYPE_FROM_REXO.to_be_bytes());
+    frame[14..18].copy_from_slice(&WAKE_REQUEST.to_be_bytes());
+    frame[18..20].copy_from_slice(&flow.to_be_bytes());
+}
+
+/// The flow a wake-up request of [`fill_wake_request`] asks for; `None` for any other
+/// frame or a flow past the last.
+pub fn wake_request_flow(frame: &[u8]) -> Option<u16> {
+    if frame.len() < 20
+        || frame[12..14] != ETHERTYPE_FROM_REXO.to_be_bytes()
+        || frame[14..18] != WAKE_REQUEST.to_be_bytes()
+    {
+        return None;
+    }
+    Some(u16::from_be_bytes([frame[18], frame[19]])).filter(|&flow| flow < FLOWS)
+}
+
 /// Fills `payload` (of [`datagram_len`]`(id)` bytes) as datagram `id`: the id, then a
 /// pattern of it.
 pub fn fill_datagram(payload: &mut [u8], id: u32) {
@@ -226,6 +259,22 @@ mod tests {
         assert!(check_datagram(&DATAGRAMS.to_be_bytes()).is_err());
         assert!(check_datagram(&[0, 0]).is_err());
         assert_eq!(queue_seq(1, 5), 0x1_0005);
+    }
+
+    #[test]
+    fn wake_requests_carry_their_flow() {
+        let mut frame = [0u8; 60];
+        fill_wake_request(&mut frame, [2, 0, 0, 0, 0, 1], 7);
+        assert_eq!(wake_request_flow(&frame), Some(7));
+        fill_wake_request(&mut frame, [2, 0, 0, 0, 0, 1], FLOWS);
+        assert_eq!(wake_request_flow(&frame), None);
+        fill_frame(
+            &mut frame,
+            queue_seq(1, 0),
+            [2, 0, 0, 0, 0, 1],
+            ETHERTYPE_FROM_REXO,
+        );
+        assert_eq!(wake_request_flow(&frame), None);
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //!    [`pattern::queue_seq`]; the host checks them byte-exact, per queue in order);
 //! 3. the host's [`DATAGRAMS`] UDP datagrams in [`pattern::FLOWS`] flows come in on the
 //!    receive queues the host's flow hash picks: each must arrive once, byte-exact (IPv4
-//!    header checksum and UDP length too), and every receive queue must get some.
+//!    header checksum and UDP length too), and every receive queue must get some;
+//! 4. with receive queue 1 armed to wake the core (`wake_on_receive(1, ..)`), the app asks
+//!    the host for [`WAKE_DATAGRAMS`] datagrams of a flow that landed on queue 1 and
+//!    sleeps in naps of up to [`NAP_NS`] until they are in: it fails if it never slept or
+//!    the naps ran their full length (queue 1's interrupt did not wake the core).
 
 use alloc::format;
 use alloc::string::String;
@@ -18,7 +22,8 @@ use rexo_api::{ApiError, DeviceError, Kernel, NetDevice};
 use crate::net::{on_every_nic, send};
 
 use crate::pattern::{
-    self, DATAGRAMS, ETHERTYPE_FROM_REXO, FLOW_PORT, FLOWS, QUEUE_FRAMES, datagram_flow,
+    self, DATAGRAMS, DATAGRAMS_PER_FLOW, ETHERTYPE_FROM_REXO, FLOW_PORT, FLOWS, QUEUE_FRAMES,
+    WAKE_DATAGRAMS, datagram_flow,
 };
 
 /// How long the host may stay silent before the check gives up.
@@ -29,6 +34,10 @@ const DRAIN_NS: u64 = 5_000_000_000;
 const GUEST_IP: [u8; 4] = [10, 0, 2, 15];
 /// Frames taken from one queue before the next is looked at.
 const BUDGET: usize = 32;
+/// The longest nap while waiting for receive queue 1; its interrupt ends it early.
+const NAP_NS: u64 = 200_000_000;
+/// The receive queue whose interrupt the wake-up check shows waking the core.
+const WAKE_QUEUE: usize = 1;
 
 /// The app's entry point.
 pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
@@ -45,7 +54,7 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
     })
 }
 
-/// The three steps on one interface.
+/// The four steps on one interface.
 fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice, index: usize) -> Result<(), String> {
     let info = nic.info();
     let queues = info.queues;
@@ -90,6 +99,7 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice, index: usize) -> Result<(
     // 3. The host's datagrams, on whichever receive queue each flow lands.
     let mut seen = vec![false; DATAGRAMS as usize];
     let mut per_queue: Vec<u32> = vec![0; queues];
+    let mut flow_queue: Vec<Option<usize>> = vec![None; usize::from(FLOWS)];
     let mut received = 0;
     let mut wrong: Option<String> = None;
     let mut last = kernel.now_ns();
@@ -112,6 +122,7 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice, index: usize) -> Result<(
                         }
                         Ok((_, id)) => {
                             seen[id as usize] = true;
+                            flow_queue[usize::from(datagram_flow(id))] = Some(queue);
                             *count += 1;
                             received += 1;
                         }
@@ -145,6 +156,100 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice, index: usize) -> Result<(
     if let Some(queue) = per_queue.iter().position(|&n| n == 0) {
         return Err(format!(
             "receive queue {queue} got none of the {FLOWS} flows"
+        ));
+    }
+    // 4. A flow of queue 1 again, while the core sleeps.
+    let flow = flow_queue
+        .iter()
+        .position(|&queue| queue == Some(WAKE_QUEUE))
+        .ok_or("no flow landed on receive queue 1")?;
+    wake_check(kernel, nic, index, flow as u16)
+}
+
+/// Step 4: arms receive queue [`WAKE_QUEUE`] to wake this core, asks the host for
+/// [`WAKE_DATAGRAMS`] datagrams of `flow` (which lands on that queue) and sleeps until
+/// they are in: arm, poll once more, nap. Fails if no nap happened or the naps ran their
+/// full length (the queue's MSI-X message did not wake the core).
+fn wake_check(
+    kernel: &dyn Kernel,
+    nic: &mut dyn NetDevice,
+    index: usize,
+    flow: u16,
+) -> Result<(), String> {
+    let core = kernel.core_index();
+    nic.wake_on_receive(WAKE_QUEUE, Some(core))
+        .map_err(|error| format!("arming receive queue {WAKE_QUEUE}'s wake-up: {error}"))?;
+    let mac = nic.info().mac;
+    send(kernel, nic, 0, 60, &mut |frame| {
+        pattern::fill_wake_request(frame, mac, flow)
+    })?;
+    let first = u32::from(flow) * DATAGRAMS_PER_FLOW;
+    let mut seen = [false; WAKE_DATAGRAMS as usize];
+    let (mut received, mut naps, mut napped_ns, mut armed) = (0u32, 0u64, 0u64, true);
+    let mut wrong: Option<String> = None;
+    let mut last = kernel.now_ns();
+    while received < WAKE_DATAGRAMS {
+        let got = nic
+            .receive(
+                WAKE_QUEUE,
+                BUDGET,
+                &mut |frame| match test_datagram(frame) {
+                    None => {} // Not the test's (the host's own traffic): ignored.
+                    Some(Ok((_, id))) if !(first..first + WAKE_DATAGRAMS).contains(&id) => {
+                        wrong.get_or_insert(format!("datagram {id}, not one of flow {flow}'s"));
+                    }
+                    Some(Ok((_, id))) if seen[(id - first) as usize] => {
+                        wrong.get_or_insert(format!("datagram {id} came twice"));
+                    }
+                    Some(Ok((_, id))) => {
+                        seen[(id - first) as usize] = true;
+                        received += 1;
+                    }
+                    Some(Err(why)) => {
+                        wrong.get_or_insert(why);
+                    }
+                },
+            )
+            .map_err(|error| format!("receiving on queue {WAKE_QUEUE}: {error}"))?;
+        if let Some(why) = &wrong {
+            return Err(format!("a datagram of the wake-up check is wrong: {why}"));
+        }
+        if got > 0 {
+            last = kernel.now_ns();
+        } else if kernel.now_ns() - last > SILENCE_NS {
+            return Err(format!(
+                "the host went silent after {received} of {WAKE_DATAGRAMS} datagrams of flow {flow}"
+            ));
+        } else if !armed {
+            // Armed again before every nap (a wake may have been spent on an earlier
+            // datagram), then the ring is looked at once more before sleeping.
+            nic.wake_on_receive(WAKE_QUEUE, Some(core))
+                .map_err(|error| format!("arming the wake-up: {error}"))?;
+            armed = true;
+        } else {
+            let before = kernel.now_ns();
+            kernel.sleep_ns(NAP_NS);
+            naps += 1;
+            napped_ns += kernel.now_ns() - before;
+            armed = false;
+        }
+    }
+    nic.wake_on_receive(WAKE_QUEUE, None)
+        .map_err(|error| format!("stopping wake-ups: {error}"))?;
+    let average_us = napped_ns / naps.max(1) / 1000;
+    kernel.log(format_args!(
+        "netqueues: nic {index}: slept {naps} times waiting for {WAKE_DATAGRAMS} datagrams on receive queue {WAKE_QUEUE} (flow {flow}), {average_us} us on average (naps of up to {} ms)",
+        NAP_NS / 1_000_000
+    ));
+    if naps == 0 {
+        return Err(String::from(
+            "every datagram was in before the core could sleep: nothing was shown",
+        ));
+    }
+    // Without queue 1's message every nap would last its full length.
+    if napped_ns / naps > NAP_NS / 2 {
+        return Err(format!(
+            "receive queue {WAKE_QUEUE}'s interrupt did not wake the core ({average_us} us per nap)"
         ));
     }
     Ok(())
