@@ -43,12 +43,7 @@ impl MsiVector {
     /// next interrupt wakes that core. The address and data are read back (a register
     /// that does not keep them is [`DeviceError::Config`]).
     pub fn wake(&self, core: usize) -> Result<(), DeviceError> {
-        let (address, data) = self
-            .platform
-            .wake_message(core)
-            .ok_or(DeviceError::Unsupported(
-                "an interrupt message for that core",
-            ))?;
+        let (address, data) = crate::platform::wake_message_for(self.platform, core)?;
         let data = u16::try_from(data)
             .map_err(|_| DeviceError::Unsupported("MSI data wider than 16 bits"))?;
         let mut access = self.bus.access();

@@ -58,12 +58,7 @@ impl MsixTable {
     /// message on it wakes that core.
     pub fn wake(&self, entry: u16, core: usize) -> Result<(), DeviceError> {
         let at = self.entry(entry)?;
-        let (address, data) = self
-            .platform
-            .wake_message(core)
-            .ok_or(DeviceError::Unsupported(
-                "an interrupt message for that core",
-            ))?;
+        let (address, data) = crate::platform::wake_message_for(self.platform, core)?;
         self.table.write32(at + 12, MASKED);
         self.table.write32(at, address as u32);
         self.table.write32(at + 4, (address >> 32) as u32);

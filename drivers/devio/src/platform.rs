@@ -33,6 +33,17 @@ pub unsafe trait Platform: Sync {
     fn wake_message(&self, core: usize) -> Option<(u64, u32)>;
 }
 
+/// [`Platform::wake_message`] for `core`, or the error both MSI and MSI-X give when
+/// there is none.
+pub(crate) fn wake_message_for(
+    platform: &dyn Platform,
+    core: usize,
+) -> Result<(u64, u32), DeviceError> {
+    platform.wake_message(core).ok_or(DeviceError::Unsupported(
+        "an interrupt message for that core",
+    ))
+}
+
 /// A device a driver found on a function.
 pub enum Found {
     /// A network interface.

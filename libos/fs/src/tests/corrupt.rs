@@ -248,19 +248,28 @@ fn a_block_in_the_wrong_place_is_refused() {
     assert_refused(disk, spare, &alloc::format!("claims to be block {a_block}"));
 }
 
-#[test]
-fn cycles_and_shared_blocks_are_refused() {
+/// The sample with `/a/b`'s directory block made its parent's, then the root's: a
+/// cycle; each with the ancestor's block.
+pub(super) fn cycles() -> [(u64, MemoryDisk); 2] {
     let disk = sample();
     let a_block = first_block(&disk, &["a"]);
     let root_block = first_block(&disk, &[]);
-    for ancestor in [a_block, root_block] {
+    [a_block, root_block].map(|ancestor| {
         let mut disk = disk.clone();
         edit_entry(&mut disk, a_block, "b", |inode| {
             inode.inline[0].physical = ancestor
         });
+        (ancestor, disk)
+    })
+}
+
+#[test]
+fn cycles_and_shared_blocks_are_refused() {
+    for (ancestor, disk) in cycles() {
         assert_refused(disk, ancestor, "/a/b: data block");
     }
-    let mut disk = disk.clone();
+    let mut disk = sample();
+    let root_block = first_block(&disk, &[]);
     let f_block = first_block(&disk, &["a", "b", "f"]);
     edit_entry(&mut disk, root_block, "g", |inode| {
         inode.inline[0].physical = f_block + 1

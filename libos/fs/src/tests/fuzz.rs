@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::ops::fresh;
-use super::{Rng, snapshot};
+use super::{CountingDisk, Rng, snapshot};
 use crate::crc::crc32;
 use crate::disk::BlockStore;
 use crate::format::{CRC_AT, put};
@@ -17,28 +17,6 @@ use crate::fs::FileSystem;
 use crate::path::{child, parse};
 use crate::store::{read_disk, write_disk};
 use crate::{FileKind, MemoryDisk};
-
-/// A disk that counts writes.
-struct Counting {
-    disk: MemoryDisk,
-    writes: u64,
-}
-
-impl BlockStore for Counting {
-    fn blocks(&self) -> u64 {
-        self.disk.blocks()
-    }
-    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
-        self.disk.read(block, buf)
-    }
-    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
-        self.writes += 1;
-        self.disk.write(block, data)
-    }
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
-}
 
 /// A valid image with directories, files, an overflow chain and (when `journaled`)
 /// operations still in the journal; and its metadata blocks.
@@ -151,7 +129,7 @@ fn fuzz(journaled: bool, rounds: u64, seed: u64) -> (u64, u64) {
             mutate(&mut disk, number, &mut rng, reseal);
         }
         let checked = FileSystem::fsck(&mut disk);
-        let mut counting = Counting { disk, writes: 0 };
+        let mut counting = CountingDisk::new(disk);
         match FileSystem::mount(&mut counting) {
             Ok(mut fs) => {
                 assert!(
@@ -167,7 +145,10 @@ fn fuzz(journaled: bool, rounds: u64, seed: u64) -> (u64, u64) {
                     Err(error),
                     "round {round}: fsck and mount disagree"
                 );
-                assert_eq!(counting.writes, 0, "round {round}: a refused mount wrote");
+                assert_eq!(
+                    counting.counts.writes, 0,
+                    "round {round}: a refused mount wrote"
+                );
                 refused += 1;
             }
         }

@@ -1,42 +1,14 @@
 //! Open files: reads through a handle agree with reads by path after every kind of
 //! change, a large file's reads go to the disk alone, and bad handles are refused.
 
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::Rng;
 use super::ops::fresh;
+use super::{CountingDisk, Rng};
 use crate::disk::BlockStore;
 use crate::fs::FileSystem;
 use crate::*;
-
-/// A memory disk that counts read requests and the blocks they carry.
-struct Counting {
-    disk: MemoryDisk,
-    reads: u64,
-    read_blocks: u64,
-}
-
-impl BlockStore for Counting {
-    fn blocks(&self) -> u64 {
-        self.disk.blocks()
-    }
-    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
-        self.read_run(block, buf)
-    }
-    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
-        self.disk.write(block, data)
-    }
-    fn flush(&mut self) -> Result<(), String> {
-        Ok(())
-    }
-    fn read_run(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String> {
-        self.reads += 1;
-        self.read_blocks += (buf.len() / BLOCK_SIZE) as u64;
-        self.disk.read_run(first, buf)
-    }
-}
 
 /// Reads `length` bytes at `offset` through `file` and by path; both must agree.
 fn both<D: BlockStore>(
@@ -151,11 +123,7 @@ fn handles_agree_with_reads_by_path_over_random_changes() {
 
 #[test]
 fn a_large_file_read_through_a_handle_goes_to_the_disk_alone() {
-    let disk = Counting {
-        disk: MemoryDisk::new(4096),
-        reads: 0,
-        read_blocks: 0,
-    };
+    let disk = CountingDisk::new(MemoryDisk::new(4096));
     let mut fs = FileSystem::format(disk).unwrap();
     let big: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
     fs.replace("/big", &big).unwrap();
@@ -164,7 +132,7 @@ fn a_large_file_read_through_a_handle_goes_to_the_disk_alone() {
     let mut handle = fs.open("/big").unwrap();
     // Opening read the root's directory block together with the blocks after it (the
     // file's first ones): the reads below stay past those.
-    let (reads, blocks) = (fs.store.disk.reads, fs.store.disk.read_blocks);
+    let (reads, blocks) = (fs.store.disk.counts.reads, fs.store.disk.counts.read_blocks);
     let cached = fs.store.cache.len();
     let mut buf = vec![0; 4096];
     let mut offsets = Rng::new(3);
@@ -175,8 +143,8 @@ fn a_large_file_read_through_a_handle_goes_to_the_disk_alone() {
     }
     assert_eq!(
         (
-            fs.store.disk.reads - reads,
-            fs.store.disk.read_blocks - blocks
+            fs.store.disk.counts.reads - reads,
+            fs.store.disk.counts.read_blocks - blocks
         ),
         (100, 100),
         "one request of one block per read, no metadata"

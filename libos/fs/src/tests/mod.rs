@@ -22,6 +22,66 @@ use crate::fs::FileSystem;
 use crate::path::{child, parse};
 use crate::{BLOCK_SIZE, FileKind, FsError};
 
+/// Requests and blocks, each way, as a [`CountingDisk`] saw them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) reads: u64,
+    pub(crate) read_blocks: u64,
+    pub(crate) writes: u64,
+    pub(crate) write_blocks: u64,
+    pub(crate) flushes: u64,
+}
+
+impl Counts {
+    /// Requests of every kind.
+    pub(crate) fn requests(&self) -> u64 {
+        self.reads + self.writes + self.flushes
+    }
+}
+
+/// A memory disk that counts requests: each `read`, `write`, `read_run`, `write_run`
+/// and `flush` is one.
+pub(crate) struct CountingDisk {
+    pub(crate) disk: crate::MemoryDisk,
+    pub(crate) counts: Counts,
+}
+
+impl CountingDisk {
+    /// `disk`, nothing counted yet.
+    pub(crate) fn new(disk: crate::MemoryDisk) -> Self {
+        Self {
+            disk,
+            counts: Counts::default(),
+        }
+    }
+}
+
+impl BlockStore for CountingDisk {
+    fn blocks(&self) -> u64 {
+        self.disk.blocks()
+    }
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.read_run(block, buf)
+    }
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
+        self.write_run(block, data)
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        self.counts.flushes += 1;
+        Ok(())
+    }
+    fn read_run(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String> {
+        self.counts.reads += 1;
+        self.counts.read_blocks += (buf.len() / BLOCK_SIZE) as u64;
+        self.disk.read_run(first, buf)
+    }
+    fn write_run(&mut self, first: u64, data: &[u8]) -> Result<(), String> {
+        self.counts.writes += 1;
+        self.counts.write_blocks += (data.len() / BLOCK_SIZE) as u64;
+        self.disk.write_run(first, data)
+    }
+}
+
 /// Xorshift64*: deterministic, seedable, good enough to pick operations.
 pub(crate) struct Rng(u64);
 

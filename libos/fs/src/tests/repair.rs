@@ -138,14 +138,7 @@ fn a_damaged_directory_block_loses_only_its_entries() {
 
 #[test]
 fn a_directory_pointing_at_an_ancestor_is_cut_off() {
-    let disk = sample();
-    let a_block = first_block(&disk, &["a"]);
-    let root_block = first_block(&disk, &[]);
-    for ancestor in [a_block, root_block] {
-        let mut disk = disk.clone();
-        edit_entry(&mut disk, a_block, "b", |inode| {
-            inode.inline[0].physical = ancestor
-        });
+    for (ancestor, disk) in super::corrupt::cycles() {
         let (tree, report) = repaired(disk);
         said(
             &report,

@@ -5,59 +5,9 @@
 //! fewer than one request per block and operation as before, and write each new file's
 //! block once (ordered writes).
 
-use alloc::string::String;
-
-use crate::disk::BlockStore;
+use super::{CountingDisk, Counts};
 use crate::fs::FileSystem;
-use crate::{BLOCK_SIZE, CommitPolicy, MemoryDisk};
-
-/// Requests and blocks, each way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Counts {
-    reads: u64,
-    read_blocks: u64,
-    writes: u64,
-    write_blocks: u64,
-    flushes: u64,
-}
-
-impl Counts {
-    fn requests(&self) -> u64 {
-        self.reads + self.writes + self.flushes
-    }
-}
-
-/// A memory disk that counts requests.
-struct Counting {
-    disk: MemoryDisk,
-    counts: Counts,
-}
-
-impl BlockStore for Counting {
-    fn blocks(&self) -> u64 {
-        self.disk.blocks()
-    }
-    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
-        self.read_run(block, buf)
-    }
-    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
-        self.write_run(block, data)
-    }
-    fn flush(&mut self) -> Result<(), String> {
-        self.counts.flushes += 1;
-        Ok(())
-    }
-    fn read_run(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String> {
-        self.counts.reads += 1;
-        self.counts.read_blocks += (buf.len() / BLOCK_SIZE) as u64;
-        self.disk.read_run(first, buf)
-    }
-    fn write_run(&mut self, first: u64, data: &[u8]) -> Result<(), String> {
-        self.counts.writes += 1;
-        self.counts.write_blocks += (data.len() / BLOCK_SIZE) as u64;
-        self.disk.write_run(first, data)
-    }
-}
+use crate::{CommitPolicy, MemoryDisk};
 
 /// The counts of each phase: create (then sync), mount, read back, delete (then sync).
 type Phases = [(&'static str, Counts); 4];
@@ -66,7 +16,7 @@ type Phases = [(&'static str, Counts); 4];
 /// `blocks` blocks; `tuned` batches commits and keeps the read cache and reading
 /// together, else each operation commits and every read goes to the disk alone.
 fn workload(directories: usize, files: usize, blocks: u64, tuned: bool) -> Phases {
-    let settings = |fs: &mut FileSystem<Counting>| {
+    let settings = |fs: &mut FileSystem<CountingDisk>| {
         if tuned {
             fs.set_commit_policy(CommitPolicy::OnCommit).unwrap();
         } else {
@@ -75,10 +25,7 @@ fn workload(directories: usize, files: usize, blocks: u64, tuned: bool) -> Phase
         }
     };
     let path = |d: usize, f: usize| alloc::format!("/d{d:03}/f{f:04}");
-    let disk = Counting {
-        disk: MemoryDisk::new(blocks),
-        counts: Counts::default(),
-    };
+    let disk = CountingDisk::new(MemoryDisk::new(blocks));
     let mut fs = FileSystem::format(disk).unwrap();
     settings(&mut fs);
     fs.store.disk.counts = Counts::default();
