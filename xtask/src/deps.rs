@@ -9,7 +9,8 @@ use std::process::Command;
 pub enum Need {
     /// `qemu-system-x86_64`.
     Qemu,
-    /// `grub-mkrescue` with BIOS and UEFI modules, `xorriso`, `mformat`.
+    /// GRUB with BIOS and UEFI modules (`grub-mkrescue`, `grub-mkimage`), `xorriso`, and
+    /// mtools: the ISO and bootable disks.
     Iso,
     /// The OVMF UEFI firmware.
     Ovmf,

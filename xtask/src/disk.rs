@@ -15,6 +15,11 @@ pub const USAGE: &str = "\
   disk partition IMAGE SIZE BMFS a new image of SIZE with a partition table: BMFS of
                                  BMFS bytes, then the Rexo file system (`cargo xtask fs`)
                                  in the rest; the other commands find their partition
+  disk partition IMAGE SIZE BMFS --boot [--append WORDS]
+                                 the same after a boot partition: GRUB for BIOS and UEFI
+                                 and the kernel (`cargo xtask build`'s), started with the
+                                 command line WORDS (e.g. app=httpd); boots from any disk
+                                 the firmware can read (IDE, AHCI, virtio-blk, NVMe)
   disk ls IMAGE                  the files, their sizes and blocks, the free blocks
   disk put IMAGE FILE [NAME] [--blocks N]
                                  copy FILE in (as NAME; N 2 MiB blocks reserved, default
@@ -176,30 +181,69 @@ pub fn partition_of(file: &File, size: u64, kind: u8) -> Option<(u64, u64)> {
     Some((p.first * 512, p.sectors * 512))
 }
 
+/// What a bootable image starts: the kernel ELF and its command line.
+pub struct BootKernel<'a> {
+    /// The kernel.
+    pub elf: &'a Path,
+    /// Its command line.
+    pub append: &'a str,
+}
+
 /// Writes a fresh image of `size` bytes at `path` holding a partition table, an empty
-/// BMFS of `bmfs` bytes (partition 1) and an empty Rexo file system in the rest
-/// (partition 2), both aligned to 1 MiB.
-pub fn partitioned(path: &Path, size: u64, bmfs: u64) -> Result<()> {
+/// BMFS of `bmfs` bytes and an empty Rexo file system in the rest, each aligned to
+/// 1 MiB; with `boot`, a boot partition comes first (partition 1, so BMFS is 2 and the
+/// Rexo file system 3) with GRUB and the kernel installed (`bootdisk`).
+pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) -> Result<()> {
     const MIB: u64 = 1 << 20;
+    let boot_bytes = match &boot {
+        Some(kernel) => crate::bootdisk::partition_bytes(
+            std::fs::metadata(kernel.elf)
+                .map_err(|e| format!("{}: {e}", kernel.elf.display()))?
+                .len(),
+        ),
+        None => 0,
+    };
     let bmfs = bmfs.next_multiple_of(MIB);
-    let rest = size.saturating_sub(MIB + bmfs) / MIB * MIB;
+    let bmfs_start = MIB + boot_bytes;
+    let rest = size.saturating_sub(bmfs_start + bmfs) / MIB * MIB;
     if bmfs == 0 || rest < MIB {
-        return Err(format!("{size} bytes leave no room for both partitions"));
+        let what = if boot.is_some() {
+            "the kernel's boot partition, BMFS and the Rexo file system"
+        } else {
+            "both partitions"
+        };
+        return Err(format!("{size} bytes leave no room for {what}"));
     }
     let file = open_disk(path, Some(size))?.file;
-    let sector0 = rexo_mbr::table(&[
-        (rexo_mbr::TYPE_BMFS, MIB / 512, bmfs / 512),
-        (rexo_mbr::TYPE_REXO_FS, (MIB + bmfs) / 512, rest / 512),
-    ]);
-    file.write_all_at(&sector0, 0)
+    let mut partitions = Vec::new();
+    if boot.is_some() {
+        partitions.push((
+            crate::bootdisk::TYPE_EFI_SYSTEM,
+            MIB / 512,
+            boot_bytes / 512,
+        ));
+    }
+    partitions.push((rexo_mbr::TYPE_BMFS, bmfs_start / 512, bmfs / 512));
+    partitions.push((
+        rexo_mbr::TYPE_REXO_FS,
+        (bmfs_start + bmfs) / 512,
+        rest / 512,
+    ));
+    file.write_all_at(&rexo_mbr::table(&partitions), 0)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let disk = FileDisk {
         file: file.try_clone().map_err(|e| e.to_string())?,
         size: bmfs,
-        offset: MIB,
+        offset: bmfs_start,
     };
     Volume::format(disk).map_err(|e| format!("the BMFS partition: {e}"))?;
-    crate::fsimage::format_partition(path).map(|_| ())
+    crate::fsimage::format_partition(path)?;
+    match boot {
+        Some(kernel) => {
+            crate::bootdisk::install(path, kernel.elf, kernel.append, MIB / 512, boot_bytes / 512)
+        }
+        None => Ok(()),
+    }
 }
 
 /// Opens the BMFS on `image`.
@@ -244,8 +288,28 @@ pub fn command(args: Vec<String>) -> Result<()> {
             Ok(())
         }
         ["partition", image, size, bmfs] => {
-            partitioned(Path::new(image), parse_size(size)?, parse_size(bmfs)?)?;
+            partitioned(Path::new(image), parse_size(size)?, parse_size(bmfs)?, None)?;
             println!("{image}: partition 1 BMFS, partition 2 the Rexo file system");
+            Ok(())
+        }
+        ["partition", image, size, bmfs, "--boot", rest @ ..] => {
+            let append = match rest {
+                [] => "",
+                ["--append", words] => words,
+                _ => return Err(format!("usage:\n{USAGE}")),
+            };
+            crate::deps::ensure(&[crate::deps::Need::Iso])?;
+            let elf = crate::build::kernel()?;
+            let boot = BootKernel { elf: &elf, append };
+            partitioned(
+                Path::new(image),
+                parse_size(size)?,
+                parse_size(bmfs)?,
+                Some(boot),
+            )?;
+            println!(
+                "{image}: partition 1 boots Rexo (GRUB for BIOS and UEFI, command line `{append}`), partition 2 BMFS, partition 3 the Rexo file system"
+            );
             Ok(())
         }
         ["ls", image] => {

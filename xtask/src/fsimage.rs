@@ -96,7 +96,7 @@ pub fn format_partition(path: &Path) -> Result<FileSystem<FileStore>> {
 /// A partitioned 48 MiB image for `storage::partitioned`: BMFS holding
 /// `disk::NOTES` and the Rexo file system holding [`HELLO`].
 pub fn partitioned_for_monitor(path: &Path) -> Result<()> {
-    crate::disk::partitioned(path, 48 << 20, 16 << 20)?;
+    crate::disk::partitioned(path, 48 << 20, 16 << 20, None)?;
     crate::disk::put_notes(path)?;
     let mut fs = mount(path)?;
     fs.mkdir("/docs").map_err(|e| e.to_string())?;
@@ -367,7 +367,25 @@ pub const NESTED: (&str, &[u8]) = (
 /// Writes a fresh 16 MiB image at `path` holding `disk::site_files()` at the root and
 /// [`NESTED`], for httpd to serve.
 pub fn image_of_site(path: &Path) -> Result<()> {
-    let mut fs = FileSystem::format(store(path, Some(16 << 20))?).map_err(|e| e.to_string())?;
+    put_site(FileSystem::format(store(path, Some(16 << 20))?).map_err(|e| e.to_string())?)
+}
+
+/// A bootable 64 MiB image at `path` (`cargo xtask disk partition ... --boot`'s code)
+/// that starts `elf` with the command line `append`, holding the site of
+/// [`image_of_site`] in its Rexo file system (`boot::disk-*` cases).
+pub fn bootable_site(path: &Path, elf: &Path, append: &str) -> Result<()> {
+    let boot = crate::disk::BootKernel { elf, append };
+    let bytes = crate::bootdisk::partition_bytes(
+        std::fs::metadata(elf)
+            .map_err(|e| format!("{}: {e}", elf.display()))?
+            .len(),
+    );
+    crate::disk::partitioned(path, bytes + (24 << 20), 4 << 20, Some(boot))?;
+    put_site(mount(path)?)
+}
+
+/// Puts `disk::site_files()` at the root of `fs` and [`NESTED`] below, grouped.
+fn put_site(mut fs: FileSystem<FileStore>) -> Result<()> {
     fs.mkdir("/docs").map_err(|e| e.to_string())?;
     fs.mkdir("/docs/guide").map_err(|e| e.to_string())?;
     let mut files: Vec<(String, Vec<u8>)> = crate::disk::site_files()
@@ -471,9 +489,19 @@ mod tests {
         assert_eq!(rexo, (17 << 20, 31 << 20));
         std::fs::remove_file(&path).unwrap();
         assert!(
-            crate::disk::partitioned(&path, 2 << 20, 4 << 20).is_err(),
+            crate::disk::partitioned(&path, 2 << 20, 4 << 20, None).is_err(),
             "too small for both"
         );
+        // A boot partition takes the kernel's size and GRUB's room first.
+        let elf = path.with_extension("elf");
+        std::fs::write(&elf, vec![0u8; 3 << 20]).unwrap();
+        let boot = crate::disk::BootKernel {
+            elf: &elf,
+            append: "app=httpd",
+        };
+        let err = crate::disk::partitioned(&path, 16 << 20, 4 << 20, Some(boot)).unwrap_err();
+        assert!(err.contains("the kernel's boot partition"), "{err}");
+        let _ = std::fs::remove_file(&elf);
         let _ = std::fs::remove_file(&path);
     }
 

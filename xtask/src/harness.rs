@@ -128,7 +128,7 @@ pub fn command(words: Vec<String>) -> Result<u8> {
     if cases.iter().any(|c| c.boot != Boot::Pvh) {
         needs.push(Need::Iso);
     }
-    if cases.iter().any(|c| c.boot == Boot::IsoUefi) {
+    if cases.iter().any(|c| c.boot.uefi()) {
         needs.push(Need::Ovmf);
     }
     deps::ensure(&needs)?;
@@ -650,6 +650,15 @@ fn append_notes(log: &Path, client: &str, notes: &[String]) {
 }
 
 /// Boots one table case and checks its output.
+/// The firmware a case boots under: OVMF for UEFI, else the machine's own BIOS.
+fn firmware(boot: Boot) -> Result<Option<deps::Firmware>> {
+    Ok(if boot.uefi() {
+        Some(deps::ovmf()?)
+    } else {
+        None
+    })
+}
+
 fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome> {
     let started = Instant::now();
     let file_name = case.name.replace("::", "-");
@@ -685,11 +694,19 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
         Boot::IsoBios | Boot::IsoUefi => {
             let iso = scratch.join("rexo.iso");
             crate::image::build_iso(elf, case.append, &[], &iso)?;
-            let firmware = match case.boot {
-                Boot::IsoUefi => Some(deps::ovmf()?),
-                _ => None,
-            };
+            let firmware = firmware(case.boot)?;
             Media::Cdrom { iso, firmware }
+        }
+        Boot::Disk { device, .. } => {
+            let image = scratch.join("boot.img");
+            crate::fsimage::bootable_site(&image, elf, case.append)?;
+            let firmware = firmware(case.boot)?;
+            let device = device.to_string();
+            Media::Disk {
+                image,
+                device,
+                firmware,
+            }
         }
     };
     let mut extra: Vec<String> = case.qemu_args.iter().map(|a| a.to_string()).collect();

@@ -81,13 +81,19 @@ pub fn grub_cfg(append: &str, modules: &[String]) -> String {
     cfg
 }
 
-/// Builds the ISO at `out` from `kernel`, the command line `append` and `modules`.
-pub fn build_iso(kernel: &Path, append: &str, modules: &[PathBuf], out: &Path) -> Result<()> {
+/// Refuses a kernel command line that GRUB's configuration would not carry as it is.
+pub fn check_append(append: &str) -> Result<()> {
     if append.contains(['"', '\n', '\\', '$', ';']) {
         return Err(format!(
             "--append `{append}`: quotes, backslashes, `$`, `;` and line breaks are not allowed in the GRUB command line"
         ));
     }
+    Ok(())
+}
+
+/// Builds the ISO at `out` from `kernel`, the command line `append` and `modules`.
+pub fn build_iso(kernel: &Path, append: &str, modules: &[PathBuf], out: &Path) -> Result<()> {
+    check_append(append)?;
     deps::ensure(&[Need::Iso])?;
     let names = module_names(modules)?;
     let stem = out

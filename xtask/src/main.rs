@@ -10,6 +10,7 @@ mod bench;
 mod bench_report;
 mod bench_suite;
 mod benchclient;
+mod bootdisk;
 mod build;
 mod cursor;
 mod deps;

@@ -72,6 +72,16 @@ pub enum Media {
         /// UEFI firmware, or `None` for the machine's BIOS.
         firmware: Option<Firmware>,
     },
+    /// A bootable disk image attached as a device model (`virtio-blk-pci`, `nvme,serial=S`,
+    /// ...) that the firmware boots first.
+    Disk {
+        /// The image.
+        image: PathBuf,
+        /// The device model with its properties.
+        device: String,
+        /// UEFI firmware, or `None` for the machine's BIOS.
+        firmware: Option<Firmware>,
+    },
 }
 
 /// A virtual machine to start.
@@ -147,40 +157,59 @@ impl Vm {
                     args.extend(["-initrd".into(), path_arg(initrd)?]);
                 }
             }
+            Media::Cdrom { .. } | Media::Disk { .. } if self.machine == Machine::Microvm => {
+                return Err(
+                    "microvm has no firmware that boots a CD-ROM or disk; boot it with --machine q35 or pc"
+                        .into(),
+                );
+            }
             Media::Cdrom { iso, firmware } => {
-                if self.machine == Machine::Microvm {
-                    return Err(
-                        "microvm has no CD-ROM drive; boot the ISO with --machine q35 or pc".into(),
-                    );
-                }
                 args.extend(["-cdrom".into(), path_arg(iso)?]);
-                match firmware {
-                    None => {}
-                    Some(Firmware::Combined(bios)) => {
-                        args.extend(["-bios".into(), path_arg(bios)?]);
-                    }
-                    Some(Firmware::Split { code, vars }) => {
-                        std::fs::create_dir_all(scratch)
-                            .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
-                        let copy = scratch.join("OVMF_VARS.fd");
-                        std::fs::copy(vars, &copy)
-                            .map_err(|e| format!("cannot copy {}: {e}", vars.display()))?;
-                        args.extend([
-                            "-drive".into(),
-                            format!(
-                                "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                                path_arg(code)?
-                            ),
-                            "-drive".into(),
-                            format!("if=pflash,format=raw,unit=1,file={}", path_arg(&copy)?),
-                        ]);
-                    }
-                }
+                args.extend(firmware_args(firmware.as_ref(), scratch)?);
+            }
+            Media::Disk {
+                image,
+                device,
+                firmware,
+            } => {
+                let file = path_arg(image)?.replace(',', ",,");
+                args.extend([
+                    "-drive".into(),
+                    format!("file={file},if=none,id=boot,format=raw"),
+                    "-device".into(),
+                    format!("{device},drive=boot,bootindex=0"),
+                ]);
+                args.extend(firmware_args(firmware.as_ref(), scratch)?);
             }
         }
         args.extend(self.extra.iter().cloned());
         Ok(args)
     }
+}
+
+/// The arguments that load `firmware` (none for the machine's own BIOS); split OVMF gets
+/// a copy of its variable store in `scratch`.
+fn firmware_args(firmware: Option<&Firmware>, scratch: &Path) -> Result<Vec<String>> {
+    Ok(match firmware {
+        None => Vec::new(),
+        Some(Firmware::Combined(bios)) => vec!["-bios".into(), path_arg(bios)?],
+        Some(Firmware::Split { code, vars }) => {
+            std::fs::create_dir_all(scratch)
+                .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+            let copy = scratch.join("OVMF_VARS.fd");
+            std::fs::copy(vars, &copy)
+                .map_err(|e| format!("cannot copy {}: {e}", vars.display()))?;
+            vec![
+                "-drive".into(),
+                format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    path_arg(code)?
+                ),
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=1,file={}", path_arg(&copy)?),
+            ]
+        }
+    })
 }
 
 fn path_arg(path: &Path) -> Result<String> {
@@ -683,6 +712,15 @@ mod tests {
             firmware: None,
         };
         assert!(vm.args(Path::new("/tmp")).unwrap_err().contains("q35"));
+        vm.media = Media::Disk {
+            image: "/x.img".into(),
+            device: "virtio-blk-pci".into(),
+            firmware: None,
+        };
+        assert!(vm.args(Path::new("/tmp")).unwrap_err().contains("q35"));
+        vm.machine = Machine::Q35;
+        let args = vm.args(Path::new("/tmp")).unwrap().join(" ");
+        assert!(args.contains("-drive file=/x.img,if=none,id=boot,format=raw -device virtio-blk-pci,drive=boot,bootindex=0"));
     }
 
     #[test]

@@ -14,6 +14,22 @@ pub enum Boot {
     IsoBios,
     /// The GRUB ISO under OVMF (UEFI).
     IsoUefi,
+    /// A bootable disk made by `cargo xtask disk partition ... --boot`'s code, holding
+    /// httpd's site in its Rexo file system (`fsimage::bootable_site`), attached as the
+    /// device model `device` and booted by SeaBIOS, or by OVMF when `uefi`.
+    Disk {
+        /// The device model with its properties.
+        device: &'static str,
+        /// OVMF instead of SeaBIOS.
+        uefi: bool,
+    },
+}
+
+impl Boot {
+    /// Whether the case boots under OVMF.
+    pub fn uefi(self) -> bool {
+        matches!(self, Boot::IsoUefi | Boot::Disk { uefi: true, .. })
+    }
 }
 
 /// How many vCPUs a case gets, or expects in the ready line.
@@ -1302,6 +1318,30 @@ pub const CASES: &[Case] = &[
         ],
         ..HTTPD
     },
+    // A disk the host tool made boots Rexo (GRUB from the MBR under SeaBIOS, from the
+    // EFI system partition under OVMF) and httpd serves the site in its Rexo file system.
+    Case {
+        name: "boot::disk-seabios-httpd",
+        boot: Boot::Disk {
+            device: "virtio-blk-pci",
+            uefi: false,
+        },
+        machine: Machine::Pc,
+        client: Some(crate::httpclient::HTTPD_REXOFS),
+        checks: DISK_BOOT_CHECKS,
+        ..HTTPD
+    },
+    Case {
+        name: "boot::disk-ovmf-httpd",
+        boot: Boot::Disk {
+            device: "nvme,serial=boot",
+            uefi: true,
+        },
+        timeout_s: 240,
+        client: Some(crate::httpclient::HTTPD_REXOFS),
+        checks: DISK_BOOT_CHECKS,
+        ..HTTPD
+    },
     // A damaged file system is served read-only, what reads of it.
     Case {
         name: "badinput::httpd-rexofs-damaged",
@@ -1511,6 +1551,15 @@ const DISK_ERROR: &[Check] = &[
 
 /// An `httpd` case: q35 with a virtio-net NIC on user networking, TCP 80 forwarded; the
 /// app must return (QEMU powers off) after the client's `/__shutdown`.
+/// What the `boot::disk-*` cases check: GRUB started the kernel with the image's
+/// command line, and httpd served the site from the booted disk.
+const DISK_BOOT_CHECKS: &[Check] = &[
+    Check::Has("(Multiboot2), command line 'app=httpd-test'"),
+    Check::Has(" ms, 4 of them from disk"),
+    Check::Has("httpd: done"),
+    Check::Lacks("FAILED"),
+];
+
 const HTTPD: Case = Case {
     machine: Machine::Q35,
     append: "app=httpd-test",
