@@ -148,45 +148,11 @@ impl Drop for Dma {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::String;
-    use std::sync::Mutex;
-
-    /// Pages from the host heap, counted.
-    struct HostPlatform {
-        live: Mutex<usize>,
-    }
-
-    // SAFETY: on the host the "physical" address is the heap address; each allocation is
-    // fresh, zeroed and page-aligned, used only by the `Dma` that owns it.
-    unsafe impl Platform for HostPlatform {
-        fn dma_allocate(&self, bytes: usize) -> Option<u64> {
-            let layout = std::alloc::Layout::from_size_align(bytes, 4096).ok()?;
-            *self.live.lock().unwrap() += 1;
-            // SAFETY: the layout has a non-zero size (whole pages).
-            Some(unsafe { std::alloc::alloc_zeroed(layout) } as u64)
-        }
-        fn dma_free(&self, phys: u64, bytes: usize) {
-            *self.live.lock().unwrap() -= 1;
-            let layout = std::alloc::Layout::from_size_align(bytes, 4096).unwrap();
-            // SAFETY: allocated above with the same layout.
-            unsafe { std::alloc::dealloc(phys as *mut u8, layout) };
-        }
-        fn claim_mmio(&self, _: u64, _: u64) -> Result<&'static mut [u8], String> {
-            Err(String::from("no devices on the host"))
-        }
-        fn now_ns(&self) -> u64 {
-            0
-        }
-        fn wake_message(&self, _: usize) -> Option<(u64, u32)> {
-            None
-        }
-    }
+    use crate::host::HostPlatform;
 
     #[test]
     fn dma_memory_is_zeroed_whole_pages_given_back_on_drop() {
-        let platform: &'static HostPlatform = Box::leak(Box::new(HostPlatform {
-            live: Mutex::new(0),
-        }));
+        let platform = HostPlatform::leaked();
         let mut dma = Dma::new(platform, 100).unwrap();
         assert_eq!(dma.len(), 4096);
         assert_eq!(dma.phys() % 4096, 0);
@@ -197,17 +163,15 @@ mod tests {
             (dma.read32(8), dma.read16(8), dma.bytes(100, 3)),
             (0xA5A5_0001, 1, &b"abc"[..])
         );
-        assert_eq!(*platform.live.lock().unwrap(), 1);
+        assert_eq!(platform.live(), 1);
         drop(dma);
-        assert_eq!(*platform.live.lock().unwrap(), 0);
+        assert_eq!(platform.live(), 0);
     }
 
     #[test]
     #[should_panic(expected = "outside 4096 bytes")]
     fn an_access_past_the_end_is_refused() {
-        let platform: &'static HostPlatform = Box::leak(Box::new(HostPlatform {
-            live: Mutex::new(0),
-        }));
+        let platform = HostPlatform::leaked();
         Dma::new(platform, 1).unwrap().read64(4096);
     }
 }

@@ -12,7 +12,8 @@
 //!   clock, the message that wakes a core, and configuration space of the function being
 //!   bound.
 //! - [`MsixTable`]: a device's MSI-X vectors, pointed at cores' wake vectors;
-//!   [`MsiVector`], the one MSI message of a device without MSI-X; [`Vectors`], either.
+//!   [`MsiVector`], the one MSI message of a device without MSI-X; [`Vectors`], either;
+//!   [`QueueWakes`], one-shot wake-ups of a device's queues through their entries.
 //!
 //! `unsafe` lives here rather than in the kernel so that the kernel proper stays small
 //! and drivers stay outside it (issue 4's budget); the crate depends on no kernel code.
@@ -22,6 +23,8 @@ extern crate alloc;
 
 pub mod config;
 pub mod dma;
+#[cfg(test)]
+mod host;
 pub mod mmio;
 pub mod msi;
 pub mod msix;
@@ -32,7 +35,7 @@ pub use config::PciBus;
 pub use dma::Dma;
 pub use mmio::Mmio;
 pub use msi::{MsiVector, Vectors};
-pub use msix::MsixTable;
+pub use msix::{MsixTable, QueueWakes};
 pub use platform::{DeviceFunction, Found, Platform};
 pub use port::PortWindow;
 

@@ -3,6 +3,9 @@
 //! device can wake a core halted in `sleep_ns` when there is work (polled drivers that
 //! let idle cores sleep).
 
+use alloc::vec;
+use alloc::vec::Vec;
+
 use rexo_api::DeviceError;
 
 use crate::{Mmio, Platform};
@@ -72,5 +75,174 @@ impl MsixTable {
         let at = self.entry(entry)?;
         self.table.write32(at + 12, MASKED);
         Ok(())
+    }
+}
+
+/// One-shot wake-ups of a device's queues through its MSI-X table (the disks'
+/// `wake_on_completion`): queue `q` signals through its own entry all along, and that
+/// entry stays masked (the device's messages kept pending) except from
+/// [`arm`](Self::arm) to the next [`spent`](Self::spent), which the driver calls when a
+/// poll finds work on the queue. So a core that polls a busy queue is not interrupted
+/// by it; an arm with a message already pending wakes the core at once (callers look
+/// at the queue again after waking).
+pub struct QueueWakes {
+    /// The table, when the device has MSI-X.
+    table: Option<MsixTable>,
+    /// Each queue's entry, when it got one.
+    entries: Vec<Option<u16>>,
+    /// Which queues are armed (their entry unmasked).
+    armed: Vec<bool>,
+}
+
+impl QueueWakes {
+    /// Wake-ups for queues `0..entries.len()`, queue `q` signalling through entry
+    /// `entries[q]` of `table` (`None`: it has none); `table` `None` when the device
+    /// has no MSI-X. Every entry stays masked until armed.
+    pub fn new(table: Option<MsixTable>, entries: Vec<Option<u16>>) -> Self {
+        let armed = vec![false; entries.len()];
+        Self {
+            table,
+            entries,
+            armed,
+        }
+    }
+
+    /// Whether any queue can wake a core.
+    pub fn any(&self) -> bool {
+        self.table.is_some() && self.entries.iter().any(Option::is_some)
+    }
+
+    /// Arms `queue` so that its next message wakes core `core`, or disarms it (`None`).
+    /// Errors, with nothing changed: [`DeviceError::NoSuchQueue`] for a queue out of
+    /// range, [`DeviceError::Unsupported`] without MSI-X or an entry for the queue, or
+    /// for a core the kernel has no message for.
+    pub fn arm(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        let entry = *self
+            .entries
+            .get(queue)
+            .ok_or(DeviceError::NoSuchQueue(queue))?;
+        let table = self
+            .table
+            .as_ref()
+            .ok_or(DeviceError::Unsupported("MSI-X"))?;
+        let entry = entry.ok_or(DeviceError::Unsupported("an MSI-X vector for this queue"))?;
+        match core {
+            Some(core) => table.wake(entry, core)?,
+            None => table.mask(entry)?,
+        }
+        self.armed[queue] = core.is_some();
+        Ok(())
+    }
+
+    /// The driver found work on `queue`: a wake armed for it is spent, its entry masked
+    /// again. Nothing for a queue out of range or not armed.
+    pub fn spent(&mut self, queue: usize) {
+        if let (Some(true), Some(Some(entry)), Some(table)) =
+            (self.armed.get(queue), self.entries.get(queue), &self.table)
+        {
+            // The entry was checked against the table when the queue was armed.
+            let _ = table.mask(*entry);
+            self.armed[queue] = false;
+        }
+    }
+
+    /// Disarms every queue (the holder changed: no core waits any more).
+    pub fn disarm_all(&mut self) {
+        for queue in 0..self.armed.len() {
+            self.spent(queue);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::HostPlatform;
+    use alloc::vec;
+
+    /// A table of `size` entries over host memory, and the memory to read it back.
+    fn table(size: u16) -> (MsixTable, Mmio) {
+        let memory = Mmio::new(vec![0u8; usize::from(size) * ENTRY].leak());
+        (
+            MsixTable::new(memory.clone(), size, HostPlatform::leaked()),
+            memory,
+        )
+    }
+
+    /// Entry `entry`'s (address, data, masked) as the device would read them.
+    fn entry(memory: &Mmio, entry: usize) -> (u64, u32, bool) {
+        let at = entry * ENTRY;
+        (
+            u64::from(memory.read32(at)) | u64::from(memory.read32(at + 4)) << 32,
+            memory.read32(at + 8),
+            memory.read32(at + 12) & MASKED != 0,
+        )
+    }
+
+    #[test]
+    fn an_armed_queue_unmasks_its_entry_until_its_work_is_found() {
+        let (msix, memory) = table(5);
+        let mut wakes = QueueWakes::new(Some(msix), vec![Some(1), Some(2), None]);
+        assert!(wakes.any());
+        assert!((0..5).all(|e| entry(&memory, e).2), "all masked at first");
+        wakes.arm(1, Some(1)).unwrap();
+        assert_eq!(
+            entry(&memory, 2),
+            (0xFEE0_1000, HostPlatform::WAKE_VECTOR, false)
+        );
+        assert!(entry(&memory, 1).2, "queue 0's entry untouched");
+        wakes.spent(0);
+        assert!(!entry(&memory, 2).2, "another queue's work spends nothing");
+        wakes.spent(1);
+        assert!(
+            entry(&memory, 2).2,
+            "one-shot: masked once the work is found"
+        );
+        wakes.spent(1);
+        assert!(entry(&memory, 2).2);
+        wakes.arm(0, Some(0)).unwrap();
+        assert_eq!(
+            entry(&memory, 1),
+            (0xFEE0_0000, HostPlatform::WAKE_VECTOR, false)
+        );
+        wakes.arm(0, None).unwrap();
+        assert!(entry(&memory, 1).2, "None disarms");
+        wakes.arm(0, Some(0)).unwrap();
+        wakes.arm(1, Some(0)).unwrap();
+        wakes.disarm_all();
+        assert!((0..5).all(|e| entry(&memory, e).2));
+    }
+
+    #[test]
+    fn bad_queues_and_cores_are_refused_with_nothing_changed() {
+        let (msix, memory) = table(2);
+        let mut wakes = QueueWakes::new(Some(msix), vec![Some(1), None]);
+        wakes.arm(0, Some(0)).unwrap();
+        let before = entry(&memory, 1);
+        assert_eq!(wakes.arm(2, Some(0)), Err(DeviceError::NoSuchQueue(2)));
+        assert_eq!(
+            wakes.arm(usize::MAX, None),
+            Err(DeviceError::NoSuchQueue(usize::MAX))
+        );
+        assert_eq!(
+            wakes.arm(0, Some(HostPlatform::CORES)),
+            Err(DeviceError::Unsupported(
+                "an interrupt message for that core"
+            ))
+        );
+        assert_eq!(entry(&memory, 1), before, "still armed for core 0");
+        assert_eq!(
+            wakes.arm(1, Some(0)),
+            Err(DeviceError::Unsupported("an MSI-X vector for this queue"))
+        );
+        wakes.spent(0);
+        assert!(
+            entry(&memory, 1).2,
+            "the earlier arm is still the one spent"
+        );
+        let mut none = QueueWakes::new(None, vec![None]);
+        assert!(!none.any());
+        assert_eq!(none.arm(0, Some(0)), Err(DeviceError::Unsupported("MSI-X")));
+        assert_eq!(none.arm(1, Some(0)), Err(DeviceError::NoSuchQueue(1)));
     }
 }

@@ -3,7 +3,9 @@
 //! becomes one disk served by up to four I/O queue pairs (one per core is the intent),
 //! each with its own submission and completion queue and per-request DMA buffers.
 //! Requests are polled: completions are found by their phase tag in DMA memory, and
-//! doorbells are written once per poll for every request queued since.
+//! doorbells are written once per poll for every request queued since. With MSI-X,
+//! I/O completion queue `k` signals through entry `k` (entry 0 is the admin queue's),
+//! masked except while a core is armed to be woken (`wake_on_completion`).
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -17,7 +19,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
-use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform};
+use rexo_devio::{DeviceFunction, Dma, Found, Mmio, MsixTable, Platform, QueueWakes};
 use rexo_pci::Function;
 
 use crate::queue::QueuePair;
@@ -55,6 +57,17 @@ pub fn matches(function: &Function) -> bool {
 pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     function.enable()?;
     let registers = function.mmio(0)?;
+    // MSI-X on, every entry masked: completion queues with an entry can wake a core.
+    let msix = match function.msix() {
+        Ok(table) => Some(table),
+        Err(error) => {
+            log::info!(
+                "{} nvme: completions polled only: {error}",
+                function.address()
+            );
+            None
+        }
+    };
     let capabilities = Capabilities::decode(read64(&registers, spec::REG_CAP));
     let version = registers.read32(spec::REG_VS);
     log::info!(
@@ -127,6 +140,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         },
         platform: function.platform(),
         failed: None,
+        wakes: QueueWakes::new(None, Vec::new()),
     };
 
     disk.admin_command("Identify Controller", |id| {
@@ -169,7 +183,10 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     })?;
     let pairs = spec::granted_pairs(granted, wanted);
     let request_bytes = max_sectors as usize * sector_size as usize;
+    let mut vectors = Vec::new();
     for id in 1..=pairs {
+        let vector = completion_vector(msix.as_ref(), id);
+        vectors.push(vector);
         let pair = QueuePair::new(
             &function,
             registers.clone(),
@@ -181,13 +198,14 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         disk.queues
             .push(IoQueue::new(&function, pair, depth, request_bytes)?);
         disk.admin_command("Create I/O Completion Queue", |cid| {
-            Command::create_completion_queue(cid, id, depth + 1, completion)
+            Command::create_completion_queue(cid, id, depth + 1, completion, vector)
         })?;
         disk.admin_command("Create I/O Submission Queue", |cid| {
             Command::create_submission_queue(cid, id, depth + 1, submission)
         })?;
     }
 
+    disk.wakes = QueueWakes::new(msix, vectors);
     disk.info = BlockInfo {
         sectors,
         sector_size,
@@ -197,7 +215,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         model,
     };
     log::info!(
-        "{} nvme: {:?} serial {:?} firmware {:?}: {} sectors of {} bytes, {} I/O queue(s) x {}, {} sectors per request",
+        "{} nvme: {:?} serial {:?} firmware {:?}: {} sectors of {} bytes, {} I/O queue(s) x {}, {} sectors per request, {}",
         function.address(),
         disk.info.model,
         serial,
@@ -206,9 +224,21 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         sector_size,
         pairs,
         depth,
-        max_sectors
+        max_sectors,
+        if disk.wakes.any() {
+            "completions can wake a core through MSI-X"
+        } else {
+            "completions polled only"
+        }
     );
     Ok(vec![Found::Block(Box::new(disk))])
+}
+
+/// The MSI-X entry I/O completion queue `id` signals through: entry `id` when the
+/// table has it (entry 0 is the admin queue's, whose interrupts cannot be turned off),
+/// else none (the queue is polled only).
+fn completion_vector(msix: Option<&MsixTable>, id: u16) -> Option<u16> {
+    msix.filter(|table| id < table.size()).map(|_| id)
 }
 
 /// Reads a 64-bit register as two 32-bit halves, low first (some controllers take
@@ -425,6 +455,9 @@ struct Nvme {
     platform: &'static dyn Platform,
     /// Why the controller stopped, once it did.
     failed: Option<&'static str>,
+    /// Completion wake-ups: API queue `q` (completion queue `q + 1`) through MSI-X
+    /// entry `q + 1`.
+    wakes: QueueWakes,
 }
 
 impl Nvme {
@@ -561,14 +594,15 @@ impl BlockDevice for Nvme {
         self.submit(queue, Operation::Flush, 0, 0, None)
     }
 
-    /// Not yet: the completion queues are created without interrupts and polled.
-    fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
-        Err(DeviceError::Unsupported(
-            "completion wake-ups in this driver (it polls)",
-        ))
+    /// Unmasks the queue's MSI-X entry, pointed at `core`: the controller's next message
+    /// for a completion on it wakes the core. Disarmed (masked again) by the next poll
+    /// that hands over a completion, or by `None`.
+    fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        self.wakes.arm(queue, core)
     }
 
     fn abandon_requests(&mut self) {
+        self.wakes.disarm_all();
         for io in &mut self.queues {
             for slot in &mut io.slots {
                 if matches!(slot, Slot::Busy { .. }) {
@@ -662,6 +696,9 @@ impl BlockDevice for Nvme {
                     return Err(error);
                 }
             }
+        }
+        if finished > 0 {
+            self.wakes.spent(queue);
         }
         fault.map_or(Ok(finished), Err)
     }

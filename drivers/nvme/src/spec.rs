@@ -44,6 +44,11 @@ pub const PAGE: usize = 4096;
 pub const ADMIN_CREATE_SQ: u8 = 0x01;
 /// Admin command: Create I/O Completion Queue (5.3).
 pub const ADMIN_CREATE_CQ: u8 = 0x05;
+/// Create I/O Completion Queue dword 11: the queue is physically contiguous (PC).
+pub const CQ_PHYSICALLY_CONTIGUOUS: u32 = 1 << 0;
+/// Create I/O Completion Queue dword 11: interrupts enabled (IEN); the interrupt vector
+/// (IV, the MSI-X entry) is bits 31:16.
+pub const CQ_INTERRUPTS_ENABLED: u32 = 1 << 1;
 /// Admin command: Identify (5.17).
 pub const ADMIN_IDENTIFY: u8 = 0x06;
 /// Admin command: Set Features (5.27).
@@ -156,10 +161,19 @@ impl Command {
     }
 
     /// Create I/O Completion Queue `queue` of `entries` at `base` (physically
-    /// contiguous, interrupts off: the driver polls).
-    pub fn create_completion_queue(id: u16, queue: u16, entries: u32, base: u64) -> Self {
+    /// contiguous), signalling through MSI-X entry `vector` (IEN set, IV the entry), or
+    /// with interrupts off when `None` (the queue is polled only).
+    pub fn create_completion_queue(
+        id: u16,
+        queue: u16,
+        entries: u32,
+        base: u64,
+        vector: Option<u16>,
+    ) -> Self {
         let size = ((entries - 1) << 16) | u32::from(queue);
-        Self::new(ADMIN_CREATE_CQ, id, 0, base, 0, [size, 1, 0, 0, 0, 0])
+        let interrupts = vector.map_or(0, |v| (u32::from(v) << 16) | CQ_INTERRUPTS_ENABLED);
+        let flags = CQ_PHYSICALLY_CONTIGUOUS | interrupts;
+        Self::new(ADMIN_CREATE_CQ, id, 0, base, 0, [size, flags, 0, 0, 0, 0])
     }
 
     /// Create I/O Submission Queue `queue` of `entries` at `base` (physically
@@ -336,8 +350,11 @@ mod tests {
             (q.0[0], q.0[6], q.0[10], q.0[11]),
             (0x0009_0001, 0x8000, (64 << 16) | 3, (3 << 16) | 1)
         );
-        let q = Command::create_completion_queue(9, 3, 65, 0x9000);
+        let q = Command::create_completion_queue(9, 3, 65, 0x9000, None);
         assert_eq!((q.0[0] & 0xFF, q.0[10], q.0[11]), (5, (64 << 16) | 3, 1));
+        // Interrupts on (IEN, bit 1) through MSI-X entry 3 (IV, bits 31:16).
+        let q = Command::create_completion_queue(9, 3, 65, 0x9000, Some(3));
+        assert_eq!((q.0[10], q.0[11]), ((64 << 16) | 3, (3 << 16) | 0b11));
         let f = Command::set_queue_count(2, 4);
         assert_eq!((f.0[10], f.0[11]), (7, 0x0003_0003));
         let i = Command::identify(1, CNS_NAMESPACE, 1, 0x1_2345_6000);

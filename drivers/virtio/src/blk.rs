@@ -1,6 +1,8 @@
 //! virtio-blk (spec 5.2): every request queue the device offers (VIRTIO_BLK_F_MQ), each
 //! request a fixed three-descriptor chain (header, data in the slot's own DMA buffer,
-//! status byte), several in flight per queue.
+//! status byte), several in flight per queue. With MSI-X, request queue `q` signals
+//! through entry `q`, masked except while a core is armed to be woken
+//! (`wake_on_completion`).
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -8,7 +10,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
-use rexo_devio::{DeviceFunction, Dma, Found, Platform};
+use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueueWakes};
 use rexo_pci::Function;
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, Virtqueue};
@@ -83,14 +85,26 @@ pub fn matches(function: &Function) -> bool {
 
 /// Starts the disk on `function`.
 pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
+    // MSI-X goes on (every entry masked) before the transport is read: on a legacy
+    // device it moves the device configuration (spec 4.1.4.8).
+    let msix = match function.msix() {
+        Ok(table) => Some(table),
+        Err(error) => {
+            log::info!(
+                "virtio-blk {}: completions polled only: {error}",
+                function.address()
+            );
+            None
+        }
+    };
     let transport = Transport::new(&mut function)?;
     let platform = function.platform();
     let wanted = F_SIZE_MAX | F_SEG_MAX | F_RO | F_FLUSH | F_MQ;
     let features = transport.negotiate(platform, wanted, 0)?;
-    let disk = VirtioBlk::new(&function, transport.clone(), platform, features)
+    let disk = VirtioBlk::new(&function, transport.clone(), platform, features, msix)
         .inspect_err(|_| transport.fail())?;
     log::info!(
-        "virtio-blk {}: {} interface, {} sectors, {} queue(s) x {}, {} sectors per request{}{}",
+        "virtio-blk {}: {} interface, {} sectors, {} queue(s) x {}, {} sectors per request{}{}, {}",
         function.address(),
         if disk.transport.is_modern() {
             "modern"
@@ -107,6 +121,11 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
             ", write-through"
         },
         if disk.read_only { ", read-only" } else { "" },
+        if disk.wakes.any() {
+            "completions can wake a core through MSI-X"
+        } else {
+            "completions polled only"
+        },
     );
     Ok(vec![Found::Block(Box::new(disk))])
 }
@@ -419,6 +438,8 @@ pub struct VirtioBlk {
     model: String,
     /// The request queues.
     queues: Vec<RequestQueue>,
+    /// Completion wake-ups: queue `q` through MSI-X entry `q`.
+    wakes: QueueWakes,
 }
 
 impl VirtioBlk {
@@ -428,6 +449,7 @@ impl VirtioBlk {
         transport: Transport,
         platform: &'static dyn Platform,
         features: u64,
+        msix: Option<MsixTable>,
     ) -> Result<Self, DeviceError> {
         let has = |bit: u64| features & bit != 0;
         let config_has = |end: usize| transport.config_len() >= end;
@@ -448,9 +470,12 @@ impl VirtioBlk {
             1
         };
         let mut queues = Vec::new();
+        let mut vectors = Vec::new();
         let mut depth = MAX_DEPTH;
+        let name = alloc::format!("virtio-blk {}", function.address());
         for index in 0..queue_count {
             let vq = transport.allocate_queue(function, index, QUEUE_ENTRIES)?;
+            vectors.push(transport.queue_entry(msix.as_ref(), index, index, &name));
             depth = depth.min(vq.size() / CHAIN);
             queues.push(vq);
         }
@@ -472,6 +497,7 @@ impl VirtioBlk {
             queues,
             transport,
             platform,
+            wakes: QueueWakes::new(msix, vectors),
         };
         // From here on, dropping `disk` resets the device before its memory goes.
         disk.start()?;
@@ -550,15 +576,15 @@ impl VirtioBlk {
 }
 
 impl BlockDevice for VirtioBlk {
-    /// Not yet: virtio-blk's queues are polled (only virtio-net points a queue at an
-    /// MSI-X entry).
-    fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
-        Err(DeviceError::Unsupported(
-            "completion wake-ups in this driver (it polls)",
-        ))
+    /// Unmasks the queue's MSI-X entry, pointed at `core`: the device's next used-ring
+    /// message on it wakes the core (the avail ring never suppresses them). Disarmed
+    /// (masked again) by the next poll that hands over a completion, or by `None`.
+    fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        self.wakes.arm(queue, core)
     }
 
     fn abandon_requests(&mut self) {
+        self.wakes.disarm_all();
         self.forget_requests();
     }
 
@@ -618,6 +644,9 @@ impl BlockDevice for VirtioBlk {
         if timed_out {
             // A request that never finishes may mean the device stopped.
             self.transport.check_alive()?;
+        }
+        if count > 0 {
+            self.wakes.spent(queue);
         }
         Ok(count)
     }

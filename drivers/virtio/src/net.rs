@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 
 use rexo_api::device::ETHERNET_HEADER;
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
-use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform};
+use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueueWakes};
 use rexo_pci::Function;
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, Virtqueue};
@@ -171,8 +171,6 @@ struct Pair {
     rx_buffers: Dma,
     /// Receive buffers (and descriptors) in use.
     rx_count: u16,
-    /// The MSI-X entry the receive queue signals through, when it got one.
-    rx_vector: Option<u16>,
     /// The transmit queue; descriptors assigned as on the receive queue.
     tx: Virtqueue,
     /// Transmit buffers, [`BUFFER_STRIDE`] apart; each header is written with its frame
@@ -216,8 +214,8 @@ pub struct VirtioNet {
     /// The control queue and its command buffer, with multi-queue: only used while
     /// starting, but held until the device is reset (it was given their addresses).
     control: Option<(Virtqueue, Dma)>,
-    /// The MSI-X table the receive queues signal through.
-    msix: Option<MsixTable>,
+    /// Receive wake-ups: receive queue `q` through MSI-X entry `q`.
+    wakes: QueueWakes,
 }
 
 impl VirtioNet {
@@ -252,26 +250,18 @@ impl VirtioNet {
             2
         };
         let mut queues = Vec::with_capacity(usize::from(pairs));
+        let mut vectors = Vec::with_capacity(usize::from(pairs));
         for pair in 0..pairs {
             let (rx_index, tx_index, _) = queue_numbers(pair, offered_pairs.unwrap_or(1));
             let rx = transport.allocate_queue(function, rx_index, QUEUE_ENTRIES)?;
             // Receive queue `pair` signals through MSI-X entry `pair`, when the table
             // has it and the device takes it.
-            let rx_vector = match &msix {
-                Some(table) if pair < table.size() => {
-                    match transport.queue_vector(rx_index, pair) {
-                        Ok(()) => Some(pair),
-                        Err(error) => {
-                            log::info!(
-                                "virtio-net {}: no receive wake-ups on queue {pair}: {error}",
-                                function.address()
-                            );
-                            None
-                        }
-                    }
-                }
-                _ => None,
-            };
+            vectors.push(transport.queue_entry(
+                msix.as_ref(),
+                rx_index,
+                pair,
+                &alloc::format!("virtio-net {}", function.address()),
+            ));
             let tx = transport.allocate_queue(function, tx_index, QUEUE_ENTRIES)?;
             let rx_count = (rx.size() / chain).min(QUEUE_ENTRIES);
             let tx_count = (tx.size() / chain).min(QUEUE_ENTRIES);
@@ -280,7 +270,6 @@ impl VirtioNet {
                 tx_buffers: function.dma(usize::from(tx_count) * BUFFER_STRIDE)?,
                 rx,
                 rx_count,
-                rx_vector,
                 tx,
                 tx_free: (0..tx_count).rev().collect(),
                 tx_busy: vec![false; usize::from(tx_count)],
@@ -313,11 +302,8 @@ impl VirtioNet {
             control: None,
             transport,
             platform,
-            msix,
+            wakes: QueueWakes::new(msix, vectors),
         };
-        if net.pairs.iter().all(|pair| pair.rx_vector.is_none()) {
-            net.msix = None;
-        }
         // From here on, dropping `net` resets the device before its memory goes.
         net.start(control)?;
         Ok(net)
@@ -630,21 +616,11 @@ impl NetDevice for VirtioNet {
 
     /// Receive queue `q` signals through MSI-X entry `q` all along (the avail ring never
     /// sets NO_INTERRUPT); the entry stays masked, its messages pending, until a core
-    /// asks to be woken. Unmasking with one pending wakes the core at once: callers
-    /// re-check the ring after waking, as `sleep_ns` says.
+    /// asks to be woken, and unmasked until `None` (receives do not spend it: apps such
+    /// as kv arm once and nap many times). Unmasking with one pending wakes the core at
+    /// once: callers re-check the ring after waking, as `sleep_ns` says.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
-        let vector = self.pair(queue)?.rx_vector;
-        let msix = self
-            .msix
-            .as_ref()
-            .ok_or(DeviceError::Unsupported("MSI-X"))?;
-        let vector = vector.ok_or(DeviceError::Unsupported(
-            "an MSI-X vector for this receive queue",
-        ))?;
-        match core {
-            Some(core) => msix.wake(vector, core),
-            None => msix.mask(vector),
-        }
+        self.wakes.arm(queue, core)
     }
 }
 

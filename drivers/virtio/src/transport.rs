@@ -3,7 +3,7 @@
 //! devices' I/O BAR 0, spec section 4.1.4.8), behind one [`Transport`].
 
 use rexo_api::DeviceError;
-use rexo_devio::{DeviceFunction, Mmio, Platform, PortWindow};
+use rexo_devio::{DeviceFunction, Mmio, MsixTable, Platform, PortWindow};
 use rexo_pci::BarSlot;
 
 use crate::queue::{Doorbell, Virtqueue};
@@ -519,6 +519,28 @@ impl Transport {
             Ok(())
         } else {
             Err(DeviceError::Unsupported("an MSI-X vector for the queue"))
+        }
+    }
+
+    /// The MSI-X entry queue `index` signals through: entry `entry` when `msix` has it
+    /// and the device takes it ([`queue_vector`](Self::queue_vector)), else `None`,
+    /// logged naming `device` (the queue is then polled only).
+    pub fn queue_entry(
+        &self,
+        msix: Option<&MsixTable>,
+        index: u16,
+        entry: u16,
+        device: &str,
+    ) -> Option<u16> {
+        if msix.is_none_or(|table| entry >= table.size()) {
+            return None;
+        }
+        match self.queue_vector(index, entry) {
+            Ok(()) => Some(entry),
+            Err(error) => {
+                log::info!("{device}: no wake-ups on queue {index}: {error}");
+                None
+            }
         }
     }
 

@@ -1,0 +1,61 @@
+//! The host tests' kernel: DMA pages from the host heap (counted), no devices, and a
+//! machine of [`HostPlatform::CORES`] cores whose wake messages are the kernel's form.
+#![allow(unsafe_code)] // a `Platform` promises what its memory is
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use std::sync::Mutex;
+
+use crate::Platform;
+
+/// Pages from the host heap, counted.
+pub(crate) struct HostPlatform {
+    /// DMA allocations not given back.
+    live: Mutex<usize>,
+}
+
+impl HostPlatform {
+    /// Cores the host machine pretends to have.
+    pub(crate) const CORES: usize = 2;
+    /// The wake vector in its messages.
+    pub(crate) const WAKE_VECTOR: u32 = 0x41;
+
+    /// A platform for one test, living as long as the test's `Dma` and tables.
+    pub(crate) fn leaked() -> &'static Self {
+        Box::leak(Box::new(Self {
+            live: Mutex::new(0),
+        }))
+    }
+
+    /// DMA allocations not given back.
+    pub(crate) fn live(&self) -> usize {
+        *self.live.lock().unwrap()
+    }
+}
+
+// SAFETY: on the host the "physical" address is the heap address; each allocation is
+// fresh, zeroed and page-aligned, used only by the `Dma` that owns it.
+unsafe impl Platform for HostPlatform {
+    fn dma_allocate(&self, bytes: usize) -> Option<u64> {
+        let layout = std::alloc::Layout::from_size_align(bytes, 4096).ok()?;
+        *self.live.lock().unwrap() += 1;
+        // SAFETY: the layout has a non-zero size (whole pages).
+        Some(unsafe { std::alloc::alloc_zeroed(layout) } as u64)
+    }
+    fn dma_free(&self, phys: u64, bytes: usize) {
+        *self.live.lock().unwrap() -= 1;
+        let layout = std::alloc::Layout::from_size_align(bytes, 4096).unwrap();
+        // SAFETY: allocated above with the same layout.
+        unsafe { std::alloc::dealloc(phys as *mut u8, layout) };
+    }
+    fn claim_mmio(&self, _: u64, _: u64) -> Result<&'static mut [u8], String> {
+        Err(String::from("no devices on the host"))
+    }
+    fn now_ns(&self) -> u64 {
+        0
+    }
+    /// Core `core`'s local APIC is `core`, as the kernel names it in a message.
+    fn wake_message(&self, core: usize) -> Option<(u64, u32)> {
+        (core < Self::CORES).then_some((0xFEE0_0000 | (core as u64) << 12, Self::WAKE_VECTOR))
+    }
+}
