@@ -1,14 +1,17 @@
-//! The host end of the `net::virtio-mq` test: a multi-queue tap device (`queues=2`) in a
-//! network namespace made for the case (`tapnet`), QEMU inside it, and a thread here,
-//! inside it too, playing the peer of `netqueues` (apps/devcheck/src/queues.rs):
+//! The host end of the `net::virtio-mq` and `net::e1000e-mq` tests: a multi-queue tap
+//! device (`queues=2`) in a network namespace made for the case (`tapnet`), QEMU inside
+//! it, and a thread here, inside it too, playing the peer of `netqueues`
+//! (apps/devcheck/src/queues.rs):
 //!
 //! 1. a packet socket on the tap device receives the [`QUEUE_FRAMES`] frames Rexo sends
 //!    on each of its [`QUEUES`] transmit queues (EtherType [`ETHERTYPE_FROM_REXO`]) and
 //!    checks each byte-exact, in order per queue ([`pattern::check_frame`]);
 //! 2. with the guest's MAC learnt from them (a permanent neighbour entry for 10.0.2.15),
-//!    a UDP socket at 10.0.2.2 sends [`DATAGRAMS`] datagrams in [`FLOWS`] flows (one
-//!    destination port each, interleaved): the tap device picks each flow's queue by its
-//!    hash, so the guest's receive queues all get some; `netqueues` checks them;
+//!    [`DATAGRAMS`] datagrams go out in [`FLOWS`] flows, interleaved, each flow from its
+//!    own address on the tap ([`pattern::flow_source`]) to its own port: the device picks
+//!    each flow's queue by a hash of them (a multi-queue tap for virtio-net, RSS over the
+//!    addresses inside QEMU's e1000e), so the guest's receive queues all get some;
+//!    `netqueues` checks them and counts each queue's;
 //! 3. on the guest's wake-up request (a frame naming a flow that landed on its receive
 //!    queue 1, [`pattern::wake_request_flow`]), [`WAKE_DATAGRAMS`] datagrams of that flow
 //!    go out [`WAKE_GAP`] apart, while the guest sleeps until queue 1's interrupt wakes it.
@@ -187,7 +190,9 @@ fn run(netns: &str, stop: &AtomicBool, report: &mut QueueReport) -> Result<()> {
             "permanent",
         ],
     )?;
-    let socket = UdpSocket::bind("10.0.2.2:0").map_err(|e| format!("cannot bind 10.0.2.2: {e}"))?;
+    let sockets = (0..FLOWS)
+        .map(|flow| flow_socket(netns, flow))
+        .collect::<Result<Vec<_>>>()?;
     let mut payload = vec![0u8; 1472];
     for round in 0..DATAGRAMS_PER_FLOW {
         for flow in 0..FLOWS {
@@ -197,7 +202,7 @@ fn run(netns: &str, stop: &AtomicBool, report: &mut QueueReport) -> Result<()> {
             let id = u32::from(flow) * DATAGRAMS_PER_FLOW + round;
             let payload = &mut payload[..pattern::datagram_len(id)];
             pattern::fill_datagram(payload, id);
-            socket
+            sockets[usize::from(flow)]
                 .send_to(payload, (crate::tapnet::GUEST, FLOW_PORT + flow))
                 .map_err(|e| format!("sending datagram {id}: {e}"))?;
             report.sent += 1;
@@ -226,12 +231,22 @@ fn run(netns: &str, stop: &AtomicBool, report: &mut QueueReport) -> Result<()> {
         std::thread::sleep(WAKE_GAP);
         let payload = &mut payload[..pattern::datagram_len(id)];
         pattern::fill_datagram(payload, id);
-        socket
+        sockets[usize::from(flow)]
             .send_to(payload, (crate::tapnet::GUEST, FLOW_PORT + flow))
             .map_err(|e| format!("sending wake-up datagram {id}: {e}"))?;
         report.wake_sent += 1;
     }
     Ok(())
+}
+
+/// A UDP socket at flow `flow`'s own address ([`pattern::flow_source`]), which it adds
+/// to the tap device: the 82574 hashes UDP over the addresses only, so flows that
+/// differ only in their ports would all land on one of its receive queues.
+fn flow_socket(netns: &str, flow: u16) -> Result<UdpSocket> {
+    let address = std::net::Ipv4Addr::from(pattern::flow_source(flow));
+    let cidr = format!("{address}/32");
+    crate::tapnet::ip_in(netns, &["addr", "add", &cidr, "dev", crate::tapnet::TAP])?;
+    UdpSocket::bind((address, 0)).map_err(|e| format!("cannot bind {address}: {e}"))
 }
 
 #[cfg(test)]

@@ -115,11 +115,21 @@ pub fn queue_seq(queue: usize, i: u32) -> u32 {
     ((queue as u32) << 16) | i
 }
 
-/// The UDP flows the host sends `netqueues` (one destination port each): enough that
-/// the host's flow hash spreads them over every receive queue.
+/// The UDP flows the host sends `netqueues` (one source address and destination port
+/// each): enough that the device's flow hash spreads them over every receive queue.
 pub const FLOWS: u16 = 16;
 /// The destination port of flow 0 (flow `f` goes to `FLOW_PORT + f`).
 pub const FLOW_PORT: u16 = 40000;
+/// The host's address of flow 0 (flow `f` comes from the next `f`). Each flow has its
+/// own, since some devices hash UDP over the addresses only (the 82574's RSS).
+pub const FLOW_SOURCE: [u8; 4] = [10, 0, 2, 100];
+
+/// The host's address that flow `flow` comes from.
+pub fn flow_source(flow: u16) -> [u8; 4] {
+    let [a, b, c, d] = FLOW_SOURCE;
+    [a, b, c, d + flow as u8]
+}
+const _: () = assert!(FLOW_SOURCE[3] as u16 + FLOWS < 255);
 /// Datagrams per flow.
 pub const DATAGRAMS_PER_FLOW: u32 = 32;
 /// Datagrams the host sends in all.
@@ -259,6 +269,8 @@ mod tests {
         assert!(check_datagram(&DATAGRAMS.to_be_bytes()).is_err());
         assert!(check_datagram(&[0, 0]).is_err());
         assert_eq!(queue_seq(1, 5), 0x1_0005);
+        assert_eq!(flow_source(0), FLOW_SOURCE);
+        assert_eq!(flow_source(FLOWS - 1), [10, 0, 2, 115]);
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! `netqueues`: every queue pair of every network interface with more than one, against
-//! the host of the `net::virtio-mq` test (xtask/src/queuepeer.rs, on a multi-queue tap):
+//! the host of the `net::virtio-mq` and `net::e1000e-mq` tests (xtask/src/queuepeer.rs,
+//! on a multi-queue tap):
 //!
 //! 1. a queue number past the last is refused for sending and receiving;
 //! 2. [`QUEUE_FRAMES`] frames go out on each transmit queue ([`pattern::fill_frame`] with
 //!    [`pattern::queue_seq`]; the host checks them byte-exact, per queue in order);
-//! 3. the host's [`DATAGRAMS`] UDP datagrams in [`pattern::FLOWS`] flows come in on the
-//!    receive queues the host's flow hash picks: each must arrive once, byte-exact (IPv4
-//!    header checksum and UDP length too), and every receive queue must get some;
+//! 3. the host's [`DATAGRAMS`] UDP datagrams in [`pattern::FLOWS`] flows (each from its
+//!    own address, [`pattern::flow_source`], to its own port) come in on the receive
+//!    queues the device's flow hash picks (the tap's on virtio-net, RSS on the 82574):
+//!    each must arrive once, from its flow's address, byte-exact (IPv4 header checksum
+//!    and UDP length too), and every receive queue must get some;
 //! 4. with receive queue 1 armed to wake the core (`wake_on_receive(1, ..)`), the app asks
 //!    the host for [`WAKE_DATAGRAMS`] datagrams of a flow that landed on queue 1 and
 //!    sleeps in naps of up to [`NAP_NS`] until they are in: it fails if it never slept or
@@ -268,6 +271,14 @@ fn test_datagram(frame: &[u8]) -> Option<Result<(u16, u32), String>> {
     let port = u16::from_be_bytes([udp[2], udp[3]]);
     if ip[16..20] != GUEST_IP || !(FLOW_PORT..FLOW_PORT + FLOWS).contains(&port) {
         return None;
+    }
+    let flow = port - FLOW_PORT;
+    if ip[12..16] != pattern::flow_source(flow) {
+        return Some(Err(format!(
+            "a datagram of flow {flow} from {:?}, not from {:?}",
+            &ip[12..16],
+            pattern::flow_source(flow)
+        )));
     }
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));

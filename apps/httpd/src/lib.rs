@@ -90,19 +90,8 @@ fn run(kernel: &dyn Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
         return Err(ApiError::NoSuchDevice);
     };
     let filter = format!("tcp dport {HTTP_PORT}");
-    let (mut nic, config) = rexo_net::attach(kernel, device.index, &[&filter], DHCP_TIMEOUT_NS)
+    let (nic, config) = rexo_net::attach(kernel, device.index, &[&filter], DHCP_TIMEOUT_NS)
         .map_err(|error| failed(kernel, error))?;
-    // Can the NIC wake this core? (Armed again before every nap: a wake is one-shot.)
-    let can_sleep = match nic.wake_on_receive(0, Some(kernel.core_index())) {
-        Ok(()) => true,
-        Err(error) => {
-            kernel.log(format_args!(
-                "httpd: polling when idle ({} cannot wake a core: {error})",
-                device.driver
-            ));
-            false
-        }
-    };
     let started = kernel.now_ns();
     let (disk_files, notes) = site::from_disk(kernel);
     for note in notes {
@@ -121,6 +110,18 @@ fn run(kernel: &dyn Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
         (kernel.now_ns() - started) / 1_000_000
     ));
     let mut stack = Stack::new(kernel, nic, 0, config).map_err(|error| failed(kernel, error))?;
+    // Can every receive queue wake this core? (Armed again before every nap: a wake is
+    // one-shot.)
+    let can_sleep = match stack.wake_on_receive(Some(kernel.core_index())) {
+        Ok(()) => true,
+        Err(error) => {
+            kernel.log(format_args!(
+                "httpd: polling when idle ({} cannot wake a core: {error})",
+                device.driver
+            ));
+            false
+        }
+    };
     let listener = stack
         .listen(HTTP_PORT, BACKLOG, TCP_OPTIONS)
         .map_err(|error| failed(kernel, error))?;

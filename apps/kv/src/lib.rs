@@ -141,11 +141,12 @@ fn serve_until_shutdown(kernel: &dyn Kernel, sizing: Sizing) -> Result<(), ApiEr
     };
     let filters = [format!("tcp dport {PORT}"), format!("udp dport {PORT}")];
     let filters = [filters[0].as_str(), filters[1].as_str()];
-    let (mut nic, config) = rexo_net::attach(kernel, device.index, &filters, DHCP_TIMEOUT_NS)
+    let (nic, config) = rexo_net::attach(kernel, device.index, &filters, DHCP_TIMEOUT_NS)
         .map_err(|error| failed(kernel, error))?;
-    // Idle naps need a frame's arrival to end them; without that the loop polls.
-    let can_nap = nic.wake_on_receive(0, Some(kernel.core_index())).is_ok();
     let mut stack = Stack::new(kernel, nic, 0, config).map_err(|error| failed(kernel, error))?;
+    // Idle naps need a frame's arrival on any receive queue to end them; without that
+    // the loop polls.
+    let can_nap = stack.wake_on_receive(Some(kernel.core_index())).is_ok();
     let cache = Cache::new(
         CacheConfig {
             max_bytes: sizing.cache_bytes,

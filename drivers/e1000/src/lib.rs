@@ -83,7 +83,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     let nic = E1000::start(&function, regs, model, mac, msix)?;
     let m = mac;
     log::info!(
-        "e1000: {} at {}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        "e1000: {} at {}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} queue pair(s) ({})",
         model.name,
         function.address(),
         m[0],
@@ -91,7 +91,13 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         m[2],
         m[3],
         m[4],
-        m[5]
+        m[5],
+        nic.queues.len(),
+        match (model.rx_format(), nic.msix.is_some()) {
+            (RxFormat::Extended, true) => "RSS over IP addresses and TCP ports, MSI-X wake-ups",
+            (RxFormat::Extended, false) => "RSS over IP addresses and TCP ports, no MSI-X",
+            (RxFormat::Legacy, _) => "no RSS, no MSI-X",
+        }
     );
     Ok(vec![Found::Net(Box::new(nic))])
 }

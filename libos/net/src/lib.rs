@@ -24,10 +24,12 @@
 //!
 //! # Cores
 //!
-//! One [`Stack`] belongs to one core's poll loop (it is `Send`, not shared). Several
-//! cores need one receive/transmit queue pair each with the NIC steering flows to
-//! queues (RSS), and a `Stack` per queue sharing the address; the queue is a parameter
-//! of [`Stack::new`] for that reason.
+//! One [`Stack`] belongs to one core's poll loop (it is `Send`, not shared). It sends on
+//! the queue given to [`Stack::new`] and receives from every receive queue of the NIC:
+//! the device picks each flow's queue (RSS on the 82574, a multi-queue tap's hash on
+//! virtio-net), so a queue left unpolled would lose flows. Several cores would need one
+//! queue pair each with the NIC steering flows to them and a `Stack` per queue sharing
+//! the address, which the stack does not do yet.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 

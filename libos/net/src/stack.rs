@@ -339,14 +339,17 @@ struct ListenerState {
     pending: VecDeque<(SocketHandle, u64)>,
 }
 
-/// A TCP/IP interface over one NIC queue.
+/// A TCP/IP interface over one NIC: it sends on one transmit queue and receives from
+/// every receive queue (the device, not the stack, picks each flow's: RSS, a tap's hash).
 pub struct Stack {
     /// The NIC, held for the stack's life.
     nic: Box<dyn NetDevice>,
     /// The clock at the last poll (or the start), in nanoseconds.
     now_ns: u64,
-    /// The queue pair used.
+    /// The transmit queue used.
     queue: usize,
+    /// The NIC's receive queues, all polled.
+    receive_queues: usize,
     /// smoltcp's interface: addresses, routes, the ARP cache.
     iface: Interface,
     /// Every socket.
@@ -383,7 +386,7 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Builds the stack over `nic`'s queue `queue` and configures it; with
+    /// Builds the stack over `nic`, sending on its queue `queue`, and configures it; with
     /// [`Config::Dhcp`] it polls until a lease comes or the timeout passes.
     pub fn new(
         kernel: &dyn Kernel,
@@ -482,6 +485,7 @@ impl Stack {
             nic,
             now_ns,
             queue,
+            receive_queues: info.queues.max(1),
             iface,
             sockets,
             staging: Staging::new(RECEIVE_BATCH, info.max_frame),
@@ -635,13 +639,21 @@ impl Stack {
         self.counters
     }
 
-    /// Arms the NIC so that the next frame on the stack's queue wakes core `core` from
-    /// `Kernel::sleep_ns` (`None` disarms it): call it before every nap, since a wake is
-    /// one-shot (`NetDevice::wake_on_receive`). `Unsupported` for a NIC without MSI-X.
+    /// Arms the NIC so that the next frame on any of its receive queues wakes core
+    /// `core` from `Kernel::sleep_ns` (`None` disarms them): call it before every nap,
+    /// since a wake is one-shot (`NetDevice::wake_on_receive`). `Unsupported` for a NIC
+    /// without MSI-X; if one queue cannot wake the core, the queues armed before it are
+    /// disarmed and its error returned, since a nap could then outlast a frame.
     pub fn wake_on_receive(&mut self, core: Option<usize>) -> Result<(), NetError> {
-        self.nic
-            .wake_on_receive(self.queue, core)
-            .map_err(NetError::Device)
+        for queue in 0..self.receive_queues {
+            if let Err(error) = self.nic.wake_on_receive(queue, core) {
+                for armed in 0..queue {
+                    let _ = self.nic.wake_on_receive(armed, None);
+                }
+                return Err(NetError::Device(error));
+            }
+        }
+        Ok(())
     }
 
     /// Receives and processes what the NIC holds, sends what the sockets have, keeps the
@@ -655,6 +667,7 @@ impl Stack {
             let Self {
                 nic,
                 queue,
+                receive_queues,
                 iface,
                 sockets,
                 capabilities,
@@ -662,20 +675,25 @@ impl Stack {
                 counters,
                 ..
             } = self;
-            let received = nic.receive(*queue, RECEIVE_BATCH, &mut |frame| {
-                counters.rx_frames += 1;
-                counters.rx_bytes += frame.len() as u64;
-                let mut device = LentFrame {
-                    frame: Some(frame),
-                    staging: &mut *staging,
-                    capabilities: capabilities.clone(),
-                };
-                let outcome = iface.poll_ingress_single(now, &mut device, sockets);
-                changed |= outcome == iface::PollIngressSingleResult::SocketStateChanged;
-            })?;
-            let offload = crate::device::offloads(capabilities);
-            staging.flush(nic.as_mut(), *queue, offload, counters)?;
-            if received < RECEIVE_BATCH {
+            let mut batch_full = false;
+            // Every receive queue: the device picked each flow's, not the stack.
+            for from in 0..*receive_queues {
+                let received = nic.receive(from, RECEIVE_BATCH, &mut |frame| {
+                    counters.rx_frames += 1;
+                    counters.rx_bytes += frame.len() as u64;
+                    let mut device = LentFrame {
+                        frame: Some(frame),
+                        staging: &mut *staging,
+                        capabilities: capabilities.clone(),
+                    };
+                    let outcome = iface.poll_ingress_single(now, &mut device, sockets);
+                    changed |= outcome == iface::PollIngressSingleResult::SocketStateChanged;
+                })?;
+                let offload = crate::device::offloads(capabilities);
+                staging.flush(nic.as_mut(), *queue, offload, counters)?;
+                batch_full |= received == RECEIVE_BATCH;
+            }
+            if !batch_full {
                 break;
             }
         }

@@ -4,7 +4,7 @@
 
 use std::vec::Vec;
 
-use crate::wire::{Wire, WireEnd};
+use crate::wire::{Wire, WireEnd, queue_of};
 use crate::{
     Config, Connection, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Ipv4Addr, NetError, PING_MAX_DATA,
     Stack, TcpOptions, UdpOptions,
@@ -222,6 +222,29 @@ fn connections_are_served_one_after_another_and_sockets_are_freed() {
     // Unlistening aborts the listening sockets; the next poll removes them.
     net.step();
     assert_eq!(net.a.sockets_in_use(), before);
+}
+
+#[test]
+fn every_receive_queue_of_a_multi_queue_nic_is_polled() {
+    // Each end receives every flow on the queue its hash picks (RSS); the stacks send
+    // on queue 0 and must take frames off both receive queues.
+    let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let mut net = Net::joined((wire, a.with_queues(2), b.with_queues(2)), 0);
+    for round in 0..4 {
+        tcp_echo(&mut net, &Rng(round + 20).bytes(2000));
+    }
+    let on_queue = |queue| {
+        net.seen
+            .iter()
+            .filter(|frame| queue_of(frame, 2) == queue)
+            .count()
+    };
+    assert!(
+        on_queue(0) > 0 && on_queue(1) > 0,
+        "{} and {}",
+        on_queue(0),
+        on_queue(1)
+    );
 }
 
 #[test]

@@ -20,9 +20,12 @@ struct Direction {
     arrived: VecDeque<Vec<u8>>,
 }
 
-/// One end of the wire as a NIC (largest frame 1514 bytes, one queue, no MSI-X).
+/// One end of the wire as a NIC (largest frame 1514 bytes, one queue pair unless
+/// [`WireEnd::with_queues`], no MSI-X).
 pub struct WireEnd {
     mac: [u8; 6],
+    /// Queue pairs; each arriving frame is received on the queue [`queue_of`] picks.
+    queues: usize,
     outgoing: Arc<Mutex<Direction>>,
     incoming: Arc<Mutex<Direction>>,
     /// Frames the transmit ring holds before [`DeviceError::QueueFull`].
@@ -38,6 +41,32 @@ impl WireEnd {
         self.checksum_offload = true;
         self
     }
+
+    /// The end with `queues` queue pairs, receiving each frame on the queue
+    /// [`queue_of`] picks for its flow, as a NIC with RSS does.
+    pub fn with_queues(mut self, queues: usize) -> Self {
+        self.queues = queues.max(1);
+        self
+    }
+}
+
+/// The receive queue of `queues` that a frame's flow lands on: a hash of the IPv4
+/// addresses and, for TCP and UDP, the ports (the same both ways); queue 0 for every
+/// other frame (ARP), as on a NIC with RSS.
+pub fn queue_of(frame: &[u8], queues: usize) -> usize {
+    let Some(ip) = frame.get(14..).filter(|_| frame[12..14] == [0x08, 0x00]) else {
+        return 0;
+    };
+    let header = ip.first().map_or(0, |b| usize::from(b & 0x0F) * 4);
+    let Some(addresses) = ip.get(12..20) else {
+        return 0;
+    };
+    let ports = match ip.get(9) {
+        Some(6 | 17) => ip.get(header..header + 4).unwrap_or(&[]),
+        _ => &[],
+    };
+    let sum: usize = addresses.iter().chain(ports).map(|&b| usize::from(b)).sum();
+    sum % queues.max(1)
 }
 
 /// The wire: both directions, for [`Wire::carry`].
@@ -59,6 +88,7 @@ impl Wire {
                 mac,
                 outgoing: outgoing.clone(),
                 incoming: incoming.clone(),
+                queues: 1,
                 ring,
                 checksum_offload: false,
             };
@@ -97,7 +127,7 @@ impl NetDevice for WireEnd {
         NetInfo {
             mac: self.mac,
             max_frame: 1514,
-            queues: 1,
+            queues: self.queues,
             link_up: true,
             checksum_offload: self.checksum_offload,
         }
@@ -105,19 +135,24 @@ impl NetDevice for WireEnd {
 
     fn receive(
         &mut self,
-        _queue: usize,
+        queue: usize,
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
+        if queue >= self.queues {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
         let mut count = 0;
         while count < budget {
-            let Some(frame) = self
-                .incoming
-                .lock()
-                .expect("the wire's lock")
-                .arrived
-                .pop_front()
-            else {
+            let frame = {
+                let mut incoming = self.incoming.lock().expect("the wire's lock");
+                let next = incoming
+                    .arrived
+                    .iter()
+                    .position(|frame| queue_of(frame, self.queues) == queue);
+                next.and_then(|at| incoming.arrived.remove(at))
+            };
+            let Some(frame) = frame else {
                 break;
             };
             deliver(&frame);
@@ -128,11 +163,14 @@ impl NetDevice for WireEnd {
 
     fn send_segments(
         &mut self,
-        _queue: usize,
+        queue: usize,
         segments: &[usize],
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
+        if queue >= self.queues {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
         if offload && !self.checksum_offload {
             return Err(DeviceError::Unsupported("checksum offload"));
         }
@@ -158,7 +196,10 @@ impl NetDevice for WireEnd {
         Ok(())
     }
 
-    fn transmit_pending(&mut self, _queue: usize) -> Result<usize, DeviceError> {
+    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
+        if queue >= self.queues {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
         Ok(self
             .outgoing
             .lock()
