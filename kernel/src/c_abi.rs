@@ -12,6 +12,8 @@ unsafe extern "C" {
     fn c_hello_main() -> c_int;
     /// `int c_cores_main(void)` in api/c/examples/c-cores.c.
     fn c_cores_main() -> c_int;
+    /// `int c_devices_main(void)` in api/c/examples/c-devices.c.
+    fn c_devices_main() -> c_int;
 }
 
 /// Registers the kernel with the C ABI: the app run each core acts for, and the memory map.
@@ -46,6 +48,12 @@ pub fn c_hello(kernel: &dyn Kernel) -> Result<(), ApiError> {
 pub fn c_cores(kernel: &dyn Kernel) -> Result<(), ApiError> {
     // SAFETY: as for `c_hello`, for c-cores.c and `int c_cores_main(void)`.
     rexo_capi::run_app(kernel, "c-cores", || unsafe { c_cores_main() })
+}
+
+/// The `c-devices` app: devices and memory views from C (api/c/examples/c-devices.c).
+pub fn c_devices(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    // SAFETY: as for `c_hello`, for c-devices.c and `int c_devices_main(void)`.
+    rexo_capi::run_app(kernel, "c-devices", || unsafe { c_devices_main() })
 }
 
 mod tests;

@@ -19,13 +19,11 @@ extern crate alloc;
 
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::ffi::{c_char, c_int, c_uint, c_void};
-use core::sync::atomic::{AtomicI64, Ordering};
 
-use rexo_api::{ApiError, CapError, Kernel, MemoryCap};
+use rexo_api::{ApiError, CapError, Kernel};
 pub use rexo_captable::OwnerId;
-use spin::{Mutex, Once};
+use spin::Once;
 
 /// `REXO_OK`: success.
 pub const REXO_OK: c_int = 0;
@@ -46,6 +44,13 @@ pub const REXO_EBUSY: c_int = -6;
 pub const REXO_EPERM: c_int = -7;
 /// `REXO_ENOAPP`: the call needs a C app and none runs on this core.
 pub const REXO_ENOAPP: c_int = -8;
+/// `REXO_ENODEV`: no device of that kind and index.
+pub const REXO_ENODEV: c_int = -9;
+/// `REXO_EIO`: the device or its driver failed the request.
+pub const REXO_EIO: c_int = -10;
+/// `REXO_EMSGSIZE`: a frame longer than the interface carries, or shorter than an
+/// Ethernet header.
+pub const REXO_EMSGSIZE: c_int = -11;
 
 /// `rexo_read_byte`'s answer when no input is waiting.
 const NO_BYTE: c_int = -1;
@@ -98,17 +103,13 @@ fn with_app<R: From<c_int>>(f: impl FnOnce(&dyn Kernel, OwnerId) -> R) -> R {
     })
 }
 
-/// One memory capability of a C app.
-struct Handle {
-    id: i64,
-    owner: OwnerId,
-    memory: MemoryCap,
-}
+mod devices;
+mod handles;
+mod views;
 
-/// The C apps' memory capabilities.
-static HANDLES: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
-/// The next handle number (handles are never reused, so a returned one stays invalid).
-static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
+pub use devices::*;
+use handles::{Object, insert, with_memory};
+pub use views::*;
 
 /// Runs a C app's `main` (called on its own run, the core acting for it); a non-zero
 /// return is the app's failure code ([`ApiError::AppFailed`]). Handles the owner kept
@@ -122,7 +123,7 @@ pub fn run_app(
     let owner = with_kernel(|_, owner| owner);
     let forget = || {
         if let Some(owner) = owner {
-            HANDLES.lock().retain(|handle| handle.owner != owner);
+            handles::forget(owner);
         }
     };
     forget();
@@ -143,14 +144,14 @@ fn error_code(error: ApiError) -> c_int {
             REXO_ENOMEM
         }
         ApiError::Refused(CapError::OutOfRange) => REXO_ERANGE,
+        ApiError::NoSuchDevice => REXO_ENODEV,
+        ApiError::Device(error) => devices::device_code(error),
         ApiError::Refused(_)
         | ApiError::NoSuchApp
         | ApiError::PowerOffFailed(_)
         | ApiError::AppFailed(_)
         | ApiError::Panicked
         | ApiError::Repossessed
-        | ApiError::NoSuchDevice
-        | ApiError::Device(_)
         | ApiError::Extents(_)
         | ApiError::NoAddress => REXO_EPERM,
     }
@@ -201,27 +202,21 @@ fn c_bytes_mut<'a>(ptr: *mut c_void, len: usize) -> Result<&'a mut [u8], c_int> 
     Ok(unsafe { core::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) })
 }
 
-/// Stores `value` at the `uint64_t` out-parameter `ptr`, checked.
-fn c_store(ptr: *mut u64, value: u64) -> Result<(), c_int> {
+/// Checks the `uint64_t` out-parameter `ptr`: not NULL, inside usable RAM.
+fn check_out(ptr: *mut u64) -> Result<(), c_int> {
     if ptr.is_null() {
         return Err(REXO_EINVAL);
     }
-    check_ram(ptr as usize, size_of::<u64>())?;
+    check_ram(ptr as usize, size_of::<u64>())
+}
+
+/// Stores `value` at the `uint64_t` out-parameter `ptr`, checked.
+fn c_store(ptr: *mut u64, value: u64) -> Result<(), c_int> {
+    check_out(ptr)?;
     // SAFETY: 8 bytes of usable RAM (checked above), the C app's out-parameter; it may be
     // unaligned, hence the unaligned write.
     unsafe { ptr.write_unaligned(value) };
     Ok(())
-}
-
-/// Runs `f` on the memory capability `id` of the app running on this core.
-fn with_handle(id: i64, f: impl FnOnce(&dyn Kernel, &MemoryCap) -> c_int) -> c_int {
-    with_app(|kernel, owner| {
-        let handles = HANDLES.lock();
-        match handles.iter().find(|h| h.id == id && h.owner == owner) {
-            Some(handle) => f(kernel, &handle.memory),
-            None => REXO_EBADF,
-        }
-    })
 }
 
 /// `unsigned rexo_cores(void)`.
@@ -333,9 +328,11 @@ pub extern "C" fn rexo_mem_alloc(bytes: u64) -> i64 {
     }
     with_app(|kernel, owner| match kernel.allocate_memory(bytes) {
         Ok(memory) => {
-            let id = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
-            HANDLES.lock().push(Handle { id, owner, memory });
-            id
+            let object = Object::Memory(handles::Memory {
+                cap: memory,
+                mapped: false,
+            });
+            insert(owner, object)
         }
         Err(error) => error_code(error).into(),
     })
@@ -350,8 +347,12 @@ pub extern "C" fn rexo_mem_write(
     len: usize,
 ) -> c_int {
     match c_bytes(data, len) {
-        Ok(data) => with_handle(handle, |kernel, memory| {
-            status(kernel.write_memory(memory, offset, data))
+        Ok(data) => with_memory(handle, |kernel, memory| {
+            Ok(status(kernel.write_memory(
+                memory.unmapped()?,
+                offset,
+                data,
+            )))
         }),
         Err(code) => code,
     }
@@ -361,8 +362,12 @@ pub extern "C" fn rexo_mem_write(
 #[unsafe(no_mangle)]
 pub extern "C" fn rexo_mem_read(handle: i64, offset: u64, buf: *mut c_void, len: usize) -> c_int {
     match c_bytes_mut(buf, len) {
-        Ok(buffer) => with_handle(handle, |kernel, memory| {
-            status(kernel.read_memory(memory, offset, buffer))
+        Ok(buffer) => with_memory(handle, |kernel, memory| {
+            Ok(status(kernel.read_memory(
+                memory.unmapped()?,
+                offset,
+                buffer,
+            )))
         }),
         Err(code) => code,
     }
@@ -372,16 +377,14 @@ pub extern "C" fn rexo_mem_read(handle: i64, offset: u64, buf: *mut c_void, len:
 #[unsafe(no_mangle)]
 pub extern "C" fn rexo_mem_return(handle: i64) -> c_int {
     with_app(|kernel, owner| {
-        let taken = {
-            let mut handles = HANDLES.lock();
-            let at = handles
-                .iter()
-                .position(|h| h.id == handle && h.owner == owner);
-            at.map(|at| handles.swap_remove(at))
-        };
+        let taken = handles::take(handle, owner, |object| match object {
+            Object::Memory(memory) => memory.unmapped().map(|_| ()),
+            _ => Err(REXO_EBADF),
+        });
         match taken {
-            Some(taken) => status(kernel.return_memory(taken.memory)),
-            None => REXO_EBADF,
+            Ok(Object::Memory(memory)) => status(kernel.return_memory(memory.cap)),
+            Ok(_) => REXO_EBADF,
+            Err(code) => code,
         }
     })
 }
