@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// The C apps of the image: `api/c/examples/NAME.c`, each defining `int NAME_main(void)`
 /// (with `-` in NAME as `_`). The kernel's app table lists them (`kernel/src/apps.rs`).
-const C_APPS: &[&str] = &["c-hello", "c-cores"];
+const C_APPS: &[&str] = &["c-hello", "c-cores", "c-devices"];
 
 /// Freestanding code for the kernel's address space: no libc, static addresses below
 /// 2 GiB, no red zone (interrupts use the same stack), no SIMD or x87 state (the kernel
@@ -41,6 +41,10 @@ fn main() {
     let c_dir = Path::new(&dir).join("../api/c");
     let header = c_dir.join("rexo.h");
     println!("cargo:rerun-if-changed={}", header.display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        c_dir.join("examples/check.h").display()
+    );
     for app in C_APPS {
         let source = c_dir.join("examples").join(format!("{app}.c"));
         println!("cargo:rerun-if-changed={}", source.display());

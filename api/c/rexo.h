@@ -13,9 +13,14 @@
  * addresses past the end of RAM are refused); C apps run trusted, without page
  * protection, so a pointer into RAM the app does not own is not detected.
  *
- * Memory capabilities appear in C as opaque handles: positive 64-bit numbers, private
- * to the app that allocated them and never reused, so a handle that was returned stays
- * invalid. What an app still holds when it returns goes back to the kernel.
+ * Memory capabilities and open devices appear in C as opaque handles: positive 64-bit
+ * numbers, private to the app that got them and never reused, so a handle that was
+ * returned or closed stays invalid. What an app still holds when it returns goes back
+ * to the kernel.
+ *
+ * Devices from C copy: block data and frames go between the caller's buffer and the
+ * driver's DMA buffers (the Rust interface lends those in place, with no copy). Memory
+ * views (rexo_map_memory) are zero-copy in C too.
  */
 #ifndef REXO_H
 #define REXO_H
@@ -37,21 +42,31 @@ extern "C" {
 /* A buffer outside RAM: it starts in page 0, wraps around the address space, or does
  * not lie within one region of usable RAM. */
 #define REXO_EFAULT (-2)
-/* No such memory handle for this app: never issued, already returned, or another
- * app's. */
+/* No such handle for this app: never issued, already returned or closed, another
+ * app's, or a handle of another kind (a disk handle given to a network call). */
 #define REXO_EBADF (-3)
-/* The offset and length reach past the end of the memory the handle names. */
+/* The offset and length reach past the end of the memory the handle names, or the
+ * blocks past the end of the disk. */
 #define REXO_ERANGE (-4)
 /* No memory (or capability-table entry) left to grant. */
 #define REXO_ENOMEM (-5)
-/* The kernel's work queue is full: nothing was run. */
+/* Busy: the kernel's work queue is full (nothing was run); the device is held by
+ * another app or its queue is full (call again); the memory is mapped (a view borrows
+ * its capability until rexo_unmap_memory). */
 #define REXO_EBUSY (-6)
 /* The kernel refused the request (for example a capability revoked by the kernel or
  * lacking the needed right). */
 #define REXO_EPERM (-7)
-/* The call needs a C app (capabilities, running on cores) but none runs on this
- * core. */
+/* The call needs a C app (capabilities, devices, running on cores) but none runs on
+ * this core. */
 #define REXO_ENOAPP (-8)
+/* No device of that kind and index (rexo_devices lists them). */
+#define REXO_ENODEV (-9)
+/* The device or its driver failed the request (an error status, a timeout). */
+#define REXO_EIO (-10)
+/* A frame longer than the interface carries (rexo_net_info's max_frame) or shorter
+ * than an Ethernet header (14 bytes). */
+#define REXO_EMSGSIZE (-11)
 
 /* How many cores run the work loop (at least 1). */
 unsigned rexo_cores(void);
@@ -112,9 +127,141 @@ int rexo_mem_write(int64_t handle, uint64_t offset, const void *data, size_t len
 int rexo_mem_read(int64_t handle, uint64_t offset, void *buf, size_t len);
 
 /* Gives the memory back: the frames return to the kernel and the handle stops working
- * (a later use gives REXO_EBADF). Returns REXO_OK, REXO_EBADF, REXO_ENOAPP or
- * REXO_EPERM. */
+ * (a later use gives REXO_EBADF). Returns REXO_OK, REXO_EBADF, REXO_ENOAPP, REXO_EPERM,
+ * or REXO_EBUSY while the memory is mapped (nothing is returned). */
 int rexo_mem_return(int64_t handle);
+
+/* Maps the memory `handle` names for direct access, with no copy: `*ptr` gets its
+ * first byte, `*len` its size in bytes. The view borrows the capability, as
+ * Kernel::map_memory's view does in Rust: until rexo_unmap_memory, rexo_mem_read,
+ * rexo_mem_write, rexo_mem_return and a second rexo_map_memory of the handle give
+ * REXO_EBUSY. If the kernel asks for the memory back and the deadline passes, it takes
+ * it by force and unmaps it: the app's next touch through the view ends the app (not
+ * the kernel), with the log line "app 'NAME' touched revoked region ...". Returns
+ * REXO_OK, REXO_EINVAL (`ptr` or `len` NULL), REXO_EFAULT, REXO_EBADF, REXO_EBUSY,
+ * REXO_ENOAPP or REXO_EPERM (revoked, or another capability also names the memory). */
+int rexo_map_memory(int64_t handle, void **ptr, uint64_t *len);
+
+/* Ends the view rexo_map_memory gave: the app must not use its address any more, and
+ * the handle works for the copying calls and rexo_mem_return again. Returns REXO_OK,
+ * REXO_EINVAL (not mapped), REXO_EBADF or REXO_ENOAPP. */
+int rexo_unmap_memory(int64_t handle);
+
+/* Devices. */
+
+/* What a device is for (struct rexo_device's `kind`). */
+#define REXO_DEVICE_NET 1
+#define REXO_DEVICE_BLOCK 2
+#define REXO_DEVICE_KEYBOARD 3
+
+/* One device a driver is bound to. */
+struct rexo_device {
+    uint32_t kind;     /* REXO_DEVICE_NET, _BLOCK or _KEYBOARD */
+    uint32_t index;    /* its number among devices of its kind: what _open takes */
+    uint16_t segment;  /* its PCI address */
+    uint8_t bus, device, function;
+    uint8_t held;      /* 1 while an app holds it */
+    uint16_t reserved;
+    char driver[16];   /* the driver's name, NUL-terminated ("virtio-blk") */
+    char about[80];    /* model, MAC address or size, NUL-terminated (cut short) */
+};
+_Static_assert(sizeof(struct rexo_device) == 112, "struct rexo_device is 112 bytes");
+
+/* Fills `list` with up to `max` devices (drivers bind on the first call) and returns
+ * how many there are, which may be more than `max`. Returns that count (>= 0),
+ * REXO_EINVAL (`list` NULL with `max` > 0, or `max` overflowing) or REXO_EFAULT. */
+int rexo_devices(struct rexo_device *list, size_t max);
+
+/* Closes a device handle (disk or network interface): the device is free for other
+ * apps and the handle stops working. Memory handles go back with rexo_mem_return.
+ * Returns REXO_OK, REXO_EBADF or REXO_ENOAPP. */
+int rexo_dev_close(int64_t handle);
+
+/* A disk. */
+struct rexo_block_info {
+    uint64_t blocks;     /* blocks on the disk */
+    uint32_t block_size; /* bytes per block (512 on the emulated disks) */
+    uint32_t max_blocks; /* the most blocks one request takes (larger transfers are cut) */
+};
+_Static_assert(sizeof(struct rexo_block_info) == 16, "struct rexo_block_info is 16 bytes");
+
+/* Opens disk `index` (the index of its struct rexo_device) for the app alone. Returns a
+ * handle (> 0), REXO_ENODEV, REXO_EBUSY (another app holds it), REXO_ENOAPP, or
+ * REXO_EIO. */
+int64_t rexo_block_open(unsigned index);
+
+/* The disk's size. Returns REXO_OK, REXO_EINVAL (`info` NULL), REXO_EFAULT, REXO_EBADF
+ * or REXO_ENOAPP. */
+int rexo_block_info(int64_t disk, struct rexo_block_info *info);
+
+/* Reads `count` blocks from block `block` into `buf`, whose `len` must be exactly
+ * `count` * block_size; returns when the data is there. Returns REXO_OK, REXO_EINVAL
+ * (`buf` NULL, `count` 0, `len` not `count` blocks), REXO_EFAULT, REXO_EBADF,
+ * REXO_ERANGE (past the end of the disk, nothing read), REXO_EPERM (the disk's extent
+ * table refuses), REXO_EIO or REXO_ENOAPP. */
+int rexo_block_read(int64_t disk, uint64_t block, uint32_t count, void *buf, size_t len);
+
+/* Writes `count` blocks from `buf` (`len` exactly `count` * block_size) at block
+ * `block`; returns when the device has them (rexo_block_flush makes them durable).
+ * Returns as rexo_block_read. */
+int rexo_block_write(int64_t disk, uint64_t block, uint32_t count, const void *buf, size_t len);
+
+/* Makes every write completed before it durable. Returns REXO_OK, REXO_EBADF, REXO_EIO
+ * or REXO_ENOAPP. */
+int rexo_block_flush(int64_t disk);
+
+/* A network interface. Frames are whole Ethernet frames without the FCS. */
+struct rexo_net_info {
+    uint8_t mac[6];
+    uint8_t link_up;    /* 1 when the link is up */
+    uint8_t reserved;
+    uint32_t max_frame; /* the largest frame, Ethernet header included (1514) */
+};
+_Static_assert(sizeof(struct rexo_net_info) == 12, "struct rexo_net_info is 12 bytes");
+
+/* One masked compare of a packet filter: the `width`-byte (1, 2 or 4) big-endian field
+ * at byte `offset` of the frame, masked with `mask`, equals `value` (no bits outside
+ * the mask). `reserved` must be 0. */
+struct rexo_atom {
+    uint16_t offset;
+    uint8_t width;
+    uint8_t reserved;
+    uint32_t mask;
+    uint32_t value;
+};
+_Static_assert(sizeof(struct rexo_atom) == 12, "struct rexo_atom is 12 bytes");
+
+/* Opens network interface `index` whole, for the app alone. Returns a handle (> 0),
+ * REXO_ENODEV, REXO_EBUSY (another app holds it or is bound to it), REXO_ENOAPP or
+ * REXO_EIO. */
+int64_t rexo_net_open(unsigned index);
+
+/* Binds the app to the frames of interface `index` that match all `count` atoms (one
+ * filter), sharing the interface with other apps (Kernel::bind_net: the kernel answers
+ * ARP and ping for the address of the kernel word ip=, and lets the app send only from
+ * that address and the ports its filter names). Returns a handle (> 0), REXO_EINVAL
+ * (`atoms` NULL with `count` > 0, no atoms, a bad or contradicting atom), REXO_EFAULT,
+ * REXO_ENODEV, REXO_EBUSY (the filter overlaps another app's, or an app holds the
+ * interface whole), REXO_EPERM (no ip= address), REXO_ENOAPP or REXO_EIO. */
+int64_t rexo_net_bind(unsigned index, const struct rexo_atom *atoms, size_t count);
+
+/* The interface's MAC address, link and largest frame. Returns REXO_OK, REXO_EINVAL
+ * (`info` NULL), REXO_EFAULT, REXO_EBADF or REXO_ENOAPP. */
+int rexo_net_info(int64_t nic, struct rexo_net_info *info);
+
+/* Copies the next received frame into `buf` (`len` at least max_frame bytes) without
+ * waiting. Returns its length (> 0), 0 when no frame is waiting, or REXO_EINVAL (`buf`
+ * NULL, or `len` under max_frame: nothing is taken), REXO_EFAULT, REXO_EBADF, REXO_EIO
+ * or REXO_ENOAPP. */
+int rexo_net_receive(int64_t nic, void *buf, size_t len);
+
+/* Sends the `len`-byte frame at `frame` (copied into the driver's buffer). Returns
+ * REXO_OK, REXO_EINVAL (`frame` NULL with `len` > 0), REXO_EFAULT, REXO_EBADF,
+ * REXO_EMSGSIZE (longer than max_frame or shorter than 14 bytes: nothing sent),
+ * REXO_EBUSY (the transmit ring is full: call again), REXO_EPERM (on a shared
+ * interface, a source the filter does not give the app: withdrawn), REXO_EIO or
+ * REXO_ENOAPP. */
+int rexo_net_send(int64_t nic, const void *frame, size_t len);
 
 #ifdef __cplusplus
 }

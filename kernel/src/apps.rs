@@ -46,6 +46,11 @@ const KERNEL_APPS: &[App] = &[
         about: "a C app on every core, with a memory capability (api/c/examples/c-cores.c)",
         main: crate::c_abi::c_cores,
     },
+    App {
+        name: "c-devices",
+        about: "devices and memory views from C (api/c/examples/c-devices.c)",
+        main: crate::c_abi::c_devices,
+    },
 ];
 
 /// Every app linked into the image: the image's (`rexo-image`), then the kernel's own.

@@ -1,375 +1,59 @@
-//! The kernel API as a C ABI (`api/c/rexo.h`): the `rexo_*` functions that C apps linked
-//! into the image call, and the app-table entries that run those apps.
-//!
-//! A C app is a capability owner like a Rust app: each call goes through the same
-//! [`Kernel`] implementation as the Rust API, that of the app run the calling core acts
-//! for (`apps::current`: set while the app, or a function it runs on every core, runs
-//! there). The app's memory capabilities stay
-//! here, in a handle table: C sees positive handle numbers, never reused, private to the
-//! app; whatever the app still holds when it returns goes back to the kernel (`apps::run`
-//! releases its owner).
-//!
-//! Every function checks its arguments before anything else and answers bad ones with a
-//! negative code of `rexo.h`, never a crash: a NULL pointer with a non-zero length, a
-//! buffer that is not inside one region of usable RAM (page 0, past the end of RAM,
-//! wrapping), an unknown handle, a range past the end of the memory.
+//! The kernel's side of the C ABI (`rexo-capi`, `api/c/rexo.h`): its registration, and the
+//! C apps linked into the image (compiled by build.rs) as app-table entries.
 
-#![allow(unsafe_code)] // exporting the `rexo_*` symbols, C's pointers as slices, calls into C
+#![allow(unsafe_code)] // calls into C
 
-use alloc::string::String;
-use alloc::sync::Arc;
-use alloc::vec::Vec;
-use core::ffi::{c_char, c_int, c_uint, c_void};
-use core::sync::atomic::{AtomicI64, Ordering};
+use core::ffi::c_int;
 
-use rexo_api::{ApiError, CapError, Kernel, MemoryCap};
-use rexo_captable::OwnerId;
-use rexo_memmap::RegionKind;
-use spin::Mutex;
-
-// The error codes of rexo.h.
-const REXO_OK: c_int = 0;
-const REXO_EINVAL: c_int = -1;
-const REXO_EFAULT: c_int = -2;
-const REXO_EBADF: c_int = -3;
-const REXO_ERANGE: c_int = -4;
-const REXO_ENOMEM: c_int = -5;
-const REXO_EBUSY: c_int = -6;
-const REXO_EPERM: c_int = -7;
-const REXO_ENOAPP: c_int = -8;
-
-/// `rexo_read_byte`'s answer when no input is waiting.
-const NO_BYTE: c_int = -1;
-
-/// The kernel's owner id, recorded for a core where no C app runs (apps are 1 and up).
-const KERNEL: OwnerId = OwnerId(0);
-
-/// One memory capability of a C app.
-struct Handle {
-    id: i64,
-    owner: OwnerId,
-    memory: MemoryCap,
-}
-
-/// The C apps' memory capabilities.
-static HANDLES: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
-/// The next handle number (handles are never reused, so a returned one stays invalid).
-static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
+use rexo_api::{ApiError, Kernel};
 
 unsafe extern "C" {
     /// `int c_hello_main(void)` in api/c/examples/c-hello.c.
     fn c_hello_main() -> c_int;
     /// `int c_cores_main(void)` in api/c/examples/c-cores.c.
     fn c_cores_main() -> c_int;
+    /// `int c_devices_main(void)` in api/c/examples/c-devices.c.
+    fn c_devices_main() -> c_int;
+}
+
+/// Registers the kernel with the C ABI: the app run each core acts for, and the memory map.
+pub fn register() {
+    rexo_capi::register(rexo_capi::Host {
+        acting_for: |f| {
+            let app = crate::apps::current();
+            let api = app.unwrap_or_else(|| crate::apps::api_as(rexo_captable::OwnerId(0)));
+            f(&api, app.map(|api| api.owner));
+        },
+        usable_ram: |start, end| {
+            crate::mem::memory_map().is_some_and(|map| {
+                let usable = |r: &&rexo_memmap::Region| r.kind == rexo_memmap::RegionKind::Usable;
+                map.regions()
+                    .iter()
+                    .filter(usable)
+                    .any(|r| r.start <= start && end <= r.end)
+            })
+        },
+    });
 }
 
 /// The `c-hello` app: the C hello world (api/c/examples/c-hello.c).
 pub fn c_hello(kernel: &dyn Kernel) -> Result<(), ApiError> {
     // SAFETY: build.rs compiles c-hello.c, which defines `int c_hello_main(void)`, into
     // the image; it reaches the kernel only through the checked `rexo_*` functions.
-    run_c_app(kernel, "c-hello", || unsafe { c_hello_main() })
+    rexo_capi::run_app(kernel, "c-hello", || unsafe { c_hello_main() })
 }
 
 /// The `c-cores` app: every core, a memory capability and bad arguments, from C
 /// (api/c/examples/c-cores.c).
 pub fn c_cores(kernel: &dyn Kernel) -> Result<(), ApiError> {
     // SAFETY: as for `c_hello`, for c-cores.c and `int c_cores_main(void)`.
-    run_c_app(kernel, "c-cores", || unsafe { c_cores_main() })
+    rexo_capi::run_app(kernel, "c-cores", || unsafe { c_cores_main() })
 }
 
-/// Runs a C app's `main` (on its own run: `apps::run_as` makes the core act for it); a
-/// non-zero return is the app's failure code ([`ApiError::AppFailed`]).
-fn run_c_app(
-    kernel: &dyn Kernel,
-    name: &str,
-    main: impl FnOnce() -> c_int,
-) -> Result<(), ApiError> {
-    let code = main();
-    // The capabilities themselves go back when `apps::run_as` releases the owner.
-    if let Ok(owner) = current_app() {
-        HANDLES.lock().retain(|handle| handle.owner != owner);
-    }
-    if code == REXO_OK {
-        return Ok(());
-    }
-    kernel.log(format_args!("{name}: the C app returned {code}"));
-    Err(ApiError::AppFailed(code))
-}
-
-/// The owner the calling core acts for ([`KERNEL`] outside an app run).
-fn acting_for() -> OwnerId {
-    crate::apps::current().map_or(KERNEL, |api| api.owner)
-}
-
-/// The C app running on this core, for calls that act on its behalf.
-fn current_app() -> Result<OwnerId, c_int> {
-    match acting_for() {
-        KERNEL => Err(REXO_ENOAPP),
-        owner => Ok(owner),
-    }
-}
-
-/// The kernel API of the app run this core acts for (the kernel's own outside one).
-fn kernel() -> crate::apps::KernelApi {
-    crate::apps::current().unwrap_or_else(|| crate::apps::api_as(KERNEL))
-}
-
-/// The code of `rexo.h` for a kernel error.
-fn error_code(error: ApiError) -> c_int {
-    match error {
-        ApiError::QueueFull | ApiError::DeviceBusy(_) | ApiError::FilterOverlap(_) => REXO_EBUSY,
-        ApiError::OutOfMemory | ApiError::QuotaExceeded | ApiError::Refused(CapError::Full) => {
-            REXO_ENOMEM
-        }
-        ApiError::Refused(CapError::OutOfRange) => REXO_ERANGE,
-        ApiError::Refused(_)
-        | ApiError::NoSuchApp
-        | ApiError::PowerOffFailed(_)
-        | ApiError::AppFailed(_)
-        | ApiError::Panicked
-        | ApiError::Repossessed
-        | ApiError::NoSuchDevice
-        | ApiError::Device(_)
-        | ApiError::Extents(_)
-        | ApiError::NoAddress => REXO_EPERM,
-    }
-}
-
-/// `REXO_OK` or the error's code.
-fn status(result: Result<(), ApiError>) -> c_int {
-    result.map_or_else(error_code, |()| REXO_OK)
-}
-
-/// Whether `[addr, addr + len)` (`len` > 0) lies above page 0 inside one region of usable
-/// RAM. (The page tables are not walked: they are locked while another core changes
-/// them; C apps run trusted, so a pointer to a stack guard page faults.)
-fn check_ram(addr: usize, len: usize) -> Result<(), c_int> {
-    let start = addr as u64;
-    let end = start.checked_add(len as u64).ok_or(REXO_EFAULT)?;
-    let map = crate::mem::memory_map().ok_or(REXO_EFAULT)?;
-    let inside = start >= 0x1000
-        && map.regions().iter().any(|region| {
-            region.kind == RegionKind::Usable && region.start <= start && end <= region.end
-        });
-    if inside { Ok(()) } else { Err(REXO_EFAULT) }
-}
-
-/// The `len` bytes C passes at `ptr`, checked.
-fn c_bytes<'a>(ptr: *const c_void, len: usize) -> Result<&'a [u8], c_int> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if ptr.is_null() {
-        return Err(REXO_EINVAL);
-    }
-    check_ram(ptr as usize, len)?;
-    // SAFETY: the range is non-empty usable RAM, identity-mapped (checked above). The C
-    // app hands the buffer to the kernel for this call only; the slice does not outlive it.
-    Ok(unsafe { core::slice::from_raw_parts(ptr.cast::<u8>(), len) })
-}
-
-/// The `len` bytes C lends at `ptr` for the kernel to fill, checked.
-fn c_bytes_mut<'a>(ptr: *mut c_void, len: usize) -> Result<&'a mut [u8], c_int> {
-    if len == 0 {
-        return Ok(&mut []);
-    }
-    if ptr.is_null() {
-        return Err(REXO_EINVAL);
-    }
-    check_ram(ptr as usize, len)?;
-    // SAFETY: as in `c_bytes`; the C app lends the buffer for writing during this call.
-    Ok(unsafe { core::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) })
-}
-
-/// Stores `value` at the `uint64_t` out-parameter `ptr`, checked.
-fn c_store(ptr: *mut u64, value: u64) -> Result<(), c_int> {
-    if ptr.is_null() {
-        return Err(REXO_EINVAL);
-    }
-    check_ram(ptr as usize, size_of::<u64>())?;
-    // SAFETY: 8 bytes of usable RAM (checked above), the C app's out-parameter; it may be
-    // unaligned, hence the unaligned write.
-    unsafe { ptr.write_unaligned(value) };
-    Ok(())
-}
-
-/// Runs `f` on the memory capability `id` of the app running on this core.
-fn with_handle(id: i64, f: impl FnOnce(&dyn Kernel, &MemoryCap) -> c_int) -> c_int {
-    let owner = match current_app() {
-        Ok(owner) => owner,
-        Err(code) => return code,
-    };
-    let handles = HANDLES.lock();
-    match handles.iter().find(|h| h.id == id && h.owner == owner) {
-        Some(handle) => f(&kernel(), &handle.memory),
-        None => REXO_EBADF,
-    }
-}
-
-/// `unsigned rexo_cores(void)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_cores() -> c_uint {
-    c_uint::try_from(kernel().cores()).unwrap_or(c_uint::MAX)
-}
-
-/// `unsigned rexo_core_index(void)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_core_index() -> c_uint {
-    c_uint::try_from(kernel().core_index()).unwrap_or(c_uint::MAX)
-}
-
-/// `uint64_t rexo_now_ns(void)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_now_ns() -> u64 {
-    kernel().now_ns()
-}
-
-/// `int rexo_write(const void *buf, size_t len)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_write(buf: *const c_void, len: usize) -> c_int {
-    match c_bytes(buf, len) {
-        Ok(bytes) => {
-            kernel().write_str(&String::from_utf8_lossy(bytes));
-            REXO_OK
-        }
-        Err(code) => code,
-    }
-}
-
-/// `int rexo_log(const char *text, size_t len)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_log(text: *const c_char, len: usize) -> c_int {
-    match c_bytes(text.cast(), len) {
-        Ok(bytes) => {
-            kernel().log(format_args!("{}", String::from_utf8_lossy(bytes)));
-            REXO_OK
-        }
-        Err(code) => code,
-    }
-}
-
-/// The `arg` of `rexo_run_on_every_core`, passed to C on every core as it is.
-struct SharedArg(*mut c_void);
-
-impl SharedArg {
-    fn get(&self) -> *mut c_void {
-        self.0
-    }
-}
-
-// SAFETY: the kernel never dereferences the pointer; it only hands it back to the C
-// function, and rexo.h tells C that the argument is shared between cores.
-unsafe impl Send for SharedArg {}
-// SAFETY: as for `Send`: shared only as an opaque value.
-unsafe impl Sync for SharedArg {}
-
-/// A C function run on every core: `void (*)(void *arg, unsigned core)`.
-type CoreFn = unsafe extern "C" fn(*mut c_void, c_uint);
-
-/// `int rexo_run_on_every_core(rexo_core_fn fn, void *arg)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_run_on_every_core(function: Option<CoreFn>, arg: *mut c_void) -> c_int {
-    let Some(function) = function else {
-        return REXO_EINVAL;
-    };
-    let Some(api) = crate::apps::current() else {
-        return REXO_ENOAPP;
-    };
-    let arg = SharedArg(arg);
-    let task = Arc::new(move |_: &dyn Kernel, core: usize| {
-        let core = c_uint::try_from(core).unwrap_or(c_uint::MAX);
-        // SAFETY: `function` is the non-NULL function pointer the C app passed, with the
-        // signature rexo.h gives; `run_on_every_core` runs it acting for the same app.
-        unsafe { function(arg.get(), core) };
-    });
-    status(api.run_on_every_core(task))
-}
-
-/// `int rexo_read_byte(void)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_read_byte() -> c_int {
-    kernel().read_byte().map_or(NO_BYTE, c_int::from)
-}
-
-/// `void rexo_sleep_ns(uint64_t ns)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_sleep_ns(ns: u64) {
-    kernel().sleep_ns(ns);
-}
-
-/// `int rexo_memory(uint64_t *usable, uint64_t *free_bytes)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_memory(usable: *mut u64, free_bytes: *mut u64) -> c_int {
-    if usable.is_null() || free_bytes.is_null() {
-        return REXO_EINVAL;
-    }
-    let memory = kernel().memory();
-    match c_store(usable, memory.usable).and_then(|()| c_store(free_bytes, memory.free)) {
-        Ok(()) => REXO_OK,
-        Err(code) => code,
-    }
-}
-
-/// `int64_t rexo_mem_alloc(uint64_t bytes)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_mem_alloc(bytes: u64) -> i64 {
-    if bytes == 0 {
-        return REXO_EINVAL.into();
-    }
-    let owner = match current_app() {
-        Ok(owner) => owner,
-        Err(code) => return code.into(),
-    };
-    match kernel().allocate_memory(bytes) {
-        Ok(memory) => {
-            let id = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
-            HANDLES.lock().push(Handle { id, owner, memory });
-            id
-        }
-        Err(error) => error_code(error).into(),
-    }
-}
-
-/// `int rexo_mem_write(int64_t handle, uint64_t offset, const void *data, size_t len)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_mem_write(handle: i64, offset: u64, data: *const c_void, len: usize) -> c_int {
-    match c_bytes(data, len) {
-        Ok(data) => with_handle(handle, |kernel, memory| {
-            status(kernel.write_memory(memory, offset, data))
-        }),
-        Err(code) => code,
-    }
-}
-
-/// `int rexo_mem_read(int64_t handle, uint64_t offset, void *buf, size_t len)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_mem_read(handle: i64, offset: u64, buf: *mut c_void, len: usize) -> c_int {
-    match c_bytes_mut(buf, len) {
-        Ok(buffer) => with_handle(handle, |kernel, memory| {
-            status(kernel.read_memory(memory, offset, buffer))
-        }),
-        Err(code) => code,
-    }
-}
-
-/// `int rexo_mem_return(int64_t handle)`.
-#[unsafe(no_mangle)]
-extern "C" fn rexo_mem_return(handle: i64) -> c_int {
-    let owner = match current_app() {
-        Ok(owner) => owner,
-        Err(code) => return code,
-    };
-    let taken = {
-        let mut handles = HANDLES.lock();
-        let at = handles
-            .iter()
-            .position(|h| h.id == handle && h.owner == owner);
-        at.map(|at| handles.swap_remove(at))
-    };
-    match taken {
-        Some(taken) => status(kernel().return_memory(taken.memory)),
-        None => REXO_EBADF,
-    }
+/// The `c-devices` app: devices and memory views from C (api/c/examples/c-devices.c).
+pub fn c_devices(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    // SAFETY: as for `c_hello`, for c-devices.c and `int c_devices_main(void)`.
+    rexo_capi::run_app(kernel, "c-devices", || unsafe { c_devices_main() })
 }
 
 mod tests;

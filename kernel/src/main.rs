@@ -249,6 +249,7 @@ extern "C" fn boot_core_on_its_stack() -> ! {
     );
     // Only apps use capabilities: the table is made once the machine is up.
     caps::init();
+    c_abi::register();
     for line in state.report.lines() {
         log::info!("{line}");
     }

@@ -720,6 +720,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let mut flood = None;
     let mut rexofs_image = None;
     let mut partitioned_image = None;
+    let mut loop_nics = 0;
     // The namespace of a tap device (dropped, and so deleted, at the end of the case),
     // and the peer on it.
     let mut tap = None;
@@ -745,6 +746,17 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 let (peer, args) = crate::netpeer::Peer::start(peers.len(), model)?;
                 extra.extend(args);
                 peers.push(peer);
+            }
+            Arg::LoopNic(model) => {
+                // Netdev ids apart from the peers' (`n0`, `n1`, ...).
+                let port = crate::netpeer::free_port()?;
+                loop_nics += 1;
+                let id = 100 + loop_nics;
+                extra.extend(crate::netpeer::nic_args(id, model, port, port));
+            }
+            Arg::ScratchDisk(device) => {
+                let zeroed = |path: &Path| crate::diskimage::create(path, DISK_BYTES);
+                made_disk("scratch.img", &zeroed, device, &mut extra)?;
             }
             Arg::Disk(Attach::Faulty(device)) => {
                 // Its own drive id; its image holds an injected error, so it is not checked.

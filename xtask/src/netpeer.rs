@@ -89,6 +89,12 @@ fn local_socket() -> Result<UdpSocket> {
     UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("cannot bind a UDP socket: {e}"))
 }
 
+/// A UDP port on 127.0.0.1 free now, for QEMU to bind (another program could take it
+/// before QEMU does; QEMU then fails to start, loudly).
+pub fn free_port() -> Result<u16> {
+    port_of(&local_socket()?)
+}
+
 fn port_of(socket: &UdpSocket) -> Result<u16> {
     socket
         .local_addr()
@@ -119,7 +125,7 @@ fn sockets() -> Result<(UdpSocket, u16, u16)> {
     let host_port = port_of(&socket)?;
     // QEMU binds this one itself: the port is free once the probe socket is gone
     // (another program could take it in between; QEMU then fails to start, loudly).
-    let qemu_port = port_of(&local_socket()?)?;
+    let qemu_port = free_port()?;
     socket
         .set_read_timeout(Some(POLL))
         .map_err(|e| format!("cannot set a UDP read timeout: {e}"))?;

@@ -56,6 +56,12 @@ pub enum Arg {
     /// network peer of `netcheck` on the host end (`xtask/src/netpeer.rs`); the case
     /// fails when the peer's check fails. NICs are numbered in their order here.
     Nic(&'static str),
+    /// A network interface of this model on QEMU's UDP `socket` backend sending to its
+    /// own port: every frame it sends comes back to it (no peer).
+    LoopNic(&'static str),
+    /// A fresh zeroed raw image of [`DISK_BYTES`] attached as this device model, for a
+    /// guest that writes where it likes: not checked afterwards.
+    ScratchDisk(&'static str),
     /// A fresh zeroed raw image of [`DISK_BYTES`] in the case's scratch folder, attached
     /// so; after the run every sector must hold `diskcheck`'s pattern
     /// (`xtask/src/diskimage.rs`). Disks are numbered in their order here.
@@ -798,6 +804,31 @@ pub const CASES: &[Case] = &[
             ready(4, 256),
             Check::Has("c-cores: cores=4 counter=4"),
             Check::Has("c-cores: ok"),
+        ],
+        ..BASE
+    },
+    // Devices and memory views from C: a virtio-blk disk and a virtio-net interface whose
+    // frames come back to it; the app checks what it reads and receives, and every bad
+    // argument's code.
+    Case {
+        name: "capi::devices",
+        machine: Machine::Q35,
+        append: "app=c-devices ip=10.0.2.15/24",
+        qemu: &[
+            Arg::ScratchDisk("virtio-blk-pci"),
+            Arg::LoopNic("virtio-net-pci"),
+        ],
+        timeout_s: 60,
+        exit: Some(0),
+        checks: &[
+            Check::Has("c-devices: device block 0 virtio-blk"),
+            Check::Has("c-devices: device net 0 virtio-net"),
+            Check::Has("wrote, flushed and read back 64 blocks"),
+            Check::Has("sent and received a frame to itself, opened whole"),
+            Check::Has("bound to udp dport 7777, sent and received a frame to itself"),
+            Check::Has("c-devices: mapped 8192 bytes, wrote through the view"),
+            Check::Has("c-devices: ok"),
+            Check::Lacks("FAILED"),
         ],
         ..BASE
     },

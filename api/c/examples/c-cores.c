@@ -1,57 +1,10 @@
 /* c-cores: a C app that uses every core and a memory capability, and checks that bad
  * arguments give the documented error codes. Prints "c-cores: ok" and returns 0, or
  * prints what failed and returns a negative code. */
-#include "rexo.h"
+#define APP "c-cores"
+#include "check.h"
 
 int c_cores_main(void);
-
-static size_t length(const char *text)
-{
-    size_t n = 0;
-    while (text[n] != '\0')
-        n++;
-    return n;
-}
-
-static void say(const char *text)
-{
-    rexo_write(text, length(text));
-}
-
-/* Writes `value` in decimal. */
-static void say_number(int64_t value)
-{
-    char digits[24];
-    size_t at = sizeof digits;
-    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
-    do {
-        digits[--at] = (char)('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude != 0);
-    if (value < 0)
-        digits[--at] = '-';
-    rexo_write(digits + at, sizeof digits - at);
-}
-
-/* Reports a failed check: what, what came back and what was expected. */
-static int fail(const char *what, int64_t got, int64_t expected)
-{
-    say("c-cores: FAILED ");
-    say(what);
-    say(": got ");
-    say_number(got);
-    say(", expected ");
-    say_number(expected);
-    say("\n");
-    return REXO_EPERM;
-}
-
-#define EXPECT(what, got, expected)                                                      \
-    do {                                                                                 \
-        int64_t got_ = (got);                                                            \
-        if (got_ != (int64_t)(expected))                                                 \
-            return fail(what, got_, expected);                                           \
-    } while (0)
 
 /* Run on every core: counts the core once and records that it ran there. */
 struct tally {
@@ -102,9 +55,7 @@ static int check_time_and_memory(void)
 static int check_capability(void)
 {
     enum { SIZE = 8192, AT = 4000, N = 200 };
-    int64_t handle = rexo_mem_alloc(SIZE);
-    if (handle <= 0)
-        return fail("rexo_mem_alloc", handle, 1);
+    EXPECT_HANDLE("rexo_mem_alloc", handle, rexo_mem_alloc(SIZE));
     unsigned char out[N], in[N];
     for (int i = 0; i < N; i++)
         out[i] = (unsigned char)(i * 7 + 3);

@@ -1,5 +1,7 @@
 //! Kernel tests of the C ABI (run in QEMU by `cargo xtask test`).
-use super::*;
+use core::ffi::{c_char, c_uint, c_void};
+use core::sync::atomic::Ordering;
+use rexo_capi::*;
 
 crate::kernel_test!(
     fn c_calls_refuse_bad_arguments() {
@@ -74,7 +76,7 @@ crate::kernel_test!(
                 assert_eq!(arg as usize, 0x1234);
                 assert_eq!(core, rexo_core_index());
                 RAN.fetch_add(1, Ordering::SeqCst);
-                if current_app().is_ok() {
+                if crate::apps::current().is_some() {
                     ACTED_FOR_APP.fetch_add(1, Ordering::SeqCst);
                 }
             }
@@ -86,11 +88,62 @@ crate::kernel_test!(
             assert_eq!(RAN.load(Ordering::SeqCst), cores);
             assert_eq!(ACTED_FOR_APP.load(Ordering::SeqCst), cores);
         });
-        assert_eq!(acting_for(), KERNEL, "the core acts for the kernel again");
+        assert!(
+            crate::apps::current().is_none(),
+            "the core acts for the kernel again"
+        );
         assert_eq!(
             crate::caps::release_owner(app),
             Ok(0),
             "the test leaked a capability"
         );
+    }
+);
+
+crate::kernel_test!(
+    fn a_c_view_of_memory_taken_by_force_ends_the_app_on_its_next_touch() {
+        use crate::arch::abort::{Aborted, run_abortable};
+        let owner = OwnerId(27);
+        let api = crate::apps::api_as(owner);
+        let (mut ptr, mut len) = (core::ptr::null_mut::<c_void>(), 0u64);
+        let handle = crate::apps::acting_as(api, || {
+            let handle = rexo_mem_alloc(4096);
+            assert!(handle > 0, "rexo_mem_alloc gave {handle}");
+            let mapped = rexo_map_memory(handle, &raw mut ptr, &raw mut len);
+            assert_eq!(mapped, REXO_OK);
+            handle
+        });
+        assert_eq!(len, 4096);
+        let held = crate::caps::entries()
+            .into_iter()
+            .find(|e| e.owner == owner);
+        let entry = held.expect("the C app holds the memory").id;
+        // The deadline passes; the next capability call enforces it.
+        crate::caps::request_revocation(entry, crate::time::now_ns()).expect("requested");
+        assert!(
+            crate::caps::revocation_requests(owner).is_empty(),
+            "taken by force"
+        );
+        // C's next touch through the view faults and ends the app's task, not the kernel.
+        let touch = crate::apps::acting_as(api, || {
+            run_abortable(|| {
+                // SAFETY: the address rexo_map_memory gave, as the C app would write it;
+                // the frames were unmapped by the revocation, so the write faults and
+                // lands nowhere (the abort point catches it).
+                unsafe { ptr.cast::<u8>().write_volatile(0x5A) }
+            })
+        });
+        assert_eq!(touch, Err(Aborted), "the touch faulted");
+        assert_eq!(
+            crate::apps::ended_reason(),
+            crate::apps::ENDED_BY_REPOSSESSION
+        );
+        crate::apps::acting_as(api, || {
+            assert_eq!(rexo_mem_return(handle), REXO_EBUSY, "still mapped");
+            assert_eq!(rexo_unmap_memory(handle), REXO_OK);
+            assert_eq!(rexo_mem_return(handle), REXO_EPERM, "revoked");
+            assert_eq!(rexo_mem_return(handle), REXO_EBADF, "gone");
+        });
+        assert_eq!(crate::caps::release_owner(owner), Ok(0));
     }
 );

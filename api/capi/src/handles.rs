@@ -1,0 +1,124 @@
+//! The C apps' handles: positive numbers, never reused, private to the app (owner) that
+//! got them, each naming a memory capability or an open device.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::ffi::c_int;
+use core::sync::atomic::{AtomicI64, Ordering};
+
+use rexo_api::{BlockDevice, Kernel, MemoryCap, NetDevice};
+use rexo_captable::OwnerId;
+use spin::Mutex;
+
+use crate::{REXO_EBADF, REXO_EBUSY, with_app};
+
+/// A memory capability of a C app, and whether C holds a view of it.
+pub(crate) struct Memory {
+    /// The capability.
+    pub cap: MemoryCap,
+    /// Whether `rexo_map_memory` handed out its address (until `rexo_unmap_memory`).
+    pub mapped: bool,
+}
+
+impl Memory {
+    /// The capability for a copying call or a return: `REXO_EBUSY` while mapped (a view
+    /// borrows its capability, as in Rust).
+    pub fn unmapped(&self) -> Result<&MemoryCap, c_int> {
+        if self.mapped {
+            Err(REXO_EBUSY)
+        } else {
+            Ok(&self.cap)
+        }
+    }
+}
+
+/// What a handle names.
+pub(crate) enum Object {
+    /// A memory capability.
+    Memory(Memory),
+    /// A disk.
+    Block(Box<dyn BlockDevice>),
+    /// A network interface, with its largest frame.
+    Net {
+        /// The interface.
+        nic: Box<dyn NetDevice>,
+        /// Its largest frame in bytes.
+        max_frame: usize,
+    },
+}
+
+/// One handle: `None` once taken (closed or returned) by another core meanwhile.
+struct Handle {
+    id: i64,
+    owner: OwnerId,
+    object: Arc<Mutex<Option<Object>>>,
+}
+
+/// Every C app's handles.
+static HANDLES: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
+/// The next handle number (handles are never reused, so a closed one stays invalid).
+static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
+
+/// A call's answer: a non-negative value, or a negative code (the same `c_int` space).
+pub(crate) type Outcome = Result<c_int, c_int>;
+
+/// Gives `object` to `owner` as a new handle.
+pub(crate) fn insert(owner: OwnerId, object: Object) -> i64 {
+    let id = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
+    let object = Arc::new(Mutex::new(Some(object)));
+    HANDLES.lock().push(Handle { id, owner, object });
+    id
+}
+
+/// Drops every handle of `owner` (its run ended; the kernel takes back what they name).
+pub(crate) fn forget(owner: OwnerId) {
+    HANDLES.lock().retain(|handle| handle.owner != owner);
+}
+
+/// Takes handle `id` of `owner` out of the table if `may` allows it.
+pub(crate) fn take(
+    id: i64,
+    owner: OwnerId,
+    may: impl FnOnce(&Object) -> Result<(), c_int>,
+) -> Result<Object, c_int> {
+    let mut handles = HANDLES.lock();
+    let at = handles
+        .iter()
+        .position(|h| h.id == id && h.owner == owner)
+        .ok_or(REXO_EBADF)?;
+    let mut slot = handles[at].object.lock();
+    may(slot.as_ref().ok_or(REXO_EBADF)?)?;
+    let object = slot.take().ok_or(REXO_EBADF)?;
+    drop(slot);
+    handles.swap_remove(at);
+    Ok(object)
+}
+
+/// Runs `f` on handle `id` of the C app running on this core (the table is not locked
+/// meanwhile, only the handle).
+pub(crate) fn with_object(id: i64, f: impl FnOnce(&dyn Kernel, &mut Object) -> Outcome) -> c_int {
+    with_app(|kernel, owner| {
+        let object = HANDLES
+            .lock()
+            .iter()
+            .find(|h| h.id == id && h.owner == owner)
+            .map(|h| Arc::clone(&h.object));
+        let Some(object) = object else {
+            return REXO_EBADF;
+        };
+        let mut slot = object.lock();
+        match slot.as_mut() {
+            Some(object) => f(kernel, object).unwrap_or_else(|code| code),
+            None => REXO_EBADF,
+        }
+    })
+}
+
+/// Runs `f` on the memory capability `id` of the app running on this core.
+pub(crate) fn with_memory(id: i64, f: impl FnOnce(&dyn Kernel, &mut Memory) -> Outcome) -> c_int {
+    with_object(id, |kernel, object| match object {
+        Object::Memory(memory) => f(kernel, memory),
+        _ => Err(REXO_EBADF),
+    })
+}

@@ -1,0 +1,390 @@
+//! The kernel API as a C ABI (`api/c/rexo.h`): the `rexo_*` functions that C apps linked
+//! into the image call, over the same [`Kernel`] trait as the Rust API.
+//!
+//! The kernel registers a [`Host`] once at boot: the kernel API of the app run each core
+//! acts for (a C call carries no `&dyn Kernel`), and the check that a pointer range lies
+//! in usable RAM. A C app is a capability owner like a Rust app; its capabilities stay
+//! here, in a handle table: C sees positive handle numbers, never reused, private to the
+//! app; whatever the app still holds when it returns goes back to the kernel (which
+//! releases its owner).
+//!
+//! Every function checks its arguments before anything else and answers bad ones with a
+//! negative code of `rexo.h`, never a crash: a NULL pointer with a non-zero length, a
+//! buffer that is not inside one region of usable RAM (page 0, past the end of RAM,
+//! wrapping), an unknown handle, a range past the end of the memory.
+#![cfg_attr(target_os = "none", no_std)]
+#![allow(unsafe_code)] // exporting the `rexo_*` symbols, C's pointers as slices
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::ffi::{c_char, c_int, c_uint, c_void};
+
+use rexo_api::{ApiError, CapError, Kernel};
+pub use rexo_captable::OwnerId;
+use spin::Once;
+
+/// `REXO_OK`: success.
+pub const REXO_OK: c_int = 0;
+/// `REXO_EINVAL`: NULL pointer with a non-zero length, NULL function or out-parameter,
+/// zero size.
+pub const REXO_EINVAL: c_int = -1;
+/// `REXO_EFAULT`: a buffer outside usable RAM.
+pub const REXO_EFAULT: c_int = -2;
+/// `REXO_EBADF`: no such handle for this app.
+pub const REXO_EBADF: c_int = -3;
+/// `REXO_ERANGE`: offset and length past the end.
+pub const REXO_ERANGE: c_int = -4;
+/// `REXO_ENOMEM`: no memory (or capability-table entry) left.
+pub const REXO_ENOMEM: c_int = -5;
+/// `REXO_EBUSY`: the work queue is full.
+pub const REXO_EBUSY: c_int = -6;
+/// `REXO_EPERM`: the kernel refused the request.
+pub const REXO_EPERM: c_int = -7;
+/// `REXO_ENOAPP`: the call needs a C app and none runs on this core.
+pub const REXO_ENOAPP: c_int = -8;
+/// `REXO_ENODEV`: no device of that kind and index.
+pub const REXO_ENODEV: c_int = -9;
+/// `REXO_EIO`: the device or its driver failed the request.
+pub const REXO_EIO: c_int = -10;
+/// `REXO_EMSGSIZE`: a frame longer than the interface carries, or shorter than an
+/// Ethernet header.
+pub const REXO_EMSGSIZE: c_int = -11;
+
+/// `rexo_read_byte`'s answer when no input is waiting.
+const NO_BYTE: c_int = -1;
+
+/// What [`Host::acting_for`] calls: the kernel API and the owner a core acts for.
+pub type ActingFn<'a> = &'a mut dyn FnMut(&dyn Kernel, Option<OwnerId>);
+
+/// What the kernel lends the C ABI ([`register`]).
+pub struct Host {
+    /// Calls `f` once with the kernel API of the app run this core acts for and that
+    /// run's owner; outside an app run, with the kernel's own API and `None`.
+    pub acting_for: fn(f: ActingFn<'_>),
+    /// Whether `start..end` (non-empty, `start` < `end`) lies inside one region of
+    /// usable RAM.
+    pub usable_ram: fn(start: u64, end: u64) -> bool,
+}
+
+/// The kernel's registration.
+static HOST: Once<Host> = Once::new();
+
+/// Registers the kernel's side, once at boot before any C app runs (later calls are
+/// ignored).
+pub fn register(host: Host) {
+    HOST.call_once(|| host);
+}
+
+/// The registered host.
+fn host() -> &'static Host {
+    HOST.get()
+        .expect("the kernel registers the C ABI's host at boot (rexo_capi::register)")
+}
+
+/// Runs `f` with the kernel API and owner this core acts for ([`Host::acting_for`]).
+fn with_kernel<R>(f: impl FnOnce(&dyn Kernel, Option<OwnerId>) -> R) -> R {
+    let (mut f, mut result) = (Some(f), None);
+    (host().acting_for)(&mut |kernel, owner| {
+        if let Some(f) = f.take() {
+            result = Some(f(kernel, owner));
+        }
+    });
+    result.expect("Host::acting_for calls its function once")
+}
+
+/// Runs `f` with the kernel API of the C app running on this core, for calls that act
+/// on its behalf; `REXO_ENOAPP` outside one.
+fn with_app<R: From<c_int>>(f: impl FnOnce(&dyn Kernel, OwnerId) -> R) -> R {
+    with_kernel(|kernel, owner| match owner {
+        Some(owner) => f(kernel, owner),
+        None => REXO_ENOAPP.into(),
+    })
+}
+
+mod devices;
+mod handles;
+mod views;
+
+pub use devices::*;
+use handles::{Object, insert, with_memory};
+pub use views::*;
+
+/// Runs a C app's `main` (called on its own run, the core acting for it); a non-zero
+/// return is the app's failure code ([`ApiError::AppFailed`]). Handles the owner kept
+/// from a run that was ended go first; the capabilities themselves go back when the
+/// kernel releases the owner.
+pub fn run_app(
+    kernel: &dyn Kernel,
+    name: &str,
+    main: impl FnOnce() -> c_int,
+) -> Result<(), ApiError> {
+    let owner = with_kernel(|_, owner| owner);
+    let forget = || {
+        if let Some(owner) = owner {
+            handles::forget(owner);
+        }
+    };
+    forget();
+    let code = main();
+    forget();
+    if code == REXO_OK {
+        return Ok(());
+    }
+    kernel.log(format_args!("{name}: the C app returned {code}"));
+    Err(ApiError::AppFailed(code))
+}
+
+/// The code of `rexo.h` for a kernel error.
+fn error_code(error: ApiError) -> c_int {
+    match error {
+        ApiError::QueueFull | ApiError::DeviceBusy(_) | ApiError::FilterOverlap(_) => REXO_EBUSY,
+        ApiError::OutOfMemory | ApiError::QuotaExceeded | ApiError::Refused(CapError::Full) => {
+            REXO_ENOMEM
+        }
+        ApiError::Refused(CapError::OutOfRange) => REXO_ERANGE,
+        ApiError::NoSuchDevice => REXO_ENODEV,
+        ApiError::Device(error) => devices::device_code(error),
+        ApiError::Refused(_)
+        | ApiError::NoSuchApp
+        | ApiError::PowerOffFailed(_)
+        | ApiError::AppFailed(_)
+        | ApiError::Panicked
+        | ApiError::Repossessed
+        | ApiError::Extents(_)
+        | ApiError::NoAddress => REXO_EPERM,
+    }
+}
+
+/// `REXO_OK` or the error's code.
+fn status(result: Result<(), ApiError>) -> c_int {
+    result.map_or_else(error_code, |()| REXO_OK)
+}
+
+/// Whether `[addr, addr + len)` (`len` > 0) lies above page 0 inside one region of usable
+/// RAM. (The page tables are not walked: they are locked while another core changes
+/// them; C apps run trusted, so a pointer to a stack guard page faults.)
+fn check_ram(addr: usize, len: usize) -> Result<(), c_int> {
+    let start = addr as u64;
+    let end = start.checked_add(len as u64).ok_or(REXO_EFAULT)?;
+    if start >= 0x1000 && (host().usable_ram)(start, end) {
+        Ok(())
+    } else {
+        Err(REXO_EFAULT)
+    }
+}
+
+/// The `len` bytes C passes at `ptr`, checked.
+fn c_bytes<'a>(ptr: *const c_void, len: usize) -> Result<&'a [u8], c_int> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(REXO_EINVAL);
+    }
+    check_ram(ptr as usize, len)?;
+    // SAFETY: the range is non-empty usable RAM, identity-mapped (checked above). The C
+    // app hands the buffer to the kernel for this call only; the slice does not outlive it.
+    Ok(unsafe { core::slice::from_raw_parts(ptr.cast::<u8>(), len) })
+}
+
+/// The `len` bytes C lends at `ptr` for the kernel to fill, checked.
+fn c_bytes_mut<'a>(ptr: *mut c_void, len: usize) -> Result<&'a mut [u8], c_int> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if ptr.is_null() {
+        return Err(REXO_EINVAL);
+    }
+    check_ram(ptr as usize, len)?;
+    // SAFETY: as in `c_bytes`; the C app lends the buffer for writing during this call.
+    Ok(unsafe { core::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) })
+}
+
+/// Checks the `uint64_t` out-parameter `ptr`: not NULL, inside usable RAM.
+fn check_out(ptr: *mut u64) -> Result<(), c_int> {
+    if ptr.is_null() {
+        return Err(REXO_EINVAL);
+    }
+    check_ram(ptr as usize, size_of::<u64>())
+}
+
+/// Stores `value` at the `uint64_t` out-parameter `ptr`, checked.
+fn c_store(ptr: *mut u64, value: u64) -> Result<(), c_int> {
+    check_out(ptr)?;
+    // SAFETY: 8 bytes of usable RAM (checked above), the C app's out-parameter; it may be
+    // unaligned, hence the unaligned write.
+    unsafe { ptr.write_unaligned(value) };
+    Ok(())
+}
+
+/// `unsigned rexo_cores(void)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_cores() -> c_uint {
+    with_kernel(|kernel, _| c_uint::try_from(kernel.cores()).unwrap_or(c_uint::MAX))
+}
+
+/// `unsigned rexo_core_index(void)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_core_index() -> c_uint {
+    with_kernel(|kernel, _| c_uint::try_from(kernel.core_index()).unwrap_or(c_uint::MAX))
+}
+
+/// `uint64_t rexo_now_ns(void)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_now_ns() -> u64 {
+    with_kernel(|kernel, _| kernel.now_ns())
+}
+
+/// `int rexo_write(const void *buf, size_t len)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_write(buf: *const c_void, len: usize) -> c_int {
+    match c_bytes(buf, len) {
+        Ok(bytes) => with_kernel(|kernel, _| {
+            kernel.write_str(&String::from_utf8_lossy(bytes));
+            REXO_OK
+        }),
+        Err(code) => code,
+    }
+}
+
+/// `int rexo_log(const char *text, size_t len)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_log(text: *const c_char, len: usize) -> c_int {
+    match c_bytes(text.cast(), len) {
+        Ok(bytes) => with_kernel(|kernel, _| {
+            kernel.log(format_args!("{}", String::from_utf8_lossy(bytes)));
+            REXO_OK
+        }),
+        Err(code) => code,
+    }
+}
+
+/// The `arg` of `rexo_run_on_every_core`, passed to C on every core as it is.
+struct SharedArg(*mut c_void);
+
+impl SharedArg {
+    fn get(&self) -> *mut c_void {
+        self.0
+    }
+}
+
+// SAFETY: the kernel never dereferences the pointer; it only hands it back to the C
+// function, and rexo.h tells C that the argument is shared between cores.
+unsafe impl Send for SharedArg {}
+// SAFETY: as for `Send`: shared only as an opaque value.
+unsafe impl Sync for SharedArg {}
+
+/// A C function run on every core: `void (*)(void *arg, unsigned core)`.
+pub type CoreFn = unsafe extern "C" fn(*mut c_void, c_uint);
+
+/// `int rexo_run_on_every_core(rexo_core_fn fn, void *arg)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_run_on_every_core(function: Option<CoreFn>, arg: *mut c_void) -> c_int {
+    let Some(function) = function else {
+        return REXO_EINVAL;
+    };
+    let arg = SharedArg(arg);
+    let task = Arc::new(move |_: &dyn Kernel, core: usize| {
+        let core = c_uint::try_from(core).unwrap_or(c_uint::MAX);
+        // SAFETY: `function` is the non-NULL function pointer the C app passed, with the
+        // signature rexo.h gives; `run_on_every_core` runs it acting for the same app.
+        unsafe { function(arg.get(), core) };
+    });
+    with_app(|kernel, _| status(kernel.run_on_every_core(task)))
+}
+
+/// `int rexo_read_byte(void)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_read_byte() -> c_int {
+    with_kernel(|kernel, _| kernel.read_byte().map_or(NO_BYTE, c_int::from))
+}
+
+/// `void rexo_sleep_ns(uint64_t ns)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_sleep_ns(ns: u64) {
+    with_kernel(|kernel, _| kernel.sleep_ns(ns));
+}
+
+/// `int rexo_memory(uint64_t *usable, uint64_t *free_bytes)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_memory(usable: *mut u64, free_bytes: *mut u64) -> c_int {
+    if usable.is_null() || free_bytes.is_null() {
+        return REXO_EINVAL;
+    }
+    let memory = with_kernel(|kernel, _| kernel.memory());
+    match c_store(usable, memory.usable).and_then(|()| c_store(free_bytes, memory.free)) {
+        Ok(()) => REXO_OK,
+        Err(code) => code,
+    }
+}
+
+/// `int64_t rexo_mem_alloc(uint64_t bytes)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_mem_alloc(bytes: u64) -> i64 {
+    if bytes == 0 {
+        return REXO_EINVAL.into();
+    }
+    with_app(|kernel, owner| match kernel.allocate_memory(bytes) {
+        Ok(memory) => {
+            let object = Object::Memory(handles::Memory {
+                cap: memory,
+                mapped: false,
+            });
+            insert(owner, object)
+        }
+        Err(error) => error_code(error).into(),
+    })
+}
+
+/// `int rexo_mem_write(int64_t handle, uint64_t offset, const void *data, size_t len)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_mem_write(
+    handle: i64,
+    offset: u64,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    match c_bytes(data, len) {
+        Ok(data) => with_memory(handle, |kernel, memory| {
+            Ok(status(kernel.write_memory(
+                memory.unmapped()?,
+                offset,
+                data,
+            )))
+        }),
+        Err(code) => code,
+    }
+}
+
+/// `int rexo_mem_read(int64_t handle, uint64_t offset, void *buf, size_t len)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_mem_read(handle: i64, offset: u64, buf: *mut c_void, len: usize) -> c_int {
+    match c_bytes_mut(buf, len) {
+        Ok(buffer) => with_memory(handle, |kernel, memory| {
+            Ok(status(kernel.read_memory(
+                memory.unmapped()?,
+                offset,
+                buffer,
+            )))
+        }),
+        Err(code) => code,
+    }
+}
+
+/// `int rexo_mem_return(int64_t handle)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_mem_return(handle: i64) -> c_int {
+    with_app(|kernel, owner| {
+        let taken = handles::take(handle, owner, |object| match object {
+            Object::Memory(memory) => memory.unmapped().map(|_| ()),
+            _ => Err(REXO_EBADF),
+        });
+        match taken {
+            Ok(Object::Memory(memory)) => status(kernel.return_memory(memory.cap)),
+            Ok(_) => REXO_EBADF,
+            Err(code) => code,
+        }
+    })
+}

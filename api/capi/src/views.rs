@@ -1,0 +1,40 @@
+//! Zero-copy views from C: a memory capability's frames as an address and a length,
+//! with the rules of `Kernel::map_memory` (the view borrows the capability).
+
+use core::ffi::{c_int, c_void};
+
+use crate::handles::with_memory;
+use crate::{REXO_EBUSY, REXO_EINVAL, REXO_OK, c_store, check_out, error_code};
+
+/// `int rexo_map_memory(int64_t handle, void **ptr, uint64_t *len)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_map_memory(handle: i64, ptr: *mut *mut c_void, len: *mut u64) -> c_int {
+    let (ptr, len) = (ptr.cast::<u64>(), len);
+    if let Err(code) = check_out(ptr).and_then(|()| check_out(len)) {
+        return code;
+    }
+    with_memory(handle, |kernel, memory| {
+        if memory.mapped {
+            return Err(REXO_EBUSY);
+        }
+        let view = kernel.map_memory(&mut memory.cap).map_err(error_code)?;
+        let (start, bytes) = (view.as_ptr() as u64, view.len() as u64);
+        // The view's borrow ends here; `mapped` stands for it until rexo_unmap_memory.
+        memory.mapped = true;
+        c_store(ptr, start)?;
+        c_store(len, bytes)?;
+        Ok(REXO_OK)
+    })
+}
+
+/// `int rexo_unmap_memory(int64_t handle)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_unmap_memory(handle: i64) -> c_int {
+    with_memory(handle, |_, memory| {
+        if !memory.mapped {
+            return Err(REXO_EINVAL);
+        }
+        memory.mapped = false;
+        Ok(REXO_OK)
+    })
+}
