@@ -28,7 +28,7 @@ fn binaries(service: &str) -> &'static [&'static str] {
     match service {
         "nginx" => &["usr/sbin/nginx"],
         "memcached" => &["usr/bin/memcached"],
-        "fio" | "bench" => &["usr/bin/fio"],
+        "fio" | "bench" | "drivers" => &["usr/bin/fio"],
         _ => &[],
     }
 }
@@ -62,8 +62,18 @@ fn modules(service: &str) -> Vec<&'static str> {
 /// (`fio`: nothing is started; a shell on the console runs fio as told. `bench`: the
 /// benchmark suite's guest side, [`BENCH_PROGRAMS`] and fio, then power-off. `fsbench`:
 /// `cargo xtask bench fs`'s guest side, [`FSBENCH_PROGRAMS`] on the ext4 disk, then
-/// power-off.)
-pub const SERVICES: &[&str] = &["none", "nginx", "memcached", "fio", "bench", "fsbench"];
+/// power-off. `drivers`: `cargo xtask bench drivers`'s guest side on the device named by
+/// `rexo.bench_dev=`, [`DRIVERS_PROGRAMS`] on a NIC or the fio jobs of
+/// [`DRIVERS_FIO_JOBS`] on a disk, then power-off.)
+pub const SERVICES: &[&str] = &[
+    "none",
+    "nginx",
+    "memcached",
+    "fio",
+    "bench",
+    "fsbench",
+    "drivers",
+];
 
 /// The marker the init prints once the service is up.
 pub const MARKER: &str = "linux: ready service=";
@@ -87,11 +97,28 @@ pub const BENCH_PROGRAMS: &[(&str, &str)] = &[
 /// The file-system benchmark's program in the `fsbench` image, built the same way.
 pub const FSBENCH_PROGRAMS: &[(&str, &str)] = &[("rexo-fsbench", include_str!("bench/fsbench.c"))];
 
+/// The driver benchmark's raw-frame program in the `drivers` image, built the same way.
+pub const DRIVERS_PROGRAMS: &[(&str, &str)] =
+    &[("rexo-rawbench", include_str!("bench/rawbench.c"))];
+
+/// Where the `drivers` image keeps its fio jobs, one per line: the figure's name, then
+/// fio's arguments (written from `devbench::fio_jobs`).
+pub const DRIVERS_FIO_JOBS: &str = "/etc/rexo/fio-drivers";
+
+/// The generated files `service`'s image carries besides the init: (guest path, text).
+fn files(service: &str) -> Vec<(&'static str, String)> {
+    match service {
+        "drivers" => vec![(DRIVERS_FIO_JOBS, crate::devbench::fio_job_file())],
+        _ => Vec::new(),
+    }
+}
+
 /// The static C programs `service`'s image carries.
 fn programs(service: &str) -> &'static [(&'static str, &'static str)] {
     match service {
         "bench" => BENCH_PROGRAMS,
         "fsbench" => FSBENCH_PROGRAMS,
+        "drivers" => DRIVERS_PROGRAMS,
         _ => &[],
     }
 }
@@ -121,6 +148,10 @@ fio_runtime=2
 noise_quanta=200000
 polls=1000000
 udp_echo=0
+bench_dev=
+bench_frames=0
+bench_polls=0
+bench_sizes=
 for word in $(cat /proc/cmdline); do
     case "$word" in
         rexo.service=*) service="${word#rexo.service=}" ;;
@@ -128,22 +159,60 @@ for word in $(cat /proc/cmdline); do
         rexo.noise_quanta=*) noise_quanta="${word#rexo.noise_quanta=}" ;;
         rexo.polls=*) polls="${word#rexo.polls=}" ;;
         rexo.udp_echo=*) udp_echo="${word#rexo.udp_echo=}" ;;
+        rexo.bench_dev=*) bench_dev="${word#rexo.bench_dev=}" ;;
+        rexo.bench_frames=*) bench_frames="${word#rexo.bench_frames=}" ;;
+        rexo.bench_polls=*) bench_polls="${word#rexo.bench_polls=}" ;;
+        rexo.bench_sizes=*) bench_sizes="${word#rexo.bench_sizes=}" ;;
     esac
 done
 case "$service" in
-    none|nginx|memcached|fio|bench|fsbench) ;;
-    *) fail "unknown service '$service' (rexo.service=none|nginx|memcached|fio|bench|fsbench)" ;;
+    none|nginx|memcached|fio|bench|fsbench|drivers) ;;
+    *) fail "unknown service '$service' (rexo.service=none|nginx|memcached|fio|bench|fsbench|drivers)" ;;
 esac
 while read -r module; do
     insmod "/lib/modules/$module" || fail "insmod $module"
 done < /etc/rexo/modules
 ip link set lo up
-tries=0
-while [ ! -e /sys/class/net/eth0 ]; do
-    tries=$((tries + 1))
-    [ "$tries" -gt 50 ] && fail "no eth0 (no supported NIC: virtio-net, e1000, e1000e)"
-    sleep 0.1
-done
+await_eth0() {
+    tries=0
+    while [ ! -e /sys/class/net/eth0 ]; do
+        tries=$((tries + 1))
+        [ "$tries" -gt 50 ] && fail "no eth0 (no supported NIC: virtio-net, e1000, e1000e)"
+        sleep 0.1
+    done
+}
+if [ "$service" = drivers ]; then
+    # `cargo xtask bench drivers` (docs/bench.md): the device under test only, no
+    # address on the NIC and no IPv6 (nothing but the benchmark's frames on the wire).
+    echo "linux: ready service=drivers"
+    case "$bench_dev" in
+        eth*)
+            await_eth0
+            echo 1 > "/proc/sys/net/ipv6/conf/$bench_dev/disable_ipv6"
+            ip link set "$bench_dev" up || fail "ip link set $bench_dev up"
+            rexo-rawbench "$bench_dev" "$bench_frames" "$bench_polls" $(echo "$bench_sizes" | tr , ' ')
+            ;;
+        ?*)
+            tries=0
+            while [ ! -b "/dev/$bench_dev" ] && [ "$tries" -lt 50 ]; do
+                tries=$((tries + 1))
+                sleep 0.1
+            done
+            [ -b "/dev/$bench_dev" ] || echo "devbench disk 0 FAILED: no /dev/$bench_dev"
+            while [ -b "/dev/$bench_dev" ] && read -r name args; do
+                out=$(fio --filename="/dev/$bench_dev" $args 2>&1 | tail -n 1)
+                case "$out" in
+                    3\;*) echo "devbench-fio disk 0 $name $out" ;;
+                    *) echo "devbench disk 0 FAILED: $name: $out" ;;
+                esac
+            done < /etc/rexo/fio-drivers
+            ;;
+        *) echo "devbench - - FAILED: no rexo.bench_dev= on the command line" ;;
+    esac
+    echo "linux: drivers done"
+    poweroff -f
+fi
+await_eth0
 ip link set eth0 up || fail "ip link set eth0 up"
 ip addr add 10.0.2.15/24 dev eth0 || fail "ip addr add 10.0.2.15/24"
 ip route add default via 10.0.2.2 || fail "ip route add default"
@@ -379,8 +448,8 @@ pub fn command(words: Vec<String>) -> Result<()> {
 /// every line to `log` (and to the terminal when `echo`).
 pub fn boot(baseline: &Baseline, guest: &Guest, log: &Path, echo: bool) -> Result<qemu::Capture> {
     let args = guest.qemu_args(baseline);
-    // `none` and `bench` power off by themselves.
-    let stop_at_marker = !matches!(guest.service.as_str(), "none" | "bench");
+    // `none`, `bench` and `drivers` power off by themselves.
+    let stop_at_marker = !matches!(guest.service.as_str(), "none" | "bench" | "drivers");
     qemu::run_captured(
         &args,
         Duration::from_secs(BOOT_TIMEOUT_S),
@@ -465,9 +534,14 @@ pub fn build(root: &Path, service: &str) -> Result<Baseline> {
     let compiled = compile_programs(self::programs(service), &dir.join("bench"))?;
     let initramfs = dir.join(format!("initramfs-{service}.cpio"));
     let modules = modules(service);
-    write_initramfs(
-        &tree, version, programs, &libs, &compiled, &modules, &initramfs,
-    )?;
+    let image = Image {
+        programs,
+        libs: &libs,
+        compiled: &compiled,
+        modules: &modules,
+        files: &files(service),
+    };
+    write_initramfs(&tree, version, &image, &initramfs)?;
     Ok(Baseline {
         kernel,
         initramfs,
@@ -984,18 +1058,24 @@ fn busybox_applets(busybox: &Path) -> Result<Vec<String>> {
     Ok(list)
 }
 
-/// Writes the initramfs to `out`: busybox with its applets, the programs and their
-/// libraries, the `compiled` programs (guest path, host file), `modules` with their
-/// dependencies in load order, the init and nginx's configuration.
-fn write_initramfs(
-    tree: &Path,
-    kernel_version: &str,
-    programs: &[&str],
-    libs: &BTreeMap<PathBuf, PathBuf>,
-    compiled: &[(String, PathBuf)],
-    modules: &[&str],
-    out: &Path,
-) -> Result<()> {
+/// What goes into one initramfs besides busybox, the init and nginx's configuration.
+struct Image<'a> {
+    /// The Debian programs (paths in the extracted tree).
+    programs: &'a [&'a str],
+    /// Their shared libraries: guest path, host file.
+    libs: &'a BTreeMap<PathBuf, PathBuf>,
+    /// The compiled C programs: guest path, host file.
+    compiled: &'a [(String, PathBuf)],
+    /// The kernel modules to load, without their dependencies.
+    modules: &'a [&'a str],
+    /// Generated files: guest path, text.
+    files: &'a [(&'a str, String)],
+}
+
+/// Writes the initramfs to `out`: busybox with its applets, the image's programs and
+/// their libraries, its compiled programs, its modules with their dependencies in load
+/// order, its files, the init and nginx's configuration.
+fn write_initramfs(tree: &Path, kernel_version: &str, image: &Image, out: &Path) -> Result<()> {
     let mut t = Tree::default();
     for dir in [
         "/dev",
@@ -1014,19 +1094,19 @@ fn write_initramfs(
     for applet in busybox_applets(&busybox)? {
         t.add(&format!("/{applet}"), Entry::Symlink("/bin/busybox".into()));
     }
-    for binary in programs {
+    for binary in image.programs {
         t.add(&format!("/{binary}"), Entry::Copy(0o755, tree.join(binary)));
     }
-    for (guest, file) in libs {
+    for (guest, file) in image.libs {
         t.add(&guest.to_string_lossy(), Entry::Copy(0o755, file.clone()));
     }
-    for (guest, file) in compiled {
+    for (guest, file) in image.compiled {
         t.add(guest, Entry::Copy(0o755, file.clone()));
     }
     let module_dir = tree.join(format!("lib/modules/{kernel_version}"));
     let mut index = BTreeMap::new();
     index_modules(&module_dir, &mut index)?;
-    let order = module_order(modules, |name| {
+    let order = module_order(image.modules, |name| {
         let path = index
             .get(name)
             .ok_or_else(|| format!("kernel module {name} is not in {}", module_dir.display()))?;
@@ -1055,6 +1135,9 @@ fn write_initramfs(
         Entry::File(0o644, b"root:x:0:0:root:/root:/bin/sh\n".to_vec()),
     );
     t.add("/etc/group", Entry::File(0o644, b"root:x:0:\n".to_vec()));
+    for (guest, text) in image.files {
+        t.add(guest, Entry::File(0o644, text.clone().into_bytes()));
+    }
     t.add("/init", Entry::File(0o755, INIT.into()));
     let partial = out.with_extension("cpio.partial");
     let file = std::fs::File::create(&partial)
@@ -1276,7 +1359,14 @@ mod tests {
         assert!(MARKER.starts_with("linux: ready"));
         assert!(INIT.contains(&format!("echo \"{INIT_MARKER}\"")));
         assert!(INIT.contains(&format!("echo \"{MEMINFO_PREFIX} ")));
-        for (name, _) in BENCH_PROGRAMS.iter().chain(FSBENCH_PROGRAMS) {
+        assert!(INIT.contains(DRIVERS_FIO_JOBS));
+        assert_eq!(files("drivers")[0].0, DRIVERS_FIO_JOBS);
+        assert!(files("bench").is_empty());
+        for (name, _) in BENCH_PROGRAMS
+            .iter()
+            .chain(FSBENCH_PROGRAMS)
+            .chain(DRIVERS_PROGRAMS)
+        {
             assert!(INIT.contains(name), "{name}");
         }
     }

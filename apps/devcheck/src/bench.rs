@@ -45,15 +45,15 @@ const BURST_END_NS: u64 = 500_000_000;
 /// Bytes per random read.
 pub const RANDOM_BYTES: u32 = 4096;
 /// Random reads per depth-1 figure.
-const RANDOM_QD1: u32 = 2_000;
+pub const RANDOM_QD1: u32 = 2_000;
 /// Random reads per depth-32 figure.
-const RANDOM_QD32: u32 = 10_000;
+pub const RANDOM_QD32: u32 = 10_000;
 /// The deep queue depth.
 pub const DEEP: usize = 32;
 /// Bytes per sequential request.
-const SEQUENTIAL_BYTES: u32 = 128 * 1024;
+pub const SEQUENTIAL_BYTES: u32 = 128 * 1024;
 /// The most requests in flight for the sequential figures.
-const SEQUENTIAL_DEPTH: usize = 8;
+pub const SEQUENTIAL_DEPTH: usize = 8;
 /// How long any request may take.
 const REQUEST_NS: u64 = 30_000_000_000;
 
