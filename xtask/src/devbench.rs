@@ -511,7 +511,7 @@ fn nic_rows(guests: &Guests, device: &str, model: &str, host: &Host) -> Vec<Row>
         value: nic_value(&rexo, "empty-poll").0,
         linux: nic_value(&linux, "empty-poll").0,
         ceiling: None,
-        note: String::new(),
+        note: "lower is better".into(),
     });
     rows
 }

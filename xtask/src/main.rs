@@ -72,7 +72,8 @@ usage: cargo xtask COMMAND [OPTIONS]
   bench boot [--runs N] [--quick]
                                  measure boot time against QEMU's floor
   bench api                      measure API calls, frames, cross-core round trips, revocation
-  bench drivers                  measure NICs (frames/s, empty poll) and disks (IOPS, MiB/s)
+  bench drivers [DEVICE...]      measure NICs (frames/s, empty poll) and disks (IOPS, MiB/s),
+                                 each beside a Linux guest on the same machine and device
   linux [--service none|nginx|memcached] [--cores N] [--mem SIZE] [--append WORDS]
         [--build-only]           build the Linux baseline from Debian packages (cached in
                                  target/linux/) and boot it under TCG until it is ready
