@@ -273,9 +273,27 @@ static TIMER_INTERRUPTS: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; 
 /// When each core last took a timer interrupt.
 static LAST_TIMER_NS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 
+/// The kernel's own next deadline (a revocation deadline, or a retry of its enforcement),
+/// which every arming of a core's timer also covers (`u64::MAX`: none).
+static KERNEL_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Sets the kernel's next deadline (`u64::MAX`: none) and arms this core's timer for it.
+pub fn set_kernel_deadline(deadline_ns: u64) {
+    KERNEL_DEADLINE.store(deadline_ns, Ordering::Relaxed);
+    if deadline_ns != u64::MAX {
+        arm_deadline(deadline_ns);
+    }
+}
+
+/// The kernel's next deadline (`u64::MAX`: none).
+pub fn kernel_deadline() -> u64 {
+    KERNEL_DEADLINE.load(Ordering::Relaxed)
+}
+
 /// Arms this core's timer to interrupt at monotonic time `deadline_ns` (at once if that
-/// has passed).
+/// has passed), or at the kernel's next deadline if that comes first.
 pub fn arm_deadline(deadline_ns: u64) {
+    let deadline_ns = deadline_ns.min(kernel_deadline());
     if uses_tsc_deadline() {
         apic::arm_tsc_deadline(tsc_at_ns(deadline_ns).max(1));
     } else {

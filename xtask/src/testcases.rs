@@ -1077,6 +1077,24 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // An app that ignores a revocation request and spins without calling the kernel:
+    // the timer takes its memory at the deadline, its next touch ends it with a report
+    // naming it, and the kernel and the app beside it go on.
+    Case {
+        name: "badinput::revocation-ignored-by-a-spinner",
+        append: "test=a_spinning_app",
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[
+            Check::Has("caps: revocation deadline passed: took memory"),
+            Check::Has("app 'spinner' touched revoked region memory"),
+            Check::Has(
+                "test caps::tests::timer::a_spinning_app_that_never_calls_the_kernel_loses_its_memory_at_the_deadline ... ok",
+            ),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     Case {
         name: "badinput::manifest-overlap",
         cores: Cores::N(4),

@@ -17,6 +17,10 @@
 //! cleared on every core and its frames stay out of the free pool until the holder ends
 //! ([`release_owner`] maps them back and frees them); a touch in between faults, and the
 //! page-fault handler ends the holder's task ([`revoked_region`]).
+//!
+//! Revocation deadlines are enforced at the next use of the table and, failing that, by
+//! the timer ([`on_timer_interrupt`]): the earliest pending deadline is the kernel's
+//! deadline, which every arming of a core's local APIC timer covers.
 
 #![allow(unsafe_code)] // copying between an app's buffer and the frames it holds
 
@@ -112,7 +116,7 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> Result<T, CapError>) -> Result<T,
 }
 
 /// Revokes, with reason "deadline passed", every entry whose revocation deadline is over,
-/// and frees what it held.
+/// frees what it held and sets the kernel's timer deadline to the next one.
 fn enforce_deadlines(state: &mut State) {
     let now = crate::time::now_ns();
     if now < state.earliest_deadline {
@@ -134,7 +138,56 @@ fn enforce_deadlines(state: &mut State) {
         })
         .min()
         .unwrap_or(u64::MAX);
+    crate::time::set_kernel_deadline(state.earliest_deadline);
     reclaim_frames(state, true, None);
+}
+
+/// How long the timer waits before it tries again to enforce a deadline that came while a
+/// lock it needs was held (50 us).
+const RETRY_NS: u64 = 50_000;
+
+/// Called on every timer interrupt (with interrupts off): once the kernel's deadline has
+/// come, takes by force what was not returned by the revocation deadlines that passed,
+/// unmaps it and flushes every core's TLB, so that a holder that never calls the kernel
+/// again loses it all the same. The interrupted code may hold a lock this needs (the
+/// table's, the heap's, the frame allocator's, the page tables', the console's, the
+/// shootdown's); then it tries again [`RETRY_NS`] later rather than wait for itself.
+pub fn on_timer_interrupt() {
+    let (now, due) = (crate::time::now_ns(), crate::time::kernel_deadline());
+    if now < due {
+        // Another deadline of this core's came first: keep covering the kernel's.
+        if due != u64::MAX {
+            crate::time::arm_deadline(due);
+        }
+        return;
+    }
+    let retry = || crate::time::set_kernel_deadline(now + RETRY_NS);
+    let free = crate::mem::heap::is_free()
+        && crate::mem::frames::is_free()
+        && crate::arch::paging::is_free()
+        && crate::console::is_free();
+    let Some(mut guard) = STATE.try_lock().filter(|_| free) else {
+        return retry();
+    };
+    let Some(state) = guard.as_mut() else {
+        return;
+    };
+    enforce_deadlines(state);
+    if crate::time::kernel_deadline() != state.earliest_deadline {
+        // A retry: back to the earliest pending revocation deadline.
+        crate::time::set_kernel_deadline(state.earliest_deadline);
+    }
+    if !state.flush {
+        return;
+    }
+    // The shootdown lock is taken before the table's is dropped, without waiting: its
+    // holder may be waiting for this core, whose interrupts are off.
+    let Some(shootdown) = crate::arch::paging::Shootdown::try_begin() else {
+        return retry();
+    };
+    state.flush = false;
+    drop(guard);
+    shootdown.flush();
 }
 
 /// Asks the holder of `entry` to give it back by `deadline_ns` (monotonic time). The holder
@@ -147,6 +200,8 @@ pub fn request_revocation(entry: EntryId, deadline_ns: u64) -> Result<(), CapErr
             .table
             .request_revocation(&AUTHORITY, entry, deadline_ns)?;
         state.earliest_deadline = state.earliest_deadline.min(deadline_ns);
+        // The timer enforces it even if nobody calls the kernel again.
+        crate::time::set_kernel_deadline(state.earliest_deadline);
         Ok(())
     })
 }

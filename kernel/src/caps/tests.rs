@@ -695,6 +695,106 @@ mod views {
     );
 }
 
+/// The timer enforces a revocation deadline that nobody calls the kernel after.
+mod timer {
+    use super::*;
+    use crate::apps::{App, CoreSpan, run_as};
+    use crate::arch::paging::is_mapped;
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use rexo_api::Kernel;
+
+    /// The spinner's capability and the address of its memory, once mapped.
+    static SPINNER: spin::Mutex<Option<(EntryId, u64)>> = spin::Mutex::new(None);
+    /// Set once the deadline was enforced (or the bystander gave up): touch the memory.
+    static TOUCH: AtomicBool = AtomicBool::new(false);
+    const SPINNER_OWNER: OwnerId = OwnerId(22);
+    const TEN_SECONDS: u64 = 10_000_000_000;
+
+    /// Maps memory, then spins in its own code, calling the kernel no more, and touches
+    /// the memory once told to (its revocation deadline has passed by then).
+    fn spinner(kernel: &dyn Kernel) -> Result<(), ApiError> {
+        let mut cap = kernel.allocate_memory(8192)?;
+        let id = cap.cap().id();
+        let mut view = kernel.map_memory(&mut cap)?;
+        view.fill(0x5A);
+        *SPINNER.lock() = Some((id, view.as_ptr() as u64));
+        let mut spins = 0u64;
+        while !TOUCH.load(Ordering::Acquire) {
+            spins = core::hint::black_box(spins.wrapping_add(1));
+        }
+        let bytes = core::hint::black_box(&mut *view);
+        bytes[4100] = bytes[4100].wrapping_add(spins as u8 | 1);
+        Err(ApiError::AppFailed(1))
+    }
+
+    /// Waits up to 10 s for `done`, calling no capability function (only the clock).
+    fn wait_for(kernel: &dyn Kernel, done: impl Fn() -> bool) -> bool {
+        let begin = kernel.now_ns();
+        while !done() {
+            if kernel.now_ns() - begin > TEN_SECONDS {
+                return false;
+            }
+            core::hint::spin_loop();
+        }
+        true
+    }
+
+    /// Runs beside the spinner with memory of its own: asks for the spinner's memory
+    /// with a deadline 20 ms away and waits, calling no capability function, until the
+    /// table no longer holds it (which only the timer can do then); then lets the spinner
+    /// touch its memory and checks its own is untouched.
+    fn bystander(kernel: &dyn Kernel) -> Result<(), ApiError> {
+        let mut cap = kernel.allocate_memory(4096)?;
+        let mut view = kernel.map_memory(&mut cap)?;
+        view[..6].copy_from_slice(b"mine!!");
+        assert!(wait_for(kernel, || SPINNER.lock().is_some()), "mapped");
+        let (id, start) = SPINNER.lock().expect("mapped");
+        request_revocation(id, kernel.now_ns() + 20_000_000).expect("request");
+        let gone = || !entries().iter().any(|e| e.id == id);
+        let taken = wait_for(kernel, gone);
+        let unmapped = !is_mapped(start) && !is_mapped(start + 4096);
+        TOUCH.store(true, Ordering::Release);
+        assert!(taken, "the timer took the memory with no capability call");
+        assert!(unmapped, "and cleared its identity-map entries");
+        let record = was_repossessed(SPINNER_OWNER, id).map(|r| (r.start(), r.len()));
+        assert_eq!(record, Some((start, 8192)), "the record names the region");
+        assert_eq!(&view[..6], b"mine!!", "the bystander's memory is untouched");
+        kernel.return_memory(cap)
+    }
+
+    crate::kernel_test!(
+        fn a_spinning_app_that_never_calls_the_kernel_loses_its_memory_at_the_deadline() {
+            if crate::smp_cores() < 2 {
+                return;
+            }
+            let spinner: &'static App = &App {
+                name: "spinner",
+                about: "spins past its revocation deadline without calling the kernel",
+                main: spinner,
+            };
+            let other = App {
+                name: "bystander",
+                about: "runs beside the spinner",
+                main: bystander,
+            };
+            let free = crate::mem::frames::free_bytes();
+            let run = on_core_1(spinner, SPINNER_OWNER, None, || {});
+            let here = CoreSpan { first: 0, count: 1 };
+            assert_eq!(run_as(&other, OwnerId(23), here, None), Ok(()));
+            assert_eq!(
+                run.finish(),
+                Some(Err(ApiError::Repossessed)),
+                "its touch faulted and ended its task"
+            );
+            let start = SPINNER.lock().expect("mapped").1;
+            assert!(is_mapped(start), "mapped back once the spinner ended");
+            assert_eq!(crate::mem::frames::free_bytes(), free, "freed");
+            assert!(entries().is_empty(), "nothing is left in the table");
+            crate::sched::run_on_cores(crate::smp_cores(), |_| {}).expect("every core answers");
+        }
+    );
+}
+
 /// The memory library OS (`rexo-mem`) in an app: `memdemo-revocable` answers the kernel's
 /// revocation request for one of its arenas by moving its allocations, and is not ended.
 mod memlibos {
