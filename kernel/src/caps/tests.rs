@@ -847,3 +847,101 @@ mod memlibos {
         }
     );
 }
+
+/// Capabilities over cores and timers, through the API.
+mod cores_and_timers {
+    use super::*;
+    use crate::apps::{App, CoreSpan, run_as};
+    use rexo_api::{Kernel, MemoryCap, TimerCap};
+
+    const OWNER: OwnerId = OwnerId(21);
+    const TEN_SECONDS: u64 = 10_000_000_000;
+
+    /// Spins (no nap, so no other timer interrupt) until `timer` fired; false after 10 s.
+    fn fired(kernel: &dyn Kernel, timer: &TimerCap) -> Result<bool, ApiError> {
+        let begin = kernel.now_ns();
+        while kernel.now_ns() - begin < TEN_SECONDS {
+            if kernel.timer_fired(timer)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn core_and_timer_app(kernel: &dyn Kernel) -> Result<(), ApiError> {
+        let mut cores = kernel.core_caps();
+        assert_eq!(cores.len(), kernel.cores(), "one capability per core");
+        assert!(kernel.core_caps().is_empty(), "handed out once");
+        let mine = |kind| {
+            let entries = kernel.capabilities().into_iter();
+            entries
+                .filter(|e| e.owner == OWNER && e.resource.kind() == kind)
+                .count()
+        };
+        assert_eq!(mine(ResourceKind::Core), kernel.cores(), "listed");
+        // A one-shot deadline on this core: bad deadlines and a second timer are refused.
+        let now = kernel.now_ns();
+        assert_eq!(kernel.arm_timer(now).err(), Some(ApiError::DeadlinePassed));
+        let timer = kernel.arm_timer(now + 2_000_000)?;
+        assert_eq!(mine(ResourceKind::Timer), 1, "listed");
+        assert_eq!(
+            kernel.arm_timer(now + 1).err(),
+            Some(ApiError::DeadlinePassed)
+        );
+        let busy = kernel.arm_timer(kernel.now_ns() + TEN_SECONDS).err();
+        assert_eq!(busy, Some(ApiError::TimerBusy));
+        assert!(fired(kernel, &timer)?, "the core's timer fired");
+        let id = timer.cap().id();
+        kernel.return_timer(timer)?;
+        let returned =
+            TimerCap::new(MemoryCap::new(kernel.allocate_memory(4096)?.into_cap()).into_cap());
+        assert_eq!(
+            kernel.timer_fired(&returned),
+            Err(ApiError::Refused(CapError::WrongKind))
+        );
+        kernel.return_memory(MemoryCap::new(returned.into_cap()))?;
+        assert!(kernel.capabilities().iter().all(|e| e.id != id), "returned");
+        // Returning a timer that has not fired cancels it, and the core is free again.
+        let far = kernel.arm_timer(kernel.now_ns() + TEN_SECONDS)?;
+        kernel.return_timer(far)?;
+        let near = kernel.arm_timer(kernel.now_ns() + 1_000_000)?;
+        assert!(fired(kernel, &near)?, "armed again after the cancel");
+        kernel.return_timer(near)?;
+        // Work goes to the cores the app holds, and only while it holds them all.
+        kernel.run_on_every_core(alloc::sync::Arc::new(|_, _| {}))?;
+        let last = cores.pop().expect("a core");
+        let last_core = crate::smp_cores() - 1;
+        kernel.return_core(last)?;
+        let refused = kernel.run_on_every_core(alloc::sync::Arc::new(|_, _| {
+            panic!("ran on a core the app gave back")
+        }));
+        assert_eq!(refused, Err(ApiError::CoreNotHeld(last_core)));
+        if last_core != 0 {
+            let first = cores.remove(0);
+            kernel.return_core(first)?;
+        }
+        let here = kernel.arm_timer(kernel.now_ns() + 1_000_000).err();
+        assert_eq!(
+            here,
+            Some(ApiError::CoreNotHeld(0)),
+            "no timer on a core given back"
+        );
+        Ok(())
+    }
+
+    crate::kernel_test!(
+        fn an_app_arms_timers_on_cores_it_holds_and_loses_cores_it_returns() {
+            let app = App {
+                name: "core-timer",
+                about: "core and timer capabilities",
+                main: core_and_timer_app,
+            };
+            let every = CoreSpan {
+                first: 0,
+                count: crate::smp_cores(),
+            };
+            assert_eq!(run_as(&app, OWNER, every, None), Ok(()));
+            assert!(entries().is_empty(), "nothing is left in the table");
+        }
+    );
+}
