@@ -28,28 +28,52 @@ pub use rexo_pktfilter::{Filter, ParseError as FilterError};
 
 pub use rexo_captable::{Cap, CapError, EntryInfo as CapInfo};
 
-/// A capability over memory the kernel granted to the caller: the only way to reach that
-/// memory. It is minted by the kernel's capability table (a [`Cap`] cannot be built
-/// anywhere else), is not `Clone`, and stops working once returned or revoked.
-#[derive(Debug)]
-pub struct MemoryCap(Cap);
+/// A typed wrapper over a [`Cap`] of one resource kind.
+macro_rules! cap_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name(Cap);
 
-impl MemoryCap {
-    /// Wraps a capability the kernel minted (apps cannot make a [`Cap`]).
-    pub fn new(cap: Cap) -> Self {
-        Self(cap)
-    }
+        impl $name {
+            /// Wraps a capability the kernel minted (apps cannot make a [`Cap`]).
+            pub fn new(cap: Cap) -> Self {
+                Self(cap)
+            }
 
-    /// The underlying capability.
-    pub fn cap(&self) -> &Cap {
-        &self.0
-    }
+            /// The underlying capability.
+            pub fn cap(&self) -> &Cap {
+                &self.0
+            }
 
-    /// Unwraps the capability (to give it back).
-    pub fn into_cap(self) -> Cap {
-        self.0
-    }
+            /// Unwraps the capability (to give it back).
+            pub fn into_cap(self) -> Cap {
+                self.0
+            }
+        }
+    };
 }
+
+cap_type!(
+    /// A capability over memory the kernel granted to the caller: the only way to reach
+    /// that memory. It is minted by the kernel's capability table (a [`Cap`] cannot be
+    /// built anywhere else), is not `Clone`, and stops working once returned or revoked.
+    MemoryCap
+);
+
+cap_type!(
+    /// A capability over one core (resource `core N..N+1`, the machine's index N), minted
+    /// when the app starts for each core of its run ([`Kernel::core_caps`]). Holding it is
+    /// the permission to run work there: [`Kernel::run_on_every_core`] and
+    /// [`Kernel::arm_timer`] refuse a core the app no longer holds.
+    CoreCap
+);
+
+cap_type!(
+    /// A capability over a one-shot deadline on one core's timer ([`Kernel::arm_timer`];
+    /// resource `timer N..N+1` for core N). Returning it cancels the deadline.
+    TimerCap
+);
 
 /// Direct access to the memory of a [`MemoryCap`] ([`Kernel::map_memory`]): its bytes as
 /// a slice, read and written in place with no kernel call and no copy.
@@ -201,6 +225,13 @@ pub enum ApiError {
     /// Sharing a network interface needs the address the kernel answers ARP and ping
     /// for: the kernel word `ip=ADDRESS/PREFIX[,ROUTER[,DNS]]`.
     NoAddress,
+    /// The app holds no capability over this core (the machine's index): it was never
+    /// the app's, or the app gave it back.
+    CoreNotHeld(usize),
+    /// The deadline asked for is not in the future.
+    DeadlinePassed,
+    /// The core's timer capability is held (by this app or another) until returned.
+    TimerBusy,
 }
 
 impl fmt::Display for ApiError {
@@ -228,6 +259,11 @@ impl fmt::Display for ApiError {
             ApiError::NoAddress => f.write_str(
                 "sharing a network interface needs the kernel word ip=ADDRESS/PREFIX[,ROUTER[,DNS]]",
             ),
+            ApiError::CoreNotHeld(core) => {
+                write!(f, "the app holds no capability over core {core}")
+            }
+            ApiError::DeadlinePassed => f.write_str("the deadline has passed already"),
+            ApiError::TimerBusy => f.write_str("the core's timer is held already"),
         }
     }
 }
@@ -324,7 +360,8 @@ pub trait Kernel: Sync {
     /// Runs `task` once on every core of the app and returns when all have finished; the
     /// calling core runs queued work while it waits. The task's index is the core's place
     /// among the app's cores (`0..cores()`); `core_index()` inside the task gives the
-    /// machine's index of the core.
+    /// machine's index of the core. An app that does not hold the capability of one of
+    /// its cores gets [`ApiError::CoreNotHeld`] naming it, and nothing runs.
     fn run_on_every_core(&self, task: CoreTask) -> Result<(), ApiError>;
     /// The next byte of console input (serial line or PS/2 keyboard), without waiting.
     /// Keys arrive as a terminal sends them: `\r` for Enter, 0x7F for Backspace, `ESC [ A`
@@ -372,6 +409,23 @@ pub trait Kernel: Sync {
     fn received_memory(&self) -> Vec<MemoryCap>;
     /// Every live capability in the machine: who holds what (the monitor's `caps`).
     fn capabilities(&self) -> Vec<CapInfo>;
+    /// The capabilities over the app's cores that the kernel minted when it started, each
+    /// handed out once (a second call gives only what came since: nothing).
+    fn core_caps(&self) -> Vec<CoreCap>;
+    /// Gives a core back: from then on [`run_on_every_core`](Kernel::run_on_every_core)
+    /// and [`arm_timer`](Kernel::arm_timer) answer [`ApiError::CoreNotHeld`] for it.
+    fn return_core(&self, cap: CoreCap) -> Result<(), ApiError>;
+    /// Arms the calling core's timer for monotonic time `deadline_ns`: a one-shot deadline
+    /// on a core the app holds ([`ApiError::CoreNotHeld`] otherwise), in the future
+    /// ([`ApiError::DeadlinePassed`]), one per core at a time, fired or not, until it is
+    /// returned ([`ApiError::TimerBusy`]).
+    /// The core takes its timer interrupt then (ending a nap of [`sleep_ns`](Kernel::sleep_ns));
+    /// [`timer_fired`](Kernel::timer_fired) says whether it has.
+    fn arm_timer(&self, deadline_ns: u64) -> Result<TimerCap, ApiError>;
+    /// Whether the timer's core took its timer interrupt at or after the deadline.
+    fn timer_fired(&self, timer: &TimerCap) -> Result<bool, ApiError>;
+    /// Gives the timer back, cancelling its deadline if it has not fired.
+    fn return_timer(&self, timer: TimerCap) -> Result<(), ApiError>;
     /// The kernel's requests to give capabilities back (visible revocation): each names
     /// the capability and its deadline (`state`). Return them with `return_memory` before
     /// the deadline; after it the kernel takes them, and using one then ends the app.

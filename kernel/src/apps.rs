@@ -15,8 +15,8 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use rexo_cmdline::Manifest;
 
 use rexo_api::{
-    ApiError, AppInfo, BinaryError, CapInfo, CoreTask, DeviceKind, Kernel, LoadedInfo, MemoryCap,
-    MemoryInfo, OpenDevice, PciFunction,
+    ApiError, AppInfo, BinaryError, CapInfo, CoreCap, CoreTask, DeviceKind, Kernel, LoadedInfo,
+    MemoryCap, MemoryInfo, OpenDevice, PciFunction, TimerCap,
 };
 use rexo_captable::OwnerId;
 
@@ -114,6 +114,7 @@ pub(crate) fn current() -> Option<KernelApi> {
 pub(crate) fn api_as(owner: OwnerId) -> KernelApi {
     KernelApi {
         owner,
+        core_holder: owner,
         name: "kernel",
         cores: all_cores(),
         quota: None,
@@ -136,12 +137,34 @@ pub(crate) fn run_as(
     cores: CoreSpan,
     quota: Option<u64>,
 ) -> Result<(), ApiError> {
-    if let Err(error) = crate::caps::set_quota(owner, quota) {
-        log::error!("app '{}': no quota for its owner: {error}", app.name);
+    run_with(app, owner, cores, quota, None)
+}
+
+/// [`run_as`], on the core capabilities of `lender` (the caller of `run_app`, which waits
+/// meanwhile) if given, else on capabilities minted for `owner`'s cores.
+fn run_with(
+    app: &App,
+    owner: OwnerId,
+    cores: CoreSpan,
+    quota: Option<u64>,
+    lender: Option<OwnerId>,
+) -> Result<(), ApiError> {
+    let span = cores.first..cores.first + cores.count;
+    let grant = || match lender {
+        Some(_) => Ok(()),
+        None => crate::caps::grant_cores(owner, span),
+    };
+    if let Err(error) = crate::caps::set_quota(owner, quota).and_then(|()| grant()) {
+        log::error!(
+            "app '{}': no quota or cores for its owner: {error}",
+            app.name
+        );
+        let _ = crate::caps::release_owner(owner);
         return Err(ApiError::Refused(error));
     }
     let api = KernelApi {
         owner,
+        core_holder: lender.unwrap_or(owner),
         name: app.name,
         cores,
         quota,
@@ -246,6 +269,8 @@ fn reboot(kernel: &dyn Kernel) -> Result<(), ApiError> {
 pub(crate) struct KernelApi {
     /// The capability owner the run's calls act as.
     pub(crate) owner: OwnerId,
+    /// The owner whose core capabilities the run uses (its own, or its `run_app` caller's).
+    core_holder: OwnerId,
     /// The app's name (device holders are shown by it).
     name: &'static str,
     cores: CoreSpan,
@@ -339,6 +364,10 @@ impl Kernel for KernelApi {
     fn run_on_every_core(&self, task: CoreTask) -> Result<(), ApiError> {
         let (this, owner, cores) = (*self, self.owner, self.cores);
         let span = cores.first..cores.first + cores.count;
+        let held = |core| crate::caps::holds_core(self.core_holder, core);
+        if let Some(core) = span.clone().find(|&core| !held(core)) {
+            return Err(ApiError::CoreNotHeld(core));
+        }
         // Each task runs under an abort point of its own: a task that panics (or breaks the
         // abort protocol) ends alone on its core, and this call reports it.
         let ended = alloc::sync::Arc::new(AtomicU8::new(NOT_ENDED));
@@ -394,7 +423,8 @@ impl Kernel for KernelApi {
     fn run_app(&self, name: &str) -> Result<(), ApiError> {
         // The app runs on the caller's cores and within the caller's quota.
         let app = find(name).ok_or(ApiError::NoSuchApp)?;
-        run_as(app, app_owner(app), self.cores, self.quota)
+        let owner = app_owner(app);
+        run_with(app, owner, self.cores, self.quota, Some(self.core_holder))
     }
 
     fn reboot(&self) -> ! {
@@ -465,7 +495,7 @@ impl Kernel for KernelApi {
     }
 
     fn received_memory(&self) -> Vec<MemoryCap> {
-        crate::caps::take_delegated(self.owner)
+        crate::caps::take_delegated(self.owner, rexo_captable::ResourceKind::Memory)
             .into_iter()
             .map(MemoryCap::new)
             .collect()
@@ -473,6 +503,28 @@ impl Kernel for KernelApi {
 
     fn capabilities(&self) -> Vec<CapInfo> {
         crate::caps::entries()
+    }
+
+    fn core_caps(&self) -> Vec<CoreCap> {
+        let kind = rexo_captable::ResourceKind::Core;
+        let caps = crate::caps::take_delegated(self.owner, kind);
+        caps.into_iter().map(CoreCap::new).collect()
+    }
+
+    fn return_core(&self, cap: CoreCap) -> Result<(), ApiError> {
+        crate::caps::return_cap(self.owner, cap.into_cap()).map_err(ApiError::Refused)
+    }
+
+    fn arm_timer(&self, deadline_ns: u64) -> Result<TimerCap, ApiError> {
+        crate::caps::arm_timer(self.owner, self.core_holder, deadline_ns).map(TimerCap::new)
+    }
+
+    fn timer_fired(&self, timer: &TimerCap) -> Result<bool, ApiError> {
+        crate::caps::timer_fired(self.owner, timer.cap()).map_err(ApiError::Refused)
+    }
+
+    fn return_timer(&self, timer: TimerCap) -> Result<(), ApiError> {
+        crate::caps::return_cap(self.owner, timer.into_cap()).map_err(ApiError::Refused)
     }
 
     fn pci_functions(&self) -> Vec<PciFunction> {

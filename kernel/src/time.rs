@@ -273,9 +273,49 @@ static TIMER_INTERRUPTS: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; 
 /// When each core last took a timer interrupt.
 static LAST_TIMER_NS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 
+/// The kernel's own next deadline (a revocation deadline, or a retry of its enforcement),
+/// which every arming of a core's timer also covers (`u64::MAX`: none).
+static KERNEL_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Sets the kernel's next deadline (`u64::MAX`: none) and arms this core's timer for it.
+pub fn set_kernel_deadline(deadline_ns: u64) {
+    KERNEL_DEADLINE.store(deadline_ns, Ordering::Relaxed);
+    if deadline_ns != u64::MAX {
+        arm_deadline(deadline_ns);
+    }
+}
+
+/// The kernel's next deadline (`u64::MAX`: none).
+pub fn kernel_deadline() -> u64 {
+    KERNEL_DEADLINE.load(Ordering::Relaxed)
+}
+
+/// Per core, the deadline of an app's timer that has not fired (`u64::MAX`: none).
+static APP_TIMER: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(u64::MAX) }; MAX_CORES];
+
+/// Sets this core's app timer to `deadline_ns` and arms the core for it.
+pub fn set_app_timer(deadline_ns: u64) {
+    APP_TIMER[percpu::core_index()].store(deadline_ns, Ordering::Release);
+    arm_deadline(deadline_ns);
+}
+
+/// Cancels core `core`'s app timer if it is still `deadline_ns` (not fired).
+pub fn cancel_app_timer(core: usize, deadline_ns: u64) {
+    let _ = APP_TIMER[core].compare_exchange(
+        deadline_ns,
+        u64::MAX,
+        Ordering::AcqRel,
+        Ordering::Relaxed,
+    );
+}
+
 /// Arms this core's timer to interrupt at monotonic time `deadline_ns` (at once if that
-/// has passed).
+/// has passed), or at the kernel's next deadline or the core's app timer if one comes
+/// first.
 pub fn arm_deadline(deadline_ns: u64) {
+    let deadline_ns = deadline_ns
+        .min(kernel_deadline())
+        .min(APP_TIMER[percpu::core_index()].load(Ordering::Relaxed));
     if uses_tsc_deadline() {
         apic::arm_tsc_deadline(tsc_at_ns(deadline_ns).max(1));
     } else {
@@ -322,10 +362,20 @@ pub fn nap_until(deadline_ns: u64) {
 }
 
 /// Called by the interrupt dispatcher for the timer vector.
+/// An app timer that is due fires (its slot empties); the core's timer is armed again for
+/// what it still covers (the kernel's deadline, a pending app timer).
 pub fn on_timer_interrupt() {
-    let core = percpu::core_index();
-    LAST_TIMER_NS[core].store(now_ns(), Ordering::Relaxed);
+    let (core, now) = (percpu::core_index(), now_ns());
+    LAST_TIMER_NS[core].store(now, Ordering::Relaxed);
     TIMER_INTERRUPTS[core].fetch_add(1, Ordering::Relaxed);
+    let app = APP_TIMER[core].load(Ordering::Relaxed);
+    if app <= now {
+        cancel_app_timer(core, app);
+    }
+    let next = kernel_deadline().min(APP_TIMER[core].load(Ordering::Relaxed));
+    if now < next && next != u64::MAX {
+        arm_deadline(next);
+    }
 }
 
 /// When core `core` last took a timer interrupt (monotonic ns; 0: never).

@@ -549,7 +549,8 @@ pub const CASES: &[Case] = &[
             Check::Has("list the commands"),
             Check::Has("4 cores; one task on each answered (4 of 4)"),
             Check::Has("MiB usable"),
-            Check::Has("no capabilities are held"),
+            // The monitor holds a capability over each of its 4 cores.
+            Check::Has(": core 3..4 rights"),
             Check::Has("greets from every core"),
             Check::Has("s since boot"),
             Check::Has("unknown command 'frob'"),
@@ -1074,6 +1075,24 @@ pub const CASES: &[Case] = &[
             ),
             Check::Lacks("FAILED"),
             Check::Lacks("revocation deadline passed"),
+        ],
+        ..BASE
+    },
+    // An app that ignores a revocation request and spins without calling the kernel:
+    // the timer takes its memory at the deadline, its next touch ends it with a report
+    // naming it, and the kernel and the app beside it go on.
+    Case {
+        name: "badinput::revocation-ignored-by-a-spinner",
+        append: "test=a_spinning_app",
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[
+            Check::Has("caps: revocation deadline passed: took memory"),
+            Check::Has("app 'spinner' touched revoked region memory"),
+            Check::Has(
+                "test caps::tests::timer::a_spinning_app_that_never_calls_the_kernel_loses_its_memory_at_the_deadline ... ok",
+            ),
+            Check::Lacks("FAILED"),
         ],
         ..BASE
     },

@@ -153,7 +153,10 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::Panicked
         | ApiError::Repossessed
         | ApiError::Extents(_)
-        | ApiError::NoAddress => REXO_EPERM,
+        | ApiError::NoAddress
+        | ApiError::CoreNotHeld(_)
+        | ApiError::DeadlinePassed
+        | ApiError::TimerBusy => REXO_EPERM,
     }
 }
 

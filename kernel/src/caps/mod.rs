@@ -17,6 +17,10 @@
 //! cleared on every core and its frames stay out of the free pool until the holder ends
 //! ([`release_owner`] maps them back and frees them); a touch in between faults, and the
 //! page-fault handler ends the holder's task ([`revoked_region`]).
+//!
+//! Revocation deadlines are enforced at the next use of the table and, failing that, by
+//! the timer ([`on_timer_interrupt`]): the earliest pending deadline is the kernel's
+//! deadline, which every arming of a core's local APIC timer covers.
 
 #![allow(unsafe_code)] // copying between an app's buffer and the frames it holds
 
@@ -64,8 +68,11 @@ struct State {
     /// The earliest pending revocation deadline (`u64::MAX`: none), so that enforcing
     /// deadlines costs one comparison when there is nothing to do.
     earliest_deadline: u64,
-    /// Capabilities delegated to an owner that it has not picked up yet.
-    inbox: Vec<(OwnerId, Cap)>,
+    /// Capabilities delegated to an owner (or its cores, minted at its start) that it has
+    /// not picked up yet.
+    inbox: Vec<(OwnerId, ResourceKind, Cap)>,
+    /// Armed timers: entry, core, deadline.
+    timers: Vec<(EntryId, usize, u64)>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -78,6 +85,7 @@ pub fn init() {
         flush: false,
         earliest_deadline: u64::MAX,
         inbox: Vec::new(),
+        timers: Vec::new(),
     });
 }
 
@@ -112,7 +120,7 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> Result<T, CapError>) -> Result<T,
 }
 
 /// Revokes, with reason "deadline passed", every entry whose revocation deadline is over,
-/// and frees what it held.
+/// frees what it held and sets the kernel's timer deadline to the next one.
 fn enforce_deadlines(state: &mut State) {
     let now = crate::time::now_ns();
     if now < state.earliest_deadline {
@@ -134,7 +142,53 @@ fn enforce_deadlines(state: &mut State) {
         })
         .min()
         .unwrap_or(u64::MAX);
+    crate::time::set_kernel_deadline(state.earliest_deadline);
     reclaim_frames(state, true, None);
+}
+
+/// How long the timer waits before it tries again to enforce a deadline that came while a
+/// lock it needs was held (50 us).
+const RETRY_NS: u64 = 50_000;
+
+/// Called on every timer interrupt (with interrupts off): once the kernel's deadline has
+/// come, takes by force what was not returned by the revocation deadlines that passed,
+/// unmaps it and flushes every core's TLB, so that a holder that never calls the kernel
+/// again loses it all the same. The interrupted code may hold a lock this needs (the
+/// table's, the heap's, the frame allocator's, the page tables', the console's, the
+/// shootdown's); then it tries again [`RETRY_NS`] later rather than wait for itself.
+pub fn on_timer_interrupt() {
+    let (now, due) = (crate::time::now_ns(), crate::time::kernel_deadline());
+    if now < due {
+        // Another deadline of this core's came first (`time` armed it again).
+        return;
+    }
+    let retry = || crate::time::set_kernel_deadline(now + RETRY_NS);
+    let free = crate::mem::heap::is_free()
+        && crate::mem::frames::is_free()
+        && crate::arch::paging::is_free()
+        && crate::console::is_free();
+    let Some(mut guard) = STATE.try_lock().filter(|_| free) else {
+        return retry();
+    };
+    let Some(state) = guard.as_mut() else {
+        return;
+    };
+    enforce_deadlines(state);
+    if crate::time::kernel_deadline() != state.earliest_deadline {
+        // A retry: back to the earliest pending revocation deadline.
+        crate::time::set_kernel_deadline(state.earliest_deadline);
+    }
+    if !state.flush {
+        return;
+    }
+    // The shootdown lock is taken before the table's is dropped, without waiting: its
+    // holder may be waiting for this core, whose interrupts are off.
+    let Some(shootdown) = crate::arch::paging::Shootdown::try_begin() else {
+        return retry();
+    };
+    state.flush = false;
+    drop(guard);
+    shootdown.flush();
 }
 
 /// Asks the holder of `entry` to give it back by `deadline_ns` (monotonic time). The holder
@@ -147,6 +201,8 @@ pub fn request_revocation(entry: EntryId, deadline_ns: u64) -> Result<(), CapErr
             .table
             .request_revocation(&AUTHORITY, entry, deadline_ns)?;
         state.earliest_deadline = state.earliest_deadline.min(deadline_ns);
+        // The timer enforces it even if nobody calls the kernel again.
+        crate::time::set_kernel_deadline(state.earliest_deadline);
         Ok(())
     })
 }
@@ -290,6 +346,14 @@ pub fn read_memory(
 /// that may still touch them (every core's TLB is flushed when the lock is dropped), maps
 /// back those of an owner that ended, then frees frames no capability names.
 fn reclaim_frames(state: &mut State, forced: bool, ended: Option<OwnerId>) {
+    let table = &state.table;
+    state.timers.retain(|&(id, core, deadline)| {
+        let live = table.entries().any(|e| e.id == id);
+        if !live {
+            crate::time::cancel_app_timer(core, deadline);
+        }
+        live
+    });
     let live: Vec<_> = state
         .table
         .entries()
@@ -386,7 +450,7 @@ pub fn revoke(entry: EntryId) -> Result<(), CapError> {
 pub fn release_owner(owner: OwnerId) -> Result<usize, CapError> {
     with_state(|state| {
         let taken = state.table.release_owner(&AUTHORITY, owner)?;
-        state.inbox.retain(|(to, _)| *to != owner);
+        state.inbox.retain(|(to, _, _)| *to != owner);
         reclaim_frames(state, false, Some(owner));
         Ok(taken)
     })
@@ -430,10 +494,17 @@ pub fn delegate(owner: OwnerId, cap: Cap, to: OwnerId) -> Result<(), (CapError, 
         return Err((CapError::Full, cap));
     };
     enforce_deadlines(state);
-    let result = match state.table.delegate(owner, &cap, to) {
-        Ok(()) => {
+    let delegated = state
+        .table
+        .check(owner, &cap, Rights::NONE)
+        .and_then(|info| {
+            state.table.delegate(owner, &cap, to)?;
+            Ok(info.resource.kind())
+        });
+    let result = match delegated {
+        Ok(kind) => {
             state.ledger.forget_mapping(cap.id());
-            state.inbox.push((to, cap));
+            state.inbox.push((to, kind, cap));
             Ok(())
         }
         Err(error) => Err((error, cap)),
@@ -446,19 +517,90 @@ pub fn delegate(owner: OwnerId, cap: Cap, to: OwnerId) -> Result<(), (CapError, 
     result
 }
 
-/// The capabilities delegated to `owner` that it has not picked up yet.
-pub fn take_delegated(owner: OwnerId) -> Vec<Cap> {
+/// Mints, for `owner`, a capability over each core of `cores` (machine indices) and puts
+/// it in `owner`'s inbox.
+pub fn grant_cores(owner: OwnerId, cores: core::ops::Range<usize>) -> Result<(), CapError> {
+    with_state(|state| {
+        for core in cores {
+            let resource = Resource::new(ResourceKind::Core, core as u64, 1)?;
+            let rights = Rights::EXECUTE.union(Rights::REVOKE);
+            let cap = state.table.mint(&AUTHORITY, owner, resource, rights)?;
+            state.inbox.push((owner, ResourceKind::Core, cap));
+        }
+        Ok(())
+    })
+}
+
+/// Whether `owner` holds a live capability over core `core`.
+pub fn holds_core(owner: OwnerId, core: usize) -> bool {
+    let core = Resource::new(ResourceKind::Core, core as u64, 1);
+    with_state(|state| {
+        Ok(state
+            .table
+            .entries()
+            .any(|e| e.owner == owner && Ok(e.resource) == core))
+    })
+    .unwrap_or(false)
+}
+
+/// Arms this core's timer for `owner` at `deadline_ns`, if `holder` (the owner or the
+/// app that lent it its cores) holds the core.
+pub fn arm_timer(
+    owner: OwnerId,
+    holder: OwnerId,
+    deadline_ns: u64,
+) -> Result<Cap, rexo_api::ApiError> {
+    use rexo_api::ApiError;
+    let core = crate::arch::percpu::core_index();
+    if !holds_core(holder, core) {
+        return Err(ApiError::CoreNotHeld(core));
+    }
+    if deadline_ns <= crate::time::now_ns() {
+        return Err(ApiError::DeadlinePassed);
+    }
+    with_state(|state| {
+        let resource = Resource::new(ResourceKind::Timer, core as u64, 1)?;
+        let rights = Rights::READ.union(Rights::REVOKE);
+        // The table holds one timer capability per core: a second overlaps.
+        let cap = state.table.mint(&AUTHORITY, owner, resource, rights)?;
+        crate::time::set_app_timer(deadline_ns);
+        state.timers.push((cap.id(), core, deadline_ns));
+        Ok(cap)
+    })
+    .map_err(|error| match error {
+        CapError::Overlaps => ApiError::TimerBusy,
+        error => ApiError::Refused(error),
+    })
+}
+
+/// Whether `timer`, held by `owner`, has fired: its core took a timer interrupt at or
+/// after its deadline.
+pub fn timer_fired(owner: OwnerId, timer: &Cap) -> Result<bool, CapError> {
+    with_state(|state| {
+        state.table.check(owner, timer, Rights::READ)?;
+        let &(_, core, deadline) = state
+            .timers
+            .iter()
+            .find(|t| t.0 == timer.id())
+            .ok_or(CapError::WrongKind)?;
+        Ok(crate::time::last_timer_interrupt_ns(core) >= deadline)
+    })
+}
+
+/// The capabilities of `kind` delegated to `owner` (or minted for it) that it has not
+/// picked up yet.
+pub fn take_delegated(owner: OwnerId, kind: ResourceKind) -> Vec<Cap> {
     let taken = with_state(|state| {
         let (mine, rest) = core::mem::take(&mut state.inbox)
             .into_iter()
-            .partition(|(to, _)| *to == owner);
+            .partition(|(to, of, _)| (*to, *of) == (owner, kind));
         state.inbox = rest;
         Ok(mine)
     });
     taken
         .unwrap_or_default()
         .into_iter()
-        .map(|(_, cap)| cap)
+        .map(|(_, _, cap)| cap)
         .collect()
 }
 

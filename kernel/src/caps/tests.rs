@@ -695,6 +695,106 @@ mod views {
     );
 }
 
+/// The timer enforces a revocation deadline that nobody calls the kernel after.
+mod timer {
+    use super::*;
+    use crate::apps::{App, CoreSpan, run_as};
+    use crate::arch::paging::is_mapped;
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use rexo_api::Kernel;
+
+    /// The spinner's capability and the address of its memory, once mapped.
+    static SPINNER: spin::Mutex<Option<(EntryId, u64)>> = spin::Mutex::new(None);
+    /// Set once the deadline was enforced (or the bystander gave up): touch the memory.
+    static TOUCH: AtomicBool = AtomicBool::new(false);
+    const SPINNER_OWNER: OwnerId = OwnerId(22);
+    const TEN_SECONDS: u64 = 10_000_000_000;
+
+    /// Maps memory, then spins in its own code, calling the kernel no more, and touches
+    /// the memory once told to (its revocation deadline has passed by then).
+    fn spinner(kernel: &dyn Kernel) -> Result<(), ApiError> {
+        let mut cap = kernel.allocate_memory(8192)?;
+        let id = cap.cap().id();
+        let mut view = kernel.map_memory(&mut cap)?;
+        view.fill(0x5A);
+        *SPINNER.lock() = Some((id, view.as_ptr() as u64));
+        let mut spins = 0u64;
+        while !TOUCH.load(Ordering::Acquire) {
+            spins = core::hint::black_box(spins.wrapping_add(1));
+        }
+        let bytes = core::hint::black_box(&mut *view);
+        bytes[4100] = bytes[4100].wrapping_add(spins as u8 | 1);
+        Err(ApiError::AppFailed(1))
+    }
+
+    /// Waits up to 10 s for `done`, calling no capability function (only the clock).
+    fn wait_for(kernel: &dyn Kernel, done: impl Fn() -> bool) -> bool {
+        let begin = kernel.now_ns();
+        while !done() {
+            if kernel.now_ns() - begin > TEN_SECONDS {
+                return false;
+            }
+            core::hint::spin_loop();
+        }
+        true
+    }
+
+    /// Runs beside the spinner with memory of its own: asks for the spinner's memory
+    /// with a deadline 20 ms away and waits, calling no capability function, until the
+    /// table no longer holds it (which only the timer can do then); then lets the spinner
+    /// touch its memory and checks its own is untouched.
+    fn bystander(kernel: &dyn Kernel) -> Result<(), ApiError> {
+        let mut cap = kernel.allocate_memory(4096)?;
+        let mut view = kernel.map_memory(&mut cap)?;
+        view[..6].copy_from_slice(b"mine!!");
+        assert!(wait_for(kernel, || SPINNER.lock().is_some()), "mapped");
+        let (id, start) = SPINNER.lock().expect("mapped");
+        request_revocation(id, kernel.now_ns() + 20_000_000).expect("request");
+        let gone = || !entries().iter().any(|e| e.id == id);
+        let taken = wait_for(kernel, gone);
+        let unmapped = !is_mapped(start) && !is_mapped(start + 4096);
+        TOUCH.store(true, Ordering::Release);
+        assert!(taken, "the timer took the memory with no capability call");
+        assert!(unmapped, "and cleared its identity-map entries");
+        let record = was_repossessed(SPINNER_OWNER, id).map(|r| (r.start(), r.len()));
+        assert_eq!(record, Some((start, 8192)), "the record names the region");
+        assert_eq!(&view[..6], b"mine!!", "the bystander's memory is untouched");
+        kernel.return_memory(cap)
+    }
+
+    crate::kernel_test!(
+        fn a_spinning_app_that_never_calls_the_kernel_loses_its_memory_at_the_deadline() {
+            if crate::smp_cores() < 2 {
+                return;
+            }
+            let spinner: &'static App = &App {
+                name: "spinner",
+                about: "spins past its revocation deadline without calling the kernel",
+                main: spinner,
+            };
+            let other = App {
+                name: "bystander",
+                about: "runs beside the spinner",
+                main: bystander,
+            };
+            let free = crate::mem::frames::free_bytes();
+            let run = on_core_1(spinner, SPINNER_OWNER, None, || {});
+            let here = CoreSpan { first: 0, count: 1 };
+            assert_eq!(run_as(&other, OwnerId(23), here, None), Ok(()));
+            assert_eq!(
+                run.finish(),
+                Some(Err(ApiError::Repossessed)),
+                "its touch faulted and ended its task"
+            );
+            let start = SPINNER.lock().expect("mapped").1;
+            assert!(is_mapped(start), "mapped back once the spinner ended");
+            assert_eq!(crate::mem::frames::free_bytes(), free, "freed");
+            assert!(entries().is_empty(), "nothing is left in the table");
+            crate::sched::run_on_cores(crate::smp_cores(), |_| {}).expect("every core answers");
+        }
+    );
+}
+
 /// The memory library OS (`rexo-mem`) in an app: `memdemo-revocable` answers the kernel's
 /// revocation request for one of its arenas by moving its allocations, and is not ended.
 mod memlibos {
@@ -744,6 +844,104 @@ mod memlibos {
             );
             assert_eq!(held_bytes(OWNER), 0, "everything went back");
             assert_eq!(crate::mem::frames::free_bytes(), free);
+        }
+    );
+}
+
+/// Capabilities over cores and timers, through the API.
+mod cores_and_timers {
+    use super::*;
+    use crate::apps::{App, CoreSpan, run_as};
+    use rexo_api::{Kernel, MemoryCap, TimerCap};
+
+    const OWNER: OwnerId = OwnerId(21);
+    const TEN_SECONDS: u64 = 10_000_000_000;
+
+    /// Spins (no nap, so no other timer interrupt) until `timer` fired; false after 10 s.
+    fn fired(kernel: &dyn Kernel, timer: &TimerCap) -> Result<bool, ApiError> {
+        let begin = kernel.now_ns();
+        while kernel.now_ns() - begin < TEN_SECONDS {
+            if kernel.timer_fired(timer)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn core_and_timer_app(kernel: &dyn Kernel) -> Result<(), ApiError> {
+        let mut cores = kernel.core_caps();
+        assert_eq!(cores.len(), kernel.cores(), "one capability per core");
+        assert!(kernel.core_caps().is_empty(), "handed out once");
+        let mine = |kind| {
+            let entries = kernel.capabilities().into_iter();
+            entries
+                .filter(|e| e.owner == OWNER && e.resource.kind() == kind)
+                .count()
+        };
+        assert_eq!(mine(ResourceKind::Core), kernel.cores(), "listed");
+        // A one-shot deadline on this core: bad deadlines and a second timer are refused.
+        let now = kernel.now_ns();
+        assert_eq!(kernel.arm_timer(now).err(), Some(ApiError::DeadlinePassed));
+        let timer = kernel.arm_timer(now + 2_000_000)?;
+        assert_eq!(mine(ResourceKind::Timer), 1, "listed");
+        assert_eq!(
+            kernel.arm_timer(now + 1).err(),
+            Some(ApiError::DeadlinePassed)
+        );
+        let busy = kernel.arm_timer(kernel.now_ns() + TEN_SECONDS).err();
+        assert_eq!(busy, Some(ApiError::TimerBusy));
+        assert!(fired(kernel, &timer)?, "the core's timer fired");
+        let id = timer.cap().id();
+        kernel.return_timer(timer)?;
+        let returned =
+            TimerCap::new(MemoryCap::new(kernel.allocate_memory(4096)?.into_cap()).into_cap());
+        assert_eq!(
+            kernel.timer_fired(&returned),
+            Err(ApiError::Refused(CapError::WrongKind))
+        );
+        kernel.return_memory(MemoryCap::new(returned.into_cap()))?;
+        assert!(kernel.capabilities().iter().all(|e| e.id != id), "returned");
+        // Returning a timer that has not fired cancels it, and the core is free again.
+        let far = kernel.arm_timer(kernel.now_ns() + TEN_SECONDS)?;
+        kernel.return_timer(far)?;
+        let near = kernel.arm_timer(kernel.now_ns() + 1_000_000)?;
+        assert!(fired(kernel, &near)?, "armed again after the cancel");
+        kernel.return_timer(near)?;
+        // Work goes to the cores the app holds, and only while it holds them all.
+        kernel.run_on_every_core(alloc::sync::Arc::new(|_, _| {}))?;
+        let last = cores.pop().expect("a core");
+        let last_core = crate::smp_cores() - 1;
+        kernel.return_core(last)?;
+        let refused = kernel.run_on_every_core(alloc::sync::Arc::new(|_, _| {
+            panic!("ran on a core the app gave back")
+        }));
+        assert_eq!(refused, Err(ApiError::CoreNotHeld(last_core)));
+        if last_core != 0 {
+            let first = cores.remove(0);
+            kernel.return_core(first)?;
+        }
+        let here = kernel.arm_timer(kernel.now_ns() + 1_000_000).err();
+        assert_eq!(
+            here,
+            Some(ApiError::CoreNotHeld(0)),
+            "no timer on a core given back"
+        );
+        Ok(())
+    }
+
+    crate::kernel_test!(
+        fn an_app_arms_timers_on_cores_it_holds_and_loses_cores_it_returns() {
+            let app = App {
+                name: "core-timer",
+                about: "core and timer capabilities",
+                main: core_and_timer_app,
+            };
+            let every = CoreSpan {
+                first: 0,
+                count: crate::smp_cores(),
+            };
+            assert_eq!(run_as(&app, OWNER, every, None), Ok(()));
+            assert!(entries().is_empty(), "nothing is left in the table");
         }
     );
 }

@@ -43,6 +43,12 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
     HOLDER.store(usize::MAX, Ordering::Relaxed);
 }
 
+/// Whether no core is writing right now (so code that interrupted this core may log
+/// without waiting for itself).
+pub fn is_free() -> bool {
+    !CONSOLE_LOCK.is_locked()
+}
+
 /// Releases the console lock if this core holds it: called when the code that was
 /// writing was abandoned (an app that panicked inside its own `Display` code).
 pub fn release_after_abort() {

@@ -23,6 +23,12 @@ pub fn free(frames: FrameRange) {
     ALLOCATOR.lock().free(frames);
 }
 
+/// Whether no code holds the allocator's lock right now (so code that interrupted this
+/// core may take or free frames without waiting for itself).
+pub fn is_free() -> bool {
+    !ALLOCATOR.is_locked()
+}
+
 /// Bytes still free.
 pub fn free_bytes() -> u64 {
     ALLOCATOR.lock().free_bytes()

@@ -35,6 +35,12 @@ unsafe impl Source for Frames {
 #[global_allocator]
 static HEAP: TalcLock<spin::Mutex<()>, Frames> = TalcLock::new(Frames);
 
+/// Whether no code holds the heap's lock right now (so code that interrupted this core
+/// may allocate without waiting for itself).
+pub fn is_free() -> bool {
+    HEAP.try_lock().is_some()
+}
+
 /// The heap's size at boot for a machine with `usable` bytes of RAM: 512 KiB (it grows on
 /// demand; apps get their memory as frames, not from the kernel heap), at most half the RAM.
 pub fn size_for(usable: u64) -> u64 {

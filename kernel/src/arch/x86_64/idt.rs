@@ -180,6 +180,7 @@ extern "C" fn dispatch(frame: &mut InterruptFrame) {
         VECTOR_TIMER => {
             super::apic::end_of_interrupt();
             crate::time::on_timer_interrupt();
+            crate::caps::on_timer_interrupt();
         }
         VECTOR_WAKE => {
             super::apic::end_of_interrupt();

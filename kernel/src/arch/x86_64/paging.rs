@@ -289,21 +289,47 @@ static SHOOTDOWN: spin::Mutex<()> = spin::Mutex::new(());
 /// handler is [`on_shootdown`]) and returns when all have. Callers hold no lock that a
 /// core could wait for with interrupts off.
 pub fn flush_every_core() {
-    let _guard = SHOOTDOWN.lock();
-    flush_all();
-    let me = super::percpu::core_index();
-    let others = (0..crate::smp_cores()).filter(|&core| core != me);
-    SHOOTDOWN_PENDING.store(others.clone().count() as u64, Ordering::Release);
-    for core in others {
-        let apic_id = super::percpu::core(core).apic_id.load(Ordering::Relaxed);
-        super::apic::send_ipi(
-            apic_id,
-            super::apic::Ipi::Fixed(super::idt::VECTOR_SHOOTDOWN),
-        );
+    Shootdown {
+        _lock: SHOOTDOWN.lock(),
     }
-    while SHOOTDOWN_PENDING.load(Ordering::Acquire) != 0 {
-        core::hint::spin_loop();
+    .flush();
+}
+
+/// The right to flush every core's TLB (the shootdown lock), taken without waiting.
+pub struct Shootdown {
+    _lock: spin::MutexGuard<'static, ()>,
+}
+
+impl Shootdown {
+    /// The shootdown lock if no core holds it (code with interrupts off must not wait for
+    /// it: its holder waits for every core to take the shootdown interrupt).
+    pub fn try_begin() -> Option<Self> {
+        SHOOTDOWN.try_lock().map(|lock| Self { _lock: lock })
     }
+
+    /// Flushes every core's TLB, as [`flush_every_core`].
+    pub fn flush(self) {
+        flush_all();
+        let me = super::percpu::core_index();
+        let others = (0..crate::smp_cores()).filter(|&core| core != me);
+        SHOOTDOWN_PENDING.store(others.clone().count() as u64, Ordering::Release);
+        for core in others {
+            let apic_id = super::percpu::core(core).apic_id.load(Ordering::Relaxed);
+            super::apic::send_ipi(
+                apic_id,
+                super::apic::Ipi::Fixed(super::idt::VECTOR_SHOOTDOWN),
+            );
+        }
+        while SHOOTDOWN_PENDING.load(Ordering::Acquire) != 0 {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Whether no code holds the page-table lock right now (so code that interrupted this
+/// core may change mappings without waiting for itself).
+pub fn is_free() -> bool {
+    !LOCK.is_locked()
 }
 
 /// The shootdown IPI's handler: flush this core's TLB and say so.
