@@ -250,6 +250,10 @@ extern "C" fn boot_core_on_its_stack() -> ! {
     // Only apps use capabilities: the table is made once the machine is up.
     caps::init();
     c_abi::register();
+    // Apps and kernel tests on the boot core run with interrupts on, as tasks in every
+    // core's work loop do (a timer an app arms, a revocation deadline, must be able to
+    // fire even on a machine with one core).
+    cpu::enable_interrupts();
     for line in state.report.lines() {
         log::info!("{line}");
     }
