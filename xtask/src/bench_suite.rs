@@ -207,7 +207,7 @@ const SUITE: &[Spec] = &[
     },
     Spec {
         name: "fs-randread",
-        title: "4 KiB random reads of a 1 GiB file, one at a time (Rexo: FileSystem::read_at through a handle; Linux: pread, O_DIRECT)",
+        title: "4 KiB random reads of a 1 GiB file, one at a time (Rexo: FileSystem::read_at_in_place through a handle; Linux: pread, O_DIRECT)",
         unit: "IOPS",
         better: Better::Higher,
         target: None,

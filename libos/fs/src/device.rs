@@ -167,16 +167,29 @@ impl BlockStore for DeviceStore<'_> {
 
     fn read_run(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String> {
         let count = crate::disk::whole_blocks(buf.len())? as usize;
+        self.read_run_in_place(first, count, &mut |at, data| {
+            if let Some(target) = buf.get_mut(at..at + data.len()) {
+                target.copy_from_slice(data);
+            }
+        })
+    }
+
+    fn read_run_in_place(
+        &mut self,
+        first: u64,
+        count: usize,
+        take: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<(), String> {
         self.run(
             first,
             count,
             &mut |device, lba, sectors, _| device.submit_read(0, lba, sectors),
-            &mut |range, data| match buf.get_mut(bytes(range)) {
-                Some(target) if target.len() == data.len() => {
-                    target.copy_from_slice(data);
-                    Ok(())
+            &mut |range, data| {
+                if bytes(range.clone()).len() != data.len() {
+                    return Err(format!("the device returned {} bytes", data.len()));
                 }
-                _ => Err(format!("the device returned {} bytes", data.len())),
+                take(range.start * BLOCK_SIZE, data);
+                Ok(())
             },
         )
     }
@@ -367,13 +380,18 @@ mod tests {
         let mut back = vec![0; 20 * BLOCK_SIZE];
         store.read_run(10, &mut back).unwrap();
         assert!(back == data, "a run reads back what was written");
+        let mut in_place = vec![0; 20 * BLOCK_SIZE];
+        let mut take =
+            |at: usize, piece: &[u8]| in_place[at..at + piece.len()].copy_from_slice(piece);
+        store.read_run_in_place(10, 20, &mut take).unwrap();
+        assert!(in_place == data, "and in place, in the device's buffers");
         let mut one = vec![0; BLOCK_SIZE];
         store.read(9, &mut one).unwrap();
         assert_eq!((one[0], one[511], one[512], one[4095]), (72, 72, 73, 79));
         assert_eq!(
             device.requests,
-            7 + 7 + 1,
-            "20 blocks in 3-block requests, twice"
+            7 + 7 + 7 + 1,
+            "20 blocks in 3-block requests, three times"
         );
         assert_eq!(device.most_in_flight, 4, "up to the depth in flight");
         assert_eq!(

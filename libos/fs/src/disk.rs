@@ -32,6 +32,22 @@ pub trait BlockStore {
         Ok(())
     }
 
+    /// Reads the run of `count` blocks (at least one) from `first` and hands the bytes
+    /// to `take` where they are, in pieces of whole blocks in any order, each with its
+    /// byte offset in the run: a store that reads into its device's buffers passes
+    /// those, with no copy. Provided as one [`read_run`](Self::read_run) into a buffer.
+    fn read_run_in_place(
+        &mut self,
+        first: u64,
+        count: usize,
+        take: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<(), String> {
+        let mut buf = alloc::vec![0u8; count * BLOCK_SIZE];
+        self.read_run(first, &mut buf)?;
+        take(0, &buf);
+        Ok(())
+    }
+
     /// Writes `data` (a whole number of blocks, at least one) to the run of blocks from
     /// `first`. Like separate writes, the blocks may reach the medium in any order until
     /// `flush`. Provided as one `write` per block; a store that can move a run in fewer
@@ -70,6 +86,14 @@ impl<T: BlockStore + ?Sized> BlockStore for &mut T {
     }
     fn read_run(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String> {
         (**self).read_run(first, buf)
+    }
+    fn read_run_in_place(
+        &mut self,
+        first: u64,
+        count: usize,
+        take: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<(), String> {
+        (**self).read_run_in_place(first, count, take)
     }
     fn write_run(&mut self, first: u64, data: &[u8]) -> Result<(), String> {
         (**self).write_run(first, data)

@@ -75,6 +75,30 @@ impl<D: BlockStore> FileSystem<D> {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize, FsError> {
+        self.refresh(file)?;
+        self.read_mapped(file.size, &file.extents, offset, buf)
+    }
+
+    /// [`read_at`](Self::read_at) without a buffer of the caller's: up to `len` bytes
+    /// from `offset` are handed to `take(at, bytes)` where they are (`at` counted from
+    /// `offset`), in pieces in any order that together cover what was read. A large
+    /// file's whole blocks come in the device's own buffers, so nothing is copied
+    /// between the disk and the app. Returns the bytes read (fewer at the end of the
+    /// file).
+    pub fn read_at_in_place(
+        &mut self,
+        file: &mut File,
+        offset: u64,
+        len: usize,
+        take: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<usize, FsError> {
+        self.refresh(file)?;
+        self.read_mapped_in_place(file.size, &file.extents, offset, len, take)
+    }
+
+    /// Checks that `file` is this mount's and brings its extents up to date if the file
+    /// system changed since it last looked.
+    fn refresh(&mut self, file: &mut File) -> Result<(), FsError> {
         self.usable()?;
         if file.mount != self.mount {
             return Err(FsError::OtherMount(file.path.clone()));
@@ -86,6 +110,6 @@ impl<D: BlockStore> FileSystem<D> {
             file.size = found.inode.size;
             file.version = self.version;
         }
-        self.read_mapped(file.size, &file.extents, offset, buf)
+        Ok(())
     }
 }

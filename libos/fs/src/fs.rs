@@ -21,6 +21,8 @@ use crate::{DirEntry, MAX_FILE_SIZE, Metadata, StatFs};
 
 /// Bytes per block, as a u64 for offset arithmetic.
 const BLOCK: u64 = BLOCK_SIZE as u64;
+/// What a hole in a file reads as.
+static ZEROS: [u8; BLOCK_SIZE] = [0; BLOCK_SIZE];
 
 /// When completed operations are committed to the journal (see
 /// [`FileSystem::set_commit_policy`]).
@@ -381,22 +383,40 @@ impl<D: BlockStore> FileSystem<D> {
         offset: u64,
         buf: &mut [u8],
     ) -> Result<usize, FsError> {
+        self.read_mapped_in_place(size, extents, offset, buf.len(), &mut |at, data| {
+            if let Some(target) = buf.get_mut(at..at + data.len()) {
+                target.copy_from_slice(data);
+            }
+        })
+    }
+
+    /// [`read_mapped`](Self::read_mapped) handing the bytes to `take` where they are (a
+    /// large file's whole blocks in the device's buffers, others in the cache), in
+    /// pieces in any order, each with its offset from `offset`; at most `len` bytes.
+    pub(crate) fn read_mapped_in_place(
+        &mut self,
+        size: u64,
+        extents: &[Extent],
+        offset: u64,
+        len: usize,
+        take: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<usize, FsError> {
         if offset >= size {
             return Ok(0);
         }
-        let length = (size - offset).min(buf.len() as u64) as usize;
+        let length = (size - offset).min(len as u64) as usize;
         let small = self.is_small(size);
         let mut done = 0;
         while done < length {
             let at = offset + done as u64;
             let logical = at / BLOCK;
             let within = (at % BLOCK) as usize;
-            let take = (BLOCK_SIZE - within).min(length - done);
+            let take_now = (BLOCK_SIZE - within).min(length - done);
             let physical = physical_of(extents, logical);
             let whole = (length - done) / BLOCK_SIZE;
             match physical {
                 // Whole blocks of a large file: the physically contiguous run of them
-                // straight into `buf`.
+                // straight from the device, not through the cache.
                 Some(first) if !small && within == 0 && whole > 0 => {
                     let mut count = 1;
                     while count < whole
@@ -405,20 +425,22 @@ impl<D: BlockStore> FileSystem<D> {
                     {
                         count += 1;
                     }
-                    let end = done + count * BLOCK_SIZE;
-                    let target = buf.get_mut(done..end).unwrap_or_default();
-                    self.store.read_run(first, target)?;
-                    done = end;
+                    let base = done;
+                    let mut shifted = |at: usize, data: &[u8]| take(base + at, data);
+                    self.store.read_run_in_place(first, count, &mut shifted)?;
+                    done += count * BLOCK_SIZE;
                     continue;
                 }
                 Some(physical) => {
                     let block = self.store.read_data(physical, small)?;
-                    let target = buf.get_mut(done..done + take).unwrap_or_default();
-                    target.copy_from_slice(block.get(within..within + take).unwrap_or_default());
+                    take(
+                        done,
+                        block.get(within..within + take_now).unwrap_or_default(),
+                    );
                 }
-                None => buf.get_mut(done..done + take).unwrap_or_default().fill(0),
+                None => take(done, &ZEROS[..take_now]),
             }
-            done += take;
+            done += take_now;
         }
         Ok(length)
     }

@@ -168,34 +168,46 @@ impl<D: BlockStore> Store<D> {
         Ok(wanted)
     }
 
-    /// Reads the run of blocks from `first` (a large file's, in place) into `out`
-    /// (whole blocks): changed or cached blocks from memory, the others from the disk
-    /// in runs, into `out` directly; nothing is cached.
-    pub(crate) fn read_run(&mut self, first: u64, out: &mut [u8]) -> Result<(), FsError> {
-        let count = (out.len() / BLOCK_SIZE) as u64;
+    /// Reads the run of `count` blocks from `first` (a large file's, in place) and hands
+    /// them to `take` with their byte offsets in the run: changed or cached blocks from
+    /// memory, the others from the disk in runs, in the disk's buffers where it offers
+    /// them; nothing is cached.
+    pub(crate) fn read_run_in_place(
+        &mut self,
+        first: u64,
+        count: usize,
+        take: &mut dyn FnMut(usize, &[u8]),
+    ) -> Result<(), FsError> {
         let mut index = 0;
         while index < count {
-            let number = first + index;
-            let at = index as usize * BLOCK_SIZE;
-            let held = self.changed(number).cloned();
-            if let Some(block) = held.or_else(|| self.cache.get(number).cloned()) {
-                if let Some(target) = out.get_mut(at..at + BLOCK_SIZE) {
-                    target.copy_from_slice(&block[..]);
-                }
+            let number = first + index as u64;
+            let at = index * BLOCK_SIZE;
+            if let Some(block) = self.changed(number) {
+                take(at, &block[..]);
+                index += 1;
+                continue;
+            }
+            if let Some(block) = self.cache.get(number) {
+                take(at, &block[..]);
                 index += 1;
                 continue;
             }
             let mut end = index + 1;
             while end < count
-                && self.changed(first + end).is_none()
-                && !self.cache.contains(first + end)
+                && self.changed(first + end as u64).is_none()
+                && !self.cache.contains(first + end as u64)
             {
                 end += 1;
             }
-            let target = out
-                .get_mut(at..end as usize * BLOCK_SIZE)
-                .unwrap_or_default();
-            self.dropping_cache_on_error(|disk| read_disk_run(disk, number, target))?;
+            let blocks = end - index;
+            self.dropping_cache_on_error(|disk| {
+                let mut shifted = |offset: usize, data: &[u8]| take(at + offset, data);
+                disk.read_run_in_place(number, blocks, &mut shifted)
+                    .map_err(|message| {
+                        let last = number + blocks as u64;
+                        FsError::Disk(alloc::format!("reading blocks {number}..{last}: {message}"))
+                    })
+            })?;
             index = end;
         }
         Ok(())

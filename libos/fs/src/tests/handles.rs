@@ -34,6 +34,20 @@ fn both<D: BlockStore>(
         "{} at {offset}: other bytes",
         file.path()
     );
+    // In place: the pieces cover exactly what was read, once each, with the same bytes.
+    let mut in_place = vec![0x33; read];
+    let mut covered = vec![false; read];
+    let mut take = |at: usize, data: &[u8]| {
+        for (i, &byte) in data.iter().enumerate() {
+            assert!(!covered[at + i], "byte {} handed over twice", at + i);
+            covered[at + i] = true;
+            in_place[at + i] = byte;
+        }
+    };
+    let got = fs.read_at_in_place(file, offset, length, &mut take);
+    assert_eq!(got, Ok(read), "{} in place at {offset}", file.path());
+    assert!(covered.iter().all(|&c| c), "every byte handed over");
+    assert!(in_place == through, "{} in place at {offset}", file.path());
     Ok(through)
 }
 
