@@ -48,6 +48,9 @@ pub fn run(core: usize) -> ! {
     let queue = queue();
     loop {
         if let Some(task) = queue.next(core) {
+            // Tasks run with interrupts on (a core starts with them off, and a task may
+            // end with them off): a TLB shootdown or a deadline must reach a spinning app.
+            cpu::enable_interrupts();
             task();
             continue;
         }
