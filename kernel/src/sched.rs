@@ -46,11 +46,12 @@ fn queue() -> &'static WorkQueue<IpiWaker> {
 /// Runs the work loop on this core, forever.
 pub fn run(core: usize) -> ! {
     let queue = queue();
+    // Tasks run with interrupts on, and a core enters here with them off: a TLB
+    // shootdown or a deadline must reach an app that spins. A task leaves them as it
+    // found them (an aborted app's core turns them back on: `apps::ended_reason`).
+    cpu::enable_interrupts();
     loop {
         if let Some(task) = queue.next(core) {
-            // Tasks run with interrupts on (a core starts with them off, and a task may
-            // end with them off): a TLB shootdown or a deadline must reach a spinning app.
-            cpu::enable_interrupts();
             task();
             continue;
         }

@@ -65,6 +65,12 @@ pub fn partition_bytes(kernel_bytes: u64) -> u64 {
     (kernel_bytes + BOOT_ROOM).next_multiple_of(1 << 20)
 }
 
+/// [`partition_bytes`] for the kernel ELF at `elf`.
+pub fn partition_bytes_for(elf: &Path) -> Result<u64> {
+    let metadata = std::fs::metadata(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    Ok(partition_bytes(metadata.len()))
+}
+
 /// The MBR for `sector0` (the disk's sector 0, holding its partition table) with
 /// `boot_img`'s code in front, pointing at a core image at LBA 1.
 pub fn boot_sector(boot_img: &[u8], sector0: &[u8]) -> Result<[u8; SECTOR]> {

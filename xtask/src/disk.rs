@@ -196,11 +196,7 @@ pub struct BootKernel<'a> {
 pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) -> Result<()> {
     const MIB: u64 = 1 << 20;
     let boot_bytes = match &boot {
-        Some(kernel) => crate::bootdisk::partition_bytes(
-            std::fs::metadata(kernel.elf)
-                .map_err(|e| format!("{}: {e}", kernel.elf.display()))?
-                .len(),
-        ),
+        Some(kernel) => crate::bootdisk::partition_bytes_for(kernel.elf)?,
         None => 0,
     };
     let bmfs = bmfs.next_multiple_of(MIB);

@@ -375,11 +375,7 @@ pub fn image_of_site(path: &Path) -> Result<()> {
 /// [`image_of_site`] in its Rexo file system (`boot::disk-*` cases).
 pub fn bootable_site(path: &Path, elf: &Path, append: &str) -> Result<()> {
     let boot = crate::disk::BootKernel { elf, append };
-    let bytes = crate::bootdisk::partition_bytes(
-        std::fs::metadata(elf)
-            .map_err(|e| format!("{}: {e}", elf.display()))?
-            .len(),
-    );
+    let bytes = crate::bootdisk::partition_bytes_for(elf)?;
     crate::disk::partitioned(path, bytes + (24 << 20), 4 << 20, Some(boot))?;
     put_site(mount(path)?)
 }

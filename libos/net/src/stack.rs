@@ -676,6 +676,7 @@ impl Stack {
                 ..
             } = self;
             let mut batch_full = false;
+            let offload = crate::device::offloads(capabilities);
             // Every receive queue: the device picked each flow's, not the stack.
             for from in 0..*receive_queues {
                 let received = nic.receive(from, RECEIVE_BATCH, &mut |frame| {
@@ -689,7 +690,6 @@ impl Stack {
                     let outcome = iface.poll_ingress_single(now, &mut device, sockets);
                     changed |= outcome == iface::PollIngressSingleResult::SocketStateChanged;
                 })?;
-                let offload = crate::device::offloads(capabilities);
                 staging.flush(nic.as_mut(), *queue, offload, counters)?;
                 batch_full |= received == RECEIVE_BATCH;
             }
