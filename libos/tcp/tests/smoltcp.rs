@@ -1,0 +1,418 @@
+//! End to end against an independent TCP: smoltcp clients talk to a `rexo-tcp` server
+//! over a simulated wire that loses, duplicates and reorders packets as a seeded
+//! generator says. Every byte of every transfer must arrive exactly once and in order,
+//! both ways, every connection must close cleanly, and every segment the server sends
+//! must carry the checksum a byte-by-byte computation gives.
+
+use rexo_tcp::{Blob, Config, ConnId, Endpoint, Error, Outgoing, Piece};
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+use std::sync::Arc;
+
+/// xorshift64*: small, seeded, good enough to drive faults.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// `true` with probability `per_mille` / 1000.
+    fn chance(&mut self, per_mille: u64) -> bool {
+        self.next() % 1000 < per_mille
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Fault rates, per mille of packets.
+#[derive(Clone, Copy)]
+struct Faults {
+    loss: u64,
+    duplicate: u64,
+    reorder: u64,
+}
+
+/// One direction of the wire: packets with the millisecond they arrive.
+#[derive(Default)]
+struct Link(Vec<(u64, Vec<u8>)>);
+
+impl Link {
+    fn push(&mut self, now: u64, packet: Vec<u8>, rng: &mut Rng, faults: Faults) {
+        if rng.chance(faults.loss) {
+            return;
+        }
+        let delay = |rng: &mut Rng| {
+            1 + if rng.chance(faults.reorder) {
+                rng.below(8)
+            } else {
+                0
+            }
+        };
+        if rng.chance(faults.duplicate) {
+            self.0.push((now + delay(rng), packet.clone()));
+        }
+        self.0.push((now + delay(rng), packet));
+    }
+
+    /// The packets due by `now`, in the order they arrive.
+    fn due(&mut self, now: u64) -> Vec<Vec<u8>> {
+        let mut due: Vec<(u64, Vec<u8>)> = Vec::new();
+        self.0.retain(|(at, packet)| {
+            if *at <= now {
+                due.push((*at, packet.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        due.sort_by_key(|(at, _)| *at);
+        due.into_iter().map(|(_, p)| p).collect()
+    }
+
+    fn next_arrival(&self) -> Option<u64> {
+        self.0.iter().map(|(at, _)| *at).min()
+    }
+}
+
+/// The clients' side of the wire as a smoltcp device (raw IPv4, no link layer).
+#[derive(Default)]
+struct ClientDevice {
+    rx: std::collections::VecDeque<Vec<u8>>,
+    tx: Vec<Vec<u8>>,
+}
+
+struct Rx(Vec<u8>);
+struct Tx<'a>(&'a mut Vec<Vec<u8>>);
+
+impl phy::RxToken for Rx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut packet = vec![0; len];
+        let result = f(&mut packet);
+        self.0.push(packet);
+        result
+    }
+}
+
+impl Device for ClientDevice {
+    type RxToken<'a> = Rx;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx<'_>)> {
+        let packet = self.rx.pop_front()?;
+        Some((Rx(packet), Tx(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
+        Some(Tx(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 1500;
+        caps
+    }
+}
+
+/// The TCP checksum of an IPv4 packet computed byte by byte, independently of the
+/// crate: 0 when the packet's checksum is right.
+fn naive_tcp_checksum(packet: &[u8]) -> u16 {
+    let ihl = usize::from(packet[0] & 0xf) * 4;
+    let tcp = &packet[ihl..];
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&packet[12..20]);
+    bytes.extend_from_slice(&[0, 6]);
+    bytes.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+    bytes.extend_from_slice(tcp);
+    let mut total: u32 = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        total += u32::from(*byte) << if i % 2 == 0 { 8 } else { 0 };
+    }
+    while total > 0xffff {
+        total = (total & 0xffff) + (total >> 16);
+    }
+    !(total as u16)
+}
+
+/// The bytes client `i` uploads: a 4-byte length, then a pattern.
+fn upload(i: usize) -> Vec<u8> {
+    let len = 20_000 + i * 17_771;
+    let mut bytes = (len as u32).to_be_bytes().to_vec();
+    bytes.extend((0..len).map(|k| (k * 31 + i * 7 + k / 251) as u8));
+    bytes
+}
+
+/// The response to client `i` as pieces over the shared file, and its bytes.
+fn response(i: usize, file: &Arc<Blob>) -> (Vec<Piece>, Vec<u8>) {
+    let head = format!("HTTP/1.1 200 OK\r\nX-Client: {i}{}\r\n\r\n", "!".repeat(i));
+    let len = file.bytes().len();
+    let (a, b) = (i * 333 + 1, len - i * 1000);
+    let (c, d) = (i * 77, i * 77 + 4097);
+    let pieces = vec![
+        Piece::owned(head.clone().into_bytes()),
+        Piece::shared(file.clone(), a, b).expect("in the file"),
+        Piece::owned(b"--".to_vec()),
+        Piece::shared(file.clone(), c, d).expect("in the file"),
+    ];
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(&file.bytes()[a..b]);
+    bytes.extend_from_slice(b"--");
+    bytes.extend_from_slice(&file.bytes()[c..d]);
+    (pieces, bytes)
+}
+
+/// What the server app holds for one connection.
+struct ServerConn {
+    id: ConnId,
+    received: Vec<u8>,
+    answered: bool,
+}
+
+/// What one client holds.
+struct Client {
+    handle: SocketHandle,
+    upload: Vec<u8>,
+    uploaded: usize,
+    expected: Vec<u8>,
+    received: Vec<u8>,
+    closed: bool,
+}
+
+/// Runs `clients` transfers under `faults` with `seed`; returns the server's segment
+/// count and the number it retransmitted.
+fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let file_bytes: Vec<u8> = (0..300_000u32)
+        .map(|k| (k ^ (k >> 9) ^ seed as u32) as u8)
+        .collect();
+    let file = Arc::new(Blob::new(file_bytes));
+    let mut server = Endpoint::new(Config {
+        secret: seed,
+        ..Config::default()
+    });
+    server.listen(80).expect("listen");
+    let mut server_conns: Vec<ServerConn> = Vec::new();
+
+    let mut device = ClientDevice::default();
+    let mut iface_config = IfaceConfig::new(HardwareAddress::Ip);
+    iface_config.random_seed = seed;
+    let mut iface = Interface::new(iface_config, &mut device, Instant::from_millis(0));
+    iface.update_ip_addrs(|addrs| {
+        addrs
+            .push(IpCidr::new(IpAddress::v4(10, 0, 0, 2), 24))
+            .expect("one address");
+    });
+    let mut sockets = SocketSet::new(Vec::new());
+    let mut state: Vec<Client> = (0..clients)
+        .map(|i| {
+            let mut socket = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; 256 * 1024]),
+                tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+            );
+            socket
+                .connect(
+                    iface.context(),
+                    (IpAddress::v4(10, 0, 0, 1), 80),
+                    49_152 + i as u16,
+                )
+                .expect("connect");
+            Client {
+                handle: sockets.add(socket),
+                upload: upload(i),
+                uploaded: 0,
+                expected: response(i, &file).1,
+                received: Vec::new(),
+                closed: false,
+            }
+        })
+        .collect();
+
+    let (mut to_server, mut to_client) = (Link::default(), Link::default());
+    let (mut segments, mut checked) = (0u64, 0u64);
+    let mut now = 0u64;
+    loop {
+        assert!(
+            now < 1_000_000,
+            "seed {seed}: not done after 1000 s of simulated time"
+        );
+        for packet in to_server.due(now) {
+            server.input(now * 1_000_000, &packet);
+        }
+        device.rx.extend(to_client.due(now));
+        iface.poll(
+            Instant::from_millis(now.cast_signed()),
+            &mut device,
+            &mut sockets,
+        );
+        for packet in device.tx.drain(..) {
+            to_server.push(now, packet, &mut rng, faults);
+        }
+
+        // The server app: read each request, check it, answer from the file, close.
+        while let Some(id) = server.accept() {
+            server_conns.push(ServerConn {
+                id,
+                received: Vec::new(),
+                answered: false,
+            });
+        }
+        for conn in server_conns.iter_mut().filter(|c| !c.answered) {
+            let mut buf = [0u8; 4096];
+            loop {
+                match server.recv(conn.id, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => conn.received.extend_from_slice(&buf[..n]),
+                    Err(e) => panic!("seed {seed}: server recv: {e:?}"),
+                }
+            }
+            if conn.received.len() < 4 {
+                continue;
+            }
+            let len = u32::from_be_bytes(conn.received[..4].try_into().unwrap()) as usize;
+            if conn.received.len() < 4 + len {
+                continue;
+            }
+            let i = (len - 20_000) / 17_771;
+            assert_eq!(
+                conn.received,
+                upload(i),
+                "seed {seed}: upload {i} arrived whole"
+            );
+            for piece in response(i, &file).0 {
+                server.send(conn.id, piece).expect("queued");
+            }
+            server.close(conn.id).expect("close");
+            conn.answered = true;
+        }
+        server.poll(now * 1_000_000, &mut |segment: &Outgoing<'_>| {
+            let mut packet = Vec::new();
+            segment.copy_to(&mut packet);
+            assert_eq!(naive_tcp_checksum(&packet), 0, "seed {seed}: checksum");
+            checked += 1;
+            segments += 1;
+            to_client.push(now, packet, &mut rng, faults);
+            true
+        });
+
+        // The clients: upload, read the answer, close after the server did.
+        for client in state.iter_mut() {
+            let socket = sockets.get_mut::<tcp::Socket>(client.handle);
+            if socket.can_send() && client.uploaded < client.upload.len() {
+                client.uploaded += socket
+                    .send_slice(&client.upload[client.uploaded..])
+                    .expect("send");
+            }
+            while socket.can_recv() {
+                let mut buf = [0u8; 8192];
+                let n = socket.recv_slice(&mut buf).expect("recv");
+                client.received.extend_from_slice(&buf[..n]);
+            }
+            if !client.closed && !socket.may_recv() && socket.state() != tcp::State::SynSent {
+                assert_eq!(
+                    client.received.len(),
+                    client.expected.len(),
+                    "seed {seed}: response length"
+                );
+                assert!(
+                    client.received == client.expected,
+                    "seed {seed}: response bytes"
+                );
+                socket.close();
+                client.closed = true;
+            }
+        }
+        iface.poll(
+            Instant::from_millis(now.cast_signed()),
+            &mut device,
+            &mut sockets,
+        );
+        for packet in device.tx.drain(..) {
+            to_server.push(now, packet, &mut rng, faults);
+        }
+
+        let done = state.iter().all(|c| {
+            c.closed
+                && matches!(
+                    sockets.get::<tcp::Socket>(c.handle).state(),
+                    tcp::State::Closed | tcp::State::TimeWait
+                )
+        });
+        if done && server.connections() == 0 && server.half_open() == 0 {
+            break;
+        }
+        // Jump to the next thing that can happen.
+        let next = [
+            to_server.next_arrival(),
+            to_client.next_arrival(),
+            server.next_deadline().map(|ns| ns.div_ceil(1_000_000)),
+            iface
+                .poll_at(Instant::from_millis(now.cast_signed()), &sockets)
+                .map(|at| at.total_millis() as u64),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now + 1);
+        now = next.max(now + 1);
+    }
+    assert_eq!(server.stats().bad_checksum, 0);
+    assert_eq!(checked, segments);
+    assert!(matches!(
+        server.recv(server_conns[0].id, &mut [0; 4]),
+        Err(Error::BadId)
+    ));
+    (segments, server.stats().segments_retransmitted)
+}
+
+#[test]
+fn transfers_over_a_clean_wire_arrive_whole_and_close() {
+    let none = Faults {
+        loss: 0,
+        duplicate: 0,
+        reorder: 0,
+    };
+    let (segments, retransmitted) = run(1, 3, none);
+    assert_eq!(retransmitted, 0, "nothing lost, nothing sent twice");
+    assert!(segments > 3 * 200, "{segments} segments");
+}
+
+#[test]
+fn transfers_survive_loss_duplication_and_reordering_for_many_seeds() {
+    let faults = Faults {
+        loss: 30,
+        duplicate: 20,
+        reorder: 50,
+    };
+    let mut retransmitted = 0;
+    for seed in 0..24 {
+        retransmitted += run(seed, 3, faults).1;
+    }
+    assert!(retransmitted > 0, "the faults made the server retransmit");
+}
+
+#[test]
+fn heavy_loss_still_delivers_every_byte() {
+    let faults = Faults {
+        loss: 150,
+        duplicate: 0,
+        reorder: 100,
+    };
+    for seed in 100..104 {
+        run(seed, 2, faults);
+    }
+}
