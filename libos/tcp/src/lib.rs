@@ -797,3 +797,5 @@ impl Endpoint {
     }
 }
 
+#[cfg(test)]
+mod tests;
