@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 pub const BLOCK: usize = 64;
 
 /// The 16-bit one's complement sum of `data` as big-endian words (an odd last byte
-/// padded with zero), not complemented.
+/// padded with zero), not complemented: 0 only when every byte is zero (or there are none).
 pub fn sum(data: &[u8]) -> u16 {
     let mut words = data.chunks_exact(2);
     // 2^48 words of 0xffff fit in a u64: no folding inside the loop.

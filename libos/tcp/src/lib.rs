@@ -27,7 +27,7 @@
 
 extern crate alloc;
 
-mod checksum;
+pub mod checksum;
 mod conn;
 mod piece;
 mod seq;
@@ -36,12 +36,11 @@ mod wire;
 pub use checksum::{BLOCK, Blob};
 pub use piece::Piece;
 pub use seq::Seq;
-pub use wire::{Malformed, Segment, parse};
+pub use wire::{ACK, FIN, Header, Malformed, PSH, RST, SYN, Segment, parse};
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use conn::{Conn, Output, Setup};
-use wire::{ACK, Header, RST, SYN};
 
 /// The knobs of an [`Endpoint`]; [`Config::default`] suits a web server.
 #[derive(Clone, Debug)]
@@ -320,6 +319,19 @@ pub struct Endpoint {
     stats: Stats,
 }
 
+/// Makes room for one more entry in `table` if it holds `limit` (at least 1) or more:
+/// removes the entry whose `age` is least. Returns whether it removed one.
+fn evict_oldest<T>(table: &mut BTreeMap<Tuple, T>, limit: usize, age: impl Fn(&T) -> u64) -> bool {
+    if table.len() < limit.max(1) {
+        return false;
+    }
+    let oldest = table
+        .iter()
+        .min_by_key(|(_, entry)| age(entry))
+        .map(|(t, _)| *t);
+    oldest.is_some_and(|tuple| table.remove(&tuple).is_some())
+}
+
 /// The most replies owed to connectionless segments; more are not answered.
 const MAX_REPLIES: usize = 256;
 
@@ -564,16 +576,8 @@ impl Endpoint {
     /// A SYN to a listening port: a new half-open connection, evicting the oldest if
     /// the table is full.
     fn open(&mut self, tuple: Tuple, seg: &Segment<'_>, now: u64) {
-        if self.half_open.len() >= self.config.half_open.max(1) {
-            let oldest = self
-                .half_open
-                .iter()
-                .min_by_key(|(_, h)| h.created)
-                .map(|(t, _)| *t);
-            if let Some(oldest) = oldest {
-                self.half_open.remove(&oldest);
-                self.stats.half_open_evicted += 1;
-            }
+        if evict_oldest(&mut self.half_open, self.config.half_open, |h| h.created) {
+            self.stats.half_open_evicted += 1;
         }
         self.stats.syns += 1;
         let iss = self.isn(&tuple, now);
@@ -746,16 +750,10 @@ impl Endpoint {
         if conn.state != State::TimeWait {
             return;
         }
-        if self.time_wait.len() >= self.config.time_wait_entries.max(1) {
-            let oldest = self
-                .time_wait
-                .iter()
-                .min_by_key(|(_, w)| w.until)
-                .map(|(t, _)| *t);
-            if let Some(oldest) = oldest {
-                self.time_wait.remove(&oldest);
-                self.stats.time_wait_evicted += 1;
-            }
+        if evict_oldest(&mut self.time_wait, self.config.time_wait_entries, |w| {
+            w.until
+        }) {
+            self.stats.time_wait_evicted += 1;
         }
         let (snd_nxt, rcv_nxt) = conn.sequence();
         let until = conn.close_at.unwrap_or(now);

@@ -97,6 +97,21 @@ fn server(config: Config) -> Endpoint {
     ep
 }
 
+/// A default endpoint with one accepted connection from port 5000 (no options,
+/// window 1000).
+fn established() -> (Endpoint, ConnId, Peer) {
+    let mut ep = server(Config::default());
+    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    (ep, id, peer)
+}
+
+/// A listening endpoint with the default configuration changed by `edit`.
+fn server_with(edit: impl FnOnce(&mut Config)) -> Endpoint {
+    let mut config = Config::default();
+    edit(&mut config);
+    server(config)
+}
+
 /// Opens a connection from `port` with the given options and window and accepts it;
 /// returns it and the peer, which acknowledges everything the handshake sent.
 fn connect(
@@ -187,10 +202,7 @@ fn without_the_mss_option_segments_carry_at_most_536_bytes() {
 
 #[test]
 fn a_syn_flood_never_grows_the_half_open_table_and_handshakes_still_complete() {
-    let mut ep = server(Config {
-        half_open: 16,
-        ..Config::default()
-    });
+    let mut ep = server_with(|c| c.half_open = 16);
     for i in 0..1000u16 {
         ep.input(
             u64::from(i),
@@ -221,10 +233,7 @@ fn a_syn_flood_never_grows_the_half_open_table_and_handshakes_still_complete() {
 
 #[test]
 fn a_full_backlog_leaves_the_handshake_half_open() {
-    let mut ep = server(Config {
-        backlog: 1,
-        ..Config::default()
-    });
+    let mut ep = server_with(|c| c.backlog = 1);
     handshake(&mut ep, 0, 5000, None, None, 1000);
     ep.input(
         0,
@@ -249,8 +258,7 @@ fn a_full_backlog_leaves_the_handshake_half_open() {
 
 #[test]
 fn out_of_order_data_is_reassembled_and_answered_with_duplicate_acks() {
-    let mut ep = server(Config::default());
-    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let (mut ep, id, mut peer) = established();
     let start = peer.seq;
     peer.seq = start.plus(5);
     peer.send(&mut ep, 0, b"world");
@@ -275,8 +283,7 @@ fn out_of_order_data_is_reassembled_and_answered_with_duplicate_acks() {
 
 #[test]
 fn overlapping_retransmissions_deliver_each_byte_once() {
-    let mut ep = server(Config::default());
-    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let (mut ep, id, mut peer) = established();
     let start = peer.seq;
     peer.send(&mut ep, 0, b"abcdef");
     peer.seq = start.plus(3);
@@ -290,10 +297,7 @@ fn overlapping_retransmissions_deliver_each_byte_once() {
 
 #[test]
 fn retransmission_timeouts_back_off_exponentially_then_reset() {
-    let mut ep = server(Config {
-        max_retransmits: 4,
-        ..Config::default()
-    });
+    let mut ep = server_with(|c| c.max_retransmits = 4);
     let (id, peer) = connect(&mut ep, 0, 5000, None, None, 10_000);
     ep.send(id, Piece::owned(b"lost".to_vec())).unwrap();
     assert_eq!(poll(&mut ep, 0).len(), 1);
@@ -393,10 +397,9 @@ fn a_zero_window_is_probed_until_it_opens() {
 
 #[test]
 fn keepalive_probes_an_idle_peer_and_resets_a_silent_one() {
-    let mut ep = server(Config {
-        keepalive_ns: Some(10_000 * MS),
-        keepalive_probes: 2,
-        ..Config::default()
+    let mut ep = server_with(|c| {
+        c.keepalive_ns = Some(10_000 * MS);
+        c.keepalive_probes = 2;
     });
     let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
     assert!(poll(&mut ep, 9_999 * MS).is_empty());
@@ -420,8 +423,7 @@ fn keepalive_probes_an_idle_peer_and_resets_a_silent_one() {
 
 #[test]
 fn active_close_goes_through_fin_wait_and_a_compact_time_wait() {
-    let mut ep = server(Config::default());
-    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let (mut ep, id, mut peer) = established();
     ep.send(id, Piece::owned(b"bye".to_vec())).unwrap();
     ep.shutdown(id).unwrap();
     assert_eq!(ep.state(id), Ok(State::FinWait1));
@@ -474,10 +476,7 @@ fn active_close_goes_through_fin_wait_and_a_compact_time_wait() {
 
 #[test]
 fn time_wait_ends_by_itself_and_its_table_is_bounded() {
-    let mut ep = server(Config {
-        time_wait_entries: 2,
-        ..Config::default()
-    });
+    let mut ep = server_with(|c| c.time_wait_entries = 2);
     for port in 6000..6003 {
         let (id, mut peer) = connect(&mut ep, 0, port, None, None, 1000);
         ep.input(0, &peer.segment(ACK | FIN, b""));
@@ -508,8 +507,7 @@ fn time_wait_ends_by_itself_and_its_table_is_bounded() {
 
 #[test]
 fn passive_close_goes_through_close_wait_and_last_ack() {
-    let mut ep = server(Config::default());
-    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let (mut ep, id, mut peer) = established();
     ep.input(0, &peer.segment(ACK | FIN, b"end"));
     peer.seq = peer.seq.plus(4);
     assert_eq!(ep.state(id), Ok(State::CloseWait));
@@ -535,8 +533,7 @@ fn passive_close_goes_through_close_wait_and_last_ack() {
 
 #[test]
 fn simultaneous_close_goes_through_closing() {
-    let mut ep = server(Config::default());
-    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let (mut ep, id, mut peer) = established();
     ep.shutdown(id).unwrap();
     let fin = poll(&mut ep, 0);
     assert!(view(&fin[0]).has(FIN));
@@ -551,8 +548,7 @@ fn simultaneous_close_goes_through_closing() {
 
 #[test]
 fn fin_wait_2_gives_up_on_a_peer_that_never_closes() {
-    let mut ep = server(Config::default());
-    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let (mut ep, id, mut peer) = established();
     ep.close(id).unwrap();
     poll(&mut ep, 0);
     peer.ack = peer.ack.plus(1);
@@ -566,8 +562,7 @@ fn fin_wait_2_gives_up_on_a_peer_that_never_closes() {
 
 #[test]
 fn a_reset_counts_only_at_the_exact_sequence_number() {
-    let mut ep = server(Config::default());
-    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let (mut ep, id, mut peer) = established();
     let exact = peer.seq;
     peer.seq = exact.plus(10);
     ep.input(0, &peer.segment(RST, b""));
@@ -599,10 +594,7 @@ fn a_reset_counts_only_at_the_exact_sequence_number() {
 
 #[test]
 fn segments_out_of_window_are_dropped_counted_and_acknowledged() {
-    let mut ep = server(Config {
-        recv_buffer: 100,
-        ..Config::default()
-    });
+    let mut ep = server_with(|c| c.recv_buffer = 100);
     let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
     let start = peer.seq;
     peer.seq = start.plus(100);
@@ -625,10 +617,7 @@ fn segments_out_of_window_are_dropped_counted_and_acknowledged() {
 
 #[test]
 fn the_receive_window_closes_as_data_waits_and_reopens_when_read() {
-    let mut ep = server(Config {
-        recv_buffer: 4000,
-        ..Config::default()
-    });
+    let mut ep = server_with(|c| c.recv_buffer = 4000);
     let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
     peer.send(&mut ep, 0, &[1; 1000]);
     assert_eq!(view(&poll(&mut ep, 0)[0]).window, 3000);
@@ -703,10 +692,7 @@ fn abort_sends_a_reset_and_gives_the_handle_up() {
 
 #[test]
 fn the_send_queue_is_bounded_and_closes_with_the_connection() {
-    let mut ep = server(Config {
-        max_send_pieces: 2,
-        ..Config::default()
-    });
+    let mut ep = server_with(|c| c.max_send_pieces = 2);
     let (id, _) = connect(&mut ep, 0, 5000, None, None, 1000);
     let file = blob(10);
     assert!(

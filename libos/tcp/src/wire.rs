@@ -45,31 +45,22 @@ pub enum Malformed {
     BadChecksum,
 }
 
-/// A received TCP segment, its payload borrowed from the packet.
+/// A received TCP segment: its header's fields (through `Deref`), and its payload
+/// borrowed from the packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Segment<'a> {
-    /// The IPv4 source address.
-    pub src: [u8; 4],
-    /// The IPv4 destination address.
-    pub dst: [u8; 4],
-    /// The source port.
-    pub src_port: u16,
-    /// The destination port.
-    pub dst_port: u16,
-    /// The sequence number.
-    pub seq: Seq,
-    /// The acknowledgment number.
-    pub ack: Seq,
-    /// The flags ([`FIN`], [`SYN`], [`RST`], [`PSH`], [`ACK`], ...).
-    pub flags: u8,
-    /// The window field, unscaled.
-    pub window: u16,
-    /// The MSS option's value, if present.
-    pub mss: Option<u16>,
-    /// The window scale option's shift, if present.
-    pub window_scale: Option<u8>,
+    /// The header's fields; the MSS and window scale options as received.
+    pub header: Header,
     /// The data.
     pub payload: &'a [u8],
+}
+
+impl core::ops::Deref for Segment<'_> {
+    type Target = Header;
+
+    fn deref(&self) -> &Header {
+        &self.header
+    }
 }
 
 impl Segment<'_> {
@@ -134,16 +125,18 @@ pub fn parse(packet: &[u8], verify: bool) -> Result<Segment<'_>, Malformed> {
     let (mss, window_scale) = options(&tcp[TCP_HEADER..offset])?;
     let word = |at: usize| u32::from_be_bytes([tcp[at], tcp[at + 1], tcp[at + 2], tcp[at + 3]]);
     Ok(Segment {
-        src,
-        dst,
-        src_port: u16::from_be_bytes([tcp[0], tcp[1]]),
-        dst_port: u16::from_be_bytes([tcp[2], tcp[3]]),
-        seq: Seq(word(4)),
-        ack: Seq(word(8)),
-        flags: tcp[13],
-        window: u16::from_be_bytes([tcp[14], tcp[15]]),
-        mss,
-        window_scale,
+        header: Header {
+            src,
+            dst,
+            src_port: u16::from_be_bytes([tcp[0], tcp[1]]),
+            dst_port: u16::from_be_bytes([tcp[2], tcp[3]]),
+            seq: Seq(word(4)),
+            ack: Seq(word(8)),
+            flags: tcp[13],
+            window: u16::from_be_bytes([tcp[14], tcp[15]]),
+            mss,
+            window_scale,
+        },
         payload: &tcp[offset..],
     })
 }
@@ -173,28 +166,28 @@ fn options(mut options: &[u8]) -> Result<(Option<u16>, Option<u8>), Malformed> {
     Ok((mss, scale))
 }
 
-/// The fields of a segment to send.
+/// The fields of a TCP segment's IPv4 and TCP headers that this crate reads and writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
-    /// The local address.
+    /// The IPv4 source address.
     pub src: [u8; 4],
-    /// The peer's address.
+    /// The IPv4 destination address.
     pub dst: [u8; 4],
-    /// The local port.
+    /// The source port.
     pub src_port: u16,
-    /// The peer's port.
+    /// The destination port.
     pub dst_port: u16,
     /// The sequence number.
     pub seq: Seq,
     /// The acknowledgment number (sent as 0 without [`ACK`]).
     pub ack: Seq,
-    /// The flags.
+    /// The flags ([`FIN`], [`SYN`], [`RST`], [`PSH`], [`ACK`], ...).
     pub flags: u8,
-    /// The window field, already scaled.
+    /// The window field as sent (scaled).
     pub window: u16,
-    /// An MSS option to send (on SYN segments).
+    /// The MSS option (on SYN segments).
     pub mss: Option<u16>,
-    /// A window scale option to send (on SYN segments).
+    /// The window scale option's shift (on SYN segments).
     pub window_scale: Option<u8>,
 }
 

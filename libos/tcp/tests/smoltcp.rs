@@ -83,6 +83,28 @@ impl Link {
     }
 }
 
+/// Both directions of the wire and what drives their faults.
+struct Wire {
+    to_server: Link,
+    to_client: Link,
+    rng: Rng,
+    faults: Faults,
+}
+
+/// Polls the clients' interface at `now` and puts what it sent on the wire.
+fn poll_clients(
+    iface: &mut Interface,
+    device: &mut ClientDevice,
+    sockets: &mut SocketSet<'_>,
+    now: u64,
+    wire: &mut Wire,
+) {
+    iface.poll(Instant::from_millis(now.cast_signed()), device, sockets);
+    for packet in device.tx.drain(..) {
+        wire.to_server.push(now, packet, &mut wire.rng, wire.faults);
+    }
+}
+
 /// The clients' side of the wire as a smoltcp device (raw IPv4, no link layer).
 #[derive(Default)]
 struct ClientDevice {
@@ -196,7 +218,6 @@ struct Client {
 /// Runs `clients` transfers under `faults` with `seed`; returns the server's segment
 /// count and the number it retransmitted.
 fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let file_bytes: Vec<u8> = (0..300_000u32)
         .map(|k| (k ^ (k >> 9) ^ seed as u32) as u8)
         .collect();
@@ -242,7 +263,12 @@ fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
         })
         .collect();
 
-    let (mut to_server, mut to_client) = (Link::default(), Link::default());
+    let mut wire = Wire {
+        to_server: Link::default(),
+        to_client: Link::default(),
+        rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
+        faults,
+    };
     let (mut segments, mut checked) = (0u64, 0u64);
     let mut now = 0u64;
     loop {
@@ -250,18 +276,11 @@ fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
             now < 1_000_000,
             "seed {seed}: not done after 1000 s of simulated time"
         );
-        for packet in to_server.due(now) {
+        for packet in wire.to_server.due(now) {
             server.input(now * 1_000_000, &packet);
         }
-        device.rx.extend(to_client.due(now));
-        iface.poll(
-            Instant::from_millis(now.cast_signed()),
-            &mut device,
-            &mut sockets,
-        );
-        for packet in device.tx.drain(..) {
-            to_server.push(now, packet, &mut rng, faults);
-        }
+        device.rx.extend(wire.to_client.due(now));
+        poll_clients(&mut iface, &mut device, &mut sockets, now, &mut wire);
 
         // The server app: read each request, check it, answer from the file, close.
         while let Some(id) = server.accept() {
@@ -305,7 +324,7 @@ fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
             assert_eq!(naive_tcp_checksum(&packet), 0, "seed {seed}: checksum");
             checked += 1;
             segments += 1;
-            to_client.push(now, packet, &mut rng, faults);
+            wire.to_client.push(now, packet, &mut wire.rng, wire.faults);
             true
         });
 
@@ -336,14 +355,7 @@ fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
                 client.closed = true;
             }
         }
-        iface.poll(
-            Instant::from_millis(now.cast_signed()),
-            &mut device,
-            &mut sockets,
-        );
-        for packet in device.tx.drain(..) {
-            to_server.push(now, packet, &mut rng, faults);
-        }
+        poll_clients(&mut iface, &mut device, &mut sockets, now, &mut wire);
 
         let done = state.iter().all(|c| {
             c.closed
@@ -357,8 +369,8 @@ fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
         }
         // Jump to the next thing that can happen.
         let next = [
-            to_server.next_arrival(),
-            to_client.next_arrival(),
+            wire.to_server.next_arrival(),
+            wire.to_client.next_arrival(),
             server.next_deadline().map(|ns| ns.div_ceil(1_000_000)),
             iface
                 .poll_at(Instant::from_millis(now.cast_signed()), &sockets)
