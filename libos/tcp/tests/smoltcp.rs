@@ -215,9 +215,37 @@ struct Client {
     closed: bool,
 }
 
-/// Runs `clients` transfers under `faults` with `seed`; returns the server's segment
-/// count and the number it retransmitted.
-fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
+/// How a run goes.
+#[derive(Clone, Copy)]
+struct Scenario {
+    seed: u64,
+    clients: usize,
+    faults: Faults,
+    /// Each client's receive buffer (over 64 KiB: window scaling).
+    client_buffer: usize,
+    /// The most bytes a client reads each time it looks, and how often it looks (ms).
+    read_chunk: usize,
+    read_every_ms: u64,
+    /// A client that aborts (RST) once it has read this many bytes of the answer.
+    abort_after: Option<usize>,
+}
+
+/// A scenario of `clients` clients with big buffers reading at once, under `faults`.
+fn brisk(seed: u64, clients: usize, faults: Faults) -> Scenario {
+    Scenario {
+        seed,
+        clients,
+        faults,
+        client_buffer: 256 * 1024,
+        read_chunk: usize::MAX,
+        read_every_ms: 1,
+        abort_after: None,
+    }
+}
+
+/// Runs a scenario; returns how many segments the server sent and its counters.
+fn run(scenario: Scenario) -> (u64, rexo_tcp::Stats) {
+    let Scenario { seed, faults, .. } = scenario;
     let file_bytes: Vec<u8> = (0..300_000u32)
         .map(|k| (k ^ (k >> 9) ^ seed as u32) as u8)
         .collect();
@@ -239,10 +267,10 @@ fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
             .expect("one address");
     });
     let mut sockets = SocketSet::new(Vec::new());
-    let mut state: Vec<Client> = (0..clients)
+    let mut state: Vec<Client> = (0..scenario.clients)
         .map(|i| {
             let mut socket = tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; 256 * 1024]),
+                tcp::SocketBuffer::new(vec![0; scenario.client_buffer]),
                 tcp::SocketBuffer::new(vec![0; 64 * 1024]),
             );
             socket
@@ -269,7 +297,7 @@ fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
         rng: Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1),
         faults,
     };
-    let (mut segments, mut checked) = (0u64, 0u64);
+    let mut segments = 0u64;
     let mut now = 0u64;
     loop {
         assert!(
@@ -322,7 +350,6 @@ fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
             let mut packet = Vec::new();
             segment.copy_to(&mut packet);
             assert_eq!(naive_tcp_checksum(&packet), 0, "seed {seed}: checksum");
-            checked += 1;
             segments += 1;
             wire.to_client.push(now, packet, &mut wire.rng, wire.faults);
             true
@@ -336,10 +363,21 @@ fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
                     .send_slice(&client.upload[client.uploaded..])
                     .expect("send");
             }
-            while socket.can_recv() {
+            let mut budget = scenario.read_chunk;
+            while socket.can_recv() && budget > 0 && now.is_multiple_of(scenario.read_every_ms) {
                 let mut buf = [0u8; 8192];
-                let n = socket.recv_slice(&mut buf).expect("recv");
+                let want = budget.min(buf.len());
+                let n = socket.recv_slice(&mut buf[..want]).expect("recv");
                 client.received.extend_from_slice(&buf[..n]);
+                budget -= n;
+            }
+            if let Some(limit) = scenario.abort_after
+                && !client.closed
+                && client.received.len() >= limit
+            {
+                assert!(client.expected.starts_with(&client.received), "seed {seed}");
+                socket.abort();
+                client.closed = true;
             }
             if !client.closed && !socket.may_recv() && socket.state() != tcp::State::SynSent {
                 assert_eq!(
@@ -367,8 +405,14 @@ fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
         if done && server.connections() == 0 && server.half_open() == 0 {
             break;
         }
-        // Jump to the next thing that can happen.
+        // Jump to the next thing that can happen (a client with unread data reads at
+        // its next turn).
+        let reader = state
+            .iter()
+            .any(|c| sockets.get::<tcp::Socket>(c.handle).can_recv())
+            .then(|| now + scenario.read_every_ms - now % scenario.read_every_ms);
         let next = [
+            reader,
             wire.to_server.next_arrival(),
             wire.to_client.next_arrival(),
             server.next_deadline().map(|ns| ns.div_ceil(1_000_000)),
@@ -383,12 +427,11 @@ fn run(seed: u64, clients: usize, faults: Faults) -> (u64, u64) {
         now = next.max(now + 1);
     }
     assert_eq!(server.stats().bad_checksum, 0);
-    assert_eq!(checked, segments);
     assert!(matches!(
         server.recv(server_conns[0].id, &mut [0; 4]),
         Err(Error::BadId)
     ));
-    (segments, server.stats().segments_retransmitted)
+    (segments, server.stats().clone())
 }
 
 #[test]
@@ -398,8 +441,11 @@ fn transfers_over_a_clean_wire_arrive_whole_and_close() {
         duplicate: 0,
         reorder: 0,
     };
-    let (segments, retransmitted) = run(1, 3, none);
-    assert_eq!(retransmitted, 0, "nothing lost, nothing sent twice");
+    let (segments, stats) = run(brisk(1, 3, none));
+    assert_eq!(
+        stats.segments_retransmitted, 0,
+        "nothing lost, nothing sent twice"
+    );
     assert!(segments > 3 * 200, "{segments} segments");
 }
 
@@ -412,7 +458,7 @@ fn transfers_survive_loss_duplication_and_reordering_for_many_seeds() {
     };
     let mut retransmitted = 0;
     for seed in 0..24 {
-        retransmitted += run(seed, 3, faults).1;
+        retransmitted += run(brisk(seed, 3, faults)).1.segments_retransmitted;
     }
     assert!(retransmitted > 0, "the faults made the server retransmit");
 }
@@ -425,6 +471,52 @@ fn heavy_loss_still_delivers_every_byte() {
         reorder: 100,
     };
     for seed in 100..104 {
-        run(seed, 2, faults);
+        run(brisk(seed, 2, faults));
+    }
+}
+
+#[test]
+fn a_slow_reader_with_a_small_window_gets_every_byte() {
+    let scenario = Scenario {
+        client_buffer: 4096,
+        read_chunk: 1024,
+        read_every_ms: 20,
+        ..brisk(
+            7,
+            2,
+            Faults {
+                loss: 20,
+                duplicate: 10,
+                reorder: 20,
+            },
+        )
+    };
+    let (_, stats) = run(scenario);
+    assert!(
+        stats.segments_out > 2 * 300_000 / 1460,
+        "windows of 4 KiB at most"
+    );
+}
+
+#[test]
+fn a_client_that_aborts_mid_answer_frees_the_server_connection() {
+    for seed in 0..4 {
+        let scenario = Scenario {
+            abort_after: Some(50_000),
+            ..brisk(
+                seed,
+                3,
+                Faults {
+                    loss: 10,
+                    duplicate: 0,
+                    reorder: 10,
+                },
+            )
+        };
+        let (_, stats) = run(scenario);
+        assert!(
+            stats.rst_received >= 1,
+            "seed {seed}: the aborts reached the server"
+        );
     }
 }
