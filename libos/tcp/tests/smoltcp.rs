@@ -5,11 +5,12 @@
 //! must carry the checksum a byte-by-byte computation gives.
 
 use rexo_tcp::{Blob, Config, ConnId, Endpoint, Error, Outgoing, Piece};
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+mod sim;
+
+use sim::{QueueDevice, millis};
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+use smoltcp::wire::IpAddress;
 use std::sync::Arc;
 
 /// xorshift64*: small, seeded, good enough to drive faults.
@@ -94,60 +95,14 @@ struct Wire {
 /// Polls the clients' interface at `now` and puts what it sent on the wire.
 fn poll_clients(
     iface: &mut Interface,
-    device: &mut ClientDevice,
+    device: &mut QueueDevice,
     sockets: &mut SocketSet<'_>,
     now: u64,
     wire: &mut Wire,
 ) {
-    iface.poll(Instant::from_millis(now.cast_signed()), device, sockets);
+    iface.poll(millis(now), device, sockets);
     for packet in device.tx.drain(..) {
         wire.to_server.push(now, packet, &mut wire.rng, wire.faults);
-    }
-}
-
-/// The clients' side of the wire as a smoltcp device (raw IPv4, no link layer).
-#[derive(Default)]
-struct ClientDevice {
-    rx: std::collections::VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-}
-
-struct Rx(Vec<u8>);
-struct Tx<'a>(&'a mut Vec<Vec<u8>>);
-
-impl phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for Tx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut packet = vec![0; len];
-        let result = f(&mut packet);
-        self.0.push(packet);
-        result
-    }
-}
-
-impl Device for ClientDevice {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx<'a>;
-
-    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx<'_>)> {
-        let packet = self.rx.pop_front()?;
-        Some((Rx(packet), Tx(&mut self.tx)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
-        Some(Tx(&mut self.tx))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
-        caps.max_transmission_unit = 1500;
-        caps
     }
 }
 
@@ -257,15 +212,8 @@ fn run(scenario: Scenario) -> (u64, rexo_tcp::Stats) {
     server.listen(80).expect("listen");
     let mut server_conns: Vec<ServerConn> = Vec::new();
 
-    let mut device = ClientDevice::default();
-    let mut iface_config = IfaceConfig::new(HardwareAddress::Ip);
-    iface_config.random_seed = seed;
-    let mut iface = Interface::new(iface_config, &mut device, Instant::from_millis(0));
-    iface.update_ip_addrs(|addrs| {
-        addrs
-            .push(IpCidr::new(IpAddress::v4(10, 0, 0, 2), 24))
-            .expect("one address");
-    });
+    let mut device = QueueDevice::default();
+    let mut iface = sim::interface(&mut device, 2, seed);
     let mut sockets = SocketSet::new(Vec::new());
     let mut state: Vec<Client> = (0..scenario.clients)
         .map(|i| {
@@ -417,7 +365,7 @@ fn run(scenario: Scenario) -> (u64, rexo_tcp::Stats) {
             wire.to_client.next_arrival(),
             server.next_deadline().map(|ns| ns.div_ceil(1_000_000)),
             iface
-                .poll_at(Instant::from_millis(now.cast_signed()), &sockets)
+                .poll_at(millis(now), &sockets)
                 .map(|at| at.total_millis() as u64),
         ]
         .into_iter()
