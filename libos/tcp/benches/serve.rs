@@ -13,7 +13,7 @@
 mod sim;
 
 use rexo_tcp::{Blob, Config, ConnId, Endpoint, Piece};
-use sim::{QueueDevice, interface, millis};
+use sim::{QueueDevice, ToServer, interface, millis};
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpAddress;
@@ -51,8 +51,8 @@ const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\
 
 /// A server under test: packets in, packets out, its app run in between.
 trait Server {
-    /// Takes a packet from the wire.
-    fn input(&mut self, now: u64, packet: Vec<u8>);
+    /// Takes a frame from the wire.
+    fn input(&mut self, now: u64, frame: Vec<u8>);
     /// Runs the app and the stack at `now`, appending what it sends to `out`.
     fn run(&mut self, now: u64, out: &mut Vec<Vec<u8>>);
 }
@@ -66,16 +66,22 @@ fn take_requests(buffer: &mut Vec<u8>) -> usize {
     count
 }
 
-/// `rexo-tcp`, answering from a shared blob.
+/// `rexo-tcp`, answering from a shared blob, behind the test's link layer.
 struct Rexo {
     endpoint: Endpoint,
+    /// ARP replies to send.
+    replies: Vec<Vec<u8>>,
     file: Arc<Blob>,
     connections: Vec<(ConnId, Vec<u8>)>,
 }
 
 impl Server for Rexo {
-    fn input(&mut self, now: u64, packet: Vec<u8>) {
-        self.endpoint.input(now * 1_000_000, &packet);
+    fn input(&mut self, now: u64, frame: Vec<u8>) {
+        match sim::to_server(&frame) {
+            ToServer::Ip(packet) => self.endpoint.input(now * 1_000_000, packet),
+            ToServer::ArpReply(reply) => self.replies.push(reply),
+            ToServer::Other => {}
+        }
     }
 
     fn run(&mut self, now: u64, out: &mut Vec<Vec<u8>>) {
@@ -96,10 +102,12 @@ impl Server for Rexo {
                 self.endpoint.send(*id, body).expect("queued");
             }
         }
+        out.append(&mut self.replies);
         self.endpoint.poll(now * 1_000_000, &mut |segment| {
-            let mut packet = Vec::with_capacity(segment.len());
-            segment.copy_to(&mut packet);
-            out.push(packet);
+            let mut frame = Vec::with_capacity(14 + segment.len());
+            frame.extend_from_slice(&sim::ethernet_header(2));
+            segment.copy_to(&mut frame);
+            out.push(frame);
             true
         });
     }
@@ -144,8 +152,8 @@ impl Smol {
 }
 
 impl Server for Smol {
-    fn input(&mut self, _: u64, packet: Vec<u8>) {
-        self.device.rx.push_back(packet);
+    fn input(&mut self, _: u64, frame: Vec<u8>) {
+        self.device.rx.push_back(frame);
     }
 
     fn run(&mut self, now: u64, out: &mut Vec<Vec<u8>>) {
@@ -284,6 +292,7 @@ fn main() {
             endpoint.listen(80).expect("listen");
             let mut rexo = Rexo {
                 endpoint,
+                replies: Vec::new(),
                 file: file.clone(),
                 connections: Vec::new(),
             };

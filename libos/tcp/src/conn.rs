@@ -44,7 +44,8 @@ pub struct Conn {
     pub(crate) rst_pending: bool,
     /// A segment to send even without data (an ACK or window update).
     pub(crate) ack_pending: bool,
-    /// When the connection ends by itself (FIN-WAIT-2 and TIME-WAIT timeouts).
+    /// When the connection ends by itself: TIME-WAIT's end, or FIN-WAIT-2's once the
+    /// app released the connection (one that still reads may wait for the peer).
     pub(crate) close_at: Option<u64>,
 
     snd_una: Seq,
@@ -245,14 +246,18 @@ impl Conn {
         }
         let wnd = self.rcv_window();
         let len = seg.seq_len();
-        let acceptable = match (len, wnd) {
-            (0, 0) => seg.seq == self.rcv_nxt,
-            (0, _) => seg.seq.within(self.rcv_nxt, wnd),
-            (_, 0) => false,
-            _ => {
-                seg.seq.within(self.rcv_nxt, wnd) || seg.seq.plus(len - 1).within(self.rcv_nxt, wnd)
-            }
-        };
+        // A FIN without data needs no buffer: it is taken even at a zero window.
+        let bare_fin = seg.seq == self.rcv_nxt && seg.payload.is_empty();
+        let acceptable = bare_fin
+            || match (len, wnd) {
+                (0, 0) => seg.seq == self.rcv_nxt,
+                (0, _) => seg.seq.within(self.rcv_nxt, wnd),
+                (_, 0) => false,
+                _ => {
+                    seg.seq.within(self.rcv_nxt, wnd)
+                        || seg.seq.plus(len - 1).within(self.rcv_nxt, wnd)
+                }
+            };
         // A zero-window probe: not acceptable, but its ACK counts and it gets an ACK.
         let probe = !acceptable && wnd == 0 && seg.seq == self.rcv_nxt && !seg.has(RST);
         if !acceptable && !probe {
@@ -484,7 +489,7 @@ impl Conn {
 
     /// Runs the timers due at `now`.
     pub(crate) fn on_timer(&mut self, now: u64, config: &Config, stats: &mut Stats) {
-        if self.close_at.is_some_and(|at| at <= now) {
+        if self.close_deadline().is_some_and(|at| at <= now) {
             self.close_at = None;
             if self.state == State::FinWait2 {
                 stats.fin_wait2_timeouts += 1;
@@ -530,16 +535,28 @@ impl Conn {
         }
     }
 
+    /// When the connection ends by itself, if it does.
+    fn close_deadline(&self) -> Option<u64> {
+        self.close_at
+            .filter(|_| self.state != State::FinWait2 || self.released)
+    }
+
     /// The earliest time a timer of this connection is due.
     pub(crate) fn deadline(&self, config: &Config) -> Option<u64> {
         let keepalive = config
             .keepalive_ns
             .filter(|_| matches!(self.state, State::Established | State::CloseWait))
+            .filter(|_| self.snd_una == self.snd_max)
             .map(|interval| self.last_heard + interval * (u64::from(self.keepalives) + 1));
-        [self.close_at, self.rtx_at, self.persist_at, keepalive]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.close_deadline(),
+            self.rtx_at,
+            self.persist_at,
+            keepalive,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The header of a segment from this connection at `seq` with `flags`.
@@ -607,6 +624,14 @@ impl Conn {
         Some(sent + usize::from(fin))
     }
 
+    /// Notes that the sequence space up to `end` was sent (a FIN on a retransmission
+    /// or probe may be its first sending).
+    fn sent_up_to(&mut self, end: Seq) {
+        if end > self.snd_max {
+            self.snd_max = end;
+        }
+    }
+
     /// Sends what is due at `now`: retransmissions, probes, new data within the peer's
     /// and the congestion window, a FIN, and an ACK if one is owed. `false` if `emit`
     /// refused a segment (the rest waits for the next call).
@@ -626,10 +651,11 @@ impl Conn {
         if self.fast_rtx {
             let len = self.queued.min(self.mss);
             match self.send_segment(self.snd_una, len, fin_unacked, out) {
-                Some(_) => {
+                Some(space) => {
                     out.stats.segments_retransmitted += 1;
                     self.fast_rtx = false;
                     self.rtt_probe = None;
+                    self.sent_up_to(self.snd_una.plus(space));
                 }
                 None => return false,
             }
@@ -639,9 +665,7 @@ impl Conn {
             match self.send_segment(self.snd_una, len, fin_unacked, out) {
                 Some(space) => {
                     self.probe_now = false;
-                    if self.snd_una.plus(space) > self.snd_max {
-                        self.snd_max = self.snd_una.plus(space);
-                    }
+                    self.sent_up_to(self.snd_una.plus(space));
                 }
                 None => return false,
             }

@@ -798,3 +798,73 @@ fn malformed_packets_are_counted_and_never_panic() {
     let mut buf = [0; 16];
     assert_eq!(ep.recv(id, &mut buf), Ok(10));
 }
+
+#[test]
+fn a_fin_is_taken_at_a_zero_window() {
+    let mut ep = server_with(|c| c.recv_buffer = 100);
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    peer.send(&mut ep, 0, &[4; 100]);
+    assert_eq!(view(&poll(&mut ep, 0)[0]).window, 0);
+    ep.input(0, &peer.segment(ACK | FIN, b""));
+    assert_eq!(ep.state(id), Ok(State::CloseWait));
+    assert_eq!(view(&poll(&mut ep, 0)[0]).ack, peer.seq.plus(1));
+    assert_eq!(ep.recv(id, &mut [0; 200]), Ok(100));
+    assert_eq!(ep.recv(id, &mut [0; 200]), Err(Error::Finished));
+}
+
+#[test]
+fn a_keepalive_waits_while_data_is_outstanding() {
+    let mut ep = server_with(|c| c.keepalive_ns = Some(10_000 * MS));
+    let (id, _) = connect(&mut ep, 0, 5000, None, None, 1000);
+    ep.send(id, Piece::owned(b"unanswered".to_vec())).unwrap();
+    poll(&mut ep, 0);
+    for ms in [10_000, 12_000] {
+        poll(&mut ep, ms * MS);
+        assert!(
+            ep.next_deadline().is_some_and(|at| at > ms * MS),
+            "no timer left due"
+        );
+    }
+    assert_eq!(ep.stats().keepalive_probes, 0);
+}
+
+#[test]
+fn fin_wait_2_waits_for_a_connection_still_reading() {
+    let (mut ep, id, mut peer) = established();
+    ep.shutdown(id).unwrap();
+    poll(&mut ep, 0);
+    peer.ack = peer.ack.plus(1);
+    peer.send(&mut ep, 0, b"");
+    let later = Config::default().fin_wait2_ns + MS;
+    poll(&mut ep, later);
+    assert_eq!(ep.state(id), Ok(State::FinWait2));
+    peer.send(&mut ep, later, b"more");
+    assert_eq!(ep.recv(id, &mut [0; 8]), Ok(4));
+    // Released, the connection has waited long enough: it goes at the next poll.
+    ep.close(id).unwrap();
+    poll(&mut ep, later);
+    assert_eq!(ep.connections(), 0);
+}
+
+#[test]
+fn a_fin_first_sent_by_a_fast_retransmit_can_be_acknowledged() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 300);
+    ep.send(id, Piece::owned(vec![1; 500])).unwrap();
+    ep.shutdown(id).unwrap();
+    let first = poll(&mut ep, 0);
+    assert_eq!(
+        view(&first[0]).payload.len(),
+        300,
+        "the window's worth, no FIN yet"
+    );
+    for _ in 0..3 {
+        peer.send(&mut ep, MS, b"");
+    }
+    let again = poll(&mut ep, MS);
+    assert_eq!(view(&again[0]).payload.len(), 500);
+    assert!(view(&again[0]).has(FIN));
+    peer.ack = peer.ack.plus(501);
+    peer.send(&mut ep, 2 * MS, b"");
+    assert_eq!(ep.state(id), Ok(State::FinWait2));
+}

@@ -7,7 +7,7 @@
 use rexo_tcp::{Blob, Config, ConnId, Endpoint, Error, Outgoing, Piece};
 mod sim;
 
-use sim::{QueueDevice, millis};
+use sim::{QueueDevice, ToServer, millis};
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpAddress;
@@ -101,8 +101,15 @@ fn poll_clients(
     wire: &mut Wire,
 ) {
     iface.poll(millis(now), device, sockets);
-    for packet in device.tx.drain(..) {
-        wire.to_server.push(now, packet, &mut wire.rng, wire.faults);
+    for frame in std::mem::take(&mut device.tx) {
+        match sim::to_server(&frame) {
+            ToServer::Ip(packet) => {
+                wire.to_server
+                    .push(now, packet.to_vec(), &mut wire.rng, wire.faults)
+            }
+            ToServer::ArpReply(reply) => device.rx.push_back(reply),
+            ToServer::Other => {}
+        }
     }
 }
 
@@ -299,7 +306,9 @@ fn run(scenario: Scenario) -> (u64, rexo_tcp::Stats) {
             segment.copy_to(&mut packet);
             assert_eq!(naive_tcp_checksum(&packet), 0, "seed {seed}: checksum");
             segments += 1;
-            wire.to_client.push(now, packet, &mut wire.rng, wire.faults);
+            let mut frame = sim::ethernet_header(2).to_vec();
+            frame.extend_from_slice(&packet);
+            wire.to_client.push(now, frame, &mut wire.rng, wire.faults);
             true
         });
 
