@@ -190,6 +190,33 @@ struct Scenario {
     read_every_ms: u64,
     /// A client that aborts (RST) once it has read this many bytes of the answer.
     abort_after: Option<usize>,
+    /// Spoofed SYNs injected each millisecond during the first [`FLOOD_MS`].
+    flood_per_ms: u64,
+}
+
+/// How long a SYN flood lasts, in simulated milliseconds.
+const FLOOD_MS: u64 = 2000;
+
+/// A SYN to the server's port 80 from a spoofed address and port picked by `rng`, with
+/// valid checksums.
+fn spoofed_syn(rng: &mut Rng) -> Vec<u8> {
+    let r = rng.next().to_be_bytes();
+    let src = [172, 16, r[0], r[1]];
+    let mut packet = vec![
+        0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, src[0], src[1], src[2], src[3], 10, 0, 0, 1,
+    ];
+    let ip_sum = !rexo_tcp::checksum::sum(&packet);
+    packet[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+    let mut tcp = vec![
+        r[2], r[3], 0, 80, r[4], r[5], r[6], r[7], 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+    ];
+    let sum = rexo_tcp::checksum::add(
+        rexo_tcp::checksum::pseudo_header(src, [10, 0, 0, 1], tcp.len()),
+        rexo_tcp::checksum::sum(&tcp),
+    );
+    tcp[16..18].copy_from_slice(&(!sum).to_be_bytes());
+    packet.extend_from_slice(&tcp);
+    packet
 }
 
 /// A scenario of `clients` clients with big buffers reading at once, under `faults`.
@@ -202,6 +229,7 @@ fn brisk(seed: u64, clients: usize, faults: Faults) -> Scenario {
         read_chunk: usize::MAX,
         read_every_ms: 1,
         abort_after: None,
+        flood_per_ms: 0,
     }
 }
 
@@ -259,6 +287,12 @@ fn run(scenario: Scenario) -> (u64, rexo_tcp::Stats) {
             now < 1_000_000,
             "seed {seed}: not done after 1000 s of simulated time"
         );
+        if now < FLOOD_MS {
+            for _ in 0..scenario.flood_per_ms {
+                let syn = spoofed_syn(&mut wire.rng);
+                server.input(now * 1_000_000, &syn);
+            }
+        }
         for packet in wire.to_server.due(now) {
             server.input(now * 1_000_000, &packet);
         }
@@ -364,11 +398,13 @@ fn run(scenario: Scenario) -> (u64, rexo_tcp::Stats) {
         }
         // Jump to the next thing that can happen (a client with unread data reads at
         // its next turn).
+        let flooding = (now < FLOOD_MS && scenario.flood_per_ms > 0).then_some(now + 1);
         let reader = state
             .iter()
             .any(|c| sockets.get::<tcp::Socket>(c.handle).can_recv())
             .then(|| now + scenario.read_every_ms - now % scenario.read_every_ms);
         let next = [
+            flooding,
             reader,
             wire.to_server.next_arrival(),
             wire.to_client.next_arrival(),
@@ -476,4 +512,23 @@ fn a_client_that_aborts_mid_answer_frees_the_server_connection() {
             "seed {seed}: the aborts reached the server"
         );
     }
+}
+
+#[test]
+fn transfers_complete_through_a_flood_of_100000_spoofed_syns() {
+    let scenario = Scenario {
+        flood_per_ms: 50,
+        ..brisk(
+            11,
+            3,
+            Faults {
+                loss: 10,
+                duplicate: 10,
+                reorder: 10,
+            },
+        )
+    };
+    let (_, stats) = run(scenario);
+    assert!(stats.syns >= 100_000, "{} SYNs", stats.syns);
+    assert!(stats.half_open_evicted > 90_000, "the table stayed bounded");
 }
