@@ -518,7 +518,8 @@ impl Conn {
             stats.window_probes += 1;
             self.probe_now = true;
             self.persist_backoff = (self.persist_backoff + 1).min(6);
-            self.persist_at = Some(now + (self.rto << self.persist_backoff).min(config.rto_max_ns));
+            self.persist_at =
+                Some(now + crate::backed_off(self.rto, self.persist_backoff, config.rto_max_ns));
         }
         if let Some(interval) = config.keepalive_ns
             && matches!(self.state, State::Established | State::CloseWait)

@@ -319,6 +319,11 @@ pub struct Endpoint {
     stats: Stats,
 }
 
+/// `base` doubled `times` times, at most `max`.
+fn backed_off(base: u64, times: u32, max: u64) -> u64 {
+    base.saturating_mul(1 << times.min(32)).min(max)
+}
+
 /// Makes room for one more entry in `table` if it holds `limit` (at least 1) or more:
 /// removes the entry whose `age` is least. Returns whether it removed one.
 fn evict_oldest<T>(table: &mut BTreeMap<Tuple, T>, limit: usize, age: impl Fn(&T) -> u64) -> bool {
@@ -781,7 +786,8 @@ impl Endpoint {
             }
             half.retries += 1;
             half.send_now = true;
-            half.resend_at = now + (config.rto_initial_ns << half.retries);
+            half.resend_at =
+                now + backed_off(config.rto_initial_ns, half.retries, config.rto_max_ns);
             true
         });
         for &index in self.by_tuple.values() {

@@ -868,3 +868,18 @@ fn a_fin_first_sent_by_a_fast_retransmit_can_be_acknowledged() {
     peer.send(&mut ep, 2 * MS, b"");
     assert_eq!(ep.state(id), Ok(State::FinWait2));
 }
+
+#[test]
+fn back_off_doubles_up_to_its_cap_without_overflow() {
+    assert_eq!(backed_off(1000, 3, 60_000), 8000);
+    assert_eq!(backed_off(1000, 10, 60_000), 60_000);
+    assert_eq!(backed_off(u64::MAX / 2, 64, u64::MAX), u64::MAX);
+    // SYN-ACKs retried far past any sane count still wait at most the RTO cap.
+    let mut ep = server_with(|c| c.syn_retries = 100);
+    ep.input(0, &packet(5000, SYN, Seq(1), Seq(0), 100, b"", None, None));
+    poll(&mut ep, 0);
+    for _ in 0..80 {
+        let next = ep.next_deadline().expect("a SYN-ACK to resend");
+        assert_eq!(poll(&mut ep, next).len(), 1);
+    }
+}
