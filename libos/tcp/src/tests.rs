@@ -546,14 +546,24 @@ fn simultaneous_close_goes_through_closing() {
     assert_eq!(ep.state(id), Ok(State::TimeWait));
 }
 
-#[test]
-fn fin_wait_2_gives_up_on_a_peer_that_never_closes() {
+/// A connection whose FIN the peer acknowledged, closed (`release`) or only shut down.
+fn in_fin_wait_2(release: bool) -> (Endpoint, ConnId, Peer) {
     let (mut ep, id, mut peer) = established();
-    ep.close(id).unwrap();
+    if release {
+        ep.close(id).unwrap();
+    } else {
+        ep.shutdown(id).unwrap();
+    }
     poll(&mut ep, 0);
     peer.ack = peer.ack.plus(1);
     peer.send(&mut ep, 0, b"");
     poll(&mut ep, 0);
+    (ep, id, peer)
+}
+
+#[test]
+fn fin_wait_2_gives_up_on_a_peer_that_never_closes() {
+    let (mut ep, _, _) = in_fin_wait_2(true);
     assert_eq!(ep.connections(), 1);
     poll(&mut ep, Config::default().fin_wait2_ns);
     assert_eq!(ep.connections(), 0);
@@ -830,11 +840,7 @@ fn a_keepalive_waits_while_data_is_outstanding() {
 
 #[test]
 fn fin_wait_2_waits_for_a_connection_still_reading() {
-    let (mut ep, id, mut peer) = established();
-    ep.shutdown(id).unwrap();
-    poll(&mut ep, 0);
-    peer.ack = peer.ack.plus(1);
-    peer.send(&mut ep, 0, b"");
+    let (mut ep, id, mut peer) = in_fin_wait_2(false);
     let later = Config::default().fin_wait2_ns + MS;
     poll(&mut ep, later);
     assert_eq!(ep.state(id), Ok(State::FinWait2));
