@@ -122,19 +122,6 @@ fn connect(
     shift: Option<u8>,
     window: u16,
 ) -> (ConnId, Peer) {
-    let peer = handshake(ep, now, port, mss, shift, window);
-    (ep.accept().expect("an established connection"), peer)
-}
-
-/// The handshake of [`connect`], leaving the connection to be accepted.
-fn handshake(
-    ep: &mut Endpoint,
-    now: u64,
-    port: u16,
-    mss: Option<u16>,
-    shift: Option<u8>,
-    window: u16,
-) -> Peer {
     ep.input(
         now,
         &packet(port, SYN, Seq(1000), Seq(0), window, b"", mss, shift),
@@ -151,7 +138,7 @@ fn handshake(
         window,
     };
     peer.send(ep, now, b"");
-    peer
+    (ep.accept().expect("an established connection"), peer)
 }
 
 /// A blob of `len` patterned bytes.
@@ -234,25 +221,22 @@ fn a_syn_flood_never_grows_the_half_open_table_and_handshakes_still_complete() {
 #[test]
 fn a_full_backlog_leaves_the_handshake_half_open() {
     let mut ep = server_with(|c| c.backlog = 1);
-    handshake(&mut ep, 0, 5000, None, None, 1000);
-    ep.input(
-        0,
-        &packet(5001, SYN, Seq(50), Seq(0), 1000, b"", None, None),
-    );
-    let synack = poll(&mut ep, 0);
-    let iss = view(&synack[0]).seq;
-    ep.input(
-        0,
-        &packet(5001, ACK, Seq(51), iss.plus(1), 1000, b"", None, None),
-    );
-    assert_eq!(ep.stats().backlog_full, 1);
+    let mut iss = Vec::new();
+    for port in [5000, 5001] {
+        ep.input(
+            0,
+            &packet(port, SYN, Seq(50), Seq(0), 1000, b"", None, None),
+        );
+        iss.push(view(&poll(&mut ep, 0)[0]).seq);
+    }
+    let ack = |port, iss: Seq| packet(port, ACK, Seq(51), iss.plus(1), 1000, b"", None, None);
+    ep.input(0, &ack(5000, iss[0]));
+    ep.input(0, &ack(5001, iss[1]));
+    assert_eq!(ep.stats().backlog_full, 1, "the backlog holds one");
     assert_eq!(ep.half_open(), 1);
     assert!(ep.accept().is_some());
     assert!(ep.accept().is_none());
-    ep.input(
-        0,
-        &packet(5001, ACK, Seq(51), iss.plus(1), 1000, b"", None, None),
-    );
+    ep.input(0, &ack(5001, iss[1]));
     assert!(ep.accept().is_some(), "accepted once there was room");
 }
 
