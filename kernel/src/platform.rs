@@ -4,7 +4,10 @@
 use rexo_acpi::AcpiInfo;
 
 use crate::arch::apic::IoApic;
+use crate::arch::idt::FIRST_LINE_VECTOR;
+use crate::arch::percpu;
 use crate::mem::phys::IdentityMemory;
+use core::sync::atomic::Ordering::Relaxed;
 
 static ACPI: spin::Once<Option<AcpiInfo>> = spin::Once::new();
 
@@ -54,54 +57,46 @@ pub fn io_apics(info: &AcpiInfo) -> impl Iterator<Item = IoApic> + '_ {
     })
 }
 
-/// Why an ISA interrupt cannot be routed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RouteError {
-    /// The machine has no ACPI tables (so no known IO-APIC).
-    NoAcpi,
-    /// No IO-APIC serves the GSI the IRQ maps to.
-    NoIoApicFor(u32),
-}
-
-/// Routes ISA IRQ `irq` (through the MADT's interrupt source overrides: its GSI, polarity
-/// and trigger mode) to `vector` on the core with APIC id `apic_id`. Returns the GSI.
-pub fn route_isa_irq(irq: u8, vector: u8, apic_id: u32) -> Result<u32, RouteError> {
-    let info = acpi().ok_or(RouteError::NoAcpi)?;
-    let gsi = isa_gsi(info, irq);
-    let (active_low, level) = info
-        .interrupt_overrides()
-        .iter()
-        .find(|o| o.irq == irq)
-        .map_or((false, false), |o| {
-            (
-                o.polarity == rexo_acpi::Polarity::ActiveLow,
-                o.trigger == rexo_acpi::TriggerMode::Level,
-            )
-        });
+/// ISA IRQ `irq`'s route (the MADT's overrides: GSI, polarity, trigger) and its IO-APIC.
+pub fn isa_route(irq: u8) -> Result<(rexo_acpi::IsaRoute, IoApic), &'static str> {
+    let info = acpi().ok_or("an IO-APIC (the machine has no ACPI tables)")?;
+    let route = info.isa_route(irq);
     let io = io_apics(info)
-        .find(|io| io.serves(gsi))
-        .ok_or(RouteError::NoIoApicFor(gsi))?;
-    io.route(gsi, vector, apic_id, active_low, level);
-    Ok(gsi)
-}
-
-/// The GSI of ISA IRQ `irq`. PC chipsets wire the PIT (IRQ 0) to IO-APIC pin 2; a MADT
-/// without the IRQ 0 override (QEMU's `microvm` has none) still has that wiring, so IRQ 0
-/// maps to GSI 2 then too, with a warning, as other kernels do.
-fn isa_gsi(info: &AcpiInfo, irq: u8) -> u32 {
-    if irq == 0 && info.interrupt_overrides().iter().all(|o| o.irq != 0) {
-        log::warn!("acpi: the MADT has no IRQ 0 override; using GSI 2, the PC wiring of the PIT");
-        return 2;
-    }
-    info.isa_irq_to_gsi(irq)
+        .find(|io| io.serves(route.gsi))
+        .ok_or("an IO-APIC serving the line")?;
+    Ok((route, io))
 }
 
 /// Masks ISA IRQ `irq` at its IO-APIC.
 pub fn mask_isa_irq(irq: u8) {
-    if let Some(info) = acpi() {
-        let gsi = isa_gsi(info, irq);
-        if let Some(io) = io_apics(info).find(|io| io.serves(gsi)) {
-            io.mask(gsi);
+    if let Ok((route, io)) = isa_route(irq) {
+        io.mask(route.gsi);
+    }
+}
+
+/// The cores waiting on each ISA IRQ line: the drivers' INTx and IDE wake-ups.
+static LINES: rexo_devio::LineWaiters = rexo_devio::LineWaiters::new();
+
+/// Records core `core` as waiting on ISA IRQ `irq`, then routes the line to its wake
+/// vector on that core, unmasked.
+pub fn arm_line(irq: u8, core: usize) -> Result<(), &'static str> {
+    let apic = (core < crate::smp_cores()).then(|| percpu::core(core).apic_id.load(Relaxed));
+    let (apic, (route, io)) = (apic.ok_or("a route to that core")?, isa_route(irq)?);
+    LINES.add(irq, core)?;
+    io.route(route, FIRST_LINE_VECTOR + irq, apic);
+    Ok(())
+}
+
+/// ISA IRQ `irq` fired: masked until a driver arms it again (a level-triggered line stays
+/// asserted until the driver acknowledges its device), and every core waiting on it woken
+/// (this one at once, the others by a wake IPI).
+pub fn on_line_interrupt(irq: u8) {
+    mask_isa_irq(irq);
+    for core in LINES.take(irq) {
+        if core == percpu::core_index() {
+            crate::time::on_wake_interrupt();
+        } else {
+            rexo_workqueue::Waker::wake(&crate::sched::IpiWaker, core);
         }
     }
 }

@@ -346,13 +346,17 @@ pub fn on_wake_interrupt() {
     WAKE_PENDING[percpu::core_index()].store(true, Ordering::Relaxed);
 }
 
+/// Whether a wake came to core `core` since its last nap (forgotten now).
+pub fn take_wake(core: usize) -> bool {
+    WAKE_PENDING[core].swap(false, Ordering::Relaxed)
+}
+
 /// An app's nap (`Kernel::sleep_ns`): halts until `deadline_ns` or an interrupt, but
 /// not at all when a wake came since the last nap: a device's message that arrived
 /// between the app's last look at its ring and this call is not lost.
 pub fn nap_until(deadline_ns: u64) {
     cpu::disable_interrupts();
-    if !WAKE_PENDING[percpu::core_index()].swap(false, Ordering::Relaxed) && now_ns() < deadline_ns
-    {
+    if !take_wake(percpu::core_index()) && now_ns() < deadline_ns {
         arm_deadline(deadline_ns);
         cpu::enable_interrupts_and_halt();
     } else {

@@ -124,7 +124,7 @@ pub fn number(v: f64) -> String {
 }
 
 /// `median (min..max)`, or the single value when all are equal.
-fn spread(s: Stats) -> String {
+pub fn spread(s: Stats) -> String {
     if s.min == s.max {
         number(s.median)
     } else {

@@ -5,9 +5,16 @@
 //! xtask/src/bench/rawbench.c, on an AF_PACKET socket; fio on the raw block device),
 //! and beside the host's own figure for the path under QEMU's backend: the UDP loopback
 //! rate that the `socket` network backend rides on, and the image file's page-cached
-//! read and write rates that the raw disk backend rides on. See docs/bench.md.
+//! read and write rates that the raw disk backend rides on. Each round boots Rexo and
+//! then Linux on every device (interleaved, so host noise hits both alike); the report
+//! gives medians with their min..max spread and Rexo's advantage as the ratio of the
+//! medians, with the main suite's statistics (xtask/src/bench_report.rs). See
+//! docs/bench.md.
 
 use crate::Result;
+use crate::args::Args;
+use crate::bench::stats;
+use crate::bench_report::{Better, advantage, spread};
 use crate::diskimage::{self, Attach};
 use crate::linux;
 use crate::netpeer::{self, BenchReport, Peer};
@@ -48,6 +55,12 @@ type Reference = Option<(f64, &'static str)>;
 /// A figure, or why there is none.
 type Value = std::result::Result<f64, String>;
 
+/// A figure's samples, one per round that measured it, or why there are none.
+type Samples = std::result::Result<Vec<f64>, String>;
+
+/// Rounds of `cargo xtask bench drivers` without `--rounds`, and with `--quick`.
+const ROUNDS: (usize, usize) = (5, 3);
+
 /// One row of the report.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
@@ -57,14 +70,86 @@ pub struct Row {
     pub figure: String,
     /// What the number is (`frames/s`, `ns/poll`, `IOPS`, `MiB/s`).
     pub unit: &'static str,
-    /// Rexo's value, or why there is none.
-    pub value: Value,
-    /// The Linux guest's value on the same machine and device, or why there is none.
-    pub linux: Value,
+    /// Rexo's samples, one per round, or why there are none.
+    pub value: Samples,
+    /// The Linux guest's samples on the same machine and device, or why there are none.
+    pub linux: Samples,
     /// The host's reference figure for the same path and what it is, if there is one.
     pub ceiling: Reference,
-    /// A remark (frames lost on the way, the depth reached).
+    /// A remark (frames lost on the way, the depth reached, rounds that failed).
     pub note: String,
+}
+
+impl Row {
+    /// Which way the figure improves: times per poll are better lower, rates higher.
+    fn better(&self) -> Better {
+        if self.unit == "ns/poll" {
+            Better::Lower
+        } else {
+            Better::Higher
+        }
+    }
+
+    /// A row of one round: `value` and `linux` as one sample each (or the failure).
+    fn of_round(
+        device: &str,
+        figure: &str,
+        unit: &'static str,
+        (value, linux): (Value, Value),
+        ceiling: Reference,
+        note: String,
+    ) -> Self {
+        Self {
+            device: device.to_string(),
+            figure: figure.to_string(),
+            unit,
+            value: value.map(|v| vec![v]),
+            linux: linux.map(|v| vec![v]),
+            ceiling,
+            note,
+        }
+    }
+}
+
+/// Adds one round's rows to the rows so far: each figure's samples appended to its row
+/// (a new row for a figure not seen before). A side that failed in this round keeps
+/// the samples of the others, and its failure goes into the note.
+fn absorb(rows: &mut Vec<Row>, round: Vec<Row>, number: usize) {
+    for new in round {
+        let Some(row) = rows
+            .iter_mut()
+            .find(|r| r.device == new.device && r.figure == new.figure)
+        else {
+            rows.push(new);
+            continue;
+        };
+        for (side, old, fresh) in [
+            ("Rexo", &mut row.value, new.value),
+            ("Linux", &mut row.linux, new.linux),
+        ] {
+            match (old.as_mut(), fresh) {
+                (Ok(samples), Ok(more)) => samples.extend(more),
+                (Ok(_), Err(why)) => {
+                    row.note = notes_joined(&row.note, &format!("{side} round {number}: {why}"))
+                }
+                (Err(why), Ok(more)) => {
+                    let before = format!("{side} before round {number}: {why}");
+                    row.note = notes_joined(&row.note, &before);
+                    *old = Ok(more);
+                }
+                (Err(_), Err(why)) => *old = Err(why),
+            }
+        }
+    }
+}
+
+/// `a; b`, or whichever is not empty.
+fn notes_joined(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}; {b}"),
+    }
 }
 
 /// The host's figures, measured once per run.
@@ -236,9 +321,23 @@ fn chosen(words: &[String]) -> Result<Vec<&'static str>> {
         .collect())
 }
 
-/// `cargo xtask bench drivers [DEVICE...]`.
+/// `cargo xtask bench drivers [DEVICE...] [--rounds N] [--quick]`.
 pub fn command(words: Vec<String>) -> Result<()> {
-    let chosen = chosen(&words)?;
+    let mut args = Args::new("bench drivers", &["--rounds", "--quick"], words);
+    let (mut names, mut rounds, mut quick) = (Vec::new(), None, false);
+    while let Some(word) = args.next_word() {
+        match word.as_str() {
+            "--quick" => quick = true,
+            "--rounds" => rounds = Some(args.number("--rounds")?),
+            flag if flag.starts_with("--") => return Err(args.unknown(flag)),
+            name => names.push(name.to_string()),
+        }
+    }
+    let rounds = rounds.unwrap_or(if quick { ROUNDS.1 } else { ROUNDS.0 });
+    if rounds == 0 {
+        return Err("`--rounds 0`: at least one round is needed".into());
+    }
+    let chosen = chosen(&names)?;
     crate::deps::ensure(&[crate::deps::Need::Qemu])?;
     let root = crate::root();
     let kernel = crate::build::kernel()?;
@@ -254,15 +353,21 @@ pub fn command(words: Vec<String>) -> Result<()> {
         dir: &dir,
     };
     let mut rows = Vec::new();
-    for (name, model) in NICS.into_iter().filter(|n| chosen.contains(&n.0)) {
-        eprintln!("xtask: netbench on {name}, then Linux's rexo-rawbench");
-        rows.extend(nic_rows(&guests, name, model, &host));
+    for round in 1..=rounds {
+        let mut measured = Vec::new();
+        for (name, model) in NICS.into_iter().filter(|n| chosen.contains(&n.0)) {
+            eprintln!(
+                "xtask: round {round}/{rounds}: netbench on {name}, then Linux's rexo-rawbench"
+            );
+            measured.extend(nic_rows(&guests, name, model, &host));
+        }
+        for (name, attach, linux_name) in DISKS.into_iter().filter(|d| chosen.contains(&d.0)) {
+            eprintln!("xtask: round {round}/{rounds}: diskbench on {name}, then Linux's fio");
+            measured.extend(disk_rows(&guests, (name, attach, linux_name), &host));
+        }
+        absorb(&mut rows, measured, round);
     }
-    for (name, attach, linux_name) in DISKS.into_iter().filter(|d| chosen.contains(&d.0)) {
-        eprintln!("xtask: diskbench on {name}, then Linux's fio");
-        rows.extend(disk_rows(&guests, (name, attach, linux_name), &host));
-    }
-    let (table, json) = report(&rows, &host);
+    let (table, json) = report(&rows, &host, rounds);
     print!("{table}");
     write_reports(&dir, &table, &json)?;
     let failed: Vec<String> = rows
@@ -493,26 +598,27 @@ fn nic_rows(guests: &Guests, device: &str, model: &str, host: &Host) -> Vec<Row>
             let name = format!("{way}-{size}");
             let (value, rexo_note) = nic_value(&rexo, &name);
             let (linux, linux_note) = nic_value(&linux, &name);
-            rows.push(Row {
-                device: device.to_string(),
-                figure: name,
-                unit: "frames/s",
-                value,
-                linux,
+            rows.push(Row::of_round(
+                device,
+                &name,
+                "frames/s",
+                (value, linux),
                 ceiling,
-                note: notes(&rexo_note, &linux_note),
-            });
+                notes(&rexo_note, &linux_note),
+            ));
         }
     }
-    rows.push(Row {
-        device: device.to_string(),
-        figure: "empty-poll".into(),
-        unit: "ns/poll",
-        value: nic_value(&rexo, "empty-poll").0,
-        linux: nic_value(&linux, "empty-poll").0,
-        ceiling: None,
-        note: "lower is better".into(),
-    });
+    rows.push(Row::of_round(
+        device,
+        "empty-poll",
+        "ns/poll",
+        (
+            nic_value(&rexo, "empty-poll").0,
+            nic_value(&linux, "empty-poll").0,
+        ),
+        None,
+        "lower is better".into(),
+    ));
     rows
 }
 
@@ -579,45 +685,50 @@ fn disk_rows(
         .map(|(name, unit, scale, ceiling)| {
             let (value, rexo_note) = side(&rexo, name, scale);
             let (linux, linux_note) = side(&linux, name, scale);
-            Row {
-                device: device.to_string(),
-                figure: name.to_string(),
+            Row::of_round(
+                device,
+                name,
                 unit,
-                value,
-                linux,
+                (value, linux),
                 ceiling,
-                note: notes(&rexo_note, &linux_note),
-            }
+                notes(&rexo_note, &linux_note),
+            )
         })
         .collect()
 }
 
-/// The Markdown table and the JSON document.
-pub fn report(rows: &[Row], host: &Host) -> (String, String) {
-    let mut md = String::from(
+/// The Markdown table and the JSON document of `rounds` rounds.
+pub fn report(rows: &[Row], host: &Host, rounds: usize) -> (String, String) {
+    let mut md = format!(
         "# Driver benchmark (q35, PVH, TCG, 2 cores, 512 MiB; Rexo's netbench/diskbench)\n\n\
          Each Rexo figure beside the same figure of a Linux guest (Debian's kernel) booted \
          on the same machine with the same device and backend in the same run: \
          `rexo-rawbench` on an AF_PACKET socket for the NICs, fio (`--direct=1 \
-         --ioengine=io_uring`) on the raw block device for the disks. The host reference is \
+         --ioengine=io_uring`) on the raw block device for the disks. {rounds} round(s), \
+         Rexo then Linux on each device in every round; each cell is the median and \
+         (min..max) over the rounds. Advantage: Rexo's, from the medians (Rexo / Linux for \
+         rates, Linux / Rexo for ns/poll; above 1 is better). The host reference is \
          the host's own figure for the path under QEMU's backend: UDP loopback \
          `sendto`/`recv` rates for the `socket` network backend, the page-cached image \
          file's write, read and 4 KiB `pread` rates for the raw disk backend \
          (docs/bench.md).\n\n\
-         | device | figure | unit | Rexo | Linux | Rexo / Linux | host reference | Rexo / host | note |\n\
+         | device | figure | unit | Rexo | Linux | advantage | host reference | Rexo / host | note |\n\
          |---|---|---|---|---|---|---|---|---|\n",
     );
-    let mut json = String::from("{\n  \"rows\": [\n");
-    let shown = |v: &Value| match v {
-        Ok(v) => format!("{v:.1}"),
-        Err(e) => format!("failed: {e}"),
+    let mut json = format!("{{\n  \"rounds\": {rounds},\n  \"rows\": [\n");
+    let median = |v: &Samples| v.as_ref().ok().and_then(|v| stats(v));
+    let shown = |v: &Samples| match (v, median(v)) {
+        (_, Some(s)) => spread(s),
+        (Err(e), _) => format!("failed: {e}"),
+        (Ok(_), None) => "no samples".to_string(),
     };
     for (i, r) in rows.iter().enumerate() {
-        let value = r.value.as_ref().ok().copied();
-        let linux = r.linux.as_ref().ok().copied();
+        let (value, linux) = (median(&r.value), median(&r.linux));
         let ceiling = r.ceiling.map(|(c, _)| c);
-        let ratio = value.zip(linux).map(|(v, l)| v / l);
-        let host_ratio = value.zip(ceiling).map(|(v, c)| v / c);
+        let ratio = value
+            .zip(linux)
+            .and_then(|(v, l)| advantage(r.better(), v.median, l.median));
+        let host_ratio = value.zip(ceiling).map(|(v, c)| v.median / c);
         let times = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.3}x"));
         let reference = r
             .ceiling
@@ -635,15 +746,27 @@ pub fn report(rows: &[Row], host: &Host) -> (String, String) {
             r.note
         );
         let num = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.3}"));
+        let samples = |v: &Samples| match v {
+            Ok(v) => format!(
+                "[{}]",
+                v.iter()
+                    .map(|x| format!("{x:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(_) => "null".to_string(),
+        };
         let comma = if i + 1 < rows.len() { "," } else { "" };
         let _ = writeln!(
             json,
-            "    {{\"device\": \"{}\", \"figure\": \"{}\", \"unit\": \"{}\", \"value\": {}, \"linux\": {}, \"ratio\": {}, \"ceiling\": {}, \"host_ratio\": {}}}{comma}",
+            "    {{\"device\": \"{}\", \"figure\": \"{}\", \"unit\": \"{}\", \"value\": {}, \"linux\": {}, \"samples\": {}, \"linux_samples\": {}, \"advantage\": {}, \"ceiling\": {}, \"host_ratio\": {}}}{comma}",
             r.device,
             r.figure,
             r.unit,
-            num(value),
-            num(linux),
+            num(value.map(|s| s.median)),
+            num(linux.map(|s| s.median)),
+            samples(&r.value),
+            samples(&r.linux),
             num(ratio),
             num(ceiling),
             num(host_ratio)
@@ -686,8 +809,8 @@ mod tests {
                 device: "virtio-net".into(),
                 figure: "tx-64".into(),
                 unit: "frames/s",
-                value: Ok(100_000.0),
-                linux: Ok(50_000.0),
+                value: Ok(vec![90_000.0, 100_000.0, 120_000.0]),
+                linux: Ok(vec![50_000.0]),
                 ceiling: Some((1_000_000.0, "UDP sendto")),
                 note: "Rexo: the peer got 20000 of 20000".into(),
             },
@@ -695,8 +818,8 @@ mod tests {
                 device: "virtio-net".into(),
                 figure: "empty-poll".into(),
                 unit: "ns/poll",
-                value: Ok(85.0),
-                linux: Ok(170.0),
+                value: Ok(vec![85.0, 85.0]),
+                linux: Ok(vec![170.0, 160.0, 180.0]),
                 ceiling: None,
                 note: String::new(),
             },
@@ -710,24 +833,29 @@ mod tests {
                 note: String::new(),
             },
         ];
-        let (md, json) = report(&rows, &host);
+        let (md, json) = report(&rows, &host, 3);
+        assert!(md.contains("3 round(s)"), "{md}");
         assert!(
-            md.contains("| virtio-net | tx-64 | frames/s | 100000.0 | 50000.0 | 2.000x | 1000000.0 (UDP sendto) | 0.100x | Rexo: the peer got 20000 of 20000 |"),
+            md.contains("| virtio-net | tx-64 | frames/s | 100000 (90000..120000) | 50000 | 2.000x | 1000000.0 (UDP sendto) | 0.100x | Rexo: the peer got 20000 of 20000 |"),
             "{md}"
         );
+        // Lower is better for a poll's cost: the advantage is Linux / Rexo.
         assert!(
-            md.contains("| virtio-net | empty-poll | ns/poll | 85.0 | 170.0 | 0.500x |  |  |  |"),
+            md.contains(
+                "| virtio-net | empty-poll | ns/poll | 85.0 | 170 (160..180) | 2.000x |  |  |  |"
+            ),
             "{md}"
         );
         assert!(
             md.contains("| nvme | seqread | MiB/s | failed: no `devbench ... seqread` line | failed: fio ended with error 5 |  | 4000.0 (file read) |  |  |"),
             "{md}"
         );
-        assert!(json.contains("\"figure\": \"tx-64\", \"unit\": \"frames/s\", \"value\": 100000.000, \"linux\": 50000.000, \"ratio\": 2.000, \"ceiling\": 1000000.000, \"host_ratio\": 0.100}"), "{json}");
+        assert!(json.contains("\"figure\": \"tx-64\", \"unit\": \"frames/s\", \"value\": 100000.000, \"linux\": 50000.000, \"samples\": [90000.000, 100000.000, 120000.000], \"linux_samples\": [50000.000], \"advantage\": 2.000, \"ceiling\": 1000000.000, \"host_ratio\": 0.100}"), "{json}");
         assert!(
-            json.contains("\"value\": null, \"linux\": null, \"ratio\": null, \"ceiling\": 4000.000, \"host_ratio\": null}"),
+            json.contains("\"value\": null, \"linux\": null, \"samples\": null, \"linux_samples\": null, \"advantage\": null, \"ceiling\": 4000.000, \"host_ratio\": null}"),
             "{json}"
         );
+        assert!(json.starts_with("{\n  \"rounds\": 3,"), "{json}");
         assert!(json.contains("\"random_read_iops\": 400000.0}"), "{json}");
     }
 
@@ -813,6 +941,35 @@ mod tests {
         );
         let err = chosen(&["--quick".into()]).unwrap_err();
         assert!(err.contains("`--quick`") && err.contains("nvme"), "{err}");
+    }
+
+    #[test]
+    fn rounds_gather_samples_per_figure_and_keep_failures_in_the_note() {
+        let round = |rexo: Value, linux: Value| {
+            vec![Row::of_round(
+                "nvme",
+                "seqread",
+                "MiB/s",
+                (rexo, linux),
+                None,
+                String::new(),
+            )]
+        };
+        let mut rows = Vec::new();
+        absorb(&mut rows, round(Err("boot failed".into()), Ok(10.0)), 1);
+        absorb(&mut rows, round(Ok(30.0), Ok(20.0)), 2);
+        absorb(&mut rows, round(Ok(40.0), Err("fio failed".into())), 3);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].value, Ok(vec![30.0, 40.0]));
+        assert_eq!(rows[0].linux, Ok(vec![10.0, 20.0]));
+        assert_eq!(
+            rows[0].note,
+            "Rexo before round 2: boot failed; Linux round 3: fio failed"
+        );
+        let mut failed = Vec::new();
+        absorb(&mut failed, round(Err("a".into()), Err("b".into())), 1);
+        absorb(&mut failed, round(Err("c".into()), Err("d".into())), 2);
+        assert_eq!(failed[0].value, Err("c".into()));
     }
 
     #[test]

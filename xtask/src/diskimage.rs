@@ -23,7 +23,8 @@ pub enum Attach {
     /// from the page cache come before the guest's next look).
     Throttled(&'static str),
     /// `-drive file=IMG,if=ide,index=K,format=raw`: the PIIX IDE controller of `-machine
-    /// pc` (index 0 primary master, 1 primary slave, 2 secondary master, ...).
+    /// pc` (index 0 primary master, 1 primary slave, 2 secondary master, ...), throttled
+    /// as [`Attach::Throttled`] (so a core is seen sleeping until IRQ 14 wakes it).
     LegacyIde,
     /// As [`Attach::Device`], through QEMU's `blkdebug` layer, which fails the first
     /// write that reaches sector [`FAULTY_SECTOR`] with EIO (`werror=report`, so the
@@ -70,7 +71,9 @@ pub fn args(index: usize, attach: Attach, path: &Path) -> Result<Vec<String>> {
         ],
         Attach::LegacyIde => vec![
             "-drive".into(),
-            format!("file={file},if=ide,index={index},format=raw"),
+            format!(
+                "file={file},if=ide,index={index},format=raw,throttling.iops-total={THROTTLED_IOPS}"
+            ),
         ],
         Attach::Faulty(device) => {
             let rules = path.with_extension("blkdebug");
@@ -240,7 +243,7 @@ mod tests {
             args(0, Attach::LegacyIde, Path::new("/x.img"))
                 .unwrap()
                 .join(" "),
-            "-drive file=/x.img,if=ide,index=0,format=raw"
+            "-drive file=/x.img,if=ide,index=0,format=raw,throttling.iops-total=200"
         );
     }
 }

@@ -7,7 +7,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
-use rexo_devio::{Dma, Platform, PortWindow, barrier};
+use rexo_devio::{Dma, LineWake, Platform, PortWindow, barrier};
 
 use crate::command::{
     self, Command, Direction, LBA28_LIMIT, Protocol, STATUS_BSY, STATUS_DF, STATUS_DRQ, STATUS_ERR,
@@ -35,7 +35,7 @@ const REG_STATUS: u16 = 7;
 const REG_COMMAND: u16 = 7;
 /// Control block: alternate status (read, no side effect) / device control (write).
 const REG_CONTROL: u16 = 0;
-/// Device control: interrupts off (nIEN): this driver polls.
+/// Device control: interrupts off (nIEN): this driver polls until a wake is armed.
 const CONTROL_NIEN: u8 = 0x02;
 /// Device control: software reset of both drives on the channel.
 const CONTROL_SRST: u8 = 0x04;
@@ -121,16 +121,22 @@ pub struct Channel {
     busy: AtomicBool,
     /// The drive last selected (saves the selection delay when it does not change).
     selected: AtomicU8,
+    /// The channel's ISA IRQ (14 or 15) as a wake-up, or why there is none.
+    line: Result<LineWake, DeviceError>,
+    /// The drives' interrupts are on (nIEN clear): since a drive first armed a wake.
+    interrupts: AtomicBool,
     /// The clock.
     platform: &'static dyn Platform,
 }
 
 impl Channel {
-    /// Channel `number` on the given ports, interrupts and bus master off.
+    /// Channel `number` on the given ports with its interrupt line `line`, interrupts
+    /// and bus master off.
     pub fn new(
         number: u8,
         (command, control): (PortWindow, PortWindow),
         bus_master: Option<PortWindow>,
+        line: Result<LineWake, DeviceError>,
         platform: &'static dyn Platform,
     ) -> Self {
         control.write8(REG_CONTROL, CONTROL_NIEN);
@@ -141,6 +147,8 @@ impl Channel {
             bus_master,
             busy: AtomicBool::new(false),
             selected: AtomicU8::new(NOBODY),
+            line,
+            interrupts: AtomicBool::new(false),
             platform,
         };
         // Whatever the firmware left running stops; from here every command's end
@@ -174,13 +182,36 @@ impl Channel {
         self.busy.store(false, Ordering::Release);
     }
 
+    /// The device control value outside a reset: nIEN until a drive armed a wake.
+    fn control_value(&self) -> u8 {
+        if self.interrupts.load(Ordering::Relaxed) {
+            0
+        } else {
+            CONTROL_NIEN
+        }
+    }
+
+    /// Arms the channel's line to wake core `core` at the next interrupt of either
+    /// drive, turning the drives' interrupts on the first time. They stay on: the line
+    /// is edge-triggered (the drive raises INTRQ at a command's end, and reading the
+    /// status register, which every command's end does, lowers it), so the kernel masks
+    /// it after one interrupt until the next arming, and an interrupt nobody waits for
+    /// costs at most that one.
+    fn arm(&self, core: usize) -> Result<(), DeviceError> {
+        let line = self.line.as_ref().map_err(|error| *error)?;
+        if !self.interrupts.swap(true, Ordering::Relaxed) {
+            self.control.write8(REG_CONTROL, 0);
+        }
+        line.arm(core)
+    }
+
     /// Soft-resets both drives (SRST) and waits for the master to leave BSY.
     fn reset(&self) -> Result<(), DeviceError> {
         self.selected.store(NOBODY, Ordering::Relaxed);
         self.control
-            .write8(REG_CONTROL, CONTROL_SRST | CONTROL_NIEN);
+            .write8(REG_CONTROL, CONTROL_SRST | self.control_value());
         wait::pause(self.platform, RESET_HOLD_NS);
-        self.control.write8(REG_CONTROL, CONTROL_NIEN);
+        self.control.write8(REG_CONTROL, self.control_value());
         wait::pause(self.platform, RESET_SETTLE_NS);
         wait::until(
             self.platform,
@@ -653,9 +684,22 @@ impl Drop for IdeDisk {
 }
 
 impl BlockDevice for IdeDisk {
-    /// The PIIX's IDE function has neither MSI nor MSI-X: the drive is polled.
-    fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
-        Err(DeviceError::Unsupported("MSI or MSI-X"))
+    /// The PIIX's IDE function has neither MSI nor MSI-X: the channel's ISA IRQ (14 or
+    /// 15, edge-triggered, in compatibility mode) wakes the core. `None` arms nothing;
+    /// a completion after it wakes the core last armed once at most.
+    fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        if queue != 0 {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        match core {
+            Some(core) => self.channel.arm(core),
+            None => self
+                .channel
+                .line
+                .as_ref()
+                .map(|_| ())
+                .map_err(|error| *error),
+        }
     }
 
     /// Drains the drive: the command in flight finishes (or times out and resets the

@@ -57,7 +57,15 @@ pub fn probe(function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
                 continue;
             }
         };
-        let channel = Arc::new(ide::Channel::new(number, ports, bus_master, platform));
+        let line = function.legacy_ide_line(number);
+        match &line {
+            Ok(line) => log::info!(
+                "ata: channel {number}: completions can wake a core through IRQ {}",
+                line.irq()
+            ),
+            Err(error) => log::info!("ata: channel {number}: completions polled: {error}"),
+        }
+        let channel = Arc::new(ide::Channel::new(number, ports, bus_master, line, platform));
         for disk in ide::detect(&channel, platform) {
             found.push(Found::Block(Box::new(disk)));
         }

@@ -12,6 +12,8 @@ use crate::Platform;
 pub(crate) struct HostPlatform {
     /// DMA allocations not given back.
     live: Mutex<usize>,
+    /// The lines armed, as (IRQ, core).
+    armed: Mutex<alloc::vec::Vec<(u8, usize)>>,
 }
 
 impl HostPlatform {
@@ -24,12 +26,18 @@ impl HostPlatform {
     pub(crate) fn leaked() -> &'static Self {
         Box::leak(Box::new(Self {
             live: Mutex::new(0),
+            armed: Mutex::new(alloc::vec::Vec::new()),
         }))
     }
 
     /// DMA allocations not given back.
     pub(crate) fn live(&self) -> usize {
         *self.live.lock().unwrap()
+    }
+
+    /// The lines armed so far, as (IRQ, core).
+    pub(crate) fn armed(&self) -> alloc::vec::Vec<(u8, usize)> {
+        self.armed.lock().unwrap().clone()
     }
 }
 
@@ -57,5 +65,18 @@ unsafe impl Platform for HostPlatform {
     /// Core `core`'s local APIC is `core`, as the kernel names it in a message.
     fn wake_message(&self, core: usize) -> Option<(u64, u32)> {
         (core < Self::CORES).then_some((0xFEE0_0000 | (core as u64) << 12, Self::WAKE_VECTOR))
+    }
+    /// QEMU's MADT: IRQs 5, 9, 10 and 11 level-triggered, the others edge.
+    fn line_level(&self, irq: u8) -> Result<bool, &'static str> {
+        (irq < 16)
+            .then_some(matches!(irq, 5 | 9 | 10 | 11))
+            .ok_or("an IO-APIC serving the line")
+    }
+    fn wake_on_line(&self, irq: u8, core: usize) -> Result<(), &'static str> {
+        if core >= Self::CORES {
+            return Err("a route to that core");
+        }
+        self.armed.lock().unwrap().push((irq, core));
+        Ok(())
     }
 }

@@ -14,6 +14,8 @@
 //! - [`MsixTable`]: a device's MSI-X vectors, pointed at cores' wake vectors;
 //!   [`MsiVector`], the one MSI message of a device without MSI-X; [`Vectors`], either;
 //!   [`QueueWakes`], one-shot wake-ups of a device's queues through their entries.
+//! - [`LineWake`]: a legacy interrupt line (PCI INTx, an IDE channel's ISA IRQ) as the
+//!   wake-up of a device without MSI; [`LineWaiters`], the kernel's half of it.
 //!
 //! `unsafe` lives here rather than in the kernel so that the kernel proper stays small
 //! and drivers stay outside it (issue 4's budget); the crate depends on no kernel code.
@@ -25,6 +27,7 @@ pub mod config;
 pub mod dma;
 #[cfg(test)]
 mod host;
+pub mod line;
 pub mod mmio;
 pub mod msi;
 pub mod msix;
@@ -33,6 +36,7 @@ pub mod port;
 
 pub use config::PciBus;
 pub use dma::Dma;
+pub use line::{LineWaiters, LineWake};
 pub use mmio::Mmio;
 pub use msi::{MsiVector, Vectors};
 pub use msix::{MsixTable, QueueWakes};

@@ -7,7 +7,7 @@ use alloc::string::String;
 use rexo_api::{BlockDevice, DeviceError, KeyboardDevice, NetDevice};
 use rexo_pci::{Address, BarKind, BarSlot, Function};
 
-use crate::{Dma, Mmio, MsiVector, MsixTable, PortWindow, Vectors, config::PciBus};
+use crate::{Dma, LineWake, Mmio, MsiVector, MsixTable, PortWindow, Vectors, config::PciBus};
 
 /// The kernel's services to drivers.
 ///
@@ -31,6 +31,14 @@ pub unsafe trait Platform: Sync {
     /// from a halt: the kernel's wake vector on that core's local APIC; `None` when there
     /// is no such core or its APIC cannot be named in a message.
     fn wake_message(&self, core: usize) -> Option<(u64, u32)>;
+    /// Whether ISA IRQ `irq` is level-triggered at its IO-APIC (the MADT's interrupt
+    /// source overrides; else edge), or why it cannot wake a core (no ACPI tables, no
+    /// IO-APIC serving it).
+    fn line_level(&self, irq: u8) -> Result<bool, &'static str>;
+    /// Records core `core` as waiting on ISA IRQ `irq` and unmasks the line, routed to
+    /// the kernel's vector for it: its next interrupt masks it again and wakes every
+    /// core waiting on it ([`LineWaiters`](crate::LineWaiters)).
+    fn wake_on_line(&self, irq: u8, core: usize) -> Result<(), &'static str>;
 }
 
 /// [`Platform::wake_message`] for `core`, or the error both MSI and MSI-X give when
@@ -56,7 +64,8 @@ pub enum Found {
 
 /// The command register's bus-master bit: the device may start DMA.
 const COMMAND_BUS_MASTER: u32 = 1 << 2;
-/// The command register's interrupt-disable bit (legacy INTx off: drivers poll or use MSI-X or MSI).
+/// The command register's interrupt-disable bit (legacy INTx off: drivers poll or use
+/// MSI-X or MSI, or turn it back on through [`DeviceFunction::intx`]).
 const COMMAND_INTX_DISABLE: u32 = 1 << 10;
 
 /// One PCI function handed to its driver: its own configuration space, its BARs as
@@ -236,6 +245,28 @@ impl DeviceFunction {
         } else {
             Err(DeviceError::Unsupported("MSI or MSI-X"))
         }
+    }
+
+    /// The function's INTx line as a wake-up ([`LineWake`], level-triggered), with INTx
+    /// turned on (the driver keeps its device's interrupt causes masked until armed);
+    /// [`DeviceError::Unsupported`] without an interrupt pin, a line the firmware routed,
+    /// or a level-triggered route for it in the kernel, and INTx left off then.
+    pub fn intx(&self) -> Result<LineWake, DeviceError> {
+        let pins = self.config_read(0x3C)?;
+        let irq = crate::line::intx_irq((pins >> 8) as u8, pins as u8)?;
+        let wake = LineWake::new(irq, true, self.platform)?;
+        let command = self.config_read(0x04)?;
+        self.config_write(0x04, command & 0xFFFF & !COMMAND_INTX_DISABLE)?;
+        Ok(wake)
+    }
+
+    /// The ISA IRQ of IDE channel `channel` in compatibility mode (14 primary, 15
+    /// secondary: edge-triggered) as a wake-up; [`DeviceError::Unsupported`] as
+    /// [`legacy_ide_ports`](Self::legacy_ide_ports) says, or when the kernel cannot
+    /// route it edge-triggered.
+    pub fn legacy_ide_line(&self, channel: u8) -> Result<LineWake, DeviceError> {
+        self.legacy_ide_ports(channel)?;
+        LineWake::new(14 + channel, false, self.platform)
     }
 
     /// The ports of IDE channel `channel` (0 primary, 1 secondary) of a PCI IDE

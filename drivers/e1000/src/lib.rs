@@ -25,7 +25,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
-use rexo_devio::{DeviceFunction, Dma, Found, Mmio, MsixTable, barrier};
+use rexo_devio::{DeviceFunction, Dma, Found, LineWake, Mmio, MsixTable, barrier};
 use rexo_pci::Function;
 
 use regs::*;
@@ -73,14 +73,22 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     reset(&function, &regs, &model)?;
     power_up_phy(&function, &regs)?;
     let mac = mac_address(&function, &regs, &model)?;
-    // MSI-X (the 82574 has it, the 8254x not): every entry masked until a core asks to
-    // be woken by a queue.
-    let msix = if model.pcie {
-        function.msix().ok()
+    // MSI-X (the 82574 has it): every entry masked until a core asks to be woken by a
+    // queue. The 8254x has neither MSI-X nor MSI: its INTx line wakes the core.
+    let wakes = if model.pcie {
+        function.msix().map(Wakes::MsiX)
     } else {
-        None
+        function
+            .intx()
+            .map(|line| Wakes::Line { line, armed: false })
     };
-    let nic = E1000::start(&function, regs, model, mac, msix)?;
+    let nic = E1000::start(
+        &function,
+        regs,
+        model,
+        mac,
+        wakes.unwrap_or_else(Wakes::None),
+    )?;
     let m = mac;
     log::info!(
         "e1000: {} at {}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} queue pair(s) ({})",
@@ -93,10 +101,17 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         m[4],
         m[5],
         nic.queues.len(),
-        match (model.rx_format(), nic.msix.is_some()) {
-            (RxFormat::Extended, true) => "RSS over IP addresses and TCP ports, MSI-X wake-ups",
-            (RxFormat::Extended, false) => "RSS over IP addresses and TCP ports, no MSI-X",
-            (RxFormat::Legacy, _) => "no RSS, no MSI-X",
+        match (model.rx_format(), &nic.wakes) {
+            (RxFormat::Extended, Wakes::MsiX(_)) => {
+                alloc::string::String::from("RSS over IP addresses and TCP ports, MSI-X wake-ups")
+            }
+            (RxFormat::Extended, _) => {
+                alloc::string::String::from("RSS over IP addresses and TCP ports, no MSI-X")
+            }
+            (RxFormat::Legacy, Wakes::Line { line, .. }) => {
+                alloc::format!("no RSS, wake-ups through INTx on IRQ {}", line.irq())
+            }
+            (RxFormat::Legacy, _) => alloc::string::String::from("no RSS, no wake-ups"),
         }
     );
     Ok(vec![Found::Net(Box::new(nic))])
@@ -310,6 +325,22 @@ impl Queue {
     }
 }
 
+/// How receive queues wake a core.
+enum Wakes {
+    /// The 82574's MSI-X table: receive queue `q` signals through entry `q`.
+    MsiX(MsixTable),
+    /// The 8254x's INTx line (its one queue), `armed` from a wake's arming until a
+    /// receive finds frames (its cause masked again then, so the line falls).
+    Line {
+        /// The line.
+        line: LineWake,
+        /// Whether the receive cause is unmasked.
+        armed: bool,
+    },
+    /// Neither (why not).
+    None(DeviceError),
+}
+
 /// One started controller: its registers and its queue pairs.
 struct E1000 {
     /// BAR0.
@@ -320,8 +351,8 @@ struct E1000 {
     rx_format: RxFormat,
     /// The queue pairs (one on the 8254x, two on the 82574).
     queues: Vec<Queue>,
-    /// The MSI-X table (the 82574's); receive queue `q` signals through entry `q`.
-    msix: Option<MsixTable>,
+    /// How receive queues wake a core.
+    wakes: Wakes,
 }
 
 impl E1000 {
@@ -332,7 +363,7 @@ impl E1000 {
         regs: Mmio,
         model: Model,
         mac: [u8; 6],
-        msix: Option<MsixTable>,
+        wakes: Wakes,
     ) -> Result<Self, DeviceError> {
         let queues = (0..model.queues())
             .map(|index| Queue::new(function, index))
@@ -342,9 +373,9 @@ impl E1000 {
             mac,
             rx_format: model.rx_format(),
             queues,
-            msix,
+            wakes,
         };
-        if nic.msix.is_some() {
+        if matches!(nic.wakes, Wakes::MsiX(_)) {
             // Receive queue q's cause goes to MSI-X entry q and clears itself when the
             // message is sent; the causes stay masked (IMS) until a core asks.
             let ivar =
@@ -483,6 +514,16 @@ impl NetDevice for E1000 {
             barrier();
             regs.write32(RDT + queue.registers, tail as u32);
         }
+        if let Wakes::Line {
+            armed: armed @ true,
+            ..
+        } = &mut self.wakes
+            && delivered > 0
+        {
+            // The wake is spent: the cause masked, so the shared line falls.
+            regs.write32(IMC, ICR_RXT0);
+            *armed = false;
+        }
         Ok(delivered)
     }
 
@@ -589,29 +630,38 @@ impl NetDevice for E1000 {
     }
 
     /// The 82574's receive queue `queue` raises its cause (IMS) through MSI-X entry
-    /// `queue` pointed at `core`; the 8254x has no MSI-X.
+    /// `queue` pointed at `core`; the 8254x's receive cause raises its INTx line.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         if queue >= self.queues.len() {
             return Err(DeviceError::NoSuchQueue(queue));
         }
-        let msix = self
-            .msix
-            .as_ref()
-            .ok_or(DeviceError::Unsupported("MSI-X (the 8254x has none)"))?;
-        let cause = ICR_RXQ0 << queue;
-        match core {
-            Some(core) => {
+        let regs = &self.regs;
+        match (&mut self.wakes, core) {
+            (Wakes::MsiX(msix), Some(core)) => {
                 msix.wake(queue as u16, core)?;
                 // Reading ICR clears the causes already signalled, so that the next frame
                 // raises its cause afresh (QEMU's model sends nothing for a cause it
                 // signalled and nobody cleared, even with EIAC).
-                self.regs.read32(ICR);
-                self.regs.write32(IMS, cause);
+                regs.read32(ICR);
+                regs.write32(IMS, ICR_RXQ0 << queue);
             }
-            None => {
-                self.regs.write32(IMC, cause);
+            (Wakes::MsiX(msix), None) => {
+                regs.write32(IMC, ICR_RXQ0 << queue);
                 msix.mask(queue as u16)?;
             }
+            (Wakes::Line { line, armed }, Some(core)) => {
+                // Acknowledged (ICR read clears it), unmasked, then the line armed: only
+                // frames from now on raise it.
+                regs.read32(ICR);
+                regs.write32(IMS, ICR_RXT0);
+                *armed = true;
+                line.arm(core)?;
+            }
+            (Wakes::Line { armed, .. }, None) => {
+                regs.write32(IMC, ICR_RXT0);
+                *armed = false;
+            }
+            (Wakes::None(why), _) => return Err(*why),
         }
         Ok(())
     }

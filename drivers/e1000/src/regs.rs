@@ -29,6 +29,9 @@ pub const EIAC: usize = 0x00DC;
 pub const IVAR: usize = 0x00E4;
 /// The valid bit of an IVAR field.
 pub const IVAR_VALID: u32 = 1 << 3;
+/// Interrupt cause: receiver timer interrupt, a frame received (8254x; with RDTR 0 at
+/// once).
+pub const ICR_RXT0: u32 = 1 << 7;
 /// Interrupt cause: receive queue 0 (82574; queue 1 is the next bit).
 pub const ICR_RXQ0: u32 = 1 << 20;
 /// Receive Control.

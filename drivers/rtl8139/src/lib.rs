@@ -26,7 +26,7 @@ use alloc::vec::Vec;
 
 use rexo_api::device::ETHERNET_HEADER;
 use rexo_api::{DeviceError, NetDevice, NetInfo};
-use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform, barrier};
+use rexo_devio::{DeviceFunction, Dma, Found, LineWake, Mmio, Platform, barrier};
 use rexo_pci::Function;
 
 /// Realtek's PCI vendor ID.
@@ -58,6 +58,9 @@ const CBR: usize = 0x3A;
 const IMR: usize = 0x3C;
 /// Interrupt status register (ISR), write one to clear.
 const ISR: usize = 0x3E;
+/// ISR/IMR: receive OK, receive buffer overflow, receive FIFO overflow: the causes that
+/// raise the INTx line while a wake is armed.
+const RX_CAUSES: u16 = (1 << 0) | (1 << 4) | (1 << 6);
 /// Transmit configuration register (TCR).
 const TCR: usize = 0x40;
 /// Receive configuration register (RCR).
@@ -187,6 +190,12 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
             why: "smaller than the 256-byte register window",
         });
     }
+    // No MSI or MSI-X on the chip: its INTx line wakes the core.
+    let line = function.intx();
+    match &line {
+        Ok(line) => log::info!("rtl8139: wake-ups through INTx on IRQ {}", line.irq()),
+        Err(error) => log::info!("rtl8139: no wake-ups: {error}"),
+    }
     let rx = function.dma(RX_BUFFER_BYTES)?;
     let tx = function.dma(TX_SLOTS * TX_BUFFER)?;
     let mut nic = Rtl8139 {
@@ -203,6 +212,8 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         tx_next: 0,
         tx_in_flight: 0,
         tx_full_since: None,
+        line,
+        armed: false,
     };
     nic.start()?;
     nic.mac = mac_from(nic.regs.read32(IDR0), nic.regs.read16(IDR4));
@@ -245,13 +256,18 @@ pub struct Rtl8139 {
     tx_in_flight: usize,
     /// Since when every descriptor has been in flight, if they are.
     tx_full_since: Option<u64>,
+    /// The INTx line that wakes a core, or why there is none.
+    line: Result<LineWake, DeviceError>,
+    /// Whether the receive causes are unmasked (from a wake's arming until a receive
+    /// finds frames).
+    armed: bool,
 }
 
 impl Rtl8139 {
     /// Powers the chip on, resets it and brings up receive and transmit (the datasheet's
     /// initialisation order: the ring and descriptors addressed, then RE/TE, then
-    /// RCR/TCR, whose thresholds the chip takes only while RE/TE are set). Interrupts stay masked: the
-    /// driver polls.
+    /// RCR/TCR, whose thresholds the chip takes only while RE/TE are set). Interrupts stay masked
+    /// (the driver polls) until a wake is armed.
     fn start(&mut self) -> Result<(), DeviceError> {
         let regs = &self.regs;
         regs.write8(CR9346, CR9346_CONFIG_WRITE);
@@ -262,6 +278,7 @@ impl Rtl8139 {
         self.wait_until("the software reset", |regs| regs.read8(CR) & CR_RST == 0)?;
         let regs = &self.regs;
         regs.write16(IMR, 0);
+        self.armed = false;
         regs.write32(RBSTART, self.rx_start);
         for slot in 0..TX_SLOTS {
             regs.write32(
@@ -431,6 +448,11 @@ impl NetDevice for Rtl8139 {
                 self.release();
             }
         }
+        if self.armed && delivered > 0 {
+            // The wake is spent: the causes masked, so the shared line falls.
+            self.regs.write16(IMR, 0);
+            self.armed = false;
+        }
         Ok(delivered)
     }
 
@@ -480,13 +502,25 @@ impl NetDevice for Rtl8139 {
         Ok(self.tx_in_flight)
     }
 
-    /// The RTL8139 has no MSI or MSI-X capability (only the legacy INTx line, which
-    /// Rexo keeps off), so it cannot wake a chosen core.
-    fn wake_on_receive(&mut self, queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
+    /// The RTL8139 has no MSI or MSI-X capability: its receive causes raise its INTx
+    /// line, acknowledged and unmasked here, masked again by the receive that finds
+    /// frames.
+    fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         check_queue(queue)?;
-        Err(DeviceError::Unsupported(
-            "MSI-X (the RTL8139 has only INTx)",
-        ))
+        let line = self.line.as_ref().map_err(|error| *error)?;
+        match core {
+            Some(core) => {
+                self.regs.write16(ISR, RX_CAUSES);
+                self.regs.write16(IMR, RX_CAUSES);
+                self.armed = true;
+                line.arm(core)
+            }
+            None => {
+                self.regs.write16(IMR, 0);
+                self.armed = false;
+                Ok(())
+            }
+        }
     }
 }
 

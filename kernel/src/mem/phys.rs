@@ -191,4 +191,12 @@ unsafe impl rexo_devio::Platform for DriverPlatform {
         let apic = core.apic_id.load(Ordering::Relaxed);
         (apic < 256).then(|| (0xFEE0_0000 | u64::from(apic) << 12, u32::from(VECTOR_WAKE)))
     }
+
+    fn line_level(&self, irq: u8) -> Result<bool, &'static str> {
+        crate::platform::isa_route(irq).map(|(route, _)| route.level)
+    }
+
+    fn wake_on_line(&self, irq: u8, core: usize) -> Result<(), &'static str> {
+        crate::platform::arm_line(irq, core)
+    }
 }

@@ -138,6 +138,17 @@ pub struct InterruptOverride {
     pub trigger: TriggerMode,
 }
 
+/// Where an ISA IRQ arrives at the IO-APICs and how it signals ([`AcpiInfo::isa_route`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IsaRoute {
+    /// The global system interrupt.
+    pub gsi: u32,
+    /// Active low (else active high, the ISA default).
+    pub active_low: bool,
+    /// Level-triggered (else edge, the ISA default).
+    pub level: bool,
+}
+
 /// Which local APIC LINT pin is wired to NMI (MADT entry type 4, or 0xA for x2APIC).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LocalApicNmi {
@@ -433,10 +444,25 @@ impl AcpiInfo {
 
     /// The global system interrupt ISA IRQ `irq` arrives at, after overrides.
     pub fn isa_irq_to_gsi(&self, irq: u8) -> u32 {
-        self.interrupt_overrides()
+        self.isa_route(irq).gsi
+    }
+
+    /// ISA IRQ `irq`'s GSI, polarity and trigger mode: its interrupt source override,
+    /// else the ISA defaults (GSI = IRQ, edge, active high). PC chipsets wire the PIT
+    /// (IRQ 0) to IO-APIC pin 2; a MADT without the IRQ 0 override (QEMU's `microvm`
+    /// has none) still has that wiring, so IRQ 0 maps to GSI 2 then too, as other
+    /// kernels do.
+    pub fn isa_route(&self, irq: u8) -> IsaRoute {
+        let found = self
+            .interrupt_overrides()
             .iter()
-            .find(|o| o.bus == 0 && o.irq == irq)
-            .map_or(u32::from(irq), |o| o.gsi)
+            .find(|o| o.bus == 0 && o.irq == irq);
+        let default_gsi = if irq == 0 { 2 } else { u32::from(irq) };
+        IsaRoute {
+            gsi: found.map_or(default_gsi, |o| o.gsi),
+            active_low: found.is_some_and(|o| o.polarity == Polarity::ActiveLow),
+            level: found.is_some_and(|o| o.trigger == TriggerMode::Level),
+        }
     }
 
     /// Records a warning unless an identical one is already recorded.

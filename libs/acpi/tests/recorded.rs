@@ -4,8 +4,9 @@ mod common;
 
 use common::recorded;
 use rexo_acpi::{
-    AddressSpace, BootArch, GenericAddress, InterruptOverride, IoApic, LocalApic, LocalApicNmi,
-    McfgSegment, PmTimer, Polarity, ResetRegister, TriggerMode, find_rsdp_bios, parse,
+    AddressSpace, BootArch, GenericAddress, InterruptOverride, IoApic, IsaRoute, LocalApic,
+    LocalApicNmi, McfgSegment, PmTimer, Polarity, ResetRegister, TriggerMode, find_rsdp_bios,
+    parse,
 };
 
 /// Checks everything QEMU's SeaBIOS tables have in common across machine types.
@@ -70,6 +71,23 @@ fn check_common(machine: &str, rsdp: u64, cpus: u32) -> rexo_acpi::AcpiInfo {
     );
     assert_eq!(info.isa_irq_to_gsi(0), 2);
     assert_eq!(info.isa_irq_to_gsi(1), 1);
+    // PCI INTx lines (5, 9, 10, 11) are level-triggered, active high; the IDE
+    // channels' IRQs 14 and 15 keep the ISA defaults (edge, active high).
+    let route = |gsi, level| IsaRoute {
+        gsi,
+        active_low: false,
+        level,
+    };
+    for irq in [5, 9, 10, 11] {
+        assert_eq!(
+            info.isa_route(irq),
+            route(u32::from(irq), true),
+            "IRQ {irq}"
+        );
+    }
+    assert_eq!(info.isa_route(14), route(14, false));
+    assert_eq!(info.isa_route(15), route(15, false));
+    assert_eq!(info.isa_route(0), route(2, false));
     assert_eq!(
         info.local_apic_nmis(),
         &[LocalApicNmi {

@@ -10,6 +10,9 @@ use super::idt::{VECTOR_SPURIOUS, VECTOR_TIMER};
 
 static X2APIC: AtomicBool = AtomicBool::new(false);
 static XAPIC_BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
+/// Serialises IO-APIC register pairs (select, then window) across cores; taken with
+/// interrupts off, since a line's handler (`platform::on_line_interrupt`) takes it.
+static IOAPIC_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 /// Serialises the two-register ICR writes of xAPIC mode.
 static ICR_LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
@@ -126,12 +129,15 @@ pub fn send_ipi(apic_id: u32, ipi: Ipi) {
         wrmsr(0x830, u64::from(apic_id) << 32 | u64::from(low));
         return;
     }
-    let _guard = ICR_LOCK.lock();
-    write(REG_ICR_HIGH, apic_id << 24);
-    write(REG_ICR_LOW, low);
-    while read(REG_ICR_LOW) & ICR_DELIVERY_PENDING != 0 {
-        cpu::pause();
-    }
+    // Interrupts off while the lock is held: handlers send IPIs too.
+    cpu::without_interrupts(|| {
+        let _guard = ICR_LOCK.lock();
+        write(REG_ICR_HIGH, apic_id << 24);
+        write(REG_ICR_LOW, low);
+        while read(REG_ICR_LOW) & ICR_DELIVERY_PENDING != 0 {
+            cpu::pause();
+        }
+    });
 }
 
 /// Sends an NMI to every other core (used by the crash path; takes no lock, since the
@@ -194,20 +200,26 @@ pub struct IoApic {
 
 impl IoApic {
     fn read(&self, reg: u32) -> u32 {
-        // SAFETY: the IO-APIC window (from the MADT) is identity-mapped uncached below
-        // 4 GiB; IOREGSEL at +0 selects, IOWIN at +0x10 transfers.
-        unsafe {
-            core::ptr::write_volatile(self.base as *mut u32, reg);
-            core::ptr::read_volatile((self.base + 0x10) as *const u32)
-        }
+        cpu::without_interrupts(|| {
+            let _pair = IOAPIC_LOCK.lock();
+            // SAFETY: the IO-APIC window (from the MADT) is identity-mapped uncached below
+            // 4 GiB; IOREGSEL at +0 selects, IOWIN at +0x10 transfers.
+            unsafe {
+                core::ptr::write_volatile(self.base as *mut u32, reg);
+                core::ptr::read_volatile((self.base + 0x10) as *const u32)
+            }
+        })
     }
 
     fn write(&self, reg: u32, value: u32) {
-        // SAFETY: as in `read`.
-        unsafe {
-            core::ptr::write_volatile(self.base as *mut u32, reg);
-            core::ptr::write_volatile((self.base + 0x10) as *mut u32, value);
-        }
+        cpu::without_interrupts(|| {
+            let _pair = IOAPIC_LOCK.lock();
+            // SAFETY: as in `read`.
+            unsafe {
+                core::ptr::write_volatile(self.base as *mut u32, reg);
+                core::ptr::write_volatile((self.base + 0x10) as *mut u32, value);
+            }
+        })
     }
 
     /// How many redirection entries (GSIs) it has.
@@ -222,13 +234,13 @@ impl IoApic {
         }
     }
 
-    /// Routes GSI `gsi` (which this IO-APIC must serve) to `vector` on the core with APIC
-    /// id `apic_id`, with the given polarity and trigger mode.
-    pub fn route(&self, gsi: u32, vector: u8, apic_id: u32, active_low: bool, level: bool) {
-        let index = gsi - self.gsi_base;
-        let low = u32::from(vector) | u32::from(active_low) << 13 | u32::from(level) << 15;
-        self.write(0x10 + 2 * index + 1, apic_id << 24);
-        self.write(0x10 + 2 * index, low);
+    /// Routes the GSI of `route` (which this IO-APIC must serve) to `vector` on the core
+    /// with APIC id `apic_id`, unmasked, with its polarity and trigger mode.
+    pub fn route(&self, route: rexo_acpi::IsaRoute, vector: u8, apic_id: u32) {
+        let entry = 0x10 + 2 * (route.gsi - self.gsi_base);
+        let flags = u32::from(route.active_low) << 13 | u32::from(route.level) << 15;
+        self.write(entry + 1, apic_id << 24);
+        self.write(entry, u32::from(vector) | flags);
     }
 
     /// Masks one GSI.

@@ -126,6 +126,16 @@ pub fn disable_interrupts() {
     unsafe { asm!("cli", options(nomem, nostack)) };
 }
 
+/// Runs `f` with interrupts off, then turns them back on if they were on.
+pub fn without_interrupts<T>(f: impl FnOnce() -> T) -> T {
+    let flags: u64;
+    // SAFETY: reading RFLAGS through the stack, then masking interrupts (always allowed).
+    unsafe { asm!("pushfq", "pop {}", "cli", out(reg) flags, options(nomem)) };
+    let result = f();
+    let _ = (flags & 1 << 9 != 0).then(enable_interrupts);
+    result
+}
+
 /// Enables interrupts and halts until one arrives, atomically (no wake-up is lost
 /// between the two instructions: `sti` takes effect after `hlt` begins).
 pub fn enable_interrupts_and_halt() {

@@ -7,7 +7,6 @@
 
 use core::arch::global_asm;
 use core::mem::size_of;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 
@@ -17,10 +16,10 @@ pub const VECTOR_TIMER: u8 = 0x20;
 pub const VECTOR_WAKE: u8 = 0x21;
 /// Vector of the TLB shootdown IPI (pages unmapped on another core).
 pub const VECTOR_SHOOTDOWN: u8 = 0x22;
-/// First vector for device interrupts (IO-APIC, MSI).
-pub const FIRST_DEVICE_VECTOR: u8 = 0x30;
-/// Last vector for device interrupts (0xE0-0xEF belong to the masked legacy PICs).
-pub const LAST_DEVICE_VECTOR: u8 = 0xDF;
+/// ISA IRQ `n`'s wake vector (an IO-APIC line a driver armed: `platform::arm_line`) is
+/// this plus `n`, up to 0xDF (0xE0-0xEF belong to the masked legacy PICs). Devices'
+/// MSI and MSI-X messages use the wake vector.
+pub const FIRST_LINE_VECTOR: u8 = 0xD0;
 /// Vector of the local APIC spurious interrupt.
 pub const VECTOR_SPURIOUS: u8 = 0xFF;
 
@@ -191,45 +190,14 @@ extern "C" fn dispatch(frame: &mut InterruptFrame) {
             super::paging::on_shootdown();
         }
         VECTOR_SPURIOUS => {}
+        vector @ FIRST_LINE_VECTOR..0xE0 => {
+            crate::platform::on_line_interrupt(vector - FIRST_LINE_VECTOR);
+            super::apic::end_of_interrupt(); // after the mask: a level line would fire again
+        }
         vector if vector < 32 => crate::crash::exception(frame),
         vector => {
             super::apic::end_of_interrupt();
-            match HANDLERS[usize::from(vector)].load(Ordering::Acquire) {
-                0 => log::warn!("interrupt on vector {vector:#x}, which has no handler"),
-                handler => {
-                    // SAFETY: only `set_handler` stores non-zero values, and it stores `fn()` pointers.
-                    let handler = unsafe { core::mem::transmute::<usize, fn()>(handler) };
-                    handler();
-                }
-            }
+            log::warn!("interrupt on vector {vector:#x}, which has no handler");
         }
     }
-}
-
-/// The handler of each device vector (0: none), as `fn()` pointers.
-static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
-
-/// Why a vector cannot take a handler.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VectorError {
-    /// Outside the device range.
-    NotADeviceVector(u8),
-    /// Another handler has it.
-    InUse(u8),
-}
-
-/// Installs `handler` for device vector `vector` (run with interrupts off, after EOI).
-pub fn set_handler(vector: u8, handler: fn()) -> Result<(), VectorError> {
-    if !(FIRST_DEVICE_VECTOR..=LAST_DEVICE_VECTOR).contains(&vector) {
-        return Err(VectorError::NotADeviceVector(vector));
-    }
-    HANDLERS[usize::from(vector)]
-        .compare_exchange(0, handler as usize, Ordering::AcqRel, Ordering::Acquire)
-        .map(|_| ())
-        .map_err(|_| VectorError::InUse(vector))
-}
-
-/// Removes the handler of `vector`.
-pub fn clear_handler(vector: u8) {
-    HANDLERS[usize::from(vector)].store(0, Ordering::Release);
 }
