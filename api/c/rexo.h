@@ -1,6 +1,6 @@
 /* rexo.h: the Rexo kernel API as a C ABI.
  *
- * The same calls as the Rust crate `rexo-api` (trait `Kernel`), for apps written in C
+ * The same calls as the Rust crate `rexo-api` (`Kernel`), for apps written in C
  * and compiled with `gcc -ffreestanding` into the kernel image (see docs/api.md, "The C
  * ABI"). A C app is one function, `int NAME_main(void)`, listed in the kernel's app
  * table; it returns 0 on success, or one of the negative REXO_E* codes below to end

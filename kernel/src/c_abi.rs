@@ -21,8 +21,9 @@ pub fn register() {
     rexo_capi::register(rexo_capi::Host {
         acting_for: |f| {
             let app = crate::apps::current();
-            let api = app.unwrap_or_else(|| crate::apps::api_as(rexo_captable::OwnerId(0)));
-            f(&api, app.map(|api| api.owner));
+            let own = || crate::apps::api_as(rexo_captable::OwnerId(0));
+            let kernel = app.map_or_else(own, crate::apps::token);
+            f(&kernel, app.map(|run| run.owner));
         },
         usable_ram: |start, end| {
             crate::mem::memory_map().is_some_and(|map| {
@@ -37,7 +38,7 @@ pub fn register() {
 }
 
 /// The `c-hello` app: the C hello world (api/c/examples/c-hello.c).
-pub fn c_hello(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn c_hello(kernel: &Kernel) -> Result<(), ApiError> {
     // SAFETY: build.rs compiles c-hello.c, which defines `int c_hello_main(void)`, into
     // the image; it reaches the kernel only through the checked `rexo_*` functions.
     rexo_capi::run_app(kernel, "c-hello", || unsafe { c_hello_main() })
@@ -45,13 +46,13 @@ pub fn c_hello(kernel: &dyn Kernel) -> Result<(), ApiError> {
 
 /// The `c-cores` app: every core, a memory capability and bad arguments, from C
 /// (api/c/examples/c-cores.c).
-pub fn c_cores(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn c_cores(kernel: &Kernel) -> Result<(), ApiError> {
     // SAFETY: as for `c_hello`, for c-cores.c and `int c_cores_main(void)`.
     rexo_capi::run_app(kernel, "c-cores", || unsafe { c_cores_main() })
 }
 
 /// The `c-devices` app: devices and memory views from C (api/c/examples/c-devices.c).
-pub fn c_devices(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn c_devices(kernel: &Kernel) -> Result<(), ApiError> {
     // SAFETY: as for `c_hello`, for c-devices.c and `int c_devices_main(void)`.
     rexo_capi::run_app(kernel, "c-devices", || unsafe { c_devices_main() })
 }

@@ -89,7 +89,7 @@ pub fn decode_filter(bytes: &[u8]) -> Result<Filter, c_int> {
 }
 
 /// A handle for what `open` gave, or the error's code.
-fn open_handle(open: impl FnOnce(&dyn Kernel) -> Result<Object, rexo_api::ApiError>) -> i64 {
+fn open_handle(open: impl FnOnce(&Kernel) -> Result<Object, rexo_api::ApiError>) -> i64 {
     with_app(|kernel, owner| match open(kernel) {
         Ok(object) => insert(owner, object),
         Err(error) => error_code(error).into(),

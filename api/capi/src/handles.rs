@@ -97,7 +97,7 @@ pub(crate) fn take(
 
 /// Runs `f` on handle `id` of the C app running on this core (the table is not locked
 /// meanwhile, only the handle).
-pub(crate) fn with_object(id: i64, f: impl FnOnce(&dyn Kernel, &mut Object) -> Outcome) -> c_int {
+pub(crate) fn with_object(id: i64, f: impl FnOnce(&Kernel, &mut Object) -> Outcome) -> c_int {
     with_app(|kernel, owner| {
         let object = HANDLES
             .lock()
@@ -116,7 +116,7 @@ pub(crate) fn with_object(id: i64, f: impl FnOnce(&dyn Kernel, &mut Object) -> O
 }
 
 /// Runs `f` on the memory capability `id` of the app running on this core.
-pub(crate) fn with_memory(id: i64, f: impl FnOnce(&dyn Kernel, &mut Memory) -> Outcome) -> c_int {
+pub(crate) fn with_memory(id: i64, f: impl FnOnce(&Kernel, &mut Memory) -> Outcome) -> c_int {
     with_object(id, |kernel, object| match object {
         Object::Memory(memory) => f(kernel, memory),
         _ => Err(REXO_EBADF),

@@ -1,8 +1,8 @@
 //! The kernel API as a C ABI (`api/c/rexo.h`): the `rexo_*` functions that C apps linked
-//! into the image call, over the same [`Kernel`] trait as the Rust API.
+//! into the image call, over the same [`Kernel`] calls as the Rust API.
 //!
 //! The kernel registers a [`Host`] once at boot: the kernel API of the app run each core
-//! acts for (a C call carries no `&dyn Kernel`), and the check that a pointer range lies
+//! acts for (a C call carries no `&Kernel`), and the check that a pointer range lies
 //! in usable RAM. A C app is a capability owner like a Rust app; its capabilities stay
 //! here, in a handle table: C sees positive handle numbers, never reused, private to the
 //! app; whatever the app still holds when it returns goes back to the kernel (which
@@ -56,7 +56,7 @@ pub const REXO_EMSGSIZE: c_int = -11;
 const NO_BYTE: c_int = -1;
 
 /// What [`Host::acting_for`] calls: the kernel API and the owner a core acts for.
-pub type ActingFn<'a> = &'a mut dyn FnMut(&dyn Kernel, Option<OwnerId>);
+pub type ActingFn<'a> = &'a mut dyn FnMut(&Kernel, Option<OwnerId>);
 
 /// What the kernel lends the C ABI ([`register`]).
 pub struct Host {
@@ -84,7 +84,7 @@ fn host() -> &'static Host {
 }
 
 /// Runs `f` with the kernel API and owner this core acts for ([`Host::acting_for`]).
-fn with_kernel<R>(f: impl FnOnce(&dyn Kernel, Option<OwnerId>) -> R) -> R {
+fn with_kernel<R>(f: impl FnOnce(&Kernel, Option<OwnerId>) -> R) -> R {
     let (mut f, mut result) = (Some(f), None);
     (host().acting_for)(&mut |kernel, owner| {
         if let Some(f) = f.take() {
@@ -96,7 +96,7 @@ fn with_kernel<R>(f: impl FnOnce(&dyn Kernel, Option<OwnerId>) -> R) -> R {
 
 /// Runs `f` with the kernel API of the C app running on this core, for calls that act
 /// on its behalf; `REXO_ENOAPP` outside one.
-fn with_app<R: From<c_int>>(f: impl FnOnce(&dyn Kernel, OwnerId) -> R) -> R {
+fn with_app<R: From<c_int>>(f: impl FnOnce(&Kernel, OwnerId) -> R) -> R {
     with_kernel(|kernel, owner| match owner {
         Some(owner) => f(kernel, owner),
         None => REXO_ENOAPP.into(),
@@ -115,11 +115,7 @@ pub use views::*;
 /// return is the app's failure code ([`ApiError::AppFailed`]). Handles the owner kept
 /// from a run that was ended go first; the capabilities themselves go back when the
 /// kernel releases the owner.
-pub fn run_app(
-    kernel: &dyn Kernel,
-    name: &str,
-    main: impl FnOnce() -> c_int,
-) -> Result<(), ApiError> {
+pub fn run_app(kernel: &Kernel, name: &str, main: impl FnOnce() -> c_int) -> Result<(), ApiError> {
     let owner = with_kernel(|_, owner| owner);
     let forget = || {
         if let Some(owner) = owner {
@@ -289,7 +285,7 @@ pub extern "C" fn rexo_run_on_every_core(function: Option<CoreFn>, arg: *mut c_v
         return REXO_EINVAL;
     };
     let arg = SharedArg(arg);
-    let task = Arc::new(move |_: &dyn Kernel, core: usize| {
+    let task = Arc::new(move |_: &Kernel, core: usize| {
         let core = c_uint::try_from(core).unwrap_or(c_uint::MAX);
         // SAFETY: `function` is the non-NULL function pointer the C app passed, with the
         // signature rexo.h gives; `run_on_every_core` runs it acting for the same app.

@@ -151,7 +151,7 @@ fn quantum(mut x: u64) -> u64 {
 }
 
 /// `noise`'s entry point.
-pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     let memory = kernel.memory();
     kernel.log(format_args!(
         "noise memory usable={} free={}",
@@ -166,7 +166,7 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
             .collect(),
     );
     let shared = Arc::clone(&results);
-    kernel.run_on_every_core(Arc::new(move |kernel: &dyn Kernel, index: usize| {
+    kernel.run_on_every_core(Arc::new(move |kernel: &Kernel, index: usize| {
         let mut durations = vec![0u32; QUANTA];
         let mut x = index as u64 + 1;
         let mut previous = kernel.now_ns();
