@@ -24,7 +24,6 @@ use rexo_captable::OwnerId;
 /// An app: its name, a one-line description and its entry point.
 pub use rexo_api::AppEntry as App;
 
-/// Every app linked into the image.
 /// The kernel's own apps (the image's are in `rexo-image`).
 const KERNEL_APPS: &[App] = &[
     App {
@@ -37,26 +36,13 @@ const KERNEL_APPS: &[App] = &[
         about: "runs the BareMetal binary given as the first boot module (-initrd FILE)",
         main: crate::baremetal::app,
     },
-    App {
-        name: "c-hello",
-        about: "the C hello world on rexo.h (api/c/examples/c-hello.c)",
-        main: crate::c_abi::c_hello,
-    },
-    App {
-        name: "c-cores",
-        about: "a C app on every core, with a memory capability (api/c/examples/c-cores.c)",
-        main: crate::c_abi::c_cores,
-    },
-    App {
-        name: "c-devices",
-        about: "devices and memory views from C (api/c/examples/c-devices.c)",
-        main: crate::c_abi::c_devices,
-    },
 ];
 
-/// Every app linked into the image: the image's (`rexo-image`), then the kernel's own.
+/// Every app linked into the image: the image's (`rexo-image`), then the kernel's own,
+/// then the C apps (`c_abi::APPS`).
 pub fn all() -> impl Iterator<Item = &'static App> {
-    rexo_image::APPS.iter().chain(KERNEL_APPS)
+    let kernel_apps = KERNEL_APPS.iter().chain(crate::c_abi::APPS);
+    rexo_image::APPS.iter().chain(kernel_apps)
 }
 
 /// The app called `name`.

@@ -344,7 +344,7 @@ pub extern "C" fn rexo_net_send(nic: i64, frame: *const c_void, len: usize) -> c
 pub extern "C" fn rexo_dev_close(handle: i64) -> c_int {
     with_app(|_, owner| {
         let taken = take(handle, owner, |object| match object {
-            Object::Memory(_) => Err(REXO_EBADF),
+            Object::Memory(_) | Object::Core(_) | Object::Timer(_) => Err(REXO_EBADF),
             Object::Block(_) | Object::Net { .. } => Ok(()),
         });
         taken.map_or_else(|code| code, |_| REXO_OK)

@@ -11,7 +11,8 @@
 //! Every function checks its arguments before anything else and answers bad ones with a
 //! negative code of `rexo.h`, never a crash: a NULL pointer with a non-zero length, a
 //! buffer that is not inside one region of usable RAM (page 0, past the end of RAM,
-//! wrapping), an unknown handle, a range past the end of the memory.
+//! wrapping), an unknown handle or one of another kind, a range past the end of the memory,
+//! a timer deadline that is not in the future.
 #![cfg_attr(target_os = "none", no_std)]
 #![allow(unsafe_code)] // exporting the `rexo_*` symbols, C's pointers as slices
 
@@ -51,6 +52,8 @@ pub const REXO_EIO: c_int = -10;
 /// `REXO_EMSGSIZE`: a frame longer than the interface carries, or shorter than an
 /// Ethernet header.
 pub const REXO_EMSGSIZE: c_int = -11;
+/// `REXO_ETIME`: a deadline that is not in the future.
+pub const REXO_ETIME: c_int = -12;
 
 /// `rexo_read_byte`'s answer when no input is waiting.
 const NO_BYTE: c_int = -1;
@@ -103,10 +106,12 @@ fn with_app<R: From<c_int>>(f: impl FnOnce(&Kernel, OwnerId) -> R) -> R {
     })
 }
 
+mod cores;
 mod devices;
 mod handles;
 mod views;
 
+pub use cores::*;
 pub use devices::*;
 use handles::{Object, insert, with_memory};
 pub use views::*;
@@ -135,7 +140,11 @@ pub fn run_app(kernel: &Kernel, name: &str, main: impl FnOnce() -> c_int) -> Res
 /// The code of `rexo.h` for a kernel error.
 fn error_code(error: ApiError) -> c_int {
     match error {
-        ApiError::QueueFull | ApiError::DeviceBusy(_) | ApiError::FilterOverlap(_) => REXO_EBUSY,
+        ApiError::QueueFull
+        | ApiError::DeviceBusy(_)
+        | ApiError::FilterOverlap(_)
+        | ApiError::TimerBusy => REXO_EBUSY,
+        ApiError::DeadlinePassed => REXO_ETIME,
         ApiError::OutOfMemory | ApiError::QuotaExceeded | ApiError::Refused(CapError::Full) => {
             REXO_ENOMEM
         }
@@ -150,9 +159,7 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::Repossessed
         | ApiError::Extents(_)
         | ApiError::NoAddress
-        | ApiError::CoreNotHeld(_)
-        | ApiError::DeadlinePassed
-        | ApiError::TimerBusy => REXO_EPERM,
+        | ApiError::CoreNotHeld(_) => REXO_EPERM,
     }
 }
 

@@ -11,6 +11,12 @@ crate::kernel_test!(
         // Outside a C app: the calls that act for an app refuse; the others work.
         assert_eq!(rexo_mem_alloc(4096), i64::from(REXO_ENOAPP));
         assert_eq!(rexo_mem_return(1), REXO_ENOAPP);
+        assert_eq!(rexo_core_caps(null_mut(), 0), REXO_ENOAPP);
+        assert_eq!(rexo_core_caps(null_mut(), 1), REXO_EINVAL);
+        assert_eq!(rexo_core_return(1), REXO_ENOAPP);
+        assert_eq!(rexo_timer_arm(u64::MAX), i64::from(REXO_ENOAPP));
+        assert_eq!(rexo_timer_fired(1), REXO_ENOAPP);
+        assert_eq!(rexo_timer_return(1), REXO_ENOAPP);
         assert_eq!(rexo_run_on_every_core(None, null_mut()), REXO_EINVAL);
         assert!(rexo_cores() >= 1);
         assert_eq!(rexo_core_index(), 0);
