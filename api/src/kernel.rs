@@ -327,8 +327,8 @@ macro_rules! kernel_call_items {
 /// `KernelCalls` they call: the calls of [`Kernel`] with the same signatures, which the
 /// kernel implements for [`AppRun`] (the run a token acts for is `self`). Both come from
 /// the one list the [`Kernel`] methods come from, so the two sides cannot differ. The
-/// kernel invokes it once, in a module of its own; a second definition of the symbols
-/// fails the link.
+/// kernel invokes it once, in a module of its own; the build's app check refuses apps and
+/// library OSes that name it (or the list's macros).
 #[macro_export]
 macro_rules! export_kernel {
     () => {
