@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// The C apps of the image: `api/c/examples/NAME.c`, each defining `int NAME_main(void)`
 /// (with `-` in NAME as `_`). The kernel's app table lists them (`kernel/src/apps.rs`).
-const C_APPS: &[&str] = &["c-hello", "c-cores", "c-devices"];
+const C_APPS: &[&str] = &["c-hello", "c-cores", "c-devices", "c-timers"];
 
 /// Freestanding code for the kernel's address space: no libc, static addresses below
 /// 2 GiB, no red zone (interrupts use the same stack), no SIMD or x87 state (the kernel

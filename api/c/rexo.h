@@ -1,6 +1,6 @@
 /* rexo.h: the Rexo kernel API as a C ABI.
  *
- * The same calls as the Rust crate `rexo-api` (trait `Kernel`), for apps written in C
+ * The same calls as the Rust crate `rexo-api` (`Kernel`), for apps written in C
  * and compiled with `gcc -ffreestanding` into the kernel image (see docs/api.md, "The C
  * ABI"). A C app is one function, `int NAME_main(void)`, listed in the kernel's app
  * table; it returns 0 on success, or one of the negative REXO_E* codes below to end
@@ -13,10 +13,10 @@
  * addresses past the end of RAM are refused); C apps run trusted, without page
  * protection, so a pointer into RAM the app does not own is not detected.
  *
- * Memory capabilities and open devices appear in C as opaque handles: positive 64-bit
- * numbers, private to the app that got them and never reused, so a handle that was
- * returned or closed stays invalid. What an app still holds when it returns goes back
- * to the kernel.
+ * Memory, core and timer capabilities and open devices appear in C as opaque handles:
+ * positive 64-bit numbers, private to the app that got them and never reused, so a
+ * handle that was returned or closed stays invalid. What an app still holds when it
+ * returns goes back to the kernel.
  *
  * Devices from C copy: block data and frames go between the caller's buffer and the
  * driver's DMA buffers (the Rust interface lends those in place, with no copy). Memory
@@ -67,6 +67,8 @@ extern "C" {
 /* A frame longer than the interface carries (rexo_net_info's max_frame) or shorter
  * than an Ethernet header (14 bytes). */
 #define REXO_EMSGSIZE (-11)
+/* A deadline that is not in the future (rexo_timer_arm). */
+#define REXO_ETIME (-12)
 
 /* How many cores run the work loop (at least 1). */
 unsigned rexo_cores(void);
@@ -95,7 +97,8 @@ typedef void (*rexo_core_fn)(void *arg, unsigned core);
  * all have finished; the calling core runs queued work while it waits. The function
  * may call every rexo_ function, acting for the same app. `arg` is passed as it is
  * (shared between cores: use atomics, e.g. __atomic_fetch_add). Returns REXO_OK,
- * REXO_EINVAL (`fn` NULL), REXO_ENOAPP or REXO_EBUSY (queue full, nothing run). */
+ * REXO_EINVAL (`fn` NULL), REXO_ENOAPP, REXO_EBUSY (queue full, nothing run) or
+ * REXO_EPERM (the app gave one of its cores back with rexo_core_return: nothing run). */
 int rexo_run_on_every_core(rexo_core_fn fn, void *arg);
 
 /* The next byte of console input (serial line or PS/2 keyboard), 0..255, without
@@ -146,6 +149,44 @@ int rexo_map_memory(int64_t handle, void **ptr, uint64_t *len);
  * the handle works for the copying calls and rexo_mem_return again. Returns REXO_OK,
  * REXO_EINVAL (not mapped), REXO_EBADF or REXO_ENOAPP. */
 int rexo_unmap_memory(int64_t handle);
+
+/* Cores and timers. */
+
+/* The app's capabilities over its cores, as handles (Kernel::core_caps): the kernel mints
+ * one per core of the app's run when it starts; holding it is the permission to run
+ * work there (rexo_run_on_every_core) and to arm its timer. Fills `handles` with up to
+ * `max` of the core handles the app holds, oldest first, and returns how many it holds,
+ * which may be more than `max` (every call lists all of them, until returned). Returns
+ * that count (>= 0), REXO_EINVAL (`handles` NULL with `max` > 0, or `max` overflowing),
+ * REXO_EFAULT or REXO_ENOAPP. */
+int rexo_core_caps(int64_t *handles, size_t max);
+
+/* The machine's index of the core a core handle names (>= 0), or REXO_EBADF (not a
+ * core handle of this app), REXO_EPERM (the kernel took it back) or REXO_ENOAPP. */
+int rexo_core_cap_index(int64_t handle);
+
+/* Gives a core back: the handle stops working, and from then on rexo_run_on_every_core
+ * runs nothing (REXO_EPERM) and rexo_timer_arm on that core gives REXO_EPERM. Returns
+ * REXO_OK, REXO_EBADF (not a core handle of this app: a timer or memory handle stays as
+ * it is), REXO_EPERM or REXO_ENOAPP. */
+int rexo_core_return(int64_t handle);
+
+/* Arms the calling core's timer for `deadline_ns` (rexo_now_ns's clock): a one-shot
+ * deadline; the core takes its timer interrupt then, which ends a rexo_sleep_ns nap.
+ * One per core at a time, fired or not, until returned. Returns its handle (> 0), or
+ * REXO_ETIME (`deadline_ns` not in the future), REXO_EBUSY (the core's timer is held,
+ * by this app or another), REXO_EPERM (the app holds no capability over the calling
+ * core), REXO_ENOMEM or REXO_ENOAPP. */
+int64_t rexo_timer_arm(uint64_t deadline_ns);
+
+/* Whether the timer's core took its timer interrupt at or after the deadline: 1 or 0;
+ * or REXO_EBADF (not a timer handle of this app), REXO_EPERM or REXO_ENOAPP. */
+int rexo_timer_fired(int64_t handle);
+
+/* Gives the timer back, cancelling the deadline if it has not fired; the handle stops
+ * working and the core's timer can be armed again. Returns REXO_OK, REXO_EBADF (not a
+ * timer handle of this app), REXO_EPERM or REXO_ENOAPP. */
+int rexo_timer_return(int64_t handle);
 
 /* Devices. */
 

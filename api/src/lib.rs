@@ -1,20 +1,26 @@
 //! The Rexo kernel API: what an app may ask of the kernel. Apps are
-//! `#![forbid(unsafe_code)]` crates with one entry point, `fn main(kernel: &dyn Kernel)`;
-//! the kernel passes its implementation of [`Kernel`] when it starts the app.
+//! `#![forbid(unsafe_code)]` crates with one entry point, `fn main(kernel: &Kernel)`;
+//! the kernel lends the app its [`Kernel`], a token apps cannot mint, when it starts the
+//! app. Every call is a direct call into the kernel (module `kernel`, the one module
+//! here that may hold `unsafe`: the declarations of the kernel's entry points and the
+//! token's constructor).
 //!
 //! This is the foundation's small API (cores, time, logging, the work queue); the
 //! exokernel issue grows it into capabilities over memory, devices and time.
 #![cfg_attr(target_os = "none", no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
-use alloc::boxed::Box;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::fmt;
 
 pub mod device;
+mod kernel;
+
+#[doc(hidden)]
+pub use kernel::call_types;
+pub use kernel::{AppRun, CoreSpan, Kernel, OwnerId};
 
 pub use device::{
     BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, DiskExtent,
@@ -87,7 +93,7 @@ cap_type!(
 ///
 /// ```no_run
 /// # use rexo_api::{ApiError, Kernel};
-/// fn app(kernel: &dyn Kernel) -> Result<(), ApiError> {
+/// fn app(kernel: &Kernel) -> Result<(), ApiError> {
 ///     let mut cap = kernel.allocate_memory(8192)?;
 ///     let mut view = kernel.map_memory(&mut cap)?;
 ///     view[..5].copy_from_slice(b"hello");
@@ -101,7 +107,7 @@ cap_type!(
 ///
 /// ```compile_fail,E0505
 /// # use rexo_api::{ApiError, Kernel};
-/// fn app(kernel: &dyn Kernel) -> Result<(), ApiError> {
+/// fn app(kernel: &Kernel) -> Result<(), ApiError> {
 ///     let mut cap = kernel.allocate_memory(4096)?;
 ///     let mut view = kernel.map_memory(&mut cap)?;
 ///     kernel.return_memory(cap)?;
@@ -171,7 +177,7 @@ pub enum MemoryOp {
 }
 
 /// An app's entry point: it gets the kernel and returns when the app is done.
-pub type AppMain = fn(&dyn Kernel) -> Result<(), ApiError>;
+pub type AppMain = fn(&Kernel) -> Result<(), ApiError>;
 
 /// An app linked into the image: its name, a one-line description and its entry point
 /// (the image's list is `rexo-image`'s `APPS`).
@@ -186,7 +192,7 @@ pub struct AppEntry {
 }
 
 /// A task that runs once on each core it is sent to; it gets the kernel and the core's index.
-pub type CoreTask = Arc<dyn Fn(&dyn Kernel, usize) + Send + Sync>;
+pub type CoreTask = Arc<dyn Fn(&Kernel, usize) + Send + Sync>;
 
 /// Why the kernel could not do what an app asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,142 +346,6 @@ impl fmt::Display for BinaryError {
             BinaryError::NoArea => f.write_str("no memory for the app area (2 MiB at least)"),
             BinaryError::NotLoaded => f.write_str("no BareMetal binary is loaded"),
         }
-    }
-}
-
-/// The kernel as an app sees it.
-pub trait Kernel: Sync {
-    /// How many cores the app has: every core that runs the work loop, or the cores its
-    /// boot manifest entry gives it (`apps=NAME:CORES:MEMORY`).
-    fn cores(&self) -> usize;
-    /// The fixed IPv4 configuration the kernel command line gives the apps' TCP/IP
-    /// library OS (`ip=ADDRESS/PREFIX[,ROUTER[,DNS]]`); `None`: they configure by DHCP.
-    fn ipv4_config(&self) -> Option<Ipv4Config>;
-    /// The index of the core running the caller (0 is the boot core).
-    fn core_index(&self) -> usize;
-    /// Nanoseconds since boot (monotonic).
-    fn now_ns(&self) -> u64;
-    /// Writes one log line (with the time and core number) to the consoles.
-    fn log(&self, line: fmt::Arguments<'_>);
-    /// Runs `task` once on every core of the app and returns when all have finished; the
-    /// calling core runs queued work while it waits. The task's index is the core's place
-    /// among the app's cores (`0..cores()`); `core_index()` inside the task gives the
-    /// machine's index of the core. An app that does not hold the capability of one of
-    /// its cores gets [`ApiError::CoreNotHeld`] naming it, and nothing runs.
-    fn run_on_every_core(&self, task: CoreTask) -> Result<(), ApiError>;
-    /// The next byte of console input (serial line or PS/2 keyboard), without waiting.
-    /// Keys arrive as a terminal sends them: `\r` for Enter, 0x7F for Backspace, `ESC [ A`
-    /// for the up arrow.
-    fn read_byte(&self) -> Option<u8>;
-    /// Writes text to the consoles as it is (no log prefix, no newline added).
-    fn write_str(&self, text: &str);
-    /// Halts the calling core until about `ns` nanoseconds passed or an interrupt came (a
-    /// device's wake message after `NetDevice::wake_on_receive`, a cross-core wake),
-    /// whichever is first: one nap, so callers check what woke them.
-    fn sleep_ns(&self, ns: u64);
-    /// The machine's memory.
-    fn memory(&self) -> MemoryInfo;
-    /// The apps linked into the image.
-    fn apps(&self) -> Vec<AppInfo>;
-    /// Runs the app `name` on the calling core and returns when it does.
-    fn run_app(&self, name: &str) -> Result<(), ApiError>;
-    /// Reboots the machine.
-    fn reboot(&self) -> !;
-    /// Powers the machine off; returns only if that is impossible, saying why.
-    fn power_off(&self) -> ApiError;
-    /// Grants the caller `bytes` of zeroed memory (whole 4 KiB frames) as a capability;
-    /// [`ApiError::QuotaExceeded`] past the app's memory quota (whole frames count).
-    fn allocate_memory(&self, bytes: u64) -> Result<MemoryCap, ApiError>;
-    /// Copies `data` into the memory `cap` names, at `offset` (needs the write right).
-    fn write_memory(&self, cap: &MemoryCap, offset: u64, data: &[u8]) -> Result<(), ApiError>;
-    /// Copies from the memory `cap` names, at `offset`, into `buffer` (needs the read right).
-    fn read_memory(&self, cap: &MemoryCap, offset: u64, buffer: &mut [u8]) -> Result<(), ApiError>;
-    /// Maps the memory `cap` names for direct access, as a [`MemoryView`] that borrows
-    /// `cap` (needs the read and write rights, and no other live capability may name the
-    /// memory: refused with [`CapError::Overlaps`] while a parent or derived capability
-    /// does).
-    fn map_memory<'cap>(&self, cap: &'cap mut MemoryCap) -> Result<MemoryView<'cap>, ApiError>;
-    /// Gives the memory back; the capability (and all derived from it) stops working.
-    fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError>;
-    /// Derives, splits, merges or takes back by force (what `op` says) with the memory
-    /// capability `cap`; derive and split give the new capability.
-    fn memory_op(&self, cap: &MemoryCap, op: MemoryOp) -> Result<Option<MemoryCap>, ApiError>;
-    /// Hands `cap` to the running app `app` (needs the delegate right): from then on that
-    /// app holds it, and finds it in its [`received_memory`](Kernel::received_memory).
-    /// To lend and keep the power to take back, derive a child and delegate the child.
-    /// A refused delegation gives the capability back with the reason.
-    fn delegate_memory(&self, cap: MemoryCap, app: &str) -> Result<(), (ApiError, MemoryCap)>;
-    /// The memory capabilities other apps delegated to the caller since it last asked.
-    fn received_memory(&self) -> Vec<MemoryCap>;
-    /// Every live capability in the machine: who holds what (the monitor's `caps`).
-    fn capabilities(&self) -> Vec<CapInfo>;
-    /// The capabilities over the app's cores that the kernel minted when it started, each
-    /// handed out once (a second call gives only what came since: nothing).
-    fn core_caps(&self) -> Vec<CoreCap>;
-    /// Gives a core back: from then on [`run_on_every_core`](Kernel::run_on_every_core)
-    /// and [`arm_timer`](Kernel::arm_timer) answer [`ApiError::CoreNotHeld`] for it.
-    fn return_core(&self, cap: CoreCap) -> Result<(), ApiError>;
-    /// Arms the calling core's timer for monotonic time `deadline_ns`: a one-shot deadline
-    /// on a core the app holds ([`ApiError::CoreNotHeld`] otherwise), in the future
-    /// ([`ApiError::DeadlinePassed`]), one per core at a time, fired or not, until it is
-    /// returned ([`ApiError::TimerBusy`]).
-    /// The core takes its timer interrupt then (ending a nap of [`sleep_ns`](Kernel::sleep_ns));
-    /// [`timer_fired`](Kernel::timer_fired) says whether it has.
-    fn arm_timer(&self, deadline_ns: u64) -> Result<TimerCap, ApiError>;
-    /// Whether the timer's core took its timer interrupt at or after the deadline.
-    fn timer_fired(&self, timer: &TimerCap) -> Result<bool, ApiError>;
-    /// Gives the timer back, cancelling its deadline if it has not fired.
-    fn return_timer(&self, timer: TimerCap) -> Result<(), ApiError>;
-    /// The kernel's requests to give capabilities back (visible revocation): each names
-    /// the capability and its deadline (`state`). Return them with `return_memory` before
-    /// the deadline; after it the kernel takes them, and using one then ends the app.
-    fn revocation_requests(&self) -> Vec<CapInfo>;
-    /// Every PCI function the kernel's bus walk found, on every segment (through ECAM
-    /// where the MCFG table lists windows, else the legacy ports 0xCF8/0xCFC), walked
-    /// once. A listing: nothing is changed.
-    fn pci_functions(&self) -> Vec<PciFunction>;
-    /// Loads a BareMetal flat binary at its link address (0xFFFF_8000_0000_0000),
-    /// replacing what was loaded before: `binary`, or the first boot module when `None`;
-    /// a refused binary leaves the earlier one in place.
-    fn load_baremetal(&self, binary: Option<&[u8]>) -> Result<LoadedInfo, BinaryError>;
-    /// Runs the loaded BareMetal binary on the calling core, trusted and in ring 0 as on
-    /// BareMetal, with BareMetal's call table installed; returns its RAX when it returns.
-    /// Memory it changed stays changed: a second run starts from that state, a
-    /// [`load_baremetal`](Kernel::load_baremetal) starts afresh.
-    fn exec_baremetal(&self) -> Result<u64, BinaryError>;
-    /// Every device a driver is bound to (drivers bind on the first call of this or the
-    /// `open_` calls), with its holder.
-    fn devices(&self) -> Vec<DeviceInfo>;
-    /// Opens device `index` of `kind` for the caller alone until the handle is dropped
-    /// ([`ApiError::DeviceBusy`] while another app holds it).
-    fn open_device(&self, kind: DeviceKind, index: usize) -> Result<OpenDevice, ApiError>;
-    /// Applies `op` (if any) to disk `disk`'s extent table as the caller, then returns
-    /// the table's extents. The disk must not be open (by anyone) meanwhile.
-    fn disk_extents(&self, disk: usize, op: Option<ExtentOp>) -> Result<Vec<DiskExtent>, ApiError>;
-    /// Opens network interface `index` ([`open_device`](Kernel::open_device)).
-    fn open_net(&self, index: usize) -> Result<Box<dyn NetDevice>, ApiError> {
-        self.open_device(DeviceKind::Net, index)?.into_net()
-    }
-    /// Binds the caller to the frames of network interface `index` that match one of
-    /// `filters`, sharing the interface with other apps (the MIT exokernel's packet
-    /// filters). The kernel refuses a filter that overlaps another app's
-    /// ([`ApiError::FilterOverlap`]), runs the merged filters on every frame it receives,
-    /// hands the caller's frames to it in place when it polls (frames another app's poll
-    /// finds are queued for it), answers ARP and ping for the address of `ip=` itself
-    /// ([`ApiError::NoAddress`] without it), and lets the caller send only from that
-    /// address and the ports its filters name ([`DeviceError::Withdrawn`] otherwise).
-    /// [`ApiError::DeviceBusy`] while an app holds the interface whole.
-    fn bind_net(&self, index: usize, filters: &[Filter]) -> Result<Box<dyn NetDevice>, ApiError>;
-    /// How interface `index` is shared: `None` when no app is bound to it by filters.
-    fn net_sharing(&self, index: usize) -> Result<Option<NetSharing>, ApiError>;
-    /// Opens disk `index` ([`open_device`](Kernel::open_device)).
-    fn open_block(&self, index: usize) -> Result<Box<dyn BlockDevice>, ApiError> {
-        self.open_device(DeviceKind::Block, index)?.into_block()
-    }
-    /// Opens keyboard `index` ([`open_device`](Kernel::open_device)).
-    fn open_keyboard(&self, index: usize) -> Result<Box<dyn KeyboardDevice>, ApiError> {
-        self.open_device(DeviceKind::Keyboard, index)?
-            .into_keyboard()
     }
 }
 

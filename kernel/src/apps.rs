@@ -6,7 +6,7 @@
 //! Capability owners: `run` gives an app its index in [`all`] + 1; run `i` of the boot
 //! manifest (from 0) is owner `all().count() + 1 + i`, so that two runs of one app are two
 //! owners. Each run has a span of cores (all of them, or its manifest entry's) and maybe a
-//! memory quota, which `KernelApi` and `caps` enforce.
+//! memory quota, which the kernel API (`KernelCalls`) and `caps` enforce.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -14,16 +14,16 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use rexo_cmdline::Manifest;
 
+pub(crate) use rexo_api::CoreSpan;
 use rexo_api::{
-    ApiError, AppInfo, BinaryError, CapInfo, CoreCap, CoreTask, DeviceKind, Kernel, LoadedInfo,
-    MemoryCap, MemoryInfo, OpenDevice, PciFunction, TimerCap,
+    ApiError, AppInfo, AppRun, BinaryError, CapInfo, CoreCap, CoreTask, DeviceKind, Kernel,
+    LoadedInfo, MemoryCap, MemoryInfo, OpenDevice, PciFunction, TimerCap,
 };
 use rexo_captable::OwnerId;
 
 /// An app: its name, a one-line description and its entry point.
 pub use rexo_api::AppEntry as App;
 
-/// Every app linked into the image.
 /// The kernel's own apps (the image's are in `rexo-image`).
 const KERNEL_APPS: &[App] = &[
     App {
@@ -36,26 +36,13 @@ const KERNEL_APPS: &[App] = &[
         about: "runs the BareMetal binary given as the first boot module (-initrd FILE)",
         main: crate::baremetal::app,
     },
-    App {
-        name: "c-hello",
-        about: "the C hello world on rexo.h (api/c/examples/c-hello.c)",
-        main: crate::c_abi::c_hello,
-    },
-    App {
-        name: "c-cores",
-        about: "a C app on every core, with a memory capability (api/c/examples/c-cores.c)",
-        main: crate::c_abi::c_cores,
-    },
-    App {
-        name: "c-devices",
-        about: "devices and memory views from C (api/c/examples/c-devices.c)",
-        main: crate::c_abi::c_devices,
-    },
 ];
 
-/// Every app linked into the image: the image's (`rexo-image`), then the kernel's own.
+/// Every app linked into the image: the image's (`rexo-image`), then the kernel's own,
+/// then the C apps (`c_abi::APPS`).
 pub fn all() -> impl Iterator<Item = &'static App> {
-    rexo_image::APPS.iter().chain(KERNEL_APPS)
+    let kernel_apps = KERNEL_APPS.iter().chain(crate::c_abi::APPS);
+    rexo_image::APPS.iter().chain(kernel_apps)
 }
 
 /// The app called `name`.
@@ -71,15 +58,6 @@ pub fn run(app: &App) -> Result<(), ApiError> {
     run_as(app, app_owner(app), all_cores(), None)
 }
 
-/// The cores of an app run: machine indices `first..first + count`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct CoreSpan {
-    /// The first core's machine index.
-    pub first: usize,
-    /// How many cores.
-    pub count: usize,
-}
-
 /// Every core in the work loop.
 fn all_cores() -> CoreSpan {
     CoreSpan {
@@ -90,35 +68,35 @@ fn all_cores() -> CoreSpan {
 
 /// Per core, the app run its code acts for: the innermost [`run_as`] there, or the app
 /// whose `run_on_every_core` task runs there; `None`: the kernel. The C ABI, whose calls
-/// carry no `KernelApi`, reads it ([`current`]).
-static CURRENT: [spin::Mutex<Option<KernelApi>>; crate::arch::percpu::MAX_CORES] =
+/// carry no `Kernel`, reads it ([`current`]).
+static CURRENT: [spin::Mutex<Option<AppRun>>; crate::arch::percpu::MAX_CORES] =
     [const { spin::Mutex::new(None) }; crate::arch::percpu::MAX_CORES];
 
-/// Runs `f` on this core acting for `api`'s app run, then restores what the core acted
+/// Runs `f` on this core acting for `kernel`'s app run, then restores what the core acted
 /// for (abort points sit inside `f`, so the restore always runs).
-pub(crate) fn acting_as<R>(api: KernelApi, f: impl FnOnce() -> R) -> R {
+pub(crate) fn acting_as<R>(kernel: &Kernel, f: impl FnOnce() -> R) -> R {
     let slot = &CURRENT[crate::arch::percpu::core_index()];
-    let outer = slot.lock().replace(api);
+    let outer = slot.lock().replace(*kernel.run());
     let result = f();
     *slot.lock() = outer;
     result
 }
 
 /// The app run this core acts for, if any.
-pub(crate) fn current() -> Option<KernelApi> {
+pub(crate) fn current() -> Option<AppRun> {
     *CURRENT[crate::arch::percpu::core_index()].lock()
 }
 
 /// The kernel's API acting for `owner` on every core with no quota (the kernel's own
 /// benchmarks and tests, which are no app run).
-pub(crate) fn api_as(owner: OwnerId) -> KernelApi {
-    KernelApi {
+pub(crate) fn api_as(owner: OwnerId) -> Kernel {
+    token(AppRun {
         owner,
         core_holder: owner,
         name: "kernel",
         cores: all_cores(),
         quota: None,
-    }
+    })
 }
 
 /// The owner `run` gives `app`: its index in [`all`] + 1.
@@ -162,16 +140,16 @@ fn run_with(
         let _ = crate::caps::release_owner(owner);
         return Err(ApiError::Refused(error));
     }
-    let api = KernelApi {
+    let api = token(AppRun {
         owner,
         core_holder: lender.unwrap_or(owner),
         name: app.name,
         cores,
         quota,
-    };
+    });
     // An abort point: if the app panics or breaks the abort protocol, only the app ends.
     let mut result = Ok(());
-    let aborted = acting_as(api, || {
+    let aborted = acting_as(&api, || {
         crate::arch::abort::run_abortable(|| result = (app.main)(&api))
     });
     if aborted.is_err() {
@@ -258,24 +236,27 @@ pub fn run_manifest(manifest: &Manifest<'_>) -> usize {
     failed
 }
 
-fn reboot(kernel: &dyn Kernel) -> Result<(), ApiError> {
+fn reboot(kernel: &Kernel) -> Result<(), ApiError> {
     kernel.log(format_args!("reboot: resetting the machine"));
     kernel.reboot()
 }
 
-/// The kernel's implementation of the app API, for one app run (the owner its calls act
-/// as, its cores and its memory quota).
-#[derive(Clone, Copy)]
-pub(crate) struct KernelApi {
-    /// The capability owner the run's calls act as.
-    pub(crate) owner: OwnerId,
-    /// The owner whose core capabilities the run uses (its own, or its `run_app` caller's).
-    core_holder: OwnerId,
-    /// The app's name (device holders are shown by it).
-    name: &'static str,
-    cores: CoreSpan,
-    quota: Option<u64>,
+/// The kernel API's entry points, and the one place the kernel mints its tokens. The
+/// entry points call the kernel's side of each call: `KernelCalls`, a trait made from the
+/// same list, implemented below for the app run a token acts for.
+#[allow(unsafe_code)] // the entry points' `#[unsafe(export_name)]`; `Kernel::new`
+mod entries {
+    rexo_api::export_kernel!();
+
+    /// The token of `run`, for the app run the kernel starts (or acts as itself).
+    pub(crate) fn token(run: AppRun) -> Kernel {
+        // SAFETY: the kernel mints a token only for a run it starts, for each of its core
+        // tasks, and for its own tests and benchmarks; it lends it by reference per call.
+        unsafe { Kernel::new(run) }
+    }
 }
+use entries::KernelCalls;
+pub(crate) use entries::token;
 
 /// Why the app on a core was ended at its abort point.
 static ENDED_BY: [AtomicU8; crate::arch::percpu::MAX_CORES] =
@@ -319,28 +300,25 @@ pub(crate) fn ended_reason() -> u8 {
     ENDED_BY[crate::arch::percpu::core_index()].swap(ENDED_BY_PANIC, Ordering::Relaxed)
 }
 
-impl KernelApi {
-    /// The abort protocol: an app that uses memory the kernel took back at a revocation
-    /// deadline it missed is ended (its task, not the kernel), with a report.
-    fn check_abort_protocol(
-        &self,
-        cap: &MemoryCap,
-        result: Result<(), rexo_api::CapError>,
-    ) -> Result<(), ApiError> {
-        if result == Err(rexo_api::CapError::Revoked)
-            && let Some(resource) = crate::caps::was_repossessed(self.owner, cap.cap().id())
-        {
-            log::error!(
-                "{} touched {resource}, taken back at a revocation deadline it missed: ending its task",
-                self.owner
-            );
-            end_repossessed();
-        }
-        result.map_err(ApiError::Refused)
+/// The abort protocol: an app that uses memory the kernel took back at a revocation
+/// deadline it missed is ended (its task, not the kernel), with a report.
+fn check_abort_protocol(
+    owner: OwnerId,
+    cap: &MemoryCap,
+    result: Result<(), rexo_api::CapError>,
+) -> Result<(), ApiError> {
+    if result == Err(rexo_api::CapError::Revoked)
+        && let Some(resource) = crate::caps::was_repossessed(owner, cap.cap().id())
+    {
+        log::error!(
+            "{owner} touched {resource}, taken back at a revocation deadline it missed: ending its task"
+        );
+        end_repossessed();
     }
+    result.map_err(ApiError::Refused)
 }
 
-impl Kernel for KernelApi {
+impl KernelCalls for AppRun {
     fn cores(&self) -> usize {
         self.cores.count
     }
@@ -373,8 +351,8 @@ impl Kernel for KernelApi {
         let ended = alloc::sync::Arc::new(AtomicU8::new(NOT_ENDED));
         let ended_by = alloc::sync::Arc::clone(&ended);
         crate::sched::run_on_core_range(span, move |core| {
-            let api = this;
-            let aborted = acting_as(api, || {
+            let api = token(this);
+            let aborted = acting_as(&api, || {
                 crate::arch::abort::run_abortable(|| task(&api, core - cores.first))
             });
             if aborted.is_err() {
@@ -447,12 +425,12 @@ impl Kernel for KernelApi {
 
     fn write_memory(&self, cap: &MemoryCap, offset: u64, data: &[u8]) -> Result<(), ApiError> {
         let result = crate::caps::write_memory(self.owner, cap.cap(), offset, data);
-        self.check_abort_protocol(cap, result)
+        check_abort_protocol(self.owner, cap, result)
     }
 
     fn read_memory(&self, cap: &MemoryCap, offset: u64, buffer: &mut [u8]) -> Result<(), ApiError> {
         let result = crate::caps::read_memory(self.owner, cap.cap(), offset, buffer);
-        self.check_abort_protocol(cap, result)
+        check_abort_protocol(self.owner, cap, result)
     }
 
     fn revocation_requests(&self) -> Vec<CapInfo> {
@@ -478,7 +456,7 @@ impl Kernel for KernelApi {
     ) -> Result<Option<MemoryCap>, ApiError> {
         match crate::caps::memory_op(self.owner, cap.cap(), op) {
             Ok(made) => Ok(made.map(MemoryCap::new)),
-            Err(error) => self.check_abort_protocol(cap, Err(error)).map(|()| None),
+            Err(error) => check_abort_protocol(self.owner, cap, Err(error)).map(|()| None),
         }
     }
 

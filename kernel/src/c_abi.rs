@@ -5,15 +5,40 @@
 
 use core::ffi::c_int;
 
-use rexo_api::{ApiError, Kernel};
+use crate::apps::App;
 
-unsafe extern "C" {
-    /// `int c_hello_main(void)` in api/c/examples/c-hello.c.
-    fn c_hello_main() -> c_int;
-    /// `int c_cores_main(void)` in api/c/examples/c-cores.c.
-    fn c_cores_main() -> c_int;
-    /// `int c_devices_main(void)` in api/c/examples/c-devices.c.
-    fn c_devices_main() -> c_int;
+/// Declares the C apps' `NAME_main` functions and lists each as an app-table entry
+/// ([`APPS`]) that runs it through `rexo_capi::run_app`.
+macro_rules! c_apps {
+    ($($name:literal, $main:ident, $about:literal;)*) => {
+        unsafe extern "C" {
+            $(
+                /// `int NAME_main(void)` of the C app, compiled by build.rs.
+                fn $main() -> c_int;
+            )*
+        }
+
+        /// The C apps linked into the image (api/c/examples/NAME.c), as app-table entries.
+        pub const APPS: &[App] = &[$(App {
+            name: $name,
+            about: $about,
+            main: |kernel| {
+                // SAFETY: build.rs compiles the C app, which defines `int NAME_main(void)`,
+                // into the image; it reaches the kernel only through the checked `rexo_*`
+                // functions.
+                rexo_capi::run_app(kernel, $name, || unsafe { $main() })
+            },
+        }),*];
+    };
+}
+
+c_apps! {
+    "c-hello", c_hello_main, "the C hello world on rexo.h (api/c/examples/c-hello.c)";
+    "c-cores", c_cores_main,
+        "a C app on every core, with a memory capability (api/c/examples/c-cores.c)";
+    "c-devices", c_devices_main, "devices and memory views from C (api/c/examples/c-devices.c)";
+    "c-timers", c_timers_main,
+        "core and timer capabilities from C, with bad handles and deadlines (api/c/examples/c-timers.c)";
 }
 
 /// Registers the kernel with the C ABI: the app run each core acts for, and the memory map.
@@ -21,8 +46,9 @@ pub fn register() {
     rexo_capi::register(rexo_capi::Host {
         acting_for: |f| {
             let app = crate::apps::current();
-            let api = app.unwrap_or_else(|| crate::apps::api_as(rexo_captable::OwnerId(0)));
-            f(&api, app.map(|api| api.owner));
+            let own = || crate::apps::api_as(rexo_captable::OwnerId(0));
+            let kernel = app.map_or_else(own, crate::apps::token);
+            f(&kernel, app.map(|run| run.owner));
         },
         usable_ram: |start, end| {
             crate::mem::memory_map().is_some_and(|map| {
@@ -34,26 +60,6 @@ pub fn register() {
             })
         },
     });
-}
-
-/// The `c-hello` app: the C hello world (api/c/examples/c-hello.c).
-pub fn c_hello(kernel: &dyn Kernel) -> Result<(), ApiError> {
-    // SAFETY: build.rs compiles c-hello.c, which defines `int c_hello_main(void)`, into
-    // the image; it reaches the kernel only through the checked `rexo_*` functions.
-    rexo_capi::run_app(kernel, "c-hello", || unsafe { c_hello_main() })
-}
-
-/// The `c-cores` app: every core, a memory capability and bad arguments, from C
-/// (api/c/examples/c-cores.c).
-pub fn c_cores(kernel: &dyn Kernel) -> Result<(), ApiError> {
-    // SAFETY: as for `c_hello`, for c-cores.c and `int c_cores_main(void)`.
-    rexo_capi::run_app(kernel, "c-cores", || unsafe { c_cores_main() })
-}
-
-/// The `c-devices` app: devices and memory views from C (api/c/examples/c-devices.c).
-pub fn c_devices(kernel: &dyn Kernel) -> Result<(), ApiError> {
-    // SAFETY: as for `c_hello`, for c-devices.c and `int c_devices_main(void)`.
-    rexo_capi::run_app(kernel, "c-devices", || unsafe { c_devices_main() })
 }
 
 mod tests;

@@ -267,7 +267,7 @@ kernel_test!(
     }
 );
 
-fn panicking_app(kernel: &dyn rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+fn panicking_app(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     let memory = kernel.allocate_memory(8192)?;
     kernel.write_memory(&memory, 0, b"about to panic")?;
     // A panic inside formatting, while the console lock is held, is the hard case.
@@ -306,7 +306,7 @@ kernel_test!(
     }
 );
 
-fn app_with_a_panicking_task(kernel: &dyn rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+fn app_with_a_panicking_task(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     let last = kernel.cores() - 1;
     let result = kernel.run_on_every_core(alloc::sync::Arc::new(move |_, core| {
         if core == last {

@@ -5,6 +5,9 @@
 //! - carry `#![forbid(unsafe_code)]` in its crate root (`src/lib.rs`, `src/main.rs`),
 //! - hold no `unsafe` token in any of its `.rs` files (the lexer of `loc.rs` decides
 //!   what a token is, so `unsafe` in comments and strings does not count),
+//! - name none of rexo-api's kernel-side macros ([`KERNEL_SIDE`]: they define the
+//!   kernel's entry points, and Rust's `unsafe_code` lint does not see what another
+//!   crate's macro expands to),
 //! - have no build script and not be a procedural macro (both run any code at build time),
 //!   and keep its crate roots where the check looks for them,
 //! - depend only on the kernel API (`api/`), the library OSes (the crates in `libos/`)
@@ -42,6 +45,11 @@ const DEP_TABLES: [&str; 5] = [
     "dev-dependencies",
     "dev_dependencies",
 ];
+
+/// rexo-api's macros for the kernel's side of the API (`api/src/kernel.rs`): expanded in
+/// an app they would define the kernel's entry-point symbols (`#[unsafe(export_name)]`)
+/// without the word `unsafe` in the app's source.
+const KERNEL_SIDE: [&str; 3] = ["export_kernel", "kernel_calls", "kernel_call_items"];
 
 /// Checks every app and library OS crate under `root` against the rules with the
 /// [`VETTED`] crates; returns how many crates it checked, or every broken rule, one per
@@ -314,6 +322,17 @@ impl<'a> Checker<'a> {
                         name,
                         format!(
                             "{shown}:{}: `unsafe` is not allowed in {label} ({label} are #![forbid(unsafe_code)])",
+                            token.first + 1
+                        ),
+                    );
+                }
+                if let Tok::Ident(word) = &token.tok
+                    && KERNEL_SIDE.contains(&word.as_str())
+                {
+                    self.problem(
+                        name,
+                        format!(
+                            "{shown}:{}: `{word}` is the kernel's (it defines the kernel's entry points) and not allowed in {label}",
                             token.first + 1
                         ),
                     );
@@ -891,22 +910,42 @@ mod tests {
     }
 
     #[test]
-    fn every_unsafe_token_is_refused_with_its_file_and_line() {
-        for (code, line) in [
-            ("pub fn f() { unsafe { g() } }", 3),
-            ("pub unsafe fn f() {}", 3),
-            ("struct S;\nunsafe impl Send for S {}", 4),
-            ("#[unsafe(no_mangle)]\npub extern \"C\" fn f() {}", 3),
-            ("unsafe extern \"C\" {\n fn g();\n}", 3),
+    fn every_unsafe_token_and_kernel_side_macro_is_refused_with_its_file_and_line() {
+        let unsafe_at = |line| {
+            format!(
+                "apps/good: src/lib.rs:{line}: `unsafe` is not allowed in apps (apps are #![forbid(unsafe_code)])"
+            )
+        };
+        let kernel_side = |word| {
+            format!(
+                "apps/good: src/lib.rs:3: `{word}` is the kernel's (it defines the kernel's entry points) and not allowed in apps"
+            )
+        };
+        for (code, expected) in [
+            ("pub fn f() { unsafe { g() } }", unsafe_at(3)),
+            ("pub unsafe fn f() {}", unsafe_at(3)),
+            ("struct S;\nunsafe impl Send for S {}", unsafe_at(4)),
+            (
+                "#[unsafe(no_mangle)]\npub extern \"C\" fn f() {}",
+                unsafe_at(3),
+            ),
+            ("unsafe extern \"C\" {\n fn g();\n}", unsafe_at(3)),
+            ("rexo_api::export_kernel!();", kernel_side("export_kernel")),
+            (
+                "use rexo_api::kernel_calls as k;",
+                kernel_side("kernel_calls"),
+            ),
+            (
+                "rexo_api::kernel_call_items! { [export] }",
+                kernel_side("kernel_call_items"),
+            ),
         ] {
             let tree = Tree::new();
             tree.write(
                 "apps/good/src/lib.rs",
                 &format!("//! An app.\n#![forbid(unsafe_code)]\n{code}\n"),
             );
-            tree.fails(&[&format!(
-                "apps/good: src/lib.rs:{line}: `unsafe` is not allowed in apps (apps are #![forbid(unsafe_code)])"
-            )]);
+            tree.fails(&[&expected]);
         }
     }
 

@@ -279,7 +279,7 @@ const HOST_WARMUP: usize = 200;
 /// The figures the kernel must print, with their labels in the report.
 const FIGURES: [(&str, &str); 6] = [
     ("plain-call", "plain call (`#[inline(never)]`, same work)"),
-    ("api-call", "API call (`&dyn Kernel`, `cores()`)"),
+    ("api-call", "API call (`&Kernel`, `cores()`)"),
     ("frame-2m", "2 MiB frame range: allocate + free"),
     (
         "roundtrip-polling",
@@ -745,7 +745,7 @@ mod tests {
         let (md, json) = api_report(&run).unwrap();
         assert!(md.contains("TSC 2000 MHz"), "{md}");
         assert!(
-            md.contains("| API call (`&dyn Kernel`, `cores()`) | 9.50 (4.75..19.00) | 19.00 (9.50..38.00) | 101 x 4 |"),
+            md.contains("| API call (`&Kernel`, `cores()`) | 9.50 (4.75..19.00) | 19.00 (9.50..38.00) | 101 x 4 |"),
             "{md}"
         );
         assert!(

@@ -808,6 +808,23 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // Core and timer capabilities from C: the app lists its core handles, arms its core's
+    // timer and sleeps until it fires, returns it, gives its cores back, and checks the
+    // codes of bad handles, deadlines and arguments.
+    Case {
+        name: "capi::timers",
+        append: "app=c-timers",
+        timeout_s: 30,
+        exit: Some(0),
+        checks: &[
+            Check::Has("c-timers: 2 core capabilities"),
+            Check::Has("c-timers: timer armed, fired, returned"),
+            Check::Has("c-timers: cores given back"),
+            Check::Has("c-timers: ok"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     // Devices and memory views from C: a virtio-blk disk and a virtio-net interface whose
     // frames come back to it; the app checks what it reads and receives, and every bad
     // argument's code.

@@ -89,7 +89,7 @@ pub fn decode_filter(bytes: &[u8]) -> Result<Filter, c_int> {
 }
 
 /// A handle for what `open` gave, or the error's code.
-fn open_handle(open: impl FnOnce(&dyn Kernel) -> Result<Object, rexo_api::ApiError>) -> i64 {
+fn open_handle(open: impl FnOnce(&Kernel) -> Result<Object, rexo_api::ApiError>) -> i64 {
     with_app(|kernel, owner| match open(kernel) {
         Ok(object) => insert(owner, object),
         Err(error) => error_code(error).into(),
@@ -344,7 +344,7 @@ pub extern "C" fn rexo_net_send(nic: i64, frame: *const c_void, len: usize) -> c
 pub extern "C" fn rexo_dev_close(handle: i64) -> c_int {
     with_app(|_, owner| {
         let taken = take(handle, owner, |object| match object {
-            Object::Memory(_) => Err(REXO_EBADF),
+            Object::Memory(_) | Object::Core(_) | Object::Timer(_) => Err(REXO_EBADF),
             Object::Block(_) | Object::Net { .. } => Ok(()),
         });
         taken.map_or_else(|code| code, |_| REXO_OK)

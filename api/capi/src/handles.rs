@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicI64, Ordering};
 
-use rexo_api::{BlockDevice, Kernel, MemoryCap, NetDevice};
+use rexo_api::{BlockDevice, CoreCap, Kernel, MemoryCap, NetDevice, TimerCap};
 use rexo_captable::OwnerId;
 use spin::Mutex;
 
@@ -46,6 +46,10 @@ pub(crate) enum Object {
         /// Its largest frame in bytes.
         max_frame: usize,
     },
+    /// A capability over one core.
+    Core(CoreCap),
+    /// A capability over one core's timer deadline.
+    Timer(TimerCap),
 }
 
 /// One handle: `None` once taken (closed or returned) by another core meanwhile.
@@ -76,28 +80,59 @@ pub(crate) fn forget(owner: OwnerId) {
     HANDLES.lock().retain(|handle| handle.owner != owner);
 }
 
+/// The handles of `owner` whose object `is` accepts, in the order they were given.
+pub(crate) fn owned(owner: OwnerId, is: impl Fn(&Object) -> bool) -> Vec<i64> {
+    let handles = HANDLES.lock();
+    let mut ids: Vec<i64> = handles
+        .iter()
+        .filter(|h| h.owner == owner && h.object.lock().as_ref().is_some_and(&is))
+        .map(|h| h.id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// Takes handle `id` of `owner` out of the table if `may` allows it.
 pub(crate) fn take(
     id: i64,
     owner: OwnerId,
     may: impl FnOnce(&Object) -> Result<(), c_int>,
 ) -> Result<Object, c_int> {
+    take_as(id, owner, |object| match may(&object) {
+        Ok(()) => Ok(object),
+        Err(code) => Err((object, code)),
+    })
+}
+
+/// Takes handle `id` of `owner` out of the table if `pick` takes what it names; an object
+/// `pick` gives back with a code (of another kind: `REXO_EBADF`) stays under its handle.
+pub(crate) fn take_as<T>(
+    id: i64,
+    owner: OwnerId,
+    pick: impl FnOnce(Object) -> Result<T, (Object, c_int)>,
+) -> Result<T, c_int> {
     let mut handles = HANDLES.lock();
     let at = handles
         .iter()
         .position(|h| h.id == id && h.owner == owner)
         .ok_or(REXO_EBADF)?;
     let mut slot = handles[at].object.lock();
-    may(slot.as_ref().ok_or(REXO_EBADF)?)?;
-    let object = slot.take().ok_or(REXO_EBADF)?;
-    drop(slot);
-    handles.swap_remove(at);
-    Ok(object)
+    match pick(slot.take().ok_or(REXO_EBADF)?) {
+        Ok(taken) => {
+            drop(slot);
+            handles.swap_remove(at);
+            Ok(taken)
+        }
+        Err((object, code)) => {
+            *slot = Some(object);
+            Err(code)
+        }
+    }
 }
 
 /// Runs `f` on handle `id` of the C app running on this core (the table is not locked
 /// meanwhile, only the handle).
-pub(crate) fn with_object(id: i64, f: impl FnOnce(&dyn Kernel, &mut Object) -> Outcome) -> c_int {
+pub(crate) fn with_object(id: i64, f: impl FnOnce(&Kernel, &mut Object) -> Outcome) -> c_int {
     with_app(|kernel, owner| {
         let object = HANDLES
             .lock()
@@ -116,7 +151,7 @@ pub(crate) fn with_object(id: i64, f: impl FnOnce(&dyn Kernel, &mut Object) -> O
 }
 
 /// Runs `f` on the memory capability `id` of the app running on this core.
-pub(crate) fn with_memory(id: i64, f: impl FnOnce(&dyn Kernel, &mut Memory) -> Outcome) -> c_int {
+pub(crate) fn with_memory(id: i64, f: impl FnOnce(&Kernel, &mut Memory) -> Outcome) -> c_int {
     with_object(id, |kernel, object| match object {
         Object::Memory(memory) => f(kernel, memory),
         _ => Err(REXO_EBADF),

@@ -1,8 +1,8 @@
 //! The kernel API as a C ABI (`api/c/rexo.h`): the `rexo_*` functions that C apps linked
-//! into the image call, over the same [`Kernel`] trait as the Rust API.
+//! into the image call, over the same [`Kernel`] calls as the Rust API.
 //!
 //! The kernel registers a [`Host`] once at boot: the kernel API of the app run each core
-//! acts for (a C call carries no `&dyn Kernel`), and the check that a pointer range lies
+//! acts for (a C call carries no `&Kernel`), and the check that a pointer range lies
 //! in usable RAM. A C app is a capability owner like a Rust app; its capabilities stay
 //! here, in a handle table: C sees positive handle numbers, never reused, private to the
 //! app; whatever the app still holds when it returns goes back to the kernel (which
@@ -11,7 +11,8 @@
 //! Every function checks its arguments before anything else and answers bad ones with a
 //! negative code of `rexo.h`, never a crash: a NULL pointer with a non-zero length, a
 //! buffer that is not inside one region of usable RAM (page 0, past the end of RAM,
-//! wrapping), an unknown handle, a range past the end of the memory.
+//! wrapping), an unknown handle or one of another kind, a range past the end of the memory,
+//! a timer deadline that is not in the future.
 #![cfg_attr(target_os = "none", no_std)]
 #![allow(unsafe_code)] // exporting the `rexo_*` symbols, C's pointers as slices
 
@@ -51,12 +52,14 @@ pub const REXO_EIO: c_int = -10;
 /// `REXO_EMSGSIZE`: a frame longer than the interface carries, or shorter than an
 /// Ethernet header.
 pub const REXO_EMSGSIZE: c_int = -11;
+/// `REXO_ETIME`: a deadline that is not in the future.
+pub const REXO_ETIME: c_int = -12;
 
 /// `rexo_read_byte`'s answer when no input is waiting.
 const NO_BYTE: c_int = -1;
 
 /// What [`Host::acting_for`] calls: the kernel API and the owner a core acts for.
-pub type ActingFn<'a> = &'a mut dyn FnMut(&dyn Kernel, Option<OwnerId>);
+pub type ActingFn<'a> = &'a mut dyn FnMut(&Kernel, Option<OwnerId>);
 
 /// What the kernel lends the C ABI ([`register`]).
 pub struct Host {
@@ -84,7 +87,7 @@ fn host() -> &'static Host {
 }
 
 /// Runs `f` with the kernel API and owner this core acts for ([`Host::acting_for`]).
-fn with_kernel<R>(f: impl FnOnce(&dyn Kernel, Option<OwnerId>) -> R) -> R {
+fn with_kernel<R>(f: impl FnOnce(&Kernel, Option<OwnerId>) -> R) -> R {
     let (mut f, mut result) = (Some(f), None);
     (host().acting_for)(&mut |kernel, owner| {
         if let Some(f) = f.take() {
@@ -96,17 +99,19 @@ fn with_kernel<R>(f: impl FnOnce(&dyn Kernel, Option<OwnerId>) -> R) -> R {
 
 /// Runs `f` with the kernel API of the C app running on this core, for calls that act
 /// on its behalf; `REXO_ENOAPP` outside one.
-fn with_app<R: From<c_int>>(f: impl FnOnce(&dyn Kernel, OwnerId) -> R) -> R {
+fn with_app<R: From<c_int>>(f: impl FnOnce(&Kernel, OwnerId) -> R) -> R {
     with_kernel(|kernel, owner| match owner {
         Some(owner) => f(kernel, owner),
         None => REXO_ENOAPP.into(),
     })
 }
 
+mod cores;
 mod devices;
 mod handles;
 mod views;
 
+pub use cores::*;
 pub use devices::*;
 use handles::{Object, insert, with_memory};
 pub use views::*;
@@ -115,11 +120,7 @@ pub use views::*;
 /// return is the app's failure code ([`ApiError::AppFailed`]). Handles the owner kept
 /// from a run that was ended go first; the capabilities themselves go back when the
 /// kernel releases the owner.
-pub fn run_app(
-    kernel: &dyn Kernel,
-    name: &str,
-    main: impl FnOnce() -> c_int,
-) -> Result<(), ApiError> {
+pub fn run_app(kernel: &Kernel, name: &str, main: impl FnOnce() -> c_int) -> Result<(), ApiError> {
     let owner = with_kernel(|_, owner| owner);
     let forget = || {
         if let Some(owner) = owner {
@@ -139,7 +140,11 @@ pub fn run_app(
 /// The code of `rexo.h` for a kernel error.
 fn error_code(error: ApiError) -> c_int {
     match error {
-        ApiError::QueueFull | ApiError::DeviceBusy(_) | ApiError::FilterOverlap(_) => REXO_EBUSY,
+        ApiError::QueueFull
+        | ApiError::DeviceBusy(_)
+        | ApiError::FilterOverlap(_)
+        | ApiError::TimerBusy => REXO_EBUSY,
+        ApiError::DeadlinePassed => REXO_ETIME,
         ApiError::OutOfMemory | ApiError::QuotaExceeded | ApiError::Refused(CapError::Full) => {
             REXO_ENOMEM
         }
@@ -154,9 +159,7 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::Repossessed
         | ApiError::Extents(_)
         | ApiError::NoAddress
-        | ApiError::CoreNotHeld(_)
-        | ApiError::DeadlinePassed
-        | ApiError::TimerBusy => REXO_EPERM,
+        | ApiError::CoreNotHeld(_) => REXO_EPERM,
     }
 }
 
@@ -289,7 +292,7 @@ pub extern "C" fn rexo_run_on_every_core(function: Option<CoreFn>, arg: *mut c_v
         return REXO_EINVAL;
     };
     let arg = SharedArg(arg);
-    let task = Arc::new(move |_: &dyn Kernel, core: usize| {
+    let task = Arc::new(move |_: &Kernel, core: usize| {
         let core = c_uint::try_from(core).unwrap_or(c_uint::MAX);
         // SAFETY: `function` is the non-NULL function pointer the C app passed, with the
         // signature rexo.h gives; `run_on_every_core` runs it acting for the same app.

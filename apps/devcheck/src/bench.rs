@@ -135,7 +135,7 @@ pub fn parse_device(line: &str) -> Option<(String, usize, String)> {
 }
 
 /// Names device `index` of `kind` by its driver, from the kernel's device list.
-fn name_device(kernel: &dyn Kernel, kind: DeviceKind, index: usize) {
+fn name_device(kernel: &Kernel, kind: DeviceKind, index: usize) {
     let label = if kind == DeviceKind::Net {
         "nic"
     } else {
@@ -154,14 +154,14 @@ fn name_device(kernel: &dyn Kernel, kind: DeviceKind, index: usize) {
 }
 
 /// Prints one figure line.
-fn figure(kernel: &dyn Kernel, kind: &str, index: usize, name: &str, count: u64, ns: u64) {
+fn figure(kernel: &Kernel, kind: &str, index: usize, name: &str, count: u64, ns: u64) {
     kernel.log(format_args!(
         "devbench {kind} {index} {name} count={count} ns={ns}"
     ));
 }
 
 /// `netbench`'s entry point.
-pub fn netbench(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn netbench(kernel: &Kernel) -> Result<(), ApiError> {
     let nics: Vec<usize> = kernel
         .devices()
         .into_iter()
@@ -199,7 +199,7 @@ fn header(frame: &mut [u8], mac: [u8; 6], ethertype: u16, seq: u32) {
 
 /// Sends one frame, retrying while the ring is full (up to a second).
 fn send(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     nic: &mut dyn NetDevice,
     len: usize,
     fill: &mut dyn FnMut(&mut [u8]),
@@ -217,7 +217,7 @@ fn send(
 }
 
 /// The figures of one interface.
-fn net_figures(kernel: &dyn Kernel, index: usize, nic: &mut dyn NetDevice) -> Result<(), String> {
+fn net_figures(kernel: &Kernel, index: usize, nic: &mut dyn NetDevice) -> Result<(), String> {
     let mac = nic.info().mac;
     for len in FRAME_SIZES {
         let start = kernel.now_ns();
@@ -306,7 +306,7 @@ fn net_figures(kernel: &dyn Kernel, index: usize, nic: &mut dyn NetDevice) -> Re
 }
 
 /// `diskbench`'s entry point.
-pub fn diskbench(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn diskbench(kernel: &Kernel) -> Result<(), ApiError> {
     let disks: Vec<usize> = kernel
         .devices()
         .into_iter()
@@ -356,7 +356,7 @@ impl Lbas {
 /// Requests of one figure: `total` of them, `depth` in flight spread over the queues,
 /// the `i`th from `lba(i)`, `sectors` long, written (`write`) or read. Returns the ns.
 fn run_requests(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     disk: &mut dyn BlockDevice,
     total: u64,
     depth: usize,
@@ -425,11 +425,7 @@ fn run_requests(
 }
 
 /// The figures of one disk.
-fn disk_figures(
-    kernel: &dyn Kernel,
-    index: usize,
-    disk: &mut dyn BlockDevice,
-) -> Result<(), String> {
+fn disk_figures(kernel: &Kernel, index: usize, disk: &mut dyn BlockDevice) -> Result<(), String> {
     let info = disk.info();
     let size = u64::from(info.sector_size.max(1));
     let chunk = (SEQUENTIAL_BYTES / info.sector_size.max(1))

@@ -20,7 +20,7 @@ const WAKE_READS: u64 = 20;
 const NAP_NS: u64 = 200_000_000;
 
 /// The app's entry point.
-pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     let disks = kernel
         .devices()
         .into_iter()
@@ -71,7 +71,7 @@ struct Flight {
 /// Runs requests over the whole disk, `IN_FLIGHT` per queue; `submit` queues one and
 /// `verify` checks a completion's data. Returns the sectors done.
 fn sweep(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     disk: &mut dyn BlockDevice,
     submit: Submit<'_>,
     verify: &mut dyn FnMut(u64, &[u8]) -> Option<String>,
@@ -152,7 +152,7 @@ fn sweep(
 }
 
 /// Waits for one request on queue 0 and returns its outcome (data discarded).
-fn wait(kernel: &dyn Kernel, disk: &mut dyn BlockDevice, tag: Tag) -> Result<(), DeviceError> {
+fn wait(kernel: &Kernel, disk: &mut dyn BlockDevice, tag: Tag) -> Result<(), DeviceError> {
     let start = kernel.now_ns();
     let mut outcome = None;
     while outcome.is_none() {
@@ -172,7 +172,7 @@ fn wait(kernel: &dyn Kernel, disk: &mut dyn BlockDevice, tag: Tag) -> Result<(),
 }
 
 /// The steps on one disk.
-fn check(kernel: &dyn Kernel, index: usize, disk: &mut dyn BlockDevice) -> Result<(), String> {
+fn check(kernel: &Kernel, index: usize, disk: &mut dyn BlockDevice) -> Result<(), String> {
     let info = disk.info();
     let size = info.sector_size as usize;
     let start = kernel.now_ns();
@@ -224,7 +224,7 @@ fn check(kernel: &dyn Kernel, index: usize, disk: &mut dyn BlockDevice) -> Resul
 /// Where the disk can wake a core (MSI or MSI-X), reads one sector at a time and
 /// sleeps while each is in flight: arm, poll once more, nap. Fails if no nap happened
 /// or the naps ran their full length (the completion's message did not wake the core).
-fn wake_check(kernel: &dyn Kernel, index: usize, disk: &mut dyn BlockDevice) -> Result<(), String> {
+fn wake_check(kernel: &Kernel, index: usize, disk: &mut dyn BlockDevice) -> Result<(), String> {
     let core = kernel.core_index();
     if let Err(error) = disk.wake_on_completion(0, Some(core)) {
         kernel.log(format_args!(

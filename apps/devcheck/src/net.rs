@@ -12,7 +12,7 @@ use crate::pattern::{self, ETHERTYPE_FROM_PEER, ETHERTYPE_FROM_REXO, FRAMES};
 const SILENCE_NS: u64 = 20_000_000_000;
 
 /// The app's entry point.
-pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     on_every_nic(kernel, "netcheck", &mut |device, nic| {
         kernel.log(format_args!(
             "netcheck: nic {}: {} at {}: {}",
@@ -26,7 +26,7 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
 /// FAILED: why` for each that fails, then `APP: done, N interface(s)` (with `, FAILED`
 /// if one did), and fails if one did or there is none.
 pub(crate) fn on_every_nic(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     app: &str,
     check: &mut dyn FnMut(&DeviceInfo, &mut dyn NetDevice) -> Result<(), String>,
 ) -> Result<(), ApiError> {
@@ -61,7 +61,7 @@ pub(crate) fn on_every_nic(
 
 /// Sends one frame on `queue`, retrying while its ring is full (up to a second).
 pub(crate) fn send(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     nic: &mut dyn NetDevice,
     queue: usize,
     len: usize,
@@ -86,7 +86,7 @@ pub(crate) fn send(
 /// Sends one frame on queue 0 gathered from `segments`, retrying while the ring is full
 /// (up to a second).
 fn send_gather(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     nic: &mut dyn NetDevice,
     segments: &[usize],
     fill: &mut dyn FnMut(&mut [&mut [u8]]),
@@ -114,7 +114,7 @@ const DRAIN_NS: u64 = 5_000_000_000;
 /// Waits until the device has finished with every queued frame (up to [`DRAIN_NS`]):
 /// a frame handed to `transmit` is only on the wire once the device is done with it, and
 /// an app that returns earlier may see its last frames dropped with the device.
-fn drain(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
+fn drain(kernel: &Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
     let start = kernel.now_ns();
     loop {
         match nic.transmit_pending(0) {
@@ -129,7 +129,7 @@ fn drain(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
 }
 
 /// The three steps on one interface.
-fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
+fn check(kernel: &Kernel, nic: &mut dyn NetDevice) -> Result<(), String> {
     let info = nic.info();
     let mac = info.mac;
     let index_note = format!(

@@ -170,7 +170,7 @@ fn quantum(mut x: u64) -> u64 {
 }
 
 /// `noise`'s entry point.
-pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     let memory = kernel.memory();
     kernel.log(format_args!(
         "noise memory usable={} free={}",
@@ -195,7 +195,7 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
     // Cores that finished their warm-up: every core starts measuring once all have (at
     // most a second later, should one never come), as the C program's threads do.
     let warmed_up = Arc::new(AtomicUsize::new(0));
-    kernel.run_on_every_core(Arc::new(move |kernel: &dyn Kernel, index: usize| {
+    kernel.run_on_every_core(Arc::new(move |kernel: &Kernel, index: usize| {
         let mut durations = vec![0u32; QUANTA];
         let mut x = index as u64 + 1;
         for _ in 0..WARM_UP {

@@ -43,7 +43,7 @@ const NAP_NS: u64 = 200_000_000;
 const WAKE_QUEUE: usize = 1;
 
 /// The app's entry point.
-pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     on_every_nic(kernel, "netqueues", &mut |device, nic| {
         let queues = nic.info().queues;
         kernel.log(format_args!(
@@ -58,7 +58,7 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
 }
 
 /// The four steps on one interface.
-fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice, index: usize) -> Result<(), String> {
+fn check(kernel: &Kernel, nic: &mut dyn NetDevice, index: usize) -> Result<(), String> {
     let info = nic.info();
     let queues = info.queues;
     // 1. A queue past the last is refused both ways, naming it.
@@ -174,7 +174,7 @@ fn check(kernel: &dyn Kernel, nic: &mut dyn NetDevice, index: usize) -> Result<(
 /// they are in: arm, poll once more, nap. Fails if no nap happened or the naps ran their
 /// full length (the queue's MSI-X message did not wake the core).
 fn wake_check(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     nic: &mut dyn NetDevice,
     index: usize,
     flow: u16,

@@ -98,7 +98,7 @@ fn files() -> core::ops::Range<u32> {
 
 /// Runs `phase` and prints its line: `count` items in the nanoseconds it took.
 fn timed(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     name: &str,
     unit: &str,
     count: u64,
@@ -120,7 +120,7 @@ fn timed(
 
 /// The file-system phases on a mounted file system.
 fn file_system_phases<D: BlockStore>(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     fs: &mut FileSystem<D>,
 ) -> Result<(), String> {
     let text = |e: FsError| format!("{e}");
@@ -180,7 +180,7 @@ fn file_system_phases<D: BlockStore>(
 /// The random reads of the file and of the raw disk, taken in turns of [`TURN_READS`]
 /// (the file's turn, then the disk's, over the same offsets), each kind's time summed:
 /// a change in the host's load between two long phases cannot tilt their ratio.
-fn random_reads(kernel: &dyn Kernel) -> Result<(), String> {
+fn random_reads(kernel: &Kernel) -> Result<(), String> {
     let mut offsets = Offsets::new();
     let mut ns = [0u64; 2];
     let mut first = 0u8;
@@ -199,7 +199,7 @@ fn random_reads(kernel: &dyn Kernel) -> Result<(), String> {
 }
 
 /// Prints phase `name`'s failure and gives `why` back.
-fn failed(kernel: &dyn Kernel, name: &str, why: String) -> String {
+fn failed(kernel: &Kernel, name: &str, why: String) -> String {
     kernel.log(format_args!("fsbench {name} FAILED: {why}"));
     why
 }
@@ -207,7 +207,7 @@ fn failed(kernel: &dyn Kernel, name: &str, why: String) -> String {
 /// One turn of the file's reads through a handle (`FileSystem::open`, `read_at_in_place`) from a
 /// cold cache; the nanoseconds the reads took.
 fn file_turn<D: BlockStore>(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     fs: &mut FileSystem<D>,
     offsets: &mut Offsets,
 ) -> Result<u64, String> {
@@ -231,7 +231,7 @@ fn file_turn<D: BlockStore>(
 }
 
 /// One turn of the same reads straight from the first disk; the nanoseconds they took.
-fn raw_turn(kernel: &dyn Kernel, mut offsets: Offsets, first: &mut u8) -> Result<u64, String> {
+fn raw_turn(kernel: &Kernel, mut offsets: Offsets, first: &mut u8) -> Result<u64, String> {
     let index = kernel
         .devices()
         .into_iter()
@@ -254,7 +254,7 @@ fn raw_turn(kernel: &dyn Kernel, mut offsets: Offsets, first: &mut u8) -> Result
 }
 
 /// `fsbench`'s entry point.
-pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     let outcome = on_first_file_system(kernel, |fs| Ok(file_system_phases(kernel, fs)))
         .and_then(|phases| phases)
         .and_then(|()| random_reads(kernel));

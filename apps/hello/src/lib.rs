@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use rexo_api::{ApiError, Kernel};
 
 /// The app's entry point.
-pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     let cores = kernel.cores();
     let start = kernel.now_ns();
     // One bit per machine core that answered (Rexo runs at most 64 cores).

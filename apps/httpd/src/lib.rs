@@ -70,17 +70,17 @@ const TCP_OPTIONS: TcpOptions = TcpOptions {
 };
 
 /// The server, which runs until the machine stops.
-pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     run(kernel, false)
 }
 
 /// The server with the test hook: returns after answering `GET /__shutdown`.
-pub fn main_test(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main_test(kernel: &Kernel) -> Result<(), ApiError> {
     run(kernel, true)
 }
 
 /// Sets up the NIC, the stack and the site, then serves.
-fn run(kernel: &dyn Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
+fn run(kernel: &Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
     let Some(device) = kernel
         .devices()
         .into_iter()
@@ -181,7 +181,7 @@ fn run(kernel: &dyn Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
 /// The server's state beside the stack.
 struct Server<'k> {
     /// The kernel.
-    kernel: &'k dyn Kernel,
+    kernel: &'k Kernel,
     /// The files and request bounds.
     site: Site,
     /// What was served: read by the status page while a step serves, updated by the
@@ -307,7 +307,7 @@ impl Server<'_> {
 }
 
 /// Logs why the app failed and says so to the kernel.
-fn failed(kernel: &dyn Kernel, error: NetError) -> ApiError {
+fn failed(kernel: &Kernel, error: NetError) -> ApiError {
     kernel.log(format_args!("httpd: FAILED: {error}"));
     match error {
         NetError::Device(error) => ApiError::Device(error),

@@ -77,7 +77,7 @@ pub type DiskFile = (String, Vec<u8>);
 /// directory walked), else of the first holding BMFS, each as `/NAME`; up to
 /// [`MAX_DISK_BYTES`] in all; each line of the second part says what was skipped or
 /// why no disk was read, for the log.
-pub fn from_disk(kernel: &dyn Kernel) -> (Vec<DiskFile>, Vec<String>) {
+pub fn from_disk(kernel: &Kernel) -> (Vec<DiskFile>, Vec<String>) {
     let mut notes = Vec::new();
     let mut damage = None;
     let rexo_fs = rexo_fs::on_first_file_system_to_read(

@@ -72,7 +72,7 @@ struct Sizing {
 }
 
 /// The app's entry point: a cache sized from the machine's memory.
-pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     let usable = kernel.memory().usable;
     serve_until_shutdown(
         kernel,
@@ -84,7 +84,7 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
 }
 
 /// `kv-small`: the same app with a 1 MiB cache, so that tests reach eviction quickly.
-pub fn main_small(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main_small(kernel: &Kernel) -> Result<(), ApiError> {
     let usable = kernel.memory().usable;
     serve_until_shutdown(
         kernel,
@@ -114,7 +114,7 @@ fn buffer_budget(usable: u64) -> usize {
 }
 
 /// Logs why the app failed and says so to the kernel.
-fn failed(kernel: &dyn Kernel, error: NetError) -> ApiError {
+fn failed(kernel: &Kernel, error: NetError) -> ApiError {
     kernel.log(format_args!("kv: FAILED: {error}"));
     match error {
         NetError::Device(error) => ApiError::Device(error),
@@ -125,12 +125,12 @@ fn failed(kernel: &dyn Kernel, error: NetError) -> ApiError {
 
 /// The cache's clock: seconds since boot, from [`CLOCK_START_S`]. The kernel has no wall
 /// clock yet, so absolute exptimes (above 30 days) count from boot too.
-fn clock_s(kernel: &dyn Kernel) -> u64 {
+fn clock_s(kernel: &Kernel) -> u64 {
     CLOCK_START_S + kernel.now_ns() / 1_000_000_000
 }
 
 /// Opens the NIC, gets an address and serves until a client sends `shutdown`.
-fn serve_until_shutdown(kernel: &dyn Kernel, sizing: Sizing) -> Result<(), ApiError> {
+fn serve_until_shutdown(kernel: &Kernel, sizing: Sizing) -> Result<(), ApiError> {
     let Some(device) = kernel
         .devices()
         .into_iter()
@@ -201,7 +201,7 @@ impl Server {
     /// The serving loop, until `shutdown`.
     fn run(
         &mut self,
-        kernel: &dyn Kernel,
+        kernel: &Kernel,
         stack: &mut Stack,
         nic: usize,
         can_nap: bool,
@@ -287,7 +287,7 @@ impl Server {
         stack: &mut Stack,
         udp: &UdpSocket,
         now: u64,
-        kernel: &dyn Kernel,
+        kernel: &Kernel,
     ) -> Result<bool, NetError> {
         let mut any = false;
         let mut request = [0u8; UDP_MAX_REQUEST];
@@ -333,7 +333,7 @@ impl Server {
     }
 
     /// Closes every connection, lets the FINs go out and logs what was served.
-    fn shut_down(&mut self, kernel: &dyn Kernel, stack: &mut Stack) -> Result<(), NetError> {
+    fn shut_down(&mut self, kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
         for client in self.clients.drain(..) {
             stack.close(client.into_connection());
         }

@@ -28,17 +28,17 @@ const MIB: u64 = 1 << 20;
 
 /// The app `memdemo`: every step, and at the end the revocation requests already made
 /// answered (without waiting for one).
-pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     run(kernel, 0)
 }
 
 /// The app `memdemo-revocable`: the same, holding its arenas up to 60 s until the kernel
 /// asks for one back (the kernel test `caps::tests::memlibos` asks).
-pub fn main_revocable(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main_revocable(kernel: &Kernel) -> Result<(), ApiError> {
     run(kernel, REVOCABLE_WAIT_NS)
 }
 
-fn run(kernel: &dyn Kernel, wait_ns: u64) -> Result<(), ApiError> {
+fn run(kernel: &Kernel, wait_ns: u64) -> Result<(), ApiError> {
     match steps(kernel, wait_ns) {
         Ok(()) => Ok(()),
         Err(why) => {
@@ -88,7 +88,7 @@ fn block(
 
 /// Says `what` was refused with `error`, or fails if it was not refused so.
 fn refused(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     what: &str,
     got: Result<impl core::fmt::Debug, HeapError>,
     error: HeapError,
@@ -102,7 +102,7 @@ fn refused(
     }
 }
 
-fn steps(kernel: &dyn Kernel, wait_ns: u64) -> Result<(), String> {
+fn steps(kernel: &Kernel, wait_ns: u64) -> Result<(), String> {
     let e = |error: HeapError| format!("{error}");
     let mut heap = Heap::new(kernel);
     // 1. Small and large blocks across several arenas, every byte checked.
@@ -258,7 +258,7 @@ enum Tick {
 /// Polls for revocation requests every millisecond until one was answered or `wait_ns`
 /// passed (with 0: once); returns how many were answered.
 fn serve_revocations(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     heap: &mut Heap<KernelFrames<'_>>,
     wait_ns: u64,
 ) -> Result<usize, String> {

@@ -10,14 +10,14 @@ use rexo_bmfs::{BlockDisk, BmfsError, Volume};
 
 /// Runs `work` on the first disk that holds BMFS ([`rexo_bmfs::on_first_volume`]).
 fn with_bmfs<T>(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     work: impl FnMut(&mut Volume<BlockDisk<'_>>) -> Result<T, BmfsError>,
 ) -> Result<T, String> {
     rexo_bmfs::on_first_volume(kernel, work)
 }
 
 /// One line per file of the BMFS disk, then the free space.
-pub fn list(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
+pub fn list(kernel: &Kernel) -> Result<Vec<String>, String> {
     with_bmfs(kernel, |volume| {
         let mut lines: Vec<String> = volume
             .files()
@@ -38,13 +38,13 @@ pub fn list(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
 }
 
 /// Deletes the file `name` from the BMFS disk.
-pub fn remove(kernel: &dyn Kernel, name: &str) -> Result<(), String> {
+pub fn remove(kernel: &Kernel, name: &str) -> Result<(), String> {
     with_bmfs(kernel, |volume| volume.delete(name))
 }
 
 /// Copies file `from` of the BMFS disk to a new file `to` with as many blocks; returns
 /// the bytes copied. An existing `to` is refused (`rm` it first).
-pub fn copy(kernel: &dyn Kernel, from: &str, to: &str) -> Result<usize, String> {
+pub fn copy(kernel: &Kernel, from: &str, to: &str) -> Result<usize, String> {
     with_bmfs(kernel, |volume| {
         let blocks = volume.find(from)?.reserved.max(1);
         if volume.find(to).is_ok() {
@@ -58,7 +58,7 @@ pub fn copy(kernel: &dyn Kernel, from: &str, to: &str) -> Result<usize, String> 
 }
 
 /// The BMFS disk's blocks: used, free, files (the directory checked on the way).
-pub fn usage(kernel: &dyn Kernel) -> Result<String, String> {
+pub fn usage(kernel: &Kernel) -> Result<String, String> {
     with_bmfs(kernel, |volume| {
         let (total, free) = (volume.blocks() - 1, volume.free_blocks());
         let files = volume.files().count();
@@ -71,13 +71,13 @@ pub fn usage(kernel: &dyn Kernel) -> Result<String, String> {
 }
 
 /// The whole of the file `name` on the BMFS disk.
-pub fn read_file(kernel: &dyn Kernel, name: &str) -> Result<Vec<u8>, String> {
+pub fn read_file(kernel: &Kernel, name: &str) -> Result<Vec<u8>, String> {
     with_bmfs(kernel, |volume| volume.read(name))
 }
 
 /// `extents` alone: every disk's extent table; `extents DISK` one disk's;
 /// `extents DISK OP ...` a change made as the monitor (its name is the holder).
-pub fn extents(kernel: &dyn Kernel, words: &str) -> Result<Vec<String>, String> {
+pub fn extents(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
     let words: Vec<&str> = words.split_whitespace().collect();
     let number = |word: &str| {
         word.parse::<u64>()

@@ -268,7 +268,7 @@ fn parse_ping<'a>(
 }
 
 /// Runs one command, writing its output through `kernel`.
-pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
+pub fn execute(kernel: &Kernel, command: Command<'_>) {
     let say = |text: &str| kernel.write_str(text);
     match command {
         Command::Nothing => {}
@@ -440,7 +440,7 @@ pub fn execute(kernel: &dyn Kernel, command: Command<'_>) {
 
 /// The app's entry point: prompt, read a line, run it, forever (until `reboot` or
 /// `poweroff`).
-pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     let mut editor = Editor::new();
     kernel.write_str("Rexo monitor: `help` lists the commands.\r\n");
     kernel.write_str(PROMPT);

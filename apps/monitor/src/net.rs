@@ -29,7 +29,7 @@ pub const MAX_PINGS: u16 = 100;
 
 /// The first network interface no app holds, configured by DHCP (or as the kernel
 /// command line's `ip=` says), with how it was configured.
-fn bring_up(kernel: &dyn Kernel) -> Result<(DeviceInfo, Stack, &'static str), String> {
+fn bring_up(kernel: &Kernel) -> Result<(DeviceInfo, Stack, &'static str), String> {
     let nics: Vec<DeviceInfo> = kernel
         .devices()
         .into_iter()
@@ -68,7 +68,7 @@ fn sharing_lines(index: usize, sharing: &NetSharing) -> Vec<String> {
 /// `net`: every network interface with its holder and, when apps share it, its filters
 /// and their counters; then the first free one configured: address, router, and what
 /// moved while it was configured.
-pub fn show(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
+pub fn show(kernel: &Kernel) -> Result<Vec<String>, String> {
     let nics: Vec<DeviceInfo> = kernel
         .devices()
         .into_iter()
@@ -125,12 +125,7 @@ pub fn show(kernel: &dyn Kernel) -> Result<Vec<String>, String> {
 /// `ping ADDRESS [COUNT]`: `count` echo requests a second apart, each answer (or its
 /// absence) said as it comes, then the summary. The error is for a command that could
 /// not start (no interface, no lease).
-pub fn ping(
-    kernel: &dyn Kernel,
-    to: Host<'_>,
-    count: u16,
-    say: &dyn Fn(&str),
-) -> Result<(), String> {
+pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Result<(), String> {
     let (device, mut stack, _) = bring_up(kernel)?;
     let (address, _) = stack.address().ok_or("the interface has no address")?;
     let to = match to {
@@ -208,7 +203,7 @@ pub fn ping(
 }
 
 /// The addresses of `name`, asked of the stack's DNS server.
-fn lookup(kernel: &dyn Kernel, stack: &mut Stack, name: &str) -> Result<Vec<Ipv4Addr>, String> {
+fn lookup(kernel: &Kernel, stack: &mut Stack, name: &str) -> Result<Vec<Ipv4Addr>, String> {
     let mut query = stack
         .resolve_start(name)
         .map_err(|e| format!("{name}: {e}"))?;
@@ -239,7 +234,7 @@ fn listed(addresses: &[Ipv4Addr]) -> String {
 
 /// `resolve NAME`: its IPv4 addresses through the first free interface, with the time
 /// the answer took.
-pub fn resolve(kernel: &dyn Kernel, name: &str) -> Result<String, String> {
+pub fn resolve(kernel: &Kernel, name: &str) -> Result<String, String> {
     let (_, mut stack, _) = bring_up(kernel)?;
     let started = kernel.now_ns();
     let addresses = lookup(kernel, &mut stack, name)?;

@@ -14,7 +14,7 @@ use rexo_fs::{FileKind, FsError, on_first_file_system};
 pub const USAGE: &str = "fs ls [DIR] | cat FILE | mkdir DIR | write FILE TEXT | cp FILE NEW | mv PATH NEW | rm PATH | df | fsck";
 
 /// Runs `fs WORDS`; the lines to show, or what went wrong (naming the command).
-pub fn run(kernel: &dyn Kernel, words: &str) -> Result<Vec<String>, String> {
+pub fn run(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
     let verb = words.split_whitespace().next().unwrap_or("");
     dispatch(kernel, words).map_err(|why| {
         if why.starts_with("fs") || why.starts_with("usage") {
@@ -26,7 +26,7 @@ pub fn run(kernel: &dyn Kernel, words: &str) -> Result<Vec<String>, String> {
 }
 
 /// [`run`]'s work.
-fn dispatch(kernel: &dyn Kernel, words: &str) -> Result<Vec<String>, String> {
+fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
     let mut parts = words.split_whitespace();
     let verb = parts.next().ok_or_else(|| format!("usage: {USAGE}"))?;
     let first = parts.next();

@@ -46,7 +46,7 @@ struct Echo {
 }
 
 /// The app's entry point.
-pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
+pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     let Some(device) = kernel
         .devices()
         .into_iter()
@@ -88,7 +88,7 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
 }
 
 /// Logs why the app failed and says so to the kernel.
-fn failed(kernel: &dyn Kernel, error: NetError) -> ApiError {
+fn failed(kernel: &Kernel, error: NetError) -> ApiError {
     kernel.log(format_args!("netdemo: FAILED: {error}"));
     match error {
         NetError::Device(error) => ApiError::Device(error),
@@ -98,7 +98,7 @@ fn failed(kernel: &dyn Kernel, error: NetError) -> ApiError {
 
 /// Pings the router and logs the round trips; a router that does not answer (another
 /// network than QEMU's) is only noted.
-fn ping_gateway(kernel: &dyn Kernel, stack: &mut Stack) -> Result<(), NetError> {
+fn ping_gateway(kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
     let ping = stack.ping_open(0x7e70);
     let mut answered = 0;
     for seq in 0..PINGS {
@@ -128,7 +128,7 @@ fn ping_gateway(kernel: &dyn Kernel, stack: &mut Stack) -> Result<(), NetError> 
 }
 
 /// The echo servers, until enough connections were served or the time is up.
-fn serve(kernel: &dyn Kernel, stack: &mut Stack) -> Result<(), NetError> {
+fn serve(kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
     let options = TcpOptions {
         receive_buffer: 256 * 1024,
         send_buffer: 256 * 1024,

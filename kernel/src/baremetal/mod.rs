@@ -188,7 +188,7 @@ pub fn load(binary: Option<&[u8]>) -> Result<u64, LoadError> {
 /// The built-in app `baremetal`: loads the boot module, installs the call table, runs the
 /// binary on this core and reports its RAX. A refused module stops the boot with a
 /// message (exit status "failure").
-pub fn app(_kernel: &dyn rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+pub fn app(_kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     let size = load(None).unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
     raw::install_table();
     log::info!("baremetal: running a {size}-byte binary at {APP_BASE:#x}");

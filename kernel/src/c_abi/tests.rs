@@ -11,6 +11,12 @@ crate::kernel_test!(
         // Outside a C app: the calls that act for an app refuse; the others work.
         assert_eq!(rexo_mem_alloc(4096), i64::from(REXO_ENOAPP));
         assert_eq!(rexo_mem_return(1), REXO_ENOAPP);
+        assert_eq!(rexo_core_caps(null_mut(), 0), REXO_ENOAPP);
+        assert_eq!(rexo_core_caps(null_mut(), 1), REXO_EINVAL);
+        assert_eq!(rexo_core_return(1), REXO_ENOAPP);
+        assert_eq!(rexo_timer_arm(u64::MAX), i64::from(REXO_ENOAPP));
+        assert_eq!(rexo_timer_fired(1), REXO_ENOAPP);
+        assert_eq!(rexo_timer_return(1), REXO_ENOAPP);
         assert_eq!(rexo_run_on_every_core(None, null_mut()), REXO_EINVAL);
         assert!(rexo_cores() >= 1);
         assert_eq!(rexo_core_index(), 0);
@@ -19,7 +25,7 @@ crate::kernel_test!(
         let (app, other) = (OwnerId(28), OwnerId(29));
         crate::caps::grant_cores(app, 0..crate::smp_cores()).expect("cores");
         fn as_owner<R>(owner: OwnerId, f: impl FnOnce() -> R) -> R {
-            crate::apps::acting_as(crate::apps::api_as(owner), f)
+            crate::apps::acting_as(&crate::apps::api_as(owner), f)
         }
         let handle = as_owner(app, || {
             // Buffers: NULL with a length, page 0, wrapping, past the end of RAM.
@@ -107,7 +113,7 @@ crate::kernel_test!(
         let owner = OwnerId(27);
         let api = crate::apps::api_as(owner);
         let (mut ptr, mut len) = (core::ptr::null_mut::<c_void>(), 0u64);
-        let handle = crate::apps::acting_as(api, || {
+        let handle = crate::apps::acting_as(&api, || {
             let handle = rexo_mem_alloc(4096);
             assert!(handle > 0, "rexo_mem_alloc gave {handle}");
             let mapped = rexo_map_memory(handle, &raw mut ptr, &raw mut len);
@@ -126,7 +132,7 @@ crate::kernel_test!(
             "taken by force"
         );
         // C's next touch through the view faults and ends the app's task, not the kernel.
-        let touch = crate::apps::acting_as(api, || {
+        let touch = crate::apps::acting_as(&api, || {
             run_abortable(|| {
                 // SAFETY: the address rexo_map_memory gave, as the C app would write it;
                 // the frames were unmapped by the revocation, so the write faults and
@@ -139,7 +145,7 @@ crate::kernel_test!(
             crate::apps::ended_reason(),
             crate::apps::ENDED_BY_REPOSSESSION
         );
-        crate::apps::acting_as(api, || {
+        crate::apps::acting_as(&api, || {
             assert_eq!(rexo_mem_return(handle), REXO_EBUSY, "still mapped");
             assert_eq!(rexo_unmap_memory(handle), REXO_OK);
             assert_eq!(rexo_mem_return(handle), REXO_EPERM, "revoked");

@@ -193,7 +193,7 @@ mod apps_on_other_cores {
     use crate::apps::App;
     use rexo_api::{ApiError, Kernel};
 
-    fn confined_panicker(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    fn confined_panicker(kernel: &Kernel) -> Result<(), ApiError> {
         assert_eq!(
             (kernel.cores(), kernel.core_index()),
             (1, 1),
@@ -246,7 +246,7 @@ mod sharing {
     static WRITE_REFUSED: AtomicU64 = AtomicU64::new(0);
 
     /// Waits (up to 5 s) for a delegated capability, reads it, tries to write it.
-    fn receiver(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    fn receiver(kernel: &Kernel) -> Result<(), ApiError> {
         let start = kernel.now_ns();
         while kernel.now_ns() - start < 5_000_000_000 {
             if let Some(cap) = kernel.received_memory().pop() {
@@ -386,7 +386,7 @@ mod sharing {
 }
 
 /// An app that gets a revocation request for its memory and gives the memory back in time.
-fn compliant_app(kernel: &dyn rexo_api::Kernel) -> Result<(), ApiError> {
+fn compliant_app(kernel: &rexo_api::Kernel) -> Result<(), ApiError> {
     let memory = kernel.allocate_memory(4096)?;
     // The kernel wants it back within 2 s (as it would when another app needs memory).
     request_revocation(memory.cap().id(), crate::time::now_ns() + 2_000_000_000).expect("request");
@@ -402,7 +402,7 @@ fn compliant_app(kernel: &dyn rexo_api::Kernel) -> Result<(), ApiError> {
 }
 
 /// An app that ignores a revocation request and uses the memory after the deadline.
-fn stubborn_app(kernel: &dyn rexo_api::Kernel) -> Result<(), ApiError> {
+fn stubborn_app(kernel: &rexo_api::Kernel) -> Result<(), ApiError> {
     let memory = kernel.allocate_memory(4096)?;
     let deadline = crate::time::now_ns() + 1_000_000;
     request_revocation(memory.cap().id(), deadline).expect("request");
@@ -457,7 +457,7 @@ mod views {
     use rexo_api::{ApiError, Kernel, MemoryOp, Rights};
 
     /// Maps, writes, reads; is refused a second mapping of shared memory; returns in time.
-    fn compliant_mapper(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    fn compliant_mapper(kernel: &Kernel) -> Result<(), ApiError> {
         let mut cap = kernel.allocate_memory(8192)?;
         let id = cap.cap().id();
         let mut view = kernel.map_memory(&mut cap)?;
@@ -546,7 +546,7 @@ mod views {
                 "kept out of the free pool"
             );
             // A write and a read through the view each end the task at its abort point.
-            let write = crate::apps::acting_as(api, || {
+            let write = crate::apps::acting_as(&api, || {
                 run_abortable(|| core::hint::black_box(&mut *view)[0] = 0x33)
             });
             assert_eq!(write, Err(Aborted), "the write faulted");
@@ -554,7 +554,7 @@ mod views {
                 crate::apps::ended_reason(),
                 crate::apps::ENDED_BY_REPOSSESSION
             );
-            let read = crate::apps::acting_as(api, || {
+            let read = crate::apps::acting_as(&api, || {
                 run_abortable(|| {
                     let byte = core::hint::black_box(&*view)[4096];
                     panic!("read {byte:#x} through a revoked view");
@@ -602,7 +602,7 @@ mod views {
     const TEN_SECONDS: u64 = 10_000_000_000;
 
     /// Maps memory and keeps touching it, revocation request or not (up to 10 s).
-    fn stubborn_mapper(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    fn stubborn_mapper(kernel: &Kernel) -> Result<(), ApiError> {
         let mut cap = kernel.allocate_memory(8192)?;
         let id = cap.cap().id();
         let mut view = kernel.map_memory(&mut cap)?;
@@ -618,7 +618,7 @@ mod views {
     }
 
     /// Waits up to 10 s for `done`.
-    fn wait_for(kernel: &dyn Kernel, done: impl Fn() -> bool) -> Result<(), ApiError> {
+    fn wait_for(kernel: &Kernel, done: impl Fn() -> bool) -> Result<(), ApiError> {
         let begin = kernel.now_ns();
         while !done() {
             if kernel.now_ns() - begin > TEN_SECONDS {
@@ -631,7 +631,7 @@ mod views {
 
     /// Runs beside the stubborn mapper with memory of its own: asks for the stubborn
     /// app's memory, lets the deadline pass, and goes on while the kernel ends it.
-    fn bystander(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    fn bystander(kernel: &Kernel) -> Result<(), ApiError> {
         let mut cap = kernel.allocate_memory(4096)?;
         let mut view = kernel.map_memory(&mut cap)?;
         view[..6].copy_from_slice(b"mine!!");
@@ -706,7 +706,7 @@ mod timer {
 
     /// Maps memory, then spins in its own code, calling the kernel no more, and touches
     /// the memory once told to (its revocation deadline has passed by then).
-    fn spinner(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    fn spinner(kernel: &Kernel) -> Result<(), ApiError> {
         let mut cap = kernel.allocate_memory(8192)?;
         let id = cap.cap().id();
         let mut view = kernel.map_memory(&mut cap)?;
@@ -722,7 +722,7 @@ mod timer {
     }
 
     /// Waits up to 10 s for `done`, calling no capability function (only the clock).
-    fn wait_for(kernel: &dyn Kernel, done: impl Fn() -> bool) -> bool {
+    fn wait_for(kernel: &Kernel, done: impl Fn() -> bool) -> bool {
         let begin = kernel.now_ns();
         while !done() {
             if kernel.now_ns() - begin > TEN_SECONDS {
@@ -737,7 +737,7 @@ mod timer {
     /// with a deadline 20 ms away and waits, calling no capability function, until the
     /// table no longer holds it (which only the timer can do then); then lets the spinner
     /// touch its memory and checks its own is untouched.
-    fn bystander(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    fn bystander(kernel: &Kernel) -> Result<(), ApiError> {
         let mut cap = kernel.allocate_memory(4096)?;
         let mut view = kernel.map_memory(&mut cap)?;
         view[..6].copy_from_slice(b"mine!!");
@@ -852,7 +852,7 @@ mod cores_and_timers {
     const TEN_SECONDS: u64 = 10_000_000_000;
 
     /// Spins (no nap, so no other timer interrupt) until `timer` fired; false after 10 s.
-    fn fired(kernel: &dyn Kernel, timer: &TimerCap) -> Result<bool, ApiError> {
+    fn fired(kernel: &Kernel, timer: &TimerCap) -> Result<bool, ApiError> {
         let begin = kernel.now_ns();
         while kernel.now_ns() - begin < TEN_SECONDS {
             if kernel.timer_fired(timer)? {
@@ -862,7 +862,7 @@ mod cores_and_timers {
         Ok(false)
     }
 
-    fn core_and_timer_app(kernel: &dyn Kernel) -> Result<(), ApiError> {
+    fn core_and_timer_app(kernel: &Kernel) -> Result<(), ApiError> {
         let mut cores = kernel.core_caps();
         assert_eq!(cores.len(), kernel.cores(), "one capability per core");
         assert!(kernel.core_caps().is_empty(), "handed out once");

@@ -15,7 +15,7 @@ use crate::{BmfsError, Disk, Volume};
 /// in turn, and giving it back afterwards); the error says what was tried on each disk
 /// (held by another app, no BMFS, the device's error) or what `work` failed with.
 pub fn on_first_volume<T>(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     mut work: impl FnMut(&mut Volume<BlockDisk<'_>>) -> Result<T, BmfsError>,
 ) -> Result<T, String> {
     on_first_disk_holding(kernel, TYPE_BMFS, "BMFS disk", |device, partition| {

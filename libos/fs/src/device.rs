@@ -215,7 +215,7 @@ impl BlockStore for DeviceStore<'_> {
 /// found on each disk (held by another app, no Rexo file system, damaged...) or what
 /// `work` failed with.
 pub fn on_first_file_system<T>(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     mut work: impl FnMut(&mut FileSystem<DeviceStore<'_>>) -> Result<T, FsError>,
 ) -> Result<T, String> {
     on_first_mounted(kernel, &mut |store| FileSystem::mount(store), &mut work)
@@ -226,7 +226,7 @@ pub fn on_first_file_system<T>(
 /// `damage` is told what the check found; every change is then refused with
 /// [`FsError::ReadOnly`] and nothing is written to that disk.
 pub fn on_first_file_system_to_read<T>(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     damage: &mut dyn FnMut(&FsError),
     mut work: impl FnMut(&mut FileSystem<DeviceStore<'_>>) -> Result<T, FsError>,
 ) -> Result<T, String> {
@@ -246,7 +246,7 @@ pub fn on_first_file_system_to_read<T>(
 /// Opens each disk holding the Rexo file system in turn, mounts it with `mount` and
 /// runs `work` on the first that mounts.
 fn on_first_mounted<T>(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     mount: &mut dyn FnMut(DeviceStore<'_>) -> Result<FileSystem<DeviceStore<'_>>, FsError>,
     work: &mut dyn FnMut(&mut FileSystem<DeviceStore<'_>>) -> Result<T, FsError>,
 ) -> Result<T, String> {

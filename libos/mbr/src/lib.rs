@@ -132,7 +132,7 @@ pub enum Attempt<T> {
 /// disk is opened for the look and given back afterwards. The error says what was
 /// found on each disk (`what`: the file system's name, for the message).
 pub fn on_first_disk_holding<T>(
-    kernel: &dyn rexo_api::Kernel,
+    kernel: &rexo_api::Kernel,
     kind: u8,
     what: &str,
     mut attempt: impl FnMut(&mut dyn rexo_api::BlockDevice, Option<&Partition>) -> Attempt<T>,

@@ -42,7 +42,7 @@ pub trait Frames {
 /// Arenas as memory capabilities from the kernel: `allocate_memory`, `return_memory`,
 /// `map_memory`, `revocation_requests`.
 #[derive(Clone, Copy)]
-pub struct KernelFrames<'k>(pub &'k dyn Kernel);
+pub struct KernelFrames<'k>(pub &'k Kernel);
 
 impl Frames for KernelFrames<'_> {
     type Region = MemoryCap;
@@ -230,7 +230,7 @@ pub struct Heap<F: Frames> {
 
 impl<'k> Heap<KernelFrames<'k>> {
     /// A heap over memory capabilities of the calling app, growing by [`CHUNK`].
-    pub fn new(kernel: &'k dyn Kernel) -> Self {
+    pub fn new(kernel: &'k Kernel) -> Self {
         Self::with_frames(KernelFrames(kernel), CHUNK)
     }
 }

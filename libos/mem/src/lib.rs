@@ -17,7 +17,7 @@
 //! ```no_run
 //! # use rexo_api::{ApiError, Kernel};
 //! # use rexo_mem::{Heap, HeapError};
-//! fn app(kernel: &dyn Kernel) -> Result<(), HeapError> {
+//! fn app(kernel: &Kernel) -> Result<(), HeapError> {
 //!     let mut heap = Heap::new(kernel);
 //!     let greeting = heap.allocate(5)?;
 //!     heap.write(greeting, 0, b"hello")?;

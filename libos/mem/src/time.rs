@@ -15,7 +15,7 @@ pub trait Clock {
 
 /// The kernel's clock: `now_ns` and `sleep_ns` of [`Kernel`].
 #[derive(Clone, Copy)]
-pub struct KernelClock<'k>(pub &'k dyn Kernel);
+pub struct KernelClock<'k>(pub &'k Kernel);
 
 impl Clock for KernelClock<'_> {
     fn now_ns(&self) -> u64 {

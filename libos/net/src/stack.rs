@@ -65,7 +65,7 @@ pub enum Config {
 impl Config {
     /// What the kernel command line gives the apps (`ip=ADDRESS/PREFIX[,ROUTER[,DNS]]`), else
     /// DHCP waiting up to `dhcp_timeout_ns` for the first lease.
-    pub fn from_kernel(kernel: &dyn Kernel, dhcp_timeout_ns: u64) -> Self {
+    pub fn from_kernel(kernel: &Kernel, dhcp_timeout_ns: u64) -> Self {
         match kernel.ipv4_config() {
             Some(ip) => Self::Static {
                 address: ip.address,
@@ -96,7 +96,7 @@ impl Config {
 /// waiting up to `dhcp_timeout_ns`. Returns the interface and the [`Config`] to build
 /// the [`Stack`] with.
 pub fn attach(
-    kernel: &dyn Kernel,
+    kernel: &Kernel,
     index: usize,
     filters: &[&str],
     dhcp_timeout_ns: u64,
@@ -389,7 +389,7 @@ impl Stack {
     /// Builds the stack over `nic`, sending on its queue `queue`, and configures it; with
     /// [`Config::Dhcp`] it polls until a lease comes or the timeout passes.
     pub fn new(
-        kernel: &dyn Kernel,
+        kernel: &Kernel,
         nic: Box<dyn NetDevice>,
         queue: usize,
         config: Config,

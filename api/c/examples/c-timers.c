@@ -1,0 +1,184 @@
+/* c-timers: a C app over its core and timer capabilities. It lists its core handles,
+ * arms the calling core's timer, sleeps until it fires, returns it, gives a core back,
+ * and checks the error codes of bad handles, deadlines and arguments. Prints
+ * "c-timers: ok" and returns 0, or prints what failed and returns a negative code. */
+#define APP "c-timers"
+#include "check.h"
+
+int c_timers_main(void);
+
+enum { MAX_CORES = 64 };
+/* How far ahead the timer is armed. */
+#define WAIT_NS 20000000ull
+/* How long past its deadline the app waits for the timer before it fails. */
+#define GIVE_UP_NS 10000000000ull
+
+/* The app's core handles, as rexo_core_caps lists them. */
+static int64_t cores_held[MAX_CORES];
+
+/* Run on every core: counts the cores it ran on. */
+static void count_core(void *arg, unsigned core)
+{
+    (void)core;
+    __atomic_fetch_add((unsigned *)arg, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The handle of the core with machine index `core`, or 0. */
+static int64_t handle_of(unsigned count, unsigned core)
+{
+    for (unsigned i = 0; i < count; i++)
+        if (rexo_core_cap_index(cores_held[i]) == (int)core)
+            return cores_held[i];
+    return 0;
+}
+
+static int check_core_caps(unsigned cores)
+{
+    EXPECT("rexo_core_caps", rexo_core_caps(cores_held, MAX_CORES), cores);
+    uint64_t seen = 0;
+    for (unsigned i = 0; i < cores; i++) {
+        int core = rexo_core_cap_index(cores_held[i]);
+        if (core < 0 || core >= 64)
+            return fail("rexo_core_cap_index", core, i);
+        seen |= (uint64_t)1 << core;
+    }
+    uint64_t all = cores >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << cores) - 1;
+    EXPECT("the cores the handles name", seen, all);
+
+    /* Listing again gives the same handles; a short list gets the first and the count. */
+    int64_t again[MAX_CORES];
+    EXPECT("rexo_core_caps again", rexo_core_caps(again, MAX_CORES), cores);
+    for (unsigned i = 0; i < cores; i++)
+        EXPECT("the same handle", again[i], cores_held[i]);
+    int64_t one[2] = {0, -99};
+    EXPECT("rexo_core_caps(list, 1)", rexo_core_caps(one, 1), cores);
+    EXPECT("the first handle", one[0], cores_held[0]);
+    EXPECT("nothing written past max", one[1], -99);
+    EXPECT("rexo_core_caps(NULL, 0)", rexo_core_caps(NULL, 0), cores);
+
+    /* Bad arguments: the documented codes, and nothing changes. */
+    EXPECT("rexo_core_caps(NULL, 4)", rexo_core_caps(NULL, 4), REXO_EINVAL);
+    EXPECT("rexo_core_caps(page 0)", rexo_core_caps((int64_t *)16, 2), REXO_EFAULT);
+    EXPECT("rexo_core_caps(overflowing max)", rexo_core_caps(again, SIZE_MAX / 4), REXO_EINVAL);
+    EXPECT("rexo_core_cap_index(0)", rexo_core_cap_index(0), REXO_EBADF);
+    EXPECT("rexo_core_return(0)", rexo_core_return(0), REXO_EBADF);
+    EXPECT("rexo_core_caps after the bad calls", rexo_core_caps(NULL, 0), cores);
+    say("c-timers: ");
+    say_number(cores);
+    say(" core capabilities\n");
+    return REXO_OK;
+}
+
+static int check_timer(void)
+{
+    /* Deadlines that are not in the future. */
+    EXPECT("rexo_timer_arm(0)", rexo_timer_arm(0), REXO_ETIME);
+    EXPECT("rexo_timer_arm(now)", rexo_timer_arm(rexo_now_ns()), REXO_ETIME);
+
+    /* A deadline that passed before the call got there is refused; arm again then. */
+    uint64_t deadline = 0;
+    int64_t timer = REXO_ETIME;
+    for (int tries = 0; timer == REXO_ETIME && tries < 100; tries++) {
+        deadline = rexo_now_ns() + WAIT_NS;
+        timer = rexo_timer_arm(deadline);
+    }
+    if (timer <= 0)
+        return fail("rexo_timer_arm", timer, 1);
+    int fired = rexo_timer_fired(timer);
+    if (rexo_now_ns() < deadline)
+        EXPECT("rexo_timer_fired before the deadline", fired, 0);
+    EXPECT("a second rexo_timer_arm on the core", rexo_timer_arm(deadline + GIVE_UP_NS), REXO_EBUSY);
+    EXPECT("rexo_timer_arm in the past while one is held", rexo_timer_arm(1), REXO_ETIME);
+
+    /* Each nap asks for a second more than the deadline: the timer ends it. */
+    unsigned naps = 0;
+    while ((fired = rexo_timer_fired(timer)) == 0) {
+        uint64_t now = rexo_now_ns();
+        if (now > deadline + GIVE_UP_NS)
+            return fail("the timer fired within 10 s of its deadline", 0, 1);
+        rexo_sleep_ns(deadline - (now < deadline ? now : deadline) + 1000000000ull);
+        naps++;
+    }
+    uint64_t woke = rexo_now_ns();
+    EXPECT("rexo_timer_fired", fired, 1);
+    if (woke < deadline)
+        return fail("the time after the timer fired", (int64_t)woke, (int64_t)deadline);
+    say("c-timers: the timer fired ");
+    say_number((int64_t)((woke - deadline) / 1000));
+    say(" us after its deadline, after ");
+    say_number(naps);
+    say(" naps\n");
+
+    /* Calls on a handle of another kind: refused, and the timer stays. */
+    EXPECT("rexo_timer_fired of a core handle", rexo_timer_fired(cores_held[0]), REXO_EBADF);
+    EXPECT("rexo_core_return of a timer handle", rexo_core_return(timer), REXO_EBADF);
+    EXPECT("rexo_mem_return of a timer handle", rexo_mem_return(timer), REXO_EBADF);
+    EXPECT("rexo_dev_close of a timer handle", rexo_dev_close(timer), REXO_EBADF);
+    EXPECT("rexo_timer_return of a core handle", rexo_timer_return(cores_held[0]), REXO_EBADF);
+    EXPECT("rexo_timer_fired of a made-up handle", rexo_timer_fired(timer + 1000), REXO_EBADF);
+    EXPECT("rexo_timer_fired after the refused calls", rexo_timer_fired(timer), 1);
+
+    EXPECT("rexo_timer_return", rexo_timer_return(timer), REXO_OK);
+    EXPECT("rexo_timer_fired of a returned timer", rexo_timer_fired(timer), REXO_EBADF);
+    EXPECT("rexo_timer_return twice", rexo_timer_return(timer), REXO_EBADF);
+
+    /* The core's timer is free again; returning a timer that has not fired cancels it. */
+    uint64_t later_deadline = rexo_now_ns() + GIVE_UP_NS;
+    EXPECT_HANDLE("rexo_timer_arm after the return", later, rexo_timer_arm(later_deadline));
+    fired = rexo_timer_fired(later);
+    if (rexo_now_ns() < later_deadline)
+        EXPECT("rexo_timer_fired of the later timer", fired, 0);
+    EXPECT("rexo_timer_return of an armed timer", rexo_timer_return(later), REXO_OK);
+    say("c-timers: timer armed, fired, returned\n");
+    return REXO_OK;
+}
+
+static int check_core_return(unsigned cores)
+{
+    unsigned here = rexo_core_index();
+    if (cores > 1) {
+        /* Give back a core other than this one: nothing runs on every core any more. */
+        int64_t other = handle_of(cores, here == 0 ? 1 : 0);
+        if (other <= 0)
+            return fail("a handle of another core", other, 1);
+        EXPECT("rexo_core_return", rexo_core_return(other), REXO_OK);
+        EXPECT("rexo_core_caps after the return", rexo_core_caps(cores_held, MAX_CORES), cores - 1);
+        for (unsigned i = 0; i + 1 < cores; i++)
+            if (cores_held[i] == other)
+                return fail("the returned handle is still listed", other, 0);
+        EXPECT("rexo_core_return twice", rexo_core_return(other), REXO_EBADF);
+        EXPECT("rexo_core_cap_index of a returned handle", rexo_core_cap_index(other), REXO_EBADF);
+        unsigned ran = 0;
+        EXPECT("rexo_run_on_every_core without one of the cores",
+               rexo_run_on_every_core(count_core, &ran), REXO_EPERM);
+        EXPECT("the cores that ran", __atomic_load_n(&ran, __ATOMIC_SEQ_CST), 0);
+        /* This core is still the app's: its timer can be armed. */
+        EXPECT_HANDLE("rexo_timer_arm on a core still held", timer, rexo_timer_arm(rexo_now_ns() + GIVE_UP_NS));
+        EXPECT("rexo_timer_return", rexo_timer_return(timer), REXO_OK);
+        cores--;
+    }
+    /* Give back this core: its timer can no longer be armed. */
+    int64_t mine = handle_of(cores, here);
+    if (mine <= 0)
+        return fail("the handle of this core", mine, 1);
+    EXPECT("rexo_core_return of this core", rexo_core_return(mine), REXO_OK);
+    EXPECT("rexo_timer_arm on a core given back", rexo_timer_arm(rexo_now_ns() + GIVE_UP_NS), REXO_EPERM);
+    EXPECT("rexo_core_caps at the end", rexo_core_caps(NULL, 0), cores - 1);
+    say("c-timers: cores given back\n");
+    return REXO_OK;
+}
+
+int c_timers_main(void)
+{
+    unsigned cores = rexo_cores();
+    if (cores > MAX_CORES)
+        return fail("rexo_cores", cores, MAX_CORES);
+    int rc = check_core_caps(cores);
+    if (rc == REXO_OK)
+        rc = check_timer();
+    if (rc == REXO_OK)
+        rc = check_core_return(cores);
+    if (rc == REXO_OK)
+        say("c-timers: ok\n");
+    return rc;
+}
