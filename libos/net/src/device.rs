@@ -26,6 +26,8 @@
 use alloc::vec::Vec;
 
 use rexo_api::{DeviceError, NetDevice};
+
+use crate::tso::{self, Tso};
 use smoltcp::phy::{self, DeviceCapabilities};
 use smoltcp::time::Instant;
 
@@ -51,19 +53,31 @@ pub struct Counters {
     /// Handshakes left unfinished past the grace time, their sockets given back to
     /// listening for new SYNs (a SYN flood's spoofed connections).
     pub half_open_recycled: u64,
+    /// Large TCP segments the NIC took to cut into MTU-sized ones (segmentation
+    /// offload; counted in `tx_frames` too).
+    pub segmented_by_nic: u64,
+    /// Large TCP segments cut by the stack instead, because the NIC's buffers for them
+    /// were all in flight (each of their frames counted in `tx_frames`).
+    pub segmented_by_stack: u64,
 }
 
 /// Sends a frame `fill` writes on `queue`: through the NIC's checksum offload with
 /// `offload` (the stack then leaves TCP and UDP checksums zero for the NIC to compute).
+/// With `clamp` (segmentation offload on), a SYN's MSS option goes out as this end's
+/// real MSS.
 fn send(
     nic: &mut dyn NetDevice,
     queue: usize,
     len: usize,
     offload: bool,
+    clamp: Option<u16>,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<(), DeviceError> {
     nic.send_frame(queue, len, offload, &mut |buffer| {
         fill(buffer);
+        if let Some(mss) = clamp {
+            tso::clamp_syn(buffer, mss);
+        }
         true
     })
 }
@@ -81,14 +95,18 @@ pub(crate) struct Staging {
     bytes: Vec<u8>,
     /// The length of each reply in `bytes`, in order.
     lengths: Vec<usize>,
+    /// This end's real MSS, with segmentation offload (see [`send`]).
+    clamp: Option<u16>,
 }
 
 impl Staging {
     /// Room for `frames` replies of up to `max_frame` bytes without reallocating.
-    pub(crate) fn new(frames: usize, max_frame: usize) -> Self {
+    /// `clamp`: see [`send`].
+    pub(crate) fn new(frames: usize, max_frame: usize, clamp: Option<u16>) -> Self {
         Self {
             bytes: Vec::with_capacity(frames * max_frame),
             lengths: Vec::with_capacity(frames),
+            clamp,
         }
     }
 
@@ -106,7 +124,7 @@ impl Staging {
         for &len in &self.lengths {
             let reply = &self.bytes[at..at + len];
             at += len;
-            match send(nic, queue, len, offload, &mut |buffer| {
+            match send(nic, queue, len, offload, self.clamp, &mut |buffer| {
                 buffer.copy_from_slice(reply)
             }) {
                 Ok(()) => {
@@ -216,6 +234,10 @@ pub(crate) struct NicTx<'a> {
     pub(crate) discard: &'a mut Vec<u8>,
     /// The NIC's capabilities.
     pub(crate) capabilities: DeviceCapabilities,
+    /// The largest frame the link carries: longer ones go to the NIC to segment.
+    pub(crate) max_frame: usize,
+    /// Segmentation offload, when the NIC has it.
+    pub(crate) tso: Option<&'a Tso>,
 }
 
 impl phy::Device for NicTx<'_> {
@@ -249,6 +271,8 @@ impl phy::Device for NicTx<'_> {
             counters: &mut *self.counters,
             ring_capacity: &mut *self.ring_capacity,
             discard: &mut *self.discard,
+            max_frame: self.max_frame,
+            tso: self.tso,
         })
     }
 
@@ -271,6 +295,10 @@ pub(crate) struct NicTxToken<'a> {
     discard: &'a mut Vec<u8>,
     /// The NIC computes the transport checksums.
     offload: bool,
+    /// See [`NicTx::max_frame`].
+    max_frame: usize,
+    /// See [`NicTx::tso`].
+    tso: Option<&'a Tso>,
 }
 
 impl phy::TxToken for NicTxToken<'_> {
@@ -280,11 +308,60 @@ impl phy::TxToken for NicTxToken<'_> {
     {
         let mut build = Some(f);
         let mut result = None;
-        let sent = send(self.nic, self.queue, len, self.offload, &mut |buffer| {
+        let mut fill = |buffer: &mut [u8]| {
             if let Some(build) = build.take() {
                 result = Some(build(buffer));
             }
-        });
+        };
+        let sent = match self.tso {
+            Some(tso) if len > self.max_frame => {
+                let sent = self.nic.send_tcp_segmented(self.queue, len, &mut |buffer| {
+                    fill(buffer);
+                    tso.mss_of(buffer)
+                });
+                if sent.is_ok() {
+                    self.counters.segmented_by_nic += 1;
+                }
+                sent
+            }
+            tso => send(
+                self.nic,
+                self.queue,
+                len,
+                self.offload,
+                tso.map(|tso| tso.local_mss),
+                &mut fill,
+            ),
+        };
+        if let (Err(DeviceError::QueueFull), Some(tso), None) = (sent, self.tso, &result) {
+            // Every buffer for large segments is in flight: cut this one here, into
+            // frames the small buffers take.
+            self.discard.clear();
+            self.discard.resize(len, 0);
+            let result = build.take().map(|build| build(self.discard));
+            let (nic, queue, counters) = (&mut *self.nic, self.queue, &mut *self.counters);
+            let Some(mss) = tso.mss_of(self.discard) else {
+                counters.tx_dropped += 1;
+                return result.unwrap_or_else(|| unreachable!("the frame was built"));
+            };
+            counters.segmented_by_stack += 1;
+            tso::segment(self.discard, mss, &mut |frame| match send(
+                nic,
+                queue,
+                frame.len(),
+                false,
+                None,
+                &mut |buffer| buffer.copy_from_slice(frame),
+            ) {
+                Ok(()) => {
+                    counters.tx_frames += 1;
+                    counters.tx_bytes += frame.len() as u64;
+                }
+                Err(_) => counters.tx_dropped += 1,
+            });
+            // `build` ran just above, once.
+            return result.unwrap_or_else(|| unreachable!("the frame was built"));
+        }
         match sent {
             Ok(()) => {
                 self.counters.tx_frames += 1;

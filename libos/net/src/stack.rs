@@ -20,6 +20,7 @@ use smoltcp::wire::{
 };
 
 use crate::device::{Counters, LentFrame, NicTx, Staging};
+use crate::tso::Tso;
 
 /// Frames taken from the NIC per `NetDevice::receive` call: enough to amortise the
 /// driver's doorbell, few enough that the replies staged meanwhile stay small.
@@ -356,6 +357,11 @@ pub struct Stack {
     sockets: SocketSet<'static>,
     /// What the NIC can do, given to smoltcp with each frame.
     capabilities: DeviceCapabilities,
+    /// The largest frame the link carries (smoltcp's MTU is larger with segmentation
+    /// offload).
+    max_frame: usize,
+    /// Segmentation offload, when the NIC has it (and checksum offload).
+    tso: Option<Tso>,
     /// Replies made during receive, waiting for the NIC.
     staging: Staging,
     /// See [`NicTx`].
@@ -442,6 +448,15 @@ impl Stack {
         let mut capabilities = DeviceCapabilities::default();
         capabilities.medium = Medium::Ethernet;
         capabilities.max_transmission_unit = info.max_frame;
+        // With segmentation offload smoltcp may build frames up to what the NIC cuts;
+        // it builds them only for connections whose peer's MSS the stack raised.
+        let tso = match info.tcp_segmentation {
+            Some(max) if info.checksum_offload && max > info.max_frame => {
+                capabilities.max_transmission_unit = max;
+                Some(Tso::new(info.max_frame, max))
+            }
+            _ => None,
+        };
         if info.checksum_offload {
             // The NIC computes TCP and UDP checksums of what is sent (received ones are
             // still checked here: the NIC does not say it checked them).
@@ -474,6 +489,8 @@ impl Stack {
             ring_capacity: &mut ring_capacity,
             discard: &mut discard,
             capabilities: capabilities.clone(),
+            max_frame: info.max_frame,
+            tso: tso.as_ref(),
         };
         let iface = Interface::new(config, &mut tx, instant(now_ns));
         let mut sockets = SocketSet::new(Vec::new());
@@ -488,8 +505,14 @@ impl Stack {
             receive_queues: info.queues.max(1),
             iface,
             sockets,
-            staging: Staging::new(RECEIVE_BATCH, info.max_frame),
+            staging: Staging::new(
+                RECEIVE_BATCH,
+                info.max_frame,
+                tso.as_ref().map(|tso| tso.local_mss),
+            ),
             capabilities,
+            max_frame: info.max_frame,
+            tso,
             ring_capacity,
             gateway: None,
             discard,
@@ -673,6 +696,8 @@ impl Stack {
                 capabilities,
                 staging,
                 counters,
+                tso,
+                listeners,
                 ..
             } = self;
             let mut batch_full = false;
@@ -682,6 +707,12 @@ impl Stack {
                 let received = nic.receive(from, RECEIVE_BATCH, &mut |frame| {
                     counters.rx_frames += 1;
                     counters.rx_bytes += frame.len() as u64;
+                    let frame = match tso {
+                        Some(tso) => {
+                            tso.inbound(frame, |flow| receive_buffer(listeners, sockets, flow))
+                        }
+                        None => frame,
+                    };
                     let mut device = LentFrame {
                         frame: Some(frame),
                         staging: &mut *staging,
@@ -704,6 +735,8 @@ impl Stack {
             ring_capacity: &mut self.ring_capacity,
             discard: &mut self.discard,
             capabilities: self.capabilities.clone(),
+            max_frame: self.max_frame,
+            tso: self.tso.as_ref(),
         };
         for _ in 0..SEND_ROUNDS {
             if self.iface.poll_egress(now, &mut tx, &mut self.sockets) == iface::PollResult::None {
@@ -714,7 +747,32 @@ impl Stack {
         self.poll_dhcp();
         self.refill_listeners(now_ns);
         self.reap_closed();
+        if let Some(tso) = &mut self.tso {
+            let sockets = &self.sockets;
+            let count = sockets.iter().count();
+            tso.sweep(count, |flow| {
+                sockets.iter().any(|(_, socket)| {
+                    let smoltcp::socket::Socket::Tcp(tcp) = socket else {
+                        return false;
+                    };
+                    match (tcp.local_endpoint(), tcp.remote_endpoint()) {
+                        (Some(local), Some(remote)) => {
+                            local.port == flow.local_port
+                                && remote.port == flow.peer_port
+                                && remote.addr == IpAddress::Ipv4(Ipv4Addr::from(flow.peer))
+                        }
+                        _ => false,
+                    }
+                })
+            });
+        }
         Ok(changed)
+    }
+
+    /// Connections whose peer's MSS the stack raised for segmentation offload (0
+    /// without it).
+    pub fn segmentation_offload_connections(&self) -> usize {
+        self.tso.as_ref().map_or(0, Tso::raised)
     }
 
     /// Applies what the DHCP client learnt.
@@ -1145,10 +1203,7 @@ impl Stack {
         }
         // IP fragmentation is not compiled in, so a datagram must fit in one frame
         // (smoltcp would drop a larger one silently).
-        let max_payload = self
-            .capabilities
-            .max_transmission_unit
-            .saturating_sub(14 + 20 + 8);
+        let max_payload = self.max_frame.saturating_sub(14 + 20 + 8);
         let socket = self.sockets.get_mut::<udp::Socket>(socket.0);
         if data.len() > socket.payload_send_capacity() || data.len() > max_payload {
             return Err(NetError::TooLarge);
@@ -1167,6 +1222,32 @@ impl Stack {
         self.udp_ports.retain(|&p| p != port);
         self.sockets.remove(socket.0);
     }
+}
+
+/// The receive buffer of the connection `flow` is opening: a listener's on its local
+/// port, else that of a socket connecting from that port to the peer.
+fn receive_buffer(
+    listeners: &[ListenerState],
+    sockets: &SocketSet<'static>,
+    flow: crate::tso::Flow,
+) -> Option<usize> {
+    if let Some(listener) = listeners
+        .iter()
+        .find(|l| l.port == flow.local_port && l.backlog > 0)
+    {
+        return Some(listener.options.receive_buffer);
+    }
+    let peer = IpEndpoint::new(IpAddress::Ipv4(Ipv4Addr::from(flow.peer)), flow.peer_port);
+    sockets.iter().find_map(|(_, socket)| match socket {
+        smoltcp::socket::Socket::Tcp(tcp)
+            if tcp.state() == tcp::State::SynSent
+                && tcp.remote_endpoint() == Some(peer)
+                && tcp.local_endpoint().map(|l| l.port) == Some(flow.local_port) =>
+        {
+            Some(tcp.recv_capacity())
+        }
+        _ => None,
+    })
 }
 
 /// A TCP socket built as `options` say.
