@@ -640,7 +640,7 @@ impl NetDevice for VirtioNet {
         let mut checksum = None;
         let block = pair
             .tx_buffers
-            .bytes_mut(0, pair.tx_busy.len() * BUFFER_STRIDE);
+            .bytes_mut(0, usize::from(pair.tx_small) * BUFFER_STRIDE);
         let filled = rexo_api::device::lend_ranges(block, ranges, |parts| {
             if !fill(parts) {
                 return false;
@@ -787,6 +787,28 @@ mod tests {
         // of no use here.
         assert_eq!(wanted_features(F_MQ | F_MAC), F_WANTED);
         assert_eq!(wanted_features(F_CTRL_VQ | F_MAC), F_WANTED);
+    }
+
+    #[test]
+    fn segmentation_offload_is_taken_only_with_checksum_offload() {
+        let offered = F_MAC | F_CSUM | F_HOST_TSO4;
+        assert_eq!(wanted_features(offered), F_WANTED | F_HOST_TSO4);
+        assert_eq!(wanted_features(F_MAC | F_HOST_TSO4), F_WANTED);
+        let layout = rexo_api::device::TransportChecksum {
+            start: 34,
+            offset: 16,
+            seed: 0,
+        };
+        let cut = rexo_api::device::TcpSegmentation {
+            header_len: 54,
+            mss: 1460,
+            checksum: layout,
+        };
+        assert_eq!(
+            virtio_header(Some(layout), Some(cut)),
+            [1, GSO_TCPV4, 54, 0, 0xB4, 0x05, 34, 0, 16, 0, 0, 0]
+        );
+        assert_eq!(virtio_header(None, None), [0; HEADER_MODERN]);
     }
 
     #[test]
