@@ -13,6 +13,7 @@ use crate::args::Args;
 use crate::bench_report::{self, Better, Context, Row};
 use crate::diskimage::{self, Attach};
 use crate::fsbench;
+use crate::hostrt;
 use crate::linux;
 use crate::netpeer::{self, Peer};
 use crate::qemu::{self, Accel, End, Machine, Media, Vm};
@@ -570,13 +571,28 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
                     .map_or("-".to_string(), |s| bench_report::number(s.median))
             };
             match spec.source {
-                Source::Noise => notes.push(format!(
-                    "median quantum Rexo {} ns, Linux {} ns ({} quanta of {} steps per core)",
-                    median(&samples.rexo, "noise-quantum"),
-                    median(&samples.linux, "noise-quantum"),
-                    noise::QUANTA,
-                    noise::STEPS
-                )),
+                Source::Noise => {
+                    notes.push(format!(
+                        "median quantum Rexo {} ns, Linux {} ns ({} quanta of {} steps per \
+                         core, after {} unrecorded)",
+                        median(&samples.rexo, "noise-quantum"),
+                        median(&samples.linux, "noise-quantum"),
+                        noise::QUANTA,
+                        noise::STEPS,
+                        noise::WARM_UP
+                    ));
+                    let realtime = |map: &BTreeMap<String, Vec<f64>>| {
+                        let runs = map.get("noise-realtime").map_or(&[][..], |v| v);
+                        let held = runs.iter().filter(|&&v| v > 0.0).count();
+                        format!("{held} of {}", runs.len())
+                    };
+                    notes.push(format!(
+                        "QEMU's vCPU threads real-time (SCHED_FIFO) during the loop: Rexo {} \
+                         rounds, Linux {} rounds",
+                        realtime(&samples.rexo),
+                        realtime(&samples.linux)
+                    ));
+                }
                 Source::Memory => notes.push(format!(
                     "Rexo's counts its kernel heap (512 KiB at boot, grown 512 KiB at a time: \
                      kernel/src/mem/heap.rs), page tables and stacks; Linux's MemTotal \
@@ -773,13 +789,13 @@ fn run_round(
     };
     if boots.rexo_noise {
         let outcome = boot_idle(dir, plan, rexo("noise"), "suite-rexo-noise", REXO_TIMEOUT_S)
-            .and_then(|c| read_rexo_noise(&c));
+            .and_then(|(c, rt)| read_rexo_noise(&c).map(|f| with_realtime(f, rt)));
         record(samples, true, outcome);
     }
     if boots.linux_none {
         let outcome = linux_media(none, "")
             .and_then(|m| boot_idle(dir, plan, m, "suite-linux-none", LINUX_TIMEOUT_S))
-            .and_then(|c| read_linux_none(&c));
+            .and_then(|(c, _)| read_linux_none(&c));
         record(samples, false, outcome);
     }
     if boots.rexo_disk {
@@ -790,7 +806,7 @@ fn run_round(
             "suite-rexo-disk",
             REXO_TIMEOUT_S,
         )
-        .and_then(|c| read_rexo_disks(&c));
+        .and_then(|(c, _)| read_rexo_disks(&c));
         record(samples, true, outcome);
     }
     if let (true, Some(bench)) = (boots.linux_bench, bench) {
@@ -802,7 +818,7 @@ fn run_round(
         );
         let outcome = linux_media(bench, &append)
             .and_then(|m| boot_idle(dir, plan, m, "suite-linux-bench", LINUX_TIMEOUT_S))
-            .and_then(|c| read_linux_bench(&c));
+            .and_then(|(c, rt)| read_linux_bench(&c).map(|f| with_realtime(f, rt)));
         record(samples, false, outcome);
     }
     if boots.rexo_net {
@@ -880,12 +896,12 @@ fn boot_idle(
     media: Media,
     name: &str,
     timeout_s: u64,
-) -> Result<qemu::Capture> {
+) -> Result<(qemu::Capture, Option<Result<usize>>)> {
     let (_sink, nic) = idle_nic()?;
     let mut vm = machine(media, plan);
     vm.extra = devices(dir, nic)?;
     let log = dir.join(format!("{name}.log"));
-    let capture = run(&vm, dir, &log, timeout_s)?;
+    let (capture, realtime) = run_noise_window(&vm, dir, &log, timeout_s)?;
     if capture.end != End::Exited(0) {
         return Err(format!(
             "{name}: QEMU ended with {:?} (log: {})",
@@ -893,7 +909,62 @@ fn boot_idle(
             log.display()
         ));
     }
-    Ok(capture)
+    Ok((capture, realtime))
+}
+
+/// [`run`], holding the OS-noise window when the guest runs the noise loop
+/// (docs/bench.md): at its [`noise::READY`] line QEMU's vCPU threads go real-time
+/// ([`hostrt`]) and the guest is told to start; at [`noise::MEASURED`] they go back.
+/// Also returns how going real-time went, when the guest asked for it.
+fn run_noise_window(
+    vm: &Vm,
+    dir: &Path,
+    log: &Path,
+    timeout_s: u64,
+) -> Result<(qemu::Capture, Option<Result<usize>>)> {
+    let mut realtime: Option<Result<usize>> = None;
+    let mut args = vm.args(dir)?;
+    // Named vCPU threads, so that the window can find them.
+    args.extend(["-name".to_string(), "guest,debug-threads=on".to_string()]);
+    let capture = qemu::run_steered(
+        &args,
+        Duration::from_secs(timeout_s),
+        Some(log),
+        |line, steer| {
+            if line.text.contains(noise::READY) {
+                let outcome = hostrt::set_realtime(steer.pid(), true);
+                if let Err(why) = &outcome {
+                    eprintln!("xtask: noise loop without real-time vCPU threads: {why}");
+                }
+                realtime = Some(outcome);
+                if let Err(why) = steer.type_bytes(noise::GO) {
+                    eprintln!("xtask: noise: {why} (the guest starts after its own wait)");
+                }
+            } else if line.text.contains(noise::MEASURED)
+                && matches!(realtime, Some(Ok(_)))
+                && let Err(why) = hostrt::set_realtime(steer.pid(), false)
+            {
+                eprintln!("xtask: noise: cannot end real-time scheduling: {why}");
+            }
+            line.text.contains("linux: failed:")
+        },
+    )?;
+    Ok((capture, realtime))
+}
+
+/// `figures` of a noise boot with `noise-realtime`: 1 when the loop ran with real-time
+/// vCPU threads, 0 when going real-time failed (the note counts the rounds).
+fn with_realtime(
+    mut figures: Vec<(String, f64)>,
+    realtime: Option<Result<usize>>,
+) -> Vec<(String, f64)> {
+    if let Some(outcome) = realtime {
+        figures.push((
+            "noise-realtime".into(),
+            f64::from(u8::from(outcome.is_ok())),
+        ));
+    }
+    figures
 }
 
 /// The server benchmarks: each guest boots its server with a virtio-net NIC reached by

@@ -22,6 +22,7 @@ mod fsbench;
 mod fsimage;
 mod gdb;
 mod harness;
+mod hostrt;
 mod httpclient;
 mod image;
 mod kvtests;

@@ -385,6 +385,69 @@ pub fn run_inner(
     log: Option<&Path>,
     mut stop: impl FnMut(&Line) -> bool,
 ) -> Result<Capture> {
+    run_core(
+        netns,
+        args,
+        Input::AfterReady(input),
+        timeout,
+        log,
+        |line, _| stop(line),
+    )
+}
+
+/// What a [`run_steered`] hook may do to the guest while it runs.
+pub struct Steer {
+    pid: u32,
+    input: Option<std::process::ChildStdin>,
+}
+
+impl Steer {
+    /// QEMU's process id (its threads are `/proc/PID/task/*`).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Types `bytes` on the guest's serial console.
+    pub fn type_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let input = self
+            .input
+            .as_mut()
+            .ok_or("QEMU's standard input is closed")?;
+        input
+            .write_all(bytes)
+            .and_then(|()| input.flush())
+            .map_err(|e| format!("cannot type on the guest's serial console: {e}"))
+    }
+}
+
+/// [`run_captured`] with a hook that sees each line as it arrives and may act on the
+/// running guest through [`Steer`] (type on its console, find QEMU's threads); the
+/// hook's `true` stops the run, as `stop`'s does.
+pub fn run_steered(
+    args: &[String],
+    timeout: Duration,
+    log: Option<&Path>,
+    hook: impl FnMut(&Line, &mut Steer) -> bool,
+) -> Result<Capture> {
+    run_core(None, args, Input::Steered, timeout, log, hook)
+}
+
+/// What goes to QEMU's standard input (the guest's serial console).
+enum Input<'a> {
+    /// These bytes once the guest printed its ready line (nothing if empty).
+    AfterReady(&'a [u8]),
+    /// Whatever a [`run_steered`] hook types.
+    Steered,
+}
+
+fn run_core(
+    netns: Option<&str>,
+    args: &[String],
+    input: Input<'_>,
+    timeout: Duration,
+    log: Option<&Path>,
+    mut hook: impl FnMut(&Line, &mut Steer) -> bool,
+) -> Result<Capture> {
     let mut log_file = match log {
         Some(path) => {
             if let Some(dir) = path.parent() {
@@ -400,25 +463,37 @@ pub fn run_inner(
     };
     let started = Instant::now();
     let mut command = piped_command(netns, args);
-    if !input.is_empty() {
+    let typed_after_ready = match input {
+        Input::AfterReady(bytes) => bytes,
+        Input::Steered => &[],
+    };
+    if !typed_after_ready.is_empty() || matches!(input, Input::Steered) {
         command.stdin(Stdio::piped());
     }
     let mut child = command.spawn().map_err(|e| {
         format!("cannot start qemu-system-x86_64 ({e}); install package qemu-system-x86")
     })?;
+    let mut steer = Steer {
+        pid: child.id(),
+        input: None,
+    };
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     if let Some(mut stdin) = child.stdin.take() {
-        let input = input.to_vec();
-        // A failed write means QEMU has gone; its exit status tells the rest.
-        std::thread::spawn(move || {
-            if ready_rx.recv().is_err() {
-                return;
-            }
-            let _ = stdin.write_all(&input);
-            // Keep the pipe open (a closed serial input is not an error, but an open one
-            // is what a person at a terminal gives).
-            std::thread::sleep(Duration::from_secs(600));
-        });
+        if typed_after_ready.is_empty() {
+            steer.input = Some(stdin);
+        } else {
+            let input = typed_after_ready.to_vec();
+            // A failed write means QEMU has gone; its exit status tells the rest.
+            std::thread::spawn(move || {
+                if ready_rx.recv().is_err() {
+                    return;
+                }
+                let _ = stdin.write_all(&input);
+                // Keep the pipe open (a closed serial input is not an error, but an open
+                // one is what a person at a terminal gives).
+                std::thread::sleep(Duration::from_secs(600));
+            });
+        }
     }
     let (tx, rx) = mpsc::channel();
     if let Some(out) = child.stdout.take() {
@@ -442,7 +517,7 @@ pub fn run_inner(
                 if !line.stderr && parse_ready(&line.text).is_some() {
                     let _ = ready_tx.send(());
                 }
-                let done = !line.stderr && stop(&line);
+                let done = !line.stderr && hook(&line, &mut steer);
                 lines.push(line);
                 if done {
                     end = Some(End::Stopped);

@@ -993,6 +993,23 @@ pub const CASES: &[Case] = &[
         ..FAULTY_DISK
     },
     // `bench=api` (`cargo xtask bench api`): the kernel prints every figure and exits 33.
+    // The suite's noise app (`cargo xtask bench noise`): it asks for the host's
+    // go-ahead on the serial console, measures on every core, and reports each core.
+    Case {
+        name: "bench::noise-runs",
+        append: "app=noise",
+        input: "g\n",
+        timeout_s: 120,
+        exit: Some(0),
+        checks: &[
+            Check::Has("noise ready"),
+            Check::Has("noise measured"),
+            Check::Has("noise core=0 quanta=200000"),
+            Check::Has("noise core=1 quanta=200000"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     Case {
         name: "bench::api-runs",
         append: "bench=api",

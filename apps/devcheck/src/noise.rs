@@ -9,10 +9,16 @@
 //! core (xtask/src/bench/noise.c), printing the same lines.
 //!
 //! Before the loop the app prints the machine's memory as the kernel sees it, for the
-//! suite's idle-memory figure:
+//! suite's idle-memory figure, then [`READY`], and waits for the host's [`GO`] on the
+//! serial console (at most [`GO_WAIT_NS`]): the host makes QEMU's vCPU threads
+//! real-time for the loop (xtask/src/hostrt.rs), so that its own scheduling does not
+//! pass for the guest's noise. Each core runs [`WARM_UP`] quanta unrecorded first (code
+//! translated, caches filled), then the measured ones; [`MEASURED`] ends the window:
 //!
 //! ```text
 //! noise memory usable=BYTES free=BYTES
+//! noise ready
+//! noise measured
 //! noise core=C quanta=N min_ns=.. median_ns=.. p99_ns=.. max_ns=..
 //! ```
 
@@ -21,7 +27,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rexo_api::{ApiError, Kernel};
 
@@ -29,6 +35,16 @@ use rexo_api::{ApiError, Kernel};
 pub const QUANTA: usize = 200_000;
 /// Generator steps per quantum (the C program's `STEPS` is the same).
 pub const STEPS: u32 = 1000;
+/// Quanta each core runs before it measures (the C program's `WARM_UP` is the same).
+pub const WARM_UP: usize = 2000;
+/// The line that asks the host to open the noise window (both guests print it).
+pub const READY: &str = "noise ready";
+/// What the host types on the guest's console to start the loop.
+pub const GO: &[u8] = b"g\n";
+/// How long the guest waits for [`GO`] before it measures anyway.
+pub const GO_WAIT_NS: u64 = 10_000_000_000;
+/// The line that closes the window: every core has measured.
+pub const MEASURED: &str = "noise measured";
 
 /// The summary of one core's quanta, in ns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,6 +105,9 @@ pub fn parse(line: &str) -> Option<Result<NoiseLine, String>> {
     let rest = line[line.find("noise ")? + "noise ".len()..].trim_end();
     if let Some(why) = rest.strip_prefix("FAILED:") {
         return Some(Err(format!("noise failed:{why}")));
+    }
+    if line.contains(READY) || line.contains(MEASURED) {
+        return None;
     }
     let mut fields: Vec<(&str, u64)> = Vec::new();
     let words = rest.split_whitespace();
@@ -157,6 +176,13 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
         "noise memory usable={} free={}",
         memory.usable, memory.free
     ));
+    kernel.log(format_args!("{READY}"));
+    let asked = kernel.now_ns();
+    while kernel.read_byte() != GO.first().copied()
+        && kernel.now_ns().saturating_sub(asked) < GO_WAIT_NS
+    {
+        kernel.sleep_ns(1_000_000);
+    }
     let cores = kernel.cores();
     // Per core: min, median, p99, max; written by the core, read after all finished, so
     // that no core logs (and disturbs the others) while they measure.
@@ -166,9 +192,22 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
             .collect(),
     );
     let shared = Arc::clone(&results);
+    // Cores that finished their warm-up: every core starts measuring once all have (at
+    // most a second later, should one never come), as the C program's threads do.
+    let warmed_up = Arc::new(AtomicUsize::new(0));
     kernel.run_on_every_core(Arc::new(move |kernel: &dyn Kernel, index: usize| {
         let mut durations = vec![0u32; QUANTA];
         let mut x = index as u64 + 1;
+        for _ in 0..WARM_UP {
+            x = quantum(x);
+        }
+        warmed_up.fetch_add(1, Ordering::AcqRel);
+        let waited = kernel.now_ns();
+        while warmed_up.load(Ordering::Acquire) < cores
+            && kernel.now_ns().saturating_sub(waited) < 1_000_000_000
+        {
+            core::hint::spin_loop();
+        }
         let mut previous = kernel.now_ns();
         for slot in durations.iter_mut() {
             x = quantum(x);
@@ -192,6 +231,7 @@ pub fn main(kernel: &dyn Kernel) -> Result<(), ApiError> {
             }
         }
     }))?;
+    kernel.log(format_args!("{MEASURED}"));
     for (core, cells) in results.iter().enumerate() {
         let [quanta, min, median, p99, max] = cells.each_ref().map(|c| c.load(Ordering::Acquire));
         if quanta == 0 {
@@ -239,6 +279,8 @@ mod tests {
             }))
         );
         assert!(parse("rexo: ready cores=2").is_none());
+        assert!(parse("[ 9 us c0] INFO  noise ready").is_none());
+        assert!(parse("linuxbench noise measured").is_none());
         assert!(parse("noise core=0 quanta=x").unwrap().is_err());
         assert!(parse("noise core=0 quanta=5").unwrap().is_err());
         assert!(parse("noise FAILED: no memory").unwrap().is_err());

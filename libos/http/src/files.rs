@@ -1,7 +1,7 @@
 //! The static file table: each file with everything serving it needs, computed once.
 
-use crate::checksum::{add_sums, ones_complement_sum};
 use crate::response::{HeadBuilder, Persistence, Status};
+use crate::{add_sums, ones_complement_sum};
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;

@@ -25,17 +25,20 @@
 
 extern crate alloc;
 
-mod checksum;
 mod files;
 mod links;
 mod parse;
 mod response;
 
-pub use checksum::{add_sums, ones_complement_sum};
 pub use files::{FileTable, SEGMENT, StaticFile, content_type_for};
 pub use links::linked_paths;
 pub use parse::{Fields, Limits, Method, Parsed, Request, Version, parse};
 pub use response::{Body, Page, Persistence, Response, Site, Status, Step};
+/// The Internet checksum's one's complement sums (RFC 1071), the TCP library OS's:
+/// `ones_complement_sum` of a payload (not complemented, 0 only for zero bytes) and
+/// `add_sums` of two parts (exact when the second starts at an even offset; else swap
+/// its bytes first).
+pub use rexo_tcp::checksum::{add as add_sums, sum as ones_complement_sum};
 
 #[cfg(test)]
 mod tests;

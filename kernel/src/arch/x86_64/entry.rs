@@ -128,12 +128,11 @@ rexo_multiboot2_entry:
 rexo_common32:
     cli
     cld
-    // Zero .bss (the boot page tables and stack live there).
+    // Zero .bss (page tables, stack) 4 bytes a step: under TCG each `rep` step costs a loop turn.
     mov edi, offset __bss_start
-    mov ecx, offset __bss_end
-    sub ecx, edi
+    mov ecx, offset __bss_dwords                      // kernel/linker.ld
     xor eax, eax
-    rep stosb
+    rep stosd
 
     // Identity map 0..4 GiB with 2 MiB pages: 4 page directories of 512 entries.
     mov edi, offset rexo_boot_pd

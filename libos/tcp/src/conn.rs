@@ -1,0 +1,760 @@
+//! One synchronized connection (RFC 9293's states from ESTABLISHED on): receive
+//! processing, the send queue of shared pieces, retransmission, and its timers.
+
+use crate::piece::Piece;
+use crate::seq::Seq;
+use crate::wire::{self, ACK, FIN, Header, RST, SYN, Segment};
+use crate::{Config, Error, Outgoing, State, Stats, Tuple};
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+/// The most pieces one segment's payload is gathered from; a segment stops early
+/// rather than reference more.
+pub const MAX_PIECES: usize = 8;
+
+/// The most out-of-order runs kept for reassembly.
+const MAX_OUT_OF_ORDER: usize = 8;
+
+/// The clock granularity term of RFC 6298's RTO (1 ms).
+const GRANULARITY_NS: u64 = 1_000_000;
+
+/// How the connection was set up (from the handshake).
+pub struct Setup {
+    /// The addresses and ports.
+    pub tuple: Tuple,
+    /// Our initial sequence number.
+    pub iss: Seq,
+    /// The peer's initial sequence number.
+    pub irs: Seq,
+    /// The MSS the peer announced.
+    pub peer_mss: Option<u16>,
+    /// The window scale shifts (ours, the peer's), both present or neither.
+    pub shifts: Option<(u8, u8)>,
+}
+
+/// The state of one connection.
+pub struct Conn {
+    pub(crate) tuple: Tuple,
+    pub(crate) state: State,
+    /// Set when the app gave the connection up (`close`, `abort`).
+    pub(crate) released: bool,
+    /// Why the connection ended abnormally.
+    pub(crate) error: Option<Error>,
+    /// A RST to send (after an abort or a fatal timeout).
+    pub(crate) rst_pending: bool,
+    /// A segment to send even without data (an ACK or window update).
+    pub(crate) ack_pending: bool,
+    /// When the connection ends by itself: TIME-WAIT's end, or FIN-WAIT-2's once the
+    /// app released the connection (one that still reads may wait for the peer).
+    pub(crate) close_at: Option<u64>,
+
+    snd_una: Seq,
+    snd_nxt: Seq,
+    snd_max: Seq,
+    snd_wnd: usize,
+    max_snd_wnd: usize,
+    snd_wl1: Seq,
+    snd_wl2: Seq,
+    snd_shift: u8,
+    mss: usize,
+    queue: VecDeque<Piece>,
+    queued: usize,
+    fin_queued: bool,
+    fin_acked: bool,
+
+    rcv_nxt: Seq,
+    rcv_shift: u8,
+    rcv_buf: VecDeque<u8>,
+    rcv_cap: usize,
+    rcv_adv: Seq,
+    out_of_order: Vec<(Seq, Vec<u8>)>,
+    fin_received: bool,
+
+    srtt: Option<u64>,
+    rttvar: u64,
+    rto: u64,
+    rtt_probe: Option<(Seq, u64)>,
+    rtx_at: Option<u64>,
+    retries: u32,
+    dupacks: u32,
+    cwnd: usize,
+    ssthresh: usize,
+    recover: Option<Seq>,
+    fast_rtx: bool,
+    persist_at: Option<u64>,
+    persist_backoff: u32,
+    probe_now: bool,
+    last_heard: u64,
+    keepalives: u32,
+    keepalive_now: bool,
+}
+
+impl Conn {
+    /// A connection whose handshake just completed at `now`.
+    pub fn new(setup: &Setup, config: &Config, now: u64) -> Conn {
+        let mss = usize::from(setup.peer_mss.unwrap_or(536).clamp(64, config.mss));
+        let (rcv_shift, snd_shift) = setup.shifts.unwrap_or((0, 0));
+        let una = setup.iss.plus(1);
+        Conn {
+            tuple: setup.tuple,
+            state: State::Established,
+            released: false,
+            error: None,
+            rst_pending: false,
+            ack_pending: false,
+            close_at: None,
+            snd_una: una,
+            snd_nxt: una,
+            snd_max: una,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: setup.irs,
+            snd_wl2: una,
+            snd_shift,
+            mss,
+            queue: VecDeque::new(),
+            queued: 0,
+            fin_queued: false,
+            fin_acked: false,
+            rcv_nxt: setup.irs.plus(1),
+            rcv_shift,
+            rcv_buf: VecDeque::new(),
+            rcv_cap: config.recv_buffer,
+            rcv_adv: setup.irs.plus(1),
+            out_of_order: Vec::new(),
+            fin_received: false,
+            srtt: None,
+            rttvar: 0,
+            rto: config.rto_initial_ns,
+            rtt_probe: None,
+            rtx_at: None,
+            retries: 0,
+            dupacks: 0,
+            cwnd: (10 * mss).min((2 * mss).max(14_600)),
+            ssthresh: usize::MAX,
+            recover: None,
+            fast_rtx: false,
+            persist_at: None,
+            persist_backoff: 0,
+            probe_now: false,
+            last_heard: now,
+            keepalives: 0,
+            keepalive_now: false,
+        }
+    }
+
+    /// The free receive space: the window offered to the peer.
+    fn rcv_window(&self) -> usize {
+        self.rcv_cap.saturating_sub(self.rcv_buf.len())
+    }
+
+    /// The window field to send: the free space, scaled, at most 65,535.
+    fn window_field(&self) -> u16 {
+        (self.rcv_window() >> self.rcv_shift).min(0xffff) as u16
+    }
+
+    /// The next sequence numbers to send and to receive.
+    pub(crate) fn sequence(&self) -> (Seq, Seq) {
+        (self.snd_nxt, self.rcv_nxt)
+    }
+
+    /// The send MSS.
+    pub fn mss(&self) -> usize {
+        self.mss
+    }
+
+    /// Ends the connection at once with `error` (a RST is sent if `send_rst`).
+    pub(crate) fn reset(&mut self, error: Error, send_rst: bool) {
+        self.state = State::Closed;
+        self.error = Some(error);
+        self.rst_pending = send_rst;
+        self.queue.clear();
+        self.queued = 0;
+        self.rtx_at = None;
+        self.persist_at = None;
+    }
+
+    /// Queues `piece` for sending.
+    pub(crate) fn send(&mut self, piece: Piece, config: &Config) -> Result<(), Error> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        if self.fin_queued || !matches!(self.state, State::Established | State::CloseWait) {
+            return Err(Error::Closed);
+        }
+        if self.queue.len() >= config.max_send_pieces {
+            return Err(Error::QueueFull);
+        }
+        if !piece.is_empty() {
+            self.queued += piece.len();
+            self.queue.push_back(piece);
+        }
+        Ok(())
+    }
+
+    /// The bytes queued and not yet acknowledged.
+    pub(crate) fn unacknowledged(&self) -> usize {
+        self.queued
+    }
+
+    /// Sends a FIN after what is queued.
+    pub(crate) fn shutdown(&mut self) {
+        if self.fin_queued {
+            return;
+        }
+        self.state = match self.state {
+            State::Established => State::FinWait1,
+            State::CloseWait => State::LastAck,
+            other => return self.state = other,
+        };
+        self.fin_queued = true;
+    }
+
+    /// Copies received bytes into `buf`.
+    pub(crate) fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        if self.rcv_buf.is_empty() {
+            return match (self.error, self.fin_received) {
+                (Some(error), _) => Err(error),
+                (None, true) => Err(Error::Finished),
+                (None, false) => Ok(0),
+            };
+        }
+        let n = buf.len().min(self.rcv_buf.len());
+        for (to, from) in buf.iter_mut().zip(self.rcv_buf.drain(..n)) {
+            *to = from;
+        }
+        // A window update when the right edge moves by an MSS or half the buffer.
+        let edge = self.rcv_nxt.plus(self.rcv_window());
+        if edge.since(self.rcv_adv) >= self.mss.min(self.rcv_cap / 2) {
+            self.ack_pending = true;
+        }
+        Ok(n)
+    }
+
+    /// Processes a segment for this connection (RFC 9293, 3.10.7.4, with RFC 5961's
+    /// checks on RST and SYN).
+    pub(crate) fn input(
+        &mut self,
+        seg: &Segment<'_>,
+        now: u64,
+        config: &Config,
+        stats: &mut Stats,
+    ) {
+        if self.state == State::Closed {
+            stats.out_of_window += 1;
+            return;
+        }
+        let wnd = self.rcv_window();
+        let len = seg.seq_len();
+        // A FIN without data needs no buffer: it is taken even at a zero window.
+        let bare_fin = seg.seq == self.rcv_nxt && seg.payload.is_empty();
+        let acceptable = bare_fin
+            || match (len, wnd) {
+                (0, 0) => seg.seq == self.rcv_nxt,
+                (0, _) => seg.seq.within(self.rcv_nxt, wnd),
+                (_, 0) => false,
+                _ => {
+                    seg.seq.within(self.rcv_nxt, wnd)
+                        || seg.seq.plus(len - 1).within(self.rcv_nxt, wnd)
+                }
+            };
+        // A zero-window probe: not acceptable, but its ACK counts and it gets an ACK.
+        let probe = !acceptable && wnd == 0 && seg.seq == self.rcv_nxt && !seg.has(RST);
+        if !acceptable && !probe {
+            stats.out_of_window += 1;
+            if !seg.has(RST) {
+                self.ack_pending = true;
+            }
+            return;
+        }
+        if seg.has(RST) {
+            if seg.seq == self.rcv_nxt {
+                stats.rst_received += 1;
+                self.reset(Error::Reset, false);
+            } else {
+                stats.challenge_acks += 1;
+                self.ack_pending = true;
+            }
+            return;
+        }
+        if seg.has(SYN) {
+            stats.challenge_acks += 1;
+            self.ack_pending = true;
+            return;
+        }
+        if !seg.has(ACK) {
+            stats.out_of_window += 1;
+            return;
+        }
+        self.last_heard = now;
+        self.keepalives = 0;
+        if seg.ack > self.snd_max
+            || self.snd_una.diff(seg.ack) > 0 && self.snd_una.since(seg.ack) > self.max_snd_wnd
+        {
+            stats.out_of_window += 1;
+            self.ack_pending = true;
+            return;
+        }
+        self.process_ack(seg, now, config, stats);
+        if self.state == State::Closed {
+            return;
+        }
+        if probe {
+            self.ack_pending = true;
+            return;
+        }
+        self.process_data(seg, stats);
+        if seg.has(FIN) && seg.seq.plus(seg.payload.len()) == self.rcv_nxt {
+            self.rcv_nxt = self.rcv_nxt.plus(1);
+            self.fin_received = true;
+            self.ack_pending = true;
+            self.state = match self.state {
+                State::Established => State::CloseWait,
+                State::FinWait1 if self.fin_acked => self.time_wait(now, config),
+                State::FinWait1 => State::Closing,
+                State::FinWait2 => self.time_wait(now, config),
+                other => other,
+            };
+        }
+    }
+
+    /// Enters TIME-WAIT at `now`.
+    fn time_wait(&mut self, now: u64, config: &Config) -> State {
+        self.close_at = Some(now + config.time_wait_ns);
+        State::TimeWait
+    }
+
+    /// The ACK and window fields of an acceptable segment.
+    fn process_ack(&mut self, seg: &Segment<'_>, now: u64, config: &Config, stats: &mut Stats) {
+        let window = usize::from(seg.window) << self.snd_shift;
+        if seg.ack > self.snd_una {
+            let acked = seg.ack.since(self.snd_una);
+            let data = acked.min(self.queued);
+            self.drop_acknowledged(data);
+            if acked > data {
+                self.fin_acked = true;
+            }
+            self.snd_una = seg.ack;
+            if self.snd_nxt < self.snd_una {
+                self.snd_nxt = self.snd_una;
+            }
+            self.retries = 0;
+            if let Some((end, sent)) = self.rtt_probe
+                && seg.ack >= end
+            {
+                self.rtt_sample(now.saturating_sub(sent), config);
+                self.rtt_probe = None;
+            }
+            self.rtx_at = (self.snd_una != self.snd_max).then_some(now + self.rto);
+            match self.recover {
+                Some(recover) if seg.ack >= recover => {
+                    self.recover = None;
+                    self.cwnd = self.ssthresh;
+                }
+                Some(_) => {
+                    // NewReno's partial ACK: the next hole is lost too.
+                    self.fast_rtx = true;
+                    self.cwnd = self.cwnd.saturating_sub(acked).max(self.mss) + self.mss;
+                }
+                None if self.cwnd < self.ssthresh => self.cwnd += acked.min(self.mss),
+                None => self.cwnd += (self.mss * self.mss / self.cwnd).max(1),
+            }
+            self.dupacks = 0;
+            if self.fin_acked {
+                self.state = match self.state {
+                    State::FinWait1 => {
+                        self.close_at = Some(now + config.fin_wait2_ns);
+                        State::FinWait2
+                    }
+                    State::Closing => self.time_wait(now, config),
+                    State::LastAck => State::Closed,
+                    other => other,
+                };
+            }
+        } else if seg.ack == self.snd_una
+            && seg.payload.is_empty()
+            && !seg.has(FIN)
+            && window == self.snd_wnd
+            && self.snd_max != self.snd_una
+        {
+            stats.duplicate_acks += 1;
+            self.dupacks += 1;
+            if self.dupacks == 3 && self.recover.is_none() {
+                stats.fast_retransmits += 1;
+                let flight = self.snd_max.since(self.snd_una);
+                self.ssthresh = (flight / 2).max(2 * self.mss);
+                self.cwnd = self.ssthresh + 3 * self.mss;
+                self.recover = Some(self.snd_max);
+                self.fast_rtx = true;
+            } else if self.dupacks > 3 && self.recover.is_some() {
+                self.cwnd += self.mss;
+            }
+        }
+        if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= seg.ack) {
+            self.snd_wnd = window;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            if window > 0 {
+                self.persist_at = None;
+                self.persist_backoff = 0;
+            }
+        }
+    }
+
+    /// Drops `n` acknowledged bytes from the front of the send queue.
+    fn drop_acknowledged(&mut self, mut n: usize) {
+        self.queued -= n;
+        while n > 0 {
+            let Some(front) = self.queue.front_mut() else {
+                return;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.queue.pop_front();
+            } else {
+                front.consume(n);
+                n = 0;
+            }
+        }
+    }
+
+    /// RFC 6298's estimator, updated with a round trip of `rtt` ns.
+    fn rtt_sample(&mut self, rtt: u64, config: &Config) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                self.rttvar = (3 * self.rttvar + srtt.abs_diff(rtt)) / 4;
+                self.srtt = Some((7 * srtt + rtt) / 8);
+            }
+        }
+        let srtt = self.srtt.unwrap_or(rtt);
+        self.rto = (srtt + (4 * self.rttvar).max(GRANULARITY_NS))
+            .clamp(config.rto_min_ns, config.rto_max_ns);
+    }
+
+    /// The data of an acceptable segment: in order into the receive buffer, ahead of
+    /// order into the reassembly runs.
+    fn process_data(&mut self, seg: &Segment<'_>, stats: &mut Stats) {
+        if seg.payload.is_empty()
+            || !matches!(
+                self.state,
+                State::Established | State::FinWait1 | State::FinWait2
+            )
+        {
+            return;
+        }
+        self.ack_pending = true;
+        let (mut seq, mut data) = (seg.seq, seg.payload);
+        if seq < self.rcv_nxt {
+            data = data.get(self.rcv_nxt.since(seq)..).unwrap_or_default();
+            seq = self.rcv_nxt;
+        }
+        let room = self.rcv_window().saturating_sub(seq.since(self.rcv_nxt));
+        data = &data[..data.len().min(room)];
+        if data.is_empty() {
+            return;
+        }
+        if seq == self.rcv_nxt {
+            self.deliver(data);
+            while let Some(i) = self
+                .out_of_order
+                .iter()
+                .position(|(s, _)| *s <= self.rcv_nxt)
+            {
+                let (start, run) = self.out_of_order.swap_remove(i);
+                if let Some(tail) = run.get(self.rcv_nxt.since(start)..) {
+                    self.deliver(tail);
+                }
+            }
+        } else if self.out_of_order.len() < MAX_OUT_OF_ORDER {
+            stats.out_of_order_kept += 1;
+            self.out_of_order.push((seq, data.to_vec()));
+        } else {
+            stats.out_of_order_dropped += 1;
+        }
+    }
+
+    /// Appends in-order bytes (discarded once the app released the connection: a
+    /// lingering close reads and drops what the peer still sends).
+    fn deliver(&mut self, data: &[u8]) {
+        self.rcv_nxt = self.rcv_nxt.plus(data.len());
+        if !self.released {
+            self.rcv_buf.extend(data);
+        }
+    }
+
+    /// Runs the timers due at `now`.
+    pub(crate) fn on_timer(&mut self, now: u64, config: &Config, stats: &mut Stats) {
+        if self.close_deadline().is_some_and(|at| at <= now) {
+            self.close_at = None;
+            if self.state == State::FinWait2 {
+                stats.fin_wait2_timeouts += 1;
+            }
+            self.state = State::Closed;
+            return;
+        }
+        if self.rtx_at.is_some_and(|at| at <= now) {
+            if self.retries >= config.max_retransmits {
+                stats.retransmit_timeouts += 1;
+                return self.reset(Error::TimedOut, true);
+            }
+            stats.retransmits += 1;
+            self.retries += 1;
+            self.rto = (self.rto * 2).min(config.rto_max_ns);
+            let flight = self.snd_max.since(self.snd_una);
+            self.ssthresh = (flight / 2).max(2 * self.mss);
+            self.cwnd = self.mss;
+            self.snd_nxt = self.snd_una;
+            self.rtt_probe = None;
+            self.dupacks = 0;
+            self.recover = None;
+            self.rtx_at = Some(now + self.rto);
+        }
+        if self.persist_at.is_some_and(|at| at <= now) {
+            stats.window_probes += 1;
+            self.probe_now = true;
+            self.persist_backoff = (self.persist_backoff + 1).min(6);
+            self.persist_at =
+                Some(now + crate::backed_off(self.rto, self.persist_backoff, config.rto_max_ns));
+        }
+        if let Some(interval) = config.keepalive_ns
+            && matches!(self.state, State::Established | State::CloseWait)
+            && self.snd_una == self.snd_max
+            && now >= self.last_heard + interval * (u64::from(self.keepalives) + 1)
+        {
+            if self.keepalives >= config.keepalive_probes {
+                stats.keepalive_timeouts += 1;
+                return self.reset(Error::TimedOut, true);
+            }
+            stats.keepalive_probes += 1;
+            self.keepalives += 1;
+            self.keepalive_now = true;
+        }
+    }
+
+    /// When the connection ends by itself, if it does.
+    fn close_deadline(&self) -> Option<u64> {
+        self.close_at
+            .filter(|_| self.state != State::FinWait2 || self.released)
+    }
+
+    /// The earliest time a timer of this connection is due.
+    pub(crate) fn deadline(&self, config: &Config) -> Option<u64> {
+        let keepalive = config
+            .keepalive_ns
+            .filter(|_| matches!(self.state, State::Established | State::CloseWait))
+            .filter(|_| self.snd_una == self.snd_max)
+            .map(|interval| self.last_heard + interval * (u64::from(self.keepalives) + 1));
+        [
+            self.close_deadline(),
+            self.rtx_at,
+            self.persist_at,
+            keepalive,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The header of a segment from this connection at `seq` with `flags`.
+    fn header(&self, seq: Seq, flags: u8) -> Header {
+        Header {
+            src: self.tuple.local,
+            dst: self.tuple.remote,
+            src_port: self.tuple.local_port,
+            dst_port: self.tuple.remote_port,
+            seq,
+            ack: self.rcv_nxt,
+            flags,
+            window: self.window_field(),
+            mss: None,
+            window_scale: None,
+        }
+    }
+
+    /// Sends the segment at `seq` carrying `len` queued bytes (from the send queue, in
+    /// at most [`MAX_PIECES`] pieces; fewer bytes if they span more) and a FIN if
+    /// `fin` and the data reaches the end of the queue. Returns the sequence space
+    /// sent, or `None` if `emit` refused.
+    fn send_segment(
+        &mut self,
+        seq: Seq,
+        len: usize,
+        fin: bool,
+        out: &mut Output<'_>,
+    ) -> Option<usize> {
+        let mut offset = seq.since(self.snd_una);
+        let end = offset + len;
+        let mut slices: [&[u8]; MAX_PIECES] = [&[]; MAX_PIECES];
+        let (mut count, mut sent, mut sum) = (0, 0, 0u16);
+        let mut piece_start = 0;
+        for piece in &self.queue {
+            let piece_end = piece_start + piece.len();
+            if count == MAX_PIECES || piece_start >= end {
+                break;
+            }
+            if piece_end > offset {
+                let from = offset - piece_start;
+                let to = piece_end.min(end) - piece_start;
+                slices[count] = &piece.bytes()[from..to];
+                sum = crate::checksum::add(
+                    sum,
+                    crate::checksum::at_offset(piece.sum(from, to), sent),
+                );
+                sent += to - from;
+                offset += to - from;
+                count += 1;
+            }
+            piece_start = piece_end;
+        }
+        let fin = fin && seq.since(self.snd_una) + sent == self.queued;
+        let mut flags = ACK | if fin { FIN } else { 0 };
+        if sent > 0 {
+            flags |= wire::PSH;
+        }
+        let header = self.header(seq, flags);
+        if !out.send(&header, &slices[..count], sent, sum) {
+            return None;
+        }
+        self.rcv_adv = self.rcv_nxt.plus(self.rcv_window());
+        self.ack_pending = false;
+        Some(sent + usize::from(fin))
+    }
+
+    /// Notes that the sequence space up to `end` was sent (a FIN on a retransmission
+    /// or probe may be its first sending).
+    fn sent_up_to(&mut self, end: Seq) {
+        if end > self.snd_max {
+            self.snd_max = end;
+        }
+    }
+
+    /// Sends what is due at `now`: retransmissions, probes, new data within the peer's
+    /// and the congestion window, a FIN, and an ACK if one is owed. `false` if `emit`
+    /// refused a segment (the rest waits for the next call).
+    pub(crate) fn output(&mut self, now: u64, out: &mut Output<'_>) -> bool {
+        if self.rst_pending {
+            let header = self.header(self.snd_nxt, RST | ACK);
+            if !out.send(&header, &[], 0, 0) {
+                return false;
+            }
+            self.rst_pending = false;
+            return true;
+        }
+        if self.state == State::Closed || self.state == State::TimeWait && !self.ack_pending {
+            return true;
+        }
+        let fin_unacked = self.fin_queued && !self.fin_acked;
+        if self.fast_rtx {
+            let len = self.queued.min(self.mss);
+            match self.send_segment(self.snd_una, len, fin_unacked, out) {
+                Some(space) => {
+                    out.stats.segments_retransmitted += 1;
+                    self.fast_rtx = false;
+                    self.rtt_probe = None;
+                    self.sent_up_to(self.snd_una.plus(space));
+                }
+                None => return false,
+            }
+        }
+        if self.probe_now {
+            let len = self.queued.min(1);
+            match self.send_segment(self.snd_una, len, fin_unacked, out) {
+                Some(space) => {
+                    self.probe_now = false;
+                    self.sent_up_to(self.snd_una.plus(space));
+                }
+                None => return false,
+            }
+        }
+        loop {
+            let offset = self.snd_nxt.since(self.snd_una);
+            let unsent = self.queued.saturating_sub(offset);
+            let fin_unsent = fin_unacked && offset <= self.queued;
+            if unsent == 0 && !fin_unsent {
+                break;
+            }
+            let window = self.snd_wnd.min(self.cwnd);
+            let len = unsent.min(self.mss).min(window.saturating_sub(offset));
+            if len == 0 && unsent > 0 {
+                if self.snd_wnd == 0 && offset == 0 && self.persist_at.is_none() {
+                    self.persist_at = Some(now + self.rto);
+                }
+                break;
+            }
+            let Some(space) = self.send_segment(self.snd_nxt, len, fin_unsent, out) else {
+                return false;
+            };
+            if space == 0 {
+                break;
+            }
+            let start = self.snd_nxt;
+            self.snd_nxt = self.snd_nxt.plus(space);
+            if self.snd_nxt > self.snd_max {
+                if self.rtt_probe.is_none() && start >= self.snd_max {
+                    self.rtt_probe = Some((self.snd_nxt, now));
+                }
+                self.snd_max = self.snd_nxt;
+            } else {
+                out.stats.segments_retransmitted += 1;
+            }
+            if self.rtx_at.is_none() {
+                self.rtx_at = Some(now + self.rto);
+            }
+        }
+        if self.keepalive_now {
+            // One byte of sequence space the peer has already acknowledged.
+            let header = self.header(Seq(self.snd_una.0.wrapping_sub(1)), ACK);
+            if !out.send(&header, &[], 0, 0) {
+                return false;
+            }
+            self.keepalive_now = false;
+        }
+        if self.ack_pending {
+            let header = self.header(self.snd_nxt, ACK);
+            if !out.send(&header, &[], 0, 0) {
+                return false;
+            }
+            self.rcv_adv = self.rcv_nxt.plus(self.rcv_window());
+            self.ack_pending = false;
+        }
+        true
+    }
+}
+
+/// Where segments go: the caller's `emit`, with the IPv4 identification counter and
+/// the statistics.
+pub struct Output<'a> {
+    /// The caller's sender: `true` if it took the segment.
+    pub emit: &'a mut dyn FnMut(&Outgoing<'_>) -> bool,
+    /// The next IPv4 identification.
+    pub ip_id: &'a mut u16,
+    /// The counters.
+    pub stats: &'a mut Stats,
+}
+
+impl Output<'_> {
+    /// Writes the headers of `header` for `payload` (`len` bytes summing to `sum`) and
+    /// hands the segment to `emit`.
+    pub fn send(&mut self, header: &Header, payload: &[&[u8]], len: usize, sum: u16) -> bool {
+        let mut headers = [0; wire::MAX_HEADERS];
+        let n = wire::write_headers(header, *self.ip_id, len, sum, &mut headers);
+        let segment = Outgoing {
+            headers: &headers[..n],
+            payload,
+        };
+        if !(self.emit)(&segment) {
+            return false;
+        }
+        *self.ip_id = self.ip_id.wrapping_add(1);
+        self.stats.segments_out += 1;
+        if header.flags & RST != 0 {
+            self.stats.rst_sent += 1;
+        }
+        true
+    }
+}

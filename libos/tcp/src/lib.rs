@@ -1,0 +1,805 @@
+//! Rexo's own TCP, for servers first: a sans-IO engine that consumes received IPv4 TCP
+//! segments ([`Endpoint::input`]) and produces segments to send ([`Endpoint::poll`]),
+//! with the clock passed in as nanoseconds. No device access: the caller (the TCP/IP
+//! library OS) moves the packets.
+//!
+//! The send path is Cheetah's: an application queues [`Piece`]s, small owned buffers
+//! (prebuilt response headers) or ranges of shared immutable [`Blob`]s (the file
+//! cache), and a connection keeps only those references until they are acknowledged.
+//! Each segment, first sent or retransmitted, is filled to the MSS across piece
+//! boundaries and handed out as an [`Outgoing`]: the IPv4 and TCP headers plus slices
+//! of the pieces, for a gathering NIC to send without assembling a copy. Its checksum
+//! is composed from the sums each [`Blob`] stored of its blocks once, so file bytes are
+//! not summed again per send.
+//!
+//! What the engine does: passive open with a bounded half-open table (a full table
+//! evicts its oldest entry, so a SYN flood never grows it), MSS and window scale
+//! options, in-order receive with a small reassembly of out-of-order runs, RFC 6298
+//! retransmission timeouts with exponential back-off, fast retransmit and NewReno
+//! recovery on three duplicate ACKs, zero-window probes, keep-alive, orderly close in
+//! every FIN state with a compact, bounded TIME-WAIT table, abortive close, RFC 5961's
+//! checks on RST and SYN, and counters ([`Stats`]) for everything dropped. Nagle's
+//! algorithm is not used. Not done: active open, SACK, timestamps, congestion control
+//! beyond NewReno, IP options on sent packets, segmentation offload (see
+//! docs/network.md).
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod checksum;
+mod conn;
+mod piece;
+mod seq;
+mod wire;
+
+pub use checksum::{BLOCK, Blob};
+pub use piece::Piece;
+pub use seq::Seq;
+pub use wire::{ACK, FIN, Header, Malformed, PSH, RST, SYN, Segment, parse};
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use conn::{Conn, Output, Setup};
+
+/// The knobs of an [`Endpoint`]; [`Config::default`] suits a web server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The MSS announced, and the most payload per segment sent (1460: Ethernet).
+    pub mss: u16,
+    /// Each connection's receive buffer in bytes (the most window offered).
+    pub recv_buffer: usize,
+    /// The most pieces a connection holds unacknowledged ([`Error::QueueFull`] beyond).
+    pub max_send_pieces: usize,
+    /// The most half-open connections (SYN received, handshake unfinished).
+    pub half_open: usize,
+    /// The most established connections waiting for [`Endpoint::accept`].
+    pub backlog: usize,
+    /// The most connections in all (accepted or waiting).
+    pub max_connections: usize,
+    /// The most connections kept in TIME-WAIT; the oldest is forgotten beyond.
+    pub time_wait_entries: usize,
+    /// How long TIME-WAIT lasts.
+    pub time_wait_ns: u64,
+    /// How long FIN-WAIT-2 waits for the peer's FIN before the connection is dropped.
+    pub fin_wait2_ns: u64,
+    /// The retransmission timeout before any round trip was measured (RFC 6298: 1 s).
+    pub rto_initial_ns: u64,
+    /// The smallest retransmission timeout.
+    pub rto_min_ns: u64,
+    /// The largest retransmission timeout.
+    pub rto_max_ns: u64,
+    /// Retransmissions of the same data before the connection is reset.
+    pub max_retransmits: u32,
+    /// Retransmissions of a SYN-ACK before the half-open connection is dropped.
+    pub syn_retries: u32,
+    /// Idle time before a keep-alive probe, and between probes; `None`: no keep-alive.
+    pub keepalive_ns: Option<u64>,
+    /// Unanswered keep-alive probes before the connection is reset.
+    pub keepalive_probes: u32,
+    /// Whether to check the IPv4 and TCP checksums of received segments (not needed
+    /// where the NIC checked them).
+    pub verify_checksums: bool,
+    /// The key of the initial sequence numbers (RFC 6528); pick it at random.
+    pub secret: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            mss: 1460,
+            recv_buffer: 64 * 1024,
+            max_send_pieces: 64,
+            half_open: 256,
+            backlog: 64,
+            max_connections: 1024,
+            time_wait_entries: 1024,
+            time_wait_ns: 10_000_000_000,
+            fin_wait2_ns: 30_000_000_000,
+            rto_initial_ns: 1_000_000_000,
+            rto_min_ns: 200_000_000,
+            rto_max_ns: 60_000_000_000,
+            max_retransmits: 10,
+            syn_retries: 3,
+            keepalive_ns: None,
+            keepalive_probes: 5,
+            verify_checksums: true,
+            secret: 0x5eed_0f7e_c0de,
+        }
+    }
+}
+
+/// Why a call on a connection failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// No such connection (never was, or released).
+    BadId,
+    /// The port is already listening.
+    PortInUse,
+    /// The send queue holds [`Config::max_send_pieces`] pieces.
+    QueueFull,
+    /// The connection's sending side is closed.
+    Closed,
+    /// The peer closed its side and everything it sent was read.
+    Finished,
+    /// The peer reset the connection.
+    Reset,
+    /// The peer stopped answering (retransmissions or keep-alives ran out).
+    TimedOut,
+}
+
+/// The state of a connection (RFC 9293's names; connections appear established).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Data flows both ways.
+    Established,
+    /// We sent FIN, not yet acknowledged.
+    FinWait1,
+    /// Our FIN was acknowledged; waiting for the peer's.
+    FinWait2,
+    /// Both sent FIN at once; ours not yet acknowledged.
+    Closing,
+    /// Both sides closed; lingering for stray segments.
+    TimeWait,
+    /// The peer closed; we may still send.
+    CloseWait,
+    /// The peer closed, then we did; waiting for the ACK of our FIN.
+    LastAck,
+    /// Gone (closed, reset or timed out).
+    Closed,
+}
+
+/// Counters of what an [`Endpoint`] did and dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets handed to [`Endpoint::input`].
+    pub segments_in: u64,
+    /// Segments handed to the sender.
+    pub segments_out: u64,
+    /// Segments sent again (timeouts, fast retransmits).
+    pub segments_retransmitted: u64,
+    /// Packets too short for their headers.
+    pub truncated: u64,
+    /// Packets with a bad IPv4 header, length, fragment bits, TCP data offset or option.
+    pub bad_header: u64,
+    /// Packets that were not TCP.
+    pub not_tcp: u64,
+    /// Packets with a wrong checksum (when checked).
+    pub bad_checksum: u64,
+    /// Segments outside the receive window, or acknowledging what was not sent.
+    pub out_of_window: u64,
+    /// Segments for no connection or port (answered with RST where RFC 9293 says so).
+    pub no_connection: u64,
+    /// SYNs that opened a half-open connection.
+    pub syns: u64,
+    /// Half-open connections evicted because the table was full.
+    pub half_open_evicted: u64,
+    /// Half-open connections dropped after their SYN-ACKs went unanswered.
+    pub half_open_expired: u64,
+    /// Completed handshakes dropped because the backlog or connection table was full.
+    pub backlog_full: u64,
+    /// RSTs sent.
+    pub rst_sent: u64,
+    /// Acceptable RSTs received.
+    pub rst_received: u64,
+    /// ACKs sent in answer to an in-window RST or SYN (RFC 5961).
+    pub challenge_acks: u64,
+    /// Duplicate ACKs received.
+    pub duplicate_acks: u64,
+    /// Fast retransmits (three duplicate ACKs).
+    pub fast_retransmits: u64,
+    /// Retransmission timeouts.
+    pub retransmits: u64,
+    /// Connections reset after their retransmissions ran out.
+    pub retransmit_timeouts: u64,
+    /// Out-of-order runs kept for reassembly.
+    pub out_of_order_kept: u64,
+    /// Out-of-order runs dropped (the reassembly runs were all taken).
+    pub out_of_order_dropped: u64,
+    /// Zero-window probes sent.
+    pub window_probes: u64,
+    /// Keep-alive probes sent.
+    pub keepalive_probes: u64,
+    /// Connections reset after unanswered keep-alives.
+    pub keepalive_timeouts: u64,
+    /// Connections dropped in FIN-WAIT-2 for want of the peer's FIN.
+    pub fin_wait2_timeouts: u64,
+    /// TIME-WAIT entries forgotten early because the table was full.
+    pub time_wait_evicted: u64,
+    /// TIME-WAIT entries ended by a new SYN for the same addresses and ports.
+    pub time_wait_reused: u64,
+}
+
+impl Stats {
+    /// Counts a malformed packet under its reason.
+    fn malformed(&mut self, reason: Malformed) {
+        *match reason {
+            Malformed::Truncated => &mut self.truncated,
+            Malformed::NotTcp => &mut self.not_tcp,
+            Malformed::BadChecksum => &mut self.bad_checksum,
+            Malformed::BadIpHeader
+            | Malformed::BadIpLength
+            | Malformed::Fragment
+            | Malformed::BadDataOffset
+            | Malformed::BadOption => &mut self.bad_header,
+        } += 1;
+    }
+}
+
+/// A connection's addresses and ports, from our side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tuple {
+    /// Our address.
+    pub local: [u8; 4],
+    /// Our port.
+    pub local_port: u16,
+    /// The peer's address.
+    pub remote: [u8; 4],
+    /// The peer's port.
+    pub remote_port: u16,
+}
+
+/// A segment to send: the IPv4 and TCP headers, checksums filled in, and the payload
+/// as slices of the queued pieces (in order, to be sent right after the headers).
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    /// The IPv4 and TCP headers.
+    pub headers: &'a [u8],
+    /// The payload, in pieces.
+    pub payload: &'a [&'a [u8]],
+}
+
+impl Outgoing<'_> {
+    /// The length of the IPv4 packet.
+    pub fn len(&self) -> usize {
+        self.headers.len() + self.payload.iter().map(|p| p.len()).sum::<usize>()
+    }
+
+    /// Whether the packet is empty (never: it always has headers).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies the packet into `out` (for senders that cannot gather).
+    pub fn copy_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.headers);
+        for piece in self.payload {
+            out.extend_from_slice(piece);
+        }
+    }
+}
+
+/// A connection handle; stale once the connection is released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+/// A connection whose SYN arrived and whose SYN-ACK is unanswered.
+struct HalfOpen {
+    iss: Seq,
+    irs: Seq,
+    peer_mss: Option<u16>,
+    peer_shift: Option<u8>,
+    created: u64,
+    resend_at: u64,
+    retries: u32,
+    send_now: bool,
+}
+
+/// What is left of a connection in TIME-WAIT: enough to acknowledge a retransmitted
+/// FIN and to recognise a new SYN.
+struct TimeWait {
+    snd_nxt: Seq,
+    rcv_nxt: Seq,
+    until: u64,
+}
+
+/// A slot of the connection table.
+struct Slot {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+/// The TCP engine of one address space: listening ports, connections, and the
+/// segments between them and the network.
+pub struct Endpoint {
+    config: Config,
+    listening: Vec<u16>,
+    half_open: BTreeMap<Tuple, HalfOpen>,
+    accept_queue: VecDeque<ConnId>,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    by_tuple: BTreeMap<Tuple, usize>,
+    time_wait: BTreeMap<Tuple, TimeWait>,
+    /// RSTs and ACKs owed to segments without a connection, bounded.
+    replies: VecDeque<Header>,
+    ip_id: u16,
+    stats: Stats,
+}
+
+/// `base` doubled `times` times, at most `max`.
+fn backed_off(base: u64, times: u32, max: u64) -> u64 {
+    base.saturating_mul(1 << times.min(32)).min(max)
+}
+
+/// Makes room for one more entry in `table` if it holds `limit` (at least 1) or more:
+/// removes the entry whose `age` is least. Returns whether it removed one.
+fn evict_oldest<T>(table: &mut BTreeMap<Tuple, T>, limit: usize, age: impl Fn(&T) -> u64) -> bool {
+    if table.len() < limit.max(1) {
+        return false;
+    }
+    let oldest = table
+        .iter()
+        .min_by_key(|(_, entry)| age(entry))
+        .map(|(t, _)| *t);
+    oldest.is_some_and(|tuple| table.remove(&tuple).is_some())
+}
+
+/// The most replies owed to connectionless segments; more are not answered.
+const MAX_REPLIES: usize = 256;
+
+impl Endpoint {
+    /// An endpoint with nothing listening.
+    pub fn new(config: Config) -> Endpoint {
+        Endpoint {
+            config,
+            listening: Vec::new(),
+            half_open: BTreeMap::new(),
+            accept_queue: VecDeque::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_tuple: BTreeMap::new(),
+            time_wait: BTreeMap::new(),
+            replies: VecDeque::new(),
+            ip_id: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Accepts connections to `port` on any local address.
+    pub fn listen(&mut self, port: u16) -> Result<(), Error> {
+        if self.listening.contains(&port) {
+            return Err(Error::PortInUse);
+        }
+        self.listening.push(port);
+        Ok(())
+    }
+
+    /// The next established connection not yet accepted.
+    pub fn accept(&mut self) -> Option<ConnId> {
+        self.accept_queue.pop_front()
+    }
+
+    /// How many connections hold a slot (accepted or waiting, not yet gone).
+    pub fn connections(&self) -> usize {
+        self.by_tuple.len()
+    }
+
+    /// How many connections are half-open.
+    pub fn half_open(&self) -> usize {
+        self.half_open.len()
+    }
+
+    /// How many connections are remembered in TIME-WAIT.
+    pub fn time_wait(&self) -> usize {
+        self.time_wait.len()
+    }
+
+    fn conn(&self, id: ConnId) -> Result<&Conn, Error> {
+        let slot = self.slots.get(id.index as usize).ok_or(Error::BadId)?;
+        match &slot.conn {
+            Some(conn) if slot.generation == id.generation && !conn.released => Ok(conn),
+            _ => Err(Error::BadId),
+        }
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Result<&mut Conn, Error> {
+        let slot = self.slots.get_mut(id.index as usize).ok_or(Error::BadId)?;
+        match &mut slot.conn {
+            Some(conn) if slot.generation == id.generation && !conn.released => Ok(conn),
+            _ => Err(Error::BadId),
+        }
+    }
+
+    /// The connection's addresses and ports.
+    pub fn tuple(&self, id: ConnId) -> Result<Tuple, Error> {
+        Ok(self.conn(id)?.tuple)
+    }
+
+    /// The connection's state.
+    pub fn state(&self, id: ConnId) -> Result<State, Error> {
+        Ok(self.conn(id)?.state)
+    }
+
+    /// The most payload bytes per segment the connection sends.
+    pub fn mss(&self, id: ConnId) -> Result<usize, Error> {
+        Ok(self.conn(id)?.mss())
+    }
+
+    /// The bytes queued on the connection and not yet acknowledged.
+    pub fn unacknowledged(&self, id: ConnId) -> Result<usize, Error> {
+        Ok(self.conn(id)?.unacknowledged())
+    }
+
+    /// Queues `piece` for sending; it is kept, not copied, until acknowledged.
+    pub fn send(&mut self, id: ConnId, piece: Piece) -> Result<(), Error> {
+        let config = &self.config;
+        let slot = self.slots.get_mut(id.index as usize).ok_or(Error::BadId)?;
+        match &mut slot.conn {
+            Some(conn) if slot.generation == id.generation && !conn.released => {
+                conn.send(piece, config)
+            }
+            _ => Err(Error::BadId),
+        }
+    }
+
+    /// Copies received bytes into `buf`: `Ok(0)` when none are there yet,
+    /// [`Error::Finished`] once the peer closed and all was read.
+    pub fn recv(&mut self, id: ConnId, buf: &mut [u8]) -> Result<usize, Error> {
+        self.conn_mut(id)?.recv(buf)
+    }
+
+    /// Closes the sending side once what is queued is sent (a FIN); the connection can
+    /// still receive.
+    pub fn shutdown(&mut self, id: ConnId) -> Result<(), Error> {
+        self.conn_mut(id)?.shutdown();
+        Ok(())
+    }
+
+    /// Closes the connection and gives the handle up: what is queued is still sent,
+    /// then a FIN; what the peer still sends is acknowledged and dropped.
+    pub fn close(&mut self, id: ConnId) -> Result<(), Error> {
+        let conn = self.conn_mut(id)?;
+        conn.shutdown();
+        conn.released = true;
+        Ok(())
+    }
+
+    /// Resets the connection (a RST) and gives the handle up.
+    pub fn abort(&mut self, id: ConnId) -> Result<(), Error> {
+        let conn = self.conn_mut(id)?;
+        let open = conn.state != State::Closed;
+        conn.reset(Error::Reset, open);
+        conn.released = true;
+        Ok(())
+    }
+
+    /// The initial sequence number for `tuple` at `now` (RFC 6528: a 4 us clock plus
+    /// a keyed hash of the addresses and ports).
+    fn isn(&self, tuple: &Tuple, now: u64) -> Seq {
+        let mut h = self.config.secret;
+        let words = [
+            u64::from(u32::from_be_bytes(tuple.local)),
+            u64::from(u32::from_be_bytes(tuple.remote)),
+            (u64::from(tuple.local_port) << 16) | u64::from(tuple.remote_port),
+        ];
+        for word in words {
+            // SplitMix64's finalizer over the running state.
+            h = (h ^ word).wrapping_add(0x9e37_79b9_7f4a_7c15);
+            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            h ^= h >> 31;
+        }
+        Seq((h as u32).wrapping_add((now / 4000) as u32))
+    }
+
+    /// Processes one received IPv4 packet at `now`. Anything malformed, out of window
+    /// or for no connection is dropped and counted (some answered with a RST or ACK
+    /// on the next [`poll`](Endpoint::poll)).
+    pub fn input(&mut self, now: u64, packet: &[u8]) {
+        self.stats.segments_in += 1;
+        let seg = match parse(packet, self.config.verify_checksums) {
+            Ok(seg) => seg,
+            Err(reason) => return self.stats.malformed(reason),
+        };
+        let tuple = Tuple {
+            local: seg.dst,
+            local_port: seg.dst_port,
+            remote: seg.src,
+            remote_port: seg.src_port,
+        };
+        if let Some(&index) = self.by_tuple.get(&tuple) {
+            if let Some(conn) = self.slots[index].conn.as_mut() {
+                conn.input(&seg, now, &self.config, &mut self.stats);
+            }
+            return;
+        }
+        if self.time_wait.contains_key(&tuple) && !self.input_time_wait(&tuple, &seg) {
+            return;
+        }
+        if self.half_open.contains_key(&tuple) {
+            return self.input_half_open(tuple, &seg, now);
+        }
+        if seg.has(RST) {
+            self.stats.no_connection += 1;
+        } else if seg.has(SYN) && !seg.has(ACK) && self.listening.contains(&seg.dst_port) {
+            self.open(tuple, &seg, now);
+        } else {
+            self.stats.no_connection += 1;
+            self.reply_reset(&tuple, &seg);
+        }
+    }
+
+    /// Queues the RST RFC 9293 (3.10.7.1) answers `seg` with.
+    fn reply_reset(&mut self, tuple: &Tuple, seg: &Segment<'_>) {
+        let (seq, ack, flags) = if seg.has(ACK) {
+            (seg.ack, Seq(0), RST)
+        } else {
+            (Seq(0), seg.seq.plus(seg.seq_len()), RST | ACK)
+        };
+        self.reply(tuple, seq, ack, flags);
+    }
+
+    /// Queues a segment without data or connection.
+    fn reply(&mut self, tuple: &Tuple, seq: Seq, ack: Seq, flags: u8) {
+        if self.replies.len() >= MAX_REPLIES {
+            return;
+        }
+        self.replies.push_back(Header {
+            src: tuple.local,
+            dst: tuple.remote,
+            src_port: tuple.local_port,
+            dst_port: tuple.remote_port,
+            seq,
+            ack,
+            flags,
+            window: 0,
+            mss: None,
+            window_scale: None,
+        });
+    }
+
+    /// A segment for a connection in TIME-WAIT; `true` if it is a new SYN that ended
+    /// the TIME-WAIT and must be processed as a new connection (RFC 9293, 3.10.7.4,
+    /// and RFC 1122, 4.2.2.13: a SYN above the old sequence space).
+    fn input_time_wait(&mut self, tuple: &Tuple, seg: &Segment<'_>) -> bool {
+        let Some(entry) = self.time_wait.get(tuple) else {
+            return false;
+        };
+        if seg.has(SYN) && !seg.has(ACK) && seg.seq > entry.rcv_nxt {
+            self.time_wait.remove(tuple);
+            self.stats.time_wait_reused += 1;
+            return true;
+        }
+        if seg.has(RST) {
+            self.stats.out_of_window += 1;
+            return false;
+        }
+        // A retransmitted FIN (or anything else): acknowledge again.
+        let (seq, ack) = (entry.snd_nxt, entry.rcv_nxt);
+        self.reply(tuple, seq, ack, ACK);
+        false
+    }
+
+    /// A SYN to a listening port: a new half-open connection, evicting the oldest if
+    /// the table is full.
+    fn open(&mut self, tuple: Tuple, seg: &Segment<'_>, now: u64) {
+        if evict_oldest(&mut self.half_open, self.config.half_open, |h| h.created) {
+            self.stats.half_open_evicted += 1;
+        }
+        self.stats.syns += 1;
+        let iss = self.isn(&tuple, now);
+        self.half_open.insert(
+            tuple,
+            HalfOpen {
+                iss,
+                irs: seg.seq,
+                peer_mss: seg.mss,
+                peer_shift: seg.window_scale.map(|s| s.min(14)),
+                created: now,
+                resend_at: now + self.config.rto_initial_ns,
+                retries: 0,
+                send_now: true,
+            },
+        );
+    }
+
+    /// Our window scale shift: the smallest that fits the receive buffer in 16 bits.
+    fn our_shift(&self) -> u8 {
+        let mut shift = 0;
+        while shift < 14 && (self.config.recv_buffer >> shift) > 0xffff {
+            shift += 1;
+        }
+        shift
+    }
+
+    /// A segment for a half-open connection.
+    fn input_half_open(&mut self, tuple: Tuple, seg: &Segment<'_>, now: u64) {
+        let Some(half) = self.half_open.get_mut(&tuple) else {
+            return;
+        };
+        if seg.has(RST) {
+            if seg.seq == half.irs.plus(1) {
+                self.stats.rst_received += 1;
+                self.half_open.remove(&tuple);
+            } else {
+                self.stats.out_of_window += 1;
+            }
+            return;
+        }
+        if seg.has(SYN) {
+            // The peer's SYN again (our SYN-ACK was lost): answer it again.
+            if seg.seq == half.irs && !seg.has(ACK) {
+                half.send_now = true;
+            } else {
+                self.stats.out_of_window += 1;
+            }
+            return;
+        }
+        if !seg.has(ACK) {
+            self.stats.out_of_window += 1;
+            return;
+        }
+        if seg.ack != half.iss.plus(1) {
+            self.stats.out_of_window += 1;
+            self.reply_reset(&tuple, seg);
+            return;
+        }
+        if self.accept_queue.len() >= self.config.backlog
+            || self.by_tuple.len() >= self.config.max_connections
+        {
+            // Kept half-open: the SYN-ACK's retransmission asks the peer again.
+            self.stats.backlog_full += 1;
+            return;
+        }
+        let setup = Setup {
+            tuple,
+            iss: half.iss,
+            irs: half.irs,
+            peer_mss: half.peer_mss,
+            shifts: half.peer_shift.map(|peer| (self.our_shift(), peer)),
+        };
+        self.half_open.remove(&tuple);
+        let mut conn = Conn::new(&setup, &self.config, now);
+        conn.input(seg, now, &self.config, &mut self.stats);
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                });
+                self.slots.len() - 1
+            }
+        };
+        let slot = &mut self.slots[index];
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.conn = Some(conn);
+        self.by_tuple.insert(tuple, index);
+        self.accept_queue.push_back(ConnId {
+            index: index as u32,
+            generation: slot.generation,
+        });
+    }
+
+    /// The earliest time [`poll`](Endpoint::poll) has timers to run, if any.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let conns = self
+            .by_tuple
+            .values()
+            .filter_map(|&i| self.slots[i].conn.as_ref()?.deadline(&self.config));
+        let half = self.half_open.values().map(|h| h.resend_at);
+        let waits = self.time_wait.values().map(|w| w.until);
+        conns.chain(half).chain(waits).min()
+    }
+
+    /// Runs the timers due at `now` and hands every segment due to `emit` (which
+    /// returns `false` when it can take no more: the rest waits for the next call).
+    pub fn poll(&mut self, now: u64, emit: &mut dyn FnMut(&Outgoing<'_>) -> bool) {
+        self.run_timers(now);
+        let window = self.config.recv_buffer.min(0xffff) as u16;
+        let shift = self.our_shift();
+        let mut out = Output {
+            emit,
+            ip_id: &mut self.ip_id,
+            stats: &mut self.stats,
+        };
+        while let Some(reply) = self.replies.front() {
+            if !out.send(reply, &[], 0, 0) {
+                return;
+            }
+            self.replies.pop_front();
+        }
+        for (tuple, half) in self.half_open.iter_mut().filter(|(_, h)| h.send_now) {
+            let header = Header {
+                src: tuple.local,
+                dst: tuple.remote,
+                src_port: tuple.local_port,
+                dst_port: tuple.remote_port,
+                seq: half.iss,
+                ack: half.irs.plus(1),
+                flags: SYN | ACK,
+                window,
+                mss: Some(self.config.mss),
+                window_scale: half.peer_shift.map(|_| shift),
+            };
+            if !out.send(&header, &[], 0, 0) {
+                return;
+            }
+            half.send_now = false;
+        }
+        let mut finished = Vec::new();
+        for (tuple, &index) in &self.by_tuple {
+            let Some(conn) = self.slots[index].conn.as_mut() else {
+                continue;
+            };
+            if !conn.output(now, &mut out) {
+                return;
+            }
+            if conn.released && matches!(conn.state, State::Closed | State::TimeWait) {
+                finished.push(*tuple);
+            }
+        }
+        for tuple in finished {
+            self.retire(tuple, now);
+        }
+    }
+
+    /// Frees the slot of a released connection that is closed or in TIME-WAIT (which
+    /// it leaves in the compact table).
+    fn retire(&mut self, tuple: Tuple, now: u64) {
+        let Some(index) = self.by_tuple.remove(&tuple) else {
+            return;
+        };
+        let Some(conn) = self.slots[index].conn.take() else {
+            return;
+        };
+        self.free.push(index);
+        if conn.state != State::TimeWait {
+            return;
+        }
+        if evict_oldest(&mut self.time_wait, self.config.time_wait_entries, |w| {
+            w.until
+        }) {
+            self.stats.time_wait_evicted += 1;
+        }
+        let (snd_nxt, rcv_nxt) = conn.sequence();
+        let until = conn.close_at.unwrap_or(now);
+        self.time_wait.insert(
+            tuple,
+            TimeWait {
+                snd_nxt,
+                rcv_nxt,
+                until,
+            },
+        );
+    }
+
+    /// Runs the timers due at `now`.
+    fn run_timers(&mut self, now: u64) {
+        let config = &self.config;
+        let stats = &mut self.stats;
+        self.half_open.retain(|_, half| {
+            if half.resend_at > now {
+                return true;
+            }
+            if half.retries >= config.syn_retries {
+                stats.half_open_expired += 1;
+                return false;
+            }
+            half.retries += 1;
+            half.send_now = true;
+            half.resend_at =
+                now + backed_off(config.rto_initial_ns, half.retries, config.rto_max_ns);
+            true
+        });
+        for &index in self.by_tuple.values() {
+            if let Some(conn) = self.slots[index].conn.as_mut()
+                && conn.deadline(config).is_some_and(|at| at <= now)
+            {
+                conn.on_timer(now, config, stats);
+            }
+        }
+        self.time_wait.retain(|_, entry| entry.until > now);
+    }
+}
+
+#[cfg(test)]
+mod tests;

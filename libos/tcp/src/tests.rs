@@ -1,0 +1,875 @@
+//! The mechanisms one by one, against a scripted peer that writes segments by hand.
+
+use super::*;
+use crate::wire::{FIN, MAX_HEADERS, write_headers};
+use alloc::sync::Arc;
+use alloc::vec;
+
+const SERVER: [u8; 4] = [10, 0, 0, 1];
+const CLIENT: [u8; 4] = [10, 0, 0, 2];
+const MS: u64 = 1_000_000;
+
+/// A scripted peer: its port, next sequence number, what it acknowledges, its window.
+struct Peer {
+    port: u16,
+    seq: Seq,
+    ack: Seq,
+    window: u16,
+}
+
+/// A packet from `port` to the server's port 80.
+#[allow(clippy::too_many_arguments)]
+fn packet(
+    port: u16,
+    flags: u8,
+    seq: Seq,
+    ack: Seq,
+    window: u16,
+    payload: &[u8],
+    mss: Option<u16>,
+    window_scale: Option<u8>,
+) -> Vec<u8> {
+    let header = Header {
+        src: CLIENT,
+        dst: SERVER,
+        src_port: port,
+        dst_port: 80,
+        seq,
+        ack,
+        flags,
+        window,
+        mss,
+        window_scale,
+    };
+    let mut out = [0; MAX_HEADERS];
+    let n = write_headers(&header, 1, payload.len(), checksum::sum(payload), &mut out);
+    let mut packet = out[..n].to_vec();
+    packet.extend_from_slice(payload);
+    packet
+}
+
+impl Peer {
+    /// A segment with `flags` and `payload` at the peer's sequence number (not advanced).
+    fn segment(&self, flags: u8, payload: &[u8]) -> Vec<u8> {
+        packet(
+            self.port,
+            flags,
+            self.seq,
+            self.ack,
+            self.window,
+            payload,
+            None,
+            None,
+        )
+    }
+
+    /// Sends `payload` with ACK and advances the sequence number.
+    fn send(&mut self, ep: &mut Endpoint, now: u64, payload: &[u8]) {
+        ep.input(now, &self.segment(ACK, payload));
+        self.seq = self.seq.plus(payload.len());
+    }
+}
+
+/// Every segment the server sends at `now`, checked to parse with valid checksums.
+fn poll(ep: &mut Endpoint, now: u64) -> Vec<Vec<u8>> {
+    let mut sent = Vec::new();
+    ep.poll(now, &mut |segment| {
+        let mut packet = Vec::new();
+        segment.copy_to(&mut packet);
+        assert!(
+            parse(&packet, true).is_ok(),
+            "the server sent a valid segment"
+        );
+        sent.push(packet);
+        true
+    });
+    sent
+}
+
+fn view(packet: &[u8]) -> Segment<'_> {
+    parse(packet, true).expect("valid")
+}
+
+/// A listening endpoint with `config`.
+fn server(config: Config) -> Endpoint {
+    let mut ep = Endpoint::new(config);
+    ep.listen(80).expect("listen");
+    ep
+}
+
+/// A default endpoint with one accepted connection from port 5000 (no options,
+/// window 1000).
+fn established() -> (Endpoint, ConnId, Peer) {
+    let mut ep = server(Config::default());
+    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    (ep, id, peer)
+}
+
+/// A listening endpoint with the default configuration changed by `edit`.
+fn server_with(edit: impl FnOnce(&mut Config)) -> Endpoint {
+    let mut config = Config::default();
+    edit(&mut config);
+    server(config)
+}
+
+/// Opens a connection from `port` with the given options and window and accepts it;
+/// returns it and the peer, which acknowledges everything the handshake sent.
+fn connect(
+    ep: &mut Endpoint,
+    now: u64,
+    port: u16,
+    mss: Option<u16>,
+    shift: Option<u8>,
+    window: u16,
+) -> (ConnId, Peer) {
+    ep.input(
+        now,
+        &packet(port, SYN, Seq(1000), Seq(0), window, b"", mss, shift),
+    );
+    let sent = poll(ep, now);
+    assert_eq!(sent.len(), 1, "one SYN-ACK");
+    let synack = view(&sent[0]);
+    assert!(synack.has(SYN | ACK));
+    assert_eq!(synack.ack, Seq(1001));
+    let mut peer = Peer {
+        port,
+        seq: Seq(1001),
+        ack: synack.seq.plus(1),
+        window,
+    };
+    peer.send(ep, now, b"");
+    (ep.accept().expect("an established connection"), peer)
+}
+
+/// A blob of `len` patterned bytes.
+fn blob(len: usize) -> Arc<Blob> {
+    Arc::new(Blob::new(
+        (0..len)
+            .map(|i| (i * 13 + i / 256) as u8)
+            .collect::<Vec<u8>>(),
+    ))
+}
+
+#[test]
+fn the_handshake_exchanges_mss_and_window_scale_and_both_are_honoured() {
+    let mut ep = server(Config::default());
+    ep.input(
+        0,
+        &packet(5000, SYN, Seq(7), Seq(0), 1000, b"", Some(1000), Some(2)),
+    );
+    let sent = poll(&mut ep, 0);
+    let synack = view(&sent[0]);
+    assert_eq!((synack.mss, synack.window_scale), (Some(1460), Some(1)));
+    assert_eq!(synack.window, 0xffff, "SYN windows are never scaled");
+    let (id, peer) = connect(&mut ep, 0, 5001, Some(1000), Some(2), 1000);
+    assert_eq!(ep.mss(id), Ok(1000));
+    ep.send(id, Piece::shared(blob(20_000), 0, 20_000).unwrap())
+        .unwrap();
+    let sent = poll(&mut ep, 0);
+    let lens: Vec<usize> = sent.iter().map(|p| view(p).payload.len()).collect();
+    // The peer's window is 1000 << 2 bytes: four full segments.
+    assert_eq!(lens, vec![1000; 4]);
+    assert_eq!(view(&sent[0]).seq, peer.ack);
+    // Our window is scaled by 1: 64 KiB free is sent as 32768.
+    assert_eq!(view(&sent[0]).window, 32768);
+}
+
+#[test]
+fn without_the_mss_option_segments_carry_at_most_536_bytes() {
+    let mut ep = server(Config::default());
+    let (id, _) = connect(&mut ep, 0, 5000, None, None, 60_000);
+    assert_eq!(ep.mss(id), Ok(536));
+    ep.send(id, Piece::owned(vec![7; 2000])).unwrap();
+    let lens: Vec<usize> = poll(&mut ep, 0)
+        .iter()
+        .map(|p| view(p).payload.len())
+        .collect();
+    assert_eq!(lens, vec![536, 536, 536, 392]);
+}
+
+#[test]
+fn a_syn_flood_never_grows_the_half_open_table_and_handshakes_still_complete() {
+    let mut ep = server_with(|c| c.half_open = 16);
+    for i in 0..1000u16 {
+        ep.input(
+            u64::from(i),
+            &packet(10_000 + i, SYN, Seq(1), Seq(0), 100, b"", None, None),
+        );
+        assert!(ep.half_open() <= 16);
+    }
+    assert_eq!(ep.stats().syns, 1000);
+    assert_eq!(ep.stats().half_open_evicted, 984);
+    assert_eq!(
+        poll(&mut ep, 1000).len(),
+        16,
+        "SYN-ACKs for the survivors only"
+    );
+    // A late SYN still gets through (the oldest half-open entry makes room).
+    let (id, _) = connect(&mut ep, 2000, 80, None, None, 1000);
+    assert_eq!(ep.state(id), Ok(State::Established));
+    assert_eq!(ep.stats().half_open_evicted, 985);
+    // Unanswered SYN-ACKs are sent again 3 times (1, 2, 4 s later), then dropped.
+    let mut resent = 0;
+    for second in 1..=20 {
+        resent += poll(&mut ep, second * 1000 * MS).len();
+    }
+    assert_eq!(resent, 15 * 3);
+    assert_eq!(ep.half_open(), 0);
+    assert_eq!(ep.stats().half_open_expired, 15);
+}
+
+#[test]
+fn a_full_backlog_leaves_the_handshake_half_open() {
+    let mut ep = server_with(|c| c.backlog = 1);
+    let mut iss = Vec::new();
+    for port in [5000, 5001] {
+        ep.input(
+            0,
+            &packet(port, SYN, Seq(50), Seq(0), 1000, b"", None, None),
+        );
+        iss.push(view(&poll(&mut ep, 0)[0]).seq);
+    }
+    let ack = |port, iss: Seq| packet(port, ACK, Seq(51), iss.plus(1), 1000, b"", None, None);
+    ep.input(0, &ack(5000, iss[0]));
+    ep.input(0, &ack(5001, iss[1]));
+    assert_eq!(ep.stats().backlog_full, 1, "the backlog holds one");
+    assert_eq!(ep.half_open(), 1);
+    assert!(ep.accept().is_some());
+    assert!(ep.accept().is_none());
+    ep.input(0, &ack(5001, iss[1]));
+    assert!(ep.accept().is_some(), "accepted once there was room");
+}
+
+#[test]
+fn out_of_order_data_is_reassembled_and_answered_with_duplicate_acks() {
+    let (mut ep, id, mut peer) = established();
+    let start = peer.seq;
+    peer.seq = start.plus(5);
+    peer.send(&mut ep, 0, b"world");
+    peer.seq = start.plus(12);
+    peer.send(&mut ep, 0, b"!!");
+    let acks = poll(&mut ep, 0);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(view(&acks[0]).ack, start, "a duplicate ACK for the hole");
+    assert_eq!(ep.recv(id, &mut [0; 16]), Ok(0));
+    peer.seq = start;
+    peer.send(&mut ep, 0, b"hello");
+    let acks = poll(&mut ep, 0);
+    assert_eq!(view(&acks[0]).ack, start.plus(10), "up to the second hole");
+    peer.seq = start.plus(10);
+    peer.send(&mut ep, 0, b"??");
+    assert_eq!(view(&poll(&mut ep, 0)[0]).ack, start.plus(14));
+    let mut buf = [0; 32];
+    let n = ep.recv(id, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"helloworld??!!");
+    assert_eq!(ep.stats().out_of_order_kept, 2);
+}
+
+#[test]
+fn overlapping_retransmissions_deliver_each_byte_once() {
+    let (mut ep, id, mut peer) = established();
+    let start = peer.seq;
+    peer.send(&mut ep, 0, b"abcdef");
+    peer.seq = start.plus(3);
+    peer.send(&mut ep, 0, b"defghi");
+    peer.seq = start;
+    peer.send(&mut ep, 0, b"abc");
+    let mut buf = [0; 32];
+    let n = ep.recv(id, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"abcdefghi");
+}
+
+#[test]
+fn retransmission_timeouts_back_off_exponentially_then_reset() {
+    let mut ep = server_with(|c| c.max_retransmits = 4);
+    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 10_000);
+    ep.send(id, Piece::owned(b"lost".to_vec())).unwrap();
+    assert_eq!(poll(&mut ep, 0).len(), 1);
+    let mut times = Vec::new();
+    for ms in 1..=40_000 {
+        for p in poll(&mut ep, ms * MS) {
+            let seg = view(&p);
+            if seg.has(RST) {
+                times.push((ms, "rst"));
+            } else {
+                assert_eq!((seg.seq, seg.payload), (peer.ack, &b"lost"[..]));
+                times.push((ms, "data"));
+            }
+        }
+    }
+    // The initial RTO of 1 s, doubled each time; the fifth timeout resets.
+    let expected = [
+        (1000, "data"),
+        (3000, "data"),
+        (7000, "data"),
+        (15_000, "data"),
+        (31_000, "rst"),
+    ];
+    assert_eq!(times, expected);
+    assert_eq!(ep.recv(id, &mut [0; 4]), Err(Error::TimedOut));
+    assert_eq!(ep.stats().retransmit_timeouts, 1);
+}
+
+#[test]
+fn the_rto_follows_the_measured_round_trip() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 10_000);
+    ep.send(id, Piece::owned(b"one".to_vec())).unwrap();
+    poll(&mut ep, 0);
+    // 100 ms round trip: SRTT 100 ms, RTTVAR 50 ms, RTO 300 ms.
+    peer.ack = peer.ack.plus(3);
+    peer.send(&mut ep, 100 * MS, b"");
+    ep.send(id, Piece::owned(b"two".to_vec())).unwrap();
+    assert_eq!(poll(&mut ep, 100 * MS).len(), 1);
+    assert!(poll(&mut ep, 399 * MS).is_empty());
+    assert_eq!(
+        poll(&mut ep, 400 * MS).len(),
+        1,
+        "retransmitted after 300 ms"
+    );
+}
+
+#[test]
+fn three_duplicate_acks_trigger_a_fast_retransmit() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
+    ep.send(id, Piece::shared(blob(5000), 0, 5000).unwrap())
+        .unwrap();
+    assert_eq!(poll(&mut ep, 0).len(), 5);
+    peer.ack = peer.ack.plus(1000);
+    for _ in 0..2 {
+        peer.send(&mut ep, MS, b"");
+    }
+    assert!(poll(&mut ep, MS).is_empty(), "one duplicate is not enough");
+    peer.send(&mut ep, MS, b"");
+    peer.send(&mut ep, MS, b"");
+    let sent = poll(&mut ep, MS);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        view(&sent[0]).seq,
+        peer.ack,
+        "the segment after the ACK, long before the RTO"
+    );
+    assert_eq!(view(&sent[0]).payload.len(), 1000);
+    assert_eq!(ep.stats().fast_retransmits, 1);
+    assert_eq!(ep.stats().duplicate_acks, 3);
+}
+
+#[test]
+fn a_zero_window_is_probed_until_it_opens() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 0);
+    ep.send(id, Piece::owned(vec![1; 100])).unwrap();
+    assert!(poll(&mut ep, 0).is_empty(), "nothing fits a zero window");
+    let probe = poll(&mut ep, 1000 * MS);
+    assert_eq!(probe.len(), 1);
+    assert_eq!(view(&probe[0]).payload.len(), 1, "a one-byte probe");
+    assert_eq!(view(&probe[0]).seq, peer.ack);
+    // Still zero: the peer acknowledges nothing; the next probe backs off.
+    peer.send(&mut ep, 1001 * MS, b"");
+    assert!(poll(&mut ep, 2999 * MS).is_empty());
+    assert_eq!(poll(&mut ep, 3000 * MS).len(), 1);
+    // The window opens (the probe's byte accepted): the rest goes at once.
+    peer.window = 1000;
+    peer.ack = peer.ack.plus(1);
+    peer.send(&mut ep, 3001 * MS, b"");
+    let rest = poll(&mut ep, 3001 * MS);
+    assert_eq!(view(&rest[0]).payload.len(), 99);
+    assert_eq!(view(&rest[0]).seq, peer.ack);
+    assert_eq!(ep.stats().window_probes, 2);
+}
+
+#[test]
+fn keepalive_probes_an_idle_peer_and_resets_a_silent_one() {
+    let mut ep = server_with(|c| {
+        c.keepalive_ns = Some(10_000 * MS);
+        c.keepalive_probes = 2;
+    });
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    assert!(poll(&mut ep, 9_999 * MS).is_empty());
+    let probe = poll(&mut ep, 10_000 * MS);
+    assert_eq!(
+        view(&probe[0]).seq,
+        Seq(peer.ack.0.wrapping_sub(1)),
+        "one byte behind"
+    );
+    // An answer restarts the idle time.
+    peer.send(&mut ep, 10_001 * MS, b"");
+    assert!(poll(&mut ep, 20_000 * MS).is_empty());
+    assert_eq!(poll(&mut ep, 20_001 * MS).len(), 1);
+    assert_eq!(poll(&mut ep, 30_001 * MS).len(), 1);
+    let last = poll(&mut ep, 40_001 * MS);
+    assert!(view(&last[0]).has(RST));
+    assert_eq!(ep.recv(id, &mut [0; 4]), Err(Error::TimedOut));
+    assert_eq!(ep.stats().keepalive_probes, 3);
+    assert_eq!(ep.stats().keepalive_timeouts, 1);
+}
+
+#[test]
+fn active_close_goes_through_fin_wait_and_a_compact_time_wait() {
+    let (mut ep, id, mut peer) = established();
+    ep.send(id, Piece::owned(b"bye".to_vec())).unwrap();
+    ep.shutdown(id).unwrap();
+    assert_eq!(ep.state(id), Ok(State::FinWait1));
+    let sent = poll(&mut ep, 0);
+    assert_eq!(sent.len(), 1);
+    assert!(view(&sent[0]).has(FIN), "the FIN rides on the last data");
+    peer.ack = peer.ack.plus(4);
+    peer.send(&mut ep, 0, b"");
+    assert_eq!(ep.state(id), Ok(State::FinWait2));
+    peer.send(&mut ep, 0, b"late");
+    ep.input(0, &peer.segment(ACK | FIN, b""));
+    peer.seq = peer.seq.plus(1);
+    assert_eq!(ep.state(id), Ok(State::TimeWait));
+    let mut buf = [0; 8];
+    assert_eq!(ep.recv(id, &mut buf), Ok(4));
+    assert_eq!(ep.recv(id, &mut buf), Err(Error::Finished));
+    assert_eq!(view(&poll(&mut ep, 0)[0]).ack, peer.seq);
+    ep.close(id).unwrap();
+    poll(&mut ep, 0);
+    assert_eq!(
+        (ep.connections(), ep.time_wait()),
+        (0, 1),
+        "only the compact entry is left"
+    );
+    // A retransmitted FIN is acknowledged from the entry.
+    peer.seq = peer.seq.plus(usize::MAX);
+    ep.input(MS, &peer.segment(ACK | FIN, b""));
+    let again = poll(&mut ep, MS);
+    assert_eq!(
+        (view(&again[0]).ack, view(&again[0]).flags),
+        (peer.seq.plus(1), ACK)
+    );
+    // A new SYN above the old sequence space ends it at once.
+    ep.input(
+        2 * MS,
+        &packet(
+            5000,
+            SYN,
+            peer.seq.plus(100_000),
+            Seq(0),
+            1000,
+            b"",
+            None,
+            None,
+        ),
+    );
+    assert_eq!((ep.time_wait(), ep.half_open()), (0, 1));
+    assert_eq!(ep.stats().time_wait_reused, 1);
+}
+
+#[test]
+fn time_wait_ends_by_itself_and_its_table_is_bounded() {
+    let mut ep = server_with(|c| c.time_wait_entries = 2);
+    for port in 6000..6003 {
+        let (id, mut peer) = connect(&mut ep, 0, port, None, None, 1000);
+        ep.input(0, &peer.segment(ACK | FIN, b""));
+        peer.seq = peer.seq.plus(1);
+        ep.close(id).unwrap();
+        poll(&mut ep, 0);
+        peer.ack = peer.ack.plus(1);
+        peer.send(&mut ep, 0, b"");
+        poll(&mut ep, 0);
+    }
+    assert_eq!(
+        ep.stats().time_wait_evicted,
+        0,
+        "passive closes leave no TIME-WAIT"
+    );
+    for port in 6003..6006 {
+        let (id, mut peer) = connect(&mut ep, u64::from(port) * MS, port, None, None, 1000);
+        ep.close(id).unwrap();
+        poll(&mut ep, u64::from(port) * MS);
+        peer.ack = peer.ack.plus(1);
+        ep.input(u64::from(port) * MS, &peer.segment(ACK | FIN, b""));
+        poll(&mut ep, u64::from(port) * MS);
+    }
+    assert_eq!((ep.time_wait(), ep.stats().time_wait_evicted), (2, 1));
+    poll(&mut ep, 6005 * MS + Config::default().time_wait_ns);
+    assert_eq!(ep.time_wait(), 0);
+}
+
+#[test]
+fn passive_close_goes_through_close_wait_and_last_ack() {
+    let (mut ep, id, mut peer) = established();
+    ep.input(0, &peer.segment(ACK | FIN, b"end"));
+    peer.seq = peer.seq.plus(4);
+    assert_eq!(ep.state(id), Ok(State::CloseWait));
+    let mut buf = [0; 8];
+    assert_eq!(ep.recv(id, &mut buf), Ok(3));
+    assert_eq!(ep.recv(id, &mut buf), Err(Error::Finished));
+    ep.send(id, Piece::owned(b"ok".to_vec())).unwrap();
+    ep.close(id).unwrap();
+    assert_eq!(
+        ep.recv(id, &mut buf),
+        Err(Error::BadId),
+        "the handle is given up"
+    );
+    let sent = poll(&mut ep, 0);
+    assert!(view(&sent[0]).has(FIN | ACK));
+    assert_eq!(view(&sent[0]).ack, peer.seq);
+    assert_eq!(ep.connections(), 1, "LAST-ACK");
+    peer.ack = peer.ack.plus(3);
+    peer.send(&mut ep, 0, b"");
+    poll(&mut ep, 0);
+    assert_eq!((ep.connections(), ep.time_wait()), (0, 0));
+}
+
+#[test]
+fn simultaneous_close_goes_through_closing() {
+    let (mut ep, id, mut peer) = established();
+    ep.shutdown(id).unwrap();
+    let fin = poll(&mut ep, 0);
+    assert!(view(&fin[0]).has(FIN));
+    // The peer's FIN crosses ours: it does not acknowledge ours yet.
+    ep.input(0, &peer.segment(ACK | FIN, b""));
+    peer.seq = peer.seq.plus(1);
+    assert_eq!(ep.state(id), Ok(State::Closing));
+    peer.ack = peer.ack.plus(1);
+    peer.send(&mut ep, 0, b"");
+    assert_eq!(ep.state(id), Ok(State::TimeWait));
+}
+
+/// A connection whose FIN the peer acknowledged, closed (`release`) or only shut down.
+fn in_fin_wait_2(release: bool) -> (Endpoint, ConnId, Peer) {
+    let (mut ep, id, mut peer) = established();
+    if release {
+        ep.close(id).unwrap();
+    } else {
+        ep.shutdown(id).unwrap();
+    }
+    poll(&mut ep, 0);
+    peer.ack = peer.ack.plus(1);
+    peer.send(&mut ep, 0, b"");
+    poll(&mut ep, 0);
+    (ep, id, peer)
+}
+
+#[test]
+fn fin_wait_2_gives_up_on_a_peer_that_never_closes() {
+    let (mut ep, _, _) = in_fin_wait_2(true);
+    assert_eq!(ep.connections(), 1);
+    poll(&mut ep, Config::default().fin_wait2_ns);
+    assert_eq!(ep.connections(), 0);
+    assert_eq!(ep.stats().fin_wait2_timeouts, 1);
+}
+
+#[test]
+fn a_reset_counts_only_at_the_exact_sequence_number() {
+    let (mut ep, id, mut peer) = established();
+    let exact = peer.seq;
+    peer.seq = exact.plus(10);
+    ep.input(0, &peer.segment(RST, b""));
+    assert_eq!(ep.state(id), Ok(State::Established), "in window, not exact");
+    let challenge = poll(&mut ep, 0);
+    assert_eq!(
+        (view(&challenge[0]).flags, view(&challenge[0]).ack),
+        (ACK, exact)
+    );
+    peer.seq = exact.plus(1_000_000);
+    ep.input(0, &peer.segment(RST, b""));
+    assert!(
+        poll(&mut ep, 0).is_empty(),
+        "out of window: dropped silently"
+    );
+    assert_eq!(ep.stats().out_of_window, 1);
+    // A SYN in window gets a challenge ACK too.
+    peer.seq = exact;
+    ep.input(0, &peer.segment(SYN, b""));
+    assert_eq!(view(&poll(&mut ep, 0)[0]).flags, ACK);
+    assert_eq!(ep.stats().challenge_acks, 2);
+    ep.input(0, &peer.segment(RST, b""));
+    assert_eq!(ep.recv(id, &mut [0; 4]), Err(Error::Reset));
+    assert_eq!(ep.state(id), Ok(State::Closed));
+    ep.close(id).unwrap();
+    assert!(poll(&mut ep, 0).is_empty(), "no RST for a reset connection");
+    assert_eq!(ep.connections(), 0);
+}
+
+#[test]
+fn segments_out_of_window_are_dropped_counted_and_acknowledged() {
+    let mut ep = server_with(|c| c.recv_buffer = 100);
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let start = peer.seq;
+    peer.seq = start.plus(100);
+    peer.send(&mut ep, 0, b"beyond");
+    peer.seq = start.plus(usize::MAX - 20);
+    peer.send(&mut ep, 0, b"before");
+    let acks = poll(&mut ep, 0);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(view(&acks[0]).ack, start);
+    assert_eq!(ep.stats().out_of_window, 2);
+    // Data past the window's end is cut to it.
+    peer.seq = start;
+    peer.send(&mut ep, 0, &[5; 150]);
+    assert_eq!(ep.recv(id, &mut [0; 200]), Ok(100));
+    // An ACK of data never sent is dropped and answered.
+    peer.ack = peer.ack.plus(50);
+    peer.send(&mut ep, 0, b"");
+    assert_eq!(ep.stats().out_of_window, 3);
+}
+
+#[test]
+fn the_receive_window_closes_as_data_waits_and_reopens_when_read() {
+    let mut ep = server_with(|c| c.recv_buffer = 4000);
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    peer.send(&mut ep, 0, &[1; 1000]);
+    assert_eq!(view(&poll(&mut ep, 0)[0]).window, 3000);
+    peer.send(&mut ep, 0, &[2; 3000]);
+    assert_eq!(view(&poll(&mut ep, 0)[0]).window, 0);
+    // A zero-window probe is answered, its byte not taken.
+    peer.send(&mut ep, 0, &[3]);
+    let answer = poll(&mut ep, 0);
+    assert_eq!(view(&answer[0]).ack, peer.seq.plus(usize::MAX));
+    let mut buf = [0; 4000];
+    assert_eq!(ep.recv(id, &mut buf[..100]), Ok(100));
+    assert!(
+        poll(&mut ep, 0).is_empty(),
+        "100 bytes is too small an update"
+    );
+    assert_eq!(ep.recv(id, &mut buf), Ok(3900));
+    let update = poll(&mut ep, 0);
+    assert_eq!(view(&update[0]).window, 4000);
+}
+
+#[test]
+fn segments_for_no_connection_are_answered_with_resets() {
+    let mut ep = server(Config::default());
+    let mut closed_port = packet(5000, SYN, Seq(10), Seq(0), 100, b"", None, None);
+    closed_port[22..24].copy_from_slice(&81u16.to_be_bytes());
+    let mut header = [0; MAX_HEADERS];
+    let fixed = Header {
+        dst_port: 81,
+        ..Header {
+            src: CLIENT,
+            dst: SERVER,
+            src_port: 5000,
+            dst_port: 80,
+            seq: Seq(10),
+            ack: Seq(0),
+            flags: SYN,
+            window: 100,
+            mss: None,
+            window_scale: None,
+        }
+    };
+    let n = write_headers(&fixed, 1, 0, 0, &mut header);
+    ep.input(0, &header[..n]);
+    ep.input(
+        0,
+        &packet(5001, ACK, Seq(10), Seq(777), 100, b"x", None, None),
+    );
+    ep.input(0, &packet(5002, RST, Seq(10), Seq(0), 100, b"", None, None));
+    let sent = poll(&mut ep, 0);
+    assert_eq!(sent.len(), 2, "no answer to a RST");
+    let (a, b) = (view(&sent[0]), view(&sent[1]));
+    assert_eq!((a.flags, a.seq, a.ack), (RST | ACK, Seq(0), Seq(11)));
+    assert_eq!((b.flags, b.seq), (RST, Seq(777)));
+    assert_eq!(ep.stats().no_connection, 3);
+}
+
+#[test]
+fn abort_sends_a_reset_and_gives_the_handle_up() {
+    let mut ep = server(Config::default());
+    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    ep.send(id, Piece::owned(b"never".to_vec())).unwrap();
+    ep.abort(id).unwrap();
+    let sent = poll(&mut ep, 0);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (view(&sent[0]).flags, view(&sent[0]).seq),
+        (RST | ACK, peer.ack)
+    );
+    assert_eq!(ep.connections(), 0);
+    assert_eq!(ep.send(id, Piece::owned(vec![1])), Err(Error::BadId));
+}
+
+#[test]
+fn the_send_queue_is_bounded_and_closes_with_the_connection() {
+    let mut ep = server_with(|c| c.max_send_pieces = 2);
+    let (id, _) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let file = blob(10);
+    assert!(
+        Piece::shared(file.clone(), 5, 11).is_none(),
+        "a range past the end"
+    );
+    assert!(Piece::shared(file.clone(), 6, 5).is_none());
+    ep.send(id, Piece::shared(file.clone(), 0, 10).unwrap())
+        .unwrap();
+    ep.send(id, Piece::owned(vec![1])).unwrap();
+    assert_eq!(ep.send(id, Piece::owned(vec![2])), Err(Error::QueueFull));
+    assert_eq!(ep.unacknowledged(id), Ok(11));
+    ep.shutdown(id).unwrap();
+    assert_eq!(ep.send(id, Piece::owned(vec![2])), Err(Error::Closed));
+    assert_eq!(ep.listen(80), Err(Error::PortInUse));
+}
+
+#[test]
+fn segments_are_filled_to_the_mss_across_pieces_without_copies() {
+    let mut ep = server(Config::default());
+    let (id, _) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
+    let file = blob(3000);
+    ep.send(id, Piece::owned(b"HTTP/1.1 200 OK\r\n\r\n".to_vec()))
+        .unwrap();
+    ep.send(id, Piece::shared(file.clone(), 1, 2501).unwrap())
+        .unwrap();
+    let range = file.bytes().as_ptr_range();
+    let mut shapes = Vec::new();
+    ep.poll(0, &mut |segment| {
+        let lens: Vec<usize> = segment.payload.iter().map(|p| p.len()).collect();
+        let borrowed = segment
+            .payload
+            .iter()
+            .filter(|p| range.contains(&p.as_ptr()))
+            .count();
+        shapes.push((lens, borrowed));
+        true
+    });
+    assert_eq!(
+        shapes,
+        vec![(vec![19, 981], 1), (vec![1000], 1), (vec![519], 1)],
+        "full segments across the head/body boundary, the body in place"
+    );
+}
+
+#[test]
+fn an_emitter_that_refuses_loses_nothing() {
+    let mut ep = server(Config::default());
+    let (id, _) = connect(&mut ep, 0, 5000, None, None, 60_000);
+    ep.send(id, Piece::owned(vec![9; 1000])).unwrap();
+    ep.poll(0, &mut |_| false);
+    let sent = poll(&mut ep, 0);
+    assert_eq!(view(&sent[0]).payload, &[9; 536][..]);
+    assert_eq!(ep.stats().segments_retransmitted, 0);
+}
+
+#[test]
+fn malformed_packets_are_counted_and_never_panic() {
+    let mut ep = server(Config::default());
+    let (_, peer) = connect(&mut ep, 0, 5000, None, None, 60_000);
+    let good = peer.segment(ACK, b"payload");
+    let mut bad_sum = good.clone();
+    bad_sum[45] ^= 1;
+    ep.input(0, &bad_sum);
+    ep.input(0, &good[..30]);
+    ep.input(0, &[0x45]);
+    let mut udp = good.clone();
+    udp[9] = 17;
+    ep.input(0, &udp);
+    let s = ep.stats();
+    assert_eq!((s.bad_checksum, s.truncated, s.not_tcp), (1, 2, 1));
+    // Random bytes and random mutations of a valid segment.
+    let mut state = 0x1234_5678_9abc_def1u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..100_000u64 {
+        let mut packet = if round % 2 == 0 {
+            good.clone()
+        } else {
+            (0..next() % 80).map(|_| next() as u8).collect()
+        };
+        for _ in 0..next() % 4 {
+            if !packet.is_empty() {
+                let at = (next() as usize) % packet.len();
+                packet[at] = next() as u8;
+            }
+        }
+        ep.input(round, &packet);
+        if round % 1000 == 0 {
+            poll(&mut ep, round);
+        }
+    }
+    assert_eq!(ep.stats().segments_in, 100_006);
+    // The endpoint still serves: a new connection carries data.
+    while ep.accept().is_some() {}
+    poll(&mut ep, 200_000);
+    let (id, mut fresh) = connect(&mut ep, 200_000, 7000, None, None, 60_000);
+    fresh.send(&mut ep, 200_000, b"still here");
+    let mut buf = [0; 16];
+    assert_eq!(ep.recv(id, &mut buf), Ok(10));
+}
+
+#[test]
+fn a_fin_is_taken_at_a_zero_window() {
+    let mut ep = server_with(|c| c.recv_buffer = 100);
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    peer.send(&mut ep, 0, &[4; 100]);
+    assert_eq!(view(&poll(&mut ep, 0)[0]).window, 0);
+    ep.input(0, &peer.segment(ACK | FIN, b""));
+    assert_eq!(ep.state(id), Ok(State::CloseWait));
+    assert_eq!(view(&poll(&mut ep, 0)[0]).ack, peer.seq.plus(1));
+    assert_eq!(ep.recv(id, &mut [0; 200]), Ok(100));
+    assert_eq!(ep.recv(id, &mut [0; 200]), Err(Error::Finished));
+}
+
+#[test]
+fn a_keepalive_waits_while_data_is_outstanding() {
+    let mut ep = server_with(|c| c.keepalive_ns = Some(10_000 * MS));
+    let (id, _) = connect(&mut ep, 0, 5000, None, None, 1000);
+    ep.send(id, Piece::owned(b"unanswered".to_vec())).unwrap();
+    poll(&mut ep, 0);
+    for ms in [10_000, 12_000] {
+        poll(&mut ep, ms * MS);
+        assert!(
+            ep.next_deadline().is_some_and(|at| at > ms * MS),
+            "no timer left due"
+        );
+    }
+    assert_eq!(ep.stats().keepalive_probes, 0);
+}
+
+#[test]
+fn fin_wait_2_waits_for_a_connection_still_reading() {
+    let (mut ep, id, mut peer) = in_fin_wait_2(false);
+    let later = Config::default().fin_wait2_ns + MS;
+    poll(&mut ep, later);
+    assert_eq!(ep.state(id), Ok(State::FinWait2));
+    peer.send(&mut ep, later, b"more");
+    assert_eq!(ep.recv(id, &mut [0; 8]), Ok(4));
+    // Released, the connection has waited long enough: it goes at the next poll.
+    ep.close(id).unwrap();
+    poll(&mut ep, later);
+    assert_eq!(ep.connections(), 0);
+}
+
+#[test]
+fn a_fin_first_sent_by_a_fast_retransmit_can_be_acknowledged() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 300);
+    ep.send(id, Piece::owned(vec![1; 500])).unwrap();
+    ep.shutdown(id).unwrap();
+    let first = poll(&mut ep, 0);
+    assert_eq!(
+        view(&first[0]).payload.len(),
+        300,
+        "the window's worth, no FIN yet"
+    );
+    for _ in 0..3 {
+        peer.send(&mut ep, MS, b"");
+    }
+    let again = poll(&mut ep, MS);
+    assert_eq!(view(&again[0]).payload.len(), 500);
+    assert!(view(&again[0]).has(FIN));
+    peer.ack = peer.ack.plus(501);
+    peer.send(&mut ep, 2 * MS, b"");
+    assert_eq!(ep.state(id), Ok(State::FinWait2));
+}
+
+#[test]
+fn back_off_doubles_up_to_its_cap_without_overflow() {
+    assert_eq!(backed_off(1000, 3, 60_000), 8000);
+    assert_eq!(backed_off(1000, 10, 60_000), 60_000);
+    assert_eq!(backed_off(u64::MAX / 2, 64, u64::MAX), u64::MAX);
+    // SYN-ACKs retried far past any sane count still wait at most the RTO cap.
+    let mut ep = server_with(|c| c.syn_retries = 100);
+    ep.input(0, &packet(5000, SYN, Seq(1), Seq(0), 100, b"", None, None));
+    poll(&mut ep, 0);
+    for _ in 0..80 {
+        let next = ep.next_deadline().expect("a SYN-ACK to resend");
+        assert_eq!(poll(&mut ep, next).len(), 1);
+    }
+}
