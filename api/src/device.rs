@@ -232,6 +232,19 @@ pub fn tcp_segmentation(
     mss: usize,
     max_frame: usize,
 ) -> Result<TcpSegmentation, DeviceError> {
+    let cut = check_tcp_segmentation(frame, mss, max_frame)?;
+    let field = cut.checksum.start + cut.checksum.offset;
+    frame[field..field + 2].copy_from_slice(&cut.checksum.seed.to_be_bytes());
+    Ok(cut)
+}
+
+/// What [`tcp_segmentation`] checks, without seeding the checksum: whether a device
+/// takes `frame` to cut at `mss` (a caller that must not lose the frame asks first).
+pub fn check_tcp_segmentation(
+    frame: &[u8],
+    mss: usize,
+    max_frame: usize,
+) -> Result<TcpSegmentation, DeviceError> {
     let refuse = |why| Err(DeviceError::NotSegmentable(why));
     let Some(checksum) = transport_checksum(frame).filter(|layout| layout.offset == 16) else {
         return refuse("not an unfragmented IPv4 TCP frame with consistent lengths");
@@ -252,8 +265,6 @@ pub fn tcp_segmentation(
     if mss == 0 || header_len + mss > max_frame {
         return refuse("the segment size is 0 or a segment would not fit in a frame");
     }
-    let field = tcp + checksum.offset;
-    frame[field..field + 2].copy_from_slice(&checksum.seed.to_be_bytes());
     Ok(TcpSegmentation {
         header_len,
         mss,

@@ -157,6 +157,11 @@ fn write_page(page: &mut String, s: &Snapshot<'_>) -> core::fmt::Result {
         "large segments cut by the NIC / by the stack",
         format_args!("{} / {}", n.segmented_by_nic, n.segmented_by_stack),
     )?;
+    row(
+        page,
+        "waited for room in the NIC",
+        format_args!("{}", n.tx_held),
+    )?;
     row(page, "dropped", format_args!("{}", n.tx_dropped))?;
     row(
         page,

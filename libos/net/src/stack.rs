@@ -19,7 +19,7 @@ use smoltcp::wire::{
     IpEndpoint, Ipv4Cidr,
 };
 
-use crate::device::{Counters, LentFrame, NicTx, Staging};
+use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::tso::Tso;
 
 /// Frames taken from the NIC per `NetDevice::receive` call: enough to amortise the
@@ -360,16 +360,13 @@ pub struct Stack {
     /// The largest frame the link carries (smoltcp's MTU is larger with segmentation
     /// offload).
     max_frame: usize,
-    /// Segmentation offload, when the NIC has it (and checksum offload).
-    tso: Option<Tso>,
     /// Replies made during receive, waiting for the NIC.
     staging: Staging,
-    /// See [`NicTx`].
-    ring_capacity: Option<usize>,
+    /// Frames waiting for room in the NIC, and segmentation offload when the NIC has
+    /// it (and checksum offload).
+    backlog: Backlog,
     /// The default router (static or from DHCP).
     gateway: Option<Ipv4Addr>,
-    /// See [`NicTx`].
-    discard: Vec<u8>,
     /// What was moved and dropped.
     counters: Counters,
     /// The DHCP client, with [`Config::Dhcp`].
@@ -479,18 +476,15 @@ impl Stack {
                 0,
                 0,
             ]));
-        let mut discard = Vec::new();
         let mut counters = Counters::default();
-        let mut ring_capacity = None;
+        let clamp = tso.as_ref().map(|tso| tso.local_mss);
+        let mut backlog = Backlog::new(info.max_frame, tso);
         let mut tx = NicTx {
             nic: nic.as_mut(),
             queue,
             counters: &mut counters,
-            ring_capacity: &mut ring_capacity,
-            discard: &mut discard,
+            backlog: &mut backlog,
             capabilities: capabilities.clone(),
-            max_frame: info.max_frame,
-            tso: tso.as_ref(),
         };
         let iface = Interface::new(config, &mut tx, instant(now_ns));
         let mut sockets = SocketSet::new(Vec::new());
@@ -505,17 +499,11 @@ impl Stack {
             receive_queues: info.queues.max(1),
             iface,
             sockets,
-            staging: Staging::new(
-                RECEIVE_BATCH,
-                info.max_frame,
-                tso.as_ref().map(|tso| tso.local_mss),
-            ),
+            staging: Staging::new(RECEIVE_BATCH, info.max_frame, clamp),
             capabilities,
             max_frame: info.max_frame,
-            tso,
-            ring_capacity,
+            backlog,
             gateway: None,
-            discard,
             counters,
             dhcp: None,
             dns,
@@ -696,7 +684,7 @@ impl Stack {
                 capabilities,
                 staging,
                 counters,
-                tso,
+                backlog,
                 listeners,
                 ..
             } = self;
@@ -707,7 +695,7 @@ impl Stack {
                 let received = nic.receive(from, RECEIVE_BATCH, &mut |frame| {
                     counters.rx_frames += 1;
                     counters.rx_bytes += frame.len() as u64;
-                    let frame = match tso {
+                    let frame = match backlog.tso_mut() {
                         Some(tso) => {
                             tso.inbound(frame, |flow| receive_buffer(listeners, sockets, flow))
                         }
@@ -721,7 +709,7 @@ impl Stack {
                     let outcome = iface.poll_ingress_single(now, &mut device, sockets);
                     changed |= outcome == iface::PollIngressSingleResult::SocketStateChanged;
                 })?;
-                staging.flush(nic.as_mut(), *queue, offload, counters)?;
+                staging.flush(nic.as_mut(), *queue, offload, counters, backlog)?;
                 batch_full |= received == RECEIVE_BATCH;
             }
             if !batch_full {
@@ -732,11 +720,8 @@ impl Stack {
             nic: self.nic.as_mut(),
             queue: self.queue,
             counters: &mut self.counters,
-            ring_capacity: &mut self.ring_capacity,
-            discard: &mut self.discard,
+            backlog: &mut self.backlog,
             capabilities: self.capabilities.clone(),
-            max_frame: self.max_frame,
-            tso: self.tso.as_ref(),
         };
         for _ in 0..SEND_ROUNDS {
             if self.iface.poll_egress(now, &mut tx, &mut self.sockets) == iface::PollResult::None {
@@ -747,7 +732,7 @@ impl Stack {
         self.poll_dhcp();
         self.refill_listeners(now_ns);
         self.reap_closed();
-        if let Some(tso) = &mut self.tso {
+        if let Some(tso) = self.backlog.tso_mut() {
             let sockets = &self.sockets;
             let count = sockets.iter().count();
             tso.sweep(count, |flow| {
@@ -772,7 +757,7 @@ impl Stack {
     /// Connections whose peer's MSS the stack raised for segmentation offload (0
     /// without it).
     pub fn segmentation_offload_connections(&self) -> usize {
-        self.tso.as_ref().map_or(0, Tso::raised)
+        self.backlog.tso().map_or(0, Tso::raised)
     }
 
     /// Applies what the DHCP client learnt.

@@ -250,6 +250,26 @@ impl Tso {
         self.peers.get(&flow).map(|&mss| usize::from(mss))
     }
 
+    /// The segment size to cut the large `frame` this end sends at, so that every
+    /// segment fits in `max_frame`: its connection's real MSS less the room its TCP
+    /// options take (the MSS counts none: RFC 6691), or [`MIN_RAISED_MSS`] for a
+    /// connection the stack does not know; `None` if the frame is not TCP/IPv4.
+    pub(crate) fn cut_size(&self, frame: &[u8], max_frame: usize) -> Option<usize> {
+        let (tcp, tcp_len) = tcp_header(frame)?;
+        let mss = self.mss_of(frame).unwrap_or(usize::from(MIN_RAISED_MSS));
+        Some(mss.min(max_frame.saturating_sub(tcp + tcp_len)).max(1))
+    }
+
+    /// [`Tso::cut_size`] for the NIC, when the NIC takes the frame to cut at that size
+    /// ([`rexo_api::device::check_tcp_segmentation`]) and its connection is one whose
+    /// MSS the stack raised; `None` otherwise (the stack then cuts it itself).
+    pub(crate) fn nic_cut_size(&self, frame: &[u8], max_frame: usize) -> Option<usize> {
+        self.mss_of(frame)?;
+        let mss = self.cut_size(frame, max_frame)?;
+        rexo_api::device::check_tcp_segmentation(frame, mss, max_frame).ok()?;
+        Some(mss)
+    }
+
     /// Forgets the connections `live` does not say are still there, once they are many
     /// more than `sockets` (so the sweep's cost is spread over as many handshakes).
     pub(crate) fn sweep(&mut self, sockets: usize, live: impl Fn(&Flow) -> bool) {

@@ -22,6 +22,16 @@ struct Direction {
     segmented: Vec<(usize, usize)>,
     /// Frames given to be segmented since the last [`Wire::carry`].
     segmented_in_flight: usize,
+    /// The segments of those frames in `in_flight`: they hold a buffer for large
+    /// frames each, not a slot of the ring for small ones (as on virtio-net).
+    segments_in_flight: usize,
+}
+
+impl Direction {
+    /// Small frames in the transmit ring.
+    fn small_in_flight(&self) -> usize {
+        self.in_flight.len() - self.segments_in_flight
+    }
 }
 
 /// One end of the wire as a NIC (largest frame 1514 bytes, one queue pair unless
@@ -128,6 +138,7 @@ impl Wire {
         for direction in [&self.a_to_b, &self.b_to_a] {
             let mut d = direction.lock().expect("the wire's lock");
             d.segmented_in_flight = 0;
+            d.segments_in_flight = 0;
             while let Some(frame) = d.in_flight.pop_front() {
                 if arrives(&frame) {
                     d.arrived.push_back(frame);
@@ -211,7 +222,7 @@ impl NetDevice for WireEnd {
         }
         let len = DeviceError::check_segments(segments, 1514)?;
         let mut out = self.outgoing.lock().expect("the wire's lock");
-        if out.in_flight.len() >= self.ring {
+        if out.small_in_flight() >= self.ring {
             return Err(DeviceError::QueueFull);
         }
         let mut frame = vec![0; len];
@@ -246,8 +257,7 @@ impl NetDevice for WireEnd {
         }
         DeviceError::check_frame(len, max)?;
         let mut out = self.outgoing.lock().expect("the wire's lock");
-        if out.in_flight.len() >= self.ring || out.segmented_in_flight >= self.segmentation_buffers
-        {
+        if out.segmented_in_flight >= self.segmentation_buffers {
             return Err(DeviceError::QueueFull);
         }
         let mut frame = vec![0; len];
@@ -255,9 +265,10 @@ impl NetDevice for WireEnd {
         rexo_api::device::tcp_segmentation(&mut frame, mss, 1514)?;
         out.segmented.push((len, mss));
         out.segmented_in_flight += 1;
-        crate::tso::segment(&frame, mss, &mut |segment| {
+        let segments = crate::tso::segment(&frame, mss, &mut |segment| {
             out.in_flight.push_back(segment.to_vec())
         });
+        out.segments_in_flight += segments.unwrap_or(0);
         Ok(())
     }
 
@@ -265,12 +276,9 @@ impl NetDevice for WireEnd {
         if queue >= self.queues {
             return Err(DeviceError::NoSuchQueue(queue));
         }
-        Ok(self
-            .outgoing
-            .lock()
-            .expect("the wire's lock")
-            .in_flight
-            .len())
+        // Frames, not segments: a large frame is one until carried.
+        let out = self.outgoing.lock().expect("the wire's lock");
+        Ok(out.small_in_flight() + out.segmented_in_flight)
     }
 
     fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
