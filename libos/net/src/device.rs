@@ -285,6 +285,9 @@ impl Backlog {
         queue: usize,
         counters: &mut Counters,
     ) -> Result<(), DeviceError> {
+        // Whether the front frame met a NIC with no buffer for it yet nothing in flight
+        // (it may have finished with everything in between: try again once).
+        let mut retried = false;
         while let Some(held) = self.frames.front() {
             let (bytes, len) = (&held.bytes, held.bytes.len());
             let sent = match (held.kind, &self.tso) {
@@ -310,13 +313,17 @@ impl Backlog {
                     if let Some(held) = self.frames.pop_front() {
                         self.spare.push(held.bytes);
                     }
+                    retried = false;
                 }
-                // No buffer for large frames although the NIC holds nothing: it never
-                // will have one (a NIC with none); cut by the stack.
+                // No buffer for large frames although the NIC holds nothing, twice: it
+                // never will have one (a NIC with none); cut by the stack.
                 Err(DeviceError::QueueFull)
                     if held.kind == Kind::Large && nic.transmit_pending(queue) == Ok(0) =>
                 {
-                    self.cut_front(counters);
+                    if retried {
+                        self.cut_front(counters);
+                    }
+                    retried = !retried;
                 }
                 // Waits whole for one of the NIC's buffers to come back.
                 Err(DeviceError::QueueFull) => return Ok(()),
