@@ -569,3 +569,71 @@ impl phy::TxToken for NicTxToken<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Wire;
+    use alloc::vec;
+    use smoltcp::phy::{Device, TxToken};
+
+    /// A TCP/IPv4 frame with `payload` bytes (ACK and PSH) of a connection the stack
+    /// never raised, its checksum left to the NIC.
+    fn large_frame(payload: usize) -> Vec<u8> {
+        let total = 40 + payload;
+        let mut f = vec![0u8; 14 + total];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+        f[22] = 64;
+        f[23] = 6;
+        f[26..34].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        f[34..38].copy_from_slice(&[0, 80, 0x9C, 0x40]);
+        f[46] = 5 << 4;
+        f[47] = 0x18;
+        for (i, byte) in f[54..].iter_mut().enumerate() {
+            *byte = (i * 7) as u8;
+        }
+        f
+    }
+
+    /// smoltcp builds a large frame the NIC would refuse once built (here: of a
+    /// connection whose MSS the stack did not raise, so no segment size is known): it
+    /// is not lost but cut by the stack at RFC 879's 536 bytes, every byte on the wire.
+    #[test]
+    fn a_large_frame_the_nic_would_refuse_is_cut_by_the_stack() {
+        let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+        let mut nic = a.with_segmentation_offload(14 + 65_535);
+        let mut counters = Counters::default();
+        let mut backlog = Backlog::new(1514, Some(Tso::new(1514, 14 + 65_535)));
+        let frame = large_frame(10_000);
+        let mut tx = NicTx {
+            nic: &mut nic,
+            queue: 0,
+            counters: &mut counters,
+            backlog: &mut backlog,
+            capabilities: DeviceCapabilities::default(),
+        };
+        let token = tx.transmit(Instant::ZERO).expect("a token");
+        token.consume(frame.len(), |buffer| buffer.copy_from_slice(&frame));
+        assert!(!tx.backlog.is_empty(), "held, not dropped");
+        assert!(
+            tx.transmit(Instant::ZERO).is_some(),
+            "sent at the next look"
+        );
+        assert!(
+            wire.segmented(true).is_empty(),
+            "not given to the NIC to cut"
+        );
+        let mut payload = Vec::new();
+        wire.carry(|f| {
+            assert!(f.len() <= 14 + 40 + 536);
+            payload.extend_from_slice(&f[54..]);
+            true
+        });
+        assert_eq!(payload, &frame[54..]);
+        assert_eq!(counters.segmented_by_stack, 1);
+        assert_eq!(counters.tx_frames, 10_000u64.div_ceil(536));
+        assert_eq!((counters.tx_held, counters.tx_dropped), (1, 0));
+    }
+}
