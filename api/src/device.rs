@@ -108,6 +108,9 @@ pub enum DeviceError {
         /// Which segment (from 0).
         index: usize,
     },
+    /// A frame given to [`NetDevice::send_tcp_segmented`] that the device cannot cut into
+    /// segments (named); it was not sent.
+    NotSegmentable(&'static str),
 }
 
 /// The most segments one frame may be sent in ([`NetDevice::transmit_gather`]).
@@ -206,6 +209,69 @@ pub fn seed_checksum(parts: &mut [&mut [u8]], offload: bool) -> Option<Transport
     Some(layout)
 }
 
+/// How a device cuts one TCP/IPv4 frame into segments
+/// ([`NetDevice::send_tcp_segmented`]): what virtio-net's header (`hdr_len`, `gso_size`,
+/// `csum_start`, `csum_offset`) and an e1000 TCP context descriptor ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSegmentation {
+    /// Bytes of headers (Ethernet, IPv4, TCP with options) repeated in every segment.
+    pub header_len: usize,
+    /// Payload bytes per segment (the last carries the rest).
+    pub mss: usize,
+    /// The TCP checksum's layout, its field seeded for the whole frame's length.
+    pub checksum: TransportChecksum,
+}
+
+/// Checks `frame`, to be cut into segments of `mss` payload bytes that each fit in
+/// `max_frame`, and seeds its TCP checksum field: an unfragmented IPv4 TCP frame whose
+/// lengths agree, without SYN, RST or URG (only FIN and PSH may go, on the last
+/// segment), with 1 to `max_frame - header_len` bytes per segment. Anything else is
+/// [`DeviceError::NotSegmentable`] naming why, the frame left as it was.
+pub fn tcp_segmentation(
+    frame: &mut [u8],
+    mss: usize,
+    max_frame: usize,
+) -> Result<TcpSegmentation, DeviceError> {
+    let cut = check_tcp_segmentation(frame, mss, max_frame)?;
+    let field = cut.checksum.start + cut.checksum.offset;
+    frame[field..field + 2].copy_from_slice(&cut.checksum.seed.to_be_bytes());
+    Ok(cut)
+}
+
+/// What [`tcp_segmentation`] checks, without seeding the checksum: whether a device
+/// takes `frame` to cut at `mss` (a caller that must not lose the frame asks first).
+pub fn check_tcp_segmentation(
+    frame: &[u8],
+    mss: usize,
+    max_frame: usize,
+) -> Result<TcpSegmentation, DeviceError> {
+    let refuse = |why| Err(DeviceError::NotSegmentable(why));
+    let Some(checksum) = transport_checksum(frame).filter(|layout| layout.offset == 16) else {
+        return refuse("not an unfragmented IPv4 TCP frame with consistent lengths");
+    };
+    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    if frame.len() != ETHERNET_HEADER + total {
+        return refuse("the IPv4 total length is not the frame's");
+    }
+    let tcp = checksum.start;
+    let header_len = tcp + usize::from(frame.get(tcp + 12).copied().unwrap_or(0) >> 4) * 4;
+    if header_len < tcp + 20 || header_len > frame.len() {
+        return refuse("the TCP header length is outside the frame");
+    }
+    // SYN 0x02, RST 0x04, URG 0x20.
+    if frame[tcp + 13] & 0x26 != 0 {
+        return refuse("a SYN, RST or URG segment is not cut");
+    }
+    if mss == 0 || header_len + mss > max_frame {
+        return refuse("the segment size is 0 or a segment would not fit in a frame");
+    }
+    Ok(TcpSegmentation {
+        header_len,
+        mss,
+        checksum,
+    })
+}
+
 /// Lends `buffer` cut into consecutive segments of the lengths `segments` through
 /// `with` (how a device that cannot gather still lets a frame be written in segments,
 /// in place in its one buffer). `None` when they exceed [`MAX_SEGMENTS`] or the buffer.
@@ -271,6 +337,12 @@ impl fmt::Display for DeviceError {
                 "a frame in {segments} segments is more than the {max} the interface gathers"
             ),
             Self::EmptySegment { index } => write!(f, "segment {index} of the frame is empty"),
+            Self::NotSegmentable(why) => {
+                write!(
+                    f,
+                    "the frame cannot be cut into TCP segments: {why}; it was not sent"
+                )
+            }
         }
     }
 }
@@ -289,6 +361,10 @@ pub struct NetInfo {
     /// Whether the device computes the TCP and UDP checksums of IPv4 frames sent with
     /// [`NetDevice::transmit_offloaded`].
     pub checksum_offload: bool,
+    /// With TCP segmentation offload (TSO) for IPv4, the largest frame
+    /// [`NetDevice::send_tcp_segmented`] takes (the device cuts it into frames of at most
+    /// `max_frame`); `None` without.
+    pub tcp_segmentation: Option<usize>,
 }
 
 /// A network interface, opened by one app. Frames are whole Ethernet frames without the
@@ -383,6 +459,24 @@ pub trait NetDevice: Send {
             fill(parts);
             true
         })
+    }
+    /// Sends one TCP/IPv4 frame of `len` bytes, up to [`NetInfo::tcp_segmentation`],
+    /// which the device cuts into segments of at most `max_frame` (TCP segmentation
+    /// offload), computing every checksum: `fill` builds the frame in place in one
+    /// transmit buffer and returns the payload bytes each segment carries (the
+    /// connection's MSS), or `None` to withdraw it ([`DeviceError::Withdrawn`]). The
+    /// driver checks the frame with [`tcp_segmentation`] ([`DeviceError::NotSegmentable`]
+    /// otherwise); a frame no longer than `max_frame` goes as one frame with checksum
+    /// offload. [`DeviceError::Unsupported`] on a device without TSO (the default),
+    /// [`DeviceError::TooLong`] past the limit, [`DeviceError::QueueFull`] when every
+    /// buffer for such frames is in flight.
+    fn send_tcp_segmented(
+        &mut self,
+        _queue: usize,
+        _len: usize,
+        _fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("TCP segmentation offload"))
     }
     /// Frames queued for sending that the device has not finished with.
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError>;
@@ -703,6 +797,60 @@ mod tests {
                 max: 1514
             })
         );
+    }
+
+    /// A TCP/IPv4 frame with `payload` bytes and TCP `flags`.
+    fn tcp_frame(payload: usize, flags: u8) -> alloc::vec::Vec<u8> {
+        let total = 40 + payload;
+        let mut frame = alloc::vec![0u8; 14 + total];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+        frame[23] = 6;
+        frame[26..34].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        frame[46] = 5 << 4;
+        frame[47] = flags;
+        frame
+    }
+
+    #[test]
+    fn frames_to_segment_are_checked_and_their_checksum_seeded() {
+        let mut frame = tcp_frame(10_000, 0x18);
+        let cut = tcp_segmentation(&mut frame, 1460, 1514).unwrap();
+        assert_eq!((cut.header_len, cut.mss), (54, 1460));
+        assert_eq!((cut.checksum.start, cut.checksum.offset), (34, 16));
+        let seed = u16::from_be_bytes([frame[50], frame[51]]);
+        assert_eq!(seed, transport_checksum(&frame).unwrap().seed);
+        // Each segment must fit: 54 + 1461 > 1514; no segment size at all.
+        for mss in [1461, 0] {
+            assert!(matches!(
+                tcp_segmentation(&mut tcp_frame(10_000, 0x10), mss, 1514),
+                Err(DeviceError::NotSegmentable(_))
+            ));
+        }
+        // SYN, RST, URG; UDP; a fragment; a total length that is not the frame's.
+        let mut udp = tcp_frame(3000, 0x10);
+        udp[23] = 17;
+        let mut fragment = tcp_frame(3000, 0x10);
+        fragment[20] = 0x20;
+        let mut short = tcp_frame(3000, 0x10);
+        short[16..18].copy_from_slice(&1000u16.to_be_bytes());
+        for (what, mut bad) in [
+            ("SYN", tcp_frame(3000, 0x02)),
+            ("RST", tcp_frame(3000, 0x14)),
+            ("URG", tcp_frame(3000, 0x30)),
+            ("UDP", udp),
+            ("fragment", fragment),
+            ("lengths", short),
+        ] {
+            let before = bad.clone();
+            let refused = tcp_segmentation(&mut bad, 1460, 1514);
+            assert!(
+                matches!(refused, Err(DeviceError::NotSegmentable(_))),
+                "{what}"
+            );
+            assert_eq!(bad, before, "{what}: left as it was");
+        }
     }
 
     #[test]

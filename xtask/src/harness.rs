@@ -823,6 +823,11 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 queue_peer = Some(crate::queuepeer::start(net.netns()));
                 tap = Some(net);
             }
+            Arg::Tap(model) => {
+                let net = crate::tapnet::TapNet::create("tap", 1)?;
+                extra.extend(net.qemu_args(model));
+                tap = Some(net);
+            }
             Arg::UserNet { model, tcp, udp } => {
                 let ports = crate::netclient::Forwards::free(tcp, udp)?;
                 extra.extend(ports.qemu_args(forwards.len(), model));
@@ -877,7 +882,14 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 && line.text.contains(client.after)
             {
                 let ports = ports.clone();
-                client_thread = Some(std::thread::spawn(move || (client.run)(&ports)));
+                // On a tap the client talks to the guest from inside its namespace.
+                let netns = tap.as_ref().map(|net| net.netns().to_string());
+                client_thread = Some(std::thread::spawn(move || {
+                    if let Some(netns) = &netns {
+                        crate::tapnet::enter(netns)?;
+                    }
+                    (client.run)(&ports)
+                }));
             }
             if let Some((socket, keys)) =
                 keyboard.take_if(|_| line.text.contains(crate::usbkeys::BOUND))

@@ -967,6 +967,103 @@ pub const HTTPD: crate::netclient::Client = crate::netclient::Client {
     },
 };
 
+/// The `net::httpd-tso` case's client, inside the tap's namespace: [`check_tso`]
+/// against the guest's port 80, once httpd says it serves.
+pub const HTTPD_TSO: crate::netclient::Client = crate::netclient::Client {
+    name: "httpd TSO client",
+    needs: &[],
+    after: "httpd: serving",
+    run: |_| {
+        let address = SocketAddr::from((crate::tapnet::GUEST, 80));
+        let checked = check_tso(address);
+        // Stop the server even after a failure, so the case ends before its timeout.
+        let stopped = Client::connect_to(address).and_then(|mut client| {
+            client.send(get("/__shutdown", "").as_bytes())?;
+            client.answer(true).map(drop)
+        });
+        let notes = checked?;
+        stopped?;
+        Ok(notes)
+    },
+};
+
+/// Connections fetching at once in [`check_tso`]: as many as the benchmarks', so that
+/// their large frames outnumber the NIC's buffers for them.
+const TSO_CONNECTIONS: usize = 32;
+
+/// Large files through TCP segmentation offload: [`TSO_CONNECTIONS`] keep-alive
+/// connections at once each fetch `/100k.txt` three times and `/1m.txt` once, and the
+/// first `/10m.bin` too, every body byte-exact; then the status page must show large segments cut by
+/// the NIC (its offload was used) and no frame dropped (none lost after smoltcp
+/// handed it over).
+pub fn check_tso(address: SocketAddr) -> Result<Vec<String>, String> {
+    let started = Instant::now();
+    let generated = std::sync::Arc::new(generated_content());
+    let workers: Vec<_> = (0..TSO_CONNECTIONS)
+        .map(|index| {
+            let generated = generated.clone();
+            std::thread::spawn(move || -> Result<usize, String> {
+                let mut client = Client::connect_to(address)?;
+                let mut bytes = 0;
+                for path in ["/100k.txt", "/100k.txt", "/1m.txt", "/100k.txt"] {
+                    let (content_type, content) = file(path);
+                    client.send(get(path, "").as_bytes())?;
+                    let answer = client.answer(true)?;
+                    let head = ok_head(content_type, content, false);
+                    expect(&format!("GET {path}"), &answer, &head, content)?;
+                    bytes += content.len();
+                }
+                if index > 0 {
+                    return Ok(bytes);
+                }
+                client.send(get(GENERATED_PATH, "").as_bytes())?;
+                let answer = client.answer(true)?;
+                let head = ok_head("application/octet-stream", &generated, false);
+                expect("GET /10m.bin", &answer, &head, &generated)?;
+                Ok(bytes + generated.len())
+            })
+        })
+        .collect();
+    let mut bytes = 0;
+    for worker in workers {
+        bytes += worker
+            .join()
+            .map_err(|_| "a TSO client thread panicked")??;
+    }
+    let elapsed = started.elapsed();
+    let mut client = Client::connect_to(address)?;
+    client.send(get("/", "").as_bytes())?;
+    let page = String::from_utf8_lossy(&client.answer(true)?.body).into_owned();
+    let (by_nic, by_stack) = status_row(&page, "large segments cut by the NIC / by the stack")
+        .and_then(|value| value.split_once(" / "))
+        .and_then(|(nic, stack)| Some((nic.parse::<u64>().ok()?, stack.parse::<u64>().ok()?)))
+        .ok_or_else(|| format!("the status page has no count of large segments:\n{page}"))?;
+    let dropped = status_row(&page, "dropped")
+        .and_then(|value| value.parse::<u64>().ok())
+        .ok_or_else(|| format!("the status page has no count of dropped frames:\n{page}"))?;
+    if by_nic == 0 {
+        return Err(format!(
+            "the NIC cut no large segment ({by_stack} cut by the stack): no TCP segmentation offload"
+        ));
+    }
+    if dropped != 0 {
+        return Err(format!(
+            "{dropped} frames dropped after the stack handed them over ({by_nic} large segments cut by the NIC, {by_stack} by the stack)"
+        ));
+    }
+    Ok(vec![format!(
+        "{TSO_CONNECTIONS} connections at once, 100 KiB and 1 MiB files (and one 10 MiB): {bytes} bytes byte-exact in {} ms; {by_nic} large segments cut by the NIC, {by_stack} by the stack, 0 dropped",
+        elapsed.as_millis()
+    )])
+}
+
+/// The value of the status page's row `name` (`<tr><th>NAME</th><td>VALUE</td></tr>`).
+fn status_row<'a>(page: &'a str, name: &str) -> Option<&'a str> {
+    let start = page.find(&format!("<th>{name}</th><td>"))? + name.len() + 13;
+    let len = page[start..].find("</td>")?;
+    Some(&page[start..start + len])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -981,6 +1078,17 @@ mod tests {
         let (head, body) = error_answer(404, "Not Found", "", false);
         assert_eq!(body, b"404 Not Found\n");
         assert!(head.ends_with("Content-Length: 14\r\n\r\n"));
+    }
+
+    #[test]
+    fn status_rows_are_read_by_name() {
+        let page = "<tr><th>dropped</th><td>3</td></tr>\n<tr><th>large segments cut by the NIC / by the stack</th><td>12 / 0</td></tr>";
+        assert_eq!(status_row(page, "dropped"), Some("3"));
+        assert_eq!(
+            status_row(page, "large segments cut by the NIC / by the stack"),
+            Some("12 / 0")
+        );
+        assert_eq!(status_row(page, "accepted"), None);
     }
 
     #[test]

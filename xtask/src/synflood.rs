@@ -112,6 +112,7 @@ impl NetDevice for PeerNic {
             queues: 1,
             link_up: true,
             checksum_offload: false,
+            tcp_segmentation: None,
         }
     }
 

@@ -152,6 +152,16 @@ fn write_page(page: &mut String, s: &Snapshot<'_>) -> core::fmt::Result {
         "replies copied",
         format_args!("{} ({} bytes)", n.replies_copied, n.reply_bytes_copied),
     )?;
+    row(
+        page,
+        "large segments cut by the NIC / by the stack",
+        format_args!("{} / {}", n.segmented_by_nic, n.segmented_by_stack),
+    )?;
+    row(
+        page,
+        "waited for room in the NIC",
+        format_args!("{}", n.tx_held),
+    )?;
     row(page, "dropped", format_args!("{}", n.tx_dropped))?;
     row(
         page,

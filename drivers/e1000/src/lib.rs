@@ -474,6 +474,7 @@ impl NetDevice for E1000 {
             link_up: self.regs.read32(STATUS) & STATUS_LU != 0,
             // Every 8254x and 8257x computes TCP/UDP checksums from a context descriptor.
             checksum_offload: true,
+            tcp_segmentation: None,
         }
     }
 

@@ -149,6 +149,15 @@ impl NetDevice for Lease {
         self.net(|nic| nic.send_segments(queue, segments, offload, fill))
     }
 
+    fn send_tcp_segmented(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<(), DeviceError> {
+        self.net(|nic| nic.send_tcp_segmented(queue, len, fill))
+    }
+
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
         self.net(|nic| nic.transmit_pending(queue))
     }

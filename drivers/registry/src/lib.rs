@@ -364,6 +364,7 @@ mod tests {
                 queues: 1,
                 link_up: true,
                 checksum_offload: false,
+                tcp_segmentation: None,
             }
         }
         fn receive(

@@ -375,6 +375,37 @@ impl Bound {
     }
 }
 
+impl Bound {
+    /// Runs `send` with the device and a check of a filled frame's source against this
+    /// binding's filters, and counts the frame sent or refused (withdrawn as spoofed).
+    fn send_checked(
+        &mut self,
+        send: impl FnOnce(&mut dyn NetDevice, &mut dyn FnMut(&[u8]) -> bool) -> Result<(), DeviceError>,
+    ) -> Result<(), DeviceError> {
+        let id = self.id;
+        self.with(|nic, sharing| {
+            let index = sharing
+                .endpoints
+                .iter()
+                .position(|e| e.id == id)
+                .ok_or(DeviceError::Revoked)?;
+            let mut spoofed = false;
+            let mut permits = |frame: &[u8]| {
+                spoofed = !sharing.permits(&sharing.endpoints[index].rules, frame);
+                !spoofed
+            };
+            let result = send(nic, &mut permits);
+            let counters = &mut sharing.endpoints[index].counters;
+            match result {
+                Ok(()) => counters.sent += 1,
+                Err(DeviceError::Withdrawn) if spoofed => counters.refused += 1,
+                Err(_) => {}
+            }
+            result
+        })
+    }
+}
+
 impl NetDevice for Bound {
     fn info(&self) -> NetInfo {
         self.info.clone()
@@ -435,30 +466,25 @@ impl NetDevice for Bound {
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
-        let id = self.id;
-        self.with(|nic, sharing| {
-            let index = sharing
-                .endpoints
-                .iter()
-                .position(|e| e.id == id)
-                .ok_or(DeviceError::Revoked)?;
-            let mut spoofed = false;
-            let mut checked = |parts: &mut [&mut [u8]]| {
-                if !fill(parts) {
-                    return false;
-                }
-                let first = parts.first().map_or(&[][..], |part| &**part);
-                spoofed = !sharing.permits(&sharing.endpoints[index].rules, first);
-                !spoofed
-            };
-            let result = nic.send_segments(queue, segments, offload, &mut checked);
-            let counters = &mut sharing.endpoints[index].counters;
-            match result {
-                Ok(()) => counters.sent += 1,
-                Err(DeviceError::Withdrawn) if spoofed => counters.refused += 1,
-                Err(_) => {}
-            }
-            result
+        self.send_checked(|nic, permits| {
+            nic.send_segments(queue, segments, offload, &mut |parts| {
+                fill(parts) && permits(parts.first().map_or(&[][..], |part| &**part))
+            })
+        })
+    }
+
+    /// The filters judge the frame's headers, which every segment the device cuts
+    /// repeats.
+    fn send_tcp_segmented(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<(), DeviceError> {
+        self.send_checked(|nic, permits| {
+            nic.send_tcp_segmented(queue, len, &mut |frame| {
+                fill(frame).filter(|_| permits(frame))
+            })
         })
     }
 
@@ -515,6 +541,7 @@ mod tests {
                 queues: 1,
                 link_up: true,
                 checksum_offload: false,
+                tcp_segmentation: None,
             }
         }
         fn receive(

@@ -403,6 +403,7 @@ impl NetDevice for Rtl8139 {
             queues: 1,
             link_up: self.regs.read8(MSR) & MSR_LINKB == 0,
             checksum_offload: false,
+            tcp_segmentation: None,
         }
     }
 

@@ -1,7 +1,9 @@
 //! virtio-net (spec 5.1): receive/transmit queue pairs (several with VIRTIO_NET_F_MQ,
 //! enabled through the control queue), frames in place after the virtio-net header in
 //! fixed 2 KiB DMA buffers, one descriptor per frame (two, header and frame, for a legacy
-//! device without VIRTIO_F_ANY_LAYOUT: spec 2.7.4.3).
+//! device without VIRTIO_F_ANY_LAYOUT: spec 2.7.4.3). With VIRTIO_NET_F_HOST_TSO4 (a tap
+//! backend offers it) each transmit queue also has [`TSO_BUFFERS`] buffers of 68 KiB for
+//! TCP frames of up to 64 KiB that the device cuts into segments (spec 5.1.6.2).
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -24,6 +26,11 @@ const DEVICE_MODERN: u16 = 0x1041;
 const F_CSUM: u64 = 1 << 0;
 /// Header flag: the device completes the checksum at `csum_start + csum_offset`.
 const HEADER_NEEDS_CSUM: u8 = 1;
+/// Feature: the device cuts TCP/IPv4 frames into segments (`VIRTIO_NET_F_HOST_TSO4`;
+/// spec 5.1.3.1: needs [`F_CSUM`]).
+const F_HOST_TSO4: u64 = 1 << 11;
+/// Header `gso_type`: TCP over IPv4 (`VIRTIO_NET_HDR_GSO_TCPV4`).
+const GSO_TCPV4: u8 = 1;
 /// Feature: the device configuration holds the MAC address.
 const F_MAC: u64 = 1 << 5;
 /// Feature: the device configuration holds the link status.
@@ -75,6 +82,14 @@ const HEADER_LEGACY: usize = 10;
 const MAX_FRAME: usize = 1514;
 /// Bytes per buffer (two per page, so none crosses a page).
 const BUFFER_STRIDE: usize = 2048;
+/// The largest frame sent for segmentation: a whole IPv4 datagram (65,535 bytes) after
+/// the Ethernet header.
+const TSO_MAX_FRAME: usize = ETHERNET_HEADER + 65_535;
+/// Bytes per segmentation buffer: the header and the largest frame, in whole pages.
+const TSO_STRIDE: usize = 17 * 4096;
+/// Segmentation buffers per transmit queue with TSO (their descriptors are taken from
+/// the small buffers': 1.1 MiB more per queue pair).
+pub const TSO_BUFFERS: u16 = 16;
 
 /// The buffer whose chain starts at descriptor `head` (buffer `b` owns descriptors
 /// `chain * b ..` `chain * (b + 1)`), or `None` when `head` starts no buffer's chain.
@@ -86,10 +101,16 @@ pub fn chain_buffer(head: u16, chain: u16, buffers: u16) -> Option<u16> {
 /// pairs are enabled through the control queue; spec 5.1.3.1 forbids MQ without it),
 /// and the control queue only for multi-queue (nothing else here uses it).
 pub fn wanted_features(offered: u64) -> u64 {
-    if offered & (F_MQ | F_CTRL_VQ) == F_MQ | F_CTRL_VQ {
+    let queues = if offered & (F_MQ | F_CTRL_VQ) == F_MQ | F_CTRL_VQ {
         F_WANTED | F_MQ | F_CTRL_VQ
     } else {
         F_WANTED
+    };
+    // TSO only with checksum offload, which it needs.
+    if offered & (F_CSUM | F_HOST_TSO4) == F_CSUM | F_HOST_TSO4 {
+        queues | F_HOST_TSO4
+    } else {
+        queues
     }
 }
 
@@ -176,8 +197,12 @@ struct Pair {
     /// Transmit buffers, [`BUFFER_STRIDE`] apart; each header is written with its frame
     /// (zero, or a checksum request).
     tx_buffers: Dma,
-    /// Transmit buffers not in flight.
+    /// Small transmit buffers not in flight.
     tx_free: Vec<u16>,
+    /// Small transmit buffers: `0..tx_small`; the rest are segmentation buffers.
+    tx_small: u16,
+    /// The segmentation buffers, with TSO.
+    tso: Option<TsoBuffers>,
     /// Which transmit buffers head a frame the device holds.
     tx_busy: Vec<bool>,
     /// For each buffer in flight, the buffer of the frame's next segment ([`NO_LINK`]
@@ -185,6 +210,14 @@ struct Pair {
     tx_link: Vec<u16>,
     /// Frames the device holds.
     tx_frames: usize,
+}
+
+/// A transmit queue's buffers for frames the device segments.
+struct TsoBuffers {
+    /// The buffers, [`TSO_STRIDE`] apart: the queue's transmit buffers from `tx_small`.
+    dma: Dma,
+    /// Those not in flight.
+    free: Vec<u16>,
 }
 
 /// The end of a frame's list of transmit buffers.
@@ -265,13 +298,27 @@ impl VirtioNet {
             let tx = transport.allocate_queue(function, tx_index, QUEUE_ENTRIES)?;
             let rx_count = (rx.size() / chain).min(QUEUE_ENTRIES);
             let tx_count = (tx.size() / chain).min(QUEUE_ENTRIES);
+            let tso_count = if features & F_HOST_TSO4 != 0 {
+                TSO_BUFFERS.min(tx_count / 2)
+            } else {
+                0
+            };
+            let tx_small = tx_count - tso_count;
             queues.push(Pair {
                 rx_buffers: function.dma(usize::from(rx_count) * BUFFER_STRIDE)?,
-                tx_buffers: function.dma(usize::from(tx_count) * BUFFER_STRIDE)?,
+                tx_buffers: function.dma(usize::from(tx_small) * BUFFER_STRIDE)?,
+                tso: match tso_count {
+                    0 => None,
+                    count => Some(TsoBuffers {
+                        dma: function.dma(usize::from(count) * TSO_STRIDE)?,
+                        free: (tx_small..tx_count).rev().collect(),
+                    }),
+                },
+                tx_small,
                 rx,
                 rx_count,
                 tx,
-                tx_free: (0..tx_count).rev().collect(),
+                tx_free: (0..tx_small).rev().collect(),
                 tx_busy: vec![false; usize::from(tx_count)],
                 tx_link: vec![NO_LINK; usize::from(tx_count)],
                 tx_frames: 0,
@@ -334,7 +381,7 @@ impl VirtioNet {
                 pair.rx.push(head);
             }
             for buffer in 0..pair.tx_busy.len() as u16 {
-                let address = pair.tx_buffers.phys() + u64::from(buffer) * BUFFER_STRIDE as u64;
+                let address = pair.tx_address(buffer);
                 let head = buffer * chain;
                 if chain == 1 {
                     pair.tx.set_descriptor(head, address, 0, 0, 0);
@@ -423,6 +470,42 @@ impl VirtioNet {
 }
 
 impl Pair {
+    /// The bus address of transmit buffer `buffer` (small or for segmentation).
+    fn tx_address(&self, buffer: u16) -> u64 {
+        match (&self.tso, buffer.checked_sub(self.tx_small)) {
+            (Some(tso), Some(index)) => tso.dma.phys() + u64::from(index) * TSO_STRIDE as u64,
+            _ => self.tx_buffers.phys() + u64::from(buffer) * BUFFER_STRIDE as u64,
+        }
+    }
+
+    /// Hands the frame whose first buffer is `head_buffer` to the device: its header
+    /// descriptor (set at start) when the chain is 2, then one data descriptor per
+    /// buffer of `buffers` covering `lengths[i]` bytes after the header room.
+    fn post(&mut self, chain: u16, header_len: usize, buffers: &[u16], lengths: &[usize]) {
+        // Each segment's data descriptor is its buffer's last (the first buffer's
+        // header has its own descriptor, set at start, when the chain is 2).
+        let data = |buffer: u16| buffer * chain + (chain - 1);
+        for (i, (&buffer, &len)) in buffers.iter().zip(lengths).enumerate() {
+            let (mut address, mut bytes) =
+                (self.tx_address(buffer) + header_len as u64, len as u32);
+            if i == 0 && chain == 1 {
+                address -= header_len as u64;
+                bytes += header_len as u32;
+            }
+            let (flags, next) = match buffers.get(i + 1) {
+                Some(&next) => (DESC_NEXT, data(next)),
+                None => (0, 0),
+            };
+            self.tx
+                .set_descriptor(data(buffer), address, bytes, flags, next);
+            self.tx_link[usize::from(buffer)] = buffers.get(i + 1).copied().unwrap_or(NO_LINK);
+        }
+        self.tx_busy[usize::from(buffers[0])] = true;
+        self.tx_frames += 1;
+        self.tx.push(buffers[0] * chain);
+        self.tx.publish();
+    }
+
     /// Takes back the transmit buffers the device finished with.
     fn reclaim(&mut self, chain: u16) -> Result<(), DeviceError> {
         let buffers = self.tx_busy.len() as u16;
@@ -435,7 +518,10 @@ impl Pair {
                     // The frame's buffers, its head's and each further segment's.
                     let mut next = buffer;
                     while next != NO_LINK {
-                        self.tx_free.push(next);
+                        match &mut self.tso {
+                            Some(tso) if next >= self.tx_small => tso.free.push(next),
+                            _ => self.tx_free.push(next),
+                        }
                         next = core::mem::replace(&mut self.tx_link[usize::from(next)], NO_LINK);
                     }
                 }
@@ -495,6 +581,7 @@ impl NetDevice for VirtioNet {
             link_up: !self.link_status
                 || self.transport.config16(CONFIG_STATUS) & STATUS_LINK_UP != 0,
             checksum_offload: self.checksum_offload,
+            tcp_segmentation: self.pairs[0].tso.is_some().then_some(TSO_MAX_FRAME),
         }
     }
 
@@ -553,7 +640,7 @@ impl NetDevice for VirtioNet {
         let mut checksum = None;
         let block = pair
             .tx_buffers
-            .bytes_mut(0, pair.tx_busy.len() * BUFFER_STRIDE);
+            .bytes_mut(0, usize::from(pair.tx_small) * BUFFER_STRIDE);
         let filled = rexo_api::device::lend_ranges(block, ranges, |parts| {
             if !fill(parts) {
                 return false;
@@ -572,38 +659,61 @@ impl NetDevice for VirtioNet {
                 },
             });
         }
-        let mut header = [0u8; HEADER_MODERN];
-        if let Some(layout) = checksum {
-            // flags, gso_type NONE, hdr_len, gso_size, csum_start, csum_offset (LE).
-            header[0] = HEADER_NEEDS_CSUM;
-            header[6..8].copy_from_slice(&(layout.start as u16).to_le_bytes());
-            header[8..10].copy_from_slice(&(layout.offset as u16).to_le_bytes());
-        }
         let first = usize::from(buffers[0]) * BUFFER_STRIDE;
         pair.tx_buffers
             .bytes_mut(first, header_len)
-            .copy_from_slice(&header[..header_len]);
-        // Each segment's data descriptor is its buffer's last (the first buffer's
-        // header has its own descriptor, set at start, when the chain is 2).
-        let data = |buffer: u16| buffer * chain + (chain - 1);
-        for (i, (&buffer, &(offset, len))) in buffers.iter().zip(ranges).enumerate() {
-            let (mut address, mut bytes) = (pair.tx_buffers.phys() + offset as u64, len as u32);
-            if i == 0 && chain == 1 {
-                address -= header_len as u64;
-                bytes += header_len as u32;
-            }
-            let (flags, next) = match buffers.get(i + 1) {
-                Some(&next) => (DESC_NEXT, data(next)),
-                None => (0, 0),
-            };
-            pair.tx
-                .set_descriptor(data(buffer), address, bytes, flags, next);
-            pair.tx_link[usize::from(buffer)] = buffers.get(i + 1).copied().unwrap_or(NO_LINK);
+            .copy_from_slice(&virtio_header(checksum, None)[..header_len]);
+        let mut lengths = [0usize; MAX_SEGMENTS];
+        for (length, &(_, len)) in lengths.iter_mut().zip(ranges) {
+            *length = len;
         }
-        pair.tx_busy[usize::from(buffers[0])] = true;
-        pair.tx_frames += 1;
-        pair.tx.push(buffers[0] * chain);
-        pair.tx.publish();
+        pair.post(chain, header_len, buffers, &lengths[..buffers.len()]);
+        Ok(())
+    }
+
+    /// One descriptor chain over one segmentation buffer: the header asks for
+    /// `GSO_TCPV4` with the frame's `hdr_len` and the `gso_size` `fill` returned, and the
+    /// checksum (a frame that fits one segment goes with the checksum request only).
+    fn send_tcp_segmented(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<(), DeviceError> {
+        let (chain, header_len) = (self.chain, self.header_len);
+        let pair = self.pair(queue)?;
+        if pair.tso.as_ref().is_some_and(|tso| tso.free.is_empty()) {
+            pair.reclaim(chain)?;
+        }
+        let tx_small = pair.tx_small;
+        let Some(tso) = pair.tso.as_mut() else {
+            return Err(DeviceError::Unsupported(
+                "TCP segmentation offload (VIRTIO_NET_F_HOST_TSO4)",
+            ));
+        };
+        DeviceError::check_frame(len, TSO_MAX_FRAME)?;
+        let buffer = tso.free.pop().ok_or(DeviceError::QueueFull)?;
+        let at = usize::from(buffer - tx_small) * TSO_STRIDE;
+        let frame = tso.dma.bytes_mut(at + header_len, len);
+        let cut = match fill(frame) {
+            None => Err(DeviceError::Withdrawn),
+            Some(_) if len <= MAX_FRAME => rexo_api::device::seed_checksum(&mut [frame], true)
+                .map(|checksum| (checksum, None))
+                .ok_or(DeviceError::NotSegmentable("not an IPv4 TCP frame")),
+            Some(mss) => rexo_api::device::tcp_segmentation(frame, mss, MAX_FRAME)
+                .map(|cut| (cut.checksum, Some(cut))),
+        };
+        let (checksum, cut) = match cut {
+            Ok(done) => done,
+            Err(error) => {
+                tso.free.push(buffer);
+                return Err(error);
+            }
+        };
+        tso.dma
+            .bytes_mut(at, header_len)
+            .copy_from_slice(&virtio_header(Some(checksum), cut)[..header_len]);
+        pair.post(chain, header_len, &[buffer], &[len]);
         Ok(())
     }
 
@@ -622,6 +732,27 @@ impl NetDevice for VirtioNet {
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         self.wakes.arm(queue, core)
     }
+}
+
+/// The virtio-net header (spec 5.1.6: flags, gso_type, hdr_len, gso_size, csum_start,
+/// csum_offset, little-endian; `num_buffers` zero): NEEDS_CSUM with `checksum`, and
+/// `GSO_TCPV4` with `cut`.
+fn virtio_header(
+    checksum: Option<rexo_api::device::TransportChecksum>,
+    cut: Option<rexo_api::device::TcpSegmentation>,
+) -> [u8; HEADER_MODERN] {
+    let mut header = [0u8; HEADER_MODERN];
+    if let Some(layout) = checksum {
+        header[0] = HEADER_NEEDS_CSUM;
+        header[6..8].copy_from_slice(&(layout.start as u16).to_le_bytes());
+        header[8..10].copy_from_slice(&(layout.offset as u16).to_le_bytes());
+    }
+    if let Some(cut) = cut {
+        header[1] = GSO_TCPV4;
+        header[2..4].copy_from_slice(&(cut.header_len as u16).to_le_bytes());
+        header[4..6].copy_from_slice(&(cut.mss as u16).to_le_bytes());
+    }
+    header
 }
 
 impl Drop for VirtioNet {
@@ -656,6 +787,28 @@ mod tests {
         // of no use here.
         assert_eq!(wanted_features(F_MQ | F_MAC), F_WANTED);
         assert_eq!(wanted_features(F_CTRL_VQ | F_MAC), F_WANTED);
+    }
+
+    #[test]
+    fn segmentation_offload_is_taken_only_with_checksum_offload() {
+        let offered = F_MAC | F_CSUM | F_HOST_TSO4;
+        assert_eq!(wanted_features(offered), F_WANTED | F_HOST_TSO4);
+        assert_eq!(wanted_features(F_MAC | F_HOST_TSO4), F_WANTED);
+        let layout = rexo_api::device::TransportChecksum {
+            start: 34,
+            offset: 16,
+            seed: 0,
+        };
+        let cut = rexo_api::device::TcpSegmentation {
+            header_len: 54,
+            mss: 1460,
+            checksum: layout,
+        };
+        assert_eq!(
+            virtio_header(Some(layout), Some(cut)),
+            [1, GSO_TCPV4, 54, 0, 0xB4, 0x05, 34, 0, 16, 0, 0, 0]
+        );
+        assert_eq!(virtio_header(None, None), [0; HEADER_MODERN]);
     }
 
     #[test]

@@ -21,11 +21,16 @@
 //! connections and a 10 MiB echo) 16.8 MB were received in place and 14 KB of replies
 //! copied, where copying each received frame would have copied all 16.8 MB. Everything the sockets send on their own (data, delayed ACKs,
 //! retransmissions, DHCP, ARP requests) goes through [`NicTx`], whose token lets smoltcp
-//! build the frame in place in the transmit DMA buffer: no copy.
+//! build the frame in place in the transmit DMA buffer: no copy. When the NIC has no
+//! room, the frame (or staged reply) is built in the [`Backlog`] instead and copied to
+//! the NIC once it has: smoltcp counts it as sent, so it must not be lost.
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use rexo_api::{DeviceError, NetDevice};
+
+use crate::tso::{self, Tso};
 use smoltcp::phy::{self, DeviceCapabilities};
 use smoltcp::time::Instant;
 
@@ -45,25 +50,42 @@ pub struct Counters {
     pub replies_copied: u64,
     /// Bytes of those replies: the only bytes the adapter copies.
     pub reply_bytes_copied: u64,
-    /// Frames lost because the transmit ring was full or the NIC refused them (the
-    /// protocols recover: TCP retransmits, ARP and DHCP ask again).
+    /// Frames the NIC refused for good (revoked, the link's filters, a frame it cannot
+    /// send at all); a full ring is not a refusal: such frames wait in the stack
+    /// ([`Backlog`]) and go out later, whole and in order.
     pub tx_dropped: u64,
+    /// Frames that waited in the stack because the NIC's ring (or its buffers for
+    /// large frames) was full when they were built.
+    pub tx_held: u64,
     /// Handshakes left unfinished past the grace time, their sockets given back to
     /// listening for new SYNs (a SYN flood's spoofed connections).
     pub half_open_recycled: u64,
+    /// Large TCP segments the NIC took to cut into MTU-sized ones (segmentation
+    /// offload; counted in `tx_frames` too).
+    pub segmented_by_nic: u64,
+    /// Large TCP segments cut by the stack instead, because the NIC refused to cut them
+    /// (each of their frames counted in `tx_frames`); a large segment waiting for one
+    /// of the NIC's buffers waits whole.
+    pub segmented_by_stack: u64,
 }
 
 /// Sends a frame `fill` writes on `queue`: through the NIC's checksum offload with
 /// `offload` (the stack then leaves TCP and UDP checksums zero for the NIC to compute).
+/// With `clamp` (segmentation offload on), a SYN's MSS option goes out as this end's
+/// real MSS.
 fn send(
     nic: &mut dyn NetDevice,
     queue: usize,
     len: usize,
     offload: bool,
+    clamp: Option<u16>,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<(), DeviceError> {
     nic.send_frame(queue, len, offload, &mut |buffer| {
         fill(buffer);
+        if let Some(mss) = clamp {
+            tso::clamp_syn(buffer, mss);
+        }
         true
     })
 }
@@ -81,47 +103,241 @@ pub(crate) struct Staging {
     bytes: Vec<u8>,
     /// The length of each reply in `bytes`, in order.
     lengths: Vec<usize>,
+    /// This end's real MSS, with segmentation offload (see [`send`]).
+    clamp: Option<u16>,
 }
 
 impl Staging {
     /// Room for `frames` replies of up to `max_frame` bytes without reallocating.
-    pub(crate) fn new(frames: usize, max_frame: usize) -> Self {
+    /// `clamp`: see [`send`].
+    pub(crate) fn new(frames: usize, max_frame: usize, clamp: Option<u16>) -> Self {
         Self {
             bytes: Vec::with_capacity(frames * max_frame),
             lengths: Vec::with_capacity(frames),
+            clamp,
         }
     }
 
-    /// Sends every staged reply on `queue`, in order, and empties the staging area. A
-    /// reply the NIC refuses (its ring full) is dropped and counted.
+    /// Sends every staged reply on `queue`, in order, after what `backlog` holds, and
+    /// empties the staging area. A reply the NIC has no room for joins the backlog.
     pub(crate) fn flush(
         &mut self,
         nic: &mut dyn NetDevice,
         queue: usize,
         offload: bool,
         counters: &mut Counters,
+        backlog: &mut Backlog,
     ) -> Result<(), DeviceError> {
+        let mut outcome = backlog.flush(nic, queue, counters);
         let mut at = 0;
-        let mut outcome = Ok(());
         for &len in &self.lengths {
             let reply = &self.bytes[at..at + len];
             at += len;
-            match send(nic, queue, len, offload, &mut |buffer| {
-                buffer.copy_from_slice(reply)
-            }) {
+            let sent = if backlog.is_empty() {
+                send(nic, queue, len, offload, self.clamp, &mut |buffer| {
+                    buffer.copy_from_slice(reply)
+                })
+            } else {
+                Err(DeviceError::QueueFull)
+            };
+            match sent {
                 Ok(()) => {
                     counters.tx_frames += 1;
                     counters.tx_bytes += len as u64;
-                    counters.replies_copied += 1;
-                    counters.reply_bytes_copied += len as u64;
+                }
+                Err(DeviceError::QueueFull) => {
+                    let held = backlog.hold(counters, len, Kind::Small { offload });
+                    held.copy_from_slice(reply);
+                    if let Some(mss) = self.clamp {
+                        tso::clamp_syn(held, mss);
+                    }
                 }
                 Err(DeviceError::Revoked) => outcome = Err(DeviceError::Revoked),
                 Err(_) => counters.tx_dropped += 1,
             }
+            counters.replies_copied += 1;
+            counters.reply_bytes_copied += len as u64;
         }
         self.bytes.clear();
         self.lengths.clear();
         outcome
+    }
+}
+
+/// How a frame waiting in the [`Backlog`] is to be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A frame the link carries, with or without checksum offload.
+    Small {
+        /// The NIC computes its transport checksum.
+        offload: bool,
+    },
+    /// A TCP frame longer than the link's, for the NIC to cut
+    /// ([`NetDevice::send_tcp_segmented`]).
+    Large,
+}
+
+/// A frame waiting in the [`Backlog`].
+struct Held {
+    /// The whole frame.
+    bytes: Vec<u8>,
+    /// How it goes.
+    kind: Kind,
+}
+
+/// Frames smoltcp built (or replies staged) that the NIC had no room for when they were
+/// made, in order: smoltcp counts a frame as sent once its transmit token ran, so such
+/// a frame must not be lost (TCP would wait for a retransmission timeout, about a
+/// second after a few). They go before anything else, and while any waits the stack
+/// gives smoltcp no transmit token (smoltcp keeps its data in the sockets). So the
+/// backlog holds at most one frame of smoltcp's, the pieces of a large one the stack
+/// cut, and the replies of one received batch.
+pub(crate) struct Backlog {
+    /// The frames, oldest first.
+    frames: VecDeque<Held>,
+    /// Buffers of frames sent, kept for the next ones.
+    spare: Vec<Vec<u8>>,
+    /// Where a frame goes that the NIC refused for good (smoltcp's closure must run).
+    discard: Vec<u8>,
+    /// Segmentation offload, when the NIC has it: how large frames are cut.
+    tso: Option<Tso>,
+    /// The largest frame the link carries.
+    max_frame: usize,
+}
+
+impl Backlog {
+    /// An empty backlog for a link of `max_frame` bytes, with `tso` when the NIC cuts
+    /// large TCP frames.
+    pub(crate) fn new(max_frame: usize, tso: Option<Tso>) -> Self {
+        Self {
+            frames: VecDeque::new(),
+            spare: Vec::new(),
+            discard: Vec::new(),
+            tso,
+            max_frame,
+        }
+    }
+
+    /// Whether no frame waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// The segmentation offload state, when the NIC has it.
+    pub(crate) fn tso(&self) -> Option<&Tso> {
+        self.tso.as_ref()
+    }
+
+    /// The segmentation offload state, to change.
+    pub(crate) fn tso_mut(&mut self) -> Option<&mut Tso> {
+        self.tso.as_mut()
+    }
+
+    /// Room for a frame of `len` bytes sent as `kind`, at the end of the backlog.
+    fn hold(&mut self, counters: &mut Counters, len: usize, kind: Kind) -> &mut [u8] {
+        counters.tx_held += 1;
+        let mut bytes = self.spare.pop().unwrap_or_default();
+        bytes.clear();
+        bytes.resize(len, 0);
+        self.frames.push_back(Held { bytes, kind });
+        &mut self.frames.back_mut().expect("just pushed").bytes
+    }
+
+    /// Replaces the large frame at the front with the link-sized frames the stack cuts
+    /// it into (their checksums computed here).
+    fn cut_front(&mut self, counters: &mut Counters) {
+        let Some(held) = self.frames.pop_front() else {
+            return;
+        };
+        let mss = self
+            .tso
+            .as_ref()
+            .and_then(|tso| tso.cut_size(&held.bytes, self.max_frame));
+        let mut pieces = VecDeque::new();
+        let cut = mss.and_then(|mss| {
+            tso::segment(&held.bytes, mss, &mut |piece| {
+                pieces.push_back(Held {
+                    bytes: piece.to_vec(),
+                    kind: Kind::Small { offload: false },
+                });
+            })
+        });
+        match cut {
+            Some(_) => {
+                counters.segmented_by_stack += 1;
+                while let Some(piece) = pieces.pop_back() {
+                    self.frames.push_front(piece);
+                }
+            }
+            // Not a TCP/IPv4 frame: no NIC takes it, and no stack makes one.
+            None => counters.tx_dropped += 1,
+        }
+        self.spare.push(held.bytes);
+    }
+
+    /// Sends what waits on `queue`, in order, until the NIC has no room. `Revoked`
+    /// when the NIC was taken away; a frame it refuses for good is dropped and counted,
+    /// except a large one, which the stack cuts instead (also when the NIC has no
+    /// buffer for it while it holds nothing at all).
+    pub(crate) fn flush(
+        &mut self,
+        nic: &mut dyn NetDevice,
+        queue: usize,
+        counters: &mut Counters,
+    ) -> Result<(), DeviceError> {
+        // Whether the front frame met a NIC with no buffer for it yet nothing in flight
+        // (it may have finished with everything in between: try again once).
+        let mut retried = false;
+        while let Some(held) = self.frames.front() {
+            let (bytes, len) = (&held.bytes, held.bytes.len());
+            let sent = match (held.kind, &self.tso) {
+                (Kind::Large, Some(tso)) => match tso.nic_cut_size(bytes, self.max_frame) {
+                    Some(mss) => nic.send_tcp_segmented(queue, len, &mut |buffer| {
+                        buffer.copy_from_slice(bytes);
+                        Some(mss)
+                    }),
+                    None => Err(DeviceError::NotSegmentable("refused by the stack's check")),
+                },
+                (Kind::Large, None) => Err(DeviceError::Unsupported("TCP segmentation offload")),
+                (Kind::Small { offload }, _) => send(nic, queue, len, offload, None, &mut |b| {
+                    b.copy_from_slice(bytes)
+                }),
+            };
+            match sent {
+                Ok(()) => {
+                    counters.tx_frames += 1;
+                    counters.tx_bytes += len as u64;
+                    if held.kind == Kind::Large {
+                        counters.segmented_by_nic += 1;
+                    }
+                    if let Some(held) = self.frames.pop_front() {
+                        self.spare.push(held.bytes);
+                    }
+                    retried = false;
+                }
+                // No buffer for large frames although the NIC holds nothing, twice: it
+                // never will have one (a NIC with none); cut by the stack.
+                Err(DeviceError::QueueFull)
+                    if held.kind == Kind::Large && nic.transmit_pending(queue) == Ok(0) =>
+                {
+                    if retried {
+                        self.cut_front(counters);
+                    }
+                    retried = !retried;
+                }
+                // Waits whole for one of the NIC's buffers to come back.
+                Err(DeviceError::QueueFull) => return Ok(()),
+                Err(DeviceError::Revoked) => return Err(DeviceError::Revoked),
+                Err(_) if held.kind == Kind::Large => self.cut_front(counters),
+                Err(_) => {
+                    counters.tx_dropped += 1;
+                    if let Some(held) = self.frames.pop_front() {
+                        self.spare.push(held.bytes);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -208,12 +424,8 @@ pub(crate) struct NicTx<'a> {
     pub(crate) queue: usize,
     /// The counters.
     pub(crate) counters: &'a mut Counters,
-    /// How many frames the transmit ring holds, learnt the first time it was full:
-    /// the NIC does not say, and handing smoltcp a token that then fails loses a frame
-    /// smoltcp believes sent (TCP must then wait for a retransmission).
-    pub(crate) ring_capacity: &'a mut Option<usize>,
-    /// Where a frame goes when the NIC refuses it (smoltcp's closure must still run).
-    pub(crate) discard: &'a mut Vec<u8>,
+    /// Frames waiting for room in the NIC: while any waits, smoltcp gets no token.
+    pub(crate) backlog: &'a mut Backlog,
     /// The NIC's capabilities.
     pub(crate) capabilities: DeviceCapabilities,
 }
@@ -233,22 +445,20 @@ impl phy::Device for NicTx<'_> {
         None
     }
 
+    /// A token only when nothing waits in the backlog (after sending what it can):
+    /// otherwise smoltcp keeps its data in the socket and tries again at the next poll.
     fn transmit(&mut self, _now: Instant) -> Option<NicTxToken<'_>> {
-        if let Some(capacity) = *self.ring_capacity {
-            // Asking reclaims finished buffers; a full ring makes smoltcp keep the data
-            // in the socket and try again at the next poll.
-            match self.nic.transmit_pending(self.queue) {
-                Ok(pending) if pending < capacity => {}
-                _ => return None,
-            }
+        // `Revoked` shows again at the next receive, which reports it.
+        let _ = self.backlog.flush(self.nic, self.queue, self.counters);
+        if !self.backlog.is_empty() {
+            return None;
         }
         Some(NicTxToken {
             offload: offloads(&self.capabilities),
             nic: &mut *self.nic,
             queue: self.queue,
             counters: &mut *self.counters,
-            ring_capacity: &mut *self.ring_capacity,
-            discard: &mut *self.discard,
+            backlog: &mut *self.backlog,
         })
     }
 
@@ -257,7 +467,8 @@ impl phy::Device for NicTx<'_> {
     }
 }
 
-/// One frame to build in place in a transmit DMA buffer.
+/// One frame to build in place in a transmit DMA buffer, or in the [`Backlog`] when the
+/// NIC has no room for it.
 pub(crate) struct NicTxToken<'a> {
     /// The NIC.
     nic: &'a mut dyn NetDevice,
@@ -265,10 +476,8 @@ pub(crate) struct NicTxToken<'a> {
     queue: usize,
     /// The counters.
     counters: &'a mut Counters,
-    /// See [`NicTx::ring_capacity`].
-    ring_capacity: &'a mut Option<usize>,
-    /// See [`NicTx::discard`].
-    discard: &'a mut Vec<u8>,
+    /// See [`NicTx::backlog`].
+    backlog: &'a mut Backlog,
     /// The NIC computes the transport checksums.
     offload: bool,
 }
@@ -280,32 +489,151 @@ impl phy::TxToken for NicTxToken<'_> {
     {
         let mut build = Some(f);
         let mut result = None;
-        let sent = send(self.nic, self.queue, len, self.offload, &mut |buffer| {
-            if let Some(build) = build.take() {
-                result = Some(build(buffer));
+        let backlog = self.backlog;
+        let max_frame = backlog.max_frame;
+        // A large frame the NIC would refuse after it was built (found by the same
+        // check the driver makes) is kept whole, to be cut by the stack.
+        let mut kept = None;
+        let (sent, kind) = match &backlog.tso {
+            Some(tso) if len > max_frame => {
+                let sent = self.nic.send_tcp_segmented(self.queue, len, &mut |buffer| {
+                    result = Some(build.take()?(buffer));
+                    let mss = tso.nic_cut_size(buffer, max_frame);
+                    if mss.is_none() {
+                        kept = Some(buffer.to_vec());
+                    }
+                    mss
+                });
+                (sent, Kind::Large)
             }
-        });
+            tso => {
+                let clamp = tso.as_ref().map(|tso| tso.local_mss);
+                let sent = send(
+                    self.nic,
+                    self.queue,
+                    len,
+                    self.offload,
+                    clamp,
+                    &mut |buffer| {
+                        if let Some(build) = build.take() {
+                            result = Some(build(buffer));
+                        }
+                    },
+                );
+                let offload = self.offload;
+                (sent, Kind::Small { offload })
+            }
+        };
+        let counters = self.counters;
         match sent {
             Ok(()) => {
-                self.counters.tx_frames += 1;
-                self.counters.tx_bytes += len as u64;
-            }
-            Err(error) => {
-                self.counters.tx_dropped += 1;
-                if error == DeviceError::QueueFull && self.ring_capacity.is_none() {
-                    *self.ring_capacity = self.nic.transmit_pending(self.queue).ok();
+                counters.tx_frames += 1;
+                counters.tx_bytes += len as u64;
+                if kind == Kind::Large {
+                    counters.segmented_by_nic += 1;
                 }
             }
+            Err(_) if kept.is_some() => {
+                let held = backlog.hold(counters, len, Kind::Large);
+                held.copy_from_slice(kept.as_deref().unwrap_or_default());
+            }
+            // Not taken from smoltcp yet: built in the backlog, sent as soon as there
+            // is room (a large frame the NIC refuses otherwise is cut by the stack).
+            Err(error)
+                if result.is_none()
+                    && (error == DeviceError::QueueFull || kind == Kind::Large)
+                    && error != DeviceError::Revoked =>
+            {
+                let held = backlog.hold(counters, len, kind);
+                if let Some(build) = build.take() {
+                    result = Some(build(held));
+                }
+                if let (Kind::Small { .. }, Some(tso)) = (kind, &backlog.tso) {
+                    let mss = tso.local_mss;
+                    if let Some(held) = backlog.frames.back_mut() {
+                        tso::clamp_syn(&mut held.bytes, mss);
+                    }
+                }
+            }
+            Err(_) => counters.tx_dropped += 1,
         }
         match (result, build) {
             (Some(result), _) => result,
             (None, Some(build)) => {
-                self.discard.clear();
-                self.discard.resize(len, 0);
-                build(self.discard)
+                backlog.discard.clear();
+                backlog.discard.resize(len, 0);
+                build(&mut backlog.discard)
             }
             // The NIC calls `fill` at most once, and `build` was taken only there.
             (None, None) => unreachable!("the frame was built but gave no result"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Wire;
+    use alloc::vec;
+    use smoltcp::phy::{Device, TxToken};
+
+    /// A TCP/IPv4 frame with `payload` bytes (ACK and PSH) of a connection the stack
+    /// never raised, its checksum left to the NIC.
+    fn large_frame(payload: usize) -> Vec<u8> {
+        let total = 40 + payload;
+        let mut f = vec![0u8; 14 + total];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&(total as u16).to_be_bytes());
+        f[22] = 64;
+        f[23] = 6;
+        f[26..34].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        f[34..38].copy_from_slice(&[0, 80, 0x9C, 0x40]);
+        f[46] = 5 << 4;
+        f[47] = 0x18;
+        for (i, byte) in f[54..].iter_mut().enumerate() {
+            *byte = (i * 7) as u8;
+        }
+        f
+    }
+
+    /// smoltcp builds a large frame the NIC would refuse once built (here: of a
+    /// connection whose MSS the stack did not raise, so no segment size is known): it
+    /// is not lost but cut by the stack at RFC 879's 536 bytes, every byte on the wire.
+    #[test]
+    fn a_large_frame_the_nic_would_refuse_is_cut_by_the_stack() {
+        let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+        let mut nic = a.with_segmentation_offload(14 + 65_535);
+        let mut counters = Counters::default();
+        let mut backlog = Backlog::new(1514, Some(Tso::new(1514, 14 + 65_535)));
+        let frame = large_frame(10_000);
+        let mut tx = NicTx {
+            nic: &mut nic,
+            queue: 0,
+            counters: &mut counters,
+            backlog: &mut backlog,
+            capabilities: DeviceCapabilities::default(),
+        };
+        let token = tx.transmit(Instant::ZERO).expect("a token");
+        token.consume(frame.len(), |buffer| buffer.copy_from_slice(&frame));
+        assert!(!tx.backlog.is_empty(), "held, not dropped");
+        assert!(
+            tx.transmit(Instant::ZERO).is_some(),
+            "sent at the next look"
+        );
+        assert!(
+            wire.segmented(true).is_empty(),
+            "not given to the NIC to cut"
+        );
+        let mut payload = Vec::new();
+        wire.carry(|f| {
+            assert!(f.len() <= 14 + 40 + 536);
+            payload.extend_from_slice(&f[54..]);
+            true
+        });
+        assert_eq!(payload, &frame[54..]);
+        assert_eq!(counters.segmented_by_stack, 1);
+        assert_eq!(counters.tx_frames, 10_000u64.div_ceil(536));
+        assert_eq!((counters.tx_held, counters.tx_dropped), (1, 0));
     }
 }

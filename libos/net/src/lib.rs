@@ -40,6 +40,7 @@ mod device;
 #[cfg(not(target_os = "none"))]
 pub mod dnsserver;
 mod stack;
+mod tso;
 /// A simulated wire between two NICs, for host tests (host only).
 #[cfg(not(target_os = "none"))]
 pub mod wire;

@@ -19,7 +19,8 @@ use smoltcp::wire::{
     IpEndpoint, Ipv4Cidr,
 };
 
-use crate::device::{Counters, LentFrame, NicTx, Staging};
+use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
+use crate::tso::Tso;
 
 /// Frames taken from the NIC per `NetDevice::receive` call: enough to amortise the
 /// driver's doorbell, few enough that the replies staged meanwhile stay small.
@@ -356,14 +357,16 @@ pub struct Stack {
     sockets: SocketSet<'static>,
     /// What the NIC can do, given to smoltcp with each frame.
     capabilities: DeviceCapabilities,
+    /// The largest frame the link carries (smoltcp's MTU is larger with segmentation
+    /// offload).
+    max_frame: usize,
     /// Replies made during receive, waiting for the NIC.
     staging: Staging,
-    /// See [`NicTx`].
-    ring_capacity: Option<usize>,
+    /// Frames waiting for room in the NIC, and segmentation offload when the NIC has
+    /// it (and checksum offload).
+    backlog: Backlog,
     /// The default router (static or from DHCP).
     gateway: Option<Ipv4Addr>,
-    /// See [`NicTx`].
-    discard: Vec<u8>,
     /// What was moved and dropped.
     counters: Counters,
     /// The DHCP client, with [`Config::Dhcp`].
@@ -442,6 +445,15 @@ impl Stack {
         let mut capabilities = DeviceCapabilities::default();
         capabilities.medium = Medium::Ethernet;
         capabilities.max_transmission_unit = info.max_frame;
+        // With segmentation offload smoltcp may build frames up to what the NIC cuts;
+        // it builds them only for connections whose peer's MSS the stack raised.
+        let tso = match info.tcp_segmentation {
+            Some(max) if info.checksum_offload && max > info.max_frame => {
+                capabilities.max_transmission_unit = max;
+                Some(Tso::new(info.max_frame, max))
+            }
+            _ => None,
+        };
         if info.checksum_offload {
             // The NIC computes TCP and UDP checksums of what is sent (received ones are
             // still checked here: the NIC does not say it checked them).
@@ -464,15 +476,14 @@ impl Stack {
                 0,
                 0,
             ]));
-        let mut discard = Vec::new();
         let mut counters = Counters::default();
-        let mut ring_capacity = None;
+        let clamp = tso.as_ref().map(|tso| tso.local_mss);
+        let mut backlog = Backlog::new(info.max_frame, tso);
         let mut tx = NicTx {
             nic: nic.as_mut(),
             queue,
             counters: &mut counters,
-            ring_capacity: &mut ring_capacity,
-            discard: &mut discard,
+            backlog: &mut backlog,
             capabilities: capabilities.clone(),
         };
         let iface = Interface::new(config, &mut tx, instant(now_ns));
@@ -488,11 +499,11 @@ impl Stack {
             receive_queues: info.queues.max(1),
             iface,
             sockets,
-            staging: Staging::new(RECEIVE_BATCH, info.max_frame),
+            staging: Staging::new(RECEIVE_BATCH, info.max_frame, clamp),
             capabilities,
-            ring_capacity,
+            max_frame: info.max_frame,
+            backlog,
             gateway: None,
-            discard,
             counters,
             dhcp: None,
             dns,
@@ -673,6 +684,8 @@ impl Stack {
                 capabilities,
                 staging,
                 counters,
+                backlog,
+                listeners,
                 ..
             } = self;
             let mut batch_full = false;
@@ -682,6 +695,12 @@ impl Stack {
                 let received = nic.receive(from, RECEIVE_BATCH, &mut |frame| {
                     counters.rx_frames += 1;
                     counters.rx_bytes += frame.len() as u64;
+                    let frame = match backlog.tso_mut() {
+                        Some(tso) => {
+                            tso.inbound(frame, |flow| receive_buffer(listeners, sockets, flow))
+                        }
+                        None => frame,
+                    };
                     let mut device = LentFrame {
                         frame: Some(frame),
                         staging: &mut *staging,
@@ -690,7 +709,7 @@ impl Stack {
                     let outcome = iface.poll_ingress_single(now, &mut device, sockets);
                     changed |= outcome == iface::PollIngressSingleResult::SocketStateChanged;
                 })?;
-                staging.flush(nic.as_mut(), *queue, offload, counters)?;
+                staging.flush(nic.as_mut(), *queue, offload, counters, backlog)?;
                 batch_full |= received == RECEIVE_BATCH;
             }
             if !batch_full {
@@ -701,8 +720,7 @@ impl Stack {
             nic: self.nic.as_mut(),
             queue: self.queue,
             counters: &mut self.counters,
-            ring_capacity: &mut self.ring_capacity,
-            discard: &mut self.discard,
+            backlog: &mut self.backlog,
             capabilities: self.capabilities.clone(),
         };
         for _ in 0..SEND_ROUNDS {
@@ -714,7 +732,32 @@ impl Stack {
         self.poll_dhcp();
         self.refill_listeners(now_ns);
         self.reap_closed();
+        if let Some(tso) = self.backlog.tso_mut() {
+            let sockets = &self.sockets;
+            let count = sockets.iter().count();
+            tso.sweep(count, |flow| {
+                sockets.iter().any(|(_, socket)| {
+                    let smoltcp::socket::Socket::Tcp(tcp) = socket else {
+                        return false;
+                    };
+                    match (tcp.local_endpoint(), tcp.remote_endpoint()) {
+                        (Some(local), Some(remote)) => {
+                            local.port == flow.local_port
+                                && remote.port == flow.peer_port
+                                && remote.addr == IpAddress::Ipv4(Ipv4Addr::from(flow.peer))
+                        }
+                        _ => false,
+                    }
+                })
+            });
+        }
         Ok(changed)
+    }
+
+    /// Connections whose peer's MSS the stack raised for segmentation offload (0
+    /// without it).
+    pub fn segmentation_offload_connections(&self) -> usize {
+        self.backlog.tso().map_or(0, Tso::raised)
     }
 
     /// Applies what the DHCP client learnt.
@@ -1145,10 +1188,7 @@ impl Stack {
         }
         // IP fragmentation is not compiled in, so a datagram must fit in one frame
         // (smoltcp would drop a larger one silently).
-        let max_payload = self
-            .capabilities
-            .max_transmission_unit
-            .saturating_sub(14 + 20 + 8);
+        let max_payload = self.max_frame.saturating_sub(14 + 20 + 8);
         let socket = self.sockets.get_mut::<udp::Socket>(socket.0);
         if data.len() > socket.payload_send_capacity() || data.len() > max_payload {
             return Err(NetError::TooLarge);
@@ -1167,6 +1207,32 @@ impl Stack {
         self.udp_ports.retain(|&p| p != port);
         self.sockets.remove(socket.0);
     }
+}
+
+/// The receive buffer of the connection `flow` is opening: a listener's on its local
+/// port, else that of a socket connecting from that port to the peer.
+fn receive_buffer(
+    listeners: &[ListenerState],
+    sockets: &SocketSet<'static>,
+    flow: crate::tso::Flow,
+) -> Option<usize> {
+    if let Some(listener) = listeners
+        .iter()
+        .find(|l| l.port == flow.local_port && l.backlog > 0)
+    {
+        return Some(listener.options.receive_buffer);
+    }
+    let peer = IpEndpoint::new(IpAddress::Ipv4(Ipv4Addr::from(flow.peer)), flow.peer_port);
+    sockets.iter().find_map(|(_, socket)| match socket {
+        smoltcp::socket::Socket::Tcp(tcp)
+            if tcp.state() == tcp::State::SynSent
+                && tcp.remote_endpoint() == Some(peer)
+                && tcp.local_endpoint().map(|l| l.port) == Some(flow.local_port) =>
+        {
+            Some(tcp.recv_capacity())
+        }
+        _ => None,
+    })
 }
 
 /// A TCP socket built as `options` say.

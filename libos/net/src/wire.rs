@@ -18,6 +18,20 @@ struct Direction {
     in_flight: VecDeque<Vec<u8>>,
     /// Frames waiting in the receiver's ring.
     arrived: VecDeque<Vec<u8>>,
+    /// Each frame given to be segmented: its length and segment size.
+    segmented: Vec<(usize, usize)>,
+    /// Frames given to be segmented since the last [`Wire::carry`].
+    segmented_in_flight: usize,
+    /// The segments of those frames in `in_flight`: they hold a buffer for large
+    /// frames each, not a slot of the ring for small ones (as on virtio-net).
+    segments_in_flight: usize,
+}
+
+impl Direction {
+    /// Small frames in the transmit ring.
+    fn small_in_flight(&self) -> usize {
+        self.in_flight.len() - self.segments_in_flight
+    }
 }
 
 /// One end of the wire as a NIC (largest frame 1514 bytes, one queue pair unless
@@ -32,6 +46,10 @@ pub struct WireEnd {
     ring: usize,
     /// Whether the end computes transport checksums ([`WireEnd::with_checksum_offload`]).
     checksum_offload: bool,
+    /// The largest frame the end segments ([`WireEnd::with_segmentation_offload`]).
+    tcp_segmentation: Option<usize>,
+    /// Frames to segment the end holds before [`DeviceError::QueueFull`].
+    segmentation_buffers: usize,
 }
 
 impl WireEnd {
@@ -39,6 +57,22 @@ impl WireEnd {
     /// `transmit_offloaded` as a NIC with checksum offload does.
     pub fn with_checksum_offload(mut self) -> Self {
         self.checksum_offload = true;
+        self
+    }
+
+    /// The end, with checksum offload, also cutting TCP/IPv4 frames of up to
+    /// `max_frame` bytes into segments as a NIC with TSO does
+    /// ([`NetDevice::send_tcp_segmented`]); [`Wire::segmented`] lists what it was given.
+    pub fn with_segmentation_offload(mut self, max_frame: usize) -> Self {
+        self.checksum_offload = true;
+        self.tcp_segmentation = Some(max_frame);
+        self
+    }
+
+    /// The end holding at most `buffers` frames to segment between two
+    /// [`Wire::carry`] calls (as a NIC with a few large buffers does).
+    pub fn with_segmentation_buffers(mut self, buffers: usize) -> Self {
+        self.segmentation_buffers = buffers;
         self
     }
 
@@ -91,6 +125,8 @@ impl Wire {
                 queues: 1,
                 ring,
                 checksum_offload: false,
+                tcp_segmentation: None,
+                segmentation_buffers: usize::MAX,
             };
         let (end_a, end_b) = (end(a, &a_to_b, &b_to_a), end(b, &b_to_a, &a_to_b));
         (Wire { a_to_b, b_to_a }, end_a, end_b)
@@ -101,6 +137,8 @@ impl Wire {
     pub fn carry(&self, mut arrives: impl FnMut(&[u8]) -> bool) {
         for direction in [&self.a_to_b, &self.b_to_a] {
             let mut d = direction.lock().expect("the wire's lock");
+            d.segmented_in_flight = 0;
+            d.segments_in_flight = 0;
             while let Some(frame) = d.in_flight.pop_front() {
                 if arrives(&frame) {
                     d.arrived.push_back(frame);
@@ -111,6 +149,13 @@ impl Wire {
 }
 
 impl Wire {
+    /// The length and segment size of every frame end a (`true`) or b gave to be
+    /// segmented so far.
+    pub fn segmented(&self, a: bool) -> Vec<(usize, usize)> {
+        let direction = if a { &self.a_to_b } else { &self.b_to_a };
+        direction.lock().expect("the wire's lock").segmented.clone()
+    }
+
     /// Puts `frame` straight into end a's receive ring, as if it came off the wire (a
     /// frame no stack would send: the tests' bad input).
     pub fn deliver_to_a(&self, frame: Vec<u8>) {
@@ -130,6 +175,7 @@ impl NetDevice for WireEnd {
             queues: self.queues,
             link_up: true,
             checksum_offload: self.checksum_offload,
+            tcp_segmentation: self.tcp_segmentation,
         }
     }
 
@@ -176,7 +222,7 @@ impl NetDevice for WireEnd {
         }
         let len = DeviceError::check_segments(segments, 1514)?;
         let mut out = self.outgoing.lock().expect("the wire's lock");
-        if out.in_flight.len() >= self.ring {
+        if out.small_in_flight() >= self.ring {
             return Err(DeviceError::QueueFull);
         }
         let mut frame = vec![0; len];
@@ -196,16 +242,43 @@ impl NetDevice for WireEnd {
         Ok(())
     }
 
+    /// What a NIC with TSO does: the frame checked, then cut, each segment on the wire.
+    fn send_tcp_segmented(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<(), DeviceError> {
+        let Some(max) = self.tcp_segmentation else {
+            return Err(DeviceError::Unsupported("TCP segmentation offload"));
+        };
+        if queue >= self.queues {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        DeviceError::check_frame(len, max)?;
+        let mut out = self.outgoing.lock().expect("the wire's lock");
+        if out.segmented_in_flight >= self.segmentation_buffers {
+            return Err(DeviceError::QueueFull);
+        }
+        let mut frame = vec![0; len];
+        let mss = fill(&mut frame).ok_or(DeviceError::Withdrawn)?;
+        rexo_api::device::tcp_segmentation(&mut frame, mss, 1514)?;
+        out.segmented.push((len, mss));
+        out.segmented_in_flight += 1;
+        let segments = crate::tso::segment(&frame, mss, &mut |segment| {
+            out.in_flight.push_back(segment.to_vec())
+        });
+        out.segments_in_flight += segments.unwrap_or(0);
+        Ok(())
+    }
+
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
         if queue >= self.queues {
             return Err(DeviceError::NoSuchQueue(queue));
         }
-        Ok(self
-            .outgoing
-            .lock()
-            .expect("the wire's lock")
-            .in_flight
-            .len())
+        // Frames, not segments: a large frame is one until carried.
+        let out = self.outgoing.lock().expect("the wire's lock");
+        Ok(out.small_in_flight() + out.segmented_in_flight)
     }
 
     fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
