@@ -108,6 +108,10 @@ pub enum DeviceError {
         /// Which segment (from 0).
         index: usize,
     },
+    /// The queue's interrupt binding (its `InterruptCap`) was returned or revoked: the
+    /// source no longer wakes this lease's cores, and arming it again is refused for the
+    /// rest of the lease. The device still works by polling.
+    Unbound,
 }
 
 /// The most segments one frame may be sent in ([`NetDevice::transmit_gather`]).
@@ -271,6 +275,9 @@ impl fmt::Display for DeviceError {
                 "a frame in {segments} segments is more than the {max} the interface gathers"
             ),
             Self::EmptySegment { index } => write!(f, "segment {index} of the frame is empty"),
+            Self::Unbound => f.write_str(
+                "the queue's interrupt binding was returned or revoked: poll it, it wakes no core",
+            ),
         }
     }
 }
@@ -391,7 +398,9 @@ pub trait NetDevice: Send {
     /// `None` disarms it. Lets an idle core sleep instead of polling: arm, look at the
     /// ring once more (a frame may have come meanwhile), sleep, and arm again before the
     /// next sleep (a wake may be spent). [`DeviceError::Unsupported`] when the device has
-    /// no MSI-X.
+    /// no MSI-X. Through a lease, the first arm of a queue binds its interrupt source to
+    /// the holder (an `InterruptCap`, `Kernel::interrupt_caps`); once that is returned or
+    /// revoked, arming answers [`DeviceError::Unbound`].
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError>;
 }
 
@@ -531,6 +540,7 @@ pub trait BlockDevice: Send {
     /// message; `None` disarms it. The same protocol as
     /// [`NetDevice::wake_on_receive`]: arm, poll once more, sleep, arm again (a wake is
     /// one-shot). [`DeviceError::Unsupported`] when the device or its driver cannot.
+    /// Through a lease, the binding rules of [`NetDevice::wake_on_receive`] apply.
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError>;
     /// The holder changed (the kernel calls this when a handle is dropped or revoked):
     /// requests still in flight belong to no one now. Their completions are dropped when
@@ -644,6 +654,18 @@ pub struct DeviceInfo {
     pub about: String,
     /// The app holding it, if any.
     pub holder: Option<&'static str>,
+    /// The interrupt sources its holder has bound (`Kernel::interrupt_caps`).
+    pub interrupts: Vec<InterruptBinding>,
+}
+
+/// One interrupt source of a leased device bound to its holder: the `InterruptVector`
+/// capability `entry` (in `Kernel::capabilities`, naming the vector) for queue `queue`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterruptBinding {
+    /// The capability's entry.
+    pub entry: crate::EntryId,
+    /// The queue whose source it binds.
+    pub queue: usize,
 }
 
 /// Waits for the one request `tag` of `queue` (polling, other completions dropped) and

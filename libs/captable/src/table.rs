@@ -408,6 +408,16 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         Ok(count)
     }
 
+    /// The earliest deadline of a pending revocation request, if any.
+    pub fn earliest_deadline(&self) -> Option<u64> {
+        self.entries()
+            .filter_map(|e| match e.state {
+                EntryState::RevokeRequested { deadline_ns } => Some(deadline_ns),
+                EntryState::Live => None,
+            })
+            .min()
+    }
+
     // ---- holder operations (need the `Cap` and the caller's id) ----
 
     /// Checks that `caller` holds `cap` with at least the rights `need`, and describes it.

@@ -114,7 +114,10 @@ fn mint_child_shares_a_kernel_root_among_holders() {
     let a = t.mint_child(&Kernel, root.id(), APP, vector(219), Rights::READ);
     let b = t.mint_child(&Kernel, root.id(), OTHER, vector(219), Rights::READ);
     let (a, b) = (a.expect("first share"), b.expect("second share"));
-    assert_eq!(t.check(APP, &a, Rights::READ).map(|e| e.parent), Ok(Some(root.id())));
+    assert_eq!(
+        t.check(APP, &a, Rights::READ).map(|e| e.parent),
+        Ok(Some(root.id()))
+    );
     assert_eq!(t.check(APP, &b, Rights::READ), Err(CapError::NotOwner));
     // Refusals change nothing.
     let live = t.live();
