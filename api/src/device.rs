@@ -111,6 +111,10 @@ pub enum DeviceError {
     /// A frame given to [`NetDevice::send_tcp_segmented`] that the device cannot cut into
     /// segments (named); it was not sent.
     NotSegmentable(&'static str),
+    /// The queue's interrupt binding (its `InterruptCap`) was returned or revoked: the
+    /// source no longer wakes this lease's cores, and arming it again is refused for the
+    /// rest of the lease. The device still works by polling.
+    Unbound,
 }
 
 /// The most segments one frame may be sent in ([`NetDevice::transmit_gather`]).
@@ -343,6 +347,9 @@ impl fmt::Display for DeviceError {
                     "the frame cannot be cut into TCP segments: {why}; it was not sent"
                 )
             }
+            Self::Unbound => f.write_str(
+                "the queue's interrupt binding was returned or revoked: poll it, it wakes no core",
+            ),
         }
     }
 }
@@ -485,7 +492,9 @@ pub trait NetDevice: Send {
     /// `None` disarms it. Lets an idle core sleep instead of polling: arm, look at the
     /// ring once more (a frame may have come meanwhile), sleep, and arm again before the
     /// next sleep (a wake may be spent). [`DeviceError::Unsupported`] when the device has
-    /// no MSI-X.
+    /// no MSI-X. Through a lease, the first arm of a queue binds its interrupt source to
+    /// the holder (an `InterruptCap`, `Kernel::interrupt_caps`); once that is returned or
+    /// revoked, arming answers [`DeviceError::Unbound`].
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError>;
 }
 
@@ -625,6 +634,7 @@ pub trait BlockDevice: Send {
     /// message; `None` disarms it. The same protocol as
     /// [`NetDevice::wake_on_receive`]: arm, poll once more, sleep, arm again (a wake is
     /// one-shot). [`DeviceError::Unsupported`] when the device or its driver cannot.
+    /// Through a lease, the binding rules of [`NetDevice::wake_on_receive`] apply.
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError>;
     /// The holder changed (the kernel calls this when a handle is dropped or revoked):
     /// requests still in flight belong to no one now. Their completions are dropped when
@@ -738,6 +748,18 @@ pub struct DeviceInfo {
     pub about: String,
     /// The app holding it, if any.
     pub holder: Option<&'static str>,
+    /// The interrupt sources its holder has bound (`Kernel::interrupt_caps`).
+    pub interrupts: Vec<InterruptBinding>,
+}
+
+/// One interrupt source of a leased device bound to its holder: the `InterruptVector`
+/// capability `entry` (in `Kernel::capabilities`, naming the vector) for queue `queue`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterruptBinding {
+    /// The capability's entry.
+    pub entry: crate::EntryId,
+    /// The queue whose source it binds.
+    pub queue: usize,
 }
 
 /// Waits for the one request `tag` of `queue` (polling, other completions dropped) and

@@ -115,8 +115,8 @@ impl Kernel {
 pub mod call_types {
     pub use crate::{
         ApiError, AppInfo, AppRun, BinaryError, CapInfo, CoreCap, CoreTask, DeviceInfo, DeviceKind,
-        DiskExtent, ExtentOp, Filter, Ipv4Config, Kernel, LoadedInfo, MemoryCap, MemoryInfo,
-        MemoryOp, MemoryView, NetDevice, NetSharing, OpenDevice, PciFunction, TimerCap,
+        DiskExtent, ExtentOp, Filter, InterruptCap, Ipv4Config, Kernel, LoadedInfo, MemoryCap,
+        MemoryInfo, MemoryOp, MemoryView, NetDevice, NetSharing, OpenDevice, PciFunction, TimerCap,
     };
     pub use alloc::{boxed::Box, vec::Vec};
     pub use core::fmt;
@@ -219,6 +219,15 @@ macro_rules! kernel_calls {
             fn timer_fired(&self, timer: &TimerCap) -> Result<bool, ApiError>;
             /// Gives the timer back, cancelling its deadline if it has not fired.
             fn return_timer(&self, timer: TimerCap) -> Result<(), ApiError>;
+            /// The interrupt bindings minted for the app since it last asked, each handed out
+            /// once: one per queue of a leased device whose wake-up it armed
+            /// (`wake_on_receive`, `wake_on_completion`); `DeviceInfo::interrupts` says which.
+            fn interrupt_caps(&self) -> Vec<InterruptCap>;
+            /// Gives an interrupt binding back: the source is masked, and arming the queue
+            /// again answers [`DeviceError::Unbound`](crate::DeviceError::Unbound) until the
+            /// device is opened anew. A capability of another kind is refused
+            /// ([`CapError::WrongKind`](crate::CapError::WrongKind)) and stays live.
+            fn return_interrupt(&self, cap: InterruptCap) -> Result<(), ApiError>;
             /// The kernel's requests to give capabilities back (visible revocation): each names
             /// the capability and its deadline (`state`). Return them with `return_memory` before
             /// the deadline; after it the kernel takes them, and using one then ends the app.

@@ -24,8 +24,8 @@ pub use kernel::{AppRun, CoreSpan, Kernel, OwnerId};
 
 pub use device::{
     BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, DiskExtent,
-    ExtentError, ExtentOp, KeyboardDevice, MAX_SEGMENTS, NetBinding, NetDevice, NetInfo,
-    NetSharing, OpenDevice, Tag,
+    ExtentError, ExtentOp, InterruptBinding, KeyboardDevice, MAX_SEGMENTS, NetBinding, NetDevice,
+    NetInfo, NetSharing, OpenDevice, Tag,
 };
 
 /// Packet filters in the filter language (`tcp dport 80`, `udp dport 11211`): what an
@@ -73,6 +73,17 @@ cap_type!(
     /// the permission to run work there: [`Kernel::run_on_every_core`] and
     /// [`Kernel::arm_timer`] refuse a core the app no longer holds.
     CoreCap
+);
+
+cap_type!(
+    /// A secure binding of one interrupt source of a leased device (a queue's MSI or MSI-X
+    /// message, or the device's legacy line) to the app holding the lease, minted when
+    /// the app first arms the queue's wake-up (resource `vector V..V+1`: the vector the
+    /// source is routed to, shared by every source routed there;
+    /// [`Kernel::interrupt_caps`]). Returning it ([`Kernel::return_interrupt`]) unbinds
+    /// the source: the device no longer wakes the app's cores, and arming the queue
+    /// again answers [`DeviceError::Unbound`].
+    InterruptCap
 );
 
 cap_type!(

@@ -16,10 +16,11 @@ use rexo_cmdline::Manifest;
 
 pub(crate) use rexo_api::CoreSpan;
 use rexo_api::{
-    ApiError, AppInfo, AppRun, BinaryError, CapInfo, CoreCap, CoreTask, DeviceKind, Kernel,
-    LoadedInfo, MemoryCap, MemoryInfo, OpenDevice, PciFunction, TimerCap,
+    ApiError, AppInfo, AppRun, BinaryError, CapInfo, CoreCap, CoreTask, DeviceKind, InterruptCap,
+    Kernel, LoadedInfo, MemoryCap, MemoryInfo, OpenDevice, PciFunction, TimerCap,
 };
 use rexo_captable::OwnerId;
+use rexo_captable::ResourceKind::{Core, InterruptVector, Memory, Timer};
 
 /// An app: its name, a one-line description and its entry point.
 pub use rexo_api::AppEntry as App;
@@ -446,7 +447,7 @@ impl KernelCalls for AppRun {
     }
 
     fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError> {
-        crate::caps::return_cap(self.owner, cap.into_cap()).map_err(ApiError::Refused)
+        crate::caps::return_cap(self.owner, cap.into_cap(), Memory).map_err(ApiError::Refused)
     }
 
     fn memory_op(
@@ -473,7 +474,7 @@ impl KernelCalls for AppRun {
     }
 
     fn received_memory(&self) -> Vec<MemoryCap> {
-        crate::caps::take_delegated(self.owner, rexo_captable::ResourceKind::Memory)
+        crate::caps::take_delegated(self.owner, Memory)
             .into_iter()
             .map(MemoryCap::new)
             .collect()
@@ -484,13 +485,13 @@ impl KernelCalls for AppRun {
     }
 
     fn core_caps(&self) -> Vec<CoreCap> {
-        let kind = rexo_captable::ResourceKind::Core;
+        let kind = Core;
         let caps = crate::caps::take_delegated(self.owner, kind);
         caps.into_iter().map(CoreCap::new).collect()
     }
 
     fn return_core(&self, cap: CoreCap) -> Result<(), ApiError> {
-        crate::caps::return_cap(self.owner, cap.into_cap()).map_err(ApiError::Refused)
+        crate::caps::return_cap(self.owner, cap.into_cap(), Core).map_err(ApiError::Refused)
     }
 
     fn arm_timer(&self, deadline_ns: u64) -> Result<TimerCap, ApiError> {
@@ -502,7 +503,17 @@ impl KernelCalls for AppRun {
     }
 
     fn return_timer(&self, timer: TimerCap) -> Result<(), ApiError> {
-        crate::caps::return_cap(self.owner, timer.into_cap()).map_err(ApiError::Refused)
+        crate::caps::return_cap(self.owner, timer.into_cap(), Timer).map_err(ApiError::Refused)
+    }
+
+    fn interrupt_caps(&self) -> Vec<InterruptCap> {
+        let caps = crate::caps::take_delegated(self.owner, InterruptVector);
+        caps.into_iter().map(InterruptCap::new).collect()
+    }
+
+    fn return_interrupt(&self, cap: InterruptCap) -> Result<(), ApiError> {
+        let registry = crate::devices::machine().registry();
+        registry.return_interrupt(self.owner.0, cap.into_cap())
     }
 
     fn pci_functions(&self) -> Vec<PciFunction> {

@@ -1,6 +1,7 @@
 //! The machine's devices: the PCI bus and the drivers bound to it (`rexo-drivers`), over
 //! the kernel's services to drivers (`mem::phys::DRIVER_PLATFORM`).
 
+use rexo_captable::{OwnerId, ResourceKind::InterruptVector};
 use rexo_drivers::Machine;
 
 use crate::{mem::phys::DRIVER_PLATFORM, platform};
@@ -13,7 +14,7 @@ static MACHINE: spin::Once<Machine> = spin::Once::new();
 pub fn machine() -> &'static Machine {
     MACHINE.call_once(|| {
         let windows = platform::acpi().map_or(&[][..], |acpi| acpi.mcfg_segments());
-        Machine::new(&DRIVER_PLATFORM, windows)
+        Machine::new(&DRIVER_PLATFORM, &BINDER, windows)
     })
 }
 
@@ -23,3 +24,14 @@ pub fn revoke_all_of(owner: u16) {
         machine.revoke_all_of(owner);
     }
 }
+
+/// The kernel's half of interrupt bindings: the vector a driver routed on the calling
+/// core (`mem::phys`), and the capabilities (`caps`; a binding already gone when its
+/// app ended is not taken back twice).
+static BINDER: rexo_drivers::BinderFns = rexo_drivers::BinderFns {
+    take_routed: || crate::mem::phys::ROUTED.take(crate::arch::percpu::core_index()),
+    bind: |owner, vector| crate::caps::bind_interrupt(OwnerId(owner), vector),
+    live: |entry| crate::caps::holds(|e| e.id == entry),
+    give_back: |owner, cap| crate::caps::return_cap(OwnerId(owner), cap, InterruptVector),
+    take_back: |entry| crate::caps::revoke(entry).unwrap_or(()),
+};

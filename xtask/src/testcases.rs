@@ -1808,6 +1808,8 @@ const WAKING_DISK: Case = Case {
         Check::Has("read past the end refused"),
         Check::Has("diskcheck: disk 0: flushed"),
         Check::Has("diskcheck: disk 0: slept "),
+        Check::Has("diskcheck: disk 0: interrupt binding: vector "),
+        Check::Has("diskcheck: disk 0: interrupt binding returned: arming refused"),
         Check::Has("diskcheck: done, 1 disk(s)"),
         Check::Lacks("FAILED"),
     ],

@@ -33,7 +33,10 @@ pub(crate) fn device_code(error: DeviceError) -> c_int {
         DeviceError::TooLong { .. } | DeviceError::TooShort { .. } => REXO_EMSGSIZE,
         DeviceError::QueueFull => REXO_EBUSY,
         DeviceError::NoMemory => REXO_ENOMEM,
-        DeviceError::Revoked | DeviceError::Denied { .. } | DeviceError::Withdrawn => REXO_EPERM,
+        DeviceError::Revoked
+        | DeviceError::Denied { .. }
+        | DeviceError::Withdrawn
+        | DeviceError::Unbound => REXO_EPERM,
         _ => REXO_EIO,
     }
 }

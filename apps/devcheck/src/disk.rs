@@ -4,7 +4,9 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use rexo_api::{ApiError, BlockDevice, DeviceError, DeviceKind, Kernel, Tag};
+use rexo_api::{
+    ApiError, BlockDevice, CapError, DeviceError, DeviceKind, InterruptCap, Kernel, Tag,
+};
 
 use crate::pattern;
 
@@ -271,6 +273,7 @@ fn wake_check(kernel: &Kernel, index: usize, disk: &mut dyn BlockDevice) -> Resu
         disk.wake_on_completion(0, Some(core))
             .map_err(|e| format!("arming the wake-up: {e}"))?;
     }
+    binding_check(kernel, index, disk)?;
     disk.wake_on_completion(0, None)
         .map_err(|e| format!("stopping wake-ups: {e}"))?;
     let average_us = napped_ns / naps.max(1) / 1000;
@@ -290,4 +293,65 @@ fn wake_check(kernel: &Kernel, index: usize, disk: &mut dyn BlockDevice) -> Resu
         ));
     }
     Ok(())
+}
+
+/// The wake-ups bound the disk's interrupt source to this app: one `InterruptCap`, in
+/// the capability table and in the disk's `DeviceInfo::interrupts`. A core capability
+/// handed in its place is refused and stays; once the binding is returned, it is gone
+/// from the table, arming answers `Unbound`, and the disk still works by polling.
+fn binding_check(kernel: &Kernel, index: usize, disk: &mut dyn BlockDevice) -> Result<(), String> {
+    let mut caps = kernel.interrupt_caps();
+    let (Some(cap), 1) = (caps.pop(), caps.len() + 1) else {
+        return Err(format!("{} interrupt bindings, not one", caps.len()));
+    };
+    let id = cap.cap().id();
+    let entry = kernel.capabilities().into_iter().find(|e| e.id == id);
+    let entry = entry.ok_or("the interrupt binding is not in the capability table")?;
+    let devices = kernel.devices();
+    let mut disks = devices.iter().filter(|d| d.kind == DeviceKind::Block);
+    let bound = disks
+        .nth(index)
+        .is_some_and(|d| d.interrupts.iter().any(|b| (b.entry, b.queue) == (id, 0)));
+    if !bound {
+        return Err(String::from("the disk does not list its interrupt binding"));
+    }
+    kernel.log(format_args!(
+        "diskcheck: disk {index}: interrupt binding: {} held by {} rights {}",
+        entry.resource, entry.owner, entry.rights
+    ));
+    if let Some(core) = kernel.core_caps().pop() {
+        let core_id = core.cap().id();
+        match kernel.return_interrupt(InterruptCap::new(core.into_cap())) {
+            Err(ApiError::Refused(CapError::WrongKind)) if listed_id(kernel, core_id) => {}
+            other => {
+                return Err(format!(
+                    "a core capability given back as a binding: {other:?}"
+                ));
+            }
+        }
+    }
+    kernel
+        .return_interrupt(cap)
+        .map_err(|e| format!("returning the interrupt binding: {e}"))?;
+    if listed_id(kernel, id) {
+        return Err(String::from("the returned binding is still in the table"));
+    }
+    match disk.wake_on_completion(0, Some(kernel.core_index())) {
+        Err(DeviceError::Unbound) => {}
+        other => return Err(format!("arming a returned binding: {other:?}")),
+    }
+    let tag = disk
+        .submit_read(0, 0, 1)
+        .map_err(|e| format!("a polled read: {e}"))?;
+    wait(kernel, disk, tag).map_err(|e| format!("a polled read: {e}"))?;
+    kernel.log(format_args!(
+        "diskcheck: disk {index}: interrupt binding returned: arming refused ({}), polling works",
+        DeviceError::Unbound
+    ));
+    Ok(())
+}
+
+/// Whether the capability table lists entry `id`.
+fn listed_id(kernel: &Kernel, id: rexo_api::EntryId) -> bool {
+    kernel.capabilities().iter().any(|e| e.id == id)
 }

@@ -307,10 +307,25 @@ pub fn execute(kernel: &Kernel, command: Command<'_>) {
             if caps.is_empty() {
                 say("no capabilities are held\r\n");
             }
+            let devices = kernel.devices();
             for cap in caps {
+                // An interrupt binding: the device and queue whose source it binds.
+                let source = devices.iter().find_map(|d| {
+                    let bound = d.interrupts.iter().find(|b| b.entry == cap.id)?;
+                    let (kind, index, queue) = (d.kind, d.index, bound.queue);
+                    Some(format!(
+                        " from {kind:?} {index} ({}) queue {queue}",
+                        d.address
+                    ))
+                });
                 say(&format!(
-                    "  {} held by {}: {} rights {} ({:?})\r\n",
-                    cap.id, cap.owner, cap.resource, cap.rights, cap.state
+                    "  {} held by {}: {} rights {} ({:?}){}\r\n",
+                    cap.id,
+                    cap.owner,
+                    cap.resource,
+                    cap.rights,
+                    cap.state,
+                    source.unwrap_or_default()
                 ));
             }
         }

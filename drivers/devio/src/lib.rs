@@ -36,7 +36,7 @@ pub mod port;
 
 pub use config::PciBus;
 pub use dma::Dma;
-pub use line::{LineWaiters, LineWake};
+pub use line::{LineWaiters, LineWake, Routed};
 pub use mmio::Mmio;
 pub use msi::{MsiVector, Vectors};
 pub use msix::{MsixTable, QueueWakes};

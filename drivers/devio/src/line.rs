@@ -76,6 +76,42 @@ impl LineWaiters {
     }
 }
 
+/// The vector each core last routed a device's interrupt source to (a wake message or a
+/// line), recorded by the kernel as drivers arm sources and taken by the device
+/// registry, which binds the source to the lease that armed it.
+pub struct Routed {
+    /// Per core, the vector (0: none since taken).
+    vectors: [core::sync::atomic::AtomicU8; MAX_LINE_CORES],
+}
+
+impl Default for Routed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Routed {
+    /// Nothing routed.
+    pub const fn new() -> Self {
+        Self {
+            vectors: [const { core::sync::atomic::AtomicU8::new(0) }; MAX_LINE_CORES],
+        }
+    }
+
+    /// Core `core` routed a source to `vector` (a core out of range records nothing).
+    pub fn record(&self, core: usize, vector: u8) {
+        if let Some(at) = self.vectors.get(core) {
+            at.store(vector, Ordering::Relaxed);
+        }
+    }
+
+    /// What core `core` routed since the last take, taken.
+    pub fn take(&self, core: usize) -> Option<u8> {
+        let at = self.vectors.get(core)?;
+        Some(at.swap(0, Ordering::Relaxed)).filter(|&v| v != 0)
+    }
+}
+
 /// The ISA IRQ of a PCI function's INTx: interrupt pin `pin` (configuration byte 0x3D:
 /// 0 none, 1-4 INTA-INTD) routed by the firmware to interrupt line `line` (byte 0x3C,
 /// the ISA IRQ its PIIX/ICH routes the pin to; 0xFF or 0 when it routed none).
@@ -168,6 +204,17 @@ mod tests {
         assert!(lines.add(5, 64).is_err());
         assert_eq!(lines.take(5).count(), 0);
         assert_eq!(lines.take(16).count(), 0);
+    }
+
+    #[test]
+    fn a_routed_vector_is_taken_once_per_core() {
+        let routed = Routed::new();
+        routed.record(3, 0x21);
+        routed.record(MAX_LINE_CORES, 0xDB);
+        assert_eq!(routed.take(2), None);
+        assert_eq!(routed.take(3), Some(0x21));
+        assert_eq!(routed.take(3), None, "taken");
+        assert_eq!(routed.take(MAX_LINE_CORES), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rexo_api::{
 use rexo_devio::Found;
 
 use crate::ordered::OrderedWrites;
-use crate::{Slot, SlotState};
+use crate::{Binder, Holder, Slot, SlotState};
 
 /// The slot's state if `generation` is still current.
 fn live(slot: &Slot, generation: u64) -> Result<spin::MutexGuard<'_, SlotState>, DeviceError> {
@@ -22,10 +22,18 @@ fn live(slot: &Slot, generation: u64) -> Result<spin::MutexGuard<'_, SlotState>,
     }
 }
 
-/// A disk's requests in flight belong to no one once its holder changes.
-pub(crate) fn forget_requests(device: &mut Found) {
-    if let Found::Block(disk) = device {
+/// Ends the lease on `state`'s device: the slot is free again, the disk's requests in
+/// flight belong to no one, and the interrupt sources bound to the holder are disarmed
+/// and their capabilities go back to the kernel.
+pub(crate) fn end(state: &mut SlotState, binder: &dyn Binder) {
+    state.holder = None;
+    state.generation += 1;
+    if let Found::Block(disk) = &mut state.device {
         disk.abandon_requests();
+    }
+    for queue in state.interrupts.end(binder) {
+        // Ended either way; a device that cannot disarm masks nothing more than it did.
+        let _ = crate::interrupts::driver_arm(&mut state.device, queue, None);
     }
 }
 
@@ -46,8 +54,10 @@ struct Lease {
     slot: &'static Slot,
     /// The generation this lease was opened at.
     generation: u64,
-    /// The app holding it (the disk's extent table is checked for this name).
-    holder: &'static str,
+    /// The app holding it (the disk's extent table is checked for its name).
+    holder: Holder,
+    /// The kernel's half of interrupt bindings.
+    binder: &'static dyn Binder,
     /// The device as it was when opened.
     snapshot: Snapshot,
     /// A disk's ordered writes and the requests they wait for.
@@ -55,7 +65,12 @@ struct Lease {
 }
 
 /// The lease of `holder` on `slot` at `generation`, as the handle of its kind.
-pub(crate) fn open(slot: &'static Slot, generation: u64, holder: &'static str) -> OpenDevice {
+pub(crate) fn open(
+    slot: &'static Slot,
+    generation: u64,
+    holder: Holder,
+    binder: &'static dyn Binder,
+) -> OpenDevice {
     let snapshot = match &slot.state.lock().device {
         Found::Net(nic) => Snapshot::Net(nic.info()),
         Found::Block(disk) => Snapshot::Block(disk.info()),
@@ -65,6 +80,7 @@ pub(crate) fn open(slot: &'static Slot, generation: u64, holder: &'static str) -
         slot,
         generation,
         holder,
+        binder,
         snapshot,
         ordered: OrderedWrites::default(),
     };
@@ -103,11 +119,24 @@ impl Lease {
         call: impl FnOnce(&mut dyn BlockDevice) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
         let mut state = live(self.slot, self.generation)?;
-        crate::xn::check(&state, self.holder, lba, sectors, write)?;
+        crate::xn::check(&state, self.holder.1, lba, sectors, write)?;
         match &mut state.device {
             Found::Block(disk) => call(disk.as_mut()),
             _ => Err(DeviceError::Revoked),
         }
+    }
+
+    /// Arms or disarms `queue`'s wake-up if the lease is live, binding its interrupt
+    /// source to the holder ([`crate::interrupts`]).
+    fn wake(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        let mut state = live(self.slot, self.generation)?;
+        let state = &mut *state;
+        let lease = (self.binder, self.holder.0, self.generation);
+        crate::interrupts::arm(
+            (&mut state.interrupts, &mut state.device),
+            lease,
+            (queue, core),
+        )
     }
 
     /// Runs `call` on the disk if the lease is live.
@@ -163,7 +192,7 @@ impl NetDevice for Lease {
     }
 
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
-        self.net(|nic| nic.wake_on_receive(queue, core))
+        self.wake(queue, core)
     }
 }
 
@@ -241,7 +270,7 @@ impl BlockDevice for Lease {
     }
 
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
-        self.disk(|disk| disk.wake_on_completion(queue, core))
+        self.wake(queue, core)
     }
 
     fn abandon_requests(&mut self) {
@@ -269,9 +298,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let mut state = self.slot.state.lock();
         if state.generation == self.generation {
-            state.holder = None;
-            state.generation += 1;
-            forget_requests(&mut state.device);
+            end(&mut state, self.binder);
         }
     }
 }

@@ -12,6 +12,7 @@
 extern crate alloc;
 
 pub mod baremetal;
+mod interrupts;
 mod lease;
 mod machine;
 mod ordered;
@@ -31,6 +32,7 @@ use rexo_api::{
 use rexo_devio::{DeviceFunction, Found, PciBus, Platform};
 use rexo_pci::{Address, Function};
 
+pub use interrupts::{Binder, BinderFns};
 pub use machine::Machine;
 
 /// One driver: which functions it takes and how it starts them.
@@ -113,6 +115,8 @@ struct SlotState {
     protection: xn::Protection,
     /// A network interface shared by packet filters, while apps are bound to it.
     sharing: Option<sharing::Sharing>,
+    /// The interrupt sources bound to the holder.
+    interrupts: interrupts::Bindings,
 }
 
 /// One device and who holds it.
@@ -151,6 +155,7 @@ impl Slot {
                 holder: None,
                 generation: 0,
                 sharing: None,
+                interrupts: interrupts::Bindings::default(),
             }),
         }
     }
@@ -162,6 +167,8 @@ pub struct Registry {
     slots: Vec<Slot>,
     /// One line per function a driver matched.
     bindings: Vec<Binding>,
+    /// The kernel's half of interrupt bindings.
+    binder: &'static dyn Binder,
 }
 
 /// A device's one-line description.
@@ -195,10 +202,11 @@ fn describe(found: &Found) -> String {
 }
 
 impl Registry {
-    /// Offers each of `functions` to the drivers and keeps what they found.
+    /// Offers each of `functions` to the drivers and keeps what they found; `binder`
+    /// records the interrupt sources its leases bind.
     pub fn bind(
         functions: &[Function],
-        platform: &'static dyn Platform,
+        (platform, binder): (&'static dyn Platform, &'static dyn Binder),
         bus: &'static PciBus,
     ) -> Self {
         let mut slots = Vec::new();
@@ -227,7 +235,11 @@ impl Registry {
                 outcome,
             });
         }
-        Self { slots, bindings }
+        Self {
+            slots,
+            bindings,
+            binder,
+        }
     }
 
     /// What happened to each function a driver matched.
@@ -257,6 +269,7 @@ impl Registry {
                             .or_else(|| sharing::first_holder(&state))
                             .map(|(_, name)| name)
                     },
+                    interrupts: slot.state.lock().interrupts.list(),
                 }
             })
             .collect()
@@ -290,7 +303,7 @@ impl Registry {
         state.generation += 1;
         let generation = state.generation;
         drop(state);
-        Ok(lease::open(slot, generation, holder.1))
+        Ok(lease::open(slot, generation, holder, self.binder))
     }
 
     /// Binds `holder` to the frames of network interface `index` that match `filters`,
@@ -313,6 +326,28 @@ impl Registry {
         ))
     }
 
+    /// The holder `owner` gives back the interrupt binding `cap`
+    /// (`Kernel::return_interrupt`): its queue's source is disarmed and refuses to arm
+    /// again under this lease. Anything but a live interrupt capability of `owner` is
+    /// refused with nothing changed.
+    pub fn return_interrupt(&self, owner: u16, cap: rexo_api::Cap) -> Result<(), ApiError> {
+        let id = cap.id();
+        for slot in &self.slots {
+            let mut state = slot.state.lock();
+            if let Some(queue) = state.interrupts.queue_of(id) {
+                self.binder
+                    .give_back(owner, cap)
+                    .map_err(ApiError::Refused)?;
+                state.interrupts.unbind(id);
+                // The binding is gone either way; a device that cannot disarm masks
+                // nothing more than it did.
+                let _ = interrupts::driver_arm(&mut state.device, queue, None);
+                return Ok(());
+            }
+        }
+        self.binder.give_back(owner, cap).map_err(ApiError::Refused)
+    }
+
     /// Takes back every device the app of owner number `owner` holds (it ended): its
     /// handles go dead, its filters go. Returns how many (logged when any).
     pub fn revoke_all_of(&self, owner: u16) -> usize {
@@ -325,9 +360,7 @@ impl Registry {
                 let held = state.holder.filter(|(holder, _)| *holder == owner);
                 if let Some((_, holder)) = held {
                     name = holder;
-                    state.holder = None;
-                    state.generation += 1;
-                    lease::forget_requests(&mut state.device);
+                    lease::end(&mut state, self.binder);
                 }
                 let bound = state
                     .sharing
@@ -348,13 +381,20 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use alloc::boxed::Box;
     use rexo_api::{NetDevice, NetInfo, OpenDevice};
 
-    /// A network interface that counts what it was asked.
-    struct Counting(usize);
+    /// A network interface that counts what it was asked. With a binder and a record,
+    /// arming its one queue routes vector 219 (a shared line) through the binder and
+    /// records the core; without, it cannot wake a core.
+    pub(crate) struct Counting(pub(crate) usize, pub(crate) Option<(Routes, Armed)>);
+
+    /// The tests' kernel half of interrupt bindings.
+    type Routes = &'static crate::interrupts::tests::TableBinder;
+    /// The core a test NIC's queue is armed for.
+    pub(crate) type Armed = alloc::sync::Arc<spin::Mutex<Option<usize>>>;
 
     impl NetDevice for Counting {
         fn info(&self) -> NetInfo {
@@ -391,8 +431,22 @@ mod tests {
         fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {
             Ok(self.0)
         }
-        fn wake_on_receive(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
-            Err(DeviceError::Unsupported("MSI-X"))
+        fn wake_on_receive(
+            &mut self,
+            queue: usize,
+            core: Option<usize>,
+        ) -> Result<(), DeviceError> {
+            let (binder, armed) = self.1.as_ref().ok_or(DeviceError::Unsupported("MSI-X"))?;
+            if queue > 0 {
+                return Err(DeviceError::NoSuchQueue(queue));
+            }
+            if core.is_some() {
+                binder
+                    .routed
+                    .store(219, core::sync::atomic::Ordering::Relaxed);
+            }
+            *armed.lock() = core;
+            Ok(())
         }
     }
 
@@ -449,6 +503,7 @@ mod tests {
         let registry: &'static Registry = Box::leak(Box::new(Registry {
             slots,
             bindings: Vec::new(),
+            binder: crate::interrupts::tests::TableBinder::leaked(),
         }));
         let lease = registry
             .open(DeviceKind::Block, 0, (1, "first"))
@@ -534,6 +589,7 @@ mod tests {
         let registry: &'static Registry = Box::leak(Box::new(Registry {
             slots,
             bindings: Vec::new(),
+            binder: crate::interrupts::tests::TableBinder::leaked(),
         }));
         let open = |name: &'static str| {
             registry
@@ -704,11 +760,12 @@ mod tests {
         let slots = alloc::vec![Slot::new(
             address,
             "test-net",
-            Found::Net(Box::new(Counting(0)))
+            Found::Net(Box::new(Counting(0, None)))
         )];
         Box::leak(Box::new(Registry {
             slots,
             bindings: Vec::new(),
+            binder: crate::interrupts::tests::TableBinder::leaked(),
         }))
     }
 

@@ -15,6 +15,8 @@ use crate::Registry;
 pub struct Machine {
     /// The kernel's services to drivers.
     platform: &'static dyn Platform,
+    /// The kernel's half of interrupt bindings.
+    binder: &'static dyn crate::Binder,
     /// Configuration space, with the ECAM windows claimed.
     bus: PciBus,
     /// The functions the walk found.
@@ -25,8 +27,13 @@ pub struct Machine {
 
 impl Machine {
     /// The machine reached through `platform`, with the MCFG table's ECAM `windows`
-    /// (none: the legacy ports). A window that cannot be claimed is logged and left out.
-    pub fn new(platform: &'static dyn Platform, windows: &[McfgSegment]) -> Self {
+    /// (none: the legacy ports), recording interrupt bindings through `binder`. A window
+    /// that cannot be claimed is logged and left out.
+    pub fn new(
+        platform: &'static dyn Platform,
+        binder: &'static dyn crate::Binder,
+        windows: &[McfgSegment],
+    ) -> Self {
         let (bus, refused) = PciBus::new(platform, windows);
         for segment in refused {
             log::warn!(
@@ -37,6 +44,7 @@ impl Machine {
         }
         Self {
             platform,
+            binder,
             bus,
             functions: spin::Once::new(),
             registry: spin::Once::new(),
@@ -70,6 +78,6 @@ impl Machine {
     /// The bound devices (binding them on the first call).
     pub fn registry(&'static self) -> &'static Registry {
         self.registry
-            .call_once(|| Registry::bind(self.functions(), self.platform, &self.bus))
+            .call_once(|| Registry::bind(self.functions(), (self.platform, self.binder), &self.bus))
     }
 }

@@ -602,6 +602,7 @@ mod tests {
         let registry = Box::leak(Box::new(Registry {
             slots,
             bindings: Vec::new(),
+            binder: crate::interrupts::tests::TableBinder::leaked(),
         }));
         (registry, wire)
     }

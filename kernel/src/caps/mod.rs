@@ -73,14 +73,24 @@ struct State {
     inbox: Vec<(OwnerId, ResourceKind, Cap)>,
     /// Armed timers: entry, core, deadline.
     timers: Vec<(EntryId, usize, u64)>,
+    /// The kernel's root over the vectors of device interrupts (32..256), whose shares
+    /// bind interrupt sources to apps ([`bind_interrupt`]).
+    vectors: Result<EntryId, CapError>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
 /// Creates the table (once, at boot, after the heap).
 pub fn init() {
+    let mut table = Box::new(Table::new());
+    let vectors = Resource::new(ResourceKind::InterruptVector, 32, 224).and_then(|all| {
+        table
+            .mint(&AUTHORITY, OwnerId(0), all, Rights::READ)
+            .map(|c| c.id())
+    });
     *STATE.lock() = Some(State {
-        table: Box::new(Table::new()),
+        vectors,
+        table,
         ledger: Ledger::new(OWNERS),
         flush: false,
         earliest_deadline: u64::MAX,
@@ -133,15 +143,7 @@ fn enforce_deadlines(state: &mut State) {
             taken.entries
         );
     }
-    state.earliest_deadline = state
-        .table
-        .entries()
-        .filter_map(|e| match e.state {
-            rexo_captable::EntryState::RevokeRequested { deadline_ns } => Some(deadline_ns),
-            rexo_captable::EntryState::Live => None,
-        })
-        .min()
-        .unwrap_or(u64::MAX);
+    state.earliest_deadline = state.table.earliest_deadline().unwrap_or(u64::MAX);
     crate::time::set_kernel_deadline(state.earliest_deadline);
     reclaim_frames(state, true, None);
 }
@@ -391,13 +393,11 @@ pub fn map(owner: OwnerId, cap: &mut rexo_api::MemoryCap) -> Result<&mut [u8], C
         if r.kind() != ResourceKind::Memory {
             return Err(CapError::WrongKind);
         }
-        let shared = |e: &EntryInfo| {
-            e.id != info.id
-                && e.resource.kind() == ResourceKind::Memory
-                && e.resource.start() < r.end()
-                && r.start() < e.resource.end()
-        };
-        if state.table.entries().any(|e| shared(&e)) {
+        if state
+            .table
+            .entries()
+            .any(|e| e.id != info.id && e.resource.overlaps(&r))
+        {
             return Err(CapError::Overlaps);
         }
         state
@@ -426,9 +426,18 @@ pub fn revoked_region(addr: u64) -> Option<(Resource, OwnerId)> {
     Some((resource, region.holder))
 }
 
-/// The holder gives `cap` back (with everything derived from it).
-pub fn return_cap(owner: OwnerId, cap: Cap) -> Result<(), CapError> {
+/// The holder gives `cap`, a capability of `kind`, back (with everything derived from it).
+pub fn return_cap(owner: OwnerId, cap: Cap, kind: ResourceKind) -> Result<(), CapError> {
     with_state(|state| {
+        if state
+            .table
+            .check(owner, &cap, Rights::NONE)?
+            .resource
+            .kind()
+            != kind
+        {
+            return Err(CapError::WrongKind);
+        }
         state.table.return_cap(owner, &cap)?;
         reclaim_frames(state, false, None);
         Ok(())
@@ -489,32 +498,24 @@ pub fn memory_op(
 /// Hands `cap` from `owner` to `to`, which finds it in its inbox ([`take_delegated`]);
 /// a refusal gives `cap` back.
 pub fn delegate(owner: OwnerId, cap: Cap, to: OwnerId) -> Result<(), (CapError, Cap)> {
-    let mut guard = STATE.lock();
-    let Some(state) = guard.as_mut() else {
-        return Err((CapError::Full, cap));
-    };
-    enforce_deadlines(state);
-    let delegated = state
-        .table
-        .check(owner, &cap, Rights::NONE)
-        .and_then(|info| {
-            state.table.delegate(owner, &cap, to)?;
-            Ok(info.resource.kind())
-        });
-    let result = match delegated {
-        Ok(kind) => {
-            state.ledger.forget_mapping(cap.id());
-            state.inbox.push((to, kind, cap));
-            Ok(())
+    let mut held = Some(cap);
+    let result = with_state(|state| {
+        let cap = held.take().ok_or(CapError::Full)?;
+        let info = state.table.check(owner, &cap, Rights::NONE);
+        if let Err(error) = info.and_then(|_| state.table.delegate(owner, &cap, to)) {
+            held = Some(cap);
+            return Err(error);
         }
-        Err(error) => Err((error, cap)),
-    };
-    let flush = core::mem::take(&mut state.flush);
-    drop(guard);
-    if flush {
-        crate::arch::paging::flush_every_core();
+        state.ledger.forget_mapping(cap.id());
+        let kind = info.map(|i| i.resource.kind())?;
+        state.inbox.push((to, kind, cap));
+        Ok(())
+    });
+    // A refusal always gives the capability back to `held`.
+    match (result, held) {
+        (Err(error), Some(cap)) => Err((error, cap)),
+        _ => Ok(()),
     }
-    result
 }
 
 /// Mints, for `owner`, a capability over each core of `cores` (machine indices) and puts
@@ -531,16 +532,29 @@ pub fn grant_cores(owner: OwnerId, cores: core::ops::Range<usize>) -> Result<(),
     })
 }
 
+/// Mints for `owner` a share of the kernel's root over the vectors: the binding of an
+/// interrupt source of a device it leases, routed to `vector` (its `interrupt_caps`
+/// hands it out). Shares of one vector may coexist: the source is what is exclusive.
+pub fn bind_interrupt(owner: OwnerId, vector: u8) -> Result<EntryId, CapError> {
+    with_state(|state| {
+        let (kind, root) = (ResourceKind::InterruptVector, state.vectors?);
+        let one = Resource::new(kind, u64::from(vector), 1)?;
+        let cap = (state.table).mint_child(&AUTHORITY, root, owner, one, Rights::READ)?;
+        let id = cap.id();
+        state.inbox.push((owner, kind, cap));
+        Ok(id)
+    })
+}
+
 /// Whether `owner` holds a live capability over core `core`.
 pub fn holds_core(owner: OwnerId, core: usize) -> bool {
     let core = Resource::new(ResourceKind::Core, core as u64, 1);
-    with_state(|state| {
-        Ok(state
-            .table
-            .entries()
-            .any(|e| e.owner == owner && Ok(e.resource) == core))
-    })
-    .unwrap_or(false)
+    holds(|e| e.owner == owner && Ok(e.resource) == core)
+}
+
+/// Whether a live entry is `which`.
+pub fn holds(which: impl Fn(&EntryInfo) -> bool) -> bool {
+    with_state(|state| Ok(state.table.entries().any(|e| which(&e)))).unwrap_or(false)
 }
 
 /// Arms this core's timer for `owner` at `deadline_ns`, if `holder` (the owner or the
@@ -613,4 +627,4 @@ pub fn entries() -> Vec<EntryInfo> {
         .unwrap_or_default()
 }
 
-mod tests;
+pub(crate) mod tests;

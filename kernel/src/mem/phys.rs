@@ -6,8 +6,12 @@
 use crate::arch::paging;
 use core::sync::atomic::Ordering;
 
-use crate::arch::idt::VECTOR_WAKE;
+use crate::arch::idt::{FIRST_LINE_VECTOR, VECTOR_WAKE};
 use spin::Mutex;
+
+/// The vector each core last routed a device's interrupt source to, for the device
+/// registry's interrupt bindings (`devices::Binder`).
+pub static ROUTED: rexo_devio::Routed = rexo_devio::Routed::new();
 
 /// Physical memory as the boot-time parsers see it (identity map, read-only).
 pub struct IdentityMemory;
@@ -187,6 +191,7 @@ unsafe impl rexo_devio::Platform for DriverPlatform {
     }
 
     fn wake_message(&self, core: usize) -> Option<(u64, u32)> {
+        ROUTED.record(crate::arch::percpu::core_index(), VECTOR_WAKE);
         let core = (core < crate::smp_cores()).then(|| crate::arch::percpu::core(core))?;
         let apic = core.apic_id.load(Ordering::Relaxed);
         (apic < 256).then(|| (0xFEE0_0000 | u64::from(apic) << 12, u32::from(VECTOR_WAKE)))
@@ -197,6 +202,7 @@ unsafe impl rexo_devio::Platform for DriverPlatform {
     }
 
     fn wake_on_line(&self, irq: u8, core: usize) -> Result<(), &'static str> {
+        ROUTED.record(crate::arch::percpu::core_index(), FIRST_LINE_VECTOR + irq);
         crate::platform::arm_line(irq, core)
     }
 }

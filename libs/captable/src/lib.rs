@@ -35,6 +35,7 @@
 //! # Operations
 //!
 //! Kernel: [`mint`](CapTable::mint) (roots may not overlap),
+//! [`mint_child`](CapTable::mint_child) (a share of a root, for one holder),
 //! [`request_revocation`](CapTable::request_revocation),
 //! [`revoke`](CapTable::revoke), [`revoke_next_expired`](CapTable::revoke_next_expired),
 //! [`release_owner`](CapTable::release_owner). Holders: [`check`](CapTable::check),

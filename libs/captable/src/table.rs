@@ -310,6 +310,35 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         self.insert(owner, resource, rights, None)
     }
 
+    /// Makes, for `owner`, an entry derived from the live entry `parent` (any holder's,
+    /// usually a root the kernel keeps): `resource` inside the parent's, `rights` a subset
+    /// of its rights. Unlike roots, such children may overlap: this is how the kernel
+    /// shares one resource (an interrupt vector several sources use) among holders, each
+    /// share revocable alone or all at once with the parent.
+    ///
+    /// Errors: [`BadOwner`](CapError::BadOwner), [`Revoked`](CapError::Revoked) or
+    /// [`WrongTable`](CapError::WrongTable) for the parent, [`NoRight`](CapError::NoRight),
+    /// [`OutOfRange`](CapError::OutOfRange) (also for another kind), [`Full`](CapError::Full).
+    pub fn mint_child(
+        &mut self,
+        _authority: &A,
+        parent: EntryId,
+        owner: OwnerId,
+        resource: Resource,
+        rights: Rights,
+    ) -> Result<Cap, CapError> {
+        self.valid_owner(owner)?;
+        let (_, p) = self.find(parent)?;
+        let missing = rights.difference(p.rights);
+        if !missing.is_empty() {
+            return Err(CapError::NoRight(missing));
+        }
+        if !p.resource.contains(&resource) {
+            return Err(CapError::OutOfRange);
+        }
+        self.insert(owner, resource, rights, Some(parent))
+    }
+
     /// Asks the holder of `target` to return it by `deadline_ns`; the holder sees the
     /// request in [`pending_revocations`](Self::pending_revocations). A second request
     /// replaces the deadline. Until it is returned the entry still works for use
@@ -377,6 +406,16 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             *log = Log::EMPTY;
         }
         Ok(count)
+    }
+
+    /// The earliest deadline of a pending revocation request, if any.
+    pub fn earliest_deadline(&self) -> Option<u64> {
+        self.entries()
+            .filter_map(|e| match e.state {
+                EntryState::RevokeRequested { deadline_ns } => Some(deadline_ns),
+                EntryState::Live => None,
+            })
+            .min()
     }
 
     // ---- holder operations (need the `Cap` and the caller's id) ----

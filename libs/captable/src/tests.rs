@@ -103,6 +103,55 @@ fn mint_gives_a_working_cap_and_refuses_bad_input() {
 }
 
 #[test]
+fn mint_child_shares_a_kernel_root_among_holders() {
+    let mut t = Table::new();
+    let vector = |v| Resource::new(ResourceKind::InterruptVector, v, 1).expect("vector");
+    let all = Resource::new(ResourceKind::InterruptVector, 32, 224).expect("vectors");
+    let root = t
+        .mint(&Kernel, OwnerId(0), all, Rights::READ | Rights::REVOKE)
+        .expect("root");
+    // Two holders share vector 219 (a shared line): children may overlap.
+    let a = t.mint_child(&Kernel, root.id(), APP, vector(219), Rights::READ);
+    let b = t.mint_child(&Kernel, root.id(), OTHER, vector(219), Rights::READ);
+    let (a, b) = (a.expect("first share"), b.expect("second share"));
+    assert_eq!(
+        t.check(APP, &a, Rights::READ).map(|e| e.parent),
+        Ok(Some(root.id()))
+    );
+    assert_eq!(t.check(APP, &b, Rights::READ), Err(CapError::NotOwner));
+    // Refusals change nothing.
+    let live = t.live();
+    assert_eq!(
+        t.mint_child(&Kernel, root.id(), APP, vector(219), Rights::WRITE),
+        Err(CapError::NoRight(Rights::WRITE))
+    );
+    assert_eq!(
+        t.mint_child(&Kernel, root.id(), APP, vector(16), Rights::READ),
+        Err(CapError::OutOfRange)
+    );
+    assert_eq!(
+        t.mint_child(&Kernel, root.id(), APP, mem(0, 0x1000), Rights::READ),
+        Err(CapError::OutOfRange),
+        "another kind is outside the parent"
+    );
+    assert_eq!(
+        t.mint_child(&Kernel, root.id(), OwnerId(9), vector(33), Rights::READ),
+        Err(CapError::BadOwner(OwnerId(9)))
+    );
+    assert_eq!(t.live(), live);
+    // Each share goes alone; a returned parent is refused as a parent.
+    assert_eq!(t.return_cap(APP, &a), Ok(1));
+    assert_eq!(t.check(APP, &a, Rights::READ), Err(CapError::Revoked));
+    assert!(t.check(OTHER, &b, Rights::READ).is_ok());
+    assert_eq!(t.return_cap(OwnerId(0), &root), Ok(2));
+    assert_eq!(t.check(OTHER, &b, Rights::READ), Err(CapError::Revoked));
+    assert_eq!(
+        t.mint_child(&Kernel, root.id(), APP, vector(33), Rights::READ),
+        Err(CapError::Revoked)
+    );
+}
+
+#[test]
 fn mint_reports_full() {
     let mut t = Table::new();
     for i in 0..16 {

@@ -16,6 +16,7 @@ fn disk(holder: Option<&'static str>, about: &str) -> DeviceInfo {
         driver: "virtio-blk",
         about: String::from(about),
         holder,
+        interrupts: alloc::vec::Vec::new(),
     }
 }
 
@@ -93,6 +94,7 @@ fn device_errors_have_the_codes_rexo_h_gives() {
     assert_eq!(device_code(DeviceError::TooShort { len: 3 }), REXO_EMSGSIZE);
     assert_eq!(device_code(DeviceError::QueueFull), REXO_EBUSY);
     assert_eq!(device_code(DeviceError::Revoked), REXO_EPERM);
+    assert_eq!(device_code(DeviceError::Unbound), REXO_EPERM);
     let timeout = DeviceError::Timeout {
         what: "read",
         ms: 5,

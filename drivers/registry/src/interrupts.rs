@@ -1,0 +1,413 @@
+//! Interrupt bindings: which interrupt sources of a leased device are bound to its holder.
+//!
+//! The first time a lease arms a queue's wake-up, the kernel records the vector the
+//! driver routed the queue's source to (its MSI or MSI-X message, or its legacy line) and
+//! mints an `InterruptVector` capability for the holder ([`Binder::bind`]): a share of
+//! the kernel's root over the vectors, since one vector serves many sources (every MSI
+//! source goes to a core's wake vector, devices share a line). What is exclusive is the
+//! binding of a (device, queue) source to one lease, and that is kept here, per slot.
+//! The holder returns the capability ([`Registry::return_interrupt`](crate::Registry::return_interrupt))
+//! or the kernel revokes it: the source is disarmed and the queue refuses to arm again
+//! ([`DeviceError::Unbound`]) until the device is opened anew. When the lease ends,
+//! its bindings go back to the kernel.
+
+use alloc::vec::Vec;
+
+use rexo_api::{Cap, CapError, DeviceError, EntryId, InterruptBinding};
+use rexo_devio::Found;
+
+/// The kernel's half of interrupt bindings.
+pub trait Binder: Sync {
+    /// The vector a driver routed an interrupt source to on the calling core since the
+    /// last call (a wake message or a line), taken; `None` when it routed none.
+    fn take_routed(&self) -> Option<u8>;
+    /// Mints for app `owner` a capability over `vector`, handed out by its next
+    /// `interrupt_caps`.
+    fn bind(&self, owner: u16, vector: u8) -> Result<EntryId, CapError>;
+    /// Whether `entry` is still live (not returned, not revoked).
+    fn live(&self, entry: EntryId) -> bool;
+    /// The holder `owner` gives `cap` back; refused when `cap` is not its live
+    /// interrupt capability (another kind stays live).
+    fn give_back(&self, owner: u16, cap: Cap) -> Result<(), CapError>;
+    /// The kernel takes `entry` back (its lease ended).
+    fn take_back(&self, entry: EntryId);
+}
+
+/// A [`Binder`] made of the kernel's functions, one per method.
+pub struct BinderFns {
+    /// [`Binder::take_routed`].
+    pub take_routed: fn() -> Option<u8>,
+    /// [`Binder::bind`].
+    pub bind: fn(u16, u8) -> Result<EntryId, CapError>,
+    /// [`Binder::live`].
+    pub live: fn(EntryId) -> bool,
+    /// [`Binder::give_back`].
+    pub give_back: fn(u16, Cap) -> Result<(), CapError>,
+    /// [`Binder::take_back`].
+    pub take_back: fn(EntryId),
+}
+
+impl Binder for BinderFns {
+    fn take_routed(&self) -> Option<u8> {
+        (self.take_routed)()
+    }
+    fn bind(&self, owner: u16, vector: u8) -> Result<EntryId, CapError> {
+        (self.bind)(owner, vector)
+    }
+    fn live(&self, entry: EntryId) -> bool {
+        (self.live)(entry)
+    }
+    fn give_back(&self, owner: u16, cap: Cap) -> Result<(), CapError> {
+        (self.give_back)(owner, cap)
+    }
+    fn take_back(&self, entry: EntryId) {
+        (self.take_back)(entry)
+    }
+}
+
+/// One queue's binding under one lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Bound {
+    /// The lease's generation.
+    generation: u64,
+    /// The queue.
+    queue: usize,
+    /// The capability; `None` once returned or revoked.
+    entry: Option<EntryId>,
+}
+
+/// A slot's bindings.
+#[derive(Default)]
+pub(crate) struct Bindings(Vec<Bound>);
+
+impl Bindings {
+    /// The live bindings, for `DeviceInfo::interrupts`.
+    pub(crate) fn list(&self) -> Vec<InterruptBinding> {
+        let live = |b: &Bound| {
+            b.entry.map(|entry| InterruptBinding {
+                entry,
+                queue: b.queue,
+            })
+        };
+        self.0.iter().filter_map(live).collect()
+    }
+
+    /// The queue bound by `entry`.
+    pub(crate) fn queue_of(&self, entry: EntryId) -> Option<usize> {
+        self.0
+            .iter()
+            .find(|b| b.entry == Some(entry))
+            .map(|b| b.queue)
+    }
+
+    /// Marks `entry`'s binding unbound (returned or revoked).
+    pub(crate) fn unbind(&mut self, entry: EntryId) {
+        for bound in self.0.iter_mut().filter(|b| b.entry == Some(entry)) {
+            bound.entry = None;
+        }
+    }
+
+    /// Forgets every binding (the lease ended): each live one goes back to the kernel,
+    /// and its queue is returned for disarming.
+    pub(crate) fn end(&mut self, binder: &dyn Binder) -> Vec<usize> {
+        let ended = core::mem::take(&mut self.0);
+        ended
+            .into_iter()
+            .filter_map(|b| {
+                b.entry.map(|entry| {
+                    binder.take_back(entry);
+                    b.queue
+                })
+            })
+            .collect()
+    }
+}
+
+/// Arms (`core` `Some`) or disarms `queue` of the device under lease `generation` of
+/// `owner`, through the driver's wake call ([`driver_arm`]), with the binding rules of the
+/// module: an unbound queue is refused with nothing armed; a binding the kernel revoked
+/// is found here, its source disarmed and refused; the first arm that routes a vector
+/// binds it (if the kernel cannot, the source is disarmed again and the error given).
+pub(crate) fn arm(
+    (bindings, device): (&mut Bindings, &mut Found),
+    (binder, owner, generation): (&dyn Binder, u16, u64),
+    (queue, core): (usize, Option<usize>),
+) -> Result<(), DeviceError> {
+    if core.is_none() {
+        return driver_arm(device, queue, None);
+    }
+    let at = bindings
+        .0
+        .iter()
+        .position(|b| (b.generation, b.queue) == (generation, queue));
+    match at.map(|i| bindings.0[i].entry) {
+        Some(None) => return Err(DeviceError::Unbound),
+        Some(Some(entry)) if !binder.live(entry) => {
+            bindings.unbind(entry);
+            let _ = driver_arm(device, queue, None);
+            return Err(DeviceError::Unbound);
+        }
+        _ => {}
+    }
+    binder.take_routed();
+    driver_arm(device, queue, core)?;
+    let (None, Some(vector)) = (at, binder.take_routed()) else {
+        return Ok(());
+    };
+    match binder.bind(owner, vector) {
+        Ok(entry) => {
+            let entry = Some(entry);
+            bindings.0.push(Bound {
+                generation,
+                queue,
+                entry,
+            });
+            Ok(())
+        }
+        Err(_) => {
+            let _ = driver_arm(device, queue, None);
+            Err(DeviceError::Unsupported(
+                "an interrupt binding (the kernel's capability table is full)",
+            ))
+        }
+    }
+}
+
+/// The driver's wake call for `queue` of a network interface or a disk.
+pub(crate) fn driver_arm(
+    device: &mut Found,
+    queue: usize,
+    core: Option<usize>,
+) -> Result<(), DeviceError> {
+    match device {
+        Found::Net(nic) => nic.wake_on_receive(queue, core),
+        Found::Block(disk) => disk.wake_on_completion(queue, core),
+        Found::Keyboard(_) => Err(DeviceError::Revoked),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::tests::{Armed, Counting};
+    use crate::{Registry, Slot};
+    use alloc::boxed::Box;
+    use alloc::sync::Arc;
+    use core::sync::atomic::{AtomicU8, Ordering};
+    use rexo_api::{ApiError, DeviceKind, OpenDevice};
+    use rexo_captable::{CapTable, OwnerId, Resource, ResourceKind, RevokeReason, Rights};
+    use rexo_pci::Address;
+
+    /// The tests' proof of kernel authority.
+    pub(crate) struct Authority;
+
+    /// The kernel's half over a real capability table: a root over the vectors held by
+    /// owner 0, the minted capabilities kept as the kernel's inbox keeps them.
+    pub(crate) struct TableBinder {
+        /// The table, its root and the inbox.
+        table: spin::Mutex<(CapTable<Authority, 32, 4, 4>, Cap, Vec<Cap>)>,
+        /// What the last driver call routed (0: nothing).
+        pub(crate) routed: AtomicU8,
+    }
+
+    impl TableBinder {
+        /// A binder with an empty table but for the root, for the life of the tests.
+        pub(crate) fn leaked() -> &'static Self {
+            let mut table = CapTable::new();
+            let vectors = Resource::new(ResourceKind::InterruptVector, 32, 224).unwrap();
+            let root = table.mint(&Authority, OwnerId(0), vectors, Rights::READ);
+            Box::leak(Box::new(Self {
+                table: spin::Mutex::new((table, root.unwrap(), Vec::new())),
+                routed: AtomicU8::new(0),
+            }))
+        }
+
+        /// The capabilities minted so far, taken.
+        fn take_minted(&self) -> Vec<Cap> {
+            core::mem::take(&mut self.table.lock().2)
+        }
+
+        /// Revokes `entry` by force, as the kernel does.
+        fn revoke(&self, entry: EntryId) {
+            let mut table = self.table.lock();
+            table
+                .0
+                .revoke(&Authority, entry, RevokeReason::Kernel)
+                .unwrap();
+        }
+
+        /// A live core capability for `owner`, to hand in where an interrupt one goes.
+        fn core_cap(&self, owner: u16) -> Cap {
+            let core = Resource::new(ResourceKind::Core, u64::from(owner), 1).unwrap();
+            let mut table = self.table.lock();
+            table
+                .0
+                .mint(&Authority, OwnerId(owner), core, Rights::READ)
+                .unwrap()
+        }
+    }
+
+    impl Binder for TableBinder {
+        fn take_routed(&self) -> Option<u8> {
+            Some(self.routed.swap(0, Ordering::Relaxed)).filter(|&v| v != 0)
+        }
+        fn bind(&self, owner: u16, vector: u8) -> Result<EntryId, CapError> {
+            let resource = Resource::new(ResourceKind::InterruptVector, u64::from(vector), 1)?;
+            let (table, root, inbox) = &mut *self.table.lock();
+            let cap = table.mint_child(
+                &Authority,
+                root.id(),
+                OwnerId(owner),
+                resource,
+                Rights::READ,
+            )?;
+            let id = cap.id();
+            inbox.push(cap);
+            Ok(id)
+        }
+        fn live(&self, entry: EntryId) -> bool {
+            self.table.lock().0.entries().any(|e| e.id == entry)
+        }
+        fn give_back(&self, owner: u16, cap: Cap) -> Result<(), CapError> {
+            let table = &mut self.table.lock().0;
+            let info = table.check(OwnerId(owner), &cap, Rights::NONE)?;
+            if info.resource.kind() != ResourceKind::InterruptVector {
+                return Err(CapError::WrongKind);
+            }
+            table.return_cap(OwnerId(owner), &cap).map(|_| ())
+        }
+        fn take_back(&self, entry: EntryId) {
+            let _ = self
+                .table
+                .lock()
+                .0
+                .revoke(&Authority, entry, RevokeReason::Kernel);
+        }
+    }
+
+    /// A registry of two NICs sharing line vector 219, and what each is armed for.
+    fn two_on_a_line() -> (&'static Registry, &'static TableBinder, [Armed; 2]) {
+        let binder = TableBinder::leaked();
+        let armed = [Arc::default(), Arc::default()];
+        let slots = (0..2)
+            .map(|i| {
+                let nic = Counting(0, Some((binder, Arc::clone(&armed[i]))));
+                Slot::new(
+                    Address::new(0, 0, 6 + i as u8, 0).unwrap(),
+                    "waking",
+                    Found::Net(Box::new(nic)),
+                )
+            })
+            .collect();
+        let registry = Registry {
+            slots,
+            bindings: Vec::new(),
+            binder,
+        };
+        (Box::leak(Box::new(registry)), binder, armed)
+    }
+
+    #[test]
+    fn the_first_arm_binds_the_source_and_a_returned_binding_refuses_to_arm() {
+        let (registry, binder, armed) = two_on_a_line();
+        let open = |owner, name| {
+            registry
+                .open(DeviceKind::Net, 0, (owner, name))
+                .and_then(OpenDevice::into_net)
+        };
+        let mut nic = open(1, "a").unwrap();
+        nic.wake_on_receive(0, Some(2)).unwrap();
+        nic.wake_on_receive(0, Some(3)).unwrap();
+        assert_eq!(*armed[0].lock(), Some(3));
+        assert_eq!(
+            nic.wake_on_receive(1, Some(2)),
+            Err(DeviceError::NoSuchQueue(1))
+        );
+        let mut minted = binder.take_minted();
+        assert_eq!(minted.len(), 1, "one binding per queue and lease");
+        let cap = minted.pop().unwrap();
+        let listed = &registry.devices()[0].interrupts;
+        assert_eq!(
+            listed,
+            &[InterruptBinding {
+                entry: cap.id(),
+                queue: 0
+            }]
+        );
+        let info = binder
+            .table
+            .lock()
+            .0
+            .entries()
+            .find(|e| e.id == cap.id())
+            .unwrap();
+        assert_eq!(
+            (info.owner, info.resource.start(), info.rights),
+            (OwnerId(1), 219, Rights::READ)
+        );
+        // A capability of another kind is refused; the binding and the core stay.
+        let core = binder.core_cap(1);
+        let core_id = core.id();
+        let refused = registry.return_interrupt(1, core);
+        assert_eq!(refused, Err(ApiError::Refused(CapError::WrongKind)));
+        assert!(binder.live(core_id) && binder.live(cap.id()));
+        assert_eq!(*armed[0].lock(), Some(3), "still armed");
+        // Returned: disarmed, gone from the table and the listing, and arming refused.
+        registry.return_interrupt(1, cap).unwrap();
+        assert_eq!(*armed[0].lock(), None);
+        assert!(registry.devices()[0].interrupts.is_empty());
+        assert_eq!(nic.wake_on_receive(0, Some(2)), Err(DeviceError::Unbound));
+        assert_eq!(*armed[0].lock(), None, "nothing armed by the refusal");
+        assert!(binder.take_minted().is_empty(), "no second binding");
+        nic.wake_on_receive(0, None).unwrap();
+        // A new lease binds afresh.
+        drop(nic);
+        let mut nic = open(1, "a").unwrap();
+        nic.wake_on_receive(0, Some(2)).unwrap();
+        assert_eq!(binder.take_minted().len(), 1);
+    }
+
+    #[test]
+    fn a_revoked_or_ended_binding_disarms_its_source_and_others_on_the_line_keep_theirs() {
+        let (registry, binder, armed) = two_on_a_line();
+        let open = |index, owner, name| {
+            registry
+                .open(DeviceKind::Net, index, (owner, name))
+                .and_then(OpenDevice::into_net)
+        };
+        let (mut a, mut b) = (open(0, 1, "a").unwrap(), open(1, 2, "b").unwrap());
+        a.wake_on_receive(0, Some(0)).unwrap();
+        b.wake_on_receive(0, Some(1)).unwrap();
+        let minted = binder.take_minted();
+        assert_eq!(
+            minted.len(),
+            2,
+            "two apps share the line, each with its binding"
+        );
+        // Another app's capability is refused, and changes nothing.
+        let (a_cap, b_cap) = (&minted[0], &minted[1]);
+        assert_eq!(
+            binder.table.lock().0.check(OwnerId(2), a_cap, Rights::READ),
+            Err(CapError::NotOwner)
+        );
+        // The kernel revokes b's binding: b's next arm disarms it and says so; a's stays.
+        binder.revoke(b_cap.id());
+        assert_eq!(b.wake_on_receive(0, Some(1)), Err(DeviceError::Unbound));
+        assert_eq!(*armed[1].lock(), None);
+        assert_eq!(b.wake_on_receive(0, Some(1)), Err(DeviceError::Unbound));
+        a.wake_on_receive(0, Some(0)).unwrap();
+        assert_eq!(*armed[0].lock(), Some(0));
+        // a's lease ends: its binding goes back to the kernel and its source is disarmed.
+        drop(a);
+        assert!(!binder.live(a_cap.id()));
+        assert_eq!(*armed[0].lock(), None);
+        // So does an app's that ends holding the device.
+        let mut c = open(0, 3, "c").unwrap();
+        c.wake_on_receive(0, Some(0)).unwrap();
+        let c_cap = binder.take_minted().pop().unwrap();
+        assert_eq!(registry.revoke_all_of(3), 1);
+        assert!(!binder.live(c_cap.id()));
+        assert_eq!(*armed[0].lock(), None);
+        assert_eq!(c.wake_on_receive(0, Some(0)), Err(DeviceError::Revoked));
+    }
+}
