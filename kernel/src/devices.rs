@@ -25,6 +25,12 @@ pub fn revoke_all_of(owner: u16) {
     }
 }
 
+/// Disarms the sources of interrupt bindings taken by force; a work-loop task that
+/// [`crate::caps`] submits after a forced revocation (never run in an interrupt handler).
+pub fn disarm_revoked() {
+    let _swept = MACHINE.get().map_or(0, Machine::disarm_revoked);
+}
+
 /// The kernel's half of interrupt bindings: the vector a driver routed on the calling
 /// core (`mem::phys`), and the capabilities (`caps`; a binding already gone when its
 /// app ended is not taken back twice).

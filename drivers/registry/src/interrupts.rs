@@ -8,8 +8,10 @@
 //! binding of a (device, queue) source to one lease, and that is kept here, per slot.
 //! The holder returns the capability ([`Registry::return_interrupt`](crate::Registry::return_interrupt))
 //! or the kernel revokes it: the source is disarmed and the queue refuses to arm again
-//! ([`DeviceError::Unbound`]) until the device is opened anew. When the lease ends,
-//! its bindings go back to the kernel.
+//! ([`DeviceError::Unbound`]) until the device is opened anew. A forced revocation is
+//! found by the kernel's sweep ([`Registry::disarm_revoked`](crate::Registry::disarm_revoked))
+//! or, failing that, by the holder's next arm. When the lease ends, its bindings go back
+//! to the kernel.
 
 use alloc::vec::Vec;
 
@@ -105,6 +107,17 @@ impl Bindings {
         for bound in self.0.iter_mut().filter(|b| b.entry == Some(entry)) {
             bound.entry = None;
         }
+    }
+
+    /// Marks unbound every binding whose capability the kernel took by force (no longer
+    /// live), and returns their queues for disarming.
+    pub(crate) fn revoked(&mut self, binder: &dyn Binder) -> Vec<usize> {
+        let revoked = |b: &&mut Bound| b.entry.is_some_and(|entry| !binder.live(entry));
+        let unbind = |b: &mut Bound| {
+            b.entry = None;
+            b.queue
+        };
+        self.0.iter_mut().filter(revoked).map(unbind).collect()
     }
 
     /// Forgets every binding (the lease ended): each live one goes back to the kernel,
@@ -307,6 +320,32 @@ pub(crate) mod tests {
         (Box::leak(Box::new(registry)), binder, armed)
     }
 
+    /// NIC `index` of `registry`, opened by app `owner`.
+    fn open(registry: &'static Registry, index: usize, owner: u16) -> Result<Nic, ApiError> {
+        registry
+            .open(DeviceKind::Net, index, (owner, "app"))
+            .and_then(OpenDevice::into_net)
+    }
+
+    /// A leased NIC.
+    type Nic = Box<dyn rexo_api::NetDevice>;
+
+    /// [`two_on_a_line`], NIC 0 leased by app 1 and NIC 1 by app 2, each armed (for cores
+    /// 0 and 1), and the two bindings minted.
+    fn both_armed() -> (
+        &'static Registry,
+        &'static TableBinder,
+        [Armed; 2],
+        [Nic; 2],
+        Vec<Cap>,
+    ) {
+        let (registry, binder, armed) = two_on_a_line();
+        let (mut a, mut b) = (open(registry, 0, 1).unwrap(), open(registry, 1, 2).unwrap());
+        a.wake_on_receive(0, Some(0)).unwrap();
+        b.wake_on_receive(0, Some(1)).unwrap();
+        (registry, binder, armed, [a, b], binder.take_minted())
+    }
+
     #[test]
     fn the_first_arm_binds_the_source_and_a_returned_binding_refuses_to_arm() {
         let (registry, binder, armed) = two_on_a_line();
@@ -368,17 +407,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_sweep_disarms_a_source_revoked_by_force_before_the_holder_arms_again() {
+        let (registry, binder, armed, [mut a, mut b], minted) = both_armed();
+        assert_eq!(registry.disarm_revoked(), 0, "nothing revoked yet");
+        assert_eq!((*armed[0].lock(), *armed[1].lock()), (Some(0), Some(1)));
+        // The kernel takes b's binding by force; the sweep disarms its source at once,
+        // with no call from b, and leaves a's armed.
+        binder.revoke(minted[1].id());
+        assert_eq!(*armed[1].lock(), Some(1), "armed until the sweep");
+        assert_eq!(registry.disarm_revoked(), 1);
+        assert_eq!(*armed[1].lock(), None);
+        assert_eq!(*armed[0].lock(), Some(0));
+        assert_eq!(registry.devices()[1].interrupts, []);
+        assert_eq!(registry.disarm_revoked(), 0, "swept once");
+        assert_eq!(b.wake_on_receive(0, Some(1)), Err(DeviceError::Unbound));
+        assert_eq!(*armed[1].lock(), None);
+        // The kernel's root revoked: every binding goes with it, and so does every source.
+        let root = binder.table.lock().1.id();
+        binder.revoke(root);
+        assert_eq!(registry.disarm_revoked(), 1);
+        assert_eq!(*armed[0].lock(), None);
+        assert_eq!(a.wake_on_receive(0, Some(0)), Err(DeviceError::Unbound));
+    }
+
+    #[test]
     fn a_revoked_or_ended_binding_disarms_its_source_and_others_on_the_line_keep_theirs() {
-        let (registry, binder, armed) = two_on_a_line();
-        let open = |index, owner, name| {
-            registry
-                .open(DeviceKind::Net, index, (owner, name))
-                .and_then(OpenDevice::into_net)
-        };
-        let (mut a, mut b) = (open(0, 1, "a").unwrap(), open(1, 2, "b").unwrap());
-        a.wake_on_receive(0, Some(0)).unwrap();
-        b.wake_on_receive(0, Some(1)).unwrap();
-        let minted = binder.take_minted();
+        let (registry, binder, armed, [mut a, mut b], minted) = both_armed();
         assert_eq!(
             minted.len(),
             2,
@@ -402,7 +456,7 @@ pub(crate) mod tests {
         assert!(!binder.live(a_cap.id()));
         assert_eq!(*armed[0].lock(), None);
         // So does an app's that ends holding the device.
-        let mut c = open(0, 3, "c").unwrap();
+        let mut c = open(registry, 0, 3).unwrap();
         c.wake_on_receive(0, Some(0)).unwrap();
         let c_cap = binder.take_minted().pop().unwrap();
         assert_eq!(registry.revoke_all_of(3), 1);

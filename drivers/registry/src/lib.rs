@@ -348,6 +348,27 @@ impl Registry {
         self.binder.give_back(owner, cap).map_err(ApiError::Refused)
     }
 
+    /// Disarms the source of every binding the kernel took by force (a missed revocation
+    /// deadline, the kernel's root over the vectors revoked) and marks it unbound, without
+    /// waiting for the holder's next arm. Returns how many (logged when any). It takes the
+    /// slots' locks and calls the drivers, so it must not run in an interrupt handler.
+    pub fn disarm_revoked(&self) -> usize {
+        let sweep = |slot: &Slot| {
+            let state = &mut *slot.state.lock();
+            let queues = state.interrupts.revoked(self.binder);
+            for &queue in &queues {
+                // Unbound either way; a device that cannot disarm masks nothing more.
+                let _ = interrupts::driver_arm(&mut state.device, queue, None);
+            }
+            queues.len()
+        };
+        let swept = self.slots.iter().map(sweep).sum();
+        if swept > 0 {
+            log::info!("interrupt bindings revoked by force: {swept} source(s) disarmed");
+        }
+        swept
+    }
+
     /// Takes back every device the app of owner number `owner` holds (it ended): its
     /// handles go dead, its filters go. Returns how many (logged when any).
     pub fn revoke_all_of(&self, owner: u16) -> usize {

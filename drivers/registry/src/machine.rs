@@ -75,6 +75,12 @@ impl Machine {
             .map_or(0, |registry| registry.revoke_all_of(owner))
     }
 
+    /// Disarms the sources of bindings the kernel revoked by force
+    /// ([`Registry::disarm_revoked`]); none when no driver was bound yet.
+    pub fn disarm_revoked(&self) -> usize {
+        self.registry.get().map_or(0, Registry::disarm_revoked)
+    }
+
     /// The bound devices (binding them on the first call).
     pub fn registry(&'static self) -> &'static Registry {
         self.registry

@@ -346,8 +346,15 @@ pub fn read_memory(
 /// Brings the ledger up to date with the table (`forced`: entries went by force;
 /// `ended`: that owner ended) and does what it says: unmaps ranges revoked from a holder
 /// that may still touch them (every core's TLB is flushed when the lock is dropped), maps
-/// back those of an owner that ended, then frees frames no capability names.
+/// back those of an owner that ended, then frees frames no capability names. After a
+/// forced revocation it also queues the sweep that disarms the interrupt sources of the
+/// bindings taken ([`crate::devices::disarm_revoked`]).
 fn reclaim_frames(state: &mut State, forced: bool, ended: Option<OwnerId>) {
+    if forced {
+        // The sweep calls drivers, which this may interrupt (the timer's enforcement):
+        // queued as a task, zero-sized, so the queueing allocates nothing.
+        let _ = crate::sched::submit(crate::devices::disarm_revoked);
+    }
     let table = &state.table;
     state.timers.retain(|&(id, core, deadline)| {
         let live = table.entries().any(|e| e.id == id);

@@ -130,6 +130,21 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn an_interrupt_binding_taken_by_force_queues_the_sweep_that_disarms_its_source() {
+        let queued = || crate::sched::machine_queue().stats().submitted;
+        let entry = bind_interrupt(TEST_OWNER, 33).expect("a binding of the wake vector");
+        let before = queued();
+        revoke(entry).expect("the kernel revokes");
+        assert!(!holds(|e| e.id == entry), "taken");
+        assert!(
+            queued() > before,
+            "the sweep (devices::disarm_revoked) was queued"
+        );
+        take_delegated(TEST_OWNER, ResourceKind::InterruptVector);
+    }
+);
+
+kernel_test!(
     fn an_ended_owner_loses_everything_it_held() {
         let free = crate::mem::frames::free_bytes();
         let a = allocate_memory(TEST_OWNER, 4096).expect("memory");
