@@ -39,6 +39,7 @@ mod device;
 /// A DNS responder for tests (host only).
 #[cfg(not(target_os = "none"))]
 pub mod dnsserver;
+mod owntcp;
 mod stack;
 /// A simulated wire between two NICs, for host tests (host only).
 #[cfg(not(target_os = "none"))]
@@ -46,6 +47,9 @@ pub mod wire;
 
 pub use core::net::Ipv4Addr;
 pub use device::Counters;
+pub use owntcp::{NEIGHBOURS, OwnCounters};
+/// Our own TCP, for the ports [`Stack::serve_own`] serves with it.
+pub use rexo_tcp;
 pub use stack::{
     Config, Connection, DnsQuery, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Listener, NetError,
     PING_MAX_DATA, PingSocket, Stack, TcpOptions, UdpOptions, UdpSocket, attach,
