@@ -7,8 +7,12 @@
 //! the driver's buffer; everything else (ARP, ICMP, DHCP, UDP, other ports) goes on
 //! to smoltcp as before.
 //!
-//! Sending: [`OwnTcp::output`] runs the endpoint's timers and hands each segment it
-//! emits to the NIC with `NetDevice::send_segments`: the Ethernet header and the
+//! Sending: at the start of each poll, before receiving, [`OwnTcp::output`] runs the
+//! endpoint's timers and hands each segment it emits to the NIC. Sending first lets
+//! the ACK owed for a request received at one poll ride on the answer the app queued
+//! before the next, instead of going alone (the app polls again at once after a poll
+//! that took frames: [`Stack::poll`](crate::Stack::poll) says so). Each segment goes
+//! with `NetDevice::send_segments`: the Ethernet header and the
 //! segment's IPv4 and TCP headers in the first NIC segment, each piece of payload (a
 //! slice of a prebuilt head or of a file's `Blob`) in one more, so that a gathering
 //! device writes them apart and nothing assembles the packet first. A NIC takes at

@@ -667,6 +667,18 @@ impl Stack {
         self.now_ns = now_ns;
         let now = instant(now_ns);
         let mut changed = false;
+        // Our own TCP sends first: what the app queued since the last poll, with the
+        // ACKs owed for what that poll received riding on it (`owntcp.rs`).
+        let mac = self.mac();
+        if let Some(own) = self.own.as_mut() {
+            own.output(
+                now_ns,
+                self.nic.as_mut(),
+                self.queue,
+                mac,
+                &mut self.counters,
+            )?;
+        }
         let address = self.iface.ipv4_addr().map(|a| a.octets());
         for _ in 0..RECEIVE_BATCHES {
             let Self {
@@ -723,16 +735,6 @@ impl Stack {
                 break;
             }
             changed = true;
-        }
-        let mac = self.mac();
-        if let Some(own) = self.own.as_mut() {
-            own.output(
-                now_ns,
-                self.nic.as_mut(),
-                self.queue,
-                mac,
-                &mut self.counters,
-            )?;
         }
         self.poll_dhcp();
         self.refill_listeners(now_ns);
