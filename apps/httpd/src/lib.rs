@@ -5,6 +5,12 @@
 //! response heads, `ETag`/`If-None-Match`, `Range`, bounded heads, and a live status
 //! page at `/` (cores, memory, devices, answers by status, connections, NIC traffic).
 //!
+//! The port is served by Rexo's own TCP, `rexo-tcp` ([`DEFAULT_TCP`]): answers are
+//! queued as pieces of the file cache and sent and retransmitted from there with their
+//! checksums precomputed, as in Cheetah. `httpd-smoltcp` and `httpd-test-smoltcp`
+//! ([`main_smoltcp`], [`main_test_smoltcp`]) serve on smoltcp's TCP instead, for
+//! comparison (docs/network.md has the measurement that chose).
+//!
 //! One core runs the server as a poll loop: poll the stack, accept, move every
 //! connection on as far as it goes without waiting. A connection that cannot move (a
 //! client that stopped reading, or vanished mid-answer) holds only itself up. When

@@ -92,7 +92,13 @@ pub struct Transport {
     pub tcp: Tcp,
     /// smoltcp's listener, with [`Tcp::Smoltcp`].
     listener: Option<Listener>,
+    /// Where `rexo-tcp` copies received bytes before they join a request buffer: made
+    /// once, since a buffer zeroed per read costs more than the read (under TCG).
+    scratch: Vec<u8>,
 }
+
+/// Bytes of [`Transport::scratch`].
+const SCRATCH: usize = 4096;
 
 impl Transport {
     /// Serves `port` on `stack` with `tcp`: smoltcp's listener with `backlog` and
@@ -115,6 +121,7 @@ impl Transport {
             stack,
             tcp,
             listener,
+            scratch: alloc::vec![0; SCRATCH],
         })
     }
 
@@ -141,11 +148,10 @@ impl Transport {
                 })
                 .map_err(|_| Gone::Closed),
             Link::Rexo(id) => {
-                let mut scratch = [0u8; 4096];
-                let take = room.min(scratch.len());
-                let own = self.own().map_err(|()| Gone::Broken)?;
-                let read = own.recv(*id, &mut scratch[..take]).map_err(gone)?;
-                inbox.extend_from_slice(&scratch[..read]);
+                let take = room.min(SCRATCH);
+                let own = self.stack.own_tcp().ok_or(Gone::Broken)?;
+                let read = own.recv(*id, &mut self.scratch[..take]).map_err(gone)?;
+                inbox.extend_from_slice(&self.scratch[..read]);
                 Ok(read)
             }
         }
@@ -159,9 +165,8 @@ impl Transport {
                 .read_with(connection, |data| data.len())
                 .map_err(|_| Gone::Closed),
             Link::Rexo(id) => {
-                let mut scratch = [0u8; 2048];
-                let own = self.own().map_err(|()| Gone::Broken)?;
-                own.recv(*id, &mut scratch).map_err(gone)
+                let own = self.stack.own_tcp().ok_or(Gone::Broken)?;
+                own.recv(*id, &mut self.scratch).map_err(gone)
             }
         }
     }
@@ -225,6 +230,8 @@ impl Transport {
             (Rest::Pieces(pieces), Link::Rexo(id)) => {
                 let own = self.own()?;
                 while let Some(piece) = pieces.pop_front() {
+                    // `send` takes the piece even when it refuses it: keep a copy to
+                    // try again (a blob's count, or a small owned head or text).
                     match own.send(*id, piece.clone()) {
                         Ok(()) => moved = true,
                         Err(rexo_tcp::Error::QueueFull) => {
