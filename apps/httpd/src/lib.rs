@@ -354,13 +354,11 @@ impl Server<'_> {
         if let Some(s) = own {
             let o = stack.own_counters();
             kernel.log(format_args!(
-                "httpd: rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces, {} frames merged: {} bytes copied), {} SYNs, {} resets sent, {} bad segments, {} without a way back",
+                "httpd: rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces), {} SYNs, {} resets sent, {} bad segments, {} without a way back",
                 s.segments_in,
                 s.segments_out,
                 s.segments_retransmitted,
                 o.tx_pieces,
-                o.merged_frames,
-                o.merged_bytes,
                 s.syns,
                 s.rst_sent,
                 s.truncated + s.bad_header + s.not_tcp + s.bad_checksum,

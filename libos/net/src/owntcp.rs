@@ -12,16 +12,16 @@
 //! the ACK owed for a request received at one poll ride on the answer the app queued
 //! before the next, instead of going alone (the app polls again at once after a poll
 //! that took frames: [`Stack::poll`](crate::Stack::poll) says so). Each segment goes
-//! with `NetDevice::send_segments`: the Ethernet header and the
-//! segment's IPv4 and TCP headers in the first NIC segment, each piece of payload (a
-//! slice of a prebuilt head or of a file's `Blob`) in one more, so that a gathering
-//! device writes them apart and nothing assembles the packet first. A NIC takes at
-//! most [`MAX_SEGMENTS`] segments per frame; a segment with more payload pieces than
-//! that leaves has its last pieces copied together into the last NIC segment, counted
-//! in [`OwnCounters::merged_frames`]. The checksums are the ones `rexo-tcp` filled
-//! in, composed from the blobs' precomputed block sums: checksum offload is not asked
-//! for, since the drivers offload only frames in one segment and the precomputed sum
-//! costs a few additions per segment where the NIC would read every byte again.
+//! as one frame in one transmit buffer: the Ethernet header, the segment's IPv4 and
+//! TCP headers, then its payload pieces (slices of a prebuilt head or of a file's
+//! `Blob`) written one after the other straight from the pieces: the one copy into
+//! the device's memory every frame costs. Gathering them, a NIC segment per piece
+//! (`send_segments`), copies the same bytes, since every driver's segments are DMA
+//! buffers of its own, and takes a ring entry per piece: measured slower
+//! (docs/network.md). The checksums are the ones `rexo-tcp` filled in, composed from
+//! the blobs' precomputed block sums: checksum offload is not asked for, since the
+//! precomputed sum costs a few additions per segment where the NIC would read every
+//! byte again.
 //!
 //! The Ethernet destination is the source address of the last frame received from the
 //! segment's IPv4 destination, not smoltcp's ARP cache: a server only answers peers that
@@ -37,7 +37,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use rexo_api::device::ETHERNET_HEADER;
-use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice};
+use rexo_api::{DeviceError, NetDevice};
 use rexo_tcp::{Endpoint, Outgoing};
 
 use crate::device::Counters;
@@ -56,13 +56,8 @@ pub struct OwnCounters {
     pub rx_frames: u64,
     /// Frames sent for it.
     pub tx_frames: u64,
-    /// Payload pieces those frames carried, each in its own NIC segment unless merged.
+    /// Payload pieces those frames carried (a segment across a head and a body has two).
     pub tx_pieces: u64,
-    /// Frames with more payload pieces than the NIC gathers, whose last pieces were
-    /// copied into one NIC segment.
-    pub merged_frames: u64,
-    /// Bytes of the pieces copied together so.
-    pub merged_bytes: u64,
     /// Segments dropped because no frame from their destination was remembered.
     pub no_neighbour: u64,
 }
@@ -220,9 +215,8 @@ impl OwnTcp {
     }
 }
 
-/// Sends `segment` from `addresses[1]` to `addresses[0]` in one frame, its payload
-/// pieces gathered (the last ones merged when there are more than the NIC takes);
-/// the frame's length.
+/// Sends `segment` from `addresses[1]` to `addresses[0]` as one frame, its pieces
+/// copied one after the other into the transmit buffer; the frame's length.
 fn send(
     nic: &mut dyn NetDevice,
     queue: usize,
@@ -230,45 +224,22 @@ fn send(
     segment: &Outgoing<'_>,
     counters: &mut OwnCounters,
 ) -> Result<usize, DeviceError> {
-    let pieces = || segment.payload.iter().filter(|piece| !piece.is_empty());
-    // NIC segment of each piece: its own, up to the last, which takes the rest.
-    let slot = |index: usize| (index + 1).min(MAX_SEGMENTS - 1);
-    let mut lengths = [0usize; MAX_SEGMENTS];
-    lengths[0] = ETHERNET_HEADER + segment.headers.len();
-    let mut used = 1;
-    for (index, piece) in pieces().enumerate() {
-        lengths[slot(index)] += piece.len();
-        used = slot(index) + 1;
-    }
-    let count = pieces().count();
-    let merged = count > MAX_SEGMENTS - 1;
-    nic.send_segments(queue, &lengths[..used], false, &mut |parts| {
-        let Some((first, rest)) = parts.split_first_mut() else {
-            return false;
-        };
-        first[..6].copy_from_slice(&addresses[0]);
-        first[6..12].copy_from_slice(&addresses[1]);
-        first[12..14].copy_from_slice(&ETHERTYPE_IPV4);
-        first[ETHERNET_HEADER..].copy_from_slice(segment.headers);
-        let mut at = 0;
-        for (index, piece) in pieces().enumerate() {
-            let part = &mut rest[slot(index) - 1];
-            // Each piece starts its NIC segment, up to the first of the merged ones.
-            if index < MAX_SEGMENTS - 1 {
-                at = 0;
-            }
-            part[at..at + piece.len()].copy_from_slice(piece);
+    let len = ETHERNET_HEADER + segment.len();
+    nic.send_frame(queue, len, false, &mut |frame| {
+        frame[..6].copy_from_slice(&addresses[0]);
+        frame[6..12].copy_from_slice(&addresses[1]);
+        frame[12..14].copy_from_slice(&ETHERTYPE_IPV4);
+        let mut at = ETHERNET_HEADER + segment.headers.len();
+        frame[ETHERNET_HEADER..at].copy_from_slice(segment.headers);
+        for piece in segment.payload {
+            frame[at..at + piece.len()].copy_from_slice(piece);
             at += piece.len();
         }
         true
     })?;
     counters.tx_frames += 1;
-    counters.tx_pieces += count as u64;
-    if merged {
-        counters.merged_frames += 1;
-        counters.merged_bytes += lengths[MAX_SEGMENTS - 1] as u64;
-    }
-    Ok(lengths[..used].iter().sum())
+    counters.tx_pieces += segment.payload.iter().filter(|p| !p.is_empty()).count() as u64;
+    Ok(len)
 }
 
 #[cfg(test)]
