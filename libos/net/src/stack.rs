@@ -853,7 +853,7 @@ impl Stack {
     /// `config` at the first call (later calls add ports to it), which
     /// [`own_tcp`](Self::own_tcp) lends between polls to accept connections, read and
     /// queue `Piece`s; [`poll`](Self::poll) feeds it received segments in place and
-    /// sends what it emits, gathered from the pieces (see `owntcp.rs`). Everything
+    /// sends what it emits, each segment one frame filled from its pieces (see `owntcp.rs`). Everything
     /// else stays with smoltcp. [`NetError::PortInUse`] if a listener or our own TCP
     /// already serves the port.
     pub fn serve_own(&mut self, port: u16, config: rexo_tcp::Config) -> Result<(), NetError> {
