@@ -50,6 +50,16 @@ pub const APPS: &[App] = &[
         main: rexo_httpd::main_test,
     },
     App {
+        name: "httpd-smoltcp",
+        about: "httpd on smoltcp's TCP instead of Rexo's own (apps/httpd)",
+        main: rexo_httpd::main_smoltcp,
+    },
+    App {
+        name: "httpd-test-smoltcp",
+        about: "httpd-test on smoltcp's TCP instead of Rexo's own (apps/httpd)",
+        main: rexo_httpd::main_test_smoltcp,
+    },
+    App {
         name: "kv",
         about: "a memcached-compatible cache on TCP and UDP port 11211, until a client sends `shutdown` (apps/kv)",
         main: rexo_kv::main,

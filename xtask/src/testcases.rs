@@ -1435,6 +1435,20 @@ pub const CASES: &[Case] = &[
         client: Some(crate::httpclient::HTTPD),
         ..HTTPD
     },
+    // The same on smoltcp's TCP (httpd serves on our own, `rexo-tcp`, by default).
+    Case {
+        name: "net::httpd-smoltcp",
+        append: "app=httpd-test-smoltcp",
+        client: Some(crate::httpclient::HTTPD),
+        checks: &[
+            Check::Has("httpd: serving http://10.0.2.15:80/"),
+            Check::Has(" with smoltcp, test hook"),
+            Check::Has("httpd: done"),
+            Check::Lacks("FAILED"),
+            Check::Lacks("panicked"),
+        ],
+        ..HTTPD
+    },
     // httpd serves the files of a BMFS disk beside its built-in ones, a disk file
     // replacing the built-in file of the same name.
     Case {
@@ -1613,6 +1627,25 @@ pub const CASES: &[Case] = &[
         exit: Some(0),
         checks: &[
             Check::Has("httpd: serving http://10.0.2.15:80/"),
+            Check::Has(" with rexo-tcp, test hook"),
+            Check::Has("stale handshakes dropped"),
+            Check::Has("httpd: done"),
+            Check::Lacks("FAILED"),
+            Check::Lacks("panicked"),
+        ],
+        ..BASE
+    },
+    // The same on smoltcp's TCP.
+    Case {
+        name: "badinput::syn-flood-smoltcp",
+        machine: Machine::Q35,
+        append: "app=httpd-test-smoltcp ip=10.0.2.15/24,10.0.2.2",
+        qemu: &[Arg::SynFlood("virtio-net-pci")],
+        timeout_s: 240,
+        exit: Some(0),
+        checks: &[
+            Check::Has("httpd: serving http://10.0.2.15:80/"),
+            Check::Has(" with smoltcp, test hook"),
             Check::Has("stale handshakes dropped"),
             Check::Has("httpd: done"),
             Check::Lacks("FAILED"),
@@ -1745,6 +1778,7 @@ const HTTPD: Case = Case {
     exit: Some(0),
     checks: &[
         Check::Has("httpd: serving http://10.0.2.15:80/"),
+        Check::Has(" with rexo-tcp, test hook"),
         Check::Has("httpd: done"),
         Check::Lacks("FAILED"),
         Check::Lacks("panicked"),

@@ -5,6 +5,12 @@
 //! response heads, `ETag`/`If-None-Match`, `Range`, bounded heads, and a live status
 //! page at `/` (cores, memory, devices, answers by status, connections, NIC traffic).
 //!
+//! The port is served by Rexo's own TCP, `rexo-tcp` ([`DEFAULT_TCP`]): answers are
+//! queued as pieces of the file cache and sent and retransmitted from there with their
+//! checksums precomputed, as in Cheetah. `httpd-smoltcp` and `httpd-test-smoltcp`
+//! ([`main_smoltcp`], [`main_test_smoltcp`]) serve on smoltcp's TCP instead, for
+//! comparison (docs/network.md has the measurement that chose).
+//!
 //! One core runs the server as a poll loop: poll the stack, accept, move every
 //! connection on as far as it goes without waiting. A connection that cannot move (a
 //! client that stopped reading, or vanished mid-answer) holds only itself up. When
@@ -24,6 +30,7 @@ extern crate alloc;
 mod client;
 mod site;
 mod status;
+mod transport;
 
 #[cfg(test)]
 mod tests;
@@ -34,10 +41,13 @@ use core::cell::RefCell;
 
 use rexo_api::{ApiError, DeviceKind, Kernel};
 use rexo_http::{Page, Site};
+use rexo_net::rexo_tcp;
 use rexo_net::{NetError, Stack, TcpOptions};
 
 use client::{Client, Ending, Progress};
 use status::{Counters, Snapshot};
+pub use transport::Tcp;
+use transport::Transport;
 
 /// The HTTP port.
 pub const HTTP_PORT: u16 = 80;
@@ -69,18 +79,44 @@ const TCP_OPTIONS: TcpOptions = TcpOptions {
     timeout_ms: Some(30_000),
 };
 
+/// The TCP `httpd` and `httpd-test` serve with (docs/network.md says why); the other
+/// one serves in `httpd-smoltcp` and `httpd-test-smoltcp`.
+pub const DEFAULT_TCP: Tcp = Tcp::Rexo;
+
+/// `rexo-tcp`'s settings: the buffers and bounds of [`TCP_OPTIONS`], [`BACKLOG`] and
+/// [`MAX_CLIENTS`], and the initial sequence numbers keyed by `secret`.
+fn rexo_tcp_config(secret: u64) -> rexo_tcp::Config {
+    rexo_tcp::Config {
+        recv_buffer: TCP_OPTIONS.receive_buffer,
+        backlog: BACKLOG,
+        max_connections: MAX_CLIENTS + BACKLOG,
+        secret,
+        ..rexo_tcp::Config::default()
+    }
+}
+
 /// The server, which runs until the machine stops.
 pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
-    run(kernel, false)
+    run(kernel, false, DEFAULT_TCP)
 }
 
 /// The server with the test hook: returns after answering `GET /__shutdown`.
 pub fn main_test(kernel: &Kernel) -> Result<(), ApiError> {
-    run(kernel, true)
+    run(kernel, true, DEFAULT_TCP)
 }
 
-/// Sets up the NIC, the stack and the site, then serves.
-fn run(kernel: &Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
+/// [`main`] on smoltcp.
+pub fn main_smoltcp(kernel: &Kernel) -> Result<(), ApiError> {
+    run(kernel, false, Tcp::Smoltcp)
+}
+
+/// [`main_test`] on smoltcp.
+pub fn main_test_smoltcp(kernel: &Kernel) -> Result<(), ApiError> {
+    run(kernel, true, Tcp::Smoltcp)
+}
+
+/// Sets up the NIC, the stack and the site, then serves with `tcp`.
+fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
     let Some(device) = kernel
         .devices()
         .into_iter()
@@ -110,6 +146,11 @@ fn run(kernel: &Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
         (kernel.now_ns() - started) / 1_000_000
     ));
     let mut stack = Stack::new(kernel, nic, 0, config).map_err(|error| failed(kernel, error))?;
+    // Apps have no entropy source yet: the boot-relative time and the MAC key the
+    // initial sequence numbers, as for smoltcp's seed (`rexo-net`).
+    let mac = stack.mac();
+    let secret = kernel.now_ns().rotate_left(17)
+        ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5e, 0xed]);
     // Can every receive queue wake this core? (Armed again before every nap: a wake is
     // one-shot.)
     let can_sleep = match stack.wake_on_receive(Some(kernel.core_index())) {
@@ -122,14 +163,20 @@ fn run(kernel: &Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
             false
         }
     };
-    let listener = stack
-        .listen(HTTP_PORT, BACKLOG, TCP_OPTIONS)
-        .map_err(|error| failed(kernel, error))?;
-    if let Some((address, prefix)) = stack.address() {
+    let mut net = Transport::serve(
+        stack,
+        tcp,
+        HTTP_PORT,
+        (BACKLOG, TCP_OPTIONS),
+        rexo_tcp_config(secret),
+    )
+    .map_err(|error| failed(kernel, error))?;
+    if let Some((address, prefix)) = net.stack.address() {
         kernel.log(format_args!(
-            "httpd: serving http://{address}:{HTTP_PORT}/ ({address}/{prefix} {}) on {}{}",
+            "httpd: serving http://{address}:{HTTP_PORT}/ ({address}/{prefix} {}) on {} with {}{}",
             config.how(),
             device.driver,
+            tcp.name(),
             if shutdown_hook {
                 ", test hook GET /__shutdown on"
             } else {
@@ -149,16 +196,16 @@ fn run(kernel: &Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
     };
     loop {
         let now = kernel.now_ns();
-        let mut moved = stack.poll(now).map_err(|error| failed(kernel, error))?;
+        let mut moved = net.stack.poll(now).map_err(|error| failed(kernel, error))?;
         while server.clients.len() < MAX_CLIENTS {
-            let Some(connection) = stack.accept(&listener) else {
+            let Some(connection) = net.accept() else {
                 break;
             };
             server.counters.get_mut().accepted += 1;
             server.clients.push(Client::new(connection, now));
             moved = true;
         }
-        moved |= server.step_clients(&mut stack, now);
+        moved |= server.step_clients(&mut net, now);
         if let Some(asked) = server.shutdown_asked_ns
             && (server.clients.iter().all(Client::is_between_answers)
                 || now - asked > SHUTDOWN_GRACE_NS)
@@ -168,12 +215,12 @@ fn run(kernel: &Kernel, shutdown_hook: bool) -> Result<(), ApiError> {
         if !moved && can_sleep {
             // A frame that came between the poll and the arming wakes the nap at once
             // (the kernel remembers it); naps are short besides.
-            let _ = stack.wake_on_receive(Some(kernel.core_index()));
+            let _ = net.stack.wake_on_receive(Some(kernel.core_index()));
             kernel.sleep_ns(IDLE_NAP_NS);
         }
     }
     server
-        .shut_down(&mut stack)
+        .shut_down(&mut net)
         .map_err(|error| failed(kernel, error))?;
     Ok(())
 }
@@ -202,11 +249,11 @@ struct Server<'k> {
 impl Server<'_> {
     /// Moves every connection on; gives finished ones back to the stack. Whether any
     /// byte moved.
-    fn step_clients(&mut self, stack: &mut Stack, now_ns: u64) -> bool {
+    fn step_clients(&mut self, tcp: &mut Transport, now_ns: u64) -> bool {
         let mut moved = false;
         let mut index = 0;
         // For the status page: the NIC's state as this poll round found it.
-        let (address, net) = (stack.address(), stack.counters());
+        let (address, net) = (tcp.stack.address(), tcp.stack.counters());
         while index < self.clients.len() {
             let Server {
                 kernel,
@@ -249,17 +296,14 @@ impl Server<'_> {
                 }
                 _ => Page::Unhandled,
             };
-            match client.step(stack, site, &mut pages, counters, now_ns) {
+            match client.step(tcp, site, &mut pages, counters, now_ns) {
                 Progress::Open { moved: step_moved } => {
                     moved |= step_moved;
                     index += 1;
                 }
                 Progress::Finished(ending) => {
-                    let connection = clients.swap_remove(index).into_connection();
-                    match ending {
-                        Ending::Close => stack.close(connection),
-                        Ending::Abort => stack.abort(connection),
-                    }
+                    let link = clients.swap_remove(index).into_link();
+                    tcp.finish(link, ending == Ending::Abort);
                     moved = true;
                 }
             }
@@ -268,14 +312,14 @@ impl Server<'_> {
     }
 
     /// Closes every connection, lets the FINs go out, and logs what was served.
-    fn shut_down(self, stack: &mut Stack) -> Result<(), NetError> {
+    fn shut_down(self, tcp: &mut Transport) -> Result<(), NetError> {
         let kernel = self.kernel;
         for client in self.clients {
-            stack.close(client.into_connection());
+            tcp.finish(client.into_link(), false);
         }
         let closing = kernel.now_ns();
         while kernel.now_ns() - closing < FINAL_FLUSH_NS {
-            stack.poll(kernel.now_ns())?;
+            tcp.stack.poll(kernel.now_ns())?;
         }
         let c = self.counters.borrow();
         kernel.log(format_args!(
@@ -289,9 +333,16 @@ impl Server<'_> {
             c.head_bytes,
             c.body_bytes
         ));
+        let stack = &mut tcp.stack;
         let n = stack.counters();
+        // Half-open connections given up: smoltcp's recycled sockets, or our own TCP's
+        // evicted and expired entries.
+        let own = stack.own_tcp().map(|own| own.stats().clone());
+        let stale = own.as_ref().map_or(n.half_open_recycled, |s| {
+            s.half_open_evicted + s.half_open_expired
+        });
         kernel.log(format_args!(
-            "httpd: NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped; {} stale handshakes dropped",
+            "httpd: NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped; {stale} stale handshakes dropped",
             n.rx_frames,
             n.rx_bytes,
             n.tx_frames,
@@ -299,8 +350,21 @@ impl Server<'_> {
             n.replies_copied,
             n.reply_bytes_copied,
             n.tx_dropped,
-            n.half_open_recycled
         ));
+        if let Some(s) = own {
+            let o = stack.own_counters();
+            kernel.log(format_args!(
+                "httpd: rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces), {} SYNs, {} resets sent, {} bad segments, {} without a way back",
+                s.segments_in,
+                s.segments_out,
+                s.segments_retransmitted,
+                o.tx_pieces,
+                s.syns,
+                s.rst_sent,
+                s.truncated + s.bad_header + s.not_tcp + s.bad_checksum,
+                o.no_neighbour
+            ));
+        }
         kernel.log(format_args!("httpd: done"));
         Ok(())
     }

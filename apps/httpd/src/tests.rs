@@ -2,17 +2,18 @@
 //! stack, test clients on another, joined by a simulated wire with a simulated clock,
 //! so every run is the same. Pipelining, a peer gone mid-body beside a normal one, a
 //! 100 KB head, idle connections, and mutated request streams from a deterministic
-//! generator.
+//! generator. Each test runs twice: the server's port on smoltcp and on `rexo-tcp`.
 
 use std::cell::RefCell;
 use std::vec::Vec;
 
 use rexo_http::{Page, Site, Step};
 use rexo_net::wire::Wire;
-use rexo_net::{Config, Connection, Endpoint, Ipv4Addr, Listener, Stack, TcpOptions};
+use rexo_net::{Config, Connection, Endpoint, Ipv4Addr, Stack, TcpOptions};
 
 use crate::client::{Client, Ending, IDLE_TIMEOUT_NS, Progress};
 use crate::status::Counters;
+use crate::transport::{Tcp, Transport};
 use crate::{HTTP_PORT, TCP_OPTIONS};
 
 /// The server's address.
@@ -25,9 +26,8 @@ const ROUND_NS: u64 = 100_000;
 /// The server (its stack, site and clients) and a peer stack for the test clients.
 struct World {
     wire: Wire,
-    server: Stack,
+    server: Transport,
     peer: Stack,
-    listener: Listener,
     site: Site,
     counters: RefCell<Counters>,
     clients: Vec<Client>,
@@ -35,7 +35,7 @@ struct World {
 }
 
 impl World {
-    fn new() -> World {
+    fn new(tcp: Tcp) -> World {
         // A transmit ring no test fills: frames cross at every carry.
         let (wire, server_end, peer_end) =
             Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 1 << 16);
@@ -48,14 +48,20 @@ impl World {
             };
             Stack::start(Box::new(end), 0, config, 0).unwrap()
         };
-        let mut server = stack(server_end, SERVER);
+        let server = stack(server_end, SERVER);
         let peer = stack(peer_end, PEER);
-        let listener = server.listen(HTTP_PORT, 8, TCP_OPTIONS).unwrap();
+        let server = Transport::serve(
+            server,
+            tcp,
+            HTTP_PORT,
+            (8, TCP_OPTIONS),
+            crate::rexo_tcp_config(7),
+        )
+        .unwrap();
         World {
             wire,
             server,
             peer,
-            listener,
             site: crate::site::build(Vec::new()).0,
             counters: RefCell::default(),
             clients: Vec::new(),
@@ -67,8 +73,8 @@ impl World {
     fn round(&mut self) {
         self.peer.poll(self.now_ns).unwrap();
         self.wire.carry(|_| true);
-        self.server.poll(self.now_ns).unwrap();
-        while let Some(connection) = self.server.accept(&self.listener) {
+        self.server.stack.poll(self.now_ns).unwrap();
+        while let Some(connection) = self.server.accept() {
             self.clients.push(Client::new(connection, self.now_ns));
         }
         let mut index = 0;
@@ -87,11 +93,8 @@ impl World {
             match progress {
                 Progress::Open { .. } => index += 1,
                 Progress::Finished(ending) => {
-                    let connection = self.clients.swap_remove(index).into_connection();
-                    match ending {
-                        Ending::Close => self.server.close(connection),
-                        Ending::Abort => self.server.abort(connection),
-                    }
+                    let link = self.clients.swap_remove(index).into_link();
+                    self.server.finish(link, ending == Ending::Abort);
                 }
             }
         }
@@ -188,9 +191,8 @@ fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: rexo\r\n\r\n").into_bytes()
 }
 
-#[test]
-fn pipelined_requests_are_answered_in_order_byte_exact() {
-    let mut world = World::new();
+fn pipelined_requests_are_answered_in_order_byte_exact(tcp: Tcp) {
+    let mut world = World::new(tcp);
     let connection = world.connect();
     let paths = [
         "/1k.txt",
@@ -213,9 +215,8 @@ fn pipelined_requests_are_answered_in_order_byte_exact() {
     assert_eq!(counters.by_status.get(&404), Some(&1));
 }
 
-#[test]
-fn a_peer_gone_mid_body_stops_only_its_own_connection() {
-    let mut world = World::new();
+fn a_peer_gone_mid_body_stops_only_its_own_connection(tcp: Tcp) {
+    let mut world = World::new(tcp);
     let gone = world.connect();
     world.send(&gone, &get("/10m.bin"));
     let part = world.receive(&gone, Some(200_000));
@@ -233,9 +234,8 @@ fn a_peer_gone_mid_body_stops_only_its_own_connection() {
     assert_eq!(world.clients.len(), 1, "the broken connection was dropped");
 }
 
-#[test]
-fn a_100_kb_head_is_answered_431_and_the_rest_discarded() {
-    let mut world = World::new();
+fn a_100_kb_head_is_answered_431_and_the_rest_discarded(tcp: Tcp) {
+    let mut world = World::new(tcp);
     let connection = world.connect();
     let mut request = b"GET /1k.txt HTTP/1.1\r\nHost: rexo\r\nX-Filler: ".to_vec();
     request.resize(request.len() + 100_000, b'a');
@@ -253,9 +253,8 @@ fn a_100_kb_head_is_answered_431_and_the_rest_discarded() {
     assert_eq!(world.counters.borrow().linger_reset, 0);
 }
 
-#[test]
-fn idle_connections_are_closed() {
-    let mut world = World::new();
+fn idle_connections_are_closed(tcp: Tcp) {
+    let mut world = World::new(tcp);
     let idle = world.connect();
     // Half a request, then silence.
     world.send(&idle, b"GET /1k.txt HTTP/1.1\r\n");
@@ -284,9 +283,8 @@ impl XorShift {
     }
 }
 
-#[test]
-fn mutated_request_streams_get_well_formed_answers_and_bounded_buffers() {
-    let mut world = World::new();
+fn mutated_request_streams_get_well_formed_answers_and_bounded_buffers(tcp: Tcp) {
+    let mut world = World::new(tcp);
     let seeds: [&[u8]; 4] = [
         b"GET /1k.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=3-9\r\n\r\n",
         b"HEAD /style.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
@@ -339,4 +337,27 @@ fn mutated_request_streams_get_well_formed_answers_and_bounded_buffers() {
     let expected = world.expected(&request);
     world.send(&connection, &request);
     assert_eq!(world.receive(&connection, Some(expected.len())), expected);
+}
+
+/// Each test of this file on both TCPs.
+macro_rules! on_both {
+    ($($test:ident: $smoltcp:ident, $rexo:ident;)*) => {$(
+        #[test]
+        fn $smoltcp() {
+            $test(Tcp::Smoltcp);
+        }
+
+        #[test]
+        fn $rexo() {
+            $test(Tcp::Rexo);
+        }
+    )*};
+}
+
+on_both! {
+    pipelined_requests_are_answered_in_order_byte_exact: pipelined_requests_are_answered_in_order_byte_exact_on_smoltcp, pipelined_requests_are_answered_in_order_byte_exact_on_rexo_tcp;
+    a_peer_gone_mid_body_stops_only_its_own_connection: a_peer_gone_mid_body_stops_only_its_own_connection_on_smoltcp, a_peer_gone_mid_body_stops_only_its_own_connection_on_rexo_tcp;
+    a_100_kb_head_is_answered_431_and_the_rest_discarded: a_100_kb_head_is_answered_431_and_the_rest_discarded_on_smoltcp, a_100_kb_head_is_answered_431_and_the_rest_discarded_on_rexo_tcp;
+    idle_connections_are_closed: idle_connections_are_closed_on_smoltcp, idle_connections_are_closed_on_rexo_tcp;
+    mutated_request_streams_get_well_formed_answers_and_bounded_buffers: mutated_request_streams_get_well_formed_answers_and_bounded_buffers_on_smoltcp, mutated_request_streams_get_well_formed_answers_and_bounded_buffers_on_rexo_tcp;
 }

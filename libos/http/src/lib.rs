@@ -7,10 +7,10 @@
 //!   the caller never buffers a 100 KB header.
 //! - [`FileTable`] holds the static files. Each [`StaticFile`] carries, computed once at
 //!   insertion, its `Content-Type`, a strong `ETag`, the whole `200` response head (one
-//!   per connection disposition, so serving formats nothing) and the one's complement
-//!   sums of its body in [`SEGMENT`]-byte chunks, from which
-//!   [`StaticFile::segment_checksum`] gives the TCP checksum contribution of any part of
-//!   the body without reading aligned chunks again.
+//!   per connection disposition, so serving formats nothing), its bytes as a
+//!   `rexo_tcp::Blob` holding the one's complement sum of each 64-byte block, from which
+//!   [`StaticFile::segment_checksum`] and `rexo-tcp` give the TCP checksum contribution
+//!   of any part of the body without reading whole blocks again.
 //! - [`Site::serve`] turns buffered bytes into a [`Response`]: a head slice and a
 //!   [`Body`] that, for files, names the file and a byte range of it instead of copying,
 //!   so the TCP library OS can segment and retransmit straight from the file cache.
@@ -30,7 +30,7 @@ mod links;
 mod parse;
 mod response;
 
-pub use files::{FileTable, SEGMENT, StaticFile, content_type_for};
+pub use files::{FileTable, StaticFile, content_type_for};
 pub use links::linked_paths;
 pub use parse::{Fields, Limits, Method, Parsed, Request, Version, parse};
 pub use response::{Body, Page, Persistence, Response, Site, Status, Step};

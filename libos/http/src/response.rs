@@ -6,6 +6,7 @@ use crate::parse::{Limits, Method, Parsed, Request, Version, parse, trim_whitesp
 use alloc::borrow::Cow;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use rexo_tcp::Piece;
 
 /// The statuses the engine answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,6 +246,31 @@ impl Response {
     /// The body.
     pub fn body(&self) -> &Body {
         &self.body
+    }
+
+    /// The answer as the pieces a TCP connection sends, head then body, none empty: a
+    /// prebuilt head and a file body as ranges of the file's blobs (shared, not
+    /// copied, their checksums precomputed), built heads and bodies as owned bytes.
+    pub fn into_pieces(self) -> Vec<Piece> {
+        let head = match self.head {
+            Head::Prebuilt(file) => {
+                let blob = file.ok_head_blob(self.persistence).clone();
+                let len = blob.bytes().len();
+                Piece::shared(blob, 0, len)
+            }
+            Head::Built(bytes) => Some(Piece::owned(bytes)),
+        };
+        let body = match self.body {
+            Body::Empty => None,
+            Body::File { file, offset, len } => {
+                Piece::shared(file.blob().clone(), offset, offset + len)
+            }
+            Body::Owned(bytes) => Some(Piece::owned(bytes)),
+        };
+        head.into_iter()
+            .chain(body)
+            .filter(|piece| !piece.is_empty())
+            .collect()
     }
 
     /// A built answer.

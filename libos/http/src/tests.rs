@@ -3,8 +3,12 @@
 
 use super::*;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+
+/// A full TCP segment's payload on Ethernet, the unit the checksum tests cut files in.
+const SEGMENT: usize = 1460;
 
 const INDEX: &[u8] = b"<h1>Rexo</h1>\n";
 
@@ -624,31 +628,49 @@ fn segment_checksums_match_a_direct_computation() {
 }
 
 #[test]
-fn segments_packed_behind_a_prebuilt_head_fall_on_precomputed_chunks() {
-    let mut random = Random(13);
+fn file_answers_are_pieces_of_the_file_cache_not_copies() {
     let mut files = FileTable::new();
-    for size in [0, 1, 100, SEGMENT - 1, SEGMENT, 5 * SEGMENT + 3, 1 << 20] {
-        files.insert_owned("/f", random.bytes(size));
-        let file = files.get(b"/f").unwrap();
-        for persistence in Persistence::ALL {
-            // The body as a TCP layer packs it: the first segment holds the head.
-            let head = file.ok_head(persistence).len();
-            let mut offset = 0;
-            let mut room = SEGMENT - head;
-            while offset < size {
-                let len = room.min(size - offset);
-                let expected = direct_sum(&file.content()[offset..offset + len]);
-                assert_eq!(file.segment_checksum(offset, len), Some(expected));
-                let end = offset + len;
-                let grid = file.grid_for(offset, end);
-                assert!(grid.has_boundary_at(offset, size), "{size} {offset}");
-                assert!(grid.has_boundary_at(end, size), "{size} {end}");
-                offset = end;
-                room = SEGMENT;
-            }
-        }
-    }
-    assert_eq!(ones_complement_sum(&[]), 0);
+    let content: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+    files.insert_owned("/f.txt", content.clone());
+    let site = Site::new(files, Limits::default());
+    let file = site.files.get(b"/f.txt").unwrap().clone();
+    let answer = |request: &[u8]| match site.serve(request, &mut |_| Page::Unhandled) {
+        Step::Answer { response, .. } => response,
+        Step::NeedMore => panic!("no answer"),
+    };
+    // A whole file: the prebuilt head's blob, then the file's own bytes.
+    let response = answer(b"GET /f.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head = response.head().to_vec();
+    let pieces = response.into_pieces();
+    assert_eq!(pieces.len(), 2);
+    assert_eq!(pieces[0].len(), head.len());
+    assert_eq!(pieces[1].len(), content.len());
+    let head_blob = file.ok_head_blob(Persistence::KeepAlive);
+    assert_eq!(head_blob.bytes(), &head[..]);
+    // Shared, not copied: the pieces hold the file's blobs.
+    assert_eq!(Arc::strong_count(head_blob), 2);
+    assert_eq!(Arc::strong_count(file.blob()), 2);
+    // A range: a sub-range of the same blob; its checksum from the stored sums.
+    let response = answer(b"GET /f.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=1001-2000\r\n\r\n");
+    assert_eq!(response.status(), Status::PartialContent);
+    let pieces = response.into_pieces();
+    assert_eq!(pieces.len(), 2);
+    assert_eq!(pieces[1].len(), 1000);
+    assert_eq!(
+        file.segment_checksum(1001, 1000),
+        Some(direct_sum(&content[1001..2001]))
+    );
+    // A HEAD answer has no body piece; an error answer owns its bytes.
+    assert_eq!(
+        answer(b"HEAD /f.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .into_pieces()
+            .len(),
+        1
+    );
+    let missing = answer(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    let total = missing.head().len() + missing.body().bytes().len();
+    let pieces = missing.into_pieces();
+    assert_eq!(pieces.iter().map(|p| p.len()).sum::<usize>(), total);
 }
 
 #[test]

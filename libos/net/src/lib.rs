@@ -18,9 +18,15 @@
 //! retransmit, keep-alive, Nagle (off here by default) and RTT estimation today; its
 //! socket-per-connection model maps onto a poll loop without threads. What it costs is
 //! described in the adapter (`device.rs`): received frames are processed in place, but
-//! replies made while processing one are copied once. The choice by measurement
-//! (smoltcp against an own stack with Cheetah's merged file cache and retransmission
-//! pool) stays open: this API hides smoltcp's types so the stack under it can change.
+//! replies made while processing one are copied once.
+//!
+//! # Our own TCP for chosen ports
+//!
+//! An app can serve a TCP port with Rexo's own TCP instead ([`Stack::serve_own`]): its
+//! segments go to a [`rexo_tcp::Endpoint`] in place, which sends from the app's shared
+//! buffers (a file cache) with precomputed checksums, Cheetah's merged file cache and
+//! retransmission pool; everything else stays with smoltcp. httpd does this: measured
+//! against smoltcp (docs/network.md), it serves faster.
 //!
 //! # Cores
 //!
@@ -39,6 +45,7 @@ mod device;
 /// A DNS responder for tests (host only).
 #[cfg(not(target_os = "none"))]
 pub mod dnsserver;
+mod owntcp;
 mod stack;
 mod tso;
 /// A simulated wire between two NICs, for host tests (host only).
@@ -47,6 +54,9 @@ pub mod wire;
 
 pub use core::net::Ipv4Addr;
 pub use device::Counters;
+pub use owntcp::{NEIGHBOURS, OwnCounters};
+/// Our own TCP, for the ports [`Stack::serve_own`] serves with it.
+pub use rexo_tcp;
 pub use stack::{
     Config, Connection, DnsQuery, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Listener, NetError,
     PING_MAX_DATA, PingSocket, Stack, TcpOptions, UdpOptions, UdpSocket, attach,

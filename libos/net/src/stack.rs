@@ -20,6 +20,7 @@ use smoltcp::wire::{
 };
 
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
+use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::tso::Tso;
 
 /// Frames taken from the NIC per `NetDevice::receive` call: enough to amortise the
@@ -386,6 +387,8 @@ pub struct Stack {
     closing: Vec<SocketHandle>,
     /// The local port the next outgoing connection tries first.
     next_port: u16,
+    /// The ports served by our own TCP instead of smoltcp ([`Stack::serve_own`]).
+    own: Option<OwnTcp>,
 }
 
 impl Stack {
@@ -513,6 +516,7 @@ impl Stack {
             udp_ports: Vec::new(),
             closing: Vec::new(),
             next_port: *EPHEMERAL_PORTS.start(),
+            own: None,
         }
     }
 
@@ -674,6 +678,19 @@ impl Stack {
         self.now_ns = now_ns;
         let now = instant(now_ns);
         let mut changed = false;
+        // Our own TCP sends first: what the app queued since the last poll, with the
+        // ACKs owed for what that poll received riding on it (`owntcp.rs`).
+        let mac = self.mac();
+        if let Some(own) = self.own.as_mut() {
+            own.output(
+                now_ns,
+                self.nic.as_mut(),
+                self.queue,
+                mac,
+                &mut self.counters,
+            )?;
+        }
+        let address = self.iface.ipv4_addr().map(|a| a.octets());
         for _ in 0..RECEIVE_BATCHES {
             let Self {
                 nic,
@@ -686,6 +703,7 @@ impl Stack {
                 counters,
                 backlog,
                 listeners,
+                own,
                 ..
             } = self;
             let mut batch_full = false;
@@ -695,6 +713,13 @@ impl Stack {
                 let received = nic.receive(from, RECEIVE_BATCH, &mut |frame| {
                     counters.rx_frames += 1;
                     counters.rx_bytes += frame.len() as u64;
+                    // The ports served by our own TCP take their segments first.
+                    if let Some(own) = own.as_mut()
+                        && own.input(now_ns, frame, address)
+                    {
+                        changed = true;
+                        return;
+                    }
                     let frame = match backlog.tso_mut() {
                         Some(tso) => {
                             tso.inbound(frame, |flow| receive_buffer(listeners, sockets, flow))
@@ -858,11 +883,47 @@ impl Stack {
         });
     }
 
-    /// Whether a listener of this stack uses TCP `port`.
+    /// Whether a listener of this stack, or our own TCP, uses TCP `port`.
     fn tcp_port_taken(&self, port: u16) -> bool {
         self.listeners
             .iter()
             .any(|l| l.port == port && l.backlog > 0)
+            || self.own.as_ref().is_some_and(|own| own.serves(port))
+    }
+
+    /// Serves TCP `port` with Rexo's own TCP (`rexo-tcp`) instead of smoltcp: its
+    /// segments to this stack's address go to one `rexo_tcp::Endpoint` made with
+    /// `config` at the first call (later calls add ports to it), which
+    /// [`own_tcp`](Self::own_tcp) lends between polls to accept connections, read and
+    /// queue `Piece`s; [`poll`](Self::poll) feeds it received segments in place and
+    /// sends what it emits, each segment one frame filled from its pieces (see `owntcp.rs`). Everything
+    /// else stays with smoltcp. [`NetError::PortInUse`] if a listener or our own TCP
+    /// already serves the port.
+    pub fn serve_own(&mut self, port: u16, config: rexo_tcp::Config) -> Result<(), NetError> {
+        if port == 0 {
+            return Err(NetError::PortZero);
+        }
+        if self.tcp_port_taken(port) {
+            return Err(NetError::PortInUse(port));
+        }
+        let own = self
+            .own
+            .get_or_insert_with(|| OwnTcp::new(rexo_tcp::Endpoint::new(config)));
+        own.listen(port).map_err(|_| NetError::PortInUse(port))
+    }
+
+    /// The endpoint of the ports served by our own TCP, if [`serve_own`](Self::serve_own)
+    /// made one.
+    pub fn own_tcp(&mut self) -> Option<&mut rexo_tcp::Endpoint> {
+        self.own.as_mut().map(|own| &mut own.endpoint)
+    }
+
+    /// What the ports served by our own TCP moved (zero without them).
+    pub fn own_counters(&self) -> OwnCounters {
+        self.own
+            .as_ref()
+            .map(|own| own.counters)
+            .unwrap_or_default()
     }
 
     /// Listens on TCP `port` with up to `backlog` connections half-open or waiting for

@@ -6,6 +6,7 @@
 //! [`BLOCK`]-byte block of its bytes once, so the payload share of any segment's
 //! checksum is composed from the stored sums plus at most two partial blocks.
 
+use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
@@ -66,14 +67,24 @@ fn fold(mut total: u64) -> u16 {
 /// them, with the one's complement sum of each [`BLOCK`]-byte block computed once.
 #[derive(Debug)]
 pub struct Blob {
-    bytes: Box<[u8]>,
+    bytes: Cow<'static, [u8]>,
     block_sums: Box<[u16]>,
 }
 
 impl Blob {
     /// Takes `bytes` and sums each of its blocks (the only pass over them).
     pub fn new(bytes: impl Into<Box<[u8]>>) -> Blob {
-        let bytes = bytes.into();
+        Blob::summed(Cow::Owned(bytes.into().into_vec()))
+    }
+
+    /// Borrows `bytes` that live as long as the program (a file in the app's image:
+    /// not copied) and sums each of its blocks.
+    pub fn new_static(bytes: &'static [u8]) -> Blob {
+        Blob::summed(Cow::Borrowed(bytes))
+    }
+
+    /// The blob of `bytes`, each block summed.
+    fn summed(bytes: Cow<'static, [u8]>) -> Blob {
         let block_sums: Vec<u16> = bytes.chunks(BLOCK).map(sum).collect();
         Blob {
             bytes,
@@ -164,6 +175,10 @@ mod tests {
         }
         assert_eq!(blob.sum_range(10, 5001), None);
         assert_eq!(blob.sum_range(11, 10), None);
+        let data: &'static [u8] = b"a borrowed blob of an odd length: 37";
+        let borrowed = Blob::new_static(data);
+        assert_eq!(borrowed.bytes().as_ptr(), data.as_ptr(), "not copied");
+        assert_eq!(borrowed.sum_range(1, data.len()), Some(naive(&data[1..])));
     }
 
     #[test]

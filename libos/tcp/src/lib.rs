@@ -41,6 +41,7 @@ pub use wire::{ACK, FIN, Header, Malformed, PSH, RST, SYN, Segment, parse};
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use conn::{Conn, Output, Setup};
+use core::ops::Bound;
 
 /// The knobs of an [`Endpoint`]; [`Config::default`] suits a web server.
 #[derive(Clone, Debug)]
@@ -239,6 +240,16 @@ pub struct Tuple {
     pub remote_port: u16,
 }
 
+impl Tuple {
+    /// The least tuple (an empty range ends before it).
+    const MIN: Tuple = Tuple {
+        local: [0; 4],
+        local_port: 0,
+        remote: [0; 4],
+        remote_port: 0,
+    };
+}
+
 /// A segment to send: the IPv4 and TCP headers, checksums filled in, and the payload
 /// as slices of the queued pieces (in order, to be sent right after the headers).
 #[derive(Debug)]
@@ -315,6 +326,10 @@ pub struct Endpoint {
     time_wait: BTreeMap<Tuple, TimeWait>,
     /// RSTs and ACKs owed to segments without a connection, bounded.
     replies: VecDeque<Header>,
+    /// The connection whose segment `emit` last refused: the next poll starts with the
+    /// one after it, so that a full transmit ring is shared in turn, not taken by the
+    /// first connections every time.
+    resume: Option<Tuple>,
     ip_id: u16,
     stats: Stats,
 }
@@ -353,6 +368,7 @@ impl Endpoint {
             by_tuple: BTreeMap::new(),
             time_wait: BTreeMap::new(),
             replies: VecDeque::new(),
+            resume: None,
             ip_id: 0,
             stats: Stats::default(),
         }
@@ -691,7 +707,8 @@ impl Endpoint {
     }
 
     /// Runs the timers due at `now` and hands every segment due to `emit` (which
-    /// returns `false` when it can take no more: the rest waits for the next call).
+    /// returns `false` when it can take no more: the rest waits for the next call,
+    /// which starts with the connection after the one refused).
     pub fn poll(&mut self, now: u64, emit: &mut dyn FnMut(&Outgoing<'_>) -> bool) {
         self.run_timers(now);
         let window = self.config.recv_buffer.min(0xffff) as u16;
@@ -726,11 +743,20 @@ impl Endpoint {
             half.send_now = false;
         }
         let mut finished = Vec::new();
-        for (tuple, &index) in &self.by_tuple {
+        let start = self.resume.take();
+        // After the refused connection to the end, then from the start to it.
+        let (from, to): (Bound<&Tuple>, Bound<&Tuple>) = match &start {
+            Some(start) => (Bound::Excluded(start), Bound::Included(start)),
+            None => (Bound::Unbounded, Bound::Excluded(&Tuple::MIN)),
+        };
+        let later = self.by_tuple.range((from, Bound::Unbounded));
+        let earlier = self.by_tuple.range((Bound::Unbounded, to));
+        for (tuple, &index) in later.chain(earlier) {
             let Some(conn) = self.slots[index].conn.as_mut() else {
                 continue;
             };
             if !conn.output(now, &mut out) {
+                self.resume = Some(*tuple);
                 return;
             }
             if conn.released && matches!(conn.state, State::Closed | State::TimeWait) {

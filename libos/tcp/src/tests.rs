@@ -744,6 +744,41 @@ fn an_emitter_that_refuses_loses_nothing() {
 }
 
 #[test]
+fn a_full_emitter_is_shared_by_the_connections_in_turn() {
+    let mut ep = server(Config::default());
+    let ports = [5000, 5001, 5002];
+    let ids: Vec<ConnId> = ports
+        .iter()
+        .map(|&port| connect(&mut ep, 0, port, Some(1000), None, 60_000).0)
+        .collect();
+    for id in ids {
+        // Ten segments' worth each, more than one poll's room.
+        ep.send(id, Piece::shared(blob(10_000), 0, 10_000).unwrap())
+            .unwrap();
+    }
+    // An emitter with room for four segments per poll, as a small transmit ring.
+    let mut served = Vec::new();
+    for _ in 0..3 {
+        let mut room = 4;
+        ep.poll(0, &mut |segment| {
+            if room == 0 {
+                return false;
+            }
+            room -= 1;
+            served.push(u16::from_be_bytes([
+                segment.headers[22],
+                segment.headers[23],
+            ]));
+            true
+        });
+    }
+    // Every connection got segments within the three polls, not only the first.
+    for port in ports {
+        assert!(served.contains(&port), "{port} waited: {served:?}");
+    }
+}
+
+#[test]
 fn malformed_packets_are_counted_and_never_panic() {
     let mut ep = server(Config::default());
     let (_, peer) = connect(&mut ep, 0, 5000, None, None, 60_000);

@@ -1,0 +1,276 @@
+//! TCP ports served by Rexo's own TCP (`rexo-tcp`) instead of smoltcp
+//! ([`Stack::serve_own`](crate::Stack::serve_own)).
+//!
+//! Receiving: [`Stack::poll`](crate::Stack::poll) shows each frame the NIC lends it to
+//! [`OwnTcp::input`] first. An IPv4 TCP segment to the stack's address and one of the
+//! served ports (not a later fragment) goes to the `rexo_tcp::Endpoint` in place, in
+//! the driver's buffer; everything else (ARP, ICMP, DHCP, UDP, other ports) goes on
+//! to smoltcp as before.
+//!
+//! Sending: at the start of each poll, before receiving, [`OwnTcp::output`] runs the
+//! endpoint's timers and hands each segment it emits to the NIC. Sending first lets
+//! the ACK owed for a request received at one poll ride on the answer the app queued
+//! before the next, instead of going alone (the app polls again at once after a poll
+//! that took frames: [`Stack::poll`](crate::Stack::poll) says so). Each segment goes
+//! as one frame in one transmit buffer: the Ethernet header, the segment's IPv4 and
+//! TCP headers, then its payload pieces (slices of a prebuilt head or of a file's
+//! `Blob`) written one after the other straight from the pieces: the one copy into
+//! the device's memory every frame costs. Gathering them, a NIC segment per piece
+//! (`send_segments`), copies the same bytes, since every driver's segments are DMA
+//! buffers of its own, and takes a ring entry per piece: measured slower
+//! (docs/network.md). The checksums are the ones `rexo-tcp` filled in, composed from
+//! the blobs' precomputed block sums: checksum offload is not asked for, since the
+//! precomputed sum costs a few additions per segment where the NIC would read every
+//! byte again.
+//!
+//! The Ethernet destination is the source address of the last frame received from the
+//! segment's IPv4 destination, not smoltcp's ARP cache: a server only answers peers that
+//! spoke first, so the frame that brought their segment names the next hop back (the
+//! peer itself on the link, or the router that forwarded it), without an ARP exchange
+//! or a lookup in smoltcp's neighbour cache, which it does not make public. The table
+//! is bounded (two generations of [`NEIGHBOURS`] addresses: a flood of spoofed
+//! sources pushes out only addresses quiet for that long); a segment to an address it
+//! no longer holds is dropped and counted ([`OwnCounters::no_neighbour`]) and TCP's
+//! retransmission sends it again once the peer's next frame named the way back.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use rexo_api::device::ETHERNET_HEADER;
+use rexo_api::{DeviceError, NetDevice};
+use rexo_tcp::{Endpoint, Outgoing};
+
+use crate::device::Counters;
+
+/// Addresses per generation of the neighbour table.
+pub const NEIGHBOURS: usize = 1024;
+
+/// The Ethernet type of IPv4.
+const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+
+/// What the ports served by `rexo-tcp` moved, beside the NIC's [`Counters`] (which
+/// count these frames too).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnCounters {
+    /// Frames handed to `rexo-tcp`, in place.
+    pub rx_frames: u64,
+    /// Frames sent for it.
+    pub tx_frames: u64,
+    /// Payload pieces those frames carried (a segment across a head and a body has two).
+    pub tx_pieces: u64,
+    /// Segments dropped because no frame from their destination was remembered.
+    pub no_neighbour: u64,
+}
+
+/// The neighbour table: IPv4 address to the MAC address its frames came from, in two
+/// generations; when the newer one is full the older one is forgotten.
+struct Neighbours {
+    /// Addresses seen since the last turn.
+    newer: BTreeMap<[u8; 4], [u8; 6]>,
+    /// Addresses seen in the generation before.
+    older: BTreeMap<[u8; 4], [u8; 6]>,
+}
+
+impl Neighbours {
+    /// Remembers that `ip`'s frames come from `mac`.
+    fn learn(&mut self, ip: [u8; 4], mac: [u8; 6]) {
+        if self.newer.get(&ip) == Some(&mac) {
+            return;
+        }
+        if self.newer.len() >= NEIGHBOURS && !self.newer.contains_key(&ip) {
+            self.older = core::mem::take(&mut self.newer);
+        }
+        self.newer.insert(ip, mac);
+    }
+
+    /// Where frames to `ip` go.
+    fn get(&self, ip: [u8; 4]) -> Option<[u8; 6]> {
+        self.newer.get(&ip).or_else(|| self.older.get(&ip)).copied()
+    }
+}
+
+/// The `rexo-tcp` side of a [`Stack`](crate::Stack): the endpoint, its ports and the
+/// way back to its peers.
+pub(crate) struct OwnTcp {
+    /// The TCP engine, which the app drives between polls.
+    pub(crate) endpoint: Endpoint,
+    /// The local ports it serves.
+    ports: Vec<u16>,
+    /// The way back to each peer.
+    neighbours: Neighbours,
+    /// What moved.
+    pub(crate) counters: OwnCounters,
+}
+
+impl OwnTcp {
+    /// The endpoint, serving nothing yet.
+    pub(crate) fn new(endpoint: Endpoint) -> OwnTcp {
+        OwnTcp {
+            endpoint,
+            ports: Vec::new(),
+            neighbours: Neighbours {
+                newer: BTreeMap::new(),
+                older: BTreeMap::new(),
+            },
+            counters: OwnCounters::default(),
+        }
+    }
+
+    /// Whether `port` is served here.
+    pub(crate) fn serves(&self, port: u16) -> bool {
+        self.ports.contains(&port)
+    }
+
+    /// Serves `port` (the caller checked that nothing else does).
+    pub(crate) fn listen(&mut self, port: u16) -> Result<(), rexo_tcp::Error> {
+        self.endpoint.listen(port)?;
+        self.ports.push(port);
+        Ok(())
+    }
+
+    /// Takes `frame` if it is an IPv4 TCP segment to `address` and a served port and
+    /// hands it to the endpoint in place; `false` leaves it to smoltcp.
+    pub(crate) fn input(&mut self, now_ns: u64, frame: &[u8], address: Option<[u8; 4]>) -> bool {
+        let Some(address) = address else {
+            return false;
+        };
+        if frame.len() < ETHERNET_HEADER + 20 || frame[12..14] != ETHERTYPE_IPV4 {
+            return false;
+        }
+        let packet = &frame[ETHERNET_HEADER..];
+        let header = usize::from(packet[0] & 0x0f) * 4;
+        // A later fragment has no TCP header where one would be: not ours to judge.
+        let later_fragment = u16::from_be_bytes([packet[6], packet[7]]) & 0x1fff != 0;
+        if packet[0] >> 4 != 4
+            || header < 20
+            || packet[9] != 6
+            || packet[16..20] != address
+            || later_fragment
+            || packet.len() < header + 4
+        {
+            return false;
+        }
+        let port = u16::from_be_bytes([packet[header + 2], packet[header + 3]]);
+        if !self.serves(port) {
+            return false;
+        }
+        let mut source = [0; 6];
+        source.copy_from_slice(&frame[6..12]);
+        let mut peer = [0; 4];
+        peer.copy_from_slice(&packet[12..16]);
+        self.neighbours.learn(peer, source);
+        self.counters.rx_frames += 1;
+        self.endpoint.input(now_ns, packet);
+        true
+    }
+
+    /// Runs the endpoint's timers and sends what it has on `queue` from `mac`, until it
+    /// has nothing more or the ring is full. Only a revoked NIC is an error; a frame
+    /// the NIC refuses otherwise is dropped and counted (TCP sends it again).
+    pub(crate) fn output(
+        &mut self,
+        now_ns: u64,
+        nic: &mut dyn NetDevice,
+        queue: usize,
+        mac: [u8; 6],
+        nic_counters: &mut Counters,
+    ) -> Result<(), DeviceError> {
+        let Self {
+            endpoint,
+            neighbours,
+            counters,
+            ..
+        } = self;
+        let mut revoked = false;
+        endpoint.poll(now_ns, &mut |segment| {
+            let headers = segment.headers;
+            let mut peer = [0; 4];
+            peer.copy_from_slice(&headers[16..20]);
+            let Some(next_hop) = neighbours.get(peer) else {
+                counters.no_neighbour += 1;
+                return true;
+            };
+            match send(nic, queue, [next_hop, mac], segment, counters) {
+                Ok(len) => {
+                    nic_counters.tx_frames += 1;
+                    nic_counters.tx_bytes += len as u64;
+                    true
+                }
+                Err(DeviceError::QueueFull) => false,
+                Err(DeviceError::Revoked) => {
+                    revoked = true;
+                    false
+                }
+                Err(_) => {
+                    nic_counters.tx_dropped += 1;
+                    true
+                }
+            }
+        });
+        if revoked {
+            Err(DeviceError::Revoked)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Sends `segment` from `addresses[1]` to `addresses[0]` as one frame, its pieces
+/// copied one after the other into the transmit buffer; the frame's length.
+fn send(
+    nic: &mut dyn NetDevice,
+    queue: usize,
+    addresses: [[u8; 6]; 2],
+    segment: &Outgoing<'_>,
+    counters: &mut OwnCounters,
+) -> Result<usize, DeviceError> {
+    let len = ETHERNET_HEADER + segment.len();
+    nic.send_frame(queue, len, false, &mut |frame| {
+        frame[..6].copy_from_slice(&addresses[0]);
+        frame[6..12].copy_from_slice(&addresses[1]);
+        frame[12..14].copy_from_slice(&ETHERTYPE_IPV4);
+        let mut at = ETHERNET_HEADER + segment.headers.len();
+        frame[ETHERNET_HEADER..at].copy_from_slice(segment.headers);
+        for piece in segment.payload {
+            frame[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        true
+    })?;
+    counters.tx_frames += 1;
+    counters.tx_pieces += segment.payload.iter().filter(|p| !p.is_empty()).count() as u64;
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{NEIGHBOURS, Neighbours};
+    use alloc::collections::BTreeMap;
+
+    #[test]
+    fn the_neighbour_table_keeps_two_generations_and_no_more() {
+        let mut table = Neighbours {
+            newer: BTreeMap::new(),
+            older: BTreeMap::new(),
+        };
+        let ip = |i: usize| (i as u32).to_be_bytes();
+        table.learn([10, 0, 0, 1], [2, 0, 0, 0, 0, 1]);
+        for i in 0..NEIGHBOURS {
+            table.learn(ip(i + 1000), [2, 0, 0, 0, 0, 9]);
+        }
+        // One turn: the first address is in the older generation, still known.
+        assert_eq!(table.get([10, 0, 0, 1]), Some([2, 0, 0, 0, 0, 1]));
+        // A peer that speaks again moves to the newer one, with its new way back.
+        table.learn([10, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        for i in 0..2 * NEIGHBOURS {
+            table.learn(ip(i + 100_000), [2, 0, 0, 0, 0, 9]);
+            assert!(table.newer.len() + table.older.len() <= 2 * NEIGHBOURS);
+        }
+        // Two turns of other addresses: forgotten.
+        assert_eq!(table.get([10, 0, 0, 1]), None);
+        assert_eq!(
+            table.get(ip(100_000 + 2 * NEIGHBOURS - 1)),
+            Some([2, 0, 0, 0, 0, 9])
+        );
+    }
+}
