@@ -122,7 +122,10 @@ pub const MAX_SEGMENTS: usize = 8;
 
 /// The internet checksum, and where a TCP or UDP checksum goes: what a NIC's checksum
 /// offload computes ([`NetDevice::transmit_offloaded`]), for drivers and simulated NICs.
-pub use rexo_pktfilter::{TransportChecksum, checksum as internet_checksum, transport_checksum};
+pub use rexo_pktfilter::{
+    TransportChecksum, TransportSegment, checksum as internet_checksum, transport_checksum,
+    transport_segment,
+};
 
 /// Bytes of an Ethernet header: the shortest frame an interface sends.
 pub const ETHERNET_HEADER: usize = 14;

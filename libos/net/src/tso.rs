@@ -10,6 +10,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use rexo_api::device::transport_segment;
 
 /// The smallest peer MSS raised (RFC 879's default); smaller ones are left to smoltcp.
 pub(crate) const MIN_RAISED_MSS: u16 = 536;
@@ -25,18 +26,11 @@ const PSH: u8 = 0x08;
 /// Where an unfragmented TCP/IPv4 frame's TCP header starts and how long it is, when its
 /// lengths agree with the frame.
 fn tcp_header(frame: &[u8]) -> Option<(usize, usize)> {
-    if frame.get(12..14)? != [0x08, 0x00] || frame.get(14)? >> 4 != 4 || *frame.get(23)? != 6 {
-        return None;
-    }
-    let ip_header = usize::from(frame[14] & 0x0F) * 4;
-    let total = usize::from(u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]));
-    let fragmented = u16::from_be_bytes([frame[20], frame[21]]) & 0x3FFF != 0;
-    let tcp = 14 + ip_header;
-    let tcp_len = usize::from(*frame.get(tcp + 12)? >> 4) * 4;
-    if ip_header < 20 || fragmented || tcp_len < 20 || frame.len() < 14 + total {
-        return None;
-    }
-    (tcp + tcp_len <= 14 + total).then_some((tcp, tcp_len))
+    let segment = transport_segment(frame).filter(|s| s.protocol == 6)?;
+    let tcp_len = usize::from(*frame.get(segment.start + 12)? >> 4) * 4;
+    (20..=segment.len)
+        .contains(&tcp_len)
+        .then_some((segment.start, tcp_len))
 }
 
 /// A TCP connection as this end sees it.

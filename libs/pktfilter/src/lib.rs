@@ -50,32 +50,55 @@ pub struct TransportChecksum {
     pub seed: u16,
 }
 
-/// The checksum layout of `frame` if it is an unfragmented IPv4 TCP or UDP frame whose
-/// lengths agree; `None` for anything else (sent as it is).
-pub fn transport_checksum(frame: &[u8]) -> Option<TransportChecksum> {
+/// Where an unfragmented IPv4 TCP or UDP frame whose lengths agree carries its
+/// transport segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransportSegment {
+    /// The transport header's first byte in the frame.
+    pub start: usize,
+    /// The segment's length in bytes (the IP total length less the IP header).
+    pub len: usize,
+    /// The IP protocol: 6 TCP, 17 UDP.
+    pub protocol: u8,
+}
+
+/// The transport segment of `frame` if it is an unfragmented IPv4 TCP or UDP frame whose
+/// lengths agree (the frame may be longer: Ethernet padding); `None` for anything else.
+pub fn transport_segment(frame: &[u8]) -> Option<TransportSegment> {
     if frame.get(12..14)? != [0x08, 0x00] || frame.get(14)? >> 4 != 4 {
         return None;
     }
     let header = usize::from(frame[14] & 0x0F) * 4;
     let total = usize::from(u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]));
     let fragmented = u16::from_be_bytes([*frame.get(20)?, *frame.get(21)?]) & 0x3FFF != 0;
-    let offset = match frame.get(23)? {
-        6 => 16,
-        17 => 6,
-        _ => return None,
-    };
-    let length = total.checked_sub(header)?;
-    if header < 20 || fragmented || frame.len() < 14 + total || length < offset + 2 {
+    let protocol = *frame.get(23)?;
+    let len = total.checked_sub(header)?;
+    if !matches!(protocol, 6 | 17) || header < 20 || fragmented || frame.len() < 14 + total {
+        return None;
+    }
+    Some(TransportSegment {
+        start: 14 + header,
+        len,
+        protocol,
+    })
+}
+
+/// The checksum layout of `frame` if it is an unfragmented IPv4 TCP or UDP frame whose
+/// lengths agree ([`transport_segment`]); `None` for anything else (sent as it is).
+pub fn transport_checksum(frame: &[u8]) -> Option<TransportChecksum> {
+    let segment = transport_segment(frame)?;
+    let offset = if segment.protocol == 6 { 16 } else { 6 };
+    if segment.len < offset + 2 {
         return None;
     }
     // The pseudo-header: addresses, zero, protocol, transport length; its folded sum
     // is the complement of its checksum.
     let mut pseudo = [0u8; 12];
     pseudo[..8].copy_from_slice(&frame[26..34]);
-    pseudo[9] = frame[23];
-    pseudo[10..].copy_from_slice(&(length as u16).to_be_bytes());
+    pseudo[9] = segment.protocol;
+    pseudo[10..].copy_from_slice(&(segment.len as u16).to_be_bytes());
     Some(TransportChecksum {
-        start: 14 + header,
+        start: segment.start,
         offset,
         seed: !checksum(&pseudo),
     })
