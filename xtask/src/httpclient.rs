@@ -967,6 +967,33 @@ pub const HTTPD: crate::netclient::Client = crate::netclient::Client {
     },
 };
 
+/// The `monitor::default-run` case's client (`cargo xtask run` without `--app`): httpd's
+/// status page through the forwarded port, with httpd's packet filter on the interface it
+/// shares with the monitor.
+pub const DEFAULT_RUN: crate::netclient::Client = crate::netclient::Client {
+    name: "the default run's status page",
+    needs: &[],
+    after: "httpd: serving",
+    run: |ports| {
+        let port = ports.tcp(80)?.port();
+        status_page_showing(
+            port,
+            &[
+                "<th>cores</th>",
+                "MiB usable",
+                "mac 52:54:00",
+                "<td>200: ",
+                "<th>accepted</th>",
+                "<h2>Packet filters</h2>",
+                "<th>filter of httpd</th>",
+            ],
+        )?;
+        Ok(vec![String::from(
+            "the status page, with httpd's packet filter",
+        )])
+    },
+};
+
 /// The `net::httpd-tso` case's client, inside the tap's namespace: [`check_tso`]
 /// against the guest's port 80, once httpd says it serves.
 pub const HTTPD_TSO: crate::netclient::Client = crate::netclient::Client {
