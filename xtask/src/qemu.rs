@@ -359,7 +359,7 @@ pub fn run_captured_in(
     log: Option<&Path>,
     stop: impl FnMut(&Line) -> bool,
 ) -> Result<Capture> {
-    run_inner(Some(netns), args, b"", timeout, log, stop)
+    run_inner(Some(netns), args, b"", timeout, log, false, stop)
 }
 
 /// [`run_captured`], typing `input` on the guest's serial console (QEMU's standard input)
@@ -373,27 +373,32 @@ pub fn run_captured_with_input(
     log: Option<&Path>,
     stop: impl FnMut(&Line) -> bool,
 ) -> Result<Capture> {
-    run_inner(None, args, input, timeout, log, stop)
+    run_inner(None, args, input, timeout, log, false, stop)
 }
 
-/// [`run_captured_with_input`], in the network namespace `netns` when given.
+/// [`run_captured_with_input`], in the network namespace `netns` when given; with
+/// `ticks`, `stop` is also asked every [`TICK`] with an empty line (neither logged nor
+/// captured), so that a run can stop on something outside the guest, such as a host-side
+/// client finishing.
 pub fn run_inner(
     netns: Option<&str>,
     args: &[String],
     input: &[u8],
     timeout: Duration,
     log: Option<&Path>,
+    ticks: bool,
     mut stop: impl FnMut(&Line) -> bool,
 ) -> Result<Capture> {
-    run_core(
-        netns,
-        args,
-        Input::AfterReady(input),
-        timeout,
-        log,
-        |line, _| stop(line),
-    )
+    let input = if ticks {
+        Input::AfterReadyTicking(input)
+    } else {
+        Input::AfterReady(input)
+    };
+    run_core(netns, args, input, timeout, log, |line, _| stop(line))
 }
+
+/// How often a ticking run's hook is asked when the guest says nothing.
+pub const TICK: Duration = Duration::from_millis(100);
 
 /// What a [`run_steered`] hook may do to the guest while it runs.
 pub struct Steer {
@@ -436,6 +441,8 @@ pub fn run_steered(
 enum Input<'a> {
     /// These bytes once the guest printed its ready line (nothing if empty).
     AfterReady(&'a [u8]),
+    /// The same, and the hook is asked every [`TICK`] with an empty line too.
+    AfterReadyTicking(&'a [u8]),
     /// Whatever a [`run_steered`] hook types.
     Steered,
 }
@@ -463,9 +470,10 @@ fn run_core(
     };
     let started = Instant::now();
     let mut command = piped_command(netns, args);
-    let typed_after_ready = match input {
-        Input::AfterReady(bytes) => bytes,
-        Input::Steered => &[],
+    let (typed_after_ready, ticks) = match input {
+        Input::AfterReady(bytes) => (bytes, false),
+        Input::AfterReadyTicking(bytes) => (bytes, true),
+        Input::Steered => (&[][..], false),
     };
     if !typed_after_ready.is_empty() || matches!(input, Input::Steered) {
         command.stdin(Stdio::piped());
@@ -508,7 +516,19 @@ fn run_core(
     let mut end = None;
     while open > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
+        let wait = if ticks { left.min(TICK) } else { left };
+        match rx.recv_timeout(wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) if wait < left => {
+                let tick = Line {
+                    at: started.elapsed(),
+                    text: String::new(),
+                    stderr: false,
+                };
+                if hook(&tick, &mut steer) {
+                    end = Some(End::Stopped);
+                    break;
+                }
+            }
             Ok(Event::Line(line)) => {
                 if let Some(file) = log_file.as_mut() {
                     let tag = if line.stderr { "qemu: " } else { "" };

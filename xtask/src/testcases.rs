@@ -182,7 +182,8 @@ pub struct Case {
     pub qemu: &'static [Arg],
     /// Seconds before the run counts as hung (TCG).
     pub timeout_s: u64,
-    /// The QEMU exit status required; `None`: stop QEMU once every check passed.
+    /// The QEMU exit status required; `None`: stop QEMU once every check passed and the
+    /// [`Case::client`], if any, finished.
     pub exit: Option<i32>,
     /// Typed on the serial console (for interactive apps such as the monitor).
     pub input: &'static str,
@@ -1964,7 +1965,7 @@ mod tests {
     }
 
     #[test]
-    fn client_cases_forward_ports_and_end() {
+    fn client_cases_forward_ports() {
         for case in CASES.iter().filter(|c| c.client.is_some()) {
             assert!(
                 case.qemu
@@ -1973,7 +1974,6 @@ mod tests {
                 "{}",
                 case.name
             );
-            assert!(case.exit.is_some(), "{} must end by itself", case.name);
         }
     }
 
