@@ -67,6 +67,17 @@ impl Net {
         Self::joined(ends, loss)
     }
 
+    /// Two stacks whose NICs offer to cut TCP frames of up to 64 KiB, A's never with a
+    /// buffer for such a frame.
+    fn without_segmentation_buffers() -> Self {
+        let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+        let max = 14 + 65_535;
+        let a = a
+            .with_segmentation_offload(max)
+            .with_segmentation_buffers(0);
+        Self::joined((wire, a, b.with_segmentation_offload(max)), 0)
+    }
+
     /// Two stacks whose NICs compute the transport checksums.
     fn offloading() -> Self {
         let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
@@ -892,12 +903,7 @@ fn a_nic_without_segmentation_never_sees_a_raised_mss() {
 
 #[test]
 fn large_frames_the_nic_has_no_buffer_for_are_cut_by_the_stack() {
-    let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-    let max = 14 + 65_535;
-    let a = a
-        .with_segmentation_offload(max)
-        .with_segmentation_buffers(0);
-    let mut net = Net::joined((wire, a, b.with_segmentation_offload(max)), 0);
+    let mut net = Net::without_segmentation_buffers();
     tcp_echo(&mut net, &Rng(10).bytes(1 << 20));
     let counters = net.a.counters();
     assert!(counters.segmented_by_stack > 0, "{counters:?}");
@@ -1182,13 +1188,7 @@ fn own_tcp_on_a_nic_without_segmentation_sends_no_frame_over_the_mtu() {
 
 #[test]
 fn a_nic_that_cannot_cut_turns_offload_off_and_nothing_is_lost() {
-    let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-    let max = 14 + 65_535;
-    // Offload offered, but never a buffer for a frame to cut.
-    let a = a
-        .with_segmentation_offload(max)
-        .with_segmentation_buffers(0);
-    let mut net = Net::joined((wire, a, b.with_segmentation_offload(max)), 0);
+    let mut net = Net::without_segmentation_buffers();
     net.a
         .serve_own(80, rexo_tcp::Config::default())
         .expect("port 80 is free");

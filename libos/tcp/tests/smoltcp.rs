@@ -44,6 +44,29 @@ struct Faults {
     reorder: u64,
 }
 
+impl Faults {
+    /// Loss, duplication and reordering, per mille of packets.
+    const fn per_mille(loss: u64, duplicate: u64, reorder: u64) -> Faults {
+        Faults {
+            loss,
+            duplicate,
+            reorder,
+        }
+    }
+}
+
+/// No fault.
+const CLEAN: Faults = Faults::per_mille(0, 0, 0);
+
+/// Some of each fault.
+const FAULTY: Faults = Faults::per_mille(30, 20, 50);
+
+/// Much loss and reordering.
+const HEAVY: Faults = Faults::per_mille(150, 0, 100);
+
+/// A little of each fault.
+const LIGHT: Faults = Faults::per_mille(10, 10, 10);
+
 /// One direction of the wire: packets with the millisecond they arrive.
 #[derive(Default)]
 struct Link(Vec<(u64, Vec<u8>)>);
@@ -517,12 +540,7 @@ fn run(scenario: Scenario) -> (u64, rexo_tcp::Stats) {
 
 #[test]
 fn transfers_over_a_clean_wire_arrive_whole_and_close() {
-    let none = Faults {
-        loss: 0,
-        duplicate: 0,
-        reorder: 0,
-    };
-    let (segments, stats) = run(brisk(1, 3, none));
+    let (segments, stats) = run(brisk(1, 3, CLEAN));
     assert_eq!(
         stats.segments_retransmitted, 0,
         "nothing lost, nothing sent twice"
@@ -532,27 +550,17 @@ fn transfers_over_a_clean_wire_arrive_whole_and_close() {
 
 #[test]
 fn transfers_survive_loss_duplication_and_reordering_for_many_seeds() {
-    let faults = Faults {
-        loss: 30,
-        duplicate: 20,
-        reorder: 50,
-    };
     let mut retransmitted = 0;
     for seed in 0..24 {
-        retransmitted += run(brisk(seed, 3, faults)).1.segments_retransmitted;
+        retransmitted += run(brisk(seed, 3, FAULTY)).1.segments_retransmitted;
     }
     assert!(retransmitted > 0, "the faults made the server retransmit");
 }
 
 #[test]
 fn heavy_loss_still_delivers_every_byte() {
-    let faults = Faults {
-        loss: 150,
-        duplicate: 0,
-        reorder: 100,
-    };
     for seed in 100..104 {
-        run(brisk(seed, 2, faults));
+        run(brisk(seed, 2, HEAVY));
     }
 }
 
@@ -606,15 +614,7 @@ fn a_client_that_aborts_mid_answer_frees_the_server_connection() {
 fn transfers_complete_through_a_flood_of_100000_spoofed_syns() {
     let scenario = Scenario {
         flood_per_ms: 50,
-        ..brisk(
-            11,
-            3,
-            Faults {
-                loss: 10,
-                duplicate: 10,
-                reorder: 10,
-            },
-        )
+        ..brisk(11, 3, LIGHT)
     };
     let (_, stats) = run(scenario);
     assert!(stats.syns >= 100_000, "{} SYNs", stats.syns);
@@ -623,56 +623,36 @@ fn transfers_complete_through_a_flood_of_100000_spoofed_syns() {
 
 #[test]
 fn super_segments_cut_as_a_nic_does_arrive_whole_over_a_clean_wire() {
-    let none = Faults {
-        loss: 0,
-        duplicate: 0,
-        reorder: 0,
-    };
-    let (segments, stats) = run(offloaded(1, 3, none));
+    let (segments, stats) = run(offloaded(1, 3, CLEAN));
     assert_eq!(stats.segments_retransmitted, 0);
     assert!(stats.segments_offloaded > 0, "{stats:?}");
     // The same bytes as without offload in far fewer segments handed out.
-    let (plain, _) = run(brisk(1, 3, none));
+    let (plain, _) = run(brisk(1, 3, CLEAN));
     assert!(segments * 4 < plain, "{segments} against {plain}");
 }
 
 #[test]
 fn super_segments_survive_loss_of_their_pieces_for_many_seeds() {
-    let faults = Faults {
-        loss: 30,
-        duplicate: 20,
-        reorder: 50,
-    };
     let (mut offloaded_segments, mut retransmitted) = (0, 0);
     for seed in 0..16 {
-        let stats = run(offloaded(seed, 3, faults)).1;
+        let stats = run(offloaded(seed, 3, FAULTY)).1;
         offloaded_segments += stats.segments_offloaded;
         retransmitted += stats.segments_retransmitted;
     }
     assert!(offloaded_segments > 0 && retransmitted > 0);
-    let heavy = Faults {
-        loss: 150,
-        duplicate: 0,
-        reorder: 100,
-    };
     for seed in 100..103 {
-        run(offloaded(seed, 2, heavy));
+        run(offloaded(seed, 2, HEAVY));
     }
 }
 
 #[test]
 fn a_small_transmit_ring_shared_in_turn_loses_nothing() {
-    let faults = Faults {
-        loss: 10,
-        duplicate: 10,
-        reorder: 10,
-    };
     for seed in 0..4 {
         for segmentation in [None, Some(65_535 - 40)] {
             let scenario = Scenario {
                 room: 3,
                 segmentation,
-                ..brisk(seed, 6, faults)
+                ..brisk(seed, 6, LIGHT)
             };
             run(scenario);
         }
