@@ -354,11 +354,12 @@ impl Server<'_> {
         if let Some(s) = own {
             let o = stack.own_counters();
             kernel.log(format_args!(
-                "httpd: rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces), {} SYNs, {} resets sent, {} bad segments, {} without a way back",
+                "httpd: rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces, {} super-segments cut by the NIC), {} SYNs, {} resets sent, {} bad segments, {} without a way back",
                 s.segments_in,
                 s.segments_out,
                 s.segments_retransmitted,
                 o.tx_pieces,
+                o.tx_segmented,
                 s.syns,
                 s.rst_sent,
                 s.truncated + s.bad_header + s.not_tcp + s.bad_checksum,

@@ -21,7 +21,21 @@
 //! (docs/network.md). The checksums are the ones `rexo-tcp` filled in, composed from
 //! the blobs' precomputed block sums: checksum offload is not asked for, since the
 //! precomputed sum costs a few additions per segment where the NIC would read every
-//! byte again.
+//! byte again (a super-segment's are the NIC's, below).
+//!
+//! Segmentation offload: on a NIC that cuts TCP/IPv4 frames
+//! ([`NetInfo::tcp_segmentation`](rexo_api::NetInfo), with checksum offload) the
+//! stack sets the endpoint's `Config::segmentation` to the most payload such a frame
+//! holds ([`segmentation_limit`]), and the endpoint hands out super-segments: each goes
+//! as one frame through [`NetDevice::send_tcp_segmented`], which the NIC cuts at the
+//! connection's MSS (`Outgoing::cut`), computing every checksum; counted in
+//! [`OwnCounters::tx_segmented`] and the NIC's `segmented_by_nic`. When the NIC has
+//! no buffer for such a frame the segment waits, like one for a full ring; a NIC that
+//! refuses super-segments for good (not segmentable, unsupported, or no buffer while
+//! it holds nothing) turns them off for the endpoint, counted in
+//! [`OwnCounters::offload_refused`], and the refused segment goes again at once in
+//! MSS-sized segments: nothing is lost. A NIC without it never sees a frame longer
+//! than its MTU.
 //!
 //! The Ethernet destination is the source address of the last frame received from the
 //! segment's IPv4 destination, not smoltcp's ARP cache: a server only answers peers that
@@ -60,6 +74,20 @@ pub struct OwnCounters {
     pub tx_pieces: u64,
     /// Segments dropped because no frame from their destination was remembered.
     pub no_neighbour: u64,
+    /// Super-segments among the frames sent, for the NIC to cut (segmentation offload).
+    pub tx_segmented: u64,
+    /// Times the NIC refused a super-segment for good, which turned segmentation
+    /// offload off for the endpoint.
+    pub offload_refused: u64,
+}
+
+/// The `Config::segmentation` for a NIC with `info`: the payload of its largest TCP
+/// frame to cut (IPv4 and TCP headers without options), when it cuts frames and
+/// computes checksums; `None` otherwise.
+pub(crate) fn segmentation_limit(info: &rexo_api::NetInfo) -> Option<usize> {
+    let max = info.tcp_segmentation.filter(|&max| max > info.max_frame)?;
+    info.checksum_offload
+        .then(|| max.min(ETHERNET_HEADER + usize::from(u16::MAX)) - ETHERNET_HEADER - 40)
 }
 
 /// The neighbour table: IPv4 address to the MAC address its frames came from, in two
@@ -166,7 +194,9 @@ impl OwnTcp {
 
     /// Runs the endpoint's timers and sends what it has on `queue` from `mac`, until it
     /// has nothing more or the ring is full. Only a revoked NIC is an error; a frame
-    /// the NIC refuses otherwise is dropped and counted (TCP sends it again).
+    /// the NIC refuses otherwise is dropped and counted (TCP sends it again), but for
+    /// a super-segment refused for good, which turns segmentation offload off and is
+    /// sent again at once as MSS-sized segments.
     pub(crate) fn output(
         &mut self,
         now_ns: u64,
@@ -181,7 +211,7 @@ impl OwnTcp {
             counters,
             ..
         } = self;
-        let mut revoked = false;
+        let (mut revoked, mut refused) = (false, false);
         endpoint.poll(now_ns, &mut |segment| {
             let headers = segment.headers;
             let mut peer = [0; 4];
@@ -190,15 +220,32 @@ impl OwnTcp {
                 counters.no_neighbour += 1;
                 return true;
             };
-            match send(nic, queue, [next_hop, mac], segment, counters) {
+            let addresses = [next_hop, mac];
+            let sent = match segment.cut {
+                None => send(nic, queue, addresses, segment),
+                Some(mss) => send_segmented(nic, queue, addresses, segment, mss),
+            };
+            match sent {
                 Ok(len) => {
+                    counters.tx_frames += 1;
+                    counters.tx_pieces +=
+                        segment.payload.iter().filter(|p| !p.is_empty()).count() as u64;
                     nic_counters.tx_frames += 1;
                     nic_counters.tx_bytes += len as u64;
+                    if segment.cut.is_some() {
+                        counters.tx_segmented += 1;
+                        nic_counters.segmented_by_nic += 1;
+                    }
                     true
                 }
                 Err(DeviceError::QueueFull) => false,
                 Err(DeviceError::Revoked) => {
                     revoked = true;
+                    false
+                }
+                // A super-segment the NIC cannot cut: sent again, smaller, at once.
+                Err(error) if segment.cut.is_some() && error != DeviceError::Withdrawn => {
+                    refused = true;
                     false
                 }
                 Err(_) => {
@@ -208,37 +255,74 @@ impl OwnTcp {
             }
         });
         if revoked {
-            Err(DeviceError::Revoked)
-        } else {
-            Ok(())
+            return Err(DeviceError::Revoked);
         }
+        if refused {
+            counters.offload_refused += 1;
+            endpoint.set_segmentation(None);
+            return self.output(now_ns, nic, queue, mac, nic_counters);
+        }
+        Ok(())
     }
 }
 
-/// Sends `segment` from `addresses[1]` to `addresses[0]` as one frame, its pieces
-/// copied one after the other into the transmit buffer; the frame's length.
+/// Writes `segment` from `addresses[1]` to `addresses[0]` into `frame`, its pieces
+/// copied one after the other.
+fn write(frame: &mut [u8], addresses: [[u8; 6]; 2], segment: &Outgoing<'_>) {
+    frame[..6].copy_from_slice(&addresses[0]);
+    frame[6..12].copy_from_slice(&addresses[1]);
+    frame[12..14].copy_from_slice(&ETHERTYPE_IPV4);
+    let mut at = ETHERNET_HEADER + segment.headers.len();
+    frame[ETHERNET_HEADER..at].copy_from_slice(segment.headers);
+    for piece in segment.payload {
+        frame[at..at + piece.len()].copy_from_slice(piece);
+        at += piece.len();
+    }
+}
+
+/// Sends `segment` from `addresses[1]` to `addresses[0]` as one frame; the frame's
+/// length.
 fn send(
     nic: &mut dyn NetDevice,
     queue: usize,
     addresses: [[u8; 6]; 2],
     segment: &Outgoing<'_>,
-    counters: &mut OwnCounters,
 ) -> Result<usize, DeviceError> {
     let len = ETHERNET_HEADER + segment.len();
     nic.send_frame(queue, len, false, &mut |frame| {
-        frame[..6].copy_from_slice(&addresses[0]);
-        frame[6..12].copy_from_slice(&addresses[1]);
-        frame[12..14].copy_from_slice(&ETHERTYPE_IPV4);
-        let mut at = ETHERNET_HEADER + segment.headers.len();
-        frame[ETHERNET_HEADER..at].copy_from_slice(segment.headers);
-        for piece in segment.payload {
-            frame[at..at + piece.len()].copy_from_slice(piece);
-            at += piece.len();
-        }
+        write(frame, addresses, segment);
         true
     })?;
-    counters.tx_frames += 1;
-    counters.tx_pieces += segment.payload.iter().filter(|p| !p.is_empty()).count() as u64;
+    Ok(len)
+}
+
+/// Sends the super-segment `segment` as one frame for the NIC to cut at `mss`; the
+/// frame's length. A NIC with no buffer for it while it holds nothing is asked once
+/// more (it may have finished everything between the two looks), then refuses it for
+/// good ([`DeviceError::Unsupported`]).
+fn send_segmented(
+    nic: &mut dyn NetDevice,
+    queue: usize,
+    addresses: [[u8; 6]; 2],
+    segment: &Outgoing<'_>,
+    mss: usize,
+) -> Result<usize, DeviceError> {
+    let len = ETHERNET_HEADER + segment.len();
+    let try_once = |nic: &mut dyn NetDevice| {
+        nic.send_tcp_segmented(queue, len, &mut |frame| {
+            write(frame, addresses, segment);
+            Some(mss)
+        })
+    };
+    match try_once(nic) {
+        Err(DeviceError::QueueFull) if nic.transmit_pending(queue)? == 0 => match try_once(nic) {
+            Err(DeviceError::QueueFull) => Err(DeviceError::Unsupported(
+                "a buffer for a frame to cut while the NIC holds nothing",
+            )),
+            other => other,
+        },
+        other => other,
+    }?;
     Ok(len)
 }
 

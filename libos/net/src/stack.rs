@@ -897,15 +897,18 @@ impl Stack {
     /// [`own_tcp`](Self::own_tcp) lends between polls to accept connections, read and
     /// queue `Piece`s; [`poll`](Self::poll) feeds it received segments in place and
     /// sends what it emits, each segment one frame filled from its pieces (see `owntcp.rs`). Everything
-    /// else stays with smoltcp. [`NetError::PortInUse`] if a listener or our own TCP
-    /// already serves the port.
-    pub fn serve_own(&mut self, port: u16, config: rexo_tcp::Config) -> Result<(), NetError> {
+    /// else stays with smoltcp. On a NIC with segmentation offload the endpoint's
+    /// `segmentation` is set to what the NIC cuts (whatever `config` says), else to
+    /// `None`. [`NetError::PortInUse`] if a listener or our own TCP already serves the
+    /// port.
+    pub fn serve_own(&mut self, port: u16, mut config: rexo_tcp::Config) -> Result<(), NetError> {
         if port == 0 {
             return Err(NetError::PortZero);
         }
         if self.tcp_port_taken(port) {
             return Err(NetError::PortInUse(port));
         }
+        config.segmentation = crate::owntcp::segmentation_limit(&self.nic.info());
         let own = self
             .own
             .get_or_insert_with(|| OwnTcp::new(rexo_tcp::Endpoint::new(config)));

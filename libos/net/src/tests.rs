@@ -67,6 +67,17 @@ impl Net {
         Self::joined(ends, loss)
     }
 
+    /// Two stacks whose NICs offer to cut TCP frames of up to 64 KiB, A's never with a
+    /// buffer for such a frame.
+    fn without_segmentation_buffers() -> Self {
+        let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+        let max = 14 + 65_535;
+        let a = a
+            .with_segmentation_offload(max)
+            .with_segmentation_buffers(0);
+        Self::joined((wire, a, b.with_segmentation_offload(max)), 0)
+    }
+
     /// Two stacks whose NICs compute the transport checksums.
     fn offloading() -> Self {
         let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
@@ -892,12 +903,7 @@ fn a_nic_without_segmentation_never_sees_a_raised_mss() {
 
 #[test]
 fn large_frames_the_nic_has_no_buffer_for_are_cut_by_the_stack() {
-    let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-    let max = 14 + 65_535;
-    let a = a
-        .with_segmentation_offload(max)
-        .with_segmentation_buffers(0);
-    let mut net = Net::joined((wire, a, b.with_segmentation_offload(max)), 0);
+    let mut net = Net::without_segmentation_buffers();
     tcp_echo(&mut net, &Rng(10).bytes(1 << 20));
     let counters = net.a.counters();
     assert!(counters.segmented_by_stack > 0, "{counters:?}");
@@ -1117,4 +1123,86 @@ fn ports_are_served_by_one_tcp_only_and_bad_segments_are_counted() {
     // The port still serves.
     let answer = vec![rexo_tcp::Piece::owned(b"still here".to_vec())];
     assert_eq!(own_tcp_answer(&mut net, b"\r\n\r\n", answer), b"still here");
+}
+
+/// A file of `len` bytes answered after a head, and what the client must receive.
+fn own_tcp_file(seed: u64, len: usize) -> (Vec<rexo_tcp::Piece>, Vec<u8>) {
+    let file = Rng(seed).bytes(len + 1);
+    let blob = std::sync::Arc::new(rexo_tcp::Blob::new(file.clone()));
+    let head = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+    let pieces = vec![
+        rexo_tcp::Piece::owned(head.clone()),
+        rexo_tcp::Piece::shared(blob, 1, len + 1).unwrap(),
+    ];
+    (pieces, [head, file[1..].to_vec()].concat())
+}
+
+#[test]
+fn own_tcp_sends_super_segments_that_the_nic_cuts_at_the_mss() {
+    for loss in [0, 25] {
+        let mut net = Net::segmenting(loss);
+        net.a
+            .serve_own(80, rexo_tcp::Config::default())
+            .expect("port 80 is free");
+        assert_eq!(
+            net.a.own_tcp().unwrap().segmentation(),
+            Some(65_535 - 40),
+            "set from the NIC"
+        );
+        let (answer, expected) = own_tcp_file(31, 400_000);
+        let received = own_tcp_answer(&mut net, b"GET /f HTTP/1.1\r\n\r\n", answer);
+        assert!(received == expected, "loss {loss}: every byte, in order");
+        let own = net.a.own_counters();
+        let cuts = net.wire.segmented(true);
+        assert!(own.tx_segmented > 0, "loss {loss}: {own:?}");
+        assert_eq!(cuts.len() as u64, own.tx_segmented, "loss {loss}");
+        assert!(cuts.iter().all(|&(len, mss)| mss == 1460 && len > 1514));
+        assert_eq!(net.a.counters().segmented_by_nic, own.tx_segmented);
+        assert_eq!((own.offload_refused, net.a.counters().tx_dropped), (0, 0));
+        // Each frame on the wire fits the MTU with right checksums (B's smoltcp checked
+        // them too: a wrong one would have been dropped until the answer failed).
+        let tcp = net.seen.iter().filter(|f| f.len() > 34 && f[23] == 6);
+        assert!(
+            tcp.into_iter()
+                .all(|f| f.len() <= 1514 && tcp_checksum_is_right(f))
+        );
+        let stats = net.a.own_tcp().unwrap().stats().clone();
+        assert_eq!(stats.segments_offloaded, own.tx_segmented);
+        if loss > 0 {
+            assert!(stats.segments_retransmitted > 0, "{stats:?}");
+        }
+    }
+}
+
+#[test]
+fn own_tcp_on_a_nic_without_segmentation_sends_no_frame_over_the_mtu() {
+    let mut net = own_tcp_net(0);
+    assert_eq!(net.a.own_tcp().unwrap().segmentation(), None);
+    let (answer, expected) = own_tcp_file(32, 200_000);
+    let received = own_tcp_answer(&mut net, b"GET /f HTTP/1.1\r\n\r\n", answer);
+    assert!(received == expected);
+    assert!(net.seen.iter().all(|f| f.len() <= 1514));
+    assert_eq!(net.a.own_counters().tx_segmented, 0);
+    assert!(net.wire.segmented(true).is_empty());
+}
+
+#[test]
+fn a_nic_that_cannot_cut_turns_offload_off_and_nothing_is_lost() {
+    let mut net = Net::without_segmentation_buffers();
+    net.a
+        .serve_own(80, rexo_tcp::Config::default())
+        .expect("port 80 is free");
+    let (answer, expected) = own_tcp_file(33, 200_000);
+    let received = own_tcp_answer(&mut net, b"GET /f HTTP/1.1\r\n\r\n", answer);
+    assert!(received == expected);
+    let own = net.a.own_counters();
+    assert_eq!((own.offload_refused, own.tx_segmented), (1, 0), "{own:?}");
+    assert_eq!(net.a.own_tcp().unwrap().segmentation(), None);
+    assert!(net.seen.iter().all(|f| f.len() <= 1514));
+    assert_eq!(
+        retransmissions(&net.seen),
+        0,
+        "the refused segment went at once"
+    );
+    assert_eq!(net.a.counters().tx_dropped, 0);
 }

@@ -163,6 +163,12 @@ impl Conn {
         self.mss
     }
 
+    /// Whether the app released the connection and it is closed or in TIME-WAIT (its
+    /// slot can be freed).
+    pub(crate) fn finished(&self) -> bool {
+        self.released && matches!(self.state, State::Closed | State::TimeWait)
+    }
+
     /// Ends the connection at once with `error` (a RST is sent if `send_rst`).
     pub(crate) fn reset(&mut self, error: Error, send_rst: bool) {
         self.state = State::Closed;
@@ -578,8 +584,11 @@ impl Conn {
 
     /// Sends the segment at `seq` carrying `len` queued bytes (from the send queue, in
     /// at most [`MAX_PIECES`] pieces; fewer bytes if they span more) and a FIN if
-    /// `fin` and the data reaches the end of the queue. Returns the sequence space
-    /// sent, or `None` if `emit` refused.
+    /// `fin` and the data reaches the end of the queue. A segment longer than the MSS
+    /// (a super-segment, for a NIC that cuts it) carries the pseudo-header's sum in its
+    /// checksum field, as such a NIC expects; any other its whole checksum, composed
+    /// from the pieces' sums. Returns the sequence space sent, or `None` if `emit`
+    /// refused.
     fn send_segment(
         &mut self,
         seq: Seq,
@@ -590,9 +599,10 @@ impl Conn {
         let mut offset = seq.since(self.snd_una);
         let end = offset + len;
         let mut slices: [&[u8]; MAX_PIECES] = [&[]; MAX_PIECES];
-        let (mut count, mut sent, mut sum) = (0, 0, 0u16);
+        let mut ranges = [(0, 0, 0); MAX_PIECES];
+        let (mut count, mut sent) = (0, 0);
         let mut piece_start = 0;
-        for piece in &self.queue {
+        for (index, piece) in self.queue.iter().enumerate() {
             let piece_end = piece_start + piece.len();
             if count == MAX_PIECES || piece_start >= end {
                 break;
@@ -601,23 +611,32 @@ impl Conn {
                 let from = offset - piece_start;
                 let to = piece_end.min(end) - piece_start;
                 slices[count] = &piece.bytes()[from..to];
-                sum = crate::checksum::add(
-                    sum,
-                    crate::checksum::at_offset(piece.sum(from, to), sent),
-                );
+                ranges[count] = (index, from, to);
                 sent += to - from;
                 offset += to - from;
                 count += 1;
             }
             piece_start = piece_end;
         }
+        let checksum = if sent > self.mss {
+            Checksum::Offloaded(self.mss)
+        } else {
+            let mut sum = 0;
+            let mut at = 0;
+            for &(index, from, to) in &ranges[..count] {
+                let part = self.queue[index].sum(from, to);
+                sum = crate::checksum::add(sum, crate::checksum::at_offset(part, at));
+                at += to - from;
+            }
+            Checksum::Payload(sum)
+        };
         let fin = fin && seq.since(self.snd_una) + sent == self.queued;
         let mut flags = ACK | if fin { FIN } else { 0 };
         if sent > 0 {
             flags |= wire::PSH;
         }
         let header = self.header(seq, flags);
-        if !out.send(&header, &slices[..count], sent, sum) {
+        if !out.send_data(&header, &slices[..count], sent, checksum) {
             return None;
         }
         self.rcv_adv = self.rcv_nxt.plus(self.rcv_window());
@@ -633,20 +652,23 @@ impl Conn {
         }
     }
 
-    /// Sends what is due at `now`: retransmissions, probes, new data within the peer's
-    /// and the congestion window, a FIN, and an ACK if one is owed. `false` if `emit`
-    /// refused a segment (the rest waits for the next call).
-    pub(crate) fn output(&mut self, now: u64, out: &mut Output<'_>) -> bool {
+    /// Takes this connection's turn of a poll at `now`: sends the retransmission and
+    /// probe due, then new data within the peer's and the congestion window (and a
+    /// FIN) in at most `pace.burst` segments, then a keep-alive and an ACK if one is
+    /// owed. Data segments carry up to the MSS, or with `pace.segmentation` up to the
+    /// most whole MSS-sized segments within it (super-segments a NIC cuts); a
+    /// retransmission carries one MSS. [`Turn::More`] if data waits for another turn.
+    pub(crate) fn output(&mut self, now: u64, out: &mut Output<'_>, pace: Pace) -> Turn {
         if self.rst_pending {
             let header = self.header(self.snd_nxt, RST | ACK);
             if !out.send(&header, &[], 0, 0) {
-                return false;
+                return Turn::Refused;
             }
             self.rst_pending = false;
-            return true;
+            return Turn::Done;
         }
         if self.state == State::Closed || self.state == State::TimeWait && !self.ack_pending {
-            return true;
+            return Turn::Done;
         }
         let fin_unacked = self.fin_queued && !self.fin_acked;
         if self.fast_rtx {
@@ -658,7 +680,7 @@ impl Conn {
                     self.rtt_probe = None;
                     self.sent_up_to(self.snd_una.plus(space));
                 }
-                None => return false,
+                None => return Turn::Refused,
             }
         }
         if self.probe_now {
@@ -668,9 +690,13 @@ impl Conn {
                     self.probe_now = false;
                     self.sent_up_to(self.snd_una.plus(space));
                 }
-                None => return false,
+                None => return Turn::Refused,
             }
         }
+        let limit = pace
+            .segmentation
+            .map_or(self.mss, |max| (max / self.mss).max(1) * self.mss);
+        let mut segments = 0;
         loop {
             let offset = self.snd_nxt.since(self.snd_una);
             let unsent = self.queued.saturating_sub(offset);
@@ -679,19 +705,27 @@ impl Conn {
                 break;
             }
             let window = self.snd_wnd.min(self.cwnd);
-            let len = unsent.min(self.mss).min(window.saturating_sub(offset));
+            let mut len = unsent.min(limit).min(window.saturating_sub(offset));
             if len == 0 && unsent > 0 {
                 if self.snd_wnd == 0 && offset == 0 && self.persist_at.is_none() {
                     self.persist_at = Some(now + self.rto);
                 }
                 break;
             }
+            if segments >= pace.burst.max(1) {
+                return Turn::More;
+            }
+            if len > self.mss && len < unsent {
+                // Whole segments only: the NIC's last cut would be a runt mid-stream.
+                len -= len % self.mss;
+            }
             let Some(space) = self.send_segment(self.snd_nxt, len, fin_unsent, out) else {
-                return false;
+                return Turn::Refused;
             };
             if space == 0 {
                 break;
             }
+            segments += 1;
             let start = self.snd_nxt;
             self.snd_nxt = self.snd_nxt.plus(space);
             if self.snd_nxt > self.snd_max {
@@ -710,20 +744,40 @@ impl Conn {
             // One byte of sequence space the peer has already acknowledged.
             let header = self.header(Seq(self.snd_una.0.wrapping_sub(1)), ACK);
             if !out.send(&header, &[], 0, 0) {
-                return false;
+                return Turn::Refused;
             }
             self.keepalive_now = false;
         }
         if self.ack_pending {
             let header = self.header(self.snd_nxt, ACK);
             if !out.send(&header, &[], 0, 0) {
-                return false;
+                return Turn::Refused;
             }
             self.rcv_adv = self.rcv_nxt.plus(self.rcv_window());
             self.ack_pending = false;
         }
-        true
+        Turn::Done
     }
+}
+
+/// How much a connection sends in one turn of a poll.
+#[derive(Clone, Copy)]
+pub(crate) struct Pace {
+    /// The most payload bytes of a super-segment ([`Config::segmentation`]).
+    pub segmentation: Option<usize>,
+    /// The most data segments per turn ([`Config::burst`]).
+    pub burst: usize,
+}
+
+/// How a connection's turn of a poll ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// `emit` refused a segment; the rest waits for the next poll.
+    Refused,
+    /// Everything due was sent.
+    Done,
+    /// Data that may go now waits for the connection's next turn.
+    More,
 }
 
 /// Where segments go: the caller's `emit`, with the IPv4 identification counter and
@@ -737,21 +791,56 @@ pub struct Output<'a> {
     pub stats: &'a mut Stats,
 }
 
+/// How a segment's TCP checksum is made.
+#[derive(Clone, Copy)]
+pub enum Checksum {
+    /// Whole: the payload's bytes sum to this.
+    Payload(u16),
+    /// Left to the NIC, which cuts the segment into segments of this many payload
+    /// bytes: the field holds the pseudo-header's sum for the whole segment.
+    Offloaded(usize),
+}
+
 impl Output<'_> {
     /// Writes the headers of `header` for `payload` (`len` bytes summing to `sum`) and
     /// hands the segment to `emit`.
     pub fn send(&mut self, header: &Header, payload: &[&[u8]], len: usize, sum: u16) -> bool {
+        self.send_data(header, payload, len, Checksum::Payload(sum))
+    }
+
+    /// Writes the headers of `header` for `payload` (`len` bytes) with `checksum` and
+    /// hands the segment to `emit`.
+    pub fn send_data(
+        &mut self,
+        header: &Header,
+        payload: &[&[u8]],
+        len: usize,
+        checksum: Checksum,
+    ) -> bool {
         let mut headers = [0; wire::MAX_HEADERS];
+        let (sum, cut) = match checksum {
+            Checksum::Payload(sum) => (sum, None),
+            Checksum::Offloaded(mss) => (0, Some(mss)),
+        };
         let n = wire::write_headers(header, *self.ip_id, len, sum, &mut headers);
+        if cut.is_some() {
+            wire::seed_checksum(header, len, &mut headers[..n]);
+        }
         let segment = Outgoing {
             headers: &headers[..n],
             payload,
+            cut,
         };
         if !(self.emit)(&segment) {
             return false;
         }
-        *self.ip_id = self.ip_id.wrapping_add(1);
+        // A super-segment becomes as many packets, each with its own identification.
+        let packets = cut.map_or(1, |mss| len.div_ceil(mss));
+        *self.ip_id = self.ip_id.wrapping_add(packets as u16);
         self.stats.segments_out += 1;
+        if cut.is_some() {
+            self.stats.segments_offloaded += 1;
+        }
         if header.flags & RST != 0 {
             self.stats.rst_sent += 1;
         }

@@ -20,8 +20,16 @@
 //! every FIN state with a compact, bounded TIME-WAIT table, abortive close, RFC 5961's
 //! checks on RST and SYN, and counters ([`Stats`]) for everything dropped. Nagle's
 //! algorithm is not used. Not done: active open, SACK, timestamps, congestion control
-//! beyond NewReno, IP options on sent packets, segmentation offload (see
-//! docs/network.md).
+//! beyond NewReno, IP options on sent packets (see docs/network.md).
+//!
+//! Segmentation offload: with [`Config::segmentation`] a connection hands out
+//! super-segments of up to that many payload bytes, whole MSS-sized segments within
+//! its send and congestion windows, for a NIC that cuts them at the MSS
+//! ([`Outgoing::cut`]); retransmissions after a loss (a timeout, three duplicate ACKs)
+//! carry one MSS, and slow start grows the window back to super-segments. Pacing:
+//! [`Endpoint::poll`] gives the connections turns of [`Config::burst`] data segments
+//! each, round after round, so that many connections share the NIC in turn rather
+//! than each sending its whole window before the next.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
@@ -40,7 +48,7 @@ pub use wire::{ACK, FIN, Header, Malformed, PSH, RST, SYN, Segment, parse};
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
-use conn::{Conn, Output, Setup};
+use conn::{Conn, Output, Pace, Setup, Turn};
 use core::ops::Bound;
 
 /// The knobs of an [`Endpoint`]; [`Config::default`] suits a web server.
@@ -83,6 +91,15 @@ pub struct Config {
     pub verify_checksums: bool,
     /// The key of the initial sequence numbers (RFC 6528); pick it at random.
     pub secret: u64,
+    /// With TCP segmentation offload, the most payload bytes of one segment handed
+    /// out: a connection then sends super-segments of as many whole MSS-sized segments
+    /// as fit (and its windows allow), which the NIC cuts at the MSS
+    /// ([`Outgoing::cut`]); `None` (the default): every segment fits the MSS.
+    pub segmentation: Option<usize>,
+    /// The most data segments (super-segments with `segmentation`) a connection sends
+    /// in its turn of a [`poll`](Endpoint::poll) before each other connection with data
+    /// had its turn (at least 1), so that connections share the NIC in turn.
+    pub burst: usize,
 }
 
 impl Default for Config {
@@ -106,6 +123,8 @@ impl Default for Config {
             keepalive_probes: 5,
             verify_checksums: true,
             secret: 0x5eed_0f7e_c0de,
+            segmentation: None,
+            burst: 1,
         }
     }
 }
@@ -157,6 +176,8 @@ pub struct Stats {
     pub segments_in: u64,
     /// Segments handed to the sender.
     pub segments_out: u64,
+    /// Super-segments among them, for the NIC to cut ([`Config::segmentation`]).
+    pub segments_offloaded: u64,
     /// Segments sent again (timeouts, fast retransmits).
     pub segments_retransmitted: u64,
     /// Packets too short for their headers.
@@ -258,6 +279,12 @@ pub struct Outgoing<'a> {
     pub headers: &'a [u8],
     /// The payload, in pieces.
     pub payload: &'a [&'a [u8]],
+    /// `Some(mss)` for a super-segment ([`Config::segmentation`]), longer than the
+    /// MSS: the NIC must cut it into segments of `mss` payload bytes (the last the
+    /// rest; FIN and PSH on the last only) and compute their checksums; its TCP
+    /// checksum field holds the pseudo-header's sum for the whole segment. `None`: a
+    /// segment to send as it is, its checksums complete.
+    pub cut: Option<usize>,
 }
 
 impl Outgoing<'_> {
@@ -377,6 +404,17 @@ impl Endpoint {
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Changes [`Config::segmentation`]: from the next poll segments are made to the
+    /// new limit (those sent are retransmitted one MSS at a time either way).
+    pub fn set_segmentation(&mut self, segmentation: Option<usize>) {
+        self.config.segmentation = segmentation;
+    }
+
+    /// The current [`Config::segmentation`].
+    pub fn segmentation(&self) -> Option<usize> {
+        self.config.segmentation
     }
 
     /// Accepts connections to `port` on any local address.
@@ -708,7 +746,9 @@ impl Endpoint {
 
     /// Runs the timers due at `now` and hands every segment due to `emit` (which
     /// returns `false` when it can take no more: the rest waits for the next call,
-    /// which starts with the connection after the one refused).
+    /// which starts with the connection after the one refused). Connections take turns
+    /// of at most [`Config::burst`] data segments each, round after round, until all
+    /// is sent or `emit` refuses.
     pub fn poll(&mut self, now: u64, emit: &mut dyn FnMut(&Outgoing<'_>) -> bool) {
         self.run_timers(now);
         let window = self.config.recv_buffer.min(0xffff) as u16;
@@ -742,7 +782,13 @@ impl Endpoint {
             }
             half.send_now = false;
         }
+        let pace = Pace {
+            segmentation: self.config.segmentation,
+            burst: self.config.burst,
+        };
         let mut finished = Vec::new();
+        // Connections with data left after their turn, in turn order.
+        let mut more: Vec<(Tuple, usize)> = Vec::new();
         let start = self.resume.take();
         // After the refused connection to the end, then from the start to it.
         let (from, to): (Bound<&Tuple>, Bound<&Tuple>) = match &start {
@@ -755,13 +801,38 @@ impl Endpoint {
             let Some(conn) = self.slots[index].conn.as_mut() else {
                 continue;
             };
-            if !conn.output(now, &mut out) {
-                self.resume = Some(*tuple);
-                return;
+            match conn.output(now, &mut out, pace) {
+                Turn::Refused => {
+                    self.resume = Some(*tuple);
+                    return;
+                }
+                Turn::More => more.push((*tuple, index)),
+                Turn::Done if conn.finished() => finished.push(*tuple),
+                Turn::Done => {}
             }
-            if conn.released && matches!(conn.state, State::Closed | State::TimeWait) {
-                finished.push(*tuple);
+        }
+        // Further rounds, in the same order, for those with data left.
+        while !more.is_empty() {
+            let mut kept = 0;
+            for i in 0..more.len() {
+                let (tuple, index) = more[i];
+                let Some(conn) = self.slots[index].conn.as_mut() else {
+                    continue;
+                };
+                match conn.output(now, &mut out, pace) {
+                    Turn::Refused => {
+                        self.resume = Some(tuple);
+                        return;
+                    }
+                    Turn::More => {
+                        more[kept] = more[i];
+                        kept += 1;
+                    }
+                    Turn::Done if conn.finished() => finished.push(tuple),
+                    Turn::Done => {}
+                }
             }
+            more.truncate(kept);
         }
         for tuple in finished {
             self.retire(tuple, now);

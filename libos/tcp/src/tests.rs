@@ -70,20 +70,42 @@ impl Peer {
     }
 }
 
-/// Every segment the server sends at `now`, checked to parse with valid checksums.
-fn poll(ep: &mut Endpoint, now: u64) -> Vec<Vec<u8>> {
+/// Every segment the server sends at `now`, checked to parse with valid checksums
+/// (a super-segment's checksum field must hold the pseudo-header's sum instead), with
+/// the MSS to cut it at.
+fn poll_cut(ep: &mut Endpoint, now: u64) -> Vec<(Vec<u8>, Option<usize>)> {
     let mut sent = Vec::new();
     ep.poll(now, &mut |segment| {
         let mut packet = Vec::new();
         segment.copy_to(&mut packet);
-        assert!(
-            parse(&packet, true).is_ok(),
-            "the server sent a valid segment"
-        );
-        sent.push(packet);
+        match segment.cut {
+            None => assert!(parse(&packet, true).is_ok(), "a valid segment"),
+            Some(mss) => {
+                let seg = parse(&packet, false).expect("a valid super-segment");
+                assert!(seg.payload.len() > mss, "longer than the MSS it is cut at");
+                let seed = checksum::pseudo_header(seg.src, seg.dst, packet.len() - 20);
+                assert_eq!(
+                    packet[36..38],
+                    seed.to_be_bytes(),
+                    "the pseudo-header's sum"
+                );
+            }
+        }
+        sent.push((packet, segment.cut));
         true
     });
     sent
+}
+
+/// Every segment the server sends at `now`, none a super-segment.
+fn poll(ep: &mut Endpoint, now: u64) -> Vec<Vec<u8>> {
+    poll_cut(ep, now)
+        .into_iter()
+        .map(|(packet, cut)| {
+            assert_eq!(cut, None, "no super-segment without segmentation offload");
+            packet
+        })
+        .collect()
 }
 
 fn view(packet: &[u8]) -> Segment<'_> {
@@ -907,4 +929,185 @@ fn back_off_doubles_up_to_its_cap_without_overflow() {
         let next = ep.next_deadline().expect("a SYN-ACK to resend");
         assert_eq!(poll(&mut ep, next).len(), 1);
     }
+}
+
+/// The payload lengths and cut sizes of what the server sends at `now`.
+fn shapes(ep: &mut Endpoint, now: u64) -> Vec<(usize, Option<usize>)> {
+    poll_cut(ep, now)
+        .iter()
+        .map(|(packet, cut)| (view_unchecked(packet).payload.len(), *cut))
+        .collect()
+}
+
+fn view_unchecked(packet: &[u8]) -> Segment<'_> {
+    parse(packet, false).expect("valid headers")
+}
+
+/// A server whose NIC cuts super-segments of up to 64 KiB less headers.
+fn offloading() -> Endpoint {
+    server_with(|c| c.segmentation = Some(65_535 - 40))
+}
+
+#[test]
+fn super_segments_fill_the_windows_in_whole_segments() {
+    let mut ep = offloading();
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), Some(0), 3500);
+    ep.send(id, Piece::shared(blob(100_000), 0, 100_000).unwrap())
+        .unwrap();
+    // The peer's 3500 bytes: three whole segments in one super-segment, then the rest
+    // of the window alone (as without offload).
+    assert_eq!(shapes(&mut ep, 0), vec![(3000, Some(1000)), (500, None)]);
+    // A wide window: the congestion window (10 segments, then one more per ACK in slow
+    // start) bounds the next one.
+    peer.window = 60_000;
+    peer.ack = peer.ack.plus(3500);
+    peer.send(&mut ep, MS, b"");
+    assert_eq!(shapes(&mut ep, MS), vec![(11_000, Some(1000))]);
+    assert_eq!(ep.stats().segments_offloaded, 2);
+    // The tail of the queue goes whole, whatever its length.
+    let (id, mut peer) = connect(&mut ep, 0, 5001, Some(1000), Some(0), 60_000);
+    ep.send(id, Piece::owned(vec![5; 2345])).unwrap();
+    ep.shutdown(id).unwrap();
+    let sent = poll_cut(&mut ep, 0);
+    assert_eq!(sent.len(), 1);
+    let seg = view_unchecked(&sent[0].0);
+    assert_eq!((seg.payload.len(), sent[0].1), (2345, Some(1000)));
+    assert!(
+        seg.has(FIN | PSH),
+        "FIN and PSH for the NIC to put on the last"
+    );
+    peer.ack = peer.ack.plus(2346);
+    peer.send(&mut ep, MS, b"");
+    assert_eq!(ep.state(id), Ok(State::FinWait2));
+    // Without offload the same data goes in MSS-sized segments.
+    let mut plain = server(Config::default());
+    let (id, _) = connect(&mut plain, 0, 5000, Some(1000), Some(0), 60_000);
+    plain
+        .send(id, Piece::shared(blob(100_000), 0, 100_000).unwrap())
+        .unwrap();
+    assert_eq!(shapes(&mut plain, 0), vec![(1000, None); 10]);
+}
+
+#[test]
+fn a_wire_segment_lost_from_a_super_segment_is_sent_again_alone() {
+    let mut ep = offloading();
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), Some(0), 60_000);
+    let file = blob(100_000);
+    ep.send(id, Piece::shared(file.clone(), 0, 100_000).unwrap())
+        .unwrap();
+    let start = peer.ack;
+    assert_eq!(shapes(&mut ep, 0), vec![(10_000, Some(1000))]);
+    // The NIC's second segment is lost: the peer acknowledges the first, then three
+    // times again for the eight after the hole.
+    peer.ack = start.plus(1000);
+    peer.send(&mut ep, MS, b"");
+    let sent = poll_cut(&mut ep, MS);
+    assert_eq!(sent.len(), 1, "slow start: the next super-segment");
+    for _ in 0..3 {
+        peer.send(&mut ep, 2 * MS, b"");
+    }
+    let sent = poll_cut(&mut ep, 2 * MS);
+    let again = view(&sent[0].0);
+    assert_eq!(sent[0].1, None, "one MSS, complete with its checksum");
+    assert_eq!(
+        (again.seq, again.payload),
+        (start.plus(1000), &file.bytes()[1000..2000])
+    );
+    assert_eq!(ep.stats().fast_retransmits, 1);
+    // A timeout sends one MSS again from the first unacknowledged byte.
+    let sent = poll_cut(&mut ep, 2000 * MS);
+    assert_eq!(sent.len(), 1);
+    let again = view(&sent[0].0);
+    assert_eq!((again.seq, again.payload.len()), (start.plus(1000), 1000));
+    assert!(ep.stats().retransmits >= 1);
+}
+
+/// `connections` connections from ports 5000 on, each with `bytes` queued.
+fn busy(ep: &mut Endpoint, connections: u16, bytes: usize) -> Vec<ConnId> {
+    let ids: Vec<ConnId> = (0..connections)
+        .map(|i| connect(ep, 0, 5000 + i, Some(1000), Some(0), 60_000).0)
+        .collect();
+    for &id in &ids {
+        ep.send(id, Piece::shared(blob(bytes), 0, bytes).unwrap())
+            .unwrap();
+    }
+    ids
+}
+
+/// The port and sequence number of each segment `ep` sends at `now`, at most `room`.
+fn served(ep: &mut Endpoint, room: usize) -> Vec<(u16, u32)> {
+    let mut served = Vec::new();
+    ep.poll(0, &mut |segment| {
+        if served.len() == room {
+            return false;
+        }
+        let port = u16::from_be_bytes([segment.headers[22], segment.headers[23]]);
+        let seq = u32::from_be_bytes(segment.headers[24..28].try_into().unwrap());
+        served.push((port, seq));
+        true
+    });
+    served
+}
+
+#[test]
+fn connections_take_turns_within_a_poll() {
+    let mut ep = server(Config::default());
+    busy(&mut ep, 4, 20_000);
+    // Room for everything: one segment each in turn, round after round, until each
+    // sent its congestion window (10 segments).
+    let ports: Vec<u16> = served(&mut ep, usize::MAX).iter().map(|s| s.0).collect();
+    let round = [5000, 5001, 5002, 5003];
+    assert_eq!(ports, round.repeat(10));
+    // With offload a turn is one super-segment; a burst of 3 plain segments per turn.
+    let mut ep = offloading();
+    busy(&mut ep, 3, 20_000);
+    let ports: Vec<u16> = served(&mut ep, usize::MAX).iter().map(|s| s.0).collect();
+    assert_eq!(ports, [5000, 5001, 5002]);
+    let mut ep = server_with(|c| c.burst = 3);
+    busy(&mut ep, 2, 20_000);
+    let ports: Vec<u16> = served(&mut ep, usize::MAX).iter().map(|s| s.0).collect();
+    let turns = [[5000; 3], [5001; 3]].concat();
+    assert_eq!(ports, [turns.repeat(3), vec![5000, 5001]].concat());
+}
+
+#[test]
+fn a_full_emitter_stops_a_turn_and_loses_nothing_and_starves_no_one() {
+    let mut ep = server(Config::default());
+    let ids = busy(&mut ep, 5, 20_000);
+    let mut next: Vec<Option<u32>> = vec![None; 5];
+    let mut counts = [0usize; 5];
+    // Room for 7 segments per poll: 50 segments in all over 8 polls.
+    for poll in 0..8 {
+        for (port, seq) in served(&mut ep, 7) {
+            let i = usize::from(port - 5000);
+            if let Some(expected) = next[i] {
+                assert_eq!(seq, expected, "connection {i}: contiguous, nothing skipped");
+            }
+            next[i] = Some(seq.wrapping_add(1000));
+            counts[i] += 1;
+        }
+        // In turn: after each poll no connection is more than a segment ahead of another.
+        let (least, most) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(most - least <= 1, "poll {poll}: {counts:?}");
+    }
+    assert_eq!(counts, [10; 5], "each sent its congestion window");
+    assert_eq!(ep.stats().segments_retransmitted, 0);
+    for id in ids {
+        assert_eq!(ep.unacknowledged(id), Ok(20_000));
+    }
+}
+
+#[test]
+fn segmentation_can_be_turned_off_between_polls() {
+    let mut ep = offloading();
+    assert_eq!(ep.segmentation(), Some(65_495));
+    let (id, _) = connect(&mut ep, 0, 5000, Some(1000), Some(0), 60_000);
+    ep.send(id, Piece::shared(blob(5000), 0, 5000).unwrap())
+        .unwrap();
+    // The NIC refused the super-segment: nothing was sent, and the next poll makes
+    // plain segments of the same bytes.
+    ep.poll(0, &mut |segment| segment.cut.is_none());
+    ep.set_segmentation(None);
+    assert_eq!(shapes(&mut ep, 0), vec![(1000, None); 5]);
+    assert_eq!(ep.stats().segments_retransmitted, 0);
 }

@@ -248,6 +248,16 @@ pub fn write_headers(
     len
 }
 
+/// Puts the pseudo-header's sum for a segment of `header` with `payload_len` bytes of
+/// payload, not complemented, in the checksum field of `headers` (written by
+/// [`write_headers`]): what a NIC that completes the checksum, or cuts the segment,
+/// expects there.
+pub fn seed_checksum(header: &Header, payload_len: usize, headers: &mut [u8]) {
+    let tcp_len = headers.len() - IPV4_HEADER + payload_len;
+    let seed = checksum::pseudo_header(header.src, header.dst, tcp_len);
+    headers[IPV4_HEADER + 16..IPV4_HEADER + 18].copy_from_slice(&seed.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

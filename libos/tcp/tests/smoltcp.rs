@@ -2,7 +2,9 @@
 //! over a simulated wire that loses, duplicates and reorders packets as a seeded
 //! generator says. Every byte of every transfer must arrive exactly once and in order,
 //! both ways, every connection must close cleanly, and every segment the server sends
-//! must carry the checksum a byte-by-byte computation gives.
+//! must carry the checksum a byte-by-byte computation gives. With segmentation offload
+//! the server's super-segments are cut at the MSS here, as a NIC does ([`cut`]), and
+//! each piece goes on the wire alone (and may be lost alone).
 
 use rexo_tcp::{Blob, Config, ConnId, Endpoint, Error, Outgoing, Piece};
 mod sim;
@@ -41,6 +43,29 @@ struct Faults {
     duplicate: u64,
     reorder: u64,
 }
+
+impl Faults {
+    /// Loss, duplication and reordering, per mille of packets.
+    const fn per_mille(loss: u64, duplicate: u64, reorder: u64) -> Faults {
+        Faults {
+            loss,
+            duplicate,
+            reorder,
+        }
+    }
+}
+
+/// No fault.
+const CLEAN: Faults = Faults::per_mille(0, 0, 0);
+
+/// Some of each fault.
+const FAULTY: Faults = Faults::per_mille(30, 20, 50);
+
+/// Much loss and reordering.
+const HEAVY: Faults = Faults::per_mille(150, 0, 100);
+
+/// A little of each fault.
+const LIGHT: Faults = Faults::per_mille(10, 10, 10);
 
 /// One direction of the wire: packets with the millisecond they arrive.
 #[derive(Default)]
@@ -113,24 +138,91 @@ fn poll_clients(
     }
 }
 
-/// The TCP checksum of an IPv4 packet computed byte by byte, independently of the
-/// crate: 0 when the packet's checksum is right.
-fn naive_tcp_checksum(packet: &[u8]) -> u16 {
-    let ihl = usize::from(packet[0] & 0xf) * 4;
-    let tcp = &packet[ihl..];
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(&packet[12..20]);
-    bytes.extend_from_slice(&[0, 6]);
-    bytes.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
-    bytes.extend_from_slice(tcp);
+/// The one's complement sum of `bytes` computed byte by byte, independently of the
+/// crate (not complemented).
+fn naive_sum(bytes: &[u8]) -> u16 {
     let mut total: u32 = 0;
     for (i, byte) in bytes.iter().enumerate() {
         total += u32::from(*byte) << if i % 2 == 0 { 8 } else { 0 };
-    }
-    while total > 0xffff {
         total = (total & 0xffff) + (total >> 16);
     }
-    !(total as u16)
+    total as u16
+}
+
+/// The sum of an IPv4 packet's TCP pseudo-header.
+fn naive_pseudo_header(packet: &[u8]) -> u16 {
+    let tcp_len = packet.len() - usize::from(packet[0] & 0xf) * 4;
+    let mut bytes = packet[12..20].to_vec();
+    bytes.extend_from_slice(&[0, 6]);
+    bytes.extend_from_slice(&(tcp_len as u16).to_be_bytes());
+    naive_sum(&bytes)
+}
+
+/// The TCP checksum of an IPv4 packet computed byte by byte: 0 when the packet's
+/// checksum is right (with the field zeroed: the checksum to store).
+fn naive_tcp_checksum(packet: &[u8]) -> u16 {
+    let ihl = usize::from(packet[0] & 0xf) * 4;
+    let sum = naive_sum(&packet[ihl..]);
+    !naive_sum(&[naive_pseudo_header(packet).to_be_bytes(), sum.to_be_bytes()].concat())
+}
+
+/// Cuts the IPv4 super-segment `packet` into packets of `mss` payload bytes (the last
+/// the rest), as a NIC with TCP segmentation offload does: the headers repeated with
+/// the IPv4 total length, identification (one more per packet) and header checksum,
+/// the sequence number and the TCP checksum made for each, FIN and PSH kept on the
+/// last only.
+fn cut(packet: &[u8], mss: usize) -> Vec<Vec<u8>> {
+    let ihl = usize::from(packet[0] & 0xf) * 4;
+    let headers = ihl + usize::from(packet[ihl + 12] >> 4) * 4;
+    let seq = u32::from_be_bytes(packet[ihl + 4..ihl + 8].try_into().unwrap());
+    let id = u16::from_be_bytes([packet[4], packet[5]]);
+    let chunks: Vec<&[u8]> = packet[headers..].chunks(mss).collect();
+    let last = chunks.len() - 1;
+    let mut packets = Vec::new();
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let mut p = packet[..headers].to_vec();
+        p.extend_from_slice(chunk);
+        let total = p.len() as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
+        p[10..12].fill(0);
+        let ip_sum = !naive_sum(&p[..ihl]);
+        p[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+        let at = seq.wrapping_add((i * mss) as u32);
+        p[ihl + 4..ihl + 8].copy_from_slice(&at.to_be_bytes());
+        if i < last {
+            p[ihl + 13] &= !(rexo_tcp::FIN | rexo_tcp::PSH);
+        }
+        p[ihl + 16..ihl + 18].fill(0);
+        let tcp_sum = naive_tcp_checksum(&p);
+        p[ihl + 16..ihl + 18].copy_from_slice(&tcp_sum.to_be_bytes());
+        packets.push(p);
+    }
+    packets
+}
+
+/// The packets a NIC puts on the wire for `segment`: a super-segment checked (its
+/// checksum field holds the pseudo-header's sum) and [`cut`], every packet checked
+/// to fit a 1500-byte MTU and carry a right checksum, their payloads the segment's.
+fn on_the_wire(segment: &Outgoing<'_>, seed: u64) -> Vec<Vec<u8>> {
+    let mut packet = Vec::new();
+    segment.copy_to(&mut packet);
+    let Some(mss) = segment.cut else {
+        assert_eq!(naive_tcp_checksum(&packet), 0, "seed {seed}: checksum");
+        return vec![packet];
+    };
+    let field = u16::from_be_bytes([packet[36], packet[37]]);
+    assert_eq!(field, naive_pseudo_header(&packet), "seed {seed}: seed sum");
+    assert!(packet.len() - 40 > mss, "seed {seed}: longer than the MSS");
+    let packets = cut(&packet, mss);
+    let mut payload = Vec::new();
+    for p in &packets {
+        assert!(p.len() <= 1500, "seed {seed}: {} bytes", p.len());
+        assert_eq!(naive_tcp_checksum(p), 0, "seed {seed}: a cut checksum");
+        payload.extend_from_slice(&p[40..]);
+    }
+    assert!(payload == packet[40..], "seed {seed}: the cut payload");
+    packets
 }
 
 /// The bytes client `i` uploads: a 4-byte length, then a pattern.
@@ -192,6 +284,10 @@ struct Scenario {
     abort_after: Option<usize>,
     /// Spoofed SYNs injected each millisecond during the first [`FLOOD_MS`].
     flood_per_ms: u64,
+    /// The server's [`Config::segmentation`] (super-segments cut by [`cut`]).
+    segmentation: Option<usize>,
+    /// The most segments the server's sender takes per poll (a small transmit ring).
+    room: usize,
 }
 
 /// How long a SYN flood lasts, in simulated milliseconds.
@@ -230,6 +326,16 @@ fn brisk(seed: u64, clients: usize, faults: Faults) -> Scenario {
         read_every_ms: 1,
         abort_after: None,
         flood_per_ms: 0,
+        segmentation: None,
+        room: usize::MAX,
+    }
+}
+
+/// [`brisk`] with segmentation offload of up to 64 KiB less headers.
+fn offloaded(seed: u64, clients: usize, faults: Faults) -> Scenario {
+    Scenario {
+        segmentation: Some(65_535 - 40),
+        ..brisk(seed, clients, faults)
     }
 }
 
@@ -242,6 +348,7 @@ fn run(scenario: Scenario) -> (u64, rexo_tcp::Stats) {
     let file = Arc::new(Blob::new(file_bytes));
     let mut server = Endpoint::new(Config {
         secret: seed,
+        segmentation: scenario.segmentation,
         ..Config::default()
     });
     server.listen(80).expect("listen");
@@ -335,14 +442,18 @@ fn run(scenario: Scenario) -> (u64, rexo_tcp::Stats) {
             server.close(conn.id).expect("close");
             conn.answered = true;
         }
+        let mut room = scenario.room;
         server.poll(now * 1_000_000, &mut |segment: &Outgoing<'_>| {
-            let mut packet = Vec::new();
-            segment.copy_to(&mut packet);
-            assert_eq!(naive_tcp_checksum(&packet), 0, "seed {seed}: checksum");
+            if room == 0 {
+                return false;
+            }
+            room -= 1;
             segments += 1;
-            let mut frame = sim::ethernet_header(2).to_vec();
-            frame.extend_from_slice(&packet);
-            wire.to_client.push(now, frame, &mut wire.rng, wire.faults);
+            for packet in on_the_wire(segment, seed) {
+                let mut frame = sim::ethernet_header(2).to_vec();
+                frame.extend_from_slice(&packet);
+                wire.to_client.push(now, frame, &mut wire.rng, wire.faults);
+            }
             true
         });
 
@@ -429,12 +540,7 @@ fn run(scenario: Scenario) -> (u64, rexo_tcp::Stats) {
 
 #[test]
 fn transfers_over_a_clean_wire_arrive_whole_and_close() {
-    let none = Faults {
-        loss: 0,
-        duplicate: 0,
-        reorder: 0,
-    };
-    let (segments, stats) = run(brisk(1, 3, none));
+    let (segments, stats) = run(brisk(1, 3, CLEAN));
     assert_eq!(
         stats.segments_retransmitted, 0,
         "nothing lost, nothing sent twice"
@@ -444,27 +550,17 @@ fn transfers_over_a_clean_wire_arrive_whole_and_close() {
 
 #[test]
 fn transfers_survive_loss_duplication_and_reordering_for_many_seeds() {
-    let faults = Faults {
-        loss: 30,
-        duplicate: 20,
-        reorder: 50,
-    };
     let mut retransmitted = 0;
     for seed in 0..24 {
-        retransmitted += run(brisk(seed, 3, faults)).1.segments_retransmitted;
+        retransmitted += run(brisk(seed, 3, FAULTY)).1.segments_retransmitted;
     }
     assert!(retransmitted > 0, "the faults made the server retransmit");
 }
 
 #[test]
 fn heavy_loss_still_delivers_every_byte() {
-    let faults = Faults {
-        loss: 150,
-        duplicate: 0,
-        reorder: 100,
-    };
     for seed in 100..104 {
-        run(brisk(seed, 2, faults));
+        run(brisk(seed, 2, HEAVY));
     }
 }
 
@@ -518,17 +614,47 @@ fn a_client_that_aborts_mid_answer_frees_the_server_connection() {
 fn transfers_complete_through_a_flood_of_100000_spoofed_syns() {
     let scenario = Scenario {
         flood_per_ms: 50,
-        ..brisk(
-            11,
-            3,
-            Faults {
-                loss: 10,
-                duplicate: 10,
-                reorder: 10,
-            },
-        )
+        ..brisk(11, 3, LIGHT)
     };
     let (_, stats) = run(scenario);
     assert!(stats.syns >= 100_000, "{} SYNs", stats.syns);
     assert!(stats.half_open_evicted > 90_000, "the table stayed bounded");
+}
+
+#[test]
+fn super_segments_cut_as_a_nic_does_arrive_whole_over_a_clean_wire() {
+    let (segments, stats) = run(offloaded(1, 3, CLEAN));
+    assert_eq!(stats.segments_retransmitted, 0);
+    assert!(stats.segments_offloaded > 0, "{stats:?}");
+    // The same bytes as without offload in far fewer segments handed out.
+    let (plain, _) = run(brisk(1, 3, CLEAN));
+    assert!(segments * 4 < plain, "{segments} against {plain}");
+}
+
+#[test]
+fn super_segments_survive_loss_of_their_pieces_for_many_seeds() {
+    let (mut offloaded_segments, mut retransmitted) = (0, 0);
+    for seed in 0..16 {
+        let stats = run(offloaded(seed, 3, FAULTY)).1;
+        offloaded_segments += stats.segments_offloaded;
+        retransmitted += stats.segments_retransmitted;
+    }
+    assert!(offloaded_segments > 0 && retransmitted > 0);
+    for seed in 100..103 {
+        run(offloaded(seed, 2, HEAVY));
+    }
+}
+
+#[test]
+fn a_small_transmit_ring_shared_in_turn_loses_nothing() {
+    for seed in 0..4 {
+        for segmentation in [None, Some(65_535 - 40)] {
+            let scenario = Scenario {
+                room: 3,
+                segmentation,
+                ..brisk(seed, 6, LIGHT)
+            };
+            run(scenario);
+        }
+    }
 }
