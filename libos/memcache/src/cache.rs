@@ -245,7 +245,7 @@ impl Item {
     }
 }
 
-/// A memcached-style cache for one core.
+/// A memcached-style cache, used by one core at a time (several share [`Shards`](crate::Shards) of them).
 pub struct Cache {
     items: Vec<Item>,
     /// The first free slab slot, chained through `older`.
