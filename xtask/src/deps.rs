@@ -22,6 +22,9 @@ pub enum Need {
     MemcachedTools,
     /// `wrk`, the HTTP load generator of the benchmark suite.
     Wrk,
+    /// Independent HTTP clients for the httpd cases: `curl`, and `python3` (its
+    /// `http.client`).
+    HttpClients,
     /// Python's `pymemcache` from PyPI, in a virtual environment under `target/pyenv`
     /// ([`PYENV`]); needs Python's `venv` module.
     Pymemcache,
@@ -129,6 +132,16 @@ fn requirements(need: Need) -> Vec<Requirement> {
             what: Probe::Program("wrk"),
             package: "wrk",
         }],
+        Need::HttpClients => vec![
+            Requirement {
+                what: Probe::Program("curl"),
+                package: "curl",
+            },
+            Requirement {
+                what: Probe::Program("python3"),
+                package: "python3",
+            },
+        ],
         Need::Pymemcache => vec![Requirement {
             what: Probe::PythonModule("ensurepip"),
             package: "python3-venv",

@@ -303,9 +303,10 @@ pub fn check_httpd(tcp_port: u16) -> Result<String, String> {
     done.push("mutated requests");
     check_status_page(tcp_port)?;
     done.push("status page");
-    if let Some(curl) = check_with_curl(tcp_port)? {
-        done.push(curl);
-    }
+    check_with_curl(tcp_port)?;
+    done.push("curl");
+    let python = check_with_python(tcp_port)?;
+    done.push(&python);
     // A short load, for the log only (a figure, never a pass/fail threshold: the
     // machine is shared); `cargo xtask bench` is where figures are compared.
     let loaded = load(local(tcp_port), "/1k.txt", 8, Duration::from_secs(1))?;
@@ -770,18 +771,15 @@ pub fn status_page_showing(port: u16, wanted: &[&str]) -> Result<String, String>
     }
 }
 
-/// With `curl` installed, fetches a file with it too (an independent client); `None`
-/// when there is no curl, which the tests do not need.
-fn check_with_curl(port: u16) -> Result<Option<&'static str>, String> {
-    let output = match std::process::Command::new("curl")
+/// Fetches a file with `curl` (an independent client: [`Need::HttpClients`]).
+///
+/// [`Need::HttpClients`]: crate::deps::Need::HttpClients
+fn check_with_curl(port: u16) -> Result<(), String> {
+    let output = std::process::Command::new("curl")
         .args(["--silent", "--show-error", "--max-time", "60"])
         .arg(format!("http://127.0.0.1:{port}/100k.txt"))
         .output()
-    {
-        Ok(output) => output,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("running curl: {e}")),
-    };
+        .map_err(|e| format!("running curl: {e}"))?;
     if !output.status.success() || output.stdout != file("/100k.txt").1 {
         return Err(format!(
             "curl: {} with {} bytes: {}",
@@ -790,7 +788,54 @@ fn check_with_curl(port: u16) -> Result<Option<&'static str>, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    Ok(Some("curl"))
+    Ok(())
+}
+
+/// Python's `http.client` against the server (`httpd_check.py`, a client independent of
+/// ours): every file of the site and the 10 MiB one on one keep-alive connection, each
+/// body compared here byte for byte, then 304, 206, HEAD, 404, 405, 431 and a client
+/// gone mid-body. What it checked.
+fn check_with_python(port: u16) -> Result<String, String> {
+    let out = std::env::temp_dir().join(format!("rexo-httpd-py-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let generated = generated_content();
+    let mut expected: Vec<(&str, &[u8])> = FILES.iter().map(|(p, _, c)| (*p, *c)).collect();
+    expected.push((GENERATED_PATH, &generated));
+    let output = std::process::Command::new("python3")
+        .args(["-c", include_str!("httpd_check.py")])
+        .arg(port.to_string())
+        .arg(&out)
+        .args(expected.iter().map(|(path, _)| path))
+        .output()
+        .map_err(|e| format!("running python3: {e}"));
+    let checked = output.and_then(|output| {
+        let said = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        if !output.status.success() {
+            return Err(format!(
+                "Python's http.client: {said} {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let range = &file("/1k.txt").1[100..200];
+        for (name, (path, content)) in expected
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i.to_string(), *e))
+            .chain([(String::from("range"), ("/1k.txt bytes 100-199", range))])
+        {
+            let got = std::fs::read(out.join(&name)).map_err(|e| format!("{name}: {e}"))?;
+            if got != content {
+                return Err(format!(
+                    "Python's http.client: {path}: {} bytes differ from the {} expected",
+                    got.len(),
+                    content.len()
+                ));
+            }
+        }
+        Ok(format!("Python's http.client: {said}"))
+    });
+    let _ = std::fs::remove_dir_all(&out);
+    checked
 }
 
 /// Asks `httpd-test` to stop.
@@ -959,11 +1004,38 @@ fn check_disk_site(port: u16, extra: &[(&str, &[u8])]) -> Result<Vec<String>, St
 /// forwarded to the guest's port 80, once httpd says it serves.
 pub const HTTPD: crate::netclient::Client = crate::netclient::Client {
     name: "httpd client",
-    needs: &[],
+    needs: &[crate::deps::Need::HttpClients],
     after: "httpd: serving",
     run: |ports| {
         let port = ports.tcp(80)?.port();
         check_httpd(port).map(|summary| vec![summary])
+    },
+};
+
+/// The `monitor::default-run` case's client (`cargo xtask run` without `--app`): httpd's
+/// status page through the forwarded port, with httpd's packet filter on the interface it
+/// shares with the monitor.
+pub const DEFAULT_RUN: crate::netclient::Client = crate::netclient::Client {
+    name: "the default run's status page",
+    needs: &[],
+    after: "httpd: serving",
+    run: |ports| {
+        let port = ports.tcp(80)?.port();
+        status_page_showing(
+            port,
+            &[
+                "<th>cores</th>",
+                "MiB usable",
+                "mac 52:54:00",
+                "<td>200: ",
+                "<th>accepted</th>",
+                "<h2>Packet filters</h2>",
+                "<th>filter of httpd</th>",
+            ],
+        )?;
+        Ok(vec![String::from(
+            "the status page, with httpd's packet filter",
+        )])
     },
 };
 

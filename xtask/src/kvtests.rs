@@ -198,7 +198,7 @@ main()
 /// hook), through the same guest address.
 pub const SHARED: Client = Client {
     name: "kv and httpd on one shared interface",
-    needs: &[],
+    needs: &[crate::deps::Need::HttpClients],
     after: SERVING,
     run: |ports| {
         let port = ports.tcp(80)?.port();

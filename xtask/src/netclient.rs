@@ -87,21 +87,6 @@ impl Forwards {
         Ok(Self(forwards))
     }
 
-    /// Forwards each of `tcp` and `udp` from the same port number on the host.
-    pub fn same(tcp: &[u16], udp: &[u16]) -> Self {
-        let each = |ports: &[u16], udp: bool| -> Vec<Forward> {
-            ports
-                .iter()
-                .map(|&port| Forward {
-                    udp,
-                    host: port,
-                    guest: port,
-                })
-                .collect()
-        };
-        Self([each(tcp, false), each(udp, true)].concat())
-    }
-
     /// The host address forwarded to guest TCP port `guest`.
     pub fn tcp(&self, guest: u16) -> Result<SocketAddr> {
         self.find(false, guest)
@@ -420,7 +405,18 @@ mod tests {
 
     #[test]
     fn user_net_arguments() {
-        let forwards = Forwards::same(&[11211], &[11211]);
+        let forwards = Forwards(vec![
+            Forward {
+                udp: false,
+                host: 11211,
+                guest: 11211,
+            },
+            Forward {
+                udp: true,
+                host: 11211,
+                guest: 11211,
+            },
+        ]);
         assert_eq!(
             forwards.qemu_args(0, "virtio-net-pci"),
             vec![

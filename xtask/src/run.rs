@@ -3,7 +3,7 @@
 use crate::Result;
 use crate::args::{Args, parse_size_mib};
 use crate::deps::{self, Need};
-use crate::netclient::Forwards;
+use crate::netclient::{Forward, Forwards};
 use crate::qemu::{self, Accel, Machine, Media, Verdict, Vm};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -22,9 +22,58 @@ const FLAGS: &[&str] = &[
     "--",
 ];
 
-/// Apps that serve the network, and the guest ports (TCP, UDP) `run` forwards from the
-/// same ports on the host's 127.0.0.1 through QEMU user networking and a virtio-net NIC.
-const FORWARDS: &[(&str, &[u16], &[u16])] = &[("kv", &[11211], &[11211])];
+/// Apps that serve the network, and the ports `run` forwards to them from the host's
+/// 127.0.0.1 through QEMU user networking and a virtio-net NIC.
+const FORWARDS: &[(&str, &[Forward])] = &[
+    (
+        "kv",
+        &[
+            Forward {
+                udp: false,
+                host: 11211,
+                guest: 11211,
+            },
+            Forward {
+                udp: true,
+                host: 11211,
+                guest: 11211,
+            },
+        ],
+    ),
+    (
+        "httpd",
+        &[Forward {
+            udp: false,
+            host: HTTP_HOST_PORT,
+            guest: 80,
+        }],
+    ),
+];
+
+/// The host port on 127.0.0.1 that reaches httpd's port 80 (the default run's status page
+/// is `http://127.0.0.1:8080/`).
+pub const HTTP_HOST_PORT: u16 = 8080;
+
+/// The kernel command line of the default run on two cores ([`default_cmdline`]); the
+/// test case `monitor::default-run` boots it.
+pub const DEFAULT_CMDLINE_TWO_CORES: &str =
+    "apps=monitor:0:64M,httpd:1:64M ip=10.0.2.15/24,10.0.2.2,10.0.2.3";
+
+/// The default run without `--app`: a boot manifest with the monitor on core 0 and httpd,
+/// the default network app, on the other cores, sharing one interface by packet filters
+/// at QEMU user networking's guest address (its router 10.0.2.2, its DNS 10.0.2.3):
+/// httpd binds `tcp dport 80`, the monitor's `ping` and `resolve` bind theirs while they
+/// run. `None` with one core: httpd needs a core of its own.
+fn default_cmdline(cores: u32) -> Option<String> {
+    let httpd_cores = match cores {
+        0 | 1 => return None,
+        2 => String::from("1"),
+        n => format!("1-{}", n - 1),
+    };
+    Some(format!(
+        "apps=monitor:0:64M,httpd:{httpd_cores}:64M ip=10.0.2.15/24,10.0.2.2,10.0.2.3"
+    ))
+}
 
 /// How the kernel is booted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +91,8 @@ struct Options {
     boot: Boot,
     machine: Machine,
     accel: Option<Accel>,
-    app: String,
+    /// The app `--app` names; `None`: the default run ([`default_cmdline`]).
+    app: Option<String>,
     append: String,
     modules: Vec<PathBuf>,
     gdb: bool,
@@ -57,7 +107,7 @@ fn parse(words: Vec<String>) -> Result<Options> {
         boot: Boot::Pvh,
         machine: Machine::Q35,
         accel: None,
-        app: "monitor".into(),
+        app: None,
         append: String::new(),
         modules: Vec::new(),
         gdb: false,
@@ -90,7 +140,7 @@ fn parse(words: Vec<String>) -> Result<Options> {
                     _ => None,
                 }
             }
-            "--app" => o.app = args.value("--app")?,
+            "--app" => o.app = Some(args.value("--app")?),
             "--append" => o.append = args.value("--append")?,
             "--module" => o.modules.push(PathBuf::from(args.value("--module")?)),
             "--gdb" => o.gdb = true,
@@ -111,32 +161,64 @@ fn parse(words: Vec<String>) -> Result<Options> {
 }
 
 impl Options {
-    /// The kernel command line: `app=NAME WORDS`.
-    fn cmdline(&self) -> String {
-        // A boot manifest (`apps=`) names the apps itself; `app=` cannot stand beside it.
-        if self
+    /// Whether the QEMU arguments given bring their own network.
+    fn own_network(&self) -> bool {
+        self.qemu_args
+            .iter()
+            .any(|arg| matches!(arg.as_str(), "-netdev" | "-nic" | "-net"))
+    }
+
+    /// The default run's manifest ([`default_cmdline`]), when no app was chosen (neither
+    /// `--app` nor `app=`/`apps=` in `--append`), the machine has a core for httpd and
+    /// `run` makes the network; otherwise why the monitor runs alone (`Err`), or `Ok(None)`
+    /// when an app was chosen.
+    fn default_run(&self) -> std::result::Result<Option<String>, &'static str> {
+        let chosen = self
             .append
             .split_whitespace()
-            .any(|word| word.starts_with("apps="))
-        {
-            return self.append.trim().to_string();
+            .any(|word| word.starts_with("app=") || word.starts_with("apps="));
+        if self.app.is_some() || chosen {
+            return Ok(None);
         }
-        format!("app={} {}", self.app, self.append)
-            .trim()
-            .to_string()
+        if self.own_network() {
+            return Err("the QEMU arguments bring their own network");
+        }
+        let Some(mut cmdline) = default_cmdline(self.cores) else {
+            return Err("httpd needs a second core (--cores 2)");
+        };
+        // An address the user gave wins over user networking's.
+        if self.append.split_whitespace().any(|w| w.starts_with("ip=")) {
+            cmdline.truncate(cmdline.find(" ip=").unwrap_or(cmdline.len()));
+        }
+        Ok(Some(cmdline))
     }
-}
 
-impl Options {
-    /// The host ports forwarded to the app's services, if it has any in [`FORWARDS`] and
-    /// the QEMU arguments given do not bring their own network.
-    fn forwards(&self) -> Option<Forwards> {
-        let (_, tcp, udp) = FORWARDS.iter().find(|(app, _, _)| *app == self.app)?;
-        let own_network = self
-            .qemu_args
-            .iter()
-            .any(|arg| matches!(arg.as_str(), "-netdev" | "-nic" | "-net"));
-        (!own_network).then(|| Forwards::same(tcp, udp))
+    /// The kernel command line: the default run's manifest, or `app=NAME`, then the words
+    /// of `--append`.
+    fn cmdline(&self) -> String {
+        let manifest_given = self
+            .append
+            .split_whitespace()
+            .any(|word| word.starts_with("apps="));
+        let first = match (self.default_run(), &self.app) {
+            (Ok(Some(manifest)), _) => manifest,
+            // A boot manifest or `app=` in `--append` names the apps itself.
+            (Ok(None), None) => String::new(),
+            (Ok(None), Some(_)) if manifest_given => String::new(),
+            (_, app) => format!("app={}", app.as_deref().unwrap_or("monitor")),
+        };
+        format!("{first} {}", self.append).trim().to_string()
+    }
+
+    /// The app whose ports are forwarded and the host ports forwarded to them, if it has
+    /// any in [`FORWARDS`] and the QEMU arguments given do not bring their own network.
+    fn forwards(&self) -> Option<(&'static str, Forwards)> {
+        let serving = match self.default_run() {
+            Ok(Some(_)) => "httpd",
+            _ => self.app.as_deref()?,
+        };
+        let (app, forwards) = FORWARDS.iter().find(|(app, _)| *app == serving)?;
+        (!self.own_network()).then(|| (*app, Forwards(forwards.to_vec())))
     }
 }
 
@@ -177,16 +259,32 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         }
     };
     let mut extra = o.qemu_args.clone();
-    if let Some(forwards) = o.forwards() {
+    if let Err(why) = o.default_run() {
+        eprintln!("xtask: the monitor runs alone, without httpd: {why}");
+    }
+    if let Some((app, forwards)) = o.forwards() {
         extra.extend(forwards.qemu_args(0, "virtio-net-pci"));
         for forward in &forwards.0 {
+            let kind = if forward.udp { "UDP" } else { "TCP" };
+            let taken = if forward.udp {
+                std::net::UdpSocket::bind(("127.0.0.1", forward.host)).is_err()
+            } else {
+                std::net::TcpListener::bind(("127.0.0.1", forward.host)).is_err()
+            };
+            if taken {
+                return Err(format!(
+                    "127.0.0.1:{} ({kind}) is in use, and {app} is served there; free it, or \
+                     choose another app (`--app monitor` runs the monitor alone)",
+                    forward.host
+                ));
+            }
             eprintln!(
-                "xtask: {}: 127.0.0.1:{} ({}) is forwarded to the guest's port {}",
-                o.app,
-                forward.host,
-                if forward.udp { "UDP" } else { "TCP" },
-                forward.guest
+                "xtask: {app}: 127.0.0.1:{} ({kind}) is forwarded to the guest's port {}",
+                forward.host, forward.guest
             );
+        }
+        if app == "httpd" {
+            eprintln!("xtask: httpd's status page: http://127.0.0.1:{HTTP_HOST_PORT}/");
         }
     }
     let vm = Vm {
@@ -249,7 +347,11 @@ mod tests {
             (2, 256, Boot::Pvh, Machine::Q35)
         );
         assert_eq!(o.accel, None);
-        assert_eq!(o.cmdline(), "app=monitor");
+        assert_eq!(
+            o.cmdline(),
+            DEFAULT_CMDLINE_TWO_CORES,
+            "the monitor beside httpd, the default network app"
+        );
         let manifest = parse(words(&["--append", "apps=hello:0-1:8M log=debug"])).unwrap();
         assert_eq!(
             manifest.cmdline(),
@@ -314,16 +416,53 @@ mod tests {
     fn network_apps_get_their_ports() {
         let kv = parse(words(&["--app", "kv"])).unwrap();
         assert_eq!(
-            kv.forwards().unwrap().qemu_args(0, "virtio-net-pci")[1],
+            kv.forwards().unwrap().1.qemu_args(0, "virtio-net-pci")[1],
             "user,id=user0,hostfwd=tcp:127.0.0.1:11211-:11211,hostfwd=udp:127.0.0.1:11211-:11211"
         );
         assert_eq!(
-            parse(vec![]).unwrap().forwards(),
+            parse(words(&["--app", "monitor"])).unwrap().forwards(),
             None,
-            "the monitor has none"
+            "the monitor alone has none"
         );
         let own = parse(words(&["--app", "kv", "--", "-nic", "none"])).unwrap();
         assert_eq!(own.forwards(), None, "the user's network wins");
+    }
+
+    #[test]
+    fn the_default_run_serves_httpd_on_8080_beside_the_monitor() {
+        let o = parse(vec![]).unwrap();
+        let (app, forwards) = o.forwards().unwrap();
+        assert_eq!(app, "httpd");
+        assert_eq!(
+            forwards.qemu_args(0, "virtio-net-pci")[1],
+            "user,id=user0,hostfwd=tcp:127.0.0.1:8080-:80"
+        );
+        let four = parse(words(&["--cores", "4", "--append", "log=debug"])).unwrap();
+        assert_eq!(
+            four.cmdline(),
+            "apps=monitor:0:64M,httpd:1-3:64M ip=10.0.2.15/24,10.0.2.2,10.0.2.3 log=debug"
+        );
+        let address = parse(words(&["--append", "ip=10.0.2.20/24"])).unwrap();
+        assert_eq!(
+            address.cmdline(),
+            "apps=monitor:0:64M,httpd:1:64M ip=10.0.2.20/24",
+            "the user's address wins"
+        );
+        // Where httpd cannot run beside it, the monitor runs alone, and `run` says why.
+        for alone in [
+            parse(words(&["--cores", "1"])).unwrap(),
+            parse(words(&["--", "-nic", "none"])).unwrap(),
+        ] {
+            assert_eq!(alone.cmdline(), "app=monitor");
+            assert!(alone.default_run().is_err());
+            assert_eq!(alone.forwards(), None);
+        }
+        let chosen = parse(words(&["--append", "app=hello"])).unwrap();
+        assert_eq!(chosen.cmdline(), "app=hello");
+        assert_eq!(chosen.default_run(), Ok(None));
+        let httpd = parse(words(&["--app", "httpd"])).unwrap();
+        assert_eq!(httpd.cmdline(), "app=httpd");
+        assert_eq!(httpd.forwards().unwrap().0, "httpd");
     }
 
     #[test]

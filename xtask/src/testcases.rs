@@ -648,6 +648,35 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // `cargo xtask run` without `--app`: the monitor on core 0 and httpd on core 1 share
+    // one interface by packet filters (the kernel word `ip=`); httpd's status page is
+    // served through the forwarded port while the monitor pings the router through the
+    // same interface, binding its own filter beside httpd's, and `net` lists both.
+    Case {
+        name: "monitor::default-run",
+        machine: Machine::Q35,
+        append: crate::run::DEFAULT_CMDLINE_TWO_CORES,
+        qemu: &[Arg::UserNet {
+            model: "virtio-net-pci",
+            tcp: &[80],
+            udp: &[],
+        }],
+        input: "ping 10.0.2.2 2\rnet\r",
+        timeout_s: 60,
+        client: Some(crate::httpclient::DEFAULT_RUN),
+        checks: &[
+            Check::Has("manifest: 'monitor' as owner"),
+            Check::Has("manifest: 'httpd' as owner"),
+            Check::Has("httpd: serving http://10.0.2.15:80/"),
+            Check::Has("PING 10.0.2.2 from 10.0.2.15 (nic 0)"),
+            Check::Has("10.0.2.2: 2 sent, 2 answered, 0% lost"),
+            Check::Has("nic 0: shared by filters at 10.0.2.15/24"),
+            Check::Has("nic 0: bound httpd"),
+            Check::Lacks("FAILED"),
+            Check::Lacks("panicked"),
+        ],
+        ..BASE
+    },
     // Bad input: clear messages, warnings, and never a hang.
     Case {
         name: "badinput::unknown-key",

@@ -1,7 +1,10 @@
-//! The monitor's network commands, `net` and `ping`, through the TCP/IP library OS
-//! (`rexo-net`) on the first network interface no app holds. Each command opens the
-//! interface, takes an address by DHCP (or the kernel command line's `ip=`), does its work and gives the interface back, so
-//! that an app run afterwards (`run httpd`) can open it.
+//! The monitor's network commands, `net`, `ping` and `resolve`, through the TCP/IP
+//! library OS (`rexo-net`) on the first network interface no app holds. Each command
+//! opens the interface, takes an address by DHCP (or the kernel command line's `ip=`),
+//! does its work and gives the interface back, so that an app run afterwards (`run
+//! httpd`) can open it. With `ip=` the kernel owns the address and the monitor binds
+//! packet filters for the answers each command waits for instead, beside the apps that
+//! share the interface (the default `cargo xtask run`: httpd beside the monitor).
 
 use alloc::format;
 use alloc::string::String;
@@ -27,9 +30,26 @@ const PING_DATA: &[u8] = b"rexo monitor ping";
 /// The most echo requests one `ping` sends.
 pub const MAX_PINGS: u16 = 100;
 
-/// The first network interface no app holds, configured by DHCP (or as the kernel
-/// command line's `ip=` says), with how it was configured.
-fn bring_up(kernel: &Kernel) -> Result<(DeviceInfo, Stack, &'static str), String> {
+/// The answers a command waits for, which it binds packet filters for on an interface
+/// apps share.
+#[derive(Clone, Copy)]
+struct Answers {
+    /// ICMP to the interface's address (echo replies).
+    icmp: bool,
+    /// DNS answers (UDP from port 53) to the interface's address.
+    dns: bool,
+}
+
+/// The first network interface no app holds whole, configured by DHCP or as the kernel
+/// command line's `ip=` says; with how it was configured. As every app does
+/// (`rexo_net::attach`): without `ip=` the monitor opens the interface whole; with it the
+/// kernel owns the address and the monitor binds packet filters for the `answers` it
+/// waits for, beside the apps sharing the interface (the default `cargo xtask run`:
+/// httpd's `tcp dport 80`).
+fn bring_up(
+    kernel: &Kernel,
+    answers: Answers,
+) -> Result<(DeviceInfo, Stack, &'static str), String> {
     let nics: Vec<DeviceInfo> = kernel
         .devices()
         .into_iter()
@@ -40,13 +60,26 @@ fn bring_up(kernel: &Kernel) -> Result<(DeviceInfo, Stack, &'static str), String
             "no network interface (`devices` lists the devices)",
         ));
     }
-    let Some(device) = nics.iter().find(|d| d.holder.is_none()) else {
-        return Err(String::from("every network interface is held by an app"));
+    let Some(device) = nics
+        .iter()
+        .find(|d| d.holder.is_none() || matches!(kernel.net_sharing(d.index), Ok(Some(_))))
+    else {
+        return Err(String::from(
+            "every network interface is held whole by an app",
+        ));
     };
-    let nic = kernel
-        .open_net(device.index)
+    let mut filters = Vec::new();
+    if let Config::Static { address, .. } = Config::from_kernel(kernel, DHCP_TIMEOUT_NS) {
+        if answers.icmp {
+            filters.push(format!("icmp dst {address}"));
+        }
+        if answers.dns {
+            filters.push(format!("udp sport 53 dst {address}"));
+        }
+    }
+    let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+    let (nic, config) = rexo_net::attach(kernel, device.index, &filters, DHCP_TIMEOUT_NS)
         .map_err(|e| format!("nic {}: {e}", device.index))?;
-    let config = Config::from_kernel(kernel, DHCP_TIMEOUT_NS);
     let stack =
         Stack::new(kernel, nic, 0, config).map_err(|e| format!("nic {}: {e}", device.index))?;
     Ok((device.clone(), stack, config.how()))
@@ -104,7 +137,13 @@ pub fn show(kernel: &Kernel) -> Result<Vec<String>, String> {
         return Ok(lines);
     }
     let started = kernel.now_ns();
-    let (device, stack, how) = bring_up(kernel)?;
+    let (device, stack, how) = bring_up(
+        kernel,
+        Answers {
+            icmp: true,
+            dns: false,
+        },
+    )?;
     let (address, prefix) = stack.address().ok_or("the interface has no address")?;
     lines.push(format!(
         "nic {}: address {address}/{prefix}, router {}, {how} in {} ms",
@@ -126,7 +165,11 @@ pub fn show(kernel: &Kernel) -> Result<Vec<String>, String> {
 /// absence) said as it comes, then the summary. The error is for a command that could
 /// not start (no interface, no lease).
 pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Result<(), String> {
-    let (device, mut stack, _) = bring_up(kernel)?;
+    let answers = Answers {
+        icmp: true,
+        dns: matches!(to, Host::Name(_)),
+    };
+    let (device, mut stack, _) = bring_up(kernel, answers)?;
     let (address, _) = stack.address().ok_or("the interface has no address")?;
     let to = match to {
         Host::Address(to) => to,
@@ -235,7 +278,11 @@ fn listed(addresses: &[Ipv4Addr]) -> String {
 /// `resolve NAME`: its IPv4 addresses through the first free interface, with the time
 /// the answer took.
 pub fn resolve(kernel: &Kernel, name: &str) -> Result<String, String> {
-    let (_, mut stack, _) = bring_up(kernel)?;
+    let answers = Answers {
+        icmp: false,
+        dns: true,
+    };
+    let (_, mut stack, _) = bring_up(kernel, answers)?;
     let started = kernel.now_ns();
     let addresses = lookup(kernel, &mut stack, name)?;
     let us = (kernel.now_ns() - started) / 1000;
