@@ -13,7 +13,7 @@
 //! ([`rexo_net::attach_cores`]): a stack per pair on its own core, each serving the TCP
 //! and UDP requests its pair received (the device keeps a flow on one pair), none
 //! taking a lock another core's frame path takes. The cache is shared as
-//! [`Shards`](rexo_memcache::Shards) (by key hash, a spin lock per shard held for one
+//! [`Shards`] (by key hash, a spin lock per shard held for one
 //! command; `shard_count` says how many); `stats` sums them, with `threads` the
 //! serving cores. With one queue pair (user networking, e1000) or a driver that cannot
 //! split, one core serves, and the start line says why. `shutdown` on any core stops

@@ -39,7 +39,8 @@
 //! MAC and address: each core polls its own pair with no lock another core takes, and
 //! a TCP connection stays on the core whose pair received its SYN, since the device
 //! keeps a flow on one pair. Listening on the same port on every stack is fine: each
-//! sees only its pair's flows.
+//! sees only its pair's flows. ARP is no flow, so the stacks share the ARP frames they
+//! receive. kv serves this way.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
