@@ -499,6 +499,16 @@ pub trait NetDevice: Send {
     /// the holder (an `InterruptCap`, `Kernel::interrupt_caps`); once that is returned or
     /// revoked, arming answers [`DeviceError::Unbound`].
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError>;
+    /// One handle per queue pair, handle `i` an interface of one queue (its queue 0) that
+    /// is pair `i`: each may be moved to its own core and driven there at the same time
+    /// as the others, none waiting for another (multi-core serving, docs/drivers.md). The
+    /// interface stays usable (interrupt arming, `info`); a frame path used through both
+    /// it and a handle is serialized. Through a lease, revoking the lease cuts every
+    /// handle ([`DeviceError::Revoked`]) and a handle arms its pair's wake-up under the
+    /// lease. [`DeviceError::Unsupported`] (the default) where the driver cannot split.
+    fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
+        Err(DeviceError::Unsupported("a handle per queue pair"))
+    }
 }
 
 /// One app's binding on a shared network interface

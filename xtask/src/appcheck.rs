@@ -29,10 +29,16 @@ use std::path::{Path, PathBuf};
 /// with the reason it is safe to link beside the kernel. `log` stays out: an app that
 /// links it shares the kernel's logger and could call `log::set_max_level` to silence
 /// the kernel's own log; apps log through `rexo-api`.
-pub const VETTED: &[(&str, &str)] = &[(
-    "smoltcp",
-    "the TCP/IP protocols of the network library OS (libos/net); no_std, `#![deny(unsafe_code)]` except the host interfaces of `phy::sys` (raw socket, TAP), which need its `std` and `phy-*` features that Rexo does not enable",
-)];
+pub const VETTED: &[(&str, &str)] = &[
+    (
+        "smoltcp",
+        "the TCP/IP protocols of the network library OS (libos/net); no_std, `#![deny(unsafe_code)]` except the host interfaces of `phy::sys` (raw socket, TAP), which need its `std` and `phy-*` features that Rexo does not enable",
+    ),
+    (
+        "spin",
+        "the locks of state an app shares between its cores (rexo-memcache's cache shards); no_std, its `unsafe` is the lock's own (an atomic flag guarding an `UnsafeCell`), the same crate the kernel and the registry lock with",
+    ),
+];
 
 /// The folders whose crates follow the rules, and what messages call their crates.
 const LAYERS: [(&str, &str); 2] = [("apps", "apps"), ("libos", "library OSes")];

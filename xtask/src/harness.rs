@@ -823,6 +823,11 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 queue_peer = Some(crate::queuepeer::start(net.netns()));
                 tap = Some(net);
             }
+            Arg::TapPairs(model) => {
+                let net = crate::tapnet::TapNet::create("tap", 2)?;
+                extra.extend(net.qemu_args(model));
+                tap = Some(net);
+            }
             Arg::Tap(model) => {
                 let net = crate::tapnet::TapNet::create("tap", 1)?;
                 extra.extend(net.qemu_args(model));

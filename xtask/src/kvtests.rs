@@ -227,19 +227,116 @@ fn with_shutdown(
     let tcp = ports.tcp(PORT)?;
     let udp = ports.udp(PORT)?;
     let result = check(tcp, udp);
-    let shutdown = connect(tcp).and_then(|mut s| {
-        s.send(b"shutdown\r\n")?;
-        // memcached answers nothing and closes.
-        if s.at_end()? {
-            Ok(())
-        } else {
-            Err("`shutdown` was answered; the connection should just close".into())
-        }
-    });
+    let shutdown = shut_down(tcp);
     let mut notes = result?;
     shutdown.map_err(|e| format!("shutdown: {e}"))?;
     notes.push("shutdown: the connection closed without an answer".into());
     Ok(notes)
+}
+
+/// Sends `shutdown`: memcached answers nothing and closes.
+fn shut_down(tcp: SocketAddr) -> Result<()> {
+    let mut s = connect(tcp)?;
+    s.send(b"shutdown\r\n")?;
+    if s.at_end()? {
+        Ok(())
+    } else {
+        Err("`shutdown` was answered; the connection should just close".into())
+    }
+}
+
+/// Connections and UDP sockets of [`PER_CORE`], each from its own source port.
+const FLOWS: usize = 8;
+
+/// `kv::per-core`: kv on a tap device with two queue pairs, from inside its namespace:
+/// [`FLOWS`] TCP connections and as many UDP sockets (the tap spreads flows over the
+/// queues by a hash of their ports) each run every command on keys of their own, then
+/// `stats` must count them all over both cores' shards and say two threads.
+pub const PER_CORE: Client = Client {
+    name: "kv per-core client",
+    needs: &[],
+    after: SERVING,
+    run: |_| {
+        let tcp = SocketAddr::from((crate::tapnet::GUEST, PORT));
+        let result = per_core(tcp);
+        let shutdown = shut_down(tcp);
+        let notes = result?;
+        shutdown.map_err(|e| format!("shutdown: {e}"))?;
+        Ok(notes)
+    },
+};
+
+/// Every command on `FLOWS` connections and datagram sockets at once (interleaved, so
+/// that both cores hold connections together).
+fn per_core(tcp: SocketAddr) -> Result<Vec<String>> {
+    let mut streams = (0..FLOWS)
+        .map(|_| connect(tcp))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, s) in streams.iter_mut().enumerate() {
+        let key = format!("flow{i}");
+        s.exchange(&store("set", &key, 3, 0, b"10"), b"STORED\r\n")?;
+        s.exchange(&store("add", &key, 0, 0, b"x"), b"NOT_STORED\r\n")?;
+        s.exchange(&store("replace", &key, 3, 0, b"20"), b"STORED\r\n")?;
+        s.exchange(&store("append", &key, 0, 0, b"0"), b"STORED\r\n")?;
+        s.exchange(&store("prepend", &key, 0, 0, b"1"), b"STORED\r\n")?;
+        s.exchange(
+            format!("get {key}\r\n").as_bytes(),
+            &[value(&key, 3, b"1200"), b"END\r\n".to_vec()].concat(),
+        )?;
+        let cas = cas_of(s, &key)?;
+        let cas_request = |unique: u64| {
+            let mut r = format!("cas {key} 3 0 2 {unique}\r\n").into_bytes();
+            r.extend_from_slice(b"42\r\n");
+            r
+        };
+        s.exchange(&cas_request(cas + 1000), b"EXISTS\r\n")?;
+        s.exchange(&cas_request(cas), b"STORED\r\n")?;
+        s.exchange(format!("incr {key} 8\r\n").as_bytes(), b"50\r\n")?;
+        s.exchange(format!("decr {key} 60\r\n").as_bytes(), b"0\r\n")?;
+        s.exchange(format!("touch {key} 1000\r\n").as_bytes(), b"TOUCHED\r\n")?;
+        s.exchange(
+            format!("gat 1000 {key}\r\n").as_bytes(),
+            &[value(&key, 3, b"0"), b"END\r\n".to_vec()].concat(),
+        )?;
+        s.exchange(
+            &store("set", &format!("{key}-kept"), 0, 0, b"v"),
+            b"STORED\r\n",
+        )?;
+        s.exchange(format!("delete {key}\r\n").as_bytes(), b"DELETED\r\n")?;
+        s.exchange(format!("delete {key}\r\n").as_bytes(), b"NOT_FOUND\r\n")?;
+    }
+    // Over UDP, each socket from its own port: what the TCP connections stored.
+    for i in 0..FLOWS {
+        let socket = UdpSocket::bind(("0.0.0.0", 0)).map_err(|e| format!("UDP bind: {e}"))?;
+        socket
+            .connect(tcp)
+            .map_err(|e| format!("UDP connect: {e}"))?;
+        let key = format!("flow{i}-kept");
+        let want = [value(&key, 0, b"v"), b"END\r\n".to_vec()].concat();
+        let request = format!("get {key}\r\n");
+        let answer = retry(Duration::from_secs(10), || {
+            udp_exchange(
+                &socket,
+                i as u16,
+                1,
+                request.as_bytes(),
+                Duration::from_secs(2),
+            )?
+            .ok_or_else(|| "no UDP answer".to_string())
+        })?;
+        if answer != want {
+            return Err(format!("UDP get {key}: {}", mismatch(&want, &answer)));
+        }
+    }
+    let map = stats(&mut streams[0])?;
+    stat_is(&map, "threads", 2)?;
+    stat_is(&map, "curr_items", FLOWS as u64)?;
+    stat_is(&map, "curr_connections", FLOWS as u64)?;
+    // 8 storage commands per connection (the refused add and cas counted).
+    stat_is(&map, "cmd_set", 8 * FLOWS as u64)?;
+    Ok(vec![format!(
+        "per-core: every command on {FLOWS} connections and {FLOWS} UDP sockets, each from its own port; stats count them all (threads 2)"
+    )])
 }
 
 /// A connection to kv (user networking accepts at once and closes again until the

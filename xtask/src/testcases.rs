@@ -108,6 +108,9 @@ pub enum Arg {
     /// line). A tap offers virtio-net its offloads (checksum, TSO). Needs root (the case
     /// fails saying so otherwise).
     Tap(&'static str),
+    /// The same on a multi-queue tap device with two queues (the model needs `mq=on`
+    /// to offer them as two queue pairs), the client in the namespace as for [`Arg::Tap`].
+    TapPairs(&'static str),
     /// A network interface of this model on QEMU user networking (its DHCP server,
     /// 10.0.2.15 for the guest), with free host ports on 127.0.0.1 forwarded to the
     /// guest's `tcp` and `udp` ports; the case's [`Case::client`] gets them
@@ -1730,6 +1733,26 @@ pub const CASES: &[Case] = &[
         client: Some(crate::kvtests::PYMEMCACHE),
         ..KV
     },
+    // kv on both cores: virtio-net with two queue pairs on a multi-queue tap, a stack per
+    // pair on its own core over one sharded cache. Many flows from their own ports
+    // (xtask/src/kvtests.rs), which the tap spreads over the queues by hash: the chance
+    // that all 16 land on one queue is 2^-15. Both cores must have served requests.
+    Case {
+        name: "kv::per-core",
+        append: "app=kv ip=10.0.2.15/24,10.0.2.2",
+        qemu: &[Arg::TapPairs("virtio-net-pci,mq=on,vectors=6")],
+        client: Some(crate::kvtests::PER_CORE),
+        checks: &[
+            Check::Has("2 of 2 core(s) serve, a stack per queue pair"),
+            Check::Has("kv: core 0 served "),
+            Check::Has("kv: core 1 served "),
+            Check::Lacks("served 0 requests"),
+            Check::Has("kv: shutdown after"),
+            Check::Lacks("FAILED"),
+            Check::Lacks("panicked"),
+        ],
+        ..KV
+    },
 ];
 
 /// A `storage::rexofs-` case: the monitor's `fs` commands on a Rexo file system image
@@ -1990,7 +2013,7 @@ mod tests {
             assert!(
                 case.qemu
                     .iter()
-                    .any(|a| matches!(a, Arg::UserNet { .. } | Arg::Tap(_))),
+                    .any(|a| matches!(a, Arg::UserNet { .. } | Arg::Tap(_) | Arg::TapPairs(_))),
                 "{}",
                 case.name
             );

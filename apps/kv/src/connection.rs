@@ -5,7 +5,7 @@
 //! them), for two reasons: `shutdown` must be seen in the stream, which the engine does
 //! not know, and answers must stop being made while the client is not reading them.
 
-use rexo_memcache::{Cache, Output, Parsed, ServerInfo, Session, max_request_len, parse};
+use rexo_memcache::{Output, Parsed, ServerInfo, Session, Store, max_request_len, parse};
 use rexo_net::{Connection, NetError, Stack};
 
 use alloc::vec::Vec;
@@ -55,6 +55,8 @@ pub struct Client {
     close_after_send: bool,
     /// The client closed its side: nothing more will arrive.
     peer_closed: bool,
+    /// Requests served (the per-core count kv logs at shutdown).
+    requests: u64,
 }
 
 impl Client {
@@ -69,7 +71,13 @@ impl Client {
             skip: 0,
             close_after_send: false,
             peer_closed: false,
+            requests: 0,
         }
+    }
+
+    /// Requests served on this connection so far.
+    pub fn requests(&self) -> u64 {
+        self.requests
     }
 
     /// The connection, to close it.
@@ -95,7 +103,7 @@ impl Client {
     pub fn step(
         &mut self,
         stack: &mut Stack,
-        cache: &mut Cache,
+        cache: &mut impl Store,
         now: u64,
         info: &ServerInfo,
         held: &mut usize,
@@ -113,7 +121,7 @@ impl Client {
     fn advance(
         &mut self,
         stack: &mut Stack,
-        cache: &mut Cache,
+        cache: &mut impl Store,
         now: u64,
         info: &ServerInfo,
         held: usize,
@@ -134,7 +142,7 @@ impl Client {
                 Progress::Idle
             };
         }
-        let max_value = cache.config().max_value;
+        let max_value = cache.max_value();
         let over_budget = held >= budget && !may_exceed;
         moved |= self.receive(stack, max_value, over_budget);
         let served = self.serve(cache, now, info, over_budget);
@@ -216,7 +224,7 @@ impl Client {
     /// taken; drops what was served.
     fn serve(
         &mut self,
-        cache: &mut Cache,
+        cache: &mut impl Store,
         now: u64,
         info: &ServerInfo,
         over_budget: bool,
@@ -247,7 +255,7 @@ impl Client {
             }
             let Parsed::Request {
                 consumed, swallow, ..
-            } = parse(&self.input[at..], cache.config().max_value)
+            } = parse(&self.input[at..], cache.max_value())
             else {
                 break;
             };
@@ -272,6 +280,7 @@ impl Client {
             }
             at += consumed;
             self.skip = swallow;
+            self.requests += 1;
             served = Served::Some;
             if result.close || self.close_after_send {
                 self.close_after_send = true;

@@ -1,7 +1,6 @@
 //! `kv`: a memcached-compatible cache. It gets an address by DHCP (or from `ip=`) on the first network
 //! interface and serves memcached's text protocol on TCP and UDP port 11211 (UDP with
-//! memcached's 8-byte frame header) from one [`Cache`] with LRU eviction, on the core
-//! that runs it, until a client sends `shutdown` (memcached's `-A` command, always
+//! memcached's 8-byte frame header) from a cache with LRU eviction, until a client sends `shutdown` (memcached's `-A` command, always
 //! enabled here so that tests can end the app); then it returns and QEMU powers off.
 //!
 //! Memory: an app's Rust allocations come from the kernel heap (an eighth of RAM, at
@@ -10,12 +9,15 @@
 //! eighth of it. `kv-small` ([`main_small`]) is the same app with a 1 MiB cache, for
 //! eviction tests.
 //!
-//! One core: the stack polls one NIC queue, and the cache is that core's, used without
-//! locks. Serving on several cores needs a receive/transmit queue pair per core with the
-//! NIC spreading flows over them (RSS) and a `Stack` per queue; the cache then stays
-//! lock-free only if it is split by key: a cache per core owning a share of the key
-//! hashes, and a request whose key another core owns handed to that core (key-hash
-//! steering, as clients' consistent hashing spreads keys over servers).
+//! Cores: kv serves on every core the app was given that has a queue pair of the NIC
+//! ([`rexo_net::attach_cores`]): a stack per pair on its own core, each serving the TCP
+//! and UDP requests its pair received (the device keeps a flow on one pair), none
+//! taking a lock another core's frame path takes. The cache is shared as
+//! [`Shards`] (by key hash, a spin lock per shard held for one
+//! command; `shard_count` says how many); `stats` sums them, with `threads` the
+//! serving cores. With one queue pair (user networking, e1000) or a driver that cannot
+//! split, one core serves, and the start line says why. `shutdown` on any core stops
+//! them all; each logs `kv: core N served M requests`.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
@@ -25,12 +27,14 @@ mod connection;
 mod udp;
 
 use alloc::format;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rexo_api::{ApiError, DeviceKind, Kernel};
 use rexo_memcache::udp::{Datagrams, UDP_MAX_DATAGRAM};
-use rexo_memcache::{Cache, Config as CacheConfig, ServerInfo, max_request_len};
-use rexo_net::{NetError, Stack, TcpOptions, UdpOptions, UdpSocket};
+use rexo_memcache::{Config as CacheConfig, ServerInfo, Shards, Store, max_request_len};
+use rexo_net::{Counters, NetError, Stack, TcpOptions, UdpOptions, UdpSocket};
 
 use connection::{Client, Progress};
 
@@ -129,7 +133,26 @@ fn clock_s(kernel: &Kernel) -> u64 {
     CLOCK_START_S + kernel.now_ns() / 1_000_000_000
 }
 
-/// Opens the NIC, gets an address and serves until a client sends `shutdown`.
+/// The most shards per serving core: with several times more shards than cores, two
+/// cores rarely want the same shard's lock at once.
+const SHARDS_PER_CORE: usize = 4;
+
+/// How many shards a cache of `cache_bytes` served by `serving` cores is cut into. One
+/// core needs no shards (one cache, one LRU, as before). Each shard gets an equal share
+/// of the budget and evicts within it, so a shard must hold at least two largest items
+/// (`max_item` bytes each): a smaller share could not store a largest value beside
+/// anything else, and LRU would be per share of a few items rather than the cache's.
+/// That keeps `kv-small` (1 MiB) one cache whatever the cores: its eviction tests see
+/// memcached's global LRU order.
+fn shard_count(cache_bytes: usize, serving: usize, max_item: usize) -> usize {
+    if serving < 2 {
+        return 1;
+    }
+    (cache_bytes / (2 * max_item).max(1)).clamp(1, serving * SHARDS_PER_CORE)
+}
+
+/// Opens the NIC, gets an address and serves on every core that has a queue pair of it
+/// until a client sends `shutdown`.
 fn serve_until_shutdown(kernel: &Kernel, sizing: Sizing) -> Result<(), ApiError> {
     let Some(device) = kernel
         .devices()
@@ -141,55 +164,189 @@ fn serve_until_shutdown(kernel: &Kernel, sizing: Sizing) -> Result<(), ApiError>
     };
     let filters = [format!("tcp dport {PORT}"), format!("udp dport {PORT}")];
     let filters = [filters[0].as_str(), filters[1].as_str()];
-    let (nic, config) = rexo_net::attach(kernel, device.index, &filters, DHCP_TIMEOUT_NS)
-        .map_err(|error| failed(kernel, error))?;
-    let mut stack = Stack::new(kernel, nic, 0, config).map_err(|error| failed(kernel, error))?;
-    // Idle naps need a frame's arrival on any receive queue to end them; without that
-    // the loop polls.
-    let can_nap = stack.wake_on_receive(Some(kernel.core_index())).is_ok();
-    let cache = Cache::new(
-        CacheConfig {
-            max_bytes: sizing.cache_bytes,
-            hash_seed: kernel.now_ns() ^ 0x6b76_5f72_6578_6f00,
-            ..CacheConfig::default()
-        },
-        clock_s(kernel),
-    );
-    let mut server = Server {
-        cache,
-        clients: Vec::new(),
-        info: ServerInfo {
+    let cores = kernel.cores();
+    let mut attached =
+        rexo_net::attach_cores(kernel, device.index, &filters, cores, DHCP_TIMEOUT_NS)
+            .map_err(|error| failed(kernel, error))?;
+    let stacks = core::mem::take(&mut attached.stacks);
+    let serving = stacks.len();
+    let config = CacheConfig {
+        max_bytes: sizing.cache_bytes,
+        hash_seed: kernel.now_ns() ^ 0x6b76_5f72_6578_6f00,
+        ..CacheConfig::default()
+    };
+    let max_item = config.max_value + rexo_memcache::ITEM_OVERHEAD + rexo_memcache::MAX_KEY;
+    let shards = shard_count(sizing.cache_bytes, serving, max_item);
+    let shared = Shared {
+        store: Shards::new(config, shards, clock_s(kernel)),
+        serving,
+        buffer_bytes: (sizing.buffer_bytes / serving)
+            .max(max_request_len(CacheConfig::default().max_value)),
+        stop: AtomicBool::new(false),
+        curr_connections: AtomicU64::new(0),
+        total_connections: AtomicU64::new(0),
+        udp_served: AtomicU64::new(0),
+        udp_dropped: AtomicU64::new(0),
+        frames: spin::Mutex::new(Counters::default()),
+        failure: spin::Mutex::new(None),
+    };
+    let why = match attached.one_core_because {
+        Some(why) => format!(": {why}"),
+        None => format!(", a stack per queue pair of nic {}", device.index),
+    };
+    if let Some((address, prefix)) = stacks[0].address() {
+        kernel.log(format_args!(
+            "kv: serving memcached on {address}/{prefix} port {PORT} (TCP and UDP, nic {}); cache {} KiB in {shards} shard(s), connection buffers {} KiB per core; {serving} of {cores} core(s) serve{why}",
+            device.index,
+            sizing.cache_bytes / 1024,
+            shared.buffer_bytes / 1024,
+        ));
+    }
+    let shared = Arc::new(shared);
+    if serving == 1 {
+        let stack = stacks.into_iter().next();
+        if let Some(stack) = stack {
+            serve_core(kernel, 0, stack, &shared);
+        }
+    } else {
+        let stacks: Arc<Vec<spin::Mutex<Option<Stack>>>> = Arc::new(
+            stacks
+                .into_iter()
+                .map(|s| spin::Mutex::new(Some(s)))
+                .collect(),
+        );
+        let on_cores = shared.clone();
+        kernel.run_on_every_core(Arc::new(move |kernel, core| {
+            let stack = stacks.get(core).and_then(|slot| slot.lock().take());
+            if let Some(stack) = stack {
+                serve_core(kernel, core, stack, &on_cores);
+            }
+        }))?;
+    }
+    if let Some(error) = *shared.failure.lock() {
+        return Err(failed(kernel, error));
+    }
+    let stats = (&shared.store).stats(clock_s(kernel));
+    kernel.log(format_args!(
+        "kv: shutdown after {} connections: {} gets ({} hits), {} sets, {} items ({} bytes), {} evictions; UDP: {} datagrams answered, {} dropped",
+        shared.total_connections.load(Ordering::Relaxed),
+        stats.cmd_get,
+        stats.get_hits,
+        stats.cmd_set,
+        stats.curr_items,
+        stats.bytes,
+        stats.evictions,
+        shared.udp_served.load(Ordering::Relaxed),
+        shared.udp_dropped.load(Ordering::Relaxed),
+    ));
+    let c = *shared.frames.lock();
+    kernel.log(format_args!(
+        "kv: received {} frames ({} bytes), sent {} frames ({} bytes), {} dropped",
+        c.rx_frames, c.rx_bytes, c.tx_frames, c.tx_bytes, c.tx_dropped
+    ));
+    // The stacks are gone: the lease their handles were split from may end.
+    drop(attached);
+    Ok(())
+}
+
+/// What the serving cores share.
+struct Shared {
+    /// The cache, cut by key hash (one shard when one core serves).
+    store: Shards,
+    /// How many cores serve (memcached's `threads`).
+    serving: usize,
+    /// See [`Sizing::buffer_bytes`]: each core's share.
+    buffer_bytes: usize,
+    /// Set by the core that received `shutdown` (or failed): every core stops.
+    stop: AtomicBool,
+    /// Open connections, all cores.
+    curr_connections: AtomicU64,
+    /// Connections ever accepted, all cores.
+    total_connections: AtomicU64,
+    /// Datagrams answered, all cores (added at shutdown).
+    udp_served: AtomicU64,
+    /// Datagrams dropped, all cores (added at shutdown).
+    udp_dropped: AtomicU64,
+    /// What the stacks moved, summed at shutdown.
+    frames: spin::Mutex<Counters>,
+    /// The first error a core failed with.
+    failure: spin::Mutex<Option<NetError>>,
+}
+
+impl Shared {
+    /// What `stats` reports of the app and its connections.
+    fn info(&self) -> ServerInfo {
+        ServerInfo {
             // One app run, no process ids: memcached's field is kept for the clients.
             pid: 1,
-            threads: 1,
-            curr_connections: 0,
-            total_connections: 0,
-        },
-        buffer_bytes: sizing.buffer_bytes,
+            threads: self.serving as u64,
+            curr_connections: self.curr_connections.load(Ordering::Relaxed),
+            total_connections: self.total_connections.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Serves one core's stack (`core`: its place among the app's cores) until a core
+/// receives `shutdown`; an error is kept in [`Shared::failure`] and stops every core.
+fn serve_core(kernel: &Kernel, core: usize, mut stack: Stack, shared: &Shared) {
+    // Idle naps need a frame's arrival on one of the stack's receive queues to end
+    // them; without that the loop polls.
+    let can_nap = stack.wake_on_receive(Some(kernel.core_index())).is_ok();
+    if !can_nap {
+        kernel.log(format_args!(
+            "kv: core {core} polls when idle (the NIC cannot wake a core)"
+        ));
+    }
+    let mut server = Server {
+        shared,
+        clients: Vec::new(),
         udp_answer: Vec::new(),
         udp_datagram: Vec::with_capacity(UDP_MAX_DATAGRAM),
+        tcp_requests: 0,
         udp_served: 0,
         udp_dropped: 0,
     };
-    server
-        .run(kernel, &mut stack, device.index, can_nap)
-        .map_err(|error| failed(kernel, error))
+    let result = server
+        .run(kernel, &mut stack, can_nap)
+        .and_then(|()| server.shut_down(kernel, &mut stack));
+    if let Err(error) = result {
+        kernel.log(format_args!("kv: core {core} failed: {error}"));
+        shared.failure.lock().get_or_insert(error);
+        shared.stop.store(true, Ordering::Relaxed);
+    }
+    kernel.log(format_args!(
+        "kv: core {core} served {} requests ({} TCP, {} UDP datagrams)",
+        server.tcp_requests + server.udp_served,
+        server.tcp_requests,
+        server.udp_served
+    ));
+    shared
+        .udp_served
+        .fetch_add(server.udp_served, Ordering::Relaxed);
+    shared
+        .udp_dropped
+        .fetch_add(server.udp_dropped, Ordering::Relaxed);
+    let moved = stack.counters();
+    let mut frames = shared.frames.lock();
+    frames.rx_frames += moved.rx_frames;
+    frames.rx_bytes += moved.rx_bytes;
+    frames.tx_frames += moved.tx_frames;
+    frames.tx_bytes += moved.tx_bytes;
+    frames.tx_dropped += moved.tx_dropped;
 }
 
-/// The cache and everything the serving loop keeps.
-struct Server {
-    /// The one cache.
-    cache: Cache,
+/// One core's connections and what its serving loop keeps.
+struct Server<'a> {
+    /// What the cores share: the cache, the counters, the stop.
+    shared: &'a Shared,
     /// Open connections.
     clients: Vec<Client>,
-    /// What `stats` reports of the app and its connections.
-    info: ServerInfo,
-    /// See [`Sizing::buffer_bytes`].
-    buffer_bytes: usize,
     /// The text of a UDP answer, reused.
     udp_answer: Vec<u8>,
     /// One outgoing datagram (header and part of the answer), reused.
     udp_datagram: Vec<u8>,
+    /// TCP requests served by connections closed so far.
+    tcp_requests: u64,
     /// Datagrams answered.
     udp_served: u64,
     /// Datagrams dropped: too short for the frame header, an answer beyond what the
@@ -197,15 +354,9 @@ struct Server {
     udp_dropped: u64,
 }
 
-impl Server {
-    /// The serving loop, until `shutdown`.
-    fn run(
-        &mut self,
-        kernel: &Kernel,
-        stack: &mut Stack,
-        nic: usize,
-        can_nap: bool,
-    ) -> Result<(), NetError> {
+impl Server<'_> {
+    /// The serving loop, until a core receives `shutdown`.
+    fn run(&mut self, kernel: &Kernel, stack: &mut Stack, can_nap: bool) -> Result<(), NetError> {
         let options = TcpOptions {
             receive_buffer: 16 * 1024,
             send_buffer: 32 * 1024,
@@ -213,32 +364,23 @@ impl Server {
         };
         let listener = stack.listen(PORT, BACKLOG, options)?;
         let udp = stack.udp_bind(PORT, UdpOptions::default())?;
-        if let Some((address, prefix)) = stack.address() {
-            kernel.log(format_args!(
-                "kv: serving memcached on {address}/{prefix} port {PORT} (TCP and UDP, nic {nic}); cache {} KiB, connection buffers {} KiB, {}",
-                self.cache.config().max_bytes / 1024,
-                self.buffer_bytes / 1024,
-                if can_nap {
-                    "naps when idle"
-                } else {
-                    "polls when idle (the NIC cannot wake a core)"
-                }
-            ));
-        }
-        loop {
+        let shared = self.shared;
+        let mut store = &shared.store;
+        while !shared.stop.load(Ordering::Relaxed) {
             let mut busy = stack.poll(kernel.now_ns())?;
             while let Some(connection) = stack.accept(&listener) {
                 busy = true;
-                self.info.total_connections += 1;
+                shared.total_connections.fetch_add(1, Ordering::Relaxed);
                 if self.clients.len() >= MAX_CONNECTIONS {
                     // Best effort: the answer is one short line in an empty buffer.
                     let _ = stack.write(&connection, TOO_MANY_CONNECTIONS);
                     stack.close(connection);
                 } else {
                     self.clients.push(Client::new(connection));
+                    shared.curr_connections.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            self.info.curr_connections = self.clients.len() as u64;
+            let info = shared.info();
             let now = clock_s(kernel);
             let mut held: usize = self.clients.iter().map(Client::held).sum();
             // The client with the most unserved input may read past the budget, so that
@@ -249,11 +391,11 @@ impl Server {
                 let client = &mut self.clients[index];
                 let progress = client.step(
                     stack,
-                    &mut self.cache,
+                    &mut store,
                     now,
-                    &self.info,
+                    &info,
                     &mut held,
-                    self.buffer_bytes,
+                    shared.buffer_bytes,
                     leader == Some(index),
                 );
                 match progress {
@@ -266,10 +408,10 @@ impl Server {
                         busy = true;
                         let done = self.clients.swap_remove(index);
                         held = held.saturating_sub(done.held());
-                        stack.close(done.into_connection());
+                        self.close(stack, done);
                     }
                     Progress::Shutdown => {
-                        self.shut_down(kernel, stack)?;
+                        shared.stop.store(true, Ordering::Relaxed);
                         return Ok(());
                     }
                 }
@@ -279,6 +421,14 @@ impl Server {
                 kernel.sleep_ns(IDLE_NAP_NS);
             }
         }
+        Ok(())
+    }
+
+    /// Closes `client`'s connection and counts what it was served.
+    fn close(&mut self, stack: &mut Stack, client: Client) {
+        self.tcp_requests += client.requests();
+        self.shared.curr_connections.fetch_sub(1, Ordering::Relaxed);
+        stack.close(client.into_connection());
     }
 
     /// Answers every datagram waiting on `udp`; true if there was one.
@@ -291,13 +441,14 @@ impl Server {
     ) -> Result<bool, NetError> {
         let mut any = false;
         let mut request = [0u8; UDP_MAX_REQUEST];
+        let mut store = &self.shared.store;
         while let Some((len, from)) = stack.recv_from(udp, &mut request) {
             any = true;
             let answer = udp::answer_datagram(
-                &mut self.cache,
+                &mut store,
                 &request[..len],
                 now,
-                &self.info,
+                &self.shared.info(),
                 &mut self.udp_answer,
             );
             let Ok(datagrams) = answer.and_then(|id| Datagrams::new(id, &self.udp_answer)) else {
@@ -332,33 +483,15 @@ impl Server {
         Ok(any)
     }
 
-    /// Closes every connection, lets the FINs go out and logs what was served.
+    /// Closes every connection and lets the FINs go out.
     fn shut_down(&mut self, kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
-        for client in self.clients.drain(..) {
-            stack.close(client.into_connection());
+        for client in core::mem::take(&mut self.clients) {
+            self.close(stack, client);
         }
         let linger = kernel.now_ns();
         while kernel.now_ns() - linger < LINGER_NS {
             stack.poll(kernel.now_ns())?;
         }
-        let stats = self.cache.stats(clock_s(kernel));
-        kernel.log(format_args!(
-            "kv: shutdown after {} connections: {} gets ({} hits), {} sets, {} items ({} bytes), {} evictions; UDP: {} datagrams answered, {} dropped",
-            self.info.total_connections,
-            stats.cmd_get,
-            stats.get_hits,
-            stats.cmd_set,
-            stats.curr_items,
-            stats.bytes,
-            stats.evictions,
-            self.udp_served,
-            self.udp_dropped
-        ));
-        let c = stack.counters();
-        kernel.log(format_args!(
-            "kv: received {} frames ({} bytes), sent {} frames ({} bytes), {} dropped",
-            c.rx_frames, c.rx_bytes, c.tx_frames, c.tx_bytes, c.tx_dropped
-        ));
         Ok(())
     }
 }

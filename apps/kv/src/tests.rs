@@ -1,7 +1,7 @@
 use super::*;
 use connection::{Client, Progress};
 use connection::{OUTPUT_LIMIT, Shutdown, shutdown_request};
-use rexo_memcache::Session;
+use rexo_memcache::{Cache, Session};
 use rexo_net::Config;
 use rexo_net::wire::Wire;
 
@@ -18,6 +18,20 @@ fn budgets_follow_the_kernel_heap() {
         max_request_len(CacheConfig::default().max_value)
     );
     assert!(OUTPUT_LIMIT > CacheConfig::default().max_value);
+}
+
+#[test]
+fn small_caches_stay_one_shard() {
+    let max_item = 1 << 20;
+    // One core: one cache, whatever its size.
+    assert_eq!(shard_count(16 << 20, 1, max_item), 1);
+    // kv-small's 1 MiB holds no two largest items: one cache, global LRU.
+    assert_eq!(shard_count(SMALL_CACHE_BYTES, 2, max_item), 1);
+    assert_eq!(shard_count(SMALL_CACHE_BYTES, 8, max_item), 1);
+    // Larger caches: shards of at least two largest items, at most 4 per core.
+    assert_eq!(shard_count(6 << 20, 2, max_item), 3);
+    assert_eq!(shard_count(16 << 20, 2, max_item), 8);
+    assert_eq!(shard_count(64 << 20, 2, max_item), 8);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use alloc::vec::Vec;
 
 use rexo_memcache::udp::{MULTI_PACKET_REPLY, UdpDrop, UdpHeader};
-use rexo_memcache::{Cache, Parsed, ServerInfo, Session, parse};
+use rexo_memcache::{Parsed, ServerInfo, Session, Store, parse};
 
 use crate::connection::{Bounded, OUTPUT_LIMIT, OUTPUT_TOO_LARGE};
 
@@ -16,7 +16,7 @@ use crate::connection::{Bounded, OUTPUT_LIMIT, OUTPUT_TOO_LARGE};
 /// command, and `quit` end the datagram's requests (no later datagram continues them).
 /// An answer past [`OUTPUT_LIMIT`] becomes memcached's out-of-memory error.
 pub fn answer_datagram(
-    cache: &mut Cache,
+    cache: &mut impl Store,
     datagram: &[u8],
     now: u64,
     info: &ServerInfo,
@@ -30,7 +30,7 @@ pub fn answer_datagram(
         return Ok(header.request_id);
     }
     let mut session = Session::new();
-    let max_value = cache.config().max_value;
+    let max_value = cache.max_value();
     while let Parsed::Request {
         consumed, swallow, ..
     } = parse(payload, max_value)

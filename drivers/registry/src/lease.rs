@@ -1,7 +1,11 @@
 //! An app's handle on a device: every call checks that the lease is still the slot's
-//! current one, then forwards to the driver under the slot's lock.
+//! current one, then forwards to the driver under the slot's lock. A network lease
+//! splits into one handle per queue pair ([`QueueLease`]), each behind its own gate
+//! instead of the slot's lock, so that cores drive their pairs at the same time.
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use rexo_api::{
     BlockDevice, BlockInfo, Completion, DeviceError, KeyboardDevice, NetDevice, NetInfo,
@@ -28,6 +32,10 @@ fn live(slot: &Slot, generation: u64) -> Result<spin::MutexGuard<'_, SlotState>,
 pub(crate) fn end(state: &mut SlotState, binder: &dyn Binder) {
     state.holder = None;
     state.generation += 1;
+    for gate in state.queues.drain(..) {
+        // Waits for a call in progress on that queue, then cuts the handle.
+        *gate.lock() = None;
+    }
     if let Found::Block(disk) = &mut state.device {
         disk.abandon_requests();
     }
@@ -35,6 +43,24 @@ pub(crate) fn end(state: &mut SlotState, binder: &dyn Binder) {
         // Ended either way; a device that cannot disarm masks nothing more than it did.
         let _ = crate::interrupts::driver_arm(&mut state.device, queue, None);
     }
+}
+
+/// Arms or disarms `queue`'s wake-up on `slot` if the lease `(binder, owner,
+/// generation)` is live, binding its interrupt source to the holder
+/// ([`crate::interrupts`]).
+fn wake(
+    slot: &Slot,
+    lease: (&'static dyn Binder, u16, u64),
+    queue: usize,
+    core: Option<usize>,
+) -> Result<(), DeviceError> {
+    let mut state = live(slot, lease.2)?;
+    let state = &mut *state;
+    crate::interrupts::arm(
+        (&mut state.interrupts, &mut state.device),
+        lease,
+        (queue, core),
+    )
 }
 
 /// What the device was when the lease began (`info` needs no lock).
@@ -129,13 +155,11 @@ impl Lease {
     /// Arms or disarms `queue`'s wake-up if the lease is live, binding its interrupt
     /// source to the holder ([`crate::interrupts`]).
     fn wake(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
-        let mut state = live(self.slot, self.generation)?;
-        let state = &mut *state;
-        let lease = (self.binder, self.holder.0, self.generation);
-        crate::interrupts::arm(
-            (&mut state.interrupts, &mut state.device),
-            lease,
-            (queue, core),
+        wake(
+            self.slot,
+            (self.binder, self.holder.0, self.generation),
+            queue,
+            core,
         )
     }
 
@@ -193,6 +217,116 @@ impl NetDevice for Lease {
 
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         self.wake(queue, core)
+    }
+
+    /// The driver's handles, each behind a gate the slot keeps until the lease ends.
+    fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
+        let mut state = live(self.slot, self.generation)?;
+        let Found::Net(nic) = &mut state.device else {
+            return Err(DeviceError::Revoked);
+        };
+        let handles = nic.split_queues()?;
+        // Gates of handles the holder dropped are no longer needed.
+        state.queues.retain(|gate| Arc::strong_count(gate) > 1);
+        let lease = (self.binder, self.holder.0, self.generation);
+        Ok(handles
+            .into_iter()
+            .enumerate()
+            .map(|(queue, handle)| {
+                let info = handle.info();
+                let gate = Arc::new(spin::Mutex::new(Some(handle)));
+                state.queues.push(gate.clone());
+                Box::new(QueueLease {
+                    slot: self.slot,
+                    lease,
+                    queue,
+                    gate,
+                    info,
+                }) as Box<dyn NetDevice>
+            })
+            .collect())
+    }
+}
+
+/// A driver's handle on one queue pair while its lease lasts: `None` once cut.
+pub(crate) type Gate = Arc<spin::Mutex<Option<Box<dyn NetDevice>>>>;
+
+/// An app's handle on one queue pair of its network lease
+/// ([`NetDevice::split_queues`]). The frame path takes only the pair's gate, which the
+/// core driving the pair and the lease's end alone take (never contended while the
+/// lease lasts, so the check costs one uncontended lock on a line that core owns);
+/// ending the lease takes each gate, so no call is in the driver once it has ended.
+/// Arming the wake-up is the device's (its interrupt bindings) and takes the slot's
+/// lock, off the frame path.
+struct QueueLease {
+    /// The device's slot.
+    slot: &'static Slot,
+    /// The lease: the kernel's half of interrupt bindings, the holder, the generation.
+    lease: (&'static dyn Binder, u16, u64),
+    /// Which of the device's queues this is.
+    queue: usize,
+    /// The driver's handle.
+    gate: Gate,
+    /// The pair as an interface of one queue, when split.
+    info: NetInfo,
+}
+
+impl QueueLease {
+    /// Runs `call` on the pair's handle if the lease is live.
+    fn with<T>(
+        &mut self,
+        call: impl FnOnce(&mut dyn NetDevice) -> Result<T, DeviceError>,
+    ) -> Result<T, DeviceError> {
+        match self.gate.lock().as_mut() {
+            Some(handle) => call(handle.as_mut()),
+            None => Err(DeviceError::Revoked),
+        }
+    }
+}
+
+impl NetDevice for QueueLease {
+    fn info(&self) -> NetInfo {
+        self.info.clone()
+    }
+
+    fn receive(
+        &mut self,
+        queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        self.with(|pair| pair.receive(queue, budget, deliver))
+    }
+
+    fn send_segments(
+        &mut self,
+        queue: usize,
+        segments: &[usize],
+        offload: bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+    ) -> Result<(), DeviceError> {
+        self.with(|pair| pair.send_segments(queue, segments, offload, fill))
+    }
+
+    fn send_tcp_segmented(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<(), DeviceError> {
+        self.with(|pair| pair.send_tcp_segmented(queue, len, fill))
+    }
+
+    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
+        self.with(|pair| pair.transmit_pending(queue))
+    }
+
+    /// Queue 0 is the device's queue `self.queue`.
+    fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        if queue != 0 {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        wake(self.slot, self.lease, self.queue, core)
     }
 }
 

@@ -117,6 +117,9 @@ struct SlotState {
     sharing: Option<sharing::Sharing>,
     /// The interrupt sources bound to the holder.
     interrupts: interrupts::Bindings,
+    /// The holder's per-queue handles on a network interface (`split_queues`), cut at
+    /// the lease's end.
+    queues: Vec<lease::Gate>,
 }
 
 /// One device and who holds it.
@@ -156,6 +159,7 @@ impl Slot {
                 generation: 0,
                 sharing: None,
                 interrupts: interrupts::Bindings::default(),
+                queues: Vec::new(),
             }),
         }
     }
@@ -859,5 +863,166 @@ pub(crate) mod tests {
             "a dead lease frees nothing"
         );
         assert_eq!(new.receive(0, 1, &mut |_| {}), Ok(0));
+    }
+
+    /// A network interface of as many queues as counters, each counting its receive
+    /// calls; it splits into one interface per queue over the same counter.
+    struct Queues(Vec<alloc::sync::Arc<spin::Mutex<usize>>>);
+
+    impl NetDevice for Queues {
+        fn info(&self) -> NetInfo {
+            NetInfo {
+                queues: self.0.len(),
+                ..Counting(0, None).info()
+            }
+        }
+        fn receive(
+            &mut self,
+            queue: usize,
+            _: usize,
+            _: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DeviceError> {
+            let mut count = self
+                .0
+                .get(queue)
+                .ok_or(DeviceError::NoSuchQueue(queue))?
+                .lock();
+            *count += 1;
+            Ok(*count)
+        }
+        fn send_segments(
+            &mut self,
+            _: usize,
+            _: &[usize],
+            _: bool,
+            _: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+        ) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {
+            Ok(0)
+        }
+        fn wake_on_receive(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("MSI-X"))
+        }
+        fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
+            Ok(self
+                .0
+                .iter()
+                .map(|count| Box::new(Queues(alloc::vec![count.clone()])) as Box<dyn NetDevice>)
+                .collect())
+        }
+    }
+
+    /// A registry with one two-queue interface that splits.
+    fn two_queues() -> &'static Registry {
+        let address = Address::new(0, 0, 5, 0).unwrap();
+        let counts = (0..2).map(|_| Default::default()).collect();
+        let slots = alloc::vec![Slot::new(
+            address,
+            "test-net",
+            Found::Net(Box::new(Queues(counts)))
+        )];
+        Box::leak(Box::new(Registry {
+            slots,
+            bindings: Vec::new(),
+            binder: crate::interrupts::tests::TableBinder::leaked(),
+        }))
+    }
+
+    #[test]
+    fn a_lease_splits_into_one_handle_per_queue() {
+        let registry = two_queues();
+        let mut lease = registry
+            .open(DeviceKind::Net, 0, (1, "kv"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
+        let mut handles = lease.split_queues().unwrap();
+        assert_eq!(handles.len(), 2);
+        assert_eq!(handles[1].info().queues, 1);
+        assert_eq!(handles[1].receive(0, 1, &mut |_| {}), Ok(1));
+        assert_eq!(
+            handles[1].receive(1, 1, &mut |_| {}),
+            Err(DeviceError::NoSuchQueue(1))
+        );
+        // Handle 1 is the device's queue 1, and the lease still drives it.
+        assert_eq!(lease.receive(1, 1, &mut |_| {}), Ok(2));
+        assert_eq!(handles[0].receive(0, 1, &mut |_| {}), Ok(1));
+        // The wake-up is the device's, reached through the lease.
+        assert_eq!(
+            handles[1].wake_on_receive(0, Some(1)),
+            Err(DeviceError::Unsupported("MSI-X"))
+        );
+        assert_eq!(
+            handles[1].wake_on_receive(1, Some(1)),
+            Err(DeviceError::NoSuchQueue(1))
+        );
+    }
+
+    #[test]
+    fn revocation_cuts_every_queue_handle() {
+        let registry = two_queues();
+        let mut lease = registry
+            .open(DeviceKind::Net, 0, (1, "kv"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
+        let mut handles = lease.split_queues().unwrap();
+        assert_eq!(registry.revoke_all_of(1), 1);
+        for handle in &mut handles {
+            assert_eq!(handle.receive(0, 1, &mut |_| {}), Err(DeviceError::Revoked));
+            assert_eq!(handle.transmit_pending(0), Err(DeviceError::Revoked));
+            assert_eq!(handle.wake_on_receive(0, None), Err(DeviceError::Revoked));
+            assert_eq!(
+                handle.info().queues,
+                1,
+                "a cut handle still says what it was"
+            );
+        }
+        assert_eq!(lease.split_queues().err(), Some(DeviceError::Revoked));
+        // The next holder's handles work; the old ones stay cut.
+        let mut next = registry
+            .open(DeviceKind::Net, 0, (2, "httpd"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
+        let mut fresh = next.split_queues().unwrap();
+        assert_eq!(fresh[0].receive(0, 1, &mut |_| {}), Ok(1));
+        assert_eq!(
+            handles[0].receive(0, 1, &mut |_| {}),
+            Err(DeviceError::Revoked)
+        );
+        // Dropping the lease ends it, and that cuts its handles too.
+        drop(next);
+        assert_eq!(
+            fresh[1].receive(0, 1, &mut |_| {}),
+            Err(DeviceError::Revoked)
+        );
+        assert_eq!(registry.devices()[0].holder, None);
+    }
+
+    #[test]
+    fn queue_handles_run_on_their_own_threads_at_once() {
+        const CALLS: usize = 20_000;
+        let registry = two_queues();
+        let mut lease = registry
+            .open(DeviceKind::Net, 0, (1, "kv"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
+        let threads: Vec<_> = lease
+            .split_queues()
+            .unwrap()
+            .into_iter()
+            .map(|mut handle| {
+                std::thread::spawn(move || {
+                    (0..CALLS)
+                        .map(|_| handle.receive(0, 1, &mut |_| {}).unwrap())
+                        .last()
+                })
+            })
+            .collect();
+        for thread in threads {
+            assert_eq!(thread.join().unwrap(), Some(CALLS));
+        }
+        assert_eq!(lease.receive(0, 1, &mut |_| {}), Ok(CALLS + 1));
+        assert_eq!(lease.receive(1, 1, &mut |_| {}), Ok(CALLS + 1));
     }
 }

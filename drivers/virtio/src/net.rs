@@ -6,6 +6,7 @@
 //! TCP frames of up to 64 KiB that the device cuts into segments (spec 5.1.6.2).
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -158,6 +159,9 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     let features = transport.negotiate_with(platform, wanted_features, 0)?;
     let net = VirtioNet::new(&function, transport.clone(), platform, features, msix)
         .inspect_err(|_| transport.fail())?;
+    // One lock at a time: a guard in the arguments lives to the end of the statement.
+    let rx_count = net.pairs[0].lock().rx_count;
+    let tx_count = net.pairs[0].lock().tx_busy.len();
     log::info!(
         "virtio-net {}: {} interface, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} queue pair(s) ({}), {} receive and {} transmit buffers each, {} descriptor(s) per frame",
         function.address(),
@@ -177,8 +181,8 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
             Some(max) => alloc::format!("the device offers {max}"),
             None => "no multi-queue".into(),
         },
-        net.pairs[0].rx_count,
-        net.pairs[0].tx_busy.len(),
+        rx_count,
+        tx_count,
         net.chain,
     );
     Ok(vec![Found::Net(Box::new(net))])
@@ -240,8 +244,9 @@ pub struct VirtioNet {
     checksum_offload: bool,
     /// Descriptors per frame: 1, or 2 when the header needs its own.
     chain: u16,
-    /// The queue pairs in use; `NetDevice` queue `q` is `pairs[q]`.
-    pairs: Vec<Pair>,
+    /// The queue pairs in use; `NetDevice` queue `q` is `pairs[q]`. Each behind its own
+    /// lock, shared with its handle once split ([`NetDevice::split_queues`]).
+    pairs: Vec<Arc<spin::Mutex<Pair>>>,
     /// `max_virtqueue_pairs` when multi-queue was negotiated.
     offered_pairs: Option<u16>,
     /// The control queue and its command buffer, with multi-queue: only used while
@@ -304,7 +309,7 @@ impl VirtioNet {
                 0
             };
             let tx_small = tx_count - tso_count;
-            queues.push(Pair {
+            queues.push(Arc::new(spin::Mutex::new(Pair {
                 rx_buffers: function.dma(usize::from(rx_count) * BUFFER_STRIDE)?,
                 tx_buffers: function.dma(usize::from(tx_small) * BUFFER_STRIDE)?,
                 tso: match tso_count {
@@ -322,7 +327,7 @@ impl VirtioNet {
                 tx_busy: vec![false; usize::from(tx_count)],
                 tx_link: vec![NO_LINK; usize::from(tx_count)],
                 tx_frames: 0,
-            });
+            })));
         }
         let control = match offered_pairs {
             Some(max) => {
@@ -362,7 +367,8 @@ impl VirtioNet {
     fn start(&mut self, control: Option<(Virtqueue, Dma)>) -> Result<(), DeviceError> {
         let header = self.header_len as u32;
         let chain = self.chain;
-        for pair in &mut self.pairs {
+        for pair in &self.pairs {
+            let mut pair = pair.lock();
             self.transport.enable_queue(&pair.rx)?;
             self.transport.enable_queue(&pair.tx)?;
             for buffer in 0..pair.rx_count {
@@ -400,7 +406,8 @@ impl VirtioNet {
         self.control = control;
         self.transport.driver_ok();
         // The device may be notified only after DRIVER_OK (spec 3.1.1).
-        for pair in &mut self.pairs {
+        for pair in &self.pairs {
+            let mut pair = pair.lock();
             pair.rx.publish();
         }
         // The device starts with one pair (spec 5.1.6.5.5); more need the command.
@@ -462,10 +469,20 @@ impl VirtioNet {
     }
 
     /// Pair `queue`, or [`DeviceError::NoSuchQueue`].
-    fn pair(&mut self, queue: usize) -> Result<&mut Pair, DeviceError> {
+    fn pair(&self, queue: usize) -> Result<&spin::Mutex<Pair>, DeviceError> {
         self.pairs
-            .get_mut(queue)
+            .get(queue)
+            .map(|pair| &**pair)
             .ok_or(DeviceError::NoSuchQueue(queue))
+    }
+
+    /// The frames' layout, the same on every pair.
+    fn shape(&self) -> Shape {
+        Shape {
+            chain: self.chain,
+            header_len: self.header_len,
+            checksum_offload: self.checksum_offload,
+        }
     }
 }
 
@@ -572,50 +589,52 @@ impl Pair {
     }
 }
 
-impl NetDevice for VirtioNet {
-    fn info(&self) -> NetInfo {
-        NetInfo {
-            mac: self.mac,
-            max_frame: MAX_FRAME,
-            queues: self.pairs.len(),
-            link_up: !self.link_status
-                || self.transport.config16(CONFIG_STATUS) & STATUS_LINK_UP != 0,
-            checksum_offload: self.checksum_offload,
-            tcp_segmentation: self.pairs[0].tso.is_some().then_some(TSO_MAX_FRAME),
-        }
-    }
+/// What every pair's frames look like: the same for all pairs of a device.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Descriptors per frame: 1, or 2 when the header needs its own.
+    chain: u16,
+    /// Bytes of the virtio-net header before each frame.
+    header_len: usize,
+    /// The device computes transport checksums.
+    checksum_offload: bool,
+}
 
+/// The frame path of one pair (the `NetDevice` calls of its queue), for the device and
+/// for the pair's own handle ([`PairHandle`]) alike.
+impl Pair {
+    /// [`NetDevice::receive`] on this pair.
     fn receive(
         &mut self,
-        queue: usize,
+        shape: Shape,
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        let (chain, header_len) = (self.chain, self.header_len);
-        let pair = self.pair(queue)?;
+        let (chain, header_len) = (shape.chain, shape.header_len);
+        let pair = self;
         let taken = pair.take_received(chain, header_len, budget, deliver);
         // Every buffer handed back goes to the device with one doorbell.
         pair.rx.publish();
         taken
     }
 
-    /// One descriptor chain: the virtio-net header and segment 0 in the first buffer
+    /// [`NetDevice::send_segments`] on this pair: one descriptor chain: the virtio-net header and segment 0 in the first buffer
     /// (two descriptors on legacy devices without ANY_LAYOUT), then one descriptor per
     /// further segment, each in its own buffer (the segments are never copied together).
     fn send_segments(
         &mut self,
-        queue: usize,
+        shape: Shape,
         segments: &[usize],
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
-        if offload && !self.checksum_offload {
+        if offload && !shape.checksum_offload {
             return Err(DeviceError::Unsupported(
                 "checksum offload (VIRTIO_NET_F_CSUM)",
             ));
         }
-        let (chain, header_len) = (self.chain, self.header_len);
-        let pair = self.pair(queue)?;
+        let (chain, header_len) = (shape.chain, shape.header_len);
+        let pair = self;
         DeviceError::check_segments(segments, MAX_FRAME)?;
         if offload && segments.len() > 1 {
             return Err(DeviceError::Unsupported(
@@ -671,17 +690,18 @@ impl NetDevice for VirtioNet {
         Ok(())
     }
 
-    /// One descriptor chain over one segmentation buffer: the header asks for
+    /// [`NetDevice::send_tcp_segmented`] on this pair: one descriptor chain over one
+    /// segmentation buffer: the header asks for
     /// `GSO_TCPV4` with the frame's `hdr_len` and the `gso_size` `fill` returned, and the
     /// checksum (a frame that fits one segment goes with the checksum request only).
     fn send_tcp_segmented(
         &mut self,
-        queue: usize,
+        shape: Shape,
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<(), DeviceError> {
-        let (chain, header_len) = (self.chain, self.header_len);
-        let pair = self.pair(queue)?;
+        let (chain, header_len) = (shape.chain, shape.header_len);
+        let pair = self;
         if pair.tso.as_ref().is_some_and(|tso| tso.free.is_empty()) {
             pair.reclaim(chain)?;
         }
@@ -717,11 +737,66 @@ impl NetDevice for VirtioNet {
         Ok(())
     }
 
-    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        let chain = self.chain;
-        let pair = self.pair(queue)?;
+    /// [`NetDevice::transmit_pending`] on this pair.
+    fn transmit_pending(&mut self, shape: Shape) -> Result<usize, DeviceError> {
+        let chain = shape.chain;
+        let pair = self;
         pair.reclaim(chain)?;
         Ok(pair.tx_frames)
+    }
+}
+
+impl NetDevice for VirtioNet {
+    fn info(&self) -> NetInfo {
+        NetInfo {
+            mac: self.mac,
+            max_frame: MAX_FRAME,
+            queues: self.pairs.len(),
+            link_up: !self.link_status
+                || self.transport.config16(CONFIG_STATUS) & STATUS_LINK_UP != 0,
+            checksum_offload: self.checksum_offload,
+            tcp_segmentation: self.pairs[0].lock().tso.is_some().then_some(TSO_MAX_FRAME),
+        }
+    }
+
+    fn receive(
+        &mut self,
+        queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        let shape = self.shape();
+        self.pair(queue)?.lock().receive(shape, budget, deliver)
+    }
+
+    fn send_segments(
+        &mut self,
+        queue: usize,
+        segments: &[usize],
+        offload: bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+    ) -> Result<(), DeviceError> {
+        let shape = self.shape();
+        self.pair(queue)?
+            .lock()
+            .send_segments(shape, segments, offload, fill)
+    }
+
+    fn send_tcp_segmented(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<(), DeviceError> {
+        let shape = self.shape();
+        self.pair(queue)?
+            .lock()
+            .send_tcp_segmented(shape, len, fill)
+    }
+
+    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
+        let shape = self.shape();
+        self.pair(queue)?.lock().transmit_pending(shape)
     }
 
     /// Receive queue `q` signals through MSI-X entry `q` all along (the avail ring never
@@ -731,6 +806,93 @@ impl NetDevice for VirtioNet {
     /// once: callers re-check the ring after waking, as `sleep_ns` says.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         self.wakes.arm(queue, core)
+    }
+
+    /// Each handle holds its pair (behind the pair's own lock, which only the core
+    /// driving that pair takes on the frame path: pairs share no mutable state, each has
+    /// its own rings, buffers and doorbell).
+    fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
+        let mut info = self.info();
+        info.queues = 1;
+        let shape = self.shape();
+        Ok(self
+            .pairs
+            .iter()
+            .map(|pair| {
+                Box::new(PairHandle {
+                    pair: pair.clone(),
+                    shape,
+                    info: info.clone(),
+                }) as Box<dyn NetDevice>
+            })
+            .collect())
+    }
+}
+
+/// One pair of a [`VirtioNet`] as an interface of one queue ([`NetDevice::split_queues`]).
+struct PairHandle {
+    /// The pair, shared with the device.
+    pair: Arc<spin::Mutex<Pair>>,
+    /// Its frames' layout.
+    shape: Shape,
+    /// The interface as it was when split, with one queue.
+    info: NetInfo,
+}
+
+impl PairHandle {
+    /// The pair, for queue 0 (its only one).
+    fn queue(&self, queue: usize) -> Result<spin::MutexGuard<'_, Pair>, DeviceError> {
+        match queue {
+            0 => Ok(self.pair.lock()),
+            _ => Err(DeviceError::NoSuchQueue(queue)),
+        }
+    }
+}
+
+impl NetDevice for PairHandle {
+    fn info(&self) -> NetInfo {
+        self.info.clone()
+    }
+
+    fn receive(
+        &mut self,
+        queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        self.queue(queue)?.receive(self.shape, budget, deliver)
+    }
+
+    fn send_segments(
+        &mut self,
+        queue: usize,
+        segments: &[usize],
+        offload: bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+    ) -> Result<(), DeviceError> {
+        self.queue(queue)?
+            .send_segments(self.shape, segments, offload, fill)
+    }
+
+    fn send_tcp_segmented(
+        &mut self,
+        queue: usize,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+    ) -> Result<(), DeviceError> {
+        self.queue(queue)?.send_tcp_segmented(self.shape, len, fill)
+    }
+
+    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
+        self.queue(queue)?.transmit_pending(self.shape)
+    }
+
+    /// The wake-up is the device's (its MSI-X table): armed through the device, or
+    /// through the lease that handed this handle out.
+    fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported(
+            "arming a virtio-net pair's wake-up without the device",
+        ))
     }
 }
 

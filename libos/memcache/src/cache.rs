@@ -178,6 +178,38 @@ pub struct Stats {
     pub reclaimed: u64,
 }
 
+impl Stats {
+    /// Adds `other`'s item, byte and event counters to these (another shard's); the
+    /// clock, uptime and `cmd_flush` stay these.
+    pub fn add(&mut self, other: &Stats) {
+        self.curr_items += other.curr_items;
+        self.total_items += other.total_items;
+        self.bytes += other.bytes;
+        self.limit_maxbytes += other.limit_maxbytes;
+        self.cmd_get += other.cmd_get;
+        self.cmd_set += other.cmd_set;
+        self.cmd_touch += other.cmd_touch;
+        self.get_hits += other.get_hits;
+        self.get_misses += other.get_misses;
+        self.get_expired += other.get_expired;
+        self.delete_misses += other.delete_misses;
+        self.delete_hits += other.delete_hits;
+        self.incr_misses += other.incr_misses;
+        self.incr_hits += other.incr_hits;
+        self.decr_misses += other.decr_misses;
+        self.decr_hits += other.decr_hits;
+        self.cas_misses += other.cas_misses;
+        self.cas_hits += other.cas_hits;
+        self.cas_badval += other.cas_badval;
+        self.touch_hits += other.touch_hits;
+        self.touch_misses += other.touch_misses;
+        self.store_too_large += other.store_too_large;
+        self.store_no_memory += other.store_no_memory;
+        self.evictions += other.evictions;
+        self.reclaimed += other.reclaimed;
+    }
+}
+
 /// One slab entry: an item, or (with an empty `data`) a free slot chained by `next`.
 #[derive(Debug)]
 struct Item {
@@ -213,7 +245,7 @@ impl Item {
     }
 }
 
-/// A memcached-style cache for one core.
+/// A memcached-style cache, used by one core at a time (several share [`Shards`](crate::Shards) of them).
 pub struct Cache {
     items: Vec<Item>,
     /// The first free slab slot, chained through `older`.

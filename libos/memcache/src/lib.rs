@@ -11,8 +11,10 @@
 //! - [`Session`]: a TCP connection's loop over the three; [`udp`]: the UDP frame
 //!   header and the cutting of answers into datagrams.
 //!
-//! A cache is meant to be one per core, used through `&mut self`: no locks, no atomics,
-//! nothing shared. Time is passed in (Unix seconds), so the caller picks the clock.
+//! A [`Cache`] is single-threaded, used through `&mut self`: no locks, no atomics,
+//! nothing shared. Several cores share [`Shards`]: caches by key hash, each behind its
+//! own lock held for one command; the protocol runs on either through [`Store`]. Time
+//! is passed in (Unix seconds), so the caller picks the clock.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
@@ -22,6 +24,7 @@ mod cache;
 mod parse;
 pub mod reply;
 mod session;
+mod store;
 mod table;
 pub mod udp;
 
@@ -35,6 +38,9 @@ pub use parse::{
 };
 pub use reply::{Output, Reply, ServerInfo, Sink};
 pub use session::{Served, Session};
+pub use store::{Shards, Store};
 
+#[cfg(test)]
+mod shard_tests;
 #[cfg(test)]
 mod tests;

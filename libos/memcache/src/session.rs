@@ -1,10 +1,11 @@
 //! One connection's request loop: parse what arrived, run it on the cache, answer.
 
-use crate::cache::{Cache, DeltaOutcome, StoreOutcome};
+use crate::cache::{DeltaOutcome, StoreOutcome};
 use crate::parse::{Command, Parsed, StatsGroup, parse};
 use crate::reply::{
     Output, Reply, ServerInfo, write_number, write_stats, write_value, write_version,
 };
+use crate::store::Store;
 
 /// The state a connection keeps between reads: the part of a refused data block still
 /// to skip.
@@ -33,7 +34,7 @@ impl Session {
     /// the other), writing the answers to `out`.
     pub fn serve(
         &mut self,
-        cache: &mut Cache,
+        cache: &mut impl Store,
         input: &[u8],
         now: u64,
         info: &ServerInfo,
@@ -51,7 +52,7 @@ impl Session {
                 consumed,
                 swallow,
                 command,
-            } = parse(&input[at..], cache.config().max_value)
+            } = parse(&input[at..], cache.max_value())
             else {
                 break;
             };
@@ -80,7 +81,7 @@ pub(crate) enum Flow {
 
 /// Runs one command and writes its answer.
 pub(crate) fn execute(
-    cache: &mut Cache,
+    cache: &mut impl Store,
     command: Command<'_>,
     now: u64,
     info: &ServerInfo,
@@ -89,9 +90,9 @@ pub(crate) fn execute(
     let reply = match command {
         Command::Get { keys, with_cas } => {
             for key in keys {
-                if let Some(found) = cache.get(key, now) {
-                    write_value(out, key, found, with_cas);
-                }
+                cache.get(key, None, now, &mut |found| {
+                    write_value(out, key, found, with_cas)
+                });
             }
             Some(Reply::End)
         }
@@ -101,9 +102,9 @@ pub(crate) fn execute(
             with_cas,
         } => {
             for key in keys {
-                if let Some(found) = cache.get_and_touch(key, exptime, now) {
-                    write_value(out, key, found, with_cas);
-                }
+                cache.get(key, Some(exptime), now, &mut |found| {
+                    write_value(out, key, found, with_cas)
+                });
             }
             Some(Reply::End)
         }

@@ -3,10 +3,10 @@
 //! fit in one datagram; an answer is cut into datagrams of at most
 //! [`UDP_MAX_DATAGRAM`] bytes, header included, as memcached cuts them.
 
-use crate::cache::Cache;
 use crate::parse::{Parsed, parse};
 use crate::reply::{Output, ServerInfo};
 use crate::session::{Flow, execute};
+use crate::store::Store;
 use alloc::vec::Vec;
 
 /// Bytes of the frame header.
@@ -118,7 +118,7 @@ impl<'a> Iterator for Datagrams<'a> {
 /// data of a refused storage command and `quit` end the datagram's requests: over UDP
 /// there is no later datagram to continue them.
 pub fn serve_datagram<'a>(
-    cache: &mut Cache,
+    cache: &mut impl Store,
     datagram: &[u8],
     now: u64,
     info: &ServerInfo,
@@ -135,7 +135,7 @@ pub fn serve_datagram<'a>(
         consumed,
         swallow,
         command,
-    } = parse(payload, cache.config().max_value)
+    } = parse(payload, cache.max_value())
     {
         payload = &payload[consumed..];
         if execute(cache, command, now, info, answer) == Flow::Close || swallow > 0 {

@@ -31,16 +31,22 @@
 //! # Cores
 //!
 //! One [`Stack`] belongs to one core's poll loop (it is `Send`, not shared). It sends on
-//! the queue given to [`Stack::new`] and receives from every receive queue of the NIC:
-//! the device picks each flow's queue (RSS on the 82574, a multi-queue tap's hash on
-//! virtio-net), so a queue left unpolled would lose flows. Several cores would need one
-//! queue pair each with the NIC steering flows to them and a `Stack` per queue sharing
-//! the address, which the stack does not do yet.
+//! the queue given to [`Stack::new`] and receives from every receive queue of the NIC it
+//! was given: the device picks each flow's queue (RSS on the 82574, a multi-queue tap's
+//! hash on virtio-net), so a queue left unpolled would lose flows. To serve from
+//! several cores, [`attach_cores`] splits the NIC into one handle per queue pair
+//! (`NetDevice::split_queues`) and builds a stack per pair, all with the interface's
+//! MAC and address: each core polls its own pair with no lock another core takes, and
+//! a TCP connection stays on the core whose pair received its SYN, since the device
+//! keeps a flow on one pair. Listening on the same port on every stack is fine: each
+//! sees only its pair's flows. ARP is no flow, so the stacks share the ARP frames they
+//! receive. kv serves this way.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod cores;
 mod device;
 /// A DNS responder for tests (host only).
 #[cfg(not(target_os = "none"))]
@@ -53,6 +59,7 @@ mod tso;
 pub mod wire;
 
 pub use core::net::Ipv4Addr;
+pub use cores::{Cores, attach_cores};
 pub use device::Counters;
 pub use owntcp::{NEIGHBOURS, OwnCounters};
 /// Our own TCP, for the ports [`Stack::serve_own`] serves with it.

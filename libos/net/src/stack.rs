@@ -19,6 +19,7 @@ use smoltcp::wire::{
     IpEndpoint, Ipv4Cidr,
 };
 
+use crate::cores::ArpShare;
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::tso::Tso;
@@ -376,6 +377,8 @@ pub struct Stack {
     dns: SocketHandle,
     /// Whether the resolver has a server.
     dns_configured: bool,
+    /// The resolver's first server, to hand on ([`Stack::into_parts`]).
+    dns_server: Option<Ipv4Addr>,
     /// Queries started and not yet answered or cancelled (smoltcp's resolver would grow
     /// without bound; the stack keeps it to [`DNS_QUERIES`]).
     dns_pending: usize,
@@ -389,6 +392,9 @@ pub struct Stack {
     next_port: u16,
     /// The ports served by our own TCP instead of smoltcp ([`Stack::serve_own`]).
     own: Option<OwnTcp>,
+    /// The ARP frames shared with the other stacks of the interface, when there are
+    /// several ([`crate::attach_cores`]).
+    arp: Option<ArpShare>,
 }
 
 impl Stack {
@@ -511,12 +517,14 @@ impl Stack {
             dhcp: None,
             dns,
             dns_configured: false,
+            dns_server: None,
             dns_pending: 0,
             listeners: Vec::new(),
             udp_ports: Vec::new(),
             closing: Vec::new(),
             next_port: *EPHEMERAL_PORTS.start(),
             own: None,
+            arp: None,
         }
     }
 
@@ -563,6 +571,7 @@ impl Stack {
 
     /// Points the resolver at `servers` (none: resolving says [`NetError::NoDnsServer`]).
     fn set_dns_servers(&mut self, servers: &[Ipv4Addr]) {
+        self.dns_server = servers.first().copied();
         let servers: Vec<IpAddress> = servers.iter().map(|&s| IpAddress::Ipv4(s)).collect();
         self.sockets
             .get_mut::<dns::Socket>(self.dns)
@@ -649,6 +658,25 @@ impl Stack {
         }
     }
 
+    /// Ends the stack, giving back its NIC and the configuration it has (an address a
+    /// DHCP lease gave, with its router and DNS server, as a fixed one), so that stacks
+    /// over the NIC's queue pairs can be built with it ([`crate::attach_cores`]).
+    pub fn into_parts(self) -> (Box<dyn NetDevice>, Option<Config>) {
+        let config = self.address().map(|(address, prefix)| Config::Static {
+            address,
+            prefix,
+            gateway: self.gateway,
+            dns: self.dns_server,
+        });
+        (self.nic, config)
+    }
+
+    /// Shares the ARP frames this stack receives with the other stacks of its
+    /// interface, and learns from theirs ([`crate::attach_cores`]).
+    pub(crate) fn share_arp(&mut self, share: ArpShare) {
+        self.arp = Some(share);
+    }
+
     /// What the NIC adapter moved, copied and dropped.
     pub fn counters(&self) -> Counters {
         self.counters
@@ -690,6 +718,24 @@ impl Stack {
                 &mut self.counters,
             )?;
         }
+        if let Some(arp) = self.arp.as_mut() {
+            let Self {
+                iface,
+                sockets,
+                staging,
+                capabilities,
+                ..
+            } = self;
+            arp.take(|frame| {
+                let mut device = LentFrame {
+                    frame: Some(frame),
+                    staging: &mut *staging,
+                    capabilities: capabilities.clone(),
+                };
+                // A reply: smoltcp learns the sender's address and answers nothing.
+                iface.poll_ingress_single(now, &mut device, sockets);
+            });
+        }
         let address = self.iface.ipv4_addr().map(|a| a.octets());
         for _ in 0..RECEIVE_BATCHES {
             let Self {
@@ -704,6 +750,7 @@ impl Stack {
                 backlog,
                 listeners,
                 own,
+                arp,
                 ..
             } = self;
             let mut batch_full = false;
@@ -713,6 +760,9 @@ impl Stack {
                 let received = nic.receive(from, RECEIVE_BATCH, &mut |frame| {
                     counters.rx_frames += 1;
                     counters.rx_bytes += frame.len() as u64;
+                    if let Some(arp) = arp.as_mut() {
+                        arp.post(frame);
+                    }
                     // The ports served by our own TCP take their segments first.
                     if let Some(own) = own.as_mut()
                         && own.input(now_ns, frame, address)

@@ -1,0 +1,250 @@
+//! Serving one interface from several cores: a [`Stack`] per queue pair.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use rexo_api::{DeviceError, Kernel, NetDevice};
+
+use crate::stack::{Config, NetError, Stack, attach};
+
+/// The stacks an app serves an interface with ([`attach_cores`]).
+pub struct Cores {
+    /// One stack per core: stack `i` receives and sends only on queue pair `i`, and the
+    /// device keeps each flow on one pair. All have the interface's MAC and address.
+    pub stacks: Vec<Stack>,
+    /// Why there is one stack only, if so (for the app's log).
+    pub one_core_because: Option<&'static str>,
+    /// How the address came.
+    pub config: Config,
+    /// The lease the stacks' handles were split from: dropping it would end the lease
+    /// and cut them, so it lives as long as this.
+    _lease: Option<Box<dyn NetDevice>>,
+}
+
+/// Reaches network interface `index` to serve it from up to `cores` cores. When the app
+/// has a core per queue pair of the interface (two or more) and the driver splits them
+/// ([`NetDevice::split_queues`]), the app holds the interface whole and gets a stack
+/// per pair: with DHCP the lease is taken once over the whole interface (every receive
+/// queue polled, wherever the server's answer lands), then every stack is configured
+/// with its address (the lease is not renewed); with `ip=` every stack has that
+/// address, and each answers ARP and ping for what its pair receives (the interface is
+/// then the app's alone: an app that binds to it later is refused). The stacks share
+/// the ARP frames they receive, since the device puts ARP on one pair. Otherwise one
+/// stack over [`attach`] (`filters` are its packet filters on a shared interface), and
+/// [`Cores::one_core_because`] says why.
+pub fn attach_cores(
+    kernel: &Kernel,
+    index: usize,
+    filters: &[&str],
+    cores: usize,
+    dhcp_timeout_ns: u64,
+) -> Result<Cores, NetError> {
+    let why = match split(kernel, index, cores) {
+        Ok((lease, handles)) => return per_pair(kernel, lease, handles, dhcp_timeout_ns),
+        Err(why) => why,
+    };
+    let (nic, config) = attach(kernel, index, filters, dhcp_timeout_ns)?;
+    Ok(Cores {
+        stacks: alloc::vec![Stack::new(kernel, nic, 0, config)?],
+        one_core_because: Some(why),
+        config,
+        _lease: None,
+    })
+}
+
+/// The whole interface and its handles, one per queue pair.
+type Split = (Box<dyn NetDevice>, Vec<Box<dyn NetDevice>>);
+
+/// The whole interface and one handle per pair, or why not (nothing is held then).
+fn split(kernel: &Kernel, index: usize, cores: usize) -> Result<Split, &'static str> {
+    if cores < 2 {
+        return Err("the app has one core");
+    }
+    let mut lease = kernel
+        .open_net(index)
+        .map_err(|_| "the interface is not the app's alone")?;
+    let pairs = lease.info().queues;
+    if pairs < 2 {
+        return Err("the interface has one queue pair");
+    }
+    if pairs > cores {
+        return Err("the interface has more queue pairs than the app has cores");
+    }
+    match lease.split_queues() {
+        Ok(handles) => Ok((lease, handles)),
+        Err(DeviceError::Unsupported(_)) => Err("the driver cannot split its queue pairs"),
+        Err(_) => Err("splitting the queue pairs failed"),
+    }
+}
+
+/// A stack per handle, all with the address `Config::from_kernel` gives or a DHCP
+/// lease taken over the whole interface.
+fn per_pair(
+    kernel: &Kernel,
+    lease: Box<dyn NetDevice>,
+    handles: Vec<Box<dyn NetDevice>>,
+    dhcp_timeout_ns: u64,
+) -> Result<Cores, NetError> {
+    let config = Config::from_kernel(kernel, dhcp_timeout_ns);
+    let (lease, fixed) = match config {
+        Config::Static { .. } => (lease, config),
+        Config::Dhcp { .. } => {
+            let (lease, leased) = Stack::new(kernel, lease, 0, config)?.into_parts();
+            (lease, leased.ok_or(NetError::NoAddress)?)
+        }
+    };
+    let board = Arc::new(ArpBoard::default());
+    let stacks = handles
+        .into_iter()
+        .enumerate()
+        .map(|(pair, handle)| {
+            let mut stack = Stack::new(kernel, handle, 0, fixed)?;
+            stack.share_arp(ArpShare {
+                board: board.clone(),
+                pair,
+                seen: 0,
+            });
+            Ok(stack)
+        })
+        .collect::<Result<Vec<_>, NetError>>()?;
+    Ok(Cores {
+        stacks,
+        one_core_because: None,
+        config,
+        _lease: Some(lease),
+    })
+}
+
+/// An ARP frame's length: the Ethernet header and the 28-byte IPv4 ARP packet.
+const ARP_FRAME: usize = 14 + 28;
+/// ARP frames the board keeps: a stack that polls less often than this many arrive
+/// misses the older ones and asks again (ARP's own retry).
+const ARP_KEPT: usize = 16;
+/// Where ARP's operation field is in the frame, and a reply's value.
+const ARP_OPERATION: usize = 14 + 6;
+const ARP_REPLY: [u8; 2] = [0, 2];
+
+/// The ARP frames the stacks of one interface received, for the others. The device
+/// spreads frames by flow and ARP is no flow: the answer to a stack's ARP request, or
+/// the peer's request that would teach it the peer's address, may land on another
+/// stack's pair. Off the fast path: a stack looks at the board's count (one atomic load)
+/// on each poll, and takes the lock only when another stack posted.
+#[derive(Default)]
+pub(crate) struct ArpBoard {
+    /// How many frames were ever posted.
+    posted: AtomicU64,
+    /// The last [`ARP_KEPT`]: number, poster's pair, frame.
+    frames: spin::Mutex<VecDeque<(u64, usize, [u8; ARP_FRAME])>>,
+}
+
+/// A stack's place on its interface's [`ArpBoard`].
+pub(crate) struct ArpShare {
+    /// The board.
+    board: Arc<ArpBoard>,
+    /// The stack's queue pair.
+    pair: usize,
+    /// The number of the last frame taken.
+    seen: u64,
+}
+
+impl ArpShare {
+    /// Posts `frame` if it is ARP, for the other stacks.
+    pub(crate) fn post(&mut self, frame: &[u8]) {
+        if frame.len() < ARP_FRAME || frame[12..14] != [0x08, 0x06] {
+            return;
+        }
+        let mut copy = [0u8; ARP_FRAME];
+        copy.copy_from_slice(&frame[..ARP_FRAME]);
+        let mut frames = self.board.frames.lock();
+        let number = self.board.posted.load(Ordering::Relaxed) + 1;
+        if frames.len() == ARP_KEPT {
+            frames.pop_front();
+        }
+        frames.push_back((number, self.pair, copy));
+        self.board.posted.store(number, Ordering::Release);
+        // Its own frame needs no second look.
+        if self.seen + 1 == number {
+            self.seen = number;
+        }
+    }
+
+    /// Hands every frame the other stacks posted since the last call to `learn`, a
+    /// request turned into a reply: it teaches the sender's address just the same, and
+    /// the stack that received it has answered it already.
+    pub(crate) fn take(&mut self, mut learn: impl FnMut(&[u8])) {
+        if self.board.posted.load(Ordering::Acquire) == self.seen {
+            return;
+        }
+        let mut new = Vec::new();
+        {
+            let frames = self.board.frames.lock();
+            for (number, pair, frame) in frames.iter() {
+                if *number > self.seen && *pair != self.pair {
+                    new.push(*frame);
+                }
+            }
+            self.seen = frames.back().map_or(self.seen, |(number, ..)| *number);
+        }
+        for mut frame in new {
+            frame[ARP_OPERATION..ARP_OPERATION + 2].copy_from_slice(&ARP_REPLY);
+            learn(&frame);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ARP frame of `operation` (1 request, 2 reply) from `sender`.
+    fn arp(operation: u8, sender: u8) -> Vec<u8> {
+        let mut frame = alloc::vec![0u8; 60];
+        frame[12..14].copy_from_slice(&[0x08, 0x06]);
+        frame[ARP_OPERATION + 1] = operation;
+        frame[22 + 5] = sender;
+        frame
+    }
+
+    #[test]
+    fn arp_frames_reach_the_other_stacks_as_replies() {
+        let board = Arc::new(ArpBoard::default());
+        let share = |pair| ArpShare {
+            board: board.clone(),
+            pair,
+            seen: 0,
+        };
+        let (mut zero, mut one) = (share(0), share(1));
+        zero.post(&arp(1, 7));
+        // Not ARP: ignored.
+        let mut ipv4 = arp(1, 8);
+        ipv4[12..14].copy_from_slice(&[0x08, 0x00]);
+        zero.post(&ipv4);
+        one.post(&arp(2, 9));
+        let taken = |share: &mut ArpShare| {
+            let mut frames = Vec::new();
+            share.take(|frame| frames.push(frame.to_vec()));
+            frames
+        };
+        // Each gets the other's frame only, a request turned into a reply, once.
+        let for_one = taken(&mut one);
+        assert_eq!(for_one.len(), 1);
+        assert_eq!(for_one[0][ARP_OPERATION..ARP_OPERATION + 2], ARP_REPLY);
+        assert_eq!(for_one[0][27], 7);
+        assert_eq!(for_one[0].len(), ARP_FRAME);
+        let for_zero = taken(&mut zero);
+        assert_eq!(for_zero.len(), 1);
+        assert_eq!(for_zero[0][27], 9);
+        assert!(taken(&mut one).is_empty());
+        assert!(taken(&mut zero).is_empty());
+        // The board keeps the last ARP_KEPT only.
+        for sender in 0..40 {
+            zero.post(&arp(2, sender));
+        }
+        let last = taken(&mut one);
+        assert_eq!(last.len(), ARP_KEPT);
+        assert_eq!(last[ARP_KEPT - 1][27], 39);
+    }
+}
