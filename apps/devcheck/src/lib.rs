@@ -12,8 +12,8 @@
 //!   every transmit queue and takes the host's flows from every receive queue,
 //!   byte-exact; a queue past the last is refused.
 //!
-//! - `netbench` and `diskbench` ([`bench`]): the figures of `cargo xtask bench drivers`.
-//! - `noise` ([`noise`]): OS noise on every core and the memory in use, for the
+//! - `netbench` and `diskbench` ([`mod@bench`]): the figures of `cargo xtask bench drivers`.
+//! - `noise` ([`mod@noise`]): OS noise on every core and the memory in use, for the
 //!   benchmark suite (`cargo xtask bench`).
 //!
 //! Each prints one line per step; the test harness (`cargo xtask test drivers::`) checks

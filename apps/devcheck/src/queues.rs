@@ -12,7 +12,7 @@
 //!    and UDP length too), and every receive queue must get some;
 //! 4. with receive queue 1 armed to wake the core (`wake_on_receive(1, ..)`), the app asks
 //!    the host for [`WAKE_DATAGRAMS`] datagrams of a flow that landed on queue 1 and
-//!    sleeps in naps of up to [`NAP_NS`] until they are in: it fails if it never slept or
+//!    sleeps in naps of up to `NAP_NS` until they are in: it fails if it never slept or
 //!    the naps ran their full length (queue 1's interrupt did not wake the core).
 
 use alloc::format;

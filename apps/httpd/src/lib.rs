@@ -54,7 +54,7 @@ pub const HTTP_PORT: u16 = 80;
 /// Connections half-open or waiting to be accepted.
 pub const BACKLOG: usize = 64;
 /// Connections served at once; more wait in the backlog until one ends. With
-/// [`BACKLOG`] and [`TCP_OPTIONS`] it bounds the buffers at about 11 MiB (60 KiB per client, 48 KiB per listening socket), beside
+/// [`BACKLOG`] and `TCP_OPTIONS` it bounds the buffers at about 11 MiB (60 KiB per client, 48 KiB per listening socket), beside
 /// the 10 MiB generated file, within the 32 MiB kernel heap of a 256 MiB machine.
 pub const MAX_CLIENTS: usize = 128;
 /// The test hook's path (only in `httpd-test`).

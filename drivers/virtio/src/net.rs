@@ -98,7 +98,7 @@ pub fn chain_buffer(head: u16, chain: u16, buffers: u16) -> Option<u16> {
     (head.is_multiple_of(chain) && head / chain < buffers).then_some(head / chain)
 }
 
-/// The features to ask for of those `offered`: [`F_MQ`] only with [`F_CTRL_VQ`] (the
+/// The features to ask for of those `offered`: `F_MQ` only with `F_CTRL_VQ` (the
 /// pairs are enabled through the control queue; spec 5.1.3.1 forbids MQ without it),
 /// and the control queue only for multi-queue (nothing else here uses it).
 pub fn wanted_features(offered: u64) -> u64 {

@@ -5,7 +5,7 @@
 //! (polled: its interrupt stays off) and scratchpad buffers. Every root port with a
 //! device connected is reset and its device addressed; a device whose configuration has
 //! a boot keyboard interface is configured (boot protocol, idle rate 0) and its
-//! interrupt IN endpoint keeps [`REPORTS_IN_FLIGHT`] Normal TRBs queued for 8-byte boot
+//! interrupt IN endpoint keeps `REPORTS_IN_FLIGHT` Normal TRBs queued for 8-byte boot
 //! reports. All keyboards of a controller are one [`KeyboardDevice`]: reading it polls
 //! the event ring in DMA memory (no register access while nothing happens), turns new
 //! key presses into terminal bytes and queues the TRBs again (one doorbell per

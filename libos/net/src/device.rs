@@ -52,7 +52,7 @@ pub struct Counters {
     pub reply_bytes_copied: u64,
     /// Frames the NIC refused for good (revoked, the link's filters, a frame it cannot
     /// send at all); a full ring is not a refusal: such frames wait in the stack
-    /// ([`Backlog`]) and go out later, whole and in order.
+    /// (`Backlog`) and go out later, whole and in order.
     pub tx_dropped: u64,
     /// Frames that waited in the stack because the NIC's ring (or its buffers for
     /// large frames) was full when they were built.

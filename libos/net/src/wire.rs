@@ -1,6 +1,6 @@
 //! A simulated Ethernet wire between two NICs, for host tests of the stack and of the
-//! apps built on it (httpd, kv): each end is a [`NetDevice`] whose sent frames wait in
-//! its transmit ring until [`Wire::carry`] moves them to the other end's receive ring,
+//! apps built on it (httpd, kv): each end is a `NetDevice` whose sent frames wait in
+//! its transmit ring until `Wire::carry` moves them to the other end's receive ring,
 //! deciding per frame whether it arrives (loss) and seeing every one. Host only: it uses
 //! the standard library's locks.
 

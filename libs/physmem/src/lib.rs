@@ -2,7 +2,7 @@
 //! in RAM (ACPI tables, boot information) before the kernel heap exists.
 //!
 //! The kernel implements [`PhysMemory`] over its identity map; host tests use
-//! [`SparseMemory`] (feature `host`), which holds recorded or synthetic chunks of memory.
+//! `SparseMemory` (feature `host`), which holds recorded or synthetic chunks of memory.
 //! The `read_*` helpers fetch little-endian fields from a byte slice and return `None`
 //! instead of panicking when the field does not fit.
 #![cfg_attr(target_os = "none", no_std)]
