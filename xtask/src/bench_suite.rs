@@ -224,7 +224,7 @@ const SUITE: &[Spec] = &[
     },
     Spec {
         name: "idle-memory",
-        title: "memory in use after boot (Rexo: usable - free frames; Linux: MemTotal - MemAvailable)",
+        title: "memory held after boot: the guest's RAM minus what the OS leaves free (Rexo: free frames; Linux: MemAvailable)",
         unit: "MiB",
         better: Better::Lower,
         target: Some(10.0),
@@ -594,11 +594,16 @@ fn row(spec: &Spec, samples: &Samples, kernel: &Path, none: &linux::Baseline, pl
                     ));
                 }
                 Source::Memory => notes.push(format!(
-                    "Rexo's counts its kernel heap (512 KiB at boot, grown 512 KiB at a time: \
-                     kernel/src/mem/heap.rs), page tables and stacks; Linux's MemTotal \
-                     leaves out what it reserved at boot (kernel image, page structures: \
-                     {MEM_MIB} MiB minus MemTotal {} MiB)",
-                    median(&samples.linux, "memory-total")
+                    "both of the same {MEM_MIB} MiB: Rexo's figure holds its kernel image, \
+                     heap (512 KiB at boot, grown 512 KiB at a time: kernel/src/mem/heap.rs), \
+                     page tables, stacks and what the firmware keeps; Linux's its kernel \
+                     image and page structures reserved at boot (MemTotal {} MiB) and what \
+                     it uses. Counted from the usable RAM and MemTotal instead, which leaves \
+                     out Linux's reservations but not Rexo's kernel image: Rexo {} MiB, \
+                     Linux {} MiB",
+                    median(&samples.linux, "memory-total"),
+                    median(&samples.rexo, "memory-usable"),
+                    median(&samples.linux, "memory-usable")
                 )),
                 Source::FileSystem("randread-file") => {
                     let ratio = |map: &BTreeMap<String, Vec<f64>>| {
@@ -1351,20 +1356,21 @@ fn worst_interruption_us(cores: &[CoreNoise]) -> Option<f64> {
         .reduce(f64::max)
 }
 
-/// Noise and memory lines: the worst interruption and the memory line (bytes used).
-fn read_noise<'a>(lines: impl Iterator<Item = &'a str>) -> Result<(Vec<CoreNoise>, Option<u64>)> {
-    let (mut cores, mut used) = (Vec::new(), None);
+/// The `noise` app's memory line: usable and free bytes.
+type Memory = Option<(u64, u64)>;
+
+/// Noise and memory lines: each core's quanta and the memory line.
+fn read_noise<'a>(lines: impl Iterator<Item = &'a str>) -> Result<(Vec<CoreNoise>, Memory)> {
+    let (mut cores, mut memory) = (Vec::new(), None);
     for line in lines {
         match noise::parse(line) {
             Some(Ok(NoiseLine::Core(c))) => cores.push(c),
-            Some(Ok(NoiseLine::Memory { usable, free })) => {
-                used = Some(usable.saturating_sub(free))
-            }
+            Some(Ok(NoiseLine::Memory { usable, free })) => memory = Some((usable, free)),
             Some(Err(why)) => return Err(why),
             None => {}
         }
     }
-    Ok((cores, used))
+    Ok((cores, memory))
 }
 
 /// The noise figures of one boot: the worst interruption (us) and the slowest core's
@@ -1387,16 +1393,19 @@ fn read_rexo_noise(capture: &qemu::Capture) -> Result<Vec<(String, f64)>> {
         .find(|l| qemu::parse_ready(&l.text).is_some())
         .ok_or("Rexo printed no ready line")?
         .at;
-    let (cores, used) = read_noise(capture.serial().map(|l| l.text.as_str()))?;
+    let (cores, memory) = read_noise(capture.serial().map(|l| l.text.as_str()))?;
     let mut out = vec![("boot".to_string(), ready.as_secs_f64() * 1e3)];
-    if let Some(used) = used {
-        out.push(("memory".into(), used as f64 / f64::from(1 << 20)));
+    if let Some((usable, free)) = memory {
+        let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+        out.push(("memory".into(), MEM_MIB as f64 - mib(free)));
+        out.push(("memory-usable".into(), mib(usable.saturating_sub(free))));
     }
     out.extend(noise_figures(&cores));
     Ok(out)
 }
 
-/// Parses `linux: meminfo total_kib=T available_kib=A` into MiB in use and MemTotal.
+/// Parses `linux: meminfo total_kib=T available_kib=A` into MemTotal and MemAvailable
+/// in MiB.
 fn parse_meminfo(line: &str) -> Option<(f64, f64)> {
     let rest = &line[line.find(linux::MEMINFO_PREFIX)? + linux::MEMINFO_PREFIX.len()..];
     let field = |key: &str| -> Option<f64> {
@@ -1405,7 +1414,7 @@ fn parse_meminfo(line: &str) -> Option<(f64, f64)> {
             .and_then(|v| v.parse().ok())
     };
     let (total, available) = (field("total_kib=")?, field("available_kib=")?);
-    Some(((total - available) / 1024.0, total / 1024.0))
+    Some((total / 1024.0, available / 1024.0))
 }
 
 /// Linux's `none` boot: boot to its init (ms) and memory in use (MiB).
@@ -1416,8 +1425,9 @@ fn read_linux_none(capture: &qemu::Capture) -> Result<Vec<(String, f64)>> {
         .ok_or("Linux printed no `linux: init` line")?
         .at;
     let mut out = vec![("boot".to_string(), init.as_secs_f64() * 1e3)];
-    if let Some((used, total)) = capture.serial().find_map(|l| parse_meminfo(&l.text)) {
-        out.push(("memory".into(), used));
+    if let Some((total, available)) = capture.serial().find_map(|l| parse_meminfo(&l.text)) {
+        out.push(("memory".into(), MEM_MIB as f64 - available));
+        out.push(("memory-usable".into(), total - available));
         out.push(("memory-total".into(), total));
     }
     Ok(out)
@@ -1661,6 +1671,7 @@ mod tests {
             [
                 ("boot".to_string(), 40.0),
                 ("memory".to_string(), 64.0),
+                ("memory-usable".to_string(), 64.0),
                 ("noise".to_string(), 50.0),
                 ("noise-quantum".to_string(), 2000.0)
             ]
@@ -1680,7 +1691,8 @@ mod tests {
             read_linux_none(&c).unwrap(),
             [
                 ("boot".to_string(), 4000.0),
-                ("memory".to_string(), 40.0),
+                ("memory".to_string(), 512.0 - 415.218_75),
+                ("memory-usable".to_string(), 40.0),
                 ("memory-total".to_string(), 455.218_75)
             ]
         );
@@ -1770,7 +1782,7 @@ mod tests {
     fn meminfo_and_dates() {
         assert_eq!(
             parse_meminfo("linux: meminfo total_kib=2048 available_kib=1024"),
-            Some((1.0, 2.0))
+            Some((2.0, 1.0))
         );
         assert_eq!(parse_meminfo("linux: meminfo total_kib=x"), None);
         assert_eq!(civil(0), "1970-01-01 00:00 UTC");
