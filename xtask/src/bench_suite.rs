@@ -232,7 +232,7 @@ const SUITE: &[Spec] = &[
     },
     Spec {
         name: "image-size",
-        title: "bytes booted (Rexo: kernel ELF; Linux: vmlinuz + uncompressed initramfs of `none`)",
+        title: "bytes booted (Rexo: the kernel ELF without debug information; Linux: vmlinuz + uncompressed initramfs of `none`)",
         unit: "MiB",
         better: Better::Lower,
         target: None,

@@ -310,7 +310,7 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         cmd.args(["-s", "-S"]);
         eprintln!(
             "xtask: QEMU waits for gdb; in another terminal:\n  gdb {} -ex 'target remote :1234'",
-            kernel.display()
+            crate::build::debug_elf().display()
         );
     }
     cmd.args(vm.args(&root.join("target"))?);
