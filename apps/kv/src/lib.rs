@@ -326,13 +326,7 @@ fn serve_core(kernel: &Kernel, core: usize, mut stack: Stack, shared: &Shared) {
     shared
         .udp_dropped
         .fetch_add(server.udp_dropped, Ordering::Relaxed);
-    let moved = stack.counters();
-    let mut frames = shared.frames.lock();
-    frames.rx_frames += moved.rx_frames;
-    frames.rx_bytes += moved.rx_bytes;
-    frames.tx_frames += moved.tx_frames;
-    frames.tx_bytes += moved.tx_bytes;
-    frames.tx_dropped += moved.tx_dropped;
+    *shared.frames.lock() += stack.counters();
 }
 
 /// One core's connections and what its serving loop keeps.
