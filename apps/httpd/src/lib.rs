@@ -215,25 +215,10 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
         books: (0..serving).map(|_| Book::default()).collect(),
         failure: spin::Mutex::new(None),
     });
-    if serving == 1 {
-        if let Some(net) = transports.into_iter().next() {
-            serve_core(kernel, 0, net, &shared);
-        }
-    } else {
-        let transports: Arc<Vec<spin::Mutex<Option<Transport>>>> = Arc::new(
-            transports
-                .into_iter()
-                .map(|net| spin::Mutex::new(Some(net)))
-                .collect(),
-        );
-        let on_cores = shared.clone();
-        kernel.run_on_every_core(Arc::new(move |kernel, core| {
-            let net = transports.get(core).and_then(|slot| slot.lock().take());
-            if let Some(net) = net {
-                serve_core(kernel, core, net, &on_cores);
-            }
-        }))?;
-    }
+    let on_cores = shared.clone();
+    rexo_net::serve_on_cores(kernel, transports, move |kernel, core, net| {
+        serve_core(kernel, core, net, &on_cores);
+    })?;
     if let Some(error) = *shared.failure.lock() {
         return Err(failed(kernel, error));
     }

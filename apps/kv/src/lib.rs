@@ -203,26 +203,10 @@ fn serve_until_shutdown(kernel: &Kernel, sizing: Sizing) -> Result<(), ApiError>
         ));
     }
     let shared = Arc::new(shared);
-    if serving == 1 {
-        let stack = stacks.into_iter().next();
-        if let Some(stack) = stack {
-            serve_core(kernel, 0, stack, &shared);
-        }
-    } else {
-        let stacks: Arc<Vec<spin::Mutex<Option<Stack>>>> = Arc::new(
-            stacks
-                .into_iter()
-                .map(|s| spin::Mutex::new(Some(s)))
-                .collect(),
-        );
-        let on_cores = shared.clone();
-        kernel.run_on_every_core(Arc::new(move |kernel, core| {
-            let stack = stacks.get(core).and_then(|slot| slot.lock().take());
-            if let Some(stack) = stack {
-                serve_core(kernel, core, stack, &on_cores);
-            }
-        }))?;
-    }
+    let on_cores = shared.clone();
+    rexo_net::serve_on_cores(kernel, stacks, move |kernel, core, stack| {
+        serve_core(kernel, core, stack, &on_cores);
+    })?;
     if let Some(error) = *shared.failure.lock() {
         return Err(failed(kernel, error));
     }
