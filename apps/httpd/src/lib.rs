@@ -284,7 +284,7 @@ impl Shared {
         sum
     }
 
-    /// The status page, with every core's counters summed, rendered at `now_ns`.
+    /// The status page, with every core's counters summed (`address`: the server's).
     fn status_page(&self, kernel: &Kernel, address: Option<(rexo_net::Ipv4Addr, u8)>) -> Vec<u8> {
         let devices = kernel.devices();
         let memory = kernel.memory();
