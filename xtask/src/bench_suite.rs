@@ -337,6 +337,19 @@ const MEM_MIB: u64 = 512;
 const DISK_BYTES: u64 = 32 << 20;
 /// The NIC both guests get.
 const NIC_MODEL: &str = "virtio-net-pci";
+/// The virtio-net queue pairs both guests' NIC has on the tap network unless `--pairs`
+/// says otherwise.
+const DEFAULT_PAIRS: u16 = 1;
+
+/// The NIC both guests get with `pairs` queue pairs: [`NIC_MODEL`], multi-queue with an
+/// MSI-X vector per queue (and one for configuration) when more than one.
+fn nic_model(pairs: u16) -> String {
+    if pairs > 1 {
+        format!("{NIC_MODEL},mq=on,vectors={}", 2 * pairs + 2)
+    } else {
+        NIC_MODEL.to_string()
+    }
+}
 /// The disks both guests get: suite name, QEMU device, Linux's block device.
 const DISKS: [(&str, &str, &str); 2] = [
     ("nvme", "nvme,serial=rexo0", "nvme0n1"),
@@ -347,17 +360,23 @@ const REXO_TIMEOUT_S: u64 = 180;
 /// Seconds a Linux boot may take (TCG).
 const LINUX_TIMEOUT_S: u64 = 300;
 
-/// `cargo xtask bench [NAME...] [--quick] [--rounds N] [--accel tcg|kvm]`.
+/// `cargo xtask bench [NAME...] [--quick] [--rounds N] [--accel tcg|kvm] [--pairs N]`.
 pub fn command(words: Vec<String>) -> Result<()> {
-    let mut args = Args::new("bench", &["--quick", "--rounds", "--accel"], words);
+    let mut args = Args::new(
+        "bench",
+        &["--quick", "--rounds", "--accel", "--pairs"],
+        words,
+    );
     let mut names = Vec::new();
     let mut quick = false;
     let mut rounds = None;
+    let mut pairs = DEFAULT_PAIRS;
     let mut accel = Accel::Tcg;
     while let Some(word) = args.next_word() {
         match word.as_str() {
             "--quick" => quick = true,
             "--rounds" => rounds = Some(args.number("--rounds")?),
+            "--pairs" => pairs = args.number("--pairs")?,
             "--accel" => {
                 accel = match args.choice("--accel", &["tcg", "kvm"])?.as_str() {
                     "kvm" => Accel::Kvm,
@@ -377,6 +396,11 @@ pub fn command(words: Vec<String>) -> Result<()> {
     };
     if plan.rounds == 0 {
         return Err("`--rounds 0`: at least one round is needed".into());
+    }
+    if !(1..=CORES as u16).contains(&pairs) {
+        return Err(format!(
+            "`--pairs {pairs}`: the guests' NIC has 1 to {CORES} queue pairs (one per core at most)"
+        ));
     }
     let specs = select(&names)?;
     let boots = boots_for(&specs);
@@ -415,10 +439,15 @@ pub fn command(words: Vec<String>) -> Result<()> {
         None
     };
     // Made once, before the first round; its namespace goes when the run ends.
-    let reach = servers::Reach::choose();
+    let reach = servers::Reach::choose(pairs);
     if let servers::Reach::User(why) = &reach
         && (boots.http || boots.memcached || boots.udp_echo)
     {
+        if pairs > 1 {
+            return Err(format!(
+                "`--pairs {pairs}` needs the tap network (QEMU's user networking has one queue pair): {why}"
+            ));
+        }
         eprintln!("xtask: server benchmarks through QEMU's user networking: {why}");
     }
     let mut samples = Samples::default();
@@ -994,9 +1023,10 @@ mod servers {
     }
 
     impl Reach {
-        /// A tap device when it can be made, else user networking with the reason.
-        pub(super) fn choose() -> Self {
-            match TapNet::create("bench", 1) {
+        /// A tap device with `pairs` queues (the guests' NIC gets as many queue pairs)
+        /// when it can be made, else user networking with the reason.
+        pub(super) fn choose(pairs: u16) -> Self {
+            match TapNet::create("bench", pairs) {
                 Ok(tap) => Self::Tap(tap),
                 Err(why) => Self::User(why),
             }
@@ -1109,7 +1139,7 @@ mod servers {
         let mut vm = machine(media, plan);
         let route = match reach {
             Reach::Tap(tap) => {
-                vm.extra = tap.qemu_args(NIC_MODEL);
+                vm.extra = tap.qemu_args(&nic_model(tap.queues()));
                 Route::Tap(tap)
             }
             Reach::User(_) => {
@@ -1120,8 +1150,16 @@ mod servers {
         };
         let log = dir.join(format!("{name}.log"));
         let mut figures = None;
+        let pairs = match route {
+            Route::Tap(tap) => tap.queues(),
+            Route::Forwarded(_) => 1,
+        };
         let stop = |line: &qemu::Line| {
             if line.text.contains("linux: failed:") || line.text.contains("FAILED") {
+                return true;
+            }
+            if let Some(why) = pairs_unused(&line.text, pairs) {
+                figures = Some(Err(format!("{name}: {why}")));
                 return true;
             }
             if figures.is_none() && line.text.contains(ready) {
@@ -1141,6 +1179,27 @@ mod servers {
                 "{name}: the server never said `{ready}` (log: {})",
                 log.display()
             ))
+        })
+    }
+
+    /// Why a guest's serial `line` shows it not using the NIC's `pairs` queue pairs, if
+    /// it does: Linux's init lists eth0's queues (`linux: eth0 queues rx-0 rx-1 ...`),
+    /// Rexo's servers say how many cores serve (`...; 2 of 2 core(s) serve, ...`).
+    pub(super) fn pairs_unused(line: &str, pairs: u16) -> Option<String> {
+        if let Some((_, queues)) = line.split_once("linux: eth0 queues ") {
+            let rx = queues.split_whitespace().filter(|q| q.starts_with("rx-"));
+            let count = rx.count();
+            return (count != usize::from(pairs)).then(|| {
+                format!("Linux's eth0 uses {count} receive queue(s), not the NIC's {pairs}")
+            });
+        }
+        let (_, serve) = line.rsplit_once("; ")?;
+        let (serving, rest) = serve.split_once(" of ")?;
+        if !rest.contains(" core(s) serve") {
+            return None;
+        }
+        (serving != pairs.to_string()).then(|| {
+            format!("Rexo serves on {serving} core(s), not one per each of the NIC's {pairs} queue pairs")
         })
     }
 
@@ -1787,5 +1846,22 @@ mod tests {
         assert_eq!(parse_meminfo("linux: meminfo total_kib=x"), None);
         assert_eq!(civil(0), "1970-01-01 00:00 UTC");
         assert_eq!(civil(1_795_475_400), "2026-11-23 23:10 UTC");
+    }
+
+    #[test]
+    fn both_guests_must_use_the_nics_queue_pairs() {
+        assert_eq!(nic_model(1), "virtio-net-pci");
+        assert_eq!(nic_model(2), "virtio-net-pci,mq=on,vectors=6");
+        let unused = servers::pairs_unused;
+        assert_eq!(unused("linux: eth0 queues rx-0 rx-1 tx-0 tx-1 ", 2), None);
+        assert!(unused("linux: eth0 queues rx-0 tx-0 ", 2).is_some());
+        assert_eq!(unused("linux: eth0 queues rx-0 tx-0 ", 1), None);
+        let httpd = "httpd: serving http://10.0.2.15:80/ (10.0.2.15/24 fixed by ip=) on virtio-net with rexo-tcp; 2 of 2 core(s) serve, a stack per queue pair of nic 0";
+        assert_eq!(unused(httpd, 2), None);
+        assert!(unused(httpd, 1).is_some());
+        let kv = "kv: serving memcached on 10.0.2.15/24 port 11211 (TCP and UDP, nic 0); cache 16384 KiB in 1 shard(s), connection buffers 8192 KiB per core; 1 of 2 core(s) serve: the interface has one queue pair";
+        assert_eq!(unused(kv, 1), None);
+        assert!(unused(kv, 2).is_some());
+        assert_eq!(unused("rexo: ready cores=2 mem=511 MiB boot=1 us", 2), None);
     }
 }

@@ -1045,23 +1045,105 @@ pub const HTTPD_TSO: crate::netclient::Client = crate::netclient::Client {
     name: "httpd TSO client",
     needs: &[],
     after: "httpd: serving",
-    run: |_| {
-        let address = SocketAddr::from((crate::tapnet::GUEST, 80));
-        let checked = check_tso(address);
-        // Stop the server even after a failure, so the case ends before its timeout.
-        let stopped = Client::connect_to(address).and_then(|mut client| {
-            client.send(get("/__shutdown", "").as_bytes())?;
-            client.answer(true).map(drop)
-        });
-        let notes = checked?;
-        stopped?;
-        Ok(notes)
-    },
+    run: |_| on_tap_then_shut_down(check_tso),
 };
+
+/// The `net::httpd-per-core` case's client, inside the tap's namespace:
+/// [`check_per_core`] against the guest's port 80, once httpd says it serves.
+pub const HTTPD_PER_CORE: crate::netclient::Client = crate::netclient::Client {
+    name: "httpd per-core client",
+    needs: &[],
+    after: "httpd: serving",
+    run: |_| on_tap_then_shut_down(check_per_core),
+};
+
+/// Runs `check` against the guest's port 80 on the tap network, then stops the server
+/// with the test hook even after a failure, so that the case ends before its timeout.
+fn on_tap_then_shut_down(
+    check: fn(SocketAddr) -> Result<Vec<String>, String>,
+) -> Result<Vec<String>, String> {
+    let address = SocketAddr::from((crate::tapnet::GUEST, 80));
+    let checked = check(address);
+    let stopped = Client::connect_to(address).and_then(|mut client| {
+        client.send(get("/__shutdown", "").as_bytes())?;
+        client.answer(true).map(drop)
+    });
+    let notes = checked?;
+    stopped?;
+    Ok(notes)
+}
 
 /// Connections fetching at once in [`check_tso`]: as many as the benchmarks', so that
 /// their large frames outnumber the NIC's buffers for them.
 const TSO_CONNECTIONS: usize = 32;
+
+/// What [`fetch_at_once`] fetched.
+struct Fetched {
+    /// Requests answered.
+    requests: u64,
+    /// Body bytes, all byte-exact.
+    bytes: usize,
+}
+
+/// `connections` keep-alive connections at once (each from its own source port) each
+/// fetch every file of `paths` in turn, and the first also `/10m.bin` when `generated`;
+/// every answer must be byte-exact.
+fn fetch_at_once(
+    address: SocketAddr,
+    connections: usize,
+    paths: &'static [&'static str],
+    generated: bool,
+) -> Result<Fetched, String> {
+    let content = std::sync::Arc::new(generated_content());
+    let workers: Vec<_> = (0..connections)
+        .map(|index| {
+            let content = content.clone();
+            std::thread::spawn(move || -> Result<Fetched, String> {
+                let mut client = Client::connect_to(address)?;
+                let mut bytes = 0;
+                for path in paths {
+                    let (content_type, content) = file(path);
+                    client.send(get(path, "").as_bytes())?;
+                    let answer = client.answer(true)?;
+                    let head = ok_head(content_type, content, false);
+                    expect(&format!("GET {path}"), &answer, &head, content)?;
+                    bytes += content.len();
+                }
+                let requests = paths.len() as u64;
+                if index > 0 || !generated {
+                    return Ok(Fetched { requests, bytes });
+                }
+                client.send(get(GENERATED_PATH, "").as_bytes())?;
+                let answer = client.answer(true)?;
+                let head = ok_head("application/octet-stream", &content, false);
+                expect("GET /10m.bin", &answer, &head, &content)?;
+                Ok(Fetched {
+                    requests: requests + 1,
+                    bytes: bytes + content.len(),
+                })
+            })
+        })
+        .collect();
+    let mut all = Fetched {
+        requests: 0,
+        bytes: 0,
+    };
+    for worker in workers {
+        let fetched = worker
+            .join()
+            .map_err(|_| "a client thread panicked".to_string())??;
+        all.requests += fetched.requests;
+        all.bytes += fetched.bytes;
+    }
+    Ok(all)
+}
+
+/// The status page of the server at `address`.
+fn status_page_at(address: SocketAddr) -> Result<String, String> {
+    let mut client = Client::connect_to(address)?;
+    client.send(get("/", "").as_bytes())?;
+    Ok(String::from_utf8_lossy(&client.answer(true)?.body).into_owned())
+}
 
 /// Large files through TCP segmentation offload: [`TSO_CONNECTIONS`] keep-alive
 /// connections at once each fetch `/100k.txt` three times and `/1m.txt` once, and the
@@ -1070,42 +1152,10 @@ const TSO_CONNECTIONS: usize = 32;
 /// handed it over).
 pub fn check_tso(address: SocketAddr) -> Result<Vec<String>, String> {
     let started = Instant::now();
-    let generated = std::sync::Arc::new(generated_content());
-    let workers: Vec<_> = (0..TSO_CONNECTIONS)
-        .map(|index| {
-            let generated = generated.clone();
-            std::thread::spawn(move || -> Result<usize, String> {
-                let mut client = Client::connect_to(address)?;
-                let mut bytes = 0;
-                for path in ["/100k.txt", "/100k.txt", "/1m.txt", "/100k.txt"] {
-                    let (content_type, content) = file(path);
-                    client.send(get(path, "").as_bytes())?;
-                    let answer = client.answer(true)?;
-                    let head = ok_head(content_type, content, false);
-                    expect(&format!("GET {path}"), &answer, &head, content)?;
-                    bytes += content.len();
-                }
-                if index > 0 {
-                    return Ok(bytes);
-                }
-                client.send(get(GENERATED_PATH, "").as_bytes())?;
-                let answer = client.answer(true)?;
-                let head = ok_head("application/octet-stream", &generated, false);
-                expect("GET /10m.bin", &answer, &head, &generated)?;
-                Ok(bytes + generated.len())
-            })
-        })
-        .collect();
-    let mut bytes = 0;
-    for worker in workers {
-        bytes += worker
-            .join()
-            .map_err(|_| "a TSO client thread panicked")??;
-    }
+    let paths = &["/100k.txt", "/100k.txt", "/1m.txt", "/100k.txt"];
+    let bytes = fetch_at_once(address, TSO_CONNECTIONS, paths, true)?.bytes;
     let elapsed = started.elapsed();
-    let mut client = Client::connect_to(address)?;
-    client.send(get("/", "").as_bytes())?;
-    let page = String::from_utf8_lossy(&client.answer(true)?.body).into_owned();
+    let page = status_page_at(address)?;
     let (by_nic, by_stack) = status_row(&page, "large segments cut by the NIC / by the stack")
         .and_then(|value| value.split_once(" / "))
         .and_then(|(nic, stack)| Some((nic.parse::<u64>().ok()?, stack.parse::<u64>().ok()?)))
@@ -1125,6 +1175,58 @@ pub fn check_tso(address: SocketAddr) -> Result<Vec<String>, String> {
     }
     Ok(vec![format!(
         "{TSO_CONNECTIONS} connections at once, 100 KiB and 1 MiB files (and one 10 MiB): {bytes} bytes byte-exact in {} ms; {by_nic} large segments cut by the NIC, {by_stack} by the stack, 0 dropped",
+        elapsed.as_millis()
+    )])
+}
+
+/// Connections of [`check_per_core`], each from its own source port: the tap spreads
+/// them over its two queues by a hash of their ports, so the chance that all land on
+/// one queue (and one core) is 2^-15.
+const PER_CORE_CONNECTIONS: usize = 16;
+
+/// httpd on every core: [`PER_CORE_CONNECTIONS`] keep-alive connections at once each
+/// fetch the 1 KiB, 100 KiB and 1 MiB files and the first `/10m.bin` too, byte-exact;
+/// then the status page must say two cores serve, count every one of those answers
+/// (the cores' counters summed), and show answers on each core adding up to that sum.
+pub fn check_per_core(address: SocketAddr) -> Result<Vec<String>, String> {
+    let started = Instant::now();
+    let paths = &["/1k.txt", "/100k.txt", "/1m.txt", "/1k.txt"];
+    let fetched = fetch_at_once(address, PER_CORE_CONNECTIONS, paths, true)?;
+    let elapsed = started.elapsed();
+    let page = status_page_at(address)?;
+    let number = |name: &str| {
+        status_row(&page, name)
+            .and_then(|value| value.parse::<u64>().ok())
+            .ok_or_else(|| format!("the status page has no number `{name}`:\n{page}"))
+    };
+    if number("serving cores")? != 2 {
+        return Err(format!(
+            "the status page does not say 2 serving cores:\n{page}"
+        ));
+    }
+    let answers = number("answers")?;
+    if answers != fetched.requests {
+        return Err(format!(
+            "the status page counts {answers} answers; the clients got {} (the cores' counters are not summed)",
+            fetched.requests
+        ));
+    }
+    let per_core = status_row(&page, "answers per core")
+        .ok_or_else(|| format!("the status page has no answers per core:\n{page}"))?;
+    let counts = per_core
+        .split(" + ")
+        .map(|n| n.parse::<u64>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| format!("answers per core `{per_core}` are not numbers"))?;
+    if counts.len() != 2 || counts.contains(&0) || counts.iter().sum::<u64>() != answers {
+        return Err(format!(
+            "answers per core `{per_core}`: expected two non-zero counts adding up to {answers}"
+        ));
+    }
+    Ok(vec![format!(
+        "{PER_CORE_CONNECTIONS} connections at once: {} answers, {} bytes byte-exact in {} ms; the status page sums them ({per_core})",
+        fetched.requests,
+        fetched.bytes,
         elapsed.as_millis()
     )])
 }

@@ -214,6 +214,8 @@ if [ "$service" = drivers ]; then
 fi
 await_eth0
 ip link set eth0 up || fail "ip link set eth0 up"
+# The queues the driver uses (virtio-net: a pair per core, up to the device's pairs).
+echo "linux: eth0 queues $(ls /sys/class/net/eth0/queues | tr '\n' ' ')"
 ip addr add 10.0.2.15/24 dev eth0 || fail "ip addr add 10.0.2.15/24"
 ip route add default via 10.0.2.2 || fail "ip route add default"
 echo "linux: meminfo $(awk '/^MemTotal:/ { t = $2 } /^MemAvailable:/ { a = $2 } END { print "total_kib=" t " available_kib=" a }' /proc/meminfo)"

@@ -88,6 +88,11 @@ impl TapNet {
         &self.netns
     }
 
+    /// The tap device's queues.
+    pub fn queues(&self) -> u16 {
+        self.queues
+    }
+
     /// QEMU's arguments for a NIC of `model` on the tap device.
     pub fn qemu_args(&self, model: &str) -> Vec<String> {
         vec![
@@ -110,8 +115,9 @@ impl TapNet {
     /// What the report says of this transport.
     pub fn describe(&self) -> String {
         format!(
-            "a tap device in the network namespace {} made for the run (host 10.0.2.2, guest 10.0.2.15; {})",
+            "a tap device in the network namespace {} made for the run (host 10.0.2.2, guest 10.0.2.15; {} queue pair(s) on the NIC; {})",
             self.netns,
+            self.queues,
             match &self.vhost {
                 Ok(()) => "vhost-net on".to_string(),
                 Err(why) => format!("no vhost-net: /dev/vhost-net: {why}"),

@@ -4,7 +4,6 @@
 //! smoltcp's send buffer, or handed to `rexo-tcp` as pieces of the file cache).
 
 use alloc::vec::Vec;
-use core::cell::RefCell;
 
 use rexo_http::{Page, Site, Step};
 
@@ -109,7 +108,7 @@ impl Client {
         tcp: &mut Transport,
         site: &Site,
         pages: &mut dyn FnMut(&[u8]) -> Page,
-        counters: &RefCell<Counters>,
+        counters: &spin::Mutex<Counters>,
         now_ns: u64,
     ) -> Progress {
         let mut moved = false;
@@ -123,7 +122,7 @@ impl Client {
                     Ok(queued) => moved |= queued,
                     Err(()) => {
                         // The peer closed or reset mid-answer: only this connection ends.
-                        counters.borrow_mut().broken += 1;
+                        counters.lock().broken += 1;
                         return Progress::Finished(Ending::Abort);
                     }
                 }
@@ -144,7 +143,7 @@ impl Client {
             moved |= self.read(tcp, site.limits.buffer_bound());
             if self.broken {
                 if was_in_flight || self.in_flight {
-                    counters.borrow_mut().broken += 1;
+                    counters.lock().broken += 1;
                 }
                 return Progress::Finished(Ending::Abort);
             }
@@ -161,7 +160,7 @@ impl Client {
                 }
                 Step::NeedMore => return self.open_or_idle(moved, now_ns, counters),
                 Step::Answer { response, consumed } => {
-                    let mut counters = counters.borrow_mut();
+                    let mut counters = counters.lock();
                     counters.answered(response.status().code());
                     counters.head_bytes += response.head().len() as u64;
                     counters.body_bytes += response.body().bytes().len() as u64;
@@ -192,11 +191,16 @@ impl Client {
     }
 
     /// The connection stays open, unless it was idle too long.
-    fn open_or_idle(&mut self, moved: bool, now_ns: u64, counters: &RefCell<Counters>) -> Progress {
+    fn open_or_idle(
+        &mut self,
+        moved: bool,
+        now_ns: u64,
+        counters: &spin::Mutex<Counters>,
+    ) -> Progress {
         if moved {
             self.last_activity_ns = now_ns;
         } else if now_ns.saturating_sub(self.last_activity_ns) > IDLE_TIMEOUT_NS {
-            counters.borrow_mut().idle_closed += 1;
+            counters.lock().idle_closed += 1;
             return Progress::Finished(if self.sending.is_some() || self.in_flight {
                 Ending::Abort
             } else {
@@ -211,7 +215,7 @@ impl Client {
     fn linger(
         &mut self,
         tcp: &mut Transport,
-        counters: &RefCell<Counters>,
+        counters: &spin::Mutex<Counters>,
         now_ns: u64,
         since_ns: u64,
         mut last_byte_ns: u64,
@@ -228,7 +232,7 @@ impl Client {
             }
         }
         if now_ns.saturating_sub(since_ns) > LINGER_MAX_NS {
-            counters.borrow_mut().linger_reset += 1;
+            counters.lock().linger_reset += 1;
             return Progress::Finished(Ending::Abort);
         }
         if now_ns.saturating_sub(last_byte_ns) > LINGER_QUIET_NS {

@@ -11,15 +11,27 @@
 //! ([`main_smoltcp`], [`main_test_smoltcp`]) serve on smoltcp's TCP instead, for
 //! comparison (docs/network.md has the measurement that chose).
 //!
-//! One core runs the server as a poll loop: poll the stack, accept, move every
-//! connection on as far as it goes without waiting. A connection that cannot move (a
-//! client that stopped reading, or vanished mid-answer) holds only itself up. When
-//! nothing moved, the core sleeps until a frame arrives (`wake_on_receive`), or polls
-//! on when the NIC cannot wake it.
+//! Cores: httpd serves on every core the app was given that has a queue pair of the NIC
+//! ([`rexo_net::attach_cores`]): a stack per pair on its own core, each with its own
+//! `rexo-tcp` endpoint serving the connections its pair received (the device keeps a
+//! flow on one pair), the file cache shared by all (it is immutable once built). Each
+//! core keeps its own counters (behind a lock only the core that renders the status
+//! page also takes), so the page shows every core's answers, connections and NIC
+//! traffic summed, and the answers of each core. [`MAX_CLIENTS`] and [`BACKLOG`] are
+//! the app's, cut evenly between the serving cores. With one queue pair (user
+//! networking, e1000), a driver that cannot split, or one core (the default run's
+//! manifest gives httpd one), one core serves, and the start line says why.
+//!
+//! Each serving core runs a poll loop: poll its stack, accept, move every connection
+//! on as far as it goes without waiting. A connection that cannot move (a client that
+//! stopped reading, or vanished mid-answer) holds only itself up. When nothing moved,
+//! the core sleeps until a frame arrives on its pair (`wake_on_receive`), or polls on
+//! when the NIC cannot wake it.
 //!
 //! `httpd` runs until the machine stops. `httpd-test` ([`main_test`]) is the same server
-//! with one test hook: a `GET /__shutdown` is answered and then the app returns, so the
-//! test harness can end the run with the app's own verdict. The hook lives in a
+//! with one test hook: a `GET /__shutdown`, on any core, is answered and then every core
+//! finishes its answers and stops (each logs `httpd: core N served M answers`), and the
+//! app returns, so the test harness can end the run with the app's own verdict. The hook lives in a
 //! separate app entry because apps get no arguments: the server a user runs cannot be
 //! stopped by any client.
 #![cfg_attr(target_os = "none", no_std)]
@@ -36,8 +48,10 @@ mod transport;
 mod tests;
 
 use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rexo_api::{ApiError, DeviceKind, Kernel};
 use rexo_http::{Page, Site};
@@ -83,13 +97,14 @@ const TCP_OPTIONS: TcpOptions = TcpOptions {
 /// one serves in `httpd-smoltcp` and `httpd-test-smoltcp`.
 pub const DEFAULT_TCP: Tcp = Tcp::Rexo;
 
-/// `rexo-tcp`'s settings: the buffers and bounds of [`TCP_OPTIONS`], [`BACKLOG`] and
-/// [`MAX_CLIENTS`], and the initial sequence numbers keyed by `secret`.
-fn rexo_tcp_config(secret: u64) -> rexo_tcp::Config {
+/// `rexo-tcp`'s settings for one core: the buffers of [`TCP_OPTIONS`], the core's
+/// share of [`MAX_CLIENTS`] (`clients`) and of [`BACKLOG`] (`backlog`), and the initial
+/// sequence numbers keyed by `secret`.
+fn rexo_tcp_config(secret: u64, clients: usize, backlog: usize) -> rexo_tcp::Config {
     rexo_tcp::Config {
         recv_buffer: TCP_OPTIONS.receive_buffer,
-        backlog: BACKLOG,
-        max_connections: MAX_CLIENTS + BACKLOG,
+        backlog,
+        max_connections: clients + backlog,
         secret,
         ..rexo_tcp::Config::default()
     }
@@ -115,7 +130,7 @@ pub fn main_test_smoltcp(kernel: &Kernel) -> Result<(), ApiError> {
     run(kernel, true, Tcp::Smoltcp)
 }
 
-/// Sets up the NIC, the stack and the site, then serves with `tcp`.
+/// Sets up the NIC, a stack per serving core and the site, then serves with `tcp`.
 fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
     let Some(device) = kernel
         .devices()
@@ -126,8 +141,12 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
         return Err(ApiError::NoSuchDevice);
     };
     let filter = format!("tcp dport {HTTP_PORT}");
-    let (nic, config) = rexo_net::attach(kernel, device.index, &[&filter], DHCP_TIMEOUT_NS)
-        .map_err(|error| failed(kernel, error))?;
+    let cores = kernel.cores();
+    let mut attached =
+        rexo_net::attach_cores(kernel, device.index, &[&filter], cores, DHCP_TIMEOUT_NS)
+            .map_err(|error| failed(kernel, error))?;
+    let stacks = core::mem::take(&mut attached.stacks);
+    let serving = stacks.len();
     let started = kernel.now_ns();
     let (disk_files, notes) = site::from_disk(kernel);
     for note in notes {
@@ -145,36 +164,37 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
         site.files.len(),
         (kernel.now_ns() - started) / 1_000_000
     ));
-    let mut stack = Stack::new(kernel, nic, 0, config).map_err(|error| failed(kernel, error))?;
     // Apps have no entropy source yet: the boot-relative time and the MAC key the
     // initial sequence numbers, as for smoltcp's seed (`rexo-net`).
-    let mac = stack.mac();
-    let secret = kernel.now_ns().rotate_left(17)
-        ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5e, 0xed]);
-    // Can every receive queue wake this core? (Armed again before every nap: a wake is
-    // one-shot.)
-    let can_sleep = match stack.wake_on_receive(Some(kernel.core_index())) {
-        Ok(()) => true,
-        Err(error) => {
-            kernel.log(format_args!(
-                "httpd: polling when idle ({} cannot wake a core: {error})",
-                device.driver
-            ));
-            false
-        }
-    };
-    let mut net = Transport::serve(
-        stack,
-        tcp,
-        HTTP_PORT,
-        (BACKLOG, TCP_OPTIONS),
-        rexo_tcp_config(secret),
-    )
-    .map_err(|error| failed(kernel, error))?;
-    if let Some((address, prefix)) = net.stack.address() {
+    let secret = stacks.first().map_or(0, |stack| {
+        let mac = stack.mac();
+        kernel.now_ns().rotate_left(17)
+            ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5e, 0xed])
+    });
+    // The bounds of [`MAX_CLIENTS`] and [`BACKLOG`] are the app's, shared by its cores.
+    let (clients, backlog) = ((MAX_CLIENTS / serving).max(1), (BACKLOG / serving).max(1));
+    let address = stacks.first().and_then(Stack::address);
+    let transports = stacks
+        .into_iter()
+        .map(|stack| {
+            Transport::serve(
+                stack,
+                tcp,
+                HTTP_PORT,
+                (backlog, TCP_OPTIONS),
+                rexo_tcp_config(secret, clients, backlog),
+            )
+        })
+        .collect::<Result<Vec<_>, NetError>>()
+        .map_err(|error| failed(kernel, error))?;
+    if let Some((address, prefix)) = address {
+        let why = match attached.one_core_because {
+            Some(why) => format!(": {why}"),
+            None => format!(", a stack per queue pair of nic {}", device.index),
+        };
         kernel.log(format_args!(
-            "httpd: serving http://{address}:{HTTP_PORT}/ ({address}/{prefix} {}) on {} with {}{}",
-            config.how(),
+            "httpd: serving http://{address}:{HTTP_PORT}/ ({address}/{prefix} {}) on {} with {}{}; {serving} of {cores} core(s) serve{why}",
+            attached.config.how(),
             device.driver,
             tcp.name(),
             if shutdown_hook {
@@ -184,111 +204,274 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
             }
         ));
     }
-    let mut server = Server {
-        kernel,
+    let shared = Arc::new(Shared {
         site,
-        counters: RefCell::new(Counters::default()),
         started_ns: started,
         shutdown_hook,
-        shutdown_asked_ns: None,
-        clients: Vec::new(),
         nic_index: device.index,
-    };
-    loop {
-        let now = kernel.now_ns();
-        let mut moved = net.stack.poll(now).map_err(|error| failed(kernel, error))?;
-        while server.clients.len() < MAX_CLIENTS {
-            let Some(connection) = net.accept() else {
-                break;
-            };
-            server.counters.get_mut().accepted += 1;
-            server.clients.push(Client::new(connection, now));
-            moved = true;
-        }
-        moved |= server.step_clients(&mut net, now);
-        if let Some(asked) = server.shutdown_asked_ns
-            && (server.clients.iter().all(Client::is_between_answers)
-                || now - asked > SHUTDOWN_GRACE_NS)
-        {
-            break;
-        }
-        if !moved && can_sleep {
-            // A frame that came between the poll and the arming wakes the nap at once
-            // (the kernel remembers it); naps are short besides.
-            let _ = net.stack.wake_on_receive(Some(kernel.core_index()));
-            kernel.sleep_ns(IDLE_NAP_NS);
-        }
+        driver: device.driver,
+        clients,
+        stop: AtomicBool::new(false),
+        books: (0..serving).map(|_| Book::default()).collect(),
+        failure: spin::Mutex::new(None),
+    });
+    let on_cores = shared.clone();
+    rexo_net::serve_on_cores(kernel, transports, move |kernel, core, net| {
+        serve_core(kernel, core, net, &on_cores);
+    })?;
+    if let Some(error) = *shared.failure.lock() {
+        return Err(failed(kernel, error));
     }
-    server
-        .shut_down(&mut net)
-        .map_err(|error| failed(kernel, error))?;
+    let c = shared.counters();
+    kernel.log(format_args!(
+        "httpd: {} answers {:?} on {} connections ({} peers gone mid-answer, {} idle closed, {} reset while lingering); {} head and {} body bytes",
+        c.requests(),
+        c.by_status,
+        c.accepted,
+        c.broken,
+        c.idle_closed,
+        c.linger_reset,
+        c.head_bytes,
+        c.body_bytes
+    ));
+    kernel.log(format_args!("httpd: done"));
+    // The stacks are gone: the lease their handles were split from may end.
+    drop(attached);
     Ok(())
 }
 
-/// The server's state beside the stack.
-struct Server<'k> {
-    /// The kernel.
-    kernel: &'k Kernel,
+/// What the serving cores share: the site (immutable), the stop, and each core's book.
+struct Shared {
     /// The files and request bounds.
     site: Site,
-    /// What was served: read by the status page while a step serves, updated by the
-    /// step around it, never both at once.
-    counters: RefCell<Counters>,
     /// When the app started.
     started_ns: u64,
     /// Whether `GET /__shutdown` stops the server.
     shutdown_hook: bool,
-    /// When the test hook asked the server to stop.
+    /// The network interface's number (for the status page's packet filters).
+    nic_index: usize,
+    /// Its driver's name (for the log).
+    driver: &'static str,
+    /// Connections each core serves at once.
+    clients: usize,
+    /// Set by the core that answered the test hook (or failed): every core stops.
+    stop: AtomicBool,
+    /// One per serving core, in the order of the app's cores.
+    books: Vec<Book>,
+    /// The first error a core failed with.
+    failure: spin::Mutex<Option<NetError>>,
+}
+
+/// What one core has served, kept by that core and read by whichever core renders the
+/// status page (each lock is its core's but for that moment).
+#[derive(Default)]
+struct Book {
+    /// The core's counters.
+    counters: spin::Mutex<Counters>,
+    /// Its stack's NIC counters, as its last poll round found them.
+    net: spin::Mutex<rexo_net::Counters>,
+    /// Its connections open at its last poll round.
+    open: AtomicUsize,
+}
+
+impl Shared {
+    /// Every core's counters summed.
+    fn counters(&self) -> Counters {
+        let mut sum = Counters::default();
+        for book in &self.books {
+            sum.add(&book.counters.lock());
+        }
+        sum
+    }
+
+    /// The status page, with every core's counters summed (`address`: the server's).
+    fn status_page(&self, kernel: &Kernel, address: Option<(rexo_net::Ipv4Addr, u8)>) -> Vec<u8> {
+        let devices = kernel.devices();
+        let memory = kernel.memory();
+        let per_core: Vec<u64> = self
+            .books
+            .iter()
+            .map(|book| book.counters.lock().requests())
+            .collect();
+        let mut net = rexo_net::Counters::default();
+        for book in &self.books {
+            net += *book.net.lock();
+        }
+        status::render(&Snapshot {
+            cores: kernel.cores(),
+            per_core: &per_core,
+            memory_usable: memory.usable,
+            memory_free: memory.free,
+            devices: &devices,
+            uptime_ns: kernel.now_ns() - self.started_ns,
+            address,
+            net,
+            open: self
+                .books
+                .iter()
+                .map(|book| book.open.load(Ordering::Relaxed))
+                .sum(),
+            counters: &self.counters(),
+            sharing: kernel.net_sharing(self.nic_index).ok().flatten(),
+        })
+    }
+}
+
+/// Serves one core's stack (`core`: its place among the app's cores) until the test
+/// hook or a failure stops every core; an error is kept in [`Shared::failure`].
+fn serve_core(kernel: &Kernel, core: usize, mut net: Transport, shared: &Shared) {
+    // Can every receive queue wake this core? (Armed again before every nap: a wake is
+    // one-shot.)
+    let can_sleep = match net.stack.wake_on_receive(Some(kernel.core_index())) {
+        Ok(()) => true,
+        Err(error) => {
+            kernel.log(format_args!(
+                "httpd: core {core} polls when idle ({} cannot wake a core: {error})",
+                shared.driver
+            ));
+            false
+        }
+    };
+    let mut server = Server {
+        kernel,
+        shared,
+        book: &shared.books[core],
+        shutdown_asked_ns: None,
+        clients: Vec::new(),
+    };
+    let result = server
+        .serve(&mut net, can_sleep)
+        .and_then(|()| server.shut_down(&mut net));
+    if let Err(error) = result {
+        kernel.log(format_args!("httpd: core {core} failed: {error}"));
+        shared.failure.lock().get_or_insert(error);
+        shared.stop.store(true, Ordering::Relaxed);
+    }
+    let c = server.book.counters.lock().clone();
+    kernel.log(format_args!(
+        "httpd: core {core} served {} answers on {} connections",
+        c.requests(),
+        c.accepted
+    ));
+    log_stack(kernel, core, shared.books.len(), &mut net.stack);
+}
+
+/// Logs what core `core`'s stack moved (named by core when `serving` is more than one).
+fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
+    let who = if serving > 1 {
+        format!("httpd: core {core}:")
+    } else {
+        String::from("httpd:")
+    };
+    let n = stack.counters();
+    // Half-open connections given up: smoltcp's recycled sockets, or our own TCP's
+    // evicted and expired entries.
+    let own = stack.own_tcp().map(|own| own.stats().clone());
+    let stale = own.as_ref().map_or(n.half_open_recycled, |s| {
+        s.half_open_evicted + s.half_open_expired
+    });
+    kernel.log(format_args!(
+        "{who} NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped; {stale} stale handshakes dropped",
+        n.rx_frames,
+        n.rx_bytes,
+        n.tx_frames,
+        n.tx_bytes,
+        n.replies_copied,
+        n.reply_bytes_copied,
+        n.tx_dropped,
+    ));
+    if let Some(s) = own {
+        let o = stack.own_counters();
+        kernel.log(format_args!(
+            "{who} rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces, {} super-segments cut by the NIC), {} SYNs, {} resets sent, {} bad segments, {} without a way back",
+            s.segments_in,
+            s.segments_out,
+            s.segments_retransmitted,
+            o.tx_pieces,
+            o.tx_segmented,
+            s.syns,
+            s.rst_sent,
+            s.truncated + s.bad_header + s.not_tcp + s.bad_checksum,
+            o.no_neighbour
+        ));
+    }
+}
+
+/// One core's server beside its stack.
+struct Server<'a> {
+    /// The kernel.
+    kernel: &'a Kernel,
+    /// What the cores share.
+    shared: &'a Shared,
+    /// This core's book.
+    book: &'a Book,
+    /// When this core saw the test hook's request to stop (its own or another core's).
     shutdown_asked_ns: Option<u64>,
     /// The open connections.
     clients: Vec<Client>,
-    /// The network interface's number (for the status page's packet filters).
-    nic_index: usize,
 }
 
 impl Server<'_> {
+    /// The poll loop: poll the stack, accept, move every connection on; until the test
+    /// hook stops the cores and this core's answers are sent (or their grace ran out).
+    fn serve(&mut self, net: &mut Transport, can_sleep: bool) -> Result<(), NetError> {
+        let kernel = self.kernel;
+        loop {
+            let now = kernel.now_ns();
+            let mut moved = net.stack.poll(now)?;
+            while self.clients.len() < self.shared.clients {
+                let Some(connection) = net.accept() else {
+                    break;
+                };
+                self.book.counters.lock().accepted += 1;
+                self.clients.push(Client::new(connection, now));
+                moved = true;
+            }
+            moved |= self.step_clients(net, now);
+            if self.shutdown_asked_ns.is_none() && self.shared.stop.load(Ordering::Relaxed) {
+                self.shutdown_asked_ns = Some(now);
+            }
+            if let Some(asked) = self.shutdown_asked_ns
+                && (self.clients.iter().all(Client::is_between_answers)
+                    || now - asked > SHUTDOWN_GRACE_NS)
+            {
+                return Ok(());
+            }
+            if !moved && can_sleep {
+                // A frame that came between the poll and the arming wakes the nap at once
+                // (the kernel remembers it); naps are short besides.
+                let _ = net.stack.wake_on_receive(Some(kernel.core_index()));
+                kernel.sleep_ns(IDLE_NAP_NS);
+            }
+        }
+    }
+
     /// Moves every connection on; gives finished ones back to the stack. Whether any
     /// byte moved.
     fn step_clients(&mut self, tcp: &mut Transport, now_ns: u64) -> bool {
         let mut moved = false;
         let mut index = 0;
         // For the status page: the NIC's state as this poll round found it.
-        let (address, net) = (tcp.stack.address(), tcp.stack.counters());
+        let address = tcp.stack.address();
+        *self.book.net.lock() = tcp.stack.counters();
+        self.book.open.store(self.clients.len(), Ordering::Relaxed);
         while index < self.clients.len() {
             let Server {
                 kernel,
-                site,
-                counters,
-                started_ns,
-                shutdown_hook,
+                shared,
+                book,
                 shutdown_asked_ns,
                 clients,
-                nic_index,
             } = self;
-            let open = clients.len();
             let client = &mut clients[index];
             let mut pages = |path: &[u8]| match path {
-                b"/" => {
-                    let devices = kernel.devices();
-                    let memory = kernel.memory();
-                    Page::Ready {
-                        content_type: "text/html; charset=utf-8",
-                        body: status::render(&Snapshot {
-                            cores: kernel.cores(),
-                            memory_usable: memory.usable,
-                            memory_free: memory.free,
-                            devices: &devices,
-                            uptime_ns: kernel.now_ns() - *started_ns,
-                            address,
-                            net,
-                            open,
-                            counters: &counters.borrow(),
-                            sharing: kernel.net_sharing(*nic_index).ok().flatten(),
-                        }),
-                    }
-                }
-                SHUTDOWN_PATH if *shutdown_hook => {
+                b"/" => Page::Ready {
+                    content_type: "text/html; charset=utf-8",
+                    body: shared.status_page(kernel, address),
+                },
+                SHUTDOWN_PATH if shared.shutdown_hook => {
                     shutdown_asked_ns.get_or_insert(now_ns);
+                    shared.stop.store(true, Ordering::Relaxed);
                     Page::Ready {
                         content_type: "text/plain; charset=utf-8",
                         body: b"shutting down\n".to_vec(),
@@ -296,7 +479,7 @@ impl Server<'_> {
                 }
                 _ => Page::Unhandled,
             };
-            match client.step(tcp, site, &mut pages, counters, now_ns) {
+            match client.step(tcp, &shared.site, &mut pages, &book.counters, now_ns) {
                 Progress::Open { moved: step_moved } => {
                     moved |= step_moved;
                     index += 1;
@@ -311,62 +494,17 @@ impl Server<'_> {
         moved
     }
 
-    /// Closes every connection, lets the FINs go out, and logs what was served.
-    fn shut_down(self, tcp: &mut Transport) -> Result<(), NetError> {
+    /// Closes every connection and lets the FINs go out.
+    fn shut_down(&mut self, tcp: &mut Transport) -> Result<(), NetError> {
         let kernel = self.kernel;
-        for client in self.clients {
+        for client in core::mem::take(&mut self.clients) {
             tcp.finish(client.into_link(), false);
         }
+        self.book.open.store(0, Ordering::Relaxed);
         let closing = kernel.now_ns();
         while kernel.now_ns() - closing < FINAL_FLUSH_NS {
             tcp.stack.poll(kernel.now_ns())?;
         }
-        let c = self.counters.borrow();
-        kernel.log(format_args!(
-            "httpd: {} answers {:?} on {} connections ({} peers gone mid-answer, {} idle closed, {} reset while lingering); {} head and {} body bytes",
-            c.requests(),
-            c.by_status,
-            c.accepted,
-            c.broken,
-            c.idle_closed,
-            c.linger_reset,
-            c.head_bytes,
-            c.body_bytes
-        ));
-        let stack = &mut tcp.stack;
-        let n = stack.counters();
-        // Half-open connections given up: smoltcp's recycled sockets, or our own TCP's
-        // evicted and expired entries.
-        let own = stack.own_tcp().map(|own| own.stats().clone());
-        let stale = own.as_ref().map_or(n.half_open_recycled, |s| {
-            s.half_open_evicted + s.half_open_expired
-        });
-        kernel.log(format_args!(
-            "httpd: NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped; {stale} stale handshakes dropped",
-            n.rx_frames,
-            n.rx_bytes,
-            n.tx_frames,
-            n.tx_bytes,
-            n.replies_copied,
-            n.reply_bytes_copied,
-            n.tx_dropped,
-        ));
-        if let Some(s) = own {
-            let o = stack.own_counters();
-            kernel.log(format_args!(
-                "httpd: rexo-tcp: {} segments in, {} out ({} retransmitted, {} pieces, {} super-segments cut by the NIC), {} SYNs, {} resets sent, {} bad segments, {} without a way back",
-                s.segments_in,
-                s.segments_out,
-                s.segments_retransmitted,
-                o.tx_pieces,
-                o.tx_segmented,
-                s.syns,
-                s.rst_sent,
-                s.truncated + s.bad_header + s.not_tcp + s.bad_checksum,
-                o.no_neighbour
-            ));
-        }
-        kernel.log(format_args!("httpd: done"));
         Ok(())
     }
 }

@@ -38,6 +38,19 @@ impl Counters {
     pub fn requests(&self) -> u64 {
         self.by_status.values().sum()
     }
+
+    /// Adds `other`'s counts (another core's) to these.
+    pub fn add(&mut self, other: &Counters) {
+        self.accepted += other.accepted;
+        for (code, count) in &other.by_status {
+            *self.by_status.entry(*code).or_insert(0) += count;
+        }
+        self.head_bytes += other.head_bytes;
+        self.body_bytes += other.body_bytes;
+        self.broken += other.broken;
+        self.idle_closed += other.idle_closed;
+        self.linger_reset += other.linger_reset;
+    }
 }
 
 /// What the status page shows: the machine, the NIC's traffic and the server's counters.
@@ -45,6 +58,8 @@ impl Counters {
 pub struct Snapshot<'a> {
     /// Cores the app has.
     pub cores: usize,
+    /// Answers sent by each serving core (one entry per core serving the port).
+    pub per_core: &'a [u64],
     /// Usable RAM, bytes.
     pub memory_usable: u64,
     /// RAM not handed out, bytes.
@@ -85,6 +100,7 @@ fn write_page(page: &mut String, s: &Snapshot<'_>) -> core::fmt::Result {
     );
     page.push_str("<h2>Machine</h2>\n<table>\n");
     row(page, "cores", format_args!("{}", s.cores))?;
+    row(page, "serving cores", format_args!("{}", s.per_core.len()))?;
     row(
         page,
         "memory",
@@ -117,6 +133,14 @@ fn write_page(page: &mut String, s: &Snapshot<'_>) -> core::fmt::Result {
     }
     page.push_str("</table>\n<h2>Requests</h2>\n<table>\n");
     row(page, "answers", format_args!("{}", c.requests()))?;
+    page.push_str("<tr><th>answers per core</th><td>");
+    for (core, answers) in s.per_core.iter().enumerate() {
+        if core > 0 {
+            page.push_str(" + ");
+        }
+        write!(page, "{answers}")?;
+    }
+    page.push_str("</td></tr>\n");
     for (code, count) in &c.by_status {
         row(page, "by status", format_args!("{code}: {count}"))?;
     }
@@ -221,6 +245,7 @@ mod tests {
         counters.answered(404);
         let page = render(&Snapshot {
             cores: 2,
+            per_core: &[2, 1],
             memory_usable: 256 << 20,
             memory_free: 200 << 20,
             devices: &[],
@@ -237,6 +262,8 @@ mod tests {
             "256 MiB usable, 200 MiB free",
             "<td>10.0.2.15/24</td>",
             "<tr><th>answers</th><td>3</td></tr>",
+            "<tr><th>serving cores</th><td>2</td></tr>",
+            "<tr><th>answers per core</th><td>2 + 1</td></tr>",
             "<td>200: 2</td>",
             "<td>404: 1</td>",
             "<tr><th>open</th><td>3</td></tr>",
@@ -244,6 +271,44 @@ mod tests {
         ] {
             assert!(page.contains(expected), "{expected} missing from\n{page}");
         }
+    }
+
+    #[test]
+    fn the_cores_counters_add_up() {
+        let mut one = Counters {
+            accepted: 2,
+            head_bytes: 10,
+            body_bytes: 100,
+            broken: 1,
+            ..Counters::default()
+        };
+        one.answered(200);
+        one.answered(404);
+        let mut two = Counters {
+            accepted: 3,
+            head_bytes: 5,
+            body_bytes: 50,
+            idle_closed: 4,
+            linger_reset: 6,
+            ..Counters::default()
+        };
+        two.answered(200);
+        two.answered(304);
+        one.add(&two);
+        let mut by_status = BTreeMap::new();
+        by_status.extend([(200, 2), (304, 1), (404, 1)]);
+        assert_eq!(
+            one,
+            Counters {
+                accepted: 5,
+                by_status,
+                head_bytes: 15,
+                body_bytes: 150,
+                broken: 1,
+                idle_closed: 4,
+                linger_reset: 6,
+            }
+        );
     }
 
     #[test]

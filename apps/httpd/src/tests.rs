@@ -4,7 +4,6 @@
 //! 100 KB head, idle connections, and mutated request streams from a deterministic
 //! generator. Each test runs twice: the server's port on smoltcp and on `rexo-tcp`.
 
-use std::cell::RefCell;
 use std::vec::Vec;
 
 use rexo_http::{Page, Site, Step};
@@ -29,7 +28,7 @@ struct World {
     server: Transport,
     peer: Stack,
     site: Site,
-    counters: RefCell<Counters>,
+    counters: spin::Mutex<Counters>,
     clients: Vec<Client>,
     now_ns: u64,
 }
@@ -55,7 +54,7 @@ impl World {
             tcp,
             HTTP_PORT,
             (8, TCP_OPTIONS),
-            crate::rexo_tcp_config(7),
+            crate::rexo_tcp_config(7, crate::MAX_CLIENTS, crate::BACKLOG),
         )
         .unwrap();
         World {
@@ -63,7 +62,7 @@ impl World {
             server,
             peer,
             site: crate::site::build(Vec::new()).0,
-            counters: RefCell::default(),
+            counters: spin::Mutex::default(),
             clients: Vec::new(),
             now_ns: 0,
         }
@@ -210,7 +209,7 @@ fn pipelined_requests_are_answered_in_order_byte_exact(tcp: Tcp) {
     let expected = world.expected(&requests);
     world.send(&connection, &requests);
     assert_eq!(world.receive(&connection, Some(expected.len())), expected);
-    let counters = world.counters.borrow();
+    let counters = world.counters.lock();
     assert_eq!(counters.by_status.get(&200), Some(&9));
     assert_eq!(counters.by_status.get(&404), Some(&1));
 }
@@ -230,7 +229,7 @@ fn a_peer_gone_mid_body_stops_only_its_own_connection(tcp: Tcp) {
     for _ in 0..100 {
         world.round();
     }
-    assert_eq!(world.counters.borrow().broken, 1);
+    assert_eq!(world.counters.lock().broken, 1);
     assert_eq!(world.clients.len(), 1, "the broken connection was dropped");
 }
 
@@ -250,7 +249,7 @@ fn a_100_kb_head_is_answered_431_and_the_rest_discarded(tcp: Tcp) {
     assert_eq!(answer, [head.as_bytes(), text.as_bytes()].concat());
     // It lingered until the peer went quiet, then closed in order.
     assert!(world.clients.is_empty());
-    assert_eq!(world.counters.borrow().linger_reset, 0);
+    assert_eq!(world.counters.lock().linger_reset, 0);
 }
 
 fn idle_connections_are_closed(tcp: Tcp) {
@@ -262,7 +261,7 @@ fn idle_connections_are_closed(tcp: Tcp) {
     for _ in 0..rounds {
         world.round();
     }
-    assert_eq!(world.counters.borrow().idle_closed, 1);
+    assert_eq!(world.counters.lock().idle_closed, 1);
     assert!(world.clients.is_empty());
     assert_eq!(world.receive(&idle, None), b"");
 }
@@ -327,7 +326,7 @@ fn mutated_request_streams_get_well_formed_answers_and_bounded_buffers(tcp: Tcp)
         world.round();
     }
     assert!(world.clients.is_empty(), "every connection ended");
-    let statuses = world.counters.borrow().by_status.len();
+    let statuses = world.counters.lock().by_status.len();
     assert!(
         statuses >= 5,
         "the mutations reached only {statuses} statuses"

@@ -203,26 +203,10 @@ fn serve_until_shutdown(kernel: &Kernel, sizing: Sizing) -> Result<(), ApiError>
         ));
     }
     let shared = Arc::new(shared);
-    if serving == 1 {
-        let stack = stacks.into_iter().next();
-        if let Some(stack) = stack {
-            serve_core(kernel, 0, stack, &shared);
-        }
-    } else {
-        let stacks: Arc<Vec<spin::Mutex<Option<Stack>>>> = Arc::new(
-            stacks
-                .into_iter()
-                .map(|s| spin::Mutex::new(Some(s)))
-                .collect(),
-        );
-        let on_cores = shared.clone();
-        kernel.run_on_every_core(Arc::new(move |kernel, core| {
-            let stack = stacks.get(core).and_then(|slot| slot.lock().take());
-            if let Some(stack) = stack {
-                serve_core(kernel, core, stack, &on_cores);
-            }
-        }))?;
-    }
+    let on_cores = shared.clone();
+    rexo_net::serve_on_cores(kernel, stacks, move |kernel, core, stack| {
+        serve_core(kernel, core, stack, &on_cores);
+    })?;
     if let Some(error) = *shared.failure.lock() {
         return Err(failed(kernel, error));
     }
@@ -326,13 +310,7 @@ fn serve_core(kernel: &Kernel, core: usize, mut stack: Stack, shared: &Shared) {
     shared
         .udp_dropped
         .fetch_add(server.udp_dropped, Ordering::Relaxed);
-    let moved = stack.counters();
-    let mut frames = shared.frames.lock();
-    frames.rx_frames += moved.rx_frames;
-    frames.rx_bytes += moved.rx_bytes;
-    frames.tx_frames += moved.tx_frames;
-    frames.tx_bytes += moved.tx_bytes;
-    frames.tx_dropped += moved.tx_dropped;
+    *shared.frames.lock() += stack.counters();
 }
 
 /// One core's connections and what its serving loop keeps.

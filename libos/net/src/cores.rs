@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use rexo_api::{DeviceError, Kernel, NetDevice};
+use rexo_api::{ApiError, DeviceError, Kernel, NetDevice};
 
 use crate::stack::{Config, NetError, Stack, attach};
 
@@ -53,6 +53,33 @@ pub fn attach_cores(
         config,
         _lease: None,
     })
+}
+
+/// Runs `serve` once for each of `each` (an app's per-core parts, such as its
+/// [`Cores::stacks`]): part `i` on the app's core `i`, all at once, and returns when
+/// every one has returned. One part is served on the calling core. The `usize` given
+/// to `serve` is the part's (and its core's) place among the app's cores.
+pub fn serve_on_cores<T: Send + 'static>(
+    kernel: &Kernel,
+    each: Vec<T>,
+    serve: impl Fn(&Kernel, usize, T) + Send + Sync + 'static,
+) -> Result<(), ApiError> {
+    if each.len() == 1 {
+        if let Some(part) = each.into_iter().next() {
+            serve(kernel, 0, part);
+        }
+        return Ok(());
+    }
+    let slots: Vec<spin::Mutex<Option<T>>> = each
+        .into_iter()
+        .map(|part| spin::Mutex::new(Some(part)))
+        .collect();
+    kernel.run_on_every_core(Arc::new(move |kernel, core| {
+        let part = slots.get(core).and_then(|slot| slot.lock().take());
+        if let Some(part) = part {
+            serve(kernel, core, part);
+        }
+    }))
 }
 
 /// The whole interface and its handles, one per queue pair.

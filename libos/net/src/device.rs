@@ -69,6 +69,23 @@ pub struct Counters {
     pub segmented_by_stack: u64,
 }
 
+impl core::ops::AddAssign for Counters {
+    /// Adds `other`'s counts: what several stacks (a core each) moved together.
+    fn add_assign(&mut self, other: Counters) {
+        self.rx_frames += other.rx_frames;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_frames += other.tx_frames;
+        self.tx_bytes += other.tx_bytes;
+        self.replies_copied += other.replies_copied;
+        self.reply_bytes_copied += other.reply_bytes_copied;
+        self.tx_dropped += other.tx_dropped;
+        self.tx_held += other.tx_held;
+        self.half_open_recycled += other.half_open_recycled;
+        self.segmented_by_nic += other.segmented_by_nic;
+        self.segmented_by_stack += other.segmented_by_stack;
+    }
+}
+
 /// Sends a frame `fill` writes on `queue`: through the NIC's checksum offload with
 /// `offload` (the stack then leaves TCP and UDP checksums zero for the NIC to compute).
 /// With `clamp` (segmentation offload on), a SYN's MSS option goes out as this end's

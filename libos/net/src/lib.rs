@@ -59,7 +59,7 @@ mod tso;
 pub mod wire;
 
 pub use core::net::Ipv4Addr;
-pub use cores::{Cores, attach_cores};
+pub use cores::{Cores, attach_cores, serve_on_cores};
 pub use device::Counters;
 pub use owntcp::{NEIGHBOURS, OwnCounters};
 /// Our own TCP, for the ports [`Stack::serve_own`] serves with it.

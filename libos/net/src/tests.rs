@@ -1206,3 +1206,23 @@ fn a_nic_that_cannot_cut_turns_offload_off_and_nothing_is_lost() {
     );
     assert_eq!(net.a.counters().tx_dropped, 0);
 }
+
+#[test]
+fn counters_of_several_stacks_add_field_by_field() {
+    let one = |k: u64| crate::Counters {
+        rx_frames: k,
+        rx_bytes: 2 * k,
+        tx_frames: 3 * k,
+        tx_bytes: 4 * k,
+        replies_copied: 5 * k,
+        reply_bytes_copied: 6 * k,
+        tx_dropped: 7 * k,
+        tx_held: 8 * k,
+        half_open_recycled: 9 * k,
+        segmented_by_nic: 10 * k,
+        segmented_by_stack: 11 * k,
+    };
+    let mut sum = one(1);
+    sum += one(2);
+    assert_eq!(sum, one(3));
+}
