@@ -433,7 +433,6 @@ pub fn command(words: Vec<String>) -> Result<()> {
         None
     };
     let file_system = if boots.file_system {
-        eprintln!("xtask: writing the file-system benchmark's disk images (1 GiB file on each)");
         Some((linux::build(&root, "fsbench")?, fsbench::templates(&dir)?))
     } else {
         None
@@ -1095,7 +1094,7 @@ mod servers {
 
     /// Seconds each load runs (quick runs are shorter).
     fn load_time(plan: &Plan) -> Duration {
-        Duration::from_secs(if plan.quick { 2 } else { 5 })
+        Duration::from_secs(if plan.quick { 1 } else { 5 })
     }
 
     /// Connections of each load (issue 6's figure), and the load generators' threads

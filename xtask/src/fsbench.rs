@@ -3,9 +3,11 @@
 //! (`bench/fsbench.c`) on ext4 in the Linux guest, each on a virtio-blk disk of
 //! [`IMAGE_BYTES`] whose root holds the same 1 GiB file.
 //!
-//! The two disk images are made once per run (the 1 GiB file is written through each
-//! file system's own host tool: `rexo_fs` here, `mkfs.ext4 -d` from e2fsprogs) and
-//! copied afresh for every boot, so each round starts from the same disk.
+//! The two disk images are made once (the 1 GiB file is written through each file
+//! system's own host tool: `rexo_fs` here, `mkfs.ext4 -d` from e2fsprogs; about 10 s)
+//! and copied afresh for every boot, so each round starts from the same disk. A later
+//! run by the same xtask binary reuses them (a stamp names the binary's size and time:
+//! a rebuilt xtask, whose `rexo_fs` may write another format, makes them again).
 
 use crate::Result;
 use crate::diskimage::{self, Attach};
@@ -30,19 +32,44 @@ pub struct Templates {
     pub ext4: PathBuf,
 }
 
-/// Makes both templates in `dir` (about 1 GiB of writes each).
+/// Both templates in `dir`: the ones an earlier run of this xtask binary made, else
+/// made now (about 1 GiB of writes each).
 pub fn templates(dir: &Path) -> Result<Templates> {
+    let templates = Templates {
+        rexo: dir.join("fs-template-rexo.img"),
+        ext4: dir.join("fs-template-ext4.img"),
+    };
+    let stamp = dir.join("fs-templates.stamp");
+    let maker = std::env::current_exe()
+        .and_then(std::fs::metadata)
+        .and_then(|m| Ok(format!("{} {:?}", m.len(), m.modified()?)))
+        .map_err(|e| format!("no xtask binary: {e}"))?;
+    if std::fs::read_to_string(&stamp).is_ok_and(|made_by| made_by == maker)
+        && templates.rexo.is_file()
+        && templates.ext4.is_file()
+    {
+        return Ok(templates);
+    }
+    let _ = std::fs::remove_file(&stamp);
+    eprintln!("xtask: writing the file-system benchmark's disk images (1 GiB file on each)");
+    make_templates(dir, &templates)?;
+    std::fs::write(&stamp, maker).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    Ok(templates)
+}
+
+/// Makes `templates` in `dir`.
+fn make_templates(dir: &Path, templates: &Templates) -> Result<()> {
     let source = dir.join("fs-source");
     std::fs::create_dir_all(&source)
         .map_err(|e| format!("cannot create {}: {e}", source.display()))?;
     let big = source.join(BIG_FILE.trim_start_matches('/'));
     write_big(&big)?;
-    let rexo = dir.join("fs-template-rexo.img");
-    let mut fs = fsimage::format_new(&rexo, IMAGE_BYTES)?;
+    let rexo = &templates.rexo;
+    let mut fs = fsimage::format_new(rexo, IMAGE_BYTES)?;
     fsimage::put_tree(&mut fs, &big, BIG_FILE)?;
     fs.sync().map_err(|e| format!("{}: {e}", rexo.display()))?;
-    let ext4 = dir.join("fs-template-ext4.img");
-    let _ = std::fs::remove_file(&ext4);
+    let ext4 = &templates.ext4;
+    let _ = std::fs::remove_file(ext4);
     let output = Command::new("mkfs.ext4")
         .args([
             "-q",
@@ -52,7 +79,7 @@ pub fn templates(dir: &Path) -> Result<Templates> {
             "-d",
         ])
         .arg(&source)
-        .arg(&ext4)
+        .arg(ext4)
         .arg(format!("{}M", IMAGE_BYTES >> 20))
         .output()
         .map_err(|e| format!("cannot run mkfs.ext4 ({e}); install package e2fsprogs"))?;
@@ -65,7 +92,7 @@ pub fn templates(dir: &Path) -> Result<Templates> {
         ));
     }
     std::fs::remove_file(&big).map_err(|e| format!("cannot remove {}: {e}", big.display()))?;
-    Ok(Templates { rexo, ext4 })
+    Ok(())
 }
 
 /// Writes [`BIG_FILE_BYTES`] of pseudo-random bytes (neither guest reads zeros).
