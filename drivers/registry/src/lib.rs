@@ -780,18 +780,19 @@ pub(crate) mod tests {
         );
     }
 
-    fn registry() -> &'static Registry {
-        let address = Address::new(0, 0, 3, 0).unwrap();
-        let slots = alloc::vec![Slot::new(
-            address,
-            "test-net",
-            Found::Net(Box::new(Counting(0, None)))
-        )];
+    /// A registry with one interface, `nic`, at PCI device `device`.
+    fn registry_of(device: u8, nic: Box<dyn NetDevice>) -> &'static Registry {
+        let address = Address::new(0, 0, device, 0).unwrap();
+        let slots = alloc::vec![Slot::new(address, "test-net", Found::Net(nic))];
         Box::leak(Box::new(Registry {
             slots,
             bindings: Vec::new(),
             binder: crate::interrupts::tests::TableBinder::leaked(),
         }))
+    }
+
+    fn registry() -> &'static Registry {
+        registry_of(3, Box::new(Counting(0, None)))
     }
 
     #[test]
@@ -916,18 +917,8 @@ pub(crate) mod tests {
 
     /// A registry with one two-queue interface that splits.
     fn two_queues() -> &'static Registry {
-        let address = Address::new(0, 0, 5, 0).unwrap();
         let counts = (0..2).map(|_| Default::default()).collect();
-        let slots = alloc::vec![Slot::new(
-            address,
-            "test-net",
-            Found::Net(Box::new(Queues(counts)))
-        )];
-        Box::leak(Box::new(Registry {
-            slots,
-            bindings: Vec::new(),
-            binder: crate::interrupts::tests::TableBinder::leaked(),
-        }))
+        registry_of(5, Box::new(Queues(counts)))
     }
 
     #[test]
