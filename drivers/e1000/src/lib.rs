@@ -21,6 +21,7 @@ mod regs;
 mod ring;
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -252,6 +253,12 @@ struct Queue {
     tx: TxRing,
     /// This queue's register offset above queue 0's (`QUEUE_STRIDE` per queue).
     registers: usize,
+    /// BAR0, a copy of the device's window: on the frame path the queue writes only its
+    /// own tail registers (RDT and TDT at `registers`), so queues on different cores
+    /// never write the same register.
+    regs: Mmio,
+    /// How the device writes receive descriptors back.
+    rx_format: RxFormat,
     /// The checksum context (transport header start, checksum field) the device holds,
     /// set by the last context descriptor queued.
     tx_context: Option<(usize, usize)>,
@@ -260,7 +267,12 @@ struct Queue {
 impl Queue {
     /// Allocates queue `index`'s rings and buffers and points every descriptor at
     /// its buffer.
-    fn new(function: &DeviceFunction, index: usize) -> Result<Self, DeviceError> {
+    fn new(
+        function: &DeviceFunction,
+        index: usize,
+        regs: Mmio,
+        rx_format: RxFormat,
+    ) -> Result<Self, DeviceError> {
         let mut queue = Self {
             rx_descriptors: function.dma(RX_DESCRIPTORS * DESCRIPTOR_BYTES)?,
             rx_buffers: function.dma(RX_DESCRIPTORS * BUFFER_BYTES)?,
@@ -270,6 +282,8 @@ impl Queue {
             tx_buffers: function.dma(TX_DESCRIPTORS * BUFFER_BYTES)?,
             tx: TxRing::new(TX_DESCRIPTORS),
             registers: index * QUEUE_STRIDE,
+            regs,
+            rx_format,
             tx_context: None,
         };
         for slot in 0..RX_DESCRIPTORS {
@@ -300,7 +314,8 @@ impl Queue {
     /// Programs both rings' base, length, head and tail (SDM, "Receive
     /// Initialization" and "Transmit Initialization"): all receive buffers but one
     /// are given to the device, no frame is queued.
-    fn program(&self, regs: &Mmio) {
+    fn program(&self) {
+        let regs = &self.regs;
         let at = |register: usize| register + self.registers;
         let rx_base = self.rx_descriptors.phys();
         regs.write32(at(RDBAL), rx_base as u32);
@@ -316,177 +331,11 @@ impl Queue {
         regs.write32(at(TDT), 0);
     }
 
-    /// Takes back the transmit descriptors the device finished with.
-    fn reclaim_transmitted(&mut self) {
-        let descriptors = &self.tx_descriptors;
-        self.tx.reclaim(|slot| {
-            ring::tx_done(descriptors.read64(slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS))
-        });
-    }
-}
-
-/// How receive queues wake a core.
-enum Wakes {
-    /// The 82574's MSI-X table: receive queue `q` signals through entry `q`.
-    MsiX(MsixTable),
-    /// The 8254x's INTx line (its one queue), `armed` from a wake's arming until a
-    /// receive finds frames (its cause masked again then, so the line falls).
-    Line {
-        /// The line.
-        line: LineWake,
-        /// Whether the receive cause is unmasked.
-        armed: bool,
-    },
-    /// Neither (why not).
-    None(DeviceError),
-}
-
-/// One started controller: its registers and its queue pairs.
-struct E1000 {
-    /// BAR0.
-    regs: Mmio,
-    /// The MAC address.
-    mac: [u8; 6],
-    /// How the device writes receive descriptors back.
-    rx_format: RxFormat,
-    /// The queue pairs (one on the 8254x, two on the 82574).
-    queues: Vec<Queue>,
-    /// How receive queues wake a core.
-    wakes: Wakes,
-}
-
-impl E1000 {
-    /// Allocates the rings, programs link, addresses, the queues (and RSS over them)
-    /// and enables the receiver and transmitter (SDM, "General Configuration").
-    fn start(
-        function: &DeviceFunction,
-        regs: Mmio,
-        model: Model,
-        mac: [u8; 6],
-        wakes: Wakes,
-    ) -> Result<Self, DeviceError> {
-        let queues = (0..model.queues())
-            .map(|index| Queue::new(function, index))
-            .collect::<Result<Vec<_>, _>>()?;
-        let nic = Self {
-            regs,
-            mac,
-            rx_format: model.rx_format(),
-            queues,
-            wakes,
-        };
-        if matches!(nic.wakes, Wakes::MsiX(_)) {
-            // Receive queue q's cause goes to MSI-X entry q and clears itself when the
-            // message is sent; the causes stay masked (IMS) until a core asks.
-            let ivar =
-                (0..nic.queues.len() as u32).fold(0, |ivar, q| ivar | (q | IVAR_VALID) << (4 * q));
-            nic.regs.write32(IVAR, ivar);
-            nic.regs.write32(
-                EIAC,
-                (0..nic.queues.len() as u32).fold(0, |mask, q| mask | ICR_RXQ0 << q),
-            );
-        }
-        let regs = &nic.regs;
-
-        // Link: set link up and let the MAC take speed and duplex from the PHY's
-        // auto-negotiation (ASDE on the 8254x; the 82574 does so by itself); no link,
-        // PHY or VLAN overrides left from firmware.
-        let mut ctrl = regs.read32(CTRL) | CTRL_SLU;
-        if !model.pcie {
-            ctrl |= CTRL_ASDE;
-        }
-        ctrl &= !(CTRL_LRST | CTRL_PHY_RST | CTRL_ILOS | CTRL_VME);
-        regs.write32(CTRL, ctrl);
-        if model.pcie {
-            regs.write32(CTRL_EXT, regs.read32(CTRL_EXT) | CTRL_EXT_DRV_LOAD);
-        }
-
-        // Addresses: ours in entry 0, no multicast groups.
-        let (ral, rah) = ring::receive_address(mac);
-        regs.write32(RAL0, ral);
-        regs.write32(RAH0, rah);
-        for entry in 0..MTA_ENTRIES {
-            regs.write32(MTA + 4 * entry, 0);
-        }
-
-        for queue in &nic.queues {
-            queue.program(regs);
-        }
-        regs.write32(RDTR, 0);
-        regs.write32(TIPG, ring::tipg(&model));
-        if nic.rx_format == RxFormat::Extended {
-            // RSS (82574 datasheet, "Receive-Side Scaling"): extended descriptors, the
-            // checksum field given to the hash, the key, and a table alternating
-            // between the two queues; frames RSS does not hash go to queue 0.
-            regs.write32(RFCTL, regs.read32(RFCTL) | RFCTL_EXTEN);
-            regs.write32(RXCSUM, regs.read32(RXCSUM) | RXCSUM_PCSD);
-            for (index, key) in ring::RSS_KEY.chunks_exact(4).enumerate() {
-                let word = u32::from_le_bytes([key[0], key[1], key[2], key[3]]);
-                regs.write32(RSSRK + 4 * index, word);
-            }
-            for index in 0..RETA_REGISTERS {
-                regs.write32(RETA + 4 * index, RETA_ALTERNATE);
-            }
-            regs.write32(MRQC, MRQC_RSS | MRQC_HASH_ALL);
-            // Reset enables transmit queue 0 only.
-            for queue in nic.queues.iter().skip(1) {
-                let tarc = TARC0 + queue.registers;
-                regs.write32(tarc, regs.read32(tarc) | TARC_ENABLE);
-            }
-        }
-
-        barrier();
-        regs.write32(RCTL, RCTL_EN | RCTL_BAM | RCTL_SECRC | RCTL_BSIZE_2048);
-        regs.write32(
-            TCTL,
-            TCTL_EN
-                | TCTL_PSP
-                | TCTL_CT_15
-                | (ring::collision_distance(&model) << TCTL_COLD_SHIFT)
-                | TCTL_RTLC,
-        );
-        Ok(nic)
-    }
-
-    /// Queue pair `queue`, or [`DeviceError::NoSuchQueue`].
-    fn queue(&mut self, queue: usize) -> Result<&mut Queue, DeviceError> {
-        self.queues
-            .get_mut(queue)
-            .ok_or(DeviceError::NoSuchQueue(queue))
-    }
-}
-
-impl Drop for E1000 {
-    /// Stops the device's DMA before the rings and buffers go back to the kernel.
-    fn drop(&mut self) {
-        self.regs.write32(RCTL, 0);
-        self.regs.write32(TCTL, 0);
-        self.regs.write32(CTRL, self.regs.read32(CTRL) | CTRL_RST);
-    }
-}
-
-impl NetDevice for E1000 {
-    fn info(&self) -> NetInfo {
-        NetInfo {
-            mac: self.mac,
-            max_frame: MAX_FRAME,
-            queues: self.queues.len(),
-            link_up: self.regs.read32(STATUS) & STATUS_LU != 0,
-            // Every 8254x and 8257x computes TCP/UDP checksums from a context descriptor.
-            checksum_offload: true,
-            tcp_segmentation: None,
-        }
-    }
-
-    fn receive(
-        &mut self,
-        queue: usize,
-        budget: usize,
-        deliver: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DeviceError> {
+    /// Hands up to `budget` received frames to `deliver`, gives their buffers back (RDT
+    /// in batches); how many were delivered.
+    fn receive(&mut self, budget: usize, deliver: &mut dyn FnMut(&[u8])) -> usize {
         let format = self.rx_format;
-        let regs = self.regs.clone();
-        let queue = self.queue(queue)?;
+        let queue = self;
         let mut delivered = 0;
         for _ in 0..budget {
             let slot = queue.rx.next();
@@ -513,32 +362,20 @@ impl NetDevice for E1000 {
         }
         if let Some(tail) = queue.rx.tail_to_post(RX_POST_BATCH) {
             barrier();
-            regs.write32(RDT + queue.registers, tail as u32);
+            queue.regs.write32(RDT + queue.registers, tail as u32);
         }
-        if let Wakes::Line {
-            armed: armed @ true,
-            ..
-        } = &mut self.wakes
-            && delivered > 0
-        {
-            // The wake is spent: the cause masked, so the shared line falls.
-            regs.write32(IMC, ICR_RXT0);
-            *armed = false;
-        }
-        Ok(delivered)
+        delivered
     }
 
     /// One data descriptor per segment, each pointing at its own slot's buffer, EOP on
     /// the last (the segments are never copied together).
     fn send_segments(
         &mut self,
-        queue: usize,
         segments: &[usize],
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
-        let regs = self.regs.clone();
-        let queue = self.queue(queue)?;
+        let queue = self;
         ring::check_segments(segments)?;
         if offload && segments.len() > 1 {
             return Err(DeviceError::Unsupported(
@@ -620,14 +457,214 @@ impl NetDevice for E1000 {
             tail = queue.tx.queued();
         }
         barrier();
-        regs.write32(TDT + queue.registers, tail as u32);
+        queue.regs.write32(TDT + queue.registers, tail as u32);
         Ok(())
     }
 
+    /// Frames queued that the device has not finished with, after reclaiming the rest.
+    fn transmit_pending(&mut self) -> usize {
+        self.reclaim_transmitted();
+        self.tx.in_flight()
+    }
+
+    /// Takes back the transmit descriptors the device finished with.
+    fn reclaim_transmitted(&mut self) {
+        let descriptors = &self.tx_descriptors;
+        self.tx.reclaim(|slot| {
+            ring::tx_done(descriptors.read64(slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS))
+        });
+    }
+}
+
+/// How receive queues wake a core.
+enum Wakes {
+    /// The 82574's MSI-X table: receive queue `q` signals through entry `q`.
+    MsiX(MsixTable),
+    /// The 8254x's INTx line (its one queue), `armed` from a wake's arming until a
+    /// receive finds frames (its cause masked again then, so the line falls).
+    Line {
+        /// The line.
+        line: LineWake,
+        /// Whether the receive cause is unmasked.
+        armed: bool,
+    },
+    /// Neither (why not).
+    None(DeviceError),
+}
+
+/// One started controller: its registers and its queue pairs.
+struct E1000 {
+    /// BAR0.
+    regs: Mmio,
+    /// The MAC address.
+    mac: [u8; 6],
+    /// The queue pairs (one on the 8254x, two on the 82574), each behind its own lock,
+    /// shared with its handle once split ([`NetDevice::split_queues`]).
+    queues: Vec<Arc<spin::Mutex<Queue>>>,
+    /// How receive queues wake a core.
+    wakes: Wakes,
+}
+
+impl E1000 {
+    /// Allocates the rings, programs link, addresses, the queues (and RSS over them)
+    /// and enables the receiver and transmitter (SDM, "General Configuration").
+    fn start(
+        function: &DeviceFunction,
+        regs: Mmio,
+        model: Model,
+        mac: [u8; 6],
+        wakes: Wakes,
+    ) -> Result<Self, DeviceError> {
+        let queues = (0..model.queues())
+            .map(|index| {
+                Queue::new(function, index, regs.clone(), model.rx_format())
+                    .map(|queue| Arc::new(spin::Mutex::new(queue)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let nic = Self {
+            regs,
+            mac,
+            queues,
+            wakes,
+        };
+        if matches!(nic.wakes, Wakes::MsiX(_)) {
+            // Receive queue q's cause goes to MSI-X entry q and clears itself when the
+            // message is sent; the causes stay masked (IMS) until a core asks.
+            let ivar =
+                (0..nic.queues.len() as u32).fold(0, |ivar, q| ivar | (q | IVAR_VALID) << (4 * q));
+            nic.regs.write32(IVAR, ivar);
+            nic.regs.write32(
+                EIAC,
+                (0..nic.queues.len() as u32).fold(0, |mask, q| mask | ICR_RXQ0 << q),
+            );
+        }
+        let regs = &nic.regs;
+
+        // Link: set link up and let the MAC take speed and duplex from the PHY's
+        // auto-negotiation (ASDE on the 8254x; the 82574 does so by itself); no link,
+        // PHY or VLAN overrides left from firmware.
+        let mut ctrl = regs.read32(CTRL) | CTRL_SLU;
+        if !model.pcie {
+            ctrl |= CTRL_ASDE;
+        }
+        ctrl &= !(CTRL_LRST | CTRL_PHY_RST | CTRL_ILOS | CTRL_VME);
+        regs.write32(CTRL, ctrl);
+        if model.pcie {
+            regs.write32(CTRL_EXT, regs.read32(CTRL_EXT) | CTRL_EXT_DRV_LOAD);
+        }
+
+        // Addresses: ours in entry 0, no multicast groups.
+        let (ral, rah) = ring::receive_address(mac);
+        regs.write32(RAL0, ral);
+        regs.write32(RAH0, rah);
+        for entry in 0..MTA_ENTRIES {
+            regs.write32(MTA + 4 * entry, 0);
+        }
+
+        for queue in &nic.queues {
+            queue.lock().program();
+        }
+        regs.write32(RDTR, 0);
+        regs.write32(TIPG, ring::tipg(&model));
+        if model.rx_format() == RxFormat::Extended {
+            // RSS (82574 datasheet, "Receive-Side Scaling"): extended descriptors, the
+            // checksum field given to the hash, the key, and a table alternating
+            // between the two queues; frames RSS does not hash go to queue 0.
+            regs.write32(RFCTL, regs.read32(RFCTL) | RFCTL_EXTEN);
+            regs.write32(RXCSUM, regs.read32(RXCSUM) | RXCSUM_PCSD);
+            for (index, key) in ring::RSS_KEY.chunks_exact(4).enumerate() {
+                let word = u32::from_le_bytes([key[0], key[1], key[2], key[3]]);
+                regs.write32(RSSRK + 4 * index, word);
+            }
+            for index in 0..RETA_REGISTERS {
+                regs.write32(RETA + 4 * index, RETA_ALTERNATE);
+            }
+            regs.write32(MRQC, MRQC_RSS | MRQC_HASH_ALL);
+            // Reset enables transmit queue 0 only.
+            for queue in nic.queues.iter().skip(1) {
+                let tarc = TARC0 + queue.lock().registers;
+                regs.write32(tarc, regs.read32(tarc) | TARC_ENABLE);
+            }
+        }
+
+        barrier();
+        regs.write32(RCTL, RCTL_EN | RCTL_BAM | RCTL_SECRC | RCTL_BSIZE_2048);
+        regs.write32(
+            TCTL,
+            TCTL_EN
+                | TCTL_PSP
+                | TCTL_CT_15
+                | (ring::collision_distance(&model) << TCTL_COLD_SHIFT)
+                | TCTL_RTLC,
+        );
+        Ok(nic)
+    }
+
+    /// Queue pair `queue`, or [`DeviceError::NoSuchQueue`].
+    fn queue(&self, queue: usize) -> Result<&spin::Mutex<Queue>, DeviceError> {
+        self.queues
+            .get(queue)
+            .map(|queue| &**queue)
+            .ok_or(DeviceError::NoSuchQueue(queue))
+    }
+}
+
+impl Drop for E1000 {
+    /// Stops the device's DMA before the rings and buffers go back to the kernel.
+    fn drop(&mut self) {
+        self.regs.write32(RCTL, 0);
+        self.regs.write32(TCTL, 0);
+        self.regs.write32(CTRL, self.regs.read32(CTRL) | CTRL_RST);
+    }
+}
+
+impl NetDevice for E1000 {
+    fn info(&self) -> NetInfo {
+        NetInfo {
+            mac: self.mac,
+            max_frame: MAX_FRAME,
+            queues: self.queues.len(),
+            link_up: self.regs.read32(STATUS) & STATUS_LU != 0,
+            // Every 8254x and 8257x computes TCP/UDP checksums from a context descriptor.
+            checksum_offload: true,
+            tcp_segmentation: None,
+        }
+    }
+
+    fn receive(
+        &mut self,
+        queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        let delivered = self.queue(queue)?.lock().receive(budget, deliver);
+        if let Wakes::Line {
+            armed: armed @ true,
+            ..
+        } = &mut self.wakes
+            && delivered > 0
+        {
+            // The wake is spent: the cause masked, so the shared line falls.
+            self.regs.write32(IMC, ICR_RXT0);
+            *armed = false;
+        }
+        Ok(delivered)
+    }
+
+    fn send_segments(
+        &mut self,
+        queue: usize,
+        segments: &[usize],
+        offload: bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+    ) -> Result<(), DeviceError> {
+        self.queue(queue)?
+            .lock()
+            .send_segments(segments, offload, fill)
+    }
+
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        let queue = self.queue(queue)?;
-        queue.reclaim_transmitted();
-        Ok(queue.tx.in_flight())
+        Ok(self.queue(queue)?.lock().transmit_pending())
     }
 
     /// The 82574's receive queue `queue` raises its cause (IMS) through MSI-X entry
@@ -665,5 +702,85 @@ impl NetDevice for E1000 {
             (Wakes::None(why), _) => return Err(*why),
         }
         Ok(())
+    }
+    /// The 82574's two pairs, each handle holding its pair (behind the pair's own lock,
+    /// which only the core driving that pair takes on the frame path): the pairs have
+    /// their own rings, buffers and tail registers, and share only the register window,
+    /// whose accessors take `&self`. The 8254x answers [`DeviceError::Unsupported`]: it
+    /// has one pair, so a split would serve no second core, and its receive path spends
+    /// the INTx wake-up (`Wakes::Line`), state of the whole device.
+    fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
+        if self.queues.len() < 2 {
+            return Err(DeviceError::Unsupported(
+                "a handle per queue pair on a one-queue 8254x",
+            ));
+        }
+        let mut info = self.info();
+        info.queues = 1;
+        Ok(self
+            .queues
+            .iter()
+            .map(|queue| {
+                Box::new(QueueHandle {
+                    queue: queue.clone(),
+                    info: info.clone(),
+                }) as Box<dyn NetDevice>
+            })
+            .collect())
+    }
+}
+
+/// One queue pair of an 82574 as an interface of one queue ([`NetDevice::split_queues`]).
+struct QueueHandle {
+    /// The pair, shared with the device.
+    queue: Arc<spin::Mutex<Queue>>,
+    /// The interface as it was when split, with one queue.
+    info: NetInfo,
+}
+
+impl QueueHandle {
+    /// The pair, for queue 0 (its only one).
+    fn queue(&self, queue: usize) -> Result<spin::MutexGuard<'_, Queue>, DeviceError> {
+        match queue {
+            0 => Ok(self.queue.lock()),
+            _ => Err(DeviceError::NoSuchQueue(queue)),
+        }
+    }
+}
+
+impl NetDevice for QueueHandle {
+    fn info(&self) -> NetInfo {
+        self.info.clone()
+    }
+
+    fn receive(
+        &mut self,
+        queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        Ok(self.queue(queue)?.receive(budget, deliver))
+    }
+
+    fn send_segments(
+        &mut self,
+        queue: usize,
+        segments: &[usize],
+        offload: bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+    ) -> Result<(), DeviceError> {
+        self.queue(queue)?.send_segments(segments, offload, fill)
+    }
+
+    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
+        Ok(self.queue(queue)?.transmit_pending())
+    }
+
+    /// The wake-up is the device's (IMS, ICR and its MSI-X table): armed through the
+    /// device, or through the lease that handed this handle out.
+    fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported(
+            "arming an 82574 pair's wake-up without the device",
+        ))
     }
 }
