@@ -1759,7 +1759,7 @@ pub const CASES: &[Case] = &[
     KV_PER_CORE,
     // The same on the 82574 (e1000e) on a two-queue tap: RSS hashes TCP flows by
     // addresses and ports, UDP ones by addresses only (all the client's land on one
-    // queue), so both cores serve unless all 8 TCP flows hash to that queue too (2^-8).
+    // queue), so both cores serve unless all 16 TCP flows hash to that queue too (2^-16).
     Case {
         name: "kv::per-core-e1000e",
         qemu: &[Arg::TapPairs("e1000e")],
@@ -1881,7 +1881,7 @@ const HTTPD_TSO: Case = Case {
 /// `kv::per-core`: kv on both cores, virtio-net with two queue pairs on a multi-queue
 /// tap, a stack per pair on its own core over one sharded cache. Many flows from their
 /// own ports (xtask/src/kvtests.rs), which the tap spreads over the queues by hash: the
-/// chance that all 16 land on one queue is 2^-15. Both cores must have served requests.
+/// chance that all 32 land on one queue is 2^-31. Both cores must have served requests.
 const KV_PER_CORE: Case = Case {
     name: "kv::per-core",
     append: "app=kv ip=10.0.2.15/24,10.0.2.2",
