@@ -16,6 +16,8 @@
 //!   [`QueueWakes`], one-shot wake-ups of a device's queues through their entries.
 //! - [`LineWake`]: a legacy interrupt line (PCI INTx, an IDE channel's ISA IRQ) as the
 //!   wake-up of a device without MSI; [`LineWaiters`], the kernel's half of it.
+//! - [`pairs`]: one queue pair of a network interface handed out on its own
+//!   ([`QueuePair`], the frame path the drivers that split implement).
 //!
 //! `unsafe` lives here rather than in the kernel so that the kernel proper stays small
 //! and drivers stay outside it (issue 4's budget); the crate depends on no kernel code.
@@ -31,6 +33,7 @@ pub mod line;
 pub mod mmio;
 pub mod msi;
 pub mod msix;
+pub mod pairs;
 pub mod platform;
 pub mod port;
 
@@ -40,6 +43,7 @@ pub use line::{LineWaiters, LineWake, Routed};
 pub use mmio::Mmio;
 pub use msi::{MsiVector, Vectors};
 pub use msix::{MsixTable, QueueWakes};
+pub use pairs::QueuePair;
 pub use platform::{DeviceFunction, Found, Platform};
 pub use port::PortWindow;
 

@@ -26,7 +26,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
-use rexo_devio::{DeviceFunction, Dma, Found, LineWake, Mmio, MsixTable, barrier};
+use rexo_devio::{DeviceFunction, Dma, Found, LineWake, Mmio, MsixTable, QueuePair, barrier};
 use rexo_pci::Function;
 
 use regs::*;
@@ -331,9 +331,28 @@ impl Queue {
         regs.write32(at(TDT), 0);
     }
 
+    /// Takes back the transmit descriptors the device finished with.
+    fn reclaim_transmitted(&mut self) {
+        let descriptors = &self.tx_descriptors;
+        self.tx.reclaim(|slot| {
+            ring::tx_done(descriptors.read64(slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS))
+        });
+    }
+}
+
+/// The frame path of one pair (the `NetDevice` calls of its queue), for the device and
+/// for the pair's own handle ([`rexo_devio::pairs::split`]) alike.
+impl QueuePair for Queue {
+    type Layout = ();
+
     /// Hands up to `budget` received frames to `deliver`, gives their buffers back (RDT
     /// in batches); how many were delivered.
-    fn receive(&mut self, budget: usize, deliver: &mut dyn FnMut(&[u8])) -> usize {
+    fn receive(
+        &mut self,
+        (): (),
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
         let format = self.rx_format;
         let queue = self;
         let mut delivered = 0;
@@ -364,13 +383,14 @@ impl Queue {
             barrier();
             queue.regs.write32(RDT + queue.registers, tail as u32);
         }
-        delivered
+        Ok(delivered)
     }
 
     /// One data descriptor per segment, each pointing at its own slot's buffer, EOP on
     /// the last (the segments are never copied together).
     fn send_segments(
         &mut self,
+        (): (),
         segments: &[usize],
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
@@ -462,17 +482,9 @@ impl Queue {
     }
 
     /// Frames queued that the device has not finished with, after reclaiming the rest.
-    fn transmit_pending(&mut self) -> usize {
+    fn transmit_pending(&mut self, (): ()) -> Result<usize, DeviceError> {
         self.reclaim_transmitted();
-        self.tx.in_flight()
-    }
-
-    /// Takes back the transmit descriptors the device finished with.
-    fn reclaim_transmitted(&mut self) {
-        let descriptors = &self.tx_descriptors;
-        self.tx.reclaim(|slot| {
-            ring::tx_done(descriptors.read64(slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS))
-        });
+        Ok(self.tx.in_flight())
     }
 }
 
@@ -637,7 +649,7 @@ impl NetDevice for E1000 {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        let delivered = self.queue(queue)?.lock().receive(budget, deliver);
+        let delivered = self.queue(queue)?.lock().receive((), budget, deliver)?;
         if let Wakes::Line {
             armed: armed @ true,
             ..
@@ -660,11 +672,11 @@ impl NetDevice for E1000 {
     ) -> Result<(), DeviceError> {
         self.queue(queue)?
             .lock()
-            .send_segments(segments, offload, fill)
+            .send_segments((), segments, offload, fill)
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        Ok(self.queue(queue)?.lock().transmit_pending())
+        self.queue(queue)?.lock().transmit_pending(())
     }
 
     /// The 82574's receive queue `queue` raises its cause (IMS) through MSI-X entry
@@ -715,71 +727,10 @@ impl NetDevice for E1000 {
                 "a handle per queue pair on a one-queue 8254x",
             ));
         }
-        let mut info = self.info();
-        info.queues = 1;
-        Ok(self
-            .queues
-            .iter()
-            .map(|queue| {
-                Box::new(QueueHandle {
-                    queue: queue.clone(),
-                    info: info.clone(),
-                }) as Box<dyn NetDevice>
-            })
-            .collect())
-    }
-}
-
-/// One queue pair of an 82574 as an interface of one queue ([`NetDevice::split_queues`]).
-struct QueueHandle {
-    /// The pair, shared with the device.
-    queue: Arc<spin::Mutex<Queue>>,
-    /// The interface as it was when split, with one queue.
-    info: NetInfo,
-}
-
-impl QueueHandle {
-    /// The pair, for queue 0 (its only one).
-    fn queue(&self, queue: usize) -> Result<spin::MutexGuard<'_, Queue>, DeviceError> {
-        match queue {
-            0 => Ok(self.queue.lock()),
-            _ => Err(DeviceError::NoSuchQueue(queue)),
-        }
-    }
-}
-
-impl NetDevice for QueueHandle {
-    fn info(&self) -> NetInfo {
-        self.info.clone()
-    }
-
-    fn receive(
-        &mut self,
-        queue: usize,
-        budget: usize,
-        deliver: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DeviceError> {
-        Ok(self.queue(queue)?.receive(budget, deliver))
-    }
-
-    fn send_segments(
-        &mut self,
-        queue: usize,
-        segments: &[usize],
-        offload: bool,
-        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
-    ) -> Result<(), DeviceError> {
-        self.queue(queue)?.send_segments(segments, offload, fill)
-    }
-
-    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        Ok(self.queue(queue)?.transmit_pending())
-    }
-
-    /// The wake-up is the device's (IMS, ICR and its MSI-X table): armed through the
-    /// device, or through the lease that handed this handle out.
-    fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
-        Err(DeviceError::Unsupported(
+        Ok(rexo_devio::pairs::split(
+            &self.queues,
+            (),
+            self.info(),
             "arming an 82574 pair's wake-up without the device",
         ))
     }

@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 
 use rexo_api::device::ETHERNET_HEADER;
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
-use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueueWakes};
+use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueuePair, QueueWakes};
 use rexo_pci::Function;
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, Virtqueue};
@@ -601,8 +601,10 @@ struct Shape {
 }
 
 /// The frame path of one pair (the `NetDevice` calls of its queue), for the device and
-/// for the pair's own handle ([`PairHandle`]) alike.
-impl Pair {
+/// for the pair's own handle ([`rexo_devio::pairs::split`]) alike.
+impl QueuePair for Pair {
+    type Layout = Shape;
+
     /// [`NetDevice::receive`] on this pair.
     fn receive(
         &mut self,
@@ -812,85 +814,10 @@ impl NetDevice for VirtioNet {
     /// driving that pair takes on the frame path: pairs share no mutable state, each has
     /// its own rings, buffers and doorbell).
     fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
-        let mut info = self.info();
-        info.queues = 1;
-        let shape = self.shape();
-        Ok(self
-            .pairs
-            .iter()
-            .map(|pair| {
-                Box::new(PairHandle {
-                    pair: pair.clone(),
-                    shape,
-                    info: info.clone(),
-                }) as Box<dyn NetDevice>
-            })
-            .collect())
-    }
-}
-
-/// One pair of a [`VirtioNet`] as an interface of one queue ([`NetDevice::split_queues`]).
-struct PairHandle {
-    /// The pair, shared with the device.
-    pair: Arc<spin::Mutex<Pair>>,
-    /// Its frames' layout.
-    shape: Shape,
-    /// The interface as it was when split, with one queue.
-    info: NetInfo,
-}
-
-impl PairHandle {
-    /// The pair, for queue 0 (its only one).
-    fn queue(&self, queue: usize) -> Result<spin::MutexGuard<'_, Pair>, DeviceError> {
-        match queue {
-            0 => Ok(self.pair.lock()),
-            _ => Err(DeviceError::NoSuchQueue(queue)),
-        }
-    }
-}
-
-impl NetDevice for PairHandle {
-    fn info(&self) -> NetInfo {
-        self.info.clone()
-    }
-
-    fn receive(
-        &mut self,
-        queue: usize,
-        budget: usize,
-        deliver: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DeviceError> {
-        self.queue(queue)?.receive(self.shape, budget, deliver)
-    }
-
-    fn send_segments(
-        &mut self,
-        queue: usize,
-        segments: &[usize],
-        offload: bool,
-        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
-    ) -> Result<(), DeviceError> {
-        self.queue(queue)?
-            .send_segments(self.shape, segments, offload, fill)
-    }
-
-    fn send_tcp_segmented(
-        &mut self,
-        queue: usize,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
-    ) -> Result<(), DeviceError> {
-        self.queue(queue)?.send_tcp_segmented(self.shape, len, fill)
-    }
-
-    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        self.queue(queue)?.transmit_pending(self.shape)
-    }
-
-    /// The wake-up is the device's (its MSI-X table): armed through the device, or
-    /// through the lease that handed this handle out.
-    fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
-        Err(DeviceError::Unsupported(
+        Ok(rexo_devio::pairs::split(
+            &self.pairs,
+            self.shape(),
+            self.info(),
             "arming a virtio-net pair's wake-up without the device",
         ))
     }
