@@ -354,34 +354,31 @@ impl QueuePair for Queue {
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
         let format = self.rx_format;
-        let queue = self;
         let mut delivered = 0;
         for _ in 0..budget {
-            let slot = queue.rx.next();
+            let slot = self.rx.next();
             let fields_at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
-            if !RxFields::decode(format, queue.rx_descriptors.read64(fields_at)).done() {
+            if !RxFields::decode(format, self.rx_descriptors.read64(fields_at)).done() {
                 break;
             }
             // Read the length only after seeing DD: the device may write the
             // descriptor's bytes in any order.
             barrier();
-            let fields = RxFields::decode(format, queue.rx_descriptors.read64(fields_at));
-            if let RxVerdict::Deliver(len) = ring::rx_verdict(fields, &mut queue.rx_spanning) {
-                deliver(queue.rx_buffers.bytes(slot * BUFFER_BYTES, len));
+            let fields = RxFields::decode(format, self.rx_descriptors.read64(fields_at));
+            if let RxVerdict::Deliver(len) = ring::rx_verdict(fields, &mut self.rx_spanning) {
+                deliver(self.rx_buffers.bytes(slot * BUFFER_BYTES, len));
                 delivered += 1;
             }
             // Back to the device: the buffer address again (the extended write-back
             // overwrites it with the RSS hash), status cleared.
-            let buffer = queue.rx_buffer(slot);
-            queue
-                .rx_descriptors
-                .write64(slot * DESCRIPTOR_BYTES, buffer);
-            queue.rx_descriptors.write64(fields_at, 0);
-            queue.rx.advance();
+            let buffer = self.rx_buffer(slot);
+            self.rx_descriptors.write64(slot * DESCRIPTOR_BYTES, buffer);
+            self.rx_descriptors.write64(fields_at, 0);
+            self.rx.advance();
         }
-        if let Some(tail) = queue.rx.tail_to_post(RX_POST_BATCH) {
+        if let Some(tail) = self.rx.tail_to_post(RX_POST_BATCH) {
             barrier();
-            queue.regs.write32(RDT + queue.registers, tail as u32);
+            self.regs.write32(RDT + self.registers, tail as u32);
         }
         Ok(delivered)
     }
@@ -395,7 +392,6 @@ impl QueuePair for Queue {
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
-        let queue = self;
         ring::check_segments(segments)?;
         if offload && segments.len() > 1 {
             return Err(DeviceError::Unsupported(
@@ -405,22 +401,22 @@ impl QueuePair for Queue {
         // A descriptor per segment, and one more: a context descriptor may go before the
         // frame's. Reclaim only when short: one pass then frees every finished one.
         let needed = segments.len() + 1;
-        if queue.tx.free() < needed {
-            queue.reclaim_transmitted();
+        if self.tx.free() < needed {
+            self.reclaim_transmitted();
         }
-        if queue.tx.free() < needed {
+        if self.tx.free() < needed {
             return Err(DeviceError::QueueFull);
         }
         // Segment i goes in the buffer of the i-th free slot (a withdrawn frame leaves
         // them unqueued: the next fill reuses them).
         let mut ranges = [(0usize, 0usize); MAX_SEGMENTS];
         for (i, (range, &len)) in ranges.iter_mut().zip(segments).enumerate() {
-            let slot = queue.tx.slot_ahead(i).ok_or(DeviceError::QueueFull)?;
+            let slot = self.tx.slot_ahead(i).ok_or(DeviceError::QueueFull)?;
             *range = (slot * BUFFER_BYTES, len);
         }
         let ranges = &ranges[..segments.len()];
         let mut checksum = None;
-        let buffers = queue.tx_buffers.bytes_mut(0, TX_DESCRIPTORS * BUFFER_BYTES);
+        let buffers = self.tx_buffers.bytes_mut(0, TX_DESCRIPTORS * BUFFER_BYTES);
         let filled = rexo_api::device::lend_ranges(buffers, ranges, |parts| {
             if !fill(parts) {
                 return false;
@@ -434,25 +430,24 @@ impl QueuePair for Queue {
         })? {
             return Err(DeviceError::Withdrawn);
         }
-        let first_buffer = queue.tx_buffer(ranges[0].0 / BUFFER_BYTES);
+        let first_buffer = self.tx_buffer(ranges[0].0 / BUFFER_BYTES);
         let mut data_slot = ranges[0].0 / BUFFER_BYTES;
         if let Some(layout) = checksum {
             let field = layout.start + layout.offset;
-            if queue.tx_context != Some((layout.start, field)) {
+            if self.tx_context != Some((layout.start, field)) {
                 // The context takes this slot; the frame's descriptor, the next one,
                 // points at this slot's buffer (the next slot's buffer is free until
                 // the ring wraps past this one, which needs both done).
                 let at = data_slot * DESCRIPTOR_BYTES;
-                queue
-                    .tx_descriptors
+                self.tx_descriptors
                     .write64(at, ring::tx_context_offsets(layout.start, field));
-                queue.tx_descriptors.write64(
+                self.tx_descriptors.write64(
                     at + DESCRIPTOR_FIELDS,
                     ring::tx_context_fields(layout.offset == 16),
                 );
-                queue.tx.queued();
-                queue.tx_context = Some((layout.start, field));
-                data_slot = queue.tx.slot_to_fill().ok_or(DeviceError::QueueFull)?;
+                self.tx.queued();
+                self.tx_context = Some((layout.start, field));
+                data_slot = self.tx.slot_to_fill().ok_or(DeviceError::QueueFull)?;
             }
         }
         let mut tail = 0;
@@ -465,19 +460,19 @@ impl QueuePair for Queue {
             let buffer = if i == 0 {
                 first_buffer
             } else {
-                queue.tx_buffer(slot)
+                self.tx_buffer(slot)
             };
             let at = slot * DESCRIPTOR_BYTES;
             let last = i + 1 == ranges.len();
-            queue.tx_descriptors.write64(at, buffer);
-            queue.tx_descriptors.write64(
+            self.tx_descriptors.write64(at, buffer);
+            self.tx_descriptors.write64(
                 at + DESCRIPTOR_FIELDS,
                 ring::tx_data_fields(len, checksum.is_some(), last),
             );
-            tail = queue.tx.queued();
+            tail = self.tx.queued();
         }
         barrier();
-        queue.regs.write32(TDT + queue.registers, tail as u32);
+        self.regs.write32(TDT + self.registers, tail as u32);
         Ok(())
     }
 

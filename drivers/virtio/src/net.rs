@@ -605,7 +605,7 @@ struct Shape {
 impl QueuePair for Pair {
     type Layout = Shape;
 
-    /// [`NetDevice::receive`] on this pair.
+    /// [`NetDevice::receive`] on this self.
     fn receive(
         &mut self,
         shape: Shape,
@@ -613,10 +613,9 @@ impl QueuePair for Pair {
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
         let (chain, header_len) = (shape.chain, shape.header_len);
-        let pair = self;
-        let taken = pair.take_received(chain, header_len, budget, deliver);
+        let taken = self.take_received(chain, header_len, budget, deliver);
         // Every buffer handed back goes to the device with one doorbell.
-        pair.rx.publish();
+        self.rx.publish();
         taken
     }
 
@@ -636,32 +635,31 @@ impl QueuePair for Pair {
             ));
         }
         let (chain, header_len) = (shape.chain, shape.header_len);
-        let pair = self;
         DeviceError::check_segments(segments, MAX_FRAME)?;
         if offload && segments.len() > 1 {
             return Err(DeviceError::Unsupported(
                 "checksum offload of a frame in several segments",
             ));
         }
-        if pair.tx_free.len() < segments.len() {
-            pair.reclaim(chain)?;
+        if self.tx_free.len() < segments.len() {
+            self.reclaim(chain)?;
         }
-        if pair.tx_free.len() < segments.len() {
+        if self.tx_free.len() < segments.len() {
             return Err(DeviceError::QueueFull);
         }
         // Segment i right after the header room of the i-th buffer taken.
         let mut buffers = [0u16; MAX_SEGMENTS];
         let mut ranges = [(0usize, 0usize); MAX_SEGMENTS];
         for (i, &len) in segments.iter().enumerate() {
-            let buffer = pair.tx_free.pop().ok_or(DeviceError::QueueFull)?;
+            let buffer = self.tx_free.pop().ok_or(DeviceError::QueueFull)?;
             buffers[i] = buffer;
             ranges[i] = (usize::from(buffer) * BUFFER_STRIDE + header_len, len);
         }
         let (buffers, ranges) = (&buffers[..segments.len()], &ranges[..segments.len()]);
         let mut checksum = None;
-        let block = pair
+        let block = self
             .tx_buffers
-            .bytes_mut(0, usize::from(pair.tx_small) * BUFFER_STRIDE);
+            .bytes_mut(0, usize::from(self.tx_small) * BUFFER_STRIDE);
         let filled = rexo_api::device::lend_ranges(block, ranges, |parts| {
             if !fill(parts) {
                 return false;
@@ -671,7 +669,7 @@ impl QueuePair for Pair {
         });
         if filled != Some(true) {
             // Back unsent, in the order they were taken.
-            pair.tx_free.extend(buffers.iter().rev());
+            self.tx_free.extend(buffers.iter().rev());
             return Err(match filled {
                 Some(_) => DeviceError::Withdrawn,
                 None => DeviceError::TooManySegments {
@@ -681,14 +679,14 @@ impl QueuePair for Pair {
             });
         }
         let first = usize::from(buffers[0]) * BUFFER_STRIDE;
-        pair.tx_buffers
+        self.tx_buffers
             .bytes_mut(first, header_len)
             .copy_from_slice(&virtio_header(checksum, None)[..header_len]);
         let mut lengths = [0usize; MAX_SEGMENTS];
         for (length, &(_, len)) in lengths.iter_mut().zip(ranges) {
             *length = len;
         }
-        pair.post(chain, header_len, buffers, &lengths[..buffers.len()]);
+        self.post(chain, header_len, buffers, &lengths[..buffers.len()]);
         Ok(())
     }
 
@@ -703,12 +701,11 @@ impl QueuePair for Pair {
         fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<(), DeviceError> {
         let (chain, header_len) = (shape.chain, shape.header_len);
-        let pair = self;
-        if pair.tso.as_ref().is_some_and(|tso| tso.free.is_empty()) {
-            pair.reclaim(chain)?;
+        if self.tso.as_ref().is_some_and(|tso| tso.free.is_empty()) {
+            self.reclaim(chain)?;
         }
-        let tx_small = pair.tx_small;
-        let Some(tso) = pair.tso.as_mut() else {
+        let tx_small = self.tx_small;
+        let Some(tso) = self.tso.as_mut() else {
             return Err(DeviceError::Unsupported(
                 "TCP segmentation offload (VIRTIO_NET_F_HOST_TSO4)",
             ));
@@ -735,16 +732,15 @@ impl QueuePair for Pair {
         tso.dma
             .bytes_mut(at, header_len)
             .copy_from_slice(&virtio_header(Some(checksum), cut)[..header_len]);
-        pair.post(chain, header_len, &[buffer], &[len]);
+        self.post(chain, header_len, &[buffer], &[len]);
         Ok(())
     }
 
-    /// [`NetDevice::transmit_pending`] on this pair.
+    /// [`NetDevice::transmit_pending`] on this self.
     fn transmit_pending(&mut self, shape: Shape) -> Result<usize, DeviceError> {
         let chain = shape.chain;
-        let pair = self;
-        pair.reclaim(chain)?;
-        Ok(pair.tx_frames)
+        self.reclaim(chain)?;
+        Ok(self.tx_frames)
     }
 }
 
