@@ -173,6 +173,30 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn a_wake_up_taken_before_a_nap_ends_it_at_once() {
+        // The boot core's wait for starting cores counts their signs of life, then naps;
+        // a core's wake-up IPI taken in between must end the nap, not the 2 s time-out.
+        use crate::arch::{apic, idt};
+        let core = percpu::core_index();
+        cpu::disable_interrupts();
+        time::take_wake(core);
+        apic::send_ipi(apic::id(), apic::Ipi::Fixed(idt::VECTOR_WAKE));
+        let delivered_by = time::now_ns() + 100_000_000;
+        cpu::enable_interrupts();
+        while time::now_ns() < delivered_by {
+            cpu::pause();
+        }
+        let start = time::now_ns();
+        time::nap_until(start + 5_000_000_000);
+        let slept_ms = (time::now_ns() - start) / 1_000_000;
+        assert!(
+            slept_ms < 2_500,
+            "a nap after a wake-up IPI slept {slept_ms} ms toward its 5 s deadline"
+        );
+    }
+);
+
+kernel_test!(
     fn every_core_runs_a_task_with_its_own_core_data() {
         let cores = smp_cores();
         let seen: &'static [AtomicUsize] = Box::leak(

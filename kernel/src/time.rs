@@ -325,18 +325,6 @@ pub fn arm_deadline(deadline_ns: u64) {
     }
 }
 
-/// Halts this core until monotonic time `deadline_ns` or the next interrupt, whichever
-/// comes first (one nap; callers check what woke them).
-pub fn halt_until(deadline_ns: u64) {
-    cpu::disable_interrupts();
-    if now_ns() < deadline_ns {
-        arm_deadline(deadline_ns);
-        cpu::enable_interrupts_and_halt();
-    } else {
-        cpu::enable_interrupts();
-    }
-}
-
 /// Per core: a wake-up IPI or device wake message came since the core's last nap.
 static WAKE_PENDING: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 

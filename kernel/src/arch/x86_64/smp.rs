@@ -204,10 +204,12 @@ pub fn start_cores(targets: &[u32], timeout_us: u64) -> usize {
         }
         // Halt rather than spin: under emulation the starting cores need the host's CPUs.
         // Each core's sign of life comes with a wake-up IPI; the timer only bounds the nap
-        // by the next thing to do (the second start-up IPI, or the time-out).
+        // by the next thing to do (the second start-up IPI, or the time-out). A nap, which
+        // remembers a wake-up IPI taken after the count above: a plain halt then slept to
+        // the time-out (2 s) with every core running.
         let next = if resent { deadline } else { resend_at };
         let nap = crate::time::ticks_to_ns(next.saturating_sub(super::cpu::rdtsc()));
-        crate::time::halt_until(crate::time::now_ns() + nap);
+        crate::time::nap_until(crate::time::now_ns() + nap);
     }
 }
 
