@@ -133,6 +133,18 @@ fn write_reports(root: &Path, name: &str, table: &str, json: &str) -> Result<()>
     Ok(())
 }
 
+/// The ready line's `boot=` in microseconds, if it counts every core the machine has: a
+/// boot that lost a core has no boot time to report.
+fn boot_time(ready: &qemu::Ready, cores: u32) -> Result<u64> {
+    if ready.cores != cores {
+        return Err(format!(
+            "the ready line says cores={} on a machine of {cores} cores: a core did not start",
+            ready.cores
+        ));
+    }
+    Ok(ready.boot_us)
+}
+
 fn measure(root: &Path, kernel: &Path, floor: &Path, runs: usize) -> Result<Vec<Row>> {
     let scratch = root.join("target/bench");
     let mut series: Vec<Series> = CORES
@@ -166,7 +178,7 @@ fn measure(root: &Path, kernel: &Path, floor: &Path, runs: usize) -> Result<Vec<
                     capture.tail(10).join("\n")
                 ));
             };
-            s.boot_us.push(r.boot_us as f64);
+            s.boot_us.push(boot_time(&r, s.cores)? as f64);
             s.ready_ms.push(at.as_secs_f64() * 1e3);
 
             let mut vm = Vm::pvh(Machine::Microvm, floor, "");
@@ -605,6 +617,14 @@ fn api_report(run: &ApiRun) -> Result<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_boot_that_lost_a_core_has_no_boot_time() {
+        let ready = qemu::parse_ready("rexo: ready cores=7 mem=255 MiB boot=9000 us").unwrap();
+        let error = boot_time(&ready, 8).unwrap_err();
+        assert!(error.contains("cores=7 on a machine of 8 cores"), "{error}");
+        assert_eq!(boot_time(&ready, 7), Ok(9000));
+    }
 
     #[test]
     fn medians_and_spread() {
