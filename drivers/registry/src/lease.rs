@@ -175,6 +175,44 @@ impl Lease {
     }
 }
 
+/// The frame path of a [`NetDevice`] that hands each call to the device reached through
+/// `self.$reach(|device| ...)` (a lease's check that it is still live).
+macro_rules! forward_frame_path {
+    ($reach:ident) => {
+        fn receive(
+            &mut self,
+            queue: usize,
+            budget: usize,
+            deliver: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DeviceError> {
+            self.$reach(|device| device.receive(queue, budget, deliver))
+        }
+
+        fn send_segments(
+            &mut self,
+            queue: usize,
+            segments: &[usize],
+            offload: bool,
+            fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+        ) -> Result<(), DeviceError> {
+            self.$reach(|device| device.send_segments(queue, segments, offload, fill))
+        }
+
+        fn send_tcp_segmented(
+            &mut self,
+            queue: usize,
+            len: usize,
+            fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+        ) -> Result<(), DeviceError> {
+            self.$reach(|device| device.send_tcp_segmented(queue, len, fill))
+        }
+
+        fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
+            self.$reach(|device| device.transmit_pending(queue))
+        }
+    };
+}
+
 impl NetDevice for Lease {
     fn info(&self) -> NetInfo {
         match &self.snapshot {
@@ -183,37 +221,7 @@ impl NetDevice for Lease {
         }
     }
 
-    fn receive(
-        &mut self,
-        queue: usize,
-        budget: usize,
-        deliver: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DeviceError> {
-        self.net(|nic| nic.receive(queue, budget, deliver))
-    }
-
-    fn send_segments(
-        &mut self,
-        queue: usize,
-        segments: &[usize],
-        offload: bool,
-        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
-    ) -> Result<(), DeviceError> {
-        self.net(|nic| nic.send_segments(queue, segments, offload, fill))
-    }
-
-    fn send_tcp_segmented(
-        &mut self,
-        queue: usize,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
-    ) -> Result<(), DeviceError> {
-        self.net(|nic| nic.send_tcp_segmented(queue, len, fill))
-    }
-
-    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        self.net(|nic| nic.transmit_pending(queue))
-    }
+    forward_frame_path!(net);
 
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         self.wake(queue, core)
@@ -289,37 +297,7 @@ impl NetDevice for QueueLease {
         self.info.clone()
     }
 
-    fn receive(
-        &mut self,
-        queue: usize,
-        budget: usize,
-        deliver: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DeviceError> {
-        self.with(|pair| pair.receive(queue, budget, deliver))
-    }
-
-    fn send_segments(
-        &mut self,
-        queue: usize,
-        segments: &[usize],
-        offload: bool,
-        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
-    ) -> Result<(), DeviceError> {
-        self.with(|pair| pair.send_segments(queue, segments, offload, fill))
-    }
-
-    fn send_tcp_segmented(
-        &mut self,
-        queue: usize,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
-    ) -> Result<(), DeviceError> {
-        self.with(|pair| pair.send_tcp_segmented(queue, len, fill))
-    }
-
-    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        self.with(|pair| pair.transmit_pending(queue))
-    }
+    forward_frame_path!(with);
 
     /// Queue 0 is the device's queue `self.queue`.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
