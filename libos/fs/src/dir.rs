@@ -211,10 +211,21 @@ impl<D: BlockStore> FileSystem<D> {
         };
         let blocks = self.directory_blocks(&directory.inode)?;
         for &block in &blocks {
-            let mut entries = self.read_directory_block(block, path)?;
-            if entries.has_room_for(name) {
-                entries.entries.push(entry);
-                self.store.stage_metadata(block, entries.encode(block));
+            let appended = self
+                .read_sealed(block, |image, trust| match trust {
+                    // Checked whole when it was read or sealed: the others are not parsed.
+                    Trust::Sealed => DirectoryBlock::append_sealed(image, block, &entry),
+                    Trust::Verify => {
+                        let mut entries = DirectoryBlock::decode_as(image, block, trust)?;
+                        Ok(entries.has_room_for(name).then(|| {
+                            entries.entries.push(entry.clone());
+                            entries.encode(block)
+                        }))
+                    }
+                })
+                .map_err(|error| error.under(&join(path)))?;
+            if let Some(image) = appended {
+                self.store.stage_metadata(block, image);
                 return Ok(());
             }
         }
