@@ -255,17 +255,28 @@ impl<D: BlockStore> FileSystem<D> {
     ) -> Result<Inode, FsError> {
         let blocks = self.directory_blocks(&directory.inode)?;
         for (logical, &block) in blocks.iter().enumerate() {
-            let mut entries = self.read_directory_block(block, path)?;
-            let Some(index) = entries.find(name) else {
+            let removed = self
+                .read_sealed(block, |image, trust| match trust {
+                    // Checked whole when it was read or sealed: the others are not parsed.
+                    Trust::Sealed => DirectoryBlock::remove_sealed(image, block, name),
+                    Trust::Verify => {
+                        let mut entries = DirectoryBlock::decode_as(image, block, trust)?;
+                        Ok(entries.find(name).map(|index| {
+                            let removed = entries.entries.remove(index);
+                            let rest = (!entries.entries.is_empty()).then(|| entries.encode(block));
+                            (removed.inode, rest)
+                        }))
+                    }
+                })
+                .map_err(|error| error.under(&join(path)))?;
+            let Some((inode, rest)) = removed else {
                 continue;
             };
-            let removed = entries.entries.remove(index);
-            if entries.entries.is_empty() {
-                self.drop_directory_block(directory, path, &blocks, logical)?;
-            } else {
-                self.store.stage_metadata(block, entries.encode(block));
+            match rest {
+                Some(image) => self.store.stage_metadata(block, image),
+                None => self.drop_directory_block(directory, path, &blocks, logical)?,
             }
-            return Ok(removed.inode);
+            return Ok(inode);
         }
         Err(FsError::NotFound(crate::path::child(&join(path), name)))
     }

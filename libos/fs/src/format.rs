@@ -693,6 +693,48 @@ impl DirectoryBlock {
         Ok(Some(appended))
     }
 
+    /// The inode of entry `name` of directory block `number` (checked whole, as for
+    /// [`DirectoryBlock::find_sealed`]) and the block without it, stamped for staging
+    /// (`None` if it was the last entry): the entries after it move down, the others are
+    /// not parsed. `None` if there is no such entry. Still never panics on a bad block.
+    pub(crate) fn remove_sealed(
+        block: &Block,
+        number: u64,
+        name: &str,
+    ) -> Result<Option<(Inode, Option<Block>)>, FsError> {
+        let Some((index, inode)) = Self::find_sealed(block, number, name)? else {
+            return Ok(None);
+        };
+        let count = usize::from(get_u16(&block[..], ENTRY_COUNT_AT));
+        if count == 1 {
+            return Ok(Some((inode, None)));
+        }
+        let (mut at, mut end) = (ENTRIES_AT, ENTRIES_AT);
+        for step in 0..count {
+            if step == index {
+                at = end;
+            }
+            end += 1 + INODE_SIZE + usize::from(block[end.min(CRC_AT)]);
+            if end > CRC_AT {
+                return Err(FsError::corrupt(
+                    number,
+                    format!("entry {step}: runs past the block"),
+                ));
+            }
+        }
+        let size = Entry::size_on_disk(name);
+        let mut rest = block.clone();
+        rest.copy_within(at + size..end, at);
+        rest[end - size..end].fill(0);
+        put(
+            &mut rest[..],
+            ENTRY_COUNT_AT,
+            &(count as u16 - 1).to_le_bytes(),
+        );
+        stamp(&mut rest, DIRECTORY_MAGIC, number);
+        Ok(Some((inode, Some(rest))))
+    }
+
     /// Rewrites the inode of entry `index` of the checked directory block `number` in
     /// place, stamped for staging (the other entries are not parsed).
     pub(crate) fn replace_inode(
@@ -952,6 +994,40 @@ mod tests {
             inode: Inode::new(FileKind::File, 1),
         };
         let error = DirectoryBlock::append_sealed(&block, 70, &entry).unwrap_err();
+        assert!(
+            matches!(&error, FsError::Corrupt { block: 70, what } if what.contains("runs past the block")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn removing_in_place_is_parsing_removing_and_encoding() {
+        let (directory, block) = sealed_directory(12);
+        for name in ["f0", "f5", "f11"] {
+            let (inode, rest) = DirectoryBlock::remove_sealed(&block, 70, name)
+                .unwrap()
+                .expect("the entry is there");
+            let mut expected = directory.clone();
+            let index = expected.find(name).unwrap();
+            assert_eq!(inode, expected.entries.remove(index).inode);
+            let mut rest = rest.expect("entries are left");
+            assert_eq!(rest[..CRC_AT], expected.encode(70)[..CRC_AT], "{name}");
+            seal_checksum(&mut rest);
+            assert_eq!(DirectoryBlock::decode(&rest, 70).unwrap(), expected);
+        }
+        assert_eq!(DirectoryBlock::remove_sealed(&block, 70, "f12"), Ok(None));
+        let (alone, block) = sealed_directory(1);
+        assert_eq!(
+            DirectoryBlock::remove_sealed(&block, 70, "f0"),
+            Ok(Some((alone.entries[0].inode.clone(), None)))
+        );
+    }
+
+    #[test]
+    fn removing_from_a_block_whose_entries_run_past_it_is_refused() {
+        let (_, mut block) = sealed_directory(3);
+        put(&mut block[..], ENTRY_COUNT_AT, &40u16.to_le_bytes());
+        let error = DirectoryBlock::remove_sealed(&block, 70, "f1").unwrap_err();
         assert!(
             matches!(&error, FsError::Corrupt { block: 70, what } if what.contains("runs past the block")),
             "{error:?}"
