@@ -14,7 +14,7 @@ use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueueWakes};
 use rexo_pci::Function;
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, Virtqueue};
-use crate::transport::{Transport, VENDOR};
+use crate::transport::Transport;
 
 /// Transitional virtio-blk (legacy interface, maybe modern too).
 const DEVICE_TRANSITIONAL: u16 = 0x1001;
@@ -79,24 +79,12 @@ const ID_TIMEOUT_NS: u64 = 1_000_000_000;
 
 /// Whether this driver takes `function`.
 pub fn matches(function: &Function) -> bool {
-    let header = &function.header;
-    header.vendor() == VENDOR && matches!(header.device_id(), DEVICE_TRANSITIONAL | DEVICE_MODERN)
+    crate::transport::is_device(function, DEVICE_TRANSITIONAL, DEVICE_MODERN)
 }
 
 /// Starts the disk on `function`.
 pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
-    // MSI-X goes on (every entry masked) before the transport is read: on a legacy
-    // device it moves the device configuration (spec 4.1.4.8).
-    let msix = match function.msix() {
-        Ok(table) => Some(table),
-        Err(error) => {
-            log::info!(
-                "virtio-blk {}: completions polled only: {error}",
-                function.address()
-            );
-            None
-        }
-    };
+    let msix = crate::transport::msix_first(&mut function, "virtio-blk", "completions polled only");
     let transport = Transport::new(&mut function)?;
     let platform = function.platform();
     let wanted = F_SIZE_MAX | F_SEG_MAX | F_RO | F_FLUSH | F_MQ;

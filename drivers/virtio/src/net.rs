@@ -16,7 +16,7 @@ use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueuePair, Que
 use rexo_pci::Function;
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, Virtqueue};
-use crate::transport::{Transport, VENDOR};
+use crate::transport::Transport;
 
 /// Transitional virtio-net (legacy interface, maybe modern too).
 const DEVICE_TRANSITIONAL: u16 = 0x1000;
@@ -136,24 +136,12 @@ pub fn queue_numbers(pair: u16, max_pairs: u16) -> (u16, u16, u16) {
 
 /// Whether this driver takes `function`.
 pub fn matches(function: &Function) -> bool {
-    let header = &function.header;
-    header.vendor() == VENDOR && matches!(header.device_id(), DEVICE_TRANSITIONAL | DEVICE_MODERN)
+    crate::transport::is_device(function, DEVICE_TRANSITIONAL, DEVICE_MODERN)
 }
 
 /// Starts the network interface on `function`.
 pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
-    // MSI-X goes on (every entry masked) before the transport is read: on a legacy
-    // device it moves the device configuration (spec 4.1.4.8).
-    let msix = match function.msix() {
-        Ok(table) => Some(table),
-        Err(error) => {
-            log::info!(
-                "virtio-net {}: no receive wake-ups: {error}",
-                function.address()
-            );
-            None
-        }
-    };
+    let msix = crate::transport::msix_first(&mut function, "virtio-net", "no receive wake-ups");
     let transport = Transport::new(&mut function)?;
     let platform = function.platform();
     let features = transport.negotiate_with(platform, wanted_features, 0)?;

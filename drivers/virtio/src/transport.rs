@@ -11,6 +11,24 @@ use crate::queue::{Doorbell, Virtqueue};
 /// PCI vendor ID of virtio devices (Red Hat, Inc.).
 pub const VENDOR: u16 = 0x1AF4;
 
+/// Whether PCI function `function` is a virtio device with the transitional or the
+/// modern-only device ID of one kind (spec 4.1.2: `transitional`, then 0x1040 + the
+/// device type).
+pub fn is_device(function: &rexo_pci::Function, transitional: u16, modern: u16) -> bool {
+    let header = &function.header;
+    header.vendor() == VENDOR && [transitional, modern].contains(&header.device_id())
+}
+
+/// The function's MSI-X table, switched on with every entry masked before the transport
+/// is read: on a legacy device it moves the device configuration (spec 4.1.4.8). `None`
+/// when there is none, logged as `"{driver} ADDRESS: {without}: why"`.
+pub fn msix_first(function: &mut DeviceFunction, driver: &str, without: &str) -> Option<MsixTable> {
+    function
+        .msix()
+        .inspect_err(|error| log::info!("{driver} {}: {without}: {error}", function.address()))
+        .ok()
+}
+
 /// Device status bit: the guest noticed the device (spec 2.1).
 pub const STATUS_ACKNOWLEDGE: u8 = 1;
 /// Device status bit: the guest has a driver for it.
