@@ -173,7 +173,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
          time: TSC {} MHz ({tsc_source:?})\n\
          cpu: {} physical address bits, 1 GiB pages {}, x2APIC {}, TSC-deadline timer {}, invariant TSC {}\n\
          memory: {} MiB usable, identity map up to {} GiB ({} pages), heap {} KiB at start (grows by 512 KiB)\n",
-        boot.loader_name,
+        boot.loader(),
         boot.protocol,
         tsc_hz / 1_000_000,
         features.phys_bits,

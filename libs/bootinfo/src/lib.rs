@@ -291,6 +291,16 @@ pub struct BootInfo<'a> {
 }
 
 impl<'a> BootInfo<'a> {
+    /// The loader's name for a log line: "an unnamed loader" when the protocol gives
+    /// none (PVH: QEMU, Firecracker and cloud-hypervisor all enter the same way).
+    pub fn loader(&self) -> &'a str {
+        if self.loader_name.is_empty() {
+            "an unnamed loader"
+        } else {
+            self.loader_name
+        }
+    }
+
     /// An empty result for `protocol`.
     fn new(protocol: Protocol) -> Self {
         Self {

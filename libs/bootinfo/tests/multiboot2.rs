@@ -100,6 +100,7 @@ fn parses_every_field() {
     assert_eq!(info.protocol, Protocol::Multiboot2);
     assert_eq!(info.cmdline, "console=ttyS0");
     assert_eq!(info.loader_name, "GRUB 2.06");
+    assert_eq!(info.loader(), "GRUB 2.06");
     assert_eq!(
         info.modules(),
         &[

@@ -87,6 +87,7 @@ fn parses_every_field() {
     let info = parse_pvh(&mem, SI).unwrap();
     assert_eq!(info.protocol, Protocol::Pvh);
     assert_eq!(info.loader_name, "");
+    assert_eq!(info.loader(), "an unnamed loader");
     assert_eq!(info.cmdline, "console=ttyS0 app=hello");
     assert_eq!(info.rsdp, Some(0xF59E0));
     assert_eq!(info.framebuffer, None);
