@@ -232,6 +232,9 @@ pub struct VirtioNet {
     checksum_offload: bool,
     /// Descriptors per frame: 1, or 2 when the header needs its own.
     chain: u16,
+    /// The largest frame the device cuts into segments, when every pair has TSO
+    /// buffers: fixed once the pairs are made, so that `info` takes no pair's lock.
+    tcp_segmentation: Option<usize>,
     /// The queue pairs in use; `NetDevice` queue `q` is `pairs[q]`. Each behind its own
     /// lock, shared with its handle once split ([`NetDevice::split_queues`]).
     pairs: Vec<Arc<spin::Mutex<Pair>>>,
@@ -327,8 +330,13 @@ impl VirtioNet {
             }
             None => None,
         };
+        let tcp_segmentation = queues
+            .iter()
+            .all(|pair| pair.lock().tso.is_some())
+            .then_some(TSO_MAX_FRAME);
         let mut net = Self {
             chain,
+            tcp_segmentation,
             mac: transport.config_bytes(CONFIG_MAC),
             link_status: features & F_STATUS != 0,
             checksum_offload: features & F_CSUM != 0,
@@ -741,7 +749,7 @@ impl NetDevice for VirtioNet {
             link_up: !self.link_status
                 || self.transport.config16(CONFIG_STATUS) & STATUS_LINK_UP != 0,
             checksum_offload: self.checksum_offload,
-            tcp_segmentation: self.pairs[0].lock().tso.is_some().then_some(TSO_MAX_FRAME),
+            tcp_segmentation: self.tcp_segmentation,
         }
     }
 
