@@ -474,10 +474,9 @@ pub fn command(words: Vec<String>) -> Result<()> {
             file_system_round((&kernel, linux), templates, &dir, &plan, &mut samples);
         }
     }
-    if let Some((_, templates)) = &file_system {
-        for image in [&templates.rexo, &templates.ext4] {
-            let _ = std::fs::remove_file(image);
-        }
+    // The templates stay for the next run of this xtask binary (`fsbench::templates`);
+    // the copy the last boot wrote goes.
+    if file_system.is_some() {
         let _ = std::fs::remove_file(dir.join("fs-disk.img"));
     }
     for (name, _, _) in DISKS {
