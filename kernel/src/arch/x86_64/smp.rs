@@ -129,7 +129,11 @@ unsafe extern "C" {
 static STACK_TOPS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 /// Each core's sign of life: its APIC id + 1, written when it reaches the work loop.
 static ALIVE: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
+/// Cores in the work loop, the boot core included.
 static RUNNING: AtomicUsize = AtomicUsize::new(1);
+/// The cores running once every core started has answered: the last to answer wakes the
+/// boot core.
+static EXPECTED: AtomicUsize = AtomicUsize::new(1);
 
 fn offset(symbol: *const u8) -> u64 {
     symbol as u64 - (&raw const rexo_ap_trampoline_start) as u64
@@ -172,6 +176,8 @@ pub fn prepare(stack_tops: &[u64], entry: extern "C" fn(u64) -> !) {
 /// Returns how many answered.
 pub fn start_cores(targets: &[u32], timeout_us: u64) -> usize {
     let page = (TRAMPOLINE >> 12) as u8;
+    let expected = RUNNING.load(Ordering::Acquire) + targets.len();
+    EXPECTED.store(expected, Ordering::Release);
     for &id in targets {
         apic::send_ipi(id, Ipi::Init);
     }
@@ -203,7 +209,7 @@ pub fn start_cores(targets: &[u32], timeout_us: u64) -> usize {
             return answered;
         }
         // Halt rather than spin: under emulation the starting cores need the host's CPUs.
-        // Each core's sign of life comes with a wake-up IPI; the timer only bounds the nap
+        // The last core's sign of life comes with a wake-up IPI; the timer only bounds the nap
         // by the next thing to do (the second start-up IPI, or the time-out). A nap, which
         // remembers a wake-up IPI taken after the count above: a plain halt then slept to
         // the time-out (2 s) with every core running.
@@ -213,13 +219,16 @@ pub fn start_cores(targets: &[u32], timeout_us: u64) -> usize {
     }
 }
 
-/// Records that core `index` (APIC id `apic_id`) runs: its sign of life for the boot core,
-/// which it also wakes.
+/// Records that core `index` (APIC id `apic_id`) runs: its sign of life for the boot core.
+/// The last of the cores started to answer wakes the boot core: one wake-up, not one per
+/// core, since under emulation each costs the boot core's thread a turn on the host's
+/// CPUs while the other cores start (8 cores: `boot=` median 9.3 ms against 13-14.5).
 pub fn mark_alive(index: usize, apic_id: u32) {
     ALIVE[index].store(apic_id + 1, Ordering::Release);
-    RUNNING.fetch_add(1, Ordering::AcqRel);
-    let boot_core = super::percpu::core(0).apic_id.load(Ordering::Relaxed);
-    apic::send_ipi(boot_core, Ipi::Fixed(super::idt::VECTOR_WAKE));
+    if RUNNING.fetch_add(1, Ordering::AcqRel) + 1 == EXPECTED.load(Ordering::Acquire) {
+        let boot_core = super::percpu::core(0).apic_id.load(Ordering::Relaxed);
+        apic::send_ipi(boot_core, Ipi::Fixed(super::idt::VECTOR_WAKE));
+    }
 }
 
 /// How many cores run the work loop (the boot core included).
