@@ -791,6 +791,14 @@ pub(crate) mod tests {
         }))
     }
 
+    /// Interface 0 of `registry` leased to `holder` (owner id, app name).
+    fn lease_net(registry: &'static Registry, holder: Holder) -> Box<dyn NetDevice> {
+        registry
+            .open(DeviceKind::Net, 0, holder)
+            .and_then(OpenDevice::into_net)
+            .unwrap()
+    }
+
     fn registry() -> &'static Registry {
         registry_of(3, Box::new(Counting(0, None)))
     }
@@ -798,10 +806,7 @@ pub(crate) mod tests {
     #[test]
     fn one_holder_at_a_time_and_dropping_frees() {
         let registry = registry();
-        let mut lease = registry
-            .open(DeviceKind::Net, 0, (1, "first"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let mut lease = lease_net(registry, (1, "first"));
         assert_eq!(lease.receive(0, 1, &mut |_| {}), Ok(0));
         assert_eq!(
             registry
@@ -818,10 +823,7 @@ pub(crate) mod tests {
         );
         drop(lease);
         assert_eq!(registry.devices()[0].holder, None);
-        let mut again = registry
-            .open(DeviceKind::Net, 0, (2, "second"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let mut again = lease_net(registry, (2, "second"));
         assert_eq!(
             again.transmit_pending(0),
             Ok(1),
@@ -846,17 +848,11 @@ pub(crate) mod tests {
     #[test]
     fn revoked_handles_go_dead_and_do_not_free_the_next_holder() {
         let registry = registry();
-        let mut old = registry
-            .open(DeviceKind::Net, 0, (1, "first"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let mut old = lease_net(registry, (1, "first"));
         assert_eq!(registry.revoke_all_of(2), 0);
         assert_eq!(registry.revoke_all_of(1), 1);
         assert_eq!(old.receive(0, 1, &mut |_| {}), Err(DeviceError::Revoked));
-        let mut new = registry
-            .open(DeviceKind::Net, 0, (3, "third"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let mut new = lease_net(registry, (3, "third"));
         drop(old);
         assert_eq!(
             registry.devices()[0].holder,
@@ -924,10 +920,7 @@ pub(crate) mod tests {
     #[test]
     fn a_lease_splits_into_one_handle_per_queue() {
         let registry = two_queues();
-        let mut lease = registry
-            .open(DeviceKind::Net, 0, (1, "kv"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let mut lease = lease_net(registry, (1, "kv"));
         let mut handles = lease.split_queues().unwrap();
         assert_eq!(handles.len(), 2);
         assert_eq!(handles[1].info().queues, 1);
@@ -953,10 +946,7 @@ pub(crate) mod tests {
     #[test]
     fn revocation_cuts_every_queue_handle() {
         let registry = two_queues();
-        let mut lease = registry
-            .open(DeviceKind::Net, 0, (1, "kv"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let mut lease = lease_net(registry, (1, "kv"));
         let mut handles = lease.split_queues().unwrap();
         assert_eq!(registry.revoke_all_of(1), 1);
         for handle in &mut handles {
@@ -971,10 +961,7 @@ pub(crate) mod tests {
         }
         assert_eq!(lease.split_queues().err(), Some(DeviceError::Revoked));
         // The next holder's handles work; the old ones stay cut.
-        let mut next = registry
-            .open(DeviceKind::Net, 0, (2, "httpd"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let mut next = lease_net(registry, (2, "httpd"));
         let mut fresh = next.split_queues().unwrap();
         assert_eq!(fresh[0].receive(0, 1, &mut |_| {}), Ok(1));
         assert_eq!(
@@ -994,10 +981,7 @@ pub(crate) mod tests {
     fn queue_handles_run_on_their_own_threads_at_once() {
         const CALLS: usize = 20_000;
         let registry = two_queues();
-        let mut lease = registry
-            .open(DeviceKind::Net, 0, (1, "kv"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let mut lease = lease_net(registry, (1, "kv"));
         let threads: Vec<_> = lease
             .split_queues()
             .unwrap()
