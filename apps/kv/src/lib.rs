@@ -148,7 +148,7 @@ fn shard_count(cache_bytes: usize, serving: usize, max_item: usize) -> usize {
     if serving < 2 {
         return 1;
     }
-    (cache_bytes / (2 * max_item).max(1)).clamp(1, serving * SHARDS_PER_CORE)
+    (cache_bytes / (2 * max_item)).clamp(1, serving * SHARDS_PER_CORE)
 }
 
 /// Opens the NIC, gets an address and serves on every core that has a queue pair of it
@@ -394,7 +394,7 @@ impl Server<'_> {
                     }
                 }
             }
-            busy |= self.serve_datagrams(stack, &udp, now, kernel)?;
+            busy |= self.serve_datagrams(stack, &udp, now, &info, kernel)?;
             if !busy && can_nap {
                 kernel.sleep_ns(IDLE_NAP_NS);
             }
@@ -409,12 +409,14 @@ impl Server<'_> {
         stack.close(client.into_connection());
     }
 
-    /// Answers every datagram waiting on `udp`; true if there was one.
+    /// Answers every datagram waiting on `udp` (`info`: this poll round's figures for
+    /// `stats`); true if there was one.
     fn serve_datagrams(
         &mut self,
         stack: &mut Stack,
         udp: &UdpSocket,
         now: u64,
+        info: &ServerInfo,
         kernel: &Kernel,
     ) -> Result<bool, NetError> {
         let mut any = false;
@@ -422,13 +424,8 @@ impl Server<'_> {
         let mut store = &self.shared.store;
         while let Some((len, from)) = stack.recv_from(udp, &mut request) {
             any = true;
-            let answer = udp::answer_datagram(
-                &mut store,
-                &request[..len],
-                now,
-                &self.shared.info(),
-                &mut self.udp_answer,
-            );
+            let answer =
+                udp::answer_datagram(&mut store, &request[..len], now, info, &mut self.udp_answer);
             let Ok(datagrams) = answer.and_then(|id| Datagrams::new(id, &self.udp_answer)) else {
                 self.udp_dropped += 1;
                 continue;

@@ -116,6 +116,9 @@ pub struct Shards {
     shards: Vec<spin::Mutex<Cache>>,
     /// Seeds the hash that picks a key's shard.
     seed: u64,
+    /// The largest value accepted (every shard's): read on every request, so kept here
+    /// rather than behind shard 0's lock.
+    max_value: usize,
 }
 
 impl Shards {
@@ -132,6 +135,7 @@ impl Shards {
                 .map(|_| spin::Mutex::new(Cache::new(shard, now)))
                 .collect(),
             seed: config.hash_seed.rotate_left(32) ^ SHARD_SEED,
+            max_value: config.max_value,
         }
     }
 
@@ -159,7 +163,7 @@ impl Shards {
 
 impl Store for &Shards {
     fn max_value(&self) -> usize {
-        self.shards[0].lock().config().max_value
+        self.max_value
     }
     fn get(
         &mut self,
