@@ -12,7 +12,8 @@
 //! Cores: kv serves on every core the app was given that has a queue pair of the NIC
 //! ([`rexo_net::attach_cores`]): a stack per pair on its own core, each serving the TCP
 //! and UDP requests its pair received (the device keeps a flow on one pair), none
-//! taking a lock another core's frame path takes. The cache is shared as
+//! taking a lock another core's frame path takes but for ARP frames (the stacks share
+//! them). The cache is shared as
 //! [`Shards`] (by key hash, a spin lock per shard held for one
 //! command; `shard_count` says how many); `stats` sums them, with `threads` the
 //! serving cores. With one queue pair (user networking, e1000) or a driver that cannot

@@ -36,11 +36,12 @@
 //! hash on virtio-net), so a queue left unpolled would lose flows. To serve from
 //! several cores, [`attach_cores`] splits the NIC into one handle per queue pair
 //! (`NetDevice::split_queues`) and builds a stack per pair, all with the interface's
-//! MAC and address: each core polls its own pair with no lock another core takes, and
+//! MAC and address: each core polls its own pair with no lock another core takes (but
+//! the shared ARP board's, for ARP frames only), and
 //! a TCP connection stays on the core whose pair received its SYN, since the device
 //! keeps a flow on one pair. Listening on the same port on every stack is fine: each
 //! sees only its pair's flows. ARP is no flow, so the stacks share the ARP frames they
-//! receive. kv serves this way.
+//! receive. kv and httpd serve this way.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
