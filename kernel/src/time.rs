@@ -339,9 +339,10 @@ pub fn take_wake(core: usize) -> bool {
     WAKE_PENDING[core].swap(false, Ordering::Relaxed)
 }
 
-/// An app's nap (`Kernel::sleep_ns`): halts until `deadline_ns` or an interrupt, but
-/// not at all when a wake came since the last nap: a device's message that arrived
-/// between the app's last look at its ring and this call is not lost.
+/// A nap (an app's `Kernel::sleep_ns`; the boot core's wait for starting cores): halts
+/// until `deadline_ns` or an interrupt, but not at all when a wake came since the last
+/// nap: a device's message, or a core's sign of life, that arrived between the caller's
+/// last look and this call is not lost.
 pub fn nap_until(deadline_ns: u64) {
     cpu::disable_interrupts();
     if !take_wake(percpu::core_index()) && now_ns() < deadline_ns {

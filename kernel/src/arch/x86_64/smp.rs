@@ -226,8 +226,7 @@ pub fn start_cores(targets: &[u32], timeout_us: u64) -> usize {
 pub fn mark_alive(index: usize, apic_id: u32) {
     ALIVE[index].store(apic_id + 1, Ordering::Release);
     if RUNNING.fetch_add(1, Ordering::AcqRel) + 1 == EXPECTED.load(Ordering::Acquire) {
-        let boot_core = super::percpu::core(0).apic_id.load(Ordering::Relaxed);
-        apic::send_ipi(boot_core, Ipi::Fixed(super::idt::VECTOR_WAKE));
+        rexo_workqueue::Waker::wake(&crate::sched::IpiWaker, 0);
     }
 }
 
