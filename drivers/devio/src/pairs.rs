@@ -45,13 +45,14 @@ pub trait QueuePair: Send {
 }
 
 /// One handle per pair of `pairs`, each an interface of one queue: `info` with one
-/// queue. `device` names the device in the error a handle's own `wake_on_receive`
-/// gives (the wake-up is the device's: armed through it, or through the lease).
+/// queue. `no_wake` says why a handle's own `wake_on_receive` is refused
+/// ([`DeviceError::Unsupported`]): the wake-up is the device's, armed through it or
+/// through the lease.
 pub fn split<P: QueuePair + 'static>(
     pairs: &[Arc<spin::Mutex<P>>],
     layout: P::Layout,
     mut info: NetInfo,
-    device: &'static str,
+    no_wake: &'static str,
 ) -> Vec<Box<dyn NetDevice>> {
     info.queues = 1;
     pairs
@@ -61,7 +62,7 @@ pub fn split<P: QueuePair + 'static>(
                 pair: pair.clone(),
                 layout,
                 info: info.clone(),
-                device,
+                no_wake,
             }) as Box<dyn NetDevice>
         })
         .collect()
@@ -75,8 +76,8 @@ struct PairHandle<P: QueuePair> {
     layout: P::Layout,
     /// The interface as it was when split, with one queue.
     info: NetInfo,
-    /// The device's name in errors.
-    device: &'static str,
+    /// Why the handle's own `wake_on_receive` is refused.
+    no_wake: &'static str,
 }
 
 impl<P: QueuePair> PairHandle<P> {
@@ -131,6 +132,6 @@ impl<P: QueuePair> NetDevice for PairHandle<P> {
     /// The wake-up is the device's (its interrupt registers and MSI-X table): armed
     /// through the device, or through the lease that handed this handle out.
     fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
-        Err(DeviceError::Unsupported(self.device))
+        Err(DeviceError::Unsupported(self.no_wake))
     }
 }

@@ -780,9 +780,9 @@ pub(crate) mod tests {
         );
     }
 
-    /// A registry with one interface, `nic`, at PCI device `device`.
-    fn registry_of(device: u8, nic: Box<dyn NetDevice>) -> &'static Registry {
-        let address = Address::new(0, 0, device, 0).unwrap();
+    /// A registry with one interface, `nic`, at PCI address 00:03.0.
+    fn registry_of(nic: Box<dyn NetDevice>) -> &'static Registry {
+        let address = Address::new(0, 0, 3, 0).unwrap();
         let slots = alloc::vec![Slot::new(address, "test-net", Found::Net(nic))];
         Box::leak(Box::new(Registry {
             slots,
@@ -800,7 +800,7 @@ pub(crate) mod tests {
     }
 
     fn registry() -> &'static Registry {
-        registry_of(3, Box::new(Counting(0, None)))
+        registry_of(Box::new(Counting(0, None)))
     }
 
     #[test]
@@ -914,7 +914,7 @@ pub(crate) mod tests {
     /// A registry with one two-queue interface that splits.
     fn two_queues() -> &'static Registry {
         let counts = (0..2).map(|_| Default::default()).collect();
-        registry_of(5, Box::new(Queues(counts)))
+        registry_of(Box::new(Queues(counts)))
     }
 
     #[test]
@@ -978,7 +978,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn queue_handles_run_on_their_own_threads_at_once() {
+    fn queue_handles_work_from_their_own_threads() {
         const CALLS: usize = 20_000;
         let registry = two_queues();
         let mut lease = lease_net(registry, (1, "kv"));

@@ -601,7 +601,7 @@ struct Shape {
 impl QueuePair for Pair {
     type Layout = Shape;
 
-    /// [`NetDevice::receive`] on this self.
+    /// [`NetDevice::receive`] on this pair.
     fn receive(
         &mut self,
         shape: Shape,
@@ -615,9 +615,10 @@ impl QueuePair for Pair {
         taken
     }
 
-    /// [`NetDevice::send_segments`] on this pair: one descriptor chain: the virtio-net header and segment 0 in the first buffer
-    /// (two descriptors on legacy devices without ANY_LAYOUT), then one descriptor per
-    /// further segment, each in its own buffer (the segments are never copied together).
+    /// [`NetDevice::send_segments`] on this pair: one descriptor chain: the virtio-net
+    /// header and segment 0 in the first buffer (two descriptors on legacy devices
+    /// without ANY_LAYOUT), then one descriptor per further segment, each in its own
+    /// buffer (the segments are never copied together).
     fn send_segments(
         &mut self,
         shape: Shape,
@@ -732,7 +733,7 @@ impl QueuePair for Pair {
         Ok(())
     }
 
-    /// [`NetDevice::transmit_pending`] on this self.
+    /// [`NetDevice::transmit_pending`] on this pair.
     fn transmit_pending(&mut self, shape: Shape) -> Result<usize, DeviceError> {
         let chain = shape.chain;
         self.reclaim(chain)?;
