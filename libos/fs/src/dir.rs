@@ -212,16 +212,12 @@ impl<D: BlockStore> FileSystem<D> {
         let blocks = self.directory_blocks(&directory.inode)?;
         for &block in &blocks {
             let appended = self
-                .read_sealed(block, |image, trust| match trust {
-                    // Checked whole when it was read or sealed: the others are not parsed.
-                    Trust::Sealed => DirectoryBlock::append_sealed(image, block, &entry),
-                    Trust::Verify => {
-                        let mut entries = DirectoryBlock::decode_as(image, block, trust)?;
-                        Ok(entries.has_room_for(name).then(|| {
-                            entries.entries.push(entry.clone());
-                            entries.encode(block)
-                        }))
+                .read_sealed(block, |image, trust| {
+                    // Checked whole once (just read), then changed in place.
+                    if trust == Trust::Verify {
+                        DirectoryBlock::decode_as(image, block, trust)?;
                     }
+                    DirectoryBlock::append_sealed(image, block, &entry)
                 })
                 .map_err(|error| error.under(&join(path)))?;
             if let Some(image) = appended {
@@ -256,17 +252,12 @@ impl<D: BlockStore> FileSystem<D> {
         let blocks = self.directory_blocks(&directory.inode)?;
         for (logical, &block) in blocks.iter().enumerate() {
             let removed = self
-                .read_sealed(block, |image, trust| match trust {
-                    // Checked whole when it was read or sealed: the others are not parsed.
-                    Trust::Sealed => DirectoryBlock::remove_sealed(image, block, name),
-                    Trust::Verify => {
-                        let mut entries = DirectoryBlock::decode_as(image, block, trust)?;
-                        Ok(entries.find(name).map(|index| {
-                            let removed = entries.entries.remove(index);
-                            let rest = (!entries.entries.is_empty()).then(|| entries.encode(block));
-                            (removed.inode, rest)
-                        }))
+                .read_sealed(block, |image, trust| {
+                    // Checked whole once (just read), then changed in place.
+                    if trust == Trust::Verify {
+                        DirectoryBlock::decode_as(image, block, trust)?;
                     }
+                    DirectoryBlock::remove_sealed(image, block, name)
                 })
                 .map_err(|error| error.under(&join(path)))?;
             let Some((inode, rest)) = removed else {

@@ -586,19 +586,6 @@ impl DirectoryBlock {
         Ok((entries, problems))
     }
 
-    /// Bytes of entries stored.
-    pub(crate) fn used(&self) -> usize {
-        self.entries
-            .iter()
-            .map(|entry| Entry::size_on_disk(&entry.name))
-            .sum()
-    }
-
-    /// Whether an entry named `name` fits beside the others.
-    pub(crate) fn has_room_for(&self, name: &str) -> bool {
-        self.used() + Entry::size_on_disk(name) <= DIRECTORY_CAPACITY
-    }
-
     /// The block's bytes, stamped as block `number`; the CRC is left for
     /// `seal_checksum` (at commit).
     pub(crate) fn encode(&self, number: u64) -> Block {
@@ -650,6 +637,28 @@ impl DirectoryBlock {
         Ok(None)
     }
 
+    /// Where entry `to` of directory block `number` starts, stepping over the entries
+    /// from `from`, which starts at `at`, by their name lengths (nothing else parsed):
+    /// `Corrupt` if one of them runs past the block.
+    fn skip_entries(
+        block: &Block,
+        number: u64,
+        mut at: usize,
+        from: usize,
+        to: usize,
+    ) -> Result<usize, FsError> {
+        for index in from..to {
+            at += 1 + INODE_SIZE + usize::from(block[at.min(CRC_AT)]);
+            if at > CRC_AT {
+                return Err(FsError::corrupt(
+                    number,
+                    format!("entry {index}: runs past the block"),
+                ));
+            }
+        }
+        Ok(at)
+    }
+
     /// Directory block `number` (checked whole, as for [`DirectoryBlock::find_sealed`])
     /// with `entry` appended after its last entry, stamped for staging, found by
     /// stepping over the other entries' lengths without parsing them; `None` if it
@@ -662,16 +671,7 @@ impl DirectoryBlock {
         entry: &Entry,
     ) -> Result<Option<Block>, FsError> {
         let count = get_u16(&block[..], ENTRY_COUNT_AT);
-        let mut at = ENTRIES_AT;
-        for index in 0..count {
-            at += 1 + INODE_SIZE + usize::from(block[at.min(CRC_AT)]);
-            if at > CRC_AT {
-                return Err(FsError::corrupt(
-                    number,
-                    format!("entry {index}: runs past the block"),
-                ));
-            }
-        }
+        let at = Self::skip_entries(block, number, ENTRIES_AT, 0, usize::from(count))?;
         let size = Entry::size_on_disk(&entry.name);
         if at - ENTRIES_AT + size > DIRECTORY_CAPACITY {
             return Ok(None);
@@ -709,19 +709,8 @@ impl DirectoryBlock {
         if count == 1 {
             return Ok(Some((inode, None)));
         }
-        let (mut at, mut end) = (ENTRIES_AT, ENTRIES_AT);
-        for step in 0..count {
-            if step == index {
-                at = end;
-            }
-            end += 1 + INODE_SIZE + usize::from(block[end.min(CRC_AT)]);
-            if end > CRC_AT {
-                return Err(FsError::corrupt(
-                    number,
-                    format!("entry {step}: runs past the block"),
-                ));
-            }
-        }
+        let at = Self::skip_entries(block, number, ENTRIES_AT, 0, index)?;
+        let end = Self::skip_entries(block, number, at, index, count)?;
         let size = Entry::size_on_disk(name);
         let mut rest = block.clone();
         rest.copy_within(at + size..end, at);
@@ -747,10 +736,7 @@ impl DirectoryBlock {
         if index >= count {
             return Err(FsError::corrupt(number, format!("no entry {index}")));
         }
-        let mut at = ENTRIES_AT;
-        for _ in 0..index {
-            at += 1 + INODE_SIZE + usize::from(block[at.min(CRC_AT)]);
-        }
+        let at = Self::skip_entries(block, number, ENTRIES_AT, 0, index)?;
         if at + 1 + INODE_SIZE > CRC_AT {
             return Err(FsError::corrupt(
                 number,
@@ -960,22 +946,27 @@ mod tests {
     }
 
     #[test]
-    fn appending_what_does_not_fit_leaves_the_block_alone() {
+    fn appending_stops_at_exactly_the_room_left() {
         let (directory, block) = sealed_directory(29);
-        let left = DIRECTORY_CAPACITY - directory.used();
+        let used: usize = directory
+            .entries
+            .iter()
+            .map(|entry| Entry::size_on_disk(&entry.name))
+            .sum();
+        let left = DIRECTORY_CAPACITY - used;
         let entry = |name_len: usize| Entry {
             name: "x".repeat(name_len),
             inode: Inode::new(FileKind::File, 1),
         };
         // One byte more than the room left, then exactly the room left.
         let too_long = entry(left - INODE_SIZE);
-        assert!(!directory.has_room_for(&too_long.name));
+        assert_eq!(Entry::size_on_disk(&too_long.name), left + 1);
         assert_eq!(
             DirectoryBlock::append_sealed(&block, 70, &too_long),
             Ok(None)
         );
         let fits = entry(left - 1 - INODE_SIZE);
-        assert!(directory.has_room_for(&fits.name));
+        assert_eq!(Entry::size_on_disk(&fits.name), left);
         let full = DirectoryBlock::append_sealed(&block, 70, &fits)
             .unwrap()
             .expect("exactly the room left");
