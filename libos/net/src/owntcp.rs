@@ -87,7 +87,7 @@ pub struct OwnCounters {
 pub(crate) fn segmentation_limit(info: &rexo_api::NetInfo) -> Option<usize> {
     let max = info.tcp_segmentation.filter(|&max| max > info.max_frame)?;
     info.checksum_offload
-        .then(|| max.min(ETHERNET_HEADER + usize::from(u16::MAX)) - ETHERNET_HEADER - 40)
+        .then(|| (max - ETHERNET_HEADER - 40).min(rexo_tcp::MAX_SEGMENTATION))
 }
 
 /// The neighbour table: IPv4 address to the MAC address its frames came from, in two

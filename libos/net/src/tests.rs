@@ -1146,7 +1146,7 @@ fn own_tcp_sends_super_segments_that_the_nic_cuts_at_the_mss() {
             .expect("port 80 is free");
         assert_eq!(
             net.a.own_tcp().unwrap().segmentation(),
-            Some(65_535 - 40),
+            Some(rexo_tcp::MAX_SEGMENTATION),
             "set from the NIC"
         );
         let (answer, expected) = own_tcp_file(31, 400_000);

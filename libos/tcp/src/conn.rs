@@ -712,7 +712,7 @@ impl Conn {
                 }
                 break;
             }
-            if segments >= pace.burst.max(1) {
+            if segments >= pace.burst {
                 return Turn::More;
             }
             if len > self.mss && len < unsent {
@@ -763,9 +763,10 @@ impl Conn {
 /// How much a connection sends in one turn of a poll.
 #[derive(Clone, Copy)]
 pub(crate) struct Pace {
-    /// The most payload bytes of a super-segment ([`Config::segmentation`]).
+    /// The most payload bytes of a super-segment ([`Config::segmentation`], held to
+    /// [`MAX_SEGMENTATION`](crate::MAX_SEGMENTATION)).
     pub segmentation: Option<usize>,
-    /// The most data segments per turn ([`Config::burst`]).
+    /// The most data segments per turn ([`Config::burst`], at least 1).
     pub burst: usize,
 }
 

@@ -41,6 +41,10 @@ mod piece;
 mod seq;
 mod wire;
 
+/// The most payload bytes a super-segment can carry ([`Config::segmentation`] is held to
+/// it): an IPv4 total length is 16 bits, less the IPv4 and TCP headers (no options).
+pub const MAX_SEGMENTATION: usize = 65_535 - 40;
+
 pub use checksum::{BLOCK, Blob};
 pub use piece::Piece;
 pub use seq::Seq;
@@ -94,7 +98,8 @@ pub struct Config {
     /// With TCP segmentation offload, the most payload bytes of one segment handed
     /// out: a connection then sends super-segments of as many whole MSS-sized segments
     /// as fit (and its windows allow), which the NIC cuts at the MSS
-    /// ([`Outgoing::cut`]); `None` (the default): every segment fits the MSS.
+    /// ([`Outgoing::cut`]); `None` (the default): every segment fits the MSS. Held to
+    /// [`MAX_SEGMENTATION`].
     pub segmentation: Option<usize>,
     /// The most data segments (super-segments with `segmentation`) a connection sends
     /// in its turn of a [`poll`](Endpoint::poll) before each other connection with data
@@ -783,8 +788,11 @@ impl Endpoint {
             half.send_now = false;
         }
         let pace = Pace {
-            segmentation: self.config.segmentation,
-            burst: self.config.burst,
+            segmentation: self
+                .config
+                .segmentation
+                .map(|max| max.min(MAX_SEGMENTATION)),
+            burst: self.config.burst.max(1),
         };
         let mut finished = Vec::new();
         // Connections with data left after their turn, in turn order.

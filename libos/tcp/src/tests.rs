@@ -945,7 +945,7 @@ fn view_unchecked(packet: &[u8]) -> Segment<'_> {
 
 /// A server whose NIC cuts super-segments of up to 64 KiB less headers.
 fn offloading() -> Endpoint {
-    server_with(|c| c.segmentation = Some(65_535 - 40))
+    server_with(|c| c.segmentation = Some(MAX_SEGMENTATION))
 }
 
 #[test]

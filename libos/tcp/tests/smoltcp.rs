@@ -6,7 +6,7 @@
 //! the server's super-segments are cut at the MSS here, as a NIC does ([`cut`]), and
 //! each piece goes on the wire alone (and may be lost alone).
 
-use rexo_tcp::{Blob, Config, ConnId, Endpoint, Error, Outgoing, Piece};
+use rexo_tcp::{Blob, Config, ConnId, Endpoint, Error, MAX_SEGMENTATION, Outgoing, Piece};
 mod sim;
 
 use sim::{QueueDevice, ToServer, millis};
@@ -334,7 +334,7 @@ fn brisk(seed: u64, clients: usize, faults: Faults) -> Scenario {
 /// [`brisk`] with segmentation offload of up to 64 KiB less headers.
 fn offloaded(seed: u64, clients: usize, faults: Faults) -> Scenario {
     Scenario {
-        segmentation: Some(65_535 - 40),
+        segmentation: Some(MAX_SEGMENTATION),
         ..brisk(seed, clients, faults)
     }
 }
@@ -648,7 +648,7 @@ fn super_segments_survive_loss_of_their_pieces_for_many_seeds() {
 #[test]
 fn a_small_transmit_ring_shared_in_turn_loses_nothing() {
     for seed in 0..4 {
-        for segmentation in [None, Some(65_535 - 40)] {
+        for segmentation in [None, Some(MAX_SEGMENTATION)] {
             let scenario = Scenario {
                 room: 3,
                 segmentation,
