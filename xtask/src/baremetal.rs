@@ -86,7 +86,7 @@ pub fn build(src: &Path, out: &Path) -> Result<()> {
 }
 
 /// Runs a tool, turning a failure into an error that shows its command line and output.
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     let output = cmd
         .output()

@@ -1849,7 +1849,7 @@ mod tests {
     #[test]
     fn both_guests_must_use_the_nics_queue_pairs() {
         assert_eq!(nic_model(1), "virtio-net-pci");
-        assert_eq!(nic_model(2), "virtio-net-pci,mq=on,vectors=6");
+        assert_eq!(nic_model(2), crate::testcases::VIRTIO_NET_TWO_PAIRS);
         let unused = servers::pairs_unused;
         assert_eq!(unused("linux: eth0 queues rx-0 rx-1 tx-0 tx-1 ", 2), None);
         assert!(unused("linux: eth0 queues rx-0 tx-0 ", 2).is_some());

@@ -61,18 +61,12 @@ pub fn kernel() -> Result<PathBuf> {
     let count = write_symtab(&elf)?;
     eprintln!("xtask: wrote {count} symbols into {}", rexo_symtab::SECTION);
     let boot = root.join(BOOT_ELF);
-    let status = Command::new("objcopy")
-        .arg("--strip-all")
-        .arg(&elf)
-        .arg(&boot)
-        .status()
-        .map_err(|e| format!("cannot run objcopy (package binutils): {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "objcopy --strip-all {} failed ({status})",
-            elf.display()
-        ));
-    }
+    crate::baremetal::run(
+        Command::new("objcopy")
+            .arg("--strip-all")
+            .arg(&elf)
+            .arg(&boot),
+    )?;
     Ok(boot)
 }
 

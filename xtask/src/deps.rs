@@ -15,7 +15,8 @@ pub enum Need {
     /// The OVMF UEFI firmware.
     Ovmf,
     /// The host C toolchain: `gcc` for the C apps linked into the kernel, GNU `as`, `ld`
-    /// and `objcopy` for the BareMetal test programs.
+    /// and `objcopy` for the BareMetal test programs (`objcopy` also strips the kernel
+    /// ELF that boots).
     CTools,
     /// memcached's client tools from libmemcached (`memccapable`, the protocol
     /// conformance checker, and `memcaslap`, the load generator), for the `kv::` cases.
@@ -358,6 +359,7 @@ mod tests {
             Need::CTools,
             Need::MemcachedTools,
             Need::Wrk,
+            Need::HttpClients,
             Need::Pymemcache,
         ] {
             assert!(requirements(need).iter().all(|r| !r.package.is_empty()));

@@ -867,7 +867,8 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let stop_at_checks = case.exit.is_none() && !kill_after_flush;
     let mut flushed = 0;
     let patcher = gdb_port.map(|port| {
-        // gdb reads the symbols of the full ELF; the guest boots its stripped copy.
+        // The PVH entry gdb stops at is read from the full ELF (its stripped copy, which
+        // the guest boots, has the same program headers).
         let elf = crate::build::debug_elf();
         std::thread::spawn(move || crate::gdb::corrupt_acpi_checksum(port, &elf, BAD_TABLE_SIG))
     });

@@ -314,7 +314,7 @@ pub fn check_httpd(tcp_port: u16) -> Result<String, String> {
         "8 keep-alive clients: {} requests of 1 KiB, {:.0}/s",
         loaded.requests, loaded.per_second
     );
-    shut_down(tcp_port)?;
+    shut_down(local(tcp_port))?;
     done.push("shutdown hook");
     Ok(format!(
         "httpd: {} in {} ms; {load_note}",
@@ -756,10 +756,7 @@ fn check_status_page(port: u16) -> Result<(), String> {
 pub fn status_page_showing(port: u16, wanted: &[&str]) -> Result<String, String> {
     let started = Instant::now();
     loop {
-        let page = Client::connect(port).and_then(|mut client| {
-            client.send(get("/", "").as_bytes())?;
-            Ok(String::from_utf8_lossy(&client.answer(true)?.body).to_string())
-        });
+        let page = status_page_at(local(port));
         match page {
             Ok(page) if wanted.iter().all(|w| page.contains(w)) => return Ok(page),
             Ok(page) if started.elapsed() > Duration::from_secs(20) => {
@@ -838,9 +835,9 @@ fn check_with_python(port: u16) -> Result<String, String> {
     checked
 }
 
-/// Asks `httpd-test` to stop.
-fn shut_down(port: u16) -> Result<(), String> {
-    let mut client = Client::connect(port)?;
+/// Asks `httpd-test` at `address` to stop.
+fn shut_down(address: SocketAddr) -> Result<(), String> {
+    let mut client = Client::connect_to(address)?;
     client.send(get("/__shutdown", "").as_bytes())?;
     let answer = client.answer(true)?;
     if answer.code() != 200 || answer.body != b"shutting down\n" {
@@ -993,7 +990,7 @@ fn check_disk_site(port: u16, extra: &[(&str, &[u8])]) -> Result<Vec<String>, St
         &ok_head(content_type, content, false),
         content,
     )?;
-    shut_down(port)?;
+    shut_down(local(port))?;
     Ok(vec![format!(
         "from disk byte-exact: {}; built-in /1k.txt still served",
         checked.join(", ")
@@ -1064,10 +1061,7 @@ fn on_tap_then_shut_down(
 ) -> Result<Vec<String>, String> {
     let address = SocketAddr::from((crate::tapnet::GUEST, 80));
     let checked = check(address);
-    let stopped = Client::connect_to(address).and_then(|mut client| {
-        client.send(get("/__shutdown", "").as_bytes())?;
-        client.answer(true).map(drop)
-    });
+    let stopped = shut_down(address);
     let notes = checked?;
     stopped?;
     Ok(notes)
@@ -1086,13 +1080,12 @@ struct Fetched {
 }
 
 /// `connections` keep-alive connections at once (each from its own source port) each
-/// fetch every file of `paths` in turn, and the first also `/10m.bin` when `generated`;
+/// fetch every file of `paths` in turn, and the first also `/10m.bin`;
 /// every answer must be byte-exact.
 fn fetch_at_once(
     address: SocketAddr,
     connections: usize,
     paths: &'static [&'static str],
-    generated: bool,
 ) -> Result<Fetched, String> {
     let content = std::sync::Arc::new(generated_content());
     let workers: Vec<_> = (0..connections)
@@ -1110,7 +1103,7 @@ fn fetch_at_once(
                     bytes += content.len();
                 }
                 let requests = paths.len() as u64;
-                if index > 0 || !generated {
+                if index > 0 {
                     return Ok(Fetched { requests, bytes });
                 }
                 client.send(get(GENERATED_PATH, "").as_bytes())?;
@@ -1153,7 +1146,7 @@ fn status_page_at(address: SocketAddr) -> Result<String, String> {
 pub fn check_tso(address: SocketAddr) -> Result<Vec<String>, String> {
     let started = Instant::now();
     let paths = &["/100k.txt", "/100k.txt", "/1m.txt", "/100k.txt"];
-    let bytes = fetch_at_once(address, TSO_CONNECTIONS, paths, true)?.bytes;
+    let bytes = fetch_at_once(address, TSO_CONNECTIONS, paths)?.bytes;
     let elapsed = started.elapsed();
     let page = status_page_at(address)?;
     let (by_nic, by_stack) = status_row(&page, "large segments cut by the NIC / by the stack")
@@ -1191,7 +1184,7 @@ const PER_CORE_CONNECTIONS: usize = 16;
 pub fn check_per_core(address: SocketAddr) -> Result<Vec<String>, String> {
     let started = Instant::now();
     let paths = &["/1k.txt", "/100k.txt", "/1m.txt", "/1k.txt"];
-    let fetched = fetch_at_once(address, PER_CORE_CONNECTIONS, paths, true)?;
+    let fetched = fetch_at_once(address, PER_CORE_CONNECTIONS, paths)?;
     let elapsed = started.elapsed();
     let page = status_page_at(address)?;
     let number = |name: &str| {

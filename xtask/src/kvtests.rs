@@ -219,14 +219,22 @@ pub const SHARED: Client = Client {
     },
 };
 
-/// Runs `check`, then sends `shutdown` whatever happened.
+/// Runs `check` on the forwarded ports, then sends `shutdown` whatever happened.
 fn with_shutdown(
     ports: &Forwards,
     check: fn(SocketAddr, SocketAddr) -> Result<Vec<String>>,
 ) -> Result<Vec<String>> {
     let tcp = ports.tcp(PORT)?;
     let udp = ports.udp(PORT)?;
-    let result = check(tcp, udp);
+    then_shut_down(tcp, || check(tcp, udp))
+}
+
+/// Runs `check`, then sends `shutdown` to kv at `tcp` whatever happened.
+fn then_shut_down(
+    tcp: SocketAddr,
+    check: impl FnOnce() -> Result<Vec<String>>,
+) -> Result<Vec<String>> {
+    let result = check();
     let shutdown = shut_down(tcp);
     let mut notes = result?;
     shutdown.map_err(|e| format!("shutdown: {e}"))?;
@@ -261,11 +269,7 @@ pub const PER_CORE: Client = Client {
     after: SERVING,
     run: |_| {
         let tcp = SocketAddr::from((crate::tapnet::GUEST, PORT));
-        let result = per_core(tcp);
-        let shutdown = shut_down(tcp);
-        let notes = result?;
-        shutdown.map_err(|e| format!("shutdown: {e}"))?;
-        Ok(notes)
+        then_shut_down(tcp, || per_core(tcp))
     },
 };
 

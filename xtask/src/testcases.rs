@@ -1430,7 +1430,7 @@ pub const CASES: &[Case] = &[
         name: "net::virtio-mq",
         machine: Machine::Q35,
         append: "app=netqueues",
-        qemu: &[Arg::TapQueues("virtio-net-pci,mq=on,vectors=6")],
+        qemu: &[Arg::TapQueues(VIRTIO_NET_TWO_PAIRS)],
         timeout_s: 120,
         exit: Some(0),
         checks: &VIRTIO_MQ_CHECKS,
@@ -1665,7 +1665,7 @@ pub const CASES: &[Case] = &[
     Case {
         name: "net::httpd-per-core",
         append: "app=httpd-test ip=10.0.2.15/24,10.0.2.2",
-        qemu: &[Arg::TapPairs("virtio-net-pci,mq=on,vectors=6")],
+        qemu: &[Arg::TapPairs(VIRTIO_NET_TWO_PAIRS)],
         client: Some(crate::httpclient::HTTPD_PER_CORE),
         checks: &[
             Check::Has("httpd: serving http://10.0.2.15:80/"),
@@ -1677,7 +1677,8 @@ pub const CASES: &[Case] = &[
             Check::Lacks("FAILED"),
             Check::Lacks("panicked"),
         ],
-        ..HTTPD_TSO
+        timeout_s: 300,
+        ..HTTPD
     },
     // A SYN flood: 100,000 SYNs from spoofed addresses while an established connection
     // keeps asking; every SYN is answered (a reset past the backlog), the connection is
@@ -1840,6 +1841,10 @@ const DISK_BOOT_CHECKS: &[Check] = &[
     Check::Lacks("FAILED"),
 ];
 
+/// virtio-net with two queue pairs: `mq=on`, and six MSI-X vectors (one for each of
+/// the four queues, the configuration changes and the control queue).
+pub const VIRTIO_NET_TWO_PAIRS: &str = "virtio-net-pci,mq=on,vectors=6";
+
 const HTTPD: Case = Case {
     machine: Machine::Q35,
     append: "app=httpd-test",
@@ -1885,7 +1890,7 @@ const HTTPD_TSO: Case = Case {
 const KV_PER_CORE: Case = Case {
     name: "kv::per-core",
     append: "app=kv ip=10.0.2.15/24,10.0.2.2",
-    qemu: &[Arg::TapPairs("virtio-net-pci,mq=on,vectors=6")],
+    qemu: &[Arg::TapPairs(VIRTIO_NET_TWO_PAIRS)],
     client: Some(crate::kvtests::PER_CORE),
     checks: &[
         Check::Has("2 of 2 core(s) serve, a stack per queue pair"),
