@@ -225,6 +225,39 @@ impl Options {
 /// `cargo xtask run ...`; returns the process exit status.
 pub fn command(words: Vec<String>) -> Result<u8> {
     let o = parse(words)?;
+    // The host ports are checked before anything is built: a port in use stops at once.
+    let mut extra = o.qemu_args.clone();
+    if let Err(why) = o.default_run() {
+        eprintln!("xtask: the monitor runs alone, without httpd: {why}");
+    }
+    if let Some((app, forwards)) = o.forwards() {
+        extra.extend(forwards.qemu_args(0, "virtio-net-pci"));
+        for forward in &forwards.0 {
+            let kind = if forward.udp { "UDP" } else { "TCP" };
+            let taken = if forward.udp {
+                std::net::UdpSocket::bind(("127.0.0.1", forward.host)).is_err()
+            } else {
+                std::net::TcpListener::bind(("127.0.0.1", forward.host)).is_err()
+            };
+            if taken {
+                return Err(format!(
+                    "127.0.0.1:{} ({kind}) is in use, and {app} is served there; free it, or \
+                     choose another app (`--app monitor` runs the monitor alone)",
+                    forward.host
+                ));
+            }
+            eprintln!(
+                "xtask: {app}: 127.0.0.1:{} ({kind}) is forwarded to the guest's port {}",
+                forward.host, forward.guest
+            );
+        }
+        if let Some(page) = forwards.0.iter().find(|f| app == "httpd" && f.guest == 80) {
+            eprintln!(
+                "xtask: httpd's status page: http://127.0.0.1:{}/",
+                page.host
+            );
+        }
+    }
     let mut needs = vec![Need::Qemu];
     match o.boot {
         Boot::Pvh => {}
@@ -258,35 +291,6 @@ pub fn command(words: Vec<String>) -> Result<u8> {
             Media::Cdrom { iso, firmware }
         }
     };
-    let mut extra = o.qemu_args.clone();
-    if let Err(why) = o.default_run() {
-        eprintln!("xtask: the monitor runs alone, without httpd: {why}");
-    }
-    if let Some((app, forwards)) = o.forwards() {
-        extra.extend(forwards.qemu_args(0, "virtio-net-pci"));
-        for forward in &forwards.0 {
-            let kind = if forward.udp { "UDP" } else { "TCP" };
-            let taken = if forward.udp {
-                std::net::UdpSocket::bind(("127.0.0.1", forward.host)).is_err()
-            } else {
-                std::net::TcpListener::bind(("127.0.0.1", forward.host)).is_err()
-            };
-            if taken {
-                return Err(format!(
-                    "127.0.0.1:{} ({kind}) is in use, and {app} is served there; free it, or \
-                     choose another app (`--app monitor` runs the monitor alone)",
-                    forward.host
-                ));
-            }
-            eprintln!(
-                "xtask: {app}: 127.0.0.1:{} ({kind}) is forwarded to the guest's port {}",
-                forward.host, forward.guest
-            );
-        }
-        if app == "httpd" {
-            eprintln!("xtask: httpd's status page: http://127.0.0.1:{HTTP_HOST_PORT}/");
-        }
-    }
     let vm = Vm {
         machine: o.machine,
         machine_props: Vec::new(),
