@@ -188,10 +188,7 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
         .collect::<Result<Vec<_>, NetError>>()
         .map_err(|error| failed(kernel, error))?;
     if let Some((address, prefix)) = address {
-        let why = match attached.one_core_because {
-            Some(why) => format!(": {why}"),
-            None => format!(", a stack per queue pair of nic {}", device.index),
-        };
+        let why = attached.serving_how(device.index);
         kernel.log(format_args!(
             "httpd: serving http://{address}:{HTTP_PORT}/ ({address}/{prefix} {}) on {} with {}{}; {serving} of {cores} core(s) serve{why}",
             attached.config.how(),

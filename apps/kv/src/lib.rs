@@ -191,10 +191,7 @@ fn serve_until_shutdown(kernel: &Kernel, sizing: Sizing) -> Result<(), ApiError>
         frames: spin::Mutex::new(Counters::default()),
         failure: spin::Mutex::new(None),
     };
-    let why = match attached.one_core_because {
-        Some(why) => format!(": {why}"),
-        None => format!(", a stack per queue pair of nic {}", device.index),
-    };
+    let why = attached.serving_how(device.index);
     if let Some((address, prefix)) = stacks[0].address() {
         kernel.log(format_args!(
             "kv: serving memcached on {address}/{prefix} port {PORT} (TCP and UDP, nic {}); cache {} KiB in {shards} shard(s), connection buffers {} KiB per core; {serving} of {cores} core(s) serve{why}",

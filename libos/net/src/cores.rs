@@ -2,6 +2,7 @@
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,18 @@ pub struct Cores {
     /// The lease the stacks' handles were split from: dropping it would end the lease
     /// and cut them, so it lives as long as this.
     _lease: Option<Box<dyn NetDevice>>,
+}
+
+impl Cores {
+    /// How the cores serve interface `nic`, for the app's start line: `": why"` when one
+    /// stack serves ([`Cores::one_core_because`]), else `", a stack per queue pair of nic
+    /// N"`.
+    pub fn serving_how(&self, nic: usize) -> String {
+        match self.one_core_because {
+            Some(why) => alloc::format!(": {why}"),
+            None => alloc::format!(", a stack per queue pair of nic {nic}"),
+        }
+    }
 }
 
 /// Reaches network interface `index` to serve it from up to `cores` cores. When the app
