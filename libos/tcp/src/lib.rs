@@ -345,6 +345,32 @@ struct Slot {
     conn: Option<Conn>,
 }
 
+/// Gives the connection in `slot` (`tuple`'s) its turn at `out`: `None` if `emit`
+/// refused a segment, else whether it has data left for another turn. A connection
+/// with nothing left that is finished joins `finished`.
+fn take_turn(
+    slot: &mut Slot,
+    tuple: Tuple,
+    now: u64,
+    out: &mut Output<'_>,
+    pace: Pace,
+    finished: &mut Vec<Tuple>,
+) -> Option<bool> {
+    let Some(conn) = slot.conn.as_mut() else {
+        return Some(false);
+    };
+    match conn.output(now, out, pace) {
+        Turn::Refused => None,
+        Turn::More => Some(true),
+        Turn::Done => {
+            if conn.finished() {
+                finished.push(tuple);
+            }
+            Some(false)
+        }
+    }
+}
+
 /// The TCP engine of one address space: listening ports, connections, and the
 /// segments between them and the network.
 pub struct Endpoint {
@@ -806,17 +832,20 @@ impl Endpoint {
         let later = self.by_tuple.range((from, Bound::Unbounded));
         let earlier = self.by_tuple.range((Bound::Unbounded, to));
         for (tuple, &index) in later.chain(earlier) {
-            let Some(conn) = self.slots[index].conn.as_mut() else {
-                continue;
-            };
-            match conn.output(now, &mut out, pace) {
-                Turn::Refused => {
+            match take_turn(
+                &mut self.slots[index],
+                *tuple,
+                now,
+                &mut out,
+                pace,
+                &mut finished,
+            ) {
+                None => {
                     self.resume = Some(*tuple);
                     return;
                 }
-                Turn::More => more.push((*tuple, index)),
-                Turn::Done if conn.finished() => finished.push(*tuple),
-                Turn::Done => {}
+                Some(true) => more.push((*tuple, index)),
+                Some(false) => {}
             }
         }
         // Further rounds, in the same order, for those with data left.
@@ -824,20 +853,23 @@ impl Endpoint {
             let mut kept = 0;
             for i in 0..more.len() {
                 let (tuple, index) = more[i];
-                let Some(conn) = self.slots[index].conn.as_mut() else {
-                    continue;
-                };
-                match conn.output(now, &mut out, pace) {
-                    Turn::Refused => {
+                match take_turn(
+                    &mut self.slots[index],
+                    tuple,
+                    now,
+                    &mut out,
+                    pace,
+                    &mut finished,
+                ) {
+                    None => {
                         self.resume = Some(tuple);
                         return;
                     }
-                    Turn::More => {
+                    Some(true) => {
                         more[kept] = more[i];
                         kept += 1;
                     }
-                    Turn::Done if conn.finished() => finished.push(tuple),
-                    Turn::Done => {}
+                    Some(false) => {}
                 }
             }
             more.truncate(kept);
