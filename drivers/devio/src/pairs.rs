@@ -44,6 +44,18 @@ pub trait QueuePair: Send {
     fn transmit_pending(&mut self, layout: Self::Layout) -> Result<usize, DeviceError>;
 }
 
+/// Pair `queue` of a device's `pairs` (its `NetDevice` queue `queue`), or
+/// [`DeviceError::NoSuchQueue`].
+pub fn pair_at<P>(
+    pairs: &[Arc<spin::Mutex<P>>],
+    queue: usize,
+) -> Result<&spin::Mutex<P>, DeviceError> {
+    pairs
+        .get(queue)
+        .map(|pair| &**pair)
+        .ok_or(DeviceError::NoSuchQueue(queue))
+}
+
 /// One handle per pair of `pairs`, each an interface of one queue: `info` with one
 /// queue. `no_wake` says why a handle's own `wake_on_receive` is refused
 /// ([`DeviceError::Unsupported`]): the wake-up is the device's, armed through it or
@@ -83,10 +95,7 @@ struct PairHandle<P: QueuePair> {
 impl<P: QueuePair> PairHandle<P> {
     /// The pair, for queue 0 (its only one).
     fn queue(&self, queue: usize) -> Result<spin::MutexGuard<'_, P>, DeviceError> {
-        match queue {
-            0 => Ok(self.pair.lock()),
-            _ => Err(DeviceError::NoSuchQueue(queue)),
-        }
+        Ok(pair_at(core::slice::from_ref(&self.pair), queue)?.lock())
     }
 }
 
@@ -133,5 +142,108 @@ impl<P: QueuePair> NetDevice for PairHandle<P> {
     /// through the device, or through the lease that handed this handle out.
     fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
         Err(DeviceError::Unsupported(self.no_wake))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// A pair that hands out frames of its own number and counts what it sent.
+    struct Numbered {
+        number: u8,
+        sent: usize,
+    }
+
+    impl QueuePair for Numbered {
+        type Layout = u8;
+        fn receive(
+            &mut self,
+            layout: u8,
+            budget: usize,
+            deliver: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DeviceError> {
+            for _ in 0..budget {
+                deliver(&[self.number, layout]);
+            }
+            Ok(budget)
+        }
+        fn send_segments(
+            &mut self,
+            _layout: u8,
+            segments: &[usize],
+            _offload: bool,
+            fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+        ) -> Result<(), DeviceError> {
+            let mut frame = vec![0u8; segments.iter().sum()];
+            if !fill(&mut [frame.as_mut_slice()]) {
+                return Err(DeviceError::Withdrawn);
+            }
+            self.sent += 1;
+            Ok(())
+        }
+        fn transmit_pending(&mut self, _layout: u8) -> Result<usize, DeviceError> {
+            Ok(self.sent)
+        }
+    }
+
+    fn pairs(count: u8) -> Vec<Arc<spin::Mutex<Numbered>>> {
+        (0..count)
+            .map(|number| Arc::new(spin::Mutex::new(Numbered { number, sent: 0 })))
+            .collect()
+    }
+
+    fn info(queues: usize) -> NetInfo {
+        NetInfo {
+            mac: [2, 0, 0, 0, 0, 1],
+            max_frame: 1514,
+            queues,
+            link_up: true,
+            checksum_offload: false,
+            tcp_segmentation: None,
+        }
+    }
+
+    #[test]
+    fn a_device_queue_past_its_pairs_is_no_such_queue() {
+        let pairs = pairs(2);
+        assert!(pair_at(&pairs, 1).is_ok_and(|pair| pair.lock().number == 1));
+        assert!(matches!(
+            pair_at(&pairs, 2),
+            Err(DeviceError::NoSuchQueue(2))
+        ));
+        assert!(matches!(
+            pair_at(&pairs[..0], 0),
+            Err(DeviceError::NoSuchQueue(0))
+        ));
+    }
+
+    #[test]
+    fn each_handle_is_its_own_pair_as_queue_zero_of_one() {
+        let pairs = pairs(3);
+        let mut handles = split(&pairs, 7, info(3), "the device's");
+        assert_eq!(handles.len(), 3);
+        for (number, handle) in handles.iter_mut().enumerate() {
+            assert_eq!(handle.info().queues, 1);
+            let mut frames = Vec::new();
+            assert_eq!(
+                handle.receive(0, 2, &mut |f| frames.push(f.to_vec())),
+                Ok(2)
+            );
+            assert_eq!(frames, vec![vec![number as u8, 7]; 2]);
+            assert_eq!(handle.transmit(0, 60, &mut |_| {}), Ok(()));
+            assert_eq!(handle.transmit_pending(0), Ok(1));
+            assert!(matches!(
+                handle.receive(1, 1, &mut |_| {}),
+                Err(DeviceError::NoSuchQueue(1))
+            ));
+            assert!(matches!(
+                handle.wake_on_receive(0, None),
+                Err(DeviceError::Unsupported("the device's"))
+            ));
+        }
+        // The handles share the device's pairs: what a handle sent, the device's pair counts.
+        assert!(pairs.iter().all(|pair| pair.lock().sent == 1));
     }
 }

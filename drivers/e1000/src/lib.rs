@@ -609,10 +609,7 @@ impl E1000 {
 
     /// Queue pair `queue`, or [`DeviceError::NoSuchQueue`].
     fn queue(&self, queue: usize) -> Result<&spin::Mutex<Queue>, DeviceError> {
-        self.queues
-            .get(queue)
-            .map(|queue| &**queue)
-            .ok_or(DeviceError::NoSuchQueue(queue))
+        rexo_devio::pairs::pair_at(&self.queues, queue)
     }
 }
 
