@@ -171,7 +171,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         },
         rx_count,
         tx_count,
-        net.chain,
+        net.shape.chain,
     );
     Ok(vec![Found::Net(Box::new(net))])
 }
@@ -225,13 +225,8 @@ pub struct VirtioNet {
     mac: [u8; 6],
     /// The device reports the link status.
     link_status: bool,
-    /// Bytes of the virtio-net header before each frame.
-    header_len: usize,
-    /// The device computes transport checksums (`VIRTIO_NET_F_CSUM`: QEMU offers it
-    /// over a tap, not over user networking or sockets).
-    checksum_offload: bool,
-    /// Descriptors per frame: 1, or 2 when the header needs its own.
-    chain: u16,
+    /// What every pair's frames look like.
+    shape: Shape,
     /// The largest frame the device cuts into segments, when every pair has TSO
     /// buffers: fixed once the pairs are made, so that `info` takes no pair's lock.
     tcp_segmentation: Option<usize>,
@@ -335,16 +330,18 @@ impl VirtioNet {
             .all(|pair| pair.lock().tso.is_some())
             .then_some(TSO_MAX_FRAME);
         let mut net = Self {
-            chain,
+            shape: Shape {
+                chain,
+                header_len: if transport.is_modern() {
+                    HEADER_MODERN
+                } else {
+                    HEADER_LEGACY
+                },
+                checksum_offload: features & F_CSUM != 0,
+            },
             tcp_segmentation,
             mac: transport.config_bytes(CONFIG_MAC),
             link_status: features & F_STATUS != 0,
-            checksum_offload: features & F_CSUM != 0,
-            header_len: if transport.is_modern() {
-                HEADER_MODERN
-            } else {
-                HEADER_LEGACY
-            },
             pairs: queues,
             offered_pairs,
             control: None,
@@ -361,8 +358,8 @@ impl VirtioNet {
     /// one pair enables them with `VQ_PAIRS_SET` (an error when the device refuses or
     /// does not answer: the pairs it offered are then not what the driver uses).
     fn start(&mut self, control: Option<(Virtqueue, Dma)>) -> Result<(), DeviceError> {
-        let header = self.header_len as u32;
-        let chain = self.chain;
+        let header = self.shape.header_len as u32;
+        let chain = self.shape.chain;
         for pair in &self.pairs {
             let mut pair = pair.lock();
             self.transport.enable_queue(&pair.rx)?;
@@ -466,19 +463,7 @@ impl VirtioNet {
 
     /// Pair `queue`, or [`DeviceError::NoSuchQueue`].
     fn pair(&self, queue: usize) -> Result<&spin::Mutex<Pair>, DeviceError> {
-        self.pairs
-            .get(queue)
-            .map(|pair| &**pair)
-            .ok_or(DeviceError::NoSuchQueue(queue))
-    }
-
-    /// The frames' layout, the same on every pair.
-    fn shape(&self) -> Shape {
-        Shape {
-            chain: self.chain,
-            header_len: self.header_len,
-            checksum_offload: self.checksum_offload,
-        }
+        rexo_devio::pairs::pair_at(&self.pairs, queue)
     }
 }
 
@@ -592,7 +577,8 @@ struct Shape {
     chain: u16,
     /// Bytes of the virtio-net header before each frame.
     header_len: usize,
-    /// The device computes transport checksums.
+    /// The device computes transport checksums (`VIRTIO_NET_F_CSUM`: QEMU offers it
+    /// over a tap, not over user networking or sockets).
     checksum_offload: bool,
 }
 
@@ -749,7 +735,7 @@ impl NetDevice for VirtioNet {
             queues: self.pairs.len(),
             link_up: !self.link_status
                 || self.transport.config16(CONFIG_STATUS) & STATUS_LINK_UP != 0,
-            checksum_offload: self.checksum_offload,
+            checksum_offload: self.shape.checksum_offload,
             tcp_segmentation: self.tcp_segmentation,
         }
     }
@@ -760,7 +746,7 @@ impl NetDevice for VirtioNet {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        let shape = self.shape();
+        let shape = self.shape;
         self.pair(queue)?.lock().receive(shape, budget, deliver)
     }
 
@@ -771,7 +757,7 @@ impl NetDevice for VirtioNet {
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
-        let shape = self.shape();
+        let shape = self.shape;
         self.pair(queue)?
             .lock()
             .send_segments(shape, segments, offload, fill)
@@ -783,14 +769,14 @@ impl NetDevice for VirtioNet {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<(), DeviceError> {
-        let shape = self.shape();
+        let shape = self.shape;
         self.pair(queue)?
             .lock()
             .send_tcp_segmented(shape, len, fill)
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        let shape = self.shape();
+        let shape = self.shape;
         self.pair(queue)?.lock().transmit_pending(shape)
     }
 
@@ -809,7 +795,7 @@ impl NetDevice for VirtioNet {
     fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
         Ok(rexo_devio::pairs::split(
             &self.pairs,
-            self.shape(),
+            self.shape,
             self.info(),
             "arming a virtio-net pair's wake-up without the device",
         ))
