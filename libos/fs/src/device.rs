@@ -28,6 +28,9 @@ pub struct DeviceStore<'a> {
     per_request: usize,
     /// Requests kept in flight in a run (the device's depth, 1 to [`MAX_IN_FLIGHT`]).
     in_flight: usize,
+    /// The current run's requests in flight and the blocks of the run each carries
+    /// (kept from run to run, so that a run allocates nothing).
+    queued: Vec<(Tag, Range<usize>)>,
 }
 
 /// The most requests a run keeps in flight at once.
@@ -56,6 +59,7 @@ impl<'a> DeviceStore<'a> {
             first: 0,
             per_request: (info.max_sectors / sectors) as usize,
             in_flight: info.depth.clamp(1, MAX_IN_FLIGHT),
+            queued: Vec::with_capacity(MAX_IN_FLIGHT),
         })
     }
 
@@ -95,7 +99,8 @@ impl<'a> DeviceStore<'a> {
             .ok_or_else(|| format!("a run of {count} blocks from {first} overflows"))?;
         self.lba(last)?;
         let lba = self.lba(first)?;
-        let mut queued: Vec<(Tag, Range<usize>)> = Vec::new();
+        let queued = &mut self.queued;
+        queued.clear();
         let mut error: Option<String> = None;
         let mut next = 0;
         loop {
@@ -274,7 +279,8 @@ mod tests {
     use rexo_api::{BlockInfo, Completion};
 
     /// A disk in memory with 512-byte sectors, requests of at most 3 blocks and 4 in
-    /// flight, finishing them newest first; it counts requests and can fail one.
+    /// flight, finishing them newest first, one per poll; it counts requests and can
+    /// fail one.
     struct Device {
         data: Vec<u8>,
         queued: Vec<(Tag, Outcome)>,
@@ -345,22 +351,24 @@ mod tests {
             self.queued.push((self.next, Ok(None)));
             Ok(self.next)
         }
+        /// Finishes the newest request only, so a run that stopped polling early
+        /// would leave the others in flight.
         fn poll(&mut self, _: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
-            let finished: Vec<_> = self.queued.drain(..).rev().collect();
-            for (tag, outcome) in &finished {
-                match outcome {
-                    Ok(Some(range)) => done(*tag, Ok(&self.data[range.clone()])),
-                    Ok(None) => done(*tag, Ok(&[])),
-                    Err(()) => done(
-                        *tag,
-                        Err(DeviceError::Status {
-                            what: "read",
-                            status: 1,
-                        }),
-                    ),
-                }
+            let Some((tag, outcome)) = self.queued.pop() else {
+                return Ok(0);
+            };
+            match outcome {
+                Ok(Some(range)) => done(tag, Ok(&self.data[range])),
+                Ok(None) => done(tag, Ok(&[])),
+                Err(()) => done(
+                    tag,
+                    Err(DeviceError::Status {
+                        what: "read",
+                        status: 1,
+                    }),
+                ),
             }
-            Ok(finished.len())
+            Ok(1)
         }
         fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
             Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
