@@ -203,14 +203,20 @@ pub fn micros_since_boot() -> u64 {
     now_ns() / 1000
 }
 
-/// The TSC value `micros` from now.
+/// The TSC value `micros` from now (saturating: a delay past the TSC's range never ends).
 pub fn tsc_after_micros(micros: u64) -> u64 {
-    rdtsc() + micros * tsc_hz() / 1_000_000
+    tsc_at_ns(now_ns().saturating_add(micros.saturating_mul(1000)))
 }
 
-/// The TSC value at monotonic time `ns`.
+/// The TSC value at monotonic time `ns`: the first tick [`now_ns`] reads as `ns` or later
+/// (the inverse of [`ticks_to_ns`], rounded up, so that a deadline never fires before its
+/// time); `u64::MAX` past the TSC's range, so that a far deadline never wraps into the past.
+/// Before the TSC's rate is known, the boot's first tick (every deadline is due).
 pub fn tsc_at_ns(ns: u64) -> u64 {
-    crate::arch::entry::boot_tsc() + (u128::from(ns) * u128::from(tsc_hz()) / 1_000_000_000) as u64
+    let factor = u128::from(NS_PER_TICK_FP.load(Ordering::Relaxed));
+    let ticks = ((u128::from(ns) << 32) + factor.saturating_sub(1)).checked_div(factor);
+    let ticks = ticks.map_or(0, |ticks| u64::try_from(ticks).unwrap_or(u64::MAX));
+    crate::arch::entry::boot_tsc().saturating_add(ticks)
 }
 
 /// Busy-waits `micros` microseconds.
