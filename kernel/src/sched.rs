@@ -99,18 +99,20 @@ pub fn run_on_cores(
 }
 
 /// Runs `f(core)` once on every core of `cores` (machine indices) and waits for all of
-/// them, helping with queued work while it waits.
+/// them, helping with queued work while it waits. If a core's queue refuses the task, the
+/// error comes once the tasks queued before it have run.
 pub fn run_on_core_range(
     cores: core::ops::Range<usize>,
     f: impl Fn(usize) + Send + Sync + Clone + 'static,
 ) -> Result<(), SubmitError> {
     let batch = Batch::new();
-    for core in cores {
+    // After a refused submit, the tasks already queued still run: wait for them too.
+    let submitted = cores.into_iter().try_for_each(|core| {
         let f = f.clone();
-        batch.submit_to(queue(), core, move || f(core))?;
-    }
+        batch.submit_to(queue(), core, move || f(core))
+    });
     batch.wait(queue(), percpu::core_index());
-    Ok(())
+    submitted
 }
 
 /// A new batch of tasks on the machine's queue.
