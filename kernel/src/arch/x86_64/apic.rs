@@ -155,6 +155,9 @@ pub fn nmi_all_others() {
 /// Arms the timer in TSC-deadline mode to fire at TSC value `deadline` (0 disarms).
 pub fn arm_tsc_deadline(deadline: u64) {
     write(REG_LVT_TIMER, TIMER_TSC_DEADLINE | u32::from(VECTOR_TIMER));
+    // The SDM (10.5.4.1): in xAPIC mode an MFENCE must order the LVT's memory-mapped write
+    // before the deadline's WRMSR, or the deadline may be ignored.
+    core::sync::atomic::fence(Ordering::SeqCst);
     wrmsr(msr::TSC_DEADLINE, deadline);
 }
 
