@@ -33,6 +33,8 @@ pub fn exit_failure() -> ! {
     debug_exit(DEBUG_EXIT_FAILURE);
     crate::kprintln!("rexo: halting every core");
     if crate::smp_started() {
+        // Marked as a crash, so that the other cores halt quietly on the NMI.
+        crate::console::begin_crash_report();
         crate::arch::apic::nmi_all_others();
     }
     cpu::halt_forever()
