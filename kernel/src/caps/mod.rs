@@ -481,6 +481,11 @@ pub fn memory_op(
 ) -> Result<Option<Cap>, CapError> {
     use rexo_api::MemoryOp;
     with_state(|state| {
+        // `MemoryCap::new` takes any capability: a core's, a timer's or an interrupt's is
+        // not to be split, merged or derived here.
+        if state.table.check(owner, cap, Rights::NONE)?.resource.kind() != ResourceKind::Memory {
+            return Err(CapError::WrongKind);
+        }
         // The holder uses the capability, so no view of it is alive: forget the mapping
         // (split and merge change its range).
         state.ledger.forget_mapping(cap.id());
