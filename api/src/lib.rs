@@ -249,6 +249,9 @@ pub enum ApiError {
     DeadlinePassed,
     /// The core's timer capability is held (by this app or another) until returned.
     TimerBusy,
+    /// The app is running already (`run_app` from another of its cores, or from within
+    /// itself): an app runs once at a time.
+    AlreadyRunning,
 }
 
 impl fmt::Display for ApiError {
@@ -281,6 +284,7 @@ impl fmt::Display for ApiError {
             }
             ApiError::DeadlinePassed => f.write_str("the deadline has passed already"),
             ApiError::TimerBusy => f.write_str("the core's timer is held already"),
+            ApiError::AlreadyRunning => f.write_str("the app is running already"),
         }
     }
 }

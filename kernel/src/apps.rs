@@ -119,9 +119,33 @@ pub(crate) fn run_as(
     run_with(app, owner, cores, quota, None)
 }
 
+/// The owners of the runs in progress.
+static RUNNING: spin::Mutex<Vec<OwnerId>> = spin::Mutex::new(Vec::new());
+
 /// [`run_as`], on the core capabilities of `lender` (the caller of `run_app`, which waits
-/// meanwhile) if given, else on capabilities minted for `owner`'s cores.
+/// meanwhile) if given, else on capabilities minted for `owner`'s cores. An owner runs
+/// once at a time ([`ApiError::AlreadyRunning`]): the end of a run takes back all its
+/// owner holds, which would pull memory and devices from under a second run.
 fn run_with(
+    app: &App,
+    owner: OwnerId,
+    cores: CoreSpan,
+    quota: Option<u64>,
+    lender: Option<OwnerId>,
+) -> Result<(), ApiError> {
+    let mut running = RUNNING.lock();
+    if running.contains(&owner) {
+        return Err(ApiError::AlreadyRunning);
+    }
+    running.push(owner);
+    drop(running);
+    let result = run_alone(app, owner, cores, quota, lender);
+    RUNNING.lock().retain(|&other| other != owner);
+    result
+}
+
+/// [`run_with`] once the run is known to be its owner's only one.
+fn run_alone(
     app: &App,
     owner: OwnerId,
     cores: CoreSpan,
@@ -400,10 +424,17 @@ impl KernelCalls for AppRun {
     }
 
     fn run_app(&self, name: &str) -> Result<(), ApiError> {
-        // The app runs on the caller's cores and within the caller's quota.
+        // The app runs on the caller's cores and within what is left of the caller's quota.
         let app = find(name).ok_or(ApiError::NoSuchApp)?;
-        let owner = app_owner(app);
-        run_with(app, owner, self.cores, self.quota, Some(self.core_holder))
+        let held = crate::caps::held_bytes(self.owner);
+        let left = self.quota.map(|quota| quota.saturating_sub(held));
+        run_with(
+            app,
+            app_owner(app),
+            self.cores,
+            left,
+            Some(self.core_holder),
+        )
     }
 
     fn reboot(&self) -> ! {

@@ -112,6 +112,27 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn a_deadlines_tick_is_the_first_the_clock_reads_as_it_and_far_ones_saturate() {
+        let boot = crate::arch::entry::boot_tsc();
+        for ns in [1, 999, 1_000_000, 123_456_789_012, 1 << 50] {
+            let tick = time::tsc_at_ns(ns) - boot;
+            assert!(
+                time::ticks_to_ns(tick) >= ns,
+                "{ns} ns: tick {tick} is early"
+            );
+            assert!(
+                time::ticks_to_ns(tick - 1) < ns,
+                "{ns} ns: tick {tick} is late"
+            );
+        }
+        // A deadline past the TSC's range is never, not a time in the past.
+        let later = time::tsc_at_ns(1 << 60);
+        assert!(later > time::tsc_at_ns(1 << 50) && time::tsc_at_ns(u64::MAX) >= later);
+        assert!(time::tsc_after_micros(u64::MAX) >= later);
+    }
+);
+
+kernel_test!(
     fn apic_timer_deadline_wakes_the_core() {
         let core = percpu::core_index();
         let before = time::timer_interrupts(core);

@@ -143,7 +143,8 @@ fn error_code(error: ApiError) -> c_int {
         ApiError::QueueFull
         | ApiError::DeviceBusy(_)
         | ApiError::FilterOverlap(_)
-        | ApiError::TimerBusy => REXO_EBUSY,
+        | ApiError::TimerBusy
+        | ApiError::AlreadyRunning => REXO_EBUSY,
         ApiError::DeadlinePassed => REXO_ETIME,
         ApiError::OutOfMemory | ApiError::QuotaExceeded | ApiError::Refused(CapError::Full) => {
             REXO_ENOMEM

@@ -257,6 +257,69 @@ mod apps_on_other_cores {
     );
 }
 
+/// Holds its run open until [`LET_GO`] is set.
+static LET_GO: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+fn held_open(kernel: &rexo_api::Kernel) -> Result<(), ApiError> {
+    let memory = kernel.allocate_memory(4096)?;
+    while !LET_GO.load(core::sync::atomic::Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    kernel.write_memory(&memory, 0, b"still mine")
+}
+
+kernel_test!(
+    fn an_owner_runs_once_at_a_time() {
+        if crate::smp_cores() < 2 {
+            return;
+        }
+        let app: &'static App = &App {
+            name: "held-open",
+            about: "runs until let go",
+            main: held_open,
+        };
+        let owner = OwnerId(19);
+        LET_GO.store(false, core::sync::atomic::Ordering::Release);
+        let run = on_core_1(app, owner, None, || {});
+        while held_bytes(owner) == 0 {
+            core::hint::spin_loop();
+        }
+        // A second run of the same owner would take the first one's memory back at its end.
+        let second = crate::apps::run_as(
+            app,
+            owner,
+            crate::apps::CoreSpan { first: 0, count: 1 },
+            None,
+        );
+        assert_eq!(second, Err(ApiError::AlreadyRunning));
+        LET_GO.store(true, core::sync::atomic::Ordering::Release);
+        assert_eq!(run.finish(), Some(Ok(())), "the first run kept its memory");
+        assert_eq!(held_bytes(owner), 0);
+    }
+);
+
+/// With 8 MiB of quota (memdemo's own need), holds 7.5 MiB and runs memdemo: it gets only
+/// what is left; with the memory given back, memdemo has room.
+fn runs_memdemo_on_what_is_left(kernel: &rexo_api::Kernel) -> Result<(), ApiError> {
+    let most = kernel.allocate_memory(15 << 19)?;
+    assert_eq!(kernel.run_app("memdemo"), Err(ApiError::AppFailed(1)));
+    kernel.return_memory(most)?;
+    kernel.run_app("memdemo")
+}
+
+kernel_test!(
+    fn run_app_gives_the_child_what_is_left_of_the_callers_quota() {
+        let app: &'static App = &App {
+            name: "quota-parent",
+            about: "runs memdemo within its quota",
+            main: runs_memdemo_on_what_is_left,
+        };
+        let boot_core = crate::apps::CoreSpan { first: 0, count: 1 };
+        let result = crate::apps::run_as(app, OwnerId(18), boot_core, Some(8 << 20));
+        assert_eq!(result, Ok(()));
+    }
+);
+
 /// Capability operations between apps: derive, delegate, take back; split and merge.
 mod sharing {
     use super::*;
@@ -921,7 +984,14 @@ mod cores_and_timers {
         assert!(kernel.capabilities().iter().all(|e| e.id != id), "returned");
         // Returning a timer that has not fired cancels it, and the core is free again.
         let far = kernel.arm_timer(kernel.now_ns() + TEN_SECONDS)?;
-        kernel.return_timer(far)?;
+        // A timer's capability passed off as memory is not split, derived or merged.
+        let posing = MemoryCap::new(far.into_cap());
+        let split = rexo_api::MemoryOp::Split { offset: 4096 };
+        assert_eq!(
+            kernel.memory_op(&posing, split).err(),
+            Some(ApiError::Refused(CapError::WrongKind))
+        );
+        kernel.return_timer(TimerCap::new(posing.into_cap()))?;
         let near = kernel.arm_timer(kernel.now_ns() + 1_000_000)?;
         assert!(fired(kernel, &near)?, "armed again after the cancel");
         kernel.return_timer(near)?;
