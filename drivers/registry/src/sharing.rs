@@ -877,6 +877,25 @@ mod tests {
     }
 
     #[test]
+    fn a_filter_on_part_of_a_port_still_sends_only_from_that_part() {
+        let (registry, wire) = shared();
+        let _kv = bind(registry, 1, "kv", &["udp dport 11211"]).unwrap();
+        let mut high = bind(registry, 2, "high", &["udp & 36:1=0x80"]).unwrap();
+        let send = |nic: &mut dyn NetDevice, frame: &[u8]| {
+            nic.transmit(0, frame.len(), &mut |b| b.copy_from_slice(frame))
+        };
+        // The receive filter itself would let this out: its destination port reads 0x80..
+        let from_kv = ip_frame((MAC, PEER_MAC), (ADDRESS, PEER), 17, (11211, 0x8000));
+        assert_eq!(
+            send(high.as_mut(), &from_kv),
+            Err(DeviceError::Withdrawn),
+            "kv's port"
+        );
+        assert_eq!(send(high.as_mut(), &outgoing(17, 0x8007)), Ok(()));
+        assert_eq!(wire.lock().sent.len(), 1);
+    }
+
+    #[test]
     fn an_ended_app_loses_its_bindings_and_its_filters() {
         let (registry, wire) = shared();
         let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();

@@ -309,50 +309,62 @@ impl fmt::Display for Filter {
     }
 }
 
-/// Header fields whose value names an endpoint, with the field of the other end:
-/// (offset, width) of the receiving side's field and of the sending side's. A frame an
-/// app sends mirrors the frames it receives: their destination is its source.
-const MIRRORED: [((u16, u8), (u16, u8)); 3] = [
-    // IPv4 destination address <-> source address.
-    ((30, 4), (26, 4)),
-    // UDP/TCP destination port <-> source port (20-byte IPv4 header).
-    ((36, 2), (34, 2)),
-    // Ethernet destination <-> source: the first four bytes, then the last two.
-    ((0, 4), (6, 4)),
+/// Bytes whose value names an endpoint, with the bytes of the other end: (first byte on
+/// the receiving side, first byte on the sending side, length). A frame an app sends
+/// mirrors the frames it receives: their destination is its source.
+const MIRRORED: [(u16, u16, u16); 3] = [
+    // Ethernet destination -> source.
+    (0, 6, 6),
+    // IPv4 destination address -> source address.
+    (30, 26, 4),
+    // UDP/TCP destination port -> source port (20-byte IPv4 header).
+    (36, 34, 2),
 ];
-/// Header fields that mean the same in both directions (EtherType, IPv4 version and
-/// header length, protocol).
-const SAME_BOTH_WAYS: [(u16, u8); 3] = [ETHERTYPE, IPV4_V_IHL, IP_PROTOCOL];
+/// Bytes that mean the same in both directions: the EtherType, IPv4 version and header
+/// length, and the protocol.
+const SAME_BOTH_WAYS: [u16; 4] = [ETHERTYPE.0, ETHERTYPE.0 + 1, IPV4_V_IHL.0, IP_PROTOCOL.0];
+
+/// Where the sending side holds the endpoint byte at `offset` of a received frame, if
+/// that byte names an endpoint.
+fn mirror(offset: u16) -> Option<u16> {
+    MIRRORED
+        .iter()
+        .find(|&&(received, _, len)| (received..received + len).contains(&offset))
+        .map(|&(received, sent, _)| sent + (offset - received))
+}
 
 impl Filter {
-    /// The rule for frames the owner of this receive filter may send: the same protocol
-    /// fields, and every endpoint field it receives on (destination address, port) as the
-    /// source of what it sends. Atoms on other bytes (payload, the last two bytes of a
-    /// MAC address) do not constrain sending. `None` when the filter names no field the
-    /// rule can keep (it would let anything out).
+    /// The rule for frames the owner of this receive filter may send, byte by byte: every
+    /// bit it constrains in an endpoint byte (destination MAC, IPv4 destination address,
+    /// destination port) constrains the same bit of the source, and its bits of the
+    /// EtherType, IPv4 version and header length and protocol stay; bits of other bytes
+    /// (payload, TTL, the peer's source) do not constrain sending. `None` when the filter
+    /// constrains no endpoint byte: then it constrains no byte that mirroring moves, so
+    /// the receive filter itself serves as the rule for a frame and its reply (the caller
+    /// uses it; the kept bytes alone would let every port of the protocol out).
     pub fn transmit_rule(&self) -> Option<Filter> {
+        let mut names_endpoint = false;
         let atoms: Vec<Atom> = self
-            .atoms
-            .iter()
-            .filter_map(|atom| {
-                let field = (atom.offset, atom.width);
-                if SAME_BOTH_WAYS.contains(&field) {
-                    return Some(*atom);
-                }
-                MIRRORED
-                    .iter()
-                    .find(|(rx, _)| *rx == field)
-                    .map(|&(_, (offset, width))| Atom {
-                        offset,
-                        width,
-                        ..*atom
-                    })
+            .byte_constraints()?
+            .into_iter()
+            .filter_map(|(offset, mask, value)| {
+                let sent_at = match mirror(offset) {
+                    Some(source) => {
+                        names_endpoint = true;
+                        source
+                    }
+                    None if SAME_BOTH_WAYS.contains(&offset) => offset,
+                    None => return None,
+                };
+                Some(Atom {
+                    offset: sent_at,
+                    width: 1,
+                    mask: u32::from(mask),
+                    value: u32::from(value),
+                })
             })
             .collect();
-        if atoms
-            .iter()
-            .all(|a| SAME_BOTH_WAYS.contains(&(a.offset, a.width)))
-        {
+        if !names_endpoint {
             return None;
         }
         Filter::new(atoms).ok()
@@ -499,8 +511,10 @@ mod tests {
         let receive = Filter::parse("udp dport 11211 dst 10.0.2.15").unwrap();
         let send = receive.transmit_rule().unwrap();
         assert_eq!(
-            send,
-            Filter::parse("udp sport 11211 src 10.0.2.15").unwrap()
+            send.byte_constraints(),
+            Filter::parse("udp sport 11211 src 10.0.2.15")
+                .unwrap()
+                .byte_constraints()
         );
         let mut reply = udp_frame(40000);
         reply[26..30].copy_from_slice(&[10, 0, 2, 15]);
@@ -520,6 +534,41 @@ mod tests {
             None,
             "payload bytes only"
         );
+    }
+
+    #[test]
+    fn transmit_rules_mirror_every_endpoint_byte_whatever_its_atom() {
+        let rule = |text: &str| Filter::parse(text).unwrap().transmit_rule().unwrap();
+        let mut reply = udp_frame(40000);
+        reply[34..36].copy_from_slice(&0x8001u16.to_be_bytes());
+        // One byte of the port: the same byte of the source port.
+        let high_ports = rule("udp & 36:1=0x80");
+        assert!(high_ports.matches(&reply));
+        reply[34..36].copy_from_slice(&11211u16.to_be_bytes());
+        assert!(!high_ports.matches(&reply), "kv's port is not among them");
+        // A wide atom reaching over the port: its port bytes, and no more.
+        let port = rule("udp & 34:4/0xffff=11211");
+        assert!(port.matches(&reply));
+        reply[35] ^= 1;
+        assert!(!port.matches(&reply));
+        assert_eq!(
+            port.byte_constraints(),
+            Filter::parse("udp sport 11211").unwrap().byte_constraints(),
+            "the peer's port bytes, masked out, constrain nothing"
+        );
+        // All six bytes of the Ethernet destination, in any pieces.
+        let mac = rule("0:2=0x0200 & 2:4=0x01");
+        let mut frame = udp_frame(1);
+        frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        assert!(mac.matches(&frame));
+        frame[11] = 2;
+        assert!(!mac.matches(&frame), "the last byte of the MAC counts too");
+        // Partial masks stay partial.
+        let subnet = rule("ipv4 & 30:4/0xffffff00=0x0a000200");
+        frame[26..30].copy_from_slice(&[10, 0, 2, 99]);
+        assert!(subnet.matches(&frame));
+        frame[28] = 3;
+        assert!(!subnet.matches(&frame));
     }
 
     #[test]
