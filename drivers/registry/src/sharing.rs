@@ -14,8 +14,9 @@
 //!
 //! Sending is checked in place too: an app's frame goes out only if it comes from the
 //! interface's MAC and address and matches the transmit rule of one of its filters (the
-//! port it receives on is the only port it sends from); otherwise the fill is withdrawn
-//! before the device sees it, and counted.
+//! port it receives on is the only port it sends from); an IPv4 frame must have a 20-byte
+//! header (the rules find the ports at fixed offsets, which IP options would move);
+//! otherwise the fill is withdrawn before the device sees it, and counted.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -37,6 +38,8 @@ const MAX_REPLIES: usize = 32;
 
 /// EtherType of IPv4.
 const IPV4: [u8; 2] = [0x08, 0x00];
+/// The first byte of an IPv4 header without options: version 4, 5 words.
+const IPV4_NO_OPTIONS: u8 = 0x45;
 /// EtherType of ARP.
 const ARP: [u8; 2] = [0x08, 0x06];
 /// Bytes of an ARP packet for IPv4 over Ethernet, with its Ethernet header.
@@ -138,7 +141,8 @@ impl Sharing {
     }
 
     /// Whether binding `rules` may send `frame`: from the interface's MAC; ARP requests
-    /// from its address; IPv4 from its address matching one of the rules.
+    /// from its address; IPv4 with a 20-byte header (the rules read ports at fixed
+    /// offsets, which options would move) from its address matching one of the rules.
     fn permits(&self, rules: &[Filter], frame: &[u8]) -> bool {
         if frame.len() < 14 || frame[6..12] != self.mac {
             return false;
@@ -148,6 +152,7 @@ impl Sharing {
             Some(ARP) => is_ipv4_arp(frame) && frame[21] == 1 && frame[28..32] == address,
             Some(IPV4) => {
                 frame.len() >= 34
+                    && frame[14] == IPV4_NO_OPTIONS
                     && frame[26..30] == address
                     && rules.iter().any(|rule| rule.matches(frame))
             }
@@ -892,6 +897,30 @@ mod tests {
             "kv's port"
         );
         assert_eq!(send(high.as_mut(), &outgoing(17, 0x8007)), Ok(()));
+        assert_eq!(wire.lock().sent.len(), 1);
+    }
+
+    #[test]
+    fn an_ip_header_with_options_cannot_move_the_ports_past_the_rule() {
+        let (registry, wire) = shared();
+        let _httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
+        let mut web = bind(registry, 2, "web", &["12:2=0x0800 & 23:1=6 & 36:2=8080"]).unwrap();
+        let send = |nic: &mut dyn NetDevice, frame: &[u8]| {
+            nic.transmit(0, frame.len(), &mut |b| b.copy_from_slice(frame))
+        };
+        assert_eq!(send(web.as_mut(), &outgoing(6, 8080)), Ok(()));
+        // IHL 6: the option bytes at 34 read 8080, the TCP header at 38 is from httpd's 80.
+        let plain = outgoing(6, 80);
+        let mut optioned = plain[..34].to_vec();
+        optioned[14] = 0x46;
+        optioned.extend_from_slice(&8080u16.to_be_bytes());
+        optioned.extend_from_slice(&[0, 0]);
+        optioned.extend_from_slice(&plain[34..]);
+        assert_eq!(
+            send(web.as_mut(), &optioned),
+            Err(DeviceError::Withdrawn),
+            "httpd's port behind IP options"
+        );
         assert_eq!(wire.lock().sent.len(), 1);
     }
 
