@@ -13,9 +13,10 @@
 //!   counts the rest.
 //!
 //! Sending is checked in place too: an app's frame goes out only if it comes from the
-//! interface's MAC and address and matches the transmit rule of one of its filters (the
-//! port it receives on is the only port it sends from); an IPv4 frame must have a 20-byte
-//! header (the rules find the ports at fixed offsets, which IP options would move);
+//! interface's MAC and either is an ARP request from the interface's MAC and address
+//! (sender fields included) or is IPv4 from its address, with a 20-byte header (the rules
+//! find the ports at fixed offsets, which IP options would move), matching the transmit
+//! rule of one of its filters (the port it receives on is the only port it sends from);
 //! otherwise the fill is withdrawn before the device sees it, and counted.
 
 use alloc::boxed::Box;
@@ -141,15 +142,21 @@ impl Sharing {
     }
 
     /// Whether binding `rules` may send `frame`: from the interface's MAC; ARP requests
-    /// from its address; IPv4 with a 20-byte header (the rules read ports at fixed
-    /// offsets, which options would move) from its address matching one of the rules.
+    /// from its MAC and address (neighbours learn that pair from them); IPv4 with a
+    /// 20-byte header (the rules read ports at fixed offsets, which options would move)
+    /// from its address matching one of the rules.
     fn permits(&self, rules: &[Filter], frame: &[u8]) -> bool {
         if frame.len() < 14 || frame[6..12] != self.mac {
             return false;
         }
         let address = self.address.address.octets();
         match ethertype(frame) {
-            Some(ARP) => is_ipv4_arp(frame) && frame[21] == 1 && frame[28..32] == address,
+            Some(ARP) => {
+                is_ipv4_arp(frame)
+                    && frame[21] == 1
+                    && frame[22..28] == self.mac
+                    && frame[28..32] == address
+            }
             Some(IPV4) => {
                 frame.len() >= 34
                     && frame[14] == IPV4_NO_OPTIONS
@@ -921,6 +928,24 @@ mod tests {
             Err(DeviceError::Withdrawn),
             "httpd's port behind IP options"
         );
+        assert_eq!(wire.lock().sent.len(), 1);
+    }
+
+    #[test]
+    fn an_arp_request_cannot_claim_the_address_for_another_mac() {
+        let (registry, wire) = shared();
+        let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
+        let send = |nic: &mut dyn NetDevice, frame: &[u8]| {
+            nic.transmit(0, frame.len(), &mut |b| b.copy_from_slice(frame))
+        };
+        let mut diverting = arp(1, (MAC, ADDRESS), PEER);
+        diverting[22..28].copy_from_slice(&PEER_MAC);
+        assert_eq!(
+            send(httpd.as_mut(), &diverting),
+            Err(DeviceError::Withdrawn),
+            "the sender's MAC is the interface's"
+        );
+        assert_eq!(send(httpd.as_mut(), &arp(1, (MAC, ADDRESS), PEER)), Ok(()));
         assert_eq!(wire.lock().sent.len(), 1);
     }
 
