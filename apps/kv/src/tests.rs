@@ -112,7 +112,38 @@ fn a_udp_get_cannot_make_an_unbounded_answer() {
     let id = udp::answer_datagram(&mut cache, &request, CLOCK_START_S, &info, &mut answer);
     assert_eq!(id, Ok(9));
     assert_eq!(answer, connection::OUTPUT_TOO_LARGE);
-    assert!(answer.capacity() <= 2 * connection::OUTPUT_LIMIT);
+    assert!(answer.capacity() <= 2 * udp::UDP_OUTPUT_LIMIT);
+}
+
+#[test]
+fn a_small_udp_request_cannot_make_a_large_answer() {
+    let mut cache = small_cache();
+    let info = ServerInfo::default();
+    let mut answer = Vec::new();
+    let mut session = Session::new();
+    let mut store = |key: &str, len: usize, answer: &mut Vec<u8>| {
+        let mut set = alloc::format!("set {key} 0 0 {len}\r\n").into_bytes();
+        set.resize(set.len() + len, b'v');
+        set.extend_from_slice(b"\r\n");
+        session.serve(&mut cache, &set, CLOCK_START_S, &info, answer);
+        assert_eq!(answer, b"STORED\r\n");
+        answer.clear();
+    };
+    store("k", 1 << 20, &mut answer);
+    store("medium", 20_000, &mut answer);
+    // 19 bytes with a forged source would have made 3 MiB for its victim.
+    let request = datagram(10, 1, b"get k k k\r\n");
+    let id = udp::answer_datagram(&mut cache, &request, CLOCK_START_S, &info, &mut answer);
+    assert_eq!(id, Ok(10));
+    assert_eq!(answer, connection::OUTPUT_TOO_LARGE);
+    // A 20000-byte value still comes back whole, in at most the datagrams allowed.
+    let request = datagram(11, 1, b"get medium\r\n");
+    let id = udp::answer_datagram(&mut cache, &request, CLOCK_START_S, &info, &mut answer);
+    assert_eq!(id, Ok(11));
+    assert!(answer.starts_with(b"VALUE medium 0 20000\r\n"));
+    assert!(answer.ends_with(b"\r\nEND\r\n"));
+    let datagrams = rexo_memcache::udp::Datagrams::new(11, &answer).unwrap();
+    assert!(datagrams.count() <= udp::UDP_ANSWER_DATAGRAMS);
 }
 
 /// A small xorshift generator: deterministic, and apps cannot use testkit.

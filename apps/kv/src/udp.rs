@@ -1,20 +1,33 @@
 //! memcached over UDP, with the answer bounded: a request fits in one datagram, but a
 //! `get` naming one large value hundreds of times would make an answer of hundreds of
 //! megabytes, so the answer is built here (with the engine's pieces) into a bounded
-//! output rather than by `rexo_memcache::udp::serve_datagram`.
+//! output rather than by `rexo_memcache::udp::serve_datagram`. The bound is much lower
+//! than a TCP answer's: UDP has no handshake, so a datagram's source address may be
+//! forged, and a few bytes of `get k k k` would make kv send megabytes to whoever it
+//! names (memcached's UDP amplification attacks).
 
 use alloc::vec::Vec;
 
-use rexo_memcache::udp::{MULTI_PACKET_REPLY, UdpDrop, UdpHeader};
+use rexo_memcache::udp::{
+    MULTI_PACKET_REPLY, UDP_HEADER_LEN, UDP_MAX_DATAGRAM, UdpDrop, UdpHeader,
+};
 use rexo_memcache::{Parsed, ServerInfo, Session, Store, parse};
 
-use crate::connection::{Bounded, OUTPUT_LIMIT, OUTPUT_TOO_LARGE};
+use crate::connection::{Bounded, OUTPUT_TOO_LARGE};
+
+/// The most datagrams one UDP answer fills: a 20000-byte value's 15 (as `kv::protocol`
+/// checks) fit, and a forged request of about 20 bytes makes at most about 22 KB of
+/// answer, not megabytes (the amplification stays bounded).
+pub const UDP_ANSWER_DATAGRAMS: usize = 16;
+/// The most answer bytes one datagram's requests may make: [`UDP_ANSWER_DATAGRAMS`] full
+/// datagrams, past which the answer is memcached's out-of-memory error.
+pub const UDP_OUTPUT_LIMIT: usize = UDP_ANSWER_DATAGRAMS * (UDP_MAX_DATAGRAM - UDP_HEADER_LEN);
 
 /// Serves the requests of one datagram into `answer` (cleared first) and returns the
 /// request id its answer carries. As memcached does: a request spread over several
 /// datagrams is refused; a request cut off at the end, the data of a refused storage
 /// command, and `quit` end the datagram's requests (no later datagram continues them).
-/// An answer past [`OUTPUT_LIMIT`] becomes memcached's out-of-memory error.
+/// An answer past [`UDP_OUTPUT_LIMIT`] becomes memcached's out-of-memory error.
 pub fn answer_datagram(
     cache: &mut impl Store,
     datagram: &[u8],
@@ -35,7 +48,7 @@ pub fn answer_datagram(
         consumed, swallow, ..
     } = parse(payload, max_value)
     {
-        let mut out = Bounded::new(answer, OUTPUT_LIMIT);
+        let mut out = Bounded::new(answer, UDP_OUTPUT_LIMIT);
         let served = session.serve(cache, &payload[..consumed], now, info, &mut out);
         if out.overflowed() {
             answer.clear();
