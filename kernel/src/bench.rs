@@ -1,19 +1,14 @@
 //! `bench=api`: the costs `cargo xtask bench api` reports (docs/bench.md), measured with
 //! the TSC on the boot core after the ready line, each as many rounds whose median and
-//! spread are printed as one parseable line:
-//!
-//! ```text
-//! bench NAME rounds=R per_round=K cycles=C cycles_min=C cycles_max=C ns=N ns_min=N ns_max=N
-//! ```
-//!
-//! (per operation, two decimals; a round times K operations back to back and divides),
-//! then `bench done` and exit status 33.
+//! spread are printed as one parseable line (`rexo_benchfigure`: a round times K
+//! operations back to back and divides), then `bench done` and exit status 33.
 
 use alloc::vec::Vec;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use rexo_api::Kernel;
+use rexo_benchfigure::Figure;
 use rexo_captable::OwnerId;
 use rexo_cmdline::Bench;
 
@@ -45,31 +40,6 @@ pub fn run(which: Bench) -> ! {
     crate::power::exit_success()
 }
 
-/// One figure: per-operation costs in hundredths of a cycle, one per round.
-struct Figure {
-    name: &'static str,
-    per_round: u64,
-    centi_cycles: Vec<u64>,
-}
-
-/// Times `rounds` rounds of `per_round` operations; `round` does one round's operations
-/// and returns the TSC ticks they took (so that set-up can stay outside the timing).
-fn measure(
-    name: &'static str,
-    rounds: usize,
-    per_round: u64,
-    mut round: impl FnMut(u64) -> u64,
-) -> Figure {
-    let centi_cycles = (0..rounds)
-        .map(|_| round(per_round) * 100 / per_round)
-        .collect();
-    Figure {
-        name,
-        per_round,
-        centi_cycles,
-    }
-}
-
 /// Times `f` called `n` times back to back.
 fn timed(n: u64, mut f: impl FnMut()) -> u64 {
     let start = rdtsc();
@@ -77,42 +47,6 @@ fn timed(n: u64, mut f: impl FnMut()) -> u64 {
         f();
     }
     rdtsc().saturating_sub(start)
-}
-
-/// A value in hundredths, as `W.FF`.
-struct Centi(u64);
-
-impl core::fmt::Display for Centi {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
-    }
-}
-
-/// Hundredths of a cycle to hundredths of a nanosecond.
-fn centi_ns(centi_cycles: u64, tsc_hz: u64) -> u64 {
-    (u128::from(centi_cycles) * 1_000_000_000 / u128::from(tsc_hz.max(1))) as u64
-}
-
-fn print(figure: &mut Figure, tsc_hz: u64) {
-    let values = &mut figure.centi_cycles;
-    values.sort_unstable();
-    let (Some(&min), Some(&max)) = (values.first(), values.last()) else {
-        kprintln!("bench {} error=no-rounds", figure.name);
-        return;
-    };
-    let median = values[values.len() / 2];
-    kprintln!(
-        "bench {} rounds={} per_round={} cycles={} cycles_min={} cycles_max={} ns={} ns_min={} ns_max={}",
-        figure.name,
-        values.len(),
-        figure.per_round,
-        Centi(median),
-        Centi(min),
-        Centi(max),
-        Centi(centi_ns(median, tsc_hz)),
-        Centi(centi_ns(min, tsc_hz)),
-        Centi(centi_ns(max, tsc_hz)),
-    );
 }
 
 /// The work of the API call being compared, done by a plain direct call.
@@ -159,17 +93,17 @@ fn api() {
     let kernel: &Kernel = black_box(&api);
     let mut figures = Vec::new();
 
-    figures.push(measure("plain-call", 301, 1000, |n| {
+    figures.push(Figure::measure("plain-call", 301, 1000, |n| {
         timed(n, || {
             black_box(plain_cores());
         })
     }));
-    figures.push(measure("api-call", 301, 1000, |n| {
+    figures.push(Figure::measure("api-call", 301, 1000, |n| {
         timed(n, || {
             black_box(kernel.cores());
         })
     }));
-    figures.push(measure("frame-2m", 301, 8, |n| {
+    figures.push(Figure::measure("frame-2m", 301, 8, |n| {
         timed(n, || {
             if let Ok(frames) = crate::mem::frames::allocate(FRAME_BYTES, FRAME_BYTES) {
                 crate::mem::frames::free(black_box(frames));
@@ -190,7 +124,7 @@ fn api() {
             while !POLLING.load(Ordering::Acquire) {
                 core::hint::spin_loop();
             }
-            figures.push(measure("roundtrip-polling", 501, 1, |_| {
+            figures.push(Figure::measure("roundtrip-polling", 501, 1, |_| {
                 round_trip().unwrap_or_else(|| {
                     refused += 1;
                     0
@@ -204,7 +138,7 @@ fn api() {
             kprintln!("bench roundtrip-polling error=queue-full");
         }
         // The target core halts between rounds and is woken by an IPI.
-        figures.push(measure("roundtrip-halted", 201, 1, |_| {
+        figures.push(Figure::measure("roundtrip-halted", 201, 1, |_| {
             wait_target_halted();
             round_trip().unwrap_or_else(|| {
                 refused += 1;
@@ -216,7 +150,7 @@ fn api() {
         kprintln!("bench roundtrip-halted error=needs-two-cores");
     }
 
-    figures.push(measure("revoke", 201, 8, |n| {
+    figures.push(Figure::measure("revoke", 201, 8, |n| {
         let caps: Vec<_> = (0..n)
             .filter_map(|_| crate::caps::allocate_memory(OWNER, 4096).ok())
             .collect();
@@ -235,7 +169,7 @@ fn api() {
         kprintln!("bench error=refused-{refused}-times (a full queue or capability table)");
     }
 
-    for figure in &mut figures {
-        print(figure, tsc_hz);
+    for figure in &figures {
+        kprintln!("{}", figure.line(tsc_hz));
     }
 }

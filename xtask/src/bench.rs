@@ -674,6 +674,26 @@ mod tests {
                         cycles_max=139.31 ns=11.88 ns_min=11.85 ns_max=53.42";
 
     #[test]
+    fn reads_the_line_the_kernel_prints() {
+        let mut ticks = [300u64, 100, 250].into_iter();
+        let figure =
+            rexo_benchfigure::Figure::measure("api-call", 3, 100, |_| ticks.next().unwrap_or(0));
+        let line = figure.line(2_000_000_000).to_string();
+        let Some(BenchLine::Figure(f)) = parse_bench_line(&line).unwrap() else {
+            panic!("not a figure: {line}");
+        };
+        assert_eq!(
+            (f.name.as_str(), f.rounds, f.per_round),
+            ("api-call", 3, 100)
+        );
+        assert_eq!(
+            (f.cycles.median, f.cycles.min, f.cycles.max),
+            (2.5, 1.0, 3.0)
+        );
+        assert_eq!((f.ns.median, f.ns.min, f.ns.max), (1.25, 0.5, 1.5));
+    }
+
+    #[test]
     fn parses_kernel_bench_lines() {
         let Some(BenchLine::Figure(f)) = parse_bench_line(LINE).unwrap() else {
             panic!("not a figure");
