@@ -87,12 +87,23 @@ const NS_PER_MS: u64 = 1_000_000;
 /// No drive selected yet (or unknown after a reset).
 const NOBODY: u8 = 0xFF;
 
+/// The bytes of the PRD table's allocation (one page: far more entries than a request
+/// of [`BUFFER_SECTORS`] needs).
+const PRD_TABLE_BYTES: usize = 4096;
+
+/// Whether `[phys, phys + len)` lies below 4 GiB, where the bus master reaches (the PRD
+/// table register and the PRD entries hold 32-bit addresses).
+fn below_4gib(phys: u64, len: usize) -> bool {
+    phys.checked_add(len as u64)
+        .is_some_and(|end| end <= 1 << 32)
+}
+
 /// The `(address, bytes)` PRD regions covering `[phys, phys + len)`, split at 64 KiB
 /// boundaries; a byte count of 0 in an entry means 64 KiB. `None` when the buffer lies
 /// above 4 GiB (PRDs hold 32-bit addresses).
 fn prd_regions(phys: u64, len: usize) -> Option<impl Iterator<Item = (u32, u16)>> {
     let end = phys.checked_add(len as u64)?;
-    (end <= 1 << 32).then(|| {
+    below_4gib(phys, len).then(|| {
         let mut at = phys;
         core::iter::from_fn(move || {
             if at >= end {
@@ -104,6 +115,25 @@ fn prd_regions(phys: u64, len: usize) -> Option<impl Iterator<Item = (u32, u16)>
             Some(region)
         })
     })
+}
+
+/// The 32-bit address of the PRD table at `prd` (`prd_len` bytes) for the bus master's
+/// PRD table register, when the bus master reaches both it and the data buffer at
+/// `buffer` (`buffer_len` bytes); else why it does not.
+fn dma_reach(
+    buffer: u64,
+    buffer_len: usize,
+    prd: u64,
+    prd_len: usize,
+) -> Result<u32, &'static str> {
+    if !below_4gib(buffer, buffer_len) {
+        return Err("the data buffer lies above 4 GiB (PRDs hold 32-bit addresses)");
+    }
+    if !below_4gib(prd, prd_len) {
+        return Err("the PRD table lies above 4 GiB (its register holds a 32-bit address)");
+    }
+    // Below 4 GiB (checked just above): the cast keeps every bit.
+    Ok(prd as u32)
 }
 
 /// One IDE channel, shared by its two drives: whichever has a command in flight owns
@@ -460,8 +490,8 @@ pub struct IdeDisk {
     protocol: Protocol,
     /// The request's data (read into or written from in place).
     buffer: Dma,
-    /// The PRD table (DMA only).
-    prd: Option<Dma>,
+    /// The PRD table and its 32-bit address (DMA only).
+    prd: Option<(Dma, u32)>,
     /// The request in flight.
     request: Option<Request>,
     /// The next request's tag.
@@ -474,7 +504,8 @@ pub struct IdeDisk {
 
 impl IdeDisk {
     /// The disk `drive` of `channel`, described by `identity`; DMA when both the
-    /// controller and the drive have it.
+    /// controller and the drive have it and the bus master reaches the data buffer and
+    /// the PRD table (below 4 GiB), else PIO (logged with the reason).
     fn new(
         channel: Arc<Channel>,
         drive: u8,
@@ -483,11 +514,18 @@ impl IdeDisk {
     ) -> Result<Self, DeviceError> {
         let max_sectors = command::max_sectors(identity.lba48, BUFFER_SECTORS);
         let buffer = Dma::new(platform, (max_sectors * SECTOR_BYTES) as usize)?;
-        let dma_capable = channel.bus_master.is_some()
-            && identity.dma
-            && prd_regions(buffer.phys(), buffer.len()).is_some();
-        let prd = if dma_capable {
-            Some(Dma::new(platform, 4096)?)
+        let prd = if channel.bus_master.is_some() && identity.dma {
+            let prd = Dma::new(platform, PRD_TABLE_BYTES)?;
+            match dma_reach(buffer.phys(), buffer.len(), prd.phys(), prd.len()) {
+                Ok(address) => Some((prd, address)),
+                Err(why) => {
+                    log::warn!(
+                        "ata: {}: PIO instead of bus-master DMA: {why}",
+                        channel.drive_name(drive)
+                    );
+                    None
+                }
+            }
         } else {
             None
         };
@@ -553,7 +591,7 @@ impl IdeDisk {
             }
         };
         match (operation, &mut self.prd, &self.channel.bus_master) {
-            (Operation::Transfer(direction), Some(prd), Some(bm)) => {
+            (Operation::Transfer(direction), Some((prd, prd_address)), Some(bm)) => {
                 let Some(regions) = prd_regions(self.buffer.phys(), bytes) else {
                     self.channel.release();
                     return Err(DeviceError::Unsupported("DMA buffers below 4 GiB"));
@@ -572,10 +610,9 @@ impl IdeDisk {
                 } else {
                     0
                 };
-                let prd_address = prd.phys() as u32;
                 bm.write32(
                     u16::from(self.channel.number) * BM_CHANNEL_STRIDE + BM_PRDT,
-                    prd_address,
+                    *prd_address,
                 );
                 self.channel.bm_write8(bm, BM_COMMAND, to_memory);
                 barrier();
@@ -789,5 +826,26 @@ mod tests {
         let small: alloc::vec::Vec<_> = prd_regions(0x3000, 512).unwrap().collect();
         assert_eq!(small, [(0x3000, 512)]);
         assert!(prd_regions(0xFFFF_F000, 0x2000).is_none());
+    }
+
+    #[test]
+    fn dma_needs_the_buffer_and_the_prd_table_below_4_gib() {
+        assert_eq!(
+            dma_reach(0x10_0000, 0x1_0000, 0x20_0000, 4096),
+            Ok(0x20_0000)
+        );
+        assert_eq!(
+            dma_reach(0xFFFF_0000, 0x1_0000, 0xFFFF_E000, 4096),
+            Ok(0xFFFF_E000),
+            "up to the last byte below 4 GiB"
+        );
+        assert!(dma_reach(0x1_0000_0000, 0x1_0000, 0x20_0000, 4096).is_err());
+        assert!(dma_reach(0xFFFF_8000, 0x1_0000, 0x20_0000, 4096).is_err());
+        assert!(
+            dma_reach(0x10_0000, 0x1_0000, 0x1_0000_0000, 4096).is_err(),
+            "a PRD table above 4 GiB would be read from the wrong page"
+        );
+        assert!(dma_reach(0x10_0000, 0x1_0000, 0xFFFF_F800, 4096).is_err());
+        assert!(dma_reach(0x10_0000, 0x1_0000, u64::MAX - 0xFFF, 4096).is_err());
     }
 }

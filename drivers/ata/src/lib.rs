@@ -8,7 +8,8 @@
 //! devices and empty positions skipped), and each ATA disk becomes its own block device
 //! with one request in flight (ATA has no queueing below NCQ; the two drives of a
 //! channel take turns). Data moves by bus-master DMA (BAR 4) when the controller and
-//! the drive have it, else by PIO through the data port.
+//! the drive have it and its buffer and PRD table lie below 4 GiB, else by PIO through
+//! the data port.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
