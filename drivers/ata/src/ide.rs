@@ -56,6 +56,9 @@ const BM_PRDT: u16 = 4;
 const BM_START: u8 = 0x01;
 /// Bus-master command: the controller writes memory (a disk read).
 const BM_TO_MEMORY: u8 = 0x08;
+/// Bus-master status: the bus master is moving data; it clears once the last PRD region
+/// is done (or when Start is cleared).
+const BM_STATUS_ACTIVE: u8 = 0x01;
 /// Bus-master status: a DMA error (write 1 to clear).
 const BM_STATUS_ERROR: u8 = 0x02;
 /// Bus-master status: the drive raised its interrupt (write 1 to clear).
@@ -69,6 +72,9 @@ const PRD_BOUNDARY: u64 = 0x1_0000;
 
 /// The sectors one request may cover: the data buffer's size (64 KiB).
 const BUFFER_SECTORS: u32 = 128;
+/// How long the bus master may stay Active after the drive finished a DMA command (it
+/// drains its FIFO in microseconds; longer means the drive moved fewer bytes than asked).
+const DMA_DRAIN_TIMEOUT_MS: u64 = 10;
 /// How long a command may run before the channel is reset.
 const COMMAND_TIMEOUT_MS: u64 = 10_000;
 /// How long a drive may stay busy after reset or selection (ATA allows 31 s after a
@@ -134,6 +140,25 @@ fn dma_reach(
     }
     // Below 4 GiB (checked just above): the cast keeps every bit.
     Ok(prd as u32)
+}
+
+/// The outcome of a DMA transfer from the bus-master status read after the drive
+/// finished it and before Start is cleared (SFF-8038i: Active clears once the last PRD
+/// region is done; the PRD table covers exactly the transfer, so Active still set means
+/// the drive moved fewer bytes than asked, and clearing Start would drop what is left).
+fn dma_outcome(status: u8) -> Result<(), DeviceError> {
+    let what = if status & BM_STATUS_ERROR != 0 {
+        "the bus-master DMA transfer"
+    } else if status & BM_STATUS_ACTIVE != 0 {
+        "the bus-master DMA transfer (the drive finished before the PRD table was done: \
+         Active still set)"
+    } else {
+        return Ok(());
+    };
+    Err(DeviceError::Status {
+        what,
+        status: u32::from(status),
+    })
 }
 
 /// One IDE channel, shared by its two drives: whichever has a command in flight owns
@@ -318,6 +343,28 @@ impl Channel {
             status | BM_STATUS_ERROR | BM_STATUS_INTERRUPT,
         );
         status
+    }
+
+    /// Ends a DMA transfer the drive reports done: waits (at most
+    /// [`DMA_DRAIN_TIMEOUT_MS`]) for the bus master to clear Active or report an error,
+    /// then stops it; an error when it reported one or stayed Active ([`dma_outcome`]).
+    fn finish_dma(&self) -> Result<(), DeviceError> {
+        let Some(bm) = &self.bus_master else {
+            return Ok(());
+        };
+        let mut status = 0;
+        let drained = wait::until(
+            self.platform,
+            "the bus master to finish the PRD table",
+            DMA_DRAIN_TIMEOUT_MS,
+            || {
+                status = self.bm_read8(bm, BM_STATUS);
+                status & (BM_STATUS_ACTIVE | BM_STATUS_ERROR) != BM_STATUS_ACTIVE
+            },
+        );
+        self.stop_dma();
+        // A timeout leaves Active in `status`, which `dma_outcome` reports.
+        dma_outcome(status).and(drained)
     }
 
     /// Whether `drive` may hold an ATA disk, from what the reset left (ATA-6 9.12: the
@@ -633,8 +680,9 @@ impl IdeDisk {
         Ok(tag)
     }
 
-    /// Moves the request on as far as the drive lets it without waiting: `None` while
-    /// it runs, else its outcome.
+    /// Moves the request on as far as the drive lets it without waiting (but for the
+    /// bus master's last bytes after a DMA command, [`Channel::finish_dma`]): `None`
+    /// while it runs, else its outcome.
     fn progress(&mut self) -> Option<Result<(), DeviceError>> {
         let request = self.request.as_mut()?;
         let channel = &*self.channel;
@@ -676,15 +724,9 @@ impl IdeDisk {
                     return Some(Ok(()));
                 }
                 Operation::Transfer(_) if !pio && idle => {
-                    let bm_status = channel.stop_dma();
+                    let outcome = channel.finish_dma();
                     channel.command.read8(REG_STATUS);
-                    if bm_status & BM_STATUS_ERROR != 0 {
-                        return Some(Err(DeviceError::Status {
-                            what: "the bus-master DMA transfer",
-                            status: u32::from(bm_status),
-                        }));
-                    }
-                    return Some(Ok(()));
+                    return Some(outcome);
                 }
                 Operation::Flush if idle => {
                     channel.command.read8(REG_STATUS);
@@ -826,6 +868,25 @@ mod tests {
         let small: alloc::vec::Vec<_> = prd_regions(0x3000, 512).unwrap().collect();
         assert_eq!(small, [(0x3000, 512)]);
         assert!(prd_regions(0xFFFF_F000, 0x2000).is_none());
+    }
+
+    #[test]
+    fn a_dma_transfer_is_done_only_once_the_bus_master_is_no_longer_active() {
+        assert_eq!(dma_outcome(BM_STATUS_INTERRUPT), Ok(()));
+        assert_eq!(dma_outcome(0), Ok(()));
+        let short = dma_outcome(BM_STATUS_ACTIVE | BM_STATUS_INTERRUPT);
+        assert!(
+            matches!(short, Err(DeviceError::Status { what, status: 0x05 }) if what.contains("Active")),
+            "{short:?}"
+        );
+        let failed = dma_outcome(BM_STATUS_ERROR | BM_STATUS_ACTIVE | BM_STATUS_INTERRUPT);
+        assert_eq!(
+            failed,
+            Err(DeviceError::Status {
+                what: "the bus-master DMA transfer",
+                status: 0x07
+            })
+        );
     }
 
     #[test]
