@@ -59,6 +59,10 @@ const STATUS_LINK_UP: u16 = 1;
 pub const MAX_PAIRS: u16 = 8;
 /// The largest `max_virtqueue_pairs` a device may give (spec 5.1.4.1: 0x8000).
 const DEVICE_MAX_PAIRS: u16 = 0x8000;
+/// The largest `max_virtqueue_pairs` this driver takes: the control queue's number,
+/// 2 x `max_virtqueue_pairs`, must fit the 16-bit queue select (with 0x8000 it would
+/// be 0x10000).
+const ADDRESSABLE_MAX_PAIRS: u16 = u16::MAX / 2;
 /// Entries wanted per queue (the legacy interface's size is the device's; buffers stay
 /// at most this many).
 const QUEUE_ENTRIES: u16 = 256;
@@ -116,22 +120,40 @@ pub fn wanted_features(offered: u64) -> u64 {
 }
 
 /// The queue pairs to use when the device offers `max` (its `max_virtqueue_pairs`):
-/// up to [`MAX_PAIRS`]; a `max` outside the specification's 1..=0x8000 is refused.
+/// up to [`MAX_PAIRS`]; a `max` outside the specification's 1..=0x8000 is refused, and
+/// so is 0x8000 itself, whose control queue (number 0x10000) no 16-bit queue select
+/// reaches.
 pub fn pairs_to_use(max: u16) -> Result<u16, DeviceError> {
-    if (1..=DEVICE_MAX_PAIRS).contains(&max) {
-        Ok(max.min(MAX_PAIRS))
-    } else {
+    if !(1..=DEVICE_MAX_PAIRS).contains(&max) {
         Err(DeviceError::Unsupported(
             "a max_virtqueue_pairs within 1..=0x8000",
         ))
+    } else if max > ADDRESSABLE_MAX_PAIRS {
+        Err(DeviceError::Unsupported(
+            "a max_virtqueue_pairs of at most 0x7fff (the control queue's number, twice \
+             it, must fit 16 bits)",
+        ))
+    } else {
+        Ok(max.min(MAX_PAIRS))
     }
 }
 
 /// The device's queue numbers of pair `pair` (receive, transmit) and of the control
 /// queue when the device has `max_pairs` pairs (spec 5.1.2: receiveq1, transmitq1, ...,
-/// receiveqN, transmitqN, controlq).
-pub fn queue_numbers(pair: u16, max_pairs: u16) -> (u16, u16, u16) {
-    (2 * pair, 2 * pair + 1, 2 * max_pairs)
+/// receiveqN, transmitqN, controlq); `Unsupported` when one of them does not fit the
+/// 16-bit queue select.
+pub fn queue_numbers(pair: u16, max_pairs: u16) -> Result<(u16, u16, u16), DeviceError> {
+    let number = |queue: u32| {
+        u16::try_from(queue).map_err(|_| {
+            DeviceError::Unsupported("virtio-net queue numbers that fit the 16-bit queue select")
+        })
+    };
+    let (pair, max_pairs) = (u32::from(pair), u32::from(max_pairs));
+    Ok((
+        number(2 * pair)?,
+        number(2 * pair + 1)?,
+        number(2 * max_pairs)?,
+    ))
 }
 
 /// Whether this driver takes `function`.
@@ -276,7 +298,7 @@ impl VirtioNet {
         let mut queues = Vec::with_capacity(usize::from(pairs));
         let mut vectors = Vec::with_capacity(usize::from(pairs));
         for pair in 0..pairs {
-            let (rx_index, tx_index, _) = queue_numbers(pair, offered_pairs.unwrap_or(1));
+            let (rx_index, tx_index, _) = queue_numbers(pair, offered_pairs.unwrap_or(1))?;
             let rx = transport.allocate_queue(function, rx_index, QUEUE_ENTRIES)?;
             // Receive queue `pair` signals through MSI-X entry `pair`, when the table
             // has it and the device takes it.
@@ -317,7 +339,7 @@ impl VirtioNet {
         }
         let control = match offered_pairs {
             Some(max) => {
-                let (_, _, index) = queue_numbers(0, max);
+                let (_, _, index) = queue_numbers(0, max)?;
                 Some((
                     transport.allocate_queue(function, index, CONTROL_ENTRIES)?,
                     function.dma(64)?,
@@ -884,16 +906,22 @@ mod tests {
         assert_eq!(pairs_to_use(1), Ok(1));
         assert_eq!(pairs_to_use(2), Ok(2));
         assert_eq!(pairs_to_use(64), Ok(MAX_PAIRS));
-        assert_eq!(pairs_to_use(0x8000), Ok(MAX_PAIRS));
+        assert_eq!(pairs_to_use(0x7fff), Ok(MAX_PAIRS));
+        // Allowed by the specification, but its control queue would be queue 0x10000.
+        assert!(pairs_to_use(0x8000).is_err());
         assert!(pairs_to_use(0).is_err());
         assert!(pairs_to_use(0x8001).is_err());
     }
 
     #[test]
     fn queues_are_numbered_by_pair_with_thecontrol_queue_last() {
-        assert_eq!(queue_numbers(0, 1), (0, 1, 2));
-        assert_eq!(queue_numbers(1, 4), (2, 3, 8));
+        assert_eq!(queue_numbers(0, 1), Ok((0, 1, 2)));
+        assert_eq!(queue_numbers(1, 4), Ok((2, 3, 8)));
         // The control queue follows every pair the device has, used or not.
-        assert_eq!(queue_numbers(0, 16), (0, 1, 32));
+        assert_eq!(queue_numbers(0, 16), Ok((0, 1, 32)));
+        assert_eq!(queue_numbers(7, 0x7fff), Ok((14, 15, 0xfffe)));
+        // 2 x 0x8000 does not wrap to 0, receive queue 0's number.
+        assert!(queue_numbers(0, 0x8000).is_err());
+        assert!(queue_numbers(0x8000, 0x7fff).is_err());
     }
 }
