@@ -440,23 +440,24 @@ impl VirtioBlk {
         msix: Option<MsixTable>,
     ) -> Result<Self, DeviceError> {
         let has = |bit: u64| features & bit != 0;
-        let config_has = |end: usize| transport.config_len() >= end;
-        let size_max = (has(F_SIZE_MAX) && config_has(CONFIG_SIZE_MAX + 4))
-            .then(|| transport.config32(CONFIG_SIZE_MAX));
+        let capacity = transport
+            .config64(CONFIG_CAPACITY)
+            .ok_or(DeviceError::Unsupported(
+                "the capacity in the device configuration",
+            ))?;
+        let size_max = has(F_SIZE_MAX)
+            .then(|| transport.config32(CONFIG_SIZE_MAX))
+            .flatten();
         let max_sectors = request_limit(size_max)
             .ok_or(DeviceError::Unsupported("a size_max of at least a sector"))?;
         // Each request has one data segment: any seg_max from 1 up allows it.
-        if has(F_SEG_MAX)
-            && config_has(CONFIG_SEG_MAX + 4)
-            && transport.config32(CONFIG_SEG_MAX) == 0
-        {
+        if has(F_SEG_MAX) && transport.config32(CONFIG_SEG_MAX) == Some(0) {
             return Err(DeviceError::Unsupported("a seg_max of at least 1"));
         }
-        let queue_count = if has(F_MQ) && config_has(CONFIG_NUM_QUEUES + 2) {
-            transport.config16(CONFIG_NUM_QUEUES).clamp(1, MAX_QUEUES)
-        } else {
-            1
-        };
+        let queue_count = has(F_MQ)
+            .then(|| transport.config16(CONFIG_NUM_QUEUES))
+            .flatten()
+            .map_or(1, |count| count.clamp(1, MAX_QUEUES));
         let mut queues = Vec::new();
         let mut vectors = Vec::new();
         let mut depth = MAX_DEPTH;
@@ -476,7 +477,7 @@ impl VirtioBlk {
             .map(|vq| RequestQueue::new(function, vq, depth, buffer))
             .collect::<Result<Vec<_>, _>>()?;
         let mut disk = Self {
-            capacity: transport.config64(CONFIG_CAPACITY),
+            capacity,
             max_sectors,
             depth,
             flush: has(F_FLUSH),

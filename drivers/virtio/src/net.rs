@@ -102,14 +102,21 @@ pub fn chain_buffer(head: u16, chain: u16, buffers: u16) -> Option<u16> {
     (head.is_multiple_of(chain) && head / chain < buffers).then_some(head / chain)
 }
 
-/// The features to ask for of those `offered`: `F_MQ` only with `F_CTRL_VQ` (the
-/// pairs are enabled through the control queue; spec 5.1.3.1 forbids MQ without it),
-/// and the control queue only for multi-queue (nothing else here uses it).
-pub fn wanted_features(offered: u64) -> u64 {
-    let queues = if offered & (F_MQ | F_CTRL_VQ) == F_MQ | F_CTRL_VQ {
-        F_WANTED | F_MQ | F_CTRL_VQ
-    } else {
+/// The features to ask for of those `offered` by a device whose configuration shows
+/// `config_len` bytes: `F_MQ` only with `F_CTRL_VQ` (the pairs are enabled through the
+/// control queue; spec 5.1.3.1 forbids MQ without it), the control queue only for
+/// multi-queue (nothing else here uses it), and `F_STATUS` only when the configuration
+/// holds the status field (without the feature the link counts as up: spec 5.1.4.2).
+pub fn wanted_features(offered: u64, config_len: usize) -> u64 {
+    let fields = if config_len >= CONFIG_STATUS + 2 {
         F_WANTED
+    } else {
+        F_WANTED & !F_STATUS
+    };
+    let queues = if offered & (F_MQ | F_CTRL_VQ) == F_MQ | F_CTRL_VQ {
+        fields | F_MQ | F_CTRL_VQ
+    } else {
+        fields
     };
     // TSO only with checksum offload, which it needs.
     if offered & (F_CSUM | F_HOST_TSO4) == F_CSUM | F_HOST_TSO4 {
@@ -166,7 +173,18 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     let msix = crate::transport::msix_first(&mut function, "virtio-net", "no receive wake-ups");
     let transport = Transport::new(&mut function)?;
     let platform = function.platform();
-    let features = transport.negotiate_with(platform, wanted_features, 0)?;
+    let config_len = transport.config_len();
+    let choose = |offered| {
+        let wanted = wanted_features(offered, config_len);
+        if offered & !wanted & F_STATUS != 0 {
+            log::warn!(
+                "virtio-net {}: VIRTIO_NET_F_STATUS declined: the device configuration ({config_len} bytes) has no status field; the link counts as up",
+                function.address()
+            );
+        }
+        wanted
+    };
+    let features = transport.negotiate_with(platform, choose, 0)?;
     let net = VirtioNet::new(&function, transport.clone(), platform, features, msix)
         .inspect_err(|_| transport.fail())?;
     // One lock at a time: a guard in the arguments lives to the end of the statement.
@@ -276,13 +294,19 @@ impl VirtioNet {
         if features & F_MAC == 0 {
             return Err(DeviceError::Unsupported("a MAC address (VIRTIO_NET_F_MAC)"));
         }
+        let mac = transport
+            .config_bytes(CONFIG_MAC)
+            .ok_or(DeviceError::Unsupported(
+                "the MAC address in the device configuration",
+            ))?;
         let offered_pairs = if features & F_MQ != 0 {
-            if transport.config_len() < CONFIG_MAX_PAIRS + 2 {
-                return Err(DeviceError::Unsupported(
-                    "max_virtqueue_pairs in the device configuration",
-                ));
-            }
-            Some(transport.config16(CONFIG_MAX_PAIRS))
+            Some(
+                transport
+                    .config16(CONFIG_MAX_PAIRS)
+                    .ok_or(DeviceError::Unsupported(
+                        "max_virtqueue_pairs in the device configuration",
+                    ))?,
+            )
         } else {
             None
         };
@@ -362,7 +386,7 @@ impl VirtioNet {
                 checksum_offload: features & F_CSUM != 0,
             },
             tcp_segmentation,
-            mac: transport.config_bytes(CONFIG_MAC),
+            mac,
             link_status: features & F_STATUS != 0,
             pairs: queues,
             offered_pairs,
@@ -755,8 +779,13 @@ impl NetDevice for VirtioNet {
             mac: self.mac,
             max_frame: MAX_FRAME,
             queues: self.pairs.len(),
+            // Without VIRTIO_NET_F_STATUS the link counts as up (spec 5.1.4.2); the
+            // feature is taken only when the configuration holds the field.
             link_up: !self.link_status
-                || self.transport.config16(CONFIG_STATUS) & STATUS_LINK_UP != 0,
+                || self
+                    .transport
+                    .config16(CONFIG_STATUS)
+                    .is_none_or(|status| status & STATUS_LINK_UP != 0),
             checksum_offload: self.shape.checksum_offload,
             tcp_segmentation: self.tcp_segmentation,
         }
@@ -867,23 +896,43 @@ mod tests {
         assert_eq!(chain_buffer(256, 2, 128), None);
     }
 
+    /// A device configuration with every field this driver reads.
+    const FULL_CONFIG: usize = CONFIG_MAX_PAIRS + 2;
+
     #[test]
     fn multi_queue_needs_thecontrol_queue() {
         assert_eq!(
-            wanted_features(F_MQ | F_CTRL_VQ | F_MAC),
+            wanted_features(F_MQ | F_CTRL_VQ | F_MAC, FULL_CONFIG),
             F_WANTED | F_MQ | F_CTRL_VQ
         );
         // MQ without the control queue cannot be enabled; the control queue alone is
         // of no use here.
-        assert_eq!(wanted_features(F_MQ | F_MAC), F_WANTED);
-        assert_eq!(wanted_features(F_CTRL_VQ | F_MAC), F_WANTED);
+        assert_eq!(wanted_features(F_MQ | F_MAC, FULL_CONFIG), F_WANTED);
+        assert_eq!(wanted_features(F_CTRL_VQ | F_MAC, FULL_CONFIG), F_WANTED);
+    }
+
+    #[test]
+    fn link_status_is_taken_only_when_the_configuration_holds_it() {
+        let offered = F_MAC | F_STATUS;
+        assert_eq!(
+            wanted_features(offered, CONFIG_STATUS + 2) & F_STATUS,
+            F_STATUS
+        );
+        // A configuration of just the MAC address (or less) has no status field: reading
+        // it would run past the window.
+        assert_eq!(wanted_features(offered, CONFIG_STATUS + 1) & F_STATUS, 0);
+        assert_eq!(wanted_features(offered, 6) & F_STATUS, 0);
+        assert_eq!(wanted_features(offered, 6) & F_MAC, F_MAC);
     }
 
     #[test]
     fn segmentation_offload_is_taken_only_with_checksum_offload() {
         let offered = F_MAC | F_CSUM | F_HOST_TSO4;
-        assert_eq!(wanted_features(offered), F_WANTED | F_HOST_TSO4);
-        assert_eq!(wanted_features(F_MAC | F_HOST_TSO4), F_WANTED);
+        assert_eq!(
+            wanted_features(offered, FULL_CONFIG),
+            F_WANTED | F_HOST_TSO4
+        );
+        assert_eq!(wanted_features(F_MAC | F_HOST_TSO4, FULL_CONFIG), F_WANTED);
         let layout = rexo_api::device::TransportChecksum {
             start: 34,
             offset: 16,

@@ -149,6 +149,25 @@ impl VendorCap {
     }
 }
 
+/// Whether `multiplier` is a usable `notify_off_multiplier`: 0 or an even power of two
+/// (spec 4.1.4.4), so that every queue's doorbell is 2-byte aligned for its 16-bit write.
+pub fn notify_multiplier_valid(multiplier: u32) -> bool {
+    multiplier == 0 || multiplier.is_power_of_two() && multiplier >= 2
+}
+
+/// The offset of the doorbell of a queue whose `queue_notify_off` is `notify_off` in a
+/// notification area of `len` bytes with `notify_off_multiplier` `multiplier` (spec
+/// 4.1.4.4); `None` when its 16-bit register is not 2-byte aligned or not inside the area.
+pub fn doorbell_offset(notify_off: u16, multiplier: u32, len: usize) -> Option<usize> {
+    let at = usize::from(notify_off).checked_mul(usize::try_from(multiplier).ok()?)?;
+    (at.is_multiple_of(2) && config_holds(len, at, 2)).then_some(at)
+}
+
+/// Whether a window of `len` bytes holds the `width` bytes at `offset`.
+pub fn config_holds(len: usize, offset: usize, width: usize) -> bool {
+    offset.checked_add(width).is_some_and(|end| end <= len)
+}
+
 /// The virtio structures a function's capability list names (the first usable one of
 /// each type, as spec 4.1.4.1 asks).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -289,6 +308,11 @@ impl Transport {
             if common.len() < COMMON_LEN {
                 return Err(DeviceError::Unsupported(
                     "a whole common configuration structure",
+                ));
+            }
+            if !notify_multiplier_valid(notify_multiplier) {
+                return Err(DeviceError::Unsupported(
+                    "a notify_off_multiplier of 0 or an even power of two",
                 ));
             }
             Ok(Self::Modern(Modern {
@@ -496,13 +520,12 @@ impl Transport {
         )?;
         let doorbell = match self {
             Self::Modern(m) => {
-                let off = usize::from(m.common.read16(COMMON_QUEUE_NOTIFY_OFF));
-                let at = off
-                    .checked_mul(m.notify_multiplier as usize)
-                    .filter(|at| at + 2 <= m.notify.len())
-                    .ok_or(DeviceError::Unsupported(
-                        "a queue doorbell inside the notification area",
-                    ))?;
+                let off = m.common.read16(COMMON_QUEUE_NOTIFY_OFF);
+                let at = doorbell_offset(off, m.notify_multiplier, m.notify.len()).ok_or(
+                    DeviceError::Unsupported(
+                        "a queue doorbell inside the notification area, 2-byte aligned",
+                    ),
+                )?;
                 Doorbell::Mmio {
                     window: m.notify.clone(),
                     at,
@@ -613,23 +636,37 @@ impl Transport {
         }
     }
 
-    /// The little-endian 16-bit field at `offset` of the device configuration.
-    pub fn config16(&self, offset: usize) -> u16 {
-        self.consistent(|| match self {
-            Self::Modern(m) => m.device.read16(offset),
-            Self::Legacy { ports, config, .. } => ports.read16(config + offset as u16),
+    /// Whether the device configuration holds the `width` bytes at `offset`.
+    fn config_has(&self, offset: usize, width: usize) -> bool {
+        config_holds(self.config_len(), offset, width)
+    }
+
+    /// The little-endian 16-bit field at `offset` of the device configuration; `None`
+    /// when the configuration the device shows ends before it.
+    pub fn config16(&self, offset: usize) -> Option<u16> {
+        self.config_has(offset, 2).then(|| {
+            self.consistent(|| match self {
+                Self::Modern(m) => m.device.read16(offset),
+                Self::Legacy { ports, config, .. } => ports.read16(config + offset as u16),
+            })
         })
     }
 
-    /// The little-endian 32-bit field at `offset` of the device configuration.
-    pub fn config32(&self, offset: usize) -> u32 {
-        self.consistent(|| self.raw_config32(offset))
+    /// The little-endian 32-bit field at `offset` of the device configuration; `None`
+    /// when the configuration ends before it.
+    pub fn config32(&self, offset: usize) -> Option<u32> {
+        self.config_has(offset, 4)
+            .then(|| self.consistent(|| self.raw_config32(offset)))
     }
 
-    /// The little-endian 64-bit field at `offset` (read as two halves, kept consistent).
-    pub fn config64(&self, offset: usize) -> u64 {
-        self.consistent(|| {
-            u64::from(self.raw_config32(offset)) | (u64::from(self.raw_config32(offset + 4)) << 32)
+    /// The little-endian 64-bit field at `offset` (read as two halves, kept consistent);
+    /// `None` when the configuration ends before it.
+    pub fn config64(&self, offset: usize) -> Option<u64> {
+        self.config_has(offset, 8).then(|| {
+            self.consistent(|| {
+                u64::from(self.raw_config32(offset))
+                    | (u64::from(self.raw_config32(offset + 4)) << 32)
+            })
         })
     }
 
@@ -657,9 +694,11 @@ impl Transport {
         }
     }
 
-    /// The `N` bytes at `offset` of the device configuration.
-    pub fn config_bytes<const N: usize>(&self, offset: usize) -> [u8; N] {
-        self.consistent(|| core::array::from_fn(|i| self.raw_config8(offset + i)))
+    /// The `N` bytes at `offset` of the device configuration; `None` when the
+    /// configuration ends before their end.
+    pub fn config_bytes<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        self.config_has(offset, N)
+            .then(|| self.consistent(|| core::array::from_fn(|i| self.raw_config8(offset + i))))
     }
 }
 
@@ -724,6 +763,33 @@ mod tests {
             Err("VIRTIO_F_VERSION_1")
         );
         assert_eq!(select_features(0b1, 0b11, 0b10), Err("a required feature"));
+    }
+
+    #[test]
+    fn doorbells_are_aligned_and_inside_the_notification_area() {
+        for multiplier in [0, 2, 4, 0x1000] {
+            assert!(notify_multiplier_valid(multiplier), "{multiplier}");
+        }
+        for multiplier in [1, 3, 6, 0x1001] {
+            assert!(!notify_multiplier_valid(multiplier), "{multiplier}");
+        }
+        assert_eq!(doorbell_offset(3, 4, 0x1000), Some(12));
+        assert_eq!(doorbell_offset(7, 0, 2), Some(0));
+        // An odd offset would trip the 16-bit write's alignment check.
+        assert_eq!(doorbell_offset(3, 1, 0x1000), None);
+        assert_eq!(doorbell_offset(1, 3, 0x1000), None);
+        assert_eq!(doorbell_offset(0x3ff, 4, 0x1000), Some(0xffc));
+        assert_eq!(doorbell_offset(0x400, 4, 0x1000), None);
+        assert_eq!(doorbell_offset(u16::MAX, u32::MAX, usize::MAX), None);
+    }
+
+    #[test]
+    fn config_fields_must_lie_inside_the_window() {
+        assert!(config_holds(8, 0, 8));
+        assert!(config_holds(8, 6, 2));
+        assert!(!config_holds(7, 6, 2));
+        assert!(!config_holds(6, 0, 8));
+        assert!(!config_holds(usize::MAX, usize::MAX, 1));
     }
 
     #[test]
