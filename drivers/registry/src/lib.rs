@@ -300,8 +300,10 @@ impl Registry {
         if let Some((_, current)) = state.holder.or_else(|| sharing::first_holder(&state)) {
             return Err(ApiError::DeviceBusy(current));
         }
-        if let xn::Protection::Damaged(error) = xn::protection(&mut state) {
-            return Err(ApiError::Extents(*error));
+        match xn::protection(&mut state) {
+            Err(error) => return Err(ApiError::Device(error)),
+            Ok(xn::Protection::Damaged(error)) => return Err(ApiError::Extents(*error)),
+            Ok(_) => {}
         }
         state.holder = Some(holder);
         state.generation += 1;
@@ -778,6 +780,140 @@ pub(crate) mod tests {
                 write: false
             })
         );
+    }
+
+    /// A memory disk whose reads fail while its switch is on.
+    struct Flaky(MemoryDisk, alloc::sync::Arc<core::sync::atomic::AtomicBool>);
+
+    impl rexo_api::BlockDevice for Flaky {
+        fn info(&self) -> rexo_api::BlockInfo {
+            self.0.info()
+        }
+        fn submit_read(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            if self.1.load(core::sync::atomic::Ordering::Relaxed) {
+                return Err(DeviceError::Timeout {
+                    what: "a simulated read",
+                    ms: 0,
+                });
+            }
+            self.0.submit_read(queue, lba, sectors)
+        }
+        fn submit_write(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            self.0.submit_write(queue, lba, sectors, fill)
+        }
+        fn submit_flush(&mut self, queue: usize) -> Result<rexo_api::Tag, DeviceError> {
+            self.0.submit_flush(queue)
+        }
+        fn poll(
+            &mut self,
+            queue: usize,
+            done: rexo_api::Completion<'_>,
+        ) -> Result<usize, DeviceError> {
+            self.0.poll(queue, done)
+        }
+        fn wake_on_completion(
+            &mut self,
+            queue: usize,
+            core: Option<usize>,
+        ) -> Result<(), DeviceError> {
+            self.0.wake_on_completion(queue, core)
+        }
+        fn abandon_requests(&mut self) {
+            self.0.abandon_requests();
+        }
+    }
+
+    #[test]
+    fn an_unreadable_extent_table_refuses_the_disk_until_it_is_read() {
+        use core::sync::atomic::Ordering;
+        use rexo_api::ExtentOp;
+        let failing = alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
+        let disk = Flaky(
+            MemoryDisk {
+                data: alloc::vec![0u8; 4 << 20],
+                done: Vec::new(),
+            },
+            failing.clone(),
+        );
+        let address = Address::new(0, 0, 6, 0).unwrap();
+        let slots = alloc::vec![Slot::new(address, "flaky", Found::Block(Box::new(disk)))];
+        let registry: &'static Registry = Box::leak(Box::new(Registry {
+            slots,
+            bindings: Vec::new(),
+            binder: crate::interrupts::tests::TableBinder::leaked(),
+        }));
+        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        registry
+            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
+            .unwrap();
+        // The next boot: the table is read again at the first open, and that read fails.
+        registry.slots[0].state.lock().protection = xn::Protection::Unknown;
+        failing.store(true, Ordering::Relaxed);
+        let unreadable = ApiError::Device(DeviceError::Timeout {
+            what: "a simulated read",
+            ms: 0,
+        });
+        let open = |name: &'static str| {
+            registry
+                .open(DeviceKind::Block, 0, (1, name))
+                .and_then(OpenDevice::into_block)
+        };
+        assert_eq!(open("intruder").err(), Some(unreadable), "not a raw disk");
+        assert_eq!(registry.extents(0, "fs", None).err(), Some(unreadable));
+        assert_eq!(
+            registry.extents(0, "fs", Some(ExtentOp::Format)).err(),
+            Some(unreadable),
+            "a table that could not be read is not formatted over"
+        );
+        // Once the disk reads again, the table is found and holds.
+        failing.store(false, Ordering::Relaxed);
+        let mut intruder = open("intruder").unwrap();
+        assert_eq!(
+            intruder.submit_write(0, 0, 1, &mut |_| {}).err(),
+            Some(DeviceError::Denied {
+                sector: 0,
+                write: true
+            })
+        );
+        drop(intruder);
+        let mut fs = open("fs").unwrap();
+        assert!(fs.submit_write(0, 0, 64, &mut |_| {}).is_ok());
+    }
+
+    #[test]
+    fn requests_are_refused_while_the_protection_is_unknown() {
+        let address = Address::new(0, 0, 7, 0).unwrap();
+        let mut state = Slot::new(
+            address,
+            "memory",
+            Found::Block(Box::new(MemoryDisk {
+                data: alloc::vec![0u8; 4 << 20],
+                done: Vec::new(),
+            })),
+        )
+        .state
+        .into_inner();
+        assert_eq!(state.protection, xn::Protection::Unknown);
+        assert_eq!(
+            xn::check(&state, "app", 5, 1, false),
+            Err(DeviceError::Denied {
+                sector: 5,
+                write: false
+            })
+        );
+        state.protection = xn::Protection::Raw;
+        assert_eq!(xn::check(&state, "app", 5, 1, false), Ok(()));
     }
 
     /// A registry with one interface, `nic`, at PCI address 00:03.0.

@@ -16,7 +16,8 @@ use crate::{Registry, SlotState};
 /// What protects a disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Protection {
-    /// Not read yet.
+    /// Not read yet, or the last read failed: no request passes, and the next open reads
+    /// again.
     Unknown,
     /// No table: the disk is raw, its holder has all of it.
     Raw,
@@ -40,11 +41,12 @@ fn geometry(disk: &dyn BlockDevice) -> (u64, u64, u64, u32) {
     )
 }
 
-/// Reads the table of `disk` (idle: nobody holds it).
-fn read(disk: &mut dyn BlockDevice) -> Protection {
+/// Reads the table of `disk` (idle: nobody holds it). A read that fails is an error,
+/// not a disk without a table: the table may be there.
+fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
     let (sectors, size, start, count) = geometry(disk);
     if sectors * size < 4 * TABLE_BYTES as u64 {
-        return Protection::Raw;
+        return Ok(Protection::Raw);
     }
     let mut bytes = vec![0u8; TABLE_BYTES];
     let result = disk.submit_read(0, start, count).and_then(|tag| {
@@ -52,18 +54,20 @@ fn read(disk: &mut dyn BlockDevice) -> Protection {
             bytes.copy_from_slice(&data[..TABLE_BYTES])
         })
     });
-    match result.map(|()| Table::parse(&bytes, sectors, size)) {
-        Ok(Ok(table)) => Protection::Table(table),
-        Ok(Err(XnError::NoTable)) => Protection::Raw,
-        Ok(Err(error)) => {
+    if let Err(error) = result {
+        log::warn!(
+            "disk extent table unreadable: {error}: the disk is refused until a read succeeds"
+        );
+        return Err(error);
+    }
+    Ok(match Table::parse(&bytes, sectors, size) {
+        Ok(table) => Protection::Table(table),
+        Err(XnError::NoTable) => Protection::Raw,
+        Err(error) => {
             log::warn!("disk extent table: {error}: no request passes until it is formatted");
             Protection::Damaged(error)
         }
-        Err(error) => {
-            log::warn!("disk extent table unreadable: {error}: the disk is treated as raw");
-            Protection::Raw
-        }
-    }
+    })
 }
 
 /// Writes `table` to the end of `disk` and flushes.
@@ -79,14 +83,15 @@ fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
     wait_for(disk, 0, tag, &mut |_| {})
 }
 
-/// The disk's protection, read on first use.
-pub(crate) fn protection(state: &mut SlotState) -> &Protection {
+/// The disk's protection, read on first use; the read's error when it fails (the
+/// protection stays [`Protection::Unknown`], and the next call reads again).
+pub(crate) fn protection(state: &mut SlotState) -> Result<&Protection, DeviceError> {
     if state.protection == Protection::Unknown
         && let Found::Block(disk) = &mut state.device
     {
-        state.protection = read(disk.as_mut());
+        state.protection = read(disk.as_mut())?;
     }
-    &state.protection
+    Ok(&state.protection)
 }
 
 /// Checks a request of `holder` for `sectors` at `lba` against the table.
@@ -99,8 +104,8 @@ pub(crate) fn check(
 ) -> Result<(), DeviceError> {
     let denied = |sector| DeviceError::Denied { sector, write };
     match &state.protection {
-        Protection::Unknown | Protection::Raw => Ok(()),
-        Protection::Damaged(_) => Err(denied(lba)),
+        Protection::Raw => Ok(()),
+        Protection::Unknown | Protection::Damaged(_) => Err(denied(lba)),
         Protection::Table(table) => table
             .check_access(holder, lba, u64::from(sectors), write)
             .map_err(|error| match error {
@@ -124,7 +129,7 @@ impl Registry {
         if let Some((_, current)) = state.holder {
             return Err(ApiError::DeviceBusy(current));
         }
-        let protection = protection(&mut state).clone();
+        let protection = protection(&mut state).map_err(ApiError::Device)?.clone();
         let refuse = |error: XnError| ApiError::Extents(error);
         let mut table = match (protection, &op) {
             (Protection::Raw | Protection::Damaged(_), Some(ExtentOp::Format)) => {
