@@ -92,6 +92,57 @@ impl Kernel {
         &self.run
     }
 
+    /// Runs `work` on the memory `cap` names, in place, and gives back what it returns
+    /// ([`with_memory`](Kernel::with_memory)).
+    ///
+    /// The bytes are `work`'s for the call only: no reference to them can outlive it, even
+    /// through a capability leaked to `'static` (the slice's lifetime is the call's own),
+    /// so when the capability goes (returned, taken by force, or released as the app ends)
+    /// nothing of the app can reach its frames again. While `work` runs, `cap` is borrowed:
+    /// it cannot be returned, delegated, split, merged or derived from, nor mapped twice. A
+    /// holder that misses a revocation deadline while in `work` loses the memory by force:
+    /// the kernel unmaps it, and the next touch ends the app's task ("app X touched revoked
+    /// region Y"); nothing is read or written, and the frames go to nobody else until the
+    /// app has ended.
+    ///
+    /// ```no_run
+    /// # use rexo_api::{ApiError, Kernel};
+    /// fn app(kernel: &Kernel) -> Result<(), ApiError> {
+    ///     let mut cap = kernel.allocate_memory(8192)?;
+    ///     let first = kernel.map_memory(&mut cap, |bytes| {
+    ///         bytes[..5].copy_from_slice(b"hello");
+    ///         bytes[0]
+    ///     })?;
+    ///     assert_eq!(first, b'h');
+    ///     kernel.return_memory(cap)
+    /// }
+    /// ```
+    ///
+    /// Keeping the bytes past the call does not build, not even from a leaked capability:
+    ///
+    /// ```compile_fail
+    /// # use rexo_api::{ApiError, Kernel};
+    /// # use std::sync::Mutex;
+    /// static KEPT: Mutex<Option<&'static mut [u8]>> = Mutex::new(None);
+    /// fn app(kernel: &Kernel) -> Result<(), ApiError> {
+    ///     let cap = Box::leak(Box::new(kernel.allocate_memory(4096)?));
+    ///     kernel.map_memory(cap, |bytes| *KEPT.lock().unwrap() = Some(bytes))
+    /// }
+    /// ```
+    pub fn map_memory<R>(
+        &self,
+        cap: &mut MemoryCap,
+        work: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, ApiError> {
+        let (mut work, mut result) = (Some(work), None);
+        self.with_memory(cap, &mut |bytes| {
+            result = work.take().map(|work| work(bytes));
+        })?;
+        // The kernel answers Ok only after running `work`: without a result the memory was
+        // not there to map.
+        result.ok_or(ApiError::Refused(crate::CapError::Revoked))
+    }
+
     /// Opens network interface `index` ([`open_device`](Kernel::open_device)).
     pub fn open_net(&self, index: usize) -> Result<Box<dyn NetDevice>, ApiError> {
         self.open_device(DeviceKind::Net, index)?.into_net()
@@ -116,7 +167,7 @@ pub mod call_types {
     pub use crate::{
         ApiError, AppInfo, AppRun, BinaryError, CapInfo, CoreCap, CoreTask, DeviceInfo, DeviceKind,
         DiskExtent, ExtentOp, Filter, InterruptCap, Ipv4Config, Kernel, LoadedInfo, MemoryCap,
-        MemoryInfo, MemoryOp, MemoryView, NetDevice, NetSharing, OpenDevice, PciFunction, TimerCap,
+        MemoryInfo, MemoryOp, NetDevice, NetSharing, OpenDevice, PciFunction, TimerCap,
     };
     pub use alloc::{boxed::Box, vec::Vec};
     pub use core::fmt;
@@ -180,12 +231,14 @@ macro_rules! kernel_calls {
             /// right).
             fn read_memory(&self, cap: &MemoryCap, offset: u64, buffer: &mut [u8])
                 -> Result<(), ApiError>;
-            /// Maps the memory `cap` names for direct access, as a [`MemoryView`] that borrows
-            /// `cap` (needs the read and write rights, and no other live capability may name the
-            /// memory: refused with [`CapError::Overlaps`](crate::CapError::Overlaps) while a
-            /// parent or derived capability does).
-            fn map_memory<'cap>(&self, cap: &'cap mut MemoryCap)
-                -> Result<MemoryView<'cap>, ApiError>;
+            /// Runs `work` once on the memory `cap` names, in place: zero copy, the bytes read
+            /// and written with no kernel call ([`map_memory`](Kernel::map_memory) is the same
+            /// for work that gives a value). Needs the read and write rights, and no other live
+            /// capability may name the memory: refused with
+            /// [`CapError::Overlaps`](crate::CapError::Overlaps) while a parent or derived
+            /// capability does.
+            fn with_memory(&self, cap: &mut MemoryCap, work: &mut dyn FnMut(&mut [u8]))
+                -> Result<(), ApiError>;
             /// Gives the memory back; the capability (and all derived from it) stops working.
             fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError>;
             /// Derives, splits, merges or takes back by force (what `op` says) with the memory

@@ -92,66 +92,6 @@ cap_type!(
     TimerCap
 );
 
-/// Direct access to the memory of a [`MemoryCap`] ([`Kernel::map_memory`]): its bytes as
-/// a slice, read and written in place with no kernel call and no copy.
-///
-/// The view borrows the capability mutably, so while it is alive the capability cannot
-/// be returned, delegated, split, merged or derived from, nor mapped twice; a holder that
-/// complies with a revocation request has to drop its views first. A holder that misses
-/// the deadline loses the memory by force: the kernel unmaps it, and the next touch
-/// through a view ends the app's task ("app X touched revoked region Y"); nothing is
-/// read or written, and the frames are given to nobody else until the app has ended.
-///
-/// ```no_run
-/// # use rexo_api::{ApiError, Kernel};
-/// fn app(kernel: &Kernel) -> Result<(), ApiError> {
-///     let mut cap = kernel.allocate_memory(8192)?;
-///     let mut view = kernel.map_memory(&mut cap)?;
-///     view[..5].copy_from_slice(b"hello");
-///     assert_eq!(&view[..5], b"hello");
-///     // The view is not used after this: its borrow ends and the capability can go.
-///     kernel.return_memory(cap)
-/// }
-/// ```
-///
-/// Returning the capability while a view of it is alive does not build:
-///
-/// ```compile_fail,E0505
-/// # use rexo_api::{ApiError, Kernel};
-/// fn app(kernel: &Kernel) -> Result<(), ApiError> {
-///     let mut cap = kernel.allocate_memory(4096)?;
-///     let mut view = kernel.map_memory(&mut cap)?;
-///     kernel.return_memory(cap)?;
-///     view[0] = 1;
-///     Ok(())
-/// }
-/// ```
-#[derive(Debug)]
-pub struct MemoryView<'cap> {
-    bytes: &'cap mut [u8],
-}
-
-impl<'cap> MemoryView<'cap> {
-    /// A view over `bytes` (the kernel makes them from the capability's frames).
-    pub fn new(bytes: &'cap mut [u8]) -> Self {
-        Self { bytes }
-    }
-}
-
-impl core::ops::Deref for MemoryView<'_> {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        self.bytes
-    }
-}
-
-impl core::ops::DerefMut for MemoryView<'_> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        self.bytes
-    }
-}
-
 pub use rexo_captable::{EntryId, Rights};
 
 /// What to do with a memory capability one holds ([`Kernel::memory_op`]).

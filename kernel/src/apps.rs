@@ -469,12 +469,13 @@ impl KernelCalls for AppRun {
         crate::caps::revocation_requests(self.owner)
     }
 
-    fn map_memory<'cap>(
+    fn with_memory(
         &self,
-        cap: &'cap mut MemoryCap,
-    ) -> Result<rexo_api::MemoryView<'cap>, ApiError> {
-        let bytes = crate::caps::map(self.owner, cap).map_err(ApiError::Refused)?;
-        Ok(rexo_api::MemoryView::new(bytes))
+        cap: &mut MemoryCap,
+        work: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), ApiError> {
+        work(crate::caps::map(self.owner, cap).map_err(ApiError::Refused)?);
+        Ok(())
     }
 
     fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError> {

@@ -1,5 +1,5 @@
 //! Zero-copy views from C: a memory capability's frames as an address and a length,
-//! with the rules of `Kernel::map_memory` (the view borrows the capability).
+//! with the rules of `Kernel::map_memory` (the handle is busy while mapped).
 
 use core::ffi::{c_int, c_void};
 
@@ -17,10 +17,12 @@ pub extern "C" fn rexo_map_memory(handle: i64, ptr: *mut *mut c_void, len: *mut 
         if memory.mapped {
             return Err(REXO_EBUSY);
         }
-        let view = kernel.map_memory(&mut memory.cap).map_err(error_code)?;
-        let (start, bytes) = (view.as_ptr() as u64, view.len() as u64);
-        // The view's borrow ends here; `mapped` stands for it until rexo_unmap_memory.
+        let view = kernel.map_memory(&mut memory.cap, |bytes| (bytes.as_ptr(), bytes.len()));
+        let (start, bytes) = view.map_err(error_code)?;
+        // The C app keeps the address past the call (C is beyond the borrow checker):
+        // `mapped` stands for the view until rexo_unmap_memory.
         memory.mapped = true;
+        let (start, bytes) = (start as u64, bytes as u64);
         c_store(ptr, start)?;
         c_store(len, bytes)?;
         Ok(REXO_OK)

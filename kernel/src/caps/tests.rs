@@ -547,10 +547,11 @@ mod views {
     fn compliant_mapper(kernel: &Kernel) -> Result<(), ApiError> {
         let mut cap = kernel.allocate_memory(8192)?;
         let id = cap.cap().id();
-        let mut view = kernel.map_memory(&mut cap)?;
-        assert_eq!(view.len(), 8192);
-        assert!(view.iter().all(|&b| b == 0), "granted memory is zeroed");
-        view[8000..8009].copy_from_slice(b"zero copy");
+        kernel.map_memory(&mut cap, |view| {
+            assert_eq!(view.len(), 8192);
+            assert!(view.iter().all(|&b| b == 0), "granted memory is zeroed");
+            view[8000..8009].copy_from_slice(b"zero copy");
+        })?;
         request_revocation(id, u64::MAX - 1).expect("request");
         let mut word = [0u8; 9];
         kernel.read_memory(&cap, 8000, &mut word)?;
@@ -575,8 +576,8 @@ mod views {
         };
         let mut child = kernel.memory_op(&parent, derive)?.expect("a child");
         let overlaps = Some(ApiError::Refused(CapError::Overlaps));
-        assert_eq!(kernel.map_memory(&mut parent).err(), overlaps);
-        assert_eq!(kernel.map_memory(&mut child).err(), overlaps);
+        assert_eq!(kernel.map_memory(&mut parent, |_| ()).err(), overlaps);
+        assert_eq!(kernel.map_memory(&mut child, |_| ()).err(), overlaps);
         let read_only = MemoryOp::Derive {
             start,
             len: 4096,
@@ -584,12 +585,12 @@ mod views {
         };
         let mut reader = kernel.memory_op(&child, read_only)?.expect("a grandchild");
         assert_eq!(
-            kernel.map_memory(&mut reader).err(),
+            kernel.map_memory(&mut reader, |_| ()).err(),
             Some(ApiError::Refused(CapError::NoRight(Rights::WRITE)))
         );
         kernel.return_memory(parent)?;
         assert_eq!(
-            kernel.map_memory(&mut child).err(),
+            kernel.map_memory(&mut child, |_| ()).err(),
             Some(ApiError::Refused(CapError::Revoked)),
             "a returned capability is not mapped"
         );
@@ -616,7 +617,9 @@ mod views {
             let free = crate::mem::frames::free_bytes();
             let mut cap = api.allocate_memory(8192).expect("memory");
             let id = cap.cap().id();
-            let mut view = api.map_memory(&mut cap).expect("mapped");
+            // The kernel's own view (an app's cannot outlive its call): it stays while the
+            // capability is taken by force, as a view an app holds inside its call does.
+            let view = map(owner, &mut cap).expect("mapped");
             view[0] = 0x11;
             view[4096] = 0x22;
             let start = view.as_ptr() as u64;
@@ -692,15 +695,16 @@ mod views {
     fn stubborn_mapper(kernel: &Kernel) -> Result<(), ApiError> {
         let mut cap = kernel.allocate_memory(8192)?;
         let id = cap.cap().id();
-        let mut view = kernel.map_memory(&mut cap)?;
-        view.fill(0x5A);
-        *STUBBORN.lock() = Some((id, view.as_ptr() as u64));
-        let begin = kernel.now_ns();
-        while kernel.now_ns() - begin < TEN_SECONDS {
-            let bytes = core::hint::black_box(&mut *view);
-            bytes[100] = bytes[100].wrapping_add(1);
-            STUBBORN_TOUCHES.fetch_add(1, Ordering::Relaxed);
-        }
+        kernel.map_memory(&mut cap, |view| {
+            view.fill(0x5A);
+            *STUBBORN.lock() = Some((id, view.as_ptr() as u64));
+            let begin = kernel.now_ns();
+            while kernel.now_ns() - begin < TEN_SECONDS {
+                let bytes = core::hint::black_box(&mut *view);
+                bytes[100] = bytes[100].wrapping_add(1);
+                STUBBORN_TOUCHES.fetch_add(1, Ordering::Relaxed);
+            }
+        })?;
         Err(ApiError::AppFailed(1))
     }
 
@@ -720,21 +724,23 @@ mod views {
     /// app's memory, lets the deadline pass, and goes on while the kernel ends it.
     fn bystander(kernel: &Kernel) -> Result<(), ApiError> {
         let mut cap = kernel.allocate_memory(4096)?;
-        let mut view = kernel.map_memory(&mut cap)?;
-        view[..6].copy_from_slice(b"mine!!");
-        wait_for(kernel, || STUBBORN.lock().is_some())?;
-        let (id, start) = STUBBORN.lock().expect("mapped");
-        let deadline = kernel.now_ns() + 20_000_000;
-        request_revocation(id, deadline).expect("request");
-        // The kernel's timer takes the memory at the deadline, while the stubborn app
-        // keeps touching it; its next touch ends it.
-        wait_for(kernel, || !entries().iter().any(|e| e.id == id))?;
-        // From here on no touch of the stubborn app reaches its memory: at most the one
-        // whose write landed before the revocation is still to be counted.
-        *SEEN.lock() = Some(STUBBORN_TOUCHES.load(Ordering::Relaxed));
-        wait_for(kernel, || STUBBORN_ENDED.load(Ordering::Relaxed))?;
-        assert!(is_mapped(start), "mapped back once the stubborn app ended");
-        assert_eq!(&view[..6], b"mine!!", "the bystander's memory is untouched");
+        kernel.map_memory(&mut cap, |view| {
+            view[..6].copy_from_slice(b"mine!!");
+            wait_for(kernel, || STUBBORN.lock().is_some())?;
+            let (id, start) = STUBBORN.lock().expect("mapped");
+            let deadline = kernel.now_ns() + 20_000_000;
+            request_revocation(id, deadline).expect("request");
+            // The kernel's timer takes the memory at the deadline, while the stubborn app
+            // keeps touching it; its next touch ends it.
+            wait_for(kernel, || !entries().iter().any(|e| e.id == id))?;
+            // From here on no touch of the stubborn app reaches its memory: at most the one
+            // whose write landed before the revocation is still to be counted.
+            *SEEN.lock() = Some(STUBBORN_TOUCHES.load(Ordering::Relaxed));
+            wait_for(kernel, || STUBBORN_ENDED.load(Ordering::Relaxed))?;
+            assert!(is_mapped(start), "mapped back once the stubborn app ended");
+            assert_eq!(&view[..6], b"mine!!", "the bystander's memory is untouched");
+            Ok(())
+        })??;
         kernel.return_memory(cap)
     }
 
@@ -796,15 +802,16 @@ mod timer {
     fn spinner(kernel: &Kernel) -> Result<(), ApiError> {
         let mut cap = kernel.allocate_memory(8192)?;
         let id = cap.cap().id();
-        let mut view = kernel.map_memory(&mut cap)?;
-        view.fill(0x5A);
-        *SPINNER.lock() = Some((id, view.as_ptr() as u64));
-        let mut spins = 0u64;
-        while !TOUCH.load(Ordering::Acquire) {
-            spins = core::hint::black_box(spins.wrapping_add(1));
-        }
-        let bytes = core::hint::black_box(&mut *view);
-        bytes[4100] = bytes[4100].wrapping_add(spins as u8 | 1);
+        kernel.map_memory(&mut cap, |view| {
+            view.fill(0x5A);
+            *SPINNER.lock() = Some((id, view.as_ptr() as u64));
+            let mut spins = 0u64;
+            while !TOUCH.load(Ordering::Acquire) {
+                spins = core::hint::black_box(spins.wrapping_add(1));
+            }
+            let bytes = core::hint::black_box(&mut *view);
+            bytes[4100] = bytes[4100].wrapping_add(spins as u8 | 1);
+        })?;
         Err(ApiError::AppFailed(1))
     }
 
@@ -826,20 +833,21 @@ mod timer {
     /// touch its memory and checks its own is untouched.
     fn bystander(kernel: &Kernel) -> Result<(), ApiError> {
         let mut cap = kernel.allocate_memory(4096)?;
-        let mut view = kernel.map_memory(&mut cap)?;
-        view[..6].copy_from_slice(b"mine!!");
-        assert!(wait_for(kernel, || SPINNER.lock().is_some()), "mapped");
-        let (id, start) = SPINNER.lock().expect("mapped");
-        request_revocation(id, kernel.now_ns() + 20_000_000).expect("request");
-        let gone = || !entries().iter().any(|e| e.id == id);
-        let taken = wait_for(kernel, gone);
-        let unmapped = !is_mapped(start) && !is_mapped(start + 4096);
-        TOUCH.store(true, Ordering::Release);
-        assert!(taken, "the timer took the memory with no capability call");
-        assert!(unmapped, "and cleared its identity-map entries");
-        let record = was_repossessed(SPINNER_OWNER, id).map(|r| (r.start(), r.len()));
-        assert_eq!(record, Some((start, 8192)), "the record names the region");
-        assert_eq!(&view[..6], b"mine!!", "the bystander's memory is untouched");
+        kernel.map_memory(&mut cap, |view| {
+            view[..6].copy_from_slice(b"mine!!");
+            assert!(wait_for(kernel, || SPINNER.lock().is_some()), "mapped");
+            let (id, start) = SPINNER.lock().expect("mapped");
+            request_revocation(id, kernel.now_ns() + 20_000_000).expect("request");
+            let gone = || !entries().iter().any(|e| e.id == id);
+            let taken = wait_for(kernel, gone);
+            let unmapped = !is_mapped(start) && !is_mapped(start + 4096);
+            TOUCH.store(true, Ordering::Release);
+            assert!(taken, "the timer took the memory with no capability call");
+            assert!(unmapped, "and cleared its identity-map entries");
+            let record = was_repossessed(SPINNER_OWNER, id).map(|r| (r.start(), r.len()));
+            assert_eq!(record, Some((start, 8192)), "the record names the region");
+            assert_eq!(&view[..6], b"mine!!", "the bystander's memory is untouched");
+        })?;
         kernel.return_memory(cap)
     }
 

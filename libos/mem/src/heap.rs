@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use rexo_api::{ApiError, EntryId, Kernel, MemoryCap, MemoryView};
+use rexo_api::{ApiError, EntryId, Kernel, MemoryCap};
 
 use crate::space::{GRANULE, Space, rounded};
 
@@ -31,8 +31,12 @@ pub trait Frames {
     fn grant(&self, bytes: u64) -> Result<Self::Region, ApiError>;
     /// Gives `region` back.
     fn give_back(&self, region: Self::Region) -> Result<(), ApiError>;
-    /// The region's bytes, in place, for as long as the borrow of `region` lasts.
-    fn map<'r>(&self, region: &'r mut Self::Region) -> Result<MemoryView<'r>, ApiError>;
+    /// Runs `work` on the region's bytes, in place, and gives back what it returns.
+    fn map<R>(
+        &self,
+        region: &mut Self::Region,
+        work: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, ApiError>;
     /// The region's name in revocation requests.
     fn key(&self, region: &Self::Region) -> Self::Key;
     /// The regions the kernel asks back.
@@ -56,8 +60,12 @@ impl Frames for KernelFrames<'_> {
         self.0.return_memory(region)
     }
 
-    fn map<'r>(&self, region: &'r mut MemoryCap) -> Result<MemoryView<'r>, ApiError> {
-        self.0.map_memory(region)
+    fn map<R>(
+        &self,
+        region: &mut MemoryCap,
+        work: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, ApiError> {
+        self.0.map_memory(region, work)
     }
 
     fn key(&self, region: &MemoryCap) -> EntryId {
@@ -211,7 +219,7 @@ struct Arena<R> {
 static NEXT_HEAP: AtomicU32 = AtomicU32::new(1);
 
 /// An app's heap over memory capabilities it holds. Allocations are [`Handle`]s; their
-/// bytes are read and written in place through the arena's [`MemoryView`]
+/// bytes are read and written in place in the arena's memory (`Kernel::map_memory`)
 /// ([`with_bytes`](Heap::with_bytes), [`write`](Heap::write), [`read`](Heap::read)),
 /// mapped for the length of the call: a slice never outlives the call, so no view is
 /// alive when the heap moves or gives back an arena.
@@ -314,9 +322,10 @@ impl<F: Frames> Heap<F> {
         let (place, len, _) = self.live(handle)?;
         let Heap { frames, arenas, .. } = self;
         let arena = arenas[place.arena].as_mut().ok_or(HeapError::Lost)?;
-        let mut view = frames.map(&mut arena.region)?;
         let start = place.offset as usize;
-        Ok(f(&mut view[start..start + len as usize]))
+        Ok(frames.map(&mut arena.region, |view| {
+            f(&mut view[start..start + len as usize])
+        })?)
     }
 
     /// Copies `data` into `handle`'s allocation at `offset`.
@@ -526,8 +535,7 @@ impl<F: Frames> Heap<F> {
         let Heap { frames, arenas, .. } = self;
         if from.arena == to.arena {
             let arena = arenas[from.arena].as_mut().ok_or(ApiError::OutOfMemory)?;
-            frames.map(&mut arena.region)?.copy_within(a..a + len, b);
-            return Ok(());
+            return frames.map(&mut arena.region, |view| view.copy_within(a..a + len, b));
         }
         let [Some(source), Some(target)] = arenas
             .get_disjoint_mut([from.arena, to.arena])
@@ -535,10 +543,11 @@ impl<F: Frames> Heap<F> {
         else {
             return Err(ApiError::OutOfMemory);
         };
-        let source = frames.map(&mut source.region)?;
-        let mut target = frames.map(&mut target.region)?;
-        target[b..b + len].copy_from_slice(&source[a..a + len]);
-        Ok(())
+        frames.map(&mut source.region, |source| {
+            frames.map(&mut target.region, |target| {
+                target[b..b + len].copy_from_slice(&source[a..a + len]);
+            })
+        })?
     }
 
     /// Moves every allocation out of arena `index` (asked back) where there is room and

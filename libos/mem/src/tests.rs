@@ -6,7 +6,7 @@ use crate::space::{Space, rounded};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
-use rexo_api::{ApiError, MemoryView};
+use rexo_api::ApiError;
 
 /// A stand-in for the kernel's memory capabilities: regions as byte vectors, a quota,
 /// and revocation requests the test makes.
@@ -65,8 +65,12 @@ impl Frames for &FakeKernel {
         Ok(())
     }
 
-    fn map<'r>(&self, region: &'r mut Region) -> Result<MemoryView<'r>, ApiError> {
-        Ok(MemoryView::new(&mut region.bytes))
+    fn map<R>(
+        &self,
+        region: &mut Region,
+        work: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, ApiError> {
+        Ok(work(&mut region.bytes))
     }
 
     fn key(&self, region: &Region) -> u64 {

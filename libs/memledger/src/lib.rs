@@ -13,7 +13,8 @@
 //!   frames under it stay out of the free pool until the holder has ended, so that the
 //!   holder's stale references can never see another owner's data. A capability given
 //!   back by its holder, or released when the holder ends, needs no such care: no
-//!   reference to it can be left.
+//!   reference to it can be left (an app's view lives only inside its
+//!   `Kernel::map_memory` call, whose closure cannot keep the slice).
 //!
 //! The ledger only decides; the kernel does what a [`Reclaim`] says (unmap, map back,
 //! free) in that order.
