@@ -314,10 +314,18 @@ fn checked_range(
     Ok(info.resource.start() + offset)
 }
 
-/// Copies `data` into the memory `cap` names, at `offset`.
+/// Copies `data` into the memory `cap` names, at `offset`. `Revoked` if `data` lies in
+/// memory taken by force from its holder (a view's bytes past its deadline): the copy
+/// would fault with the table's lock held; the holder's next touch of them ends its task.
 pub fn write_memory(owner: OwnerId, cap: &Cap, offset: u64, data: &[u8]) -> Result<(), CapError> {
     with_state(|state| {
         let at = checked_range(state, owner, cap, Rights::WRITE, offset, data.len() as u64)?;
+        if state
+            .ledger
+            .touches_revoked(data.as_ptr() as u64, data.len() as u64)
+        {
+            return Err(CapError::Revoked);
+        }
         // SAFETY: `[at, at + len)` lies inside frames the table says `owner` may write;
         // those frames belong to no Rust object (they were handed out as raw frames and
         // are reached only through this module, under the lock).
@@ -326,7 +334,8 @@ pub fn write_memory(owner: OwnerId, cap: &Cap, offset: u64, data: &[u8]) -> Resu
     })
 }
 
-/// Copies from the memory `cap` names, at `offset`, into `buffer`.
+/// Copies from the memory `cap` names, at `offset`, into `buffer` (`Revoked` for a
+/// `buffer` in revoked memory, as in [`write_memory`]).
 pub fn read_memory(
     owner: OwnerId,
     cap: &Cap,
@@ -335,6 +344,12 @@ pub fn read_memory(
 ) -> Result<(), CapError> {
     with_state(|state| {
         let at = checked_range(state, owner, cap, Rights::READ, offset, buffer.len() as u64)?;
+        if state
+            .ledger
+            .touches_revoked(buffer.as_ptr() as u64, buffer.len() as u64)
+        {
+            return Err(CapError::Revoked);
+        }
         // SAFETY: as in `write_memory`, for reading.
         unsafe {
             core::ptr::copy_nonoverlapping(at as *const u8, buffer.as_mut_ptr(), buffer.len())

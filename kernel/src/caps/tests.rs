@@ -681,6 +681,36 @@ mod views {
         }
     );
 
+    /// Passes the bytes of its own view, revoked by then, to the copying calls.
+    fn copies_through_its_revoked_view(kernel: &Kernel) -> Result<(), ApiError> {
+        let mut view_cap = kernel.allocate_memory(4096)?;
+        let other = kernel.allocate_memory(4096)?;
+        let id = view_cap.cap().id();
+        kernel.map_memory(&mut view_cap, |bytes| {
+            bytes[0] = 1;
+            request_revocation(id, crate::time::now_ns()).expect("requested");
+            // Each call enforces the deadline first, then would copy from or into memory
+            // just unmapped, with the table's lock held: refused instead.
+            let refused = Err(ApiError::Refused(CapError::Revoked));
+            assert_eq!(kernel.write_memory(&other, 0, bytes), refused);
+            assert_eq!(kernel.read_memory(&other, 0, bytes), refused);
+        })?;
+        kernel.return_memory(other)
+    }
+
+    crate::kernel_test!(
+        fn copying_calls_refuse_a_buffer_in_revoked_memory() {
+            let app = App {
+                name: "revoked-copier",
+                about: "copies through its own revoked view",
+                main: copies_through_its_revoked_view,
+            };
+            let free = crate::mem::frames::free_bytes();
+            assert_eq!(crate::apps::run(&app), Ok(()));
+            assert_eq!(crate::mem::frames::free_bytes(), free, "all went back");
+        }
+    );
+
     /// The stubborn mapper's capability and the address of its memory, once mapped.
     static STUBBORN: spin::Mutex<Option<(EntryId, u64)>> = spin::Mutex::new(None);
     static STUBBORN_TOUCHES: AtomicU64 = AtomicU64::new(0);

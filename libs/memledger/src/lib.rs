@@ -174,6 +174,13 @@ impl<F: Frames> Ledger<F> {
         self.revoked.iter().find(|r| r.range.contains(&addr))
     }
 
+    /// Whether any of the `len` bytes from `start` lies in a revoked region (an app's
+    /// buffer the kernel must not copy to or from: the copy would fault).
+    pub fn touches_revoked(&self, start: u64, len: u64) -> bool {
+        let range = start..start.saturating_add(len);
+        !range.is_empty() && self.revoked.iter().any(|r| overlaps(&r.range, &range))
+    }
+
     /// Every revoked region (still unmapped, its holder not ended).
     pub fn revoked(&self) -> &[Mapping] {
         &self.revoked

@@ -265,3 +265,41 @@ fn random_operations_never_free_frames_in_use() {
         assert!(ledger.revoked().is_empty() && ledger.grants.is_empty());
     }
 }
+
+#[test]
+fn a_buffer_touching_a_revoked_region_is_known_to_the_byte() {
+    let mut table = Table::new();
+    let mut ledger = Ledger::new(4);
+    let cap = mint(&mut table, APP, 0x60_0000, 0x2000);
+    ledger.record_grant(APP, Span(0x60_0000..0x60_2000), 0x2000);
+    ledger.record_mapping(cap.id(), 0x60_0000..0x60_2000, APP);
+    assert!(
+        !ledger.touches_revoked(0x60_0000, 0x2000),
+        "mapped, not revoked"
+    );
+    table
+        .revoke(&Kernel, cap.id(), rexo_captable::RevokeReason::Kernel)
+        .unwrap();
+    ledger.reclaim(&live(&table), true, None);
+    assert!(ledger.touches_revoked(0x60_1fff, 1), "its last byte");
+    assert!(
+        ledger.touches_revoked(0x5f_f000, 0x1001),
+        "a buffer ending in it"
+    );
+    assert!(
+        !ledger.touches_revoked(0x5f_f000, 0x1000),
+        "one that ends before it"
+    );
+    assert!(
+        !ledger.touches_revoked(0x60_2000, 64),
+        "one that starts after it"
+    );
+    assert!(
+        !ledger.touches_revoked(0x60_1000, 0),
+        "an empty buffer touches nothing"
+    );
+    assert!(
+        ledger.touches_revoked(0x5f_0000, u64::MAX),
+        "a length past the end saturates"
+    );
+}
