@@ -37,12 +37,17 @@
 //! MSS-sized segments: nothing is lost. A NIC without it never sees a frame longer
 //! than its MTU.
 //!
-//! The Ethernet destination is the source address of the last frame received from the
+//! The Ethernet destination is the source address of a frame received from the
 //! segment's IPv4 destination, not smoltcp's ARP cache: a server only answers peers that
 //! spoke first, so the frame that brought their segment names the next hop back (the
 //! peer itself on the link, or the router that forwarded it), without an ARP exchange
-//! or a lookup in smoltcp's neighbour cache, which it does not make public. The table
-//! is bounded (two generations of [`NEIGHBOURS`] addresses: a flood of spoofed
+//! or a lookup in smoltcp's neighbour cache, which it does not make public. Only a
+//! frame whose segment proves it came from the peer (`rexo_tcp::Sender::Peer`: it
+//! acknowledged our sequence numbers) moves a known peer's way back; a SYN from another
+//! MAC does so only once the way held has gone [`PROVEN_NS`] without such proof (the
+//! address may have passed to another machine), and any other frame only teaches an
+//! address not known yet. So a spoofed segment (a bad checksum, a reset, a stray ACK)
+//! cannot turn a peer's traffic elsewhere. The table is bounded (two generations of [`NEIGHBOURS`] addresses: a flood of spoofed
 //! sources pushes out only addresses quiet for that long); a segment to an address it
 //! no longer holds is dropped and counted ([`OwnCounters::no_neighbour`]) and TCP's
 //! retransmission sends it again once the peer's next frame named the way back.
@@ -52,12 +57,15 @@ use alloc::vec::Vec;
 
 use rexo_api::device::ETHERNET_HEADER;
 use rexo_api::{DeviceError, NetDevice};
-use rexo_tcp::{Endpoint, Outgoing};
+use rexo_tcp::{Endpoint, Outgoing, Sender};
 
 use crate::device::Counters;
 
 /// Addresses per generation of the neighbour table.
 pub const NEIGHBOURS: usize = 1024;
+/// How long a peer's way back, proven by its own segment, holds against a SYN from
+/// another MAC (about an ARP cache entry's life).
+pub const PROVEN_NS: u64 = 30_000_000_000;
 
 /// The Ethernet type of IPv4.
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
@@ -90,30 +98,62 @@ pub(crate) fn segmentation_limit(info: &rexo_api::NetInfo) -> Option<usize> {
         .then(|| (max - ETHERNET_HEADER - 40).min(rexo_tcp::MAX_SEGMENTATION))
 }
 
-/// The neighbour table: IPv4 address to the MAC address its frames came from, in two
-/// generations; when the newer one is full the older one is forgotten.
+/// The neighbour table: IPv4 address to the way back to it, in two generations; when
+/// the newer one is full the older one is forgotten.
 struct Neighbours {
     /// Addresses seen since the last turn.
-    newer: BTreeMap<[u8; 4], [u8; 6]>,
+    newer: BTreeMap<[u8; 4], Way>,
     /// Addresses seen in the generation before.
-    older: BTreeMap<[u8; 4], [u8; 6]>,
+    older: BTreeMap<[u8; 4], Way>,
+}
+
+/// The way back to a peer: the MAC address its frames came from, and when a segment of
+/// its own last proved it (`None`: never).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Way {
+    mac: [u8; 6],
+    proven_at: Option<u64>,
 }
 
 impl Neighbours {
-    /// Remembers that `ip`'s frames come from `mac`.
-    fn learn(&mut self, ip: [u8; 4], mac: [u8; 6]) {
-        if self.newer.get(&ip) == Some(&mac) {
+    /// Learns from a frame from `mac` at `now` that brought `ip`'s segment, which showed
+    /// `sender` of itself (the module's doc says what moves a known way).
+    fn learn(&mut self, ip: [u8; 4], mac: [u8; 6], sender: Sender, now: u64) {
+        let known = self.newer.get(&ip).or_else(|| self.older.get(&ip)).copied();
+        let holds = |way: &Way| {
+            way.proven_at
+                .is_some_and(|at| now.saturating_sub(at) < PROVEN_NS)
+        };
+        let way = match (sender, known) {
+            (Sender::Peer, _) => Way {
+                mac,
+                proven_at: Some(now),
+            },
+            (Sender::Caller, Some(way)) if way.mac != mac && !holds(&way) => Way {
+                mac,
+                proven_at: None,
+            },
+            (_, Some(way)) => way,
+            (_, None) => Way {
+                mac,
+                proven_at: None,
+            },
+        };
+        if self.newer.get(&ip) == Some(&way) {
             return;
         }
         if self.newer.len() >= NEIGHBOURS && !self.newer.contains_key(&ip) {
             self.older = core::mem::take(&mut self.newer);
         }
-        self.newer.insert(ip, mac);
+        self.newer.insert(ip, way);
     }
 
     /// Where frames to `ip` go.
     fn get(&self, ip: [u8; 4]) -> Option<[u8; 6]> {
-        self.newer.get(&ip).or_else(|| self.older.get(&ip)).copied()
+        self.newer
+            .get(&ip)
+            .or_else(|| self.older.get(&ip))
+            .map(|way| way.mac)
     }
 }
 
@@ -186,9 +226,9 @@ impl OwnTcp {
         source.copy_from_slice(&frame[6..12]);
         let mut peer = [0; 4];
         peer.copy_from_slice(&packet[12..16]);
-        self.neighbours.learn(peer, source);
         self.counters.rx_frames += 1;
-        self.endpoint.input(now_ns, packet);
+        let sender = self.endpoint.input(now_ns, packet);
+        self.neighbours.learn(peer, source, sender, now_ns);
         true
     }
 
@@ -328,8 +368,9 @@ fn send_segmented(
 
 #[cfg(test)]
 mod tests {
-    use super::{NEIGHBOURS, Neighbours};
+    use super::{NEIGHBOURS, Neighbours, PROVEN_NS};
     use alloc::collections::BTreeMap;
+    use rexo_tcp::Sender;
 
     #[test]
     fn the_neighbour_table_keeps_two_generations_and_no_more() {
@@ -338,16 +379,16 @@ mod tests {
             older: BTreeMap::new(),
         };
         let ip = |i: usize| (i as u32).to_be_bytes();
-        table.learn([10, 0, 0, 1], [2, 0, 0, 0, 0, 1]);
+        table.learn([10, 0, 0, 1], [2, 0, 0, 0, 0, 1], Sender::Peer, 0);
         for i in 0..NEIGHBOURS {
-            table.learn(ip(i + 1000), [2, 0, 0, 0, 0, 9]);
+            table.learn(ip(i + 1000), [2, 0, 0, 0, 0, 9], Sender::Caller, 0);
         }
         // One turn: the first address is in the older generation, still known.
         assert_eq!(table.get([10, 0, 0, 1]), Some([2, 0, 0, 0, 0, 1]));
         // A peer that speaks again moves to the newer one, with its new way back.
-        table.learn([10, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        table.learn([10, 0, 0, 1], [2, 0, 0, 0, 0, 2], Sender::Peer, 0);
         for i in 0..2 * NEIGHBOURS {
-            table.learn(ip(i + 100_000), [2, 0, 0, 0, 0, 9]);
+            table.learn(ip(i + 100_000), [2, 0, 0, 0, 0, 9], Sender::Caller, 0);
             assert!(table.newer.len() + table.older.len() <= 2 * NEIGHBOURS);
         }
         // Two turns of other addresses: forgotten.
@@ -356,5 +397,36 @@ mod tests {
             table.get(ip(100_000 + 2 * NEIGHBOURS - 1)),
             Some([2, 0, 0, 0, 0, 9])
         );
+    }
+
+    #[test]
+    fn only_the_peers_own_proof_moves_its_way_back_until_it_goes_quiet() {
+        let mut table = Neighbours {
+            newer: BTreeMap::new(),
+            older: BTreeMap::new(),
+        };
+        let (client, real, spoofer) = ([10, 0, 0, 7], [2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 0, 66]);
+        // A frame that proves nothing teaches an address not known yet...
+        table.learn(client, spoofer, Sender::Unknown, 0);
+        assert_eq!(table.get(client), Some(spoofer));
+        // ...which the peer's SYN replaces (nothing proved the first), and its proof holds.
+        table.learn(client, real, Sender::Caller, 1);
+        table.learn(client, real, Sender::Peer, 2);
+        for sender in [Sender::Unknown, Sender::Caller] {
+            table.learn(client, spoofer, sender, 3);
+            assert_eq!(table.get(client), Some(real), "{sender:?} from another MAC");
+        }
+        // The peer's proof moves it (a new network card, the same machine).
+        table.learn(client, [2, 0, 0, 0, 0, 8], Sender::Peer, 4);
+        assert_eq!(table.get(client), Some([2, 0, 0, 0, 0, 8]));
+        // Quiet for PROVEN_NS: the address may be another machine's now, whose SYN counts.
+        table.learn(client, spoofer, Sender::Unknown, 4 + PROVEN_NS);
+        assert_eq!(
+            table.get(client),
+            Some([2, 0, 0, 0, 0, 8]),
+            "not for a stray frame"
+        );
+        table.learn(client, real, Sender::Caller, 4 + PROVEN_NS);
+        assert_eq!(table.get(client), Some(real));
     }
 }

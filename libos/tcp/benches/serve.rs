@@ -78,7 +78,9 @@ struct Rexo {
 impl Server for Rexo {
     fn input(&mut self, now: u64, frame: Vec<u8>) {
         match sim::to_server(&frame) {
-            ToServer::Ip(packet) => self.endpoint.input(now * 1_000_000, packet),
+            ToServer::Ip(packet) => {
+                self.endpoint.input(now * 1_000_000, packet);
+            }
             ToServer::ArpReply(reply) => self.replies.push(reply),
             ToServer::Other => {}
         }

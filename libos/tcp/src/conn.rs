@@ -238,17 +238,18 @@ impl Conn {
     }
 
     /// Processes a segment for this connection (RFC 9293, 3.10.7.4, with RFC 5961's
-    /// checks on RST and SYN).
+    /// checks on RST and SYN); `true` if it acknowledged what we sent acceptably (its
+    /// ACK within what we sent), which only the peer can do.
     pub(crate) fn input(
         &mut self,
         seg: &Segment<'_>,
         now: u64,
         config: &Config,
         stats: &mut Stats,
-    ) {
+    ) -> bool {
         if self.state == State::Closed {
             stats.out_of_window += 1;
-            return;
+            return false;
         }
         let wnd = self.rcv_window();
         let len = seg.seq_len();
@@ -271,7 +272,7 @@ impl Conn {
             if !seg.has(RST) {
                 self.ack_pending = true;
             }
-            return;
+            return false;
         }
         if seg.has(RST) {
             if seg.seq == self.rcv_nxt {
@@ -281,16 +282,16 @@ impl Conn {
                 stats.challenge_acks += 1;
                 self.ack_pending = true;
             }
-            return;
+            return false;
         }
         if seg.has(SYN) {
             stats.challenge_acks += 1;
             self.ack_pending = true;
-            return;
+            return false;
         }
         if !seg.has(ACK) {
             stats.out_of_window += 1;
-            return;
+            return false;
         }
         self.last_heard = now;
         self.keepalives = 0;
@@ -299,15 +300,15 @@ impl Conn {
         {
             stats.out_of_window += 1;
             self.ack_pending = true;
-            return;
+            return false;
         }
         self.process_ack(seg, now, config, stats);
         if self.state == State::Closed {
-            return;
+            return true;
         }
         if probe {
             self.ack_pending = true;
-            return;
+            return true;
         }
         self.process_data(seg, stats);
         if seg.has(FIN) && seg.seq.plus(seg.payload.len()) == self.rcv_nxt {
@@ -322,6 +323,7 @@ impl Conn {
                 other => other,
             };
         }
+        true
     }
 
     /// Enters TIME-WAIT at `now`.

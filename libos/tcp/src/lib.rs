@@ -371,6 +371,21 @@ fn take_turn(
     }
 }
 
+/// What a segment given to [`Endpoint::input`] showed of its sender, for a caller that
+/// learns the way back to peers from the frames that bring their segments (a blind
+/// spoofer of a peer's address must not move that way elsewhere).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    /// It acknowledged our sequence numbers (an acceptable segment of a connection, or
+    /// the handshake's last ACK), which only the peer sees: it came from the peer.
+    Peer,
+    /// A SYN that opened a connection to a listening port: a peer not yet proven.
+    Caller,
+    /// Anything else (malformed, out of window, a reset, a segment for no connection):
+    /// nothing is known of where it came from.
+    Unknown,
+}
+
 /// The TCP engine of one address space: listening ports, connections, and the
 /// segments between them and the network.
 pub struct Endpoint {
@@ -575,14 +590,17 @@ impl Endpoint {
         Seq((h as u32).wrapping_add((now / 4000) as u32))
     }
 
-    /// Processes one received IPv4 packet at `now`. Anything malformed, out of window
-    /// or for no connection is dropped and counted (some answered with a RST or ACK
-    /// on the next [`poll`](Endpoint::poll)).
-    pub fn input(&mut self, now: u64, packet: &[u8]) {
+    /// Processes one received IPv4 packet at `now` and says what it showed of its
+    /// sender. Anything malformed, out of window or for no connection is dropped and
+    /// counted (some answered with a RST or ACK on the next [`poll`](Endpoint::poll)).
+    pub fn input(&mut self, now: u64, packet: &[u8]) -> Sender {
         self.stats.segments_in += 1;
         let seg = match parse(packet, self.config.verify_checksums) {
             Ok(seg) => seg,
-            Err(reason) => return self.stats.malformed(reason),
+            Err(reason) => {
+                self.stats.malformed(reason);
+                return Sender::Unknown;
+            }
         };
         let tuple = Tuple {
             local: seg.dst,
@@ -591,13 +609,16 @@ impl Endpoint {
             remote_port: seg.src_port,
         };
         if let Some(&index) = self.by_tuple.get(&tuple) {
-            if let Some(conn) = self.slots[index].conn.as_mut() {
-                conn.input(&seg, now, &self.config, &mut self.stats);
-            }
-            return;
+            let Some(conn) = self.slots[index].conn.as_mut() else {
+                return Sender::Unknown;
+            };
+            return match conn.input(&seg, now, &self.config, &mut self.stats) {
+                true => Sender::Peer,
+                false => Sender::Unknown,
+            };
         }
         if self.time_wait.contains_key(&tuple) && !self.input_time_wait(&tuple, &seg) {
-            return;
+            return Sender::Unknown;
         }
         if self.half_open.contains_key(&tuple) {
             return self.input_half_open(tuple, &seg, now);
@@ -606,10 +627,12 @@ impl Endpoint {
             self.stats.no_connection += 1;
         } else if seg.has(SYN) && !seg.has(ACK) && self.listening.contains(&seg.dst_port) {
             self.open(tuple, &seg, now);
+            return Sender::Caller;
         } else {
             self.stats.no_connection += 1;
             self.reply_reset(&tuple, &seg);
         }
+        Sender::Unknown
     }
 
     /// Queues the RST RFC 9293 (3.10.7.1) answers `seg` with.
@@ -695,10 +718,11 @@ impl Endpoint {
         shift
     }
 
-    /// A segment for a half-open connection.
-    fn input_half_open(&mut self, tuple: Tuple, seg: &Segment<'_>, now: u64) {
+    /// A segment for a half-open connection: [`Sender::Peer`] once it acknowledges our
+    /// SYN.
+    fn input_half_open(&mut self, tuple: Tuple, seg: &Segment<'_>, now: u64) -> Sender {
         let Some(half) = self.half_open.get_mut(&tuple) else {
-            return;
+            return Sender::Unknown;
         };
         if seg.has(RST) {
             if seg.seq == half.irs.plus(1) {
@@ -707,7 +731,7 @@ impl Endpoint {
             } else {
                 self.stats.out_of_window += 1;
             }
-            return;
+            return Sender::Unknown;
         }
         if seg.has(SYN) {
             // The peer's SYN again (our SYN-ACK was lost): answer it again.
@@ -716,23 +740,23 @@ impl Endpoint {
             } else {
                 self.stats.out_of_window += 1;
             }
-            return;
+            return Sender::Unknown;
         }
         if !seg.has(ACK) {
             self.stats.out_of_window += 1;
-            return;
+            return Sender::Unknown;
         }
         if seg.ack != half.iss.plus(1) {
             self.stats.out_of_window += 1;
             self.reply_reset(&tuple, seg);
-            return;
+            return Sender::Unknown;
         }
         if self.accept_queue.len() >= self.config.backlog
             || self.by_tuple.len() >= self.config.max_connections
         {
             // Kept half-open: the SYN-ACK's retransmission asks the peer again.
             self.stats.backlog_full += 1;
-            return;
+            return Sender::Peer;
         }
         let setup = Setup {
             tuple,
@@ -762,6 +786,7 @@ impl Endpoint {
             index: index as u32,
             generation: slot.generation,
         });
+        Sender::Peer
     }
 
     /// The earliest time [`poll`](Endpoint::poll) has timers to run, if any.

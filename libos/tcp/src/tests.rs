@@ -1111,3 +1111,57 @@ fn segmentation_can_be_turned_off_between_polls() {
     assert_eq!(shapes(&mut ep, 0), vec![(1000, None); 5]);
     assert_eq!(ep.stats().segments_retransmitted, 0);
 }
+
+#[test]
+fn input_says_which_segments_prove_their_sender_is_the_peer() {
+    let mut ep = server(Config::default());
+    let syn = packet(5000, SYN, Seq(1000), Seq(0), 1000, b"", None, None);
+    assert_eq!(
+        ep.input(0, &syn),
+        Sender::Caller,
+        "a SYN opens, proves nothing"
+    );
+    assert_eq!(ep.input(0, &syn), Sender::Unknown, "its retransmission");
+    let synack = view(&poll(&mut ep, 0)[0]).seq;
+    let guess = packet(5000, ACK, Seq(1001), synack.plus(7), 1000, b"", None, None);
+    assert_eq!(
+        ep.input(0, &guess),
+        Sender::Unknown,
+        "an ACK of a guessed ISN"
+    );
+    let ack = packet(5000, ACK, Seq(1001), synack.plus(1), 1000, b"", None, None);
+    assert_eq!(ep.input(0, &ack), Sender::Peer, "the handshake's last ACK");
+    let mut peer = Peer {
+        port: 5000,
+        seq: Seq(1001),
+        ack: synack.plus(1),
+        window: 1000,
+    };
+    assert_eq!(ep.input(0, &peer.segment(ACK, b"data")), Sender::Peer);
+    peer.seq = peer.seq.plus(4);
+    // A blind spoofer knows the addresses and ports, not the sequence numbers.
+    let mut blind = peer.segment(ACK, b"x");
+    peer.ack = peer.ack.plus(1 << 20);
+    assert_eq!(
+        ep.input(0, &peer.segment(ACK, b"x")),
+        Sender::Unknown,
+        "an ACK of data never sent"
+    );
+    peer.ack = synack.plus(1);
+    peer.seq = peer.seq.plus(1 << 30);
+    assert_eq!(
+        ep.input(0, &peer.segment(ACK, b"x")),
+        Sender::Unknown,
+        "out of window"
+    );
+    assert_eq!(
+        ep.input(0, &peer.segment(RST, b"")),
+        Sender::Unknown,
+        "a reset"
+    );
+    let last = blind.len() - 1;
+    blind[last] ^= 0xff;
+    assert_eq!(ep.input(0, &blind), Sender::Unknown, "a bad checksum");
+    let stray = packet(6000, ACK, Seq(1), Seq(1), 1000, b"", None, None);
+    assert_eq!(ep.input(0, &stray), Sender::Unknown, "for no connection");
+}
