@@ -16,7 +16,9 @@ use crate::format::{
 use crate::fsck::{FsckReport, check};
 use crate::journal::{Journal, encode_header, scan, transaction_length, write_transaction};
 use crate::path::{join, parse};
-use crate::store::{RUN_BLOCKS, Store, flush_disk, read_disk, write_disk, write_sorted};
+use crate::store::{
+    RUN_BLOCKS, Store, flush_disk, read_disk, write_disk, write_disk_run, write_sorted,
+};
 use crate::{DirEntry, MAX_FILE_SIZE, Metadata, StatFs};
 
 /// Bytes per block, as a u64 for offset arithmetic.
@@ -85,7 +87,8 @@ pub struct FileSystem<D: BlockStore> {
 }
 
 impl<D: BlockStore> FileSystem<D> {
-    /// Writes an empty file system (an empty root directory) over the whole disk.
+    /// Writes an empty file system (an empty root directory) over the whole disk; the
+    /// whole journal is cleared, so nothing an earlier file system left there replays.
     ///
     /// Not crash-safe: block 0 is cleared first and the superblock written last, so
     /// an interrupted format leaves a disk that mount refuses as `NotFormatted`.
@@ -101,7 +104,10 @@ impl<D: BlockStore> FileSystem<D> {
             layout.journal_start,
             &encode_header(layout.journal_start, 1),
         )?;
-        write_disk(&mut disk, layout.journal_start + 1, &zeroed())?;
+        // The whole log, not just its first block: the journal restarts at sequence 1,
+        // and an earlier file system's transactions 2, 3, ... left further on would
+        // otherwise be replayed after the new ones.
+        zero_blocks(&mut disk, layout.journal_start + 1, layout.journal_end())?;
         flush_disk(&mut disk)?;
         let superblock = Superblock {
             layout,
@@ -914,6 +920,23 @@ fn check_replaceable(source: &Inode, target: &Inode, path: &[&str]) -> Result<()
         (FileKind::File, FileKind::Directory) => Err(FsError::IsADirectory(join(path))),
         (FileKind::Directory, FileKind::File) => Err(FsError::NotADirectory(join(path))),
     }
+}
+
+/// Writes zeros over blocks `first..end`, in runs of at most [`RUN_BLOCKS`].
+fn zero_blocks<D: BlockStore>(disk: &mut D, first: u64, end: u64) -> Result<(), FsError> {
+    let blocks = end.saturating_sub(first).min(RUN_BLOCKS as u64) as usize;
+    let zeros = alloc::vec![0; blocks * BLOCK_SIZE];
+    let mut at = first;
+    while at < end {
+        let count = (end - at).min(RUN_BLOCKS as u64) as usize;
+        write_disk_run(
+            disk,
+            at,
+            zeros.get(..count * BLOCK_SIZE).unwrap_or_default(),
+        )?;
+        at += count as u64;
+    }
+    Ok(())
 }
 
 /// Bitmap block `number` of a fresh file system: the superblock, journal and bitmap

@@ -334,3 +334,21 @@ fn a_crash_during_a_large_write_leaves_a_prefix_of_it() {
     assert_eq!(last_size, data.len());
     assert!(sizes.len() >= 3, "prefixes seen: {sizes:?}");
 }
+
+#[test]
+fn a_new_format_replays_none_of_the_old_file_systems_transactions() {
+    let mut fs = super::ops::fresh(512);
+    fs.mkdir("/x").unwrap();
+    fs.mkdir("/y").unwrap();
+    // Formatted again with both transactions still in the journal; the new first
+    // transaction (the same three blocks) lands where the old one was.
+    let mut fs = FileSystem::format(fs.into_disk()).unwrap();
+    fs.mkdir("/z").unwrap();
+    let (tree, _) = recover(fs.into_disk(), "after the second format");
+    let names: Vec<&str> = tree.keys().map(|name| name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["/", "/z"],
+        "the old file system's transaction 2 replayed"
+    );
+}
