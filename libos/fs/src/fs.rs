@@ -592,7 +592,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// Runs `operation` all or nothing: adds what it staged to the running
     /// transaction if it succeeds (and commits as the policy says), forgets it (and the
     /// blocks it allocated or freed) if it fails, leaving the running transaction as it
-    /// was.
+    /// was (unless a write or flush failed: the file system has stopped then).
     pub(crate) fn transact<T>(
         &mut self,
         operation: impl FnOnce(&mut Self) -> Result<T, FsError>,
@@ -610,7 +610,10 @@ impl<D: BlockStore> FileSystem<D> {
     /// Moves the staged blocks into the running transaction: `TooLarge` (nothing
     /// moved) if they alone cannot fit the journal; the running transaction committed
     /// first if both together would not fit; committed afterwards if the policy
-    /// commits each operation or it has grown to [`MAX_RUNNING_BLOCKS`].
+    /// commits each operation or it has grown to [`MAX_RUNNING_BLOCKS`]. What that
+    /// commit reads (the bitmap, to find the fresh blocks) is read before the blocks
+    /// move, so that once they have moved only a write or flush error, which stops the
+    /// file system, can fail it: an operation refused otherwise is left out whole.
     fn join_running(&mut self) -> Result<(), FsError> {
         let staged = &self.store.staged;
         if staged.is_empty() {
@@ -623,17 +626,24 @@ impl<D: BlockStore> FileSystem<D> {
         }
         let running = &self.store.running;
         let joined = running.len() + staged.keys().filter(|n| !running.contains_key(n)).count();
-        if transaction_length(joined as u64) > capacity {
+        let joined = if transaction_length(joined as u64) > capacity {
             self.commit_running()?;
-        }
+            self.store.staged.len()
+        } else {
+            joined
+        };
+        let commit = self.policy == CommitPolicy::EachOperation || joined >= MAX_RUNNING_BLOCKS;
+        let fresh = if commit {
+            Some(self.fresh_blocks(true)?)
+        } else {
+            None
+        };
         self.store.absorb_staged();
         self.version += 1;
-        if self.policy == CommitPolicy::EachOperation
-            || self.store.running.len() >= MAX_RUNNING_BLOCKS
-        {
-            self.commit_running()?;
+        match fresh {
+            Some(fresh) => self.commit_running_with(fresh),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Writes the running transaction to the journal as one transaction and flushes
@@ -643,8 +653,19 @@ impl<D: BlockStore> FileSystem<D> {
         if self.store.running.is_empty() {
             return Ok(());
         }
+        let fresh = self.fresh_blocks(false)?;
+        self.commit_running_with(fresh)
+    }
+
+    /// [`FileSystem::commit_running`] with the fresh blocks of the running transaction
+    /// (see [`FileSystem::fresh_blocks`]) found already: fails only on a write or flush
+    /// error, which stops the file system.
+    fn commit_running_with(&mut self, fresh: Vec<u64>) -> Result<(), FsError> {
+        if self.store.running.is_empty() {
+            return Ok(());
+        }
         self.store.seal_running();
-        self.write_fresh_in_place()?;
+        self.write_fresh_in_place(fresh)?;
         if self.store.running.is_empty() {
             return Ok(());
         }
@@ -670,13 +691,12 @@ impl<D: BlockStore> FileSystem<D> {
     }
 
     /// Ordered writes: when at least [`MIN_IN_PLACE_BLOCKS`] blocks of the running
-    /// transaction are fresh (free as the last commit left the bitmap, and with no
+    /// transaction are `fresh` (free as the last commit left the bitmap, and with no
     /// image in the journal that a replay or checkpoint would write over them), writes
     /// them home now and flushes, and takes them out of the transaction, whose
     /// metadata then publishes them. Until that commit they are free blocks, so a crash
     /// before it loses nothing; after it they are durable, since the flush came first.
-    fn write_fresh_in_place(&mut self) -> Result<(), FsError> {
-        let fresh = self.fresh_running_blocks()?;
+    fn write_fresh_in_place(&mut self, fresh: Vec<u64>) -> Result<(), FsError> {
         if fresh.len() < MIN_IN_PLACE_BLOCKS {
             return Ok(());
         }
@@ -699,18 +719,26 @@ impl<D: BlockStore> FileSystem<D> {
         Ok(())
     }
 
-    /// The blocks of the running transaction that are fresh (see
-    /// [`FileSystem::write_fresh_in_place`]), in increasing order.
-    fn fresh_running_blocks(&mut self) -> Result<Vec<u64>, FsError> {
-        let candidates: Vec<u64> = self
+    /// The blocks of the running transaction (and, when `with_staged`, of the
+    /// operation in progress, about to join it) that are fresh (see
+    /// [`FileSystem::write_fresh_in_place`]), in increasing order. Reads the bitmap as
+    /// the last commit left it: the one step of a commit that can fail on a read.
+    fn fresh_blocks(&mut self, with_staged: bool) -> Result<Vec<u64>, FsError> {
+        let staged = with_staged.then_some(&self.store.staged);
+        let mut candidates: Vec<u64> = self
             .store
             .running
             .keys()
+            .chain(staged.into_iter().flat_map(|staged| staged.keys()))
             .copied()
             .filter(|number| {
                 self.layout.in_data(*number, 1) && !self.store.pending.contains_key(number)
             })
             .collect();
+        if with_staged {
+            candidates.sort_unstable();
+            candidates.dedup();
+        }
         let mut fresh = Vec::new();
         let mut held: Option<(u64, Block)> = None;
         for number in candidates {

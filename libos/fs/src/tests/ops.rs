@@ -797,6 +797,87 @@ fn a_read_error_fails_the_operation_only() {
     assert_eq!(fs.read_all("/g").unwrap(), b"still fine");
 }
 
+/// A disk whose `fail_at`th read of block `block` fails (0: none does), counting the
+/// reads in `reads`.
+struct FlakyBlock {
+    inner: MemoryDisk,
+    block: u64,
+    reads: u64,
+    fail_at: u64,
+}
+
+impl BlockStore for FlakyBlock {
+    fn blocks(&self) -> u64 {
+        self.inner.blocks()
+    }
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
+        if block == self.block {
+            self.reads += 1;
+            if self.reads == self.fail_at {
+                return Err("unreadable".into());
+            }
+        }
+        self.inner.read(block, buf)
+    }
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
+        self.inner.write(block, data)
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_operation_whose_commit_cannot_read_the_bitmap_changes_nothing() {
+    let mut fs = fresh(512);
+    fs.create("/f").unwrap();
+    fs.write("/f", 0, b"data").unwrap();
+    fs.create("/g").unwrap();
+    fs.sync().unwrap();
+    let disk = fs.into_disk();
+    let bitmap = crate::format::Layout::for_disk(disk.blocks())
+        .unwrap()
+        .bitmap_start;
+    let unlink_with_failing_read = |fail_at: u64| {
+        let mut fs = FileSystem::mount(FlakyBlock {
+            inner: disk.clone(),
+            block: bitmap,
+            reads: 0,
+            fail_at: 0,
+        })
+        .unwrap();
+        fs.set_cache_blocks(0);
+        fs.store.disk.fail_at = fail_at;
+        let result = fs.unlink("/f");
+        (fs, result)
+    };
+    // The bitmap reads of an unlink with the cache off: the last is its commit's (which
+    // blocks of the transaction are fresh).
+    let (fs, result) = unlink_with_failing_read(0);
+    result.unwrap();
+    let reads = fs.store.disk.reads;
+    assert!(reads >= 2, "{reads} bitmap reads");
+    let (mut fs, result) = unlink_with_failing_read(reads);
+    assert_eq!(
+        result,
+        Err(FsError::Disk(alloc::format!(
+            "reading block {bitmap}: unreadable"
+        )))
+    );
+    assert!(fs.store.running.is_empty() && fs.store.staged.is_empty());
+    assert_eq!(
+        fs.read_all("/f").unwrap(),
+        b"data",
+        "the refused unlink stays undone"
+    );
+    fs.create("/h").unwrap();
+    let free = fs.statfs().free_blocks;
+    let mut fs = FileSystem::mount(fs.into_disk().inner).unwrap();
+    assert_eq!(fs.statfs().free_blocks, free);
+    assert_eq!(names_in(&mut fs, "/"), ["f", "g", "h"]);
+    fs.check().unwrap();
+}
+
 #[test]
 fn errors_read_well() {
     let samples = [
