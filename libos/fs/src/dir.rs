@@ -94,13 +94,19 @@ impl<D: BlockStore> FileSystem<D> {
         Ok(found)
     }
 
-    /// The physical blocks of directory `inode`, in logical order.
-    pub(crate) fn directory_blocks(&mut self, inode: &Inode) -> Result<Vec<u64>, FsError> {
+    /// The physical blocks of directory `inode`, in logical order, as they are walked:
+    /// those of its logical blocks `0..size / 4096` (the extents of a damaged directory
+    /// may map more, up to the whole data region).
+    pub(crate) fn directory_blocks(
+        &mut self,
+        inode: &Inode,
+    ) -> Result<impl Iterator<Item = u64> + use<D>, FsError> {
         let (extents, _) = self.load_extents(inode)?;
+        let blocks = usize::try_from(inode.size / BLOCK_SIZE as u64).unwrap_or(usize::MAX);
         Ok(extents
-            .iter()
+            .into_iter()
             .flat_map(|extent| extent.physical..extent.physical_end())
-            .collect())
+            .take(blocks))
     }
 
     /// Reads and checks directory block `number` of the directory at `path`.
@@ -209,7 +215,7 @@ impl<D: BlockStore> FileSystem<D> {
             name: name.into(),
             inode,
         };
-        let blocks = self.directory_blocks(&directory.inode)?;
+        let blocks: Vec<u64> = self.directory_blocks(&directory.inode)?.collect();
         for &block in &blocks {
             let appended = self
                 .read_sealed(block, |image, trust| {
@@ -249,7 +255,7 @@ impl<D: BlockStore> FileSystem<D> {
         path: &[&str],
         name: &str,
     ) -> Result<Inode, FsError> {
-        let blocks = self.directory_blocks(&directory.inode)?;
+        let blocks: Vec<u64> = self.directory_blocks(&directory.inode)?.collect();
         for (logical, &block) in blocks.iter().enumerate() {
             let removed = self
                 .read_sealed(block, |image, trust| {

@@ -2,6 +2,7 @@
 //! sorted by logical block, four in the inode and the rest in a chain of overflow
 //! extent blocks.
 
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::vec::Vec;
 
@@ -101,40 +102,69 @@ pub(crate) fn mapped_blocks(extents: &[Extent]) -> u64 {
 
 impl<D: BlockStore> FileSystem<D> {
     /// All extents of `inode`, in logical order, and the overflow blocks holding them.
+    /// `Corrupt` (found as the extents are read, not after) if the chain of overflow
+    /// blocks loops or leaves the data region, or if an extent lies outside the data
+    /// region or does not start at or after the end of the one before.
     pub(crate) fn load_extents(
         &mut self,
         inode: &Inode,
     ) -> Result<(Vec<Extent>, Vec<u64>), FsError> {
-        let mut extents = inode.inline.clone();
+        let mut extents = Vec::with_capacity(inode.inline.len());
+        self.append_extents(&mut extents, &inode.inline)?;
         let mut chain = Vec::new();
+        let mut visited = BTreeSet::new();
         let mut next = inode.overflow;
         while next != 0 {
-            if !self.layout.in_data(next, 1) || chain.len() as u64 >= self.layout.data_blocks() {
+            if !self.layout.in_data(next, 1) {
                 return Err(FsError::corrupt(
                     next,
-                    format!("overflow extent block {next} outside the data region or in a loop"),
+                    format!("overflow extent block {next} outside the data region"),
+                ));
+            }
+            if !visited.insert(next) {
+                return Err(FsError::corrupt(
+                    next,
+                    format!("overflow extent block {next} comes round again: the chain loops"),
                 ));
             }
             let overflow = self.read_sealed(next, |block, trust| {
                 OverflowBlock::decode_as(block, next, trust)
             })?;
             chain.push(next);
-            extents.extend(overflow.extents);
+            self.append_extents(&mut extents, &overflow.extents)?;
             next = overflow.next;
         }
-        if let Some(outside) = extents
-            .iter()
-            .find(|extent| !self.layout.in_data(extent.physical, extent.count))
-        {
-            return Err(FsError::corrupt(
-                outside.physical,
-                format!(
-                    "extent ({}, {}, {}) lies outside the data region",
-                    outside.logical, outside.physical, outside.count
-                ),
-            ));
-        }
         Ok((extents, chain))
+    }
+
+    /// Appends `more` to `extents`, checking that each lies in the data region and
+    /// starts at or after the end of the one before.
+    fn append_extents(&self, extents: &mut Vec<Extent>, more: &[Extent]) -> Result<(), FsError> {
+        for extent in more {
+            let describe = || {
+                format!(
+                    "extent ({}, {}, {})",
+                    extent.logical, extent.physical, extent.count
+                )
+            };
+            if !self.layout.in_data(extent.physical, extent.count) {
+                return Err(FsError::corrupt(
+                    extent.physical,
+                    format!("{} lies outside the data region", describe()),
+                ));
+            }
+            if extents
+                .last()
+                .is_some_and(|last| extent.logical < last.logical_end())
+            {
+                return Err(FsError::corrupt(
+                    extent.physical,
+                    format!("{} overlaps or precedes the one before", describe()),
+                ));
+            }
+            extents.push(*extent);
+        }
+        Ok(())
     }
 
     /// Puts `extents` into `inode`: the first four inline, the rest in overflow blocks

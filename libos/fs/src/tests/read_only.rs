@@ -1,8 +1,12 @@
 //! Read-only mounts: a damaged file system is read where the damage is not, every
 //! change is refused with `ReadOnly`, and nothing is ever written to the disk.
 
-use super::corrupt::{contents, put_raw, sample};
-use super::snapshot;
+use alloc::vec::Vec;
+
+use super::corrupt::{contents, edit_block, edit_entry, entry_of, first_block, put_raw, sample};
+use super::{CountingDisk, Counts, snapshot};
+use crate::disk::BlockStore;
+use crate::format::{EXTENTS_MAGIC, put};
 use crate::fs::FileSystem;
 use crate::{FsError, MemoryDisk};
 
@@ -91,4 +95,82 @@ fn without_a_superblock_there_is_nothing_to_mount() {
         FileSystem::mount_read_only(disk).map(|_| ()).unwrap_err(),
         FsError::NotFormatted
     );
+}
+
+/// Where an overflow block's next block and first extent's logical block are.
+const OVERFLOW_NEXT_AT: usize = 24;
+const OVERFLOW_FIRST_LOGICAL_AT: usize = 32;
+
+/// `disk` mounted read-only (it must be found damaged), counting its requests, with
+/// the cache off: every metadata block read is a disk read.
+fn damaged_read_only(disk: MemoryDisk) -> FileSystem<CountingDisk> {
+    let (mut fs, found) = FileSystem::mount_read_only(CountingDisk::new(disk)).unwrap();
+    assert!(found.is_some(), "the check finds the damage");
+    fs.set_cache_blocks(0);
+    fs.store.disk.counts = Counts::default();
+    fs
+}
+
+/// Whether `result` is `Corrupt` naming block `at`.
+fn is_corrupt<T>(result: &Result<T, FsError>, at: u64) -> bool {
+    matches!(result, Err(FsError::Corrupt { block, .. }) if *block == at)
+}
+
+#[test]
+fn an_overflow_chain_that_loops_is_corrupt_at_once() {
+    let mut disk = sample();
+    let overflow = entry_of(&disk, &["frag"]).1.overflow;
+    edit_block(&mut disk, overflow, EXTENTS_MAGIC, |block| {
+        put(&mut block[..], OVERFLOW_NEXT_AT, &overflow.to_le_bytes());
+    });
+    let mut fs = damaged_read_only(disk);
+    let result = fs.read_all("/frag");
+    assert!(is_corrupt(&result, overflow), "{result:?}");
+    let reads = fs.store.disk.counts.reads;
+    assert!(
+        reads <= 10,
+        "{reads} reads: the chain was walked round and round"
+    );
+    assert_eq!(fs.read_all("/g").unwrap(), b"gee");
+}
+
+#[test]
+fn extents_out_of_logical_order_are_corrupt_not_misread() {
+    let mut disk = sample();
+    let overflow = entry_of(&disk, &["frag"]).1.overflow;
+    // The overflow block's first extent (file block 8) claims file block 2, which an
+    // inline extent maps already.
+    edit_block(&mut disk, overflow, EXTENTS_MAGIC, |block| {
+        put(
+            &mut block[..],
+            OVERFLOW_FIRST_LOGICAL_AT,
+            &2u64.to_le_bytes(),
+        );
+    });
+    let mut fs = damaged_read_only(disk);
+    let result = fs.read_all("/frag");
+    assert!(
+        matches!(result, Err(FsError::Corrupt { ref what, .. }) if what.contains("overlaps or precedes")),
+        "{result:?}"
+    );
+    assert_eq!(fs.read_all("/g").unwrap(), b"gee");
+}
+
+#[test]
+fn a_directory_is_read_as_far_as_its_size_not_its_extents() {
+    let mut disk = sample();
+    let (root_block, a) = entry_of(&disk, &["a"]);
+    assert_eq!(a.size, 4096);
+    let a_block = first_block(&disk, &["a"]);
+    // One extent from /a's block to the end of the disk: the blocks after it (/a/b's
+    // directory block, /a/b/f's data, ...) are not /a's.
+    let to_the_end = disk.blocks() - a_block;
+    edit_entry(&mut disk, root_block, "a", |inode| {
+        inode.inline[0].count = to_the_end
+    });
+    let mut fs = damaged_read_only(disk);
+    let names: Vec<_> = fs.list("/a").unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["b"]);
+    assert_eq!(fs.stat("/a/f"), Err(FsError::NotFound("/a/f".into())));
+    assert_eq!(fs.read_all("/a/b/f").unwrap(), [1; 8000]);
 }
