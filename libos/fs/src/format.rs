@@ -608,13 +608,21 @@ impl DirectoryBlock {
 
     /// The index and inode of the entry named `name` in directory block `number`,
     /// found without parsing the other entries: for a block already checked whole
-    /// (sealed by this mount, or verified since it was read). Still never panics on a
-    /// bad block.
+    /// (sealed by this mount, or verified since it was read). Its magic and own number
+    /// are still checked (a block verified as another kind is `Corrupt` here), and it
+    /// never panics on a bad block.
     pub(crate) fn find_sealed(
         block: &Block,
         number: u64,
         name: &str,
     ) -> Result<Option<(usize, Inode)>, FsError> {
+        check_header_as(
+            block,
+            DIRECTORY_MAGIC,
+            number,
+            "directory block",
+            Trust::Sealed,
+        )?;
         let count = usize::from(get_u16(&block[..], ENTRY_COUNT_AT));
         let mut at = ENTRIES_AT;
         for index in 0..count {
@@ -663,13 +671,20 @@ impl DirectoryBlock {
     /// with `entry` appended after its last entry, stamped for staging, found by
     /// stepping over the other entries' lengths without parsing them; `None` if it
     /// does not fit. Creating a file in a directory of a hundred then costs one copy
-    /// of the block, not a parse of every entry and inode before it. Still never panics
-    /// on a bad block.
+    /// of the block, not a parse of every entry and inode before it. Its magic and own
+    /// number are still checked, and it never panics on a bad block.
     pub(crate) fn append_sealed(
         block: &Block,
         number: u64,
         entry: &Entry,
     ) -> Result<Option<Block>, FsError> {
+        check_header_as(
+            block,
+            DIRECTORY_MAGIC,
+            number,
+            "directory block",
+            Trust::Sealed,
+        )?;
         let count = get_u16(&block[..], ENTRY_COUNT_AT);
         let at = Self::skip_entries(block, number, ENTRIES_AT, 0, usize::from(count))?;
         let size = Entry::size_on_disk(&entry.name);
@@ -696,7 +711,8 @@ impl DirectoryBlock {
     /// The inode of entry `name` of directory block `number` (checked whole, as for
     /// [`DirectoryBlock::find_sealed`]) and the block without it, stamped for staging
     /// (`None` if it was the last entry): the entries after it move down, the others are
-    /// not parsed. `None` if there is no such entry. Still never panics on a bad block.
+    /// not parsed. `None` if there is no such entry. Its magic and own number are still
+    /// checked (by `find_sealed`), and it never panics on a bad block.
     pub(crate) fn remove_sealed(
         block: &Block,
         number: u64,
@@ -1023,6 +1039,37 @@ mod tests {
             matches!(&error, FsError::Corrupt { block: 70, what } if what.contains("runs past the block")),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn changing_in_place_checks_the_block_is_this_directory_block() {
+        let overflow = OverflowBlock {
+            next: 0,
+            extents: alloc::vec![Extent {
+                logical: 4,
+                physical: 300,
+                count: 1,
+            }],
+        };
+        let mut other_kind = overflow.encode(70);
+        seal_checksum(&mut other_kind);
+        let (_, elsewhere) = sealed_directory(3);
+        let entry = Entry {
+            name: "new".into(),
+            inode: Inode::new(FileKind::File, 1),
+        };
+        for (block, number, what) in [
+            (&other_kind, 70, "not a directory block (bad magic)"),
+            (&elsewhere, 71, "directory block claims to be block 70"),
+        ] {
+            let corrupt = Some(FsError::corrupt(number, what));
+            let found = DirectoryBlock::find_sealed(block, number, "f1");
+            assert_eq!(found.err(), corrupt);
+            let appended = DirectoryBlock::append_sealed(block, number, &entry);
+            assert_eq!(appended.err(), corrupt);
+            let removed = DirectoryBlock::remove_sealed(block, number, "f1");
+            assert_eq!(removed.err(), corrupt);
+        }
     }
 
     #[test]

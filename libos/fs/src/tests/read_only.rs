@@ -174,3 +174,26 @@ fn a_directory_is_read_as_far_as_its_size_not_its_extents() {
     assert_eq!(fs.stat("/a/f"), Err(FsError::NotFound("/a/f".into())));
     assert_eq!(fs.read_all("/a/b/f").unwrap(), [1; 8000]);
 }
+
+#[test]
+fn a_directory_block_that_is_another_files_overflow_block_is_corrupt() {
+    let mut disk = sample();
+    let (root_block, _) = entry_of(&disk, &["a"]);
+    let overflow = entry_of(&disk, &["frag"]).1.overflow;
+    edit_entry(&mut disk, root_block, "a", |inode| {
+        inode.inline[0].physical = overflow
+    });
+    let (mut fs, found) = FileSystem::mount_read_only(disk).unwrap();
+    assert!(found.is_some(), "the check finds the damage");
+    // Verified as an overflow block, and so cached: it must not then pass as /a's
+    // directory block.
+    assert_eq!(fs.stat("/frag").unwrap().blocks, 6);
+    for result in [fs.stat("/a/x").map(|_| ()), fs.list("/a").map(|_| ())] {
+        assert!(
+            matches!(&result, Err(FsError::Corrupt { block, what })
+                if *block == overflow && what.contains("not a directory block")),
+            "{result:?}"
+        );
+    }
+    assert_eq!(fs.read_all("/frag").unwrap().len(), 5 * 8192 + 5);
+}
