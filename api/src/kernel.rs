@@ -222,7 +222,9 @@ macro_rules! kernel_calls {
             /// Powers the machine off; returns only if that is impossible, saying why.
             fn power_off(&self) -> ApiError;
             /// Grants the caller `bytes` of zeroed memory (whole 4 KiB frames) as a capability;
-            /// [`ApiError::QuotaExceeded`] past the app's memory quota (whole frames count).
+            /// [`ApiError::QuotaExceeded`] past the app's memory quota (whole frames count),
+            /// [`ApiError::OutOfMemory`] when it would leave the kernel less than its reserve
+            /// (4 MiB, which its heap grows into).
             fn allocate_memory(&self, bytes: u64) -> Result<MemoryCap, ApiError>;
             /// Copies `data` into the memory `cap` names, at `offset` (needs the write right).
             fn write_memory(&self, cap: &MemoryCap, offset: u64, data: &[u8])

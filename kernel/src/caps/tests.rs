@@ -163,6 +163,23 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn grants_leave_the_kernel_its_reserve() {
+        let free = crate::mem::frames::free_bytes();
+        let past = free - KERNEL_RESERVE + 4096;
+        assert_eq!(
+            allocate_memory(TEST_OWNER, past).err(),
+            Some(MemoryError::OutOfMemory)
+        );
+        assert_eq!(
+            crate::mem::frames::free_bytes(),
+            free,
+            "refused before taking frames"
+        );
+        assert_eq!(held_bytes(TEST_OWNER), 0, "and uncharged");
+    }
+);
+
+kernel_test!(
     fn a_quota_grants_up_to_its_size_and_returned_memory_makes_room() {
         const QUOTA_OWNER: OwnerId = OwnerId(29);
         let free = crate::mem::frames::free_bytes();
