@@ -782,8 +782,13 @@ pub(crate) mod tests {
         );
     }
 
-    /// A memory disk whose reads fail while its switch is on.
-    struct Flaky(MemoryDisk, alloc::sync::Arc<core::sync::atomic::AtomicBool>);
+    /// A memory disk whose reads fail while its switch is on, and whose writes fail when
+    /// they cover its bad sector (`u64::MAX`: none).
+    struct Flaky(
+        MemoryDisk,
+        alloc::sync::Arc<core::sync::atomic::AtomicBool>,
+        alloc::sync::Arc<core::sync::atomic::AtomicU64>,
+    );
 
     impl rexo_api::BlockDevice for Flaky {
         fn info(&self) -> rexo_api::BlockInfo {
@@ -810,6 +815,13 @@ pub(crate) mod tests {
             sectors: u32,
             fill: &mut dyn FnMut(&mut [u8]),
         ) -> Result<rexo_api::Tag, DeviceError> {
+            let bad = self.2.load(core::sync::atomic::Ordering::Relaxed);
+            if (lba..lba + u64::from(sectors)).contains(&bad) {
+                return Err(DeviceError::Status {
+                    what: "a simulated write",
+                    status: 1,
+                });
+            }
             self.0.submit_write(queue, lba, sectors, fill)
         }
         fn submit_flush(&mut self, queue: usize) -> Result<rexo_api::Tag, DeviceError> {
@@ -845,6 +857,7 @@ pub(crate) mod tests {
                 done: Vec::new(),
             },
             failing.clone(),
+            alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX)),
         );
         let address = Address::new(0, 0, 6, 0).unwrap();
         let slots = alloc::vec![Slot::new(address, "flaky", Found::Block(Box::new(disk)))];
@@ -889,6 +902,162 @@ pub(crate) mod tests {
         drop(intruder);
         let mut fs = open("fs").unwrap();
         assert!(fs.submit_write(0, 0, 64, &mut |_| {}).is_ok());
+    }
+
+    /// A registry with one disk, `disk`, at PCI address 00:08.0.
+    fn registry_of_disk(disk: Box<dyn rexo_api::BlockDevice>) -> &'static Registry {
+        let address = Address::new(0, 0, 8, 0).unwrap();
+        let slots = alloc::vec![Slot::new(address, "memory", Found::Block(disk))];
+        Box::leak(Box::new(Registry {
+            slots,
+            bindings: Vec::new(),
+            binder: crate::interrupts::tests::TableBinder::leaked(),
+        }))
+    }
+
+    /// Disk 0 of `registry` leased to app `name`.
+    fn lease_disk(
+        registry: &'static Registry,
+        name: &'static str,
+    ) -> Box<dyn rexo_api::BlockDevice> {
+        registry
+            .open(DeviceKind::Block, 0, (1, name))
+            .and_then(OpenDevice::into_block)
+            .unwrap()
+    }
+
+    /// Sectors `start..start + count` of `disk`, read 64 at a time (the memory disk's
+    /// most).
+    fn read_sectors(disk: &mut dyn rexo_api::BlockDevice, start: u64, count: u64) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for at in (start..start + count).step_by(64) {
+            let tag = disk
+                .submit_read(0, at, (start + count - at).min(64) as u32)
+                .unwrap();
+            rexo_api::device::wait_for(disk, 0, tag, &mut |data| bytes.extend_from_slice(data))
+                .unwrap();
+        }
+        bytes
+    }
+
+    /// Fills sectors `start..start + count` of `disk` with `byte`, 64 at a time.
+    fn fill_sectors(disk: &mut dyn rexo_api::BlockDevice, start: u64, count: u64, byte: u8) {
+        for at in (start..start + count).step_by(64) {
+            let sectors = (start + count - at).min(64) as u32;
+            let tag = disk
+                .submit_write(0, at, sectors, &mut |b| b.fill(byte))
+                .unwrap();
+            rexo_api::device::wait_for(disk, 0, tag, &mut |_| {}).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_newly_allocated_extent_reads_as_zeros_not_as_its_last_owners_data() {
+        use rexo_api::ExtentOp;
+        let registry = registry_of_disk(Box::new(MemoryDisk {
+            data: alloc::vec![0u8; 4 << 20],
+            done: Vec::new(),
+        }));
+        let allocate = |name: &str, sectors| {
+            registry
+                .extents(0, name, Some(ExtentOp::Allocate { sectors }))
+                .unwrap()
+                .into_iter()
+                .rfind(|e| e.holder == name)
+                .map(|e| (e.start, e.count))
+                .unwrap()
+        };
+        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        // 200 sectors: four zeroing requests of at most 64, the last one short.
+        assert_eq!(allocate("fs", 200), (0, 200));
+        assert_eq!(allocate("kv", 64), (200, 64));
+        let mut fs = lease_disk(registry, "fs");
+        fill_sectors(fs.as_mut(), 0, 200, 0xAB);
+        drop(fs);
+        let mut kv = lease_disk(registry, "kv");
+        fill_sectors(kv.as_mut(), 200, 64, 0xCD);
+        drop(kv);
+        let share = ExtentOp::Share {
+            start: 8,
+            count: 8,
+            reader: "web".into(),
+        };
+        registry.extents(0, "fs", Some(share)).unwrap();
+        let mut web = lease_disk(registry, "web");
+        assert!(
+            read_sectors(web.as_mut(), 8, 8).iter().all(|&b| b == 0xAB),
+            "a share is the owner's data, not wiped"
+        );
+        drop(web);
+        registry
+            .extents(0, "fs", Some(ExtentOp::Free { start: 0 }))
+            .unwrap();
+        assert_eq!(allocate("web", 200), (0, 200), "the same blocks, first fit");
+        let mut web = lease_disk(registry, "web");
+        let seen = read_sectors(web.as_mut(), 0, 200);
+        assert_eq!(seen.len(), 200 * 512);
+        assert!(
+            seen.iter().all(|&b| b == 0),
+            "fs's data is gone: first nonzero byte at {:?}",
+            seen.iter().position(|&b| b != 0)
+        );
+        drop(web);
+        let mut kv = lease_disk(registry, "kv");
+        assert!(
+            read_sectors(kv.as_mut(), 200, 64)
+                .iter()
+                .all(|&b| b == 0xCD),
+            "the wipe stops at the extent's end"
+        );
+    }
+
+    #[test]
+    fn an_allocation_whose_zeroing_fails_is_refused_and_changes_nothing() {
+        use core::sync::atomic::Ordering;
+        use rexo_api::ExtentOp;
+        let bad = alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX));
+        let registry = registry_of_disk(Box::new(Flaky(
+            MemoryDisk {
+                data: alloc::vec![0u8; 4 << 20],
+                done: Vec::new(),
+            },
+            alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false)),
+            bad.clone(),
+        )));
+        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        let before = registry
+            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
+            .unwrap();
+        // web's extent would be 64..264; its second zeroing request fails.
+        bad.store(150, Ordering::Relaxed);
+        assert_eq!(
+            registry
+                .extents(0, "web", Some(ExtentOp::Allocate { sectors: 200 }))
+                .err(),
+            Some(ApiError::Device(DeviceError::Status {
+                what: "a simulated write",
+                status: 1
+            }))
+        );
+        assert_eq!(registry.extents(0, "fs", None), Ok(before.clone()));
+        // The table on the disk is unchanged too: read again, as at the next boot.
+        registry.slots[0].state.lock().protection = xn::Protection::Unknown;
+        assert_eq!(registry.extents(0, "fs", None), Ok(before));
+        let mut web = lease_disk(registry, "web");
+        assert_eq!(
+            web.submit_read(0, 64, 1).err(),
+            Some(DeviceError::Denied {
+                sector: 64,
+                write: false
+            })
+        );
+        drop(web);
+        // Once the disk writes again, the same blocks are allocated.
+        bad.store(u64::MAX, Ordering::Relaxed);
+        let after = registry
+            .extents(0, "web", Some(ExtentOp::Allocate { sectors: 200 }))
+            .unwrap();
+        assert_eq!((after[1].start, after[1].count), (64, 200));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Protected disk blocks (XN's idea, `rexo-xn`): a disk's extent table is read when the
 //! disk is first opened, every request of a lease is checked against it for the lease's
-//! holder, and changes to it are written through to the disk and flushed.
+//! holder, changes to it are written through to the disk and flushed, and a newly
+//! allocated extent is zeroed before the table that grants it is written.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -83,6 +84,23 @@ fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
     wait_for(disk, 0, tag, &mut |_| {})
 }
 
+/// Writes zeros over sectors `start..start + count` of `disk` (idle: nobody holds it), in
+/// requests of up to the device's `max_sectors`, one at a time, then flushes, so the
+/// zeros are on the disk before anything written after them.
+fn zero(disk: &mut dyn BlockDevice, start: u64, count: u64) -> Result<(), DeviceError> {
+    let chunk = u64::from(disk.info().max_sectors.max(1));
+    let end = start.saturating_add(count);
+    let mut at = start;
+    while at < end {
+        let sectors = (end - at).min(chunk);
+        let tag = disk.submit_write(0, at, sectors as u32, &mut |buffer| buffer.fill(0))?;
+        wait_for(disk, 0, tag, &mut |_| {})?;
+        at += sectors;
+    }
+    let tag = disk.submit_flush(0)?;
+    wait_for(disk, 0, tag, &mut |_| {})
+}
+
 /// The disk's protection, read on first use; the read's error when it fails (the
 /// protection stays [`Protection::Unknown`], and the next call reads again).
 pub(crate) fn protection(state: &mut SlotState) -> Result<&Protection, DeviceError> {
@@ -151,7 +169,15 @@ impl Registry {
         match op {
             None | Some(ExtentOp::Format) => {}
             Some(ExtentOp::Allocate { sectors }) => {
-                table.allocate(holder, sectors).map_err(refuse)?;
+                let extent = table.allocate(holder, sectors).map_err(refuse)?;
+                // Its sectors may hold a previous owner's data: they are wiped and flushed
+                // before the table that grants them is written, so a crash in between
+                // leaves them free, and a failed wipe refuses the allocation with the
+                // table unchanged.
+                let Found::Block(disk) = &mut state.device else {
+                    return Err(ApiError::NoSuchDevice);
+                };
+                zero(disk.as_mut(), extent.start, extent.count).map_err(ApiError::Device)?;
             }
             Some(ExtentOp::Share {
                 start,
@@ -161,6 +187,9 @@ impl Registry {
             Some(ExtentOp::Revoke { reader }) => {
                 table.revoke(holder, &reader);
             }
+            // Not wiped here: zeroing at allocation covers every way sectors become free (a
+            // free, by the app or after it ended; a format over a raw disk or a damaged
+            // table) and a crash right after a free; a revoke frees no sectors.
             Some(ExtentOp::Free { start }) => table.free(holder, start).map_err(refuse)?,
         }
         if Some(&table)

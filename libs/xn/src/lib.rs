@@ -338,7 +338,9 @@ impl Table {
         Ok(())
     }
 
-    /// Grants `holder` a new extent of `count` sectors (first fit), with both rights.
+    /// Grants `holder` a new extent of `count` sectors (first fit), with both rights. The
+    /// table does not touch the sectors: they may hold a previous holder's data, so the
+    /// caller wipes them before it writes the table to the disk.
     pub fn allocate(&mut self, holder: &str, count: u64) -> Result<Extent, XnError> {
         valid_name(holder)?;
         if self.entries.len() >= MAX_ENTRIES {
@@ -424,7 +426,8 @@ impl Table {
         revoked
     }
 
-    /// Frees `holder`'s extent starting at `start`, with every share inside it.
+    /// Frees `holder`'s extent starting at `start`, with every share inside it (its data
+    /// stays on the disk until the sectors are allocated and wiped again).
     pub fn free(&mut self, holder: &str, start: u64) -> Result<(), XnError> {
         let at = self
             .entries
