@@ -266,10 +266,8 @@ pub const KERNEL_RESERVE: u64 = 4 << 20;
 fn grant(owner: OwnerId, bytes: u64, reserved: u64) -> Result<Cap, MemoryError> {
     // Apps never take the kernel's reserve: its heap grows into it, and an allocation
     // that failed in the kernel, maybe with a lock held, would end in a panic.
-    if crate::mem::frames::free_bytes().saturating_sub(bytes) < KERNEL_RESERVE {
-        return Err(MemoryError::OutOfMemory);
-    }
-    let frames = crate::mem::frames::allocate(bytes, 4096).map_err(|_| MemoryError::OutOfMemory)?;
+    let frames = crate::mem::frames::allocate_leaving(bytes, 4096, KERNEL_RESERVE)
+        .map_err(|_| MemoryError::OutOfMemory)?;
     let resource = match Resource::new(ResourceKind::Memory, frames.start(), frames.len()) {
         Ok(resource) => resource,
         Err(error) => {

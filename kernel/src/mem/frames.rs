@@ -18,6 +18,11 @@ pub fn allocate(bytes: u64, align: u64) -> Result<FrameRange, AllocError> {
     ALLOCATOR.lock().allocate(bytes, align)
 }
 
+/// [`allocate`], refused if it would leave less than `reserve` bytes free.
+pub fn allocate_leaving(bytes: u64, align: u64, reserve: u64) -> Result<FrameRange, AllocError> {
+    ALLOCATOR.lock().allocate_leaving(bytes, align, reserve)
+}
+
 /// Returns frames to the allocator.
 pub fn free(frames: FrameRange) {
     ALLOCATOR.lock().free(frames);

@@ -293,6 +293,22 @@ impl FrameAllocator {
         })
     }
 
+    /// [`allocate`](Self::allocate), refused ([`AllocError::OutOfMemory`]) if it would
+    /// leave less than `reserve` bytes free: memory some other user (the kernel's heap)
+    /// must still find, checked under the same hold of the allocator as the allocation.
+    pub fn allocate_leaving(
+        &mut self,
+        bytes: u64,
+        align: u64,
+        reserve: u64,
+    ) -> Result<FrameRange, AllocError> {
+        let size = align_up(bytes, FRAME_SIZE).unwrap_or(u64::MAX);
+        if self.free_bytes().saturating_sub(size) < reserve {
+            return Err(AllocError::OutOfMemory { requested: size });
+        }
+        self.allocate(bytes, align)
+    }
+
     /// Allocates `count` pages of `size`, naturally aligned (a 2 MiB page on a 2 MiB boundary).
     pub fn allocate_pages(&mut self, size: PageSize, count: u64) -> Result<FrameRange, AllocError> {
         if count == 0 {
@@ -419,6 +435,29 @@ mod tests {
         assert_eq!(PageSize::Size4K.bytes(), FRAME_SIZE);
         assert_eq!(PageSize::Size2M.bytes(), 0x20_0000);
         assert_eq!(PageSize::Size1G.bytes(), 0x4000_0000);
+    }
+
+    #[test]
+    fn allocating_leaving_a_reserve_stops_at_it_to_the_frame() {
+        let mut a = FrameAllocator::new(&map(&[(0, 16 * MIB, Usable)]), &[]).unwrap();
+        let reserve = 4 * MIB;
+        let most = a
+            .allocate_leaving(12 * MIB - FRAME_SIZE, FRAME_SIZE, reserve)
+            .unwrap();
+        assert_eq!(a.free_bytes(), reserve + FRAME_SIZE);
+        // Two frames would fit, but not with the reserve left; one does, exactly.
+        let past = a.allocate_leaving(8192, FRAME_SIZE, reserve);
+        assert_eq!(past, Err(AllocError::OutOfMemory { requested: 8192 }));
+        assert_eq!(
+            a.free_bytes(),
+            reserve + FRAME_SIZE,
+            "a refusal takes nothing"
+        );
+        let last = a.allocate_leaving(1, FRAME_SIZE, reserve).unwrap();
+        assert_eq!(a.free_bytes(), reserve);
+        a.free(last);
+        a.free(most);
+        assert!(a.allocate_leaving(u64::MAX, FRAME_SIZE, 0).is_err());
     }
 
     #[test]
