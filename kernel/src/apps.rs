@@ -424,17 +424,22 @@ impl KernelCalls for AppRun {
     }
 
     fn run_app(&self, name: &str) -> Result<(), ApiError> {
-        // The app runs on the caller's cores and within what is left of the caller's quota.
+        // The app runs on the caller's cores and within what is left of the caller's quota;
+        // meanwhile the caller's own quota stops at what it holds (its tasks on other cores
+        // cannot take the child's share too).
         let app = find(name).ok_or(ApiError::NoSuchApp)?;
         let held = crate::caps::held_bytes(self.owner);
         let left = self.quota.map(|quota| quota.saturating_sub(held));
-        run_with(
+        crate::caps::set_quota(self.owner, left.map(|_| held)).map_err(ApiError::Refused)?;
+        let result = run_with(
             app,
             app_owner(app),
             self.cores,
             left,
             Some(self.core_holder),
-        )
+        );
+        let _ = crate::caps::set_quota(self.owner, self.quota);
+        result
     }
 
     fn reboot(&self) -> ! {
