@@ -51,8 +51,8 @@ extern "C" {
 /* No memory (or capability-table entry) left to grant. */
 #define REXO_ENOMEM (-5)
 /* Busy: the kernel's work queue is full (nothing was run); the device is held by
- * another app or its queue is full (call again); the memory is mapped (a view borrows
- * its capability until rexo_unmap_memory). */
+ * another app or its queue is full (call again); the memory is mapped (its handle is
+ * busy until rexo_unmap_memory). */
 #define REXO_EBUSY (-6)
 /* The kernel refused the request (for example a capability revoked by the kernel or
  * lacking the needed right). */
@@ -135,8 +135,9 @@ int rexo_mem_read(int64_t handle, uint64_t offset, void *buf, size_t len);
 int rexo_mem_return(int64_t handle);
 
 /* Maps the memory `handle` names for direct access, with no copy: `*ptr` gets its
- * first byte, `*len` its size in bytes. The view borrows the capability, as
- * Kernel::map_memory's view does in Rust: until rexo_unmap_memory, rexo_mem_read,
+ * first byte, `*len` its size in bytes. The handle stands for the view (in Rust the
+ * slice lives only inside Kernel::map_memory's closure; C keeps the address, so the
+ * handle is busy instead): until rexo_unmap_memory, rexo_mem_read,
  * rexo_mem_write, rexo_mem_return and a second rexo_map_memory of the handle give
  * REXO_EBUSY. If the kernel asks for the memory back and the deadline passes, it takes
  * it by force and unmaps it: the app's next touch through the view ends the app (not

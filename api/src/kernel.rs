@@ -120,7 +120,7 @@ impl Kernel {
     ///
     /// Keeping the bytes past the call does not build, not even from a leaked capability:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0521
     /// # use rexo_api::{ApiError, Kernel};
     /// # use std::sync::Mutex;
     /// static KEPT: Mutex<Option<&'static mut [u8]>> = Mutex::new(None);
@@ -138,8 +138,9 @@ impl Kernel {
         self.with_memory(cap, &mut |bytes| {
             result = work.take().map(|work| work(bytes));
         })?;
-        // The kernel answers Ok only after running `work`: without a result the memory was
-        // not there to map.
+        // Defensive: the kernel answers Ok only after running `work`, so a missing result
+        // means a kernel that broke with_memory's contract; the app gets an error, not a
+        // panic.
         result.ok_or(ApiError::Refused(crate::CapError::Revoked))
     }
 

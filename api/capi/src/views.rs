@@ -17,7 +17,7 @@ pub extern "C" fn rexo_map_memory(handle: i64, ptr: *mut *mut c_void, len: *mut 
         if memory.mapped {
             return Err(REXO_EBUSY);
         }
-        let view = kernel.map_memory(&mut memory.cap, |bytes| (bytes.as_ptr(), bytes.len()));
+        let view = kernel.map_memory(&mut memory.cap, |bytes| (bytes.as_mut_ptr(), bytes.len()));
         let (start, bytes) = view.map_err(error_code)?;
         // The C app keeps the address past the call (C is beyond the borrow checker):
         // `mapped` stands for the view until rexo_unmap_memory.
