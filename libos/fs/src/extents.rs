@@ -4,13 +4,14 @@
 
 use alloc::collections::BTreeSet;
 use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::FileSystem;
 use crate::disk::BlockStore;
 use crate::error::FsError;
 use crate::format::{
-    CRC_AT, EXTENTS_PER_OVERFLOW_BLOCK, Extent, INLINE_EXTENTS, Inode, OverflowBlock,
+    CRC_AT, EXTENTS_PER_OVERFLOW_BLOCK, Extent, INLINE_EXTENTS, Inode, Layout, OverflowBlock,
 };
 
 /// The physical block holding logical block `logical`, if it is mapped.
@@ -18,6 +19,35 @@ pub(crate) fn physical_of(extents: &[Extent], logical: u64) -> Option<u64> {
     let index = extents.partition_point(|extent| extent.logical_end() <= logical);
     let extent = extents.get(index)?;
     (extent.logical <= logical).then(|| extent.physical + (logical - extent.logical))
+}
+
+/// Why `extent` cannot follow extents that end at logical block `previous_end` in a file
+/// of the file system `layout` describes (it overlaps or precedes the one before, or lies
+/// outside the data region), or `None` if it can: for loading a file's extents and for
+/// fsck alike.
+pub(crate) fn misplaced(layout: &Layout, previous_end: u64, extent: &Extent) -> Option<String> {
+    let describe = || {
+        let Extent {
+            logical,
+            physical,
+            count,
+        } = extent;
+        format!("extent ({logical}, {physical}, {count})")
+    };
+    if extent.logical < previous_end {
+        return Some(format!(
+            "{} overlaps or precedes the one before",
+            describe()
+        ));
+    }
+    (!layout.in_data(extent.physical, extent.count)).then(|| {
+        format!(
+            "{} lies outside the data region (blocks {}..{})",
+            describe(),
+            layout.data_start,
+            layout.blocks
+        )
+    })
 }
 
 /// Maps the unmapped logical blocks `logical..logical + count` to physical blocks
@@ -137,30 +167,12 @@ impl<D: BlockStore> FileSystem<D> {
         Ok((extents, chain))
     }
 
-    /// Appends `more` to `extents`, checking that each lies in the data region and
-    /// starts at or after the end of the one before.
+    /// Appends `more` to `extents`, checking each with [`misplaced`].
     fn append_extents(&self, extents: &mut Vec<Extent>, more: &[Extent]) -> Result<(), FsError> {
         for extent in more {
-            let describe = || {
-                format!(
-                    "extent ({}, {}, {})",
-                    extent.logical, extent.physical, extent.count
-                )
-            };
-            if !self.layout.in_data(extent.physical, extent.count) {
-                return Err(FsError::corrupt(
-                    extent.physical,
-                    format!("{} lies outside the data region", describe()),
-                ));
-            }
-            if extents
-                .last()
-                .is_some_and(|last| extent.logical < last.logical_end())
-            {
-                return Err(FsError::corrupt(
-                    extent.physical,
-                    format!("{} overlaps or precedes the one before", describe()),
-                ));
+            let previous_end = extents.last().map_or(0, Extent::logical_end);
+            if let Some(why) = misplaced(&self.layout, previous_end, extent) {
+                return Err(FsError::corrupt(extent.physical, why));
             }
             extents.push(*extent);
         }

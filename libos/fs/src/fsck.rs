@@ -178,31 +178,8 @@ impl<D: BlockStore> Checker<'_, D> {
         }
         let mut logical_end = 0;
         for extent in &extents {
-            let describe = || {
-                format!(
-                    "({}, {}, {})",
-                    extent.logical, extent.physical, extent.count
-                )
-            };
-            if extent.logical < logical_end {
-                return Err(FsError::corrupt(
-                    holder,
-                    format!(
-                        "{path}: extent {} overlaps or precedes the one before",
-                        describe()
-                    ),
-                ));
-            }
-            if !self.layout.in_data(extent.physical, extent.count) {
-                return Err(FsError::corrupt(
-                    holder,
-                    format!(
-                        "{path}: extent {} lies outside the data region (blocks {}..{})",
-                        describe(),
-                        self.layout.data_start,
-                        self.layout.blocks
-                    ),
-                ));
+            if let Some(why) = crate::extents::misplaced(&self.layout, logical_end, extent) {
+                return Err(FsError::corrupt(holder, format!("{path}: {why}")));
             }
             for block in extent.physical..extent.physical_end() {
                 self.claim(block, path, "data")?;
