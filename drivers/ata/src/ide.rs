@@ -105,21 +105,19 @@ fn below_4gib(phys: u64, len: usize) -> bool {
 }
 
 /// The `(address, bytes)` PRD regions covering `[phys, phys + len)`, split at 64 KiB
-/// boundaries; a byte count of 0 in an entry means 64 KiB. `None` when the buffer lies
-/// above 4 GiB (PRDs hold 32-bit addresses).
-fn prd_regions(phys: u64, len: usize) -> Option<impl Iterator<Item = (u32, u16)>> {
-    let end = phys.checked_add(len as u64)?;
-    below_4gib(phys, len).then(|| {
-        let mut at = phys;
-        core::iter::from_fn(move || {
-            if at >= end {
-                return None;
-            }
-            let stop = end.min((at / PRD_BOUNDARY + 1) * PRD_BOUNDARY);
-            let region = (at as u32, (stop - at) as u16);
-            at = stop;
-            Some(region)
-        })
+/// boundaries; a byte count of 0 in an entry means 64 KiB. The buffer must lie below
+/// 4 GiB ([`dma_reach`] checked it before DMA was chosen), so every address fits 32 bits.
+fn prd_regions(phys: u64, len: usize) -> impl Iterator<Item = (u32, u16)> {
+    let end = phys + len as u64;
+    let mut at = phys;
+    core::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        let stop = end.min((at / PRD_BOUNDARY + 1) * PRD_BOUNDARY);
+        let region = (at as u32, (stop - at) as u16);
+        at = stop;
+        Some(region)
     })
 }
 
@@ -639,11 +637,8 @@ impl IdeDisk {
         };
         match (operation, &mut self.prd, &self.channel.bus_master) {
             (Operation::Transfer(direction), Some((prd, prd_address)), Some(bm)) => {
-                let Some(regions) = prd_regions(self.buffer.phys(), bytes) else {
-                    self.channel.release();
-                    return Err(DeviceError::Unsupported("DMA buffers below 4 GiB"));
-                };
-                let mut entries = regions.peekable();
+                // DMA was chosen only with the buffer below 4 GiB (`new`).
+                let mut entries = prd_regions(self.buffer.phys(), bytes).peekable();
                 let mut at = 0;
                 while let Some((address, count)) = entries.next() {
                     prd.write32(at, address);
@@ -861,13 +856,14 @@ mod tests {
 
     #[test]
     fn prd_regions_split_at_64k_boundaries() {
-        let regions: alloc::vec::Vec<_> = prd_regions(0x1_F000, 0x1_0000).unwrap().collect();
+        let regions: alloc::vec::Vec<_> = prd_regions(0x1_F000, 0x1_0000).collect();
         assert_eq!(regions, [(0x1_F000, 0x1000), (0x2_0000, 0xF000)]);
-        let whole: alloc::vec::Vec<_> = prd_regions(0x10_0000, 0x1_0000).unwrap().collect();
+        let whole: alloc::vec::Vec<_> = prd_regions(0x10_0000, 0x1_0000).collect();
         assert_eq!(whole, [(0x10_0000, 0)], "a count of 0 is 64 KiB");
-        let small: alloc::vec::Vec<_> = prd_regions(0x3000, 512).unwrap().collect();
+        let small: alloc::vec::Vec<_> = prd_regions(0x3000, 512).collect();
         assert_eq!(small, [(0x3000, 512)]);
-        assert!(prd_regions(0xFFFF_F000, 0x2000).is_none());
+        let last: alloc::vec::Vec<_> = prd_regions(0xFFFF_0000, 0x1_0000).collect();
+        assert_eq!(last, [(0xFFFF_0000, 0)], "up to the last byte below 4 GiB");
     }
 
     #[test]
