@@ -159,6 +159,29 @@ fn dma_outcome(status: u8) -> Result<(), DeviceError> {
     })
 }
 
+/// Waits for the bus master to end a DMA transfer the drive reports done and returns
+/// its last status (for [`dma_outcome`]): `read_status` reads the bus-master status,
+/// `now_ns` is the clock. The common case, Active already clear (or Error set) at the
+/// first read, costs that one read and no clock reads; otherwise it reads on for at
+/// most [`DMA_DRAIN_TIMEOUT_MS`], the last read taken after the clock said the time
+/// was up (so a core away for the whole wait still gets one look).
+fn drain_dma(mut read_status: impl FnMut() -> u8, mut now_ns: impl FnMut() -> u64) -> u8 {
+    let drained = |status: u8| status & (BM_STATUS_ACTIVE | BM_STATUS_ERROR) != BM_STATUS_ACTIVE;
+    let status = read_status();
+    if drained(status) {
+        return status;
+    }
+    let start = now_ns();
+    loop {
+        core::hint::spin_loop();
+        let expired = now_ns().saturating_sub(start) > DMA_DRAIN_TIMEOUT_MS * NS_PER_MS;
+        let status = read_status();
+        if drained(status) || expired {
+            return status;
+        }
+    }
+}
+
 /// One IDE channel, shared by its two drives: whichever has a command in flight owns
 /// it (`busy`), since ATA runs one command per channel.
 pub struct Channel {
@@ -206,7 +229,7 @@ impl Channel {
         };
         // Whatever the firmware left running stops; from here every command's end
         // stops the bus master again, so a new command finds it idle and cleared.
-        channel.stop_dma();
+        channel.stop_dma(None);
         channel
     }
 
@@ -328,41 +351,32 @@ impl Channel {
         bus_master.write8(u16::from(self.number) * BM_CHANNEL_STRIDE + register, value);
     }
 
-    /// Stops the bus master and returns its status, cleared (error and interrupt bits).
-    fn stop_dma(&self) -> u8 {
+    /// Stops the bus master and clears its Error and Interrupt bits (write 1 to clear),
+    /// keeping the rest of its status: `status` when the caller has just read it, else
+    /// read here.
+    fn stop_dma(&self, status: Option<u8>) {
         let Some(bm) = &self.bus_master else {
-            return 0;
+            return;
         };
         self.bm_write8(bm, BM_COMMAND, 0);
-        let status = self.bm_read8(bm, BM_STATUS);
+        let status = status.unwrap_or_else(|| self.bm_read8(bm, BM_STATUS));
         self.bm_write8(
             bm,
             BM_STATUS,
             status | BM_STATUS_ERROR | BM_STATUS_INTERRUPT,
         );
-        status
     }
 
-    /// Ends a DMA transfer the drive reports done: waits (at most
-    /// [`DMA_DRAIN_TIMEOUT_MS`]) for the bus master to clear Active or report an error,
-    /// then stops it; an error when it reported one or stayed Active ([`dma_outcome`]).
+    /// Ends a DMA transfer the drive reports done: waits for the bus master to clear
+    /// Active or report an error ([`drain_dma`]), then stops it; an error when it
+    /// reported one or stayed Active ([`dma_outcome`]).
     fn finish_dma(&self) -> Result<(), DeviceError> {
         let Some(bm) = &self.bus_master else {
             return Ok(());
         };
-        let mut status = 0;
-        let drained = wait::until(
-            self.platform,
-            "the bus master to finish the PRD table",
-            DMA_DRAIN_TIMEOUT_MS,
-            || {
-                status = self.bm_read8(bm, BM_STATUS);
-                status & (BM_STATUS_ACTIVE | BM_STATUS_ERROR) != BM_STATUS_ACTIVE
-            },
-        );
-        self.stop_dma();
-        // A timeout leaves Active in `status`, which `dma_outcome` reports.
-        dma_outcome(status).and(drained)
+        let status = drain_dma(|| self.bm_read8(bm, BM_STATUS), || self.platform.now_ns());
+        self.stop_dma(Some(status));
+        dma_outcome(status)
     }
 
     /// Whether `drive` may hold an ATA disk, from what the reset left (ATA-6 9.12: the
@@ -685,7 +699,7 @@ impl IdeDisk {
             let status = channel.alt_status();
             if status & STATUS_BSY == 0 && status & (STATUS_ERR | STATUS_DF) != 0 {
                 let error = channel.command.read8(REG_ERROR);
-                channel.stop_dma();
+                channel.stop_dma(None);
                 channel.command.read8(REG_STATUS);
                 return Some(Err(DeviceError::Status {
                     what: "the ATA command",
@@ -735,7 +749,7 @@ impl IdeDisk {
             }
             // The drive hung: stop the bus master and reset the channel so the next
             // command finds it idle.
-            channel.stop_dma();
+            channel.stop_dma(None);
             if let Err(error) = channel.reset() {
                 log::warn!("ata: {}: {error}", channel.drive_name(self.drive));
             }
@@ -751,7 +765,7 @@ impl Drop for IdeDisk {
     /// Stops a DMA still running into the buffers before they go back.
     fn drop(&mut self) {
         if self.request.take().is_some() {
-            self.channel.stop_dma();
+            self.channel.stop_dma(None);
             self.channel.release();
         }
     }
@@ -866,8 +880,54 @@ mod tests {
         assert_eq!(last, [(0xFFFF_0000, 0)], "up to the last byte below 4 GiB");
     }
 
+    /// Runs [`drain_dma`] on a bus master whose status reads are `reads` in turn (the last
+    /// one repeating) and a clock that moves 1 ms per look: the status it ends with, the
+    /// reads it made and the clock's last value in ms.
+    fn drain(reads: &[u8]) -> (u8, usize, u64) {
+        let mut taken = 0;
+        let mut ms = 0;
+        let status = drain_dma(
+            || {
+                taken += 1;
+                reads[(taken - 1).min(reads.len() - 1)]
+            },
+            || {
+                ms += 1;
+                ms * NS_PER_MS
+            },
+        );
+        (status, taken, ms)
+    }
+
     #[test]
-    fn a_dma_transfer_is_done_only_once_the_bus_master_is_no_longer_active() {
+    fn the_dma_wait_ends_when_the_bus_master_is_no_longer_active_or_the_time_is_up() {
+        let active = BM_STATUS_ACTIVE | BM_STATUS_INTERRUPT;
+        // The common case: one read, no clock.
+        assert_eq!(drain(&[BM_STATUS_INTERRUPT]), (BM_STATUS_INTERRUPT, 1, 0));
+        // Active clears at the fourth read.
+        let (status, reads, _) = drain(&[active, active, active, BM_STATUS_INTERRUPT]);
+        assert_eq!((status, reads), (BM_STATUS_INTERRUPT, 4));
+        assert_eq!(dma_outcome(status), Ok(()));
+        // Never clears: the wait ends once more than 10 ms passed, with a last look.
+        let (status, reads, ms) = drain(&[active]);
+        assert_eq!(status, active);
+        assert_eq!(
+            ms,
+            DMA_DRAIN_TIMEOUT_MS + 2,
+            "the start and 11 looks at the clock"
+        );
+        assert_eq!(reads, 1 + (DMA_DRAIN_TIMEOUT_MS + 1) as usize);
+        assert!(
+            matches!(dma_outcome(status), Err(DeviceError::Status { what, .. }) if what.contains("Active"))
+        );
+        // An error ends the wait at once, Active or not.
+        let failed = BM_STATUS_ERROR | active;
+        assert_eq!(drain(&[active, failed]), (failed, 2, 2));
+        assert!(dma_outcome(failed).is_err());
+    }
+
+    #[test]
+    fn the_bus_master_status_gives_the_dma_outcome() {
         assert_eq!(dma_outcome(BM_STATUS_INTERRUPT), Ok(()));
         assert_eq!(dma_outcome(0), Ok(()));
         let short = dma_outcome(BM_STATUS_ACTIVE | BM_STATUS_INTERRUPT);
