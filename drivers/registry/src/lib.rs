@@ -851,21 +851,14 @@ pub(crate) mod tests {
         use core::sync::atomic::Ordering;
         use rexo_api::ExtentOp;
         let failing = alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
-        let disk = Flaky(
+        let registry = registry_of_disk(Box::new(Flaky(
             MemoryDisk {
                 data: alloc::vec![0u8; 4 << 20],
                 done: Vec::new(),
             },
             failing.clone(),
             alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX)),
-        );
-        let address = Address::new(0, 0, 6, 0).unwrap();
-        let slots = alloc::vec![Slot::new(address, "flaky", Found::Block(Box::new(disk)))];
-        let registry: &'static Registry = Box::leak(Box::new(Registry {
-            slots,
-            bindings: Vec::new(),
-            binder: crate::interrupts::tests::TableBinder::leaked(),
-        }));
+        )));
         registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
         registry
             .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
