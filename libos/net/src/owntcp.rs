@@ -38,19 +38,23 @@
 //! than its MTU.
 //!
 //! The Ethernet destination is the source address of a frame received from the
-//! segment's IPv4 destination, not smoltcp's ARP cache: a server only answers peers that
-//! spoke first, so the frame that brought their segment names the next hop back (the
-//! peer itself on the link, or the router that forwarded it), without an ARP exchange
-//! or a lookup in smoltcp's neighbour cache, which it does not make public. Only a
-//! frame whose segment proves it came from the peer (`rexo_tcp::Sender::Peer`: it
-//! acknowledged our sequence numbers) moves a known peer's way back; a SYN from another
-//! MAC does so only once the way held has gone [`PROVEN_NS`] without such proof (the
-//! address may have passed to another machine), and any other frame only teaches an
-//! address not known yet. So a spoofed segment (a bad checksum, a reset, a stray ACK)
-//! cannot turn a peer's traffic elsewhere. The table is bounded (two generations of [`NEIGHBOURS`] addresses: a flood of spoofed
-//! sources pushes out only addresses quiet for that long); a segment to an address it
-//! no longer holds is dropped and counted ([`OwnCounters::no_neighbour`]) and TCP's
-//! retransmission sends it again once the peer's next frame named the way back.
+//! segment's IPv4 destination, not smoltcp's ARP cache: a server only answers peers
+//! that spoke first, so the frame that brought their segment names the next hop back
+//! (the peer itself on the link, or the router that forwarded it), without an ARP
+//! exchange or a lookup in smoltcp's neighbour cache, which it does not make public.
+//! Only a frame whose segment proves it came from the peer (`rexo_tcp::Sender::Peer`:
+//! it acknowledged our sequence numbers) moves a known peer's way back; a SYN from
+//! another MAC does so only once the proof held is [`PROVEN_NS`] old (the address may
+//! have passed to another machine), or at once if nothing proved it, and any other
+//! frame only teaches an address not known yet. So a spoofed segment (a bad checksum, a
+//! reset, a stray ACK) cannot turn a peer's traffic elsewhere. A busy peer's proof is
+//! stamped again only once the stamp is a quarter of [`PROVEN_NS`] old, so that most of
+//! its frames change nothing: its way holds against another MAC's SYN for at least
+//! three quarters of [`PROVEN_NS`] after its last proof. The table is bounded (two
+//! generations of [`NEIGHBOURS`] addresses: a flood of spoofed sources pushes out only
+//! addresses quiet for that long); a segment to an address it no longer holds is
+//! dropped and counted ([`OwnCounters::no_neighbour`]) and TCP's retransmission sends
+//! it again once the peer's next frame named the way back.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -63,8 +67,8 @@ use crate::device::Counters;
 
 /// Addresses per generation of the neighbour table.
 pub const NEIGHBOURS: usize = 1024;
-/// How long a peer's way back, proven by its own segment, holds against a SYN from
-/// another MAC (about an ARP cache entry's life).
+/// How old the proof of a peer's way back (a segment of its own) must be before a SYN
+/// from another MAC moves it (about an ARP cache entry's life).
 pub const PROVEN_NS: u64 = 30_000_000_000;
 
 /// The Ethernet type of IPv4.
@@ -108,41 +112,55 @@ struct Neighbours {
 }
 
 /// The way back to a peer: the MAC address its frames came from, and when a segment of
-/// its own last proved it (`None`: never).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// its own last proved it (`None`: never), stamped at most every `PROVEN_NS / 4`.
+#[derive(Clone, Copy, Debug)]
 struct Way {
     mac: [u8; 6],
     proven_at: Option<u64>,
 }
 
+impl Way {
+    /// Learns from a frame from `mac` at `now` whose segment showed `sender` of itself.
+    /// A proof from the same MAC is stamped again only once the stamp is
+    /// `PROVEN_NS / 4` old, so a busy peer's way is not rewritten per frame.
+    fn learn(&mut self, mac: [u8; 6], sender: Sender, now: u64) {
+        let younger_than = |span: u64| {
+            self.proven_at
+                .is_some_and(|at| now.saturating_sub(at) < span)
+        };
+        match sender {
+            Sender::Peer if self.mac != mac || !younger_than(PROVEN_NS / 4) => {
+                *self = Way {
+                    mac,
+                    proven_at: Some(now),
+                };
+            }
+            Sender::Caller if self.mac != mac && !younger_than(PROVEN_NS) => {
+                *self = Way {
+                    mac,
+                    proven_at: None,
+                };
+            }
+            _ => {}
+        }
+    }
+}
+
 impl Neighbours {
     /// Learns from a frame from `mac` at `now` that brought `ip`'s segment, which showed
-    /// `sender` of itself (the module's doc says what moves a known way).
+    /// `sender` of itself (the module's doc says what moves a known way). An address in
+    /// the newer generation, the common case, is updated in place with one search.
     fn learn(&mut self, ip: [u8; 4], mac: [u8; 6], sender: Sender, now: u64) {
-        let known = self.newer.get(&ip).or_else(|| self.older.get(&ip)).copied();
-        let holds = |way: &Way| {
-            way.proven_at
-                .is_some_and(|at| now.saturating_sub(at) < PROVEN_NS)
-        };
-        let way = match (sender, known) {
-            (Sender::Peer, _) => Way {
-                mac,
-                proven_at: Some(now),
-            },
-            (Sender::Caller, Some(way)) if way.mac != mac && !holds(&way) => Way {
-                mac,
-                proven_at: None,
-            },
-            (_, Some(way)) => way,
-            (_, None) => Way {
-                mac,
-                proven_at: None,
-            },
-        };
-        if self.newer.get(&ip) == Some(&way) {
+        if let Some(way) = self.newer.get_mut(&ip) {
+            way.learn(mac, sender, now);
             return;
         }
-        if self.newer.len() >= NEIGHBOURS && !self.newer.contains_key(&ip) {
+        let mut way = self.older.get(&ip).copied().unwrap_or(Way {
+            mac,
+            proven_at: None,
+        });
+        way.learn(mac, sender, now);
+        if self.newer.len() >= NEIGHBOURS {
             self.older = core::mem::take(&mut self.newer);
         }
         self.newer.insert(ip, way);
@@ -428,5 +446,24 @@ mod tests {
         );
         table.learn(client, real, Sender::Caller, 4 + PROVEN_NS);
         assert_eq!(table.get(client), Some(real));
+    }
+
+    #[test]
+    fn a_busy_peers_proof_is_stamped_again_only_once_a_quarter_of_proven_ns_old() {
+        let mut table = Neighbours {
+            newer: BTreeMap::new(),
+            older: BTreeMap::new(),
+        };
+        let (client, real, other) = ([10, 0, 0, 7], [2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 0, 66]);
+        table.learn(client, real, Sender::Peer, 0);
+        table.learn(client, real, Sender::Peer, PROVEN_NS / 4 - 1);
+        assert_eq!(table.newer[&client].proven_at, Some(0), "left alone");
+        table.learn(client, real, Sender::Peer, PROVEN_NS / 4);
+        assert_eq!(table.newer[&client].proven_at, Some(PROVEN_NS / 4));
+        // Its way holds for PROVEN_NS after that stamp.
+        table.learn(client, other, Sender::Caller, PROVEN_NS / 4 + PROVEN_NS - 1);
+        assert_eq!(table.get(client), Some(real));
+        table.learn(client, other, Sender::Caller, PROVEN_NS / 4 + PROVEN_NS);
+        assert_eq!(table.get(client), Some(other));
     }
 }
