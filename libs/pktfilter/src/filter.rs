@@ -341,10 +341,11 @@ impl Filter {
     /// (payload, TTL, the peer's source) do not constrain sending. `None` when the filter
     /// constrains no endpoint byte: then it constrains no byte that mirroring moves, so
     /// the receive filter itself serves as the rule for a frame and its reply (the caller
-    /// uses it; the kept bytes alone would let every port of the protocol out).
+    /// uses it; the kept bytes alone would let every port of the protocol out). The bytes
+    /// are joined into fields again (`fields`), as the rule is matched per frame sent.
     pub fn transmit_rule(&self) -> Option<Filter> {
         let mut names_endpoint = false;
-        let atoms: Vec<Atom> = self
+        let mut bytes: Vec<(u16, u8, u8)> = self
             .byte_constraints()?
             .into_iter()
             .filter_map(|(offset, mask, value)| {
@@ -356,19 +357,50 @@ impl Filter {
                     None if SAME_BOTH_WAYS.contains(&offset) => offset,
                     None => return None,
                 };
-                Some(Atom {
-                    offset: sent_at,
-                    width: 1,
-                    mask: u32::from(mask),
-                    value: u32::from(value),
-                })
+                Some((sent_at, mask, value))
             })
             .collect();
         if !names_endpoint {
             return None;
         }
-        Filter::new(atoms).ok()
+        bytes.sort_unstable_by_key(|&(offset, _, _)| offset);
+        Filter::new(fields(&bytes)).ok()
     }
+}
+
+/// Byte constraints (offset, mask, value), sorted by offset with one per byte, as
+/// atoms that match the same frames: each run of adjacent bytes cut into fields of 4,
+/// 2 and 1 bytes, their masks and values side by side. A field covers only constrained
+/// bytes, so it asks no more of a frame's length than its bytes did.
+fn fields(bytes: &[(u16, u8, u8)]) -> Vec<Atom> {
+    let mut atoms = Vec::new();
+    let mut rest = bytes;
+    while let Some(&(offset, _, _)) = rest.first() {
+        let run = rest
+            .iter()
+            .enumerate()
+            .take_while(|&(i, byte)| usize::from(byte.0 - offset) == i)
+            .count();
+        let width = match run {
+            4.. => 4,
+            2 | 3 => 2,
+            _ => 1,
+        };
+        let (field, tail) = rest.split_at(width);
+        let join = |pick: fn(&(u16, u8, u8)) -> u8| {
+            field
+                .iter()
+                .fold(0u32, |acc, byte| (acc << 8) | u32::from(pick(byte)))
+        };
+        atoms.push(Atom {
+            offset,
+            width: width as u8,
+            mask: join(|byte| byte.1),
+            value: join(|byte| byte.2),
+        });
+        rest = tail;
+    }
+    atoms
 }
 
 /// A number in decimal or `0x` hex.
@@ -533,6 +565,32 @@ mod tests {
                 .transmit_rule(),
             None,
             "payload bytes only"
+        );
+    }
+
+    #[test]
+    fn transmit_rules_join_their_bytes_into_fields() {
+        let send = Filter::parse("udp dport 11211 dst 10.0.2.15")
+            .unwrap()
+            .transmit_rule()
+            .unwrap();
+        let direct = Filter::parse("udp sport 11211 src 10.0.2.15").unwrap();
+        assert_eq!(send.atoms().len(), direct.atoms().len());
+        assert_eq!(send, direct, "the same fields");
+        let kv = Filter::parse("udp dport 11211").unwrap();
+        assert_eq!(kv.transmit_rule().unwrap().atoms().len(), kv.atoms().len());
+        // Six bytes of a MAC: a field of 4 and one of 2; three bytes: 2 and 1.
+        let mac = Filter::parse("0:2=0x0200 & 2:4=0x01").unwrap();
+        let widths = |f: &Filter| f.atoms().iter().map(|a| a.width).collect::<Vec<_>>();
+        assert_eq!(widths(&mac.transmit_rule().unwrap()), [4, 2]);
+        let partial = Filter::parse("ipv4 & 30:4/0x00ffffff=0x000215").unwrap();
+        let rule = partial.transmit_rule().unwrap();
+        assert_eq!(widths(&rule), [2, 1, 2, 1]);
+        assert_eq!(
+            rule.byte_constraints(),
+            Filter::parse("ipv4 & 26:4/0x00ffffff=0x000215")
+                .unwrap()
+                .byte_constraints()
         );
     }
 
