@@ -8,9 +8,7 @@
 
 use alloc::vec::Vec;
 
-use rexo_memcache::udp::{
-    MULTI_PACKET_REPLY, UDP_HEADER_LEN, UDP_MAX_DATAGRAM, UdpDrop, UdpHeader,
-};
+use rexo_memcache::udp::{DATA_PER_DATAGRAM, MULTI_PACKET_REPLY, UdpDrop, UdpHeader};
 use rexo_memcache::{Parsed, ServerInfo, Session, Store, parse};
 
 use crate::connection::{Bounded, OUTPUT_TOO_LARGE};
@@ -21,7 +19,7 @@ use crate::connection::{Bounded, OUTPUT_TOO_LARGE};
 pub const UDP_ANSWER_DATAGRAMS: usize = 16;
 /// The most answer bytes one datagram's requests may make: [`UDP_ANSWER_DATAGRAMS`] full
 /// datagrams, past which the answer is memcached's out-of-memory error.
-pub const UDP_OUTPUT_LIMIT: usize = UDP_ANSWER_DATAGRAMS * (UDP_MAX_DATAGRAM - UDP_HEADER_LEN);
+pub const UDP_OUTPUT_LIMIT: usize = UDP_ANSWER_DATAGRAMS * DATA_PER_DATAGRAM;
 
 /// Serves the requests of one datagram into `answer` (cleared first) and returns the
 /// request id its answer carries. As memcached does: a request spread over several

@@ -13,8 +13,9 @@ use alloc::vec::Vec;
 pub const UDP_HEADER_LEN: usize = 8;
 /// The largest datagram payload memcached sends (`UDP_MAX_PAYLOAD_SIZE`), header included.
 pub const UDP_MAX_DATAGRAM: usize = 1400;
-/// Answer bytes per datagram.
-const DATA_PER_DATAGRAM: usize = UDP_MAX_DATAGRAM - UDP_HEADER_LEN;
+/// Answer bytes per datagram: what [`Datagrams`] puts after each frame header, all but
+/// the last datagram of an answer full.
+pub const DATA_PER_DATAGRAM: usize = UDP_MAX_DATAGRAM - UDP_HEADER_LEN;
 /// memcached's answer to a request spread over several datagrams.
 pub const MULTI_PACKET_REPLY: &[u8] = b"SERVER_ERROR multi-packet request not supported\r\n";
 
