@@ -14,8 +14,9 @@ use rexo_memcache::{Parsed, ServerInfo, Session, Store, parse};
 use crate::connection::{Bounded, OUTPUT_TOO_LARGE};
 
 /// The most datagrams one UDP answer fills: a 20000-byte value's 15 (as `kv::protocol`
-/// checks) fit, and a forged request of about 20 bytes makes at most about 22 KB of
-/// answer, not megabytes (the amplification stays bounded).
+/// checks) fit, and a forged request (a frame of about 60 bytes) makes at most about
+/// 22 KB of answer, not megabytes: the amplification is bounded, not gone
+/// (docs/network.md says how far).
 pub const UDP_ANSWER_DATAGRAMS: usize = 16;
 /// The most answer bytes one datagram's requests may make: [`UDP_ANSWER_DATAGRAMS`] full
 /// datagrams, past which the answer is memcached's out-of-memory error.
