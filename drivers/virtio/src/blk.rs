@@ -445,19 +445,34 @@ impl VirtioBlk {
             .ok_or(DeviceError::Unsupported(
                 "the capacity in the device configuration",
             ))?;
-        let size_max = has(F_SIZE_MAX)
-            .then(|| transport.config32(CONFIG_SIZE_MAX))
-            .flatten();
+        // A field a negotiated feature promises must be in the configuration window: a
+        // device without it is refused, not taken as lacking the feature.
+        let promised = |bit: u64, field: Option<u32>, what: &'static str| match has(bit) {
+            true => field.map(Some).ok_or(DeviceError::Unsupported(what)),
+            false => Ok(None),
+        };
+        let size_max = promised(
+            F_SIZE_MAX,
+            transport.config32(CONFIG_SIZE_MAX),
+            "size_max in the device configuration (VIRTIO_BLK_F_SIZE_MAX)",
+        )?;
         let max_sectors = request_limit(size_max)
             .ok_or(DeviceError::Unsupported("a size_max of at least a sector"))?;
+        let seg_max = promised(
+            F_SEG_MAX,
+            transport.config32(CONFIG_SEG_MAX),
+            "seg_max in the device configuration (VIRTIO_BLK_F_SEG_MAX)",
+        )?;
         // Each request has one data segment: any seg_max from 1 up allows it.
-        if has(F_SEG_MAX) && transport.config32(CONFIG_SEG_MAX) == Some(0) {
+        if seg_max == Some(0) {
             return Err(DeviceError::Unsupported("a seg_max of at least 1"));
         }
-        let queue_count = has(F_MQ)
-            .then(|| transport.config16(CONFIG_NUM_QUEUES))
-            .flatten()
-            .map_or(1, |count| count.clamp(1, MAX_QUEUES));
+        let queue_count = promised(
+            F_MQ,
+            transport.config16(CONFIG_NUM_QUEUES).map(u32::from),
+            "num_queues in the device configuration (VIRTIO_BLK_F_MQ)",
+        )?
+        .map_or(1, |count| count.clamp(1, u32::from(MAX_QUEUES)) as u16);
         let mut queues = Vec::new();
         let mut vectors = Vec::new();
         let mut depth = MAX_DEPTH;
