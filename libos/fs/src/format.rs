@@ -616,13 +616,7 @@ impl DirectoryBlock {
         number: u64,
         name: &str,
     ) -> Result<Option<(usize, Inode)>, FsError> {
-        check_header_as(
-            block,
-            DIRECTORY_MAGIC,
-            number,
-            "directory block",
-            Trust::Sealed,
-        )?;
+        Self::check_sealed(block, number)?;
         let count = usize::from(get_u16(&block[..], ENTRY_COUNT_AT));
         let mut at = ENTRIES_AT;
         for index in 0..count {
@@ -643,6 +637,18 @@ impl DirectoryBlock {
             at = name_at + name_len;
         }
         Ok(None)
+    }
+
+    /// The magic and own number of directory block `number`, already checked whole (its
+    /// CRC is not read again): a block verified as another kind is `Corrupt` here.
+    fn check_sealed(block: &Block, number: u64) -> Result<(), FsError> {
+        check_header_as(
+            block,
+            DIRECTORY_MAGIC,
+            number,
+            "directory block",
+            Trust::Sealed,
+        )
     }
 
     /// Where entry `to` of directory block `number` starts, stepping over the entries
@@ -678,13 +684,7 @@ impl DirectoryBlock {
         number: u64,
         entry: &Entry,
     ) -> Result<Option<Block>, FsError> {
-        check_header_as(
-            block,
-            DIRECTORY_MAGIC,
-            number,
-            "directory block",
-            Trust::Sealed,
-        )?;
+        Self::check_sealed(block, number)?;
         let count = get_u16(&block[..], ENTRY_COUNT_AT);
         let at = Self::skip_entries(block, number, ENTRIES_AT, 0, usize::from(count))?;
         let size = Entry::size_on_disk(&entry.name);
