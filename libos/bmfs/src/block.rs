@@ -113,16 +113,28 @@ impl Disk for BlockDisk<'_> {
         self.sectors * self.sector
     }
 
+    /// Whole sectors go straight into `buffer`; only a partial first or last sector
+    /// goes through a sector of its own (so a large read needs no second buffer).
     fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), String> {
-        if buffer.is_empty() {
-            return Ok(());
+        let size = self.sector as usize;
+        let (mut done, mut at) = (0, offset);
+        while done < buffer.len() {
+            let (lba, skip) = (at / self.sector, (at % self.sector) as usize);
+            let left = buffer.len() - done;
+            let n = if skip == 0 && left >= size {
+                let whole = left / size * size;
+                self.read_sectors(lba, &mut buffer[done..done + whole])?;
+                whole
+            } else {
+                let mut partial = vec![0u8; size];
+                self.read_sectors(lba, &mut partial)?;
+                let n = (size - skip).min(left);
+                buffer[done..done + n].copy_from_slice(&partial[skip..skip + n]);
+                n
+            };
+            done += n;
+            at += n as u64;
         }
-        let first = offset / self.sector;
-        let end = (offset + buffer.len() as u64).div_ceil(self.sector);
-        let mut whole = vec![0u8; ((end - first) * self.sector) as usize];
-        self.read_sectors(first, &mut whole)?;
-        let skip = (offset - first * self.sector) as usize;
-        buffer.copy_from_slice(&whole[skip..skip + buffer.len()]);
         Ok(())
     }
 

@@ -85,6 +85,9 @@ pub enum BmfsError {
         /// Blocks asked for.
         blocks: u64,
     },
+    /// The file is larger than the memory this app can get to read it whole (name,
+    /// size): read it in pieces with [`Volume::read_at`].
+    NoMemory(String, u64),
     /// The data is larger than the blocks the file reserved.
     TooLarge {
         /// Bytes given.
@@ -113,6 +116,12 @@ impl fmt::Display for BmfsError {
             Self::Exists(name) => write!(f, "'{name}' exists already"),
             Self::InvalidName(name) => {
                 write!(f, "'{name}': names are 1 to 31 printable ASCII bytes")
+            }
+            Self::NoMemory(name, size) => {
+                write!(
+                    f,
+                    "'{name}' ({size} bytes) is larger than the memory to read it whole"
+                )
             }
             Self::DirectoryFull => write!(f, "the directory is full ({RECORDS} files)"),
             Self::NoSpace { blocks } => write!(f, "no run of {blocks} free 2 MiB blocks"),
@@ -375,9 +384,15 @@ impl<D: Disk> Volume<D> {
         Ok(len)
     }
 
-    /// The whole of `name`.
+    /// The whole of `name`; [`BmfsError::NoMemory`] if the app cannot get that much
+    /// memory (a file's size is the disk's word: it may be as large as the disk).
     pub fn read(&mut self, name: &str) -> Result<Vec<u8>, BmfsError> {
-        let mut data = vec![0u8; self.find(name)?.size as usize];
+        let size = self.find(name)?.size;
+        let too_large = || BmfsError::NoMemory(name.into(), size);
+        let len = usize::try_from(size).map_err(|_| too_large())?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(len).map_err(|_| too_large())?;
+        data.resize(len, 0);
         self.read_at(name, 0, &mut data)?;
         Ok(data)
     }

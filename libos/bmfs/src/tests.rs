@@ -179,3 +179,58 @@ fn random_directories_never_panic() {
         }
     }
 }
+
+/// A disk of `size` bytes that keeps only the first 4 MiB (block 0, the directory);
+/// the rest reads as zeros and takes writes without keeping them.
+struct Vast {
+    head: Vec<u8>,
+    size: u64,
+}
+
+impl Disk for Vast {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), String> {
+        buffer.fill(0);
+        let start = offset.min(self.head.len() as u64) as usize;
+        let end = (offset + buffer.len() as u64).min(self.head.len() as u64) as usize;
+        buffer[..end - start].copy_from_slice(&self.head[start..end]);
+        Ok(())
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
+        let start = offset.min(self.head.len() as u64) as usize;
+        let end = (offset + data.len() as u64).min(self.head.len() as u64) as usize;
+        self.head[start..end].copy_from_slice(&data[..end - start]);
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_file_larger_than_memory_is_an_error_not_an_abort() {
+    let size = 1u64 << 62;
+    let vast = Vast {
+        head: disk(4),
+        size,
+    };
+    let mut volume = Volume::format(vast).unwrap().into_disk();
+    // A record as a damaged or enormous disk may hold: all but block 0, full.
+    let entry = Entry {
+        name: "huge".into(),
+        start: 1,
+        reserved: size / BLOCK - 1,
+        size: size - BLOCK,
+    };
+    volume.write(DIRECTORY_AT, &encode(Some(&entry))).unwrap();
+    let mut volume = Volume::open(volume).unwrap();
+    assert_eq!(
+        volume.read("huge"),
+        Err(BmfsError::NoMemory("huge".into(), size - BLOCK))
+    );
+    let mut piece = [1u8; 16];
+    assert_eq!(volume.read_at("huge", size / 2, &mut piece), Ok(16));
+    assert_eq!(piece, [0; 16], "read in pieces instead");
+}
