@@ -73,6 +73,54 @@ pub const MAX_DISK_BYTES: u64 = 16 << 20;
 /// A file of the disk: its path (`/NAME`) and its bytes.
 pub type DiskFile = (String, Vec<u8>);
 
+/// The most directories the walk of a disk's site lists: a damaged file system (mounted
+/// read-only) can make a directory its own descendant, and the walk would never end.
+const MAX_DIRECTORIES: usize = 1024;
+
+/// Walks the site's tree from `/`, directory by directory (each directory's files in a
+/// row: the file system places a directory's small files together, so they are read
+/// together), through `list` (a directory's entries), handing each file's path and size
+/// to `file`. On a `read_only` (damaged) file system a directory that cannot be listed
+/// is skipped; past [`MAX_DIRECTORIES`] the walk stops. Returns what was skipped.
+fn walk(
+    list: &mut dyn FnMut(&str) -> Result<Vec<rexo_fs::DirEntry>, rexo_fs::FsError>,
+    read_only: bool,
+    file: &mut dyn FnMut(String, u64),
+) -> Result<Vec<String>, rexo_fs::FsError> {
+    let mut skipped = Vec::new();
+    let mut directories = alloc::vec![String::from("/")];
+    let mut listed = 0;
+    while let Some(directory) = directories.pop() {
+        if listed == MAX_DIRECTORIES {
+            skipped.push(format!(
+                "{} directories left unread: the walk stops after {MAX_DIRECTORIES} (a loop in a damaged file system?)",
+                directories.len() + 1
+            ));
+            break;
+        }
+        listed += 1;
+        let entries = match list(&directory) {
+            Ok(entries) => entries,
+            Err(error) if read_only => {
+                skipped.push(format!("{directory} skipped: {error}"));
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        for entry in entries {
+            let path = match directory.as_str() {
+                "/" => format!("/{}", entry.name),
+                _ => format!("{directory}/{}", entry.name),
+            };
+            match entry.kind {
+                rexo_fs::FileKind::Directory => directories.push(path),
+                rexo_fs::FileKind::File => file(path, entry.size),
+            }
+        }
+    }
+    Ok(skipped)
+}
+
 /// The files of the first disk holding the Rexo file system, each at its path (every
 /// directory walked), else of the first holding BMFS, each as `/NAME`; up to
 /// [`MAX_DISK_BYTES`] in all; each line of the second part says what was skipped or
@@ -84,47 +132,28 @@ pub fn from_disk(kernel: &Kernel) -> (Vec<DiskFile>, Vec<String>) {
         kernel,
         &mut |found| damage = Some(format!("{found}")),
         |fs| {
-            // Directory by directory, each directory's files in a row: the file system
-            // places a directory's small files together, so they are read together. On
-            // a damaged file system (mounted read-only) what cannot be read is skipped.
             let mut files = Vec::new();
-            let mut skipped = Vec::new();
             let mut total = 0;
-            let mut directories = alloc::vec![String::from("/")];
-            while let Some(directory) = directories.pop() {
-                let entries = match fs.list(&directory) {
-                    Ok(entries) => entries,
-                    Err(error) if fs.is_read_only() => {
-                        skipped.push(format!("{directory} skipped: {error}"));
-                        continue;
+            let read_only = fs.is_read_only();
+            let mut list = |directory: &str| fs.list(directory);
+            let mut walked = Vec::new();
+            let mut skipped = walk(&mut list, read_only, &mut |path, size| {
+                walked.push((path, size))
+            })?;
+            for (path, size) in walked {
+                if total + size > MAX_DISK_BYTES {
+                    skipped.push(format!(
+                        "{path} ({size} bytes) left on disk: the file cache takes {MAX_DISK_BYTES} bytes of disk files"
+                    ));
+                    continue;
+                }
+                match fs.read_all(&path) {
+                    Ok(bytes) => {
+                        total += size;
+                        files.push((path, bytes));
                     }
+                    Err(error) if read_only => skipped.push(format!("{path} skipped: {error}")),
                     Err(error) => return Err(error),
-                };
-                for entry in entries {
-                    let path = if directory == "/" {
-                        format!("/{}", entry.name)
-                    } else {
-                        format!("{directory}/{}", entry.name)
-                    };
-                    match entry.kind {
-                        rexo_fs::FileKind::Directory => directories.push(path),
-                        rexo_fs::FileKind::File if total + entry.size > MAX_DISK_BYTES => {
-                            skipped.push(format!(
-                                "{path} ({} bytes) left on disk: the file cache takes {MAX_DISK_BYTES} bytes of disk files",
-                                entry.size
-                            ));
-                        }
-                        rexo_fs::FileKind::File => match fs.read_all(&path) {
-                            Ok(bytes) => {
-                                total += entry.size;
-                                files.push((path, bytes));
-                            }
-                            Err(error) if fs.is_read_only() => {
-                                skipped.push(format!("{path} skipped: {error}"));
-                            }
-                            Err(error) => return Err(error),
-                        },
-                    }
                 }
             }
             Ok((files, skipped))
@@ -154,8 +183,13 @@ pub fn from_disk(kernel: &Kernel) -> (Vec<DiskFile>, Vec<String>) {
                 ));
                 continue;
             }
-            files.push((format!("/{name}"), volume.read(&name)?));
-            total += size;
+            match volume.read(&name) {
+                Ok(bytes) => {
+                    files.push((format!("/{name}"), bytes));
+                    total += size;
+                }
+                Err(error) => notes.push(format!("/{name} skipped: {error}")),
+            }
         }
         Ok(files)
     });
@@ -203,6 +237,56 @@ mod tests {
             Step::Answer { response, .. } => (response.status(), response.body().bytes().to_vec()),
             Step::NeedMore => panic!("incomplete request"),
         }
+    }
+
+    fn entry(name: &str, kind: rexo_fs::FileKind, size: u64) -> rexo_fs::DirEntry {
+        rexo_fs::DirEntry {
+            name: name.into(),
+            kind,
+            size,
+        }
+    }
+
+    #[test]
+    fn the_walk_of_a_directory_that_holds_itself_ends() {
+        use rexo_fs::FileKind::{Directory, File};
+        // A damaged file system where /loop lists what the root lists (its block is the
+        // root's): /loop/loop/loop/... without end.
+        let mut listings = 0;
+        let mut list = |_: &str| {
+            listings += 1;
+            Ok(alloc::vec![
+                entry("index.html", File, 5),
+                entry("loop", Directory, 4096)
+            ])
+        };
+        let mut files = Vec::new();
+        let skipped = walk(&mut list, true, &mut |path, size| files.push((path, size))).unwrap();
+        assert_eq!(listings, MAX_DIRECTORIES);
+        assert_eq!(files.len(), MAX_DIRECTORIES);
+        assert_eq!(files[1], ("/loop/index.html".into(), 5));
+        assert_eq!(skipped.len(), 1);
+        assert!(
+            skipped[0].contains("the walk stops after 1024"),
+            "{skipped:?}"
+        );
+    }
+
+    #[test]
+    fn a_walk_skips_an_unlistable_directory_only_when_read_only() {
+        use rexo_fs::FileKind::{Directory, File};
+        let mut list = |path: &str| match path {
+            "/" => Ok(alloc::vec![
+                entry("a", Directory, 4096),
+                entry("b.txt", File, 3)
+            ]),
+            _ => Err(rexo_fs::FsError::NotFound(path.into())),
+        };
+        let mut files = Vec::new();
+        let skipped = walk(&mut list, true, &mut |path, _| files.push(path)).unwrap();
+        assert_eq!(files, ["/b.txt"]);
+        assert_eq!(skipped, ["/a skipped: /a: not found"]);
+        assert!(walk(&mut list, false, &mut |_, _| {}).is_err());
     }
 
     #[test]
