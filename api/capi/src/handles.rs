@@ -56,6 +56,8 @@ pub(crate) enum Object {
 struct Handle {
     id: i64,
     owner: OwnerId,
+    /// Whether it names a core (fixed at `insert`: read without the object's lock).
+    core: bool,
     object: Arc<Mutex<Option<Object>>>,
 }
 
@@ -70,8 +72,14 @@ pub(crate) type Outcome = Result<c_int, c_int>;
 /// Gives `object` to `owner` as a new handle.
 pub(crate) fn insert(owner: OwnerId, object: Object) -> i64 {
     let id = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
+    let core = matches!(object, Object::Core(_));
     let object = Arc::new(Mutex::new(Some(object)));
-    HANDLES.lock().push(Handle { id, owner, object });
+    HANDLES.lock().push(Handle {
+        id,
+        owner,
+        core,
+        object,
+    });
     id
 }
 
@@ -80,12 +88,13 @@ pub(crate) fn forget(owner: OwnerId) {
     HANDLES.lock().retain(|handle| handle.owner != owner);
 }
 
-/// The handles of `owner` whose object `is` accepts, in the order they were given.
-pub(crate) fn owned(owner: OwnerId, is: impl Fn(&Object) -> bool) -> Vec<i64> {
+/// The core handles of `owner`, in the order they were given (read without any object's
+/// lock: a call on another core may hold one as long as it runs).
+pub(crate) fn core_handles(owner: OwnerId) -> Vec<i64> {
     let handles = HANDLES.lock();
     let mut ids: Vec<i64> = handles
         .iter()
-        .filter(|h| h.owner == owner && h.object.lock().as_ref().is_some_and(&is))
+        .filter(|h| h.owner == owner && h.core)
         .map(|h| h.id)
         .collect();
     ids.sort_unstable();
@@ -106,6 +115,8 @@ pub(crate) fn take(
 
 /// Takes handle `id` of `owner` out of the table if `pick` takes what it names; an object
 /// `pick` gives back with a code (of another kind: `REXO_EBADF`) stays under its handle.
+/// `REXO_EBUSY` while a call on another core uses the handle: the table's lock is never
+/// held waiting for an object's (a call that never ends would stop every C app).
 pub(crate) fn take_as<T>(
     id: i64,
     owner: OwnerId,
@@ -116,7 +127,9 @@ pub(crate) fn take_as<T>(
         .iter()
         .position(|h| h.id == id && h.owner == owner)
         .ok_or(REXO_EBADF)?;
-    let mut slot = handles[at].object.lock();
+    let Some(mut slot) = handles[at].object.try_lock() else {
+        return Err(REXO_EBUSY);
+    };
     match pick(slot.take().ok_or(REXO_EBADF)?) {
         Ok(taken) => {
             drop(slot);
@@ -156,4 +169,73 @@ pub(crate) fn with_memory(id: i64, f: impl FnOnce(&Kernel, &mut Memory) -> Outco
         Object::Memory(memory) => f(kernel, memory),
         _ => Err(REXO_EBADF),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rexo_api::{BlockInfo, Completion, DeviceError, Tag};
+
+    /// A disk that answers nothing: only its handle matters here.
+    struct Idle;
+
+    impl BlockDevice for Idle {
+        fn info(&self) -> BlockInfo {
+            BlockInfo {
+                sectors: 0,
+                sector_size: 512,
+                max_sectors: 1,
+                queues: 1,
+                depth: 1,
+                model: "idle".into(),
+            }
+        }
+        fn submit_read(&mut self, _: usize, _: u64, _: u32) -> Result<Tag, DeviceError> {
+            Err(DeviceError::QueueFull)
+        }
+        fn submit_write(
+            &mut self,
+            _: usize,
+            _: u64,
+            _: u32,
+            _: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<Tag, DeviceError> {
+            Err(DeviceError::QueueFull)
+        }
+        fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
+            Err(DeviceError::QueueFull)
+        }
+        fn poll(&mut self, _: usize, _: Completion<'_>) -> Result<usize, DeviceError> {
+            Ok(0)
+        }
+        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("wake-ups"))
+        }
+        fn abandon_requests(&mut self) {}
+    }
+
+    #[test]
+    fn a_handle_in_use_is_busy_and_never_holds_up_the_table() {
+        let owner = OwnerId(77);
+        let id = insert(owner, Object::Block(Box::new(Idle)));
+        // A call on another core uses the handle (or an ended task left its lock taken).
+        let object = HANDLES
+            .lock()
+            .iter()
+            .find(|h| h.id == id)
+            .map(|h| Arc::clone(&h.object))
+            .expect("inserted");
+        let in_use = object.lock();
+        assert_eq!(take(id, owner, |_| Ok(())).err(), Some(REXO_EBUSY));
+        assert!(core_handles(owner).is_empty(), "listed without waiting");
+        let other = insert(owner, Object::Block(Box::new(Idle)));
+        assert!(
+            take(other, owner, |_| Ok(())).is_ok(),
+            "other handles work on"
+        );
+        drop(in_use);
+        assert!(take(id, owner, |_| Ok(())).is_ok(), "free again: taken");
+        assert_eq!(take(id, owner, |_| Ok(())).err(), Some(REXO_EBADF));
+        forget(owner);
+    }
 }
