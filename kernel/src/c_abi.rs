@@ -50,14 +50,14 @@ pub fn register() {
             let kernel = app.map_or_else(own, crate::apps::token);
             f(&kernel, app.map(|run| run.owner));
         },
+        // Usable RAM, and none of it taken by force from its holder (a C view past its
+        // deadline): the call would fault with a lock held instead of ending the app.
         usable_ram: |start, end| {
-            crate::mem::memory_map().is_some_and(|map| {
-                let usable = |r: &&rexo_memmap::Region| r.kind == rexo_memmap::RegionKind::Usable;
-                map.regions()
-                    .iter()
-                    .filter(usable)
-                    .any(|r| r.start <= start && end <= r.end)
-            })
+            let usable = |r: &rexo_memmap::Region| r.kind == rexo_memmap::RegionKind::Usable;
+            let inside = |r: &rexo_memmap::Region| r.start <= start && end <= r.end;
+            let ram = crate::mem::memory_map()
+                .is_some_and(|map| map.regions().iter().any(|r| usable(r) && inside(r)));
+            ram && !crate::caps::touches_revoked(start, end - start)
         },
     });
 }

@@ -320,6 +320,12 @@ fn checked_range(
     Ok(info.resource.start() + offset)
 }
 
+/// Whether any of the `len` bytes from `start` lies in memory taken by force from its
+/// holder (deadlines enforced first).
+pub fn touches_revoked(start: u64, len: u64) -> bool {
+    with_state(|state| Ok(state.ledger.touches_revoked(start, len))).unwrap_or(false)
+}
+
 /// Copies `data` into the memory `cap` names, at `offset`. `Revoked` if `data` lies in
 /// memory taken by force from its holder (a view's bytes past its deadline): the copy
 /// would fault with the table's lock held; the holder's next touch of them ends its task.
