@@ -283,7 +283,8 @@ unsafe impl Send for SharedArg {}
 // SAFETY: as for `Send`: shared only as an opaque value.
 unsafe impl Sync for SharedArg {}
 
-/// A C function run on every core: `void (*)(void *arg, unsigned core)`.
+/// A C function run on every core: `void (*)(void *arg, unsigned core)`, `core` the
+/// core's place among the app's cores.
 pub type CoreFn = unsafe extern "C" fn(*mut c_void, c_uint);
 
 /// `int rexo_run_on_every_core(rexo_core_fn fn, void *arg)`.
@@ -317,8 +318,9 @@ pub extern "C" fn rexo_sleep_ns(ns: u64) {
 /// `int rexo_memory(uint64_t *usable, uint64_t *free_bytes)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn rexo_memory(usable: *mut u64, free_bytes: *mut u64) -> c_int {
-    if usable.is_null() || free_bytes.is_null() {
-        return REXO_EINVAL;
+    // Both checked before either is written: an error changes nothing.
+    if let Err(code) = check_out(usable).and_then(|()| check_out(free_bytes)) {
+        return code;
     }
     let memory = with_kernel(|kernel, _| kernel.memory());
     match c_store(usable, memory.usable).and_then(|()| c_store(free_bytes, memory.free)) {

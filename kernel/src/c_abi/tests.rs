@@ -37,6 +37,7 @@ crate::kernel_test!(
             let (mut usable, mut free) = (0u64, 0u64);
             assert_eq!(rexo_memory(null_mut(), &raw mut free), REXO_EINVAL);
             assert_eq!(rexo_memory(&raw mut usable, 16 as *mut u64), REXO_EFAULT);
+            assert_eq!(usable, 0, "an error writes neither out-parameter");
             assert_eq!(rexo_memory(&raw mut usable, &raw mut free), REXO_OK);
             assert!(usable > 0 && free <= usable, "usable {usable} free {free}");
 
@@ -131,6 +132,10 @@ crate::kernel_test!(
             crate::caps::revocation_requests(owner).is_empty(),
             "taken by force"
         );
+        // A kernel call given the view's bytes refuses them rather than fault inside.
+        crate::apps::acting_as(&api, || {
+            assert_eq!(rexo_write(ptr.cast_const(), 4), REXO_EFAULT);
+        });
         // C's next touch through the view faults and ends the app's task, not the kernel.
         let touch = crate::apps::acting_as(&api, || {
             run_abortable(|| {
