@@ -90,7 +90,8 @@ int rexo_write(const void *buf, size_t len);
 int rexo_log(const char *text, size_t len);
 
 /* A function run on one core: gets the `arg` given to rexo_run_on_every_core and the
- * core's index. */
+ * core's place among the app's cores, 0 to rexo_cores() - 1 (rexo_core_index() gives the
+ * machine's index of the core, which differs when the app's cores do not start at 0). */
 typedef void (*rexo_core_fn)(void *arg, unsigned core);
 
 /* Runs `fn(arg, core)` once on every core (the caller's core included) and returns when

@@ -9,14 +9,14 @@ int c_cores_main(void);
 /* Run on every core: counts the core once and records that it ran there. */
 struct tally {
     unsigned count;
-    uint64_t seen; /* bit i: core i ran the function */
+    uint64_t seen; /* bit i: the app's core i (its place, not the machine's index) ran it */
 };
 
 static void count_core(void *arg, unsigned core)
 {
     struct tally *tally = arg;
     __atomic_fetch_add(&tally->count, 1, __ATOMIC_SEQ_CST);
-    if (core < 64 && rexo_core_index() == core)
+    if (core < 64)
         __atomic_fetch_or(&tally->seen, (uint64_t)1 << core, __ATOMIC_SEQ_CST);
 }
 
