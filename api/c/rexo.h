@@ -40,7 +40,8 @@ extern "C" {
  * out-parameter, a zero size. */
 #define REXO_EINVAL (-1)
 /* A buffer outside RAM: it starts in page 0, wraps around the address space, or does
- * not lie within one region of usable RAM. */
+ * not lie within one region of usable RAM; or it lies in memory the kernel took back by
+ * force (a view past its revocation deadline). */
 #define REXO_EFAULT (-2)
 /* No such handle for this app: never issued, already returned or closed, another
  * app's, or a handle of another kind (a disk handle given to a network call). */
@@ -70,7 +71,8 @@ extern "C" {
 /* A deadline that is not in the future (rexo_timer_arm). */
 #define REXO_ETIME (-12)
 
-/* How many cores run the work loop (at least 1). */
+/* How many cores the app has (at least 1): every core that runs the work loop, or the
+ * cores its boot manifest entry gives it. */
 unsigned rexo_cores(void);
 
 /* The index of the core running the caller (0 is the boot core). */

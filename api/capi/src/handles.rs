@@ -115,25 +115,25 @@ pub(crate) fn take(
 
 /// Takes handle `id` of `owner` out of the table if `pick` takes what it names; an object
 /// `pick` gives back with a code (of another kind: `REXO_EBADF`) stays under its handle.
-/// `REXO_EBUSY` while a call on another core uses the handle: the table's lock is never
-/// held waiting for an object's (a call that never ends would stop every C app).
+/// A call on another core that uses the handle is waited for with the table unlocked
+/// (a call that never ends then holds up this one alone, not every C app).
 pub(crate) fn take_as<T>(
     id: i64,
     owner: OwnerId,
     pick: impl FnOnce(Object) -> Result<T, (Object, c_int)>,
 ) -> Result<T, c_int> {
-    let mut handles = HANDLES.lock();
-    let at = handles
+    let object = HANDLES
+        .lock()
         .iter()
-        .position(|h| h.id == id && h.owner == owner)
+        .find(|h| h.id == id && h.owner == owner)
+        .map(|h| Arc::clone(&h.object))
         .ok_or(REXO_EBADF)?;
-    let Some(mut slot) = handles[at].object.try_lock() else {
-        return Err(REXO_EBUSY);
-    };
+    // Nothing waits for an object's lock while holding the table's, so taking the
+    // table's lock below, with this one held, cannot deadlock.
+    let mut slot = object.lock();
     match pick(slot.take().ok_or(REXO_EBADF)?) {
         Ok(taken) => {
-            drop(slot);
-            handles.swap_remove(at);
+            HANDLES.lock().retain(|h| h.id != id);
             Ok(taken)
         }
         Err((object, code)) => {
@@ -215,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn a_handle_in_use_is_busy_and_never_holds_up_the_table() {
+    fn a_handle_in_use_is_waited_for_without_holding_up_the_table() {
         let owner = OwnerId(77);
         let id = insert(owner, Object::Block(Box::new(Idle)));
         // A call on another core uses the handle (or an ended task left its lock taken).
@@ -226,15 +226,18 @@ mod tests {
             .map(|h| Arc::clone(&h.object))
             .expect("inserted");
         let in_use = object.lock();
-        assert_eq!(take(id, owner, |_| Ok(())).err(), Some(REXO_EBUSY));
-        assert!(core_handles(owner).is_empty(), "listed without waiting");
+        let closing = std::thread::spawn(move || take(id, owner, |_| Ok(())).is_ok());
+        // The close waits for the handle alone: the table and other handles work on.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(core_handles(owner).is_empty());
         let other = insert(owner, Object::Block(Box::new(Idle)));
         assert!(
             take(other, owner, |_| Ok(())).is_ok(),
             "other handles work on"
         );
+        assert!(!closing.is_finished(), "the close waits for the call");
         drop(in_use);
-        assert!(take(id, owner, |_| Ok(())).is_ok(), "free again: taken");
+        assert!(closing.join().unwrap(), "then takes the handle");
         assert_eq!(take(id, owner, |_| Ok(())).err(), Some(REXO_EBADF));
         forget(owner);
     }

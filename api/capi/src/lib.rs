@@ -31,7 +31,7 @@ pub const REXO_OK: c_int = 0;
 /// `REXO_EINVAL`: NULL pointer with a non-zero length, NULL function or out-parameter,
 /// zero size.
 pub const REXO_EINVAL: c_int = -1;
-/// `REXO_EFAULT`: a buffer outside usable RAM.
+/// `REXO_EFAULT`: a buffer outside usable RAM, or in memory taken back by force.
 pub const REXO_EFAULT: c_int = -2;
 /// `REXO_EBADF`: no such handle for this app.
 pub const REXO_EBADF: c_int = -3;
@@ -67,7 +67,7 @@ pub struct Host {
     /// run's owner; outside an app run, with the kernel's own API and `None`.
     pub acting_for: fn(f: ActingFn<'_>),
     /// Whether `start..end` (non-empty, `start` < `end`) lies inside one region of
-    /// usable RAM.
+    /// usable RAM and outside memory the kernel took back by force.
     pub usable_ram: fn(start: u64, end: u64) -> bool,
 }
 
@@ -170,7 +170,7 @@ fn status(result: Result<(), ApiError>) -> c_int {
 }
 
 /// Whether `[addr, addr + len)` (`len` > 0) lies above page 0 inside one region of usable
-/// RAM. (The page tables are not walked: they are locked while another core changes
+/// RAM, none of it taken back by force. (The page tables are not walked: they are locked while another core changes
 /// them; C apps run trusted, so a pointer to a stack guard page faults.)
 fn check_ram(addr: usize, len: usize) -> Result<(), c_int> {
     let start = addr as u64;
