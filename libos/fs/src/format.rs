@@ -526,7 +526,7 @@ impl DirectoryBlock {
 
     /// [`DirectoryBlock::decode`], the CRC checked only if `trust` asks.
     pub(crate) fn decode_as(block: &Block, number: u64, trust: Trust) -> Result<Self, FsError> {
-        check_header_as(block, DIRECTORY_MAGIC, number, "directory block", trust)?;
+        Self::check_header(block, number, trust)?;
         let count = get_u16(&block[..], ENTRY_COUNT_AT);
         let mut at = ENTRIES_AT;
         let mut entries = Vec::new();
@@ -553,13 +553,7 @@ impl DirectoryBlock {
         block: &Block,
         number: u64,
     ) -> Result<(Vec<Entry>, Vec<String>), FsError> {
-        check_header_as(
-            block,
-            DIRECTORY_MAGIC,
-            number,
-            "directory block",
-            Trust::Verify,
-        )?;
+        Self::check_header(block, number, Trust::Verify)?;
         let count = get_u16(&block[..], ENTRY_COUNT_AT);
         let (mut at, mut entries, mut problems) = (ENTRIES_AT, Vec::new(), Vec::new());
         for index in 0..count {
@@ -616,7 +610,7 @@ impl DirectoryBlock {
         number: u64,
         name: &str,
     ) -> Result<Option<(usize, Inode)>, FsError> {
-        Self::check_sealed(block, number)?;
+        Self::check_header(block, number, Trust::Sealed)?;
         let count = usize::from(get_u16(&block[..], ENTRY_COUNT_AT));
         let mut at = ENTRIES_AT;
         for index in 0..count {
@@ -639,16 +633,11 @@ impl DirectoryBlock {
         Ok(None)
     }
 
-    /// The magic and own number of directory block `number`, already checked whole (its
-    /// CRC is not read again): a block verified as another kind is `Corrupt` here.
-    fn check_sealed(block: &Block, number: u64) -> Result<(), FsError> {
-        check_header_as(
-            block,
-            DIRECTORY_MAGIC,
-            number,
-            "directory block",
-            Trust::Sealed,
-        )
+    /// The header of directory block `number`: its magic and own number, and its CRC
+    /// unless `trust` says the block was checked whole already (a block verified as
+    /// another kind is `Corrupt` all the same).
+    fn check_header(block: &Block, number: u64, trust: Trust) -> Result<(), FsError> {
+        check_header_as(block, DIRECTORY_MAGIC, number, "directory block", trust)
     }
 
     /// Where entry `to` of directory block `number` starts, stepping over the entries
@@ -684,7 +673,7 @@ impl DirectoryBlock {
         number: u64,
         entry: &Entry,
     ) -> Result<Option<Block>, FsError> {
-        Self::check_sealed(block, number)?;
+        Self::check_header(block, number, Trust::Sealed)?;
         let count = get_u16(&block[..], ENTRY_COUNT_AT);
         let at = Self::skip_entries(block, number, ENTRIES_AT, 0, usize::from(count))?;
         let size = Entry::size_on_disk(&entry.name);
