@@ -138,27 +138,31 @@ impl Disk for BlockDisk<'_> {
         Ok(())
     }
 
+    /// Whole sectors go straight from `data`; a partial first or last sector is read,
+    /// changed and written back on its own (its other bytes kept), so a large write
+    /// needs no second buffer.
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        let first = offset / self.sector;
-        let end = (offset + data.len() as u64).div_ceil(self.sector);
-        let mut whole = vec![0u8; ((end - first) * self.sector) as usize];
-        let skip = (offset - first * self.sector) as usize;
-        // The partial sectors at either end keep their other bytes.
         let size = self.sector as usize;
-        let head_partial = skip != 0;
-        let tail_partial = !(offset + data.len() as u64).is_multiple_of(self.sector);
-        if head_partial || (tail_partial && end - first == 1) {
-            self.read_sectors(first, &mut whole[..size])?;
+        let (mut done, mut at) = (0, offset);
+        while done < data.len() {
+            let (lba, skip) = (at / self.sector, (at % self.sector) as usize);
+            let left = data.len() - done;
+            let n = if skip == 0 && left >= size {
+                let whole = left / size * size;
+                self.write_sectors(lba, &data[done..done + whole])?;
+                whole
+            } else {
+                let mut partial = vec![0u8; size];
+                self.read_sectors(lba, &mut partial)?;
+                let n = (size - skip).min(left);
+                partial[skip..skip + n].copy_from_slice(&data[done..done + n]);
+                self.write_sectors(lba, &partial)?;
+                n
+            };
+            done += n;
+            at += n as u64;
         }
-        if tail_partial && end - first > 1 {
-            let last = whole.len() - size;
-            self.read_sectors(end - 1, &mut whole[last..])?;
-        }
-        whole[skip..skip + data.len()].copy_from_slice(data);
-        self.write_sectors(first, &whole)
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), String> {
