@@ -118,6 +118,20 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     Ok(vec![Found::Block(Box::new(disk))])
 }
 
+/// A configuration field that `negotiated` feature promises, read by `read` (only when
+/// negotiated): `None` without the feature, refused ([`DeviceError::Unsupported`], `what`)
+/// when the configuration window lacks it, not taken as the feature missing.
+pub fn promised(
+    negotiated: bool,
+    read: impl FnOnce() -> Option<u32>,
+    what: &'static str,
+) -> Result<Option<u32>, DeviceError> {
+    match negotiated {
+        true => read().map(Some).ok_or(DeviceError::Unsupported(what)),
+        false => Ok(None),
+    }
+}
+
 /// The largest request in sectors: the slot buffer's, within `size_max` (one data
 /// segment per request); `None` when `size_max` is under a sector.
 pub fn request_limit(size_max: Option<u32>) -> Option<u32> {
@@ -445,22 +459,16 @@ impl VirtioBlk {
             .ok_or(DeviceError::Unsupported(
                 "the capacity in the device configuration",
             ))?;
-        // A field a negotiated feature promises must be in the configuration window: a
-        // device without it is refused, not taken as lacking the feature.
-        let promised = |bit: u64, field: Option<u32>, what: &'static str| match has(bit) {
-            true => field.map(Some).ok_or(DeviceError::Unsupported(what)),
-            false => Ok(None),
-        };
         let size_max = promised(
-            F_SIZE_MAX,
-            transport.config32(CONFIG_SIZE_MAX),
+            has(F_SIZE_MAX),
+            || transport.config32(CONFIG_SIZE_MAX),
             "size_max in the device configuration (VIRTIO_BLK_F_SIZE_MAX)",
         )?;
         let max_sectors = request_limit(size_max)
             .ok_or(DeviceError::Unsupported("a size_max of at least a sector"))?;
         let seg_max = promised(
-            F_SEG_MAX,
-            transport.config32(CONFIG_SEG_MAX),
+            has(F_SEG_MAX),
+            || transport.config32(CONFIG_SEG_MAX),
             "seg_max in the device configuration (VIRTIO_BLK_F_SEG_MAX)",
         )?;
         // Each request has one data segment: any seg_max from 1 up allows it.
@@ -468,8 +476,8 @@ impl VirtioBlk {
             return Err(DeviceError::Unsupported("a seg_max of at least 1"));
         }
         let queue_count = promised(
-            F_MQ,
-            transport.config16(CONFIG_NUM_QUEUES).map(u32::from),
+            has(F_MQ),
+            || transport.config16(CONFIG_NUM_QUEUES).map(u32::from),
             "num_queues in the device configuration (VIRTIO_BLK_F_MQ)",
         )?
         .map_or(1, |count| count.clamp(1, u32::from(MAX_QUEUES)) as u16);
@@ -668,6 +676,17 @@ impl Drop for VirtioBlk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_promised_field_is_read_only_when_negotiated_and_must_be_there() {
+        let read = |value| move || value;
+        assert_eq!(promised(false, || panic!("read"), "x"), Ok(None));
+        assert_eq!(promised(true, read(Some(7)), "x"), Ok(Some(7)));
+        assert_eq!(
+            promised(true, read(None), "size_max"),
+            Err(DeviceError::Unsupported("size_max"))
+        );
+    }
 
     #[test]
     fn request_limit_respects_size_max() {
