@@ -77,16 +77,19 @@ pub type DiskFile = (String, Vec<u8>);
 /// read-only) can make a directory its own descendant, and the walk would never end.
 const MAX_DIRECTORIES: usize = 1024;
 
+/// What [`walk`] found: each file's path and size, in order, and what it skipped.
+type Walked = (Vec<(String, u64)>, Vec<String>);
+
 /// Walks the site's tree from `/`, directory by directory (each directory's files in a
 /// row: the file system places a directory's small files together, so they are read
-/// together), through `list` (a directory's entries), handing each file's path and size
-/// to `file`. On a `read_only` (damaged) file system a directory that cannot be listed
-/// is skipped; past [`MAX_DIRECTORIES`] the walk stops. Returns what was skipped.
+/// together), through `list` (a directory's entries). On a `read_only` (damaged) file
+/// system a directory that cannot be listed is skipped; past [`MAX_DIRECTORIES`] the walk
+/// stops. Returns each file's path and size, in that order, and what was skipped.
 fn walk(
     list: &mut dyn FnMut(&str) -> Result<Vec<rexo_fs::DirEntry>, rexo_fs::FsError>,
     read_only: bool,
-    file: &mut dyn FnMut(String, u64),
-) -> Result<Vec<String>, rexo_fs::FsError> {
+) -> Result<Walked, rexo_fs::FsError> {
+    let mut files = Vec::new();
     let mut skipped = Vec::new();
     let mut directories = alloc::vec![String::from("/")];
     let mut listed = 0;
@@ -114,11 +117,41 @@ fn walk(
             };
             match entry.kind {
                 rexo_fs::FileKind::Directory => directories.push(path),
-                rexo_fs::FileKind::File => file(path, entry.size),
+                rexo_fs::FileKind::File => files.push((path, entry.size)),
             }
         }
     }
-    Ok(skipped)
+    Ok((files, skipped))
+}
+
+/// Reads the `listed` files (path, size) with `read`, in order, up to [`MAX_DISK_BYTES`]
+/// in all; a file past that, or (with `skip_errors`) one that cannot be read, is left
+/// with a line in `notes`; another read error is returned.
+fn read_within_budget<E: core::fmt::Display>(
+    listed: Vec<(String, u64)>,
+    read: &mut dyn FnMut(&str) -> Result<Vec<u8>, E>,
+    skip_errors: bool,
+    notes: &mut Vec<String>,
+) -> Result<Vec<DiskFile>, E> {
+    let mut files = Vec::new();
+    let mut total = 0;
+    for (path, size) in listed {
+        if total + size > MAX_DISK_BYTES {
+            notes.push(format!(
+                "{path} ({size} bytes) left on disk: the file cache takes {MAX_DISK_BYTES} bytes of disk files"
+            ));
+            continue;
+        }
+        match read(&path) {
+            Ok(bytes) => {
+                total += size;
+                files.push((path, bytes));
+            }
+            Err(error) if skip_errors => notes.push(format!("{path} skipped: {error}")),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(files)
 }
 
 /// The files of the first disk holding the Rexo file system, each at its path (every
@@ -132,30 +165,14 @@ pub fn from_disk(kernel: &Kernel) -> (Vec<DiskFile>, Vec<String>) {
         kernel,
         &mut |found| damage = Some(format!("{found}")),
         |fs| {
-            let mut files = Vec::new();
-            let mut total = 0;
             let read_only = fs.is_read_only();
-            let mut list = |directory: &str| fs.list(directory);
-            let mut walked = Vec::new();
-            let mut skipped = walk(&mut list, read_only, &mut |path, size| {
-                walked.push((path, size))
-            })?;
-            for (path, size) in walked {
-                if total + size > MAX_DISK_BYTES {
-                    skipped.push(format!(
-                        "{path} ({size} bytes) left on disk: the file cache takes {MAX_DISK_BYTES} bytes of disk files"
-                    ));
-                    continue;
-                }
-                match fs.read_all(&path) {
-                    Ok(bytes) => {
-                        total += size;
-                        files.push((path, bytes));
-                    }
-                    Err(error) if read_only => skipped.push(format!("{path} skipped: {error}")),
-                    Err(error) => return Err(error),
-                }
-            }
+            let (walked, mut skipped) = walk(&mut |directory| fs.list(directory), read_only)?;
+            let files = read_within_budget(
+                walked,
+                &mut |path| fs.read_all(path),
+                read_only,
+                &mut skipped,
+            )?;
             Ok((files, skipped))
         },
     );
@@ -173,25 +190,12 @@ pub fn from_disk(kernel: &Kernel) -> (Vec<DiskFile>, Vec<String>) {
         Err(why) => why,
     };
     let read = rexo_bmfs::on_first_volume(kernel, |volume| {
-        let listed: Vec<(String, u64)> = volume.files().map(|f| (f.name.clone(), f.size)).collect();
-        let mut files = Vec::new();
-        let mut total = 0;
-        for (name, size) in listed {
-            if total + size > MAX_DISK_BYTES {
-                notes.push(format!(
-                    "/{name} ({size} bytes) left on disk: the file cache takes {MAX_DISK_BYTES} bytes of disk files"
-                ));
-                continue;
-            }
-            match volume.read(&name) {
-                Ok(bytes) => {
-                    files.push((format!("/{name}"), bytes));
-                    total += size;
-                }
-                Err(error) => notes.push(format!("/{name} skipped: {error}")),
-            }
-        }
-        Ok(files)
+        let listed = volume
+            .files()
+            .map(|f| (format!("/{}", f.name), f.size))
+            .collect();
+        let mut read = |path: &str| volume.read(&path[1..]);
+        read_within_budget(listed, &mut read, true, &mut notes)
     });
     match read {
         Ok(files) => (files, notes),
@@ -260,8 +264,7 @@ mod tests {
                 entry("loop", Directory, 4096)
             ])
         };
-        let mut files = Vec::new();
-        let skipped = walk(&mut list, true, &mut |path, size| files.push((path, size))).unwrap();
+        let (files, skipped) = walk(&mut list, true).unwrap();
         assert_eq!(listings, MAX_DIRECTORIES);
         assert_eq!(files.len(), MAX_DIRECTORIES);
         assert_eq!(files[1], ("/loop/index.html".into(), 5));
@@ -282,11 +285,10 @@ mod tests {
             ]),
             _ => Err(rexo_fs::FsError::NotFound(path.into())),
         };
-        let mut files = Vec::new();
-        let skipped = walk(&mut list, true, &mut |path, _| files.push(path)).unwrap();
-        assert_eq!(files, ["/b.txt"]);
+        let (files, skipped) = walk(&mut list, true).unwrap();
+        assert_eq!(files, [("/b.txt".into(), 3)]);
         assert_eq!(skipped, ["/a skipped: /a: not found"]);
-        assert!(walk(&mut list, false, &mut |_, _| {}).is_err());
+        assert!(walk(&mut list, false).is_err());
     }
 
     #[test]
