@@ -251,7 +251,12 @@ pub fn command(words: Vec<String>) -> Result<u8> {
                 forward.host, forward.guest
             );
         }
-        if let Some(page) = forwards.0.iter().find(|f| app == "httpd" && f.guest == 80) {
+        let page = forwards
+            .0
+            .iter()
+            .find(|f| f.guest == 80)
+            .filter(|_| app == "httpd");
+        if let Some(page) = page {
             eprintln!(
                 "xtask: httpd's status page: http://127.0.0.1:{}/",
                 page.host

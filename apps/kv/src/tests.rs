@@ -64,6 +64,22 @@ fn datagram(id: u16, total: u16, body: &[u8]) -> Vec<u8> {
     d
 }
 
+/// Stores a value of `len` bytes under `key` in `cache` through a session, checked.
+fn store_value(cache: &mut Cache, key: &str, len: usize) {
+    let mut set = alloc::format!("set {key} 0 0 {len}\r\n").into_bytes();
+    set.resize(set.len() + len, b'v');
+    set.extend_from_slice(b"\r\n");
+    let mut answer = Vec::new();
+    Session::new().serve(
+        cache,
+        &set,
+        CLOCK_START_S,
+        &ServerInfo::default(),
+        &mut answer,
+    );
+    assert_eq!(answer, b"STORED\r\n");
+}
+
 fn small_cache() -> Cache {
     Cache::new(
         CacheConfig {
@@ -96,12 +112,7 @@ fn a_udp_get_cannot_make_an_unbounded_answer() {
     let mut cache = small_cache();
     let info = ServerInfo::default();
     let mut answer = Vec::new();
-    let mut set = b"set big 0 0 1048576\r\n".to_vec();
-    set.resize(set.len() + (1 << 20), b'v');
-    set.extend_from_slice(b"\r\n");
-    let mut session = Session::new();
-    session.serve(&mut cache, &set, CLOCK_START_S, &info, &mut answer);
-    assert_eq!(answer, b"STORED\r\n");
+    store_value(&mut cache, "big", 1 << 20);
     // 1400 bytes of `get big big ...`: about 350 MiB of answer if it were built.
     let mut get = b"get".to_vec();
     while get.len() < 1380 {
@@ -120,17 +131,8 @@ fn a_small_udp_request_cannot_make_a_large_answer() {
     let mut cache = small_cache();
     let info = ServerInfo::default();
     let mut answer = Vec::new();
-    let mut session = Session::new();
-    let mut store = |key: &str, len: usize, answer: &mut Vec<u8>| {
-        let mut set = alloc::format!("set {key} 0 0 {len}\r\n").into_bytes();
-        set.resize(set.len() + len, b'v');
-        set.extend_from_slice(b"\r\n");
-        session.serve(&mut cache, &set, CLOCK_START_S, &info, answer);
-        assert_eq!(answer, b"STORED\r\n");
-        answer.clear();
-    };
-    store("k", 1 << 20, &mut answer);
-    store("medium", 20_000, &mut answer);
+    store_value(&mut cache, "k", 1 << 20);
+    store_value(&mut cache, "medium", 20_000);
     // 19 bytes with a forged source would have made 3 MiB for its victim.
     let request = datagram(10, 1, b"get k k k\r\n");
     let id = udp::answer_datagram(&mut cache, &request, CLOCK_START_S, &info, &mut answer);
