@@ -299,23 +299,41 @@ fn grant(owner: OwnerId, bytes: u64, reserved: u64) -> Result<Cap, MemoryError> 
     }
 }
 
-/// The physical range `[offset, offset + len)` of the memory `cap` names, checked for
-/// `owner` and `right`.
+/// `cap` checked for `owner` and `right`, and to name a resource of `kind`.
+fn check_kind(
+    state: &State,
+    owner: OwnerId,
+    cap: &Cap,
+    right: Rights,
+    kind: ResourceKind,
+) -> Result<EntryInfo, CapError> {
+    let info = state.table.check(owner, cap, right)?;
+    match info.resource.kind() == kind {
+        true => Ok(info),
+        false => Err(CapError::WrongKind),
+    }
+}
+
+/// Where the memory `cap` names from `offset` on is copied to or from the app's
+/// `buffer`, checked for `owner` and `right`. `Revoked` if `buffer` lies in memory taken
+/// by force from its holder (a view's bytes past its deadline): the copy would fault with
+/// the table's lock held; the holder's next touch of them ends its task.
 fn checked_range(
     state: &State,
     owner: OwnerId,
     cap: &Cap,
     right: Rights,
     offset: u64,
-    len: u64,
+    buffer: &[u8],
 ) -> Result<u64, CapError> {
-    let info = state.table.check(owner, cap, right)?;
-    if info.resource.kind() != ResourceKind::Memory {
-        return Err(CapError::WrongKind);
-    }
+    let info = check_kind(state, owner, cap, right, ResourceKind::Memory)?;
+    let len = buffer.len() as u64;
     let end = offset.checked_add(len).ok_or(CapError::OutOfRange)?;
     if end > info.resource.len() {
         return Err(CapError::OutOfRange);
+    }
+    if state.ledger.touches_revoked(buffer.as_ptr() as u64, len) {
+        return Err(CapError::Revoked);
     }
     Ok(info.resource.start() + offset)
 }
@@ -326,18 +344,11 @@ pub fn touches_revoked(start: u64, len: u64) -> bool {
     with_state(|state| Ok(state.ledger.touches_revoked(start, len))).unwrap_or(false)
 }
 
-/// Copies `data` into the memory `cap` names, at `offset`. `Revoked` if `data` lies in
-/// memory taken by force from its holder (a view's bytes past its deadline): the copy
-/// would fault with the table's lock held; the holder's next touch of them ends its task.
+/// Copies `data` into the memory `cap` names, at `offset` (`Revoked` for `data` in
+/// revoked memory: [`checked_range`]).
 pub fn write_memory(owner: OwnerId, cap: &Cap, offset: u64, data: &[u8]) -> Result<(), CapError> {
     with_state(|state| {
-        let at = checked_range(state, owner, cap, Rights::WRITE, offset, data.len() as u64)?;
-        if state
-            .ledger
-            .touches_revoked(data.as_ptr() as u64, data.len() as u64)
-        {
-            return Err(CapError::Revoked);
-        }
+        let at = checked_range(state, owner, cap, Rights::WRITE, offset, data)?;
         // SAFETY: `[at, at + len)` lies inside frames the table says `owner` may write;
         // those frames belong to no Rust object (they were handed out as raw frames and
         // are reached only through this module, under the lock).
@@ -355,13 +366,7 @@ pub fn read_memory(
     buffer: &mut [u8],
 ) -> Result<(), CapError> {
     with_state(|state| {
-        let at = checked_range(state, owner, cap, Rights::READ, offset, buffer.len() as u64)?;
-        if state
-            .ledger
-            .touches_revoked(buffer.as_ptr() as u64, buffer.len() as u64)
-        {
-            return Err(CapError::Revoked);
-        }
+        let at = checked_range(state, owner, cap, Rights::READ, offset, buffer)?;
         // SAFETY: as in `write_memory`, for reading.
         unsafe {
             core::ptr::copy_nonoverlapping(at as *const u8, buffer.as_mut_ptr(), buffer.len())
@@ -420,13 +425,9 @@ fn reclaim_frames(state: &mut State, forced: bool, ended: Option<OwnerId>) {
 /// so that a forced revocation unmaps the frames and keeps them until `owner` ends.
 pub fn map(owner: OwnerId, cap: &mut rexo_api::MemoryCap) -> Result<&mut [u8], CapError> {
     let range = with_state(|state| {
-        let info = state
-            .table
-            .check(owner, cap.cap(), Rights::READ | Rights::WRITE)?;
+        let rights = Rights::READ | Rights::WRITE;
+        let info = check_kind(state, owner, cap.cap(), rights, ResourceKind::Memory)?;
         let r = info.resource;
-        if r.kind() != ResourceKind::Memory {
-            return Err(CapError::WrongKind);
-        }
         if state
             .table
             .entries()
@@ -463,15 +464,7 @@ pub fn revoked_region(addr: u64) -> Option<(Resource, OwnerId)> {
 /// The holder gives `cap`, a capability of `kind`, back (with everything derived from it).
 pub fn return_cap(owner: OwnerId, cap: Cap, kind: ResourceKind) -> Result<(), CapError> {
     with_state(|state| {
-        if state
-            .table
-            .check(owner, &cap, Rights::NONE)?
-            .resource
-            .kind()
-            != kind
-        {
-            return Err(CapError::WrongKind);
-        }
+        check_kind(state, owner, &cap, Rights::NONE, kind)?;
         state.table.return_cap(owner, &cap)?;
         reclaim_frames(state, false, None);
         Ok(())
@@ -510,9 +503,7 @@ pub fn memory_op(
     with_state(|state| {
         // `MemoryCap::new` takes any capability: a core's, a timer's or an interrupt's is
         // not to be split, merged or derived here.
-        if state.table.check(owner, cap, Rights::NONE)?.resource.kind() != ResourceKind::Memory {
-            return Err(CapError::WrongKind);
-        }
+        check_kind(state, owner, cap, Rights::NONE, ResourceKind::Memory)?;
         // The holder uses the capability, so no view of it is alive: forget the mapping
         // (split and merge change its range).
         state.ledger.forget_mapping(cap.id());
