@@ -26,6 +26,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use rexo_captable::{
     Cap, CapError, CapTable, EntryId, EntryInfo, OwnerId, Resource, ResourceKind, RevokeReason,
@@ -338,10 +339,18 @@ fn checked_range(
     Ok(info.resource.start() + offset)
 }
 
+/// Whether the ledger holds a revoked region: [`touches_revoked`] needs no lock while
+/// none is (it runs for every buffer a C app hands the kernel).
+static ANY_REVOKED: AtomicBool = AtomicBool::new(false);
+
 /// Whether any of the `len` bytes from `start` lies in memory taken by force from its
-/// holder (deadlines enforced first).
+/// holder.
 pub fn touches_revoked(start: u64, len: u64) -> bool {
-    with_state(|state| Ok(state.ledger.touches_revoked(start, len))).unwrap_or(false)
+    ANY_REVOKED.load(Ordering::Acquire)
+        && STATE
+            .lock()
+            .as_ref()
+            .is_some_and(|state| state.ledger.touches_revoked(start, len))
 }
 
 /// Copies `data` into the memory `cap` names, at `offset` (`Revoked` for `data` in
@@ -402,6 +411,7 @@ fn reclaim_frames(state: &mut State, forced: bool, ended: Option<OwnerId>) {
         .map(|e| (e.id, e.resource.start()..e.resource.end()))
         .collect();
     let Reclaim { unmap, remap, free } = state.ledger.reclaim(&live, forced, ended);
+    ANY_REVOKED.store(!state.ledger.revoked().is_empty(), Ordering::Release);
     for (range, present) in unmap
         .into_iter()
         .map(|r| (r, false))
