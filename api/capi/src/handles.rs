@@ -22,8 +22,8 @@ pub(crate) struct Memory {
 }
 
 impl Memory {
-    /// The capability for a copying call or a return: `REXO_EBUSY` while mapped (a view
-    /// borrows its capability, as in Rust).
+    /// The capability for a copying call or a return: `REXO_EBUSY` while mapped (the
+    /// handle stands for the C app's view until `rexo_unmap_memory`).
     pub fn unmapped(&self) -> Result<&MemoryCap, c_int> {
         if self.mapped {
             Err(REXO_EBUSY)
@@ -122,12 +122,7 @@ pub(crate) fn take_as<T>(
     owner: OwnerId,
     pick: impl FnOnce(Object) -> Result<T, (Object, c_int)>,
 ) -> Result<T, c_int> {
-    let object = HANDLES
-        .lock()
-        .iter()
-        .find(|h| h.id == id && h.owner == owner)
-        .map(|h| Arc::clone(&h.object))
-        .ok_or(REXO_EBADF)?;
+    let object = object_of(id, owner).ok_or(REXO_EBADF)?;
     // Nothing waits for an object's lock while holding the table's, so taking the
     // table's lock below, with this one held, cannot deadlock.
     let mut slot = object.lock();
@@ -143,16 +138,21 @@ pub(crate) fn take_as<T>(
     }
 }
 
+/// The object behind handle `id` of `owner`, shared (the table's lock is held only for
+/// the lookup).
+fn object_of(id: i64, owner: OwnerId) -> Option<Arc<Mutex<Option<Object>>>> {
+    HANDLES
+        .lock()
+        .iter()
+        .find(|h| h.id == id && h.owner == owner)
+        .map(|h| Arc::clone(&h.object))
+}
+
 /// Runs `f` on handle `id` of the C app running on this core (the table is not locked
 /// meanwhile, only the handle).
 pub(crate) fn with_object(id: i64, f: impl FnOnce(&Kernel, &mut Object) -> Outcome) -> c_int {
     with_app(|kernel, owner| {
-        let object = HANDLES
-            .lock()
-            .iter()
-            .find(|h| h.id == id && h.owner == owner)
-            .map(|h| Arc::clone(&h.object));
-        let Some(object) = object else {
+        let Some(object) = object_of(id, owner) else {
             return REXO_EBADF;
         };
         let mut slot = object.lock();
@@ -219,12 +219,7 @@ mod tests {
         let owner = OwnerId(77);
         let id = insert(owner, Object::Block(Box::new(Idle)));
         // A call on another core uses the handle (or an ended task left its lock taken).
-        let object = HANDLES
-            .lock()
-            .iter()
-            .find(|h| h.id == id)
-            .map(|h| Arc::clone(&h.object))
-            .expect("inserted");
+        let object = object_of(id, owner).expect("inserted");
         let in_use = object.lock();
         let closing = std::thread::spawn(move || take(id, owner, |_| Ok(())).is_ok());
         // The close waits for the handle alone: the table and other handles work on.

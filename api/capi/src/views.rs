@@ -17,12 +17,13 @@ pub extern "C" fn rexo_map_memory(handle: i64, ptr: *mut *mut c_void, len: *mut 
         if memory.mapped {
             return Err(REXO_EBUSY);
         }
-        let view = kernel.map_memory(&mut memory.cap, |bytes| (bytes.as_mut_ptr(), bytes.len()));
-        let (start, bytes) = view.map_err(error_code)?;
+        let view = |bytes: &mut [u8]| (bytes.as_mut_ptr() as u64, bytes.len() as u64);
+        let (start, bytes) = kernel
+            .map_memory(&mut memory.cap, view)
+            .map_err(error_code)?;
         // The C app keeps the address past the call (C is beyond the borrow checker):
         // `mapped` stands for the view until rexo_unmap_memory.
         memory.mapped = true;
-        let (start, bytes) = (start as u64, bytes as u64);
         c_store(ptr, start)?;
         c_store(len, bytes)?;
         Ok(REXO_OK)
