@@ -21,7 +21,8 @@ pub struct Figure {
     pub name: &'static str,
     /// Operations timed back to back in one round.
     pub per_round: u64,
-    /// Each round's cost per operation, in hundredths of a cycle.
+    /// Each round's cost per operation, in hundredths of a cycle, in ascending order
+    /// ([`Figure::measure`] sorts them; the line reads its median and ends from them).
     pub centi_cycles: Vec<u64>,
 }
 
@@ -36,9 +37,10 @@ impl Figure {
         mut round: impl FnMut(u64) -> u64,
     ) -> Self {
         let per_round = per_round.max(1);
-        let centi_cycles = (0..rounds)
+        let mut centi_cycles: Vec<u64> = (0..rounds)
             .map(|_| round(per_round).saturating_mul(100) / per_round)
             .collect();
+        centi_cycles.sort_unstable();
         Self {
             name,
             per_round,
@@ -64,8 +66,7 @@ pub struct Line<'a> {
 impl fmt::Display for Line<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let figure = self.figure;
-        let mut values = figure.centi_cycles.clone();
-        values.sort_unstable();
+        let values = &figure.centi_cycles;
         let (Some(&min), Some(&max)) = (values.first(), values.last()) else {
             return write!(f, "bench {} error=no-rounds", figure.name);
         };

@@ -344,23 +344,21 @@ impl Filter {
     /// uses it; the kept bytes alone would let every port of the protocol out). The bytes
     /// are joined into fields again (`fields`), as the rule is matched per frame sent.
     pub fn transmit_rule(&self) -> Option<Filter> {
-        let mut names_endpoint = false;
         let mut bytes: Vec<(u16, u8, u8)> = self
             .byte_constraints()?
             .into_iter()
             .filter_map(|(offset, mask, value)| {
-                let sent_at = match mirror(offset) {
-                    Some(source) => {
-                        names_endpoint = true;
-                        source
-                    }
-                    None if SAME_BOTH_WAYS.contains(&offset) => offset,
-                    None => return None,
-                };
+                let sent_at = mirror(offset)
+                    .or_else(|| SAME_BOTH_WAYS.contains(&offset).then_some(offset))?;
                 Some((sent_at, mask, value))
             })
             .collect();
-        if !names_endpoint {
+        // A mirrored byte never lands on a byte kept as it is: any other byte names an
+        // endpoint.
+        if bytes
+            .iter()
+            .all(|(offset, _, _)| SAME_BOTH_WAYS.contains(offset))
+        {
             return None;
         }
         bytes.sort_unstable_by_key(|&(offset, _, _)| offset);
