@@ -58,6 +58,21 @@ impl<D: BlockStore> FileSystem<D> {
         self.store.with_metadata(number, decode)
     }
 
+    /// What `edit` makes of directory block `number`, checked whole once (decoded when
+    /// just read; a block checked already is not parsed again), then changed in place.
+    fn edit_directory_block<T>(
+        &mut self,
+        number: u64,
+        edit: impl FnOnce(&Block) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        self.read_sealed(number, |image, trust| {
+            if trust == Trust::Verify {
+                DirectoryBlock::decode_as(image, number, trust)?;
+            }
+            edit(image)
+        })
+    }
+
     /// The inode at `names` (the root for none).
     pub(crate) fn lookup(&mut self, names: &[&str]) -> Result<Found, FsError> {
         let mut found = Found {
@@ -187,10 +202,7 @@ impl<D: BlockStore> FileSystem<D> {
                 self.store.stage_metadata(0, superblock.encode());
             }
             Location::Entry { block, index } => {
-                let image = self.read_sealed(block, |image, trust| {
-                    if trust == Trust::Verify {
-                        DirectoryBlock::decode_as(image, block, trust)?;
-                    }
+                let image = self.edit_directory_block(block, |image| {
                     let mut image = image.clone();
                     DirectoryBlock::replace_inode(&mut image, block, index, &inode)?;
                     Ok(image)
@@ -218,11 +230,7 @@ impl<D: BlockStore> FileSystem<D> {
         let blocks: Vec<u64> = self.directory_blocks(&directory.inode)?.collect();
         for &block in &blocks {
             let appended = self
-                .read_sealed(block, |image, trust| {
-                    // Checked whole once (just read), then changed in place.
-                    if trust == Trust::Verify {
-                        DirectoryBlock::decode_as(image, block, trust)?;
-                    }
+                .edit_directory_block(block, |image| {
                     DirectoryBlock::append_sealed(image, block, &entry)
                 })
                 .map_err(|error| error.under(&join(path)))?;
@@ -258,11 +266,7 @@ impl<D: BlockStore> FileSystem<D> {
         let blocks: Vec<u64> = self.directory_blocks(&directory.inode)?.collect();
         for (logical, &block) in blocks.iter().enumerate() {
             let removed = self
-                .read_sealed(block, |image, trust| {
-                    // Checked whole once (just read), then changed in place.
-                    if trust == Trust::Verify {
-                        DirectoryBlock::decode_as(image, block, trust)?;
-                    }
+                .edit_directory_block(block, |image| {
                     DirectoryBlock::remove_sealed(image, block, name)
                 })
                 .map_err(|error| error.under(&join(path)))?;

@@ -509,6 +509,15 @@ impl Entry {
     pub(crate) fn size_on_disk(name: &str) -> usize {
         1 + INODE_SIZE + name.len()
     }
+
+    /// Writes the entry into directory `block` at `at` (name length, inode, name: the
+    /// layout's one writer); returns the bytes it took.
+    fn encode_at(&self, block: &mut Block, at: usize) -> usize {
+        put(&mut block[..], at, &[self.name.len() as u8]);
+        self.inode.encode(&mut block[..], at + 1);
+        put(&mut block[..], at + 1 + INODE_SIZE, self.name.as_bytes());
+        Self::size_on_disk(&self.name)
+    }
 }
 
 /// A directory block's entries, in the order stored.
@@ -591,10 +600,7 @@ impl DirectoryBlock {
         );
         let mut at = ENTRIES_AT;
         for entry in &self.entries {
-            put(&mut block[..], at, &[entry.name.len() as u8]);
-            entry.inode.encode(&mut block[..], at + 1);
-            put(&mut block[..], at + 1 + INODE_SIZE, entry.name.as_bytes());
-            at += Entry::size_on_disk(&entry.name);
+            at += entry.encode_at(&mut block, at);
         }
         stamp(&mut block, DIRECTORY_MAGIC, number);
         block
@@ -610,6 +616,16 @@ impl DirectoryBlock {
         number: u64,
         name: &str,
     ) -> Result<Option<(usize, Inode)>, FsError> {
+        let found = Self::locate_sealed(block, number, name)?;
+        Ok(found.map(|(index, _, inode)| (index, inode)))
+    }
+
+    /// [`find_sealed`](Self::find_sealed), with where the entry starts in the block.
+    fn locate_sealed(
+        block: &Block,
+        number: u64,
+        name: &str,
+    ) -> Result<Option<(usize, usize, Inode)>, FsError> {
         Self::check_header(block, number, Trust::Sealed)?;
         let count = usize::from(get_u16(&block[..], ENTRY_COUNT_AT));
         let mut at = ENTRIES_AT;
@@ -626,7 +642,11 @@ impl DirectoryBlock {
                 ));
             };
             if stored == name.as_bytes() {
-                return Ok(Some((index, Inode::decode(&block[..], at + 1, number)?)));
+                return Ok(Some((
+                    index,
+                    at,
+                    Inode::decode(&block[..], at + 1, number)?,
+                )));
             }
             at = name_at + name_len;
         }
@@ -686,13 +706,7 @@ impl DirectoryBlock {
             ENTRY_COUNT_AT,
             &(count + 1).to_le_bytes(),
         );
-        put(&mut appended[..], at, &[entry.name.len() as u8]);
-        entry.inode.encode(&mut appended[..], at + 1);
-        put(
-            &mut appended[..],
-            at + 1 + INODE_SIZE,
-            entry.name.as_bytes(),
-        );
+        entry.encode_at(&mut appended, at);
         stamp(&mut appended, DIRECTORY_MAGIC, number);
         Ok(Some(appended))
     }
@@ -707,14 +721,13 @@ impl DirectoryBlock {
         number: u64,
         name: &str,
     ) -> Result<Option<(Inode, Option<Block>)>, FsError> {
-        let Some((index, inode)) = Self::find_sealed(block, number, name)? else {
+        let Some((index, at, inode)) = Self::locate_sealed(block, number, name)? else {
             return Ok(None);
         };
         let count = usize::from(get_u16(&block[..], ENTRY_COUNT_AT));
         if count == 1 {
             return Ok(Some((inode, None)));
         }
-        let at = Self::skip_entries(block, number, ENTRIES_AT, 0, index)?;
         let end = Self::skip_entries(block, number, at, index, count)?;
         let size = Entry::size_on_disk(name);
         let mut rest = block.clone();
@@ -793,8 +806,8 @@ fn decode_entry(block: &Block, number: u64, at: usize) -> Result<Entry, String> 
 
 /// Where an overflow block's extent count, next block and extents are.
 const OVERFLOW_COUNT_AT: usize = BODY_AT;
-const OVERFLOW_NEXT_AT: usize = 24;
-const OVERFLOW_EXTENTS_AT: usize = 32;
+pub(crate) const OVERFLOW_NEXT_AT: usize = 24;
+pub(crate) const OVERFLOW_EXTENTS_AT: usize = 32;
 /// Extents one overflow block holds.
 pub(crate) const EXTENTS_PER_OVERFLOW_BLOCK: usize = (CRC_AT - OVERFLOW_EXTENTS_AT) / EXTENT_SIZE;
 

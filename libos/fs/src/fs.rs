@@ -661,9 +661,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// (see [`FileSystem::fresh_blocks`]) found already: fails only on a write or flush
     /// error, which stops the file system.
     fn commit_running_with(&mut self, fresh: Vec<u64>) -> Result<(), FsError> {
-        if self.store.running.is_empty() {
-            return Ok(());
-        }
+        // Never empty here: commit_running checked, join_running has just absorbed.
         self.store.seal_running();
         self.write_fresh_in_place(fresh)?;
         if self.store.running.is_empty() {

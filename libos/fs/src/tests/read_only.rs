@@ -97,9 +97,10 @@ fn without_a_superblock_there_is_nothing_to_mount() {
     );
 }
 
-/// Where an overflow block's next block and first extent's logical block are.
-const OVERFLOW_NEXT_AT: usize = 24;
-const OVERFLOW_FIRST_LOGICAL_AT: usize = 32;
+use crate::format::{OVERFLOW_EXTENTS_AT, OVERFLOW_NEXT_AT};
+
+/// Where an overflow block's first extent's logical block is (an extent's first field).
+const OVERFLOW_FIRST_LOGICAL_AT: usize = OVERFLOW_EXTENTS_AT;
 
 /// `disk` mounted read-only (it must be found damaged), counting its requests, with
 /// the cache off: every metadata block read is a disk read.
