@@ -14,7 +14,7 @@ use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueueWakes};
 use rexo_pci::Function;
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, Virtqueue};
-use crate::transport::Transport;
+use crate::transport::{Transport, promised};
 
 /// Transitional virtio-blk (legacy interface, maybe modern too).
 const DEVICE_TRANSITIONAL: u16 = 0x1001;
@@ -116,20 +116,6 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         },
     );
     Ok(vec![Found::Block(Box::new(disk))])
-}
-
-/// A configuration field that `negotiated` feature promises, read by `read` (only when
-/// negotiated): `None` without the feature, refused ([`DeviceError::Unsupported`], `what`)
-/// when the configuration window lacks it, not taken as the feature missing.
-pub fn promised(
-    negotiated: bool,
-    read: impl FnOnce() -> Option<u32>,
-    what: &'static str,
-) -> Result<Option<u32>, DeviceError> {
-    match negotiated {
-        true => read().map(Some).ok_or(DeviceError::Unsupported(what)),
-        false => Ok(None),
-    }
 }
 
 /// The largest request in sectors: the slot buffer's, within `size_max` (one data
@@ -477,10 +463,10 @@ impl VirtioBlk {
         }
         let queue_count = promised(
             has(F_MQ),
-            || transport.config16(CONFIG_NUM_QUEUES).map(u32::from),
+            || transport.config16(CONFIG_NUM_QUEUES),
             "num_queues in the device configuration (VIRTIO_BLK_F_MQ)",
         )?
-        .map_or(1, |count| count.clamp(1, u32::from(MAX_QUEUES)) as u16);
+        .map_or(1, |count| count.clamp(1, MAX_QUEUES));
         let mut queues = Vec::new();
         let mut vectors = Vec::new();
         let mut depth = MAX_DEPTH;
@@ -676,17 +662,6 @@ impl Drop for VirtioBlk {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_promised_field_is_read_only_when_negotiated_and_must_be_there() {
-        let read = |value| move || value;
-        assert_eq!(promised(false, || panic!("read"), "x"), Ok(None));
-        assert_eq!(promised(true, read(Some(7)), "x"), Ok(Some(7)));
-        assert_eq!(
-            promised(true, read(None), "size_max"),
-            Err(DeviceError::Unsupported("size_max"))
-        );
-    }
 
     #[test]
     fn request_limit_respects_size_max() {

@@ -59,10 +59,6 @@ const STATUS_LINK_UP: u16 = 1;
 pub const MAX_PAIRS: u16 = 8;
 /// The largest `max_virtqueue_pairs` a device may give (spec 5.1.4.1: 0x8000).
 const DEVICE_MAX_PAIRS: u16 = 0x8000;
-/// The largest `max_virtqueue_pairs` this driver takes: the control queue's number,
-/// 2 x `max_virtqueue_pairs`, must fit the 16-bit queue select (with 0x8000 it would
-/// be 0x10000).
-const ADDRESSABLE_MAX_PAIRS: u16 = u16::MAX / 2;
 /// Entries wanted per queue (the legacy interface's size is the device's; buffers stay
 /// at most this many).
 const QUEUE_ENTRIES: u16 = 256;
@@ -108,7 +104,7 @@ pub fn chain_buffer(head: u16, chain: u16, buffers: u16) -> Option<u16> {
 /// multi-queue (nothing else here uses it), and `F_STATUS` only when the configuration
 /// holds the status field (without the feature the link counts as up: spec 5.1.4.2).
 pub fn wanted_features(offered: u64, config_len: usize) -> u64 {
-    let fields = if config_len >= CONFIG_STATUS + 2 {
+    let fields = if crate::transport::config_holds(config_len, CONFIG_STATUS, 2) {
         F_WANTED
     } else {
         F_WANTED & !F_STATUS
@@ -132,17 +128,13 @@ pub fn wanted_features(offered: u64, config_len: usize) -> u64 {
 /// reaches.
 pub fn pairs_to_use(max: u16) -> Result<u16, DeviceError> {
     if !(1..=DEVICE_MAX_PAIRS).contains(&max) {
-        Err(DeviceError::Unsupported(
+        return Err(DeviceError::Unsupported(
             "a max_virtqueue_pairs within 1..=0x8000",
-        ))
-    } else if max > ADDRESSABLE_MAX_PAIRS {
-        Err(DeviceError::Unsupported(
-            "a max_virtqueue_pairs of at most 0x7fff (the control queue's number, twice \
-             it, must fit 16 bits)",
-        ))
-    } else {
-        Ok(max.min(MAX_PAIRS))
+        ));
     }
+    // The control queue's number, 2 x `max`, must fit the queue select.
+    queue_numbers(0, max)?;
+    Ok(max.min(MAX_PAIRS))
 }
 
 /// The device's queue numbers of pair `pair` (receive, transmit) and of the control
@@ -299,17 +291,11 @@ impl VirtioNet {
             .ok_or(DeviceError::Unsupported(
                 "the MAC address in the device configuration",
             ))?;
-        let offered_pairs = if features & F_MQ != 0 {
-            Some(
-                transport
-                    .config16(CONFIG_MAX_PAIRS)
-                    .ok_or(DeviceError::Unsupported(
-                        "max_virtqueue_pairs in the device configuration",
-                    ))?,
-            )
-        } else {
-            None
-        };
+        let offered_pairs = crate::transport::promised(
+            features & F_MQ != 0,
+            || transport.config16(CONFIG_MAX_PAIRS),
+            "max_virtqueue_pairs in the device configuration",
+        )?;
         let pairs = match offered_pairs {
             Some(max) => pairs_to_use(max)?,
             None => 1,

@@ -169,6 +169,20 @@ pub fn config_holds(len: usize, offset: usize, width: usize) -> bool {
     offset.checked_add(width).is_some_and(|end| end <= len)
 }
 
+/// A configuration field that `negotiated` feature promises, read by `read` (only when
+/// negotiated): `None` without the feature, refused ([`DeviceError::Unsupported`], `what`)
+/// when the configuration window lacks it, not taken as the feature missing.
+pub fn promised<T>(
+    negotiated: bool,
+    read: impl FnOnce() -> Option<T>,
+    what: &'static str,
+) -> Result<Option<T>, DeviceError> {
+    match negotiated {
+        true => read().map(Some).ok_or(DeviceError::Unsupported(what)),
+        false => Ok(None),
+    }
+}
+
 /// The virtio structures a function's capability list names (the first usable one of
 /// each type, as spec 4.1.4.1 asks).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -731,6 +745,17 @@ pub fn queue_size(device: u16, wanted: u16, modern: bool) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_promised_field_is_read_only_when_negotiated_and_must_be_there() {
+        let read = |value| move || value;
+        assert_eq!(promised::<u32>(false, || panic!("read"), "x"), Ok(None));
+        assert_eq!(promised(true, read(Some(7)), "x"), Ok(Some(7)));
+        assert_eq!(
+            promised(true, read(None), "size_max"),
+            Err(DeviceError::Unsupported("size_max"))
+        );
+    }
 
     #[test]
     fn capabilities_decode() {
