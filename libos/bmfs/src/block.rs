@@ -4,7 +4,7 @@
 
 use alloc::format;
 use alloc::string::String;
-use alloc::vec;
+use alloc::vec::Vec;
 
 use rexo_api::{BlockDevice, Kernel, device::wait_for};
 use rexo_mbr::{Attempt, TYPE_BMFS, on_first_disk_holding};
@@ -108,6 +108,43 @@ impl<'a> BlockDisk<'a> {
     }
 }
 
+/// One piece of a byte range on a disk of `sector`-byte sectors ([`pieces`]).
+struct Piece {
+    /// Its first sector.
+    lba: u64,
+    /// Where it starts in that sector (0 for a run of whole sectors).
+    skip: usize,
+    /// Where it starts in the range.
+    done: usize,
+    /// Its bytes.
+    len: usize,
+}
+
+/// `len` bytes from `offset` as runs of whole sectors and, at either end, partial
+/// sectors, in order: what BlockDisk's reads and writes move at once or through a
+/// sector of their own.
+fn pieces(sector: u64, offset: u64, len: usize) -> impl Iterator<Item = Piece> {
+    let size = sector as usize;
+    let mut done = 0;
+    core::iter::from_fn(move || {
+        let left = len.checked_sub(done).filter(|&left| left > 0)?;
+        let at = offset + done as u64;
+        let (lba, skip) = (at / sector, (at % sector) as usize);
+        let n = match skip == 0 && left >= size {
+            true => left / size * size,
+            false => (size - skip).min(left),
+        };
+        let piece = Piece {
+            lba,
+            skip,
+            done,
+            len: n,
+        };
+        done += n;
+        Some(piece)
+    })
+}
+
 impl Disk for BlockDisk<'_> {
     fn size(&self) -> u64 {
         self.sectors * self.sector
@@ -116,24 +153,22 @@ impl Disk for BlockDisk<'_> {
     /// Whole sectors go straight into `buffer`; only a partial first or last sector
     /// goes through a sector of its own (so a large read needs no second buffer).
     fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), String> {
-        let size = self.sector as usize;
-        let (mut done, mut at) = (0, offset);
-        while done < buffer.len() {
-            let (lba, skip) = (at / self.sector, (at % self.sector) as usize);
-            let left = buffer.len() - done;
-            let n = if skip == 0 && left >= size {
-                let whole = left / size * size;
-                self.read_sectors(lba, &mut buffer[done..done + whole])?;
-                whole
-            } else {
-                let mut partial = vec![0u8; size];
-                self.read_sectors(lba, &mut partial)?;
-                let n = (size - skip).min(left);
-                buffer[done..done + n].copy_from_slice(&partial[skip..skip + n]);
-                n
-            };
-            done += n;
-            at += n as u64;
+        let mut partial = Vec::new();
+        for Piece {
+            lba,
+            skip,
+            done,
+            len,
+        } in pieces(self.sector, offset, buffer.len())
+        {
+            let target = &mut buffer[done..done + len];
+            if skip == 0 && (len as u64).is_multiple_of(self.sector) {
+                self.read_sectors(lba, target)?;
+                continue;
+            }
+            partial.resize(self.sector as usize, 0);
+            self.read_sectors(lba, &mut partial)?;
+            target.copy_from_slice(&partial[skip..skip + len]);
         }
         Ok(())
     }
@@ -142,25 +177,23 @@ impl Disk for BlockDisk<'_> {
     /// changed and written back on its own (its other bytes kept), so a large write
     /// needs no second buffer.
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
-        let size = self.sector as usize;
-        let (mut done, mut at) = (0, offset);
-        while done < data.len() {
-            let (lba, skip) = (at / self.sector, (at % self.sector) as usize);
-            let left = data.len() - done;
-            let n = if skip == 0 && left >= size {
-                let whole = left / size * size;
-                self.write_sectors(lba, &data[done..done + whole])?;
-                whole
-            } else {
-                let mut partial = vec![0u8; size];
-                self.read_sectors(lba, &mut partial)?;
-                let n = (size - skip).min(left);
-                partial[skip..skip + n].copy_from_slice(&data[done..done + n]);
-                self.write_sectors(lba, &partial)?;
-                n
-            };
-            done += n;
-            at += n as u64;
+        let mut partial = Vec::new();
+        for Piece {
+            lba,
+            skip,
+            done,
+            len,
+        } in pieces(self.sector, offset, data.len())
+        {
+            let source = &data[done..done + len];
+            if skip == 0 && (len as u64).is_multiple_of(self.sector) {
+                self.write_sectors(lba, source)?;
+                continue;
+            }
+            partial.resize(self.sector as usize, 0);
+            self.read_sectors(lba, &mut partial)?;
+            partial[skip..skip + len].copy_from_slice(source);
+            self.write_sectors(lba, &partial)?;
         }
         Ok(())
     }
