@@ -552,6 +552,16 @@ pub(crate) mod tests {
         done: Vec<(rexo_api::Tag, usize, usize)>,
     }
 
+    impl MemoryDisk {
+        /// A zeroed disk of 4 MiB.
+        fn new() -> Self {
+            Self {
+                data: alloc::vec![0u8; 4 << 20],
+                done: Vec::new(),
+            }
+        }
+    }
+
     impl rexo_api::BlockDevice for MemoryDisk {
         fn info(&self) -> rexo_api::BlockInfo {
             let sectors = self.data.len() as u64 / 512;
@@ -608,10 +618,7 @@ pub(crate) mod tests {
     fn a_disk_with_an_extent_table_lets_each_app_touch_only_its_blocks() {
         use rexo_api::{ExtentError, ExtentOp};
         let address = Address::new(0, 0, 5, 0).unwrap();
-        let disk = MemoryDisk {
-            data: alloc::vec![0u8; 4 << 20],
-            done: Vec::new(),
-        };
+        let disk = MemoryDisk::new();
         let slots = alloc::vec![Slot::new(address, "memory", Found::Block(Box::new(disk)))];
         let registry: &'static Registry = Box::leak(Box::new(Registry {
             slots,
@@ -852,10 +859,7 @@ pub(crate) mod tests {
         use rexo_api::ExtentOp;
         let failing = alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
         let registry = registry_of_disk(Box::new(Flaky(
-            MemoryDisk {
-                data: alloc::vec![0u8; 4 << 20],
-                done: Vec::new(),
-            },
+            MemoryDisk::new(),
             failing.clone(),
             alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX)),
         )));
@@ -947,10 +951,7 @@ pub(crate) mod tests {
     #[test]
     fn a_newly_allocated_extent_reads_as_zeros_not_as_its_last_owners_data() {
         use rexo_api::ExtentOp;
-        let registry = registry_of_disk(Box::new(MemoryDisk {
-            data: alloc::vec![0u8; 4 << 20],
-            done: Vec::new(),
-        }));
+        let registry = registry_of_disk(Box::new(MemoryDisk::new()));
         let allocate = |name: &str, sectors| {
             registry
                 .extents(0, name, Some(ExtentOp::Allocate { sectors }))
@@ -1010,10 +1011,7 @@ pub(crate) mod tests {
         use rexo_api::ExtentOp;
         let bad = alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX));
         let registry = registry_of_disk(Box::new(Flaky(
-            MemoryDisk {
-                data: alloc::vec![0u8; 4 << 20],
-                done: Vec::new(),
-            },
+            MemoryDisk::new(),
             alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false)),
             bad.clone(),
         )));
@@ -1056,16 +1054,9 @@ pub(crate) mod tests {
     #[test]
     fn requests_are_refused_while_the_protection_is_unknown() {
         let address = Address::new(0, 0, 7, 0).unwrap();
-        let mut state = Slot::new(
-            address,
-            "memory",
-            Found::Block(Box::new(MemoryDisk {
-                data: alloc::vec![0u8; 4 << 20],
-                done: Vec::new(),
-            })),
-        )
-        .state
-        .into_inner();
+        let mut state = Slot::new(address, "memory", Found::Block(Box::new(MemoryDisk::new())))
+            .state
+            .into_inner();
         assert_eq!(state.protection, xn::Protection::Unknown);
         assert_eq!(
             xn::check(&state, "app", 5, 1, false),
