@@ -31,13 +31,16 @@ pub fn disarm_revoked() {
     let _swept = MACHINE.get().map_or(0, Machine::disarm_revoked);
 }
 
-/// The kernel's half of interrupt bindings: the vector a driver routed on the calling
-/// core (`mem::phys`), and the capabilities (`caps`; a binding already gone when its
-/// app ended is not taken back twice).
+/// The kernel's half of leases: the vector a driver routed on the calling core
+/// (`mem::phys`), the capabilities (`caps`; a binding already gone when its app ended is
+/// not taken back twice), and an abort point for each call of the app's code inside a
+/// device call, whose app ends once the call has unlocked the device.
 static BINDER: rexo_drivers::BinderFns = rexo_drivers::BinderFns {
     take_routed: || crate::mem::phys::ROUTED.take(crate::arch::percpu::core_index()),
     bind: |owner, vector| crate::caps::bind_interrupt(OwnerId(owner), vector),
     live: |entry| crate::caps::holds(|e| e.id == entry),
     give_back: |owner, cap| crate::caps::return_cap(OwnerId(owner), cap, InterruptVector),
     take_back: |entry| crate::caps::revoke(entry).unwrap_or(()),
+    run_app_code: |code| crate::arch::abort::run_abortable(code).is_err(),
+    end_aborted_app: crate::arch::abort::abort_current,
 };

@@ -353,6 +353,55 @@ kernel_test!(
     }
 );
 
+/// Opens network interface 0 and panics while filling a frame to send (in the app's code
+/// that the device call runs with the device locked).
+fn app_panicking_in_a_device_call(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let mut nic = kernel.open_net(0)?;
+    let sent = nic.transmit(0, 60, &mut |_| panic!("an app's bug while filling a frame"));
+    kernel.log(format_args!("device-panicker: the call returned {sent:?}"));
+    Ok(())
+}
+
+/// Opens network interface 0 and sends one broadcast frame.
+fn app_sending_a_frame(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    let mut nic = kernel.open_net(0)?;
+    nic.transmit(0, 60, &mut |frame| frame.fill(0xFF))
+        .map_err(rexo_api::ApiError::Device)
+}
+
+kernel_test!(
+    fn an_app_that_panics_inside_a_device_call_ends_and_the_device_serves_the_next() {
+        let machine = crate::devices::machine();
+        if !machine
+            .registry()
+            .devices()
+            .iter()
+            .any(|d| d.kind == rexo_api::DeviceKind::Net)
+        {
+            crate::kprintln!("tests: no network interface: device-call panic test skipped");
+            return;
+        }
+        let panicker = crate::apps::App {
+            name: "device-panicker",
+            about: "panics inside a device call",
+            main: app_panicking_in_a_device_call,
+        };
+        let sender = crate::apps::App {
+            name: "device-sender",
+            about: "sends a frame",
+            main: app_sending_a_frame,
+        };
+        assert_eq!(
+            crate::apps::run(&panicker),
+            Err(rexo_api::ApiError::Panicked)
+        );
+        assert_eq!(crate::apps::run(&sender), Ok(()), "the device opened again");
+        crate::kprintln!(
+            "tests: an app that panicked inside a device call ended; the device served the next"
+        );
+    }
+);
+
 fn app_with_a_panicking_task(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     let last = kernel.cores() - 1;
     let result = kernel.run_on_every_core(alloc::sync::Arc::new(move |_, core| {

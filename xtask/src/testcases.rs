@@ -1152,6 +1152,26 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // An app that panics in its own code inside a device call (a frame's fill, run with the
+    // device locked) ends once the call has unlocked the device, which serves the next app.
+    Case {
+        name: "badinput::app-panic-inside-a-device-call",
+        append: "test=an_app_that_panics_inside_a_device_call",
+        machine: Machine::Q35,
+        qemu: &[Arg::LoopNic("virtio-net-pci")],
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[
+            Check::Has("an app panicked on core 0"),
+            Check::Has("an app's bug while filling a frame"),
+            Check::Has(
+                "tests: an app that panicked inside a device call ended; the device served the next",
+            ),
+            Check::Lacks("device-panicker: the call returned"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     // An app that ignores a revocation request and spins without calling the kernel:
     // the timer takes its memory at the deadline, its next touch ends it with a report
     // naming it, and the kernel and the app beside it go on.

@@ -18,7 +18,8 @@ use alloc::vec::Vec;
 use rexo_api::{Cap, CapError, DeviceError, EntryId, InterruptBinding};
 use rexo_devio::Found;
 
-/// The kernel's half of interrupt bindings.
+/// The kernel's half of a lease: interrupt bindings, and the abort points under which a
+/// device call runs the app's own code ([`crate::appcode`]).
 pub trait Binder: Sync {
     /// The vector a driver routed an interrupt source to on the calling core since the
     /// last call (a wake message or a line), taken; `None` when it routed none.
@@ -33,6 +34,13 @@ pub trait Binder: Sync {
     fn give_back(&self, owner: u16, cap: Cap) -> Result<(), CapError>;
     /// The kernel takes `entry` back (its lease ended).
     fn take_back(&self, entry: EntryId);
+    /// Runs `code`, the app's, under an abort point of its own: `true` if the app panicked
+    /// or broke the abort protocol in it (its end is then put off to
+    /// [`Binder::end_aborted_app`]).
+    fn run_app_code(&self, code: &mut dyn FnMut()) -> bool;
+    /// Ends the app whose code [`Binder::run_app_code`] saw abort, at the app's own abort
+    /// point, once the device call is done with the device.
+    fn end_aborted_app(&self) -> !;
 }
 
 /// A [`Binder`] made of the kernel's functions, one per method.
@@ -47,6 +55,10 @@ pub struct BinderFns {
     pub give_back: fn(u16, Cap) -> Result<(), CapError>,
     /// [`Binder::take_back`].
     pub take_back: fn(EntryId),
+    /// [`Binder::run_app_code`].
+    pub run_app_code: fn(&mut dyn FnMut()) -> bool,
+    /// [`Binder::end_aborted_app`].
+    pub end_aborted_app: fn() -> !,
 }
 
 impl Binder for BinderFns {
@@ -64,6 +76,12 @@ impl Binder for BinderFns {
     }
     fn take_back(&self, entry: EntryId) {
         (self.take_back)(entry)
+    }
+    fn run_app_code(&self, code: &mut dyn FnMut()) -> bool {
+        (self.run_app_code)(code)
+    }
+    fn end_aborted_app(&self) -> ! {
+        (self.end_aborted_app)()
     }
 }
 
@@ -296,7 +314,19 @@ pub(crate) mod tests {
                 .0
                 .revoke(&Authority, entry, RevokeReason::Kernel);
         }
+        /// The host's abort point is a caught panic.
+        fn run_app_code(&self, code: &mut dyn FnMut()) -> bool {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(code)).is_err()
+        }
+        /// The app's end on the host: a panic the test's caller catches.
+        fn end_aborted_app(&self) -> ! {
+            std::panic::panic_any(AppEnded)
+        }
     }
+
+    /// What [`TableBinder::end_aborted_app`] panics with.
+    #[derive(Debug)]
+    pub(crate) struct AppEnded;
 
     /// A registry of two NICs sharing line vector 219, and what each is armed for.
     fn two_on_a_line() -> (&'static Registry, &'static TableBinder, [Armed; 2]) {

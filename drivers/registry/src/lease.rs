@@ -13,6 +13,7 @@ use rexo_api::{
 };
 use rexo_devio::Found;
 
+use crate::appcode::calling_app;
 use crate::ordered::OrderedWrites;
 use crate::{Binder, Holder, Slot, SlotState};
 
@@ -118,6 +119,11 @@ pub(crate) fn open(
 }
 
 impl Lease {
+    /// The kernel's half of the lease.
+    fn binder(&self) -> &'static dyn Binder {
+        self.binder
+    }
+
     /// Runs `call` on the device if the lease is live.
     fn with<T>(
         &mut self,
@@ -176,7 +182,8 @@ impl Lease {
 }
 
 /// The frame path of a [`NetDevice`] that hands each call to the device reached through
-/// `self.$reach(|device| ...)` (a lease's check that it is still live).
+/// `self.$reach(|device| ...)` (a lease's check that it is still live), the app's
+/// closures run through [`calling_app`] with `self.binder()`.
 macro_rules! forward_frame_path {
     ($reach:ident) => {
         fn receive(
@@ -185,7 +192,13 @@ macro_rules! forward_frame_path {
             budget: usize,
             deliver: &mut dyn FnMut(&[u8]),
         ) -> Result<usize, DeviceError> {
-            self.$reach(|device| device.receive(queue, budget, deliver))
+            calling_app(self.binder(), |app| {
+                self.$reach(|device| {
+                    device.receive(queue, budget, &mut |frame| {
+                        app.run(|| deliver(frame));
+                    })
+                })
+            })
         }
 
         fn send_segments(
@@ -195,7 +208,13 @@ macro_rules! forward_frame_path {
             offload: bool,
             fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
         ) -> Result<(), DeviceError> {
-            self.$reach(|device| device.send_segments(queue, segments, offload, fill))
+            calling_app(self.binder(), |app| {
+                self.$reach(|device| {
+                    device.send_segments(queue, segments, offload, &mut |parts| {
+                        app.run(|| fill(parts)).unwrap_or(false)
+                    })
+                })
+            })
         }
 
         fn send_tcp_segmented(
@@ -204,7 +223,13 @@ macro_rules! forward_frame_path {
             len: usize,
             fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
         ) -> Result<(), DeviceError> {
-            self.$reach(|device| device.send_tcp_segmented(queue, len, fill))
+            calling_app(self.binder(), |app| {
+                self.$reach(|device| {
+                    device.send_tcp_segmented(queue, len, &mut |frame| {
+                        app.run(|| fill(frame)).flatten()
+                    })
+                })
+            })
         }
 
         fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
@@ -280,6 +305,11 @@ struct QueueLease {
 }
 
 impl QueueLease {
+    /// The kernel's half of the lease.
+    fn binder(&self) -> &'static dyn Binder {
+        self.lease.0
+    }
+
     /// Runs `call` on the pair's handle if the lease is live.
     fn with<T>(
         &mut self,
@@ -331,8 +361,10 @@ impl BlockDevice for Lease {
         sectors: u32,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Tag, DeviceError> {
-        let tag = self.disk_range((lba, sectors, true), |disk| {
-            disk.submit_write(queue, lba, sectors, fill)
+        let tag = calling_app(self.binder, |app| {
+            self.disk_range((lba, sectors, true), |disk| {
+                disk.submit_write(queue, lba, sectors, &mut |buffer| app.fill(fill, buffer))
+            })
         })?;
         self.ordered.submitted(queue, tag);
         Ok(tag)
@@ -374,11 +406,16 @@ impl BlockDevice for Lease {
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
-        let mut state = live(self.slot, self.generation)?;
-        match &mut state.device {
-            Found::Block(disk) => self.ordered.poll(disk.as_mut(), queue, done),
-            _ => Err(DeviceError::Revoked),
-        }
+        calling_app(self.binder, |app| {
+            let mut state = live(self.slot, self.generation)?;
+            let done = &mut |tag, result: Result<&[u8], DeviceError>| {
+                app.run(|| done(tag, result));
+            };
+            match &mut state.device {
+                Found::Block(disk) => self.ordered.poll(disk.as_mut(), queue, done),
+                _ => Err(DeviceError::Revoked),
+            }
+        })
     }
 
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {

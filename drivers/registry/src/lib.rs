@@ -11,6 +11,7 @@
 
 extern crate alloc;
 
+mod appcode;
 pub mod baremetal;
 mod interrupts;
 mod lease;
@@ -322,7 +323,8 @@ impl Registry {
         filters: &[Filter],
         address: Option<Ipv4Config>,
     ) -> Result<Box<dyn NetDevice>, ApiError> {
-        sharing::bind(self.slot(DeviceKind::Net, index)?, holder, filters, address)
+        let slot = self.slot(DeviceKind::Net, index)?;
+        sharing::bind((slot, self.binder), holder, filters, address)
     }
 
     /// How network interface `index` is shared (`None`: no app is bound by filters).
@@ -612,6 +614,59 @@ pub(crate) mod tests {
         fn abandon_requests(&mut self) {
             self.done.clear();
         }
+    }
+
+    #[test]
+    fn an_app_that_panics_in_its_disk_code_ends_after_the_device_call_is_done() {
+        use crate::sharing::tests::ends_the_app;
+        let address = Address::new(0, 0, 5, 0).unwrap();
+        let slots = alloc::vec![Slot::new(
+            address,
+            "memory",
+            Found::Block(Box::new(MemoryDisk::new()))
+        )];
+        let registry: &'static Registry = Box::leak(Box::new(Registry {
+            slots,
+            bindings: Vec::new(),
+            binder: crate::interrupts::tests::TableBinder::leaked(),
+        }));
+        let open = |owner, name| {
+            registry
+                .open(DeviceKind::Block, 0, (owner, name))
+                .and_then(OpenDevice::into_block)
+                .unwrap()
+        };
+        let mut disk = open(1, "panicker");
+        let tag = disk.submit_write(0, 100, 1, &mut |b| b.fill(7)).unwrap();
+        rexo_api::device::wait_for(disk.as_mut(), 0, tag, &mut |_| {}).unwrap();
+        assert!(ends_the_app(|| {
+            let _ = disk.submit_write(0, 100, 1, &mut |b| {
+                b[0] = 1;
+                panic!("an app's bug while filling a write");
+            });
+        }));
+        let _ = disk.submit_read(0, 100, 1).unwrap();
+        let _ = disk.submit_read(0, 101, 1).unwrap();
+        let mut completions = 0;
+        assert!(ends_the_app(|| {
+            let _ = disk.poll(0, &mut |_, _| {
+                completions += 1;
+                panic!("an app's bug on a completion");
+            });
+        }));
+        assert_eq!(
+            completions, 1,
+            "nothing more is handed to an app that aborted"
+        );
+        assert_eq!(registry.revoke_all_of(1), 1, "the slot's lock is free");
+        let mut next = open(2, "next");
+        let tag = next.submit_read(0, 100, 1).unwrap();
+        let mut data = Vec::new();
+        rexo_api::device::wait_for(next.as_mut(), 0, tag, &mut |d| data = d.to_vec()).unwrap();
+        assert_eq!(
+            data, [0; 512],
+            "the aborted fill left zeros, not the old data"
+        );
     }
 
     #[test]

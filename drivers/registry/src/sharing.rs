@@ -30,7 +30,8 @@ use rexo_api::{
 use rexo_devio::Found;
 use rexo_pktfilter::{Filters, InsertError, checksum};
 
-use crate::{Holder, Slot, SlotState};
+use crate::appcode::calling_app;
+use crate::{Binder, Holder, Slot, SlotState};
 
 /// Frames queued for one app before more are dropped (about 190 KB of full frames).
 const BACKLOG: usize = 128;
@@ -234,7 +235,7 @@ fn echo_reply(frame: &[u8], mac: [u8; 6], address: Ipv4Config) -> Option<Vec<u8>
 
 /// Binds `holder` to the frames of `slot`'s interface that match `filters`.
 pub(crate) fn bind(
-    slot: &'static Slot,
+    (slot, binder): (&'static Slot, &'static dyn Binder),
     holder: Holder,
     filters: &[Filter],
     address: Option<Ipv4Config>,
@@ -299,7 +300,12 @@ pub(crate) fn bind(
             refused: 0,
         },
     });
-    Ok(Box::new(Bound { slot, id, info }))
+    Ok(Box::new(Bound {
+        slot,
+        binder,
+        id,
+        info,
+    }))
 }
 
 /// The app a shared interface shows as its holder (the first bound), if any.
@@ -362,6 +368,8 @@ pub(crate) fn report(state: &SlotState) -> Option<NetSharing> {
 struct Bound {
     /// The interface's slot.
     slot: &'static Slot,
+    /// The kernel's abort points for the app's code ([`calling_app`]).
+    binder: &'static dyn Binder,
     /// The binding's number.
     id: u64,
     /// The interface as it was at binding.
@@ -430,43 +438,45 @@ impl NetDevice for Bound {
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
         let id = self.id;
-        self.with(|nic, sharing| {
-            let mut handed = 0;
-            let endpoint = sharing.endpoint(id).ok_or(DeviceError::Revoked)?;
-            while handed < budget {
-                let Some(frame) = endpoint.backlog.pop_front() else {
-                    break;
-                };
-                deliver(&frame);
-                handed += 1;
-            }
-            let mut in_place = 0;
-            if handed < budget {
-                nic.receive(queue, budget - handed, &mut |frame| {
-                    let mine = match sharing.filters.classify(frame) {
-                        Some(owner) if owner == id => true,
-                        Some(owner) => {
-                            sharing.queue_for(owner, frame);
-                            false
-                        }
-                        None => sharing.answer(frame, id),
+        calling_app(self.binder, |app| {
+            self.with(|nic, sharing| {
+                let mut handed = 0;
+                let endpoint = sharing.endpoint(id).ok_or(DeviceError::Revoked)?;
+                while handed < budget {
+                    let Some(frame) = endpoint.backlog.pop_front() else {
+                        break;
                     };
-                    if mine {
-                        deliver(frame);
-                        in_place += 1;
-                    }
-                })?;
-            }
-            if let Some(endpoint) = sharing.endpoint(id) {
-                endpoint.counters.delivered += in_place;
-            }
-            for reply in core::mem::take(&mut sharing.replies) {
-                // An answer that finds the ring full is dropped: the asker asks again.
-                let _ = nic.transmit(queue, reply.len(), &mut |buffer| {
-                    buffer.copy_from_slice(&reply)
-                });
-            }
-            Ok(handed + in_place as usize)
+                    app.run(|| deliver(&frame));
+                    handed += 1;
+                }
+                let mut in_place = 0;
+                if handed < budget {
+                    nic.receive(queue, budget - handed, &mut |frame| {
+                        let mine = match sharing.filters.classify(frame) {
+                            Some(owner) if owner == id => true,
+                            Some(owner) => {
+                                sharing.queue_for(owner, frame);
+                                false
+                            }
+                            None => sharing.answer(frame, id),
+                        };
+                        if mine {
+                            app.run(|| deliver(frame));
+                            in_place += 1;
+                        }
+                    })?;
+                }
+                if let Some(endpoint) = sharing.endpoint(id) {
+                    endpoint.counters.delivered += in_place;
+                }
+                for reply in core::mem::take(&mut sharing.replies) {
+                    // An answer that finds the ring full is dropped: the asker asks again.
+                    let _ = nic.transmit(queue, reply.len(), &mut |buffer| {
+                        buffer.copy_from_slice(&reply)
+                    });
+                }
+                Ok(handed + in_place as usize)
+            })
         })
     }
 
@@ -478,9 +488,12 @@ impl NetDevice for Bound {
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
-        self.send_checked(|nic, permits| {
-            nic.send_segments(queue, segments, offload, &mut |parts| {
-                fill(parts) && permits(parts.first().map_or(&[][..], |part| &**part))
+        calling_app(self.binder, |app| {
+            self.send_checked(|nic, permits| {
+                nic.send_segments(queue, segments, offload, &mut |parts| {
+                    app.run(|| fill(parts)).unwrap_or(false)
+                        && permits(parts.first().map_or(&[][..], |part| &**part))
+                })
             })
         })
     }
@@ -493,9 +506,11 @@ impl NetDevice for Bound {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<(), DeviceError> {
-        self.send_checked(|nic, permits| {
-            nic.send_tcp_segmented(queue, len, &mut |frame| {
-                fill(frame).filter(|_| permits(frame))
+        calling_app(self.binder, |app| {
+            self.send_checked(|nic, permits| {
+                nic.send_tcp_segmented(queue, len, &mut |frame| {
+                    app.run(|| fill(frame)).flatten().filter(|_| permits(frame))
+                })
             })
         })
     }
@@ -521,7 +536,7 @@ impl Drop for Bound {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::Registry;
     use alloc::sync::Arc;
@@ -694,6 +709,65 @@ mod tests {
         nic.receive(0, 256, &mut |frame| got.push(frame.to_vec()))
             .unwrap();
         got
+    }
+
+    /// Runs `call`, which panics in the app's code; whether it ended the app through the
+    /// kernel's half ([`crate::interrupts::tests::AppEnded`]) rather than with the app's
+    /// own panic running out of the device call.
+    pub(crate) fn ends_the_app(call: impl FnOnce()) -> bool {
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_err();
+        panic.is::<crate::interrupts::tests::AppEnded>()
+    }
+
+    #[test]
+    fn an_app_that_panics_in_its_receive_code_ends_after_the_device_call_is_done() {
+        let (registry, wire) = shared();
+        let mut whole = registry
+            .open(DeviceKind::Net, 0, (1, "panicker"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
+        wire.lock()
+            .incoming
+            .extend([incoming(17, 7), incoming(17, 9)]);
+        let mut handed = 0;
+        assert!(ends_the_app(|| {
+            let _ = whole.receive(0, 8, &mut |_| {
+                handed += 1;
+                panic!("an app's bug on a received frame");
+            });
+        }));
+        assert_eq!(handed, 1, "nothing more is handed to an app that aborted");
+        assert!(
+            wire.lock().incoming.is_empty(),
+            "the driver finished its receive"
+        );
+        assert!(ends_the_app(|| {
+            let _ = whole.send_frame(0, 60, false, &mut |_| panic!("and on a frame to send"));
+        }));
+        assert!(wire.lock().sent.is_empty(), "the frame was withdrawn");
+        assert_eq!(registry.revoke_all_of(1), 1, "the slot's lock is free");
+        let _next = registry
+            .open(DeviceKind::Net, 0, (2, "next"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
+    }
+
+    #[test]
+    fn an_app_that_panics_in_its_receive_code_leaves_a_shared_interface_to_the_others() {
+        let (registry, wire) = shared();
+        let mut echo = bind(registry, 1, "echo", &["udp dport 7"]).unwrap();
+        let mut kv = bind(registry, 2, "kv", &["udp dport 11211"]).unwrap();
+        let cache = incoming(17, 11211);
+        wire.lock()
+            .incoming
+            .extend([incoming(17, 7), cache.clone()]);
+        assert!(ends_the_app(|| {
+            let _ = echo.receive(0, 8, &mut |_| panic!("an app's bug on a received frame"));
+        }));
+        assert_eq!(poll(kv.as_mut()), vec![cache], "queued for kv by the call");
+        drop(echo);
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!(sharing.bindings.len(), 1);
     }
 
     #[test]

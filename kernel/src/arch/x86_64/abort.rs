@@ -98,11 +98,12 @@ pub fn can_abort() -> bool {
 }
 
 /// Abandons everything since this core's innermost abort point and returns from it with
-/// `Err(Aborted)`. The caller must have checked [`can_abort`]; interrupts are enabled
-/// again only if they were when the abort point was set up (the routine does not touch
-/// them: callers that run with interrupts off re-enable them themselves).
+/// `Err(Aborted)`; a kernel panic where there is none ([`can_abort`]). Interrupts are
+/// enabled again only if they were when the abort point was set up (the routine does not
+/// touch them: callers that run with interrupts off re-enable them themselves).
 pub fn abort_current() -> ! {
     let point = ABORT_POINT[super::percpu::core_index()].load(Ordering::Relaxed);
+    assert_ne!(point, 0, "an abort with no abort point on this core");
     // SAFETY: `point` was recorded by `rexo_run_abortable` on this core, whose frame is
     // still live (abort points are cleared when that call returns); everything above it
     // on the stack is abandoned, and the routine restores the callee-saved registers.
