@@ -521,7 +521,7 @@ impl<D: BlockStore> FileSystem<D> {
             check_replaceable(&source.inode, &target.inode, &target_names)?;
         }
         self.transact(|fs| {
-            if let Some(target) = replaced {
+            if let Some(target) = &replaced {
                 fs.free_all_blocks(&target.inode)?;
                 let parent = fs.lookup_directory(target_parent)?;
                 fs.remove_entry(&parent, target_parent, target_name)?;
@@ -595,11 +595,13 @@ impl<D: BlockStore> FileSystem<D> {
     /// was (unless a write or flush failed: the file system has stopped then).
     pub(crate) fn transact<T>(
         &mut self,
-        operation: impl FnOnce(&mut Self) -> Result<T, FsError>,
+        mut operation: impl FnMut(&mut Self) -> Result<T, FsError>,
     ) -> Result<T, FsError> {
         self.writable()?;
         let free_before = self.free_blocks;
-        let result = operation(self).and_then(|value| self.join_running().map(|()| value));
+        let result = self
+            .stage_for_running(&mut operation, free_before)
+            .and_then(|value| self.join_running().map(|()| value));
         if result.is_err() {
             self.store.drop_staged();
             self.free_blocks = free_before;
@@ -607,32 +609,55 @@ impl<D: BlockStore> FileSystem<D> {
         result
     }
 
-    /// Moves the staged blocks into the running transaction: `TooLarge` (nothing
-    /// moved) if they alone cannot fit the journal; the running transaction committed
-    /// first if both together would not fit; committed afterwards if the policy
-    /// commits each operation or it has grown to [`MAX_RUNNING_BLOCKS`]. What that
-    /// commit reads (the bitmap, to find the fresh blocks) is read before the blocks
-    /// move, so that once they have moved only a write or flush error, which stops the
-    /// file system, can fail it: an operation refused otherwise is left out whole.
-    fn join_running(&mut self) -> Result<(), FsError> {
+    /// Runs `operation` until what it stages fits in the running transaction, so that
+    /// the inodes it writes are stamped with the number of the transaction that will
+    /// hold them: if its blocks and the running transaction's together would not fit
+    /// the journal, what it staged is forgotten (the free count goes back to
+    /// `free_before`), the running transaction is committed and the operation runs
+    /// again, now in the next one. `TooLarge` if its blocks alone cannot fit.
+    fn stage_for_running<T>(
+        &mut self,
+        operation: &mut impl FnMut(&mut Self) -> Result<T, FsError>,
+        free_before: u64,
+    ) -> Result<T, FsError> {
+        loop {
+            let value = operation(self)?;
+            let staged = &self.store.staged;
+            let capacity = self.journal.capacity();
+            let needed = transaction_length(staged.len() as u64);
+            if needed > capacity {
+                return Err(FsError::TooLarge { needed, capacity });
+            }
+            if transaction_length(self.joined_blocks() as u64) <= capacity {
+                return Ok(value);
+            }
+            // Never loops again: the running transaction is empty after the commit, and
+            // the staged blocks alone fit.
+            self.store.drop_staged();
+            self.free_blocks = free_before;
+            self.commit_running()?;
+        }
+    }
+
+    /// Blocks in the running transaction once the staged ones have joined it.
+    fn joined_blocks(&self) -> usize {
+        let running = &self.store.running;
         let staged = &self.store.staged;
-        if staged.is_empty() {
+        running.len() + staged.keys().filter(|n| !running.contains_key(n)).count()
+    }
+
+    /// Moves the staged blocks (which [`FileSystem::stage_for_running`] has made fit)
+    /// into the running transaction, committed afterwards if the policy commits each
+    /// operation or it has grown to [`MAX_RUNNING_BLOCKS`]. What that commit reads (the
+    /// bitmap, to find the fresh blocks) is read before the blocks move, so that once
+    /// they have moved only a write or flush error, which stops the file system, can
+    /// fail it: an operation refused otherwise is left out whole.
+    fn join_running(&mut self) -> Result<(), FsError> {
+        if self.store.staged.is_empty() {
             return Ok(());
         }
-        let capacity = self.journal.capacity();
-        let needed = transaction_length(staged.len() as u64);
-        if needed > capacity {
-            return Err(FsError::TooLarge { needed, capacity });
-        }
-        let running = &self.store.running;
-        let joined = running.len() + staged.keys().filter(|n| !running.contains_key(n)).count();
-        let joined = if transaction_length(joined as u64) > capacity {
-            self.commit_running()?;
-            self.store.staged.len()
-        } else {
-            joined
-        };
-        let commit = self.policy == CommitPolicy::EachOperation || joined >= MAX_RUNNING_BLOCKS;
+        let commit = self.policy == CommitPolicy::EachOperation
+            || self.joined_blocks() >= MAX_RUNNING_BLOCKS;
         let fresh = if commit {
             Some(self.fresh_blocks(true)?)
         } else {

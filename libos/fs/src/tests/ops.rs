@@ -679,6 +679,87 @@ fn a_full_journal_is_checkpointed_on_the_way() {
     fs.check().unwrap();
 }
 
+/// Appends blocks to `/fill/filler` until the running transaction has no room for one
+/// more block.
+fn fill_running(fs: &mut FileSystem<MemoryDisk>) {
+    let capacity = fs.journal.capacity();
+    while crate::journal::transaction_length(fs.store.running.len() as u64 + 1) <= capacity {
+        let size = fs.stat("/fill/filler").unwrap().size;
+        fs.write("/fill/filler", size, &[7; BLOCK_SIZE]).unwrap();
+    }
+}
+
+/// An operation and the paths whose inodes it writes.
+type StampedOperation = (
+    &'static str,
+    fn(&mut FileSystem<MemoryDisk>) -> Result<(), FsError>,
+    &'static [&'static str],
+);
+
+#[test]
+fn an_operation_that_commits_the_full_running_transaction_first_is_stamped_with_its_own() {
+    let cases: [StampedOperation; 8] = [
+        ("create", |fs| fs.create("/d/new"), &["/d/new"]),
+        ("mkdir", |fs| fs.mkdir("/d/new"), &["/d/new"]),
+        (
+            "create growing its directory",
+            |fs| fs.create("/g/new"),
+            &["/g", "/g/new"],
+        ),
+        ("write", |fs| fs.write("/d/f", 2, b"changed"), &["/d/f"]),
+        ("truncate", |fs| fs.truncate("/d/f", 1), &["/d/f"]),
+        (
+            "rename",
+            |fs| fs.rename("/e/moved", "/d/moved"),
+            &["/e", "/d/moved"],
+        ),
+        (
+            "unlink emptying its directory",
+            |fs| fs.unlink("/e/moved"),
+            &["/e"],
+        ),
+        (
+            "rmdir emptying its directory",
+            |fs| fs.rmdir("/g/sub"),
+            &["/g"],
+        ),
+    ];
+    for (name, operation, stamped) in cases {
+        let mut fs = fresh(1024);
+        for directory in ["/fill", "/d", "/e", "/g"] {
+            fs.mkdir(directory).unwrap();
+        }
+        fs.create("/fill/filler").unwrap();
+        fs.create("/d/f").unwrap();
+        fs.write("/d/f", 0, b"before").unwrap();
+        fs.create("/e/moved").unwrap();
+        if name.starts_with("rmdir") {
+            fs.mkdir("/g/sub").unwrap();
+        }
+        fs.set_commit_policy(CommitPolicy::OnCommit).unwrap();
+        fill_running(&mut fs);
+        let full = fs.journal.next_sequence;
+        operation(&mut fs).unwrap();
+        assert_eq!(
+            fs.journal.next_sequence,
+            full + 1,
+            "{name}: the full running transaction was committed first"
+        );
+        fs.commit().unwrap();
+        assert_eq!(fs.journal.next_sequence, full + 2, "{name}");
+        let holding = full + 1;
+        let mut fs = remount(fs);
+        assert_eq!(fs.stat("/fill/filler").unwrap().changed, full, "{name}");
+        for path in stamped {
+            assert_eq!(
+                fs.stat(path).unwrap().changed,
+                holding,
+                "{name}: {path} is stamped with the transaction holding its change"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_transaction_larger_than_the_journal_is_refused_whole() {
     let mut fs = fresh(1024);
