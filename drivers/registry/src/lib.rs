@@ -1106,6 +1106,188 @@ pub(crate) mod tests {
         assert_eq!((after[1].start, after[1].count), (64, 200));
     }
 
+    /// What a test of [`Lagging`] sees of it: requests submitted and not yet completed,
+    /// the most at once, and the sector whose write fails as it completes (`u64::MAX`:
+    /// none).
+    #[derive(Default)]
+    struct LagWatch {
+        in_flight: core::sync::atomic::AtomicUsize,
+        most: core::sync::atomic::AtomicUsize,
+        bad: core::sync::atomic::AtomicU64,
+    }
+
+    /// A memory disk that finishes one request per poll, oldest first (each with a tag of
+    /// its own), and fails (on completion) each write covering the watched bad sector.
+    struct Lagging {
+        /// The sectors and the requests' work.
+        disk: MemoryDisk,
+        /// Requests in flight, oldest first: tag, byte range, whether it fails.
+        queue: Vec<(rexo_api::Tag, usize, usize, bool)>,
+        /// The last tag given.
+        last_tag: rexo_api::Tag,
+        /// What the test sees.
+        watch: alloc::sync::Arc<LagWatch>,
+    }
+
+    impl Lagging {
+        /// Queues the request the memory disk just took (and finished), under a tag of
+        /// its own; fails it on completion when `fails`.
+        fn queued(&mut self, fails: bool) -> rexo_api::Tag {
+            use core::sync::atomic::Ordering;
+            let (_, at, len) = self.disk.done.pop().expect("the memory disk queued it");
+            self.last_tag += 1;
+            self.queue.push((self.last_tag, at, len, fails));
+            let now = self.watch.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            self.watch.most.fetch_max(now, Ordering::Relaxed);
+            self.last_tag
+        }
+    }
+
+    impl rexo_api::BlockDevice for Lagging {
+        fn info(&self) -> rexo_api::BlockInfo {
+            self.disk.info()
+        }
+        fn submit_read(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            self.disk.submit_read(queue, lba, sectors)?;
+            Ok(self.queued(false))
+        }
+        fn submit_write(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            self.disk.submit_write(queue, lba, sectors, fill)?;
+            let bad = self.watch.bad.load(core::sync::atomic::Ordering::Relaxed);
+            Ok(self.queued((lba..lba + u64::from(sectors)).contains(&bad)))
+        }
+        fn submit_flush(&mut self, queue: usize) -> Result<rexo_api::Tag, DeviceError> {
+            self.disk.submit_flush(queue)?;
+            Ok(self.queued(false))
+        }
+        fn poll(&mut self, _: usize, done: rexo_api::Completion<'_>) -> Result<usize, DeviceError> {
+            if self.queue.is_empty() {
+                return Ok(0);
+            }
+            let (tag, at, len, fails) = self.queue.remove(0);
+            self.watch
+                .in_flight
+                .fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+            if fails {
+                done(
+                    tag,
+                    Err(DeviceError::Status {
+                        what: "a simulated write",
+                        status: 1,
+                    }),
+                );
+            } else {
+                done(tag, Ok(&self.disk.data[at..at + len]));
+            }
+            Ok(1)
+        }
+        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
+        }
+        fn abandon_requests(&mut self) {
+            let abandoned = self.queue.len();
+            self.queue.clear();
+            self.watch
+                .in_flight
+                .fetch_sub(abandoned, core::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// A registry whose one disk is a [`Lagging`] memory disk filled with 0xEE (no table),
+    /// and the disk's watch.
+    fn lagging_registry() -> (&'static Registry, alloc::sync::Arc<LagWatch>) {
+        let watch = alloc::sync::Arc::new(LagWatch::default());
+        watch
+            .bad
+            .store(u64::MAX, core::sync::atomic::Ordering::Relaxed);
+        let mut disk = MemoryDisk::new();
+        disk.data.fill(0xEE);
+        let lagging = Lagging {
+            disk,
+            queue: Vec::new(),
+            last_tag: 0,
+            watch: watch.clone(),
+        };
+        (registry_of_disk(Box::new(lagging)), watch)
+    }
+
+    #[test]
+    fn an_extent_is_zeroed_with_requests_up_to_the_depth_in_flight() {
+        use core::sync::atomic::Ordering;
+        use rexo_api::ExtentOp;
+        let (registry, watch) = lagging_registry();
+        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        assert_eq!(watch.most.load(Ordering::Relaxed), 1, "table write, flush");
+        // 1000 sectors: 16 requests of at most 64, the last one short, 8 (the depth) at once.
+        let extents = registry
+            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 1000 }))
+            .unwrap();
+        assert_eq!((extents[0].start, extents[0].count), (0, 1000));
+        assert_eq!(watch.most.load(Ordering::Relaxed), 8);
+        assert_eq!(watch.in_flight.load(Ordering::Relaxed), 0);
+        let mut fs = lease_disk(registry, "fs");
+        let seen = read_sectors(fs.as_mut(), 0, 1000);
+        assert_eq!(seen.len(), 1000 * 512);
+        assert!(
+            seen.iter().all(|&b| b == 0),
+            "every sector zeroed: first nonzero byte at {:?}",
+            seen.iter().position(|&b| b != 0)
+        );
+        drop(fs);
+        let mut raw = lease_disk(registry, "fs");
+        assert_eq!(
+            raw.submit_read(0, 1000, 1).err(),
+            Some(DeviceError::Denied {
+                sector: 1000,
+                write: false
+            }),
+            "past the extent"
+        );
+    }
+
+    #[test]
+    fn a_zeroing_write_failing_mid_window_still_waits_for_the_others() {
+        use core::sync::atomic::Ordering;
+        use rexo_api::ExtentOp;
+        let (registry, watch) = lagging_registry();
+        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        let before = registry.extents(0, "fs", None).unwrap();
+        // The third request fails as it completes, with the seven after it in flight.
+        watch.bad.store(150, Ordering::Relaxed);
+        assert_eq!(
+            registry
+                .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 1000 }))
+                .err(),
+            Some(ApiError::Device(DeviceError::Status {
+                what: "a simulated write",
+                status: 1
+            }))
+        );
+        assert_eq!(
+            watch.in_flight.load(Ordering::Relaxed),
+            0,
+            "every submitted write waited for"
+        );
+        assert_eq!(watch.most.load(Ordering::Relaxed), 8);
+        assert_eq!(registry.extents(0, "fs", None), Ok(before));
+        watch.bad.store(u64::MAX, Ordering::Relaxed);
+        let after = registry
+            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 1000 }))
+            .unwrap();
+        assert_eq!((after[0].start, after[0].count), (0, 1000));
+    }
+
     #[test]
     fn requests_are_refused_while_the_protection_is_unknown() {
         let address = Address::new(0, 0, 7, 0).unwrap();

@@ -7,7 +7,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::{
-    ApiError, BlockDevice, DeviceError, DeviceKind, DiskExtent, ExtentOp, device::wait_for,
+    ApiError, BlockDevice, DeviceError, DeviceKind, DiskExtent, ExtentOp, Tag, device::wait_for,
 };
 use rexo_devio::Found;
 use rexo_xn::{TABLE_BYTES, Table, XnError};
@@ -85,17 +85,48 @@ fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
 }
 
 /// Writes zeros over sectors `start..start + count` of `disk` (idle: nobody holds it), in
-/// requests of up to the device's `max_sectors`, one at a time, then flushes, so the
-/// zeros are on the disk before anything written after them.
+/// requests of up to the device's `max_sectors` with up to its `depth` in flight at once,
+/// then flushes, so the zeros are on the disk before anything written after them. After
+/// a failed request it submits no more but still waits for every one in flight (none is
+/// left to complete into a later wait), then returns the first error; when polling itself
+/// fails, the requests in flight are abandoned to the device.
 fn zero(disk: &mut dyn BlockDevice, start: u64, count: u64) -> Result<(), DeviceError> {
-    let chunk = u64::from(disk.info().max_sectors.max(1));
+    let info = disk.info();
+    let chunk = u64::from(info.max_sectors.max(1));
+    let window = info.depth.max(1);
     let end = start.saturating_add(count);
+    let mut in_flight: Vec<Tag> = Vec::new();
+    let mut error = None;
     let mut at = start;
-    while at < end {
-        let sectors = (end - at).min(chunk);
-        let tag = disk.submit_write(0, at, sectors as u32, &mut |buffer| buffer.fill(0))?;
-        wait_for(disk, 0, tag, &mut |_| {})?;
-        at += sectors;
+    loop {
+        while error.is_none() && at < end && in_flight.len() < window {
+            let sectors = (end - at).min(chunk);
+            match disk.submit_write(0, at, sectors as u32, &mut |buffer| buffer.fill(0)) {
+                Ok(tag) => in_flight.push(tag),
+                Err(failed) => error = Some(failed),
+            }
+            at += sectors;
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        let polled = disk.poll(0, &mut |tag, result| {
+            let Some(index) = in_flight.iter().position(|&queued| queued == tag) else {
+                return;
+            };
+            in_flight.swap_remove(index);
+            if let (Err(failed), None) = (result, error) {
+                error = Some(failed);
+            }
+        });
+        if let Err(failed) = polled {
+            disk.abandon_requests();
+            return Err(failed);
+        }
+        core::hint::spin_loop();
+    }
+    if let Some(failed) = error {
+        return Err(failed);
     }
     let tag = disk.submit_flush(0)?;
     wait_for(disk, 0, tag, &mut |_| {})
