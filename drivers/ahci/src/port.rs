@@ -66,12 +66,14 @@ const IS_HBFS: u32 = 1 << 29;
 const IS_HBDS: u32 = 1 << 28;
 /// PxIS: interface fatal error.
 const IS_IFS: u32 = 1 << 27;
-/// PxIS: interface non-fatal error.
+/// PxIS: interface non-fatal error (AHCI 3.3.5: the HBA met an error on the SATA
+/// interface and carried on; PxCMD.ST stays set and the command list keeps running).
 const IS_INFS: u32 = 1 << 26;
 /// PxIS: overflow (the device sent more data than the PRDs hold).
 const IS_OFS: u32 = 1 << 24;
-/// Every PxIS error that stops the port.
-const IS_ERRORS: u32 = IS_TFES | IS_HBFS | IS_HBDS | IS_IFS | IS_INFS | IS_OFS;
+/// Every PxIS error that stops the command list: the port must be recovered (INFS is
+/// not one).
+const IS_FATAL: u32 = IS_TFES | IS_HBFS | IS_HBDS | IS_IFS | IS_OFS;
 /// PxIS: a Set Device Bits FIS arrived (queued commands finished).
 const IS_SDBS: u32 = 1 << 3;
 /// PxIS: a DMA Setup FIS arrived.
@@ -82,6 +84,10 @@ const IS_PSS: u32 = 1 << 1;
 const IS_DHRS: u32 = 1 << 0;
 /// The PxIS causes that say a command finished.
 const IS_DONE: u32 = IS_SDBS | IS_DSS | IS_PSS | IS_DHRS;
+
+/// PxSERR DIAG.X and DIAG.N: device presence and PHY ready changes, reflected in PxIS.PCS
+/// and PxIS.PRCS; link events, left for whoever handles those.
+const SERR_LINK_CHANGES: u32 = (1 << 26) | (1 << 16);
 
 /// PxSSTS/PxSCTL DET field.
 const DET_MASK: u32 = 0xF;
@@ -228,6 +234,8 @@ pub struct AhciDisk {
     wake: Option<Arc<Wake>>,
     /// PxIE is on: the next finished command (or error) wakes the core armed.
     armed: bool,
+    /// Interface non-fatal errors cleared so far (logged at each power of two).
+    non_fatal_errors: u64,
 }
 
 impl AhciDisk {
@@ -267,6 +275,7 @@ impl AhciDisk {
             platform,
             wake,
             armed: false,
+            non_fatal_errors: 0,
         };
         disk.check_reachable(cap, &disk.tables)?;
         disk.check_reachable(cap, &disk.buffers[0])?;
@@ -420,9 +429,9 @@ impl AhciDisk {
         self.registers.write32(PX_CI, bit(0));
         let registers = &self.registers;
         wait::until(self.platform, "IDENTIFY", IDENTIFY_TIMEOUT_MS, || {
-            registers.read32(PX_CI) & bit(0) == 0 || registers.read32(PX_IS) & IS_ERRORS != 0
+            registers.read32(PX_CI) & bit(0) == 0 || registers.read32(PX_IS) & IS_FATAL != 0
         })?;
-        if self.registers.read32(PX_IS) & IS_ERRORS != 0 {
+        if self.registers.read32(PX_IS) & IS_FATAL != 0 {
             let status = self.registers.read32(PX_TFD);
             self.restart(false)?;
             return Err(DeviceError::Status {
@@ -562,6 +571,24 @@ impl AhciDisk {
         self.armed = false;
     }
 
+    /// Clears an interface non-fatal error: the PxSERR error bits behind it (not its link
+    /// changes), then PxIS.INFS (both write-1-to-clear), and counts it. The HBA carried
+    /// on, so the commands in flight run on and finish as usual.
+    fn clear_non_fatal(&mut self) {
+        let serror = self.registers.read32(PX_SERR) & !SERR_LINK_CHANGES;
+        self.registers.write32(PX_SERR, serror);
+        self.registers.write32(PX_IS, IS_INFS);
+        self.non_fatal_errors += 1;
+        if self.non_fatal_errors.is_power_of_two() {
+            log::warn!(
+                "ahci: port {}: interface non-fatal error (PxSERR {serror:#x}), {} so far; \
+                 commands carry on",
+                self.number,
+                self.non_fatal_errors
+            );
+        }
+    }
+
     /// Fails every issued request with `error` and restarts the port.
     fn abort_issued(&mut self, error: DeviceError, done: Completion<'_>) -> usize {
         if self.armed {
@@ -621,7 +648,7 @@ impl BlockDevice for AhciDisk {
             .ok_or(DeviceError::Unsupported("MSI or MSI-X"))?;
         wake.arm(self.number, core)?;
         self.registers.write32(PX_IS, IS_DONE);
-        self.registers.write32(PX_IE, IS_DONE | IS_ERRORS);
+        self.registers.write32(PX_IE, IS_DONE | IS_FATAL);
         self.armed = true;
         Ok(())
     }
@@ -678,6 +705,10 @@ impl BlockDevice for AhciDisk {
         if self.issued == 0 {
             return Ok(0);
         }
+        let interrupts = self.registers.read32(PX_IS);
+        if interrupts & IS_INFS != 0 {
+            self.clear_non_fatal();
+        }
         // Queued and non-queued commands never run together, so one register says which
         // are still running.
         let running = if self.issued & self.queued != 0 {
@@ -687,7 +718,7 @@ impl BlockDevice for AhciDisk {
         };
         let finished = self.issued & !running;
         if finished == 0 {
-            let errors = self.registers.read32(PX_IS) & IS_ERRORS;
+            let errors = interrupts & IS_FATAL;
             if errors != 0 {
                 let status = self.registers.read32(PX_TFD);
                 log::warn!(
@@ -744,6 +775,115 @@ impl BlockDevice for AhciDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rexo_devio::host::HostPlatform;
+
+    /// PxTFD after a failed command: error ABRT, status DRDY, DSC and ERR.
+    const TFD_ABORTED: u32 = 0x0451;
+
+    /// A running port with a 1024-sector disk (LBA48, no NCQ: one command at a time)
+    /// whose registers are plain memory, and those registers: the test plays the HBA,
+    /// and write-1-to-clear registers just keep the last value written.
+    fn port_with_fake_hba() -> (AhciDisk, Mmio) {
+        let platform = HostPlatform::leaked();
+        let registers = Mmio::new(alloc::vec![0u8; 0x80].leak());
+        assert_eq!(
+            registers.phys() % 8,
+            0,
+            "the heap aligns the fake registers"
+        );
+        let buffer = Dma::new(platform, (BUFFER_SECTORS * SECTOR_BYTES) as usize).unwrap();
+        let mut disk = AhciDisk {
+            registers: registers.clone(),
+            number: 0,
+            tables: Dma::new(platform, TABLES_BYTES).unwrap(),
+            buffers: alloc::vec![buffer],
+            requests: [None; MAX_SLOTS],
+            ready: 0,
+            held: 0,
+            issued: 0,
+            queued: 0,
+            identity: Identity {
+                sectors: 1024,
+                lba48: true,
+                dma: true,
+                ..Identity::default()
+            },
+            ncq: false,
+            depth: 1,
+            failed: None,
+            platform,
+            wake: None,
+            armed: false,
+            non_fatal_errors: 0,
+        };
+        disk.attach_buffer(0);
+        registers.write32(PX_CMD, CMD_ST | CMD_FRE);
+        (disk, registers)
+    }
+
+    /// Polls `disk` once; the completions it handed out, as (tag, error if any).
+    fn poll_once(disk: &mut AhciDisk) -> Vec<(Tag, Option<DeviceError>)> {
+        let mut seen = Vec::new();
+        disk.poll(0, &mut |tag, result| seen.push((tag, result.err())))
+            .unwrap();
+        seen
+    }
+
+    #[test]
+    fn an_interface_non_fatal_error_is_cleared_and_the_command_finishes_normally() {
+        let (mut disk, registers) = port_with_fake_hba();
+        let tag = disk.submit_write(0, 8, 1, &mut |b| b.fill(0x5A)).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "issued, still running");
+        assert_eq!(registers.read32(PX_CI), 1);
+        // A CRC error on a non-data FIS: the HBA sets INFS and carries on.
+        let crc = 1 << 21;
+        registers.write32(PX_SERR, crc);
+        registers.write32(PX_IS, IS_INFS);
+        assert_eq!(poll_once(&mut disk), [], "no completion, no failure");
+        assert_eq!(disk.non_fatal_errors, 1);
+        // Cleared with write-1-to-clear of just those bits, not the restart's all-ones.
+        assert_eq!(registers.read32(PX_IS), IS_INFS);
+        assert_eq!(registers.read32(PX_SERR), crc);
+        assert_eq!(registers.read32(PX_CMD) & CMD_ST, CMD_ST);
+        assert_eq!(registers.read32(PX_SCTL), 0, "no COMRESET");
+        assert_eq!(disk.failed, None);
+        // The HBA finishes the command: it completes without error.
+        registers.write32(PX_IS, IS_DHRS);
+        registers.write32(PX_CI, 0);
+        assert_eq!(poll_once(&mut disk), [(tag, None)]);
+        assert_eq!(disk.non_fatal_errors, 1);
+        // The slot is free again and works as before.
+        let next = disk.submit_read(0, 8, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), []);
+        registers.write32(PX_CI, 0);
+        assert_eq!(poll_once(&mut disk), [(next, None)]);
+    }
+
+    #[test]
+    fn a_fatal_error_fails_the_command_and_restarts_the_port_even_with_a_non_fatal_one() {
+        for status in [IS_TFES, IS_HBFS, IS_HBDS, IS_IFS, IS_OFS, IS_TFES | IS_INFS] {
+            let (mut disk, registers) = port_with_fake_hba();
+            let tag = disk.submit_read(0, 0, 4).unwrap();
+            assert_eq!(poll_once(&mut disk), []);
+            registers.write32(PX_TFD, TFD_ABORTED);
+            registers.write32(PX_IS, status);
+            let error = DeviceError::Status {
+                what: "the AHCI command",
+                status: TFD_ABORTED,
+            };
+            assert_eq!(
+                poll_once(&mut disk),
+                [(tag, Some(error))],
+                "PxIS {status:#x}"
+            );
+            // The restart cleared every status and error bit and started the port again.
+            assert_eq!(registers.read32(PX_IS), u32::MAX);
+            assert_eq!(registers.read32(PX_SERR), u32::MAX);
+            assert_eq!(registers.read32(PX_CMD) & CMD_ST, CMD_ST);
+            assert_eq!(disk.failed, None);
+            assert_eq!(disk.issued, 0, "nothing left in flight");
+        }
+    }
 
     #[test]
     fn free_slots_are_the_lowest_clear_bits_within_the_depth() {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use crate::Platform;
 
 /// Pages from the host heap, counted.
-pub(crate) struct HostPlatform {
+pub struct HostPlatform {
     /// DMA allocations not given back.
     live: Mutex<usize>,
     /// The lines armed, as (IRQ, core).
@@ -18,12 +18,12 @@ pub(crate) struct HostPlatform {
 
 impl HostPlatform {
     /// Cores the host machine pretends to have.
-    pub(crate) const CORES: usize = 2;
+    pub const CORES: usize = 2;
     /// The wake vector in its messages.
-    pub(crate) const WAKE_VECTOR: u32 = 0x41;
+    pub const WAKE_VECTOR: u32 = 0x41;
 
     /// A platform for one test, living as long as the test's `Dma` and tables.
-    pub(crate) fn leaked() -> &'static Self {
+    pub fn leaked() -> &'static Self {
         Box::leak(Box::new(Self {
             live: Mutex::new(0),
             armed: Mutex::new(alloc::vec::Vec::new()),
@@ -31,12 +31,12 @@ impl HostPlatform {
     }
 
     /// DMA allocations not given back.
-    pub(crate) fn live(&self) -> usize {
+    pub fn live(&self) -> usize {
         *self.live.lock().unwrap()
     }
 
     /// The lines armed so far, as (IRQ, core).
-    pub(crate) fn armed(&self) -> alloc::vec::Vec<(u8, usize)> {
+    pub fn armed(&self) -> alloc::vec::Vec<(u8, usize)> {
         self.armed.lock().unwrap().clone()
     }
 }

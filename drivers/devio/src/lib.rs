@@ -16,6 +16,8 @@
 //!   [`QueueWakes`], one-shot wake-ups of a device's queues through their entries.
 //! - [`LineWake`]: a legacy interrupt line (PCI INTx, an IDE channel's ISA IRQ) as the
 //!   wake-up of a device without MSI; [`LineWaiters`], the kernel's half of it.
+//! - `host` (tests, and the `host` feature off the kernel target): `HostPlatform`, a
+//!   [`Platform`] of host heap pages for drivers' host tests.
 //! - [`pairs`]: one queue pair of a network interface handed out on its own
 //!   ([`QueuePair`], the frame path the drivers that split implement).
 //!
@@ -27,8 +29,8 @@ extern crate alloc;
 
 pub mod config;
 pub mod dma;
-#[cfg(test)]
-mod host;
+#[cfg(any(test, all(feature = "host", not(target_os = "none"))))]
+pub mod host;
 pub mod line;
 pub mod mmio;
 pub mod msi;
