@@ -171,14 +171,20 @@ fn open_disk(image: &Path, create: Option<u64>) -> Result<FileDisk> {
     Ok(FileDisk { file, size, offset })
 }
 
-/// The first byte and the length of the image's first partition of type `kind`, when
-/// the `size`-byte image holds a partition table with one.
+/// The first byte and the length of the image's first partition of type `kind` (MBR,
+/// or GPT with the GUID standing for it), when the `size`-byte image holds a partition
+/// table with one.
 pub fn partition_of(file: &File, size: u64, kind: u8) -> Option<(u64, u64)> {
-    let mut sector0 = [0u8; rexo_mbr::SECTOR];
-    file.read_exact_at(&mut sector0, 0).ok()?;
-    let partitions = rexo_mbr::parse(&sector0, size / 512).ok()?;
-    let p = partitions.into_iter().find(|p| p.kind == kind)?;
-    Some((p.first * 512, p.sectors * 512))
+    const SECTOR: u64 = rexo_mbr::SECTOR as u64;
+    let table = rexo_mbr::read_table(SECTOR as u32, size / SECTOR, &mut |lba, sectors| {
+        let mut bytes = vec![0; sectors as usize * rexo_mbr::SECTOR];
+        file.read_exact_at(&mut bytes, lba * SECTOR)
+            .map_err(|e| e.to_string())?;
+        Ok(bytes)
+    })
+    .ok()?;
+    let p = table.first_holding(kind)?;
+    Some((p.first * SECTOR, p.sectors * SECTOR))
 }
 
 /// What a bootable image starts: the kernel ELF and its command line.

@@ -1,14 +1,25 @@
-//! The MBR partition table (sector 0: four 16-byte entries at byte 446, the signature
-//! 0x55 0xAA at 510), as Rexo's file system libraries read it to find their partitions
-//! and the host tools write it. Only what a data disk needs: primary partitions by
-//! LBA (start and length, little-endian u32s at +8 and +12 of an entry), the type byte
-//! at +4; CHS fields are written as "use LBA" and ignored when read.
+//! The partition tables Rexo's file system libraries read to find their partitions
+//! and the host tools write: MBR, and GPT behind a protective MBR.
 //!
-//! Types: [`TYPE_BMFS`] and [`TYPE_REXO_FS`], from the range MBR leaves to local use.
+//! MBR (sector 0: four 16-byte entries at byte 446, the signature 0x55 0xAA at 510):
+//! only what a data disk needs: primary partitions by LBA (start and length,
+//! little-endian u32s at +8 and +12 of an entry), the type byte at +4; CHS fields are
+//! written as "use LBA" and ignored when read. Types: [`TYPE_BMFS`] and
+//! [`TYPE_REXO_FS`], from the range MBR leaves to local use.
+//!
+//! GPT ([`gpt`]): when sector 0 holds a protective entry ([`TYPE_GPT_PROTECTIVE`]),
+//! the partitions are those of the GPT: its header at LBA 1, or the backup in the last
+//! sector when that one or its entry array is bad (CRC, signature, fields), and Rexo's
+//! partitions are those of type [`gpt::GUID_BMFS`] and [`gpt::GUID_REXO_FS`].
+//! [`read_table`] reads either; [`Partition::holds`] matches an MBR type byte or the
+//! GUID standing for it.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+mod crc;
+pub mod gpt;
 
 use alloc::format;
 use alloc::string::String;
@@ -21,29 +32,72 @@ pub const SECTOR: usize = 512;
 pub const TYPE_BMFS: u8 = 0x7E;
 /// The type of a Rexo file system partition.
 pub const TYPE_REXO_FS: u8 = 0x7F;
+/// The type of a protective MBR entry: the disk's partitions are in its GPT.
+pub const TYPE_GPT_PROTECTIVE: u8 = 0xEE;
 /// Where the four entries start.
 const ENTRIES: usize = 446;
+
+/// What a partition's table says it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An MBR entry's type byte.
+    Mbr(u8),
+    /// A GPT entry's type GUID, name and the rest.
+    Gpt(gpt::Entry),
+}
 
 /// One partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Partition {
-    /// Its number, 1 to 4.
+    /// Its number: 1 to 4 under MBR, its entry's (from 1) under GPT.
     pub number: usize,
-    /// Its type byte.
-    pub kind: u8,
+    /// What it holds.
+    pub kind: Kind,
     /// Its first sector.
     pub first: u64,
     /// Its sectors.
     pub sectors: u64,
 }
 
+impl Partition {
+    /// Whether it is of MBR type `kind`, or of the GPT type GUID standing for it
+    /// ([`gpt::mbr_type_of`]).
+    pub fn holds(&self, kind: u8) -> bool {
+        match self.kind {
+            Kind::Mbr(byte) => byte == kind,
+            Kind::Gpt(entry) => gpt::mbr_type_of(entry.type_guid) == Some(kind),
+        }
+    }
+}
+
+/// A disk's partitions, as [`read_table`] found them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    /// The used entries, in table order.
+    pub partitions: Vec<Partition>,
+    /// Why the primary GPT was passed over, when the partitions come from the backup.
+    pub from_backup: Option<String>,
+}
+
+impl Table {
+    /// The first partition of type `kind` ([`Partition::holds`]).
+    pub fn first_holding(&self, kind: u8) -> Option<&Partition> {
+        self.partitions.iter().find(|p| p.holds(kind))
+    }
+}
+
+/// Reads `sectors` sectors from an LBA of a disk: the bytes, or the device's error.
+pub type ReadSectors<'a> = &'a mut dyn FnMut(u64, u32) -> Result<Vec<u8>, String>;
+
 /// Why a table was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MbrError {
     /// No MBR signature: the disk is not partitioned.
     NoTable,
-    /// An entry is impossible (named).
+    /// An entry or a GPT header is impossible (named).
     Corrupt(String),
+    /// The device failed a read (its error).
+    Unreadable(String),
 }
 
 impl fmt::Display for MbrError {
@@ -51,13 +105,17 @@ impl fmt::Display for MbrError {
         match self {
             Self::NoTable => f.write_str("no partition table"),
             Self::Corrupt(why) => write!(f, "bad partition table: {why}"),
+            Self::Unreadable(why) => write!(f, "partition table unreadable: {why}"),
         }
     }
 }
 
-/// The partitions of a disk of `disk_sectors` sectors whose sector 0 is `sector0`, in
-/// table order; entries of type 0 are unused. A partition in sector 0, past the end
-/// of the disk, or overlapping another is refused.
+/// The MBR partitions of a disk of `disk_sectors` sectors whose sector 0 is `sector0`,
+/// in table order; entries of type 0 are unused. A partition in sector 0, past the end
+/// of the disk, or overlapping another is refused; a protective entry
+/// ([`TYPE_GPT_PROTECTIVE`]) may run past the end (it says 0xFFFFFFFF sectors on disks
+/// larger than that, and some tools write that on any disk): [`read_table`] reads its
+/// GPT.
 pub fn parse(sector0: &[u8], disk_sectors: u64) -> Result<Vec<Partition>, MbrError> {
     if sector0.len() < SECTOR || sector0[510..512] != [0x55, 0xAA] {
         return Err(MbrError::NoTable);
@@ -82,7 +140,7 @@ pub fn parse(sector0: &[u8], disk_sectors: u64) -> Result<Vec<Partition>, MbrErr
         if first == 0 || sectors == 0 {
             return Err(bad("starts in sector 0 or is empty"));
         }
-        if first + sectors > disk_sectors {
+        if kind != TYPE_GPT_PROTECTIVE && first + sectors > disk_sectors {
             return Err(bad("runs past the end of the disk"));
         }
         if let Some(other) = found
@@ -93,7 +151,7 @@ pub fn parse(sector0: &[u8], disk_sectors: u64) -> Result<Vec<Partition>, MbrErr
         }
         found.push(Partition {
             number,
-            kind,
+            kind: Kind::Mbr(kind),
             first,
             sectors,
         });
@@ -101,22 +159,75 @@ pub fn parse(sector0: &[u8], disk_sectors: u64) -> Result<Vec<Partition>, MbrErr
     Ok(found)
 }
 
-/// The partitions of type `kind` on `device` (its sector 0 read on queue 0), or why
-/// there are none (no table, a bad one, the device's error).
-pub fn read_partitions(
-    device: &mut dyn rexo_api::BlockDevice,
-    kind: u8,
-) -> Result<Vec<Partition>, String> {
+/// `sectors` sectors from `lba` through `read`, refused unless exactly that many bytes
+/// of `sector_size`-byte sectors come.
+fn read_sectors(
+    read: ReadSectors,
+    sector_size: usize,
+    lba: u64,
+    sectors: u32,
+) -> Result<Vec<u8>, MbrError> {
+    if sectors == 0 {
+        return Ok(Vec::new());
+    }
+    let bytes = read(lba, sectors).map_err(MbrError::Unreadable)?;
+    let wanted = sectors as usize * sector_size;
+    if bytes.len() != wanted {
+        return Err(MbrError::Unreadable(format!(
+            "{} bytes from LBA {lba}, not {wanted}",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The partition table of a disk of `disk_sectors` sectors of `sector_size` bytes,
+/// read through `read`: its MBR's partitions ([`parse`]), or with a protective entry
+/// its GPT's ([`gpt`]: the primary, else the backup, saying why).
+pub fn read_table(
+    sector_size: u32,
+    disk_sectors: u64,
+    read: ReadSectors,
+) -> Result<Table, MbrError> {
+    let sector_size = sector_size.max(1) as usize;
+    let sectors_in_mbr = SECTOR.div_ceil(sector_size) as u32;
+    let sector0 = read_sectors(read, sector_size, 0, sectors_in_mbr)?;
+    let partitions = parse(&sector0, disk_sectors)?;
+    if !partitions
+        .iter()
+        .any(|p| p.kind == Kind::Mbr(TYPE_GPT_PROTECTIVE))
+    {
+        return Ok(Table {
+            partitions,
+            from_backup: None,
+        });
+    }
+    let (partitions, from_backup) = gpt::read(read, sector_size, disk_sectors)?;
+    Ok(Table {
+        partitions,
+        from_backup,
+    })
+}
+
+/// [`read_table`] of `device`, read on queue 0 one request at a time (each at most the
+/// device's `max_sectors`).
+pub fn read_device_table(device: &mut dyn rexo_api::BlockDevice) -> Result<Table, MbrError> {
     let info = device.info();
-    let sectors_in_table = SECTOR.div_ceil(info.sector_size.max(1) as usize) as u32;
-    let tag = device
-        .submit_read(0, 0, sectors_in_table)
-        .map_err(|e| format!("{e}"))?;
-    let mut sector0 = Vec::new();
-    rexo_api::device::wait_for(device, 0, tag, &mut |data| sector0.extend_from_slice(data))
-        .map_err(|e| format!("{e}"))?;
-    let partitions = parse(&sector0, info.sectors).map_err(|e| format!("{e}"))?;
-    Ok(partitions.into_iter().filter(|p| p.kind == kind).collect())
+    let most = info.max_sectors.max(1);
+    read_table(info.sector_size, info.sectors, &mut |lba, sectors| {
+        let mut bytes = Vec::new();
+        let mut done = 0;
+        while done < sectors {
+            let count = most.min(sectors - done);
+            let tag = device
+                .submit_read(0, lba + u64::from(done), count)
+                .map_err(|e| format!("{e}"))?;
+            rexo_api::device::wait_for(device, 0, tag, &mut |data| bytes.extend_from_slice(data))
+                .map_err(|e| format!("{e}"))?;
+            done += count;
+        }
+        Ok(bytes)
+    })
 }
 
 /// What [`on_first_disk_holding`]'s `attempt` found where it looked.
@@ -128,9 +239,11 @@ pub enum Attempt<T> {
 }
 
 /// Looks for a file system on every disk in turn: `attempt` on the whole disk, then on
-/// the disk's first partition of type `kind`; the first `Done` ends the search. Each
-/// disk is opened for the look and given back afterwards. The error says what was
-/// found on each disk (`what`: the file system's name, for the message).
+/// the disk's first partition of type `kind` (MBR, or GPT with the GUID standing for
+/// it: [`read_device_table`], [`Partition::holds`]); the first `Done` ends the search.
+/// Each disk is opened for the look and given back afterwards. The error says what was
+/// found on each disk (`what`: the file system's name, for the message), with a bad
+/// partition table's reason and a GPT read from its backup header.
 pub fn on_first_disk_holding<T>(
     kernel: &rexo_api::Kernel,
     kind: u8,
@@ -154,18 +267,30 @@ pub fn on_first_disk_holding<T>(
             Attempt::Done(result) => return result,
             Attempt::NotHere(why) => why,
         };
-        match read_partitions(disk.as_mut(), kind) {
-            Ok(partitions) if !partitions.is_empty() => {
-                let p = partitions[0];
-                match attempt(disk.as_mut(), Some(&p)) {
-                    Attempt::Done(result) => return result,
-                    Attempt::NotHere(why) => tried.push(format!(
-                        "disk {} partition {}: {why}",
-                        device.index, p.number
-                    )),
-                }
+        let table = match read_device_table(disk.as_mut()) {
+            Ok(table) => table,
+            Err(MbrError::NoTable) => {
+                tried.push(format!("disk {}: {whole}", device.index));
+                continue;
             }
-            _ => tried.push(format!("disk {}: {whole}", device.index)),
+            Err(error) => {
+                tried.push(format!("disk {}: {whole}; {error}", device.index));
+                continue;
+            }
+        };
+        let backup = match &table.from_backup {
+            Some(why) => format!(" (GPT read from its backup header: {why})"),
+            None => String::new(),
+        };
+        match table.first_holding(kind) {
+            Some(p) => match attempt(disk.as_mut(), Some(p)) {
+                Attempt::Done(result) => return result,
+                Attempt::NotHere(why) => tried.push(format!(
+                    "disk {} partition {}{backup}: {why}",
+                    device.index, p.number
+                )),
+            },
+            None => tried.push(format!("disk {}{backup}: {whole}", device.index)),
         }
     }
     if tried.is_empty() {
@@ -203,18 +328,31 @@ mod tests {
             Ok(alloc::vec![
                 Partition {
                     number: 1,
-                    kind: TYPE_BMFS,
+                    kind: Kind::Mbr(TYPE_BMFS),
                     first: 2048,
                     sectors: 65536
                 },
                 Partition {
                     number: 2,
-                    kind: TYPE_REXO_FS,
+                    kind: Kind::Mbr(TYPE_REXO_FS),
                     first: 67584,
                     sectors: 100_000
                 },
             ])
         );
+    }
+
+    #[test]
+    fn a_disk_without_a_protective_entry_is_read_by_its_mbr() {
+        let mut disk = alloc::vec![0u8; 4 * SECTOR];
+        disk[..SECTOR].copy_from_slice(&table(&[(TYPE_REXO_FS, 2, 2)]));
+        let table = read_table(512, 4, &mut |lba, sectors| {
+            Ok(disk[lba as usize * SECTOR..][..sectors as usize * SECTOR].to_vec())
+        })
+        .unwrap();
+        assert_eq!(table.from_backup, None);
+        assert_eq!(table.first_holding(TYPE_REXO_FS).unwrap().first, 2);
+        assert_eq!(table.first_holding(TYPE_BMFS), None);
     }
 
     #[test]
@@ -231,6 +369,13 @@ mod tests {
         );
         let zero = table(&[(TYPE_BMFS, 0, 10)]);
         assert!(matches!(parse(&zero, 100), Err(MbrError::Corrupt(_))));
+        // A protective entry may say 0xFFFFFFFF sectors on any disk; its GPT is checked.
+        let protective = table(&[(TYPE_GPT_PROTECTIVE, 1, 0xFFFF_FFFF)]);
+        assert_eq!(parse(&protective, 100).unwrap()[0].sectors, 0xFFFF_FFFF);
+        let protective_and_past = table(&[(TYPE_GPT_PROTECTIVE, 1, 49), (TYPE_BMFS, 50, 51)]);
+        assert!(
+            matches!(parse(&protective_and_past, 100), Err(MbrError::Corrupt(why)) if why.contains("partition 2: runs past"))
+        );
         // Random sectors with a signature: refused or parsed, never a panic.
         let mut state = 0x1234_5678_9abc_def0u64;
         for _ in 0..10_000 {
