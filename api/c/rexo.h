@@ -81,6 +81,11 @@ unsigned rexo_core_index(void);
 /* Nanoseconds since boot (monotonic, from the TSC). */
 uint64_t rexo_now_ns(void);
 
+/* Seconds since 1970-01-01 00:00:00 UTC, to the second: the machine's CMOS clock, read at
+ * the first call and assumed to keep UTC, plus the time since. REXO_ENODEV (negative) on a
+ * machine without a clock the kernel can read. */
+int64_t rexo_unix_time(void);
+
 /* Writes `len` bytes of text at `buf` to the consoles as they are (no prefix, no newline
  * added; bytes that are not UTF-8 appear as U+FFFD). Returns REXO_OK, REXO_EINVAL (`buf`
  * NULL with `len` > 0) or REXO_EFAULT. `len` 0 writes nothing and accepts any `buf`. */

@@ -194,6 +194,10 @@ macro_rules! kernel_calls {
             fn core_index(&self) -> usize;
             /// Nanoseconds since boot (monotonic).
             fn now_ns(&self) -> u64;
+            /// Seconds since 1970-01-01 00:00:00 UTC, to the second: the machine's CMOS
+            /// clock (read at the first call, assumed to keep UTC) plus the time since.
+            /// [`ApiError::NoWallClock`] on a machine without one.
+            fn unix_time_s(&self) -> Result<u64, ApiError>;
             /// Writes one log line (with the time and core number) to the consoles.
             fn log(&self, line: fmt::Arguments<'_>);
             /// Runs `task` once on every core of the app and returns when all have finished; the

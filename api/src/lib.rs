@@ -192,6 +192,8 @@ pub enum ApiError {
     /// The app is running already (`run_app` from another of its cores, or from within
     /// itself): an app runs once at a time.
     AlreadyRunning,
+    /// The machine has no wall clock the kernel can read (the kernel's log says why).
+    NoWallClock,
 }
 
 impl fmt::Display for ApiError {
@@ -225,6 +227,7 @@ impl fmt::Display for ApiError {
             ApiError::DeadlinePassed => f.write_str("the deadline has passed already"),
             ApiError::TimerBusy => f.write_str("the core's timer is held already"),
             ApiError::AlreadyRunning => f.write_str("the app is running already"),
+            ApiError::NoWallClock => f.write_str("the machine has no readable wall clock"),
         }
     }
 }

@@ -360,6 +360,10 @@ impl KernelCalls for AppRun {
         crate::time::now_ns()
     }
 
+    fn unix_time_s(&self) -> Result<u64, ApiError> {
+        crate::time::unix_time_s().map_err(|_| ApiError::NoWallClock)
+    }
+
     fn log(&self, line: core::fmt::Arguments<'_>) {
         log::info!("{line}");
     }

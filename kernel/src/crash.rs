@@ -22,7 +22,7 @@ unsafe extern "C" {
 }
 
 /// The symbol table `xtask` wrote into the kernel image after linking.
-fn symbols() -> Option<rexo_symtab::SymbolTable<'static>> {
+pub(crate) fn symbols() -> Option<rexo_symtab::SymbolTable<'static>> {
     let start = &raw const __rexo_symtab_start;
     let len = &raw const __rexo_symtab_end as usize - start as usize;
     // SAFETY: the linker script brackets the `.rexo_symtab` section with these symbols;
@@ -257,9 +257,4 @@ pub fn provoke(kind: rexo_cmdline::Crash) -> ! {
 fn recurse(depth: u64) -> u64 {
     let frame = core::hint::black_box([depth as u8; 1024]);
     core::hint::black_box(recurse(depth + 1)) + u64::from(frame[0])
-}
-
-/// Looks up the function containing `addr` in the kernel's symbol table.
-pub fn symbolize(addr: u64) -> Option<(&'static str, u64)> {
-    symbols()?.lookup(addr)
 }

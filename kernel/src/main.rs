@@ -27,6 +27,7 @@ mod sched;
 mod tests;
 mod time;
 
+use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arch::smp;
@@ -112,13 +113,8 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     // Memory: the map, what must never be handed out, the allocator, the page tables.
     let map = boot::memory_map(&boot).unwrap_or_else(|e| fatal(format_args!("{e}")));
     let map = mem::set_memory_map(map);
-    for region in map.regions() {
-        log::debug!(
-            "memory: [{:#014x}, {:#014x}) {:?}",
-            region.start,
-            region.end,
-            region.kind
-        );
+    for r in map.regions() {
+        log::debug!("memory: [{:#014x}, {:#014x}) {:?}", r.start, r.end, r.kind);
     }
     let usable = map.usable_bytes();
     if usable < MIN_MEMORY_MIB << 20 {
@@ -186,14 +182,12 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         if features.huge_1g { "1 GiB" } else { "2 MiB" },
         heap >> 10
     );
-    for (i, module) in boot.modules().iter().enumerate() {
-        let line = alloc::format!(
-            "module {i}: [{:#x}, {:#x}) '{}'\n",
-            module.start,
-            module.end,
-            module.cmdline
+    for (i, m) in boot.modules().iter().enumerate() {
+        let _ = writeln!(
+            report,
+            "module {i}: [{:#x}, {:#x}) '{}'",
+            m.start, m.end, m.cmdline
         );
-        report.push_str(&line);
     }
 
     BOOT_STATE.call_once(|| BootState {

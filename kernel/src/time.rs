@@ -219,6 +219,22 @@ pub fn tsc_at_ns(ns: u64) -> u64 {
     crate::arch::entry::boot_tsc().saturating_add(ticks)
 }
 
+/// Seconds since 1970 at the boot's first instruction by the CMOS clock, read at the
+/// first [`unix_time_s`] (a reading waits out the clock's update, up to 2 ms).
+static BOOT_UNIX_S: spin::Once<Result<u64, rexo_rtc::RtcError>> = spin::Once::new();
+
+/// Seconds since 1970-01-01 UTC, to the second: the CMOS clock read once, plus the
+/// monotonic clock since; the reason when the machine has no readable clock.
+pub fn unix_time_s() -> Result<u64, rexo_rtc::RtcError> {
+    let boot_s = BOOT_UNIX_S.call_once(|| {
+        let century = crate::platform::acpi().and_then(|a| a.fadt.as_ref()?.century);
+        let read = rexo_rtc::unix_time(&mut |i| (outb(0x70, i), inb(0x71)).1, century);
+        let read = read.inspect_err(|why| log::warn!("time: no wall clock: {why}"));
+        read.map(|now| now.saturating_sub(now_ns() / 1_000_000_000))
+    });
+    boot_s.map(|boot_s| boot_s + now_ns() / 1_000_000_000)
+}
+
 /// Busy-waits `micros` microseconds.
 pub fn delay_us(micros: u64) {
     let end = tsc_after_micros(micros);
@@ -274,8 +290,9 @@ pub fn uses_tsc_deadline() -> bool {
     TSC_DEADLINE.load(Ordering::Relaxed)
 }
 
-/// Timer interrupts taken by each core (for tests and the monitor).
-static TIMER_INTERRUPTS: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
+/// Timer interrupts taken by each core (read by the kernel tests).
+pub(crate) static TIMER_INTERRUPTS: [AtomicU32; MAX_CORES] =
+    [const { AtomicU32::new(0) }; MAX_CORES];
 /// When each core last took a timer interrupt.
 static LAST_TIMER_NS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 
@@ -380,9 +397,4 @@ pub fn on_timer_interrupt() {
 /// When core `core` last took a timer interrupt (monotonic ns; 0: never).
 pub fn last_timer_interrupt_ns(core: usize) -> u64 {
     LAST_TIMER_NS[core].load(Ordering::Relaxed)
-}
-
-/// How many timer interrupts core `core` has taken.
-pub fn timer_interrupts(core: usize) -> u32 {
-    TIMER_INTERRUPTS[core].load(Ordering::Relaxed)
 }

@@ -666,8 +666,28 @@ fn expiry(s: &mut Stream) -> Result<String> {
     )?;
     s.exchange(b"touch long -1\r\n", b"TOUCHED\r\n")?;
     s.exchange(b"get long\r\n", b"END\r\n")?;
+    // Exptimes above 30 days are Unix times, on the guest's CMOS clock (QEMU's is the
+    // host's UTC): an hour ahead is kept, a minute ago is gone at once.
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| format!("the host clock is before 1970: {e}"))?
+        .as_secs();
+    let unix_now = i64::try_from(unix_now).map_err(|e| format!("the host clock: {e}"))?;
+    s.exchange(
+        &store("set", "abs-ahead", 0, unix_now + 3600, b"kept"),
+        b"STORED\r\n",
+    )?;
+    s.exchange(
+        &store("set", "abs-past", 0, unix_now - 60, b"gone"),
+        b"STORED\r\n",
+    )?;
+    s.exchange(
+        b"get abs-ahead abs-past\r\n",
+        &[value("abs-ahead", 0, b"kept"), b"END\r\n".to_vec()].concat(),
+    )?;
     Ok(
-        "expiry: a 2 s item gone after 3.2 s, a 100 s one kept, negative exptimes expire at once"
+        "expiry: a 2 s item gone after 3.2 s, a 100 s one kept, negative exptimes expire at once, \
+         Unix-time exptimes an hour ahead kept and a minute ago gone"
             .into(),
     )
 }

@@ -150,7 +150,7 @@ fn error_code(error: ApiError) -> c_int {
             REXO_ENOMEM
         }
         ApiError::Refused(CapError::OutOfRange) => REXO_ERANGE,
-        ApiError::NoSuchDevice => REXO_ENODEV,
+        ApiError::NoSuchDevice | ApiError::NoWallClock => REXO_ENODEV,
         ApiError::Device(error) => devices::device_code(error),
         ApiError::Refused(_)
         | ApiError::NoSuchApp
@@ -242,6 +242,15 @@ pub extern "C" fn rexo_core_index() -> c_uint {
 #[unsafe(no_mangle)]
 pub extern "C" fn rexo_now_ns() -> u64 {
     with_kernel(|kernel, _| kernel.now_ns())
+}
+
+/// `int64_t rexo_unix_time(void)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_unix_time() -> i64 {
+    with_kernel(|kernel, _| match kernel.unix_time_s() {
+        Ok(seconds) => i64::try_from(seconds).unwrap_or(i64::MAX),
+        Err(error) => i64::from(error_code(error)),
+    })
 }
 
 /// `int rexo_write(const void *buf, size_t len)`.

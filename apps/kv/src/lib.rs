@@ -128,10 +128,25 @@ fn failed(kernel: &Kernel, error: NetError) -> ApiError {
     }
 }
 
-/// The cache's clock: seconds since boot, from [`CLOCK_START_S`]. The kernel has no wall
-/// clock yet, so absolute exptimes (above 30 days) count from boot too.
-fn clock_s(kernel: &Kernel) -> u64 {
-    CLOCK_START_S + kernel.now_ns() / 1_000_000_000
+/// Where the cache's clock stood at boot: the Unix time then (memcached's absolute
+/// exptimes, above 30 days, are Unix times), or [`CLOCK_START_S`] on a machine without a
+/// wall clock, where absolute exptimes count from boot (said in the log).
+fn clock_at_boot_s(kernel: &Kernel) -> u64 {
+    let since_boot_s = kernel.now_ns() / 1_000_000_000;
+    match kernel.unix_time_s() {
+        Ok(now) => now.saturating_sub(since_boot_s).max(CLOCK_START_S),
+        Err(error) => {
+            kernel.log(format_args!(
+                "kv: {error}: absolute exptimes count from boot"
+            ));
+            CLOCK_START_S
+        }
+    }
+}
+
+/// The cache's clock in seconds: [`clock_at_boot_s`] (`at_boot_s`) plus the time since.
+fn clock_s(kernel: &Kernel, at_boot_s: u64) -> u64 {
+    at_boot_s + kernel.now_ns() / 1_000_000_000
 }
 
 /// The most shards per serving core: with several times more shards than cores, two
@@ -178,8 +193,10 @@ fn serve_until_shutdown(kernel: &Kernel, sizing: Sizing) -> Result<(), ApiError>
     };
     let max_item = config.max_value + rexo_memcache::ITEM_OVERHEAD + rexo_memcache::MAX_KEY;
     let shards = shard_count(sizing.cache_bytes, serving, max_item);
+    let clock_at_boot_s = clock_at_boot_s(kernel);
     let shared = Shared {
-        store: Shards::new(config, shards, clock_s(kernel)),
+        clock_at_boot_s,
+        store: Shards::new(config, shards, clock_s(kernel, clock_at_boot_s)),
         serving,
         buffer_bytes: (sizing.buffer_bytes / serving)
             .max(max_request_len(CacheConfig::default().max_value)),
@@ -208,7 +225,7 @@ fn serve_until_shutdown(kernel: &Kernel, sizing: Sizing) -> Result<(), ApiError>
     if let Some(error) = *shared.failure.lock() {
         return Err(failed(kernel, error));
     }
-    let stats = (&shared.store).stats(clock_s(kernel));
+    let stats = (&shared.store).stats(clock_s(kernel, shared.clock_at_boot_s));
     kernel.log(format_args!(
         "kv: shutdown after {} connections: {} gets ({} hits), {} sets, {} items ({} bytes), {} evictions; UDP: {} datagrams answered, {} dropped",
         shared.total_connections.load(Ordering::Relaxed),
@@ -233,6 +250,8 @@ fn serve_until_shutdown(kernel: &Kernel, sizing: Sizing) -> Result<(), ApiError>
 
 /// What the serving cores share.
 struct Shared {
+    /// The cache's clock at boot ([`clock_at_boot_s`]).
+    clock_at_boot_s: u64,
     /// The cache, cut by key hash (one shard when one core serves).
     store: Shards,
     /// How many cores serve (memcached's `threads`).
@@ -357,7 +376,7 @@ impl Server<'_> {
                 }
             }
             let info = shared.info();
-            let now = clock_s(kernel);
+            let now = clock_s(kernel, shared.clock_at_boot_s);
             let mut held: usize = self.clients.iter().map(Client::held).sum();
             // The client with the most unserved input may read past the budget, so that
             // one large request always completes and frees its share.

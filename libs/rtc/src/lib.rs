@@ -1,0 +1,185 @@
+//! The CMOS real-time clock (the MC146818 and its successors in every PC chipset) read as
+//! seconds since 1970-01-01 00:00:00 UTC. The kernel passes the register reads (index
+//! to port 0x70, data from 0x71); the rest is here, where the host tests reach it.
+//!
+//! The registers: seconds 0x00, minutes 0x02, hours 0x04, day of month 0x07, month 0x08,
+//! year 0x09 (two digits), status A 0x0A (bit 7: an update is in progress or starts
+//! within 244 us, during which the time registers must not be read), status B 0x0B
+//! (bit 2: binary, else BCD; bit 1: 24-hour, else 12-hour with bit 7 of the hours
+//! meaning PM), and the century at the index the FADT gives, if it gives one (without it
+//! the years are 2000-2099). A reading is taken once no update is in progress, and
+//! taken again until two in a row agree, so an update between two registers never
+//! yields a time that never was. The clock is assumed to keep UTC, as Linux's default.
+#![cfg_attr(target_os = "none", no_std)]
+#![forbid(unsafe_code)]
+
+use core::fmt;
+
+/// Status A: an update is in progress (or begins within 244 us).
+const UPDATE_IN_PROGRESS: u8 = 0x80;
+/// Status B: the time registers are binary, not BCD.
+const BINARY: u8 = 0x04;
+/// Status B: 24-hour clock, not 12-hour.
+const HOURS_24: u8 = 0x02;
+/// Reads of status A before a clock that stays in its update is given up on: an update
+/// lasts at most 2 ms (244 us of warning plus 1984 us), far fewer reads than this.
+const UPDATE_READS: u32 = 1_000_000;
+/// Readings taken before a clock whose registers never agree twice in a row is given up
+/// on (it changes at most once a second).
+const READINGS: u32 = 8;
+
+/// Why the clock gave no time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtcError {
+    /// Every register reads 0xFF: no clock answers at these ports.
+    Absent,
+    /// Status A said "update in progress" for every one of a million reads.
+    StuckInUpdate,
+    /// No two readings in a row agreed.
+    Unsettled,
+    /// A register held a value no date or time has (`value` as read, before decoding).
+    Invalid {
+        /// Which field.
+        field: &'static str,
+        /// What the register held.
+        value: u8,
+    },
+}
+
+impl fmt::Display for RtcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Absent => f.write_str("no CMOS clock (its registers read 0xFF)"),
+            Self::StuckInUpdate => f.write_str("the CMOS clock never left its update cycle"),
+            Self::Unsettled => f.write_str("the CMOS clock's registers never read the same twice"),
+            Self::Invalid { field, value } => {
+                write!(f, "the CMOS clock's {field} register holds {value:#04x}")
+            }
+        }
+    }
+}
+
+/// The registers of one reading, as read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Reading {
+    second: u8,
+    minute: u8,
+    hour: u8,
+    day: u8,
+    month: u8,
+    year: u8,
+    century: Option<u8>,
+    status_b: u8,
+}
+
+/// Reads the clock through `cmos` (register index to value) and returns seconds since
+/// 1970; `century` is the FADT's century register index, if any.
+pub fn unix_time(cmos: &mut dyn FnMut(u8) -> u8, century: Option<u8>) -> Result<u64, RtcError> {
+    if cmos(0x0B) == 0xFF && cmos(0x00) == 0xFF {
+        return Err(RtcError::Absent);
+    }
+    let mut last = None;
+    for _ in 0..READINGS {
+        wait_for_no_update(cmos)?;
+        let reading = Reading {
+            second: cmos(0x00),
+            minute: cmos(0x02),
+            hour: cmos(0x04),
+            day: cmos(0x07),
+            month: cmos(0x08),
+            year: cmos(0x09),
+            century: century.map(&mut *cmos),
+            status_b: cmos(0x0B),
+        };
+        if last == Some(reading) {
+            return reading.decode();
+        }
+        last = Some(reading);
+    }
+    Err(RtcError::Unsettled)
+}
+
+/// Waits until status A says no update is in progress.
+fn wait_for_no_update(cmos: &mut dyn FnMut(u8) -> u8) -> Result<(), RtcError> {
+    (0..UPDATE_READS)
+        .find(|_| cmos(0x0A) & UPDATE_IN_PROGRESS == 0)
+        .map(|_| ())
+        .ok_or(RtcError::StuckInUpdate)
+}
+
+impl Reading {
+    /// Seconds since 1970 by this reading.
+    fn decode(&self) -> Result<u64, RtcError> {
+        let binary = self.status_b & BINARY != 0;
+        let number = |field: &'static str, value: u8, range: core::ops::RangeInclusive<u8>| {
+            let invalid = RtcError::Invalid { field, value };
+            let decoded = if binary {
+                value
+            } else if value & 0x0F <= 9 && value >> 4 <= 9 {
+                (value >> 4) * 10 + (value & 0x0F)
+            } else {
+                return Err(invalid);
+            };
+            if range.contains(&decoded) {
+                Ok(decoded)
+            } else {
+                Err(invalid)
+            }
+        };
+        let hour = if self.status_b & HOURS_24 != 0 {
+            number("hours", self.hour, 0..=23)?
+        } else {
+            // 12 AM is midnight, 12 PM noon.
+            let pm = self.hour & 0x80 != 0;
+            let hour =
+                number("hours", self.hour & 0x7F, 1..=12).map_err(|_| RtcError::Invalid {
+                    field: "hours",
+                    value: self.hour,
+                })?;
+            hour % 12 + if pm { 12 } else { 0 }
+        };
+        let century = match self.century {
+            Some(value) => number("century", value, 19..=99)?,
+            None => 20,
+        };
+        let year = u64::from(century) * 100 + u64::from(number("year", self.year, 0..=99)?);
+        if year < 1970 {
+            return Err(RtcError::Invalid {
+                field: "year",
+                value: self.year,
+            });
+        }
+        let month = number("month", self.month, 1..=12)?;
+        let day = number("day", self.day, 1..=days_in_month(year, month))?;
+        let days = days_since_1970(year, month, day);
+        let seconds = u64::from(hour) * 3600
+            + u64::from(number("minutes", self.minute, 0..=59)?) * 60
+            + u64::from(number("seconds", self.second, 0..=59)?);
+        Ok(days * 86_400 + seconds)
+    }
+}
+
+/// Whether `year` (Gregorian) has a 29 February.
+fn leap(year: u64) -> bool {
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
+}
+
+/// Days in `month` (1-12) of `year`.
+fn days_in_month(year: u64, month: u8) -> u8 {
+    match month {
+        2 if leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to `year`-`month`-`day` (a valid date, 1970 or later).
+fn days_since_1970(year: u64, month: u8, day: u8) -> u64 {
+    let years: u64 = (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum();
+    let months: u64 = (1..month).map(|m| u64::from(days_in_month(year, m))).sum();
+    years + months + u64::from(day) - 1
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,175 @@
+use super::*;
+
+/// A CMOS clock in memory: its registers, and how many more status A reads say "update
+/// in progress".
+struct Cmos {
+    registers: [u8; 128],
+    updating_reads: u32,
+    reads: u32,
+    /// Called after each read with the registers and the read count (a clock that ticks).
+    tick: fn(&mut [u8; 128], u32),
+}
+
+impl Cmos {
+    /// A clock showing `time` (second, minute, hour, day, month, year) with status B.
+    fn new(time: [u8; 6], status_b: u8) -> Self {
+        let mut registers = [0; 128];
+        for (index, value) in [0x00, 0x02, 0x04, 0x07, 0x08, 0x09].into_iter().zip(time) {
+            registers[index] = value;
+        }
+        registers[0x0B] = status_b;
+        Self {
+            registers,
+            updating_reads: 0,
+            reads: 0,
+            tick: |_, _| {},
+        }
+    }
+
+    fn read(&mut self, index: u8) -> u8 {
+        self.reads += 1;
+        (self.tick)(&mut self.registers, self.reads);
+        if index == 0x0A && self.updating_reads > 0 {
+            self.updating_reads -= 1;
+            return UPDATE_IN_PROGRESS;
+        }
+        self.registers[usize::from(index)]
+    }
+
+    fn time(&mut self, century: Option<u8>) -> Result<u64, RtcError> {
+        unix_time(&mut |index| self.read(index), century)
+    }
+}
+
+/// 2026-11-24 17:42:05 UTC, by `date -u -d '2026-11-24 17:42:05' +%s`.
+const WHEN: u64 = 1_795_542_125;
+
+#[test]
+fn a_bcd_24_hour_clock_reads_as_unix_time() {
+    let mut cmos = Cmos::new([0x05, 0x42, 0x17, 0x24, 0x11, 0x26], HOURS_24);
+    assert_eq!(cmos.time(None), Ok(WHEN));
+}
+
+#[test]
+fn a_binary_clock_and_the_century_register() {
+    let mut cmos = Cmos::new([5, 42, 17, 24, 11, 26], HOURS_24 | BINARY);
+    cmos.registers[0x32] = 20;
+    assert_eq!(cmos.time(Some(0x32)), Ok(WHEN));
+    cmos.registers[0x32] = 19;
+    cmos.registers[0x09] = 70;
+    cmos.registers[0x08] = 1;
+    cmos.registers[0x07] = 1;
+    cmos.registers[0x04] = 0;
+    cmos.registers[0x02] = 0;
+    cmos.registers[0x00] = 0;
+    assert_eq!(cmos.time(Some(0x32)), Ok(0), "the epoch");
+}
+
+#[test]
+fn twelve_hour_clocks_know_midnight_from_noon() {
+    // 5:42:05 PM.
+    let mut cmos = Cmos::new([0x05, 0x42, 0x85, 0x24, 0x11, 0x26], 0);
+    assert_eq!(cmos.time(None), Ok(WHEN));
+    // 12:00:00 AM is midnight, 12:00:00 PM noon.
+    let midnight = Cmos::new([0, 0, 0x12, 0x24, 0x11, 0x26], 0)
+        .time(None)
+        .unwrap();
+    let noon = Cmos::new([0, 0, 0x92, 0x24, 0x11, 0x26], 0)
+        .time(None)
+        .unwrap();
+    assert_eq!(midnight % 86_400, 0);
+    assert_eq!(noon - midnight, 12 * 3600);
+    assert_eq!(
+        Cmos::new([0, 0, 0x13, 0x24, 0x11, 0x26], 0).time(None),
+        Err(RtcError::Invalid {
+            field: "hours",
+            value: 0x13
+        }),
+        "no 13 o'clock on a 12-hour clock"
+    );
+}
+
+#[test]
+fn leap_days_count() {
+    // 2024-02-29 00:00:00 and 2024-03-01 00:00:00 (`date -u -d 2024-02-29 +%s`).
+    let leap_day = Cmos::new([0, 0, 0, 0x29, 0x02, 0x24], HOURS_24).time(None);
+    assert_eq!(leap_day, Ok(1_709_164_800));
+    let march = Cmos::new([0, 0, 0, 0x01, 0x03, 0x24], HOURS_24).time(None);
+    assert_eq!(march, Ok(1_709_164_800 + 86_400));
+    assert_eq!(
+        Cmos::new([0, 0, 0, 0x29, 0x02, 0x25], HOURS_24).time(None),
+        Err(RtcError::Invalid {
+            field: "day",
+            value: 0x29
+        }),
+        "2025 has no 29 February"
+    );
+    // 2000 is a leap year (divisible by 400); 2100 would not be.
+    assert!(leap(2000) && !leap(2100) && leap(2096));
+}
+
+#[test]
+fn impossible_registers_are_refused_by_name() {
+    let cases = [
+        ([0x60, 0, 0, 1, 1, 0x26], "seconds", 0x60),
+        ([0, 0x5A, 0, 1, 1, 0x26], "minutes", 0x5A),
+        ([0, 0, 0x24, 1, 1, 0x26], "hours", 0x24),
+        ([0, 0, 0, 0x32, 1, 0x26], "day", 0x32),
+        ([0, 0, 0, 0, 1, 0x26], "day", 0),
+        ([0, 0, 0, 1, 0x13, 0x26], "month", 0x13),
+        ([0, 0, 0, 1, 0, 0x26], "month", 0),
+        ([0, 0, 0, 1, 1, 0xA0], "year", 0xA0),
+    ];
+    for (time, field, value) in cases {
+        assert_eq!(
+            Cmos::new(time, HOURS_24).time(None),
+            Err(RtcError::Invalid { field, value }),
+            "{field} {value:#x}"
+        );
+    }
+    let mut cmos = Cmos::new([0, 0, 0, 1, 1, 0x26], HOURS_24);
+    cmos.registers[0x32] = 0x19;
+    assert_eq!(
+        cmos.time(Some(0x32)),
+        Err(RtcError::Invalid {
+            field: "year",
+            value: 0x26
+        }),
+        "1926 is before 1970"
+    );
+}
+
+#[test]
+fn no_clock_and_a_clock_stuck_in_its_update_are_errors() {
+    let mut absent = Cmos::new([0xFF; 6], 0xFF);
+    assert_eq!(absent.time(None), Err(RtcError::Absent));
+    let mut stuck = Cmos::new([0x05, 0x42, 0x17, 0x24, 0x11, 0x26], HOURS_24);
+    stuck.updating_reads = u32::MAX;
+    assert_eq!(stuck.time(None), Err(RtcError::StuckInUpdate));
+    assert!(RtcError::StuckInUpdate.to_string().contains("update"));
+}
+
+#[test]
+fn a_reading_waits_out_an_update_and_takes_two_that_agree() {
+    let mut cmos = Cmos::new([0x05, 0x42, 0x17, 0x24, 0x11, 0x26], HOURS_24);
+    cmos.updating_reads = 500;
+    assert_eq!(cmos.time(None), Ok(WHEN));
+    assert!(cmos.reads > 500, "status A was read until the update ended");
+    // A clock that ticks to the next second between the minutes and the seconds of the
+    // first reading (17:42:59 -> 17:43:00): the torn reading 17:42:00 is never returned.
+    let mut ticking = Cmos::new([0x59, 0x42, 0x17, 0x24, 0x11, 0x26], HOURS_24);
+    ticking.tick = |registers, reads| {
+        if reads == 4 {
+            registers[0x00] = 0x00;
+            registers[0x02] = 0x43;
+        }
+    };
+    assert_eq!(ticking.time(None), Ok(WHEN + 55));
+}
+
+#[test]
+fn a_clock_that_never_reads_the_same_twice_is_unsettled() {
+    let mut cmos = Cmos::new([0, 0, 0, 1, 1, 0x26], HOURS_24 | BINARY);
+    cmos.tick = |registers, _| registers[0x00] = (registers[0x00] + 1) % 60;
+    assert_eq!(cmos.time(None), Err(RtcError::Unsettled));
+}
