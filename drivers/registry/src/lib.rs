@@ -978,6 +978,13 @@ pub(crate) mod tests {
             .unwrap()
     }
 
+    /// Checks that `seen` is `sectors` sectors of zeros (`what` says why it should be).
+    fn assert_zeroed(seen: &[u8], sectors: usize, what: &str) {
+        assert_eq!(seen.len(), sectors * 512);
+        let first = seen.iter().position(|&b| b != 0);
+        assert_eq!(first, None, "{what}: the first nonzero byte");
+    }
+
     /// Sectors `start..start + count` of `disk`, read 64 at a time (the memory disk's
     /// most).
     fn read_sectors(disk: &mut dyn rexo_api::BlockDevice, start: u64, count: u64) -> Vec<u8> {
@@ -1043,12 +1050,10 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(allocate("web", 200), (0, 200), "the same blocks, first fit");
         let mut web = lease_disk(registry, "web");
-        let seen = read_sectors(web.as_mut(), 0, 200);
-        assert_eq!(seen.len(), 200 * 512);
-        assert!(
-            seen.iter().all(|&b| b == 0),
-            "fs's data is gone: first nonzero byte at {:?}",
-            seen.iter().position(|&b| b != 0)
+        assert_zeroed(
+            &read_sectors(web.as_mut(), 0, 200),
+            200,
+            "fs's data is gone",
         );
         drop(web);
         let mut kv = lease_disk(registry, "kv");
@@ -1237,12 +1242,10 @@ pub(crate) mod tests {
         assert_eq!(watch.most.load(Ordering::Relaxed), 8);
         assert_eq!(watch.in_flight.load(Ordering::Relaxed), 0);
         let mut fs = lease_disk(registry, "fs");
-        let seen = read_sectors(fs.as_mut(), 0, 1000);
-        assert_eq!(seen.len(), 1000 * 512);
-        assert!(
-            seen.iter().all(|&b| b == 0),
-            "every sector zeroed: first nonzero byte at {:?}",
-            seen.iter().position(|&b| b != 0)
+        assert_zeroed(
+            &read_sectors(fs.as_mut(), 0, 1000),
+            1000,
+            "every sector zeroed",
         );
         drop(fs);
         let mut raw = lease_disk(registry, "fs");
