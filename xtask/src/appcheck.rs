@@ -10,9 +10,13 @@
 //!   crate's macro expands to),
 //! - have no build script and not be a procedural macro (both run any code at build time),
 //!   and keep its crate roots where the check looks for them,
-//! - depend only on the kernel API (`api/`), the library OSes (the crates in `libos/`)
-//!   and the crates in [`VETTED`], in every dependency table: `[dependencies]`,
-//!   `[build-dependencies]`, `[dev-dependencies]` and their `[target.*.…]` forms.
+//! - depend only on the kernel API (`api/`), the library OSes (the crates in `libos/`),
+//!   the shared libraries in [`SHARED`] and the crates in [`VETTED`], in every
+//!   dependency table: `[dependencies]`, `[build-dependencies]`, `[dev-dependencies]`
+//!   and their `[target.*.…]` forms.
+//!
+//! The shared libraries are crates of `libs/` that apps and library OSes may link; each
+//! is checked by the same rules.
 //!
 //! The manifests are read by a small TOML reader that knows exactly what these rules
 //! need (tables, array tables, dotted and quoted keys, strings of all four kinds, inline
@@ -40,6 +44,13 @@ pub const VETTED: &[(&str, &str)] = &[
     ),
 ];
 
+/// Crates of `libs/` that apps and library OSes may depend on (their folders, relative
+/// to the workspace root), each with the reason. Each is checked by the app rules too.
+pub const SHARED: &[(&str, &str)] = &[(
+    "libs/crc",
+    "rexo-crc: the CRC-32 and CRC-32C of rexo-fs and rexo-mbr, shared with rexo-xn on the kernel's side; plain arithmetic on slices, no dependencies",
+)];
+
 /// The folders whose crates follow the rules, and what messages call their crates.
 const LAYERS: [(&str, &str); 2] = [("apps", "apps"), ("libos", "library OSes")];
 
@@ -58,16 +69,18 @@ const DEP_TABLES: [&str; 5] = [
 const KERNEL_SIDE: [&str; 3] = ["export_kernel", "kernel_calls", "kernel_call_items"];
 
 /// Checks every app and library OS crate under `root` against the rules with the
-/// [`VETTED`] crates; returns how many crates it checked, or every broken rule, one per
-/// line, each naming the crate and the file and line or the dependency.
+/// [`VETTED`] crates and the [`SHARED`] libraries; returns how many crates it checked
+/// (the shared libraries among them), or every broken rule, one per line, each naming
+/// the crate and the file and line or the dependency.
 pub fn check(root: &Path) -> Result<usize> {
-    check_with(root, VETTED)
+    check_with(root, VETTED, SHARED)
 }
 
-/// [`check`] with `vetted` as the list of allowed external crates.
-fn check_with(root: &Path, vetted: &[(&str, &str)]) -> Result<usize> {
+/// [`check`] with `vetted` as the list of allowed external crates and `shared` as the
+/// list of allowed crates of `libs/`.
+fn check_with(root: &Path, vetted: &[(&str, &str)], shared: &[(&str, &str)]) -> Result<usize> {
     let mut problems = Vec::new();
-    let checker = Checker::new(root, vetted, &mut problems);
+    let checker = Checker::new(root, vetted, shared, &mut problems);
     let count = match checker {
         Some(checker) => checker.run(),
         None => 0,
@@ -108,7 +121,10 @@ fn crate_dirs(root: &Path, layer: &str) -> std::result::Result<Vec<PathBuf>, Str
 struct Checker<'a> {
     root: PathBuf,
     vetted: &'a [(&'a str, &'a str)],
-    /// The canonical folders of `api/` and of every crate in `libos/`.
+    /// The shared libraries' folders, relative to `root`.
+    shared: Vec<&'a str>,
+    /// The canonical folders of `api/`, of every crate in `libos/` and of the shared
+    /// libraries.
     allowed: Vec<PathBuf>,
     /// The root manifest, for `workspace = true` dependencies.
     workspace: Vec<Entry>,
@@ -120,6 +136,7 @@ impl<'a> Checker<'a> {
     fn new(
         root: &Path,
         vetted: &'a [(&'a str, &'a str)],
+        shared: &'a [(&'a str, &'a str)],
         problems: &'a mut Vec<String>,
     ) -> Option<Checker<'a>> {
         let manifest = root.join("Cargo.toml");
@@ -141,9 +158,18 @@ impl<'a> Checker<'a> {
             Ok(dirs) => allowed.extend(dirs.iter().filter_map(|d| d.canonicalize().ok())),
             Err(e) => problems.push(e),
         }
+        for (folder, _) in shared {
+            match root.join(folder).join("Cargo.toml").canonicalize() {
+                Ok(manifest) => allowed.extend(manifest.parent().map(Path::to_path_buf)),
+                Err(_) => problems.push(format!(
+                    "{folder}: named in SHARED in xtask/src/appcheck.rs but has no Cargo.toml"
+                )),
+            }
+        }
         Some(Checker {
             root: root.to_path_buf(),
             vetted,
+            shared: shared.iter().map(|(folder, _)| *folder).collect(),
             allowed,
             workspace,
             problems,
@@ -167,6 +193,13 @@ impl<'a> Checker<'a> {
                     |n| format!("{layer}/{}", n.to_string_lossy()),
                 );
                 self.check_crate(&name, label, &dir);
+                count += 1;
+            }
+        }
+        for folder in self.shared.clone() {
+            let dir = self.root.join(folder);
+            if dir.join("Cargo.toml").is_file() {
+                self.check_crate(folder, "shared libraries", &dir);
                 count += 1;
             }
         }
@@ -222,8 +255,9 @@ impl<'a> Checker<'a> {
                     name,
                     format!(
                         "Cargo.toml:{}: dependency `{}` in [{}] is not allowed in {label}: {why}; \
-                         allowed are rexo-api (api/), the library OSes in libos/ and the vetted \
-                         crates of VETTED in xtask/src/appcheck.rs",
+                         allowed are rexo-api (api/), the library OSes in libos/, the shared \
+                         libraries of SHARED and the vetted crates of VETTED in \
+                         xtask/src/appcheck.rs",
                         dep.line, dep.key, dep.table
                     ),
                 );
@@ -277,7 +311,7 @@ impl<'a> Checker<'a> {
                 Ok(())
             } else {
                 Err(format!(
-                    "its path `{path}` is neither the kernel API nor a library OS"
+                    "its path `{path}` is neither the kernel API nor a library OS nor a shared library"
                 ))
             };
         }
@@ -872,7 +906,7 @@ mod tests {
         }
 
         fn check(&self) -> Result<usize> {
-            check_with(&self.0, &[("log", "vetted in this test")])
+            check_with(&self.0, &[("log", "vetted in this test")], &[])
         }
 
         /// The check's error, which must contain every one of `parts`.
@@ -1090,9 +1124,57 @@ mod tests {
         );
         assert_eq!(tree.check(), Ok(2));
         assert_eq!(
-            check_with(&tree.0, &[]).map_err(|e| e.contains("`log` is not vetted")),
+            check_with(&tree.0, &[], &[]).map_err(|e| e.contains("`log` is not vetted")),
             Err(true),
             "without the vetted list, log is refused"
+        );
+    }
+
+    #[test]
+    fn shared_libraries_are_allowed_and_follow_the_rules_themselves() {
+        let tree = Tree::new();
+        tree.write("libs/crc/Cargo.toml", "[package]\nname = \"rexo-crc\"\n");
+        tree.write(
+            "libs/crc/src/lib.rs",
+            "#![forbid(unsafe_code)]\npub fn f() {}\n",
+        );
+        tree.write(
+            "libs/other/Cargo.toml",
+            "[package]\nname = \"rexo-other\"\n",
+        );
+        tree.write("libs/other/src/lib.rs", "#![forbid(unsafe_code)]\n");
+        tree.app("crc = { path = \"../../libs/crc\" }\n");
+        let shared = [("libs/crc", "shared in this test")];
+        assert_eq!(check_with(&tree.0, &[], &shared), Ok(3), "with libs/crc");
+        let refused = check_with(&tree.0, &[], &[]).expect_err("not shared");
+        assert!(
+            refused.contains("apps/good: Cargo.toml:8: dependency `crc` in [dependencies] is not allowed in apps: its path `../../libs/crc` is neither the kernel API nor a library OS nor a shared library"),
+            "{refused}"
+        );
+        tree.app("other = { path = \"../../libs/other\" }\n");
+        let refused = check_with(&tree.0, &[], &shared).expect_err("libs/other is not shared");
+        assert!(
+            refused.contains("`../../libs/other` is neither"),
+            "{refused}"
+        );
+        tree.app("");
+        tree.write("libs/crc/src/lib.rs", "pub fn f() { unsafe {} }\n");
+        let refused = check_with(&tree.0, &[], &shared).expect_err("unsafe in libs/crc");
+        assert!(
+            refused.contains("libs/crc: src/lib.rs:1: `unsafe` is not allowed in shared libraries"),
+            "{refused}"
+        );
+        assert!(
+            refused.contains("libs/crc: src/lib.rs: the crate root lacks #![forbid(unsafe_code)]"),
+            "{refused}"
+        );
+        let missing = check_with(&tree.0, &[], &[("libs/gone", "not there")])
+            .expect_err("a shared library that does not exist");
+        assert!(
+            missing.contains(
+                "libs/gone: named in SHARED in xtask/src/appcheck.rs but has no Cargo.toml"
+            ),
+            "{missing}"
         );
     }
 

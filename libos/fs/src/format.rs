@@ -12,7 +12,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::crc::crc32;
+use rexo_crc::crc32;
+
 use crate::disk::BLOCK_SIZE;
 use crate::error::FsError;
 

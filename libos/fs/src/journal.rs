@@ -6,7 +6,7 @@
 //! block. A transaction of N blocks takes ceil(N / 507) descriptor blocks (the
 //! sequence number, N, the descriptor's index and up to 507 home block numbers), the N
 //! new block images in descriptor order, and a commit block (the sequence number, N
-//! and a CRC-32C over the descriptor blocks and images: see `crc` for why not the
+//! and a CRC-32C over the descriptor blocks and images: see `rexo_crc` for why not the
 //! CRC-32 that seals each block). Replay starts at the second
 //! block with the header's sequence number and applies transactions while each one is
 //! complete, in sequence and its CRC verifies; the first that is not ends the log.
@@ -15,7 +15,8 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::vec::Vec;
 
-use crate::crc::Crc32;
+use rexo_crc::Crc32;
+
 use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::format::{

@@ -63,7 +63,6 @@ extern crate alloc;
 
 mod allocator;
 mod cache;
-mod crc;
 mod device;
 mod dir;
 mod disk;

@@ -8,9 +8,10 @@ use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use rexo_crc::crc32;
+
 use super::ops::fresh;
 use super::{CountingDisk, Rng, snapshot};
-use crate::crc::crc32;
 use crate::disk::BlockStore;
 use crate::format::{CRC_AT, put};
 use crate::fs::FileSystem;
