@@ -15,7 +15,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::crc::crc32;
+use rexo_crc::crc32;
+
 use crate::{Kind, MbrError, Partition, ReadSectors, TYPE_BMFS, TYPE_REXO_FS, read_sectors};
 
 /// A GUID as GPT stores it: the first three fields little-endian, the last eight bytes

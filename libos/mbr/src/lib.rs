@@ -18,7 +18,6 @@
 
 extern crate alloc;
 
-mod crc;
 pub mod gpt;
 
 use alloc::format;

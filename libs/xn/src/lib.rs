@@ -21,6 +21,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use rexo_crc::crc32;
+
 /// Bytes of the table at the end of the disk.
 pub const TABLE_BYTES: usize = 4096;
 /// The most entries a table holds.
@@ -123,22 +125,6 @@ impl fmt::Display for XnError {
             Self::TooSmall => f.write_str("the disk is too small for an extent table"),
         }
     }
-}
-
-/// CRC-32 (IEEE, reflected), bit by bit: the table is small and rarely written.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = u32::MAX;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// A disk's extent table.
