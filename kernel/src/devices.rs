@@ -41,6 +41,21 @@ static BINDER: rexo_drivers::BinderFns = rexo_drivers::BinderFns {
     live: |entry| crate::caps::holds(|e| e.id == entry),
     give_back: |owner, cap| crate::caps::return_cap(OwnerId(owner), cap, InterruptVector),
     take_back: |entry| crate::caps::revoke(entry).unwrap_or(()),
-    run_app_code: |code| crate::arch::abort::run_abortable(code).is_err(),
+    run_app_code,
     end_aborted_app: crate::arch::abort::abort_current,
 };
+
+/// [`rexo_drivers::Binder::run_app_code`]: the app's `code` as an abort point of its own
+/// inside the app's. It ran with interrupts on, and an abort leaves them off: the device
+/// call goes on with them on again (a core with interrupts off would not answer another
+/// core's TLB shootdown). Outside any app (the kernel's own use of a device) it is a
+/// plain call: a panic there is the kernel's, reported as such.
+fn run_app_code(code: &mut dyn FnMut()) -> bool {
+    if !crate::arch::abort::can_abort() {
+        code();
+        return false;
+    }
+    let aborted = crate::arch::abort::run_abortable(code).is_err();
+    let _ = aborted.then(crate::arch::cpu::enable_interrupts);
+    aborted
+}
