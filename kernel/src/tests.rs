@@ -48,23 +48,23 @@ kernel_test!(
 
 kernel_test!(
     fn null_page_and_stack_guards_are_unmapped() {
-        assert!(!paging::is_mapped(0), "page 0 must fault");
-        assert!(paging::is_mapped(4096));
+        assert!(!paging::tests::is_mapped(0), "page 0 must fault");
+        assert!(paging::tests::is_mapped(4096));
         let kernel = mem::phys::kernel_image();
-        assert!(paging::is_mapped(kernel.start) && paging::is_mapped(kernel.end - 1));
+        assert!(paging::tests::is_mapped(kernel.start) && paging::tests::is_mapped(kernel.end - 1));
         let stack = percpu::current().stack();
         assert!(stack.contains(stack.bottom, 8));
         assert!(
-            !paging::is_mapped(stack.bottom - 4096),
+            !paging::tests::is_mapped(stack.bottom - 4096),
             "the stack has no guard page"
         );
-        assert!(paging::is_mapped(stack.bottom));
+        assert!(paging::tests::is_mapped(stack.bottom));
         let boot_guard = crate::arch::entry::boot_stack_guard();
         assert!(
-            !paging::is_mapped(boot_guard),
+            !paging::tests::is_mapped(boot_guard),
             "the boot stack has no guard page"
         );
-        assert!(paging::is_mapped(boot_guard + 4096));
+        assert!(paging::tests::is_mapped(boot_guard + 4096));
     }
 );
 
@@ -78,13 +78,13 @@ kernel_test!(
         {
             for addr in [region.start.max(4096), region.end - 1] {
                 assert!(
-                    paging::is_mapped(addr),
+                    paging::tests::is_mapped(addr),
                     "usable RAM at {addr:#x} is not mapped"
                 );
             }
         }
         // The local APIC's registers (device memory) are mapped too.
-        assert!(paging::is_mapped(0xFEE0_0000));
+        assert!(paging::tests::is_mapped(0xFEE0_0000));
     }
 );
 

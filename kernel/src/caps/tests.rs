@@ -576,7 +576,7 @@ mod views {
     use super::*;
     use crate::apps::{App, CoreSpan, api_as, run_as};
     use crate::arch::abort::{Aborted, run_abortable};
-    use crate::arch::paging::is_mapped;
+    use crate::arch::paging::tests::is_mapped;
     use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use rexo_api::{ApiError, Kernel, MemoryOp, Rights};
 
@@ -853,7 +853,7 @@ mod views {
 mod timer {
     use super::*;
     use crate::apps::{App, CoreSpan, run_as};
-    use crate::arch::paging::is_mapped;
+    use crate::arch::paging::tests::is_mapped;
     use core::sync::atomic::{AtomicBool, Ordering};
     use rexo_api::Kernel;
 

@@ -14,6 +14,9 @@ use rexo_memmap::{MemoryMap, RegionKind};
 use super::cpu::{self, Features};
 use crate::mem::frames;
 
+/// What the kernel tests read of the tables.
+pub mod tests;
+
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
 const WRITE_THROUGH: u64 = 1 << 3;
@@ -343,29 +346,6 @@ pub fn on_shootdown() {
 pub fn unmap_page(addr: u64) -> Result<(), PagingError> {
     let _guard = LOCK.lock();
     unmap_page_locked(addr)
-}
-
-/// Whether `addr` is mapped (used by crash reports before reading memory).
-pub fn is_mapped(addr: u64) -> bool {
-    if !installed() {
-        return addr < GIB4;
-    }
-    let Some(_guard) = LOCK.try_lock() else {
-        return false;
-    };
-    let pml4e = table(ROOT.load(Ordering::Relaxed))[(addr >> 39) as usize & 511];
-    if pml4e & PRESENT == 0 {
-        return false;
-    }
-    let pdpte = table(pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
-    if pdpte & PRESENT == 0 || pdpte & HUGE != 0 {
-        return pdpte & PRESENT != 0;
-    }
-    let pde = table(pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511];
-    if pde & PRESENT == 0 || pde & HUGE != 0 {
-        return pde & PRESENT != 0;
-    }
-    table(pde & ADDRESS_MASK)[(addr >> 12) as usize & 511] & PRESENT != 0
 }
 
 /// Maps a device window `[phys, phys + len)` uncached, identity, with 2 MiB pages (for
