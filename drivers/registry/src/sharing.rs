@@ -460,8 +460,7 @@ impl NetDevice for Bound {
                             }
                             None => sharing.answer(frame, id),
                         };
-                        if mine {
-                            app.run(|| deliver(frame));
+                        if mine && app.run(|| deliver(frame)).is_some() {
                             in_place += 1;
                         }
                     })?;
