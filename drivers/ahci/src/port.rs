@@ -705,10 +705,6 @@ impl BlockDevice for AhciDisk {
         if self.issued == 0 {
             return Ok(0);
         }
-        let interrupts = self.registers.read32(PX_IS);
-        if interrupts & IS_INFS != 0 {
-            self.clear_non_fatal();
-        }
         // Queued and non-queued commands never run together, so one register says which
         // are still running.
         let running = if self.issued & self.queued != 0 {
@@ -718,6 +714,12 @@ impl BlockDevice for AhciDisk {
         };
         let finished = self.issued & !running;
         if finished == 0 {
+            // The interrupt status only when nothing finished (an uncached read off the
+            // completion path): a non-fatal error waits there harmlessly until then.
+            let interrupts = self.registers.read32(PX_IS);
+            if interrupts & IS_INFS != 0 {
+                self.clear_non_fatal();
+            }
             let errors = interrupts & IS_FATAL;
             if errors != 0 {
                 let status = self.registers.read32(PX_TFD);
