@@ -227,8 +227,8 @@ fn header(
         || (array_start <= last && first < array_end)
     {
         return Err(format!(
-            "the entry array at LBA {array_start} to {} overlaps sector 0, the header or the usable sectors",
-            array_end - 1
+            "the entry array at LBA {array_start} ({} sectors) overlaps sector 0, the header or the usable sectors",
+            array_end - array_start
         ));
     }
     Ok(header)
@@ -263,7 +263,7 @@ fn read_copy(
 
 /// The partitions of a disk whose sector 0 holds a protective MBR: from the primary GPT
 /// (LBA 1), or from the backup (the last sector) when the primary header or its array
-/// is bad, then with why the primary was passed over. A bad copy is one with a wrong
+/// is bad or cannot be read, then with why the primary was passed over. A bad copy is one with a wrong
 /// signature, revision, size, CRC, or LBA, or an array that does not fit; both bad is
 /// `Corrupt` naming what failed in each. Used entries (a non-zero type GUID) in a
 /// sector before the first usable one, past the last, ending before they start or
@@ -273,20 +273,31 @@ pub(crate) fn read(
     sector_size: usize,
     disk_sectors: u64,
 ) -> Result<(Vec<Partition>, Option<String>), MbrError> {
+    // A copy that cannot be read (a bad sector: the backup's reason to be) is passed over
+    // like a damaged one; both unreadable is `Unreadable`.
+    let passed_over = |error, which| match error {
+        MbrError::Corrupt(why) => Ok(format!("the {which} header at {why}")),
+        MbrError::Unreadable(why) => Err(format!("the {which} header or array: {why}")),
+        MbrError::NoTable => Ok(format!("the {which} header: no table")),
+    };
     let primary = match read_copy(read, sector_size, disk_sectors, 1) {
         Ok((header, array)) => return Ok((entries(&header, &array)?, None)),
-        Err(MbrError::Corrupt(why)) => format!("the primary header at {why}"),
-        Err(other) => return Err(other),
+        Err(error) => passed_over(error, "primary"),
     };
+    let why_primary = primary.as_ref().unwrap_or_else(|why| why).clone();
     let backup_lba = disk_sectors.saturating_sub(1);
     let backup = match read_copy(read, sector_size, disk_sectors, backup_lba) {
-        Ok((header, array)) => return Ok((entries(&header, &array)?, Some(primary))),
-        Err(MbrError::Corrupt(why)) => format!("the backup header at {why}"),
-        Err(other) => return Err(other),
+        Ok((header, array)) => return Ok((entries(&header, &array)?, Some(why_primary))),
+        Err(error) => passed_over(error, "backup"),
     };
-    Err(MbrError::Corrupt(format!(
-        "a protective MBR but no good GPT: {primary}; {backup}"
-    )))
+    match (primary, backup) {
+        (Err(primary), Err(backup)) => Err(MbrError::Unreadable(format!("{primary}; {backup}"))),
+        (primary, backup) => Err(MbrError::Corrupt(format!(
+            "a protective MBR but no good GPT: {}; {}",
+            primary.unwrap_or_else(|why| why),
+            backup.unwrap_or_else(|why| why)
+        ))),
+    }
 }
 
 /// A used entry, as read.
@@ -698,13 +709,24 @@ mod tests {
             why,
             "the primary header at LBA 1: the header says it is at LBA 2"
         );
+        // No entries and the array at LBA 0: refused by name, not a subtraction below zero.
+        let mut disk = gpt_disk(10_000, &THREE);
+        let header = header_at(&mut disk, 1);
+        header[72..80].copy_from_slice(&0u64.to_le_bytes());
+        header[80..84].copy_from_slice(&0u32.to_le_bytes());
+        seal(header);
+        let why = read_disk(&disk, 10_000).unwrap().from_backup.unwrap();
+        assert!(
+            why.contains("the entry array at LBA 0 (0 sectors) overlaps"),
+            "{why}"
+        );
         let mut disk = gpt_disk(10_000, &THREE);
         let header = header_at(&mut disk, 1);
         header[72..80].copy_from_slice(&40u64.to_le_bytes());
         seal(header);
         let why = read_disk(&disk, 10_000).unwrap().from_backup.unwrap();
         assert!(
-            why.contains("the entry array at LBA 40 to 71 overlaps"),
+            why.contains("the entry array at LBA 40 (32 sectors) overlaps"),
             "{why}"
         );
     }
@@ -742,12 +764,12 @@ mod tests {
 
     /// A disk in memory lent as a device: 512-byte sectors, requests of at most 5
     /// sectors, each finished on the next poll; it keeps the size of every request and
-    /// fails reads from `fail_from` on.
+    /// fails reads that touch the sectors `failing`.
     struct MemoryDevice {
         data: Vec<u8>,
         finished: Option<(Tag, Result<Range<usize>, DeviceError>)>,
         requests: Vec<u32>,
-        fail_from: u64,
+        failing: Range<u64>,
     }
 
     impl BlockDevice for MemoryDevice {
@@ -766,7 +788,8 @@ mod tests {
             self.requests.push(sectors);
             let tag = self.requests.len() as Tag;
             let range = lba as usize * 512..(lba as usize + sectors as usize) * 512;
-            let outcome = if lba + u64::from(sectors) > self.fail_from {
+            let outcome = if lba < self.failing.end && self.failing.start < lba + u64::from(sectors)
+            {
                 Err(DeviceError::Status {
                     what: "read",
                     status: 1,
@@ -810,22 +833,28 @@ mod tests {
             data: gpt_disk(10_000, &THREE),
             finished: None,
             requests: Vec::new(),
-            fail_from: u64::MAX,
+            failing: 0..0,
         };
         let table = read_device_table(&mut device).unwrap();
         assert_eq!(table.first_holding(TYPE_REXO_FS).unwrap().first, 6144);
         // Sector 0, the header, then the 32-sector array in requests of 5.
         assert_eq!(device.requests, [1, 1, 5, 5, 5, 5, 5, 5, 2]);
-        // A failed read is the device's error, not a fallback to the backup.
-        device.fail_from = 20;
+        // A bad sector in the primary's array: the backup is read, and says why.
+        device.failing = 20..21;
+        let table = read_device_table(&mut device).unwrap();
+        assert_eq!(table.first_holding(TYPE_REXO_FS).unwrap().first, 6144);
+        let why = table.from_backup.unwrap();
+        assert!(why.starts_with("the primary header or array: "), "{why}");
+        // Both copies unreadable: the device's errors, each named.
+        device.failing = 20..u64::MAX;
+        let status = DeviceError::Status {
+            what: "read",
+            status: 1,
+        };
         assert_eq!(
             read_device_table(&mut device),
             Err(MbrError::Unreadable(format!(
-                "{}",
-                DeviceError::Status {
-                    what: "read",
-                    status: 1
-                }
+                "the primary header or array: {status}; the backup header or array: {status}"
             )))
         );
     }

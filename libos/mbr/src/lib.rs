@@ -113,8 +113,8 @@ impl fmt::Display for MbrError {
 /// in table order; entries of type 0 are unused. A partition in sector 0, past the end
 /// of the disk, or overlapping another is refused; a protective entry
 /// ([`TYPE_GPT_PROTECTIVE`]) may run past the end (it says 0xFFFFFFFF sectors on disks
-/// larger than that, and some tools write that on any disk): [`read_table`] reads its
-/// GPT.
+/// larger than that, and some tools write that on any disk) and overlap the others (a
+/// hybrid MBR mirrors GPT partitions beside it): [`read_table`] reads its GPT.
 pub fn parse(sector0: &[u8], disk_sectors: u64) -> Result<Vec<Partition>, MbrError> {
     if sector0.len() < SECTOR || sector0[510..512] != [0x55, 0xAA] {
         return Err(MbrError::NoTable);
@@ -142,10 +142,12 @@ pub fn parse(sector0: &[u8], disk_sectors: u64) -> Result<Vec<Partition>, MbrErr
         if kind != TYPE_GPT_PROTECTIVE && first + sectors > disk_sectors {
             return Err(bad("runs past the end of the disk"));
         }
-        if let Some(other) = found
-            .iter()
-            .find(|p| first < p.first + p.sectors && p.first < first + sectors)
-        {
+        // A hybrid MBR's protective entry may cover the MBR entries that mirror GPT ones.
+        let protective = |kind: &Kind| *kind == Kind::Mbr(TYPE_GPT_PROTECTIVE);
+        if let Some(other) = found.iter().find(|p| {
+            let overlap = first < p.first + p.sectors && p.first < first + sectors;
+            overlap && kind != TYPE_GPT_PROTECTIVE && !protective(&p.kind)
+        }) {
             return Err(bad(&format!("overlaps partition {}", other.number)));
         }
         found.push(Partition {
@@ -375,6 +377,10 @@ mod tests {
         assert!(
             matches!(parse(&protective_and_past, 100), Err(MbrError::Corrupt(why)) if why.contains("partition 2: runs past"))
         );
+        // A hybrid MBR: the protective entry over the whole disk, a mirrored GPT partition
+        // inside it.
+        let hybrid = table(&[(TYPE_GPT_PROTECTIVE, 1, 0xFFFF_FFFF), (0x0C, 2048, 4096)]);
+        assert_eq!(parse(&hybrid, 100_000).map(|p| p.len()), Ok(2));
         // Random sectors with a signature: refused or parsed, never a panic.
         let mut state = 0x1234_5678_9abc_def0u64;
         for _ in 0..10_000 {
