@@ -764,6 +764,8 @@ pub(crate) mod tests {
             let _ = echo.receive(0, 8, &mut |_| panic!("an app's bug on a received frame"));
         }));
         assert_eq!(poll(kv.as_mut()), vec![cache], "queued for kv by the call");
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!(sharing.bindings[0].delivered, 0, "the app's code took nothing");
         drop(echo);
         let sharing = registry.net_sharing(0).unwrap().unwrap();
         assert_eq!(sharing.bindings.len(), 1);
