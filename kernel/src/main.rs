@@ -46,10 +46,12 @@ const CORE_START_TIMEOUT_US: u64 = 2_000_000;
 static SMP_STARTED: AtomicBool = AtomicBool::new(false);
 /// Cores the boot core planned to start (tickets at or above this halt at once).
 static PLANNED_CORES: AtomicUsize = AtomicUsize::new(1);
+/// How many cores run the work loop: 1 until the others have started.
+static CORES: AtomicUsize = AtomicUsize::new(1);
 
-/// How many cores run the work loop.
+/// How many cores run the work loop (core indices `0..smp_cores()`).
 pub fn smp_cores() -> usize {
-    smp::running()
+    CORES.load(Ordering::Acquire)
 }
 
 /// Whether the other cores have been started (so a crash must stop them).
@@ -358,19 +360,30 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> usize {
         targets.len(),
         (time::now_ns() - started_at) / 1000
     );
-    // Late arrivals beyond this point halt: the count in the ready line is final.
-    PLANNED_CORES.store(answered + 1, Ordering::Release);
     while smp::running() < answered + 1 {
         cpu::pause();
     }
-    smp::running()
+    // A core's index is its arrival ticket. One that stopped between its ticket and its
+    // sign of life (`smp.stall=` tests it) leaves a hole: the cores are those before it,
+    // any later one halts, and late arrivals halt too (the ready line's count is final).
+    let first_missing = (1..=answered).find(|&i| !smp::alive(i));
+    let cores = first_missing.unwrap_or(answered + 1);
+    PLANNED_CORES.store(cores, Ordering::SeqCst);
+    for late in (cores..planned).filter(|&i| smp::alive(i)) {
+        log::warn!("smp: core {late} stopped, behind core {cores} that never started");
+        let _ = sched::submit_to(late, || cpu::halt_forever());
+    }
+    CORES.store(cores, Ordering::Release);
+    cores
 }
 
 /// Entered by each application processor from the trampoline, on its own stack, with
 /// its ticket (= core index).
 extern "C" fn ap_entry(ticket: u64) -> ! {
     let index = ticket as usize;
-    if index >= PLANNED_CORES.load(Ordering::Acquire) || index >= percpu::MAX_CORES {
+    let stall = BOOT_STATE.get().and_then(|state| state.options.smp_stall);
+    // (The plan never exceeds MAX_CORES, so no index past the per-core data goes on.)
+    if index >= PLANNED_CORES.load(Ordering::Acquire) || stall == Some(index) {
         cpu::halt_forever();
     }
     percpu::install(index, apic::id_from_cpuid());
@@ -379,6 +392,10 @@ extern "C" fn ap_entry(ticket: u64) -> ! {
     let apic_id = apic::id();
     percpu::install(index, apic_id);
     smp::mark_alive(index, apic_id);
+    // Alive behind a hole the boot core found: not one of the cores.
+    if index >= PLANNED_CORES.load(Ordering::SeqCst) {
+        cpu::halt_forever();
+    }
     sched::run(index)
 }
 

@@ -732,6 +732,25 @@ pub const CASES: &[Case] = &[
         checks: &[Check::Warn(""), ready_cores(Cores::Max)],
         ..BASE
     },
+    // A core that stops between its index (its arrival ticket) and its sign of life: after
+    // the 2 s time-out the boot runs the cores before it and stops the one after it, so
+    // that indices 0..N are N running cores (with a gap, the task for the missing index
+    // never ran and the test hung).
+    Case {
+        name: "badinput::core-stalls-while-starting",
+        cores: Cores::N(4),
+        append: "smp.stall=2 test=every_core_runs_a_task",
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[
+            ready_cores(Cores::N(2)),
+            Check::Has("did not start within 2000000 us"),
+            Check::Has("smp: core 3 stopped, behind core 2 that never started"),
+            Check::Has("test tests::every_core_runs_a_task_with_its_own_core_data ... ok"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     Case {
         name: "badinput::tiny-memory",
         // Room for the kernel image (loaded at 2 MiB), not for the kernel's needs.

@@ -765,7 +765,10 @@ pub(crate) mod tests {
         }));
         assert_eq!(poll(kv.as_mut()), vec![cache], "queued for kv by the call");
         let sharing = registry.net_sharing(0).unwrap().unwrap();
-        assert_eq!(sharing.bindings[0].delivered, 0, "the app's code took nothing");
+        assert_eq!(
+            sharing.bindings[0].delivered, 0,
+            "the app's code took nothing"
+        );
         drop(echo);
         let sharing = registry.net_sharing(0).unwrap().unwrap();
         assert_eq!(sharing.bindings.len(), 1);

@@ -13,7 +13,7 @@ use core::net::Ipv4Addr;
 pub const MAX_CORES: usize = 64;
 
 /// Every key the command line knows, in the order of the documentation table.
-pub const KEYS: [&str; 9] = [
+pub const KEYS: [&str; 10] = [
     "log",
     "app",
     "apps",
@@ -23,6 +23,7 @@ pub const KEYS: [&str; 9] = [
     "test.after",
     "crash",
     "bench",
+    "smp.stall",
 ];
 
 /// The application run when `app=` is not given.
@@ -213,6 +214,10 @@ pub struct Options<'a> {
     pub crash: Option<Crash>,
     /// Run this benchmark instead of the app (`bench=`).
     pub bench: Option<Bench>,
+    /// The core that takes this index (1..=[`MAX_CORES`]) as it starts stops before its
+    /// sign of life, as a core that dies while starting (`smp.stall=`): the bad-input test
+    /// of the kernel's time-out.
+    pub smp_stall: Option<usize>,
 }
 
 impl Default for Options<'_> {
@@ -227,6 +232,7 @@ impl Default for Options<'_> {
             test_after: None,
             crash: None,
             bench: None,
+            smp_stall: None,
         }
     }
 }
@@ -528,6 +534,7 @@ const APP_VALUES: &str = "an app name (letters, digits, '-', '_')";
 const APPS_VALUES: &str = "NAME:CORES:MEMORY[,NAME:CORES:MEMORY...] (hello:0-1:16M)";
 const CORES_VALUES: &str = "a decimal number from 1 to 64";
 const TEST_AFTER_VALUES: &str = "a test name";
+const STALL_VALUES: &str = "a core index from 1 to 64";
 const CRASH_VALUES: &str = "one of pagefault, divide, panic, stackoverflow, panic-other-core";
 const BENCH_VALUES: &str = "api";
 const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER[,DNS]]: a host address, a prefix of 1 to 32 bits, a router, a DNS server (10.0.2.15/24,10.0.2.2,10.0.2.3)";
@@ -609,6 +616,14 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
                     expected: CRASH_VALUES,
                 })?);
             }
+            "smp.stall" => {
+                let value = need(STALL_VALUES)?;
+                let index = parse_cores(value).ok_or(CmdlineError::BadValue {
+                    word,
+                    expected: STALL_VALUES,
+                })?;
+                options.smp_stall = Some(index);
+            }
             _ => {
                 // The only key left in KEYS.
                 let value = need(BENCH_VALUES)?;
@@ -647,6 +662,7 @@ mod tests {
             test_after: None,
             crash: None,
             bench: None,
+            smp_stall: None,
         };
         assert_eq!(parse(""), Ok(defaults));
         assert_eq!(parse(" \t\n  "), Ok(defaults));
@@ -655,7 +671,7 @@ mod tests {
     #[test]
     fn every_key() {
         let options =
-            parse("log=trace app=web-server_2 cores=4 ip=10.1.2.3/16 test=net test.after=net::arp crash=divide bench=api")
+            parse("log=trace app=web-server_2 cores=4 ip=10.1.2.3/16 test=net test.after=net::arp crash=divide bench=api smp.stall=3")
                 .unwrap();
         assert_eq!(
             options,
@@ -674,6 +690,7 @@ mod tests {
                 test_after: Some("net::arp"),
                 crash: Some(Crash::Divide),
                 bench: Some(Bench::Api),
+                smp_stall: Some(3),
             }
         );
     }
@@ -884,6 +901,7 @@ mod tests {
             ("crash", CRASH_VALUES),
             ("test.after", TEST_AFTER_VALUES),
             ("test.after=", TEST_AFTER_VALUES),
+            ("smp.stall", STALL_VALUES),
         ] {
             assert_eq!(
                 parse(word),
