@@ -46,10 +46,16 @@ pub const VETTED: &[(&str, &str)] = &[
 
 /// Crates of `libs/` that apps and library OSes may depend on (their folders, relative
 /// to the workspace root), each with the reason. Each is checked by the app rules too.
-pub const SHARED: &[(&str, &str)] = &[(
-    "libs/crc",
-    "rexo-crc: the CRC-32 and CRC-32C of rexo-fs and rexo-mbr, shared with rexo-xn on the kernel's side; plain arithmetic on slices, no dependencies",
-)];
+pub const SHARED: &[(&str, &str)] = &[
+    (
+        "libs/crc",
+        "rexo-crc: the CRC-32 and CRC-32C of rexo-fs and rexo-mbr, shared with rexo-xn on the kernel's side; plain arithmetic on slices, no dependencies",
+    ),
+    (
+        "libs/rtc",
+        "rexo-rtc: the calendar of the kernel's wall clock (Unix time to date and time), which the monitor shows; plain arithmetic, no dependencies",
+    ),
+];
 
 /// The folders whose crates follow the rules, and what messages call their crates.
 const LAYERS: [(&str, &str); 2] = [("apps", "apps"), ("libos", "library OSes")];

@@ -564,6 +564,7 @@ pub const CASES: &[Case] = &[
             Check::Has(": core 3..4 rights"),
             Check::Has("greets from every core"),
             Check::Has("s since boot"),
+            Check::Has(" UTC (the CMOS clock)"),
             Check::Has("unknown command 'frob'"),
             Check::Has("hello: all 4 cores answered"),
             Check::Has("hello: done"),

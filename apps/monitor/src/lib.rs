@@ -83,7 +83,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "resolve NAME",
         "the IPv4 addresses of NAME, from the DNS server of DHCP or ip=",
     ),
-    ("time", "time since boot"),
+    (
+        "time",
+        "time since boot, and the date and time by the machine's clock",
+    ),
     ("reboot", "reboot the machine"),
     ("poweroff", "power the machine off"),
 ];
@@ -431,6 +434,13 @@ pub fn execute(kernel: &Kernel, command: Command<'_>) {
                 ns / 1_000_000_000,
                 ns % 1_000_000_000 / 1000
             ));
+            match kernel.unix_time_s() {
+                Ok(seconds) => {
+                    let now = rexo_rtc::DateTime::from_unix(seconds);
+                    say(&format!("{now} UTC (the CMOS clock)\r\n"));
+                }
+                Err(why) => say(&format!("time: {why}\r\n")),
+            }
         }
         Command::Net => match net::show(kernel) {
             Ok(lines) => lines.iter().for_each(|line| say(&format!("{line}\r\n"))),

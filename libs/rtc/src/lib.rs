@@ -1,5 +1,6 @@
 //! The CMOS real-time clock (the MC146818 and its successors in every PC chipset) read as
-//! seconds since 1970-01-01 00:00:00 UTC. The kernel passes the register reads (index
+//! seconds since 1970-01-01 00:00:00 UTC, and such seconds as a date and time again
+//! ([`DateTime`]). The kernel passes the register reads (index
 //! to port 0x70, data from 0x71); the rest is here, where the host tests reach it.
 //!
 //! The registers: seconds 0x00, minutes 0x02, hours 0x04, day of month 0x07, month 0x08,
@@ -156,6 +157,61 @@ impl Reading {
             + u64::from(number("minutes", self.minute, 0..=59)?) * 60
             + u64::from(number("seconds", self.second, 0..=59)?);
         Ok(days * 86_400 + seconds)
+    }
+}
+
+/// A moment as the calendar shows it: UTC, the Gregorian calendar, 1970 or later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DateTime {
+    /// The year.
+    pub year: u64,
+    /// The month, 1 to 12.
+    pub month: u8,
+    /// The day of the month, from 1.
+    pub day: u8,
+    /// The hour, 0 to 23.
+    pub hour: u8,
+    /// The minute, 0 to 59.
+    pub minute: u8,
+    /// The second, 0 to 59.
+    pub second: u8,
+}
+
+impl DateTime {
+    /// The moment `seconds` after 1970-01-01 00:00:00 UTC.
+    pub fn from_unix(seconds: u64) -> Self {
+        let (mut days, time) = (seconds / 86_400, seconds % 86_400);
+        let days_in_year = |year| if leap(year) { 366 } else { 365 };
+        let mut year = 1970;
+        while days >= days_in_year(year) {
+            days -= days_in_year(year);
+            year += 1;
+        }
+        let mut month = 1;
+        while days >= u64::from(days_in_month(year, month)) {
+            days -= u64::from(days_in_month(year, month));
+            month += 1;
+        }
+        // Each part is below its modulus, so the narrowing casts keep every bit.
+        Self {
+            year,
+            month,
+            day: days as u8 + 1,
+            hour: (time / 3600) as u8,
+            minute: (time % 3600 / 60) as u8,
+            second: (time % 60) as u8,
+        }
+    }
+}
+
+impl fmt::Display for DateTime {
+    /// `YYYY-MM-DD HH:MM:SS`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
     }
 }
 

@@ -173,3 +173,32 @@ fn a_clock_that_never_reads_the_same_twice_is_unsettled() {
     cmos.tick = |registers, _| registers[0x00] = (registers[0x00] + 1) % 60;
     assert_eq!(cmos.time(None), Err(RtcError::Unsettled));
 }
+
+#[test]
+fn unix_time_reads_back_as_the_date_and_time() {
+    // `date -u -d @SECONDS`: the epoch, leap days, the end of a year.
+    for (seconds, text) in [
+        (0, "1970-01-01 00:00:00"),
+        (951_782_400, "2000-02-29 00:00:00"),
+        (1_709_251_199, "2024-02-29 23:59:59"),
+        (1_709_251_200, "2024-03-01 00:00:00"),
+        (WHEN, "2026-11-24 17:42:05"),
+        (1_798_761_599, "2026-12-31 23:59:59"),
+    ] {
+        assert_eq!(DateTime::from_unix(seconds).to_string(), text);
+    }
+    // And the clock's registers of a moment decode to its seconds again.
+    let moment = DateTime::from_unix(WHEN);
+    let bcd = |value: u8| ((value / 10) << 4) | (value % 10);
+    let registers = [
+        moment.second,
+        moment.minute,
+        moment.hour,
+        moment.day,
+        moment.month,
+    ];
+    let [second, minute, hour, day, month] = registers.map(bcd);
+    let year = bcd((moment.year % 100) as u8);
+    let mut cmos = Cmos::new([second, minute, hour, day, month, year], HOURS_24);
+    assert_eq!(cmos.time(None), Ok(WHEN));
+}
