@@ -877,6 +877,7 @@ pub const CASES: &[Case] = &[
         timeout_s: 30,
         exit: Some(0),
         checks: &[
+            Check::Has("c-timers: the wall clock reads "),
             Check::Has("c-timers: 2 core capabilities"),
             Check::Has("c-timers: timer armed, fired, returned"),
             Check::Has("c-timers: cores given back"),

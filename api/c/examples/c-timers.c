@@ -1,6 +1,7 @@
-/* c-timers: a C app over its core and timer capabilities. It lists its core handles,
- * arms the calling core's timer, sleeps until it fires, returns it, gives a core back,
- * and checks the error codes of bad handles, deadlines and arguments. Prints
+/* c-timers: a C app over its core and timer capabilities and the clocks. It reads the
+ * wall clock, lists its core handles, arms the calling core's timer, sleeps until it
+ * fires, returns it, gives a core back, and checks the error codes of bad handles,
+ * deadlines and arguments. Prints
  * "c-timers: ok" and returns 0, or prints what failed and returns a negative code. */
 #define APP "c-timers"
 #include "check.h"
@@ -168,12 +169,30 @@ static int check_core_return(unsigned cores)
     return REXO_OK;
 }
 
+/* The wall clock: after 2020 (QEMU's CMOS clock is the host's), read once, then
+ * counted on the monotonic clock. */
+static int check_wall_clock(void)
+{
+    int64_t first = rexo_unix_time();
+    if (first < 1577836800)
+        return fail("rexo_unix_time", first, 1577836800);
+    int64_t again = rexo_unix_time();
+    if (again < first || again > first + 1)
+        return fail("rexo_unix_time read again", again, first);
+    say("c-timers: the wall clock reads ");
+    say_number(first);
+    say(" s since 1970\n");
+    return REXO_OK;
+}
+
 int c_timers_main(void)
 {
     unsigned cores = rexo_cores();
     if (cores > MAX_CORES)
         return fail("rexo_cores", cores, MAX_CORES);
-    int rc = check_core_caps(cores);
+    int rc = check_wall_clock();
+    if (rc == REXO_OK)
+        rc = check_core_caps(cores);
     if (rc == REXO_OK)
         rc = check_timer();
     if (rc == REXO_OK)
