@@ -45,16 +45,21 @@
 //! Only a frame whose segment proves it came from the peer (`rexo_tcp::Sender::Peer`:
 //! it acknowledged our sequence numbers) moves a known peer's way back; a SYN from
 //! another MAC does so only once the proof held is [`PROVEN_NS`] old (the address may
-//! have passed to another machine), or at once if nothing proved it, and any other
-//! frame only teaches an address not known yet. So a spoofed segment (a bad checksum, a
-//! reset, a stray ACK) cannot turn a peer's traffic elsewhere. A busy peer's proof is
-//! stamped again only once the stamp is a quarter of [`PROVEN_NS`] old, so that most of
-//! its frames change nothing: its way holds against another MAC's SYN for at least
-//! three quarters of [`PROVEN_NS`] after its last proof. The table is bounded (two
-//! generations of [`NEIGHBOURS`] addresses: a flood of spoofed sources pushes out only
-//! addresses quiet for that long); a segment to an address it no longer holds is
-//! dropped and counted ([`OwnCounters::no_neighbour`]) and TCP's retransmission sends
-//! it again once the peer's next frame named the way back.
+//! have passed to another machine), or at once if nothing proved it. Any other frame
+//! (`Sender::Unknown`: a bad checksum, a reset, a stray ACK) changes nothing: it neither
+//! teaches an address nor moves or pushes out one. So a spoofed segment cannot turn a
+//! peer's traffic elsewhere. A busy peer's proof is stamped again only once the stamp is
+//! a quarter of [`PROVEN_NS`] old, so that most of its frames change nothing: its way
+//! holds against another MAC's SYN for at least three quarters of [`PROVEN_NS`] after
+//! its last proof. The table is bounded (two generations of [`NEIGHBOURS`] addresses
+//! learnt from SYNs and proofs, beside the addresses of live connections): when the
+//! newer generation fills, the older one is forgotten but for the addresses the endpoint
+//! still has a connection or a half-open one with (`Endpoint::talks_with`), which move
+//! to the new generation. So a flood of SYNs from spoofed sources pushes out only
+//! addresses without a connection that were quiet for that long, never a live peer's
+//! way (which a spoofed SYN in its name could then set). A segment to an address the
+//! table no longer holds is dropped and counted ([`OwnCounters::no_neighbour`]) and
+//! TCP's retransmission sends it again once the peer's next frame named the way back.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -103,12 +108,16 @@ pub(crate) fn segmentation_limit(info: &rexo_api::NetInfo) -> Option<usize> {
 }
 
 /// The neighbour table: IPv4 address to the way back to it, in two generations; when
-/// the newer one is full the older one is forgotten.
+/// the newer one is full the older one is forgotten, but for live peers' addresses.
+#[derive(Default)]
 struct Neighbours {
-    /// Addresses seen since the last turn.
+    /// Addresses seen since the last turn, and live peers' carried over at it.
     newer: BTreeMap<[u8; 4], Way>,
     /// Addresses seen in the generation before.
     older: BTreeMap<[u8; 4], Way>,
+    /// How many addresses of live peers the last turn carried into `newer`: the
+    /// generation turns once it learnt [`NEIGHBOURS`] more.
+    carried: usize,
 }
 
 /// The way back to a peer: the MAC address its frames came from, and when a segment of
@@ -148,20 +157,34 @@ impl Way {
 
 impl Neighbours {
     /// Learns from a frame from `mac` at `now` that brought `ip`'s segment, which showed
-    /// `sender` of itself (the module's doc says what moves a known way). An address in
-    /// the newer generation, the common case, is updated in place with one search.
-    fn learn(&mut self, ip: [u8; 4], mac: [u8; 6], sender: Sender, now: u64) {
+    /// `sender` of itself (the module's doc says what moves a known way). A frame that
+    /// proves nothing changes nothing. An address in the newer generation, the common
+    /// case, is updated in place with one search. `live` says whether an address has a
+    /// connection, whose way a turn of the generations keeps.
+    fn learn(
+        &mut self,
+        ip: [u8; 4],
+        mac: [u8; 6],
+        sender: Sender,
+        now: u64,
+        live: impl Fn([u8; 4]) -> bool,
+    ) {
+        if sender == Sender::Unknown {
+            return;
+        }
         if let Some(way) = self.newer.get_mut(&ip) {
             way.learn(mac, sender, now);
             return;
         }
-        let mut way = self.older.get(&ip).copied().unwrap_or(Way {
+        let mut way = self.older.remove(&ip).unwrap_or(Way {
             mac,
             proven_at: None,
         });
         way.learn(mac, sender, now);
-        if self.newer.len() >= NEIGHBOURS {
-            self.older = core::mem::take(&mut self.newer);
+        if self.newer.len() >= self.carried + NEIGHBOURS {
+            let forgotten = core::mem::replace(&mut self.older, core::mem::take(&mut self.newer));
+            self.newer = forgotten.into_iter().filter(|&(ip, _)| live(ip)).collect();
+            self.carried = self.newer.len();
         }
         self.newer.insert(ip, way);
     }
@@ -194,10 +217,7 @@ impl OwnTcp {
         OwnTcp {
             endpoint,
             ports: Vec::new(),
-            neighbours: Neighbours {
-                newer: BTreeMap::new(),
-                older: BTreeMap::new(),
-            },
+            neighbours: Neighbours::default(),
             counters: OwnCounters::default(),
         }
     }
@@ -246,7 +266,10 @@ impl OwnTcp {
         peer.copy_from_slice(&packet[12..16]);
         self.counters.rx_frames += 1;
         let sender = self.endpoint.input(now_ns, packet);
-        self.neighbours.learn(peer, source, sender, now_ns);
+        let endpoint = &self.endpoint;
+        self.neighbours.learn(peer, source, sender, now_ns, |ip| {
+            endpoint.talks_with(address, ip)
+        });
         true
     }
 
@@ -387,26 +410,37 @@ fn send_segmented(
 #[cfg(test)]
 mod tests {
     use super::{NEIGHBOURS, Neighbours, PROVEN_NS};
-    use alloc::collections::BTreeMap;
     use rexo_tcp::Sender;
+
+    /// No address has a connection.
+    fn nobody(_: [u8; 4]) -> bool {
+        false
+    }
+
+    /// The `i`th of many distinct addresses.
+    fn ip(i: usize) -> [u8; 4] {
+        (i as u32).to_be_bytes()
+    }
 
     #[test]
     fn the_neighbour_table_keeps_two_generations_and_no_more() {
-        let mut table = Neighbours {
-            newer: BTreeMap::new(),
-            older: BTreeMap::new(),
-        };
-        let ip = |i: usize| (i as u32).to_be_bytes();
-        table.learn([10, 0, 0, 1], [2, 0, 0, 0, 0, 1], Sender::Peer, 0);
+        let mut table = Neighbours::default();
+        table.learn([10, 0, 0, 1], [2, 0, 0, 0, 0, 1], Sender::Peer, 0, nobody);
         for i in 0..NEIGHBOURS {
-            table.learn(ip(i + 1000), [2, 0, 0, 0, 0, 9], Sender::Caller, 0);
+            table.learn(ip(i + 1000), [2, 0, 0, 0, 0, 9], Sender::Caller, 0, nobody);
         }
         // One turn: the first address is in the older generation, still known.
         assert_eq!(table.get([10, 0, 0, 1]), Some([2, 0, 0, 0, 0, 1]));
         // A peer that speaks again moves to the newer one, with its new way back.
-        table.learn([10, 0, 0, 1], [2, 0, 0, 0, 0, 2], Sender::Peer, 0);
+        table.learn([10, 0, 0, 1], [2, 0, 0, 0, 0, 2], Sender::Peer, 0, nobody);
         for i in 0..2 * NEIGHBOURS {
-            table.learn(ip(i + 100_000), [2, 0, 0, 0, 0, 9], Sender::Caller, 0);
+            table.learn(
+                ip(i + 100_000),
+                [2, 0, 0, 0, 0, 9],
+                Sender::Caller,
+                0,
+                nobody,
+            );
             assert!(table.newer.len() + table.older.len() <= 2 * NEIGHBOURS);
         }
         // Two turns of other addresses: forgotten.
@@ -419,51 +453,93 @@ mod tests {
 
     #[test]
     fn only_the_peers_own_proof_moves_its_way_back_until_it_goes_quiet() {
-        let mut table = Neighbours {
-            newer: BTreeMap::new(),
-            older: BTreeMap::new(),
-        };
+        let mut table = Neighbours::default();
         let (client, real, spoofer) = ([10, 0, 0, 7], [2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 0, 66]);
-        // A frame that proves nothing teaches an address not known yet...
-        table.learn(client, spoofer, Sender::Unknown, 0);
+        // A frame that proves nothing does not even teach an address not known yet.
+        table.learn(client, spoofer, Sender::Unknown, 0, nobody);
+        assert_eq!(table.get(client), None);
+        // A SYN from another MAC teaches it, which the peer's SYN replaces (nothing
+        // proved the first), and its proof holds.
+        table.learn(client, spoofer, Sender::Caller, 1, nobody);
         assert_eq!(table.get(client), Some(spoofer));
-        // ...which the peer's SYN replaces (nothing proved the first), and its proof holds.
-        table.learn(client, real, Sender::Caller, 1);
-        table.learn(client, real, Sender::Peer, 2);
+        table.learn(client, real, Sender::Caller, 1, nobody);
+        table.learn(client, real, Sender::Peer, 2, nobody);
         for sender in [Sender::Unknown, Sender::Caller] {
-            table.learn(client, spoofer, sender, 3);
+            table.learn(client, spoofer, sender, 3, nobody);
             assert_eq!(table.get(client), Some(real), "{sender:?} from another MAC");
         }
         // The peer's proof moves it (a new network card, the same machine).
-        table.learn(client, [2, 0, 0, 0, 0, 8], Sender::Peer, 4);
+        table.learn(client, [2, 0, 0, 0, 0, 8], Sender::Peer, 4, nobody);
         assert_eq!(table.get(client), Some([2, 0, 0, 0, 0, 8]));
         // Quiet for PROVEN_NS: the address may be another machine's now, whose SYN counts.
-        table.learn(client, spoofer, Sender::Unknown, 4 + PROVEN_NS);
+        table.learn(client, spoofer, Sender::Unknown, 4 + PROVEN_NS, nobody);
         assert_eq!(
             table.get(client),
             Some([2, 0, 0, 0, 0, 8]),
             "not for a stray frame"
         );
-        table.learn(client, real, Sender::Caller, 4 + PROVEN_NS);
+        table.learn(client, real, Sender::Caller, 4 + PROVEN_NS, nobody);
         assert_eq!(table.get(client), Some(real));
     }
 
     #[test]
     fn a_busy_peers_proof_is_stamped_again_only_once_a_quarter_of_proven_ns_old() {
-        let mut table = Neighbours {
-            newer: BTreeMap::new(),
-            older: BTreeMap::new(),
-        };
+        let mut table = Neighbours::default();
         let (client, real, other) = ([10, 0, 0, 7], [2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 0, 66]);
-        table.learn(client, real, Sender::Peer, 0);
-        table.learn(client, real, Sender::Peer, PROVEN_NS / 4 - 1);
+        table.learn(client, real, Sender::Peer, 0, nobody);
+        table.learn(client, real, Sender::Peer, PROVEN_NS / 4 - 1, nobody);
         assert_eq!(table.newer[&client].proven_at, Some(0), "left alone");
-        table.learn(client, real, Sender::Peer, PROVEN_NS / 4);
+        table.learn(client, real, Sender::Peer, PROVEN_NS / 4, nobody);
         assert_eq!(table.newer[&client].proven_at, Some(PROVEN_NS / 4));
         // Its way holds for PROVEN_NS after that stamp.
-        table.learn(client, other, Sender::Caller, PROVEN_NS / 4 + PROVEN_NS - 1);
+        table.learn(
+            client,
+            other,
+            Sender::Caller,
+            PROVEN_NS / 4 + PROVEN_NS - 1,
+            nobody,
+        );
         assert_eq!(table.get(client), Some(real));
-        table.learn(client, other, Sender::Caller, PROVEN_NS / 4 + PROVEN_NS);
+        table.learn(
+            client,
+            other,
+            Sender::Caller,
+            PROVEN_NS / 4 + PROVEN_NS,
+            nobody,
+        );
         assert_eq!(table.get(client), Some(other));
+    }
+
+    #[test]
+    fn frames_that_prove_nothing_neither_teach_nor_push_out_an_address() {
+        let mut table = Neighbours::default();
+        let (client, real, spoofer) = ([10, 0, 0, 7], [2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 0, 66]);
+        table.learn(client, real, Sender::Peer, 0, nobody);
+        for i in 0..3 * NEIGHBOURS {
+            table.learn(ip(i + 1000), spoofer, Sender::Unknown, 1, nobody);
+        }
+        assert_eq!((table.newer.len(), table.older.len()), (1, 0));
+        // The spoofed frame in the peer's name, long after its proof.
+        table.learn(client, spoofer, Sender::Unknown, 1 + PROVEN_NS, nobody);
+        assert_eq!(table.get(client), Some(real));
+        assert_eq!(table.newer[&client].proven_at, Some(0), "its proof kept");
+    }
+
+    #[test]
+    fn a_flood_of_syns_never_pushes_out_a_peer_with_a_connection() {
+        let mut table = Neighbours::default();
+        let (client, real, spoofer) = ([10, 0, 0, 7], [2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 0, 66]);
+        let (quiet, live) = ([10, 0, 0, 8], |ip| ip == [10, 0, 0, 7]);
+        table.learn(client, real, Sender::Peer, 0, live);
+        table.learn(quiet, real, Sender::Peer, 0, live);
+        for i in 0..5 * NEIGHBOURS {
+            table.learn(ip(i + 1000), spoofer, Sender::Caller, 1, live);
+            assert!(table.newer.len() + table.older.len() <= 2 * NEIGHBOURS + 1);
+        }
+        assert_eq!(table.get(quiet), None, "no connection: forgotten");
+        assert_eq!(table.get(client), Some(real));
+        // A SYN in its name from another MAC: its recent proof holds the way.
+        table.learn(client, spoofer, Sender::Caller, 2, live);
+        assert_eq!(table.get(client), Some(real));
     }
 }

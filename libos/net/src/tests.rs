@@ -6,8 +6,8 @@ use std::vec::Vec;
 
 use crate::wire::{Wire, WireEnd, queue_of};
 use crate::{
-    Config, Connection, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Ipv4Addr, NetError, PING_MAX_DATA,
-    Stack, TcpOptions, UdpOptions,
+    Config, Connection, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Ipv4Addr, NEIGHBOURS, NetError,
+    PING_MAX_DATA, Stack, TcpOptions, UdpOptions,
 };
 
 /// A small xorshift generator: deterministic, and library OSes cannot use testkit.
@@ -715,12 +715,20 @@ fn the_test_dns_server_drops_what_is_not_a_query() {
     );
 }
 
+/// The made-up MAC spoofed frames come from.
+const SPOOFER: [u8; 6] = [2, 0, 0, 0, 0, 0x66];
+
 /// A TCP SYN from `source`:`port` to A's port 7, as a flooder sends it: addressed to
-/// `mac_a`, from a made-up MAC, with right checksums.
+/// `mac_a`, from [`SPOOFER`], with right checksums.
 fn spoofed_syn(mac_a: [u8; 6], source: Ipv4Addr, port: u16) -> Vec<u8> {
+    spoofed_syn_to(mac_a, source, port, 7)
+}
+
+/// A TCP SYN from `source`:`port` to A's port `to_port`, as [`spoofed_syn`].
+fn spoofed_syn_to(mac_a: [u8; 6], source: Ipv4Addr, port: u16, to_port: u16) -> Vec<u8> {
     let mut frame = vec![0u8; 14 + 20 + 20];
     frame[0..6].copy_from_slice(&mac_a);
-    frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0x66]);
+    frame[6..12].copy_from_slice(&SPOOFER);
     frame[12..14].copy_from_slice(&[0x08, 0x00]);
     frame[14] = 0x45;
     frame[16..18].copy_from_slice(&40u16.to_be_bytes());
@@ -731,7 +739,7 @@ fn spoofed_syn(mac_a: [u8; 6], source: Ipv4Addr, port: u16) -> Vec<u8> {
     let ip = checksum(&frame[14..34]);
     frame[24..26].copy_from_slice(&ip.to_be_bytes());
     frame[34..36].copy_from_slice(&port.to_be_bytes());
-    frame[36..38].copy_from_slice(&7u16.to_be_bytes());
+    frame[36..38].copy_from_slice(&to_port.to_be_bytes());
     frame[38..42].copy_from_slice(&u32::from(port).wrapping_mul(2_654_435_761).to_be_bytes());
     frame[46] = 5 << 4;
     frame[47] = 0x02;
@@ -1123,6 +1131,73 @@ fn ports_are_served_by_one_tcp_only_and_bad_segments_are_counted() {
     // The port still serves.
     let answer = vec![rexo_tcp::Piece::owned(b"still here".to_vec())];
     assert_eq!(own_tcp_answer(&mut net, b"\r\n\r\n", answer), b"still here");
+}
+
+#[test]
+fn a_flood_of_spoofed_frames_does_not_turn_a_live_peers_traffic_to_the_spoofer() {
+    // Frames that prove nothing (an ACK with a bad checksum), then SYNs, which open
+    // half-open connections but prove nothing of their sender either.
+    for syn in [false, true] {
+        let mut net = own_tcp_net(0);
+        let mac_a = net.a.mac();
+        let spoofed = |source, port| {
+            let mut frame = spoofed_syn_to(mac_a, source, port, 80);
+            if !syn {
+                frame[47] = 0x10;
+            }
+            frame
+        };
+        let client = net
+            .b
+            .connect(
+                Endpoint {
+                    address: A,
+                    port: 80,
+                },
+                TcpOptions::default(),
+            )
+            .unwrap();
+        let mut server = None;
+        for _ in 0..100 {
+            net.step();
+            server = server.or_else(|| net.a.own_tcp().unwrap().accept());
+        }
+        let server = server.expect("accepted");
+        assert!(net.b.is_established(&client));
+        // Three generations' worth of spoofed sources, then one in B's name.
+        for i in 0..3 * NEIGHBOURS as u32 {
+            let [_, _, high, low] = i.to_be_bytes();
+            let source = Ipv4Addr::new(172, 16, high, low);
+            net.wire.deliver_to_a(spoofed(source, 1024 + i as u16));
+            if i % 50 == 49 {
+                net.step();
+            }
+        }
+        net.wire.deliver_to_a(spoofed(B, 40_000));
+        net.step();
+        net.seen.clear();
+        let own = net.a.own_tcp().unwrap();
+        own.send(server, rexo_tcp::Piece::owned(b"still yours".to_vec()))
+            .unwrap();
+        own.close(server).unwrap();
+        let mut received = Vec::new();
+        for _ in 0..1000 {
+            net.step();
+            let mut buffer = [0u8; 64];
+            match net.b.read(&client, &mut buffer) {
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+                Err(NetError::Closed) => break,
+                Err(other) => panic!("{other}"),
+            }
+        }
+        assert_eq!(received, b"still yours", "SYNs: {syn}");
+        let to_spoofer = net
+            .seen
+            .iter()
+            .filter(|frame| frame[..6] == SPOOFER && frame[30..34] == B.octets())
+            .count();
+        assert_eq!(to_spoofer, 0, "SYNs: {syn}");
+    }
 }
 
 /// A file of `len` bytes answered after a head, and what the client must receive.

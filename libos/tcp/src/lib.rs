@@ -487,6 +487,23 @@ impl Endpoint {
         self.half_open.len()
     }
 
+    /// Whether a connection (holding a slot, or half-open) joins `remote` to one of
+    /// the listening ports at `local`: a few searches per listening port, for a caller
+    /// that must not forget the way back to a live peer.
+    pub fn talks_with(&self, local: [u8; 4], remote: [u8; 4]) -> bool {
+        self.listening.iter().any(|&local_port| {
+            let tuple = |remote_port| Tuple {
+                local,
+                local_port,
+                remote,
+                remote_port,
+            };
+            let range = tuple(0)..=tuple(u16::MAX);
+            self.by_tuple.range(range.clone()).next().is_some()
+                || self.half_open.range(range).next().is_some()
+        })
+    }
+
     /// How many connections are remembered in TIME-WAIT.
     pub fn time_wait(&self) -> usize {
         self.time_wait.len()

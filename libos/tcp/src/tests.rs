@@ -1165,3 +1165,22 @@ fn input_says_which_segments_prove_their_sender_is_the_peer() {
     let stray = packet(6000, ACK, Seq(1), Seq(1), 1000, b"", None, None);
     assert_eq!(ep.input(0, &stray), Sender::Unknown, "for no connection");
 }
+
+#[test]
+fn talks_with_knows_peers_of_half_open_and_established_connections_only() {
+    let mut ep = server(Config::default());
+    assert!(!ep.talks_with(SERVER, CLIENT), "no connection yet");
+    let syn = packet(5000, SYN, Seq(1000), Seq(0), 1000, b"", None, None);
+    ep.input(0, &syn);
+    assert!(ep.talks_with(SERVER, CLIENT), "half-open");
+    assert!(!ep.talks_with(SERVER, [10, 0, 0, 3]), "another peer");
+    assert!(
+        !ep.talks_with([10, 0, 0, 9], CLIENT),
+        "another local address"
+    );
+    let (mut ep, id, _peer) = established();
+    assert!(ep.talks_with(SERVER, CLIENT), "established");
+    ep.abort(id).unwrap();
+    poll(&mut ep, 0);
+    assert!(!ep.talks_with(SERVER, CLIENT), "gone");
+}
