@@ -309,9 +309,15 @@ fn target_path(target: &[u8]) -> Result<&[u8], Status> {
         let after_scheme = strip_prefix_ignore_case(target, b"http://")
             .or_else(|| strip_prefix_ignore_case(target, b"https://"))
             .ok_or(Status::BadRequest)?;
-        match after_scheme.iter().position(|&b| b == b'/') {
-            Some(slash) => &after_scheme[slash..],
-            None => b"/",
+        // The authority ends at the first `/`, `?` or `#` (RFC 3986 3.2); a slash in
+        // the query or fragment begins no path. An empty path is `/` (RFC 7230 5.3.2).
+        let authority_end = after_scheme
+            .iter()
+            .position(|&b| b == b'/' || b == b'?' || b == b'#')
+            .unwrap_or(after_scheme.len());
+        match after_scheme[authority_end..] {
+            [b'/', ..] => &after_scheme[authority_end..],
+            _ => b"/",
         }
     };
     let end = path

@@ -846,3 +846,30 @@ fn fuzzed_input_never_panics_and_always_progresses_or_waits() {
         check_promises(&site, &input);
     }
 }
+
+#[test]
+fn the_path_of_an_absolute_target_starts_after_the_authority_not_in_its_query() {
+    let path_of = |target: &str| {
+        let head = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+        match parse(head.as_bytes(), &Limits::default()) {
+            Parsed::Request { request, .. } => String::from_utf8(request.path.to_vec()).unwrap(),
+            other => panic!("{target}: {other:?}"),
+        }
+    };
+    for (target, path) in [
+        ("http://h?/about.html", "/"),
+        ("http://h#/x", "/"),
+        ("http://h", "/"),
+        ("http://h/a?b=/c", "/a"),
+        ("http://h/a#b/c", "/a"),
+        ("HTTPS://h:8080/a/b?c", "/a/b"),
+        ("/a?b=/c", "/a"),
+    ] {
+        assert_eq!(path_of(target), path, "{target}");
+    }
+    // Served as such: the query names no file, the index is answered.
+    assert_eq!(
+        answer("HEAD http://x?/digits.txt HTTP/1.1\r\nHost: x\r\n\r\n"),
+        answer("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    );
+}
