@@ -11,10 +11,18 @@ use crate::status::Counters;
 use crate::transport::{Gone, Link, Sending, Transport};
 
 /// A connection silent this long (no byte moved either way) is closed, or reset if it
-/// was in the middle of an answer: this bounds what a slow or vanished client holds.
+/// was in the middle of an answer: this bounds what a vanished client holds (a slow one
+/// is bounded by [`REQUEST_DEADLINE_NS`] too).
 /// Shorter than the TCP timeout (`TCP_OPTIONS`), so that the server, not the stack,
 /// decides how an idle connection ends.
 pub const IDLE_TIMEOUT_NS: u64 = 15_000_000_000;
+/// The longest a request may take to arrive whole (its head, and the few KiB of body
+/// [`Limits`](rexo_http::Limits) allow), counted from its first byte; then the
+/// connection is closed. [`IDLE_TIMEOUT_NS`] restarts at every byte, so without this a
+/// client sending one byte every 14 s (slowloris) would hold a connection slot for a
+/// day with one 8 KiB head, and a few hundred such clients every slot. A
+/// real client sends a head in one segment or a few, well within this.
+pub const REQUEST_DEADLINE_NS: u64 = 20_000_000_000;
 /// While lingering (see [`Client`]), the connection closes once its peer has sent
 /// nothing for this long.
 pub const LINGER_QUIET_NS: u64 = 250_000_000;
@@ -67,6 +75,15 @@ pub struct Client {
     lingering: Option<(u64, u64)>,
     /// When a byte last moved either way.
     last_activity_ns: u64,
+    /// When the first byte of the request at the front of `inbox` came (or, pipelined,
+    /// when the request before it was answered); `None` while `inbox` is empty.
+    request_started_ns: Option<u64>,
+}
+
+/// Whether a request whose first byte came at `started_ns` (`None`: no request begun)
+/// is still incomplete too long after, at `now_ns` ([`REQUEST_DEADLINE_NS`]).
+pub fn request_overdue(started_ns: Option<u64>, now_ns: u64) -> bool {
+    started_ns.is_some_and(|started| now_ns.saturating_sub(started) > REQUEST_DEADLINE_NS)
 }
 
 impl Client {
@@ -81,6 +98,7 @@ impl Client {
             in_flight: false,
             lingering: None,
             last_activity_ns: now_ns,
+            request_started_ns: None,
         }
     }
 
@@ -141,6 +159,11 @@ impl Client {
                 }
             }
             moved |= self.read(tcp, site.limits.buffer_bound());
+            if self.inbox.is_empty() {
+                self.request_started_ns = None;
+            } else if self.request_started_ns.is_none() {
+                self.request_started_ns = Some(now_ns);
+            }
             if self.broken {
                 if was_in_flight || self.in_flight {
                     counters.lock().broken += 1;
@@ -158,6 +181,12 @@ impl Client {
                     // A request cut off by the peer's close: nothing can be answered.
                     return Progress::Finished(Ending::Close);
                 }
+                Step::NeedMore if request_overdue(self.request_started_ns, now_ns) => {
+                    // Too slow a request (slowloris): nothing is being sent, so the
+                    // close is in order.
+                    counters.lock().slow_closed += 1;
+                    return Progress::Finished(Ending::Close);
+                }
                 Step::NeedMore => return self.open_or_idle(moved, now_ns, counters),
                 Step::Answer { response, consumed } => {
                     let mut counters = counters.lock();
@@ -165,6 +194,8 @@ impl Client {
                     counters.head_bytes += response.head().len() as u64;
                     counters.body_bytes += response.body().bytes().len() as u64;
                     self.inbox.drain(..consumed);
+                    // The next pipelined request's time starts now.
+                    self.request_started_ns = (!self.inbox.is_empty()).then_some(now_ns);
                     self.sending = Some(tcp.sending(response));
                     moved = true;
                 }

@@ -221,12 +221,13 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
     }
     let c = shared.counters();
     kernel.log(format_args!(
-        "httpd: {} answers {:?} on {} connections ({} peers gone mid-answer, {} idle closed, {} reset while lingering); {} head and {} body bytes",
+        "httpd: {} answers {:?} on {} connections ({} peers gone mid-answer, {} idle closed, {} closed for a slow request, {} reset while lingering); {} head and {} body bytes",
         c.requests(),
         c.by_status,
         c.accepted,
         c.broken,
         c.idle_closed,
+        c.slow_closed,
         c.linger_reset,
         c.head_bytes,
         c.body_bytes

@@ -23,6 +23,9 @@ pub struct Counters {
     pub broken: u64,
     /// Connections closed after being idle too long between requests.
     pub idle_closed: u64,
+    /// Connections closed because a request had not come whole within
+    /// [`REQUEST_DEADLINE_NS`](crate::client::REQUEST_DEADLINE_NS) of its first byte.
+    pub slow_closed: u64,
     /// Connections that had to be reset because their peer kept sending after an
     /// answer that closes.
     pub linger_reset: u64,
@@ -49,6 +52,7 @@ impl Counters {
         self.body_bytes += other.body_bytes;
         self.broken += other.broken;
         self.idle_closed += other.idle_closed;
+        self.slow_closed += other.slow_closed;
         self.linger_reset += other.linger_reset;
     }
 }
@@ -154,6 +158,11 @@ fn write_page(page: &mut String, s: &Snapshot<'_>) -> core::fmt::Result {
     row(page, "accepted", format_args!("{}", c.accepted))?;
     row(page, "peer gone mid-answer", format_args!("{}", c.broken))?;
     row(page, "closed when idle", format_args!("{}", c.idle_closed))?;
+    row(
+        page,
+        "closed for a slow request",
+        format_args!("{}", c.slow_closed),
+    )?;
     row(
         page,
         "reset while lingering",
@@ -289,6 +298,7 @@ mod tests {
             head_bytes: 5,
             body_bytes: 50,
             idle_closed: 4,
+            slow_closed: 7,
             linger_reset: 6,
             ..Counters::default()
         };
@@ -306,6 +316,7 @@ mod tests {
                 body_bytes: 150,
                 broken: 1,
                 idle_closed: 4,
+                slow_closed: 7,
                 linger_reset: 6,
             }
         );

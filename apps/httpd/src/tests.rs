@@ -1,8 +1,8 @@
 //! httpd's connection handling on the host: the server's [`Client`]s on one `rexo-net`
 //! stack, test clients on another, joined by a simulated wire with a simulated clock,
 //! so every run is the same. Pipelining, a peer gone mid-body beside a normal one, a
-//! 100 KB head, idle connections, and mutated request streams from a deterministic
-//! generator. Each test runs twice: the server's port on smoltcp and on `rexo-tcp`.
+//! 100 KB head, idle connections, a request trickling in, and mutated request streams
+//! from a deterministic generator. Each test runs twice: the server's port on smoltcp and on `rexo-tcp`.
 
 use std::vec::Vec;
 
@@ -10,7 +10,9 @@ use rexo_http::{Page, Site, Step};
 use rexo_net::wire::Wire;
 use rexo_net::{Config, Connection, Endpoint, Ipv4Addr, Stack, TcpOptions};
 
-use crate::client::{Client, Ending, IDLE_TIMEOUT_NS, Progress};
+use crate::client::{
+    Client, Ending, IDLE_TIMEOUT_NS, Progress, REQUEST_DEADLINE_NS, request_overdue,
+};
 use crate::status::Counters;
 use crate::transport::{Tcp, Transport};
 use crate::{HTTP_PORT, TCP_OPTIONS};
@@ -266,6 +268,53 @@ fn idle_connections_are_closed(tcp: Tcp) {
     assert_eq!(world.receive(&idle, None), b"");
 }
 
+fn a_request_trickling_in_is_closed_at_its_deadline(tcp: Tcp) {
+    let mut world = World::new(tcp);
+    let slow = world.connect();
+    let head = b"GET /1k.txt HTTP/1.1\r\nHost: rexo\r\n\r\n";
+    // One byte every 14 s (slowloris): never idle for IDLE_TIMEOUT_NS.
+    let gap_ns = IDLE_TIMEOUT_NS - 1_000_000_000;
+    let mut sent = 0;
+    while !world.clients.is_empty() && sent < head.len() {
+        world.send(&slow, &head[sent..sent + 1]);
+        sent += 1;
+        world.now_ns += gap_ns;
+        world.round();
+    }
+    let counters = world.counters.lock().clone();
+    assert_eq!((counters.slow_closed, counters.idle_closed), (1, 0));
+    assert!(world.clients.is_empty());
+    let deadline_bytes = (REQUEST_DEADLINE_NS / gap_ns + 1) as usize;
+    assert_eq!(
+        sent, deadline_bytes,
+        "closed at the first look past the deadline"
+    );
+    assert_eq!(world.receive(&slow, None), b"", "closed without an answer");
+    // A request that comes whole within the deadline is answered.
+    let mut world = World::new(tcp);
+    let patient = world.connect();
+    // In three pieces 9 s apart: 18 s in all.
+    for piece in [&b"GET /1k.txt HTTP/1.1\r\n"[..], b"Host: rexo\r\n", b"\r\n"] {
+        world.now_ns += 9_000_000_000;
+        world.round();
+        world.send(&patient, piece);
+    }
+    let answer = world.receive(&patient, Some(17));
+    assert!(answer.starts_with(b"HTTP/1.1 200 OK"));
+    assert_eq!(world.counters.lock().slow_closed, 0);
+}
+
+#[test]
+fn a_request_is_overdue_only_past_its_deadline() {
+    assert!(!request_overdue(None, u64::MAX), "no request begun");
+    assert!(!request_overdue(Some(5), 5 + REQUEST_DEADLINE_NS));
+    assert!(request_overdue(Some(5), 6 + REQUEST_DEADLINE_NS));
+    assert!(
+        !request_overdue(Some(10), 5),
+        "a clock read before the start"
+    );
+}
+
 /// A small xorshift generator: deterministic, and apps cannot use testkit.
 struct XorShift(u64);
 
@@ -358,5 +407,6 @@ on_both! {
     a_peer_gone_mid_body_stops_only_its_own_connection: a_peer_gone_mid_body_stops_only_its_own_connection_on_smoltcp, a_peer_gone_mid_body_stops_only_its_own_connection_on_rexo_tcp;
     a_100_kb_head_is_answered_431_and_the_rest_discarded: a_100_kb_head_is_answered_431_and_the_rest_discarded_on_smoltcp, a_100_kb_head_is_answered_431_and_the_rest_discarded_on_rexo_tcp;
     idle_connections_are_closed: idle_connections_are_closed_on_smoltcp, idle_connections_are_closed_on_rexo_tcp;
+    a_request_trickling_in_is_closed_at_its_deadline: a_request_trickling_in_is_closed_at_its_deadline_on_smoltcp, a_request_trickling_in_is_closed_at_its_deadline_on_rexo_tcp;
     mutated_request_streams_get_well_formed_answers_and_bounded_buffers: mutated_request_streams_get_well_formed_answers_and_bounded_buffers_on_smoltcp, mutated_request_streams_get_well_formed_answers_and_bounded_buffers_on_rexo_tcp;
 }
