@@ -84,6 +84,10 @@ pub struct Conn {
     persist_at: Option<u64>,
     persist_backoff: u32,
     probe_now: bool,
+    /// Zero-window probes sent since the peer's last acceptable ACK.
+    probes: u32,
+    /// When data began to wait behind the peer's zero window (cleared when it opens).
+    window_closed_at: Option<u64>,
     last_heard: u64,
     keepalives: u32,
     keepalive_now: bool,
@@ -137,6 +141,8 @@ impl Conn {
             persist_at: None,
             persist_backoff: 0,
             probe_now: false,
+            probes: 0,
+            window_closed_at: None,
             last_heard: now,
             keepalives: 0,
             keepalive_now: false,
@@ -178,6 +184,21 @@ impl Conn {
         self.queued = 0;
         self.rtx_at = None;
         self.persist_at = None;
+        self.window_closed_at = None;
+    }
+
+    /// Arms the persist timer at `now` unless it is already running.
+    fn start_persist(&mut self, now: u64) {
+        if self.persist_at.is_none() {
+            self.persist_at = Some(now + self.rto);
+            self.window_closed_at.get_or_insert(now);
+        }
+    }
+
+    /// Whether queued data waits behind the peer's zero window: the persist timer's
+    /// probes then replace retransmissions (a FIN alone needs no window).
+    fn window_closed(&self) -> bool {
+        self.snd_wnd == 0 && self.queued > 0
     }
 
     /// Queues `piece` for sending.
@@ -302,6 +323,8 @@ impl Conn {
             self.ack_pending = true;
             return false;
         }
+        // An acceptable ACK, whatever its window: the peer is alive and answers probes.
+        self.probes = 0;
         self.process_ack(seg, now, config, stats);
         if self.state == State::Closed {
             return true;
@@ -383,6 +406,9 @@ impl Conn {
             && seg.payload.is_empty()
             && !seg.has(FIN)
             && window == self.snd_wnd
+            // Not at a zero window: an answer to a probe (whose byte is outstanding)
+            // says nothing of loss, and nothing may be resent into the window.
+            && window != 0
             && self.snd_max != self.snd_una
         {
             stats.duplicate_acks += 1;
@@ -403,10 +429,19 @@ impl Conn {
             self.max_snd_wnd = self.max_snd_wnd.max(window);
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = seg.ack;
-            if window > 0 {
-                self.persist_at = None;
-                self.persist_backoff = 0;
-            }
+        }
+        if self.window_closed() {
+            // The persist timer replaces the retransmission timer (RFC 1122, 4.2.2.17:
+            // no retries count while the peer answers probes); what was sent beyond the
+            // window goes again once it opens.
+            self.rtx_at = None;
+            self.snd_nxt = self.snd_una;
+            self.rtt_probe = None;
+            self.start_persist(now);
+        } else {
+            self.persist_at = None;
+            self.persist_backoff = 0;
+            self.window_closed_at = None;
         }
     }
 
@@ -522,8 +557,17 @@ impl Conn {
             self.recover = None;
             self.rtx_at = Some(now + self.rto);
         }
+        if self.release_deadline(config).is_some_and(|at| at <= now) {
+            stats.zero_window_timeouts += 1;
+            return self.reset(Error::TimedOut, true);
+        }
         if self.persist_at.is_some_and(|at| at <= now) {
+            if self.probes >= config.max_retransmits {
+                stats.zero_window_timeouts += 1;
+                return self.reset(Error::TimedOut, true);
+            }
             stats.window_probes += 1;
+            self.probes += 1;
             self.probe_now = true;
             self.persist_backoff = (self.persist_backoff + 1).min(6);
             self.persist_at =
@@ -544,6 +588,14 @@ impl Conn {
         }
     }
 
+    /// When a connection the app released is reset for waiting too long behind a zero
+    /// window, however its peer answers the probes.
+    fn release_deadline(&self, config: &Config) -> Option<u64> {
+        self.window_closed_at
+            .filter(|_| self.released)
+            .map(|at| at.saturating_add(config.released_zero_window_ns))
+    }
+
     /// When the connection ends by itself, if it does.
     fn close_deadline(&self) -> Option<u64> {
         self.close_at
@@ -559,6 +611,7 @@ impl Conn {
             .map(|interval| self.last_heard + interval * (u64::from(self.keepalives) + 1));
         [
             self.close_deadline(),
+            self.release_deadline(config),
             self.rtx_at,
             self.persist_at,
             keepalive,
@@ -674,16 +727,17 @@ impl Conn {
         }
         let fin_unacked = self.fin_queued && !self.fin_acked;
         if self.fast_rtx {
-            let len = self.queued.min(self.mss);
-            match self.send_segment(self.snd_una, len, fin_unacked, out) {
-                Some(space) => {
-                    out.stats.segments_retransmitted += 1;
-                    self.fast_rtx = false;
-                    self.rtt_probe = None;
-                    self.sent_up_to(self.snd_una.plus(space));
-                }
-                None => return Turn::Refused,
+            // Within the send window: behind a zero window the probes resend instead.
+            let len = self.queued.min(self.mss).min(self.snd_wnd);
+            if len > 0 || self.queued == 0 {
+                let Some(space) = self.send_segment(self.snd_una, len, fin_unacked, out) else {
+                    return Turn::Refused;
+                };
+                out.stats.segments_retransmitted += 1;
+                self.rtt_probe = None;
+                self.sent_up_to(self.snd_una.plus(space));
             }
+            self.fast_rtx = false;
         }
         if self.probe_now {
             let len = self.queued.min(1);
@@ -709,8 +763,8 @@ impl Conn {
             let window = self.snd_wnd.min(self.cwnd);
             let mut len = unsent.min(limit).min(window.saturating_sub(offset));
             if len == 0 && unsent > 0 {
-                if self.snd_wnd == 0 && offset == 0 && self.persist_at.is_none() {
-                    self.persist_at = Some(now + self.rto);
+                if self.snd_wnd == 0 && offset == 0 {
+                    self.start_persist(now);
                 }
                 break;
             }

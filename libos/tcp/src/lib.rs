@@ -16,7 +16,8 @@
 //! evicts its oldest entry, so a SYN flood never grows it), MSS and window scale
 //! options, in-order receive with a small reassembly of out-of-order runs, RFC 6298
 //! retransmission timeouts with exponential back-off, fast retransmit and NewReno
-//! recovery on three duplicate ACKs, zero-window probes, keep-alive, orderly close in
+//! recovery on three duplicate ACKs, zero-window probes (a persist timer in place of the
+//! retransmission timer, with a limit on unanswered probes), keep-alive, orderly close in
 //! every FIN state with a compact, bounded TIME-WAIT table, abortive close, RFC 5961's
 //! checks on RST and SYN, and counters ([`Stats`]) for everything dropped. Nagle's
 //! algorithm is not used. Not done: active open, SACK, timestamps, congestion control
@@ -82,8 +83,16 @@ pub struct Config {
     pub rto_min_ns: u64,
     /// The largest retransmission timeout.
     pub rto_max_ns: u64,
-    /// Retransmissions of the same data before the connection is reset.
+    /// Retransmissions of the same data before the connection is reset; also the
+    /// zero-window probes in a row the peer may leave unanswered (any acceptable ACK,
+    /// whatever its window, answers them all).
     pub max_retransmits: u32,
+    /// How long a connection the app released ([`Endpoint::close`]) may wait behind a
+    /// zero window, counted from when data first waited there, before it is reset even
+    /// though the peer answers its probes: nobody reads it, and such a peer would hold
+    /// its slot forever (an open connection waits as long as the probes are answered,
+    /// RFC 1122, 4.2.2.17).
+    pub released_zero_window_ns: u64,
     /// Retransmissions of a SYN-ACK before the half-open connection is dropped.
     pub syn_retries: u32,
     /// Idle time before a keep-alive probe, and between probes; `None`: no keep-alive.
@@ -123,6 +132,7 @@ impl Default for Config {
             rto_min_ns: 200_000_000,
             rto_max_ns: 60_000_000_000,
             max_retransmits: 10,
+            released_zero_window_ns: 60_000_000_000,
             syn_retries: 3,
             keepalive_ns: None,
             keepalive_probes: 5,
@@ -149,7 +159,8 @@ pub enum Error {
     Finished,
     /// The peer reset the connection.
     Reset,
-    /// The peer stopped answering (retransmissions or keep-alives ran out).
+    /// The peer stopped answering (retransmissions, zero-window probes or keep-alives
+    /// ran out), or a released connection waited too long behind a zero window.
     TimedOut,
 }
 
@@ -225,6 +236,10 @@ pub struct Stats {
     pub out_of_order_dropped: u64,
     /// Zero-window probes sent.
     pub window_probes: u64,
+    /// Connections reset behind a zero window: their probes went unanswered
+    /// [`Config::max_retransmits`] times, or the app released them and they waited
+    /// longer than [`Config::released_zero_window_ns`].
+    pub zero_window_timeouts: u64,
     /// Keep-alive probes sent.
     pub keepalive_probes: u64,
     /// Connections reset after unanswered keep-alives.

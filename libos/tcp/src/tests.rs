@@ -896,6 +896,28 @@ fn fin_wait_2_waits_for_a_connection_still_reading() {
 #[test]
 fn a_fin_first_sent_by_a_fast_retransmit_can_be_acknowledged() {
     let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
+    ep.send(id, Piece::owned(vec![1; 500])).unwrap();
+    let first = poll(&mut ep, 0);
+    assert_eq!(view(&first[0]).payload.len(), 500);
+    assert!(!view(&first[0]).has(FIN), "not shut down yet");
+    // Shut down between the duplicate ACKs and the next poll: the retransmission is
+    // the first to carry the FIN.
+    for _ in 0..3 {
+        peer.send(&mut ep, MS, b"");
+    }
+    ep.shutdown(id).unwrap();
+    let again = poll(&mut ep, MS);
+    assert_eq!(view(&again[0]).payload.len(), 500);
+    assert!(view(&again[0]).has(FIN));
+    peer.ack = peer.ack.plus(501);
+    peer.send(&mut ep, 2 * MS, b"");
+    assert_eq!(ep.state(id), Ok(State::FinWait2));
+}
+
+#[test]
+fn a_fast_retransmit_stays_within_the_send_window() {
+    let mut ep = server(Config::default());
     let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 300);
     ep.send(id, Piece::owned(vec![1; 500])).unwrap();
     ep.shutdown(id).unwrap();
@@ -909,11 +931,163 @@ fn a_fin_first_sent_by_a_fast_retransmit_can_be_acknowledged() {
         peer.send(&mut ep, MS, b"");
     }
     let again = poll(&mut ep, MS);
-    assert_eq!(view(&again[0]).payload.len(), 500);
-    assert!(view(&again[0]).has(FIN));
-    peer.ack = peer.ack.plus(501);
-    peer.send(&mut ep, 2 * MS, b"");
-    assert_eq!(ep.state(id), Ok(State::FinWait2));
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (view(&again[0]).seq, view(&again[0]).payload.len()),
+        (peer.ack, 300),
+        "the window's worth again, not the 500 queued"
+    );
+    assert!(!view(&again[0]).has(FIN));
+    assert_eq!(ep.stats().fast_retransmits, 1);
+}
+
+/// Runs `ep`'s timers from deadline to deadline up to `until` while `peer` keeps a
+/// zero window, answering every segment with an ACK (`answer`) or silent; returns the
+/// time (ms), payload length and flags of every segment sent.
+fn behind_a_zero_window(
+    ep: &mut Endpoint,
+    peer: &Peer,
+    until: u64,
+    answer: bool,
+) -> Vec<(u64, usize, u8)> {
+    assert_eq!(peer.window, 0);
+    let mut sent = Vec::new();
+    let mut last = None;
+    while let Some(at) = ep.next_deadline().filter(|&at| at <= until) {
+        assert!(last.is_none_or(|last| at > last), "the timers move on");
+        last = Some(at);
+        for packet in poll(ep, at) {
+            let seg = view(&packet);
+            sent.push((at / MS, seg.payload.len(), seg.flags));
+            if answer && !seg.has(RST) {
+                ep.input(at, &peer.segment(ACK, b""));
+            }
+        }
+    }
+    sent
+}
+
+/// The one-byte zero-window probes among `sent` and the time of the first RST.
+fn probes_and_reset(sent: &[(u64, usize, u8)]) -> (usize, Option<u64>) {
+    let probes = sent.iter().filter(|s| s.1 == 1 && s.2 & RST == 0).count();
+    let reset = sent.iter().find(|s| s.2 & RST != 0).map(|s| s.0);
+    (probes, reset)
+}
+
+#[test]
+fn a_silent_peer_behind_a_zero_window_is_reset_after_max_retransmits_probes() {
+    let mut ep = server_with(|c| c.max_retransmits = 4);
+    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 0);
+    ep.send(id, Piece::owned(vec![1; 100])).unwrap();
+    ep.shutdown(id).unwrap();
+    assert!(poll(&mut ep, 0).is_empty(), "nothing fits a zero window");
+    let sent = behind_a_zero_window(&mut ep, &peer, 3_600_000 * MS, false);
+    // Probes 1, 2, 4, 8 s apart (the RTO backed off), unanswered; the fifth time resets.
+    let probe = ACK | PSH;
+    let expected = [
+        (1000, 1, probe),
+        (3000, 1, probe),
+        (7000, 1, probe),
+        (15_000, 1, probe),
+        (31_000, 0, RST | ACK),
+    ];
+    assert_eq!(sent, expected);
+    assert_eq!(ep.recv(id, &mut [0; 4]), Err(Error::TimedOut));
+    assert_eq!(ep.stats().zero_window_timeouts, 1);
+    assert_eq!(ep.next_deadline(), None, "no timer left");
+}
+
+#[test]
+fn a_closed_connection_behind_a_silent_zero_window_is_reset_and_its_slot_freed() {
+    let mut ep = server_with(|c| c.max_connections = 1);
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 0);
+    peer.send(&mut ep, 0, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(ep.recv(id, &mut [0; 64]), Ok(18));
+    ep.send(id, Piece::owned(vec![1; 1000])).unwrap();
+    ep.close(id).unwrap();
+    assert_eq!(poll(&mut ep, 0).len(), 1, "the request's ACK");
+    assert_eq!(ep.connections(), 1);
+    let sent = behind_a_zero_window(&mut ep, &peer, 3_600_000 * MS, false);
+    // Released: reset once it has waited `released_zero_window_ns` (60 s), before
+    // `max_retransmits` (10) unanswered probes.
+    assert_eq!(probes_and_reset(&sent), (5, Some(60_000)));
+    assert_eq!(ep.connections(), 0, "the slot is free");
+    let (again, _) = connect(&mut ep, 60_000 * MS, 5001, None, None, 1000);
+    assert_eq!(ep.state(again), Ok(State::Established));
+}
+
+#[test]
+fn a_closed_connection_is_reset_behind_a_zero_window_even_if_its_peer_answers() {
+    let mut ep = server(Config::default());
+    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 0);
+    ep.send(id, Piece::owned(vec![1; 1000])).unwrap();
+    ep.close(id).unwrap();
+    assert!(poll(&mut ep, 0).is_empty());
+    let sent = behind_a_zero_window(&mut ep, &peer, 3_600_000 * MS, true);
+    assert_eq!(probes_and_reset(&sent), (5, Some(60_000)));
+    assert_eq!(sent.len(), 6, "probes, then the RST: {sent:?}");
+    assert_eq!(ep.connections(), 0);
+    assert_eq!(ep.stats().zero_window_timeouts, 1);
+}
+
+#[test]
+fn a_peer_that_answers_every_probe_keeps_its_zero_window_connection() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    ep.send(id, Piece::owned(vec![1; 3000])).unwrap();
+    let lens: Vec<usize> = poll(&mut ep, 0)
+        .iter()
+        .map(|p| view(p).payload.len())
+        .collect();
+    assert_eq!(lens, [536, 464]);
+    // The peer takes the first segment and closes its window, the second in flight.
+    peer.window = 0;
+    peer.ack = peer.ack.plus(536);
+    peer.send(&mut ep, 10 * MS, b"");
+    let two_hours = 7_200_000 * MS;
+    let sent = behind_a_zero_window(&mut ep, &peer, two_hours, true);
+    let (probes, reset) = probes_and_reset(&sent);
+    assert_eq!(
+        reset, None,
+        "RFC 1122: never closed while probes are answered"
+    );
+    assert_eq!(probes, sent.len(), "nothing but probes: {sent:?}");
+    assert!(probes > 100);
+    assert_eq!(ep.state(id), Ok(State::Established));
+    assert_eq!(
+        ep.stats().retransmits,
+        0,
+        "no retransmission timer meanwhile"
+    );
+    // The window opens: the rest flows from the first unacknowledged byte.
+    peer.window = 60_000;
+    peer.send(&mut ep, two_hours + MS, b"");
+    let rest = poll(&mut ep, two_hours + MS);
+    assert_eq!(view(&rest[0]).seq, peer.ack);
+    let total: usize = rest.iter().map(|p| view(p).payload.len()).sum();
+    assert_eq!(total, 2464);
+    peer.ack = peer.ack.plus(2464);
+    peer.send(&mut ep, two_hours + 2 * MS, b"");
+    assert_eq!(ep.unacknowledged(id), Ok(0));
+    assert_eq!(ep.state(id), Ok(State::Established));
+}
+
+#[test]
+fn answers_to_probes_are_not_duplicate_acks() {
+    let mut ep = server(Config::default());
+    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 0);
+    ep.send(id, Piece::owned(vec![1; 5000])).unwrap();
+    assert!(poll(&mut ep, 0).is_empty());
+    let sent = behind_a_zero_window(&mut ep, &peer, 600_000 * MS, true);
+    assert!(sent.len() >= 10);
+    assert!(
+        sent.iter()
+            .all(|&(_, len, flags)| len == 1 && flags & RST == 0),
+        "one-byte probes only, nothing more beyond the window: {sent:?}"
+    );
+    let stats = ep.stats();
+    assert_eq!((stats.duplicate_acks, stats.fast_retransmits), (0, 0));
+    assert_eq!(ep.state(id), Ok(State::Established));
 }
 
 #[test]
