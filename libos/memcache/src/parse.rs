@@ -22,10 +22,11 @@ pub const MAX_MULTIGET_LINE: usize = 64 * 1024;
 const MAX_BYTE_COUNT: u64 = i32::MAX as u64 - 2;
 
 /// The most bytes a connection ever holds unanswered with item size limit `max_value`:
-/// a storage command's line and data block, or a long read's line. A receive buffer of
-/// this size never stalls; [`parse`] refuses or answers anything longer.
+/// a storage command's line (with its `\n`) and data block (with its `\r\n`), or a long
+/// read's line (with its `\n`). A receive buffer of this size never stalls; [`parse`]
+/// refuses or answers anything longer.
 pub fn max_request_len(max_value: usize) -> usize {
-    MAX_MULTIGET_LINE.max(MAX_LINE + max_value + 2)
+    (MAX_MULTIGET_LINE + 1).max(MAX_LINE + 1 + max_value + 2)
 }
 
 /// The result of looking at the front of the input.

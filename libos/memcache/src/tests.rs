@@ -545,6 +545,42 @@ fn long_lines_close_the_connection() {
 }
 
 #[test]
+fn the_longest_requests_fit_in_max_request_len() {
+    // A storage line padded with spaces to MAX_LINE bytes, its `\n`, the largest value
+    // and its `\r\n`: a receive buffer of `max_request_len` bytes holds it whole.
+    let max_value = 1 << 20;
+    let mut request = b"set k 0 0 1048576".to_vec();
+    request.resize(MAX_LINE, b' ');
+    request.push(b'\n');
+    request.resize(request.len() + max_value, b'v');
+    request.extend_from_slice(b"\r\n");
+    assert_eq!(request.len(), max_request_len(max_value));
+    match parse(&request, max_value) {
+        Parsed::Request {
+            consumed,
+            command: Command::Store { value, .. },
+            ..
+        } => {
+            assert_eq!(consumed, request.len());
+            assert_eq!(value.len(), max_value);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Likewise the longest read line with its `\n`.
+    let mut read = b"get k".to_vec();
+    read.resize(MAX_MULTIGET_LINE, b' ');
+    read.push(b'\n');
+    assert!(read.len() <= max_request_len(0));
+    assert!(matches!(
+        parse(&read, 0),
+        Parsed::Request {
+            command: Command::Get { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
 fn expiry_relative_absolute_and_negative() {
     let mut server = Server::new();
     server.say("set rel 0 10 1\r\nr\r\n");
