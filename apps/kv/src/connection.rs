@@ -20,6 +20,10 @@ const OUTPUT_HIGH: usize = 64 * 1024;
 /// The most answer bytes one request may make (a `get` of several 1 MiB values fits);
 /// past it the answer is memcached's out-of-memory error and the connection is closed.
 pub const OUTPUT_LIMIT: usize = 4 << 20;
+/// The answer bytes a request may always make, even when the connections together hold
+/// their whole budget (as [`READ_CHUNK`] for reads): small requests never wait for large
+/// ones, and each connection exceeds the budget by at most one such answer.
+pub const SMALL_ANSWER: usize = 16 * 1024;
 /// memcached's answer when a read's answer cannot be built.
 pub const OUTPUT_TOO_LARGE: &[u8] = b"SERVER_ERROR out of memory writing get response\r\n";
 
@@ -98,7 +102,10 @@ impl Client {
 
     /// Writes what it can, reads what the budget allows, serves whole requests.
     /// `held` is what all clients hold (kept up to date here); `budget` bounds it, except
-    /// for a client with nothing buffered and for the one `may_exceed`.
+    /// for a client with nothing buffered and for the one `may_exceed` (which may read
+    /// past it, but not answer past it). Once the budget is used up a client with
+    /// answers unsent serves nothing more, and every answer is bounded by what is left
+    /// of the budget (at least [`SMALL_ANSWER`], at most [`OUTPUT_LIMIT`]).
     #[allow(clippy::too_many_arguments)] // the loop's state, passed rather than shared
     pub fn step(
         &mut self,
@@ -128,6 +135,8 @@ impl Client {
         budget: usize,
         may_exceed: bool,
     ) -> Progress {
+        // What the other clients hold: this one's share is counted as it changes.
+        let others = held.saturating_sub(self.held());
         let mut moved = false;
         match self.flush(stack) {
             Ok(wrote) => moved |= wrote,
@@ -145,7 +154,7 @@ impl Client {
         let max_value = cache.max_value();
         let over_budget = held >= budget && !may_exceed;
         moved |= self.receive(stack, max_value, over_budget);
-        let served = self.serve(cache, now, info, over_budget);
+        let served = self.serve(cache, now, info, others, budget);
         match served {
             Served::Shutdown => return Progress::Shutdown,
             Served::Some => {
@@ -221,19 +230,25 @@ impl Client {
     }
 
     /// Serves whole requests from the front of `input` while the answers are being
-    /// taken; drops what was served.
+    /// taken and the budget (of which the other clients hold `others`) allows; drops what
+    /// was served.
     fn serve(
         &mut self,
         cache: &mut impl Store,
         now: u64,
         info: &ServerInfo,
-        over_budget: bool,
+        others: usize,
+        budget: usize,
     ) -> Served {
         let mut at = 0;
         let mut served = Served::None;
-        while self.output.len() - self.sent < OUTPUT_HIGH
-            && (!over_budget || self.output.len() == self.sent)
-        {
+        loop {
+            let unsent = self.output.len() - self.sent;
+            let holds = others + (self.input.len() - at) + unsent;
+            let left = budget.saturating_sub(holds);
+            if unsent >= OUTPUT_HIGH || (left == 0 && unsent > 0) {
+                break;
+            }
             if self.skip > 0 {
                 // The session skips the refused data block itself; give it just that.
                 let part =
@@ -271,12 +286,15 @@ impl Client {
                 }
             }
             let start = self.output.len();
-            let mut out = Bounded::new(&mut self.output, start + OUTPUT_LIMIT);
+            let room = left.clamp(SMALL_ANSWER, OUTPUT_LIMIT);
+            let mut out = Bounded::new(&mut self.output, start + room);
             let result = self.session.serve(cache, request, now, info, &mut out);
             if out.overflowed() {
                 self.output.truncate(start);
                 self.output.extend_from_slice(OUTPUT_TOO_LARGE);
-                self.close_after_send = true;
+                // Past the limit the answer never fits; past what the budget leaves it
+                // may fit later, and the client may ask again.
+                self.close_after_send = room == OUTPUT_LIMIT;
             }
             at += consumed;
             self.skip = swallow;

@@ -1,6 +1,6 @@
 use super::*;
 use connection::{Client, Progress};
-use connection::{OUTPUT_LIMIT, Shutdown, shutdown_request};
+use connection::{OUTPUT_LIMIT, SMALL_ANSWER, Shutdown, shutdown_request};
 use rexo_memcache::{Cache, Session};
 use rexo_net::Config;
 use rexo_net::wire::Wire;
@@ -323,4 +323,116 @@ fn streams_are_answered_as_the_engine_answers_them() {
             answers.iter().zip(&reference).position(|(a, b)| a != b)
         );
     }
+}
+
+/// Steps kv's `clients` once as the app's loop does: what they hold counted against
+/// `budget`, the one with the most unserved input exempt from it for reading.
+fn step_all(server: &mut Stack, clients: &mut [Client], cache: &mut Cache, budget: usize) {
+    let info = ServerInfo::default();
+    let mut held: usize = clients.iter().map(Client::held).sum();
+    let leader = (0..clients.len()).max_by_key(|&i| clients[i].input_len());
+    for (index, kv) in clients.iter_mut().enumerate() {
+        let progress = kv.step(
+            server,
+            cache,
+            CLOCK_START_S,
+            &info,
+            &mut held,
+            budget,
+            leader == Some(index),
+        );
+        assert!(
+            matches!(progress, Progress::Idle | Progress::Moved),
+            "{progress:?}"
+        );
+    }
+}
+
+#[test]
+fn answers_stay_within_the_buffer_budget() {
+    let (wire, mut server, mut client) = wire();
+    let options = TcpOptions::default();
+    let listener = server.listen(PORT, 32, options).unwrap();
+    let remote = rexo_net::Endpoint {
+        address: SERVER,
+        port: PORT,
+    };
+    let mut cache = small_cache();
+    store_value(&mut cache, "k", 1 << 20);
+    // 256 MiB of RAM: 4 MiB for the connections.
+    let budget = buffer_budget(256 << 20);
+    // 20 clients each ask for 3 MiB with 12 bytes and never read.
+    let count = 20;
+    let connections: Vec<_> = (0..count)
+        .map(|_| client.connect(remote, options).unwrap())
+        .collect();
+    let mut written = vec![false; count];
+    let mut clients: Vec<Client> = Vec::new();
+    let mut most_held = 0;
+    let mut now_ns = 0;
+    let poll = |server: &mut Stack, client: &mut Stack, now_ns: &mut u64| {
+        server.poll(*now_ns).unwrap();
+        wire.carry(|_| true);
+        client.poll(*now_ns).unwrap();
+        wire.carry(|_| true);
+        *now_ns += 50_000;
+    };
+    for _ in 0..20_000 {
+        poll(&mut server, &mut client, &mut now_ns);
+        while let Some(connection) = server.accept(&listener) {
+            clients.push(Client::new(connection));
+        }
+        step_all(&mut server, &mut clients, &mut cache, budget);
+        most_held = most_held.max(clients.iter().map(Client::held).sum::<usize>());
+        for (connection, written) in connections.iter().zip(&mut written) {
+            if !*written {
+                *written = client.write(connection, b"get k k k\r\n").unwrap_or(0) > 0;
+            }
+        }
+    }
+    assert!(written.iter().all(|&w| w) && clients.len() == count);
+    // Each client is past the budget by at most one small answer (and its request).
+    assert!(
+        most_held <= budget + count * (SMALL_ANSWER + 16),
+        "{most_held} bytes held, budget {budget}"
+    );
+    // Now they read: the answers that fit come whole, the others are memcached's error.
+    let value = alloc::format!("VALUE k 0 1048576\r\n{}\r\n", "v".repeat(1 << 20));
+    let whole = alloc::format!("{value}{value}{value}END\r\n").into_bytes();
+    let mut answers = vec![Vec::new(); count];
+    for _ in 0..100_000 {
+        poll(&mut server, &mut client, &mut now_ns);
+        step_all(&mut server, &mut clients, &mut cache, budget);
+        for (connection, answer) in connections.iter().zip(&mut answers) {
+            let mut buffer = [0u8; 65536];
+            let read = client.read(connection, &mut buffer).unwrap();
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        let complete = |a: &Vec<u8>| a == connection::OUTPUT_TOO_LARGE || a.len() >= whole.len();
+        if answers.iter().all(complete) {
+            break;
+        }
+    }
+    let served = answers.iter().filter(|&a| *a == whole).count();
+    let refused = answers
+        .iter()
+        .filter(|&a| a == connection::OUTPUT_TOO_LARGE)
+        .count();
+    assert!(served >= 1, "a large answer still fits a free budget");
+    assert_eq!(served + refused, count);
+    // A refused client may ask again once the budget is free.
+    let mut answer = Vec::new();
+    let (last, kv) = (connections.last().unwrap(), clients.last_mut().unwrap());
+    assert_eq!(client.write(last, b"get k\r\n").unwrap(), 7);
+    for _ in 0..100_000 {
+        poll(&mut server, &mut client, &mut now_ns);
+        step_all(&mut server, core::slice::from_mut(kv), &mut cache, budget);
+        let mut buffer = [0u8; 65536];
+        let read = client.read(last, &mut buffer).unwrap();
+        answer.extend_from_slice(&buffer[..read]);
+        if answer.len() >= value.len() + 5 {
+            break;
+        }
+    }
+    assert_eq!(answer, alloc::format!("{value}END\r\n").into_bytes());
 }
