@@ -1,10 +1,9 @@
 //! memcached over UDP, with the answer bounded: a request fits in one datagram, but a
 //! `get` naming one large value hundreds of times would make an answer of hundreds of
 //! megabytes, so the answer is built here (with the engine's pieces) into a bounded
-//! output rather than by `rexo_memcache::udp::serve_datagram`. The bound is much lower
-//! than a TCP answer's: UDP has no handshake, so a datagram's source address may be
-//! forged, and a few bytes of `get k k k` would make kv send megabytes to whoever it
-//! names (memcached's UDP amplification attacks).
+//! output. The bound is much lower than a TCP answer's: UDP has no handshake, so a
+//! datagram's source address may be forged, and a few bytes of `get k k k` would make
+//! kv send megabytes to whoever it names (memcached's UDP amplification attacks).
 
 use alloc::vec::Vec;
 

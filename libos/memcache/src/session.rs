@@ -74,13 +74,13 @@ impl Session {
 
 /// Whether the connection goes on after a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Flow {
+enum Flow {
     Continue,
     Close,
 }
 
 /// Runs one command and writes its answer.
-pub(crate) fn execute(
+fn execute(
     cache: &mut impl Store,
     command: Command<'_>,
     now: u64,

@@ -5,8 +5,8 @@ use alloc::vec::Vec;
 use crate::cache::{Cache, Config, DeltaOutcome, Found, Key, Stats, StoreMode, StoreOutcome};
 use crate::table::hash;
 
-/// The cache operations the protocol's commands run ([`Session`](crate::Session) and
-/// [`udp::serve_datagram`](crate::udp::serve_datagram) take any of them).
+/// The cache operations the protocol's commands run ([`Session`](crate::Session) takes
+/// any of them).
 pub trait Store {
     /// The largest value accepted.
     fn max_value(&self) -> usize;

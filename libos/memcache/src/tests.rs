@@ -1025,33 +1025,23 @@ fn cache_matches_a_model() {
 
 #[test]
 fn udp_frames() {
-    let mut cache = Cache::new(Config::default(), START);
-    let info = ServerInfo::default();
-    let mut answer = Vec::new();
     assert_eq!(
-        udp::serve_datagram(&mut cache, &[0, 1, 0], START, &info, &mut answer).err(),
+        udp::UdpHeader::parse(&[0, 1, 0]).err(),
         Some(udp::UdpDrop::Truncated)
     );
-    // A request in two datagrams is refused with memcached's message.
-    let datagrams: Vec<_> = udp::serve_datagram(
-        &mut cache,
-        b"\x12\x34\x00\x00\x00\x02\x00\x00get a\r\n",
-        START,
-        &info,
-        &mut answer,
-    )
-    .unwrap()
-    .collect();
-    assert_eq!(datagrams.len(), 1);
-    assert_eq!(datagrams[0].0, [0x12, 0x34, 0, 0, 0, 1, 0, 0]);
-    assert_eq!(datagrams[0].1, udp::MULTI_PACKET_REPLY);
-    // A set and a get of a 3000-byte value: the answer spans three datagrams.
-    let mut request = b"\x00\x07\x00\x00\x00\x01\x00\x00set k 0 0 3000\r\n".to_vec();
-    request.extend(std::iter::repeat_n(b'q', 3000));
-    request.extend_from_slice(b"\r\nget k\r\n");
-    let datagrams: Vec<_> = udp::serve_datagram(&mut cache, &request, START, &info, &mut answer)
-        .unwrap()
-        .collect();
+    let (header, payload) =
+        udp::UdpHeader::parse(b"\x12\x34\x00\x00\x00\x02\x00\x00get a\r\n").unwrap();
+    let expected = udp::UdpHeader {
+        request_id: 0x1234,
+        sequence: 0,
+        total: 2,
+    };
+    assert_eq!((header, payload), (expected, &b"get a\r\n"[..]));
+    // The answer to a set and a get of a 3000-byte value spans three datagrams.
+    let mut answer = b"STORED\r\nVALUE k 0 3000\r\n".to_vec();
+    answer.extend(std::iter::repeat_n(b'q', 3000));
+    answer.extend_from_slice(b"\r\nEND\r\n");
+    let datagrams: Vec<_> = udp::Datagrams::new(7, &answer).unwrap().collect();
     let mut joined = Vec::new();
     for (sequence, (header, part)) in datagrams.iter().enumerate() {
         assert_eq!(*header, [0, 7, 0, sequence as u8, 0, 3, 0, 0]);
@@ -1059,20 +1049,9 @@ fn udp_frames() {
         joined.extend_from_slice(part);
     }
     assert_eq!(datagrams.len(), 3);
-    let mut expected = b"STORED\r\nVALUE k 0 3000\r\n".to_vec();
-    expected.extend(std::iter::repeat_n(b'q', 3000));
-    expected.extend_from_slice(b"\r\nEND\r\n");
-    assert_eq!(joined, expected);
-    // noreply: nothing to send.
-    let silent = udp::serve_datagram(
-        &mut cache,
-        b"\0\x01\0\0\0\x01\0\0delete k noreply\r\n",
-        START,
-        &info,
-        &mut answer,
-    )
-    .unwrap();
-    assert_eq!(silent.count(), 0);
+    assert_eq!(joined, answer);
+    // No answer (noreply): nothing to send.
+    assert_eq!(udp::Datagrams::new(1, &[]).unwrap().count(), 0);
     let header = udp::UdpHeader {
         request_id: 0xfffe,
         sequence: 9,

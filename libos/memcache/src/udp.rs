@@ -1,13 +1,10 @@
 //! memcached over UDP: each datagram starts with an 8-byte frame header (request id,
 //! sequence number, datagram count, reserved; big-endian 16-bit fields). A request must
 //! fit in one datagram; an answer is cut into datagrams of at most
-//! [`UDP_MAX_DATAGRAM`] bytes, header included, as memcached cuts them.
-
-use crate::parse::{Parsed, parse};
-use crate::reply::{Output, ServerInfo};
-use crate::session::{Flow, execute};
-use crate::store::Store;
-use alloc::vec::Vec;
+//! [`UDP_MAX_DATAGRAM`] bytes, header included, as memcached cuts them. The app serves
+//! a datagram's requests itself (with [`parse`](crate::parse) and
+//! [`Session`](crate::Session)), so that it bounds the answer as it sees fit before
+//! cutting it.
 
 /// Bytes of the frame header.
 pub const UDP_HEADER_LEN: usize = 8;
@@ -112,36 +109,4 @@ impl<'a> Iterator for Datagrams<'a> {
         self.sequence += 1;
         Some((header.bytes(), part))
     }
-}
-
-/// Serves the requests in one datagram: `answer` (cleared first) receives the answer
-/// text, returned cut into datagrams. A request cut off at the end of the datagram, the
-/// data of a refused storage command and `quit` end the datagram's requests: over UDP
-/// there is no later datagram to continue them.
-pub fn serve_datagram<'a>(
-    cache: &mut impl Store,
-    datagram: &[u8],
-    now: u64,
-    info: &ServerInfo,
-    answer: &'a mut Vec<u8>,
-) -> Result<Datagrams<'a>, UdpDrop> {
-    answer.clear();
-    let (header, mut payload) = UdpHeader::parse(datagram)?;
-    // memcached looks only at the count: a request is one datagram.
-    if header.total != 1 {
-        answer.put(MULTI_PACKET_REPLY);
-        return Datagrams::new(header.request_id, answer);
-    }
-    while let Parsed::Request {
-        consumed,
-        swallow,
-        command,
-    } = parse(payload, cache.max_value())
-    {
-        payload = &payload[consumed..];
-        if execute(cache, command, now, info, answer) == Flow::Close || swallow > 0 {
-            break;
-        }
-    }
-    Datagrams::new(header.request_id, answer)
 }
