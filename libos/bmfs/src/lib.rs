@@ -296,21 +296,21 @@ impl<D: Disk> Volume<D> {
         self.blocks() - 1 - self.files().map(|file| file.reserved).sum::<u64>()
     }
 
-    /// The first run of `blocks` free blocks.
+    /// The first run of `blocks` free blocks (none for a count past any disk's).
     fn free_run(&self, blocks: u64) -> Option<u64> {
         let mut taken: Vec<(u64, u64)> = self
             .files()
             .map(|f| (f.start, f.start + f.reserved))
             .collect();
         taken.sort_unstable();
-        let mut candidate = 1;
+        let mut candidate: u64 = 1;
         for (start, end) in taken {
-            if start >= candidate + blocks {
+            if start >= candidate.checked_add(blocks)? {
                 break;
             }
             candidate = candidate.max(end);
         }
-        (candidate + blocks <= self.blocks()).then_some(candidate)
+        (candidate.checked_add(blocks)? <= self.blocks()).then_some(candidate)
     }
 
     /// Writes record `index` to the disk and flushes.

@@ -57,6 +57,27 @@ fn space_is_found_and_freed() {
 }
 
 #[test]
+fn block_counts_past_the_disk_are_no_space() {
+    // `cargo xtask disk ... --blocks 18446744073709551615` asks for these.
+    let mut volume = Volume::format(disk(12)).unwrap();
+    for blocks in [u64::MAX, u64::MAX - 1] {
+        assert_eq!(
+            volume.create("huge", blocks).unwrap_err(),
+            BmfsError::NoSpace { blocks }
+        );
+    }
+    volume.create("a", 1).unwrap();
+    assert_eq!(
+        volume.create("huge", u64::MAX).unwrap_err(),
+        BmfsError::NoSpace { blocks: u64::MAX }
+    );
+    let reopened = Volume::open(volume.into_disk()).unwrap();
+    let names: Vec<&str> = reopened.files().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["a"]);
+    assert_eq!(reopened.free_blocks(), 4);
+}
+
+#[test]
 fn bad_requests_say_why_and_change_nothing() {
     let mut volume = Volume::format(disk(8)).unwrap();
     assert!(matches!(
