@@ -225,6 +225,42 @@ fn incr_and_decr_edges() {
         "13\r\n",
         "trailing spaces as memcached leaves them"
     );
+    // As memcached's strtoull: leading whitespace skipped, a sign, and after the digits
+    // whitespace then anything.
+    for (value, answer) in [
+        (" 5", "6\r\n"),
+        ("\t\r\n5", "6\r\n"),
+        ("5 abc", "6\r\n"),
+        ("5\r\nx", "6\r\n"),
+        ("5\0abc", "6\r\n"),
+        ("+5", "6\r\n"),
+        ("-0", "1\r\n"),
+        ("-18446744073709551615", "2\r\n"),
+    ] {
+        server.say(&std::format!("set n 0 0 {}\r\n{value}\r\n", value.len()));
+        assert_eq!(server.say("incr n 1\r\n"), answer, "{value:?}");
+    }
+    for value in [
+        "5abc",
+        "-5",
+        "+",
+        " ",
+        "\0 5",
+        "9223372036854775808 -",
+        "x5",
+    ] {
+        server.say(&std::format!("set n 0 0 {}\r\n{value}\r\n", value.len()));
+        assert_eq!(
+            server.say("incr n 1\r\n"),
+            "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+            "{value:?}"
+        );
+    }
+    // The new value is its digits alone: memcached rewrites it in place padded with
+    // spaces when it is no longer, which protocol.txt says clients must not rely on.
+    server.say("set n 0 0 2\r\n 5\r\n");
+    assert_eq!(server.say("decr n 1\r\n"), "4\r\n");
+    assert_eq!(server.say("get n\r\n"), "VALUE n 0 1\r\n4\r\nEND\r\n");
     assert_eq!(
         server.say("incr n -1\r\n"),
         "CLIENT_ERROR invalid numeric delta argument\r\n"
@@ -235,8 +271,8 @@ fn incr_and_decr_edges() {
     );
     assert_eq!(server.say("incr n\r\n"), "ERROR\r\n");
     let stats = server.cache.stats(server.now);
-    assert_eq!((stats.incr_hits, stats.incr_misses), (3, 1));
-    assert_eq!((stats.decr_hits, stats.decr_misses), (1, 1));
+    assert_eq!((stats.incr_hits, stats.incr_misses), (11, 1));
+    assert_eq!((stats.decr_hits, stats.decr_misses), (2, 1));
 }
 
 #[test]
