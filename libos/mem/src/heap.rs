@@ -188,6 +188,20 @@ pub struct Stats {
     pub largest_free: u64,
 }
 
+#[cfg(test)]
+impl<F: Frames> Heap<F> {
+    /// Moves the slot of the live `handle` to `generation`, as that many frees and
+    /// allocations of it would, and returns the handle that names it now.
+    pub(crate) fn age_slot(&mut self, handle: Handle, generation: u32) -> Handle {
+        let slot = self.slot(handle).expect("a live handle");
+        self.slots[slot].generation = generation;
+        Handle {
+            generation,
+            ..handle
+        }
+    }
+}
+
 /// Where an allocation's bytes are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Place {
@@ -290,12 +304,15 @@ impl<F: Frames> Heap<F> {
     }
 
     /// Frees `handle`'s allocation (or forgets a lost one). An arena left wholly free is
-    /// given back, unless it is the heap's last.
+    /// given back, unless it is the heap's last. A slot freed in its last generation
+    /// (`u32::MAX`) is retired, never reused, so that no old handle is valid again.
     pub fn free(&mut self, handle: Handle) -> Result<(), HeapError> {
         let slot = self.slot(handle)?;
         let state = core::mem::replace(&mut self.slots[slot].state, State::Vacant);
-        self.slots[slot].generation = self.slots[slot].generation.wrapping_add(1);
-        self.vacant.push(slot as u32);
+        if let Some(next) = self.slots[slot].generation.checked_add(1) {
+            self.slots[slot].generation = next;
+            self.vacant.push(slot as u32);
+        }
         if let State::Live { place, len, .. } = state {
             self.release(place, len)?;
         }
@@ -432,7 +449,10 @@ impl<F: Frames> Heap<F> {
         }
         let slot = handle.slot as usize;
         match self.slots.get(slot) {
-            Some(s) if s.generation == handle.generation => Ok(slot),
+            // A vacant slot's generation names no handle but a retired slot's last.
+            Some(s) if s.generation == handle.generation && !matches!(s.state, State::Vacant) => {
+                Ok(slot)
+            }
             _ => Err(HeapError::Freed),
         }
     }

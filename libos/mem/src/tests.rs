@@ -170,6 +170,31 @@ fn bad_requests_are_refused_and_change_nothing() {
 }
 
 #[test]
+fn a_slot_out_of_generations_is_retired() {
+    let fake = FakeKernel::with_quota(8 * MIB);
+    let mut heap = Heap::with_frames(&fake, 2 * MIB);
+    let first = heap.allocate(10).expect("allocated");
+    heap.write(first, 0, b"first").expect("written");
+    // As after 2^32 - 2 frees and allocations of the slot.
+    let old = heap.age_slot(first, u32::MAX - 1);
+    heap.free(old).expect("freed");
+    let last = heap.allocate(10).expect("the slot's last generation");
+    heap.free(last).expect("freed");
+    // The slot is not handed out again: `first` (generation 0) stays refused.
+    let next = heap.allocate(10).expect("another slot");
+    heap.write(next, 0, b"next").expect("written");
+    assert_eq!(heap.read(first, 0, &mut [0; 4]), Err(HeapError::Freed));
+    assert_eq!(heap.free(first), Err(HeapError::Freed));
+    assert_eq!(heap.free(last), Err(HeapError::Freed), "double free");
+    assert_eq!(heap.free(old), Err(HeapError::Freed));
+    let mut back = [0u8; 4];
+    heap.read(next, 0, &mut back).expect("read");
+    assert_eq!(&back, b"next");
+    assert_eq!(heap.stats().allocations, 1);
+    heap.free(next).expect("freed");
+}
+
+#[test]
 fn quota_exhaustion_is_an_error_and_loses_nothing() {
     let fake = FakeKernel::with_quota(5 * MIB);
     let mut heap = Heap::with_frames(&fake, 2 * MIB);
