@@ -5,7 +5,7 @@
 
 use alloc::vec::Vec;
 
-use rexo_http::{Page, Site, Step};
+use rexo_http::{Page, Response, Site, Step};
 
 use crate::status::Counters;
 use crate::transport::{Gone, Link, Sending, Transport};
@@ -17,8 +17,8 @@ use crate::transport::{Gone, Link, Sending, Transport};
 /// decides how an idle connection ends.
 pub const IDLE_TIMEOUT_NS: u64 = 15_000_000_000;
 /// The longest a request may take to arrive whole (its head, and the few KiB of body
-/// [`Limits`](rexo_http::Limits) allow), counted from its first byte; then the
-/// connection is closed. [`IDLE_TIMEOUT_NS`] restarts at every byte, so without this a
+/// [`Limits`](rexo_http::Limits) allow), counted from its first byte; then it is
+/// answered `408 Request Timeout` and the connection closes. [`IDLE_TIMEOUT_NS`] restarts at every byte, so without this a
 /// client sending one byte every 14 s (slowloris) would hold a connection slot for a
 /// day with one 8 KiB head, and a few hundred such clients every slot. A
 /// real client sends a head in one segment or a few, well within this.
@@ -182,10 +182,18 @@ impl Client {
                     return Progress::Finished(Ending::Close);
                 }
                 Step::NeedMore if request_overdue(self.request_started_ns, now_ns) => {
-                    // Too slow a request (slowloris): nothing is being sent, so the
-                    // close is in order.
-                    counters.lock().slow_closed += 1;
-                    return Progress::Finished(Ending::Close);
+                    // Too slow a request (slowloris): `408 Request Timeout`, then the
+                    // lingering close of any refusal that closes.
+                    let response = Response::request_timeout();
+                    let mut counters = counters.lock();
+                    counters.slow_closed += 1;
+                    counters.answered(response.status().code());
+                    counters.head_bytes += response.head().len() as u64;
+                    counters.body_bytes += response.body().bytes().len() as u64;
+                    self.inbox.clear();
+                    self.request_started_ns = None;
+                    self.sending = Some(tcp.sending(response));
+                    moved = true;
                 }
                 Step::NeedMore => return self.open_or_idle(moved, now_ns, counters),
                 Step::Answer { response, consumed } => {

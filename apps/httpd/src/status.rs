@@ -23,7 +23,7 @@ pub struct Counters {
     pub broken: u64,
     /// Connections closed after being idle too long between requests.
     pub idle_closed: u64,
-    /// Connections closed because a request had not come whole within
+    /// Connections answered 408 and closed because a request had not come whole within
     /// [`REQUEST_DEADLINE_NS`](crate::client::REQUEST_DEADLINE_NS) of its first byte.
     pub slow_closed: u64,
     /// Connections that had to be reset because their peer kept sending after an

@@ -23,6 +23,8 @@ pub enum Status {
     NotFound,
     /// 405: a method other than GET and HEAD.
     MethodNotAllowed,
+    /// 408: a request that did not come whole in time; the connection closes.
+    RequestTimeout,
     /// 413: a request body above [`Limits::body`]; the connection closes.
     PayloadTooLarge,
     /// 414: a request line above [`Limits::request_line`]; the connection closes.
@@ -49,6 +51,7 @@ impl Status {
             Status::BadRequest => 400,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
+            Status::RequestTimeout => 408,
             Status::PayloadTooLarge => 413,
             Status::UriTooLong => 414,
             Status::RangeNotSatisfiable => 416,
@@ -68,6 +71,7 @@ impl Status {
             Status::BadRequest => "Bad Request",
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
+            Status::RequestTimeout => "Request Timeout",
             Status::PayloadTooLarge => "Payload Too Large",
             Status::UriTooLong => "URI Too Long",
             Status::RangeNotSatisfiable => "Range Not Satisfiable",
@@ -281,6 +285,12 @@ impl Response {
             head: Head::Built(head.finish(persistence)),
             body,
         }
+    }
+
+    /// `408 Request Timeout`, closing: the answer to a request that did not come whole
+    /// within the server's deadline.
+    pub fn request_timeout() -> Self {
+        Response::error(Status::RequestTimeout, Persistence::Close, false, &[])
     }
 
     /// An answer with a short text body naming the status (none for HEAD), plus `extra`
