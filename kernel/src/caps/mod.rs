@@ -260,7 +260,7 @@ pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
 }
 
 /// Free memory that app grants leave to the kernel.
-pub const KERNEL_RESERVE: u64 = 4 << 20;
+const KERNEL_RESERVE: u64 = 4 << 20;
 
 /// Takes frames for `bytes`, zeroes them and mints the capability; `reserved` bytes are
 /// already charged to `owner`, and the charge becomes the frames' length.
@@ -300,21 +300,6 @@ fn grant(owner: OwnerId, bytes: u64, reserved: u64) -> Result<Cap, MemoryError> 
     }
 }
 
-/// `cap` checked for `owner` and `right`, and to name a resource of `kind`.
-fn check_kind(
-    state: &State,
-    owner: OwnerId,
-    cap: &Cap,
-    right: Rights,
-    kind: ResourceKind,
-) -> Result<EntryInfo, CapError> {
-    let info = state.table.check(owner, cap, right)?;
-    match info.resource.kind() == kind {
-        true => Ok(info),
-        false => Err(CapError::WrongKind),
-    }
-}
-
 /// Where the memory `cap` names from `offset` on is copied to or from the app's
 /// `buffer`, checked for `owner` and `right`. `Revoked` if `buffer` lies in memory taken
 /// by force from its holder (a view's bytes past its deadline): the copy would fault with
@@ -327,7 +312,9 @@ fn checked_range(
     offset: u64,
     buffer: &[u8],
 ) -> Result<u64, CapError> {
-    let info = check_kind(state, owner, cap, right, ResourceKind::Memory)?;
+    let info = state
+        .table
+        .check_kind(owner, cap, right, ResourceKind::Memory)?;
     let len = buffer.len() as u64;
     let end = offset.checked_add(len).ok_or(CapError::OutOfRange)?;
     if end > info.resource.len() {
@@ -436,7 +423,9 @@ fn reclaim_frames(state: &mut State, forced: bool, ended: Option<OwnerId>) {
 pub fn map(owner: OwnerId, cap: &mut rexo_api::MemoryCap) -> Result<&mut [u8], CapError> {
     let range = with_state(|state| {
         let rights = Rights::READ | Rights::WRITE;
-        let info = check_kind(state, owner, cap.cap(), rights, ResourceKind::Memory)?;
+        let info = state
+            .table
+            .check_kind(owner, cap.cap(), rights, ResourceKind::Memory)?;
         let r = info.resource;
         if state
             .table
@@ -474,7 +463,7 @@ pub fn revoked_region(addr: u64) -> Option<(Resource, OwnerId)> {
 /// The holder gives `cap`, a capability of `kind`, back (with everything derived from it).
 pub fn return_cap(owner: OwnerId, cap: Cap, kind: ResourceKind) -> Result<(), CapError> {
     with_state(|state| {
-        check_kind(state, owner, &cap, Rights::NONE, kind)?;
+        state.table.check_kind(owner, &cap, Rights::NONE, kind)?;
         state.table.return_cap(owner, &cap)?;
         reclaim_frames(state, false, None);
         Ok(())
@@ -513,7 +502,9 @@ pub fn memory_op(
     with_state(|state| {
         // `MemoryCap::new` takes any capability: a core's, a timer's or an interrupt's is
         // not to be split, merged or derived here.
-        check_kind(state, owner, cap, Rights::NONE, ResourceKind::Memory)?;
+        state
+            .table
+            .check_kind(owner, cap, Rights::NONE, ResourceKind::Memory)?;
         // The holder uses the capability, so no view of it is alive: forget the mapping
         // (split and merge change its range).
         state.ledger.forget_mapping(cap.id());

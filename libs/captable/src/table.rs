@@ -4,7 +4,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::{CapError, Resource, Rights};
+use crate::{CapError, Resource, ResourceKind, Rights};
 
 /// Who holds a capability. 0 is the kernel; the others are apps, numbered by the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -431,9 +431,25 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         Ok(info)
     }
 
+    /// [`check`](Self::check), then [`WrongKind`](CapError::WrongKind) unless `cap` names
+    /// a resource of `kind`.
+    pub fn check_kind(
+        &self,
+        caller: OwnerId,
+        cap: &Cap,
+        need: Rights,
+        kind: ResourceKind,
+    ) -> Result<EntryInfo, CapError> {
+        let info = self.check(caller, cap, need)?;
+        if info.resource.kind() != kind {
+            return Err(CapError::WrongKind);
+        }
+        Ok(info)
+    }
+
     /// Checks that `caller` may use `resource` (a whole range or part of it) through
-    /// `cap` with the rights `need`: [`check`](Self::check), then
-    /// [`WrongKind`](CapError::WrongKind) or [`OutOfRange`](CapError::OutOfRange).
+    /// `cap` with the rights `need`: [`check_kind`](Self::check_kind), then
+    /// [`OutOfRange`](CapError::OutOfRange).
     pub fn check_access(
         &self,
         caller: OwnerId,
@@ -441,10 +457,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         need: Rights,
         resource: &Resource,
     ) -> Result<(), CapError> {
-        let info = self.check(caller, cap, need)?;
-        if info.resource.kind() != resource.kind() {
-            return Err(CapError::WrongKind);
-        }
+        let info = self.check_kind(caller, cap, need, resource.kind())?;
         if !info.resource.contains(resource) {
             return Err(CapError::OutOfRange);
         }
