@@ -94,7 +94,9 @@ fn print_backtrace(rip: u64, mut rbp: u64) {
     }
 }
 
-fn start_report() -> bool {
+/// Marks a crash under way and, the first time, stops the other cores with an NMI;
+/// whether this was the first.
+pub(crate) fn start_report() -> bool {
     let first = crate::console::begin_crash_report();
     if first && crate::smp_started() {
         crate::arch::apic::nmi_all_others();

@@ -32,11 +32,9 @@ pub fn exit_success() -> ! {
 pub fn exit_failure() -> ! {
     debug_exit(DEBUG_EXIT_FAILURE);
     crate::kprintln!("rexo: halting every core");
-    if crate::smp_started() {
-        // Marked as a crash, so that the other cores halt quietly on the NMI.
-        crate::console::begin_crash_report();
-        crate::arch::apic::nmi_all_others();
-    }
+    // Marked as a crash, so that the other cores halt quietly on the NMI (which a crash
+    // report has sent already).
+    let _ = crate::crash::start_report();
     cpu::halt_forever()
 }
 
