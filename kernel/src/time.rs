@@ -251,7 +251,9 @@ static APIC_TIMER_START_TSC: AtomicU64 = AtomicU64::new(0);
 /// rest of the boot, without waiting now. Called once, on the boot core.
 pub fn init_apic_timer(tsc_deadline: bool) {
     TSC_DEADLINE.store(tsc_deadline, Ordering::Relaxed);
-    if !tsc_deadline {
+    if tsc_deadline {
+        apic::enter_tsc_deadline_mode();
+    } else {
         apic::start_free_running();
         APIC_TIMER_START_TSC.store(rdtsc(), Ordering::Relaxed);
     }

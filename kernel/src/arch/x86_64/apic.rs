@@ -81,6 +81,10 @@ pub fn init_local() {
     write(REG_ESR, 0);
     write(REG_TPR, 0);
     end_of_interrupt();
+    // The boot core's mode, for the other cores (the boot core's own is set after this).
+    if crate::time::uses_tsc_deadline() {
+        enter_tsc_deadline_mode();
+    }
 }
 
 /// This core's local APIC id.
@@ -152,12 +156,18 @@ pub fn nmi_all_others() {
     }
 }
 
-/// Arms the timer in TSC-deadline mode to fire at TSC value `deadline` (0 disarms).
-pub fn arm_tsc_deadline(deadline: u64) {
+/// Puts this core's timer in TSC-deadline mode, unarmed: once per core, since nothing
+/// writes the timer's LVT again in that mode.
+pub fn enter_tsc_deadline_mode() {
     write(REG_LVT_TIMER, TIMER_TSC_DEADLINE | u32::from(VECTOR_TIMER));
     // The SDM (10.5.4.1): in xAPIC mode an MFENCE must order the LVT's memory-mapped write
-    // before the deadline's WRMSR, or the deadline may be ignored.
+    // before a deadline's WRMSR, or the deadline may be ignored.
     core::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// Arms the timer, in TSC-deadline mode ([`enter_tsc_deadline_mode`]), to fire at TSC
+/// value `deadline` (0 disarms).
+pub fn arm_tsc_deadline(deadline: u64) {
     wrmsr(msr::TSC_DEADLINE, deadline);
 }
 
