@@ -56,6 +56,8 @@ fn run_app_code(code: &mut dyn FnMut()) -> bool {
         return false;
     }
     let aborted = crate::arch::abort::run_abortable(code).is_err();
-    let _ = aborted.then(crate::arch::cpu::enable_interrupts);
+    if aborted {
+        crate::arch::cpu::enable_interrupts();
+    }
     aborted
 }
