@@ -222,14 +222,21 @@ mod tests {
         let object = object_of(id, owner).expect("inserted");
         let in_use = object.lock();
         let closing = std::thread::spawn(move || take(id, owner, |_| Ok(())).is_ok());
-        // The close waits for the handle alone: the table and other handles work on.
+        // The close waits for the handle alone: the table and other handles work on (on
+        // a thread of their own, so that a table held by the close fails the test rather
+        // than hanging it).
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(core_handles(owner).is_empty());
-        let other = insert(owner, Object::Block(Box::new(Idle)));
-        assert!(
-            take(other, owner, |_| Ok(())).is_ok(),
-            "other handles work on"
-        );
+        let (answer, answered) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let listed = core_handles(owner).is_empty();
+            let other = insert(owner, Object::Block(Box::new(Idle)));
+            let _ = answer.send((listed, take(other, owner, |_| Ok(())).is_ok()));
+        });
+        let (listed, other_taken) = answered
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the table answers while a handle is in use");
+        assert!(listed);
+        assert!(other_taken, "other handles work on");
         assert!(!closing.is_finished(), "the close waits for the call");
         drop(in_use);
         assert!(closing.join().unwrap(), "then takes the handle");
