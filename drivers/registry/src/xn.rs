@@ -164,6 +164,14 @@ pub(crate) fn check(
     }
 }
 
+/// The disk `device` is; [`ApiError::NoSuchDevice`] when it is another kind of device.
+fn disk_of(device: &mut Found) -> Result<&mut dyn BlockDevice, ApiError> {
+    match device {
+        Found::Block(disk) => Ok(disk.as_mut()),
+        _ => Err(ApiError::NoSuchDevice),
+    }
+}
+
 impl Registry {
     /// Applies `op` to disk `index`'s extent table as `holder` (an app's name), then
     /// returns the table's extents. The disk must be idle (nobody holds it).
@@ -182,10 +190,7 @@ impl Registry {
         let refuse = |error: XnError| ApiError::Extents(error);
         let mut table = match (protection, &op) {
             (Protection::Raw | Protection::Damaged(_), Some(ExtentOp::Format)) => {
-                let Found::Block(disk) = &state.device else {
-                    return Err(ApiError::NoSuchDevice);
-                };
-                let (sectors, size, _, _) = geometry(disk.as_ref());
+                let (sectors, size, _, _) = geometry(disk_of(&mut state.device)?);
                 Table::format(sectors, size).map_err(refuse)?
             }
             (Protection::Table(_), Some(ExtentOp::Format)) => {
@@ -205,10 +210,8 @@ impl Registry {
                 // before the table that grants them is written, so a crash in between
                 // leaves them free, and a failed wipe refuses the allocation with the
                 // table unchanged.
-                let Found::Block(disk) = &mut state.device else {
-                    return Err(ApiError::NoSuchDevice);
-                };
-                zero(disk.as_mut(), extent.start, extent.count).map_err(ApiError::Device)?;
+                zero(disk_of(&mut state.device)?, extent.start, extent.count)
+                    .map_err(ApiError::Device)?;
             }
             Some(ExtentOp::Share {
                 start,
@@ -229,10 +232,7 @@ impl Registry {
                 _ => None,
             }
         {
-            let Found::Block(disk) = &mut state.device else {
-                return Err(ApiError::NoSuchDevice);
-            };
-            write(disk.as_mut(), &table).map_err(ApiError::Device)?;
+            write(disk_of(&mut state.device)?, &table).map_err(ApiError::Device)?;
             state.protection = Protection::Table(table.clone());
         }
         Ok(table.entries().to_vec())
