@@ -523,17 +523,10 @@ pub(crate) mod tests {
     fn a_disk_forgets_its_requests_whenever_its_holder_changes() {
         use core::sync::atomic::Ordering;
         let count = alloc::sync::Arc::new(core::sync::atomic::AtomicUsize::new(0));
-        let address = Address::new(0, 0, 4, 0).unwrap();
-        let slots = alloc::vec![Slot::new(
-            address,
+        let registry = registry_with(
+            Found::Block(Box::new(Forgetful(count.clone()))),
             "test-disk",
-            Found::Block(Box::new(Forgetful(count.clone())))
-        )];
-        let registry: &'static Registry = Box::leak(Box::new(Registry {
-            slots,
-            bindings: Vec::new(),
-            binder: crate::interrupts::tests::TableBinder::leaked(),
-        }));
+        );
         let lease = registry
             .open(DeviceKind::Block, 0, (1, "first"))
             .and_then(OpenDevice::into_block)
@@ -619,17 +612,7 @@ pub(crate) mod tests {
     #[test]
     fn an_app_that_panics_in_its_disk_code_ends_after_the_device_call_is_done() {
         use crate::sharing::tests::ends_the_app;
-        let address = Address::new(0, 0, 5, 0).unwrap();
-        let slots = alloc::vec![Slot::new(
-            address,
-            "memory",
-            Found::Block(Box::new(MemoryDisk::new()))
-        )];
-        let registry: &'static Registry = Box::leak(Box::new(Registry {
-            slots,
-            bindings: Vec::new(),
-            binder: crate::interrupts::tests::TableBinder::leaked(),
-        }));
+        let registry = registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory");
         let open = |owner, name| {
             registry
                 .open(DeviceKind::Block, 0, (owner, name))
@@ -672,14 +655,7 @@ pub(crate) mod tests {
     #[test]
     fn a_disk_with_an_extent_table_lets_each_app_touch_only_its_blocks() {
         use rexo_api::{ExtentError, ExtentOp};
-        let address = Address::new(0, 0, 5, 0).unwrap();
-        let disk = MemoryDisk::new();
-        let slots = alloc::vec![Slot::new(address, "memory", Found::Block(Box::new(disk)))];
-        let registry: &'static Registry = Box::leak(Box::new(Registry {
-            slots,
-            bindings: Vec::new(),
-            binder: crate::interrupts::tests::TableBinder::leaked(),
-        }));
+        let registry = registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory");
         let open = |name: &'static str| {
             registry
                 .open(DeviceKind::Block, 0, (1, name))
@@ -913,11 +889,14 @@ pub(crate) mod tests {
         use core::sync::atomic::Ordering;
         use rexo_api::ExtentOp;
         let failing = alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
-        let registry = registry_of_disk(Box::new(Flaky(
-            MemoryDisk::new(),
-            failing.clone(),
-            alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX)),
-        )));
+        let registry = registry_with(
+            Found::Block(Box::new(Flaky(
+                MemoryDisk::new(),
+                failing.clone(),
+                alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX)),
+            ))),
+            "memory",
+        );
         registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
         registry
             .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
@@ -954,17 +933,6 @@ pub(crate) mod tests {
         drop(intruder);
         let mut fs = open("fs").unwrap();
         assert!(fs.submit_write(0, 0, 64, &mut |_| {}).is_ok());
-    }
-
-    /// A registry with one disk, `disk`, at PCI address 00:08.0.
-    fn registry_of_disk(disk: Box<dyn rexo_api::BlockDevice>) -> &'static Registry {
-        let address = Address::new(0, 0, 8, 0).unwrap();
-        let slots = alloc::vec![Slot::new(address, "memory", Found::Block(disk))];
-        Box::leak(Box::new(Registry {
-            slots,
-            bindings: Vec::new(),
-            binder: crate::interrupts::tests::TableBinder::leaked(),
-        }))
     }
 
     /// Disk 0 of `registry` leased to app `name`.
@@ -1013,7 +981,7 @@ pub(crate) mod tests {
     #[test]
     fn a_newly_allocated_extent_reads_as_zeros_not_as_its_last_owners_data() {
         use rexo_api::ExtentOp;
-        let registry = registry_of_disk(Box::new(MemoryDisk::new()));
+        let registry = registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory");
         let allocate = |name: &str, sectors| {
             registry
                 .extents(0, name, Some(ExtentOp::Allocate { sectors }))
@@ -1070,11 +1038,14 @@ pub(crate) mod tests {
         use core::sync::atomic::Ordering;
         use rexo_api::ExtentOp;
         let bad = alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX));
-        let registry = registry_of_disk(Box::new(Flaky(
-            MemoryDisk::new(),
-            alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false)),
-            bad.clone(),
-        )));
+        let registry = registry_with(
+            Found::Block(Box::new(Flaky(
+                MemoryDisk::new(),
+                alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false)),
+                bad.clone(),
+            ))),
+            "memory",
+        );
         registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
         let before = registry
             .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
@@ -1224,7 +1195,10 @@ pub(crate) mod tests {
             last_tag: 0,
             watch: watch.clone(),
         };
-        (registry_of_disk(Box::new(lagging)), watch)
+        (
+            registry_with(Found::Block(Box::new(lagging)), "memory"),
+            watch,
+        )
     }
 
     #[test]
@@ -1309,12 +1283,12 @@ pub(crate) mod tests {
         assert_eq!(xn::check(&state, "app", 5, 1, false), Ok(()));
     }
 
-    /// A registry with one interface, `nic`, at PCI address 00:03.0.
-    fn registry_of(nic: Box<dyn NetDevice>) -> &'static Registry {
+    /// A registry with one device, `found`, driven by `driver`, at PCI address 00:03.0,
+    /// leaked so leases may borrow it.
+    pub(crate) fn registry_with(found: Found, driver: &'static str) -> &'static Registry {
         let address = Address::new(0, 0, 3, 0).unwrap();
-        let slots = alloc::vec![Slot::new(address, "test-net", Found::Net(nic))];
         Box::leak(Box::new(Registry {
-            slots,
+            slots: alloc::vec![Slot::new(address, driver, found)],
             bindings: Vec::new(),
             binder: crate::interrupts::tests::TableBinder::leaked(),
         }))
@@ -1329,7 +1303,7 @@ pub(crate) mod tests {
     }
 
     fn registry() -> &'static Registry {
-        registry_of(Box::new(Counting(0, None)))
+        registry_with(Found::Net(Box::new(Counting(0, None))), "test-net")
     }
 
     #[test]
@@ -1443,7 +1417,7 @@ pub(crate) mod tests {
     /// A registry with one two-queue interface that splits.
     fn two_queues() -> &'static Registry {
         let counts = (0..2).map(|_| Default::default()).collect();
-        registry_of(Box::new(Queues(counts)))
+        registry_with(Found::Net(Box::new(Queues(counts))), "test-net")
     }
 
     #[test]

@@ -538,10 +538,10 @@ impl Drop for Bound {
 pub(crate) mod tests {
     use super::*;
     use crate::Registry;
+    use crate::tests::registry_with;
     use alloc::sync::Arc;
     use alloc::vec;
     use rexo_api::{DeviceKind, OpenDevice};
-    use rexo_pci::Address;
 
     /// The interface's MAC, a peer's, the interface's address and the peer's.
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -619,17 +619,7 @@ pub(crate) mod tests {
     /// A registry with one interface on a wire, and the wire.
     fn shared() -> (&'static Registry, Arc<spin::Mutex<Wire>>) {
         let wire = Arc::new(spin::Mutex::new(Wire::default()));
-        let address = Address::new(0, 0, 3, 0).unwrap();
-        let slots = vec![Slot::new(
-            address,
-            "test-net",
-            Found::Net(Box::new(OnWire(wire.clone()))),
-        )];
-        let registry = Box::leak(Box::new(Registry {
-            slots,
-            bindings: Vec::new(),
-            binder: crate::interrupts::tests::TableBinder::leaked(),
-        }));
+        let registry = registry_with(Found::Net(Box::new(OnWire(wire.clone()))), "test-net");
         (registry, wire)
     }
 
