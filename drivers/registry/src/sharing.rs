@@ -693,6 +693,11 @@ pub(crate) mod tests {
         frame
     }
 
+    /// Sends `frame` as it is on `nic`'s queue 0.
+    fn send(nic: &mut dyn NetDevice, frame: &[u8]) -> Result<(), DeviceError> {
+        nic.transmit(0, frame.len(), &mut |b| b.copy_from_slice(frame))
+    }
+
     fn poll(nic: &mut dyn NetDevice) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
         nic.receive(0, 256, &mut |frame| got.push(frame.to_vec()))
@@ -921,9 +926,6 @@ pub(crate) mod tests {
         let (registry, wire) = shared();
         let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
         let _kv = bind(registry, 2, "kv", &["udp dport 11211"]).unwrap();
-        let send = |nic: &mut dyn NetDevice, frame: &[u8]| {
-            nic.transmit(0, frame.len(), &mut |b| b.copy_from_slice(frame))
-        };
         assert_eq!(send(httpd.as_mut(), &outgoing(6, 80)), Ok(()));
         let spoofed_port = outgoing(17, 11211);
         let mut spoofed_address = outgoing(6, 80);
@@ -961,9 +963,6 @@ pub(crate) mod tests {
         let (registry, wire) = shared();
         let _kv = bind(registry, 1, "kv", &["udp dport 11211"]).unwrap();
         let mut high = bind(registry, 2, "high", &["udp & 36:1=0x80"]).unwrap();
-        let send = |nic: &mut dyn NetDevice, frame: &[u8]| {
-            nic.transmit(0, frame.len(), &mut |b| b.copy_from_slice(frame))
-        };
         // The receive filter itself would let this out: its destination port reads 0x80..
         let from_kv = ip_frame((MAC, PEER_MAC), (ADDRESS, PEER), 17, (11211, 0x8000));
         assert_eq!(
@@ -980,9 +979,6 @@ pub(crate) mod tests {
         let (registry, wire) = shared();
         let _httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
         let mut web = bind(registry, 2, "web", &["12:2=0x0800 & 23:1=6 & 36:2=8080"]).unwrap();
-        let send = |nic: &mut dyn NetDevice, frame: &[u8]| {
-            nic.transmit(0, frame.len(), &mut |b| b.copy_from_slice(frame))
-        };
         assert_eq!(send(web.as_mut(), &outgoing(6, 8080)), Ok(()));
         // IHL 6: the option bytes at 34 read 8080, the TCP header at 38 is from httpd's 80.
         let plain = outgoing(6, 80);
@@ -1003,9 +999,6 @@ pub(crate) mod tests {
     fn an_arp_request_cannot_claim_the_address_for_another_mac() {
         let (registry, wire) = shared();
         let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
-        let send = |nic: &mut dyn NetDevice, frame: &[u8]| {
-            nic.transmit(0, frame.len(), &mut |b| b.copy_from_slice(frame))
-        };
         let mut diverting = arp(1, (MAC, ADDRESS), PEER);
         diverting[22..28].copy_from_slice(&PEER_MAC);
         assert_eq!(
