@@ -953,13 +953,13 @@ pub(crate) mod tests {
         assert_eq!(first, None, "{what}: the first nonzero byte");
     }
 
-    /// Sectors `start..start + count` of `disk`, read 64 at a time (the memory disk's
-    /// most).
+    /// Sectors `start..start + count` of `disk`, read in requests of its `max_sectors`.
     fn read_sectors(disk: &mut dyn rexo_api::BlockDevice, start: u64, count: u64) -> Vec<u8> {
+        let most = disk.info().max_sectors;
         let mut bytes = Vec::new();
-        for at in (start..start + count).step_by(64) {
+        for at in (start..start + count).step_by(most as usize) {
             let tag = disk
-                .submit_read(0, at, (start + count - at).min(64) as u32)
+                .submit_read(0, at, (start + count - at).min(u64::from(most)) as u32)
                 .unwrap();
             rexo_api::device::wait_for(disk, 0, tag, &mut |data| bytes.extend_from_slice(data))
                 .unwrap();
@@ -967,10 +967,12 @@ pub(crate) mod tests {
         bytes
     }
 
-    /// Fills sectors `start..start + count` of `disk` with `byte`, 64 at a time.
+    /// Fills sectors `start..start + count` of `disk` with `byte`, in requests of its
+    /// `max_sectors`.
     fn fill_sectors(disk: &mut dyn rexo_api::BlockDevice, start: u64, count: u64, byte: u8) {
-        for at in (start..start + count).step_by(64) {
-            let sectors = (start + count - at).min(64) as u32;
+        let most = disk.info().max_sectors;
+        for at in (start..start + count).step_by(most as usize) {
+            let sectors = (start + count - at).min(u64::from(most)) as u32;
             let tag = disk
                 .submit_write(0, at, sectors, &mut |b| b.fill(byte))
                 .unwrap();
