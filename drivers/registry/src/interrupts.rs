@@ -326,7 +326,15 @@ pub(crate) mod tests {
 
     /// What [`TableBinder::end_aborted_app`] panics with.
     #[derive(Debug)]
-    pub(crate) struct AppEnded;
+    struct AppEnded;
+
+    /// Runs `call`, which panics in the app's code; whether it ended the app through the
+    /// kernel's half ([`AppEnded`]) rather than with the app's own panic running out of
+    /// the device call.
+    pub(crate) fn ends_the_app(call: impl FnOnce()) -> bool {
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_err();
+        panic.is::<AppEnded>()
+    }
 
     /// A registry of two NICs sharing line vector 219, and what each is armed for.
     fn two_on_a_line() -> (&'static Registry, &'static TableBinder, [Armed; 2]) {

@@ -611,7 +611,7 @@ pub(crate) mod tests {
 
     #[test]
     fn an_app_that_panics_in_its_disk_code_ends_after_the_device_call_is_done() {
-        use crate::sharing::tests::ends_the_app;
+        use crate::interrupts::tests::ends_the_app;
         let registry = registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory");
         let open = |owner, name| {
             registry

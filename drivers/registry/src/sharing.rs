@@ -535,9 +535,10 @@ impl Drop for Bound {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::Registry;
+    use crate::interrupts::tests::ends_the_app;
     use crate::tests::registry_with;
     use alloc::sync::Arc;
     use alloc::vec;
@@ -703,14 +704,6 @@ pub(crate) mod tests {
         nic.receive(0, 256, &mut |frame| got.push(frame.to_vec()))
             .unwrap();
         got
-    }
-
-    /// Runs `call`, which panics in the app's code; whether it ended the app through the
-    /// kernel's half ([`crate::interrupts::tests::AppEnded`]) rather than with the app's
-    /// own panic running out of the device call.
-    pub(crate) fn ends_the_app(call: impl FnOnce()) -> bool {
-        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_err();
-        panic.is::<crate::interrupts::tests::AppEnded>()
     }
 
     #[test]
