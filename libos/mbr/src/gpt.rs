@@ -15,7 +15,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use rexo_crc::crc32;
+use rexo_crc::{Crc32, crc32};
 
 use crate::{Kind, MbrError, Partition, ReadSectors, TYPE_BMFS, TYPE_REXO_FS, read_sectors};
 
@@ -165,9 +165,12 @@ fn header(
             "header size {size} (it is {HEADER_BYTES} to the sector's {sector_size} bytes)"
         ));
     }
-    let mut sealed = sector[..size].to_vec();
-    sealed[16..20].fill(0);
-    let (stored, computed) = (u32_at(sector, 16), crc32(&sealed));
+    // The CRC covers the header with its own CRC field read as zero.
+    let mut sealed = Crc32::new();
+    sealed.update(&sector[..16]);
+    sealed.update(&[0; 4]);
+    sealed.update(&sector[20..size]);
+    let (stored, computed) = (u32_at(sector, 16), sealed.finish());
     if stored != computed {
         return Err(format!(
             "header CRC32 {stored:#010x}, computed {computed:#010x}"
