@@ -143,10 +143,9 @@ pub fn parse(sector0: &[u8], disk_sectors: u64) -> Result<Vec<Partition>, MbrErr
             return Err(bad("runs past the end of the disk"));
         }
         // A hybrid MBR's protective entry may cover the MBR entries that mirror GPT ones.
-        let protective = |kind: &Kind| *kind == Kind::Mbr(TYPE_GPT_PROTECTIVE);
         if let Some(other) = found.iter().find(|p| {
             let overlap = first < p.first + p.sectors && p.first < first + sectors;
-            overlap && kind != TYPE_GPT_PROTECTIVE && !protective(&p.kind)
+            overlap && kind != TYPE_GPT_PROTECTIVE && !p.holds(TYPE_GPT_PROTECTIVE)
         }) {
             return Err(bad(&format!("overlaps partition {}", other.number)));
         }
@@ -194,10 +193,7 @@ pub fn read_table(
     let sectors_in_mbr = SECTOR.div_ceil(sector_size) as u32;
     let sector0 = read_sectors(read, sector_size, 0, sectors_in_mbr)?;
     let partitions = parse(&sector0, disk_sectors)?;
-    if !partitions
-        .iter()
-        .any(|p| p.kind == Kind::Mbr(TYPE_GPT_PROTECTIVE))
-    {
+    if !partitions.iter().any(|p| p.holds(TYPE_GPT_PROTECTIVE)) {
         return Ok(Table {
             partitions,
             from_backup: None,
