@@ -237,6 +237,14 @@ fn header(
     Ok(header)
 }
 
+/// Why one GPT copy (header and entry array) was not taken.
+enum CopyFault {
+    /// The copy is damaged (named, with its LBA).
+    Corrupt(String),
+    /// The device failed a read (its error).
+    Unreadable(String),
+}
+
 /// The header at `lba` and its entry array (entry count times entry size bytes), both
 /// checked against their CRCs; `Corrupt` names what is wrong with them.
 fn read_copy(
@@ -244,16 +252,17 @@ fn read_copy(
     sector_size: usize,
     disk_sectors: u64,
     lba: u64,
-) -> Result<(Header, Vec<u8>), MbrError> {
-    let at = |why: &str| MbrError::Corrupt(format!("LBA {lba}: {why}"));
+) -> Result<(Header, Vec<u8>), CopyFault> {
+    let at = |why: &str| CopyFault::Corrupt(format!("LBA {lba}: {why}"));
     if lba >= disk_sectors {
         return Err(at(&format!("past the disk's {disk_sectors} sectors")));
     }
-    let sector = read_sectors(read, sector_size, lba, 1)?;
+    let sector = read_sectors(read, sector_size, lba, 1).map_err(CopyFault::Unreadable)?;
     let header = header(&sector, lba, sector_size, disk_sectors).map_err(|why| at(&why))?;
     let bytes = header.array_bytes() as usize;
     let sectors = bytes.div_ceil(sector_size) as u32;
-    let mut array = read_sectors(read, sector_size, header.entries_lba, sectors)?;
+    let mut array = read_sectors(read, sector_size, header.entries_lba, sectors)
+        .map_err(CopyFault::Unreadable)?;
     array.truncate(bytes);
     let (stored, computed) = (header.entries_crc, crc32(&array));
     if stored != computed {
@@ -279,9 +288,8 @@ pub(crate) fn read(
     // A copy that cannot be read (a bad sector: the backup's reason to be) is passed over
     // like a damaged one; both unreadable is `Unreadable`.
     let passed_over = |error, which| match error {
-        MbrError::Corrupt(why) => Ok(format!("the {which} header at {why}")),
-        MbrError::Unreadable(why) => Err(format!("the {which} header or array: {why}")),
-        MbrError::NoTable => Ok(format!("the {which} header: no table")),
+        CopyFault::Corrupt(why) => Ok(format!("the {which} header at {why}")),
+        CopyFault::Unreadable(why) => Err(format!("the {which} header or array: {why}")),
     };
     let primary = match read_copy(read, sector_size, disk_sectors, 1) {
         Ok((header, array)) => return Ok((entries(&header, &array)?, None)),

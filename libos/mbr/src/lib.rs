@@ -160,23 +160,23 @@ pub fn parse(sector0: &[u8], disk_sectors: u64) -> Result<Vec<Partition>, MbrErr
 }
 
 /// `sectors` sectors from `lba` through `read`, refused unless exactly that many bytes
-/// of `sector_size`-byte sectors come.
+/// of `sector_size`-byte sectors come; the error is why the read failed.
 fn read_sectors(
     read: ReadSectors,
     sector_size: usize,
     lba: u64,
     sectors: u32,
-) -> Result<Vec<u8>, MbrError> {
+) -> Result<Vec<u8>, String> {
     if sectors == 0 {
         return Ok(Vec::new());
     }
-    let bytes = read(lba, sectors).map_err(MbrError::Unreadable)?;
+    let bytes = read(lba, sectors)?;
     let wanted = sectors as usize * sector_size;
     if bytes.len() != wanted {
-        return Err(MbrError::Unreadable(format!(
+        return Err(format!(
             "{} bytes from LBA {lba}, not {wanted}",
             bytes.len()
-        )));
+        ));
     }
     Ok(bytes)
 }
@@ -191,7 +191,8 @@ pub fn read_table(
 ) -> Result<Table, MbrError> {
     let sector_size = sector_size.max(1) as usize;
     let sectors_in_mbr = SECTOR.div_ceil(sector_size) as u32;
-    let sector0 = read_sectors(read, sector_size, 0, sectors_in_mbr)?;
+    let sector0 =
+        read_sectors(read, sector_size, 0, sectors_in_mbr).map_err(MbrError::Unreadable)?;
     let partitions = parse(&sector0, disk_sectors)?;
     if !partitions.iter().any(|p| p.holds(TYPE_GPT_PROTECTIVE)) {
         return Ok(Table {
