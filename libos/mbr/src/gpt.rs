@@ -403,6 +403,7 @@ fn entries(header: &Header, array: &[u8]) -> Result<Vec<Partition>, MbrError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::next_random;
     use crate::{SECTOR, TYPE_GPT_PROTECTIVE, Table, read_device_table, read_table, table};
     use alloc::vec;
     use core::ops::Range;
@@ -745,12 +746,7 @@ mod tests {
     #[test]
     fn random_headers_and_entries_are_refused_or_read_never_a_panic() {
         let mut state = 0x0123_4567_89ab_cdefu64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = || next_random(&mut state);
         for round in 0..2_000 {
             let mut disk = gpt_disk(200, &[(GUID_REXO_FS, 40, 100, "r")]);
             // A few random bytes in the primary header (resealed) and its first entries.

@@ -318,6 +318,14 @@ pub fn table(partitions: &[(u8, u64, u64)]) -> [u8; SECTOR] {
 mod tests {
     use super::*;
 
+    /// The next of a xorshift64 sequence from `state`: cheap, repeatable test bytes.
+    pub(crate) fn next_random(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
     #[test]
     fn a_table_written_reads_back() {
         let sector = table(&[(TYPE_BMFS, 2048, 65536), (TYPE_REXO_FS, 67584, 100_000)]);
@@ -383,10 +391,7 @@ mod tests {
         for _ in 0..10_000 {
             let mut sector = [0u8; SECTOR];
             for byte in sector.iter_mut() {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                *byte = state as u8;
+                *byte = next_random(&mut state) as u8;
             }
             sector[510..512].copy_from_slice(&[0x55, 0xAA]);
             if let Ok(partitions) = parse(&sector, 1 << 40) {
