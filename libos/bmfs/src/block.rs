@@ -87,6 +87,13 @@ impl<'a> BlockDisk<'a> {
         Ok(())
     }
 
+    /// Reads the one sector `lba` into `partial` (sized to a sector here), for a piece
+    /// that is only part of it.
+    fn read_partial(&mut self, lba: u64, partial: &mut Vec<u8>) -> Result<(), String> {
+        partial.resize(self.sector as usize, 0);
+        self.read_sectors(lba, partial)
+    }
+
     /// Writes whole sectors from `data` at `lba`.
     fn write_sectors(&mut self, lba: u64, data: &[u8]) -> Result<(), String> {
         let count = data.len() as u64 / self.sector;
@@ -118,6 +125,13 @@ struct Piece {
     done: usize,
     /// Its bytes.
     len: usize,
+}
+
+impl Piece {
+    /// Whether it is a run of whole `sector`-byte sectors (else part of one sector).
+    fn whole(&self, sector: u64) -> bool {
+        self.skip == 0 && (self.len as u64).is_multiple_of(sector)
+    }
 }
 
 /// `len` bytes from `offset` as runs of whole sectors and, at either end, partial
@@ -154,20 +168,19 @@ impl Disk for BlockDisk<'_> {
     /// goes through a sector of its own (so a large read needs no second buffer).
     fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), String> {
         let mut partial = Vec::new();
-        for Piece {
-            lba,
-            skip,
-            done,
-            len,
-        } in pieces(self.sector, offset, buffer.len())
-        {
+        for piece in pieces(self.sector, offset, buffer.len()) {
+            let Piece {
+                lba,
+                skip,
+                done,
+                len,
+            } = piece;
             let target = &mut buffer[done..done + len];
-            if skip == 0 && (len as u64).is_multiple_of(self.sector) {
+            if piece.whole(self.sector) {
                 self.read_sectors(lba, target)?;
                 continue;
             }
-            partial.resize(self.sector as usize, 0);
-            self.read_sectors(lba, &mut partial)?;
+            self.read_partial(lba, &mut partial)?;
             target.copy_from_slice(&partial[skip..skip + len]);
         }
         Ok(())
@@ -178,20 +191,19 @@ impl Disk for BlockDisk<'_> {
     /// needs no second buffer.
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
         let mut partial = Vec::new();
-        for Piece {
-            lba,
-            skip,
-            done,
-            len,
-        } in pieces(self.sector, offset, data.len())
-        {
+        for piece in pieces(self.sector, offset, data.len()) {
+            let Piece {
+                lba,
+                skip,
+                done,
+                len,
+            } = piece;
             let source = &data[done..done + len];
-            if skip == 0 && (len as u64).is_multiple_of(self.sector) {
+            if piece.whole(self.sector) {
                 self.write_sectors(lba, source)?;
                 continue;
             }
-            partial.resize(self.sector as usize, 0);
-            self.read_sectors(lba, &mut partial)?;
+            self.read_partial(lba, &mut partial)?;
             partial[skip..skip + len].copy_from_slice(source);
             self.write_sectors(lba, &partial)?;
         }
