@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use super::corrupt::{contents, edit_block, edit_entry, entry_of, first_block, put_raw, sample};
 use super::{CountingDisk, Counts, snapshot};
 use crate::disk::BlockStore;
-use crate::format::{EXTENTS_MAGIC, put};
+use crate::format::{EXTENTS_MAGIC, OVERFLOW_EXTENTS_AT, OVERFLOW_NEXT_AT, put};
 use crate::fs::FileSystem;
 use crate::{FsError, MemoryDisk};
 
@@ -97,11 +97,6 @@ fn without_a_superblock_there_is_nothing_to_mount() {
     );
 }
 
-use crate::format::{OVERFLOW_EXTENTS_AT, OVERFLOW_NEXT_AT};
-
-/// Where an overflow block's first extent's logical block is (an extent's first field).
-const OVERFLOW_FIRST_LOGICAL_AT: usize = OVERFLOW_EXTENTS_AT;
-
 /// `disk` mounted read-only (it must be found damaged), counting its requests, with
 /// the cache off: every metadata block read is a disk read.
 fn damaged_read_only(disk: MemoryDisk) -> FileSystem<CountingDisk> {
@@ -140,13 +135,9 @@ fn extents_out_of_logical_order_are_corrupt_not_misread() {
     let mut disk = sample();
     let overflow = entry_of(&disk, &["frag"]).1.overflow;
     // The overflow block's first extent (file block 8) claims file block 2, which an
-    // inline extent maps already.
+    // inline extent maps already (an extent's first field is its logical block).
     edit_block(&mut disk, overflow, EXTENTS_MAGIC, |block| {
-        put(
-            &mut block[..],
-            OVERFLOW_FIRST_LOGICAL_AT,
-            &2u64.to_le_bytes(),
-        );
+        put(&mut block[..], OVERFLOW_EXTENTS_AT, &2u64.to_le_bytes());
     });
     let mut fs = damaged_read_only(disk);
     let result = fs.read_all("/frag");
