@@ -601,7 +601,7 @@ impl<D: BlockStore> FileSystem<D> {
         let free_before = self.free_blocks;
         let result = self
             .stage_for_running(&mut operation, free_before)
-            .and_then(|value| self.join_running().map(|()| value));
+            .and_then(|(value, joined)| self.join_running(joined).map(|()| value));
         if result.is_err() {
             self.store.drop_staged();
             self.free_blocks = free_before;
@@ -614,12 +614,13 @@ impl<D: BlockStore> FileSystem<D> {
     /// hold them: if its blocks and the running transaction's together would not fit
     /// the journal, what it staged is forgotten (the free count goes back to
     /// `free_before`), the running transaction is committed and the operation runs
-    /// again, now in the next one. `TooLarge` if its blocks alone cannot fit.
+    /// again, now in the next one. `TooLarge` if its blocks alone cannot fit. With its
+    /// value, the running transaction's blocks once the staged ones join it.
     fn stage_for_running<T>(
         &mut self,
         operation: &mut impl FnMut(&mut Self) -> Result<T, FsError>,
         free_before: u64,
-    ) -> Result<T, FsError> {
+    ) -> Result<(T, usize), FsError> {
         loop {
             let value = operation(self)?;
             let staged = &self.store.staged;
@@ -628,8 +629,9 @@ impl<D: BlockStore> FileSystem<D> {
             if needed > capacity {
                 return Err(FsError::TooLarge { needed, capacity });
             }
-            if transaction_length(self.joined_blocks() as u64) <= capacity {
-                return Ok(value);
+            let joined = self.joined_blocks();
+            if transaction_length(joined as u64) <= capacity {
+                return Ok((value, joined));
             }
             // Never loops again: the running transaction is empty after the commit, and
             // the staged blocks alone fit.
@@ -648,16 +650,16 @@ impl<D: BlockStore> FileSystem<D> {
 
     /// Moves the staged blocks (which [`FileSystem::stage_for_running`] has made fit)
     /// into the running transaction, committed afterwards if the policy commits each
-    /// operation or it has grown to [`MAX_RUNNING_BLOCKS`]. What that commit reads (the
+    /// operation or it has grown to [`MAX_RUNNING_BLOCKS`] (`joined` blocks, as
+    /// [`FileSystem::joined_blocks`] counted them). What that commit reads (the
     /// bitmap, to find the fresh blocks) is read before the blocks move, so that once
     /// they have moved only a write or flush error, which stops the file system, can
     /// fail it: an operation refused otherwise is left out whole.
-    fn join_running(&mut self) -> Result<(), FsError> {
+    fn join_running(&mut self, joined: usize) -> Result<(), FsError> {
         if self.store.staged.is_empty() {
             return Ok(());
         }
-        let commit = self.policy == CommitPolicy::EachOperation
-            || self.joined_blocks() >= MAX_RUNNING_BLOCKS;
+        let commit = self.policy == CommitPolicy::EachOperation || joined >= MAX_RUNNING_BLOCKS;
         let fresh = if commit {
             Some(self.fresh_blocks(true)?)
         } else {
