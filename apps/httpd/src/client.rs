@@ -176,38 +176,31 @@ impl Client {
             if self.inbox.is_empty() {
                 return self.open_or_idle(moved, now_ns, counters);
             }
-            match site.serve(&self.inbox, pages) {
+            // An answer, or for too slow a request (slowloris) `408 Request Timeout` in
+            // place of all it sent, then the lingering close of any refusal that closes.
+            let (response, consumed, overdue) = match site.serve(&self.inbox, pages) {
                 Step::NeedMore if self.peer_closed => {
                     // A request cut off by the peer's close: nothing can be answered.
                     return Progress::Finished(Ending::Close);
                 }
                 Step::NeedMore if request_overdue(self.request_started_ns, now_ns) => {
-                    // Too slow a request (slowloris): `408 Request Timeout`, then the
-                    // lingering close of any refusal that closes.
-                    let response = Response::request_timeout();
-                    let mut counters = counters.lock();
-                    counters.slow_closed += 1;
-                    counters.answered(response.status().code());
-                    counters.head_bytes += response.head().len() as u64;
-                    counters.body_bytes += response.body().bytes().len() as u64;
-                    self.inbox.clear();
-                    self.request_started_ns = None;
-                    self.sending = Some(tcp.sending(response));
-                    moved = true;
+                    (Response::request_timeout(), self.inbox.len(), true)
                 }
                 Step::NeedMore => return self.open_or_idle(moved, now_ns, counters),
-                Step::Answer { response, consumed } => {
-                    let mut counters = counters.lock();
-                    counters.answered(response.status().code());
-                    counters.head_bytes += response.head().len() as u64;
-                    counters.body_bytes += response.body().bytes().len() as u64;
-                    self.inbox.drain(..consumed);
-                    // The next pipelined request's time starts now.
-                    self.request_started_ns = (!self.inbox.is_empty()).then_some(now_ns);
-                    self.sending = Some(tcp.sending(response));
-                    moved = true;
-                }
+                Step::Answer { response, consumed } => (response, consumed, false),
+            };
+            let mut counters = counters.lock();
+            if overdue {
+                counters.slow_closed += 1;
             }
+            counters.answered(response.status().code());
+            counters.head_bytes += response.head().len() as u64;
+            counters.body_bytes += response.body().bytes().len() as u64;
+            self.inbox.drain(..consumed);
+            // The next pipelined request's time starts now.
+            self.request_started_ns = (!self.inbox.is_empty()).then_some(now_ns);
+            self.sending = Some(tcp.sending(response));
+            moved = true;
         }
     }
 
