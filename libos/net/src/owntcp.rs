@@ -412,6 +412,13 @@ mod tests {
     use super::{NEIGHBOURS, Neighbours, PROVEN_NS};
     use rexo_tcp::Sender;
 
+    /// The peer's IPv4 address in the neighbour tests.
+    const CLIENT: [u8; 4] = [10, 0, 0, 7];
+    /// The MAC of the machine that really holds `CLIENT`.
+    const REAL: [u8; 6] = [2, 0, 0, 0, 0, 7];
+    /// Another MAC claiming `CLIENT`.
+    const SPOOFER: [u8; 6] = [2, 0, 0, 0, 0, 66];
+
     /// No address has a connection.
     fn nobody(_: [u8; 4]) -> bool {
         false
@@ -454,92 +461,88 @@ mod tests {
     #[test]
     fn only_the_peers_own_proof_moves_its_way_back_until_it_goes_quiet() {
         let mut table = Neighbours::default();
-        let (client, real, spoofer) = ([10, 0, 0, 7], [2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 0, 66]);
         // A frame that proves nothing does not even teach an address not known yet.
-        table.learn(client, spoofer, Sender::Unknown, 0, nobody);
-        assert_eq!(table.get(client), None);
+        table.learn(CLIENT, SPOOFER, Sender::Unknown, 0, nobody);
+        assert_eq!(table.get(CLIENT), None);
         // A SYN from another MAC teaches it, which the peer's SYN replaces (nothing
         // proved the first), and its proof holds.
-        table.learn(client, spoofer, Sender::Caller, 1, nobody);
-        assert_eq!(table.get(client), Some(spoofer));
-        table.learn(client, real, Sender::Caller, 1, nobody);
-        table.learn(client, real, Sender::Peer, 2, nobody);
+        table.learn(CLIENT, SPOOFER, Sender::Caller, 1, nobody);
+        assert_eq!(table.get(CLIENT), Some(SPOOFER));
+        table.learn(CLIENT, REAL, Sender::Caller, 1, nobody);
+        table.learn(CLIENT, REAL, Sender::Peer, 2, nobody);
         for sender in [Sender::Unknown, Sender::Caller] {
-            table.learn(client, spoofer, sender, 3, nobody);
-            assert_eq!(table.get(client), Some(real), "{sender:?} from another MAC");
+            table.learn(CLIENT, SPOOFER, sender, 3, nobody);
+            assert_eq!(table.get(CLIENT), Some(REAL), "{sender:?} from another MAC");
         }
         // The peer's proof moves it (a new network card, the same machine).
-        table.learn(client, [2, 0, 0, 0, 0, 8], Sender::Peer, 4, nobody);
-        assert_eq!(table.get(client), Some([2, 0, 0, 0, 0, 8]));
+        table.learn(CLIENT, [2, 0, 0, 0, 0, 8], Sender::Peer, 4, nobody);
+        assert_eq!(table.get(CLIENT), Some([2, 0, 0, 0, 0, 8]));
         // Quiet for PROVEN_NS: the address may be another machine's now, whose SYN counts.
-        table.learn(client, spoofer, Sender::Unknown, 4 + PROVEN_NS, nobody);
+        table.learn(CLIENT, SPOOFER, Sender::Unknown, 4 + PROVEN_NS, nobody);
         assert_eq!(
-            table.get(client),
+            table.get(CLIENT),
             Some([2, 0, 0, 0, 0, 8]),
             "not for a stray frame"
         );
-        table.learn(client, real, Sender::Caller, 4 + PROVEN_NS, nobody);
-        assert_eq!(table.get(client), Some(real));
+        table.learn(CLIENT, REAL, Sender::Caller, 4 + PROVEN_NS, nobody);
+        assert_eq!(table.get(CLIENT), Some(REAL));
     }
 
     #[test]
     fn a_busy_peers_proof_is_stamped_again_only_once_a_quarter_of_proven_ns_old() {
         let mut table = Neighbours::default();
-        let (client, real, other) = ([10, 0, 0, 7], [2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 0, 66]);
-        table.learn(client, real, Sender::Peer, 0, nobody);
-        table.learn(client, real, Sender::Peer, PROVEN_NS / 4 - 1, nobody);
-        assert_eq!(table.newer[&client].proven_at, Some(0), "left alone");
-        table.learn(client, real, Sender::Peer, PROVEN_NS / 4, nobody);
-        assert_eq!(table.newer[&client].proven_at, Some(PROVEN_NS / 4));
+        table.learn(CLIENT, REAL, Sender::Peer, 0, nobody);
+        table.learn(CLIENT, REAL, Sender::Peer, PROVEN_NS / 4 - 1, nobody);
+        assert_eq!(table.newer[&CLIENT].proven_at, Some(0), "left alone");
+        table.learn(CLIENT, REAL, Sender::Peer, PROVEN_NS / 4, nobody);
+        assert_eq!(table.newer[&CLIENT].proven_at, Some(PROVEN_NS / 4));
         // Its way holds for PROVEN_NS after that stamp.
         table.learn(
-            client,
-            other,
+            CLIENT,
+            SPOOFER,
             Sender::Caller,
             PROVEN_NS / 4 + PROVEN_NS - 1,
             nobody,
         );
-        assert_eq!(table.get(client), Some(real));
+        assert_eq!(table.get(CLIENT), Some(REAL));
         table.learn(
-            client,
-            other,
+            CLIENT,
+            SPOOFER,
             Sender::Caller,
             PROVEN_NS / 4 + PROVEN_NS,
             nobody,
         );
-        assert_eq!(table.get(client), Some(other));
+        assert_eq!(table.get(CLIENT), Some(SPOOFER));
     }
 
     #[test]
     fn frames_that_prove_nothing_neither_teach_nor_push_out_an_address() {
         let mut table = Neighbours::default();
-        let (client, real, spoofer) = ([10, 0, 0, 7], [2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 0, 66]);
-        table.learn(client, real, Sender::Peer, 0, nobody);
+        table.learn(CLIENT, REAL, Sender::Peer, 0, nobody);
         for i in 0..3 * NEIGHBOURS {
-            table.learn(ip(i + 1000), spoofer, Sender::Unknown, 1, nobody);
+            table.learn(ip(i + 1000), SPOOFER, Sender::Unknown, 1, nobody);
         }
         assert_eq!((table.newer.len(), table.older.len()), (1, 0));
         // The spoofed frame in the peer's name, long after its proof.
-        table.learn(client, spoofer, Sender::Unknown, 1 + PROVEN_NS, nobody);
-        assert_eq!(table.get(client), Some(real));
-        assert_eq!(table.newer[&client].proven_at, Some(0), "its proof kept");
+        table.learn(CLIENT, SPOOFER, Sender::Unknown, 1 + PROVEN_NS, nobody);
+        assert_eq!(table.get(CLIENT), Some(REAL));
+        assert_eq!(table.newer[&CLIENT].proven_at, Some(0), "its proof kept");
     }
 
     #[test]
     fn a_flood_of_syns_never_pushes_out_a_peer_with_a_connection() {
         let mut table = Neighbours::default();
-        let (client, real, spoofer) = ([10, 0, 0, 7], [2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 0, 66]);
-        let (quiet, live) = ([10, 0, 0, 8], |ip| ip == [10, 0, 0, 7]);
-        table.learn(client, real, Sender::Peer, 0, live);
-        table.learn(quiet, real, Sender::Peer, 0, live);
+        let (quiet, live) = ([10, 0, 0, 8], |ip| ip == CLIENT);
+        table.learn(CLIENT, REAL, Sender::Peer, 0, live);
+        table.learn(quiet, REAL, Sender::Peer, 0, live);
         for i in 0..5 * NEIGHBOURS {
-            table.learn(ip(i + 1000), spoofer, Sender::Caller, 1, live);
+            table.learn(ip(i + 1000), SPOOFER, Sender::Caller, 1, live);
             assert!(table.newer.len() + table.older.len() <= 2 * NEIGHBOURS + 1);
         }
         assert_eq!(table.get(quiet), None, "no connection: forgotten");
-        assert_eq!(table.get(client), Some(real));
+        assert_eq!(table.get(CLIENT), Some(REAL));
         // A SYN in its name from another MAC: its recent proof holds the way.
-        table.learn(client, spoofer, Sender::Caller, 2, live);
-        assert_eq!(table.get(client), Some(real));
+        table.learn(CLIENT, SPOOFER, Sender::Caller, 2, live);
+        assert_eq!(table.get(CLIENT), Some(REAL));
     }
 }
