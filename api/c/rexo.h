@@ -61,7 +61,8 @@ extern "C" {
 /* The call needs a C app (capabilities, devices, running on cores) but none runs on
  * this core. */
 #define REXO_ENOAPP (-8)
-/* No device of that kind and index (rexo_devices lists them). */
+/* No device of that kind and index (rexo_devices lists them), or no wall clock the
+ * kernel can read (rexo_unix_time). */
 #define REXO_ENODEV (-9)
 /* The device or its driver failed the request (an error status, a timeout). */
 #define REXO_EIO (-10)
