@@ -542,10 +542,11 @@ const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER[,DNS]]: a host address, a prefix
 /// Parses a kernel command line. An empty (or all-whitespace) line gives the defaults.
 ///
 /// Words are separated by any amount of whitespace; each is `key` or `key=value` (the value
-/// is everything after the first `=`). `log`, `app`, `apps`, `cores`, `crash`, `bench` and
-/// `test.after` need a value; `test` may stand alone (every test) or carry a filter. A key may
-/// appear only once, and `app` and `apps` not together. Whether the manifest's apps exist
-/// and its cores run is for the kernel to check ([`Manifest::check_cores`]).
+/// is everything after the first `=`). `log`, `app`, `apps`, `cores`, `ip`, `crash`, `bench`,
+/// `smp.stall` and `test.after` need a value; `test` may stand alone (every test) or carry a
+/// filter. A key may appear only once, and `app` and `apps` not together. Whether the
+/// manifest's apps exist and its cores run is for the kernel to check
+/// ([`Manifest::check_cores`]).
 pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
     let mut options = Options::default();
     // One flag per entry of KEYS: was the key given already?
