@@ -568,6 +568,10 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
             Some(value) if !value.is_empty() => Ok(value),
             _ => Err(CmdlineError::MissingValue { word, expected }),
         };
+        // A number in 1..=MAX_CORES (`cores`, `smp.stall`); `expected` describes it.
+        let core_number = |expected: &'static str| {
+            parse_cores(need(expected)?).ok_or(CmdlineError::BadValue { word, expected })
+        };
         if key == "app" || key == "apps" {
             if let Some(earlier) = app_word {
                 return Err(CmdlineError::Conflict { word, earlier });
@@ -593,14 +597,7 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
                 options.app = value;
             }
             "apps" => options.apps = Some(parse_manifest(word, need(APPS_VALUES)?)?),
-            "cores" => {
-                let value = need(CORES_VALUES)?;
-                let cores = parse_cores(value).ok_or(CmdlineError::BadValue {
-                    word,
-                    expected: CORES_VALUES,
-                })?;
-                options.cores = Some(cores);
-            }
+            "cores" => options.cores = Some(core_number(CORES_VALUES)?),
             "ip" => {
                 let value = need(IP_VALUES)?;
                 options.ip = Some(parse_ipv4_config(value).ok_or(CmdlineError::BadValue {
@@ -617,14 +614,7 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
                     expected: CRASH_VALUES,
                 })?);
             }
-            "smp.stall" => {
-                let value = need(STALL_VALUES)?;
-                let index = parse_cores(value).ok_or(CmdlineError::BadValue {
-                    word,
-                    expected: STALL_VALUES,
-                })?;
-                options.smp_stall = Some(index);
-            }
+            "smp.stall" => options.smp_stall = Some(core_number(STALL_VALUES)?),
             _ => {
                 // The only key left in KEYS.
                 let value = need(BENCH_VALUES)?;
