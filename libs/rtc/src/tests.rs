@@ -155,8 +155,9 @@ fn a_reading_waits_out_an_update_and_takes_two_that_agree() {
     cmos.updating_reads = 500;
     assert_eq!(cmos.time(None), Ok(WHEN));
     assert!(cmos.reads > 500, "status A was read until the update ended");
-    // A clock that ticks to the next second between the minutes and the seconds of the
-    // first reading (17:42:59 -> 17:43:00): the torn reading 17:42:00 is never returned.
+    // A clock that ticks to the next second between the seconds and the minutes of the
+    // first reading (17:42:59 -> 17:43:00; read 4 is the minutes, after status B, status A
+    // and the seconds): the torn reading 17:43:59 is never returned.
     let mut ticking = Cmos::new([0x59, 0x42, 0x17, 0x24, 0x11, 0x26], HOURS_24);
     ticking.tick = |registers, reads| {
         if reads == 4 {
