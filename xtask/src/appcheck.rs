@@ -95,7 +95,7 @@ fn check_with(root: &Path, vetted: &[(&str, &str)], shared: &[(&str, &str)]) -> 
         Ok(count)
     } else {
         Err(format!(
-            "apps and library OSes break the app rules (docs/layout.md, \"App rules\"):\n  {}",
+            "apps, library OSes and shared libraries break the app rules (docs/layout.md, \"App rules\"):\n  {}",
             problems.join("\n  ")
         ))
     }
@@ -127,8 +127,8 @@ fn crate_dirs(root: &Path, layer: &str) -> std::result::Result<Vec<PathBuf>, Str
 struct Checker<'a> {
     root: PathBuf,
     vetted: &'a [(&'a str, &'a str)],
-    /// The shared libraries' folders, relative to `root`.
-    shared: Vec<&'a str>,
+    /// The shared libraries: each one's folder, relative to `root`, and why it is shared.
+    shared: &'a [(&'a str, &'a str)],
     /// The canonical folders of `api/`, of every crate in `libos/` and of the shared
     /// libraries.
     allowed: Vec<PathBuf>,
@@ -175,7 +175,7 @@ impl<'a> Checker<'a> {
         Some(Checker {
             root: root.to_path_buf(),
             vetted,
-            shared: shared.iter().map(|(folder, _)| *folder).collect(),
+            shared,
             allowed,
             workspace,
             problems,
@@ -202,7 +202,7 @@ impl<'a> Checker<'a> {
                 count += 1;
             }
         }
-        for folder in self.shared.clone() {
+        for &(folder, _) in self.shared {
             let dir = self.root.join(folder);
             if dir.join("Cargo.toml").is_file() {
                 self.check_crate(folder, "shared libraries", &dir);
