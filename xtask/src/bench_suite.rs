@@ -19,6 +19,7 @@ use crate::netpeer::{self, Peer};
 use crate::qemu::{self, Accel, End, Machine, Media, Vm};
 use rexo_devcheck::bench as devbench;
 use rexo_devcheck::noise::{self, CoreNoise, NoiseLine};
+use rexo_rtc::DateTime;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::UdpSocket;
@@ -716,8 +717,7 @@ fn context(plan: &Plan, servers: &str) -> Result<Context> {
     })
 }
 
-/// `YYYY-MM-DD HH:MM UTC` from the system clock (civil-from-days, Howard Hinnant's
-/// algorithm).
+/// `YYYY-MM-DD HH:MM UTC` from the system clock.
 fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -725,19 +725,14 @@ fn utc_now() -> String {
     civil(secs)
 }
 
+/// `YYYY-MM-DD HH:MM UTC` of `secs` after 1970-01-01 00:00 UTC (the kernel's calendar,
+/// `rexo_rtc::DateTime`).
 fn civil(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+    let moment = DateTime::from_unix(secs);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        moment.year, moment.month, moment.day, moment.hour, moment.minute
+    )
 }
 
 // ---------------------------------------------------------------------------
