@@ -18,12 +18,12 @@ use core::fmt;
 /// One figure: per-operation costs in hundredths of a cycle, one per round.
 pub struct Figure {
     /// The name after `bench`.
-    pub name: &'static str,
+    name: &'static str,
     /// Operations timed back to back in one round.
-    pub per_round: u64,
+    per_round: u64,
     /// Each round's cost per operation, in hundredths of a cycle, in ascending order
     /// ([`Figure::measure`] sorts them; the line reads its median and ends from them).
-    pub centi_cycles: Vec<u64>,
+    centi_cycles: Vec<u64>,
 }
 
 impl Figure {
