@@ -1,6 +1,7 @@
 //! The physical memory map: regions of RAM and what they may be used for.
 
 use core::fmt;
+use core::ops::Range;
 
 /// What a region of physical memory may be used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,23 @@ impl RegionKind {
             Self::Bad => 4,
         }
     }
+
+    /// Whether the kind is RAM: usable, or holding ACPI's tables or its non-volatile
+    /// storage (cached like memory, where reserved and bad ranges are not).
+    pub const fn is_ram(self) -> bool {
+        matches!(self, Self::Usable | Self::AcpiReclaimable | Self::AcpiNvs)
+    }
+}
+
+/// What a physical range holds ([`MemoryMap::contents`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contents {
+    /// RAM throughout.
+    Ram,
+    /// No RAM at all (device space, reserved or bad ranges, or nothing in the map).
+    NoRam,
+    /// Some RAM and something else.
+    Mixed,
 }
 
 /// A range of physical addresses `[start, end)` of one kind.
@@ -218,6 +236,36 @@ impl MemoryMap {
             .sum()
     }
 
+    /// Whether `range` holds RAM throughout ([`RegionKind::is_ram`]), none, or a mix
+    /// (exact for a normalized map).
+    pub fn contents(&self, range: Range<u64>) -> Contents {
+        let ram_bytes: u64 = self
+            .regions()
+            .iter()
+            .filter(|r| r.kind.is_ram())
+            .map(|r| {
+                r.end
+                    .min(range.end)
+                    .saturating_sub(r.start.max(range.start))
+            })
+            .sum();
+        match ram_bytes {
+            0 => Contents::NoRam,
+            n if n == range.end.saturating_sub(range.start) => Contents::Ram,
+            _ => Contents::Mixed,
+        }
+    }
+
+    /// The end of the highest RAM region ([`RegionKind::is_ram`]; 0 without RAM).
+    pub fn ram_top(&self) -> u64 {
+        self.regions()
+            .iter()
+            .filter(|r| r.kind.is_ram())
+            .map(|r| r.end)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The end of the highest region of any kind (0 for an empty map).
     pub fn highest_address(&self) -> u64 {
         self.regions().iter().map(|r| r.end).max().unwrap_or(0)
@@ -403,5 +451,47 @@ mod tests {
         let text = format!("{map:?}");
         assert!(text.contains("Usable"), "{text}");
         assert_eq!(text.matches("Region").count(), 1);
+    }
+
+    #[test]
+    fn contents_tells_ram_from_the_rest_and_ram_top_ignores_the_rest() {
+        // RAM below 3 GiB, a device hole to 4 GiB, firmware at its top, ACPI data in RAM.
+        let map = map(&[
+            r(0, 0x9_F000, Usable),
+            r(0x10_0000, 3 * GIB - 0x10_0000, Usable),
+            r(3 * GIB - 0x10_0000, 3 * GIB - 0x8_0000, AcpiReclaimable),
+            r(3 * GIB - 0x8_0000, 3 * GIB, AcpiNvs),
+            r(4 * GIB - 0x4_0000, 4 * GIB, Reserved),
+            r(4 * GIB, 5 * GIB, Bad),
+        ]);
+        assert_eq!(map.contents(GIB..2 * GIB), Contents::Ram);
+        assert_eq!(
+            map.contents(2 * GIB..3 * GIB),
+            Contents::Ram,
+            "ACPI ranges are RAM"
+        );
+        assert_eq!(
+            map.contents(3 * GIB..4 * GIB),
+            Contents::NoRam,
+            "reserved is not RAM"
+        );
+        assert_eq!(
+            map.contents(4 * GIB..5 * GIB),
+            Contents::NoRam,
+            "bad is not RAM"
+        );
+        assert_eq!(
+            map.contents(0..0x20_0000),
+            Contents::Mixed,
+            "the hole below 1 MiB"
+        );
+        assert_eq!(
+            map.contents(3 * GIB - 0x20_0000..3 * GIB + 1),
+            Contents::Mixed
+        );
+        assert_eq!(map.contents(7..7), Contents::NoRam);
+        assert_eq!(map.ram_top(), 3 * GIB);
+        assert_eq!(map.highest_address(), 5 * GIB);
+        assert_eq!(MemoryMap::new().ram_top(), 0);
     }
 }

@@ -9,7 +9,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use rexo_memmap::{MemoryMap, RegionKind};
+use rexo_memmap::{Contents, MemoryMap};
 
 use super::cpu::{self, Features};
 use crate::mem::frames;
@@ -100,38 +100,8 @@ fn new_table() -> Result<u64, PagingError> {
     Ok(frame)
 }
 
-fn is_memory(kind: RegionKind) -> bool {
-    matches!(
-        kind,
-        RegionKind::Usable | RegionKind::AcpiReclaimable | RegionKind::AcpiNvs
-    )
-}
-
-/// What a physical range holds: all memory, all device space, or a mix.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Contents {
-    Memory,
-    Devices,
-    Mixed,
-}
-
-fn contents(map: &MemoryMap, start: u64, end: u64) -> Contents {
-    let mut memory_bytes = 0;
-    for region in map.regions().iter().filter(|r| is_memory(r.kind)) {
-        let (s, e) = (region.start.max(start), region.end.min(end));
-        if s < e {
-            memory_bytes += e - s;
-        }
-    }
-    match memory_bytes {
-        0 => Contents::Devices,
-        n if n == end - start => Contents::Memory,
-        _ => Contents::Mixed,
-    }
-}
-
 fn caching_of(map: &MemoryMap, start: u64, end: u64) -> Caching {
-    if contents(map, start, end) == Contents::Devices {
+    if map.contents(start..end) == Contents::NoRam {
         Caching::Uncached
     } else {
         Caching::WriteBack
@@ -143,14 +113,7 @@ fn caching_of(map: &MemoryMap, start: u64, end: u64) -> Caching {
 pub fn init(map: &MemoryMap, features: &Features) -> Result<u64, PagingError> {
     let _guard = LOCK.lock();
     PHYS_LIMIT.store(1u64 << features.phys_bits.min(52), Ordering::Relaxed);
-    let memory_top = map
-        .regions()
-        .iter()
-        .filter(|r| is_memory(r.kind))
-        .map(|r| r.end)
-        .max()
-        .unwrap_or(0);
-    let top = memory_top.max(GIB4).next_multiple_of(GIB1);
+    let top = map.ram_top().max(GIB4).next_multiple_of(GIB1);
     let root = new_table()?;
     let mut gib = 0;
     while gib < top {
@@ -161,7 +124,7 @@ pub fn init(map: &MemoryMap, features: &Features) -> Result<u64, PagingError> {
         }
         let pdpt = table(pml4[pml4_index] & ADDRESS_MASK);
         let pdpt_index = (gib >> 30) as usize & 511;
-        let whole = contents(map, gib, gib + GIB1);
+        let whole = map.contents(gib..gib + GIB1);
         if features.huge_1g && whole != Contents::Mixed {
             pdpt[pdpt_index] =
                 gib | PRESENT | WRITABLE | HUGE | caching_of(map, gib, gib + GIB1).bits();
