@@ -167,7 +167,7 @@ fn measure(root: &Path, kernel: &Path, floor: &Path, runs: usize) -> Result<Vec<
             vm.cores = s.cores;
             let mut ready = None;
             let capture = qemu::run_captured(&vm.args(&scratch)?, timeout, None, |line| {
-                ready = qemu::parse_ready(&line.text).map(|r| (r, line.at));
+                ready = qemu::Ready::parse(&line.text).map(|r| (r, line.at));
                 ready.is_some()
             })?;
             let Some((r, at)) = ready else {
@@ -620,7 +620,7 @@ mod tests {
 
     #[test]
     fn a_boot_that_lost_a_core_has_no_boot_time() {
-        let ready = qemu::parse_ready("rexo: ready cores=7 mem=255 MiB boot=9000 us").unwrap();
+        let ready = qemu::Ready::parse("rexo: ready cores=7 mem=255 MiB boot=9000 us").unwrap();
         let error = boot_time(&ready, 8).unwrap_err();
         assert!(error.contains("cores=7 on a machine of 8 cores"), "{error}");
         assert_eq!(boot_time(&ready, 7), Ok(9000));

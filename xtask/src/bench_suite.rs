@@ -1442,7 +1442,7 @@ fn noise_figures(cores: &[CoreNoise]) -> Vec<(String, f64)> {
 fn read_rexo_noise(capture: &qemu::Capture) -> Result<Vec<(String, f64)>> {
     let ready = capture
         .serial()
-        .find(|l| qemu::parse_ready(&l.text).is_some())
+        .find(|l| qemu::Ready::parse(&l.text).is_some())
         .ok_or("Rexo printed no ready line")?
         .at;
     let (cores, memory) = read_noise(capture.serial().map(|l| l.text.as_str()))?;

@@ -370,7 +370,7 @@ fn parse_kernel_run<'a>(lines: impl Iterator<Item = (Duration, &'a str)>) -> Ker
         let line = line.trim();
         if line.contains("rexo: tests done") {
             run.done = true;
-        } else if qemu::parse_ready(line).is_some() {
+        } else if qemu::Ready::parse(line).is_some() {
             mark = at;
         } else if let Some((name, result)) = line
             .strip_prefix("test ")
@@ -536,7 +536,7 @@ impl Checker {
 
     fn feed(&mut self, line: &str) {
         let lower = line.to_lowercase();
-        if qemu::parse_ready(line).is_some() {
+        if qemu::Ready::parse(line).is_some() {
             self.last_ready = Some(line.to_string());
         }
         for i in 0..self.checks.len() {
@@ -545,7 +545,7 @@ impl Checker {
                     cores,
                     mem_min,
                     mem_max,
-                } => qemu::parse_ready(line).is_some_and(|r| {
+                } => qemu::Ready::parse(line).is_some_and(|r| {
                     Some(r.cores) == self.cores(cores) && (mem_min..=mem_max).contains(&r.mem_mib)
                 }),
                 Check::Has(text) | Check::Count(text, _) | Check::Lacks(text) => {

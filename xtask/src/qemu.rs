@@ -534,7 +534,7 @@ fn run_core(
                     let tag = if line.stderr { "qemu: " } else { "" };
                     let _ = writeln!(file, "{tag}{}", line.text);
                 }
-                if !line.stderr && parse_ready(&line.text).is_some() {
+                if !line.stderr && Ready::parse(&line.text).is_some() {
                     let _ = ready_tx.send(());
                 }
                 let done = !line.stderr && hook(&line, &mut steer);
@@ -610,36 +610,8 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<Option<i32>> {
     }
 }
 
-/// The parsed ready line `rexo: ready cores=N mem=M MiB boot=T us`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ready {
-    /// Cores running.
-    pub cores: u32,
-    /// Usable memory in MiB.
-    pub mem_mib: u64,
-    /// Microseconds from the kernel's first instruction to ready.
-    pub boot_us: u64,
-}
-
-/// Parses the ready line out of `line` (anywhere in it), if it is one.
-pub fn parse_ready(line: &str) -> Option<Ready> {
-    let rest = &line[line.find("rexo: ready ")? + "rexo: ready ".len()..];
-    let mut words = rest.split_whitespace();
-    let cores = words.next()?.strip_prefix("cores=")?.parse().ok()?;
-    let mem_mib = words.next()?.strip_prefix("mem=")?.parse().ok()?;
-    if words.next()? != "MiB" {
-        return None;
-    }
-    let boot_us = words.next()?.strip_prefix("boot=")?.parse().ok()?;
-    if words.next()? != "us" {
-        return None;
-    }
-    Some(Ready {
-        cores,
-        mem_mib,
-        boot_us,
-    })
-}
+/// The parsed ready line (its format is `rexo-readyline`'s, shared with the kernel).
+pub use rexo_readyline::Ready;
 
 /// Whether `/dev/kvm` can be opened for reading and writing.
 fn kvm_opens() -> std::result::Result<(), String> {
@@ -753,32 +725,6 @@ mod tests {
         assert_eq!(cached_probe(text, "other boot"), None);
         assert_eq!(cached_probe(text, ""), None);
         assert_eq!(cached_probe("abc\nwarp\nx\n", "abc"), None);
-    }
-
-    #[test]
-    fn ready_line() {
-        let line = "[  900 us c0] INFO  rexo: ready cores=8 mem=254 MiB boot=812 us";
-        assert_eq!(
-            parse_ready(line),
-            Some(Ready {
-                cores: 8,
-                mem_mib: 254,
-                boot_us: 812
-            })
-        );
-        assert_eq!(
-            parse_ready("rexo: ready cores=1 mem=60 MiB boot=5 us").map(|r| r.cores),
-            Some(1)
-        );
-    }
-
-    #[test]
-    fn bad_ready_lines() {
-        assert_eq!(parse_ready("rexo: ready"), None);
-        assert_eq!(parse_ready("rexo: ready cores=x mem=1 MiB boot=1 us"), None);
-        assert_eq!(parse_ready("rexo: ready cores=1 mem=1 GiB boot=1 us"), None);
-        assert_eq!(parse_ready("rexo: ready cores=1 mem=1 MiB boot=1 ms"), None);
-        assert_eq!(parse_ready("rexo: tests done passed=3"), None);
     }
 
     #[test]
