@@ -27,7 +27,6 @@ mod sched;
 mod tests;
 mod time;
 
-use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arch::smp;
@@ -48,6 +47,8 @@ static SMP_STARTED: AtomicBool = AtomicBool::new(false);
 static PLANNED_CORES: AtomicUsize = AtomicUsize::new(1);
 /// How many cores run the work loop: 1 until the others have started.
 static CORES: AtomicUsize = AtomicUsize::new(1);
+/// The core index `smp.stall=` stops before its sign of life (`usize::MAX`: none).
+static STALLED_CORE: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// How many cores run the work loop (core indices `0..smp_cores()`).
 pub fn smp_cores() -> usize {
@@ -63,9 +64,14 @@ pub fn smp_started() -> bool {
 struct BootState {
     options: Options<'static>,
     usable_bytes: u64,
-    framebuffer: Option<rexo_bootinfo::Framebuffer>,
-    /// Lines describing the machine, logged after the ready line.
-    report: alloc::string::String,
+    /// What the boot loader handed over, and the command line kept from it.
+    boot: rexo_bootinfo::BootInfo<'static>,
+    cmdline: &'static str,
+    /// The TSC's rate in Hz and how it was found.
+    tsc: (u64, time::TscSource),
+    features: cpu::Features,
+    /// The other cores, started before the boot core's last steps (`None`: no MADT).
+    starting: Option<smp::Starting>,
 }
 
 static BOOT_STATE: spin::Once<BootState> = spin::Once::new();
@@ -151,8 +157,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         "memory: frame allocator ready, {} KiB free",
         mem::frames::free_bytes() >> 10
     );
-    let top =
-        paging::init(map, &features).unwrap_or_else(|e| fatal(format_args!("page tables: {e}")));
+    paging::init(map, &features).unwrap_or_else(|e| fatal(format_args!("page tables: {e}")));
     paging::unmap_page(arch::entry::boot_stack_guard())
         .unwrap_or_else(|e| fatal(format_args!("boot stack guard: {e}")));
     log::debug!("memory: page tables installed");
@@ -164,40 +169,30 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         ))
     });
 
-    // What the boot found, printed after the ready line: writing to the serial port is
-    // the slowest thing a boot does (a VM exit per byte under a hypervisor).
-    let mut report = alloc::format!(
-        "rexo: booted by {} ({:?}), command line '{cmdline}'\n\
-         time: TSC {} MHz ({tsc_source:?})\n\
-         cpu: {} physical address bits, 1 GiB pages {}, x2APIC {}, TSC-deadline timer {}, invariant TSC {}\n\
-         memory: {} MiB usable, identity map up to {} GiB ({} pages), heap {} KiB at start (grows by 512 KiB)\n",
-        boot.loader(),
-        boot.protocol,
-        tsc_hz / 1_000_000,
-        features.phys_bits,
-        yes_no(features.huge_1g),
-        yes_no(features.x2apic),
-        yes_no(features.tsc_deadline),
-        yes_no(features.invariant_tsc),
-        usable >> 20,
-        top >> 30,
-        if features.huge_1g { "1 GiB" } else { "2 MiB" },
-        heap >> 10
+    // This core's local APIC and timer; then the other cores start while this one
+    // writes its report and moves to its guarded stack (docs/boot.md).
+    apic::configure(
+        features.x2apic,
+        acpi.map_or(0xFEE0_0000, |a| a.local_apic_address),
     );
-    for (i, m) in boot.modules().iter().enumerate() {
-        let _ = writeln!(
-            report,
-            "module {i}: [{:#x}, {:#x}) '{}'",
-            m.start, m.end, m.cmdline
-        );
-    }
+    apic::disable_legacy_pic();
+    apic::init_local();
+    let bsp_apic_id = apic::id();
+    percpu::install(0, bsp_apic_id);
+    time::init_apic_timer(features.tsc_deadline);
+    STALLED_CORE.store(options.smp_stall.unwrap_or(usize::MAX), Ordering::Relaxed);
+    let starting = start_other_cores(bsp_apic_id, options.cores);
 
     BOOT_STATE.call_once(|| BootState {
         options,
         usable_bytes: usable,
-        framebuffer: boot.framebuffer,
-        report,
+        boot,
+        cmdline,
+        tsc: (tsc_hz, tsc_source),
+        features,
+        starting,
     });
+    let boot = &BOOT_STATE.get().expect("set just now").boot;
     baremetal::set_modules(boot.modules());
     let stack = mem::stacks::allocate(STACK_BYTES)
         .unwrap_or_else(|e| fatal(format_args!("boot core stack: {e}")));
@@ -210,22 +205,11 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
 /// The rest of the boot core's start, on its guarded stack.
 extern "C" fn boot_core_on_its_stack() -> ! {
     let state = BOOT_STATE.get().expect("set before the stack switch");
-    let features = cpu::Features::read();
     arch::load_core_tables(0);
-    let acpi = platform::acpi();
-    apic::configure(
-        features.x2apic,
-        acpi.map_or(0xFEE0_0000, |a| a.local_apic_address),
-    );
-    apic::disable_legacy_pic();
-    apic::init_local();
-    let bsp_apic_id = apic::id();
-    percpu::install(0, bsp_apic_id);
-    if let Some(acpi) = acpi {
+    if let Some(acpi) = platform::acpi() {
         platform::io_apics(acpi).for_each(|io| io.mask_all());
     }
-    time::init_apic_timer(features.tsc_deadline);
-    if let Some(fb) = state.framebuffer.as_ref() {
+    if let Some(fb) = state.boot.framebuffer.as_ref() {
         match console::framebuffer::init(fb) {
             Ok((columns, rows)) => log::info!(
                 "console: framebuffer {}x{}x{} ({columns}x{rows} text)",
@@ -237,12 +221,13 @@ extern "C" fn boot_core_on_its_stack() -> ! {
         }
     }
 
-    let cores = start_other_cores(bsp_apic_id, state.options.cores);
-    let boot_us = time::micros_since_boot();
-    kprintln!(
-        "rexo: ready cores={cores} mem={} MiB boot={boot_us} us",
-        state.usable_bytes >> 20
-    );
+    let cores = await_other_cores(state.starting.as_ref());
+    let ready = rexo_readyline::Ready {
+        cores: cores as u32,
+        mem_mib: state.usable_bytes >> 20,
+        boot_us: time::micros_since_boot(),
+    };
+    console::write_str(ready.text().as_str());
     // Only apps use capabilities: the table is made once the machine is up.
     caps::init();
     c_abi::register();
@@ -250,9 +235,7 @@ extern "C" fn boot_core_on_its_stack() -> ! {
     // core's work loop do (a timer an app arms, a revocation deadline, must be able to
     // fire even on a machine with one core).
     cpu::enable_interrupts();
-    for line in state.report.lines() {
-        log::info!("{line}");
-    }
+    log_boot_report(state);
 
     if let Some(filter) = state.options.test {
         ktest::run(filter, state.options.test_after);
@@ -305,41 +288,27 @@ fn run_manifest(manifest: &rexo_cmdline::Manifest<'_>, cores: usize) -> ! {
     power::exit_success()
 }
 
-/// Starts the application processors listed in the MADT; returns how many cores run.
-fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> usize {
+/// Starts the application processors listed in the MADT, without waiting for them
+/// ([`await_other_cores`]).
+fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> Option<smp::Starting> {
     let Some(acpi) = platform::acpi() else {
         sched::init(1);
-        return 1;
+        return None;
     };
-    let mut targets = [0u32; percpu::MAX_CORES];
-    let mut count = 0;
-    let mut present = 1;
-    for lapic in acpi
+    let others = acpi
         .local_apics()
         .iter()
-        .filter(|l| l.enabled && l.apic_id != bsp_apic_id)
-    {
-        present += 1;
-        if count + 1 < percpu::MAX_CORES && limit.is_none_or(|n| count + 1 < n) {
-            targets[count] = lapic.apic_id;
-            count += 1;
+        .filter(move |l| l.enabled && l.apic_id != bsp_apic_id);
+    let present = others.clone().count() + 1;
+    let planned = present.min(limit.unwrap_or(percpu::MAX_CORES).min(percpu::MAX_CORES));
+    let most = percpu::MAX_CORES;
+    match limit {
+        _ if present <= planned => {}
+        Some(n) if n < most => {
+            log::info!("smp: {present} cores present, using {planned} (cores={n})")
         }
+        _ => log::warn!("smp: {present} cores present, Rexo supports {most}: using {planned}"),
     }
-    if present > count + 1 {
-        match limit {
-            Some(n) if n < percpu::MAX_CORES => log::info!(
-                "smp: {present} cores present, using {} (cores={n})",
-                count + 1
-            ),
-            _ => log::warn!(
-                "smp: {present} cores present, Rexo supports {}: using {}",
-                percpu::MAX_CORES,
-                count + 1
-            ),
-        }
-    }
-    let targets = &targets[..count];
-    let planned = count + 1;
     sched::init(planned);
     let mut stack_tops = [0u64; percpu::MAX_CORES];
     for (index, top) in stack_tops.iter_mut().enumerate().take(planned).skip(1) {
@@ -352,14 +321,18 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> usize {
     }
     PLANNED_CORES.store(planned, Ordering::Release);
     SMP_STARTED.store(true, Ordering::Release);
-    let started_at = time::now_ns();
     smp::prepare(&stack_tops[..planned], ap_entry);
-    let answered = smp::start_cores(targets, CORE_START_TIMEOUT_US);
-    log::debug!(
-        "smp: {answered} of {} cores answered in {} us",
-        targets.len(),
-        (time::now_ns() - started_at) / 1000
-    );
+    let targets = others.take(planned - 1).map(|l| l.apic_id);
+    Some(smp::start_cores(targets, CORE_START_TIMEOUT_US))
+}
+
+/// Waits for the cores [`start_other_cores`] started; returns how many run the work loop.
+fn await_other_cores(starting: Option<&smp::Starting>) -> usize {
+    let Some(starting) = starting else {
+        return 1;
+    };
+    let planned = PLANNED_CORES.load(Ordering::Acquire);
+    let answered = starting.wait();
     while smp::running() < answered + 1 {
         cpu::pause();
     }
@@ -381,9 +354,10 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> usize {
 /// its ticket (= core index).
 extern "C" fn ap_entry(ticket: u64) -> ! {
     let index = ticket as usize;
-    let stall = BOOT_STATE.get().and_then(|state| state.options.smp_stall);
     // (The plan never exceeds MAX_CORES, so no index past the per-core data goes on.)
-    if index >= PLANNED_CORES.load(Ordering::Acquire) || stall == Some(index) {
+    if index >= PLANNED_CORES.load(Ordering::Acquire)
+        || index == STALLED_CORE.load(Ordering::Relaxed)
+    {
         cpu::halt_forever();
     }
     percpu::install(index, apic::id_from_cpuid());
@@ -397,6 +371,38 @@ extern "C" fn ap_entry(ticket: u64) -> ! {
         cpu::halt_forever();
     }
     sched::run(index)
+}
+
+/// Logs what the boot found. After the ready line: writing to the serial port is the
+/// slowest thing a boot does (a VM exit per byte under a hypervisor), and under emulation
+/// the first formatted text pays for translating `core::fmt` (docs/boot.md).
+fn log_boot_report(state: &BootState) {
+    let (boot, features, usable) = (&state.boot, &state.features, state.usable_bytes);
+    let (loader, protocol, cmdline) = (boot.loader(), boot.protocol, state.cmdline);
+    log::info!("rexo: booted by {loader} ({protocol:?}), command line '{cmdline}'");
+    log::info!(
+        "time: TSC {} MHz ({:?})",
+        state.tsc.0 / 1_000_000,
+        state.tsc.1
+    );
+    log::info!(
+        "cpu: {} physical address bits, 1 GiB pages {}, x2APIC {}, TSC-deadline timer {}, invariant TSC {}",
+        features.phys_bits,
+        yes_no(features.huge_1g),
+        yes_no(features.x2apic),
+        yes_no(features.tsc_deadline),
+        yes_no(features.invariant_tsc),
+    );
+    log::info!(
+        "memory: {} MiB usable, identity map up to {} GiB ({} pages), heap {} KiB at start (grows by 512 KiB)",
+        usable >> 20,
+        paging::mapped_top() >> 30,
+        if features.huge_1g { "1 GiB" } else { "2 MiB" },
+        mem::heap::size_for(usable) >> 10
+    );
+    for (i, m) in boot.modules().iter().enumerate() {
+        log::info!("module {i}: [{:#x}, {:#x}) '{}'", m.start, m.end, m.cmdline);
+    }
 }
 
 fn yes_no(flag: bool) -> &'static str {

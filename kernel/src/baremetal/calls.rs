@@ -191,7 +191,10 @@ pub fn reset() {
 /// Framebuffer facts (0x20 address, 0x21 X, 0x22 Y, 0x23 pixels per line, 0x24 bits
 /// per pixel), all 0 without a framebuffer.
 fn screen(function: u64) -> u64 {
-    let Some(fb) = crate::BOOT_STATE.get().and_then(|state| state.framebuffer) else {
+    let Some(fb) = crate::BOOT_STATE
+        .get()
+        .and_then(|state| state.boot.framebuffer)
+    else {
         return 0;
     };
     let bytes_per_pixel = u64::from(fb.bpp).div_ceil(8).max(1);

@@ -32,14 +32,25 @@ impl Write for Consoles {
 
 /// Writes formatted text to every console, atomically with respect to other cores.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
+    // App code can run in here (its `Display` implementations format the text).
+    write_with(|consoles| consoles.write_fmt(args));
+}
+
+/// Writes `text` to every console as [`write_fmt`] does, without `core::fmt` (the
+/// ready line: under emulation the formatting code costs its translation the first time
+/// it runs).
+pub fn write_str(text: &str) {
+    write_with(|consoles| consoles.write_str(text));
+}
+
+fn write_with(write: impl FnOnce(&mut Consoles) -> fmt::Result) {
     if CRASHING.load(Ordering::Relaxed) {
-        let _ = Consoles.write_fmt(args);
+        let _ = write(&mut Consoles);
         return;
     }
     let _guard = CONSOLE_LOCK.lock();
     HOLDER.store(crate::arch::percpu::core_index(), Ordering::Relaxed);
-    // App code can run in here (its `Display` implementations format the text).
-    let _ = Consoles.write_fmt(args);
+    let _ = write(&mut Consoles);
     HOLDER.store(usize::MAX, Ordering::Relaxed);
 }
 

@@ -108,9 +108,9 @@ fn caching_of(map: &MemoryMap, start: u64, end: u64) -> Caching {
     }
 }
 
-/// Builds the identity map for `map` and switches this core to it. Returns the top of
-/// the mapped range.
-pub fn init(map: &MemoryMap, features: &Features) -> Result<u64, PagingError> {
+/// Builds the identity map for `map` and switches this core to it (its top:
+/// [`mapped_top`]).
+pub fn init(map: &MemoryMap, features: &Features) -> Result<(), PagingError> {
     let _guard = LOCK.lock();
     PHYS_LIMIT.store(1u64 << features.phys_bits.min(52), Ordering::Relaxed);
     let top = map.ram_top().max(GIB4).next_multiple_of(GIB1);
@@ -148,7 +148,7 @@ pub fn init(map: &MemoryMap, features: &Features) -> Result<u64, PagingError> {
     // and all RAM) at the same addresses as the boot tables did.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
     INSTALLED.store(true, Ordering::Release);
-    Ok(top)
+    Ok(())
 }
 
 /// Loads the kernel's page tables on an application processor.

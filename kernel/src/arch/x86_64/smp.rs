@@ -172,50 +172,85 @@ pub fn prepare(stack_tops: &[u64], entry: extern "C" fn(u64) -> !) {
     install_trampoline(entry);
 }
 
-/// Starts the cores with APIC ids `targets`, waiting at most `timeout_us` for all of them.
-/// Returns how many answered.
-pub fn start_cores(targets: &[u32], timeout_us: u64) -> usize {
-    let page = (TRAMPOLINE >> 12) as u8;
-    let expected = RUNNING.load(Ordering::Acquire) + targets.len();
-    EXPECTED.store(expected, Ordering::Release);
+/// Cores sent their start-up IPIs by [`start_cores`]; [`Starting::wait`] waits for them.
+pub struct Starting {
+    /// The started cores' APIC ids (the first `count`).
+    targets: [u32; MAX_CORES],
+    count: usize,
+    /// When the start-up IPIs went out (monotonic nanoseconds).
+    sent_ns: u64,
+    /// How long to wait for every core's sign of life.
+    timeout_us: u64,
+}
+
+/// Sends INIT and a start-up IPI to the cores with APIC ids `targets` (at most
+/// [`MAX_CORES`] - 1 of them) and returns at once: they start while the boot core goes on.
+pub fn start_cores(targets: impl Iterator<Item = u32>, timeout_us: u64) -> Starting {
+    let mut starting = Starting {
+        targets: [0; MAX_CORES],
+        count: 0,
+        sent_ns: 0,
+        timeout_us,
+    };
+    for (slot, id) in starting.targets.iter_mut().zip(targets) {
+        *slot = id;
+        starting.count += 1;
+    }
+    let targets = &starting.targets[..starting.count];
+    EXPECTED.store(
+        RUNNING.load(Ordering::Acquire) + targets.len(),
+        Ordering::Release,
+    );
     for &id in targets {
         apic::send_ipi(id, Ipi::Init);
     }
     for &id in targets {
-        apic::send_ipi(id, Ipi::Startup(page));
+        apic::send_ipi(id, Ipi::Startup((TRAMPOLINE >> 12) as u8));
     }
-    let started = |id: u32| ALIVE.iter().any(|a| a.load(Ordering::Acquire) == id + 1);
-    // A second start-up IPI for cores that have not answered after 200 us (Intel's
-    // protocol); then wait for every core's own sign of life up to the timeout.
-    let resend_at = crate::time::tsc_after_micros(200);
-    let deadline = crate::time::tsc_after_micros(timeout_us);
-    let mut resent = false;
-    loop {
-        let answered = targets.iter().filter(|&&id| started(id)).count();
-        if answered == targets.len() {
-            return answered;
-        }
-        let now = super::cpu::rdtsc();
-        if !resent && now >= resend_at {
-            for &id in targets.iter().filter(|&&id| !started(id)) {
-                apic::send_ipi(id, Ipi::Startup(page));
+    starting.sent_ns = crate::time::now_ns();
+    starting
+}
+
+impl Starting {
+    /// Waits for the started cores' own signs of life, up to the time-out counted from
+    /// their start-up IPIs, re-sending that IPI to a core that has not answered after
+    /// 200 us (Intel's protocol). Returns how many answered.
+    pub fn wait(&self) -> usize {
+        let targets = &self.targets[..self.count];
+        let started = |id: u32| ALIVE.iter().any(|a| a.load(Ordering::Acquire) == id + 1);
+        let resend_at = crate::time::tsc_at_ns(self.sent_ns + 200_000);
+        let deadline = crate::time::tsc_at_ns(self.sent_ns + self.timeout_us * 1000);
+        let mut resent = false;
+        loop {
+            let answered = targets.iter().filter(|&&id| started(id)).count();
+            let now = super::cpu::rdtsc();
+            if answered == targets.len() {
+                let us = (crate::time::now_ns() - self.sent_ns) / 1000;
+                log::debug!("smp: {answered} cores answered {us} us after their start-up IPIs");
+                return answered;
             }
-            resent = true;
-        }
-        if now >= deadline {
-            for &id in targets.iter().filter(|&&id| !started(id)) {
-                log::error!("smp: core with APIC id {id} did not start within {timeout_us} us");
+            if !resent && now >= resend_at {
+                for &id in targets.iter().filter(|&&id| !started(id)) {
+                    apic::send_ipi(id, Ipi::Startup((TRAMPOLINE >> 12) as u8));
+                }
+                resent = true;
             }
-            return answered;
+            if now >= deadline {
+                for &id in targets.iter().filter(|&&id| !started(id)) {
+                    let timeout = self.timeout_us;
+                    log::error!("smp: core with APIC id {id} did not start within {timeout} us");
+                }
+                return answered;
+            }
+            // Halt rather than spin: under emulation the starting cores need the host's
+            // CPUs. The last core's sign of life comes with a wake-up IPI; the timer only
+            // bounds the nap by the next thing to do (the second start-up IPI, or the
+            // time-out). A nap, which remembers a wake-up IPI taken after the count above:
+            // a plain halt then slept to the time-out (2 s) with every core running.
+            let next = if resent { deadline } else { resend_at };
+            let nap = crate::time::ticks_to_ns(next.saturating_sub(super::cpu::rdtsc()));
+            crate::time::nap_until(crate::time::now_ns() + nap);
         }
-        // Halt rather than spin: under emulation the starting cores need the host's CPUs.
-        // The last core's sign of life comes with a wake-up IPI; the timer only bounds the nap
-        // by the next thing to do (the second start-up IPI, or the time-out). A nap, which
-        // remembers a wake-up IPI taken after the count above: a plain halt then slept to
-        // the time-out (2 s) with every core running.
-        let next = if resent { deadline } else { resend_at };
-        let nap = crate::time::ticks_to_ns(next.saturating_sub(super::cpu::rdtsc()));
-        crate::time::nap_until(crate::time::now_ns() + nap);
     }
 }
 
