@@ -214,7 +214,8 @@ pub struct Options<'a> {
     pub crash: Option<Crash>,
     /// Run this benchmark instead of the app (`bench=`).
     pub bench: Option<Bench>,
-    /// The core that takes this index (1..=[`MAX_CORES`]) as it starts stops before its
+    /// The core that takes this index (1..[`MAX_CORES`]; core 0 is the boot core, which does
+    /// not start this way) as it starts stops before its
     /// sign of life, as a core that dies while starting (`smp.stall=`): the bad-input test
     /// of the kernel's time-out.
     pub smp_stall: Option<usize>,
@@ -534,7 +535,7 @@ const APP_VALUES: &str = "an app name (letters, digits, '-', '_')";
 const APPS_VALUES: &str = "NAME:CORES:MEMORY[,NAME:CORES:MEMORY...] (hello:0-1:16M)";
 const CORES_VALUES: &str = "a decimal number from 1 to 64";
 const TEST_AFTER_VALUES: &str = "a test name";
-const STALL_VALUES: &str = "a core index from 1 to 64";
+const STALL_VALUES: &str = "a core index from 1 to 63";
 const CRASH_VALUES: &str = "one of pagefault, divide, panic, stackoverflow, panic-other-core";
 const BENCH_VALUES: &str = "api";
 const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER[,DNS]]: a host address, a prefix of 1 to 32 bits, a router, a DNS server (10.0.2.15/24,10.0.2.2,10.0.2.3)";
@@ -614,7 +615,17 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
                     expected: CRASH_VALUES,
                 })?);
             }
-            "smp.stall" => options.smp_stall = Some(core_number(STALL_VALUES)?),
+            "smp.stall" => {
+                // An index, not a count: the last core's is MAX_CORES - 1.
+                let index = core_number(STALL_VALUES)?;
+                if index == MAX_CORES {
+                    return Err(CmdlineError::BadValue {
+                        word,
+                        expected: STALL_VALUES,
+                    });
+                }
+                options.smp_stall = Some(index);
+            }
             _ => {
                 // The only key left in KEYS.
                 let value = need(BENCH_VALUES)?;
@@ -847,6 +858,24 @@ mod tests {
                 "{word}"
             );
         }
+    }
+
+    #[test]
+    fn stall_takes_a_core_index() {
+        assert_eq!(parse("smp.stall=1").unwrap().smp_stall, Some(1));
+        assert_eq!(parse("smp.stall=63").unwrap().smp_stall, Some(63));
+        for word in ["smp.stall=0", "smp.stall=64", "smp.stall=65", "smp.stall=x"] {
+            assert_eq!(
+                parse(word),
+                Err(CmdlineError::BadValue {
+                    word,
+                    expected: STALL_VALUES
+                }),
+                "{word}"
+            );
+        }
+        let message = parse("smp.stall=64").unwrap_err().to_string();
+        assert!(message.contains("1 to 63"), "{message}");
     }
 
     #[test]
