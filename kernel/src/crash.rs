@@ -33,18 +33,21 @@ pub(crate) fn symbols() -> Option<rexo_symtab::SymbolTable<'static>> {
     rexo_symtab::SymbolTable::parse(bytes).ok()
 }
 
-/// Whether `[addr, addr + 8)` may be read while walking a stack.
-fn readable_stack_word(addr: u64) -> bool {
+/// The stacks a backtrace on this core may read: its kernel stack, each of its interrupt
+/// stacks, and the boot stack.
+fn readable_stacks() -> [percpu::StackBounds; 2 + crate::arch::gdt::IST_STACKS] {
     let core = percpu::current();
     let boot_top = &raw const rexo_boot_stack_top as u64;
     let boot = percpu::StackBounds {
         bottom: boot_top - crate::arch::entry::BOOT_STACK_BYTES as u64,
         top: boot_top,
     };
-    addr.is_multiple_of(8)
-        && [core.stack(), core.interrupt_stacks(), boot]
-            .iter()
-            .any(|s| s.contains(addr, 16))
+    let ist = core.interrupt_stacks();
+    core::array::from_fn(|i| match i {
+        0 => core.stack(),
+        1 => boot,
+        _ => ist[i - 2],
+    })
 }
 
 fn print_frame(index: usize, addr: u64, table: Option<&rexo_symtab::SymbolTable<'_>>) {
@@ -64,7 +67,7 @@ fn print_frame(index: usize, addr: u64, table: Option<&rexo_symtab::SymbolTable<
 }
 
 /// Prints the backtrace starting at `rip` with frame pointer `rbp`.
-fn print_backtrace(rip: u64, mut rbp: u64) {
+fn print_backtrace(rip: u64, rbp: u64) {
     let table = symbols();
     if table.is_none() {
         kprintln!("backtrace: (no symbol table in this image: build it with `cargo xtask build`)");
@@ -72,25 +75,11 @@ fn print_backtrace(rip: u64, mut rbp: u64) {
         kprintln!("backtrace:");
     }
     print_frame(0, rip, table.as_ref());
-    for index in 1..64 {
-        if rbp == 0 || !readable_stack_word(rbp) {
-            break;
-        }
-        // SAFETY: `rbp` is aligned and lies inside one of this core's mapped stacks.
-        let (next, ret) = unsafe {
-            (
-                core::ptr::read(rbp as *const u64),
-                core::ptr::read((rbp + 8) as *const u64),
-            )
-        };
-        if ret == 0 {
-            break;
-        }
-        print_frame(index, ret, table.as_ref());
-        if next <= rbp {
-            break;
-        }
-        rbp = next;
+    let stacks = readable_stacks();
+    // SAFETY: the walk reads only aligned words inside `stacks`, this core's mapped stacks.
+    let read_word = |addr: u64| unsafe { core::ptr::read(addr as *const u64) };
+    for (index, ret) in rexo_crashreport::return_addresses(rbp, &stacks, read_word).enumerate() {
+        print_frame(index + 1, ret, table.as_ref());
     }
 }
 

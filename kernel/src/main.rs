@@ -196,9 +196,9 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     baremetal::set_modules(boot.modules());
     let stack = mem::stacks::allocate(STACK_BYTES)
         .unwrap_or_else(|e| fatal(format_args!("boot core stack: {e}")));
-    let (ist, ist_region) = mem::stacks::allocate_many::<{ gdt::IST_STACKS }>(IST_BYTES)
+    let ist = mem::stacks::allocate_many::<{ gdt::IST_STACKS }>(IST_BYTES)
         .unwrap_or_else(|e| fatal(format_args!("boot core interrupt stacks: {e}")));
-    percpu::current().set_stacks(stack, &ist, ist_region);
+    percpu::current().set_stacks(stack, &ist);
     cpu::switch_stack(stack.top, boot_core_on_its_stack)
 }
 
@@ -314,9 +314,9 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> Option<smp::Star
     for (index, top) in stack_tops.iter_mut().enumerate().take(planned).skip(1) {
         let stack = mem::stacks::allocate(STACK_BYTES)
             .unwrap_or_else(|e| fatal(format_args!("core {index} stack: {e}")));
-        let (ist, region) = mem::stacks::allocate_many::<{ gdt::IST_STACKS }>(IST_BYTES)
+        let ist = mem::stacks::allocate_many::<{ gdt::IST_STACKS }>(IST_BYTES)
             .unwrap_or_else(|e| fatal(format_args!("core {index} interrupt stacks: {e}")));
-        percpu::core(index).set_stacks(stack, &ist, region);
+        percpu::core(index).set_stacks(stack, &ist);
         *top = stack.top;
     }
     PLANNED_CORES.store(planned, Ordering::Release);

@@ -38,11 +38,9 @@ pub fn allocate(bytes: u64) -> Result<StackBounds, StackError> {
     })
 }
 
-/// Allocates `count` stacks of `bytes` each, every one with its own guard page, and
-/// returns their bounds and the region they span.
-pub fn allocate_many<const N: usize>(
-    bytes: u64,
-) -> Result<([StackBounds; N], StackBounds), StackError> {
+/// Allocates `N` stacks of `bytes` each, every one with its own guard page, and returns
+/// their bounds (the guard pages lie between them: no stack's bounds include one).
+pub fn allocate_many<const N: usize>(bytes: u64) -> Result<[StackBounds; N], StackError> {
     let bytes = bytes.next_multiple_of(PAGE);
     let frames =
         super::frames::allocate((bytes + PAGE) * N as u64, PAGE).map_err(StackError::Frames)?;
@@ -56,11 +54,5 @@ pub fn allocate_many<const N: usize>(
             top: guard + PAGE + bytes,
         };
     }
-    Ok((
-        stacks,
-        StackBounds {
-            bottom: base + PAGE,
-            top: base + (bytes + PAGE) * N as u64,
-        },
-    ))
+    Ok(stacks)
 }

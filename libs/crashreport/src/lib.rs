@@ -1,7 +1,8 @@
 //! The text of Rexo's crash reports, apart from the kernel so that it is tested on the
 //! host: the registers an interrupt saves ([`InterruptFrame`], whose layout the kernel's
 //! entry stubs push), the names of the CPU's exceptions, what a page fault's error code
-//! means, and the register dump.
+//! means, the register dump, and the walk of a frame-pointer chain over the stacks it may
+//! read ([`return_addresses`]).
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -38,6 +39,74 @@ pub struct InterruptFrame {
     pub rflags: u64,
     pub rsp: u64,
     pub ss: u64,
+}
+
+/// The bounds of a stack: `[bottom, top)`. The page below `bottom` is the stack's unmapped
+/// guard page, so nothing below `bottom` may be read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackBounds {
+    /// Lowest usable address (just above the guard page).
+    pub bottom: u64,
+    /// One past the highest usable address; the initial stack pointer.
+    pub top: u64,
+}
+
+impl StackBounds {
+    /// Whether `[addr, addr + len)` lies inside the stack.
+    pub fn contains(&self, addr: u64, len: u64) -> bool {
+        addr >= self.bottom && addr.checked_add(len).is_some_and(|end| end <= self.top)
+    }
+}
+
+/// The most return addresses [`return_addresses`] yields.
+pub const MAX_FRAMES: usize = 63;
+
+/// The return addresses along the frame-pointer chain that starts at `rbp`, innermost
+/// first, at most [`MAX_FRAMES`]. Each frame record (the caller's frame pointer, then the
+/// return address) is read with `read_word` only when it is 8-byte aligned and lies whole
+/// inside one of `stacks` (so never in a guard page between them); the walk stops at the
+/// first record that does not, at a zero return address, and at a frame pointer that does
+/// not climb (a loop or a corrupt chain).
+pub fn return_addresses<'a, R>(
+    rbp: u64,
+    stacks: &'a [StackBounds],
+    read_word: R,
+) -> impl Iterator<Item = u64> + 'a
+where
+    R: FnMut(u64) -> u64 + 'a,
+{
+    FrameChain {
+        rbp,
+        stacks,
+        read_word,
+        left: MAX_FRAMES,
+    }
+}
+
+/// The walk behind [`return_addresses`].
+struct FrameChain<'a, R> {
+    rbp: u64,
+    stacks: &'a [StackBounds],
+    read_word: R,
+    left: usize,
+}
+
+impl<R: FnMut(u64) -> u64> Iterator for FrameChain<'_, R> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        let rbp = self.rbp;
+        let readable =
+            rbp.is_multiple_of(8) && self.stacks.iter().any(|stack| stack.contains(rbp, 16));
+        if self.left == 0 || rbp == 0 || !readable {
+            return None;
+        }
+        let (next, ret) = ((self.read_word)(rbp), (self.read_word)(rbp + 8));
+        // Ends the walk after this frame unless the chain climbs.
+        self.rbp = if next > rbp { next } else { 0 };
+        self.left -= 1;
+        (ret != 0).then_some(ret)
+    }
 }
 
 /// The CPU's exceptions (vectors 0-31), by vector (Intel SDM vol. 3, table 6-1).
@@ -190,6 +259,89 @@ mod tests {
             text(0, 0xdead_0000),
             "read of an unmapped page at 0xdead0000 (address)"
         );
+    }
+
+    /// A core's interrupt stacks as the kernel lays them out: one region of 4 KiB stacks,
+    /// each above its own unmapped guard page.
+    const IST: [StackBounds; 3] = [
+        StackBounds {
+            bottom: 0x11000,
+            top: 0x12000,
+        },
+        StackBounds {
+            bottom: 0x13000,
+            top: 0x14000,
+        },
+        StackBounds {
+            bottom: 0x15000,
+            top: 0x16000,
+        },
+    ];
+
+    /// Walks the chain from `rbp` over `memory` (address, word), panicking on a read of
+    /// any address outside `stacks`.
+    fn walk(rbp: u64, stacks: &[StackBounds], memory: &[(u64, u64)]) -> Vec<u64> {
+        return_addresses(rbp, stacks, |addr| {
+            assert!(
+                stacks.iter().any(|s| s.contains(addr, 8)),
+                "read {addr:#x}, outside the stacks"
+            );
+            memory
+                .iter()
+                .find(|(at, _)| *at == addr)
+                .map_or(0, |(_, word)| *word)
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_chain_is_followed_up_the_stack() {
+        let memory = [
+            (0x11f00, 0x11f80),
+            (0x11f08, 0x20_0100),
+            (0x11f80, 0),
+            (0x11f88, 0x20_0200),
+        ];
+        assert_eq!(walk(0x11f00, &IST, &memory), [0x20_0100, 0x20_0200]);
+        // A zero return address ends it; so does a frame pointer that does not climb.
+        assert_eq!(walk(0x11f80, &IST, &[(0x11f80, 0x11f90)]), []);
+        assert_eq!(
+            walk(0x11f00, &IST, &[(0x11f00, 0x11f00), (0x11f08, 0x20_0100)]),
+            [0x20_0100]
+        );
+        // An unaligned frame pointer or none at all reads nothing.
+        assert_eq!(walk(0x11f04, &IST, &memory), []);
+        assert_eq!(walk(0, &IST, &memory), []);
+    }
+
+    #[test]
+    fn a_frame_in_a_guard_page_is_not_read() {
+        // The guard pages of the second and third stacks lie between the stacks, inside
+        // the region the three span; a frame pointer there must end the walk unread.
+        for rbp in [
+            0x12000, 0x12ff0, 0x14000, 0x14800, 0x10ff8, 0x11ff8, 0x16000,
+        ] {
+            assert_eq!(walk(rbp, &IST, &[]), [], "{rbp:#x}");
+        }
+        // A chain that climbs out of one stack into the guard page above it stops there.
+        let memory = [(0x11ff0, 0x12010), (0x11ff8, 0x20_0100)];
+        assert_eq!(walk(0x11ff0, &IST, &memory), [0x20_0100]);
+    }
+
+    #[test]
+    fn a_looping_chain_stops_after_the_most_frames() {
+        let stack = [StackBounds {
+            bottom: 0x1000,
+            top: 0x100000,
+        }];
+        let frames = return_addresses(0x1000, &stack, |addr| {
+            if addr.is_multiple_of(16) {
+                addr + 16
+            } else {
+                0x20_0000
+            }
+        });
+        assert_eq!(frames.count(), MAX_FRAMES);
     }
 
     #[test]

@@ -11,21 +11,7 @@ use super::gdt::{CoreTables, IST_STACKS};
 /// The most cores Rexo runs. More present cores: the rest stay parked, with a warning.
 pub const MAX_CORES: usize = rexo_cmdline::MAX_CORES;
 
-/// The bounds of a stack: `[bottom, top)`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StackBounds {
-    /// Lowest usable address (just above the guard page).
-    pub bottom: u64,
-    /// One past the highest usable address; the initial stack pointer.
-    pub top: u64,
-}
-
-impl StackBounds {
-    /// Whether `[addr, addr + len)` lies inside the stack.
-    pub fn contains(&self, addr: u64, len: u64) -> bool {
-        addr >= self.bottom && addr.checked_add(len).is_some_and(|end| end <= self.top)
-    }
-}
+pub use rexo_crashreport::StackBounds;
 
 /// One core's kernel data. Fields other than the first two are filled while the core
 /// starts and read (by itself or a crash report) afterwards.
@@ -37,8 +23,7 @@ pub struct CoreData {
     pub apic_id: AtomicU32,
     stack_bottom: AtomicU64,
     stack_top: AtomicU64,
-    ist_bottom: AtomicU64,
-    ist_top: AtomicU64,
+    ist_bottoms: [AtomicU64; IST_STACKS],
     ist_tops: [AtomicU64; IST_STACKS],
     /// The GDT and TSS of this core (written once at start, then owned by the CPU).
     pub tables: CoreTablesCell,
@@ -66,8 +51,7 @@ const EMPTY_CORE: CoreData = CoreData {
     apic_id: AtomicU32::new(0),
     stack_bottom: AtomicU64::new(0),
     stack_top: AtomicU64::new(0),
-    ist_bottom: AtomicU64::new(0),
-    ist_top: AtomicU64::new(0),
+    ist_bottoms: [const { AtomicU64::new(0) }; IST_STACKS],
     ist_tops: [const { AtomicU64::new(0) }; IST_STACKS],
     tables: CoreTablesCell(UnsafeCell::new(CoreTables::EMPTY)),
 };
@@ -106,18 +90,12 @@ pub fn core(index: usize) -> &'static CoreData {
 
 impl CoreData {
     /// Records the core's kernel stack and its interrupt stacks (for backtraces).
-    pub fn set_stacks(
-        &self,
-        stack: StackBounds,
-        ist: &[StackBounds; IST_STACKS],
-        ist_region: StackBounds,
-    ) {
+    pub fn set_stacks(&self, stack: StackBounds, ist: &[StackBounds; IST_STACKS]) {
         self.stack_bottom.store(stack.bottom, Ordering::Relaxed);
         self.stack_top.store(stack.top, Ordering::Relaxed);
-        self.ist_bottom.store(ist_region.bottom, Ordering::Relaxed);
-        self.ist_top.store(ist_region.top, Ordering::Relaxed);
-        for (slot, stack) in self.ist_tops.iter().zip(ist) {
-            slot.store(stack.top, Ordering::Relaxed);
+        for ((bottom, top), stack) in self.ist_bottoms.iter().zip(&self.ist_tops).zip(ist) {
+            bottom.store(stack.bottom, Ordering::Relaxed);
+            top.store(stack.top, Ordering::Relaxed);
         }
     }
 
@@ -134,11 +112,12 @@ impl CoreData {
         }
     }
 
-    /// The region holding the core's interrupt stacks.
-    pub fn interrupt_stacks(&self) -> StackBounds {
-        StackBounds {
-            bottom: self.ist_bottom.load(Ordering::Relaxed),
-            top: self.ist_top.load(Ordering::Relaxed),
-        }
+    /// The core's interrupt stacks, in IST order: each on its own, since the guard pages
+    /// between them are unmapped.
+    pub fn interrupt_stacks(&self) -> [StackBounds; IST_STACKS] {
+        core::array::from_fn(|i| StackBounds {
+            bottom: self.ist_bottoms[i].load(Ordering::Relaxed),
+            top: self.ist_tops[i].load(Ordering::Relaxed),
+        })
     }
 }
