@@ -36,6 +36,10 @@ impl<T: Copy + Default, const N: usize> List<T, N> {
         }
     }
 
+    fn is_full(&self) -> bool {
+        self.len >= N
+    }
+
     fn as_slice(&self) -> &[T] {
         self.items.get(..self.len).unwrap_or(&[])
     }
@@ -281,6 +285,12 @@ pub enum Warning {
     BadS5,
     /// A list was full; later entries were dropped.
     CapacityExceeded(Capacity),
+    /// A second MADT entry (type 0 or 9) for a local APIC ID already listed; the first
+    /// one is kept (starting one processor twice would reset it while it runs).
+    DuplicateLocalApic {
+        /// The APIC ID.
+        apic_id: u32,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -325,6 +335,12 @@ impl fmt::Display for Warning {
             Self::BadXsdt(e) => write!(f, "XSDT unusable ({e}); using the RSDT"),
             Self::BadS5 => write!(f, "DSDT has an undecodable _S5_ package"),
             Self::CapacityExceeded(c) => write!(f, "too many entries: {c:?} list is full"),
+            Self::DuplicateLocalApic { apic_id } => {
+                write!(
+                    f,
+                    "MADT lists local APIC ID {apic_id} twice; the second is ignored"
+                )
+            }
         }
     }
 }
@@ -396,7 +412,9 @@ impl AcpiInfo {
         }
     }
 
-    /// Local APICs in MADT order (entries from both type 0 and type 9).
+    /// Local APICs in MADT order (entries from both type 0 and type 9), one per APIC ID:
+    /// a later entry for an ID already listed is dropped with
+    /// [`Warning::DuplicateLocalApic`].
     pub fn local_apics(&self) -> &[LocalApic] {
         self.local_apics.as_slice()
     }
@@ -488,8 +506,18 @@ impl AcpiInfo {
     }
 
     pub(crate) fn add_local_apic(&mut self, lapic: LocalApic) {
-        if !self.local_apics.push(lapic) {
+        if self.local_apics.is_full() {
             self.warn(Warning::CapacityExceeded(Capacity::LocalApics));
+        } else if self
+            .local_apics()
+            .iter()
+            .any(|l| l.apic_id == lapic.apic_id)
+        {
+            self.warn(Warning::DuplicateLocalApic {
+                apic_id: lapic.apic_id,
+            });
+        } else {
+            self.local_apics.push(lapic);
         }
     }
 

@@ -323,6 +323,45 @@ fn x2apic_entries_nmis_and_address_override() {
 }
 
 #[test]
+fn a_local_apic_id_listed_twice_is_kept_once() {
+    // The same ID as a second type 0 entry, and again as an x2APIC (type 9) entry: the
+    // kernel would start that processor twice, resetting it while it runs.
+    let mut x2 = vec![9, 16, 0, 0];
+    x2.extend_from_slice(&1u32.to_le_bytes());
+    x2.extend_from_slice(&1u32.to_le_bytes());
+    x2.extend_from_slice(&9u32.to_le_bytes());
+    let madt = table(
+        b"APIC",
+        1,
+        &madt_body(&[
+            lapic(0, 0, 1),
+            lapic(1, 1, 1),
+            lapic(2, 1, 1),
+            x2,
+            lapic(3, 2, 1),
+        ]),
+    );
+    let info = parse(&synthetic(&[madt]), RSDP).unwrap();
+    let listed: Vec<(u32, u32)> = info
+        .local_apics()
+        .iter()
+        .map(|l| (l.apic_id, l.processor_uid))
+        .collect();
+    assert_eq!(
+        listed,
+        [(0, 0), (1, 1), (2, 3)],
+        "the first entry of an ID wins"
+    );
+    let warnings: Vec<Warning> = info.warnings().collect();
+    assert_eq!(warnings, [Warning::DuplicateLocalApic { apic_id: 1 }]);
+    assert!(
+        warnings[0].to_string().contains("ID 1 twice"),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[test]
 fn too_many_entries_are_dropped_with_one_warning() {
     let mut entries: Vec<Vec<u8>> = (0..300u32).map(|i| lapic(i as u8, i as u8, 1)).collect();
     for i in 0..20u8 {
