@@ -246,26 +246,33 @@ struct RequestQueue {
     free: Vec<u16>,
     /// The tag of the next request.
     next_tag: Tag,
+    /// A read the device finished with a used length short of its data fails: on the
+    /// modern interface (legacy devices are known to set the length wrong, so it is
+    /// not read there: spec 2.7.8.2).
+    check_used_len: bool,
 }
 
 impl RequestQueue {
-    /// The request queue on `vq`, with `depth` slots of `buffer` bytes each.
+    /// The request queue on `vq`, with `depth` slots of `buffer` bytes each (DMA memory
+    /// from `platform`); `check_used_len` on the modern interface.
     fn new(
-        function: &DeviceFunction,
+        platform: &'static dyn Platform,
         vq: Virtqueue,
         depth: u16,
         buffer: usize,
+        check_used_len: bool,
     ) -> Result<Self, DeviceError> {
         let data = (0..depth)
-            .map(|_| function.dma(buffer))
+            .map(|_| Dma::new(platform, buffer))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             vq,
-            headers: function.dma(usize::from(depth) * HEADER_STRIDE)?,
+            headers: Dma::new(platform, usize::from(depth) * HEADER_STRIDE)?,
             data,
             slots: vec![Slot::Free; usize::from(depth)],
             free: (0..depth).rev().collect(),
             next_tag: 0,
+            check_used_len,
         })
     }
 
@@ -359,6 +366,18 @@ impl RequestQueue {
             if let Some(Slot::Busy { tag, operation, .. }) = state {
                 let status = self.headers.bytes(slot * HEADER_STRIDE + STATUS_AT, 1)[0];
                 let result = match (status, operation) {
+                    // The data the device wrote, and no byte past it: the rest of the
+                    // slot's buffer still holds an earlier request's (maybe an earlier
+                    // holder's) data (spec 2.7.8.2: nothing past `len` may be assumed).
+                    (S_OK, Operation::Read { .. } | Operation::Identify)
+                        if self.check_used_len && (used.len as usize) < operation.bytes() =>
+                    {
+                        Err(DeviceError::Status {
+                            what: "virtio-blk read (the device wrote fewer bytes than asked; \
+                                   status: the bytes it wrote)",
+                            status: used.len,
+                        })
+                    }
                     (S_OK, Operation::Read { .. } | Operation::Identify) => {
                         Ok(self.data[slot].bytes(0, operation.bytes()))
                     }
@@ -481,9 +500,10 @@ impl VirtioBlk {
             return Err(DeviceError::Unsupported("queues of at least 3 entries"));
         }
         let buffer = (max_sectors * SECTOR) as usize;
+        let modern = transport.is_modern();
         let queues = queues
             .into_iter()
-            .map(|vq| RequestQueue::new(function, vq, depth, buffer))
+            .map(|vq| RequestQueue::new(platform, vq, depth, buffer, modern))
             .collect::<Result<Vec<_>, _>>()?;
         let mut disk = Self {
             capacity,
@@ -662,6 +682,94 @@ impl Drop for VirtioBlk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::{DeviceSide, Doorbell};
+    use rexo_devio::Mmio;
+    use rexo_devio::host::HostPlatform;
+
+    /// A request queue of two 4 KiB slots over host memory, its chains linked, checking
+    /// used lengths when `modern`; the test plays the device.
+    fn queue_on_host(modern: bool) -> RequestQueue {
+        let platform = HostPlatform::leaked();
+        let doorbell = Doorbell::Mmio {
+            window: Mmio::new(vec![0u8; 4].leak()),
+            at: 0,
+            queue: 0,
+        };
+        let vq = Virtqueue::new(platform, 0, 16, doorbell).unwrap();
+        let mut queue = RequestQueue::new(platform, vq, 2, 4096, modern).unwrap();
+        queue.link();
+        queue
+    }
+
+    /// Polls `queue` once: the completions, as (tag, data or error).
+    fn poll_once(queue: &mut RequestQueue) -> Vec<(Tag, Result<Vec<u8>, DeviceError>)> {
+        let mut seen = Vec::new();
+        queue
+            .poll(&|| 0, &mut |tag, result| {
+                seen.push((tag, result.map(<[u8]>::to_vec)))
+            })
+            .unwrap();
+        seen
+    }
+
+    /// Submits a read of `bytes`, and as the device finishes it with status OK after
+    /// writing `written` bytes of `value` and the used length `used_len`: its completion.
+    fn read_finished(
+        queue: &mut RequestQueue,
+        device: &mut DeviceSide,
+        bytes: usize,
+        (written, value): (usize, u8),
+        used_len: u32,
+    ) -> Vec<(Tag, Result<Vec<u8>, DeviceError>)> {
+        let tag = queue
+            .submit(Operation::Read { bytes }, 8, 0, &mut |_| {})
+            .unwrap();
+        assert_eq!(poll_once(queue), [], "published, not finished");
+        let head = device.take(&queue.vq).expect("the read was published");
+        let slot = usize::from(head / CHAIN);
+        queue.data[slot].bytes_mut(0, written).fill(value);
+        queue.headers.write8(slot * HEADER_STRIDE + STATUS_AT, S_OK);
+        device.give_back(&mut queue.vq, head.into(), used_len);
+        let finished = poll_once(queue);
+        assert!(finished.iter().all(|(done, _)| *done == tag));
+        finished
+    }
+
+    #[test]
+    fn a_read_the_device_wrote_short_fails_instead_of_lending_older_bytes() {
+        let mut queue = queue_on_host(true);
+        let mut device = DeviceSide::default();
+        // An earlier request (another holder's, say) left its bytes in every slot.
+        for data in &mut queue.data {
+            data.bytes_mut(0, 4096).fill(0xAA);
+        }
+        // Status OK, but only the status byte written: none of the 1024 data bytes.
+        let short = read_finished(&mut queue, &mut device, 1024, (0, 0), 1);
+        assert!(
+            matches!(short[..], [(_, Err(DeviceError::Status { status: 1, .. }))]),
+            "{short:?}"
+        );
+        // 1000 of them: still short.
+        let short = read_finished(&mut queue, &mut device, 1024, (1000, 0x55), 1001);
+        assert!(matches!(
+            short[..],
+            [(_, Err(DeviceError::Status { status: 1001, .. }))]
+        ));
+        // The data and the status byte: the read completes with what the device wrote.
+        let whole = read_finished(&mut queue, &mut device, 1024, (1024, 0x55), 1025);
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].1, Ok(vec![0x55; 1024]));
+        assert_eq!(queue.free.len(), 2, "every slot back");
+    }
+
+    #[test]
+    fn legacy_used_lengths_are_not_read() {
+        let mut queue = queue_on_host(false);
+        let mut device = DeviceSide::default();
+        let whole = read_finished(&mut queue, &mut device, 512, (512, 0x33), 0);
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].1, Ok(vec![0x33; 512]));
+    }
 
     #[test]
     fn request_limit_respects_size_max() {

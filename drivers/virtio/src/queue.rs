@@ -4,7 +4,7 @@
 //! modern interface accepts too.
 
 use rexo_api::DeviceError;
-use rexo_devio::{DeviceFunction, Dma, Mmio, PortWindow, barrier};
+use rexo_devio::{Dma, Mmio, Platform, PortWindow, barrier};
 
 /// Descriptor flag: the chain goes on at `next`.
 pub const DESC_NEXT: u16 = 1;
@@ -116,16 +116,17 @@ pub struct Virtqueue {
 }
 
 impl Virtqueue {
-    /// Queue `index` of `size` entries (a power of two) in fresh zeroed DMA memory.
+    /// Queue `index` of `size` entries (a power of two) in fresh zeroed DMA memory from
+    /// `platform`.
     pub fn new(
-        function: &DeviceFunction,
+        platform: &'static dyn Platform,
         index: u16,
         size: u16,
         doorbell: Doorbell,
     ) -> Result<Self, DeviceError> {
         let layout = Layout::new(size);
         Ok(Self {
-            ring: function.dma(layout.total)?,
+            ring: Dma::new(platform, layout.total)?,
             layout,
             index,
             size,
@@ -234,6 +235,39 @@ impl Virtqueue {
                 size: u32::from(self.size),
             }),
         }
+    }
+}
+
+/// The device's side of a queue, played by host tests: it takes the heads the driver
+/// published and puts finished chains in the used ring.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct DeviceSide {
+    /// The next available entry to take.
+    next_avail: u16,
+    /// The used index after the chains given back so far.
+    used_idx: u16,
+}
+
+#[cfg(test)]
+impl DeviceSide {
+    /// The next head the driver published on `vq`, if any.
+    pub(crate) fn take(&mut self, vq: &Virtqueue) -> Option<u16> {
+        if vq.ring.read16(vq.layout.avail + 2) == self.next_avail {
+            return None;
+        }
+        let slot = usize::from(self.next_avail & (vq.size - 1));
+        self.next_avail = self.next_avail.wrapping_add(1);
+        Some(vq.ring.read16(vq.layout.avail + 4 + 2 * slot))
+    }
+
+    /// Gives chain `id` back to `vq` with `len` bytes written into it.
+    pub(crate) fn give_back(&mut self, vq: &mut Virtqueue, id: u32, len: u32) {
+        let entry = vq.layout.used + 4 + 8 * usize::from(self.used_idx & (vq.size - 1));
+        vq.ring.write32(entry, id);
+        vq.ring.write32(entry + 4, len);
+        self.used_idx = self.used_idx.wrapping_add(1);
+        vq.ring.write16(vq.layout.used + 2, self.used_idx);
     }
 }
 

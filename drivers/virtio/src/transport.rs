@@ -551,7 +551,7 @@ impl Transport {
                 queue: index,
             },
         };
-        Virtqueue::new(function, index, size, doorbell)
+        Virtqueue::new(function.platform(), index, size, doorbell)
     }
 
     /// Has queue `index` signal through MSI-X table entry `entry` (before the queue is
