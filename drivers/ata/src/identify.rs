@@ -99,7 +99,8 @@ impl Identity {
         if signed_valid(sector_size) && sector_size & SECTOR_SIZE_LONG != 0 {
             let words = u32::from(word(data, LOGICAL_SECTOR_WORDS))
                 | u32::from(word(data, LOGICAL_SECTOR_WORDS + 1)) << 16;
-            if words * 2 != SECTOR_BYTES {
+            // Compared in words: the device's count doubled could wrap (to 512, even).
+            if words != SECTOR_BYTES / 2 {
                 return Err(DeviceError::Unsupported("512-byte logical sectors"));
             }
         }
@@ -195,6 +196,18 @@ mod tests {
             (117, 2048),
         ]);
         assert!(Identity::parse(&big).is_err(), "4 KiB sectors");
+        // 0x8000_0100 words: doubled in 32 bits that wraps to 512 bytes.
+        let wrapping = data(&[
+            (49, CAPABILITY_LBA),
+            (60, 8),
+            (106, 0x4000 | SECTOR_SIZE_LONG),
+            (117, 0x0100),
+            (118, 0x8000),
+        ]);
+        assert_eq!(
+            Identity::parse(&wrapping),
+            Err(DeviceError::Unsupported("512-byte logical sectors"))
+        );
         assert!(Identity::parse(&[0; 100]).is_err());
     }
 
