@@ -350,7 +350,8 @@ pub enum RxVerdict {
 
 /// Judges buffer `fields`; `spanning` says an earlier buffer of the same frame lacked
 /// EOP (the frame is longer than one buffer, so longer than the interface takes) and
-/// is updated for the next buffer.
+/// is updated for the next buffer. A frame longer than [`MAX_FRAME`] (`NetInfo`'s
+/// `max_frame`: a VLAN-tagged one fits the buffer) is dropped too.
 pub fn rx_verdict(fields: RxFields, spanning: &mut bool) -> RxVerdict {
     let part_of_long_frame = *spanning;
     *spanning = fields.status & RX_STATUS_EOP == 0;
@@ -358,7 +359,7 @@ pub fn rx_verdict(fields: RxFields, spanning: &mut bool) -> RxVerdict {
     if part_of_long_frame
         || *spanning
         || fields.errors & RX_ERRORS_FATAL != 0
-        || !(ETHERNET_HEADER..=BUFFER_BYTES).contains(&len)
+        || !(ETHERNET_HEADER..=MAX_FRAME).contains(&len)
     {
         RxVerdict::Drop
     } else {
@@ -629,6 +630,15 @@ mod tests {
         );
         assert_eq!(
             rx_verdict(fields(10, whole, 0), &mut spanning),
+            RxVerdict::Drop
+        );
+        // Longer than max_frame, though in one buffer (a VLAN tag's 4 bytes more).
+        assert_eq!(
+            rx_verdict(fields(1514, whole, 0), &mut spanning),
+            RxVerdict::Deliver(1514)
+        );
+        assert_eq!(
+            rx_verdict(fields(1518, whole, 0), &mut spanning),
             RxVerdict::Drop
         );
         // A frame over two buffers is dropped whole, and the next one is fine.
