@@ -440,11 +440,16 @@ impl NetDevice for Rtl8139 {
                 break; // The chip is still writing it.
             }
             barrier();
-            deliver(self.rx.bytes(self.rx_offset + RX_HEADER, length - CRC));
+            // A frame longer than `max_frame` (the chip takes up to 4 KiB) is skipped:
+            // callers size their copies by it.
+            let frame = length - CRC;
+            if frame <= MAX_FRAME {
+                deliver(self.rx.bytes(self.rx_offset + RX_HEADER, frame));
+                delivered += 1;
+            }
             let next = next_rx_offset(self.rx_offset, length);
             self.rx_unreleased += ring_distance(self.rx_offset, next);
             self.rx_offset = next;
-            delivered += 1;
             if self.rx_offset == self.rx_written || self.rx_unreleased >= RX_RELEASE_BYTES {
                 self.release();
             }
@@ -626,6 +631,59 @@ fn tx_slot_state(summary: u16, slot: usize) -> TxSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rexo_devio::host::HostPlatform;
+
+    /// A started chip whose registers are plain memory (the test plays the chip: CBR is
+    /// where it wrote up to), with its ring and buffers in host memory.
+    fn chip_on_host() -> Rtl8139 {
+        let platform = HostPlatform::leaked();
+        let regs = Mmio::new(vec![0u8; REGISTER_WINDOW].leak());
+        Rtl8139 {
+            regs,
+            platform,
+            mac: [0; 6],
+            rx: Dma::new(platform, RX_BUFFER_BYTES).unwrap(),
+            rx_start: 0,
+            rx_offset: 0,
+            rx_written: 0,
+            rx_unreleased: 0,
+            tx: Dma::new(platform, TX_SLOTS * TX_BUFFER).unwrap(),
+            tx_start: 0,
+            tx_next: 0,
+            tx_in_flight: 0,
+            tx_full_since: None,
+            line: Err(DeviceError::Unsupported("a line on the host")),
+            armed: false,
+        }
+    }
+
+    /// Writes a good packet of a `frame`-byte frame (bytes `fill`) and its CRC at ring
+    /// offset `at`, as the chip does; where the next one goes.
+    fn put_packet(chip: &mut Rtl8139, at: usize, frame: usize, fill: u8) -> usize {
+        let length = frame + CRC;
+        chip.rx
+            .write32(at, (length as u32) << 16 | u32::from(RX_ROK));
+        chip.rx.bytes_mut(at + RX_HEADER, frame).fill(fill);
+        next_rx_offset(at, length)
+    }
+
+    #[test]
+    fn frames_longer_than_max_frame_are_skipped_not_delivered() {
+        let mut chip = chip_on_host();
+        // A 1600-byte frame (the chip keeps up to 4 KiB), then a 1514-byte one.
+        let second = put_packet(&mut chip, 0, 1600, 0xAA);
+        let end = put_packet(&mut chip, second, MAX_FRAME, 0x55);
+        chip.regs.write16(CBR, end as u16);
+        let mut frames = Vec::new();
+        let delivered = chip
+            .receive(0, 8, &mut |frame| frames.push(frame.to_vec()))
+            .unwrap();
+        assert_eq!(delivered, 1);
+        assert_eq!(frames, [vec![0x55; MAX_FRAME]]);
+        // Both went back to the chip (CAPR: the read position less 16).
+        assert_eq!(chip.rx_offset, end);
+        assert_eq!(chip.regs.read16(CAPR), capr_for(end));
+    }
 
     #[test]
     fn mac_is_little_endian_across_the_id_registers() {
