@@ -5,7 +5,8 @@ use core::ptr::NonNull;
 
 /// A window of device memory (a BAR or part of one), identity-mapped and uncached.
 /// Every access is volatile and bounds-checked; an access outside the window or
-/// misaligned is a driver bug and panics with the offset. Copies of a window alias the
+/// misaligned (its address, wherever the window starts) is a driver bug and panics
+/// with the offset: drivers check device-given offsets before making windows of them. Copies of a window alias the
 /// same registers, which is sound: registers are not Rust objects, and no reference to
 /// them is ever made.
 #[derive(Clone, Debug)]
@@ -57,12 +58,16 @@ impl Mmio {
         })
     }
 
-    /// The register address for an access of `width` bytes at `offset`.
+    /// The register address for an access of `width` bytes at `offset`: inside the
+    /// window and aligned in memory (a window may start at any device-given offset, so
+    /// the address, not the offset, is checked).
     fn at(&self, offset: usize, width: usize) -> *mut u8 {
         assert!(
-            offset.is_multiple_of(width)
+            self.phys()
+                .checked_add(offset as u64)
+                .is_some_and(|address| address.is_multiple_of(width as u64))
                 && offset.checked_add(width).is_some_and(|e| e <= self.len),
-            "register {offset:#x} ({width} bytes) outside the {:#x}-byte window at {:#x}",
+            "register {offset:#x} ({width} bytes) misaligned or outside the {:#x}-byte window at {:#x}",
             self.len,
             self.phys()
         );
@@ -162,5 +167,13 @@ mod tests {
     #[should_panic(expected = "outside")]
     fn a_misaligned_access_is_refused() {
         window(64).read32(2);
+    }
+
+    #[test]
+    #[should_panic(expected = "misaligned")]
+    fn an_access_aligned_in_a_misaligned_window_is_refused_too() {
+        // A window at a device-given offset (a virtio capability's, say) of 2: its
+        // register 0 is at an odd address for a 32-bit access.
+        window(64).window(2, 16).unwrap().read32(0);
     }
 }
