@@ -136,14 +136,24 @@ impl VendorCap {
     /// Decodes a capability from its first four dwords (`words[0]` at the capability's
     /// offset): `cap_vndr, cap_next, cap_len, cfg_type`, then `bar, id, padding`, then
     /// `offset`, then `length`. `None` when it is not a virtio structure one can use
-    /// (too short, or a BAR number past 5: reserved, spec 4.1.4).
+    /// (too short, a BAR number past 5: reserved, spec 4.1.4; or a common or device
+    /// configuration offset not 4-byte aligned, or a notification one not 2-byte
+    /// aligned, as 4.1.4.3.1, 4.1.4.6.1 and 4.1.4.4.1 require: their registers would be
+    /// misaligned).
     pub fn decode(words: [u32; 4]) -> Option<Self> {
         let cap_len = (words[0] >> 16) as u8;
+        let cfg_type = (words[0] >> 24) as u8;
         let bar = words[1] as u8;
-        (cap_len >= 16 && bar <= 5).then_some(Self {
-            cfg_type: (words[0] >> 24) as u8,
+        let offset = words[2];
+        let alignment = match cfg_type {
+            CFG_COMMON | CFG_DEVICE => 4,
+            CFG_NOTIFY => 2,
+            _ => 1,
+        };
+        (cap_len >= 16 && bar <= 5 && offset.is_multiple_of(alignment)).then_some(Self {
+            cfg_type,
             bar,
-            offset: words[2],
+            offset,
             length: words[3],
         })
     }
@@ -773,6 +783,15 @@ mod tests {
         // Too short, or a reserved BAR number.
         assert_eq!(VendorCap::decode([0x010C_5009, 4, 0, 0x1000]), None);
         assert_eq!(VendorCap::decode([0x0110_5009, 6, 0, 0x1000]), None);
+        // Common (type 1) and device (type 4) structures 4-byte aligned, the notification
+        // area (type 2) 2-byte aligned: else their registers would be misaligned.
+        assert_eq!(VendorCap::decode([0x0110_5009, 4, 0x2002, 0x38]), None);
+        assert_eq!(VendorCap::decode([0x0410_5009, 4, 0x3001, 0x10]), None);
+        assert_eq!(VendorCap::decode([0x0214_5009, 4, 0x1001, 0x1000]), None);
+        let notify = VendorCap::decode([0x0214_5009, 4, 0x1002, 0x1000]).unwrap();
+        assert_eq!((notify.cfg_type, notify.offset), (CFG_NOTIFY, 0x1002));
+        // The ISR status (type 3) is a byte: any offset.
+        assert!(VendorCap::decode([0x0310_5009, 4, 0x3001, 1]).is_some());
     }
 
     #[test]
