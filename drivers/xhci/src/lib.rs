@@ -301,6 +301,11 @@ impl Xhci {
         if max_slots == 0 || ports == 0 {
             return Err(DeviceError::Unsupported("device slots and root ports"));
         }
+        // The operational registers are dwords (xHCI 5.4): at an unaligned CAPLENGTH
+        // every access to them would be misaligned.
+        if !cap_length.is_multiple_of(4) {
+            return Err(bad("operational registers not dword aligned (CAPLENGTH)"));
+        }
         let op = bar
             .window(cap_length, op::CONFIG + 4)
             .ok_or(bad("too small for the operational registers"))?;
@@ -947,6 +952,43 @@ impl Drop for Xhci {
         );
         if let Err(error) = halted {
             log::warn!("{} xhci: {error}", self.address);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rexo_devio::host::HostPlatform;
+
+    /// Capability registers in plain memory: one slot, one port, doorbells at 0x1000,
+    /// runtime registers at 0x1800, the operational registers at `cap_length`.
+    fn capability_registers(cap_length: u8) -> Mmio {
+        let bar = Mmio::new(vec![0u8; 0x2000].leak());
+        bar.write32(cap::CAPLENGTH, u32::from(cap_length));
+        bar.write32(cap::HCSPARAMS1, 1 << 24 | 1);
+        bar.write32(cap::DBOFF, 0x1000);
+        bar.write32(cap::RTSOFF, 0x1800);
+        bar
+    }
+
+    #[test]
+    fn operational_registers_at_an_unaligned_caplength_are_refused() {
+        let address = Address {
+            segment: 0,
+            bus: 0,
+            device: 3,
+            function: 0,
+        };
+        for cap_length in [0x21, 0x22, 0x23] {
+            let bar = capability_registers(cap_length);
+            assert!(
+                matches!(
+                    Xhci::start(bar, HostPlatform::leaked(), address),
+                    Err(DeviceError::BadBar { index: 0, .. })
+                ),
+                "CAPLENGTH {cap_length:#x}"
+            );
         }
     }
 }
