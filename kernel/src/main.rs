@@ -295,10 +295,18 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> Option<smp::Star
         sched::init(1);
         return None;
     };
+    // An xAPIC's ICR names 8-bit ids: a larger id would reach another core.
+    let reachable = |id: u32| apic::is_x2apic() || id <= 0xFF;
+    for lapic in acpi.local_apics().iter().filter(|l| !reachable(l.apic_id)) {
+        log::warn!(
+            "smp: core with APIC id {} not started: xAPIC mode",
+            lapic.apic_id
+        );
+    }
     let others = acpi
         .local_apics()
         .iter()
-        .filter(move |l| l.enabled && l.apic_id != bsp_apic_id);
+        .filter(move |l| l.enabled && l.apic_id != bsp_apic_id && reachable(l.apic_id));
     let present = others.clone().count() + 1;
     let planned = present.min(limit.unwrap_or(percpu::MAX_CORES).min(percpu::MAX_CORES));
     let most = percpu::MAX_CORES;
