@@ -129,9 +129,10 @@ pub fn exception(frame: &InterruptFrame) {
     finish_report()
 }
 
+/// Whether `addr` is in the guard page of one of this core's stacks (its kernel stack,
+/// the boot stack, an interrupt stack).
 fn guard_page_hit(addr: u64) -> bool {
-    let stack = percpu::current().stack();
-    stack.bottom != 0 && addr < stack.bottom && addr >= stack.bottom - 4096
+    readable_stacks().iter().any(|stack| stack.guard_holds(addr))
 }
 
 fn print_registers(frame: &InterruptFrame, cr2: u64) {

@@ -56,6 +56,12 @@ impl StackBounds {
     pub fn contains(&self, addr: u64, len: u64) -> bool {
         addr >= self.bottom && addr.checked_add(len).is_some_and(|end| end <= self.top)
     }
+
+    /// Whether `addr` lies in the stack's guard page, the 4 KiB page just below it (a
+    /// stack that was never set up, bottom 0, has none).
+    pub fn guard_holds(&self, addr: u64) -> bool {
+        self.bottom != 0 && addr < self.bottom && addr >= self.bottom.saturating_sub(4096)
+    }
 }
 
 /// The most return addresses [`return_addresses`] yields.
@@ -326,6 +332,15 @@ mod tests {
         // A chain that climbs out of one stack into the guard page above it stops there.
         let memory = [(0x11ff0, 0x12010), (0x11ff8, 0x20_0100)];
         assert_eq!(walk(0x11ff0, &IST, &memory), [0x20_0100]);
+    }
+
+    #[test]
+    fn a_guard_page_is_the_page_below_each_stack() {
+        let [first, second, _] = IST;
+        assert!(first.guard_holds(0x10000) && first.guard_holds(0x10fff));
+        assert!(!first.guard_holds(0xffff) && !first.guard_holds(0x11000));
+        assert!(second.guard_holds(0x12000) && !first.guard_holds(0x12000));
+        assert!(!StackBounds::default().guard_holds(0));
     }
 
     #[test]
