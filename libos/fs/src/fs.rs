@@ -296,7 +296,9 @@ impl<D: BlockStore> FileSystem<D> {
     /// at block boundaries into transactions, each committed in turn from the lowest
     /// offset: a crash in the middle leaves a prefix of the write done (each piece
     /// grows the size only as far as it wrote). A write that cannot have the blocks
-    /// it needs returns `NoSpace` before writing anything.
+    /// it needs returns `NoSpace` before writing anything: one cut into several
+    /// transactions first rehearses all of their allocations (its data blocks and the
+    /// overflow extent blocks its extents take) and forgets them.
     pub fn write(&mut self, path: &str, offset: u64, data: &[u8]) -> Result<(), FsError> {
         self.usable()?;
         let names = parse(path)?;
@@ -318,13 +320,13 @@ impl<D: BlockStore> FileSystem<D> {
         }
         let mut done = 0usize;
         let mut piece_blocks = self.journal.capacity().saturating_sub(8).max(1);
+        let pieces = end.div_ceil(BLOCK) - offset / BLOCK;
+        if needed > 0 && pieces > piece_blocks {
+            self.rehearse_write(&names, offset, end, piece_blocks)?;
+        }
         while done < data.len() {
             let at = offset + done as u64;
-            let piece_end = (at / BLOCK)
-                .saturating_add(piece_blocks)
-                .saturating_mul(BLOCK)
-                .min(end);
-            let length = (piece_end - at) as usize;
+            let length = (piece_end(at, piece_blocks, end) - at) as usize;
             let piece = data.get(done..done + length).unwrap_or_default();
             match self.transact(|fs| fs.write_piece(&names, at, piece)) {
                 Ok(()) => done += length,
@@ -869,15 +871,46 @@ impl<D: BlockStore> FileSystem<D> {
         })
     }
 
-    /// One transaction of a write: maps the blocks of `offset..offset + data.len()`
-    /// (allocating the unmapped ones near their neighbours), writes them and grows the
-    /// size.
-    fn write_piece(&mut self, names: &[&str], offset: u64, data: &[u8]) -> Result<(), FsError> {
+    /// Runs the allocations of a write of bytes `offset..end` cut into pieces of
+    /// `piece_blocks` blocks, as [`FileSystem::write_piece`] will make them, in the
+    /// operation in progress, then forgets them: `NoSpace` (before anything is
+    /// committed) if the disk cannot hold the data blocks and the overflow extent
+    /// blocks the file's extents will take.
+    fn rehearse_write(
+        &mut self,
+        names: &[&str],
+        offset: u64,
+        end: u64,
+        piece_blocks: u64,
+    ) -> Result<(), FsError> {
+        self.writable()?;
+        let free_before = self.free_blocks;
+        let mut at = offset;
+        let mut result = Ok(());
+        while at < end && result.is_ok() {
+            let piece_end = piece_end(at, piece_blocks, end);
+            result = self.map_piece(names, at, piece_end).map(|_| ());
+            at = piece_end;
+        }
+        self.store.drop_staged();
+        self.free_blocks = free_before;
+        result
+    }
+
+    /// The mapping half of a piece of a write: maps the blocks of bytes `offset..end`
+    /// (allocating the unmapped ones near their neighbours), grows the size to `end`
+    /// and stages the inode with its extents. Returns the extents before and after, and
+    /// the size before.
+    fn map_piece(
+        &mut self,
+        names: &[&str],
+        offset: u64,
+        end: u64,
+    ) -> Result<(Vec<Extent>, Vec<Extent>, u64), FsError> {
         let found = self.lookup_file(names)?;
         let mut inode = found.inode;
         let (before, _) = self.load_extents(&inode)?;
         let mut extents = before.clone();
-        let end = offset + data.len() as u64;
         let (first, last_end) = (offset / BLOCK, end.div_ceil(BLOCK));
         for (start, count) in unmapped_runs(&extents, first, last_end) {
             let mut logical = start;
@@ -888,6 +921,20 @@ impl<D: BlockStore> FileSystem<D> {
                 logical += got;
             }
         }
+        let old_size = inode.size;
+        inode.size = inode.size.max(end);
+        let goal = self.goal_near(&found.location);
+        self.store_extents(&mut inode, extents.clone(), goal)?;
+        self.write_inode(&found.location, inode)?;
+        Ok((before, extents, old_size))
+    }
+
+    /// One transaction of a write: maps the blocks of `offset..offset + data.len()`
+    /// ([`FileSystem::map_piece`]), writes them and grows the size.
+    fn write_piece(&mut self, names: &[&str], offset: u64, data: &[u8]) -> Result<(), FsError> {
+        let end = offset + data.len() as u64;
+        let (before, extents, old_size) = self.map_piece(names, offset, end)?;
+        let (first, last_end) = (offset / BLOCK, end.div_ceil(BLOCK));
         for logical in first..last_end {
             let Some(physical) = physical_of(&extents, logical) else {
                 return Err(FsError::corrupt(0, "a block just mapped is missing"));
@@ -899,7 +946,7 @@ impl<D: BlockStore> FileSystem<D> {
             {
                 zeroed()
             } else {
-                let small = self.is_small(inode.size);
+                let small = self.is_small(old_size);
                 self.store.read_data(physical, small)?
             };
             let source = data
@@ -912,10 +959,7 @@ impl<D: BlockStore> FileSystem<D> {
             }
             self.store.stage(physical, image);
         }
-        inode.size = inode.size.max(end);
-        let goal = self.goal_near(&found.location);
-        self.store_extents(&mut inode, extents, goal)?;
-        self.write_inode(&found.location, inode)
+        Ok(())
     }
 
     /// Where a new block for logical block `logical` should go: after the block
@@ -962,6 +1006,15 @@ impl<D: BlockStore> FileSystem<D> {
         self.store_extents(&mut inode, extents, goal)?;
         self.write_inode(&found.location, inode)
     }
+}
+
+/// Where the piece of a write from byte `at` ends: `piece_blocks` blocks on from the
+/// block holding `at`, or at the write's `end`.
+fn piece_end(at: u64, piece_blocks: u64, end: u64) -> u64 {
+    (at / BLOCK)
+        .saturating_add(piece_blocks)
+        .saturating_mul(BLOCK)
+        .min(end)
 }
 
 /// Whether `source` may replace `target` (at `path`) in a rename.

@@ -541,6 +541,53 @@ fn a_file_can_fill_the_disk_and_a_full_disk_changes_nothing() {
     fs.check().unwrap();
 }
 
+/// A large write (several transactions) into a disk whose free blocks are just
+/// enough for its data but are all apart, so that its extents need an overflow block
+/// too: `NoSpace` before any piece is written, where it used to leave the first piece
+/// written.
+#[test]
+fn a_large_write_short_of_an_overflow_block_writes_nothing() {
+    let mut fs = fresh(256);
+    let mut count = 0;
+    loop {
+        let path = alloc::format!("/f{count}");
+        fs.create(&path).unwrap();
+        if fs.write(&path, 0, &[1; 4096]) == Err(FsError::NoSpace) {
+            fs.unlink(&path).unwrap();
+            break;
+        }
+        count += 1;
+    }
+    for index in (0..count).step_by(2) {
+        fs.unlink(&alloc::format!("/f{index}")).unwrap();
+    }
+    fs.create("/big").unwrap();
+    let before = snapshot(&mut fs).unwrap();
+    let free = fs.statfs().free_blocks;
+    let piece = fs.journal.capacity() - 8;
+    assert!(
+        free > piece,
+        "{free} free blocks make a write of several pieces"
+    );
+    assert_eq!(
+        fs.write("/big", 0, &vec![7; free as usize * 4096]),
+        Err(FsError::NoSpace)
+    );
+    assert!(snapshot(&mut fs).unwrap() == before, "nothing was written");
+    assert_eq!(fs.statfs().free_blocks, free);
+    fs.check().unwrap();
+    // One block fewer fits: the overflow block takes the last one.
+    fs.write("/big", 0, &vec![7; (free as usize - 1) * 4096])
+        .unwrap();
+    assert_eq!(fs.statfs().free_blocks, 0);
+    let fs = &mut remount(fs);
+    assert_eq!(
+        fs.read_all("/big").unwrap(),
+        vec![7; (free as usize - 1) * 4096]
+    );
+    fs.check().unwrap();
+}
+
 #[test]
 fn a_write_too_big_for_the_free_space_writes_nothing() {
     let mut fs = fresh(256);
