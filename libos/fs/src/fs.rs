@@ -90,11 +90,14 @@ impl<D: BlockStore> FileSystem<D> {
     /// Writes an empty file system (an empty root directory) over the whole disk; the
     /// whole journal is cleared, so nothing an earlier file system left there replays.
     ///
-    /// Not crash-safe: block 0 is cleared first and the superblock written last, so
-    /// an interrupted format leaves a disk that mount refuses as `NotFormatted`.
+    /// Not crash-safe: block 0 is cleared (and flushed) before anything else is
+    /// written and the superblock written last, so an interrupted format leaves the old
+    /// file system untouched or a disk that mount refuses as `NotFormatted`.
     pub fn format(mut disk: D) -> Result<Self, FsError> {
         let layout = Layout::for_disk(disk.blocks())?;
         write_disk(&mut disk, 0, &zeroed())?;
+        // Before the bitmap and journal change under an old superblock still there.
+        flush_disk(&mut disk)?;
         for index in 0..layout.bitmap_blocks {
             let number = layout.bitmap_start + index;
             write_disk(&mut disk, number, &initial_bitmap(&layout, number))?;

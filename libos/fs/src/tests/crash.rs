@@ -17,7 +17,7 @@ use super::property::{Mix, Op, random_op, step};
 use super::{Node, Rng, Snapshot, snapshot};
 use crate::disk::BlockStore;
 use crate::fs::FileSystem;
-use crate::{BLOCK_SIZE, CommitPolicy, MemoryDisk};
+use crate::{BLOCK_SIZE, CommitPolicy, FsError, MemoryDisk};
 
 /// What reached the disk.
 #[derive(Clone, Debug)]
@@ -350,5 +350,48 @@ fn a_new_format_replays_none_of_the_old_file_systems_transactions() {
         names,
         ["/", "/z"],
         "the old file system's transaction 2 replayed"
+    );
+}
+
+/// A crash at any point of a format over a file system (any of the writes since the
+/// last flush lost) leaves the old file system whole or a disk that mount refuses as
+/// `NotFormatted`, until the new one is complete: block 0 is cleared, and that
+/// flushed, before anything else is written. It used to be flushed only with the
+/// bitmap and journal, so a crash could leave the old superblock over a new bitmap,
+/// which mount refused as corrupt.
+#[test]
+fn a_crash_during_a_format_leaves_the_old_file_system_or_an_unformatted_disk() {
+    let mut old = super::ops::fresh(512);
+    old.mkdir("/kept").unwrap();
+    old.create("/kept/file").unwrap();
+    old.write("/kept/file", 0, &[3; 9000]).unwrap();
+    old.sync().unwrap();
+    let old_tree = snapshot(&mut old).unwrap();
+    let base = old.into_disk();
+    let mut recording = Recorder::new(base.clone());
+    let new_tree = snapshot(&mut FileSystem::format(&mut recording).unwrap()).unwrap();
+    let mut rng = Rng::new(7);
+    let (mut unformatted, mut kept) = (0, 0);
+    for_each_crash(
+        &base,
+        &recording.log,
+        &mut rng,
+        true,
+        |cut, crashed| match FileSystem::mount(crashed) {
+            Err(FsError::NotFormatted) => unformatted += 1,
+            Ok(mut fs) => {
+                let tree = snapshot(&mut fs).unwrap();
+                assert!(
+                    tree == old_tree || tree == new_tree,
+                    "cut {cut}: neither the old nor the new tree"
+                );
+                kept += usize::from(tree == old_tree);
+            }
+            Err(error) => panic!("cut {cut}: {error}"),
+        },
+    );
+    assert!(
+        unformatted > 0 && kept > 0,
+        "{unformatted} unformatted, {kept} kept"
     );
 }
