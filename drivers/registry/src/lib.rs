@@ -1285,6 +1285,98 @@ pub(crate) mod tests {
         assert_eq!(xn::check(&state, "app", 5, 1, false), Ok(()));
     }
 
+    /// A disk of `1 << 55` sectors of 512 bytes (2^64 bytes: more than a u64 counts),
+    /// whose last 4 MiB are a memory disk; requests below that are refused.
+    struct Huge(MemoryDisk);
+
+    impl Huge {
+        /// Sectors the disk says it has.
+        const SECTORS: u64 = 1 << 55;
+
+        /// Where sector `lba` is in the memory disk at the end.
+        fn tail(&self, lba: u64) -> Result<u64, DeviceError> {
+            let first = Self::SECTORS - rexo_api::BlockDevice::info(&self.0).sectors;
+            lba.checked_sub(first).ok_or(DeviceError::Unsupported(
+                "sectors before the simulated tail",
+            ))
+        }
+    }
+
+    impl rexo_api::BlockDevice for Huge {
+        fn info(&self) -> rexo_api::BlockInfo {
+            rexo_api::BlockInfo {
+                sectors: Self::SECTORS,
+                ..self.0.info()
+            }
+        }
+        fn submit_read(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            let lba = self.tail(lba)?;
+            self.0.submit_read(queue, lba, sectors)
+        }
+        fn submit_write(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            let lba = self.tail(lba)?;
+            self.0.submit_write(queue, lba, sectors, fill)
+        }
+        fn submit_flush(&mut self, queue: usize) -> Result<rexo_api::Tag, DeviceError> {
+            self.0.submit_flush(queue)
+        }
+        fn poll(
+            &mut self,
+            queue: usize,
+            done: rexo_api::Completion<'_>,
+        ) -> Result<usize, DeviceError> {
+            self.0.poll(queue, done)
+        }
+        fn wake_on_completion(
+            &mut self,
+            queue: usize,
+            core: Option<usize>,
+        ) -> Result<(), DeviceError> {
+            self.0.wake_on_completion(queue, core)
+        }
+        fn abandon_requests(&mut self) {
+            self.0.abandon_requests();
+        }
+    }
+
+    /// A disk whose size in bytes does not fit a u64 is protected by its table: the
+    /// size check before reading the table used to overflow (a wrapped product made
+    /// such a disk look too small for a table, so raw, open to every holder).
+    #[test]
+    fn the_table_of_a_disk_larger_than_a_u64_of_bytes_protects_it() {
+        let mut table = rexo_xn::Table::format(Huge::SECTORS, 512).unwrap();
+        table.allocate("fs", 64).unwrap();
+        let mut tail = MemoryDisk::new();
+        let end = tail.data.len();
+        tail.data[end - rexo_xn::TABLE_BYTES..].copy_from_slice(&table.to_bytes());
+        let registry = registry_with(Found::Block(Box::new(Huge(tail))), "memory");
+        let extents = registry.extents(0, "fs", None).unwrap();
+        assert_eq!(extents, table.entries());
+        let mut other = registry
+            .open(DeviceKind::Block, 0, (1, "kv"))
+            .and_then(OpenDevice::into_block)
+            .unwrap();
+        assert_eq!(
+            other.submit_read(0, 0, 1).err(),
+            Some(DeviceError::Denied {
+                sector: 0,
+                write: false
+            }),
+            "the table, not a raw disk"
+        );
+    }
+
     /// A registry with one device, `found`, driven by `driver`, at PCI address 00:03.0,
     /// leaked so leases may borrow it.
     pub(crate) fn registry_with(found: Found, driver: &'static str) -> &'static Registry {

@@ -46,7 +46,7 @@ fn geometry(disk: &dyn BlockDevice) -> (u64, u64, u64, u32) {
 /// not a disk without a table: the table may be there.
 fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
     let (sectors, size, start, count) = geometry(disk);
-    if sectors * size < 4 * TABLE_BYTES as u64 {
+    if !rexo_xn::holds_a_table(sectors, size) {
         return Ok(Protection::Raw);
     }
     let mut bytes = vec![0u8; TABLE_BYTES];

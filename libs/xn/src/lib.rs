@@ -140,6 +140,12 @@ pub struct Table {
     entries: Vec<Extent>,
 }
 
+/// Whether a disk of `sectors` sectors of `sector_size` bytes is large enough to carry
+/// a table (16 KiB at least); its size in bytes may be more than a u64 counts.
+pub fn holds_a_table(sectors: u64, sector_size: u64) -> bool {
+    sectors.saturating_mul(sector_size) >= 4 * TABLE_BYTES as u64
+}
+
 /// Checks a holder name.
 fn valid_name(name: &str) -> Result<(), XnError> {
     let ok =
@@ -155,7 +161,7 @@ impl Table {
         {
             return Err(XnError::Corrupt("a sector size that does not divide 4 KiB"));
         }
-        if sectors * sector_size < 4 * TABLE_BYTES as u64 {
+        if !holds_a_table(sectors, sector_size) {
             return Err(XnError::TooSmall);
         }
         Ok(Self {

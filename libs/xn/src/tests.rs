@@ -191,3 +191,16 @@ fn access_agrees_with_a_sector_by_sector_model() {
         }
     }
 }
+
+#[test]
+fn a_disk_larger_than_a_u64_of_bytes_holds_a_table() {
+    assert!(!holds_a_table(31, 512));
+    assert!(holds_a_table(32, 512));
+    for (sectors, size) in [(1 << 55, 512), (u64::MAX, 4096)] {
+        assert!(holds_a_table(sectors, size), "{sectors} x {size}");
+        let mut table = Table::format(sectors, size).unwrap();
+        let extent = table.allocate("fs", 64).unwrap();
+        let again = Table::parse(&table.to_bytes(), sectors, size).unwrap();
+        assert_eq!(again.entries(), [extent]);
+    }
+}
