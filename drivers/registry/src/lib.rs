@@ -1285,6 +1285,99 @@ pub(crate) mod tests {
         assert_eq!(xn::check(&state, "app", 5, 1, false), Ok(()));
     }
 
+    /// A memory disk whose requests carry at most 4 sectors (2 KiB, less than the
+    /// table's 4 KiB); larger ones are refused, as drivers refuse them.
+    struct Narrow(MemoryDisk);
+
+    impl Narrow {
+        /// The most sectors a request carries.
+        const MAX_SECTORS: u32 = 4;
+
+        fn fits(sectors: u32) -> Result<(), DeviceError> {
+            if sectors > Self::MAX_SECTORS {
+                return Err(DeviceError::Unsupported("requests over max_sectors"));
+            }
+            Ok(())
+        }
+    }
+
+    impl rexo_api::BlockDevice for Narrow {
+        fn info(&self) -> rexo_api::BlockInfo {
+            rexo_api::BlockInfo {
+                max_sectors: Self::MAX_SECTORS,
+                ..self.0.info()
+            }
+        }
+        fn submit_read(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            Self::fits(sectors)?;
+            self.0.submit_read(queue, lba, sectors)
+        }
+        fn submit_write(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            Self::fits(sectors)?;
+            self.0.submit_write(queue, lba, sectors, fill)
+        }
+        fn submit_flush(&mut self, queue: usize) -> Result<rexo_api::Tag, DeviceError> {
+            self.0.submit_flush(queue)
+        }
+        fn poll(
+            &mut self,
+            queue: usize,
+            done: rexo_api::Completion<'_>,
+        ) -> Result<usize, DeviceError> {
+            self.0.poll(queue, done)
+        }
+        fn wake_on_completion(
+            &mut self,
+            queue: usize,
+            core: Option<usize>,
+        ) -> Result<(), DeviceError> {
+            self.0.wake_on_completion(queue, core)
+        }
+        fn abandon_requests(&mut self) {
+            self.0.abandon_requests();
+        }
+    }
+
+    /// The table is read and written in requests of up to the device's `max_sectors`,
+    /// as the wipe is: it used to be one request of 4 KiB, which such a disk refused,
+    /// so the table could not be made, and a table on it could never be read (the disk
+    /// refused to every app for good).
+    #[test]
+    fn a_disk_with_small_requests_reads_and_writes_its_table() {
+        use rexo_api::ExtentOp;
+        let registry = registry_with(Found::Block(Box::new(Narrow(MemoryDisk::new()))), "memory");
+        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        let granted = registry
+            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
+            .unwrap();
+        // The next boot: the table is read again at the first open.
+        registry.slots[0].state.lock().protection = xn::Protection::Unknown;
+        let mut other = registry
+            .open(DeviceKind::Block, 0, (1, "kv"))
+            .and_then(OpenDevice::into_block)
+            .unwrap();
+        assert_eq!(
+            other.submit_read(0, 0, 1).err(),
+            Some(DeviceError::Denied {
+                sector: 0,
+                write: false
+            })
+        );
+        drop(other);
+        assert_eq!(registry.extents(0, "fs", None).unwrap(), granted);
+    }
+
     /// A disk of `1 << 55` sectors of 512 bytes (2^64 bytes: more than a u64 counts),
     /// whose last 4 MiB are a memory disk; requests below that are refused.
     struct Huge(MemoryDisk);

@@ -5,6 +5,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use rexo_api::{
     ApiError, BlockDevice, DeviceError, DeviceKind, DiskExtent, ExtentOp, Tag, device::wait_for,
@@ -42,24 +43,53 @@ fn geometry(disk: &dyn BlockDevice) -> (u64, u64, u64, u32) {
     )
 }
 
-/// Reads the table of `disk` (idle: nobody holds it). A read that fails is an error,
-/// not a disk without a table: the table may be there.
+/// The requests that move the table's sectors on `disk`: each one's first sector, its
+/// sectors (at most the device's `max_sectors`) and the bytes of the table it holds (a
+/// sector past the table's 4 KiB holds none of them).
+fn table_requests(disk: &dyn BlockDevice) -> Vec<(u64, u32, Range<usize>)> {
+    let (_, size, start, count) = geometry(disk);
+    let most = disk.info().max_sectors.max(1);
+    let bytes = |sectors: u32| {
+        usize::try_from(u64::from(sectors).saturating_mul(size))
+            .unwrap_or(usize::MAX)
+            .min(TABLE_BYTES)
+    };
+    (0..count)
+        .step_by(most as usize)
+        .map(|done| {
+            let sectors = most.min(count - done);
+            (
+                start + u64::from(done),
+                sectors,
+                bytes(done)..bytes(done + sectors),
+            )
+        })
+        .collect()
+}
+
+/// Reads the table of `disk` (idle: nobody holds it), in requests of up to the device's
+/// `max_sectors`. A read that fails is an error, not a disk without a table: the table
+/// may be there.
 fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
-    let (sectors, size, start, count) = geometry(disk);
+    let (sectors, size, _, _) = geometry(disk);
     if !rexo_xn::holds_a_table(sectors, size) {
         return Ok(Protection::Raw);
     }
     let mut bytes = vec![0u8; TABLE_BYTES];
-    let result = disk.submit_read(0, start, count).and_then(|tag| {
-        wait_for(disk, 0, tag, &mut |data| {
-            bytes.copy_from_slice(&data[..TABLE_BYTES])
-        })
-    });
-    if let Err(error) = result {
-        log::warn!(
-            "disk extent table unreadable: {error}: the disk is refused until a read succeeds"
-        );
-        return Err(error);
+    for (lba, sectors, held) in table_requests(disk) {
+        let part = &mut bytes[held];
+        let result = disk.submit_read(0, lba, sectors).and_then(|tag| {
+            wait_for(disk, 0, tag, &mut |data| {
+                let length = part.len().min(data.len());
+                part[..length].copy_from_slice(&data[..length]);
+            })
+        });
+        if let Err(error) = result {
+            log::warn!(
+                "disk extent table unreadable: {error}: the disk is refused until a read succeeds"
+            );
+            return Err(error);
+        }
     }
     Ok(match Table::parse(&bytes, sectors, size) {
         Ok(table) => Protection::Table(table),
@@ -71,15 +101,19 @@ fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
     })
 }
 
-/// Writes `table` to the end of `disk` and flushes.
+/// Writes `table` to the end of `disk` (in requests of up to the device's
+/// `max_sectors`) and flushes.
 fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
-    let (_, _, start, count) = geometry(disk);
     let bytes = table.to_bytes();
-    let tag = disk.submit_write(0, start, count, &mut |buffer| {
-        buffer.fill(0);
-        buffer[..TABLE_BYTES].copy_from_slice(&bytes);
-    })?;
-    wait_for(disk, 0, tag, &mut |_| {})?;
+    for (lba, sectors, held) in table_requests(disk) {
+        let part = &bytes[held];
+        let tag = disk.submit_write(0, lba, sectors, &mut |buffer| {
+            buffer.fill(0);
+            let length = part.len().min(buffer.len());
+            buffer[..length].copy_from_slice(&part[..length]);
+        })?;
+        wait_for(disk, 0, tag, &mut |_| {})?;
+    }
     let tag = disk.submit_flush(0)?;
     wait_for(disk, 0, tag, &mut |_| {})
 }
