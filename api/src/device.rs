@@ -623,9 +623,11 @@ pub trait BlockDevice: Send {
     /// request submitted before it on `queue` has completed and a flush made them
     /// durable, and its completion means it is durable too. Later requests are not held
     /// back by it; ordered writes on a queue run in the order submitted. `fill` writes
-    /// the data, which is copied once (the write starts later). The kernel's block layer
-    /// provides it on every disk it lends (its tags are 2^31 and up; drivers number
-    /// their requests below); a driver's own handle says `Unsupported`.
+    /// the data, which is copied once (the write starts later). A queue holds at most 64
+    /// ordered writes not yet completed: one more is [`DeviceError::QueueFull`] until
+    /// `poll` completes the oldest. The kernel's block layer provides it on every disk
+    /// it lends (its tags are 2^31 and up; drivers number their requests below); a
+    /// driver's own handle says `Unsupported`.
     fn submit_write_ordered(
         &mut self,
         queue: usize,

@@ -400,7 +400,12 @@ impl BlockDevice for Lease {
             return Err(DeviceError::NoSuchQueue(queue));
         }
         self.disk_range((lba, sectors, true), |_| Ok(()))?;
-        let mut data = alloc::vec![0; sectors as usize * info.sector_size as usize];
+        self.ordered.room(queue)?;
+        let bytes = sectors as usize * info.sector_size as usize;
+        let mut data = Vec::new();
+        data.try_reserve_exact(bytes)
+            .map_err(|_| DeviceError::NoMemory)?;
+        data.resize(bytes, 0);
         fill(&mut data);
         Ok(self.ordered.queue_write(queue, lba, sectors, data))
     }

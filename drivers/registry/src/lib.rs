@@ -1285,6 +1285,44 @@ pub(crate) mod tests {
         assert_eq!(xn::check(&state, "app", 5, 1, false), Ok(()));
     }
 
+    /// Ordered writes an app queues without polling are bounded: each holds a copy of
+    /// its data in the kernel's heap (which keeps the frames it grows by), and there was
+    /// no limit, so an app could fill the kernel's memory. Past the bound the queue is
+    /// full until the app polls them to completion.
+    #[test]
+    fn ordered_writes_not_yet_completed_are_bounded_per_queue() {
+        let registry = registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory");
+        let mut disk = registry
+            .open(DeviceKind::Block, 0, (1, "fs"))
+            .and_then(OpenDevice::into_block)
+            .unwrap();
+        let most = disk.info().max_sectors;
+        let mut queued = Vec::new();
+        for index in 0..ordered::MAX_ORDERED_PER_QUEUE as u64 {
+            let tag = disk
+                .submit_write_ordered(0, index * u64::from(most), most, &mut |b| b.fill(1))
+                .unwrap();
+            queued.push(tag);
+        }
+        assert_eq!(
+            disk.submit_write_ordered(0, 0, 1, &mut |b| b.fill(2)).err(),
+            Some(DeviceError::QueueFull)
+        );
+        let mut finished = Vec::new();
+        while finished.len() < queued.len() {
+            disk.poll(0, &mut |tag, result| {
+                assert!(result.is_ok());
+                finished.push(tag);
+            })
+            .unwrap();
+        }
+        assert_eq!(finished, queued, "in the order submitted");
+        let tag = disk
+            .submit_write_ordered(0, 0, 1, &mut |b| b.fill(2))
+            .unwrap();
+        rexo_api::device::wait_for(disk.as_mut(), 0, tag, &mut |_| {}).unwrap();
+    }
+
     /// A memory disk whose requests carry at most 4 sectors (2 KiB, less than the
     /// table's 4 KiB); larger ones are refused, as drivers refuse them.
     struct Narrow(MemoryDisk);

@@ -11,7 +11,8 @@
 //! Ordered writes on a queue run one after the other, in the order submitted.
 //!
 //! The data is copied once, when the write is submitted, because the request reaches
-//! the driver later. Tags from [`FIRST_ORDERED_TAG`] up are the layer's; drivers number
+//! the driver later; a queue holds at most [`MAX_ORDERED_PER_QUEUE`] ordered writes
+//! not yet completed (more are refused with `QueueFull`). Tags from [`FIRST_ORDERED_TAG`] up are the layer's; drivers number
 //! their requests below it.
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -21,6 +22,12 @@ use rexo_api::{BlockDevice, Completion, DeviceError, Tag};
 
 /// The first tag of an ordered write; drivers' tags stay below it.
 pub(crate) const FIRST_ORDERED_TAG: Tag = 1 << 31;
+
+/// The most ordered writes a queue holds not yet completed. Each is a copy of its data
+/// (up to a request's, 64 KiB with Rexo's drivers) in the kernel's heap, which keeps
+/// the frames it grows by: past this, [`DeviceError::QueueFull`] until the app polls
+/// the oldest to completion, so an app cannot fill the kernel's memory with them.
+pub(crate) const MAX_ORDERED_PER_QUEUE: usize = 64;
 
 /// Where an ordered write is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +86,22 @@ impl OrderedWrites {
         self.queues.entry(queue).or_default().in_flight.insert(tag);
     }
 
+    /// Whether `queue` may take one more ordered write: [`DeviceError::QueueFull`] when
+    /// it holds [`MAX_ORDERED_PER_QUEUE`] not yet completed.
+    pub(crate) fn room(&self, queue: usize) -> Result<(), DeviceError> {
+        let held = self
+            .queues
+            .get(&queue)
+            .map_or(0, |state| state.ordered.len());
+        if held >= MAX_ORDERED_PER_QUEUE {
+            return Err(DeviceError::QueueFull);
+        }
+        Ok(())
+    }
+
     /// Queues an ordered write of `data` (whole sectors) at `lba`; its tag. It goes to
-    /// the driver from [`OrderedWrites::poll`].
+    /// the driver from [`OrderedWrites::poll`]. The caller checked its
+    /// [`room`](OrderedWrites::room).
     pub(crate) fn queue_write(
         &mut self,
         queue: usize,
