@@ -626,8 +626,8 @@ pub trait BlockDevice: Send {
     /// the data, which is copied once (the write starts later). A queue holds at most 64
     /// ordered writes not yet completed: one more is [`DeviceError::QueueFull`] until
     /// `poll` completes the oldest. The kernel's block layer provides it on every disk
-    /// it lends (its tags are 2^31 and up; drivers number their requests below); a
-    /// driver's own handle says `Unsupported`.
+    /// it lends (its tags are 2^31 and up; it hands out the other requests' tags below);
+    /// a driver's own handle says `Unsupported`.
     fn submit_write_ordered(
         &mut self,
         queue: usize,

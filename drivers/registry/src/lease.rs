@@ -350,8 +350,7 @@ impl BlockDevice for Lease {
         let tag = self.disk_range((lba, sectors, false), |disk| {
             disk.submit_read(queue, lba, sectors)
         })?;
-        self.ordered.submitted(queue, tag);
-        Ok(tag)
+        Ok(self.ordered.submitted(queue, tag))
     }
 
     fn submit_write(
@@ -366,14 +365,12 @@ impl BlockDevice for Lease {
                 disk.submit_write(queue, lba, sectors, &mut |buffer| app.fill(fill, buffer))
             })
         })?;
-        self.ordered.submitted(queue, tag);
-        Ok(tag)
+        Ok(self.ordered.submitted(queue, tag))
     }
 
     fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
         let tag = self.disk(|disk| disk.submit_flush(queue))?;
-        self.ordered.submitted(queue, tag);
-        Ok(tag)
+        Ok(self.ordered.submitted(queue, tag))
     }
 
     fn submit_write_ordered(

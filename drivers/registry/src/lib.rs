@@ -1323,6 +1323,97 @@ pub(crate) mod tests {
         rexo_api::device::wait_for(disk.as_mut(), 0, tag, &mut |_| {}).unwrap();
     }
 
+    /// A memory disk whose driver numbers its requests from 2^31 up (as a driver that
+    /// counts its tags up does after 2^31 requests).
+    struct HighTags(MemoryDisk);
+
+    impl HighTags {
+        /// What the driver adds to the memory disk's tags (its first is 1).
+        const OFFSET: rexo_api::Tag = (1 << 31) - 1;
+    }
+
+    impl rexo_api::BlockDevice for HighTags {
+        fn info(&self) -> rexo_api::BlockInfo {
+            rexo_api::BlockDevice::info(&self.0)
+        }
+        fn submit_read(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            Ok(self.0.submit_read(queue, lba, sectors)? + Self::OFFSET)
+        }
+        fn submit_write(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            Ok(self.0.submit_write(queue, lba, sectors, fill)? + Self::OFFSET)
+        }
+        fn submit_flush(&mut self, queue: usize) -> Result<rexo_api::Tag, DeviceError> {
+            Ok(self.0.submit_flush(queue)? + Self::OFFSET)
+        }
+        fn poll(
+            &mut self,
+            queue: usize,
+            done: rexo_api::Completion<'_>,
+        ) -> Result<usize, DeviceError> {
+            self.0
+                .poll(queue, &mut |tag, result| done(tag + Self::OFFSET, result))
+        }
+        fn wake_on_completion(
+            &mut self,
+            queue: usize,
+            core: Option<usize>,
+        ) -> Result<(), DeviceError> {
+            self.0.wake_on_completion(queue, core)
+        }
+        fn abandon_requests(&mut self) {
+            self.0.abandon_requests();
+        }
+    }
+
+    /// A driver's tag of 2^31 or more never passes for an ordered write's: the app gets
+    /// driver tags without their top bit. It used to get them as they were, so a write
+    /// submitted before an ordered write could have the ordered write's tag, and its
+    /// completion passed for the ordered write's (durable) one.
+    #[test]
+    fn a_driver_tag_past_2_31_is_not_taken_for_an_ordered_write() {
+        let registry = registry_with(
+            Found::Block(Box::new(HighTags(MemoryDisk::new()))),
+            "memory",
+        );
+        let mut disk = registry
+            .open(DeviceKind::Block, 0, (1, "fs"))
+            .and_then(OpenDevice::into_block)
+            .unwrap();
+        let write = disk.submit_write(0, 2, 1, &mut |b| b.fill(5)).unwrap();
+        let ordered = disk
+            .submit_write_ordered(0, 3, 1, &mut |b| b.fill(6))
+            .unwrap();
+        assert_ne!(write, ordered);
+        let mut finished = Vec::new();
+        while !finished.contains(&ordered) {
+            disk.poll(0, &mut |tag, result| {
+                assert!(result.is_ok());
+                finished.push(tag);
+            })
+            .unwrap();
+        }
+        assert_eq!(finished, [write, ordered]);
+        let read = disk.submit_read(0, 3, 1).unwrap();
+        let mut seen = Vec::new();
+        rexo_api::device::wait_for(disk.as_mut(), 0, read, &mut |data| seen = data.to_vec())
+            .unwrap();
+        assert!(
+            seen.iter().all(|&byte| byte == 6),
+            "the ordered write landed"
+        );
+    }
+
     /// A memory disk whose requests carry at most 4 sectors (2 KiB, less than the
     /// table's 4 KiB); larger ones are refused, as drivers refuse them.
     struct Narrow(MemoryDisk);

@@ -12,8 +12,10 @@
 //!
 //! The data is copied once, when the write is submitted, because the request reaches
 //! the driver later; a queue holds at most [`MAX_ORDERED_PER_QUEUE`] ordered writes
-//! not yet completed (more are refused with `QueueFull`). Tags from [`FIRST_ORDERED_TAG`] up are the layer's; drivers number
-//! their requests below it.
+//! not yet completed (more are refused with `QueueFull`). Tags from
+//! [`FIRST_ORDERED_TAG`] up are the layer's; the app gets a driver's tags without that
+//! bit ([`app_tag`]), so a driver that counts its tags up past 2^31 never hands out an
+//! ordered write's.
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
@@ -22,6 +24,13 @@ use rexo_api::{BlockDevice, Completion, DeviceError, Tag};
 
 /// The first tag of an ordered write; drivers' tags stay below it.
 pub(crate) const FIRST_ORDERED_TAG: Tag = 1 << 31;
+
+/// The tag the app knows a driver's request `tag` by: without the bit that marks the
+/// layer's own (two requests of a driver that counts its tags are 2^31 apart, so no two
+/// in flight at once get the same one).
+pub(crate) fn app_tag(tag: Tag) -> Tag {
+    tag & !FIRST_ORDERED_TAG
+}
 
 /// The most ordered writes a queue holds not yet completed. Each is a copy of its data
 /// (up to a request's, 64 KiB with Rexo's drivers) in the kernel's heap, which keeps
@@ -81,9 +90,12 @@ pub(crate) struct OrderedWrites {
 }
 
 impl OrderedWrites {
-    /// Notes that the app's request `tag` went to the driver on `queue`.
-    pub(crate) fn submitted(&mut self, queue: usize, tag: Tag) {
+    /// Notes that the app's request went to the driver on `queue` as its request `tag`;
+    /// the tag the app knows it by ([`app_tag`]).
+    pub(crate) fn submitted(&mut self, queue: usize, tag: Tag) -> Tag {
+        let tag = app_tag(tag);
         self.queues.entry(queue).or_default().in_flight.insert(tag);
+        tag
     }
 
     /// Whether `queue` may take one more ordered write: [`DeviceError::QueueFull`] when
@@ -144,6 +156,7 @@ impl OrderedWrites {
                 internal = Some(result.map(|_| ()));
                 return;
             }
+            let tag = app_tag(tag);
             state.in_flight.remove(&tag);
             for ordered in &mut state.ordered {
                 ordered.before.remove(&tag);
