@@ -132,7 +132,9 @@ pub fn exception(frame: &InterruptFrame) {
 /// Whether `addr` is in the guard page of one of this core's stacks (its kernel stack,
 /// the boot stack, an interrupt stack).
 fn guard_page_hit(addr: u64) -> bool {
-    readable_stacks().iter().any(|stack| stack.guard_holds(addr))
+    readable_stacks()
+        .iter()
+        .any(|stack| stack.guard_holds(addr))
 }
 
 fn print_registers(frame: &InterruptFrame, cr2: u64) {
