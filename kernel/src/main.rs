@@ -169,8 +169,15 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         ))
     });
 
-    // This core's local APIC and timer; then the other cores start while this one
-    // writes its report and moves to its guarded stack (docs/boot.md).
+    // This core's stacks, tables, local APIC and timer come before the other cores start:
+    // a core that crashes stops the others with an NMI, which this one must be able to
+    // take. Then the other cores start while this one finishes (docs/boot.md).
+    let stack = mem::stacks::allocate(STACK_BYTES)
+        .unwrap_or_else(|e| fatal(format_args!("boot core stack: {e}")));
+    let ist = mem::stacks::allocate_many::<{ gdt::IST_STACKS }>(IST_BYTES)
+        .unwrap_or_else(|e| fatal(format_args!("boot core interrupt stacks: {e}")));
+    percpu::current().set_stacks(stack, &ist);
+    arch::load_core_tables(0);
     apic::configure(
         features.x2apic,
         acpi.map_or(0xFEE0_0000, |a| a.local_apic_address),
@@ -180,6 +187,9 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     let bsp_apic_id = apic::id();
     percpu::install(0, bsp_apic_id);
     time::init_apic_timer(features.tsc_deadline);
+    if let Some(acpi) = acpi {
+        platform::io_apics(acpi).for_each(|io| io.mask_all());
+    }
     STALLED_CORE.store(options.smp_stall.unwrap_or(usize::MAX), Ordering::Relaxed);
     let starting = start_other_cores(bsp_apic_id, options.cores);
 
@@ -194,21 +204,12 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     });
     let boot = &BOOT_STATE.get().expect("set just now").boot;
     baremetal::set_modules(boot.modules());
-    let stack = mem::stacks::allocate(STACK_BYTES)
-        .unwrap_or_else(|e| fatal(format_args!("boot core stack: {e}")));
-    let ist = mem::stacks::allocate_many::<{ gdt::IST_STACKS }>(IST_BYTES)
-        .unwrap_or_else(|e| fatal(format_args!("boot core interrupt stacks: {e}")));
-    percpu::current().set_stacks(stack, &ist);
     cpu::switch_stack(stack.top, boot_core_on_its_stack)
 }
 
 /// The rest of the boot core's start, on its guarded stack.
 extern "C" fn boot_core_on_its_stack() -> ! {
     let state = BOOT_STATE.get().expect("set before the stack switch");
-    arch::load_core_tables(0);
-    if let Some(acpi) = platform::acpi() {
-        platform::io_apics(acpi).for_each(|io| io.mask_all());
-    }
     if let Some(fb) = state.boot.framebuffer.as_ref() {
         match console::framebuffer::init(fb) {
             Ok((columns, rows)) => log::info!(
