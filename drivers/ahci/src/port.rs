@@ -179,8 +179,8 @@ struct Request {
     operation: Operation,
     /// Sectors it moves.
     sectors: u32,
-    /// When it was submitted.
-    since: u64,
+    /// When it is late: submitted plus [`COMMAND_TIMEOUT_MS`] (platform clock, ns).
+    deadline: u64,
 }
 
 /// The slot `slot`'s bit in PxSACT/PxCI.
@@ -220,6 +220,10 @@ pub struct AhciDisk {
     issued: u32,
     /// Which held/ready/issued slots are NCQ commands.
     queued: u32,
+    /// No issued command's deadline is earlier (`u64::MAX` after an abort): a lower bound
+    /// that costs each poll one comparison, left as it is when commands finish and made
+    /// exact again only once it has passed.
+    earliest_deadline: u64,
     /// What IDENTIFY said.
     identity: Identity,
     /// READ/WRITE FPDMA QUEUED, or one DMA EXT command at a time.
@@ -267,6 +271,7 @@ impl AhciDisk {
             held: 0,
             issued: 0,
             queued: 0,
+            earliest_deadline: u64::MAX,
             // Filled in by IDENTIFY below.
             identity: Identity::default(),
             ncq: false,
@@ -529,7 +534,10 @@ impl AhciDisk {
         self.requests[slot] = Some(Request {
             operation,
             sectors,
-            since: self.platform.now_ns(),
+            deadline: self
+                .platform
+                .now_ns()
+                .saturating_add(COMMAND_TIMEOUT_MS * NS_PER_MS),
         });
         if queued {
             self.queued |= bit(slot);
@@ -558,6 +566,11 @@ impl AhciDisk {
             self.registers.write32(PX_SACT, queued);
         }
         self.registers.write32(PX_CI, self.ready);
+        for slot in slots_of(self.ready) {
+            if let Some(request) = self.requests[slot] {
+                self.earliest_deadline = self.earliest_deadline.min(request.deadline);
+            }
+        }
         self.issued |= self.ready;
         self.ready = 0;
     }
@@ -589,6 +602,36 @@ impl AhciDisk {
         }
     }
 
+    /// Fails every issued request with [`DeviceError::Timeout`] and restarts the port when
+    /// one of them is past its deadline; the number failed. Costs one clock reading and
+    /// one comparison until the earliest deadline passes.
+    fn abort_if_late(&mut self, done: Completion<'_>) -> usize {
+        if self.issued == 0 {
+            return 0;
+        }
+        let now = self.platform.now_ns();
+        if now <= self.earliest_deadline {
+            return 0;
+        }
+        // The bound passed: it may belong to a command that finished since, so look at
+        // the ones still issued, and make the bound exact when none is late.
+        let mut earliest = u64::MAX;
+        for slot in slots_of(self.issued) {
+            if let Some(request) = self.requests[slot] {
+                earliest = earliest.min(request.deadline);
+            }
+        }
+        if now <= earliest {
+            self.earliest_deadline = earliest;
+            return 0;
+        }
+        let error = DeviceError::Timeout {
+            what: "the AHCI command",
+            ms: COMMAND_TIMEOUT_MS,
+        };
+        self.abort_issued(error, done)
+    }
+
     /// Fails every issued request with `error` and restarts the port.
     fn abort_issued(&mut self, error: DeviceError, done: Completion<'_>) -> usize {
         if self.armed {
@@ -602,6 +645,7 @@ impl AhciDisk {
         }
         self.issued = 0;
         self.queued &= !aborted;
+        self.earliest_deadline = u64::MAX;
         if let Err(why) = self.restart(was_queued) {
             log::warn!("ahci: port {}: not recovered: {why}", self.number);
             self.failed = Some("the AHCI port did not restart after an error");
@@ -733,19 +777,7 @@ impl BlockDevice for AhciDisk {
                 };
                 return Ok(self.abort_issued(error, done));
             }
-            let now = self.platform.now_ns();
-            let late = slots_of(self.issued).any(|slot| {
-                self.requests[slot]
-                    .is_some_and(|r| now.saturating_sub(r.since) > COMMAND_TIMEOUT_MS * NS_PER_MS)
-            });
-            if late {
-                let error = DeviceError::Timeout {
-                    what: "the AHCI command",
-                    ms: COMMAND_TIMEOUT_MS,
-                };
-                return Ok(self.abort_issued(error, done));
-            }
-            return Ok(0);
+            return Ok(self.abort_if_late(done));
         }
         if self.armed {
             self.disarm();
@@ -770,7 +802,9 @@ impl BlockDevice for AhciDisk {
                 _ => done(slot as Tag, Ok(&[])),
             }
         }
-        Ok(count)
+        // Under steady NCQ load every poll finds something finished: a command stuck
+        // among them is timed out here, by the clock alone.
+        Ok(count + self.abort_if_late(done))
     }
 }
 
@@ -786,6 +820,14 @@ mod tests {
     /// whose registers are plain memory, and those registers: the test plays the HBA,
     /// and write-1-to-clear registers just keep the last value written.
     fn port_with_fake_hba() -> (AhciDisk, Mmio) {
+        let (disk, registers, _) = port_of_depth_with_fake_hba(1);
+        (disk, registers)
+    }
+
+    /// As [`port_with_fake_hba`], with NCQ and `depth` slots when `depth` is above 1 (then
+    /// PxSACT keeps only the last doorbell written, not the running set), and the
+    /// platform whose clock the test moves. The link is up, so a COMRESET finishes.
+    fn port_of_depth_with_fake_hba(depth: usize) -> (AhciDisk, Mmio, &'static HostPlatform) {
         let platform = HostPlatform::leaked();
         let registers = Mmio::new(alloc::vec![0u8; 0x80].leak());
         assert_eq!(
@@ -793,34 +835,41 @@ mod tests {
             0,
             "the heap aligns the fake registers"
         );
-        let buffer = Dma::new(platform, (BUFFER_SECTORS * SECTOR_BYTES) as usize).unwrap();
+        let buffers = (0..depth)
+            .map(|_| Dma::new(platform, (BUFFER_SECTORS * SECTOR_BYTES) as usize).unwrap())
+            .collect();
         let mut disk = AhciDisk {
             registers: registers.clone(),
             number: 0,
             tables: Dma::new(platform, TABLES_BYTES).unwrap(),
-            buffers: alloc::vec![buffer],
+            buffers,
             requests: [None; MAX_SLOTS],
             ready: 0,
             held: 0,
             issued: 0,
             queued: 0,
+            earliest_deadline: u64::MAX,
             identity: Identity {
                 sectors: 1024,
                 lba48: true,
                 dma: true,
+                ncq_depth: (depth > 1).then_some(depth as u32),
                 ..Identity::default()
             },
-            ncq: false,
-            depth: 1,
+            ncq: depth > 1,
+            depth,
             failed: None,
             platform,
             wake: None,
             armed: false,
             non_fatal_errors: 0,
         };
-        disk.attach_buffer(0);
+        for slot in 0..depth {
+            disk.attach_buffer(slot);
+        }
         registers.write32(PX_CMD, CMD_ST | CMD_FRE);
-        (disk, registers)
+        registers.write32(PX_SSTS, DET_ESTABLISHED);
+        (disk, registers, platform)
     }
 
     /// Polls `disk` once; the completions it handed out, as (tag, error if any).
@@ -885,6 +934,48 @@ mod tests {
             assert_eq!(disk.failed, None);
             assert_eq!(disk.issued, 0, "nothing left in flight");
         }
+    }
+
+    #[test]
+    fn a_stuck_queued_command_times_out_while_the_others_keep_finishing() {
+        const DEPTH: usize = 8;
+        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(DEPTH);
+        let tags: Vec<Tag> = (0..DEPTH)
+            .map(|i| disk.submit_read(0, 8 * i as u64, 1).unwrap())
+            .collect();
+        assert_eq!(poll_once(&mut disk), [], "all issued, none finished");
+        let all = (1u32 << DEPTH) - 1;
+        assert_eq!(registers.read32(PX_SACT), all);
+        // Slot 0 never finishes; one other slot finishes at every poll, 3 s apart.
+        let mut running = all;
+        for (round, slot) in (1..DEPTH).enumerate() {
+            platform.advance_clock(3_000 * NS_PER_MS);
+            running &= !bit(slot);
+            registers.write32(PX_SACT, running);
+            let seen = poll_once(&mut disk);
+            if round < 3 {
+                assert_eq!(seen, [(tags[slot], None)], "at {} s", 3 * (round + 1));
+                continue;
+            }
+            // 12 s after submission, past the 10 s deadline, though a slot finished.
+            let timeout = Some(DeviceError::Timeout {
+                what: "the AHCI command",
+                ms: COMMAND_TIMEOUT_MS,
+            });
+            let mut expected = alloc::vec![(tags[slot], None), (tags[0], timeout)];
+            expected.extend(((slot + 1)..DEPTH).map(|late| (tags[late], timeout)));
+            assert_eq!(seen, expected);
+            break;
+        }
+        assert_eq!(disk.issued, 0, "nothing left in flight");
+        assert_eq!(disk.failed, None, "the port restarted");
+        assert_eq!(registers.read32(PX_CMD) & CMD_ST, CMD_ST);
+        // The restarted port takes commands again (the HBA cleared PxIS as told).
+        registers.write32(PX_IS, 0);
+        let next = disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), []);
+        registers.write32(PX_SACT, 0);
+        assert_eq!(poll_once(&mut disk), [(next, None)]);
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! The host tests' kernel: DMA pages from the host heap (counted), no devices, and a
-//! machine of [`HostPlatform::CORES`] cores whose wake messages are the kernel's form.
+//! The host tests' kernel: DMA pages from the host heap (counted), no devices, a clock
+//! the test moves, and a machine of [`HostPlatform::CORES`] cores whose wake messages
+//! are the kernel's form.
 #![allow(unsafe_code)] // a `Platform` promises what its memory is
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::Platform;
@@ -14,6 +16,8 @@ pub struct HostPlatform {
     live: Mutex<usize>,
     /// The lines armed, as (IRQ, core).
     armed: Mutex<alloc::vec::Vec<(u8, usize)>>,
+    /// The clock's next reading, in nanoseconds.
+    clock_ns: AtomicU64,
 }
 
 impl HostPlatform {
@@ -21,13 +25,22 @@ impl HostPlatform {
     pub const CORES: usize = 2;
     /// The wake vector in its messages.
     pub const WAKE_VECTOR: u32 = 0x41;
+    /// How far the clock moves at each reading: a bounded wait or a settling pause ends
+    /// after a bounded number of readings, as on a machine whose time passes.
+    pub const CLOCK_TICK_NS: u64 = 1_000;
 
     /// A platform for one test, living as long as the test's `Dma` and tables.
     pub fn leaked() -> &'static Self {
         Box::leak(Box::new(Self {
             live: Mutex::new(0),
             armed: Mutex::new(alloc::vec::Vec::new()),
+            clock_ns: AtomicU64::new(0),
         }))
+    }
+
+    /// Moves the clock `ns` nanoseconds on (a test's way to let a deadline pass).
+    pub fn advance_clock(&self, ns: u64) {
+        self.clock_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// DMA allocations not given back.
@@ -59,8 +72,11 @@ unsafe impl Platform for HostPlatform {
     fn claim_mmio(&self, _: u64, _: u64) -> Result<&'static mut [u8], String> {
         Err(String::from("no devices on the host"))
     }
+    /// Starts at 0 and moves [`Self::CLOCK_TICK_NS`] on at each reading, and as far as
+    /// [`Self::advance_clock`] says.
     fn now_ns(&self) -> u64 {
-        0
+        self.clock_ns
+            .fetch_add(Self::CLOCK_TICK_NS, Ordering::Relaxed)
     }
     /// Core `core`'s local APIC is `core`, as the kernel names it in a message.
     fn wake_message(&self, core: usize) -> Option<(u64, u32)> {
