@@ -782,6 +782,7 @@ impl BlockDevice for AhciDisk {
         if self.armed {
             self.disarm();
         }
+        let finished_queued = finished & self.queued;
         self.issued &= !finished;
         self.queued &= !finished;
         let mut count = 0;
@@ -796,8 +797,23 @@ impl BlockDevice for AhciDisk {
             count += 1;
             match request.operation {
                 Operation::Transfer(Direction::Read) => {
-                    let bytes = (request.sectors * SECTOR_BYTES) as usize;
-                    done(slot as Tag, Ok(self.buffers[slot].bytes(0, bytes)));
+                    let bytes = request.sectors * SECTOR_BYTES;
+                    // PRDBC (command header DW1, AHCI 1.3.1 section 4.2.2): the bytes the
+                    // HBA moved, zeroed at `prepare`. The HBA need not update it for a
+                    // native queued (FPDMA) command, so only a non-queued read is held to
+                    // it. Short, the rest of the slot's buffer still holds an earlier
+                    // request's (maybe an earlier holder's) data: never lent out.
+                    let moved = self.tables.read32(COMMAND_LIST + slot * HEADER_BYTES + 4);
+                    if finished_queued & bit(slot) == 0 && moved < bytes {
+                        let error = DeviceError::Status {
+                            what: "the AHCI read (the HBA moved fewer bytes than asked; \
+                                   status: the bytes it moved)",
+                            status: moved,
+                        };
+                        done(slot as Tag, Err(error));
+                    } else {
+                        done(slot as Tag, Ok(self.buffers[slot].bytes(0, bytes as usize)));
+                    }
                 }
                 _ => done(slot as Tag, Ok(&[])),
             }
@@ -872,6 +888,12 @@ mod tests {
         (disk, registers, platform)
     }
 
+    /// Plays the HBA's PRDBC update: the command in slot `tag` moved `bytes`.
+    fn hba_moved(disk: &mut AhciDisk, tag: Tag, bytes: u32) {
+        disk.tables
+            .write32(COMMAND_LIST + tag as usize * HEADER_BYTES + 4, bytes);
+    }
+
     /// Polls `disk` once; the completions it handed out, as (tag, error if any).
     fn poll_once(disk: &mut AhciDisk) -> Vec<(Tag, Option<DeviceError>)> {
         let mut seen = Vec::new();
@@ -906,6 +928,7 @@ mod tests {
         // The slot is free again and works as before.
         let next = disk.submit_read(0, 8, 1).unwrap();
         assert_eq!(poll_once(&mut disk), []);
+        hba_moved(&mut disk, next, SECTOR_BYTES);
         registers.write32(PX_CI, 0);
         assert_eq!(poll_once(&mut disk), [(next, None)]);
     }
@@ -976,6 +999,52 @@ mod tests {
         assert_eq!(poll_once(&mut disk), []);
         registers.write32(PX_SACT, 0);
         assert_eq!(poll_once(&mut disk), [(next, None)]);
+    }
+
+    #[test]
+    fn a_non_queued_read_the_hba_moved_short_fails_instead_of_lending_older_bytes() {
+        let (mut disk, registers) = port_with_fake_hba();
+        let short = |moved| DeviceError::Status {
+            what: "the AHCI read (the HBA moved fewer bytes than asked; status: the bytes it \
+                   moved)",
+            status: moved,
+        };
+        // A full read leaves its bytes in the slot's buffer.
+        disk.buffers[0].bytes_mut(0, 2048).fill(0xA5);
+        let full = disk.submit_read(0, 0, 4).unwrap();
+        assert_eq!(poll_once(&mut disk), []);
+        hba_moved(&mut disk, full, 2048);
+        registers.write32(PX_CI, 0);
+        let mut lent = Vec::new();
+        let count = disk
+            .poll(0, &mut |tag, result| {
+                lent.push((tag, result.map(<[u8]>::to_vec)))
+            })
+            .unwrap();
+        assert_eq!(count, 1);
+        assert_eq!(lent, [(full, Ok(alloc::vec![0xA5; 2048]))]);
+        // The next reads of that slot move 1000 bytes, then none (their PRDBC, zeroed
+        // when prepared, is not the earlier read's): both fail, nothing is lent.
+        for moved in [1000, 0] {
+            let tag = disk.submit_read(0, 4, 4).unwrap();
+            assert_eq!(poll_once(&mut disk), []);
+            if moved != 0 {
+                hba_moved(&mut disk, tag, moved);
+            }
+            registers.write32(PX_CI, 0);
+            assert_eq!(poll_once(&mut disk), [(tag, Some(short(moved)))]);
+        }
+        assert_eq!(disk.failed, None, "the port carries on");
+    }
+
+    #[test]
+    fn a_queued_read_completes_without_looking_at_prdbc() {
+        let (mut disk, registers, _) = port_of_depth_with_fake_hba(2);
+        let tag = disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), []);
+        // No PRDBC written: AHCI 4.2.2 does not require it for FPDMA commands.
+        registers.write32(PX_SACT, 0);
+        assert_eq!(poll_once(&mut disk), [(tag, None)]);
     }
 
     #[test]
