@@ -113,10 +113,9 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
 
     let features = cpu::Features::read();
     let acpi = platform::init_acpi(boot.rsdp);
-    let hpet = acpi.and_then(|a| a.hpet.as_ref()).map(|h| h.base_address);
-    let (tsc_hz, tsc_source) = time::init_tsc(Some(pit_window), hpet).unwrap_or_else(|_| {
-        fatal(format_args!("no way to measure time: CPUID gives no TSC frequency and there is neither a PIT nor an HPET"))
-    });
+    // The HPET measures the TSC while the memory is set up, as the PIT does since entry.
+    let hpet = acpi.and_then(|a| a.hpet.as_ref());
+    let hpet_window = hpet.and_then(|h| time::HpetWindow::start(h.base_address));
 
     // Memory: the map, what must never be handed out, the allocator, the page tables.
     let map = boot::memory_map(&boot).unwrap_or_else(|e| fatal(format_args!("{e}")));
@@ -167,6 +166,10 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
             "Rexo needs more memory for its heap ({} KiB): {e}",
             heap >> 10
         ))
+    });
+
+    let (tsc_hz, tsc_source) = time::init_tsc(Some(pit_window), hpet_window).unwrap_or_else(|_| {
+        fatal(format_args!("no way to measure time: CPUID gives no TSC frequency and there is neither a PIT nor an HPET"))
     });
 
     // This core's stacks, tables, local APIC and timer come before the other cores start:

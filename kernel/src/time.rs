@@ -135,43 +135,64 @@ impl PitWindow {
     }
 }
 
-/// HPET main counter, whose period (femtoseconds) is in its capabilities register.
-fn calibrate_with_hpet(base: u64, micros: u64) -> Option<u64> {
-    use crate::mem::phys::{mmio_read64, mmio_write64};
-    let period_fs = mmio_read64(base).ok()? >> 32;
-    if period_fs == 0 || period_fs > 100_000_000 {
-        return None;
-    }
-    mmio_write64(base + 0x10, mmio_read64(base + 0x10).ok()? | 1).ok()?; // enable the counter
-    let counts = micros * 1_000_000_000 / period_fs;
-    let c0 = mmio_read64(base + 0xF0).ok()?;
-    let t0 = rdtsc();
-    let (c1, t1) = loop {
-        let c = mmio_read64(base + 0xF0).ok()?;
-        let t = rdtsc();
-        if c.wrapping_sub(c0) >= counts {
-            break (c, t);
-        }
-        cpu::pause();
-    };
-    // The counts really elapsed (the last read overshoots the target), in femtoseconds.
-    let elapsed_fs = u128::from(c1.wrapping_sub(c0)) * u128::from(period_fs);
-    Some((u128::from(t1 - t0) * 1_000_000_000_000_000 / elapsed_fs) as u64)
+/// A TSC measurement against the HPET's main counter (its period, in femtoseconds, is in
+/// its capabilities register), opened once ACPI has named the HPET and read when the
+/// boot needs the TSC's rate, so the boot goes on meanwhile instead of waiting for it.
+pub struct HpetWindow {
+    base: u64,
+    period_fs: u64,
+    count: u64,
+    tsc: u64,
 }
 
-/// Finds the TSC frequency: CPUID first (no waiting); else 1 ms against the HPET at
-/// `hpet_base` (its 10-100 MHz counter is read as one register, the most precise
-/// reference); else the PIT window started at boot, which has usually run long enough by
+impl HpetWindow {
+    /// Enables the counter of the HPET at `base` and notes where it and the TSC stand;
+    /// `None` if its period is implausible or its registers do not answer.
+    pub fn start(base: u64) -> Option<Self> {
+        use crate::mem::phys::{mmio_read64, mmio_write64};
+        let period_fs = mmio_read64(base).ok()? >> 32;
+        if period_fs == 0 || period_fs > 100_000_000 {
+            return None;
+        }
+        mmio_write64(base + 0x10, mmio_read64(base + 0x10).ok()? | 1).ok()?; // enable the counter
+        Some(Self {
+            base,
+            period_fs,
+            count: mmio_read64(base + 0xF0).ok()?,
+            tsc: rdtsc(),
+        })
+    }
+
+    /// The TSC frequency over a window of at least `micros` (waiting only if the window
+    /// is still shorter).
+    fn finish(self, micros: u64) -> Option<u64> {
+        let counts = micros * 1_000_000_000 / self.period_fs;
+        let (c1, t1) = loop {
+            let c = crate::mem::phys::mmio_read64(self.base + 0xF0).ok()?;
+            let t = rdtsc();
+            if c.wrapping_sub(self.count) >= counts {
+                break (c, t);
+            }
+            cpu::pause();
+        };
+        // The counts really elapsed (the last read overshoots the target), in femtoseconds.
+        let elapsed_fs = u128::from(c1.wrapping_sub(self.count)) * u128::from(self.period_fs);
+        Some((u128::from(t1 - self.tsc) * 1_000_000_000_000_000 / elapsed_fs) as u64)
+    }
+}
+
+/// Finds the TSC frequency: CPUID first (no waiting); else the HPET window (its 10-100 MHz
+/// counter is read as one register, the most precise reference); else the PIT window
+/// started at boot. Each window is at least 1 ms long, and has usually run that long by
 /// now (under emulation each PIT read is three port accesses, which costs it about 0.5%).
 pub fn init_tsc(
     pit: Option<PitWindow>,
-    hpet_base: Option<u64>,
+    hpet: Option<HpetWindow>,
 ) -> Result<(u64, TscSource), TimeError> {
     const WINDOW_US: u64 = 1000;
     let (hz, source) = from_cpuid()
         .or_else(|| {
-            hpet_base
-                .and_then(|base| calibrate_with_hpet(base, WINDOW_US))
+            hpet.and_then(|window| window.finish(WINDOW_US))
                 .map(|hz| (hz, TscSource::Hpet))
         })
         .or_else(|| {
