@@ -4,7 +4,8 @@
 //! data, not code, the kernel can do what it could not with code:
 //!
 //! - check a new filter against the installed ones and refuse one that overlaps (some
-//!   frame would match both), naming the owner it collides with ([`Filters::insert`]);
+//!   frame would match both), naming the owner it collides with ([`Filters::insert`];
+//!   [`Filters::insert_all`] installs a batch whole or not at all, with one rebuild);
 //! - merge them into one decision tree that reads each tested field once per level and
 //!   picks the child by value, so demultiplexing costs about the depth of the tree, not
 //!   the number of filters ([`Filters::classify`]).

@@ -4,8 +4,9 @@
 //! most one, and the tree may stop at the first match. Each node tests one field (offset,
 //! width, mask) that many of its filters share and picks the child by the field's value
 //! (a sorted table, binary search); filters that do not test that field wait in the
-//! node's `rest` subtree. The tree is rebuilt on insert and remove (rare), and read on
-//! every frame (often).
+//! node's `rest` subtree. The tree is rebuilt on insert and remove (rare; a batch of
+//! one owner's filters, [`Filters::insert_all`], is one rebuild), and read on every frame
+//! (often).
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -165,19 +166,54 @@ impl<T: Copy + PartialEq> Filters<T> {
 
     /// Installs `filter` for `owner`, unless it overlaps an installed filter.
     pub fn insert(&mut self, filter: Filter, owner: T) -> Result<(), InsertError<T>> {
-        if let Some((other, holder)) = self
-            .installed
-            .iter()
-            .find(|(other, _)| other.overlaps(&filter))
-        {
-            return Err(InsertError::Overlaps {
-                owner: *holder,
-                filter: other.clone(),
-            });
+        if let Some(refused) = self.first_overlap(&filter, &[], owner) {
+            return Err(refused);
         }
         self.installed.push((filter, owner));
         self.rebuild();
         Ok(())
+    }
+
+    /// Installs all of `filters` for `owner`, or none of them: each is checked against
+    /// the installed filters and then those before it in `filters`, so the refusal names
+    /// the owner and filter that [`insert`](Self::insert) one by one would (`owner`
+    /// itself for an overlap within `filters`), but the tree is rebuilt once, not once
+    /// per filter, and a refusal leaves the installed filters as they were.
+    pub fn insert_all(&mut self, filters: &[Filter], owner: T) -> Result<(), InsertError<T>> {
+        for (at, filter) in filters.iter().enumerate() {
+            if let Some(refused) = self.first_overlap(filter, &filters[..at], owner) {
+                return Err(refused);
+            }
+        }
+        if filters.is_empty() {
+            return Ok(());
+        }
+        self.installed
+            .extend(filters.iter().map(|filter| (filter.clone(), owner)));
+        self.rebuild();
+        Ok(())
+    }
+
+    /// The first filter `filter` overlaps, installed ones first and then `earlier` (not
+    /// yet installed, of `owner`), as the refusal that names it.
+    fn first_overlap(
+        &self,
+        filter: &Filter,
+        earlier: &[Filter],
+        owner: T,
+    ) -> Option<InsertError<T>> {
+        let installed = self
+            .installed
+            .iter()
+            .map(|(other, holder)| (other, *holder));
+        let pending = earlier.iter().map(|other| (other, owner));
+        installed
+            .chain(pending)
+            .find(|(other, _)| other.overlaps(filter))
+            .map(|(other, holder)| InsertError::Overlaps {
+                owner: holder,
+                filter: other.clone(),
+            })
     }
 
     /// Removes every filter of `owner`; returns how many.
@@ -258,6 +294,77 @@ mod tests {
             .insert(Filter::parse("udp").unwrap(), "greedy")
             .unwrap();
         assert_eq!(filters.classify(&frame(0x0800, 17, 11211)), Some("greedy"));
+    }
+
+    fn parsed(text: &[&str]) -> Vec<Filter> {
+        text.iter().map(|t| Filter::parse(t).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_batch_with_an_overlap_installs_nothing() {
+        let mut filters = Filters::new();
+        filters
+            .insert(Filter::parse("udp dport 11211").unwrap(), "kv")
+            .unwrap();
+        let within = filters
+            .insert_all(&parsed(&["tcp dport 80", "tcp dport 8080", "tcp"]), "httpd")
+            .unwrap_err();
+        assert_eq!(
+            within,
+            InsertError::Overlaps {
+                owner: "httpd",
+                filter: Filter::parse("tcp dport 80").unwrap(),
+            },
+            "an overlap within the batch names the batch's owner and its earlier filter"
+        );
+        let with_installed = filters
+            .insert_all(&parsed(&["tcp dport 80", "udp"]), "greedy")
+            .unwrap_err();
+        assert!(matches!(
+            with_installed,
+            InsertError::Overlaps { owner: "kv", .. }
+        ));
+        assert_eq!(filters.installed().len(), 1, "{:?}", filters.installed());
+        assert_eq!(filters.classify(&frame(0x0800, 6, 80)), None);
+        assert_eq!(filters.classify(&frame(0x0800, 17, 11211)), Some("kv"));
+        filters
+            .insert_all(&parsed(&["tcp dport 80", "tcp dport 8080"]), "httpd")
+            .unwrap();
+        assert_eq!(filters.classify(&frame(0x0800, 6, 80)), Some("httpd"));
+        assert_eq!(filters.classify(&frame(0x0800, 6, 8080)), Some("httpd"));
+        assert_eq!(filters.classify(&frame(0x0800, 17, 11211)), Some("kv"));
+        filters.insert_all(&[], "nobody").unwrap();
+        assert_eq!(filters.installed().len(), 3);
+    }
+
+    #[test]
+    fn a_batch_agrees_with_inserting_one_by_one() {
+        let mut rng = Rng(0x0BA7_C4ED);
+        for round in 0..300 {
+            let mut batched = Filters::new();
+            let mut one_by_one = Filters::new();
+            for owner in 0..rng.below(6) {
+                let batch: Vec<Filter> = (0..rng.below(5))
+                    .filter_map(|_| random_filter(&mut rng))
+                    .collect();
+                let single = batch
+                    .iter()
+                    .try_for_each(|filter| one_by_one.insert(filter.clone(), owner));
+                if single.is_err() {
+                    one_by_one.remove_owner(owner);
+                }
+                assert_eq!(batched.insert_all(&batch, owner), single, "round {round}");
+                assert_eq!(batched.installed(), one_by_one.installed(), "round {round}");
+            }
+            for _ in 0..50 {
+                let frame: Vec<u8> = (0..40).map(|_| rng.below(4) as u8).collect();
+                assert_eq!(
+                    batched.classify(&frame),
+                    one_by_one.classify(&frame),
+                    "round {round}"
+                );
+            }
+        }
     }
 
     /// A random atom over a small space of fields and values, so filters often share
