@@ -49,7 +49,8 @@ extern "C" {
 /* The offset and length reach past the end of the memory the handle names, or the
  * blocks past the end of the disk. */
 #define REXO_ERANGE (-4)
-/* No memory (or capability-table entry) left to grant. */
+/* No memory (or capability-table entry) left to grant; a shared interface holding the
+ * most bindings it takes (64) until one ends (rexo_net_bind). */
 #define REXO_ENOMEM (-5)
 /* Busy: the kernel's work queue is full (nothing was run); the device is held by
  * another app or its queue is full (call again); the memory is mapped (its handle is
@@ -293,7 +294,8 @@ int64_t rexo_net_open(unsigned index);
  * that address and the ports its filter names). Returns a handle (> 0), REXO_EINVAL
  * (`atoms` NULL with `count` > 0, no atoms, a bad or contradicting atom), REXO_EFAULT,
  * REXO_ENODEV, REXO_EBUSY (the filter overlaps another app's, or an app holds the
- * interface whole), REXO_EPERM (no ip= address), REXO_ENOAPP or REXO_EIO. */
+ * interface whole), REXO_ENOMEM (the interface holds the most bindings it takes, 64,
+ * until one ends), REXO_EPERM (no ip= address), REXO_ENOAPP or REXO_EIO. */
 int64_t rexo_net_bind(unsigned index, const struct rexo_atom *atoms, size_t count);
 
 /* The interface's MAC address, link and largest frame. Returns REXO_OK, REXO_EINVAL

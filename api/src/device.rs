@@ -511,6 +511,21 @@ pub trait NetDevice: Send {
     }
 }
 
+/// The most filters one binding on a shared network interface may name
+/// ([`Kernel::bind_net`](crate::Kernel::bind_net);
+/// [`ApiError::TooManyFilters`](crate::ApiError::TooManyFilters) past it). An app binds
+/// the few ports it serves (a server's port or two, a resolver's), so 64 is ample; the
+/// bound keeps what one bind costs the kernel (overlap checks, the merged tree, the
+/// binding's rules and counters) small, whatever list an app passes.
+pub const MAX_BINDING_FILTERS: usize = 64;
+
+/// The most bindings one shared network interface holds at once
+/// ([`ApiError::TooManyBindings`](crate::ApiError::TooManyBindings) past it, until one
+/// ends). Apps bind once or a few times each, so 64 is ample; with
+/// [`MAX_BINDING_FILTERS`] it bounds the filters the kernel merges and checks on an
+/// interface, and the memory they take.
+pub const MAX_INTERFACE_BINDINGS: usize = 64;
+
 /// One app's binding on a shared network interface
 /// ([`Kernel::bind_net`](crate::Kernel::bind_net)), as [`NetSharing`] lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]

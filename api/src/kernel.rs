@@ -324,7 +324,11 @@ macro_rules! kernel_calls {
             /// ([`ApiError::NoAddress`] without it), and lets the caller send only from that
             /// address and the ports its filters name
             /// ([`DeviceError::Withdrawn`](crate::DeviceError::Withdrawn) otherwise).
-            /// [`ApiError::DeviceBusy`] while an app holds the interface whole.
+            /// [`ApiError::DeviceBusy`] while an app holds the interface whole;
+            /// [`ApiError::TooManyFilters`] for more than [`MAX_BINDING_FILTERS`](crate::MAX_BINDING_FILTERS)
+            /// filters, [`ApiError::TooManyBindings`] while the interface holds
+            /// [`MAX_INTERFACE_BINDINGS`](crate::MAX_INTERFACE_BINDINGS) bindings. A refused
+            /// binding installs none of its filters.
             fn bind_net(&self, index: usize, filters: &[Filter])
                 -> Result<Box<dyn NetDevice>, ApiError>;
             /// How interface `index` is shared: `None` when no app is bound to it by filters.

@@ -24,8 +24,9 @@ pub use kernel::{AppRun, CoreSpan, Kernel, OwnerId};
 
 pub use device::{
     BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, DiskExtent,
-    ExtentError, ExtentOp, InterruptBinding, KeyboardDevice, MAX_SEGMENTS, NetBinding, NetDevice,
-    NetInfo, NetSharing, OpenDevice, Tag,
+    ExtentError, ExtentOp, InterruptBinding, KeyboardDevice, MAX_BINDING_FILTERS,
+    MAX_INTERFACE_BINDINGS, MAX_SEGMENTS, NetBinding, NetDevice, NetInfo, NetSharing, OpenDevice,
+    Tag,
 };
 
 /// Packet filters in the filter language (`tcp dport 80`, `udp dport 11211`): what an
@@ -179,6 +180,18 @@ pub enum ApiError {
     Extents(ExtentError),
     /// A filter overlaps one installed by the app named: some frame would match both.
     FilterOverlap(&'static str),
+    /// A binding on a shared network interface names more filters than one binding may
+    /// ([`MAX_BINDING_FILTERS`]); nothing was installed.
+    TooManyFilters {
+        /// The most filters one binding may name.
+        max: usize,
+    },
+    /// The shared network interface holds the most bindings it takes
+    /// ([`MAX_INTERFACE_BINDINGS`]) until one ends; nothing was installed.
+    TooManyBindings {
+        /// The most bindings one interface holds.
+        max: usize,
+    },
     /// Sharing a network interface needs the address the kernel answers ARP and ping
     /// for: the kernel word `ip=ADDRESS/PREFIX[,ROUTER[,DNS]]`.
     NoAddress,
@@ -217,6 +230,13 @@ impl fmt::Display for ApiError {
             ApiError::FilterOverlap(owner) => write!(
                 f,
                 "the filter overlaps one of the app {owner}: some frame would match both"
+            ),
+            ApiError::TooManyFilters { max } => {
+                write!(f, "a binding names at most {max} filters")
+            }
+            ApiError::TooManyBindings { max } => write!(
+                f,
+                "the interface holds {max} bindings, the most it takes, until one ends"
             ),
             ApiError::NoAddress => f.write_str(
                 "sharing a network interface needs the kernel word ip=ADDRESS/PREFIX[,ROUTER[,DNS]]",

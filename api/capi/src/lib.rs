@@ -37,7 +37,8 @@ pub const REXO_EFAULT: c_int = -2;
 pub const REXO_EBADF: c_int = -3;
 /// `REXO_ERANGE`: offset and length past the end.
 pub const REXO_ERANGE: c_int = -4;
-/// `REXO_ENOMEM`: no memory (or capability-table entry) left.
+/// `REXO_ENOMEM`: no memory (or capability-table entry, or binding on a shared
+/// interface) left.
 pub const REXO_ENOMEM: c_int = -5;
 /// `REXO_EBUSY`: the work queue is full.
 pub const REXO_EBUSY: c_int = -6;
@@ -146,9 +147,14 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::TimerBusy
         | ApiError::AlreadyRunning => REXO_EBUSY,
         ApiError::DeadlinePassed => REXO_ETIME,
-        ApiError::OutOfMemory | ApiError::QuotaExceeded | ApiError::Refused(CapError::Full) => {
-            REXO_ENOMEM
-        }
+        // A filter list past the limit is a bad argument whatever else holds the
+        // interface (rexo_net_bind passes one filter, so C never meets it).
+        ApiError::TooManyFilters { .. } => REXO_EINVAL,
+        // A full table, like the capability table's: an entry frees when a binding ends.
+        ApiError::OutOfMemory
+        | ApiError::QuotaExceeded
+        | ApiError::Refused(CapError::Full)
+        | ApiError::TooManyBindings { .. } => REXO_ENOMEM,
         ApiError::Refused(CapError::OutOfRange) => REXO_ERANGE,
         ApiError::NoSuchDevice | ApiError::NoWallClock => REXO_ENODEV,
         ApiError::Device(error) => devices::device_code(error),

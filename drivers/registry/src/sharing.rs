@@ -25,7 +25,8 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use rexo_api::{
-    ApiError, DeviceError, Filter, Ipv4Config, NetBinding, NetDevice, NetInfo, NetSharing,
+    ApiError, DeviceError, Filter, Ipv4Config, MAX_BINDING_FILTERS, MAX_INTERFACE_BINDINGS,
+    NetBinding, NetDevice, NetInfo, NetSharing,
 };
 use rexo_devio::Found;
 use rexo_pktfilter::{Filters, InsertError, checksum};
@@ -233,7 +234,11 @@ fn echo_reply(frame: &[u8], mac: [u8; 6], address: Ipv4Config) -> Option<Vec<u8>
     Some(reply)
 }
 
-/// Binds `holder` to the frames of `slot`'s interface that match `filters`.
+/// Binds `holder` to the frames of `slot`'s interface that match `filters`: all of them
+/// or none. More than [`MAX_BINDING_FILTERS`] filters, or an interface holding
+/// [`MAX_INTERFACE_BINDINGS`] bindings, is refused before anything is allocated or
+/// checked, so an app's list cannot make the kernel work or grow its heap without bound
+/// under the slot's lock.
 pub(crate) fn bind(
     (slot, binder): (&'static Slot, &'static dyn Binder),
     holder: Holder,
@@ -241,6 +246,11 @@ pub(crate) fn bind(
     address: Option<Ipv4Config>,
 ) -> Result<Box<dyn NetDevice>, ApiError> {
     let address = address.ok_or(ApiError::NoAddress)?;
+    if filters.len() > MAX_BINDING_FILTERS {
+        return Err(ApiError::TooManyFilters {
+            max: MAX_BINDING_FILTERS,
+        });
+    }
     let mut guard = slot.state.lock();
     let state = &mut *guard;
     if let Some((_, current)) = state.holder {
@@ -249,6 +259,15 @@ pub(crate) fn bind(
     let Found::Net(nic) = &state.device else {
         return Err(ApiError::NoSuchDevice);
     };
+    if state
+        .sharing
+        .as_ref()
+        .is_some_and(|sharing| sharing.endpoints.len() >= MAX_INTERFACE_BINDINGS)
+    {
+        return Err(ApiError::TooManyBindings {
+            max: MAX_INTERFACE_BINDINGS,
+        });
+    }
     let info = nic.info();
     let sharing = state.sharing.get_or_insert_with(|| Sharing {
         filters: Filters::new(),
@@ -267,20 +286,17 @@ pub(crate) fn bind(
     });
     state.generation += 1;
     let id = state.generation;
-    for filter in filters {
-        if let Err(InsertError::Overlaps { owner, .. }) = sharing.filters.insert(filter.clone(), id)
-        {
-            sharing.filters.remove_owner(id);
-            let name = sharing
-                .endpoints
-                .iter()
-                .find(|e| e.id == owner)
-                .map_or(holder.1, |e| e.holder.1);
-            if sharing.endpoints.is_empty() {
-                state.sharing = None;
-            }
-            return Err(ApiError::FilterOverlap(name));
+    if let Err(InsertError::Overlaps { owner, .. }) = sharing.filters.insert_all(filters, id) {
+        // An overlap among its own filters names the app itself.
+        let name = sharing
+            .endpoints
+            .iter()
+            .find(|e| e.id == owner)
+            .map_or(holder.1, |e| e.holder.1);
+        if sharing.endpoints.is_empty() {
+            state.sharing = None;
         }
+        return Err(ApiError::FilterOverlap(name));
     }
     sharing.endpoints.push(Endpoint {
         holder,
@@ -804,6 +820,126 @@ mod tests {
             sharing.bindings[1].filters
         );
         assert_eq!(registry.devices()[0].holder, Some("httpd"));
+    }
+
+    /// `udp dport N` for `count` ports from `first`.
+    fn udp_ports(first: usize, count: usize) -> Vec<Filter> {
+        (first..first + count)
+            .map(|port| Filter::parse(&format!("udp dport {port}")).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_binding_past_the_filter_limit_is_refused_and_changes_nothing() {
+        let (registry, wire) = shared();
+        let too_many = udp_ports(1000, MAX_BINDING_FILTERS + 1);
+        let too_many_filters = ApiError::TooManyFilters {
+            max: MAX_BINDING_FILTERS,
+        };
+        let refused = Some(too_many_filters);
+        assert_eq!(
+            registry
+                .bind_net(0, (1, "greedy"), &too_many, config())
+                .err(),
+            refused
+        );
+        assert_eq!(registry.net_sharing(0), Ok(None), "no sharing begun for it");
+        let mut kv = bind(registry, 2, "kv", &["udp dport 11211"]).unwrap();
+        assert_eq!(
+            registry
+                .bind_net(0, (1, "greedy"), &too_many, config())
+                .err(),
+            refused
+        );
+        assert!(too_many_filters.to_string().contains("at most 64 filters"));
+        let cache = incoming(17, 11211);
+        wire.lock()
+            .incoming
+            .extend([incoming(17, 1000), cache.clone()]);
+        assert_eq!(poll(kv.as_mut()), vec![cache], "kv's binding still works");
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        let names: Vec<_> = sharing.bindings.iter().map(|b| b.app).collect();
+        assert_eq!(names, ["kv"]);
+        assert_eq!(
+            sharing.unmatched, 1,
+            "none of greedy's filters was installed"
+        );
+        let mut greedy = registry
+            .bind_net(
+                0,
+                (1, "greedy"),
+                &udp_ports(1000, MAX_BINDING_FILTERS),
+                config(),
+            )
+            .unwrap();
+        let last = incoming(17, (1000 + MAX_BINDING_FILTERS - 1) as u16);
+        wire.lock().incoming.push_back(last.clone());
+        assert_eq!(
+            poll(greedy.as_mut()),
+            vec![last],
+            "the limit itself is taken"
+        );
+    }
+
+    #[test]
+    fn a_binding_whose_own_filters_overlap_is_refused_naming_itself_and_installs_nothing() {
+        let (registry, wire) = shared();
+        let mut kv = bind(registry, 1, "kv", &["udp dport 11211"]).unwrap();
+        assert_eq!(
+            bind(
+                registry,
+                2,
+                "echo",
+                &["udp dport 7", "udp dport 9", "udp dport 7"]
+            )
+            .err(),
+            Some(ApiError::FilterOverlap("echo"))
+        );
+        let cache = incoming(17, 11211);
+        wire.lock()
+            .incoming
+            .extend([incoming(17, 7), incoming(17, 9), cache.clone()]);
+        assert_eq!(poll(kv.as_mut()), vec![cache]);
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!((sharing.bindings.len(), sharing.unmatched), (1, 2));
+    }
+
+    #[test]
+    fn bindings_past_the_interface_limit_are_refused_until_one_ends() {
+        let (registry, wire) = shared();
+        let mut bound: Vec<_> = (0..MAX_INTERFACE_BINDINGS)
+            .map(|at| {
+                let owner = at as u16 + 1;
+                registry
+                    .bind_net(0, (owner, "app"), &udp_ports(1000 + at, 1), config())
+                    .unwrap()
+            })
+            .collect();
+        let web = filters(&["tcp dport 80"]);
+        assert_eq!(
+            registry.bind_net(0, (100, "late"), &web, config()).err(),
+            Some(ApiError::TooManyBindings {
+                max: MAX_INTERFACE_BINDINGS
+            })
+        );
+        let (page, first) = (incoming(6, 80), incoming(17, 1000));
+        wire.lock().incoming.extend([page.clone(), first.clone()]);
+        assert_eq!(
+            poll(bound[0].as_mut()),
+            vec![first],
+            "the others still work"
+        );
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!(sharing.bindings.len(), MAX_INTERFACE_BINDINGS);
+        assert_eq!(sharing.unmatched, 1, "the refused filter was not installed");
+        drop(bound.pop());
+        let mut late = registry.bind_net(0, (100, "late"), &web, config()).unwrap();
+        wire.lock().incoming.push_back(page.clone());
+        assert_eq!(
+            poll(late.as_mut()),
+            vec![page],
+            "an ended binding frees its place"
+        );
     }
 
     #[test]

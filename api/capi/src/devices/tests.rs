@@ -105,4 +105,15 @@ fn device_errors_have_the_codes_rexo_h_gives() {
         crate::REXO_ENODEV
     );
     assert_eq!(error_code(rexo_api::ApiError::Device(range)), REXO_ERANGE);
+    let max = rexo_api::MAX_INTERFACE_BINDINGS;
+    assert_eq!(
+        error_code(rexo_api::ApiError::TooManyBindings { max }),
+        crate::REXO_ENOMEM,
+        "a full binding table, as rexo.h says"
+    );
+    let max = rexo_api::MAX_BINDING_FILTERS;
+    assert_eq!(
+        error_code(rexo_api::ApiError::TooManyFilters { max }),
+        crate::REXO_EINVAL
+    );
 }
