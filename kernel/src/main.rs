@@ -301,7 +301,11 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> Option<smp::Star
     };
     // An xAPIC's ICR names 8-bit ids: a larger id would reach another core.
     let reachable = |id: u32| apic::is_x2apic() || id <= 0xFF;
-    for lapic in acpi.local_apics().iter().filter(|l| !reachable(l.apic_id)) {
+    for lapic in acpi
+        .local_apics()
+        .iter()
+        .filter(|l| l.enabled && !reachable(l.apic_id))
+    {
         log::warn!(
             "smp: core with APIC id {} not started: xAPIC mode",
             lapic.apic_id
@@ -312,8 +316,8 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> Option<smp::Star
         .iter()
         .filter(move |l| l.enabled && l.apic_id != bsp_apic_id && reachable(l.apic_id));
     let present = others.clone().count() + 1;
-    let planned = present.min(limit.unwrap_or(percpu::MAX_CORES).min(percpu::MAX_CORES));
     let most = percpu::MAX_CORES;
+    let planned = present.min(limit.unwrap_or(most).min(most));
     match limit {
         _ if present <= planned => {}
         Some(n) if n < most => {
