@@ -666,9 +666,11 @@ pub trait BlockDevice: Send {
     /// one-shot). [`DeviceError::Unsupported`] when the device or its driver cannot.
     /// Through a lease, the binding rules of [`NetDevice::wake_on_receive`] apply.
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError>;
-    /// The holder changed (the kernel calls this when a handle is dropped or revoked):
-    /// requests still in flight belong to no one now. Their completions are dropped when
-    /// they come, and their buffers reused only then, so the next holder never sees them.
+    /// The holder changed (the kernel calls this when a handle is dropped or revoked), or
+    /// gave up on its requests (a holder whose `poll` failed calls it before reusing the
+    /// memory it was reading into): requests still in flight belong to no one now. Their
+    /// completions are dropped when they come, and their buffers reused only then, so
+    /// neither the next holder nor a later `poll` ever sees them.
     fn abandon_requests(&mut self);
 }
 

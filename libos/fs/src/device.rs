@@ -86,7 +86,9 @@ impl<'a> DeviceStore<'a> {
     /// `per_request` blocks, keeping up to `in_flight` of them queued: `submit` queues
     /// the request for the blocks `range` (of the run) at `lba`, `done` takes a finished
     /// one's data. After an error it still waits for every request it queued (so none
-    /// is left to complete into a later caller's wait), then returns the first error.
+    /// is left to complete into a later caller's wait), then returns the first error;
+    /// when polling itself fails, it abandons the requests in flight to the device
+    /// (`abandon_requests`) and returns that error, so none of them completes afterwards.
     fn run(
         &mut self,
         first: u64,
@@ -130,7 +132,9 @@ impl<'a> DeviceStore<'a> {
                 }
             });
             if let Err(e) = polled {
-                // The device cannot tell us about the rest: give them up to it.
+                // The device cannot tell us about the rest: give them up to it, so that
+                // none completes into the caller's buffers after the run returned.
+                self.device.abandon_requests();
                 return Err(format!("{e}"));
             }
             core::hint::spin_loop();
@@ -280,7 +284,7 @@ mod tests {
 
     /// A disk in memory with 512-byte sectors, requests of at most 3 blocks and 4 in
     /// flight, finishing them newest first, one per poll; it counts requests and can
-    /// fail one.
+    /// fail one, or fail `poll` itself after `polls_before_failing` polls.
     struct Device {
         data: Vec<u8>,
         queued: Vec<(Tag, Outcome)>,
@@ -288,6 +292,7 @@ mod tests {
         requests: usize,
         most_in_flight: usize,
         fail_at: Option<u64>,
+        polls_before_failing: Option<usize>,
     }
 
     /// How a queued request will finish: a read's bytes, a write or flush, a failure.
@@ -302,6 +307,7 @@ mod tests {
                 requests: 0,
                 most_in_flight: 0,
                 fail_at: None,
+                polls_before_failing: None,
             }
         }
 
@@ -354,6 +360,16 @@ mod tests {
         /// Finishes the newest request only, so a run that stopped polling early
         /// would leave the others in flight.
         fn poll(&mut self, _: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+            match &mut self.polls_before_failing {
+                Some(0) => {
+                    return Err(DeviceError::Timeout {
+                        what: "the completion queue",
+                        ms: 5,
+                    });
+                }
+                Some(left) => *left -= 1,
+                None => {}
+            }
             let Some((tag, outcome)) = self.queued.pop() else {
                 return Ok(0);
             };
@@ -426,6 +442,24 @@ mod tests {
         let error = store.read_run(0, &mut buf[..100]).unwrap_err();
         assert!(error.contains("100 bytes"), "{error}");
         assert!(device.queued.is_empty(), "nothing left in flight");
+    }
+
+    #[test]
+    fn a_failed_poll_abandons_the_runs_requests_to_the_device() {
+        let mut device = Device::new(64 * 8);
+        device.polls_before_failing = Some(2);
+        let mut store = DeviceStore::new(&mut device).unwrap();
+        let mut buf = vec![0; 20 * BLOCK_SIZE];
+        let error = store.read_run(10, &mut buf).unwrap_err();
+        assert!(error.contains("no answer"), "{error}");
+        assert!(
+            device.queued.is_empty(),
+            "no request of the run is left to complete later"
+        );
+        device.polls_before_failing = None;
+        let mut store = DeviceStore::new(&mut device).unwrap();
+        store.read_run(10, &mut buf).unwrap();
+        assert_eq!((buf[0], buf[20 * BLOCK_SIZE - 1]), (80, 239));
     }
 
     #[test]
