@@ -1084,6 +1084,100 @@ pub(crate) mod tests {
         assert_eq!((after[1].start, after[1].count), (64, 200));
     }
 
+    /// A memory disk whose writes land but whose flushes fail while its switch is on.
+    struct Unflushable(MemoryDisk, alloc::sync::Arc<core::sync::atomic::AtomicBool>);
+
+    impl rexo_api::BlockDevice for Unflushable {
+        fn info(&self) -> rexo_api::BlockInfo {
+            self.0.info()
+        }
+        fn submit_read(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            self.0.submit_read(queue, lba, sectors)
+        }
+        fn submit_write(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<rexo_api::Tag, DeviceError> {
+            self.0.submit_write(queue, lba, sectors, fill)
+        }
+        fn submit_flush(&mut self, queue: usize) -> Result<rexo_api::Tag, DeviceError> {
+            if self.1.load(core::sync::atomic::Ordering::Relaxed) {
+                return Err(DeviceError::Status {
+                    what: "a simulated flush",
+                    status: 1,
+                });
+            }
+            self.0.submit_flush(queue)
+        }
+        fn poll(
+            &mut self,
+            queue: usize,
+            done: rexo_api::Completion<'_>,
+        ) -> Result<usize, DeviceError> {
+            self.0.poll(queue, done)
+        }
+        fn wake_on_completion(
+            &mut self,
+            queue: usize,
+            core: Option<usize>,
+        ) -> Result<(), DeviceError> {
+            self.0.wake_on_completion(queue, core)
+        }
+        fn abandon_requests(&mut self) {
+            self.0.abandon_requests();
+        }
+    }
+
+    #[test]
+    fn a_table_whose_flush_fails_is_read_again_from_the_disk() {
+        use core::sync::atomic::Ordering;
+        use rexo_api::ExtentOp;
+        let failing = alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
+        let registry = registry_with(
+            Found::Block(Box::new(Unflushable(MemoryDisk::new(), failing.clone()))),
+            "memory",
+        );
+        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        registry
+            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
+            .unwrap();
+        // The free's table is written, but its flush fails: the disk may hold either.
+        failing.store(true, Ordering::Relaxed);
+        assert_eq!(
+            registry
+                .extents(0, "fs", Some(ExtentOp::Free { start: 0 }))
+                .err(),
+            Some(ApiError::Device(DeviceError::Status {
+                what: "a simulated flush",
+                status: 1
+            }))
+        );
+        failing.store(false, Ordering::Relaxed);
+        // What is checked now is what the disk holds (here, the new table): the same as
+        // after a reboot.
+        let now = registry.extents(0, "fs", None).unwrap();
+        assert!(now.is_empty(), "the disk's table, not the old one: {now:?}");
+        let mut fs = lease_disk(registry, "fs");
+        assert_eq!(
+            fs.submit_write(0, 0, 1, &mut |_| {}).err(),
+            Some(DeviceError::Denied {
+                sector: 0,
+                write: true
+            })
+        );
+        drop(fs);
+        registry.slots[0].state.lock().protection = xn::Protection::Unknown;
+        assert_eq!(registry.extents(0, "fs", None), Ok(now), "after a reboot");
+    }
+
     /// What a test of [`Lagging`] sees of it: requests submitted and not yet completed,
     /// the most at once, and the sector whose write fails as it completes (`u64::MAX`:
     /// none).

@@ -18,8 +18,9 @@ use crate::{Registry, SlotState};
 /// What protects a disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Protection {
-    /// Not read yet, or the last read failed: no request passes, and the next open reads
-    /// again.
+    /// Not read yet, the last read failed, or the last write of the table failed (the
+    /// disk may hold the old table or the new one): no request passes, and the next open
+    /// reads again.
     Unknown,
     /// No table: the disk is raw, its holder has all of it.
     Raw,
@@ -266,7 +267,13 @@ impl Registry {
                 _ => None,
             }
         {
-            write(disk_of(&mut state.device)?, &table).map_err(ApiError::Device)?;
+            if let Err(error) = write(disk_of(&mut state.device)?, &table) {
+                // Part of the new table, or all of it unflushed, may be on the disk: what
+                // the disk holds is read again before the next use, so the table checked
+                // now is the one found after a reboot.
+                state.protection = Protection::Unknown;
+                return Err(ApiError::Device(error));
+            }
             state.protection = Protection::Table(table.clone());
         }
         Ok(table.entries().to_vec())
