@@ -1084,6 +1084,27 @@ pub(crate) mod tests {
         assert_eq!((after[1].start, after[1].count), (64, 200));
     }
 
+    #[test]
+    fn a_request_of_no_sectors_on_a_disk_with_a_table_is_out_of_range() {
+        use rexo_api::ExtentOp;
+        let registry = registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory");
+        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        registry
+            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
+            .unwrap();
+        let mut fs = lease_disk(registry, "fs");
+        let capacity = fs.info().sectors;
+        for lba in [0, capacity - 8] {
+            let out_of_range = Some(DeviceError::OutOfRange {
+                lba,
+                sectors: 0,
+                capacity,
+            });
+            assert_eq!(fs.submit_read(0, lba, 0).err(), out_of_range);
+            assert_eq!(fs.submit_write(0, lba, 0, &mut |_| {}).err(), out_of_range);
+        }
+    }
+
     /// A memory disk whose writes land but whose flushes fail while its switch is on.
     struct Unflushable(MemoryDisk, alloc::sync::Arc<core::sync::atomic::AtomicBool>);
 

@@ -178,7 +178,8 @@ pub(crate) fn protection(state: &mut SlotState) -> Result<&Protection, DeviceErr
     Ok(&state.protection)
 }
 
-/// Checks a request of `holder` for `sectors` at `lba` against the table.
+/// Checks a request of `holder` for `sectors` at `lba` against the table; a request of 0
+/// sectors on a disk with a table is out of range, as the drivers answer it.
 pub(crate) fn check(
     state: &SlotState,
     holder: &str,
@@ -194,6 +195,11 @@ pub(crate) fn check(
             .check_access(holder, lba, u64::from(sectors), write)
             .map_err(|error| match error {
                 XnError::Denied { sector, .. } => denied(sector),
+                XnError::EmptyRequest => DeviceError::OutOfRange {
+                    lba,
+                    sectors: 0,
+                    capacity: table.table_start() + table.table_sectors(),
+                },
                 _ => denied(lba),
             }),
     }

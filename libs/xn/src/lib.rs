@@ -87,6 +87,8 @@ pub enum XnError {
         /// Whether it was a write.
         write: bool,
     },
+    /// A request of 0 sectors: it names no sector to check, so it is refused.
+    EmptyRequest,
     /// No free run of that many sectors.
     NoSpace(u64),
     /// The table has no room for another entry.
@@ -117,6 +119,7 @@ impl fmt::Display for XnError {
                 "the extent table does not let the app {} sector {sector}",
                 if *write { "write" } else { "read" }
             ),
+            Self::EmptyRequest => f.write_str("a request of 0 sectors is refused"),
             Self::NoSpace(count) => write!(f, "no free run of {count} sectors"),
             Self::TableFull => write!(f, "the extent table is full ({MAX_ENTRIES} entries)"),
             Self::BadName => write!(f, "holder names are 1 to {MAX_NAME} printable ASCII bytes"),
@@ -299,7 +302,8 @@ impl Table {
     }
 
     /// Checks that `holder` may read (or write) sectors `start..start + count`; the table's
-    /// own sectors are never readable or writable this way.
+    /// own sectors are never readable or writable this way, and a request of 0 sectors is
+    /// [`XnError::EmptyRequest`] wherever it points.
     pub fn check_access(
         &self,
         holder: &str,
@@ -307,6 +311,9 @@ impl Table {
         count: u64,
         write: bool,
     ) -> Result<(), XnError> {
+        if count == 0 {
+            return Err(XnError::EmptyRequest);
+        }
         let need = if write { WRITE } else { READ };
         let end = start.saturating_add(count);
         let mut at = start;

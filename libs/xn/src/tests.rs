@@ -154,6 +154,22 @@ fn the_parser_survives_noise() {
 }
 
 #[test]
+fn a_request_of_no_sectors_is_refused_anywhere() {
+    let mut t = table();
+    t.allocate("fs", 1000).unwrap();
+    for start in [0, 500, 1000, t.table_start(), 16384, u64::MAX] {
+        for write in [false, true] {
+            assert_eq!(
+                t.check_access("fs", start, 0, write),
+                Err(XnError::EmptyRequest),
+                "0 sectors at {start}, write={write}"
+            );
+        }
+    }
+    assert_eq!(t.check_access("fs", 500, 1, true), Ok(()));
+}
+
+#[test]
 fn access_agrees_with_a_sector_by_sector_model() {
     let mut rng = Rng(42);
     for _ in 0..200 {
