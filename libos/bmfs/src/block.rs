@@ -66,7 +66,8 @@ impl<'a> BlockDisk<'a> {
         }
     }
 
-    /// Reads sectors `lba..lba + count` into `buffer` (whole sectors).
+    /// Reads sectors `lba..lba + count` into `buffer` (whole sectors); a request whose
+    /// data is not the length asked for is an error (the buffer's bytes for it are kept).
     fn read_sectors(&mut self, lba: u64, buffer: &mut [u8]) -> Result<(), String> {
         let count = buffer.len() as u64 / self.sector;
         let mut done = 0;
@@ -78,10 +79,21 @@ impl<'a> BlockDisk<'a> {
                 .map_err(|e| format!("{e}"))?;
             let at = (done * self.sector) as usize;
             let part = &mut buffer[at..at + (n * self.sector) as usize];
+            let mut returned = part.len();
             wait_for(self.device, 0, tag, &mut |data| {
-                part.copy_from_slice(&data[..part.len()])
+                returned = data.len();
+                // A device that returns another length than asked is refused below.
+                if data.len() == part.len() {
+                    part.copy_from_slice(data);
+                }
             })
             .map_err(|e| format!("{e}"))?;
+            if returned != part.len() {
+                return Err(format!(
+                    "the device returned {returned} bytes for a read of {} bytes",
+                    part.len()
+                ));
+            }
             done += n;
         }
         Ok(())
@@ -222,11 +234,13 @@ mod tests {
     use alloc::vec::Vec;
     use rexo_api::{BlockInfo, Completion, DeviceError, Tag};
 
-    /// A disk in memory that completes each request at the next poll.
+    /// A disk in memory that completes each request at the next poll; its reads return
+    /// `short_by` bytes fewer than asked.
     struct MemoryDevice {
         data: Vec<u8>,
         done: Vec<(Tag, Option<(usize, usize)>)>,
         next: Tag,
+        short_by: usize,
     }
 
     impl BlockDevice for MemoryDevice {
@@ -244,7 +258,10 @@ mod tests {
             self.next += 1;
             self.done.push((
                 self.next,
-                Some((lba as usize * 512, sectors as usize * 512)),
+                Some((
+                    lba as usize * 512,
+                    (sectors as usize * 512).saturating_sub(self.short_by),
+                )),
             ));
             Ok(self.next)
         }
@@ -291,6 +308,7 @@ mod tests {
             data: (0..8192u32).map(|i| i as u8).collect(),
             done: Vec::new(),
             next: 0,
+            short_by: 0,
         };
         let mut model = device.data.clone();
         let mut disk = BlockDisk::new(&mut device);
@@ -313,5 +331,25 @@ mod tests {
         }
         disk.flush().unwrap();
         assert_eq!(device.data, model, "nothing else changed");
+    }
+
+    #[test]
+    fn a_short_read_is_an_error_not_a_panic() {
+        let mut device = MemoryDevice {
+            data: vec![0xEE; 8192],
+            done: Vec::new(),
+            next: 0,
+            short_by: 100,
+        };
+        let mut disk = BlockDisk::new(&mut device);
+        for (offset, len) in [(0, 1024), (3, 10), (700, 2000)] {
+            let mut back = vec![0u8; len];
+            let error = disk.read(offset, &mut back).unwrap_err();
+            assert!(error.contains("returned"), "{error}");
+            assert!(back.iter().all(|&b| b == 0), "nothing half-copied");
+        }
+        let error = disk.write(3, &[1; 10]).unwrap_err();
+        assert!(error.contains("returned 412 bytes"), "{error}");
+        assert!(device.data.iter().all(|&b| b == 0xEE), "nothing written");
     }
 }
