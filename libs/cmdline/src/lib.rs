@@ -569,9 +569,11 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
             Some(value) if !value.is_empty() => Ok(value),
             _ => Err(CmdlineError::MissingValue { word, expected }),
         };
-        // A number in 1..=MAX_CORES (`cores`, `smp.stall`); `expected` describes it.
-        let core_number = |expected: &'static str| {
-            parse_cores(need(expected)?).ok_or(CmdlineError::BadValue { word, expected })
+        // A number in 1..=most (`cores`: a count; `smp.stall`: an index, the last core's
+        // being MAX_CORES - 1); `expected` describes it.
+        let core_number = |expected: &'static str, most: usize| {
+            parse_core_number(need(expected)?, most)
+                .ok_or(CmdlineError::BadValue { word, expected })
         };
         if key == "app" || key == "apps" {
             if let Some(earlier) = app_word {
@@ -598,7 +600,7 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
                 options.app = value;
             }
             "apps" => options.apps = Some(parse_manifest(word, need(APPS_VALUES)?)?),
-            "cores" => options.cores = Some(core_number(CORES_VALUES)?),
+            "cores" => options.cores = Some(core_number(CORES_VALUES, MAX_CORES)?),
             "ip" => {
                 let value = need(IP_VALUES)?;
                 options.ip = Some(parse_ipv4_config(value).ok_or(CmdlineError::BadValue {
@@ -615,17 +617,7 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
                     expected: CRASH_VALUES,
                 })?);
             }
-            "smp.stall" => {
-                // An index, not a count: the last core's is MAX_CORES - 1.
-                let index = core_number(STALL_VALUES)?;
-                if index == MAX_CORES {
-                    return Err(CmdlineError::BadValue {
-                        word,
-                        expected: STALL_VALUES,
-                    });
-                }
-                options.smp_stall = Some(index);
-            }
+            "smp.stall" => options.smp_stall = Some(core_number(STALL_VALUES, MAX_CORES - 1)?),
             _ => {
                 // The only key left in KEYS.
                 let value = need(BENCH_VALUES)?;
@@ -640,12 +632,12 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
 }
 
 /// A plain decimal number in 1..=MAX_CORES (no sign, no spaces).
-fn parse_cores(value: &str) -> Option<usize> {
+fn parse_core_number(value: &str, most: usize) -> Option<usize> {
     if !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let cores: usize = value.parse().ok()?;
-    (1..=MAX_CORES).contains(&cores).then_some(cores)
+    let number: usize = value.parse().ok()?;
+    (1..=most).contains(&number).then_some(number)
 }
 
 #[cfg(test)]
