@@ -108,12 +108,15 @@ impl<R: FnMut(u64) -> u64> Iterator for FrameChain<'_, R> {
             return None;
         }
         let (next, ret) = ((self.read_word)(rbp), (self.read_word)(rbp + 8));
-        // Ends the walk after this frame unless the chain climbs.
-        self.rbp = if next > rbp { next } else { 0 };
+        // Ends the walk after this frame unless the chain climbs, and at once at a zero
+        // return address (the chain's end).
+        self.rbp = if next > rbp && ret != 0 { next } else { 0 };
         self.left -= 1;
         (ret != 0).then_some(ret)
     }
 }
+
+impl<R: FnMut(u64) -> u64> core::iter::FusedIterator for FrameChain<'_, R> {}
 
 /// The CPU's exceptions (vectors 0-31), by vector (Intel SDM vol. 3, table 6-1).
 const EXCEPTION_NAMES: [&str; 32] = [
