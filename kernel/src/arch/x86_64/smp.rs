@@ -14,6 +14,8 @@ use super::percpu::MAX_CORES;
 
 /// Physical address the trampoline runs at (SIPI vector 0x08).
 pub const TRAMPOLINE: u64 = 0x8000;
+/// The start-up IPI's vector: the trampoline's page number.
+const SIPI_PAGE: u8 = (TRAMPOLINE >> 12) as u8;
 
 // Offsets of the data the boot core fills in, relative to the trampoline's start.
 global_asm!(
@@ -205,7 +207,7 @@ pub fn start_cores(targets: impl Iterator<Item = u32>, timeout_us: u64) -> Start
         apic::send_ipi(id, Ipi::Init);
     }
     for &id in targets {
-        apic::send_ipi(id, Ipi::Startup((TRAMPOLINE >> 12) as u8));
+        apic::send_ipi(id, Ipi::Startup(SIPI_PAGE));
     }
     starting.sent_ns = crate::time::now_ns();
     starting
@@ -231,7 +233,7 @@ impl Starting {
             }
             if !resent && now >= resend_at {
                 for &id in targets.iter().filter(|&&id| !started(id)) {
-                    apic::send_ipi(id, Ipi::Startup((TRAMPOLINE >> 12) as u8));
+                    apic::send_ipi(id, Ipi::Startup(SIPI_PAGE));
                 }
                 resent = true;
             }
