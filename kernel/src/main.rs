@@ -67,8 +67,8 @@ struct BootState {
     /// What the boot loader handed over, and the command line kept from it.
     boot: rexo_bootinfo::BootInfo<'static>,
     cmdline: &'static str,
-    /// The TSC's rate in Hz and how it was found.
-    tsc: (u64, time::TscSource),
+    /// How the TSC's rate was found.
+    tsc_source: time::TscSource,
     features: cpu::Features,
     /// The other cores, started before the boot core's last steps (`None`: no MADT).
     starting: Option<smp::Starting>,
@@ -168,7 +168,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         ))
     });
 
-    let (tsc_hz, tsc_source) = time::init_tsc(Some(pit_window), hpet_window).unwrap_or_else(|_| {
+    let tsc_source = time::init_tsc(Some(pit_window), hpet_window).unwrap_or_else(|_| {
         fatal(format_args!("no way to measure time: CPUID gives no TSC frequency and there is neither a PIT nor an HPET"))
     });
 
@@ -196,17 +196,16 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     STALLED_CORE.store(options.smp_stall.unwrap_or(usize::MAX), Ordering::Relaxed);
     let starting = start_other_cores(bsp_apic_id, options.cores);
 
-    BOOT_STATE.call_once(|| BootState {
+    let state = BOOT_STATE.call_once(|| BootState {
         options,
         usable_bytes: usable,
         boot,
         cmdline,
-        tsc: (tsc_hz, tsc_source),
+        tsc_source,
         features,
         starting,
     });
-    let boot = &BOOT_STATE.get().expect("set just now").boot;
-    baremetal::set_modules(boot.modules());
+    baremetal::set_modules(state.boot.modules());
     cpu::switch_stack(stack.top, boot_core_on_its_stack)
 }
 
@@ -396,11 +395,8 @@ fn log_boot_report(state: &BootState) {
     let (boot, features, usable) = (&state.boot, &state.features, state.usable_bytes);
     let (loader, protocol, cmdline) = (boot.loader(), boot.protocol, state.cmdline);
     log::info!("rexo: booted by {loader} ({protocol:?}), command line '{cmdline}'");
-    log::info!(
-        "time: TSC {} MHz ({:?})",
-        state.tsc.0 / 1_000_000,
-        state.tsc.1
-    );
+    let (mhz, source) = (time::tsc_hz() / 1_000_000, state.tsc_source);
+    log::info!("time: TSC {mhz} MHz ({source:?})");
     log::info!(
         "cpu: {} physical address bits, 1 GiB pages {}, x2APIC {}, TSC-deadline timer {}, invariant TSC {}",
         features.phys_bits,

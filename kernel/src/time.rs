@@ -185,10 +185,7 @@ impl HpetWindow {
 /// counter is read as one register, the most precise reference); else the PIT window
 /// started at boot. Each window is at least 1 ms long, and has usually run that long by
 /// now (under emulation each PIT read is three port accesses, which costs it about 0.5%).
-pub fn init_tsc(
-    pit: Option<PitWindow>,
-    hpet: Option<HpetWindow>,
-) -> Result<(u64, TscSource), TimeError> {
+pub fn init_tsc(pit: Option<PitWindow>, hpet: Option<HpetWindow>) -> Result<TscSource, TimeError> {
     const WINDOW_US: u64 = 1000;
     let (hz, source) = from_cpuid()
         .or_else(|| {
@@ -201,7 +198,7 @@ pub fn init_tsc(
         })
         .ok_or(TimeError::NoReferenceTimer)?;
     set_tsc_hz(hz);
-    Ok((hz, source))
+    Ok(source)
 }
 
 /// The TSC frequency in Hz (0 before [`init_tsc`]).
