@@ -100,8 +100,9 @@ fn new_table() -> Result<u64, PagingError> {
     Ok(frame)
 }
 
-fn caching_of(map: &MemoryMap, start: u64, end: u64) -> Caching {
-    if map.contents(start..end) == Contents::NoRam {
+/// Device space (no RAM at all) is uncached; anything holding RAM is write-back.
+fn caching(contents: Contents) -> Caching {
+    if contents == Contents::NoRam {
         Caching::Uncached
     } else {
         Caching::WriteBack
@@ -126,15 +127,17 @@ pub fn init(map: &MemoryMap, features: &Features) -> Result<(), PagingError> {
         let pdpt_index = (gib >> 30) as usize & 511;
         let whole = map.contents(gib..gib + GIB1);
         if features.huge_1g && whole != Contents::Mixed {
-            pdpt[pdpt_index] =
-                gib | PRESENT | WRITABLE | HUGE | caching_of(map, gib, gib + GIB1).bits();
+            pdpt[pdpt_index] = gib | PRESENT | WRITABLE | HUGE | caching(whole).bits();
         } else {
             let pd_phys = new_table()?;
             let pd = table(pd_phys);
             for (i, entry) in pd.iter_mut().enumerate() {
                 let start = gib + i as u64 * MIB2;
-                *entry =
-                    start | PRESENT | WRITABLE | HUGE | caching_of(map, start, start + MIB2).bits();
+                *entry = start
+                    | PRESENT
+                    | WRITABLE
+                    | HUGE
+                    | caching(map.contents(start..start + MIB2)).bits();
             }
             pdpt[pdpt_index] = pd_phys | PRESENT | WRITABLE;
         }
