@@ -92,7 +92,7 @@ fn fatal(what: core::fmt::Arguments<'_>) -> ! {
 extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     percpu::install(0, apic::id_from_cpuid());
     // The PIT measures the TSC while the boot goes on (no busy wait for it).
-    let pit_window = time::PitWindow::start();
+    let mut pit_window = time::PitWindow::start();
     console::serial::init();
     klog::init();
 
@@ -113,9 +113,14 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
 
     let features = cpu::Features::read();
     let acpi = platform::init_acpi(boot.rsdp);
-    // The HPET measures the TSC while the memory is set up, as the PIT does since entry.
-    let hpet = acpi.and_then(|a| a.hpet.as_ref());
+    // Unless CPUID gives the TSC's rate, the HPET measures it while the memory is set up,
+    // as the PIT does since entry (read here too, so that no count wraps unseen).
+    let cpuid_rate = time::from_cpuid();
+    let hpet = acpi
+        .and_then(|a| a.hpet.as_ref())
+        .filter(|_| cpuid_rate.is_none());
     let hpet_window = hpet.and_then(|h| time::HpetWindow::start(h.base_address));
+    pit_window.sample();
 
     // Memory: the map, what must never be handed out, the allocator, the page tables.
     let map = boot::memory_map(&boot).unwrap_or_else(|e| fatal(format_args!("{e}")));
@@ -168,7 +173,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         ))
     });
 
-    let tsc_source = time::init_tsc(Some(pit_window), hpet_window).unwrap_or_else(|_| {
+    let tsc_source = time::init_tsc(cpuid_rate, Some(pit_window), hpet_window).unwrap_or_else(|_| {
         fatal(format_args!("no way to measure time: CPUID gives no TSC frequency and there is neither a PIT nor an HPET"))
     });
 

@@ -44,7 +44,9 @@ fn set_tsc_hz(hz: u64) {
     );
 }
 
-fn from_cpuid() -> Option<(u64, TscSource)> {
+/// The TSC's rate as CPUID gives it (leaf 0x15, 0x16 or the hypervisor's 0x40000010),
+/// if it does: then no measurement is needed.
+pub fn from_cpuid() -> Option<(u64, TscSource)> {
     let max = cpu::cpuid(0, 0).eax;
     if max >= 0x15 {
         let leaf = cpu::cpuid(0x15, 0);
@@ -80,12 +82,18 @@ fn pit_count() -> u16 {
 }
 
 /// A TSC measurement against the PIT that runs while the kernel does other boot work:
-/// [`PitWindow::start`] notes the PIT count and the TSC, [`PitWindow::finish`] reads them
-/// again (waiting only if the window is still shorter than asked). The PIT's channel 0
-/// counts down at 1.193182 MHz in rate-generator mode and wraps every 55 ms.
+/// [`PitWindow::start`] notes the PIT count and the TSC, [`PitWindow::sample`] adds the
+/// counts since the last reading, [`PitWindow::finish`] reads them again (waiting only if
+/// the window is still shorter than asked). The PIT's channel 0 counts down at
+/// 1.193182 MHz in rate-generator mode and wraps every 55 ms, so readings must come
+/// closer than that for the counts between them to be known.
 pub struct PitWindow {
+    /// The count at the last reading, the counts added up since the start, and the TSC
+    /// at the start and at the last reading.
     count: u16,
+    counted: u64,
     tsc: u64,
+    sampled_tsc: u64,
 }
 
 const PIT_HZ: u64 = 1_193_182;
@@ -101,28 +109,36 @@ impl PitWindow {
         outb(0x43, 0b0011_0100); // channel 0, lobyte/hibyte, mode 2, binary
         outb(0x40, 0xFF);
         outb(0x40, 0xFF);
+        let (count, tsc) = (pit_count(), rdtsc());
         Self {
-            count: pit_count(),
-            tsc: rdtsc(),
+            count,
+            counted: 0,
+            tsc,
+            sampled_tsc: tsc,
         }
+    }
+
+    /// Reads the PIT and adds the counts since the last reading.
+    pub fn sample(&mut self) {
+        let now = pit_count();
+        self.counted += u64::from(self.count.wrapping_sub(now));
+        self.count = now;
+        self.sampled_tsc = rdtsc();
     }
 
     /// The TSC frequency over a window of at least `micros`. `None` if the PIT's count does
     /// not move (no PIT).
     fn finish(mut self, micros: u64) -> Option<u64> {
         let wanted = PIT_HZ * micros / 1_000_000;
-        if rdtsc() - self.tsc > SLOWEST_TSC_HZ / 1_000_000 * (PIT_MAX_TICKS * 1_000_000 / PIT_HZ) {
-            // The count may have wrapped unseen: measure a fresh window.
+        let unambiguous = SLOWEST_TSC_HZ / 1_000_000 * (PIT_MAX_TICKS * 1_000_000 / PIT_HZ);
+        if rdtsc() - self.sampled_tsc > unambiguous {
+            // The count may have wrapped unseen since the last reading: start afresh.
             self = Self::start();
         }
-        let mut last = self.count;
-        let mut counted: u64 = 0;
         let mut spins: u64 = 0;
         loop {
-            let now = pit_count();
-            counted += u64::from(last.wrapping_sub(now));
-            last = now;
-            if counted >= wanted {
+            self.sample();
+            if self.counted >= wanted {
                 break;
             }
             spins += 1;
@@ -131,7 +147,7 @@ impl PitWindow {
                 return None;
             }
         }
-        Some((rdtsc() - self.tsc) * PIT_HZ / counted)
+        Some((self.sampled_tsc - self.tsc) * PIT_HZ / self.counted)
     }
 }
 
@@ -181,13 +197,17 @@ impl HpetWindow {
     }
 }
 
-/// Finds the TSC frequency: CPUID first (no waiting); else the HPET window (its 10-100 MHz
+/// Sets the TSC frequency: CPUID's (`cpuid`, from [`from_cpuid`]) first; else the HPET window (its 10-100 MHz
 /// counter is read as one register, the most precise reference); else the PIT window
 /// started at boot. Each window is at least 1 ms long, and has usually run that long by
 /// now (under emulation each PIT read is three port accesses, which costs it about 0.5%).
-pub fn init_tsc(pit: Option<PitWindow>, hpet: Option<HpetWindow>) -> Result<TscSource, TimeError> {
+pub fn init_tsc(
+    cpuid: Option<(u64, TscSource)>,
+    pit: Option<PitWindow>,
+    hpet: Option<HpetWindow>,
+) -> Result<TscSource, TimeError> {
     const WINDOW_US: u64 = 1000;
-    let (hz, source) = from_cpuid()
+    let (hz, source) = cpuid
         .or_else(|| {
             hpet.and_then(|window| window.finish(WINDOW_US))
                 .map(|hz| (hz, TscSource::Hpet))
