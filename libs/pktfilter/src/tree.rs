@@ -166,12 +166,7 @@ impl<T: Copy + PartialEq> Filters<T> {
 
     /// Installs `filter` for `owner`, unless it overlaps an installed filter.
     pub fn insert(&mut self, filter: Filter, owner: T) -> Result<(), InsertError<T>> {
-        if let Some(refused) = self.first_overlap(&filter, &[], owner) {
-            return Err(refused);
-        }
-        self.installed.push((filter, owner));
-        self.rebuild();
-        Ok(())
+        self.insert_all(core::slice::from_ref(&filter), owner)
     }
 
     /// Installs all of `filters` for `owner`, or none of them: each is checked against
