@@ -22,7 +22,9 @@ use alloc::vec::Vec;
 
 use rexo_api::{BlockDevice, Completion, DeviceError, Tag};
 
-/// The first tag of an ordered write; drivers' tags stay below it.
+/// The first tag of an ordered write: the layer's tags have this bit set. A driver
+/// may hand out tags of 2^31 and up too; the app knows those without the bit
+/// ([`app_tag`]), so they never meet an ordered write's.
 pub(crate) const FIRST_ORDERED_TAG: Tag = 1 << 31;
 
 /// The tag the app knows a driver's request `tag` by: without the bit that marks the
@@ -74,7 +76,7 @@ struct Ordered {
 /// One queue's requests as the layer tracks them.
 #[derive(Default)]
 struct Queue {
-    /// The app's requests in flight (the driver's tags).
+    /// The app's requests in flight, by the tags the app knows them by ([`app_tag`]).
     in_flight: BTreeSet<Tag>,
     /// Ordered writes not completed yet, oldest first; only the oldest moves.
     ordered: VecDeque<Ordered>,
