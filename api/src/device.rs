@@ -27,7 +27,8 @@ pub enum DeviceError {
     },
     /// Configuration space could not be reached.
     Config(PciError),
-    /// No memory for DMA buffers or rings.
+    /// No memory for DMA buffers or rings, or for the kernel's copy of a request (an
+    /// ordered write's data).
     NoMemory,
     /// The device lacks something the driver needs (named).
     Unsupported(&'static str),
@@ -301,7 +302,7 @@ impl fmt::Display for DeviceError {
         match self {
             Self::BadBar { index, why } => write!(f, "BAR {index} is unusable: {why}"),
             Self::Config(error) => write!(f, "configuration space: {error}"),
-            Self::NoMemory => f.write_str("no memory for DMA"),
+            Self::NoMemory => f.write_str("no memory for DMA or for a request's copy"),
             Self::Unsupported(what) => write!(f, "the device lacks {what}"),
             Self::Timeout { what, ms } => write!(f, "no answer to {what} within {ms} ms"),
             Self::Status { what, status } => write!(f, "{what} failed with status {status:#x}"),
@@ -638,7 +639,8 @@ pub trait BlockDevice: Send {
     /// request submitted before it on `queue` has completed and a flush made them
     /// durable, and its completion means it is durable too. Later requests are not held
     /// back by it; ordered writes on a queue run in the order submitted. `fill` writes
-    /// the data, which is copied once (the write starts later). A queue holds at most 64
+    /// the data, which is copied once (the write starts later) into the kernel's heap:
+    /// [`DeviceError::NoMemory`] when that copy cannot be made. A queue holds at most 64
     /// ordered writes not yet completed: one more is [`DeviceError::QueueFull`] until
     /// `poll` completes the oldest. The kernel's block layer provides it on every disk
     /// it lends (its tags are 2^31 and up; it hands out the other requests' tags below);
