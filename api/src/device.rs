@@ -512,6 +512,13 @@ pub trait NetDevice: Send {
     }
 }
 
+/// The most ordered writes ([`BlockDevice::submit_write_ordered`]) one queue of a lent
+/// disk holds not yet completed; one more is [`DeviceError::QueueFull`] until the holder
+/// polls the oldest to completion. Each holds a copy of its data (up to a request's,
+/// 64 KiB with Rexo's drivers) in the kernel's heap, which keeps the frames it grows by:
+/// the bound keeps an app from filling the kernel's memory with them.
+pub const MAX_ORDERED_PER_QUEUE: usize = 64;
+
 /// The most filters one binding on a shared network interface may name
 /// ([`Kernel::bind_net`](crate::Kernel::bind_net);
 /// [`ApiError::TooManyFilters`](crate::ApiError::TooManyFilters) past it). An app binds
@@ -640,11 +647,11 @@ pub trait BlockDevice: Send {
     /// durable, and its completion means it is durable too. Later requests are not held
     /// back by it; ordered writes on a queue run in the order submitted. `fill` writes
     /// the data, which is copied once (the write starts later) into the kernel's heap:
-    /// [`DeviceError::NoMemory`] when that copy cannot be made. A queue holds at most 64
-    /// ordered writes not yet completed: one more is [`DeviceError::QueueFull`] until
-    /// `poll` completes the oldest. The kernel's block layer provides it on every disk
-    /// it lends (its tags are 2^31 and up; it hands out the other requests' tags below);
-    /// a driver's own handle says `Unsupported`.
+    /// [`DeviceError::NoMemory`] when that copy cannot be made. A queue holds at most
+    /// [`MAX_ORDERED_PER_QUEUE`] ordered writes not yet completed: one more is
+    /// [`DeviceError::QueueFull`] until `poll` completes the oldest. The kernel's block
+    /// layer provides it on every disk it lends (its tags are 2^31 and up; it hands out
+    /// the other requests' tags below); a driver's own handle says `Unsupported`.
     fn submit_write_ordered(
         &mut self,
         queue: usize,

@@ -1413,7 +1413,7 @@ pub(crate) mod tests {
             .unwrap();
         let most = disk.info().max_sectors;
         let mut queued = Vec::new();
-        for index in 0..ordered::MAX_ORDERED_PER_QUEUE as u64 {
+        for index in 0..rexo_api::MAX_ORDERED_PER_QUEUE as u64 {
             let tag = disk
                 .submit_write_ordered(0, index * u64::from(most), most, &mut |b| b.fill(1))
                 .unwrap();

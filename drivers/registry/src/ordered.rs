@@ -20,7 +20,7 @@
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
-use rexo_api::{BlockDevice, Completion, DeviceError, Tag};
+use rexo_api::{BlockDevice, Completion, DeviceError, MAX_ORDERED_PER_QUEUE, Tag};
 
 /// The first tag of an ordered write: the layer's tags have this bit set. A driver
 /// may hand out tags of 2^31 and up too; the app knows those without the bit
@@ -33,12 +33,6 @@ pub(crate) const FIRST_ORDERED_TAG: Tag = 1 << 31;
 pub(crate) fn app_tag(tag: Tag) -> Tag {
     tag & !FIRST_ORDERED_TAG
 }
-
-/// The most ordered writes a queue holds not yet completed. Each is a copy of its data
-/// (up to a request's, 64 KiB with Rexo's drivers) in the kernel's heap, which keeps
-/// the frames it grows by: past this, [`DeviceError::QueueFull`] until the app polls
-/// the oldest to completion, so an app cannot fill the kernel's memory with them.
-pub(crate) const MAX_ORDERED_PER_QUEUE: usize = 64;
 
 /// Where an ordered write is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
