@@ -8,7 +8,8 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use rexo_api::{
-    ApiError, BlockDevice, DeviceError, DeviceKind, DiskExtent, ExtentOp, Tag, device::wait_for,
+    ApiError, BlockDevice, BlockInfo, DeviceError, DeviceKind, DiskExtent, ExtentOp, Tag,
+    device::wait_for,
 };
 use rexo_devio::Found;
 use rexo_xn::{TABLE_BYTES, Table, XnError};
@@ -30,10 +31,9 @@ pub(crate) enum Protection {
     Damaged(XnError),
 }
 
-/// The disk's table geometry: (sectors, sector size, first sector of the table, its
-/// sector count).
-fn geometry(disk: &dyn BlockDevice) -> (u64, u64, u64, u32) {
-    let info = disk.info();
+/// The table geometry of a disk described by `info`: (sectors, sector size, first
+/// sector of the table, its sector count).
+fn geometry(info: &BlockInfo) -> (u64, u64, u64, u32) {
     let size = u64::from(info.sector_size.max(1));
     let count = (TABLE_BYTES as u64).div_ceil(size);
     (
@@ -44,40 +44,42 @@ fn geometry(disk: &dyn BlockDevice) -> (u64, u64, u64, u32) {
     )
 }
 
-/// The requests that move the table's sectors on `disk`: each one's first sector, its
-/// sectors (at most the device's `max_sectors`) and the bytes of the table it holds (a
-/// sector past the table's 4 KiB holds none of them).
-fn table_requests(disk: &dyn BlockDevice) -> Vec<(u64, u32, Range<usize>)> {
-    let (_, size, start, count) = geometry(disk);
-    let most = disk.info().max_sectors.max(1);
-    let bytes = |sectors: u32| {
+/// The requests that move the table's sectors on a disk of `geometry` (from
+/// [`geometry`]): each one's first sector, its sectors (at most `max_sectors`, the
+/// device's) and the bytes of the table it holds (a sector past the table's 4 KiB holds
+/// none of them).
+fn table_requests(
+    (_, size, start, count): (u64, u64, u64, u32),
+    max_sectors: u32,
+) -> impl Iterator<Item = (u64, u32, Range<usize>)> {
+    let most = max_sectors.max(1);
+    let bytes = move |sectors: u32| {
         usize::try_from(u64::from(sectors).saturating_mul(size))
             .unwrap_or(usize::MAX)
             .min(TABLE_BYTES)
     };
-    (0..count)
-        .step_by(most as usize)
-        .map(|done| {
-            let sectors = most.min(count - done);
-            (
-                start + u64::from(done),
-                sectors,
-                bytes(done)..bytes(done + sectors),
-            )
-        })
-        .collect()
+    (0..count).step_by(most as usize).map(move |done| {
+        let sectors = most.min(count - done);
+        (
+            start + u64::from(done),
+            sectors,
+            bytes(done)..bytes(done + sectors),
+        )
+    })
 }
 
 /// Reads the table of `disk` (idle: nobody holds it), in requests of up to the device's
 /// `max_sectors`. A read that fails is an error, not a disk without a table: the table
 /// may be there.
 fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
-    let (sectors, size, _, _) = geometry(disk);
+    let info = disk.info();
+    let geometry = geometry(&info);
+    let (sectors, size, _, _) = geometry;
     if !rexo_xn::holds_a_table(sectors, size) {
         return Ok(Protection::Raw);
     }
     let mut bytes = vec![0u8; TABLE_BYTES];
-    for (lba, sectors, held) in table_requests(disk) {
+    for (lba, sectors, held) in table_requests(geometry, info.max_sectors) {
         let part = &mut bytes[held];
         let result = disk.submit_read(0, lba, sectors).and_then(|tag| {
             wait_for(disk, 0, tag, &mut |data| {
@@ -106,7 +108,8 @@ fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
 /// `max_sectors`) and flushes.
 fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
     let bytes = table.to_bytes();
-    for (lba, sectors, held) in table_requests(disk) {
+    let info = disk.info();
+    for (lba, sectors, held) in table_requests(geometry(&info), info.max_sectors) {
         let part = &bytes[held];
         let tag = disk.submit_write(0, lba, sectors, &mut |buffer| {
             buffer.fill(0);
@@ -231,7 +234,7 @@ impl Registry {
         let refuse = |error: XnError| ApiError::Extents(error);
         let mut table = match (protection, &op) {
             (Protection::Raw | Protection::Damaged(_), Some(ExtentOp::Format)) => {
-                let (sectors, size, _, _) = geometry(disk_of(&mut state.device)?);
+                let (sectors, size, _, _) = geometry(&disk_of(&mut state.device)?.info());
                 Table::format(sectors, size).map_err(refuse)?
             }
             (Protection::Table(_), Some(ExtentOp::Format)) => {
