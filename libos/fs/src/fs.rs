@@ -10,8 +10,9 @@ use crate::error::FsError;
 use crate::extents::{cut, mapped_blocks, physical_of, unmapped_runs};
 use crate::file::next_mount;
 use crate::format::{
-    BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, Extent, FileKind, Inode, Layout, Superblock,
-    bit_is_set, bitmap_position, check_header_as, seal, seal_checksum, set_bit, zeroed,
+    BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, EXTENTS_PER_OVERFLOW_BLOCK, Extent, FileKind,
+    INLINE_EXTENTS, Inode, Layout, Superblock, bit_is_set, bitmap_position, check_header_as, seal,
+    seal_checksum, set_bit, zeroed,
 };
 use crate::fsck::{FsckReport, check};
 use crate::journal::{Journal, encode_header, scan, transaction_length, write_transaction};
@@ -300,8 +301,9 @@ impl<D: BlockStore> FileSystem<D> {
     /// offset: a crash in the middle leaves a prefix of the write done (each piece
     /// grows the size only as far as it wrote). A write that cannot have the blocks
     /// it needs returns `NoSpace` before writing anything: one cut into several
-    /// transactions first rehearses all of their allocations (its data blocks and the
-    /// overflow extent blocks its extents take) and forgets them.
+    /// transactions, when the free blocks may not cover its data blocks and the
+    /// overflow extent blocks its extents can take, first rehearses all of their
+    /// allocations and forgets them.
     pub fn write(&mut self, path: &str, offset: u64, data: &[u8]) -> Result<(), FsError> {
         self.usable()?;
         let names = parse(path)?;
@@ -323,8 +325,16 @@ impl<D: BlockStore> FileSystem<D> {
         }
         let mut done = 0usize;
         let mut piece_blocks = self.journal.capacity().saturating_sub(8).max(1);
-        let pieces = end.div_ceil(BLOCK) - offset / BLOCK;
-        if needed > 0 && pieces > piece_blocks {
+        let blocks = end.div_ceil(BLOCK) - offset / BLOCK;
+        // Each run allocated adds at most one extent, and `store_extents` reuses the
+        // file's chain of overflow blocks: the write takes at most `needed` data blocks
+        // and the overflow blocks of all its extents, old and new.
+        let overflow_bound = (extents.len() as u64)
+            .saturating_add(needed)
+            .saturating_sub(INLINE_EXTENTS as u64)
+            .div_ceil(EXTENTS_PER_OVERFLOW_BLOCK as u64);
+        let space_may_be_short = needed.saturating_add(overflow_bound) > self.free_blocks;
+        if needed > 0 && blocks > piece_blocks && space_may_be_short {
             self.rehearse_write(&names, offset, end, piece_blocks)?;
         }
         while done < data.len() {
