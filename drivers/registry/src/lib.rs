@@ -541,19 +541,68 @@ pub(crate) mod tests {
         assert_eq!(count.load(Ordering::Relaxed), 2, "revoked");
     }
 
-    /// A disk in memory that completes every request at the next poll.
+    /// A disk in memory that completes every request at the next poll. [`MemoryDisk::new`]
+    /// is a plain one; a test changes one setting to make the disk it needs
+    /// (`MemoryDisk { max_sectors: 4, ..MemoryDisk::new() }`).
     struct MemoryDisk {
+        /// The sectors held in memory (after `base_lba`).
         data: Vec<u8>,
+        /// Requests taken and not yet polled: tag, byte range of `data`.
         done: Vec<(rexo_api::Tag, usize, usize)>,
+        /// The tag of the first request after each poll (the next ones count up).
+        first_tag: rexo_api::Tag,
+        /// The most sectors a request carries; larger ones are refused, as drivers
+        /// refuse them.
+        max_sectors: u32,
+        /// Sectors before the memory: the disk says it has this many more, and refuses
+        /// requests that start below it.
+        base_lba: u64,
+        /// While on, every read is refused.
+        failing_reads: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
+        /// Every write covering this sector is refused (`u64::MAX`: none).
+        bad_sector: alloc::sync::Arc<core::sync::atomic::AtomicU64>,
+        /// While on, every flush is refused.
+        failing_flushes: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
     }
 
     impl MemoryDisk {
-        /// A zeroed disk of 4 MiB.
+        /// Sectors of 512 bytes in memory.
+        const SECTORS: u64 = 8192;
+
+        /// A zeroed disk of 4 MiB, tags from 1, requests of up to 64 sectors, and no
+        /// failures.
         fn new() -> Self {
             Self {
-                data: alloc::vec![0u8; 4 << 20],
+                data: alloc::vec![0u8; Self::SECTORS as usize * 512],
                 done: Vec::new(),
+                first_tag: 1,
+                max_sectors: 64,
+                base_lba: 0,
+                failing_reads: Default::default(),
+                bad_sector: alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX)),
+                failing_flushes: Default::default(),
             }
+        }
+
+        /// The byte range of `data` that `sectors` sectors from `lba` are, or why the
+        /// disk refuses them.
+        fn range(&self, lba: u64, sectors: u32) -> Result<(usize, usize), DeviceError> {
+            if sectors > self.max_sectors {
+                return Err(DeviceError::Unsupported("requests over max_sectors"));
+            }
+            let lba = lba
+                .checked_sub(self.base_lba)
+                .ok_or(DeviceError::Unsupported(
+                    "sectors before the simulated tail",
+                ))?;
+            Ok((lba as usize * 512, sectors as usize * 512))
+        }
+
+        /// Takes a request for bytes `at..at + len`, completed at the next poll.
+        fn take(&mut self, at: usize, len: usize) -> rexo_api::Tag {
+            let tag = self.first_tag + self.done.len() as u32;
+            self.done.push((tag, at, len));
+            tag
         }
     }
 
@@ -561,9 +610,9 @@ pub(crate) mod tests {
         fn info(&self) -> rexo_api::BlockInfo {
             let sectors = self.data.len() as u64 / 512;
             rexo_api::BlockInfo {
-                sectors,
+                sectors: self.base_lba + sectors,
                 sector_size: 512,
-                max_sectors: 64,
+                max_sectors: self.max_sectors,
                 queues: 1,
                 depth: 8,
                 model: String::new(),
@@ -575,10 +624,17 @@ pub(crate) mod tests {
             lba: u64,
             sectors: u32,
         ) -> Result<rexo_api::Tag, DeviceError> {
-            let tag = self.done.len() as u32 + 1;
-            self.done
-                .push((tag, lba as usize * 512, sectors as usize * 512));
-            Ok(tag)
+            if self
+                .failing_reads
+                .load(core::sync::atomic::Ordering::Relaxed)
+            {
+                return Err(DeviceError::Timeout {
+                    what: "a simulated read",
+                    ms: 0,
+                });
+            }
+            let (at, len) = self.range(lba, sectors)?;
+            Ok(self.take(at, len))
         }
         fn submit_write(
             &mut self,
@@ -587,12 +643,28 @@ pub(crate) mod tests {
             sectors: u32,
             fill: &mut dyn FnMut(&mut [u8]),
         ) -> Result<rexo_api::Tag, DeviceError> {
-            let at = lba as usize * 512;
-            fill(&mut self.data[at..at + sectors as usize * 512]);
-            self.submit_read(0, lba, 0)
+            let bad = self.bad_sector.load(core::sync::atomic::Ordering::Relaxed);
+            if (lba..lba + u64::from(sectors)).contains(&bad) {
+                return Err(DeviceError::Status {
+                    what: "a simulated write",
+                    status: 1,
+                });
+            }
+            let (at, len) = self.range(lba, sectors)?;
+            fill(&mut self.data[at..at + len]);
+            Ok(self.take(at, 0))
         }
         fn submit_flush(&mut self, _: usize) -> Result<rexo_api::Tag, DeviceError> {
-            self.submit_read(0, 0, 0)
+            if self
+                .failing_flushes
+                .load(core::sync::atomic::Ordering::Relaxed)
+            {
+                return Err(DeviceError::Status {
+                    what: "a simulated flush",
+                    status: 1,
+                });
+            }
+            Ok(self.take(0, 0))
         }
         fn poll(&mut self, _: usize, done: rexo_api::Completion<'_>) -> Result<usize, DeviceError> {
             let finished = core::mem::take(&mut self.done);
@@ -729,28 +801,16 @@ pub(crate) mod tests {
             })
         );
         // Ordered writes: checked like writes, and they land.
-        let tag = fs.submit_write(0, 2, 1, &mut |b| b.fill(5)).unwrap();
-        let ordered = fs
-            .submit_write_ordered(0, 3, 1, &mut |b| b.fill(6))
-            .unwrap();
-        let mut finished = Vec::new();
-        while !finished.contains(&ordered) {
-            fs.poll(0, &mut |done, result| {
-                assert!(result.is_ok());
-                finished.push(done);
-            })
-            .unwrap();
-        }
+        let (tag, ordered, finished) = write_then_ordered(fs.as_mut());
         assert_eq!(
             finished,
             [tag, ordered],
             "the write before it completed first"
         );
-        let read = fs.submit_read(0, 3, 1).unwrap();
-        let mut seen = Vec::new();
-        rexo_api::device::wait_for(fs.as_mut(), 0, read, &mut |data| seen = data.to_vec()).unwrap();
         assert!(
-            seen.iter().all(|&byte| byte == 6),
+            read_sectors(fs.as_mut(), 3, 1)
+                .iter()
+                .all(|&byte| byte == 6),
             "the ordered write landed"
         );
         assert_eq!(
@@ -820,83 +880,16 @@ pub(crate) mod tests {
         );
     }
 
-    /// A memory disk whose reads fail while its switch is on, and whose writes fail when
-    /// they cover its bad sector (`u64::MAX`: none).
-    struct Flaky(
-        MemoryDisk,
-        alloc::sync::Arc<core::sync::atomic::AtomicBool>,
-        alloc::sync::Arc<core::sync::atomic::AtomicU64>,
-    );
-
-    impl rexo_api::BlockDevice for Flaky {
-        fn info(&self) -> rexo_api::BlockInfo {
-            self.0.info()
-        }
-        fn submit_read(
-            &mut self,
-            queue: usize,
-            lba: u64,
-            sectors: u32,
-        ) -> Result<rexo_api::Tag, DeviceError> {
-            if self.1.load(core::sync::atomic::Ordering::Relaxed) {
-                return Err(DeviceError::Timeout {
-                    what: "a simulated read",
-                    ms: 0,
-                });
-            }
-            self.0.submit_read(queue, lba, sectors)
-        }
-        fn submit_write(
-            &mut self,
-            queue: usize,
-            lba: u64,
-            sectors: u32,
-            fill: &mut dyn FnMut(&mut [u8]),
-        ) -> Result<rexo_api::Tag, DeviceError> {
-            let bad = self.2.load(core::sync::atomic::Ordering::Relaxed);
-            if (lba..lba + u64::from(sectors)).contains(&bad) {
-                return Err(DeviceError::Status {
-                    what: "a simulated write",
-                    status: 1,
-                });
-            }
-            self.0.submit_write(queue, lba, sectors, fill)
-        }
-        fn submit_flush(&mut self, queue: usize) -> Result<rexo_api::Tag, DeviceError> {
-            self.0.submit_flush(queue)
-        }
-        fn poll(
-            &mut self,
-            queue: usize,
-            done: rexo_api::Completion<'_>,
-        ) -> Result<usize, DeviceError> {
-            self.0.poll(queue, done)
-        }
-        fn wake_on_completion(
-            &mut self,
-            queue: usize,
-            core: Option<usize>,
-        ) -> Result<(), DeviceError> {
-            self.0.wake_on_completion(queue, core)
-        }
-        fn abandon_requests(&mut self) {
-            self.0.abandon_requests();
-        }
-    }
-
     #[test]
     fn an_unreadable_extent_table_refuses_the_disk_until_it_is_read() {
         use core::sync::atomic::Ordering;
         use rexo_api::ExtentOp;
         let failing = alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
-        let registry = registry_with(
-            Found::Block(Box::new(Flaky(
-                MemoryDisk::new(),
-                failing.clone(),
-                alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX)),
-            ))),
-            "memory",
-        );
+        let disk = MemoryDisk {
+            failing_reads: failing.clone(),
+            ..MemoryDisk::new()
+        };
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
         registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
         registry
             .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
@@ -980,6 +973,37 @@ pub(crate) mod tests {
         }
     }
 
+    /// Polls queue 0 of `disk`, checking that each request succeeded, until `enough`
+    /// holds of the tags completed so far; those tags, in the order completed.
+    fn poll_until(
+        disk: &mut dyn rexo_api::BlockDevice,
+        enough: impl Fn(&[rexo_api::Tag]) -> bool,
+    ) -> Vec<rexo_api::Tag> {
+        let mut finished = Vec::new();
+        while !enough(&finished) {
+            disk.poll(0, &mut |tag, result| {
+                assert!(result.is_ok());
+                finished.push(tag);
+            })
+            .unwrap();
+        }
+        finished
+    }
+
+    /// Writes 5s over sector 2 of `disk`, then 6s over sector 3 as an ordered write,
+    /// and polls until the ordered write completes: the write's tag, the ordered
+    /// write's, and the tags completed, in order.
+    fn write_then_ordered(
+        disk: &mut dyn rexo_api::BlockDevice,
+    ) -> (rexo_api::Tag, rexo_api::Tag, Vec<rexo_api::Tag>) {
+        let write = disk.submit_write(0, 2, 1, &mut |b| b.fill(5)).unwrap();
+        let ordered = disk
+            .submit_write_ordered(0, 3, 1, &mut |b| b.fill(6))
+            .unwrap();
+        let finished = poll_until(disk, |done| done.contains(&ordered));
+        (write, ordered, finished)
+    }
+
     #[test]
     fn a_newly_allocated_extent_reads_as_zeros_not_as_its_last_owners_data() {
         use rexo_api::ExtentOp;
@@ -1040,14 +1064,11 @@ pub(crate) mod tests {
         use core::sync::atomic::Ordering;
         use rexo_api::ExtentOp;
         let bad = alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX));
-        let registry = registry_with(
-            Found::Block(Box::new(Flaky(
-                MemoryDisk::new(),
-                alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false)),
-                bad.clone(),
-            ))),
-            "memory",
-        );
+        let disk = MemoryDisk {
+            bad_sector: bad.clone(),
+            ..MemoryDisk::new()
+        };
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
         registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
         let before = registry
             .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
@@ -1105,67 +1126,16 @@ pub(crate) mod tests {
         }
     }
 
-    /// A memory disk whose writes land but whose flushes fail while its switch is on.
-    struct Unflushable(MemoryDisk, alloc::sync::Arc<core::sync::atomic::AtomicBool>);
-
-    impl rexo_api::BlockDevice for Unflushable {
-        fn info(&self) -> rexo_api::BlockInfo {
-            self.0.info()
-        }
-        fn submit_read(
-            &mut self,
-            queue: usize,
-            lba: u64,
-            sectors: u32,
-        ) -> Result<rexo_api::Tag, DeviceError> {
-            self.0.submit_read(queue, lba, sectors)
-        }
-        fn submit_write(
-            &mut self,
-            queue: usize,
-            lba: u64,
-            sectors: u32,
-            fill: &mut dyn FnMut(&mut [u8]),
-        ) -> Result<rexo_api::Tag, DeviceError> {
-            self.0.submit_write(queue, lba, sectors, fill)
-        }
-        fn submit_flush(&mut self, queue: usize) -> Result<rexo_api::Tag, DeviceError> {
-            if self.1.load(core::sync::atomic::Ordering::Relaxed) {
-                return Err(DeviceError::Status {
-                    what: "a simulated flush",
-                    status: 1,
-                });
-            }
-            self.0.submit_flush(queue)
-        }
-        fn poll(
-            &mut self,
-            queue: usize,
-            done: rexo_api::Completion<'_>,
-        ) -> Result<usize, DeviceError> {
-            self.0.poll(queue, done)
-        }
-        fn wake_on_completion(
-            &mut self,
-            queue: usize,
-            core: Option<usize>,
-        ) -> Result<(), DeviceError> {
-            self.0.wake_on_completion(queue, core)
-        }
-        fn abandon_requests(&mut self) {
-            self.0.abandon_requests();
-        }
-    }
-
     #[test]
     fn a_table_whose_flush_fails_is_read_again_from_the_disk() {
         use core::sync::atomic::Ordering;
         use rexo_api::ExtentOp;
         let failing = alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
-        let registry = registry_with(
-            Found::Block(Box::new(Unflushable(MemoryDisk::new(), failing.clone()))),
-            "memory",
-        );
+        let disk = MemoryDisk {
+            failing_flushes: failing.clone(),
+            ..MemoryDisk::new()
+        };
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
         registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
         registry
             .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
@@ -1407,10 +1377,7 @@ pub(crate) mod tests {
     #[test]
     fn ordered_writes_not_yet_completed_are_bounded_per_queue() {
         let registry = registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory");
-        let mut disk = registry
-            .open(DeviceKind::Block, 0, (1, "fs"))
-            .and_then(OpenDevice::into_block)
-            .unwrap();
+        let mut disk = lease_disk(registry, "fs");
         let most = disk.info().max_sectors;
         let mut queued = Vec::new();
         for index in 0..rexo_api::MAX_ORDERED_PER_QUEUE as u64 {
@@ -1423,72 +1390,12 @@ pub(crate) mod tests {
             disk.submit_write_ordered(0, 0, 1, &mut |b| b.fill(2)).err(),
             Some(DeviceError::QueueFull)
         );
-        let mut finished = Vec::new();
-        while finished.len() < queued.len() {
-            disk.poll(0, &mut |tag, result| {
-                assert!(result.is_ok());
-                finished.push(tag);
-            })
-            .unwrap();
-        }
+        let finished = poll_until(disk.as_mut(), |done| done.len() >= queued.len());
         assert_eq!(finished, queued, "in the order submitted");
         let tag = disk
             .submit_write_ordered(0, 0, 1, &mut |b| b.fill(2))
             .unwrap();
         rexo_api::device::wait_for(disk.as_mut(), 0, tag, &mut |_| {}).unwrap();
-    }
-
-    /// A memory disk whose driver numbers its requests from 2^31 up (as a driver that
-    /// counts its tags up does after 2^31 requests).
-    struct HighTags(MemoryDisk);
-
-    impl HighTags {
-        /// What the driver adds to the memory disk's tags (its first is 1).
-        const OFFSET: rexo_api::Tag = (1 << 31) - 1;
-    }
-
-    impl rexo_api::BlockDevice for HighTags {
-        fn info(&self) -> rexo_api::BlockInfo {
-            rexo_api::BlockDevice::info(&self.0)
-        }
-        fn submit_read(
-            &mut self,
-            queue: usize,
-            lba: u64,
-            sectors: u32,
-        ) -> Result<rexo_api::Tag, DeviceError> {
-            Ok(self.0.submit_read(queue, lba, sectors)? + Self::OFFSET)
-        }
-        fn submit_write(
-            &mut self,
-            queue: usize,
-            lba: u64,
-            sectors: u32,
-            fill: &mut dyn FnMut(&mut [u8]),
-        ) -> Result<rexo_api::Tag, DeviceError> {
-            Ok(self.0.submit_write(queue, lba, sectors, fill)? + Self::OFFSET)
-        }
-        fn submit_flush(&mut self, queue: usize) -> Result<rexo_api::Tag, DeviceError> {
-            Ok(self.0.submit_flush(queue)? + Self::OFFSET)
-        }
-        fn poll(
-            &mut self,
-            queue: usize,
-            done: rexo_api::Completion<'_>,
-        ) -> Result<usize, DeviceError> {
-            self.0
-                .poll(queue, &mut |tag, result| done(tag + Self::OFFSET, result))
-        }
-        fn wake_on_completion(
-            &mut self,
-            queue: usize,
-            core: Option<usize>,
-        ) -> Result<(), DeviceError> {
-            self.0.wake_on_completion(queue, core)
-        }
-        fn abandon_requests(&mut self) {
-            self.0.abandon_requests();
-        }
     }
 
     /// A driver's tag of 2^31 or more never passes for an ordered write's: the app gets
@@ -1497,100 +1404,23 @@ pub(crate) mod tests {
     /// completion passed for the ordered write's (durable) one.
     #[test]
     fn a_driver_tag_past_2_31_is_not_taken_for_an_ordered_write() {
-        let registry = registry_with(
-            Found::Block(Box::new(HighTags(MemoryDisk::new()))),
-            "memory",
-        );
-        let mut disk = registry
-            .open(DeviceKind::Block, 0, (1, "fs"))
-            .and_then(OpenDevice::into_block)
-            .unwrap();
-        let write = disk.submit_write(0, 2, 1, &mut |b| b.fill(5)).unwrap();
-        let ordered = disk
-            .submit_write_ordered(0, 3, 1, &mut |b| b.fill(6))
-            .unwrap();
+        // The driver numbers its requests from 2^31 up (as a driver that counts its
+        // tags up does after 2^31 requests).
+        let disk = MemoryDisk {
+            first_tag: 1 << 31,
+            ..MemoryDisk::new()
+        };
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        let mut disk = lease_disk(registry, "fs");
+        let (write, ordered, finished) = write_then_ordered(disk.as_mut());
         assert_ne!(write, ordered);
-        let mut finished = Vec::new();
-        while !finished.contains(&ordered) {
-            disk.poll(0, &mut |tag, result| {
-                assert!(result.is_ok());
-                finished.push(tag);
-            })
-            .unwrap();
-        }
         assert_eq!(finished, [write, ordered]);
-        let read = disk.submit_read(0, 3, 1).unwrap();
-        let mut seen = Vec::new();
-        rexo_api::device::wait_for(disk.as_mut(), 0, read, &mut |data| seen = data.to_vec())
-            .unwrap();
         assert!(
-            seen.iter().all(|&byte| byte == 6),
+            read_sectors(disk.as_mut(), 3, 1)
+                .iter()
+                .all(|&byte| byte == 6),
             "the ordered write landed"
         );
-    }
-
-    /// A memory disk whose requests carry at most 4 sectors (2 KiB, less than the
-    /// table's 4 KiB); larger ones are refused, as drivers refuse them.
-    struct Narrow(MemoryDisk);
-
-    impl Narrow {
-        /// The most sectors a request carries.
-        const MAX_SECTORS: u32 = 4;
-
-        fn fits(sectors: u32) -> Result<(), DeviceError> {
-            if sectors > Self::MAX_SECTORS {
-                return Err(DeviceError::Unsupported("requests over max_sectors"));
-            }
-            Ok(())
-        }
-    }
-
-    impl rexo_api::BlockDevice for Narrow {
-        fn info(&self) -> rexo_api::BlockInfo {
-            rexo_api::BlockInfo {
-                max_sectors: Self::MAX_SECTORS,
-                ..self.0.info()
-            }
-        }
-        fn submit_read(
-            &mut self,
-            queue: usize,
-            lba: u64,
-            sectors: u32,
-        ) -> Result<rexo_api::Tag, DeviceError> {
-            Self::fits(sectors)?;
-            self.0.submit_read(queue, lba, sectors)
-        }
-        fn submit_write(
-            &mut self,
-            queue: usize,
-            lba: u64,
-            sectors: u32,
-            fill: &mut dyn FnMut(&mut [u8]),
-        ) -> Result<rexo_api::Tag, DeviceError> {
-            Self::fits(sectors)?;
-            self.0.submit_write(queue, lba, sectors, fill)
-        }
-        fn submit_flush(&mut self, queue: usize) -> Result<rexo_api::Tag, DeviceError> {
-            self.0.submit_flush(queue)
-        }
-        fn poll(
-            &mut self,
-            queue: usize,
-            done: rexo_api::Completion<'_>,
-        ) -> Result<usize, DeviceError> {
-            self.0.poll(queue, done)
-        }
-        fn wake_on_completion(
-            &mut self,
-            queue: usize,
-            core: Option<usize>,
-        ) -> Result<(), DeviceError> {
-            self.0.wake_on_completion(queue, core)
-        }
-        fn abandon_requests(&mut self) {
-            self.0.abandon_requests();
-        }
     }
 
     /// The table is read and written in requests of up to the device's `max_sectors`,
@@ -1600,17 +1430,19 @@ pub(crate) mod tests {
     #[test]
     fn a_disk_with_small_requests_reads_and_writes_its_table() {
         use rexo_api::ExtentOp;
-        let registry = registry_with(Found::Block(Box::new(Narrow(MemoryDisk::new()))), "memory");
+        // Requests of at most 4 sectors (2 KiB, less than the table's 4 KiB).
+        let disk = MemoryDisk {
+            max_sectors: 4,
+            ..MemoryDisk::new()
+        };
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
         registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
         let granted = registry
             .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
             .unwrap();
         // The next boot: the table is read again at the first open.
         registry.slots[0].state.lock().protection = xn::Protection::Unknown;
-        let mut other = registry
-            .open(DeviceKind::Block, 0, (1, "kv"))
-            .and_then(OpenDevice::into_block)
-            .unwrap();
+        let mut other = lease_disk(registry, "kv");
         assert_eq!(
             other.submit_read(0, 0, 1).err(),
             Some(DeviceError::Denied {
@@ -1622,88 +1454,26 @@ pub(crate) mod tests {
         assert_eq!(registry.extents(0, "fs", None).unwrap(), granted);
     }
 
-    /// A disk of `1 << 55` sectors of 512 bytes (2^64 bytes: more than a u64 counts),
-    /// whose last 4 MiB are a memory disk; requests below that are refused.
-    struct Huge(MemoryDisk);
-
-    impl Huge {
-        /// Sectors the disk says it has.
-        const SECTORS: u64 = 1 << 55;
-
-        /// Where sector `lba` is in the memory disk at the end.
-        fn tail(&self, lba: u64) -> Result<u64, DeviceError> {
-            let first = Self::SECTORS - rexo_api::BlockDevice::info(&self.0).sectors;
-            lba.checked_sub(first).ok_or(DeviceError::Unsupported(
-                "sectors before the simulated tail",
-            ))
-        }
-    }
-
-    impl rexo_api::BlockDevice for Huge {
-        fn info(&self) -> rexo_api::BlockInfo {
-            rexo_api::BlockInfo {
-                sectors: Self::SECTORS,
-                ..self.0.info()
-            }
-        }
-        fn submit_read(
-            &mut self,
-            queue: usize,
-            lba: u64,
-            sectors: u32,
-        ) -> Result<rexo_api::Tag, DeviceError> {
-            let lba = self.tail(lba)?;
-            self.0.submit_read(queue, lba, sectors)
-        }
-        fn submit_write(
-            &mut self,
-            queue: usize,
-            lba: u64,
-            sectors: u32,
-            fill: &mut dyn FnMut(&mut [u8]),
-        ) -> Result<rexo_api::Tag, DeviceError> {
-            let lba = self.tail(lba)?;
-            self.0.submit_write(queue, lba, sectors, fill)
-        }
-        fn submit_flush(&mut self, queue: usize) -> Result<rexo_api::Tag, DeviceError> {
-            self.0.submit_flush(queue)
-        }
-        fn poll(
-            &mut self,
-            queue: usize,
-            done: rexo_api::Completion<'_>,
-        ) -> Result<usize, DeviceError> {
-            self.0.poll(queue, done)
-        }
-        fn wake_on_completion(
-            &mut self,
-            queue: usize,
-            core: Option<usize>,
-        ) -> Result<(), DeviceError> {
-            self.0.wake_on_completion(queue, core)
-        }
-        fn abandon_requests(&mut self) {
-            self.0.abandon_requests();
-        }
-    }
-
     /// A disk whose size in bytes does not fit a u64 is protected by its table: the
     /// size check before reading the table used to overflow (a wrapped product made
     /// such a disk look too small for a table, so raw, open to every holder).
     #[test]
     fn the_table_of_a_disk_larger_than_a_u64_of_bytes_protects_it() {
-        let mut table = rexo_xn::Table::format(Huge::SECTORS, 512).unwrap();
+        // `1 << 55` sectors of 512 bytes (2^64 bytes: more than a u64 counts), whose last
+        // 4 MiB are in memory.
+        const SECTORS: u64 = 1 << 55;
+        let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
         table.allocate("fs", 64).unwrap();
-        let mut tail = MemoryDisk::new();
-        let end = tail.data.len();
-        tail.data[end - rexo_xn::TABLE_BYTES..].copy_from_slice(&table.to_bytes());
-        let registry = registry_with(Found::Block(Box::new(Huge(tail))), "memory");
+        let mut disk = MemoryDisk {
+            base_lba: SECTORS - MemoryDisk::SECTORS,
+            ..MemoryDisk::new()
+        };
+        let end = disk.data.len();
+        disk.data[end - rexo_xn::TABLE_BYTES..].copy_from_slice(&table.to_bytes());
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
         let extents = registry.extents(0, "fs", None).unwrap();
         assert_eq!(extents, table.entries());
-        let mut other = registry
-            .open(DeviceKind::Block, 0, (1, "kv"))
-            .and_then(OpenDevice::into_block)
-            .unwrap();
+        let mut other = lease_disk(registry, "kv");
         assert_eq!(
             other.submit_read(0, 0, 1).err(),
             Some(DeviceError::Denied {
