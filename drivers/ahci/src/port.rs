@@ -845,12 +845,7 @@ mod tests {
     /// platform whose clock the test moves. The link is up, so a COMRESET finishes.
     fn port_of_depth_with_fake_hba(depth: usize) -> (AhciDisk, Mmio, &'static HostPlatform) {
         let platform = HostPlatform::leaked();
-        let registers = Mmio::new(alloc::vec![0u8; 0x80].leak());
-        assert_eq!(
-            registers.phys() % 8,
-            0,
-            "the heap aligns the fake registers"
-        );
+        let registers = rexo_devio::host::registers(0x80);
         let buffers = (0..depth)
             .map(|_| Dma::new(platform, (BUFFER_SECTORS * SECTOR_BYTES) as usize).unwrap())
             .collect();

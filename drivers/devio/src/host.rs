@@ -1,14 +1,31 @@
 //! The host tests' kernel: DMA pages from the host heap (counted), no devices, a clock
 //! the test moves, and a machine of [`HostPlatform::CORES`] cores whose wake messages
-//! are the kernel's form.
-#![allow(unsafe_code)] // a `Platform` promises what its memory is
+//! are the kernel's form; and [`registers`], plain memory standing for a device's
+//! registers when a test plays the device.
+#![allow(unsafe_code)] // a `Platform` promises what its memory is; register windows are raw allocations
 
 use alloc::boxed::Box;
 use alloc::string::String;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::Platform;
+use crate::{Mmio, Platform};
+
+/// Zeroed host memory of `len` bytes as a device's register window (a test plays the
+/// device), 4 KiB-aligned as a BAR is, so that a register aligned in the window is
+/// aligned in memory; it lives for the rest of the test run.
+pub fn registers(len: usize) -> Mmio {
+    let layout = std::alloc::Layout::from_size_align(len.max(1), 4096)
+        .expect("a register window's size fits a layout");
+    // SAFETY: the layout has a non-zero size.
+    let base = unsafe { std::alloc::alloc_zeroed(layout) };
+    if base.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    // SAFETY: `base` is a fresh zeroed allocation of at least `len` bytes, never freed,
+    // and this slice is the only reference made to it.
+    Mmio::new(unsafe { core::slice::from_raw_parts_mut(base, len) })
+}
 
 /// Pages from the host heap, counted.
 pub struct HostPlatform {
@@ -94,5 +111,18 @@ unsafe impl Platform for HostPlatform {
         }
         self.armed.lock().unwrap().push((irq, core));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_windows_start_on_a_page() {
+        for len in [0, 1, 4, 0x80, 0x2000] {
+            let window = registers(len);
+            assert_eq!((window.phys() % 4096, window.len()), (0, len));
+        }
     }
 }

@@ -126,12 +126,7 @@ impl Mmio {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use alloc::vec;
-
-    fn window(len: usize) -> Mmio {
-        Mmio::new(vec![0u8; len].leak())
-    }
+    use crate::host::registers as window;
 
     #[test]
     fn registers_read_back_what_was_written() {

@@ -162,7 +162,7 @@ mod tests {
 
     /// A table of `size` entries over host memory, and the memory to read it back.
     fn table(size: u16) -> (MsixTable, Mmio) {
-        let memory = Mmio::new(vec![0u8; usize::from(size) * ENTRY].leak());
+        let memory = crate::host::registers(usize::from(size) * ENTRY);
         (
             MsixTable::new(memory.clone(), size, HostPlatform::leaked()),
             memory,

@@ -637,7 +637,7 @@ mod tests {
     /// where it wrote up to), with its ring and buffers in host memory.
     fn chip_on_host() -> Rtl8139 {
         let platform = HostPlatform::leaked();
-        let regs = Mmio::new(vec![0u8; REGISTER_WINDOW].leak());
+        let regs = rexo_devio::host::registers(REGISTER_WINDOW);
         Rtl8139 {
             regs,
             platform,

@@ -683,7 +683,6 @@ impl Drop for VirtioBlk {
 mod tests {
     use super::*;
     use crate::queue::{DeviceSide, Doorbell};
-    use rexo_devio::Mmio;
     use rexo_devio::host::HostPlatform;
 
     /// A request queue of two 4 KiB slots over host memory, its chains linked, checking
@@ -691,7 +690,7 @@ mod tests {
     fn queue_on_host(modern: bool) -> RequestQueue {
         let platform = HostPlatform::leaked();
         let doorbell = Doorbell::Mmio {
-            window: Mmio::new(vec![0u8; 4].leak()),
+            window: rexo_devio::host::registers(4),
             at: 0,
             queue: 0,
         };

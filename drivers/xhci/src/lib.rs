@@ -964,7 +964,7 @@ mod tests {
     /// Capability registers in plain memory: one slot, one port, doorbells at 0x1000,
     /// runtime registers at 0x1800, the operational registers at `cap_length`.
     fn capability_registers(cap_length: u8) -> Mmio {
-        let bar = Mmio::new(vec![0u8; 0x2000].leak());
+        let bar = rexo_devio::host::registers(0x2000);
         bar.write32(cap::CAPLENGTH, u32::from(cap_length));
         bar.write32(cap::HCSPARAMS1, 1 << 24 | 1);
         bar.write32(cap::DBOFF, 0x1000);
