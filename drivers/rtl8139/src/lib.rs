@@ -198,33 +198,20 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     }
     let rx = function.dma(RX_BUFFER_BYTES)?;
     let tx = function.dma(TX_SLOTS * TX_BUFFER)?;
-    let mut nic = Rtl8139 {
-        rx_start: bus_address(&rx)?,
-        tx_start: bus_address(&tx)?,
-        regs,
-        platform: function.platform(),
-        mac: [0; 6],
-        rx,
-        rx_offset: 0,
-        rx_written: 0,
-        rx_unreleased: 0,
-        tx,
-        tx_next: 0,
-        tx_in_flight: 0,
-        tx_full_since: None,
-        line,
-        armed: false,
-    };
+    below_4_gib(&rx)?;
+    below_4_gib(&tx)?;
+    let mut nic = Rtl8139::new(regs, function.platform(), line, rx, tx);
     nic.start()?;
     nic.mac = mac_from(nic.regs.read32(IDR0), nic.regs.read16(IDR4));
     Ok(vec![Found::Net(Box::new(nic))])
 }
 
-/// The 32-bit bus address of `dma`: the chip's address registers have 32 bits.
-fn bus_address(dma: &Dma) -> Result<u32, DeviceError> {
+/// Refuses `dma` unless all of it lies below 4 GiB: the chip's address registers have
+/// 32 bits.
+fn below_4_gib(dma: &Dma) -> Result<(), DeviceError> {
     let last = dma.phys() + dma.len() as u64 - 1;
     u32::try_from(last)
-        .map(|_| dma.phys() as u32)
+        .map(|_| ())
         .map_err(|_| DeviceError::Unsupported("DMA above 4 GiB (32-bit addresses only)"))
 }
 
@@ -238,8 +225,6 @@ pub struct Rtl8139 {
     mac: [u8; 6],
     /// The receive ring (and its slack).
     rx: Dma,
-    /// The bus address of `rx`.
-    rx_start: u32,
     /// Where the next packet's header is, in `[0, RX_RING)`.
     rx_offset: usize,
     /// Where the chip writes next (CBR), as last read.
@@ -248,8 +233,6 @@ pub struct Rtl8139 {
     rx_unreleased: usize,
     /// The transmit buffers, descriptor `i` at `i * TX_BUFFER`.
     tx: Dma,
-    /// The bus address of `tx`.
-    tx_start: u32,
     /// The descriptor the next frame goes in (the chip sends them in order).
     tx_next: usize,
     /// Descriptors handed to the chip and not yet reclaimed.
@@ -264,6 +247,43 @@ pub struct Rtl8139 {
 }
 
 impl Rtl8139 {
+    /// The chip behind `regs`, not yet started: `line` is its wake-up (or why there is
+    /// none), `rx` its receive ring ([`RX_BUFFER_BYTES`]) and `tx` its transmit buffers
+    /// ([`TX_SLOTS`] of [`TX_BUFFER`] bytes).
+    fn new(
+        regs: Mmio,
+        platform: &'static dyn Platform,
+        line: Result<LineWake, DeviceError>,
+        rx: Dma,
+        tx: Dma,
+    ) -> Self {
+        Self {
+            regs,
+            platform,
+            mac: [0; 6],
+            rx,
+            rx_offset: 0,
+            rx_written: 0,
+            rx_unreleased: 0,
+            tx,
+            tx_next: 0,
+            tx_in_flight: 0,
+            tx_full_since: None,
+            line,
+            armed: false,
+        }
+    }
+
+    /// The bus address of the receive ring (below 4 GiB: `probe` checked).
+    fn rx_start(&self) -> u32 {
+        self.rx.phys() as u32
+    }
+
+    /// The bus address of the transmit buffers (below 4 GiB: `probe` checked).
+    fn tx_start(&self) -> u32 {
+        self.tx.phys() as u32
+    }
+
     /// Powers the chip on, resets it and brings up receive and transmit (the datasheet's
     /// initialisation order: the ring and descriptors addressed, then RE/TE, then
     /// RCR/TCR, whose thresholds the chip takes only while RE/TE are set). Interrupts stay masked
@@ -279,11 +299,11 @@ impl Rtl8139 {
         let regs = &self.regs;
         regs.write16(IMR, 0);
         self.armed = false;
-        regs.write32(RBSTART, self.rx_start);
+        regs.write32(RBSTART, self.rx_start());
         for slot in 0..TX_SLOTS {
             regs.write32(
                 TX_ADDRESS0 + 4 * slot,
-                self.tx_start + (slot * TX_BUFFER) as u32,
+                self.tx_start() + (slot * TX_BUFFER) as u32,
             );
         }
         regs.write8(CR, CR_RE | CR_TE);
@@ -313,7 +333,7 @@ impl Rtl8139 {
         self.regs.write8(CR, CR_TE);
         self.wait_until("the receiver stop", |regs| regs.read8(CR) & CR_RE == 0)?;
         self.regs.write8(CR, CR_RE | CR_TE);
-        self.regs.write32(RBSTART, self.rx_start);
+        self.regs.write32(RBSTART, self.rx_start());
         self.regs.write32(RCR, RCR_VALUE);
         self.restart_ring();
         Ok(())
@@ -637,24 +657,13 @@ mod tests {
     /// where it wrote up to), with its ring and buffers in host memory.
     fn chip_on_host() -> Rtl8139 {
         let platform = HostPlatform::leaked();
-        let regs = rexo_devio::host::registers(REGISTER_WINDOW);
-        Rtl8139 {
-            regs,
+        Rtl8139::new(
+            rexo_devio::host::registers(REGISTER_WINDOW),
             platform,
-            mac: [0; 6],
-            rx: Dma::new(platform, RX_BUFFER_BYTES).unwrap(),
-            rx_start: 0,
-            rx_offset: 0,
-            rx_written: 0,
-            rx_unreleased: 0,
-            tx: Dma::new(platform, TX_SLOTS * TX_BUFFER).unwrap(),
-            tx_start: 0,
-            tx_next: 0,
-            tx_in_flight: 0,
-            tx_full_since: None,
-            line: Err(DeviceError::Unsupported("a line on the host")),
-            armed: false,
-        }
+            Err(DeviceError::Unsupported("a line on the host")),
+            Dma::new(platform, RX_BUFFER_BYTES).unwrap(),
+            Dma::new(platform, TX_SLOTS * TX_BUFFER).unwrap(),
+        )
     }
 
     /// Writes a good packet of a `frame`-byte frame (bytes `fill`) and its CRC at ring
