@@ -259,29 +259,7 @@ impl AhciDisk {
             log::info!("ahci: port {number}: empty");
             return Ok(None);
         }
-        let tables = Dma::new(platform, TABLES_BYTES)?;
-        let first_buffer = Dma::new(platform, (BUFFER_SECTORS * SECTOR_BYTES) as usize)?;
-        let mut disk = Self {
-            registers,
-            number,
-            tables,
-            buffers: alloc::vec![first_buffer],
-            requests: [None; MAX_SLOTS],
-            ready: 0,
-            held: 0,
-            issued: 0,
-            queued: 0,
-            earliest_deadline: u64::MAX,
-            // Filled in by IDENTIFY below.
-            identity: Identity::default(),
-            ncq: false,
-            depth: 1,
-            failed: None,
-            platform,
-            wake,
-            armed: false,
-            non_fatal_errors: 0,
-        };
+        let mut disk = Self::new(registers, number, platform, wake)?;
         disk.check_reachable(cap, &disk.tables)?;
         disk.check_reachable(cap, &disk.buffers[0])?;
         disk.stop()?;
@@ -318,19 +296,12 @@ impl AhciDisk {
         disk.attach_buffer(0);
         disk.identity = Identity::parse(disk.identify()?)?;
         disk.ncq = cap & CAP_SNCQ != 0 && disk.identity.ncq_depth.is_some();
-        disk.depth = match disk.identity.ncq_depth {
+        let depth = match disk.identity.ncq_depth {
             Some(depth) if disk.ncq => depth.min(slots) as usize,
             _ => 1,
         }
         .min(MAX_SLOTS);
-        while disk.buffers.len() < disk.depth {
-            let buffer = Dma::new(platform, (BUFFER_SECTORS * SECTOR_BYTES) as usize)?;
-            disk.check_reachable(cap, &buffer)?;
-            disk.buffers.push(buffer);
-        }
-        for slot in 1..disk.depth {
-            disk.attach_buffer(slot);
-        }
+        disk.add_slots(depth, cap)?;
         log::info!(
             "ahci: port {number}: {:?}, {} sectors, {}",
             disk.identity.model,
@@ -342,6 +313,54 @@ impl AhciDisk {
             }
         );
         Ok(Some(disk))
+    }
+
+    /// Port `number`'s disk, idle: its command list, FIS area and command tables, slot
+    /// 0's buffer (not yet attached), one slot, no NCQ, and the identity unknown
+    /// (IDENTIFY fills it in).
+    fn new(
+        registers: Mmio,
+        number: u8,
+        platform: &'static dyn Platform,
+        wake: Option<Arc<Wake>>,
+    ) -> Result<Self, DeviceError> {
+        let tables = Dma::new(platform, TABLES_BYTES)?;
+        let first_buffer = Dma::new(platform, (BUFFER_SECTORS * SECTOR_BYTES) as usize)?;
+        Ok(Self {
+            registers,
+            number,
+            tables,
+            buffers: alloc::vec![first_buffer],
+            requests: [None; MAX_SLOTS],
+            ready: 0,
+            held: 0,
+            issued: 0,
+            queued: 0,
+            earliest_deadline: u64::MAX,
+            identity: Identity::default(),
+            ncq: false,
+            depth: 1,
+            failed: None,
+            platform,
+            wake,
+            armed: false,
+            non_fatal_errors: 0,
+        })
+    }
+
+    /// Gives the disk `depth` slots: a buffer for each slot past the first (refused above
+    /// 4 GiB when `cap` lacks 64-bit addressing), attached to it.
+    fn add_slots(&mut self, depth: usize, cap: u32) -> Result<(), DeviceError> {
+        self.depth = depth;
+        while self.buffers.len() < depth {
+            let buffer = Dma::new(self.platform, (BUFFER_SECTORS * SECTOR_BYTES) as usize)?;
+            self.check_reachable(cap, &buffer)?;
+            self.buffers.push(buffer);
+        }
+        for slot in 1..depth {
+            self.attach_buffer(slot);
+        }
+        Ok(())
     }
 
     /// Points `slot`'s command header at its command table, and the table's one PRD
@@ -846,38 +865,17 @@ mod tests {
     fn port_of_depth_with_fake_hba(depth: usize) -> (AhciDisk, Mmio, &'static HostPlatform) {
         let platform = HostPlatform::leaked();
         let registers = rexo_devio::host::registers(0x80);
-        let buffers = (0..depth)
-            .map(|_| Dma::new(platform, (BUFFER_SECTORS * SECTOR_BYTES) as usize).unwrap())
-            .collect();
-        let mut disk = AhciDisk {
-            registers: registers.clone(),
-            number: 0,
-            tables: Dma::new(platform, TABLES_BYTES).unwrap(),
-            buffers,
-            requests: [None; MAX_SLOTS],
-            ready: 0,
-            held: 0,
-            issued: 0,
-            queued: 0,
-            earliest_deadline: u64::MAX,
-            identity: Identity {
-                sectors: 1024,
-                lba48: true,
-                dma: true,
-                ncq_depth: (depth > 1).then_some(depth as u32),
-                ..Identity::default()
-            },
-            ncq: depth > 1,
-            depth,
-            failed: None,
-            platform,
-            wake: None,
-            armed: false,
-            non_fatal_errors: 0,
+        let mut disk = AhciDisk::new(registers.clone(), 0, platform, None).unwrap();
+        disk.identity = Identity {
+            sectors: 1024,
+            lba48: true,
+            dma: true,
+            ncq_depth: (depth > 1).then_some(depth as u32),
+            ..Identity::default()
         };
-        for slot in 0..depth {
-            disk.attach_buffer(slot);
-        }
+        disk.ncq = depth > 1;
+        disk.attach_buffer(0);
+        disk.add_slots(depth, CAP_S64A).unwrap();
         registers.write32(PX_CMD, CMD_ST | CMD_FRE);
         registers.write32(PX_SSTS, DET_ESTABLISHED);
         (disk, registers, platform)
