@@ -819,11 +819,13 @@ impl BlockDevice for AhciDisk {
                     let bytes = request.sectors * SECTOR_BYTES;
                     // PRDBC (command header DW1, AHCI 1.3.1 section 4.2.2): the bytes the
                     // HBA moved, zeroed at `prepare`. The HBA need not update it for a
-                    // native queued (FPDMA) command, so only a non-queued read is held to
-                    // it. Short, the rest of the slot's buffer still holds an earlier
+                    // native queued (FPDMA) command, so it is read (and held to) for a
+                    // non-queued read only. Short, the rest of the slot's buffer still holds an earlier
                     // request's (maybe an earlier holder's) data: never lent out.
-                    let moved = self.tables.read32(COMMAND_LIST + slot * HEADER_BYTES + 4);
-                    if finished_queued & bit(slot) == 0 && moved < bytes {
+                    let short = (finished_queued & bit(slot) == 0)
+                        .then(|| self.tables.read32(COMMAND_LIST + slot * HEADER_BYTES + 4))
+                        .filter(|&moved| moved < bytes);
+                    if let Some(moved) = short {
                         let error = DeviceError::Status {
                             what: "the AHCI read (the HBA moved fewer bytes than asked; \
                                    status: the bytes it moved)",
