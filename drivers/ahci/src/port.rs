@@ -111,6 +111,10 @@ const MAX_SLOTS: usize = 32;
 const COMMAND_LIST: usize = 0x000;
 /// Bytes per command header.
 const HEADER_BYTES: usize = 32;
+/// Offset in a command header of DW1, PRDBC: the bytes the HBA moved.
+const HEADER_PRDBC: usize = 4;
+/// Offset in a command header of DW2-3, CTBA: the command table's address.
+const HEADER_CTBA: usize = 8;
 /// Offset of the received-FIS area (256 bytes).
 const RECEIVED_FIS: usize = 0x400;
 /// Offset of slot 0's command table; each is 128-byte aligned.
@@ -129,6 +133,11 @@ const HEADER_CFL: u32 = (FIS_BYTES / 4) as u32;
 const HEADER_WRITE: u32 = 1 << 6;
 /// Command header DW0: PRD entries (bits 31:16), always one here.
 const HEADER_ONE_PRD: u32 = 1 << 16;
+
+/// Offset of `slot`'s command header in the tables block.
+fn header(slot: usize) -> usize {
+    COMMAND_LIST + slot * HEADER_BYTES
+}
 
 /// The sectors one request may cover (each slot's buffer is 64 KiB).
 const BUFFER_SECTORS: u32 = 128;
@@ -369,7 +378,7 @@ impl AhciDisk {
         let table = COMMAND_TABLES + slot * TABLE_STRIDE;
         let table_address = self.tables.phys() + table as u64;
         self.tables
-            .write64(COMMAND_LIST + slot * HEADER_BYTES + 8, table_address);
+            .write64(header(slot) + HEADER_CTBA, table_address);
         self.tables
             .write64(table + TABLE_PRDT, self.buffers[slot].phys());
     }
@@ -439,11 +448,11 @@ impl AhciDisk {
         // PRD DW3: byte count minus one (bit 0 set: counts are even), no interrupt.
         self.tables
             .write32(table + TABLE_PRDT + 12, (bytes.max(2) - 1) as u32);
-        let header = COMMAND_LIST + slot * HEADER_BYTES;
         let direction = if write { HEADER_WRITE } else { 0 };
         let prds = if bytes == 0 { 0 } else { HEADER_ONE_PRD };
-        self.tables.write32(header, HEADER_CFL | direction | prds);
-        self.tables.write32(header + 4, 0);
+        self.tables
+            .write32(header(slot), HEADER_CFL | direction | prds);
+        self.tables.write32(header(slot) + HEADER_PRDBC, 0);
     }
 
     /// Runs IDENTIFY DEVICE in slot 0 and returns its data.
@@ -823,7 +832,7 @@ impl BlockDevice for AhciDisk {
                     // non-queued read only. Short, the rest of the slot's buffer still holds an earlier
                     // request's (maybe an earlier holder's) data: never lent out.
                     let short = (finished_queued & bit(slot) == 0)
-                        .then(|| self.tables.read32(COMMAND_LIST + slot * HEADER_BYTES + 4))
+                        .then(|| self.tables.read32(header(slot) + HEADER_PRDBC))
                         .filter(|&moved| moved < bytes);
                     if let Some(moved) = short {
                         let error = DeviceError::Status {
@@ -886,7 +895,7 @@ mod tests {
     /// Plays the HBA's PRDBC update: the command in slot `tag` moved `bytes`.
     fn hba_moved(disk: &mut AhciDisk, tag: Tag, bytes: u32) {
         disk.tables
-            .write32(COMMAND_LIST + tag as usize * HEADER_BYTES + 4, bytes);
+            .write32(header(tag as usize) + HEADER_PRDBC, bytes);
     }
 
     /// Polls `disk` once; the completions it handed out, as (tag, error if any).
