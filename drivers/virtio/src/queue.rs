@@ -17,6 +17,16 @@ const USED_NO_NOTIFY: u16 = 1;
 const DESC_SIZE: usize = 16;
 /// The legacy interface's ring alignment (spec 2.7.2, "QUEUE_ALIGN").
 const LEGACY_ALIGN: usize = 4096;
+/// Offset of `idx` in either ring (after the u16 `flags`).
+const RING_IDX: usize = 2;
+/// Offset of `ring[0]` in either ring (after `flags` and `idx`).
+const RING_ENTRIES: usize = 4;
+/// Bytes of an available ring entry: a head's descriptor number, u16.
+const AVAIL_ENTRY_BYTES: usize = 2;
+/// Bytes of a used ring entry: `id` u32, `len` u32.
+const USED_ENTRY_BYTES: usize = 8;
+/// Offset of `len` in a used ring entry.
+const USED_ENTRY_LEN: usize = 4;
 
 /// Where the parts of a queue of some size lie in its DMA block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +50,16 @@ impl Layout {
             used,
             total: used + 6 + 8 * size,
         }
+    }
+
+    /// Offset of the available ring's `ring[slot]`.
+    pub fn avail_entry(&self, slot: usize) -> usize {
+        self.avail + RING_ENTRIES + AVAIL_ENTRY_BYTES * slot
+    }
+
+    /// Offset of the used ring's `ring[slot]` (its `id`; `len` follows).
+    pub fn used_entry(&self, slot: usize) -> usize {
+        self.used + RING_ENTRIES + USED_ENTRY_BYTES * slot
     }
 }
 
@@ -148,6 +168,11 @@ impl Virtqueue {
         self.size
     }
 
+    /// The ring slot of free-running ring index `index`.
+    fn slot(&self, index: u16) -> usize {
+        usize::from(index & (self.size - 1))
+    }
+
     /// The device addresses of the descriptor table, available ring and used ring.
     pub fn addresses(&self) -> (u64, u64, u64) {
         let base = self.ring.phys();
@@ -182,8 +207,8 @@ impl Virtqueue {
     /// Puts the chain starting at `head` in the available ring; the device sees it at
     /// the next [`publish`](Self::publish).
     pub fn push(&mut self, head: u16) {
-        let slot = usize::from(self.avail_next & (self.size - 1));
-        self.ring.write16(self.layout.avail + 4 + 2 * slot, head);
+        let entry = self.layout.avail_entry(self.slot(self.avail_next));
+        self.ring.write16(entry, head);
         self.avail_next = self.avail_next.wrapping_add(1);
     }
 
@@ -195,7 +220,8 @@ impl Virtqueue {
         }
         // The descriptors and ring entries (and the buffers) before the index.
         barrier();
-        self.ring.write16(self.layout.avail + 2, self.avail_next);
+        self.ring
+            .write16(self.layout.avail + RING_IDX, self.avail_next);
         self.avail_published = self.avail_next;
         // The index store before the flags load (spec 2.7.10.1: check after publishing).
         barrier();
@@ -209,7 +235,7 @@ impl Virtqueue {
     /// more than a ring ahead means the device broke ([`DeviceError::Failed`]).
     pub fn pop_used(&mut self) -> Result<Option<Used>, DeviceError> {
         if self.used_next == self.used_seen {
-            let device_idx = self.ring.read16(self.layout.used + 2);
+            let device_idx = self.ring.read16(self.layout.used + RING_IDX);
             if used_pending(device_idx, self.used_next, self.size).is_none() {
                 // Nothing after this index can be trusted: the queue is unusable.
                 return Err(DeviceError::Failed(
@@ -223,9 +249,9 @@ impl Virtqueue {
             // The index before the entries (and the data) it covers.
             barrier();
         }
-        let entry = self.layout.used + 4 + 8 * usize::from(self.used_next & (self.size - 1));
+        let entry = self.layout.used_entry(self.slot(self.used_next));
         let id = self.ring.read32(entry);
-        let len = self.ring.read32(entry + 4);
+        let len = self.ring.read32(entry + USED_ENTRY_LEN);
         self.used_next = self.used_next.wrapping_add(1);
         match u16::try_from(id) {
             Ok(id) if id < self.size => Ok(Some(Used { id, len })),
@@ -253,21 +279,21 @@ pub(crate) struct DeviceSide {
 impl DeviceSide {
     /// The next head the driver published on `vq`, if any.
     pub(crate) fn take(&mut self, vq: &Virtqueue) -> Option<u16> {
-        if vq.ring.read16(vq.layout.avail + 2) == self.next_avail {
+        if vq.ring.read16(vq.layout.avail + RING_IDX) == self.next_avail {
             return None;
         }
-        let slot = usize::from(self.next_avail & (vq.size - 1));
+        let entry = vq.layout.avail_entry(vq.slot(self.next_avail));
         self.next_avail = self.next_avail.wrapping_add(1);
-        Some(vq.ring.read16(vq.layout.avail + 4 + 2 * slot))
+        Some(vq.ring.read16(entry))
     }
 
     /// Gives chain `id` back to `vq` with `len` bytes written into it.
     pub(crate) fn give_back(&mut self, vq: &mut Virtqueue, id: u32, len: u32) {
-        let entry = vq.layout.used + 4 + 8 * usize::from(self.used_idx & (vq.size - 1));
+        let entry = vq.layout.used_entry(vq.slot(self.used_idx));
         vq.ring.write32(entry, id);
-        vq.ring.write32(entry + 4, len);
+        vq.ring.write32(entry + USED_ENTRY_LEN, len);
         self.used_idx = self.used_idx.wrapping_add(1);
-        vq.ring.write16(vq.layout.used + 2, self.used_idx);
+        vq.ring.write16(vq.layout.used + RING_IDX, self.used_idx);
     }
 }
 
