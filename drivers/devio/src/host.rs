@@ -27,7 +27,9 @@ pub fn registers(len: usize) -> Mmio {
     Mmio::new(unsafe { core::slice::from_raw_parts_mut(base, len) })
 }
 
-/// Pages from the host heap, counted.
+/// Pages from the host heap, counted, and a clock that moves
+/// [`CLOCK_TICK_NS`](Self::CLOCK_TICK_NS) on at each reading and as far as
+/// [`advance_clock`](Self::advance_clock) says.
 pub struct HostPlatform {
     /// DMA allocations not given back.
     live: Mutex<usize>,
