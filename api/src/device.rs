@@ -385,7 +385,9 @@ pub trait NetDevice: Send {
     fn info(&self) -> NetInfo;
     /// Hands up to `budget` received frames of queue `queue` to `deliver`, each in place
     /// in its DMA buffer (the buffer goes back to the device after `deliver` returns);
-    /// returns how many. Never waits.
+    /// returns how many. Never waits. Each frame is at most [`NetInfo::max_frame`] bytes,
+    /// so a caller can size its copies by it: a longer one the device took is dropped,
+    /// not delivered (the e1000, rtl8139 and virtio-net drivers do so).
     fn receive(
         &mut self,
         queue: usize,
