@@ -889,11 +889,7 @@ pub(crate) mod tests {
             failing_reads: failing.clone(),
             ..MemoryDisk::new()
         };
-        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
-        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
-        registry
-            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
-            .unwrap();
+        let (registry, _) = registry_with_table(disk);
         // The next boot: the table is read again at the first open, and that read fails.
         registry.slots[0].state.lock().protection = xn::Protection::Unknown;
         failing.store(true, Ordering::Relaxed);
@@ -1068,11 +1064,7 @@ pub(crate) mod tests {
             bad_sector: bad.clone(),
             ..MemoryDisk::new()
         };
-        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
-        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
-        let before = registry
-            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
-            .unwrap();
+        let (registry, before) = registry_with_table(disk);
         // web's extent would be 64..264; its second zeroing request fails.
         bad.store(150, Ordering::Relaxed);
         assert_eq!(
@@ -1107,12 +1099,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_request_of_no_sectors_on_a_disk_with_a_table_is_out_of_range() {
-        use rexo_api::ExtentOp;
-        let registry = registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory");
-        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
-        registry
-            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
-            .unwrap();
+        let (registry, _) = registry_with_table(MemoryDisk::new());
         let mut fs = lease_disk(registry, "fs");
         let capacity = fs.info().sectors;
         for lba in [0, capacity - 8] {
@@ -1135,11 +1122,7 @@ pub(crate) mod tests {
             failing_flushes: failing.clone(),
             ..MemoryDisk::new()
         };
-        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
-        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
-        registry
-            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
-            .unwrap();
+        let (registry, _) = registry_with_table(disk);
         // The free's table is written, but its flush fails: the disk may hold either.
         failing.store(true, Ordering::Relaxed);
         assert_eq!(
@@ -1429,17 +1412,12 @@ pub(crate) mod tests {
     /// refused to every app for good).
     #[test]
     fn a_disk_with_small_requests_reads_and_writes_its_table() {
-        use rexo_api::ExtentOp;
         // Requests of at most 4 sectors (2 KiB, less than the table's 4 KiB).
         let disk = MemoryDisk {
             max_sectors: 4,
             ..MemoryDisk::new()
         };
-        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
-        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
-        let granted = registry
-            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
-            .unwrap();
+        let (registry, granted) = registry_with_table(disk);
         // The next boot: the table is read again at the first open.
         registry.slots[0].state.lock().protection = xn::Protection::Unknown;
         let mut other = lease_disk(registry, "kv");
@@ -1486,6 +1464,19 @@ pub(crate) mod tests {
 
     /// A registry with one device, `found`, driven by `driver`, at PCI address 00:03.0,
     /// leaked so leases may borrow it.
+    /// A registry over `disk` with its extent table made and 64 sectors granted to "fs";
+    /// returns the registry and the grant.
+    fn registry_with_table(disk: MemoryDisk) -> (&'static Registry, Vec<rexo_api::DiskExtent>) {
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        registry
+            .extents(0, "fs", Some(rexo_api::ExtentOp::Format))
+            .unwrap();
+        let granted = registry
+            .extents(0, "fs", Some(rexo_api::ExtentOp::Allocate { sectors: 64 }))
+            .unwrap();
+        (registry, granted)
+    }
+
     pub(crate) fn registry_with(found: Found, driver: &'static str) -> &'static Registry {
         let address = Address::new(0, 0, 3, 0).unwrap();
         Box::leak(Box::new(Registry {
