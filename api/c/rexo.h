@@ -50,7 +50,8 @@ extern "C" {
  * blocks past the end of the disk. */
 #define REXO_ERANGE (-4)
 /* No memory (or capability-table entry) left to grant; a shared interface holding the
- * most bindings it takes (64) until one ends (rexo_net_bind). */
+ * most bindings it takes, REXO_MAX_NET_BINDINGS in all or REXO_MAX_APP_NET_BINDINGS of
+ * the calling app's, until one ends (rexo_net_bind). */
 #define REXO_ENOMEM (-5)
 /* Busy: the kernel's work queue is full (nothing was run); the device is held by
  * another app or its queue is full (call again); the memory is mapped (its handle is
@@ -283,6 +284,12 @@ struct rexo_atom {
 };
 _Static_assert(sizeof(struct rexo_atom) == 12, "struct rexo_atom is 12 bytes");
 
+/* The most bindings one shared interface holds at once (Rust's MAX_INTERFACE_BINDINGS),
+ * and the most of them one app holds (MAX_APP_BINDINGS: apps bind a few ports each, and
+ * so 4 apps can always bind, whatever the others do). */
+#define REXO_MAX_NET_BINDINGS 64
+#define REXO_MAX_APP_NET_BINDINGS 16
+
 /* Opens network interface `index` whole, for the app alone. Returns a handle (> 0),
  * REXO_ENODEV, REXO_EBUSY (another app holds it or is bound to it), REXO_ENOAPP or
  * REXO_EIO. */
@@ -294,8 +301,9 @@ int64_t rexo_net_open(unsigned index);
  * that address and the ports its filter names). Returns a handle (> 0), REXO_EINVAL
  * (`atoms` NULL with `count` > 0, no atoms, a bad or contradicting atom), REXO_EFAULT,
  * REXO_ENODEV, REXO_EBUSY (the filter overlaps another app's, or an app holds the
- * interface whole), REXO_ENOMEM (the interface holds the most bindings it takes, 64,
- * until one ends), REXO_EPERM (no ip= address), REXO_ENOAPP or REXO_EIO. */
+ * interface whole), REXO_ENOMEM (the app holds REXO_MAX_APP_NET_BINDINGS bindings on
+ * the interface, or the interface REXO_MAX_NET_BINDINGS in all, until one ends),
+ * REXO_EPERM (no ip= address), REXO_ENOAPP or REXO_EIO. */
 int64_t rexo_net_bind(unsigned index, const struct rexo_atom *atoms, size_t count);
 
 /* The interface's MAC address, link and largest frame. Returns REXO_OK, REXO_EINVAL

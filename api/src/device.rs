@@ -536,6 +536,17 @@ pub const MAX_BINDING_FILTERS: usize = 64;
 /// interface, and the memory they take.
 pub const MAX_INTERFACE_BINDINGS: usize = 64;
 
+/// The most bindings one app holds at once on one shared network interface
+/// ([`ApiError::TooManyBindings`](crate::ApiError::TooManyBindings) with this `max` past
+/// it, until one of the app's ends). Apps bind a few ports each, so 16 is ample; the cap
+/// keeps one app from taking all [`MAX_INTERFACE_BINDINGS`] places and locking the others
+/// out: an app holds at most a quarter of them, so 4 apps can always bind (while fewer
+/// than 4 are bound, whatever they hold, another app can bind).
+pub const MAX_APP_BINDINGS: usize = 16;
+
+// What the doc of MAX_APP_BINDINGS promises.
+const _: () = assert!(4 * MAX_APP_BINDINGS <= MAX_INTERFACE_BINDINGS);
+
 /// One app's binding on a shared network interface
 /// ([`Kernel::bind_net`](crate::Kernel::bind_net)), as [`NetSharing`] lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -326,9 +326,10 @@ macro_rules! kernel_calls {
             /// ([`DeviceError::Withdrawn`](crate::DeviceError::Withdrawn) otherwise).
             /// [`ApiError::DeviceBusy`] while an app holds the interface whole;
             /// [`ApiError::TooManyFilters`] for more than [`MAX_BINDING_FILTERS`](crate::MAX_BINDING_FILTERS)
-            /// filters, [`ApiError::TooManyBindings`] while the interface holds
-            /// [`MAX_INTERFACE_BINDINGS`](crate::MAX_INTERFACE_BINDINGS) bindings. A refused
-            /// binding installs none of its filters.
+            /// filters, [`ApiError::TooManyBindings`] while the caller holds
+            /// [`MAX_APP_BINDINGS`](crate::MAX_APP_BINDINGS) bindings on the interface or
+            /// the interface holds [`MAX_INTERFACE_BINDINGS`](crate::MAX_INTERFACE_BINDINGS)
+            /// in all. A refused binding installs none of its filters.
             fn bind_net(&self, index: usize, filters: &[Filter])
                 -> Result<Box<dyn NetDevice>, ApiError>;
             /// How interface `index` is shared: `None` when no app is bound to it by filters.

@@ -24,7 +24,7 @@ pub use kernel::{AppRun, CoreSpan, Kernel, OwnerId};
 
 pub use device::{
     BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, DiskExtent,
-    ExtentError, ExtentOp, InterruptBinding, KeyboardDevice, MAX_BINDING_FILTERS,
+    ExtentError, ExtentOp, InterruptBinding, KeyboardDevice, MAX_APP_BINDINGS, MAX_BINDING_FILTERS,
     MAX_INTERFACE_BINDINGS, MAX_ORDERED_PER_QUEUE, MAX_SEGMENTS, NetBinding, NetDevice, NetInfo,
     NetSharing, OpenDevice, Tag,
 };
@@ -186,10 +186,12 @@ pub enum ApiError {
         /// The most filters one binding may name.
         max: usize,
     },
-    /// The shared network interface holds the most bindings it takes
-    /// ([`MAX_INTERFACE_BINDINGS`]) until one ends; nothing was installed.
+    /// The binding would make more than `max` bindings on the shared network interface:
+    /// for the calling app ([`MAX_APP_BINDINGS`], until one of its own ends) or in all
+    /// ([`MAX_INTERFACE_BINDINGS`], until any ends); nothing was installed.
     TooManyBindings {
-        /// The most bindings one interface holds.
+        /// The limit reached: the most bindings one app holds on one interface, or one
+        /// interface holds in all.
         max: usize,
     },
     /// Sharing a network interface needs the address the kernel answers ARP and ping
@@ -236,7 +238,7 @@ impl fmt::Display for ApiError {
             }
             ApiError::TooManyBindings { max } => write!(
                 f,
-                "the interface holds {max} bindings, the most it takes, until one ends"
+                "more than {max} bindings on this interface (for this app, or in all): one must end first"
             ),
             ApiError::NoAddress => f.write_str(
                 "sharing a network interface needs the kernel word ip=ADDRESS/PREFIX[,ROUTER[,DNS]]",

@@ -38,7 +38,7 @@ pub const REXO_EBADF: c_int = -3;
 /// `REXO_ERANGE`: offset and length past the end.
 pub const REXO_ERANGE: c_int = -4;
 /// `REXO_ENOMEM`: no memory (or capability-table entry, or binding on a shared
-/// interface) left.
+/// interface, in all or for the app) left.
 pub const REXO_ENOMEM: c_int = -5;
 /// `REXO_EBUSY`: the work queue is full.
 pub const REXO_EBUSY: c_int = -6;

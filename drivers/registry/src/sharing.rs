@@ -25,8 +25,8 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use rexo_api::{
-    ApiError, DeviceError, Filter, Ipv4Config, MAX_BINDING_FILTERS, MAX_INTERFACE_BINDINGS,
-    NetBinding, NetDevice, NetInfo, NetSharing,
+    ApiError, DeviceError, Filter, Ipv4Config, MAX_APP_BINDINGS, MAX_BINDING_FILTERS,
+    MAX_INTERFACE_BINDINGS, NetBinding, NetDevice, NetInfo, NetSharing,
 };
 use rexo_devio::Found;
 use rexo_pktfilter::{Filters, InsertError, checksum};
@@ -235,10 +235,11 @@ fn echo_reply(frame: &[u8], mac: [u8; 6], address: Ipv4Config) -> Option<Vec<u8>
 }
 
 /// Binds `holder` to the frames of `slot`'s interface that match `filters`: all of them
-/// or none. More than [`MAX_BINDING_FILTERS`] filters, or an interface holding
+/// or none. More than [`MAX_BINDING_FILTERS`] filters, an app holding
+/// [`MAX_APP_BINDINGS`] bindings on the interface, or an interface holding
 /// [`MAX_INTERFACE_BINDINGS`] bindings, is refused before anything is allocated or
 /// checked, so an app's list cannot make the kernel work or grow its heap without bound
-/// under the slot's lock.
+/// under the slot's lock, and no app can take every place and lock the others out.
 pub(crate) fn bind(
     (slot, binder): (&'static Slot, &'static dyn Binder),
     holder: Holder,
@@ -259,14 +260,22 @@ pub(crate) fn bind(
     let Found::Net(nic) = &state.device else {
         return Err(ApiError::NoSuchDevice);
     };
-    if state
-        .sharing
-        .as_ref()
-        .is_some_and(|sharing| sharing.endpoints.len() >= MAX_INTERFACE_BINDINGS)
-    {
-        return Err(ApiError::TooManyBindings {
-            max: MAX_INTERFACE_BINDINGS,
-        });
+    if let Some(sharing) = &state.sharing {
+        let apps_own = sharing
+            .endpoints
+            .iter()
+            .filter(|e| e.holder.0 == holder.0)
+            .count();
+        if apps_own >= MAX_APP_BINDINGS {
+            return Err(ApiError::TooManyBindings {
+                max: MAX_APP_BINDINGS,
+            });
+        }
+        if sharing.endpoints.len() >= MAX_INTERFACE_BINDINGS {
+            return Err(ApiError::TooManyBindings {
+                max: MAX_INTERFACE_BINDINGS,
+            });
+        }
     }
     let info = nic.info();
     let sharing = state.sharing.get_or_insert_with(|| Sharing {
@@ -939,6 +948,58 @@ mod tests {
             poll(late.as_mut()),
             vec![page],
             "an ended binding frees its place"
+        );
+    }
+
+    #[test]
+    fn an_apps_bindings_past_its_limit_are_refused_while_other_apps_still_bind() {
+        let (registry, wire) = shared();
+        let mut greedy: Vec<_> = (0..MAX_APP_BINDINGS)
+            .map(|at| {
+                registry
+                    .bind_net(0, (1, "greedy"), &udp_ports(1000 + at, 1), config())
+                    .unwrap()
+            })
+            .collect();
+        let one_more = udp_ports(2000, 1);
+        let over_its_limit = ApiError::TooManyBindings {
+            max: MAX_APP_BINDINGS,
+        };
+        assert_eq!(
+            registry
+                .bind_net(0, (1, "greedy"), &one_more, config())
+                .err(),
+            Some(over_its_limit)
+        );
+        assert!(
+            over_its_limit
+                .to_string()
+                .contains("more than 16 bindings on this interface (for this app"),
+            "{over_its_limit}"
+        );
+        let mut kv = bind(registry, 2, "kv", &["udp dport 11211"]).unwrap();
+        let (refused, first, cache) = (incoming(17, 2000), incoming(17, 1000), incoming(17, 11211));
+        wire.lock()
+            .incoming
+            .extend([refused.clone(), first.clone(), cache.clone()]);
+        assert_eq!(
+            poll(greedy[0].as_mut()),
+            vec![first],
+            "its bindings still work"
+        );
+        assert_eq!(poll(kv.as_mut()), vec![cache], "the other app's works");
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!(sharing.bindings.len(), MAX_APP_BINDINGS + 1);
+        assert_eq!(sharing.unmatched, 1, "the refused filter was not installed");
+        drop(greedy.pop());
+        let mut late = registry
+            .bind_net(0, (1, "greedy"), &one_more, config())
+            .unwrap();
+        wire.lock().incoming.push_back(refused.clone());
+        assert_eq!(
+            poll(late.as_mut()),
+            vec![refused],
+            "an ended binding frees a place for its app"
         );
     }
 

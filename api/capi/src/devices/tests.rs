@@ -117,3 +117,43 @@ fn device_errors_have_the_codes_rexo_h_gives() {
         crate::REXO_EINVAL
     );
 }
+
+/// The value `rexo.h` gives macro `name` (`#define NAME 64` or `#define NAME (-5)`).
+fn rexo_h_define(name: &str) -> Option<i64> {
+    include_str!("../../../c/rexo.h").lines().find_map(|line| {
+        let mut words = line.strip_prefix("#define ")?.split_whitespace();
+        if words.next()? != name {
+            return None;
+        }
+        let value = words.next()?;
+        value
+            .strip_prefix('(')
+            .and_then(|v| v.strip_suffix(')'))
+            .unwrap_or(value)
+            .parse()
+            .ok()
+    })
+}
+
+#[test]
+fn the_binding_limits_of_rexo_h_are_the_kernels() {
+    assert_eq!(
+        rexo_h_define("REXO_MAX_NET_BINDINGS"),
+        i64::try_from(rexo_api::MAX_INTERFACE_BINDINGS).ok()
+    );
+    assert_eq!(
+        rexo_h_define("REXO_MAX_APP_NET_BINDINGS"),
+        i64::try_from(rexo_api::MAX_APP_BINDINGS).ok()
+    );
+    assert_eq!(
+        rexo_h_define("REXO_ENOMEM"),
+        Some(i64::from(crate::REXO_ENOMEM)),
+        "the code past either limit"
+    );
+    let max = rexo_api::MAX_APP_BINDINGS;
+    assert_eq!(
+        error_code(rexo_api::ApiError::TooManyBindings { max }),
+        crate::REXO_ENOMEM,
+        "an app's full share, as rexo.h says"
+    );
+}
