@@ -33,6 +33,15 @@ const IO_QUEUES_WANTED: u16 = 4;
 /// Requests in flight per I/O queue (the queues get one more entry: a full queue
 /// keeps one entry empty).
 const IO_DEPTH: u32 = 64;
+/// Low bits of an I/O command identifier that name its slot: enough for the `IO_DEPTH`
+/// slots of the deepest queue (6 bits for 64), leaving 10 for the slot's generation.
+const SLOT_BITS: u32 = u32::BITS - (IO_DEPTH - 1).leading_zeros();
+/// The slot's bits of an I/O command identifier.
+const SLOT_MASK: u16 = (1 << SLOT_BITS) - 1;
+/// Generations a slot's command identifiers cycle through (1023 in the 10 upper bits):
+/// all values but the last, so no identifier is FFFFh, which the Error Information log
+/// page uses for an error of no particular command.
+const GENERATIONS: u16 = (1 << (u16::BITS - SLOT_BITS)) - 1;
 /// The largest request in bytes: each request slot owns a buffer this big, so it
 /// bounds the DMA memory (4 queues x 64 slots x 64 KiB = 16 MiB per controller); its
 /// PRP list (15 entries) fits one page many times over.
@@ -105,7 +114,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     // The memory the controller will write is made before the controller value: on an
     // early return, locals drop in reverse, so the controller is reset first.
     let admin = QueuePair::new(
-        &function,
+        function.platform(),
         registers.clone(),
         0,
         ADMIN_ENTRIES,
@@ -188,15 +197,19 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         let vector = completion_vector(msix.as_ref(), id);
         vectors.push(vector);
         let pair = QueuePair::new(
-            &function,
+            function.platform(),
             registers.clone(),
             id,
             depth + 1,
             capabilities.doorbell_stride,
         )?;
         let (submission, completion) = (pair.submission_base(), pair.completion_base());
-        disk.queues
-            .push(IoQueue::new(&function, pair, depth, request_bytes)?);
+        disk.queues.push(IoQueue::new(
+            function.platform(),
+            pair,
+            depth,
+            request_bytes,
+        )?);
         disk.admin_command("Create I/O Completion Queue", |cid| {
             Command::create_completion_queue(cid, id, depth + 1, completion, vector)
         })?;
@@ -370,8 +383,9 @@ impl Operation {
     }
 }
 
-/// One I/O queue pair with its request slots: slot `i` is command identifier `i` and
-/// tag `i`, owning buffer `i` and PRP list `i`.
+/// One I/O queue pair with its request slots: slot `i` is tag `i`, owning buffer `i`
+/// and PRP list `i`; its commands' identifiers are `i` in the low [`SLOT_BITS`] and the
+/// slot's generation, bumped at each use, above them.
 struct IoQueue {
     /// The queues.
     pair: QueuePair,
@@ -387,14 +401,20 @@ struct IoQueue {
     slots: Vec<Slot>,
     /// Free slots (a stack).
     free: Vec<u16>,
+    /// Each slot's generation: that of its latest command, so a completion carrying an
+    /// earlier one (a repeat of one already taken, say of a request that timed out or
+    /// was abandoned, once the slot holds a new request) is stale.
+    generations: Vec<u16>,
+    /// Stale completions dropped so far.
+    stale_completions: u64,
     /// When `poll` next looks for late requests.
     next_timeout_check: u64,
 }
 
 impl IoQueue {
-    /// `depth` slots of `request_bytes` on `pair`.
+    /// `depth` slots of `request_bytes` on `pair`, in DMA memory from `platform`.
     fn new(
-        function: &DeviceFunction,
+        platform: &'static dyn Platform,
         pair: QueuePair,
         depth: u32,
         request_bytes: usize,
@@ -403,8 +423,8 @@ impl IoQueue {
         let request_bytes = request_bytes.next_multiple_of(PAGE);
         let list_entries = (request_bytes / PAGE).saturating_sub(1).max(1);
         let list_bytes = (list_entries * 8).next_power_of_two();
-        let buffers = function.dma(slots * request_bytes)?;
-        let mut prp_lists = function.dma(slots * list_bytes)?;
+        let buffers = Dma::new(platform, slots * request_bytes)?;
+        let mut prp_lists = Dma::new(platform, slots * list_bytes)?;
         for slot in 0..slots {
             let buffer = buffers.phys() + (slot * request_bytes) as u64;
             for entry in 0..list_entries {
@@ -422,8 +442,34 @@ impl IoQueue {
             list_bytes,
             slots: vec![Slot::Free; slots],
             free: (0..depth as u16).rev().collect(),
+            generations: vec![0; slots],
+            stale_completions: 0,
             next_timeout_check: 0,
         })
+    }
+
+    /// Gives slot `slot` its next generation: the identifier of the command it now
+    /// takes.
+    fn next_command_id(&mut self, slot: u16) -> u16 {
+        let generation = &mut self.generations[usize::from(slot)];
+        *generation = (*generation + 1) % GENERATIONS;
+        (*generation << SLOT_BITS) | slot
+    }
+
+    /// Counts a completion whose command identifier `id` names an earlier use of its
+    /// slot than the current one, which is dropped (warned of at powers of two).
+    fn drop_stale(&mut self, id: u16) {
+        self.stale_completions += 1;
+        if self.stale_completions.is_power_of_two() {
+            log::warn!(
+                "nvme: queue {}: stale completion (command identifier {id:#x}, slot {} now \
+                 at generation {}) dropped, {} so far",
+                self.pair.id,
+                id & SLOT_MASK,
+                self.generations[usize::from(id & SLOT_MASK)],
+                self.stale_completions
+            );
+        }
     }
 
     /// The PRPs of `bytes` in slot `slot`'s buffer.
@@ -542,19 +588,20 @@ impl Nvme {
             .ok_or(DeviceError::NoSuchQueue(queue))?;
         let slot = io.free.pop().ok_or(DeviceError::QueueFull)?;
         let index = usize::from(slot);
+        let id = io.next_command_id(slot);
         if let Some(fill) = fill {
             let start = index * io.request_bytes;
             fill(io.buffers.bytes_mut(start, bytes));
         }
         let command = match operation {
-            Operation::Flush => Command::flush(slot, NAMESPACE),
+            Operation::Flush => Command::flush(id, NAMESPACE),
             Operation::Read | Operation::Write => Command::read_write(
                 if operation == Operation::Read {
                     spec::IO_READ
                 } else {
                     spec::IO_WRITE
                 },
-                slot,
+                id,
                 NAMESPACE,
                 lba,
                 sectors,
@@ -623,13 +670,22 @@ impl BlockDevice for Nvme {
         let mut finished = 0;
         let mut fault = None;
         while let Some((completion, _)) = io.pair.take() {
-            let index = usize::from(completion.id);
+            let index = usize::from(completion.id & SLOT_MASK);
             if completion.queue != io.pair.id {
                 fault.get_or_insert(DeviceError::BadIndex {
                     what: "I/O completion's submission queue",
                     index: completion.queue.into(),
                     size: self.info.queues as u32 + 1,
                 });
+                continue;
+            }
+            if io
+                .generations
+                .get(index)
+                .is_some_and(|&current| current != completion.id >> SLOT_BITS)
+            {
+                // Never the slot's current request's: that one waits for its own.
+                io.drop_stale(completion.id);
                 continue;
             }
             match io.slots.get(index).copied() {
@@ -646,7 +702,7 @@ impl BlockDevice for Nvme {
                     } else {
                         Ok(&[][..])
                     };
-                    done(Tag::from(completion.id), result);
+                    done(index as Tag, result);
                     finished += 1;
                 }
                 Some(Slot::Abandoned) => {
@@ -662,7 +718,7 @@ impl BlockDevice for Nvme {
                 }
             }
             io.slots[index] = Slot::Free;
-            io.free.push(completion.id);
+            io.free.push(index as u16);
         }
         io.pair.release();
 
@@ -701,5 +757,123 @@ impl BlockDevice for Nvme {
             self.wakes.spent(queue);
         }
         fault.map_or(Ok(finished), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::ControllerSide;
+    use rexo_devio::host::HostPlatform;
+
+    /// Bytes per sector of the test disk.
+    const SECTOR_BYTES: usize = 512;
+
+    /// A 1024-sector disk with one I/O queue pair of `depth` slots on a controller whose
+    /// registers are plain memory (the test plays the controller), and the platform
+    /// whose clock the test moves.
+    fn disk_with_fake_controller(depth: u32) -> (Nvme, &'static HostPlatform) {
+        let platform = HostPlatform::leaked();
+        let stride = 4;
+        let registers = rexo_devio::host::registers(spec::doorbell(2, false, stride));
+        let admin = QueuePair::new(platform, registers.clone(), 0, ADMIN_ENTRIES, stride);
+        let pair = QueuePair::new(platform, registers.clone(), 1, depth + 1, stride);
+        let io = IoQueue::new(platform, pair.unwrap(), depth, PAGE).unwrap();
+        let disk = Nvme {
+            controller: Controller {
+                registers,
+                platform,
+                ready_timeout_ms: 500,
+            },
+            admin: admin.unwrap(),
+            next_admin_id: 0,
+            queues: vec![io],
+            info: BlockInfo {
+                sectors: 1024,
+                sector_size: SECTOR_BYTES as u32,
+                max_sectors: (PAGE / SECTOR_BYTES) as u32,
+                queues: 1,
+                depth: depth as usize,
+                model: alloc::string::String::new(),
+            },
+            platform,
+            failed: None,
+            wakes: QueueWakes::new(None, vec![None]),
+        };
+        (disk, platform)
+    }
+
+    /// Polls queue 0 of `disk` once: the completions it handed out, as (tag, data or
+    /// error).
+    fn poll_once(disk: &mut Nvme) -> Vec<(Tag, Result<Vec<u8>, DeviceError>)> {
+        let mut seen = Vec::new();
+        disk.poll(0, &mut |tag, result| {
+            seen.push((tag, result.map(<[u8]>::to_vec)))
+        })
+        .unwrap();
+        seen
+    }
+
+    #[test]
+    fn command_identifiers_keep_the_slot_low_and_never_reach_ffff() {
+        assert_eq!((SLOT_BITS, SLOT_MASK, GENERATIONS), (6, 0x3F, 1023));
+        let (mut disk, _) = disk_with_fake_controller(IO_DEPTH);
+        let io = &mut disk.queues[0];
+        let last = IO_DEPTH as u16 - 1;
+        let ids: Vec<u16> = (0..2 * GENERATIONS)
+            .map(|_| io.next_command_id(last))
+            .collect();
+        assert!(ids.iter().all(|&id| id & SLOT_MASK == last && id != 0xFFFF));
+        // Each use of the slot differs from the one before; the cycle is 1023 long.
+        assert!(ids.windows(2).all(|pair| pair[0] != pair[1]));
+        assert_eq!(ids[0], ids[usize::from(GENERATIONS)]);
+        assert_eq!(ids[0], (1 << SLOT_BITS) | last);
+    }
+
+    #[test]
+    fn a_late_completion_of_a_slots_earlier_request_does_not_complete_its_new_one() {
+        for abandoned in [false, true] {
+            let (mut disk, platform) = disk_with_fake_controller(1);
+            let mut controller = ControllerSide::default();
+            let first = disk.submit_read(0, 0, 1).unwrap();
+            assert_eq!(poll_once(&mut disk), [], "rung in, not finished");
+            let old = controller.take_command(&disk.queues[0].pair).unwrap().id();
+            // The read never comes back in time, or its holder goes: the caller is told
+            // of the timeout, and the slot stays out of use.
+            if abandoned {
+                disk.abandon_requests();
+                assert_eq!(poll_once(&mut disk), []);
+            } else {
+                platform.advance_clock(IO_TIMEOUT_NS + TIMEOUT_CHECK_NS);
+                let timeout = DeviceError::Timeout {
+                    what: "NVMe read",
+                    ms: IO_TIMEOUT_NS / 1_000_000,
+                };
+                assert_eq!(poll_once(&mut disk), [(first, Err(timeout))]);
+            }
+            assert_eq!(disk.submit_read(0, 8, 1), Err(DeviceError::QueueFull));
+            // The controller completes it after all: dropped, and the slot comes back.
+            controller.complete(&mut disk.queues[0].pair, old, 0);
+            assert_eq!(poll_once(&mut disk), []);
+            // A new read takes the slot, whose buffer still holds the old read's bytes.
+            disk.queues[0].buffers.bytes_mut(0, PAGE).fill(0xAA);
+            let second = disk.submit_read(0, 8, 1).unwrap();
+            assert_eq!(second, first, "the same slot");
+            assert_eq!(poll_once(&mut disk), []);
+            let new = controller.take_command(&disk.queues[0].pair).unwrap().id();
+            // The old command's completion comes again: stale, it completes nothing.
+            controller.complete(&mut disk.queues[0].pair, old, 0);
+            assert_eq!(poll_once(&mut disk), [], "abandoned: {abandoned}");
+            assert_eq!(disk.queues[0].stale_completions, 1);
+            assert_eq!(disk.submit_read(0, 8, 1), Err(DeviceError::QueueFull));
+            // The new read's own completion, after its data: it completes with that data.
+            disk.queues[0].buffers.bytes_mut(0, SECTOR_BYTES).fill(0x55);
+            controller.complete(&mut disk.queues[0].pair, new, 0);
+            assert_eq!(
+                poll_once(&mut disk),
+                [(second, Ok(vec![0x55; SECTOR_BYTES]))]
+            );
+            assert_eq!(disk.queues[0].free, [0], "the slot is free again");
+        }
     }
 }

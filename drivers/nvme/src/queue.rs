@@ -2,7 +2,7 @@
 //! completions found by their phase tag (NVMe Base 4.1, 4.6).
 
 use rexo_api::DeviceError;
-use rexo_devio::{DeviceFunction, Dma, Mmio, barrier};
+use rexo_devio::{Dma, Mmio, Platform, barrier};
 
 use crate::spec::{self, CQ_ENTRY, Command, Completion, SQ_ENTRY};
 
@@ -36,10 +36,10 @@ pub struct QueuePair {
 }
 
 impl QueuePair {
-    /// A pair of `entries`-entry queues numbered `id` in fresh DMA memory; `stride` is
-    /// the doorbell stride (CAP.DSTRD).
+    /// A pair of `entries`-entry queues numbered `id` in fresh DMA memory from
+    /// `platform`; `stride` is the doorbell stride (CAP.DSTRD).
     pub fn new(
-        function: &DeviceFunction,
+        platform: &'static dyn Platform,
         registers: Mmio,
         id: u16,
         entries: u32,
@@ -49,8 +49,8 @@ impl QueuePair {
         Ok(Self {
             id,
             entries,
-            submission: function.dma(slots * SQ_ENTRY)?,
-            completion: function.dma(slots * CQ_ENTRY)?,
+            submission: Dma::new(platform, slots * SQ_ENTRY)?,
+            completion: Dma::new(platform, slots * CQ_ENTRY)?,
             tail: 0,
             rung_tail: 0,
             head: 0,
@@ -122,6 +122,53 @@ impl QueuePair {
         if self.head != self.released_head {
             self.registers.write32(self.head_doorbell, self.head);
             self.released_head = self.head;
+        }
+    }
+}
+
+/// The controller's half of a queue pair, for the host tests: takes the commands the
+/// driver rang in and posts their completions with the phase tag.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct ControllerSide {
+    /// The next submission queue entry to take.
+    submission_head: u32,
+    /// Where the next completion goes.
+    completion_tail: u32,
+    /// Whether the completion queue wrapped an odd number of times (new entries then
+    /// carry phase 0).
+    odd_pass: bool,
+}
+
+#[cfg(test)]
+impl ControllerSide {
+    /// The next command the driver rang in on `pair`, if any.
+    pub(crate) fn take_command(&mut self, pair: &QueuePair) -> Option<Command> {
+        if self.submission_head == pair.registers.read32(pair.tail_doorbell) {
+            return None;
+        }
+        let at = self.submission_head as usize * SQ_ENTRY;
+        let mut dwords = [0; 16];
+        for (i, dword) in dwords.iter_mut().enumerate() {
+            *dword = pair.submission.read32(at + 4 * i);
+        }
+        self.submission_head = (self.submission_head + 1) % pair.entries;
+        Some(Command(dwords))
+    }
+
+    /// Posts a completion of command `id` with status `status` on `pair`.
+    pub(crate) fn complete(&mut self, pair: &mut QueuePair, id: u16, status: u16) {
+        let at = self.completion_tail as usize * CQ_ENTRY;
+        let phase = if self.odd_pass { 0 } else { spec::CQ_PHASE };
+        pair.completion.write32(at, 0);
+        pair.completion
+            .write32(at + 8, self.submission_head | (u32::from(pair.id) << 16));
+        pair.completion
+            .write32(at + 12, u32::from(id) | phase | (u32::from(status) << 17));
+        self.completion_tail += 1;
+        if self.completion_tail == pair.entries {
+            self.completion_tail = 0;
+            self.odd_pass = !self.odd_pass;
         }
     }
 }

@@ -209,6 +209,12 @@ impl Command {
     pub fn flush(id: u16, nsid: u32) -> Self {
         Self::new(IO_FLUSH, id, nsid, 0, 0, [0; 6])
     }
+
+    /// The command identifier (dword 0 bits 31:16).
+    #[cfg(test)]
+    pub fn id(&self) -> u16 {
+        (self.0[0] >> 16) as u16
+    }
 }
 
 /// PRP entry 1 and 2 (4.1.1) for `bytes` of data in the page-aligned, physically
