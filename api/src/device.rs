@@ -823,7 +823,9 @@ pub struct InterruptBinding {
 
 /// Waits for the one request `tag` of `queue` (polling, other completions dropped) and
 /// returns its data through `done`; used by simple callers that keep one request in
-/// flight.
+/// flight. When `poll` itself fails, it gives the requests in flight up to the device
+/// ([`BlockDevice::abandon_requests`]) and returns that error, so that `tag` never
+/// completes into memory the caller reuses afterwards.
 pub fn wait_for(
     disk: &mut dyn BlockDevice,
     queue: usize,
@@ -832,11 +834,15 @@ pub fn wait_for(
 ) -> Result<(), DeviceError> {
     let mut result = None;
     while result.is_none() {
-        disk.poll(queue, &mut |finished, data| {
+        let polled = disk.poll(queue, &mut |finished, data| {
             if finished == tag {
                 result = Some(data.map(&mut *done));
             }
-        })?;
+        });
+        if let Err(failed) = polled {
+            disk.abandon_requests();
+            return Err(failed);
+        }
         core::hint::spin_loop();
     }
     result.unwrap_or(Ok(()))
@@ -974,5 +980,75 @@ mod tests {
         assert_eq!(lens, Some((3, 7)));
         assert_eq!(frame[3], 9);
         assert_eq!(lend_consecutive(&mut frame, &[6, 6], |_| ()), None);
+    }
+
+    /// A disk whose requests never finish and whose `poll` fails once `polls_left`
+    /// polls are spent; it records whether its requests were abandoned.
+    struct StuckDisk {
+        in_flight: Vec<Tag>,
+        polls_left: usize,
+        abandoned: bool,
+    }
+
+    impl BlockDevice for StuckDisk {
+        fn info(&self) -> BlockInfo {
+            BlockInfo {
+                sectors: 8,
+                sector_size: 512,
+                max_sectors: 8,
+                queues: 1,
+                depth: 1,
+                model: String::from("stuck"),
+            }
+        }
+        fn submit_read(&mut self, _: usize, _: u64, _: u32) -> Result<Tag, DeviceError> {
+            self.in_flight.push(self.in_flight.len() as Tag + 1);
+            Ok(self.in_flight.len() as Tag)
+        }
+        fn submit_write(
+            &mut self,
+            _: usize,
+            _: u64,
+            _: u32,
+            _: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<Tag, DeviceError> {
+            Err(DeviceError::Unsupported("writes to a stuck disk"))
+        }
+        fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
+            Err(DeviceError::Unsupported("flushes of a stuck disk"))
+        }
+        fn poll(&mut self, _: usize, _: Completion<'_>) -> Result<usize, DeviceError> {
+            if self.polls_left == 0 {
+                return Err(DeviceError::Timeout {
+                    what: "the completion queue",
+                    ms: 5,
+                });
+            }
+            self.polls_left -= 1;
+            Ok(0)
+        }
+        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("wake-ups on a stuck disk"))
+        }
+        fn abandon_requests(&mut self) {
+            self.in_flight.clear();
+            self.abandoned = true;
+        }
+    }
+
+    #[test]
+    fn a_failed_poll_abandons_the_request_waited_for() {
+        let mut disk = StuckDisk {
+            in_flight: Vec::new(),
+            polls_left: 3,
+            abandoned: false,
+        };
+        let tag = disk.submit_read(0, 0, 1).unwrap();
+        let mut handed = false;
+        let error = wait_for(&mut disk, 0, tag, &mut |_| handed = true).unwrap_err();
+        assert!(matches!(error, DeviceError::Timeout { .. }), "{error:?}");
+        assert!(!handed, "no data");
+        assert!(disk.abandoned, "the request was given up to the device");
+        assert!(disk.in_flight.is_empty(), "nothing left to complete later");
     }
 }
