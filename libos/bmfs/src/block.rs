@@ -106,7 +106,9 @@ impl<'a> BlockDisk<'a> {
         self.read_sectors(lba, partial)
     }
 
-    /// Writes whole sectors from `data` at `lba`.
+    /// Writes whole sectors from `data` at `lba`; a request whose buffer the device hands
+    /// over at another length than asked is an error, and nothing of `data` goes in it
+    /// (the request, already queued, is waited for with the buffer as handed over).
     fn write_sectors(&mut self, lba: u64, data: &[u8]) -> Result<(), String> {
         let count = data.len() as u64 / self.sector;
         let mut done = 0;
@@ -114,13 +116,24 @@ impl<'a> BlockDisk<'a> {
             let n = (count - done).min(self.max);
             let at = (done * self.sector) as usize;
             let part = &data[at..at + (n * self.sector) as usize];
+            let mut handed = part.len();
             let tag = self
                 .device
                 .submit_write(0, self.first + lba + done, n as u32, &mut |buffer| {
-                    buffer.copy_from_slice(part)
+                    handed = buffer.len();
+                    // A buffer of another length than asked is refused below.
+                    if buffer.len() == part.len() {
+                        buffer.copy_from_slice(part);
+                    }
                 })
                 .map_err(|e| format!("{e}"))?;
             wait_for(self.device, 0, tag, &mut |_| {}).map_err(|e| format!("{e}"))?;
+            if handed != part.len() {
+                return Err(format!(
+                    "the device handed over {handed} bytes for a write of {} bytes",
+                    part.len()
+                ));
+            }
             done += n;
         }
         Ok(())
@@ -235,12 +248,14 @@ mod tests {
     use rexo_api::{BlockInfo, Completion, DeviceError, Tag};
 
     /// A disk in memory that completes each request at the next poll; its reads return
-    /// `short_by` bytes fewer than asked.
+    /// `short_by` bytes fewer than asked, and its writes hand over a buffer `long_by`
+    /// bytes longer than asked.
     struct MemoryDevice {
         data: Vec<u8>,
         done: Vec<(Tag, Option<(usize, usize)>)>,
         next: Tag,
         short_by: usize,
+        long_by: usize,
     }
 
     impl BlockDevice for MemoryDevice {
@@ -274,7 +289,7 @@ mod tests {
         ) -> Result<Tag, DeviceError> {
             assert!(sectors <= 3, "max_sectors respected");
             let at = lba as usize * 512;
-            fill(&mut self.data[at..at + sectors as usize * 512]);
+            fill(&mut self.data[at..at + sectors as usize * 512 + self.long_by]);
             self.next += 1;
             self.done.push((self.next, None));
             Ok(self.next)
@@ -309,6 +324,7 @@ mod tests {
             done: Vec::new(),
             next: 0,
             short_by: 0,
+            long_by: 0,
         };
         let mut model = device.data.clone();
         let mut disk = BlockDisk::new(&mut device);
@@ -340,6 +356,7 @@ mod tests {
             done: Vec::new(),
             next: 0,
             short_by: 100,
+            long_by: 0,
         };
         let mut disk = BlockDisk::new(&mut device);
         for (offset, len) in [(0, 1024), (3, 10), (700, 2000)] {
@@ -350,6 +367,28 @@ mod tests {
         }
         let error = disk.write(3, &[1; 10]).unwrap_err();
         assert!(error.contains("returned 412 bytes"), "{error}");
+        assert!(device.data.iter().all(|&b| b == 0xEE), "nothing written");
+    }
+
+    #[test]
+    fn a_write_buffer_of_another_length_is_an_error_not_a_panic() {
+        let mut device = MemoryDevice {
+            data: vec![0xEE; 8192],
+            done: Vec::new(),
+            next: 0,
+            short_by: 0,
+            long_by: 100,
+        };
+        let mut disk = BlockDisk::new(&mut device);
+        for (offset, len) in [(0, 1024), (3, 10), (700, 2000)] {
+            let error = disk.write(offset, &vec![1; len]).unwrap_err();
+            assert!(error.contains("handed over"), "{error}");
+        }
+        let error = disk.write(512, &[1; 512]).unwrap_err();
+        assert!(
+            error.contains("handed over 612 bytes for a write of 512"),
+            "{error}"
+        );
         assert!(device.data.iter().all(|&b| b == 0xEE), "nothing written");
     }
 }
