@@ -84,11 +84,13 @@ impl<'a> DeviceStore<'a> {
 
     /// Moves the `count` blocks from `first` (all on the disk) in requests of up to
     /// `per_request` blocks, keeping up to `in_flight` of them queued: `submit` queues
-    /// the request for the blocks `range` (of the run) at `lba`, `done` takes a finished
-    /// one's data. After an error it still waits for every request it queued (so none
-    /// is left to complete into a later caller's wait), then returns the first error;
-    /// when polling itself fails, it abandons the requests in flight to the device
-    /// (`abandon_requests`) and returns that error, so none of them completes afterwards.
+    /// the request for the blocks `range` (of the run) at `lba` (and sets the run's
+    /// error if that request, queued, is wrong), `done` takes a finished one's data.
+    /// After an error it queues no more requests and still waits for every request it
+    /// queued (so none is left to complete into a later caller's wait), then returns the
+    /// first error; when polling itself fails, it abandons the requests in flight to the
+    /// device (`abandon_requests`) and returns that error, so none of them completes
+    /// afterwards.
     fn run(
         &mut self,
         first: u64,
@@ -111,7 +113,7 @@ impl<'a> DeviceStore<'a> {
                 let range = next..next + blocks;
                 let at = lba + next as u64 * u64::from(self.sectors);
                 let sectors = blocks as u32 * self.sectors;
-                match submit(self.device, at, sectors, range.clone()) {
+                match submit(self.device, at, sectors, range.clone(), &mut error) {
                     Ok(tag) => queued.push((tag, range)),
                     Err(e) => error = Some(format!("{e}")),
                 }
@@ -143,10 +145,16 @@ impl<'a> DeviceStore<'a> {
     }
 }
 
-/// Queues one request of a run: the device, the request's first sector, its sectors
-/// and the blocks of the run it carries; gives the request's tag.
-type Submit<'a> =
-    &'a mut dyn FnMut(&mut dyn BlockDevice, u64, u32, Range<usize>) -> Result<Tag, DeviceError>;
+/// Queues one request of a run: the device, the request's first sector, its sectors,
+/// the blocks of the run it carries and the run's error (set when the request it queued
+/// is wrong, so the run queues no more); gives the request's tag.
+type Submit<'a> = &'a mut dyn FnMut(
+    &mut dyn BlockDevice,
+    u64,
+    u32,
+    Range<usize>,
+    &mut Option<String>,
+) -> Result<Tag, DeviceError>;
 
 /// Takes a finished request of a run: the blocks of the run it carried and its data.
 type Done<'a> = &'a mut dyn FnMut(Range<usize>, &[u8]) -> Result<(), String>;
@@ -192,7 +200,7 @@ impl BlockStore for DeviceStore<'_> {
         self.run(
             first,
             count,
-            &mut |device, lba, sectors, _| device.submit_read(0, lba, sectors),
+            &mut |device, lba, sectors, _, _| device.submit_read(0, lba, sectors),
             &mut |range, data| {
                 if bytes(range.clone()).len() != data.len() {
                     return Err(format!("the device returned {} bytes", data.len()));
@@ -203,16 +211,31 @@ impl BlockStore for DeviceStore<'_> {
         )
     }
 
+    /// A request whose buffer the device hands over at another length than asked fails
+    /// the run (an error naming the lengths): nothing of `data` goes in that buffer, and
+    /// the request, already queued, is waited for with the buffer as handed over.
     fn write_run(&mut self, first: u64, data: &[u8]) -> Result<(), String> {
         let count = crate::disk::whole_blocks(data.len())? as usize;
         self.run(
             first,
             count,
-            &mut |device, lba, sectors, range| {
+            &mut |device, lba, sectors, range, error| {
                 let source = data.get(bytes(range)).unwrap_or_default();
-                device.submit_write(0, lba, sectors, &mut |buffer| {
-                    buffer.copy_from_slice(source)
-                })
+                let mut handed = source.len();
+                let tag = device.submit_write(0, lba, sectors, &mut |buffer| {
+                    handed = buffer.len();
+                    // A buffer of another length than asked is refused below.
+                    if buffer.len() == source.len() {
+                        buffer.copy_from_slice(source);
+                    }
+                })?;
+                if handed != source.len() {
+                    *error = Some(format!(
+                        "the device handed over {handed} bytes for a write of {} bytes",
+                        source.len()
+                    ));
+                }
+                Ok(tag)
             },
             &mut |_, _| Ok(()),
         )
@@ -284,7 +307,8 @@ mod tests {
 
     /// A disk in memory with 512-byte sectors, requests of at most 3 blocks and 4 in
     /// flight, finishing them newest first, one per poll; it counts requests and can
-    /// fail one, or fail `poll` itself after `polls_before_failing` polls.
+    /// fail one, or fail `poll` itself after `polls_before_failing` polls, and hands
+    /// over write buffers `long_by` bytes longer than asked.
     struct Device {
         data: Vec<u8>,
         queued: Vec<(Tag, Outcome)>,
@@ -293,6 +317,7 @@ mod tests {
         most_in_flight: usize,
         fail_at: Option<u64>,
         polls_before_failing: Option<usize>,
+        long_by: usize,
     }
 
     /// How a queued request will finish: a read's bytes, a write or flush, a failure.
@@ -308,6 +333,7 @@ mod tests {
                 most_in_flight: 0,
                 fail_at: None,
                 polls_before_failing: None,
+                long_by: 0,
             }
         }
 
@@ -349,7 +375,7 @@ mod tests {
             fill: &mut dyn FnMut(&mut [u8]),
         ) -> Result<Tag, DeviceError> {
             let at = lba as usize * 512;
-            fill(&mut self.data[at..at + sectors as usize * 512]);
+            fill(&mut self.data[at..at + sectors as usize * 512 + self.long_by]);
             Ok(self.queue(lba, sectors, false))
         }
         fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
@@ -460,6 +486,24 @@ mod tests {
         let mut store = DeviceStore::new(&mut device).unwrap();
         store.read_run(10, &mut buf).unwrap();
         assert_eq!((buf[0], buf[20 * BLOCK_SIZE - 1]), (80, 239));
+    }
+
+    #[test]
+    fn a_write_buffer_of_another_length_fails_the_run_not_the_app() {
+        let mut device = Device::new(64 * 8);
+        device.long_by = 100;
+        let before = device.data.clone();
+        let mut store = DeviceStore::new(&mut device).unwrap();
+        let error = store.write_run(10, &[7; 20 * BLOCK_SIZE]).unwrap_err();
+        assert!(
+            error.contains("handed over 12388 bytes for a write of 12288 bytes"),
+            "{error}"
+        );
+        let error = store.write(30, &[7; BLOCK_SIZE]).unwrap_err();
+        assert!(error.contains("handed over"), "{error}");
+        assert_eq!(device.requests, 2, "the run queued no more after the first");
+        assert!(device.queued.is_empty(), "nothing left in flight");
+        assert!(device.data == before, "nothing written");
     }
 
     #[test]
