@@ -4,6 +4,8 @@
 
 use std::vec::Vec;
 
+use rexo_api::NetDevice;
+
 use crate::wire::{Wire, WireEnd, queue_of};
 use crate::{
     Config, Connection, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Ipv4Addr, NEIGHBOURS, NetError,
@@ -257,6 +259,22 @@ fn connections_are_served_one_after_another_and_sockets_are_freed() {
 }
 
 #[test]
+fn a_wire_end_drops_frames_longer_than_its_max_frame() {
+    // NetDevice::receive promises frames of at most max_frame bytes: the fake keeps it.
+    let (wire, mut a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 8);
+    let max = a.info().max_frame;
+    for len in [max + 1, max, 60, 4096] {
+        wire.deliver_to_a(vec![0xAB; len]);
+    }
+    let mut delivered = Vec::new();
+    let count = a
+        .receive(0, 8, &mut |frame| delivered.push(frame.len()))
+        .unwrap();
+    assert_eq!(delivered, [max, 60], "the longer frames are not delivered");
+    assert_eq!(count, 2);
+}
+
+#[test]
 fn every_receive_queue_of_a_multi_queue_nic_is_polled() {
     // Each end receives every flow on the queue its hash picks (RSS); the stacks send
     // on queue 0 and must take frames off both receive queues.
@@ -453,7 +471,8 @@ fn random_and_mutated_frames_do_not_break_the_stack() {
     let mac_a = net.a.mac();
     for round in 0..100_000 {
         let mut frame = if round % 4 == 0 {
-            let len = rng.below(2000);
+            // Up to max_frame: the wire drops longer ones, as a NIC does.
+            let len = rng.below(1515);
             rng.bytes(len)
         } else {
             let mut frame = samples[rng.below(samples.len())].clone();

@@ -34,8 +34,12 @@ impl Direction {
     }
 }
 
-/// One end of the wire as a NIC (largest frame 1514 bytes, one queue pair unless
-/// [`WireEnd::with_queues`], no MSI-X).
+/// The largest frame an end sends or receives (its `NetInfo::max_frame`): a longer
+/// one that arrives is dropped, not delivered, as the drivers do.
+const MAX_FRAME: usize = 1514;
+
+/// One end of the wire as a NIC (largest frame [`MAX_FRAME`], 1514 bytes, one queue
+/// pair unless [`WireEnd::with_queues`], no MSI-X).
 pub struct WireEnd {
     mac: [u8; 6],
     /// Queue pairs; each arriving frame is received on the queue [`queue_of`] picks.
@@ -171,7 +175,7 @@ impl NetDevice for WireEnd {
     fn info(&self) -> NetInfo {
         NetInfo {
             mac: self.mac,
-            max_frame: 1514,
+            max_frame: MAX_FRAME,
             queues: self.queues,
             link_up: true,
             checksum_offload: self.checksum_offload,
@@ -201,6 +205,9 @@ impl NetDevice for WireEnd {
             let Some(frame) = frame else {
                 break;
             };
+            if frame.len() > MAX_FRAME {
+                continue;
+            }
             deliver(&frame);
             count += 1;
         }
@@ -220,7 +227,7 @@ impl NetDevice for WireEnd {
         if offload && !self.checksum_offload {
             return Err(DeviceError::Unsupported("checksum offload"));
         }
-        let len = DeviceError::check_segments(segments, 1514)?;
+        let len = DeviceError::check_segments(segments, MAX_FRAME)?;
         let mut out = self.outgoing.lock().expect("the wire's lock");
         if out.small_in_flight() >= self.ring {
             return Err(DeviceError::QueueFull);
@@ -262,7 +269,7 @@ impl NetDevice for WireEnd {
         }
         let mut frame = vec![0; len];
         let mss = fill(&mut frame).ok_or(DeviceError::Withdrawn)?;
-        rexo_api::device::tcp_segmentation(&mut frame, mss, 1514)?;
+        rexo_api::device::tcp_segmentation(&mut frame, mss, MAX_FRAME)?;
         out.segmented.push((len, mss));
         out.segmented_in_flight += 1;
         let segments = crate::tso::segment(&frame, mss, &mut |segment| {
