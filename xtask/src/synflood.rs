@@ -36,6 +36,10 @@ const REQUEST_EVERY: u32 = 10_000;
 /// The longest one request may take, flood or not.
 const REQUEST_LIMIT: Duration = Duration::from_secs(10);
 
+/// The largest frame the peer's NIC sends or receives (its `NetInfo::max_frame`): a
+/// longer datagram from QEMU is dropped, not delivered, as a NIC's driver does.
+const MAX_FRAME: usize = 1514;
+
 /// Whether `address` is one of the spoofed sources.
 fn spoofed(address: [u8; 4]) -> bool {
     address[..3] == [10, 0, 2] && (100..100 + SPOOFED).contains(&address[3])
@@ -108,7 +112,7 @@ impl NetDevice for PeerNic {
     fn info(&self) -> NetInfo {
         NetInfo {
             mac: self.mac,
-            max_frame: 1514,
+            max_frame: MAX_FRAME,
             queues: 1,
             link_up: true,
             checksum_offload: false,
@@ -128,6 +132,10 @@ impl NetDevice for PeerNic {
             let Ok(len) = self.socket.recv(&mut buffer) else {
                 break;
             };
+            // Longer than a frame may be (or cut to the buffer by `recv`): dropped.
+            if len > MAX_FRAME {
+                continue;
+            }
             if !self.intercept(&buffer[..len]) {
                 deliver(&buffer[..len]);
                 count += 1;
@@ -146,7 +154,7 @@ impl NetDevice for PeerNic {
         if offload {
             return Err(DeviceError::Unsupported("checksum offload"));
         }
-        let len = DeviceError::check_segments(segments, 1514)?;
+        let len = DeviceError::check_segments(segments, MAX_FRAME)?;
         let mut frame = vec![0u8; len];
         let filled = rexo_api::device::lend_consecutive(&mut frame, segments, |parts| fill(parts));
         if filled != Some(true) {
@@ -426,5 +434,31 @@ mod tests {
         assert!(spoofed(target(&frame, 26)));
         assert!(!spoofed(HOST.octets()));
         assert_eq!(frame[47], 0x02, "SYN alone");
+    }
+
+    #[test]
+    fn the_peers_nic_drops_datagrams_longer_than_its_max_frame() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let peer = socket.local_addr().unwrap();
+        let qemu = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut nic = PeerNic {
+            socket,
+            qemu: qemu.local_addr().unwrap(),
+            mac: [2, 0, 0, 0, 0, 2],
+            answers: Arc::default(),
+        };
+        let max = nic.info().max_frame;
+        // Frames of no protocol the peer intercepts; the 60-byte one comes last.
+        for len in [max + 1, max, 3000, 60] {
+            qemu.send_to(&vec![0; len], peer).unwrap();
+        }
+        let mut delivered = Vec::new();
+        let started = Instant::now();
+        while delivered.last() != Some(&60) && started.elapsed() < Duration::from_secs(5) {
+            nic.receive(0, 8, &mut |frame| delivered.push(frame.len()))
+                .unwrap();
+        }
+        assert_eq!(delivered, [max, 60], "the longer ones are not delivered");
     }
 }
