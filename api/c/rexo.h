@@ -66,7 +66,8 @@ extern "C" {
 /* No device of that kind and index (rexo_devices lists them), or no wall clock the
  * kernel can read (rexo_unix_time). */
 #define REXO_ENODEV (-9)
-/* The device or its driver failed the request (an error status, a timeout). */
+/* The device or its driver failed the request (an error status, a timeout, a block
+ * transfer of another length than asked). */
 #define REXO_EIO (-10)
 /* A frame longer than the interface carries (rexo_net_info's max_frame) or shorter
  * than an Ethernet header (14 bytes). */
@@ -251,7 +252,8 @@ int rexo_block_info(int64_t disk, struct rexo_block_info *info);
  * `count` * block_size; returns when the data is there. Returns REXO_OK, REXO_EINVAL
  * (`buf` NULL, `count` 0, `len` not `count` blocks), REXO_EFAULT, REXO_EBADF,
  * REXO_ERANGE (past the end of the disk, nothing read), REXO_EPERM (the disk's extent
- * table refuses), REXO_EIO or REXO_ENOAPP. */
+ * table refuses), REXO_EIO (the device failed, or handed over data or a buffer of
+ * another length than asked: nothing of it copied) or REXO_ENOAPP. */
 int rexo_block_read(int64_t disk, uint64_t block, uint32_t count, void *buf, size_t len);
 
 /* Writes `count` blocks from `buf` (`len` exactly `count` * block_size) at block

@@ -197,17 +197,25 @@ pub extern "C" fn rexo_block_read(
         Ok(buffer) => buffer,
         Err(code) => return code,
     };
-    with_block(disk, |disk| {
-        in_requests(disk, (block, count, len), |disk, at, blocks, bytes| {
-            let chunk = &mut buffer[bytes];
-            let mut short = false;
-            let tag = disk.submit_read(0, at, blocks);
-            wait(disk, tag, &mut |data| match data.get(..chunk.len()) {
-                Some(data) => chunk.copy_from_slice(data),
-                None => short = true,
-            })?;
-            if short { Err(REXO_EIO) } else { Ok(()) }
-        })
+    with_block(disk, |disk| read_blocks(disk, block, count, buffer))
+}
+
+/// Reads `count` blocks from `block` into `buffer` (exactly `count` blocks long): data the
+/// disk hands over at another length than asked is `REXO_EIO`, nothing of it copied.
+fn read_blocks(disk: &mut dyn BlockDevice, block: u64, count: u32, buffer: &mut [u8]) -> Outcome {
+    let len = buffer.len();
+    in_requests(disk, (block, count, len), |disk, at, blocks, bytes| {
+        let chunk = &mut buffer[bytes];
+        let mut wrong_length = false;
+        let tag = disk.submit_read(0, at, blocks);
+        wait(disk, tag, &mut |data| {
+            if data.len() == chunk.len() {
+                chunk.copy_from_slice(data);
+            } else {
+                wrong_length = true;
+            }
+        })?;
+        if wrong_length { Err(REXO_EIO) } else { Ok(()) }
     })
 }
 
@@ -225,16 +233,30 @@ pub extern "C" fn rexo_block_write(
         Ok(data) => data,
         Err(code) => return code,
     };
-    with_block(disk, |disk| {
-        in_requests(disk, (block, count, len), |disk, at, blocks, bytes| {
+    with_block(disk, |disk| write_blocks(disk, block, count, data))
+}
+
+/// Writes `count` blocks from `data` (exactly `count` blocks long) at `block`: a buffer the
+/// disk hands over at another length than asked is `REXO_EIO`, nothing copied into it.
+fn write_blocks(disk: &mut dyn BlockDevice, block: u64, count: u32, data: &[u8]) -> Outcome {
+    in_requests(
+        disk,
+        (block, count, data.len()),
+        |disk, at, blocks, bytes| {
             let chunk = &data[bytes];
+            let mut wrong_length = false;
             let tag = disk.submit_write(0, at, blocks, &mut |buffer| {
-                let len = buffer.len().min(chunk.len());
-                buffer[..len].copy_from_slice(&chunk[..len]);
+                // The fill cannot fail: a buffer of another length is refused below.
+                if buffer.len() == chunk.len() {
+                    buffer.copy_from_slice(chunk);
+                } else {
+                    wrong_length = true;
+                }
             });
-            wait(disk, tag, &mut |_| {})
-        })
-    })
+            wait(disk, tag, &mut |_| {})?;
+            if wrong_length { Err(REXO_EIO) } else { Ok(()) }
+        },
+    )
 }
 
 /// `int rexo_block_flush(int64_t disk)`.
