@@ -137,6 +137,42 @@ fn rexo_h_define(name: &str) -> Option<i64> {
     })
 }
 
+/// Every code the C ABI answers with, by its name in `rexo.h`.
+const CODES: [(&str, c_int); 13] = [
+    ("REXO_OK", crate::REXO_OK),
+    ("REXO_EINVAL", crate::REXO_EINVAL),
+    ("REXO_EFAULT", crate::REXO_EFAULT),
+    ("REXO_EBADF", crate::REXO_EBADF),
+    ("REXO_ERANGE", crate::REXO_ERANGE),
+    ("REXO_ENOMEM", crate::REXO_ENOMEM),
+    ("REXO_EBUSY", crate::REXO_EBUSY),
+    ("REXO_EPERM", crate::REXO_EPERM),
+    ("REXO_ENOAPP", crate::REXO_ENOAPP),
+    ("REXO_ENODEV", crate::REXO_ENODEV),
+    ("REXO_EIO", crate::REXO_EIO),
+    ("REXO_EMSGSIZE", crate::REXO_EMSGSIZE),
+    ("REXO_ETIME", crate::REXO_ETIME),
+];
+
+#[test]
+fn the_error_codes_of_rexo_h_are_the_rust_constants() {
+    for (name, code) in CODES {
+        assert_eq!(rexo_h_define(name), Some(i64::from(code)), "{name}");
+    }
+    // rexo.h defines no code the Rust side lacks.
+    for line in include_str!("../../../c/rexo.h").lines() {
+        let Some(name) = line
+            .strip_prefix("#define ")
+            .and_then(|rest| rest.split_whitespace().next())
+        else {
+            continue;
+        };
+        if name.starts_with("REXO_E") || name == "REXO_OK" {
+            assert!(CODES.iter().any(|&(known, _)| known == name), "{name}");
+        }
+    }
+}
+
 #[test]
 fn the_binding_limits_of_rexo_h_are_the_kernels() {
     assert_eq!(
