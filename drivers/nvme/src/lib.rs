@@ -42,6 +42,9 @@ const SLOT_MASK: u16 = (1 << SLOT_BITS) - 1;
 /// all values but the last, so no identifier is FFFFh, which the Error Information log
 /// page uses for an error of no particular command.
 const GENERATIONS: u16 = (1 << (u16::BITS - SLOT_BITS)) - 1;
+/// The command identifier no command carries: the Error Information log page gives it
+/// for an error of no particular command.
+const NO_COMMAND_ID: u16 = 0xFFFF;
 /// The largest request in bytes: each request slot owns a buffer this big, so it
 /// bounds the DMA memory (4 queues x 64 slots x 64 KiB = 16 MiB per controller); its
 /// PRP list (15 entries) fits one page many times over.
@@ -491,7 +494,7 @@ struct Nvme {
     controller: Controller,
     /// The admin queue pair.
     admin: QueuePair,
-    /// The next admin command identifier.
+    /// The next admin command identifier (they count up, skipping [`NO_COMMAND_ID`]).
     next_admin_id: u16,
     /// The I/O queue pairs (queue `i` of the API is NVMe queue `i + 1`).
     queues: Vec<IoQueue>,
@@ -515,7 +518,10 @@ impl Nvme {
         build: impl FnOnce(u16) -> Command,
     ) -> Result<u32, DeviceError> {
         let id = self.next_admin_id;
-        self.next_admin_id = id.wrapping_add(1);
+        self.next_admin_id = match id.wrapping_add(1) {
+            NO_COMMAND_ID => 0,
+            next => next,
+        };
         self.admin.push(&build(id));
         self.admin.ring();
         let start = self.platform.now_ns();
@@ -823,11 +829,32 @@ mod tests {
         let ids: Vec<u16> = (0..2 * GENERATIONS)
             .map(|_| io.next_command_id(last))
             .collect();
-        assert!(ids.iter().all(|&id| id & SLOT_MASK == last && id != 0xFFFF));
+        assert!(
+            ids.iter()
+                .all(|&id| id & SLOT_MASK == last && id != NO_COMMAND_ID)
+        );
         // Each use of the slot differs from the one before; the cycle is 1023 long.
         assert!(ids.windows(2).all(|pair| pair[0] != pair[1]));
         assert_eq!(ids[0], ids[usize::from(GENERATIONS)]);
         assert_eq!(ids[0], (1 << SLOT_BITS) | last);
+    }
+
+    #[test]
+    fn admin_command_identifiers_skip_ffff() {
+        let (mut disk, _) = disk_with_fake_controller(1);
+        let mut controller = ControllerSide::default();
+        disk.next_admin_id = NO_COMMAND_ID - 1;
+        // One admin command runs at a time and the test's clock stands still: the
+        // completions of the two commands are posted before they are rung in.
+        controller.complete(&mut disk.admin, NO_COMMAND_ID - 1, 0);
+        controller.complete(&mut disk.admin, 0, 0);
+        for expected in [NO_COMMAND_ID - 1, 0] {
+            let answer = disk.admin_command("Set Features", |cid| Command::set_queue_count(cid, 1));
+            assert_eq!(answer, Ok(0), "command {expected:#06X}");
+            let command = controller.take_command(&disk.admin).unwrap();
+            assert_eq!(command.id(), expected);
+        }
+        assert_eq!(disk.next_admin_id, 1);
     }
 
     #[test]
