@@ -645,7 +645,9 @@ pub trait BlockDevice: Send {
     /// the completion.
     fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError>;
     /// Queues a write of `sectors` sectors at `lba`: `fill` writes the data in place in
-    /// the request's DMA buffer.
+    /// the request's DMA buffer, which is exactly `sectors` times
+    /// [`BlockInfo::sector_size`] bytes long (every driver and the kernel's block layer
+    /// hand over no more and no less).
     fn submit_write(
         &mut self,
         queue: usize,
