@@ -131,6 +131,10 @@ pub use rexo_pktfilter::{
 /// Bytes of an Ethernet header: the shortest frame an interface sends.
 pub const ETHERNET_HEADER: usize = 14;
 
+/// Bytes of the largest untagged Ethernet frame without its FCS: a 1500-byte payload
+/// (the standard MTU) after the header.
+pub const ETHERNET_MAX_FRAME: usize = ETHERNET_HEADER + 1500;
+
 impl DeviceError {
     /// Checks a frame of `len` bytes for an interface whose largest frame is `max`:
     /// [`DeviceError::TooShort`] under an Ethernet header, [`DeviceError::TooLong`] past

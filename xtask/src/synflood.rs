@@ -9,6 +9,7 @@
 //! counted: a reset for a SYN past the backlog, a SYN-ACK for one that took a slot.
 
 use crate::Result;
+use rexo_api::device::ETHERNET_MAX_FRAME;
 use rexo_api::{DeviceError, NetDevice, NetInfo};
 use rexo_net::{Config, Connection, Endpoint, Stack, TcpOptions};
 use rexo_pktfilter::checksum;
@@ -35,10 +36,6 @@ const PATIENCE: Duration = Duration::from_millis(200);
 const REQUEST_EVERY: u32 = 10_000;
 /// The longest one request may take, flood or not.
 const REQUEST_LIMIT: Duration = Duration::from_secs(10);
-
-/// The largest frame the peer's NIC sends or receives (its `NetInfo::max_frame`): a
-/// longer datagram from QEMU is dropped, not delivered, as a NIC's driver does.
-const MAX_FRAME: usize = 1514;
 
 /// Whether `address` is one of the spoofed sources.
 fn spoofed(address: [u8; 4]) -> bool {
@@ -112,7 +109,7 @@ impl NetDevice for PeerNic {
     fn info(&self) -> NetInfo {
         NetInfo {
             mac: self.mac,
-            max_frame: MAX_FRAME,
+            max_frame: ETHERNET_MAX_FRAME,
             queues: 1,
             link_up: true,
             checksum_offload: false,
@@ -133,7 +130,7 @@ impl NetDevice for PeerNic {
                 break;
             };
             // Longer than a frame may be (or cut to the buffer by `recv`): dropped.
-            if len > MAX_FRAME {
+            if len > ETHERNET_MAX_FRAME {
                 continue;
             }
             if !self.intercept(&buffer[..len]) {
@@ -154,7 +151,7 @@ impl NetDevice for PeerNic {
         if offload {
             return Err(DeviceError::Unsupported("checksum offload"));
         }
-        let len = DeviceError::check_segments(segments, MAX_FRAME)?;
+        let len = DeviceError::check_segments(segments, ETHERNET_MAX_FRAME)?;
         let mut frame = vec![0u8; len];
         let filled = rexo_api::device::lend_consecutive(&mut frame, segments, |parts| fill(parts));
         if filled != Some(true) {

@@ -31,8 +31,8 @@ use rexo_pci::Function;
 
 use regs::*;
 use ring::{
-    BUFFER_BYTES, DESCRIPTOR_BYTES, DESCRIPTOR_FIELDS, MAX_FRAME, Model, RxFields, RxFormat,
-    RxRing, RxVerdict, TxRing,
+    BUFFER_BYTES, DESCRIPTOR_BYTES, DESCRIPTOR_FIELDS, ETHERNET_MAX_FRAME, Model, RxFields,
+    RxFormat, RxRing, RxVerdict, TxRing,
 };
 
 /// Intel's PCI vendor ID.
@@ -626,7 +626,7 @@ impl NetDevice for E1000 {
     fn info(&self) -> NetInfo {
         NetInfo {
             mac: self.mac,
-            max_frame: MAX_FRAME,
+            max_frame: ETHERNET_MAX_FRAME,
             queues: self.queues.len(),
             link_up: self.regs.read32(STATUS) & STATUS_LU != 0,
             // Every 8254x and 8257x computes TCP/UDP checksums from a context descriptor.

@@ -19,7 +19,7 @@ pub const BUFFER_BYTES: usize = 2048;
 /// Bytes of an Ethernet header: the shortest frame the API sends or delivers.
 pub use rexo_api::device::ETHERNET_HEADER;
 /// The largest frame without FCS for a 1500-byte MTU (no jumbo frames: RCTL.LPE off).
-pub const MAX_FRAME: usize = 1514;
+pub use rexo_api::device::ETHERNET_MAX_FRAME;
 
 /// Receive status: descriptor done (the device wrote it back).
 pub const RX_STATUS_DD: u8 = 1 << 0;
@@ -239,7 +239,7 @@ pub fn phy_power_up(control: u16) -> Option<u16> {
 /// Refuses a frame in segments of the lengths `segments` the interface cannot send
 /// (too many segments, an empty one, too short or too long in all).
 pub fn check_segments(segments: &[usize]) -> Result<(), DeviceError> {
-    DeviceError::check_segments(segments, MAX_FRAME).map(|_| ())
+    DeviceError::check_segments(segments, ETHERNET_MAX_FRAME).map(|_| ())
 }
 
 /// Transmit command: descriptor extension (a context or data descriptor, not legacy).
@@ -350,7 +350,7 @@ pub enum RxVerdict {
 
 /// Judges buffer `fields`; `spanning` says an earlier buffer of the same frame lacked
 /// EOP (the frame is longer than one buffer, so longer than the interface takes) and
-/// is updated for the next buffer. A frame longer than [`MAX_FRAME`] (`NetInfo`'s
+/// is updated for the next buffer. A frame longer than [`ETHERNET_MAX_FRAME`] (`NetInfo`'s
 /// `max_frame`: a VLAN-tagged one fits the buffer) is dropped too.
 pub fn rx_verdict(fields: RxFields, spanning: &mut bool) -> RxVerdict {
     let part_of_long_frame = *spanning;
@@ -359,7 +359,7 @@ pub fn rx_verdict(fields: RxFields, spanning: &mut bool) -> RxVerdict {
     if part_of_long_frame
         || *spanning
         || fields.errors & RX_ERRORS_FATAL != 0
-        || !(ETHERNET_HEADER..=MAX_FRAME).contains(&len)
+        || !(ETHERNET_HEADER..=ETHERNET_MAX_FRAME).contains(&len)
     {
         RxVerdict::Drop
     } else {

@@ -24,7 +24,7 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use rexo_api::device::ETHERNET_HEADER;
+use rexo_api::device::{ETHERNET_HEADER, ETHERNET_MAX_FRAME};
 use rexo_api::{DeviceError, NetDevice, NetInfo};
 use rexo_devio::{DeviceFunction, Dma, Found, LineWake, Mmio, Platform, barrier};
 use rexo_pci::Function;
@@ -149,8 +149,6 @@ const RX_LENGTH_IN_PROGRESS: u16 = 0xFFF0;
 const TX_SLOTS: usize = 4;
 /// Bytes of each descriptor's buffer (a frame, rounded up; TSAD wants 4-byte alignment).
 const TX_BUFFER: usize = 2048;
-/// The largest frame without the FCS.
-const MAX_FRAME: usize = 1514;
 /// The shortest frame on the wire without the FCS: shorter ones are padded with zeros
 /// (the chip does not pad).
 const MIN_FRAME: usize = 60;
@@ -419,7 +417,7 @@ impl NetDevice for Rtl8139 {
     fn info(&self) -> NetInfo {
         NetInfo {
             mac: self.mac,
-            max_frame: MAX_FRAME,
+            max_frame: ETHERNET_MAX_FRAME,
             queues: 1,
             link_up: self.regs.read8(MSR) & MSR_LINKB == 0,
             checksum_offload: false,
@@ -463,7 +461,7 @@ impl NetDevice for Rtl8139 {
             // A frame longer than `max_frame` (the chip takes up to 4 KiB) is skipped:
             // callers size their copies by it.
             let frame = length - CRC;
-            if frame <= MAX_FRAME {
+            if frame <= ETHERNET_MAX_FRAME {
                 deliver(self.rx.bytes(self.rx_offset + RX_HEADER, frame));
                 delivered += 1;
             }
@@ -495,7 +493,7 @@ impl NetDevice for Rtl8139 {
             return Err(DeviceError::Unsupported("checksum offload"));
         }
         check_queue(queue)?;
-        let len = DeviceError::check_segments(segments, MAX_FRAME)?;
+        let len = DeviceError::check_segments(segments, ETHERNET_MAX_FRAME)?;
         if self.tx_in_flight == TX_SLOTS {
             self.reclaim()?;
             if self.tx_in_flight == TX_SLOTS {
@@ -681,14 +679,14 @@ mod tests {
         let mut chip = chip_on_host();
         // A 1600-byte frame (the chip keeps up to 4 KiB), then a 1514-byte one.
         let second = put_packet(&mut chip, 0, 1600, 0xAA);
-        let end = put_packet(&mut chip, second, MAX_FRAME, 0x55);
+        let end = put_packet(&mut chip, second, ETHERNET_MAX_FRAME, 0x55);
         chip.regs.write16(CBR, end as u16);
         let mut frames = Vec::new();
         let delivered = chip
             .receive(0, 8, &mut |frame| frames.push(frame.to_vec()))
             .unwrap();
         assert_eq!(delivered, 1);
-        assert_eq!(frames, [vec![0x55; MAX_FRAME]]);
+        assert_eq!(frames, [vec![0x55; ETHERNET_MAX_FRAME]]);
         // Both went back to the chip (CAPR: the read position less 16).
         assert_eq!(chip.rx_offset, end);
         assert_eq!(chip.regs.read16(CAPR), capr_for(end));

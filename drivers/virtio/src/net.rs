@@ -10,7 +10,7 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use rexo_api::device::ETHERNET_HEADER;
+use rexo_api::device::{ETHERNET_HEADER, ETHERNET_MAX_FRAME};
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
 use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueuePair, QueueWakes};
 use rexo_pci::Function;
@@ -79,8 +79,6 @@ const CTRL_TIMEOUT_NS: u64 = 1_000_000_000;
 const HEADER_MODERN: usize = 12;
 /// The legacy header without MRG_RXBUF (no `num_buffers`).
 const HEADER_LEGACY: usize = 10;
-/// The largest frame: a 1500-byte MTU plus the Ethernet header (no FCS).
-const MAX_FRAME: usize = 1514;
 /// Bytes per buffer (two per page, so none crosses a page).
 const BUFFER_STRIDE: usize = 2048;
 /// The largest frame sent for segmentation: a whole IPv4 datagram (65,535 bytes) after
@@ -400,14 +398,19 @@ impl VirtioNet {
                 let address = pair.rx_buffers.phys() + u64::from(buffer) * BUFFER_STRIDE as u64;
                 let head = buffer * chain;
                 if chain == 1 {
-                    let len = header + MAX_FRAME as u32;
+                    let len = header + ETHERNET_MAX_FRAME as u32;
                     pair.rx.set_descriptor(head, address, len, DESC_WRITE, 0);
                 } else {
                     let frame = address + u64::from(header);
                     pair.rx
                         .set_descriptor(head, address, header, DESC_WRITE | DESC_NEXT, head + 1);
-                    pair.rx
-                        .set_descriptor(head + 1, frame, MAX_FRAME as u32, DESC_WRITE, 0);
+                    pair.rx.set_descriptor(
+                        head + 1,
+                        frame,
+                        ETHERNET_MAX_FRAME as u32,
+                        DESC_WRITE,
+                        0,
+                    );
                 }
                 pair.rx.push(head);
             }
@@ -591,7 +594,7 @@ impl Pair {
             let len = (used.len as usize).saturating_sub(header_len);
             // A frame shorter than an Ethernet header or longer than the buffer is the
             // device's mistake: dropped, its buffer re-posted.
-            if (ETHERNET_HEADER..=MAX_FRAME).contains(&len) {
+            if (ETHERNET_HEADER..=ETHERNET_MAX_FRAME).contains(&len) {
                 let at = usize::from(buffer) * BUFFER_STRIDE + header_len;
                 deliver(self.rx_buffers.bytes(at, len));
                 delivered += 1;
@@ -650,7 +653,7 @@ impl QueuePair for Pair {
             ));
         }
         let (chain, header_len) = (shape.chain, shape.header_len);
-        DeviceError::check_segments(segments, MAX_FRAME)?;
+        DeviceError::check_segments(segments, ETHERNET_MAX_FRAME)?;
         if offload && segments.len() > 1 {
             return Err(DeviceError::Unsupported(
                 "checksum offload of a frame in several segments",
@@ -731,10 +734,12 @@ impl QueuePair for Pair {
         let frame = tso.dma.bytes_mut(at + header_len, len);
         let cut = match fill(frame) {
             None => Err(DeviceError::Withdrawn),
-            Some(_) if len <= MAX_FRAME => rexo_api::device::seed_checksum(&mut [frame], true)
-                .map(|checksum| (checksum, None))
-                .ok_or(DeviceError::NotSegmentable("not an IPv4 TCP frame")),
-            Some(mss) => rexo_api::device::tcp_segmentation(frame, mss, MAX_FRAME)
+            Some(_) if len <= ETHERNET_MAX_FRAME => {
+                rexo_api::device::seed_checksum(&mut [frame], true)
+                    .map(|checksum| (checksum, None))
+                    .ok_or(DeviceError::NotSegmentable("not an IPv4 TCP frame"))
+            }
+            Some(mss) => rexo_api::device::tcp_segmentation(frame, mss, ETHERNET_MAX_FRAME)
                 .map(|cut| (cut.checksum, Some(cut))),
         };
         let (checksum, cut) = match cut {
@@ -763,7 +768,7 @@ impl NetDevice for VirtioNet {
     fn info(&self) -> NetInfo {
         NetInfo {
             mac: self.mac,
-            max_frame: MAX_FRAME,
+            max_frame: ETHERNET_MAX_FRAME,
             queues: self.pairs.len(),
             // Without VIRTIO_NET_F_STATUS the link counts as up (spec 5.1.4.2); the
             // feature is taken only when the configuration holds the field.

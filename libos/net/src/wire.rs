@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 
-use rexo_api::device::{internet_checksum, transport_checksum};
+use rexo_api::device::{ETHERNET_MAX_FRAME, internet_checksum, transport_checksum};
 use rexo_api::{DeviceError, NetDevice, NetInfo};
 
 /// One direction of the wire: frames sent and not yet carried, and frames arrived.
@@ -34,11 +34,7 @@ impl Direction {
     }
 }
 
-/// The largest frame an end sends or receives (its `NetInfo::max_frame`): a longer
-/// one that arrives is dropped, not delivered, as the drivers do.
-const MAX_FRAME: usize = 1514;
-
-/// One end of the wire as a NIC (largest frame [`MAX_FRAME`], 1514 bytes, one queue
+/// One end of the wire as a NIC (largest frame [`ETHERNET_MAX_FRAME`], 1514 bytes, one queue
 /// pair unless [`WireEnd::with_queues`], no MSI-X).
 pub struct WireEnd {
     mac: [u8; 6],
@@ -175,7 +171,7 @@ impl NetDevice for WireEnd {
     fn info(&self) -> NetInfo {
         NetInfo {
             mac: self.mac,
-            max_frame: MAX_FRAME,
+            max_frame: ETHERNET_MAX_FRAME,
             queues: self.queues,
             link_up: true,
             checksum_offload: self.checksum_offload,
@@ -205,7 +201,9 @@ impl NetDevice for WireEnd {
             let Some(frame) = frame else {
                 break;
             };
-            if frame.len() > MAX_FRAME {
+            // Longer than this NIC's largest frame: dropped, not delivered, as the
+            // drivers do.
+            if frame.len() > ETHERNET_MAX_FRAME {
                 continue;
             }
             deliver(&frame);
@@ -227,7 +225,7 @@ impl NetDevice for WireEnd {
         if offload && !self.checksum_offload {
             return Err(DeviceError::Unsupported("checksum offload"));
         }
-        let len = DeviceError::check_segments(segments, MAX_FRAME)?;
+        let len = DeviceError::check_segments(segments, ETHERNET_MAX_FRAME)?;
         let mut out = self.outgoing.lock().expect("the wire's lock");
         if out.small_in_flight() >= self.ring {
             return Err(DeviceError::QueueFull);
@@ -269,7 +267,7 @@ impl NetDevice for WireEnd {
         }
         let mut frame = vec![0; len];
         let mss = fill(&mut frame).ok_or(DeviceError::Withdrawn)?;
-        rexo_api::device::tcp_segmentation(&mut frame, mss, MAX_FRAME)?;
+        rexo_api::device::tcp_segmentation(&mut frame, mss, ETHERNET_MAX_FRAME)?;
         out.segmented.push((len, mss));
         out.segmented_in_flight += 1;
         let segments = crate::tso::segment(&frame, mss, &mut |segment| {
