@@ -188,12 +188,6 @@ fn the_binding_limits_of_rexo_h_are_the_kernels() {
         Some(i64::from(crate::REXO_ENOMEM)),
         "the code past either limit"
     );
-    let max = rexo_api::MAX_APP_BINDINGS;
-    assert_eq!(
-        error_code(rexo_api::ApiError::TooManyBindings { max }),
-        crate::REXO_ENOMEM,
-        "an app's full share, as rexo.h says"
-    );
 }
 
 /// A disk in memory that completes each request at the next poll; its reads hand over
