@@ -364,6 +364,17 @@ enum Slot {
     Abandoned,
 }
 
+/// A request slot: what it holds, and the generation of its latest command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SlotState {
+    /// What it holds.
+    state: Slot,
+    /// The generation of its latest command, so a completion carrying an earlier one (a
+    /// repeat of one already taken, say of a request that timed out or was abandoned,
+    /// once the slot holds a new request) is stale.
+    generation: u16,
+}
+
 /// The I/O commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Operation {
@@ -400,14 +411,10 @@ struct IoQueue {
     prp_lists: Dma,
     /// Bytes per PRP list (a power of two, so no list crosses a page).
     list_bytes: usize,
-    /// The slots.
-    slots: Vec<Slot>,
+    /// The slots, each with its generation.
+    slots: Vec<SlotState>,
     /// Free slots (a stack).
     free: Vec<u16>,
-    /// Each slot's generation: that of its latest command, so a completion carrying an
-    /// earlier one (a repeat of one already taken, say of a request that timed out or
-    /// was abandoned, once the slot holds a new request) is stale.
-    generations: Vec<u16>,
     /// Stale completions dropped so far.
     stale_completions: u64,
     /// When `poll` next looks for late requests.
@@ -443,9 +450,14 @@ impl IoQueue {
             request_bytes,
             prp_lists,
             list_bytes,
-            slots: vec![Slot::Free; slots],
+            slots: vec![
+                SlotState {
+                    state: Slot::Free,
+                    generation: 0,
+                };
+                slots
+            ],
             free: (0..depth as u16).rev().collect(),
-            generations: vec![0; slots],
             stale_completions: 0,
             next_timeout_check: 0,
         })
@@ -454,7 +466,7 @@ impl IoQueue {
     /// Gives slot `slot` its next generation: the identifier of the command it now
     /// takes.
     fn next_command_id(&mut self, slot: u16) -> u16 {
-        let generation = &mut self.generations[usize::from(slot)];
+        let generation = &mut self.slots[usize::from(slot)].generation;
         *generation = (*generation + 1) % GENERATIONS;
         (*generation << SLOT_BITS) | slot
     }
@@ -469,7 +481,7 @@ impl IoQueue {
                  at generation {}) dropped, {} so far",
                 self.pair.id,
                 id & SLOT_MASK,
-                self.generations[usize::from(id & SLOT_MASK)],
+                self.slots[usize::from(id & SLOT_MASK)].generation,
                 self.stale_completions
             );
         }
@@ -615,7 +627,7 @@ impl Nvme {
             ),
         };
         io.pair.push(&command);
-        io.slots[index] = Slot::Busy {
+        io.slots[index].state = Slot::Busy {
             operation,
             bytes,
             since: now,
@@ -658,8 +670,8 @@ impl BlockDevice for Nvme {
         self.wakes.disarm_all();
         for io in &mut self.queues {
             for slot in &mut io.slots {
-                if matches!(slot, Slot::Busy { .. }) {
-                    *slot = Slot::Abandoned;
+                if matches!(slot.state, Slot::Busy { .. }) {
+                    slot.state = Slot::Abandoned;
                 }
             }
         }
@@ -685,16 +697,13 @@ impl BlockDevice for Nvme {
                 });
                 continue;
             }
-            if io
-                .generations
-                .get(index)
-                .is_some_and(|&current| current != completion.id >> SLOT_BITS)
-            {
+            let slot = io.slots.get(index).copied();
+            if slot.is_some_and(|slot| slot.generation != completion.id >> SLOT_BITS) {
                 // Never the slot's current request's: that one waits for its own.
                 io.drop_stale(completion.id);
                 continue;
             }
-            match io.slots.get(index).copied() {
+            match slot.map(|slot| slot.state) {
                 Some(Slot::Busy {
                     operation, bytes, ..
                 }) => {
@@ -723,7 +732,7 @@ impl BlockDevice for Nvme {
                     continue;
                 }
             }
-            io.slots[index] = Slot::Free;
+            io.slots[index].state = Slot::Free;
             io.free.push(index as u16);
         }
         io.pair.release();
@@ -736,10 +745,10 @@ impl BlockDevice for Nvme {
                 for (index, slot) in io.slots.iter_mut().enumerate() {
                     if let Slot::Busy {
                         operation, since, ..
-                    } = *slot
+                    } = slot.state
                         && now - since > IO_TIMEOUT_NS
                     {
-                        *slot = Slot::Abandoned;
+                        slot.state = Slot::Abandoned;
                         late = true;
                         done(
                             index as Tag,
