@@ -991,7 +991,6 @@ mod tests {
     /// A disk whose requests never finish and whose `poll` fails once `polls_left`
     /// polls are spent; it records whether its requests were abandoned.
     struct StuckDisk {
-        in_flight: Vec<Tag>,
         polls_left: usize,
         abandoned: bool,
     }
@@ -1008,8 +1007,7 @@ mod tests {
             }
         }
         fn submit_read(&mut self, _: usize, _: u64, _: u32) -> Result<Tag, DeviceError> {
-            self.in_flight.push(self.in_flight.len() as Tag + 1);
-            Ok(self.in_flight.len() as Tag)
+            Ok(1)
         }
         fn submit_write(
             &mut self,
@@ -1037,7 +1035,6 @@ mod tests {
             Err(DeviceError::Unsupported("wake-ups on a stuck disk"))
         }
         fn abandon_requests(&mut self) {
-            self.in_flight.clear();
             self.abandoned = true;
         }
     }
@@ -1045,7 +1042,6 @@ mod tests {
     #[test]
     fn a_failed_poll_abandons_the_request_waited_for() {
         let mut disk = StuckDisk {
-            in_flight: Vec::new(),
             polls_left: 3,
             abandoned: false,
         };
@@ -1055,6 +1051,5 @@ mod tests {
         assert!(matches!(error, DeviceError::Timeout { .. }), "{error:?}");
         assert!(!handed, "no data");
         assert!(disk.abandoned, "the request was given up to the device");
-        assert!(disk.in_flight.is_empty(), "nothing left to complete later");
     }
 }
