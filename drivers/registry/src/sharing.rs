@@ -261,11 +261,7 @@ pub(crate) fn bind(
         return Err(ApiError::NoSuchDevice);
     };
     if let Some(sharing) = &state.sharing {
-        let apps_own = sharing
-            .endpoints
-            .iter()
-            .filter(|e| e.holder.0 == holder.0)
-            .count();
+        let apps_own = endpoints_of(sharing, holder.0).count();
         if apps_own >= MAX_APP_BINDINGS {
             return Err(ApiError::TooManyBindings {
                 max: MAX_APP_BINDINGS,
@@ -342,24 +338,23 @@ pub(crate) fn first_holder(state: &SlotState) -> Option<Holder> {
         .map(|e| e.holder)
 }
 
-/// App `owner` if it is bound to the interface.
-pub(crate) fn first_holder_of(sharing: &Sharing, owner: u16) -> Option<Holder> {
+/// App `owner`'s bindings on the interface, oldest first.
+fn endpoints_of(sharing: &Sharing, owner: u16) -> impl Iterator<Item = &Endpoint> {
     sharing
         .endpoints
         .iter()
-        .map(|e| e.holder)
-        .find(|holder| holder.0 == owner)
+        .filter(move |e| e.holder.0 == owner)
+}
+
+/// App `owner` if it is bound to the interface.
+pub(crate) fn first_holder_of(sharing: &Sharing, owner: u16) -> Option<Holder> {
+    endpoints_of(sharing, owner).map(|e| e.holder).next()
 }
 
 /// Ends every binding of app `owner` on the slot: its handles go dead.
 pub(crate) fn unbind_all_of(state: &mut SlotState, owner: u16) {
     let ids: Vec<u64> = state.sharing.as_ref().map_or(Vec::new(), |sharing| {
-        sharing
-            .endpoints
-            .iter()
-            .filter(|e| e.holder.0 == owner)
-            .map(|e| e.id)
-            .collect()
+        endpoints_of(sharing, owner).map(|e| e.id).collect()
     });
     for id in ids {
         unbind(state, id);
