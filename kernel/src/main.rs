@@ -173,7 +173,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         ))
     });
 
-    let tsc_source = time::init_tsc(cpuid_rate, Some(pit_window), hpet_window).unwrap_or_else(|_| {
+    let tsc_source = time::init_tsc(cpuid_rate, pit_window, hpet_window).unwrap_or_else(|_| {
         fatal(format_args!("no way to measure time: CPUID gives no TSC frequency and there is neither a PIT nor an HPET"))
     });
 

@@ -203,7 +203,7 @@ impl HpetWindow {
 /// now (under emulation each PIT read is three port accesses, which costs it about 0.5%).
 pub fn init_tsc(
     cpuid: Option<(u64, TscSource)>,
-    pit: Option<PitWindow>,
+    pit: PitWindow,
     hpet: Option<HpetWindow>,
 ) -> Result<TscSource, TimeError> {
     const WINDOW_US: u64 = 1000;
@@ -212,10 +212,7 @@ pub fn init_tsc(
             hpet.and_then(|window| window.finish(WINDOW_US))
                 .map(|hz| (hz, TscSource::Hpet))
         })
-        .or_else(|| {
-            pit.and_then(|window| window.finish(WINDOW_US))
-                .map(|hz| (hz, TscSource::Pit))
-        })
+        .or_else(|| pit.finish(WINDOW_US).map(|hz| (hz, TscSource::Pit)))
         .ok_or(TimeError::NoReferenceTimer)?;
     set_tsc_hz(hz);
     Ok(source)
