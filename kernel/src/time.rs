@@ -102,6 +102,9 @@ const PIT_MAX_TICKS: u64 = PIT_HZ / 25;
 /// The slowest TSC the wrap check assumes (a window longer than 40 ms at this rate is
 /// measured again).
 const SLOWEST_TSC_HZ: u64 = 500_000_000;
+/// TSC ticks between two PIT readings past which the count may have wrapped unseen.
+const PIT_UNAMBIGUOUS_TICKS: u64 =
+    SLOWEST_TSC_HZ / 1_000_000 * (PIT_MAX_TICKS * 1_000_000 / PIT_HZ);
 
 impl PitWindow {
     /// Starts channel 0 counting and notes where it and the TSC stand.
@@ -109,6 +112,11 @@ impl PitWindow {
         outb(0x43, 0b0011_0100); // channel 0, lobyte/hibyte, mode 2, binary
         outb(0x40, 0xFF);
         outb(0x40, 0xFF);
+        Self::from_here()
+    }
+
+    /// A window that starts at the PIT's count and the TSC now.
+    fn from_here() -> Self {
         let (count, tsc) = (pit_count(), rdtsc());
         Self {
             count,
@@ -118,8 +126,13 @@ impl PitWindow {
         }
     }
 
-    /// Reads the PIT and adds the counts since the last reading.
+    /// Reads the PIT and adds the counts since the last reading; if that reading is too
+    /// old to tell how often the count wrapped since, the window starts afresh here.
     pub fn sample(&mut self) {
+        if rdtsc() - self.sampled_tsc > PIT_UNAMBIGUOUS_TICKS {
+            *self = Self::from_here();
+            return;
+        }
         let now = pit_count();
         self.counted += u64::from(self.count.wrapping_sub(now));
         self.count = now;
@@ -128,13 +141,8 @@ impl PitWindow {
 
     /// The TSC frequency over a window of at least `micros`. `None` if the PIT's count does
     /// not move (no PIT).
-    fn finish(mut self, micros: u64) -> Option<u64> {
+    pub(crate) fn finish(mut self, micros: u64) -> Option<u64> {
         let wanted = PIT_HZ * micros / 1_000_000;
-        let unambiguous = SLOWEST_TSC_HZ / 1_000_000 * (PIT_MAX_TICKS * 1_000_000 / PIT_HZ);
-        if rdtsc() - self.sampled_tsc > unambiguous {
-            // The count may have wrapped unseen since the last reading: start afresh.
-            self = Self::start();
-        }
         let mut spins: u64 = 0;
         loop {
             self.sample();
