@@ -217,18 +217,9 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
 /// The rest of the boot core's start, on its guarded stack.
 extern "C" fn boot_core_on_its_stack() -> ! {
     let state = BOOT_STATE.get().expect("set before the stack switch");
-    if let Some(fb) = state.boot.framebuffer.as_ref() {
-        match console::framebuffer::init(fb) {
-            Ok((columns, rows)) => log::info!(
-                "console: framebuffer {}x{}x{} ({columns}x{rows} text)",
-                fb.width,
-                fb.height,
-                fb.bpp
-            ),
-            Err(why) => log::warn!("console: framebuffer not used: {why}"),
-        }
-    }
-
+    // Its log line waits for the boot report: no formatted text comes before the ready line.
+    let framebuffer =
+        (state.boot.framebuffer.as_ref()).map(|fb| (fb, console::framebuffer::init(fb)));
     let cores = await_other_cores(state.starting.as_ref());
     let ready = rexo_readyline::Ready {
         cores: cores as u32,
@@ -244,6 +235,14 @@ extern "C" fn boot_core_on_its_stack() -> ! {
     // fire even on a machine with one core).
     cpu::enable_interrupts();
     log_boot_report(state);
+    match framebuffer {
+        Some((fb, Ok((columns, rows)))) => {
+            let (width, height, bpp) = (fb.width, fb.height, fb.bpp);
+            log::info!("console: framebuffer {width}x{height}x{bpp} ({columns}x{rows} text)");
+        }
+        Some((_, Err(why))) => log::warn!("console: framebuffer not used: {why}"),
+        None => {}
+    }
 
     if let Some(filter) = state.options.test {
         ktest::run(filter, state.options.test_after);
