@@ -70,7 +70,8 @@ struct BootState {
     /// How the TSC's rate was found.
     tsc_source: time::TscSource,
     features: cpu::Features,
-    /// The other cores, started before the boot core's last steps (`None`: no MADT).
+    /// The other cores, started before the boot core's last steps (`None`: no MADT, or
+    /// no other core to start).
     starting: Option<smp::Starting>,
 }
 
@@ -329,6 +330,9 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> Option<smp::Star
         _ => log::warn!("smp: {present} cores present, Rexo supports {most}: using {planned}"),
     }
     sched::init(planned);
+    if planned == 1 {
+        return None; // no other core to start: no trampoline, nothing to wait for
+    }
     let mut stack_tops = [0u64; percpu::MAX_CORES];
     for (index, top) in stack_tops.iter_mut().enumerate().take(planned).skip(1) {
         let stack = mem::stacks::allocate(STACK_BYTES)
