@@ -220,14 +220,14 @@ impl Starting {
     pub fn wait(&self) -> usize {
         let targets = &self.targets[..self.count];
         let started = |id: u32| ALIVE.iter().any(|a| a.load(Ordering::Acquire) == id + 1);
-        let resend_at = crate::time::tsc_at_ns(self.sent_ns + 200_000);
-        let deadline = crate::time::tsc_at_ns(self.sent_ns + self.timeout_us * 1000);
+        let resend_at = self.sent_ns + 200_000;
+        let deadline = self.sent_ns + self.timeout_us * 1000;
         let mut resent = false;
         loop {
             let answered = targets.iter().filter(|&&id| started(id)).count();
-            let now = super::cpu::rdtsc();
+            let now = crate::time::now_ns();
             if answered == targets.len() {
-                let us = (crate::time::now_ns() - self.sent_ns) / 1000;
+                let us = (now - self.sent_ns) / 1000;
                 log::debug!("smp: {answered} cores answered {us} us after their start-up IPIs");
                 return answered;
             }
@@ -249,9 +249,7 @@ impl Starting {
             // bounds the nap by the next thing to do (the second start-up IPI, or the
             // time-out). A nap, which remembers a wake-up IPI taken after the count above:
             // a plain halt then slept to the time-out (2 s) with every core running.
-            let next = if resent { deadline } else { resend_at };
-            let nap = crate::time::ticks_to_ns(next.saturating_sub(super::cpu::rdtsc()));
-            crate::time::nap_until(crate::time::now_ns() + nap);
+            crate::time::nap_until(if resent { deadline } else { resend_at });
         }
     }
 }
