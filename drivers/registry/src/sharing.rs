@@ -356,23 +356,25 @@ pub(crate) fn unbind_all_of(state: &mut SlotState, owner: u16) {
     let ids: Vec<u64> = state.sharing.as_ref().map_or(Vec::new(), |sharing| {
         endpoints_of(sharing, owner).map(|e| e.id).collect()
     });
-    for id in ids {
-        unbind(state, id);
+    if !ids.is_empty() {
+        unbind(state, &ids);
     }
 }
 
-/// Ends binding `id`: its filters go, and the sharing with its last binding (each
-/// logged with its counters).
-fn unbind(state: &mut SlotState, id: u64) {
+/// Ends bindings `ids`: their filters go (the tree rebuilt once for all of them), and
+/// the sharing with its last binding (each logged with its counters).
+fn unbind(state: &mut SlotState, ids: &[u64]) {
     let Some(sharing) = &mut state.sharing else {
         return;
     };
-    sharing.filters.remove_owner(id);
-    if let Some(at) = sharing.endpoints.iter().position(|e| e.id == id) {
-        // Outside the macro: log arguments are not evaluated when the level is off.
-        let ended = sharing.endpoints.remove(at);
-        log::info!("net: unbound {}", ended.counters);
-    }
+    sharing.filters.remove_owners(ids);
+    sharing.endpoints.retain(|endpoint| {
+        let ended = ids.contains(&endpoint.id);
+        if ended {
+            log::info!("net: unbound {}", endpoint.counters);
+        }
+        !ended
+    });
     if sharing.endpoints.is_empty() {
         log::info!("net: sharing ended: {}", sharing.counters);
         state.sharing = None;
@@ -550,7 +552,7 @@ impl NetDevice for Bound {
 impl Drop for Bound {
     /// Ends the binding (unless the kernel already did).
     fn drop(&mut self) {
-        unbind(&mut self.slot.state.lock(), self.id);
+        unbind(&mut self.slot.state.lock(), &[self.id]);
     }
 }
 

@@ -222,6 +222,20 @@ impl<T: Copy + PartialEq> Filters<T> {
         removed
     }
 
+    /// Removes every filter of each of `owners`; returns how many. The classification
+    /// after is that of [`remove_owner`](Self::remove_owner) one owner at a time, but the
+    /// tree is rebuilt once, not once per owner.
+    pub fn remove_owners(&mut self, owners: &[T]) -> usize {
+        let before = self.installed.len();
+        self.installed
+            .retain(|(_, holder)| !owners.contains(holder));
+        let removed = before - self.installed.len();
+        if removed > 0 {
+            self.rebuild();
+        }
+        removed
+    }
+
     /// The installed filters with their owners.
     pub fn installed(&self) -> &[(Filter, T)] {
         &self.installed
@@ -355,6 +369,37 @@ mod tests {
                 let frame: Vec<u8> = (0..40).map(|_| rng.below(4) as u8).collect();
                 assert_eq!(
                     batched.classify(&frame),
+                    one_by_one.classify(&frame),
+                    "round {round}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn removing_owners_at_once_agrees_with_one_by_one() {
+        let mut rng = Rng(0x5EED_0FF5);
+        for round in 0..300 {
+            let mut at_once = Filters::new();
+            for owner in 0..rng.below(10) {
+                if let Some(filter) = random_filter(&mut rng) {
+                    // An overlapping filter is refused; the rest make the set.
+                    let _ = at_once.insert(filter, owner);
+                }
+            }
+            let mut one_by_one = Filters::new();
+            for (filter, owner) in at_once.installed() {
+                one_by_one.insert(filter.clone(), *owner).unwrap();
+            }
+            // Some owners twice, some never installed.
+            let ended: Vec<usize> = (0..rng.below(6)).map(|_| rng.below(12)).collect();
+            let removed: usize = ended.iter().map(|o| one_by_one.remove_owner(*o)).sum();
+            assert_eq!(at_once.remove_owners(&ended), removed, "round {round}");
+            assert_eq!(at_once.installed(), one_by_one.installed(), "round {round}");
+            for _ in 0..50 {
+                let frame: Vec<u8> = (0..40).map(|_| rng.below(4) as u8).collect();
+                assert_eq!(
+                    at_once.classify(&frame),
                     one_by_one.classify(&frame),
                     "round {round}"
                 );
