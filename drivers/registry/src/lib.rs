@@ -391,13 +391,9 @@ impl Registry {
                     name = holder;
                     lease::end(&mut state, self.binder);
                 }
-                let bound = state
-                    .sharing
-                    .as_ref()
-                    .and_then(|s| sharing::first_holder_of(s, owner));
+                let bound = sharing::unbind_all_of(&mut state, owner);
                 if let Some((_, holder)) = bound {
                     name = holder;
-                    sharing::unbind_all_of(&mut state, owner);
                 }
                 held.is_some() || bound.is_some()
             })

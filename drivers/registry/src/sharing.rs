@@ -346,19 +346,14 @@ fn endpoints_of(sharing: &Sharing, owner: u16) -> impl Iterator<Item = &Endpoint
         .filter(move |e| e.holder.0 == owner)
 }
 
-/// App `owner` if it is bound to the interface.
-pub(crate) fn first_holder_of(sharing: &Sharing, owner: u16) -> Option<Holder> {
-    endpoints_of(sharing, owner).map(|e| e.holder).next()
-}
-
-/// Ends every binding of app `owner` on the slot: its handles go dead.
-pub(crate) fn unbind_all_of(state: &mut SlotState, owner: u16) {
-    let ids: Vec<u64> = state.sharing.as_ref().map_or(Vec::new(), |sharing| {
-        endpoints_of(sharing, owner).map(|e| e.id).collect()
-    });
-    if !ids.is_empty() {
-        unbind(state, &ids);
-    }
+/// Ends every binding of app `owner` on the slot: its handles go dead. Returns the app
+/// as its first binding held it, or `None` when it had none.
+pub(crate) fn unbind_all_of(state: &mut SlotState, owner: u16) -> Option<Holder> {
+    let sharing = state.sharing.as_ref()?;
+    let holder = endpoints_of(sharing, owner).next()?.holder;
+    let ids: Vec<u64> = endpoints_of(sharing, owner).map(|e| e.id).collect();
+    unbind(state, &ids);
+    Some(holder)
 }
 
 /// Ends bindings `ids`: their filters go (the tree rebuilt once for all of them), and
