@@ -394,21 +394,24 @@ struct Bound {
 }
 
 impl Bound {
-    /// Runs `call` with the device and the sharing if the binding is still there.
+    /// Runs `call` with the device, the sharing and the binding's place in the sharing's
+    /// endpoints if the binding is still there (the place holds for the whole call: the
+    /// slot stays locked).
     fn with<T>(
         &self,
-        call: impl FnOnce(&mut dyn NetDevice, &mut Sharing) -> Result<T, DeviceError>,
+        call: impl FnOnce(&mut dyn NetDevice, &mut Sharing, usize) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
         let mut guard = self.slot.state.lock();
         let state = &mut *guard;
-        match (&mut state.device, &mut state.sharing) {
-            (Found::Net(nic), Some(sharing))
-                if sharing.endpoints.iter().any(|e| e.id == self.id) =>
-            {
-                call(nic.as_mut(), sharing)
-            }
-            _ => Err(DeviceError::Revoked),
-        }
+        let (Found::Net(nic), Some(sharing)) = (&mut state.device, &mut state.sharing) else {
+            return Err(DeviceError::Revoked);
+        };
+        let index = sharing
+            .endpoints
+            .iter()
+            .position(|e| e.id == self.id)
+            .ok_or(DeviceError::Revoked)?;
+        call(nic.as_mut(), sharing, index)
     }
 }
 
@@ -419,13 +422,7 @@ impl Bound {
         &mut self,
         send: impl FnOnce(&mut dyn NetDevice, &mut dyn FnMut(&[u8]) -> bool) -> Result<(), DeviceError>,
     ) -> Result<(), DeviceError> {
-        let id = self.id;
-        self.with(|nic, sharing| {
-            let index = sharing
-                .endpoints
-                .iter()
-                .position(|e| e.id == id)
-                .ok_or(DeviceError::Revoked)?;
+        self.with(|nic, sharing, index| {
             let mut spoofed = false;
             let mut permits = |frame: &[u8]| {
                 spoofed = !sharing.permits(&sharing.endpoints[index].rules, frame);
@@ -456,9 +453,9 @@ impl NetDevice for Bound {
     ) -> Result<usize, DeviceError> {
         let id = self.id;
         calling_app(self.binder, |app| {
-            self.with(|nic, sharing| {
+            self.with(|nic, sharing, index| {
                 let mut handed = 0;
-                let endpoint = sharing.endpoint(id).ok_or(DeviceError::Revoked)?;
+                let endpoint = &mut sharing.endpoints[index];
                 while handed < budget {
                     let Some(frame) = endpoint.backlog.pop_front() else {
                         break;
@@ -482,9 +479,7 @@ impl NetDevice for Bound {
                         }
                     })?;
                 }
-                if let Some(endpoint) = sharing.endpoint(id) {
-                    endpoint.counters.delivered += in_place;
-                }
+                sharing.endpoints[index].counters.delivered += in_place;
                 for reply in core::mem::take(&mut sharing.replies) {
                     // An answer that finds the ring full is dropped: the asker asks again.
                     let _ = nic.transmit(queue, reply.len(), &mut |buffer| {
@@ -532,7 +527,7 @@ impl NetDevice for Bound {
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        self.with(|nic, _| nic.transmit_pending(queue))
+        self.with(|nic, _, _| nic.transmit_pending(queue))
     }
 
     fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
