@@ -62,7 +62,6 @@
 //! TCP's retransmission sends it again once the peer's next frame named the way back.
 
 use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
 
 use rexo_api::device::ETHERNET_HEADER;
 use rexo_api::{DeviceError, NetDevice};
@@ -198,13 +197,11 @@ impl Neighbours {
     }
 }
 
-/// The `rexo-tcp` side of a [`Stack`](crate::Stack): the endpoint, its ports and the
-/// way back to its peers.
+/// The `rexo-tcp` side of a [`Stack`](crate::Stack): the endpoint (with the ports it
+/// serves) and the way back to its peers.
 pub(crate) struct OwnTcp {
     /// The TCP engine, which the app drives between polls.
     pub(crate) endpoint: Endpoint,
-    /// The local ports it serves.
-    ports: Vec<u16>,
     /// The way back to each peer.
     neighbours: Neighbours,
     /// What moved.
@@ -216,7 +213,6 @@ impl OwnTcp {
     pub(crate) fn new(endpoint: Endpoint) -> OwnTcp {
         OwnTcp {
             endpoint,
-            ports: Vec::new(),
             neighbours: Neighbours::default(),
             counters: OwnCounters::default(),
         }
@@ -224,14 +220,12 @@ impl OwnTcp {
 
     /// Whether `port` is served here.
     pub(crate) fn serves(&self, port: u16) -> bool {
-        self.ports.contains(&port)
+        self.endpoint.listens(port)
     }
 
     /// Serves `port` (the caller checked that nothing else does).
     pub(crate) fn listen(&mut self, port: u16) -> Result<(), rexo_tcp::Error> {
-        self.endpoint.listen(port)?;
-        self.ports.push(port);
-        Ok(())
+        self.endpoint.listen(port)
     }
 
     /// Takes `frame` if it is an IPv4 TCP segment to `address` and a served port and

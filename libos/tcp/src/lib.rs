@@ -487,6 +487,11 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Whether `port` accepts connections ([`listen`](Self::listen) took it).
+    pub fn listens(&self, port: u16) -> bool {
+        self.listening.contains(&port)
+    }
+
     /// The next established connection not yet accepted.
     pub fn accept(&mut self) -> Option<ConnId> {
         self.accept_queue.pop_front()

@@ -727,6 +727,17 @@ fn the_send_queue_is_bounded_and_closes_with_the_connection() {
 }
 
 #[test]
+fn listens_names_the_ports_listen_took() {
+    let mut ep = Endpoint::new(Config::default());
+    assert!(!ep.listens(80));
+    ep.listen(80).unwrap();
+    assert!(ep.listens(80));
+    assert!(!ep.listens(81));
+    assert_eq!(ep.listen(80), Err(Error::PortInUse));
+    assert!(ep.listens(80));
+}
+
+#[test]
 fn segments_are_filled_to_the_mss_across_pieces_without_copies() {
     let mut ep = server(Config::default());
     let (id, _) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
