@@ -119,6 +119,14 @@ pub(crate) fn open(
 }
 
 impl Lease {
+    /// A disk's snapshot (the lease is handed out as a disk only for a disk slot).
+    fn block_info(&self) -> &BlockInfo {
+        match &self.snapshot {
+            Snapshot::Block(info) => info,
+            _ => unreachable!("handed out as a disk only for a disk slot"),
+        }
+    }
+
     /// The kernel's half of the lease.
     fn binder(&self) -> &'static dyn Binder {
         self.binder
@@ -340,10 +348,7 @@ impl NetDevice for QueueLease {
 
 impl BlockDevice for Lease {
     fn info(&self) -> BlockInfo {
-        match &self.snapshot {
-            Snapshot::Block(info) => info.clone(),
-            _ => unreachable!("handed out as a disk only for a disk slot"),
-        }
+        self.block_info().clone()
     }
 
     fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
@@ -380,12 +385,17 @@ impl BlockDevice for Lease {
         sectors: u32,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<Tag, DeviceError> {
-        let info = BlockDevice::info(self);
-        let capacity = info.sectors;
+        let info = self.block_info();
+        let (capacity, max_sectors, queues, sector_size) = (
+            info.sectors,
+            info.max_sectors,
+            info.queues,
+            info.sector_size,
+        );
         let fits = lba
             .checked_add(u64::from(sectors))
             .is_some_and(|end| end <= capacity);
-        if sectors == 0 || sectors > info.max_sectors || !fits {
+        if sectors == 0 || sectors > max_sectors || !fits {
             let sectors = u64::from(sectors);
             return Err(DeviceError::OutOfRange {
                 lba,
@@ -393,12 +403,12 @@ impl BlockDevice for Lease {
                 capacity,
             });
         }
-        if queue >= info.queues {
+        if queue >= queues {
             return Err(DeviceError::NoSuchQueue(queue));
         }
         self.disk_range((lba, sectors, true), |_| Ok(()))?;
         self.ordered.room(queue)?;
-        let bytes = sectors as usize * info.sector_size as usize;
+        let bytes = sectors as usize * sector_size as usize;
         let mut data = Vec::new();
         data.try_reserve_exact(bytes)
             .map_err(|_| DeviceError::NoMemory)?;
