@@ -557,15 +557,14 @@ impl Conn {
             self.recover = None;
             self.rtx_at = Some(now + self.rto);
         }
-        if self.release_deadline(config).is_some_and(|at| at <= now) {
+        if self.release_deadline(config).is_some_and(|at| at <= now)
+            || (self.persist_at.is_some_and(|at| at <= now)
+                && self.probes >= config.max_retransmits)
+        {
             stats.zero_window_timeouts += 1;
             return self.reset(Error::TimedOut, true);
         }
         if self.persist_at.is_some_and(|at| at <= now) {
-            if self.probes >= config.max_retransmits {
-                stats.zero_window_timeouts += 1;
-                return self.reset(Error::TimedOut, true);
-            }
             stats.window_probes += 1;
             self.probes += 1;
             self.probe_now = true;
