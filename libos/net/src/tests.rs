@@ -4,7 +4,7 @@
 
 use std::vec::Vec;
 
-use rexo_api::NetDevice;
+use rexo_api::{ETHERNET_MAX_FRAME, NetDevice};
 
 use crate::wire::{Wire, WireEnd, queue_of};
 use crate::{
@@ -472,7 +472,7 @@ fn random_and_mutated_frames_do_not_break_the_stack() {
     for round in 0..100_000 {
         let mut frame = if round % 4 == 0 {
             // Up to max_frame: the wire drops longer ones, as a NIC does.
-            let len = rng.below(1515);
+            let len = rng.below(ETHERNET_MAX_FRAME + 1);
             rng.bytes(len)
         } else {
             let mut frame = samples[rng.below(samples.len())].clone();
@@ -879,7 +879,9 @@ fn a_segmenting_nic_gets_large_frames_cut_at_the_peers_mss() {
             given.len()
         );
         assert!(
-            given.iter().all(|&(len, mss)| len > 1514 && mss == 1460),
+            given
+                .iter()
+                .all(|&(len, mss)| len > ETHERNET_MAX_FRAME && mss == 1460),
             "{given:?}"
         );
         // The largest within half the 64 KiB receive buffer: 22 segments.
@@ -892,7 +894,7 @@ fn a_segmenting_nic_gets_large_frames_cut_at_the_peers_mss() {
     }
     // What reached the wire: frames the link carries, checksums right, and the MSS each
     // end announced is its real one, not the large segment smoltcp was told.
-    assert!(net.seen.iter().all(|f| f.len() <= 1514));
+    assert!(net.seen.iter().all(|f| f.len() <= ETHERNET_MAX_FRAME));
     let tcp: Vec<&Vec<u8>> = net
         .seen
         .iter()
@@ -908,7 +910,7 @@ fn large_frames_are_sent_again_whole_after_a_loss() {
     let payload = Rng(8).bytes(300_000);
     tcp_echo(&mut net, &payload);
     assert!(!net.wire.segmented(true).is_empty());
-    assert!(net.seen.iter().all(|f| f.len() <= 1514));
+    assert!(net.seen.iter().all(|f| f.len() <= ETHERNET_MAX_FRAME));
 }
 
 #[test]
@@ -936,7 +938,7 @@ fn large_frames_the_nic_has_no_buffer_for_are_cut_by_the_stack() {
     assert!(counters.segmented_by_stack > 0, "{counters:?}");
     assert_eq!(counters.segmented_by_nic, 0);
     assert_eq!(counters.tx_dropped, 0);
-    assert!(net.seen.iter().all(|f| f.len() <= 1514));
+    assert!(net.seen.iter().all(|f| f.len() <= ETHERNET_MAX_FRAME));
     let tcp = net
         .seen
         .iter()
@@ -1250,7 +1252,10 @@ fn own_tcp_sends_super_segments_that_the_nic_cuts_at_the_mss() {
         let cuts = net.wire.segmented(true);
         assert!(own.tx_segmented > 0, "loss {loss}: {own:?}");
         assert_eq!(cuts.len() as u64, own.tx_segmented, "loss {loss}");
-        assert!(cuts.iter().all(|&(len, mss)| mss == 1460 && len > 1514));
+        assert!(
+            cuts.iter()
+                .all(|&(len, mss)| mss == 1460 && len > ETHERNET_MAX_FRAME)
+        );
         assert_eq!(net.a.counters().segmented_by_nic, own.tx_segmented);
         assert_eq!((own.offload_refused, net.a.counters().tx_dropped), (0, 0));
         // Each frame on the wire fits the MTU with right checksums (B's smoltcp checked
@@ -1258,7 +1263,7 @@ fn own_tcp_sends_super_segments_that_the_nic_cuts_at_the_mss() {
         let tcp = net.seen.iter().filter(|f| f.len() > 34 && f[23] == 6);
         assert!(
             tcp.into_iter()
-                .all(|f| f.len() <= 1514 && tcp_checksum_is_right(f))
+                .all(|f| f.len() <= ETHERNET_MAX_FRAME && tcp_checksum_is_right(f))
         );
         let stats = net.a.own_tcp().unwrap().stats().clone();
         assert_eq!(stats.segments_offloaded, own.tx_segmented);
@@ -1275,7 +1280,7 @@ fn own_tcp_on_a_nic_without_segmentation_sends_no_frame_over_the_mtu() {
     let (answer, expected) = own_tcp_file(32, 200_000);
     let received = own_tcp_answer(&mut net, b"GET /f HTTP/1.1\r\n\r\n", answer);
     assert!(received == expected);
-    assert!(net.seen.iter().all(|f| f.len() <= 1514));
+    assert!(net.seen.iter().all(|f| f.len() <= ETHERNET_MAX_FRAME));
     assert_eq!(net.a.own_counters().tx_segmented, 0);
     assert!(net.wire.segmented(true).is_empty());
 }
@@ -1292,7 +1297,7 @@ fn a_nic_that_cannot_cut_turns_offload_off_and_nothing_is_lost() {
     let own = net.a.own_counters();
     assert_eq!((own.offload_refused, own.tx_segmented), (1, 0), "{own:?}");
     assert_eq!(net.a.own_tcp().unwrap().segmentation(), None);
-    assert!(net.seen.iter().all(|f| f.len() <= 1514));
+    assert!(net.seen.iter().all(|f| f.len() <= ETHERNET_MAX_FRAME));
     assert_eq!(
         retransmissions(&net.seen),
         0,
