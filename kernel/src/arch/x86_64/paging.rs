@@ -133,11 +133,11 @@ pub fn init(map: &MemoryMap, features: &Features) -> Result<(), PagingError> {
             let pd = table(pd_phys);
             for (i, entry) in pd.iter_mut().enumerate() {
                 let start = gib + i as u64 * MIB2;
-                *entry = start
-                    | PRESENT
-                    | WRITABLE
-                    | HUGE
-                    | caching(map.contents(start..start + MIB2)).bits();
+                let kind = match whole {
+                    Contents::Mixed => map.contents(start..start + MIB2),
+                    one_kind => one_kind,
+                };
+                *entry = start | PRESENT | WRITABLE | HUGE | caching(kind).bits();
             }
             pdpt[pdpt_index] = pd_phys | PRESENT | WRITABLE;
         }
