@@ -116,7 +116,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     let acpi = platform::init_acpi(boot.rsdp);
     // Unless CPUID gives the TSC's rate, the HPET measures it while the memory is set up,
     // as the PIT does since entry (read here too, so that no count wraps unseen).
-    let cpuid_rate = time::from_cpuid();
+    let cpuid_rate = time::from_cpuid(features.hypervisor);
     let hpet = acpi
         .and_then(|a| a.hpet.as_ref())
         .filter(|_| cpuid_rate.is_none());

@@ -44,9 +44,9 @@ fn set_tsc_hz(hz: u64) {
     );
 }
 
-/// The TSC's rate as CPUID gives it (leaf 0x15, 0x16 or the hypervisor's 0x40000010),
-/// if it does: then no measurement is needed.
-pub fn from_cpuid() -> Option<(u64, TscSource)> {
+/// The TSC's rate as CPUID gives it (leaf 0x15, 0x16, or the hypervisor's 0x40000010
+/// when the CPU runs under one, `hypervisor`), if it does: then no measurement is needed.
+pub fn from_cpuid(hypervisor: bool) -> Option<(u64, TscSource)> {
     let max = cpu::cpuid(0, 0).eax;
     if max >= 0x15 {
         let leaf = cpu::cpuid(0x15, 0);
@@ -63,7 +63,7 @@ pub fn from_cpuid() -> Option<(u64, TscSource)> {
             return Some((u64::from(mhz) * 1_000_000, TscSource::CpuidBase));
         }
     }
-    if cpu::Features::read().hypervisor && cpu::cpuid(0x4000_0000, 0).eax >= 0x4000_0010 {
+    if hypervisor && cpu::cpuid(0x4000_0000, 0).eax >= 0x4000_0010 {
         let khz = cpu::cpuid(0x4000_0010, 0).eax;
         if khz != 0 {
             return Some((u64::from(khz) * 1000, TscSource::Hypervisor));
@@ -205,10 +205,11 @@ impl HpetWindow {
     }
 }
 
-/// Sets the TSC frequency: CPUID's (`cpuid`, from [`from_cpuid`]) first; else the HPET window (its 10-100 MHz
-/// counter is read as one register, the most precise reference); else the PIT window
-/// started at boot. Each window is at least 1 ms long, and has usually run that long by
-/// now (under emulation each PIT read is three port accesses, which costs it about 0.5%).
+/// Sets the TSC frequency: CPUID's (`cpuid`, from [`from_cpuid`]) first; else the HPET
+/// window (its 10-100 MHz counter is read as one register, the most precise reference);
+/// else the PIT window started at boot. Each window is at least 1 ms long, and has
+/// usually run that long by now (under emulation each PIT read is three port accesses,
+/// which costs it about 0.5%).
 pub fn init_tsc(
     cpuid: Option<(u64, TscSource)>,
     pit: PitWindow,
