@@ -631,7 +631,7 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
     Ok(options)
 }
 
-/// A plain decimal number in 1..=MAX_CORES (no sign, no spaces).
+/// A plain decimal number in 1..=`most` (no sign, no spaces).
 fn parse_core_number(value: &str, most: usize) -> Option<usize> {
     if !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
