@@ -246,9 +246,9 @@ struct RequestQueue {
     free: Vec<u16>,
     /// The tag of the next request.
     next_tag: Tag,
-    /// A read the device finished with a used length short of its data fails: on the
-    /// modern interface (legacy devices are known to set the length wrong, so it is
-    /// not read there: spec 2.7.8.2).
+    /// A read the device finished with a used length short of its data and status
+    /// byte fails: on the modern interface (legacy devices are known to set the length
+    /// wrong, so it is not read there: spec 2.7.8.2).
     check_used_len: bool,
 }
 
@@ -369,12 +369,14 @@ impl RequestQueue {
                     // The data the device wrote, and no byte past it: the rest of the
                     // slot's buffer still holds an earlier request's (maybe an earlier
                     // holder's) data (spec 2.7.8.2: nothing past `len` may be assumed).
+                    // The used length counts the status byte too, so a whole read
+                    // reports one more than its data.
                     (S_OK, Operation::Read { .. } | Operation::Identify)
-                        if self.check_used_len && (used.len as usize) < operation.bytes() =>
+                        if self.check_used_len && (used.len as usize) <= operation.bytes() =>
                     {
                         Err(DeviceError::Status {
                             what: "virtio-blk read (the device wrote fewer bytes than asked; \
-                                   status: the bytes it wrote)",
+                                   status: the used length, its status byte included)",
                             status: used.len,
                         })
                     }
@@ -754,6 +756,16 @@ mod tests {
             short[..],
             [(_, Err(DeviceError::Status { status: 1001, .. }))]
         ));
+        // All but one data byte, and the status byte: the used length equals the data
+        // asked for, but the last byte would be the earlier request's.
+        let short = read_finished(&mut queue, &mut device, 1024, (1023, 0x55), 1024);
+        assert!(
+            matches!(
+                short[..],
+                [(_, Err(DeviceError::Status { status: 1024, .. }))]
+            ),
+            "{short:?}"
+        );
         // The data and the status byte: the read completes with what the device wrote.
         let whole = read_finished(&mut queue, &mut device, 1024, (1024, 0x55), 1025);
         assert_eq!(whole.len(), 1);
