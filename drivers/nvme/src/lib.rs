@@ -137,23 +137,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     // From here on, dropping `disk` (on any error) resets the controller before its
     // queues' memory goes back (its I/O queues are in it before the controller hears of
     // them).
-    let mut disk = Nvme {
-        controller,
-        admin,
-        next_admin_id: 0,
-        queues: Vec::new(),
-        info: BlockInfo {
-            sectors: 0,
-            sector_size: 0,
-            max_sectors: 0,
-            queues: 0,
-            depth: 0,
-            model: alloc::string::String::new(),
-        },
-        platform: function.platform(),
-        failed: None,
-        wakes: QueueWakes::new(None, Vec::new()),
-    };
+    let mut disk = Nvme::new(controller, admin);
 
     disk.admin_command("Identify Controller", |id| {
         Command::identify(id, spec::CNS_CONTROLLER, 0, page.phys())
@@ -522,6 +506,29 @@ struct Nvme {
 }
 
 impl Nvme {
+    /// The disk of the enabled `controller` with its `admin` queue pair, before its
+    /// I/O queues exist: no queues or wake-ups, and a blank [`BlockInfo`].
+    fn new(controller: Controller, admin: QueuePair) -> Self {
+        let platform = controller.platform;
+        Self {
+            controller,
+            admin,
+            next_admin_id: 0,
+            queues: Vec::new(),
+            info: BlockInfo {
+                sectors: 0,
+                sector_size: 0,
+                max_sectors: 0,
+                queues: 0,
+                depth: 0,
+                model: alloc::string::String::new(),
+            },
+            platform,
+            failed: None,
+            wakes: QueueWakes::new(None, Vec::new()),
+        }
+    }
+
     /// Runs one admin command (built from its identifier) and waits for it: its
     /// completion dword 0.
     fn admin_command(
@@ -794,26 +801,21 @@ mod tests {
         let admin = QueuePair::new(platform, registers.clone(), 0, ADMIN_ENTRIES, stride);
         let pair = QueuePair::new(platform, registers.clone(), 1, depth + 1, stride);
         let io = IoQueue::new(platform, pair.unwrap(), depth, PAGE).unwrap();
-        let disk = Nvme {
-            controller: Controller {
-                registers,
-                platform,
-                ready_timeout_ms: 500,
-            },
-            admin: admin.unwrap(),
-            next_admin_id: 0,
-            queues: vec![io],
-            info: BlockInfo {
-                sectors: 1024,
-                sector_size: SECTOR_BYTES as u32,
-                max_sectors: (PAGE / SECTOR_BYTES) as u32,
-                queues: 1,
-                depth: depth as usize,
-                model: alloc::string::String::new(),
-            },
+        let controller = Controller {
+            registers,
             platform,
-            failed: None,
-            wakes: QueueWakes::new(None, vec![None]),
+            ready_timeout_ms: 500,
+        };
+        let mut disk = Nvme::new(controller, admin.unwrap());
+        disk.queues = vec![io];
+        disk.wakes = QueueWakes::new(None, vec![None]);
+        disk.info = BlockInfo {
+            sectors: 1024,
+            sector_size: SECTOR_BYTES as u32,
+            max_sectors: (PAGE / SECTOR_BYTES) as u32,
+            queues: 1,
+            depth: depth as usize,
+            model: alloc::string::String::new(),
         };
         (disk, platform)
     }
