@@ -855,8 +855,9 @@ mod tests {
         let (mut disk, _) = disk_with_fake_controller(1);
         let mut controller = ControllerSide::default();
         disk.next_admin_id = NO_COMMAND_ID - 1;
-        // One admin command runs at a time and the test's clock stands still: the
-        // completions of the two commands are posted before they are rung in.
+        // `admin_command` waits for its answer on this one thread (and would time
+        // out only after millions of clock readings, at 1 us each): the completions
+        // of the two commands are posted before they are rung in.
         controller.complete(&mut disk.admin, NO_COMMAND_ID - 1, 0);
         controller.complete(&mut disk.admin, 0, 0);
         for expected in [NO_COMMAND_ID - 1, 0] {
