@@ -1,13 +1,16 @@
 //! The host tests' kernel: DMA pages from the host heap (counted), no devices, a clock
 //! the test moves, and a machine of [`HostPlatform::CORES`] cores whose wake messages
-//! are the kernel's form; and [`registers`], plain memory standing for a device's
-//! registers when a test plays the device.
+//! are the kernel's form; [`registers`], plain memory standing for a device's
+//! registers when a test plays the device; and [`completions`], one poll of a disk.
 #![allow(unsafe_code)] // a `Platform` promises what its memory is; register windows are raw allocations
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use rexo_api::{BlockDevice, DeviceError, Tag};
 
 use crate::{Mmio, Platform};
 
@@ -25,6 +28,22 @@ pub fn registers(len: usize) -> Mmio {
     // SAFETY: `base` is a fresh zeroed allocation of at least `len` bytes, never freed,
     // and this slice is the only reference made to it.
     Mmio::new(unsafe { core::slice::from_raw_parts_mut(base, len) })
+}
+
+/// Polls queue `queue` of `disk` once: the requests it finished, as (tag, data or
+/// error), checked to be as many as the poll says it handed out.
+pub fn completions(
+    disk: &mut dyn BlockDevice,
+    queue: usize,
+) -> Vec<(Tag, Result<Vec<u8>, DeviceError>)> {
+    let mut seen = Vec::new();
+    let count = disk
+        .poll(queue, &mut |tag, result| {
+            seen.push((tag, result.map(<[u8]>::to_vec)))
+        })
+        .expect("the poll succeeds");
+    assert_eq!(count, seen.len(), "a poll returns how many it handed out");
+    seen
 }
 
 /// Pages from the host heap, counted, and a clock that moves

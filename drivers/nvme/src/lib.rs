@@ -823,12 +823,7 @@ mod tests {
     /// Polls queue 0 of `disk` once: the completions it handed out, as (tag, data or
     /// error).
     fn poll_once(disk: &mut Nvme) -> Vec<(Tag, Result<Vec<u8>, DeviceError>)> {
-        let mut seen = Vec::new();
-        disk.poll(0, &mut |tag, result| {
-            seen.push((tag, result.map(<[u8]>::to_vec)))
-        })
-        .unwrap();
-        seen
+        rexo_devio::host::completions(disk, 0)
     }
 
     #[test]
