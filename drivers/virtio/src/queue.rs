@@ -27,6 +27,8 @@ const AVAIL_ENTRY_BYTES: usize = 2;
 const USED_ENTRY_BYTES: usize = 8;
 /// Offset of `len` in a used ring entry.
 const USED_ENTRY_LEN: usize = 4;
+/// Bytes of the u16 after either ring's entries (`used_event`, `avail_event`).
+const RING_EVENT_BYTES: usize = 2;
 
 /// Where the parts of a queue of some size lie in its DMA block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,13 +45,15 @@ impl Layout {
     /// The layout of a `size`-entry queue (descriptors at 0).
     pub fn new(size: u16) -> Self {
         let size = usize::from(size);
-        let avail = DESC_SIZE * size;
-        let used = (avail + 6 + 2 * size).next_multiple_of(LEGACY_ALIGN);
-        Self {
-            avail,
-            used,
-            total: used + 6 + 8 * size,
-        }
+        let mut layout = Self {
+            avail: DESC_SIZE * size,
+            used: 0,
+            total: 0,
+        };
+        // Each ring's `ring[size]`, one past its last entry, is its event field.
+        layout.used = (layout.avail_entry(size) + RING_EVENT_BYTES).next_multiple_of(LEGACY_ALIGN);
+        layout.total = layout.used_entry(size) + RING_EVENT_BYTES;
+        layout
     }
 
     /// Offset of the available ring's `ring[slot]`.
