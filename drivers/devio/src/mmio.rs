@@ -6,9 +6,9 @@ use core::ptr::NonNull;
 /// A window of device memory (a BAR or part of one), identity-mapped and uncached.
 /// Every access is volatile and bounds-checked; an access outside the window or
 /// misaligned (its address, wherever the window starts) is a driver bug and panics
-/// with the offset: drivers check device-given offsets before making windows of them. Copies of a window alias the
-/// same registers, which is sound: registers are not Rust objects, and no reference to
-/// them is ever made.
+/// with the offset: drivers check device-given offsets before making windows of them.
+/// Copies of a window alias the same registers, which is sound: registers are not Rust
+/// objects, and no reference to them is ever made.
 #[derive(Clone, Debug)]
 pub struct Mmio {
     /// The first register.
@@ -63,10 +63,10 @@ impl Mmio {
     /// the address, not the offset, is checked).
     fn at(&self, offset: usize, width: usize) -> *mut u8 {
         assert!(
-            self.phys()
-                .checked_add(offset as u64)
-                .is_some_and(|address| address.is_multiple_of(width as u64))
-                && offset.checked_add(width).is_some_and(|e| e <= self.len),
+            // Inside the window first: then the address cannot overflow (the window
+            // itself fits in the address space).
+            offset.checked_add(width).is_some_and(|e| e <= self.len)
+                && (self.phys() + offset as u64).is_multiple_of(width as u64),
             "register {offset:#x} ({width} bytes) misaligned or outside the {:#x}-byte window at {:#x}",
             self.len,
             self.phys()
