@@ -18,16 +18,23 @@ use crate::{Mmio, Platform};
 /// device), 4 KiB-aligned as a BAR is, so that a register aligned in the window is
 /// aligned in memory; it lives for the rest of the test run.
 pub fn registers(len: usize) -> Mmio {
-    let layout = std::alloc::Layout::from_size_align(len.max(1), 4096)
-        .expect("a register window's size fits a layout");
+    let base = zeroed_pages(len).expect("a register window's size fits a layout");
+    // SAFETY: `base` is a fresh zeroed allocation of at least `len` bytes, never freed,
+    // and this slice is the only reference made to it.
+    Mmio::new(unsafe { core::slice::from_raw_parts_mut(base, len) })
+}
+
+/// A fresh zeroed allocation from the host heap of `len` bytes (at least one),
+/// 4096-aligned, or `None` when no layout is that large; running out of memory ends
+/// the test run as any allocation's failure does.
+fn zeroed_pages(len: usize) -> Option<*mut u8> {
+    let layout = std::alloc::Layout::from_size_align(len.max(1), 4096).ok()?;
     // SAFETY: the layout has a non-zero size.
     let base = unsafe { std::alloc::alloc_zeroed(layout) };
     if base.is_null() {
         std::alloc::handle_alloc_error(layout);
     }
-    // SAFETY: `base` is a fresh zeroed allocation of at least `len` bytes, never freed,
-    // and this slice is the only reference made to it.
-    Mmio::new(unsafe { core::slice::from_raw_parts_mut(base, len) })
+    Some(base)
 }
 
 /// Polls queue `queue` of `disk` once: the requests it finished, as (tag, data or
@@ -96,15 +103,15 @@ impl HostPlatform {
 // fresh, zeroed and page-aligned, used only by the `Dma` that owns it.
 unsafe impl Platform for HostPlatform {
     fn dma_allocate(&self, bytes: usize) -> Option<u64> {
-        let layout = std::alloc::Layout::from_size_align(bytes, 4096).ok()?;
+        let base = zeroed_pages(bytes)?;
         *self.live.lock().unwrap() += 1;
-        // SAFETY: the layout has a non-zero size (whole pages).
-        Some(unsafe { std::alloc::alloc_zeroed(layout) } as u64)
+        Some(base as u64)
     }
     fn dma_free(&self, phys: u64, bytes: usize) {
         *self.live.lock().unwrap() -= 1;
         let layout = std::alloc::Layout::from_size_align(bytes, 4096).unwrap();
-        // SAFETY: allocated above with the same layout.
+        // SAFETY: allocated by `zeroed_pages` with the same layout (`bytes` is whole
+        // pages, never 0).
         unsafe { std::alloc::dealloc(phys as *mut u8, layout) };
     }
     fn claim_mmio(&self, _: u64, _: u64) -> Result<&'static mut [u8], String> {
