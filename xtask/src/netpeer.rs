@@ -13,6 +13,7 @@
 //! own timeout.
 
 use crate::Result;
+use rexo_api::device::ETHERNET_MAX_FRAME;
 use rexo_devcheck::bench::{self, Control, FRAME_SIZES};
 use rexo_devcheck::pattern::{
     self, ETHERTYPE_FROM_PEER, ETHERTYPE_FROM_REXO, FRAMES, HEADER, frame_len,
@@ -276,7 +277,7 @@ fn run(socket: &UdpSocket, guest: SocketAddr, mac: [u8; 6], stop: &AtomicBool) -
         next = seq + 1;
     }
     // 2. The peer's frames, at most WINDOW ahead of their echoes.
-    let mut out = vec![0u8; 1514];
+    let mut out = vec![0u8; ETHERNET_MAX_FRAME];
     while report.echoed < FRAMES && !stopped() {
         while report.sent < FRAMES && report.sent - report.echoed < WINDOW {
             let seq = report.sent;
@@ -342,7 +343,7 @@ fn run_bench(
 ) -> BenchReport {
     let mut report = BenchReport::default();
     let mut buf = vec![0u8; DATAGRAM];
-    let mut out = vec![0u8; 1514];
+    let mut out = vec![0u8; ETHERNET_MAX_FRAME];
     let mut streaming: Option<(usize, Instant)> = None;
     while !stop.load(Ordering::Acquire) {
         if let Some((size, since)) = streaming {
@@ -468,7 +469,7 @@ mod tests {
             return;
         }
         let mac = [2, 0, 0, 0, 0, 9];
-        let mut frame = vec![0u8; 1514];
+        let mut frame = vec![0u8; ETHERNET_MAX_FRAME];
         for seq in 0..FRAMES {
             let len = frame_len(seq);
             pattern::fill_frame(&mut frame[..len], seq, mac, ETHERTYPE_FROM_REXO);
@@ -577,7 +578,7 @@ mod tests {
         let guest_addr = guest.local_addr().unwrap();
         let mac = [2, 0, 0, 0, 0, 1];
         let peer = Peer::spawn(move |stop| run_bench(&peer_socket, guest_addr, mac, stop));
-        let mut frame = vec![0u8; 1514];
+        let mut frame = vec![0u8; ETHERNET_MAX_FRAME];
         frame[12..14].copy_from_slice(&ETHERTYPE_FROM_REXO.to_be_bytes());
         for len in [64, 64, 64, 1514, 100] {
             guest.send_to(&frame[..len], peer_addr).unwrap();

@@ -197,7 +197,7 @@ mod tests {
     fn info(queues: usize) -> NetInfo {
         NetInfo {
             mac: [2, 0, 0, 0, 0, 1],
-            max_frame: 1514,
+            max_frame: rexo_api::device::ETHERNET_MAX_FRAME,
             queues,
             link_up: true,
             checksum_offload: false,

@@ -425,7 +425,7 @@ pub(crate) mod tests {
         fn info(&self) -> NetInfo {
             NetInfo {
                 mac: [2, 0, 0, 0, 0, 1],
-                max_frame: 1514,
+                max_frame: rexo_api::device::ETHERNET_MAX_FRAME,
                 queues: 1,
                 link_up: true,
                 checksum_offload: false,

@@ -576,7 +576,7 @@ mod tests {
         fn info(&self) -> NetInfo {
             NetInfo {
                 mac: MAC,
-                max_frame: 1514,
+                max_frame: rexo_api::device::ETHERNET_MAX_FRAME,
                 queues: 1,
                 link_up: true,
                 checksum_offload: false,
