@@ -17,6 +17,8 @@ use core::fmt;
 
 pub mod device;
 mod kernel;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[doc(hidden)]
 pub use kernel::call_types;

@@ -1,0 +1,247 @@
+//! A disk in memory for host tests of code written against [`BlockDevice`] (the
+//! `testing` feature; test crates take it as
+//! `[dev-dependencies] rexo-api = { workspace = true, features = ["testing"] }`, so no
+//! app or kernel build carries it).
+//!
+//! [`MemoryDisk::new`] makes a plain disk: 512-byte sectors, as many as its data
+//! holds, one queue, requests of at most [`MemoryDisk::max_sectors`] sectors and at
+//! most [`MemoryDisk::depth`] in flight, tags counting up from 1, every request
+//! finished at the next `poll` in the order submitted. A test changes the public settings it needs (a misbehaving disk, a
+//! failing sector range, a `poll` that fails) and reads what the disk counted.
+//!
+//! A request past `max_sectors`, or past `depth` in flight, panics: those are the
+//! caller's bugs, which the test must catch. A write's `fill` gets the disk's own bytes,
+//! so whatever it writes (even into a buffer of the wrong length) lands on the disk at
+//! once; a read's data is taken from the disk when it completes.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
+
+/// Bytes per sector of a [`MemoryDisk`].
+pub const SECTOR_SIZE: usize = 512;
+
+/// How a request taken by a [`MemoryDisk`] will complete.
+#[derive(Clone, Debug)]
+enum Outcome {
+    /// A read: these bytes of the disk.
+    Read(Range<usize>),
+    /// A write or flush: no data.
+    Done,
+    /// A read of a failing sector: a device status error.
+    Failed,
+}
+
+/// A disk in memory that implements [`BlockDevice`] for tests (see the module's
+/// documentation for its default behaviour).
+#[derive(Clone, Debug)]
+pub struct MemoryDisk {
+    /// The disk's bytes: whole sectors (the disk says it holds `len / 512` of them).
+    data: Vec<u8>,
+    /// Requests taken and not yet handed to `poll`, oldest first.
+    in_flight: Vec<(Tag, Outcome)>,
+    /// The tag of the next request.
+    next_tag: Tag,
+    /// The sectors of every read and write taken, in order (flushes carry none).
+    request_sizes: Vec<u32>,
+    /// The most requests ever in flight at once.
+    most_in_flight: usize,
+    /// The most sectors one request may cover (default 8).
+    pub max_sectors: u32,
+    /// Requests the queue holds in flight (default 1).
+    pub depth: usize,
+    /// Bytes a read hands over beyond what was asked (negative: fewer), as a faulty
+    /// device or driver might (default 0). Never past the end of the data.
+    pub read_skew: isize,
+    /// Bytes a write's buffer has beyond what was asked (negative: fewer) (default 0).
+    /// Never past the end of the data.
+    pub write_skew: isize,
+    /// Reads touching these sectors complete with [`DeviceError::Status`] (default
+    /// none).
+    pub failing_reads: Range<u64>,
+    /// `Some(n)`: `poll` works `n` more times, then fails with [`DeviceError::Timeout`]
+    /// until set back (default `None`: it never fails).
+    pub polls_before_failing: Option<usize>,
+    /// When on, each `poll` finishes only the newest request in flight, so that a caller
+    /// which stops polling early leaves the others in flight (default off: every
+    /// request, in the order submitted).
+    pub newest_first: bool,
+}
+
+impl MemoryDisk {
+    /// A disk holding `data` (whole 512-byte sectors) with the default settings.
+    pub fn new(data: Vec<u8>) -> Self {
+        assert!(
+            data.len().is_multiple_of(SECTOR_SIZE),
+            "a disk of whole sectors"
+        );
+        Self {
+            data,
+            in_flight: Vec::new(),
+            next_tag: 1,
+            request_sizes: Vec::new(),
+            most_in_flight: 0,
+            max_sectors: 8,
+            depth: 1,
+            read_skew: 0,
+            write_skew: 0,
+            failing_reads: 0..0,
+            polls_before_failing: None,
+            newest_first: false,
+        }
+    }
+
+    /// The disk's bytes as they are now.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The sectors of every read and write taken so far, in order.
+    pub fn request_sizes(&self) -> &[u32] {
+        &self.request_sizes
+    }
+
+    /// The most requests that were ever in flight at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.most_in_flight
+    }
+
+    /// Requests taken and not yet completed or abandoned.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Checks a request of `sectors` from `lba` on `queue` and returns its bytes, grown
+    /// or shrunk by `skew` (within the data).
+    fn span(
+        &self,
+        queue: usize,
+        lba: u64,
+        sectors: u32,
+        skew: isize,
+    ) -> Result<Range<usize>, DeviceError> {
+        assert!(
+            sectors <= self.max_sectors,
+            "a request of {sectors} sectors is over max_sectors {}",
+            self.max_sectors
+        );
+        let capacity = (self.data.len() / SECTOR_SIZE) as u64;
+        if queue != 0 {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        if lba.saturating_add(u64::from(sectors)) > capacity {
+            return Err(DeviceError::OutOfRange {
+                lba,
+                sectors: u64::from(sectors),
+                capacity,
+            });
+        }
+        let start = lba as usize * SECTOR_SIZE;
+        let end = (start + sectors as usize * SECTOR_SIZE).saturating_add_signed(skew);
+        Ok(start..end.clamp(start, self.data.len()))
+    }
+
+    /// Takes a request that will complete with `outcome`; returns its tag.
+    fn take(&mut self, outcome: Outcome) -> Tag {
+        assert!(
+            self.in_flight.len() < self.depth,
+            "more than depth {} requests in flight",
+            self.depth
+        );
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.in_flight.push((tag, outcome));
+        self.most_in_flight = self.most_in_flight.max(self.in_flight.len());
+        tag
+    }
+}
+
+impl BlockDevice for MemoryDisk {
+    fn info(&self) -> BlockInfo {
+        BlockInfo {
+            sectors: (self.data.len() / SECTOR_SIZE) as u64,
+            sector_size: SECTOR_SIZE as u32,
+            max_sectors: self.max_sectors,
+            queues: 1,
+            depth: self.depth,
+            model: String::from("memory"),
+        }
+    }
+
+    fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
+        let span = self.span(queue, lba, sectors, self.read_skew)?;
+        let failing = lba < self.failing_reads.end
+            && self.failing_reads.start < lba.saturating_add(u64::from(sectors));
+        self.request_sizes.push(sectors);
+        Ok(self.take(if failing {
+            Outcome::Failed
+        } else {
+            Outcome::Read(span)
+        }))
+    }
+
+    fn submit_write(
+        &mut self,
+        queue: usize,
+        lba: u64,
+        sectors: u32,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<Tag, DeviceError> {
+        let span = self.span(queue, lba, sectors, self.write_skew)?;
+        fill(&mut self.data[span]);
+        self.request_sizes.push(sectors);
+        Ok(self.take(Outcome::Done))
+    }
+
+    fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
+        if queue != 0 {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        Ok(self.take(Outcome::Done))
+    }
+
+    fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+        if queue != 0 {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        match &mut self.polls_before_failing {
+            Some(0) => {
+                return Err(DeviceError::Timeout {
+                    what: "the completion queue",
+                    ms: 5,
+                });
+            }
+            Some(left) => *left -= 1,
+            None => {}
+        }
+        let finished = if self.newest_first {
+            self.in_flight.pop().into_iter().collect()
+        } else {
+            core::mem::take(&mut self.in_flight)
+        };
+        for (tag, outcome) in &finished {
+            match outcome {
+                Outcome::Read(span) => done(*tag, Ok(&self.data[span.clone()])),
+                Outcome::Done => done(*tag, Ok(&[])),
+                Outcome::Failed => done(
+                    *tag,
+                    Err(DeviceError::Status {
+                        what: "read",
+                        status: 1,
+                    }),
+                ),
+            }
+        }
+        Ok(finished.len())
+    }
+
+    fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported("wake-ups on a disk in memory"))
+    }
+
+    fn abandon_requests(&mut self) {
+        self.in_flight.clear();
+    }
+}
