@@ -2,7 +2,7 @@
 use super::*;
 use alloc::string::String;
 use alloc::vec::Vec;
-use rexo_api::{BlockInfo, Completion, Tag};
+use rexo_api::testing::MemoryDisk;
 use rexo_pci::Address;
 
 fn disk(holder: Option<&'static str>, about: &str) -> DeviceInfo {
@@ -190,89 +190,20 @@ fn the_binding_limits_of_rexo_h_are_the_kernels() {
     );
 }
 
-/// A disk in memory that completes each request at the next poll; its reads hand over
-/// `extra` bytes more (or fewer, negative) than asked, and its writes a buffer as many
-/// bytes longer or shorter.
-struct MemoryDisk {
-    data: Vec<u8>,
-    extra: isize,
-    done: Vec<(Tag, Option<core::ops::Range<usize>>)>,
-    next: Tag,
-}
-
-impl MemoryDisk {
-    /// Eight 512-byte blocks of `fill`, their transfers `extra` bytes off.
-    fn new(fill: u8, extra: isize) -> Self {
-        MemoryDisk {
-            data: alloc::vec![fill; 8 * 512],
-            extra,
-            done: Vec::new(),
-            next: 0,
-        }
-    }
-
-    /// The bytes of `sectors` blocks at `lba`, `extra` bytes off.
-    fn span(&self, lba: u64, sectors: u32) -> core::ops::Range<usize> {
-        let at = lba as usize * 512;
-        at..(at + sectors as usize * 512).saturating_add_signed(self.extra)
-    }
-}
-
-impl BlockDevice for MemoryDisk {
-    fn info(&self) -> BlockInfo {
-        BlockInfo {
-            sectors: 7, // one block spare, for transfers that run long
-            sector_size: 512,
-            max_sectors: 2,
-            queues: 1,
-            depth: 1,
-            model: String::from("memory"),
-        }
-    }
-    fn submit_read(&mut self, _: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
-        self.next += 1;
-        self.done.push((self.next, Some(self.span(lba, sectors))));
-        Ok(self.next)
-    }
-    fn submit_write(
-        &mut self,
-        _: usize,
-        lba: u64,
-        sectors: u32,
-        fill: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<Tag, DeviceError> {
-        let span = self.span(lba, sectors);
-        fill(&mut self.data[span]);
-        self.next += 1;
-        self.done.push((self.next, None));
-        Ok(self.next)
-    }
-    fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
-        self.next += 1;
-        self.done.push((self.next, None));
-        Ok(self.next)
-    }
-    fn poll(&mut self, _: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
-        let finished: Vec<_> = self.done.drain(..).collect();
-        for (tag, read) in &finished {
-            match read {
-                Some(span) => done(*tag, Ok(&self.data[span.clone()])),
-                None => done(*tag, Ok(&[])),
-            }
-        }
-        Ok(finished.len())
-    }
-    fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
-        Err(DeviceError::Unsupported("wake-ups on a disk in memory"))
-    }
-    fn abandon_requests(&mut self) {
-        self.done.clear();
-    }
+/// Eight 512-byte blocks of `fill` in memory, requests of up to 2 blocks, whose reads
+/// hand over `extra` bytes more (or fewer, negative) than asked, and its writes a buffer
+/// as many bytes longer or shorter.
+fn memory_disk(fill: u8, extra: isize) -> MemoryDisk {
+    let mut disk = MemoryDisk::new(alloc::vec![fill; 8 * 512]);
+    disk.max_sectors = 2;
+    disk.read_skew = extra;
+    disk.write_skew = extra;
+    disk
 }
 
 #[test]
 fn blocks_go_to_and_from_a_disk_that_hands_over_the_lengths_asked() {
-    let mut disk = MemoryDisk::new(0, 0);
+    let mut disk = memory_disk(0, 0);
     let data: Vec<u8> = (0..3 * 512).map(|i| i as u8).collect();
     assert_eq!(write_blocks(&mut disk, 1, 3, &data), Ok(REXO_OK));
     let mut buffer = alloc::vec![0xEE; 3 * 512];
@@ -283,7 +214,7 @@ fn blocks_go_to_and_from_a_disk_that_hands_over_the_lengths_asked() {
 #[test]
 fn a_read_of_another_length_than_asked_is_an_io_error_and_copies_nothing() {
     for extra in [-1, 1, 512] {
-        let mut disk = MemoryDisk::new(0xAB, extra);
+        let mut disk = memory_disk(0xAB, extra);
         let mut buffer = alloc::vec![0xEE; 2 * 512];
         assert_eq!(
             read_blocks(&mut disk, 0, 2, &mut buffer),
@@ -297,13 +228,13 @@ fn a_read_of_another_length_than_asked_is_an_io_error_and_copies_nothing() {
 #[test]
 fn a_write_buffer_of_another_length_than_asked_is_an_io_error_and_gets_nothing() {
     for extra in [-1, 1, 512] {
-        let mut disk = MemoryDisk::new(0xAB, extra);
+        let mut disk = memory_disk(0xAB, extra);
         let data = alloc::vec![0x11; 2 * 512];
         assert_eq!(
             write_blocks(&mut disk, 0, 2, &data),
             Err(REXO_EIO),
             "{extra} bytes off"
         );
-        assert!(disk.data.iter().all(|&b| b == 0xAB), "{extra} bytes off");
+        assert!(disk.data().iter().all(|&b| b == 0xAB), "{extra} bytes off");
     }
 }
