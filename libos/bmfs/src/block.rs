@@ -245,88 +245,23 @@ impl Disk for BlockDisk<'_> {
 mod tests {
     use super::*;
     use alloc::vec::Vec;
-    use rexo_api::{BlockInfo, Completion, DeviceError, Tag};
+    use rexo_api::testing::MemoryDisk;
 
-    /// A disk in memory that completes each request at the next poll; its reads return
-    /// `short_by` bytes fewer than asked, and its writes hand over a buffer `long_by`
-    /// bytes longer than asked.
-    struct MemoryDevice {
-        data: Vec<u8>,
-        done: Vec<(Tag, Option<(usize, usize)>)>,
-        next: Tag,
-        short_by: usize,
-        long_by: usize,
-    }
-
-    impl BlockDevice for MemoryDevice {
-        fn info(&self) -> BlockInfo {
-            BlockInfo {
-                sectors: self.data.len() as u64 / 512,
-                sector_size: 512,
-                max_sectors: 3,
-                queues: 1,
-                depth: 1,
-                model: String::from("memory"),
-            }
-        }
-        fn submit_read(&mut self, _: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
-            self.next += 1;
-            self.done.push((
-                self.next,
-                Some((
-                    lba as usize * 512,
-                    (sectors as usize * 512).saturating_sub(self.short_by),
-                )),
-            ));
-            Ok(self.next)
-        }
-        fn submit_write(
-            &mut self,
-            _: usize,
-            lba: u64,
-            sectors: u32,
-            fill: &mut dyn FnMut(&mut [u8]),
-        ) -> Result<Tag, DeviceError> {
-            assert!(sectors <= 3, "max_sectors respected");
-            let at = lba as usize * 512;
-            fill(&mut self.data[at..at + sectors as usize * 512 + self.long_by]);
-            self.next += 1;
-            self.done.push((self.next, None));
-            Ok(self.next)
-        }
-        fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
-            self.next += 1;
-            self.done.push((self.next, None));
-            Ok(self.next)
-        }
-        fn poll(&mut self, _: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
-            let finished: Vec<_> = self.done.drain(..).collect();
-            for (tag, read) in &finished {
-                match read {
-                    Some((at, len)) => done(*tag, Ok(&self.data[*at..*at + *len])),
-                    None => done(*tag, Ok(&[])),
-                }
-            }
-            Ok(finished.len())
-        }
-        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
-            Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
-        }
-        fn abandon_requests(&mut self) {
-            self.done.clear();
-        }
+    /// `data` in memory as a disk that takes requests of up to 3 sectors and completes
+    /// each at the next poll; its reads return `short_by` bytes fewer than asked, and its
+    /// writes hand over a buffer `long_by` bytes longer than asked.
+    fn memory_device(data: Vec<u8>, short_by: isize, long_by: isize) -> MemoryDisk {
+        let mut device = MemoryDisk::new(data);
+        device.max_sectors = 3;
+        device.read_skew = -short_by;
+        device.write_skew = long_by;
+        device
     }
 
     #[test]
     fn unaligned_bytes_round_trip_and_keep_their_neighbours() {
-        let mut device = MemoryDevice {
-            data: (0..8192u32).map(|i| i as u8).collect(),
-            done: Vec::new(),
-            next: 0,
-            short_by: 0,
-            long_by: 0,
-        };
-        let mut model = device.data.clone();
+        let mut device = memory_device((0..8192u32).map(|i| i as u8).collect(), 0, 0);
+        let mut model = device.data().to_vec();
         let mut disk = BlockDisk::new(&mut device);
         assert_eq!(disk.size(), 8192);
         for (offset, len) in [
@@ -346,18 +281,12 @@ mod tests {
             assert_eq!(back, data, "at {offset}+{len}");
         }
         disk.flush().unwrap();
-        assert_eq!(device.data, model, "nothing else changed");
+        assert_eq!(device.data(), model, "nothing else changed");
     }
 
     #[test]
     fn a_short_read_is_an_error_not_a_panic() {
-        let mut device = MemoryDevice {
-            data: vec![0xEE; 8192],
-            done: Vec::new(),
-            next: 0,
-            short_by: 100,
-            long_by: 0,
-        };
+        let mut device = memory_device(vec![0xEE; 8192], 100, 0);
         let mut disk = BlockDisk::new(&mut device);
         for (offset, len) in [(0, 1024), (3, 10), (700, 2000)] {
             let mut back = vec![0u8; len];
@@ -367,18 +296,12 @@ mod tests {
         }
         let error = disk.write(3, &[1; 10]).unwrap_err();
         assert!(error.contains("returned 412 bytes"), "{error}");
-        assert!(device.data.iter().all(|&b| b == 0xEE), "nothing written");
+        assert!(device.data().iter().all(|&b| b == 0xEE), "nothing written");
     }
 
     #[test]
     fn a_write_buffer_of_another_length_is_an_error_not_a_panic() {
-        let mut device = MemoryDevice {
-            data: vec![0xEE; 8192],
-            done: Vec::new(),
-            next: 0,
-            short_by: 0,
-            long_by: 100,
-        };
+        let mut device = memory_device(vec![0xEE; 8192], 0, 100);
         let mut disk = BlockDisk::new(&mut device);
         for (offset, len) in [(0, 1024), (3, 10), (700, 2000)] {
             let error = disk.write(offset, &vec![1; len]).unwrap_err();
@@ -389,6 +312,6 @@ mod tests {
             error.contains("handed over 612 bytes for a write of 512"),
             "{error}"
         );
-        assert!(device.data.iter().all(|&b| b == 0xEE), "nothing written");
+        assert!(device.data().iter().all(|&b| b == 0xEE), "nothing written");
     }
 }
