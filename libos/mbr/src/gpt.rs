@@ -406,8 +406,8 @@ mod tests {
     use crate::tests::next_random;
     use crate::{SECTOR, TYPE_GPT_PROTECTIVE, Table, read_device_table, read_table, table};
     use alloc::vec;
-    use core::ops::Range;
-    use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
+    use rexo_api::DeviceError;
+    use rexo_api::testing::MemoryDisk;
 
     /// Entries in the arrays written.
     const ENTRIES: u64 = 128;
@@ -769,91 +769,23 @@ mod tests {
         }
     }
 
-    /// A disk in memory lent as a device: 512-byte sectors, requests of at most 5
-    /// sectors, each finished on the next poll; it keeps the size of every request and
-    /// fails reads that touch the sectors `failing`.
-    struct MemoryDevice {
-        data: Vec<u8>,
-        finished: Option<(Tag, Result<Range<usize>, DeviceError>)>,
-        requests: Vec<u32>,
-        failing: Range<u64>,
-    }
-
-    impl BlockDevice for MemoryDevice {
-        fn info(&self) -> BlockInfo {
-            BlockInfo {
-                sectors: self.data.len() as u64 / 512,
-                sector_size: 512,
-                max_sectors: 5,
-                queues: 1,
-                depth: 1,
-                model: String::from("memory"),
-            }
-        }
-        fn submit_read(&mut self, _: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
-            assert!(sectors <= 5 && self.finished.is_none());
-            self.requests.push(sectors);
-            let tag = self.requests.len() as Tag;
-            let range = lba as usize * 512..(lba as usize + sectors as usize) * 512;
-            let outcome = if lba < self.failing.end && self.failing.start < lba + u64::from(sectors)
-            {
-                Err(DeviceError::Status {
-                    what: "read",
-                    status: 1,
-                })
-            } else {
-                Ok(range)
-            };
-            self.finished = Some((tag, outcome));
-            Ok(tag)
-        }
-        fn submit_write(
-            &mut self,
-            _: usize,
-            _: u64,
-            _: u32,
-            _: &mut dyn FnMut(&mut [u8]),
-        ) -> Result<Tag, DeviceError> {
-            Err(DeviceError::Unsupported("writes (the table is only read)"))
-        }
-        fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
-            Err(DeviceError::Unsupported("flushes (the table is only read)"))
-        }
-        fn poll(&mut self, _: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
-            let Some((tag, outcome)) = self.finished.take() else {
-                return Ok(0);
-            };
-            done(tag, outcome.map(|range| &self.data[range]));
-            Ok(1)
-        }
-        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
-            Err(DeviceError::Unsupported("wake-ups on a disk in memory"))
-        }
-        fn abandon_requests(&mut self) {
-            self.finished = None;
-        }
-    }
-
     #[test]
     fn a_device_is_read_in_requests_it_takes() {
-        let mut device = MemoryDevice {
-            data: gpt_disk(10_000, &THREE),
-            finished: None,
-            requests: Vec::new(),
-            failing: 0..0,
-        };
+        // Requests of at most 5 sectors, each finished on the next poll.
+        let mut device = MemoryDisk::new(gpt_disk(10_000, &THREE));
+        device.max_sectors = 5;
         let table = read_device_table(&mut device).unwrap();
         assert_eq!(table.first_holding(TYPE_REXO_FS).unwrap().first, 6144);
         // Sector 0, the header, then the 32-sector array in requests of 5.
-        assert_eq!(device.requests, [1, 1, 5, 5, 5, 5, 5, 5, 2]);
+        assert_eq!(device.request_sizes(), [1, 1, 5, 5, 5, 5, 5, 5, 2]);
         // A bad sector in the primary's array: the backup is read, and says why.
-        device.failing = 20..21;
+        device.failing_reads = 20..21;
         let table = read_device_table(&mut device).unwrap();
         assert_eq!(table.first_holding(TYPE_REXO_FS).unwrap().first, 6144);
         let why = table.from_backup.unwrap();
         assert!(why.starts_with("the primary header or array: "), "{why}");
         // Both copies unreadable: the device's errors, each named.
-        device.failing = 20..u64::MAX;
+        device.failing_reads = 20..u64::MAX;
         let status = DeviceError::Status {
             what: "read",
             status: 1,
