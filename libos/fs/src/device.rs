@@ -303,126 +303,23 @@ fn on_first_mounted<T>(
 mod tests {
     use super::*;
     use alloc::vec;
-    use rexo_api::{BlockInfo, Completion};
+    use rexo_api::testing::MemoryDisk;
 
-    /// A disk in memory with 512-byte sectors, requests of at most 3 blocks and 4 in
-    /// flight, finishing them newest first, one per poll; it counts requests and can
-    /// fail one, or fail `poll` itself after `polls_before_failing` polls, and hands
-    /// over write buffers `long_by` bytes longer than asked.
-    struct Device {
-        data: Vec<u8>,
-        queued: Vec<(Tag, Outcome)>,
-        next: Tag,
-        requests: usize,
-        most_in_flight: usize,
-        fail_at: Option<u64>,
-        polls_before_failing: Option<usize>,
-        long_by: usize,
-    }
-
-    /// How a queued request will finish: a read's bytes, a write or flush, a failure.
-    type Outcome = Result<Option<Range<usize>>, ()>;
-
-    impl Device {
-        fn new(sectors: usize) -> Self {
-            Self {
-                data: (0..sectors * 512).map(|i| (i / 512) as u8).collect(),
-                queued: Vec::new(),
-                next: 0,
-                requests: 0,
-                most_in_flight: 0,
-                fail_at: None,
-                polls_before_failing: None,
-                long_by: 0,
-            }
-        }
-
-        fn queue(&mut self, lba: u64, sectors: u32, read: bool) -> Tag {
-            assert!(sectors <= 24, "max_sectors respected");
-            assert!(self.queued.len() < 4, "depth respected");
-            self.next += 1;
-            self.requests += 1;
-            let range = lba as usize * 512..(lba as usize + sectors as usize) * 512;
-            let outcome = match self.fail_at {
-                Some(bad) if range.contains(&(bad as usize * 512)) => Err(()),
-                _ => Ok(read.then_some(range)),
-            };
-            self.queued.push((self.next, outcome));
-            self.most_in_flight = self.most_in_flight.max(self.queued.len());
-            self.next
-        }
-    }
-
-    impl BlockDevice for Device {
-        fn info(&self) -> BlockInfo {
-            BlockInfo {
-                sectors: self.data.len() as u64 / 512,
-                sector_size: 512,
-                max_sectors: 24,
-                queues: 1,
-                depth: 4,
-                model: String::from("memory"),
-            }
-        }
-        fn submit_read(&mut self, _: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
-            Ok(self.queue(lba, sectors, true))
-        }
-        fn submit_write(
-            &mut self,
-            _: usize,
-            lba: u64,
-            sectors: u32,
-            fill: &mut dyn FnMut(&mut [u8]),
-        ) -> Result<Tag, DeviceError> {
-            let at = lba as usize * 512;
-            fill(&mut self.data[at..at + sectors as usize * 512 + self.long_by]);
-            Ok(self.queue(lba, sectors, false))
-        }
-        fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
-            self.next += 1;
-            self.queued.push((self.next, Ok(None)));
-            Ok(self.next)
-        }
-        /// Finishes the newest request only, so a run that stopped polling early
-        /// would leave the others in flight.
-        fn poll(&mut self, _: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
-            match &mut self.polls_before_failing {
-                Some(0) => {
-                    return Err(DeviceError::Timeout {
-                        what: "the completion queue",
-                        ms: 5,
-                    });
-                }
-                Some(left) => *left -= 1,
-                None => {}
-            }
-            let Some((tag, outcome)) = self.queued.pop() else {
-                return Ok(0);
-            };
-            match outcome {
-                Ok(Some(range)) => done(tag, Ok(&self.data[range])),
-                Ok(None) => done(tag, Ok(&[])),
-                Err(()) => done(
-                    tag,
-                    Err(DeviceError::Status {
-                        what: "read",
-                        status: 1,
-                    }),
-                ),
-            }
-            Ok(1)
-        }
-        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
-            Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
-        }
-        fn abandon_requests(&mut self) {
-            self.queued.clear();
-        }
+    /// A disk in memory of `sectors` 512-byte sectors, each holding its number (mod
+    /// 256), with requests of at most 3 blocks and 4 in flight, finishing them newest
+    /// first, one per poll (so a run that stopped polling early would leave the others
+    /// in flight).
+    fn device(sectors: usize) -> MemoryDisk {
+        let mut device = MemoryDisk::new((0..sectors * 512).map(|i| (i / 512) as u8).collect());
+        device.max_sectors = 24;
+        device.depth = 4;
+        device.newest_first = true;
+        device
     }
 
     #[test]
     fn runs_go_in_requests_of_max_sectors_several_in_flight() {
-        let mut device = Device::new(64 * 8);
+        let mut device = device(64 * 8);
         let mut store = DeviceStore::new(&mut device).unwrap();
         assert_eq!(store.blocks(), 64);
         let data: Vec<u8> = (0..20 * BLOCK_SIZE).map(|i| (i * 7 / 5) as u8).collect();
@@ -439,18 +336,18 @@ mod tests {
         store.read(9, &mut one).unwrap();
         assert_eq!((one[0], one[511], one[512], one[4095]), (72, 72, 73, 79));
         assert_eq!(
-            device.requests,
+            device.request_sizes().len(),
             7 + 7 + 7 + 1,
             "20 blocks in 3-block requests, three times"
         );
-        assert_eq!(device.most_in_flight, 4, "up to the depth in flight");
+        assert_eq!(device.most_in_flight(), 4, "up to the depth in flight");
         assert_eq!(
-            device.data[80 * 512 - 1],
+            device.data()[80 * 512 - 1],
             79,
             "the block before is untouched"
         );
         assert_eq!(
-            device.data[30 * 8 * 512],
+            device.data()[30 * 8 * 512],
             240,
             "the block after is untouched"
         );
@@ -458,8 +355,8 @@ mod tests {
 
     #[test]
     fn a_failed_request_fails_the_run_after_the_others_finish() {
-        let mut device = Device::new(64 * 8);
-        device.fail_at = Some(8 * 14);
+        let mut device = device(64 * 8);
+        device.failing_reads = 8 * 14..8 * 14 + 1;
         let mut store = DeviceStore::new(&mut device).unwrap();
         let mut buf = vec![0; 20 * BLOCK_SIZE];
         let error = store.read_run(10, &mut buf).unwrap_err();
@@ -467,19 +364,19 @@ mod tests {
         assert!(store.read_run(60, &mut buf).unwrap_err().contains("past"));
         let error = store.read_run(0, &mut buf[..100]).unwrap_err();
         assert!(error.contains("100 bytes"), "{error}");
-        assert!(device.queued.is_empty(), "nothing left in flight");
+        assert!(device.in_flight() == 0, "nothing left in flight");
     }
 
     #[test]
     fn a_failed_poll_abandons_the_runs_requests_to_the_device() {
-        let mut device = Device::new(64 * 8);
+        let mut device = device(64 * 8);
         device.polls_before_failing = Some(2);
         let mut store = DeviceStore::new(&mut device).unwrap();
         let mut buf = vec![0; 20 * BLOCK_SIZE];
         let error = store.read_run(10, &mut buf).unwrap_err();
         assert!(error.contains("no answer"), "{error}");
         assert!(
-            device.queued.is_empty(),
+            device.in_flight() == 0,
             "no request of the run is left to complete later"
         );
         device.polls_before_failing = None;
@@ -490,9 +387,9 @@ mod tests {
 
     #[test]
     fn a_write_buffer_of_another_length_fails_the_run_not_the_app() {
-        let mut device = Device::new(64 * 8);
-        device.long_by = 100;
-        let before = device.data.clone();
+        let mut device = device(64 * 8);
+        device.write_skew = 100;
+        let before = device.data().to_vec();
         let mut store = DeviceStore::new(&mut device).unwrap();
         let error = store.write_run(10, &[7; 20 * BLOCK_SIZE]).unwrap_err();
         assert!(
@@ -501,14 +398,18 @@ mod tests {
         );
         let error = store.write(30, &[7; BLOCK_SIZE]).unwrap_err();
         assert!(error.contains("handed over"), "{error}");
-        assert_eq!(device.requests, 2, "the run queued no more after the first");
-        assert!(device.queued.is_empty(), "nothing left in flight");
-        assert!(device.data == before, "nothing written");
+        assert_eq!(
+            device.request_sizes().len(),
+            2,
+            "the run queued no more after the first"
+        );
+        assert!(device.in_flight() == 0, "nothing left in flight");
+        assert!(device.data() == before, "nothing written");
     }
 
     #[test]
     fn a_file_system_lives_on_a_device() {
-        let mut device = Device::new(256 * 8);
+        let mut device = device(256 * 8);
         let mut fs = FileSystem::format(DeviceStore::new(&mut device).unwrap()).unwrap();
         fs.mkdir("/d").unwrap();
         fs.replace("/d/f", &[5; 50_000]).unwrap();
