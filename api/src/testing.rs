@@ -245,3 +245,78 @@ impl BlockDevice for MemoryDisk {
         self.in_flight.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    /// Polls `disk` once; returns each completion's tag and its data or error.
+    fn poll(disk: &mut MemoryDisk) -> Vec<(Tag, Result<Vec<u8>, DeviceError>)> {
+        let mut finished = Vec::new();
+        disk.poll(0, &mut |tag, data| {
+            finished.push((tag, data.map(<[u8]>::to_vec)))
+        })
+        .unwrap();
+        finished
+    }
+
+    #[test]
+    fn requests_finish_at_the_next_poll_in_order_and_bad_ones_are_refused() {
+        let mut disk = MemoryDisk::new((0..4 * 512).map(|i| (i / 512) as u8).collect());
+        disk.depth = 3;
+        assert_eq!(disk.info().sectors, 4);
+        assert_eq!(disk.submit_write(0, 1, 1, &mut |b| b.fill(9)), Ok(1));
+        assert_eq!(disk.submit_read(0, 1, 2), Ok(2));
+        assert_eq!(disk.submit_flush(0), Ok(3));
+        let mut expected = vec![9; 512];
+        expected.extend([2; 512]);
+        assert_eq!(
+            poll(&mut disk),
+            [(1, Ok(vec![])), (2, Ok(expected)), (3, Ok(vec![]))]
+        );
+        assert_eq!(
+            (disk.request_sizes(), disk.most_in_flight()),
+            (&[1, 2][..], 3)
+        );
+        assert_eq!(
+            disk.submit_read(0, 3, 2),
+            Err(DeviceError::OutOfRange {
+                lba: 3,
+                sectors: 2,
+                capacity: 4
+            })
+        );
+        assert_eq!(disk.submit_flush(1), Err(DeviceError::NoSuchQueue(1)));
+        assert_eq!(disk.in_flight(), 0, "refused requests are not taken");
+    }
+
+    #[test]
+    fn the_settings_skew_fail_and_reorder_completions() {
+        let mut disk = MemoryDisk::new(vec![5; 4 * 512]);
+        disk.depth = 2;
+        disk.read_skew = 600;
+        disk.failing_reads = 0..1;
+        disk.newest_first = true;
+        disk.polls_before_failing = Some(2);
+        disk.submit_read(0, 0, 1).unwrap();
+        disk.submit_read(0, 3, 1).unwrap();
+        let status = DeviceError::Status {
+            what: "read",
+            status: 1,
+        };
+        assert_eq!(poll(&mut disk), [(2, Ok(vec![5; 512]))], "within the data");
+        assert_eq!(poll(&mut disk), [(1, Err(status))]);
+        assert!(matches!(
+            disk.poll(0, &mut |_, _| ()),
+            Err(DeviceError::Timeout { .. })
+        ));
+        disk.write_skew = -12;
+        let mut handed = 0;
+        disk.submit_write(0, 0, 1, &mut |b| handed = b.len())
+            .unwrap();
+        assert_eq!(handed, 500);
+        disk.abandon_requests();
+        assert_eq!(disk.in_flight(), 0);
+    }
+}
