@@ -29,7 +29,7 @@ use rexo_api::{DeviceError, KeyboardDevice};
 use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform, barrier};
 use rexo_pci::{Address, Function};
 
-use crate::ring::{EventRing, ProducerRing};
+use crate::ring::{EventRing, InFlight, ProducerRing};
 use crate::spec::{Trb, cap, completion, endpoint, ext, op, port, rt, trb};
 
 /// PCI class, subclass and programming interface of an xHCI controller.
@@ -151,6 +151,8 @@ struct Keyboard {
     report_len: u32,
     /// The endpoint's transfer ring.
     ring: ProducerRing,
+    /// Its report TRBs the controller holds.
+    in_flight: InFlight,
     /// Report buffer `i` (at `i * REPORT_STRIDE`) belongs to ring entry `i`.
     reports: Dma,
     /// Key state between reports.
@@ -683,6 +685,7 @@ impl Xhci {
             descriptor: found,
             report_len: u32::from(found.max_packet).min(REPORT_STRIDE as u32),
             ring: ProducerRing::new(self.dma(REPORT_RING_TRBS * trb::SIZE)?, REPORT_RING_TRBS),
+            in_flight: InFlight::new(REPORT_RING_TRBS),
             reports: self.dma(REPORT_RING_TRBS * REPORT_STRIDE)?,
             decoder: hid::BootKeyboard::new(),
             doorbell_due: false,
@@ -703,9 +706,7 @@ impl Xhci {
     fn start_reports(&mut self) {
         for device in &mut self.devices {
             if let Some(keyboard) = &mut device.keyboard {
-                for _ in 0..REPORTS_IN_FLIGHT {
-                    keyboard.queue_report();
-                }
+                keyboard.queue_reports();
             }
         }
         self.ring_report_doorbells();
@@ -761,27 +762,7 @@ impl Xhci {
             // A late endpoint 0 event (a transfer given up on).
             return Ok(());
         };
-        let Some(entry) = keyboard.ring.entry_at(event.parameter) else {
-            return Err(DeviceError::BadIndex {
-                what: "report ring",
-                index: (event.parameter.wrapping_sub(keyboard.ring.phys()) / trb::SIZE as u64)
-                    as u32,
-                size: REPORT_RING_TRBS as u32,
-            });
-        };
-        match event.completion_code() {
-            completion::SUCCESS | completion::SHORT_PACKET => {
-                let len = keyboard.report_len.saturating_sub(event.residual()) as usize;
-                let report = keyboard.reports.bytes(entry * REPORT_STRIDE, len);
-                let typed = &mut self.typed;
-                keyboard
-                    .decoder
-                    .report(report, &mut |byte| typed.push_back(byte));
-                keyboard.queue_report();
-            }
-            code => keyboard.halted = Some(code),
-        }
-        Ok(())
+        keyboard.take_report(event, &mut self.typed)
     }
 
     /// Restarts the report endpoints that halted: the endpoint is reset, a stall is
@@ -801,9 +782,9 @@ impl Xhci {
             }
             if let Some(keyboard) = &mut self.devices[index].keyboard {
                 keyboard.halted = None;
-                for _ in 0..REPORTS_IN_FLIGHT {
-                    keyboard.queue_report();
-                }
+                // The dequeue pointer moved past the TRBs the endpoint held.
+                keyboard.in_flight.abandon();
+                keyboard.queue_reports();
             }
         }
         self.ring_report_doorbells();
@@ -856,11 +837,43 @@ impl Xhci {
 }
 
 impl Keyboard {
-    /// Queues one Normal TRB for a report into the buffer of the entry it takes.
-    fn queue_report(&mut self) {
-        let buffer = self.reports.phys() + (self.ring.next_index() * REPORT_STRIDE) as u64;
-        self.ring.push(Trb::normal(buffer, self.report_len));
-        self.doorbell_due = true;
+    /// Queues Normal TRBs, each for a report into the buffer of the entry it takes,
+    /// until [`REPORTS_IN_FLIGHT`] are held by the controller.
+    fn queue_reports(&mut self) {
+        while self.in_flight.count() < REPORTS_IN_FLIGHT {
+            let buffer = self.reports.phys() + (self.ring.next_index() * REPORT_STRIDE) as u64;
+            self.ring.push(Trb::normal(buffer, self.report_len));
+            self.in_flight.pushed();
+            self.doorbell_due = true;
+        }
+    }
+
+    /// A Transfer Event on the report endpoint: a report is decoded into `typed` and
+    /// its TRB queued again; an error marks the endpoint halted. An event for a TRB
+    /// the controller does not hold (a repeat, or one never queued) is dropped, so it
+    /// cannot queue TRBs beyond those the controller completed.
+    fn take_report(&mut self, event: Trb, typed: &mut VecDeque<u8>) -> Result<(), DeviceError> {
+        let Some(entry) = self.ring.entry_at(event.parameter) else {
+            return Err(DeviceError::BadIndex {
+                what: "report ring",
+                index: (event.parameter.wrapping_sub(self.ring.phys()) / trb::SIZE as u64) as u32,
+                size: REPORT_RING_TRBS as u32,
+            });
+        };
+        if !self.in_flight.complete(entry) {
+            return Ok(());
+        }
+        match event.completion_code() {
+            completion::SUCCESS | completion::SHORT_PACKET => {
+                let len = self.report_len.saturating_sub(event.residual()) as usize;
+                let report = self.reports.bytes(entry * REPORT_STRIDE, len);
+                self.decoder
+                    .report(report, &mut |byte| typed.push_back(byte));
+                self.queue_reports();
+            }
+            code => self.halted = Some(code),
+        }
+        Ok(())
     }
 }
 
@@ -970,6 +983,69 @@ mod tests {
         bar.write32(cap::DBOFF, 0x1000);
         bar.write32(cap::RTSOFF, 0x1800);
         bar
+    }
+
+    /// A keyboard on endpoint 1 IN (DCI 3) with its reports queued.
+    fn keyboard() -> Keyboard {
+        let platform = HostPlatform::leaked();
+        let mut keyboard = Keyboard {
+            descriptor: usb::BootKeyboard {
+                configuration: 1,
+                interface: 0,
+                endpoint: 0x81,
+                max_packet: 8,
+                interval: 10,
+            },
+            report_len: 8,
+            ring: ProducerRing::new(
+                Dma::new(platform, REPORT_RING_TRBS * trb::SIZE).unwrap(),
+                REPORT_RING_TRBS,
+            ),
+            in_flight: InFlight::new(REPORT_RING_TRBS),
+            reports: Dma::new(platform, REPORT_RING_TRBS * REPORT_STRIDE).unwrap(),
+            decoder: hid::BootKeyboard::new(),
+            doorbell_due: false,
+            halted: None,
+        };
+        keyboard.queue_reports();
+        keyboard
+    }
+
+    /// A Transfer Event with completion `code` for report ring entry `entry`.
+    fn report_event(keyboard: &Keyboard, entry: usize, code: u8) -> Trb {
+        Trb {
+            parameter: keyboard.ring.address_of(entry),
+            status: u32::from(code) << 24,
+            control: (1 << 24) | (3 << 16) | (trb::TRANSFER_EVENT << 10) | trb::CYCLE,
+        }
+    }
+
+    #[test]
+    fn repeated_report_events_queue_nothing_more() {
+        let mut keyboard = keyboard();
+        let mut typed = VecDeque::new();
+        assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT);
+        let first = report_event(&keyboard, 0, completion::SUCCESS);
+        keyboard.take_report(first, &mut typed).unwrap();
+        assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT + 1);
+        // A faulty controller repeats the event, more often than the ring has entries.
+        for _ in 0..2 * REPORT_RING_TRBS {
+            keyboard.take_report(first, &mut typed).unwrap();
+        }
+        let never_queued = report_event(&keyboard, 40, completion::SUCCESS);
+        keyboard.take_report(never_queued, &mut typed).unwrap();
+        assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT + 1);
+        assert_eq!(keyboard.in_flight.count(), REPORTS_IN_FLIGHT);
+        // A repeated error does not halt the endpoint again.
+        let failed = report_event(&keyboard, 1, completion::STALL);
+        keyboard.take_report(failed, &mut typed).unwrap();
+        keyboard.halted = None;
+        keyboard.take_report(failed, &mut typed).unwrap();
+        assert_eq!(keyboard.halted, None);
+        // The next report in order is taken.
+        let second = report_event(&keyboard, 2, completion::SUCCESS);
+        keyboard.take_report(second, &mut typed).unwrap();
+        assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT + 3);
     }
 
     #[test]

@@ -190,6 +190,61 @@ pub fn entry_index(base: u64, entries: usize, pointer: u64) -> Option<usize> {
     (offset.is_multiple_of(trb::SIZE as u64) && index < entries - 1).then_some(index)
 }
 
+/// The entries of a transfer ring the controller holds: pushed, their completion not
+/// seen yet. A ring's TRBs complete in order, so they are a run from the oldest; a
+/// completion for any other entry (a repeat of one already seen, or one never pushed)
+/// is no completion of the driver's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InFlight {
+    /// The oldest entry held.
+    oldest: usize,
+    /// Entries held, from `oldest` on.
+    count: usize,
+    /// Entries the producer hands out (the link excluded).
+    usable: usize,
+}
+
+impl InFlight {
+    /// None held on a fresh ring of `entries` TRBs (the link included).
+    pub fn new(entries: usize) -> Self {
+        Self {
+            oldest: 0,
+            count: 0,
+            usable: entries - 1,
+        }
+    }
+
+    /// Entries held.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The producer pushed the entry after the newest held.
+    pub fn pushed(&mut self) {
+        assert!(self.count < self.usable, "a ring holds at most its entries");
+        self.count += 1;
+    }
+
+    /// Takes the completion of entry `index`: when it is held, it and the entries
+    /// before it are done (true); otherwise nothing changes (false).
+    pub fn complete(&mut self, index: usize) -> bool {
+        let age = (index + self.usable - self.oldest) % self.usable;
+        if index >= self.usable || age >= self.count {
+            return false;
+        }
+        self.oldest = (index + 1) % self.usable;
+        self.count -= age + 1;
+        true
+    }
+
+    /// The controller gave up every entry held (its dequeue pointer was moved to the
+    /// producer's).
+    pub fn abandon(&mut self) {
+        self.oldest = (self.oldest + self.count) % self.usable;
+        self.count = 0;
+    }
+}
+
 /// The event ring: one segment the controller fills.
 pub struct EventRing {
     /// The TRBs.
@@ -288,6 +343,31 @@ mod tests {
         consumer.advance();
         assert_eq!(consumer.next(), 0);
         assert!(consumer.is_new(0) && !consumer.is_new(trb::CYCLE));
+    }
+
+    #[test]
+    fn only_entries_in_flight_complete_and_each_only_once() {
+        let mut in_flight = InFlight::new(4);
+        for _ in 0..3 {
+            in_flight.pushed();
+        }
+        assert!(in_flight.complete(0));
+        assert!(!in_flight.complete(0), "a repeat");
+        assert_eq!(in_flight.count(), 2);
+        in_flight.pushed(); // entry 0 again, after the wrap
+        assert!(in_flight.complete(2), "entries 1 and 2 done");
+        assert_eq!(in_flight.count(), 1);
+        assert!(!in_flight.complete(1) && !in_flight.complete(2) && !in_flight.complete(3));
+        assert!(in_flight.complete(0));
+        assert_eq!(in_flight.count(), 0);
+        assert!(!in_flight.complete(0), "nothing in flight");
+        in_flight.pushed();
+        in_flight.pushed();
+        in_flight.abandon();
+        assert_eq!(in_flight.count(), 0);
+        assert!(!in_flight.complete(1) && !in_flight.complete(2));
+        in_flight.pushed(); // entry 0
+        assert!(!in_flight.complete(2) && in_flight.complete(0));
     }
 
     #[test]
