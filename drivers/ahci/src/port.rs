@@ -464,12 +464,27 @@ impl AhciDisk {
         wait::until(self.platform, "IDENTIFY", IDENTIFY_TIMEOUT_MS, || {
             registers.read32(PX_CI) & bit(0) == 0 || registers.read32(PX_IS) & IS_FATAL != 0
         })?;
+        self.identify_data()
+    }
+
+    /// The data of the IDENTIFY DEVICE that slot 0 finished: an error when the HBA
+    /// reported a fatal one (the port is restarted) or moved fewer than its 512 bytes by
+    /// PRDBC (slot 0's buffer then holds no identity: zeroes, as it was allocated).
+    fn identify_data(&mut self) -> Result<&[u8], DeviceError> {
         if self.registers.read32(PX_IS) & IS_FATAL != 0 {
             let status = self.registers.read32(PX_TFD);
             self.restart(false)?;
             return Err(DeviceError::Status {
                 what: "IDENTIFY DEVICE",
                 status,
+            });
+        }
+        let moved = self.tables.read32(header(0) + HEADER_PRDBC);
+        if moved < IDENTIFY_BYTES as u32 {
+            return Err(DeviceError::Status {
+                what: "IDENTIFY DEVICE (the HBA moved fewer than 512 bytes; status: the bytes \
+                       it moved)",
+                status: moved,
             });
         }
         Ok(self.buffers[0].bytes(0, IDENTIFY_BYTES))
@@ -1034,6 +1049,28 @@ mod tests {
             assert_eq!(poll_once(&mut disk), [(tag, Some(short(moved)))]);
         }
         assert_eq!(disk.failed, None, "the port carries on");
+    }
+
+    #[test]
+    fn an_identify_the_hba_moved_short_fails_instead_of_giving_a_zero_identity() {
+        let (mut disk, registers) = port_with_fake_hba();
+        // The HBA finished IDENTIFY DEVICE in slot 0 without error.
+        disk.prepare(0, &Command::identify(), false, IDENTIFY_BYTES);
+        registers.write32(PX_CI, 0);
+        for moved in [0, 200] {
+            if moved != 0 {
+                hba_moved(&mut disk, 0, moved);
+            }
+            let error = DeviceError::Status {
+                what: "IDENTIFY DEVICE (the HBA moved fewer than 512 bytes; status: the bytes \
+                       it moved)",
+                status: moved,
+            };
+            assert_eq!(disk.identify_data(), Err(error), "{moved} bytes moved");
+        }
+        disk.buffers[0].bytes_mut(0, IDENTIFY_BYTES).fill(0x41);
+        hba_moved(&mut disk, 0, IDENTIFY_BYTES as u32);
+        assert_eq!(disk.identify_data(), Ok(&[0x41; IDENTIFY_BYTES][..]));
     }
 
     #[test]
