@@ -446,6 +446,9 @@ impl NetDevice for Rtl8139 {
             let length = match parse_rx_header(header) {
                 RxHeader::Packet(length) => length,
                 RxHeader::InProgress => break,
+                // Frames delivered were lent to the caller: an error would lose their
+                // count. The call ends with it; the next one meets the header first.
+                RxHeader::Bad if delivered > 0 => break,
                 RxHeader::Bad => {
                     self.reset_receiver()?;
                     return Err(DeviceError::Status {
@@ -690,6 +693,33 @@ mod tests {
         // Both went back to the chip (CAPR: the read position less 16).
         assert_eq!(chip.rx_offset, end);
         assert_eq!(chip.regs.read16(CAPR), capr_for(end));
+    }
+
+    #[test]
+    fn a_bad_header_after_frames_ends_the_call_with_their_count_then_resets_the_receiver() {
+        let mut chip = chip_on_host();
+        let second = put_packet(&mut chip, 0, 60, 0x11);
+        let bad = put_packet(&mut chip, second, 100, 0x22);
+        // A CRC error where the third packet's header is, and the chip wrote on past it.
+        chip.rx.write32(bad, (64 << 16) | u32::from(RX_CRC));
+        let end = bad + 256;
+        chip.regs.write16(CBR, end as u16);
+        let mut frames = Vec::new();
+        let delivered = chip.receive(0, 8, &mut |frame| frames.push(frame.to_vec()));
+        assert_eq!(delivered, Ok(2));
+        assert_eq!(frames, [vec![0x11; 60], vec![0x22; 100]]);
+        assert_eq!(chip.rx_offset, bad, "stopped at the bad header");
+        // The next call meets it first: the receiver is reset, the ring starts over
+        // where the chip writes next, all of it handed back.
+        let error = DeviceError::Status {
+            what: "received packet header (receiver reset)",
+            status: (64 << 16) | u32::from(RX_CRC),
+        };
+        assert_eq!(chip.receive(0, 8, &mut |_| panic!("no frame")), Err(error));
+        assert_eq!(chip.regs.read8(CR), CR_RE | CR_TE);
+        assert_eq!(chip.rx_offset, end);
+        assert_eq!(chip.regs.read16(CAPR), capr_for(end));
+        assert_eq!(chip.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
     }
 
     #[test]
