@@ -353,17 +353,11 @@ impl RequestQueue {
     ) -> Result<(usize, bool), DeviceError> {
         self.vq.publish();
         let mut count = 0;
+        // Only heads the device holds come back (the queue drops any other): a slot's
+        // head, `CHAIN * slot`, of a request in flight (busy or abandoned).
         while let Some(used) = self.vq.pop_used()? {
             let slot = usize::from(used.id / CHAIN);
-            let state = self.slots.get(slot).copied();
-            if used.id % CHAIN != 0 || !matches!(state, Some(Slot::Busy { .. } | Slot::Abandoned)) {
-                return Err(DeviceError::BadIndex {
-                    what: "virtio-blk used ring (not a request in flight)",
-                    index: u32::from(used.id),
-                    size: u32::from(self.vq.size()),
-                });
-            }
-            if let Some(Slot::Busy { tag, operation, .. }) = state {
+            if let Slot::Busy { tag, operation, .. } = self.slots[slot] {
                 let status = self.headers.bytes(slot * HEADER_STRIDE + STATUS_AT, 1)[0];
                 let result = match (status, operation) {
                     // The data the device wrote, and no byte past it: the rest of the
@@ -771,6 +765,28 @@ mod tests {
         assert_eq!(whole.len(), 1);
         assert_eq!(whole[0].1, Ok(vec![0x55; 1024]));
         assert_eq!(queue.free.len(), 2, "every slot back");
+    }
+
+    #[test]
+    fn a_repeated_used_entry_is_dropped_and_the_rest_handed_over() {
+        let mut queue = queue_on_host(false);
+        let mut device = DeviceSide::default();
+        let first = queue.submit(Operation::Flush, 0, 0, &mut |_| {}).unwrap();
+        let second = queue.submit(Operation::Flush, 0, 0, &mut |_| {}).unwrap();
+        assert_eq!(poll_once(&mut queue), []);
+        let heads = [device.take(&queue.vq), device.take(&queue.vq)].map(Option::unwrap);
+        for head in heads {
+            let slot = usize::from(head / CHAIN);
+            queue.headers.write8(slot * HEADER_STRIDE + STATUS_AT, S_OK);
+        }
+        // The first head twice, a head no request has, then the second.
+        for id in [heads[0], heads[0], 1, heads[1]] {
+            device.give_back(&mut queue.vq, id.into(), 1);
+        }
+        let done = poll_once(&mut queue);
+        assert_eq!(done, [(first, Ok(vec![])), (second, Ok(vec![]))]);
+        assert_eq!(queue.vq.stray_used(), 2);
+        assert_eq!(queue.free.len(), 2, "every slot back, once");
     }
 
     #[test]

@@ -90,12 +90,6 @@ const TSO_STRIDE: usize = 17 * 4096;
 /// the small buffers': 1.1 MiB more per queue pair).
 pub const TSO_BUFFERS: u16 = 16;
 
-/// The buffer whose chain starts at descriptor `head` (buffer `b` owns descriptors
-/// `chain * b ..` `chain * (b + 1)`), or `None` when `head` starts no buffer's chain.
-pub fn chain_buffer(head: u16, chain: u16, buffers: u16) -> Option<u16> {
-    (head.is_multiple_of(chain) && head / chain < buffers).then_some(head / chain)
-}
-
 /// The features to ask for of those `offered` by a device whose configuration shows
 /// `config_len` bytes: `F_MQ` only with `F_CTRL_VQ` (the pairs are enabled through the
 /// control queue; spec 5.1.3.1 forbids MQ without it), the control queue only for
@@ -179,7 +173,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         .inspect_err(|_| transport.fail())?;
     // One lock at a time: a guard in the arguments lives to the end of the statement.
     let rx_count = net.pairs[0].lock().rx_count;
-    let tx_count = net.pairs[0].lock().tx_busy.len();
+    let tx_count = net.pairs[0].lock().tx_count;
     log::info!(
         "virtio-net {}: {} interface, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} queue pair(s) ({}), {} receive and {} transmit buffers each, {} descriptor(s) per frame",
         function.address(),
@@ -225,8 +219,8 @@ struct Pair {
     tx_small: u16,
     /// The segmentation buffers, with TSO.
     tso: Option<TsoBuffers>,
-    /// Which transmit buffers head a frame the device holds.
-    tx_busy: Vec<bool>,
+    /// Transmit buffers, small and for segmentation (and descriptors, as on receive).
+    tx_count: u16,
     /// For each buffer in flight, the buffer of the frame's next segment ([`NO_LINK`]
     /// after the last).
     tx_link: Vec<u16>,
@@ -340,7 +334,7 @@ impl VirtioNet {
                 rx_count,
                 tx,
                 tx_free: (0..tx_small).rev().collect(),
-                tx_busy: vec![false; usize::from(tx_count)],
+                tx_count,
                 tx_link: vec![NO_LINK; usize::from(tx_count)],
                 tx_frames: 0,
             })));
@@ -414,7 +408,7 @@ impl VirtioNet {
                 }
                 pair.rx.push(head);
             }
-            for buffer in 0..pair.tx_busy.len() as u16 {
+            for buffer in 0..pair.tx_count {
                 let address = pair.tx_address(buffer);
                 let head = buffer * chain;
                 if chain == 1 {
@@ -468,9 +462,11 @@ impl VirtioNet {
         queue.push(0);
         queue.publish();
         let start = platform.now_ns();
-        let used = loop {
-            if let Some(used) = queue.pop_used()? {
-                break used;
+        // The command's chain, head 0, is the only one the device holds: the queue
+        // drops any other used entry.
+        loop {
+            if queue.pop_used()?.is_some() {
+                break;
             }
             if platform.now_ns() - start > CTRL_TIMEOUT_NS {
                 return Err(DeviceError::Timeout {
@@ -479,13 +475,6 @@ impl VirtioNet {
                 });
             }
             core::hint::spin_loop();
-        };
-        if used.id != 0 {
-            return Err(DeviceError::BadIndex {
-                what: "virtio-net control queue (not the command's chain)",
-                index: u32::from(used.id),
-                size: u32::from(queue.size()),
-            });
         }
         match buffer.bytes(4, 1)[0] {
             CTRL_OK => Ok(()),
@@ -533,38 +522,24 @@ impl Pair {
                 .set_descriptor(data(buffer), address, bytes, flags, next);
             self.tx_link[usize::from(buffer)] = buffers.get(i + 1).copied().unwrap_or(NO_LINK);
         }
-        self.tx_busy[usize::from(buffers[0])] = true;
         self.tx_frames += 1;
         self.tx.push(buffers[0] * chain);
         self.tx.publish();
     }
 
-    /// Takes back the transmit buffers the device finished with.
+    /// Takes back the transmit buffers the device finished with (the queue hands back
+    /// only heads the device holds: each the first buffer of a frame in flight).
     fn reclaim(&mut self, chain: u16) -> Result<(), DeviceError> {
-        let buffers = self.tx_busy.len() as u16;
         while let Some(used) = self.tx.pop_used()? {
-            let buffer = chain_buffer(used.id, chain, buffers);
-            match buffer.map(|b| (b, &mut self.tx_busy[usize::from(b)])) {
-                Some((buffer, busy @ true)) => {
-                    *busy = false;
-                    self.tx_frames -= 1;
-                    // The frame's buffers, its head's and each further segment's.
-                    let mut next = buffer;
-                    while next != NO_LINK {
-                        match &mut self.tso {
-                            Some(tso) if next >= self.tx_small => tso.free.push(next),
-                            _ => self.tx_free.push(next),
-                        }
-                        next = core::mem::replace(&mut self.tx_link[usize::from(next)], NO_LINK);
-                    }
+            self.tx_frames -= 1;
+            // The frame's buffers, its head's and each further segment's.
+            let mut next = used.id / chain;
+            while next != NO_LINK {
+                match &mut self.tso {
+                    Some(tso) if next >= self.tx_small => tso.free.push(next),
+                    _ => self.tx_free.push(next),
                 }
-                _ => {
-                    return Err(DeviceError::BadIndex {
-                        what: "virtio-net transmit ring (not in flight)",
-                        index: u32::from(used.id),
-                        size: u32::from(self.tx.size()),
-                    });
-                }
+                next = core::mem::replace(&mut self.tx_link[usize::from(next)], NO_LINK);
             }
         }
         Ok(())
@@ -581,16 +556,12 @@ impl Pair {
     ) -> Result<usize, DeviceError> {
         let mut delivered = 0;
         while delivered < budget {
+            // Only a head the device holds, a posted buffer's (the queue drops a repeat
+            // or a stranger, which would post a buffer twice).
             let Some(used) = self.rx.pop_used()? else {
                 break;
             };
-            let Some(buffer) = chain_buffer(used.id, chain, self.rx_count) else {
-                return Err(DeviceError::BadIndex {
-                    what: "virtio-net receive ring (not a buffer's chain)",
-                    index: u32::from(used.id),
-                    size: u32::from(self.rx.size()),
-                });
-            };
+            let buffer = used.id / chain;
             let len = (used.len as usize).saturating_sub(header_len);
             // A frame shorter than an Ethernet header or longer than the buffer is the
             // device's mistake: dropped, its buffer re-posted.
@@ -878,13 +849,66 @@ impl Drop for VirtioNet {
 mod tests {
     use super::*;
 
+    /// A pair over host memory with `buffers` receive buffers (a chain of one
+    /// descriptor each) posted, and no transmit buffers; the test plays the device.
+    fn pair_on_host(buffers: u16) -> Pair {
+        let platform = rexo_devio::host::HostPlatform::leaked();
+        let queue = |index| {
+            let doorbell = crate::queue::Doorbell::Mmio {
+                window: rexo_devio::host::registers(4),
+                at: 0,
+                queue: index,
+            };
+            Virtqueue::new(platform, index, 2 * buffers, doorbell).unwrap()
+        };
+        let mut pair = Pair {
+            rx: queue(0),
+            rx_buffers: Dma::new(platform, usize::from(buffers) * BUFFER_STRIDE).unwrap(),
+            rx_count: buffers,
+            tx: queue(1),
+            tx_buffers: Dma::new(platform, BUFFER_STRIDE).unwrap(),
+            tx_free: Vec::new(),
+            tx_small: 0,
+            tso: None,
+            tx_count: 0,
+            tx_link: Vec::new(),
+            tx_frames: 0,
+        };
+        for buffer in 0..buffers {
+            pair.rx.push(buffer);
+        }
+        pair.rx.publish();
+        pair
+    }
+
     #[test]
-    fn chains_map_to_buffers() {
-        assert_eq!(chain_buffer(5, 1, 256), Some(5));
-        assert_eq!(chain_buffer(256, 1, 256), None);
-        assert_eq!(chain_buffer(6, 2, 128), Some(3));
-        assert_eq!(chain_buffer(7, 2, 128), None);
-        assert_eq!(chain_buffer(256, 2, 128), None);
+    fn a_repeated_receive_entry_is_dropped_not_delivered_or_posted_twice() {
+        let shape = Shape {
+            chain: 1,
+            header_len: HEADER_MODERN,
+            checksum_offload: false,
+        };
+        let mut pair = pair_on_host(2);
+        let mut device = crate::queue::DeviceSide::default();
+        assert_eq!(device.take(&pair.rx), Some(0));
+        assert_eq!(device.take(&pair.rx), Some(1));
+        let frame = [0x5A; 60];
+        pair.rx_buffers
+            .bytes_mut(HEADER_MODERN, frame.len())
+            .copy_from_slice(&frame);
+        let used_len = (HEADER_MODERN + frame.len()) as u32;
+        device.give_back(&mut pair.rx, 0, used_len);
+        device.give_back(&mut pair.rx, 0, used_len);
+        let mut frames = Vec::new();
+        let delivered = pair
+            .receive(shape, 8, &mut |bytes| frames.push(bytes.to_vec()))
+            .unwrap();
+        assert_eq!((delivered, frames), (1, vec![frame.to_vec()]));
+        assert_eq!(pair.rx.stray_used(), 1, "the repeat is counted");
+        // Buffer 0 is posted again once: the device sees it once, and buffer 1 is still
+        // the device's.
+        assert_eq!(device.take(&pair.rx), Some(0));
+        assert_eq!(device.take(&pair.rx), None);
     }
 
     /// A device configuration with every field this driver reads.

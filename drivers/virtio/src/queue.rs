@@ -3,6 +3,9 @@
 //! interface requires (spec 2.7.2: used ring on the next 4096-byte boundary), which the
 //! modern interface accepts too.
 
+use alloc::vec;
+use alloc::vec::Vec;
+
 use rexo_api::DeviceError;
 use rexo_devio::{Dma, Mmio, Platform, PortWindow, barrier};
 
@@ -110,14 +113,17 @@ impl Doorbell {
 /// One finished chain from the used ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Used {
-    /// The chain's head descriptor.
+    /// The chain's head descriptor: one the driver pushed and the device had not
+    /// returned before (so its buffers are the driver's again from here).
     pub id: u16,
     /// Bytes the device wrote into the chain.
     pub len: u32,
 }
 
 /// A split virtqueue. Descriptors are the caller's to assign (every driver here gives
-/// each buffer fixed descriptors); the queue publishes heads and hands back used ones.
+/// each buffer fixed descriptors); the queue publishes heads and hands back used ones,
+/// only those the device holds: a used entry naming any other head (a repeat, or one
+/// outside the queue) is dropped and counted ([`stray_used`](Self::stray_used)).
 pub struct Virtqueue {
     /// Descriptors and both rings.
     ring: Dma,
@@ -137,6 +143,14 @@ pub struct Virtqueue {
     used_next: u16,
     /// The device's used index as last read (re-read only when caught up with it).
     used_seen: u16,
+    /// Used entries taken so far (free-running, never wraps): the position of the next.
+    used_taken: u64,
+    /// For each head the device holds (published, not returned), the first used-ring
+    /// position that may return it: entries before it were written before the device
+    /// could see the head (a repeat of its last use, say), so they cannot.
+    held_from: Vec<Option<u64>>,
+    /// Used entries dropped for naming a head the device did not hold.
+    stray_used: u64,
 }
 
 impl Virtqueue {
@@ -159,7 +173,29 @@ impl Virtqueue {
             avail_published: 0,
             used_next: 0,
             used_seen: 0,
+            used_taken: 0,
+            held_from: vec![None; usize::from(size)],
+            stray_used: 0,
         })
+    }
+
+    /// Empties the queue as if new (zeroed rings, ring indices at 0, no head with the
+    /// device), for a device that was reset and forgot it: only then, as the device may
+    /// otherwise still read and write these rings. The caller writes its descriptors
+    /// and gives the queue to the device again.
+    pub fn restart(&mut self) {
+        self.ring.bytes_mut(0, self.layout.total).fill(0);
+        self.avail_next = 0;
+        self.avail_published = 0;
+        self.used_next = 0;
+        self.used_seen = 0;
+        self.held_from.fill(None);
+    }
+
+    /// Used entries dropped so far because they named a head the device did not hold
+    /// (a repeat of one already returned, or a number outside the queue).
+    pub fn stray_used(&self) -> u64 {
+        self.stray_used
     }
 
     /// The queue's number on the device.
@@ -208,8 +244,8 @@ impl Virtqueue {
         self.ring.write16(at + 14, next);
     }
 
-    /// Puts the chain starting at `head` in the available ring; the device sees it at
-    /// the next [`publish`](Self::publish).
+    /// Puts the chain starting at `head` (below the size) in the available ring; the
+    /// device sees it, and holds it, from the next [`publish`](Self::publish).
     pub fn push(&mut self, head: u16) {
         let entry = self.layout.avail_entry(self.slot(self.avail_next));
         self.ring.write16(entry, head);
@@ -222,7 +258,19 @@ impl Virtqueue {
         if self.avail_next == self.avail_published {
             return;
         }
-        // The descriptors and ring entries (and the buffers) before the index.
+        // The device holds the new heads from here; the used entries it wrote so far
+        // (read before it can see them) cannot return them.
+        let device_idx = self.ring.read16(self.layout.used + RING_IDX);
+        let written = device_idx.wrapping_sub(self.used_next).min(self.size);
+        let held_from = self.used_taken + u64::from(written);
+        let mut index = self.avail_published;
+        while index != self.avail_next {
+            let head = self.ring.read16(self.layout.avail_entry(self.slot(index)));
+            self.held_from[usize::from(head)] = Some(held_from);
+            index = index.wrapping_add(1);
+        }
+        // The descriptors and ring entries (and the buffers) before the index (and the
+        // used index read before it).
         barrier();
         self.ring
             .write16(self.layout.avail + RING_IDX, self.avail_next);
@@ -234,10 +282,51 @@ impl Virtqueue {
         }
     }
 
-    /// Takes the next finished chain from the used ring, if any. A head outside the
-    /// queue is refused ([`DeviceError::BadIndex`]; the entry is skipped); a used index
-    /// more than a ring ahead means the device broke ([`DeviceError::Failed`]).
+    /// Takes the next finished chain from the used ring, if any: only a head the device
+    /// holds (published, not returned; an entry written before the head was published
+    /// cannot return it). An entry naming any other (a repeat, or a number outside the
+    /// queue) is
+    /// dropped and counted ([`stray_used`](Self::stray_used), warned of at powers of
+    /// two), and the next one is looked at. A used index more than a ring ahead means
+    /// the device broke ([`DeviceError::Failed`]).
     pub fn pop_used(&mut self) -> Result<Option<Used>, DeviceError> {
+        loop {
+            let position = self.used_taken;
+            let Some((id, len)) = self.next_used()? else {
+                return Ok(None);
+            };
+            let held = usize::try_from(id)
+                .ok()
+                .and_then(|head| self.held_from.get_mut(head))
+                .filter(|from| from.is_some_and(|from| position >= from));
+            match held {
+                Some(held) => {
+                    *held = None;
+                    // Below the size, which is a u16.
+                    let id = id as u16;
+                    return Ok(Some(Used { id, len }));
+                }
+                None => self.drop_stray(id),
+            }
+        }
+    }
+
+    /// Counts a used entry naming head `id`, which the device did not hold: dropped.
+    fn drop_stray(&mut self, id: u32) {
+        self.stray_used += 1;
+        if self.stray_used.is_power_of_two() {
+            log::warn!(
+                "virtio: queue {}: used ring entry for head {id}, which the device does not \
+                 hold (a repeat, or outside the {} entries), dropped; {} so far",
+                self.index,
+                self.size,
+                self.stray_used
+            );
+        }
+    }
+
+    /// The next entry of the used ring, as (`id`, `len`), if the device added one.
+    fn next_used(&mut self) -> Result<Option<(u32, u32)>, DeviceError> {
         if self.used_next == self.used_seen {
             let device_idx = self.ring.read16(self.layout.used + RING_IDX);
             if used_pending(device_idx, self.used_next, self.size).is_none() {
@@ -257,14 +346,8 @@ impl Virtqueue {
         let id = self.ring.read32(entry);
         let len = self.ring.read32(entry + USED_ENTRY_LEN);
         self.used_next = self.used_next.wrapping_add(1);
-        match u16::try_from(id) {
-            Ok(id) if id < self.size => Ok(Some(Used { id, len })),
-            _ => Err(DeviceError::BadIndex {
-                what: "used ring",
-                index: id,
-                size: u32::from(self.size),
-            }),
-        }
+        self.used_taken += 1;
+        Ok(Some((id, len)))
     }
 }
 
@@ -318,6 +401,86 @@ mod tests {
         );
         assert_eq!(Layout::new(128).used, 4096);
         assert_eq!(Layout::new(1024).used, 16384 + 4096);
+    }
+
+    /// A queue of `size` entries over host memory, and the device's side of it.
+    fn queue_on_host(size: u16) -> (Virtqueue, DeviceSide) {
+        let doorbell = Doorbell::Mmio {
+            window: rexo_devio::host::registers(4),
+            at: 0,
+            queue: 0,
+        };
+        let platform = rexo_devio::host::HostPlatform::leaked();
+        let vq = Virtqueue::new(platform, 0, size, doorbell).unwrap();
+        (vq, DeviceSide::default())
+    }
+
+    #[test]
+    fn only_heads_the_device_holds_come_back() {
+        let (mut vq, mut device) = queue_on_host(8);
+        vq.push(0);
+        vq.push(4);
+        vq.publish();
+        assert_eq!(device.take(&vq), Some(0));
+        assert_eq!(device.take(&vq), Some(4));
+        // Head 0 twice, head 2 never pushed, 8 and 0x1_0000 outside the queue, then 4.
+        for id in [0, 0, 2, 8, 0x1_0000, 4] {
+            device.give_back(&mut vq, id, 7);
+        }
+        assert_eq!(vq.pop_used(), Ok(Some(Used { id: 0, len: 7 })));
+        assert_eq!(vq.pop_used(), Ok(Some(Used { id: 4, len: 7 })));
+        assert_eq!(vq.pop_used(), Ok(None));
+        assert_eq!(vq.stray_used(), 4);
+        // Pushed again, head 0 is the device's again.
+        vq.push(0);
+        vq.publish();
+        assert_eq!(device.take(&vq), Some(0));
+        device.give_back(&mut vq, 0, 1);
+        assert_eq!(vq.pop_used(), Ok(Some(Used { id: 0, len: 1 })));
+        assert_eq!(vq.stray_used(), 4);
+    }
+
+    #[test]
+    fn a_repeat_written_before_its_head_was_posted_again_is_dropped() {
+        let (mut vq, mut device) = queue_on_host(4);
+        vq.push(1);
+        vq.publish();
+        assert_eq!(device.take(&vq), Some(1));
+        device.give_back(&mut vq, 1, 10);
+        device.give_back(&mut vq, 1, 10);
+        // The driver takes one entry and posts the buffer again before it reads the
+        // next: the repeat was written before the device could see the new post.
+        assert_eq!(vq.pop_used(), Ok(Some(Used { id: 1, len: 10 })));
+        vq.push(1);
+        vq.publish();
+        assert_eq!(vq.pop_used(), Ok(None));
+        assert_eq!(vq.stray_used(), 1);
+        // The device's answer to the new post comes back.
+        assert_eq!(device.take(&vq), Some(1));
+        device.give_back(&mut vq, 1, 20);
+        assert_eq!(vq.pop_used(), Ok(Some(Used { id: 1, len: 20 })));
+    }
+
+    #[test]
+    fn a_restarted_queue_is_empty_and_holds_nothing() {
+        let (mut vq, mut device) = queue_on_host(8);
+        vq.push(3);
+        vq.publish();
+        assert_eq!(device.take(&vq), Some(3));
+        vq.restart();
+        // A device reset loses what it held: a late return of head 3 is a stranger's.
+        let mut device = DeviceSide::default();
+        assert_eq!(
+            device.take(&vq),
+            None,
+            "the available ring starts again at 0"
+        );
+        device.give_back(&mut vq, 3, 0);
+        assert_eq!(vq.pop_used(), Ok(None));
+        assert_eq!(vq.stray_used(), 1);
+        vq.push(5);
+        vq.publish();
+        assert_eq!(device.take(&vq), Some(5));
     }
 
     #[test]
