@@ -3,6 +3,15 @@
 //! status byte), several in flight per queue. With MSI-X, request queue `q` signals
 //! through entry `q`, masked except while a core is armed to be woken
 //! (`wake_on_completion`).
+//!
+//! A request the device does not finish within 10 s completes with `Timeout`, but its
+//! slot stays the device's (it may still write the buffer). When every slot of a queue
+//! is so lost (each held by the device for longer than the timeout, whether it timed
+//! out or was abandoned), the device is judged stuck: it is reset (status 0, awaited:
+//! it then no longer touches the rings or buffers) and initialised again with the
+//! features it had, its queues renewed; the lost slots come back, and every request
+//! still in flight on any queue fails with `Failed` at its queue's next poll. A device
+//! that does not come back is given up: `Failed` for every later call.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -74,6 +83,12 @@ const STATUS_AT: usize = 16;
 const ID_LEN: usize = 20;
 /// How long a request may take before it completes with a timeout.
 const REQUEST_TIMEOUT_NS: u64 = 10_000_000_000;
+/// The completion of a request in flight when the stuck device was reset.
+const LOST_IN_RESET: DeviceError =
+    DeviceError::Failed("virtio-blk: the request was lost when the stuck device was reset");
+/// Every call's answer once the device did not come back from a reset.
+const GIVEN_UP: DeviceError =
+    DeviceError::Failed("virtio-blk: the device did not come back from a reset (given up)");
 /// How long the ID request at start may take.
 const ID_TIMEOUT_NS: u64 = 1_000_000_000;
 
@@ -222,14 +237,31 @@ enum Slot {
         /// When it was submitted.
         since: u64,
     },
-    /// Reported as timed out; the slot comes back when the device returns it.
-    Abandoned,
-    /// Finished without the device (a flush the device does not need), reported at the
-    /// next poll.
+    /// Reported as timed out, or given up by its holder; the slot comes back when the
+    /// device returns it (or is reset).
+    Abandoned {
+        /// When it was submitted.
+        since: u64,
+    },
+    /// Finished without the device (a flush the device does not need: no `error`), or
+    /// in flight when the device was reset (`error`); reported at the next poll.
     Done {
         /// The caller's tag.
         tag: Tag,
+        /// How it failed.
+        error: Option<DeviceError>,
     },
+}
+
+/// What one poll of a request queue did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Polled {
+    /// Completions handed over.
+    handed: usize,
+    /// Some request timed out.
+    timed_out: bool,
+    /// Every slot is lost to the device (each held longer than the timeout).
+    stuck: bool,
 }
 
 /// One request queue and its slots.
@@ -339,18 +371,43 @@ impl RequestQueue {
         let slot = self.free.pop().ok_or(DeviceError::QueueFull)?;
         let tag = self.next_tag;
         self.next_tag = self.next_tag.wrapping_add(1);
-        self.slots[usize::from(slot)] = Slot::Done { tag };
+        self.slots[usize::from(slot)] = Slot::Done { tag, error: None };
         Ok(tag)
+    }
+
+    /// Whether every slot is lost to the device at `now`: abandoned, and with it for
+    /// longer than a request may take.
+    fn all_lost(&self, now: u64) -> bool {
+        self.slots.iter().all(|state| {
+            matches!(*state, Slot::Abandoned { since }
+                if now.saturating_sub(since) > REQUEST_TIMEOUT_NS)
+        })
+    }
+
+    /// The device was reset and this queue renewed: lost slots come back, and requests
+    /// in flight fail ([`LOST_IN_RESET`]) at the next poll.
+    fn after_reset(&mut self) {
+        for (slot, state) in self.slots.iter_mut().enumerate() {
+            match *state {
+                Slot::Busy { tag, .. } => {
+                    *state = Slot::Done {
+                        tag,
+                        error: Some(LOST_IN_RESET),
+                    }
+                }
+                Slot::Abandoned { .. } => {
+                    *state = Slot::Free;
+                    self.free.push(slot as u16);
+                }
+                Slot::Free | Slot::Done { .. } => {}
+            }
+        }
     }
 
     /// Hands every finished request to `done`, then times out the late ones (`now`
     /// gives the time, read only when something is in flight). Returns how many were
-    /// handed over, and whether any timed out.
-    fn poll(
-        &mut self,
-        now: &dyn Fn() -> u64,
-        done: Completion<'_>,
-    ) -> Result<(usize, bool), DeviceError> {
+    /// handed over, whether any timed out, and whether every slot is now lost.
+    fn poll(&mut self, now: &dyn Fn() -> u64, done: Completion<'_>) -> Result<Polled, DeviceError> {
         self.vq.publish();
         let mut count = 0;
         // Only heads the device holds come back (the queue drops any other): a slot's
@@ -393,8 +450,8 @@ impl RequestQueue {
         let mut timed_out = false;
         for (slot, state) in self.slots.iter_mut().enumerate() {
             match *state {
-                Slot::Done { tag } => {
-                    done(tag, Ok(&[]));
+                Slot::Done { tag, error } => {
+                    done(tag, error.map_or(Ok(&[]), Err));
                     count += 1;
                     *state = Slot::Free;
                     self.free.push(slot as u16);
@@ -411,13 +468,19 @@ impl RequestQueue {
                         );
                         count += 1;
                         timed_out = true;
-                        *state = Slot::Abandoned;
+                        *state = Slot::Abandoned { since };
                     }
                 }
-                Slot::Free | Slot::Abandoned => {}
+                Slot::Free | Slot::Abandoned { .. } => {}
             }
         }
-        Ok((count, timed_out))
+        // The clock is read for this only when no slot is free.
+        let stuck = self.free.is_empty() && self.all_lost(*clock.get_or_insert_with(now));
+        Ok(Polled {
+            handed: count,
+            timed_out,
+            stuck,
+        })
     }
 }
 
@@ -443,6 +506,12 @@ pub struct VirtioBlk {
     queues: Vec<RequestQueue>,
     /// Completion wake-ups: queue `q` through MSI-X entry `q`.
     wakes: QueueWakes,
+    /// The negotiated features, asked for again after a reset.
+    features: u64,
+    /// Each queue's MSI-X entry, set again after a reset.
+    vectors: Vec<Option<u16>>,
+    /// The device did not come back from a reset: every call fails ([`GIVEN_UP`]).
+    given_up: bool,
 }
 
 impl VirtioBlk {
@@ -511,7 +580,10 @@ impl VirtioBlk {
             queues,
             transport,
             platform,
-            wakes: QueueWakes::new(msix, vectors),
+            wakes: QueueWakes::new(msix, vectors.clone()),
+            features,
+            vectors,
+            given_up: false,
         };
         // From here on, dropping `disk` resets the device before its memory goes.
         disk.start()?;
@@ -548,11 +620,15 @@ impl VirtioBlk {
                 break;
             }
         }
-        // A device that did not answer keeps the slot until it does (or forever).
+        // A device that did not answer keeps the slot until it does (or is reset).
         if id.is_none() {
             for slot in &mut queue.slots {
-                if matches!(slot, Slot::Busy { tag: busy, .. } if *busy == tag) {
-                    *slot = Slot::Abandoned;
+                if let Slot::Busy {
+                    tag: busy, since, ..
+                } = *slot
+                    && busy == tag
+                {
+                    *slot = Slot::Abandoned { since };
                 }
             }
         }
@@ -564,20 +640,72 @@ impl VirtioBlk {
     fn forget_requests(&mut self) {
         for queue in &mut self.queues {
             for (slot, state) in queue.slots.iter_mut().enumerate() {
-                match state {
-                    Slot::Busy { .. } => *state = Slot::Abandoned,
+                match *state {
+                    Slot::Busy { since, .. } => *state = Slot::Abandoned { since },
                     Slot::Done { .. } => {
                         *state = Slot::Free;
                         queue.free.push(slot as u16);
                     }
-                    Slot::Free | Slot::Abandoned => {}
+                    Slot::Free | Slot::Abandoned { .. } => {}
                 }
             }
         }
     }
 
-    /// Queue `queue`, or [`DeviceError::NoSuchQueue`].
+    /// Resets the stuck device and starts it again: on success its lost slots come
+    /// back and the requests in flight fail at their queues' next polls; otherwise the
+    /// device is given up (FAILED set, wake-ups disarmed) and [`GIVEN_UP`] returned, as
+    /// by every later call. Its buffers are then never reused: the device may not have
+    /// stopped.
+    fn recover(&mut self) -> Result<(), DeviceError> {
+        log::warn!(
+            "virtio-blk: every request slot of a queue lost to the device for over {} s: \
+             resetting it",
+            REQUEST_TIMEOUT_NS / 1_000_000_000
+        );
+        match self.restart() {
+            Ok(()) => {
+                for queue in &mut self.queues {
+                    queue.after_reset();
+                }
+                Ok(())
+            }
+            Err(error) => {
+                log::error!("virtio-blk: the device did not come back from its reset: {error}");
+                self.transport.fail();
+                self.wakes.disarm_all();
+                self.given_up = true;
+                Err(GIVEN_UP)
+            }
+        }
+    }
+
+    /// Resets the device and initialises it again as at probe (spec 3.1.1): the same
+    /// features, every queue renewed with its MSI-X entry, then DRIVER_OK. The legacy
+    /// and the modern interface alike, through the transport.
+    fn restart(&mut self) -> Result<(), DeviceError> {
+        self.transport
+            .negotiate(self.platform, self.features, self.features)?;
+        for (queue, entry) in self.queues.iter_mut().zip(&self.vectors) {
+            self.transport.renew_queue(&mut queue.vq)?;
+            if let Some(entry) = *entry {
+                self.transport.queue_vector(queue.vq.index(), entry)?;
+            }
+        }
+        self.start()
+    }
+
+    /// [`GIVEN_UP`] once the device did not come back from a reset.
+    fn usable(&self) -> Result<(), DeviceError> {
+        match self.given_up {
+            true => Err(GIVEN_UP),
+            false => Ok(()),
+        }
+    }
+
+    /// Queue `queue` of a usable device, or [`DeviceError::NoSuchQueue`].
     fn queue(&mut self, queue: usize) -> Result<&mut RequestQueue, DeviceError> {
+        self.usable()?;
         self.queues
             .get_mut(queue)
             .ok_or(DeviceError::NoSuchQueue(queue))
@@ -594,6 +722,7 @@ impl BlockDevice for VirtioBlk {
     /// message on it wakes the core (the avail ring never suppresses them). Disarmed
     /// (masked again) by the next poll that hands over a completion, or by `None`.
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        self.usable()?;
         self.wakes.arm(queue, core)
     }
 
@@ -652,17 +781,21 @@ impl BlockDevice for VirtioBlk {
         }
     }
 
+    /// Hands over the queue's completions; when every slot of the queue is lost to the
+    /// device, resets it (the module's documentation says how).
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
         let platform = self.platform;
-        let (count, timed_out) = self.queue(queue)?.poll(&|| platform.now_ns(), done)?;
-        if timed_out {
+        let polled = self.queue(queue)?.poll(&|| platform.now_ns(), done)?;
+        if polled.stuck {
+            self.recover()?;
+        } else if polled.timed_out {
             // A request that never finishes may mean the device stopped.
             self.transport.check_alive()?;
         }
-        if count > 0 {
+        if polled.handed > 0 {
             self.wakes.spent(queue);
         }
-        Ok(count)
+        Ok(polled.handed)
     }
 }
 
@@ -679,7 +812,11 @@ impl Drop for VirtioBlk {
 mod tests {
     use super::*;
     use crate::queue::{DeviceSide, Doorbell};
-    use rexo_devio::host::HostPlatform;
+    use crate::transport::{
+        HostDevice, STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED,
+        STATUS_FEATURES_OK,
+    };
+    use rexo_devio::host::{HostPlatform, completions};
 
     /// A request queue of two 4 KiB slots over host memory, its chains linked, checking
     /// used lengths when `modern`; the test plays the device.
@@ -787,6 +924,126 @@ mod tests {
         assert_eq!(done, [(first, Ok(vec![])), (second, Ok(vec![]))]);
         assert_eq!(queue.vq.stray_used(), 2);
         assert_eq!(queue.free.len(), 2, "every slot back, once");
+    }
+
+    /// A started disk of `queues` queues of two 4 KiB slots on a modern device played by
+    /// the test (registers and rings in host memory), the device, and the clock.
+    fn disk_on_host(queues: u16) -> (VirtioBlk, HostDevice, &'static HostPlatform) {
+        let platform = HostPlatform::leaked();
+        let (device, transport) = HostDevice::modern(16);
+        let features = transport.negotiate(platform, 0, 0).unwrap();
+        let queues = (0..queues)
+            .map(|index| {
+                let doorbell = Doorbell::Mmio {
+                    window: rexo_devio::host::registers(4),
+                    at: 0,
+                    queue: index,
+                };
+                let vq = Virtqueue::new(platform, index, 16, doorbell).unwrap();
+                RequestQueue::new(platform, vq, 2, 4096, true).unwrap()
+            })
+            .collect::<Vec<_>>();
+        let count = queues.len();
+        let mut disk = VirtioBlk {
+            transport,
+            platform,
+            capacity: 1000,
+            max_sectors: 8,
+            depth: 2,
+            flush: true,
+            read_only: false,
+            model: String::new(),
+            queues,
+            wakes: QueueWakes::new(None, vec![None; count]),
+            features,
+            vectors: vec![None; count],
+            given_up: false,
+        };
+        disk.start().unwrap();
+        (disk, device, platform)
+    }
+
+    /// Submits two reads on queue 0 of `disk`, which the device takes and never answers,
+    /// and lets the timeout pass on `clock`.
+    fn lose_every_slot_of_queue_0(disk: &mut VirtioBlk, clock: &HostPlatform) {
+        let mut device = DeviceSide::default();
+        disk.submit_read(0, 0, 1).unwrap();
+        disk.submit_read(0, 8, 1).unwrap();
+        assert_eq!(completions(disk, 0), []);
+        assert!(device.take(&disk.queues[0].vq).is_some());
+        assert!(device.take(&disk.queues[0].vq).is_some());
+        clock.advance_clock(REQUEST_TIMEOUT_NS + 1);
+    }
+
+    #[test]
+    fn a_device_that_lost_every_slot_is_reset_and_used_again() {
+        let (mut disk, device, clock) = disk_on_host(2);
+        let status = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK;
+        assert_eq!(device.status(), status);
+        lose_every_slot_of_queue_0(&mut disk, clock);
+        // A flush in flight on queue 1, young.
+        let flush = disk.submit_flush(1).unwrap();
+        assert_eq!(completions(&mut disk, 1), []);
+        // A status the reset and the start after it must overwrite.
+        device.set_status(0);
+        let timed_out = completions(&mut disk, 0);
+        assert_eq!(timed_out.len(), 2);
+        assert!(
+            timed_out
+                .iter()
+                .all(|(_, result)| matches!(result, Err(DeviceError::Timeout { .. })))
+        );
+        assert_eq!(device.status(), status, "started again");
+        assert_eq!(disk.queues[0].free.len(), 2, "the lost slots are back");
+        // The request in flight on queue 1 fails at its queue's next poll.
+        assert_eq!(completions(&mut disk, 1), [(flush, Err(LOST_IN_RESET))]);
+        assert_eq!(disk.queues[1].free.len(), 2);
+        // The renewed queue starts again at ring index 0, and works.
+        let mut device_side = DeviceSide::default();
+        let tag = disk.submit_read(0, 16, 1).unwrap();
+        assert_eq!(completions(&mut disk, 0), []);
+        let queue = &mut disk.queues[0];
+        let head = device_side.take(&queue.vq).expect("the read was published");
+        assert_eq!(device_side.take(&queue.vq), None, "at available index 0");
+        let slot = usize::from(head / CHAIN);
+        queue.data[slot].bytes_mut(0, 512).fill(0x77);
+        queue.headers.write8(slot * HEADER_STRIDE + STATUS_AT, S_OK);
+        device_side.give_back(&mut queue.vq, head.into(), 513);
+        assert_eq!(completions(&mut disk, 0), [(tag, Ok(vec![0x77; 512]))]);
+    }
+
+    #[test]
+    fn requests_abandoned_recently_do_not_reset_the_device() {
+        let (mut disk, device, _) = disk_on_host(1);
+        disk.submit_read(0, 0, 1).unwrap();
+        disk.submit_read(0, 8, 1).unwrap();
+        assert_eq!(completions(&mut disk, 0), []);
+        disk.abandon_requests();
+        device.set_status(0);
+        assert_eq!(completions(&mut disk, 0), []);
+        assert_eq!(device.status(), 0, "no reset: the device may still answer");
+        assert!(disk.queues[0].free.is_empty());
+    }
+
+    #[test]
+    fn a_device_that_does_not_come_back_from_a_reset_is_given_up() {
+        let (mut disk, device, clock) = disk_on_host(1);
+        lose_every_slot_of_queue_0(&mut disk, clock);
+        // The device no longer offers VERSION_1: the features cannot be had again.
+        device.offer(false);
+        let mut seen = 0;
+        let polled = disk.poll(0, &mut |_, _| seen += 1);
+        assert_eq!(
+            (polled, seen),
+            (Err(GIVEN_UP), 2),
+            "the two time-outs, then"
+        );
+        assert_ne!(device.status() & STATUS_FAILED, 0);
+        assert_eq!(disk.submit_read(0, 0, 1), Err(GIVEN_UP));
+        assert_eq!(disk.submit_flush(0), Err(GIVEN_UP));
+        assert_eq!(disk.poll(0, &mut |_, _| seen += 1), Err(GIVEN_UP));
+        assert_eq!(disk.wake_on_completion(0, Some(0)), Err(GIVEN_UP));
+        assert_eq!(seen, 2);
     }
 
     #[test]

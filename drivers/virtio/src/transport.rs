@@ -564,6 +564,21 @@ impl Transport {
         Virtqueue::new(function.platform(), index, size, doorbell)
     }
 
+    /// Makes `queue` new again for a device that was reset (spec 3.1.1: a reset device
+    /// forgets its queues; this is the setup's step 7 again): checks the device still
+    /// takes its size and empties its rings. The caller writes its descriptors, sets its
+    /// MSI-X entry and gives it back with [`enable_queue`](Self::enable_queue).
+    pub fn renew_queue(&self, queue: &mut Virtqueue) -> Result<(), DeviceError> {
+        let device_size = self.select_queue(queue.index());
+        if queue_size(device_size, queue.size(), self.is_modern()) != Some(queue.size()) {
+            return Err(DeviceError::Unsupported(
+                "the same queue size after a reset as before",
+            ));
+        }
+        queue.restart();
+        Ok(())
+    }
+
     /// Has queue `index` signal through MSI-X table entry `entry` (before the queue is
     /// turned on, spec 4.1.5.1.3); the device reads back `NO_VECTOR` when it cannot.
     pub fn queue_vector(&self, index: u16, entry: u16) -> Result<(), DeviceError> {
@@ -750,6 +765,52 @@ pub fn queue_size(device: u16, wanted: u16, modern: bool) -> Option<u16> {
     }
     let limit = device.min(wanted.max(1));
     Some(1 << (15 - limit.leading_zeros()))
+}
+
+/// A modern virtio device whose registers are plain host memory, played by a host test:
+/// registers read back what was written (so a reset completes at once, and every queue
+/// shows the size last written).
+#[cfg(test)]
+pub(crate) struct HostDevice {
+    /// The common configuration structure.
+    common: Mmio,
+}
+
+#[cfg(test)]
+impl HostDevice {
+    /// A device offering VIRTIO_F_VERSION_1 and nothing else, with queues of `queue_size`
+    /// entries, and its modern transport.
+    pub(crate) fn modern(queue_size: u16) -> (Self, Transport) {
+        let registers = rexo_devio::host::registers;
+        let common = registers(COMMON_LEN);
+        let device = Self { common };
+        device.offer(true);
+        device.common.write16(COMMON_QUEUE_SIZE, queue_size);
+        let transport = Transport::Modern(Modern {
+            common: device.common.clone(),
+            notify: registers(4),
+            notify_multiplier: 0,
+            device: registers(64),
+        });
+        (device, transport)
+    }
+
+    /// Offers VIRTIO_F_VERSION_1 (both halves of the feature register read the same
+    /// word, bit 0 of the high one being VERSION_1), or nothing.
+    pub(crate) fn offer(&self, version_1: bool) {
+        self.common
+            .write32(COMMON_DEVICE_FEATURE, u32::from(version_1));
+    }
+
+    /// The device status byte.
+    pub(crate) fn status(&self) -> u8 {
+        self.common.read8(COMMON_DEVICE_STATUS)
+    }
+
+    /// Sets the device status byte.
+    pub(crate) fn set_status(&self, status: u8) {
+        self.common.write8(COMMON_DEVICE_STATUS, status);
+    }
 }
 
 #[cfg(test)]
