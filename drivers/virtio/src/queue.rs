@@ -415,6 +415,13 @@ mod tests {
         (vq, DeviceSide::default())
     }
 
+    /// Pushes and publishes `head` on `vq`, and has the device take it.
+    fn post(vq: &mut Virtqueue, device: &mut DeviceSide, head: u16) {
+        vq.push(head);
+        vq.publish();
+        assert_eq!(device.take(vq), Some(head));
+    }
+
     #[test]
     fn only_heads_the_device_holds_come_back() {
         let (mut vq, mut device) = queue_on_host(8);
@@ -432,9 +439,7 @@ mod tests {
         assert_eq!(vq.pop_used(), Ok(None));
         assert_eq!(vq.stray_used(), 4);
         // Pushed again, head 0 is the device's again.
-        vq.push(0);
-        vq.publish();
-        assert_eq!(device.take(&vq), Some(0));
+        post(&mut vq, &mut device, 0);
         device.give_back(&mut vq, 0, 1);
         assert_eq!(vq.pop_used(), Ok(Some(Used { id: 0, len: 1 })));
         assert_eq!(vq.stray_used(), 4);
@@ -443,9 +448,7 @@ mod tests {
     #[test]
     fn a_repeat_written_before_its_head_was_posted_again_is_dropped() {
         let (mut vq, mut device) = queue_on_host(4);
-        vq.push(1);
-        vq.publish();
-        assert_eq!(device.take(&vq), Some(1));
+        post(&mut vq, &mut device, 1);
         device.give_back(&mut vq, 1, 10);
         device.give_back(&mut vq, 1, 10);
         // The driver takes one entry and posts the buffer again before it reads the
@@ -464,9 +467,7 @@ mod tests {
     #[test]
     fn a_restarted_queue_is_empty_and_holds_nothing() {
         let (mut vq, mut device) = queue_on_host(8);
-        vq.push(3);
-        vq.publish();
-        assert_eq!(device.take(&vq), Some(3));
+        post(&mut vq, &mut device, 3);
         vq.restart();
         // A device reset loses what it held: a late return of head 3 is a stranger's.
         let mut device = DeviceSide::default();
@@ -478,9 +479,7 @@ mod tests {
         device.give_back(&mut vq, 3, 0);
         assert_eq!(vq.pop_used(), Ok(None));
         assert_eq!(vq.stray_used(), 1);
-        vq.push(5);
-        vq.publish();
-        assert_eq!(device.take(&vq), Some(5));
+        post(&mut vq, &mut device, 5);
     }
 
     #[test]
