@@ -85,6 +85,10 @@ pub enum DeviceError {
     Revoked,
     /// The device reported a fatal state and stopped (named).
     Failed(&'static str),
+    /// The driver reset the device to recover from a fault while the request was in
+    /// flight: it was not done, or not known to be (a write may or may not have reached
+    /// the medium). The device works on; submit the request again.
+    Reset,
     /// The disk's extent table does not let the app touch this sector (protected disk
     /// blocks: `Kernel::disk_extents`).
     Denied {
@@ -336,6 +340,9 @@ impl fmt::Display for DeviceError {
             Self::NoSuchQueue(q) => write!(f, "the device has no queue {q}"),
             Self::Revoked => f.write_str("the device was taken back by the kernel"),
             Self::Failed(why) => write!(f, "the device stopped: {why}"),
+            Self::Reset => f.write_str(
+                "the device was reset while the request was in flight: it may not have been done",
+            ),
             Self::Denied { sector, write } => write!(
                 f,
                 "the disk's extent table does not let this app {} sector {sector}",
@@ -685,7 +692,8 @@ pub trait BlockDevice: Send {
     }
     /// Hands each finished request of queue `queue` to `done` (a read with its data, in
     /// place); returns how many. A request the device does not finish within the
-    /// driver's timeout completes with [`DeviceError::Timeout`]. Never waits.
+    /// driver's timeout completes with [`DeviceError::Timeout`], one the device had when
+    /// its driver reset it with [`DeviceError::Reset`]. Never waits.
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError>;
     /// Arms `queue` so that the next request finishing on it wakes core `core` (the
     /// machine's index) from `Kernel::sleep_ns` through the device's MSI or MSI-X
