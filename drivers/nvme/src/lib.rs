@@ -5,13 +5,16 @@
 //! Requests are polled: completions are found by their phase tag in DMA memory, and
 //! doorbells are written once per poll for every request queued since. With MSI-X,
 //! I/O completion queue `k` signals through entry `k` (entry 0 is the admin queue's),
-//! masked except while a core is armed to be woken (`wake_on_completion`).
+//! masked except while a core is armed to be woken (`wake_on_completion`). A controller
+//! that loses a command or reports a fatal status is reset and its I/O queues created
+//! anew, `poll` by `poll` (the `recovery` module).
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
 mod queue;
+mod recovery;
 mod spec;
 
 use alloc::boxed::Box;
@@ -23,6 +26,7 @@ use rexo_devio::{DeviceFunction, Dma, Found, Mmio, MsixTable, Platform, QueueWak
 use rexo_pci::Function;
 
 use crate::queue::QueuePair;
+use crate::recovery::Reset;
 use crate::spec::{Capabilities, Command, PAGE};
 
 /// PCI class, subclass and programming interface of an NVM Express controller.
@@ -55,6 +59,10 @@ const ADMIN_ENTRIES: u32 = 8;
 const ADMIN_TIMEOUT_MS: u64 = 5_000;
 /// How long an I/O request may take before it completes with a timeout.
 const IO_TIMEOUT_NS: u64 = 10_000_000_000;
+/// How long the controller may hold a command before it is judged lost and the
+/// controller is reset (section 3.7.2) to get the command's slot back: twice the I/O
+/// timeout, so the caller heard of the timeout one timeout before.
+const LOST_AFTER_NS: u64 = 2 * IO_TIMEOUT_NS;
 /// How often `poll` looks for requests past their timeout.
 const TIMEOUT_CHECK_NS: u64 = 100_000_000;
 /// The namespace served.
@@ -130,9 +138,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         ready_timeout_ms: capabilities.ready_timeout_ms,
     };
     controller.disable()?;
-    registers.write32(spec::REG_AQA, spec::admin_queue_attributes(ADMIN_ENTRIES));
-    write64(&registers, spec::REG_ASQ, admin.submission_base());
-    write64(&registers, spec::REG_ACQ, admin.completion_base());
+    controller.set_admin_queue(&admin);
     controller.enable()?;
     // From here on, dropping `disk` (on any error) resets the controller before its
     // queues' memory goes back (its I/O queues are in it before the controller hears of
@@ -190,19 +196,18 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
             depth + 1,
             capabilities.doorbell_stride,
         )?;
-        let (submission, completion) = (pair.submission_base(), pair.completion_base());
         disk.queues.push(IoQueue::new(
             function.platform(),
             pair,
             depth,
             request_bytes,
+            vector,
         )?);
-        disk.admin_command("Create I/O Completion Queue", |cid| {
-            Command::create_completion_queue(cid, id, depth + 1, completion, vector)
-        })?;
-        disk.admin_command("Create I/O Submission Queue", |cid| {
-            Command::create_submission_queue(cid, id, depth + 1, submission)
-        })?;
+        let index = disk.queues.len() - 1;
+        for step in 2 * index..2 * index + 2 {
+            let (what, build) = disk.queue_creation(step);
+            disk.admin_command(what, build)?;
+        }
     }
 
     disk.wakes = QueueWakes::new(msix, vectors);
@@ -267,20 +272,39 @@ struct Controller {
 impl Controller {
     /// Clears CC.EN (a controller reset) and waits for CSTS.RDY to clear.
     fn disable(&self) -> Result<(), DeviceError> {
-        if self.registers.read32(spec::REG_CC) & spec::CC_ENABLE != 0 {
-            self.registers.write32(spec::REG_CC, 0);
-        }
+        self.clear_enable();
         self.wait_ready(false, "the controller to reset")
     }
 
-    /// Sets CC.EN with the NVM command set, 4 KiB pages, round-robin arbitration and
-    /// the standard I/O entry sizes, and waits for CSTS.RDY (section 3.5.1).
+    /// Clears CC.EN when it is set (a controller reset), without waiting: the controller
+    /// may use the queues' memory until CSTS.RDY clears.
+    fn clear_enable(&self) {
+        if self.registers.read32(spec::REG_CC) & spec::CC_ENABLE != 0 {
+            self.registers.write32(spec::REG_CC, 0);
+        }
+    }
+
+    /// Sets CC.EN and waits for CSTS.RDY (section 3.5.1).
     fn enable(&self) -> Result<(), DeviceError> {
+        self.set_enable();
+        self.wait_ready(true, "the controller to become ready")
+    }
+
+    /// Sets CC.EN with the NVM command set, 4 KiB pages, round-robin arbitration and
+    /// the standard I/O entry sizes, without waiting for CSTS.RDY.
+    fn set_enable(&self) {
         self.registers.write32(
             spec::REG_CC,
             spec::CC_ENABLE | spec::CC_IOSQES_64 | spec::CC_IOCQES_16,
         );
-        self.wait_ready(true, "the controller to become ready")
+    }
+
+    /// Tells the disabled controller where its admin queues are (AQA, ASQ, ACQ).
+    fn set_admin_queue(&self, admin: &QueuePair) {
+        self.registers
+            .write32(spec::REG_AQA, spec::admin_queue_attributes(admin.entries));
+        write64(&self.registers, spec::REG_ASQ, admin.submission_base());
+        write64(&self.registers, spec::REG_ACQ, admin.completion_base());
     }
 
     /// Waits until CSTS.RDY is `ready`, within CAP.TO.
@@ -319,6 +343,11 @@ impl Controller {
         }
         Ok(())
     }
+
+    /// Whether CAP.TO has passed since `since` (a clock reading).
+    fn ready_timeout_passed(&self, since: u64) -> bool {
+        self.platform.now_ns().saturating_sub(since) > self.ready_timeout_ms * 1_000_000
+    }
 }
 
 impl Drop for Controller {
@@ -343,9 +372,19 @@ enum Slot {
         /// When it was queued.
         since: u64,
     },
-    /// A request that timed out: the caller was told, and the slot (with its buffer)
-    /// stays out of use until the controller completes it after all.
-    Abandoned,
+    /// A request that timed out or whose holder went: the caller was told, or is no
+    /// more, and the slot (with its buffer) stays out of use until the controller
+    /// completes it after all, or is reset (after [`LOST_AFTER_NS`]).
+    Abandoned {
+        /// When it was queued.
+        since: u64,
+    },
+    /// A request the controller had when it was reset: once the controller is disabled,
+    /// the queue's next `poll` fails it with [`DeviceError::Reset`] and frees the slot.
+    Interrupted {
+        /// When it was queued.
+        since: u64,
+    },
 }
 
 /// A request slot: what it holds, and the generation of its latest command.
@@ -355,8 +394,17 @@ struct SlotState {
     state: Slot,
     /// The generation of its latest command, so a completion carrying an earlier one (a
     /// repeat of one already taken, say of a request that timed out or was abandoned,
-    /// once the slot holds a new request) is stale.
+    /// once the slot holds a new request, or of any command from before a controller
+    /// reset) is stale.
     generation: u16,
+}
+
+impl SlotState {
+    /// Moves the slot to its next generation (of [`GENERATIONS`]) and returns it.
+    fn advance_generation(&mut self) -> u16 {
+        self.generation = (self.generation + 1) % GENERATIONS;
+        self.generation
+    }
 }
 
 /// The I/O commands.
@@ -399,6 +447,10 @@ struct IoQueue {
     slots: Vec<SlotState>,
     /// Free slots (a stack).
     free: Vec<u16>,
+    /// Slots [`Slot::Interrupted`].
+    interrupted: usize,
+    /// The MSI-X entry its completion queue signals through, if any.
+    vector: Option<u16>,
     /// Stale completions dropped so far.
     stale_completions: u64,
     /// When `poll` next looks for late requests.
@@ -406,12 +458,14 @@ struct IoQueue {
 }
 
 impl IoQueue {
-    /// `depth` slots of `request_bytes` on `pair`, in DMA memory from `platform`.
+    /// `depth` slots of `request_bytes` on `pair`, in DMA memory from `platform`; its
+    /// completion queue signals through MSI-X entry `vector`, if any.
     fn new(
         platform: &'static dyn Platform,
         pair: QueuePair,
         depth: u32,
         request_bytes: usize,
+        vector: Option<u16>,
     ) -> Result<Self, DeviceError> {
         let slots = depth as usize;
         let request_bytes = request_bytes.next_multiple_of(PAGE);
@@ -442,6 +496,8 @@ impl IoQueue {
                 slots
             ],
             free: (0..depth as u16).rev().collect(),
+            interrupted: 0,
+            vector,
             stale_completions: 0,
             next_timeout_check: 0,
         })
@@ -450,9 +506,119 @@ impl IoQueue {
     /// Gives slot `slot` its next generation: the identifier of the command it now
     /// takes.
     fn next_command_id(&mut self, slot: u16) -> u16 {
-        let generation = &mut self.slots[usize::from(slot)].generation;
-        *generation = (*generation + 1) % GENERATIONS;
-        (*generation << SLOT_BITS) | slot
+        let generation = self.slots[usize::from(slot)].advance_generation();
+        (generation << SLOT_BITS) | slot
+    }
+
+    /// Frees slot `index`.
+    fn release(&mut self, index: usize) {
+        self.slots[index].state = Slot::Free;
+        self.free.push(index as u16);
+    }
+
+    /// Gives up the requests in flight (their holder went): their completions are
+    /// dropped when they come. Requests failed by a reset but not yet told of are
+    /// freed when the controller was `disabled` since they were sent, else abandoned
+    /// until it is.
+    fn abandon(&mut self, disabled: bool) {
+        for index in 0..self.slots.len() {
+            match self.slots[index].state {
+                Slot::Busy { since, .. } => self.slots[index].state = Slot::Abandoned { since },
+                Slot::Interrupted { .. } if disabled => self.release(index),
+                Slot::Interrupted { since } => self.slots[index].state = Slot::Abandoned { since },
+                Slot::Free | Slot::Abandoned { .. } => {}
+            }
+        }
+        self.interrupted = 0;
+    }
+
+    /// Hands each completion the controller posted to `done` and frees its slot;
+    /// `queues` is the number of I/O queues, for errors. The number handed over, and
+    /// the first fault found (a foreign queue or command identifier), if any.
+    fn take_completions(
+        &mut self,
+        queues: usize,
+        done: Completion<'_>,
+    ) -> (usize, Option<DeviceError>) {
+        let mut finished = 0;
+        let mut fault = None;
+        while let Some((completion, _)) = self.pair.take() {
+            let index = usize::from(completion.id & SLOT_MASK);
+            if completion.queue != self.pair.id {
+                fault.get_or_insert(DeviceError::BadIndex {
+                    what: "I/O completion's submission queue",
+                    index: completion.queue.into(),
+                    size: queues as u32 + 1,
+                });
+                continue;
+            }
+            let slot = self.slots.get(index).copied();
+            if slot.is_some_and(|slot| slot.generation != completion.id >> SLOT_BITS) {
+                // Never the slot's current request's: that one waits for its own.
+                self.drop_stale(completion.id);
+                continue;
+            }
+            match slot.map(|slot| slot.state) {
+                Some(Slot::Busy {
+                    operation, bytes, ..
+                }) => {
+                    let result = if completion.failed() {
+                        Err(DeviceError::Status {
+                            what: operation.name(),
+                            status: completion.status.into(),
+                        })
+                    } else if operation == Operation::Read {
+                        Ok(self.buffers.bytes(index * self.request_bytes, bytes))
+                    } else {
+                        Ok(&[][..])
+                    };
+                    done(index as Tag, result);
+                    finished += 1;
+                }
+                Some(Slot::Abandoned { .. }) => {
+                    log::debug!("nvme: completion of abandoned request {index} dropped");
+                }
+                _ => {
+                    fault.get_or_insert(DeviceError::BadIndex {
+                        what: "I/O completion's command identifier (no such request)",
+                        index: index as u32,
+                        size: self.slots.len() as u32,
+                    });
+                    continue;
+                }
+            }
+            self.release(index);
+        }
+        self.pair.release();
+        (finished, fault)
+    }
+
+    /// Fails each request past [`IO_TIMEOUT_NS`] at `now` with [`DeviceError::Timeout`]
+    /// through `done`, leaving its slot abandoned. The number failed, and whether a
+    /// command is lost (held past [`LOST_AFTER_NS`]).
+    fn time_out(&mut self, now: u64, done: Completion<'_>) -> (usize, bool) {
+        let mut late = 0;
+        let mut lost = false;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            match slot.state {
+                Slot::Busy {
+                    operation, since, ..
+                } if now - since > IO_TIMEOUT_NS => {
+                    slot.state = Slot::Abandoned { since };
+                    late += 1;
+                    done(
+                        index as Tag,
+                        Err(DeviceError::Timeout {
+                            what: operation.name(),
+                            ms: IO_TIMEOUT_NS / 1_000_000,
+                        }),
+                    );
+                }
+                Slot::Abandoned { since } if now - since > LOST_AFTER_NS => lost = true,
+                _ => {}
+            }
+        }
+        (late, lost)
     }
 
     /// Counts a completion whose command identifier `id` names an earlier use of its
@@ -500,6 +666,8 @@ struct Nvme {
     platform: &'static dyn Platform,
     /// Why the controller stopped, once it did.
     failed: Option<&'static str>,
+    /// How far a controller reset has come, while one runs.
+    reset: Option<Reset>,
     /// Completion wake-ups: API queue `q` (completion queue `q + 1`) through MSI-X
     /// entry `q + 1`.
     wakes: QueueWakes,
@@ -525,6 +693,7 @@ impl Nvme {
             },
             platform,
             failed: None,
+            reset: None,
             wakes: QueueWakes::new(None, Vec::new()),
         }
     }
@@ -536,32 +705,10 @@ impl Nvme {
         what: &'static str,
         build: impl FnOnce(u16) -> Command,
     ) -> Result<u32, DeviceError> {
-        let id = self.next_admin_id;
-        self.next_admin_id = match id.wrapping_add(1) {
-            NO_COMMAND_ID => 0,
-            next => next,
-        };
-        self.admin.push(&build(id));
-        self.admin.ring();
+        let id = self.send_admin(build);
         let start = self.platform.now_ns();
         loop {
-            if let Some((completion, dw0)) = self.admin.take() {
-                self.admin.release();
-                if completion.id != id {
-                    // One admin command is in flight at a time: any other identifier
-                    // is the controller's fault.
-                    return Err(DeviceError::BadIndex {
-                        what: "admin completion's command identifiers (not the one in flight)",
-                        index: completion.id.into(),
-                        size: 1 << 16,
-                    });
-                }
-                if completion.failed() {
-                    return Err(DeviceError::Status {
-                        what,
-                        status: completion.status.into(),
-                    });
-                }
+            if let Some(dw0) = self.admin_answer(what, id)? {
                 return Ok(dw0);
             }
             if self.platform.now_ns() - start > ADMIN_TIMEOUT_MS * 1_000_000 {
@@ -573,6 +720,66 @@ impl Nvme {
             }
             core::hint::spin_loop();
         }
+    }
+
+    /// Queues one admin command (built from its identifier) and rings it in: its
+    /// identifier. One admin command is in flight at a time.
+    fn send_admin(&mut self, build: impl FnOnce(u16) -> Command) -> u16 {
+        let id = self.next_admin_id;
+        self.next_admin_id = match id.wrapping_add(1) {
+            NO_COMMAND_ID => 0,
+            next => next,
+        };
+        self.admin.push(&build(id));
+        self.admin.ring();
+        id
+    }
+
+    /// The answer to admin command `id` (named `what`), the one in flight: its
+    /// completion dword 0, or `None` while the controller has posted none.
+    fn admin_answer(&mut self, what: &'static str, id: u16) -> Result<Option<u32>, DeviceError> {
+        let Some((completion, dw0)) = self.admin.take() else {
+            return Ok(None);
+        };
+        self.admin.release();
+        if completion.id != id {
+            // One admin command is in flight at a time: any other identifier is the
+            // controller's fault.
+            return Err(DeviceError::BadIndex {
+                what: "admin completion's command identifiers (not the one in flight)",
+                index: completion.id.into(),
+                size: 1 << 16,
+            });
+        }
+        if completion.failed() {
+            return Err(DeviceError::Status {
+                what,
+                status: completion.status.into(),
+            });
+        }
+        Ok(Some(dw0))
+    }
+
+    /// Admin command `step` of creating the I/O queues, two per pair (Create I/O
+    /// Completion Queue of pair `step / 2`, then its Submission Queue): its name, and
+    /// how it is built from its identifier.
+    fn queue_creation(&self, step: usize) -> (&'static str, impl FnOnce(u16) -> Command + use<>) {
+        let io = &self.queues[step / 2];
+        let (id, entries, vector) = (io.pair.id, io.pair.entries, io.vector);
+        let (submission, completion) = (io.pair.submission_base(), io.pair.completion_base());
+        let creates_submission = step % 2 == 1;
+        let what = if creates_submission {
+            "Create I/O Submission Queue"
+        } else {
+            "Create I/O Completion Queue"
+        };
+        (what, move |cid| {
+            if creates_submission {
+                Command::create_submission_queue(cid, id, entries, submission)
+            } else {
+                Command::create_completion_queue(cid, id, entries, completion, vector)
+            }
+        })
     }
 
     /// `Failed` once the controller stopped.
@@ -592,6 +799,10 @@ impl Nvme {
         fill: Option<Fill<'_>>,
     ) -> Result<Tag, DeviceError> {
         self.usable()?;
+        if self.reset.is_some() {
+            // The queues are being made anew: nothing goes on them until `poll` has.
+            return Err(DeviceError::QueueFull);
+        }
         let capacity = self.info.sectors;
         if operation != Operation::Flush {
             let past_end = lba
@@ -675,108 +886,62 @@ impl BlockDevice for Nvme {
 
     fn abandon_requests(&mut self) {
         self.wakes.disarm_all();
+        let disabled = self.disabled_since_reset();
         for io in &mut self.queues {
-            for slot in &mut io.slots {
-                if matches!(slot.state, Slot::Busy { .. }) {
-                    slot.state = Slot::Abandoned;
-                }
-            }
+            io.abandon(disabled);
         }
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
         self.usable()?;
+        if self.reset.is_some() {
+            self.continue_reset()?;
+        }
+        let disabled = self.disabled_since_reset();
         let io = self
             .queues
             .get_mut(queue)
             .ok_or(DeviceError::NoSuchQueue(queue))?;
-        // Requests queued since the last poll reach the controller in one doorbell write.
-        io.pair.ring();
         let mut finished = 0;
-        let mut fault = None;
-        while let Some((completion, _)) = io.pair.take() {
-            let index = usize::from(completion.id & SLOT_MASK);
-            if completion.queue != io.pair.id {
-                fault.get_or_insert(DeviceError::BadIndex {
-                    what: "I/O completion's submission queue",
-                    index: completion.queue.into(),
-                    size: self.info.queues as u32 + 1,
-                });
-                continue;
-            }
-            let slot = io.slots.get(index).copied();
-            if slot.is_some_and(|slot| slot.generation != completion.id >> SLOT_BITS) {
-                // Never the slot's current request's: that one waits for its own.
-                io.drop_stale(completion.id);
-                continue;
-            }
-            match slot.map(|slot| slot.state) {
-                Some(Slot::Busy {
-                    operation, bytes, ..
-                }) => {
-                    let result = if completion.failed() {
-                        Err(DeviceError::Status {
-                            what: operation.name(),
-                            status: completion.status.into(),
-                        })
-                    } else if operation == Operation::Read {
-                        Ok(io.buffers.bytes(index * io.request_bytes, bytes))
-                    } else {
-                        Ok(&[][..])
-                    };
-                    done(index as Tag, result);
-                    finished += 1;
-                }
-                Some(Slot::Abandoned) => {
-                    log::debug!("nvme: completion of abandoned request {index} dropped");
-                }
-                _ => {
-                    fault.get_or_insert(DeviceError::BadIndex {
-                        what: "I/O completion's command identifier (no such request)",
-                        index: index as u32,
-                        size: io.slots.len() as u32,
-                    });
-                    continue;
-                }
-            }
-            io.slots[index].state = Slot::Free;
-            io.free.push(index as u16);
+        if io.interrupted > 0 && disabled {
+            finished += io.fail_interrupted(done);
         }
-        io.pair.release();
-
-        if io.free.len() < io.slots.len() {
-            let now = self.platform.now_ns();
-            if now >= io.next_timeout_check {
-                io.next_timeout_check = now + TIMEOUT_CHECK_NS;
-                let mut late = false;
-                for (index, slot) in io.slots.iter_mut().enumerate() {
-                    if let Slot::Busy {
-                        operation, since, ..
-                    } = slot.state
-                        && now - since > IO_TIMEOUT_NS
-                    {
-                        slot.state = Slot::Abandoned;
-                        late = true;
-                        done(
-                            index as Tag,
-                            Err(DeviceError::Timeout {
-                                what: operation.name(),
-                                ms: IO_TIMEOUT_NS / 1_000_000,
-                            }),
-                        );
-                        finished += 1;
+        let mut fault = None;
+        let mut stuck = None;
+        if self.reset.is_none() {
+            // Requests queued since the last poll reach the controller in one doorbell
+            // write.
+            io.pair.ring();
+            let (taken, found) = io.take_completions(self.info.queues, done);
+            finished += taken;
+            fault = found;
+            if io.free.len() < io.slots.len() {
+                let now = self.platform.now_ns();
+                if now >= io.next_timeout_check {
+                    io.next_timeout_check = now + TIMEOUT_CHECK_NS;
+                    let (late, lost) = io.time_out(now, done);
+                    finished += late;
+                    if lost {
+                        stuck = Some("a command not completed in twice the I/O timeout");
                     }
-                }
-                if late && let Err(error) = self.controller.check_fatal() {
-                    if let DeviceError::Failed(why) = error {
-                        self.failed = Some(why);
+                    if late > 0 {
+                        let status = self.controller.status();
+                        if let Err(DeviceError::Failed(why)) = status {
+                            self.failed = Some(why);
+                        }
+                        if status? & spec::CSTS_FATAL != 0 {
+                            stuck = Some("controller fatal status (CSTS.CFS)");
+                        }
                     }
-                    return Err(error);
                 }
             }
         }
         if finished > 0 {
             self.wakes.spent(queue);
+        }
+        if let Some(why) = stuck {
+            self.start_reset(why);
+            self.continue_reset()?;
         }
         fault.map_or(Ok(finished), Err)
     }
@@ -800,7 +965,7 @@ mod tests {
         let registers = rexo_devio::host::registers(spec::doorbell(2, false, stride));
         let admin = QueuePair::new(platform, registers.clone(), 0, ADMIN_ENTRIES, stride);
         let pair = QueuePair::new(platform, registers.clone(), 1, depth + 1, stride);
-        let io = IoQueue::new(platform, pair.unwrap(), depth, PAGE).unwrap();
+        let io = IoQueue::new(platform, pair.unwrap(), depth, PAGE, None).unwrap();
         let controller = Controller {
             registers,
             platform,
@@ -909,5 +1074,254 @@ mod tests {
             );
             assert_eq!(disk.queues[0].free, [0], "the slot is free again");
         }
+    }
+
+    /// The timeout of a read, as `poll` hands it over.
+    const READ_TIMEOUT: DeviceError = DeviceError::Timeout {
+        what: "NVMe read",
+        ms: IO_TIMEOUT_NS / 1_000_000,
+    };
+
+    /// Sets the fake controller's CSTS to `status`.
+    fn set_status(disk: &Nvme, status: u32) {
+        disk.controller.registers.write32(spec::REG_CSTS, status);
+    }
+
+    /// Whether CC.EN is set.
+    fn enabled(disk: &Nvme) -> bool {
+        disk.controller.registers.read32(spec::REG_CC) & spec::CC_ENABLE != 0
+    }
+
+    /// `disk` with its controller enabled and ready, as `probe` leaves it.
+    fn ready_disk(depth: u32) -> (Nvme, &'static HostPlatform) {
+        let (disk, platform) = disk_with_fake_controller(depth);
+        disk.controller.set_enable();
+        set_status(&disk, spec::CSTS_READY);
+        (disk, platform)
+    }
+
+    /// Sends a one-sector read of `lba` that `controller` takes and never completes,
+    /// and lets it time out: its tag and its command identifier.
+    fn lose_a_read(
+        disk: &mut Nvme,
+        platform: &HostPlatform,
+        controller: &mut ControllerSide,
+        lba: u64,
+    ) -> (Tag, u16) {
+        let tag = disk.submit_read(0, lba, 1).unwrap();
+        assert_eq!(poll_once(disk), [], "rung in, not finished");
+        let id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        platform.advance_clock(IO_TIMEOUT_NS + TIMEOUT_CHECK_NS);
+        assert_eq!(poll_once(disk), [(tag, Err(READ_TIMEOUT))]);
+        (tag, id)
+    }
+
+    /// Lets the controller finish a reset `poll` began: CSTS.RDY clears (if it has not
+    /// yet), then (after CC.EN is set again) the two admin commands of each I/O queue
+    /// pair succeed and CSTS.RDY is set. The admin queue's controller side, holding them.
+    fn finish_reset(disk: &mut Nvme) -> ControllerSide {
+        if matches!(disk.reset, Some(Reset::Disabling { .. })) {
+            assert!(!enabled(disk), "CC.EN cleared");
+            set_status(disk, 0);
+            assert_eq!(poll_once(disk), []);
+        }
+        assert!(enabled(disk), "CC.EN set again once CSTS.RDY cleared");
+        assert!(matches!(disk.reset, Some(Reset::Enabling { .. })));
+        // The admin queue starts over: its answers go from its first entry on.
+        let mut admin = ControllerSide::default();
+        for offset in 0..2 * disk.queues.len() as u16 {
+            admin.complete(&mut disk.admin, disk.next_admin_id + offset, 0);
+        }
+        set_status(disk, spec::CSTS_READY);
+        assert_eq!(poll_once(disk), []);
+        assert_eq!(disk.reset, None, "the reset is over");
+        admin
+    }
+
+    #[test]
+    fn a_controller_that_drops_every_command_is_reset_and_serves_a_new_read() {
+        let (mut disk, platform) = ready_disk(1);
+        // One read is answered (its completion stays in the completion queue's memory),
+        // and the next is lost.
+        let mut controller = ControllerSide::default();
+        let answered = disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), []);
+        let id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        controller.complete(&mut disk.queues[0].pair, id, 0);
+        assert_eq!(
+            poll_once(&mut disk),
+            [(answered, Ok(vec![0; SECTOR_BYTES]))]
+        );
+        let (first, old) = lose_a_read(&mut disk, platform, &mut controller, 0);
+        assert_eq!(disk.submit_read(0, 8, 1), Err(DeviceError::QueueFull));
+        // Twice the timeout without an answer: the command is lost, and the controller
+        // is reset (CC.EN cleared); nothing is queued until the reset is over.
+        platform.advance_clock(IO_TIMEOUT_NS);
+        assert_eq!(poll_once(&mut disk), []);
+        assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
+        assert!(!enabled(&disk));
+        assert_eq!(disk.submit_read(0, 8, 1), Err(DeviceError::QueueFull));
+        let mut admin = finish_reset(&mut disk);
+        // The admin queue was given again, and the I/O queue pair created anew.
+        let registers = &disk.controller.registers;
+        assert_eq!(
+            read64(registers, spec::REG_ASQ),
+            disk.admin.submission_base()
+        );
+        assert_eq!(
+            read64(registers, spec::REG_ACQ),
+            disk.admin.completion_base()
+        );
+        let pair = &disk.queues[0].pair;
+        let created: Vec<(u8, u32, u32)> = (0..2)
+            .map(|_| admin.take_command(&disk.admin).unwrap().0)
+            .map(|dwords| (dwords[0] as u8, dwords[6], dwords[10]))
+            .collect();
+        assert_eq!(
+            created,
+            [
+                (
+                    spec::ADMIN_CREATE_CQ,
+                    pair.completion_base() as u32,
+                    1 << 16 | 1
+                ),
+                (
+                    spec::ADMIN_CREATE_SQ,
+                    pair.submission_base() as u32,
+                    1 << 16 | 1
+                ),
+            ]
+        );
+        // A new read takes the slot back, under a new command identifier, and completes
+        // (the queues start over at their first entries).
+        let mut controller = ControllerSide::default();
+        let second = disk.submit_read(0, 8, 1).unwrap();
+        assert_eq!(second, first, "the same slot");
+        assert_eq!(poll_once(&mut disk), []);
+        let new = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        assert_ne!(new, old);
+        disk.queues[0].buffers.bytes_mut(0, SECTOR_BYTES).fill(0x55);
+        controller.complete(&mut disk.queues[0].pair, new, 0);
+        assert_eq!(
+            poll_once(&mut disk),
+            [(second, Ok(vec![0x55; SECTOR_BYTES]))]
+        );
+        assert_eq!(disk.queues[0].stale_completions, 0);
+    }
+
+    #[test]
+    fn a_fatal_status_at_a_timeout_resets_the_controller() {
+        let (mut disk, platform) = ready_disk(1);
+        set_status(&disk, spec::CSTS_READY | spec::CSTS_FATAL);
+        lose_a_read(&mut disk, platform, &mut ControllerSide::default(), 0);
+        assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
+        finish_reset(&mut disk);
+        assert_eq!(disk.queues[0].free, [0], "the slot is free again");
+        assert!(disk.submit_read(0, 0, 1).is_ok());
+    }
+
+    #[test]
+    fn a_controller_that_does_not_come_back_from_a_reset_fails_the_disk_for_good() {
+        // Where the controller stops: CSTS.RDY never clears, never comes back, or the
+        // controller is ready but never answers Create I/O Completion Queue.
+        for stage in 0..3 {
+            let (mut disk, platform) = ready_disk(1);
+            lose_a_read(&mut disk, platform, &mut ControllerSide::default(), 0);
+            platform.advance_clock(IO_TIMEOUT_NS);
+            assert_eq!(poll_once(&mut disk), [], "the reset begins");
+            if stage > 0 {
+                set_status(&disk, 0);
+                assert_eq!(poll_once(&mut disk), []);
+            }
+            if stage > 1 {
+                set_status(&disk, spec::CSTS_READY);
+                assert_eq!(poll_once(&mut disk), []);
+                assert!(matches!(disk.reset, Some(Reset::Creating { step: 0, .. })));
+            }
+            // Polls within the bound wait on (each returns at once); the first past it
+            // fails the disk.
+            assert_eq!(poll_once(&mut disk), []);
+            let (why, wait_ms) = match stage {
+                0 => (
+                    "the controller did not reset (CSTS.RDY stayed set)",
+                    disk.controller.ready_timeout_ms,
+                ),
+                1 => (
+                    "the controller did not become ready after a reset",
+                    disk.controller.ready_timeout_ms,
+                ),
+                _ => (
+                    "an I/O queue was not created after a reset",
+                    ADMIN_TIMEOUT_MS,
+                ),
+            };
+            platform.advance_clock(wait_ms * 1_000_000);
+            assert_failed_for_good(&mut disk, why);
+        }
+    }
+
+    /// Checks that `disk` failed for `why` with its controller left disabled, and that
+    /// every call says so at once.
+    fn assert_failed_for_good(disk: &mut Nvme, why: &'static str) {
+        let failed = DeviceError::Failed(why);
+        assert_eq!(disk.poll(0, &mut |_, _| panic!("nothing")), Err(failed));
+        assert!(!enabled(disk), "the controller is left disabled");
+        assert_eq!(disk.poll(0, &mut |_, _| panic!("nothing")), Err(failed));
+        assert_eq!(disk.submit_read(0, 0, 1), Err(failed));
+        assert_eq!(disk.submit_write(0, 0, 1, &mut |_| {}), Err(failed));
+        assert_eq!(disk.submit_flush(0), Err(failed));
+        disk.abandon_requests();
+        assert_eq!(disk.poll(0, &mut |_, _| panic!("nothing")), Err(failed));
+    }
+
+    #[test]
+    fn a_controller_that_refuses_an_io_queue_after_a_reset_fails_the_disk_for_good() {
+        let (mut disk, platform) = ready_disk(1);
+        lose_a_read(&mut disk, platform, &mut ControllerSide::default(), 0);
+        platform.advance_clock(IO_TIMEOUT_NS);
+        assert_eq!(poll_once(&mut disk), [], "the reset begins");
+        set_status(&disk, 0);
+        assert_eq!(poll_once(&mut disk), []);
+        // Create I/O Completion Queue fails: Invalid Queue Identifier (SCT 1, SC 1).
+        let mut admin = ControllerSide::default();
+        admin.complete(&mut disk.admin, disk.next_admin_id, 0x101);
+        set_status(&disk, spec::CSTS_READY);
+        assert_failed_for_good(&mut disk, "an I/O queue was refused after a reset");
+    }
+
+    #[test]
+    fn requests_in_flight_at_a_reset_fail_and_late_completions_from_before_it_are_dropped() {
+        let (mut disk, platform) = ready_disk(2);
+        let mut controller = ControllerSide::default();
+        let (lost, lost_id) = lose_a_read(&mut disk, platform, &mut controller, 0);
+        // A second read goes in a timeout later; then the first is lost, and the reset
+        // begins with the second in flight.
+        platform.advance_clock(IO_TIMEOUT_NS);
+        let cut = disk.submit_read(0, 8, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), []);
+        let cut_id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
+        // It fails once the controller is disabled (not before: until then the
+        // controller may still write its buffer), and its slot is free again.
+        assert_eq!(poll_once(&mut disk), []);
+        assert_eq!(disk.submit_read(0, 16, 1), Err(DeviceError::QueueFull));
+        set_status(&disk, 0);
+        assert_eq!(poll_once(&mut disk), [(cut, Err(DeviceError::Reset))]);
+        finish_reset(&mut disk);
+        assert_eq!(disk.queues[0].free.len(), 2, "both slots are free again");
+        // A controller that answers commands from before the reset after all: the
+        // answers are stale, whether the slot is free or holds a new request.
+        let mut controller = ControllerSide::default();
+        let new = disk.submit_read(0, 16, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), []);
+        let new_id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        let other = if new == lost { cut_id } else { lost_id };
+        let same = if new == lost { lost_id } else { cut_id };
+        controller.complete(&mut disk.queues[0].pair, other, 0);
+        controller.complete(&mut disk.queues[0].pair, same, 0);
+        assert_eq!(poll_once(&mut disk), []);
+        assert_eq!(disk.queues[0].stale_completions, 2);
+        controller.complete(&mut disk.queues[0].pair, new_id, 0);
+        assert_eq!(poll_once(&mut disk), [(new, Ok(vec![0; SECTOR_BYTES]))]);
     }
 }

@@ -62,6 +62,21 @@ impl QueuePair {
         })
     }
 
+    /// Starts the pair over, as the controller does at a reset (which deletes the I/O
+    /// queues and empties the admin ones): both queues empty, the completion queue
+    /// zeroed so that no entry of before the reset carries the phase tag of new ones.
+    /// Only once the controller is disabled (CSTS.RDY 0): it writes the completion
+    /// queue until then.
+    pub fn restart(&mut self) {
+        let len = self.completion.len();
+        self.completion.bytes_mut(0, len).fill(0);
+        self.tail = 0;
+        self.rung_tail = 0;
+        self.head = 0;
+        self.released_head = 0;
+        self.phase = true;
+    }
+
     /// The submission queue's address.
     pub fn submission_base(&self) -> u64 {
         self.submission.phys()

@@ -1,0 +1,203 @@
+//! Controller resets: how the driver gets a controller that lost a command (held it past
+//! [`LOST_AFTER_NS`](crate::LOST_AFTER_NS)) or reports a fatal status (CSTS.CFS) back to
+//! work without waiting inside a call: each `poll` moves the reset on as far as the
+//! controller lets it. The controller level reset of NVMe Base 3.7.2 (CC.EN cleared:
+//! the controller drops every command, deletes the I/O queues and empties the admin
+//! ones), then the initialization of 3.5.1 again over the same queue memory: the admin
+//! queue registers, CC.EN, CSTS.RDY within CAP.TO, and Create I/O Completion and
+//! Submission Queue for each pair, one admin command at a time (the Number of Queues
+//! the controller granted holds across resets). No slot is reused before CSTS.RDY
+//! clears: until then the controller may still write into its buffer.
+
+use rexo_api::{Completion, DeviceError, Tag};
+
+use crate::{ADMIN_TIMEOUT_MS, IoQueue, Nvme, Slot, spec};
+
+/// How far a controller reset has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reset {
+    /// CC.EN was cleared: waiting (up to CAP.TO) for CSTS.RDY to clear.
+    Disabling {
+        /// When CC.EN was cleared.
+        since: u64,
+    },
+    /// CC.EN was set again over the emptied admin queue: waiting (up to CAP.TO) for
+    /// CSTS.RDY.
+    Enabling {
+        /// When CC.EN was set.
+        since: u64,
+    },
+    /// Creating the I/O queues again: waiting (up to the admin timeout) for the answer
+    /// to admin command `step` of [`Nvme::queue_creation`].
+    Creating {
+        /// The step.
+        step: usize,
+        /// Its command identifier.
+        id: u16,
+        /// When it was sent.
+        since: u64,
+    },
+}
+
+impl Nvme {
+    /// Starts a controller reset because of `why`: every request the controller has
+    /// becomes [`Slot::Interrupted`], and CC.EN is cleared. [`Self::continue_reset`]
+    /// goes on from there.
+    pub(crate) fn start_reset(&mut self, why: &'static str) {
+        log::warn!("nvme: {why}: resetting the controller");
+        for io in &mut self.queues {
+            io.interrupt();
+        }
+        self.controller.clear_enable();
+        self.reset = Some(Reset::Disabling {
+            since: self.platform.now_ns(),
+        });
+    }
+
+    /// Moves the reset on as far as the controller lets it now, never waiting. A reset
+    /// that cannot finish (CSTS.RDY not following CC.EN within CAP.TO, a fatal status,
+    /// the controller gone, an I/O queue refused or not answered within the admin
+    /// timeout) leaves the disk `Failed` for good, with the controller disabled.
+    pub(crate) fn continue_reset(&mut self) -> Result<(), DeviceError> {
+        loop {
+            match self.reset {
+                None => return Ok(()),
+                Some(Reset::Disabling { since }) => {
+                    if self.reset_status()? & spec::CSTS_READY != 0 {
+                        if self.controller.ready_timeout_passed(since) {
+                            return Err(
+                                self.fail("the controller did not reset (CSTS.RDY stayed set)")
+                            );
+                        }
+                        return Ok(());
+                    }
+                    // The controller no longer touches the queues: they start over, and
+                    // the slots of abandoned requests are free.
+                    self.admin.restart();
+                    for io in &mut self.queues {
+                        io.pair.restart();
+                        io.forget_commands();
+                    }
+                    self.controller.set_admin_queue(&self.admin);
+                    self.controller.set_enable();
+                    self.reset = Some(Reset::Enabling {
+                        since: self.platform.now_ns(),
+                    });
+                }
+                Some(Reset::Enabling { since }) => {
+                    let status = self.reset_status()?;
+                    if status & spec::CSTS_FATAL != 0 {
+                        return Err(self.fail("controller fatal status (CSTS.CFS) after a reset"));
+                    }
+                    if status & spec::CSTS_READY == 0 {
+                        if self.controller.ready_timeout_passed(since) {
+                            return Err(
+                                self.fail("the controller did not become ready after a reset")
+                            );
+                        }
+                        return Ok(());
+                    }
+                    self.create_queues_from(0);
+                }
+                Some(Reset::Creating { step, id, since }) => {
+                    let what = self.queue_creation(step).0;
+                    match self.admin_answer(what, id) {
+                        Err(error) => {
+                            log::error!("nvme: {error}");
+                            return Err(self.fail("an I/O queue was refused after a reset"));
+                        }
+                        Ok(None) => {
+                            let waited = self.platform.now_ns().saturating_sub(since);
+                            if waited > ADMIN_TIMEOUT_MS * 1_000_000 {
+                                log::error!("nvme: no answer to {what}");
+                                return Err(self.fail("an I/O queue was not created after a reset"));
+                            }
+                            return Ok(());
+                        }
+                        Ok(Some(_)) => self.create_queues_from(step + 1),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends admin command `step` of [`Self::queue_creation`], or ends the reset when
+    /// every queue is created.
+    fn create_queues_from(&mut self, step: usize) {
+        if step == 2 * self.queues.len() {
+            self.reset = None;
+            log::info!("nvme: controller reset, I/O queues created again");
+            return;
+        }
+        let id = self.send_admin(self.queue_creation(step).1);
+        self.reset = Some(Reset::Creating {
+            step,
+            id,
+            since: self.platform.now_ns(),
+        });
+    }
+
+    /// CSTS, or the disk marked `Failed` when the controller no longer answers.
+    fn reset_status(&mut self) -> Result<u32, DeviceError> {
+        self.controller
+            .status()
+            .map_err(|_| self.fail("the controller no longer answers"))
+    }
+
+    /// Gives the reset up because of `why`: the controller is disabled (without waiting)
+    /// and the disk marked `Failed`, which every later call says.
+    fn fail(&mut self, why: &'static str) -> DeviceError {
+        log::error!("nvme: {why}: the disk stops");
+        self.controller.clear_enable();
+        self.reset = None;
+        self.failed = Some(why);
+        DeviceError::Failed(why)
+    }
+
+    /// Whether the controller was disabled since the latest reset began (true when
+    /// there was none): the slots of the requests it had are safe to reuse.
+    pub(crate) fn disabled_since_reset(&self) -> bool {
+        !matches!(self.reset, Some(Reset::Disabling { .. }))
+    }
+}
+
+impl IoQueue {
+    /// Makes every request the controller has [`Slot::Interrupted`] (it is being reset).
+    fn interrupt(&mut self) {
+        for slot in &mut self.slots {
+            if let Slot::Busy { since, .. } = slot.state {
+                slot.state = Slot::Interrupted { since };
+                self.interrupted += 1;
+            }
+        }
+    }
+
+    /// Once the controller is disabled, none of the commands it had can complete: each
+    /// slot that had one moves to its next generation (so a completion of one, from a
+    /// controller that posts it after all, is stale), and abandoned slots are free.
+    fn forget_commands(&mut self) {
+        for index in 0..self.slots.len() {
+            match self.slots[index].state {
+                Slot::Free => continue,
+                Slot::Abandoned { .. } => self.release(index),
+                Slot::Busy { .. } | Slot::Interrupted { .. } => {}
+            }
+            self.slots[index].advance_generation();
+        }
+    }
+
+    /// Fails each [`Slot::Interrupted`] request with [`DeviceError::Reset`] through `done`
+    /// and frees its slot (the controller is disabled since); how many.
+    pub(crate) fn fail_interrupted(&mut self, done: Completion<'_>) -> usize {
+        let mut failed = 0;
+        for index in 0..self.slots.len() {
+            if let Slot::Interrupted { .. } = self.slots[index].state {
+                self.release(index);
+                done(index as Tag, Err(DeviceError::Reset));
+                failed += 1;
+            }
+        }
+        self.interrupted = 0;
+        failed
+    }
+}
