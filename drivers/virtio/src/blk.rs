@@ -83,9 +83,6 @@ const STATUS_AT: usize = 16;
 const ID_LEN: usize = 20;
 /// How long a request may take before it completes with a timeout.
 const REQUEST_TIMEOUT_NS: u64 = 10_000_000_000;
-/// The completion of a request in flight when the stuck device was reset.
-const LOST_IN_RESET: DeviceError =
-    DeviceError::Failed("virtio-blk: the request was lost when the stuck device was reset");
 /// Every call's answer once the device did not come back from a reset.
 const GIVEN_UP: DeviceError =
     DeviceError::Failed("virtio-blk: the device did not come back from a reset (given up)");
@@ -385,14 +382,14 @@ impl RequestQueue {
     }
 
     /// The device was reset and this queue renewed: lost slots come back, and requests
-    /// in flight fail ([`LOST_IN_RESET`]) at the next poll.
+    /// in flight fail with [`DeviceError::Reset`] at the next poll.
     fn after_reset(&mut self) {
         for (slot, state) in self.slots.iter_mut().enumerate() {
             match *state {
                 Slot::Busy { tag, .. } => {
                     *state = Slot::Done {
                         tag,
-                        error: Some(LOST_IN_RESET),
+                        error: Some(DeviceError::Reset),
                     }
                 }
                 Slot::Abandoned { .. } => {
@@ -996,7 +993,10 @@ mod tests {
         assert_eq!(device.status(), status, "started again");
         assert_eq!(disk.queues[0].free.len(), 2, "the lost slots are back");
         // The request in flight on queue 1 fails at its queue's next poll.
-        assert_eq!(completions(&mut disk, 1), [(flush, Err(LOST_IN_RESET))]);
+        assert_eq!(
+            completions(&mut disk, 1),
+            [(flush, Err(DeviceError::Reset))]
+        );
         assert_eq!(disk.queues[1].free.len(), 2);
         // The renewed queue starts again at ring index 0, and works.
         let mut device_side = DeviceSide::default();
