@@ -7,7 +7,8 @@
 //! A request the device does not finish within 10 s completes with `Timeout`, but its
 //! slot stays the device's (it may still write the buffer). When every slot of a queue
 //! is so lost (each held by the device for longer than the timeout, whether it timed
-//! out or was abandoned), the device is judged stuck: it is reset (status 0, awaited:
+//! out or was abandoned), or one slot for longer than twice the timeout, the device is
+//! judged stuck: it is reset (status 0, awaited:
 //! it then no longer touches the rings or buffers) and initialised again with the
 //! features it had, its queues renewed; the lost slots come back, and every request
 //! still in flight on any queue fails with `Failed` at its queue's next poll. A device
@@ -83,6 +84,9 @@ const STATUS_AT: usize = 16;
 const ID_LEN: usize = 20;
 /// How long a request may take before it completes with a timeout.
 const REQUEST_TIMEOUT_NS: u64 = 10_000_000_000;
+/// How long a slot may stay the device's before the device is judged stuck and reset,
+/// even with other slots free (twice the timeout, as for NVMe).
+const LOST_AFTER_NS: u64 = 2 * REQUEST_TIMEOUT_NS;
 /// Every call's answer once the device did not come back from a reset.
 const GIVEN_UP: DeviceError =
     DeviceError::Failed("virtio-blk: the device did not come back from a reset (given up)");
@@ -257,7 +261,8 @@ struct Polled {
     handed: usize,
     /// Some request timed out.
     timed_out: bool,
-    /// Every slot is lost to the device (each held longer than the timeout).
+    /// The device is stuck: every slot lost to it (each held longer than the timeout),
+    /// or one slot held longer than twice the timeout.
     stuck: bool,
 }
 
@@ -471,8 +476,12 @@ impl RequestQueue {
                 Slot::Free | Slot::Abandoned { .. } => {}
             }
         }
-        // The clock is read for this only when no slot is free.
-        let stuck = self.free.is_empty() && self.all_lost(*clock.get_or_insert_with(now));
+        // The clock is read for this only when no slot is free or one is abandoned.
+        let stuck = (self.free.is_empty() && self.all_lost(*clock.get_or_insert_with(now)))
+            || self.slots.iter().any(|state| {
+                matches!(*state, Slot::Abandoned { since }
+                    if clock.get_or_insert_with(now).saturating_sub(since) > LOST_AFTER_NS)
+            });
         Ok(Polled {
             handed: count,
             timed_out,
@@ -1010,6 +1019,29 @@ mod tests {
         queue.headers.write8(slot * HEADER_STRIDE + STATUS_AT, S_OK);
         device_side.give_back(&mut queue.vq, head.into(), 513);
         assert_eq!(completions(&mut disk, 0), [(tag, Ok(vec![0x77; 512]))]);
+    }
+
+    #[test]
+    fn one_slot_lost_for_twice_the_timeout_resets_the_device() {
+        let (mut disk, device, clock) = disk_on_host(1);
+        disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(completions(&mut disk, 0), []);
+        clock.advance_clock(REQUEST_TIMEOUT_NS + 1);
+        device.set_status(0);
+        let timed_out = completions(&mut disk, 0);
+        assert!(matches!(
+            timed_out[..],
+            [(_, Err(DeviceError::Timeout { .. }))]
+        ));
+        assert_eq!(
+            device.status(),
+            0,
+            "one slot lost, another free: no reset yet"
+        );
+        clock.advance_clock(REQUEST_TIMEOUT_NS);
+        assert_eq!(completions(&mut disk, 0), []);
+        assert_ne!(device.status(), 0, "reset and started again");
+        assert_eq!(disk.queues[0].free.len(), 2, "the lost slot is back");
     }
 
     #[test]
