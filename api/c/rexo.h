@@ -300,7 +300,9 @@ int64_t rexo_net_open(unsigned index);
 /* Binds the app to the frames of interface `index` that match all `count` atoms (one
  * filter), sharing the interface with other apps (Kernel::bind_net: the kernel answers
  * ARP and ping for the address of the kernel word ip=, and lets the app send only from
- * that address and the ports its filter names). Returns a handle (> 0), REXO_EINVAL
+ * that address frames its filter would take with their two ends traded: from the ports
+ * it receives on, to the sources it receives from, with the payload bytes it names).
+ * Returns a handle (> 0), REXO_EINVAL
  * (`atoms` NULL with `count` > 0, no atoms, a bad or contradicting atom), REXO_EFAULT,
  * REXO_ENODEV, REXO_EBUSY (the filter overlaps another app's, or an app holds the
  * interface whole), REXO_ENOMEM (the app holds REXO_MAX_APP_NET_BINDINGS bindings on

@@ -16,7 +16,9 @@
 //! interface's MAC and either is an ARP request from the interface's MAC and address
 //! (sender fields included) or is IPv4 from its address, with a 20-byte header (the rules
 //! find the ports at fixed offsets, which IP options would move), matching the transmit
-//! rule of one of its filters (the port it receives on is the only port it sends from);
+//! rule of one of its filters: the frame with its ends traded (MACs, addresses, ports)
+//! must match the filter, payload bytes included, so the port it receives on is the only
+//! port it sends from and two apps told apart by a payload byte send only their own;
 //! otherwise the fill is withdrawn before the device sees it, and counted.
 
 use alloc::boxed::Box;
@@ -54,7 +56,7 @@ struct Endpoint {
     holder: Holder,
     /// Its binding's number on this interface (the filters' owner).
     id: u64,
-    /// What it may send: one rule per filter.
+    /// What it may send: one rule per filter ([`Filter::transmit_rule`]).
     rules: Vec<Filter>,
     /// Frames another app's poll found for it.
     backlog: VecDeque<Vec<u8>>,
@@ -306,10 +308,7 @@ pub(crate) fn bind(
     sharing.endpoints.push(Endpoint {
         holder,
         id,
-        rules: filters
-            .iter()
-            .map(|f| f.transmit_rule().unwrap_or_else(|| f.clone()))
-            .collect(),
+        rules: filters.iter().map(Filter::transmit_rule).collect(),
         backlog: VecDeque::new(),
         counters: NetBinding {
             app: holder.1,
@@ -1148,6 +1147,39 @@ mod tests {
             "kv's port"
         );
         assert_eq!(send(high.as_mut(), &outgoing(17, 0x8007)), Ok(()));
+        assert_eq!(wire.lock().sent.len(), 1);
+    }
+
+    #[test]
+    fn apps_told_apart_by_a_payload_byte_send_only_their_own() {
+        let (registry, wire) = shared();
+        let mut first = bind(registry, 1, "first", &["udp dport 5000 & 42:1=1"]).unwrap();
+        let _second = bind(registry, 2, "second", &["udp dport 5000 & 42:1=2"]).unwrap();
+        let tagged = |tag| {
+            let mut frame = outgoing(17, 5000);
+            frame[42] = tag;
+            frame
+        };
+        assert_eq!(send(first.as_mut(), &tagged(1)), Ok(()));
+        assert_eq!(
+            send(first.as_mut(), &tagged(2)),
+            Err(DeviceError::Withdrawn),
+            "the second app's tag: the peer's answer would go to it"
+        );
+        assert_eq!(wire.lock().sent.len(), 1);
+    }
+
+    #[test]
+    fn an_app_that_receives_from_a_port_sends_only_to_it() {
+        let (registry, wire) = shared();
+        let mut resolver = bind(registry, 1, "resolver", &["udp sport 53 dst 10.0.2.15"]).unwrap();
+        let query = ip_frame((MAC, PEER_MAC), (ADDRESS, PEER), 17, (40000, 53));
+        assert_eq!(send(resolver.as_mut(), &query), Ok(()));
+        assert_eq!(
+            send(resolver.as_mut(), &outgoing(17, 11211)),
+            Err(DeviceError::Withdrawn),
+            "to a port it does not hear from"
+        );
         assert_eq!(wire.lock().sent.len(), 1);
     }
 

@@ -309,60 +309,61 @@ impl fmt::Display for Filter {
     }
 }
 
-/// Bytes whose value names an endpoint, with the bytes of the other end: (first byte on
-/// the receiving side, first byte on the sending side, length). A frame an app sends
-/// mirrors the frames it receives: their destination is its source.
-const MIRRORED: [(u16, u16, u16); 3] = [
-    // Ethernet destination -> source.
+/// Bytes that name an endpoint, one pair per field: (first byte of the destination,
+/// first byte of the source, length). A frame an app sends mirrors the frames it
+/// receives: its source is their destination and its destination their source.
+const ENDPOINTS: [(u16, u16, u16); 3] = [
+    // Ethernet destination and source.
     (0, 6, 6),
-    // IPv4 destination address -> source address.
+    // IPv4 destination and source addresses.
     (30, 26, 4),
-    // UDP/TCP destination port -> source port (20-byte IPv4 header).
+    // UDP/TCP destination and source ports (20-byte IPv4 header).
     (36, 34, 2),
 ];
-/// Bytes that mean the same in both directions: the EtherType, IPv4 version and header
-/// length, and the protocol.
-const SAME_BOTH_WAYS: [u16; 4] = [ETHERTYPE.0, ETHERTYPE.0 + 1, IPV4_V_IHL.0, IP_PROTOCOL.0];
 
-/// Where the sending side holds the endpoint byte at `offset` of a received frame, if
-/// that byte names an endpoint.
-fn mirror(offset: u16) -> Option<u16> {
-    MIRRORED
-        .iter()
-        .find(|&&(received, _, len)| (received..received + len).contains(&offset))
-        .map(|&(received, sent, _)| sent + (offset - received))
+/// Where the byte at `offset` of a received frame is in a frame sent the other way: an
+/// endpoint byte trades places with the same byte of the other end, any other byte
+/// (EtherType, protocol, TTL, payload...) stays where it is.
+fn mirror(offset: u16) -> u16 {
+    for &(destination, source, len) in &ENDPOINTS {
+        if (destination..destination + len).contains(&offset) {
+            return source + (offset - destination);
+        }
+        if (source..source + len).contains(&offset) {
+            return destination + (offset - source);
+        }
+    }
+    offset
 }
 
 impl Filter {
-    /// The rule for frames the owner of this receive filter may send, byte by byte: every
-    /// bit it constrains in an endpoint byte (destination MAC, IPv4 destination address,
-    /// destination port) constrains the same bit of the source, and its bits of the
-    /// EtherType, IPv4 version and header length and protocol stay; bits of other bytes
-    /// (payload, TTL, the peer's source) do not constrain sending. `None` when the filter
-    /// constrains no endpoint byte: then it constrains no byte that mirroring moves, so
-    /// the receive filter itself serves as the rule for a frame and its reply (the caller
-    /// uses it; the kept bytes alone would let every port of the protocol out). The bytes
-    /// are joined into fields again (`fields`), as the rule is matched per frame sent.
-    pub fn transmit_rule(&self) -> Option<Filter> {
-        let mut bytes: Vec<(u16, u8, u8)> = self
-            .byte_constraints()?
+    /// The rule for frames the owner of this receive filter may send: a frame passes
+    /// exactly when its mirror image, its two ends traded (Ethernet addresses, IPv4
+    /// addresses, UDP/TCP ports), matches the filter. So every bit the filter
+    /// constrains constrains sending: a destination bit the same bit of the source (the
+    /// port it receives on is the only port it sends from), a bit of the peer's source
+    /// the same bit of the destination (`udp sport 53` sends only to port 53), and
+    /// every other bit, payload bytes included, in place (two apps told apart by a
+    /// payload byte each send only their own). An app whose protocol answers with
+    /// other values in such a byte (an ICMP type, a flag) must leave it out of its
+    /// filter to send them. The bytes are joined into fields again (`fields`), as the
+    /// rule is matched per frame sent; trading places can cut a field in two, so the
+    /// rule may have more atoms than a filter may ([`MAX_ATOMS`]), never more than the
+    /// filter constrains bytes.
+    pub fn transmit_rule(&self) -> Filter {
+        // A filter no frame matches (never built: `new` refuses it) stays one.
+        let Some(received) = self.byte_constraints() else {
+            return self.clone();
+        };
+        let mut bytes: Vec<(u16, u8, u8)> = received
             .into_iter()
-            .filter_map(|(offset, mask, value)| {
-                let sent_at = mirror(offset)
-                    .or_else(|| SAME_BOTH_WAYS.contains(&offset).then_some(offset))?;
-                Some((sent_at, mask, value))
-            })
+            .map(|(offset, mask, value)| (mirror(offset), mask, value))
             .collect();
-        // A mirrored byte never lands on a byte kept as it is: any other byte names an
-        // endpoint.
-        if bytes
-            .iter()
-            .all(|(offset, _, _)| SAME_BOTH_WAYS.contains(offset))
-        {
-            return None;
-        }
+        // Mirroring trades bytes in pairs, so no two land on one offset.
         bytes.sort_unstable_by_key(|&(offset, _, _)| offset);
-        Filter::new(fields(&bytes)).ok()
+        Filter {
+            atoms: fields(&bytes),
+        }
     }
 }
 
@@ -539,7 +540,7 @@ mod tests {
     #[test]
     fn transmit_rules_mirror_the_endpoint_of_the_receive_filter() {
         let receive = Filter::parse("udp dport 11211 dst 10.0.2.15").unwrap();
-        let send = receive.transmit_rule().unwrap();
+        let send = receive.transmit_rule();
         assert_eq!(
             send.byte_constraints(),
             Filter::parse("udp sport 11211 src 10.0.2.15")
@@ -552,17 +553,116 @@ mod tests {
         assert!(send.matches(&reply), "a reply from its own port goes out");
         reply[35] ^= 1;
         assert!(!send.matches(&reply), "another app's port does not");
+        for no_endpoint in ["udp", "12:2=0x88b5 & 20:1=7"] {
+            let filter = Filter::parse(no_endpoint).unwrap();
+            assert_eq!(
+                filter.transmit_rule(),
+                filter,
+                "{no_endpoint}: its own rule"
+            );
+        }
+    }
+
+    #[test]
+    fn transmit_rules_keep_payload_bytes_in_place() {
+        let tagged = Filter::parse("udp dport 5000 & 42:1=1").unwrap();
+        let send = tagged.transmit_rule();
+        let mut reply = udp_frame(40000);
+        reply[34..36].copy_from_slice(&5000u16.to_be_bytes());
+        reply[42] = 1;
+        assert!(send.matches(&reply), "its own tag goes out");
+        reply[42] = 2;
+        assert!(!send.matches(&reply), "another app's tag does not");
+        assert!(!send.matches(&reply[..42]), "nor a frame too short for it");
+    }
+
+    #[test]
+    fn transmit_rules_send_to_the_source_the_filter_receives_from() {
+        let dns = Filter::parse("udp sport 53 dst 10.0.2.15")
+            .unwrap()
+            .transmit_rule();
         assert_eq!(
-            Filter::parse("udp").unwrap().transmit_rule(),
-            None,
-            "names no endpoint"
-        );
-        assert_eq!(
-            Filter::parse("12:2=0x88b5 & 20:1=7")
+            dns.byte_constraints(),
+            Filter::parse("udp dport 53 src 10.0.2.15")
                 .unwrap()
-                .transmit_rule(),
-            None,
-            "payload bytes only"
+                .byte_constraints()
+        );
+        let mut query = udp_frame(53);
+        query[26..30].copy_from_slice(&[10, 0, 2, 15]);
+        query[34..36].copy_from_slice(&40000u16.to_be_bytes());
+        assert!(dns.matches(&query), "a query to port 53");
+        query[36..38].copy_from_slice(&40001u16.to_be_bytes());
+        query[34..36].copy_from_slice(&11211u16.to_be_bytes());
+        assert!(!dns.matches(&query), "not from kv's port to anywhere");
+        let from_mac = Filter::parse("6:4=0x02000000 & 10:2=0x0001 & ipv4")
+            .unwrap()
+            .transmit_rule();
+        let mut frame = udp_frame(1);
+        frame[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        assert!(from_mac.matches(&frame), "to the MAC it receives from");
+        frame[5] = 2;
+        assert!(!from_mac.matches(&frame));
+    }
+
+    /// `frame` with its two ends traded, as [`mirror`] says byte by byte (a frame
+    /// holding every endpoint byte).
+    fn mirrored(frame: &[u8]) -> Vec<u8> {
+        (0..frame.len() as u16)
+            .map(|offset| frame[usize::from(mirror(offset))])
+            .collect()
+    }
+
+    #[test]
+    fn a_frame_passes_the_transmit_rule_exactly_when_its_mirror_matches_the_filter() {
+        let mut rng = rexo_testkit::Rng(0x5eed_f11e_7e55_0001);
+        let (mut passed, mut refused) = (0, 0);
+        for _ in 0..5_000 {
+            let atoms: Vec<Atom> = (0..1 + rng.below(5))
+                .map(|_| {
+                    let width = [1u8, 2, 4][rng.below(3)];
+                    let mask = (rng.next_u64() as u32 | 1) & (u32::MAX >> (32 - 8 * width));
+                    Atom {
+                        offset: rng.below(46) as u16,
+                        width,
+                        mask,
+                        value: rng.next_u64() as u32 & mask,
+                    }
+                })
+                .collect();
+            let Ok(filter) = Filter::new(atoms) else {
+                continue;
+            };
+            let rule = filter.transmit_rule();
+            // A frame long enough for every atom that the rule asks for, then a few of
+            // its bits changed, half the time one the rule constrains.
+            let mut frame = alloc::vec![0u8; 50];
+            let constraints = rule.byte_constraints().unwrap();
+            for &(offset, mask, value) in &constraints {
+                let byte = &mut frame[usize::from(offset)];
+                *byte = (*byte & !mask) | value;
+            }
+            for _ in 0..rng.below(3) {
+                frame[rng.below(50)] ^= 1 << rng.below(8);
+            }
+            if rng.below(2) == 0 {
+                let (offset, mask, _) = constraints[rng.below(constraints.len())];
+                frame[usize::from(offset)] ^= mask & mask.wrapping_neg();
+            }
+            let sent = rule.matches(&frame);
+            assert_eq!(
+                sent,
+                filter.matches(&mirrored(&frame)),
+                "{filter}: {frame:?}"
+            );
+            if sent {
+                passed += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        assert!(
+            passed > 1_000 && refused > 1_000,
+            "{passed} passed, {refused} refused"
         );
     }
 
@@ -570,19 +670,18 @@ mod tests {
     fn transmit_rules_join_their_bytes_into_fields() {
         let send = Filter::parse("udp dport 11211 dst 10.0.2.15")
             .unwrap()
-            .transmit_rule()
-            .unwrap();
+            .transmit_rule();
         let direct = Filter::parse("udp sport 11211 src 10.0.2.15").unwrap();
         assert_eq!(send.atoms().len(), direct.atoms().len());
         assert_eq!(send, direct, "the same fields");
         let kv = Filter::parse("udp dport 11211").unwrap();
-        assert_eq!(kv.transmit_rule().unwrap().atoms().len(), kv.atoms().len());
+        assert_eq!(kv.transmit_rule().atoms().len(), kv.atoms().len());
         // Six bytes of a MAC: a field of 4 and one of 2; three bytes: 2 and 1.
         let mac = Filter::parse("0:2=0x0200 & 2:4=0x01").unwrap();
         let widths = |f: &Filter| f.atoms().iter().map(|a| a.width).collect::<Vec<_>>();
-        assert_eq!(widths(&mac.transmit_rule().unwrap()), [4, 2]);
+        assert_eq!(widths(&mac.transmit_rule()), [4, 2]);
         let partial = Filter::parse("ipv4 & 30:4/0x00ffffff=0x000215").unwrap();
-        let rule = partial.transmit_rule().unwrap();
+        let rule = partial.transmit_rule();
         assert_eq!(widths(&rule), [2, 1, 2, 1]);
         assert_eq!(
             rule.byte_constraints(),
@@ -594,7 +693,7 @@ mod tests {
 
     #[test]
     fn transmit_rules_mirror_every_endpoint_byte_whatever_its_atom() {
-        let rule = |text: &str| Filter::parse(text).unwrap().transmit_rule().unwrap();
+        let rule = |text: &str| Filter::parse(text).unwrap().transmit_rule();
         let mut reply = udp_frame(40000);
         reply[34..36].copy_from_slice(&0x8001u16.to_be_bytes());
         // One byte of the port: the same byte of the source port.
