@@ -60,6 +60,10 @@
 //! way (which a spoofed SYN in its name could then set). A segment to an address the
 //! table no longer holds is dropped and counted ([`OwnCounters::no_neighbour`]) and
 //! TCP's retransmission sends it again once the peer's next frame named the way back.
+//! A RST answering a segment for no connection needs no table: it goes back to the
+//! source of the frame that brought that segment (`Outgoing::reply_to`), a peer known
+//! or not, since it tells nothing the segment did not say; a frame from a group
+//! address (never a sender's) is answered the table's way.
 
 use alloc::collections::BTreeMap;
 
@@ -88,7 +92,8 @@ pub struct OwnCounters {
     pub tx_frames: u64,
     /// Payload pieces those frames carried (a segment across a head and a body has two).
     pub tx_pieces: u64,
-    /// Segments dropped because no frame from their destination was remembered.
+    /// Segments dropped because no frame from their destination was remembered (never a
+    /// RST answering a segment for no connection, which goes back where it came from).
     pub no_neighbour: u64,
     /// Super-segments among the frames sent, for the NIC to cut (segmentation offload).
     pub tx_segmented: u64,
@@ -259,7 +264,12 @@ impl OwnTcp {
         let mut peer = [0; 4];
         peer.copy_from_slice(&packet[12..16]);
         self.counters.rx_frames += 1;
-        let sender = self.endpoint.input(now_ns, packet);
+        // A group address is never a sender's: a reset does not go to one.
+        let sender = if source[0] & 1 == 0 {
+            self.endpoint.input_from(now_ns, packet, source)
+        } else {
+            self.endpoint.input(now_ns, packet)
+        };
         let endpoint = &self.endpoint;
         self.neighbours.learn(peer, source, sender, now_ns, |ip| {
             endpoint.talks_with(address, ip)
@@ -291,7 +301,7 @@ impl OwnTcp {
             let headers = segment.headers;
             let mut peer = [0; 4];
             peer.copy_from_slice(&headers[16..20]);
-            let Some(next_hop) = neighbours.get(peer) else {
+            let Some(next_hop) = segment.reply_to.or_else(|| neighbours.get(peer)) else {
                 counters.no_neighbour += 1;
                 return true;
             };

@@ -1221,6 +1221,38 @@ fn a_flood_of_spoofed_frames_does_not_turn_a_live_peers_traffic_to_the_spoofer()
     }
 }
 
+#[test]
+fn own_tcp_resets_a_stray_segment_from_an_unknown_peer_at_its_frames_source() {
+    let mut net = own_tcp_net(0);
+    let stranger = Ipv4Addr::new(172, 16, 0, 9);
+    // An ACK of 777 for no connection, from a machine that never sent a SYN.
+    let mut stray = spoofed_syn_to(net.a.mac(), stranger, 4000, 80);
+    stray[42..46].copy_from_slice(&777u32.to_be_bytes());
+    stray[47] = 0x10;
+    stray[50..52].fill(0);
+    let mut pseudo = stray[26..34].to_vec();
+    pseudo.extend_from_slice(&[0, 6, 0, 20]);
+    pseudo.extend_from_slice(&stray[34..54]);
+    let sum = checksum(&pseudo);
+    stray[50..52].copy_from_slice(&sum.to_be_bytes());
+    net.wire.deliver_to_a(stray);
+    net.step();
+    net.step();
+    let resets: Vec<&Vec<u8>> = net
+        .seen
+        .iter()
+        .filter(|frame| frame[30..34] == stranger.octets() && frame[47] & 0x04 != 0)
+        .collect();
+    assert_eq!(resets.len(), 1, "the stray segment is answered");
+    assert_eq!(resets[0][..6], SPOOFER, "at the MAC its frame came from");
+    assert_eq!(
+        resets[0][38..42],
+        777u32.to_be_bytes(),
+        "with its ACK as the sequence"
+    );
+    assert_eq!(net.a.own_counters().no_neighbour, 0);
+}
+
 /// A file of `len` bytes answered after a head, and what the client must receive.
 fn own_tcp_file(seed: u64, len: usize) -> (Vec<rexo_tcp::Piece>, Vec<u8>) {
     let file = Rng(seed).bytes(len + 1);

@@ -4,7 +4,7 @@
 use crate::piece::Piece;
 use crate::seq::Seq;
 use crate::wire::{self, ACK, FIN, Header, RST, SYN, Segment};
-use crate::{Config, Error, Outgoing, State, Stats, Tuple};
+use crate::{Config, Error, LinkAddress, Outgoing, State, Stats, Tuple};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
@@ -873,6 +873,25 @@ impl Output<'_> {
         len: usize,
         checksum: Checksum,
     ) -> bool {
+        self.hand_out(header, payload, len, checksum, None)
+    }
+
+    /// Writes the headers of `header`, a segment without data or connection, and hands
+    /// it to `emit` to send back to `reply_to` if given ([`Outgoing::reply_to`]).
+    pub fn send_reply(&mut self, header: &Header, reply_to: Option<LinkAddress>) -> bool {
+        self.hand_out(header, &[], 0, Checksum::Payload(0), reply_to)
+    }
+
+    /// Writes the headers of `header` for `payload` (`len` bytes) with `checksum` and
+    /// hands the segment, going back to `reply_to` if given, to `emit`.
+    fn hand_out(
+        &mut self,
+        header: &Header,
+        payload: &[&[u8]],
+        len: usize,
+        checksum: Checksum,
+        reply_to: Option<LinkAddress>,
+    ) -> bool {
         let mut headers = [0; wire::MAX_HEADERS];
         let (sum, cut) = match checksum {
             Checksum::Payload(sum) => (sum, None),
@@ -886,6 +905,7 @@ impl Output<'_> {
             headers: &headers[..n],
             payload,
             cut,
+            reply_to,
         };
         if !(self.emit)(&segment) {
             return false;

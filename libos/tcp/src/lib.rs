@@ -291,6 +291,11 @@ impl Tuple {
     };
 }
 
+/// The link-layer (Ethernet) address a received packet came from, which the caller may
+/// give with it ([`Endpoint::input_from`]) so that a reset answering it goes straight
+/// back.
+pub type LinkAddress = [u8; 6];
+
 /// A segment to send: the IPv4 and TCP headers, checksums filled in, and the payload
 /// as slices of the queued pieces (in order, to be sent right after the headers).
 #[derive(Debug)]
@@ -305,6 +310,14 @@ pub struct Outgoing<'a> {
     /// checksum field holds the pseudo-header's sum for the whole segment. `None`: a
     /// segment to send as it is, its checksums complete.
     pub cut: Option<usize>,
+    /// For a RST answering a segment for no connection, the link-layer address that
+    /// segment came from when the caller gave it ([`Endpoint::input_from`]): send it
+    /// back there, whether or not the peer's address is known (the RST tells only what
+    /// the segment itself said). `None` for every other segment, which goes the way
+    /// the caller knows to the peer's address (a connection's segments, and the ACK a
+    /// segment for a connection in TIME-WAIT gets, carry its sequence numbers, which
+    /// only the peer may see).
+    pub reply_to: Option<LinkAddress>,
 }
 
 impl Outgoing<'_> {
@@ -412,8 +425,9 @@ pub struct Endpoint {
     free: Vec<usize>,
     by_tuple: BTreeMap<Tuple, usize>,
     time_wait: BTreeMap<Tuple, TimeWait>,
-    /// RSTs and ACKs owed to segments without a connection, bounded.
-    replies: VecDeque<Header>,
+    /// RSTs and ACKs owed to segments without a connection, bounded, each with where
+    /// it goes back to when that is its segment's own link-layer source.
+    replies: VecDeque<(Header, Option<LinkAddress>)>,
     /// The connection whose segment `emit` last refused: the next poll starts with the
     /// one after it, so that a full transmit ring is shared in turn, not taken by the
     /// first connections every time.
@@ -630,7 +644,23 @@ impl Endpoint {
     /// Processes one received IPv4 packet at `now` and says what it showed of its
     /// sender. Anything malformed, out of window or for no connection is dropped and
     /// counted (some answered with a RST or ACK on the next [`poll`](Endpoint::poll)).
+    /// The caller finds the way to the peer of every segment it sends; with the packet's
+    /// link-layer source, [`input_from`](Endpoint::input_from) answers a segment for no
+    /// connection there.
     pub fn input(&mut self, now: u64, packet: &[u8]) -> Sender {
+        self.receive(now, packet, None)
+    }
+
+    /// [`input`](Endpoint::input) of a packet that came from `link`: a RST answering a
+    /// segment for no connection goes back there ([`Outgoing::reply_to`]), so that a
+    /// peer whose address the caller does not know (it never opened a connection) still
+    /// hears that there is none.
+    pub fn input_from(&mut self, now: u64, packet: &[u8], link: LinkAddress) -> Sender {
+        self.receive(now, packet, Some(link))
+    }
+
+    /// [`input`](Endpoint::input) of a packet from `link`, if known.
+    fn receive(&mut self, now: u64, packet: &[u8], link: Option<LinkAddress>) -> Sender {
         self.stats.segments_in += 1;
         let seg = match parse(packet, self.config.verify_checksums) {
             Ok(seg) => seg,
@@ -658,7 +688,7 @@ impl Endpoint {
             return Sender::Unknown;
         }
         if self.half_open.contains_key(&tuple) {
-            return self.input_half_open(tuple, &seg, now);
+            return self.input_half_open(tuple, &seg, now, link);
         }
         if seg.has(RST) {
             self.stats.no_connection += 1;
@@ -667,27 +697,34 @@ impl Endpoint {
             return Sender::Caller;
         } else {
             self.stats.no_connection += 1;
-            self.reply_reset(&tuple, &seg);
+            self.reply_reset(&tuple, &seg, link);
         }
         Sender::Unknown
     }
 
-    /// Queues the RST RFC 9293 (3.10.7.1) answers `seg` with.
-    fn reply_reset(&mut self, tuple: &Tuple, seg: &Segment<'_>) {
+    /// Queues the RST RFC 9293 (3.10.7.1) answers `seg` (from `link`, if known) with.
+    fn reply_reset(&mut self, tuple: &Tuple, seg: &Segment<'_>, link: Option<LinkAddress>) {
         let (seq, ack, flags) = if seg.has(ACK) {
             (seg.ack, Seq(0), RST)
         } else {
             (Seq(0), seg.seq.plus(seg.seq_len()), RST | ACK)
         };
-        self.reply(tuple, seq, ack, flags);
+        self.reply(tuple, seq, ack, flags, link);
     }
 
-    /// Queues a segment without data or connection.
-    fn reply(&mut self, tuple: &Tuple, seq: Seq, ack: Seq, flags: u8) {
+    /// Queues a segment without data or connection, to go back to `reply_to` if given.
+    fn reply(
+        &mut self,
+        tuple: &Tuple,
+        seq: Seq,
+        ack: Seq,
+        flags: u8,
+        reply_to: Option<LinkAddress>,
+    ) {
         if self.replies.len() >= MAX_REPLIES {
             return;
         }
-        self.replies.push_back(Header {
+        let header = Header {
             src: tuple.local,
             dst: tuple.remote,
             src_port: tuple.local_port,
@@ -698,7 +735,8 @@ impl Endpoint {
             window: 0,
             mss: None,
             window_scale: None,
-        });
+        };
+        self.replies.push_back((header, reply_to));
     }
 
     /// A segment for a connection in TIME-WAIT; `true` if it is a new SYN that ended
@@ -719,7 +757,7 @@ impl Endpoint {
         }
         // A retransmitted FIN (or anything else): acknowledge again.
         let (seq, ack) = (entry.snd_nxt, entry.rcv_nxt);
-        self.reply(tuple, seq, ack, ACK);
+        self.reply(tuple, seq, ack, ACK, None);
         false
     }
 
@@ -755,9 +793,15 @@ impl Endpoint {
         shift
     }
 
-    /// A segment for a half-open connection: [`Sender::Peer`] once it acknowledges our
-    /// SYN.
-    fn input_half_open(&mut self, tuple: Tuple, seg: &Segment<'_>, now: u64) -> Sender {
+    /// A segment for a half-open connection, from `link` if known: [`Sender::Peer`]
+    /// once it acknowledges our SYN.
+    fn input_half_open(
+        &mut self,
+        tuple: Tuple,
+        seg: &Segment<'_>,
+        now: u64,
+        link: Option<LinkAddress>,
+    ) -> Sender {
         let Some(half) = self.half_open.get_mut(&tuple) else {
             return Sender::Unknown;
         };
@@ -785,7 +829,7 @@ impl Endpoint {
         }
         if seg.ack != half.iss.plus(1) {
             self.stats.out_of_window += 1;
-            self.reply_reset(&tuple, seg);
+            self.reply_reset(&tuple, seg, link);
             return Sender::Unknown;
         }
         if self.accept_queue.len() >= self.config.backlog
@@ -851,8 +895,8 @@ impl Endpoint {
             ip_id: &mut self.ip_id,
             stats: &mut self.stats,
         };
-        while let Some(reply) = self.replies.front() {
-            if !out.send(reply, &[], 0, 0) {
+        while let Some((reply, reply_to)) = self.replies.front() {
+            if !out.send_reply(reply, *reply_to) {
                 return;
             }
             self.replies.pop_front();

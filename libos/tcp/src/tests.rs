@@ -691,6 +691,46 @@ fn segments_for_no_connection_are_answered_with_resets() {
 }
 
 #[test]
+fn resets_for_no_connection_go_back_to_the_link_address_of_their_segment() {
+    const LINK: LinkAddress = [2, 0, 0, 0, 0, 0x22];
+    let mut ep = server(Config::default());
+    let stray = packet(5001, ACK, Seq(10), Seq(777), 100, b"x", None, None);
+    ep.input_from(0, &stray, LINK);
+    // A SYN, then an ACK that does not acknowledge the SYN-ACK.
+    ep.input_from(
+        0,
+        &packet(5002, SYN, Seq(10), Seq(0), 100, b"", None, None),
+        LINK,
+    );
+    let wrong_ack = packet(5002, ACK, Seq(11), Seq(12345), 100, b"", None, None);
+    ep.input_from(0, &wrong_ack, LINK);
+    // Without its link-layer source, the caller finds the way itself.
+    ep.input(
+        0,
+        &packet(5003, ACK, Seq(10), Seq(888), 100, b"", None, None),
+    );
+    let mut sent = Vec::new();
+    ep.poll(0, &mut |segment| {
+        let mut packet = Vec::new();
+        segment.copy_to(&mut packet);
+        let seg = view(&packet);
+        sent.push((seg.dst_port, seg.flags, segment.reply_to));
+        true
+    });
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            (5001, RST, Some(LINK)),
+            (5002, RST, Some(LINK)),
+            (5002, SYN | ACK, None),
+            (5003, RST, None),
+        ],
+        "only the resets answering a segment go back its way"
+    );
+}
+
+#[test]
 fn abort_sends_a_reset_and_gives_the_handle_up() {
     let mut ep = server(Config::default());
     let (id, peer) = connect(&mut ep, 0, 5000, None, None, 1000);
