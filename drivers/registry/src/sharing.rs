@@ -710,6 +710,24 @@ mod tests {
         nic.transmit(0, frame.len(), &mut |b| b.copy_from_slice(frame))
     }
 
+    /// Checks that `nic` sends `allowed` and that `refused` is withdrawn (`why`), and
+    /// that only `allowed` reached the wire.
+    fn sends_only(
+        nic: &mut dyn NetDevice,
+        wire: &spin::Mutex<Wire>,
+        allowed: &[u8],
+        refused: &[u8],
+        why: &str,
+    ) {
+        assert_eq!(send(nic, refused), Err(DeviceError::Withdrawn), "{why}");
+        assert_eq!(send(nic, allowed), Ok(()));
+        assert_eq!(
+            wire.lock().sent,
+            [allowed],
+            "nothing withdrawn reached the wire"
+        );
+    }
+
     fn poll(nic: &mut dyn NetDevice) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
         nic.receive(0, 256, &mut |frame| got.push(frame.to_vec()))
@@ -1141,13 +1159,8 @@ mod tests {
         let mut high = bind(registry, 2, "high", &["udp & 36:1=0x80"]).unwrap();
         // The receive filter itself would let this out: its destination port reads 0x80..
         let from_kv = ip_frame((MAC, PEER_MAC), (ADDRESS, PEER), 17, (11211, 0x8000));
-        assert_eq!(
-            send(high.as_mut(), &from_kv),
-            Err(DeviceError::Withdrawn),
-            "kv's port"
-        );
-        assert_eq!(send(high.as_mut(), &outgoing(17, 0x8007)), Ok(()));
-        assert_eq!(wire.lock().sent.len(), 1);
+        let own = outgoing(17, 0x8007);
+        sends_only(high.as_mut(), &wire, &own, &from_kv, "kv's port");
     }
 
     #[test]
@@ -1160,13 +1173,8 @@ mod tests {
             frame[42] = tag;
             frame
         };
-        assert_eq!(send(first.as_mut(), &tagged(1)), Ok(()));
-        assert_eq!(
-            send(first.as_mut(), &tagged(2)),
-            Err(DeviceError::Withdrawn),
-            "the second app's tag: the peer's answer would go to it"
-        );
-        assert_eq!(wire.lock().sent.len(), 1);
+        let why = "the second app's tag: the peer's answer would go to it";
+        sends_only(first.as_mut(), &wire, &tagged(1), &tagged(2), why);
     }
 
     #[test]
@@ -1174,13 +1182,9 @@ mod tests {
         let (registry, wire) = shared();
         let mut resolver = bind(registry, 1, "resolver", &["udp sport 53 dst 10.0.2.15"]).unwrap();
         let query = ip_frame((MAC, PEER_MAC), (ADDRESS, PEER), 17, (40000, 53));
-        assert_eq!(send(resolver.as_mut(), &query), Ok(()));
-        assert_eq!(
-            send(resolver.as_mut(), &outgoing(17, 11211)),
-            Err(DeviceError::Withdrawn),
-            "to a port it does not hear from"
-        );
-        assert_eq!(wire.lock().sent.len(), 1);
+        let elsewhere = outgoing(17, 11211);
+        let why = "to a port it does not hear from";
+        sends_only(resolver.as_mut(), &wire, &query, &elsewhere, why);
     }
 
     #[test]
@@ -1188,7 +1192,6 @@ mod tests {
         let (registry, wire) = shared();
         let _httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
         let mut web = bind(registry, 2, "web", &["12:2=0x0800 & 23:1=6 & 36:2=8080"]).unwrap();
-        assert_eq!(send(web.as_mut(), &outgoing(6, 8080)), Ok(()));
         // IHL 6: the option bytes at 34 read 8080, the TCP header at 38 is from httpd's 80.
         let plain = outgoing(6, 80);
         let mut optioned = plain[..34].to_vec();
@@ -1196,12 +1199,9 @@ mod tests {
         optioned.extend_from_slice(&8080u16.to_be_bytes());
         optioned.extend_from_slice(&[0, 0]);
         optioned.extend_from_slice(&plain[34..]);
-        assert_eq!(
-            send(web.as_mut(), &optioned),
-            Err(DeviceError::Withdrawn),
-            "httpd's port behind IP options"
-        );
-        assert_eq!(wire.lock().sent.len(), 1);
+        let own = outgoing(6, 8080);
+        let why = "httpd's port behind IP options";
+        sends_only(web.as_mut(), &wire, &own, &optioned, why);
     }
 
     #[test]
@@ -1210,13 +1210,9 @@ mod tests {
         let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
         let mut diverting = arp(1, (MAC, ADDRESS), PEER);
         diverting[22..28].copy_from_slice(&PEER_MAC);
-        assert_eq!(
-            send(httpd.as_mut(), &diverting),
-            Err(DeviceError::Withdrawn),
-            "the sender's MAC is the interface's"
-        );
-        assert_eq!(send(httpd.as_mut(), &arp(1, (MAC, ADDRESS), PEER)), Ok(()));
-        assert_eq!(wire.lock().sent.len(), 1);
+        let own = arp(1, (MAC, ADDRESS), PEER);
+        let why = "the sender's MAC is the interface's";
+        sends_only(httpd.as_mut(), &wire, &own, &diverting, why);
     }
 
     #[test]
