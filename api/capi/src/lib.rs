@@ -215,21 +215,32 @@ fn c_bytes_mut<'a>(ptr: *mut c_void, len: usize) -> Result<&'a mut [u8], c_int> 
     Ok(unsafe { core::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) })
 }
 
-/// Checks the `uint64_t` out-parameter `ptr`: not NULL, inside usable RAM.
-fn check_out(ptr: *mut u64) -> Result<(), c_int> {
-    if ptr.is_null() {
-        return Err(REXO_EINVAL);
+/// A `uint64_t` out-parameter C passed, checked once when the call starts (not NULL,
+/// inside usable RAM), so that a call checks all of them before it writes any.
+struct OutParam(*mut u64);
+
+impl OutParam {
+    /// `ptr`, checked: `REXO_EINVAL` for NULL, `REXO_EFAULT` outside usable RAM.
+    fn new(ptr: *mut u64) -> Result<Self, c_int> {
+        if ptr.is_null() {
+            return Err(REXO_EINVAL);
+        }
+        check_ram(ptr as usize, size_of::<u64>())?;
+        Ok(Self(ptr))
     }
-    check_ram(ptr as usize, size_of::<u64>())
+
+    /// Stores `value` in it.
+    fn store(self, value: u64) {
+        // SAFETY: 8 bytes of usable RAM (checked in `new`, this call), the C app's
+        // out-parameter; it may be unaligned, hence the unaligned write.
+        unsafe { self.0.write_unaligned(value) };
+    }
 }
 
-/// Stores `value` at the `uint64_t` out-parameter `ptr`, checked.
-fn c_store(ptr: *mut u64, value: u64) -> Result<(), c_int> {
-    check_out(ptr)?;
-    // SAFETY: 8 bytes of usable RAM (checked above), the C app's out-parameter; it may be
-    // unaligned, hence the unaligned write.
-    unsafe { ptr.write_unaligned(value) };
-    Ok(())
+/// Two out-parameters, both checked before the call writes either: an error changes
+/// nothing.
+fn out_params(first: *mut u64, second: *mut u64) -> Result<(OutParam, OutParam), c_int> {
+    Ok((OutParam::new(first)?, OutParam::new(second)?))
 }
 
 /// `unsigned rexo_cores(void)`.
@@ -333,15 +344,14 @@ pub extern "C" fn rexo_sleep_ns(ns: u64) {
 /// `int rexo_memory(uint64_t *usable, uint64_t *free_bytes)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn rexo_memory(usable: *mut u64, free_bytes: *mut u64) -> c_int {
-    // Both checked before either is written: an error changes nothing.
-    if let Err(code) = check_out(usable).and_then(|()| check_out(free_bytes)) {
-        return code;
-    }
+    let (usable, free_bytes) = match out_params(usable, free_bytes) {
+        Ok(both) => both,
+        Err(code) => return code,
+    };
     let memory = with_kernel(|kernel, _| kernel.memory());
-    match c_store(usable, memory.usable).and_then(|()| c_store(free_bytes, memory.free)) {
-        Ok(()) => REXO_OK,
-        Err(code) => code,
-    }
+    usable.store(memory.usable);
+    free_bytes.store(memory.free);
+    REXO_OK
 }
 
 /// `int64_t rexo_mem_alloc(uint64_t bytes)`.

@@ -4,15 +4,16 @@
 use core::ffi::{c_int, c_void};
 
 use crate::handles::with_memory;
-use crate::{REXO_EBUSY, REXO_EINVAL, REXO_OK, c_store, check_out, error_code};
+use crate::{REXO_EBUSY, REXO_EINVAL, REXO_OK, error_code, out_params};
 
 /// `int rexo_map_memory(int64_t handle, void **ptr, uint64_t *len)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn rexo_map_memory(handle: i64, ptr: *mut *mut c_void, len: *mut u64) -> c_int {
-    let (ptr, len) = (ptr.cast::<u64>(), len);
-    if let Err(code) = check_out(ptr).and_then(|()| check_out(len)) {
-        return code;
-    }
+    // Both checked before anything is mapped.
+    let (ptr, len) = match out_params(ptr.cast::<u64>(), len) {
+        Ok(both) => both,
+        Err(code) => return code,
+    };
     with_memory(handle, |kernel, memory| {
         if memory.mapped {
             return Err(REXO_EBUSY);
@@ -24,8 +25,8 @@ pub extern "C" fn rexo_map_memory(handle: i64, ptr: *mut *mut c_void, len: *mut 
         // The C app keeps the address past the call (C is beyond the borrow checker):
         // `mapped` stands for the view until rexo_unmap_memory.
         memory.mapped = true;
-        c_store(ptr, start)?;
-        c_store(len, bytes)?;
+        ptr.store(start);
+        len.store(bytes);
         Ok(REXO_OK)
     })
 }
