@@ -121,23 +121,16 @@ fn prd_regions(phys: u64, len: usize) -> impl Iterator<Item = (u32, u16)> {
     })
 }
 
-/// The 32-bit address of the PRD table at `prd` (`prd_len` bytes) for the bus master's
-/// PRD table register, when the bus master reaches both it and the data buffer at
-/// `buffer` (`buffer_len` bytes); else why it does not.
-fn dma_reach(
-    buffer: u64,
-    buffer_len: usize,
-    prd: u64,
-    prd_len: usize,
-) -> Result<u32, &'static str> {
+/// Whether the bus master reaches both the data buffer at `buffer` (`buffer_len` bytes)
+/// and the PRD table at `prd` (`prd_len` bytes); else why it does not.
+fn dma_reach(buffer: u64, buffer_len: usize, prd: u64, prd_len: usize) -> Result<(), &'static str> {
     if !below_4gib(buffer, buffer_len) {
         return Err("the data buffer lies above 4 GiB (PRDs hold 32-bit addresses)");
     }
     if !below_4gib(prd, prd_len) {
         return Err("the PRD table lies above 4 GiB (its register holds a 32-bit address)");
     }
-    // Below 4 GiB (checked just above): the cast keeps every bit.
-    Ok(prd as u32)
+    Ok(())
 }
 
 /// The outcome of a DMA transfer from the bus-master status read after the drive
@@ -549,8 +542,8 @@ pub struct IdeDisk {
     protocol: Protocol,
     /// The request's data (read into or written from in place).
     buffer: Dma,
-    /// The PRD table and its 32-bit address (DMA only).
-    prd: Option<(Dma, u32)>,
+    /// The PRD table (DMA only; below 4 GiB).
+    prd: Option<Dma>,
     /// The request in flight.
     request: Option<Request>,
     /// The next request's tag.
@@ -576,7 +569,7 @@ impl IdeDisk {
         let prd = if channel.bus_master.is_some() && identity.dma {
             let prd = Dma::new(platform, PRD_TABLE_BYTES)?;
             match dma_reach(buffer.phys(), buffer.len(), prd.phys(), prd.len()) {
-                Ok(address) => Some((prd, address)),
+                Ok(()) => Some(prd),
                 Err(why) => {
                     log::warn!(
                         "ata: {}: PIO instead of bus-master DMA: {why}",
@@ -650,7 +643,7 @@ impl IdeDisk {
             }
         };
         match (operation, &mut self.prd, &self.channel.bus_master) {
-            (Operation::Transfer(direction), Some((prd, prd_address)), Some(bm)) => {
+            (Operation::Transfer(direction), Some(prd), Some(bm)) => {
                 // DMA was chosen only with the buffer below 4 GiB (`new`).
                 let mut entries = prd_regions(self.buffer.phys(), bytes).peekable();
                 let mut at = 0;
@@ -666,9 +659,10 @@ impl IdeDisk {
                 } else {
                     0
                 };
+                // The table lies below 4 GiB (`new`): the cast keeps every bit.
                 bm.write32(
                     u16::from(self.channel.number) * BM_CHANNEL_STRIDE + BM_PRDT,
-                    *prd_address,
+                    prd.phys() as u32,
                 );
                 self.channel.bm_write8(bm, BM_COMMAND, to_memory);
                 barrier();
@@ -947,13 +941,10 @@ mod tests {
 
     #[test]
     fn dma_needs_the_buffer_and_the_prd_table_below_4_gib() {
-        assert_eq!(
-            dma_reach(0x10_0000, 0x1_0000, 0x20_0000, 4096),
-            Ok(0x20_0000)
-        );
+        assert_eq!(dma_reach(0x10_0000, 0x1_0000, 0x20_0000, 4096), Ok(()));
         assert_eq!(
             dma_reach(0xFFFF_0000, 0x1_0000, 0xFFFF_E000, 4096),
-            Ok(0xFFFF_E000),
+            Ok(()),
             "up to the last byte below 4 GiB"
         );
         assert!(dma_reach(0x1_0000_0000, 0x1_0000, 0x20_0000, 4096).is_err());
