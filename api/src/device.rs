@@ -996,68 +996,24 @@ mod tests {
         assert_eq!(lend_consecutive(&mut frame, &[6, 6], |_| ()), None);
     }
 
-    /// A disk whose requests never finish and whose `poll` fails once `polls_left`
-    /// polls are spent; it records whether its requests were abandoned.
-    struct StuckDisk {
-        polls_left: usize,
-        abandoned: bool,
-    }
-
-    impl BlockDevice for StuckDisk {
-        fn info(&self) -> BlockInfo {
-            BlockInfo {
-                sectors: 8,
-                sector_size: 512,
-                max_sectors: 8,
-                queues: 1,
-                depth: 1,
-                model: String::from("stuck"),
-            }
-        }
-        fn submit_read(&mut self, _: usize, _: u64, _: u32) -> Result<Tag, DeviceError> {
-            Ok(1)
-        }
-        fn submit_write(
-            &mut self,
-            _: usize,
-            _: u64,
-            _: u32,
-            _: &mut dyn FnMut(&mut [u8]),
-        ) -> Result<Tag, DeviceError> {
-            Err(DeviceError::Unsupported("writes to a stuck disk"))
-        }
-        fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
-            Err(DeviceError::Unsupported("flushes of a stuck disk"))
-        }
-        fn poll(&mut self, _: usize, _: Completion<'_>) -> Result<usize, DeviceError> {
-            if self.polls_left == 0 {
-                return Err(DeviceError::Timeout {
-                    what: "the completion queue",
-                    ms: 5,
-                });
-            }
-            self.polls_left -= 1;
-            Ok(0)
-        }
-        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
-            Err(DeviceError::Unsupported("wake-ups on a stuck disk"))
-        }
-        fn abandon_requests(&mut self) {
-            self.abandoned = true;
-        }
-    }
-
     #[test]
     fn a_failed_poll_abandons_the_request_waited_for() {
-        let mut disk = StuckDisk {
-            polls_left: 3,
-            abandoned: false,
-        };
+        // Each poll finishes the newest request alone: the first poll hands over another
+        // request's data (dropped), the second fails with the one waited for in flight.
+        let mut disk = crate::testing::MemoryDisk::new(alloc::vec![0; 8 * 512]);
+        disk.depth = 2;
+        disk.newest_first = true;
+        disk.polls_before_failing = Some(1);
         let tag = disk.submit_read(0, 0, 1).unwrap();
+        disk.submit_read(0, 1, 1).unwrap();
         let mut handed = false;
         let error = wait_for(&mut disk, 0, tag, &mut |_| handed = true).unwrap_err();
         assert!(matches!(error, DeviceError::Timeout { .. }), "{error:?}");
         assert!(!handed, "no data");
-        assert!(disk.abandoned, "the request was given up to the device");
+        assert_eq!(
+            disk.in_flight(),
+            0,
+            "the request was given up to the device"
+        );
     }
 }

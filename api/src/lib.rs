@@ -17,7 +17,8 @@ use core::fmt;
 
 pub mod device;
 mod kernel;
-#[cfg(feature = "testing")]
+// Also in this crate's own tests, which run on its disk in memory.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 #[doc(hidden)]
