@@ -862,6 +862,67 @@ pub fn wait_for(
     result.unwrap_or(Ok(()))
 }
 
+/// Queues the next request of a [`run_windowed`] series on the disk, given the series'
+/// error to set if the request it queued is wrong: its tag and what `done` needs of it,
+/// the error that refused it, or `None` when no request is left.
+pub type SubmitNext<'a, T, E> =
+    &'a mut dyn FnMut(&mut dyn BlockDevice, &mut Option<E>) -> Option<Result<(Tag, T), E>>;
+
+/// Takes a finished request of a [`run_windowed`] series: what `submit` gave with it, and
+/// its data or the device's error.
+pub type TakeFinished<'a, T, E> = &'a mut dyn FnMut(T, Result<&[u8], DeviceError>) -> Result<(), E>;
+
+/// Runs a series of requests on `queue`, keeping up to `window` (at least 1) in flight:
+/// `submit` queues the next one and gives its tag with what `done` needs of it (`None`:
+/// none left), `done` takes each finished one with its data or error. `in_flight` holds
+/// the requests in flight (cleared first; a caller that keeps it from run to run
+/// allocates nothing).
+///
+/// The first error stops the submissions: one `submit` answers (a request refused), one
+/// it sets in its `&mut Option<E>` (a request queued but wrong), or one `done` answers
+/// (it is not called after an error). Every request queued is still waited for, so that
+/// none completes into a later caller's wait; the inner result is then that error. When
+/// `poll` itself fails, the requests in flight are given up to the device
+/// ([`BlockDevice::abandon_requests`]) and the outer result is that error.
+pub fn run_windowed<T, E>(
+    disk: &mut dyn BlockDevice,
+    queue: usize,
+    window: usize,
+    in_flight: &mut Vec<(Tag, T)>,
+    submit: SubmitNext<'_, T, E>,
+    done: TakeFinished<'_, T, E>,
+) -> Result<Result<(), E>, DeviceError> {
+    in_flight.clear();
+    let mut error = None;
+    let mut submitted_all = false;
+    loop {
+        while error.is_none() && !submitted_all && in_flight.len() < window.max(1) {
+            match submit(disk, &mut error) {
+                Some(Ok(request)) => in_flight.push(request),
+                Some(Err(refused)) => error = Some(refused),
+                None => submitted_all = true,
+            }
+        }
+        if in_flight.is_empty() {
+            return Ok(error.map_or(Ok(()), Err));
+        }
+        let polled = disk.poll(queue, &mut |tag, result| {
+            let Some(index) = in_flight.iter().position(|(queued, _)| *queued == tag) else {
+                return;
+            };
+            let (_, request) = in_flight.swap_remove(index);
+            if error.is_none() {
+                error = done(request, result).err();
+            }
+        });
+        if let Err(failed) = polled {
+            disk.abandon_requests();
+            return Err(failed);
+        }
+        core::hint::spin_loop();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -994,6 +1055,58 @@ mod tests {
         assert_eq!(lens, Some((3, 7)));
         assert_eq!(frame[3], 9);
         assert_eq!(lend_consecutive(&mut frame, &[6, 6], |_| ()), None);
+    }
+
+    /// Reads sectors 0..8 of `disk` one per request with `window` in flight; the sectors
+    /// handed to `done` in the order they finished, and the outcome.
+    fn read_windowed(
+        disk: &mut crate::testing::MemoryDisk,
+        window: usize,
+    ) -> (Vec<u64>, Result<Result<(), DeviceError>, DeviceError>) {
+        let (mut next, mut finished) = (0, Vec::new());
+        let outcome = run_windowed(
+            disk,
+            0,
+            window,
+            &mut Vec::new(),
+            &mut |disk, _| {
+                (next < 8).then(|| {
+                    next += 1;
+                    disk.submit_read(0, next - 1, 1).map(|tag| (tag, next - 1))
+                })
+            },
+            &mut |sector, data| {
+                finished.push(sector);
+                data.map(|_| ())
+            },
+        );
+        (finished, outcome)
+    }
+
+    #[test]
+    fn a_windowed_run_keeps_the_window_full_and_waits_for_every_request_after_an_error() {
+        let mut disk = crate::testing::MemoryDisk::new(alloc::vec![0; 8 * 512]);
+        disk.depth = 3;
+        assert_eq!(read_windowed(&mut disk, 3), ((0..8).collect(), Ok(Ok(()))));
+        assert_eq!(disk.most_in_flight(), 3);
+        // Sector 1 fails: nothing more is submitted, the request beside it is waited for.
+        disk.failing_reads = 1..2;
+        let (finished, outcome) = read_windowed(&mut disk, 3);
+        assert_eq!(finished, [0, 1], "no call after the error");
+        assert!(matches!(outcome, Ok(Err(DeviceError::Status { .. }))));
+        assert_eq!(
+            disk.request_sizes().len(),
+            8 + 3,
+            "sectors 0, 1, 2 submitted"
+        );
+        assert_eq!(disk.in_flight(), 0);
+        // A failed poll gives the requests in flight up to the device.
+        disk.failing_reads = 0..0;
+        disk.polls_before_failing = Some(0);
+        let (finished, outcome) = read_windowed(&mut disk, 3);
+        assert!(finished.is_empty());
+        assert!(matches!(outcome, Err(DeviceError::Timeout { .. })));
+        assert_eq!(disk.in_flight(), 0, "abandoned");
     }
 
     #[test]
