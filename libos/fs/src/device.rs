@@ -9,7 +9,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use rexo_api::{BlockDevice, DeviceError, Kernel, Tag, device::wait_for};
+use rexo_api::device::{run_windowed, wait_for};
+use rexo_api::{BlockDevice, DeviceError, Kernel, Tag};
 use rexo_mbr::{Attempt, TYPE_REXO_FS, on_first_disk_holding};
 
 use crate::{BLOCK_SIZE, BlockStore, FileSystem, FsError};
@@ -90,7 +91,7 @@ impl<'a> DeviceStore<'a> {
     /// queued (so none is left to complete into a later caller's wait), then returns the
     /// first error; when polling itself fails, it abandons the requests in flight to the
     /// device (`abandon_requests`) and returns that error, so none of them completes
-    /// afterwards.
+    /// afterwards (all as [`run_windowed`] does).
     fn run(
         &mut self,
         first: u64,
@@ -103,45 +104,34 @@ impl<'a> DeviceStore<'a> {
             .ok_or_else(|| format!("a run of {count} blocks from {first} overflows"))?;
         self.lba(last)?;
         let lba = self.lba(first)?;
-        let queued = &mut self.queued;
-        queued.clear();
-        let mut error: Option<String> = None;
+        let (sectors_per_block, per_request) = (self.sectors, self.per_request);
         let mut next = 0;
-        loop {
-            while error.is_none() && next < count && queued.len() < self.in_flight {
-                let blocks = (count - next).min(self.per_request);
+        let outcome = run_windowed(
+            self.device,
+            0,
+            self.in_flight,
+            &mut self.queued,
+            &mut |device, error| {
+                if next >= count {
+                    return None;
+                }
+                let blocks = (count - next).min(per_request);
                 let range = next..next + blocks;
-                let at = lba + next as u64 * u64::from(self.sectors);
-                let sectors = blocks as u32 * self.sectors;
-                match submit(self.device, at, sectors, range.clone(), &mut error) {
-                    Ok(tag) => queued.push((tag, range)),
-                    Err(e) => error = Some(format!("{e}")),
-                }
+                let at = lba + next as u64 * u64::from(sectors_per_block);
+                let sectors = blocks as u32 * sectors_per_block;
                 next += blocks;
-            }
-            if queued.is_empty() {
-                break;
-            }
-            let polled = self.device.poll(0, &mut |tag, result| {
-                let Some(index) = queued.iter().position(|(queued, _)| *queued == tag) else {
-                    return;
-                };
-                let (_, range) = queued.swap_remove(index);
-                match (result, &error) {
-                    (Ok(data), None) => error = done(range, data).err(),
-                    (Err(e), None) => error = Some(format!("{e}")),
-                    (_, Some(_)) => {}
-                }
-            });
-            if let Err(e) = polled {
-                // The device cannot tell us about the rest: give them up to it, so that
-                // none completes into the caller's buffers after the run returned.
-                self.device.abandon_requests();
-                return Err(format!("{e}"));
-            }
-            core::hint::spin_loop();
-        }
-        error.map_or(Ok(()), Err)
+                let tag = submit(device, at, sectors, range.clone(), error);
+                Some(tag.map(|tag| (tag, range)).map_err(|e| format!("{e}")))
+            },
+            &mut |range, result| match result {
+                Ok(data) => done(range, data),
+                Err(e) => Err(format!("{e}")),
+            },
+        );
+        // A failed poll: the device cannot tell us about the rest, and `run_windowed`
+        // gave them up to it, so that none completes into the caller's buffers after the
+        // run returned.
+        outcome.map_err(|e| format!("{e}"))?
     }
 }
 
