@@ -8,8 +8,8 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use rexo_api::{
-    ApiError, BlockDevice, BlockInfo, DeviceError, DeviceKind, DiskExtent, ExtentOp, Tag,
-    device::wait_for,
+    ApiError, BlockDevice, BlockInfo, DeviceError, DeviceKind, DiskExtent, ExtentOp,
+    device::{run_windowed, wait_for},
 };
 use rexo_devio::Found;
 use rexo_xn::{TABLE_BYTES, Table, XnError};
@@ -131,41 +131,24 @@ fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
 fn zero(disk: &mut dyn BlockDevice, start: u64, count: u64) -> Result<(), DeviceError> {
     let info = disk.info();
     let chunk = u64::from(info.max_sectors.max(1));
-    let window = info.depth.max(1);
     let end = start.saturating_add(count);
-    let mut in_flight: Vec<Tag> = Vec::new();
-    let mut error = None;
     let mut at = start;
-    loop {
-        while error.is_none() && at < end && in_flight.len() < window {
+    run_windowed(
+        disk,
+        0,
+        info.depth,
+        &mut Vec::new(),
+        &mut |disk, _| {
+            if at >= end {
+                return None;
+            }
             let sectors = (end - at).min(chunk);
-            match disk.submit_write(0, at, sectors as u32, &mut |buffer| buffer.fill(0)) {
-                Ok(tag) => in_flight.push(tag),
-                Err(failed) => error = Some(failed),
-            }
+            let tag = disk.submit_write(0, at, sectors as u32, &mut |buffer| buffer.fill(0));
             at += sectors;
-        }
-        if in_flight.is_empty() {
-            break;
-        }
-        let polled = disk.poll(0, &mut |tag, result| {
-            let Some(index) = in_flight.iter().position(|&queued| queued == tag) else {
-                return;
-            };
-            in_flight.swap_remove(index);
-            if let (Err(failed), None) = (result, error) {
-                error = Some(failed);
-            }
-        });
-        if let Err(failed) = polled {
-            disk.abandon_requests();
-            return Err(failed);
-        }
-        core::hint::spin_loop();
-    }
-    if let Some(failed) = error {
-        return Err(failed);
-    }
+            Some(tag.map(|tag| (tag, ())))
+        },
+        &mut |(), result| result.map(|_| ()),
+    )??;
     let tag = disk.submit_flush(0)?;
     wait_for(disk, 0, tag, &mut |_| {})
 }
