@@ -232,10 +232,13 @@ macro_rules! kernel_calls {
             /// (4 MiB, which its heap grows into).
             fn allocate_memory(&self, bytes: u64) -> Result<MemoryCap, ApiError>;
             /// Copies `data` into the memory `cap` names, at `offset` (needs the write right).
+            /// [`CapError::Revoked`](crate::CapError::Revoked) for a revoked `cap`, and as
+            /// well for `data` in memory the kernel took by force from the app (a view past
+            /// its revocation deadline): the copy would fault.
             fn write_memory(&self, cap: &MemoryCap, offset: u64, data: &[u8])
                 -> Result<(), ApiError>;
             /// Copies from the memory `cap` names, at `offset`, into `buffer` (needs the read
-            /// right).
+            /// right; `Revoked` as for [`write_memory`](Kernel::write_memory)).
             fn read_memory(&self, cap: &MemoryCap, offset: u64, buffer: &mut [u8])
                 -> Result<(), ApiError>;
             /// Runs `work` once on the memory `cap` names, in place: zero copy, the bytes read

@@ -175,6 +175,24 @@ fn status(result: Result<(), ApiError>) -> c_int {
     result.map_or_else(error_code, |()| REXO_OK)
 }
 
+/// The code of a copying call's answer (`read_memory`, `write_memory`) over the C app's
+/// `buffer`. The kernel answers `Revoked` for a revoked capability (`REXO_EPERM`) and as
+/// well for a buffer in memory taken by force from the app after [`c_bytes`] checked it
+/// (another core, or the timer, past the revocation deadline): `buffer_revoked` says
+/// which, and a buffer in such memory is `REXO_EFAULT`, as rexo.h has it.
+fn copy_status(result: Result<(), ApiError>, buffer_revoked: impl FnOnce() -> bool) -> c_int {
+    match result {
+        Err(ApiError::Refused(CapError::Revoked)) if buffer_revoked() => REXO_EFAULT,
+        result => status(result),
+    }
+}
+
+/// Whether the C app's `buffer` (checked by [`c_bytes`] or [`c_bytes_mut`]) lies, now,
+/// outside usable RAM: in memory taken by force since.
+fn taken_since_checked(buffer: &[u8]) -> bool {
+    !buffer.is_empty() && check_ram(buffer.as_ptr() as usize, buffer.len()).is_err()
+}
+
 /// Whether `[addr, addr + len)` (`len` > 0) lies above page 0 inside one region of usable
 /// RAM, none of it taken back by force. (The page tables are not walked: they are locked while another core changes
 /// them; C apps run trusted, so a pointer to a stack guard page faults.)
@@ -382,11 +400,8 @@ pub extern "C" fn rexo_mem_write(
 ) -> c_int {
     match c_bytes(data, len) {
         Ok(data) => with_memory(handle, |kernel, memory| {
-            Ok(status(kernel.write_memory(
-                memory.unmapped()?,
-                offset,
-                data,
-            )))
+            let written = kernel.write_memory(memory.unmapped()?, offset, data);
+            Ok(copy_status(written, || taken_since_checked(data)))
         }),
         Err(code) => code,
     }
@@ -397,11 +412,8 @@ pub extern "C" fn rexo_mem_write(
 pub extern "C" fn rexo_mem_read(handle: i64, offset: u64, buf: *mut c_void, len: usize) -> c_int {
     match c_bytes_mut(buf, len) {
         Ok(buffer) => with_memory(handle, |kernel, memory| {
-            Ok(status(kernel.read_memory(
-                memory.unmapped()?,
-                offset,
-                buffer,
-            )))
+            let read = kernel.read_memory(memory.unmapped()?, offset, buffer);
+            Ok(copy_status(read, || taken_since_checked(buffer)))
         }),
         Err(code) => code,
     }

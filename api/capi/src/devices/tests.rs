@@ -1,4 +1,5 @@
-//! The C layouts of device records and filters, and the error codes of device errors.
+//! The C layouts of device records and filters, and the error codes of kernel and device
+//! errors as rexo.h gives them.
 use super::*;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -172,6 +173,38 @@ fn the_error_codes_of_rexo_h_are_the_rust_constants() {
             assert!(CODES.iter().any(|&(known, _)| known == name), "{name}");
         }
     }
+}
+
+/// The comment above `#define NAME` in `rexo.h`, its lines joined by spaces.
+fn rexo_h_comment(name: &str) -> String {
+    let lines: Vec<&str> = include_str!("../../../c/rexo.h").lines().collect();
+    let define = lines
+        .iter()
+        .position(|line| line.split_whitespace().nth(1) == Some(name))
+        .unwrap_or_else(|| panic!("rexo.h defines {name}"));
+    let start = lines[..define]
+        .iter()
+        .rposition(|line| line.starts_with("/*"))
+        .expect("a comment above it");
+    let words = lines[start..define].iter().map(|line| {
+        let line = line.trim_start_matches("/*").trim_start_matches(" *");
+        line.trim_end_matches("*/").trim()
+    });
+    words.collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn a_revoked_capability_is_eperm_and_a_buffer_in_memory_taken_by_force_efault() {
+    use rexo_api::{ApiError, CapError};
+    let revoked = Err(ApiError::Refused(CapError::Revoked));
+    assert_eq!(crate::copy_status(revoked, || false), REXO_EPERM);
+    // The kernel answers Revoked, too, for a buffer taken by force after c_bytes checked it.
+    assert_eq!(crate::copy_status(revoked, || true), crate::REXO_EFAULT);
+    assert_eq!(crate::copy_status(Ok(()), || true), REXO_OK);
+    assert_eq!(device_code(DeviceError::Revoked), REXO_EPERM);
+    // As rexo.h says.
+    assert!(rexo_h_comment("REXO_EPERM").contains("a capability revoked"));
+    assert!(rexo_h_comment("REXO_EFAULT").contains("in memory the kernel took back by force"));
 }
 
 #[test]
