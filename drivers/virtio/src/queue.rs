@@ -285,9 +285,8 @@ impl Virtqueue {
     /// Takes the next finished chain from the used ring, if any: only a head the device
     /// holds (published, not returned; an entry written before the head was published
     /// cannot return it). An entry naming any other (a repeat, or a number outside the
-    /// queue) is
-    /// dropped and counted ([`stray_used`](Self::stray_used), warned of at powers of
-    /// two), and the next one is looked at. A used index more than a ring ahead means
+    /// queue) is dropped and counted ([`stray_used`](Self::stray_used), warned of at
+    /// powers of two), and the next one is looked at. A used index more than a ring ahead means
     /// the device broke ([`DeviceError::Failed`]).
     pub fn pop_used(&mut self) -> Result<Option<Used>, DeviceError> {
         loop {
