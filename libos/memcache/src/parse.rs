@@ -4,10 +4,11 @@
 //!
 //! The answers follow memcached 1.6's `proto_text.c`: an unknown command or a wrong
 //! number of tokens is `ERROR`; a bad number or key is `CLIENT_ERROR bad command line
-//! format`; a data block not ended by `\r\n` is `CLIENT_ERROR bad data chunk`. Two
-//! deliberate differences keep the stream in sync where memcached would lose it: a
-//! storage command refused for its key or flags still skips its data block, and a line
-//! is judged by its length alone (not by how it was split into reads).
+//! format`; a data block not ended by `\r\n` is `CLIENT_ERROR bad data chunk`. A
+//! `CLIENT_ERROR` for a line ending in `noreply` is not sent, for every command that
+//! takes `noreply`. Two deliberate differences keep the stream in sync where memcached
+//! would lose it: a storage command refused for its key or flags still skips its data
+//! block, and a line is judged by its length alone (not by how it was split into reads).
 
 use crate::cache::{Key, StoreMode};
 
@@ -259,9 +260,18 @@ pub fn parse(input: &[u8], max_value: usize) -> Parsed<'_> {
         b"verbosity" => verbosity(arguments),
         _ => Err(ProtocolError::UnknownCommand),
     };
+    // As memcached does, a command that takes `noreply` reads it from the line's last
+    // token before judging the rest, so its errors are silent too; a wrong number of
+    // tokens is found before, and always answered.
+    let takes_noreply = matches!(
+        name,
+        b"delete" | b"incr" | b"decr" | b"touch" | b"flush_all" | b"verbosity"
+    );
     let command = parsed.unwrap_or_else(|error| Command::Invalid {
         error,
-        noreply: false,
+        noreply: takes_noreply
+            && error != ProtocolError::UnknownCommand
+            && ends_with_noreply(arguments),
     });
     Parsed::Request {
         consumed: line_end,
@@ -301,6 +311,13 @@ fn next_token(text: &[u8]) -> Option<(&[u8], &[u8])> {
         .position(|&byte| byte == b' ')
         .unwrap_or(text.len());
     Some((&text[..end], &text[end..]))
+}
+
+/// Whether the last token of `text` is `noreply`.
+fn ends_with_noreply(text: &[u8]) -> bool {
+    text.rsplit(|&byte| byte == b' ')
+        .find(|token| !token.is_empty())
+        .is_some_and(|token| token == b"noreply")
 }
 
 /// Up to `N` tokens of `text`, and how many there are in all (which may be more).

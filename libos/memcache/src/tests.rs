@@ -1201,3 +1201,31 @@ fn benchmark_get_and_set() {
          get request parsed and answered (1000 keys) {request_ns} ns"
     );
 }
+
+/// memcached reads `noreply` before judging the rest of the line: a client that sends
+/// it reads no answer, so an error answered anyway would be read as the next request's.
+#[test]
+fn noreply_silences_client_errors_but_not_token_counts() {
+    let mut server = Server::new();
+    let long_key = "k".repeat(251);
+    server.say("set n 0 0 1\r\n5\r\n");
+    let silent = std::format!(
+        "incr n x noreply\r\ndecr n -1 noreply\r\ntouch n x noreply\r\ndelete n 5 noreply\r\n\
+         delete {long_key} noreply\r\nincr {long_key} 1 noreply\r\ntouch {long_key} 0 noreply\r\n\
+         flush_all x noreply\r\n"
+    );
+    assert_eq!(server.say(&silent), "");
+    assert_eq!(server.say("get n\r\n"), "VALUE n 0 1\r\n5\r\nEND\r\n");
+    // A wrong number of tokens is found before `noreply` is read; reads take no
+    // `noreply`; nor does a `noreply` that is not the last token count.
+    assert_eq!(server.say("incr noreply\r\n"), "ERROR\r\n");
+    assert_eq!(server.say("touch n x noreply extra\r\n"), "ERROR\r\n");
+    assert_eq!(
+        server.say(&std::format!("get {long_key} noreply\r\n")),
+        "CLIENT_ERROR bad command line format\r\n"
+    );
+    assert_eq!(
+        server.say("delete n noreply 5\r\n"),
+        "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
+    );
+}
