@@ -130,7 +130,8 @@ pub enum Command<'a> {
     Stats(StatsGroup),
     /// `version`.
     Version,
-    /// `verbosity` (accepted, changes nothing: the engine does not log requests).
+    /// `verbosity` with a numeric level (accepted, changes nothing: the engine does not
+    /// log requests).
     Verbosity {
         /// No answer wanted.
         noreply: bool,
@@ -521,10 +522,10 @@ fn verbosity(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
         return Err(ProtocolError::UnknownCommand);
     }
     // memcached takes `noreply` from the last token, so `verbosity noreply` is silent
-    // (memcapable checks it).
-    let last = if count == 2 { second } else { level };
+    // (memcapable checks it): its level is refused, and the refusal not sent.
+    unsigned(level).ok_or(ProtocolError::BadFormat)?;
     Ok(Command::Verbosity {
-        noreply: last == b"noreply",
+        noreply: count == 2 && second == b"noreply",
     })
 }
 

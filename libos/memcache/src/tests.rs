@@ -283,6 +283,11 @@ fn other_commands() {
     assert_eq!(server.say("verbosity 1 noreply\r\n"), "");
     assert_eq!(server.say("verbosity noreply\r\n"), "");
     assert_eq!(server.say("verbosity\r\n"), "ERROR\r\n");
+    // The level must be a number, as in memcached.
+    assert_eq!(
+        server.say("verbosity x\r\nverbosity -1\r\nverbosity x noreply\r\n"),
+        "CLIENT_ERROR bad command line format\r\nCLIENT_ERROR bad command line format\r\n"
+    );
     assert_eq!(server.say("stats items\r\n"), "END\r\n");
     assert_eq!(server.say("stats nonsense\r\n"), "ERROR\r\n");
     assert_eq!(server.say("bogus\r\n"), "ERROR\r\n");
