@@ -370,7 +370,8 @@ impl Site {
     }
 
     /// Answers the first request in `buf`. `pages` is asked first about every path
-    /// (percent-decoded, without query) and may supply a dynamic page, like the status
+    /// (percent-decoded, its `.` and `..` segments resolved, without query) and may
+    /// supply a dynamic page, like the status
     /// page at `/`.
     pub fn serve(&self, buf: &[u8], pages: &mut dyn FnMut(&[u8]) -> Page) -> Step {
         match parse(buf, &self.limits) {
@@ -397,7 +398,7 @@ impl Site {
                 return Response::error(Status::MethodNotAllowed, persistence, false, &allow);
             }
         };
-        let Some(path) = percent_decode(request.path) else {
+        let Some(path) = percent_decode(request.path).and_then(remove_dot_segments) else {
             return Response::error(Status::BadRequest, Persistence::Close, head_only, &[]);
         };
         match pages(&path) {
@@ -673,6 +674,39 @@ fn percent_decode(path: &[u8]) -> Option<Cow<'_, [u8]>> {
         }
     }
     Some(Cow::Owned(decoded))
+}
+
+/// The decoded path with its `.` and `..` segments resolved (RFC 3986 6.2.2.3, as
+/// 5.2.4 does it): `/a/./b/../c` is `/a/c`, and a `%2e%2e` counts as a `..` since
+/// it was decoded before. `None` for a `..` above the root, which names nothing (a
+/// `400`, as nginx and Apache answer it).
+fn remove_dot_segments(path: Cow<'_, [u8]>) -> Option<Cow<'_, [u8]>> {
+    let is_dot = |segment: &[u8]| segment == b"." || segment == b"..";
+    let Some(relative) = path.strip_prefix(b"/") else {
+        return Some(path);
+    };
+    if !relative.split(|&byte| byte == b'/').any(is_dot) {
+        return Some(path);
+    }
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let mut segments = relative.split(|&byte| byte == b'/').peekable();
+    while let Some(segment) = segments.next() {
+        if segment == b".." {
+            kept.pop()?;
+        }
+        if !is_dot(segment) {
+            kept.push(segment);
+        } else if segments.peek().is_none() {
+            // A final `.` or `..` leaves the path naming a directory: `/a/..` is `/`.
+            kept.push(b"");
+        }
+    }
+    let mut resolved = Vec::with_capacity(path.len());
+    for segment in kept {
+        resolved.push(b'/');
+        resolved.extend_from_slice(segment);
+    }
+    Some(Cow::Owned(resolved))
 }
 
 /// The value of a hexadecimal digit.

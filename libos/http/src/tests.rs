@@ -873,3 +873,36 @@ fn the_path_of_an_absolute_target_starts_after_the_authority_not_in_its_query() 
         answer("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
     );
 }
+
+#[test]
+fn dot_segments_are_resolved_before_the_lookup() {
+    for path in [
+        "/x/../app.js",
+        "/./app.js",
+        "/x/y/../../app.js",
+        "/x/%2E%2e/app.js",
+        "/x/..%2Fapp.js",
+    ] {
+        let out = answer(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(
+            out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with("run()"),
+            "{path}: {out}"
+        );
+    }
+    // A final `..` names the directory above, whose index is served.
+    let out = answer("GET /x/.. HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(out.ends_with("<h1>Rexo</h1>\n"), "{out}");
+    // Above the root names nothing: refused, encoded or not.
+    for path in ["/../app.js", "/%2e%2e/app.js", "/x/../../app.js", "/.."] {
+        let (out, closed) = converse(
+            &site(),
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+        assert!(
+            out.starts_with("HTTP/1.1 400 Bad Request\r\n") && closed,
+            "{path}: {out}"
+        );
+    }
+    // Dots within a name are no segments.
+    assert!(answer("GET /..app.js HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 404"));
+}
