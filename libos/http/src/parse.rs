@@ -75,7 +75,8 @@ pub struct Request<'b> {
     pub path: &'b [u8],
     /// The version.
     pub version: Version,
-    /// The `Host` field's value, if sent (HTTP/1.1 requests without one are refused).
+    /// The `Host` field's value, if sent (HTTP/1.1 requests without one, and requests
+    /// with one that is not a host and port, are refused).
     pub host: Option<&'b [u8]>,
     /// Whether the connection stays open after the answer: HTTP/1.1 unless
     /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
@@ -204,8 +205,9 @@ fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<(Request<'b>,
         }
         let (name, value) = parse_field(line)?;
         if name.eq_ignore_ascii_case(b"host") {
-            if host.replace(value).is_some() {
-                // RFC 7230 5.4: more than one Host is a bad request.
+            // RFC 9112 3.2: more than one Host, or one that is no host and port, is a
+            // bad request.
+            if host.replace(value).is_some() || !value.iter().all(|&b| is_host_byte(b)) {
                 return Err(Status::BadRequest);
             }
         } else if name.eq_ignore_ascii_case(b"content-length") {
@@ -380,6 +382,13 @@ pub(crate) fn trim_whitespace(bytes: &[u8]) -> &[u8] {
         .rposition(|b| !is_space(b))
         .map_or(start, |i| i + 1);
     &bytes[start..end]
+}
+
+/// Whether `b` may appear in a `Host` value (RFC 3986 3.2.2 and 3.2.3): a registered
+/// name (unreserved characters, percent escapes, sub-delimiters), an IP address (in
+/// brackets for IPv6) and a port after a colon; no space, `/`, `@`, `?` or `#`.
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b)
 }
 
 /// Whether `b` may appear in a token (RFC 7230 3.2.6): methods and field names.

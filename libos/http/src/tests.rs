@@ -728,6 +728,10 @@ fn malformed_requests_are_refused() {
         "GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",
         "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x/y\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: user@x\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: x\"\r\n\r\n",
     ];
     for request in bad {
         assert!(
@@ -737,6 +741,11 @@ fn malformed_requests_are_refused() {
     }
     // A bad request line is refused before its headers arrive.
     assert!(answer("BAD\r\nHost: x\r\n").starts_with("HTTP/1.1 400"));
+    // Host names, addresses and ports, and the empty Host of a target without one.
+    for host in ["x", "rexo.example:8080", "10.0.2.15:80", "[::1]:8080", ""] {
+        let request = format!("GET /app.js HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        assert!(answer(&request).starts_with("HTTP/1.1 200"), "{host}");
+    }
     // HTTP/1.0 needs no Host; obs-text in a value is allowed.
     assert!(answer("GET /app.js HTTP/1.0\r\nX: caf\u{e9}\r\n\r\n").starts_with("HTTP/1.1 200"));
 }
