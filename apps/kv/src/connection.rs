@@ -5,7 +5,7 @@
 //! them), for two reasons: `shutdown` must be seen in the stream, which the engine does
 //! not know, and answers must stop being made while the client is not reading them.
 
-use rexo_memcache::{Output, Parsed, ServerInfo, Session, Store, max_request_len, parse};
+use rexo_memcache::{Command, Output, Parsed, ServerInfo, Session, Store, max_request_len, parse};
 use rexo_net::{Connection, NetError, Stack};
 
 use alloc::vec::Vec;
@@ -269,13 +269,20 @@ impl Client {
                 continue;
             }
             let Parsed::Request {
-                consumed, swallow, ..
+                consumed,
+                swallow,
+                command,
             } = parse(&self.input[at..], cache.max_value())
             else {
                 break;
             };
             let request = &self.input[at..at + consumed];
-            match shutdown_request(request) {
+            // A line too long is refused whatever it starts with: it is no whole request.
+            let shutdown = match command {
+                Command::Invalid { error, .. } if error.closes() => Shutdown::No,
+                _ => shutdown_request(request),
+            };
+            match shutdown {
                 Shutdown::No => {}
                 Shutdown::Now => return Served::Shutdown,
                 Shutdown::BadMode => {

@@ -436,3 +436,62 @@ fn answers_stay_within_the_buffer_budget() {
     }
     assert_eq!(answer, alloc::format!("{value}END\r\n").into_bytes());
 }
+
+/// A line too long is refused and ends the connection even when it starts with
+/// `shutdown`: neither `shutdown`'s answers nor the rest of the line read as requests.
+#[test]
+fn a_line_too_long_is_no_shutdown() {
+    for tail in [&b"x"[..], b" "] {
+        let (wire, mut server, mut client) = wire();
+        let options = TcpOptions::default();
+        let listener = server.listen(PORT, 4, options).unwrap();
+        let remote = rexo_net::Endpoint {
+            address: SERVER,
+            port: PORT,
+        };
+        let connection = client.connect(remote, options).unwrap();
+        let mut request = b"shutdown ".to_vec();
+        request.extend(tail.repeat(rexo_memcache::MAX_LINE + 100));
+        request.extend_from_slice(b"\r\nversion\r\n");
+        let (mut cache, info) = (stream_cache(), ServerInfo::default());
+        let (mut kv, mut sent, mut answer) = (None, 0, Vec::new());
+        let mut ended = None;
+        for round in 0..20_000u64 {
+            server.poll(round * 50_000).unwrap();
+            wire.carry(|_| true);
+            client.poll(round * 50_000).unwrap();
+            wire.carry(|_| true);
+            if kv.is_none() {
+                kv = server.accept(&listener).map(Client::new);
+            }
+            if let Some(kv) = &mut kv
+                && ended.is_none()
+            {
+                let mut held = kv.held();
+                let progress = kv.step(
+                    &mut server,
+                    &mut cache,
+                    CLOCK_START_S,
+                    &info,
+                    &mut held,
+                    usize::MAX,
+                    false,
+                );
+                if matches!(progress, Progress::Finished | Progress::Shutdown) {
+                    ended = Some(progress);
+                }
+            }
+            if sent < request.len() {
+                sent += client.write(&connection, &request[sent..]).unwrap_or(0);
+            }
+            let mut buffer = [0u8; 512];
+            let read = client.read(&connection, &mut buffer).unwrap_or(0);
+            answer.extend_from_slice(&buffer[..read]);
+            if ended.is_some() && read == 0 && round > 1000 {
+                break;
+            }
+        }
+        assert_eq!(ended, Some(Progress::Finished));
+        assert_eq!(answer, rexo_memcache::ProtocolError::LineTooLong.reply());
+    }
+}
