@@ -240,9 +240,9 @@ fn request_stream(rng: &mut Rng, requests: usize) -> Vec<u8> {
     stream
 }
 
-/// Sends `stream` in random pieces through kv's connection and returns the answers
-/// once `expected_len` bytes came.
-fn serve_over_the_wire(rng: &mut Rng, stream: &[u8], expected_len: usize, leader: bool) -> Vec<u8> {
+/// [`wire`] with kv's port listening on the server's end and the client connecting to
+/// it: the wire, the server's and the client's stacks, the listener, the connection.
+fn connected() -> (Wire, Stack, Stack, rexo_net::Listener, rexo_net::Connection) {
     let (wire, mut server, mut client) = wire();
     let options = TcpOptions::default();
     let listener = server.listen(PORT, 4, options).unwrap();
@@ -251,8 +251,28 @@ fn serve_over_the_wire(rng: &mut Rng, stream: &[u8], expected_len: usize, leader
         port: PORT,
     };
     let connection = client.connect(remote, options).unwrap();
-    let mut cache = stream_cache();
+    (wire, server, client, listener, connection)
+}
+
+/// Steps `kv` as the app's loop does, at the clock's start: `held` is what all clients
+/// hold, `budget` bounds it, `leader` exempts `kv` from it for reading.
+fn step_client(
+    kv: &mut Client,
+    server: &mut Stack,
+    cache: &mut Cache,
+    held: &mut usize,
+    budget: usize,
+    leader: bool,
+) -> Progress {
     let info = ServerInfo::default();
+    kv.step(server, cache, CLOCK_START_S, &info, held, budget, leader)
+}
+
+/// Sends `stream` in random pieces through kv's connection and returns the answers
+/// once `expected_len` bytes came.
+fn serve_over_the_wire(rng: &mut Rng, stream: &[u8], expected_len: usize, leader: bool) -> Vec<u8> {
+    let (wire, mut server, mut client, listener, connection) = connected();
+    let mut cache = stream_cache();
     let mut kv: Option<Client> = None;
     let (mut sent, mut answers) = (0, Vec::new());
     let mut now_ns = 0;
@@ -266,19 +286,11 @@ fn serve_over_the_wire(rng: &mut Rng, stream: &[u8], expected_len: usize, leader
             kv = server.accept(&listener).map(Client::new);
         }
         if let Some(kv) = &mut kv {
-            let mut held = kv.held();
             // Without the leader's exemption nothing may be held: every read is the
             // small one a client with empty buffers always gets.
             let budget = if leader { 0 } else { usize::MAX };
-            let progress = kv.step(
-                &mut server,
-                &mut cache,
-                CLOCK_START_S,
-                &info,
-                &mut held,
-                budget,
-                leader,
-            );
+            let mut held = kv.held();
+            let progress = step_client(kv, &mut server, &mut cache, &mut held, budget, leader);
             assert!(
                 matches!(progress, Progress::Idle | Progress::Moved),
                 "{progress:?}"
@@ -328,19 +340,11 @@ fn streams_are_answered_as_the_engine_answers_them() {
 /// Steps kv's `clients` once as the app's loop does: what they hold counted against
 /// `budget`, the one with the most unserved input exempt from it for reading.
 fn step_all(server: &mut Stack, clients: &mut [Client], cache: &mut Cache, budget: usize) {
-    let info = ServerInfo::default();
     let mut held: usize = clients.iter().map(Client::held).sum();
     let leader = (0..clients.len()).max_by_key(|&i| clients[i].input_len());
     for (index, kv) in clients.iter_mut().enumerate() {
-        let progress = kv.step(
-            server,
-            cache,
-            CLOCK_START_S,
-            &info,
-            &mut held,
-            budget,
-            leader == Some(index),
-        );
+        let leads = leader == Some(index);
+        let progress = step_client(kv, server, cache, &mut held, budget, leads);
         assert!(
             matches!(progress, Progress::Idle | Progress::Moved),
             "{progress:?}"
@@ -442,18 +446,11 @@ fn answers_stay_within_the_buffer_budget() {
 #[test]
 fn a_line_too_long_is_no_shutdown() {
     for tail in [&b"x"[..], b" "] {
-        let (wire, mut server, mut client) = wire();
-        let options = TcpOptions::default();
-        let listener = server.listen(PORT, 4, options).unwrap();
-        let remote = rexo_net::Endpoint {
-            address: SERVER,
-            port: PORT,
-        };
-        let connection = client.connect(remote, options).unwrap();
+        let (wire, mut server, mut client, listener, connection) = connected();
         let mut request = b"shutdown ".to_vec();
         request.extend(tail.repeat(rexo_memcache::MAX_LINE + 100));
         request.extend_from_slice(b"\r\nversion\r\n");
-        let (mut cache, info) = (stream_cache(), ServerInfo::default());
+        let mut cache = stream_cache();
         let (mut kv, mut sent, mut answer) = (None, 0, Vec::new());
         let mut ended = None;
         for round in 0..20_000u64 {
@@ -468,15 +465,8 @@ fn a_line_too_long_is_no_shutdown() {
                 && ended.is_none()
             {
                 let mut held = kv.held();
-                let progress = kv.step(
-                    &mut server,
-                    &mut cache,
-                    CLOCK_START_S,
-                    &info,
-                    &mut held,
-                    usize::MAX,
-                    false,
-                );
+                let progress =
+                    step_client(kv, &mut server, &mut cache, &mut held, usize::MAX, false);
                 if matches!(progress, Progress::Finished | Progress::Shutdown) {
                     ended = Some(progress);
                 }
