@@ -97,9 +97,11 @@ pub enum DeviceError {
         /// Whether it was a write.
         write: bool,
     },
-    /// The frame was filled but withdrawn before the device saw it: on a shared
-    /// interface, its source is not one the sender's filters let it send from
-    /// ([`Kernel::bind_net`](crate::Kernel::bind_net)). Counted, never sent.
+    /// The frame or disk write was filled but withdrawn before the device saw it: on a
+    /// shared interface, the frame's source is not one the sender's filters let it send
+    /// from ([`Kernel::bind_net`](crate::Kernel::bind_net)), counted and never sent; or
+    /// the fill itself withdrew it ([`NetDevice::send_frame`],
+    /// [`BlockDevice::submit_write_checked`]).
     Withdrawn,
     /// A frame given in more segments than the interface gathers.
     TooManySegments {
@@ -349,7 +351,7 @@ impl fmt::Display for DeviceError {
                 if *write { "write" } else { "read" }
             ),
             Self::Withdrawn => {
-                f.write_str("the frame's source is not one this app may send from; it was not sent")
+                f.write_str("withdrawn before the device saw it (a frame's source this app may not send from, or a fill that gave up); not sent")
             }
             Self::TooManySegments { segments, max } => write!(
                 f,
@@ -658,14 +660,31 @@ pub trait BlockDevice: Send {
     /// Queues a write of `sectors` sectors at `lba`: `fill` writes the data in place in
     /// the request's DMA buffer, which is exactly `sectors` times
     /// [`BlockInfo::sector_size`] bytes long (every driver and the kernel's block layer
-    /// hand over no more and no less).
+    /// hand over no more and no less), and says whether the write may go; `false`
+    /// withdraws it before the device sees it (the buffer goes back unused, the disk
+    /// keeps what it held) and the call says [`DeviceError::Withdrawn`]. The kernel's
+    /// block layer withdraws the write of an app whose `fill` aborted this way.
+    fn submit_write_checked(
+        &mut self,
+        queue: usize,
+        lba: u64,
+        sectors: u32,
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<Tag, DeviceError>;
+    /// Queues a write of `sectors` sectors at `lba`: `fill` writes the data in place
+    /// ([`submit_write_checked`](BlockDevice::submit_write_checked) that never withdraws).
     fn submit_write(
         &mut self,
         queue: usize,
         lba: u64,
         sectors: u32,
         fill: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<Tag, DeviceError>;
+    ) -> Result<Tag, DeviceError> {
+        self.submit_write_checked(queue, lba, sectors, &mut |buffer| {
+            fill(buffer);
+            true
+        })
+    }
     /// Queues a flush: its completion means every write completed before it is durable.
     fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError>;
     /// Queues an ordered write (XN's ordering): it reaches the disk only after every

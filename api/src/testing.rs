@@ -10,9 +10,10 @@
 //! failing sector range, a `poll` that fails) and reads what the disk counted.
 //!
 //! A request past `max_sectors`, or past `depth` in flight, panics: those are the
-//! caller's bugs, which the test must catch. A write's `fill` gets the disk's own bytes,
-//! so whatever it writes (even into a buffer of the wrong length) lands on the disk at
-//! once; a read's data is taken from the disk when it completes.
+//! caller's bugs, which the test must catch. A write's `fill` gets a copy of the disk's
+//! own bytes, so whatever it writes (even into a buffer of the wrong length) lands on the
+//! disk at once unless it withdraws the write; a read's data is taken from the disk when
+//! it completes.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -182,15 +183,21 @@ impl BlockDevice for MemoryDisk {
         }))
     }
 
-    fn submit_write(
+    /// The fill writes a buffer of its own (a driver's DMA buffer), copied to the disk
+    /// only if the write goes.
+    fn submit_write_checked(
         &mut self,
         queue: usize,
         lba: u64,
         sectors: u32,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
         let span = self.span(queue, lba, sectors, self.write_skew)?;
-        fill(&mut self.data[span]);
+        let mut buffer = self.data[span.clone()].to_vec();
+        if !fill(&mut buffer) {
+            return Err(DeviceError::Withdrawn);
+        }
+        self.data[span].copy_from_slice(&buffer);
         self.request_sizes.push(sectors);
         Ok(self.take(Outcome::Done))
     }
@@ -289,6 +296,18 @@ mod tests {
         );
         assert_eq!(disk.submit_flush(1), Err(DeviceError::NoSuchQueue(1)));
         assert_eq!(disk.in_flight(), 0, "refused requests are not taken");
+    }
+
+    #[test]
+    fn a_withdrawn_write_leaves_the_disk_as_it_was() {
+        let mut disk = MemoryDisk::new(vec![5; 2 * 512]);
+        let withdrawn = disk.submit_write_checked(0, 0, 2, &mut |buffer| {
+            buffer.fill(9);
+            false
+        });
+        assert_eq!(withdrawn, Err(DeviceError::Withdrawn));
+        assert_eq!(disk.data, vec![5; 2 * 512]);
+        assert_eq!(poll(&mut disk), []);
     }
 
     #[test]

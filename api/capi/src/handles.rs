@@ -193,12 +193,12 @@ mod tests {
         fn submit_read(&mut self, _: usize, _: u64, _: u32) -> Result<Tag, DeviceError> {
             Err(DeviceError::QueueFull)
         }
-        fn submit_write(
+        fn submit_write_checked(
             &mut self,
             _: usize,
             _: u64,
             _: u32,
-            _: &mut dyn FnMut(&mut [u8]),
+            _: &mut dyn FnMut(&mut [u8]) -> bool,
         ) -> Result<Tag, DeviceError> {
             Err(DeviceError::QueueFull)
         }

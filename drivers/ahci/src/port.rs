@@ -534,7 +534,7 @@ impl AhciDisk {
         operation: Operation,
         lba: u64,
         sectors: u32,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
         if let Some(why) = self.failed {
             return Err(DeviceError::Failed(why));
@@ -570,8 +570,9 @@ impl AhciDisk {
             ),
         };
         let write = operation == Operation::Transfer(Direction::Write);
-        if write {
-            fill(self.buffers[slot].bytes_mut(0, bytes));
+        if write && !fill(self.buffers[slot].bytes_mut(0, bytes)) {
+            // The slot was not taken yet: nothing to give back.
+            return Err(DeviceError::Withdrawn);
         }
         self.prepare(slot, &command, write, bytes);
         self.requests[slot] = Some(Request {
@@ -757,16 +758,16 @@ impl BlockDevice for AhciDisk {
             Operation::Transfer(Direction::Read),
             lba,
             sectors,
-            &mut |_| {},
+            &mut |_| true,
         )
     }
 
-    fn submit_write(
+    fn submit_write_checked(
         &mut self,
         queue: usize,
         lba: u64,
         sectors: u32,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
         self.submit(
             queue,
@@ -778,7 +779,7 @@ impl BlockDevice for AhciDisk {
     }
 
     fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
-        self.submit(queue, Operation::Flush, 0, 0, &mut |_| {})
+        self.submit(queue, Operation::Flush, 0, 0, &mut |_| true)
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
@@ -919,6 +920,19 @@ mod tests {
             .into_iter()
             .map(|(tag, result)| (tag, result.err()))
             .collect()
+    }
+
+    #[test]
+    fn a_withdrawn_write_issues_no_command_and_leaves_its_slot_free() {
+        let (mut disk, registers) = port_with_fake_hba();
+        let withdrawn = disk.submit_write_checked(0, 8, 1, &mut |buffer| {
+            buffer.fill(0x5A);
+            false
+        });
+        assert_eq!(withdrawn, Err(DeviceError::Withdrawn));
+        assert_eq!(poll_once(&mut disk), []);
+        assert_eq!(registers.read32(PX_CI), 0, "nothing issued");
+        assert_eq!(disk.busy(), 0, "no slot taken");
     }
 
     #[test]

@@ -615,7 +615,7 @@ impl IdeDisk {
         operation: Operation,
         lba: u64,
         sectors: u32,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
         if queue != 0 {
             return Err(DeviceError::NoSuchQueue(queue));
@@ -627,8 +627,10 @@ impl IdeDisk {
             return Err(DeviceError::QueueFull);
         }
         let bytes = (sectors * SECTOR_BYTES) as usize;
-        if operation == Operation::Transfer(Direction::Write) {
-            fill(self.buffer.bytes_mut(0, bytes));
+        let write = operation == Operation::Transfer(Direction::Write);
+        if write && !fill(self.buffer.bytes_mut(0, bytes)) {
+            self.channel.release();
+            return Err(DeviceError::Withdrawn);
         }
         if let Err(error) = self.channel.select(self.drive) {
             self.channel.release();
@@ -811,16 +813,16 @@ impl BlockDevice for IdeDisk {
             Operation::Transfer(Direction::Read),
             lba,
             sectors,
-            &mut |_| {},
+            &mut |_| true,
         )
     }
 
-    fn submit_write(
+    fn submit_write_checked(
         &mut self,
         queue: usize,
         lba: u64,
         sectors: u32,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
         self.start(
             queue,
@@ -832,7 +834,7 @@ impl BlockDevice for IdeDisk {
     }
 
     fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
-        self.start(queue, Operation::Flush, 0, 0, &mut |_| {})
+        self.start(queue, Operation::Flush, 0, 0, &mut |_| true)
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {

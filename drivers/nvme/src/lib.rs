@@ -647,8 +647,9 @@ impl IoQueue {
     }
 }
 
-/// What writes a write request's data in place into its buffer.
-type Fill<'a> = &'a mut dyn FnMut(&mut [u8]);
+/// What writes a write request's data in place into its buffer, and says whether the
+/// write may go (`false` withdraws it).
+type Fill<'a> = &'a mut dyn FnMut(&mut [u8]) -> bool;
 
 /// An NVMe controller serving namespace 1 as a disk.
 struct Nvme {
@@ -789,7 +790,8 @@ impl Nvme {
     }
 
     /// Queues `operation` on `sectors` sectors from `lba` (checked against the disk
-    /// first) on queue `queue`; `fill` writes a write's data into the slot's buffer.
+    /// first) on queue `queue`; `fill` writes a write's data into the slot's buffer, or
+    /// withdraws it (the slot goes back free, no command is queued).
     fn submit(
         &mut self,
         queue: usize,
@@ -824,11 +826,13 @@ impl Nvme {
             .ok_or(DeviceError::NoSuchQueue(queue))?;
         let slot = io.free.pop().ok_or(DeviceError::QueueFull)?;
         let index = usize::from(slot);
-        let id = io.next_command_id(slot);
-        if let Some(fill) = fill {
-            let start = index * io.request_bytes;
-            fill(io.buffers.bytes_mut(start, bytes));
+        if let Some(fill) = fill
+            && !fill(io.buffers.bytes_mut(index * io.request_bytes, bytes))
+        {
+            io.free.push(slot);
+            return Err(DeviceError::Withdrawn);
         }
+        let id = io.next_command_id(slot);
         let command = match operation {
             Operation::Flush => Command::flush(id, NAMESPACE),
             Operation::Read | Operation::Write => Command::read_write(
@@ -863,12 +867,12 @@ impl BlockDevice for Nvme {
         self.submit(queue, Operation::Read, lba, sectors, None)
     }
 
-    fn submit_write(
+    fn submit_write_checked(
         &mut self,
         queue: usize,
         lba: u64,
         sectors: u32,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: Fill<'_>,
     ) -> Result<Tag, DeviceError> {
         self.submit(queue, Operation::Write, lba, sectors, Some(fill))
     }
@@ -1008,6 +1012,28 @@ mod tests {
         assert!(ids.windows(2).all(|pair| pair[0] != pair[1]));
         assert_eq!(ids[0], ids[usize::from(GENERATIONS)]);
         assert_eq!(ids[0], (1 << SLOT_BITS) | last);
+    }
+
+    #[test]
+    fn a_withdrawn_write_queues_no_command_and_frees_its_slot() {
+        let (mut disk, _) = disk_with_fake_controller(1);
+        let mut controller = ControllerSide::default();
+        for _ in 0..2 {
+            let withdrawn = disk.submit_write_checked(0, 0, 1, &mut |buffer| {
+                buffer.fill(0x55);
+                false
+            });
+            assert_eq!(withdrawn, Err(DeviceError::Withdrawn));
+        }
+        assert_eq!(poll_once(&mut disk), []);
+        assert!(
+            controller.take_command(&disk.queues[0].pair).is_none(),
+            "nothing reached the controller"
+        );
+        disk.submit_write(0, 0, 1, &mut |buffer| buffer.fill(1))
+            .unwrap();
+        assert_eq!(poll_once(&mut disk), []);
+        assert!(controller.take_command(&disk.queues[0].pair).is_some());
     }
 
     #[test]

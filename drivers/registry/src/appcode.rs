@@ -6,7 +6,9 @@
 //! leases, would wait forever, with every app sharing the interface. So each closure runs
 //! under an abort point of its own ([`Binder::run_app_code`]); once one aborts, the call
 //! hands the app nothing more, finishes with the device as it would have, unlocks, and
-//! only then ends the app ([`Binder::end_aborted_app`]).
+//! only then ends the app ([`Binder::end_aborted_app`]). A frame or disk write whose
+//! `fill` aborted is withdrawn, not sent: the device never sees a half-filled buffer,
+//! and the disk keeps what it held.
 
 use crate::Binder;
 
@@ -31,15 +33,6 @@ impl AppCode {
             .binder
             .run_app_code(&mut || output = code.take().map(|code| code()));
         output
-    }
-
-    /// [`AppCode::run`] for a closure that writes into a device buffer and whose only
-    /// answer is the buffer: one that aborts leaves zeros (never what an earlier request
-    /// left in the buffer).
-    pub(crate) fn fill(&mut self, fill: &mut dyn FnMut(&mut [u8]), buffer: &mut [u8]) {
-        if self.run(|| fill(buffer)).is_none() {
-            buffer.fill(0);
-        }
     }
 }
 

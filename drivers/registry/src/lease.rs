@@ -358,16 +358,19 @@ impl BlockDevice for Lease {
         Ok(self.ordered.submitted(queue, tag))
     }
 
-    fn submit_write(
+    /// A `fill` that aborts withdraws the write: the disk keeps what it held.
+    fn submit_write_checked(
         &mut self,
         queue: usize,
         lba: u64,
         sectors: u32,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
         let tag = calling_app(self.binder, |app| {
             self.disk_range((lba, sectors, true), |disk| {
-                disk.submit_write(queue, lba, sectors, &mut |buffer| app.fill(fill, buffer))
+                disk.submit_write_checked(queue, lba, sectors, &mut |buffer| {
+                    app.run(|| fill(buffer)).unwrap_or(false)
+                })
             })
         })?;
         Ok(self.ordered.submitted(queue, tag))

@@ -492,12 +492,12 @@ pub(crate) mod tests {
         fn submit_read(&mut self, _: usize, _: u64, _: u32) -> Result<rexo_api::Tag, DeviceError> {
             Ok(1)
         }
-        fn submit_write(
+        fn submit_write_checked(
             &mut self,
             _: usize,
             _: u64,
             _: u32,
-            _: &mut dyn FnMut(&mut [u8]),
+            _: &mut dyn FnMut(&mut [u8]) -> bool,
         ) -> Result<rexo_api::Tag, DeviceError> {
             Ok(1)
         }
@@ -632,12 +632,14 @@ pub(crate) mod tests {
             let (at, len) = self.range(lba, sectors)?;
             Ok(self.take(at, len))
         }
-        fn submit_write(
+        /// The fill writes a buffer of its own (a driver's DMA buffer), copied to the
+        /// disk only if the write goes.
+        fn submit_write_checked(
             &mut self,
             _: usize,
             lba: u64,
             sectors: u32,
-            fill: &mut dyn FnMut(&mut [u8]),
+            fill: &mut dyn FnMut(&mut [u8]) -> bool,
         ) -> Result<rexo_api::Tag, DeviceError> {
             let bad = self.bad_sector.load(core::sync::atomic::Ordering::Relaxed);
             if (lba..lba + u64::from(sectors)).contains(&bad) {
@@ -647,7 +649,11 @@ pub(crate) mod tests {
                 });
             }
             let (at, len) = self.range(lba, sectors)?;
-            fill(&mut self.data[at..at + len]);
+            let mut buffer = alloc::vec![0; len];
+            if !fill(&mut buffer) {
+                return Err(DeviceError::Withdrawn);
+            }
+            self.data[at..at + len].copy_from_slice(&buffer);
             Ok(self.take(at, 0))
         }
         fn submit_flush(&mut self, _: usize) -> Result<rexo_api::Tag, DeviceError> {
@@ -715,8 +721,8 @@ pub(crate) mod tests {
         let mut data = Vec::new();
         rexo_api::device::wait_for(next.as_mut(), 0, tag, &mut |d| data = d.to_vec()).unwrap();
         assert_eq!(
-            data, [0; 512],
-            "the aborted fill left zeros, not the old data"
+            data, [7; 512],
+            "the aborted fill's write was withdrawn: the sector keeps what it held"
         );
     }
 
@@ -1198,14 +1204,14 @@ pub(crate) mod tests {
             self.disk.submit_read(queue, lba, sectors)?;
             Ok(self.queued(false))
         }
-        fn submit_write(
+        fn submit_write_checked(
             &mut self,
             queue: usize,
             lba: u64,
             sectors: u32,
-            fill: &mut dyn FnMut(&mut [u8]),
+            fill: &mut dyn FnMut(&mut [u8]) -> bool,
         ) -> Result<rexo_api::Tag, DeviceError> {
-            self.disk.submit_write(queue, lba, sectors, fill)?;
+            self.disk.submit_write_checked(queue, lba, sectors, fill)?;
             let bad = self.watch.bad.load(core::sync::atomic::Ordering::Relaxed);
             Ok(self.queued((lba..lba + u64::from(sectors)).contains(&bad)))
         }

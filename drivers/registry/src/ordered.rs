@@ -287,16 +287,21 @@ mod tests {
             self.events.push(Event::Read(tag));
             Ok(tag)
         }
-        fn submit_write(
+        fn submit_write_checked(
             &mut self,
             _: usize,
             lba: u64,
             sectors: u32,
-            fill: &mut dyn FnMut(&mut [u8]),
+            fill: &mut dyn FnMut(&mut [u8]) -> bool,
         ) -> Result<Tag, DeviceError> {
-            let tag = self.take()?;
+            if self.full {
+                return Err(DeviceError::QueueFull);
+            }
             let mut buffer = vec![0; sectors as usize * 512];
-            fill(&mut buffer);
+            if !fill(&mut buffer) {
+                return Err(DeviceError::Withdrawn);
+            }
+            let tag = self.take()?;
             self.events.push(Event::Write(tag, lba, buffer[0]));
             Ok(tag)
         }

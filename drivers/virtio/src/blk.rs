@@ -325,17 +325,24 @@ impl RequestQueue {
         }
     }
 
-    /// Queues `operation` at `sector` in a free slot (`fill` writes a write's data);
-    /// the device is notified at the next [`publish`](Virtqueue::publish).
+    /// Queues `operation` at `sector` in a free slot (`fill` writes a write's data, or
+    /// withdraws it: the slot goes back free, untouched by the device); the device is
+    /// notified at the next [`publish`](Virtqueue::publish).
     fn submit(
         &mut self,
         operation: Operation,
         sector: u64,
         now: u64,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
         let bytes = operation.bytes();
         let slot = self.free.pop().ok_or(DeviceError::QueueFull)?;
+        if let Operation::Write { .. } = operation
+            && !fill(self.data[usize::from(slot)].bytes_mut(0, bytes))
+        {
+            self.free.push(slot);
+            return Err(DeviceError::Withdrawn);
+        }
         let head = slot * CHAIN;
         let at = usize::from(slot) * HEADER_STRIDE;
         self.headers.write32(at, operation.kind());
@@ -347,7 +354,6 @@ impl RequestQueue {
             self.vq.set_link(head, DESC_NEXT, head + 2);
         } else {
             let device_writes = if let Operation::Write { .. } = operation {
-                fill(self.data[usize::from(slot)].bytes_mut(0, bytes));
                 0
             } else {
                 DESC_WRITE
@@ -612,7 +618,7 @@ impl VirtioBlk {
         let platform = self.platform;
         let start = platform.now_ns();
         let queue = &mut self.queues[0];
-        let Ok(tag) = queue.submit(Operation::Identify, 0, start, &mut |_| {}) else {
+        let Ok(tag) = queue.submit(Operation::Identify, 0, start, &mut |_| true) else {
             return String::new();
         };
         let mut id = None;
@@ -754,16 +760,16 @@ impl BlockDevice for VirtioBlk {
         let bytes = self.check_range(lba, sectors)?;
         let now = self.platform.now_ns();
         self.queue(queue)?
-            .submit(Operation::Read { bytes }, lba, now, &mut |_| {})
+            .submit(Operation::Read { bytes }, lba, now, &mut |_| true)
     }
 
     /// Queues the write (notified at the next [`poll`](Self::poll), as reads).
-    fn submit_write(
+    fn submit_write_checked(
         &mut self,
         queue: usize,
         lba: u64,
         sectors: u32,
-        fill: &mut dyn FnMut(&mut [u8]),
+        fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
         let bytes = self.check_range(lba, sectors)?;
         if self.read_only {
@@ -781,7 +787,7 @@ impl BlockDevice for VirtioBlk {
         let flush = self.flush;
         let queue = self.queue(queue)?;
         if flush {
-            queue.submit(Operation::Flush, 0, now, &mut |_| {})
+            queue.submit(Operation::Flush, 0, now, &mut |_| true)
         } else {
             queue.submit_done()
         }
@@ -860,7 +866,7 @@ mod tests {
         used_len: u32,
     ) -> Vec<(Tag, Result<Vec<u8>, DeviceError>)> {
         let tag = queue
-            .submit(Operation::Read { bytes }, 8, 0, &mut |_| {})
+            .submit(Operation::Read { bytes }, 8, 0, &mut |_| true)
             .unwrap();
         assert_eq!(poll_once(queue), [], "published, not finished");
         let head = device.take(&queue.vq).expect("the read was published");
@@ -914,8 +920,8 @@ mod tests {
     fn a_repeated_used_entry_is_dropped_and_the_rest_handed_over() {
         let mut queue = queue_on_host(false);
         let mut device = DeviceSide::default();
-        let first = queue.submit(Operation::Flush, 0, 0, &mut |_| {}).unwrap();
-        let second = queue.submit(Operation::Flush, 0, 0, &mut |_| {}).unwrap();
+        let first = queue.submit(Operation::Flush, 0, 0, &mut |_| true).unwrap();
+        let second = queue.submit(Operation::Flush, 0, 0, &mut |_| true).unwrap();
         assert_eq!(poll_once(&mut queue), []);
         let heads = [device.take(&queue.vq), device.take(&queue.vq)].map(Option::unwrap);
         for head in heads {
@@ -1076,6 +1082,27 @@ mod tests {
         assert_eq!(disk.poll(0, &mut |_, _| seen += 1), Err(GIVEN_UP));
         assert_eq!(disk.wake_on_completion(0, Some(0)), Err(GIVEN_UP));
         assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn a_withdrawn_write_is_never_published_and_frees_its_slot() {
+        let mut queue = queue_on_host(true);
+        let mut device = DeviceSide::default();
+        let write = Operation::Write { bytes: 512 };
+        for _ in 0..3 {
+            let withdrawn = queue.submit(write, 8, 0, &mut |buffer| {
+                buffer.fill(0x55);
+                false
+            });
+            assert_eq!(withdrawn, Err(DeviceError::Withdrawn));
+        }
+        assert_eq!(poll_once(&mut queue), []);
+        assert_eq!(device.take(&queue.vq), None, "nothing reached the device");
+        for _ in 0..2 {
+            queue.submit(write, 8, 0, &mut |_| true).unwrap();
+        }
+        assert_eq!(poll_once(&mut queue), []);
+        assert!(device.take(&queue.vq).is_some() && device.take(&queue.vq).is_some());
     }
 
     #[test]
