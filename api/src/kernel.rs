@@ -301,7 +301,9 @@ macro_rules! kernel_calls {
             fn pci_functions(&self) -> Vec<PciFunction>;
             /// Loads a BareMetal flat binary at its link address (0xFFFF_8000_0000_0000),
             /// replacing what was loaded before: `binary`, or the first boot module when `None`;
-            /// a refused binary leaves the earlier one in place.
+            /// a refused binary leaves the earlier one in place. Refused
+            /// ([`BinaryError::JobsRunning`]) while cores still run jobs the loaded binary gave
+            /// them (BareMetal's `smp_set`), which would go on in the new binary.
             fn load_baremetal(&self, binary: Option<&[u8]>) -> Result<LoadedInfo, BinaryError>;
             /// Runs the loaded BareMetal binary on the calling core, trusted and in ring 0 as on
             /// BareMetal, with BareMetal's call table installed; returns its RAX when it returns.

@@ -312,6 +312,12 @@ pub enum BinaryError {
     NoArea,
     /// Nothing was loaded yet, so there is nothing to run.
     NotLoaded,
+    /// Jobs the loaded binary gave cores (`smp_set`) still run in it: a new binary
+    /// would run under them, so it is not loaded.
+    JobsRunning {
+        /// How many cores still run a job.
+        jobs: u64,
+    },
 }
 
 impl fmt::Display for BinaryError {
@@ -328,6 +334,10 @@ impl fmt::Display for BinaryError {
             BinaryError::NotFlat(format) => write!(f, "not a flat binary: {format}"),
             BinaryError::NoArea => f.write_str("no memory for the app area (2 MiB at least)"),
             BinaryError::NotLoaded => f.write_str("no BareMetal binary is loaded"),
+            BinaryError::JobsRunning { jobs } => write!(
+                f,
+                "{jobs} cores still run jobs (smp_set) of the loaded binary; load once they have returned"
+            ),
         }
     }
 }
@@ -352,5 +362,6 @@ mod tests {
             text(BinaryError::NotLoaded),
             "no BareMetal binary is loaded"
         );
+        assert!(text(BinaryError::JobsRunning { jobs: 2 }).starts_with("2 cores still run jobs"));
     }
 }

@@ -2,9 +2,12 @@
 //! `b_net_rx`) on the registry's devices: the kernel's BareMetal call table forwards
 //! here with the app's buffers. Each call holds its device only for its own duration
 //! (as the holder `baremetal`), so a device an app holds is refused to BareMetal code.
-//! BareMetal counts storage in 4096-byte sectors.
+//! BareMetal counts storage in 4096-byte sectors. And the bookkeeping of the jobs
+//! `smp_set` gives cores ([`Jobs`]), which a load of a new binary must not run under.
 
-use rexo_api::{BlockDevice, DeviceError, DeviceKind, OpenDevice, device::wait_for};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use rexo_api::{BinaryError, BlockDevice, DeviceError, DeviceKind, OpenDevice, device::wait_for};
 
 use crate::Registry;
 
@@ -146,4 +149,144 @@ fn storage(
         done += n;
     }
     Ok(count / per)
+}
+
+/// The bit of [`Jobs`]'s state that says a load is replacing the binary.
+const LOADING: u64 = 1 << 63;
+
+/// Each of `CORES` cores' BareMetal job (`smp_set`: code in the app area it runs as a
+/// task of its work loop), and the loads of a new binary into that area, which must not
+/// overlap them: a job still running when the area is overwritten would go on in code
+/// and data of the new binary. So a load is refused while any job is set
+/// ([`BinaryError::JobsRunning`]; BareMetal jobs may loop forever, so waiting could
+/// never end), and a job is refused while a load runs.
+pub struct Jobs<const CORES: usize> {
+    /// Each core's job: the code address it runs, or 0 when idle.
+    slots: [AtomicU64; CORES],
+    /// How many jobs are set, with [`LOADING`] while a load runs.
+    state: AtomicU64,
+}
+
+impl<const CORES: usize> Default for Jobs<CORES> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const CORES: usize> Jobs<CORES> {
+    /// No jobs, no load.
+    pub const fn new() -> Self {
+        Self {
+            slots: [const { AtomicU64::new(0) }; CORES],
+            state: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets `code` (not 0) as core `core`'s job; false (nothing set) if that core has
+    /// one, there is no such core, or a load runs. The caller then runs it and calls
+    /// [`Jobs::finish`].
+    pub fn set(&self, core: usize, code: u64) -> bool {
+        let Some(slot) = self.slots.get(core).filter(|_| code != 0) else {
+            return false;
+        };
+        // Counted before the slot is taken, so a load that starts now sees the job.
+        let counted = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (state & LOADING == 0).then_some(state + 1)
+            });
+        if counted.is_err() {
+            return false;
+        }
+        if slot
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            self.state.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Ends core `core`'s job: it returned, or it could not be started.
+    pub fn finish(&self, core: usize) {
+        let ended = self
+            .slots
+            .get(core)
+            .is_some_and(|slot| slot.swap(0, Ordering::AcqRel) != 0);
+        if ended {
+            self.state.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The code core `core`'s job runs (0: none).
+    pub fn running(&self, core: usize) -> u64 {
+        self.slots
+            .get(core)
+            .map_or(0, |slot| slot.load(Ordering::Acquire))
+    }
+
+    /// Whether a core other than `me` has a job.
+    pub fn busy_besides(&self, me: usize) -> bool {
+        (0..CORES).any(|core| core != me && self.running(core) != 0)
+    }
+
+    /// Runs `load`, which replaces the binary, unless a job is set
+    /// ([`BinaryError::JobsRunning`]); no job can be set meanwhile. Waits for another
+    /// load that runs (a copy into memory: short).
+    pub fn load<T>(&self, load: impl FnOnce() -> Result<T, BinaryError>) -> Result<T, BinaryError> {
+        loop {
+            match self
+                .state
+                .compare_exchange(0, LOADING, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(LOADING) => core::hint::spin_loop(),
+                Err(jobs) => return Err(BinaryError::JobsRunning { jobs }),
+            }
+        }
+        let loaded = load();
+        self.state.store(0, Ordering::Release);
+        loaded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_is_refused_while_a_job_is_set_and_a_job_while_a_load_runs() {
+        let jobs = Jobs::<4>::new();
+        assert!(jobs.set(1, 0x40));
+        assert!(!jobs.set(1, 0x80), "core 1 has a job");
+        assert!(jobs.set(2, 0x80));
+        assert!(jobs.busy_besides(0) && jobs.busy_besides(1));
+        let mut loaded = false;
+        let refused = jobs.load(|| {
+            loaded = true;
+            Ok(())
+        });
+        assert_eq!(refused, Err(BinaryError::JobsRunning { jobs: 2 }));
+        assert!(!loaded, "the area was not touched");
+        jobs.finish(1);
+        jobs.finish(1);
+        assert_eq!(jobs.running(1), 0);
+        assert_eq!(
+            jobs.load(|| Ok(())),
+            Err(BinaryError::JobsRunning { jobs: 1 }),
+            "an idle core's finish counts once"
+        );
+        jobs.finish(2);
+        let during = jobs.load(|| Ok(jobs.set(3, 0x40)));
+        assert_eq!(during, Ok(false), "no job is set while a load runs");
+        assert_eq!(jobs.running(3), 0);
+        assert!(jobs.set(3, 0x40), "after the load, jobs are set again");
+        assert_eq!(jobs.running(3), 0x40);
+        assert!(
+            !jobs.set(4, 0x40) && !jobs.set(0, 0),
+            "no core 4; code 0 is idle"
+        );
+        assert!(!jobs.busy_besides(3));
+    }
 }

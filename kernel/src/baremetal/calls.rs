@@ -6,18 +6,18 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::raw::{self, Regs};
 use crate::arch::cpu;
 use crate::arch::percpu::{self, MAX_CORES};
-use rexo_drivers::baremetal::{SECTOR, Transfer};
+use rexo_drivers::baremetal::{Jobs, SECTOR, Transfer};
 
 /// What `b_system` returns for an unknown function or a bad argument: all ones.
 pub const ERROR: u64 = u64::MAX;
 /// What `b_smp_set` (0x12) returns when the job was accepted.
 pub const SMP_SET_OK: u64 = 1;
 /// What `b_smp_set` (0x12) returns when it was refused (busy or unknown core, code
-/// outside the app, not 16-byte aligned, queue full).
+/// outside the app, not 16-byte aligned, queue full, a load running).
 pub const SMP_SET_FAILED: u64 = 0;
 
-/// Each core's BareMetal job slot: the code address it runs, or 0 when idle.
-static JOBS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// Each core's BareMetal job, and the loads that must not run under them.
+pub static JOBS: Jobs<MAX_CORES> = Jobs::new();
 /// The callbacks an app registered (timer, network, keyboard), 0 for none.
 static CALLBACKS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 
@@ -89,7 +89,7 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
         0x10 => u64::from(percpu::current().apic_id.load(Ordering::Relaxed)),
         0x11 => crate::smp_cores() as u64,
         0x12 => smp_set(rax, rdx),
-        0x13 => core_of_apic(rdx).map_or(ERROR, |core| JOBS[core].load(Ordering::Acquire)),
+        0x13 => core_of_apic(rdx).map_or(ERROR, |core| JOBS.running(core)),
         0x14 => raw::lock_byte(rax).map_or(ERROR, |lock| {
             raw::spin_lock(lock);
             0
@@ -98,7 +98,7 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
             lock.fetch_and(!1, Ordering::Release);
             0
         }),
-        0x16 => u64::from(busy()),
+        0x16 => u64::from(JOBS.busy_besides(percpu::core_index())),
         0x1F => cpu::rdtsc(),
         0x20..=0x24 => screen(function),
         // No network interface yet: no MAC address, nothing to configure.
@@ -144,40 +144,27 @@ fn core_of_apic(apic_id: u64) -> Option<usize> {
 }
 
 /// `b_smp_set`: runs the app code at `code` on the core with APIC id `apic_id`, as a
-/// task of that core's work loop; refused while that core has a BareMetal job.
+/// task of that core's work loop; refused while that core has a BareMetal job or a load
+/// runs ([`Jobs::set`]).
 fn smp_set(code: u64, apic_id: u64) -> u64 {
     let window = super::app_window();
     if !code.is_multiple_of(16) || !window.contains(&code) {
         return SMP_SET_FAILED;
     }
-    let Some(core) = core_of_apic(apic_id) else {
+    let Some(core) = core_of_apic(apic_id).filter(|&core| JOBS.set(core, code)) else {
         return SMP_SET_FAILED;
     };
-    if JOBS[core]
-        .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
-        return SMP_SET_FAILED;
-    }
     let submitted = crate::sched::submit_to(core, move || {
         raw::call_app(code);
-        JOBS[core].store(0, Ordering::Release);
+        JOBS.finish(core);
     });
     match submitted {
         Ok(()) => SMP_SET_OK,
         Err(_) => {
-            JOBS[core].store(0, Ordering::Release);
+            JOBS.finish(core);
             SMP_SET_FAILED
         }
     }
-}
-
-/// Whether a core other than the caller has a BareMetal job.
-fn busy() -> bool {
-    let me = percpu::core_index();
-    JOBS.iter()
-        .enumerate()
-        .any(|(core, job)| core != me && job.load(Ordering::Acquire) != 0)
 }
 
 /// `reset` (0x7D): forgets the registered callbacks. Jobs already given to cores run to

@@ -29,7 +29,7 @@
 //! | 0x01 | MiB of the app's memory window at 0xFFFF_8000_0000_0000 |
 //! | 0x10 | the calling core's local APIC id |
 //! | 0x11 | how many cores run |
-//! | 0x12 | `smp_set`: run the code at RAX (16-byte aligned, inside the app) on the core with APIC id RDX, as a task of Rexo's work loop; 1 if accepted, 0 if refused (that core has a BareMetal job, no such core, bad address, queue full). A job set on the calling core runs after the caller's current code returns |
+//! | 0x12 | `smp_set`: run the code at RAX (16-byte aligned, inside the app) on the core with APIC id RDX, as a task of Rexo's work loop; 1 if accepted, 0 if refused (that core has a BareMetal job, no such core, bad address, queue full, a load running). A job set on the calling core runs after the caller's current code returns |
 //! | 0x13 | `smp_get`: the code address the core with APIC id RDX is running (0: idle) |
 //! | 0x14, 0x15 | lock / unlock: spin until bit 0 of the byte at RAX is set by us / clear it; 0, or ERROR for an address outside mapped memory |
 //! | 0x16 | 1 if a core other than the caller has a BareMetal job, else 0 |
@@ -56,7 +56,9 @@
 //! allocated once per boot from the frame allocator, 2 MiB aligned: half the free memory,
 //! at most 64 MiB, at least 2 MiB. It is zeroed, the binary is copied to its start, and
 //! virtual 0xFFFF_8000_0000_0000.. is mapped onto it with 2 MiB pages (PML4 entry 256,
-//! shared by every core). The app is called at 0xFFFF_8000_0000_0000 on the boot core;
+//! shared by every core). A load (the monitor's `load`, `Kernel::load_baremetal`) is
+//! refused while cores still run jobs the loaded binary gave them with `smp_set`
+//! (`BinaryError::JobsRunning`): they would go on in the new binary's code and data. The app is called at 0xFFFF_8000_0000_0000 on the boot core;
 //! when it returns its RAX is logged and the machine powers off like after any app.
 
 mod calls;
@@ -167,7 +169,8 @@ fn area() -> Result<spin::MutexGuard<'static, Option<&'static mut [u8]>>, LoadEr
     Ok(area)
 }
 
-/// Loads `binary`, or the first boot module when `None`, into the app area; returns its size.
+/// Loads `binary`, or the first boot module when `None`, into the app area; returns its
+/// size. Refused while cores run jobs of the loaded binary ([`calls::JOBS`]).
 pub fn load(binary: Option<&[u8]>) -> Result<u64, LoadError> {
     let image = match binary {
         Some(image) => image,
@@ -177,12 +180,14 @@ pub fn load(binary: Option<&[u8]>) -> Result<u64, LoadError> {
         }
     };
     check_image(image, AREA_MAX)?;
-    let mut guard = area()?;
-    let area = guard.as_mut().ok_or(LoadError::NoArea)?;
-    check_image(image, area.len() as u64)?;
-    area.fill(0);
-    area[..image.len()].copy_from_slice(image);
-    Ok(image.len() as u64)
+    calls::JOBS.load(|| {
+        let mut guard = area()?;
+        let area = guard.as_mut().ok_or(LoadError::NoArea)?;
+        check_image(image, area.len() as u64)?;
+        area.fill(0);
+        area[..image.len()].copy_from_slice(image);
+        Ok(image.len() as u64)
+    })
 }
 
 /// The built-in app `baremetal`: loads the boot module, installs the call table, runs the
