@@ -18,7 +18,7 @@ use crate::fsck::{FsckReport, check};
 use crate::journal::{Journal, encode_header, scan, transaction_length, write_transaction};
 use crate::path::{join, parse};
 use crate::store::{
-    RUN_BLOCKS, Store, flush_disk, read_disk, write_disk, write_disk_run, write_sorted,
+    Displaced, RUN_BLOCKS, Store, flush_disk, read_disk, write_disk, write_disk_run, write_sorted,
 };
 use crate::{DirEntry, MAX_FILE_SIZE, Metadata, StatFs};
 
@@ -303,7 +303,8 @@ impl<D: BlockStore> FileSystem<D> {
     /// it needs returns `NoSpace` before writing anything: one cut into several
     /// transactions, when the free blocks may not cover its data blocks and the
     /// overflow extent blocks its extents can take, first rehearses all of their
-    /// allocations and forgets them.
+    /// allocations, piece by piece as they will be cut (halved pieces too), and
+    /// forgets them.
     pub fn write(&mut self, path: &str, offset: u64, data: &[u8]) -> Result<(), FsError> {
         self.usable()?;
         let names = parse(path)?;
@@ -638,14 +639,9 @@ impl<D: BlockStore> FileSystem<D> {
     ) -> Result<(T, usize), FsError> {
         loop {
             let value = operation(self)?;
-            let staged = &self.store.staged;
-            let capacity = self.journal.capacity();
-            let needed = transaction_length(staged.len() as u64);
-            if needed > capacity {
-                return Err(FsError::TooLarge { needed, capacity });
-            }
+            self.check_fits_journal(self.store.staged.len() as u64)?;
             let joined = self.joined_blocks();
-            if transaction_length(joined as u64) <= capacity {
+            if transaction_length(joined as u64) <= self.journal.capacity() {
                 return Ok((value, joined));
             }
             // Never loops again: the running transaction is empty after the commit, and
@@ -654,6 +650,16 @@ impl<D: BlockStore> FileSystem<D> {
             self.free_blocks = free_before;
             self.commit_running()?;
         }
+    }
+
+    /// `TooLarge` if a transaction of `targets` blocks cannot fit the journal.
+    fn check_fits_journal(&self, targets: u64) -> Result<(), FsError> {
+        let capacity = self.journal.capacity();
+        let needed = transaction_length(targets);
+        if needed > capacity {
+            return Err(FsError::TooLarge { needed, capacity });
+        }
+        Ok(())
     }
 
     /// Blocks in the running transaction once the staged ones have joined it.
@@ -884,11 +890,11 @@ impl<D: BlockStore> FileSystem<D> {
         })
     }
 
-    /// Runs the allocations of a write of bytes `offset..end` cut into pieces of
-    /// `piece_blocks` blocks, as [`FileSystem::write_piece`] will make them, in the
-    /// operation in progress, then forgets them: `NoSpace` (before anything is
-    /// committed) if the disk cannot hold the data blocks and the overflow extent
-    /// blocks the file's extents will take.
+    /// Runs the allocations of a write of bytes `offset..end` as
+    /// [`FileSystem::write`] will make them, then forgets them: `NoSpace` (before
+    /// anything is committed) if the disk cannot hold the data blocks and the overflow
+    /// extent blocks the file's extents will take, `TooLarge` if a piece of one block
+    /// cannot fit the journal. See [`FileSystem::rehearse_pieces`].
     fn rehearse_write(
         &mut self,
         names: &[&str],
@@ -898,16 +904,50 @@ impl<D: BlockStore> FileSystem<D> {
     ) -> Result<(), FsError> {
         self.writable()?;
         let free_before = self.free_blocks;
-        let mut at = offset;
-        let mut result = Ok(());
-        while at < end && result.is_ok() {
-            let piece_end = piece_end(at, piece_blocks, end);
-            result = self.map_piece(names, at, piece_end).map(|_| ());
-            at = piece_end;
-        }
+        let mut displaced = Displaced::new();
+        let result = self.rehearse_pieces(names, offset, end, piece_blocks, &mut displaced);
         self.store.drop_staged();
+        self.store.restore_running(displaced);
         self.free_blocks = free_before;
         result
+    }
+
+    /// The pieces of [`FileSystem::rehearse_write`], cut as [`FileSystem::write`]
+    /// cuts them: `piece_blocks` blocks each, halved (and the piece's allocations
+    /// forgotten) while a piece's transaction, the metadata its
+    /// [`FileSystem::map_piece`] stages and its data blocks, would not fit the journal.
+    /// Each piece's blocks join the running transaction, as its commit would leave
+    /// them for the next piece; what they displaced there is noted in `displaced`. The
+    /// halved pieces place their overflow extent blocks between other data blocks than
+    /// whole ones would, which can split one more run of the file into two extents.
+    fn rehearse_pieces(
+        &mut self,
+        names: &[&str],
+        offset: u64,
+        end: u64,
+        mut piece_blocks: u64,
+        displaced: &mut Displaced,
+    ) -> Result<(), FsError> {
+        let mut at = offset;
+        while at < end {
+            let free_before = self.free_blocks;
+            let piece_end = piece_end(at, piece_blocks, end);
+            self.map_piece(names, at, piece_end)?;
+            let data_blocks = piece_end.div_ceil(BLOCK) - at / BLOCK;
+            match self.check_fits_journal(self.store.staged.len() as u64 + data_blocks) {
+                Ok(()) => {
+                    self.store.absorb_staged_noting(displaced);
+                    at = piece_end;
+                }
+                Err(FsError::TooLarge { .. }) if piece_blocks > 1 => {
+                    self.store.drop_staged();
+                    self.free_blocks = free_before;
+                    piece_blocks /= 2;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
 
     /// The mapping half of a piece of a write: maps the blocks of bytes `offset..end`

@@ -36,6 +36,11 @@ pub(crate) struct Store<D> {
     pub(crate) together: u64,
 }
 
+/// What the running transaction held before a rehearsal's blocks joined it (see
+/// [`Store::absorb_staged_noting`]): for each block they replaced, its image and
+/// whether it was a metadata block, or `None` where it held none.
+pub(crate) type Displaced = BTreeMap<u64, Option<(Block, bool)>>;
+
 /// Blocks the read cache holds unless told otherwise (8 MiB).
 pub const DEFAULT_CACHE_BLOCKS: usize = 2048;
 
@@ -255,6 +260,40 @@ impl<D: BlockStore> Store<D> {
         }
         self.staged_metadata.clear();
         self.running.extend(staged);
+    }
+
+    /// [`Store::absorb_staged`] for a rehearsal: notes in `displaced` what each staged
+    /// block replaces in the running transaction (the first time only), so that
+    /// [`Store::restore_running`] can put it back as it was.
+    pub(crate) fn absorb_staged_noting(&mut self, displaced: &mut Displaced) {
+        for number in self.staged.keys() {
+            displaced.entry(*number).or_insert_with(|| {
+                let block = self.running.get(number)?;
+                Some((block.clone(), self.running_metadata.contains(number)))
+            });
+        }
+        self.absorb_staged();
+    }
+
+    /// Puts the running transaction back as it was before the blocks `displaced`
+    /// noted ([`Store::absorb_staged_noting`]) joined it.
+    pub(crate) fn restore_running(&mut self, displaced: Displaced) {
+        for (number, held) in displaced {
+            match held {
+                Some((block, metadata)) => {
+                    self.running.insert(number, block);
+                    if metadata {
+                        self.running_metadata.insert(number);
+                    } else {
+                        self.running_metadata.remove(&number);
+                    }
+                }
+                None => {
+                    self.running.remove(&number);
+                    self.running_metadata.remove(&number);
+                }
+            }
+        }
     }
 
     /// Writes the CRC of every metadata block of the running transaction (before it

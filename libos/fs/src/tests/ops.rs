@@ -588,6 +588,67 @@ fn a_large_write_short_of_an_overflow_block_writes_nothing() {
     fs.check().unwrap();
 }
 
+/// Free space in 169 runs of 5 blocks, one used block apart, and nothing else free;
+/// before it, `/sparse`: one block at every other logical block from 1000, 1,018
+/// extents, its six overflow extent blocks full. A write into its hole at 0 changes
+/// all six with each piece (its new extents come first), and its first piece adds a
+/// seventh, placed where that piece's data ends. Returns the free blocks (845).
+fn runs_of_five_after_a_sparse_file<D: BlockStore>(fs: &mut FileSystem<D>) -> u64 {
+    fs.create("/sparse").unwrap();
+    for index in 0..4 + 169 * 6 {
+        fs.write("/sparse", (1000 + 2 * index) * 4096, &[3; 4096])
+            .unwrap();
+    }
+    for index in 0..169 {
+        for (name, blocks) in [("a", 5), ("b", 1)] {
+            let path = alloc::format!("/{name}{index}");
+            fs.create(&path).unwrap();
+            fs.write(&path, 0, &vec![1; blocks * 4096]).unwrap();
+        }
+    }
+    fs.create("/rest").unwrap();
+    let rest = fs.statfs().free_blocks as usize;
+    fs.write("/rest", 0, &vec![0; rest * 4096]).unwrap();
+    for index in 0..169 {
+        fs.unlink(&alloc::format!("/a{index}")).unwrap();
+    }
+    let free = fs.statfs().free_blocks;
+    assert_eq!(free, 169 * 5);
+    free
+}
+
+/// A large write whose pieces are halved (a whole piece's transaction, its data and
+/// the six or seven overflow blocks, is too large for the journal) into free space in
+/// runs of 5 blocks ([`runs_of_five_after_a_sparse_file`]): a halved piece ends inside
+/// a run and the overflow block it adds splits that run, so the write makes 170
+/// extents where whole pieces would make 169, and needs a second new overflow block.
+/// `NoSpace` before any piece is written, where the rehearsal of whole pieces used to
+/// pass and the write to fail after committing its first pieces.
+#[test]
+fn a_large_write_of_halved_pieces_is_rehearsed_as_halved() {
+    let mut fs = fresh(4096);
+    assert_eq!(fs.journal.capacity() - 8, 55, "whole pieces of 55 blocks");
+    let free = runs_of_five_after_a_sparse_file(&mut fs);
+    let before = snapshot(&mut fs).unwrap();
+    // Whole pieces: 844 data blocks and one overflow block, the free blocks exactly.
+    assert_eq!(
+        fs.write("/sparse", 0, &vec![7; (free as usize - 1) * 4096]),
+        Err(FsError::NoSpace)
+    );
+    assert!(snapshot(&mut fs).unwrap() == before, "nothing was written");
+    assert_eq!(fs.statfs().free_blocks, free);
+    fs.check().unwrap();
+    // One block fewer fits: the halved pieces' two overflow blocks take the rest.
+    let data = vec![7; (free as usize - 2) * 4096];
+    fs.write("/sparse", 0, &data).unwrap();
+    assert_eq!(fs.statfs().free_blocks, 0);
+    let fs = &mut remount(fs);
+    let mut head = vec![0; data.len()];
+    assert_eq!(fs.read("/sparse", 0, &mut head).unwrap(), data.len());
+    assert!(head == data);
+    fs.check().unwrap();
+}
+
 #[test]
 fn a_write_too_big_for_the_free_space_writes_nothing() {
     let mut fs = fresh(256);
