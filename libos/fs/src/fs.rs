@@ -302,7 +302,8 @@ impl<D: BlockStore> FileSystem<D> {
     /// grows the size only as far as it wrote). A write that cannot have the blocks
     /// it needs returns `NoSpace` before writing anything: one cut into several
     /// transactions, when the free blocks may not cover its data blocks and the
-    /// overflow extent blocks its extents can take, first rehearses all of their
+    /// overflow extent blocks its extents can take, first (before committing any, so
+    /// for a write of one piece once that piece has been halved) rehearses all of their
     /// allocations, piece by piece as they will be cut (halved pieces too), and
     /// forgets them.
     pub fn write(&mut self, path: &str, offset: u64, data: &[u8]) -> Result<(), FsError> {
@@ -326,7 +327,6 @@ impl<D: BlockStore> FileSystem<D> {
         }
         let mut done = 0usize;
         let mut piece_blocks = self.journal.capacity().saturating_sub(8).max(1);
-        let blocks = end.div_ceil(BLOCK) - offset / BLOCK;
         // Each run allocated adds at most one extent, and `store_extents` reuses the
         // file's chain of overflow blocks: the write takes at most `needed` data blocks
         // and the overflow blocks of all its extents, old and new.
@@ -335,12 +335,16 @@ impl<D: BlockStore> FileSystem<D> {
             .saturating_sub(INLINE_EXTENTS as u64)
             .div_ceil(EXTENTS_PER_OVERFLOW_BLOCK as u64);
         let space_may_be_short = needed.saturating_add(overflow_bound) > self.free_blocks;
-        if needed > 0 && blocks > piece_blocks && space_may_be_short {
-            self.rehearse_write(&names, offset, end, piece_blocks)?;
-        }
+        let mut rehearse = needed > 0 && space_may_be_short;
         while done < data.len() {
             let at = offset + done as u64;
             let length = (piece_end(at, piece_blocks, end) - at) as usize;
+            // Once the write is known to take several transactions (from the start, or
+            // when its first piece has been halved), before any of them.
+            if rehearse && length < data.len() {
+                self.rehearse_write(&names, offset, end, piece_blocks)?;
+                rehearse = false;
+            }
             let piece = data.get(done..done + length).unwrap_or_default();
             match self.transact(|fs| fs.write_piece(&names, at, piece)) {
                 Ok(()) => done += length,

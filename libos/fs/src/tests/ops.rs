@@ -649,6 +649,64 @@ fn a_large_write_of_halved_pieces_is_rehearsed_as_halved() {
     fs.check().unwrap();
 }
 
+/// A memory disk that keeps only the blocks holding something other than zeros, so
+/// that a test can fill a large one with zeros cheaply.
+struct ZerosFreeDisk {
+    blocks: u64,
+    kept: alloc::collections::BTreeMap<u64, Vec<u8>>,
+}
+
+impl BlockStore for ZerosFreeDisk {
+    fn blocks(&self) -> u64 {
+        self.blocks
+    }
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
+        match self.kept.get(&block) {
+            Some(data) => buf.copy_from_slice(data),
+            None => buf.fill(0),
+        }
+        Ok(())
+    }
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
+        if data.iter().all(|&byte| byte == 0) {
+            self.kept.remove(&block);
+        } else {
+            self.kept.insert(block, data.to_vec());
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// [`a_large_write_of_halved_pieces_is_rehearsed_as_halved`] with a journal that holds
+/// the whole write as one piece: the free blocks may be short, but the write is one
+/// transaction, so it is not rehearsed until its piece is halved; then it must be,
+/// before the first half is committed.
+#[test]
+fn a_write_of_one_piece_halved_is_rehearsed_before_its_first_half() {
+    let disk = ZerosFreeDisk {
+        blocks: 64 * 854,
+        kept: alloc::collections::BTreeMap::new(),
+    };
+    let mut fs = FileSystem::format(disk).unwrap();
+    assert_eq!(fs.journal.capacity() - 8, 845, "one piece of 845 blocks");
+    let free = runs_of_five_after_a_sparse_file(&mut fs);
+    let before = fs.stat("/sparse").unwrap();
+    assert_eq!(
+        fs.write("/sparse", 0, &vec![7; (free as usize - 1) * 4096]),
+        Err(FsError::NoSpace)
+    );
+    assert_eq!(fs.stat("/sparse").unwrap(), before, "nothing was written");
+    assert_eq!(fs.statfs().free_blocks, free);
+    fs.check().unwrap();
+    fs.write("/sparse", 0, &vec![7; (free as usize - 2) * 4096])
+        .unwrap();
+    assert_eq!(fs.statfs().free_blocks, 0);
+    fs.check().unwrap();
+}
+
 #[test]
 fn a_write_too_big_for_the_free_space_writes_nothing() {
     let mut fs = fresh(256);
