@@ -649,6 +649,33 @@ fn a_large_write_of_halved_pieces_is_rehearsed_as_halved() {
     fs.check().unwrap();
 }
 
+/// The rehearsal of [`a_large_write_of_halved_pieces_is_rehearsed_as_halved`] with
+/// operations waiting in the running transaction ([`CommitPolicy::OnCommit`]): its
+/// pieces join that transaction for a while, and it is put back as it was, the
+/// waiting operations' blocks (the root directory block among them) included.
+#[test]
+fn a_rehearsal_puts_the_running_transaction_back() {
+    let mut fs = fresh(4096);
+    let free = runs_of_five_after_a_sparse_file(&mut fs);
+    fs.set_commit_policy(CommitPolicy::OnCommit).unwrap();
+    fs.write("/b0", 0, &[9; 4096]).unwrap();
+    fs.truncate("/b1", 100).unwrap();
+    let before = snapshot(&mut fs).unwrap();
+    assert_eq!(
+        fs.write("/sparse", 0, &vec![7; (free as usize - 1) * 4096]),
+        Err(FsError::NoSpace)
+    );
+    assert!(
+        snapshot(&mut fs).unwrap() == before,
+        "the waiting operations stay"
+    );
+    assert_eq!(fs.statfs().free_blocks, free);
+    fs.commit().unwrap();
+    let fs = &mut remount(fs);
+    assert!(snapshot(fs).unwrap() == before);
+    fs.check().unwrap();
+}
+
 /// A memory disk that keeps only the blocks holding something other than zeros, so
 /// that a test can fill a large one with zeros cheaply.
 struct ZerosFreeDisk {
