@@ -1,7 +1,9 @@
 //! Line editing for a terminal: insertion anywhere in the line, Backspace, Delete-free
 //! cursor movement with the left and right arrows, Ctrl-A/Ctrl-E (start/end), Ctrl-U
 //! (clear), Ctrl-C (abandon), and a history walked with the up and down arrows. Input is
-//! bytes as a terminal sends them; output is the bytes that redraw the line.
+//! bytes as a terminal sends them; output is the bytes that redraw the line. The arrows
+//! come as `ESC [ key` or `ESC O key`; other keys' escape sequences (Delete `ESC [ 3 ~`,
+//! Home, function keys) ring the bell and change nothing.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -71,14 +73,18 @@ impl Editor {
     /// Feeds one byte of input.
     pub fn feed(&mut self, byte: u8) -> Event {
         match (self.escape, byte) {
-            (Escape::Started, b'[') => {
+            (Escape::Started, b'[' | b'O') => {
                 self.escape = Escape::Bracket;
                 return edit(String::new());
             }
-            (Escape::Bracket, key) => {
+            // A sequence's parameter and intermediate bytes (`ESC [ 3 ~`): wait for its
+            // final byte.
+            (Escape::Bracket, 0x20..=0x3F) => return edit(String::new()),
+            (Escape::Bracket, key @ 0x40..=0x7E) => {
                 self.escape = Escape::None;
                 return edit(self.arrow(key));
             }
+            (Escape::Bracket, _) => self.escape = Escape::None,
             (Escape::Started, _) => self.escape = Escape::None,
             (Escape::None, _) => {}
         }
@@ -303,6 +309,43 @@ mod tests {
             Event::Edit {
                 echo: String::from("\x08c \x08\x08")
             }
+        );
+    }
+
+    #[test]
+    fn other_keys_escape_sequences_insert_nothing() {
+        let mut e = Editor::new();
+        // Delete, Home, F5 and Ctrl-Right as xterm sends them: nothing of them is typed.
+        assert_eq!(
+            feed_all(&mut e, b"ab\x1b[3~c\x1b[1~\x1b[15~\x1b[1;5C\r"),
+            ["abc"]
+        );
+        assert_eq!(
+            e.feed(b'~'),
+            Event::Edit {
+                echo: String::from("~")
+            }
+        );
+        let mut e = Editor::new();
+        assert_eq!(
+            e.feed(0x1B),
+            Event::Edit {
+                echo: String::new()
+            }
+        );
+        e.feed(b'[');
+        e.feed(b'3');
+        assert_eq!(
+            e.feed(b'~'),
+            Event::Edit {
+                echo: String::from("\x07")
+            },
+            "a key the editor lacks rings the bell"
+        );
+        // The arrows in application mode (`ESC O A`), as after a full-screen program.
+        assert_eq!(
+            feed_all(&mut e, b"time\r\x1bOA\x1bOD\x1bODx\r"),
+            ["time", "tixme"]
         );
     }
 
