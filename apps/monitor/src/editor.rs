@@ -99,6 +99,7 @@ impl Editor {
             0x05 => edit(self.move_to(self.line.len())),
             0x03 => {
                 self.set_line(String::new());
+                self.browsing = self.history.len();
                 Event::Line {
                     echo: String::from("^C\r\n"),
                     line: String::new(),
@@ -279,6 +280,14 @@ mod tests {
             [""],
             "down past the newest is an empty line"
         );
+    }
+
+    #[test]
+    fn ctrl_c_while_browsing_starts_over_from_the_newest() {
+        let mut e = Editor::new();
+        feed_all(&mut e, b"one\rtwo\rthree\r");
+        assert_eq!(feed_all(&mut e, b"\x1b[A\x1b[A\x03"), [""]);
+        assert_eq!(feed_all(&mut e, b"\x1b[A\r"), ["three"]);
     }
 
     #[test]
