@@ -190,7 +190,9 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
         ));
     }
     if word == "fs" {
-        return Ok(Command::Fs(line.trim_start()["fs".len()..].trim()));
+        let words = line.trim_start()["fs".len()..].trim();
+        rexofs::refuse_extra_words(words)?;
+        return Ok(Command::Fs(words));
     }
     let argument = words.next();
     if word == "ping" {
@@ -622,6 +624,37 @@ mod tests {
                 .unwrap_err()
                 .contains("unexpected 'z'")
         );
+    }
+
+    #[test]
+    fn fs_refuses_a_word_past_its_arguments() {
+        for (line, message) in [
+            ("fs rm /a /b", "fs rm: unexpected '/b'"),
+            ("fs mkdir /a /b", "fs mkdir: unexpected '/b'"),
+            ("fs cat /a /b", "fs cat: unexpected '/b'"),
+            ("fs ls / /docs", "fs ls: unexpected '/docs'"),
+            ("fs cp /a /b /c", "fs cp: unexpected '/c'"),
+            ("fs mv /a /b /c", "fs mv: unexpected '/c'"),
+            ("fs df now", "fs df: unexpected 'now'"),
+            (" fs  fsck  -y ", "fs fsck: unexpected '-y'"),
+        ] {
+            assert_eq!(parse(line), Err(String::from(message)), "{line}");
+        }
+        for (line, words) in [
+            ("fs", ""),
+            ("fs ls", "ls"),
+            ("fs ls /docs", "ls /docs"),
+            ("fs rm /a", "rm /a"),
+            ("fs cp /a /b", "cp /a /b"),
+            ("fs mv /a /b", "mv /a /b"),
+            ("fs df", "df"),
+            ("fs fsck", "fsck"),
+            ("fs write /a text of  words ", "write /a text of  words"),
+            // An unknown verb is for `fs` to name, with its usage.
+            ("fs frob a b c", "frob a b c"),
+        ] {
+            assert_eq!(parse(line), Ok(Command::Fs(words)), "{line}");
+        }
     }
 
     #[test]

@@ -25,6 +25,23 @@ pub fn run(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
     })
 }
 
+/// Refuses a word past the arguments the line's verb takes (`fs rm a b`), which would
+/// otherwise be dropped unseen; `write`'s text and unknown verbs take any words.
+pub fn refuse_extra_words(words: &str) -> Result<(), String> {
+    let mut parts = words.split_whitespace();
+    let verb = parts.next().unwrap_or("");
+    let most = match verb {
+        "df" | "fsck" => 0,
+        "ls" | "cat" | "mkdir" | "rm" => 1,
+        "cp" | "mv" => 2,
+        _ => return Ok(()),
+    };
+    match parts.nth(most) {
+        Some(extra) => Err(format!("fs {verb}: unexpected '{extra}'")),
+        None => Ok(()),
+    }
+}
+
 /// [`run`]'s work.
 fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
     let mut parts = words.split_whitespace();
