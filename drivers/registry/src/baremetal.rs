@@ -79,8 +79,14 @@ impl Registry {
     }
 
     /// `b_net_rx`: the next received frame of interface `interface` into `buffer`;
-    /// returns its length (0: none; a frame longer than `buffer` is dropped).
+    /// returns its length (0: none; a frame longer than `buffer` is dropped). An empty
+    /// `buffer` (the app's address was not mapped) takes no frame.
     pub fn baremetal_receive(&'static self, interface: usize, buffer: &mut [u8]) -> usize {
+        if buffer.is_empty() {
+            // A frame taken now could only be dropped.
+            log::warn!("baremetal: interface {interface}: no buffer to receive into");
+            return 0;
+        }
         let Ok(mut nic) = self
             .open(DeviceKind::Net, interface, HOLDER)
             .and_then(OpenDevice::into_net)
@@ -254,6 +260,7 @@ impl<const CORES: usize> Jobs<CORES> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sharing::tests::shared;
 
     #[test]
     fn a_load_is_refused_while_a_job_is_set_and_a_job_while_a_load_runs() {
@@ -288,5 +295,15 @@ mod tests {
             "no core 4; code 0 is idle"
         );
         assert!(!jobs.busy_besides(3));
+    }
+
+    #[test]
+    fn receiving_without_a_buffer_leaves_the_frame_waiting() {
+        let (registry, wire) = shared();
+        wire.lock().incoming.push_back(alloc::vec![7; 60]);
+        assert_eq!(registry.baremetal_receive(0, &mut []), 0);
+        let mut buffer = [0; 1514];
+        assert_eq!(registry.baremetal_receive(0, &mut buffer), 60);
+        assert_eq!(buffer[..60], [7; 60]);
     }
 }

@@ -546,7 +546,7 @@ impl Drop for Bound {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::Registry;
     use crate::interrupts::tests::ends_the_app;
@@ -563,8 +563,8 @@ mod tests {
 
     /// Frames waiting to be received, and frames sent.
     #[derive(Default)]
-    struct Wire {
-        incoming: VecDeque<Vec<u8>>,
+    pub(crate) struct Wire {
+        pub(crate) incoming: VecDeque<Vec<u8>>,
         sent: Vec<Vec<u8>>,
     }
 
@@ -629,7 +629,7 @@ mod tests {
     }
 
     /// A registry with one interface on a wire, and the wire.
-    fn shared() -> (&'static Registry, Arc<spin::Mutex<Wire>>) {
+    pub(crate) fn shared() -> (&'static Registry, Arc<spin::Mutex<Wire>>) {
         let wire = Arc::new(spin::Mutex::new(Wire::default()));
         let registry = registry_with(Found::Net(Box::new(OnWire(wire.clone()))), "test-net");
         (registry, wire)
