@@ -28,18 +28,21 @@ pub enum Transfer<'a> {
 
 impl Registry {
     /// `b_nvs_read` / `b_nvs_write`: whole 4096-byte sectors from `sector` on disk
-    /// `drive`; returns the sectors done (0 on any error, logged).
+    /// `drive`; returns the sectors done (0 on any error, logged: no such disk or one
+    /// held by an app too).
     pub fn baremetal_storage(
         &'static self,
         drive: usize,
         sector: u64,
         transfer: Transfer<'_>,
     ) -> u64 {
-        let Ok(mut disk) = self
-            .open(DeviceKind::Block, drive, HOLDER)
-            .and_then(OpenDevice::into_block)
-        else {
-            return 0;
+        let opened = self.open(DeviceKind::Block, drive, HOLDER);
+        let mut disk = match opened.and_then(OpenDevice::into_block) {
+            Ok(disk) => disk,
+            Err(error) => {
+                log::warn!("baremetal: disk {drive}: {error}");
+                return 0;
+            }
         };
         match storage(disk.as_mut(), sector, transfer) {
             Ok(done) => done,
@@ -50,18 +53,21 @@ impl Registry {
         }
     }
 
-    /// `b_net_tx`: sends `frame` on interface `interface`; false if it was not sent.
+    /// `b_net_tx`: sends `frame` on interface `interface`; false if it was not sent
+    /// (logged: BareMetal's call returns nothing).
     pub fn baremetal_transmit(
         &'static self,
         interface: usize,
         frame: &[u8],
         now_ns: impl Fn() -> u64,
     ) -> bool {
-        let Ok(mut nic) = self
-            .open(DeviceKind::Net, interface, HOLDER)
-            .and_then(OpenDevice::into_net)
-        else {
-            return false;
+        let opened = self.open(DeviceKind::Net, interface, HOLDER);
+        let mut nic = match opened.and_then(OpenDevice::into_net) {
+            Ok(nic) => nic,
+            Err(error) => {
+                log::warn!("baremetal: interface {interface}: {error}");
+                return false;
+            }
         };
         let start = now_ns();
         loop {
@@ -261,6 +267,45 @@ impl<const CORES: usize> Jobs<CORES> {
 mod tests {
     use super::*;
     use crate::sharing::tests::shared;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    /// Every message logged in this test process.
+    static LOGGED: spin::Mutex<Vec<String>> = spin::Mutex::new(Vec::new());
+
+    /// The logger that keeps messages in [`LOGGED`].
+    struct Recorder;
+
+    impl log::Log for Recorder {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            LOGGED.lock().push(alloc::format!("{}", record.args()));
+        }
+        fn flush(&self) {}
+    }
+
+    /// Whether a message starting with `start` was logged since the test process began.
+    fn logged(start: &str) -> bool {
+        LOGGED.lock().iter().any(|line| line.starts_with(start))
+    }
+
+    #[test]
+    fn a_missing_disk_or_interface_is_logged() {
+        // Only this test sets a logger; it may be set already if it runs twice.
+        let _ = log::set_logger(&Recorder);
+        log::set_max_level(log::LevelFilter::Warn);
+        let (registry, _) = shared();
+        let mut buffer = [0; 4096];
+        assert_eq!(
+            registry.baremetal_storage(5, 0, Transfer::Read(&mut buffer)),
+            0
+        );
+        assert!(logged("baremetal: disk 5: "), "{:?}", LOGGED.lock());
+        assert!(!registry.baremetal_transmit(9, &[0; 60], || 0));
+        assert!(logged("baremetal: interface 9: "), "{:?}", LOGGED.lock());
+    }
 
     #[test]
     fn a_load_is_refused_while_a_job_is_set_and_a_job_while_a_load_runs() {
