@@ -152,11 +152,12 @@ impl Bench {
 /// A fixed IPv4 configuration for the apps' TCP/IP library OS (`ip=`), instead of DHCP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ipv4Config {
-    /// The interface's address: a unicast host address.
+    /// The interface's address: a unicast host address, not its network's first or last
+    /// address (but on /31 and /32).
     pub address: Ipv4Addr,
     /// The network prefix length, 1 to 32.
     pub prefix: u8,
-    /// The default router, if there is one.
+    /// The default router, if there is one: another host of the address's network.
     pub router: Option<Ipv4Addr>,
     /// The DNS server the apps ask, if there is one.
     pub dns: Option<Ipv4Addr>,
@@ -178,10 +179,21 @@ fn parse_ipv4_config(value: &str) -> Option<Ipv4Config> {
         return None;
     }
     let prefix: u8 = prefix.parse().ok()?;
+    if !(1..=32).contains(&prefix) {
+        return None;
+    }
     let host = |a: Ipv4Addr| !(a.is_unspecified() || a.is_broadcast() || a.is_multicast());
-    let usable = (1..=32).contains(&prefix)
-        && host(address)
-        && router.is_none_or(host)
+    // A host of the address's network: not the network's first or last address (but on
+    // /31 and /32, where every address is a host's).
+    let mask = u32::MAX << (32 - u32::from(prefix));
+    let on_network = |a: Ipv4Addr| {
+        let host_bits = u32::from(a) & !mask;
+        (u32::from(a) ^ u32::from(address)) & mask == 0
+            && (prefix > 30 || (host_bits != 0 && host_bits != !mask))
+    };
+    let usable = host(address)
+        && on_network(address)
+        && router.is_none_or(|r| host(r) && on_network(r) && r != address)
         && dns.is_none_or(host);
     usable.then_some(Ipv4Config {
         address,
@@ -538,7 +550,7 @@ const TEST_AFTER_VALUES: &str = "a test name";
 const STALL_VALUES: &str = "a core index from 1 to 63";
 const CRASH_VALUES: &str = "one of pagefault, divide, panic, stackoverflow, panic-other-core";
 const BENCH_VALUES: &str = "api";
-const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER[,DNS]]: a host address, a prefix of 1 to 32 bits, a router, a DNS server (10.0.2.15/24,10.0.2.2,10.0.2.3)";
+const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER[,DNS]]: a host address, a prefix of 1 to 32 bits, a router on that network, a DNS server (10.0.2.15/24,10.0.2.2,10.0.2.3)";
 
 /// Parses a kernel command line. An empty (or all-whitespace) line gives the defaults.
 ///
@@ -701,6 +713,9 @@ mod tests {
             })
         );
         assert_eq!(parse("ip=192.168.1.9/32").unwrap().ip.unwrap().prefix, 32);
+        // On /31 both addresses are hosts'; a router on a wide network; a DNS server anywhere.
+        assert!(parse("ip=10.0.2.0/31,10.0.2.1").is_ok());
+        assert!(parse("ip=10.0.2.255/16,10.0.0.1,8.8.8.8").is_ok());
         assert_eq!(
             parse("ip=10.0.2.15/24,10.0.2.2,10.0.2.3")
                 .unwrap()
@@ -725,6 +740,13 @@ mod tests {
             "ip=10.0.2.15/24,10.0.2.2,dns",
             "ip=10.0.2.15/24,10.0.2.2,0.0.0.0",
             "ip=dhcp",
+            // The router is off the network, or the address itself.
+            "ip=10.0.2.15/24,10.0.3.1",
+            "ip=10.0.2.15/24,10.0.2.15",
+            // The network's own first and last addresses are not a host's.
+            "ip=10.0.2.0/24",
+            "ip=10.0.2.255/24,10.0.2.2",
+            "ip=10.0.2.15/24,10.0.2.255",
         ] {
             assert_eq!(
                 parse(word),
