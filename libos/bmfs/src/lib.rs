@@ -211,7 +211,8 @@ fn valid_name(name: &str) -> Result<(), BmfsError> {
 }
 
 /// Checks the directory against a disk of `blocks` blocks: every run inside blocks
-/// `1..blocks`, no two overlapping, no size past its run, no two files of one name.
+/// `1..blocks`, no two overlapping (a file of no blocks overlaps nothing), no size
+/// past its run, no two files of one name.
 fn check(records: &[Option<Entry>], blocks: u64) -> Result<(), BmfsError> {
     let mut files: Vec<&Entry> = records.iter().flatten().collect();
     for file in &files {
@@ -223,8 +224,10 @@ fn check(records: &[Option<Entry>], blocks: u64) -> Result<(), BmfsError> {
             return Err(BmfsError::SizeTooLarge(file.name.clone()));
         }
     }
-    files.sort_by_key(|file| file.start);
-    for pair in files.windows(2) {
+    // A file that reserved no blocks shares none, wherever it starts.
+    let mut holding: Vec<&Entry> = files.iter().copied().filter(|f| f.reserved > 0).collect();
+    holding.sort_by_key(|file| file.start);
+    for pair in holding.windows(2) {
         if pair[0].start + pair[0].reserved > pair[1].start {
             return Err(BmfsError::Overlap(
                 pair[0].name.clone(),

@@ -255,3 +255,92 @@ fn a_file_larger_than_memory_is_an_error_not_an_abort() {
     assert_eq!(volume.read_at("huge", size / 2, &mut piece), Ok(16));
     assert_eq!(piece, [0; 16], "read in pieces instead");
 }
+
+#[test]
+fn flipped_bytes_of_a_used_directory_are_refused_or_consistent() {
+    // The same local generator as above (the app rules), with its own seed.
+    let mut state = 0x0B3F_5F11_u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        state >> 33
+    };
+    let size = 64 << 20;
+    let mut volume = Volume::format(Vast {
+        head: vec![0; 8192],
+        size,
+    })
+    .unwrap();
+    for (name, blocks, bytes) in [("a", 1, 10), ("bee.app", 3, 5 << 20), ("c", 2, 0)] {
+        volume.create(name, blocks).unwrap();
+        volume.write(name, &vec![7; bytes]).unwrap();
+    }
+    volume.delete("c").unwrap();
+    volume.create("d", 4).unwrap();
+    let base = volume.into_disk().head;
+    let (mut opened, mut refused) = (0, 0);
+    for round in 0..2000 {
+        let mut head = base.clone();
+        for _ in 0..1 + next() % 3 {
+            let at = match next() % 10 {
+                0 => 1024 + next() as usize % 4,
+                _ => DIRECTORY_AT as usize + next() as usize % (4 * RECORD),
+            };
+            match next() % 3 {
+                0 => {
+                    let edge = [0, 1, 2, 31, 32, u64::MAX, size / BLOCK, u64::MAX / BLOCK];
+                    let value = edge[next() as usize % edge.len()];
+                    let at = at / 8 * 8;
+                    head[at..at + 8].copy_from_slice(&value.to_le_bytes());
+                }
+                _ => head[at] ^= 1 << (next() % 8),
+            }
+        }
+        let Ok(mut volume) = Volume::open(Vast { head, size }) else {
+            refused += 1;
+            continue;
+        };
+        opened += 1;
+        let files: Vec<Entry> = volume.files().cloned().collect();
+        assert!(volume.free_blocks() < volume.blocks(), "round {round}");
+        for file in &files {
+            assert!(file.start >= 1 && file.start + file.reserved <= volume.blocks());
+            let mut piece = [0u8; 64];
+            volume
+                .read_at(&file.name, file.size / 2, &mut piece)
+                .unwrap();
+            volume.write(&file.name, b"fits any file").ok();
+        }
+        match volume.create("new", 2) {
+            Ok(entry) => assert!(entry.start + 2 <= volume.blocks(), "round {round}"),
+            Err(error) => assert!(
+                matches!(error, BmfsError::NoSpace { .. } | BmfsError::DirectoryFull),
+                "round {round}: {error}"
+            ),
+        }
+        if let Some(file) = files.first() {
+            volume.delete(&file.name).unwrap();
+        }
+        Volume::open(volume.into_disk()).expect("what opened and changed opens again");
+    }
+    assert!(
+        opened > 100 && refused > 100,
+        "{opened} opened, {refused} refused"
+    );
+}
+
+#[test]
+fn a_file_of_no_blocks_shares_none() {
+    // Where a file that reserved no blocks starts, another's run may start too: the
+    // directory is sound in either record order, as free_run, which places files
+    // there, takes it.
+    let open = |records: &[(&str, u64, u64, u64)]| Volume::open(image_with(records)).err();
+    assert_eq!(open(&[("a", 2, 1, 10), ("z", 2, 0, 0)]), None);
+    assert_eq!(open(&[("z", 2, 0, 0), ("a", 2, 1, 10)]), None);
+    let mut volume = Volume::open(image_with(&[("gone", 1, 1, 0), ("z", 3, 0, 0)])).unwrap();
+    volume.delete("gone").unwrap();
+    assert_eq!(volume.create("new", 4).unwrap().start, 3);
+    let volume = Volume::open(volume.into_disk()).expect("a volume a create left opens");
+    assert_eq!(volume.files().count(), 2);
+}
