@@ -72,6 +72,8 @@ pub enum BmfsError {
     Overlap(String, String),
     /// A file's size is larger than its reserved blocks (name).
     SizeTooLarge(String),
+    /// Two records of the directory name the same file (the name).
+    Duplicate(String),
     /// No file of that name.
     NotFound(String),
     /// A file of that name exists.
@@ -112,6 +114,7 @@ impl fmt::Display for BmfsError {
             Self::SizeTooLarge(name) => {
                 write!(f, "'{name}' claims more bytes than its blocks hold")
             }
+            Self::Duplicate(name) => write!(f, "two directory records are named '{name}'"),
             Self::NotFound(name) => write!(f, "no file '{name}'"),
             Self::Exists(name) => write!(f, "'{name}' exists already"),
             Self::InvalidName(name) => {
@@ -237,7 +240,7 @@ fn check(records: &[Option<Entry>], blocks: u64) -> Result<(), BmfsError> {
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(pair) = files.windows(2).find(|pair| pair[0].name == pair[1].name) {
-        return Err(BmfsError::Exists(pair[0].name.clone()));
+        return Err(BmfsError::Duplicate(pair[0].name.clone()));
     }
     Ok(())
 }

@@ -163,7 +163,11 @@ fn corrupt_images_are_refused_with_the_reason() {
     );
     assert_eq!(
         open(&[("a", 1, 1, 1), ("a", 2, 1, 1)]),
-        Some(BmfsError::Exists("a".into()))
+        Some(BmfsError::Duplicate("a".into()))
+    );
+    assert_eq!(
+        format!("{}", BmfsError::Duplicate("a".into())),
+        "two directory records are named 'a'"
     );
     let mut image = image_with(&[("a", 1, 1, 1)]);
     image[DIRECTORY_AT as usize..DIRECTORY_AT as usize + 32].fill(b'x');
