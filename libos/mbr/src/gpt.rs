@@ -770,6 +770,86 @@ mod tests {
     }
 
     #[test]
+    fn flipped_bytes_of_a_whole_gpt_disk_are_refused_or_read_consistently() {
+        let mut state = 0x0F11_77ED_0000_0001u64;
+        let mut next = || next_random(&mut state);
+        let base = gpt_disk(10_000, &THREE);
+        let last = 9_999;
+        // Sector 0, both headers and both arrays: where a table's bytes are.
+        let places = [
+            0,
+            1,
+            2,
+            3,
+            last,
+            last - ARRAY_SECTORS,
+            last - ARRAY_SECTORS + 1,
+        ];
+        let (mut read, mut refused) = (0, 0);
+        for round in 0..1_500 {
+            let mut disk = base.clone();
+            for _ in 0..1 + next() % 3 {
+                let sector = places[(next() % places.len() as u64) as usize];
+                let at = sector as usize * SECTOR + (next() % SECTOR as u64) as usize;
+                match next() % 3 {
+                    0 => {
+                        let edges = [0, 1, 33, 128, 9_999, 10_000, u64::from(u32::MAX), u64::MAX];
+                        let value = edges[(next() % edges.len() as u64) as usize];
+                        let at = at / 8 * 8;
+                        disk[at..at + 8].copy_from_slice(&value.to_le_bytes());
+                    }
+                    _ => disk[at] ^= 1 << (next() % 8),
+                }
+            }
+            // Most rounds reseal what changed, so that the checks behind the CRCs run.
+            if next() % 4 != 0 {
+                for (lba, array_lba) in [(1, 2), (last, last - ARRAY_SECTORS)] {
+                    let at = array_lba as usize * SECTOR;
+                    let crc = crc32(&disk[at..at + (ENTRIES * 128) as usize]);
+                    header_at(&mut disk, lba)[88..92].copy_from_slice(&crc.to_le_bytes());
+                    seal(header_at(&mut disk, lba));
+                }
+            }
+            let sectors = if next() % 8 == 0 {
+                5_000 + next() % 5_000
+            } else {
+                10_000
+            };
+            let Ok(table) = read_disk(&disk, sectors) else {
+                refused += 1;
+                continue;
+            };
+            read += 1;
+            let header = if table.from_backup.is_some() {
+                sectors - 1
+            } else {
+                1
+            };
+            let mut runs: Vec<(u64, u64)> = Vec::new();
+            for p in &table.partitions {
+                let end = p.first + p.sectors;
+                assert!(
+                    p.sectors > 0 && p.first >= 1 && end <= sectors,
+                    "round {round}: {p:?}"
+                );
+                let protective = p.holds(TYPE_GPT_PROTECTIVE);
+                if !protective && matches!(p.kind, Kind::Gpt(_)) {
+                    assert!(!(p.first..end).contains(&header), "round {round}: {p:?}");
+                }
+                if !protective {
+                    runs.push((p.first, end));
+                }
+            }
+            runs.sort_unstable();
+            assert!(
+                runs.windows(2).all(|pair| pair[0].1 <= pair[1].0),
+                "round {round}"
+            );
+        }
+        assert!(read > 50 && refused > 50, "{read} read, {refused} refused");
+    }
+
+    #[test]
     fn a_device_is_read_in_requests_it_takes() {
         // Requests of at most 5 sectors, each finished on the next poll.
         let mut device = MemoryDisk::new(gpt_disk(10_000, &THREE));
