@@ -99,6 +99,18 @@ impl<'a> BlockDisk<'a> {
         Ok(())
     }
 
+    /// Refuses `len` bytes from `offset` unless they lie on the disk (or partition): the
+    /// sectors past a partition's end are another's.
+    fn check_range(&self, offset: u64, len: usize) -> Result<(), String> {
+        let size = self.size();
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= size => Ok(()),
+            _ => Err(format!(
+                "{len} bytes at byte {offset} run past the {size} bytes of the disk"
+            )),
+        }
+    }
+
     /// Reads the one sector `lba` into `partial` (sized to a sector here), for a piece
     /// that is only part of it.
     fn read_partial(&mut self, lba: u64, partial: &mut Vec<u8>) -> Result<(), String> {
@@ -190,8 +202,10 @@ impl Disk for BlockDisk<'_> {
     }
 
     /// Whole sectors go straight into `buffer`; only a partial first or last sector
-    /// goes through a sector of its own (so a large read needs no second buffer).
+    /// goes through a sector of its own (so a large read needs no second buffer). A
+    /// range past the disk's (or partition's) end is an error; the device is not asked.
     fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), String> {
+        self.check_range(offset, buffer.len())?;
         let mut partial = Vec::new();
         for piece in pieces(self.sector, offset, buffer.len()) {
             let Piece {
@@ -213,8 +227,10 @@ impl Disk for BlockDisk<'_> {
 
     /// Whole sectors go straight from `data`; a partial first or last sector is read,
     /// changed and written back on its own (its other bytes kept), so a large write
-    /// needs no second buffer.
+    /// needs no second buffer. A range past the disk's (or partition's) end is an error;
+    /// nothing is written.
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
+        self.check_range(offset, data.len())?;
         let mut partial = Vec::new();
         for piece in pieces(self.sector, offset, data.len()) {
             let Piece {
@@ -282,6 +298,28 @@ mod tests {
         }
         disk.flush().unwrap();
         assert_eq!(device.data(), model, "nothing else changed");
+    }
+
+    #[test]
+    fn a_range_past_a_partition_is_refused_before_the_device_sees_it() {
+        let mut device = memory_device(vec![0xEE; 8192], 0, 0);
+        // Sectors 4..8 of 16: the partition after it starts at byte 4096.
+        let mut disk = BlockDisk::within(&mut device, 4, 4);
+        assert_eq!(disk.size(), 2048);
+        let mut byte = [0u8; 1];
+        disk.read(2047, &mut byte).unwrap();
+        for (offset, len) in [(2048, 1), (2000, 100), (u64::MAX, 1)] {
+            let error = disk.read(offset, &mut vec![0; len]).unwrap_err();
+            assert!(error.contains("run past the 2048 bytes"), "{error}");
+            let error = disk.write(offset, &vec![1; len]).unwrap_err();
+            assert!(error.contains("run past the 2048 bytes"), "{error}");
+        }
+        assert!(device.data().iter().all(|&b| b == 0xEE), "nothing written");
+        assert_eq!(
+            device.request_sizes(),
+            [1],
+            "only the read inside was asked for"
+        );
     }
 
     #[test]
