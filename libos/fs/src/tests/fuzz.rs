@@ -131,32 +131,42 @@ fn fuzz(journaled: bool, rounds: u64, seed: u64) -> (u64, u64) {
             let reseal = rng.chance(80);
             mutate(&mut disk, number, &mut rng, reseal);
         }
-        let checked = FileSystem::fsck(&mut disk);
-        let mut counting = CountingDisk::new(disk);
-        match FileSystem::mount(&mut counting) {
-            Ok(mut fs) => {
-                assert!(
-                    checked.is_ok(),
-                    "round {round}: mount took what fsck refused: {checked:?}"
-                );
-                exercise(&mut fs, &mut rng);
-                mounted += 1;
-            }
-            Err(error) => {
-                assert_eq!(
-                    checked,
-                    Err(error),
-                    "round {round}: fsck and mount disagree"
-                );
-                assert_eq!(
-                    counting.counts.writes, 0,
-                    "round {round}: a refused mount wrote"
-                );
-                refused += 1;
-            }
+        match mounts_consistently(disk, round, &mut rng) {
+            true => mounted += 1,
+            false => refused += 1,
         }
     }
     (mounted, refused)
+}
+
+/// Checks and mounts a damaged `disk`: whether it mounted (and stayed consistent
+/// through [`exercise`]); `fsck` and `mount` must agree, and a refused mount writes
+/// nothing.
+fn mounts_consistently(mut disk: MemoryDisk, round: u64, rng: &mut Rng) -> bool {
+    let checked = FileSystem::fsck(&mut disk);
+    let mut counting = CountingDisk::new(disk);
+    match FileSystem::mount(&mut counting) {
+        Ok(mut fs) => {
+            assert!(
+                checked.is_ok(),
+                "round {round}: mount took what fsck refused: {checked:?}"
+            );
+            exercise(&mut fs, rng);
+            true
+        }
+        Err(error) => {
+            assert_eq!(
+                checked,
+                Err(error),
+                "round {round}: fsck and mount disagree"
+            );
+            assert_eq!(
+                counting.counts.writes, 0,
+                "round {round}: a refused mount wrote"
+            );
+            false
+        }
+    }
 }
 
 #[test]
@@ -269,29 +279,9 @@ fn committed_transactions_of_damaged_images_are_refused_or_consistent() {
             }
             position += write_transaction(&mut disk, position, sequence, &staged).unwrap();
         }
-        let checked = FileSystem::fsck(&mut disk);
-        let mut counting = CountingDisk::new(disk);
-        match FileSystem::mount(&mut counting) {
-            Ok(mut fs) => {
-                assert!(
-                    checked.is_ok(),
-                    "round {round}: mount took what fsck refused"
-                );
-                exercise(&mut fs, &mut rng);
-                mounted += 1;
-            }
-            Err(error) => {
-                assert_eq!(
-                    checked,
-                    Err(error),
-                    "round {round}: fsck and mount disagree"
-                );
-                assert_eq!(
-                    counting.counts.writes, 0,
-                    "round {round}: a refused mount wrote"
-                );
-                refused += 1;
-            }
+        match mounts_consistently(disk, round, &mut rng) {
+            true => mounted += 1,
+            false => refused += 1,
         }
     }
     assert!(
