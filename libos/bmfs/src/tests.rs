@@ -175,17 +175,21 @@ fn corrupt_images_are_refused_with_the_reason() {
     assert!(open(&[("a", 1, 1, 1), ("b", 2, 5, 0)]).is_none());
 }
 
-#[test]
-fn random_directories_never_panic() {
-    // A library OS may depend only on the API and other library OSes (the app rules),
-    // so the fuzz noise is a local linear congruential generator.
-    let mut state = 0x005E_ED0F_B3F5_u64;
-    let mut next = move || {
+/// Fuzz noise from `seed`: a library OS may depend only on the API and other library
+/// OSes (the app rules), so it is a local linear congruential generator.
+fn noise(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
         state = state
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         state >> 33
-    };
+    }
+}
+
+#[test]
+fn random_directories_never_panic() {
+    let mut next = noise(0x005E_ED0F_B3F5);
     let base = Volume::format(disk(8)).unwrap().into_disk();
     for _ in 0..300 {
         let mut image = base.clone();
@@ -262,14 +266,7 @@ fn a_file_larger_than_memory_is_an_error_not_an_abort() {
 
 #[test]
 fn flipped_bytes_of_a_used_directory_are_refused_or_consistent() {
-    // The same local generator as above (the app rules), with its own seed.
-    let mut state = 0x0B3F_5F11_u64;
-    let mut next = move || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        state >> 33
-    };
+    let mut next = noise(0x0B3F_5F11);
     let size = 64 << 20;
     let mut volume = Volume::format(Vast {
         head: vec![0; 8192],
