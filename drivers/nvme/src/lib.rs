@@ -447,8 +447,8 @@ struct IoQueue {
     slots: Vec<SlotState>,
     /// Free slots (a stack).
     free: Vec<u16>,
-    /// Slots [`Slot::Interrupted`].
-    interrupted: usize,
+    /// Whether any slot is [`Slot::Interrupted`].
+    interrupted: bool,
     /// The MSI-X entry its completion queue signals through, if any.
     vector: Option<u16>,
     /// Stale completions dropped so far.
@@ -496,7 +496,7 @@ impl IoQueue {
                 slots
             ],
             free: (0..depth as u16).rev().collect(),
-            interrupted: 0,
+            interrupted: false,
             vector,
             stale_completions: 0,
             next_timeout_check: 0,
@@ -529,7 +529,7 @@ impl IoQueue {
                 Slot::Free | Slot::Abandoned { .. } => {}
             }
         }
-        self.interrupted = 0;
+        self.interrupted = false;
     }
 
     /// Hands each completion the controller posted to `done` and frees its slot;
@@ -907,7 +907,7 @@ impl BlockDevice for Nvme {
             .get_mut(queue)
             .ok_or(DeviceError::NoSuchQueue(queue))?;
         let mut finished = 0;
-        if io.interrupted > 0 && disabled {
+        if io.interrupted && disabled {
             finished += io.fail_interrupted(done);
         }
         let mut fault = None;

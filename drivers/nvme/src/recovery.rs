@@ -167,7 +167,7 @@ impl IoQueue {
         for slot in &mut self.slots {
             if let Slot::Busy { since, .. } = slot.state {
                 slot.state = Slot::Interrupted { since };
-                self.interrupted += 1;
+                self.interrupted = true;
             }
         }
     }
@@ -197,7 +197,7 @@ impl IoQueue {
                 failed += 1;
             }
         }
-        self.interrupted = 0;
+        self.interrupted = false;
         failed
     }
 }
