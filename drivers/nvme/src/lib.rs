@@ -379,8 +379,10 @@ enum Slot {
         /// When it was queued.
         since: u64,
     },
-    /// A request the controller had when it was reset: once the controller is disabled,
-    /// the queue's next `poll` fails it with [`DeviceError::Reset`] and frees the slot.
+    /// A request the controller had when it was reset: the queue's first `poll` once the
+    /// reset is over fails it with [`DeviceError::Reset`] and frees the slot (with
+    /// `Failed` instead if the reset failed for good); abandoned, it is freed as soon as
+    /// the controller is disabled.
     Interrupted {
         /// When it was queued.
         since: u64,
@@ -897,22 +899,33 @@ impl BlockDevice for Nvme {
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
-        self.usable()?;
-        if self.reset.is_some() {
-            self.continue_reset()?;
+        let reset_progress = if self.reset.is_some() {
+            self.continue_reset()
+        } else {
+            Ok(())
+        };
+        if let Some(why) = self.failed {
+            // The requests a reset that failed for good interrupted end with it, once.
+            let error = DeviceError::Failed(why);
+            let failed = self
+                .queues
+                .get_mut(queue)
+                .map_or(0, |io| io.fail_interrupted(error, done));
+            return if failed > 0 { Ok(failed) } else { Err(error) };
         }
-        let disabled = self.disabled_since_reset();
+        reset_progress?;
         let io = self
             .queues
             .get_mut(queue)
             .ok_or(DeviceError::NoSuchQueue(queue))?;
         let mut finished = 0;
-        if io.interrupted && disabled {
-            finished += io.fail_interrupted(done);
-        }
         let mut fault = None;
         let mut stuck = None;
         if self.reset.is_none() {
+            // The reset is over: a request it interrupted may be submitted again.
+            if io.interrupted {
+                finished += io.fail_interrupted(DeviceError::Reset, done);
+            }
             // Requests queued since the last poll reach the controller in one doorbell
             // write.
             io.pair.ring();
@@ -1142,10 +1155,21 @@ mod tests {
         (tag, id)
     }
 
-    /// Lets the controller finish a reset `poll` began: CSTS.RDY clears (if it has not
-    /// yet), then (after CC.EN is set again) the two admin commands of each I/O queue
-    /// pair succeed and CSTS.RDY is set. The admin queue's controller side, holding them.
+    /// Lets the controller finish a reset `poll` began (no request was in flight at
+    /// it): [`bring_back`], then the poll that ends the reset. The admin queue's
+    /// controller side, holding the creation commands.
     fn finish_reset(disk: &mut Nvme) -> ControllerSide {
+        let admin = bring_back(disk);
+        assert_eq!(poll_once(disk), []);
+        assert_eq!(disk.reset, None, "the reset is over");
+        admin
+    }
+
+    /// Lets the controller come back from a reset `poll` began: CSTS.RDY clears (if it
+    /// has not yet), then (after CC.EN is set again) the two admin commands of each I/O
+    /// queue pair succeed and CSTS.RDY is set, for the next poll to see. The admin
+    /// queue's controller side, holding them.
+    fn bring_back(disk: &mut Nvme) -> ControllerSide {
         if matches!(disk.reset, Some(Reset::Disabling { .. })) {
             assert!(!enabled(disk), "CC.EN cleared");
             set_status(disk, 0);
@@ -1159,8 +1183,6 @@ mod tests {
             admin.complete(&mut disk.admin, disk.next_admin_id + offset, 0);
         }
         set_status(disk, spec::CSTS_READY);
-        assert_eq!(poll_once(disk), []);
-        assert_eq!(disk.reset, None, "the reset is over");
         admin
     }
 
@@ -1286,6 +1308,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_request_in_flight_at_a_reset_that_fails_for_good_ends_with_it() {
+        let (mut disk, platform) = ready_disk(2);
+        let mut controller = ControllerSide::default();
+        lose_a_read(&mut disk, platform, &mut controller, 0);
+        platform.advance_clock(IO_TIMEOUT_NS);
+        let cut = disk.submit_read(0, 8, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "the reset begins");
+        assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
+        // CSTS.RDY never clears: the first poll past CAP.TO fails the disk, and hands
+        // the interrupted read its reason.
+        platform.advance_clock(disk.controller.ready_timeout_ms * 1_000_000);
+        let why = "the controller did not reset (CSTS.RDY stayed set)";
+        assert_eq!(poll_once(&mut disk), [(cut, Err(DeviceError::Failed(why)))]);
+        assert_failed_for_good(&mut disk, why);
+    }
+
     /// Checks that `disk` failed for `why` with its controller left disabled, and that
     /// every call says so at once.
     fn assert_failed_for_good(disk: &mut Nvme, why: &'static str) {
@@ -1327,18 +1366,25 @@ mod tests {
         assert_eq!(poll_once(&mut disk), []);
         let cut_id = controller.take_command(&disk.queues[0].pair).unwrap().id();
         assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
-        // It fails once the controller is disabled (not before: until then the
-        // controller may still write its buffer), and its slot is free again.
+        // It fails once the reset is over (not before: until then nothing may be
+        // submitted again), and its slot is free again.
         assert_eq!(poll_once(&mut disk), []);
         assert_eq!(disk.submit_read(0, 16, 1), Err(DeviceError::QueueFull));
         set_status(&disk, 0);
+        assert_eq!(poll_once(&mut disk), [], "disabled, still resetting");
+        bring_back(&mut disk);
         assert_eq!(poll_once(&mut disk), [(cut, Err(DeviceError::Reset))]);
-        finish_reset(&mut disk);
+        assert_eq!(disk.reset, None, "the reset is over");
         assert_eq!(disk.queues[0].free.len(), 2, "both slots are free again");
+        let new = disk.submit_read(0, 16, 1);
+        assert!(
+            new.is_ok(),
+            "a request goes in right after a Reset: {new:?}"
+        );
+        let new = new.unwrap();
         // A controller that answers commands from before the reset after all: the
         // answers are stale, whether the slot is free or holds a new request.
         let mut controller = ControllerSide::default();
-        let new = disk.submit_read(0, 16, 1).unwrap();
         assert_eq!(poll_once(&mut disk), []);
         let new_id = controller.take_command(&disk.queues[0].pair).unwrap().id();
         let other = if new == lost { cut_id } else { lost_id };

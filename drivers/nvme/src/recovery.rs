@@ -186,14 +186,14 @@ impl IoQueue {
         }
     }
 
-    /// Fails each [`Slot::Interrupted`] request with [`DeviceError::Reset`] through `done`
-    /// and frees its slot (the controller is disabled since); how many.
-    pub(crate) fn fail_interrupted(&mut self, done: Completion<'_>) -> usize {
+    /// Fails each [`Slot::Interrupted`] request with `error` through `done` and frees
+    /// its slot (the reset is over, or failed for good); how many.
+    pub(crate) fn fail_interrupted(&mut self, error: DeviceError, done: Completion<'_>) -> usize {
         let mut failed = 0;
         for index in 0..self.slots.len() {
             if let Slot::Interrupted { .. } = self.slots[index].state {
                 self.release(index);
-                done(index as Tag, Err(DeviceError::Reset));
+                done(index as Tag, Err(error));
                 failed += 1;
             }
         }
