@@ -11,7 +11,7 @@
 //! judged stuck: it is reset (status 0, awaited:
 //! it then no longer touches the rings or buffers) and initialised again with the
 //! features it had, its queues renewed; the lost slots come back, and every request
-//! still in flight on any queue fails with `Failed` at its queue's next poll. A device
+//! still in flight on any queue fails with `Reset` at its queue's next poll. A device
 //! that does not come back is given up: `Failed` for every later call.
 
 use alloc::boxed::Box;
