@@ -712,7 +712,10 @@ pub trait BlockDevice: Send {
     /// Hands each finished request of queue `queue` to `done` (a read with its data, in
     /// place); returns how many. A request the device does not finish within the
     /// driver's timeout completes with [`DeviceError::Timeout`], one the device had when
-    /// its driver reset it with [`DeviceError::Reset`]. Never waits.
+    /// its driver reset it with [`DeviceError::Reset`]. Never waits, with one exception:
+    /// the poll in which a driver resets a device it judged stuck may wait for the
+    /// device to acknowledge the reset, up to that driver's reset timeout (virtio-blk:
+    /// 1 s; docs/drivers.md).
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError>;
     /// Arms `queue` so that the next request finishing on it wakes core `core` (the
     /// machine's index) from `Kernel::sleep_ns` through the device's MSI or MSI-X

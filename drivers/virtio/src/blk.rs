@@ -8,8 +8,9 @@
 //! slot stays the device's (it may still write the buffer). When every slot of a queue
 //! is so lost (each held by the device for longer than the timeout, whether it timed
 //! out or was abandoned), or one slot for longer than twice the timeout, the device is
-//! judged stuck: it is reset (status 0, awaited:
-//! it then no longer touches the rings or buffers) and initialised again with the
+//! judged stuck: it is reset (status 0, awaited inside that `poll` for up to the
+//! transport's reset timeout of 1 s: it then no longer touches the rings or buffers) and
+//! initialised again with the
 //! features it had, its queues renewed; the lost slots come back, and every request
 //! still in flight on any queue fails with `Reset` at its queue's next poll. A device
 //! that does not come back is given up: `Failed` for every later call.
