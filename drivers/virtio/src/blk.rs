@@ -457,6 +457,7 @@ impl RequestQueue {
         }
         let mut clock = None;
         let mut timed_out = false;
+        let mut slot_held_too_long = false;
         for (slot, state) in self.slots.iter_mut().enumerate() {
             match *state {
                 Slot::Done { tag, error } => {
@@ -477,18 +478,21 @@ impl RequestQueue {
                         );
                         count += 1;
                         timed_out = true;
+                        slot_held_too_long |= now.saturating_sub(since) > LOST_AFTER_NS;
                         *state = Slot::Abandoned { since };
                     }
                 }
-                Slot::Free | Slot::Abandoned { .. } => {}
+                Slot::Abandoned { since } => {
+                    let now = *clock.get_or_insert_with(now);
+                    slot_held_too_long |= now.saturating_sub(since) > LOST_AFTER_NS;
+                }
+                Slot::Free => {}
             }
         }
-        // The clock is read for this only when no slot is free or one is abandoned.
-        let stuck = (self.free.is_empty() && self.all_lost(*clock.get_or_insert_with(now)))
-            || self.slots.iter().any(|state| {
-                matches!(*state, Slot::Abandoned { since }
-                    if clock.get_or_insert_with(now).saturating_sub(since) > LOST_AFTER_NS)
-            });
+        // The clock is read for this only when no slot is free (or was, for a slot in
+        // flight or abandoned).
+        let stuck = slot_held_too_long
+            || (self.free.is_empty() && self.all_lost(*clock.get_or_insert_with(now)));
         Ok(Polled {
             handed: count,
             timed_out,
