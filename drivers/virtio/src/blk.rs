@@ -88,6 +88,12 @@ const REQUEST_TIMEOUT_NS: u64 = 10_000_000_000;
 /// How long a slot may stay the device's before the device is judged stuck and reset,
 /// even with other slots free (twice the timeout, as for NVMe).
 const LOST_AFTER_NS: u64 = 2 * REQUEST_TIMEOUT_NS;
+/// A stuck device: every slot of a queue held longer than the timeout.
+const EVERY_SLOT_LOST: &str =
+    "every request slot of a queue lost to the device for longer than the request timeout";
+/// A stuck device: one slot held longer than [`LOST_AFTER_NS`].
+const SLOT_HELD_TOO_LONG: &str =
+    "a request slot lost to the device for longer than twice the request timeout";
 /// Every call's answer once the device did not come back from a reset.
 const GIVEN_UP: DeviceError =
     DeviceError::Failed("virtio-blk: the device did not come back from a reset (given up)");
@@ -262,9 +268,9 @@ struct Polled {
     handed: usize,
     /// Some request timed out.
     timed_out: bool,
-    /// The device is stuck: every slot lost to it (each held longer than the timeout),
-    /// or one slot held longer than twice the timeout.
-    stuck: bool,
+    /// Why the device is judged stuck, if it is: [`EVERY_SLOT_LOST`] or
+    /// [`SLOT_HELD_TOO_LONG`].
+    stuck: Option<&'static str>,
 }
 
 /// One request queue and its slots.
@@ -415,7 +421,7 @@ impl RequestQueue {
 
     /// Hands every finished request to `done`, then times out the late ones (`now`
     /// gives the time, read only when something is in flight). Returns how many were
-    /// handed over, whether any timed out, and whether every slot is now lost.
+    /// handed over, whether any timed out, and why the device is stuck, if it is.
     fn poll(&mut self, now: &dyn Fn() -> u64, done: Completion<'_>) -> Result<Polled, DeviceError> {
         self.vq.publish();
         let mut count = 0;
@@ -491,8 +497,13 @@ impl RequestQueue {
         }
         // The clock is read for this only when no slot is free (or was, for a slot in
         // flight or abandoned).
-        let stuck = slot_held_too_long
-            || (self.free.is_empty() && self.all_lost(*clock.get_or_insert_with(now)));
+        let stuck = if self.free.is_empty() && self.all_lost(*clock.get_or_insert_with(now)) {
+            Some(EVERY_SLOT_LOST)
+        } else if slot_held_too_long {
+            Some(SLOT_HELD_TOO_LONG)
+        } else {
+            None
+        };
         Ok(Polled {
             handed: count,
             timed_out,
@@ -669,17 +680,13 @@ impl VirtioBlk {
         }
     }
 
-    /// Resets the stuck device and starts it again: on success its lost slots come
+    /// Resets the device, stuck because of `why`, and starts it again: on success its lost slots come
     /// back and the requests in flight fail at their queues' next polls; otherwise the
     /// device is given up (FAILED set, wake-ups disarmed) and [`GIVEN_UP`] returned, as
     /// by every later call. Its buffers are then never reused: the device may not have
     /// stopped.
-    fn recover(&mut self) -> Result<(), DeviceError> {
-        log::warn!(
-            "virtio-blk: every request slot of a queue lost to the device for over {} s: \
-             resetting it",
-            REQUEST_TIMEOUT_NS / 1_000_000_000
-        );
+    fn recover(&mut self, why: &'static str) -> Result<(), DeviceError> {
+        log::warn!("virtio-blk: {why}: resetting it");
         match self.restart() {
             Ok(()) => {
                 for queue in &mut self.queues {
@@ -798,13 +805,14 @@ impl BlockDevice for VirtioBlk {
         }
     }
 
-    /// Hands over the queue's completions; when every slot of the queue is lost to the
-    /// device, resets it (the module's documentation says how).
+    /// Hands over the queue's completions; when the device is stuck (every slot of the
+    /// queue lost to it, or one held too long), resets it (the module's documentation
+    /// says how).
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
         let platform = self.platform;
         let polled = self.queue(queue)?.poll(&|| platform.now_ns(), done)?;
-        if polled.stuck {
-            self.recover()?;
+        if let Some(why) = polled.stuck {
+            self.recover(why)?;
         } else if polled.timed_out {
             // A request that never finishes may mean the device stopped.
             self.transport.check_alive()?;
@@ -1030,6 +1038,21 @@ mod tests {
         queue.headers.write8(slot * HEADER_STRIDE + STATUS_AT, S_OK);
         device_side.give_back(&mut queue.vq, head.into(), 513);
         assert_eq!(completions(&mut disk, 0), [(tag, Ok(vec![0x77; 512]))]);
+    }
+
+    #[test]
+    fn a_queue_poll_names_the_rule_that_judged_the_device_stuck() {
+        let (mut disk, _, clock) = disk_on_host(1);
+        lose_every_slot_of_queue_0(&mut disk, clock);
+        let polled = disk.queues[0].poll(&|| clock.now_ns(), &mut |_, _| {});
+        let polled = polled.unwrap();
+        assert_eq!((polled.handed, polled.stuck), (2, Some(EVERY_SLOT_LOST)));
+        let (mut disk, _, clock) = disk_on_host(1);
+        disk.submit_read(0, 0, 1).unwrap();
+        clock.advance_clock(LOST_AFTER_NS + 1);
+        let polled = disk.queues[0].poll(&|| clock.now_ns(), &mut |_, _| {});
+        let polled = polled.unwrap();
+        assert_eq!((polled.handed, polled.stuck), (1, Some(SLOT_HELD_TOO_LONG)));
     }
 
     #[test]
