@@ -149,6 +149,9 @@ pub struct Virtqueue {
     /// position that may return it: entries before it were written before the device
     /// could see the head (a repeat of its last use, say), so they cannot.
     held_from: Vec<Option<u64>>,
+    /// The heads pushed since the last [`publish`](Self::publish), which stamps their
+    /// `held_from`.
+    unpublished: Vec<u16>,
     /// Used entries dropped for naming a head the device did not hold.
     stray_used: u64,
 }
@@ -175,6 +178,7 @@ impl Virtqueue {
             used_seen: 0,
             used_taken: 0,
             held_from: vec![None; usize::from(size)],
+            unpublished: Vec::with_capacity(usize::from(size)),
             stray_used: 0,
         })
     }
@@ -190,6 +194,7 @@ impl Virtqueue {
         self.used_next = 0;
         self.used_seen = 0;
         self.held_from.fill(None);
+        self.unpublished.clear();
     }
 
     /// Used entries dropped so far because they named a head the device did not hold
@@ -250,6 +255,7 @@ impl Virtqueue {
         let entry = self.layout.avail_entry(self.slot(self.avail_next));
         self.ring.write16(entry, head);
         self.avail_next = self.avail_next.wrapping_add(1);
+        self.unpublished.push(head);
     }
 
     /// Shows the device every chain pushed since the last call, and notifies it unless
@@ -263,11 +269,8 @@ impl Virtqueue {
         let device_idx = self.ring.read16(self.layout.used + RING_IDX);
         let written = device_idx.wrapping_sub(self.used_next).min(self.size);
         let held_from = self.used_taken + u64::from(written);
-        let mut index = self.avail_published;
-        while index != self.avail_next {
-            let head = self.ring.read16(self.layout.avail_entry(self.slot(index)));
+        for head in self.unpublished.drain(..) {
             self.held_from[usize::from(head)] = Some(held_from);
-            index = index.wrapping_add(1);
         }
         // The descriptors and ring entries (and the buffers) before the index (and the
         // used index read before it).
