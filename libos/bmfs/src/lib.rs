@@ -302,10 +302,12 @@ impl<D: Disk> Volume<D> {
         self.blocks() - 1 - self.files().map(|file| file.reserved).sum::<u64>()
     }
 
-    /// The first run of `blocks` free blocks (none for a count past any disk's).
+    /// The first run of `blocks` free blocks (none for a count past any disk's); a file
+    /// that reserved no blocks takes none, as in `check`.
     fn free_run(&self, blocks: u64) -> Option<u64> {
         let mut taken: Vec<(u64, u64)> = self
             .files()
+            .filter(|f| f.reserved > 0)
             .map(|f| (f.start, f.start + f.reserved))
             .collect();
         taken.sort_unstable();

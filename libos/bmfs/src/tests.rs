@@ -334,14 +334,17 @@ fn flipped_bytes_of_a_used_directory_are_refused_or_consistent() {
 #[test]
 fn a_file_of_no_blocks_shares_none() {
     // Where a file that reserved no blocks starts, another's run may start too: the
-    // directory is sound in either record order, as free_run, which places files
-    // there, takes it.
+    // directory is sound in either record order, and free_run places a new file over
+    // it, at the first free block.
     let open = |records: &[(&str, u64, u64, u64)]| Volume::open(image_with(records)).err();
     assert_eq!(open(&[("a", 2, 1, 10), ("z", 2, 0, 0)]), None);
     assert_eq!(open(&[("z", 2, 0, 0), ("a", 2, 1, 10)]), None);
     let mut volume = Volume::open(image_with(&[("gone", 1, 1, 0), ("z", 3, 0, 0)])).unwrap();
     volume.delete("gone").unwrap();
-    assert_eq!(volume.create("new", 4).unwrap().start, 3);
+    assert_eq!(volume.create("new", 4).unwrap().start, 1);
     let volume = Volume::open(volume.into_disk()).expect("a volume a create left opens");
     assert_eq!(volume.files().count(), 2);
+    // Every block of the disk (1 to 7) is free: a file of no blocks at 2 takes none.
+    let mut volume = Volume::open(image_with(&[("z", 2, 0, 0)])).unwrap();
+    assert_eq!(volume.create("all", 7).unwrap().start, 1);
 }
