@@ -259,21 +259,10 @@ pub fn parse(input: &[u8], max_value: usize) -> Parsed<'_> {
         b"version" => Ok(Command::Version),
         b"quit" => Ok(Command::Quit),
         b"verbosity" => verbosity(arguments),
-        _ => Err(ProtocolError::UnknownCommand),
+        _ => Err(ProtocolError::UnknownCommand.into()),
     };
-    // As memcached does, a command that takes `noreply` reads it from the line's last
-    // token before judging the rest, so its errors are silent too; a wrong number of
-    // tokens is found before, and always answered.
-    let takes_noreply = matches!(
-        name,
-        b"delete" | b"incr" | b"decr" | b"touch" | b"flush_all" | b"verbosity"
-    );
-    let command = parsed.unwrap_or_else(|error| Command::Invalid {
-        error,
-        noreply: takes_noreply
-            && error != ProtocolError::UnknownCommand
-            && ends_with_noreply(arguments),
-    });
+    let command =
+        parsed.unwrap_or_else(|Refusal { error, noreply }| Command::Invalid { error, noreply });
     Parsed::Request {
         consumed: line_end,
         swallow: 0,
@@ -291,6 +280,27 @@ fn is_multiget(input: &[u8]) -> bool {
     [&b"get "[..], b"gets ", b"gat ", b"gats "]
         .iter()
         .any(|prefix| input.starts_with(prefix))
+}
+
+/// Why a command line is refused, and whether the refusal goes unanswered. As memcached
+/// does, a command that takes `noreply` reads it from the line's last token before
+/// judging the rest, so its errors are silent too; a wrong number of tokens is found
+/// before, and always answered, as is every error of a command without `noreply`.
+struct Refusal {
+    /// The answer.
+    error: ProtocolError,
+    /// The line ended with `noreply`.
+    noreply: bool,
+}
+
+impl From<ProtocolError> for Refusal {
+    /// An answered refusal.
+    fn from(error: ProtocolError) -> Self {
+        Self {
+            error,
+            noreply: false,
+        }
+    }
 }
 
 /// A refused request of `consumed` bytes.
@@ -336,13 +346,13 @@ fn tokens<const N: usize>(mut text: &[u8]) -> ([&[u8]; N], usize) {
 }
 
 /// `get`/`gets` KEY...
-fn get(arguments: &[u8], with_cas: bool) -> Result<Command<'_>, ProtocolError> {
+fn get(arguments: &[u8], with_cas: bool) -> Result<Command<'_>, Refusal> {
     let keys = keys(arguments)?;
     Ok(Command::Get { keys, with_cas })
 }
 
 /// `gat`/`gats` EXPTIME KEY...
-fn get_and_touch(arguments: &[u8], with_cas: bool) -> Result<Command<'_>, ProtocolError> {
+fn get_and_touch(arguments: &[u8], with_cas: bool) -> Result<Command<'_>, Refusal> {
     let (exptime, rest) = next_token(arguments).ok_or(ProtocolError::UnknownCommand)?;
     let keys = keys(rest)?;
     let exptime = signed(exptime).ok_or(ProtocolError::BadExptime)?;
@@ -442,91 +452,100 @@ fn store<'a>(
 }
 
 /// `delete KEY [0] [noreply]` (the `0` is memcached's legacy hold time).
-fn delete(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
+fn delete(arguments: &[u8]) -> Result<Command<'_>, Refusal> {
     let ([key, second, third], count) = tokens::<3>(arguments);
-    let noreply = match (count, second, third) {
-        (1, ..) => false,
-        (2, b"0", _) => false,
-        (2, b"noreply", _) => true,
-        (3, b"0", b"noreply") => true,
-        (2 | 3, ..) => return Err(ProtocolError::DeleteUsage),
-        _ => return Err(ProtocolError::UnknownCommand),
-    };
-    let key = Key::new(key).ok_or(ProtocolError::BadFormat)?;
+    if !(1..=3).contains(&count) {
+        return Err(ProtocolError::UnknownCommand.into());
+    }
+    // A lone key is never `noreply`, even one named so.
+    let noreply = count > 1 && ends_with_noreply(arguments);
+    let refuse = |error| Refusal { error, noreply };
+    match (count, second, third) {
+        (1, ..) | (2, b"0" | b"noreply", _) | (3, b"0", b"noreply") => {}
+        _ => return Err(refuse(ProtocolError::DeleteUsage)),
+    }
+    let key = Key::new(key).ok_or(refuse(ProtocolError::BadFormat))?;
     Ok(Command::Delete { key, noreply })
 }
 
 /// `incr`/`decr KEY DELTA [noreply]`.
-fn delta(arguments: &[u8], decrement: bool) -> Result<Command<'_>, ProtocolError> {
-    let ([key, delta, last], count) = tokens::<3>(arguments);
+fn delta(arguments: &[u8], decrement: bool) -> Result<Command<'_>, Refusal> {
+    let ([key, delta], count) = tokens::<2>(arguments);
     if !(2..=3).contains(&count) {
-        return Err(ProtocolError::UnknownCommand);
+        return Err(ProtocolError::UnknownCommand.into());
     }
-    let key = Key::new(key).ok_or(ProtocolError::BadFormat)?;
-    let delta = unsigned(delta).ok_or(ProtocolError::BadDelta)?;
+    let noreply = ends_with_noreply(arguments);
+    let refuse = |error| Refusal { error, noreply };
+    let key = Key::new(key).ok_or(refuse(ProtocolError::BadFormat))?;
+    let delta = unsigned(delta).ok_or(refuse(ProtocolError::BadDelta))?;
     Ok(Command::Delta {
         key,
         delta,
         decrement,
-        noreply: last == b"noreply",
+        noreply,
     })
 }
 
 /// `touch KEY EXPTIME [noreply]`.
-fn touch(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
-    let ([key, exptime, last], count) = tokens::<3>(arguments);
+fn touch(arguments: &[u8]) -> Result<Command<'_>, Refusal> {
+    let ([key, exptime], count) = tokens::<2>(arguments);
     if !(2..=3).contains(&count) {
-        return Err(ProtocolError::UnknownCommand);
+        return Err(ProtocolError::UnknownCommand.into());
     }
-    let key = Key::new(key).ok_or(ProtocolError::BadFormat)?;
-    let exptime = signed(exptime).ok_or(ProtocolError::BadExptime)?;
+    let noreply = ends_with_noreply(arguments);
+    let refuse = |error| Refusal { error, noreply };
+    let key = Key::new(key).ok_or(refuse(ProtocolError::BadFormat))?;
+    let exptime = signed(exptime).ok_or(refuse(ProtocolError::BadExptime))?;
     Ok(Command::Touch {
         key,
         exptime,
-        noreply: last == b"noreply",
+        noreply,
     })
 }
 
 /// `flush_all [DELAY] [noreply]`.
-fn flush_all(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
-    let ([first, second], count) = tokens::<2>(arguments);
-    let (delay, noreply) = match (count, first) {
-        (0, _) => (0, false),
-        (1, b"noreply") => (0, true),
-        (1, _) => (signed(first).ok_or(ProtocolError::BadFormat)?, false),
-        (2, _) => (
-            signed(first).ok_or(ProtocolError::BadFormat)?,
-            second == b"noreply",
-        ),
-        _ => return Err(ProtocolError::UnknownCommand),
+fn flush_all(arguments: &[u8]) -> Result<Command<'_>, Refusal> {
+    let ([first], count) = tokens::<1>(arguments);
+    if count > 2 {
+        return Err(ProtocolError::UnknownCommand.into());
+    }
+    let noreply = ends_with_noreply(arguments);
+    let delay = match (count, noreply) {
+        (0, _) | (1, true) => 0,
+        _ => signed(first).ok_or(Refusal {
+            error: ProtocolError::BadFormat,
+            noreply,
+        })?,
     };
     Ok(Command::FlushAll { delay, noreply })
 }
 
 /// `stats [GROUP]`.
-fn stats(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
+fn stats(arguments: &[u8]) -> Result<Command<'_>, Refusal> {
     let ([group], count) = tokens::<1>(arguments);
     let group = match (count, group) {
         (0, _) => StatsGroup::General,
         (1, b"reset") => StatsGroup::Reset,
         (1, b"items" | b"slabs" | b"sizes" | b"conns") => StatsGroup::Empty,
-        _ => return Err(ProtocolError::UnknownCommand),
+        _ => return Err(ProtocolError::UnknownCommand.into()),
     };
     Ok(Command::Stats(group))
 }
 
 /// `verbosity LEVEL [noreply]`.
-fn verbosity(arguments: &[u8]) -> Result<Command<'_>, ProtocolError> {
-    let ([level, second], count) = tokens::<2>(arguments);
+fn verbosity(arguments: &[u8]) -> Result<Command<'_>, Refusal> {
+    let ([level], count) = tokens::<1>(arguments);
     if !(1..=2).contains(&count) {
-        return Err(ProtocolError::UnknownCommand);
+        return Err(ProtocolError::UnknownCommand.into());
     }
     // memcached takes `noreply` from the last token, so `verbosity noreply` is silent
     // (memcapable checks it): its level is refused, and the refusal not sent.
-    unsigned(level).ok_or(ProtocolError::BadFormat)?;
-    Ok(Command::Verbosity {
-        noreply: count == 2 && second == b"noreply",
-    })
+    let noreply = ends_with_noreply(arguments);
+    unsigned(level).ok_or(Refusal {
+        error: ProtocolError::BadFormat,
+        noreply,
+    })?;
+    Ok(Command::Verbosity { noreply })
 }
 
 /// A decimal number without sign, fitting in 64 bits.
