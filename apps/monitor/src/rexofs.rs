@@ -25,16 +25,25 @@ pub fn run(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
     })
 }
 
+/// The words `verb` takes after it: all of them needed but `ls`'s directory, and
+/// `write`'s text, after its one, not counted (it takes any words); none for a verb
+/// `fs` does not know.
+fn arity(verb: &str) -> Option<usize> {
+    match verb {
+        "df" | "fsck" => Some(0),
+        "ls" | "cat" | "mkdir" | "rm" | "write" => Some(1),
+        "cp" | "mv" => Some(2),
+        _ => None,
+    }
+}
+
 /// Refuses a word past the arguments the line's verb takes (`fs rm a b`), which would
 /// otherwise be dropped unseen; `write`'s text and unknown verbs take any words.
 pub fn refuse_extra_words(words: &str) -> Result<(), String> {
     let mut parts = words.split_whitespace();
     let verb = parts.next().unwrap_or("");
-    let most = match verb {
-        "df" | "fsck" => 0,
-        "ls" | "cat" | "mkdir" | "rm" => 1,
-        "cp" | "mv" => 2,
-        _ => return Ok(()),
+    let Some(most) = arity(verb).filter(|_| verb != "write") else {
+        return Ok(());
     };
     match parts.nth(most) {
         Some(extra) => Err(format!("fs {verb}: unexpected '{extra}'")),
@@ -46,12 +55,16 @@ pub fn refuse_extra_words(words: &str) -> Result<(), String> {
 fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
     let mut parts = words.split_whitespace();
     let verb = parts.next().ok_or_else(|| format!("usage: {USAGE}"))?;
-    let first = parts.next();
-    let second = parts.next();
-    let usage = || format!("fs {verb}: usage: {USAGE}");
+    // An unknown verb takes none, and is refused below.
+    let wanted = arity(verb).unwrap_or(0);
+    let arguments: Vec<&str> = parts.take(wanted).collect();
+    if arguments.len() < wanted && verb != "ls" {
+        return Err(format!("fs {verb}: usage: {USAGE}"));
+    }
+    // From here every verb has all the arguments its arity names.
     match verb {
         "ls" => {
-            let dir = first.unwrap_or("/");
+            let dir = arguments.first().copied().unwrap_or("/");
             on_first_file_system(kernel, |fs| {
                 let entries = fs.list(dir)?;
                 let mut lines: Vec<String> = entries
@@ -66,7 +79,7 @@ fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
             })
         }
         "cat" => {
-            let file = first.ok_or_else(usage)?;
+            let file = arguments[0];
             on_first_file_system(kernel, |fs| {
                 let bytes = fs.read_all(file)?;
                 Ok(String::from_utf8_lossy(&bytes)
@@ -76,12 +89,12 @@ fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
             })
         }
         "mkdir" => {
-            let dir = first.ok_or_else(usage)?;
+            let dir = arguments[0];
             on_first_file_system(kernel, |fs| fs.mkdir(dir))?;
             Ok(vec![format!("{dir} made")])
         }
         "write" => {
-            let file = first.ok_or_else(usage)?;
+            let file = arguments[0];
             // The text is the rest of the line after the path, with a newline.
             let text = words
                 .trim_start()
@@ -95,7 +108,7 @@ fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
             Ok(vec![format!("{file}: {} bytes written", data.len())])
         }
         "cp" => {
-            let (from, to) = (first.ok_or_else(usage)?, second.ok_or_else(usage)?);
+            let (from, to) = (arguments[0], arguments[1]);
             let bytes = on_first_file_system(kernel, |fs| {
                 if fs.stat(to).is_ok() {
                     return Err(FsError::Exists(String::from(to)));
@@ -107,12 +120,12 @@ fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
             Ok(vec![format!("{from} copied to {to} ({bytes} bytes)")])
         }
         "mv" => {
-            let (from, to) = (first.ok_or_else(usage)?, second.ok_or_else(usage)?);
+            let (from, to) = (arguments[0], arguments[1]);
             on_first_file_system(kernel, |fs| fs.rename(from, to))?;
             Ok(vec![format!("{from} is now {to}")])
         }
         "rm" => {
-            let path = first.ok_or_else(usage)?;
+            let path = arguments[0];
             on_first_file_system(kernel, |fs| match fs.stat(path)?.kind {
                 FileKind::Directory => fs.rmdir(path),
                 FileKind::File => fs.unlink(path),
