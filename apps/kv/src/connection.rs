@@ -5,7 +5,9 @@
 //! them), for two reasons: `shutdown` must be seen in the stream, which the engine does
 //! not know, and answers must stop being made while the client is not reading them.
 
-use rexo_memcache::{Command, Output, Parsed, ServerInfo, Session, Store, max_request_len, parse};
+use rexo_memcache::{
+    Command, Output, Parsed, ProtocolError, ServerInfo, Session, Store, max_request_len, parse,
+};
 use rexo_net::{Connection, NetError, Stack};
 
 use alloc::vec::Vec;
@@ -277,10 +279,15 @@ impl Client {
                 break;
             };
             let request = &self.input[at..at + consumed];
-            // A line too long is refused whatever it starts with: it is no whole request.
+            // memcached's `shutdown` is no command of the parser's, so it parses as an
+            // unknown one; anything else (a line too long among them, which is no whole
+            // request whatever it starts with) is no shutdown.
             let shutdown = match command {
-                Command::Invalid { error, .. } if error.closes() => Shutdown::No,
-                _ => shutdown_request(request),
+                Command::Invalid {
+                    error: ProtocolError::UnknownCommand,
+                    ..
+                } => shutdown_request(request),
+                _ => Shutdown::No,
             };
             match shutdown {
                 Shutdown::No => {}

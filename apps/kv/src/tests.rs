@@ -441,47 +441,65 @@ fn answers_stay_within_the_buffer_budget() {
     assert_eq!(answer, alloc::format!("{value}END\r\n").into_bytes());
 }
 
+/// Sends `request` through kv's connection until kv ends it (or time runs out): how it
+/// ended, and the answers.
+fn serve_until_it_ends(request: &[u8]) -> (Option<Progress>, Vec<u8>) {
+    let (wire, mut server, mut client, listener, connection) = connected();
+    let mut cache = stream_cache();
+    let (mut kv, mut sent, mut answer) = (None, 0, Vec::new());
+    let mut ended = None;
+    for round in 0..20_000u64 {
+        server.poll(round * 50_000).unwrap();
+        wire.carry(|_| true);
+        client.poll(round * 50_000).unwrap();
+        wire.carry(|_| true);
+        if kv.is_none() {
+            kv = server.accept(&listener).map(Client::new);
+        }
+        if let Some(kv) = &mut kv
+            && ended.is_none()
+        {
+            let mut held = kv.held();
+            let progress = step_client(kv, &mut server, &mut cache, &mut held, usize::MAX, false);
+            if matches!(progress, Progress::Finished | Progress::Shutdown) {
+                ended = Some(progress);
+            }
+        }
+        if sent < request.len() {
+            sent += client.write(&connection, &request[sent..]).unwrap_or(0);
+        }
+        let mut buffer = [0u8; 512];
+        let read = client.read(&connection, &mut buffer).unwrap_or(0);
+        answer.extend_from_slice(&buffer[..read]);
+        if ended.is_some() && read == 0 && round > 1000 {
+            break;
+        }
+    }
+    (ended, answer)
+}
+
 /// A line too long is refused and ends the connection even when it starts with
 /// `shutdown`: neither `shutdown`'s answers nor the rest of the line read as requests.
 #[test]
 fn a_line_too_long_is_no_shutdown() {
     for tail in [&b"x"[..], b" "] {
-        let (wire, mut server, mut client, listener, connection) = connected();
         let mut request = b"shutdown ".to_vec();
         request.extend(tail.repeat(rexo_memcache::MAX_LINE + 100));
         request.extend_from_slice(b"\r\nversion\r\n");
-        let mut cache = stream_cache();
-        let (mut kv, mut sent, mut answer) = (None, 0, Vec::new());
-        let mut ended = None;
-        for round in 0..20_000u64 {
-            server.poll(round * 50_000).unwrap();
-            wire.carry(|_| true);
-            client.poll(round * 50_000).unwrap();
-            wire.carry(|_| true);
-            if kv.is_none() {
-                kv = server.accept(&listener).map(Client::new);
-            }
-            if let Some(kv) = &mut kv
-                && ended.is_none()
-            {
-                let mut held = kv.held();
-                let progress =
-                    step_client(kv, &mut server, &mut cache, &mut held, usize::MAX, false);
-                if matches!(progress, Progress::Finished | Progress::Shutdown) {
-                    ended = Some(progress);
-                }
-            }
-            if sent < request.len() {
-                sent += client.write(&connection, &request[sent..]).unwrap_or(0);
-            }
-            let mut buffer = [0u8; 512];
-            let read = client.read(&connection, &mut buffer).unwrap_or(0);
-            answer.extend_from_slice(&buffer[..read]);
-            if ended.is_some() && read == 0 && round > 1000 {
-                break;
-            }
-        }
+        let (ended, answer) = serve_until_it_ends(&request);
         assert_eq!(ended, Some(Progress::Finished));
         assert_eq!(answer, rexo_memcache::ProtocolError::LineTooLong.reply());
     }
+}
+
+/// `shutdown` over a connection ends the app; one with a mode kv does not know is
+/// refused, and the connection goes on.
+#[test]
+fn shutdown_over_a_connection_ends_the_app() {
+    let (ended, _) = serve_until_it_ends(b"shutdown\r\n");
+    assert_eq!(ended, Some(Progress::Shutdown));
+    let (ended, answer) = serve_until_it_ends(b"shutdown now\r\nversion\r\n");
+    assert_eq!(ended, None);
+    let version = answer.strip_prefix(connection::BAD_SHUTDOWN_MODE);
+    assert!(version.is_some_and(|version| version.starts_with(b"VERSION ")));
 }
