@@ -2,8 +2,9 @@
 //! cursor movement with the left and right arrows, Ctrl-A/Ctrl-E (start/end), Ctrl-U
 //! (clear), Ctrl-C (abandon), and a history walked with the up and down arrows. Input is
 //! bytes as a terminal sends them; output is the bytes that redraw the line. The arrows
-//! come as `ESC [ key` or `ESC O key`; other keys' escape sequences (Delete `ESC [ 3 ~`,
-//! Home, function keys) ring the bell and change nothing.
+//! come as `ESC [ key` or `ESC O key`; with a modifier (Ctrl-Right `ESC [ 1 ; 5 C`) they
+//! act as plain arrows. Other keys' escape sequences (Delete `ESC [ 3 ~`, Home, function
+//! keys) ring the bell and change nothing.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -324,11 +325,8 @@ mod tests {
     #[test]
     fn other_keys_escape_sequences_insert_nothing() {
         let mut e = Editor::new();
-        // Delete, Home, F5 and Ctrl-Right as xterm sends them: nothing of them is typed.
-        assert_eq!(
-            feed_all(&mut e, b"ab\x1b[3~c\x1b[1~\x1b[15~\x1b[1;5C\r"),
-            ["abc"]
-        );
+        // Delete, Home and F5 as xterm sends them: nothing of them is typed.
+        assert_eq!(feed_all(&mut e, b"ab\x1b[3~c\x1b[1~\x1b[15~\r"), ["abc"]);
         assert_eq!(
             e.feed(b'~'),
             Event::Edit {
@@ -355,6 +353,11 @@ mod tests {
         assert_eq!(
             feed_all(&mut e, b"time\r\x1bOA\x1bOD\x1bODx\r"),
             ["time", "tixme"]
+        );
+        // With a modifier, as xterm sends Ctrl-Left and Ctrl-Right: plain arrows.
+        assert_eq!(
+            feed_all(&mut e, b"abc\x1b[1;5D\x1b[1;5D\x1b[1;5Cx\r"),
+            ["abxc"]
         );
     }
 
