@@ -76,7 +76,8 @@ pub struct Request<'b> {
     /// The version.
     pub version: Version,
     /// The `Host` field's value, if sent (HTTP/1.1 requests without one, and requests
-    /// with one that is not a host and port, are refused).
+    /// with one holding a byte no host or port has, are refused; its form is not
+    /// checked further).
     pub host: Option<&'b [u8]>,
     /// Whether the connection stays open after the answer: HTTP/1.1 unless
     /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
@@ -205,8 +206,8 @@ fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<(Request<'b>,
         }
         let (name, value) = parse_field(line)?;
         if name.eq_ignore_ascii_case(b"host") {
-            // RFC 9112 3.2: more than one Host, or one that is no host and port, is a
-            // bad request.
+            // RFC 9112 3.2: more than one Host is a bad request, and so is one holding a
+            // byte no host or port has (the bytes are checked, not their form).
             if host.replace(value).is_some() || !value.iter().all(|&b| is_host_byte(b)) {
                 return Err(Status::BadRequest);
             }
@@ -384,9 +385,10 @@ pub(crate) fn trim_whitespace(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
-/// Whether `b` may appear in a `Host` value (RFC 3986 3.2.2 and 3.2.3): a registered
-/// name (unreserved characters, percent escapes, sub-delimiters), an IP address (in
-/// brackets for IPv6) and a port after a colon; no space, `/`, `@`, `?` or `#`.
+/// Whether some host or port has `b` (RFC 3986 3.2.2 and 3.2.3): a byte of a registered
+/// name (unreserved characters, percent escapes, sub-delimiters), of an IP address (in
+/// brackets for IPv6) or of a port after a colon; no space, `/`, `@`, `?` or `#`. A
+/// byte, not a form: `Host: ]:a[` passes.
 fn is_host_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b)
 }
