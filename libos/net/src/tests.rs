@@ -763,13 +763,19 @@ fn spoofed_syn_to(mac_a: [u8; 6], source: Ipv4Addr, port: u16, to_port: u16) -> 
     frame[46] = 5 << 4;
     frame[47] = 0x02;
     frame[48..50].copy_from_slice(&8192u16.to_be_bytes());
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&frame[26..34]);
+    seal_tcp(&mut frame);
+    frame
+}
+
+/// Sets the TCP checksum (over the IPv4 pseudo-header) of a frame as [`spoofed_syn_to`]
+/// makes them: a 20-byte IP header and a 20-byte TCP header without data.
+fn seal_tcp(frame: &mut [u8]) {
+    frame[50..52].fill(0);
+    let mut pseudo = frame[26..34].to_vec();
     pseudo.extend_from_slice(&[0, 6, 0, 20]);
     pseudo.extend_from_slice(&frame[34..54]);
     let tcp = checksum(&pseudo);
     frame[50..52].copy_from_slice(&tcp.to_be_bytes());
-    frame
 }
 
 #[test]
@@ -1229,12 +1235,7 @@ fn own_tcp_resets_a_stray_segment_from_an_unknown_peer_at_its_frames_source() {
     let mut stray = spoofed_syn_to(net.a.mac(), stranger, 4000, 80);
     stray[42..46].copy_from_slice(&777u32.to_be_bytes());
     stray[47] = 0x10;
-    stray[50..52].fill(0);
-    let mut pseudo = stray[26..34].to_vec();
-    pseudo.extend_from_slice(&[0, 6, 0, 20]);
-    pseudo.extend_from_slice(&stray[34..54]);
-    let sum = checksum(&pseudo);
-    stray[50..52].copy_from_slice(&sum.to_be_bytes());
+    seal_tcp(&mut stray);
     net.wire.deliver_to_a(stray);
     net.step();
     net.step();
