@@ -1227,23 +1227,30 @@ fn a_flood_of_spoofed_frames_does_not_turn_a_live_peers_traffic_to_the_spoofer()
     }
 }
 
-#[test]
-fn own_tcp_resets_a_stray_segment_from_an_unknown_peer_at_its_frames_source() {
-    let mut net = own_tcp_net(0);
-    let stranger = Ipv4Addr::new(172, 16, 0, 9);
-    // An ACK of 777 for no connection, from a machine that never sent a SYN.
-    let mut stray = spoofed_syn_to(net.a.mac(), stranger, 4000, 80);
+/// Delivers to A an ACK of 777 for no connection, from `source`:4000 to port 80 in a
+/// frame from `mac`, and returns the resets A then sent to `source`.
+fn resets_of_a_stray_ack(net: &mut Net, source: Ipv4Addr, mac: [u8; 6]) -> Vec<Vec<u8>> {
+    let mut stray = spoofed_syn_to(net.a.mac(), source, 4000, 80);
+    stray[6..12].copy_from_slice(&mac);
     stray[42..46].copy_from_slice(&777u32.to_be_bytes());
     stray[47] = 0x10;
     seal_tcp(&mut stray);
+    net.seen.clear();
     net.wire.deliver_to_a(stray);
     net.step();
     net.step();
-    let resets: Vec<&Vec<u8>> = net
-        .seen
+    net.seen
         .iter()
-        .filter(|frame| frame[30..34] == stranger.octets() && frame[47] & 0x04 != 0)
-        .collect();
+        .filter(|frame| frame[30..34] == source.octets() && frame[47] & 0x04 != 0)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn own_tcp_resets_a_stray_segment_from_an_unknown_peer_at_its_frames_source() {
+    let mut net = own_tcp_net(0);
+    // From a machine that never sent a SYN.
+    let resets = resets_of_a_stray_ack(&mut net, Ipv4Addr::new(172, 16, 0, 9), SPOOFER);
     assert_eq!(resets.len(), 1, "the stray segment is answered");
     assert_eq!(resets[0][..6], SPOOFER, "at the MAC its frame came from");
     assert_eq!(
@@ -1252,6 +1259,26 @@ fn own_tcp_resets_a_stray_segment_from_an_unknown_peer_at_its_frames_source() {
         "with its ACK as the sequence"
     );
     assert_eq!(net.a.own_counters().no_neighbour, 0);
+}
+
+#[test]
+fn own_tcp_resets_a_stray_segment_from_a_group_mac_the_tables_way() {
+    let mut net = own_tcp_net(0);
+    // B served once: the table holds its way.
+    let ok = vec![rexo_tcp::Piece::owned(b"ok".to_vec())];
+    own_tcp_answer(&mut net, b"GET / HTTP/1.1\r\n\r\n", ok);
+    let multicast = [0x01, 0x00, 0x5e, 0, 0, 1];
+    let resets = resets_of_a_stray_ack(&mut net, B, multicast);
+    assert_eq!(resets.len(), 1, "B's stray segment is answered");
+    assert_eq!(resets[0][..6], net.b.mac(), "at B's MAC, from the table");
+    let stranger = Ipv4Addr::new(172, 16, 0, 9);
+    let resets = resets_of_a_stray_ack(&mut net, stranger, [0xff; 6]);
+    assert!(resets.is_empty(), "nothing to a group address: {resets:?}");
+    assert_eq!(
+        net.a.own_counters().no_neighbour,
+        1,
+        "the stranger's way is unknown"
+    );
 }
 
 /// A file of `len` bytes answered after a head, and what the client must receive.
