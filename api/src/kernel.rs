@@ -302,13 +302,15 @@ macro_rules! kernel_calls {
             /// Loads a BareMetal flat binary at its link address (0xFFFF_8000_0000_0000),
             /// replacing what was loaded before: `binary`, or the first boot module when `None`;
             /// a refused binary leaves the earlier one in place. Refused
-            /// ([`BinaryError::JobsRunning`]) while cores still run jobs the loaded binary gave
-            /// them (BareMetal's `smp_set`), which would go on in the new binary.
+            /// ([`BinaryError::JobsRunning`]) while cores still run the loaded binary
+            /// ([`exec_baremetal`](Kernel::exec_baremetal)) or jobs it gave them (BareMetal's
+            /// `smp_set`), which would go on in the new binary.
             fn load_baremetal(&self, binary: Option<&[u8]>) -> Result<LoadedInfo, BinaryError>;
             /// Runs the loaded BareMetal binary on the calling core, trusted and in ring 0 as on
             /// BareMetal, with BareMetal's call table installed; returns its RAX when it returns.
             /// Memory it changed stays changed: a second run starts from that state, a
-            /// [`load_baremetal`](Kernel::load_baremetal) starts afresh.
+            /// [`load_baremetal`](Kernel::load_baremetal) starts afresh. Refused
+            /// ([`BinaryError::Loading`]) while a load runs on another core.
             fn exec_baremetal(&self) -> Result<u64, BinaryError>;
             /// Every device a driver is bound to (drivers bind on the first call of this or the
             /// `open_` calls), with its holder.

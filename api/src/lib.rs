@@ -312,12 +312,14 @@ pub enum BinaryError {
     NoArea,
     /// Nothing was loaded yet, so there is nothing to run.
     NotLoaded,
-    /// Jobs the loaded binary gave cores (`smp_set`) still run in it: a new binary
-    /// would run under them, so it is not loaded.
+    /// The loaded binary still runs (`exec`), or jobs it gave cores (`smp_set`) do: a
+    /// new binary would run under them, so it is not loaded.
     JobsRunning {
-        /// How many cores still run a job.
+        /// How many cores still run the binary or a job of it.
         jobs: u64,
     },
+    /// A new binary is being loaded, so the app area may be half copied: not run.
+    Loading,
 }
 
 impl fmt::Display for BinaryError {
@@ -336,7 +338,10 @@ impl fmt::Display for BinaryError {
             BinaryError::NotLoaded => f.write_str("no BareMetal binary is loaded"),
             BinaryError::JobsRunning { jobs } => write!(
                 f,
-                "{jobs} cores still run jobs (smp_set) of the loaded binary; load once they have returned"
+                "{jobs} cores still run jobs of the loaded binary (exec, smp_set); load once they have returned"
+            ),
+            BinaryError::Loading => f.write_str(
+                "a new BareMetal binary is being loaded; exec once the load has finished",
             ),
         }
     }

@@ -607,7 +607,7 @@ impl KernelCalls for AppRun {
     fn exec_baremetal(&self) -> Result<u64, BinaryError> {
         let LoadedInfo { size, entry } = (*LOADED.lock()).ok_or(BinaryError::NotLoaded)?;
         log::info!("baremetal: running {size} bytes at {entry:#x}");
-        crate::baremetal::run_loaded().ok_or(BinaryError::NotLoaded)
+        crate::baremetal::run_loaded()
     }
 }
 

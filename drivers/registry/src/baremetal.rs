@@ -167,15 +167,17 @@ fn storage(
 const LOADING: u64 = 1 << 63;
 
 /// Each of `CORES` cores' BareMetal job (`smp_set`: code in the app area it runs as a
-/// task of its work loop), and the loads of a new binary into that area, which must not
+/// task of its work loop), the runs of the binary's entry itself (`exec`,
+/// [`Jobs::run_main`]), and the loads of a new binary into that area, which must not
 /// overlap them: a job still running when the area is overwritten would go on in code
-/// and data of the new binary. So a load is refused while any job is set
-/// ([`BinaryError::JobsRunning`]; BareMetal jobs may loop forever, so waiting could
-/// never end), and a job is refused while a load runs.
+/// and data of the new binary. So a load is refused while any job or run is counted
+/// ([`BinaryError::JobsRunning`]; BareMetal code may loop forever, so waiting could
+/// never end), and a job or run is refused while a load runs.
 pub struct Jobs<const CORES: usize> {
     /// Each core's job: the code address it runs, or 0 when idle.
     slots: [AtomicU64; CORES],
-    /// How many jobs are set, with [`LOADING`] while a load runs.
+    /// How many jobs are set and runs of the entry go on, with [`LOADING`] while a load
+    /// runs.
     state: AtomicU64,
 }
 
@@ -202,12 +204,7 @@ impl<const CORES: usize> Jobs<CORES> {
             return false;
         };
         // Counted before the slot is taken, so a load that starts now sees the job.
-        let counted = self
-            .state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
-                (state & LOADING == 0).then_some(state + 1)
-            });
-        if counted.is_err() {
+        if !self.count_job() {
             return false;
         }
         if slot
@@ -218,6 +215,15 @@ impl<const CORES: usize> Jobs<CORES> {
             return false;
         }
         true
+    }
+
+    /// Counts one more job in `state`; false (nothing counted) while a load runs.
+    fn count_job(&self) -> bool {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                (state & LOADING == 0).then_some(state + 1)
+            })
+            .is_ok()
     }
 
     /// Ends core `core`'s job: it returned, or it could not be started.
@@ -241,6 +247,19 @@ impl<const CORES: usize> Jobs<CORES> {
     /// Whether a core other than `me` has a job.
     pub fn busy_besides(&self, me: usize) -> bool {
         (0..CORES).any(|core| core != me && self.running(core) != 0)
+    }
+
+    /// Runs `main`, the loaded binary's entry called on this core (`exec`), counted as
+    /// a job without a core's slot until it returns, so a load meanwhile is refused
+    /// ([`BinaryError::JobsRunning`]); refused itself while a load runs
+    /// ([`BinaryError::Loading`]: the binary may be half copied).
+    pub fn run_main<T>(&self, main: impl FnOnce() -> T) -> Result<T, BinaryError> {
+        if !self.count_job() {
+            return Err(BinaryError::Loading);
+        }
+        let returned = main();
+        self.state.fetch_sub(1, Ordering::AcqRel);
+        Ok(returned)
     }
 
     /// Runs `load`, which replaces the binary, unless a job is set
@@ -340,6 +359,24 @@ mod tests {
             "no core 4; code 0 is idle"
         );
         assert!(!jobs.busy_besides(3));
+    }
+
+    #[test]
+    fn a_load_is_refused_while_the_main_binary_runs_and_a_run_while_a_load_runs() {
+        let jobs = Jobs::<2>::new();
+        let during = jobs.run_main(|| jobs.load(|| Ok(())));
+        assert_eq!(during, Ok(Err(BinaryError::JobsRunning { jobs: 1 })));
+        assert_eq!(jobs.running(0), 0, "the main binary takes no core's slot");
+        assert_eq!(jobs.load(|| Ok(7)), Ok(7), "uncounted once it returned");
+        let mut ran = false;
+        let refused = jobs.load(|| {
+            Ok(jobs.run_main(|| {
+                ran = true;
+            }))
+        });
+        assert_eq!(refused, Ok(Err(BinaryError::Loading)));
+        assert!(!ran, "a half-copied binary is not run");
+        assert_eq!(jobs.run_main(|| 5), Ok(5), "after the load it runs");
     }
 
     #[test]

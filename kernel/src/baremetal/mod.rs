@@ -57,8 +57,10 @@
 //! at most 64 MiB, at least 2 MiB. It is zeroed, the binary is copied to its start, and
 //! virtual 0xFFFF_8000_0000_0000.. is mapped onto it with 2 MiB pages (PML4 entry 256,
 //! shared by every core). A load (the monitor's `load`, `Kernel::load_baremetal`) is
-//! refused while cores still run jobs the loaded binary gave them with `smp_set`
-//! (`BinaryError::JobsRunning`): they would go on in the new binary's code and data. The app is called at 0xFFFF_8000_0000_0000 on the boot core;
+//! refused while cores still run the loaded binary (`exec`) or jobs it gave them with
+//! `smp_set` (`BinaryError::JobsRunning`): they would go on in the new binary's code and
+//! data; an `exec` while a load runs is refused (`BinaryError::Loading`). The app is
+//! called at 0xFFFF_8000_0000_0000 on the boot core;
 //! when it returns its RAX is logged and the machine powers off like after any app.
 
 mod calls;
@@ -195,20 +197,20 @@ pub fn load(binary: Option<&[u8]>) -> Result<u64, LoadError> {
 /// message (exit status "failure").
 pub fn app(_kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     let size = load(None).unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
-    raw::install_table();
     log::info!("baremetal: running a {size}-byte binary at {APP_BASE:#x}");
-    let rax = raw::call_app(APP_BASE);
+    let rax = run_loaded().unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
     log::info!("baremetal: the app returned rax={rax:#x}");
     Ok(())
 }
 
 /// Runs what [`load`] put in the app area on the calling core, with the call table
-/// installed, and returns its RAX; `None` if no area exists yet (nothing was loaded).
-/// Callers run only a binary whose [`load`] succeeded.
-pub fn run_loaded() -> Option<u64> {
+/// installed, and returns its RAX; `NotLoaded` if no area exists yet, `Loading` while a
+/// load runs (loads wait for it: [`calls::JOBS`]). Callers run only a binary whose
+/// [`load`] succeeded.
+pub fn run_loaded() -> Result<u64, LoadError> {
     if app_window_bytes() == 0 {
-        return None;
+        return Err(LoadError::NotLoaded);
     }
     raw::install_table();
-    Some(raw::call_app(APP_BASE))
+    calls::JOBS.run_main(|| raw::call_app(APP_BASE))
 }
