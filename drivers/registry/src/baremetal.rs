@@ -18,6 +18,9 @@ const HOLDER: crate::Holder = (0, "baremetal");
 /// How long `b_net_tx` waits for a free transmit buffer, in nanoseconds.
 const TX_WAIT_NS: u64 = 10_000_000;
 
+/// How many `b_net_rx` calls had no buffer (an unmapped address).
+static RECEIVES_WITHOUT_BUFFER: AtomicU64 = AtomicU64::new(0);
+
 /// Direction of a storage call.
 pub enum Transfer<'a> {
     /// `b_nvs_read` into the buffer.
@@ -86,11 +89,18 @@ impl Registry {
 
     /// `b_net_rx`: the next received frame of interface `interface` into `buffer`;
     /// returns its length (0: none; a frame longer than `buffer` is dropped). An empty
-    /// `buffer` (the app's address was not mapped) takes no frame.
+    /// `buffer` (the app's address was not mapped) takes no frame; such calls are counted
+    /// and warned of at powers of two, as programs poll `b_net_rx` in tight loops.
     pub fn baremetal_receive(&'static self, interface: usize, buffer: &mut [u8]) -> usize {
         if buffer.is_empty() {
             // A frame taken now could only be dropped.
-            log::warn!("baremetal: interface {interface}: no buffer to receive into");
+            let calls = RECEIVES_WITHOUT_BUFFER.fetch_add(1, Ordering::Relaxed) + 1;
+            if calls.is_power_of_two() {
+                log::warn!(
+                    "baremetal: interface {interface}: no buffer to receive into; {calls} \
+                     such calls so far"
+                );
+            }
             return 0;
         }
         let Ok(mut nic) = self
@@ -310,11 +320,15 @@ mod tests {
         LOGGED.lock().iter().any(|line| line.starts_with(start))
     }
 
-    #[test]
-    fn a_missing_disk_or_interface_is_logged() {
-        // Only this test sets a logger; it may be set already if it runs twice.
+    /// Keeps warnings in [`LOGGED`] (the logger may be set already by another test).
+    fn record_logs() {
         let _ = log::set_logger(&Recorder);
         log::set_max_level(log::LevelFilter::Warn);
+    }
+
+    #[test]
+    fn a_missing_disk_or_interface_is_logged() {
+        record_logs();
         let (registry, _) = shared();
         let mut buffer = [0; 4096];
         assert_eq!(
@@ -377,6 +391,22 @@ mod tests {
         assert_eq!(refused, Ok(Err(BinaryError::Loading)));
         assert!(!ran, "a half-copied binary is not run");
         assert_eq!(jobs.run_main(|| 5), Ok(5), "after the load it runs");
+    }
+
+    #[test]
+    fn receiving_without_a_buffer_in_a_loop_warns_only_at_powers_of_two() {
+        record_logs();
+        let (registry, _) = shared();
+        for _ in 0..100 {
+            assert_eq!(registry.baremetal_receive(3, &mut []), 0);
+        }
+        let warned = LOGGED
+            .lock()
+            .iter()
+            .filter(|line| line.starts_with("baremetal: interface 3: no buffer"))
+            .count();
+        // Other tests' calls count too, so between one and log2(100 + theirs) + 1.
+        assert!((1..=8).contains(&warned), "{warned} warnings");
     }
 
     #[test]
