@@ -1111,10 +1111,12 @@ mod tests {
         disk.depth = 3;
         assert_eq!(read_windowed(&mut disk, 3), ((0..8).collect(), Ok(Ok(()))));
         assert_eq!(disk.most_in_flight(), 3);
-        // Sector 1 fails: nothing more is submitted, the request beside it is waited for.
-        disk.failing_reads = 1..2;
+        // One request finishes per poll, the newest first: sector 2 fails while 0 and 1
+        // are still in flight. Nothing more is submitted, and both are waited for.
+        disk.newest_first = true;
+        disk.failing_reads = 2..3;
         let (finished, outcome) = read_windowed(&mut disk, 3);
-        assert_eq!(finished, [0, 1], "no call after the error");
+        assert_eq!(finished, [2], "no call after the error");
         assert!(matches!(outcome, Ok(Err(DeviceError::Status { .. }))));
         assert_eq!(
             disk.request_sizes().len(),
@@ -1123,6 +1125,7 @@ mod tests {
         );
         assert_eq!(disk.in_flight(), 0);
         // A failed poll gives the requests in flight up to the device.
+        disk.newest_first = false;
         disk.failing_reads = 0..0;
         disk.polls_before_failing = Some(0);
         let (finished, outcome) = read_windowed(&mut disk, 3);
