@@ -233,8 +233,9 @@ fn c_bytes_mut<'a>(ptr: *mut c_void, len: usize) -> Result<&'a mut [u8], c_int> 
     Ok(unsafe { core::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) })
 }
 
-/// A `uint64_t` out-parameter C passed, checked once when the call starts (not NULL,
-/// inside usable RAM), so that a call checks all of them before it writes any.
+/// A `uint64_t` out-parameter C passed, checked when the call starts (not NULL, inside
+/// usable RAM), so that a call checks all of them before it writes any, and checked again
+/// as it is written ([`OutParam::store`]).
 struct OutParam(*mut u64);
 
 impl OutParam {
@@ -247,11 +248,17 @@ impl OutParam {
         Ok(Self(ptr))
     }
 
-    /// Stores `value` in it.
-    fn store(self, value: u64) {
-        // SAFETY: 8 bytes of usable RAM (checked in `new`, this call), the C app's
-        // out-parameter; it may be unaligned, hence the unaligned write.
+    /// Stores `value` in it, unless it lies in memory taken back by force since the call
+    /// started (`REXO_EFAULT`, nothing written).
+    fn store(self, value: u64) -> Result<(), c_int> {
+        check_ram(self.0 as usize, size_of::<u64>())?;
+        // SAFETY: the C app's out-parameter, 8 bytes of usable RAM not taken back by force
+        // when checked just above. That narrows the window but does not close it: another
+        // core (or the timer) taking the memory by force between the check and the write
+        // is not excluded, and the write then faults, as any access by the trusted C app
+        // would. It may be unaligned, hence the unaligned write.
         unsafe { self.0.write_unaligned(value) };
+        Ok(())
     }
 }
 
@@ -367,9 +374,10 @@ pub extern "C" fn rexo_memory(usable: *mut u64, free_bytes: *mut u64) -> c_int {
         Err(code) => return code,
     };
     let memory = with_kernel(|kernel, _| kernel.memory());
-    usable.store(memory.usable);
-    free_bytes.store(memory.free);
-    REXO_OK
+    let stored = usable.store(memory.usable);
+    stored
+        .and_then(|()| free_bytes.store(memory.free))
+        .map_or_else(|code| code, |()| REXO_OK)
 }
 
 /// `int64_t rexo_mem_alloc(uint64_t bytes)`.
@@ -433,4 +441,30 @@ pub extern "C" fn rexo_mem_return(handle: i64) -> c_int {
             Err(code) => code,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    /// What the test host's RAM check answers.
+    static RAM_USABLE: AtomicBool = AtomicBool::new(true);
+
+    #[test]
+    fn an_out_parameter_taken_by_force_after_the_call_started_is_efault_and_not_written() {
+        register(Host {
+            acting_for: |_| {},
+            usable_ram: |_, _| RAM_USABLE.load(Ordering::SeqCst),
+        });
+        let mut value = 7u64;
+        let out = OutParam::new(&mut value).expect("usable RAM");
+        RAM_USABLE.store(false, Ordering::SeqCst);
+        assert_eq!(out.store(9), Err(REXO_EFAULT));
+        assert_eq!(value, 7, "nothing written");
+        RAM_USABLE.store(true, Ordering::SeqCst);
+        let out = OutParam::new(&mut value).expect("usable RAM");
+        assert_eq!(out.store(9), Ok(()));
+        assert_eq!(value, 9);
+    }
 }

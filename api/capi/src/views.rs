@@ -22,11 +22,12 @@ pub extern "C" fn rexo_map_memory(handle: i64, ptr: *mut *mut c_void, len: *mut 
         let (start, bytes) = kernel
             .map_memory(&mut memory.cap, view)
             .map_err(error_code)?;
+        // An out-parameter taken by force since the call started: REXO_EFAULT, not mapped.
+        ptr.store(start)?;
+        len.store(bytes)?;
         // The C app keeps the address past the call (C is beyond the borrow checker):
         // `mapped` stands for the view until rexo_unmap_memory.
         memory.mapped = true;
-        ptr.store(start);
-        len.store(bytes);
         Ok(REXO_OK)
     })
 }
