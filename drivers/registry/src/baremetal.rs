@@ -31,14 +31,19 @@ pub enum Transfer<'a> {
 
 impl Registry {
     /// `b_nvs_read` / `b_nvs_write`: whole 4096-byte sectors from `sector` on disk
-    /// `drive`; returns the sectors done (0 on any error, logged: no such disk or one
-    /// held by an app too).
+    /// `drive`; returns the sectors done (0 on any error, logged: no buffer, `None`, as
+    /// the app's address was not mapped, no such disk, one held by an app, or the
+    /// device's error).
     pub fn baremetal_storage(
         &'static self,
         drive: usize,
         sector: u64,
-        transfer: Transfer<'_>,
+        transfer: Option<Transfer<'_>>,
     ) -> u64 {
+        let Some(transfer) = transfer else {
+            log::warn!("baremetal: disk {drive}: no buffer (its address is not mapped)");
+            return 0;
+        };
         let opened = self.open(DeviceKind::Block, drive, HOLDER);
         let mut disk = match opened.and_then(OpenDevice::into_block) {
             Ok(disk) => disk,
@@ -90,7 +95,8 @@ impl Registry {
     /// `b_net_rx`: the next received frame of interface `interface` into `buffer`;
     /// returns its length (0: none; a frame longer than `buffer` is dropped). An empty
     /// `buffer` (the app's address was not mapped) takes no frame; such calls are counted
-    /// and warned of at powers of two, as programs poll `b_net_rx` in tight loops.
+    /// and warned of at powers of two, as programs poll `b_net_rx` in tight loops. For
+    /// that reason, too, a missing interface is not logged at all.
     pub fn baremetal_receive(&'static self, interface: usize, buffer: &mut [u8]) -> usize {
         if buffer.is_empty() {
             // A frame taken now could only be dropped.
@@ -332,10 +338,16 @@ mod tests {
         let (registry, _) = shared();
         let mut buffer = [0; 4096];
         assert_eq!(
-            registry.baremetal_storage(5, 0, Transfer::Read(&mut buffer)),
+            registry.baremetal_storage(5, 0, Some(Transfer::Read(&mut buffer))),
             0
         );
         assert!(logged("baremetal: disk 5: "), "{:?}", LOGGED.lock());
+        assert_eq!(registry.baremetal_storage(6, 0, None), 0);
+        assert!(
+            logged("baremetal: disk 6: no buffer"),
+            "{:?}",
+            LOGGED.lock()
+        );
         assert!(!registry.baremetal_transmit(9, &[0; 60], || 0));
         assert!(logged("baremetal: interface 9: "), "{:?}", LOGGED.lock());
     }

@@ -52,9 +52,7 @@ fn storage(regs: &Regs) -> u64 {
         4 => raw::app_bytes_mut(regs.rdi, bytes).map(Transfer::Read),
         _ => raw::app_bytes(regs.rsi, bytes).map(Transfer::Write),
     };
-    transfer.map_or(0, |t| {
-        registry().baremetal_storage(regs.rdx as usize, regs.rax, t)
-    })
+    registry().baremetal_storage(regs.rdx as usize, regs.rax, transfer)
 }
 
 /// `b_output`: `count` bytes at `text` to the consoles (invalid UTF-8 shows as U+FFFD;

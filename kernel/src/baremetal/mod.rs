@@ -16,7 +16,10 @@
 //!   1514 bytes, RDX interface; RCX = the frame's length, 0 if none) on the network
 //!   interfaces `devices` lists; `b_nvs_read` (RAX first 4096-byte sector, RCX sectors,
 //!   RDX drive, RDI buffer) and `b_nvs_write` (RSI data) on its disks; RCX = sectors
-//!   done, 0 on any error (logged). Each call holds its device only while it runs
+//!   done, 0 on any error (logged: an unmapped buffer, no such disk, a device error).
+//!   `b_net_tx` logs a frame it could not send; `b_net_rx`, which programs poll in tight
+//!   loops, is silent for a missing interface and warns of an unmapped buffer only at
+//!   powers of two. Each call holds its device only while it runs
 //!   (`rexo_drivers::baremetal`), so a device an app holds is refused.
 //!
 //! # `b_system` (RCX = function, RAX and RDX = arguments, RAX = result)
