@@ -66,8 +66,9 @@ extern "C" {
 /* No device of that kind and index (rexo_devices lists them), or no wall clock the
  * kernel can read (rexo_unix_time). */
 #define REXO_ENODEV (-9)
-/* The device or its driver failed the request (an error status, a timeout, a block
- * transfer of another length than asked). */
+/* The device or its driver failed the request (an error status, a timeout, the driver
+ * reset the device while the request was in flight, a block transfer of another length
+ * than asked). */
 #define REXO_EIO (-10)
 /* A frame longer than the interface carries (rexo_net_info's max_frame) or shorter
  * than an Ethernet header (14 bytes). */

@@ -351,7 +351,7 @@ impl fmt::Display for DeviceError {
                 if *write { "write" } else { "read" }
             ),
             Self::Withdrawn => {
-                f.write_str("withdrawn before the device saw it (a frame's source this app may not send from, or a fill that gave up); not sent")
+                f.write_str("withdrawn before the device saw it (a frame's source this app may not send from, or a fill that gave up); not done")
             }
             Self::TooManySegments { segments, max } => write!(
                 f,

@@ -123,11 +123,9 @@ fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
 }
 
 /// Writes zeros over sectors `start..start + count` of `disk` (idle: nobody holds it), in
-/// requests of up to the device's `max_sectors` with up to its `depth` in flight at once,
-/// then flushes, so the zeros are on the disk before anything written after them. After
-/// a failed request it submits no more but still waits for every one in flight (none is
-/// left to complete into a later wait), then returns the first error; when polling itself
-/// fails, the requests in flight are abandoned to the device.
+/// requests of up to the device's `max_sectors` with up to its `depth` in flight, as
+/// [`device::run_windowed`](run_windowed), then flushes, so the zeros are on the disk
+/// before anything written after them.
 fn zero(disk: &mut dyn BlockDevice, start: u64, count: u64) -> Result<(), DeviceError> {
     let info = disk.info();
     let chunk = u64::from(info.max_sectors.max(1));
