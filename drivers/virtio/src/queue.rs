@@ -293,6 +293,10 @@ impl Virtqueue {
     /// queue) is dropped and counted (warned of at powers of two), and the next one is
     /// looked at. A used index more than a ring ahead means the device broke
     /// ([`DeviceError::Failed`]).
+    // Inlined into its callers, with `next_used`: it runs on every poll, and under TCG
+    // the return of a call costs a lookup (an empty virtio-net poll: 148 ns before the
+    // ownership check, 175 ns with it out of line).
+    #[inline(always)]
     pub fn pop_used(&mut self) -> Result<Option<Used>, DeviceError> {
         loop {
             let position = self.used_taken;
@@ -316,6 +320,9 @@ impl Virtqueue {
     }
 
     /// Counts a used entry naming head `id`, which the device did not hold: dropped.
+    /// Kept out of line: a device that repeats entries is rare.
+    #[cold]
+    #[inline(never)]
     fn drop_stray(&mut self, id: u32) {
         self.stray_used += 1;
         if self.stray_used.is_power_of_two() {
@@ -330,6 +337,7 @@ impl Virtqueue {
     }
 
     /// The next entry of the used ring, as (`id`, `len`), if the device added one.
+    #[inline(always)]
     fn next_used(&mut self) -> Result<Option<(u32, u32)>, DeviceError> {
         if self.used_next == self.used_seen {
             let device_idx = self.ring.read16(self.layout.used + RING_IDX);
