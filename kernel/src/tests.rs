@@ -121,9 +121,11 @@ kernel_test!(
         let hz = window
             .finish(1000)
             .expect("every QEMU machine Rexo boots on has a PIT");
+        // Within a quarter of the boot's rate: both windows are timed under TCG on a
+        // shared host, where each may be a few percent off; the bug was 12 times off.
         let known = time::tsc_hz();
         assert!(
-            hz.abs_diff(known) < known / 50,
+            hz.abs_diff(known) < known / 4,
             "{hz} Hz, the boot's {known} Hz"
         );
     }
