@@ -8,7 +8,9 @@
 //! slot stays the device's (it may still write the buffer). When every slot of a queue
 //! is so lost (each held by the device for longer than the timeout, whether it timed
 //! out or was abandoned), or one slot for longer than twice the timeout, the device is
-//! judged stuck: it is reset (status 0, awaited inside that `poll` for up to the
+//! judged stuck; so it is when it sets DEVICE_NEEDS_RESET (the status is read when a
+//! request times out) or a used ring's index runs past the ring (the queue cannot be
+//! read on). A stuck device is reset (status 0, awaited inside that `poll` for up to the
 //! transport's reset timeout of 1 s: it then no longer touches the rings or buffers) and
 //! initialised again with the
 //! features it had, its queues renewed; the lost slots come back, and every request
@@ -94,6 +96,8 @@ const EVERY_SLOT_LOST: &str =
 /// A stuck device: one slot held longer than [`LOST_AFTER_NS`].
 const SLOT_HELD_TOO_LONG: &str =
     "a request slot lost to the device for longer than twice the request timeout";
+/// A stuck device: it set DEVICE_NEEDS_RESET (seen when a request times out).
+const NEEDS_RESET: &str = "the device reported an error (DEVICE_NEEDS_RESET)";
 /// Every call's answer once the device did not come back from a reset.
 const GIVEN_UP: DeviceError =
     DeviceError::Failed("virtio-blk: the device did not come back from a reset (given up)");
@@ -268,8 +272,8 @@ struct Polled {
     handed: usize,
     /// Some request timed out.
     timed_out: bool,
-    /// Why the device is judged stuck, if it is: [`EVERY_SLOT_LOST`] or
-    /// [`SLOT_HELD_TOO_LONG`].
+    /// Why the device is judged stuck, if it is: [`EVERY_SLOT_LOST`],
+    /// [`SLOT_HELD_TOO_LONG`], or the virtqueue's fault (a used index past the ring).
     stuck: Option<&'static str>,
 }
 
@@ -421,13 +425,22 @@ impl RequestQueue {
 
     /// Hands every finished request to `done`, then times out the late ones (`now`
     /// gives the time, read only when something is in flight). Returns how many were
-    /// handed over, whether any timed out, and why the device is stuck, if it is.
+    /// handed over, whether any timed out, and why the device is stuck, if it is (a
+    /// used ring the device broke among the reasons: the queue cannot be read on).
     fn poll(&mut self, now: &dyn Fn() -> u64, done: Completion<'_>) -> Result<Polled, DeviceError> {
         self.vq.publish();
         let mut count = 0;
         // Only heads the device holds come back (the queue drops any other): a slot's
         // head, `CHAIN * slot`, of a request in flight (busy or abandoned).
-        while let Some(used) = self.vq.pop_used()? {
+        let fault = loop {
+            let used = match self.vq.pop_used() {
+                Ok(Some(used)) => used,
+                Ok(None) => break None,
+                // The used ring cannot be read on (its index ran past it): only a
+                // reset of the device makes the queue usable again.
+                Err(DeviceError::Failed(why)) => break Some(why),
+                Err(error) => return Err(error),
+            };
             let slot = usize::from(used.id / CHAIN);
             if let Slot::Busy { tag, operation, .. } = self.slots[slot] {
                 let status = self.headers.bytes(slot * HEADER_STRIDE + STATUS_AT, 1)[0];
@@ -460,7 +473,7 @@ impl RequestQueue {
             }
             self.slots[slot] = Slot::Free;
             self.free.push(slot as u16);
-        }
+        };
         let mut clock = None;
         let mut timed_out = false;
         let mut slot_held_too_long = false;
@@ -497,7 +510,9 @@ impl RequestQueue {
         }
         // The clock is read for this only when no slot is free (or was, for a slot in
         // flight or abandoned).
-        let stuck = if self.free.is_empty() && self.all_lost(*clock.get_or_insert_with(now)) {
+        let stuck = if fault.is_some() {
+            fault
+        } else if self.free.is_empty() && self.all_lost(*clock.get_or_insert_with(now)) {
             Some(EVERY_SLOT_LOST)
         } else if slot_held_too_long {
             Some(SLOT_HELD_TOO_LONG)
@@ -644,7 +659,8 @@ impl VirtioBlk {
                     id = Some(result.map(decode_id).unwrap_or_default());
                 }
             });
-            if polled.is_err() {
+            // A device stuck already (a used ring it broke) answers nothing more.
+            if !polled.is_ok_and(|polled| polled.stuck.is_none()) {
                 break;
             }
         }
@@ -806,16 +822,17 @@ impl BlockDevice for VirtioBlk {
     }
 
     /// Hands over the queue's completions; when the device is stuck (every slot of the
-    /// queue lost to it, or one held too long), resets it (the module's documentation
-    /// says how).
+    /// queue lost to it, one held too long, its used index past the ring, or
+    /// DEVICE_NEEDS_RESET seen at a timeout), resets it (the module's documentation says
+    /// how).
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
         let platform = self.platform;
         let polled = self.queue(queue)?.poll(&|| platform.now_ns(), done)?;
         if let Some(why) = polled.stuck {
             self.recover(why)?;
-        } else if polled.timed_out {
-            // A request that never finishes may mean the device stopped.
-            self.transport.check_alive()?;
+        } else if polled.timed_out && self.transport.needs_reset() {
+            // A request that never finishes may mean the device stopped for an error.
+            self.recover(NEEDS_RESET)?;
         }
         if polled.handed > 0 {
             self.wakes.spent(queue);
@@ -839,7 +856,7 @@ mod tests {
     use crate::queue::{DeviceSide, Doorbell};
     use crate::transport::{
         HostDevice, STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED,
-        STATUS_FEATURES_OK,
+        STATUS_FEATURES_OK, STATUS_NEEDS_RESET,
     };
     use rexo_devio::host::{HostPlatform, completions};
 
@@ -1026,10 +1043,15 @@ mod tests {
             [(flush, Err(DeviceError::Reset))]
         );
         assert_eq!(disk.queues[1].free.len(), 2);
-        // The renewed queue starts again at ring index 0, and works.
+        a_read_works_from_ring_index_0(&mut disk);
+    }
+
+    /// Checks queue 0 of `disk`, renewed by a reset, starts again at ring index 0 and
+    /// works: a read the device (a new one) answers completes with its data.
+    fn a_read_works_from_ring_index_0(disk: &mut VirtioBlk) {
         let mut device_side = DeviceSide::default();
         let tag = disk.submit_read(0, 16, 1).unwrap();
-        assert_eq!(completions(&mut disk, 0), []);
+        assert_eq!(completions(disk, 0), []);
         let queue = &mut disk.queues[0];
         let head = device_side.take(&queue.vq).expect("the read was published");
         assert_eq!(device_side.take(&queue.vq), None, "at available index 0");
@@ -1037,7 +1059,52 @@ mod tests {
         queue.data[slot].bytes_mut(0, 512).fill(0x77);
         queue.headers.write8(slot * HEADER_STRIDE + STATUS_AT, S_OK);
         device_side.give_back(&mut queue.vq, head.into(), 513);
-        assert_eq!(completions(&mut disk, 0), [(tag, Ok(vec![0x77; 512]))]);
+        assert_eq!(completions(disk, 0), [(tag, Ok(vec![0x77; 512]))]);
+    }
+
+    #[test]
+    fn a_device_needing_a_reset_is_reset_at_a_timeout_and_works_on() {
+        let (mut disk, device, clock) = disk_on_host(1);
+        let running = device.status();
+        let late = disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(completions(&mut disk, 0), []);
+        clock.advance_clock(REQUEST_TIMEOUT_NS / 2);
+        let young = disk.submit_read(0, 8, 1).unwrap();
+        assert_eq!(completions(&mut disk, 0), []);
+        device.set_status(running | STATUS_NEEDS_RESET);
+        clock.advance_clock(REQUEST_TIMEOUT_NS / 2 + 1);
+        // The late read times out; the status then read asks for the reset.
+        let timed_out = completions(&mut disk, 0);
+        assert!(
+            matches!(timed_out[..], [(tag, Err(DeviceError::Timeout { .. }))] if tag == late),
+            "{timed_out:?}"
+        );
+        assert_eq!(device.status(), running, "reset and started again");
+        assert_eq!(
+            completions(&mut disk, 0),
+            [(young, Err(DeviceError::Reset))]
+        );
+        assert_eq!(disk.queues[0].free.len(), 2, "every slot back");
+        a_read_works_from_ring_index_0(&mut disk);
+    }
+
+    #[test]
+    fn a_used_index_past_the_ring_resets_the_device() {
+        let (mut disk, device, _) = disk_on_host(1);
+        let mut device_side = DeviceSide::default();
+        let read = disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(completions(&mut disk, 0), []);
+        let head = device_side.take(&disk.queues[0].vq).unwrap();
+        // The device's used index runs a ring and one entry ahead of the driver.
+        device.set_status(0);
+        for _ in 0..=disk.queues[0].vq.size() {
+            device_side.give_back(&mut disk.queues[0].vq, head.into(), 513);
+        }
+        assert_eq!(completions(&mut disk, 0), []);
+        assert_ne!(device.status(), 0, "reset and started again");
+        assert_eq!(completions(&mut disk, 0), [(read, Err(DeviceError::Reset))]);
+        assert_eq!(disk.queues[0].free.len(), 2, "every slot back");
+        a_read_works_from_ring_index_0(&mut disk);
     }
 
     #[test]

@@ -342,7 +342,8 @@ impl Virtqueue {
         if self.used_next == self.used_seen {
             let device_idx = self.ring.read16(self.layout.used + RING_IDX);
             if used_pending(device_idx, self.used_next, self.size).is_none() {
-                // Nothing after this index can be trusted: the queue is unusable.
+                // Nothing after this index can be trusted: the queue is unusable until
+                // the device is reset and the queue restarted.
                 return Err(DeviceError::Failed(
                     "the used ring index ran past the ring (device fault)",
                 ));

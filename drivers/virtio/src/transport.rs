@@ -499,16 +499,10 @@ impl Transport {
         self.add_status(STATUS_DRIVER_OK);
     }
 
-    /// [`DeviceError::Failed`] when the device says it hit an error and needs a reset
-    /// (spec 2.1.1: it stops processing requests until then).
-    pub fn check_alive(&self) -> Result<(), DeviceError> {
-        if self.status() & STATUS_NEEDS_RESET != 0 {
-            Err(DeviceError::Failed(
-                "the device needs a reset (DEVICE_NEEDS_RESET)",
-            ))
-        } else {
-            Ok(())
-        }
+    /// Whether the device says it hit an error and needs a reset (spec 2.1.1: it may
+    /// stop processing requests until then).
+    pub fn needs_reset(&self) -> bool {
+        self.status() & STATUS_NEEDS_RESET != 0
     }
 
     /// Says the driver gave up on the device.
