@@ -38,7 +38,8 @@ pub enum Progress {
     Moved,
     /// The connection is over: close it.
     Finished,
-    /// The client sent `shutdown`: the app stops.
+    /// The client sent `shutdown` and the answers to its requests before it are in the
+    /// send buffer: the app stops.
     Shutdown,
 }
 
@@ -57,8 +58,8 @@ pub struct Client {
     /// Bytes after `input`'s served part that belong to a refused data block (the
     /// session's count, mirrored so that requests can be found one at a time).
     skip: u64,
-    /// Close once `output` is sent (`quit`, a line too long, an answer too large).
-    close_after_send: bool,
+    /// What ends the connection once `output` is sent; nothing more is served.
+    ending: Option<Ending>,
     /// The client closed its side: nothing more will arrive.
     peer_closed: bool,
     /// Requests served (the per-core count kv logs at shutdown).
@@ -75,7 +76,7 @@ impl Client {
             output: Vec::new(),
             sent: 0,
             skip: 0,
-            close_after_send: false,
+            ending: None,
             peer_closed: false,
             requests: 0,
         }
@@ -142,34 +143,27 @@ impl Client {
         let mut moved = false;
         match self.flush(stack) {
             Ok(wrote) => moved |= wrote,
-            Err(_) => return Progress::Finished,
+            Err(_) => return self.ended(),
         }
-        if self.close_after_send {
-            return if self.sent == self.output.len() {
-                Progress::Finished
-            } else if moved {
-                Progress::Moved
-            } else {
-                Progress::Idle
-            };
-        }
-        let max_value = cache.max_value();
-        let over_budget = held >= budget && !may_exceed;
-        moved |= self.receive(stack, max_value, over_budget);
-        let served = self.serve(cache, now, info, others, budget);
-        match served {
-            Served::Shutdown => return Progress::Shutdown,
-            Served::Some => {
+        let mut served = Served::None;
+        if self.ending.is_none() {
+            let max_value = cache.max_value();
+            let over_budget = held >= budget && !may_exceed;
+            moved |= self.receive(stack, max_value, over_budget);
+            served = self.serve(cache, now, info, others, budget);
+            if served == Served::Some {
                 moved = true;
                 // Answers go out in this step rather than the next.
-                match self.flush(stack) {
-                    Ok(_) => {}
-                    Err(_) => return Progress::Finished,
+                if self.flush(stack).is_err() {
+                    return self.ended();
                 }
             }
-            Served::None => {}
         }
-        if self.peer_closed && served == Served::None && self.sent == self.output.len() {
+        if let Some(ending) = self.ending {
+            if self.sent == self.output.len() {
+                return ending.progress();
+            }
+        } else if self.peer_closed && served == Served::None && self.sent == self.output.len() {
             // What is left cannot become a whole request: nothing more arrives.
             return Progress::Finished;
         }
@@ -178,6 +172,12 @@ impl Client {
         } else {
             Progress::Idle
         }
+    }
+
+    /// How the client ends when its connection fails: as it was to end anyway (a
+    /// `shutdown` still stops the app), or closed.
+    fn ended(&self) -> Progress {
+        self.ending.map_or(Progress::Finished, Ending::progress)
     }
 
     /// Moves unsent answers into the send buffer; true if any went.
@@ -291,7 +291,13 @@ impl Client {
             };
             match shutdown {
                 Shutdown::No => {}
-                Shutdown::Now => return Served::Shutdown,
+                Shutdown::Now => {
+                    // The answers before it are sent first, as memcached would.
+                    at += consumed;
+                    self.ending = Some(Ending::Shutdown);
+                    served = Served::Some;
+                    break;
+                }
                 Shutdown::BadMode => {
                     self.output.extend_from_slice(BAD_SHUTDOWN_MODE);
                     at += consumed;
@@ -308,14 +314,18 @@ impl Client {
                 self.output.extend_from_slice(OUTPUT_TOO_LARGE);
                 // Past the limit the answer never fits; past what the budget leaves it
                 // may fit later, and the client may ask again.
-                self.close_after_send = room == OUTPUT_LIMIT;
+                if room == OUTPUT_LIMIT {
+                    self.ending = Some(Ending::Close);
+                }
             }
             at += consumed;
             self.skip = swallow;
             self.requests += 1;
             served = Served::Some;
-            if result.close || self.close_after_send {
-                self.close_after_send = true;
+            if result.close {
+                self.ending = Some(Ending::Close);
+            }
+            if self.ending.is_some() {
                 break;
             }
         }
@@ -335,8 +345,25 @@ enum Served {
     None,
     /// Requests were served.
     Some,
-    /// `shutdown` came.
+}
+
+/// What ends a connection once its answers are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    /// It closes (`quit`, a line too long, an answer too large).
+    Close,
+    /// The app stops (`shutdown`).
     Shutdown,
+}
+
+impl Ending {
+    /// What [`Client::step`] says once the answers are sent.
+    fn progress(self) -> Progress {
+        match self {
+            Self::Close => Progress::Finished,
+            Self::Shutdown => Progress::Shutdown,
+        }
+    }
 }
 
 /// memcached's answer to `shutdown` with an argument other than `graceful`.

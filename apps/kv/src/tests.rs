@@ -503,3 +503,29 @@ fn shutdown_over_a_connection_ends_the_app() {
     let version = answer.strip_prefix(connection::BAD_SHUTDOWN_MODE);
     assert!(version.is_some_and(|version| version.starts_with(b"VERSION ")));
 }
+
+/// The answers to the requests before `shutdown` are sent before the app stops, even
+/// when they came in one read with it and fill more than the send buffer.
+#[test]
+fn shutdown_sends_the_answers_before_it() {
+    let (ended, answer) = serve_until_it_ends(b"shutdown now\r\nshutdown\r\n");
+    assert_eq!(ended, Some(Progress::Shutdown));
+    assert_eq!(answer, connection::BAD_SHUTDOWN_MODE);
+    let value = "v".repeat(1000);
+    let request = format!(
+        "set k 0 0 1000\r\n{value}\r\nget{}\r\nshutdown\r\n",
+        " k".repeat(100)
+    );
+    let (ended, answer) = serve_until_it_ends(request.as_bytes());
+    assert_eq!(ended, Some(Progress::Shutdown));
+    let expected = format!(
+        "STORED\r\n{}END\r\n",
+        format!("VALUE k 0 1000\r\n{value}\r\n").repeat(100)
+    );
+    assert!(
+        answer == expected.as_bytes(),
+        "{} answer bytes, {} expected",
+        answer.len(),
+        expected.len()
+    );
+}
