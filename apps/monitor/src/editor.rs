@@ -4,7 +4,8 @@
 //! bytes as a terminal sends them; output is the bytes that redraw the line. The arrows
 //! come as `ESC [ key` or `ESC O key`; with a modifier (Ctrl-Right `ESC [ 1 ; 5 C`) they
 //! act as plain arrows. Other keys' escape sequences (Delete `ESC [ 3 ~`, Home, function
-//! keys) ring the bell and change nothing.
+//! keys) ring the bell and change nothing. CR, LF and CR LF (as `nc` and some
+//! terminals send Enter) each end one line.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -46,6 +47,8 @@ pub struct Editor {
     /// Position while walking the history (`history.len()`: the line being typed).
     browsing: usize,
     escape: Escape,
+    /// The last byte was a CR: an LF right after it ends no second line.
+    after_cr: bool,
 }
 
 impl Default for Editor {
@@ -63,6 +66,7 @@ impl Editor {
             history: Vec::new(),
             browsing: 0,
             escape: Escape::None,
+            after_cr: false,
         }
     }
 
@@ -73,6 +77,9 @@ impl Editor {
 
     /// Feeds one byte of input.
     pub fn feed(&mut self, byte: u8) -> Event {
+        if core::mem::replace(&mut self.after_cr, byte == b'\r') && byte == b'\n' {
+            return edit(String::new());
+        }
         match (self.escape, byte) {
             (Escape::Started, b'[' | b'O') => {
                 self.escape = Escape::Bracket;
@@ -234,6 +241,21 @@ mod tests {
         let mut e = Editor::new();
         assert_eq!(feed_all(&mut e, b"help\r"), ["help"]);
         assert_eq!(feed_all(&mut e, b"mem\n"), ["mem"]);
+    }
+
+    #[test]
+    fn cr_lf_ends_one_line() {
+        let mut e = Editor::new();
+        assert_eq!(feed_all(&mut e, b"help\r\nmem\r\n"), ["help", "mem"]);
+        assert_eq!(
+            e.feed(b'\n'),
+            Event::Line {
+                echo: String::from("\r\n"),
+                line: String::new()
+            },
+            "an LF after an LF is an empty line"
+        );
+        assert_eq!(feed_all(&mut e, b"\r\r\n\n"), ["", "", ""]);
     }
 
     #[test]
