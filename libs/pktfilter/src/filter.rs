@@ -116,6 +116,10 @@ pub struct Filter {
 
 /// The EtherType field.
 const ETHERTYPE: (u16, u8) = (12, 2);
+/// The EtherType of IPv4.
+const IPV4_ETHERTYPE: u16 = 0x0800;
+/// The EtherType of ARP.
+const ARP_ETHERTYPE: u16 = 0x0806;
 /// IPv4 with a 20-byte header: version 4, IHL 5 (the ports are then at fixed offsets).
 const IPV4_V_IHL: (u16, u8) = (14, 1);
 /// The IPv4 protocol field.
@@ -182,9 +186,12 @@ impl Filter {
             .split(|c: char| c == '&' || c.is_whitespace())
             .filter(|w| !w.is_empty());
         while let Some(word) = words.next() {
-            let ipv4 = [full(ETHERTYPE, 0x0800), full(IPV4_V_IHL, 0x45)];
+            let ipv4 = [
+                full(ETHERTYPE, u32::from(IPV4_ETHERTYPE)),
+                full(IPV4_V_IHL, 0x45),
+            ];
             match word {
-                "arp" => atoms.push(full(ETHERTYPE, 0x0806)),
+                "arp" => atoms.push(full(ETHERTYPE, u32::from(ARP_ETHERTYPE))),
                 "ipv4" => atoms.extend(ipv4),
                 "icmp" | "udp" | "tcp" => {
                     atoms.extend(ipv4);
@@ -309,23 +316,26 @@ impl fmt::Display for Filter {
     }
 }
 
+/// The Ethernet destination and source: the only endpoint bytes of a frame that is not
+/// IPv4 (the kernel knows no other protocol's).
+const MACS: (u16, u16, u16) = (0, 6, 6);
+
 /// Bytes that name an endpoint, one pair per field: (first byte of the destination,
 /// first byte of the source, length). A frame an app sends mirrors the frames it
 /// receives: its source is their destination and its destination their source.
 const ENDPOINTS: [(u16, u16, u16); 3] = [
-    // Ethernet destination and source.
-    (0, 6, 6),
+    MACS,
     // IPv4 destination and source addresses.
     (30, 26, 4),
     // UDP/TCP destination and source ports (20-byte IPv4 header).
     (36, 34, 2),
 ];
 
-/// Where the byte at `offset` of a received frame is in a frame sent the other way: an
-/// endpoint byte trades places with the same byte of the other end, any other byte
-/// (EtherType, protocol, TTL, payload...) stays where it is.
-fn mirror(offset: u16) -> u16 {
-    for &(destination, source, len) in &ENDPOINTS {
+/// Where the byte at `offset` of a received frame is in a frame sent the other way: a
+/// byte of one of `endpoints` trades places with the same byte of the other end, any
+/// other byte (EtherType, protocol, TTL, payload...) stays where it is.
+fn mirror(offset: u16, endpoints: &[(u16, u16, u16)]) -> u16 {
+    for &(destination, source, len) in endpoints {
         if (destination..destination + len).contains(&offset) {
             return source + (offset - destination);
         }
@@ -351,13 +361,42 @@ impl Filter {
     /// rule may have more atoms than a filter may ([`MAX_ATOMS`]), never more than the
     /// filter constrains bytes.
     pub fn transmit_rule(&self) -> Filter {
+        self.mirrored(&ENDPOINTS)
+    }
+
+    /// The rule for frames of another EtherType than IPv4 and ARP (whose frames keep
+    /// [`transmit_rule`](Self::transmit_rule) and the kernel's ARP rule): a frame passes
+    /// exactly when the filter matches it with only its Ethernet addresses traded, as
+    /// such a frame has no IPv4 addresses or ports to trade. `None`, so nothing of
+    /// another EtherType passes, unless the filter names the whole EtherType field, an
+    /// EtherType (0x0600 or more, not a length) other than IPv4 and ARP: a filter naming
+    /// only a MAC or a payload byte would otherwise let its owner send every protocol it
+    /// does not receive. Bytes past the Ethernet header stay in place whatever they mean
+    /// to the protocol, so two apps sharing an EtherType are kept apart only by bytes the
+    /// peer's answers keep in place (a tag), not by fields they trade (IPv6 ports).
+    pub fn link_transmit_rule(&self) -> Option<Filter> {
+        let bytes = self.byte_constraints()?;
+        let whole = |offset| {
+            bytes
+                .iter()
+                .find(|&&(at, mask, _)| at == offset && mask == 0xFF)
+        };
+        let (&(_, _, high), &(_, _, low)) = (whole(12)?, whole(13)?);
+        let ethertype = u16::from_be_bytes([high, low]);
+        (ethertype >= 0x0600 && ![IPV4_ETHERTYPE, ARP_ETHERTYPE].contains(&ethertype))
+            .then(|| self.mirrored(&[MACS]))
+    }
+
+    /// The filter on frames sent the other way: each byte it constrains moved by
+    /// [`mirror`] over `endpoints`, joined into fields again.
+    fn mirrored(&self, endpoints: &[(u16, u16, u16)]) -> Filter {
         // A filter no frame matches (never built: `new` refuses it) stays one.
         let Some(received) = self.byte_constraints() else {
             return self.clone();
         };
         let mut bytes: Vec<(u16, u8, u8)> = received
             .into_iter()
-            .map(|(offset, mask, value)| (mirror(offset), mask, value))
+            .map(|(offset, mask, value)| (mirror(offset, endpoints), mask, value))
             .collect();
         // Mirroring trades bytes in pairs, so no two land on one offset.
         bytes.sort_unstable_by_key(|&(offset, _, _)| offset);
@@ -604,11 +643,41 @@ mod tests {
         assert!(!from_mac.matches(&frame));
     }
 
+    #[test]
+    fn link_transmit_rules_trade_only_the_macs_of_a_named_ethertype() {
+        let raw = Filter::parse("12:2=0x88b5 & 0:4=0x02000000 & 4:2=0x0001 & 30:1=7")
+            .unwrap()
+            .link_transmit_rule()
+            .unwrap();
+        let mut frame = alloc::vec![0u8; 60];
+        frame[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        frame[12..14].copy_from_slice(&[0x88, 0xb5]);
+        frame[30] = 7;
+        assert!(raw.matches(&frame), "from its MAC, byte 30 in place");
+        frame[26] = 7;
+        frame[30] = 0;
+        assert!(!raw.matches(&frame), "no IPv4 address to trade");
+        let split = Filter::parse("12:1=0x88 & 13:1=0xb5").unwrap();
+        assert!(split.link_transmit_rule().is_some(), "named in two atoms");
+        for unnamed in [
+            "0:4=0x02000000 & 4:2=0x0001",
+            "12:2/0xff00=0x8800",
+            "42:1=1",
+        ] {
+            let filter = Filter::parse(unnamed).unwrap();
+            assert_eq!(filter.link_transmit_rule(), None, "{unnamed}");
+        }
+        for own_rules in ["udp dport 80", "12:2=0x0800", "arp", "12:2=0x002e"] {
+            let filter = Filter::parse(own_rules).unwrap();
+            assert_eq!(filter.link_transmit_rule(), None, "{own_rules}");
+        }
+    }
+
     /// `frame` with its two ends traded, as [`mirror`] says byte by byte (a frame
     /// holding every endpoint byte).
     fn mirrored(frame: &[u8]) -> Vec<u8> {
         (0..frame.len() as u16)
-            .map(|offset| frame[usize::from(mirror(offset))])
+            .map(|offset| frame[usize::from(mirror(offset, &ENDPOINTS))])
             .collect()
     }
 
