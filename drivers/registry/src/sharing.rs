@@ -13,13 +13,15 @@
 //!   counts the rest.
 //!
 //! Sending is checked in place too: an app's frame goes out only if it comes from the
-//! interface's MAC and either is an ARP request from the interface's MAC and address
+//! interface's MAC and is an ARP request from the interface's MAC and address
 //! (sender fields included) or is IPv4 from its address, with a 20-byte header (the rules
 //! find the ports at fixed offsets, which IP options would move), matching the transmit
 //! rule of one of its filters: the frame with its ends traded (MACs, addresses, ports)
 //! must match the filter, payload bytes included, so the port it receives on is the only
-//! port it sends from and two apps told apart by a payload byte send only their own;
-//! otherwise the fill is withdrawn before the device sees it, and counted.
+//! port it sends from and two apps told apart by a payload byte send only their own; or
+//! is of another EtherType that one of its filters names whole, matching that filter
+//! with only the MACs traded (`Filter::link_transmit_rule`: no EtherType a filter does
+//! not name); otherwise the fill is withdrawn before the device sees it, and counted.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -56,8 +58,11 @@ struct Endpoint {
     holder: Holder,
     /// Its binding's number on this interface (the filters' owner).
     id: u64,
-    /// What it may send: one rule per filter ([`Filter::transmit_rule`]).
+    /// What IPv4 it may send: one rule per filter ([`Filter::transmit_rule`]).
     rules: Vec<Filter>,
+    /// What frames of other EtherTypes it may send: one rule per filter that names one
+    /// ([`Filter::link_transmit_rule`]).
+    link_rules: Vec<Filter>,
     /// Frames another app's poll found for it.
     backlog: VecDeque<Vec<u8>>,
     /// Its counters, as [`NetBinding`] shows them.
@@ -145,11 +150,12 @@ impl Sharing {
         }
     }
 
-    /// Whether binding `rules` may send `frame`: from the interface's MAC; ARP requests
+    /// Whether `endpoint` may send `frame`: from the interface's MAC; ARP requests
     /// from its MAC and address (neighbours learn that pair from them); IPv4 with a
     /// 20-byte header (the rules read ports at fixed offsets, which options would move)
-    /// from its address matching one of the rules.
-    fn permits(&self, rules: &[Filter], frame: &[u8]) -> bool {
+    /// from its address matching one of its rules; a frame of another EtherType matching
+    /// one of its link rules (so of an EtherType one of its filters names).
+    fn permits(&self, endpoint: &Endpoint, frame: &[u8]) -> bool {
         if frame.len() < 14 || frame[6..12] != self.mac {
             return false;
         }
@@ -165,9 +171,9 @@ impl Sharing {
                 frame.len() >= 34
                     && frame[14] == IPV4_NO_OPTIONS
                     && frame[26..30] == address
-                    && rules.iter().any(|rule| rule.matches(frame))
+                    && endpoint.rules.iter().any(|rule| rule.matches(frame))
             }
-            _ => false,
+            _ => endpoint.link_rules.iter().any(|rule| rule.matches(frame)),
         }
     }
 
@@ -309,6 +315,10 @@ pub(crate) fn bind(
         holder,
         id,
         rules: filters.iter().map(Filter::transmit_rule).collect(),
+        link_rules: filters
+            .iter()
+            .filter_map(Filter::link_transmit_rule)
+            .collect(),
         backlog: VecDeque::new(),
         counters: NetBinding {
             app: holder.1,
@@ -424,7 +434,7 @@ impl Bound {
         self.with(|nic, sharing, index| {
             let mut spoofed = false;
             let mut permits = |frame: &[u8]| {
-                spoofed = !sharing.permits(&sharing.endpoints[index].rules, frame);
+                spoofed = !sharing.permits(&sharing.endpoints[index], frame);
                 !spoofed
             };
             let result = send(nic, &mut permits);
@@ -702,6 +712,17 @@ pub(crate) mod tests {
         frame.extend_from_slice(&sender.1);
         frame.extend_from_slice(&[0; 6]);
         frame.extend_from_slice(&target);
+        frame
+    }
+
+    /// A 60-byte frame of `ethertype` from `src_mac` to the peer, `tag` its first
+    /// payload byte.
+    fn raw_frame(src_mac: [u8; 6], ethertype: u16, tag: u8) -> Vec<u8> {
+        let mut frame = vec![0u8; 60];
+        frame[0..6].copy_from_slice(&PEER_MAC);
+        frame[6..12].copy_from_slice(&src_mac);
+        frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        frame[14] = tag;
         frame
     }
 
@@ -1175,6 +1196,66 @@ pub(crate) mod tests {
         };
         let why = "the second app's tag: the peer's answer would go to it";
         sends_only(first.as_mut(), &wire, &tagged(1), &tagged(2), why);
+    }
+
+    #[test]
+    fn apps_of_a_raw_ethertype_send_it_with_only_their_own_bytes() {
+        let (registry, wire) = shared();
+        let raw = "12:2=0x88b5 & 14:1=1 & 6:4=0x02000000 & 10:2=0x0009";
+        let mut first = bind(registry, 1, "first", &[raw]).unwrap();
+        let _second = bind(registry, 2, "second", &["12:2=0x88b5 & 14:1=2"]).unwrap();
+        let why = "the second app's tag: the peer's answer would go to it";
+        let (own, others) = (raw_frame(MAC, 0x88b5, 1), raw_frame(MAC, 0x88b5, 2));
+        sends_only(first.as_mut(), &wire, &own, &others, why);
+        let mut elsewhere = own.clone();
+        elsewhere[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 8]);
+        let refused = [
+            (raw_frame(PEER_MAC, 0x88b5, 1), "from another MAC"),
+            (elsewhere, "to a MAC it does not receive from"),
+            (
+                raw_frame(MAC, 0x88b6, 1),
+                "an EtherType it does not receive",
+            ),
+        ];
+        for (frame, why) in refused {
+            assert_eq!(
+                send(first.as_mut(), &frame),
+                Err(DeviceError::Withdrawn),
+                "{why}"
+            );
+        }
+        assert_eq!(
+            wire.lock().sent.len(),
+            1,
+            "nothing withdrawn reached the wire"
+        );
+    }
+
+    #[test]
+    fn a_filter_naming_no_ethertype_sends_none_but_ipv4_and_arp_by_their_rules() {
+        let (registry, wire) = shared();
+        let _httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
+        let mut raw = bind(registry, 2, "raw", &["12:2=0x88b5"]).unwrap();
+        let why = "httpd's port: IPv4 keeps its rule whatever the EtherType filters";
+        sends_only(
+            raw.as_mut(),
+            &wire,
+            &raw_frame(MAC, 0x88b5, 7),
+            &outgoing(6, 80),
+            why,
+        );
+        let (registry, _) = shared();
+        let mut peer_watcher = bind(registry, 1, "watcher", &["6:4=0x02000000 & 10:2=9"]).unwrap();
+        let unnamed = raw_frame(MAC, 0x88b7, 0);
+        assert_eq!(
+            send(peer_watcher.as_mut(), &unnamed),
+            Err(DeviceError::Withdrawn),
+            "a filter naming only the peer's MAC names no EtherType"
+        );
+        assert_eq!(
+            send(peer_watcher.as_mut(), &arp(1, (MAC, ADDRESS), PEER)),
+            Ok(())
+        );
     }
 
     #[test]
