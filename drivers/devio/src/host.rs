@@ -1,7 +1,8 @@
 //! The host tests' kernel: DMA pages from the host heap (counted), no devices, a clock
 //! the test moves, and a machine of [`HostPlatform::CORES`] cores whose wake messages
 //! are the kernel's form; [`registers`], plain memory standing for a device's
-//! registers when a test plays the device; and [`completions`], one poll of a disk.
+//! registers when a test plays the device; [`FakePorts`], I/O ports of plain memory
+//! when a test plays a device behind ports; and [`completions`], one poll of a disk.
 #![allow(unsafe_code)] // a `Platform` promises what its memory is; register windows are raw allocations
 
 use alloc::boxed::Box;
@@ -12,7 +13,7 @@ use std::sync::Mutex;
 
 use rexo_api::{BlockDevice, DeviceError, Tag};
 
-use crate::{Mmio, Platform};
+use crate::{Mmio, Platform, PortWindow};
 
 /// Zeroed host memory of `len` bytes as a device's register window (a test plays the
 /// device), 4 KiB-aligned as a BAR is, so that a register aligned in the window is
@@ -35,6 +36,174 @@ fn zeroed_pages(len: usize) -> Option<*mut u8> {
         std::alloc::handle_alloc_error(layout);
     }
     Some(base)
+}
+
+/// The host's I/O port space, where every port access of a host build goes (`in` and
+/// `out` fault outside the kernel): what reads of each port give, and the writes made.
+struct PortSpace {
+    /// What a read of each port gives, as a device's test sets it ([`FakePorts::answer8`]).
+    answers: [u8; 1 << 16],
+    /// The writes not yet taken, as (port, write), oldest first.
+    writes: Vec<(u16, PortWrite)>,
+    /// The first port no [`FakePorts`] has been given (ranges are never reused, so tests
+    /// running side by side never share a port).
+    next_free: u32,
+}
+
+/// The port space of the whole test run.
+static PORT_SPACE: Mutex<PortSpace> = Mutex::new(PortSpace {
+    answers: [0; 1 << 16],
+    writes: Vec::new(),
+    next_free: 0,
+});
+
+/// One write to a port, as [`FakePorts::take_writes`] gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortWrite {
+    /// The port's offset in its window.
+    pub offset: u16,
+    /// The access's width in bytes: 1, 2 or 4.
+    pub bytes: u8,
+    /// The value written.
+    pub value: u32,
+}
+
+/// A fresh range of the host's port space for a test playing a device behind ports:
+/// reads give what the test [answered](Self::answer8) (0 until then; an access of N
+/// bytes covers N consecutive ports, little-endian), writes are recorded for
+/// [`take_writes`](Self::take_writes) and never read back (a port's read and write
+/// sides are often different registers, as ATA's status and command).
+#[derive(Clone, Copy, Debug)]
+pub struct FakePorts {
+    /// The window the driver gets.
+    window: PortWindow,
+    /// Ports in it.
+    len: u16,
+}
+
+impl FakePorts {
+    /// `len` ports no other window of the test run has; panics when the 64 Ki ports
+    /// are used up.
+    pub fn new(len: u16) -> Self {
+        let mut space = PORT_SPACE.lock().unwrap();
+        let base = u16::try_from(space.next_free)
+            .ok()
+            .filter(|base| base.checked_add(len).is_some())
+            .expect("the host's 64 Ki ports are used up");
+        space.next_free += u32::from(len);
+        // SAFETY: on the host every port access goes to `PORT_SPACE` (the `in` and
+        // `out` instructions are never built), and this range is no other window's.
+        let window = unsafe { PortWindow::new(base, len) }.expect("the range fits");
+        Self { window, len }
+    }
+
+    /// The window to hand the driver.
+    pub fn window(&self) -> PortWindow {
+        self.window
+    }
+
+    /// Reads of the port at `offset` give `value` from now on.
+    pub fn answer8(&self, offset: u16, value: u8) {
+        assert!(
+            offset < self.len,
+            "port offset {offset:#x} outside the window"
+        );
+        PORT_SPACE.lock().unwrap().answers[usize::from(self.window.base() + offset)] = value;
+    }
+
+    /// The writes to this window since the last call, oldest first.
+    pub fn take_writes(&self) -> Vec<PortWrite> {
+        let ports = self.window.base()..self.window.base() + self.len;
+        let mut space = PORT_SPACE.lock().unwrap();
+        let (mine, others) = core::mem::take(&mut space.writes)
+            .into_iter()
+            .partition(|(port, _)| ports.contains(port));
+        space.writes = others;
+        mine.into_iter()
+            .map(|(port, write)| PortWrite {
+                offset: port - ports.start,
+                ..write
+            })
+            .collect()
+    }
+}
+
+/// The host's stand-ins for the `in` and `out` instructions, over [`PORT_SPACE`]; unsafe
+/// only to match the instructions they stand for.
+pub(crate) mod instructions {
+    use super::{PORT_SPACE, PortWrite};
+
+    /// The `bytes` ports from `port`, little-endian.
+    fn read(port: u16, bytes: u8) -> u32 {
+        let space = PORT_SPACE.lock().unwrap();
+        (0..bytes).rev().fold(0, |value, byte| {
+            value << 8 | u32::from(space.answers[usize::from(port + u16::from(byte))])
+        })
+    }
+
+    /// Records a write of `value`, `bytes` wide, to `port`.
+    fn write(port: u16, bytes: u8, value: u32) {
+        let write = PortWrite {
+            offset: 0,
+            bytes,
+            value,
+        };
+        PORT_SPACE.lock().unwrap().writes.push((port, write));
+    }
+
+    /// `in al, dx` on the host.
+    ///
+    /// # Safety
+    ///
+    /// None: every port is plain memory here.
+    pub unsafe fn in8(port: u16) -> u8 {
+        read(port, 1) as u8
+    }
+
+    /// `in ax, dx` on the host.
+    ///
+    /// # Safety
+    ///
+    /// None, as for [`in8`].
+    pub unsafe fn in16(port: u16) -> u16 {
+        read(port, 2) as u16
+    }
+
+    /// `in eax, dx` on the host.
+    ///
+    /// # Safety
+    ///
+    /// None, as for [`in8`].
+    pub unsafe fn in32(port: u16) -> u32 {
+        read(port, 4)
+    }
+
+    /// `out dx, al` on the host.
+    ///
+    /// # Safety
+    ///
+    /// None, as for [`in8`].
+    pub unsafe fn out8(port: u16, value: u8) {
+        write(port, 1, value.into());
+    }
+
+    /// `out dx, ax` on the host.
+    ///
+    /// # Safety
+    ///
+    /// None, as for [`in8`].
+    pub unsafe fn out16(port: u16, value: u16) {
+        write(port, 2, value.into());
+    }
+
+    /// `out dx, eax` on the host.
+    ///
+    /// # Safety
+    ///
+    /// None, as for [`in8`].
+    pub unsafe fn out32(port: u16, value: u32) {
+        write(port, 4, value);
+    }
 }
 
 /// Polls queue `queue` of `disk` once: the requests it finished, as (tag, data or
@@ -145,6 +314,31 @@ unsafe impl Platform for HostPlatform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fake_ports_serve_answers_and_record_writes_per_window() {
+        let (first, second) = (FakePorts::new(8), FakePorts::new(4));
+        first.answer8(2, 0x34);
+        first.answer8(3, 0x12);
+        let window = first.window();
+        assert_eq!((window.read8(2), window.read16(2)), (0x34, 0x1234));
+        assert_eq!(window.read32(4), 0, "unanswered ports read 0");
+        window.write8(7, 0x20);
+        second.window().write32(0, 0xDEAD_BEEF);
+        window.write16(0, 0xABCD);
+        assert_eq!(window.read8(7), 0, "a write is not read back");
+        let write = |offset, bytes, value| PortWrite {
+            offset,
+            bytes,
+            value,
+        };
+        assert_eq!(
+            first.take_writes(),
+            [write(7, 1, 0x20), write(0, 2, 0xABCD)]
+        );
+        assert_eq!(first.take_writes(), [], "taken");
+        assert_eq!(second.take_writes(), [write(0, 4, 0xDEAD_BEEF)]);
+    }
 
     #[test]
     fn register_windows_start_on_a_page() {

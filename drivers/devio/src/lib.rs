@@ -17,8 +17,10 @@
 //! - [`LineWake`]: a legacy interrupt line (PCI INTx, an IDE channel's ISA IRQ) as the
 //!   wake-up of a device without MSI; [`LineWaiters`], the kernel's half of it.
 //! - `host` (tests, and the `host` feature off the kernel target): `HostPlatform`, a
-//!   [`Platform`] of host heap pages and a clock the test moves, and `registers`, a
-//!   page-aligned register window of plain memory, for drivers' host tests.
+//!   [`Platform`] of host heap pages and a clock the test moves, `registers`, a
+//!   page-aligned register window of plain memory, and `FakePorts`, a port window whose
+//!   reads the test answers and whose writes it takes (in these builds every
+//!   [`PortWindow`] access goes to the host's fake port space), for drivers' host tests.
 //! - [`pairs`]: one queue pair of a network interface handed out on its own
 //!   ([`QueuePair`], the frame path the drivers that split implement).
 //!

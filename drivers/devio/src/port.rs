@@ -1,7 +1,11 @@
-//! I/O port windows.
+//! I/O port windows. The `in` and `out` instructions are in `instructions`; in the
+//! host tests (where they cannot run) the host's fake port space stands in for them
+//! (`crate::host::FakePorts`), chosen at build time, so the kernel's accesses have no
+//! branch for it.
 #![allow(unsafe_code)] // the `in` and `out` instructions
 
-use core::arch::asm;
+#[cfg(any(test, all(feature = "host", not(target_os = "none"))))]
+use crate::host::instructions;
 
 /// A device's range of I/O ports (an I/O BAR, or the fixed ports of a legacy
 /// controller). Accesses are bounds-checked; one outside the window is a driver bug and
@@ -45,58 +49,131 @@ impl PortWindow {
     /// Reads the 8-bit port at `offset`.
     pub fn read8(&self, offset: u16) -> u8 {
         let port = self.port(offset, 1);
-        let value: u8;
         // SAFETY: the port is in this device's window (checked), given by `new`'s contract.
-        unsafe {
-            asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags))
-        };
-        value
+        unsafe { instructions::in8(port) }
     }
 
     /// Reads the 16-bit port at `offset`.
     pub fn read16(&self, offset: u16) -> u16 {
         let port = self.port(offset, 2);
-        let value: u16;
         // SAFETY: as for `read8`.
-        unsafe {
-            asm!("in ax, dx", out("ax") value, in("dx") port, options(nomem, nostack, preserves_flags))
-        };
-        value
+        unsafe { instructions::in16(port) }
     }
 
     /// Reads the 32-bit port at `offset`.
     pub fn read32(&self, offset: u16) -> u32 {
         let port = self.port(offset, 4);
-        let value: u32;
         // SAFETY: as for `read8`.
-        unsafe {
-            asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags))
-        };
-        value
+        unsafe { instructions::in32(port) }
     }
 
     /// Writes the 8-bit port at `offset`.
     pub fn write8(&self, offset: u16, value: u8) {
         let port = self.port(offset, 1);
         // SAFETY: as for `read8`.
-        unsafe {
-            asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
-        };
+        unsafe { instructions::out8(port, value) }
     }
 
     /// Writes the 16-bit port at `offset`.
     pub fn write16(&self, offset: u16, value: u16) {
         let port = self.port(offset, 2);
         // SAFETY: as for `read8`.
-        unsafe {
-            asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
-        };
+        unsafe { instructions::out16(port, value) }
     }
 
     /// Writes the 32-bit port at `offset`.
     pub fn write32(&self, offset: u16, value: u32) {
         let port = self.port(offset, 4);
         // SAFETY: as for `read8`.
+        unsafe { instructions::out32(port, value) }
+    }
+}
+
+/// The `in` and `out` instructions, one function per width; each is as unsafe as the
+/// port it reaches.
+#[cfg(not(any(test, all(feature = "host", not(target_os = "none")))))]
+mod instructions {
+    use core::arch::asm;
+
+    /// `in al, dx`.
+    ///
+    /// # Safety
+    ///
+    /// `port` belongs to a device handed to the caller (see [`super::PortWindow::new`]).
+    #[inline(always)]
+    pub unsafe fn in8(port: u16) -> u8 {
+        let value: u8;
+        // SAFETY: the caller's contract.
+        unsafe {
+            asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags))
+        };
+        value
+    }
+
+    /// `in ax, dx`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`in8`].
+    #[inline(always)]
+    pub unsafe fn in16(port: u16) -> u16 {
+        let value: u16;
+        // SAFETY: the caller's contract.
+        unsafe {
+            asm!("in ax, dx", out("ax") value, in("dx") port, options(nomem, nostack, preserves_flags))
+        };
+        value
+    }
+
+    /// `in eax, dx`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`in8`].
+    #[inline(always)]
+    pub unsafe fn in32(port: u16) -> u32 {
+        let value: u32;
+        // SAFETY: the caller's contract.
+        unsafe {
+            asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags))
+        };
+        value
+    }
+
+    /// `out dx, al`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`in8`].
+    #[inline(always)]
+    pub unsafe fn out8(port: u16, value: u8) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+        };
+    }
+
+    /// `out dx, ax`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`in8`].
+    #[inline(always)]
+    pub unsafe fn out16(port: u16, value: u16) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
+        };
+    }
+
+    /// `out dx, eax`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`in8`].
+    #[inline(always)]
+    pub unsafe fn out32(port: u16, value: u32) {
+        // SAFETY: the caller's contract.
         unsafe {
             asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
         };
