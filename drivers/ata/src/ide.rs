@@ -863,6 +863,81 @@ impl BlockDevice for IdeDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rexo_devio::host::{FakePorts, HostPlatform, PortWrite};
+
+    /// Status: the drive is ready (DRDY), neither busy nor asking for data.
+    const STATUS_READY: u8 = 0x40;
+
+    /// The master of a PIO-only channel (no bus master) on fake ports, ready, with
+    /// `sectors` sectors and the 28-bit commands only: the disk and its command and
+    /// control blocks, their writes so far taken.
+    fn pio_disk(sectors: u64) -> (IdeDisk, FakePorts, FakePorts) {
+        let platform = HostPlatform::leaked();
+        let (command, control) = (FakePorts::new(8), FakePorts::new(1));
+        control.answer8(REG_CONTROL, STATUS_READY);
+        command.answer8(REG_STATUS, STATUS_READY);
+        let channel = Channel::new(
+            0,
+            (command.window(), control.window()),
+            None,
+            Err(DeviceError::Unsupported("no line in the test")),
+            platform,
+        );
+        let identity = Identity {
+            model: "QEMU HARDDISK".into(),
+            sectors,
+            lba48: false,
+            dma: false,
+            ncq_depth: None,
+        };
+        let disk = IdeDisk::new(Arc::new(channel), 0, identity, platform).unwrap();
+        command.take_writes();
+        control.take_writes();
+        (disk, command, control)
+    }
+
+    /// 8-bit writes of `(offset, value)`.
+    fn writes8(writes: &[(u16, u8)]) -> alloc::vec::Vec<PortWrite> {
+        writes
+            .iter()
+            .map(|&(offset, value)| PortWrite {
+                offset,
+                bytes: 1,
+                value: value.into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_withdrawn_write_touches_no_register_and_leaves_the_channel_free() {
+        let (mut disk, command, control) = pio_disk(1 << 20);
+        let withdrawn = disk.submit_write_checked(0, 8, 2, &mut |_| false);
+        assert_eq!(withdrawn, Err(DeviceError::Withdrawn));
+        assert_eq!(command.take_writes(), [], "no selection, no task file");
+        assert_eq!(control.take_writes(), []);
+        assert_eq!(disk.submit_read(0, 8, 2), Ok(0), "the channel is free");
+    }
+
+    #[test]
+    fn a_28_bit_read_writes_the_task_file_as_ata_says() {
+        let (mut disk, command, _control) = pio_disk(1 << 28);
+        assert_eq!(disk.submit_read(0, 0x0ABC_DEF1, 3), Ok(0));
+        // ATA-6 READ SECTORS (0x20) in the 28-bit task file: features 0, count, LBA 7:0,
+        // 15:8, 23:16, the device register (obsolete bits 7 and 5, LBA bit 6, drive 0 in
+        // bit 4, LBA 27:24 in bits 3:0), the command last; the drive was selected first
+        // (the device register alone).
+        let expected = writes8(&[
+            (REG_DEVICE, 0xA0),
+            (REG_ERROR, 0),
+            (REG_COUNT, 3),
+            (REG_LBA_LOW, 0xF1),
+            (REG_LBA_MID, 0xDE),
+            (REG_LBA_HIGH, 0xBC),
+            (REG_DEVICE, 0xEA),
+            (REG_COMMAND, 0x20),
+        ]);
+        assert_eq!(command.take_writes(), expected);
+    }
 
     #[test]
     fn prd_regions_split_at_64k_boundaries() {
