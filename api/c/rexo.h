@@ -303,9 +303,9 @@ int64_t rexo_net_open(unsigned index);
  * ARP and ping for the address of the kernel word ip=, and lets the app send only from
  * that address IPv4 frames its filter would take with their two ends traded: from the
  * ports it receives on, to the sources it receives from, with the payload bytes it
- * names; ARP requests; and frames of another EtherType (0x0600 or more, not a VLAN
- * tag) that the filter names whole and would take with only the two MACs traded, never
- * an EtherType the filter does not name).
+ * names; ARP requests; and frames of another EtherType (0x0600 or more, not a carrier of
+ * other frames such as a VLAN tag) that the filter names whole and would take with only
+ * the two MACs traded, never an EtherType the filter does not name).
  * Returns a handle (> 0), REXO_EINVAL
  * (`atoms` NULL with `count` > 0, no atoms, a bad or contradicting atom), REXO_EFAULT,
  * REXO_ENODEV, REXO_EBUSY (the filter overlaps another app's, or an app holds the

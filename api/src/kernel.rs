@@ -332,9 +332,9 @@ macro_rules! kernel_calls {
             /// address IPv4 frames one of its filters would take with their two ends traded
             /// (from the ports it receives on, to the sources it receives from, with the
             /// payload bytes the filter names), ARP requests, and frames of another
-            /// EtherType (0x0600 or more, not a VLAN tag) that one of its filters names
-            /// whole and would take with only the two MACs traded, never an EtherType none
-            /// of them names
+            /// EtherType (0x0600 or more, not a carrier of other frames such as a VLAN tag)
+            /// that one of its filters names whole and would take with only the two MACs
+            /// traded, never an EtherType none of them names
             /// ([`DeviceError::Withdrawn`](crate::DeviceError::Withdrawn) otherwise).
             /// [`ApiError::DeviceBusy`] while an app holds the interface whole;
             /// [`ApiError::TooManyFilters`] for more than [`MAX_BINDING_FILTERS`](crate::MAX_BINDING_FILTERS)

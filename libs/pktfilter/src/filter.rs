@@ -120,10 +120,16 @@ const ETHERTYPE: (u16, u8) = (12, 2);
 const IPV4_ETHERTYPE: u16 = 0x0800;
 /// The EtherType of ARP.
 const ARP_ETHERTYPE: u16 = 0x0806;
-/// EtherTypes whose frames carry another protocol's frame behind a tag (802.1Q, 802.1ad
-/// and the older 0x9100 stacking): no link rule lets an app send them, as the kernel
-/// would not see the IPv4 addresses and ports inside.
-const TAGGING_ETHERTYPES: [u16; 3] = [0x8100, 0x88A8, 0x9100];
+/// EtherTypes whose frames carry another protocol's frame, IPv4 or Ethernet, behind a
+/// header of their own: VLAN tags (802.1Q 0x8100, 802.1ad 0x88A8, the older stackings
+/// 0x9100, 0x9200, 0x9300), PPPoE sessions (0x8864), MPLS (0x8847, 0x8848), 802.1ah
+/// backbone bridging (0x88E7) and transparent Ethernet bridging (0x6558). No link rule
+/// lets an app send them, as the kernel would not see the addresses and ports inside.
+/// No such list can be complete: a filter on a rarer carrier lets its app send what it
+/// carries, to the MACs the app receives from.
+const ENCAPSULATING_ETHERTYPES: [u16; 10] = [
+    0x8100, 0x88A8, 0x9100, 0x9200, 0x9300, 0x8864, 0x8847, 0x8848, 0x88E7, 0x6558,
+];
 /// IPv4 with a 20-byte header: version 4, IHL 5 (the ports are then at fixed offsets).
 const IPV4_V_IHL: (u16, u8) = (14, 1);
 /// The IPv4 protocol field.
@@ -373,8 +379,9 @@ impl Filter {
     /// exactly when the filter matches it with only its Ethernet addresses traded, as
     /// such a frame has no IPv4 addresses or ports to trade. `None`, so nothing of
     /// another EtherType passes, unless the filter names the whole EtherType field, an
-    /// EtherType (0x0600 or more, not a length) other than IPv4, ARP and the VLAN tags
-    /// (whose frames would carry IPv4 past the IPv4 rule): a filter naming
+    /// EtherType (0x0600 or more, not a length) other than IPv4, ARP and those that carry
+    /// other frames (VLAN tags, PPPoE, MPLS: [`ENCAPSULATING_ETHERTYPES`], whose frames
+    /// would carry IPv4 past the IPv4 rule): a filter naming
     /// only a MAC or a payload byte would otherwise let its owner send every protocol it
     /// does not receive. Bytes past the Ethernet header stay in place whatever they mean
     /// to the protocol, so two apps sharing an EtherType are kept apart only by bytes the
@@ -389,7 +396,7 @@ impl Filter {
         let (&(_, _, high), &(_, _, low)) = (whole(12)?, whole(13)?);
         let ethertype = u16::from_be_bytes([high, low]);
         let own_rules = [IPV4_ETHERTYPE, ARP_ETHERTYPE].contains(&ethertype);
-        (ethertype >= 0x0600 && !own_rules && !TAGGING_ETHERTYPES.contains(&ethertype))
+        (ethertype >= 0x0600 && !own_rules && !ENCAPSULATING_ETHERTYPES.contains(&ethertype))
             .then(|| self.mirrored(&[MACS]))
     }
 
@@ -681,6 +688,9 @@ mod tests {
             "12:2=0x8100",
             "12:2=0x88a8",
             "12:2=0x9100",
+            "12:2=0x8864",
+            "12:2=0x8847",
+            "12:2=0x6558",
         ] {
             let filter = Filter::parse(own_rules).unwrap();
             assert_eq!(filter.link_transmit_rule(), None, "{own_rules}");
