@@ -15,7 +15,10 @@
 //! initialised again with the
 //! features it had, its queues renewed; the lost slots come back, and every request
 //! still in flight on any queue fails with `Reset` at its queue's next poll. A device
-//! that does not come back is given up: `Failed` for every later call.
+//! that does not come back is given up: `Failed` for every later call. So is a device
+//! judged stuck again after 3 resets in a row with no request finished by it in between
+//! (one whose used index overruns right after every restart, say), instead of being
+//! reset at every poll; a request it finishes starts the count again.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -98,9 +101,15 @@ const SLOT_HELD_TOO_LONG: &str =
     "a request slot lost to the device for longer than twice the request timeout";
 /// A stuck device: it set DEVICE_NEEDS_RESET (seen when a request times out).
 const NEEDS_RESET: &str = "the device reported an error (DEVICE_NEEDS_RESET)";
-/// Every call's answer once the device did not come back from a reset.
-const GIVEN_UP: DeviceError =
-    DeviceError::Failed("virtio-blk: the device did not come back from a reset (given up)");
+/// Every call's answer once the device did not come back from a reset, or was judged
+/// stuck again after [`RESETS_IN_A_ROW`] resets with no request finished by it.
+const GIVEN_UP: DeviceError = DeviceError::Failed(
+    "virtio-blk: the device did not come back from a reset, or stayed stuck through resets \
+     (given up)",
+);
+/// The most resets in a row with no request finished by the device in between: a device
+/// judged stuck once more is given up instead of reset again (each reset may wait 1 s).
+const RESETS_IN_A_ROW: u8 = 3;
 /// How long the ID request at start may take.
 const ID_TIMEOUT_NS: u64 = 1_000_000_000;
 
@@ -270,6 +279,9 @@ enum Slot {
 struct Polled {
     /// Completions handed over.
     handed: usize,
+    /// Of those, requests the device finished (the others timed out, failed at a reset
+    /// or finished without it).
+    answered: usize,
     /// Some request timed out.
     timed_out: bool,
     /// Why the device is judged stuck, if it is: [`EVERY_SLOT_LOST`],
@@ -430,6 +442,7 @@ impl RequestQueue {
     fn poll(&mut self, now: &dyn Fn() -> u64, done: Completion<'_>) -> Result<Polled, DeviceError> {
         self.vq.publish();
         let mut count = 0;
+        let mut answered = 0;
         // Only heads the device holds come back (the queue drops any other): a slot's
         // head, `CHAIN * slot`, of a request in flight (busy or abandoned).
         let fault = loop {
@@ -470,6 +483,7 @@ impl RequestQueue {
                 };
                 done(tag, result);
                 count += 1;
+                answered += 1;
             }
             self.slots[slot] = Slot::Free;
             self.free.push(slot as u16);
@@ -521,6 +535,7 @@ impl RequestQueue {
         };
         Ok(Polled {
             handed: count,
+            answered,
             timed_out,
             stuck,
         })
@@ -553,8 +568,11 @@ pub struct VirtioBlk {
     features: u64,
     /// Each queue's MSI-X entry, set again after a reset.
     vectors: Vec<Option<u16>>,
-    /// The device did not come back from a reset: every call fails ([`GIVEN_UP`]).
+    /// The device did not come back from a reset, or stayed stuck: every call fails
+    /// ([`GIVEN_UP`]).
     given_up: bool,
+    /// Resets since the device last finished a request (at most [`RESETS_IN_A_ROW`]).
+    resets_in_a_row: u8,
 }
 
 impl VirtioBlk {
@@ -627,6 +645,7 @@ impl VirtioBlk {
             features,
             vectors,
             given_up: false,
+            resets_in_a_row: 0,
         };
         // From here on, dropping `disk` resets the device before its memory goes.
         disk.start()?;
@@ -696,12 +715,20 @@ impl VirtioBlk {
         }
     }
 
-    /// Resets the device, stuck because of `why`, and starts it again: on success its lost slots come
-    /// back and the requests in flight fail at their queues' next polls; otherwise the
-    /// device is given up (FAILED set, wake-ups disarmed) and [`GIVEN_UP`] returned, as
-    /// by every later call. Its buffers are then never reused: the device may not have
-    /// stopped.
+    /// Resets the device, stuck because of `why`, and starts it again: on success its
+    /// lost slots come back and the requests in flight fail at their queues' next polls.
+    /// A device that does not come back, or that was already reset [`RESETS_IN_A_ROW`]
+    /// times with no request finished by it since, is given up instead (see
+    /// [`give_up`](Self::give_up)).
     fn recover(&mut self, why: &'static str) -> Result<(), DeviceError> {
+        if self.resets_in_a_row >= RESETS_IN_A_ROW {
+            log::error!(
+                "virtio-blk: {why}, after {RESETS_IN_A_ROW} resets in a row with no request \
+                 finished"
+            );
+            return Err(self.give_up());
+        }
+        self.resets_in_a_row += 1;
         log::warn!("virtio-blk: {why}: resetting it");
         match self.restart() {
             Ok(()) => {
@@ -712,12 +739,19 @@ impl VirtioBlk {
             }
             Err(error) => {
                 log::error!("virtio-blk: the device did not come back from its reset: {error}");
-                self.transport.fail();
-                self.wakes.disarm_all();
-                self.given_up = true;
-                Err(GIVEN_UP)
+                Err(self.give_up())
             }
         }
+    }
+
+    /// Gives the device up: FAILED set, wake-ups disarmed, and [`GIVEN_UP`] returned, as
+    /// by every later call. Its buffers are then never reused: the device may not have
+    /// stopped.
+    fn give_up(&mut self) -> DeviceError {
+        self.transport.fail();
+        self.wakes.disarm_all();
+        self.given_up = true;
+        GIVEN_UP
     }
 
     /// Resets the device and initialises it again as at probe (spec 3.1.1): the same
@@ -823,11 +857,14 @@ impl BlockDevice for VirtioBlk {
 
     /// Hands over the queue's completions; when the device is stuck (every slot of the
     /// queue lost to it, one held too long, its used index past the ring, or
-    /// DEVICE_NEEDS_RESET seen at a timeout), resets it (the module's documentation says
-    /// how).
+    /// DEVICE_NEEDS_RESET seen at a timeout), resets it, or gives it up after too many
+    /// resets in a row (the module's documentation says how).
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
         let platform = self.platform;
         let polled = self.queue(queue)?.poll(&|| platform.now_ns(), done)?;
+        if polled.answered > 0 {
+            self.resets_in_a_row = 0;
+        }
         if let Some(why) = polled.stuck {
             self.recover(why)?;
         } else if polled.timed_out && self.transport.needs_reset() {
@@ -1000,6 +1037,7 @@ mod tests {
             features,
             vectors: vec![None; count],
             given_up: false,
+            resets_in_a_row: 0,
         };
         disk.start().unwrap();
         (disk, device, platform)
@@ -1105,6 +1143,55 @@ mod tests {
         assert_eq!(completions(&mut disk, 0), [(read, Err(DeviceError::Reset))]);
         assert_eq!(disk.queues[0].free.len(), 2, "every slot back");
         a_read_works_from_ring_index_0(&mut disk);
+    }
+
+    /// Plays a device whose used index on queue 0 of `disk` runs past the ring (more
+    /// than a ring ahead of the driver, wherever the driver is).
+    fn overrun_the_used_index(disk: &mut VirtioBlk) {
+        let mut device_side = DeviceSide::default();
+        let vq = &mut disk.queues[0].vq;
+        for _ in 0..vq.size() + 2 {
+            device_side.give_back(vq, 0, 1);
+        }
+    }
+
+    #[test]
+    fn a_device_stuck_again_after_three_resets_in_a_row_is_given_up() {
+        let (mut disk, device, _) = disk_on_host(1);
+        for reset in 1..=RESETS_IN_A_ROW {
+            // A read in flight, failed by the reset: handed over at the next poll, but
+            // not finished by the device, so the count goes on.
+            disk.submit_read(0, 0, 1).unwrap();
+            overrun_the_used_index(&mut disk);
+            device.set_status(0);
+            let failed = completions(&mut disk, 0);
+            assert!(
+                failed
+                    .iter()
+                    .all(|(_, result)| *result == Err(DeviceError::Reset)),
+                "{failed:?}"
+            );
+            assert_ne!(device.status(), 0, "reset {reset}: started again");
+        }
+        overrun_the_used_index(&mut disk);
+        device.set_status(0);
+        assert_eq!(disk.poll(0, &mut |_, _| {}), Err(GIVEN_UP));
+        assert_eq!(device.status(), STATUS_FAILED, "given up, not reset again");
+        assert_eq!(disk.submit_read(0, 0, 1), Err(GIVEN_UP));
+    }
+
+    #[test]
+    fn a_request_the_device_finishes_starts_the_count_of_resets_again() {
+        let (mut disk, device, _) = disk_on_host(1);
+        for _ in 0..RESETS_IN_A_ROW {
+            overrun_the_used_index(&mut disk);
+            assert_eq!(completions(&mut disk, 0), []);
+        }
+        a_read_works_from_ring_index_0(&mut disk);
+        overrun_the_used_index(&mut disk);
+        device.set_status(0);
+        assert_eq!(completions(&mut disk, 0), []);
+        assert_ne!(device.status(), 0, "reset again, not given up");
     }
 
     #[test]
