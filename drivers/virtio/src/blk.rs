@@ -452,6 +452,8 @@ impl RequestQueue {
                 // The used ring cannot be read on (its index ran past it): only a
                 // reset of the device makes the queue usable again.
                 Err(DeviceError::Failed(why)) => break Some(why),
+                // Unreachable: `pop_used`'s only error is that overrun's `Failed`, as the
+                // arm above assumes (a new error there must not be taken for it).
                 Err(error) => return Err(error),
             };
             let slot = usize::from(used.id / CHAIN);
