@@ -9,7 +9,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rexo_api::{BlockDevice, DeviceError, Tag};
 
@@ -57,6 +57,12 @@ static PORT_SPACE: Mutex<PortSpace> = Mutex::new(PortSpace {
     next_free: 0,
 });
 
+/// The port space, locked; a test that panicked while holding it (a [`FakePorts::new`]
+/// past the 64 Ki ports, say) left it whole, so it serves the tests after it.
+fn port_space() -> MutexGuard<'static, PortSpace> {
+    PORT_SPACE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// One write to a port, as [`FakePorts::take_writes`] gives it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortWrite {
@@ -73,6 +79,12 @@ pub struct PortWrite {
 /// bytes covers N consecutive ports, little-endian), writes are recorded for
 /// [`take_writes`](Self::take_writes) and never read back (a port's read and write
 /// sides are often different registers, as ATA's status and command).
+///
+/// Ranges are given out from port 0 up, so once 0x170 ports are given out they may cover
+/// ports of this crate's fixed windows (the legacy IDE channels' at 0x170, 0x1F0, 0x376
+/// and 0x3F6, configuration's at 0xCF8), which a host test reaching those also uses.
+/// Writes are kept until a window covering their port takes them: those to ports of no
+/// window, or of one whose test never takes them, stay for the rest of the run.
 #[derive(Clone, Copy, Debug)]
 pub struct FakePorts {
     /// The window the driver gets.
@@ -85,7 +97,7 @@ impl FakePorts {
     /// `len` ports no other window of the test run has; panics when the 64 Ki ports
     /// are used up.
     pub fn new(len: u16) -> Self {
-        let mut space = PORT_SPACE.lock().unwrap();
+        let mut space = port_space();
         let base = u16::try_from(space.next_free)
             .ok()
             .filter(|base| base.checked_add(len).is_some())
@@ -108,13 +120,13 @@ impl FakePorts {
             offset < self.len,
             "port offset {offset:#x} outside the window"
         );
-        PORT_SPACE.lock().unwrap().answers[usize::from(self.window.base() + offset)] = value;
+        port_space().answers[usize::from(self.window.base() + offset)] = value;
     }
 
     /// The writes to this window since the last call, oldest first.
     pub fn take_writes(&self) -> Vec<PortWrite> {
         let ports = self.window.base()..self.window.base() + self.len;
-        let mut space = PORT_SPACE.lock().unwrap();
+        let mut space = port_space();
         let (mine, others) = core::mem::take(&mut space.writes)
             .into_iter()
             .partition(|(port, _)| ports.contains(port));
@@ -131,11 +143,11 @@ impl FakePorts {
 /// The host's stand-ins for the `in` and `out` instructions, over [`PORT_SPACE`]; unsafe
 /// only to match the instructions they stand for.
 pub(crate) mod instructions {
-    use super::{PORT_SPACE, PortWrite};
+    use super::{PortWrite, port_space};
 
     /// The `bytes` ports from `port`, little-endian.
     fn read(port: u16, bytes: u8) -> u32 {
-        let space = PORT_SPACE.lock().unwrap();
+        let space = port_space();
         (0..bytes).rev().fold(0, |value, byte| {
             value << 8 | u32::from(space.answers[usize::from(port + u16::from(byte))])
         })
@@ -148,7 +160,7 @@ pub(crate) mod instructions {
             bytes,
             value,
         };
-        PORT_SPACE.lock().unwrap().writes.push((port, write));
+        port_space().writes.push((port, write));
     }
 
     /// `in al, dx` on the host.
@@ -338,6 +350,19 @@ mod tests {
         );
         assert_eq!(first.take_writes(), [], "taken");
         assert_eq!(second.take_writes(), [write(0, 4, 0xDEAD_BEEF)]);
+    }
+
+    #[test]
+    fn a_fake_ports_past_the_port_space_leaves_it_usable() {
+        let first = FakePorts::new(1);
+        // Past the end from any base but 0, which `first` took.
+        let past_the_end = std::panic::catch_unwind(|| FakePorts::new(u16::MAX));
+        assert!(past_the_end.is_err());
+        let after = FakePorts::new(1);
+        after.answer8(0, 0x5A);
+        assert_eq!(after.window().read8(0), 0x5A);
+        first.window().write8(0, 1);
+        assert_eq!(first.take_writes().len(), 1);
     }
 
     #[test]
