@@ -39,7 +39,7 @@ pub enum Progress {
     /// The connection is over: close it.
     Finished,
     /// The client sent `shutdown` and the answers to its requests before it are in the
-    /// send buffer: the app stops.
+    /// send buffer, or the connection failed: the app stops.
     Shutdown,
 }
 
