@@ -1232,7 +1232,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_filter_naming_no_ethertype_sends_none_but_ipv4_and_arp_by_their_rules() {
+    fn a_raw_ethertype_binding_cannot_send_ipv4_from_anothers_port() {
         let (registry, wire) = shared();
         let _httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
         let mut raw = bind(registry, 2, "raw", &["12:2=0x88b5"]).unwrap();
@@ -1244,6 +1244,10 @@ pub(crate) mod tests {
             &outgoing(6, 80),
             why,
         );
+    }
+
+    #[test]
+    fn a_filter_naming_no_ethertype_sends_none_but_ipv4_and_arp_by_their_rules() {
         let (registry, _) = shared();
         let mut peer_watcher = bind(registry, 1, "watcher", &["6:4=0x02000000 & 10:2=9"]).unwrap();
         let unnamed = raw_frame(MAC, 0x88b7, 0);
