@@ -13,8 +13,29 @@ const CLASS_IN: u16 = 1;
 /// The response code for a name that does not exist.
 const NXDOMAIN: u16 = 3;
 
-/// The question of a DNS query: its name (lowercase, dot-separated), its type and the
-/// offset just past it; `None` for anything but one well-formed question.
+/// The most bytes a name takes in a message, its length bytes and final zero included
+/// (RFC 1035, 2.3.4).
+const MAX_NAME_BYTES: usize = 255;
+
+/// Appends `label` to `name` as a master file writes it (RFC 1035, 5.1): a dot or
+/// backslash inside the label as `\.` or `\\`, any other byte but printable ASCII as
+/// `\DDD`; so that one label holding a dot is not taken for two labels.
+fn push_label(name: &mut String, label: &[u8]) {
+    for &byte in label {
+        match byte {
+            b'.' | b'\\' => {
+                name.push('\\');
+                name.push(char::from(byte));
+            }
+            b'!'..=b'~' => name.push(char::from(byte)),
+            _ => name.push_str(&alloc::format!("\\{byte:03}")),
+        }
+    }
+}
+
+/// The question of a DNS query: its name (lowercase, dot-separated, written as
+/// [`push_label`] says), its type and the offset just past it; `None` for anything but
+/// one well-formed question.
 fn question(query: &[u8]) -> Option<(String, u16, usize)> {
     let field = |at: usize| Some(u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]));
     let is_query = field(2)? & 0x8000 == 0;
@@ -35,8 +56,11 @@ fn question(query: &[u8]) -> Option<(String, u16, usize)> {
         if !name.is_empty() {
             name.push('.');
         }
-        name.push_str(core::str::from_utf8(query.get(at..at + len)?).ok()?);
+        push_label(&mut name, query.get(at..at + len)?);
         at += len;
+    }
+    if at - 12 > MAX_NAME_BYTES {
+        return None;
     }
     let kind = field(at)?;
     (field(at + 2)? == CLASS_IN).then_some((name.to_ascii_lowercase(), kind, at + 4))

@@ -734,6 +734,45 @@ fn the_test_dns_server_drops_what_is_not_a_query() {
     );
 }
 
+/// A query with ID 0x1234 for the name of `labels`, type A, class IN.
+fn dns_query(labels: &[&[u8]]) -> Vec<u8> {
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in labels {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label);
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    query
+}
+
+/// The response code of a reply.
+fn rcode(reply: &[u8]) -> u8 {
+    reply[3] & 0x0F
+}
+
+#[test]
+fn the_test_dns_server_answers_only_the_name_asked_and_drops_names_over_255_bytes() {
+    let table: &[(&str, &[Ipv4Addr])] = &[("a.test", &[Ipv4Addr::new(1, 2, 3, 4)])];
+    let answer = |labels: &[&[u8]]| crate::dnsserver::answer(&dns_query(labels), table);
+    let reply = answer(&[b"a", b"test"]).unwrap();
+    assert_eq!((rcode(&reply), &reply[6..8]), (0, &[0, 1][..]));
+    // One label holding a dot is another name than two labels.
+    let reply = answer(&[b"a.test"]).unwrap();
+    assert_eq!((rcode(&reply), &reply[6..8]), (3, &[0, 0][..]), "a\\.test");
+    // Any byte may be in a label: an unknown name, not garbage.
+    let reply = answer(&[b"a\xff", b"test"]).unwrap();
+    assert_eq!(rcode(&reply), 3, "a\\255.test");
+    // Labels of 63, 63, 63 and 62 bytes: 256 bytes with their lengths and the final zero.
+    let long = [b'x'; 63];
+    assert_eq!(
+        answer(&[&long, &long, &long, &long[..62]]),
+        None,
+        "a 256-byte name"
+    );
+    let reply = answer(&[&long, &long, &long, &long[..61]]).unwrap();
+    assert_eq!(rcode(&reply), 3, "a 255-byte name");
+}
+
 /// The made-up MAC spoofed frames come from.
 const SPOOFER: [u8; 6] = [2, 0, 0, 0, 0, 0x66];
 
