@@ -525,14 +525,12 @@ fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-#[test]
-fn ping_is_answered_with_the_same_data() {
-    let mut net = Net::new(256, 0);
-    // An exchange first, so that a knows b's MAC address.
-    tcp_echo(&mut net, b"hello");
-    let data = Rng(4).bytes(1000);
-    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
-    icmp.extend_from_slice(&data);
+/// A frame from B to A carrying an ICMP message of `kind` (code 0) with `rest` (its
+/// identifier and sequence number for an echo) and `data`, its checksums right.
+fn icmp_from_b_to_a(net: &Net, kind: u8, rest: [u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![kind, 0, 0, 0];
+    icmp.extend_from_slice(&rest);
+    icmp.extend_from_slice(data);
     let sum = checksum(&icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     let total = (20 + icmp.len()) as u16;
@@ -547,8 +545,18 @@ fn ping_is_answered_with_the_same_data() {
     frame.extend_from_slice(&[0x08, 0x00]);
     frame.extend_from_slice(&ip);
     frame.extend_from_slice(&icmp);
+    frame
+}
+
+#[test]
+fn ping_is_answered_with_the_same_data() {
+    let mut net = Net::new(256, 0);
+    // An exchange first, so that a knows b's MAC address.
+    tcp_echo(&mut net, b"hello");
+    let data = Rng(4).bytes(1000);
     let copied_before = net.a.counters().replies_copied;
-    net.wire.deliver_to_a(frame);
+    net.wire
+        .deliver_to_a(icmp_from_b_to_a(&net, 8, [0x12, 0x34, 0, 1], &data));
     net.a.poll(net.now_ns).unwrap();
     let mut sent: Vec<Vec<u8>> = Vec::new();
     net.wire.carry(|frame| {
@@ -600,6 +608,44 @@ fn a_ping_socket_gets_the_replies_to_its_requests() {
         );
     }
     net.b.ping_close(ping);
+}
+
+#[test]
+fn a_ping_socket_skips_replies_with_another_identifier_and_broken_ones() {
+    let mut net = Net::new(256, 0);
+    let ping = net.a.ping_open(0x4242);
+    let mut bad_sum = icmp_from_b_to_a(&net, 0, [0x42, 0x42, 0, 1], b"data");
+    bad_sum[36] ^= 1;
+    let skipped = [
+        (
+            "another identifier",
+            icmp_from_b_to_a(&net, 0, [0x42, 0x43, 0, 1], b"data"),
+        ),
+        ("a wrong ICMP checksum", bad_sum),
+        (
+            "a request, not a reply",
+            icmp_from_b_to_a(&net, 8, [0x42, 0x42, 0, 1], b"data"),
+        ),
+    ];
+    for (what, frame) in skipped {
+        net.wire.deliver_to_a(frame);
+        net.a.poll(net.now_ns).unwrap();
+        assert_eq!(net.a.ping_recv(&ping), None, "{what}");
+    }
+    // The data of a reply is not checked: a short one is reported with its length.
+    let short = icmp_from_b_to_a(&net, 0, [0x42, 0x42, 0, 2], b"d");
+    net.wire.deliver_to_a(short);
+    net.a.poll(net.now_ns).unwrap();
+    let reply = net.a.ping_recv(&ping);
+    assert_eq!(
+        reply,
+        Some(EchoReply {
+            from: B,
+            seq: 2,
+            len: 1
+        })
+    );
+    net.a.ping_close(ping);
 }
 
 #[test]
@@ -771,6 +817,82 @@ fn the_test_dns_server_answers_only_the_name_asked_and_drops_names_over_255_byte
     );
     let reply = answer(&[&long, &long, &long, &long[..61]]).unwrap();
     assert_eq!(rcode(&reply), 3, "a 255-byte name");
+}
+
+/// A reply to `query` (as the resolver sent it) saying it has `count` answers, followed
+/// by `records`.
+fn dns_reply(query: &[u8], count: u16, records: &[u8]) -> Vec<u8> {
+    let mut reply = query.to_vec();
+    reply[2..4].copy_from_slice(&[0x81, 0x80]);
+    reply[6..8].copy_from_slice(&count.to_be_bytes());
+    reply.extend_from_slice(records);
+    reply
+}
+
+#[test]
+fn the_resolver_ignores_malformed_answers_and_answers_to_other_questions() {
+    let mut net = Net::new(256, 0);
+    let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
+    let mut query = net.a.resolve_start("a.test").unwrap();
+    let mut buffer = [0u8; 1500];
+    let (len, resolver) = (0..50)
+        .find_map(|_| {
+            net.step();
+            net.b.recv_from(&server, &mut buffer)
+        })
+        .expect("no query");
+    let asked = buffer[..len].to_vec();
+    // An answer record: its name (by `name`), type A, class IN, TTL 60, then `rdata`.
+    let record = |name: &[u8], rdata: &[u8]| {
+        let mut record = name.to_vec();
+        record.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60]);
+        record.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        record.extend_from_slice(rdata);
+        record
+    };
+    let address = [10, 0, 0, 7];
+    let good = record(&[0xC0, 12], &address);
+    let end = asked.len() as u8;
+    let mut wrong_id = dns_reply(&asked, 1, &good);
+    wrong_id[0] ^= 0xFF;
+    let mut other_name = dns_reply(&asked, 1, &good);
+    other_name[13] = b'b';
+    let mut rdlength_past_end = dns_reply(&asked, 1, &good);
+    rdlength_past_end.truncate(rdlength_past_end.len() - 1);
+    let malformed = [
+        ("a short header", asked[..11].to_vec()),
+        ("another ID", wrong_id),
+        ("another question", other_name),
+        (
+            "a pointer to itself",
+            dns_reply(&asked, 1, &record(&[0xC0, end], &address)),
+        ),
+        (
+            "a pointer out of the message",
+            dns_reply(&asked, 1, &record(&[0xFF, 0xFF], &address)),
+        ),
+        (
+            "a label over 63 bytes",
+            dns_reply(&asked, 1, &record(&[64, 0], &address)),
+        ),
+        ("more answers than it holds", dns_reply(&asked, 2, &good)),
+        ("RDLENGTH past the end", rdlength_past_end),
+    ];
+    for (what, reply) in malformed {
+        net.b.send_to(&server, &reply, resolver).unwrap();
+        for _ in 0..5 {
+            net.step();
+        }
+        assert_eq!(net.a.resolve_poll(&mut query), None, "{what}");
+    }
+    net.b
+        .send_to(&server, &dns_reply(&asked, 1, &good), resolver)
+        .unwrap();
+    let answer = (0..5).find_map(|_| {
+        net.step();
+        net.a.resolve_poll(&mut query)
+    });
+    assert_eq!(answer, Some(Ok(vec![Ipv4Addr::from(address)])));
 }
 
 /// The made-up MAC spoofed frames come from.
