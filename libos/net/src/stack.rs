@@ -581,6 +581,8 @@ impl Stack {
 
     /// Starts resolving `name` to IPv4 addresses (an A query, retried and given up after
     /// 10 s by smoltcp's resolver); [`resolve_poll`](Self::resolve_poll) gives the answer.
+    /// The name is asked in lowercase: smoltcp matches the answer's names to the question
+    /// byte for byte, and servers may spell them in lowercase whatever the case asked.
     pub fn resolve_start(&mut self, name: &str) -> Result<DnsQuery, NetError> {
         if !self.dns_configured {
             return Err(NetError::NoDnsServer);
@@ -590,7 +592,11 @@ impl Stack {
         }
         let socket = self.sockets.get_mut::<dns::Socket>(self.dns);
         let handle = socket
-            .start_query(self.iface.context(), name, DnsQueryType::A)
+            .start_query(
+                self.iface.context(),
+                &name.to_ascii_lowercase(),
+                DnsQueryType::A,
+            )
             .map_err(|error| match error {
                 dns::StartQueryError::NoFreeSlot => NetError::TooManyQueries,
                 dns::StartQueryError::InvalidName | dns::StartQueryError::NameTooLong => {

@@ -829,11 +829,20 @@ fn dns_reply(query: &[u8], count: u16, records: &[u8]) -> Vec<u8> {
     reply
 }
 
-#[test]
-fn the_resolver_ignores_malformed_answers_and_answers_to_other_questions() {
+/// A stack pair where A asks B's port 53 for `name`: the pair, B's socket, the query,
+/// and the query as B received it with the resolver's endpoint it came from.
+fn asking(
+    name: &str,
+) -> (
+    Net,
+    crate::UdpSocket,
+    crate::DnsQuery,
+    Vec<u8>,
+    crate::Endpoint,
+) {
     let mut net = Net::new(256, 0);
     let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
-    let mut query = net.a.resolve_start("a.test").unwrap();
+    let query = net.a.resolve_start(name).unwrap();
     let mut buffer = [0u8; 1500];
     let (len, resolver) = (0..50)
         .find_map(|_| {
@@ -841,17 +850,48 @@ fn the_resolver_ignores_malformed_answers_and_answers_to_other_questions() {
             net.b.recv_from(&server, &mut buffer)
         })
         .expect("no query");
-    let asked = buffer[..len].to_vec();
-    // An answer record: its name (by `name`), type A, class IN, TTL 60, then `rdata`.
-    let record = |name: &[u8], rdata: &[u8]| {
-        let mut record = name.to_vec();
-        record.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60]);
-        record.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        record.extend_from_slice(rdata);
-        record
-    };
+    (net, server, query, buffer[..len].to_vec(), resolver)
+}
+
+/// An answer record: its name (as `name` writes it), type A, class IN, TTL 60, `rdata`.
+fn a_record(name: &[u8], rdata: &[u8]) -> Vec<u8> {
+    let mut record = name.to_vec();
+    record.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60]);
+    record.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    record.extend_from_slice(rdata);
+    record
+}
+
+/// What A's resolver makes of `query` within 5 steps of `net`.
+fn resolver_result(
+    net: &mut Net,
+    query: &mut crate::DnsQuery,
+) -> Option<Result<Vec<Ipv4Addr>, NetError>> {
+    (0..5).find_map(|_| {
+        net.step();
+        net.a.resolve_poll(query)
+    })
+}
+
+#[test]
+fn a_name_resolves_when_the_server_spells_the_answer_in_lowercase() {
+    let (mut net, server, mut query, asked, resolver) = asking("Rexo.Test");
+    // The answer's name written out as a server with it cached in lowercase writes it.
+    let record = a_record(b"\x04rexo\x04test\x00", &[10, 0, 0, 7]);
+    net.b
+        .send_to(&server, &dns_reply(&asked, 1, &record), resolver)
+        .unwrap();
+    assert_eq!(
+        resolver_result(&mut net, &mut query),
+        Some(Ok(vec![Ipv4Addr::new(10, 0, 0, 7)]))
+    );
+}
+
+#[test]
+fn the_resolver_ignores_malformed_answers_and_answers_to_other_questions() {
+    let (mut net, server, mut query, asked, resolver) = asking("a.test");
     let address = [10, 0, 0, 7];
-    let good = record(&[0xC0, 12], &address);
+    let good = a_record(&[0xC0, 12], &address);
     let end = asked.len() as u8;
     let mut wrong_id = dns_reply(&asked, 1, &good);
     wrong_id[0] ^= 0xFF;
@@ -865,34 +905,30 @@ fn the_resolver_ignores_malformed_answers_and_answers_to_other_questions() {
         ("another question", other_name),
         (
             "a pointer to itself",
-            dns_reply(&asked, 1, &record(&[0xC0, end], &address)),
+            dns_reply(&asked, 1, &a_record(&[0xC0, end], &address)),
         ),
         (
             "a pointer out of the message",
-            dns_reply(&asked, 1, &record(&[0xFF, 0xFF], &address)),
+            dns_reply(&asked, 1, &a_record(&[0xFF, 0xFF], &address)),
         ),
         (
             "a label over 63 bytes",
-            dns_reply(&asked, 1, &record(&[64, 0], &address)),
+            dns_reply(&asked, 1, &a_record(&[64, 0], &address)),
         ),
         ("more answers than it holds", dns_reply(&asked, 2, &good)),
         ("RDLENGTH past the end", rdlength_past_end),
     ];
     for (what, reply) in malformed {
         net.b.send_to(&server, &reply, resolver).unwrap();
-        for _ in 0..5 {
-            net.step();
-        }
-        assert_eq!(net.a.resolve_poll(&mut query), None, "{what}");
+        assert_eq!(resolver_result(&mut net, &mut query), None, "{what}");
     }
     net.b
         .send_to(&server, &dns_reply(&asked, 1, &good), resolver)
         .unwrap();
-    let answer = (0..5).find_map(|_| {
-        net.step();
-        net.a.resolve_poll(&mut query)
-    });
-    assert_eq!(answer, Some(Ok(vec![Ipv4Addr::from(address)])));
+    assert_eq!(
+        resolver_result(&mut net, &mut query),
+        Some(Ok(vec![Ipv4Addr::from(address)]))
+    );
 }
 
 /// The made-up MAC spoofed frames come from.
