@@ -107,6 +107,11 @@ impl QueueWakes {
         }
     }
 
+    /// The table entry queue `queue` signals through, if it has one.
+    pub fn entry(&self, queue: usize) -> Option<u16> {
+        self.entries.get(queue).copied().flatten()
+    }
+
     /// Whether any queue can wake a core.
     pub fn any(&self) -> bool {
         self.table.is_some() && self.entries.iter().any(Option::is_some)

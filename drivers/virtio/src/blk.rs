@@ -568,8 +568,6 @@ pub struct VirtioBlk {
     wakes: QueueWakes,
     /// The negotiated features, asked for again after a reset.
     features: u64,
-    /// Each queue's MSI-X entry, set again after a reset.
-    vectors: Vec<Option<u16>>,
     /// The device did not come back from a reset, or stayed stuck: every call fails
     /// ([`GIVEN_UP`]).
     given_up: bool,
@@ -643,9 +641,8 @@ impl VirtioBlk {
             queues,
             transport,
             platform,
-            wakes: QueueWakes::new(msix, vectors.clone()),
+            wakes: QueueWakes::new(msix, vectors),
             features,
-            vectors,
             given_up: false,
             resets_in_a_row: 0,
         };
@@ -762,9 +759,9 @@ impl VirtioBlk {
     fn restart(&mut self) -> Result<(), DeviceError> {
         self.transport
             .negotiate(self.platform, self.features, self.features)?;
-        for (queue, entry) in self.queues.iter_mut().zip(&self.vectors) {
+        for (index, queue) in self.queues.iter_mut().enumerate() {
             self.transport.renew_queue(&mut queue.vq)?;
-            if let Some(entry) = *entry {
+            if let Some(entry) = self.wakes.entry(index) {
                 self.transport.queue_vector(queue.vq.index(), entry)?;
             }
         }
@@ -1037,7 +1034,6 @@ mod tests {
             queues,
             wakes: QueueWakes::new(None, vec![None; count]),
             features,
-            vectors: vec![None; count],
             given_up: false,
             resets_in_a_row: 0,
         };
