@@ -185,10 +185,8 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     })?;
     let pairs = spec::granted_pairs(granted, wanted);
     let request_bytes = max_sectors as usize * sector_size as usize;
-    let mut vectors = Vec::new();
     for id in 1..=pairs {
         let vector = completion_vector(msix.as_ref(), id);
-        vectors.push(vector);
         let pair = QueuePair::new(
             function.platform(),
             registers.clone(),
@@ -210,6 +208,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         }
     }
 
+    let vectors = disk.queues.iter().map(|io| io.vector).collect();
     disk.wakes = QueueWakes::new(msix, vectors);
     disk.info = BlockInfo {
         sectors,
