@@ -393,7 +393,7 @@ impl Filter {
                 .iter()
                 .find(|&&(at, mask, _)| at == offset && mask == 0xFF)
         };
-        let (&(_, _, high), &(_, _, low)) = (whole(12)?, whole(13)?);
+        let (&(_, _, high), &(_, _, low)) = (whole(ETHERTYPE.0)?, whole(ETHERTYPE.0 + 1)?);
         let ethertype = u16::from_be_bytes([high, low]);
         let own_rules = [IPV4_ETHERTYPE, ARP_ETHERTYPE].contains(&ethertype);
         (ethertype >= 0x0600 && !own_rules && !ENCAPSULATING_ETHERTYPES.contains(&ethertype))
