@@ -69,16 +69,12 @@ impl<'a> BlockDisk<'a> {
     /// Reads sectors `lba..lba + count` into `buffer` (whole sectors); a request whose
     /// data is not the length asked for is an error (the buffer's bytes for it are kept).
     fn read_sectors(&mut self, lba: u64, buffer: &mut [u8]) -> Result<(), String> {
-        let count = buffer.len() as u64 / self.sector;
-        let mut done = 0;
-        while done < count {
-            let n = (count - done).min(self.max);
+        for (start, sectors, bytes) in self.requests(lba, buffer.len()) {
             let tag = self
                 .device
-                .submit_read(0, self.first + lba + done, n as u32)
+                .submit_read(0, start, sectors)
                 .map_err(|e| format!("{e}"))?;
-            let at = (done * self.sector) as usize;
-            let part = &mut buffer[at..at + (n * self.sector) as usize];
+            let part = &mut buffer[bytes];
             let mut returned = part.len();
             wait_for(self.device, 0, tag, &mut |data| {
                 returned = data.len();
@@ -94,9 +90,25 @@ impl<'a> BlockDisk<'a> {
                     part.len()
                 ));
             }
-            done += n;
         }
         Ok(())
+    }
+
+    /// The requests that move `len` bytes (whole sectors) at `lba`, each of at most
+    /// `max` sectors: its first sector on the device, its sector count, and its bytes'
+    /// range in the caller's buffer.
+    fn requests(
+        &self,
+        lba: u64,
+        len: usize,
+    ) -> impl Iterator<Item = (u64, u32, core::ops::Range<usize>)> + use<> {
+        let (first, sector, max) = (self.first + lba, self.sector, self.max);
+        let count = len as u64 / sector;
+        (0..count).step_by(max as usize).map(move |done| {
+            let n = (count - done).min(max);
+            let at = (done * sector) as usize;
+            (first + done, n as u32, at..at + (n * sector) as usize)
+        })
     }
 
     /// Refuses `len` bytes from `offset` unless they lie on the disk (or partition): the
@@ -122,16 +134,12 @@ impl<'a> BlockDisk<'a> {
     /// over at another length than asked is an error, and nothing of `data` goes in it
     /// (the request, already queued, is waited for with the buffer as handed over).
     fn write_sectors(&mut self, lba: u64, data: &[u8]) -> Result<(), String> {
-        let count = data.len() as u64 / self.sector;
-        let mut done = 0;
-        while done < count {
-            let n = (count - done).min(self.max);
-            let at = (done * self.sector) as usize;
-            let part = &data[at..at + (n * self.sector) as usize];
+        for (start, sectors, bytes) in self.requests(lba, data.len()) {
+            let part = &data[bytes];
             let mut handed = part.len();
             let tag = self
                 .device
-                .submit_write(0, self.first + lba + done, n as u32, &mut |buffer| {
+                .submit_write(0, start, sectors, &mut |buffer| {
                     handed = buffer.len();
                     // A buffer of another length than asked is refused below.
                     if buffer.len() == part.len() {
@@ -146,7 +154,6 @@ impl<'a> BlockDisk<'a> {
                     part.len()
                 ));
             }
-            done += n;
         }
         Ok(())
     }
