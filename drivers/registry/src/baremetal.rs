@@ -13,6 +13,9 @@ use crate::Registry;
 
 /// BareMetal's sector.
 pub const SECTOR: u64 = 4096;
+/// The most bytes of an app's buffer one piece of a storage call uses (256 sectors): the
+/// kernel hands on no larger buffer at once.
+pub const PIECE_BYTES: u64 = 256 * SECTOR;
 /// The holder BareMetal calls act as (owner 0: the kernel).
 const HOLDER: crate::Holder = (0, "baremetal");
 /// How long `b_net_tx` waits for a free transmit buffer, in nanoseconds.
@@ -30,11 +33,34 @@ pub enum Transfer<'a> {
 }
 
 impl Registry {
-    /// `b_nvs_read` / `b_nvs_write`: whole 4096-byte sectors from `sector` on disk
-    /// `drive`; returns the sectors done (0 on any error, logged: no buffer, `None`, as
-    /// the app's address was not mapped, no such disk, one held by an app, or the
-    /// device's error).
-    pub fn baremetal_storage(
+    /// `b_nvs_read` / `b_nvs_write`: `sectors` whole 4096-byte sectors from `sector` on
+    /// disk `drive`, in pieces of at most [`PIECE_BYTES`]; `buffer(offset, len)` gives
+    /// the app's bytes `offset..offset + len` of the request, `None` if they are not
+    /// mapped. Returns the sectors done: a piece that fails ends the request, logged (no
+    /// buffer, no such disk, one held by an app, or the device's error).
+    pub fn baremetal_storage<'a>(
+        &'static self,
+        drive: usize,
+        sector: u64,
+        sectors: u64,
+        mut buffer: impl FnMut(u64, u64) -> Option<Transfer<'a>>,
+    ) -> u64 {
+        let mut done = 0;
+        while done < sectors {
+            let count = (sectors - done).min(PIECE_BYTES / SECTOR);
+            let transfer = buffer(done * SECTOR, count * SECTOR);
+            let piece = self.storage_piece(drive, sector.saturating_add(done), transfer);
+            done += piece;
+            if piece < count {
+                break;
+            }
+        }
+        done
+    }
+
+    /// One piece of [`Registry::baremetal_storage`]: the sectors done, 0 on any error
+    /// (logged).
+    fn storage_piece(
         &'static self,
         drive: usize,
         sector: u64,
@@ -302,8 +328,10 @@ impl<const CORES: usize> Jobs<CORES> {
 mod tests {
     use super::*;
     use crate::sharing::tests::shared;
+    use alloc::boxed::Box;
     use alloc::string::String;
     use alloc::vec::Vec;
+    use rexo_devio::Found;
 
     /// Every message logged in this test process.
     static LOGGED: spin::Mutex<Vec<String>> = spin::Mutex::new(Vec::new());
@@ -337,12 +365,10 @@ mod tests {
         record_logs();
         let (registry, _) = shared();
         let mut buffer = [0; 4096];
-        assert_eq!(
-            registry.baremetal_storage(5, 0, Some(Transfer::Read(&mut buffer))),
-            0
-        );
+        let mut read = Some(Transfer::Read(&mut buffer));
+        assert_eq!(registry.baremetal_storage(5, 0, 1, |_, _| read.take()), 0);
         assert!(logged("baremetal: disk 5: "), "{:?}", LOGGED.lock());
-        assert_eq!(registry.baremetal_storage(6, 0, None), 0);
+        assert_eq!(registry.baremetal_storage(6, 0, 1, |_, _| None), 0);
         assert!(
             logged("baremetal: disk 6: no buffer"),
             "{:?}",
@@ -350,6 +376,52 @@ mod tests {
         );
         assert!(!registry.baremetal_transmit(9, &[0; 60], || 0));
         assert!(logged("baremetal: interface 9: "), "{:?}", LOGGED.lock());
+    }
+
+    #[test]
+    fn a_storage_call_of_more_than_256_sectors_is_done_in_pieces() {
+        let disk = crate::tests::MemoryDisk::new();
+        let registry = crate::tests::registry_with(Found::Block(Box::new(disk)), "memory");
+        let sectors = 300;
+        let data: Vec<u8> = (0..sectors * SECTOR).map(|i| (i / SECTOR) as u8).collect();
+        let mut asked = Vec::new();
+        // As the kernel's: no buffer over PIECE_BYTES is handed on.
+        let written = registry.baremetal_storage(0, 2, sectors, |offset, len| {
+            asked.push((offset, len));
+            let range = offset as usize..(offset + len) as usize;
+            (len <= PIECE_BYTES).then(|| Transfer::Write(&data[range]))
+        });
+        assert_eq!(written, sectors);
+        assert_eq!(asked, [(0, PIECE_BYTES), (PIECE_BYTES, 44 * SECTOR)]);
+        let mut back = alloc::vec![0u8; data.len()];
+        let mut rest = back.as_mut_slice();
+        let read = registry.baremetal_storage(0, 2, sectors, |_, len| {
+            let (piece, after) = core::mem::take(&mut rest).split_at_mut(len as usize);
+            rest = after;
+            Some(Transfer::Read(piece))
+        });
+        assert_eq!(read, sectors);
+        assert!(back == data, "read back what was written");
+    }
+
+    #[test]
+    fn a_storage_call_stops_at_the_first_piece_that_fails() {
+        record_logs();
+        let disk = crate::tests::MemoryDisk::new();
+        let registry = crate::tests::registry_with(Found::Block(Box::new(disk)), "memory");
+        let data = alloc::vec![7u8; PIECE_BYTES as usize];
+        let mut pieces = 0;
+        let written = registry.baremetal_storage(0, 0, 600, |_, _| {
+            pieces += 1;
+            (pieces == 1).then_some(Transfer::Write(&data))
+        });
+        assert_eq!(written, 256, "the first piece only");
+        assert_eq!(pieces, 2, "nothing asked after the failed piece");
+        assert!(
+            logged("baremetal: disk 0: no buffer"),
+            "{:?}",
+            LOGGED.lock()
+        );
     }
 
     #[test]

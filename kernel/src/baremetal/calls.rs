@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::raw::{self, Regs};
 use crate::arch::cpu;
 use crate::arch::percpu::{self, MAX_CORES};
-use rexo_drivers::baremetal::{Jobs, SECTOR, Transfer};
+use rexo_drivers::baremetal::{Jobs, Transfer};
 
 /// What `b_system` returns for an unknown function or a bad argument: all ones.
 pub const ERROR: u64 = u64::MAX;
@@ -47,12 +47,11 @@ fn registry() -> &'static rexo_drivers::Registry {
 /// `b_nvs_read` (call 4) or `b_nvs_write` (5): RCX 4096-byte sectors from sector RAX of
 /// drive RDX, into RDI or from RSI; the sectors done.
 fn storage(regs: &Regs) -> u64 {
-    let bytes = regs.rcx.saturating_mul(SECTOR);
-    let transfer = match regs.call {
-        4 => raw::app_bytes_mut(regs.rdi, bytes).map(Transfer::Read),
-        _ => raw::app_bytes(regs.rsi, bytes).map(Transfer::Write),
+    let buffer = |offset: u64, bytes| match regs.call {
+        4 => raw::app_bytes_mut(regs.rdi.wrapping_add(offset), bytes).map(Transfer::Read),
+        _ => raw::app_bytes(regs.rsi.wrapping_add(offset), bytes).map(Transfer::Write),
     };
-    registry().baremetal_storage(regs.rdx as usize, regs.rax, transfer)
+    registry().baremetal_storage(regs.rdx as usize, regs.rax, regs.rcx, buffer)
 }
 
 /// `b_output`: `count` bytes at `text` to the consoles (invalid UTF-8 shows as U+FFFD;

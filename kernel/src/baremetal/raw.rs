@@ -13,8 +13,8 @@ use crate::arch::paging;
 pub const TABLE: u64 = 0x10_0010;
 /// The page holding the call table, kept from the frame allocator.
 pub const TABLE_PAGE: core::ops::Range<u64> = 0x10_0000..0x10_1000;
-/// The largest buffer a call reads or dumps at once.
-pub const MAX_ACCESS: u64 = 1 << 20;
+/// The largest buffer a call reads or dumps at once (storage calls go in pieces of it).
+pub const MAX_ACCESS: u64 = rexo_drivers::baremetal::PIECE_BYTES;
 
 /// A BareMetal call's registers as its entry stub saved them. The stub reloads every
 /// register from here on return, so a call changes exactly the fields Rust writes.
