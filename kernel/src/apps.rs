@@ -125,7 +125,9 @@ static RUNNING: spin::Mutex<Vec<OwnerId>> = spin::Mutex::new(Vec::new());
 /// [`run_as`], on the core capabilities of `lender` (the caller of `run_app`, which waits
 /// meanwhile) if given, else on capabilities minted for `owner`'s cores. An owner runs
 /// once at a time ([`ApiError::AlreadyRunning`]): the end of a run takes back all its
-/// owner holds, which would pull memory and devices from under a second run.
+/// owner holds, which would pull memory and devices from under a second run. The run's
+/// setup and release are a kernel section: a panic there is a kernel crash, not an abort
+/// to the caller's abort point that would leave `owner` marked running for good.
 fn run_with(
     app: &App,
     owner: OwnerId,
@@ -139,7 +141,7 @@ fn run_with(
     }
     running.push(owner);
     drop(running);
-    let result = run_alone(app, owner, cores, quota, lender);
+    let result = crate::arch::abort::kernel_section(|| run_alone(app, owner, cores, quota, lender));
     RUNNING.lock().retain(|&other| other != owner);
     result
 }

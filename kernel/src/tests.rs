@@ -466,3 +466,25 @@ kernel_test!(
         sched::run_on_cores(smp_cores(), |_| {}).expect("every core still answers");
     }
 );
+
+kernel_test!(
+    fn a_kernel_section_puts_the_abort_point_aside_and_brings_it_back() {
+        use crate::arch::abort::{Aborted, can_abort, kernel_section, run_abortable};
+        let mut inside = None;
+        let outer = run_abortable(|| {
+            inside = Some(kernel_section(|| {
+                // A panic here would be the kernel's: no abort point to end an app at.
+                let section = can_abort();
+                // The app's own code inside the section still has an abort point of its own.
+                let nested = run_abortable(|| crate::arch::abort::abort_current());
+                (section, nested, can_abort())
+            }));
+            assert!(
+                can_abort(),
+                "the app's abort point is back after the section"
+            );
+        });
+        assert_eq!(outer, Ok(()));
+        assert_eq!(inside, Some((false, Err(Aborted), false)));
+    }
+);

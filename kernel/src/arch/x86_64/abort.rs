@@ -92,6 +92,18 @@ pub fn run_abortable<F: FnOnce()>(f: F) -> Result<(), Aborted> {
     if result == 0 { Ok(()) } else { Err(Aborted) }
 }
 
+/// Runs `f`, kernel code that must not be abandoned half done (it holds kernel locks or
+/// leaves the kernel's books half written), with this core's abort point put aside: a
+/// panic or fault inside it is the kernel's, a crash report, not the end of the app
+/// whose call it serves. Abort points set inside `f` (the app's own code) still work.
+pub fn kernel_section<T>(f: impl FnOnce() -> T) -> T {
+    let point = &ABORT_POINT[super::percpu::core_index()];
+    let outer = point.swap(0, Ordering::Relaxed);
+    let result = f();
+    point.store(outer, Ordering::Relaxed);
+    result
+}
+
 /// Whether this core is inside an abort point.
 pub fn can_abort() -> bool {
     ABORT_POINT[super::percpu::core_index()].load(Ordering::Relaxed) != 0
