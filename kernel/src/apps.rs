@@ -597,7 +597,7 @@ impl KernelCalls for AppRun {
     }
 
     fn load_baremetal(&self, binary: Option<&[u8]>) -> Result<LoadedInfo, BinaryError> {
-        let size = crate::baremetal::load(binary)?;
+        let size = crate::baremetal::load(binary, || *LOADED.lock() = None)?;
         let info = LoadedInfo {
             size,
             entry: crate::baremetal::APP_BASE,

@@ -49,8 +49,9 @@ static BINDER: rexo_drivers::BinderFns = rexo_drivers::BinderFns {
 /// inside the app's. It ran with interrupts on, and an abort leaves them off: the device
 /// call goes on with them on again (a core with interrupts off would not answer another
 /// core's TLB shootdown). Outside any app (the kernel's own use of a device) it is a
-/// plain call: a panic there is the kernel's, reported as such.
-fn run_app_code(code: &mut dyn FnMut()) -> bool {
+/// plain call: a panic there is the kernel's, reported as such. (A BareMetal load copies
+/// from the app's memory through it too.)
+pub(crate) fn run_app_code(code: &mut dyn FnMut()) -> bool {
     if !crate::arch::abort::can_abort() {
         code();
         return false;

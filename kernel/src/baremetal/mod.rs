@@ -63,7 +63,10 @@
 //! shared by every core). A load (the monitor's `load`, `Kernel::load_baremetal`) is
 //! refused while cores still run the loaded binary (`exec`) or jobs it gave them with
 //! `smp_set` (`BinaryError::JobsRunning`): they would go on in the new binary's code and
-//! data; an `exec` while a load runs is refused (`BinaryError::Loading`). The app is
+//! data; an `exec` while a load runs is refused (`BinaryError::Loading`). A load whose
+//! source is taken from the app mid-copy (memory revoked by force: a page fault) releases
+//! the area and the load, then ends the app (`ApiError::Repossessed`); the binary loaded
+//! before is forgotten from the moment the area is overwritten (`exec`: `NotLoaded`). The app is
 //! called at 0xFFFF_8000_0000_0000 on the boot core;
 //! when it returns its RAX is logged and the machine powers off like after any app.
 
@@ -176,8 +179,11 @@ fn area() -> Result<spin::MutexGuard<'static, Option<&'static mut [u8]>>, LoadEr
 }
 
 /// Loads `binary`, or the first boot module when `None`, into the app area; returns its
-/// size. Refused while cores run jobs of the loaded binary ([`calls::JOBS`]).
-pub fn load(binary: Option<&[u8]>) -> Result<u64, LoadError> {
+/// size. Refused while cores run jobs of the loaded binary ([`calls::JOBS`]). Calls
+/// `forget_loaded` once the area no longer holds the binary loaded before. The copy from
+/// the app's memory runs under an abort point of its own: if the memory is taken from the
+/// app mid-copy (a fault), the area and the load are released first, then the app ends.
+pub fn load(binary: Option<&[u8]>, forget_loaded: impl FnOnce()) -> Result<u64, LoadError> {
     let image = match binary {
         Some(image) => image,
         None => {
@@ -186,21 +192,26 @@ pub fn load(binary: Option<&[u8]>) -> Result<u64, LoadError> {
         }
     };
     check_image(image, AREA_MAX)?;
-    calls::JOBS.load(|| {
+    let (size, copy_aborted) = calls::JOBS.load(|| {
         let mut guard = area()?;
         let area = guard.as_mut().ok_or(LoadError::NoArea)?;
         check_image(image, area.len() as u64)?;
+        forget_loaded();
         area.fill(0);
-        area[..image.len()].copy_from_slice(image);
-        Ok(image.len() as u64)
-    })
+        let copy = &mut || area[..image.len()].copy_from_slice(image);
+        Ok((image.len() as u64, crate::devices::run_app_code(copy)))
+    })?;
+    if copy_aborted {
+        crate::arch::abort::abort_current();
+    }
+    Ok(size)
 }
 
 /// The built-in app `baremetal`: loads the boot module, installs the call table, runs the
 /// binary on this core and reports its RAX. A refused module stops the boot with a
 /// message (exit status "failure").
 pub fn app(_kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
-    let size = load(None).unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
+    let size = load(None, || ()).unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
     log::info!("baremetal: running a {size}-byte binary at {APP_BASE:#x}");
     let rax = run_loaded().unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
     log::info!("baremetal: the app returned rax={rax:#x}");

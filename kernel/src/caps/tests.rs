@@ -847,6 +847,62 @@ mod views {
             crate::sched::run_on_cores(crate::smp_cores(), |_| {}).expect("every core answers");
         }
     );
+
+    crate::kernel_test!(
+        fn a_load_whose_source_is_taken_mid_copy_leaves_no_lock_held() {
+            let owner = OwnerId(27);
+            let api = api_as(owner);
+            let start_of = |cap: &rexo_api::MemoryCap| {
+                let entries = entries();
+                let entry = entries.iter().find(|e| e.id == cap.cap().id());
+                entry.map(|e| e.resource.start()).expect("listed")
+            };
+            // Two pages next to each other: the binary starts in the first, which stays, and
+            // runs on into the second, which is taken by force while the app has it mapped.
+            let mut caps = alloc::vec::Vec::new();
+            let (first, mut second) = loop {
+                let cap = api.allocate_memory(4096).expect("memory");
+                let start = start_of(&cap);
+                let after = caps.iter().position(|c| start_of(c) + 4096 == start);
+                let before = caps.iter().position(|c| start_of(c) == start + 4096);
+                match (after, before) {
+                    (Some(at), _) => break (caps.swap_remove(at), cap),
+                    (None, Some(at)) => break (cap, caps.swap_remove(at)),
+                    (None, None) => caps.push(cap),
+                }
+            };
+            let start = start_of(&first);
+            api.write_memory(&first, 0, &[0x90; 4096]).expect("written");
+            let view = map(owner, &mut second).expect("mapped");
+            view.fill(0x90);
+            request_revocation(second.cap().id(), crate::time::now_ns()).expect("asked");
+            assert!(revocation_requests(owner).is_empty(), "taken by force");
+            // SAFETY: the two pages are identity-mapped frames `owner` holds (the second one
+            // taken by force and unmapped: the copy faults there, as an app's would); nothing
+            // writes them while the slice lives.
+            let image = unsafe { core::slice::from_raw_parts(start as *const u8, 8192) };
+            let mut forgotten = false;
+            let aborted = crate::apps::acting_as(&api, || {
+                run_abortable(|| {
+                    let _ = crate::baremetal::load(Some(image), || forgotten = true);
+                })
+            });
+            assert_eq!(aborted, Err(Aborted), "the copy faulted");
+            assert_eq!(
+                crate::apps::ended_reason(),
+                crate::apps::ENDED_BY_REPOSSESSION
+            );
+            assert!(forgotten, "the binary loaded before is gone");
+            // Without the abort point around the copy this would wait forever for the area.
+            assert_eq!(
+                crate::baremetal::load(Some(&[0xC3]), || ()),
+                Ok(1),
+                "the area is free again"
+            );
+            drop((first, second, caps));
+            assert!(release_owner(owner).is_ok());
+        }
+    );
 }
 
 /// The timer enforces a revocation deadline that nobody calls the kernel after.
