@@ -116,18 +116,23 @@ pub fn held_bytes(owner: OwnerId) -> u64 {
 /// Runs `f` on the table, after enforcing every revocation deadline that has passed (the
 /// abort protocol: what was not returned in time is taken before anyone uses it again).
 /// Pages unmapped meanwhile are flushed from every core's TLB before it returns, with
-/// the lock dropped (a core that faults on them takes it in the page-fault handler).
+/// the lock dropped (a core that faults on them takes it in the page-fault handler). A
+/// kernel section: a panic in it (a kernel bug, or the heap exhausted) is a crash report,
+/// not an abort to the calling app's abort point that would leave the table locked. (No
+/// app memory it touches can fault: an app's buffer in revoked memory is refused first.)
 fn with_state<T>(f: impl FnOnce(&mut State) -> Result<T, CapError>) -> Result<T, CapError> {
-    let mut guard = STATE.lock();
-    let state = guard.as_mut().ok_or(CapError::Full)?;
-    enforce_deadlines(state);
-    let result = f(state);
-    let flush = core::mem::take(&mut state.flush);
-    drop(guard);
-    if flush {
-        crate::arch::paging::flush_every_core();
-    }
-    result
+    crate::arch::abort::kernel_section(|| {
+        let mut guard = STATE.lock();
+        let state = guard.as_mut().ok_or(CapError::Full)?;
+        enforce_deadlines(state);
+        let result = f(state);
+        let flush = core::mem::take(&mut state.flush);
+        drop(guard);
+        if flush {
+            crate::arch::paging::flush_every_core();
+        }
+        result
+    })
 }
 
 /// Revokes, with reason "deadline passed", every entry whose revocation deadline is over,

@@ -14,6 +14,20 @@ pub(crate) fn only_the_kernels_left() -> bool {
 const TEST_OWNER: OwnerId = OwnerId(30);
 const OTHER_OWNER: OwnerId = OwnerId(31);
 
+kernel_test!(
+    fn the_capability_table_is_never_abandoned_at_an_app_abort_point() {
+        use crate::arch::abort::{can_abort, run_abortable};
+        let mut inside = None;
+        let ran = run_abortable(|| inside = Some(with_state(|_| Ok(can_abort()))));
+        assert_eq!(ran, Ok(()));
+        assert_eq!(
+            inside,
+            Some(Ok(false)),
+            "a panic with the table locked would be the kernel's crash"
+        );
+    }
+);
+
 /// An app run started on core 1 by [`on_core_1`].
 struct OnCore1 {
     batch: rexo_workqueue::Batch,
