@@ -173,9 +173,16 @@ pub fn load() {
     };
 }
 
-/// Entered from the common stub with interrupts off and every register saved.
+/// Entered from the common stub with interrupts off and every register saved. Exceptions
+/// go to the crash report (or end the app at its abort point); interrupt handlers are
+/// kernel code run as a kernel section, so a panic in one is never taken for the
+/// interrupted app's.
 extern "C" fn dispatch(frame: &mut InterruptFrame) {
-    match frame.vector as u8 {
+    let vector = frame.vector as u8;
+    if vector < 32 {
+        return crate::crash::exception(frame);
+    }
+    super::abort::kernel_section(|| match vector {
         VECTOR_TIMER => {
             super::apic::end_of_interrupt();
             crate::time::on_timer_interrupt();
@@ -194,10 +201,9 @@ extern "C" fn dispatch(frame: &mut InterruptFrame) {
             crate::platform::on_line_interrupt(vector - FIRST_LINE_VECTOR);
             super::apic::end_of_interrupt(); // after the mask: a level line would fire again
         }
-        vector if vector < 32 => crate::crash::exception(frame),
         vector => {
             super::apic::end_of_interrupt();
             log::warn!("interrupt on vector {vector:#x}, which has no handler");
         }
-    }
+    });
 }
