@@ -175,10 +175,7 @@ fn parse_ipv4_config(value: &str) -> Option<Ipv4Config> {
     }
     let (address, prefix) = network.split_once('/')?;
     let address: Ipv4Addr = address.parse().ok()?;
-    if !prefix.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let prefix: u8 = prefix.parse().ok()?;
+    let prefix = u8::try_from(parse_decimal(prefix)?).ok()?;
     if !(1..=32).contains(&prefix) {
         return None;
     }
@@ -459,16 +456,22 @@ fn parse_entry(text: &str) -> Result<ManifestEntry<'_>, ManifestProblem> {
     })
 }
 
-/// A core index: plain decimal digits, below MAX_CORES.
+/// A number of the command line: plain decimal digits (no sign, no spaces) without
+/// leading zeros (`0` itself but not `07`), as in the dotted addresses of `ip=`.
+fn parse_decimal(text: &str) -> Option<u64> {
+    let well_formed = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
+    well_formed.then(|| text.parse().ok()).flatten()
+}
+
+/// A core index: a [`parse_decimal`] number below MAX_CORES.
 fn parse_index(text: &str) -> Option<usize> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.len() > 2 {
-        return None;
-    }
-    let index: usize = text.parse().ok()?;
+    let index = usize::try_from(parse_decimal(text)?).ok()?;
     (index < MAX_CORES).then_some(index)
 }
 
-/// Bytes: decimal digits with an optional `K`, `M` or `G` (powers of 1024).
+/// Bytes: a [`parse_decimal`] number with an optional `K`, `M` or `G` (powers of 1024).
 fn parse_quota(text: &str) -> Option<u64> {
     let (digits, shift) = match text.as_bytes().last()? {
         b'K' => (&text[..text.len() - 1], 10),
@@ -476,11 +479,7 @@ fn parse_quota(text: &str) -> Option<u64> {
         b'G' => (&text[..text.len() - 1], 30),
         _ => (text, 0),
     };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let number: u64 = digits.parse().ok()?;
-    number.checked_mul(1 << shift)
+    parse_decimal(digits)?.checked_mul(1 << shift)
 }
 
 /// Whether `name` is a possible app name: letters, digits, `-` and `_`, not empty.
@@ -643,12 +642,9 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
     Ok(options)
 }
 
-/// A plain decimal number in 1..=`most` (no sign, no spaces).
+/// A [`parse_decimal`] number in 1..=`most`.
 fn parse_core_number(value: &str, most: usize) -> Option<usize> {
-    if !value.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let number: usize = value.parse().ok()?;
+    let number = usize::try_from(parse_decimal(value)?).ok()?;
     (1..=most).contains(&number).then_some(number)
 }
 
@@ -872,6 +868,35 @@ mod tests {
                 "{word}"
             );
         }
+    }
+
+    /// One rule for every number of the command line, as for the octets of an address:
+    /// `0` alone, but no leading zeros.
+    #[test]
+    fn numbers_have_no_leading_zeros() {
+        for word in ["cores=064", "cores=01", "smp.stall=07", "ip=10.0.2.15/024"] {
+            assert!(
+                matches!(parse(word), Err(CmdlineError::BadValue { .. })),
+                "{word}"
+            );
+        }
+        assert!(parse("ip=010.0.2.15/24").is_err());
+        for (entry, problem) in [
+            ("hello:007:8M", ManifestProblem::BadCores),
+            ("hello:07:8M", ManifestProblem::BadCores),
+            ("hello:0-01:8M", ManifestProblem::BadCores),
+            ("hello:0:08M", ManifestProblem::BadQuota),
+            ("hello:0:0064", ManifestProblem::BadQuota),
+        ] {
+            let line = format!("apps={entry}");
+            assert_eq!(manifest_error(&line), (entry, problem), "{line}");
+        }
+        let options = parse("apps=hello:0:8M,hello:10-20:1G").unwrap();
+        let entries: Vec<_> = options.apps.unwrap().entries().collect();
+        assert_eq!((entries[0].first_core, entries[0].quota), (0, 8 << 20));
+        assert_eq!((entries[1].first_core, entries[1].cores), (10, 11));
+        assert_eq!(parse("cores=10").unwrap().cores, Some(10));
+        assert_eq!(parse("ip=10.0.2.15/20").unwrap().ip.unwrap().prefix, 20);
     }
 
     #[test]
