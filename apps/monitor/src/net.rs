@@ -185,7 +185,7 @@ pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Re
         PING_DATA.len()
     ));
     let socket = stack.ping_open(PING_IDENT);
-    let mut answered = 0u16;
+    let (mut answered, mut corrupt) = (0u16, 0u16);
     let mut times_us = Vec::new();
     for seq in 0..count {
         let sent = kernel.now_ns();
@@ -198,10 +198,19 @@ pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Re
                     .poll(kernel.now_ns())
                     .map_err(|e| format!("nic {}: {e}", device.index))?;
                 reply = stack
-                    .ping_recv(&socket)
+                    .ping_recv(&socket, PING_DATA)
                     .filter(|r| r.seq == seq && r.from == to);
             }
             match reply {
+                Some(reply) if !reply.intact => {
+                    corrupt += 1;
+                    say(&format!(
+                        "seq {seq}: corrupt reply from {}: its {} data bytes are not the {} sent\r\n",
+                        reply.from,
+                        reply.len,
+                        PING_DATA.len()
+                    ));
+                }
                 Some(reply) => {
                     let us = (kernel.now_ns() - sent) / 1000;
                     answered += 1;
@@ -225,13 +234,23 @@ pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Re
         }
     }
     stack.ping_close(socket);
-    let lost = (count - answered) * 100 / count.max(1);
-    say(&format!(
-        "{to}: {count} sent, {answered} answered, {lost}% lost"
-    ));
+    say(&ping_summary(to, count, answered, corrupt, &times_us));
+    Ok(())
+}
+
+/// `ping`'s last line: of `count` requests to `to`, `answered` got their data back (in
+/// `times_us`), `corrupt` got other data (said only when there were some; neither
+/// answered nor lost), the others nothing.
+fn ping_summary(to: Ipv4Addr, count: u16, answered: u16, corrupt: u16, times_us: &[u64]) -> String {
+    let lost = (count - answered - corrupt) * 100 / count.max(1);
+    let mut line = format!("{to}: {count} sent, {answered} answered");
+    if corrupt > 0 {
+        line.push_str(&format!(", {corrupt} corrupt"));
+    }
+    line.push_str(&format!(", {lost}% lost"));
     if let (Some(min), Some(max)) = (times_us.iter().min(), times_us.iter().max()) {
         let mean = times_us.iter().sum::<u64>() / times_us.len() as u64;
-        say(&format!(
+        line.push_str(&format!(
             "; round trip min/mean/max {}.{:03}/{}.{:03}/{}.{:03} ms",
             min / 1000,
             min % 1000,
@@ -241,8 +260,8 @@ pub fn ping(kernel: &Kernel, to: Host<'_>, count: u16, say: &dyn Fn(&str)) -> Re
             max % 1000
         ));
     }
-    say("\r\n");
-    Ok(())
+    line.push_str("\r\n");
+    line
 }
 
 /// The addresses of `name`, asked of the stack's DNS server.
@@ -292,4 +311,27 @@ pub fn resolve(kernel: &Kernel, name: &str) -> Result<String, String> {
         us / 1000,
         us % 1000
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_corrupt_replies_apart() {
+        let to = Ipv4Addr::new(10, 0, 2, 2);
+        assert_eq!(
+            ping_summary(to, 3, 3, 0, &[1500, 2000, 2500]),
+            "10.0.2.2: 3 sent, 3 answered, 0% lost; round trip min/mean/max 1.500/2.000/2.500 ms\r\n"
+        );
+        // A corrupt reply is neither an answer nor a loss.
+        assert_eq!(
+            ping_summary(to, 4, 1, 2, &[1000]),
+            "10.0.2.2: 4 sent, 1 answered, 2 corrupt, 25% lost; round trip min/mean/max 1.000/1.000/1.000 ms\r\n"
+        );
+        assert_eq!(
+            ping_summary(to, 1, 0, 0, &[]),
+            "10.0.2.2: 1 sent, 0 answered, 100% lost\r\n"
+        );
+    }
 }

@@ -27,6 +27,8 @@ const BACKLOG: usize = 16;
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 /// Pings sent to the router.
 const PINGS: u16 = 5;
+/// The data each echo request carries.
+const PING_DATA: &[u8] = b"rexo netdemo";
 /// How long to wait for each echo reply.
 const PING_TIMEOUT_NS: u64 = 1_000_000_000;
 /// Bytes moved per read/write step of one connection.
@@ -103,12 +105,21 @@ fn ping_gateway(kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
     let mut answered = 0;
     for seq in 0..PINGS {
         let sent = kernel.now_ns();
-        stack.ping_send(&ping, GATEWAY, seq, b"rexo netdemo")?;
+        stack.ping_send(&ping, GATEWAY, seq, PING_DATA)?;
         while kernel.now_ns() - sent < PING_TIMEOUT_NS {
             stack.poll(kernel.now_ns())?;
-            if let Some(reply) = stack.ping_recv(&ping)
+            if let Some(reply) = stack.ping_recv(&ping, PING_DATA)
                 && reply.seq == seq
             {
+                if !reply.intact {
+                    kernel.log(format_args!(
+                        "netdemo: seq {seq}: corrupt reply from {} ({} data bytes, not the {} sent)",
+                        reply.from,
+                        reply.len,
+                        PING_DATA.len()
+                    ));
+                    break;
+                }
                 answered += 1;
                 kernel.log(format_args!(
                     "netdemo: {} bytes from {}: seq {seq}, {} us",

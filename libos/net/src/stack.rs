@@ -311,6 +311,9 @@ pub struct EchoReply {
     pub seq: u16,
     /// Bytes of data it carried back.
     pub len: usize,
+    /// Whether that data is the request's, byte for byte; a reply whose data differs
+    /// (damaged on the way, or a broken responder) is corrupt, not an answer.
+    pub intact: bool,
 }
 
 /// Echo requests and replies a ping socket buffers each way.
@@ -1229,9 +1232,11 @@ impl Stack {
         Ok(())
     }
 
-    /// The next echo reply to `socket`'s requests, if one came; anything else the
-    /// socket received (a malformed packet, another ICMP message) is skipped.
-    pub fn ping_recv(&mut self, socket: &PingSocket) -> Option<EchoReply> {
+    /// The next echo reply to `socket`'s requests, if one came, its data compared with
+    /// `sent` (the data of the request the caller waits for, [`EchoReply::intact`]);
+    /// anything else the socket received (a malformed packet, another ICMP message) is
+    /// skipped.
+    pub fn ping_recv(&mut self, socket: &PingSocket, sent: &[u8]) -> Option<EchoReply> {
         let icmp = self.sockets.get_mut::<icmp::Socket>(socket.handle);
         while let Ok((packet, IpAddress::Ipv4(from))) = icmp.recv() {
             let Ok(packet) = Icmpv4Packet::new_checked(packet) else {
@@ -1248,6 +1253,7 @@ impl Stack {
                     from,
                     seq: seq_no,
                     len: data.len(),
+                    intact: data == sent,
                 });
             }
         }

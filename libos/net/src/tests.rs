@@ -593,7 +593,7 @@ fn a_ping_socket_gets_the_replies_to_its_requests() {
         // The first request waits for ARP.
         for _ in 0..20 {
             net.step();
-            reply = net.b.ping_recv(&ping);
+            reply = net.b.ping_recv(&ping, &data[..usize::from(seq) * 500]);
             if reply.is_some() {
                 break;
             }
@@ -603,7 +603,8 @@ fn a_ping_socket_gets_the_replies_to_its_requests() {
             Some(EchoReply {
                 from: A,
                 seq,
-                len: usize::from(seq) * 500
+                len: usize::from(seq) * 500,
+                intact: true
             })
         );
     }
@@ -630,21 +631,41 @@ fn a_ping_socket_skips_replies_with_another_identifier_and_broken_ones() {
     for (what, frame) in skipped {
         net.wire.deliver_to_a(frame);
         net.a.poll(net.now_ns).unwrap();
-        assert_eq!(net.a.ping_recv(&ping), None, "{what}");
+        assert_eq!(net.a.ping_recv(&ping, b"data"), None, "{what}");
     }
-    // The data of a reply is not checked: a short one is reported with its length.
-    let short = icmp_from_b_to_a(&net, 0, [0x42, 0x42, 0, 2], b"d");
-    net.wire.deliver_to_a(short);
-    net.a.poll(net.now_ns).unwrap();
-    let reply = net.a.ping_recv(&ping);
-    assert_eq!(
-        reply,
-        Some(EchoReply {
-            from: B,
-            seq: 2,
-            len: 1
-        })
-    );
+    net.a.ping_close(ping);
+}
+
+/// A reply with the request's identifier and sequence number but other data (damaged,
+/// shorter, longer) is corrupt: it is returned, and said not to be intact.
+#[test]
+fn a_ping_reply_with_other_data_is_corrupt() {
+    let mut net = Net::new(256, 0);
+    let ping = net.a.ping_open(0x4242);
+    let sent = b"rexo ping data";
+    let cases: [(&[u8], bool); 4] = [
+        (sent, true),
+        (b"rexo ping dat\x00", false),
+        (b"rexo ping", false),
+        (b"rexo ping data and more", false),
+    ];
+    for (seq, (data, intact)) in (1u16..).zip(cases) {
+        let id = [0x42, 0x42, 0, seq.to_be_bytes()[1]];
+        net.wire.deliver_to_a(icmp_from_b_to_a(&net, 0, id, data));
+        net.a.poll(net.now_ns).unwrap();
+        let reply = net.a.ping_recv(&ping, sent);
+        assert_eq!(
+            reply,
+            Some(EchoReply {
+                from: B,
+                seq,
+                len: data.len(),
+                intact
+            }),
+            "{:?}",
+            core::str::from_utf8(data)
+        );
+    }
     net.a.ping_close(ping);
 }
 
