@@ -78,6 +78,9 @@ pub struct Client {
     /// When the first byte of the request at the front of `inbox` came (or, pipelined,
     /// when the request before it was answered); `None` while `inbox` is empty.
     request_started_ns: Option<u64>,
+    /// Whether the request at the front of `inbox` was sent its interim `100 Continue`
+    /// ([`Step::Continue`]).
+    continued: bool,
 }
 
 /// Whether a request whose first byte came at `started_ns` (`None`: no request begun)
@@ -99,6 +102,7 @@ impl Client {
             lingering: None,
             last_activity_ns: now_ns,
             request_started_ns: None,
+            continued: false,
         }
     }
 
@@ -179,16 +183,28 @@ impl Client {
             // An answer, or for too slow a request (slowloris) `408 Request Timeout` in
             // place of all it sent, then the lingering close of any refusal that closes.
             let (response, consumed, overdue) = match site.serve(&self.inbox, pages) {
-                Step::NeedMore if self.peer_closed => {
+                Step::NeedMore | Step::Continue if self.peer_closed => {
                     // A request cut off by the peer's close: nothing can be answered.
                     return Progress::Finished(Ending::Close);
                 }
-                Step::NeedMore if request_overdue(self.request_started_ns, now_ns) => {
+                Step::NeedMore | Step::Continue
+                    if request_overdue(self.request_started_ns, now_ns) =>
+                {
                     (Response::request_timeout(), self.inbox.len(), true)
                 }
-                Step::NeedMore => return self.open_or_idle(moved, now_ns, counters),
+                Step::Continue if !self.continued => {
+                    // The client waits for it before sending the body (curl: 1 s).
+                    self.continued = true;
+                    self.sending = Some(tcp.sending(Response::interim_continue()));
+                    moved = true;
+                    continue;
+                }
+                Step::NeedMore | Step::Continue => {
+                    return self.open_or_idle(moved, now_ns, counters);
+                }
                 Step::Answer { response, consumed } => (response, consumed, false),
             };
+            self.continued = false;
             let mut counters = counters.lock();
             if overdue {
                 counters.slow_closed += 1;

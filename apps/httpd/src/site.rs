@@ -239,7 +239,7 @@ mod tests {
     fn serve(site: &Site, request: &[u8]) -> (Status, Vec<u8>) {
         match site.serve(request, &mut |_| Page::Unhandled) {
             Step::Answer { response, .. } => (response.status(), response.body().bytes().to_vec()),
-            Step::NeedMore => panic!("incomplete request"),
+            Step::NeedMore | Step::Continue => panic!("incomplete request"),
         }
     }
 
@@ -379,7 +379,7 @@ mod disk_tests {
                     assert_eq!(response.status(), Status::Ok);
                     assert_eq!(response.body().bytes(), want);
                 }
-                Step::NeedMore => panic!("incomplete request"),
+                Step::NeedMore | Step::Continue => panic!("incomplete request"),
             }
         }
     }

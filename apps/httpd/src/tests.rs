@@ -392,6 +392,23 @@ fn mutated_request_streams_get_well_formed_answers_and_bounded_buffers(tcp: Tcp)
     assert_eq!(world.receive(&connection, Some(expected.len())), expected);
 }
 
+/// A client that sends `Expect: 100-continue` waits for the interim answer before it
+/// sends the body (curl waits 1 s for it): it comes, once, then the final answer.
+fn expect_100_continue_is_answered_before_the_body(tcp: Tcp) {
+    let mut world = World::new(tcp);
+    let connection = world.connect();
+    let head =
+        b"GET /1k.txt HTTP/1.1\r\nHost: rexo\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n";
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+    world.send(&connection, head);
+    assert_eq!(world.receive(&connection, Some(interim.len())), interim);
+    // No second one while the body is still awaited.
+    assert_eq!(world.receive_for(&connection, 100), b"");
+    world.send(&connection, b"12345");
+    let expected = world.expected(&[&head[..], b"12345"].concat());
+    assert_eq!(world.receive(&connection, Some(expected.len())), expected);
+}
+
 /// Each test of this file on both TCPs.
 macro_rules! on_both {
     ($($test:ident: $smoltcp:ident, $rexo:ident;)*) => {$(
@@ -414,4 +431,5 @@ on_both! {
     idle_connections_are_closed: idle_connections_are_closed_on_smoltcp, idle_connections_are_closed_on_rexo_tcp;
     a_request_trickling_in_is_closed_at_its_deadline: a_request_trickling_in_is_closed_at_its_deadline_on_smoltcp, a_request_trickling_in_is_closed_at_its_deadline_on_rexo_tcp;
     mutated_request_streams_get_well_formed_answers_and_bounded_buffers: mutated_request_streams_get_well_formed_answers_and_bounded_buffers_on_smoltcp, mutated_request_streams_get_well_formed_answers_and_bounded_buffers_on_rexo_tcp;
+    expect_100_continue_is_answered_before_the_body: expect_100_continue_is_answered_before_the_body_on_smoltcp, expect_100_continue_is_answered_before_the_body_on_rexo_tcp;
 }

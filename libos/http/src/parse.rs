@@ -84,6 +84,10 @@ pub struct Request<'b> {
     pub keep_alive: bool,
     /// The body's length (the body itself is skipped).
     pub content_length: usize,
+    /// Whether the client waits for an interim `100 Continue` before it sends the body
+    /// (`Expect: 100-continue` in an HTTP/1.1 request; RFC 9110 10.1.1 has servers
+    /// ignore it in HTTP/1.0 ones).
+    pub expects_continue: bool,
     /// The header field lines, validated, each ended by LF (CRLF or bare LF).
     fields: &'b [u8],
 }
@@ -126,6 +130,12 @@ pub enum Parsed<'b> {
     /// No complete request yet and no bound broken: read more and call again with the
     /// bytes appended (the buffer stays below [`Limits::buffer_bound`]).
     Incomplete,
+    /// A whole head, within the bounds, that asks `Expect: 100-continue`, with its body
+    /// still to come: send the interim `100 Continue` (once for the request), then read
+    /// more as for [`Incomplete`](Parsed::Incomplete). A request refused from its head
+    /// alone (a body above [`Limits::body`], another expectation) gets its final answer
+    /// as [`Invalid`](Parsed::Invalid) instead, without the 100.
+    ContinueExpected,
     /// A request; `consumed` bytes (its head and body) belong to it, and the next
     /// pipelined request starts after them.
     Request {
@@ -146,7 +156,9 @@ pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Parsed<'b> {
                 return Parsed::Invalid(Status::PayloadTooLarge);
             }
             let consumed = head_len + request.content_length;
-            if buf.len() < consumed {
+            if buf.len() < consumed && request.expects_continue {
+                Parsed::ContinueExpected
+            } else if buf.len() < consumed {
                 Parsed::Incomplete
             } else {
                 Parsed::Request { request, consumed }
@@ -193,6 +205,7 @@ fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<(Request<'b>,
     let mut content_length = None;
     let mut close = false;
     let mut keep_alive_asked = false;
+    let mut continue_asked = false;
     let (fields_end, head_len) = loop {
         let Some((line, next)) = split_line(bounded, position) else {
             return if buf.len() >= limits.head {
@@ -221,6 +234,16 @@ fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<(Request<'b>,
             // Request bodies are never used; refusing coded ones keeps framing simple,
             // and the connection closes, so nothing is left to misread.
             return Err(Status::NotImplemented);
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            // RFC 9110 10.1.1: 100-continue is the only expectation; another may be
+            // answered 417 (and the connection closes, as for any refused head).
+            for expectation in value.split(|&b| b == b',').map(trim_whitespace) {
+                if expectation.eq_ignore_ascii_case(b"100-continue") {
+                    continue_asked = true;
+                } else if !expectation.is_empty() {
+                    return Err(Status::ExpectationFailed);
+                }
+            }
         } else if name.eq_ignore_ascii_case(b"connection") {
             for option in value.split(|&b| b == b',').map(trim_whitespace) {
                 close |= option.eq_ignore_ascii_case(b"close");
@@ -241,6 +264,7 @@ fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<(Request<'b>,
         host,
         keep_alive,
         content_length: content_length.unwrap_or(0),
+        expects_continue: continue_asked && version == Version::Http11,
         fields: &buf[fields_start..fields_end],
     };
     Ok(Some((request, head_len)))

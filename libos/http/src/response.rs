@@ -11,6 +11,8 @@ use rexo_tcp::Piece;
 /// The statuses the engine answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
+    /// 100: the interim answer to `Expect: 100-continue`, before the body is read.
+    Continue,
     /// 200: the whole body.
     Ok,
     /// 206: one range of the body.
@@ -31,6 +33,9 @@ pub enum Status {
     UriTooLong,
     /// 416: a range wholly past the end of the body.
     RangeNotSatisfiable,
+    /// 417: an `Expect` field with an expectation other than `100-continue`; the
+    /// connection closes.
+    ExpectationFailed,
     /// 431: a head above [`Limits::head`]; the connection closes.
     HeaderFieldsTooLarge,
     /// 500: the app's page hook failed.
@@ -45,6 +50,7 @@ impl Status {
     /// The status code.
     pub fn code(self) -> u16 {
         match self {
+            Status::Continue => 100,
             Status::Ok => 200,
             Status::PartialContent => 206,
             Status::NotModified => 304,
@@ -55,6 +61,7 @@ impl Status {
             Status::PayloadTooLarge => 413,
             Status::UriTooLong => 414,
             Status::RangeNotSatisfiable => 416,
+            Status::ExpectationFailed => 417,
             Status::HeaderFieldsTooLarge => 431,
             Status::InternalServerError => 500,
             Status::NotImplemented => 501,
@@ -65,6 +72,7 @@ impl Status {
     /// The reason phrase.
     pub fn reason(self) -> &'static str {
         match self {
+            Status::Continue => "Continue",
             Status::Ok => "OK",
             Status::PartialContent => "Partial Content",
             Status::NotModified => "Not Modified",
@@ -75,6 +83,7 @@ impl Status {
             Status::PayloadTooLarge => "Payload Too Large",
             Status::UriTooLong => "URI Too Long",
             Status::RangeNotSatisfiable => "Range Not Satisfiable",
+            Status::ExpectationFailed => "Expectation Failed",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::InternalServerError => "Internal Server Error",
             Status::NotImplemented => "Not Implemented",
@@ -287,6 +296,17 @@ impl Response {
         }
     }
 
+    /// The interim `100 Continue` ([`Step::Continue`]): a status line alone, the
+    /// connection staying open for the body and the final answer.
+    pub fn interim_continue() -> Self {
+        Response {
+            status: Status::Continue,
+            persistence: Persistence::KeepAlive,
+            head: Head::Built(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()),
+            body: Body::Empty,
+        }
+    }
+
     /// `408 Request Timeout`, closing: the answer to a request that did not come whole
     /// within the server's deadline.
     pub fn request_timeout() -> Self {
@@ -343,6 +363,11 @@ pub enum Step {
     /// No complete request yet: read more (the buffer never needs to exceed
     /// [`Limits::buffer_bound`]).
     NeedMore,
+    /// As [`NeedMore`](Step::NeedMore), but the request's head asks
+    /// `Expect: 100-continue` and its body will be read: send
+    /// [`Response::interim_continue`] first, once for the request
+    /// ([`Parsed::ContinueExpected`]).
+    Continue,
     /// Send `response`; drop the first `consumed` bytes and serve again, unless the
     /// response closes the connection.
     Answer {
@@ -376,6 +401,7 @@ impl Site {
     pub fn serve(&self, buf: &[u8], pages: &mut dyn FnMut(&[u8]) -> Page) -> Step {
         match parse(buf, &self.limits) {
             Parsed::Incomplete => Step::NeedMore,
+            Parsed::ContinueExpected => Step::Continue,
             Parsed::Request { request, consumed } => Step::Answer {
                 response: self.answer(&request, pages),
                 consumed,

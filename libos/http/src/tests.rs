@@ -48,6 +48,11 @@ fn converse(site: &Site, mut input: &[u8]) -> (String, bool) {
     loop {
         match site.serve(input, &mut pages) {
             Step::NeedMore => return (String::from_utf8_lossy(&out).into_owned(), false),
+            Step::Continue => {
+                // The interim answer, then the body the input lacks.
+                out.extend_from_slice(&wire(&Response::interim_continue()));
+                return (String::from_utf8_lossy(&out).into_owned(), false);
+            }
             Step::Answer { response, consumed } => {
                 out.extend_from_slice(&wire(&response));
                 if response.closes() {
@@ -197,6 +202,54 @@ fn error_answers_are_byte_exact() {
         answer("HEAD /nothing HTTP/1.1\r\nHost: x\r\n\r\n"),
         head_only.strip_suffix("404 Not Found\n").unwrap()
     );
+}
+
+/// RFC 9110 10.1.1: a request that will be read on gets the interim `100 Continue`
+/// before its body; one refused from its head gets its final answer alone.
+#[test]
+fn expect_100_continue_gets_an_interim_answer_when_the_body_will_be_read() {
+    let interim = "HTTP/1.1 100 Continue\r\n\r\n";
+    let head = |version: &str, expect: &str, length: usize| {
+        format!(
+            "GET /digits.txt HTTP/{version}\r\nHost: x\r\nExpect: {expect}\r\nContent-Length: {length}\r\n\r\n"
+        )
+    };
+    let whole = answer(&head("1.1", "", 0).replace("Expect: \r\n", ""));
+    assert!(whole.starts_with("HTTP/1.1 200 OK"), "{whole}");
+    // The head alone: the client waits for the 100, then the body comes.
+    for expect in ["100-continue", "100-Continue", " 100-continue , "] {
+        assert_eq!(answer(&head("1.1", expect, 5)), interim, "{expect:?}");
+    }
+    let (out, closed) = converse(
+        &site(),
+        format!("{}abc", head("1.1", "100-continue", 5)).as_bytes(),
+    );
+    assert_eq!(
+        (out.as_str(), closed),
+        (interim, false),
+        "part of the body came"
+    );
+    // The body with the head: no interim answer is needed.
+    assert_eq!(
+        answer(&format!("{}12345", head("1.1", "100-continue", 5))),
+        whole
+    );
+    // Without a body there is nothing to wait for.
+    assert_eq!(answer(&head("1.1", "100-continue", 0)), whole);
+    // HTTP/1.0 clients do not wait for it (the server must ignore the expectation).
+    assert_eq!(answer(&head("1.0", "100-continue", 5)), "");
+    // A body too large is refused at once, without the 100.
+    let refused = answer(&head("1.1", "100-continue", 4097));
+    assert!(refused.starts_with("HTTP/1.1 413 "), "{refused}");
+    // Any other expectation is 417, final, and closes.
+    for expect in ["x-cheese", "100-continue, x-cheese", "100-continue=1"] {
+        let (out, closed) = converse(&site(), head("1.1", expect, 5).as_bytes());
+        assert!(
+            out.starts_with("HTTP/1.1 417 Expectation Failed\r\n"),
+            "{expect}: {out}"
+        );
+        assert!(closed, "{expect}");
+    }
 }
 
 #[test]
@@ -636,7 +689,7 @@ fn file_answers_are_pieces_of_the_file_cache_not_copies() {
     let file = site.files.get(b"/f.txt").unwrap().clone();
     let answer = |request: &[u8]| match site.serve(request, &mut |_| Page::Unhandled) {
         Step::Answer { response, .. } => response,
-        Step::NeedMore => panic!("no answer"),
+        Step::NeedMore | Step::Continue => panic!("no answer"),
     };
     // A whole file: the prebuilt head's blob, then the file's own bytes.
     let response = answer(b"GET /f.txt HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -800,7 +853,7 @@ fn check_promises(site: &Site, input: &[u8]) {
     let mut answers = 0;
     loop {
         match site.serve(rest, &mut pages) {
-            Step::NeedMore => {
+            Step::NeedMore | Step::Continue => {
                 assert!(
                     rest.len() < site.limits.buffer_bound(),
                     "needs more past the bound"
