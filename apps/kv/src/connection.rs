@@ -174,6 +174,13 @@ impl Client {
         }
     }
 
+    /// After a `shutdown` (from this client or another): moves what the client has queued
+    /// of its answers into the send buffer, serving nothing more; true once nothing is
+    /// left to hand over (or the connection failed, and nothing can be).
+    pub fn hand_over(&mut self, stack: &mut Stack) -> bool {
+        self.flush(stack).is_err() || self.sent == self.output.len()
+    }
+
     /// How the client ends when its connection fails: as it was to end anyway (a
     /// `shutdown` still stops the app), or closed.
     fn ended(&self) -> Progress {
@@ -429,4 +436,25 @@ impl Output for Bounded<'_> {
             self.out.extend_from_slice(bytes);
         }
     }
+}
+
+/// One round of the closing after `shutdown`: every client hands what it can of its
+/// queued answers to TCP ([`Client::hand_over`]); those with nothing left, or every one
+/// when `give_up` (their time is over), are taken out of `clients` and returned, to be
+/// closed.
+pub fn take_handed_over(
+    stack: &mut Stack,
+    clients: &mut Vec<Client>,
+    give_up: bool,
+) -> Vec<Client> {
+    let mut done = Vec::new();
+    let mut index = 0;
+    while index < clients.len() {
+        if clients[index].hand_over(stack) || give_up {
+            done.push(clients.swap_remove(index));
+        } else {
+            index += 1;
+        }
+    }
+    done
 }

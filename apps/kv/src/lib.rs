@@ -18,7 +18,8 @@
 //! command; `shard_count` says how many); `stats` sums them, with `threads` the
 //! serving cores. With one queue pair (user networking, e1000) or a driver that cannot
 //! split, one core serves, and the start line says why. `shutdown` on any core stops
-//! them all; each logs `kv: core N served M requests`.
+//! them all, each connection closed once the answers it has queued are handed to TCP
+//! (for a second at most); each core logs `kv: core N served M requests`.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
@@ -37,7 +38,7 @@ use rexo_memcache::udp::{Datagrams, UDP_MAX_DATAGRAM};
 use rexo_memcache::{Config as CacheConfig, ServerInfo, Shards, Store, max_request_len};
 use rexo_net::{Counters, NetError, Stack, TcpOptions, UdpOptions, UdpSocket};
 
-use connection::{Client, Progress};
+use connection::{Client, Progress, take_handed_over};
 
 /// memcached's port, TCP and UDP.
 pub const PORT: u16 = 11211;
@@ -53,6 +54,9 @@ const DHCP_TIMEOUT_NS: u64 = 10_000_000_000;
 /// The longest nap when idle: smoltcp's timers (delayed ACKs, retransmissions) need a
 /// poll now and then even when no frame arrives.
 const IDLE_NAP_NS: u64 = 10_000_000;
+/// How long the other connections get after `shutdown` to hand the answers they have
+/// queued to TCP (a client that does not read holds its connection no longer).
+const HAND_OVER_NS: u64 = 1_000_000_000;
 /// How long the FINs of the last connections get to leave after `shutdown`.
 const LINGER_NS: u64 = 200_000_000;
 /// The cache's budget of `kv-small`.
@@ -475,10 +479,17 @@ impl Server<'_> {
         Ok(any)
     }
 
-    /// Closes every connection and lets the FINs go out.
+    /// Closes every connection once the answers it has queued are handed to TCP (for
+    /// [`HAND_OVER_NS`] at most), and lets the FINs go out.
     fn shut_down(&mut self, kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
-        for client in core::mem::take(&mut self.clients) {
-            self.close(stack, client);
+        let mut clients = core::mem::take(&mut self.clients);
+        let started = kernel.now_ns();
+        while !clients.is_empty() {
+            stack.poll(kernel.now_ns())?;
+            let give_up = kernel.now_ns() - started >= HAND_OVER_NS;
+            for client in take_handed_over(stack, &mut clients, give_up) {
+                self.close(stack, client);
+            }
         }
         let linger = kernel.now_ns();
         while kernel.now_ns() - linger < LINGER_NS {

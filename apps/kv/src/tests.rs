@@ -1,6 +1,6 @@
 use super::*;
 use connection::{Client, Progress};
-use connection::{OUTPUT_LIMIT, SMALL_ANSWER, Shutdown, shutdown_request};
+use connection::{OUTPUT_LIMIT, SMALL_ANSWER, Shutdown, shutdown_request, take_handed_over};
 use rexo_memcache::{Cache, Session};
 use rexo_net::Config;
 use rexo_net::wire::Wire;
@@ -522,6 +522,94 @@ fn shutdown_sends_the_answers_before_it() {
         "STORED\r\n{}END\r\n",
         format!("VALUE k 0 1000\r\n{value}\r\n").repeat(100)
     );
+    assert!(
+        answer == expected.as_bytes(),
+        "{} answer bytes, {} expected",
+        answer.len(),
+        expected.len()
+    );
+}
+
+/// A `shutdown` from one client lets every other connection's queued answers go out
+/// before it is closed: here a client that asked for more than the send buffer holds and
+/// had not read yet.
+#[test]
+fn shutdown_lets_the_other_connections_answers_go_out() {
+    let (wire, mut server, mut client) = wire();
+    let options = TcpOptions::default();
+    let listener = server.listen(PORT, 4, options).unwrap();
+    let remote = rexo_net::Endpoint {
+        address: SERVER,
+        port: PORT,
+    };
+    let mut cache = stream_cache();
+    let value = "v".repeat(1000);
+    // A small window, so that the answer waits in kv rather than in the reader's TCP.
+    let small_window = TcpOptions {
+        receive_buffer: 4096,
+        ..options
+    };
+    let reader = client.connect(remote, small_window).unwrap();
+    let stopper = client.connect(remote, options).unwrap();
+    let request = format!("set k 0 0 1000\r\n{value}\r\nget{}\r\n", " k".repeat(100));
+    let expected = format!(
+        "STORED\r\n{}END\r\n",
+        format!("VALUE k 0 1000\r\n{value}\r\n").repeat(100)
+    );
+    let mut clients: Vec<Client> = Vec::new();
+    let (mut asked, mut stopped) = (0, false);
+    let mut now_ns = 0;
+    let mut carry = |server: &mut Stack, client: &mut Stack| {
+        server.poll(now_ns).unwrap();
+        wire.carry(|_| true);
+        client.poll(now_ns).unwrap();
+        wire.carry(|_| true);
+        now_ns += 50_000;
+    };
+    // The reader asks and reads nothing; once its answer is made, the other stops kv.
+    let mut ended = None;
+    for _ in 0..20_000 {
+        carry(&mut server, &mut client);
+        while let Some(connection) = server.accept(&listener) {
+            clients.push(Client::new(connection));
+        }
+        if asked < request.len() {
+            asked += client
+                .write(&reader, &request.as_bytes()[asked..])
+                .unwrap_or(0);
+        } else if !stopped && clients.iter().any(|kv| kv.held() > 0) {
+            stopped = client.write(&stopper, b"shutdown\r\n").unwrap() > 0;
+        }
+        for kv in &mut clients {
+            let mut held = kv.held();
+            let progress = step_client(kv, &mut server, &mut cache, &mut held, usize::MAX, false);
+            if progress == Progress::Shutdown {
+                ended = Some(progress);
+            }
+        }
+        if ended.is_some() {
+            break;
+        }
+    }
+    assert_eq!(ended, Some(Progress::Shutdown));
+    assert!(
+        clients.iter().any(|kv| kv.held() > 0),
+        "the reader's answer is still queued"
+    );
+    // The app's closing rounds, while the reader reads at last.
+    let mut answer = Vec::new();
+    for _ in 0..20_000 {
+        carry(&mut server, &mut client);
+        for kv in take_handed_over(&mut server, &mut clients, false) {
+            server.close(kv.into_connection());
+        }
+        let mut buffer = [0u8; 8192];
+        match client.read(&reader, &mut buffer) {
+            Ok(read) => answer.extend_from_slice(&buffer[..read]),
+            Err(_) => break,
+        }
+    }
+    assert!(clients.is_empty(), "every connection was closed");
     assert!(
         answer == expected.as_bytes(),
         "{} answer bytes, {} expected",
