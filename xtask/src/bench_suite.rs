@@ -1852,7 +1852,7 @@ mod tests {
         let httpd = "httpd: serving http://10.0.2.15:80/ (10.0.2.15/24 fixed by ip=) on virtio-net with rexo-tcp; 2 of 2 core(s) serve, a stack per queue pair of nic 0";
         assert_eq!(unused(httpd, 2), None);
         assert!(unused(httpd, 1).is_some());
-        let kv = "kv: serving memcached on 10.0.2.15/24 port 11211 (TCP and UDP, nic 0); cache 16384 KiB in 1 shard(s), connection buffers 8192 KiB per core; 1 of 2 core(s) serve: the interface has one queue pair";
+        let kv = "kv: serving memcached on 10.0.2.15/24 port 11211 (TCP and UDP, nic 0); cache 16384 KiB in 1 shard(s), connection buffers 8192 KiB per core, idle connections closed after 300 s; 1 of 2 core(s) serve: the interface has one queue pair";
         assert_eq!(unused(kv, 1), None);
         assert!(unused(kv, 2).is_some());
         assert_eq!(unused("rexo: ready cores=2 mem=511 MiB boot=1 us", 2), None);

@@ -64,11 +64,17 @@ pub struct Client {
     peer_closed: bool,
     /// Requests served (the per-core count kv logs at shutdown).
     requests: u64,
+    /// When (the cache's clock, in seconds) a byte last moved either way.
+    last_active_s: u64,
+    /// Seconds without a byte moved after which the connection is closed; 0: never
+    /// (memcached's `-o idle_timeout`).
+    idle_timeout_s: u64,
 }
 
 impl Client {
-    /// A client on a newly accepted connection.
-    pub fn new(connection: Connection) -> Self {
+    /// A client on a connection accepted at `now_s` (the cache's clock), closed once
+    /// idle for `idle_timeout_s` seconds (0: never).
+    pub fn new(connection: Connection, now_s: u64, idle_timeout_s: u64) -> Self {
         Self {
             connection,
             session: Session::new(),
@@ -79,6 +85,8 @@ impl Client {
             ending: None,
             peer_closed: false,
             requests: 0,
+            last_active_s: now_s,
+            idle_timeout_s,
         }
     }
 
@@ -108,7 +116,8 @@ impl Client {
     /// for a client with nothing buffered and for the one `may_exceed` (which may read
     /// past it, but not answer past it). Once the budget is used up a client with
     /// answers unsent serves nothing more, and every answer is bounded by what is left
-    /// of the budget (at least [`SMALL_ANSWER`], at most [`OUTPUT_LIMIT`]).
+    /// of the budget (at least [`SMALL_ANSWER`], at most [`OUTPUT_LIMIT`]). A client
+    /// that moved no byte for its idle timeout is [`Finished`](Progress::Finished).
     #[allow(clippy::too_many_arguments)] // the loop's state, passed rather than shared
     pub fn step(
         &mut self,
@@ -121,8 +130,15 @@ impl Client {
         may_exceed: bool,
     ) -> Progress {
         let before = self.held();
-        let progress = self.advance(stack, cache, now, info, *held, budget, may_exceed);
+        let mut progress = self.advance(stack, cache, now, info, *held, budget, may_exceed);
         *held = (*held + self.held()).saturating_sub(before);
+        if progress != Progress::Idle {
+            self.last_active_s = now;
+        } else if self.idle_timeout_s > 0
+            && now.saturating_sub(self.last_active_s) >= self.idle_timeout_s
+        {
+            progress = Progress::Finished;
+        }
         progress
     }
 

@@ -71,13 +71,21 @@ const UDP_MAX_REQUEST: usize = 1472;
 /// "expired at second 1", which must already be past.
 const CLOCK_START_S: u64 = 2;
 
-/// How big the cache and the connections' buffers are.
+/// Seconds a connection may stay without a byte moved either way before it is closed,
+/// so that silent clients do not hold connection slots forever (memcached's
+/// `-o idle_timeout`, off there by default).
+pub const IDLE_TIMEOUT_S: u64 = 300;
+
+/// What an app of kv is set up with: how big the cache and the connections' buffers
+/// are, and how long connections may stay idle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Sizing {
+struct Settings {
     /// The cache's byte budget (`limit_maxbytes`).
     cache_bytes: usize,
     /// Bytes all connections may hold in unanswered requests and unsent answers.
     buffer_bytes: usize,
+    /// Seconds without a byte moved after which a connection is closed (0: never).
+    idle_timeout_s: u64,
 }
 
 /// The app's entry point: a cache sized from the machine's memory.
@@ -85,9 +93,10 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     let usable = kernel.memory().usable;
     serve_until_shutdown(
         kernel,
-        Sizing {
+        Settings {
             cache_bytes: cache_budget(usable),
             buffer_bytes: buffer_budget(usable),
+            idle_timeout_s: IDLE_TIMEOUT_S,
         },
     )
 }
@@ -97,9 +106,10 @@ pub fn main_small(kernel: &Kernel) -> Result<(), ApiError> {
     let usable = kernel.memory().usable;
     serve_until_shutdown(
         kernel,
-        Sizing {
+        Settings {
             cache_bytes: SMALL_CACHE_BYTES,
             buffer_bytes: buffer_budget(usable),
+            idle_timeout_s: IDLE_TIMEOUT_S,
         },
     )
 }
@@ -173,7 +183,7 @@ fn shard_count(cache_bytes: usize, serving: usize, max_item: usize) -> usize {
 
 /// Opens the NIC, gets an address and serves on every core that has a queue pair of it
 /// until a client sends `shutdown`.
-fn serve_until_shutdown(kernel: &Kernel, sizing: Sizing) -> Result<(), ApiError> {
+fn serve_until_shutdown(kernel: &Kernel, settings: Settings) -> Result<(), ApiError> {
     let Some(device) = kernel
         .devices()
         .into_iter()
@@ -191,19 +201,20 @@ fn serve_until_shutdown(kernel: &Kernel, sizing: Sizing) -> Result<(), ApiError>
     let stacks = core::mem::take(&mut attached.stacks);
     let serving = stacks.len();
     let config = CacheConfig {
-        max_bytes: sizing.cache_bytes,
+        max_bytes: settings.cache_bytes,
         hash_seed: kernel.now_ns() ^ 0x6b76_5f72_6578_6f00,
         ..CacheConfig::default()
     };
     let max_item = config.max_value + rexo_memcache::ITEM_OVERHEAD + rexo_memcache::MAX_KEY;
-    let shards = shard_count(sizing.cache_bytes, serving, max_item);
+    let shards = shard_count(settings.cache_bytes, serving, max_item);
     let clock_at_boot_s = clock_at_boot_s(kernel);
     let shared = Shared {
         clock_at_boot_s,
         store: Shards::new(config, shards, clock_s(kernel, clock_at_boot_s)),
         serving,
-        buffer_bytes: (sizing.buffer_bytes / serving)
+        buffer_bytes: (settings.buffer_bytes / serving)
             .max(max_request_len(CacheConfig::default().max_value)),
+        idle_timeout_s: settings.idle_timeout_s,
         stop: AtomicBool::new(false),
         curr_connections: AtomicU64::new(0),
         total_connections: AtomicU64::new(0),
@@ -215,10 +226,11 @@ fn serve_until_shutdown(kernel: &Kernel, sizing: Sizing) -> Result<(), ApiError>
     let why = attached.serving_how(device.index);
     if let Some((address, prefix)) = stacks[0].address() {
         kernel.log(format_args!(
-            "kv: serving memcached on {address}/{prefix} port {PORT} (TCP and UDP, nic {}); cache {} KiB in {shards} shard(s), connection buffers {} KiB per core; {serving} of {cores} core(s) serve{why}",
+            "kv: serving memcached on {address}/{prefix} port {PORT} (TCP and UDP, nic {}); cache {} KiB in {shards} shard(s), connection buffers {} KiB per core, idle connections closed after {} s; {serving} of {cores} core(s) serve{why}",
             device.index,
-            sizing.cache_bytes / 1024,
+            settings.cache_bytes / 1024,
             shared.buffer_bytes / 1024,
+            shared.idle_timeout_s,
         ));
     }
     let shared = Arc::new(shared);
@@ -260,8 +272,10 @@ struct Shared {
     store: Shards,
     /// How many cores serve (memcached's `threads`).
     serving: usize,
-    /// See [`Sizing::buffer_bytes`]: each core's share.
+    /// See [`Settings::buffer_bytes`]: each core's share.
     buffer_bytes: usize,
+    /// See [`Settings::idle_timeout_s`].
+    idle_timeout_s: u64,
     /// Set by the core that received `shutdown` (or failed): every core stops.
     stop: AtomicBool,
     /// Open connections, all cores.
@@ -367,6 +381,7 @@ impl Server<'_> {
         let mut store = &shared.store;
         while !shared.stop.load(Ordering::Relaxed) {
             let mut busy = stack.poll(kernel.now_ns())?;
+            let now = clock_s(kernel, shared.clock_at_boot_s);
             while let Some(connection) = stack.accept(&listener) {
                 busy = true;
                 shared.total_connections.fetch_add(1, Ordering::Relaxed);
@@ -375,12 +390,12 @@ impl Server<'_> {
                     let _ = stack.write(&connection, TOO_MANY_CONNECTIONS);
                     stack.close(connection);
                 } else {
-                    self.clients.push(Client::new(connection));
+                    self.clients
+                        .push(Client::new(connection, now, shared.idle_timeout_s));
                     shared.curr_connections.fetch_add(1, Ordering::Relaxed);
                 }
             }
             let info = shared.info();
-            let now = clock_s(kernel, shared.clock_at_boot_s);
             let mut held: usize = self.clients.iter().map(Client::held).sum();
             // The client with the most unserved input may read past the budget, so that
             // one large request always completes and frees its share.

@@ -283,7 +283,9 @@ fn serve_over_the_wire(rng: &mut Rng, stream: &[u8], expected_len: usize, leader
         wire.carry(|_| true);
         now_ns += 50_000;
         if kv.is_none() {
-            kv = server.accept(&listener).map(Client::new);
+            kv = server
+                .accept(&listener)
+                .map(|connection| Client::new(connection, CLOCK_START_S, IDLE_TIMEOUT_S));
         }
         if let Some(kv) = &mut kv {
             // Without the leader's exemption nothing may be held: every read is the
@@ -384,7 +386,7 @@ fn answers_stay_within_the_buffer_budget() {
     for _ in 0..20_000 {
         poll(&mut server, &mut client, &mut now_ns);
         while let Some(connection) = server.accept(&listener) {
-            clients.push(Client::new(connection));
+            clients.push(Client::new(connection, CLOCK_START_S, IDLE_TIMEOUT_S));
         }
         step_all(&mut server, &mut clients, &mut cache, budget);
         most_held = most_held.max(clients.iter().map(Client::held).sum::<usize>());
@@ -454,7 +456,9 @@ fn serve_until_it_ends(request: &[u8]) -> (Option<Progress>, Vec<u8>) {
         client.poll(round * 50_000).unwrap();
         wire.carry(|_| true);
         if kv.is_none() {
-            kv = server.accept(&listener).map(Client::new);
+            kv = server
+                .accept(&listener)
+                .map(|connection| Client::new(connection, CLOCK_START_S, IDLE_TIMEOUT_S));
         }
         if let Some(kv) = &mut kv
             && ended.is_none()
@@ -571,7 +575,7 @@ fn shutdown_lets_the_other_connections_answers_go_out() {
     for _ in 0..20_000 {
         carry(&mut server, &mut client);
         while let Some(connection) = server.accept(&listener) {
-            clients.push(Client::new(connection));
+            clients.push(Client::new(connection, CLOCK_START_S, IDLE_TIMEOUT_S));
         }
         if asked < request.len() {
             asked += client
@@ -616,4 +620,76 @@ fn shutdown_lets_the_other_connections_answers_go_out() {
         answer.len(),
         expected.len()
     );
+}
+
+/// A connection on which no byte moves for the idle timeout is closed, by the cache's
+/// clock (any byte restarts it); with a timeout of 0 it never is.
+#[test]
+fn idle_connections_are_closed_after_the_timeout() {
+    for timeout_s in [10, 0] {
+        let (wire, mut server, mut client, listener, connection) = connected();
+        let mut cache = stream_cache();
+        let mut kv = None;
+        let start_s = 1_000;
+        let mut now_ns = 0;
+        for _ in 0..100 {
+            server.poll(now_ns).unwrap();
+            wire.carry(|_| true);
+            client.poll(now_ns).unwrap();
+            wire.carry(|_| true);
+            now_ns += 50_000;
+            kv = server.accept(&listener);
+            if kv.is_some() {
+                break;
+            }
+        }
+        let mut step = |kv: &mut Client, server: &mut Stack, client: &mut Stack, now_s: u64| {
+            let mut progress = Progress::Idle;
+            // A few rounds at the same second, so that what was sent arrives and is answered.
+            for _ in 0..20 {
+                server.poll(now_ns).unwrap();
+                wire.carry(|_| true);
+                client.poll(now_ns).unwrap();
+                wire.carry(|_| true);
+                now_ns += 50_000;
+                let mut held = kv.held();
+                let info = ServerInfo::default();
+                progress = kv.step(
+                    server,
+                    &mut cache,
+                    now_s,
+                    &info,
+                    &mut held,
+                    usize::MAX,
+                    false,
+                );
+                if progress == Progress::Finished {
+                    break;
+                }
+            }
+            progress
+        };
+        let mut kv = Client::new(kv.expect("accepted"), start_s, timeout_s);
+        let idle = |progress| matches!(progress, Progress::Idle | Progress::Moved);
+        assert!(idle(step(&mut kv, &mut server, &mut client, start_s + 9)));
+        // A request at second 9 restarts the count.
+        assert_eq!(client.write(&connection, b"version\r\n").unwrap(), 9);
+        assert!(idle(step(&mut kv, &mut server, &mut client, start_s + 9)));
+        let mut buffer = [0u8; 64];
+        let read = client.read(&connection, &mut buffer).unwrap();
+        assert!(buffer[..read].starts_with(b"VERSION "));
+        assert!(idle(step(&mut kv, &mut server, &mut client, start_s + 18)));
+        let last = step(&mut kv, &mut server, &mut client, start_s + 19);
+        if timeout_s == 0 {
+            assert!(idle(last));
+            assert!(idle(step(
+                &mut kv,
+                &mut server,
+                &mut client,
+                start_s + 100_000
+            )));
+        } else {
+            assert_eq!(last, Progress::Finished, "idle for 10 s");
+        }
+    }
 }
