@@ -243,15 +243,23 @@ fn request_stream(rng: &mut Rng, requests: usize) -> Vec<u8> {
 /// [`wire`] with kv's port listening on the server's end and the client connecting to
 /// it: the wire, the server's and the client's stacks, the listener, the connection.
 fn connected() -> (Wire, Stack, Stack, rexo_net::Listener, rexo_net::Connection) {
-    let (wire, mut server, mut client) = wire();
-    let options = TcpOptions::default();
-    let listener = server.listen(PORT, 4, options).unwrap();
-    let remote = rexo_net::Endpoint {
-        address: SERVER,
-        port: PORT,
-    };
-    let connection = client.connect(remote, options).unwrap();
+    let (wire, server, mut client, listener) = listening(4);
+    let connection = client.connect(KV, TcpOptions::default()).unwrap();
     (wire, server, client, listener, connection)
+}
+
+/// Where kv listens.
+const KV: rexo_net::Endpoint = rexo_net::Endpoint {
+    address: SERVER,
+    port: PORT,
+};
+
+/// [`wire`] with kv's port listening on the server's end (`backlog` connections
+/// waiting at most): the wire, the server's and the client's stacks, the listener.
+fn listening(backlog: usize) -> (Wire, Stack, Stack, rexo_net::Listener) {
+    let (wire, mut server, client) = wire();
+    let listener = server.listen(PORT, backlog, TcpOptions::default()).unwrap();
+    (wire, server, client, listener)
 }
 
 /// Steps `kv` as the app's loop does, at the clock's start: `held` is what all clients
@@ -356,13 +364,8 @@ fn step_all(server: &mut Stack, clients: &mut [Client], cache: &mut Cache, budge
 
 #[test]
 fn answers_stay_within_the_buffer_budget() {
-    let (wire, mut server, mut client) = wire();
-    let options = TcpOptions::default();
-    let listener = server.listen(PORT, 32, options).unwrap();
-    let remote = rexo_net::Endpoint {
-        address: SERVER,
-        port: PORT,
-    };
+    let (wire, mut server, mut client, listener) = listening(32);
+    let (options, remote) = (TcpOptions::default(), KV);
     let mut cache = small_cache();
     store_value(&mut cache, "k", 1 << 20);
     // 256 MiB of RAM: 4 MiB for the connections.
@@ -508,6 +511,18 @@ fn shutdown_over_a_connection_ends_the_app() {
     assert!(version.is_some_and(|version| version.starts_with(b"VERSION ")));
 }
 
+/// A request storing a 1000-byte value and getting it 100 times (more than a send
+/// buffer holds), and its answer.
+fn hundred_gets() -> (String, String) {
+    let value = "v".repeat(1000);
+    let request = format!("set k 0 0 1000\r\n{value}\r\nget{}\r\n", " k".repeat(100));
+    let answer = format!(
+        "STORED\r\n{}END\r\n",
+        format!("VALUE k 0 1000\r\n{value}\r\n").repeat(100)
+    );
+    (request, answer)
+}
+
 /// The answers to the requests before `shutdown` are sent before the app stops, even
 /// when they came in one read with it and fill more than the send buffer.
 #[test]
@@ -515,17 +530,9 @@ fn shutdown_sends_the_answers_before_it() {
     let (ended, answer) = serve_until_it_ends(b"shutdown now\r\nshutdown\r\n");
     assert_eq!(ended, Some(Progress::Shutdown));
     assert_eq!(answer, connection::BAD_SHUTDOWN_MODE);
-    let value = "v".repeat(1000);
-    let request = format!(
-        "set k 0 0 1000\r\n{value}\r\nget{}\r\nshutdown\r\n",
-        " k".repeat(100)
-    );
-    let (ended, answer) = serve_until_it_ends(request.as_bytes());
+    let (request, expected) = hundred_gets();
+    let (ended, answer) = serve_until_it_ends(format!("{request}shutdown\r\n").as_bytes());
     assert_eq!(ended, Some(Progress::Shutdown));
-    let expected = format!(
-        "STORED\r\n{}END\r\n",
-        format!("VALUE k 0 1000\r\n{value}\r\n").repeat(100)
-    );
     assert!(
         answer == expected.as_bytes(),
         "{} answer bytes, {} expected",
@@ -534,20 +541,24 @@ fn shutdown_sends_the_answers_before_it() {
     );
 }
 
+/// Polls both stacks at `now_ns`, frames crossing the wire after each, then moves the
+/// clock on by 50 us.
+fn exchange(wire: &Wire, server: &mut Stack, client: &mut Stack, now_ns: &mut u64) {
+    server.poll(*now_ns).unwrap();
+    wire.carry(|_| true);
+    client.poll(*now_ns).unwrap();
+    wire.carry(|_| true);
+    *now_ns += 50_000;
+}
+
 /// A `shutdown` from one client lets every other connection's queued answers go out
 /// before it is closed: here a client that asked for more than the send buffer holds and
 /// had not read yet.
 #[test]
 fn shutdown_lets_the_other_connections_answers_go_out() {
-    let (wire, mut server, mut client) = wire();
-    let options = TcpOptions::default();
-    let listener = server.listen(PORT, 4, options).unwrap();
-    let remote = rexo_net::Endpoint {
-        address: SERVER,
-        port: PORT,
-    };
+    let (wire, mut server, mut client, listener) = listening(4);
+    let (options, remote) = (TcpOptions::default(), KV);
     let mut cache = stream_cache();
-    let value = "v".repeat(1000);
     // A small window, so that the answer waits in kv rather than in the reader's TCP.
     let small_window = TcpOptions {
         receive_buffer: 4096,
@@ -555,25 +566,14 @@ fn shutdown_lets_the_other_connections_answers_go_out() {
     };
     let reader = client.connect(remote, small_window).unwrap();
     let stopper = client.connect(remote, options).unwrap();
-    let request = format!("set k 0 0 1000\r\n{value}\r\nget{}\r\n", " k".repeat(100));
-    let expected = format!(
-        "STORED\r\n{}END\r\n",
-        format!("VALUE k 0 1000\r\n{value}\r\n").repeat(100)
-    );
+    let (request, expected) = hundred_gets();
     let mut clients: Vec<Client> = Vec::new();
     let (mut asked, mut stopped) = (0, false);
     let mut now_ns = 0;
-    let mut carry = |server: &mut Stack, client: &mut Stack| {
-        server.poll(now_ns).unwrap();
-        wire.carry(|_| true);
-        client.poll(now_ns).unwrap();
-        wire.carry(|_| true);
-        now_ns += 50_000;
-    };
     // The reader asks and reads nothing; once its answer is made, the other stops kv.
     let mut ended = None;
     for _ in 0..20_000 {
-        carry(&mut server, &mut client);
+        exchange(&wire, &mut server, &mut client, &mut now_ns);
         while let Some(connection) = server.accept(&listener) {
             clients.push(Client::new(connection, CLOCK_START_S, IDLE_TIMEOUT_S));
         }
@@ -603,7 +603,7 @@ fn shutdown_lets_the_other_connections_answers_go_out() {
     // The app's closing rounds, while the reader reads at last.
     let mut answer = Vec::new();
     for _ in 0..20_000 {
-        carry(&mut server, &mut client);
+        exchange(&wire, &mut server, &mut client, &mut now_ns);
         for kv in take_handed_over(&mut server, &mut clients, false) {
             server.close(kv.into_connection());
         }
@@ -633,11 +633,7 @@ fn idle_connections_are_closed_after_the_timeout() {
         let start_s = 1_000;
         let mut now_ns = 0;
         for _ in 0..100 {
-            server.poll(now_ns).unwrap();
-            wire.carry(|_| true);
-            client.poll(now_ns).unwrap();
-            wire.carry(|_| true);
-            now_ns += 50_000;
+            exchange(&wire, &mut server, &mut client, &mut now_ns);
             kv = server.accept(&listener);
             if kv.is_some() {
                 break;
@@ -647,11 +643,7 @@ fn idle_connections_are_closed_after_the_timeout() {
             let mut progress = Progress::Idle;
             // A few rounds at the same second, so that what was sent arrives and is answered.
             for _ in 0..20 {
-                server.poll(now_ns).unwrap();
-                wire.carry(|_| true);
-                client.poll(now_ns).unwrap();
-                wire.carry(|_| true);
-                now_ns += 50_000;
+                exchange(&wire, server, client, &mut now_ns);
                 let mut held = kv.held();
                 let info = ServerInfo::default();
                 progress = kv.step(
