@@ -30,6 +30,7 @@ use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueueWakes};
 use rexo_pci::Function;
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, Virtqueue};
+use crate::recovery::{Recovery, Restart};
 use crate::transport::{Transport, promised};
 
 /// Transitional virtio-blk (legacy interface, maybe modern too).
@@ -102,14 +103,12 @@ const SLOT_HELD_TOO_LONG: &str =
 /// A stuck device: it set DEVICE_NEEDS_RESET (seen when a request times out).
 const NEEDS_RESET: &str = "the device reported an error (DEVICE_NEEDS_RESET)";
 /// Every call's answer once the device did not come back from a reset, or was judged
-/// stuck again after [`RESETS_IN_A_ROW`] resets with no request finished by it.
+/// stuck again after [`RESETS_IN_A_ROW`](crate::recovery::RESETS_IN_A_ROW) resets with no
+/// request finished by it.
 const GIVEN_UP: DeviceError = DeviceError::Failed(
     "virtio-blk: the device did not come back from a reset, or stayed stuck through resets \
      (given up)",
 );
-/// The most resets in a row with no request finished by the device in between: a device
-/// judged stuck once more is given up instead of reset again (each reset may wait 1 s).
-const RESETS_IN_A_ROW: u8 = 3;
 /// How long the ID request at start may take.
 const ID_TIMEOUT_NS: u64 = 1_000_000_000;
 
@@ -566,13 +565,8 @@ pub struct VirtioBlk {
     queues: Vec<RequestQueue>,
     /// Completion wake-ups: queue `q` through MSI-X entry `q`.
     wakes: QueueWakes,
-    /// The negotiated features, asked for again after a reset.
-    features: u64,
-    /// The device did not come back from a reset, or stayed stuck: every call fails
-    /// ([`GIVEN_UP`]).
-    given_up: bool,
-    /// Resets since the device last finished a request (at most [`RESETS_IN_A_ROW`]).
-    resets_in_a_row: u8,
+    /// Resets of a stuck device, and whether it was given up ([`GIVEN_UP`]).
+    recovery: Recovery,
 }
 
 impl VirtioBlk {
@@ -642,9 +636,7 @@ impl VirtioBlk {
             transport,
             platform,
             wakes: QueueWakes::new(msix, vectors),
-            features,
-            given_up: false,
-            resets_in_a_row: 0,
+            recovery: Recovery::new("virtio-blk", features, GIVEN_UP),
         };
         // From here on, dropping `disk` resets the device before its memory goes.
         disk.start()?;
@@ -714,66 +706,9 @@ impl VirtioBlk {
         }
     }
 
-    /// Resets the device, stuck because of `why`, and starts it again: on success its
-    /// lost slots come back and the requests in flight fail at their queues' next polls.
-    /// A device that does not come back, or that was already reset [`RESETS_IN_A_ROW`]
-    /// times with no request finished by it since, is given up instead (see
-    /// [`give_up`](Self::give_up)).
-    fn recover(&mut self, why: &'static str) -> Result<(), DeviceError> {
-        if self.resets_in_a_row >= RESETS_IN_A_ROW {
-            log::error!(
-                "virtio-blk: {why}, after {RESETS_IN_A_ROW} resets in a row with no request \
-                 finished"
-            );
-            return Err(self.give_up());
-        }
-        self.resets_in_a_row += 1;
-        log::warn!("virtio-blk: {why}: resetting it");
-        match self.restart() {
-            Ok(()) => {
-                for queue in &mut self.queues {
-                    queue.after_reset();
-                }
-                Ok(())
-            }
-            Err(error) => {
-                log::error!("virtio-blk: the device did not come back from its reset: {error}");
-                Err(self.give_up())
-            }
-        }
-    }
-
-    /// Gives the device up: FAILED set, wake-ups disarmed, and [`GIVEN_UP`] returned, as
-    /// by every later call. Its buffers are then never reused: the device may not have
-    /// stopped.
-    fn give_up(&mut self) -> DeviceError {
-        self.transport.fail();
-        self.wakes.disarm_all();
-        self.given_up = true;
-        GIVEN_UP
-    }
-
-    /// Resets the device and initialises it again as at probe (spec 3.1.1): the same
-    /// features, every queue renewed with its MSI-X entry, then DRIVER_OK. The legacy
-    /// and the modern interface alike, through the transport.
-    fn restart(&mut self) -> Result<(), DeviceError> {
-        self.transport
-            .negotiate(self.platform, self.features, self.features)?;
-        for (index, queue) in self.queues.iter_mut().enumerate() {
-            self.transport.renew_queue(&mut queue.vq)?;
-            if let Some(entry) = self.wakes.entry(index) {
-                self.transport.queue_vector(queue.vq.index(), entry)?;
-            }
-        }
-        self.start()
-    }
-
     /// [`GIVEN_UP`] once the device did not come back from a reset.
     fn usable(&self) -> Result<(), DeviceError> {
-        match self.given_up {
-            true => Err(GIVEN_UP),
-            false => Ok(()),
-        }
+        self.recovery.usable()
     }
 
     /// Queue `queue` of a usable device, or [`DeviceError::NoSuchQueue`].
@@ -862,7 +797,7 @@ impl BlockDevice for VirtioBlk {
         let platform = self.platform;
         let polled = self.queue(queue)?.poll(&|| platform.now_ns(), done)?;
         if polled.answered > 0 {
-            self.resets_in_a_row = 0;
+            self.recovery.device_finished();
         }
         if let Some(why) = polled.stuck {
             self.recover(why)?;
@@ -874,6 +809,38 @@ impl BlockDevice for VirtioBlk {
             self.wakes.spent(queue);
         }
         Ok(polled.handed)
+    }
+}
+
+impl Restart for VirtioBlk {
+    fn recovery(&mut self) -> &mut Recovery {
+        &mut self.recovery
+    }
+
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    fn platform(&self) -> &'static dyn Platform {
+        self.platform
+    }
+
+    fn wakes(&mut self) -> &mut QueueWakes {
+        &mut self.wakes
+    }
+
+    /// Every queue renewed with its MSI-X entry, then DRIVER_OK; the lost slots come
+    /// back and the requests in flight fail at their queues' next polls.
+    fn renew(&mut self) -> Result<(), DeviceError> {
+        for (index, queue) in self.queues.iter_mut().enumerate() {
+            self.transport
+                .renew_queue(&mut queue.vq, self.wakes.entry(index))?;
+        }
+        self.start()?;
+        for queue in &mut self.queues {
+            queue.after_reset();
+        }
+        Ok(())
     }
 }
 
@@ -890,6 +857,7 @@ impl Drop for VirtioBlk {
 mod tests {
     use super::*;
     use crate::queue::{DeviceSide, Doorbell};
+    use crate::recovery::RESETS_IN_A_ROW;
     use crate::transport::{
         HostDevice, STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FAILED,
         STATUS_FEATURES_OK, STATUS_NEEDS_RESET,
@@ -1033,9 +1001,7 @@ mod tests {
             model: String::new(),
             queues,
             wakes: QueueWakes::new(None, vec![None; count]),
-            features,
-            given_up: false,
-            resets_in_a_row: 0,
+            recovery: Recovery::new("virtio-blk", features, GIVEN_UP),
         };
         disk.start().unwrap();
         (disk, device, platform)

@@ -7,4 +7,5 @@ extern crate alloc;
 pub mod blk;
 pub mod net;
 pub mod queue;
+mod recovery;
 pub mod transport;

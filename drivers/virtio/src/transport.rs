@@ -560,9 +560,14 @@ impl Transport {
 
     /// Makes `queue` new again for a device that was reset (spec 3.1.1: a reset device
     /// forgets its queues; this is the setup's step 7 again): checks the device still
-    /// takes its size and empties its rings. The caller writes its descriptors, sets its
-    /// MSI-X entry and gives it back with [`enable_queue`](Self::enable_queue).
-    pub fn renew_queue(&self, queue: &mut Virtqueue) -> Result<(), DeviceError> {
+    /// takes its size, empties its rings and has it signal through MSI-X entry `entry`
+    /// again, if it had one. The caller writes its descriptors and gives it back with
+    /// [`enable_queue`](Self::enable_queue).
+    pub fn renew_queue(
+        &self,
+        queue: &mut Virtqueue,
+        entry: Option<u16>,
+    ) -> Result<(), DeviceError> {
         let device_size = self.select_queue(queue.index());
         if queue_size(device_size, queue.size(), self.is_modern()) != Some(queue.size()) {
             return Err(DeviceError::Unsupported(
@@ -570,7 +575,10 @@ impl Transport {
             ));
         }
         queue.restart();
-        Ok(())
+        match entry {
+            Some(entry) => self.queue_vector(queue.index(), entry),
+            None => Ok(()),
+        }
     }
 
     /// Has queue `index` signal through MSI-X table entry `entry` (before the queue is
