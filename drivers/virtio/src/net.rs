@@ -4,6 +4,15 @@
 //! device without VIRTIO_F_ANY_LAYOUT: spec 2.7.4.3). With VIRTIO_NET_F_HOST_TSO4 (a tap
 //! backend offers it) each transmit queue also has [`TSO_BUFFERS`] buffers of 68 KiB for
 //! TCP frames of up to 64 KiB that the device cuts into segments (spec 5.1.6.2).
+//!
+//! A device whose used index runs more than a ring ahead of the driver (a broken device:
+//! the queue cannot be read on) is reset as virtio-blk resets a stuck one
+//! ([`crate::recovery`]: status 0, the features again, every queue renewed; given up
+//! after 3 resets in a row with no frame received or sent in between). The receive
+//! buffers are posted again; frames in flight on transmit are lost (logged, and no
+//! longer counted by `transmit_pending`). The call that met the overrun then goes on on
+//! the renewed device. Only calls through the device reset it: a pair's own handle
+//! ([`NetDevice::split_queues`]) that meets an overrun reports it (`Failed`).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -15,7 +24,8 @@ use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
 use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueuePair, QueueWakes};
 use rexo_pci::Function;
 
-use crate::queue::{DESC_NEXT, DESC_WRITE, Virtqueue};
+use crate::queue::{DESC_NEXT, DESC_WRITE, USED_INDEX_OVERRUN, Virtqueue};
+use crate::recovery::{Recovery, Restart};
 use crate::transport::Transport;
 
 /// Transitional virtio-net (legacy interface, maybe modern too).
@@ -73,6 +83,13 @@ const CTRL_MQ_VQ_PAIRS_SET: u8 = 0;
 const CTRL_OK: u8 = 0;
 /// How long the device may take to answer a control command.
 const CTRL_TIMEOUT_NS: u64 = 1_000_000_000;
+
+/// Every call's answer once the device did not come back from a reset, or was judged
+/// broken again after 3 resets in a row with no frame received or sent.
+const GIVEN_UP: DeviceError = DeviceError::Failed(
+    "virtio-net: the device did not come back from a reset, or stayed broken through \
+     resets (given up)",
+);
 
 /// `struct virtio_net_hdr` on the modern interface (spec 5.1.6: `num_buffers` always
 /// present with VERSION_1).
@@ -264,6 +281,11 @@ pub struct VirtioNet {
     control: Option<(Virtqueue, Dma)>,
     /// Receive wake-ups: receive queue `q` through MSI-X entry `q`.
     wakes: QueueWakes,
+    /// Resets of a broken device, and whether it was given up ([`GIVEN_UP`]).
+    recovery: Recovery,
+    /// Chains the device had returned on every pair's queues at the last reset: more
+    /// since means it finished something.
+    returned_at_reset: u64,
 }
 
 impl VirtioNet {
@@ -372,6 +394,8 @@ impl VirtioNet {
             transport,
             platform,
             wakes: QueueWakes::new(msix, vectors),
+            recovery: Recovery::new("virtio-net", features, GIVEN_UP),
+            returned_at_reset: 0,
         };
         // From here on, dropping `net` resets the device before its memory goes.
         net.start(control)?;
@@ -489,6 +513,83 @@ impl VirtioNet {
     fn pair(&self, queue: usize) -> Result<&spin::Mutex<Pair>, DeviceError> {
         rexo_devio::pairs::pair_at(&self.pairs, queue)
     }
+
+    /// Runs `call` on pair `queue` of a device not given up. When the device broke one of
+    /// the pair's used rings (its index ran past the ring), resets the device and runs
+    /// `call` once more on the renewed pair.
+    fn on_pair<T>(
+        &mut self,
+        queue: usize,
+        mut call: impl FnMut(&mut Pair, Shape) -> Result<T, DeviceError>,
+    ) -> Result<T, DeviceError> {
+        self.recovery.usable()?;
+        let shape = self.shape;
+        // The pair's lock is released before a reset takes every pair's.
+        let result = call(&mut self.pair(queue)?.lock(), shape);
+        match result {
+            Err(DeviceError::Failed(USED_INDEX_OVERRUN)) => {
+                if self.returned() != self.returned_at_reset {
+                    self.recovery.device_finished();
+                }
+                self.recover(USED_INDEX_OVERRUN)?;
+                call(&mut self.pair(queue)?.lock(), shape)
+            }
+            result => result,
+        }
+    }
+
+    /// Chains the device returned so far on every pair's queues.
+    fn returned(&self) -> u64 {
+        self.pairs
+            .iter()
+            .map(|pair| {
+                let pair = pair.lock();
+                pair.rx.returned() + pair.tx.returned()
+            })
+            .sum()
+    }
+}
+
+impl Restart for VirtioNet {
+    fn recovery(&mut self) -> &mut Recovery {
+        &mut self.recovery
+    }
+
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    fn platform(&self) -> &'static dyn Platform {
+        self.platform
+    }
+
+    fn wakes(&mut self) -> &mut QueueWakes {
+        &mut self.wakes
+    }
+
+    /// Every queue renewed (receive queue `q` with MSI-X entry `q`), the transmit
+    /// buffers all free again (the frames in flight are lost), then started as at probe:
+    /// the receive buffers posted, DRIVER_OK, and the pairs enabled again.
+    fn renew(&mut self) -> Result<(), DeviceError> {
+        let mut lost = 0;
+        for (index, pair) in self.pairs.iter().enumerate() {
+            let mut pair = pair.lock();
+            self.transport
+                .renew_queue(&mut pair.rx, self.wakes.entry(index))?;
+            self.transport.renew_queue(&mut pair.tx, None)?;
+            lost += pair.forget_transmits();
+        }
+        if lost > 0 {
+            log::warn!("virtio-net: {lost} frame(s) in flight on transmit lost to the reset");
+        }
+        let mut control = self.control.take();
+        if let Some((queue, _)) = &mut control {
+            self.transport.renew_queue(queue, None)?;
+        }
+        self.start(control)?;
+        self.returned_at_reset = self.returned();
+        Ok(())
+    }
 }
 
 impl Pair {
@@ -525,6 +626,17 @@ impl Pair {
         self.tx_frames += 1;
         self.tx.push(buffers[0] * chain);
         self.tx.publish();
+    }
+
+    /// Frees every transmit buffer, for a device that was reset and forgot the frames in
+    /// flight: returns how many frames were lost.
+    fn forget_transmits(&mut self) -> usize {
+        self.tx_free = (0..self.tx_small).rev().collect();
+        if let Some(tso) = &mut self.tso {
+            tso.free = (self.tx_small..self.tx_count).rev().collect();
+        }
+        self.tx_link.fill(NO_LINK);
+        core::mem::take(&mut self.tx_frames)
     }
 
     /// Takes back the transmit buffers the device finished with (the queue hands back
@@ -759,8 +871,7 @@ impl NetDevice for VirtioNet {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        let shape = self.shape;
-        self.pair(queue)?.lock().receive(shape, budget, deliver)
+        self.on_pair(queue, |pair, shape| pair.receive(shape, budget, deliver))
     }
 
     fn send_segments(
@@ -770,10 +881,9 @@ impl NetDevice for VirtioNet {
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
-        let shape = self.shape;
-        self.pair(queue)?
-            .lock()
-            .send_segments(shape, segments, offload, fill)
+        self.on_pair(queue, |pair, shape| {
+            pair.send_segments(shape, segments, offload, fill)
+        })
     }
 
     fn send_tcp_segmented(
@@ -782,15 +892,13 @@ impl NetDevice for VirtioNet {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<(), DeviceError> {
-        let shape = self.shape;
-        self.pair(queue)?
-            .lock()
-            .send_tcp_segmented(shape, len, fill)
+        self.on_pair(queue, |pair, shape| {
+            pair.send_tcp_segmented(shape, len, fill)
+        })
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        let shape = self.shape;
-        self.pair(queue)?.lock().transmit_pending(shape)
+        self.on_pair(queue, |pair, shape| pair.transmit_pending(shape))
     }
 
     /// Receive queue `q` signals through MSI-X entry `q` all along (the avail ring never
@@ -799,6 +907,7 @@ impl NetDevice for VirtioNet {
     /// as kv arm once and nap many times). Unmasking with one pending wakes the core at
     /// once: callers re-check the ring after waking, as `sleep_ns` says.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        self.recovery.usable()?;
         self.wakes.arm(queue, core)
     }
 
@@ -849,9 +958,9 @@ impl Drop for VirtioNet {
 mod tests {
     use super::*;
 
-    /// A pair over host memory with `buffers` receive buffers (a chain of one
-    /// descriptor each) posted, and no transmit buffers; the test plays the device.
-    fn pair_on_host(buffers: u16) -> Pair {
+    /// A pair over host memory with `buffers` receive and `transmits` transmit buffers
+    /// (a chain of one descriptor each; queues of `2 * buffers` entries), none posted.
+    fn unposted_pair(buffers: u16, transmits: u16) -> Pair {
         let platform = rexo_devio::host::HostPlatform::leaked();
         let queue = |index| {
             let doorbell = crate::queue::Doorbell::Mmio {
@@ -861,24 +970,172 @@ mod tests {
             };
             Virtqueue::new(platform, index, 2 * buffers, doorbell).unwrap()
         };
-        let mut pair = Pair {
+        let tx_bytes = usize::from(transmits.max(1)) * BUFFER_STRIDE;
+        Pair {
             rx: queue(0),
             rx_buffers: Dma::new(platform, usize::from(buffers) * BUFFER_STRIDE).unwrap(),
             rx_count: buffers,
             tx: queue(1),
-            tx_buffers: Dma::new(platform, BUFFER_STRIDE).unwrap(),
-            tx_free: Vec::new(),
-            tx_small: 0,
+            tx_buffers: Dma::new(platform, tx_bytes).unwrap(),
+            tx_free: (0..transmits).rev().collect(),
+            tx_small: transmits,
             tso: None,
-            tx_count: 0,
-            tx_link: Vec::new(),
+            tx_count: transmits,
+            tx_link: vec![NO_LINK; usize::from(transmits)],
             tx_frames: 0,
-        };
+        }
+    }
+
+    /// A pair over host memory with `buffers` receive buffers posted, and no transmit
+    /// buffers; the test plays the device.
+    fn pair_on_host(buffers: u16) -> Pair {
+        let mut pair = unposted_pair(buffers, 0);
         for buffer in 0..buffers {
             pair.rx.push(buffer);
         }
         pair.rx.publish();
         pair
+    }
+
+    /// Receive buffers of the interface [`net_on_host`] makes.
+    const HOST_RX_BUFFERS: u16 = 4;
+
+    /// A started interface of one pair ([`HOST_RX_BUFFERS`] receive and 2 transmit
+    /// buffers) on a modern device played by the test, and the device.
+    fn net_on_host() -> (VirtioNet, crate::transport::HostDevice) {
+        let platform = rexo_devio::host::HostPlatform::leaked();
+        let (device, transport) = crate::transport::HostDevice::modern(2 * HOST_RX_BUFFERS);
+        let features = transport.negotiate(platform, 0, 0).unwrap();
+        let mut net = VirtioNet {
+            transport,
+            platform,
+            mac: [2, 0, 0, 0, 0, 1],
+            link_status: false,
+            shape: Shape {
+                chain: 1,
+                header_len: HEADER_MODERN,
+                checksum_offload: false,
+            },
+            tcp_segmentation: None,
+            pairs: vec![Arc::new(spin::Mutex::new(unposted_pair(
+                HOST_RX_BUFFERS,
+                2,
+            )))],
+            offered_pairs: None,
+            control: None,
+            wakes: QueueWakes::new(None, vec![None]),
+            recovery: Recovery::new("virtio-net", features, GIVEN_UP),
+            returned_at_reset: 0,
+        };
+        net.start(None).unwrap();
+        (net, device)
+    }
+
+    /// Plays a device whose used index on `net`'s receive queue runs past the ring.
+    fn overrun_the_receive_ring(net: &VirtioNet) {
+        let mut device_side = crate::queue::DeviceSide::default();
+        let mut pair = net.pairs[0].lock();
+        for _ in 0..pair.rx.size() + 2 {
+            device_side.give_back(&mut pair.rx, 0, 0);
+        }
+    }
+
+    /// Sends a 60-byte frame on `net`'s queue 0.
+    fn send_frame(net: &mut VirtioNet) -> Result<(), DeviceError> {
+        net.send_segments(0, &[60], false, &mut |parts| {
+            parts[0].fill(0x42);
+            true
+        })
+    }
+
+    #[test]
+    fn a_used_index_past_the_ring_resets_the_device_and_posts_the_receive_buffers_again() {
+        use crate::transport::{
+            STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
+        };
+        let (mut net, device) = net_on_host();
+        let running = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK;
+        assert_eq!(device.status(), running);
+        // A frame in flight on transmit, taken by the device and never returned.
+        send_frame(&mut net).unwrap();
+        let mut tx_side = crate::queue::DeviceSide::default();
+        assert!(tx_side.take(&net.pairs[0].lock().tx).is_some());
+        assert_eq!(net.transmit_pending(0), Ok(1));
+        // A status the reset and the start after it must overwrite.
+        device.set_status(0);
+        overrun_the_receive_ring(&net);
+        assert_eq!(net.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
+        assert_eq!(device.status(), running, "reset and started again");
+        // The frame in flight is lost, not pending for ever.
+        assert_eq!(net.transmit_pending(0), Ok(0));
+        // Every receive buffer is the device's again, from ring index 0.
+        let mut rx_side = crate::queue::DeviceSide::default();
+        let posted: Vec<_> =
+            core::iter::from_fn(|| rx_side.take(&net.pairs[0].lock().rx)).collect();
+        assert_eq!(posted, [0, 1, 2, 3]);
+        // A frame the renewed device receives is delivered.
+        {
+            let mut pair = net.pairs[0].lock();
+            let frame = [0x5A; 60];
+            pair.rx_buffers
+                .bytes_mut(HEADER_MODERN, frame.len())
+                .copy_from_slice(&frame);
+            rx_side.give_back(&mut pair.rx, 0, (HEADER_MODERN + frame.len()) as u32);
+        }
+        let mut frames = Vec::new();
+        assert_eq!(
+            net.receive(0, 8, &mut |bytes| frames.push(bytes.len())),
+            Ok(1)
+        );
+        assert_eq!(frames, [60]);
+        // Both transmit buffers are free again: two frames go, from ring index 0.
+        send_frame(&mut net).unwrap();
+        send_frame(&mut net).unwrap();
+        let mut tx_side = crate::queue::DeviceSide::default();
+        let pair = net.pairs[0].lock();
+        assert_eq!(
+            [tx_side.take(&pair.tx), tx_side.take(&pair.tx)],
+            [Some(0), Some(1)]
+        );
+    }
+
+    #[test]
+    fn a_device_broken_again_after_three_resets_in_a_row_is_given_up() {
+        let (mut net, device) = net_on_host();
+        for reset in 1..=crate::recovery::RESETS_IN_A_ROW {
+            overrun_the_receive_ring(&net);
+            assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(0), "reset {reset}");
+        }
+        overrun_the_receive_ring(&net);
+        assert_eq!(net.receive(0, 8, &mut |_| {}), Err(GIVEN_UP));
+        assert_ne!(device.status() & crate::transport::STATUS_FAILED, 0);
+        assert_eq!(send_frame(&mut net), Err(GIVEN_UP));
+        assert_eq!(net.transmit_pending(0), Err(GIVEN_UP));
+    }
+
+    #[test]
+    fn a_frame_the_device_returns_starts_the_count_of_resets_again() {
+        let (mut net, device) = net_on_host();
+        for _ in 0..crate::recovery::RESETS_IN_A_ROW {
+            overrun_the_receive_ring(&net);
+            assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(0));
+        }
+        // The renewed device returns a transmitted frame.
+        send_frame(&mut net).unwrap();
+        {
+            let mut tx_side = crate::queue::DeviceSide::default();
+            let mut pair = net.pairs[0].lock();
+            let head = tx_side.take(&pair.tx).unwrap();
+            tx_side.give_back(&mut pair.tx, head.into(), 0);
+        }
+        assert_eq!(net.transmit_pending(0), Ok(0));
+        overrun_the_receive_ring(&net);
+        assert_eq!(
+            net.receive(0, 8, &mut |_| {}),
+            Ok(0),
+            "reset again, not given up"
+        );
+        assert_eq!(device.status() & crate::transport::STATUS_FAILED, 0);
     }
 
     #[test]

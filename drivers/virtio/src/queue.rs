@@ -13,6 +13,9 @@ use rexo_devio::{Dma, Mmio, Platform, PortWindow, barrier};
 pub const DESC_NEXT: u16 = 1;
 /// Descriptor flag: the device writes the buffer (else it reads it).
 pub const DESC_WRITE: u16 = 2;
+/// Why [`Virtqueue::pop_used`] fails: the device's used index ran more than a ring
+/// ahead, so the queue cannot be read on until the device is reset.
+pub const USED_INDEX_OVERRUN: &str = "the used ring index ran past the ring (device fault)";
 /// Used ring flag: the device asks not to be notified (it is polling the ring).
 const USED_NO_NOTIFY: u16 = 1;
 
@@ -197,6 +200,12 @@ impl Virtqueue {
         self.unpublished.clear();
     }
 
+    /// Chains the device returned so far (used entries taken for a head it held; stray
+    /// entries not counted), over every restart: free-running, never wraps.
+    pub fn returned(&self) -> u64 {
+        self.used_taken - self.stray_used
+    }
+
     /// Used entries dropped so far because they named a head the device did not hold
     /// (a repeat of one already returned, or a number outside the queue); for tests, as
     /// the count is otherwise only logged.
@@ -344,9 +353,7 @@ impl Virtqueue {
             if used_pending(device_idx, self.used_next, self.size).is_none() {
                 // Nothing after this index can be trusted: the queue is unusable until
                 // the device is reset and the queue restarted.
-                return Err(DeviceError::Failed(
-                    "the used ring index ran past the ring (device fault)",
-                ));
+                return Err(DeviceError::Failed(USED_INDEX_OVERRUN));
             }
             self.used_seen = device_idx;
             if self.used_next == self.used_seen {
