@@ -242,6 +242,8 @@ pub struct HostPlatform {
     live: Mutex<usize>,
     /// The lines armed, as (IRQ, core).
     armed: Mutex<alloc::vec::Vec<(u8, usize)>>,
+    /// The cores woken by [`Platform::wake_core`], in order.
+    woken: Mutex<alloc::vec::Vec<usize>>,
     /// The clock's next reading, in nanoseconds.
     clock_ns: AtomicU64,
 }
@@ -260,6 +262,7 @@ impl HostPlatform {
         Box::leak(Box::new(Self {
             live: Mutex::new(0),
             armed: Mutex::new(alloc::vec::Vec::new()),
+            woken: Mutex::new(alloc::vec::Vec::new()),
             clock_ns: AtomicU64::new(0),
         }))
     }
@@ -277,6 +280,18 @@ impl HostPlatform {
     /// The lines armed so far, as (IRQ, core).
     pub fn armed(&self) -> alloc::vec::Vec<(u8, usize)> {
         self.armed.lock().unwrap().clone()
+    }
+
+    /// The cores woken so far by [`Platform::wake_core`], in order, taken.
+    pub fn take_woken(&self) -> alloc::vec::Vec<usize> {
+        core::mem::take(&mut *self.woken.lock().unwrap())
+    }
+
+    /// An MSI-X table of `entries` entries over host memory, every entry masked, whose
+    /// messages name this platform's cores; and the memory, to read it back.
+    pub fn msix_table(&'static self, entries: u16) -> (crate::MsixTable, Mmio) {
+        let memory = registers(usize::from(entries) * crate::msix::ENTRY);
+        (crate::MsixTable::new(memory.clone(), entries, self), memory)
     }
 }
 
@@ -313,6 +328,12 @@ unsafe impl Platform for HostPlatform {
         (irq < 16)
             .then_some(matches!(irq, 5 | 9 | 10 | 11))
             .ok_or("an IO-APIC serving the line")
+    }
+    /// Recorded, for [`Self::take_woken`].
+    fn wake_core(&self, core: usize) {
+        if core < Self::CORES {
+            self.woken.lock().unwrap().push(core);
+        }
     }
     fn wake_on_line(&self, irq: u8, core: usize) -> Result<(), &'static str> {
         if core >= Self::CORES {

@@ -11,7 +11,7 @@ use rexo_api::DeviceError;
 use crate::{Mmio, Platform};
 
 /// Bytes per table entry: message address (low, high), data, vector control.
-const ENTRY: usize = 16;
+pub(crate) const ENTRY: usize = 16;
 /// The vector control word's mask bit.
 const MASKED: u32 = 1;
 
@@ -90,8 +90,8 @@ pub struct QueueWakes {
     table: Option<MsixTable>,
     /// Each queue's entry, when it got one.
     entries: Vec<Option<u16>>,
-    /// Which queues are armed (their entry unmasked).
-    armed: Vec<bool>,
+    /// The core each queue is armed for (its entry unmasked), if it is.
+    armed: Vec<Option<usize>>,
 }
 
 impl QueueWakes {
@@ -99,7 +99,7 @@ impl QueueWakes {
     /// `entries[q]` of `table` (`None`: it has none); `table` `None` when the device
     /// has no MSI-X. Every entry stays masked until armed.
     pub fn new(table: Option<MsixTable>, entries: Vec<Option<u16>>) -> Self {
-        let armed = vec![false; entries.len()];
+        let armed = vec![None; entries.len()];
         Self {
             table,
             entries,
@@ -135,19 +135,36 @@ impl QueueWakes {
             Some(core) => table.wake(entry, core)?,
             None => table.mask(entry)?,
         }
-        self.armed[queue] = core.is_some();
+        self.armed[queue] = core;
         Ok(())
+    }
+
+    /// The driver has news for `queue` that the device will send no message about (it
+    /// was reset, say): a core armed for it is woken at once, and the wake spent.
+    pub fn wake_now(&mut self, queue: usize) {
+        if let (Some(&Some(core)), Some(table)) = (self.armed.get(queue), &self.table) {
+            let platform = table.platform;
+            self.spent(queue);
+            platform.wake_core(core);
+        }
+    }
+
+    /// [`wake_now`](Self::wake_now) for every queue.
+    pub fn wake_all_now(&mut self) {
+        for queue in 0..self.armed.len() {
+            self.wake_now(queue);
+        }
     }
 
     /// The driver found work on `queue`: a wake armed for it is spent, its entry masked
     /// again. Nothing for a queue out of range or not armed.
     pub fn spent(&mut self, queue: usize) {
-        if let (Some(true), Some(Some(entry)), Some(table)) =
+        if let (Some(Some(_)), Some(Some(entry)), Some(table)) =
             (self.armed.get(queue), self.entries.get(queue), &self.table)
         {
             // The entry was checked against the table when the queue was armed.
             let _ = table.mask(*entry);
-            self.armed[queue] = false;
+            self.armed[queue] = None;
         }
     }
 
@@ -167,11 +184,7 @@ mod tests {
 
     /// A table of `size` entries over host memory, and the memory to read it back.
     fn table(size: u16) -> (MsixTable, Mmio) {
-        let memory = crate::host::registers(usize::from(size) * ENTRY);
-        (
-            MsixTable::new(memory.clone(), size, HostPlatform::leaked()),
-            memory,
-        )
+        HostPlatform::leaked().msix_table(size)
     }
 
     /// Entry `entry`'s (address, data, masked) as the device would read them.
@@ -182,6 +195,21 @@ mod tests {
             memory.read32(at + 8),
             memory.read32(at + 12) & MASKED != 0,
         )
+    }
+
+    #[test]
+    fn waking_a_queue_now_wakes_its_armed_core_once_and_spends_the_wake() {
+        let platform = HostPlatform::leaked();
+        let (msix, memory) = platform.msix_table(3);
+        let mut wakes = QueueWakes::new(Some(msix), vec![Some(1), Some(2)]);
+        wakes.wake_all_now();
+        assert_eq!(platform.take_woken(), [], "nobody armed");
+        wakes.arm(1, Some(1)).unwrap();
+        wakes.wake_all_now();
+        assert_eq!(platform.take_woken(), [1]);
+        assert!(entry(&memory, 2).2, "masked again: the wake is spent");
+        wakes.wake_now(1);
+        assert_eq!(platform.take_woken(), [], "spent");
     }
 
     #[test]

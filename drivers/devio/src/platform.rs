@@ -31,6 +31,10 @@ pub unsafe trait Platform: Sync {
     /// from a halt: the kernel's wake vector on that core's local APIC; `None` when there
     /// is no such core or its APIC cannot be named in a message.
     fn wake_message(&self, core: usize) -> Option<(u64, u32)>;
+    /// Wakes core `core` from a halt at once, as its wake message would (the kernel's
+    /// wake IPI): for news a device will send no message about. Nothing for a core the
+    /// machine lacks.
+    fn wake_core(&self, core: usize);
     /// Whether ISA IRQ `irq` is level-triggered at its IO-APIC (the MADT's interrupt
     /// source overrides; else edge), or why it cannot wake a core (no ACPI tables, no
     /// IO-APIC serving it).

@@ -197,6 +197,12 @@ unsafe impl rexo_devio::Platform for DriverPlatform {
         (apic < 256).then(|| (0xFEE0_0000 | u64::from(apic) << 12, u32::from(VECTOR_WAKE)))
     }
 
+    fn wake_core(&self, core: usize) {
+        if core < crate::smp_cores() {
+            rexo_workqueue::Waker::wake(&crate::sched::IpiWaker, core);
+        }
+    }
+
     fn line_level(&self, irq: u8) -> Result<bool, &'static str> {
         crate::platform::isa_route(irq).map(|(route, _)| route.level)
     }
