@@ -884,9 +884,15 @@ impl BlockDevice for Nvme {
 
     /// Unmasks the queue's MSI-X entry, pointed at `core`: the controller's next message
     /// for a completion on it wakes the core. Disarmed (masked again) by the next poll
-    /// that hands over a completion, or by `None`.
+    /// that hands over a completion, or by `None`. During a controller reset, or with
+    /// requests it interrupted still to be failed at the queue's next poll, the core is
+    /// woken at once instead (no message comes for those, and polls move the reset on).
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
-        self.wakes.arm(queue, core)
+        self.wakes.arm(queue, core)?;
+        if self.reset.is_some() || self.queues.get(queue).is_some_and(|io| io.interrupted) {
+            self.wakes.wake_now(queue);
+        }
+        Ok(())
     }
 
     fn abandon_requests(&mut self) {
@@ -1394,5 +1400,39 @@ mod tests {
         assert_eq!(disk.queues[0].stale_completions, 2);
         controller.complete(&mut disk.queues[0].pair, new_id, 0);
         assert_eq!(poll_once(&mut disk), [(new, Ok(vec![0; SECTOR_BYTES]))]);
+    }
+
+    #[test]
+    fn cores_armed_for_completions_are_woken_by_a_reset_and_while_it_lasts() {
+        let (mut disk, platform) = ready_disk(2);
+        let (table, _) = platform.msix_table(2);
+        disk.wakes = QueueWakes::new(Some(table), vec![Some(1)]);
+        let mut controller = ControllerSide::default();
+        lose_a_read(&mut disk, platform, &mut controller, 0);
+        platform.advance_clock(IO_TIMEOUT_NS);
+        // A read in flight when the reset begins, its core armed and asleep: the
+        // controller will never send a message for it.
+        let cut = disk.submit_read(0, 8, 1).unwrap();
+        disk.wake_on_completion(0, Some(1)).unwrap();
+        assert_eq!(platform.take_woken(), [], "armed, nothing to say yet");
+        assert_eq!(poll_once(&mut disk), []);
+        assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
+        assert_eq!(platform.take_woken(), [1], "the reset wakes the armed core");
+        // Armed again during the reset: woken at once, to poll it on.
+        disk.wake_on_completion(0, Some(1)).unwrap();
+        assert_eq!(platform.take_woken(), [1]);
+        set_status(&disk, 0);
+        assert_eq!(poll_once(&mut disk), []);
+        bring_back(&mut disk);
+        // The reset is over in another queue's poll, say: the interrupted read is still
+        // to be reported here, so arming wakes at once.
+        disk.continue_reset().unwrap();
+        assert_eq!(disk.reset, None);
+        disk.wake_on_completion(0, Some(1)).unwrap();
+        assert_eq!(platform.take_woken(), [1]);
+        assert_eq!(poll_once(&mut disk), [(cut, Err(DeviceError::Reset))]);
+        // Nothing more to say: an arm waits for the controller's message.
+        disk.wake_on_completion(0, Some(1)).unwrap();
+        assert_eq!(platform.take_woken(), []);
     }
 }

@@ -42,12 +42,14 @@ pub(crate) enum Reset {
 impl Nvme {
     /// Starts a controller reset because of `why`: every request the controller has
     /// becomes [`Slot::Interrupted`], and CC.EN is cleared. [`Self::continue_reset`]
-    /// goes on from there.
+    /// goes on from there. Every core armed for a completion is woken now: no message
+    /// will come for a request the reset interrupts, and only polls move the reset on.
     pub(crate) fn start_reset(&mut self, why: &'static str) {
         log::warn!("nvme: {why}: resetting the controller");
         for io in &mut self.queues {
             io.interrupt();
         }
+        self.wakes.wake_all_now();
         self.controller.clear_enable();
         self.reset = Some(Reset::Disabling {
             since: self.platform.now_ns(),
