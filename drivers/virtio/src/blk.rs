@@ -14,7 +14,8 @@
 //! transport's reset timeout of 1 s: it then no longer touches the rings or buffers) and
 //! initialised again with the
 //! features it had, its queues renewed; the lost slots come back, and every request
-//! still in flight on any queue fails with `Reset` at its queue's next poll. A device
+//! still in flight on any queue fails with `Reset` at its queue's next poll (the cores
+//! armed for completions are woken then: no message comes for those). A device
 //! that does not come back is given up: `Failed` for every later call. So is a device
 //! judged stuck again after 3 resets in a row with no request finished by it in between
 //! (one whose used index overruns right after every restart, say), instead of being
@@ -830,7 +831,8 @@ impl Restart for VirtioBlk {
     }
 
     /// Every queue renewed with its MSI-X entry, then DRIVER_OK; the lost slots come
-    /// back and the requests in flight fail at their queues' next polls.
+    /// back and the requests in flight fail at their queues' next polls, so the cores
+    /// armed for completions are woken now (the device sends no message for those).
     fn renew(&mut self) -> Result<(), DeviceError> {
         for (index, queue) in self.queues.iter_mut().enumerate() {
             self.transport
@@ -840,6 +842,7 @@ impl Restart for VirtioBlk {
         for queue in &mut self.queues {
             queue.after_reset();
         }
+        self.wakes.wake_all_now();
         Ok(())
     }
 }
@@ -1062,6 +1065,28 @@ mod tests {
         queue.headers.write8(slot * HEADER_STRIDE + STATUS_AT, S_OK);
         device_side.give_back(&mut queue.vq, head.into(), 513);
         assert_eq!(completions(disk, 0), [(tag, Ok(vec![0x77; 512]))]);
+    }
+
+    #[test]
+    fn a_reset_wakes_the_cores_armed_for_the_requests_it_fails() {
+        let (mut disk, _, clock) = disk_on_host(2);
+        let (table, _) = clock.msix_table(2);
+        disk.wakes = QueueWakes::new(Some(table), vec![Some(0), Some(1)]);
+        lose_every_slot_of_queue_0(&mut disk, clock);
+        // A flush in flight on queue 1, its core armed and asleep.
+        let flush = disk.submit_flush(1).unwrap();
+        assert_eq!(completions(&mut disk, 1), []);
+        disk.wake_on_completion(1, Some(1)).unwrap();
+        assert_eq!(completions(&mut disk, 0).len(), 2, "timed out, and reset");
+        assert_eq!(
+            clock.take_woken(),
+            [1],
+            "no message comes for the failed flush"
+        );
+        assert_eq!(
+            completions(&mut disk, 1),
+            [(flush, Err(DeviceError::Reset))]
+        );
     }
 
     #[test]
