@@ -490,31 +490,30 @@ impl Xhci {
         let data_in = len > 0;
         let target = &mut self.devices[device];
         let slot = target.slot;
-        target.control.push(Trb::setup(setup, data_in));
+        let setup = target.control.push(Trb::setup(setup, data_in));
         let data = data_in.then(|| {
             target
                 .control
                 .push(Trb::data_in(target.buffer.phys(), len.into()))
         });
         let status = target.control.push(Trb::status(data_in));
-        let (data, status) = (
-            data.map(|i| target.control.address_of(i)),
-            target.control.address_of(status),
-        );
+        let mut transfer = ControlTransfer {
+            setup: target.control.address_of(setup),
+            data: data.map(|i| target.control.address_of(i)),
+            status: target.control.address_of(status),
+            len,
+            received: None,
+        };
         self.ring_doorbell(slot, 1);
-        let mut received = usize::from(len);
         let start = self.platform.now_ns();
         loop {
             let event = self.wait_event(what, start, TRANSFER_TIMEOUT_MS, |event| {
                 event.kind() == trb::TRANSFER_EVENT && event.slot() == slot && event.endpoint() == 1
             })?;
-            match event.completion_code() {
-                completion::SHORT_PACKET if Some(event.parameter) == data => {
-                    received = usize::from(len).saturating_sub(event.residual() as usize);
-                }
-                completion::SUCCESS if event.parameter == status => return Ok(received),
-                completion::SUCCESS => {}
-                code => {
+            match transfer.on_event(&event) {
+                ControlStep::Waiting => {}
+                ControlStep::Done(received) => return Ok(received),
+                ControlStep::Halted(code) => {
                     self.restart_endpoint(device, 1, code)?;
                     return Err(DeviceError::Status {
                         what,
@@ -897,6 +896,59 @@ fn input_context(device: &mut Device, size: usize, add: u32, entries: u8) -> u64
     input.phys()
 }
 
+/// The TRBs of one control transfer on endpoint 0, and what its events said so far.
+struct ControlTransfer {
+    /// The Setup Stage TRB's address.
+    setup: u64,
+    /// The Data Stage TRB's address, with a data stage.
+    data: Option<u64>,
+    /// The Status Stage TRB's address (it interrupts on completion).
+    status: u64,
+    /// Bytes asked for IN.
+    len: u16,
+    /// Bytes received, once a short packet ended the data stage.
+    received: Option<usize>,
+}
+
+/// What a control transfer's event means ([`ControlTransfer::on_event`]).
+#[derive(Debug, PartialEq, Eq)]
+enum ControlStep {
+    /// More events to come.
+    Waiting,
+    /// The status stage succeeded: the transfer is over, with this many bytes IN.
+    Done(usize),
+    /// A stage failed with this completion code: the endpoint halted.
+    Halted(u8),
+}
+
+impl ControlTransfer {
+    /// Takes a Transfer Event of endpoint 0. Only an event for one of this transfer's
+    /// TRBs counts: a repeat, or a late one of an earlier transfer (given up on, or
+    /// whose data stage ended short), names a TRB the controller is done with and is
+    /// dropped, so that it neither ends this transfer nor restarts the endpoint (whose
+    /// dequeue pointer would then skip the TRBs the controller still owns). A repeated
+    /// short packet keeps the first one's count.
+    fn on_event(&mut self, event: &Trb) -> ControlStep {
+        let at = event.parameter;
+        if at != self.setup && Some(at) != self.data && at != self.status {
+            return ControlStep::Waiting;
+        }
+        match event.completion_code() {
+            completion::SHORT_PACKET if Some(at) == self.data => {
+                let residual = event.residual() as usize;
+                self.received
+                    .get_or_insert(usize::from(self.len).saturating_sub(residual));
+                ControlStep::Waiting
+            }
+            completion::SUCCESS if at == self.status => {
+                ControlStep::Done(self.received.unwrap_or(usize::from(self.len)))
+            }
+            completion::SUCCESS => ControlStep::Waiting,
+            code => ControlStep::Halted(code),
+        }
+    }
+}
+
 /// Fills `device`'s input context for Configure Endpoint adding `keyboard`'s interrupt
 /// IN endpoint (xHCI 4.6.6); returns its address.
 fn configure_context(device: &mut Device, size: usize, keyboard: &Keyboard) -> u64 {
@@ -1066,5 +1118,56 @@ mod tests {
                 "CAPLENGTH {cap_length:#x}"
             );
         }
+    }
+
+    /// A Transfer Event of slot 1 endpoint 0 for the TRB at `at` with completion `code`
+    /// and `residual` bytes not moved.
+    fn control_event(at: u64, code: u8, residual: u32) -> Trb {
+        Trb {
+            parameter: at,
+            status: u32::from(code) << 24 | residual,
+            control: (1 << 24) | (1 << 16) | (trb::TRANSFER_EVENT << 10) | trb::CYCLE,
+        }
+    }
+
+    #[test]
+    fn a_short_data_stage_completes_its_control_transfer_once() {
+        let mut transfer = ControlTransfer {
+            setup: 0x1000,
+            data: Some(0x1010),
+            status: 0x1020,
+            len: 18,
+            received: None,
+        };
+        let short = control_event(0x1010, completion::SHORT_PACKET, 10);
+        assert_eq!(transfer.on_event(&short), ControlStep::Waiting);
+        // Repeated, with another count: the first one stands.
+        let again = control_event(0x1010, completion::SHORT_PACKET, 0);
+        assert_eq!(transfer.on_event(&again), ControlStep::Waiting);
+        let status = control_event(0x1020, completion::SUCCESS, 0);
+        assert_eq!(transfer.on_event(&status), ControlStep::Done(8));
+        // The next transfer, on the TRBs after: the earlier one's repeated short packet
+        // and status event are dropped, neither ending it nor halting the endpoint.
+        let mut next = ControlTransfer {
+            setup: 0x1030,
+            data: Some(0x1040),
+            status: 0x1050,
+            len: 9,
+            received: None,
+        };
+        for late in [short, again, status] {
+            assert_eq!(next.on_event(&late), ControlStep::Waiting);
+        }
+        // Nor does a late error of a transfer given up on.
+        let stalled = control_event(0x1010, completion::STALL, 0);
+        assert_eq!(next.on_event(&stalled), ControlStep::Waiting);
+        // Its own stall halts it; its own status ends it with every byte.
+        let own_stall = control_event(0x1040, completion::STALL, 0);
+        assert_eq!(
+            next.on_event(&own_stall),
+            ControlStep::Halted(completion::STALL)
+        );
+        let own_status = control_event(0x1050, completion::SUCCESS, 0);
+        assert_eq!(next.on_event(&own_status), ControlStep::Done(9));
     }
 }
