@@ -872,28 +872,43 @@ mod tests {
     /// `sectors` sectors and the 28-bit commands only: the disk and its command and
     /// control blocks, their writes so far taken.
     fn pio_disk(sectors: u64) -> (IdeDisk, FakePorts, FakePorts) {
+        let (disk, command, control, _) = disk_on_fake_ports(0, sectors, false, None);
+        (disk, command, control)
+    }
+
+    /// The master of channel `number` on fake ports, ready, with `sectors` sectors, the
+    /// 48-bit commands when `lba48`, and the bus master `bus_master` when given: the disk,
+    /// its command and control blocks, and the bus master's writes at start (taken from
+    /// it, as the blocks' are).
+    fn disk_on_fake_ports(
+        number: u8,
+        sectors: u64,
+        lba48: bool,
+        bus_master: Option<&FakePorts>,
+    ) -> (IdeDisk, FakePorts, FakePorts, Vec<PortWrite>) {
         let platform = HostPlatform::leaked();
         let (command, control) = (FakePorts::new(8), FakePorts::new(1));
         control.answer8(REG_CONTROL, STATUS_READY);
         command.answer8(REG_STATUS, STATUS_READY);
         let channel = Channel::new(
-            0,
+            number,
             (command.window(), control.window()),
-            None,
+            bus_master.map(FakePorts::window),
             Err(DeviceError::Unsupported("no line in the test")),
             platform,
         );
         let identity = Identity {
             model: "QEMU HARDDISK".into(),
             sectors,
-            lba48: false,
-            dma: false,
+            lba48,
+            dma: bus_master.is_some(),
             ncq_depth: None,
         };
         let disk = IdeDisk::new(Arc::new(channel), 0, identity, platform).unwrap();
         command.take_writes();
         control.take_writes();
-        (disk, command, control)
+        let started = bus_master.map(FakePorts::take_writes).unwrap_or_default();
+        (disk, command, control, started)
     }
 
     /// 8-bit writes of `(offset, value)`.
@@ -937,6 +952,109 @@ mod tests {
             (REG_COMMAND, 0x20),
         ]);
         assert_eq!(command.take_writes(), expected);
+    }
+
+    #[test]
+    fn a_48_bit_read_writes_the_high_order_bytes_first() {
+        let (mut disk, command, _control, _) = disk_on_fake_ports(0, 1 << 40, true, None);
+        assert_eq!(disk.submit_read(0, 0x0012_3456_789A, 3), Ok(0));
+        // ATA-6 6.20 READ SECTORS EXT (0x24): the "previous" bytes first (features and
+        // count 15:8, LBA 31:24, 39:32, 47:40), then the current ones (features and count
+        // 7:0, LBA 7:0, 15:8, 23:16); the device register has the LBA bit and no address
+        // bits; the command last.
+        let expected = writes8(&[
+            (REG_DEVICE, 0xA0),
+            (REG_ERROR, 0),
+            (REG_COUNT, 0),
+            (REG_LBA_LOW, 0x34),
+            (REG_LBA_MID, 0x12),
+            (REG_LBA_HIGH, 0x00),
+            (REG_ERROR, 0),
+            (REG_COUNT, 3),
+            (REG_LBA_LOW, 0x9A),
+            (REG_LBA_MID, 0x78),
+            (REG_LBA_HIGH, 0x56),
+            (REG_DEVICE, 0xE0),
+            (REG_COMMAND, command::READ_SECTORS_EXT),
+        ]);
+        assert_eq!(command.take_writes(), expected);
+    }
+
+    #[test]
+    fn a_48_bit_count_puts_its_high_byte_in_the_previous_count() {
+        let (disk, command, _control, _) = disk_on_fake_ports(0, 1 << 40, true, None);
+        // The largest count a command here takes (65536, a count of 0, is never asked:
+        // the limit is 65535, and this driver's buffer holds 128 sectors).
+        assert_eq!(command::max_sectors(true, u32::MAX), 65535);
+        let largest = Command::transfer(Direction::Write, Protocol::Dma, true, 0, u16::MAX);
+        disk.channel.issue(0, &largest);
+        let writes = command.take_writes();
+        let count: Vec<_> = writes
+            .iter()
+            .filter(|write| write.offset == REG_COUNT)
+            .cloned()
+            .collect();
+        assert_eq!(count, writes8(&[(REG_COUNT, 0xFF), (REG_COUNT, 0xFF)]));
+        assert_eq!(
+            writes.last(),
+            writes8(&[(REG_COMMAND, command::WRITE_DMA_EXT)]).first()
+        );
+    }
+
+    #[test]
+    fn a_dma_write_programs_the_prd_table_and_the_channels_bus_master_registers() {
+        let bus_master = FakePorts::new(16);
+        let (mut disk, command, control, started) =
+            disk_on_fake_ports(1, 1 << 40, true, Some(&bus_master));
+        // Whatever the firmware left running was stopped: channel 1's registers, 8 up.
+        let write = |offset, bytes, value| PortWrite {
+            offset,
+            bytes,
+            value,
+        };
+        let stop = [write(8, 1, 0), write(10, 1, 0x06)];
+        assert_eq!(started, stop);
+        // The host's heap lies above 4 GiB, where `new` refuses DMA: the test lends the
+        // disk a PRD table anyway, and checks the 32 bits the bus master would get.
+        assert_eq!(disk.protocol, Protocol::Pio);
+        disk.prd = Some(Dma::new(disk.platform, PRD_TABLE_BYTES).unwrap());
+        disk.protocol = Protocol::Dma;
+        let tag = disk
+            .submit_write_checked(0, 0x0001_0000_0000, 3, &mut |data| {
+                data.fill(0x5A);
+                true
+            })
+            .unwrap();
+        // One PRD entry (1536 bytes in one page cross no 64 KiB boundary), marked last.
+        let prd = disk.prd.as_ref().unwrap();
+        let buffer = disk.buffer.phys();
+        assert_eq!(
+            (prd.read32(0), prd.read16(4), prd.read16(6)),
+            (buffer as u32, 3 * 512, PRD_END)
+        );
+        // The table's address, the direction (to the device) without Start, then Start
+        // once the command is issued.
+        assert_eq!(
+            bus_master.take_writes(),
+            [
+                write(12, 4, prd.phys() as u32),
+                write(8, 1, 0),
+                write(8, 1, u32::from(BM_START)),
+            ]
+        );
+        let opcode = command.take_writes().pop().unwrap();
+        assert_eq!(opcode, writes8(&[(REG_COMMAND, command::WRITE_DMA_EXT)])[0]);
+        // The drive is done and the bus master idle (Interrupt set): the write completes,
+        // the bus master is stopped and its Error and Interrupt bits cleared.
+        bus_master.answer8(10, BM_STATUS_INTERRUPT);
+        let mut done = Vec::new();
+        disk.poll(0, &mut |tag, result| {
+            done.push((tag, result.map(<[u8]>::len)))
+        })
+        .unwrap();
+        assert_eq!(done, [(tag, Ok(0))]);
+        assert_eq!(bus_master.take_writes(), stop);
+        control.take_writes();
     }
 
     #[test]
