@@ -626,6 +626,7 @@ impl VirtioBlk {
             .into_iter()
             .map(|vq| RequestQueue::new(platform, vq, depth, buffer, modern))
             .collect::<Result<Vec<_>, _>>()?;
+        let recovery = Recovery::new("virtio-blk", &transport, platform, features, GIVEN_UP);
         let mut disk = Self {
             capacity,
             max_sectors,
@@ -637,7 +638,7 @@ impl VirtioBlk {
             transport,
             platform,
             wakes: QueueWakes::new(msix, vectors),
-            recovery: Recovery::new("virtio-blk", features, GIVEN_UP),
+            recovery,
         };
         // From here on, dropping `disk` resets the device before its memory goes.
         disk.start()?;
@@ -814,20 +815,8 @@ impl BlockDevice for VirtioBlk {
 }
 
 impl Restart for VirtioBlk {
-    fn recovery(&mut self) -> &mut Recovery {
-        &mut self.recovery
-    }
-
-    fn transport(&self) -> &Transport {
-        &self.transport
-    }
-
-    fn platform(&self) -> &'static dyn Platform {
-        self.platform
-    }
-
-    fn wakes(&mut self) -> &mut QueueWakes {
-        &mut self.wakes
+    fn parts(&mut self) -> (&mut Recovery, &mut QueueWakes) {
+        (&mut self.recovery, &mut self.wakes)
     }
 
     /// Every queue renewed with its MSI-X entry, then DRIVER_OK; the lost slots come
@@ -993,6 +982,7 @@ mod tests {
             })
             .collect::<Vec<_>>();
         let count = queues.len();
+        let recovery = Recovery::new("virtio-blk", &transport, platform, features, GIVEN_UP);
         let mut disk = VirtioBlk {
             transport,
             platform,
@@ -1004,7 +994,7 @@ mod tests {
             model: String::new(),
             queues,
             wakes: QueueWakes::new(None, vec![None; count]),
-            recovery: Recovery::new("virtio-blk", features, GIVEN_UP),
+            recovery,
         };
         disk.start().unwrap();
         (disk, device, platform)

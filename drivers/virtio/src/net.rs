@@ -375,6 +375,7 @@ impl VirtioNet {
             .iter()
             .all(|pair| pair.lock().tso.is_some())
             .then_some(TSO_MAX_FRAME);
+        let recovery = Recovery::new("virtio-net", &transport, platform, features, GIVEN_UP);
         let mut net = Self {
             shape: Shape {
                 chain,
@@ -394,7 +395,7 @@ impl VirtioNet {
             transport,
             platform,
             wakes: QueueWakes::new(msix, vectors),
-            recovery: Recovery::new("virtio-net", features, GIVEN_UP),
+            recovery,
             returned_at_reset: 0,
         };
         // From here on, dropping `net` resets the device before its memory goes.
@@ -551,20 +552,8 @@ impl VirtioNet {
 }
 
 impl Restart for VirtioNet {
-    fn recovery(&mut self) -> &mut Recovery {
-        &mut self.recovery
-    }
-
-    fn transport(&self) -> &Transport {
-        &self.transport
-    }
-
-    fn platform(&self) -> &'static dyn Platform {
-        self.platform
-    }
-
-    fn wakes(&mut self) -> &mut QueueWakes {
-        &mut self.wakes
+    fn parts(&mut self) -> (&mut Recovery, &mut QueueWakes) {
+        (&mut self.recovery, &mut self.wakes)
     }
 
     /// Every queue renewed (receive queue `q` with MSI-X entry `q`), the transmit
@@ -1006,6 +995,7 @@ mod tests {
         let platform = rexo_devio::host::HostPlatform::leaked();
         let (device, transport) = crate::transport::HostDevice::modern(2 * HOST_RX_BUFFERS);
         let features = transport.negotiate(platform, 0, 0).unwrap();
+        let recovery = Recovery::new("virtio-net", &transport, platform, features, GIVEN_UP);
         let mut net = VirtioNet {
             transport,
             platform,
@@ -1024,7 +1014,7 @@ mod tests {
             offered_pairs: None,
             control: None,
             wakes: QueueWakes::new(None, vec![None]),
-            recovery: Recovery::new("virtio-net", features, GIVEN_UP),
+            recovery,
             returned_at_reset: 0,
         };
         net.start(None).unwrap();

@@ -19,6 +19,10 @@ pub(crate) const RESETS_IN_A_ROW: u8 = 3;
 pub(crate) struct Recovery {
     /// The driver's name, for the log.
     name: &'static str,
+    /// The device's registers (a copy of the driver's: the same windows).
+    transport: Transport,
+    /// The clock, for the reset's timeout.
+    platform: &'static dyn Platform,
     /// The negotiated features, asked for again after a reset.
     features: u64,
     /// Resets since the device last finished something (at most [`RESETS_IN_A_ROW`]).
@@ -30,11 +34,19 @@ pub(crate) struct Recovery {
 }
 
 impl Recovery {
-    /// The recovery of device `name` running with `features`, which answers
-    /// `given_up_error` once given up.
-    pub(crate) fn new(name: &'static str, features: u64, given_up_error: DeviceError) -> Self {
+    /// The recovery of device `name` on `transport` running with `features`, which
+    /// answers `given_up_error` once given up.
+    pub(crate) fn new(
+        name: &'static str,
+        transport: &Transport,
+        platform: &'static dyn Platform,
+        features: u64,
+        given_up_error: DeviceError,
+    ) -> Self {
         Self {
             name,
+            transport: transport.clone(),
+            platform,
             features,
             resets_in_a_row: 0,
             given_up_error,
@@ -58,14 +70,8 @@ impl Recovery {
 
 /// A virtio device its driver can reset and start again.
 pub(crate) trait Restart {
-    /// Its recovery state.
-    fn recovery(&mut self) -> &mut Recovery;
-    /// Its registers.
-    fn transport(&self) -> &Transport;
-    /// The clock, for the reset's timeout.
-    fn platform(&self) -> &'static dyn Platform;
-    /// Its queues' wake-ups, disarmed when it is given up.
-    fn wakes(&mut self) -> &mut QueueWakes;
+    /// Its recovery state, and its queues' wake-ups (disarmed when it is given up).
+    fn parts(&mut self) -> (&mut Recovery, &mut QueueWakes);
     /// Once the device is reset and its features negotiated again: renews every queue
     /// with its MSI-X entry ([`Transport::renew_queue`]), starts the device, and settles
     /// what was in flight.
@@ -75,7 +81,7 @@ pub(crate) trait Restart {
     /// does not come back, or that was already reset [`RESETS_IN_A_ROW`] times with
     /// nothing finished by it since, is given up instead ([`give_up`](Self::give_up)).
     fn recover(&mut self, why: &'static str) -> Result<(), DeviceError> {
-        let recovery = self.recovery();
+        let (recovery, _) = self.parts();
         let name = recovery.name;
         if recovery.resets_in_a_row >= RESETS_IN_A_ROW {
             log::error!(
@@ -86,9 +92,9 @@ pub(crate) trait Restart {
         recovery.resets_in_a_row += 1;
         let features = recovery.features;
         log::warn!("{name}: {why}: resetting it");
-        let restarted = self
-            .transport()
-            .negotiate(self.platform(), features, features)
+        let restarted = recovery
+            .transport
+            .negotiate(recovery.platform, features, features)
             .and_then(|_| self.renew());
         restarted.map_err(|error| {
             log::error!("{name}: the device did not come back from its reset: {error}");
@@ -100,9 +106,9 @@ pub(crate) trait Restart {
     /// returned, as by every later call. Its buffers are then never reused: the device
     /// may not have stopped.
     fn give_up(&mut self) -> DeviceError {
-        self.transport().fail();
-        self.wakes().disarm_all();
-        let recovery = self.recovery();
+        let (recovery, wakes) = self.parts();
+        recovery.transport.fail();
+        wakes.disarm_all();
         recovery.given_up = true;
         recovery.given_up_error
     }
