@@ -962,22 +962,13 @@ mod tests {
         // count 15:8, LBA 31:24, 39:32, 47:40), then the current ones (features and count
         // 7:0, LBA 7:0, 15:8, 23:16); the device register has the LBA bit and no address
         // bits; the command last.
-        let expected = writes8(&[
-            (REG_DEVICE, 0xA0),
-            (REG_ERROR, 0),
-            (REG_COUNT, 0),
-            (REG_LBA_LOW, 0x34),
-            (REG_LBA_MID, 0x12),
-            (REG_LBA_HIGH, 0x00),
-            (REG_ERROR, 0),
-            (REG_COUNT, 3),
-            (REG_LBA_LOW, 0x9A),
-            (REG_LBA_MID, 0x78),
-            (REG_LBA_HIGH, 0x56),
-            (REG_DEVICE, 0xE0),
-            (REG_COMMAND, command::READ_SECTORS_EXT),
-        ]);
-        assert_eq!(command.take_writes(), expected);
+        let task_file = [REG_ERROR, REG_COUNT, REG_LBA_LOW, REG_LBA_MID, REG_LBA_HIGH];
+        let (previous, current) = ([0, 0, 0x34, 0x12, 0x00], [0, 3, 0x9A, 0x78, 0x56]);
+        let mut expected = vec![(REG_DEVICE, 0xA0)];
+        expected.extend(task_file.into_iter().zip(previous));
+        expected.extend(task_file.into_iter().zip(current));
+        expected.extend([(REG_DEVICE, 0xE0), (REG_COMMAND, command::READ_SECTORS_EXT)]);
+        assert_eq!(command.take_writes(), writes8(&expected));
     }
 
     #[test]
