@@ -88,6 +88,16 @@ fn fatal(what: core::fmt::Arguments<'_>) -> ! {
     power::exit_failure()
 }
 
+/// Stops the boot because `name` (where: `context`) names no app in this image, and lists
+/// the apps it has.
+fn no_such_app(context: core::fmt::Arguments<'_>, name: &str) -> ! {
+    kprintln!("rexo: error: {context}no app called '{name}' in this image; the apps are:");
+    for app in apps::all() {
+        kprintln!("  {:<8} {}", app.name, app.about);
+    }
+    power::exit_failure()
+}
+
 /// Entered from the boot trampoline in long mode, on the boot stack, with the boot
 /// protocol, the physical address of its information and (Multiboot2) the magic value.
 extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
@@ -102,14 +112,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     let options = rexo_cmdline::parse(cmdline).unwrap_or_else(|e| fatal(format_args!("{e}")));
     klog::set_level(options.log);
     if options.test.is_none() && apps::find(options.app).is_none() {
-        kprintln!(
-            "rexo: error: no app called '{}' in this image; the apps are:",
-            options.app
-        );
-        for app in apps::all() {
-            kprintln!("  {:<8} {}", app.name, app.about);
-        }
-        power::exit_failure();
+        no_such_app(format_args!(""), options.app);
     }
 
     let features = cpu::Features::read();
@@ -275,15 +278,10 @@ fn run_manifest(manifest: &rexo_cmdline::Manifest<'_>, cores: usize) -> ! {
         fatal(format_args!("{error}"));
     }
     if let Some(entry) = manifest.entries().find(|e| apps::find(e.name).is_none()) {
-        kprintln!(
-            "rexo: error: manifest entry `{}`: no app called '{}' in this image; the apps are:",
-            entry.text,
-            entry.name
+        no_such_app(
+            format_args!("manifest entry `{}`: ", entry.text),
+            entry.name,
         );
-        for app in apps::all() {
-            kprintln!("  {:<8} {}", app.name, app.about);
-        }
-        power::exit_failure();
     }
     let failed = apps::run_manifest(manifest);
     if failed > 0 {
