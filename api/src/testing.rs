@@ -11,9 +11,10 @@
 //!
 //! A request past `max_sectors`, or past `depth` in flight, panics: those are the
 //! caller's bugs, which the test must catch. A write's `fill` gets a copy of the disk's
-//! own bytes, so whatever it writes (even into a buffer of the wrong length) lands on the
-//! disk at once unless it withdraws the write; a read's data is taken from the disk when
-//! it completes.
+//! own bytes (or, with [`MemoryDisk::stale_write_bytes`], a buffer of leftovers), so
+//! whatever the buffer holds after it (even one of the wrong length) lands on the disk at
+//! once unless it withdraws the write; a read's data is taken from the disk when it
+//! completes.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -59,6 +60,10 @@ pub struct MemoryDisk {
     /// Bytes a write's buffer has beyond what was asked (negative: fewer) (default 0).
     /// Never past the end of the data.
     pub write_skew: isize,
+    /// `Some(byte)`: a write's buffer comes to `fill` holding only `byte`, as a driver's
+    /// DMA buffer holds an earlier request's bytes (default `None`: a copy of the disk's
+    /// own bytes there).
+    pub stale_write_bytes: Option<u8>,
     /// Reads touching these sectors complete with [`DeviceError::Status`] (default
     /// none).
     pub failing_reads: Range<u64>,
@@ -88,6 +93,7 @@ impl MemoryDisk {
             depth: 1,
             read_skew: 0,
             write_skew: 0,
+            stale_write_bytes: None,
             failing_reads: 0..0,
             polls_before_failing: None,
             newest_first: false,
@@ -193,7 +199,10 @@ impl BlockDevice for MemoryDisk {
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
         let span = self.span(queue, lba, sectors, self.write_skew)?;
-        let mut buffer = self.data[span.clone()].to_vec();
+        let mut buffer = match self.stale_write_bytes {
+            Some(byte) => alloc::vec![byte; span.len()],
+            None => self.data[span.clone()].to_vec(),
+        };
         if !fill(&mut buffer) {
             return Err(DeviceError::Withdrawn);
         }
@@ -308,6 +317,18 @@ mod tests {
         assert_eq!(withdrawn, Err(DeviceError::Withdrawn));
         assert_eq!(disk.data, vec![5; 2 * 512]);
         assert_eq!(poll(&mut disk), []);
+    }
+
+    #[test]
+    fn a_write_buffer_can_come_with_stale_bytes() {
+        let mut disk = MemoryDisk::new(vec![5; 2 * 512]);
+        disk.stale_write_bytes = Some(0xDD);
+        let mut seen = Vec::new();
+        disk.submit_write(0, 1, 1, &mut |buffer| seen = buffer.to_vec())
+            .unwrap();
+        assert_eq!(seen, vec![0xDD; 512]);
+        assert_eq!(disk.data[..512], [5; 512]);
+        assert_eq!(disk.data[512..], [0xDD; 512], "what the fill left goes out");
     }
 
     #[test]

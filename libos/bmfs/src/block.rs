@@ -131,29 +131,30 @@ impl<'a> BlockDisk<'a> {
     }
 
     /// Writes whole sectors from `data` at `lba`; a request whose buffer the device hands
-    /// over at another length than asked is an error, and nothing of `data` goes in it
-    /// (the request, already queued, is waited for with the buffer as handed over).
+    /// over at another length than asked is withdrawn before the device sees it (nothing
+    /// of it reaches the disk) and is an error naming the lengths, at once.
     fn write_sectors(&mut self, lba: u64, data: &[u8]) -> Result<(), String> {
         for (start, sectors, bytes) in self.requests(lba, data.len()) {
             let part = &data[bytes];
             let mut handed = part.len();
-            let tag = self
+            let queued = self
                 .device
-                .submit_write(0, start, sectors, &mut |buffer| {
+                .submit_write_checked(0, start, sectors, &mut |buffer| {
                     handed = buffer.len();
-                    // A buffer of another length than asked is refused below.
-                    if buffer.len() == part.len() {
+                    let fits = buffer.len() == part.len();
+                    if fits {
                         buffer.copy_from_slice(part);
                     }
-                })
-                .map_err(|e| format!("{e}"))?;
-            wait_for(self.device, 0, tag, &mut |_| {}).map_err(|e| format!("{e}"))?;
+                    fits
+                });
             if handed != part.len() {
                 return Err(format!(
-                    "the device handed over {handed} bytes for a write of {} bytes",
+                    "the device handed over {handed} bytes for a write of {} bytes; not written",
                     part.len()
                 ));
             }
+            let tag = queued.map_err(|e| format!("{e}"))?;
+            wait_for(self.device, 0, tag, &mut |_| {}).map_err(|e| format!("{e}"))?;
         }
         Ok(())
     }
@@ -345,18 +346,29 @@ mod tests {
     }
 
     #[test]
-    fn a_write_buffer_of_another_length_is_an_error_not_a_panic() {
-        let mut device = memory_device(vec![0xEE; 8192], 0, 100);
-        let mut disk = BlockDisk::new(&mut device);
-        for (offset, len) in [(0, 1024), (3, 10), (700, 2000)] {
-            let error = disk.write(offset, &vec![1; len]).unwrap_err();
-            assert!(error.contains("handed over"), "{error}");
+    fn a_write_buffer_of_another_length_is_withdrawn_and_an_error() {
+        for long_by in [100, -100] {
+            let mut device = memory_device(vec![0xEE; 8192], 0, long_by);
+            device.stale_write_bytes = Some(0xDD);
+            let mut disk = BlockDisk::new(&mut device);
+            for (offset, len) in [(0, 1024), (3, 10), (700, 2000)] {
+                let error = disk.write(offset, &vec![1; len]).unwrap_err();
+                assert!(error.contains("handed over"), "{error}");
+            }
+            let error = disk.write(512, &[1; 512]).unwrap_err();
+            let handed = 512 + long_by;
+            assert!(
+                error.contains(&format!(
+                    "handed over {handed} bytes for a write of 512 bytes; not written"
+                )),
+                "{error}"
+            );
+            assert!(device.data().iter().all(|&b| b == 0xEE), "nothing written");
+            assert!(
+                device.request_sizes().iter().all(|&sectors| sectors == 1),
+                "only the partial sectors' reads reached the device: {:?}",
+                device.request_sizes()
+            );
         }
-        let error = disk.write(512, &[1; 512]).unwrap_err();
-        assert!(
-            error.contains("handed over 612 bytes for a write of 512"),
-            "{error}"
-        );
-        assert!(device.data().iter().all(|&b| b == 0xEE), "nothing written");
     }
 }
