@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use rexo_api::device::{run_windowed, wait_for};
-use rexo_api::{BlockDevice, DeviceError, Kernel, Tag};
+use rexo_api::{BlockDevice, Kernel, Tag};
 use rexo_mbr::{Attempt, TYPE_REXO_FS, on_first_disk_holding};
 
 use crate::{BLOCK_SIZE, BlockStore, FileSystem, FsError};
@@ -85,8 +85,8 @@ impl<'a> DeviceStore<'a> {
 
     /// Moves the `count` blocks from `first` (all on the disk) in requests of up to
     /// `per_request` blocks, keeping up to `in_flight` of them queued: `submit` queues
-    /// the request for the blocks `range` (of the run) at `lba` (and sets the run's
-    /// error if that request, queued, is wrong), `done` takes a finished one's data.
+    /// the request for the blocks `range` (of the run) at `lba` or says why not, `done`
+    /// takes a finished one's data.
     /// After an error it queues no more requests and still waits for every request it
     /// queued (so none is left to complete into a later caller's wait), then returns the
     /// first error; when polling itself fails, it abandons the requests in flight to the
@@ -111,7 +111,7 @@ impl<'a> DeviceStore<'a> {
             0,
             self.in_flight,
             &mut self.queued,
-            &mut |device, error| {
+            &mut |device, _| {
                 if next >= count {
                     return None;
                 }
@@ -120,8 +120,7 @@ impl<'a> DeviceStore<'a> {
                 let at = lba + next as u64 * u64::from(sectors_per_block);
                 let sectors = blocks as u32 * sectors_per_block;
                 next += blocks;
-                let tag = submit(device, at, sectors, range.clone(), error);
-                Some(tag.map(|tag| (tag, range)).map_err(|e| format!("{e}")))
+                Some(submit(device, at, sectors, range.clone()).map(|tag| (tag, range)))
             },
             &mut |range, result| match result {
                 Ok(data) => done(range, data),
@@ -135,16 +134,11 @@ impl<'a> DeviceStore<'a> {
     }
 }
 
-/// Queues one request of a run: the device, the request's first sector, its sectors,
-/// the blocks of the run it carries and the run's error (set when the request it queued
-/// is wrong, so the run queues no more); gives the request's tag.
-type Submit<'a> = &'a mut dyn FnMut(
-    &mut dyn BlockDevice,
-    u64,
-    u32,
-    Range<usize>,
-    &mut Option<String>,
-) -> Result<Tag, DeviceError>;
+/// Queues one request of a run: the device, the request's first sector, its sectors and
+/// the blocks of the run it carries; gives the request's tag, or why it was not queued
+/// (the run then queues no more).
+type Submit<'a> =
+    &'a mut dyn FnMut(&mut dyn BlockDevice, u64, u32, Range<usize>) -> Result<Tag, String>;
 
 /// Takes a finished request of a run: the blocks of the run it carried and its data.
 type Done<'a> = &'a mut dyn FnMut(Range<usize>, &[u8]) -> Result<(), String>;
@@ -190,7 +184,11 @@ impl BlockStore for DeviceStore<'_> {
         self.run(
             first,
             count,
-            &mut |device, lba, sectors, _, _| device.submit_read(0, lba, sectors),
+            &mut |device, lba, sectors, _| {
+                device
+                    .submit_read(0, lba, sectors)
+                    .map_err(|e| format!("{e}"))
+            },
             &mut |range, data| {
                 if bytes(range.clone()).len() != data.len() {
                     return Err(format!("the device returned {} bytes", data.len()));
@@ -201,31 +199,33 @@ impl BlockStore for DeviceStore<'_> {
         )
     }
 
-    /// A request whose buffer the device hands over at another length than asked fails
-    /// the run (an error naming the lengths): nothing of `data` goes in that buffer, and
-    /// the request, already queued, is waited for with the buffer as handed over.
+    /// A request whose buffer the device hands over at another length than asked is
+    /// withdrawn before the device sees it (nothing of it reaches the disk) and fails the
+    /// run at once with an error naming the lengths; requests already queued are waited
+    /// for.
     fn write_run(&mut self, first: u64, data: &[u8]) -> Result<(), String> {
         let count = crate::disk::whole_blocks(data.len())? as usize;
         self.run(
             first,
             count,
-            &mut |device, lba, sectors, range, error| {
+            &mut |device, lba, sectors, range| {
                 let source = data.get(bytes(range)).unwrap_or_default();
                 let mut handed = source.len();
-                let tag = device.submit_write(0, lba, sectors, &mut |buffer| {
+                let queued = device.submit_write_checked(0, lba, sectors, &mut |buffer| {
                     handed = buffer.len();
-                    // A buffer of another length than asked is refused below.
-                    if buffer.len() == source.len() {
+                    let fits = buffer.len() == source.len();
+                    if fits {
                         buffer.copy_from_slice(source);
                     }
-                })?;
+                    fits
+                });
                 if handed != source.len() {
-                    *error = Some(format!(
-                        "the device handed over {handed} bytes for a write of {} bytes",
+                    return Err(format!(
+                        "the device handed over {handed} bytes for a write of {} bytes; not written",
                         source.len()
                     ));
                 }
-                Ok(tag)
+                queued.map_err(|e| format!("{e}"))
             },
             &mut |_, _| Ok(()),
         )
@@ -376,25 +376,31 @@ mod tests {
     }
 
     #[test]
-    fn a_write_buffer_of_another_length_fails_the_run_not_the_app() {
-        let mut device = device(64 * 8);
-        device.write_skew = 100;
-        let before = device.data().to_vec();
-        let mut store = DeviceStore::new(&mut device).unwrap();
-        let error = store.write_run(10, &[7; 20 * BLOCK_SIZE]).unwrap_err();
-        assert!(
-            error.contains("handed over 12388 bytes for a write of 12288 bytes"),
-            "{error}"
-        );
-        let error = store.write(30, &[7; BLOCK_SIZE]).unwrap_err();
-        assert!(error.contains("handed over"), "{error}");
-        assert_eq!(
-            device.request_sizes().len(),
-            2,
-            "the run queued no more after the first"
-        );
-        assert!(device.in_flight() == 0, "nothing left in flight");
-        assert!(device.data() == before, "nothing written");
+    fn a_write_buffer_of_another_length_is_withdrawn_and_fails_the_run() {
+        for skew in [100, -100] {
+            let mut device = device(64 * 8);
+            device.write_skew = skew;
+            device.stale_write_bytes = Some(0xDD);
+            let before = device.data().to_vec();
+            let mut store = DeviceStore::new(&mut device).unwrap();
+            let error = store.write_run(10, &[7; 20 * BLOCK_SIZE]).unwrap_err();
+            let handed = 12288 + skew;
+            assert!(
+                error.contains(&format!(
+                    "handed over {handed} bytes for a write of 12288 bytes; not written"
+                )),
+                "{error}"
+            );
+            let error = store.write(30, &[7; BLOCK_SIZE]).unwrap_err();
+            assert!(error.contains("handed over"), "{error}");
+            assert_eq!(
+                device.request_sizes(),
+                [],
+                "each write was withdrawn before the device saw it, and the run queued no more"
+            );
+            assert!(device.in_flight() == 0, "nothing left in flight");
+            assert!(device.data() == before, "nothing written");
+        }
     }
 
     #[test]
