@@ -259,7 +259,8 @@ int rexo_block_read(int64_t disk, uint64_t block, uint32_t count, void *buf, siz
 
 /* Writes `count` blocks from `buf` (`len` exactly `count` * block_size) at block
  * `block`; returns when the device has them (rexo_block_flush makes them durable).
- * Returns as rexo_block_read. */
+ * Returns as rexo_block_read; on REXO_EIO for a buffer of another length, that write
+ * was withdrawn before the device saw it: nothing of it reaches the disk. */
 int rexo_block_write(int64_t disk, uint64_t block, uint32_t count, const void *buf, size_t len);
 
 /* Makes every write completed before it durable. Returns REXO_OK, REXO_EBADF, REXO_EIO

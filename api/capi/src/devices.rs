@@ -237,7 +237,8 @@ pub extern "C" fn rexo_block_write(
 }
 
 /// Writes `count` blocks from `data` (exactly `count` blocks long) at `block`: a buffer the
-/// disk hands over at another length than asked is `REXO_EIO`, nothing copied into it.
+/// disk hands over at another length than asked is `REXO_EIO` at once, the write withdrawn
+/// before the device sees it (nothing of it reaches the disk).
 fn write_blocks(disk: &mut dyn BlockDevice, block: u64, count: u32, data: &[u8]) -> Outcome {
     in_requests(
         disk,
@@ -245,16 +246,17 @@ fn write_blocks(disk: &mut dyn BlockDevice, block: u64, count: u32, data: &[u8])
         |disk, at, blocks, bytes| {
             let chunk = &data[bytes];
             let mut wrong_length = false;
-            let tag = disk.submit_write(0, at, blocks, &mut |buffer| {
-                // The fill cannot fail: a buffer of another length is refused below.
-                if buffer.len() == chunk.len() {
+            let tag = disk.submit_write_checked(0, at, blocks, &mut |buffer| {
+                wrong_length = buffer.len() != chunk.len();
+                if !wrong_length {
                     buffer.copy_from_slice(chunk);
-                } else {
-                    wrong_length = true;
                 }
+                !wrong_length
             });
-            wait(disk, tag, &mut |_| {})?;
-            if wrong_length { Err(REXO_EIO) } else { Ok(()) }
+            if wrong_length {
+                return Err(REXO_EIO);
+            }
+            wait(disk, tag, &mut |_| {})
         },
     )
 }

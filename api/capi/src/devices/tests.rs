@@ -260,9 +260,10 @@ fn a_read_of_another_length_than_asked_is_an_io_error_and_copies_nothing() {
 }
 
 #[test]
-fn a_write_buffer_of_another_length_than_asked_is_an_io_error_and_gets_nothing() {
+fn a_write_buffer_of_another_length_than_asked_is_an_io_error_and_is_withdrawn() {
     for extra in [-1, 1, 512] {
         let mut disk = memory_disk(0xAB, extra);
+        disk.stale_write_bytes = Some(0xDD);
         let data = alloc::vec![0x11; 2 * 512];
         assert_eq!(
             write_blocks(&mut disk, 0, 2, &data),
@@ -270,5 +271,10 @@ fn a_write_buffer_of_another_length_than_asked_is_an_io_error_and_gets_nothing()
             "{extra} bytes off"
         );
         assert!(disk.data().iter().all(|&b| b == 0xAB), "{extra} bytes off");
+        assert_eq!(
+            disk.request_sizes(),
+            [],
+            "{extra} bytes off: nothing queued"
+        );
     }
 }
