@@ -25,6 +25,23 @@ pub(crate) fn zeroed() -> Block {
     Box::new([0; BLOCK_SIZE])
 }
 
+/// Refuses `bytes[range]` of block `number` unless every byte is zero: a field the
+/// format reserves (`what`), which no writer of this version sets.
+pub(crate) fn check_zero(
+    bytes: &[u8],
+    range: core::ops::Range<usize>,
+    number: u64,
+    what: &str,
+) -> Result<(), FsError> {
+    match bytes.get(range.clone()) {
+        Some(field) if field.iter().all(|&byte| byte == 0) => Ok(()),
+        _ => Err(FsError::corrupt(
+            number,
+            format!("{what} (bytes {}..{}) not zero", range.start, range.end),
+        )),
+    }
+}
+
 /// Where the block's own number is.
 const SELF_AT: usize = 8;
 /// Where a metadata block's contents start.
@@ -341,6 +358,7 @@ impl Inode {
                 format!("inode with {inline_count} inline extents"),
             ));
         }
+        check_zero(bytes, field(2)..field(8), block, "inode's reserved bytes")?;
         let overflow = get_u64(bytes, field(24));
         if overflow != 0 && inline_count < INLINE_EXTENTS {
             return Err(FsError::corrupt(
@@ -382,6 +400,8 @@ impl Inode {
 /// Where the version, layout and root inode are in the superblock.
 const VERSION_AT: usize = 16;
 const LAYOUT_AT: usize = 24;
+/// Just past the superblock's six layout fields (u64s).
+const LAYOUT_END: usize = LAYOUT_AT + 6 * 8;
 /// Where the root directory's inode is in the superblock.
 const ROOT_INODE_AT: usize = 128;
 
@@ -413,6 +433,18 @@ impl Superblock {
         let version = get_u32(&block[..], VERSION_AT);
         if version != VERSION {
             return Err(FsError::corrupt(0, format!("format version {version}")));
+        }
+        // Read on every path lookup: the reserved bytes (most of the block) are scanned
+        // with the CRC, when the block comes from the disk; a sealed one has zeros there.
+        let reserved = [
+            VERSION_AT + 4..LAYOUT_AT,
+            LAYOUT_END..ROOT_INODE_AT,
+            ROOT_INODE_AT + INODE_SIZE..CRC_AT,
+        ];
+        if trust == Trust::Verify {
+            for range in reserved {
+                check_zero(&block[..], range, 0, "superblock's reserved bytes")?;
+            }
         }
         let field = |index: usize| get_u64(&block[..], LAYOUT_AT + 8 * index);
         let stored = Layout {
@@ -538,6 +570,12 @@ impl DirectoryBlock {
     pub(crate) fn decode_as(block: &Block, number: u64, trust: Trust) -> Result<Self, FsError> {
         Self::check_header(block, number, trust)?;
         let count = get_u16(&block[..], ENTRY_COUNT_AT);
+        check_zero(
+            &block[..],
+            ENTRY_COUNT_AT + 2..ENTRIES_AT,
+            number,
+            "directory block's reserved bytes",
+        )?;
         let mut at = ENTRIES_AT;
         let mut entries = Vec::new();
         for index in 0..count {
@@ -838,6 +876,12 @@ impl OverflowBlock {
                 format!("overflow extent block with {count} extents"),
             ));
         }
+        check_zero(
+            &block[..],
+            OVERFLOW_COUNT_AT + 4..OVERFLOW_NEXT_AT,
+            number,
+            "overflow extent block's reserved bytes",
+        )?;
         let extents = (0..count)
             .map(|index| {
                 Extent::decode(

@@ -170,6 +170,37 @@ fn superblock_damage_is_refused() {
 }
 
 #[test]
+fn reserved_bytes_that_are_not_zero_are_refused() {
+    let disk = sample();
+    let a_block = first_block(&disk, &["a"]);
+    let overflow = entry_of(&disk, &["frag"]).1.overflow;
+    let superblock = "superblock's reserved bytes";
+    let root_inode = "/: inode's reserved bytes (bytes 130..136) not zero";
+    let directory = "/a: directory block's reserved bytes (bytes 18..24) not zero";
+    let entry_inode = "/a: entry 0: b: inode's reserved bytes (bytes 27..33) not zero";
+    let extents = "overflow extent block's reserved bytes (bytes 20..24) not zero";
+    let cases = [
+        (
+            0,
+            SUPERBLOCK_MAGIC,
+            &[20, 23, 72, 127, 256, 4091][..],
+            superblock,
+        ),
+        (0, SUPERBLOCK_MAGIC, &[130, 135], root_inode),
+        (a_block, DIRECTORY_MAGIC, &[18, 23], directory),
+        (a_block, DIRECTORY_MAGIC, &[27, 32], entry_inode),
+        (overflow, EXTENTS_MAGIC, &[20, 23], extents),
+    ];
+    for (number, magic, places, what) in cases {
+        for &at in places {
+            let mut disk = disk.clone();
+            edit_block(&mut disk, number, magic, |block| block[at] = 1);
+            assert_refused(disk, number, what);
+        }
+    }
+}
+
+#[test]
 fn a_disk_of_another_size_is_refused() {
     let mut small = sample();
     let mut bigger = MemoryDisk::new(2048);
