@@ -188,22 +188,6 @@ fn header(
         entry_size: u32_at(sector, 84),
         entries_crc: u32_at(sector, 88),
     };
-    let (first, last) = (header.first_usable, header.last_usable);
-    if first > last {
-        return Err(format!(
-            "the first usable LBA {first} is after the last {last}"
-        ));
-    }
-    if last >= disk_sectors {
-        return Err(format!(
-            "the usable sectors end at LBA {last}, past the disk's {disk_sectors} sectors"
-        ));
-    }
-    if first == 0 || (first..=last).contains(&lba) {
-        return Err(format!(
-            "the usable sectors (LBA {first} to {last}) hold sector 0 or the header"
-        ));
-    }
     if header.entry_size < 128 || !header.entry_size.is_multiple_of(128) {
         return Err(format!(
             "entry size {} (a multiple of 128)",
@@ -216,25 +200,63 @@ fn header(
             header.entries, header.entry_size
         ));
     }
+    let array_sectors = header.array_bytes().div_ceil(sector_size as u64);
+    check_usable(&header, array_sectors, disk_sectors)?;
+    let (first, last) = (header.first_usable, header.last_usable);
     let array_start = header.entries_lba;
     let array_end = array_start
-        .checked_add(header.array_bytes().div_ceil(sector_size as u64))
+        .checked_add(array_sectors)
         .filter(|&end| end <= disk_sectors)
         .ok_or_else(|| {
             format!(
                 "the entry array at LBA {array_start} runs past the disk's {disk_sectors} sectors"
             )
         })?;
-    if array_start == 0
-        || (array_start..array_end).contains(&lba)
-        || (array_start <= last && first < array_end)
-    {
+    // Between the primary header (LBA 1) and the first usable sector, or between the
+    // last usable sector and the backup header (the disk's last sector).
+    let before_usable = array_start >= 2 && array_end <= first;
+    let after_usable = array_start > last && array_end < disk_sectors;
+    if !before_usable && !after_usable {
         return Err(format!(
-            "the entry array at LBA {array_start} ({} sectors) overlaps sector 0, the header or the usable sectors",
-            array_end - array_start
+            "the entry array at LBA {array_start} ({array_sectors} sectors) overlaps sector 0, a header or the usable sectors",
         ));
     }
     Ok(header)
+}
+
+/// Checks `header`'s usable sectors against the layout UEFI gives a disk of
+/// `disk_sectors` sectors whose entry arrays take `array_sectors` each: the protective
+/// MBR (LBA 0), the primary header (LBA 1) and its array before the first usable
+/// sector; the backup array and the backup header (the last sector) after the last.
+fn check_usable(header: &Header, array_sectors: u64, disk_sectors: u64) -> Result<(), String> {
+    let (first, last) = (header.first_usable, header.last_usable);
+    if first > last {
+        return Err(format!(
+            "the first usable LBA {first} is after the last {last}"
+        ));
+    }
+    if last >= disk_sectors {
+        return Err(format!(
+            "the usable sectors end at LBA {last}, past the disk's {disk_sectors} sectors"
+        ));
+    }
+    let lowest = 2 + array_sectors;
+    if first < lowest {
+        return Err(format!(
+            "the first usable LBA {first} reaches over sector 0, the primary header or its \
+             {array_sectors}-sector entry array (LBA {lowest} at the earliest)"
+        ));
+    }
+    // The backup array and header take the last `array_sectors + 1` sectors (a disk too
+    // small for both copies has no usable sector at all).
+    let highest = disk_sectors.saturating_sub(2 + array_sectors);
+    if last > highest {
+        return Err(format!(
+            "the last usable LBA {last} reaches over the backup's {array_sectors}-sector entry \
+             array or header at the disk's end (LBA {highest} at the latest)"
+        ));
+    }
+    Ok(())
 }
 
 /// Why one GPT copy (header and entry array) was not taken.
@@ -276,7 +298,9 @@ fn read_copy(
 /// The partitions of a disk whose sector 0 holds a protective MBR: from the primary GPT
 /// (LBA 1), or from the backup (the last sector) when the primary header or its array
 /// is bad or cannot be read, then with why the primary was passed over. A bad copy is one with a wrong
-/// signature, revision, size, CRC, or LBA, or an array that does not fit; both bad is
+/// signature, revision, size, CRC, or LBA, usable sectors that reach over sector 0,
+/// either header or room for either entry array, or an array that does not fit
+/// between a header and the usable sectors; both bad is
 /// `Corrupt` naming what failed in each. Used entries (a non-zero type GUID) in a
 /// sector before the first usable one, past the last, ending before they start or
 /// overlapping another are refused.
@@ -486,6 +510,23 @@ mod tests {
                 .map(<[u8]>::to_vec)
                 .ok_or_else(|| format!("LBA {lba} is past the image"))
         })
+    }
+
+    /// Asserts that a disk of [`THREE`] whose two headers hold `value` at byte `at`
+    /// (resealed) is refused, each copy for `why`.
+    fn assert_both_headers_refused(at: usize, value: &[u8], why: &str) {
+        let mut disk = gpt_disk(10_000, &THREE);
+        for lba in [1, 9999] {
+            let header = header_at(&mut disk, lba);
+            header[at..at + value.len()].copy_from_slice(value);
+            seal(header);
+        }
+        let refused = corrupt(read_disk(&disk, 10_000));
+        assert!(
+            refused.contains(&format!("LBA 1: {why}; "))
+                && refused.ends_with(&format!("LBA 9999: {why}")),
+            "{refused}"
+        );
     }
 
     /// The `Corrupt` reason of `result`.
@@ -698,18 +739,7 @@ mod tests {
             ),
         ];
         for (at, value, why) in cases {
-            let mut disk = gpt_disk(10_000, &THREE);
-            for lba in [1, 9999] {
-                let header = header_at(&mut disk, lba);
-                header[at..at + 4].copy_from_slice(&value.to_le_bytes());
-                seal(header);
-            }
-            let refused = corrupt(read_disk(&disk, 10_000));
-            assert!(
-                refused.contains(&format!("LBA 1: {why}; "))
-                    && refused.ends_with(&format!("LBA 9999: {why}")),
-                "{refused}"
-            );
+            assert_both_headers_refused(at, &value.to_le_bytes(), why);
         }
         // A header claiming another LBA, and an array over the usable sectors.
         let mut disk = gpt_disk(10_000, &THREE);
@@ -741,6 +771,54 @@ mod tests {
             why.contains("the entry array at LBA 40 (32 sectors) overlaps"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn usable_sectors_over_a_header_or_an_entry_array_are_refused() {
+        // 10,000 sectors, arrays of 32: usable at most LBA 34 to 9966.
+        let over_the_end = |last| {
+            format!(
+                "the last usable LBA {last} reaches over the backup's 32-sector entry array or \
+                 header at the disk's end (LBA 9966 at the latest)"
+            )
+        };
+        let over_the_start = |first| {
+            format!(
+                "the first usable LBA {first} reaches over sector 0, the primary header or its \
+                 32-sector entry array (LBA 34 at the earliest)"
+            )
+        };
+        let cases = [
+            (48, 9967u64, over_the_end(9967)),
+            (48, 9998, over_the_end(9998)),
+            (48, 9999, over_the_end(9999)),
+            (40, 33, over_the_start(33)),
+            (40, 1, over_the_start(1)),
+        ];
+        for (at, value, why) in cases {
+            assert_both_headers_refused(at, &value.to_le_bytes(), &why);
+        }
+        // The primary's array between the last usable sector and the backup header is
+        // where it may be; one sector later it holds the backup header, at 1 the primary.
+        let mut disk = gpt_disk(10_000, &THREE);
+        let header = header_at(&mut disk, 1);
+        header[72..80].copy_from_slice(&9967u64.to_le_bytes());
+        seal(header);
+        let table = read_disk(&disk, 10_000).unwrap();
+        assert_eq!((table.partitions.len(), table.from_backup), (3, None));
+        for array_lba in [9968, 1] {
+            let mut disk = gpt_disk(10_000, &THREE);
+            let header = header_at(&mut disk, 1);
+            header[72..80].copy_from_slice(&u64::to_le_bytes(array_lba));
+            seal(header);
+            let why = read_disk(&disk, 10_000).unwrap().from_backup.unwrap();
+            assert!(
+                why.contains(&format!(
+                    "the entry array at LBA {array_lba} (32 sectors) overlaps sector 0, a header"
+                )),
+                "{why}"
+            );
+        }
     }
 
     #[test]
