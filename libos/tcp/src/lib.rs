@@ -684,8 +684,12 @@ impl Endpoint {
                 false => Sender::Unknown,
             };
         }
-        if self.time_wait.contains_key(&tuple) && !self.input_time_wait(&tuple, &seg) {
-            return Sender::Unknown;
+        let mut ended_time_wait = None;
+        if self.time_wait.contains_key(&tuple) {
+            match self.input_time_wait(&tuple, &seg) {
+                Some(old_snd_nxt) => ended_time_wait = Some(old_snd_nxt),
+                None => return Sender::Unknown,
+            }
         }
         if self.half_open.contains_key(&tuple) {
             return self.input_half_open(tuple, &seg, now, link);
@@ -693,7 +697,7 @@ impl Endpoint {
         if seg.has(RST) {
             self.stats.no_connection += 1;
         } else if seg.has(SYN) && !seg.has(ACK) && self.listening.contains(&seg.dst_port) {
-            self.open(tuple, &seg, now);
+            self.open(tuple, &seg, now, ended_time_wait);
             return Sender::Caller;
         } else {
             self.stats.no_connection += 1;
@@ -739,36 +743,41 @@ impl Endpoint {
         self.replies.push_back((header, reply_to));
     }
 
-    /// A segment for a connection in TIME-WAIT; `true` if it is a new SYN that ended
-    /// the TIME-WAIT and must be processed as a new connection (RFC 9293, 3.10.7.4,
-    /// and RFC 1122, 4.2.2.13: a SYN above the old sequence space).
-    fn input_time_wait(&mut self, tuple: &Tuple, seg: &Segment<'_>) -> bool {
-        let Some(entry) = self.time_wait.get(tuple) else {
-            return false;
-        };
+    /// A segment for a connection in TIME-WAIT; `Some(the old connection's snd_nxt)` if
+    /// it is a new SYN that ended the TIME-WAIT and must be processed as a new
+    /// connection (RFC 9293, 3.10.7.4, and RFC 1122, 4.2.2.13: a SYN above the old
+    /// sequence space).
+    fn input_time_wait(&mut self, tuple: &Tuple, seg: &Segment<'_>) -> Option<Seq> {
+        let entry = self.time_wait.get(tuple)?;
         if seg.has(SYN) && !seg.has(ACK) && seg.seq > entry.rcv_nxt {
+            let old_snd_nxt = entry.snd_nxt;
             self.time_wait.remove(tuple);
             self.stats.time_wait_reused += 1;
-            return true;
+            return Some(old_snd_nxt);
         }
         if seg.has(RST) {
             self.stats.out_of_window += 1;
-            return false;
+            return None;
         }
         // A retransmitted FIN (or anything else): acknowledge again.
         let (seq, ack) = (entry.snd_nxt, entry.rcv_nxt);
         self.reply(tuple, seq, ack, ACK, None);
-        false
+        None
     }
 
     /// A SYN to a listening port: a new half-open connection, evicting the oldest if
-    /// the table is full.
-    fn open(&mut self, tuple: Tuple, seg: &Segment<'_>, now: u64) {
+    /// the table is full. A connection that ended a TIME-WAIT whose `snd_nxt` was
+    /// `old_snd_nxt` starts above the old sequence space, whatever the clock says
+    /// (RFC 1122, 4.2.2.13): past it by more than the largest unscaled window.
+    fn open(&mut self, tuple: Tuple, seg: &Segment<'_>, now: u64, old_snd_nxt: Option<Seq>) {
         if evict_oldest(&mut self.half_open, self.config.half_open, |h| h.created) {
             self.stats.half_open_evicted += 1;
         }
         self.stats.syns += 1;
-        let iss = self.isn(&tuple, now);
+        let iss = match old_snd_nxt {
+            Some(old) => old.plus(0x1_0001),
+            None => self.isn(&tuple, now),
+        };
         self.half_open.insert(
             tuple,
             HalfOpen {

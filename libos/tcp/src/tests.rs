@@ -480,6 +480,57 @@ fn active_close_goes_through_fin_wait_and_a_compact_time_wait() {
     assert_eq!(ep.stats().time_wait_reused, 1);
 }
 
+/// A connection from `port` that sent `bytes` at `now` (all acknowledged) and closed
+/// first, left in the compact TIME-WAIT table; returns the peer, whose `ack` is the
+/// old connection's last sequence number sent.
+fn in_time_wait_after(ep: &mut Endpoint, now: u64, port: u16, bytes: usize) -> Peer {
+    let (id, mut peer) = connect(ep, now, port, None, None, 0xffff);
+    ep.send(id, Piece::shared(blob(bytes), 0, bytes).unwrap())
+        .unwrap();
+    ep.close(id).unwrap();
+    loop {
+        let sent = poll(ep, now);
+        let Some(last) = sent.last() else {
+            break;
+        };
+        let last = view(last);
+        peer.ack = last.seq.plus(last.seq_len());
+        peer.send(ep, now, b"");
+    }
+    ep.input(now, &peer.segment(ACK | FIN, b""));
+    peer.seq = peer.seq.plus(1);
+    poll(ep, now);
+    assert_eq!((ep.connections(), ep.time_wait()), (0, 1));
+    peer
+}
+
+#[test]
+fn a_syn_that_ends_a_time_wait_starts_above_the_old_sequence_space() {
+    let mut ep = server(Config::default());
+    // 300 KB within a millisecond: far more than the ISN clock's 250 KB/s.
+    let peer = in_time_wait_after(&mut ep, 0, 5000, 300_000);
+    let old_snd_nxt = peer.ack;
+    ep.input(
+        MS,
+        &packet(
+            5000,
+            SYN,
+            peer.seq.plus(1000),
+            Seq(0),
+            1000,
+            b"",
+            None,
+            None,
+        ),
+    );
+    let synack = poll(&mut ep, MS);
+    assert!(view(&synack[0]).has(SYN | ACK));
+    assert!(
+        view(&synack[0]).seq > old_snd_nxt.plus(0xffff),
+        "the new ISN is above the old connection's sequence space and window"
+    );
+}
+
 #[test]
 fn time_wait_ends_by_itself_and_its_table_is_bounded() {
     let mut ep = server_with(|c| c.time_wait_entries = 2);
