@@ -68,6 +68,8 @@ pub struct Conn {
     rcv_cap: usize,
     rcv_adv: Seq,
     out_of_order: Vec<(Seq, Vec<u8>)>,
+    /// The sequence number of a FIN that came ahead of a gap, taken once the gap fills.
+    fin_ahead: Option<Seq>,
     fin_received: bool,
 
     srtt: Option<u64>,
@@ -126,6 +128,7 @@ impl Conn {
             rcv_cap: config.recv_buffer,
             rcv_adv: setup.irs.plus(1),
             out_of_order: Vec::new(),
+            fin_ahead: None,
             fin_received: false,
             srtt: None,
             rttvar: 0,
@@ -334,7 +337,19 @@ impl Conn {
             return true;
         }
         self.process_data(seg, stats);
-        if seg.has(FIN) && seg.seq.plus(seg.payload.len()) == self.rcv_nxt {
+        if seg.has(FIN) && !self.fin_received {
+            // Acknowledged in order or not: an early FIN gets a duplicate ACK, and is
+            // kept if the data before it fits the window.
+            self.ack_pending = true;
+            let fin = seg.seq.plus(seg.payload.len());
+            if fin > self.rcv_nxt && fin.since(self.rcv_nxt) <= wnd {
+                self.fin_ahead = Some(fin);
+            }
+        }
+        if !self.fin_received
+            && (seg.has(FIN) && seg.seq.plus(seg.payload.len()) == self.rcv_nxt
+                || self.fin_ahead == Some(self.rcv_nxt))
+        {
             self.rcv_nxt = self.rcv_nxt.plus(1);
             self.fin_received = true;
             self.ack_pending = true;

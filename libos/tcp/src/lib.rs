@@ -14,13 +14,13 @@
 //!
 //! What the engine does: passive open with a bounded half-open table (a full table
 //! evicts its oldest entry, so a SYN flood never grows it), MSS and window scale
-//! options, in-order receive with a small reassembly of out-of-order runs, RFC 6298
-//! retransmission timeouts with exponential back-off, fast retransmit and NewReno
-//! recovery on three duplicate ACKs, zero-window probes (a persist timer in place of the
-//! retransmission timer, with a limit on unanswered probes), keep-alive, orderly close in
-//! every FIN state with a compact, bounded TIME-WAIT table, abortive close, RFC 5961's
-//! checks on RST and SYN, and counters ([`Stats`]) for everything dropped. Nagle's
-//! algorithm is not used. Not done: active open, SACK, timestamps, congestion control
+//! options, in-order receive with a small reassembly of out-of-order runs (and a FIN
+//! ahead of a gap), RFC 6298 retransmission timeouts with exponential back-off, fast
+//! retransmit and NewReno recovery on three duplicate ACKs, zero-window probes (a
+//! persist timer in place of the retransmission timer, with a limit on unanswered
+//! probes), keep-alive, orderly close in every FIN state with a compact, bounded
+//! TIME-WAIT table, abortive close, RFC 5961's checks on RST and SYN, and counters
+//! ([`Stats`]) for everything dropped. Nagle's algorithm is not used. Not done: active open, SACK, timestamps, congestion control
 //! beyond NewReno, IP options on sent packets (see docs/network.md).
 //!
 //! Segmentation offload: with [`Config::segmentation`] a connection hands out

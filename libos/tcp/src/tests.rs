@@ -287,6 +287,38 @@ fn out_of_order_data_is_reassembled_and_answered_with_duplicate_acks() {
     assert_eq!(ep.stats().out_of_order_kept, 2);
 }
 
+/// Sends `early` with a FIN 5 bytes ahead, then the 5 missing bytes: the FIN must be
+/// acknowledged at once (a duplicate ACK for the hole), kept, and taken when the gap
+/// fills.
+fn fin_ahead_of_a_gap(early: &[u8]) {
+    let (mut ep, id, mut peer) = established();
+    let start = peer.seq;
+    peer.seq = start.plus(5);
+    ep.input(0, &peer.segment(ACK | FIN, early));
+    let acks = poll(&mut ep, 0);
+    assert_eq!(acks.len(), 1, "a duplicate ACK for the hole");
+    assert_eq!(view(&acks[0]).ack, start);
+    peer.seq = start;
+    peer.send(&mut ep, 0, b"hello");
+    assert_eq!(ep.state(id), Ok(State::CloseWait), "the kept FIN is taken");
+    let end = start.plus(5 + early.len() + 1);
+    assert_eq!(view(&poll(&mut ep, 0)[0]).ack, end);
+    let mut buf = [0; 16];
+    let n = ep.recv(id, &mut buf).unwrap();
+    assert_eq!(&buf[..n], [&b"hello"[..], early].concat());
+    assert_eq!(ep.recv(id, &mut buf), Err(Error::Finished));
+}
+
+#[test]
+fn a_fin_with_data_ahead_of_a_gap_closes_the_connection_once_the_gap_fills() {
+    fin_ahead_of_a_gap(b"world");
+}
+
+#[test]
+fn a_bare_fin_ahead_of_a_gap_is_acknowledged_and_kept() {
+    fin_ahead_of_a_gap(b"");
+}
+
 #[test]
 fn overlapping_retransmissions_deliver_each_byte_once() {
     let (mut ep, id, mut peer) = established();
