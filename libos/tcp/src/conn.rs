@@ -729,7 +729,9 @@ impl Conn {
     /// retransmission carries one MSS. [`Turn::More`] if data waits for another turn.
     pub(crate) fn output(&mut self, now: u64, out: &mut Output<'_>, pace: Pace) -> Turn {
         if self.rst_pending {
-            let header = self.header(self.snd_nxt, RST | ACK);
+            // At the highest number sent: a retransmission timeout rewinds `snd_nxt`,
+            // and a peer that received up to `snd_max` drops a RST below it.
+            let header = self.header(self.snd_max, RST | ACK);
             if !out.send(&header, &[], 0, 0) {
                 return Turn::Refused;
             }

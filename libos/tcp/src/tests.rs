@@ -830,6 +830,27 @@ fn abort_sends_a_reset_and_gives_the_handle_up() {
 }
 
 #[test]
+fn a_reset_after_a_retransmission_timeout_is_sent_at_the_highest_number_sent() {
+    let mut ep = server(Config::default());
+    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 10_000);
+    ep.send(id, Piece::shared(blob(3000), 0, 3000).unwrap())
+        .unwrap();
+    let sent = poll(&mut ep, 0);
+    let last = view(sent.last().unwrap());
+    let snd_max = last.seq.plus(last.seq_len());
+    assert_eq!(snd_max, peer.ack.plus(3000));
+    // The timeout rewinds to the first unacknowledged byte and resends one segment.
+    let again = poll(&mut ep, Config::default().rto_initial_ns);
+    assert_eq!(view(&again[0]).seq, peer.ack);
+    ep.abort(id).unwrap();
+    let rst = poll(&mut ep, Config::default().rto_initial_ns);
+    assert_eq!(
+        (view(&rst[0]).flags, view(&rst[0]).seq),
+        (RST | ACK, snd_max)
+    );
+}
+
+#[test]
 fn the_send_queue_is_bounded_and_closes_with_the_connection() {
     let mut ep = server_with(|c| c.max_send_pieces = 2);
     let (id, _) = connect(&mut ep, 0, 5000, None, None, 1000);
