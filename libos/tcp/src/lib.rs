@@ -686,7 +686,7 @@ impl Endpoint {
         }
         let mut ended_time_wait = None;
         if self.time_wait.contains_key(&tuple) {
-            match self.input_time_wait(&tuple, &seg) {
+            match self.input_time_wait(&tuple, &seg, now) {
                 Some(old_snd_nxt) => ended_time_wait = Some(old_snd_nxt),
                 None => return Sender::Unknown,
             }
@@ -743,12 +743,16 @@ impl Endpoint {
         self.replies.push_back((header, reply_to));
     }
 
-    /// A segment for a connection in TIME-WAIT; `Some(the old connection's snd_nxt)` if
-    /// it is a new SYN that ended the TIME-WAIT and must be processed as a new
-    /// connection (RFC 9293, 3.10.7.4, and RFC 1122, 4.2.2.13: a SYN above the old
-    /// sequence space).
-    fn input_time_wait(&mut self, tuple: &Tuple, seg: &Segment<'_>) -> Option<Seq> {
-        let entry = self.time_wait.get(tuple)?;
+    /// A segment for a connection in TIME-WAIT at `now`; `Some(the old connection's
+    /// snd_nxt)` if it is a new SYN that ended the TIME-WAIT and must be processed as a
+    /// new connection (RFC 1122, 4.2.2.13: a SYN above the old sequence space). As RFC
+    /// 9293 (3.10.7.4) says: a retransmitted FIN is acknowledged and restarts the
+    /// timer, an unacceptable segment (or one acknowledging what was never sent) is
+    /// acknowledged, an acceptable one (the last ACK again) is dropped; a RST is
+    /// dropped too (RFC 1337).
+    fn input_time_wait(&mut self, tuple: &Tuple, seg: &Segment<'_>, now: u64) -> Option<Seq> {
+        let time_wait_ns = self.config.time_wait_ns;
+        let entry = self.time_wait.get_mut(tuple)?;
         if seg.has(SYN) && !seg.has(ACK) && seg.seq > entry.rcv_nxt {
             let old_snd_nxt = entry.snd_nxt;
             self.time_wait.remove(tuple);
@@ -759,7 +763,17 @@ impl Endpoint {
             self.stats.out_of_window += 1;
             return None;
         }
-        // A retransmitted FIN (or anything else): acknowledge again.
+        let fin_again = seg.has(FIN) && seg.seq.plus(seg.payload.len() + 1) == entry.rcv_nxt;
+        if fin_again {
+            entry.until = now + time_wait_ns;
+        } else if seg.seq == entry.rcv_nxt
+            && seg.seq_len() == 0
+            && !(seg.has(ACK) && seg.ack > entry.snd_nxt)
+        {
+            return None;
+        } else {
+            self.stats.out_of_window += 1;
+        }
         let (seq, ack) = (entry.snd_nxt, entry.rcv_nxt);
         self.reply(tuple, seq, ack, ACK, None);
         None

@@ -564,6 +564,36 @@ fn a_syn_that_ends_a_time_wait_starts_above_the_old_sequence_space() {
 }
 
 #[test]
+fn time_wait_acknowledges_only_a_retransmitted_fin_or_an_unacceptable_segment() {
+    let mut ep = server(Config::default());
+    let mut peer = in_time_wait_after(&mut ep, 0, 5000, 10);
+    let wait = Config::default().time_wait_ns;
+    peer.send(&mut ep, MS, b"");
+    assert!(poll(&mut ep, MS).is_empty(), "the last ACK again: dropped");
+    // A retransmitted FIN near the end: acknowledged, and the 2MSL timer restarts.
+    let fin = packet(
+        peer.port,
+        ACK | FIN,
+        peer.seq.plus(usize::MAX),
+        peer.ack,
+        1000,
+        b"",
+        None,
+        None,
+    );
+    ep.input(wait - MS, &fin);
+    let ack = poll(&mut ep, wait - MS);
+    assert_eq!((view(&ack[0]).flags, view(&ack[0]).ack), (ACK, peer.seq));
+    poll(&mut ep, wait);
+    assert_eq!(ep.time_wait(), 1, "the FIN restarted the timer");
+    // Data past the FIN is unacceptable: acknowledged.
+    ep.input(wait, &peer.segment(ACK, b"late"));
+    assert_eq!(view(&poll(&mut ep, wait)[0]).ack, peer.seq);
+    poll(&mut ep, 2 * wait - MS);
+    assert_eq!(ep.time_wait(), 0);
+}
+
+#[test]
 fn time_wait_ends_by_itself_and_its_table_is_bounded() {
     let mut ep = server_with(|c| c.time_wait_entries = 2);
     for port in 6000..6003 {
