@@ -279,16 +279,7 @@ impl Conn {
         let len = seg.seq_len();
         // A FIN without data needs no buffer: it is taken even at a zero window.
         let bare_fin = seg.seq == self.rcv_nxt && seg.payload.is_empty();
-        let acceptable = bare_fin
-            || match (len, wnd) {
-                (0, 0) => seg.seq == self.rcv_nxt,
-                (0, _) => seg.seq.within(self.rcv_nxt, wnd),
-                (_, 0) => false,
-                _ => {
-                    seg.seq.within(self.rcv_nxt, wnd)
-                        || seg.seq.plus(len - 1).within(self.rcv_nxt, wnd)
-                }
-            };
+        let acceptable = bare_fin || seg.seq.acceptable(len, self.rcv_nxt, wnd);
         // A zero-window probe: not acceptable, but its ACK counts and it gets an ACK.
         let probe = !acceptable && wnd == 0 && seg.seq == self.rcv_nxt && !seg.has(RST);
         if !acceptable && !probe {

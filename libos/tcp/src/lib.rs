@@ -315,8 +315,8 @@ pub struct Outgoing<'a> {
     /// back there, whether or not the peer's address is known (the RST tells only what
     /// the segment itself said). `None` for every other segment, which goes the way
     /// the caller knows to the peer's address (a connection's segments, and the ACK a
-    /// segment for a connection in TIME-WAIT gets, carry its sequence numbers, which
-    /// only the peer may see).
+    /// segment for a connection in TIME-WAIT or a half-open one gets, carry its
+    /// sequence numbers, which only the peer may see).
     pub reply_to: Option<LinkAddress>,
 }
 
@@ -713,16 +713,18 @@ impl Endpoint {
         } else {
             (Seq(0), seg.seq.plus(seg.seq_len()), RST | ACK)
         };
-        self.reply(tuple, seq, ack, flags, link);
+        self.reply(tuple, seq, ack, flags, 0, link);
     }
 
-    /// Queues a segment without data or connection, to go back to `reply_to` if given.
+    /// Queues a segment without data or connection, offering `window`, to go back to
+    /// `reply_to` if given.
     fn reply(
         &mut self,
         tuple: &Tuple,
         seq: Seq,
         ack: Seq,
         flags: u8,
+        window: u16,
         reply_to: Option<LinkAddress>,
     ) {
         if self.replies.len() >= MAX_REPLIES {
@@ -736,7 +738,7 @@ impl Endpoint {
             seq,
             ack,
             flags,
-            window: 0,
+            window,
             mss: None,
             window_scale: None,
         };
@@ -775,7 +777,7 @@ impl Endpoint {
             self.stats.out_of_window += 1;
         }
         let (seq, ack) = (entry.snd_nxt, entry.rcv_nxt);
-        self.reply(tuple, seq, ack, ACK, None);
+        self.reply(tuple, seq, ack, ACK, 0, None);
         None
     }
 
@@ -816,8 +818,17 @@ impl Endpoint {
         shift
     }
 
+    /// The window a SYN-ACK offers (never scaled): the receive buffer, at most 65,535.
+    fn handshake_window(&self) -> u16 {
+        self.config.recv_buffer.min(0xffff) as u16
+    }
+
     /// A segment for a half-open connection, from `link` if known: [`Sender::Peer`]
-    /// once it acknowledges our SYN.
+    /// once it acknowledges our SYN. As in a synchronized state (RFC 9293, 3.10.7.4,
+    /// and RFC 5961): a RST ends it only at exactly the expected sequence number, and
+    /// one elsewhere in the window, or a SYN other than the peer's first again, gets a
+    /// challenge ACK (a peer that restarted with a new ISN answers it with the RST
+    /// that ends the stale entry); a segment out of the window gets an ACK.
     fn input_half_open(
         &mut self,
         tuple: Tuple,
@@ -825,32 +836,46 @@ impl Endpoint {
         now: u64,
         link: Option<LinkAddress>,
     ) -> Sender {
+        let window = self.handshake_window();
         let Some(half) = self.half_open.get_mut(&tuple) else {
             return Sender::Unknown;
         };
+        let (snd_nxt, rcv_nxt) = (half.iss.plus(1), half.irs.plus(1));
+        let in_window = seg
+            .seq
+            .acceptable(seg.seq_len(), rcv_nxt, usize::from(window));
         if seg.has(RST) {
-            if seg.seq == half.irs.plus(1) {
+            if seg.seq == rcv_nxt {
                 self.stats.rst_received += 1;
                 self.half_open.remove(&tuple);
+            } else if in_window {
+                self.stats.challenge_acks += 1;
+                self.reply(&tuple, snd_nxt, rcv_nxt, ACK, window, None);
             } else {
                 self.stats.out_of_window += 1;
             }
             return Sender::Unknown;
         }
         if seg.has(SYN) {
-            // The peer's SYN again (our SYN-ACK was lost): answer it again.
             if seg.seq == half.irs && !seg.has(ACK) {
+                // The peer's SYN again (our SYN-ACK was lost): answer it again.
                 half.send_now = true;
             } else {
-                self.stats.out_of_window += 1;
+                self.stats.challenge_acks += 1;
+                self.reply(&tuple, snd_nxt, rcv_nxt, ACK, window, None);
             }
+            return Sender::Unknown;
+        }
+        if !in_window {
+            self.stats.out_of_window += 1;
+            self.reply(&tuple, snd_nxt, rcv_nxt, ACK, window, None);
             return Sender::Unknown;
         }
         if !seg.has(ACK) {
             self.stats.out_of_window += 1;
             return Sender::Unknown;
         }
-        if seg.ack != half.iss.plus(1) {
+        if seg.ack != snd_nxt {
             self.stats.out_of_window += 1;
             self.reply_reset(&tuple, seg, link);
             return Sender::Unknown;
@@ -911,7 +936,7 @@ impl Endpoint {
     /// is sent or `emit` refuses.
     pub fn poll(&mut self, now: u64, emit: &mut dyn FnMut(&Outgoing<'_>) -> bool) {
         self.run_timers(now);
-        let window = self.config.recv_buffer.min(0xffff) as u16;
+        let window = self.handshake_window();
         let shift = self.our_shift();
         let mut out = Output {
             emit,

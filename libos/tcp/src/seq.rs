@@ -29,6 +29,18 @@ impl Seq {
         let offset = self.0.wrapping_sub(start.0);
         (offset as usize) < len
     }
+
+    /// Whether a segment starting at `self` and occupying `len` numbers is acceptable to
+    /// a receiver that expects `rcv_nxt` with a window of `wnd` (RFC 9293, 3.10.7.4's
+    /// four cases).
+    pub(crate) fn acceptable(self, len: usize, rcv_nxt: Seq, wnd: usize) -> bool {
+        match (len, wnd) {
+            (0, 0) => self == rcv_nxt,
+            (0, _) => self.within(rcv_nxt, wnd),
+            (_, 0) => false,
+            _ => self.within(rcv_nxt, wnd) || self.plus(len - 1).within(rcv_nxt, wnd),
+        }
+    }
 }
 
 impl PartialOrd for Seq {

@@ -262,6 +262,62 @@ fn a_full_backlog_leaves_the_handshake_half_open() {
     assert!(ep.accept().is_some(), "accepted once there was room");
 }
 
+/// A half-open connection from port 5000 whose SYN was at 1000: our ISN.
+fn half_open_from_5000(ep: &mut Endpoint) -> Seq {
+    ep.input(
+        0,
+        &packet(5000, SYN, Seq(1000), Seq(0), 1000, b"", None, None),
+    );
+    let synack = poll(ep, 0);
+    assert!(view(&synack[0]).has(SYN | ACK));
+    view(&synack[0]).seq
+}
+
+/// The one segment sent at `now`, which must be an ACK of the peer's SYN (at 1000)
+/// from the sequence number after our SYN, `iss`, offering a window.
+fn assert_challenge_ack(ep: &mut Endpoint, now: u64, iss: Seq) {
+    let sent = poll(ep, now);
+    assert_eq!(sent.len(), 1, "one ACK");
+    let ack = view(&sent[0]);
+    assert_eq!((ack.flags, ack.seq, ack.ack), (ACK, iss.plus(1), Seq(1001)));
+    assert_eq!(ack.window, 0xffff);
+}
+
+#[test]
+fn the_handshakes_last_ack_must_be_in_the_window() {
+    let mut ep = server(Config::default());
+    let iss = half_open_from_5000(&mut ep);
+    let ack = |seq| packet(5000, ACK, seq, iss.plus(1), 1000, b"", None, None);
+    ep.input(0, &ack(Seq(1001 + 200_000)));
+    assert!(ep.accept().is_none(), "out of the window");
+    assert_eq!(ep.half_open(), 1);
+    assert_challenge_ack(&mut ep, 0, iss);
+    ep.input(0, &ack(Seq(1001)));
+    assert!(ep.accept().is_some());
+}
+
+#[test]
+fn a_half_open_connection_challenges_an_inexact_reset_and_a_new_syn() {
+    let mut ep = server(Config::default());
+    let iss = half_open_from_5000(&mut ep);
+    ep.input(0, &packet(5000, RST, Seq(1011), Seq(0), 0, b"", None, None));
+    assert_eq!(ep.half_open(), 1, "in the window but not exact");
+    assert_challenge_ack(&mut ep, 0, iss);
+    // The peer restarted with a new ISN: challenged, it resets the stale entry.
+    let new_syn = packet(5000, SYN, Seq(90_000), Seq(0), 1000, b"", None, None);
+    ep.input(MS, &new_syn);
+    assert_challenge_ack(&mut ep, MS, iss);
+    assert_eq!(ep.stats().challenge_acks, 2);
+    ep.input(
+        MS,
+        &packet(5000, RST, Seq(1001), Seq(0), 0, b"", None, None),
+    );
+    assert_eq!(ep.half_open(), 0);
+    ep.input(MS, &new_syn);
+    let synack = poll(&mut ep, MS);
+    assert_eq!(view(&synack[0]).ack, Seq(90_001));
+}
+
 #[test]
 fn out_of_order_data_is_reassembled_and_answered_with_duplicate_acks() {
     let (mut ep, id, mut peer) = established();
