@@ -728,7 +728,10 @@ pub trait BlockDevice: Send {
     /// gave up on its requests (a holder whose `poll` failed calls it before reusing the
     /// memory it was reading into): requests still in flight belong to no one now. Their
     /// completions are dropped when they come, and their buffers reused only then, so
-    /// neither the next holder nor a later `poll` ever sees them.
+    /// neither the next holder nor a later `poll` ever sees them. The disk drivers
+    /// withdraw the requests the device was not yet told of and wait (bounded by their
+    /// timeouts, then a device reset) for the ones it has, so none reaches the disk
+    /// after this returns: the sectors of a holder that went are safe to hand on.
     fn abandon_requests(&mut self);
 }
 

@@ -517,11 +517,23 @@ impl IoQueue {
         self.free.push(index as u16);
     }
 
-    /// Gives up the requests in flight (their holder went): their completions are
-    /// dropped when they come. Requests failed by a reset but not yet told of are
-    /// freed when the controller was `disabled` since they were sent, else abandoned
-    /// until it is.
+    /// Gives up the requests in flight (their holder went): those queued since the
+    /// last doorbell are taken back unsent and their slots freed; the controller's
+    /// have their completions dropped when they come. Requests failed by a reset but
+    /// not yet told of are freed when the controller was `disabled` since they were
+    /// sent, else abandoned until it is.
     fn abandon(&mut self, disabled: bool) {
+        for id in self.pair.withdraw_unrung() {
+            let index = usize::from(id & SLOT_MASK);
+            if self.slots[index].generation == id >> SLOT_BITS
+                && matches!(
+                    self.slots[index].state,
+                    Slot::Busy { .. } | Slot::Interrupted { .. }
+                )
+            {
+                self.release(index);
+            }
+        }
         for index in 0..self.slots.len() {
             match self.slots[index].state {
                 Slot::Busy { since, .. } => self.slots[index].state = Slot::Abandoned { since },
@@ -531,6 +543,13 @@ impl IoQueue {
             }
         }
         self.interrupted = false;
+    }
+
+    /// Whether a slot holds an abandoned request (the controller may still have it).
+    fn has_abandoned(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|slot| matches!(slot.state, Slot::Abandoned { .. }))
     }
 
     /// Hands each completion the controller posted to `done` and frees its slot;
@@ -895,11 +914,22 @@ impl BlockDevice for Nvme {
         Ok(())
     }
 
+    /// Takes back the requests the controller was not yet told of, then drains the
+    /// ones it has: polls until each is completed (its completion dropped) or, held
+    /// past [`LOST_AFTER_NS`], freed by a controller reset (or the disk fails for
+    /// good). So none lands on the disk after the holder changed.
     fn abandon_requests(&mut self) {
         self.wakes.disarm_all();
         let disabled = self.disabled_since_reset();
         for io in &mut self.queues {
             io.abandon(disabled);
+        }
+        while self.failed.is_none() && self.queues.iter().any(IoQueue::has_abandoned) {
+            for queue in 0..self.queues.len() {
+                // A fault a poll reports does not stop the drain: time moves it on to
+                // a reset if the controller never answers.
+                let _ = self.poll(queue, &mut |_, _| {});
+            }
         }
     }
 
@@ -1055,6 +1085,37 @@ mod tests {
     }
 
     #[test]
+    fn a_write_queued_but_not_rung_in_when_its_holder_goes_never_reaches_the_controller() {
+        let (mut disk, _) = disk_with_fake_controller(2);
+        let mut controller = ControllerSide::default();
+        // One write rung in and finished by the controller, one queued behind it.
+        disk.submit_write(0, 0, 1, &mut |buffer| buffer.fill(1))
+            .unwrap();
+        assert_eq!(poll_once(&mut disk), [], "rung in, not finished");
+        let sent = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        controller.complete(&mut disk.queues[0].pair, sent, 0);
+        disk.submit_write(0, 8, 1, &mut |buffer| buffer.fill(2))
+            .unwrap();
+        disk.abandon_requests();
+        assert_eq!(disk.queues[0].free.len(), 2, "both slots back");
+        // The next holder's poll rings the doorbell: the withdrawn write is not in it.
+        assert_eq!(poll_once(&mut disk), []);
+        assert!(
+            controller.take_command(&disk.queues[0].pair).is_none(),
+            "the unsent write never reached the controller"
+        );
+        let read = disk.submit_read(0, 16, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), []);
+        let id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        controller.complete(&mut disk.queues[0].pair, id, 0);
+        let finished = poll_once(&mut disk);
+        assert!(
+            matches!(finished[..], [(tag, Ok(_))] if tag == read),
+            "{finished:?}"
+        );
+    }
+
+    #[test]
     fn admin_command_identifiers_skip_ffff() {
         let (mut disk, _) = disk_with_fake_controller(1);
         let mut controller = ControllerSide::default();
@@ -1081,22 +1142,26 @@ mod tests {
             let first = disk.submit_read(0, 0, 1).unwrap();
             assert_eq!(poll_once(&mut disk), [], "rung in, not finished");
             let old = controller.take_command(&disk.queues[0].pair).unwrap().id();
-            // The read never comes back in time, or its holder goes: the caller is told
-            // of the timeout, and the slot stays out of use.
             if abandoned {
+                // Its holder goes once the controller has finished it: the drain takes
+                // the completion in (dropped), and the slot comes back.
+                controller.complete(&mut disk.queues[0].pair, old, 0);
                 disk.abandon_requests();
-                assert_eq!(poll_once(&mut disk), []);
+                assert_eq!(disk.queues[0].free, [0], "drained before abandon returns");
             } else {
+                // The read never comes back in time: the caller is told of the timeout,
+                // and the slot stays out of use.
                 platform.advance_clock(IO_TIMEOUT_NS + TIMEOUT_CHECK_NS);
                 let timeout = DeviceError::Timeout {
                     what: "NVMe read",
                     ms: IO_TIMEOUT_NS / 1_000_000,
                 };
                 assert_eq!(poll_once(&mut disk), [(first, Err(timeout))]);
+                assert_eq!(disk.submit_read(0, 8, 1), Err(DeviceError::QueueFull));
+                // The controller completes it after all: dropped, and the slot comes
+                // back.
+                controller.complete(&mut disk.queues[0].pair, old, 0);
             }
-            assert_eq!(disk.submit_read(0, 8, 1), Err(DeviceError::QueueFull));
-            // The controller completes it after all: dropped, and the slot comes back.
-            controller.complete(&mut disk.queues[0].pair, old, 0);
             assert_eq!(poll_once(&mut disk), []);
             // A new read takes the slot, whose buffer still holds the old read's bytes.
             disk.queues[0].buffers.bytes_mut(0, PAGE).fill(0xAA);

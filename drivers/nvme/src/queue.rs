@@ -1,6 +1,8 @@
 //! A submission/completion queue pair in DMA memory: entries written at the tail,
 //! completions found by their phase tag (NVMe Base 4.1, 4.6).
 
+use alloc::vec::Vec;
+
 use rexo_api::DeviceError;
 use rexo_devio::{Dma, Mmio, Platform, barrier};
 
@@ -108,6 +110,20 @@ impl QueuePair {
             self.registers.write32(self.tail_doorbell, self.tail);
             self.rung_tail = self.tail;
         }
+    }
+
+    /// Takes back the commands pushed since the last [`ring`](Self::ring), which the
+    /// controller was never told of: the tail goes back to the one it was last told.
+    /// Their command identifiers, latest first.
+    pub fn withdraw_unrung(&mut self) -> Vec<u16> {
+        let mut ids = Vec::new();
+        while self.tail != self.rung_tail {
+            self.tail = (self.tail + self.entries - 1) % self.entries;
+            // Command dword 0 holds the identifier in its upper half.
+            let dword0 = self.submission.read32(self.tail as usize * SQ_ENTRY);
+            ids.push((dword0 >> 16) as u16);
+        }
+        ids
     }
 
     /// The next new completion and its dword 0, taken off the queue, or `None` when the

@@ -406,6 +406,13 @@ impl RequestQueue {
         Ok(tag)
     }
 
+    /// Whether a slot holds an abandoned request (the device may still have it).
+    fn has_abandoned(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|state| matches!(state, Slot::Abandoned { .. }))
+    }
+
     /// Whether every slot is lost to the device at `now`: abandoned, and with it for
     /// longer than a request may take.
     fn all_lost(&self, now: u64) -> bool {
@@ -691,10 +698,16 @@ impl VirtioBlk {
         id.unwrap_or_default()
     }
 
-    /// Forgets the requests in flight on every queue (the holder changed): the device's
-    /// keep their slots until it returns them, finished ones free theirs at once.
+    /// Forgets the requests in flight on every queue (the holder changed): those not
+    /// yet published are taken back unseen and free their slots, as finished ones do;
+    /// the device's keep their slots until it returns them.
     fn forget_requests(&mut self) {
         for queue in &mut self.queues {
+            for head in queue.vq.withdraw_unpublished() {
+                let slot = head / CHAIN;
+                queue.slots[usize::from(slot)] = Slot::Free;
+                queue.free.push(slot);
+            }
             for (slot, state) in queue.slots.iter_mut().enumerate() {
                 match *state {
                     Slot::Busy { since, .. } => *state = Slot::Abandoned { since },
@@ -736,9 +749,20 @@ impl BlockDevice for VirtioBlk {
         self.wakes.arm(queue, core)
     }
 
+    /// Takes back the requests the device was not yet shown, then drains the ones it
+    /// has: polls until each is returned (its completion dropped) or, held past
+    /// [`LOST_AFTER_NS`], freed by a device reset (or the device is given up). So none
+    /// lands on the disk after the holder changed.
     fn abandon_requests(&mut self) {
         self.wakes.disarm_all();
         self.forget_requests();
+        while self.usable().is_ok() && self.queues.iter().any(RequestQueue::has_abandoned) {
+            for queue in 0..self.queues.len() {
+                // A poll's error does not stop the drain: time moves it on to a reset
+                // if the device never answers.
+                let _ = self.poll(queue, &mut |_, _| {});
+            }
+        }
     }
 
     fn info(&self) -> BlockInfo {
@@ -1212,16 +1236,43 @@ mod tests {
     }
 
     #[test]
-    fn requests_abandoned_recently_do_not_reset_the_device() {
+    fn abandoning_withdraws_unpublished_requests_and_drains_the_devices() {
         let (mut disk, device, _) = disk_on_host(1);
+        let mut device_side = DeviceSide::default();
+        // A read the device has and finishes, and a write queued behind it, unseen.
         disk.submit_read(0, 0, 1).unwrap();
-        disk.submit_read(0, 8, 1).unwrap();
         assert_eq!(completions(&mut disk, 0), []);
-        disk.abandon_requests();
+        let head = device_side.take(&disk.queues[0].vq).unwrap();
+        disk.submit_write(0, 8, 1, &mut |buffer| buffer.fill(0x55))
+            .unwrap();
+        let queue = &mut disk.queues[0];
+        let slot = usize::from(head / CHAIN);
+        queue.headers.write8(slot * HEADER_STRIDE + STATUS_AT, S_OK);
+        device_side.give_back(&mut queue.vq, head.into(), 513);
         device.set_status(0);
+        disk.abandon_requests();
+        assert_eq!(
+            disk.queues[0].free.len(),
+            2,
+            "both slots back before it returns"
+        );
+        assert_eq!(device.status(), 0, "no reset: the device answered");
+        // The next holder's poll publishes: the withdrawn write is not in it.
         assert_eq!(completions(&mut disk, 0), []);
-        assert_eq!(device.status(), 0, "no reset: the device may still answer");
-        assert!(disk.queues[0].free.is_empty());
+        assert_eq!(
+            device_side.take(&disk.queues[0].vq),
+            None,
+            "the write never reached the device"
+        );
+        let tag = disk.submit_read(0, 16, 1).unwrap();
+        assert_eq!(completions(&mut disk, 0), []);
+        let queue = &mut disk.queues[0];
+        let head = device_side.take(&queue.vq).expect("the read was published");
+        let slot = usize::from(head / CHAIN);
+        queue.data[slot].bytes_mut(0, 512).fill(0x77);
+        queue.headers.write8(slot * HEADER_STRIDE + STATUS_AT, S_OK);
+        device_side.give_back(&mut queue.vq, head.into(), 513);
+        assert_eq!(completions(&mut disk, 0), [(tag, Ok(vec![0x77; 512]))]);
     }
 
     #[test]

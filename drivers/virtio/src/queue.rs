@@ -269,6 +269,14 @@ impl Virtqueue {
         self.unpublished.push(head);
     }
 
+    /// Takes back the chains pushed since the last [`publish`](Self::publish), which the
+    /// device never saw: the available index goes back to the one it was last shown.
+    /// Their heads.
+    pub fn withdraw_unpublished(&mut self) -> alloc::vec::Drain<'_, u16> {
+        self.avail_next = self.avail_published;
+        self.unpublished.drain(..)
+    }
+
     /// Shows the device every chain pushed since the last call, and notifies it unless
     /// it said it is polling (one doorbell for the whole batch).
     pub fn publish(&mut self) {
