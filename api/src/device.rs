@@ -118,6 +118,10 @@ pub enum DeviceError {
     /// A frame given to [`NetDevice::send_tcp_segmented`] that the device cannot cut into
     /// segments (named); it was not sent.
     NotSegmentable(&'static str),
+    /// An ordered write was not written: a request submitted before it on its queue (an
+    /// ordered write among them) failed, so the disk would hold it without what it
+    /// depends on ([`BlockDevice::submit_write_ordered`]).
+    DependencyFailed,
     /// The queue's interrupt binding (its `InterruptCap`) was returned or revoked: the
     /// source no longer wakes this lease's cores, and arming it again is refused for the
     /// rest of the lease. The device still works by polling.
@@ -364,6 +368,9 @@ impl fmt::Display for DeviceError {
                     "the frame cannot be cut into TCP segments: {why}; it was not sent"
                 )
             }
+            Self::DependencyFailed => f.write_str(
+                "not written: a request submitted before this ordered write on its queue failed",
+            ),
             Self::Unbound => f.write_str(
                 "the queue's interrupt binding was returned or revoked: poll it, it wakes no core",
             ),
@@ -690,7 +697,9 @@ pub trait BlockDevice: Send {
     /// Queues an ordered write (XN's ordering): it reaches the disk only after every
     /// request submitted before it on `queue` has completed and a flush made them
     /// durable, and its completion means it is durable too. Later requests are not held
-    /// back by it; ordered writes on a queue run in the order submitted. `fill` writes
+    /// back by it; ordered writes on a queue run in the order submitted. When a request
+    /// submitted before it on `queue` fails (an earlier ordered write included), it is
+    /// not written and completes with [`DeviceError::DependencyFailed`]. `fill` writes
     /// the data, which is copied once (the write starts later) into the kernel's heap:
     /// [`DeviceError::NoMemory`] when that copy cannot be made. A queue holds at most
     /// [`MAX_ORDERED_PER_QUEUE`] ordered writes not yet completed: one more is

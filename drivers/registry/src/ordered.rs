@@ -8,7 +8,11 @@
 //! submit a commit block, or a pointer to blocks it just wrote, right behind the writes
 //! it depends on and go on working: the disk never holds the pointer without what it
 //! points to. Requests submitted after an ordered write are not held back by it.
-//! Ordered writes on a queue run one after the other, in the order submitted.
+//! Ordered writes on a queue run one after the other, in the order submitted. When a
+//! request submitted before an ordered write fails, the ordered write is not written:
+//! it completes with [`DeviceError::DependencyFailed`]. An ordered write that fails
+//! (a step of its own, or so) fails every ordered write queued behind it on that queue
+//! the same way, as each was submitted after it; those submitted later run as usual.
 //!
 //! The data is copied once, when the write is submitted, because the request reaches
 //! the driver later; a queue holds at most [`MAX_ORDERED_PER_QUEUE`] ordered writes
@@ -63,6 +67,8 @@ struct Ordered {
     data: Vec<u8>,
     /// The app's requests still in flight that were submitted before it.
     before: BTreeSet<Tag>,
+    /// Whether a request submitted before it failed: it is not written.
+    dependency_failed: bool,
     /// Where it is.
     stage: Stage,
 }
@@ -126,6 +132,7 @@ impl OrderedWrites {
             sectors,
             data,
             before: state.in_flight.clone(),
+            dependency_failed: false,
             stage: Stage::Waiting,
         });
         tag
@@ -155,18 +162,16 @@ impl OrderedWrites {
             let tag = app_tag(tag);
             state.in_flight.remove(&tag);
             for ordered in &mut state.ordered {
-                ordered.before.remove(&tag);
+                if ordered.before.remove(&tag) && result.is_err() {
+                    ordered.dependency_failed = true;
+                }
             }
             done(tag, result);
             count += 1;
         })?;
         if let (Some(result), Some(head)) = (internal, state.ordered.front_mut()) {
             match (result, head.stage) {
-                (Err(error), _) => {
-                    done(head.tag, Err(error));
-                    count += 1;
-                    state.ordered.pop_front();
-                }
+                (Err(error), _) => count += state.fail_oldest(error, done),
                 (Ok(()), Stage::Flushing(_)) => head.stage = Stage::ReadyToWrite,
                 (Ok(()), Stage::Writing(_)) => head.stage = Stage::ReadyToSync,
                 (Ok(()), _) => {
@@ -185,9 +190,27 @@ impl OrderedWrites {
     }
 }
 
+impl Queue {
+    /// Completes the oldest ordered write with `error` through `done`; every ordered
+    /// write queued behind it depends on it, so none of them is written. Returns the
+    /// completions handed to `done`.
+    fn fail_oldest(&mut self, error: DeviceError, done: Completion<'_>) -> usize {
+        let Some(oldest) = self.ordered.pop_front() else {
+            return 0;
+        };
+        done(oldest.tag, Err(error));
+        for later in &mut self.ordered {
+            later.dependency_failed = true;
+        }
+        1
+    }
+}
+
 /// Submits the next step of the oldest ordered writes whose turn it is; a step the
 /// queue has no room for waits for the next poll, a step the driver refuses completes
-/// its write with that error. Returns the completions handed to `done`.
+/// its write with that error, and one whose dependency failed completes with
+/// [`DeviceError::DependencyFailed`] unwritten. Returns the completions handed to
+/// `done`.
 fn advance(
     state: &mut Queue,
     disk: &mut dyn BlockDevice,
@@ -197,6 +220,7 @@ fn advance(
     let mut count = 0;
     while let Some(head) = state.ordered.front_mut() {
         let submitted = match head.stage {
+            Stage::Waiting if head.dependency_failed => Err(DeviceError::DependencyFailed),
             Stage::Waiting if head.before.is_empty() => {
                 disk.submit_flush(queue).map(Stage::Flushing)
             }
@@ -214,11 +238,7 @@ fn advance(
         match submitted {
             Ok(stage) => head.stage = stage,
             Err(DeviceError::QueueFull) => return count,
-            Err(error) => {
-                done(head.tag, Err(error));
-                count += 1;
-                state.ordered.pop_front();
-            }
+            Err(error) => count += state.fail_oldest(error, done),
         }
     }
     count
@@ -245,6 +265,8 @@ mod tests {
         in_flight: Vec<Tag>,
         release: Vec<Tag>,
         fail_flushes: bool,
+        /// Requests that complete with an error when released.
+        failing: Vec<Tag>,
         full: bool,
         next: Tag,
     }
@@ -314,7 +336,7 @@ mod tests {
             let finished = core::mem::take(&mut self.release);
             for &tag in &finished {
                 let flush = self.events.contains(&Event::Flush(tag));
-                if flush && self.fail_flushes {
+                if (flush && self.fail_flushes) || self.failing.contains(&tag) {
                     done(
                         tag,
                         Err(DeviceError::Status {
@@ -392,6 +414,49 @@ mod tests {
     }
 
     #[test]
+    fn an_ordered_write_behind_a_failed_request_is_not_written_nor_are_those_after_it() {
+        let (mut ordered, mut disk) = (OrderedWrites::default(), HeldDisk::default());
+        let data = write(&mut ordered, &mut disk, 1, 0xD1);
+        let pointer = ordered.queue_write(0, 2, 1, vec![0xB2; 512]);
+        let behind = ordered.queue_write(0, 3, 1, vec![0xB3; 512]);
+        assert!(poll(&mut ordered, &mut disk).is_empty());
+        disk.failing.push(data);
+        disk.release(&[data]);
+        let mut seen = Vec::new();
+        ordered
+            .poll(&mut disk, 0, &mut |tag, result| {
+                seen.push((tag, result.map(<[u8]>::to_vec)))
+            })
+            .unwrap();
+        let failed = DeviceError::Status {
+            what: "flush",
+            status: 2,
+        };
+        assert_eq!(
+            seen,
+            [
+                (data, Err(failed)),
+                (pointer, Err(DeviceError::DependencyFailed)),
+                (behind, Err(DeviceError::DependencyFailed)),
+            ]
+        );
+        assert_eq!(
+            disk.events,
+            [Event::Write(data, 1, 0xD1)],
+            "nothing more reached the disk"
+        );
+        // An ordered write submitted after the failure was told of runs as usual.
+        let later = ordered.queue_write(0, 4, 1, vec![0xB4; 512]);
+        let mut completed = Vec::new();
+        for _ in 0..4 {
+            completed.extend(poll(&mut ordered, &mut disk));
+            disk.release_all();
+        }
+        assert_eq!(completed, [(later, true)]);
+        assert!(disk.events.contains(&Event::Write(disk.next - 1, 4, 0xB4)));
+    }
+
+    #[test]
     fn ordered_writes_run_in_turn_and_errors_and_full_queues_are_handled() {
         let (mut ordered, mut disk) = (OrderedWrites::default(), HeldDisk::default());
         let one = ordered.queue_write(0, 1, 1, vec![1; 512]);
@@ -417,13 +482,18 @@ mod tests {
             .collect();
         assert_eq!(writes, [1, 2], "the second waits for the first");
 
-        // A failed flush fails the ordered write; nothing is written.
+        // A failed flush fails the ordered write, and the one queued behind it; nothing
+        // is written.
         let (mut ordered, mut disk) = (OrderedWrites::default(), HeldDisk::default());
         disk.fail_flushes = true;
         let failing = ordered.queue_write(0, 3, 1, vec![3; 512]);
+        let behind = ordered.queue_write(0, 5, 1, vec![5; 512]);
         poll(&mut ordered, &mut disk);
         disk.release_all();
-        assert_eq!(poll(&mut ordered, &mut disk), [(failing, false)]);
+        assert_eq!(
+            poll(&mut ordered, &mut disk),
+            [(failing, false), (behind, false)]
+        );
         assert!(!disk.events.iter().any(|e| matches!(e, Event::Write(..))));
 
         // A new holder starts clean.

@@ -104,6 +104,7 @@ fn device_errors_have_the_codes_rexo_h_gives() {
     };
     assert_eq!(device_code(timeout), REXO_EIO);
     assert_eq!(device_code(DeviceError::Reset), REXO_EIO);
+    assert_eq!(device_code(DeviceError::DependencyFailed), REXO_EIO);
     assert_eq!(
         error_code(rexo_api::ApiError::NoSuchDevice),
         crate::REXO_ENODEV
