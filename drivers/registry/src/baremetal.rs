@@ -10,6 +10,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use rexo_api::{BinaryError, BlockDevice, DeviceError, DeviceKind, OpenDevice, device::wait_for};
 
 use crate::Registry;
+use crate::exact::{submit_write_exact, wait_for_read_exact};
 
 /// BareMetal's sector.
 pub const SECTOR: u64 = 4096;
@@ -186,20 +187,20 @@ fn storage(
     while done < count {
         let n = (count - done).min(chunk);
         let range = (done * size) as usize..((done + n) * size) as usize;
-        let tag = match &mut transfer {
-            Transfer::Read(_) => disk.submit_read(0, first + done, n as u32)?,
+        let at = (first + done, n as u32);
+        match &mut transfer {
+            Transfer::Read(buffer) => {
+                let tag = disk.submit_read(0, at.0, at.1)?;
+                wait_for_read_exact(disk, 0, tag, &mut buffer[range])?;
+            }
             Transfer::Write(data) => {
-                let part = &data[range.clone()];
-                disk.submit_write(0, first + done, n as u32, &mut |buffer| {
+                let part = &data[range];
+                let tag = submit_write_exact(disk, 0, at, part.len(), &mut |buffer| {
                     buffer.copy_from_slice(part)
-                })?
+                })?;
+                wait_for(disk, 0, tag, &mut |_| {})?;
             }
-        };
-        wait_for(disk, 0, tag, &mut |data| {
-            if let Transfer::Read(buffer) = &mut transfer {
-                buffer[range.clone()].copy_from_slice(&data[..range.len()]);
-            }
-        })?;
+        }
         done += n;
     }
     Ok(count / per)
@@ -332,6 +333,26 @@ mod tests {
     use alloc::string::String;
     use alloc::vec::Vec;
     use rexo_devio::Found;
+
+    #[test]
+    fn a_storage_call_through_buffers_of_another_length_is_an_error_not_a_panic() {
+        for skew in [-1, 1] {
+            let mut disk = rexo_api::testing::MemoryDisk::new(alloc::vec![0xEE; 16 * 512]);
+            let handed = Err(crate::exact::wrong_length(
+                4096_usize.saturating_add_signed(skew),
+            ));
+            disk.read_skew = skew;
+            let mut buffer = alloc::vec![0; 4096];
+            assert_eq!(storage(&mut disk, 0, Transfer::Read(&mut buffer)), handed);
+            assert!(buffer.iter().all(|&byte| byte == 0), "nothing copied");
+            disk.write_skew = skew;
+            assert_eq!(storage(&mut disk, 0, Transfer::Write(&[7; 4096])), handed);
+            assert!(
+                disk.data().iter().all(|&byte| byte == 0xEE),
+                "nothing written"
+            );
+        }
+    }
 
     /// Every message logged in this test process.
     static LOGGED: spin::Mutex<Vec<String>> = spin::Mutex::new(Vec::new());

@@ -13,6 +13,7 @@ extern crate alloc;
 
 mod appcode;
 pub mod baremetal;
+mod exact;
 mod interrupts;
 mod lease;
 mod machine;

@@ -26,6 +26,8 @@ use alloc::vec::Vec;
 
 use rexo_api::{BlockDevice, Completion, DeviceError, MAX_ORDERED_PER_QUEUE, Tag};
 
+use crate::exact::submit_write_exact;
+
 /// The first tag of an ordered write: the layer's tags have this bit set. A driver
 /// may hand out tags of 2^31 and up too; the app knows those without the bit
 /// ([`app_tag`]), so they never meet an ordered write's.
@@ -226,9 +228,9 @@ fn advance(
             }
             Stage::ReadyToWrite => {
                 let data = &head.data;
-                disk.submit_write(queue, head.lba, head.sectors, &mut |buffer| {
-                    let length = buffer.len().min(data.len());
-                    buffer[..length].copy_from_slice(&data[..length]);
+                let at = (head.lba, head.sectors);
+                submit_write_exact(disk, queue, at, data.len(), &mut |buffer| {
+                    buffer.copy_from_slice(data)
                 })
                 .map(Stage::Writing)
             }
@@ -454,6 +456,31 @@ mod tests {
         }
         assert_eq!(completed, [(later, true)]);
         assert!(disk.events.contains(&Event::Write(disk.next - 1, 4, 0xB4)));
+    }
+
+    #[test]
+    fn an_ordered_write_through_a_buffer_of_another_length_fails_unwritten() {
+        for skew in [-1, 1] {
+            let mut disk = rexo_api::testing::MemoryDisk::new(vec![0xEE; 16 * 512]);
+            disk.depth = 4;
+            disk.write_skew = skew;
+            let mut ordered = OrderedWrites::default();
+            let tag = ordered.queue_write(0, 2, 1, vec![0xC0; 512]);
+            let mut seen = Vec::new();
+            for _ in 0..4 {
+                ordered
+                    .poll(&mut disk, 0, &mut |done, result| {
+                        seen.push((done, result.map(<[u8]>::to_vec)))
+                    })
+                    .unwrap();
+            }
+            let handed = 512_usize.saturating_add_signed(skew);
+            assert_eq!(seen, [(tag, Err(crate::exact::wrong_length(handed)))]);
+            assert!(
+                disk.data().iter().all(|&byte| byte == 0xEE),
+                "nothing written"
+            );
+        }
     }
 
     #[test]

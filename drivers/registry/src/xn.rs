@@ -14,6 +14,7 @@ use rexo_api::{
 use rexo_devio::Found;
 use rexo_xn::{TABLE_BYTES, Table, XnError};
 
+use crate::exact::{submit_write_exact, wait_for_read_exact};
 use crate::{Registry, SlotState};
 
 /// What protects a disk.
@@ -68,6 +69,11 @@ fn table_requests(
     })
 }
 
+/// The bytes of a request of `sectors` sectors of `size` bytes.
+fn request_bytes(sectors: u32, size: u64) -> usize {
+    usize::try_from(u64::from(sectors).saturating_mul(size)).unwrap_or(usize::MAX)
+}
+
 /// Reads the table of `disk` (idle: nobody holds it), in requests of up to the device's
 /// `max_sectors`. A read that fails is an error, not a disk without a table: the table
 /// may be there.
@@ -80,12 +86,12 @@ fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
     }
     let mut bytes = vec![0u8; TABLE_BYTES];
     for (lba, sectors, held) in table_requests(geometry, info.max_sectors) {
-        let part = &mut bytes[held];
+        let mut sectors_read = vec![0u8; request_bytes(sectors, size)];
         let result = disk.submit_read(0, lba, sectors).and_then(|tag| {
-            wait_for(disk, 0, tag, &mut |data| {
-                let length = part.len().min(data.len());
-                part[..length].copy_from_slice(&data[..length]);
-            })
+            wait_for_read_exact(disk, 0, tag, &mut sectors_read)?;
+            let part = &mut bytes[held];
+            part.copy_from_slice(&sectors_read[..part.len()]);
+            Ok(())
         });
         if let Err(error) = result {
             log::warn!(
@@ -109,12 +115,13 @@ fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
 fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
     let bytes = table.to_bytes();
     let info = disk.info();
-    for (lba, sectors, held) in table_requests(geometry(&info), info.max_sectors) {
+    let geometry = geometry(&info);
+    for (lba, sectors, held) in table_requests(geometry, info.max_sectors) {
         let part = &bytes[held];
-        let tag = disk.submit_write(0, lba, sectors, &mut |buffer| {
+        let length = request_bytes(sectors, geometry.1);
+        let tag = submit_write_exact(disk, 0, (lba, sectors), length, &mut |buffer| {
             buffer.fill(0);
-            let length = part.len().min(buffer.len());
-            buffer[..length].copy_from_slice(&part[..length]);
+            buffer[..part.len()].copy_from_slice(part);
         })?;
         wait_for(disk, 0, tag, &mut |_| {})?;
     }
@@ -128,6 +135,7 @@ fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
 /// before anything written after them.
 fn zero(disk: &mut dyn BlockDevice, start: u64, count: u64) -> Result<(), DeviceError> {
     let info = disk.info();
+    let size = u64::from(info.sector_size);
     let chunk = u64::from(info.max_sectors.max(1));
     let end = start.saturating_add(count);
     let mut at = start;
@@ -140,9 +148,11 @@ fn zero(disk: &mut dyn BlockDevice, start: u64, count: u64) -> Result<(), Device
             if at >= end {
                 return None;
             }
-            let sectors = (end - at).min(chunk);
-            let tag = disk.submit_write(0, at, sectors as u32, &mut |buffer| buffer.fill(0));
-            at += sectors;
+            let sectors = (end - at).min(chunk) as u32;
+            let length = request_bytes(sectors, size);
+            let tag =
+                submit_write_exact(disk, 0, (at, sectors), length, &mut |buffer| buffer.fill(0));
+            at += u64::from(sectors);
             Some(tag.map(|tag| (tag, ())))
         },
         &mut |(), result| result.map(|_| ()),
@@ -267,5 +277,66 @@ impl Registry {
             state.protection = Protection::Table(table.clone());
         }
         Ok(table.entries().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rexo_api::testing::{MemoryDisk, SECTOR_SIZE};
+
+    /// Sectors of the test disks: enough to hold a table.
+    const SECTORS: usize = 16384;
+
+    /// A disk of [`SECTORS`] sectors, every byte 0xEE.
+    fn disk() -> MemoryDisk {
+        MemoryDisk::new(vec![0xEE; SECTORS * SECTOR_SIZE])
+    }
+
+    #[test]
+    fn a_table_moved_through_buffers_of_another_length_is_an_error_not_a_cut_copy() {
+        let table = Table::format(SECTORS as u64, SECTOR_SIZE as u64).unwrap();
+        for skew in [-1, -512] {
+            let mut disk = disk();
+            disk.write_skew = skew;
+            let short = write(&mut disk, &table);
+            assert!(
+                matches!(short, Err(DeviceError::Status { .. })),
+                "{short:?}"
+            );
+            assert!(
+                disk.data().iter().all(|&byte| byte == 0xEE),
+                "nothing written"
+            );
+            disk.write_skew = 0;
+            write(&mut disk, &table).unwrap();
+            disk.read_skew = skew;
+            let short = read(&mut disk);
+            assert!(
+                matches!(short, Err(DeviceError::Status { .. })),
+                "{short:?}"
+            );
+            disk.read_skew = 0;
+            assert_eq!(read(&mut disk), Ok(Protection::Table(table.clone())));
+        }
+    }
+
+    #[test]
+    fn zeroing_through_a_buffer_of_another_length_is_an_error_and_writes_nothing() {
+        for skew in [-1, 1] {
+            let mut disk = disk();
+            disk.write_skew = skew;
+            let refused = zero(&mut disk, 0, 16);
+            assert_eq!(
+                refused,
+                Err(crate::exact::wrong_length(
+                    (8 * SECTOR_SIZE).saturating_add_signed(skew)
+                ))
+            );
+            assert!(
+                disk.data().iter().all(|&byte| byte == 0xEE),
+                "nothing written"
+            );
+        }
     }
 }
