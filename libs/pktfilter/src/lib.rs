@@ -7,8 +7,10 @@
 //!   frame would match both), naming the owner it collides with ([`Filters::insert`];
 //!   [`Filters::insert_all`] installs a batch whole or not at all, with one rebuild);
 //! - merge them into one decision tree that reads each tested field once per level and
-//!   picks the child by value, so demultiplexing costs about the depth of the tree, not
-//!   the number of filters ([`Filters::classify`]).
+//!   picks the child by value, so demultiplexing filters that share their fields costs
+//!   about the depth of the tree (at most two levels per atom), not the number of
+//!   filters; a node's filters that test unrelated fields are tried a test at a time
+//!   ([`Filters::classify`]).
 //!
 //! Filters are written in a small language ([`Filter::parse`]): atoms `OFFSET:WIDTH=VALUE`
 //! or `OFFSET:WIDTH/MASK=VALUE` joined by `&`, and words for the common headers (`ipv4`,

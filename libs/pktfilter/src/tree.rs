@@ -1,14 +1,20 @@
 //! The installed filters of a machine, merged into one decision tree.
 //!
 //! Installed filters never overlap (insertion refuses an overlap), so a frame matches at
-//! most one, and the tree may stop at the first match. Each node tests one field (offset,
-//! width, mask) that many of its filters share and picks the child by the field's value
-//! (a sorted table, binary search); filters that do not test that field wait in the
-//! node's `rest` subtree. The tree is rebuilt on insert and remove (rare; a batch of
-//! one owner's filters, [`Filters::insert_all`], is one rebuild), and read on every frame
-//! (often).
+//! most one, and the tree may stop at the first match. A node tests the field (offset,
+//! width, mask) that most of its filters share and picks the child by the field's value
+//! (a sorted table, binary search); the filters that do not test that field get the
+//! node's next test, picked the same way, and so on: a frame not taken below one test
+//! tries the next. Filters that test the same bytes under different masks (more of them
+//! than share any one exact field) share a test of the bits their masks have in common,
+//! and the bits left of each mask are tested below it; so a tree stays as deep as two
+//! levels per atom at most, however many filters it holds, and building and classifying
+//! recurse only that deep. A frame costs a field read and a binary search per test it
+//! tries: one per level for filters that share their fields (ports under one protocol),
+//! more where a node's filters test unrelated fields. The tree is rebuilt on insert and
+//! remove (rare; a batch of one owner's filters, [`Filters::insert_all`], is one
+//! rebuild), and read on every frame (often).
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -42,8 +48,24 @@ impl<T: fmt::Display> fmt::Display for InsertError<T> {
 /// A field a node tests: (offset, width, mask).
 type Field = (u16, u8, u32);
 
-/// Filters still to place, each with the atoms not yet tested on the way down.
-type Pending<T> = Vec<(Vec<Atom>, T)>;
+/// The field an atom reads.
+fn field_of(atom: &Atom) -> Field {
+    (atom.offset, atom.width, atom.mask)
+}
+
+/// An atom still to test on the way down, and whether it is whole: a whole atom may be
+/// cut once by a mask other filters share ([`Node::build`]), the part left after the cut
+/// is only ever tested exactly, so each atom costs at most two levels.
+#[derive(Clone, Copy, Debug)]
+struct Part {
+    /// What is still to test.
+    atom: Atom,
+    /// Whether the atom is as the filter has it (not yet cut).
+    whole: bool,
+}
+
+/// Filters still to place, each with the parts of its atoms not yet tested.
+type Pending<T> = Vec<(Vec<Part>, T)>;
 
 /// A node's test: the field, and a child per value (sorted by value).
 type Test<T> = (Field, Vec<(u32, Node<T>)>);
@@ -53,74 +75,149 @@ type Test<T> = (Field, Vec<(u32, Node<T>)>);
 struct Node<T> {
     /// A filter whose atoms are all satisfied on the way here.
     matched: Option<T>,
-    /// The field tested here and the children by value, sorted.
-    test: Option<Test<T>>,
-    /// The filters that do not test that field.
-    rest: Option<Box<Node<T>>>,
+    /// The tests tried in turn: each takes the filters that test its field and did not
+    /// go to an earlier one.
+    tests: Vec<Test<T>>,
+}
+
+/// How a node's test takes its filters.
+enum Split {
+    /// Every filter with an atom on exactly this field, that atom tested and removed.
+    Exact(Field),
+    /// Every filter with a whole atom on these bytes whose mask holds this one: the
+    /// shared bits tested, the atom's other bits left as a part for the levels below.
+    Shared(Field),
+}
+
+impl Split {
+    /// The split for `filters` (some with atoms left): the exact field most of them
+    /// test, or the bytes more of them test under masks with common bits.
+    fn pick<T>(filters: &Pending<T>) -> Self {
+        let mut exact: Vec<Field> = filters
+            .iter()
+            .flat_map(|(parts, _)| parts.iter().map(|part| field_of(&part.atom)))
+            .collect();
+        exact.sort_unstable();
+        let (field, count) = exact
+            .chunk_by(|a, b| a == b)
+            .max_by_key(|run| run.len())
+            .map(|run| (run[0], run.len()))
+            .expect("filters with atoms left test some field");
+        // Per filter, each (offset, width) of its whole atoms once, with the least mask.
+        let mut bytes: Vec<Field> = Vec::new();
+        for (parts, _) in filters {
+            let mut own: Vec<Field> = parts
+                .iter()
+                .filter(|part| part.whole)
+                .map(|part| field_of(&part.atom))
+                .collect();
+            own.sort_unstable();
+            own.dedup_by_key(|(offset, width, _)| (*offset, *width));
+            bytes.extend(own);
+        }
+        bytes.sort_unstable();
+        let shared = bytes
+            .chunk_by(|a, b| (a.0, a.1) == (b.0, b.1))
+            .map(|run| {
+                let mask = run.iter().fold(u32::MAX, |all, (_, _, mask)| all & mask);
+                ((run[0].0, run[0].1, mask), run.len())
+            })
+            .filter(|((_, _, mask), _)| *mask != 0)
+            .max_by_key(|(_, filters)| *filters);
+        match shared {
+            Some((bytes, filters)) if filters > count => Self::Shared(bytes),
+            _ => Self::Exact(field),
+        }
+    }
+
+    /// The field this split tests.
+    fn field(&self) -> Field {
+        match self {
+            Self::Exact(field) | Self::Shared(field) => *field,
+        }
+    }
+
+    /// Where in `parts` the part this split tests is, if the filter has one.
+    fn position(&self, parts: &[Part]) -> Option<usize> {
+        match *self {
+            Self::Exact(field) => parts.iter().position(|part| field_of(&part.atom) == field),
+            Self::Shared((offset, width, mask)) => parts.iter().position(|part| {
+                part.whole
+                    && (part.atom.offset, part.atom.width) == (offset, width)
+                    && part.atom.mask & mask == mask
+            }),
+        }
+    }
+
+    /// Takes the tested part out of `parts` (at `at`) and gives the value it asks for;
+    /// a shared split leaves the atom's other bits behind as a part no longer whole.
+    fn take(&self, parts: &mut Vec<Part>, at: usize) -> u32 {
+        let (_, _, mask) = self.field();
+        let atom = parts[at].atom;
+        let left = atom.mask & !mask;
+        if left == 0 {
+            parts.remove(at);
+        } else {
+            parts[at] = Part {
+                atom: Atom {
+                    mask: left,
+                    value: atom.value & left,
+                    ..atom
+                },
+                whole: false,
+            };
+        }
+        atom.value & mask
+    }
 }
 
 impl<T: Copy> Node<T> {
-    /// Builds the node for `filters` (each with the atoms still to test).
+    /// Builds the node for `filters` (each with the parts still to test). Each test of
+    /// the node is picked in turn (a loop, not recursion, so the filters no test took
+    /// cost no stack); only the children recurse, at most two levels per atom.
     fn build(mut filters: Pending<T>) -> Self {
         let mut node = Node {
             matched: None,
-            test: None,
-            rest: None,
+            tests: Vec::new(),
         };
-        if let Some(done) = filters.iter().position(|(atoms, _)| atoms.is_empty()) {
-            // Disjoint filters: one with nothing left to test excludes no other frames
-            // here only if it is alone; its siblings still need their own tests.
+        if let Some(done) = filters.iter().position(|(parts, _)| parts.is_empty()) {
+            // Installed filters never overlap, so at most one has nothing left here.
             node.matched = Some(filters.swap_remove(done).1);
         }
-        if filters.is_empty() {
-            return node;
-        }
-        // The field most of the filters test.
-        let mut fields: Vec<Field> = filters
-            .iter()
-            .flat_map(|(atoms, _)| atoms.iter().map(|a| (a.offset, a.width, a.mask)))
-            .collect();
-        fields.sort_unstable();
-        let field = fields
-            .chunk_by(|a, b| a == b)
-            .max_by_key(|run| run.len())
-            .map(|run| run[0])
-            .expect("filters with atoms left test some field");
-        let (mut testing, rest): (Vec<_>, Vec<_>) = filters
-            .into_iter()
-            .partition(|(atoms, _)| atoms.iter().any(|a| (a.offset, a.width, a.mask) == field));
-        let mut by_value: Vec<(u32, Pending<T>)> = Vec::new();
-        for (mut atoms, owner) in testing.drain(..) {
-            let at = atoms
-                .iter()
-                .position(|a| (a.offset, a.width, a.mask) == field)
-                .expect("partitioned on it");
-            let value = atoms.remove(at).value;
-            match by_value.binary_search_by_key(&value, |(v, _)| *v) {
-                Ok(i) => by_value[i].1.push((atoms, owner)),
-                Err(i) => by_value.insert(i, (value, alloc::vec![(atoms, owner)])),
+        while !filters.is_empty() {
+            let split = Split::pick(&filters);
+            let mut by_value: Vec<(u32, Pending<T>)> = Vec::new();
+            let mut rest = Vec::new();
+            for (mut parts, owner) in filters {
+                let Some(at) = split.position(&parts) else {
+                    rest.push((parts, owner));
+                    continue;
+                };
+                let value = split.take(&mut parts, at);
+                match by_value.binary_search_by_key(&value, |(v, _)| *v) {
+                    Ok(i) => by_value[i].1.push((parts, owner)),
+                    Err(i) => by_value.insert(i, (value, alloc::vec![(parts, owner)])),
+                }
             }
-        }
-        node.test = Some((
-            field,
-            by_value
-                .into_iter()
-                .map(|(v, group)| (v, Node::build(group)))
-                .collect(),
-        ));
-        if !rest.is_empty() {
-            node.rest = Some(Box::new(Node::build(rest)));
+            node.tests.push((
+                split.field(),
+                by_value
+                    .into_iter()
+                    .map(|(v, group)| (v, Node::build(group)))
+                    .collect(),
+            ));
+            filters = rest;
         }
         node
     }
 
     /// The owner of the filter `frame` matches, if any.
     fn classify(&self, frame: &[u8]) -> Option<T> {
-        if let Some((field, children)) = &self.test {
+        for ((offset, width, mask), children) in &self.tests {
             let atom = Atom {
-                offset: field.0,
-                width: field.1,
-                mask: field.2,
+                offset: *offset,
+                width: *width,
+                mask: *mask,
                 value: 0,
             };
             if let Some(value) = atom.field(frame)
@@ -129,9 +226,6 @@ impl<T: Copy> Node<T> {
             {
                 return Some(owner);
             }
-        }
-        if let Some(owner) = self.rest.as_ref().and_then(|rest| rest.classify(frame)) {
-            return Some(owner);
         }
         self.matched
     }
@@ -158,8 +252,7 @@ impl<T: Copy + PartialEq> Filters<T> {
             installed: Vec::new(),
             tree: Node {
                 matched: None,
-                test: None,
-                rest: None,
+                tests: Vec::new(),
             },
         }
     }
@@ -251,7 +344,10 @@ impl<T: Copy + PartialEq> Filters<T> {
         let filters = self
             .installed
             .iter()
-            .map(|(f, owner)| (f.atoms().to_vec(), *owner))
+            .map(|(f, owner)| {
+                let parts = f.atoms().iter().map(|&atom| Part { atom, whole: true });
+                (parts.collect(), *owner)
+            })
             .collect();
         self.tree = Node::build(filters);
     }
@@ -410,13 +506,14 @@ mod tests {
     /// A random atom over a small space of fields and values, so filters often share
     /// fields and often overlap.
     fn random_filter(rng: &mut Rng) -> Option<Filter> {
-        let fields: [(u16, u8, u32); 6] = [
+        let fields: [(u16, u8, u32); 7] = [
             (12, 2, 0xFFFF),
             (14, 1, 0xFF),
             (14, 1, 0xF0),
             (23, 1, 0xFF),
             (36, 2, 0xFFFF),
             (34, 4, 0x0000_FF00),
+            (36, 2, 0x00FF),
         ];
         let count = 1 + rng.below(4);
         let atoms = (0..count)
@@ -488,6 +585,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn filters_on_one_field_under_different_masks_share_a_node() {
+        // Filter k tests bytes 100..104 under its own mask: no two name the same field,
+        // which once made the tree a chain as deep as the filters are many.
+        let classified = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(|| {
+                let mut filters = Filters::new();
+                let batch: Vec<Filter> = (0..1024u32)
+                    .map(|k| {
+                        let mask = 0xFFFF_0000 | (k + 1);
+                        Filter::parse(&alloc::format!("100:4/{mask:#x}={:#x}", k << 16)).unwrap()
+                    })
+                    .collect();
+                filters.insert_all(&batch, 7u32).unwrap();
+                let mut frame = alloc::vec![0u8; 128];
+                let mut owners = Vec::new();
+                for (k, field) in [(5u32, 5u32 << 16), (1023, 1023 << 16), (5, (5 << 16) | 4)] {
+                    frame[100..104].copy_from_slice(&field.to_be_bytes());
+                    owners.push((k, filters.classify(&frame)));
+                }
+                frame[100..104].copy_from_slice(&(2000u32 << 16).to_be_bytes());
+                owners.push((2000, filters.classify(&frame)));
+                owners
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(
+            classified,
+            [(5, Some(7)), (1023, Some(7)), (5, None), (2000, None)],
+            "filter 5's mask (0xffff0006) holds bit 2, which must be 0"
+        );
     }
 
     #[test]
