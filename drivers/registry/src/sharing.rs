@@ -7,10 +7,12 @@
 //! - a frame of the polling app is handed to it in place, in its DMA buffer;
 //! - a frame of another app is queued for that app (a copy, bounded, drops counted) and
 //!   handed to it at its next poll; with one device queue per app this copy would go;
-//! - a frame no filter takes goes to the default owner, the kernel: it answers ARP
-//!   requests and ICMP echo requests for the interface's address (`ip=`), gives ARP
-//!   replies to every bound app (their stacks learn neighbours from them), and drops and
-//!   counts the rest.
+//! - ARP requests for the interface's address (`ip=`) and ARP replies are the kernel's
+//!   before any filter sees them, whatever an app's filter names (`arp`, a MAC, a
+//!   padding byte): it answers the requests and gives the replies to every bound app
+//!   (their stacks learn neighbours from them);
+//! - a frame no filter takes goes to the default owner, the kernel: it answers ICMP
+//!   echo requests for the interface's address, and drops and counts the rest.
 //!
 //! Sending is checked in place too: an app's frame goes out only if it comes from the
 //! interface's MAC and is an ARP request from the interface's MAC and address
@@ -103,50 +105,55 @@ impl Sharing {
         }
     }
 
-    /// The default owner's part for a frame no filter took; returns whether the polling
-    /// binding `caller` should get it too (an ARP reply, which every app gets).
-    fn answer(&mut self, frame: &[u8], caller: u64) -> bool {
-        let full = self.replies.len() >= MAX_REPLIES;
-        match ethertype(frame) {
-            Some(ARP) if is_ipv4_arp(frame) => match frame[21] {
-                1 if frame[38..42] == self.address.address.octets() && !full => {
+    /// The kernel's part in the ARP frames its answers and the apps' stacks depend on,
+    /// taken before any filter judges them (an app's filter cannot take them): it
+    /// answers requests for the interface's address and gives replies to every bound
+    /// app. Returns whether the polling binding `caller` gets the frame, or `None` for
+    /// any other frame (the filters judge it).
+    fn take_arp(&mut self, frame: &[u8], caller: u64) -> Option<bool> {
+        if ethertype(frame) != Some(ARP) || !is_ipv4_arp(frame) {
+            return None;
+        }
+        match frame[21] {
+            1 if frame[38..42] == self.address.address.octets() => {
+                if self.replies.len() < MAX_REPLIES {
                     self.replies.push(arp_reply(frame, self.mac));
                     self.counters.arp_answered += 1;
-                    false
-                }
-                2 => {
-                    let others: Vec<u64> = self
-                        .endpoints
-                        .iter()
-                        .map(|e| e.id)
-                        .filter(|&id| id != caller)
-                        .collect();
-                    for id in others {
-                        self.queue_for(id, frame);
-                    }
-                    self.counters.arp_shared += 1;
-                    true
-                }
-                _ => {
+                } else {
                     self.counters.unmatched += 1;
-                    false
                 }
-            },
-            Some(IPV4) if !full => match echo_reply(frame, self.mac, self.address) {
-                Some(reply) => {
-                    self.replies.push(reply);
-                    self.counters.echo_answered += 1;
-                    false
-                }
-                None => {
-                    self.counters.unmatched += 1;
-                    false
-                }
-            },
-            _ => {
-                self.counters.unmatched += 1;
-                false
+                Some(false)
             }
+            2 => {
+                let others: Vec<u64> = self
+                    .endpoints
+                    .iter()
+                    .map(|e| e.id)
+                    .filter(|&id| id != caller)
+                    .collect();
+                for id in others {
+                    self.queue_for(id, frame);
+                }
+                self.counters.arp_shared += 1;
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+
+    /// The default owner's part for a frame no filter took: it answers ICMP echo
+    /// requests for the interface's address and drops the rest.
+    fn answer(&mut self, frame: &[u8]) {
+        let room = self.replies.len() < MAX_REPLIES;
+        let reply = (room && ethertype(frame) == Some(IPV4))
+            .then(|| echo_reply(frame, self.mac, self.address))
+            .flatten();
+        match reply {
+            Some(reply) => {
+                self.replies.push(reply);
+                self.counters.echo_answered += 1;
+            }
+            None => self.counters.unmatched += 1,
         }
     }
 
@@ -475,13 +482,19 @@ impl NetDevice for Bound {
                 let mut in_place = 0;
                 if handed < budget {
                     nic.receive(queue, budget - handed, &mut |frame| {
-                        let mine = match sharing.filters.classify(frame) {
-                            Some(owner) if owner == id => true,
-                            Some(owner) => {
-                                sharing.queue_for(owner, frame);
-                                false
-                            }
-                            None => sharing.answer(frame, id),
+                        let mine = match sharing.take_arp(frame, id) {
+                            Some(mine) => mine,
+                            None => match sharing.filters.classify(frame) {
+                                Some(owner) if owner == id => true,
+                                Some(owner) => {
+                                    sharing.queue_for(owner, frame);
+                                    false
+                                }
+                                None => {
+                                    sharing.answer(frame);
+                                    false
+                                }
+                            },
                         };
                         if mine && app.run(|| deliver(frame)).is_some() {
                             in_place += 1;
@@ -713,6 +726,16 @@ pub(crate) mod tests {
         frame.extend_from_slice(&[0; 6]);
         frame.extend_from_slice(&target);
         frame
+    }
+
+    /// The peer's ARP request for the interface's address, its request for another
+    /// address, and its reply telling the interface's address.
+    fn peer_arp() -> [Vec<u8>; 3] {
+        [
+            arp(1, (PEER_MAC, PEER), ADDRESS),
+            arp(1, (PEER_MAC, PEER), [10, 0, 2, 99]),
+            arp(2, (PEER_MAC, PEER), ADDRESS),
+        ]
     }
 
     /// A 60-byte frame of `ethertype` from `src_mac` to the peer, `tag` its first
@@ -1089,9 +1112,7 @@ pub(crate) mod tests {
         let (registry, wire) = shared();
         let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
         let mut kv = bind(registry, 2, "kv", &["udp dport 11211"]).unwrap();
-        let request = arp(1, (PEER_MAC, PEER), ADDRESS);
-        let other = arp(1, (PEER_MAC, PEER), [10, 0, 2, 99]);
-        let reply = arp(2, (PEER_MAC, PEER), ADDRESS);
+        let [request, other, reply] = peer_arp();
         let mut ping = incoming(1, 0);
         ping[34] = 8;
         ping[38..42].copy_from_slice(b"ping");
@@ -1134,6 +1155,32 @@ pub(crate) mod tests {
             (1, 1, 1, 2),
             "the ARP request for another address and the bad ping are dropped"
         );
+    }
+
+    #[test]
+    fn a_filter_that_would_take_arp_leaves_the_kernel_its_answers_and_the_apps_their_replies() {
+        let (registry, wire) = shared();
+        let mut greedy = bind(registry, 1, "greedy", &["arp"]).unwrap();
+        let mut kv = bind(registry, 2, "kv", &["udp dport 11211"]).unwrap();
+        let [request, other, reply] = peer_arp();
+        wire.lock()
+            .incoming
+            .extend([request, other.clone(), reply.clone()]);
+        assert_eq!(
+            poll(greedy.as_mut()),
+            [other, reply.clone()],
+            "its filter takes only the ARP the kernel leaves"
+        );
+        assert_eq!(poll(kv.as_mut()), [reply], "every stack learns neighbours");
+        let sent = core::mem::take(&mut wire.lock().sent);
+        assert_eq!(
+            sent.len(),
+            1,
+            "the kernel answered the request for its address"
+        );
+        assert_eq!((sent[0][21], &sent[0][22..28]), (2, &MAC[..]));
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!((sharing.arp_answered, sharing.arp_shared), (1, 1));
     }
 
     #[test]
