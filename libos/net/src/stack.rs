@@ -959,7 +959,8 @@ impl Stack {
     /// else stays with smoltcp. On a NIC with segmentation offload the endpoint's
     /// `segmentation` is set to what the NIC cuts (whatever `config` says), else to
     /// `None`. [`NetError::PortInUse`] if a listener or our own TCP already serves the
-    /// port.
+    /// port; [`NetError::BadConfig`] at the first call if `config.mss` is below
+    /// [`rexo_tcp::MIN_MSS`].
     pub fn serve_own(&mut self, port: u16, mut config: rexo_tcp::Config) -> Result<(), NetError> {
         if port == 0 {
             return Err(NetError::PortZero);
@@ -967,10 +968,16 @@ impl Stack {
         if self.tcp_port_taken(port) {
             return Err(NetError::PortInUse(port));
         }
-        config.segmentation = crate::owntcp::segmentation_limit(&self.nic.info());
-        let own = self
-            .own
-            .get_or_insert_with(|| OwnTcp::new(rexo_tcp::Endpoint::new(config)));
+        let own = match &mut self.own {
+            Some(own) => own,
+            None => {
+                config.segmentation = crate::owntcp::segmentation_limit(&self.nic.info());
+                let endpoint = rexo_tcp::Endpoint::new(config).map_err(|_| {
+                    NetError::BadConfig("the MSS is below rexo_tcp::MIN_MSS (64 bytes)")
+                })?;
+                self.own.insert(OwnTcp::new(endpoint))
+            }
+        };
         own.listen(port).map_err(|_| NetError::PortInUse(port))
     }
 

@@ -290,7 +290,7 @@ fn main() {
         let file = Arc::new(Blob::new(bytes.clone()));
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            let mut endpoint = Endpoint::new(Config::default());
+            let mut endpoint = Endpoint::new(Config::default()).expect("a sound config");
             endpoint.listen(80).expect("listen");
             let mut rexo = Rexo {
                 endpoint,

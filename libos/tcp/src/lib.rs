@@ -59,7 +59,8 @@ use core::ops::Bound;
 /// The knobs of an [`Endpoint`]; [`Config::default`] suits a web server.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The MSS announced, and the most payload per segment sent (1460: Ethernet).
+    /// The MSS announced, and the most payload per segment sent (1460: Ethernet); at
+    /// least [`MIN_MSS`], and at most the link's MTU less 40 bytes of headers.
     pub mss: u16,
     /// Each connection's receive buffer in bytes (the most window offered).
     pub recv_buffer: usize,
@@ -140,6 +141,26 @@ impl Default for Config {
             secret: 0x5eed_0f7e_c0de,
             segmentation: None,
             burst: 1,
+        }
+    }
+}
+
+/// The smallest [`Config::mss`] an [`Endpoint`] takes; a peer announcing less is held
+/// to it too (the payload of the smallest IPv4 datagram every host takes, 576 bytes,
+/// is far above it).
+pub const MIN_MSS: u16 = 64;
+
+/// Why [`Endpoint::new`] refused a [`Config`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// [`Config::mss`] (shown) is below [`MIN_MSS`].
+    MssTooSmall(u16),
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::MssTooSmall(mss) => write!(f, "an MSS of {mss} bytes is below {MIN_MSS}"),
         }
     }
 }
@@ -458,9 +479,14 @@ fn evict_oldest<T>(table: &mut BTreeMap<Tuple, T>, limit: usize, age: impl Fn(&T
 const MAX_REPLIES: usize = 256;
 
 impl Endpoint {
-    /// An endpoint with nothing listening.
-    pub fn new(config: Config) -> Endpoint {
-        Endpoint {
+    /// An endpoint with nothing listening, or [`ConfigError::MssTooSmall`] for a
+    /// [`Config::mss`] below [`MIN_MSS`]. The MSS must also fit the link (its MTU less
+    /// 40 bytes of IPv4 and TCP headers), which only the caller knows.
+    pub fn new(config: Config) -> Result<Endpoint, ConfigError> {
+        if config.mss < MIN_MSS {
+            return Err(ConfigError::MssTooSmall(config.mss));
+        }
+        Ok(Endpoint {
             config,
             listening: Vec::new(),
             half_open: BTreeMap::new(),
@@ -473,7 +499,7 @@ impl Endpoint {
             resume: None,
             ip_id: 0,
             stats: Stats::default(),
-        }
+        })
     }
 
     /// The counters.

@@ -114,7 +114,7 @@ fn view(packet: &[u8]) -> Segment<'_> {
 
 /// A listening endpoint with `config`.
 fn server(config: Config) -> Endpoint {
-    let mut ep = Endpoint::new(config);
+    let mut ep = Endpoint::new(config).expect("a sound config");
     ep.listen(80).expect("listen");
     ep
 }
@@ -194,6 +194,25 @@ fn the_handshake_exchanges_mss_and_window_scale_and_both_are_honoured() {
     assert_eq!(view(&sent[0]).seq, peer.ack);
     // Our window is scaled by 1: 64 KiB free is sent as 32768.
     assert_eq!(view(&sent[0]).window, 32768);
+}
+
+#[test]
+fn an_mss_below_the_least_is_refused_and_the_least_takes_any_peer() {
+    for mss in [0, 1, MIN_MSS - 1] {
+        let refused = Endpoint::new(Config {
+            mss,
+            ..Config::default()
+        });
+        assert_eq!(refused.err(), Some(ConfigError::MssTooSmall(mss)));
+    }
+    let mut ep = server_with(|c| c.mss = MIN_MSS);
+    let (small, _) = connect(&mut ep, 0, 5000, Some(1), None, 60_000);
+    let (large, _) = connect(&mut ep, 0, 5001, Some(9000), None, 60_000);
+    assert_eq!(
+        (ep.mss(small), ep.mss(large)),
+        (Ok(64), Ok(64)),
+        "held between the least and our own"
+    );
 }
 
 #[test]
@@ -958,7 +977,7 @@ fn the_send_queue_is_bounded_and_closes_with_the_connection() {
 
 #[test]
 fn listens_names_the_ports_listen_took() {
-    let mut ep = Endpoint::new(Config::default());
+    let mut ep = Endpoint::new(Config::default()).expect("a sound config");
     assert!(!ep.listens(80));
     ep.listen(80).unwrap();
     assert!(ep.listens(80));

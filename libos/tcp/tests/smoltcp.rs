@@ -350,7 +350,8 @@ fn run(scenario: Scenario) -> (u64, rexo_tcp::Stats) {
         secret: seed,
         segmentation: scenario.segmentation,
         ..Config::default()
-    });
+    })
+    .expect("a sound config");
     server.listen(80).expect("listen");
     let mut server_conns: Vec<ServerConn> = Vec::new();
 
