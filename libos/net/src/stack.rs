@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 
+use rexo_api::device::ETHERNET_HEADER;
 use rexo_api::{ApiError, DeviceError, Filter, Kernel, NetDevice};
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
@@ -960,7 +961,8 @@ impl Stack {
     /// `segmentation` is set to what the NIC cuts (whatever `config` says), else to
     /// `None`. [`NetError::PortInUse`] if a listener or our own TCP already serves the
     /// port; [`NetError::BadConfig`] at the first call if `config.mss` is below
-    /// [`rexo_tcp::MIN_MSS`].
+    /// [`rexo_tcp::MIN_MSS`] or above the link's MTU less 40 bytes of IPv4 and TCP
+    /// headers (every full segment would be too large a frame for the NIC).
     pub fn serve_own(&mut self, port: u16, mut config: rexo_tcp::Config) -> Result<(), NetError> {
         if port == 0 {
             return Err(NetError::PortZero);
@@ -971,6 +973,12 @@ impl Stack {
         let own = match &mut self.own {
             Some(own) => own,
             None => {
+                let link_mss = self.max_frame.saturating_sub(ETHERNET_HEADER + 40);
+                if usize::from(config.mss) > link_mss {
+                    return Err(NetError::BadConfig(
+                        "the MSS is larger than the link's MTU less 40 bytes of IPv4 and TCP headers",
+                    ));
+                }
                 config.segmentation = crate::owntcp::segmentation_limit(&self.nic.info());
                 let endpoint = rexo_tcp::Endpoint::new(config).map_err(|_| {
                     NetError::BadConfig("the MSS is below rexo_tcp::MIN_MSS (64 bytes)")

@@ -1334,6 +1334,27 @@ fn segments_of_many_small_pieces_arrive_in_order() {
 }
 
 #[test]
+fn own_tcp_refuses_an_mss_the_link_cannot_carry_or_below_the_least() {
+    let mut net = Net::new(256, 0);
+    let with_mss = |mss| rexo_tcp::Config {
+        mss,
+        ..rexo_tcp::Config::default()
+    };
+    for mss in [1461, 9000, rexo_tcp::MIN_MSS - 1, 0] {
+        assert!(
+            matches!(
+                net.a.serve_own(80, with_mss(mss)),
+                Err(NetError::BadConfig(_))
+            ),
+            "MSS {mss} on a 1500-byte MTU"
+        );
+        assert!(net.a.own_tcp().is_none(), "nothing was made");
+    }
+    net.a.serve_own(80, with_mss(1460)).unwrap();
+    assert_eq!(net.a.own_tcp().map(|own| own.stats().segments_in), Some(0));
+}
+
+#[test]
 fn ports_are_served_by_one_tcp_only_and_bad_segments_are_counted() {
     let mut net = own_tcp_net(0);
     let options = TcpOptions::default();
