@@ -1,7 +1,9 @@
 //! Kernel tests: functions registered through the `.rexo_tests` link section with
 //! [`kernel_test!`](crate::kernel_test), run inside QEMU by `test` on the command line.
-//! Each prints `test NAME ... ok`; a failing assertion panics, and the crash report
-//! starts with `test NAME ... FAILED`. `cargo xtask test` reads these lines.
+//! Each prints `test NAME ...` as it starts and `test NAME ... ok` when it passes; a
+//! failing assertion panics, and the crash report starts with `test NAME ... FAILED`.
+//! `cargo xtask test` reads these lines: a test that hangs or resets the machine is the
+//! one that started last.
 
 #![allow(unsafe_code)] // reading the test table the linker gathered
 
@@ -85,6 +87,7 @@ pub fn run(filter: &str, after: Option<&str>) -> ! {
         if !name.contains(filter) {
             continue;
         }
+        kprintln!("test {name} ...");
         CURRENT.store(index, Ordering::Relaxed);
         (test.run)();
         CURRENT.store(NONE, Ordering::Relaxed);

@@ -1119,7 +1119,10 @@ test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
         let lines = [
             "[  5 us c0] INFO  booting",
             "rexo: ready cores=2 mem=255 MiB boot=900 us",
+            "test memmap::merge ...",
+            "[ 90 us c0] INFO  a test's own log line",
             "test memmap::merge ... ok",
+            "test queue::push ...",
             "test queue::push ... FAILED",
             "!!! rexo: page fault",
             "test queue::pop ...",
@@ -1130,7 +1133,7 @@ test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
             .enumerate()
             .map(|(i, l)| (ms(10 * i as u64), l));
         let run = parse_kernel_run(timed);
-        assert_eq!(run.passed, vec![("memmap::merge".to_string(), ms(10))]);
+        assert_eq!(run.passed, vec![("memmap::merge".to_string(), ms(20))]);
         assert_eq!(run.failed, vec![("queue::push".to_string(), ms(10))]);
         assert_eq!(run.unfinished.as_deref(), Some("queue::pop"));
         assert!(!run.done);
