@@ -81,6 +81,11 @@ struct State {
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
+/// `f` of the state under the lock, without enforcing deadlines (`None` before [`init`]).
+fn read<T>(f: impl FnOnce(&State) -> Option<T>) -> Option<T> {
+    STATE.lock().as_ref().and_then(f)
+}
+
 /// Creates the table (once, at boot, after the heap).
 pub fn init() {
     let mut table = Box::new(Table::new());
@@ -107,10 +112,7 @@ pub fn set_quota(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
 
 /// The bytes of memory charged to `owner` (0 for an owner the table cannot hold).
 pub fn held_bytes(owner: OwnerId) -> u64 {
-    STATE
-        .lock()
-        .as_ref()
-        .map_or(0, |state| state.ledger.held(owner))
+    read(|state| Some(state.ledger.held(owner))).unwrap_or(0)
 }
 
 /// Runs `f` on the table, after enforcing every revocation deadline that has passed (the
@@ -223,11 +225,11 @@ pub fn revocation_requests(owner: OwnerId) -> Vec<EntryInfo> {
 /// Whether `owner` lost `entry` because it missed a revocation deadline (so touching it
 /// again breaks the abort protocol).
 pub fn was_repossessed(owner: OwnerId, entry: EntryId) -> Option<Resource> {
-    let guard = STATE.lock();
-    let state = guard.as_ref()?;
-    let mut log = state.table.repossessions(owner).ok()?;
-    log.find(|r| r.entry == entry && r.reason == RevokeReason::DeadlinePassed)
-        .map(|r| r.resource)
+    read(|state| {
+        let mut log = state.table.repossessions(owner).ok()?;
+        log.find(|r| r.entry == entry && r.reason == RevokeReason::DeadlinePassed)
+            .map(|r| r.resource)
+    })
 }
 
 /// Why a memory request failed.
@@ -339,10 +341,7 @@ static ANY_REVOKED: AtomicBool = AtomicBool::new(false);
 /// holder.
 pub fn touches_revoked(start: u64, len: u64) -> bool {
     ANY_REVOKED.load(Ordering::Acquire)
-        && STATE
-            .lock()
-            .as_ref()
-            .is_some_and(|state| state.ledger.touches_revoked(start, len))
+        && read(|state| Some(state.ledger.touches_revoked(start, len))) == Some(true)
 }
 
 /// Copies `data` into the memory `cap` names, at `offset` (`Revoked` for `data` in
@@ -458,8 +457,7 @@ pub fn map(owner: OwnerId, cap: &mut rexo_api::MemoryCap) -> Result<&mut [u8], C
 /// The revoked region (as a resource) holding `addr`, and its holder: memory taken by
 /// force from a holder that mapped it and has not ended.
 pub fn revoked_region(addr: u64) -> Option<(Resource, OwnerId)> {
-    let guard = STATE.lock();
-    let region = guard.as_ref()?.ledger.revoked_at(addr)?;
+    let region = read(|state| state.ledger.revoked_at(addr).cloned())?;
     let (start, len) = (region.range.start, region.range.end - region.range.start);
     let resource = Resource::new(ResourceKind::Memory, start, len).ok()?;
     Some((resource, region.holder))
@@ -656,11 +654,7 @@ pub fn take_delegated(owner: OwnerId, kind: ResourceKind) -> Vec<Cap> {
 
 /// Every live capability (for the monitor's `caps`).
 pub fn entries() -> Vec<EntryInfo> {
-    STATE
-        .lock()
-        .as_ref()
-        .map(|state| state.table.entries().collect())
-        .unwrap_or_default()
+    read(|state| Some(state.table.entries().collect())).unwrap_or_default()
 }
 
 pub(crate) mod tests;
