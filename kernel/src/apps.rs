@@ -4,7 +4,7 @@
 //! (`apps=NAME:CORES:MEMORY,...`) runs several side by side instead ([`run_manifest`]).
 //!
 //! Capability owners: `run` gives an app its index in [`all`] + 1; run `i` of the boot
-//! manifest (from 0) is owner `all().count() + 1 + i`, so that two runs of one app are two
+//! manifest (from 0) is owner `APP_COUNT + 1 + i` (`rexo_cmdline::manifest_owner`), so that two runs of one app are two
 //! owners. Each run has a span of cores (all of them, or its manifest entry's) and maybe a
 //! memory quota, which the kernel API (`KernelCalls`) and `caps` enforce.
 
@@ -38,6 +38,10 @@ const KERNEL_APPS: &[App] = &[
         main: crate::baremetal::app,
     },
 ];
+
+/// How many apps [`all`] lists.
+pub(crate) const APP_COUNT: usize =
+    rexo_image::APPS.len() + KERNEL_APPS.len() + crate::c_abi::APPS.len();
 
 /// Every app linked into the image: the image's (`rexo-image`), then the kernel's own,
 /// then the C apps (`c_abi::APPS`).
@@ -206,7 +210,7 @@ fn run_alone(
 }
 
 /// Runs every entry of the boot manifest side by side: each app's `main` as a task on
-/// the first of its cores, as an owner of its own (`all().count() + 1 +` its place) with its
+/// the first of its cores, as an owner of its own (`APP_COUNT + 1 +` its place) with its
 /// cores and memory quota. Waits for all of them; an app that fails or panics is
 /// reported and the others go on. The caller has checked the names and the cores.
 /// Returns how many runs failed.
@@ -223,7 +227,7 @@ pub fn run_manifest(manifest: &Manifest<'_>) -> usize {
             results.lock()[place] = Some(Err(ApiError::NoSuchApp));
             continue;
         };
-        let owner = OwnerId((all().count() + 1 + place) as u16);
+        let owner = OwnerId(rexo_cmdline::manifest_owner(APP_COUNT, place) as u16);
         let cores = CoreSpan {
             first: entry.first_core,
             count: entry.cores,

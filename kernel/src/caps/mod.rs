@@ -53,8 +53,9 @@ const AUTHORITY: Authority = Authority(());
 /// Entries in the machine's table. The table is built by value before it moves to the
 /// heap, so its size is bounded by what a kernel stack holds (about 26 KiB here).
 const ENTRIES: usize = 256;
-/// Owners: the kernel (0) and one per app of the image (its index + 1).
-const OWNERS: usize = 32;
+/// Owners: the kernel (0), one per app of the image (its index + 1) and one per run of the
+/// boot manifest ([`crate::apps::APP_COUNT`]).
+pub(crate) const OWNERS: usize = rexo_cmdline::owners_needed(crate::apps::APP_COUNT);
 /// Repossession records kept per owner.
 const LOG: usize = 8;
 
@@ -107,7 +108,8 @@ pub fn init() {
 
 /// Sets `owner`'s memory quota (`None`: no limit). Memory it already holds stays.
 pub fn set_quota(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
-    with_state(|state| Ok(state.ledger.set_quota(owner, quota)))?.map_err(|_| CapError::Full)
+    with_state(|state| Ok(state.ledger.set_quota(owner, quota)))?
+        .map_err(|_| CapError::BadOwner(owner))
 }
 
 /// The bytes of memory charged to `owner` (0 for an owner the table cannot hold).
@@ -255,7 +257,7 @@ pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
         .map_err(MemoryError::Cap)?
         .map_err(|error| match error {
             LedgerError::QuotaExceeded => MemoryError::QuotaExceeded,
-            LedgerError::BadOwner(_) => MemoryError::Cap(CapError::Full),
+            LedgerError::BadOwner(owner) => MemoryError::Cap(CapError::BadOwner(owner)),
         })?;
     let granted = grant(owner, bytes, whole);
     if granted.is_err()

@@ -250,7 +250,7 @@ kernel_test!(
         assert_eq!(crate::mem::frames::free_bytes(), free);
         assert_eq!(
             set_quota(OwnerId(OWNERS as u16), Some(1)),
-            Err(CapError::Full)
+            Err(CapError::BadOwner(OwnerId(OWNERS as u16)))
         );
     }
 );

@@ -32,6 +32,18 @@ pub const DEFAULT_APP: &str = "hello";
 /// The most entries a boot manifest (`apps=`) may list.
 pub const MAX_MANIFEST_APPS: usize = 8;
 
+/// The capability owner of run `place` (from 0) of the boot manifest, in a kernel with
+/// `apps` apps linked in: after the kernel (0) and one owner per app (`1..=apps`).
+pub const fn manifest_owner(apps: usize, place: usize) -> usize {
+    apps + 1 + place
+}
+
+/// How many capability owners a kernel with `apps` apps linked in needs: the kernel, one
+/// per app, and one per run of the largest boot manifest ([`manifest_owner`]).
+pub const fn owners_needed(apps: usize) -> usize {
+    manifest_owner(apps, MAX_MANIFEST_APPS)
+}
+
 /// How much the consoles print; a level includes every level before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -651,6 +663,17 @@ fn parse_core_number(value: &str, most: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_manifest_run_has_an_owner() {
+        // The image links 24 apps; the last run of a full manifest must still fit.
+        for apps in [0, 24, 100] {
+            for place in 0..MAX_MANIFEST_APPS {
+                assert!(manifest_owner(apps, place) < owners_needed(apps));
+            }
+            assert!(apps < owners_needed(apps), "every app's own owner fits");
+        }
+    }
 
     #[test]
     fn empty_gives_defaults() {
