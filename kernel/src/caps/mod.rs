@@ -70,9 +70,6 @@ struct State {
     /// The earliest pending revocation deadline (`u64::MAX`: none), so that enforcing
     /// deadlines costs one comparison when there is nothing to do.
     earliest_deadline: u64,
-    /// Capabilities delegated to an owner (or its cores, minted at its start) that it has
-    /// not picked up yet.
-    inbox: Vec<(OwnerId, ResourceKind, Cap)>,
     /// Armed timers: entry, core, deadline.
     timers: Vec<(EntryId, usize, u64)>,
     /// The kernel's root over the vectors of device interrupts (32..256), whose shares
@@ -101,7 +98,6 @@ pub fn init() {
         ledger: Ledger::new(OWNERS),
         flush: false,
         earliest_deadline: u64::MAX,
-        inbox: Vec::new(),
         timers: Vec::new(),
     });
 }
@@ -490,7 +486,6 @@ pub fn revoke(entry: EntryId) -> Result<(), CapError> {
 pub fn release_owner(owner: OwnerId) -> Result<usize, CapError> {
     with_state(|state| {
         let taken = state.table.release_owner(&AUTHORITY, owner)?;
-        state.inbox.retain(|(to, _, _)| *to != owner);
         reclaim_frames(state, false, Some(owner));
         Ok(taken)
     })
@@ -531,20 +526,19 @@ pub fn memory_op(
     })
 }
 
-/// Hands `cap` from `owner` to `to`, which finds it in its inbox ([`take_delegated`]);
-/// a refusal gives `cap` back.
+/// Hands `cap` from `owner` to `to`, which finds it in its inbox ([`take_delegated`]: the
+/// table keeps it, so an entry revoked meanwhile leaves nothing there); a refusal gives
+/// `cap` back.
 pub fn delegate(owner: OwnerId, cap: Cap, to: OwnerId) -> Result<(), (CapError, Cap)> {
     let mut held = Some(cap);
     let result = with_state(|state| {
         let cap = held.take().ok_or(CapError::Full)?;
-        let info = state.table.check(owner, &cap, Rights::NONE);
-        if let Err(error) = info.and_then(|_| state.table.delegate(owner, &cap, to)) {
+        if let Err(error) = state.table.delegate(owner, &cap, to) {
             held = Some(cap);
             return Err(error);
         }
         state.ledger.forget_mapping(cap.id());
-        let kind = info.map(|i| i.resource.kind())?;
-        state.inbox.push((to, kind, cap));
+        state.table.park(&AUTHORITY, cap);
         Ok(())
     });
     // A refusal always gives the capability back to `held`.
@@ -562,7 +556,7 @@ pub fn grant_cores(owner: OwnerId, cores: core::ops::Range<usize>) -> Result<(),
             let resource = Resource::new(ResourceKind::Core, core as u64, 1)?;
             let rights = Rights::EXECUTE.union(Rights::REVOKE);
             let cap = state.table.mint(&AUTHORITY, owner, resource, rights)?;
-            state.inbox.push((owner, ResourceKind::Core, cap));
+            state.table.park(&AUTHORITY, cap);
         }
         Ok(())
     })
@@ -577,7 +571,7 @@ pub fn bind_interrupt(owner: OwnerId, vector: u8) -> Result<EntryId, CapError> {
         let one = Resource::new(kind, u64::from(vector), 1)?;
         let cap = (state.table).mint_child(&AUTHORITY, root, owner, one, Rights::READ)?;
         let id = cap.id();
-        state.inbox.push((owner, kind, cap));
+        state.table.park(&AUTHORITY, cap);
         Ok(id)
     })
 }
@@ -640,18 +634,8 @@ pub fn timer_fired(owner: OwnerId, timer: &Cap) -> Result<bool, CapError> {
 /// The capabilities of `kind` delegated to `owner` (or minted for it) that it has not
 /// picked up yet.
 pub fn take_delegated(owner: OwnerId, kind: ResourceKind) -> Vec<Cap> {
-    let taken = with_state(|state| {
-        let (mine, rest) = core::mem::take(&mut state.inbox)
-            .into_iter()
-            .partition(|(to, of, _)| (*to, *of) == (owner, kind));
-        state.inbox = rest;
-        Ok(mine)
-    });
-    taken
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(_, _, cap)| cap)
-        .collect()
+    let pick_up = |state: &mut State| state.table.pick_up(&AUTHORITY, owner, kind);
+    with_state(|state| Ok(core::iter::from_fn(|| pick_up(state)).collect())).unwrap_or_default()
 }
 
 /// Every live capability (for the monitor's `caps`).

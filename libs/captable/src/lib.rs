@@ -38,7 +38,9 @@
 //! [`mint_child`](CapTable::mint_child) (a share of a root, for one holder),
 //! [`request_revocation`](CapTable::request_revocation),
 //! [`revoke`](CapTable::revoke), [`revoke_next_expired`](CapTable::revoke_next_expired),
-//! [`release_owner`](CapTable::release_owner). Holders: [`check`](CapTable::check),
+//! [`release_owner`](CapTable::release_owner), [`park`](CapTable::park) and
+//! [`pick_up`](CapTable::pick_up) (the inbox of handles delegated or minted for an owner
+//! that it has not taken yet, kept in the entries). Holders: [`check`](CapTable::check),
 //! [`check_access`](CapTable::check_access), [`derive`](CapTable::derive) (subrange and
 //! subset of rights, the child records its parent), [`split`](CapTable::split) (in place:
 //! the handle keeps the low part, a new sibling gets the rest),

@@ -179,6 +179,9 @@ pub(crate) struct Entry {
     state: EntryState,
     /// Scratch mark for the revocation of a subtree; false outside one.
     dying: bool,
+    /// The kernel holds the handle for the holder, who has not picked it up yet
+    /// ([`CapTable::park`]).
+    parked: bool,
 }
 
 /// A slot: an entry or nothing, and the generation its next (or current) entry has.
@@ -406,6 +409,43 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             *log = Log::EMPTY;
         }
         Ok(count)
+    }
+
+    /// Keeps `cap` for its holder until the holder picks it up
+    /// ([`pick_up`](Self::pick_up)): the kernel's inbox for capabilities it delegated or
+    /// minted for an owner. The inbox lives in the entries themselves, so an entry revoked,
+    /// returned or released while parked leaves nothing behind, and there are never more
+    /// parked handles than live entries. A stale `cap` is just dropped.
+    pub fn park(&mut self, _authority: &A, cap: Cap) {
+        if let Ok((i, _)) = self.find(cap.id)
+            && let Some(e) = self.slots[i].entry.as_mut()
+        {
+            e.parked = true;
+        }
+    }
+
+    /// Hands `owner` the handle of one entry of `kind` parked for it (oldest slot first),
+    /// `None` when none is left. The handle is the one [`park`](Self::park) took: it
+    /// leaves the inbox, so there is never more than one.
+    pub fn pick_up(&mut self, _authority: &A, owner: OwnerId, kind: ResourceKind) -> Option<Cap> {
+        let i = self.slots.iter().position(|s| {
+            s.entry
+                .is_some_and(|e| e.parked && e.owner == owner && e.resource.kind() == kind)
+        })?;
+        if let Some(e) = self.slots[i].entry.as_mut() {
+            e.parked = false;
+        }
+        Some(Cap { id: self.id_of(i) })
+    }
+
+    /// How many handles are parked for `owner` ([`park`](Self::park)).
+    pub fn parked(&self, owner: OwnerId) -> usize {
+        let parked = |e: &&Entry| e.parked && e.owner == owner;
+        self.slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref())
+            .filter(parked)
+            .count()
     }
 
     /// The earliest deadline of a pending revocation request, if any.
@@ -755,6 +795,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             parent,
             state: EntryState::Live,
             dying: false,
+            parked: false,
         });
         Ok(Cap { id: self.id_of(i) })
     }

@@ -698,3 +698,46 @@ fn errors_display_clearly() {
     assert_eq!(OwnerId::KERNEL.to_string(), "kernel");
     assert_eq!(ResourceKind::ALL.len(), 8);
 }
+
+// ---- the inbox (park and pick up) ----
+
+#[test]
+fn parked_handles_are_picked_up_once_by_their_holder_and_kind() {
+    let (mut t, cap) = setup(Rights::ALL);
+    let id = cap.id();
+    t.delegate(APP, &cap, OTHER).expect("delegate");
+    t.park(&Kernel, cap);
+    assert_eq!(t.parked(OTHER), 1);
+    assert_eq!(t.pick_up(&Kernel, APP, ResourceKind::Memory), None);
+    assert_eq!(t.pick_up(&Kernel, OTHER, ResourceKind::Core), None);
+    let got = t
+        .pick_up(&Kernel, OTHER, ResourceKind::Memory)
+        .expect("parked");
+    assert_eq!(got.id(), id);
+    assert_eq!(t.pick_up(&Kernel, OTHER, ResourceKind::Memory), None);
+    assert_eq!(t.check(OTHER, &got, Rights::READ).map(|e| e.id), Ok(id));
+}
+
+#[test]
+fn a_parked_handle_revoked_leaves_nothing_behind() {
+    // An app looping derive, delegate to itself, revoke: every parked handle goes with its
+    // entry, and a reused slot does not hand out the new entry as parked.
+    let (mut t, root) = setup(Rights::ALL);
+    for _ in 0..10_000 {
+        let child = t
+            .derive(APP, &root, 0x10_0000, 0x1000, Rights::ALL)
+            .expect("derive");
+        let id = child.id();
+        t.delegate(APP, &child, APP).expect("delegate to itself");
+        t.park(&Kernel, child);
+        t.revoke_derived(APP, &root, id).expect("revoke");
+        assert_eq!(t.parked(APP), 0);
+    }
+    let fresh = t
+        .derive(APP, &root, 0x10_0000, 0x1000, Rights::ALL)
+        .expect("derive");
+    assert_eq!(t.pick_up(&Kernel, APP, ResourceKind::Memory), None);
+    t.park(&Kernel, fresh);
+    t.release_owner(&Kernel, APP).expect("release");
+    assert_eq!(t.pick_up(&Kernel, APP, ResourceKind::Memory), None);
+}
