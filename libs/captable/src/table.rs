@@ -112,8 +112,13 @@ pub struct EntryInfo {
 pub enum RevokeReason {
     /// The kernel revoked it by force.
     Kernel,
-    /// A revocation request's deadline passed before the holder returned it.
+    /// A revocation request's deadline passed before the holder returned it (only the
+    /// holder asked, and what it derived for itself, get this reason: the abort protocol
+    /// ends the holder that touches such an entry again).
     DeadlinePassed,
+    /// An ancestor held by another owner was taken at a revocation deadline that owner
+    /// missed (no request was addressed to this holder, so it is not to blame).
+    AncestorTaken,
     /// The holder of an ancestor (with [`Rights::REVOKE`]) revoked it.
     Holder,
     /// Its holder returned an ancestor it was derived from.
@@ -127,6 +132,7 @@ impl fmt::Display for RevokeReason {
         f.write_str(match self {
             RevokeReason::Kernel => "revoked by the kernel",
             RevokeReason::DeadlinePassed => "revocation deadline passed",
+            RevokeReason::AncestorTaken => "an ancestor's revocation deadline passed",
             RevokeReason::Holder => "revoked by the holder of an ancestor",
             RevokeReason::AncestorReturned => "an ancestor was returned",
             RevokeReason::OwnerReleased => "the owner of an ancestor ended",
@@ -371,9 +377,11 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         Ok(self.remove_subtree((i, e.resource), reason, None))
     }
 
-    /// Revokes by force one entry whose revocation deadline is at or before `now_ns`
-    /// (reason [`RevokeReason::DeadlinePassed`]), with its descendants; `None` when no
-    /// deadline has passed. Call it until `None` to enforce every deadline.
+    /// Revokes by force one entry whose revocation deadline is at or before `now_ns`, with
+    /// its descendants; `None` when no deadline has passed. Call it until `None` to enforce
+    /// every deadline. The entry's holder gets [`RevokeReason::DeadlinePassed`] records for
+    /// what it held of the subtree; other holders of descendants, who were asked nothing,
+    /// get [`RevokeReason::AncestorTaken`].
     pub fn revoke_next_expired(&mut self, _authority: &A, now_ns: u64) -> Option<Revocation> {
         let root = self
             .slots
@@ -809,15 +817,19 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     }
 
     /// Removes the entry in slot `root` and all its descendants, logging a record with
-    /// `reason` for each holder except `quiet` (who gave it up or is ending).
+    /// `reason` for each holder except `quiet` (who gave it up or is ending); with
+    /// [`RevokeReason::DeadlinePassed`], only the root's holder gets that reason, the
+    /// others [`RevokeReason::AncestorTaken`].
     fn remove_subtree(
         &mut self,
         (root, resource): (usize, Resource),
         reason: RevokeReason,
         quiet: Option<OwnerId>,
     ) -> Revocation {
+        let mut root_holder = None;
         if let Some(e) = self.slots.get_mut(root).and_then(|s| s.entry.as_mut()) {
             e.dying = true;
+            root_holder = Some(e.owner);
         }
         // Mark descendants level by level: a pass marks every entry whose parent is marked.
         loop {
@@ -856,7 +868,12 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
                     entry: self.id_of(i),
                     resource: e.resource,
                     rights: e.rights,
-                    reason,
+                    reason: match reason {
+                        RevokeReason::DeadlinePassed if root_holder != Some(e.owner) => {
+                            RevokeReason::AncestorTaken
+                        }
+                        reason => reason,
+                    },
                 };
                 if let Some(log) = self.logs.get_mut(usize::from(e.owner.0)) {
                     log.push(record);

@@ -741,3 +741,36 @@ fn a_parked_handle_revoked_leaves_nothing_behind() {
     t.release_owner(&Kernel, APP).expect("release");
     assert_eq!(t.pick_up(&Kernel, APP, ResourceKind::Memory), None);
 }
+
+#[test]
+fn a_missed_deadline_blames_only_the_holder_asked() {
+    // APP derives a child for itself and one it lends to OTHER; only APP was asked.
+    let (mut t, cap) = setup(Rights::ALL);
+    let own = t
+        .derive(APP, &cap, 0x10_0000, 0x1000, Rights::ALL)
+        .expect("derive");
+    let lent = t
+        .derive(APP, &cap, 0x10_1000, 0x1000, Rights::ALL)
+        .expect("derive");
+    t.delegate(APP, &lent, OTHER).expect("lend");
+    t.request_revocation(&Kernel, cap.id(), 10)
+        .expect("request");
+    assert!(t.revoke_next_expired(&Kernel, 10).is_some());
+    let reasons = |t: &Table, owner| -> Vec<_> {
+        let log = t.repossessions(owner).expect("log");
+        log.map(|r| (r.entry, r.reason)).collect()
+    };
+    let mut app = reasons(&t, APP);
+    app.sort_by_key(|(entry, _)| entry.index());
+    assert_eq!(
+        app,
+        [
+            (cap.id(), RevokeReason::DeadlinePassed),
+            (own.id(), RevokeReason::DeadlinePassed)
+        ]
+    );
+    assert_eq!(
+        reasons(&t, OTHER),
+        [(lent.id(), RevokeReason::AncestorTaken)]
+    );
+}

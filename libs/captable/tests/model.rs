@@ -75,6 +75,7 @@ impl Model {
 
     fn kill(&mut self, i: usize, reason: RevokeReason, quiet: Option<OwnerId>) -> usize {
         let tree = self.subtree(i);
+        let root_holder = self.entries[i].owner;
         for &j in &tree {
             let e = &mut self.entries[j];
             e.alive = false;
@@ -84,7 +85,11 @@ impl Model {
                     entry: e.cap.id(),
                     resource: Resource::new(e.kind, e.start, e.len).expect("valid"),
                     rights: e.rights,
-                    reason,
+                    reason: if reason == RevokeReason::DeadlinePassed && e.owner != root_holder {
+                        RevokeReason::AncestorTaken
+                    } else {
+                        reason
+                    },
                 };
                 let log = &mut self.logs[usize::from(e.owner.0)];
                 if log.records.len() == LOG {
