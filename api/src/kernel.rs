@@ -253,7 +253,7 @@ macro_rules! kernel_calls {
             fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError>;
             /// Derives, splits, merges or takes back by force (what `op` says) with the memory
             /// capability `cap`; derive and split give the new capability.
-            fn memory_op(&self, cap: &MemoryCap, op: MemoryOp)
+            fn memory_op(&self, cap: &MemoryCap, op: MemoryOp<'_>)
                 -> Result<Option<MemoryCap>, ApiError>;
             /// Hands `cap` to the running app `app` (needs the delegate right): from then on that
             /// app holds it, and finds it in its [`received_memory`](Kernel::received_memory).

@@ -99,8 +99,24 @@ cap_type!(
 pub use rexo_captable::{EntryId, Rights};
 
 /// What to do with a memory capability one holds ([`Kernel::memory_op`]).
+///
+/// A merge borrows the sibling, so a refused merge leaves it with the caller, working:
+///
+/// ```
+/// use rexo_api::{MemoryCap, MemoryOp};
+/// use rexo_captable::{CapTable, OwnerId, Resource, ResourceKind, Rights};
+///
+/// struct Kernel;
+/// let mut table: CapTable<Kernel, 4, 2, 1> = CapTable::new();
+/// let frames = Resource::new(ResourceKind::Memory, 0x1000, 0x1000)?;
+/// let other = MemoryCap::new(table.mint(&Kernel, OwnerId(1), frames, Rights::READ)?);
+/// let merge = MemoryOp::Merge { other: &other };
+/// drop(merge); // as a refusal would
+/// assert!(table.check(OwnerId(1), other.cap(), Rights::READ).is_ok());
+/// # Ok::<(), rexo_captable::CapError>(())
+/// ```
 #[derive(Debug)]
-pub enum MemoryOp {
+pub enum MemoryOp<'a> {
     /// A child capability over `len` bytes from `start` (inside the parent's range),
     /// with `rights` (a subset of the parent's). The parent's holder can later take it
     /// back ([`MemoryOp::RevokeDerived`]), wherever it was delegated.
@@ -118,10 +134,11 @@ pub enum MemoryOp {
         /// Where to cut (a multiple of 4 KiB, strictly inside).
         offset: u64,
     },
-    /// Joins the adjacent sibling `other` into the capability (`other` stops working).
+    /// Joins the adjacent sibling `other` into the capability: once merged, `other`
+    /// answers [`CapError::Revoked`]; a refused merge leaves it as it was.
     Merge {
-        /// The sibling.
-        other: MemoryCap,
+        /// The sibling (borrowed: the caller keeps it if the merge is refused).
+        other: &'a MemoryCap,
     },
     /// Takes back by force the capability `entry`, derived from this one (needs the
     /// revoke right); its holder gets a repossession record.

@@ -500,7 +500,7 @@ impl KernelCalls for AppRun {
     fn memory_op(
         &self,
         cap: &MemoryCap,
-        op: rexo_api::MemoryOp,
+        op: rexo_api::MemoryOp<'_>,
     ) -> Result<Option<MemoryCap>, ApiError> {
         match crate::caps::memory_op(self.owner, cap.cap(), op) {
             Ok(made) => Ok(made.map(MemoryCap::new)),

@@ -496,7 +496,7 @@ pub fn release_owner(owner: OwnerId) -> Result<usize, CapError> {
 pub fn memory_op(
     owner: OwnerId,
     cap: &Cap,
-    op: rexo_api::MemoryOp,
+    op: rexo_api::MemoryOp<'_>,
 ) -> Result<Option<Cap>, CapError> {
     use rexo_api::MemoryOp;
     with_state(|state| {

@@ -488,7 +488,7 @@ mod sharing {
                 Some(ApiError::Refused(CapError::BadRange))
             );
             kernel
-                .memory_op(&parent, MemoryOp::Merge { other: half })
+                .memory_op(&parent, MemoryOp::Merge { other: &half })
                 .expect("merged");
             // The parent's holder takes back a child it lent, by force.
             let lent = kernel
