@@ -231,6 +231,18 @@ pub enum ApiError {
     NoWallClock,
 }
 
+impl ApiError {
+    /// A refusal of the table as the API reports it: [`ApiError::NoSuchApp`] for an owner
+    /// that is not running (a delegation to an app that has ended), else
+    /// [`ApiError::Refused`].
+    pub fn refusal(error: CapError) -> Self {
+        match error {
+            CapError::NotRunning(_) => ApiError::NoSuchApp,
+            error => ApiError::Refused(error),
+        }
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -367,6 +379,19 @@ impl fmt::Display for BinaryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_owner_that_is_not_running_is_no_such_app() {
+        let ended = rexo_captable::OwnerId(3);
+        assert_eq!(
+            ApiError::refusal(CapError::NotRunning(ended)),
+            ApiError::NoSuchApp
+        );
+        assert_eq!(
+            ApiError::refusal(CapError::Revoked),
+            ApiError::Refused(CapError::Revoked)
+        );
+    }
 
     #[test]
     fn binary_errors_say_what_is_wrong() {

@@ -163,7 +163,7 @@ fn run_alone(
         Some(_) => Ok(()),
         None => crate::caps::grant_cores(owner, span),
     };
-    if let Err(error) = crate::caps::set_quota(owner, quota).and_then(|()| grant()) {
+    if let Err(error) = crate::caps::start_owner(owner, quota).and_then(|()| grant()) {
         log::error!(
             "app '{}': no quota or cores for its owner: {error}",
             app.name
@@ -516,7 +516,8 @@ impl KernelCalls for AppRun {
         let Some((_, to)) = to else {
             return Err((ApiError::NoSuchApp, cap));
         };
-        let refused = |(error, cap)| (ApiError::Refused(error), MemoryCap::new(cap));
+        // `to` may have ended since: caps::delegate refuses it (`NoSuchApp`).
+        let refused = |(error, cap)| (ApiError::refusal(error), MemoryCap::new(cap));
         crate::caps::delegate(self.owner, cap.into_cap(), to).map_err(refused)
     }
 

@@ -102,6 +102,13 @@ pub fn init() {
     });
 }
 
+/// Starts `owner`'s run: marks it running (delegation reaches only running owners, until
+/// [`release_owner`]) and sets its memory quota.
+pub fn start_owner(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
+    with_state(|state| state.table.start_owner(&AUTHORITY, owner))?;
+    set_quota(owner, quota)
+}
+
 /// Sets `owner`'s memory quota (`None`: no limit). Memory it already holds stays.
 pub fn set_quota(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
     with_state(|state| Ok(state.ledger.set_quota(owner, quota)))?
@@ -526,14 +533,16 @@ pub fn memory_op(
     })
 }
 
-/// Hands `cap` from `owner` to `to`, which finds it in its inbox ([`take_delegated`]: the
+/// Hands `cap` from `owner` to `to` (refused with `NotRunning` unless `to` runs: checked
+/// under the lock [`release_owner`] takes), which finds it in its inbox ([`take_delegated`]: the
 /// table keeps it, so an entry revoked meanwhile leaves nothing there); a refusal gives
 /// `cap` back.
 pub fn delegate(owner: OwnerId, cap: Cap, to: OwnerId) -> Result<(), (CapError, Cap)> {
     let mut held = Some(cap);
     let result = with_state(|state| {
         let cap = held.take().ok_or(CapError::Full)?;
-        if let Err(error) = state.table.delegate(owner, &cap, to) {
+        let running = state.table.running(to);
+        if let Err(error) = running.and_then(|()| state.table.delegate(owner, &cap, to)) {
             held = Some(cap);
             return Err(error);
         }

@@ -47,6 +47,9 @@ pub enum CapError {
     Overlaps,
     /// The target is not derived (transitively) from the given capability.
     NotDescendant,
+    /// The owner is not running ([`CapTable::start_owner`](crate::CapTable::start_owner)):
+    /// nothing may be handed to it.
+    NotRunning(OwnerId),
 }
 
 impl fmt::Display for CapError {
@@ -70,6 +73,7 @@ impl fmt::Display for CapError {
             CapError::RevocationPending => f.write_str("revocation of the capability is pending"),
             CapError::Overlaps => f.write_str("range overlaps a live capability"),
             CapError::NotDescendant => f.write_str("target is not derived from the capability"),
+            CapError::NotRunning(o) => write!(f, "owner {} is not running", o.0),
         }
     }
 }

@@ -247,6 +247,9 @@ pub struct CapTable<A, const N: usize, const OWNERS: usize, const LOG: usize> {
     id: u64,
     pub(crate) slots: [Slot; N],
     logs: [Log<LOG>; OWNERS],
+    /// Per owner, whether it runs: from [`start_owner`](Self::start_owner) to
+    /// [`release_owner`](Self::release_owner).
+    running: [bool; OWNERS],
     authority: PhantomData<fn() -> A>,
 }
 
@@ -275,6 +278,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
                 entry: None,
             }; N],
             logs: [Log::EMPTY; OWNERS],
+            running: [false; OWNERS],
             authority: PhantomData,
         }
     }
@@ -398,9 +402,30 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         Some(self.remove_subtree(root, RevokeReason::DeadlinePassed, None))
     }
 
+    /// Marks `owner` running (an app run starts), until [`release_owner`](Self::release_owner):
+    /// the kernel hands capabilities only to running owners ([`running`](Self::running)).
+    pub fn start_owner(&mut self, _authority: &A, owner: OwnerId) -> Result<(), CapError> {
+        self.valid_owner(owner)?;
+        if let Some(running) = self.running.get_mut(usize::from(owner.0)) {
+            *running = true;
+        }
+        Ok(())
+    }
+
+    /// [`NotRunning`](CapError::NotRunning) unless `owner` was started and not released
+    /// since: checked under the same borrow as the operation that follows it, so an owner
+    /// that ended cannot be handed anything.
+    pub fn running(&self, owner: OwnerId) -> Result<(), CapError> {
+        match self.running.get(usize::from(owner.0)) {
+            Some(true) => Ok(()),
+            _ => Err(CapError::NotRunning(owner)),
+        }
+    }
+
     /// Takes back everything `owner` holds (with everything derived from it, whoever
-    /// holds that; those holders get [`RevokeReason::OwnerReleased`] records) and clears
-    /// `owner`'s repossession log: for an app that ended. Returns how many entries went.
+    /// holds that; those holders get [`RevokeReason::OwnerReleased`] records), clears
+    /// `owner`'s repossession log and marks it not running: for an app that ended. Returns
+    /// how many entries went.
     pub fn release_owner(&mut self, _authority: &A, owner: OwnerId) -> Result<usize, CapError> {
         self.valid_owner(owner)?;
         let mut count = 0;
@@ -415,6 +440,9 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         }
         if let Some(log) = self.logs.get_mut(usize::from(owner.0)) {
             *log = Log::EMPTY;
+        }
+        if let Some(running) = self.running.get_mut(usize::from(owner.0)) {
+            *running = false;
         }
         Ok(count)
     }

@@ -774,3 +774,20 @@ fn a_missed_deadline_blames_only_the_holder_asked() {
         [(lent.id(), RevokeReason::AncestorTaken)]
     );
 }
+
+#[test]
+fn an_owner_runs_from_its_start_to_its_release() {
+    let mut t = Table::new();
+    assert_eq!(t.running(OTHER), Err(CapError::NotRunning(OTHER)));
+    t.start_owner(&Kernel, OTHER).expect("start");
+    assert_eq!(t.running(OTHER), Ok(()));
+    assert_eq!(t.running(APP), Err(CapError::NotRunning(APP)));
+    t.release_owner(&Kernel, OTHER).expect("release");
+    assert_eq!(t.running(OTHER), Err(CapError::NotRunning(OTHER)));
+    let beyond = OwnerId(4);
+    assert_eq!(
+        t.start_owner(&Kernel, beyond),
+        Err(CapError::BadOwner(beyond))
+    );
+    assert_eq!(t.running(beyond), Err(CapError::NotRunning(beyond)));
+}
