@@ -630,7 +630,8 @@ pub fn arm_timer(
 /// after its deadline.
 pub fn timer_fired(owner: OwnerId, timer: &Cap) -> Result<bool, CapError> {
     with_state(|state| {
-        state.table.check(owner, timer, Rights::READ)?;
+        let kind = ResourceKind::Timer;
+        (state.table).check_kind(owner, timer, Rights::READ, kind)?;
         let &(_, core, deadline) = state
             .timers
             .iter()

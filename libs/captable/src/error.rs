@@ -7,8 +7,8 @@ use crate::{OwnerId, Rights};
 /// Why an operation was refused. Every operation checks in the same order: the handle's
 /// table ([`WrongTable`](CapError::WrongTable)), its generation
 /// ([`Revoked`](CapError::Revoked)), the caller ([`NotOwner`](CapError::NotOwner)), the
-/// entry's state ([`RevocationPending`](CapError::RevocationPending)), the rights, the
-/// range, and last the table's room ([`Full`](CapError::Full)); a refused operation changes
+/// entry's state ([`RevocationPending`](CapError::RevocationPending)), the kind where one
+/// is asked for ([`WrongKind`](CapError::WrongKind)), the rights, the range, and last the table's room ([`Full`](CapError::Full)); a refused operation changes
 /// nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CapError {

@@ -507,8 +507,9 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         Ok(info)
     }
 
-    /// [`check`](Self::check), then [`WrongKind`](CapError::WrongKind) unless `cap` names
-    /// a resource of `kind`.
+    /// [`check`](Self::check), but [`WrongKind`](CapError::WrongKind) before the rights
+    /// unless `cap` names a resource of `kind` (a capability of another kind is that, not
+    /// one lacking a right).
     pub fn check_kind(
         &self,
         caller: OwnerId,
@@ -516,11 +517,11 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         need: Rights,
         kind: ResourceKind,
     ) -> Result<EntryInfo, CapError> {
-        let info = self.check(caller, cap, need)?;
-        if info.resource.kind() != kind {
+        let (_, e) = self.owned(caller, cap)?;
+        if e.resource.kind() != kind {
             return Err(CapError::WrongKind);
         }
-        Ok(info)
+        self.check(caller, cap, need)
     }
 
     /// Checks that `caller` may use `resource` (a whole range or part of it) through

@@ -203,6 +203,12 @@ fn check_access_checks_kind_and_range() {
         t.check_access(APP, &cap, Rights::READ, &core),
         Err(CapError::WrongKind)
     );
+    // Another kind is refused as such, before the rights it lacks (a core's capability
+    // handed in as a timer's has no read right).
+    assert_eq!(
+        t.check_access(APP, &cap, Rights::EXECUTE, &core),
+        Err(CapError::WrongKind)
+    );
     assert_eq!(
         t.check_access(APP, &cap, Rights::EXECUTE, &mem(0x10_0000, 0x1000)),
         Err(CapError::NoRight(Rights::EXECUTE))
