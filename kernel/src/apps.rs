@@ -331,22 +331,32 @@ pub(crate) fn ended_reason() -> u8 {
     ENDED_BY[crate::arch::percpu::core_index()].swap(ENDED_BY_PANIC, Ordering::Relaxed)
 }
 
-/// The abort protocol: an app that uses memory the kernel took back at a revocation
-/// deadline it missed is ended (its task, not the kernel), with a report.
-fn check_abort_protocol(
+/// The abort protocol, for every call that takes a capability: an app that uses one the
+/// kernel took back at a revocation deadline it missed (`entry`, whose call answered
+/// `result`) is ended (its task, not the kernel), with a report.
+fn check_abort_protocol<T>(
     owner: OwnerId,
-    cap: &MemoryCap,
-    result: Result<(), rexo_api::CapError>,
-) -> Result<(), ApiError> {
-    if result == Err(rexo_api::CapError::Revoked)
-        && let Some(resource) = crate::caps::was_repossessed(owner, cap.cap().id())
-    {
+    entry: rexo_api::EntryId,
+    result: Result<T, rexo_api::CapError>,
+) -> Result<T, ApiError> {
+    let revoked = matches!(result, Err(rexo_api::CapError::Revoked));
+    if revoked && crate::caps::was_repossessed(owner, entry) {
         log::error!(
-            "{owner} touched {resource}, taken back at a revocation deadline it missed: ending its task"
+            "{owner} touched {entry}, taken back at a revocation deadline it missed: ending its task"
         );
         end_repossessed();
     }
     result.map_err(ApiError::Refused)
+}
+
+/// `owner` gives `cap`, of `kind`, back (under the abort protocol).
+fn give_back(
+    owner: OwnerId,
+    cap: rexo_api::Cap,
+    kind: rexo_captable::ResourceKind,
+) -> Result<(), ApiError> {
+    let entry = cap.id();
+    check_abort_protocol(owner, entry, crate::caps::return_cap(owner, cap, kind))
 }
 
 impl KernelCalls for AppRun {
@@ -472,12 +482,12 @@ impl KernelCalls for AppRun {
 
     fn write_memory(&self, cap: &MemoryCap, offset: u64, data: &[u8]) -> Result<(), ApiError> {
         let result = crate::caps::write_memory(self.owner, cap.cap(), offset, data);
-        check_abort_protocol(self.owner, cap, result)
+        check_abort_protocol(self.owner, cap.cap().id(), result)
     }
 
     fn read_memory(&self, cap: &MemoryCap, offset: u64, buffer: &mut [u8]) -> Result<(), ApiError> {
         let result = crate::caps::read_memory(self.owner, cap.cap(), offset, buffer);
-        check_abort_protocol(self.owner, cap, result)
+        check_abort_protocol(self.owner, cap.cap().id(), result)
     }
 
     fn revocation_requests(&self) -> Vec<CapInfo> {
@@ -489,12 +499,17 @@ impl KernelCalls for AppRun {
         cap: &mut MemoryCap,
         work: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), ApiError> {
-        work(crate::caps::map(self.owner, cap).map_err(ApiError::Refused)?);
+        let entry = cap.cap().id();
+        work(check_abort_protocol(
+            self.owner,
+            entry,
+            crate::caps::map(self.owner, cap),
+        )?);
         Ok(())
     }
 
     fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError> {
-        crate::caps::return_cap(self.owner, cap.into_cap(), Memory).map_err(ApiError::Refused)
+        give_back(self.owner, cap.into_cap(), Memory)
     }
 
     fn memory_op(
@@ -502,10 +517,8 @@ impl KernelCalls for AppRun {
         cap: &MemoryCap,
         op: rexo_api::MemoryOp<'_>,
     ) -> Result<Option<MemoryCap>, ApiError> {
-        match crate::caps::memory_op(self.owner, cap.cap(), op) {
-            Ok(made) => Ok(made.map(MemoryCap::new)),
-            Err(error) => check_abort_protocol(self.owner, cap, Err(error)).map(|()| None),
-        }
+        let made = crate::caps::memory_op(self.owner, cap.cap(), op);
+        check_abort_protocol(self.owner, cap.cap().id(), made).map(|made| made.map(MemoryCap::new))
     }
 
     fn delegate_memory(&self, cap: MemoryCap, app: &str) -> Result<(), (ApiError, MemoryCap)> {
@@ -539,7 +552,7 @@ impl KernelCalls for AppRun {
     }
 
     fn return_core(&self, cap: CoreCap) -> Result<(), ApiError> {
-        crate::caps::return_cap(self.owner, cap.into_cap(), Core).map_err(ApiError::Refused)
+        give_back(self.owner, cap.into_cap(), Core)
     }
 
     fn arm_timer(&self, deadline_ns: u64) -> Result<TimerCap, ApiError> {
@@ -547,11 +560,12 @@ impl KernelCalls for AppRun {
     }
 
     fn timer_fired(&self, timer: &TimerCap) -> Result<bool, ApiError> {
-        crate::caps::timer_fired(self.owner, timer.cap()).map_err(ApiError::Refused)
+        let fired = crate::caps::timer_fired(self.owner, timer.cap());
+        check_abort_protocol(self.owner, timer.cap().id(), fired)
     }
 
     fn return_timer(&self, timer: TimerCap) -> Result<(), ApiError> {
-        crate::caps::return_cap(self.owner, timer.into_cap(), Timer).map_err(ApiError::Refused)
+        give_back(self.owner, timer.into_cap(), Timer)
     }
 
     fn interrupt_caps(&self) -> Vec<InterruptCap> {

@@ -228,13 +228,10 @@ pub fn revocation_requests(owner: OwnerId) -> Vec<EntryInfo> {
 }
 
 /// Whether `owner` lost `entry` because it missed a revocation deadline (so touching it
-/// again breaks the abort protocol).
-pub fn was_repossessed(owner: OwnerId, entry: EntryId) -> Option<Resource> {
-    read(|state| {
-        let mut log = state.table.repossessions(owner).ok()?;
-        log.find(|r| r.entry == entry && r.reason == RevokeReason::DeadlinePassed)
-            .map(|r| r.resource)
-    })
+/// again breaks the abort protocol): kept by the table until `owner` is released, however
+/// many repossessions come after it.
+pub fn was_repossessed(owner: OwnerId, entry: EntryId) -> bool {
+    read(|state| Some(state.table.forfeited(owner, entry))) == Some(true)
 }
 
 /// Why a memory request failed.

@@ -195,6 +195,10 @@ pub(crate) struct Entry {
 pub(crate) struct Slot {
     pub(crate) generation: u32,
     pub(crate) entry: Option<Entry>,
+    /// The owner its last entry (generation `generation - 1`) was taken from at a
+    /// revocation deadline that owner missed. The slot stays empty until that owner is
+    /// released, so the record is never lost ([`CapTable::forfeited`]).
+    pub(crate) forfeited_by: Option<OwnerId>,
 }
 
 /// A slot whose generation reached this is retired: never used again, so that a
@@ -276,6 +280,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             slots: [Slot {
                 generation: 0,
                 entry: None,
+                forfeited_by: None,
             }; N],
             logs: [Log::EMPTY; OWNERS],
             running: [false; OWNERS],
@@ -424,8 +429,9 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
 
     /// Takes back everything `owner` holds (with everything derived from it, whoever
     /// holds that; those holders get [`RevokeReason::OwnerReleased`] records), clears
-    /// `owner`'s repossession log and marks it not running: for an app that ended. Returns
-    /// how many entries went.
+    /// `owner`'s repossession log and what it forfeited ([`forfeited`](Self::forfeited):
+    /// those slots are free again) and marks it not running: for an app that ended.
+    /// Returns how many entries went.
     pub fn release_owner(&mut self, _authority: &A, owner: OwnerId) -> Result<usize, CapError> {
         self.valid_owner(owner)?;
         let mut count = 0;
@@ -443,6 +449,11 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         }
         if let Some(running) = self.running.get_mut(usize::from(owner.0)) {
             *running = false;
+        }
+        for slot in self.slots.iter_mut() {
+            if slot.forfeited_by == Some(owner) {
+                slot.forfeited_by = None;
+            }
         }
         Ok(count)
     }
@@ -715,6 +726,20 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             .filter(|e| e.state != EntryState::Live)
     }
 
+    /// Whether `owner` lost the entry `id` at a revocation deadline it missed (reason
+    /// [`RevokeReason::DeadlinePassed`]), so that touching it again breaks the abort
+    /// protocol. Unlike the repossession log, which is a ring, this is never lost to later
+    /// repossessions: the slot is not reused until `owner` is released.
+    pub fn forfeited(&self, owner: OwnerId, id: EntryId) -> bool {
+        let slot = self
+            .slots
+            .get(id.index as usize)
+            .filter(|_| id.table == self.id);
+        slot.is_some_and(|s| {
+            s.forfeited_by == Some(owner) && Some(s.generation) == id.generation.checked_add(1)
+        })
+    }
+
     /// `owner`'s repossession log, oldest first (at most `LOG` records).
     pub fn repossessions(
         &self,
@@ -763,6 +788,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             Some(Slot {
                 generation,
                 entry: Some(e),
+                ..
             }) if *generation == id.generation => Ok((i, *e)),
             _ => Err(CapError::Revoked),
         }
@@ -823,7 +849,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         let i = self
             .slots
             .iter()
-            .position(|s| s.entry.is_none() && s.generation != RETIRED)
+            .position(|s| s.entry.is_none() && s.generation != RETIRED && s.forfeited_by.is_none())
             .ok_or(CapError::Full)?;
         self.slots[i].entry = Some(Entry {
             owner,
@@ -904,6 +930,9 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
                         reason => reason,
                     },
                 };
+                if record.reason == RevokeReason::DeadlinePassed {
+                    self.slots[i].forfeited_by = Some(e.owner);
+                }
                 if let Some(log) = self.logs.get_mut(usize::from(e.owner.0)) {
                     log.push(record);
                 }

@@ -674,6 +674,7 @@ fn generations_advance_and_the_last_one_retires_the_slot() {
     t.slots[0] = Slot {
         generation: u32::MAX - 1,
         entry: None,
+        forfeited_by: None,
     };
     let last = t
         .mint(&Kernel, APP, mem(0, 0x1000), RW)
@@ -796,4 +797,39 @@ fn an_owner_runs_from_its_start_to_its_release() {
         Err(CapError::BadOwner(beyond))
     );
     assert_eq!(t.running(beyond), Err(CapError::NotRunning(beyond)));
+}
+
+#[test]
+fn what_was_forfeited_at_a_deadline_is_remembered_until_the_owner_is_released() {
+    // More repossessions than the log holds (3 here) come after the deadline's record.
+    let (mut t, cap) = setup(Rights::ALL);
+    t.request_revocation(&Kernel, cap.id(), 10)
+        .expect("request");
+    assert!(t.revoke_next_expired(&Kernel, 10).is_some());
+    for k in 0..5 {
+        let other = t
+            .mint(&Kernel, APP, mem(0x40_0000 + k * 0x1000, 0x1000), RW)
+            .expect("mint");
+        t.revoke(&Kernel, other.id(), RevokeReason::Kernel)
+            .expect("revoke");
+    }
+    assert!(
+        t.repossessions(APP)
+            .expect("log")
+            .all(|r| r.reason == RevokeReason::Kernel),
+        "the ring lost the deadline's record"
+    );
+    assert!(t.forfeited(APP, cap.id()));
+    assert!(!t.forfeited(OTHER, cap.id()));
+    // The slot is not handed out again meanwhile; the owner's release frees it.
+    let index = cap.id().index();
+    for _ in 0..15 {
+        let c = t
+            .mint(&Kernel, OTHER, mem(0x80_0000, 0x1000), RW)
+            .expect("mint");
+        assert_ne!(c.id().index(), index);
+        t.return_cap(OTHER, &c).expect("return");
+    }
+    t.release_owner(&Kernel, APP).expect("release");
+    assert!(!t.forfeited(APP, cap.id()));
 }

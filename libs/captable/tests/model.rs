@@ -28,6 +28,8 @@ struct MEntry {
     parent: Option<usize>,
     deadline: Option<u64>,
     alive: bool,
+    /// Taken from its holder at a deadline the holder missed, until the holder's release.
+    forfeited: bool,
 }
 
 impl MEntry {
@@ -54,6 +56,11 @@ struct Model {
 impl Model {
     fn alive(&self) -> usize {
         self.entries.iter().filter(|e| e.alive).count()
+    }
+
+    /// Slots in use: live entries, and the slots of entries forfeited at a deadline.
+    fn used(&self) -> usize {
+        self.alive() + self.entries.iter().filter(|e| e.forfeited).count()
     }
 
     /// `i` and every live entry below it, in slot order (the order the table logs in).
@@ -91,6 +98,7 @@ impl Model {
                         reason
                     },
                 };
+                e.forfeited = record.reason == RevokeReason::DeadlinePassed;
                 let log = &mut self.logs[usize::from(e.owner.0)];
                 if log.records.len() == LOG {
                     log.records.pop_front();
@@ -252,7 +260,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                     && start < e.end()
             }) {
                 Err(CapError::Overlaps)
-            } else if m.alive() == N {
+            } else if m.used() == N {
                 Err(CapError::Full)
             } else {
                 Ok(())
@@ -271,6 +279,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                         parent: None,
                         deadline: None,
                         alive: true,
+                        forfeited: false,
                     });
                 }
                 Err(e) => assert_eq!(expect, Err(e)),
@@ -306,7 +315,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                     Err(CapError::BadRange)
                 } else if start < pstart || start + len > pstart + plen {
                     Err(CapError::OutOfRange)
-                } else if m.alive() == N {
+                } else if m.used() == N {
                     Err(CapError::Full)
                 } else {
                     Ok(())
@@ -330,6 +339,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                         parent: Some(i),
                         deadline: None,
                         alive: true,
+                        forfeited: false,
                     });
                 }
                 Err(e) => assert_eq!(expect, Err(e)),
@@ -350,7 +360,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                     Err(CapError::BadRange)
                 } else if m.has_children(i) {
                     Err(CapError::HasChildren)
-                } else if m.alive() == N {
+                } else if m.used() == N {
                     Err(CapError::Full)
                 } else {
                     Ok(())
@@ -370,6 +380,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                         parent: e.parent,
                         deadline: None,
                         alive: true,
+                        forfeited: false,
                     };
                     e.len = offset;
                     m.push(high);
@@ -531,6 +542,9 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                         count += m.kill(k, RevokeReason::OwnerReleased, Some(who));
                     }
                     m.logs[usize::from(who.0)] = MLog::default();
+                    for e in m.entries.iter_mut().filter(|e| e.owner == who) {
+                        e.forfeited = false;
+                    }
                     Ok(count)
                 };
                 assert_eq!(expect, t.release_owner(&Kernel, who));
@@ -596,6 +610,8 @@ fn compare(t: &Table, m: &Model) {
                 t.check(OwnerId(who), &e.cap, Rights::NONE).map(|_| ()),
                 Err(CapError::Revoked)
             );
+            let forfeited = e.forfeited && e.owner == OwnerId(who);
+            assert_eq!(t.forfeited(OwnerId(who), e.cap.id()), forfeited);
         }
     }
     for (o, log) in m.logs.iter().enumerate() {
