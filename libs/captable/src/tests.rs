@@ -708,6 +708,12 @@ fn errors_display_clearly() {
 
 // ---- the inbox (park and pick up) ----
 
+/// A child of `of` over the page at `start`, with every right `of` has.
+fn page(t: &mut Table, of: &Cap, start: u64) -> Cap {
+    t.derive(APP, of, start, 0x1000, Rights::ALL)
+        .expect("derive")
+}
+
 #[test]
 fn parked_handles_are_picked_up_once_by_their_holder_and_kind() {
     let (mut t, cap) = setup(Rights::ALL);
@@ -731,18 +737,14 @@ fn a_parked_handle_revoked_leaves_nothing_behind() {
     // entry, and a reused slot does not hand out the new entry as parked.
     let (mut t, root) = setup(Rights::ALL);
     for _ in 0..10_000 {
-        let child = t
-            .derive(APP, &root, 0x10_0000, 0x1000, Rights::ALL)
-            .expect("derive");
+        let child = page(&mut t, &root, 0x10_0000);
         let id = child.id();
         t.delegate(APP, &child, APP).expect("delegate to itself");
         t.park(&Kernel, child);
         t.revoke_derived(APP, &root, id).expect("revoke");
         assert_eq!(t.parked(APP), 0);
     }
-    let fresh = t
-        .derive(APP, &root, 0x10_0000, 0x1000, Rights::ALL)
-        .expect("derive");
+    let fresh = page(&mut t, &root, 0x10_0000);
     assert_eq!(t.pick_up(&Kernel, APP, ResourceKind::Memory), None);
     t.park(&Kernel, fresh);
     t.release_owner(&Kernel, APP).expect("release");
@@ -753,12 +755,8 @@ fn a_parked_handle_revoked_leaves_nothing_behind() {
 fn a_missed_deadline_blames_only_the_holder_asked() {
     // APP derives a child for itself and one it lends to OTHER; only APP was asked.
     let (mut t, cap) = setup(Rights::ALL);
-    let own = t
-        .derive(APP, &cap, 0x10_0000, 0x1000, Rights::ALL)
-        .expect("derive");
-    let lent = t
-        .derive(APP, &cap, 0x10_1000, 0x1000, Rights::ALL)
-        .expect("derive");
+    let own = page(&mut t, &cap, 0x10_0000);
+    let lent = page(&mut t, &cap, 0x10_1000);
     t.delegate(APP, &lent, OTHER).expect("lend");
     t.request_revocation(&Kernel, cap.id(), 10)
         .expect("request");
