@@ -136,9 +136,8 @@ pub fn command(words: Vec<String>) -> Result<u8> {
     let (cases, skipped) = install_client_tools(cases);
 
     let mut outcomes = Vec::new();
-    for outcome in skipped {
-        outcome.print();
-        outcomes.push(outcome);
+    for skip in &skipped {
+        println!("skipped {}: {}", skip.name, skip.why);
     }
     if host != Select::Nothing {
         for outcome in host_tests(&root, &host, &logs.join("host.log")) {
@@ -167,16 +166,43 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         outcome.print();
         outcomes.push(outcome);
     }
-    let passed: usize = outcomes.iter().filter(|o| o.ok).map(|o| o.count).sum();
-    let failed: usize = outcomes.iter().filter(|o| !o.ok).map(|o| o.count).sum();
-    println!("{passed} passed, {failed} failed");
+    let (summary, failed) = summary(&outcomes, &skipped);
+    for line in summary {
+        println!("{line}");
+    }
     Ok(u8::from(failed > 0))
 }
 
+/// A case that did not run because its client's tools cannot be installed here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Skipped {
+    /// The case's name.
+    name: &'static str,
+    /// Why its tools cannot be installed.
+    why: String,
+}
+
+/// The closing lines: `K skipped: NAME (WHY), ...` when anything was skipped, then
+/// always `N passed, M failed`, skips counted in neither; also returns M.
+fn summary(outcomes: &[Outcome], skipped: &[Skipped]) -> (Vec<String>, usize) {
+    let passed: usize = outcomes.iter().filter(|o| o.ok).map(|o| o.count).sum();
+    let failed: usize = outcomes.iter().filter(|o| !o.ok).map(|o| o.count).sum();
+    let mut lines = Vec::new();
+    if !skipped.is_empty() {
+        let names: Vec<String> = skipped
+            .iter()
+            .map(|skip| format!("{} ({})", skip.name, skip.why))
+            .collect();
+        lines.push(format!("{} skipped: {}", skipped.len(), names.join(", ")));
+    }
+    lines.push(format!("{passed} passed, {failed} failed"));
+    (lines, failed)
+}
+
 /// Installs what the cases' host clients run ([`crate::netclient::Client::needs`]);
-/// returns the cases that can run, and a passing "skipped" outcome, saying why, for
-/// each whose tools cannot be installed here (not root, no network).
-fn install_client_tools(cases: Vec<&'static Case>) -> (Vec<&'static Case>, Vec<Outcome>) {
+/// returns the cases that can run, and each whose tools cannot be installed here (not
+/// root, no network) with the reason.
+fn install_client_tools(cases: Vec<&'static Case>) -> (Vec<&'static Case>, Vec<Skipped>) {
     let mut failures: Vec<(Need, String)> = Vec::new();
     let mut runnable = Vec::new();
     let mut skipped = Vec::new();
@@ -194,10 +220,10 @@ fn install_client_tools(cases: Vec<&'static Case>) -> (Vec<&'static Case>, Vec<O
         }
         match why {
             None => runnable.push(case),
-            Some(why) => {
-                let name = format!("{} (skipped: {})", case.name, why.replace('\n', " "));
-                skipped.push(Outcome::pass(&name, Duration::ZERO));
-            }
+            Some(why) => skipped.push(Skipped {
+                name: case.name,
+                why: why.replace('\n', " "),
+            }),
         }
     }
     (runnable, skipped)
@@ -1074,6 +1100,26 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skipped_cases_are_counted_apart_from_passes() {
+        let outcomes = [
+            Outcome::pass("boot::pvh-microvm", Duration::ZERO),
+            Outcome::fail("crash::divide", "exit 0", Vec::new(), Duration::ZERO),
+        ];
+        let skipped = [Skipped {
+            name: "kv::memcaslap",
+            why: "not root".into(),
+        }];
+        let (lines, failed) = summary(&outcomes, &skipped);
+        assert_eq!(
+            lines,
+            ["1 skipped: kv::memcaslap (not root)", "1 passed, 1 failed"]
+        );
+        assert_eq!(failed, 1);
+        let (lines, _) = summary(&outcomes[..1], &[]);
+        assert_eq!(lines, ["1 passed, 0 failed"]);
+    }
 
     #[test]
     fn filters_select_groups() {
