@@ -366,7 +366,7 @@ pub const DNS_SERVER: Client = Client {
     after: "rexo: ready",
     run: |_| {
         let socket = UdpSocket::bind(("127.0.0.1", 53)).map_err(|e| {
-            format!("the case's DNS server needs UDP port 53 on 127.0.0.1 (root, and no local resolver on it): {e}")
+            format!("needs root and a free UDP port 53 on 127.0.0.1 (the case's DNS server; no local resolver on it): {e}")
         })?;
         socket
             .set_read_timeout(Some(Duration::from_millis(200)))

@@ -21,6 +21,24 @@ pub const TAP: &str = "tap0";
 /// Rexo's kernel command-line word for the same configuration.
 pub const REXO_IP: &str = "ip=10.0.2.15/24,10.0.2.2";
 
+/// What a process that is root or not (`root`) lacks to make a [`TapNet`]: root first,
+/// then the `ip` program and `/dev/net/tun`.
+fn missing_prerequisite(root: bool) -> Option<String> {
+    if !root {
+        Some(NEEDS_ROOT.into())
+    } else if crate::deps::find_program("ip").is_none() {
+        Some("no `ip` program (package iproute2)".into())
+    } else if !std::path::Path::new("/dev/net/tun").exists() {
+        Some("no /dev/net/tun".into())
+    } else {
+        None
+    }
+}
+
+/// Why a [`TapNet`] cannot be made without root (a test case using one fails with it).
+const NEEDS_ROOT: &str =
+    "needs root (tap devices in a network namespace), and this process is not root";
+
 /// A network namespace with a tap device, deleted on drop.
 #[derive(Debug)]
 pub struct TapNet {
@@ -38,14 +56,8 @@ impl TapNet {
     /// (more than one: a multi-queue tap), or says why it cannot (not root, no `ip`, no
     /// `/dev/net/tun`, a command refused).
     pub fn create(purpose: &str, queues: u16) -> Result<Self> {
-        if !crate::deps::is_root() {
-            return Err("a tap device in a network namespace needs root".into());
-        }
-        if crate::deps::find_program("ip").is_none() {
-            return Err("no `ip` program (package iproute2)".into());
-        }
-        if !std::path::Path::new("/dev/net/tun").exists() {
-            return Err("no /dev/net/tun".into());
+        if let Some(missing) = missing_prerequisite(crate::deps::is_root()) {
+            return Err(missing);
         }
         static MADE: AtomicUsize = AtomicUsize::new(0);
         let netns = format!(
@@ -201,5 +213,14 @@ mod tests {
             }
             Err(why) => assert!(!crate::deps::is_root(), "as root: {why}"),
         }
+    }
+
+    #[test]
+    fn without_root_the_reason_says_root_is_needed_for_tap_devices() {
+        let why = missing_prerequisite(false).unwrap();
+        assert!(
+            why.starts_with("needs root (tap devices in a network namespace)"),
+            "{why}"
+        );
     }
 }
