@@ -538,6 +538,8 @@ struct Checker {
     max_cores: Option<u32>,
     in_backtrace: bool,
     last_ready: Option<String>,
+    /// Ready lines seen: a boot prints exactly one, so a second is a failure in every case.
+    ready_lines: usize,
 }
 
 impl Checker {
@@ -549,6 +551,18 @@ impl Checker {
             max_cores,
             in_backtrace: false,
             last_ready: None,
+            ready_lines: 0,
+        }
+    }
+
+    /// `text` with `{max}` and `{max+1}` replaced by the kernel's maximum core count and
+    /// one more (left as they are when it is unknown).
+    fn expand(&self, text: &str) -> String {
+        match self.max_cores {
+            Some(max) => text
+                .replace("{max+1}", &(max + 1).to_string())
+                .replace("{max}", &max.to_string()),
+            None => text.to_string(),
         }
     }
 
@@ -564,6 +578,7 @@ impl Checker {
         let lower = line.to_lowercase();
         if qemu::Ready::parse(line).is_some() {
             self.last_ready = Some(line.to_string());
+            self.ready_lines += 1;
         }
         for i in 0..self.checks.len() {
             let hit = match self.checks[i] {
@@ -578,7 +593,9 @@ impl Checker {
                     line.contains(text)
                 }
                 Check::HasAny(texts) => texts.iter().any(|t| lower.contains(&t.to_lowercase())),
-                Check::Warn(text) => line.contains("WARN") && lower.contains(&text.to_lowercase()),
+                Check::Warn(text) => {
+                    line.contains("WARN") && lower.contains(&self.expand(text).to_lowercase())
+                }
                 Check::SymbolizedFrame => self.in_backtrace && line.contains("::"),
             };
             if hit {
@@ -601,11 +618,13 @@ impl Checker {
     }
 
     fn all_met(&self) -> bool {
-        (0..self.checks.len()).all(|i| self.met(i))
+        self.ready_lines <= 1 && (0..self.checks.len()).all(|i| self.met(i))
     }
 
     /// What is still missing, for the failure message.
     fn missing(&self) -> Vec<String> {
+        let extra_ready = (self.ready_lines > 1)
+            .then(|| format!("a single ready line (got {})", self.ready_lines));
         (0..self.checks.len())
             .filter(|&i| !self.met(i))
             .map(|i| match self.checks[i] {
@@ -636,9 +655,10 @@ impl Checker {
                 ),
                 Check::HasAny(texts) => format!("one of {texts:?}"),
                 Check::Warn("") => "a WARN line".into(),
-                Check::Warn(text) => format!("a WARN line naming `{text}`"),
+                Check::Warn(text) => format!("a WARN line naming `{}`", self.expand(text)),
                 Check::SymbolizedFrame => "a symbolized backtrace frame".into(),
             })
+            .chain(extra_ready)
             .collect()
     }
 }
@@ -692,14 +712,10 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     std::fs::create_dir_all(&scratch)
         .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
     let needs_max = matches!(case.cores, Cores::Max | Cores::AboveMax)
-        || case.checks.iter().any(|c| {
-            matches!(
-                c,
-                Check::Ready {
-                    cores: Cores::Max | Cores::AboveMax,
-                    ..
-                }
-            )
+        || case.checks.iter().any(|c| match c {
+            Check::Ready { cores, .. } => matches!(cores, Cores::Max | Cores::AboveMax),
+            Check::Warn(text) => text.contains("{max"),
+            _ => false,
         });
     let max_cores = if needs_max {
         let doc_path = root.join("docs/kernel-interface.md");
@@ -1208,16 +1224,61 @@ test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
             Check::Warn("rxbd"),
             Check::SymbolizedFrame,
         ];
+        let mut wrong = Checker::new(&checks, Some(4));
+        wrong.feed("rexo: ready cores=3 mem=250 MiB boot=900 us");
+        assert!(wrong.missing()[0].contains("got `rexo: ready cores=3"));
         let mut c = Checker::new(&checks, Some(4));
         c.feed("[ 1 us c0] WARN  ACPI table RXBD has a bad checksum");
         c.feed("  0x200123 rexo::main+0x10"); // before any backtrace line
         assert!(!c.all_met());
-        c.feed("rexo: ready cores=3 mem=250 MiB boot=900 us");
-        assert!(c.missing()[0].contains("got `rexo: ready cores=3"));
         c.feed("backtrace:");
         c.feed("  0x200123 rexo::main+0x10");
         c.feed("rexo: ready cores=4 mem=250 MiB boot=900 us");
         assert!(c.all_met(), "{:?}", c.missing());
+    }
+
+    #[test]
+    fn a_second_ready_line_fails_every_case() {
+        let mut c = Checker::new(&[], None);
+        c.feed("rexo: ready cores=2 mem=250 MiB boot=900 us");
+        assert!(c.all_met());
+        c.feed("[ 1 us c0] rexo: ready cores=2 mem=250 MiB boot=900 us");
+        assert!(!c.all_met());
+        assert_eq!(c.missing(), ["a single ready line (got 2)"]);
+    }
+
+    /// The bad-input cases' checks pass on the kernel's own message and fail on another.
+    #[test]
+    fn bad_input_checks_name_the_kernels_messages() {
+        let checks_of = |name: &str| {
+            let case = CASES.iter().find(|c| c.name == name).unwrap();
+            case.checks.to_vec()
+        };
+        let passes = |name: &str, lines: &[&str]| {
+            let mut c = Checker::new(&checks_of(name), Some(64));
+            lines.iter().for_each(|line| c.feed(line));
+            c.all_met()
+        };
+        let off =
+            "[ ? us c0] WARN  acpi: no RSDP found: no ACPI tables, running on the boot core only";
+        let one_core = "rexo: ready cores=1 mem=255 MiB boot=6465 us";
+        assert!(passes("badinput::acpi-off", &[off, one_core]));
+        let other = "[ 9 us c0] WARN  console: framebuffer not used: none";
+        assert!(!passes("badinput::acpi-off", &[other, one_core]));
+
+        let many = "[ 9 us c0] WARN  smp: 65 cores present, Rexo supports 64: using 64";
+        let max = "rexo: ready cores=64 mem=255 MiB boot=33457 us";
+        assert!(passes("badinput::too-many-cores", &[many, max]));
+        let other = "[ 9 us c0] WARN  smp: 65 cores present, Rexo supports 64: using 63";
+        assert!(!passes("badinput::too-many-cores", &[other, max]));
+        assert!(!passes("badinput::too-many-cores", &[off, max]));
+
+        let tiny =
+            "rexo: error: Rexo needs at least 8 MiB of RAM; this machine has 5759 KiB usable";
+        assert!(passes("badinput::tiny-memory", &[tiny]));
+        let other = "rexo: error: Rexo needs more memory for its heap (512 KiB): full";
+        assert!(!passes("badinput::tiny-memory", &[other]));
+        assert!(!passes("badinput::tiny-memory", &["memory: 6 MiB"]));
     }
 
     #[test]

@@ -156,7 +156,8 @@ pub enum Check {
     /// A line containing one of these (case-insensitive).
     HasAny(&'static [&'static str]),
     /// A warning log line (level `WARN`) containing this text (case-insensitive;
-    /// empty: any warning).
+    /// empty: any warning; `{max}` and `{max+1}` stand for the kernel's maximum core
+    /// count and one more).
     Warn(&'static str),
     /// After a `backtrace:` line, a frame line naming a Rust function (`::`).
     SymbolizedFrame,
@@ -716,7 +717,10 @@ pub const CASES: &[Case] = &[
     Case {
         name: "badinput::acpi-off",
         machine_props: &["acpi=off"],
-        checks: &[Check::Warn(""), ready_cores(Cores::N(1))],
+        checks: &[
+            Check::Warn("acpi: no RSDP found: no ACPI tables, running on the boot core only"),
+            ready_cores(Cores::N(1)),
+        ],
         ..BASE
     },
     Case {
@@ -730,7 +734,10 @@ pub const CASES: &[Case] = &[
         name: "badinput::too-many-cores",
         cores: Cores::AboveMax,
         timeout_s: 90,
-        checks: &[Check::Warn(""), ready_cores(Cores::Max)],
+        checks: &[
+            Check::Warn("smp: {max+1} cores present, Rexo supports {max}: using {max}"),
+            ready_cores(Cores::Max),
+        ],
         ..BASE
     },
     // A core that stops between its index (its arrival ticket) and its sign of life: after
@@ -757,8 +764,10 @@ pub const CASES: &[Case] = &[
         // Room for the kernel image (loaded at 2 MiB), not for the kernel's needs.
         mem_mib: 6,
         exit: Some(35),
-        // "memory", or " RAM" as in "needs at least 8 MiB of RAM".
-        checks: &[Check::HasAny(&["memory", " RAM"])],
+        // The kernel's MIN_MEMORY_MIB (kernel/src/main.rs) is 8.
+        checks: &[Check::Has(
+            "rexo: error: Rexo needs at least 8 MiB of RAM; this machine has ",
+        )],
         ..BASE
     },
     // BareMetal binary compatibility: programs from apps/baremetal-tests, built by
