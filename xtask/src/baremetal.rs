@@ -42,15 +42,10 @@ pub fn prepare(root: &Path, cases: &[&Case]) -> Result<()> {
 }
 
 /// Builds every program from the sources in `src` into `out`.
+/// GNU `as`, `ld` and `objcopy` come from [`Need::CTools`](crate::deps::Need::CTools):
+/// installed as root, else named in the error.
 pub fn build(src: &Path, out: &Path) -> Result<()> {
-    for tool in ["as", "ld", "objcopy"] {
-        if crate::deps::find_program(tool).is_none() {
-            return Err(format!(
-                "missing `{tool}` (host package binutils), needed for the BareMetal test programs\n  \
-                 install it with: sudo apt-get install -y binutils"
-            ));
-        }
-    }
+    crate::deps::ensure(&[crate::deps::Need::CTools])?;
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     for (name, source, extra) in PROGRAMS {
         let object = out.join(name).with_extension("o");
