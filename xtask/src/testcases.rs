@@ -375,9 +375,10 @@ pub const CASES: &[Case] = &[
         checks: &[Check::Has("rexo: tests done")],
         ..BASE
     },
-    // Leaving the machine: the app returns and ACPI powers off (QEMU exits 0); reboot
-    // through the ACPI reset register (q35) or the keyboard controller (pc; -no-reboot
-    // turns the reset into an exit).
+    // Leaving the machine: the app returns and ACPI powers off (QEMU exits 0; a failed
+    // power-off exits 33); reboot through the ACPI reset register, else the keyboard
+    // controller, else a triple fault (-no-reboot turns any of them into exit 0, so the
+    // reboot cases show that one worked, not which: docs/testing.md).
     Case {
         name: "power::off-microvm",
         exit: Some(0),
