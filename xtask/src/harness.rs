@@ -762,6 +762,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     let mut flood = None;
     let mut rexofs_image = None;
     let mut partitioned_image = None;
+    let mut xn_image = None;
     let mut loop_nics = 0;
     // The namespace of a tap device (dropped, and so deleted, at the end of the case),
     // and the peer on it.
@@ -782,6 +783,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
         extra.extend(crate::diskimage::args(id, Attach::Device(device), &path)?);
         Ok(path)
     };
+    let zeroed = |path: &Path| crate::diskimage::create(path, DISK_BYTES);
     for arg in case.qemu {
         match arg {
             Arg::Nic(model) => {
@@ -797,8 +799,10 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 extra.extend(crate::netpeer::nic_args(id, model, port, port));
             }
             Arg::ScratchDisk(device) => {
-                let zeroed = |path: &Path| crate::diskimage::create(path, DISK_BYTES);
                 made_disk("scratch.img", &zeroed, device, &mut extra)?;
+            }
+            Arg::XnDisk(device) => {
+                xn_image = Some(made_disk("xn.img", &zeroed, device, &mut extra)?);
             }
             Arg::Disk(Attach::Faulty(device)) => {
                 // Its own drive id; its image holds an injected error, so it is not checked.
@@ -1065,6 +1069,12 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
         && let Err(e) = crate::fsimage::check_after_monitor(&path)
     {
         reasons.push(format!("the Rexo file system image: {e}"));
+    }
+    if let Some(path) = xn_image {
+        let serial: Vec<&str> = capture.serial().map(|line| line.text.as_str()).collect();
+        if let Err(e) = crate::xnimage::check_after_monitor(&path, 0, &serial) {
+            reasons.push(format!("the extent table after the run: {e}"));
+        }
     }
     if let Some(path) = partitioned_image {
         match crate::fsimage::mount(&path).and_then(|mut fs| {

@@ -39,6 +39,7 @@ mod synflood;
 mod tapnet;
 mod testcases;
 mod usbkeys;
+mod xnimage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -62,6 +62,11 @@ pub enum Arg {
     /// A fresh zeroed raw image of [`DISK_BYTES`] attached as this device model, for a
     /// guest that writes where it likes: not checked afterwards.
     ScratchDisk(&'static str),
+    /// A fresh zeroed raw image of [`DISK_BYTES`] attached as this device model, for the
+    /// monitor's `extents`: afterwards the host reads its extent table with `libs/xn`
+    /// and checks it holds exactly the monitor's last listing of disk 0
+    /// (`xnimage::check_after_monitor`).
+    XnDisk(&'static str),
     /// A fresh zeroed raw image of [`DISK_BYTES`] in the case's scratch folder, attached
     /// so; after the run every sector must hold `diskcheck`'s pattern
     /// (`xtask/src/diskimage.rs`). Disks are numbered in their order here.
@@ -1007,6 +1012,34 @@ pub const CASES: &[Case] = &[
             Check::Has("hello from the host tool"),
             Check::Has("/written.txt: 16 bytes written"),
             Check::Has("the Rexo file system is consistent: 2 directories, 2 files"),
+            Check::Lacks("panicked"),
+        ],
+        ..BASE
+    },
+    // Protected disk blocks on a fresh NVMe disk: the monitor formats it for XN,
+    // allocates two extents, shares part of the first with hello, frees the second and
+    // lists the table; an extent that does not exist is refused. Afterwards the host
+    // reads the image's table with `libs/xn` and finds exactly the last listing: the
+    // table a reboot would find.
+    Case {
+        name: "storage::xn-nvme",
+        machine: Machine::Q35,
+        append: "app=monitor",
+        qemu: &[Arg::XnDisk("nvme,serial=xn")],
+        input: "extents 0 format\rextents 0 alloc 64\rextents 0 alloc 8\rextents 0 share 0 8 hello\rextents 0 free 64\rextents 0 free 12345\rextents 0\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 60,
+        checks: &[
+            Check::Has("disk 0: 0 extent(s)"),
+            Check::Has("disk 0: 1 extent(s)"),
+            Check::Has("sectors 64+8 monitor read-write"),
+            Check::Has("disk 0: 3 extent(s)"),
+            Check::Has("disk 0: extents: no such extent"),
+            // After the share: alloc 8, free 64 and the listing show 2 extents, the
+            // share in the last two.
+            Check::Count("disk 0: 2 extent(s)", 3),
+            Check::Count("sectors 0+64 monitor read-write", 5),
+            Check::Count("sectors 0+8 hello read-only share", 3),
             Check::Lacks("panicked"),
         ],
         ..BASE

@@ -1,0 +1,172 @@
+//! The host's reading of a disk image's extent table (`libs/xn`), for the QEMU case
+//! that drives the monitor's `extents` on a fresh disk: after the run the table on the
+//! image must be the one the monitor listed last, the table a reboot would find.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use rexo_xn::{TABLE_BYTES, Table};
+
+use crate::Result;
+
+/// Bytes per sector of the disks QEMU emulates for the case.
+const SECTOR_BYTES: u64 = 512;
+
+/// The extent table on the disk image at `path`, read by `libs/xn`'s own parser.
+pub fn read_table(path: &Path) -> Result<Table> {
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let length = file
+        .metadata()
+        .map_err(|e| format!("cannot size {}: {e}", path.display()))?
+        .len();
+    let mut bytes = vec![0u8; TABLE_BYTES];
+    file.seek(SeekFrom::Start(length.saturating_sub(TABLE_BYTES as u64)))
+        .and_then(|_| file.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read the table of {}: {e}", path.display()))?;
+    Table::parse(&bytes, length / SECTOR_BYTES, SECTOR_BYTES)
+        .map_err(|e| format!("the extent table of {}: {e}", path.display()))
+}
+
+/// The table's extents as the monitor's `extents` lists them, one line each.
+fn listing(table: &Table) -> Vec<String> {
+    table
+        .entries()
+        .iter()
+        .map(|e| {
+            let rights = if e.is_share() {
+                "read-only share"
+            } else {
+                "read-write"
+            };
+            format!("sectors {}+{} {} {rights}", e.start, e.count, e.holder)
+        })
+        .collect()
+}
+
+/// The last listing of disk `disk` in the monitor's output `serial`: the lines after
+/// its last `disk N: K extent(s)` line, trimmed.
+fn last_listing(serial: &[&str], disk: usize) -> Result<Vec<String>> {
+    let head = format!("disk {disk}: ");
+    let (at, count) = serial
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(at, line)| {
+            let after = &line[line.find(&head)? + head.len()..];
+            let count = after
+                .trim()
+                .strip_suffix(" extent(s)")?
+                .parse::<usize>()
+                .ok()?;
+            Some((at, count))
+        })
+        .ok_or_else(|| format!("the monitor never listed disk {disk}'s extents"))?;
+    let lines: Vec<String> = serial
+        .iter()
+        .skip(at + 1)
+        .take(count)
+        .map(|line| line.trim().to_string())
+        .collect();
+    if lines.len() < count {
+        return Err(format!(
+            "the monitor's last listing of disk {disk} names {count} extent(s) but shows {}",
+            lines.len()
+        ));
+    }
+    Ok(lines)
+}
+
+/// Checks that the extent table on the image at `path` (disk `disk`) holds exactly the
+/// extents of the monitor's last listing of that disk in `serial`.
+pub fn check_after_monitor(path: &Path, disk: usize, serial: &[&str]) -> Result<()> {
+    let on_disk = listing(&read_table(path)?);
+    let listed = last_listing(serial, disk)?;
+    if on_disk != listed {
+        return Err(format!(
+            "the image's extent table holds [{}], the monitor listed [{}]",
+            on_disk.join("; "),
+            listed.join("; ")
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sectors of the test images (8 MiB).
+    const SECTORS: u64 = 16384;
+
+    /// An image of [`SECTORS`] in a fresh folder holding `table` at its end.
+    fn image_with(name: &str, table: &Table) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rexo-xnimage-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("disk.img");
+        let mut bytes = vec![0u8; (SECTORS * SECTOR_BYTES) as usize];
+        let start = bytes.len() - TABLE_BYTES;
+        bytes[start..].copy_from_slice(&table.to_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// The table the case's input makes: 0+64 owned by the monitor, 0+8 shared with
+    /// hello (64+8 allocated, then freed).
+    fn the_cases_table() -> Table {
+        let mut table = Table::format(SECTORS, SECTOR_BYTES).unwrap();
+        table.allocate("monitor", 64).unwrap();
+        table.allocate("monitor", 8).unwrap();
+        table.share("monitor", 0, 8, "hello").unwrap();
+        table.free("monitor", 64).unwrap();
+        table
+    }
+
+    /// Serial output as the monitor prints it (with the typed commands echoed).
+    const SERIAL: &[&str] = &[
+        "> extents 0 alloc 8",
+        "disk 0: 2 extent(s)",
+        "  sectors 0+64 monitor read-write",
+        "  sectors 64+8 monitor read-write",
+        "> extents 0",
+        "disk 0: 2 extent(s)\r",
+        "  sectors 0+64 monitor read-write\r",
+        "  sectors 0+8 hello read-only share\r",
+        "> poweroff",
+    ];
+
+    #[test]
+    fn the_table_on_the_image_matches_the_last_listing() {
+        let path = image_with("match", &the_cases_table());
+        assert_eq!(check_after_monitor(&path, 0, SERIAL), Ok(()));
+    }
+
+    #[test]
+    fn a_table_that_differs_from_the_last_listing_is_refused() {
+        let mut table = the_cases_table();
+        table.revoke("monitor", "hello");
+        let path = image_with("differs", &table);
+        let why = check_after_monitor(&path, 0, SERIAL).unwrap_err();
+        assert!(why.contains("the monitor listed"), "{why}");
+        // An earlier listing is not the one compared.
+        let mut earlier = the_cases_table();
+        earlier.allocate("monitor", 8).unwrap();
+        earlier.revoke("monitor", "hello");
+        let path = image_with("earlier", &earlier);
+        assert!(check_after_monitor(&path, 0, SERIAL).is_err());
+    }
+
+    #[test]
+    fn an_image_without_a_table_or_a_run_without_a_listing_is_refused() {
+        let path = image_with("raw", &the_cases_table());
+        std::fs::write(&path, vec![0u8; (SECTORS * SECTOR_BYTES) as usize]).unwrap();
+        let why = check_after_monitor(&path, 0, SERIAL).unwrap_err();
+        assert!(why.contains("no extent table"), "{why}");
+        let path = image_with("unlisted", &the_cases_table());
+        let why = check_after_monitor(&path, 1, SERIAL).unwrap_err();
+        assert!(why.contains("never listed disk 1"), "{why}");
+        let cut = &SERIAL[..SERIAL.len() - 2];
+        let why = check_after_monitor(&path, 0, cut).unwrap_err();
+        assert!(why.contains("shows 1"), "{why}");
+    }
+}
