@@ -1435,13 +1435,64 @@ pub(crate) mod tests {
         assert_eq!(registry.extents(0, "fs", None).unwrap(), granted);
     }
 
+    /// A change to the table whose write stops part way (a crash, here a write the disk
+    /// refuses) leaves the table before it in force, read again from the disk. The
+    /// table used to be one copy rewritten in place: the torn copy failed its checksum,
+    /// the disk was damaged, and only a format (dropping every extent) brought it back.
+    #[test]
+    fn a_torn_table_write_leaves_the_previous_table() {
+        use core::sync::atomic::Ordering;
+        use rexo_api::ExtentOp;
+        // Requests of 4 sectors: a copy of the table (8 sectors) is written in two.
+        let bad = alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX));
+        let disk = MemoryDisk {
+            max_sectors: 4,
+            bad_sector: bad.clone(),
+            ..MemoryDisk::new()
+        };
+        let (registry, _) = registry_with_table(disk);
+        let share = |reader: String| ExtentOp::Share {
+            start: 0,
+            count: 1,
+            reader,
+        };
+        // 40 shares: 41 entries, so the table spans six sectors (generations 3..=42).
+        let mut before = Vec::new();
+        for reader in 0..40 {
+            before = registry
+                .extents(0, "fs", Some(share(format!("app{reader}"))))
+                .unwrap();
+        }
+        // The next table's second request fails: its first four sectors are written.
+        bad.store(MemoryDisk::SECTORS - 1, Ordering::Relaxed);
+        assert_eq!(
+            registry.extents(0, "fs", Some(share("late".into()))).err(),
+            Some(ApiError::Device(DeviceError::Status {
+                what: "a simulated write",
+                status: 1
+            }))
+        );
+        bad.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(registry.extents(0, "fs", None), Ok(before.clone()));
+        registry.slots[0].state.lock().protection = xn::Protection::Unknown;
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Ok(before),
+            "after a reboot"
+        );
+        let after = registry
+            .extents(0, "fs", Some(share("late".into())))
+            .unwrap();
+        assert_eq!(after.len(), 42, "the disk takes changes again");
+    }
+
     /// A disk whose size in bytes does not fit a u64 is protected by its table: the
     /// size check before reading the table used to overflow (a wrapped product made
     /// such a disk look too small for a table, so raw, open to every holder).
     #[test]
     fn the_table_of_a_disk_larger_than_a_u64_of_bytes_protects_it() {
         // `1 << 55` sectors of 512 bytes (2^64 bytes: more than a u64 counts), whose last
-        // 4 MiB are in memory.
+        // 4 MiB are in memory; the table in its copy, the other one zeros.
         const SECTORS: u64 = 1 << 55;
         let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
         table.allocate("fs", 64).unwrap();
@@ -1449,8 +1500,8 @@ pub(crate) mod tests {
             base_lba: SECTORS - MemoryDisk::SECTORS,
             ..MemoryDisk::new()
         };
-        let end = disk.data.len();
-        disk.data[end - rexo_xn::TABLE_BYTES..].copy_from_slice(&table.to_bytes());
+        let at = (table.copy_start(table.copy()) - disk.base_lba) as usize * 512;
+        disk.data[at..at + rexo_xn::COPY_BYTES].copy_from_slice(&table.to_bytes());
         let registry = registry_with(Found::Block(Box::new(disk)), "memory");
         let extents = registry.extents(0, "fs", None).unwrap();
         assert_eq!(extents, table.entries());

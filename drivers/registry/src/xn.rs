@@ -12,7 +12,7 @@ use rexo_api::{
     device::{run_windowed, wait_for},
 };
 use rexo_devio::Found;
-use rexo_xn::{TABLE_BYTES, Table, XnError};
+use rexo_xn::{COPY_BYTES, Table, XnError};
 
 use crate::exact::{submit_write_exact, wait_for_read_exact};
 use crate::{Registry, SlotState};
@@ -32,32 +32,27 @@ pub(crate) enum Protection {
     Damaged(XnError),
 }
 
-/// The table geometry of a disk described by `info`: (sectors, sector size, first
-/// sector of the table, its sector count).
-fn geometry(info: &BlockInfo) -> (u64, u64, u64, u32) {
-    let size = u64::from(info.sector_size.max(1));
-    let count = (TABLE_BYTES as u64).div_ceil(size);
-    (
-        info.sectors,
-        size,
-        info.sectors.saturating_sub(count),
-        count as u32,
-    )
+/// A disk described by `info`: its sectors and the bytes of one (a sector size of 0
+/// taken as 1).
+fn geometry(info: &BlockInfo) -> (u64, u64) {
+    (info.sectors, u64::from(info.sector_size.max(1)))
 }
 
-/// The requests that move the table's sectors on a disk of `geometry` (from
-/// [`geometry`]): each one's first sector, its sectors (at most `max_sectors`, the
-/// device's) and the bytes of the table it holds (a sector past the table's 4 KiB holds
-/// none of them).
-fn table_requests(
-    (_, size, start, count): (u64, u64, u64, u32),
+/// The requests that move the copy of the table at sector `start` on a disk of
+/// `size`-byte sectors: each one's first sector, its sectors (at most `max_sectors`,
+/// the device's) and the bytes of the copy it holds (a sector past the copy's 4 KiB
+/// holds none of them).
+fn copy_requests(
+    start: u64,
+    size: u64,
     max_sectors: u32,
 ) -> impl Iterator<Item = (u64, u32, Range<usize>)> {
     let most = max_sectors.max(1);
+    let count = rexo_xn::copy_sectors(size) as u32;
     let bytes = move |sectors: u32| {
         usize::try_from(u64::from(sectors).saturating_mul(size))
             .unwrap_or(usize::MAX)
-            .min(TABLE_BYTES)
+            .min(COPY_BYTES)
     };
     (0..count).step_by(most as usize).map(move |done| {
         let sectors = most.min(count - done);
@@ -74,51 +69,58 @@ fn request_bytes(sectors: u32, size: u64) -> usize {
     usize::try_from(u64::from(sectors).saturating_mul(size)).unwrap_or(usize::MAX)
 }
 
-/// Reads the table of `disk` (idle: nobody holds it), in requests of up to the device's
-/// `max_sectors`. A read that fails is an error, not a disk without a table: the table
-/// may be there.
+/// Reads both copies of the table of `disk` (idle: nobody holds it), in requests of up
+/// to the device's `max_sectors`, and takes the sound one of the highest generation
+/// ([`Table::parse`]). A read that fails is an error, not a disk without a table: the
+/// table may be there.
 fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
     let info = disk.info();
-    let geometry = geometry(&info);
-    let (sectors, size, _, _) = geometry;
+    let (sectors, size) = geometry(&info);
     if !rexo_xn::holds_a_table(sectors, size) {
         return Ok(Protection::Raw);
     }
-    let mut bytes = vec![0u8; TABLE_BYTES];
-    for (lba, sectors, held) in table_requests(geometry, info.max_sectors) {
-        let mut sectors_read = vec![0u8; request_bytes(sectors, size)];
-        let result = disk.submit_read(0, lba, sectors).and_then(|tag| {
-            wait_for_read_exact(disk, 0, tag, &mut sectors_read)?;
-            let part = &mut bytes[held];
-            part.copy_from_slice(&sectors_read[..part.len()]);
-            Ok(())
-        });
-        if let Err(error) = result {
-            log::warn!(
-                "disk extent table unreadable: {error}: the disk is refused until a read succeeds"
-            );
-            return Err(error);
+    let mut copies = [vec![0u8; COPY_BYTES], vec![0u8; COPY_BYTES]];
+    for (copy, bytes) in copies.iter_mut().enumerate() {
+        let start = rexo_xn::copy_start(sectors, size, copy);
+        for (lba, count, held) in copy_requests(start, size, info.max_sectors) {
+            let mut sectors_read = vec![0u8; request_bytes(count, size)];
+            let result = disk.submit_read(0, lba, count).and_then(|tag| {
+                wait_for_read_exact(disk, 0, tag, &mut sectors_read)?;
+                let part = &mut bytes[held];
+                part.copy_from_slice(&sectors_read[..part.len()]);
+                Ok(())
+            });
+            if let Err(error) = result {
+                log::warn!(
+                    "disk extent table unreadable: {error}: the disk is refused until a read succeeds"
+                );
+                return Err(error);
+            }
         }
     }
-    Ok(match Table::parse(&bytes, sectors, size) {
-        Ok(table) => Protection::Table(table),
-        Err(XnError::NoTable) => Protection::Raw,
-        Err(error) => {
-            log::warn!("disk extent table: {error}: no request passes until it is formatted");
-            Protection::Damaged(error)
-        }
-    })
+    Ok(
+        match Table::parse([&copies[0], &copies[1]], sectors, size) {
+            Ok(table) => Protection::Table(table),
+            Err(XnError::NoTable) => Protection::Raw,
+            Err(error) => {
+                log::warn!("disk extent table: {error}: no request passes until it is formatted");
+                Protection::Damaged(error)
+            }
+        },
+    )
 }
 
-/// Writes `table` to the end of `disk` (in requests of up to the device's
-/// `max_sectors`) and flushes.
+/// Writes `table` over its copy at the end of `disk` (the older one: [`Table::copy`]),
+/// in requests of up to the device's `max_sectors`, and flushes. A crash part way
+/// leaves that copy torn and the other one, the table before, is read.
 fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
     let bytes = table.to_bytes();
     let info = disk.info();
-    let geometry = geometry(&info);
-    for (lba, sectors, held) in table_requests(geometry, info.max_sectors) {
+    let size = geometry(&info).1;
+    let start = table.copy_start(table.copy());
+    for (lba, sectors, held) in copy_requests(start, size, info.max_sectors) {
         let part = &bytes[held];
-        let length = request_bytes(sectors, geometry.1);
+        let length = request_bytes(sectors, size);
         let tag = submit_write_exact(disk, 0, (lba, sectors), length, &mut |buffer| {
             buffer.fill(0);
             buffer[..part.len()].copy_from_slice(part);
@@ -225,7 +227,7 @@ impl Registry {
         let refuse = |error: XnError| ApiError::Extents(error);
         let mut table = match (protection, &op) {
             (Protection::Raw | Protection::Damaged(_), Some(ExtentOp::Format)) => {
-                let (sectors, size, _, _) = geometry(&disk_of(&mut state.device)?.info());
+                let (sectors, size) = geometry(&disk_of(&mut state.device)?.info());
                 Table::format(sectors, size).map_err(refuse)?
             }
             (Protection::Table(_), Some(ExtentOp::Format)) => {

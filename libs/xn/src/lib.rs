@@ -4,14 +4,18 @@
 //! write another's. The table is the disk's, persistent: a format step writes it, and
 //! the extents survive reboots.
 //!
-//! On disk the table fills the last [`TABLE_BYTES`] of the disk (so that block 0 stays
-//! free for a boot sector or another format such as BMFS): a 32-byte header (the magic
-//! `RexoXN01`, the entry count, the disk's sector count, a generation bumped on every
-//! change, a CRC-32 of the entries) and up to [`MAX_ENTRIES`] entries of 64 bytes:
+//! On disk the table is kept twice at the end of the disk (so that block 0 stays free
+//! for a boot sector or another format such as BMFS): two copies of [`COPY_BYTES`]
+//! (each in whole sectors), A then B. A copy is a 32-byte header (the magic `RexoXN02`,
+//! the entry count, a CRC-32 of the header and the entries, the disk's sector count, a
+//! generation bumped on every change) and up to [`MAX_ENTRIES`] entries of 64 bytes:
 //! first sector, sector count, the holder's name (up to 31 bytes, NUL-padded) and its
-//! rights (read, write). An extent is granted with both rights to one holder; its
-//! holder may share it (or part of it) read-only with other holders, and revoke that.
-//! Nothing may overlap except a share inside its owner's extent.
+//! rights (read, write). Generation `g` lives in copy `g % 2`, so each change overwrites
+//! the older copy: a write torn by a crash leaves the newer copy's sectors mixed, its
+//! CRC fails, and the other copy (the table before the change) is the one read.
+//! An extent is granted with both rights to one holder; its holder may share it (or
+//! part of it) read-only with other holders, and revoke that. Nothing may overlap
+//! except a share inside its owner's extent.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -21,14 +25,19 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use rexo_crc::crc32;
+use rexo_crc::Crc32;
 
-/// Bytes of the table at the end of the disk.
-pub const TABLE_BYTES: usize = 4096;
+/// Bytes of one copy of the table (each copy takes whole sectors).
+pub const COPY_BYTES: usize = 4096;
+/// Copies of the table at the end of the disk.
+pub const COPIES: usize = 2;
 /// The most entries a table holds.
-pub const MAX_ENTRIES: usize = (TABLE_BYTES - HEADER) / ENTRY;
-/// The magic at the table's start.
-const MAGIC: &[u8; 8] = b"RexoXN01";
+pub const MAX_ENTRIES: usize = (COPY_BYTES - HEADER) / ENTRY;
+/// The magic at the start of each copy.
+const MAGIC: &[u8; 8] = b"RexoXN02";
+/// The magic of the first format (one copy, a CRC of the entries only): such a table
+/// is refused as damaged, not taken for a raw disk.
+const OLD_MAGIC: &[u8; 8] = b"RexoXN01";
 /// Bytes of the header.
 const HEADER: usize = 32;
 /// Bytes per entry.
@@ -143,10 +152,32 @@ pub struct Table {
     entries: Vec<Extent>,
 }
 
+/// Sectors one copy of the table takes on a disk of `sector_size`-byte sectors.
+pub fn copy_sectors(sector_size: u64) -> u64 {
+    (COPY_BYTES as u64).div_ceil(sector_size.max(1))
+}
+
+/// The first sector of copy `copy` (0: A, 1: B) on a disk of `sectors` sectors of
+/// `sector_size` bytes that [holds a table](holds_a_table).
+pub fn copy_start(sectors: u64, sector_size: u64, copy: usize) -> u64 {
+    sectors - (COPIES - copy) as u64 * copy_sectors(sector_size)
+}
+
 /// Whether a disk of `sectors` sectors of `sector_size` bytes is large enough to carry
-/// a table (16 KiB at least); its size in bytes may be more than a u64 counts.
+/// a table (16 KiB at least, and room for both copies); its size in bytes may be more
+/// than a u64 counts.
 pub fn holds_a_table(sectors: u64, sector_size: u64) -> bool {
-    sectors.saturating_mul(sector_size) >= 4 * TABLE_BYTES as u64
+    sectors.saturating_mul(sector_size) >= 4 * COPY_BYTES as u64
+        && sectors >= COPIES as u64 * copy_sectors(sector_size)
+}
+
+/// The CRC-32 of a copy's header and entries (`bytes`), all but the CRC's own bytes
+/// (12..16).
+fn checksum(bytes: &[u8]) -> u32 {
+    let mut crc = Crc32::new();
+    crc.update(&bytes[..12]);
+    crc.update(&bytes[16..]);
+    crc.finish()
 }
 
 /// Checks a holder name.
@@ -160,7 +191,7 @@ impl Table {
     /// A new, empty table for a disk of `sectors` sectors of `sector_size` bytes.
     pub fn format(sectors: u64, sector_size: u64) -> Result<Self, XnError> {
         if sector_size == 0
-            || !(TABLE_BYTES as u64).is_multiple_of(sector_size) && sector_size < TABLE_BYTES as u64
+            || !(COPY_BYTES as u64).is_multiple_of(sector_size) && sector_size < COPY_BYTES as u64
         {
             return Err(XnError::Corrupt("a sector size that does not divide 4 KiB"));
         }
@@ -175,14 +206,25 @@ impl Table {
         })
     }
 
-    /// The first sector of the table itself.
+    /// The first sector of the table itself (its copy A).
     pub fn table_start(&self) -> u64 {
         self.sectors - self.table_sectors()
     }
 
-    /// Sectors the table itself takes.
+    /// Sectors the table itself takes: both copies.
     pub fn table_sectors(&self) -> u64 {
-        (TABLE_BYTES as u64).div_ceil(self.sector_size)
+        COPIES as u64 * copy_sectors(self.sector_size)
+    }
+
+    /// The first sector of copy `copy` (0: A, 1: B).
+    pub fn copy_start(&self, copy: usize) -> u64 {
+        copy_start(self.sectors, self.sector_size, copy)
+    }
+
+    /// The copy this generation is written to (0: A, 1: B): the one the previous
+    /// generation is not in.
+    pub fn copy(&self) -> usize {
+        (self.generation % COPIES as u64) as usize
     }
 
     /// Sectors extents may use: all but the table's.
@@ -200,11 +242,33 @@ impl Table {
         self.generation
     }
 
-    /// Reads the table from the disk's last [`TABLE_BYTES`] (`bytes`), for a disk of
-    /// `sectors` sectors of `sector_size` bytes.
-    pub fn parse(bytes: &[u8], sectors: u64, sector_size: u64) -> Result<Self, XnError> {
-        if bytes.len() < TABLE_BYTES {
+    /// Reads the table from its two copies (`copies[0]` is A, `copies[1]` B, each at
+    /// least [`COPY_BYTES`]), for a disk of `sectors` sectors of `sector_size` bytes: the
+    /// sound copy of the highest generation, so a copy torn by a crash falls back to the
+    /// other. [`XnError::NoTable`] when neither copy is a table; otherwise, when neither
+    /// is sound, why copy A (or, when A is no table, B) is refused.
+    pub fn parse(copies: [&[u8]; COPIES], sectors: u64, sector_size: u64) -> Result<Self, XnError> {
+        let [a, b]: [_; COPIES] =
+            core::array::from_fn(|copy| Self::parse_copy(copies[copy], copy, sectors, sector_size));
+        match (a, b) {
+            (Ok(a), Ok(b)) => Ok(if a.generation > b.generation { a } else { b }),
+            (Ok(table), Err(_)) | (Err(_), Ok(table)) => Ok(table),
+            (Err(XnError::NoTable), Err(error)) | (Err(error), Err(_)) => Err(error),
+        }
+    }
+
+    /// Reads copy `copy` of the table.
+    fn parse_copy(
+        bytes: &[u8],
+        copy: usize,
+        sectors: u64,
+        sector_size: u64,
+    ) -> Result<Self, XnError> {
+        if bytes.len() < COPY_BYTES {
             return Err(XnError::Corrupt("shorter than a table"));
+        }
+        if &bytes[..8] == OLD_MAGIC {
+            return Err(XnError::Corrupt("a table of the first format (one copy)"));
         }
         if &bytes[..8] != MAGIC {
             return Err(XnError::NoTable);
@@ -216,19 +280,21 @@ impl Table {
         if count > MAX_ENTRIES {
             return Err(XnError::Corrupt("more entries than fit"));
         }
+        if checksum(&bytes[..HEADER + count * ENTRY]) != crc {
+            return Err(XnError::Corrupt("checksum mismatch"));
+        }
         if disk != sectors {
             return Err(XnError::WrongDisk {
                 table: disk,
                 disk: sectors,
             });
         }
-        let body = &bytes[HEADER..HEADER + count * ENTRY];
-        if crc32(body) != crc {
-            return Err(XnError::Corrupt("checksum mismatch"));
-        }
         let mut table = Self::format(sectors, sector_size)?;
         table.generation = generation;
-        for raw in body.chunks(ENTRY) {
+        if table.copy() != copy {
+            return Err(XnError::Corrupt("a generation in the other copy's place"));
+        }
+        for raw in bytes[HEADER..HEADER + count * ENTRY].chunks(ENTRY) {
             let start = u64::from_le_bytes(raw[..8].try_into().expect("8 bytes"));
             let count = u64::from_le_bytes(raw[8..16].try_into().expect("8 bytes"));
             let len = raw[16..48]
@@ -253,9 +319,9 @@ impl Table {
         Ok(table)
     }
 
-    /// The table as it goes on disk ([`TABLE_BYTES`]).
+    /// The table as it goes on disk ([`COPY_BYTES`]), into copy [`Table::copy`].
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = alloc::vec![0u8; TABLE_BYTES];
+        let mut bytes = alloc::vec![0u8; COPY_BYTES];
         for (i, extent) in self.entries.iter().enumerate() {
             let raw = &mut bytes[HEADER + i * ENTRY..HEADER + (i + 1) * ENTRY];
             raw[..8].copy_from_slice(&extent.start.to_le_bytes());
@@ -263,12 +329,12 @@ impl Table {
             raw[16..16 + extent.holder.len()].copy_from_slice(extent.holder.as_bytes());
             raw[48] = extent.rights;
         }
-        let crc = crc32(&bytes[HEADER..HEADER + self.entries.len() * ENTRY]);
         bytes[..8].copy_from_slice(MAGIC);
         bytes[8..12].copy_from_slice(&(self.entries.len() as u32).to_le_bytes());
-        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
         bytes[16..24].copy_from_slice(&self.sectors.to_le_bytes());
         bytes[24..32].copy_from_slice(&self.generation.to_le_bytes());
+        let crc = checksum(&bytes[..HEADER + self.entries.len() * ENTRY]);
+        bytes[12..16].copy_from_slice(&crc.to_le_bytes());
         bytes
     }
 

@@ -7,10 +7,24 @@ fn table() -> Table {
     Table::format(16384, 512).unwrap()
 }
 
+/// Parses `bytes` as copy `copy` of a disk of `sectors` sectors of 512 bytes, the other
+/// copy holding zeros.
+fn parse_alone(bytes: &[u8], copy: usize, sectors: u64) -> Result<Table, XnError> {
+    let zeros = alloc::vec![0; COPY_BYTES];
+    let mut copies = [&zeros[..]; COPIES];
+    copies[copy] = bytes;
+    Table::parse(copies, sectors, 512)
+}
+
+/// Parses `table` written alone to its copy, as after a format.
+fn reread(table: &Table) -> Result<Table, XnError> {
+    parse_alone(&table.to_bytes(), table.copy(), 16384)
+}
+
 #[test]
 fn extents_are_granted_checked_and_persist() {
     let mut t = table();
-    assert_eq!(t.table_start(), 16384 - 8);
+    assert_eq!(t.table_start(), 16384 - 16, "two copies of 8 sectors");
     let a = t.allocate("fs", 1000).unwrap();
     let b = t.allocate("kv", 500).unwrap();
     assert_eq!((a.start, b.start), (0, 1000));
@@ -31,7 +45,7 @@ fn extents_are_granted_checked_and_persist() {
         t.check_access("fs", t.table_start(), 1, false).is_err(),
         "the table is nobody's"
     );
-    let again = Table::parse(&t.to_bytes(), 16384, 512).unwrap();
+    let again = reread(&t).unwrap();
     assert_eq!(again, t);
 }
 
@@ -88,11 +102,11 @@ fn damaged_tables_are_refused_with_the_reason() {
     t.allocate("fs", 10).unwrap();
     let good = t.to_bytes();
     assert_eq!(
-        Table::parse(&alloc::vec![0; TABLE_BYTES], 16384, 512),
+        parse_alone(&alloc::vec![0; COPY_BYTES], 0, 16384),
         Err(XnError::NoTable)
     );
     assert_eq!(
-        Table::parse(&good, 20000, 512),
+        parse_alone(&good, t.copy(), 20000),
         Err(XnError::WrongDisk {
             table: 16384,
             disk: 20000
@@ -101,7 +115,7 @@ fn damaged_tables_are_refused_with_the_reason() {
     let mut flipped = good.clone();
     flipped[HEADER + 3] ^= 1;
     assert_eq!(
-        Table::parse(&flipped, 16384, 512),
+        parse_alone(&flipped, t.copy(), 16384),
         Err(XnError::Corrupt("checksum mismatch"))
     );
     // A consistent checksum over overlapping extents is still refused.
@@ -113,7 +127,7 @@ fn damaged_tables_are_refused_with_the_reason() {
         rights: READ | WRITE,
     });
     assert_eq!(
-        Table::parse(&overlap.to_bytes(), 16384, 512),
+        reread(&overlap),
         Err(XnError::Corrupt("two extents overlap"))
     );
     let mut outside = t.clone();
@@ -124,7 +138,7 @@ fn damaged_tables_are_refused_with_the_reason() {
         rights: READ | WRITE,
     });
     assert_eq!(
-        Table::parse(&outside.to_bytes(), 16384, 512),
+        reread(&outside),
         Err(XnError::Corrupt("an extent outside the disk"))
     );
 }
@@ -146,10 +160,10 @@ fn the_parser_survives_noise() {
         if rng.below(2) == 0 {
             let count =
                 (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize).min(MAX_ENTRIES);
-            let crc = crc32(&bytes[HEADER..HEADER + count * ENTRY]);
+            let crc = checksum(&bytes[..HEADER + count * ENTRY]);
             bytes[12..16].copy_from_slice(&crc.to_le_bytes());
         }
-        let _ = Table::parse(&bytes, 16384, 512);
+        let _ = parse_alone(&bytes, t.copy(), 16384);
     }
 }
 
@@ -216,7 +230,108 @@ fn a_disk_larger_than_a_u64_of_bytes_holds_a_table() {
         assert!(holds_a_table(sectors, size), "{sectors} x {size}");
         let mut table = Table::format(sectors, size).unwrap();
         let extent = table.allocate("fs", 64).unwrap();
-        let again = Table::parse(&table.to_bytes(), sectors, size).unwrap();
+        let zeros = alloc::vec![0; COPY_BYTES];
+        let bytes = table.to_bytes();
+        let mut copies = [&zeros[..]; COPIES];
+        copies[table.copy()] = &bytes;
+        let again = Table::parse(copies, sectors, size).unwrap();
         assert_eq!(again.entries(), [extent]);
     }
+}
+
+/// The header is checksummed too: a copy whose generation (or disk size) was changed
+/// is refused, not taken as the newest. The CRC used to cover the entries only.
+#[test]
+fn a_changed_header_fails_the_checksum() {
+    let mut t = table();
+    t.allocate("fs", 10).unwrap();
+    let mut bytes = t.to_bytes();
+    bytes[24] ^= 2;
+    assert_eq!(
+        parse_alone(&bytes, t.copy(), 16384),
+        Err(XnError::Corrupt("checksum mismatch"))
+    );
+}
+
+/// A change is written over the older copy; a crash part way through leaves that copy
+/// with sectors of both generations, and the disk opens with the table before the
+/// change (it used to be one copy, rewritten in place: a torn write left the disk
+/// damaged, and only a format, which drops every extent, brought it back).
+#[test]
+fn a_torn_write_falls_back_to_the_previous_table() {
+    // Tables of 20 entries: a copy spans three sectors.
+    let mut oldest = table();
+    for holder in ["fs", "kv"].iter().cycle().take(20) {
+        oldest.allocate(holder, 10).unwrap();
+    }
+    let mut older = oldest.clone();
+    older.free("fs", 0).unwrap();
+    let mut copies = [alloc::vec![0u8; COPY_BYTES], alloc::vec![0u8; COPY_BYTES]];
+    copies[oldest.copy()] = oldest.to_bytes();
+    copies[older.copy()] = older.to_bytes();
+    let parse = |copies: &[Vec<u8>; 2]| Table::parse([&copies[0], &copies[1]], 16384, 512);
+    assert_eq!(parse(&copies), Ok(older.clone()), "the newer of two");
+    let mut newer = older.clone();
+    newer.free("kv", 10).unwrap();
+    assert_eq!(
+        newer.copy(),
+        oldest.copy(),
+        "the change overwrites the older copy"
+    );
+    // A crash part way through: some sectors of the copy written, the others still the
+    // oldest's. The disk holds the table before the change.
+    let bytes = newer.to_bytes();
+    for (from, to) in [(0, 512), (512, COPY_BYTES), (0, 1024)] {
+        let mut torn = copies.clone();
+        torn[newer.copy()][from..to].copy_from_slice(&bytes[from..to]);
+        assert_eq!(
+            parse(&torn),
+            Ok(older.clone()),
+            "bytes {from}..{to} written"
+        );
+    }
+    copies[newer.copy()] = bytes;
+    assert_eq!(
+        parse(&copies),
+        Ok(newer.clone()),
+        "written whole: the newer table"
+    );
+    // The next change tears the other copy: the newer table holds.
+    let mut next = newer.clone();
+    next.free("fs", 20).unwrap();
+    copies[next.copy()][512..1024].copy_from_slice(&next.to_bytes()[512..1024]);
+    assert_eq!(parse(&copies), Ok(newer));
+}
+
+/// Each generation has its copy: one found in the other's place is refused.
+#[test]
+fn a_copy_in_the_other_copys_place_is_refused() {
+    let t = table();
+    assert_eq!(
+        parse_alone(&t.to_bytes(), 1 - t.copy(), 16384),
+        Err(XnError::Corrupt("a generation in the other copy's place"))
+    );
+    assert_eq!(reread(&t), Ok(t));
+}
+
+/// A table of the first format (one copy, `RexoXN01`) is damaged, not a raw disk open
+/// to its holder.
+#[test]
+fn a_table_of_the_first_format_is_damaged_not_raw() {
+    let mut bytes = table().to_bytes();
+    bytes[..8].copy_from_slice(b"RexoXN01");
+    assert_eq!(
+        parse_alone(&bytes, 1, 16384),
+        Err(XnError::Corrupt("a table of the first format (one copy)"))
+    );
+}
+
+/// Both copies fit: a disk of two 8 KiB sectors is large enough in bytes, but a copy
+/// takes a whole sector, so two take all of it and none is left before it.
+#[test]
+fn the_copies_take_whole_sectors() {
+    assert!(holds_a_table(4, 4096));
+    assert!(!holds_a_table(1, 16384), "no room for two copies");
+    let t = Table::format(4, 4096).unwrap();
+    assert_eq!((t.copy_start(0), t.copy_start(1)), (2, 3));
 }
