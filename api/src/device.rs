@@ -796,8 +796,15 @@ pub use rexo_xn::{Extent as DiskExtent, XnError as ExtentError};
 /// A change to a disk's extent table, made by the calling app (its name is the holder).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExtentOp {
-    /// Writes an empty table on a raw disk (or one whose table is damaged).
-    Format,
+    /// Writes an empty table on a raw disk (or one whose table is damaged). It is
+    /// refused ([`ExtentError::InUse`]) when sector 0 holds a boot signature (an MBR,
+    /// or a GPT disk's protective MBR) or when the table's sectors at the disk's end
+    /// hold anything but zeros or an extent table (a GPT's backup, a file system's last
+    /// block), unless `force`.
+    Format {
+        /// Writes the table over whatever the disk holds there.
+        force: bool,
+    },
     /// Grants the caller a new extent of this many sectors, which reads as zeros: the
     /// kernel writes zeros over it (and flushes) before the table that grants it is
     /// written, so no app reads a previous holder's data, and a crash in between leaves

@@ -94,7 +94,8 @@ pub fn extents(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
     };
     let op = match words.get(1..).unwrap_or_default() {
         [] => None,
-        ["format"] => Some(ExtentOp::Format),
+        ["format"] => Some(ExtentOp::Format { force: false }),
+        ["format", "force"] => Some(ExtentOp::Format { force: true }),
         ["alloc", sectors] => Some(ExtentOp::Allocate {
             sectors: number(sectors)?,
         }),
@@ -111,7 +112,7 @@ pub fn extents(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
         }),
         _ => {
             return Err(String::from(
-                "usage: extents [DISK [format|alloc SECTORS|free START|share START COUNT APP|revoke APP]]",
+                "usage: extents [DISK [format [force]|alloc SECTORS|free START|share START COUNT APP|revoke APP]]",
             ));
         }
     };

@@ -744,7 +744,9 @@ pub(crate) mod tests {
         let tag = raw.submit_write(0, 100, 1, &mut |b| b.fill(7)).unwrap();
         assert_eq!(wait(raw.as_mut(), tag), Ok(()));
         assert_eq!(
-            registry.extents(0, "fs", Some(ExtentOp::Format)).err(),
+            registry
+                .extents(0, "fs", Some(ExtentOp::Format { force: false }))
+                .err(),
             Some(ApiError::DeviceBusy("fs")),
             "held"
         );
@@ -753,7 +755,9 @@ pub(crate) mod tests {
             registry.extents(0, "fs", None).err(),
             Some(ApiError::Extents(ExtentError::NoTable))
         );
-        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        registry
+            .extents(0, "fs", Some(ExtentOp::Format { force: false }))
+            .unwrap();
         let extents = registry
             .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
             .unwrap();
@@ -778,7 +782,7 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(
             registry
-                .extents(0, "fs", Some(ExtentOp::Format))
+                .extents(0, "fs", Some(ExtentOp::Format { force: false }))
                 .err()
                 .map(|e| matches!(e, ApiError::Extents(_))),
             Some(true),
@@ -908,7 +912,9 @@ pub(crate) mod tests {
         assert_eq!(open("intruder").err(), Some(unreadable), "not a raw disk");
         assert_eq!(registry.extents(0, "fs", None).err(), Some(unreadable));
         assert_eq!(
-            registry.extents(0, "fs", Some(ExtentOp::Format)).err(),
+            registry
+                .extents(0, "fs", Some(ExtentOp::Format { force: false }))
+                .err(),
             Some(unreadable),
             "a table that could not be read is not formatted over"
         );
@@ -1016,7 +1022,9 @@ pub(crate) mod tests {
                 .map(|e| (e.start, e.count))
                 .unwrap()
         };
-        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        registry
+            .extents(0, "fs", Some(ExtentOp::Format { force: false }))
+            .unwrap();
         // 200 sectors: four zeroing requests of at most 64, the last one short.
         assert_eq!(allocate("fs", 200), (0, 200));
         assert_eq!(allocate("kv", 64), (200, 64));
@@ -1279,7 +1287,10 @@ pub(crate) mod tests {
         use core::sync::atomic::Ordering;
         use rexo_api::ExtentOp;
         let (registry, watch) = lagging_registry();
-        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        // Forced: the disk holds 0xEE everywhere, the table's sectors too.
+        registry
+            .extents(0, "fs", Some(ExtentOp::Format { force: true }))
+            .unwrap();
         assert_eq!(watch.most.load(Ordering::Relaxed), 1, "table write, flush");
         // 1000 sectors: 16 requests of at most 64, the last one short, 8 (the depth) at once.
         let extents = registry
@@ -1311,7 +1322,10 @@ pub(crate) mod tests {
         use core::sync::atomic::Ordering;
         use rexo_api::ExtentOp;
         let (registry, watch) = lagging_registry();
-        registry.extents(0, "fs", Some(ExtentOp::Format)).unwrap();
+        // Forced: the disk holds 0xEE everywhere, the table's sectors too.
+        registry
+            .extents(0, "fs", Some(ExtentOp::Format { force: true }))
+            .unwrap();
         let before = registry.extents(0, "fs", None).unwrap();
         // The third request fails as it completes, with the seven after it in flight.
         watch.bad.store(150, Ordering::Relaxed);
@@ -1435,6 +1449,55 @@ pub(crate) mod tests {
         assert_eq!(registry.extents(0, "fs", None).unwrap(), granted);
     }
 
+    /// A format writes the table over the disk's last 8 KiB: on a partitioned disk
+    /// that is a GPT's backup header and entries, elsewhere a file system's last block.
+    /// It is refused when sector 0 holds a boot signature or the table's sectors hold
+    /// data, unless forced; it used to write over them whatever they held.
+    #[test]
+    fn a_format_over_a_partition_table_or_data_needs_force() {
+        use rexo_api::{ExtentError, ExtentOp};
+        let format = |registry: &'static Registry, force| {
+            registry.extents(0, "fs", Some(ExtentOp::Format { force }))
+        };
+        let in_use = |why| Err(ApiError::Extents(ExtentError::InUse(why)));
+        let partition = "sector 0 holds a partition table (an MBR or a GPT's protective MBR)";
+        let data = "the sectors the table takes at the disk's end hold data";
+        let mut partitioned = MemoryDisk::new();
+        partitioned.data[510..512].copy_from_slice(&[0x55, 0xAA]);
+        let mut backup = MemoryDisk::new();
+        let end = backup.data.len();
+        backup.data[end - 512..end - 504].copy_from_slice(b"EFI PART");
+        for (disk, why) in [(partitioned, partition), (backup, data)] {
+            let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+            assert_eq!(format(registry, false), in_use(why));
+            assert_eq!(
+                registry.extents(0, "fs", None),
+                Err(ApiError::Extents(ExtentError::NoTable)),
+                "nothing written"
+            );
+            let end = MemoryDisk::SECTORS;
+            assert_eq!(format(registry, true), Ok(Vec::new()), "forced");
+            let mut fs = lease_disk(registry, "fs");
+            assert!(fs.submit_read(0, end - 1, 1).is_err(), "the table's now");
+            drop(fs);
+            registry.slots[0].state.lock().protection = xn::Protection::Raw;
+            let mut raw = lease_disk(registry, "fs");
+            let copy = read_sectors(raw.as_mut(), end - 8, 8);
+            assert_eq!(&copy[..8], b"RexoXN02", "written over");
+            assert_zeroed(&copy[3584..], 1, "the rest of the copy");
+        }
+        // A damaged table is what a format replaces: no force needed.
+        let mut damaged = MemoryDisk::new();
+        let end = damaged.data.len();
+        damaged.data[end - 4096..end - 4088].copy_from_slice(b"RexoXN02");
+        let registry = registry_with(Found::Block(Box::new(damaged)), "memory");
+        assert!(matches!(
+            registry.extents(0, "fs", None),
+            Err(ApiError::Extents(ExtentError::Corrupt(_)))
+        ));
+        assert_eq!(format(registry, false), Ok(Vec::new()));
+    }
+
     /// A change to the table whose write stops part way (a crash, here a write the disk
     /// refuses) leaves the table before it in force, read again from the disk. The
     /// table used to be one copy rewritten in place: the torn copy failed its checksum,
@@ -1523,7 +1586,7 @@ pub(crate) mod tests {
     fn registry_with_table(disk: MemoryDisk) -> (&'static Registry, Vec<rexo_api::DiskExtent>) {
         let registry = registry_with(Found::Block(Box::new(disk)), "memory");
         registry
-            .extents(0, "fs", Some(rexo_api::ExtentOp::Format))
+            .extents(0, "fs", Some(rexo_api::ExtentOp::Format { force: false }))
             .unwrap();
         let granted = registry
             .extents(0, "fs", Some(rexo_api::ExtentOp::Allocate { sectors: 64 }))

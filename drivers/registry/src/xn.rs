@@ -5,14 +5,13 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
-use core::ops::Range;
 
 use rexo_api::{
     ApiError, BlockDevice, BlockInfo, DeviceError, DeviceKind, DiskExtent, ExtentOp,
     device::{run_windowed, wait_for},
 };
 use rexo_devio::Found;
-use rexo_xn::{COPY_BYTES, Table, XnError};
+use rexo_xn::{COPIES, Table, XnError};
 
 use crate::exact::{submit_write_exact, wait_for_read_exact};
 use crate::{Registry, SlotState};
@@ -38,35 +37,49 @@ fn geometry(info: &BlockInfo) -> (u64, u64) {
     (info.sectors, u64::from(info.sector_size.max(1)))
 }
 
-/// The requests that move the copy of the table at sector `start` on a disk of
-/// `size`-byte sectors: each one's first sector, its sectors (at most `max_sectors`,
-/// the device's) and the bytes of the copy it holds (a sector past the copy's 4 KiB
-/// holds none of them).
-fn copy_requests(
-    start: u64,
-    size: u64,
-    max_sectors: u32,
-) -> impl Iterator<Item = (u64, u32, Range<usize>)> {
-    let most = max_sectors.max(1);
-    let count = rexo_xn::copy_sectors(size) as u32;
-    let bytes = move |sectors: u32| {
-        usize::try_from(u64::from(sectors).saturating_mul(size))
-            .unwrap_or(usize::MAX)
-            .min(COPY_BYTES)
-    };
+/// The requests that move sectors `start..start + count` of a disk whose requests
+/// carry up to `max_sectors`: each one's first sector, its sectors, and how many
+/// sectors of the run come before it.
+fn requests(start: u64, count: u64, max_sectors: u32) -> impl Iterator<Item = (u64, u32, u64)> {
+    let most = u64::from(max_sectors.max(1));
     (0..count).step_by(most as usize).map(move |done| {
         let sectors = most.min(count - done);
-        (
-            start + u64::from(done),
-            sectors,
-            bytes(done)..bytes(done + sectors),
-        )
+        (start + done, sectors as u32, done)
     })
 }
 
-/// The bytes of a request of `sectors` sectors of `size` bytes.
-fn request_bytes(sectors: u32, size: u64) -> usize {
-    usize::try_from(u64::from(sectors).saturating_mul(size)).unwrap_or(usize::MAX)
+/// The bytes of sectors `start..start + count` of `disk` (idle: nobody holds it), read
+/// in requests of up to the device's `max_sectors`.
+fn read_sectors(
+    disk: &mut dyn BlockDevice,
+    start: u64,
+    count: u64,
+) -> Result<Vec<u8>, DeviceError> {
+    let info = disk.info();
+    let size = geometry(&info).1 as usize;
+    let mut bytes = vec![0u8; count as usize * size];
+    for (lba, sectors, done) in requests(start, count, info.max_sectors) {
+        let part = &mut bytes[done as usize * size..][..sectors as usize * size];
+        let tag = disk.submit_read(0, lba, sectors)?;
+        wait_for_read_exact(disk, 0, tag, part)?;
+    }
+    Ok(bytes)
+}
+
+/// The table's sectors on `disk`: the first one and how many (both copies).
+fn table_area(disk: &dyn BlockDevice) -> (u64, u64) {
+    let (sectors, size) = geometry(&disk.info());
+    let start = rexo_xn::copy_start(sectors, size, 0);
+    (start, sectors - start)
+}
+
+/// What a format of `disk` (idle: nobody holds it, large enough for a table) would
+/// write over ([`rexo_xn::format_hazard`]), from its sector 0 and the table's sectors.
+fn format_hazard(disk: &mut dyn BlockDevice) -> Result<Option<XnError>, DeviceError> {
+    let first_sector = read_sectors(disk, 0, 1)?;
+    let (start, count) = table_area(disk);
+    let area = read_sectors(disk, start, count)?;
+    Ok(rexo_xn::format_hazard(&first_sector, &area))
 }
 
 /// Reads both copies of the table of `disk` (idle: nobody holds it), in requests of up
@@ -74,61 +87,52 @@ fn request_bytes(sectors: u32, size: u64) -> usize {
 /// ([`Table::parse`]). A read that fails is an error, not a disk without a table: the
 /// table may be there.
 fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
-    let info = disk.info();
-    let (sectors, size) = geometry(&info);
+    let (sectors, size) = geometry(&disk.info());
     if !rexo_xn::holds_a_table(sectors, size) {
         return Ok(Protection::Raw);
     }
-    let mut copies = [vec![0u8; COPY_BYTES], vec![0u8; COPY_BYTES]];
-    for (copy, bytes) in copies.iter_mut().enumerate() {
-        let start = rexo_xn::copy_start(sectors, size, copy);
-        for (lba, count, held) in copy_requests(start, size, info.max_sectors) {
-            let mut sectors_read = vec![0u8; request_bytes(count, size)];
-            let result = disk.submit_read(0, lba, count).and_then(|tag| {
-                wait_for_read_exact(disk, 0, tag, &mut sectors_read)?;
-                let part = &mut bytes[held];
-                part.copy_from_slice(&sectors_read[..part.len()]);
-                Ok(())
-            });
-            if let Err(error) = result {
-                log::warn!(
-                    "disk extent table unreadable: {error}: the disk is refused until a read succeeds"
-                );
-                return Err(error);
-            }
+    let (start, count) = table_area(disk);
+    let area = read_sectors(disk, start, count).inspect_err(|error| {
+        log::warn!(
+            "disk extent table unreadable: {error}: the disk is refused until a read succeeds"
+        );
+    })?;
+    let (a, b) = area.split_at(area.len() / COPIES);
+    Ok(match Table::parse([a, b], sectors, size) {
+        Ok(table) => Protection::Table(table),
+        Err(XnError::NoTable) => Protection::Raw,
+        Err(error) => {
+            log::warn!("disk extent table: {error}: no request passes until it is formatted");
+            Protection::Damaged(error)
         }
-    }
-    Ok(
-        match Table::parse([&copies[0], &copies[1]], sectors, size) {
-            Ok(table) => Protection::Table(table),
-            Err(XnError::NoTable) => Protection::Raw,
-            Err(error) => {
-                log::warn!("disk extent table: {error}: no request passes until it is formatted");
-                Protection::Damaged(error)
-            }
-        },
-    )
+    })
 }
 
 /// Writes `table` over its copy at the end of `disk` (the older one: [`Table::copy`]),
-/// in requests of up to the device's `max_sectors`, and flushes. A crash part way
-/// leaves that copy torn and the other one, the table before, is read.
+/// the rest of the copy's sectors zeros, in requests of up to the device's
+/// `max_sectors`, and flushes. A crash part way leaves that copy torn and the other
+/// one, the table before, is read.
 fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
-    let bytes = table.to_bytes();
     let info = disk.info();
     let size = geometry(&info).1;
+    let count = rexo_xn::copy_sectors(size);
+    let mut bytes = table.to_bytes();
+    bytes.resize(count as usize * size as usize, 0);
     let start = table.copy_start(table.copy());
-    for (lba, sectors, held) in copy_requests(start, size, info.max_sectors) {
-        let part = &bytes[held];
-        let length = request_bytes(sectors, size);
-        let tag = submit_write_exact(disk, 0, (lba, sectors), length, &mut |buffer| {
-            buffer.fill(0);
-            buffer[..part.len()].copy_from_slice(part);
+    for (lba, sectors, done) in requests(start, count, info.max_sectors) {
+        let part = &bytes[(done * size) as usize..][..sectors as usize * size as usize];
+        let tag = submit_write_exact(disk, 0, (lba, sectors), part.len(), &mut |buffer| {
+            buffer.copy_from_slice(part);
         })?;
         wait_for(disk, 0, tag, &mut |_| {})?;
     }
     let tag = disk.submit_flush(0)?;
     wait_for(disk, 0, tag, &mut |_| {})
+}
+
+/// The bytes of a request of `sectors` sectors of `size` bytes.
+fn request_bytes(sectors: u32, size: u64) -> usize {
+    usize::try_from(u64::from(sectors).saturating_mul(size)).unwrap_or(usize::MAX)
 }
 
 /// Writes zeros over sectors `start..start + count` of `disk` (idle: nobody holds it), in
@@ -226,11 +230,16 @@ impl Registry {
         let protection = protection(&mut state).map_err(ApiError::Device)?.clone();
         let refuse = |error: XnError| ApiError::Extents(error);
         let mut table = match (protection, &op) {
-            (Protection::Raw | Protection::Damaged(_), Some(ExtentOp::Format)) => {
-                let (sectors, size) = geometry(&disk_of(&mut state.device)?.info());
-                Table::format(sectors, size).map_err(refuse)?
+            (Protection::Raw | Protection::Damaged(_), Some(ExtentOp::Format { force })) => {
+                let disk = disk_of(&mut state.device)?;
+                let (sectors, size) = geometry(&disk.info());
+                let table = Table::format(sectors, size).map_err(refuse)?;
+                if !force && let Some(hazard) = format_hazard(disk).map_err(ApiError::Device)? {
+                    return Err(refuse(hazard));
+                }
+                table
             }
-            (Protection::Table(_), Some(ExtentOp::Format)) => {
+            (Protection::Table(_), Some(ExtentOp::Format { .. })) => {
                 return Err(refuse(XnError::Corrupt(
                     "the disk has a sound table already",
                 )));
@@ -240,7 +249,7 @@ impl Registry {
             (Protection::Raw | Protection::Unknown, _) => return Err(refuse(XnError::NoTable)),
         };
         match op {
-            None | Some(ExtentOp::Format) => {}
+            None | Some(ExtentOp::Format { .. }) => {}
             Some(ExtentOp::Allocate { sectors }) => {
                 let extent = table.allocate(holder, sectors).map_err(refuse)?;
                 // Its sectors may hold a previous owner's data: they are wiped and flushed

@@ -110,6 +110,9 @@ pub enum XnError {
     NotFound,
     /// The disk is too small to hold a table.
     TooSmall,
+    /// A format would write over something else on the disk (what): it is refused
+    /// unless forced.
+    InUse(&'static str),
 }
 
 impl fmt::Display for XnError {
@@ -135,6 +138,9 @@ impl fmt::Display for XnError {
             Self::NotOwner => f.write_str("the extent is not the caller's"),
             Self::NotFound => f.write_str("no such extent"),
             Self::TooSmall => f.write_str("the disk is too small for an extent table"),
+            Self::InUse(what) => {
+                write!(f, "not formatted: {what} (a forced format writes over it)")
+            }
         }
     }
 }
@@ -178,6 +184,27 @@ fn checksum(bytes: &[u8]) -> u32 {
     crc.update(&bytes[..12]);
     crc.update(&bytes[16..]);
     crc.finish()
+}
+
+/// What a format of a disk would write over, if anything: `first_sector` is its sector
+/// 0, `area` the sectors both copies of the table take. A boot signature (0x55 0xAA at
+/// bytes 510..512: an MBR, or a GPT disk's protective one) says the disk is
+/// partitioned; in the area, a copy that is neither zeros nor an extent table (of this
+/// format or the first) is someone's data: a GPT's backup header and entries, a file
+/// system's last block.
+pub fn format_hazard(first_sector: &[u8], area: &[u8]) -> Option<XnError> {
+    if first_sector.get(510..512) == Some(&[0x55, 0xAA]) {
+        return Some(XnError::InUse(
+            "sector 0 holds a partition table (an MBR or a GPT's protective MBR)",
+        ));
+    }
+    let foreign = area.chunks(area.len().div_ceil(COPIES).max(1)).any(|copy| {
+        let table = copy.starts_with(MAGIC) || copy.starts_with(OLD_MAGIC);
+        !table && copy.iter().any(|&byte| byte != 0)
+    });
+    foreign.then_some(XnError::InUse(
+        "the sectors the table takes at the disk's end hold data",
+    ))
 }
 
 /// Checks a holder name.

@@ -335,3 +335,33 @@ fn the_copies_take_whole_sectors() {
     let t = Table::format(4, 4096).unwrap();
     assert_eq!((t.copy_start(0), t.copy_start(1)), (2, 3));
 }
+
+/// A format would write over a partition table's backup or a file system's last block:
+/// a boot signature in sector 0, or data in the table's sectors, is refused.
+#[test]
+fn a_format_names_what_it_would_write_over() {
+    let blank = alloc::vec![0u8; 2 * COPY_BYTES];
+    let mut boot = alloc::vec![0u8; 512];
+    assert_eq!(format_hazard(&boot, &blank), None, "a blank disk");
+    boot[510..512].copy_from_slice(&[0x55, 0xAA]);
+    assert!(matches!(
+        format_hazard(&boot, &blank),
+        Some(XnError::InUse(_))
+    ));
+    let first = alloc::vec![0u8; 512];
+    for at in [0, COPY_BYTES - 1, COPY_BYTES, 2 * COPY_BYTES - 1] {
+        let mut area = blank.clone();
+        area[at] = 1;
+        assert!(
+            matches!(format_hazard(&first, &area), Some(XnError::InUse(_))),
+            "a byte at {at}"
+        );
+    }
+    // A damaged table (or one of the first format) is what a format replaces.
+    let mut damaged = blank.clone();
+    damaged[COPY_BYTES..][..COPY_BYTES].copy_from_slice(&table().to_bytes());
+    damaged[COPY_BYTES + 40] ^= 0xFF;
+    damaged[..8].copy_from_slice(b"RexoXN01");
+    damaged[100] = 3;
+    assert_eq!(format_hazard(&first, &damaged), None);
+}
