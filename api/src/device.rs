@@ -808,7 +808,8 @@ pub enum ExtentOp {
     /// Grants the caller a new extent of this many sectors, which reads as zeros: the
     /// kernel writes zeros over it (and flushes) before the table that grants it is
     /// written, so no app reads a previous holder's data, and a crash in between leaves
-    /// it free. The call takes the time to write the extent once; if a write fails, the
+    /// it free. The call takes the time to write the extent once (meanwhile opening the
+    /// disk or changing its table answers `DeviceBusy`); if a write fails, the
     /// allocation fails with the device's error and the table is unchanged. Freeing does
     /// not wipe (the next allocation does), and sharing never does.
     Allocate {

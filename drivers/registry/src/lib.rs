@@ -560,6 +560,8 @@ pub(crate) mod tests {
         bad_sector: alloc::sync::Arc<core::sync::atomic::AtomicU64>,
         /// While on, every flush is refused.
         failing_flushes: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
+        /// While closed, every write waits.
+        gate: alloc::sync::Arc<Gate>,
     }
 
     impl MemoryDisk {
@@ -578,6 +580,7 @@ pub(crate) mod tests {
                 failing_reads: Default::default(),
                 bad_sector: alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX)),
                 failing_flushes: Default::default(),
+                gate: Default::default(),
             }
         }
 
@@ -642,7 +645,12 @@ pub(crate) mod tests {
             sectors: u32,
             fill: &mut dyn FnMut(&mut [u8]) -> bool,
         ) -> Result<rexo_api::Tag, DeviceError> {
-            let bad = self.bad_sector.load(core::sync::atomic::Ordering::Relaxed);
+            use core::sync::atomic::Ordering;
+            while self.gate.closed.load(Ordering::Acquire) {
+                self.gate.waiting.store(true, Ordering::Release);
+                std::thread::yield_now();
+            }
+            let bad = self.bad_sector.load(Ordering::Relaxed);
             if (lba..lba + u64::from(sectors)).contains(&bad) {
                 return Err(DeviceError::Status {
                     what: "a simulated write",
@@ -1496,6 +1504,87 @@ pub(crate) mod tests {
             Err(ApiError::Extents(ExtentError::Corrupt(_)))
         ));
         assert_eq!(format(registry, false), Ok(Vec::new()));
+    }
+
+    /// What a test sees of a memory disk's writes: while `closed`, every write waits
+    /// (and `waiting` says one does), as during a long wipe.
+    #[derive(Default)]
+    pub(crate) struct Gate {
+        closed: core::sync::atomic::AtomicBool,
+        waiting: core::sync::atomic::AtomicBool,
+    }
+
+    /// An allocation's wipe runs without the slot's lock: it used to hold it for the
+    /// whole wipe (minutes on a big disk), and every call that takes each slot's lock
+    /// (`devices`, `revoke_all_of` when any app ends) spun that long. Meanwhile the
+    /// disk is busy; the mark goes when the wipe ends, a failed one too.
+    #[test]
+    fn other_calls_complete_while_an_extent_is_wiped() {
+        use core::sync::atomic::Ordering;
+        use rexo_api::ExtentOp;
+        let gate = alloc::sync::Arc::new(Gate::default());
+        let bad = alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX));
+        let disk = MemoryDisk {
+            bad_sector: bad.clone(),
+            gate: gate.clone(),
+            ..MemoryDisk::new()
+        };
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        registry
+            .extents(0, "fs", Some(ExtentOp::Format { force: false }))
+            .unwrap();
+        gate.closed.store(true, Ordering::Release);
+        let allocation = std::thread::spawn(move || {
+            registry.extents(0, "fs", Some(ExtentOp::Allocate { sectors: 100 }))
+        });
+        while !gate.waiting.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        // From another thread, so that a call stuck behind the wipe fails the test
+        // instead of hanging it.
+        let (send, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = send.send((registry.devices(), registry.revoke_all_of(7)));
+        });
+        let during = answer.recv_timeout(std::time::Duration::from_secs(5));
+        gate.closed.store(false, Ordering::Release);
+        let (devices, revoked) = during.expect("devices and revoke_all_of during the wipe");
+        let zeroing = "the kernel (zeroing a new extent)";
+        assert_eq!((devices[0].holder, revoked), (Some(zeroing), 0));
+        let granted = allocation.join().unwrap().unwrap();
+        assert_eq!((granted[0].start, granted[0].count), (0, 100));
+        assert_eq!(registry.devices()[0].holder, None, "the mark is gone");
+        // Busy while marked; a failed wipe clears the mark too.
+        gate.closed.store(true, Ordering::Release);
+        gate.waiting.store(false, Ordering::Release);
+        bad.store(150, Ordering::Relaxed);
+        let failing = std::thread::spawn(move || {
+            registry.extents(0, "kv", Some(ExtentOp::Allocate { sectors: 100 }))
+        });
+        while !gate.waiting.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Err(ApiError::DeviceBusy(zeroing))
+        );
+        assert_eq!(
+            registry.open(DeviceKind::Block, 0, (1, "fs")).err(),
+            Some(ApiError::DeviceBusy(zeroing))
+        );
+        gate.closed.store(false, Ordering::Release);
+        assert!(matches!(
+            failing.join().unwrap(),
+            Err(ApiError::Device(DeviceError::Status { .. }))
+        ));
+        assert_eq!(registry.devices()[0].holder, None, "the mark is gone");
+        assert_eq!(registry.extents(0, "fs", None), Ok(granted));
+        let mut fs = lease_disk(registry, "fs");
+        assert_eq!(
+            read_sectors(fs.as_mut(), 0, 1).len(),
+            512,
+            "the disk is back"
+        );
     }
 
     /// A change to the table whose write stops part way (a crash, here a write the disk

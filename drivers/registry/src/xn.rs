@@ -3,6 +3,7 @@
 //! holder, changes to it are written through to the disk and flushed, and a newly
 //! allocated extent is zeroed before the table that grants it is written.
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -12,9 +13,10 @@ use rexo_api::{
 };
 use rexo_devio::Found;
 use rexo_xn::{COPIES, Table, XnError};
+use spin::MutexGuard;
 
 use crate::exact::{submit_write_exact, wait_for_read_exact};
-use crate::{Registry, SlotState};
+use crate::{Registry, Slot, SlotState};
 
 /// What protects a disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -213,6 +215,72 @@ fn disk_of(device: &mut Found) -> Result<&mut dyn BlockDevice, ApiError> {
     }
 }
 
+/// The holder a disk's slot names while the kernel zeroes a new extent of it outside
+/// the slot's lock: an owner number no app has, so nothing revokes it, and a name that
+/// `open`, `extents` (as [`ApiError::DeviceBusy`]) and `devices` show.
+const ZEROING: crate::Holder = (u16::MAX, "the kernel (zeroing a new extent)");
+
+/// What a disk's slot holds while the disk itself is out, being zeroed: the disk's
+/// description, and a refusal for every request (none comes: the slot is marked busy).
+struct Away(BlockInfo);
+
+/// What [`Away`] answers.
+const AWAY: DeviceError = DeviceError::Unsupported("the disk is zeroing a new extent");
+
+impl BlockDevice for Away {
+    fn info(&self) -> BlockInfo {
+        self.0.clone()
+    }
+    fn submit_read(&mut self, _: usize, _: u64, _: u32) -> Result<rexo_api::Tag, DeviceError> {
+        Err(AWAY)
+    }
+    fn submit_write_checked(
+        &mut self,
+        _: usize,
+        _: u64,
+        _: u32,
+        _: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Result<rexo_api::Tag, DeviceError> {
+        Err(AWAY)
+    }
+    fn submit_flush(&mut self, _: usize) -> Result<rexo_api::Tag, DeviceError> {
+        Err(AWAY)
+    }
+    fn poll(&mut self, _: usize, _: rexo_api::Completion<'_>) -> Result<usize, DeviceError> {
+        Err(AWAY)
+    }
+    fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+        Err(AWAY)
+    }
+    fn abandon_requests(&mut self) {}
+}
+
+/// Zeroes sectors `start..start + count` of the disk in `slot` ([`zero`]) with the
+/// slot's lock (`state`, of an idle disk) dropped, so calls that take every slot's lock
+/// (`devices`, `revoke_all_of` when an app ends, ...) do not wait for the wipe: the
+/// disk is taken out of the slot, the slot marked held by [`ZEROING`] meanwhile, and
+/// both are undone under the lock again, whatever the wipe's outcome. Returns the lock.
+fn zero_unlocked(
+    slot: &'static Slot,
+    mut state: MutexGuard<'static, SlotState>,
+    start: u64,
+    count: u64,
+) -> Result<MutexGuard<'static, SlotState>, ApiError> {
+    let Found::Block(disk) = &mut state.device else {
+        return Err(ApiError::NoSuchDevice);
+    };
+    let away = Box::new(Away(disk.info()));
+    let mut disk = core::mem::replace(disk, away);
+    state.holder = Some(ZEROING);
+    drop(state);
+    let wiped = zero(disk.as_mut(), start, count);
+    let mut state = slot.state.lock();
+    state.device = Found::Block(disk);
+    state.holder = None;
+    wiped.map_err(ApiError::Device)?;
+    Ok(state)
+}
+
 impl Registry {
     /// Applies `op` to disk `index`'s extent table as `holder` (an app's name), then
     /// returns the table's extents. The disk must be idle (nobody holds it).
@@ -255,9 +323,9 @@ impl Registry {
                 // Its sectors may hold a previous owner's data: they are wiped and flushed
                 // before the table that grants them is written, so a crash in between
                 // leaves them free, and a failed wipe refuses the allocation with the
-                // table unchanged.
-                zero(disk_of(&mut state.device)?, extent.start, extent.count)
-                    .map_err(ApiError::Device)?;
+                // table unchanged. The wipe runs outside the slot's lock (it may take
+                // minutes), the slot marked busy meanwhile.
+                state = zero_unlocked(slot, state, extent.start, extent.count)?;
             }
             Some(ExtentOp::Share {
                 start,
