@@ -5,7 +5,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use rexo_xn::{TABLE_BYTES, Table};
+use rexo_xn::{COPIES, Table};
 
 use crate::Result;
 
@@ -20,11 +20,14 @@ pub fn read_table(path: &Path) -> Result<Table> {
         .metadata()
         .map_err(|e| format!("cannot size {}: {e}", path.display()))?
         .len();
-    let mut bytes = vec![0u8; TABLE_BYTES];
-    file.seek(SeekFrom::Start(length.saturating_sub(TABLE_BYTES as u64)))
+    let sectors = length / SECTOR_BYTES;
+    let start = rexo_xn::copy_start(sectors, SECTOR_BYTES, 0) * SECTOR_BYTES;
+    let mut bytes = vec![0u8; (length.saturating_sub(start)) as usize];
+    file.seek(SeekFrom::Start(start))
         .and_then(|_| file.read_exact(&mut bytes))
         .map_err(|e| format!("cannot read the table of {}: {e}", path.display()))?;
-    Table::parse(&bytes, length / SECTOR_BYTES, SECTOR_BYTES)
+    let (a, b) = bytes.split_at(bytes.len() / COPIES);
+    Table::parse([a, b], sectors, SECTOR_BYTES)
         .map_err(|e| format!("the extent table of {}: {e}", path.display()))
 }
 
@@ -105,8 +108,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("disk.img");
         let mut bytes = vec![0u8; (SECTORS * SECTOR_BYTES) as usize];
-        let start = bytes.len() - TABLE_BYTES;
-        bytes[start..].copy_from_slice(&table.to_bytes());
+        let table_bytes = table.to_bytes();
+        let start = (table.copy_start(table.copy()) * SECTOR_BYTES) as usize;
+        bytes[start..][..table_bytes.len()].copy_from_slice(&table_bytes);
         std::fs::write(&path, bytes).unwrap();
         path
     }
