@@ -148,6 +148,12 @@ fn parse(words: Vec<String>) -> Result<Options> {
             _ => return Err(args.unknown(&word)),
         }
     }
+    if let (Some(app), Some(manifest)) = (&o.app, o.manifest()) {
+        return Err(format!(
+            "`--app {app}` and `--append \"{manifest}\"` both choose the apps; give one: \
+             `--app` for one app, or a boot manifest `apps=` naming every app"
+        ));
+    }
     if o.boot == Boot::Pvh && o.modules.len() > 1 {
         return Err(format!(
             "QEMU's PVH boot passes one module, {} were given; use --boot bios (GRUB) for more",
@@ -161,6 +167,13 @@ fn parse(words: Vec<String>) -> Result<Options> {
 }
 
 impl Options {
+    /// The boot manifest word (`apps=...`) of `--append`, if it has one.
+    fn manifest(&self) -> Option<&str> {
+        self.append
+            .split_whitespace()
+            .find(|word| word.starts_with("apps="))
+    }
+
     /// Whether the QEMU arguments given bring their own network.
     fn own_network(&self) -> bool {
         self.qemu_args
@@ -196,15 +209,11 @@ impl Options {
     /// The kernel command line: the default run's manifest, or `app=NAME`, then the words
     /// of `--append`.
     fn cmdline(&self) -> String {
-        let manifest_given = self
-            .append
-            .split_whitespace()
-            .any(|word| word.starts_with("apps="));
         let first = match (self.default_run(), &self.app) {
             (Ok(Some(manifest)), _) => manifest,
-            // A boot manifest or `app=` in `--append` names the apps itself.
+            // A boot manifest or `app=` in `--append` names the apps itself (`parse`
+            // refuses `--app` beside a manifest).
             (Ok(None), None) => String::new(),
-            (Ok(None), Some(_)) if manifest_given => String::new(),
             (_, app) => format!("app={}", app.as_deref().unwrap_or("monitor")),
         };
         format!("{first} {}", self.append).trim().to_string()
@@ -472,6 +481,21 @@ mod tests {
         let httpd = parse(words(&["--app", "httpd"])).unwrap();
         assert_eq!(httpd.cmdline(), "app=httpd");
         assert_eq!(httpd.forwards().unwrap().0, "httpd");
+    }
+
+    #[test]
+    fn an_app_beside_a_boot_manifest_is_refused() {
+        let err = parse(words(&[
+            "--app",
+            "kv",
+            "--append",
+            "log=debug apps=hello:0-1:8M",
+        ]))
+        .unwrap_err();
+        assert!(
+            err.contains("--app kv") && err.contains("apps=hello:0-1:8M"),
+            "names both: {err}"
+        );
     }
 
     #[test]
