@@ -84,17 +84,32 @@ enum Select {
     Matching(String),
 }
 
-/// What `filter` selects of the group whose names start with `prefix` (`kernel::`).
-fn select(prefix: &str, filter: &str) -> Select {
+/// What `filter` selects of the group whose names start with `prefix` (`kernel::`);
+/// `selects_cases`: the filter selects table cases (`boot::`), and a filter with `::`
+/// that does selects nothing else (outside `prefix`). Otherwise the members whose full
+/// names contain the filter: `tests::heap` selects `kernel::tests::heap_allocates_and_frees`.
+fn select(prefix: &str, filter: &str, selects_cases: bool) -> Select {
     if filter.is_empty() || prefix.contains(filter) {
         Select::All
     } else if let Some(rest) = filter.strip_prefix(prefix) {
         Select::Matching(rest.to_string())
-    } else if filter.contains("::") {
+    } else if filter.contains("::") && selects_cases {
         Select::Nothing
     } else {
         Select::Matching(filter.to_string())
     }
+}
+
+/// The error when a non-empty `filter` ran no test at all: it names the filter and
+/// shows how test names look.
+fn nothing_selected(filter: &str, outcomes: &[Outcome]) -> Option<String> {
+    (!filter.is_empty() && outcomes.is_empty()).then(|| {
+        format!(
+            "no test name contains `{filter}`; names look like `host::run::tests::defaults`, \
+             `kernel::tests::heap_allocates_and_frees` (the kernel's own names without \
+             `kernel::`) and `boot::pvh-microvm` (the table in xtask/src/testcases.rs)"
+        )
+    })
 }
 
 /// `cargo xtask test [FILTER]`; returns the exit status.
@@ -113,9 +128,10 @@ pub fn command(words: Vec<String>) -> Result<u8> {
     let logs = root.join("target/test-logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
     let cases: Vec<&'static Case> = CASES.iter().filter(|c| c.name.contains(&filter)).collect();
-    let host = select("host::", &filter);
-    let kernel = select("kernel::", &filter);
-    let linux = match select("linux::", &filter) {
+    let selects_cases = !cases.is_empty();
+    let host = select("host::", &filter, selects_cases);
+    let kernel = select("kernel::", &filter, selects_cases);
+    let linux = match select("linux::", &filter, selects_cases) {
         Select::All => true,
         Select::Matching(part) => crate::linux::TEST_NAME.contains(&part),
         Select::Nothing => false,
@@ -166,11 +182,20 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         outcome.print();
         outcomes.push(outcome);
     }
+    // A filter whose only cases were skipped did select something.
+    let nothing = if skipped.is_empty() {
+        nothing_selected(&filter, &outcomes)
+    } else {
+        None
+    };
+    if let Some(message) = &nothing {
+        eprintln!("xtask: error: {message}");
+    }
     let (summary, failed) = summary(&outcomes, &skipped);
     for line in summary {
         println!("{line}");
     }
-    Ok(u8::from(failed > 0))
+    Ok(u8::from(failed > 0 || nothing.is_some()))
 }
 
 /// A case that did not run because its client's tools cannot be installed here.
@@ -1149,18 +1174,40 @@ mod tests {
 
     #[test]
     fn filters_select_groups() {
-        assert_eq!(select("kernel::", ""), Select::All);
-        assert_eq!(select("kernel::", "kernel"), Select::All);
+        assert_eq!(select("kernel::", "", false), Select::All);
+        assert_eq!(select("kernel::", "kernel", false), Select::All);
         assert_eq!(
-            select("kernel::", "kernel::alloc"),
+            select("kernel::", "kernel::alloc", false),
             Select::Matching("alloc".into())
         );
         assert_eq!(
-            select("kernel::", "alloc"),
+            select("kernel::", "alloc", false),
             Select::Matching("alloc".into())
         );
-        assert_eq!(select("kernel::", "boot::"), Select::Nothing);
-        assert_eq!(select("host::", "boot::cores"), Select::Nothing);
+        assert_eq!(select("kernel::", "boot::", true), Select::Nothing);
+        assert_eq!(select("host::", "boot::cores", true), Select::Nothing);
+    }
+
+    #[test]
+    fn a_filter_with_colons_matches_within_full_names() {
+        // `kernel::tests::heap_allocates_and_frees` contains it.
+        assert_eq!(
+            select("kernel::", "tests::heap_allocates_and_frees", false),
+            Select::Matching("tests::heap_allocates_and_frees".into())
+        );
+        assert_eq!(
+            select("host::", "run::tests::defaults", false),
+            Select::Matching("run::tests::defaults".into())
+        );
+    }
+
+    #[test]
+    fn a_filter_that_runs_nothing_is_an_error() {
+        let err = nothing_selected("tests::nonesuch", &[]).unwrap();
+        assert!(err.contains("`tests::nonesuch`") && err.contains("kernel::tests::"));
+        let ran = [Outcome::pass("boot::pvh-microvm", Duration::ZERO)];
+        assert_eq!(nothing_selected("boot::", &ran), None);
+        assert_eq!(nothing_selected("", &[]), None, "no filter, no error");
     }
 
     #[test]
