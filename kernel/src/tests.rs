@@ -89,6 +89,20 @@ kernel_test!(
 );
 
 kernel_test!(
+    /// Fails on purpose when it is the whole filter (`test=tests::fails_when_named_alone`):
+    /// the harness's `selftest::failing-kernel-test` boots it so to check that a failing
+    /// assertion names its test and fails the run; any other filter passes it.
+    fn fails_when_named_alone() {
+        let options = &crate::BOOT_STATE.get().expect("set at boot").options;
+        assert_ne!(
+            options.test,
+            Some("tests::fails_when_named_alone"),
+            "this test fails on purpose when it is named alone"
+        );
+    }
+);
+
+kernel_test!(
     fn heap_allocates_and_frees() {
         let small: Vec<u64> = (0..1000).collect();
         assert_eq!(small.iter().sum::<u64>(), 999 * 1000 / 2);
