@@ -13,6 +13,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod selftests;
+
+use selftests::{SELF_TESTS, SelfTest};
+
 /// QEMU runs at the same time (the machine has two cores).
 const PARALLEL: usize = 2;
 /// Seconds one kernel-test boot may take.
@@ -128,7 +132,11 @@ pub fn command(words: Vec<String>) -> Result<u8> {
     let logs = root.join("target/test-logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
     let cases: Vec<&'static Case> = CASES.iter().filter(|c| c.name.contains(&filter)).collect();
-    let selects_cases = !cases.is_empty();
+    let self_tests: Vec<&'static SelfTest> = SELF_TESTS
+        .iter()
+        .filter(|t| t.name.contains(&filter))
+        .collect();
+    let selects_cases = !cases.is_empty() || !self_tests.is_empty();
     let host = select("host::", &filter, selects_cases);
     let kernel = select("kernel::", &filter, selects_cases);
     let linux = match select("linux::", &filter, selects_cases) {
@@ -138,10 +146,10 @@ pub fn command(words: Vec<String>) -> Result<u8> {
     };
 
     let mut needs = Vec::new();
-    if kernel != Select::Nothing || !cases.is_empty() || linux {
+    if kernel != Select::Nothing || selects_cases || linux {
         needs.push(Need::Qemu);
     }
-    if cases.iter().any(|c| c.boot != Boot::Pvh) {
+    if cases.iter().any(|c| c.boot != Boot::Pvh) || self_tests.iter().any(|t| t.iso) {
         needs.push(Need::Iso);
     }
     if cases.iter().any(|c| c.boot.uefi()) {
@@ -161,7 +169,7 @@ pub fn command(words: Vec<String>) -> Result<u8> {
             outcomes.push(outcome);
         }
     }
-    if kernel != Select::Nothing || !cases.is_empty() {
+    if kernel != Select::Nothing || selects_cases {
         let started = Instant::now();
         match crate::build::kernel() {
             Err(e) => {
@@ -169,7 +177,14 @@ pub fn command(words: Vec<String>) -> Result<u8> {
                 outcome.print();
                 outcomes.push(outcome);
             }
-            Ok(elf) => outcomes.extend(qemu_tests(&root, &elf, kernel, cases, &logs)),
+            Ok(elf) => {
+                let qemu = QemuTests {
+                    kernel,
+                    cases,
+                    self_tests,
+                };
+                outcomes.extend(qemu_tests(&root, &elf, qemu, &logs));
+            }
         }
     }
     if linux {
@@ -254,17 +269,23 @@ fn install_client_tools(cases: Vec<&'static Case>) -> (Vec<&'static Case>, Vec<S
     (runnable, skipped)
 }
 
-/// Runs the kernel tests and the table's cases, [`PARALLEL`] QEMU runs at a time,
-/// printing each result as it arrives.
-fn qemu_tests(
-    root: &Path,
-    elf: &Path,
+/// The tests that boot QEMU, as a filter selected them.
+struct QemuTests {
     kernel: Select,
     cases: Vec<&'static Case>,
-    logs: &Path,
-) -> Vec<Outcome> {
+    self_tests: Vec<&'static SelfTest>,
+}
+
+/// Runs the kernel tests, the table's cases and the self-tests, [`PARALLEL`] QEMU runs
+/// at a time, printing each result as it arrives.
+fn qemu_tests(root: &Path, elf: &Path, tests: QemuTests, logs: &Path) -> Vec<Outcome> {
     type Job = Box<dyn FnOnce() -> Vec<Outcome> + Send>;
     let mut jobs: VecDeque<Job> = VecDeque::new();
+    let QemuTests {
+        kernel,
+        cases,
+        self_tests,
+    } = tests;
     if kernel != Select::Nothing {
         let (elf, logs) = (elf.to_path_buf(), logs.to_path_buf());
         jobs.push_back(Box::new(move || kernel_tests(&elf, &kernel, &logs)));
@@ -276,6 +297,21 @@ fn qemu_tests(
             let outcome = run_case(&root, &elf, case, &logs)
                 .unwrap_or_else(|e| Outcome::fail(case.name, e, Vec::new(), started.elapsed()));
             vec![outcome]
+        }));
+    }
+    for test in self_tests {
+        let (root, elf, logs) = (root.to_path_buf(), elf.to_path_buf(), logs.to_path_buf());
+        jobs.push_back(Box::new(move || {
+            let started = Instant::now();
+            let env = selftests::Env {
+                root: &root,
+                elf: &elf,
+                logs: &logs,
+            };
+            vec![match (test.run)(&env) {
+                Ok(()) => Outcome::pass(test.name, started.elapsed()),
+                Err((reason, tail)) => Outcome::fail(test.name, reason, tail, started.elapsed()),
+            }]
         }));
     }
     let jobs = Arc::new(Mutex::new(jobs));

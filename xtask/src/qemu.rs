@@ -598,7 +598,7 @@ fn kill(child: &mut Child) {
 }
 
 /// Waits up to `timeout` for `child`; its exit status (-1 for a signal) or `None`.
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<Option<i32>> {
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<Option<i32>> {
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {

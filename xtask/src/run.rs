@@ -442,6 +442,11 @@ mod tests {
             None,
             "the monitor alone has none"
         );
+        assert_eq!(
+            parse(words(&["--app", "hello"])).unwrap().forwards(),
+            None,
+            "hello serves nothing: `run --app hello` needs no free host port"
+        );
         let own = parse(words(&["--app", "kv", "--", "-nic", "none"])).unwrap();
         assert_eq!(own.forwards(), None, "the user's network wins");
     }
