@@ -83,8 +83,32 @@ kernel_test!(
                 );
             }
         }
-        // The local APIC's registers (device memory) are mapped too.
-        assert!(paging::tests::is_mapped(0xFEE0_0000));
+        // The local APIC's registers (device memory) are mapped too, uncached.
+        let apic = paging::tests::mapping(0xFEE0_0000).expect("the local APIC is mapped");
+        assert_eq!(
+            apic.caching,
+            paging::Caching::Uncached,
+            "device memory is cached"
+        );
+        // RAM above 4 GiB, where the machine has it (`boot::identity-map-6g` boots 6 GiB):
+        // the last page of the highest usable region is mapped write-back and writable.
+        let highest = (map.regions().iter())
+            .filter(|r| r.kind == rexo_memmap::RegionKind::Usable && r.end > 1 << 32)
+            .map(|r| (r.end - 1) & !4095)
+            .max();
+        if let Some(page) = highest {
+            let ram = paging::tests::mapping(page).expect("RAM above 4 GiB is not mapped");
+            assert_eq!(
+                (ram.writable, ram.caching),
+                (true, paging::Caching::WriteBack)
+            );
+            #[allow(unsafe_code)] // writing RAM through the identity map
+            // SAFETY: `page` is usable RAM, identity-mapped (just checked) and 8-aligned;
+            // every access to a word is atomic here, and adding 0 leaves it unchanged.
+            let word = unsafe { core::sync::atomic::AtomicU64::from_ptr(page as *mut u64) };
+            word.fetch_add(0, Ordering::SeqCst);
+            log::info!("tests: RAM at {page:#x}, above 4 GiB, is mapped and writable");
+        }
     }
 );
 

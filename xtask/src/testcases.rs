@@ -478,6 +478,19 @@ pub const CASES: &[Case] = &[
         }],
         ..BASE
     },
+    // The identity map above 4 GiB (write-back, writable) and of device memory (uncached).
+    Case {
+        name: "boot::identity-map-6g",
+        mem_mib: 6144,
+        append: "test=tests::all_ram_is_identity_mapped",
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[
+            Check::Has("test tests::all_ram_is_identity_mapped ... ok"),
+            Check::Has("above 4 GiB, is mapped and writable"),
+        ],
+        ..BASE
+    },
     // Crash reports: exit 35, the vector or panic message, registers, a symbolized backtrace.
     Case {
         name: "crash::pagefault",

@@ -2,27 +2,56 @@
 
 use core::sync::atomic::Ordering;
 
-use super::{ADDRESS_MASK, GIB4, HUGE, LOCK, PRESENT, ROOT, installed, table};
+use super::{
+    ADDRESS_MASK, CACHE_DISABLE, Caching, GIB4, HUGE, LOCK, PRESENT, ROOT, WRITABLE, WRITE_THROUGH,
+    installed, table,
+};
 
 /// Whether `addr` is mapped (what the kernel tests check of guard pages and the map).
 pub fn is_mapped(addr: u64) -> bool {
     if !installed() {
         return addr < GIB4;
     }
-    let Some(_guard) = LOCK.try_lock() else {
-        return false;
-    };
+    mapping(addr).is_some()
+}
+
+/// How an address is mapped: what the kernel tests check of RAM and device memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// The page may be written.
+    pub writable: bool,
+    /// Write-back, or uncached (both cache-disable and write-through set).
+    pub caching: Caching,
+}
+
+/// How `addr` is mapped in the installed tables (`None`: not mapped, or the tables are
+/// busy); the entry that maps it, at whichever level, decides.
+pub fn mapping(addr: u64) -> Option<Mapping> {
+    let leaf = leaf_entry(addr)?;
+    let uncached = CACHE_DISABLE | WRITE_THROUGH;
+    Some(Mapping {
+        writable: leaf & WRITABLE != 0,
+        caching: if leaf & uncached == uncached {
+            Caching::Uncached
+        } else {
+            Caching::WriteBack
+        },
+    })
+}
+
+/// The present entry that maps `addr` (a 1 GiB, 2 MiB or 4 KiB page).
+fn leaf_entry(addr: u64) -> Option<u64> {
+    let _guard = LOCK.try_lock()?;
     let pml4e = table(ROOT.load(Ordering::Relaxed))[(addr >> 39) as usize & 511];
     if pml4e & PRESENT == 0 {
-        return false;
+        return None;
     }
-    let pdpte = table(pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
-    if pdpte & PRESENT == 0 || pdpte & HUGE != 0 {
-        return pdpte & PRESENT != 0;
+    let mut entry = table(pml4e & ADDRESS_MASK)[(addr >> 30) as usize & 511];
+    for shift in [21, 12] {
+        if entry & PRESENT == 0 || entry & HUGE != 0 {
+            break;
+        }
+        entry = table(entry & ADDRESS_MASK)[(addr >> shift) as usize & 511];
     }
-    let pde = table(pdpte & ADDRESS_MASK)[(addr >> 21) as usize & 511];
-    if pde & PRESENT == 0 || pde & HUGE != 0 {
-        return pde & PRESENT != 0;
-    }
-    table(pde & ADDRESS_MASK)[(addr >> 12) as usize & 511] & PRESENT != 0
+    (entry & PRESENT != 0).then_some(entry)
 }
