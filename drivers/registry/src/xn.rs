@@ -143,7 +143,7 @@ fn request_bytes(sectors: u32, size: u64) -> usize {
 /// before anything written after them.
 fn zero(disk: &mut dyn BlockDevice, start: u64, count: u64) -> Result<(), DeviceError> {
     let info = disk.info();
-    let size = u64::from(info.sector_size);
+    let size = geometry(&info).1;
     let chunk = u64::from(info.max_sectors.max(1));
     let end = start.saturating_add(count);
     let mut at = start;
