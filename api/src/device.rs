@@ -740,7 +740,10 @@ pub trait BlockDevice: Send {
     /// neither the next holder nor a later `poll` ever sees them. The disk drivers
     /// withdraw the requests the device was not yet told of and wait (bounded by their
     /// timeouts, then a device reset) for the ones it has, so none reaches the disk
-    /// after this returns: the sectors of a holder that went are safe to hand on.
+    /// after this returns: the sectors of a holder that went are safe to hand on. So the
+    /// call may block until the device answers or is reset (NVMe and virtio-blk: 20 s
+    /// and more for a device that never answers); the registry runs it outside the
+    /// slot's lock when a holder goes, the disk shown held by the kernel meanwhile.
     fn abandon_requests(&mut self);
 }
 

@@ -12,10 +12,11 @@ use rexo_api::{
     OpenDevice, Tag,
 };
 use rexo_devio::Found;
+use spin::MutexGuard;
 
 use crate::appcode::calling_app;
 use crate::ordered::OrderedWrites;
-use crate::{Binder, Holder, Slot, SlotState};
+use crate::{Binder, Holder, Slot, SlotState, xn};
 
 /// The slot's state if `generation` is still current.
 fn live(slot: &Slot, generation: u64) -> Result<spin::MutexGuard<'_, SlotState>, DeviceError> {
@@ -27,23 +28,31 @@ fn live(slot: &Slot, generation: u64) -> Result<spin::MutexGuard<'_, SlotState>,
     }
 }
 
-/// Ends the lease on `state`'s device: the slot is free again, the disk's requests in
-/// flight belong to no one, and the interrupt sources bound to the holder are disarmed
-/// and their capabilities go back to the kernel.
-pub(crate) fn end(state: &mut SlotState, binder: &dyn Binder) {
+/// The name a disk's slot shows as its holder while its abandoned requests drain.
+const DRAINING: &str = "the kernel (draining abandoned requests)";
+
+/// Ends the lease on the device in `slot` (`state`, its lock): the slot is free again,
+/// the interrupt sources bound to the holder are disarmed and their capabilities go back
+/// to the kernel, and a disk's requests in flight belong to no one. Those drain (which
+/// may last until the device answers or its driver resets it) outside the slot's lock,
+/// the slot marked held by [`DRAINING`] meanwhile ([`xn::outside_the_lock`]), so calls
+/// that take every slot's lock do not wait for an unresponsive disk. Returns the lock.
+pub(crate) fn end<'a>(
+    slot: &'a Slot,
+    mut state: MutexGuard<'a, SlotState>,
+    binder: &dyn Binder,
+) -> MutexGuard<'a, SlotState> {
     state.holder = None;
     state.generation += 1;
     for gate in state.queues.drain(..) {
         // Waits for a call in progress on that queue, then cuts the handle.
         *gate.lock() = None;
     }
-    if let Found::Block(disk) = &mut state.device {
-        disk.abandon_requests();
-    }
     for queue in state.interrupts.end(binder) {
         // Ended either way; a device that cannot disarm masks nothing more than it did.
         let _ = crate::interrupts::driver_arm(&mut state.device, queue, None);
     }
+    xn::outside_the_lock(slot, state, DRAINING, |disk| disk.abandon_requests()).0
 }
 
 /// Arms or disarms `queue`'s wake-up on `slot` if the lease `(binder, owner,
@@ -460,9 +469,9 @@ impl Drop for Lease {
     /// Ends the lease: the slot is free again unless it was revoked (and maybe reopened)
     /// since.
     fn drop(&mut self) {
-        let mut state = self.slot.state.lock();
+        let state = self.slot.state.lock();
         if state.generation == self.generation {
-            end(&mut state, self.binder);
+            end(self.slot, state, self.binder);
         }
     }
 }

@@ -390,7 +390,7 @@ impl Registry {
                 let held = state.holder.filter(|(holder, _)| *holder == owner);
                 if let Some((_, holder)) = held {
                     name = holder;
-                    lease::end(&mut state, self.binder);
+                    state = lease::end(slot, state, self.binder);
                 }
                 let bound = sharing::unbind_all_of(&mut state, owner);
                 if let Some((_, holder)) = bound {
@@ -560,7 +560,7 @@ pub(crate) mod tests {
         bad_sector: alloc::sync::Arc<core::sync::atomic::AtomicU64>,
         /// While on, every flush is refused.
         failing_flushes: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
-        /// While closed, every write waits.
+        /// While closed, every write and every drain of abandoned requests waits.
         gate: alloc::sync::Arc<Gate>,
     }
 
@@ -645,12 +645,8 @@ pub(crate) mod tests {
             sectors: u32,
             fill: &mut dyn FnMut(&mut [u8]) -> bool,
         ) -> Result<rexo_api::Tag, DeviceError> {
-            use core::sync::atomic::Ordering;
-            while self.gate.closed.load(Ordering::Acquire) {
-                self.gate.waiting.store(true, Ordering::Release);
-                std::thread::yield_now();
-            }
-            let bad = self.bad_sector.load(Ordering::Relaxed);
+            self.gate.pass();
+            let bad = self.bad_sector.load(core::sync::atomic::Ordering::Relaxed);
             if (lba..lba + u64::from(sectors)).contains(&bad) {
                 return Err(DeviceError::Status {
                     what: "a simulated write",
@@ -687,7 +683,9 @@ pub(crate) mod tests {
         fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
             Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
         }
+        /// Waits while the gate is closed, as a driver's drain waits for the device.
         fn abandon_requests(&mut self) {
+            self.gate.pass();
             self.done.clear();
         }
     }
@@ -1506,12 +1504,73 @@ pub(crate) mod tests {
         assert_eq!(format(registry, false), Ok(Vec::new()));
     }
 
-    /// What a test sees of a memory disk's writes: while `closed`, every write waits
-    /// (and `waiting` says one does), as during a long wipe.
+    /// What a test sees of a memory disk's writes and drains: while `closed`, each
+    /// waits (and `waiting` says one does), as during a long wipe or a drain of a
+    /// device that does not answer.
     #[derive(Default)]
     pub(crate) struct Gate {
         closed: core::sync::atomic::AtomicBool,
         waiting: core::sync::atomic::AtomicBool,
+    }
+
+    impl Gate {
+        /// Returns once the gate is open, saying in `waiting` that it waited.
+        fn pass(&self) {
+            use core::sync::atomic::Ordering;
+            while self.closed.load(Ordering::Acquire) {
+                self.waiting.store(true, Ordering::Release);
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// A disk's holder going drains its requests in flight outside the slot's lock: it
+    /// used to hold it until the device answered or its driver reset it (about 20 s for
+    /// a device that never answers), so an app's exit, `devices` and every call that
+    /// takes each slot's lock waited for one unresponsive disk. Meanwhile the disk is
+    /// busy; the mark goes when the drain ends.
+    #[test]
+    fn other_calls_complete_while_abandoned_requests_drain() {
+        use core::sync::atomic::Ordering;
+        let gate = alloc::sync::Arc::new(Gate::default());
+        let disk = MemoryDisk {
+            gate: gate.clone(),
+            ..MemoryDisk::new()
+        };
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        let mut fs = lease_disk(registry, "fs");
+        let _ = fs.submit_read(0, 0, 1).unwrap();
+        gate.closed.store(true, Ordering::Release);
+        let dropping = std::thread::spawn(move || drop(fs));
+        while !gate.waiting.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        // From another thread, so that a call stuck behind the drain fails the test
+        // instead of hanging it.
+        let (send, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = send.send((
+                registry.devices(),
+                registry.revoke_all_of(1),
+                registry.open(DeviceKind::Block, 0, (2, "kv")).err(),
+            ));
+        });
+        let during = answer.recv_timeout(std::time::Duration::from_secs(5));
+        gate.closed.store(false, Ordering::Release);
+        let (devices, revoked, refused) = during.expect("calls during the drain");
+        let draining = "the kernel (draining abandoned requests)";
+        assert_eq!(
+            (devices[0].holder, revoked, refused),
+            (Some(draining), 0, Some(ApiError::DeviceBusy(draining)))
+        );
+        dropping.join().unwrap();
+        assert_eq!(registry.devices()[0].holder, None, "the mark is gone");
+        let mut kv = lease_disk(registry, "kv");
+        assert_eq!(
+            read_sectors(kv.as_mut(), 0, 1).len(),
+            512,
+            "the disk is back"
+        );
     }
 
     /// An allocation's wipe runs without the slot's lock: it used to hold it for the

@@ -215,17 +215,18 @@ fn disk_of(device: &mut Found) -> Result<&mut dyn BlockDevice, ApiError> {
     }
 }
 
-/// The holder a disk's slot names while the kernel zeroes a new extent of it outside
-/// the slot's lock: an owner number no app has, so nothing revokes it, and a name that
-/// `open`, `extents` (as [`ApiError::DeviceBusy`]) and `devices` show.
-const ZEROING: crate::Holder = (u16::MAX, "the kernel (zeroing a new extent)");
+/// The name a disk's slot shows as its holder while the kernel zeroes a new extent of
+/// it outside the slot's lock ([`outside_the_lock`]).
+const ZEROING: &str = "the kernel (zeroing a new extent)";
 
-/// What a disk's slot holds while the disk itself is out, being zeroed: the disk's
-/// description, and a refusal for every request (none comes: the slot is marked busy).
+/// What a disk's slot holds while the disk itself is out, in the kernel's use: the
+/// disk's description, and a refusal for every request (none comes: the slot is marked
+/// busy).
 struct Away(BlockInfo);
 
 /// What [`Away`] answers.
-const AWAY: DeviceError = DeviceError::Unsupported("the disk is zeroing a new extent");
+const AWAY: DeviceError =
+    DeviceError::Unsupported("the disk is out of its slot, in the kernel's use");
 
 impl BlockDevice for Away {
     fn info(&self) -> BlockInfo {
@@ -255,30 +256,32 @@ impl BlockDevice for Away {
     fn abandon_requests(&mut self) {}
 }
 
-/// Zeroes sectors `start..start + count` of the disk in `slot` ([`zero`]) with the
-/// slot's lock (`state`, of an idle disk) dropped, so calls that take every slot's lock
-/// (`devices`, `revoke_all_of` when an app ends, ...) do not wait for the wipe: the
-/// disk is taken out of the slot, the slot marked held by [`ZEROING`] meanwhile, and
-/// both are undone under the lock again, whatever the wipe's outcome. Returns the lock.
-fn zero_unlocked(
-    slot: &'static Slot,
-    mut state: MutexGuard<'static, SlotState>,
-    start: u64,
-    count: u64,
-) -> Result<MutexGuard<'static, SlotState>, ApiError> {
+/// Runs `work` on the disk in `slot` (idle: nobody holds it) with the slot's lock
+/// (`state`) dropped, so calls that take every slot's lock (`devices`, `revoke_all_of`
+/// when an app ends, ...) do not wait for it: the disk is taken out of the slot (an
+/// [`Away`] in its place), the slot marked held by the kernel under the name `why` (an
+/// owner number no app has, so nothing revokes it; `open`, `extents` as
+/// [`ApiError::DeviceBusy`] and `devices` show the name), and both are undone under the
+/// lock again, whatever `work` returns. Returns the lock and `work`'s answer, `None`
+/// when the slot holds no disk.
+pub(crate) fn outside_the_lock<'a, R>(
+    slot: &'a Slot,
+    mut state: MutexGuard<'a, SlotState>,
+    why: &'static str,
+    work: impl FnOnce(&mut dyn BlockDevice) -> R,
+) -> (MutexGuard<'a, SlotState>, Option<R>) {
     let Found::Block(disk) = &mut state.device else {
-        return Err(ApiError::NoSuchDevice);
+        return (state, None);
     };
     let away = Box::new(Away(disk.info()));
     let mut disk = core::mem::replace(disk, away);
-    state.holder = Some(ZEROING);
+    state.holder = Some((u16::MAX, why));
     drop(state);
-    let wiped = zero(disk.as_mut(), start, count);
+    let answer = work(disk.as_mut());
     let mut state = slot.state.lock();
     state.device = Found::Block(disk);
     state.holder = None;
-    wiped.map_err(ApiError::Device)?;
-    Ok(state)
+    (state, Some(answer))
 }
 
 impl Registry {
@@ -325,7 +328,13 @@ impl Registry {
                 // leaves them free, and a failed wipe refuses the allocation with the
                 // table unchanged. The wipe runs outside the slot's lock (it may take
                 // minutes), the slot marked busy meanwhile.
-                state = zero_unlocked(slot, state, extent.start, extent.count)?;
+                let (relocked, wiped) = outside_the_lock(slot, state, ZEROING, |disk| {
+                    zero(disk, extent.start, extent.count)
+                });
+                state = relocked;
+                wiped
+                    .ok_or(ApiError::NoSuchDevice)?
+                    .map_err(ApiError::Device)?;
             }
             Some(ExtentOp::Share {
                 start,
