@@ -243,6 +243,20 @@ struct Pair {
     tx_link: Vec<u16>,
     /// Frames the device holds.
     tx_frames: usize,
+    /// Whether the device runs, is being reset or was given up: what the pair's own
+    /// handle ([`NetDevice::split_queues`]), whose calls bypass the device, checks.
+    device: DeviceState,
+}
+
+/// Where a pair's device is, as its pairs' own handles see it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum DeviceState {
+    /// Started: the rings are the device's to read.
+    Running,
+    /// Between a reset and the start after it: the rings are being renewed.
+    Resetting,
+    /// Given up ([`GIVEN_UP`]).
+    GivenUp,
 }
 
 /// A transmit queue's buffers for frames the device segments.
@@ -359,6 +373,7 @@ impl VirtioNet {
                 tx_count,
                 tx_link: vec![NO_LINK; usize::from(tx_count)],
                 tx_frames: 0,
+                device: DeviceState::Running,
             })));
         }
         let control = match offered_pairs {
@@ -532,10 +547,25 @@ impl VirtioNet {
                 if self.returned() != self.returned_at_reset {
                     self.recovery.device_finished();
                 }
-                self.recover(USED_INDEX_OVERRUN)?;
+                // Each pair's lock is taken in turn: a handle's call in progress ends
+                // first, and none touches the rings until the device runs again.
+                self.mark_pairs(DeviceState::Resetting);
+                let recovered = self.recover(USED_INDEX_OVERRUN);
+                self.mark_pairs(match recovered {
+                    Ok(()) => DeviceState::Running,
+                    Err(_) => DeviceState::GivenUp,
+                });
+                recovered?;
                 call(&mut self.pair(queue)?.lock(), shape)
             }
             result => result,
+        }
+    }
+
+    /// Tells every pair (and so its own handle) where the device is.
+    fn mark_pairs(&self, device: DeviceState) {
+        for pair in &self.pairs {
+            pair.lock().device = device;
         }
     }
 
@@ -582,6 +612,16 @@ impl Restart for VirtioNet {
 }
 
 impl Pair {
+    /// Whether the pair's rings may be used: `false` while the device is being reset,
+    /// [`GIVEN_UP`] once it was given up.
+    fn usable(&self) -> Result<bool, DeviceError> {
+        match self.device {
+            DeviceState::Running => Ok(true),
+            DeviceState::Resetting => Ok(false),
+            DeviceState::GivenUp => Err(GIVEN_UP),
+        }
+    }
+
     /// The bus address of transmit buffer `buffer` (small or for segmentation).
     fn tx_address(&self, buffer: u16) -> u64 {
         match (&self.tso, buffer.checked_sub(self.tx_small)) {
@@ -690,7 +730,9 @@ struct Shape {
 }
 
 /// The frame path of one pair (the `NetDevice` calls of its queue), for the device and
-/// for the pair's own handle ([`rexo_devio::pairs::split`]) alike.
+/// for the pair's own handle ([`rexo_devio::pairs::split`]) alike. While the device is
+/// being reset the rings are left alone (nothing received, sends
+/// [`DeviceError::QueueFull`]); once it is given up every call is [`GIVEN_UP`].
 impl QueuePair for Pair {
     type Layout = Shape;
 
@@ -701,6 +743,9 @@ impl QueuePair for Pair {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
+        if !self.usable()? {
+            return Ok(0);
+        }
         let (chain, header_len) = (shape.chain, shape.header_len);
         let taken = self.take_received(chain, header_len, budget, deliver);
         // Every buffer handed back goes to the device with one doorbell.
@@ -723,6 +768,9 @@ impl QueuePair for Pair {
             return Err(DeviceError::Unsupported(
                 "checksum offload (VIRTIO_NET_F_CSUM)",
             ));
+        }
+        if !self.usable()? {
+            return Err(DeviceError::QueueFull);
         }
         let (chain, header_len) = (shape.chain, shape.header_len);
         DeviceError::check_segments(segments, ETHERNET_MAX_FRAME)?;
@@ -790,6 +838,9 @@ impl QueuePair for Pair {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<(), DeviceError> {
+        if !self.usable()? {
+            return Err(DeviceError::QueueFull);
+        }
         let (chain, header_len) = (shape.chain, shape.header_len);
         if self.tso.as_ref().is_some_and(|tso| tso.free.is_empty()) {
             self.reclaim(chain)?;
@@ -830,8 +881,9 @@ impl QueuePair for Pair {
 
     /// [`NetDevice::transmit_pending`] on this pair.
     fn transmit_pending(&mut self, shape: Shape) -> Result<usize, DeviceError> {
-        let chain = shape.chain;
-        self.reclaim(chain)?;
+        if self.usable()? {
+            self.reclaim(shape.chain)?;
+        }
         Ok(self.tx_frames)
     }
 }
@@ -984,6 +1036,7 @@ mod tests {
             tx_count: transmits,
             tx_link: vec![NO_LINK; usize::from(transmits)],
             tx_frames: 0,
+            device: DeviceState::Running,
         }
     }
 
@@ -1144,6 +1197,46 @@ mod tests {
         assert_ne!(device.status() & crate::transport::STATUS_FAILED, 0);
         assert_eq!(send_frame(&mut net), Err(GIVEN_UP));
         assert_eq!(net.transmit_pending(0), Err(GIVEN_UP));
+    }
+
+    /// A pair's own handle bypasses the device, so it checks where the device is: it
+    /// used to post frames to a device given up, and, during a reset from another core,
+    /// to rings being renewed (rung before DRIVER_OK, then overwritten by the start).
+    #[test]
+    fn a_pairs_own_handle_waits_out_a_reset_and_fails_once_the_device_is_given_up() {
+        let (mut net, _device) = net_on_host();
+        let mut handle = net.split_queues().unwrap().pop().unwrap();
+        let send = |handle: &mut Box<dyn NetDevice>| {
+            handle.send_segments(0, &[60], false, &mut |parts| {
+                parts[0].fill(0x42);
+                true
+            })
+        };
+        // While the rings are renewed: nothing is sent or taken.
+        net.mark_pairs(DeviceState::Resetting);
+        assert_eq!(send(&mut handle), Err(DeviceError::QueueFull));
+        assert_eq!(handle.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
+        assert_eq!(handle.transmit_pending(0), Ok(0));
+        let mut tx_side = crate::queue::DeviceSide::default();
+        assert_eq!(
+            tx_side.take(&net.pairs[0].lock().tx),
+            None,
+            "nothing posted"
+        );
+        // A reset through the device leaves the pair running again.
+        net.mark_pairs(DeviceState::Running);
+        overrun_the_receive_ring(&net);
+        assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(0));
+        assert_eq!(send(&mut handle), Ok(()));
+        // Given up: the handle fails as the device does.
+        for _ in 0..crate::recovery::RESETS_IN_A_ROW {
+            overrun_the_receive_ring(&net);
+            let _ = net.receive(0, 8, &mut |_| {});
+        }
+        assert_eq!(net.receive(0, 8, &mut |_| {}), Err(GIVEN_UP));
+        assert_eq!(send(&mut handle), Err(GIVEN_UP));
+        assert_eq!(handle.receive(0, 8, &mut |_| {}), Err(GIVEN_UP));
+        assert_eq!(handle.transmit_pending(0), Err(GIVEN_UP));
     }
 
     #[test]
