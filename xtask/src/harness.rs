@@ -88,16 +88,34 @@ enum Select {
     Matching(String),
 }
 
-/// What `filter` selects of the group whose names start with `prefix` (`kernel::`);
-/// `selects_cases`: the filter selects table cases (`boot::`), and a filter with `::`
-/// that does selects nothing else (outside `prefix`). Otherwise the members whose full
-/// names contain the filter: `tests::heap` selects `kernel::tests::heap_allocates_and_frees`.
+/// The groups of test names that are not table cases.
+const GROUPS: &[&str] = &["host::", "kernel::", "linux::", "selftest::"];
+
+/// Whether `filter` starts with a group prefix other than `prefix`: one of [`GROUPS`] or
+/// a table case's group (`boot::` of `boot::pvh-microvm`).
+fn names_another_group(prefix: &str, filter: &str) -> bool {
+    let case_groups = CASES
+        .iter()
+        .filter_map(|case| case.name.find("::").map(|end| &case.name[..end + 2]));
+    GROUPS
+        .iter()
+        .copied()
+        .chain(case_groups)
+        .any(|group| group != prefix && filter.starts_with(group))
+}
+
+/// What `filter` selects of the group whose names start with `prefix` (`kernel::`):
+/// nothing when the filter starts with another group's prefix (`host::run::tests::`
+/// selects nothing of `kernel::`); `selects_cases`: the filter selects table cases, and a
+/// filter with `::` that does selects nothing else (outside `prefix`). Otherwise the
+/// members whose full names contain the filter: `tests::heap` selects
+/// `kernel::tests::heap_allocates_and_frees`.
 fn select(prefix: &str, filter: &str, selects_cases: bool) -> Select {
     if filter.is_empty() || prefix.contains(filter) {
         Select::All
     } else if let Some(rest) = filter.strip_prefix(prefix) {
         Select::Matching(rest.to_string())
-    } else if filter.contains("::") && selects_cases {
+    } else if names_another_group(prefix, filter) || (filter.contains("::") && selects_cases) {
         Select::Nothing
     } else {
         Select::Matching(filter.to_string())
@@ -1235,6 +1253,27 @@ mod tests {
             select("host::", "run::tests::defaults", false),
             Select::Matching("run::tests::defaults".into())
         );
+    }
+
+    #[test]
+    fn a_filter_naming_another_group_selects_nothing_here() {
+        let host_test = "host::run::tests::defaults";
+        assert_eq!(select("kernel::", host_test, false), Select::Nothing);
+        assert_eq!(select("linux::", host_test, false), Select::Nothing);
+        assert_eq!(
+            select("host::", host_test, false),
+            Select::Matching("run::tests::defaults".into())
+        );
+        assert_eq!(
+            select("host::", "kernel::tests::heap", false),
+            Select::Nothing
+        );
+        assert_eq!(
+            select("kernel::", "selftest::nonesuch", false),
+            Select::Nothing
+        );
+        // A table case's group, even when the filter selects no case.
+        assert_eq!(select("host::", "boot::nonesuch", false), Select::Nothing);
     }
 
     #[test]
