@@ -148,10 +148,10 @@ fn parse(words: Vec<String>) -> Result<Options> {
             _ => return Err(args.unknown(&word)),
         }
     }
-    if let (Some(app), Some(manifest)) = (&o.app, o.manifest()) {
+    if let (Some(app), Some(chosen)) = (&o.app, o.apps_word()) {
         return Err(format!(
-            "`--app {app}` and `--append \"{manifest}\"` both choose the apps; give one: \
-             `--app` for one app, or a boot manifest `apps=` naming every app"
+            "`--app {app}` and `--append \"{chosen}\"` both choose the apps; give one: \
+             `--app` for one app, or `app=` or a boot manifest `apps=` in `--append`"
         ));
     }
     if o.boot == Boot::Pvh && o.modules.len() > 1 {
@@ -167,11 +167,12 @@ fn parse(words: Vec<String>) -> Result<Options> {
 }
 
 impl Options {
-    /// The boot manifest word (`apps=...`) of `--append`, if it has one.
-    fn manifest(&self) -> Option<&str> {
+    /// The word of `--append` that chooses the apps (`app=NAME` or a boot manifest
+    /// `apps=...`), if it has one.
+    fn apps_word(&self) -> Option<&str> {
         self.append
             .split_whitespace()
-            .find(|word| word.starts_with("apps="))
+            .find(|word| word.starts_with("app=") || word.starts_with("apps="))
     }
 
     /// Whether the QEMU arguments given bring their own network.
@@ -186,11 +187,7 @@ impl Options {
     /// `run` makes the network; otherwise why the monitor runs alone (`Err`), or `Ok(None)`
     /// when an app was chosen.
     fn default_run(&self) -> std::result::Result<Option<String>, &'static str> {
-        let chosen = self
-            .append
-            .split_whitespace()
-            .any(|word| word.starts_with("app=") || word.starts_with("apps="));
-        if self.app.is_some() || chosen {
+        if self.app.is_some() || self.apps_word().is_some() {
             return Ok(None);
         }
         if self.own_network() {
@@ -212,7 +209,7 @@ impl Options {
         let first = match (self.default_run(), &self.app) {
             (Ok(Some(manifest)), _) => manifest,
             // A boot manifest or `app=` in `--append` names the apps itself (`parse`
-            // refuses `--app` beside a manifest).
+            // refuses `--app` beside either).
             (Ok(None), None) => String::new(),
             (_, app) => format!("app={}", app.as_deref().unwrap_or("monitor")),
         };
@@ -499,6 +496,15 @@ mod tests {
         .unwrap_err();
         assert!(
             err.contains("--app kv") && err.contains("apps=hello:0-1:8M"),
+            "names both: {err}"
+        );
+    }
+
+    #[test]
+    fn an_app_beside_an_app_word_is_refused() {
+        let err = parse(words(&["--app", "kv", "--append", "app=hello log=debug"])).unwrap_err();
+        assert!(
+            err.contains("--app kv") && err.contains("app=hello"),
             "names both: {err}"
         );
     }
