@@ -907,11 +907,10 @@ pub fn wait_for(
     result.unwrap_or(Ok(()))
 }
 
-/// Queues the next request of a [`run_windowed`] series on the disk, given the series'
-/// error to set if the request it queued is wrong: its tag and what `done` needs of it,
-/// the error that refused it, or `None` when no request is left.
+/// Queues the next request of a [`run_windowed`] series on the disk: its tag and what
+/// `done` needs of it, the error that refused it, or `None` when no request is left.
 pub type SubmitNext<'a, T, E> =
-    &'a mut dyn FnMut(&mut dyn BlockDevice, &mut Option<E>) -> Option<Result<(Tag, T), E>>;
+    &'a mut dyn FnMut(&mut dyn BlockDevice) -> Option<Result<(Tag, T), E>>;
 
 /// Takes a finished request of a [`run_windowed`] series: what `submit` gave with it, and
 /// its data or the device's error.
@@ -923,11 +922,10 @@ pub type TakeFinished<'a, T, E> = &'a mut dyn FnMut(T, Result<&[u8], DeviceError
 /// the requests in flight (cleared first; a caller that keeps it from run to run
 /// allocates nothing).
 ///
-/// The first error stops the submissions: one `submit` answers (a request refused), one
-/// it sets in its `&mut Option<E>` (a request queued but wrong), or one `done` answers
-/// (it is not called after an error). Every request queued is still waited for, so that
-/// none completes into a later caller's wait; the inner result is then that error. When
-/// `poll` itself fails, the requests in flight are given up to the device
+/// The first error stops the submissions: one `submit` answers (a request refused) or one
+/// `done` answers (it is not called after an error). Every request queued is still waited
+/// for, so that none completes into a later caller's wait; the inner result is then that
+/// error. When `poll` itself fails, the requests in flight are given up to the device
 /// ([`BlockDevice::abandon_requests`]) and the outer result is that error.
 pub fn run_windowed<T, E>(
     disk: &mut dyn BlockDevice,
@@ -942,7 +940,7 @@ pub fn run_windowed<T, E>(
     let mut submitted_all = false;
     loop {
         while error.is_none() && !submitted_all && in_flight.len() < window.max(1) {
-            match submit(disk, &mut error) {
+            match submit(disk) {
                 Some(Ok(request)) => in_flight.push(request),
                 Some(Err(refused)) => error = Some(refused),
                 None => submitted_all = true,
@@ -1114,7 +1112,7 @@ mod tests {
             0,
             window,
             &mut Vec::new(),
-            &mut |disk, _| {
+            &mut |disk| {
                 (next < 8).then(|| {
                     next += 1;
                     disk.submit_read(0, next - 1, 1).map(|tag| (tag, next - 1))

@@ -152,7 +152,7 @@ fn zero(disk: &mut dyn BlockDevice, start: u64, count: u64) -> Result<(), Device
         0,
         info.depth,
         &mut Vec::new(),
-        &mut |disk, _| {
+        &mut |disk| {
             if at >= end {
                 return None;
             }

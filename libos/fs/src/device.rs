@@ -111,7 +111,7 @@ impl<'a> DeviceStore<'a> {
             0,
             self.in_flight,
             &mut self.queued,
-            &mut |device, _| {
+            &mut |device| {
                 if next >= count {
                     return None;
                 }
