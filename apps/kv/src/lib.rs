@@ -495,12 +495,18 @@ impl Server<'_> {
     }
 
     /// Closes every connection once the answers it has queued are handed to TCP (for
-    /// [`HAND_OVER_NS`] at most), and lets the FINs go out.
+    /// [`HAND_OVER_NS`] at most), and lets the FINs go out. A failed poll closes the
+    /// connections left at once (each counted out) and is the error.
     fn shut_down(&mut self, kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
         let mut clients = core::mem::take(&mut self.clients);
         let started = kernel.now_ns();
         while !clients.is_empty() {
-            stack.poll(kernel.now_ns())?;
+            if let Err(error) = stack.poll(kernel.now_ns()) {
+                for client in take_handed_over(stack, &mut clients, true) {
+                    self.close(stack, client);
+                }
+                return Err(error);
+            }
             let give_up = kernel.now_ns() - started >= HAND_OVER_NS;
             for client in take_handed_over(stack, &mut clients, give_up) {
                 self.close(stack, client);
