@@ -551,11 +551,22 @@ fn exchange(wire: &Wire, server: &mut Stack, client: &mut Stack, now_ns: &mut u6
     *now_ns += 50_000;
 }
 
-/// A `shutdown` from one client lets every other connection's queued answers go out
-/// before it is closed: here a client that asked for more than the send buffer holds and
-/// had not read yet.
-#[test]
-fn shutdown_lets_the_other_connections_answers_go_out() {
+/// The wire, kv's and the clients' stacks, the reader's connection, kv's clients, the
+/// reader's expected answer and the clock, just after a `shutdown` from one client
+/// while the other one (the reader), which asked for more than the send buffer holds and
+/// has not read yet, still has its answer queued in kv.
+struct ShutDownWithAnswerQueued {
+    wire: Wire,
+    server: Stack,
+    client: Stack,
+    reader: rexo_net::Connection,
+    clients: Vec<Client>,
+    expected: String,
+    now_ns: u64,
+}
+
+/// Runs kv and two clients until one stops kv while the other's answer is queued.
+fn shut_down_with_an_answer_queued() -> ShutDownWithAnswerQueued {
     let (wire, mut server, mut client, listener) = listening(4);
     let (options, remote) = (TcpOptions::default(), KV);
     let mut cache = stream_cache();
@@ -600,6 +611,30 @@ fn shutdown_lets_the_other_connections_answers_go_out() {
         clients.iter().any(|kv| kv.held() > 0),
         "the reader's answer is still queued"
     );
+    ShutDownWithAnswerQueued {
+        wire,
+        server,
+        client,
+        reader,
+        clients,
+        expected,
+        now_ns,
+    }
+}
+
+/// A `shutdown` from one client lets every other connection's queued answers go out
+/// before it is closed.
+#[test]
+fn shutdown_lets_the_other_connections_answers_go_out() {
+    let ShutDownWithAnswerQueued {
+        wire,
+        mut server,
+        mut client,
+        reader,
+        mut clients,
+        expected,
+        mut now_ns,
+    } = shut_down_with_an_answer_queued();
     // The app's closing rounds, while the reader reads at last.
     let mut answer = Vec::new();
     for _ in 0..20_000 {
@@ -619,6 +654,21 @@ fn shutdown_lets_the_other_connections_answers_go_out() {
         "{} answer bytes, {} expected",
         answer.len(),
         expected.len()
+    );
+}
+
+/// Once the hand-over time is over (`give_up`), every connection is taken to be closed,
+/// even one whose answer is still queued.
+#[test]
+fn giving_up_the_hand_over_takes_every_connection() {
+    let mut queued = shut_down_with_an_answer_queued();
+    let count = queued.clients.len();
+    let taken = take_handed_over(&mut queued.server, &mut queued.clients, true);
+    assert_eq!(taken.len(), count, "every client is taken");
+    assert!(queued.clients.is_empty());
+    assert!(
+        taken.iter().any(|kv| kv.held() > 0),
+        "even the one with its answer still queued"
     );
 }
 
