@@ -12,7 +12,8 @@ use crate::Result;
 /// Bytes per sector of the disks QEMU emulates for the case.
 const SECTOR_BYTES: u64 = 512;
 
-/// The extent table on the disk image at `path`, read by `libs/xn`'s own parser.
+/// The extent table on the disk image at `path`, read by `libs/xn`'s own parser; an
+/// image too small to hold one is an error.
 pub fn read_table(path: &Path) -> Result<Table> {
     let mut file =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
@@ -21,6 +22,12 @@ pub fn read_table(path: &Path) -> Result<Table> {
         .map_err(|e| format!("cannot size {}: {e}", path.display()))?
         .len();
     let sectors = length / SECTOR_BYTES;
+    if !rexo_xn::holds_a_table(sectors, SECTOR_BYTES) {
+        return Err(format!(
+            "{} is too small ({length} bytes) to hold an extent table",
+            path.display()
+        ));
+    }
     let start = rexo_xn::copy_start(sectors, SECTOR_BYTES, 0) * SECTOR_BYTES;
     let mut bytes = vec![0u8; (length.saturating_sub(start)) as usize];
     file.seek(SeekFrom::Start(start))
@@ -172,5 +179,13 @@ mod tests {
         let cut = &SERIAL[..SERIAL.len() - 2];
         let why = check_after_monitor(&path, 0, cut).unwrap_err();
         assert!(why.contains("shows 1"), "{why}");
+    }
+
+    #[test]
+    fn an_image_too_small_for_a_table_is_refused() {
+        let path = image_with("small", &the_cases_table());
+        std::fs::write(&path, vec![0u8; (8 * SECTOR_BYTES) as usize]).unwrap();
+        let why = read_table(&path).unwrap_err();
+        assert!(why.contains("too small"), "{why}");
     }
 }
