@@ -1048,8 +1048,8 @@ pub const CASES: &[Case] = &[
             Check::Has("sectors 64+8 monitor read-write"),
             Check::Has("disk 0: 3 extent(s)"),
             Check::Has("disk 0: extents: no such extent"),
-            // After the share: alloc 8, free 64 and the listing show 2 extents, the
-            // share in the last two.
+            // Alloc 8 (before the share), free 64 and the listing (after it) show 2
+            // extents, the share in the last two.
             Check::Count("disk 0: 2 extent(s)", 3),
             Check::Count("sectors 0+64 monitor read-write", 5),
             Check::Count("sectors 0+8 hello read-only share", 3),
