@@ -530,16 +530,15 @@ pub fn memory_op(
     })
 }
 
-/// Hands `cap` from `owner` to `to` (refused with `NotRunning` unless `to` runs: checked
-/// under the lock [`release_owner`] takes), which finds it in its inbox ([`take_delegated`]: the
+/// Hands `cap` from `owner` to `to` (refused with `NotRunning` unless `to` runs: the table
+/// checks it after the handle, under the lock [`release_owner`] takes), which finds it in its inbox ([`take_delegated`]: the
 /// table keeps it, so an entry revoked meanwhile leaves nothing there); a refusal gives
 /// `cap` back.
 pub fn delegate(owner: OwnerId, cap: Cap, to: OwnerId) -> Result<(), (CapError, Cap)> {
     let mut held = Some(cap);
     let result = with_state(|state| {
         let cap = held.take().ok_or(CapError::Full)?;
-        let running = state.table.running(to);
-        if let Err(error) = running.and_then(|()| state.table.delegate(owner, &cap, to)) {
+        if let Err(error) = state.table.delegate(owner, &cap, to) {
             held = Some(cap);
             return Err(error);
         }

@@ -647,15 +647,18 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     }
 
     /// Hands `cap`'s entry to `to`: from now on `to` is its holder (the kernel moves the
-    /// handle along). Needs [`Rights::DELEGATE`]. To lend a resource and keep the power to
-    /// take it back, derive a child and delegate the child: the parent's holder can then
-    /// [`revoke_derived`](Self::revoke_derived) it.
+    /// handle along). Needs [`Rights::DELEGATE`], and `to` must be a valid owner
+    /// ([`CapError::BadOwner`]) that runs ([`CapError::NotRunning`]: checked after the
+    /// handle, so a stale handle answers [`CapError::Revoked`] whoever `to` is). To lend a
+    /// resource and keep the power to take it back, derive a child and delegate the child:
+    /// the parent's holder can then [`revoke_derived`](Self::revoke_derived) it.
     pub fn delegate(&mut self, caller: OwnerId, cap: &Cap, to: OwnerId) -> Result<(), CapError> {
         let (i, e) = self.owned_live(caller, cap)?;
         if !e.rights.contains(Rights::DELEGATE) {
             return Err(CapError::NoRight(Rights::DELEGATE));
         }
         self.valid_owner(to)?;
+        self.running(to)?;
         if let Some(entry) = self.slots[i].entry.as_mut() {
             entry.owner = to;
         }

@@ -14,8 +14,11 @@ fn mem(start: u64, len: u64) -> Resource {
     Resource::new(ResourceKind::Memory, start, len).expect("valid range")
 }
 
+/// A table where `APP` and `OTHER` run, with a memory root of `rights` held by `APP`.
 fn setup(rights: Rights) -> (Table, Cap) {
     let mut t = Table::new();
+    t.start_owner(&Kernel, APP).expect("start APP");
+    t.start_owner(&Kernel, OTHER).expect("start OTHER");
     let cap = t
         .mint(&Kernel, APP, mem(0x10_0000, 0x10_0000), rights)
         .expect("mint");
@@ -355,6 +358,8 @@ fn delegate_moves_the_entry_and_needs_the_right() {
         Err(CapError::BadOwner(OwnerId(9)))
     );
     assert_eq!(t.delegate(OTHER, &cap, OTHER), Err(CapError::NotOwner));
+    let idle = OwnerId(3);
+    assert_eq!(t.delegate(APP, &cap, idle), Err(CapError::NotRunning(idle)));
     t.delegate(APP, &cap, OTHER).expect("delegate");
     assert_eq!(
         t.check(APP, &cap, Rights::READ).map(|_| ()),
@@ -362,6 +367,39 @@ fn delegate_moves_the_entry_and_needs_the_right() {
     );
     assert!(t.check(OTHER, &cap, Rights::READ).is_ok());
     assert_eq!(t.entries_of(OTHER).count(), 1);
+}
+
+#[test]
+fn delegate_checks_the_handle_before_the_receiver() {
+    // CapError's order: a stale handle answers Revoked and another's handle NotOwner,
+    // even when the receiver is beyond the table or ended.
+    let (mut t, cap) = setup(RW | Rights::DELEGATE);
+    let gone = t
+        .derive(APP, &cap, 0x10_0000, 0x1000, RW | Rights::DELEGATE)
+        .expect("derive");
+    t.return_cap(APP, &gone).expect("return");
+    let (beyond, ended) = (OwnerId(9), OwnerId(3));
+    for to in [beyond, ended] {
+        assert_eq!(t.delegate(APP, &gone, to), Err(CapError::Revoked));
+        assert_eq!(t.delegate(OTHER, &cap, to), Err(CapError::NotOwner));
+    }
+    assert_eq!(
+        t.delegate(APP, &cap, beyond),
+        Err(CapError::BadOwner(beyond))
+    );
+    assert_eq!(
+        t.delegate(APP, &cap, ended),
+        Err(CapError::NotRunning(ended))
+    );
+    t.release_owner(&Kernel, OTHER).expect("OTHER ends");
+    assert_eq!(
+        t.delegate(APP, &cap, OTHER),
+        Err(CapError::NotRunning(OTHER))
+    );
+    assert!(
+        t.check(APP, &cap, Rights::READ).is_ok(),
+        "a refusal keeps it"
+    );
 }
 
 #[test]

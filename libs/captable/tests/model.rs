@@ -51,6 +51,8 @@ struct Model {
     entries: Vec<MEntry>,
     logs: Vec<MLog>,
     seen: HashSet<(u32, u32)>,
+    /// Owners started and not released since.
+    running: Vec<bool>,
 }
 
 impl Model {
@@ -435,6 +437,8 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                     Err(CapError::NoRight(Rights::DELEGATE))
                 } else if usize::from(to.0) >= OWNERS {
                     Err(CapError::BadOwner(to))
+                } else if !m.running[usize::from(to.0)] {
+                    Err(CapError::NotRunning(to))
                 } else {
                     Ok(())
                 }
@@ -528,7 +532,18 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
             }
         }
         _ => {
-            if rng.below(4) == 0 {
+            if rng.below(8) == 0 {
+                // an owner starts (again)
+                let who = owner(rng);
+                let expect = match m.running.get_mut(usize::from(who.0)) {
+                    Some(running) => {
+                        *running = true;
+                        Ok(())
+                    }
+                    None => Err(CapError::BadOwner(who)),
+                };
+                assert_eq!(expect, t.start_owner(&Kernel, who));
+            } else if rng.below(4) == 0 {
                 // an owner ends
                 let who = owner(rng);
                 let expect = if usize::from(who.0) >= OWNERS {
@@ -545,6 +560,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                     for e in m.entries.iter_mut().filter(|e| e.owner == who) {
                         e.forfeited = false;
                     }
+                    m.running[usize::from(who.0)] = false;
                     Ok(count)
                 };
                 assert_eq!(expect, t.release_owner(&Kernel, who));
@@ -642,6 +658,7 @@ fn random_operation_sequences_match_the_model() {
             entries: Vec::new(),
             logs: (0..OWNERS).map(|_| MLog::default()).collect(),
             seen: HashSet::new(),
+            running: vec![false; OWNERS],
         };
         for _ in 0..300 {
             step(&mut rng, &mut t, &mut m);
