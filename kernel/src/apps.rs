@@ -616,13 +616,10 @@ impl KernelCalls for AppRun {
     }
 
     fn load_baremetal(&self, binary: Option<&[u8]>) -> Result<LoadedInfo, BinaryError> {
-        let size = crate::baremetal::load(binary, || *LOADED.lock() = None)?;
-        let info = LoadedInfo {
-            size,
-            entry: crate::baremetal::APP_BASE,
-        };
-        *LOADED.lock() = Some(info);
-        Ok(info)
+        let entry = crate::baremetal::APP_BASE;
+        let info = |size| LoadedInfo { size, entry };
+        let size = crate::baremetal::load(binary, |size| *LOADED.lock() = size.map(info))?;
+        Ok(info(size))
     }
 
     fn exec_baremetal(&self) -> Result<u64, BinaryError> {
@@ -632,5 +629,5 @@ impl KernelCalls for AppRun {
     }
 }
 
-/// The BareMetal binary the last successful `load_baremetal` put in the app area.
+/// The BareMetal binary the app area holds (recorded under the area's lock by `load`).
 static LOADED: spin::Mutex<Option<LoadedInfo>> = spin::Mutex::new(None);

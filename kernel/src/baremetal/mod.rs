@@ -180,10 +180,12 @@ fn area() -> Result<spin::MutexGuard<'static, Option<&'static mut [u8]>>, LoadEr
 
 /// Loads `binary`, or the first boot module when `None`, into the app area; returns its
 /// size. Refused while cores run jobs of the loaded binary ([`calls::JOBS`]). Calls
-/// `forget_loaded` once the area no longer holds the binary loaded before. The copy from
-/// the app's memory runs under an abort point of its own: if the memory is taken from the
-/// app mid-copy (a fault), the area and the load are released first, then the app ends.
-pub fn load(binary: Option<&[u8]>, forget_loaded: impl FnOnce()) -> Result<u64, LoadError> {
+/// `record(None)` before the area stops holding the binary loaded before, and
+/// `record(Some(size))` once the copy is done, both under the area's lock, so that a
+/// record never outlives the area's contents. The copy from the app's memory runs under
+/// an abort point of its own: if the memory is taken from the app mid-copy (a fault), the
+/// area and the load are released first, then the app ends.
+pub fn load(binary: Option<&[u8]>, mut record: impl FnMut(Option<u64>)) -> Result<u64, LoadError> {
     let image = match binary {
         Some(image) => image,
         None => {
@@ -196,10 +198,14 @@ pub fn load(binary: Option<&[u8]>, forget_loaded: impl FnOnce()) -> Result<u64, 
         let mut guard = area()?;
         let area = guard.as_mut().ok_or(LoadError::NoArea)?;
         check_image(image, area.len() as u64)?;
-        forget_loaded();
+        record(None);
         area.fill(0);
         let copy = &mut || area[..image.len()].copy_from_slice(image);
-        Ok((image.len() as u64, crate::devices::run_app_code(copy)))
+        let aborted = crate::devices::run_app_code(copy);
+        if !aborted {
+            record(Some(image.len() as u64));
+        }
+        Ok((image.len() as u64, aborted))
     })?;
     if copy_aborted {
         crate::arch::abort::abort_current();
@@ -211,7 +217,7 @@ pub fn load(binary: Option<&[u8]>, forget_loaded: impl FnOnce()) -> Result<u64, 
 /// binary on this core and reports its RAX. A refused module stops the boot with a
 /// message (exit status "failure").
 pub fn app(_kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
-    let size = load(None, || ()).unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
+    let size = load(None, |_| ()).unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
     log::info!("baremetal: running a {size}-byte binary at {APP_BASE:#x}");
     let rax = run_loaded().unwrap_or_else(|e| crate::fatal(format_args!("baremetal: {e}")));
     log::info!("baremetal: the app returned rax={rax:#x}");

@@ -894,10 +894,10 @@ mod views {
             // taken by force and unmapped: the copy faults there, as an app's would); nothing
             // writes them while the slice lives.
             let image = unsafe { core::slice::from_raw_parts(start as *const u8, 8192) };
-            let mut forgotten = false;
+            let mut recorded = Some(Some(1));
             let aborted = crate::apps::acting_as(&api, || {
                 run_abortable(|| {
-                    let _ = crate::baremetal::load(Some(image), || forgotten = true);
+                    let _ = crate::baremetal::load(Some(image), |size| recorded = Some(size));
                 })
             });
             assert_eq!(aborted, Err(Aborted), "the copy faulted");
@@ -905,13 +905,18 @@ mod views {
                 crate::apps::ended_reason(),
                 crate::apps::ENDED_BY_REPOSSESSION
             );
-            assert!(forgotten, "the binary loaded before is gone");
+            assert_eq!(
+                recorded,
+                Some(None),
+                "the binary before is gone, none recorded"
+            );
             // Without the abort point around the copy this would wait forever for the area.
             assert_eq!(
-                crate::baremetal::load(Some(&[0xC3]), || ()),
+                crate::baremetal::load(Some(&[0xC3]), |size| recorded = Some(size)),
                 Ok(1),
                 "the area is free again"
             );
+            assert_eq!(recorded, Some(Some(1)), "a finished copy is recorded");
             drop((first, second, caps));
             assert!(release_owner(owner).is_ok());
         }
