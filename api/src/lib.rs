@@ -148,6 +148,17 @@ pub enum MemoryOp<'a> {
     },
 }
 
+impl MemoryOp<'_> {
+    /// Every entry the operation uses: the capability's (`entry`) and, for a merge, the
+    /// sibling's (a use of either breaks the abort protocol once repossessed).
+    pub fn entries_used(&self, entry: EntryId) -> [EntryId; 2] {
+        match self {
+            MemoryOp::Merge { other } => [entry, other.cap().id()],
+            _ => [entry; 2],
+        }
+    }
+}
+
 /// An app's entry point: it gets the kernel and returns when the app is done.
 pub type AppMain = fn(&Kernel) -> Result<(), ApiError>;
 
@@ -391,6 +402,24 @@ mod tests {
             ApiError::refusal(CapError::Revoked),
             ApiError::Refused(CapError::Revoked)
         );
+    }
+
+    #[test]
+    fn a_merge_uses_the_sibling_too() {
+        use rexo_captable::{CapTable, OwnerId, Resource, ResourceKind};
+        struct Kernel;
+        let mut table: CapTable<Kernel, 4, 2, 1> = CapTable::new();
+        let mut mint = |start| {
+            let frames = Resource::new(ResourceKind::Memory, start, 0x1000).expect("range");
+            let cap = table.mint(&Kernel, OwnerId(1), frames, Rights::READ);
+            MemoryCap::new(cap.expect("mint"))
+        };
+        let (cap, other) = (mint(0x1000), mint(0x2000));
+        let (entry, sibling) = (cap.cap().id(), other.cap().id());
+        let merge = MemoryOp::Merge { other: &other };
+        assert_eq!(merge.entries_used(entry), [entry, sibling]);
+        let split = MemoryOp::Split { offset: 0x1000 };
+        assert_eq!(split.entries_used(entry), [entry, entry]);
     }
 
     #[test]

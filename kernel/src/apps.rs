@@ -332,15 +332,16 @@ pub(crate) fn ended_reason() -> u8 {
 }
 
 /// The abort protocol, for every call that takes a capability: an app that uses one the
-/// kernel took back at a revocation deadline it missed (`entry`, whose call answered
-/// `result`) is ended (its task, not the kernel), with a report.
+/// kernel took back at a revocation deadline it missed (one of `entries`, whose call
+/// answered `result`) is ended (its task, not the kernel), with a report.
 fn check_abort_protocol<T>(
     owner: OwnerId,
-    entry: rexo_api::EntryId,
+    entries: &[rexo_api::EntryId],
     result: Result<T, rexo_api::CapError>,
 ) -> Result<T, ApiError> {
     let revoked = matches!(result, Err(rexo_api::CapError::Revoked));
-    if revoked && crate::caps::was_repossessed(owner, entry) {
+    let repossessed = |&&entry: &&_| revoked && crate::caps::was_repossessed(owner, entry);
+    if let Some(entry) = entries.iter().find(repossessed) {
         log::error!(
             "{owner} touched {entry}, taken back at a revocation deadline it missed: ending its task"
         );
@@ -356,7 +357,7 @@ fn give_back(
     kind: rexo_captable::ResourceKind,
 ) -> Result<(), ApiError> {
     let entry = cap.id();
-    check_abort_protocol(owner, entry, crate::caps::return_cap(owner, cap, kind))
+    check_abort_protocol(owner, &[entry], crate::caps::return_cap(owner, cap, kind))
 }
 
 impl KernelCalls for AppRun {
@@ -482,12 +483,12 @@ impl KernelCalls for AppRun {
 
     fn write_memory(&self, cap: &MemoryCap, offset: u64, data: &[u8]) -> Result<(), ApiError> {
         let result = crate::caps::write_memory(self.owner, cap.cap(), offset, data);
-        check_abort_protocol(self.owner, cap.cap().id(), result)
+        check_abort_protocol(self.owner, &[cap.cap().id()], result)
     }
 
     fn read_memory(&self, cap: &MemoryCap, offset: u64, buffer: &mut [u8]) -> Result<(), ApiError> {
         let result = crate::caps::read_memory(self.owner, cap.cap(), offset, buffer);
-        check_abort_protocol(self.owner, cap.cap().id(), result)
+        check_abort_protocol(self.owner, &[cap.cap().id()], result)
     }
 
     fn revocation_requests(&self) -> Vec<CapInfo> {
@@ -502,7 +503,7 @@ impl KernelCalls for AppRun {
         let entry = cap.cap().id();
         work(check_abort_protocol(
             self.owner,
-            entry,
+            &[entry],
             crate::caps::map(self.owner, cap),
         )?);
         Ok(())
@@ -517,8 +518,9 @@ impl KernelCalls for AppRun {
         cap: &MemoryCap,
         op: rexo_api::MemoryOp<'_>,
     ) -> Result<Option<MemoryCap>, ApiError> {
+        let used = op.entries_used(cap.cap().id());
         let made = crate::caps::memory_op(self.owner, cap.cap(), op);
-        check_abort_protocol(self.owner, cap.cap().id(), made).map(|made| made.map(MemoryCap::new))
+        check_abort_protocol(self.owner, &used, made).map(|made| made.map(MemoryCap::new))
     }
 
     fn delegate_memory(&self, cap: MemoryCap, app: &str) -> Result<(), (ApiError, MemoryCap)> {
@@ -561,7 +563,7 @@ impl KernelCalls for AppRun {
 
     fn timer_fired(&self, timer: &TimerCap) -> Result<bool, ApiError> {
         let fired = crate::caps::timer_fired(self.owner, timer.cap());
-        check_abort_protocol(self.owner, timer.cap().id(), fired)
+        check_abort_protocol(self.owner, &[timer.cap().id()], fired)
     }
 
     fn return_timer(&self, timer: TimerCap) -> Result<(), ApiError> {

@@ -518,8 +518,9 @@ pub fn memory_op(
             }
             MemoryOp::Split { offset } => state.table.split(owner, cap, offset).map(Some),
             MemoryOp::Merge { other } => {
+                state.table.merge(owner, cap, other.cap())?;
                 state.ledger.forget_mapping(other.cap().id());
-                state.table.merge(owner, cap, other.cap()).map(|()| None)
+                Ok(None)
             }
             MemoryOp::RevokeDerived { entry } => {
                 state.table.revoke_derived(owner, cap, entry)?;
