@@ -100,9 +100,10 @@ pub use rexo_captable::{EntryId, Rights};
 
 /// What to do with a memory capability one holds ([`Kernel::memory_op`]).
 ///
-/// A merge borrows the sibling, so a refused merge leaves it with the caller, working:
+/// A merge borrows the sibling, so a refused merge leaves it with the caller, working
+/// (this example is compiled, not run):
 ///
-/// ```
+/// ```no_run
 /// use rexo_api::{MemoryCap, MemoryOp};
 /// use rexo_captable::{CapTable, OwnerId, Resource, ResourceKind, Rights};
 ///

@@ -341,6 +341,27 @@ fn merge_refuses_non_siblings_gaps_and_differing_rights() {
     t.merge(APP, &b, &d).expect("adjacent siblings merge");
 }
 
+#[test]
+fn a_refused_merge_leaves_the_sibling_working_and_a_merged_one_revoked() {
+    let (mut t, root) = setup(RW);
+    let a = t.derive(APP, &root, 0x10_0000, 0x1000, RW).expect("a");
+    let far = t.derive(APP, &root, 0x10_2000, 0x1000, RW).expect("far");
+    let near = t.derive(APP, &root, 0x10_1000, 0x1000, RW).expect("near");
+    assert_eq!(t.merge(APP, &a, &far), Err(CapError::NotAdjacent));
+    let write =
+        |t: &Table, cap: &Cap, start| t.check_access(APP, cap, Rights::WRITE, &mem(start, 0x1000));
+    assert_eq!(
+        write(&t, &far, 0x10_2000),
+        Ok(()),
+        "the refused sibling writes"
+    );
+    assert_eq!(t.return_cap(APP, &far), Ok(1), "and returns");
+    t.merge(APP, &a, &near).expect("adjacent siblings merge");
+    assert_eq!(write(&t, &a, 0x10_1000), Ok(()), "a covers both");
+    assert_eq!(write(&t, &near, 0x10_1000), Err(CapError::Revoked));
+    assert_eq!(t.return_cap(APP, &near), Err(CapError::Revoked));
+}
+
 // ---- delegate and return ----
 
 #[test]
