@@ -259,8 +259,10 @@ int rexo_block_read(int64_t disk, uint64_t block, uint32_t count, void *buf, siz
 
 /* Writes `count` blocks from `buf` (`len` exactly `count` * block_size) at block
  * `block`; returns when the device has them (rexo_block_flush makes them durable).
- * Returns as rexo_block_read; on REXO_EIO for a buffer of another length, that write
- * was withdrawn before the device saw it: nothing of it reaches the disk. */
+ * Returns as rexo_block_read. A write longer than the disk's max_blocks goes as
+ * several requests, each waited for in turn; on REXO_EIO for a buffer of another
+ * length, the request whose buffer had another length was withdrawn before the device
+ * saw it, and earlier requests of the same write are already written. */
 int rexo_block_write(int64_t disk, uint64_t block, uint32_t count, const void *buf, size_t len);
 
 /* Makes every write completed before it durable. Returns REXO_OK, REXO_EBADF, REXO_EIO

@@ -236,9 +236,10 @@ pub extern "C" fn rexo_block_write(
     with_block(disk, |disk| write_blocks(disk, block, count, data))
 }
 
-/// Writes `count` blocks from `data` (exactly `count` blocks long) at `block`: a buffer the
-/// disk hands over at another length than asked is `REXO_EIO` at once, the write withdrawn
-/// before the device sees it (nothing of it reaches the disk).
+/// Writes `count` blocks from `data` (exactly `count` blocks long) at `block`, in requests
+/// waited for one by one: a buffer the disk hands over at another length than asked is
+/// `REXO_EIO` at once, that request withdrawn before the device sees it (earlier requests
+/// of the write are already written).
 fn write_blocks(disk: &mut dyn BlockDevice, block: u64, count: u32, data: &[u8]) -> Outcome {
     in_requests(
         disk,
