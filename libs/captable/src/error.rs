@@ -8,7 +8,9 @@ use crate::{OwnerId, Rights};
 /// table ([`WrongTable`](CapError::WrongTable)), its generation
 /// ([`Revoked`](CapError::Revoked)), the caller ([`NotOwner`](CapError::NotOwner)), the
 /// entry's state ([`RevocationPending`](CapError::RevocationPending)), the kind where one
-/// is asked for ([`WrongKind`](CapError::WrongKind)), the rights, the range, and last the table's room ([`Full`](CapError::Full)); a refused operation changes
+/// is asked for ([`WrongKind`](CapError::WrongKind)), the rights, the range, the owner
+/// handed to ([`BadOwner`](CapError::BadOwner), then [`NotRunning`](CapError::NotRunning)),
+/// and last the table's room ([`Full`](CapError::Full)); a refused operation changes
 /// nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CapError {

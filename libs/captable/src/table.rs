@@ -471,7 +471,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         }
     }
 
-    /// Hands `owner` the handle of one entry of `kind` parked for it (oldest slot first),
+    /// Hands `owner` the handle of one entry of `kind` parked for it (lowest slot first),
     /// `None` when none is left. The handle is the one [`park`](Self::park) took: it
     /// leaves the inbox, so there is never more than one.
     pub fn pick_up(&mut self, _authority: &A, owner: OwnerId, kind: ResourceKind) -> Option<Cap> {
@@ -486,7 +486,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     }
 
     /// How many handles are parked for `owner` ([`park`](Self::park)).
-    pub fn parked(&self, owner: OwnerId) -> usize {
+    #[cfg(test)]
+    pub(crate) fn parked(&self, owner: OwnerId) -> usize {
         let parked = |e: &&Entry| e.parked && e.owner == owner;
         self.slots
             .iter()
