@@ -4,9 +4,10 @@
 //! (`apps=NAME:CORES:MEMORY,...`) runs several side by side instead ([`run_manifest`]).
 //!
 //! Capability owners: `run` gives an app its index in [`all`] + 1; run `i` of the boot
-//! manifest (from 0) is owner `APP_COUNT + 1 + i` (`rexo_cmdline::manifest_owner`), so that two runs of one app are two
-//! owners. Each run has a span of cores (all of them, or its manifest entry's) and maybe a
-//! memory quota, which the kernel API (`KernelCalls`) and `caps` enforce.
+//! manifest (from 0) is owner `APP_COUNT + 1 + i` (`rexo_cmdline::manifest_owner`), so
+//! that two runs of one app are two owners. Each run has a span of cores (all of them, or
+//! its manifest entry's) and maybe a memory quota, which the kernel API (`KernelCalls`)
+//! and `caps` enforce.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -342,9 +343,8 @@ fn check_abort_protocol<T>(
     let revoked = matches!(result, Err(rexo_api::CapError::Revoked));
     let repossessed = |&&entry: &&_| revoked && crate::caps::was_repossessed(owner, entry);
     if let Some(entry) = entries.iter().find(repossessed) {
-        log::error!(
-            "{owner} touched {entry}, taken back at a revocation deadline it missed: ending its task"
-        );
+        let missed = "taken back at a revocation deadline it missed";
+        log::error!("{owner} touched {entry}, {missed}: ending its task");
         end_repossessed();
     }
     result.map_err(ApiError::Refused)

@@ -1,4 +1,5 @@
 //! Kernel tests of the C ABI (run in QEMU by `cargo xtask test`).
+use crate::caps::tests::top_owner;
 use core::ffi::{c_char, c_uint, c_void};
 use core::sync::atomic::Ordering;
 use rexo_capi::*;
@@ -22,7 +23,7 @@ crate::kernel_test!(
         assert_eq!(rexo_core_index(), 0);
 
         // Two owners no app of the image uses.
-        let (app, other) = (OwnerId(28), OwnerId(29));
+        let (app, other) = (top_owner(4), top_owner(3));
         crate::caps::grant_cores(app, 0..crate::smp_cores()).expect("cores");
         fn as_owner<R>(owner: OwnerId, f: impl FnOnce() -> R) -> R {
             crate::apps::acting_as(&crate::apps::api_as(owner), f)
@@ -112,7 +113,7 @@ crate::kernel_test!(
 crate::kernel_test!(
     fn a_c_view_of_memory_taken_by_force_ends_the_app_on_its_next_touch() {
         use crate::arch::abort::{Aborted, run_abortable};
-        let owner = OwnerId(27);
+        let owner = top_owner(5);
         let api = crate::apps::api_as(owner);
         let (mut ptr, mut len) = (core::ptr::null_mut::<c_void>(), 0u64);
         let handle = crate::apps::acting_as(&api, || {

@@ -54,7 +54,7 @@ const AUTHORITY: Authority = Authority(());
 /// heap, so its size is bounded by what a kernel stack holds (about 26 KiB here).
 const ENTRIES: usize = 256;
 /// Owners: the kernel (0), one per app of the image (its index + 1) and one per run of the
-/// boot manifest ([`crate::apps::APP_COUNT`]).
+/// largest boot manifest (`rexo_cmdline::MAX_MANIFEST_APPS`): [`rexo_cmdline::owners_needed`].
 pub(crate) const OWNERS: usize = rexo_cmdline::owners_needed(crate::apps::APP_COUNT);
 /// Repossession records kept per owner.
 const LOG: usize = 8;
@@ -532,9 +532,9 @@ pub fn memory_op(
 }
 
 /// Hands `cap` from `owner` to `to` (refused with `NotRunning` unless `to` runs: the table
-/// checks it after the handle, under the lock [`release_owner`] takes), which finds it in its inbox ([`take_delegated`]: the
-/// table keeps it, so an entry revoked meanwhile leaves nothing there); a refusal gives
-/// `cap` back.
+/// checks it after the handle, under the lock [`release_owner`] takes), which finds it in
+/// its inbox ([`take_delegated`]: the table keeps it, so an entry revoked meanwhile leaves
+/// nothing there); a refusal gives `cap` back.
 pub fn delegate(owner: OwnerId, cap: Cap, to: OwnerId) -> Result<(), (CapError, Cap)> {
     let mut held = Some(cap);
     let result = with_state(|state| {

@@ -10,9 +10,15 @@ pub(crate) fn only_the_kernels_left() -> bool {
     entries().iter().all(|e| e.owner == OwnerId(0))
 }
 
+/// Owner `OWNERS - from_top`: tests count their owners down from the table's last one, so
+/// that they name owners the table has whatever the number of apps linked in.
+pub(crate) const fn top_owner(from_top: usize) -> OwnerId {
+    OwnerId((OWNERS - from_top) as u16)
+}
+
 /// An owner no app of the image uses.
-const TEST_OWNER: OwnerId = OwnerId(30);
-const OTHER_OWNER: OwnerId = OwnerId(31);
+const TEST_OWNER: OwnerId = top_owner(2);
+const OTHER_OWNER: OwnerId = top_owner(1);
 
 kernel_test!(
     fn the_capability_table_is_never_abandoned_at_an_app_abort_point() {
@@ -208,7 +214,7 @@ kernel_test!(
 
 kernel_test!(
     fn a_quota_grants_up_to_its_size_and_returned_memory_makes_room() {
-        const QUOTA_OWNER: OwnerId = OwnerId(29);
+        const QUOTA_OWNER: OwnerId = top_owner(3);
         let free = crate::mem::frames::free_bytes();
         set_quota(QUOTA_OWNER, Some(16 * 1024)).expect("a quota");
         let a = allocate_memory(QUOTA_OWNER, 8 * 1024).expect("half the quota");
@@ -286,7 +292,7 @@ mod apps_on_other_cores {
                 about: "panics on core 1",
                 main: confined_panicker,
             };
-            let owner = OwnerId(20);
+            let owner = top_owner(12);
             let free = crate::mem::frames::free_bytes();
             let run = on_core_1(app, owner, Some(8192), || {});
             assert_eq!(run.finish(), Some(Err(ApiError::Panicked)));
@@ -328,7 +334,7 @@ kernel_test!(
             about: "runs until let go",
             main: held_open,
         };
-        let owner = OwnerId(19);
+        let owner = top_owner(13);
         LET_GO.store(false, core::sync::atomic::Ordering::Release);
         STARTED.store(0, core::sync::atomic::Ordering::Release);
         let run = on_core_1(app, owner, None, || {});
@@ -366,7 +372,7 @@ kernel_test!(
             main: runs_memdemo_on_what_is_left,
         };
         let boot_core = crate::apps::CoreSpan { first: 0, count: 1 };
-        let result = crate::apps::run_as(app, OwnerId(18), boot_core, Some(8 << 20));
+        let result = crate::apps::run_as(app, top_owner(14), boot_core, Some(8 << 20));
         assert_eq!(result, Ok(()));
     }
 );
@@ -411,8 +417,8 @@ mod sharing {
                 about: "receives memory",
                 main: receiver,
             };
-            let run = on_core_1(app, OwnerId(23), None, || {});
-            let kernel = api_as(OwnerId(22));
+            let run = on_core_1(app, top_owner(9), None, || {});
+            let kernel = api_as(top_owner(10));
             let parent = kernel.allocate_memory(8192).expect("memory");
             kernel
                 .write_memory(&parent, 0, &0x5EED_CAFE_u64.to_le_bytes())
@@ -663,7 +669,7 @@ mod views {
 
     crate::kernel_test!(
         fn a_view_of_a_revoked_capability_never_reaches_the_memory() {
-            let owner = OwnerId(28);
+            let owner = top_owner(4);
             let api = api_as(owner);
             let free = crate::mem::frames::free_bytes();
             let mut cap = api.allocate_memory(8192).expect("memory");
@@ -768,7 +774,7 @@ mod views {
     /// How many touches the stubborn app had made when the bystander saw the deadline
     /// enforced.
     static SEEN: spin::Mutex<Option<u64>> = spin::Mutex::new(None);
-    const STUBBORN_OWNER: OwnerId = OwnerId(24);
+    const STUBBORN_OWNER: OwnerId = top_owner(8);
     const TEN_SECONDS: u64 = 10_000_000_000;
 
     /// Maps memory and keeps touching it, revocation request or not (up to 10 s).
@@ -844,7 +850,7 @@ mod views {
                 STUBBORN_ENDED.store(true, Ordering::Release)
             });
             let here = CoreSpan { first: 0, count: 1 };
-            assert_eq!(run_as(&other, OwnerId(25), here, None), Ok(()));
+            assert_eq!(run_as(&other, top_owner(7), here, None), Ok(()));
             assert_eq!(run.finish(), Some(Err(ApiError::Repossessed)));
             let touches = SEEN.lock().expect("the bystander looked");
             assert!(
@@ -863,7 +869,7 @@ mod views {
 
     crate::kernel_test!(
         fn a_load_whose_source_is_taken_mid_copy_leaves_no_lock_held() {
-            let owner = OwnerId(27);
+            let owner = top_owner(5);
             let api = api_as(owner);
             let start_of = |cap: &rexo_api::MemoryCap| {
                 let entries = entries();
@@ -935,7 +941,7 @@ mod timer {
     static SPINNER: spin::Mutex<Option<(EntryId, u64)>> = spin::Mutex::new(None);
     /// Set once the deadline was enforced (or the bystander gave up): touch the memory.
     static TOUCH: AtomicBool = AtomicBool::new(false);
-    const SPINNER_OWNER: OwnerId = OwnerId(22);
+    const SPINNER_OWNER: OwnerId = top_owner(10);
     const TEN_SECONDS: u64 = 10_000_000_000;
 
     /// Maps memory, then spins in its own code, calling the kernel no more, and touches
@@ -1009,7 +1015,7 @@ mod timer {
             let free = crate::mem::frames::free_bytes();
             let run = on_core_1(spinner, SPINNER_OWNER, None, || {});
             let here = CoreSpan { first: 0, count: 1 };
-            assert_eq!(run_as(&other, OwnerId(23), here, None), Ok(()));
+            assert_eq!(run_as(&other, top_owner(9), here, None), Ok(()));
             assert_eq!(
                 run.finish(),
                 Some(Err(ApiError::Repossessed)),
@@ -1029,7 +1035,7 @@ mod timer {
 mod memlibos {
     use super::*;
 
-    const OWNER: OwnerId = OwnerId(26);
+    const OWNER: OwnerId = top_owner(6);
     const MIB: u64 = 1 << 20;
     const MINUTE: u64 = 60_000_000_000;
 
@@ -1079,7 +1085,7 @@ mod cores_and_timers {
     use crate::apps::{App, CoreSpan, run_as};
     use rexo_api::{Kernel, MemoryCap, TimerCap};
 
-    const OWNER: OwnerId = OwnerId(21);
+    const OWNER: OwnerId = top_owner(11);
     const TEN_SECONDS: u64 = 10_000_000_000;
 
     /// Spins (no nap, so no other timer interrupt) until `timer` fired; false after 10 s.

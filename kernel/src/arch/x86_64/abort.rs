@@ -97,9 +97,12 @@ pub fn run_abortable<F: FnOnce()>(f: F) -> Result<(), Aborted> {
 /// panic or fault inside it is the kernel's, a crash report, not the end of the app
 /// whose call it serves. Abort points set inside `f` (the app's own code) still work.
 pub fn kernel_section<T>(f: impl FnOnce() -> T) -> T {
-    let outer = ABORT_POINT[super::percpu::core_index()].swap(0, Ordering::Relaxed);
+    // Only this core writes its slot: a load and a store, not an atomic swap.
+    let point = &ABORT_POINT[super::percpu::core_index()];
+    let outer = point.load(Ordering::Relaxed);
+    point.store(0, Ordering::Relaxed);
     let result = f();
-    ABORT_POINT[super::percpu::core_index()].store(outer, Ordering::Relaxed);
+    point.store(outer, Ordering::Relaxed);
     result
 }
 
