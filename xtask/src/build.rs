@@ -61,13 +61,32 @@ pub fn kernel() -> Result<PathBuf> {
     let count = write_symtab(&elf)?;
     eprintln!("xtask: wrote {count} symbols into {}", rexo_symtab::SECTION);
     let boot = root.join(BOOT_ELF);
-    crate::baremetal::run(
-        Command::new("objcopy")
-            .arg("--strip-all")
-            .arg(&elf)
-            .arg(&boot),
-    )?;
+    replace_file(&boot, |temp| {
+        crate::baremetal::run(
+            Command::new("objcopy")
+                .arg("--strip-all")
+                .arg(&elf)
+                .arg(temp),
+        )
+    })?;
     Ok(boot)
+}
+
+/// Replaces the file at `path` with what `write` puts at a path of this process's own
+/// beside it, renamed over `path` at the end: other xtask processes building at the same
+/// time (`selftest::` runs `cargo xtask run` beside the harness) and QEMU reading the
+/// kernel meanwhile see the old file or the new one, never one half written.
+fn replace_file(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let temp = path.with_file_name(name);
+    let written = write(&temp).and_then(|()| {
+        std::fs::rename(&temp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
 }
 
 /// Writes the function symbols of the ELF at `path` into its symbol-table section;
@@ -76,7 +95,9 @@ pub fn write_symtab(path: &Path) -> Result<usize> {
     let mut data =
         std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let count = fill_symtab(&mut data).map_err(|e| format!("{}: {e}", path.display()))?;
-    std::fs::write(path, &data).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    replace_file(path, |temp| {
+        std::fs::write(temp, &data).map_err(|e| format!("cannot write {}: {e}", temp.display()))
+    })?;
     Ok(count)
 }
 
@@ -194,6 +215,34 @@ mod tests {
         assert_eq!(name, "plain_function");
         // Everything after the table is zero (the 0xAA filler is gone).
         assert!(bytes.iter().rev().take(100).all(|&b| b == 0));
+    }
+
+    /// Writers at the same time, as `selftest::` runs `cargo xtask run` beside the
+    /// harness: a reader never finds the file half written (a plain `fs::write`
+    /// truncates it first).
+    #[test]
+    fn the_symbol_table_is_written_whole_while_others_read_and_write() {
+        let dir = std::env::temp_dir().join(format!("rexo-symtab-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rexo");
+        std::fs::write(&path, elf(Some(rexo_symtab::RESERVED_BYTES + 100))).unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..50 {
+                        let data = std::fs::read(&path).unwrap();
+                        object::File::parse(&*data).expect("a whole ELF file");
+                    }
+                });
+            }
+            // One process's writes, back to back, against the readers above.
+            for _ in 0..50 {
+                assert_eq!(write_symtab(&path), Ok(2));
+            }
+        });
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
