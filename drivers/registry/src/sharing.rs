@@ -114,8 +114,8 @@ impl Sharing {
         if ethertype(frame) != Some(ARP) || !is_ipv4_arp(frame) {
             return None;
         }
-        match frame[21] {
-            1 if frame[38..42] == self.address.address.octets() => {
+        match arp_operation(frame) {
+            ARP_REQUEST if frame[38..42] == self.address.address.octets() => {
                 if self.replies.len() < MAX_REPLIES {
                     self.replies.push(arp_reply(frame, self.mac));
                     self.counters.arp_answered += 1;
@@ -124,7 +124,7 @@ impl Sharing {
                 }
                 Some(false)
             }
-            2 => {
+            ARP_REPLY => {
                 let others: Vec<u64> = self
                     .endpoints
                     .iter()
@@ -170,7 +170,7 @@ impl Sharing {
         match ethertype(frame) {
             Some(ARP) => {
                 is_ipv4_arp(frame)
-                    && frame[21] == 1
+                    && arp_operation(frame) == ARP_REQUEST
                     && frame[22..28] == self.mac
                     && frame[28..32] == address
             }
@@ -196,6 +196,17 @@ impl Sharing {
 /// The EtherType of `frame`, if it has an Ethernet header.
 fn ethertype(frame: &[u8]) -> Option<[u8; 2]> {
     frame.get(12..14).map(|t| [t[0], t[1]])
+}
+
+/// ARP's request and reply operations (RFC 826: a 16-bit field).
+const ARP_REQUEST: u16 = 1;
+/// See [`ARP_REQUEST`].
+const ARP_REPLY: u16 = 2;
+
+/// The operation of the whole ARP packet `frame` ([`is_ipv4_arp`]): both bytes, so
+/// that 0x0101 is no request.
+fn arp_operation(frame: &[u8]) -> u16 {
+    u16::from_be_bytes([frame[20], frame[21]])
 }
 
 /// Whether `frame` is a whole ARP packet for IPv4 over Ethernet.
@@ -1105,6 +1116,30 @@ pub(crate) mod tests {
         let sharing = registry.net_sharing(0).unwrap().unwrap();
         assert_eq!(sharing.bindings[1].dropped, 10);
         assert_eq!(poll(kv.as_mut()).len(), BACKLOG);
+    }
+
+    /// ARP's operation is 16 bits: 0x0101 and 0x0102 are neither request nor reply,
+    /// so the kernel neither answers nor shares them, and no app may send one.
+    #[test]
+    fn an_arp_operation_is_read_whole() {
+        let (registry, wire) = shared();
+        let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
+        let [mut request, _, mut reply] = peer_arp();
+        request[20] = 1;
+        reply[20] = 1;
+        wire.lock().incoming.extend([request, reply]);
+        assert_eq!(poll(httpd.as_mut()), Vec::<Vec<u8>>::new());
+        assert!(wire.lock().sent.is_empty(), "no answer to operation 0x0101");
+        let allowed = arp(1, (MAC, ADDRESS), PEER);
+        let mut refused = allowed.clone();
+        refused[20] = 1;
+        sends_only(
+            httpd.as_mut(),
+            &wire,
+            &allowed,
+            &refused,
+            "0x0101 is no request",
+        );
     }
 
     #[test]
