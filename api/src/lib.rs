@@ -100,10 +100,9 @@ pub use rexo_captable::{EntryId, Rights};
 
 /// What to do with a memory capability one holds ([`Kernel::memory_op`]).
 ///
-/// A merge borrows the sibling, so a refused merge leaves it with the caller, working
-/// (this example is compiled, not run):
+/// A merge borrows the sibling, so a refused merge leaves it with the caller, working:
 ///
-/// ```no_run
+/// ```
 /// use rexo_api::{MemoryCap, MemoryOp};
 /// use rexo_captable::{CapTable, OwnerId, Resource, ResourceKind, Rights};
 ///

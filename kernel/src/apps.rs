@@ -109,7 +109,7 @@ pub(crate) fn api_as(owner: OwnerId) -> Kernel {
 fn app_owner(app: &App) -> OwnerId {
     let index = all()
         .position(|a| core::ptr::eq(a, app))
-        .unwrap_or(all().count());
+        .unwrap_or(APP_COUNT);
     OwnerId(index as u16 + 1)
 }
 

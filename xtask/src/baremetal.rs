@@ -42,7 +42,8 @@ pub fn prepare(root: &Path, cases: &[&Case]) -> Result<()> {
 }
 
 /// Builds every program from the sources in `src` into `out`.
-/// GNU `as`, `ld` and `objcopy` come from [`Need::CTools`](crate::deps::Need::CTools):
+/// GNU `as`, `ld` and `objcopy` come from [`Need::CTools`](crate::deps::Need::CTools),
+/// which also asks for `gcc` (the kernel's C apps need it on the same machine):
 /// installed as root, else named in the error.
 pub fn build(src: &Path, out: &Path) -> Result<()> {
     crate::deps::ensure(&[crate::deps::Need::CTools])?;

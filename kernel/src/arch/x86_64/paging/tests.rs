@@ -2,10 +2,7 @@
 
 use core::sync::atomic::Ordering;
 
-use super::{
-    ADDRESS_MASK, CACHE_DISABLE, Caching, GIB4, HUGE, LOCK, PRESENT, ROOT, WRITABLE, WRITE_THROUGH,
-    installed, table,
-};
+use super::{ADDRESS_MASK, Caching, GIB4, HUGE, LOCK, PRESENT, ROOT, WRITABLE, installed, table};
 
 /// Whether `addr` is mapped (what the kernel tests check of guard pages and the map).
 pub fn is_mapped(addr: u64) -> bool {
@@ -28,7 +25,7 @@ pub struct Mapping {
 /// busy); the entry that maps it, at whichever level, decides.
 pub fn mapping(addr: u64) -> Option<Mapping> {
     let leaf = leaf_entry(addr)?;
-    let uncached = CACHE_DISABLE | WRITE_THROUGH;
+    let uncached = Caching::Uncached.bits();
     Some(Mapping {
         writable: leaf & WRITABLE != 0,
         caching: if leaf & uncached == uncached {
