@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_storage_call_of_more_than_256_sectors_is_done_in_pieces() {
-        let disk = crate::tests::MemoryDisk::new();
+        let disk = rexo_api::testing::MemoryDisk::new(alloc::vec![0; 4 << 20]);
         let registry = crate::tests::registry_with(Found::Block(Box::new(disk)), "memory");
         let sectors = 300;
         let data: Vec<u8> = (0..sectors * SECTOR).map(|i| (i / SECTOR) as u8).collect();
@@ -428,7 +428,7 @@ mod tests {
     #[test]
     fn a_storage_call_stops_at_the_first_piece_that_fails() {
         record_logs();
-        let disk = crate::tests::MemoryDisk::new();
+        let disk = rexo_api::testing::MemoryDisk::new(alloc::vec![0; 4 << 20]);
         let registry = crate::tests::registry_with(Found::Block(Box::new(disk)), "memory");
         let data = alloc::vec![7u8; PIECE_BYTES as usize];
         let mut pieces = 0;

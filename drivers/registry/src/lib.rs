@@ -541,7 +541,7 @@ pub(crate) mod tests {
     /// A disk in memory that completes every request at the next poll. [`MemoryDisk::new`]
     /// is a plain one; a test changes one setting to make the disk it needs
     /// (`MemoryDisk { max_sectors: 4, ..MemoryDisk::new() }`).
-    pub(crate) struct MemoryDisk {
+    struct MemoryDisk {
         /// The sectors held in memory (after `base_lba`).
         data: Vec<u8>,
         /// Requests taken and not yet polled: tag, byte range of `data`.
@@ -570,7 +570,7 @@ pub(crate) mod tests {
 
         /// A zeroed disk of 4 MiB, tags from 1, requests of up to 64 sectors, and no
         /// failures.
-        pub(crate) fn new() -> Self {
+        fn new() -> Self {
             Self {
                 data: alloc::vec![0u8; Self::SECTORS as usize * 512],
                 done: Vec::new(),
