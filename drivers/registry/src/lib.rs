@@ -560,8 +560,8 @@ pub(crate) mod tests {
         bad_sector: alloc::sync::Arc<core::sync::atomic::AtomicU64>,
         /// While on, every flush is refused.
         failing_flushes: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
-        /// While closed, every write and every drain of abandoned requests waits.
-        gate: alloc::sync::Arc<Gate>,
+        /// While it holds back, every write and every drain of abandoned requests waits.
+        hold_back: alloc::sync::Arc<HoldBack>,
     }
 
     impl MemoryDisk {
@@ -580,7 +580,7 @@ pub(crate) mod tests {
                 failing_reads: Default::default(),
                 bad_sector: alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX)),
                 failing_flushes: Default::default(),
-                gate: Default::default(),
+                hold_back: Default::default(),
             }
         }
 
@@ -645,7 +645,7 @@ pub(crate) mod tests {
             sectors: u32,
             fill: &mut dyn FnMut(&mut [u8]) -> bool,
         ) -> Result<rexo_api::Tag, DeviceError> {
-            self.gate.pass();
+            self.hold_back.pass();
             let bad = self.bad_sector.load(core::sync::atomic::Ordering::Relaxed);
             if (lba..lba + u64::from(sectors)).contains(&bad) {
                 return Err(DeviceError::Status {
@@ -683,9 +683,9 @@ pub(crate) mod tests {
         fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
             Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
         }
-        /// Waits while the gate is closed, as a driver's drain waits for the device.
+        /// Waits while held back (see [`HoldBack`]), as a driver's drain waits for the device.
         fn abandon_requests(&mut self) {
-            self.gate.pass();
+            self.hold_back.pass();
             self.done.clear();
         }
     }
@@ -1508,19 +1508,48 @@ pub(crate) mod tests {
     /// waits (and `waiting` says one does), as during a long wipe or a drain of a
     /// device that does not answer.
     #[derive(Default)]
-    pub(crate) struct Gate {
+    struct HoldBack {
         closed: core::sync::atomic::AtomicBool,
         waiting: core::sync::atomic::AtomicBool,
     }
 
-    impl Gate {
-        /// Returns once the gate is open, saying in `waiting` that it waited.
+    impl HoldBack {
+        /// Returns once the disk is let go, saying in `waiting` that it waited.
         fn pass(&self) {
             use core::sync::atomic::Ordering;
             while self.closed.load(Ordering::Acquire) {
                 self.waiting.store(true, Ordering::Release);
                 std::thread::yield_now();
             }
+        }
+
+        /// Holds the disk's writes and drains back, starts `held` on a thread and waits
+        /// until it is held, then runs `calls` on another thread (so that a call stuck
+        /// behind `held` fails the test instead of hanging it) and lets the disk go.
+        /// Returns `held`'s thread and what `calls` returned, an error if they did not
+        /// complete within 5 s.
+        fn during<Held: Send + 'static, Calls: Send + 'static>(
+            &self,
+            held: impl FnOnce() -> Held + Send + 'static,
+            calls: impl FnOnce() -> Calls + Send + 'static,
+        ) -> (
+            std::thread::JoinHandle<Held>,
+            Result<Calls, std::sync::mpsc::RecvTimeoutError>,
+        ) {
+            use core::sync::atomic::Ordering;
+            self.closed.store(true, Ordering::Release);
+            self.waiting.store(false, Ordering::Release);
+            let holding = std::thread::spawn(held);
+            while !self.waiting.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            let (send, answer) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = send.send(calls());
+            });
+            let during = answer.recv_timeout(std::time::Duration::from_secs(5));
+            self.closed.store(false, Ordering::Release);
+            (holding, during)
         }
     }
 
@@ -1531,32 +1560,24 @@ pub(crate) mod tests {
     /// busy; the mark goes when the drain ends.
     #[test]
     fn other_calls_complete_while_abandoned_requests_drain() {
-        use core::sync::atomic::Ordering;
-        let gate = alloc::sync::Arc::new(Gate::default());
+        let hold_back = alloc::sync::Arc::new(HoldBack::default());
         let disk = MemoryDisk {
-            gate: gate.clone(),
+            hold_back: hold_back.clone(),
             ..MemoryDisk::new()
         };
         let registry = registry_with(Found::Block(Box::new(disk)), "memory");
         let mut fs = lease_disk(registry, "fs");
         let _ = fs.submit_read(0, 0, 1).unwrap();
-        gate.closed.store(true, Ordering::Release);
-        let dropping = std::thread::spawn(move || drop(fs));
-        while !gate.waiting.load(Ordering::Acquire) {
-            std::thread::yield_now();
-        }
-        // From another thread, so that a call stuck behind the drain fails the test
-        // instead of hanging it.
-        let (send, answer) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = send.send((
-                registry.devices(),
-                registry.revoke_all_of(1),
-                registry.open(DeviceKind::Block, 0, (2, "kv")).err(),
-            ));
-        });
-        let during = answer.recv_timeout(std::time::Duration::from_secs(5));
-        gate.closed.store(false, Ordering::Release);
+        let (dropping, during) = hold_back.during(
+            move || drop(fs),
+            move || {
+                (
+                    registry.devices(),
+                    registry.revoke_all_of(1),
+                    registry.open(DeviceKind::Block, 0, (2, "kv")).err(),
+                )
+            },
+        );
         let (devices, revoked, refused) = during.expect("calls during the drain");
         let draining = "the kernel (draining abandoned requests)";
         assert_eq!(
@@ -1581,32 +1602,21 @@ pub(crate) mod tests {
     fn other_calls_complete_while_an_extent_is_wiped() {
         use core::sync::atomic::Ordering;
         use rexo_api::ExtentOp;
-        let gate = alloc::sync::Arc::new(Gate::default());
+        let hold_back = alloc::sync::Arc::new(HoldBack::default());
         let bad = alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX));
         let disk = MemoryDisk {
             bad_sector: bad.clone(),
-            gate: gate.clone(),
+            hold_back: hold_back.clone(),
             ..MemoryDisk::new()
         };
         let registry = registry_with(Found::Block(Box::new(disk)), "memory");
         registry
             .extents(0, "fs", Some(ExtentOp::Format { force: false }))
             .unwrap();
-        gate.closed.store(true, Ordering::Release);
-        let allocation = std::thread::spawn(move || {
-            registry.extents(0, "fs", Some(ExtentOp::Allocate { sectors: 100 }))
-        });
-        while !gate.waiting.load(Ordering::Acquire) {
-            std::thread::yield_now();
-        }
-        // From another thread, so that a call stuck behind the wipe fails the test
-        // instead of hanging it.
-        let (send, answer) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = send.send((registry.devices(), registry.revoke_all_of(7)));
-        });
-        let during = answer.recv_timeout(std::time::Duration::from_secs(5));
-        gate.closed.store(false, Ordering::Release);
+        let (allocation, during) = hold_back.during(
+            move || registry.extents(0, "fs", Some(ExtentOp::Allocate { sectors: 100 })),
+            move || (registry.devices(), registry.revoke_all_of(7)),
+        );
         let (devices, revoked) = during.expect("devices and revoke_all_of during the wipe");
         let zeroing = "the kernel (zeroing a new extent)";
         assert_eq!((devices[0].holder, revoked), (Some(zeroing), 0));
@@ -1614,24 +1624,19 @@ pub(crate) mod tests {
         assert_eq!((granted[0].start, granted[0].count), (0, 100));
         assert_eq!(registry.devices()[0].holder, None, "the mark is gone");
         // Busy while marked; a failed wipe clears the mark too.
-        gate.closed.store(true, Ordering::Release);
-        gate.waiting.store(false, Ordering::Release);
         bad.store(150, Ordering::Relaxed);
-        let failing = std::thread::spawn(move || {
-            registry.extents(0, "kv", Some(ExtentOp::Allocate { sectors: 100 }))
-        });
-        while !gate.waiting.load(Ordering::Acquire) {
-            std::thread::yield_now();
-        }
-        assert_eq!(
-            registry.extents(0, "fs", None),
-            Err(ApiError::DeviceBusy(zeroing))
+        let (failing, during) = hold_back.during(
+            move || registry.extents(0, "kv", Some(ExtentOp::Allocate { sectors: 100 })),
+            move || {
+                (
+                    registry.extents(0, "fs", None),
+                    registry.open(DeviceKind::Block, 0, (1, "fs")).err(),
+                )
+            },
         );
-        assert_eq!(
-            registry.open(DeviceKind::Block, 0, (1, "fs")).err(),
-            Some(ApiError::DeviceBusy(zeroing))
-        );
-        gate.closed.store(false, Ordering::Release);
+        let (listed, opened) = during.expect("extents and open during the wipe");
+        assert_eq!(listed, Err(ApiError::DeviceBusy(zeroing)));
+        assert_eq!(opened, Some(ApiError::DeviceBusy(zeroing)));
         assert!(matches!(
             failing.join().unwrap(),
             Err(ApiError::Device(DeviceError::Status { .. }))
