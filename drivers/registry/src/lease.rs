@@ -16,7 +16,7 @@ use spin::MutexGuard;
 
 use crate::appcode::calling_app;
 use crate::ordered::OrderedWrites;
-use crate::{Binder, Holder, Slot, SlotState, xn};
+use crate::{Binder, Holder, Slot, SlotState, away};
 
 /// The slot's state if `generation` is still current.
 fn live(slot: &Slot, generation: u64) -> Result<spin::MutexGuard<'_, SlotState>, DeviceError> {
@@ -35,7 +35,7 @@ const DRAINING: &str = "the kernel (draining abandoned requests)";
 /// the interrupt sources bound to the holder are disarmed and their capabilities go back
 /// to the kernel, and a disk's requests in flight belong to no one. Those drain (which
 /// may last until the device answers or its driver resets it) outside the slot's lock,
-/// the slot marked held by [`DRAINING`] meanwhile ([`xn::outside_the_lock`]), so calls
+/// the slot marked held by [`DRAINING`] meanwhile ([`away::outside_the_lock`]), so calls
 /// that take every slot's lock do not wait for an unresponsive disk. Returns the lock.
 pub(crate) fn end<'a>(
     slot: &'a Slot,
@@ -52,7 +52,7 @@ pub(crate) fn end<'a>(
         // Ended either way; a device that cannot disarm masks nothing more than it did.
         let _ = crate::interrupts::driver_arm(&mut state.device, queue, None);
     }
-    xn::outside_the_lock(slot, state, DRAINING, |disk| disk.abandon_requests()).0
+    away::outside_the_lock(slot, state, DRAINING, |disk| disk.abandon_requests()).0
 }
 
 /// Arms or disarms `queue`'s wake-up on `slot` if the lease `(binder, owner,

@@ -12,6 +12,7 @@
 extern crate alloc;
 
 mod appcode;
+mod away;
 pub mod baremetal;
 mod exact;
 mod interrupts;

@@ -3,7 +3,6 @@
 //! holder, changes to it are written through to the disk and flushed, and a newly
 //! allocated extent is zeroed before the table that grants it is written.
 
-use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -13,10 +12,10 @@ use rexo_api::{
 };
 use rexo_devio::Found;
 use rexo_xn::{COPIES, Table, XnError};
-use spin::MutexGuard;
 
+use crate::away::outside_the_lock;
 use crate::exact::{submit_write_exact, wait_for_read_exact};
-use crate::{Registry, Slot, SlotState};
+use crate::{Registry, SlotState};
 
 /// What protects a disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,71 +217,6 @@ fn disk_of(device: &mut Found) -> Result<&mut dyn BlockDevice, ApiError> {
 /// The name a disk's slot shows as its holder while the kernel zeroes a new extent of
 /// it outside the slot's lock ([`outside_the_lock`]).
 const ZEROING: &str = "the kernel (zeroing a new extent)";
-
-/// What a disk's slot holds while the disk itself is out, in the kernel's use: the
-/// disk's description, and a refusal for every request (none comes: the slot is marked
-/// busy).
-struct Away(BlockInfo);
-
-/// What [`Away`] answers.
-const AWAY: DeviceError =
-    DeviceError::Unsupported("the disk is out of its slot, in the kernel's use");
-
-impl BlockDevice for Away {
-    fn info(&self) -> BlockInfo {
-        self.0.clone()
-    }
-    fn submit_read(&mut self, _: usize, _: u64, _: u32) -> Result<rexo_api::Tag, DeviceError> {
-        Err(AWAY)
-    }
-    fn submit_write_checked(
-        &mut self,
-        _: usize,
-        _: u64,
-        _: u32,
-        _: &mut dyn FnMut(&mut [u8]) -> bool,
-    ) -> Result<rexo_api::Tag, DeviceError> {
-        Err(AWAY)
-    }
-    fn submit_flush(&mut self, _: usize) -> Result<rexo_api::Tag, DeviceError> {
-        Err(AWAY)
-    }
-    fn poll(&mut self, _: usize, _: rexo_api::Completion<'_>) -> Result<usize, DeviceError> {
-        Err(AWAY)
-    }
-    fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
-        Err(AWAY)
-    }
-    fn abandon_requests(&mut self) {}
-}
-
-/// Runs `work` on the disk in `slot` (idle: nobody holds it) with the slot's lock
-/// (`state`) dropped, so calls that take every slot's lock (`devices`, `revoke_all_of`
-/// when an app ends, ...) do not wait for it: the disk is taken out of the slot (an
-/// [`Away`] in its place), the slot marked held by the kernel under the name `why` (an
-/// owner number no app has, so nothing revokes it; `open`, `extents` as
-/// [`ApiError::DeviceBusy`] and `devices` show the name), and both are undone under the
-/// lock again, whatever `work` returns. Returns the lock and `work`'s answer, `None`
-/// when the slot holds no disk.
-pub(crate) fn outside_the_lock<'a, R>(
-    slot: &'a Slot,
-    mut state: MutexGuard<'a, SlotState>,
-    why: &'static str,
-    work: impl FnOnce(&mut dyn BlockDevice) -> R,
-) -> (MutexGuard<'a, SlotState>, Option<R>) {
-    let Found::Block(disk) = &mut state.device else {
-        return (state, None);
-    };
-    let away = Box::new(Away(disk.info()));
-    let mut disk = core::mem::replace(disk, away);
-    state.holder = Some((u16::MAX, why));
-    drop(state);
-    let answer = work(disk.as_mut());
-    let mut state = slot.state.lock();
-    state.device = Found::Block(disk);
-    state.holder = None;
-    (state, Some(answer))
-}
 
 impl Registry {
     /// Applies `op` to disk `index`'s extent table as `holder` (an app's name), then
