@@ -28,7 +28,7 @@ pub fn read_table(path: &Path) -> Result<Table> {
             path.display()
         ));
     }
-    let start = rexo_xn::copy_start(sectors, SECTOR_BYTES, 0) * SECTOR_BYTES;
+    let start = rexo_xn::table_area(sectors, SECTOR_BYTES).0 * SECTOR_BYTES;
     let mut bytes = vec![0u8; (length.saturating_sub(start)) as usize];
     file.seek(SeekFrom::Start(start))
         .and_then(|_| file.read_exact(&mut bytes))

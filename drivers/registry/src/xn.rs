@@ -70,8 +70,7 @@ fn read_sectors(
 /// The table's sectors on `disk`: the first one and how many (both copies).
 fn table_area(disk: &dyn BlockDevice) -> (u64, u64) {
     let (sectors, size) = geometry(&disk.info());
-    let start = rexo_xn::copy_start(sectors, size, 0);
-    (start, sectors - start)
+    rexo_xn::table_area(sectors, size)
 }
 
 /// What a format of `disk` (idle: nobody holds it, large enough for a table) would

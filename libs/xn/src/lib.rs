@@ -169,6 +169,14 @@ pub fn copy_start(sectors: u64, sector_size: u64, copy: usize) -> u64 {
     sectors - (COPIES - copy) as u64 * copy_sectors(sector_size)
 }
 
+/// The sectors the table takes on a disk of `sectors` sectors of `sector_size` bytes
+/// that [holds a table](holds_a_table): its first (copy A's) and how many (both copies,
+/// to the disk's end).
+pub fn table_area(sectors: u64, sector_size: u64) -> (u64, u64) {
+    let count = COPIES as u64 * copy_sectors(sector_size);
+    (sectors - count, count)
+}
+
 /// Whether a disk of `sectors` sectors of `sector_size` bytes is large enough to carry
 /// a table (16 KiB at least, and room for both copies); its size in bytes may be more
 /// than a u64 counts.
@@ -235,12 +243,12 @@ impl Table {
 
     /// The first sector of the table itself (its copy A).
     pub fn table_start(&self) -> u64 {
-        self.sectors - self.table_sectors()
+        table_area(self.sectors, self.sector_size).0
     }
 
     /// Sectors the table itself takes: both copies.
     pub fn table_sectors(&self) -> u64 {
-        COPIES as u64 * copy_sectors(self.sector_size)
+        table_area(self.sectors, self.sector_size).1
     }
 
     /// The first sector of copy `copy` (0: A, 1: B).

@@ -334,6 +334,11 @@ fn the_copies_take_whole_sectors() {
     assert!(!holds_a_table(1, 16384), "no room for two copies");
     let t = Table::format(4, 4096).unwrap();
     assert_eq!((t.copy_start(0), t.copy_start(1)), (2, 3));
+    assert_eq!(
+        table_area(4, 4096),
+        (2, 2),
+        "both copies, to the disk's end"
+    );
 }
 
 /// A format would write over a partition table's backup or a file system's last block:
