@@ -71,6 +71,18 @@ struct Endpoint {
     counters: NetBinding,
 }
 
+impl Endpoint {
+    /// Queues a copy of `frame` for this app, or counts it dropped.
+    fn queue(&mut self, frame: &[u8]) {
+        if self.backlog.len() < BACKLOG {
+            self.backlog.push_back(frame.to_vec());
+            self.counters.queued += 1;
+        } else {
+            self.counters.dropped += 1;
+        }
+    }
+}
+
 /// The demultiplexing state of a shared interface, in its slot.
 pub(crate) struct Sharing {
     /// Every bound app's filters, merged; the owner is the binding's number.
@@ -96,12 +108,7 @@ impl Sharing {
     /// Queues a copy of `frame` for binding `id`, or counts it dropped.
     fn queue_for(&mut self, id: u64, frame: &[u8]) {
         if let Some(endpoint) = self.endpoint(id) {
-            if endpoint.backlog.len() < BACKLOG {
-                endpoint.backlog.push_back(frame.to_vec());
-                endpoint.counters.queued += 1;
-            } else {
-                endpoint.counters.dropped += 1;
-            }
+            endpoint.queue(frame);
         }
     }
 
@@ -125,14 +132,8 @@ impl Sharing {
                 Some(false)
             }
             ARP_REPLY => {
-                let others: Vec<u64> = self
-                    .endpoints
-                    .iter()
-                    .map(|e| e.id)
-                    .filter(|&id| id != caller)
-                    .collect();
-                for id in others {
-                    self.queue_for(id, frame);
+                for endpoint in self.endpoints.iter_mut().filter(|e| e.id != caller) {
+                    endpoint.queue(frame);
                 }
                 self.counters.arp_shared += 1;
                 Some(true)
@@ -493,9 +494,8 @@ impl NetDevice for Bound {
                 let mut in_place = 0;
                 if handed < budget {
                     nic.receive(queue, budget - handed, &mut |frame| {
-                        let mine = match sharing.take_arp(frame, id) {
-                            Some(mine) => mine,
-                            None => match sharing.filters.classify(frame) {
+                        let mine = sharing.take_arp(frame, id).unwrap_or_else(|| {
+                            match sharing.filters.classify(frame) {
                                 Some(owner) if owner == id => true,
                                 Some(owner) => {
                                     sharing.queue_for(owner, frame);
@@ -505,8 +505,8 @@ impl NetDevice for Bound {
                                     sharing.answer(frame);
                                     false
                                 }
-                            },
-                        };
+                            }
+                        });
                         if mine && app.run(|| deliver(frame)).is_some() {
                             in_place += 1;
                         }
