@@ -907,6 +907,62 @@ pub fn wait_for(
     result.unwrap_or(Ok(()))
 }
 
+/// Why a length-checked transfer ([`submit_write_exact`], [`wait_for_read_exact`])
+/// failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExactError {
+    /// The driver handed over a buffer (or data) of this many bytes, not the length asked.
+    WrongLength(usize),
+    /// The device failed the request.
+    Device(DeviceError),
+}
+
+/// Queues a write of `sectors` at `lba` on `queue`, whose buffer must be `bytes` long:
+/// `fill` writes it. A buffer of another length withdraws the write (nothing of it
+/// reaches the disk) and is [`ExactError::WrongLength`] with the length handed over.
+pub fn submit_write_exact(
+    disk: &mut dyn BlockDevice,
+    queue: usize,
+    (lba, sectors): (u64, u32),
+    bytes: usize,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<Tag, ExactError> {
+    let mut handed = None;
+    let queued = disk.submit_write_checked(queue, lba, sectors, &mut |buffer| {
+        if buffer.len() != bytes {
+            handed = Some(buffer.len());
+            return false;
+        }
+        fill(buffer);
+        true
+    });
+    match handed {
+        Some(len) => Err(ExactError::WrongLength(len)),
+        None => queued.map_err(ExactError::Device),
+    }
+}
+
+/// Waits for read `tag` on `queue` ([`wait_for`]) and copies its data into `into`: data
+/// of another length is [`ExactError::WrongLength`] with its length, nothing of it
+/// copied.
+pub fn wait_for_read_exact(
+    disk: &mut dyn BlockDevice,
+    queue: usize,
+    tag: Tag,
+    into: &mut [u8],
+) -> Result<(), ExactError> {
+    let mut handed = None;
+    wait_for(disk, queue, tag, &mut |data| {
+        if data.len() == into.len() {
+            into.copy_from_slice(data);
+        } else {
+            handed = Some(data.len());
+        }
+    })
+    .map_err(ExactError::Device)?;
+    handed.map_or(Ok(()), |len| Err(ExactError::WrongLength(len)))
+}
+
 /// Queues the next request of a [`run_windowed`] series on the disk: its tag and what
 /// `done` needs of it, the error that refused it, or `None` when no request is left.
 pub type SubmitNext<'a, T, E> =

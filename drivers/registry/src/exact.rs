@@ -2,7 +2,8 @@
 //! length asked: a driver that hands over another length is a fault reported as an
 //! error, never a copy cut short (stale bytes on the disk) or a panic (the kernel's).
 
-use rexo_api::{BlockDevice, DeviceError, Tag, device::wait_for};
+use rexo_api::device::{self, ExactError};
+use rexo_api::{BlockDevice, DeviceError, Tag};
 
 /// The error for a driver buffer of `len` bytes where another length was asked.
 pub(crate) fn wrong_length(len: usize) -> DeviceError {
@@ -12,43 +13,34 @@ pub(crate) fn wrong_length(len: usize) -> DeviceError {
     }
 }
 
-/// Queues a write of `sectors` at `lba` on `queue`, whose buffer must be `bytes` long:
-/// `fill` writes it. A buffer of another length withdraws the write (nothing of it
-/// reaches the disk) and is [`wrong_length`].
+/// The registry's error for a failed length-checked transfer: a wrong length is
+/// [`wrong_length`].
+fn device_error(failed: ExactError) -> DeviceError {
+    match failed {
+        ExactError::WrongLength(len) => wrong_length(len),
+        ExactError::Device(error) => error,
+    }
+}
+
+/// Queues a write of `sectors` at `lba` on `queue`, whose buffer must be `bytes` long
+/// ([`device::submit_write_exact`]): a buffer of another length is [`wrong_length`].
 pub(crate) fn submit_write_exact(
     disk: &mut dyn BlockDevice,
     queue: usize,
-    (lba, sectors): (u64, u32),
+    at: (u64, u32),
     bytes: usize,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<Tag, DeviceError> {
-    let mut handed = None;
-    disk.submit_write_checked(queue, lba, sectors, &mut |buffer| {
-        if buffer.len() != bytes {
-            handed = Some(buffer.len());
-            return false;
-        }
-        fill(buffer);
-        true
-    })
-    .map_err(|error| handed.map_or(error, wrong_length))
+    device::submit_write_exact(disk, queue, at, bytes, fill).map_err(device_error)
 }
 
-/// Waits for read `tag` on `queue` ([`wait_for`]) and copies its data into `into`: data
-/// of another length is [`wrong_length`], nothing of it copied.
+/// Waits for read `tag` on `queue` and copies its data into `into`
+/// ([`device::wait_for_read_exact`]): data of another length is [`wrong_length`].
 pub(crate) fn wait_for_read_exact(
     disk: &mut dyn BlockDevice,
     queue: usize,
     tag: Tag,
     into: &mut [u8],
 ) -> Result<(), DeviceError> {
-    let mut handed = None;
-    wait_for(disk, queue, tag, &mut |data| {
-        if data.len() == into.len() {
-            into.copy_from_slice(data);
-        } else {
-            handed = Some(data.len());
-        }
-    })?;
-    handed.map_or(Ok(()), |len| Err(wrong_length(len)))
+    device::wait_for_read_exact(disk, queue, tag, into).map_err(device_error)
 }

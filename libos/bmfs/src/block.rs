@@ -6,7 +6,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use rexo_api::{BlockDevice, Kernel, device::wait_for};
+use rexo_api::device::{ExactError, submit_write_exact, wait_for, wait_for_read_exact};
+use rexo_api::{BlockDevice, Kernel};
 use rexo_mbr::{Attempt, TYPE_BMFS, on_first_disk_holding};
 
 use crate::{BmfsError, Disk, Volume};
@@ -75,21 +76,13 @@ impl<'a> BlockDisk<'a> {
                 .submit_read(0, start, sectors)
                 .map_err(|e| format!("{e}"))?;
             let part = &mut buffer[bytes];
-            let mut returned = part.len();
-            wait_for(self.device, 0, tag, &mut |data| {
-                returned = data.len();
-                // A device that returns another length than asked is refused below.
-                if data.len() == part.len() {
-                    part.copy_from_slice(data);
-                }
-            })
-            .map_err(|e| format!("{e}"))?;
-            if returned != part.len() {
-                return Err(format!(
+            wait_for_read_exact(self.device, 0, tag, part).map_err(|failed| match failed {
+                ExactError::WrongLength(returned) => format!(
                     "the device returned {returned} bytes for a read of {} bytes",
                     part.len()
-                ));
-            }
+                ),
+                ExactError::Device(e) => format!("{e}"),
+            })?;
         }
         Ok(())
     }
@@ -136,24 +129,20 @@ impl<'a> BlockDisk<'a> {
     fn write_sectors(&mut self, lba: u64, data: &[u8]) -> Result<(), String> {
         for (start, sectors, bytes) in self.requests(lba, data.len()) {
             let part = &data[bytes];
-            let mut handed = part.len();
-            let queued = self
-                .device
-                .submit_write_checked(0, start, sectors, &mut |buffer| {
-                    handed = buffer.len();
-                    let fits = buffer.len() == part.len();
-                    if fits {
-                        buffer.copy_from_slice(part);
-                    }
-                    fits
-                });
-            if handed != part.len() {
-                return Err(format!(
+            let tag = submit_write_exact(
+                self.device,
+                0,
+                (start, sectors),
+                part.len(),
+                &mut |buffer| buffer.copy_from_slice(part),
+            )
+            .map_err(|failed| match failed {
+                ExactError::WrongLength(handed) => format!(
                     "the device handed over {handed} bytes for a write of {} bytes; not written",
                     part.len()
-                ));
-            }
-            let tag = queued.map_err(|e| format!("{e}"))?;
+                ),
+                ExactError::Device(e) => format!("{e}"),
+            })?;
             wait_for(self.device, 0, tag, &mut |_| {}).map_err(|e| format!("{e}"))?;
         }
         Ok(())

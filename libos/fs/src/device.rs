@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use rexo_api::device::{run_windowed, wait_for};
+use rexo_api::device::{ExactError, run_windowed, submit_write_exact, wait_for};
 use rexo_api::{BlockDevice, Kernel, Tag};
 use rexo_mbr::{Attempt, TYPE_REXO_FS, on_first_disk_holding};
 
@@ -210,22 +210,16 @@ impl BlockStore for DeviceStore<'_> {
             count,
             &mut |device, lba, sectors, range| {
                 let source = data.get(bytes(range)).unwrap_or_default();
-                let mut handed = source.len();
-                let queued = device.submit_write_checked(0, lba, sectors, &mut |buffer| {
-                    handed = buffer.len();
-                    let fits = buffer.len() == source.len();
-                    if fits {
-                        buffer.copy_from_slice(source);
-                    }
-                    fits
-                });
-                if handed != source.len() {
-                    return Err(format!(
+                submit_write_exact(device, 0, (lba, sectors), source.len(), &mut |buffer| {
+                    buffer.copy_from_slice(source)
+                })
+                .map_err(|failed| match failed {
+                    ExactError::WrongLength(handed) => format!(
                         "the device handed over {handed} bytes for a write of {} bytes; not written",
                         source.len()
-                    ));
-                }
-                queued.map_err(|e| format!("{e}"))
+                    ),
+                    ExactError::Device(e) => format!("{e}"),
+                })
             },
             &mut |_, _| Ok(()),
         )
