@@ -102,13 +102,20 @@ pub struct OwnCounters {
     pub offload_refused: u64,
 }
 
+/// The largest TCP payload a frame of `max_frame` bytes carries: the frame less its
+/// Ethernet header and 40 bytes of IPv4 and TCP headers without options (0 for a frame
+/// too small for them).
+pub(crate) fn link_mss(max_frame: usize) -> usize {
+    max_frame.saturating_sub(ETHERNET_HEADER + 40)
+}
+
 /// The `Config::segmentation` for a NIC with `info`: the payload of its largest TCP
 /// frame to cut (IPv4 and TCP headers without options), when it cuts frames and
 /// computes checksums; `None` otherwise.
 pub(crate) fn segmentation_limit(info: &rexo_api::NetInfo) -> Option<usize> {
     let max = info.tcp_segmentation.filter(|&max| max > info.max_frame)?;
     info.checksum_offload
-        .then(|| (max - ETHERNET_HEADER - 40).min(rexo_tcp::MAX_SEGMENTATION))
+        .then(|| link_mss(max).min(rexo_tcp::MAX_SEGMENTATION))
 }
 
 /// The neighbour table: IPv4 address to the way back to it, in two generations; when

@@ -8,7 +8,6 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 
-use rexo_api::device::ETHERNET_HEADER;
 use rexo_api::{ApiError, DeviceError, Filter, Kernel, NetDevice};
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
@@ -119,6 +118,15 @@ pub fn attach(
     };
     Ok((nic.map_err(NetError::Kernel)?, config))
 }
+
+/// [`NetError::BadConfig`]'s words for an MSS below [`rexo_tcp::MIN_MSS`]: a
+/// `&'static str` (the error is `Copy`), so the number is written out and checked
+/// against the constant when building.
+const MSS_BELOW_LEAST: &str = "the MSS is below rexo_tcp::MIN_MSS (64 bytes)";
+const _: () = assert!(
+    rexo_tcp::MIN_MSS == 64,
+    "MSS_BELOW_LEAST names another MIN_MSS: update its text"
+);
 
 /// Why the stack refused or failed a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -973,16 +981,14 @@ impl Stack {
         let own = match &mut self.own {
             Some(own) => own,
             None => {
-                let link_mss = self.max_frame.saturating_sub(ETHERNET_HEADER + 40);
-                if usize::from(config.mss) > link_mss {
+                if usize::from(config.mss) > crate::owntcp::link_mss(self.max_frame) {
                     return Err(NetError::BadConfig(
                         "the MSS is larger than the link's MTU less 40 bytes of IPv4 and TCP headers",
                     ));
                 }
                 config.segmentation = crate::owntcp::segmentation_limit(&self.nic.info());
-                let endpoint = rexo_tcp::Endpoint::new(config).map_err(|_| {
-                    NetError::BadConfig("the MSS is below rexo_tcp::MIN_MSS (64 bytes)")
-                })?;
+                let endpoint = rexo_tcp::Endpoint::new(config)
+                    .map_err(|_| NetError::BadConfig(MSS_BELOW_LEAST))?;
                 self.own.insert(OwnTcp::new(endpoint))
             }
         };
