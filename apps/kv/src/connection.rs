@@ -161,13 +161,13 @@ impl Client {
             Ok(wrote) => moved |= wrote,
             Err(_) => return self.ended(),
         }
-        let mut served = Served::None;
+        let mut served = false;
         if self.ending.is_none() {
             let max_value = cache.max_value();
             let over_budget = held >= budget && !may_exceed;
             moved |= self.receive(stack, max_value, over_budget);
             served = self.serve(cache, now, info, others, budget);
-            if served == Served::Some {
+            if served {
                 moved = true;
                 // Answers go out in this step rather than the next.
                 if self.flush(stack).is_err() {
@@ -179,7 +179,7 @@ impl Client {
             if self.sent == self.output.len() {
                 return ending.progress();
             }
-        } else if self.peer_closed && served == Served::None && self.sent == self.output.len() {
+        } else if self.peer_closed && !served && self.sent == self.output.len() {
             // What is left cannot become a whole request: nothing more arrives.
             return Progress::Finished;
         }
@@ -256,7 +256,7 @@ impl Client {
 
     /// Serves whole requests from the front of `input` while the answers are being
     /// taken and the budget (of which the other clients hold `others`) allows; drops what
-    /// was served.
+    /// was served; true if any request was.
     fn serve(
         &mut self,
         cache: &mut impl Store,
@@ -264,9 +264,9 @@ impl Client {
         info: &ServerInfo,
         others: usize,
         budget: usize,
-    ) -> Served {
+    ) -> bool {
         let mut at = 0;
-        let mut served = Served::None;
+        let mut served = false;
         loop {
             let unsent = self.output.len() - self.sent;
             let holds = others + (self.input.len() - at) + unsent;
@@ -290,7 +290,7 @@ impl Client {
                 );
                 at += part;
                 self.skip -= part as u64;
-                served = Served::Some;
+                served = true;
                 continue;
             }
             let Parsed::Request {
@@ -318,13 +318,13 @@ impl Client {
                     // The answers before it are sent first, as memcached would.
                     at += consumed;
                     self.ending = Some(Ending::Shutdown);
-                    served = Served::Some;
+                    served = true;
                     break;
                 }
                 Shutdown::BadMode => {
                     self.output.extend_from_slice(BAD_SHUTDOWN_MODE);
                     at += consumed;
-                    served = Served::Some;
+                    served = true;
                     continue;
                 }
             }
@@ -344,7 +344,7 @@ impl Client {
             at += consumed;
             self.skip = swallow;
             self.requests += 1;
-            served = Served::Some;
+            served = true;
             if result.close {
                 self.ending = Some(Ending::Close);
             }
@@ -359,15 +359,6 @@ impl Client {
         }
         served
     }
-}
-
-/// What [`Client::serve`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Served {
-    /// Nothing was whole.
-    None,
-    /// Requests were served.
-    Some,
 }
 
 /// What ends a connection once its answers are sent.
