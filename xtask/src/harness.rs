@@ -391,6 +391,15 @@ fn parse_cargo_test(output: &str) -> HostSummary {
     summary
 }
 
+/// The last `n` lines of `text` (all of them when it has fewer), for a failure's report.
+fn last_lines(text: &str, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|line| line.to_string())
+        .collect()
+}
+
 /// `cargo test` on the default members (libs and xtask); one outcome for the passes
 /// and one per failing test.
 fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
@@ -415,13 +424,6 @@ fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
             .map_err(|e| format!("cannot run cargo test: {e}"))
     });
     let output = std::fs::read_to_string(log).unwrap_or_default();
-    let tail = |n: usize| -> Vec<String> {
-        let lines: Vec<&str> = output.lines().collect();
-        lines[lines.len().saturating_sub(n)..]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    };
     let summary = parse_cargo_test(&output);
     let mut outcomes = Vec::new();
     let time = started.elapsed();
@@ -444,7 +446,12 @@ fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
             }
             if !status.success() && summary.failed.is_empty() {
                 let reason = format!("cargo test failed ({status}) before running tests");
-                outcomes.push(Outcome::fail("host", reason, tail(TAIL), time));
+                outcomes.push(Outcome::fail(
+                    "host",
+                    reason,
+                    last_lines(&output, TAIL),
+                    time,
+                ));
             }
         }
     }

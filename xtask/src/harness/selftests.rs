@@ -3,7 +3,8 @@
 //! closed, as scripts drive it.
 
 use super::{
-    End, KERNEL_TEST_TIMEOUT_S, Machine, Select, TAIL, Vm, kernel_tests, parse_kernel_run,
+    End, KERNEL_TEST_TIMEOUT_S, Machine, Select, TAIL, Vm, kernel_tests, last_lines,
+    parse_kernel_run,
 };
 use crate::qemu::{self, Ready};
 use std::path::Path;
@@ -159,12 +160,7 @@ fn run_hello(env: &Env<'_>, log_name: &str, extra: &[&str]) -> Result<(), Failur
         })
         .map_err(|e| (e, Vec::new()))?;
     let output = std::fs::read_to_string(&log).unwrap_or_default();
-    let lines: Vec<&str> = output.lines().collect();
-    let tail = lines[lines.len().saturating_sub(TAIL)..]
-        .iter()
-        .map(|line| line.to_string())
-        .collect();
-    let ready = lines.iter().find_map(|line| Ready::parse(line.trim()));
+    let ready = output.lines().find_map(|line| Ready::parse(line.trim()));
     let problem = match (code, ready) {
         (None, _) => format!("still running after {RUN_TIMEOUT_S} s"),
         (_, None) => "no ready line".to_string(),
@@ -172,5 +168,8 @@ fn run_hello(env: &Env<'_>, log_name: &str, extra: &[&str]) -> Result<(), Failur
         (Some(0), Some(_)) => return Ok(()),
         (Some(code), Some(_)) => format!("exit status {code}, expected 0"),
     };
-    Err((format!("{problem} (log: {})", log.display()), tail))
+    Err((
+        format!("{problem} (log: {})", log.display()),
+        last_lines(&output, TAIL),
+    ))
 }
