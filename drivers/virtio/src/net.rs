@@ -686,17 +686,17 @@ impl Pair {
         Ok(())
     }
 
-    /// Hands up to `budget` received frames to `deliver` and queues their buffers to be
-    /// re-posted (the caller publishes them).
+    /// Hands received frames to `deliver`, counting each in `delivered`, until `budget`
+    /// are counted, and queues their buffers to be re-posted (the caller publishes them).
     fn take_received(
         &mut self,
         chain: u16,
         header_len: usize,
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DeviceError> {
-        let mut delivered = 0;
-        while delivered < budget {
+        delivered: &mut usize,
+    ) -> Result<(), DeviceError> {
+        while *delivered < budget {
             // Only a head the device holds, a posted buffer's (the queue drops a repeat
             // or a stranger, which would post a buffer twice).
             let Some(used) = self.rx.pop_used()? else {
@@ -709,11 +709,31 @@ impl Pair {
             if (ETHERNET_HEADER..=ETHERNET_MAX_FRAME).contains(&len) {
                 let at = usize::from(buffer) * BUFFER_STRIDE + header_len;
                 deliver(self.rx_buffers.bytes(at, len));
-                delivered += 1;
+                *delivered += 1;
             }
             self.rx.push(used.id);
         }
-        Ok(delivered)
+        Ok(())
+    }
+
+    /// [`QueuePair::receive`] counting into `delivered`, which keeps the frames delivered
+    /// before a failure part way through the batch (a broken used ring): the call after
+    /// the reset passes the same count and has the rest of `budget`.
+    fn receive_counted(
+        &mut self,
+        shape: Shape,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+        delivered: &mut usize,
+    ) -> Result<(), DeviceError> {
+        if !self.usable()? {
+            return Ok(());
+        }
+        let (chain, header_len) = (shape.chain, shape.header_len);
+        let taken = self.take_received(chain, header_len, budget, deliver, delivered);
+        // Every buffer handed back goes to the device with one doorbell.
+        self.rx.publish();
+        taken
     }
 }
 
@@ -743,14 +763,9 @@ impl QueuePair for Pair {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        if !self.usable()? {
-            return Ok(0);
-        }
-        let (chain, header_len) = (shape.chain, shape.header_len);
-        let taken = self.take_received(chain, header_len, budget, deliver);
-        // Every buffer handed back goes to the device with one doorbell.
-        self.rx.publish();
-        taken
+        let mut delivered = 0;
+        self.receive_counted(shape, budget, deliver, &mut delivered)?;
+        Ok(delivered)
     }
 
     /// [`NetDevice::send_segments`] on this pair: one descriptor chain: the virtio-net
@@ -912,17 +927,12 @@ impl NetDevice for VirtioNet {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        // Counted here, not by the pair's answer: a broken used ring met part way through
-        // a batch fails the call after some frames were delivered, and the call after the
-        // reset has the rest of the budget.
+        // One count through both calls: a broken used ring met part way through a batch
+        // fails the call after some frames were delivered, and the call after the reset
+        // has the rest of the budget.
         let mut delivered = 0;
         self.on_pair(queue, |pair, shape| {
-            let left = budget - delivered;
-            let counting = &mut |frame: &[u8]| {
-                delivered += 1;
-                deliver(frame);
-            };
-            pair.receive(shape, left, counting)
+            pair.receive_counted(shape, budget, deliver, &mut delivered)
         })?;
         Ok(delivered)
     }
