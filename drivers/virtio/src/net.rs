@@ -355,26 +355,29 @@ impl VirtioNet {
                 0
             };
             let tx_small = tx_count - tso_count;
-            queues.push(Arc::new(spin::Mutex::new(Pair {
+            let mut pair = Pair {
                 rx_buffers: function.dma(usize::from(rx_count) * BUFFER_STRIDE)?,
                 tx_buffers: function.dma(usize::from(tx_small) * BUFFER_STRIDE)?,
                 tso: match tso_count {
                     0 => None,
                     count => Some(TsoBuffers {
                         dma: function.dma(usize::from(count) * TSO_STRIDE)?,
-                        free: (tx_small..tx_count).rev().collect(),
+                        free: Vec::new(),
                     }),
                 },
                 tx_small,
                 rx,
                 rx_count,
                 tx,
-                tx_free: (0..tx_small).rev().collect(),
+                tx_free: Vec::new(),
                 tx_count,
                 tx_link: vec![NO_LINK; usize::from(tx_count)],
                 tx_frames: 0,
                 device: DeviceState::Running,
-            })));
+            };
+            // Every transmit buffer starts free, as after a reset.
+            pair.forget_transmits();
+            queues.push(Arc::new(spin::Mutex::new(pair)));
         }
         let control = match offered_pairs {
             Some(max) => {
@@ -657,8 +660,8 @@ impl Pair {
         self.tx.publish();
     }
 
-    /// Frees every transmit buffer, for a device that was reset and forgot the frames in
-    /// flight: returns how many frames were lost.
+    /// Frees every transmit buffer, for a new pair or a device that was reset and forgot
+    /// the frames in flight: returns how many frames were lost.
     fn forget_transmits(&mut self) -> usize {
         self.tx_free = (0..self.tx_small).rev().collect();
         if let Some(tso) = &mut self.tso {
@@ -1034,20 +1037,22 @@ mod tests {
             Virtqueue::new(platform, index, 2 * buffers, doorbell).unwrap()
         };
         let tx_bytes = usize::from(transmits.max(1)) * BUFFER_STRIDE;
-        Pair {
+        let mut pair = Pair {
             rx: queue(0),
             rx_buffers: Dma::new(platform, usize::from(buffers) * BUFFER_STRIDE).unwrap(),
             rx_count: buffers,
             tx: queue(1),
             tx_buffers: Dma::new(platform, tx_bytes).unwrap(),
-            tx_free: (0..transmits).rev().collect(),
+            tx_free: Vec::new(),
             tx_small: transmits,
             tso: None,
             tx_count: transmits,
             tx_link: vec![NO_LINK; usize::from(transmits)],
             tx_frames: 0,
             device: DeviceState::Running,
-        }
+        };
+        pair.forget_transmits();
+        pair
     }
 
     /// A pair over host memory with `buffers` receive buffers posted, and no transmit
