@@ -721,14 +721,9 @@ impl VirtioBlk {
         }
     }
 
-    /// [`GIVEN_UP`] once the device did not come back from a reset.
-    fn usable(&self) -> Result<(), DeviceError> {
-        self.recovery.usable()
-    }
-
     /// Queue `queue` of a usable device, or [`DeviceError::NoSuchQueue`].
     fn queue(&mut self, queue: usize) -> Result<&mut RequestQueue, DeviceError> {
-        self.usable()?;
+        self.recovery.usable()?;
         self.queues
             .get_mut(queue)
             .ok_or(DeviceError::NoSuchQueue(queue))
@@ -745,7 +740,7 @@ impl BlockDevice for VirtioBlk {
     /// message on it wakes the core (the avail ring never suppresses them). Disarmed
     /// (masked again) by the next poll that hands over a completion, or by `None`.
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
-        self.usable()?;
+        self.recovery.usable()?;
         self.wakes.arm(queue, core)
     }
 
@@ -756,7 +751,8 @@ impl BlockDevice for VirtioBlk {
     fn abandon_requests(&mut self) {
         self.wakes.disarm_all();
         self.forget_requests();
-        while self.usable().is_ok() && self.queues.iter().any(RequestQueue::has_abandoned) {
+        while self.recovery.usable().is_ok() && self.queues.iter().any(RequestQueue::has_abandoned)
+        {
             for queue in 0..self.queues.len() {
                 // A poll's error does not stop the drain: time moves it on to a reset
                 // if the device never answers.
