@@ -30,7 +30,7 @@ use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueueWakes};
 use rexo_pci::Function;
 
-use crate::queue::{DESC_NEXT, DESC_WRITE, Virtqueue};
+use crate::queue::{DESC_NEXT, DESC_WRITE, USED_INDEX_OVERRUN, Virtqueue};
 use crate::recovery::{Recovery, Restart};
 use crate::transport::{Transport, promised};
 
@@ -458,10 +458,8 @@ impl RequestQueue {
                 Ok(None) => break None,
                 // The used ring cannot be read on (its index ran past it): only a
                 // reset of the device makes the queue usable again.
-                Err(DeviceError::Failed(why)) => break Some(why),
-                // Unreachable: `pop_used`'s only error is that overrun's `Failed`, as the
-                // arm above assumes (a new error there must not be taken for it).
-                Err(error) => return Err(error),
+                Err(DeviceError::Failed(USED_INDEX_OVERRUN)) => break Some(USED_INDEX_OVERRUN),
+                Err(e) => return Err(e),
             };
             let slot = usize::from(used.id / CHAIN);
             if let Slot::Busy { tag, operation, .. } = self.slots[slot] {
