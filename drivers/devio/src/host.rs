@@ -89,8 +89,6 @@ pub struct PortWrite {
 pub struct FakePorts {
     /// The window the driver gets.
     window: PortWindow,
-    /// Ports in it.
-    len: u16,
 }
 
 impl FakePorts {
@@ -106,7 +104,7 @@ impl FakePorts {
         // SAFETY: on the host every port access goes to `PORT_SPACE` (the `in` and
         // `out` instructions are never built), and this range is no other window's.
         let window = unsafe { PortWindow::new(base, len) }.expect("the range fits");
-        Self { window, len }
+        Self { window }
     }
 
     /// The window to hand the driver.
@@ -116,16 +114,12 @@ impl FakePorts {
 
     /// Reads of the port at `offset` give `value` from now on.
     pub fn answer8(&self, offset: u16, value: u8) {
-        assert!(
-            offset < self.len,
-            "port offset {offset:#x} outside the window"
-        );
-        port_space().answers[usize::from(self.window.base() + offset)] = value;
+        port_space().answers[usize::from(self.window.port(offset, 1))] = value;
     }
 
     /// The writes to this window since the last call, oldest first.
     pub fn take_writes(&self) -> Vec<PortWrite> {
-        let ports = self.window.base()..self.window.base() + self.len;
+        let ports = self.window.ports();
         let mut space = port_space();
         let (mine, others) = core::mem::take(&mut space.writes)
             .into_iter()

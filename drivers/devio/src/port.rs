@@ -35,8 +35,14 @@ impl PortWindow {
         self.base
     }
 
-    /// The port for an access of `width` bytes at `offset`.
-    fn port(&self, offset: u16, width: u16) -> u16 {
+    /// The ports of the window, for the host's fake port space.
+    #[cfg(any(test, all(feature = "host", not(target_os = "none"))))]
+    pub(crate) fn ports(&self) -> core::ops::Range<u16> {
+        self.base..self.base + self.len
+    }
+
+    /// The port for an access of `width` bytes at `offset`; panics outside the window.
+    pub(crate) fn port(&self, offset: u16, width: u16) -> u16 {
         assert!(
             offset.checked_add(width).is_some_and(|end| end <= self.len),
             "port offset {offset:#x} ({width} bytes) outside the {}-port window at {:#x}",
