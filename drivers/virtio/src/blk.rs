@@ -31,7 +31,7 @@ use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueueWakes};
 use rexo_pci::Function;
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, USED_INDEX_OVERRUN, Virtqueue};
-use crate::recovery::{Recovery, Restart};
+use crate::recovery::{Parts, Recovery, Restart};
 use crate::transport::{Transport, promised};
 
 /// Transitional virtio-blk (legacy interface, maybe modern too).
@@ -631,7 +631,7 @@ impl VirtioBlk {
             .into_iter()
             .map(|vq| RequestQueue::new(platform, vq, depth, buffer, modern))
             .collect::<Result<Vec<_>, _>>()?;
-        let recovery = Recovery::new("virtio-blk", &transport, platform, features, GIVEN_UP);
+        let recovery = Recovery::new(features);
         let mut disk = Self {
             capacity,
             max_sectors,
@@ -833,8 +833,16 @@ impl BlockDevice for VirtioBlk {
 }
 
 impl Restart for VirtioBlk {
-    fn parts(&mut self) -> (&mut Recovery, &mut QueueWakes) {
-        (&mut self.recovery, &mut self.wakes)
+    const NAME: &'static str = "virtio-blk";
+    const GIVEN_UP: DeviceError = GIVEN_UP;
+
+    fn parts(&mut self) -> Parts<'_> {
+        (
+            &mut self.recovery,
+            &mut self.wakes,
+            &self.transport,
+            self.platform,
+        )
     }
 
     /// Every queue renewed with its MSI-X entry, then DRIVER_OK; the lost slots come
@@ -1000,7 +1008,7 @@ mod tests {
             })
             .collect::<Vec<_>>();
         let count = queues.len();
-        let recovery = Recovery::new("virtio-blk", &transport, platform, features, GIVEN_UP);
+        let recovery = Recovery::new(features);
         let mut disk = VirtioBlk {
             transport,
             platform,

@@ -25,7 +25,7 @@ use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueuePair, Que
 use rexo_pci::Function;
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, USED_INDEX_OVERRUN, Virtqueue};
-use crate::recovery::{Recovery, Restart};
+use crate::recovery::{Parts, Recovery, Restart};
 use crate::transport::Transport;
 
 /// Transitional virtio-net (legacy interface, maybe modern too).
@@ -393,7 +393,7 @@ impl VirtioNet {
             .iter()
             .all(|pair| pair.lock().tso.is_some())
             .then_some(TSO_MAX_FRAME);
-        let recovery = Recovery::new("virtio-net", &transport, platform, features, GIVEN_UP);
+        let recovery = Recovery::new(features);
         let mut net = Self {
             shape: Shape {
                 chain,
@@ -585,8 +585,16 @@ impl VirtioNet {
 }
 
 impl Restart for VirtioNet {
-    fn parts(&mut self) -> (&mut Recovery, &mut QueueWakes) {
-        (&mut self.recovery, &mut self.wakes)
+    const NAME: &'static str = "virtio-net";
+    const GIVEN_UP: DeviceError = GIVEN_UP;
+
+    fn parts(&mut self) -> Parts<'_> {
+        (
+            &mut self.recovery,
+            &mut self.wakes,
+            &self.transport,
+            self.platform,
+        )
     }
 
     /// Every queue renewed (receive queue `q` with MSI-X entry `q`), the transmit
@@ -1075,7 +1083,7 @@ mod tests {
         let platform = rexo_devio::host::HostPlatform::leaked();
         let (device, transport) = crate::transport::HostDevice::modern(2 * HOST_RX_BUFFERS);
         let features = transport.negotiate(platform, 0, 0).unwrap();
-        let recovery = Recovery::new("virtio-net", &transport, platform, features, GIVEN_UP);
+        let recovery = Recovery::new(features);
         let mut net = VirtioNet {
             transport,
             platform,

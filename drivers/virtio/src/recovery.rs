@@ -17,49 +17,28 @@ pub(crate) const RESETS_IN_A_ROW: u8 = 3;
 
 /// What a device's recovery remembers between resets.
 pub(crate) struct Recovery {
-    /// The driver's name, for the log.
-    name: &'static str,
-    /// The device's registers (a copy of the driver's: the same windows).
-    transport: Transport,
-    /// The clock, for the reset's timeout.
-    platform: &'static dyn Platform,
     /// The negotiated features, asked for again after a reset.
     features: u64,
     /// Resets since the device last finished something (at most [`RESETS_IN_A_ROW`]).
     resets_in_a_row: u8,
-    /// Every call's answer once the device is given up.
-    given_up_error: DeviceError,
-    /// The device did not come back from a reset, or stayed stuck through resets.
-    given_up: bool,
+    /// Once the device did not come back from a reset, or stayed stuck through resets:
+    /// every call's answer ([`Restart::GIVEN_UP`]).
+    given_up: Option<DeviceError>,
 }
 
 impl Recovery {
-    /// The recovery of device `name` on `transport` running with `features`, which
-    /// answers `given_up_error` once given up.
-    pub(crate) fn new(
-        name: &'static str,
-        transport: &Transport,
-        platform: &'static dyn Platform,
-        features: u64,
-        given_up_error: DeviceError,
-    ) -> Self {
+    /// The recovery of a device running with `features`.
+    pub(crate) fn new(features: u64) -> Self {
         Self {
-            name,
-            transport: transport.clone(),
-            platform,
             features,
             resets_in_a_row: 0,
-            given_up_error,
-            given_up: false,
+            given_up: None,
         }
     }
 
     /// The given-up error once the device is given up.
     pub(crate) fn usable(&self) -> Result<(), DeviceError> {
-        match self.given_up {
-            true => Err(self.given_up_error),
-            false => Ok(()),
-        }
+        self.given_up.map_or(Ok(()), Err)
     }
 
     /// The device finished something: the count of resets in a row starts again.
@@ -68,10 +47,24 @@ impl Recovery {
     }
 }
 
+/// What [`Restart::parts`] lends: a device's recovery state, its queues' wake-ups, its
+/// registers and the clock.
+pub(crate) type Parts<'a> = (
+    &'a mut Recovery,
+    &'a mut QueueWakes,
+    &'a Transport,
+    &'static dyn Platform,
+);
+
 /// A virtio device its driver can reset and start again.
 pub(crate) trait Restart {
-    /// Its recovery state, and its queues' wake-ups (disarmed when it is given up).
-    fn parts(&mut self) -> (&mut Recovery, &mut QueueWakes);
+    /// The driver's name, for the log.
+    const NAME: &'static str;
+    /// Every call's answer once the device is given up.
+    const GIVEN_UP: DeviceError;
+    /// Its recovery state, its queues' wake-ups (disarmed when it is given up), its
+    /// registers, and the clock (for the reset's timeout).
+    fn parts(&mut self) -> Parts<'_>;
     /// Once the device is reset and its features negotiated again: renews every queue
     /// with its MSI-X entry ([`Transport::renew_queue`]), starts the device, and settles
     /// what was in flight.
@@ -81,8 +74,8 @@ pub(crate) trait Restart {
     /// does not come back, or that was already reset [`RESETS_IN_A_ROW`] times with
     /// nothing finished by it since, is given up instead ([`give_up`](Self::give_up)).
     fn recover(&mut self, why: &'static str) -> Result<(), DeviceError> {
-        let (recovery, _) = self.parts();
-        let name = recovery.name;
+        let (recovery, _, transport, platform) = self.parts();
+        let name = Self::NAME;
         if recovery.resets_in_a_row >= RESETS_IN_A_ROW {
             log::error!(
                 "{name}: {why}, after {RESETS_IN_A_ROW} resets in a row with nothing finished"
@@ -92,9 +85,8 @@ pub(crate) trait Restart {
         recovery.resets_in_a_row += 1;
         let features = recovery.features;
         log::warn!("{name}: {why}: resetting it");
-        let restarted = recovery
-            .transport
-            .negotiate(recovery.platform, features, features)
+        let restarted = transport
+            .negotiate(platform, features, features)
             .and_then(|_| self.renew());
         restarted.map_err(|error| {
             log::error!("{name}: the device did not come back from its reset: {error}");
@@ -106,10 +98,10 @@ pub(crate) trait Restart {
     /// returned, as by every later call. Its buffers are then never reused: the device
     /// may not have stopped.
     fn give_up(&mut self) -> DeviceError {
-        let (recovery, wakes) = self.parts();
-        recovery.transport.fail();
+        let (recovery, wakes, transport, _) = self.parts();
+        transport.fail();
         wakes.disarm_all();
-        recovery.given_up = true;
-        recovery.given_up_error
+        recovery.given_up = Some(Self::GIVEN_UP);
+        Self::GIVEN_UP
     }
 }
