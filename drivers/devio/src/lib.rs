@@ -23,6 +23,7 @@
 //!   [`PortWindow`] access goes to the host's fake port space), for drivers' host tests.
 //! - [`pairs`]: one queue pair of a network interface handed out on its own
 //!   ([`QueuePair`], the frame path the drivers that split implement).
+//! - [`drain_abandoned`]: the polling that drains a block device's abandoned requests.
 //!
 //! `unsafe` lives here rather than in the kernel so that the kernel proper stays small
 //! and drivers stay outside it (issue 4's budget); the crate depends on no kernel code.
@@ -51,6 +52,23 @@ pub use msix::{MsixTable, QueueWakes};
 pub use pairs::QueuePair;
 pub use platform::{DeviceFunction, Found, Platform};
 pub use port::PortWindow;
+
+/// The drain of a block device's [`abandon_requests`](rexo_api::BlockDevice::abandon_requests):
+/// polls each of its `queues` in turn, completions dropped, while `draining` says the
+/// device is still usable and holds an abandoned request.
+pub fn drain_abandoned<D: rexo_api::BlockDevice>(
+    device: &mut D,
+    queues: usize,
+    draining: impl Fn(&D) -> bool,
+) {
+    while draining(device) {
+        for queue in 0..queues {
+            // A poll's error does not stop the drain: time moves it on to a reset if the
+            // device never answers.
+            let _ = device.poll(queue, &mut |_, _| {});
+        }
+    }
+}
 
 /// Orders this core's memory accesses to DMA memory before a following doorbell write
 /// (and the device's writes before the reads after it). x86 keeps stores in order, so

@@ -924,13 +924,10 @@ impl BlockDevice for Nvme {
         for io in &mut self.queues {
             io.abandon(disabled);
         }
-        while self.failed.is_none() && self.queues.iter().any(IoQueue::has_abandoned) {
-            for queue in 0..self.queues.len() {
-                // A fault a poll reports does not stop the drain: time moves it on to
-                // a reset if the controller never answers.
-                let _ = self.poll(queue, &mut |_, _| {});
-            }
-        }
+        let queues = self.queues.len();
+        rexo_devio::drain_abandoned(self, queues, |disk| {
+            disk.failed.is_none() && disk.queues.iter().any(IoQueue::has_abandoned)
+        });
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {

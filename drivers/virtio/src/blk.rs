@@ -749,14 +749,10 @@ impl BlockDevice for VirtioBlk {
     fn abandon_requests(&mut self) {
         self.wakes.disarm_all();
         self.forget_requests();
-        while self.recovery.usable().is_ok() && self.queues.iter().any(RequestQueue::has_abandoned)
-        {
-            for queue in 0..self.queues.len() {
-                // A poll's error does not stop the drain: time moves it on to a reset
-                // if the device never answers.
-                let _ = self.poll(queue, &mut |_, _| {});
-            }
-        }
+        let queues = self.queues.len();
+        rexo_devio::drain_abandoned(self, queues, |disk| {
+            disk.recovery.usable().is_ok() && disk.queues.iter().any(RequestQueue::has_abandoned)
+        });
     }
 
     fn info(&self) -> BlockInfo {
