@@ -163,7 +163,7 @@ impl Conn {
     }
 
     /// The window field to send: the free space, scaled, at most 65,535.
-    fn window_field(&self) -> u16 {
+    pub(crate) fn window_field(&self) -> u16 {
         (self.rcv_window() >> self.rcv_shift).min(0xffff) as u16
     }
 

@@ -385,6 +385,10 @@ struct HalfOpen {
 struct TimeWait {
     snd_nxt: Seq,
     rcv_nxt: Seq,
+    /// The window field the connection offered as it left its slot (scaled as the
+    /// connection scaled it), which the entry's ACKs offer again: a window of 0 would
+    /// tell the peer to stop and probe.
+    window: u16,
     until: u64,
 }
 
@@ -776,8 +780,8 @@ impl Endpoint {
     /// new connection (RFC 1122, 4.2.2.13: a SYN above the old sequence space). As RFC
     /// 9293 (3.10.7.4) says: a retransmitted FIN is acknowledged and restarts the
     /// timer, an unacceptable segment (or one acknowledging what was never sent) is
-    /// acknowledged, an acceptable one (the last ACK again) is dropped; a RST is
-    /// dropped too (RFC 1337).
+    /// acknowledged (offering the window the connection last offered), an acceptable
+    /// one (the last ACK again) is dropped; a RST is dropped too (RFC 1337).
     fn input_time_wait(&mut self, tuple: &Tuple, seg: &Segment<'_>, now: u64) -> Option<Seq> {
         let time_wait_ns = self.config.time_wait_ns;
         let entry = self.time_wait.get_mut(tuple)?;
@@ -802,8 +806,8 @@ impl Endpoint {
         } else {
             self.stats.out_of_window += 1;
         }
-        let (seq, ack) = (entry.snd_nxt, entry.rcv_nxt);
-        self.reply(tuple, seq, ack, ACK, 0, None);
+        let (seq, ack, window) = (entry.snd_nxt, entry.rcv_nxt, entry.window);
+        self.reply(tuple, seq, ack, ACK, window, None);
         None
     }
 
@@ -1084,6 +1088,7 @@ impl Endpoint {
             TimeWait {
                 snd_nxt,
                 rcv_nxt,
+                window: conn.window_field(),
                 until,
             },
         );

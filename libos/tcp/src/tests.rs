@@ -63,6 +63,20 @@ impl Peer {
         )
     }
 
+    /// Its FIN again (one before its sequence number, which the FIN advanced), with ACK.
+    fn fin_again(&self) -> Vec<u8> {
+        packet(
+            self.port,
+            ACK | FIN,
+            self.seq.plus(usize::MAX),
+            self.ack,
+            self.window,
+            b"",
+            None,
+            None,
+        )
+    }
+
     /// Sends `payload` with ACK and advances the sequence number.
     fn send(&mut self, ep: &mut Endpoint, now: u64, payload: &[u8]) {
         ep.input(now, &self.segment(ACK, payload));
@@ -646,17 +660,7 @@ fn time_wait_acknowledges_only_a_retransmitted_fin_or_an_unacceptable_segment() 
     peer.send(&mut ep, MS, b"");
     assert!(poll(&mut ep, MS).is_empty(), "the last ACK again: dropped");
     // A retransmitted FIN near the end: acknowledged, and the 2MSL timer restarts.
-    let fin = packet(
-        peer.port,
-        ACK | FIN,
-        peer.seq.plus(usize::MAX),
-        peer.ack,
-        1000,
-        b"",
-        None,
-        None,
-    );
-    ep.input(wait - MS, &fin);
+    ep.input(wait - MS, &peer.fin_again());
     let ack = poll(&mut ep, wait - MS);
     assert_eq!((view(&ack[0]).flags, view(&ack[0]).ack), (ACK, peer.seq));
     poll(&mut ep, wait);
@@ -666,6 +670,31 @@ fn time_wait_acknowledges_only_a_retransmitted_fin_or_an_unacceptable_segment() 
     assert_eq!(view(&poll(&mut ep, wait)[0]).ack, peer.seq);
     poll(&mut ep, 2 * wait - MS);
     assert_eq!(ep.time_wait(), 0);
+}
+
+#[test]
+fn time_wait_acknowledges_with_the_window_the_connection_last_offered() {
+    let mut ep = server(Config::default());
+    // Window scaling on (our shift 1), and 1000 bytes the app never reads.
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, Some(2), 1000);
+    peer.send(&mut ep, 0, &[7; 1000]);
+    ep.close(id).unwrap();
+    let fin = poll(&mut ep, 0);
+    let offered = view(&fin[0]).window;
+    assert_eq!(usize::from(offered), (64 * 1024 - 1000) >> 1);
+    peer.ack = peer.ack.plus(1);
+    ep.input(0, &peer.segment(ACK | FIN, b""));
+    peer.seq = peer.seq.plus(1);
+    assert_eq!(view(&poll(&mut ep, 0)[0]).window, offered);
+    assert_eq!((ep.connections(), ep.time_wait()), (0, 1));
+    // The compact entry answers a retransmitted FIN and data past it with that window.
+    ep.input(MS, &peer.fin_again());
+    ep.input(MS, &peer.segment(ACK, b"late"));
+    let acks = poll(&mut ep, MS);
+    assert_eq!(acks.len(), 2);
+    for ack in &acks {
+        assert_eq!((view(ack).flags, view(ack).window), (ACK, offered));
+    }
 }
 
 #[test]
