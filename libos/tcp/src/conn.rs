@@ -1,6 +1,7 @@
 //! One synchronized connection (RFC 9293's states from ESTABLISHED on): receive
 //! processing, the send queue of shared pieces, retransmission, and its timers.
 
+use crate::challenge::ChallengeAcks;
 use crate::piece::Piece;
 use crate::seq::Seq;
 use crate::wire::{self, ACK, FIN, Header, RST, SYN, Segment};
@@ -93,6 +94,7 @@ pub struct Conn {
     last_heard: u64,
     keepalives: u32,
     keepalive_now: bool,
+    challenges: ChallengeAcks,
 }
 
 impl Conn {
@@ -154,6 +156,7 @@ impl Conn {
             last_heard: now,
             keepalives: 0,
             keepalive_now: false,
+            challenges: ChallengeAcks::default(),
         }
     }
 
@@ -267,8 +270,9 @@ impl Conn {
     }
 
     /// Processes a segment for this connection (RFC 9293, 3.10.7.4, with RFC 5961's
-    /// checks on RST and SYN); `true` if it acknowledged what we sent acceptably (its
-    /// ACK within what we sent), which only the peer can do.
+    /// checks on RST, SYN and ACK, its challenge ACKs limited per second); `true` if it
+    /// acknowledged what we sent acceptably (its ACK within what we sent), which only
+    /// the peer can do.
     pub(crate) fn input(
         &mut self,
         seg: &Segment<'_>,
@@ -299,14 +303,12 @@ impl Conn {
                 stats.rst_received += 1;
                 self.reset(Error::Reset, false);
             } else {
-                stats.challenge_acks += 1;
-                self.ack_pending = true;
+                self.challenge(now, stats);
             }
             return false;
         }
         if seg.has(SYN) {
-            stats.challenge_acks += 1;
-            self.ack_pending = true;
+            self.challenge(now, stats);
             return false;
         }
         if !seg.has(ACK) {
@@ -319,7 +321,7 @@ impl Conn {
             || self.snd_una.diff(seg.ack) > 0 && self.snd_una.since(seg.ack) > self.max_snd_wnd
         {
             stats.out_of_window += 1;
-            self.ack_pending = true;
+            self.challenge(now, stats);
             return false;
         }
         // An acceptable ACK, whatever its window: the peer is alive and answers probes.
@@ -358,6 +360,14 @@ impl Conn {
             };
         }
         true
+    }
+
+    /// Owes the peer a challenge ACK (RFC 5961) at `now`, unless this connection sent
+    /// [`CHALLENGE_ACKS_PER_SECOND`](crate::CHALLENGE_ACKS_PER_SECOND) this second.
+    fn challenge(&mut self, now: u64, stats: &mut Stats) {
+        if self.challenges.allow(now, stats) {
+            self.ack_pending = true;
+        }
     }
 
     /// Enters TIME-WAIT at `now`.

@@ -19,7 +19,8 @@
 //! retransmit and NewReno recovery on three duplicate ACKs, zero-window probes (a
 //! persist timer in place of the retransmission timer, with a limit on unanswered
 //! probes), keep-alive, orderly close in every FIN state with a compact, bounded
-//! TIME-WAIT table, abortive close, RFC 5961's checks on RST and SYN, and counters
+//! TIME-WAIT table, abortive close, RFC 5961's checks on RST, SYN and ACK (with its
+//! challenge ACKs limited per connection), and counters
 //! ([`Stats`]) for everything dropped. Nagle's algorithm is not used. Not done: active open, SACK, timestamps, congestion control
 //! beyond NewReno, IP options on sent packets (see docs/network.md).
 //!
@@ -36,6 +37,7 @@
 
 extern crate alloc;
 
+mod challenge;
 pub mod checksum;
 mod conn;
 mod piece;
@@ -46,6 +48,7 @@ mod wire;
 /// it): an IPv4 total length is 16 bits, less the IPv4 and TCP headers (no options).
 pub const MAX_SEGMENTATION: usize = 65_535 - 40;
 
+pub use challenge::CHALLENGE_ACKS_PER_SECOND;
 pub use checksum::{BLOCK, Blob};
 pub use piece::Piece;
 pub use seq::Seq;
@@ -53,6 +56,7 @@ pub use wire::{ACK, FIN, Header, Malformed, PSH, RST, SYN, Segment, parse};
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
+use challenge::ChallengeAcks;
 use conn::{Conn, Output, Pace, Setup, Turn};
 use core::ops::Bound;
 
@@ -241,8 +245,12 @@ pub struct Stats {
     pub rst_sent: u64,
     /// Acceptable RSTs received.
     pub rst_received: u64,
-    /// ACKs sent in answer to an in-window RST or SYN (RFC 5961).
+    /// ACKs sent in answer to an in-window RST or SYN, or to an ACK of data never sent
+    /// or acknowledged long ago (RFC 5961's challenge ACKs).
     pub challenge_acks: u64,
+    /// Challenge ACKs not sent: their connection had sent
+    /// [`CHALLENGE_ACKS_PER_SECOND`] that second (RFC 5961, 7).
+    pub challenge_acks_limited: u64,
     /// Duplicate ACKs received.
     pub duplicate_acks: u64,
     /// Fast retransmits (three duplicate ACKs).
@@ -378,6 +386,7 @@ struct HalfOpen {
     resend_at: u64,
     retries: u32,
     send_now: bool,
+    challenges: ChallengeAcks,
 }
 
 /// What is left of a connection in TIME-WAIT: enough to acknowledge a retransmitted
@@ -835,6 +844,7 @@ impl Endpoint {
                 resend_at: now + self.config.rto_initial_ns,
                 retries: 0,
                 send_now: true,
+                challenges: ChallengeAcks::default(),
             },
         );
     }
@@ -858,7 +868,8 @@ impl Endpoint {
     /// and RFC 5961): a RST ends it only at exactly the expected sequence number, and
     /// one elsewhere in the window, or a SYN other than the peer's first again, gets a
     /// challenge ACK (a peer that restarted with a new ISN answers it with the RST
-    /// that ends the stale entry); a segment out of the window gets an ACK.
+    /// that ends the stale entry), at most [`CHALLENGE_ACKS_PER_SECOND`]; a segment out
+    /// of the window gets an ACK.
     fn input_half_open(
         &mut self,
         tuple: Tuple,
@@ -879,8 +890,9 @@ impl Endpoint {
                 self.stats.rst_received += 1;
                 self.half_open.remove(&tuple);
             } else if in_window {
-                self.stats.challenge_acks += 1;
-                self.reply(&tuple, snd_nxt, rcv_nxt, ACK, window, None);
+                if half.challenges.allow(now, &mut self.stats) {
+                    self.reply(&tuple, snd_nxt, rcv_nxt, ACK, window, None);
+                }
             } else {
                 self.stats.out_of_window += 1;
             }
@@ -890,8 +902,7 @@ impl Endpoint {
             if seg.seq == half.irs && !seg.has(ACK) {
                 // The peer's SYN again (our SYN-ACK was lost): answer it again.
                 half.send_now = true;
-            } else {
-                self.stats.challenge_acks += 1;
+            } else if half.challenges.allow(now, &mut self.stats) {
                 self.reply(&tuple, snd_nxt, rcv_nxt, ACK, window, None);
             }
             return Sender::Unknown;

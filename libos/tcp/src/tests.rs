@@ -825,6 +825,73 @@ fn a_reset_counts_only_at_the_exact_sequence_number() {
     assert_eq!(ep.connections(), 0);
 }
 
+/// How many bare ACKs the server sends when the `forged` segments arrive in turn, one
+/// at each of `times`, each followed by a poll.
+fn acks_to(ep: &mut Endpoint, forged: &[&[u8]], times: impl Iterator<Item = u64>) -> usize {
+    let mut acks = 0;
+    for (now, segment) in times.zip(forged.iter().cycle()) {
+        ep.input(now, segment);
+        acks += poll(ep, now)
+            .iter()
+            .filter(|p| view(p).flags == ACK)
+            .count();
+    }
+    acks
+}
+
+#[test]
+fn a_flood_of_in_window_resets_and_syns_gets_a_limited_number_of_challenge_acks() {
+    let limit = CHALLENGE_ACKS_PER_SECOND as usize;
+    let (mut ep, id, mut peer) = established();
+    let exact = peer.seq;
+    peer.seq = exact.plus(10);
+    let reset = peer.segment(RST, b"");
+    peer.seq = exact;
+    let syn = peer.segment(SYN, b"");
+    // For one second, every 10 ms a reset or a SYN in turn.
+    let second = |from: u64| (0..100).map(move |i| from + i * 10 * MS);
+    let acks = acks_to(&mut ep, &[&reset, &syn], second(0));
+    assert_eq!(acks, limit, "at most the limit in a second");
+    assert_eq!(ep.stats().challenge_acks, limit as u64);
+    assert_eq!(ep.stats().challenge_acks_limited, 100 - limit as u64);
+    // The next second has an allowance of its own.
+    assert_eq!(acks_to(&mut ep, &[&reset, &syn], second(1000 * MS)), limit);
+    assert_eq!(ep.state(id), Ok(State::Established));
+    // An ACK of data never sent is challenged within the same limit.
+    peer.ack = peer.ack.plus(1 << 20);
+    let wild = peer.segment(ACK, b"");
+    assert_eq!(acks_to(&mut ep, &[&wild], second(2000 * MS)), limit);
+    // A reset at the exact number still ends the connection at once.
+    ep.input(
+        2000 * MS,
+        &packet(5000, RST, exact, Seq(0), 0, b"", None, None),
+    );
+    assert_eq!(ep.state(id), Ok(State::Closed));
+}
+
+#[test]
+fn a_half_open_connection_limits_its_challenge_acks_too() {
+    let limit = CHALLENGE_ACKS_PER_SECOND as usize;
+    let mut ep = server(Config::default());
+    half_open_from_5000(&mut ep);
+    let syn = packet(5000, SYN, Seq(90_000), Seq(0), 1000, b"", None, None);
+    let reset = packet(5000, RST, Seq(1011), Seq(0), 0, b"", None, None);
+    // Batches of forged segments before a poll, each owed a reply of its own.
+    let mut acks_to_batch = |now| {
+        for _ in 0..50 {
+            ep.input(now, &syn);
+            ep.input(now, &reset);
+        }
+        let sent = poll(&mut ep, now);
+        sent.iter().filter(|p| view(p).flags == ACK).count()
+    };
+    assert_eq!(acks_to_batch(0), limit);
+    assert_eq!(acks_to_batch(500 * MS), 0, "the same second");
+    assert_eq!(acks_to_batch(1000 * MS), limit, "the next second");
+    assert_eq!(ep.half_open(), 1);
+    assert_eq!(ep.stats().challenge_acks_limited, 300 - 2 * limit as u64);
+}
+
 #[test]
 fn segments_out_of_window_are_dropped_counted_and_acknowledged() {
     let mut ep = server_with(|c| c.recv_buffer = 100);
