@@ -538,8 +538,18 @@ pub trait NetDevice: Send {
 /// disk holds not yet completed; one more is [`DeviceError::QueueFull`] until the holder
 /// polls the oldest to completion. Each holds a copy of its data (up to a request's,
 /// 64 KiB with Rexo's drivers) in the kernel's heap, which keeps the frames it grows by:
-/// the bound keeps an app from filling the kernel's memory with them.
+/// the bound, with [`MAX_ORDERED_BYTES`] over a lease's queues, keeps an app from filling
+/// the kernel's memory with them.
 pub const MAX_ORDERED_PER_QUEUE: usize = 64;
+
+/// The most bytes of data the ordered writes of one lease of a disk hold in the kernel's
+/// heap while not yet completed, over all its queues (1 MiB): an ordered write that would
+/// pass it is [`DeviceError::QueueFull`] until the holder polls ordered writes to
+/// completion (or gives them up with [`BlockDevice::abandon_requests`]). One write is
+/// taken whatever its size when the lease holds none. Without it an app could hold
+/// [`MAX_ORDERED_PER_QUEUE`] requests' worth per queue, megabytes per disk, charged to
+/// nobody.
+pub const MAX_ORDERED_BYTES: usize = 1 << 20;
 
 /// The most filters one binding on a shared network interface may name
 /// ([`Kernel::bind_net`](crate::Kernel::bind_net);
@@ -702,7 +712,8 @@ pub trait BlockDevice: Send {
     /// not written and completes with [`DeviceError::DependencyFailed`]. `fill` writes
     /// the data, which is copied once (the write starts later) into the kernel's heap:
     /// [`DeviceError::NoMemory`] when that copy cannot be made. A queue holds at most
-    /// [`MAX_ORDERED_PER_QUEUE`] ordered writes not yet completed: one more is
+    /// [`MAX_ORDERED_PER_QUEUE`] ordered writes not yet completed, and a lease's ordered
+    /// writes at most [`MAX_ORDERED_BYTES`] of data: one more is
     /// [`DeviceError::QueueFull`] until `poll` completes the oldest. The kernel's block
     /// layer provides it on every disk it lends (its tags are 2^31 and up; it hands out
     /// the other requests' tags below); a driver's own handle says `Unsupported`.

@@ -419,8 +419,8 @@ impl BlockDevice for Lease {
             return Err(DeviceError::NoSuchQueue(queue));
         }
         self.disk_range((lba, sectors, true), |_| Ok(()))?;
-        self.ordered.room(queue)?;
         let bytes = sectors as usize * sector_size as usize;
+        self.ordered.room(queue, bytes)?;
         let mut data = Vec::new();
         data.try_reserve_exact(bytes)
             .map_err(|_| DeviceError::NoMemory)?;

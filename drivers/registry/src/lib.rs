@@ -1385,11 +1385,10 @@ pub(crate) mod tests {
     fn ordered_writes_not_yet_completed_are_bounded_per_queue() {
         let registry = registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory");
         let mut disk = lease_disk(registry, "fs");
-        let most = disk.info().max_sectors;
         let mut queued = Vec::new();
         for index in 0..rexo_api::MAX_ORDERED_PER_QUEUE as u64 {
             let tag = disk
-                .submit_write_ordered(0, index * u64::from(most), most, &mut |b| b.fill(1))
+                .submit_write_ordered(0, index, 1, &mut |b| b.fill(1))
                 .unwrap();
             queued.push(tag);
         }
@@ -1401,6 +1400,46 @@ pub(crate) mod tests {
         assert_eq!(finished, queued, "in the order submitted");
         let tag = disk
             .submit_write_ordered(0, 0, 1, &mut |b| b.fill(2))
+            .unwrap();
+        rexo_api::device::wait_for(disk.as_mut(), 0, tag, &mut |_| {}).unwrap();
+    }
+
+    /// The copies of an ordered write's data a lease holds are bounded in bytes too: the
+    /// bound in number alone let an app hold 64 requests' worth per queue (megabytes per
+    /// disk) of the kernel's heap, charged to nobody. Past it the app is told to poll
+    /// and retry; the bytes come back as the writes complete, or when it gives them up.
+    #[test]
+    fn the_bytes_ordered_writes_hold_are_bounded_per_lease() {
+        use rexo_api::MAX_ORDERED_BYTES;
+        let registry = registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory");
+        let mut disk = lease_disk(registry, "fs");
+        let most = disk.info().max_sectors;
+        let fitting = MAX_ORDERED_BYTES / (most as usize * 512);
+        assert!(
+            fitting < rexo_api::MAX_ORDERED_PER_QUEUE,
+            "the bytes bind first"
+        );
+        let fill_up = |disk: &mut Box<dyn rexo_api::BlockDevice>| {
+            let mut queued = Vec::new();
+            for index in 0..fitting as u64 {
+                let lba = index * u64::from(most);
+                let tag = disk.submit_write_ordered(0, lba, most, &mut |b| b.fill(1));
+                queued.push(tag.unwrap());
+            }
+            assert_eq!(
+                disk.submit_write_ordered(0, 0, 1, &mut |b| b.fill(2)).err(),
+                Some(DeviceError::QueueFull),
+                "one sector more passes the bound"
+            );
+            queued
+        };
+        let queued = fill_up(&mut disk);
+        let finished = poll_until(disk.as_mut(), |done| done.len() >= queued.len());
+        assert_eq!(finished, queued, "completed in the order submitted");
+        fill_up(&mut disk);
+        disk.abandon_requests();
+        let tag = disk
+            .submit_write_ordered(0, 0, most, &mut |b| b.fill(3))
             .unwrap();
         rexo_api::device::wait_for(disk.as_mut(), 0, tag, &mut |_| {}).unwrap();
     }

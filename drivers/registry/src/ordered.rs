@@ -16,7 +16,9 @@
 //!
 //! The data is copied once, when the write is submitted, because the request reaches
 //! the driver later; a queue holds at most [`MAX_ORDERED_PER_QUEUE`] ordered writes
-//! not yet completed (more are refused with `QueueFull`). Tags from
+//! not yet completed, and a holder's ordered writes at most [`MAX_ORDERED_BYTES`] of
+//! such copies over all its queues (more are refused with `QueueFull`; the bytes are
+//! given back as ordered writes complete, fail or are given up). Tags from
 //! [`FIRST_ORDERED_TAG`] up are the layer's; the app gets a driver's tags without that
 //! bit ([`app_tag`]), so a driver that counts its tags up past 2^31 never hands out an
 //! ordered write's.
@@ -24,7 +26,9 @@
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 
-use rexo_api::{BlockDevice, Completion, DeviceError, MAX_ORDERED_PER_QUEUE, Tag};
+use rexo_api::{
+    BlockDevice, Completion, DeviceError, MAX_ORDERED_BYTES, MAX_ORDERED_PER_QUEUE, Tag,
+};
 
 use crate::exact::submit_write_exact;
 
@@ -102,14 +106,23 @@ impl OrderedWrites {
         tag
     }
 
-    /// Whether `queue` may take one more ordered write: [`DeviceError::QueueFull`] when
-    /// it holds [`MAX_ORDERED_PER_QUEUE`] not yet completed.
-    pub(crate) fn room(&self, queue: usize) -> Result<(), DeviceError> {
+    /// Whether `queue` may take one more ordered write of `bytes`:
+    /// [`DeviceError::QueueFull`] when it holds [`MAX_ORDERED_PER_QUEUE`] not yet
+    /// completed, or when the copies of every queue's would pass [`MAX_ORDERED_BYTES`]
+    /// with it (one write of any size passes when none is held).
+    pub(crate) fn room(&self, queue: usize, bytes: usize) -> Result<(), DeviceError> {
         let held = self
             .queues
             .get(&queue)
             .map_or(0, |state| state.ordered.len());
-        if held >= MAX_ORDERED_PER_QUEUE {
+        let held_bytes: usize = self
+            .queues
+            .values()
+            .flat_map(|state| &state.ordered)
+            .map(|ordered| ordered.data.len())
+            .sum();
+        let too_many_bytes = held_bytes > 0 && held_bytes.saturating_add(bytes) > MAX_ORDERED_BYTES;
+        if held >= MAX_ORDERED_PER_QUEUE || too_many_bytes {
             return Err(DeviceError::QueueFull);
         }
         Ok(())
@@ -413,6 +426,29 @@ mod tests {
                 Event::Flush(flush_before + 2),
             ]
         );
+    }
+
+    #[test]
+    fn the_bytes_held_count_over_every_queue_and_come_back_as_writes_complete() {
+        let (mut ordered, mut disk) = (OrderedWrites::default(), HeldDisk::default());
+        assert_eq!(ordered.room(0, 2 * MAX_ORDERED_BYTES), Ok(()), "none held");
+        let half = MAX_ORDERED_BYTES / 2;
+        let sectors = (half / 512) as u32;
+        for queue in 0..2 {
+            assert_eq!(ordered.room(queue, half), Ok(()));
+            ordered.queue_write(queue, 0, sectors, vec![1; half]);
+        }
+        assert_eq!(ordered.room(2, 512), Err(DeviceError::QueueFull));
+        let mut completed = Vec::new();
+        for _ in 0..4 {
+            completed.extend(poll(&mut ordered, &mut disk));
+            disk.release_all();
+        }
+        assert_eq!(completed.len(), 1, "queue 0's");
+        assert_eq!(ordered.room(2, half), Ok(()));
+        assert_eq!(ordered.room(2, half + 1), Err(DeviceError::QueueFull));
+        ordered.clear();
+        assert_eq!(ordered.room(2, MAX_ORDERED_BYTES), Ok(()), "given up");
     }
 
     #[test]
