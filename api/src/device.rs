@@ -754,7 +754,8 @@ pub trait BlockDevice: Send {
     /// after this returns: the sectors of a holder that went are safe to hand on. So the
     /// call may block until the device answers or is reset (NVMe and virtio-blk: 20 s
     /// and more for a device that never answers); the registry runs it outside the
-    /// slot's lock when a holder goes, the disk shown held by the kernel meanwhile.
+    /// slot's lock, when a holder goes (the disk shown held by the kernel meanwhile) and
+    /// when a holder gives up its own requests (the disk still the holder's).
     fn abandon_requests(&mut self);
 }
 

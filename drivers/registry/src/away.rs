@@ -46,14 +46,21 @@ impl BlockDevice for Away {
     fn abandon_requests(&mut self) {}
 }
 
-/// Runs `work` on the disk in `slot` (idle: nobody holds it) with the slot's lock
-/// (`state`) dropped, so calls that take every slot's lock (`devices`, `revoke_all_of`
-/// when an app ends, ...) do not wait for it: the disk is taken out of the slot (an
-/// [`Away`] in its place), the slot marked held by the kernel under the name `why` (an
-/// owner number no app has, so nothing revokes it; `open`, `extents` as
-/// [`rexo_api::ApiError::DeviceBusy`] and `devices` show the name), and both are undone under the
-/// lock again, whatever `work` returns. Returns the lock and `work`'s answer, `None`
-/// when the slot holds no disk.
+/// The owner number of the kernel's mark on a slot whose disk it has out while nobody
+/// holds it: no app has it, so nothing revokes it.
+const KERNEL: u16 = u16::MAX;
+
+/// Runs `work` on the disk in `slot` with the slot's lock (`state`) dropped, so calls
+/// that take every slot's lock (`devices`, `revoke_all_of` when an app ends, ...) do not
+/// wait for it: the disk is taken out of the slot (an [`Away`] in its place), and both
+/// are undone under the lock again, whatever `work` returns. Meanwhile the slot stays
+/// held by its holder, or, when nobody holds it, is marked held by the kernel under the
+/// name `why` ([`KERNEL`]'s number); `open`, `extents` as
+/// [`rexo_api::ApiError::DeviceBusy`] and `devices` show the name. So no lease begins
+/// or ends before the disk is back: others' `revoke_all_of` pass it by, and the
+/// holder's own waits for it ([`lock_when_back`]); the source of an interrupt binding
+/// returned or revoked meanwhile is disarmed once the disk is back. Returns the lock
+/// and `work`'s answer, `None` when the slot holds no disk.
 pub(crate) fn outside_the_lock<'a, R>(
     slot: &'a Slot,
     mut state: MutexGuard<'a, SlotState>,
@@ -65,11 +72,40 @@ pub(crate) fn outside_the_lock<'a, R>(
     };
     let away = Box::new(Away(disk.info()));
     let mut disk = core::mem::replace(disk, away);
-    state.holder = Some((u16::MAX, why));
+    let holder = state.holder;
+    state.holder = Some(holder.unwrap_or((KERNEL, why)));
+    state.away = true;
+    let bound = state.interrupts.list();
     drop(state);
     let answer = work(disk.as_mut());
     let mut state = slot.state.lock();
     state.device = Found::Block(disk);
-    state.holder = None;
+    state.holder = holder;
+    state.away = false;
+    // A binding returned or revoked meanwhile was disarmed on the stand-in: now on the disk.
+    let still_bound = state.interrupts.list();
+    for gone in bound
+        .iter()
+        .filter(|binding| !still_bound.contains(binding))
+    {
+        // Unbound either way; a device that cannot disarm masks nothing more than it did.
+        let _ = crate::interrupts::driver_arm(&mut state.device, gone.queue, None);
+    }
     (state, Some(answer))
+}
+
+/// The lock of `slot` once its disk is back in it, if `owner` holds it and its disk is
+/// out ([`outside_the_lock`]: the holder draining its own abandoned requests when its
+/// app ends): the end of an app takes back its disk only after that. Any other caller
+/// gets the lock as soon as it is free.
+pub(crate) fn lock_when_back(slot: &Slot, owner: u16) -> MutexGuard<'_, SlotState> {
+    loop {
+        let state = slot.state.lock();
+        let owners_work = state.holder.is_some_and(|(holder, _)| holder == owner);
+        if !(state.away && owners_work) {
+            return state;
+        }
+        drop(state);
+        core::hint::spin_loop();
+    }
 }

@@ -254,12 +254,12 @@ pub(crate) mod tests {
         }
 
         /// The capabilities minted so far, taken.
-        fn take_minted(&self) -> Vec<Cap> {
+        pub(crate) fn take_minted(&self) -> Vec<Cap> {
             core::mem::take(&mut self.table.lock().2)
         }
 
         /// Revokes `entry` by force, as the kernel does.
-        fn revoke(&self, entry: EntryId) {
+        pub(crate) fn revoke(&self, entry: EntryId) {
             let mut table = self.table.lock();
             table
                 .0

@@ -1,7 +1,9 @@
 //! An app's handle on a device: every call checks that the lease is still the slot's
-//! current one, then forwards to the driver under the slot's lock. A network lease
-//! splits into one handle per queue pair ([`QueueLease`]), each behind its own gate
-//! instead of the slot's lock, so that cores drive their pairs at the same time.
+//! current one, then forwards to the driver under the slot's lock (but a disk's
+//! `abandon_requests`, whose drain runs outside it: [`away::outside_the_lock`]). A
+//! network lease splits into one handle per queue pair ([`QueueLease`]), each behind its
+//! own gate instead of the slot's lock, so that cores drive their pairs at the same
+//! time.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -28,7 +30,8 @@ fn live(slot: &Slot, generation: u64) -> Result<spin::MutexGuard<'_, SlotState>,
     }
 }
 
-/// The name a disk's slot shows as its holder while its abandoned requests drain.
+/// The name a disk's slot shows as its holder while the requests its holder abandoned
+/// as it went drain (while a holder drains its own, the slot shows the holder).
 const DRAINING: &str = "the kernel (draining abandoned requests)";
 
 /// Ends the lease on the device in `slot` (`state`, its lock): the slot is free again,
@@ -446,13 +449,14 @@ impl BlockDevice for Lease {
         self.wake(queue, core)
     }
 
+    /// The drain runs outside the slot's lock ([`away::outside_the_lock`]), the disk
+    /// still the holder's, as at the lease's [`end`].
     fn abandon_requests(&mut self) {
         self.ordered.clear();
         // A dead lease has nothing to abandon: its requests were abandoned at revocation.
-        let _ = self.disk(|disk| {
-            disk.abandon_requests();
-            Ok(())
-        });
+        if let Ok(state) = live(self.slot, self.generation) {
+            away::outside_the_lock(self.slot, state, DRAINING, |disk| disk.abandon_requests());
+        }
     }
 }
 

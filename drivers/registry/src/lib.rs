@@ -123,6 +123,9 @@ struct SlotState {
     /// The holder's per-queue handles on a network interface (`split_queues`), cut at
     /// the lease's end.
     queues: Vec<lease::Gate>,
+    /// Whether the disk is out of the slot, in the kernel's use
+    /// ([`away::outside_the_lock`]): `device` stands in for it meanwhile.
+    away: bool,
 }
 
 /// One device and who holds it.
@@ -163,6 +166,7 @@ impl Slot {
                 sharing: None,
                 interrupts: interrupts::Bindings::default(),
                 queues: Vec::new(),
+                away: false,
             }),
         }
     }
@@ -387,7 +391,7 @@ impl Registry {
             .slots
             .iter()
             .filter(|slot| {
-                let mut state = slot.state.lock();
+                let mut state = away::lock_when_back(slot, owner);
                 let held = state.holder.filter(|(holder, _)| *holder == owner);
                 if let Some((_, holder)) = held {
                     name = holder;
@@ -464,17 +468,27 @@ pub(crate) mod tests {
             core: Option<usize>,
         ) -> Result<(), DeviceError> {
             let (binder, armed) = self.1.as_ref().ok_or(DeviceError::Unsupported("MSI-X"))?;
-            if queue > 0 {
-                return Err(DeviceError::NoSuchQueue(queue));
-            }
-            if core.is_some() {
-                binder
-                    .routed
-                    .store(219, core::sync::atomic::Ordering::Relaxed);
-            }
-            *armed.lock() = core;
-            Ok(())
+            route_wake((binder, armed), queue, core)
         }
+    }
+
+    /// Arms a test device's one queue for `core` (`None`: disarms it), routing vector 219
+    /// (a shared line) through `binder` and recording the core in `armed`.
+    fn route_wake(
+        (binder, armed): (Routes, &Armed),
+        queue: usize,
+        core: Option<usize>,
+    ) -> Result<(), DeviceError> {
+        if queue > 0 {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        if core.is_some() {
+            binder
+                .routed
+                .store(219, core::sync::atomic::Ordering::Relaxed);
+        }
+        *armed.lock() = core;
+        Ok(())
     }
 
     /// A disk that counts how often its requests were abandoned.
@@ -563,6 +577,9 @@ pub(crate) mod tests {
         failing_flushes: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
         /// While it holds back, every write and every drain of abandoned requests waits.
         hold_back: alloc::sync::Arc<HoldBack>,
+        /// With a binder and a record, arming its one queue routes vector 219 through the
+        /// binder and records the core; without, it cannot wake a core.
+        wakes: Option<(Routes, Armed)>,
     }
 
     impl MemoryDisk {
@@ -582,6 +599,7 @@ pub(crate) mod tests {
                 bad_sector: alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX)),
                 failing_flushes: Default::default(),
                 hold_back: Default::default(),
+                wakes: None,
             }
         }
 
@@ -681,8 +699,16 @@ pub(crate) mod tests {
             }
             Ok(finished.len())
         }
-        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
-            Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
+        fn wake_on_completion(
+            &mut self,
+            queue: usize,
+            core: Option<usize>,
+        ) -> Result<(), DeviceError> {
+            let (binder, armed) = self
+                .wakes
+                .as_ref()
+                .ok_or(DeviceError::Unsupported("wake-ups on a simulated disk"))?;
+            route_wake((binder, armed), queue, core)
         }
         /// Waits while held back (see [`HoldBack`]), as a driver's drain waits for the device.
         fn abandon_requests(&mut self) {
@@ -1632,6 +1658,101 @@ pub(crate) mod tests {
             512,
             "the disk is back"
         );
+    }
+
+    /// An app giving up its own requests in flight (`abandon_requests` on its live
+    /// lease, as `device::wait_for` does when a poll fails) drains them outside the
+    /// slot's lock too: it used to hold it until the device answered or its driver reset
+    /// it, so `devices` and every app's exit waited for one unresponsive disk. Meanwhile
+    /// the disk stays the app's, and the app's own end waits for the drain before it
+    /// takes the disk back.
+    #[test]
+    fn other_calls_complete_while_an_app_drains_its_own_abandoned_requests() {
+        let hold_back = alloc::sync::Arc::new(HoldBack::default());
+        let disk = MemoryDisk {
+            hold_back: hold_back.clone(),
+            ..MemoryDisk::new()
+        };
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        let mut fs = lease_disk(registry, "fs");
+        let (drained, during) = hold_back.during(abandoning(fs), move || {
+            (
+                registry.devices(),
+                registry.revoke_all_of(2),
+                registry.open(DeviceKind::Block, 0, (2, "kv")).err(),
+            )
+        });
+        let (devices, revoked, refused) = during.expect("calls during the drain");
+        assert_eq!(
+            (devices[0].holder, revoked, refused),
+            (Some("fs"), 0, Some(ApiError::DeviceBusy("fs")))
+        );
+        fs = drained.join().unwrap();
+        assert_eq!(
+            read_sectors(fs.as_mut(), 0, 1).len(),
+            512,
+            "the lease goes on"
+        );
+        let (drained, during) = hold_back.during(abandoning(fs), move || {
+            let ending = std::thread::spawn(move || registry.revoke_all_of(1));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            (ending.is_finished(), ending)
+        });
+        let (ended_during_the_drain, ending) = during.expect("the app's end started");
+        assert!(!ended_during_the_drain, "the app's end waits for its drain");
+        assert_eq!(ending.join().unwrap(), 1, "then takes the disk back");
+        let mut fs = drained.join().unwrap();
+        assert_eq!(fs.submit_read(0, 0, 1).err(), Some(DeviceError::Revoked));
+        assert_eq!(registry.devices()[0].holder, None);
+        let mut kv = lease_disk(registry, "kv");
+        assert_eq!(
+            read_sectors(kv.as_mut(), 0, 1).len(),
+            512,
+            "the disk is back"
+        );
+    }
+
+    /// Submits a read on `disk`, then gives up its requests on a thread of its own (the
+    /// work [`HoldBack::during`] holds), which hands the disk back.
+    fn abandoning(
+        mut disk: Box<dyn rexo_api::BlockDevice>,
+    ) -> impl FnOnce() -> Box<dyn rexo_api::BlockDevice> + Send + 'static {
+        let _ = disk.submit_read(0, 0, 1).unwrap();
+        move || {
+            disk.abandon_requests();
+            disk
+        }
+    }
+
+    /// An interrupt binding the kernel revokes while its holder drains its own abandoned
+    /// requests is disarmed on the disk once the drain ends: the sweep found the disk
+    /// out of its slot, and the disarm it made there would not reach it.
+    #[test]
+    fn a_binding_revoked_while_its_holder_drains_is_disarmed_on_the_disk() {
+        let binder = crate::interrupts::tests::TableBinder::leaked();
+        let (hold_back, armed) = (alloc::sync::Arc::new(HoldBack::default()), Armed::default());
+        let disk = MemoryDisk {
+            hold_back: hold_back.clone(),
+            wakes: Some((binder, armed.clone())),
+            ..MemoryDisk::new()
+        };
+        let address = Address::new(0, 0, 3, 0).unwrap();
+        let registry: &'static Registry = Box::leak(Box::new(Registry {
+            slots: alloc::vec![Slot::new(address, "memory", Found::Block(Box::new(disk)))],
+            bindings: Vec::new(),
+            binder,
+        }));
+        let mut fs = lease_disk(registry, "fs");
+        fs.wake_on_completion(0, Some(1)).unwrap();
+        let cap = binder.take_minted().pop().unwrap();
+        let (drained, during) = hold_back.during(abandoning(fs), move || {
+            binder.revoke(cap.id());
+            registry.disarm_revoked()
+        });
+        assert_eq!(during, Ok(1), "swept during the drain");
+        let mut fs = drained.join().unwrap();
+        assert_eq!(*armed.lock(), None, "disarmed once the disk is back");
+        assert_eq!(fs.wake_on_completion(0, Some(1)), Err(DeviceError::Unbound));
     }
 
     /// An allocation's wipe runs without the slot's lock: it used to hold it for the
