@@ -1619,6 +1619,17 @@ pub(crate) mod tests {
         }
     }
 
+    /// A registry of one memory disk whose writes and drains the [`HoldBack`] holds back.
+    fn held_back_disk() -> (alloc::sync::Arc<HoldBack>, &'static Registry) {
+        let hold_back = alloc::sync::Arc::new(HoldBack::default());
+        let disk = MemoryDisk {
+            hold_back: hold_back.clone(),
+            ..MemoryDisk::new()
+        };
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        (hold_back, registry)
+    }
+
     /// A disk's holder going drains its requests in flight outside the slot's lock: it
     /// used to hold it until the device answered or its driver reset it (about 20 s for
     /// a device that never answers), so an app's exit, `devices` and every call that
@@ -1626,12 +1637,7 @@ pub(crate) mod tests {
     /// busy; the mark goes when the drain ends.
     #[test]
     fn other_calls_complete_while_abandoned_requests_drain() {
-        let hold_back = alloc::sync::Arc::new(HoldBack::default());
-        let disk = MemoryDisk {
-            hold_back: hold_back.clone(),
-            ..MemoryDisk::new()
-        };
-        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        let (hold_back, registry) = held_back_disk();
         let mut fs = lease_disk(registry, "fs");
         let _ = fs.submit_read(0, 0, 1).unwrap();
         let (dropping, during) = hold_back.during(
@@ -1668,12 +1674,7 @@ pub(crate) mod tests {
     /// takes the disk back.
     #[test]
     fn other_calls_complete_while_an_app_drains_its_own_abandoned_requests() {
-        let hold_back = alloc::sync::Arc::new(HoldBack::default());
-        let disk = MemoryDisk {
-            hold_back: hold_back.clone(),
-            ..MemoryDisk::new()
-        };
-        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        let (hold_back, registry) = held_back_disk();
         let mut fs = lease_disk(registry, "fs");
         let (drained, during) = hold_back.during(abandoning(fs), move || {
             (
