@@ -332,22 +332,23 @@ pub(crate) fn ended_reason() -> u8 {
     ENDED_BY[crate::arch::percpu::core_index()].swap(ENDED_BY_PANIC, Ordering::Relaxed)
 }
 
-/// The abort protocol, for every call that takes a capability: an app that uses one the
-/// kernel took back at a revocation deadline it missed (one of `entries`, whose call
-/// answered `result`) is ended (its task, not the kernel), with a report.
-fn check_abort_protocol<T>(
+/// The abort protocol, for every call that takes a capability, when the table refused
+/// it with `error`: an app that uses one the kernel took back at a revocation deadline it
+/// missed (one of `entries`) is ended (its task, not the kernel), with a report. Else
+/// the refusal the app gets.
+fn refusal_of(
     owner: OwnerId,
     entries: &[rexo_api::EntryId],
-    result: Result<T, rexo_api::CapError>,
-) -> Result<T, ApiError> {
-    let revoked = matches!(result, Err(rexo_api::CapError::Revoked));
+    error: rexo_api::CapError,
+) -> ApiError {
+    let revoked = error == rexo_api::CapError::Revoked;
     let repossessed = |&&entry: &&_| revoked && crate::caps::was_repossessed(owner, entry);
     if let Some(entry) = entries.iter().find(repossessed) {
         let missed = "taken back at a revocation deadline it missed";
         log::error!("{owner} touched {entry}, {missed}: ending its task");
         end_repossessed();
     }
-    result.map_err(ApiError::Refused)
+    ApiError::refusal(error)
 }
 
 /// `owner` gives `cap`, of `kind`, back (under the abort protocol).
@@ -356,8 +357,8 @@ fn give_back(
     cap: rexo_api::Cap,
     kind: rexo_captable::ResourceKind,
 ) -> Result<(), ApiError> {
-    let entry = cap.id();
-    check_abort_protocol(owner, &[entry], crate::caps::return_cap(owner, cap, kind))
+    let entry = [cap.id()];
+    crate::caps::return_cap(owner, cap, kind).map_err(|error| refusal_of(owner, &entry, error))
 }
 
 impl KernelCalls for AppRun {
@@ -482,13 +483,13 @@ impl KernelCalls for AppRun {
     }
 
     fn write_memory(&self, cap: &MemoryCap, offset: u64, data: &[u8]) -> Result<(), ApiError> {
-        let result = crate::caps::write_memory(self.owner, cap.cap(), offset, data);
-        check_abort_protocol(self.owner, &[cap.cap().id()], result)
+        let written = crate::caps::write_memory(self.owner, cap.cap(), offset, data);
+        written.map_err(|error| refusal_of(self.owner, &[cap.cap().id()], error))
     }
 
     fn read_memory(&self, cap: &MemoryCap, offset: u64, buffer: &mut [u8]) -> Result<(), ApiError> {
-        let result = crate::caps::read_memory(self.owner, cap.cap(), offset, buffer);
-        check_abort_protocol(self.owner, &[cap.cap().id()], result)
+        let read = crate::caps::read_memory(self.owner, cap.cap(), offset, buffer);
+        read.map_err(|error| refusal_of(self.owner, &[cap.cap().id()], error))
     }
 
     fn revocation_requests(&self) -> Vec<CapInfo> {
@@ -500,12 +501,9 @@ impl KernelCalls for AppRun {
         cap: &mut MemoryCap,
         work: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), ApiError> {
-        let entry = cap.cap().id();
-        work(check_abort_protocol(
-            self.owner,
-            &[entry],
-            crate::caps::map(self.owner, cap),
-        )?);
+        let entry = [cap.cap().id()];
+        let view = crate::caps::map(self.owner, cap);
+        work(view.map_err(|error| refusal_of(self.owner, &entry, error))?);
         Ok(())
     }
 
@@ -520,7 +518,8 @@ impl KernelCalls for AppRun {
     ) -> Result<Option<MemoryCap>, ApiError> {
         let used = op.entries_used(cap.cap().id());
         let made = crate::caps::memory_op(self.owner, cap.cap(), op);
-        check_abort_protocol(self.owner, &used, made).map(|made| made.map(MemoryCap::new))
+        let made = made.map_err(|error| refusal_of(self.owner, &used, error))?;
+        Ok(made.map(MemoryCap::new))
     }
 
     fn delegate_memory(&self, cap: MemoryCap, app: &str) -> Result<(), (ApiError, MemoryCap)> {
@@ -532,7 +531,8 @@ impl KernelCalls for AppRun {
             return Err((ApiError::NoSuchApp, cap));
         };
         // `to` may have ended since: caps::delegate refuses it (`NoSuchApp`).
-        let refused = |(error, cap)| (ApiError::refusal(error), MemoryCap::new(cap));
+        let entry = [cap.cap().id()];
+        let refused = |(error, cap)| (refusal_of(self.owner, &entry, error), MemoryCap::new(cap));
         crate::caps::delegate(self.owner, cap.into_cap(), to).map_err(refused)
     }
 
@@ -563,7 +563,7 @@ impl KernelCalls for AppRun {
 
     fn timer_fired(&self, timer: &TimerCap) -> Result<bool, ApiError> {
         let fired = crate::caps::timer_fired(self.owner, timer.cap());
-        check_abort_protocol(self.owner, &[timer.cap().id()], fired)
+        fired.map_err(|error| refusal_of(self.owner, &[timer.cap().id()], error))
     }
 
     fn return_timer(&self, timer: TimerCap) -> Result<(), ApiError> {
@@ -576,8 +576,9 @@ impl KernelCalls for AppRun {
     }
 
     fn return_interrupt(&self, cap: InterruptCap) -> Result<(), ApiError> {
-        let registry = crate::devices::machine().registry();
-        registry.return_interrupt(self.owner.0, cap.into_cap())
+        let (registry, entry) = (crate::devices::machine().registry(), [cap.cap().id()]);
+        let returned = registry.return_interrupt(self.owner.0, cap.into_cap());
+        returned.map_err(|error| refusal_of(self.owner, &entry, error))
     }
 
     fn pci_functions(&self) -> Vec<PciFunction> {

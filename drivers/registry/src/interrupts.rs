@@ -426,7 +426,7 @@ pub(crate) mod tests {
         let core = binder.core_cap(1);
         let core_id = core.id();
         let refused = registry.return_interrupt(1, core);
-        assert_eq!(refused, Err(ApiError::Refused(CapError::WrongKind)));
+        assert_eq!(refused, Err(CapError::WrongKind));
         assert!(binder.live(core_id) && binder.live(cap.id()));
         assert_eq!(*armed[0].lock(), Some(3), "still armed");
         // Returned: disarmed, gone from the table and the listing, and arming refused.

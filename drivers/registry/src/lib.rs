@@ -29,8 +29,8 @@ use alloc::vec::Vec;
 use alloc::boxed::Box;
 
 use rexo_api::{
-    ApiError, DeviceError, DeviceInfo, DeviceKind, Filter, Ipv4Config, NetDevice, NetSharing,
-    OpenDevice,
+    ApiError, CapError, DeviceError, DeviceInfo, DeviceKind, Filter, Ipv4Config, NetDevice,
+    NetSharing, OpenDevice,
 };
 use rexo_devio::{DeviceFunction, Found, PciBus, Platform};
 use rexo_pci::{Address, Function};
@@ -343,15 +343,14 @@ impl Registry {
     /// The holder `owner` gives back the interrupt binding `cap`
     /// (`Kernel::return_interrupt`): its queue's source is disarmed and refuses to arm
     /// again under this lease. Anything but a live interrupt capability of `owner` is
-    /// refused with nothing changed.
-    pub fn return_interrupt(&self, owner: u16, cap: rexo_api::Cap) -> Result<(), ApiError> {
+    /// refused with nothing changed; the refusal is the table's, for the kernel to check
+    /// against the abort protocol once no slot is locked.
+    pub fn return_interrupt(&self, owner: u16, cap: rexo_api::Cap) -> Result<(), CapError> {
         let id = cap.id();
         for slot in &self.slots {
             let mut state = slot.state.lock();
             if let Some(queue) = state.interrupts.queue_of(id) {
-                self.binder
-                    .give_back(owner, cap)
-                    .map_err(ApiError::Refused)?;
+                self.binder.give_back(owner, cap)?;
                 state.interrupts.unbind(id);
                 // The binding is gone either way; a device that cannot disarm masks
                 // nothing more than it did.
@@ -359,7 +358,7 @@ impl Registry {
                 return Ok(());
             }
         }
-        self.binder.give_back(owner, cap).map_err(ApiError::Refused)
+        self.binder.give_back(owner, cap)
     }
 
     /// Disarms the source of every binding the kernel took by force (a missed revocation

@@ -165,6 +165,37 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn delegating_or_returning_a_binding_forfeited_at_a_deadline_ends_the_task() {
+        use crate::arch::abort::{Aborted, run_abortable};
+        let api = crate::apps::api_as(TEST_OWNER);
+        let memory = api.allocate_memory(4096).expect("memory");
+        bind_interrupt(TEST_OWNER, 33).expect("a binding of the wake vector");
+        let binding = api.interrupt_caps().pop().expect("picked up");
+        for id in [memory.cap().id(), binding.cap().id()] {
+            request_revocation(id, crate::time::now_ns()).expect("requested");
+        }
+        assert!(revocation_requests(TEST_OWNER).is_empty(), "taken by force");
+        // `api_as` acts as the app "kernel", so the receiver runs: the capability is used.
+        let delegated = crate::apps::acting_as(&api, || {
+            run_abortable(|| {
+                let _refused = api.delegate_memory(memory, "kernel");
+            })
+        });
+        assert_eq!(delegated, Err(Aborted), "ended, not refused");
+        let ended = crate::apps::ENDED_BY_REPOSSESSION;
+        assert_eq!(crate::apps::ended_reason(), ended);
+        let returned = crate::apps::acting_as(&api, || {
+            run_abortable(|| {
+                let _refused = api.return_interrupt(binding);
+            })
+        });
+        assert_eq!(returned, Err(Aborted), "ended, not refused");
+        assert_eq!(crate::apps::ended_reason(), ended);
+        assert_eq!(release_owner(TEST_OWNER), Ok(0));
+    }
+);
+
+kernel_test!(
     fn an_ended_owner_loses_everything_it_held() {
         let free = crate::mem::frames::free_bytes();
         let a = allocate_memory(TEST_OWNER, 4096).expect("memory");
