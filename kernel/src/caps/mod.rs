@@ -102,11 +102,14 @@ pub fn init() {
     });
 }
 
-/// Starts `owner`'s run: marks it running (delegation reaches only running owners, until
-/// [`release_owner`]) and sets its memory quota.
+/// Starts `owner`'s run: sets its memory quota and marks it running (delegation reaches
+/// only running owners, until [`release_owner`]), under one lock, so that no core sees it
+/// running without its quota.
 pub fn start_owner(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
-    with_state(|state| state.table.start_owner(&AUTHORITY, owner))?;
-    set_quota(owner, quota)
+    with_state(|state| {
+        (state.ledger.set_quota(owner, quota)).map_err(|_| CapError::BadOwner(owner))?;
+        state.table.start_owner(&AUTHORITY, owner)
+    })
 }
 
 /// Sets `owner`'s memory quota (`None`: no limit). Memory it already holds stays.
