@@ -232,7 +232,8 @@ pub fn revocation_requests(owner: OwnerId) -> Vec<EntryInfo> {
 
 /// Whether `owner` lost `entry` because it missed a revocation deadline (so touching it
 /// again breaks the abort protocol): kept by the table until `owner` is released, however
-/// many repossessions come after it.
+/// many repossessions come after it, unless its slot, used again once the table had no
+/// other free, loses a later entry at a deadline too.
 pub fn was_repossessed(owner: OwnerId, entry: EntryId) -> bool {
     read(|state| Some(state.table.forfeited(owner, entry))) == Some(true)
 }

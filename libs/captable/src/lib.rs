@@ -19,7 +19,7 @@
 //!   frees the slot and advances its generation, so every handle to the old entry answers
 //!   [`CapError::Revoked`] forever. A slot whose generation reaches `u32::MAX` is retired
 //!   rather than wrapped, so a slot never reuses a generation; the table reports
-//!   [`CapError::Full`] once every slot is live, retired or forfeited (below).
+//!   [`CapError::Full`] once every slot is live or retired.
 //! - **Handles.** A [`Cap`] is `(table id, index, generation)`, minted only by the table:
 //!   its field is private, it has no constructor, and it is neither `Clone` nor `Copy`.
 //!   Every table takes a fresh id from a global counter, so a handle used on another table
@@ -54,9 +54,10 @@
 //! Revoking an entry revokes everything derived from it, transitively, and writes a
 //! [`Repossession`] record (holder, entry, kind and range, rights, reason) into each
 //! holder's log: a ring of `LOG` records per owner that counts what it had to drop. What a
-//! holder loses at a revocation deadline it missed is also recorded on its slot, which is
-//! not reused until the holder is released: [`forfeited`](CapTable::forfeited) answers for
-//! the abort protocol however many records the ring dropped since.
+//! holder loses at a revocation deadline it missed is also recorded on its slot until the
+//! holder is released: [`forfeited`](CapTable::forfeited) answers for the abort protocol
+//! however many records the ring dropped since. Such a slot takes a new entry only when
+//! no other is free, so forfeits never fill the table.
 //!
 //! The table needs no heap: `N` slots and `OWNERS` logs are arrays. Operations are
 //! `O(N)`, a revocation `O(N × depth)`. Nothing panics on any input; a refused operation

@@ -195,10 +195,12 @@ pub(crate) struct Entry {
 pub(crate) struct Slot {
     pub(crate) generation: u32,
     pub(crate) entry: Option<Entry>,
-    /// The owner its last entry (generation `generation - 1`) was taken from at a
-    /// revocation deadline that owner missed. The slot stays empty until that owner is
-    /// released, so the record is never lost ([`CapTable::forfeited`]).
-    pub(crate) forfeited_by: Option<OwnerId>,
+    /// The last entry of this slot taken from its holder at a revocation deadline that
+    /// holder missed: the holder and the entry's generation ([`CapTable::forfeited`]),
+    /// until the holder is released. The slot takes new entries meanwhile, but only when
+    /// no slot without such a record is free, so forfeits never fill the table; the record
+    /// is lost only if a later entry of the slot is forfeited in its turn.
+    pub(crate) forfeit: Option<(OwnerId, u32)>,
 }
 
 /// A slot whose generation reached this is retired: never used again, so that a
@@ -280,7 +282,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             slots: [Slot {
                 generation: 0,
                 entry: None,
-                forfeited_by: None,
+                forfeit: None,
             }; N],
             logs: [Log::EMPTY; OWNERS],
             running: [false; OWNERS],
@@ -429,8 +431,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
 
     /// Takes back everything `owner` holds (with everything derived from it, whoever
     /// holds that; those holders get [`RevokeReason::OwnerReleased`] records), clears
-    /// `owner`'s repossession log and what it forfeited ([`forfeited`](Self::forfeited):
-    /// those slots are free again) and marks it not running: for an app that ended.
+    /// `owner`'s repossession log and the records of what it forfeited
+    /// ([`forfeited`](Self::forfeited)) and marks it not running: for an app that ended.
     /// Returns how many entries went.
     pub fn release_owner(&mut self, _authority: &A, owner: OwnerId) -> Result<usize, CapError> {
         self.valid_owner(owner)?;
@@ -451,8 +453,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             *running = false;
         }
         for slot in self.slots.iter_mut() {
-            if slot.forfeited_by == Some(owner) {
-                slot.forfeited_by = None;
+            if slot.forfeit.is_some_and(|(holder, _)| holder == owner) {
+                slot.forfeit = None;
             }
         }
         Ok(count)
@@ -732,16 +734,16 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
 
     /// Whether `owner` lost the entry `id` at a revocation deadline it missed (reason
     /// [`RevokeReason::DeadlinePassed`]), so that touching it again breaks the abort
-    /// protocol. Unlike the repossession log, which is a ring, this is never lost to later
-    /// repossessions: the slot is not reused until `owner` is released.
+    /// protocol. Unlike the repossession log, which is a ring, this is kept on the slot
+    /// until `owner` is released, however many repossessions come meanwhile; only a later
+    /// entry of the same slot forfeited in its turn replaces it (the slot is used again
+    /// only when no slot without such a record is free).
     pub fn forfeited(&self, owner: OwnerId, id: EntryId) -> bool {
         let slot = self
             .slots
             .get(id.index as usize)
             .filter(|_| id.table == self.id);
-        slot.is_some_and(|s| {
-            s.forfeited_by == Some(owner) && Some(s.generation) == id.generation.checked_add(1)
-        })
+        slot.is_some_and(|s| s.forfeit == Some((owner, id.generation)))
     }
 
     /// `owner`'s repossession log, oldest first (at most `LOG` records).
@@ -850,10 +852,11 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         rights: Rights,
         parent: Option<EntryId>,
     ) -> Result<Cap, CapError> {
-        let i = self
-            .slots
-            .iter()
-            .position(|s| s.entry.is_none() && s.generation != RETIRED && s.forfeited_by.is_none())
+        // A slot that records a forfeit goes last, to keep the record as long as it can.
+        let free = |s: &Slot| s.entry.is_none() && s.generation != RETIRED;
+        let unrecorded = |s: &Slot| free(s) && s.forfeit.is_none();
+        let i = (self.slots.iter().position(unrecorded))
+            .or_else(|| self.slots.iter().position(free))
             .ok_or(CapError::Full)?;
         self.slots[i].entry = Some(Entry {
             owner,
@@ -935,7 +938,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
                     },
                 };
                 if record.reason == RevokeReason::DeadlinePassed {
-                    self.slots[i].forfeited_by = Some(e.owner);
+                    self.slots[i].forfeit = Some((e.owner, self.slots[i].generation));
                 }
                 if let Some(log) = self.logs.get_mut(usize::from(e.owner.0)) {
                     log.push(record);

@@ -733,7 +733,7 @@ fn generations_advance_and_the_last_one_retires_the_slot() {
     t.slots[0] = Slot {
         generation: u32::MAX - 1,
         entry: None,
-        forfeited_by: None,
+        forfeit: None,
     };
     let last = t
         .mint(&Kernel, APP, mem(0, 0x1000), RW)
@@ -878,7 +878,7 @@ fn what_was_forfeited_at_a_deadline_is_remembered_until_the_owner_is_released() 
     );
     assert!(t.forfeited(APP, cap.id()));
     assert!(!t.forfeited(OTHER, cap.id()));
-    // The slot is not handed out again meanwhile; the owner's release frees it.
+    // The slot is not handed out again while another is free.
     let index = cap.id().index();
     for _ in 0..15 {
         let c = t
@@ -889,4 +889,39 @@ fn what_was_forfeited_at_a_deadline_is_remembered_until_the_owner_is_released() 
     }
     t.release_owner(&Kernel, APP).expect("release");
     assert!(!t.forfeited(APP, cap.id()));
+}
+
+#[test]
+fn forfeited_slots_never_fill_the_table_and_keep_their_record_when_used_again() {
+    // Two slots; a long-running app misses one deadline after another.
+    let mut t: CapTable<Kernel, 2, 3, 1> = CapTable::new();
+    let kept = t.mint(&Kernel, OTHER, mem(0, 0x1000), RW).expect("mint");
+    let mut forfeited = Vec::new();
+    for k in 0..5u64 {
+        let cap = t
+            .mint(&Kernel, APP, mem(0x10_0000, 0x1000), RW)
+            .expect("room for a grant after every forfeit");
+        t.request_revocation(&Kernel, cap.id(), k).expect("request");
+        assert!(t.revoke_next_expired(&Kernel, k).is_some());
+        forfeited.push(cap);
+    }
+    // Each forfeit replaced the record of the one before in the same slot.
+    let last = forfeited.pop().expect("five");
+    assert!(t.forfeited(APP, last.id()));
+    assert!(forfeited.iter().all(|cap| !t.forfeited(APP, cap.id())));
+    // Used again by another grant, the slot still answers for what APP forfeited.
+    let reused = t
+        .mint(&Kernel, APP, mem(0x20_0000, 0x1000), RW)
+        .expect("mint");
+    assert_eq!(reused.id().index(), last.id().index());
+    assert!(t.forfeited(APP, last.id()) && !t.forfeited(APP, reused.id()));
+    assert_eq!(
+        t.mint(&Kernel, APP, mem(0x30_0000, 0x1000), RW)
+            .map(|c| c.id()),
+        Err(CapError::Full),
+        "two live entries fill it"
+    );
+    t.release_owner(&Kernel, APP).expect("release");
+    assert!(!t.forfeited(APP, last.id()));
+    t.return_cap(OTHER, &kept).expect("return");
 }

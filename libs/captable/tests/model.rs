@@ -28,7 +28,8 @@ struct MEntry {
     parent: Option<usize>,
     deadline: Option<u64>,
     alive: bool,
-    /// Taken from its holder at a deadline the holder missed, until the holder's release.
+    /// Taken from its holder at a deadline the holder missed, until the holder's release
+    /// or a later entry of its slot is forfeited.
     forfeited: bool,
 }
 
@@ -58,11 +59,6 @@ struct Model {
 impl Model {
     fn alive(&self) -> usize {
         self.entries.iter().filter(|e| e.alive).count()
-    }
-
-    /// Slots in use: live entries, and the slots of entries forfeited at a deadline.
-    fn used(&self) -> usize {
-        self.alive() + self.entries.iter().filter(|e| e.forfeited).count()
     }
 
     /// `i` and every live entry below it, in slot order (the order the table logs in).
@@ -100,6 +96,14 @@ impl Model {
                         reason
                     },
                 };
+                if record.reason == RevokeReason::DeadlinePassed {
+                    // A slot keeps the record of its last entry forfeited.
+                    let index = e.cap.id().index();
+                    for other in self.entries.iter_mut() {
+                        other.forfeited &= other.cap.id().index() != index;
+                    }
+                }
+                let e = &mut self.entries[j];
                 e.forfeited = record.reason == RevokeReason::DeadlinePassed;
                 let log = &mut self.logs[usize::from(e.owner.0)];
                 if log.records.len() == LOG {
@@ -262,7 +266,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                     && start < e.end()
             }) {
                 Err(CapError::Overlaps)
-            } else if m.used() == N {
+            } else if m.alive() == N {
                 Err(CapError::Full)
             } else {
                 Ok(())
@@ -317,7 +321,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                     Err(CapError::BadRange)
                 } else if start < pstart || start + len > pstart + plen {
                     Err(CapError::OutOfRange)
-                } else if m.used() == N {
+                } else if m.alive() == N {
                     Err(CapError::Full)
                 } else {
                     Ok(())
@@ -362,7 +366,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                     Err(CapError::BadRange)
                 } else if m.has_children(i) {
                     Err(CapError::HasChildren)
-                } else if m.used() == N {
+                } else if m.alive() == N {
                     Err(CapError::Full)
                 } else {
                     Ok(())
