@@ -7,6 +7,7 @@
 
 use core::arch::global_asm;
 use core::mem::size_of;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CODE};
 
@@ -104,60 +105,37 @@ unsafe extern "C" {
     static rexo_isr_stubs: [u8; 256 * 16];
 }
 
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Gate {
-    offset_low: u16,
-    selector: u16,
-    ist: u8,
-    flags: u8,
-    offset_mid: u16,
-    offset_high: u32,
-    reserved: u32,
-}
-
+/// The gates, two words each; zero (not present) until the boot core fills them.
 #[repr(C, align(16))]
-struct Table([Gate; 256]);
+struct Table([AtomicU64; 512]);
 
-static IDT: spin::Once<Table> = spin::Once::new();
+static IDT: Table = Table([const { AtomicU64::new(0) }; 512]);
 
-fn build() -> Table {
+/// Fills the IDT: every vector's stub, as a 64-bit interrupt gate (present, ring 0,
+/// interrupts off on entry); NMI, double fault and machine check on their IST stacks. The
+/// boot core does it once, before any other core starts.
+pub fn build() {
     let stubs = (&raw const rexo_isr_stubs) as u64;
-    let mut table = Table(
-        [Gate {
-            offset_low: 0,
-            selector: 0,
-            ist: 0,
-            flags: 0,
-            offset_mid: 0,
-            offset_high: 0,
-            reserved: 0,
-        }; 256],
-    );
-    for (vector, gate) in table.0.iter_mut().enumerate() {
+    for (vector, gate) in IDT.0.chunks_exact(2).enumerate() {
         let handler = stubs + 16 * vector as u64;
-        let ist = match vector as u8 {
-            exception::DOUBLE_FAULT => IST_DOUBLE_FAULT,
-            exception::NMI => IST_NMI,
-            exception::MACHINE_CHECK => IST_MACHINE_CHECK,
-            _ => 0,
-        };
-        *gate = Gate {
-            offset_low: handler as u16,
-            selector: KERNEL_CODE,
-            ist,
-            flags: 0x8E, // present, ring 0, 64-bit interrupt gate (interrupts off on entry)
-            offset_mid: (handler >> 16) as u16,
-            offset_high: (handler >> 32) as u32,
-            reserved: 0,
-        };
+        let (low, mid) = (handler & 0xFFFF, (handler >> 16) & 0xFFFF);
+        gate[0].store(
+            low | u64::from(KERNEL_CODE) << 16 | 0x8E << 40 | mid << 48,
+            Relaxed,
+        );
+        gate[1].store(handler >> 32, Relaxed);
     }
-    table
+    for (vector, ist) in [
+        (exception::DOUBLE_FAULT, IST_DOUBLE_FAULT),
+        (exception::NMI, IST_NMI),
+        (exception::MACHINE_CHECK, IST_MACHINE_CHECK),
+    ] {
+        IDT.0[2 * usize::from(vector)].fetch_or(u64::from(ist) << 32, Relaxed);
+    }
 }
 
-/// Loads the IDT on this core (built once, shared by every core).
+/// Loads the IDT on this core (built by the boot core, shared by every core).
 pub fn load() {
-    let table = IDT.call_once(build);
     #[repr(C, packed)]
     struct Pointer {
         limit: u16,
@@ -165,7 +143,7 @@ pub fn load() {
     }
     let pointer = Pointer {
         limit: (size_of::<Table>() - 1) as u16,
-        base: table as *const Table as u64,
+        base: &raw const IDT as u64,
     };
     // SAFETY: the table is 'static and every gate points at a stub in `rexo_isr_stubs`.
     unsafe {

@@ -14,11 +14,14 @@ pub mod percpu;
 pub mod smp;
 
 /// Gives core `index` (the running core) its GDT, its TSS with the interrupt stacks
-/// recorded in its per-core data, and the IDT.
+/// recorded in its per-core data, and the IDT (which the boot core, index 0, fills first).
 pub fn load_core_tables(index: usize) {
     let core = percpu::core(index);
     // SAFETY: each core loads its own tables exactly once, at its start, after its
     // interrupt stacks were allocated and recorded.
     unsafe { gdt::load(core.tables.get(), core.ist_tops()) };
+    if index == 0 {
+        idt::build();
+    }
     idt::load();
 }
