@@ -3,6 +3,7 @@
 //! The queue protocol (lock-free rings, idle tracking, batches) is `rexo-workqueue`.
 
 use alloc::boxed::Box;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use rexo_workqueue::{Batch, QueueFull, SubmitError, WorkQueue};
 
@@ -17,9 +18,7 @@ pub struct IpiWaker;
 impl rexo_workqueue::Waker for IpiWaker {
     fn wake(&self, core: usize) {
         apic::send_ipi(
-            percpu::core(core)
-                .apic_id
-                .load(core::sync::atomic::Ordering::Relaxed),
+            percpu::core(core).apic_id.load(Ordering::Relaxed),
             Ipi::Fixed(VECTOR_WAKE),
         );
     }
@@ -31,16 +30,23 @@ const SHARED_CAPACITY: usize = 4096;
 const MAILBOX_CAPACITY: usize = 256;
 
 static QUEUE: spin::Once<WorkQueue<IpiWaker>> = spin::Once::new();
+/// How many cores the queue serves (0: not known yet).
+static QUEUE_CORES: AtomicUsize = AtomicUsize::new(0);
 
-/// Creates the queue for `cores` cores (before any core enters the loop).
+/// Sizes the queue for `cores` cores (before any core enters the loop). It is made on
+/// first use: on one core, nothing allocates its rings before the ready line.
 pub fn init(cores: usize) {
-    QUEUE.call_once(|| WorkQueue::new(cores, SHARED_CAPACITY, MAILBOX_CAPACITY, IpiWaker));
+    QUEUE_CORES.store(cores, Ordering::Release);
 }
 
+/// The queue, made by its first user with interrupts off: a handler that submits a task
+/// (a forced revocation's sweep) cannot find it half made on its own core.
 fn queue() -> &'static WorkQueue<IpiWaker> {
-    QUEUE
-        .get()
-        .expect("the work queue is created before any task is submitted")
+    let make = || match QUEUE_CORES.load(Ordering::Acquire) {
+        0 => panic!("the work queue is created before any task is submitted"),
+        cores => WorkQueue::new(cores, SHARED_CAPACITY, MAILBOX_CAPACITY, IpiWaker),
+    };
+    (QUEUE.get()).unwrap_or_else(|| cpu::without_interrupts(|| QUEUE.call_once(make)))
 }
 
 /// Runs the work loop on this core, forever.
