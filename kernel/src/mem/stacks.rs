@@ -27,32 +27,34 @@ impl core::fmt::Display for StackError {
 /// Allocates a stack of `bytes` (rounded up to pages) with an unmapped guard page below
 /// it. Stacks live for the life of the machine (each belongs to a core).
 pub fn allocate(bytes: u64) -> Result<StackBounds, StackError> {
-    let bytes = bytes.next_multiple_of(PAGE);
-    let frames = super::frames::allocate(bytes + PAGE, PAGE).map_err(StackError::Frames)?;
-    // The core owns its stack forever; the guard frame stays allocated but unmapped.
-    let guard = frames.leak().start;
-    paging::unmap_page(guard).map_err(StackError::Paging)?;
-    Ok(StackBounds {
-        bottom: guard + PAGE,
-        top: guard + PAGE + bytes,
-    })
+    let mut stack = [StackBounds::default()];
+    allocate_into(bytes, &mut stack)?;
+    Ok(stack[0])
 }
 
 /// Allocates `N` stacks of `bytes` each, every one with its own guard page, and returns
 /// their bounds (the guard pages lie between them: no stack's bounds include one).
 pub fn allocate_many<const N: usize>(bytes: u64) -> Result<[StackBounds; N], StackError> {
-    let bytes = bytes.next_multiple_of(PAGE);
-    let frames =
-        super::frames::allocate((bytes + PAGE) * N as u64, PAGE).map_err(StackError::Frames)?;
-    let base = frames.leak().start;
     let mut stacks = [StackBounds::default(); N];
-    for (i, stack) in stacks.iter_mut().enumerate() {
-        let guard = base + i as u64 * (bytes + PAGE);
+    allocate_into(bytes, &mut stacks)?;
+    Ok(stacks)
+}
+
+/// Fills `stacks` with the bounds of as many stacks of `bytes` (rounded up to pages), in
+/// one run of frames, each above a guard page of its own: one code path for every caller.
+fn allocate_into(bytes: u64, stacks: &mut [StackBounds]) -> Result<(), StackError> {
+    let bytes = bytes.next_multiple_of(PAGE);
+    let frames = super::frames::allocate((bytes + PAGE) * stacks.len() as u64, PAGE)
+        .map_err(StackError::Frames)?;
+    // The core owns its stacks forever; the guard frames stay allocated but unmapped.
+    let mut guard = frames.leak().start;
+    for stack in stacks {
         paging::unmap_page(guard).map_err(StackError::Paging)?;
         *stack = StackBounds {
             bottom: guard + PAGE,
             top: guard + PAGE + bytes,
         };
+        guard += bytes + PAGE;
     }
-    Ok(stacks)
+    Ok(())
 }
