@@ -301,23 +301,22 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> Option<smp::Star
         sched::init(1);
         return None;
     };
-    // An xAPIC's ICR names 8-bit ids: a larger id would reach another core.
-    let reachable = |id: u32| apic::is_x2apic() || id <= 0xFF;
-    for lapic in acpi
-        .local_apics()
-        .iter()
-        .filter(|l| l.enabled && !reachable(l.apic_id))
-    {
-        log::warn!(
-            "smp: core with APIC id {} not started: xAPIC mode",
-            lapic.apic_id
-        );
+    // The other cores' APIC ids in MADT order, from slot 1 (slot 0: the boot core). An
+    // xAPIC's ICR names 8-bit ids: a larger id would reach another core.
+    let (mut targets, mut present) = ([0u32; percpu::MAX_CORES], 1);
+    for lapic in acpi.local_apics().iter().filter(|l| l.enabled) {
+        if !apic::is_x2apic() && lapic.apic_id > 0xFF {
+            log::warn!(
+                "smp: core with APIC id {} not started: xAPIC mode",
+                lapic.apic_id
+            );
+        } else if lapic.apic_id != bsp_apic_id {
+            if let Some(slot) = targets.get_mut(present) {
+                *slot = lapic.apic_id;
+            }
+            present += 1;
+        }
     }
-    let others = acpi
-        .local_apics()
-        .iter()
-        .filter(move |l| l.enabled && l.apic_id != bsp_apic_id && reachable(l.apic_id));
-    let present = others.clone().count() + 1;
     let most = percpu::MAX_CORES;
     let planned = present.min(limit.unwrap_or(most).min(most));
     match limit {
@@ -332,7 +331,7 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> Option<smp::Star
         return None; // no other core to start: no trampoline, nothing to wait for
     }
     let mut stack_tops = [0u64; percpu::MAX_CORES];
-    for (index, top) in stack_tops.iter_mut().enumerate().take(planned).skip(1) {
+    for (index, top) in (1..planned).zip(&mut stack_tops[1..]) {
         let stack = mem::stacks::allocate(STACK_BYTES)
             .unwrap_or_else(|e| fatal(format_args!("core {index} stack: {e}")));
         let ist = mem::stacks::allocate_many::<{ gdt::IST_STACKS }>(IST_BYTES)
@@ -343,8 +342,10 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> Option<smp::Star
     PLANNED_CORES.store(planned, Ordering::Release);
     SMP_STARTED.store(true, Ordering::Release);
     smp::prepare(&stack_tops[..planned], ap_entry);
-    let targets = others.take(planned - 1).map(|l| l.apic_id);
-    Some(smp::start_cores(targets, CORE_START_TIMEOUT_US))
+    Some(smp::start_cores(
+        &targets[1..planned],
+        CORE_START_TIMEOUT_US,
+    ))
 }
 
 /// Waits for the cores [`start_other_cores`] started; returns how many run the work loop.

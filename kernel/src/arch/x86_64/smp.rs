@@ -187,18 +187,14 @@ pub struct Starting {
 
 /// Sends INIT and a start-up IPI to the cores with APIC ids `targets` (at most
 /// [`MAX_CORES`] - 1 of them) and returns at once: they start while the boot core goes on.
-pub fn start_cores(targets: impl Iterator<Item = u32>, timeout_us: u64) -> Starting {
+pub fn start_cores(targets: &[u32], timeout_us: u64) -> Starting {
     let mut starting = Starting {
         targets: [0; MAX_CORES],
-        count: 0,
+        count: targets.len(),
         sent_ns: 0,
         timeout_us,
     };
-    for (slot, id) in starting.targets.iter_mut().zip(targets) {
-        *slot = id;
-        starting.count += 1;
-    }
-    let targets = &starting.targets[..starting.count];
+    starting.targets[..targets.len()].copy_from_slice(targets);
     EXPECTED.store(
         RUNNING.load(Ordering::Acquire) + targets.len(),
         Ordering::Release,
