@@ -82,6 +82,11 @@ pub fn ipv4_config() -> Option<rexo_cmdline::Ipv4Config> {
     BOOT_STATE.get().and_then(|state| state.options.ip)
 }
 
+/// The boot modules (none before the boot core's stack switch).
+pub fn boot_modules() -> &'static [rexo_bootinfo::Module<'static>] {
+    BOOT_STATE.get().map_or(&[], |state| state.boot.modules())
+}
+
 /// Stops the boot with a message (exit status "failure" under QEMU).
 fn fatal(what: core::fmt::Arguments<'_>) -> ! {
     kprintln!("rexo: error: {what}");
@@ -205,7 +210,7 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     STALLED_CORE.store(options.smp_stall.unwrap_or(usize::MAX), Ordering::Relaxed);
     let starting = start_other_cores(bsp_apic_id, options.cores);
 
-    let state = BOOT_STATE.call_once(|| BootState {
+    BOOT_STATE.call_once(|| BootState {
         options,
         usable_bytes: usable,
         boot,
@@ -214,7 +219,6 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         features,
         starting,
     });
-    baremetal::set_modules(state.boot.modules());
     cpu::switch_stack(stack.top, boot_core_on_its_stack)
 }
 

@@ -87,32 +87,14 @@ pub const APP_BASE: u64 = 0xFFFF_8000_0000_0000;
 const AREA_MAX: u64 = 64 << 20;
 /// Pages of the app area.
 const MIB2: u64 = 2 << 20;
-/// How many boot modules are remembered.
-const MAX_MODULES: usize = 8;
-
-/// The boot modules' physical ranges, recorded at boot.
-static MODULES: spin::Mutex<([Range<u64>; MAX_MODULES], usize)> =
-    spin::Mutex::new(([const { 0..0 }; MAX_MODULES], 0));
 /// The app area (allocated on the first load) as the loader sees it.
 static AREA: spin::Mutex<Option<&'static mut [u8]>> = spin::Mutex::new(None);
 /// Bytes of the app area mapped at [`APP_BASE`] (0 before the first load).
 static AREA_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
-/// Remembers the boot modules' ranges (called once at boot; the first
-/// [`MAX_MODULES`] are kept).
-pub fn set_modules(modules: &[rexo_bootinfo::Module<'_>]) {
-    let mut list = MODULES.lock();
-    let count = modules.len().min(MAX_MODULES);
-    for (slot, module) in list.0.iter_mut().zip(modules) {
-        *slot = module.start..module.end;
-    }
-    list.1 = count;
-}
-
 /// The first boot module's range, if there is one.
 fn first_module() -> Option<Range<u64>> {
-    let list = MODULES.lock();
-    list.0[..list.1].first().cloned()
+    (crate::boot_modules().first()).map(|module| module.start..module.end)
 }
 
 /// The virtual range BareMetal code may run in and use: [`APP_BASE`] plus the app area.
