@@ -578,14 +578,15 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
     // The `app=` or `apps=` word given so far (they exclude each other).
     let mut app_word: Option<&str> = None;
     for word in cmdline.split_whitespace() {
-        let (key, value) = match word.split_once('=') {
-            Some((key, value)) => (key, Some(value)),
+        // The key runs to the first `=` (an ASCII byte, so a character boundary).
+        let (key, value) = match word.bytes().position(|b| b == b'=') {
+            Some(at) => (word.get(..at).unwrap_or(word), word.get(at + 1..)),
             None => (word, None),
         };
-        let Some(index) = KEYS.iter().position(|known| *known == key) else {
+        let Some(key) = Key::from_name(key) else {
             return Err(CmdlineError::UnknownKey { word });
         };
-        if core::mem::replace(&mut seen[index], true) {
+        if core::mem::replace(&mut seen[key as usize], true) {
             return Err(CmdlineError::Duplicate { word });
         }
         let need = |expected: &'static str| match value {
@@ -598,21 +599,21 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
             parse_core_number(need(expected)?, most)
                 .ok_or(CmdlineError::BadValue { word, expected })
         };
-        if key == "app" || key == "apps" {
+        if matches!(key, Key::App | Key::Apps) {
             if let Some(earlier) = app_word {
                 return Err(CmdlineError::Conflict { word, earlier });
             }
             app_word = Some(word);
         }
         match key {
-            "log" => {
+            Key::Log => {
                 let value = need(LOG_VALUES)?;
                 options.log = LogLevel::from_name(value).ok_or(CmdlineError::BadValue {
                     word,
                     expected: LOG_VALUES,
                 })?;
             }
-            "app" => {
+            Key::App => {
                 let value = need(APP_VALUES)?;
                 if !valid_app_name(value) {
                     return Err(CmdlineError::BadValue {
@@ -622,27 +623,26 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
                 }
                 options.app = value;
             }
-            "apps" => options.apps = Some(parse_manifest(word, need(APPS_VALUES)?)?),
-            "cores" => options.cores = Some(core_number(CORES_VALUES, MAX_CORES)?),
-            "ip" => {
+            Key::Apps => options.apps = Some(parse_manifest(word, need(APPS_VALUES)?)?),
+            Key::Cores => options.cores = Some(core_number(CORES_VALUES, MAX_CORES)?),
+            Key::Ip => {
                 let value = need(IP_VALUES)?;
                 options.ip = Some(parse_ipv4_config(value).ok_or(CmdlineError::BadValue {
                     word,
                     expected: IP_VALUES,
                 })?);
             }
-            "test" => options.test = Some(value.unwrap_or("")),
-            "test.after" => options.test_after = Some(need(TEST_AFTER_VALUES)?),
-            "crash" => {
+            Key::Test => options.test = Some(value.unwrap_or("")),
+            Key::TestAfter => options.test_after = Some(need(TEST_AFTER_VALUES)?),
+            Key::Crash => {
                 let value = need(CRASH_VALUES)?;
                 options.crash = Some(Crash::from_name(value).ok_or(CmdlineError::BadValue {
                     word,
                     expected: CRASH_VALUES,
                 })?);
             }
-            "smp.stall" => options.smp_stall = Some(core_number(STALL_VALUES, MAX_CORES - 1)?),
-            _ => {
-                // The only key left in KEYS.
+            Key::SmpStall => options.smp_stall = Some(core_number(STALL_VALUES, MAX_CORES - 1)?),
+            Key::Bench => {
                 let value = need(BENCH_VALUES)?;
                 options.bench = Some(Bench::from_name(value).ok_or(CmdlineError::BadValue {
                     word,
@@ -652,6 +652,40 @@ pub fn parse(cmdline: &str) -> Result<Options<'_>, CmdlineError<'_>> {
         }
     }
     Ok(options)
+}
+
+/// A key of the command line; its value is its index in [`KEYS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Key {
+    Log,
+    App,
+    Apps,
+    Cores,
+    Ip,
+    Test,
+    TestAfter,
+    Crash,
+    Bench,
+    SmpStall,
+}
+
+impl Key {
+    /// The key called `name` (one match, not a search of [`KEYS`]: less code at boot).
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "log" => Self::Log,
+            "app" => Self::App,
+            "apps" => Self::Apps,
+            "cores" => Self::Cores,
+            "ip" => Self::Ip,
+            "test" => Self::Test,
+            "test.after" => Self::TestAfter,
+            "crash" => Self::Crash,
+            "bench" => Self::Bench,
+            "smp.stall" => Self::SmpStall,
+            _ => return None,
+        })
+    }
 }
 
 /// A [`parse_decimal`] number in 1..=`most`.
@@ -673,6 +707,25 @@ mod tests {
             }
             assert!(apps < owners_needed(apps), "every app's own owner fits");
         }
+    }
+
+    #[test]
+    fn every_key_is_its_index_in_keys() {
+        for (index, name) in KEYS.iter().enumerate() {
+            assert_eq!(Key::from_name(name).map(|key| key as usize), Some(index));
+        }
+        assert_eq!(Key::from_name("apps."), None);
+        assert_eq!(Key::from_name(""), None);
+    }
+
+    #[test]
+    fn the_value_runs_from_the_first_equals_sign() {
+        let options = parse("test=a=b test.after=é=").unwrap();
+        assert_eq!(options.test, Some("a=b"));
+        assert_eq!(options.test_after, Some("é="));
+        assert_eq!(parse("test=").unwrap().test, Some(""));
+        let message = parse("é=1").unwrap_err().to_string();
+        assert!(message.contains("`é=1`"), "{message}");
     }
 
     #[test]
