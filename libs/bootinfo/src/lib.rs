@@ -414,28 +414,36 @@ fn c_str_at(
     phys: u64,
     which: StringKind,
 ) -> Result<(&str, u64), BootInfoError> {
-    let unterminated = BootInfoError::BadString {
-        which,
-        problem: StringProblem::Unterminated,
+    // One read when the longest string and its NUL would be readable (as with every
+    // loader's strings); else byte by byte, up to the end of readable memory.
+    let longest = MAX_STRING + 1;
+    let bytes = match mem.read(phys, longest).filter(|b| b.len() == longest) {
+        Some(window) => window,
+        None => terminated_bytes_at(mem, phys).ok_or(BootInfoError::BadString {
+            which,
+            problem: StringProblem::Unterminated,
+        })?,
     };
+    let s = c_str(bytes, which)?;
+    Ok((s, s.len() as u64 + 1))
+}
+
+/// The bytes at `phys` up to and including the first NUL, found byte by byte; `None` if a
+/// byte before it is unreadable or it is not among the first [`MAX_STRING`] + 1.
+fn terminated_bytes_at(mem: &impl PhysMemory, phys: u64) -> Option<&[u8]> {
     let mut len = 0usize;
     loop {
         let byte = phys
             .checked_add(len as u64)
             .and_then(|a| mem.read(a, 1))
-            .and_then(|b| read_u8(b, 0))
-            .ok_or(unterminated)?;
+            .and_then(|b| read_u8(b, 0))?;
         if byte == 0 {
             break;
         }
         len += 1;
         if len > MAX_STRING {
-            return Err(unterminated);
+            return None;
         }
     }
-    let bytes = mem
-        .read(phys, len + 1)
-        .filter(|b| b.len() == len + 1)
-        .ok_or(unterminated)?;
-    Ok((c_str(bytes, which)?, len as u64 + 1))
+    mem.read(phys, len + 1).filter(|b| b.len() == len + 1)
 }

@@ -1,8 +1,8 @@
 //! Synthetic PVH `hvm_start_info` structures.
 
 use rexo_bootinfo::{
-    BootInfoError, MAX_MODULES, Module, PVH_MAGIC, Protocol, RawKind, RawRegion, StringKind,
-    StringProblem, Structure, parse_pvh,
+    BootInfoError, MAX_MODULES, MAX_STRING, Module, PVH_MAGIC, Protocol, RawKind, RawRegion,
+    StringKind, StringProblem, Structure, parse_pvh,
 };
 use rexo_physmem::SparseMemory;
 
@@ -260,6 +260,50 @@ fn too_many_regions() {
     assert_eq!(
         parse_pvh(&mem, SI).unwrap_err(),
         BootInfoError::TooManyRegions
+    );
+}
+
+#[test]
+fn strings_of_up_to_max_string_bytes_read_in_or_out_of_a_larger_readable_window() {
+    let cmdline_at = |bytes: Vec<u8>| {
+        SparseMemory::new()
+            .with(SI, start_info(1, 0, 0x10000, MAP, 1))
+            .unwrap()
+            .with(MAP, map_entry(0, 0x1000, 1))
+            .unwrap()
+            .with(0x10000, bytes)
+            .unwrap()
+    };
+    let string = |len: usize, then: &[u8]| [vec![b'a'; len], then.to_vec()].concat();
+    // MAX_STRING bytes and the NUL, with more readable bytes after them or none.
+    for after in [&b"\0more readable bytes"[..], b"\0"] {
+        let mem = cmdline_at(string(MAX_STRING, after));
+        let info = parse_pvh(&mem, SI).unwrap();
+        assert_eq!(info.cmdline.len(), MAX_STRING);
+        assert_eq!(
+            info.info_ranges()[2],
+            0x10000..0x10000 + MAX_STRING as u64 + 1
+        );
+    }
+    // One byte more, with more readable bytes after the NUL or none.
+    for after in [&b"\0more readable bytes"[..], b"\0"] {
+        let mem = cmdline_at(string(MAX_STRING + 1, after));
+        assert_eq!(
+            parse_pvh(&mem, SI).unwrap_err(),
+            BootInfoError::BadString {
+                which: StringKind::Cmdline,
+                problem: StringProblem::Unterminated
+            }
+        );
+    }
+    // A bad byte in a string read in one window.
+    let mem = cmdline_at(string(10, &[0xFF, 0, b'a', b'a']).repeat(500));
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::BadString {
+            which: StringKind::Cmdline,
+            problem: StringProblem::NotUtf8
+        }
     );
 }
 
