@@ -22,9 +22,7 @@ pub fn init_acpi(rsdp_from_loader: Option<u64>) -> Option<&'static AcpiInfo> {
         };
         match rexo_acpi::parse(&IdentityMemory, rsdp) {
             Ok(info) => {
-                for warning in info.warnings() {
-                    log::warn!("acpi: {warning}");
-                }
+                info.warnings().for_each(|warning| log::warn!("acpi: {warning}"));
                 Some(info)
             }
             Err(error) => {

@@ -65,7 +65,8 @@ pub fn power_off() -> &'static str {
     let Some(fadt) = info.fadt.as_ref() else {
         return "no FADT";
     };
-    let Some((slp_typa, slp_typb)) = info.s5 else {
+    let s5 = info.find_s5(&crate::mem::phys::IdentityMemory);
+    let Ok(Some((slp_typa, slp_typb))) = s5.inspect_err(|w| log::warn!("acpi: {w}")) else {
         return "the DSDT has no \\_S5 sleep type";
     };
     log::debug!("power: S5 sleep type {slp_typa}/{slp_typb}, {fadt:?}");

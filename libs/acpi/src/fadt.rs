@@ -3,7 +3,7 @@
 use rexo_physmem::{PhysMemory, read_u8, read_u16, read_u32, read_u64};
 
 use crate::info::{AcpiInfo, Warning, too_short};
-use crate::{HEADER_LEN, Signature, fetch, load_table, s5, signature};
+use crate::{Signature, fetch, load_table, signature};
 
 /// Length of the ACPI 1.0 FADT, the least we accept.
 const V1_LEN: usize = 116;
@@ -172,7 +172,8 @@ pub struct Fadt {
     pub dsdt: Option<u64>,
 }
 
-/// Reads the FADT, then lists the FACS and DSDT and scans the DSDT for `\_S5`.
+/// Reads the FADT, then lists the FACS and DSDT (its `\_S5` is found only when asked for,
+/// by [`AcpiInfo::find_s5`]).
 pub(crate) fn parse(mem: &impl PhysMemory, info: &mut AcpiInfo, t: &[u8]) {
     if t.len() < V1_LEN {
         info.warn(too_short(t));
@@ -239,14 +240,7 @@ pub(crate) fn parse(mem: &impl PhysMemory, info: &mut AcpiInfo, t: &[u8]) {
     }
     if let Some(dsdt) = fadt.dsdt {
         match load_table(mem, dsdt) {
-            Ok(table) if signature(table).0 == *b"DSDT" => {
-                info.add_table(dsdt, table);
-                match s5::find(table.get(HEADER_LEN..).unwrap_or(&[])) {
-                    s5::Found::Yes(v) => info.s5 = Some(v),
-                    s5::Found::Malformed => info.warn(Warning::BadS5),
-                    s5::Found::No => {}
-                }
-            }
+            Ok(table) if signature(table).0 == *b"DSDT" => info.add_table(dsdt, table),
             Ok(table) => info.warn(Warning::UnexpectedSignature {
                 expected: Signature(*b"DSDT"),
                 found: signature(table),

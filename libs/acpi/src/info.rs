@@ -2,12 +2,12 @@
 
 use core::fmt;
 
-use rexo_physmem::{read_u8, read_u16, read_u32, read_u64};
+use rexo_physmem::{PhysMemory, read_u8, read_u16, read_u32, read_u64};
 
 use crate::fadt::Fadt;
 use crate::{
     AcpiError, HEADER_LEN, MAX_IO_APICS, MAX_LOCAL_APIC_NMIS, MAX_LOCAL_APICS, MAX_MCFG_SEGMENTS,
-    MAX_OVERRIDES, MAX_TABLES, MAX_WARNINGS, Signature, signature,
+    MAX_OVERRIDES, MAX_TABLES, MAX_WARNINGS, Signature, load_table, s5, signature,
 };
 
 /// A fixed-capacity list; `push` past the capacity reports `false`.
@@ -281,7 +281,7 @@ pub enum Warning {
     },
     /// The XSDT is broken; the RSDT was used instead.
     BadXsdt(AcpiError),
-    /// A `_S5_` package was found in the DSDT but could not be decoded.
+    /// A `_S5_` package was found in the DSDT but could not be decoded ([`AcpiInfo::find_s5`]).
     BadS5,
     /// A list was full; later entries were dropped.
     CapacityExceeded(Capacity),
@@ -374,8 +374,6 @@ pub struct AcpiInfo {
     pub hpet: Option<Hpet>,
     /// The FADT fields the kernel needs, if a FADT was found.
     pub fadt: Option<Fadt>,
-    /// `SLP_TYPa` and `SLP_TYPb` for soft-off, from the DSDT's `\_S5` package.
-    pub s5: Option<(u8, u8)>,
     pub(crate) seen: Seen,
     local_apics: List<LocalApic, MAX_LOCAL_APICS>,
     nmis: List<LocalApicNmi, MAX_LOCAL_APIC_NMIS>,
@@ -399,7 +397,6 @@ impl AcpiInfo {
             pcat_compat: false,
             hpet: None,
             fadt: None,
-            s5: None,
             seen: Seen::default(),
             local_apics: List::new(),
             nmis: List::new(),
@@ -480,6 +477,26 @@ impl AcpiInfo {
             gsi: found.map_or(default_gsi, |o| o.gsi),
             active_low: found.is_some_and(|o| o.polarity == Polarity::ActiveLow),
             level: found.is_some_and(|o| o.trigger == TriggerMode::Level),
+        }
+    }
+
+    /// `SLP_TYPa` and `SLP_TYPb` for soft-off, from the `\_S5` package of the FADT's DSDT,
+    /// read again through `mem` and searched now (only power-off needs them, so the boot does
+    /// not scan the DSDT). `Ok(None)` without a FADT, a valid DSDT (the boot warned about a
+    /// broken one) or a `Name (_S5, ...)`; [`Warning::BadS5`] if one is there but none
+    /// decodes.
+    pub fn find_s5(&self, mem: &impl PhysMemory) -> Result<Option<(u8, u8)>, Warning> {
+        let Some(address) = self.fadt.and_then(|f| f.dsdt) else {
+            return Ok(None);
+        };
+        let dsdt = match load_table(mem, address) {
+            Ok(table) if signature(table).0 == *b"DSDT" => table,
+            _ => return Ok(None),
+        };
+        match s5::find(dsdt.get(HEADER_LEN..).unwrap_or(&[])) {
+            s5::Found::Yes(v) => Ok(Some(v)),
+            s5::Found::Malformed => Err(Warning::BadS5),
+            s5::Found::No => Ok(None),
         }
     }
 

@@ -3,10 +3,11 @@
 //!
 //! [`find_rsdp_bios`] locates the RSDP on BIOS machines (boot loaders usually hand its address
 //! over instead); [`parse`] follows it to the root table (XSDT preferred over RSDT) and reads the
-//! MADT, HPET, MCFG and FADT, and through the FADT the DSDT (for the `\_S5` sleep type) and the
-//! FACS. Only a broken RSDP or root table is an [`AcpiError`]; everything else that is wrong is
-//! skipped and recorded in [`AcpiInfo::warnings`]. All lists have fixed capacities (see the
-//! `MAX_*` constants); entries past a capacity are dropped with a warning.
+//! MADT, HPET, MCFG and FADT, and through the FADT the DSDT and the FACS; the DSDT's `\_S5`
+//! sleep type is searched for only when power-off asks ([`AcpiInfo::find_s5`]). Only a broken
+//! RSDP or root table is an [`AcpiError`]; everything else that is wrong is skipped and
+//! recorded in [`AcpiInfo::warnings`]. All lists have fixed capacities (see the `MAX_*`
+//! constants); entries past a capacity are dropped with a warning.
 #![cfg_attr(target_os = "none", no_std)]
 
 mod fadt;

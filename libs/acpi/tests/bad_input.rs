@@ -32,7 +32,8 @@ fn corrupted_table_checksum_skips_only_that_table() {
     assert!(info.local_apics().is_empty());
     assert!(info.table(b"APIC").is_none());
     // The rest still parsed.
-    assert!(info.hpet.is_some() && info.fadt.is_some() && info.s5.is_some());
+    assert!(info.hpet.is_some() && info.fadt.is_some());
+    assert_eq!(info.find_s5(&mem), Ok(Some((0, 0))));
 }
 
 #[test]
@@ -503,7 +504,8 @@ fn hardware_reduced_fadt_and_bad_dsdt_pointer() {
     let hw_reduced = 1 << 20 | 1 << 8;
     let fadt = table(b"FACP", 6, &fadt6(hw_reduced, (TABLES + 0x1000) as u32));
     // The DSDT pointer names the FADT itself: wrong signature.
-    let info = parse(&synthetic(&[fadt]), RSDP).unwrap();
+    let mem = synthetic(&[fadt]);
+    let info = parse(&mem, RSDP).unwrap();
     let f = info.fadt.unwrap();
     assert!(f.hardware_reduced);
     assert_eq!(f.revision, 6);
@@ -519,7 +521,6 @@ fn hardware_reduced_fadt_and_bad_dsdt_pointer() {
     assert_eq!(f.sleep_status.unwrap().address, 0xFE00_0001);
     assert_eq!(f.reset, None);
     assert_eq!(f.boot_arch, Some(rexo_acpi::BootArch(0)));
-    assert_eq!(info.s5, None);
     assert_eq!(
         info.warnings().collect::<Vec<_>>(),
         [Warning::UnexpectedSignature {
@@ -528,6 +529,8 @@ fn hardware_reduced_fadt_and_bad_dsdt_pointer() {
             address: TABLES + 0x1000
         }]
     );
+    // The DSDT that was not one at boot has no `\_S5` at power-off either.
+    assert_eq!(info.find_s5(&mem), Ok(None));
 }
 
 #[test]
@@ -538,10 +541,12 @@ fn dsdt_with_malformed_s5() {
         &[0x08, b'_', b'S', b'5', b'_', 0x12, 4, 2, 0xFF, 0xFF],
     );
     let fadt = table(b"FACP", 6, &fadt6(0, (TABLES + 0x2000) as u32));
-    let info = parse(&synthetic(&[fadt, dsdt]), RSDP).unwrap();
-    assert_eq!(info.s5, None);
-    // The DSDT is also listed under the RSDT here, so it appears twice in the table list.
-    assert_eq!(info.warnings().collect::<Vec<_>>(), [Warning::BadS5]);
+    let mem = synthetic(&[fadt, dsdt]);
+    let info = parse(&mem, RSDP).unwrap();
+    // The boot does not search the DSDT: the bad package is found (and warned about) only
+    // when power-off asks for `\_S5`.
+    assert_eq!(info.warnings().count(), 0);
+    assert_eq!(info.find_s5(&mem), Err(Warning::BadS5));
     assert!(Warning::BadS5.to_string().contains("_S5_"));
 }
 
@@ -578,6 +583,7 @@ fn random_byte_flips_never_panic() {
                     assert!(!w.to_string().is_empty());
                 }
                 assert!(info.tables().len() <= MAX_TABLES);
+                let _ = info.find_s5(&mem);
             }
         }
     }

@@ -124,7 +124,7 @@ fn check_common(machine: &str, rsdp: u64, cpus: u32) -> rexo_acpi::AcpiInfo {
     assert_eq!(fadt.century, Some(0x32));
     assert!(!fadt.hardware_reduced);
     assert_eq!((fadt.sleep_control, fadt.sleep_status), (None, None));
-    assert_eq!(info.s5, Some((0, 0)));
+    assert_eq!(info.find_s5(&mem), Ok(Some((0, 0))));
 
     let facs = info.table(b"FACS").unwrap();
     assert_eq!((facs.address, facs.length), (0x0FFE_0000, 64));
