@@ -17,14 +17,21 @@ struct List<T, const N: usize> {
     len: usize,
 }
 
-impl<T: Copy + Default, const N: usize> List<T, N> {
-    fn new() -> Self {
-        Self {
-            items: [T::default(); N],
-            len: 0,
-        }
-    }
+/// The value of a [`List`]'s unused slots, known at compile time.
+trait Unused: Copy {
+    /// The unused slot.
+    const UNUSED: Self;
+}
 
+impl<T: Unused, const N: usize> List<T, N> {
+    /// The empty list.
+    const EMPTY: Self = Self {
+        items: [T::UNUSED; N],
+        len: 0,
+    };
+}
+
+impl<T: Copy, const N: usize> List<T, N> {
     fn push(&mut self, item: T) -> bool {
         match self.items.get_mut(self.len) {
             Some(slot) => {
@@ -346,7 +353,7 @@ impl fmt::Display for Warning {
 }
 
 /// Which single-instance tables have been parsed already.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Seen {
     pub madt: bool,
     pub hpet: bool,
@@ -386,26 +393,40 @@ pub struct AcpiInfo {
 }
 
 impl AcpiInfo {
+    /// The empty result, built at compile time (filling its lists at run time was hundreds
+    /// of instructions the boot translates under an emulator).
+    const EMPTY: Self = Self {
+        rsdp: 0,
+        revision: 0,
+        oem_id: [0; 6],
+        root_table: 0,
+        local_apic_address: 0,
+        pcat_compat: false,
+        hpet: None,
+        fadt: None,
+        seen: Seen {
+            madt: false,
+            hpet: false,
+            mcfg: false,
+            fadt: false,
+        },
+        local_apics: List::EMPTY,
+        nmis: List::EMPTY,
+        io_apics: List::EMPTY,
+        overrides: List::EMPTY,
+        mcfg: List::EMPTY,
+        tables: List::EMPTY,
+        warnings: List::EMPTY,
+        dropped_warnings: 0,
+    };
+
     /// An empty result for the RSDP at `rsdp`.
     pub(crate) fn new(rsdp: u64, revision: u8, oem_id: [u8; 6]) -> Self {
         Self {
             rsdp,
             revision,
             oem_id,
-            root_table: 0,
-            local_apic_address: 0,
-            pcat_compat: false,
-            hpet: None,
-            fadt: None,
-            seen: Seen::default(),
-            local_apics: List::new(),
-            nmis: List::new(),
-            io_apics: List::new(),
-            overrides: List::new(),
-            mcfg: List::new(),
-            tables: List::new(),
-            warnings: List::new(),
-            dropped_warnings: 0,
+            ..Self::EMPTY
         }
     }
 
@@ -555,6 +576,64 @@ impl AcpiInfo {
             self.warn(Warning::CapacityExceeded(Capacity::Overrides));
         }
     }
+}
+
+impl Unused for TableInfo {
+    const UNUSED: Self = Self {
+        signature: Signature([0; 4]),
+        address: 0,
+        length: 0,
+    };
+}
+
+impl Unused for LocalApic {
+    const UNUSED: Self = Self {
+        processor_uid: 0,
+        apic_id: 0,
+        enabled: false,
+        online_capable: false,
+        x2apic: false,
+    };
+}
+
+impl Unused for IoApic {
+    const UNUSED: Self = Self {
+        id: 0,
+        address: 0,
+        gsi_base: 0,
+    };
+}
+
+impl Unused for InterruptOverride {
+    const UNUSED: Self = Self {
+        bus: 0,
+        irq: 0,
+        gsi: 0,
+        polarity: Polarity::BusDefault,
+        trigger: TriggerMode::BusDefault,
+    };
+}
+
+impl Unused for LocalApicNmi {
+    const UNUSED: Self = Self {
+        processor_uid: None,
+        lint: 0,
+        polarity: Polarity::BusDefault,
+        trigger: TriggerMode::BusDefault,
+    };
+}
+
+impl Unused for McfgSegment {
+    const UNUSED: Self = Self {
+        base: 0,
+        segment: 0,
+        start_bus: 0,
+        end_bus: 0,
+    };
+}
+
+impl Unused for Option<Warning> {
+    const UNUSED: Self = None;
 }
 
 /// Fixed part of the HPET table: header, block ID, base address GAS, number, minimum tick,
