@@ -203,26 +203,18 @@ pub fn parse(mem: &impl PhysMemory, rsdp: u64) -> Result<AcpiInfo, AcpiError> {
 /// Hands a checked table to the parser for its signature; unknown tables are only listed.
 fn dispatch(mem: &impl PhysMemory, info: &mut AcpiInfo, address: u64, table: &[u8]) {
     let sig = signature(table);
-    let seen = match &sig.0 {
-        b"APIC" => &mut info.seen.madt,
-        b"HPET" => &mut info.seen.hpet,
-        b"MCFG" => &mut info.seen.mcfg,
-        b"FACP" => &mut info.seen.fadt,
-        _ => return,
-    };
-    if *seen {
-        info.warn(Warning::DuplicateTable {
+    // Whether this is the first table of its kind (marking it seen).
+    let first = |seen: &mut bool| !core::mem::replace(seen, true);
+    match &sig.0 {
+        b"APIC" if first(&mut info.seen.madt) => madt::parse(info, table),
+        b"HPET" if first(&mut info.seen.hpet) => info::parse_hpet(info, table),
+        b"MCFG" if first(&mut info.seen.mcfg) => info::parse_mcfg(info, table),
+        b"FACP" if first(&mut info.seen.fadt) => fadt::parse(mem, info, table),
+        b"APIC" | b"HPET" | b"MCFG" | b"FACP" => info.warn(Warning::DuplicateTable {
             signature: sig,
             address,
-        });
-        return;
-    }
-    *seen = true;
-    match &sig.0 {
-        b"APIC" => madt::parse(info, table),
-        b"HPET" => info::parse_hpet(info, table),
-        b"MCFG" => info::parse_mcfg(info, table),
-        _ => fadt::parse(mem, info, table),
+        }),
+        _ => {}
     }
 }
 
