@@ -199,45 +199,24 @@ impl FrameAllocator {
                 end: bad.end,
             });
         }
-        // Everything that must not be handed out, widened to whole frames.
-        let blockers = || {
-            map.regions()
-                .iter()
-                .filter(|r| r.kind != RegionKind::Usable)
-                .map(|r| r.start..r.end)
-                .chain(reserved.iter().cloned())
-                .filter(|r| r.start < r.end)
-                .map(|r| {
-                    align_down(r.start, FRAME_SIZE)..align_up(r.end, FRAME_SIZE).unwrap_or(u64::MAX)
-                })
-        };
         let mut this = Self::empty();
-        for region in map
-            .regions()
-            .iter()
-            .filter(|r| r.kind == RegionKind::Usable)
-        {
+        for region in map.regions() {
+            if region.kind != RegionKind::Usable {
+                continue;
+            }
             let Some(mut cursor) = align_up(region.start, FRAME_SIZE) else {
                 continue;
             };
             let end = align_down(region.end, FRAME_SIZE);
             while cursor < end {
-                // Skip past every blocker covering the cursor...
-                if let Some(past) = blockers()
-                    .filter(|b| b.contains(&cursor))
-                    .map(|b| b.end)
-                    .max()
-                {
+                let (past, next) = blockers_around(map, reserved, cursor);
+                // Skip past every blocker covering the cursor, else the frames up to the
+                // next blocker are free.
+                if let Some(past) = past {
                     cursor = past;
                     continue;
                 }
-                // ...then the frames up to the next blocker are free.
-                let next = blockers()
-                    .map(|b| b.start)
-                    .filter(|&start| start > cursor)
-                    .min()
-                    .unwrap_or(end)
-                    .min(end);
+                let next = next.min(end);
                 this.insert(Free {
                     start: cursor,
                     end: next,
@@ -402,6 +381,36 @@ impl FrameAllocator {
             }
         }
     }
+}
+
+/// Everything [`FrameAllocator::new`] must not hand out (the map's non-usable regions and
+/// the `reserved` ranges, each widened to whole frames; empty ones ignored), seen from
+/// `cursor`: the furthest end of those covering it (`None` if none does), and the lowest
+/// start above it (`u64::MAX` if none).
+fn blockers_around(map: &MemoryMap, reserved: &[Range<u64>], cursor: u64) -> (Option<u64>, u64) {
+    let mut past = None;
+    let mut next = u64::MAX;
+    let mut consider = |start: u64, end: u64| {
+        if start >= end {
+            return;
+        }
+        let start = align_down(start, FRAME_SIZE);
+        let end = align_up(end, FRAME_SIZE).unwrap_or(u64::MAX);
+        if start <= cursor && cursor < end {
+            past = Some(past.map_or(end, |furthest: u64| furthest.max(end)));
+        } else if start > cursor {
+            next = next.min(start);
+        }
+    };
+    for region in map.regions() {
+        if region.kind != RegionKind::Usable {
+            consider(region.start, region.end);
+        }
+    }
+    for range in reserved {
+        consider(range.start, range.end);
+    }
+    (past, next)
 }
 
 #[cfg(test)]
