@@ -172,22 +172,37 @@ pub struct Fadt {
     pub dsdt: Option<u64>,
 }
 
+/// How far into the FADT the fields read here reach (the end of the sleep status register).
+const READ_LEN: usize = 268;
+/// Where the fields read past [`V1_LEN`] end, ascending; the reset register and its value
+/// count as one field (the register is used only with its value).
+const FIELD_ENDS: [usize; 10] = [129, 140, 148, 160, 172, 184, 196, 220, 256, READ_LEN];
+
 /// Reads the FADT, then lists the FACS and DSDT (its `\_S5` is found only when asked for,
 /// by [`AcpiInfo::find_s5`]).
-pub(crate) fn parse(mem: &impl PhysMemory, info: &mut AcpiInfo, t: &[u8]) {
-    if t.len() < V1_LEN {
-        info.warn(too_short(t));
+pub(crate) fn parse(mem: &impl PhysMemory, info: &mut AcpiInfo, table: &[u8]) {
+    if table.len() < V1_LEN {
+        info.warn(too_short(table));
         return;
     }
+    // The fields are read from a copy that holds the table up to the end of the last field
+    // it holds whole, and zeros past it: a field a short (older) FADT lacks reads as zero,
+    // which each field below takes as absent, just as it does a zero in the table. So no
+    // read can fail.
+    let whole = FIELD_ENDS
+        .iter()
+        .rev()
+        .find(|&&end| end <= table.len())
+        .map_or(V1_LEN, |&end| end);
+    let mut t = [0u8; READ_LEN];
+    if let (Some(copy), Some(fields)) = (t.get_mut(..whole), table.get(..whole)) {
+        copy.copy_from_slice(fields);
+    }
+    let t = &t;
     let u8_at = |o| read_u8(t, o).unwrap_or(0);
     let u32_at = |o| read_u32(t, o).unwrap_or(0);
     let gas = |o| GenericAddress::read(t, o);
-    // A port from the X_ GAS if usable, else from the 32-bit field.
-    let port = |legacy: usize, x: usize| {
-        gas(x)
-            .and_then(|g| g.io_port())
-            .or_else(|| u16::try_from(u32_at(legacy)).ok().filter(|&p| p != 0))
-    };
+    let port = |legacy, x| port(t, legacy, x);
     let address = |legacy: usize, x: usize| {
         read_u64(t, x)
             .filter(|&a| a != 0)
@@ -249,6 +264,20 @@ pub(crate) fn parse(mem: &impl PhysMemory, info: &mut AcpiInfo, t: &[u8]) {
             Err(w) => info.warn(w),
         }
     }
+}
+
+/// The port of the FADT's register whose 32-bit field is at `legacy` and whose `X_` GAS is at
+/// `x`: from the GAS if usable, else from the 32-bit field. Never inlined: the five port
+/// registers share one copy (the boot's cost under an emulator is every distinct copy of code
+/// it runs).
+#[inline(never)]
+fn port(t: &[u8; READ_LEN], legacy: usize, x: usize) -> Option<u16> {
+    GenericAddress::read(t, x)
+        .and_then(|g| g.io_port())
+        .or_else(|| {
+            let legacy = read_u32(t, legacy).unwrap_or(0);
+            u16::try_from(legacy).ok().filter(|&p| p != 0)
+        })
 }
 
 /// Lists the FACS (it has a signature and length but no checksum).

@@ -534,6 +534,34 @@ fn hardware_reduced_fadt_and_bad_dsdt_pointer() {
 }
 
 #[test]
+fn a_short_fadt_lacks_exactly_the_fields_it_cuts_off() {
+    let mut full = fadt6(1 << 10, 0);
+    let at = |o: usize| o - 36;
+    // Reset register: I/O port 0xCF9, value 6. Legacy PM1a control block at 0xB004.
+    full[at(116)] = 1;
+    full[at(120)..at(128)].copy_from_slice(&0xCF9u64.to_le_bytes());
+    full[at(128)] = 6;
+    full[at(64)..at(68)].copy_from_slice(&0xB004u32.to_le_bytes());
+    let fadt_of_length = |length: usize| {
+        let info = parse(&synthetic(&[table(b"FACP", 6, &full[..length - 36])]), RSDP).unwrap();
+        info.fadt.unwrap()
+    };
+    // The reset register without its value is no reset register.
+    assert_eq!(fadt_of_length(128).reset, None);
+    assert_eq!(fadt_of_length(129).reset.map(|r| r.value), Some(6));
+    // A cut-off X_PM1a_CNT_BLK leaves the 32-bit field's port.
+    assert_eq!(fadt_of_length(183).pm1a_control_block, Some(0xB004));
+    assert_eq!(fadt_of_length(184).pm1a_control_block, Some(0x404));
+    assert_eq!(fadt_of_length(219).pm_timer, None);
+    assert_eq!(fadt_of_length(220).pm_timer.map(|t| t.port), Some(0x408));
+    assert_eq!(fadt_of_length(267).sleep_status, None);
+    assert_eq!(
+        fadt_of_length(268).sleep_status.map(|g| g.address),
+        Some(0xFE00_0001)
+    );
+}
+
+#[test]
 fn dsdt_with_malformed_s5() {
     let dsdt = table(
         b"DSDT",
