@@ -420,14 +420,14 @@ impl AcpiInfo {
         dropped_warnings: 0,
     };
 
-    /// An empty result for the RSDP at `rsdp`.
+    /// An empty result for the RSDP at `rsdp`: [`Self::EMPTY`] copied whole, then the RSDP's
+    /// fields set (`..Self::EMPTY` copies each list on its own).
     pub(crate) fn new(rsdp: u64, revision: u8, oem_id: [u8; 6]) -> Self {
-        Self {
-            rsdp,
-            revision,
-            oem_id,
-            ..Self::EMPTY
-        }
+        let mut info = Self::EMPTY;
+        info.rsdp = rsdp;
+        info.revision = revision;
+        info.oem_id = oem_id;
+        info
     }
 
     /// Local APICs in MADT order (entries from both type 0 and type 9), one per APIC ID:
