@@ -240,7 +240,10 @@ fn load_root(mem: &impl PhysMemory, address: u64, expected: [u8; 4]) -> Result<&
 /// Reads the description table at `address`: its header must be readable, its length at
 /// least a header and all readable, and its checksum right.
 fn load_table(mem: &impl PhysMemory, address: u64) -> Result<&[u8], Warning> {
-    let header = fetch(mem, address, HEADER_LEN).ok_or(Warning::TableUnreadable { address })?;
+    // A fixed-size array: the field reads below cannot fail, so they compile to no checks.
+    let header: &[u8; HEADER_LEN] = fetch(mem, address, HEADER_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Warning::TableUnreadable { address })?;
     let signature = signature(header);
     let length = read_u32(header, 4).unwrap_or(0);
     let table = usize::try_from(length)

@@ -21,7 +21,10 @@ pub(crate) struct Rsdp {
 /// Checks the RSDP at `addr` (signature, checksum, and for revision 2+ the length and the
 /// extended checksum).
 pub(crate) fn check(mem: &impl PhysMemory, addr: u64) -> Result<Rsdp, AcpiError> {
-    let v1 = fetch(mem, addr, V1_LEN).ok_or(AcpiError::RsdpUnreadable { address: addr })?;
+    // Fixed-size arrays: the field reads below cannot fail, so they compile to no checks.
+    let v1: &[u8; V1_LEN] = fetch(mem, addr, V1_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(AcpiError::RsdpUnreadable { address: addr })?;
     if read_array(v1, 0) != Some(*b"RSD PTR ") {
         return Err(AcpiError::RsdpBadSignature { address: addr });
     }
@@ -33,7 +36,9 @@ pub(crate) fn check(mem: &impl PhysMemory, addr: u64) -> Result<Rsdp, AcpiError>
     let rsdt = read_u32(v1, 16).unwrap_or(0);
     let mut xsdt = None;
     if revision >= 2 {
-        let head = fetch(mem, addr, V2_LEN).ok_or(AcpiError::RsdpUnreadable { address: addr })?;
+        let head: &[u8; V2_LEN] = fetch(mem, addr, V2_LEN)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(AcpiError::RsdpUnreadable { address: addr })?;
         let length = read_u32(head, 20).unwrap_or(0);
         let len = usize::try_from(length).unwrap_or(usize::MAX);
         if len < V2_LEN {
