@@ -255,10 +255,10 @@ pub(crate) fn parse(mem: &impl PhysMemory, info: &mut AcpiInfo, table: &[u8]) {
     }
     if let Some(dsdt) = fadt.dsdt {
         match load_table(mem, dsdt) {
-            Ok(table) if signature(table).0 == *b"DSDT" => info.add_table(dsdt, table),
-            Ok(table) => info.warn(Warning::UnexpectedSignature {
+            Ok((found, table)) if found.0 == *b"DSDT" => info.add_table(dsdt, found, table),
+            Ok((found, _)) => info.warn(Warning::UnexpectedSignature {
                 expected: Signature(*b"DSDT"),
-                found: signature(table),
+                found,
                 address: dsdt,
             }),
             Err(w) => info.warn(w),
@@ -282,7 +282,7 @@ fn port(t: &[u8; READ_LEN], legacy: usize, x: usize) -> Option<u16> {
 
 /// Lists the FACS (it has a signature and length but no checksum).
 fn list_facs(mem: &impl PhysMemory, info: &mut AcpiInfo, address: u64) {
-    let Some(head) = fetch(mem, address, 8) else {
+    let Some(head) = fetch(mem, address, 8).and_then(|b| <&[u8; 8]>::try_from(b).ok()) else {
         info.warn(Warning::TableUnreadable { address });
         return;
     };
@@ -301,7 +301,7 @@ fn list_facs(mem: &impl PhysMemory, info: &mut AcpiInfo, address: u64) {
         .filter(|&l| l >= FACS_MIN_LEN)
         .and_then(|l| fetch(mem, address, l))
     {
-        Some(facs) => info.add_table(address, facs),
+        Some(facs) => info.add_table(address, found, facs),
         None => info.warn(Warning::BadTableLength {
             signature: found,
             address,

@@ -511,7 +511,7 @@ impl AcpiInfo {
             return Ok(None);
         };
         let dsdt = match load_table(mem, address) {
-            Ok(table) if signature(table).0 == *b"DSDT" => table,
+            Ok((found, table)) if found.0 == *b"DSDT" => table,
             _ => return Ok(None),
         };
         match s5::find(dsdt.get(HEADER_LEN..).unwrap_or(&[])) {
@@ -531,10 +531,10 @@ impl AcpiInfo {
         }
     }
 
-    /// Lists a checked table.
-    pub(crate) fn add_table(&mut self, address: u64, table: &[u8]) {
+    /// Lists a checked table with signature `signature`.
+    pub(crate) fn add_table(&mut self, address: u64, signature: Signature, table: &[u8]) {
         let entry = TableInfo {
-            signature: signature(table),
+            signature,
             address,
             length: u32::try_from(table.len()).unwrap_or(u32::MAX),
         };

@@ -177,7 +177,8 @@ pub fn parse(mem: &impl PhysMemory, rsdp: u64) -> Result<AcpiInfo, AcpiError> {
         (None, None) => return Err(AcpiError::NoRootTable),
     };
     info.root_table = root_addr;
-    info.add_table(root_addr, root);
+    let (root_signature, root) = root;
+    info.add_table(root_addr, root_signature, root);
 
     let entries = root.get(HEADER_LEN..).unwrap_or(&[]);
     for entry in entries.chunks_exact(entry_size) {
@@ -189,9 +190,9 @@ pub fn parse(mem: &impl PhysMemory, rsdp: u64) -> Result<AcpiInfo, AcpiError> {
         match address {
             Some(0) | None => info.warn(Warning::NullTableAddress),
             Some(a) => match load_table(mem, a) {
-                Ok(table) => {
-                    info.add_table(a, table);
-                    dispatch(mem, &mut info, a, table);
+                Ok((signature, table)) => {
+                    info.add_table(a, signature, table);
+                    dispatch(mem, &mut info, a, signature, table);
                 }
                 Err(w) => info.warn(w),
             },
@@ -200,9 +201,15 @@ pub fn parse(mem: &impl PhysMemory, rsdp: u64) -> Result<AcpiInfo, AcpiError> {
     Ok(info)
 }
 
-/// Hands a checked table to the parser for its signature; unknown tables are only listed.
-fn dispatch(mem: &impl PhysMemory, info: &mut AcpiInfo, address: u64, table: &[u8]) {
-    let sig = signature(table);
+/// Hands a checked table (signature `sig`) to the parser for its signature; unknown tables
+/// are only listed.
+fn dispatch(
+    mem: &impl PhysMemory,
+    info: &mut AcpiInfo,
+    address: u64,
+    sig: Signature,
+    table: &[u8],
+) {
     // Whether this is the first table of its kind (marking it seen).
     let first = |seen: &mut bool| !core::mem::replace(seen, true);
     match &sig.0 {
@@ -224,22 +231,26 @@ fn signature(table: &[u8]) -> Signature {
 }
 
 /// Reads and checks the root table at `address`, which must carry signature `expected`.
-fn load_root(mem: &impl PhysMemory, address: u64, expected: [u8; 4]) -> Result<&[u8], AcpiError> {
-    let table = load_table(mem, address).map_err(|w| match w {
+fn load_root(
+    mem: &impl PhysMemory,
+    address: u64,
+    expected: [u8; 4],
+) -> Result<(Signature, &[u8]), AcpiError> {
+    let (found, table) = load_table(mem, address).map_err(|w| match w {
         Warning::BadChecksum { .. } => AcpiError::RootBadChecksum { address },
         Warning::BadTableLength { length, .. } => AcpiError::RootBadLength { address, length },
         _ => AcpiError::RootUnreadable { address },
     })?;
-    let found = signature(table);
     if found.0 != expected {
         return Err(AcpiError::RootBadSignature { address, found });
     }
-    Ok(table)
+    Ok((found, table))
 }
 
 /// Reads the description table at `address`: its header must be readable, its length at
-/// least a header and all readable, and its checksum right.
-fn load_table(mem: &impl PhysMemory, address: u64) -> Result<&[u8], Warning> {
+/// least a header and all readable, and its checksum right. Returns its signature (read
+/// from the fixed-size header, so without a bounds check) and its bytes.
+fn load_table(mem: &impl PhysMemory, address: u64) -> Result<(Signature, &[u8]), Warning> {
     // A fixed-size array: the field reads below cannot fail, so they compile to no checks.
     let header: &[u8; HEADER_LEN] = fetch(mem, address, HEADER_LEN)
         .and_then(|b| b.try_into().ok())
@@ -258,7 +269,7 @@ fn load_table(mem: &impl PhysMemory, address: u64) -> Result<&[u8], Warning> {
     if !checksum_ok(table) {
         return Err(Warning::BadChecksum { signature, address });
     }
-    Ok(table)
+    Ok((signature, table))
 }
 
 /// Reads exactly `len` bytes at `phys` (guarding against a memory that returns fewer).
