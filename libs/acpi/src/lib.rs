@@ -249,7 +249,9 @@ fn load_root(
 
 /// Reads the description table at `address`: its header must be readable, its length at
 /// least a header and all readable, and its checksum right. Returns its signature (read
-/// from the fixed-size header, so without a bounds check) and its bytes.
+/// from the fixed-size header, so without a bounds check) and its bytes. Never inlined, like
+/// [`fetch`]: the root table, the tables it lists and the DSDT share one copy.
+#[inline(never)]
 fn load_table(mem: &impl PhysMemory, address: u64) -> Result<(Signature, &[u8]), Warning> {
     // A fixed-size array: the field reads below cannot fail, so they compile to no checks.
     let header: &[u8; HEADER_LEN] = fetch(mem, address, HEADER_LEN)
