@@ -102,6 +102,16 @@ const EMPTY: Region = Region {
     kind: RegionKind::Usable,
 };
 
+/// What [`MemoryMap::tally`] adds up in one pass over the regions.
+struct Tally {
+    /// Bytes of usable memory.
+    usable: u64,
+    /// Bytes of RAM inside the range asked about.
+    ram_in_range: u64,
+    /// The end of the highest RAM region (0 without RAM).
+    ram_top: u64,
+}
+
 /// The physical memory map, in a fixed array (no heap).
 ///
 /// Fill it with [`add`](Self::add) in any order, then call [`normalize`](Self::normalize);
@@ -229,26 +239,13 @@ impl MemoryMap {
     /// Bytes of [`RegionKind::Usable`] memory (exact only for a normalized map: overlapping
     /// entries of an unnormalized one are counted twice).
     pub fn usable_bytes(&self) -> u64 {
-        self.regions()
-            .iter()
-            .filter(|r| r.kind == RegionKind::Usable)
-            .map(Region::size)
-            .sum()
+        self.tally(0..0).usable
     }
 
     /// Whether `range` holds RAM throughout ([`RegionKind::is_ram`]), none, or a mix
     /// (exact for a normalized map).
     pub fn contents(&self, range: Range<u64>) -> Contents {
-        let ram_bytes: u64 = self
-            .regions()
-            .iter()
-            .filter(|r| r.kind.is_ram())
-            .map(|r| {
-                r.end
-                    .min(range.end)
-                    .saturating_sub(r.start.max(range.start))
-            })
-            .sum();
+        let ram_bytes = self.tally(range.clone()).ram_in_range;
         match ram_bytes {
             0 => Contents::NoRam,
             n if n == range.end.saturating_sub(range.start) => Contents::Ram,
@@ -258,12 +255,32 @@ impl MemoryMap {
 
     /// The end of the highest RAM region ([`RegionKind::is_ram`]; 0 without RAM).
     pub fn ram_top(&self) -> u64 {
-        self.regions()
-            .iter()
-            .filter(|r| r.kind.is_ram())
-            .map(|r| r.end)
-            .max()
-            .unwrap_or(0)
+        self.tally(0..0).ram_top
+    }
+
+    /// One pass over the regions for [`usable_bytes`](Self::usable_bytes),
+    /// [`contents`](Self::contents) and [`ram_top`](Self::ram_top): one out-of-line
+    /// function that the boot runs (and QEMU translates) once for all three.
+    #[inline(never)]
+    fn tally(&self, range: Range<u64>) -> Tally {
+        let mut tally = Tally {
+            usable: 0,
+            ram_in_range: 0,
+            ram_top: 0,
+        };
+        for region in self.regions() {
+            if region.kind == RegionKind::Usable {
+                tally.usable += region.size();
+            }
+            if region.kind.is_ram() {
+                tally.ram_in_range += region
+                    .end
+                    .min(range.end)
+                    .saturating_sub(region.start.max(range.start));
+                tally.ram_top = tally.ram_top.max(region.end);
+            }
+        }
+        tally
     }
 
     /// The end of the highest region of any kind (0 for an empty map).
@@ -443,6 +460,16 @@ mod tests {
         map.normalize();
         assert_eq!(map.regions().len(), 255);
         assert_eq!(map.usable_bytes(), (1 << 30) - 127 * 0x1000);
+    }
+
+    #[test]
+    fn an_unnormalized_map_counts_overlaps_twice() {
+        let mut map = MemoryMap::new();
+        map.add(r(0, 0x3000, Usable)).unwrap();
+        map.add(r(0x1000, 0x2000, Usable)).unwrap();
+        map.add(r(0x2000, 0x9000, AcpiNvs)).unwrap();
+        assert_eq!(map.usable_bytes(), 0x4000);
+        assert_eq!(map.ram_top(), 0x9000);
     }
 
     #[test]
