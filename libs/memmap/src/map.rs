@@ -172,8 +172,12 @@ impl MemoryMap {
     /// region adds at most two entries (it may split one) while taking one from the pending
     /// list, so `n` regions never need more than `2n` slots. `add` stops at `CAPACITY`
     /// regions unless the map is already disjoint (painting disjoint regions never splits),
-    /// so the storage of `2 * CAPACITY` slots always suffices.
+    /// so the storage of `2 * CAPACITY` slots always suffices. A map that is already sorted,
+    /// disjoint and merged (as firmware maps often are) is left as it is.
     pub fn normalize(&mut self) {
+        if self.is_normalized() {
+            return;
+        }
         let n = self.len;
         // Stable insertion sort of the pending regions by strictness (n <= 2 * CAPACITY).
         for i in 1..n {
@@ -195,6 +199,15 @@ impl MemoryMap {
         }
         self.regions[len..].fill(EMPTY);
         self.len = len;
+    }
+
+    /// Whether the regions are already sorted, disjoint and merged (as firmware maps
+    /// often are): then [`normalize`](Self::normalize) has nothing to do.
+    fn is_normalized(&self) -> bool {
+        self.regions().windows(2).all(|pair| {
+            pair[0].end < pair[1].start
+                || (pair[0].end == pair[1].start && pair[0].kind != pair[1].kind)
+        })
     }
 
     /// Paints `p` over the sorted, disjoint, merged list `regions[..len]`, whose kinds are all
@@ -361,6 +374,25 @@ mod tests {
             r(0x4000, 0x9000, Usable),
         ]);
         assert_eq!(map.regions(), &[r(0, 0x9000, Usable)]);
+    }
+
+    #[test]
+    fn sorted_input_is_still_merged_and_resolved() {
+        // Already in order: touching entries of one kind merge, overlapping ones are resolved.
+        let touching = map(&[r(0, 0x1000, Usable), r(0x1000, 0x2000, Usable)]);
+        assert_eq!(touching.regions(), &[r(0, 0x2000, Usable)]);
+        let overlapping = map(&[r(0, 0x2000, Usable), r(0x1000, 0x3000, Reserved)]);
+        assert_eq!(
+            overlapping.regions(),
+            &[r(0, 0x1000, Usable), r(0x1000, 0x3000, Reserved)]
+        );
+        // Sorted, disjoint and merged: it stays as it is.
+        let normal = [
+            r(0, 0x1000, Usable),
+            r(0x1000, 0x2000, Reserved),
+            r(0x3000, 0x4000, Reserved),
+        ];
+        assert_eq!(map(&normal).regions(), &normal);
     }
 
     #[test]
