@@ -11,9 +11,8 @@
 //! after 3 resets in a row with no frame received or sent in between). The receive
 //! buffers are posted again; frames in flight on transmit are lost (logged, and no
 //! longer counted by `transmit_pending`). The call that met the overrun then goes on on
-//! the renewed device, through the device or a pair's own handle
-//! ([`NetDevice::split_queues`]) alike: both reset it (once, when calls on two pairs meet
-//! overruns at once).
+//! the renewed device. Only calls through the device reset it: a pair's own handle
+//! ([`NetDevice::split_queues`]) that meets an overrun reports it (`Failed`).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -190,11 +189,8 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     let net = VirtioNet::new(&function, transport.clone(), platform, features, msix)
         .inspect_err(|_| transport.fail())?;
     // One lock at a time: a guard in the arguments lives to the end of the statement.
-    let (rx_count, tx_count) = {
-        let pair = net.paths[0].lock();
-        let pair = pair.pair.lock();
-        (pair.rx_count, pair.tx_count)
-    };
+    let rx_count = net.pairs[0].lock().rx_count;
+    let tx_count = net.pairs[0].lock().tx_count;
     log::info!(
         "virtio-net {}: {} interface, mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} queue pair(s) ({}), {} receive and {} transmit buffers each, {} descriptor(s) per frame",
         function.address(),
@@ -209,7 +205,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         net.mac[3],
         net.mac[4],
         net.mac[5],
-        net.paths.len(),
+        net.pairs.len(),
         match net.offered_pairs {
             Some(max) => alloc::format!("the device offers {max}"),
             None => "no multi-queue".into(),
@@ -247,12 +243,9 @@ struct Pair {
     tx_link: Vec<u16>,
     /// Frames the device holds.
     tx_frames: usize,
-    /// Whether the device runs, is being reset or was given up: what every call on the
-    /// pair checks, the device's and its own handle's ([`NetDevice::split_queues`]).
+    /// Whether the device runs, is being reset or was given up: what the pair's own
+    /// handle ([`NetDevice::split_queues`]), whose calls bypass the device, checks.
     device: DeviceState,
-    /// Resets of the device begun so far: a call that met a broken used ring resets the
-    /// device only if none began since.
-    resets: u32,
 }
 
 /// Where a pair's device is, as its pairs' own handles see it.
@@ -279,9 +272,9 @@ const NO_LINK: u16 = u16::MAX;
 
 /// A virtio network interface with one or more queue pairs.
 pub struct VirtioNet {
-    /// The device's registers (its link status, and the reset before release).
+    /// The device's registers.
     transport: Transport,
-    /// The clock (the reset before release).
+    /// The clock (reset timeouts).
     platform: &'static dyn Platform,
     /// The MAC address.
     mac: [u8; 6],
@@ -292,27 +285,11 @@ pub struct VirtioNet {
     /// The largest frame the device cuts into segments, when every pair has TSO
     /// buffers: fixed once the pairs are made, so that `info` takes no pair's lock.
     tcp_segmentation: Option<usize>,
+    /// The queue pairs in use; `NetDevice` queue `q` is `pairs[q]`. Each behind its own
+    /// lock, shared with its handle once split ([`NetDevice::split_queues`]).
+    pairs: Vec<Arc<spin::Mutex<Pair>>>,
     /// `max_virtqueue_pairs` when multi-queue was negotiated.
     offered_pairs: Option<u16>,
-    /// Each pair's frame path; `NetDevice` queue `q` is `paths[q]`. Shared with the
-    /// pair's own handle once split ([`NetDevice::split_queues`]).
-    paths: Vec<Arc<spin::Mutex<PairPath>>>,
-    /// What a reset needs, shared with every pair's frame path.
-    core: Arc<spin::Mutex<DeviceCore>>,
-}
-
-/// What resetting the device needs: shared by the interface and its pairs' own handles
-/// (any of which may meet a broken used ring, on any core), behind one lock taken only
-/// to reset the device, to start it and to arm wake-ups, never on the frame path.
-struct DeviceCore {
-    /// The device's registers.
-    transport: Transport,
-    /// The clock (reset and control command timeouts).
-    platform: &'static dyn Platform,
-    /// What every pair's frames look like.
-    shape: Shape,
-    /// The queue pairs in use, each behind its own lock (taken after this one).
-    pairs: Vec<Arc<spin::Mutex<Pair>>>,
     /// The control queue and its command buffer, with multi-queue: only used while
     /// starting, but held until the device is reset (it was given their addresses).
     control: Option<(Virtqueue, Dma)>,
@@ -323,15 +300,6 @@ struct DeviceCore {
     /// Chains the device had returned on every pair's queues at the last reset: more
     /// since means it finished something.
     returned_at_reset: u64,
-}
-
-/// One pair's frame path, the device's and its own handle's alike: its calls take the
-/// pair's lock, and the device's only when one meets a broken used ring, to reset it.
-struct PairPath {
-    /// The pair.
-    pair: Arc<spin::Mutex<Pair>>,
-    /// What resetting the device needs.
-    core: Arc<spin::Mutex<DeviceCore>>,
 }
 
 impl VirtioNet {
@@ -406,7 +374,6 @@ impl VirtioNet {
                 tx_link: vec![NO_LINK; usize::from(tx_count)],
                 tx_frames: 0,
                 device: DeviceState::Running,
-                resets: 0,
             };
             // Every transmit buffer starts free, as after a reset.
             pair.forget_transmits();
@@ -422,72 +389,38 @@ impl VirtioNet {
             }
             None => None,
         };
-        let shape = Shape {
-            chain,
-            header_len: if transport.is_modern() {
-                HEADER_MODERN
-            } else {
-                HEADER_LEGACY
-            },
-            checksum_offload: features & F_CSUM != 0,
-        };
-        let core = DeviceCore {
-            transport,
-            platform,
-            shape,
-            pairs: queues,
-            control: None,
-            wakes: QueueWakes::new(msix, vectors),
-            recovery: Recovery::new(features),
-            returned_at_reset: 0,
-        };
-        let net = Self::over(core, mac, features & F_STATUS != 0, offered_pairs);
-        // From here on, dropping `net` resets the device before its memory goes.
-        net.core.lock().start(control)?;
-        Ok(net)
-    }
-
-    /// The interface over `core`, a device not yet started, whose configuration holds
-    /// `mac` (and its link status when `link_status`), and `offered_pairs` its
-    /// `max_virtqueue_pairs` with multi-queue.
-    fn over(core: DeviceCore, mac: [u8; 6], link_status: bool, offered_pairs: Option<u16>) -> Self {
-        let tcp_segmentation = core
-            .pairs
+        let tcp_segmentation = queues
             .iter()
             .all(|pair| pair.lock().tso.is_some())
             .then_some(TSO_MAX_FRAME);
-        let (transport, platform, shape) = (core.transport.clone(), core.platform, core.shape);
-        let pairs = core.pairs.clone();
-        let core = Arc::new(spin::Mutex::new(core));
-        let paths = pairs
-            .into_iter()
-            .map(|pair| {
-                Arc::new(spin::Mutex::new(PairPath {
-                    pair,
-                    core: core.clone(),
-                }))
-            })
-            .collect();
-        Self {
+        let recovery = Recovery::new(features);
+        let mut net = Self {
+            shape: Shape {
+                chain,
+                header_len: if transport.is_modern() {
+                    HEADER_MODERN
+                } else {
+                    HEADER_LEGACY
+                },
+                checksum_offload: features & F_CSUM != 0,
+            },
+            tcp_segmentation,
+            mac,
+            link_status: features & F_STATUS != 0,
+            pairs: queues,
+            offered_pairs,
+            control: None,
             transport,
             platform,
-            mac,
-            link_status,
-            shape,
-            tcp_segmentation,
-            offered_pairs,
-            paths,
-            core,
-        }
+            wakes: QueueWakes::new(msix, vectors),
+            recovery,
+            returned_at_reset: 0,
+        };
+        // From here on, dropping `net` resets the device before its memory goes.
+        net.start(control)?;
+        Ok(net)
     }
 
-    /// Pair `queue`'s frame path, or [`DeviceError::NoSuchQueue`].
-    fn path(&self, queue: usize) -> Result<spin::MutexGuard<'_, PairPath>, DeviceError> {
-        Ok(rexo_devio::pairs::pair_at(&self.paths, queue)?.lock())
-    }
-}
-
-impl DeviceCore {
     /// Gives the device its queues and receive buffers, starts it, and with more than
     /// one pair enables them with `VQ_PAIRS_SET` (an error when the device refuses or
     /// does not answer: the pairs it offered are then not what the driver uses).
@@ -595,44 +528,47 @@ impl DeviceCore {
         }
     }
 
-    /// Resets the device and starts it again after a call on `pair` met a broken used
-    /// ring (its index ran past the ring), unless the device was reset since that call
-    /// (`resets_seen`, the pair's count of resets then): another pair's call, or the
-    /// device's, got there first, and the call may run again. While the rings are
-    /// renewed, each pair's calls leave them alone; once the device is given up they
-    /// answer [`GIVEN_UP`].
-    fn reset_after_overrun(
+    /// Pair `queue`, or [`DeviceError::NoSuchQueue`].
+    fn pair(&self, queue: usize) -> Result<&spin::Mutex<Pair>, DeviceError> {
+        rexo_devio::pairs::pair_at(&self.pairs, queue)
+    }
+
+    /// Runs `call` on pair `queue` of a device not given up. When the device broke one of
+    /// the pair's used rings (its index ran past the ring), resets the device and runs
+    /// `call` once more on the renewed pair.
+    fn on_pair<T>(
         &mut self,
-        pair: &spin::Mutex<Pair>,
-        resets_seen: u32,
-    ) -> Result<(), DeviceError> {
+        queue: usize,
+        mut call: impl FnMut(&mut Pair, Shape) -> Result<T, DeviceError>,
+    ) -> Result<T, DeviceError> {
         self.recovery.usable()?;
-        if pair.lock().resets != resets_seen {
-            return Ok(());
+        let shape = self.shape;
+        // The pair's lock is released before a reset takes every pair's.
+        let result = call(&mut self.pair(queue)?.lock(), shape);
+        match result {
+            Err(DeviceError::Failed(USED_INDEX_OVERRUN)) => {
+                if self.returned() != self.returned_at_reset {
+                    self.recovery.device_finished();
+                }
+                // Each pair's lock is taken in turn: a handle's call in progress ends
+                // first, and none touches the rings until the device runs again.
+                self.mark_pairs(DeviceState::Resetting);
+                let recovered = self.recover(USED_INDEX_OVERRUN);
+                self.mark_pairs(match recovered {
+                    Ok(()) => DeviceState::Running,
+                    Err(_) => DeviceState::GivenUp,
+                });
+                recovered?;
+                call(&mut self.pair(queue)?.lock(), shape)
+            }
+            result => result,
         }
-        if self.returned() != self.returned_at_reset {
-            self.recovery.device_finished();
-        }
-        // Each pair's lock is taken in turn: a call in progress on it ends first, and
-        // none touches the rings until the device runs again.
-        self.mark_pairs(DeviceState::Resetting);
-        let recovered = self.recover(USED_INDEX_OVERRUN);
-        self.mark_pairs(match recovered {
-            Ok(()) => DeviceState::Running,
-            Err(_) => DeviceState::GivenUp,
-        });
-        recovered
     }
 
     /// Tells every pair (and so its own handle) where the device is.
-    /// A reset starting ([`DeviceState::Resetting`]) is counted in each pair's `resets`.
     fn mark_pairs(&self, device: DeviceState) {
         for pair in &self.pairs {
-            let mut pair = pair.lock();
-            pair.device = device;
-            if device == DeviceState::Resetting {
-                pair.resets = pair.resets.wrapping_add(1);
-            }
+            pair.lock().device = device;
         }
     }
 
@@ -648,7 +584,7 @@ impl DeviceCore {
     }
 }
 
-impl Restart for DeviceCore {
+impl Restart for VirtioNet {
     const NAME: &'static str = "virtio-net";
     const GIVEN_UP: DeviceError = GIVEN_UP;
 
@@ -824,10 +760,25 @@ struct Shape {
     checksum_offload: bool,
 }
 
-/// The frame path of one pair (the `NetDevice` calls of its queue), for [`PairPath`].
-/// While the device is being reset the rings are left alone (nothing received, sends
+/// The frame path of one pair (the `NetDevice` calls of its queue), for the device and
+/// for the pair's own handle ([`rexo_devio::pairs::split`]) alike. While the device is
+/// being reset the rings are left alone (nothing received, sends
 /// [`DeviceError::QueueFull`]); once it is given up every call is [`GIVEN_UP`].
-impl Pair {
+impl QueuePair for Pair {
+    type Layout = Shape;
+
+    /// [`NetDevice::receive`] on this pair.
+    fn receive(
+        &mut self,
+        shape: Shape,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        let mut delivered = 0;
+        self.receive_counted(shape, budget, deliver, &mut delivered)?;
+        Ok(delivered)
+    }
+
     /// [`NetDevice::send_segments`] on this pair: one descriptor chain: the virtio-net
     /// header and segment 0 in the first buffer (two descriptors on legacy devices
     /// without ANY_LAYOUT), then one descriptor per further segment, each in its own
@@ -963,88 +914,12 @@ impl Pair {
     }
 }
 
-impl PairPath {
-    /// Runs `call` on the pair. When the device broke one of the pair's used rings (its
-    /// index ran past the ring), resets the device (unless a call on another pair, or the
-    /// device's, did since) and runs `call` once more on the renewed pair.
-    fn run<T>(
-        &self,
-        shape: Shape,
-        mut call: impl FnMut(&mut Pair, Shape) -> Result<T, DeviceError>,
-    ) -> Result<T, DeviceError> {
-        // The pair's lock is released before a reset takes every pair's.
-        let (result, resets_seen) = {
-            let mut pair = self.pair.lock();
-            (call(&mut pair, shape), pair.resets)
-        };
-        match result {
-            Err(DeviceError::Failed(USED_INDEX_OVERRUN)) => {
-                self.core
-                    .lock()
-                    .reset_after_overrun(&self.pair, resets_seen)?;
-                call(&mut self.pair.lock(), shape)
-            }
-            result => result,
-        }
-    }
-}
-
-/// The `NetDevice` calls of one queue, through the device or the pair's own handle
-/// ([`rexo_devio::pairs::split`]) alike: either resets the device when the pair's used
-/// ring breaks.
-impl QueuePair for PairPath {
-    type Layout = Shape;
-
-    fn receive(
-        &mut self,
-        shape: Shape,
-        budget: usize,
-        deliver: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, DeviceError> {
-        // One count through both calls: a broken used ring met part way through a batch
-        // fails the call after some frames were delivered, and the call after the reset
-        // has the rest of the budget.
-        let mut delivered = 0;
-        self.run(shape, |pair, shape| {
-            pair.receive_counted(shape, budget, deliver, &mut delivered)
-        })?;
-        Ok(delivered)
-    }
-
-    fn send_segments(
-        &mut self,
-        shape: Shape,
-        segments: &[usize],
-        offload: bool,
-        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
-    ) -> Result<(), DeviceError> {
-        self.run(shape, |pair, shape| {
-            pair.send_segments(shape, segments, offload, fill)
-        })
-    }
-
-    fn send_tcp_segmented(
-        &mut self,
-        shape: Shape,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
-    ) -> Result<(), DeviceError> {
-        self.run(shape, |pair, shape| {
-            pair.send_tcp_segmented(shape, len, fill)
-        })
-    }
-
-    fn transmit_pending(&mut self, shape: Shape) -> Result<usize, DeviceError> {
-        self.run(shape, |pair, shape| pair.transmit_pending(shape))
-    }
-}
-
 impl NetDevice for VirtioNet {
     fn info(&self) -> NetInfo {
         NetInfo {
             mac: self.mac,
             max_frame: ETHERNET_MAX_FRAME,
-            queues: self.paths.len(),
+            queues: self.pairs.len(),
             // Without VIRTIO_NET_F_STATUS the link counts as up (spec 5.1.4.2); the
             // feature is taken only when the configuration holds the field.
             link_up: !self.link_status
@@ -1063,7 +938,14 @@ impl NetDevice for VirtioNet {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        self.path(queue)?.receive(self.shape, budget, deliver)
+        // One count through both calls: a broken used ring met part way through a batch
+        // fails the call after some frames were delivered, and the call after the reset
+        // has the rest of the budget.
+        let mut delivered = 0;
+        self.on_pair(queue, |pair, shape| {
+            pair.receive_counted(shape, budget, deliver, &mut delivered)
+        })?;
+        Ok(delivered)
     }
 
     fn send_segments(
@@ -1073,8 +955,9 @@ impl NetDevice for VirtioNet {
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
-        self.path(queue)?
-            .send_segments(self.shape, segments, offload, fill)
+        self.on_pair(queue, |pair, shape| {
+            pair.send_segments(shape, segments, offload, fill)
+        })
     }
 
     fn send_tcp_segmented(
@@ -1083,11 +966,13 @@ impl NetDevice for VirtioNet {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<(), DeviceError> {
-        self.path(queue)?.send_tcp_segmented(self.shape, len, fill)
+        self.on_pair(queue, |pair, shape| {
+            pair.send_tcp_segmented(shape, len, fill)
+        })
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        self.path(queue)?.transmit_pending(self.shape)
+        self.on_pair(queue, |pair, shape| pair.transmit_pending(shape))
     }
 
     /// Receive queue `q` signals through MSI-X entry `q` all along (the avail ring never
@@ -1096,18 +981,16 @@ impl NetDevice for VirtioNet {
     /// as kv arm once and nap many times). Unmasking with one pending wakes the core at
     /// once: callers re-check the ring after waking, as `sleep_ns` says.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
-        let mut device = self.core.lock();
-        device.recovery.usable()?;
-        device.wakes.arm(queue, core)
+        self.recovery.usable()?;
+        self.wakes.arm(queue, core)
     }
 
-    /// Each handle holds its pair's frame path (behind its own lock, and the pair's,
-    /// which only the core driving that pair takes on the frame path: pairs share no
-    /// mutable state, each has its own rings, buffers and doorbell; the device's lock is
-    /// taken only to reset it when the pair's used ring breaks).
+    /// Each handle holds its pair (behind the pair's own lock, which only the core
+    /// driving that pair takes on the frame path: pairs share no mutable state, each has
+    /// its own rings, buffers and doorbell).
     fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
         Ok(rexo_devio::pairs::split(
-            &self.paths,
+            &self.pairs,
             self.shape,
             self.info(),
             "arming a virtio-net pair's wake-up without the device",
@@ -1175,7 +1058,6 @@ mod tests {
             tx_link: vec![NO_LINK; usize::from(transmits)],
             tx_frames: 0,
             device: DeviceState::Running,
-            resets: 0,
         };
         pair.forget_transmits();
         pair
@@ -1201,104 +1083,98 @@ mod tests {
         let platform = rexo_devio::host::HostPlatform::leaked();
         let (device, transport) = crate::transport::HostDevice::modern(2 * HOST_RX_BUFFERS);
         let features = transport.negotiate(platform, 0, 0).unwrap();
-        let core = DeviceCore {
+        let recovery = Recovery::new(features);
+        let mut net = VirtioNet {
             transport,
             platform,
+            mac: [2, 0, 0, 0, 0, 1],
+            link_status: false,
             shape: Shape {
                 chain: 1,
                 header_len: HEADER_MODERN,
                 checksum_offload: false,
             },
+            tcp_segmentation: None,
             pairs: vec![Arc::new(spin::Mutex::new(unposted_pair(
                 HOST_RX_BUFFERS,
                 2,
             )))],
+            offered_pairs: None,
             control: None,
             wakes: QueueWakes::new(None, vec![None]),
-            recovery: Recovery::new(features),
+            recovery,
             returned_at_reset: 0,
         };
-        let net = VirtioNet::over(core, [2, 0, 0, 0, 0, 1], false, None);
-        net.core.lock().start(None).unwrap();
+        net.start(None).unwrap();
         (net, device)
-    }
-
-    /// Pair 0 of `net`.
-    fn first_pair(net: &VirtioNet) -> Arc<spin::Mutex<Pair>> {
-        net.paths[0].lock().pair.clone()
     }
 
     /// Plays a device whose used index on `net`'s receive queue runs past the ring.
     fn overrun_the_receive_ring(net: &VirtioNet) {
         let mut device_side = crate::queue::DeviceSide::default();
-        let pair = first_pair(net);
-        let mut pair = pair.lock();
+        let mut pair = net.pairs[0].lock();
         for _ in 0..pair.rx.size() + 2 {
             device_side.give_back(&mut pair.rx, 0, 0);
         }
     }
 
-    /// Sends a 60-byte frame on queue 0 of `via` (the device, or a pair's own handle).
-    fn send_frame(via: &mut dyn NetDevice) -> Result<(), DeviceError> {
-        via.send_segments(0, &[60], false, &mut |parts| {
+    /// Sends a 60-byte frame on `net`'s queue 0.
+    fn send_frame(net: &mut VirtioNet) -> Result<(), DeviceError> {
+        net.send_segments(0, &[60], false, &mut |parts| {
             parts[0].fill(0x42);
             true
         })
     }
 
-    /// The status of a device reset and started again.
-    const RUNNING: u8 = crate::transport::STATUS_ACKNOWLEDGE
-        | crate::transport::STATUS_DRIVER
-        | crate::transport::STATUS_FEATURES_OK
-        | crate::transport::STATUS_DRIVER_OK;
-
-    /// Checks that `pair`, renewed by a reset, passes frames again through `via` (the
-    /// device, or the pair's own handle): every receive buffer is the device's again,
-    /// from ring index 0, a frame it receives is delivered, and both transmit buffers are
-    /// free again (two frames go, from ring index 0).
-    fn assert_passes_frames_again(pair: &spin::Mutex<Pair>, via: &mut dyn NetDevice) {
-        let mut rx_side = crate::queue::DeviceSide::default();
-        let posted: Vec<_> = core::iter::from_fn(|| rx_side.take(&pair.lock().rx)).collect();
-        assert_eq!(posted, [0, 1, 2, 3]);
-        {
-            let mut pair = pair.lock();
-            pair.rx_buffers.bytes_mut(HEADER_MODERN, 60).fill(0x5A);
-            rx_side.give_back(&mut pair.rx, 0, (HEADER_MODERN + 60) as u32);
-        }
-        let mut frames = Vec::new();
-        assert_eq!(
-            via.receive(0, 8, &mut |bytes| frames.push(bytes.len())),
-            Ok(1)
-        );
-        assert_eq!(frames, [60]);
-        send_frame(via).unwrap();
-        send_frame(via).unwrap();
-        let mut tx_side = crate::queue::DeviceSide::default();
-        let pair = pair.lock();
-        assert_eq!(
-            [tx_side.take(&pair.tx), tx_side.take(&pair.tx)],
-            [Some(0), Some(1)]
-        );
-    }
-
     #[test]
     fn a_used_index_past_the_ring_resets_the_device_and_posts_the_receive_buffers_again() {
+        use crate::transport::{
+            STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
+        };
         let (mut net, device) = net_on_host();
-        assert_eq!(device.status(), RUNNING);
+        let running = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK;
+        assert_eq!(device.status(), running);
         // A frame in flight on transmit, taken by the device and never returned.
         send_frame(&mut net).unwrap();
         let mut tx_side = crate::queue::DeviceSide::default();
-        assert!(tx_side.take(&first_pair(&net).lock().tx).is_some());
+        assert!(tx_side.take(&net.pairs[0].lock().tx).is_some());
         assert_eq!(net.transmit_pending(0), Ok(1));
         // A status the reset and the start after it must overwrite.
         device.set_status(0);
         overrun_the_receive_ring(&net);
         assert_eq!(net.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
-        assert_eq!(device.status(), RUNNING, "reset and started again");
+        assert_eq!(device.status(), running, "reset and started again");
         // The frame in flight is lost, not pending for ever.
         assert_eq!(net.transmit_pending(0), Ok(0));
-        let pair = first_pair(&net);
-        assert_passes_frames_again(&pair, &mut net);
+        // Every receive buffer is the device's again, from ring index 0.
+        let mut rx_side = crate::queue::DeviceSide::default();
+        let posted: Vec<_> =
+            core::iter::from_fn(|| rx_side.take(&net.pairs[0].lock().rx)).collect();
+        assert_eq!(posted, [0, 1, 2, 3]);
+        // A frame the renewed device receives is delivered.
+        {
+            let mut pair = net.pairs[0].lock();
+            let frame = [0x5A; 60];
+            pair.rx_buffers
+                .bytes_mut(HEADER_MODERN, frame.len())
+                .copy_from_slice(&frame);
+            rx_side.give_back(&mut pair.rx, 0, (HEADER_MODERN + frame.len()) as u32);
+        }
+        let mut frames = Vec::new();
+        assert_eq!(
+            net.receive(0, 8, &mut |bytes| frames.push(bytes.len())),
+            Ok(1)
+        );
+        assert_eq!(frames, [60]);
+        // Both transmit buffers are free again: two frames go, from ring index 0.
+        send_frame(&mut net).unwrap();
+        send_frame(&mut net).unwrap();
+        let mut tx_side = crate::queue::DeviceSide::default();
+        let pair = net.pairs[0].lock();
+        assert_eq!(
+            [tx_side.take(&pair.tx), tx_side.take(&pair.tx)],
+            [Some(0), Some(1)]
+        );
     }
 
     /// A used ring that breaks part way through a batch: the frames delivered before
@@ -1309,8 +1185,7 @@ mod tests {
         let (mut net, _device) = net_on_host();
         let mut device_side = crate::queue::DeviceSide::default();
         {
-            let pair = first_pair(&net);
-            let mut pair = pair.lock();
+            let mut pair = net.pairs[0].lock();
             for buffer in 0..2 {
                 assert_eq!(device_side.take(&pair.rx), Some(buffer));
                 let at = usize::from(buffer) * BUFFER_STRIDE + HEADER_MODERN;
@@ -1323,8 +1198,7 @@ mod tests {
         // once the second frame is delivered.
         assert_eq!(net.receive(0, 1, &mut |_| {}), Ok(1));
         {
-            let pair = first_pair(&net);
-            let mut pair = pair.lock();
+            let mut pair = net.pairs[0].lock();
             for _ in 0..pair.rx.size() + 2 {
                 device_side.give_back(&mut pair.rx, 1, (HEADER_MODERN + 60) as u32);
             }
@@ -1362,18 +1236,18 @@ mod tests {
             })
         };
         // While the rings are renewed: nothing is sent or taken.
-        net.core.lock().mark_pairs(DeviceState::Resetting);
+        net.mark_pairs(DeviceState::Resetting);
         assert_eq!(send(&mut handle), Err(DeviceError::QueueFull));
         assert_eq!(handle.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
         assert_eq!(handle.transmit_pending(0), Ok(0));
         let mut tx_side = crate::queue::DeviceSide::default();
         assert_eq!(
-            tx_side.take(&first_pair(&net).lock().tx),
+            tx_side.take(&net.pairs[0].lock().tx),
             None,
             "nothing posted"
         );
         // A reset through the device leaves the pair running again.
-        net.core.lock().mark_pairs(DeviceState::Running);
+        net.mark_pairs(DeviceState::Running);
         overrun_the_receive_ring(&net);
         assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(0));
         assert_eq!(send(&mut handle), Ok(()));
@@ -1388,67 +1262,6 @@ mod tests {
         assert_eq!(handle.transmit_pending(0), Err(GIVEN_UP));
     }
 
-    /// A pair's own handle bypasses the device, and used to answer an overrun with
-    /// `Failed` and leave the device broken for good: it now resets the device as a call
-    /// through the device does, and the device sees the renewed pair too.
-    #[test]
-    fn a_pairs_own_handle_that_meets_a_broken_used_ring_resets_the_device() {
-        let (mut net, device) = net_on_host();
-        let mut handle = net.split_queues().unwrap().pop().unwrap();
-        // A frame in flight on transmit, taken by the device and never returned.
-        send_frame(handle.as_mut()).unwrap();
-        let mut tx_side = crate::queue::DeviceSide::default();
-        assert!(tx_side.take(&first_pair(&net).lock().tx).is_some());
-        device.set_status(0);
-        overrun_the_receive_ring(&net);
-        assert_eq!(handle.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
-        assert_eq!(device.status(), RUNNING, "reset and started again");
-        // The frame in flight is lost, through the handle and the device alike.
-        assert_eq!(handle.transmit_pending(0), Ok(0));
-        assert_eq!(net.transmit_pending(0), Ok(0));
-        assert_passes_frames_again(&first_pair(&net), handle.as_mut());
-    }
-
-    #[test]
-    fn a_pairs_own_handle_gives_the_device_up_after_three_resets_in_a_row() {
-        let (mut net, device) = net_on_host();
-        let mut handle = net.split_queues().unwrap().pop().unwrap();
-        for reset in 1..=crate::recovery::RESETS_IN_A_ROW {
-            overrun_the_receive_ring(&net);
-            assert_eq!(handle.receive(0, 8, &mut |_| {}), Ok(0), "reset {reset}");
-        }
-        overrun_the_receive_ring(&net);
-        assert_eq!(handle.receive(0, 8, &mut |_| {}), Err(GIVEN_UP));
-        assert_ne!(device.status() & crate::transport::STATUS_FAILED, 0);
-        assert_eq!(send_frame(handle.as_mut()), Err(GIVEN_UP));
-        assert_eq!(handle.transmit_pending(0), Err(GIVEN_UP));
-        assert_eq!(net.receive(0, 8, &mut |_| {}), Err(GIVEN_UP));
-        assert_eq!(net.wake_on_receive(0, None), Err(GIVEN_UP));
-    }
-
-    /// Calls on two pairs (or a pair's handle and the device) that meet broken used rings
-    /// at once reset the device once: the second finds it reset since its call, and
-    /// runs again instead of counting a second reset in a row.
-    #[test]
-    fn a_call_that_met_a_broken_ring_before_another_call_reset_the_device_resets_it_no_more() {
-        let (mut net, device) = net_on_host();
-        let pair = first_pair(&net);
-        let resets_seen = pair.lock().resets;
-        overrun_the_receive_ring(&net);
-        assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(0));
-        device.set_status(0);
-        let mut core = net.core.lock();
-        assert_eq!(core.reset_after_overrun(&pair, resets_seen), Ok(()));
-        assert_eq!(device.status(), 0, "not reset again");
-        let resets_now = pair.lock().resets;
-        assert_eq!(core.reset_after_overrun(&pair, resets_now), Ok(()));
-        assert_ne!(
-            device.status(),
-            0,
-            "a call that met a renewed ring broken resets it"
-        );
-    }
-
     #[test]
     fn a_frame_the_device_returns_starts_the_count_of_resets_again() {
         let (mut net, device) = net_on_host();
@@ -1460,8 +1273,7 @@ mod tests {
         send_frame(&mut net).unwrap();
         {
             let mut tx_side = crate::queue::DeviceSide::default();
-            let pair = first_pair(&net);
-            let mut pair = pair.lock();
+            let mut pair = net.pairs[0].lock();
             let head = tx_side.take(&pair.tx).unwrap();
             tx_side.give_back(&mut pair.tx, head.into(), 0);
         }
@@ -1493,14 +1305,10 @@ mod tests {
         let used_len = (HEADER_MODERN + frame.len()) as u32;
         device.give_back(&mut pair.rx, 0, used_len);
         device.give_back(&mut pair.rx, 0, used_len);
-        let (mut frames, mut delivered) = (Vec::new(), 0);
-        pair.receive_counted(
-            shape,
-            8,
-            &mut |bytes| frames.push(bytes.to_vec()),
-            &mut delivered,
-        )
-        .unwrap();
+        let mut frames = Vec::new();
+        let delivered = pair
+            .receive(shape, 8, &mut |bytes| frames.push(bytes.to_vec()))
+            .unwrap();
         assert_eq!((delivered, frames), (1, vec![frame.to_vec()]));
         assert_eq!(pair.rx.stray_used(), 1, "the repeat is counted");
         // Buffer 0 is posted again once: the device sees it once, and buffer 1 is still
