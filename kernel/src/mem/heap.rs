@@ -49,8 +49,7 @@ pub fn size_for(usable: u64) -> u64 {
 
 /// Gives the heap `bytes` of frames. Errors if the frames cannot be had.
 pub fn init(bytes: u64) -> Result<(), rexo_memmap::AllocError> {
-    let frames = super::frames::allocate(bytes, 2 << 20)
-        .or_else(|_| super::frames::allocate(bytes, 4096))?;
+    let frames = super::frames::allocate(bytes, 4096)?;
     // The heap owns these frames for the life of the machine.
     let range = frames.leak();
     let (start, len) = (range.start, range.end - range.start);
