@@ -150,9 +150,10 @@ pub fn stopped_by_other_core() -> ! {
 /// The panic handler: the same report as for an exception, with the message and location.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let registers = registers_here();
     cpu::disable_interrupts();
     if crate::arch::abort::can_abort() && !crate::console::crash_in_progress() {
-        app_panic(info);
+        app_panic(info, &registers);
     }
     if !start_report() {
         stopped_by_other_core();
@@ -162,12 +163,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         format_args!("!!! rexo: panic on core {}", percpu::core_index()),
         info,
     );
-    let (rip, rsp, rbp) = current_frame();
-    kprintln!(
-        "rip={rip:#018x} rsp={rsp:#018x} cr2={:#018x} (registers of the panic handler)",
-        cpu::cr2()
-    );
-    print_backtrace(rip, rbp);
+    kprintln!("!!! rexo: registers as the panic handler found them:");
+    print_registers(&registers, cpu::cr2());
+    print_backtrace(registers.rip, registers.rbp);
     finish_report()
 }
 
@@ -185,28 +183,44 @@ fn print_panic_headline(what: core::fmt::Arguments<'_>, info: &core::panic::Pani
     kprintln!(": {}", info.message());
 }
 
-/// The caller's instruction, stack and frame pointers (where a backtrace starts).
-#[inline(always)]
-fn current_frame() -> (u64, u64, u64) {
-    let (rip, rsp, rbp): (u64, u64, u64);
-    // SAFETY: reads the instruction, stack and frame pointers; no memory is touched.
+/// Every general register, `rip` (this code), `rflags` and the segments, as the caller
+/// has them here; the vector and error code stay 0. One register, the one the compiler
+/// picks to hold the frame's address, shows that address instead of its own value.
+#[inline(always)] // the caller's registers, not a callee's
+fn registers_here() -> InterruptFrame {
+    use core::mem::offset_of;
+    const _: () = assert!(offset_of!(InterruptFrame, rax) == 112);
+    const _: () = assert!(offset_of!(InterruptFrame, rip) == 136);
+    const _: () = assert!(offset_of!(InterruptFrame, ss) == 168);
+    let mut frame = InterruptFrame::default();
+    let at: *mut InterruptFrame = &mut frame;
+    // SAFETY: writes only `frame` (at the field offsets of its `repr(C)` layout); the
+    // push of `rflags` is popped at once (the kernel's target has no red zone).
     unsafe {
-        core::arch::asm!("lea {}, [rip]", "mov {}, rsp", "mov {}, rbp", out(reg) rip, out(reg) rsp, out(reg) rbp, options(nomem, nostack))
+        core::arch::asm!(
+            "mov [{f}], r15", "mov [{f} + 8], r14", "mov [{f} + 16], r13", "mov [{f} + 24], r12",
+            "mov [{f} + 32], r11", "mov [{f} + 40], r10", "mov [{f} + 48], r9", "mov [{f} + 56], r8",
+            "mov [{f} + 64], rbp", "mov [{f} + 72], rdi", "mov [{f} + 80], rsi", "mov [{f} + 88], rdx",
+            "mov [{f} + 96], rcx", "mov [{f} + 104], rbx", "mov [{f} + 112], rax",
+            "lea {t}, [rip]", "mov [{f} + 136], {t}", "mov {t}, cs", "mov [{f} + 144], {t}",
+            "pushfq", "pop qword ptr [{f} + 152]", "mov [{f} + 160], rsp",
+            "mov {t}, ss", "mov [{f} + 168], {t}",
+            f = in(reg) at, t = out(reg) _,
+        )
     };
-    (rip, rsp, rbp)
+    frame
 }
 
 /// A panic inside an app (under an abort point): report it, then end only that app by
 /// returning to the abort point `apps::run` set. The kernel and the other cores go on.
-fn app_panic(info: &core::panic::PanicInfo<'_>) -> ! {
+fn app_panic(info: &core::panic::PanicInfo<'_>, registers: &InterruptFrame) -> ! {
     crate::console::release_after_abort();
     // The app may have panicked in the middle of a log line: start a fresh one.
     print_panic_headline(
         format_args!("\nrexo: an app panicked on core {}", percpu::core_index()),
         info,
     );
-    let (rip, _, rbp) = current_frame();
-    print_backtrace(rip, rbp);
+    print_backtrace(registers.rip, registers.rbp);
     crate::arch::abort::abort_current()
 }
 
