@@ -1,4 +1,5 @@
-//! RFC 5961's challenge ACKs, limited per connection (RFC 5961, 7).
+//! The limits on ACKs drawn by segments we do not accept: RFC 5961's challenge ACKs
+//! (RFC 5961, 7), and the ACKs owed to out-of-window segments without data.
 
 use crate::Stats;
 
@@ -39,6 +40,42 @@ impl ChallengeAcks {
         }
         self.sent += 1;
         stats.challenge_acks += 1;
+        true
+    }
+}
+
+/// The least time between two ACKs one connection (or TIME-WAIT entry) sends in answer to
+/// out-of-window segments without data. RFC 9293 (3.10.7.4) answers every unacceptable
+/// segment with an ACK; two ends that disagree on the sequence numbers (one of them
+/// desynchronized, or a forged connection) would then ACK each other's ACKs for ever, an
+/// ACK storm. Linux limits these ACKs the same way (`tcp_invalid_ratelimit`, 500 ms). A
+/// segment with data or a FIN is always answered: it is a retransmission of what we took
+/// already, and its sender needs the ACK to stop.
+pub const OUT_OF_WINDOW_ACK_INTERVAL_NS: u64 = 500_000_000;
+
+/// When the last ACK answering an out-of-window segment without data went out.
+#[derive(Clone, Copy, Default)]
+pub struct OutOfWindowAcks {
+    last: Option<u64>,
+}
+
+impl OutOfWindowAcks {
+    /// Whether an out-of-window segment (`seq_len` long, `syn` if it carries one) may be
+    /// answered at `now`: always if it carries data or a FIN, else at most once per
+    /// [`OUT_OF_WINDOW_ACK_INTERVAL_NS`] (refusals counted in
+    /// `stats.out_of_window_acks_limited`).
+    pub fn allow(&mut self, seq_len: usize, syn: bool, now: u64, stats: &mut Stats) -> bool {
+        if seq_len > usize::from(syn) {
+            return true;
+        }
+        if self
+            .last
+            .is_some_and(|last| now.saturating_sub(last) < OUT_OF_WINDOW_ACK_INTERVAL_NS)
+        {
+            stats.out_of_window_acks_limited += 1;
+            return false;
+        }
+        self.last = Some(now);
         true
     }
 }

@@ -1,7 +1,7 @@
 //! One synchronized connection (RFC 9293's states from ESTABLISHED on): receive
 //! processing, the send queue of shared pieces, retransmission, and its timers.
 
-use crate::challenge::ChallengeAcks;
+use crate::challenge::{ChallengeAcks, OutOfWindowAcks};
 use crate::piece::Piece;
 use crate::seq::Seq;
 use crate::wire::{self, ACK, FIN, Header, RST, SYN, Segment};
@@ -95,6 +95,9 @@ pub struct Conn {
     keepalives: u32,
     keepalive_now: bool,
     challenges: ChallengeAcks,
+    /// The limit on ACKs to out-of-window segments without data (kept by the TIME-WAIT
+    /// entry the connection leaves).
+    pub(crate) out_of_window_acks: OutOfWindowAcks,
 }
 
 impl Conn {
@@ -157,6 +160,7 @@ impl Conn {
             keepalives: 0,
             keepalive_now: false,
             challenges: ChallengeAcks::default(),
+            out_of_window_acks: OutOfWindowAcks::default(),
         }
     }
 
@@ -293,7 +297,10 @@ impl Conn {
         let probe = !acceptable && wnd == 0 && seg.seq == self.rcv_nxt && !seg.has(RST);
         if !acceptable && !probe {
             stats.out_of_window += 1;
-            if !seg.has(RST) {
+            if seg.has(SYN) {
+                // RFC 5961 (4.2): a SYN draws a challenge ACK whatever its sequence number.
+                self.challenge(now, stats);
+            } else if !seg.has(RST) && self.out_of_window_acks.allow(len, false, now, stats) {
                 self.ack_pending = true;
             }
             return false;

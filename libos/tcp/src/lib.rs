@@ -48,7 +48,7 @@ mod wire;
 /// it): an IPv4 total length is 16 bits, less the IPv4 and TCP headers (no options).
 pub const MAX_SEGMENTATION: usize = 65_535 - 40;
 
-pub use challenge::CHALLENGE_ACKS_PER_SECOND;
+pub use challenge::{CHALLENGE_ACKS_PER_SECOND, OUT_OF_WINDOW_ACK_INTERVAL_NS};
 pub use checksum::{BLOCK, Blob};
 pub use piece::Piece;
 pub use seq::Seq;
@@ -56,7 +56,7 @@ pub use wire::{ACK, FIN, Header, Malformed, PSH, RST, SYN, Segment, parse};
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
-use challenge::ChallengeAcks;
+use challenge::{ChallengeAcks, OutOfWindowAcks};
 use conn::{Conn, Output, Pace, Setup, Turn};
 use core::ops::Bound;
 
@@ -251,6 +251,9 @@ pub struct Stats {
     /// Challenge ACKs not sent: their connection had sent
     /// [`CHALLENGE_ACKS_PER_SECOND`] that second (RFC 5961, 7).
     pub challenge_acks_limited: u64,
+    /// ACKs not sent in answer to out-of-window segments without data: their connection
+    /// (or TIME-WAIT entry) had sent one less than [`OUT_OF_WINDOW_ACK_INTERVAL_NS`] ago.
+    pub out_of_window_acks_limited: u64,
     /// Duplicate ACKs received.
     pub duplicate_acks: u64,
     /// Fast retransmits (three duplicate ACKs).
@@ -398,6 +401,8 @@ struct TimeWait {
     /// connection scaled it), which the entry's ACKs offer again: a window of 0 would
     /// tell the peer to stop and probe.
     window: u16,
+    /// The limit on its ACKs to out-of-window segments without data.
+    out_of_window_acks: OutOfWindowAcks,
     until: u64,
 }
 
@@ -814,6 +819,13 @@ impl Endpoint {
             return None;
         } else {
             self.stats.out_of_window += 1;
+            let syn = seg.has(SYN);
+            if !entry
+                .out_of_window_acks
+                .allow(seg.seq_len(), syn, now, &mut self.stats)
+            {
+                return None;
+            }
         }
         let (seq, ack, window) = (entry.snd_nxt, entry.rcv_nxt, entry.window);
         self.reply(tuple, seq, ack, ACK, window, None);
@@ -1100,6 +1112,7 @@ impl Endpoint {
                 snd_nxt,
                 rcv_nxt,
                 window: conn.window_field(),
+                out_of_window_acks: conn.out_of_window_acks,
                 until,
             },
         );

@@ -870,6 +870,58 @@ fn a_flood_of_in_window_resets_and_syns_gets_a_limited_number_of_challenge_acks(
 }
 
 #[test]
+fn out_of_window_acks_are_limited_but_retransmitted_data_is_always_acknowledged() {
+    let (mut ep, id, mut peer) = established();
+    let exact = peer.seq;
+    // A desynchronized peer's bare ACKs, far outside the window: one ACK per interval
+    // (else the two ends would ACK each other's ACKs for ever).
+    peer.seq = exact.plus(1 << 30);
+    let stray = peer.segment(ACK, b"");
+    let every_10ms = |from: u64| (0..100).map(move |i| from + i * 10 * MS);
+    let interval = OUT_OF_WINDOW_ACK_INTERVAL_NS;
+    assert_eq!(
+        acks_to(&mut ep, &[&stray], every_10ms(0)),
+        2,
+        "one per 500 ms"
+    );
+    assert_eq!(ep.stats().out_of_window_acks_limited, 98);
+    // Data already taken, sent again, is acknowledged every time: its sender needs it.
+    peer.seq = exact;
+    peer.send(&mut ep, 1000 * MS, b"taken");
+    poll(&mut ep, 1000 * MS);
+    let again = peer.segment(ACK, b"taken");
+    assert_eq!(acks_to(&mut ep, &[&again], every_10ms(1000 * MS)), 100);
+    // An out-of-window SYN draws a challenge ACK, within the challenge limit.
+    peer.seq = exact.plus(1 << 30);
+    let syn = peer.segment(SYN, b"");
+    let limit = CHALLENGE_ACKS_PER_SECOND as usize;
+    assert_eq!(acks_to(&mut ep, &[&syn], every_10ms(2000 * MS)), limit);
+    assert_eq!(ep.state(id), Ok(State::Established));
+    // After an interval without one, a stray ACK is answered again.
+    ep.input(3000 * MS + interval, &stray);
+    assert_eq!(poll(&mut ep, 3000 * MS + interval).len(), 1);
+}
+
+#[test]
+fn time_wait_limits_its_acks_to_stray_acks_but_not_to_a_retransmitted_fin() {
+    let mut ep = server(Config::default());
+    let mut peer = in_time_wait_after(&mut ep, 0, 5000, 10);
+    let closed_at = peer.seq;
+    peer.seq = closed_at.plus(1 << 30);
+    let stray = peer.segment(ACK, b"");
+    let every_10ms = |from: u64| (0..100).map(move |i| from + i * 10 * MS);
+    assert_eq!(
+        acks_to(&mut ep, &[&stray], every_10ms(MS)),
+        2,
+        "one per 500 ms"
+    );
+    assert_eq!(ep.stats().out_of_window_acks_limited, 98);
+    peer.seq = closed_at;
+    let fin = peer.fin_again();
+    assert_eq!(acks_to(&mut ep, &[&fin], every_10ms(1001 * MS)), 100);
+}
+
+#[test]
 fn a_half_open_connection_limits_its_challenge_acks_too() {
     let limit = CHALLENGE_ACKS_PER_SECOND as usize;
     let mut ep = server(Config::default());
