@@ -390,6 +390,7 @@ struct HalfOpen {
     retries: u32,
     send_now: bool,
     challenges: ChallengeAcks,
+    out_of_window_acks: OutOfWindowAcks,
 }
 
 /// What is left of a connection in TIME-WAIT: enough to acknowledge a retransmitted
@@ -857,6 +858,7 @@ impl Endpoint {
                 retries: 0,
                 send_now: true,
                 challenges: ChallengeAcks::default(),
+                out_of_window_acks: OutOfWindowAcks::default(),
             },
         );
     }
@@ -881,7 +883,8 @@ impl Endpoint {
     /// one elsewhere in the window, or a SYN other than the peer's first again, gets a
     /// challenge ACK (a peer that restarted with a new ISN answers it with the RST
     /// that ends the stale entry), at most [`CHALLENGE_ACKS_PER_SECOND`]; a segment out
-    /// of the window gets an ACK.
+    /// of the window gets an ACK (without data, at most one per
+    /// [`OUT_OF_WINDOW_ACK_INTERVAL_NS`]).
     fn input_half_open(
         &mut self,
         tuple: Tuple,
@@ -921,7 +924,13 @@ impl Endpoint {
         }
         if !in_window {
             self.stats.out_of_window += 1;
-            self.reply(&tuple, snd_nxt, rcv_nxt, ACK, window, None);
+            let len = seg.seq_len();
+            if half
+                .out_of_window_acks
+                .allow(len, false, now, &mut self.stats)
+            {
+                self.reply(&tuple, snd_nxt, rcv_nxt, ACK, window, None);
+            }
             return Sender::Unknown;
         }
         if !seg.has(ACK) {

@@ -942,6 +942,20 @@ fn a_half_open_connection_limits_its_challenge_acks_too() {
     assert_eq!(acks_to_batch(1000 * MS), limit, "the next second");
     assert_eq!(ep.half_open(), 1);
     assert_eq!(ep.stats().challenge_acks_limited, 300 - 2 * limit as u64);
+    // Bare ACKs out of its window: one answered per 500 ms.
+    let stray = packet(
+        5000,
+        ACK,
+        Seq(1001 + (1 << 30)),
+        Seq(0),
+        1000,
+        b"",
+        None,
+        None,
+    );
+    let every_10ms = (0..100).map(|i| 2000 * MS + i * 10 * MS);
+    assert_eq!(acks_to(&mut ep, &[&stray], every_10ms), 2);
+    assert_eq!(ep.stats().out_of_window_acks_limited, 98);
 }
 
 #[test]
