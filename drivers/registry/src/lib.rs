@@ -1828,22 +1828,17 @@ pub(crate) mod tests {
             ..MemoryDisk::new()
         };
         let (registry, _) = registry_with_table(disk);
-        let share = |reader: String| ExtentOp::Share {
-            start: 0,
-            count: 1,
-            reader,
-        };
-        // 40 shares: 41 entries, so the table spans six sectors (generations 3..=42).
+        let one_sector = Some(ExtentOp::Allocate { sectors: 1 });
+        // 40 apps' extents: 41 entries, so the table spans six sectors (generations
+        // 3..=42).
         let mut before = Vec::new();
-        for reader in 0..40 {
-            before = registry
-                .extents(0, "fs", Some(share(format!("app{reader}"))))
-                .unwrap();
+        for app in 0..40 {
+            before = (registry.extents(0, &format!("app{app}"), one_sector.clone())).unwrap();
         }
         // The next table's second request fails: its first four sectors are written.
         bad.store(MemoryDisk::SECTORS - 1, Ordering::Relaxed);
         assert_eq!(
-            registry.extents(0, "fs", Some(share("late".into()))).err(),
+            registry.extents(0, "late", one_sector.clone()).err(),
             Some(ApiError::Device(DeviceError::Status {
                 what: "a simulated write",
                 status: 1
@@ -1857,9 +1852,7 @@ pub(crate) mod tests {
             Ok(before),
             "after a reboot"
         );
-        let after = registry
-            .extents(0, "fs", Some(share("late".into())))
-            .unwrap();
+        let after = registry.extents(0, "late", one_sector).unwrap();
         assert_eq!(after.len(), 42, "the disk takes changes again");
     }
 

@@ -33,6 +33,9 @@ pub const COPY_BYTES: usize = 4096;
 pub const COPIES: usize = 2;
 /// The most entries a table holds.
 pub const MAX_ENTRIES: usize = (COPY_BYTES - HEADER) / ENTRY;
+/// The most entries one holder may account for: its extents and the shares it gave (a
+/// quarter of the table), so that no one app can fill the table for the others.
+pub const MAX_ENTRIES_PER_HOLDER: usize = 16;
 /// The magic at the start of each copy.
 const MAGIC: &[u8; 8] = b"RexoXN02";
 /// The magic of the first format (one copy, a CRC of the entries only): such a table
@@ -102,6 +105,9 @@ pub enum XnError {
     NoSpace(u64),
     /// The table has no room for another entry.
     TableFull,
+    /// The holder accounts for [`MAX_ENTRIES_PER_HOLDER`] entries already (its extents
+    /// and the shares it gave).
+    HolderFull,
     /// The name is empty, too long or not printable ASCII.
     BadName,
     /// The extent is not the caller's to share or free.
@@ -134,6 +140,11 @@ impl fmt::Display for XnError {
             Self::EmptyRequest => f.write_str("a request of 0 sectors is refused"),
             Self::NoSpace(count) => write!(f, "no free run of {count} sectors"),
             Self::TableFull => write!(f, "the extent table is full ({MAX_ENTRIES} entries)"),
+            Self::HolderFull => write!(
+                f,
+                "the app accounts for {MAX_ENTRIES_PER_HOLDER} entries of the extent table already \
+                 (its extents and the shares it gave)"
+            ),
             Self::BadName => write!(f, "holder names are 1 to {MAX_NAME} printable ASCII bytes"),
             Self::NotOwner => f.write_str("the extent is not the caller's"),
             Self::NotFound => f.write_str("no such extent"),
@@ -443,9 +454,7 @@ impl Table {
     /// caller wipes them before it writes the table to the disk.
     pub fn allocate(&mut self, holder: &str, count: u64) -> Result<Extent, XnError> {
         valid_name(holder)?;
-        if self.entries.len() >= MAX_ENTRIES {
-            return Err(XnError::TableFull);
-        }
+        self.room_for_one_more(holder)?;
         let mut taken: Vec<(u64, u64)> = self
             .entries
             .iter()
@@ -492,9 +501,7 @@ impl Table {
         if !inside || count == 0 {
             return Err(XnError::NotOwner);
         }
-        if self.entries.len() >= MAX_ENTRIES {
-            return Err(XnError::TableFull);
-        }
+        self.room_for_one_more(owner)?;
         self.entries.push(Extent {
             start,
             count,
@@ -502,6 +509,27 @@ impl Table {
             rights: READ,
         });
         self.generation += 1;
+        Ok(())
+    }
+
+    /// Whether the table, and `owner`'s part of it (its extents and the shares inside
+    /// them), have room for one more entry.
+    fn room_for_one_more(&self, owner: &str) -> Result<(), XnError> {
+        if self.entries.len() >= MAX_ENTRIES {
+            return Err(XnError::TableFull);
+        }
+        let owned = || (self.entries.iter()).filter(|e| e.holder == owner && !e.is_share());
+        let accounted = self
+            .entries
+            .iter()
+            .filter(|e| {
+                !e.is_share() && e.holder == owner
+                    || e.is_share() && owned().any(|o| o.start <= e.start && e.end() <= o.end())
+            })
+            .count();
+        if accounted >= MAX_ENTRIES_PER_HOLDER {
+            return Err(XnError::HolderFull);
+        }
         Ok(())
     }
 

@@ -90,7 +90,8 @@ fn space_and_names_are_bounded() {
     assert_eq!(t.allocate(&"x".repeat(32), 1), Err(XnError::BadName));
     assert_eq!(t.allocate("fs", 0), Err(XnError::NoSpace(0)));
     for i in 0..MAX_ENTRIES {
-        t.allocate("fs", 1).unwrap_or_else(|e| panic!("{i}: {e}"));
+        let app = format!("app{}", i / MAX_ENTRIES_PER_HOLDER);
+        t.allocate(&app, 1).unwrap_or_else(|e| panic!("{i}: {e}"));
     }
     assert_eq!(t.allocate("fs", 1), Err(XnError::TableFull));
     assert_eq!(Table::format(8, 512), Err(XnError::TooSmall));
@@ -369,4 +370,30 @@ fn a_format_names_what_it_would_write_over() {
     damaged[..8].copy_from_slice(b"RexoXN01");
     damaged[100] = 3;
     assert_eq!(format_hazard(&first, &damaged), None);
+}
+
+#[test]
+fn one_holder_cannot_fill_the_table_for_the_others() {
+    let mut t = table();
+    for i in 0..MAX_ENTRIES_PER_HOLDER - 1 {
+        t.allocate("greedy", 1)
+            .unwrap_or_else(|e| panic!("{i}: {e}"));
+    }
+    // Its last entry a share it gives: the shares count against the giver, not the reader.
+    let first = t.entries()[0].start;
+    t.share("greedy", first, 1, "reader").unwrap();
+    assert_eq!(t.allocate("greedy", 1), Err(XnError::HolderFull));
+    assert_eq!(
+        t.share("greedy", first, 1, "other"),
+        Err(XnError::HolderFull)
+    );
+    let generation = t.generation();
+    // The others still get entries, the reader included.
+    t.allocate("reader", 1).unwrap();
+    t.allocate("other", 1).unwrap();
+    assert_eq!(t.generation(), generation + 2);
+    // Revoking the share gives the giver its entry back.
+    assert_eq!(t.revoke("greedy", "reader"), 1);
+    t.allocate("greedy", 1).unwrap();
+    assert_eq!(t.allocate("greedy", 1), Err(XnError::HolderFull));
 }
