@@ -250,7 +250,7 @@ impl MemoryMap {
     }
 
     /// Bytes of [`RegionKind::Usable`] memory (exact only for a normalized map: overlapping
-    /// entries of an unnormalized one are counted twice).
+    /// entries of an unnormalized one are counted twice, and the sum stops at `u64::MAX`).
     pub fn usable_bytes(&self) -> u64 {
         self.tally(0..0).usable
     }
@@ -283,13 +283,14 @@ impl MemoryMap {
         };
         for region in self.regions() {
             if region.kind == RegionKind::Usable {
-                tally.usable += region.size();
+                tally.usable = tally.usable.saturating_add(region.size());
             }
             if region.kind.is_ram() {
-                tally.ram_in_range += region
+                let in_range = region
                     .end
                     .min(range.end)
                     .saturating_sub(region.start.max(range.start));
+                tally.ram_in_range = tally.ram_in_range.saturating_add(in_range);
                 tally.ram_top = tally.ram_top.max(region.end);
             }
         }
@@ -502,6 +503,16 @@ mod tests {
         map.add(r(0x2000, 0x9000, AcpiNvs)).unwrap();
         assert_eq!(map.usable_bytes(), 0x4000);
         assert_eq!(map.ram_top(), 0x9000);
+    }
+
+    #[test]
+    fn an_unnormalized_map_of_whole_address_spaces_tallies_without_overflow() {
+        let mut map = MemoryMap::new();
+        map.add(r(0, u64::MAX, Usable)).unwrap();
+        map.add(r(1, u64::MAX, Usable)).unwrap();
+        assert_eq!(map.usable_bytes(), u64::MAX);
+        assert_eq!(map.contents(0..u64::MAX), Contents::Ram);
+        assert_eq!(map.ram_top(), u64::MAX);
     }
 
     #[test]
