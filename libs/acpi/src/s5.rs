@@ -2,7 +2,9 @@
 //!
 //! Firmware declares them as `Name (_S5, Package () { SLP_TYPa, SLP_TYPb, ... })`, which is
 //! encoded as `NameOp ('\')? "_S5_" PackageOp PkgLength NumElements elements...`; each element
-//! is a `ZeroOp`, `OneOp`, or a `BytePrefix`/`WordPrefix`/`DWordPrefix` constant.
+//! is a `ZeroOp`, `OneOp`, or a `BytePrefix`/`WordPrefix`/`DWordPrefix` constant. The two
+//! elements read must lie inside the package, as its PkgLength bounds it (a package that runs
+//! past the AML is malformed).
 
 use rexo_physmem::{read_u8, read_u16, read_u32};
 
@@ -48,23 +50,40 @@ pub(crate) fn find(aml: &[u8]) -> Found {
     found
 }
 
-/// Decodes the first two integer elements of the package at `at`.
+/// Decodes the first two integer elements of the package at `at`; `None` unless both lie
+/// inside the package (and the package inside `aml`).
 fn decode_package(aml: &[u8], at: usize) -> Option<(u8, u8)> {
     if read_u8(aml, at)? != PACKAGE_OP {
         return None;
     }
-    let lead = read_u8(aml, at + 1)?;
-    // PkgLength: bits 6-7 of the lead byte count the bytes that follow it.
-    let pkg_len_bytes = 1 + usize::from(lead >> 6);
-    let num_elements = read_u8(aml, at + 1 + pkg_len_bytes)?;
+    let (pkg_len, pkg_len_bytes) = pkg_length(aml, at + 1)?;
+    // PkgLength counts its own bytes and everything after them in the package.
+    let package = aml.get(..(at + 1).checked_add(pkg_len)?)?;
+    let num_elements = read_u8(package, at + 1 + pkg_len_bytes)?;
     if num_elements < 2 {
         return None;
     }
     let mut pos = at + 2 + pkg_len_bytes;
-    let (a, used) = integer(aml, pos)?;
+    let (a, used) = integer(package, pos)?;
     pos += used;
-    let (b, _) = integer(aml, pos)?;
+    let (b, _) = integer(package, pos)?;
     Some((a, b))
+}
+
+/// The AML PkgLength at `pos`: its value and how many bytes encode it. Bits 6-7 of the lead
+/// byte count the bytes that follow it; without any, bits 0-5 are the length, else bits 0-3
+/// are its low nibble and each following byte the next eight bits.
+fn pkg_length(aml: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let lead = read_u8(aml, pos)?;
+    let following = usize::from(lead >> 6);
+    if following == 0 {
+        return Some((usize::from(lead & 0x3F), 1));
+    }
+    let mut length = usize::from(lead & 0x0F);
+    for i in 0..following {
+        length |= usize::from(read_u8(aml, pos + 1 + i)?) << (4 + 8 * i);
+    }
+    Some((length, 1 + following))
 }
 
 /// One AML integer constant at `pos` that fits a byte, and how many bytes it took.
@@ -90,11 +109,11 @@ mod tests {
         let qemu = [8, b'_', b'S', b'5', b'_', 0x12, 6, 4, 0, 0, 0, 0];
         assert_eq!(find(&qemu), Found::Yes((0, 0)));
         let root_one_byte = [
-            0x10, 8, b'\\', b'_', b'S', b'5', b'_', 0x12, 7, 2, 1, 0x0A, 7,
+            0x10, 8, b'\\', b'_', b'S', b'5', b'_', 0x12, 5, 2, 1, 0x0A, 7,
         ];
         assert_eq!(find(&root_one_byte), Found::Yes((1, 7)));
         let word_dword = [
-            8, b'_', b'S', b'5', b'_', 0x12, 0x40, 0, 2, 0x0B, 5, 0, 0x0C, 6, 0, 0, 0,
+            8, b'_', b'S', b'5', b'_', 0x12, 0x4B, 0, 2, 0x0B, 5, 0, 0x0C, 6, 0, 0, 0,
         ];
         assert_eq!(find(&word_dword), Found::Yes((5, 6)));
     }
@@ -126,5 +145,26 @@ mod tests {
             8, b'_', b'S', b'5', b'_', 0, 8, b'_', b'S', b'5', b'_', 0x12, 4, 2, 1, 1,
         ];
         assert_eq!(find(&both), Found::Yes((1, 1)));
+    }
+
+    #[test]
+    fn elements_must_lie_inside_the_package() {
+        // PkgLength 3 holds itself, NumElements and one element: the second `One` is not
+        // the package's.
+        assert_eq!(
+            find(&[8, b'_', b'S', b'5', b'_', 0x12, 3, 2, 1, 1]),
+            Found::Malformed
+        );
+        // A package running past the end of the AML.
+        assert_eq!(
+            find(&[8, b'_', b'S', b'5', b'_', 0x12, 10, 2, 0, 0]),
+            Found::Malformed
+        );
+        // A two-byte PkgLength (0x4B, 0x11: 0x11B bytes) reaching past both elements.
+        let mut long = vec![8, b'_', b'S', b'5', b'_', 0x12, 0x4B, 0x11, 2, 1, 0x0A, 5];
+        long.resize(6 + 0x11B, 0);
+        assert_eq!(find(&long), Found::Yes((1, 5)));
+        long.pop();
+        assert_eq!(find(&long), Found::Malformed);
     }
 }
