@@ -86,12 +86,12 @@ impl Ready {
     pub fn parse(line: &str) -> Option<Ready> {
         let rest = &line[line.find(PREFIX)? + PREFIX.len()..];
         let mut words = rest.split_whitespace();
-        let cores = words.next()?.strip_prefix("cores=")?.parse().ok()?;
-        let mem_mib = words.next()?.strip_prefix("mem=")?.parse().ok()?;
+        let cores = decimal(words.next()?.strip_prefix("cores=")?)?;
+        let mem_mib = decimal(words.next()?.strip_prefix("mem=")?)?;
         if words.next()? != "MiB" {
             return None;
         }
-        let boot_us = words.next()?.strip_prefix("boot=")?.parse().ok()?;
+        let boot_us = decimal(words.next()?.strip_prefix("boot=")?)?;
         if words.next()? != "us" {
             return None;
         }
@@ -100,6 +100,16 @@ impl Ready {
             mem_mib,
             boot_us,
         })
+    }
+}
+
+/// A number as [`Ready::text`] writes it: decimal digits only (no sign, which `str::parse`
+/// would take).
+fn decimal<T: core::str::FromStr>(digits: &str) -> Option<T> {
+    if digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()
+    } else {
+        None
     }
 }
 
@@ -166,6 +176,9 @@ mod tests {
             "rexo: ready cores=1 mem=1 MiB boot=1",
             "rexo: ready mem=1 MiB cores=1 boot=1 us",
             "rexo: ready cores=-1 mem=1 MiB boot=1 us",
+            "rexo: ready cores=+8 mem=1 MiB boot=1 us",
+            "rexo: ready cores=8 mem=+1 MiB boot=1 us",
+            "rexo: ready cores=8 mem=1 MiB boot=+1 us",
         ] {
             assert_eq!(Ready::parse(line), None, "{line}");
         }
