@@ -152,10 +152,11 @@ pub enum Parsed<'b> {
 pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Parsed<'b> {
     match parse_head(buf, limits) {
         Ok(Some((request, head_len))) => {
-            if request.content_length > limits.body {
-                return Parsed::Invalid(Status::PayloadTooLarge);
-            }
-            let consumed = head_len + request.content_length;
+            // A body no buffer can follow the head with is too large whatever the bound.
+            let consumed = match head_len.checked_add(request.content_length) {
+                Some(consumed) if request.content_length <= limits.body => consumed,
+                _ => return Parsed::Invalid(Status::PayloadTooLarge),
+            };
             if buf.len() < consumed && request.expects_continue {
                 Parsed::ContinueExpected
             } else if buf.len() < consumed {

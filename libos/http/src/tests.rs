@@ -567,6 +567,19 @@ fn content_types_follow_the_extension() {
     }
 }
 
+#[test]
+fn a_body_no_buffer_could_hold_is_too_large_even_under_an_unbounded_limit() {
+    let limits = Limits {
+        body: usize::MAX,
+        ..Limits::DEFAULT
+    };
+    let request = b"GET / HTTP/1.0\r\nContent-Length: 18446744073709551615\r\n\r\n";
+    assert_eq!(
+        parse(request, &limits),
+        Parsed::Invalid(Status::PayloadTooLarge)
+    );
+}
+
 /// A deterministic generator for test data and fuzzing (xorshift64*).
 struct Random(u64);
 
