@@ -25,9 +25,11 @@ const MAX_BYTE_COUNT: u64 = i32::MAX as u64 - 2;
 /// The most bytes a connection ever holds unanswered with item size limit `max_value`:
 /// a storage command's line (with its `\n`) and data block (with its `\r\n`), or a long
 /// read's line (with its `\n`). A receive buffer of this size never stalls; [`parse`]
-/// refuses or answers anything longer.
+/// refuses or answers anything longer. A data block is at most the largest byte count
+/// a line may name, whatever `max_value` allows.
 pub fn max_request_len(max_value: usize) -> usize {
-    (MAX_MULTIGET_LINE + 1).max(MAX_LINE + 1 + max_value + 2)
+    let block = max_value.min(MAX_BYTE_COUNT as usize);
+    (MAX_MULTIGET_LINE + 1).max(MAX_LINE + 1 + block + 2)
 }
 
 /// The result of looking at the front of the input.

@@ -622,6 +622,17 @@ fn the_longest_requests_fit_in_max_request_len() {
 }
 
 #[test]
+fn max_request_len_of_an_unlimited_item_size_is_the_largest_byte_count_a_line_names() {
+    // Beyond 2^31 - 3 bytes a line is refused before its data, whatever the limit.
+    let largest_block = i32::MAX as usize - 2;
+    assert_eq!(
+        max_request_len(usize::MAX),
+        MAX_LINE + 1 + largest_block + 2
+    );
+    assert_eq!(max_request_len(usize::MAX), max_request_len(largest_block));
+}
+
+#[test]
 fn expiry_relative_absolute_and_negative() {
     let mut server = Server::new();
     server.say("set rel 0 10 1\r\nr\r\n");
