@@ -58,12 +58,15 @@ impl<'a> BlockDisk<'a> {
         }
     }
 
-    /// The part of `device` from sector `first`, `count` sectors long (a partition).
+    /// The part of `device` from sector `first`, `count` sectors long (a partition). A
+    /// range past the device's end is cut to it, so that no request names a sector past
+    /// the device (or overflows).
     pub fn within(device: &'a mut dyn BlockDevice, first: u64, count: u64) -> Self {
+        let disk = Self::new(device);
         Self {
             first,
-            sectors: count,
-            ..Self::new(device)
+            sectors: count.min(disk.sectors.saturating_sub(first)),
+            ..disk
         }
     }
 
@@ -195,7 +198,7 @@ fn pieces(sector: u64, offset: u64, len: usize) -> impl Iterator<Item = Piece> {
 
 impl Disk for BlockDisk<'_> {
     fn size(&self) -> u64 {
-        self.sectors * self.sector
+        self.sectors.saturating_mul(self.sector)
     }
 
     /// Whole sectors go straight into `buffer`; only a partial first or last sector
@@ -269,6 +272,18 @@ mod tests {
         device.read_skew = -short_by;
         device.write_skew = long_by;
         device
+    }
+
+    #[test]
+    fn a_partition_past_the_device_is_cut_to_it() {
+        let mut device = memory_device(vec![0; 8192], 0, 0);
+        assert_eq!(BlockDisk::within(&mut device, 4, u64::MAX).size(), 6144);
+        let mut disk = BlockDisk::within(&mut device, u64::MAX, u64::MAX);
+        assert_eq!(disk.size(), 0);
+        assert!(
+            disk.read(0, &mut [0; 512]).is_err(),
+            "an error, not an overflow"
+        );
     }
 
     #[test]

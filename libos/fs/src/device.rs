@@ -65,10 +65,13 @@ impl<'a> DeviceStore<'a> {
     }
 
     /// The part of `device` from sector `first`, `count` sectors long (a partition).
+    /// A range past the device's end is cut to it, so that no block's sector number
+    /// lies past the device (or overflows).
     pub fn within(device: &'a mut dyn BlockDevice, first: u64, count: u64) -> Result<Self, String> {
         let mut store = Self::new(device)?;
+        let device_sectors = store.blocks * u64::from(store.sectors);
         store.first = first;
-        store.blocks = count / u64::from(store.sectors);
+        store.blocks = count.min(device_sectors.saturating_sub(first)) / u64::from(store.sectors);
         Ok(store)
     }
 
@@ -100,7 +103,7 @@ impl<'a> DeviceStore<'a> {
         done: Done<'_>,
     ) -> Result<(), String> {
         let last = first
-            .checked_add(count as u64 - 1)
+            .checked_add((count as u64).saturating_sub(1))
             .ok_or_else(|| format!("a run of {count} blocks from {first} overflows"))?;
         self.lba(last)?;
         let lba = self.lba(first)?;
@@ -299,6 +302,23 @@ mod tests {
         device.depth = 4;
         device.newest_first = true;
         device
+    }
+
+    #[test]
+    fn a_partition_past_the_device_is_cut_to_it() {
+        let mut device = device(64 * 8);
+        assert_eq!(
+            DeviceStore::within(&mut device, 8, u64::MAX)
+                .unwrap()
+                .blocks(),
+            63
+        );
+        let mut store = DeviceStore::within(&mut device, u64::MAX, u64::MAX).unwrap();
+        assert_eq!(store.blocks(), 0);
+        assert!(
+            store.read(0, &mut [0; BLOCK_SIZE]).is_err(),
+            "an error, not an overflow"
+        );
     }
 
     #[test]
