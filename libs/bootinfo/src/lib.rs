@@ -207,6 +207,13 @@ pub enum BootInfoError {
         /// The entry size claimed.
         size: u32,
     },
+    /// An EFI memory descriptor whose page count is more bytes than a u64 holds.
+    BadEfiPageCount {
+        /// The descriptor's physical start.
+        start: u64,
+        /// Its page count.
+        pages: u64,
+    },
     /// More distinct memory map regions than [`MAX_REGIONS`].
     TooManyRegions,
     /// More modules than [`MAX_MODULES`].
@@ -259,6 +266,10 @@ impl fmt::Display for BootInfoError {
             }
             Self::MissingEndTag => write!(f, "Multiboot2 info has no end tag"),
             Self::BadMapEntrySize { size } => write!(f, "memory map entry size {size} too small"),
+            Self::BadEfiPageCount { start, pages } => write!(
+                f,
+                "EFI memory descriptor at {start:#x} claims {pages} pages, past the address space"
+            ),
             Self::TooManyRegions => write!(f, "more than {MAX_REGIONS} memory map regions"),
             Self::TooManyModules { count } => {
                 write!(f, "{count} modules, at most {MAX_MODULES} supported")

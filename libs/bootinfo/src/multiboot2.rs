@@ -188,7 +188,7 @@ pub fn parse_multiboot2<'a>(
             };
             let len = pages
                 .checked_mul(EFI_PAGE)
-                .ok_or(BootInfoError::BadMapEntrySize { size: desc_size })?;
+                .ok_or(BootInfoError::BadEfiPageCount { start, pages })?;
             boot.push_region(RawRegion {
                 start,
                 len,

@@ -242,8 +242,14 @@ fn efi_map_when_no_mmap_tag() {
         parse_multiboot2(&m, INFO).unwrap_err(),
         BootInfoError::BadMapEntrySize { size: 32 }
     );
-    let m = mem(block(&[efi_tag(40, &[(7, 0, u64::MAX)])]));
-    assert!(parse_multiboot2(&m, INFO).is_err());
+    let m = mem(block(&[efi_tag(40, &[(7, 0x1000, u64::MAX)])]));
+    assert_eq!(
+        parse_multiboot2(&m, INFO).unwrap_err(),
+        BootInfoError::BadEfiPageCount {
+            start: 0x1000,
+            pages: u64::MAX
+        }
+    );
 }
 
 #[test]
