@@ -43,7 +43,7 @@ pub fn init(cores: usize) {
 /// (a forced revocation's sweep) cannot find it half made on its own core.
 fn queue() -> &'static WorkQueue<IpiWaker> {
     let make = || match QUEUE_CORES.load(Ordering::Acquire) {
-        0 => panic!("the work queue is created before any task is submitted"),
+        0 => panic!("the work queue is sized (`sched::init`) before its first use"),
         cores => WorkQueue::new(cores, SHARED_CAPACITY, MAILBOX_CAPACITY, IpiWaker),
     };
     (QUEUE.get()).unwrap_or_else(|| cpu::without_interrupts(|| QUEUE.call_once(make)))

@@ -107,15 +107,20 @@ pub fn init() {
 /// running without its quota.
 pub fn start_owner(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
     with_state(|state| {
-        (state.ledger.set_quota(owner, quota)).map_err(|_| CapError::BadOwner(owner))?;
+        set_quota_in(state, owner, quota)?;
         state.table.start_owner(&AUTHORITY, owner)
     })
 }
 
 /// Sets `owner`'s memory quota (`None`: no limit). Memory it already holds stays.
 pub fn set_quota(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
-    with_state(|state| Ok(state.ledger.set_quota(owner, quota)))?
-        .map_err(|_| CapError::BadOwner(owner))
+    with_state(|state| set_quota_in(state, owner, quota))
+}
+
+/// [`set_quota`] under the lock held (an owner the ledger cannot hold: `BadOwner`).
+fn set_quota_in(state: &mut State, owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
+    let set = state.ledger.set_quota(owner, quota);
+    set.map_err(|_| CapError::BadOwner(owner))
 }
 
 /// The bytes of memory charged to `owner` (0 for an owner the table cannot hold).

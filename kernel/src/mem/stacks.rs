@@ -41,7 +41,8 @@ pub fn allocate_many<const N: usize>(bytes: u64) -> Result<[StackBounds; N], Sta
 }
 
 /// Fills `stacks` with the bounds of as many stacks of `bytes` (rounded up to pages), in
-/// one run of frames, each above a guard page of its own: one code path for every caller.
+/// one run of frames, each above a guard page of its own. Not generic, so that every
+/// caller shares one copy of the loop (fewer blocks for an emulator to translate at boot).
 fn allocate_into(bytes: u64, stacks: &mut [StackBounds]) -> Result<(), StackError> {
     let bytes = bytes.next_multiple_of(PAGE);
     let frames = super::frames::allocate((bytes + PAGE) * stacks.len() as u64, PAGE)
