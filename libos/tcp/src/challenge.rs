@@ -2,6 +2,7 @@
 //! (RFC 5961, 7), and the ACKs owed to out-of-window segments without data.
 
 use crate::Stats;
+use crate::wire::{FIN, Segment};
 
 /// The most challenge ACKs one connection (or half-open connection) sends in a second;
 /// more are not sent. RFC 5961 (7) asks for a limit: each forged in-window RST or SYN,
@@ -60,12 +61,11 @@ pub struct OutOfWindowAcks {
 }
 
 impl OutOfWindowAcks {
-    /// Whether an out-of-window segment (`seq_len` long, `syn` if it carries one) may be
-    /// answered at `now`: always if it carries data or a FIN, else at most once per
-    /// [`OUT_OF_WINDOW_ACK_INTERVAL_NS`] (refusals counted in
-    /// `stats.out_of_window_acks_limited`).
-    pub fn allow(&mut self, seq_len: usize, syn: bool, now: u64, stats: &mut Stats) -> bool {
-        if seq_len > usize::from(syn) {
+    /// Whether the out-of-window segment `seg` may be answered at `now`: always if it
+    /// carries data or a FIN, else at most once per [`OUT_OF_WINDOW_ACK_INTERVAL_NS`]
+    /// (refusals counted in `stats.out_of_window_acks_limited`).
+    pub fn allow(&mut self, seg: &Segment<'_>, now: u64, stats: &mut Stats) -> bool {
+        if !seg.payload.is_empty() || seg.has(FIN) {
             return true;
         }
         if self

@@ -300,7 +300,7 @@ impl Conn {
             if seg.has(SYN) {
                 // RFC 5961 (4.2): a SYN draws a challenge ACK whatever its sequence number.
                 self.challenge(now, stats);
-            } else if !seg.has(RST) && self.out_of_window_acks.allow(len, false, now, stats) {
+            } else if !seg.has(RST) && self.out_of_window_acks.allow(seg, now, stats) {
                 self.ack_pending = true;
             }
             return false;

@@ -820,11 +820,7 @@ impl Endpoint {
             return None;
         } else {
             self.stats.out_of_window += 1;
-            let syn = seg.has(SYN);
-            if !entry
-                .out_of_window_acks
-                .allow(seg.seq_len(), syn, now, &mut self.stats)
-            {
+            if !entry.out_of_window_acks.allow(seg, now, &mut self.stats) {
                 return None;
             }
         }
@@ -924,11 +920,7 @@ impl Endpoint {
         }
         if !in_window {
             self.stats.out_of_window += 1;
-            let len = seg.seq_len();
-            if half
-                .out_of_window_acks
-                .allow(len, false, now, &mut self.stats)
-            {
+            if half.out_of_window_acks.allow(seg, now, &mut self.stats) {
                 self.reply(&tuple, snd_nxt, rcv_nxt, ACK, window, None);
             }
             return Sender::Unknown;
