@@ -76,6 +76,11 @@ impl Extent {
     pub fn is_share(&self) -> bool {
         self.rights & WRITE == 0
     }
+
+    /// Whether sectors `start..end` lie inside it.
+    fn contains(&self, start: u64, end: u64) -> bool {
+        self.start <= start && end <= self.end()
+    }
 }
 
 /// Why a table or a request was refused.
@@ -493,10 +498,7 @@ impl Table {
     ) -> Result<(), XnError> {
         valid_name(reader)?;
         let inside = self.entries.iter().any(|e| {
-            e.holder == owner
-                && !e.is_share()
-                && e.start <= start
-                && start.saturating_add(count) <= e.end()
+            e.holder == owner && !e.is_share() && e.contains(start, start.saturating_add(count))
         });
         if !inside || count == 0 {
             return Err(XnError::NotOwner);
@@ -524,7 +526,7 @@ impl Table {
             .iter()
             .filter(|e| {
                 !e.is_share() && e.holder == owner
-                    || e.is_share() && owned().any(|o| o.start <= e.start && e.end() <= o.end())
+                    || e.is_share() && owned().any(|o| o.contains(e.start, e.end()))
             })
             .count();
         if accounted >= MAX_ENTRIES_PER_HOLDER {
@@ -564,7 +566,7 @@ impl Table {
             .ok_or(XnError::NotFound)?;
         let extent = self.entries.remove(at);
         self.entries
-            .retain(|e| !(e.is_share() && extent.start <= e.start && e.end() <= extent.end()));
+            .retain(|e| !(e.is_share() && extent.contains(e.start, e.end())));
         self.generation += 1;
         Ok(())
     }
