@@ -1736,12 +1736,7 @@ pub(crate) mod tests {
             wakes: Some((binder, armed.clone())),
             ..MemoryDisk::new()
         };
-        let address = Address::new(0, 0, 3, 0).unwrap();
-        let registry: &'static Registry = Box::leak(Box::new(Registry {
-            slots: alloc::vec![Slot::new(address, "memory", Found::Block(Box::new(disk)))],
-            bindings: Vec::new(),
-            binder,
-        }));
+        let registry = registry_binding_with(Found::Block(Box::new(disk)), "memory", binder);
         let mut fs = lease_disk(registry, "fs");
         fs.wake_on_completion(0, Some(1)).unwrap();
         let cap = binder.take_minted().pop().unwrap();
@@ -1833,7 +1828,9 @@ pub(crate) mod tests {
         // 3..=42).
         let mut before = Vec::new();
         for app in 0..40 {
-            before = (registry.extents(0, &format!("app{app}"), one_sector.clone())).unwrap();
+            before = registry
+                .extents(0, &format!("app{app}"), one_sector.clone())
+                .unwrap();
         }
         // The next table's second request fails: its first four sectors are written.
         bad.store(MemoryDisk::SECTORS - 1, Ordering::Relaxed);
@@ -1902,11 +1899,24 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn registry_with(found: Found, driver: &'static str) -> &'static Registry {
+        registry_binding_with(
+            found,
+            driver,
+            crate::interrupts::tests::TableBinder::leaked(),
+        )
+    }
+
+    /// [`registry_with`], its interrupt bindings minted by `binder`.
+    fn registry_binding_with(
+        found: Found,
+        driver: &'static str,
+        binder: Routes,
+    ) -> &'static Registry {
         let address = Address::new(0, 0, 3, 0).unwrap();
         Box::leak(Box::new(Registry {
             slots: alloc::vec![Slot::new(address, driver, found)],
             bindings: Vec::new(),
-            binder: crate::interrupts::tests::TableBinder::leaked(),
+            binder,
         }))
     }
 
