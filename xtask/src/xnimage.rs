@@ -13,7 +13,8 @@ use crate::Result;
 const SECTOR_BYTES: u64 = 512;
 
 /// The extent table on the disk image at `path`, read by `libs/xn`'s own parser; an
-/// image too small to hold one is an error.
+/// image too small to hold one, or whose locator does not name its size (the table
+/// would be lost if the disk grew), is an error.
 pub fn read_table(path: &Path) -> Result<Table> {
     let mut file =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
@@ -34,8 +35,21 @@ pub fn read_table(path: &Path) -> Result<Table> {
         .and_then(|_| file.read_exact(&mut bytes))
         .map_err(|e| format!("cannot read the table of {}: {e}", path.display()))?;
     let (a, b) = bytes.split_at(bytes.len() / COPIES);
-    Table::parse([a, b], sectors, SECTOR_BYTES)
-        .map_err(|e| format!("the extent table of {}: {e}", path.display()))
+    let table = Table::parse([a, b], sectors, SECTOR_BYTES)
+        .map_err(|e| format!("the extent table of {}: {e}", path.display()))?;
+    let mut locator = vec![0u8; rexo_xn::COPY_BYTES];
+    file.seek(SeekFrom::Start(
+        rexo_xn::locator_area(SECTOR_BYTES).0 * SECTOR_BYTES,
+    ))
+    .and_then(|_| file.read_exact(&mut locator))
+    .map_err(|e| format!("cannot read the locator of {}: {e}", path.display()))?;
+    match rexo_xn::read_locator(&locator) {
+        Ok(Some(named)) if named == sectors => Ok(table),
+        found => Err(format!(
+            "the extent table's locator on {} is {found:?}, not one naming its {sectors} sectors",
+            path.display()
+        )),
+    }
 }
 
 /// The table's extents as the monitor's `extents` lists them, one line each.
@@ -109,7 +123,8 @@ mod tests {
     /// Sectors of the test images (8 MiB).
     const SECTORS: u64 = 16384;
 
-    /// An image of [`SECTORS`] in a fresh folder holding `table` at its end.
+    /// An image of [`SECTORS`] in a fresh folder holding `table` at its end and its
+    /// locator.
     fn image_with(name: &str, table: &Table) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("rexo-xnimage-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -118,6 +133,8 @@ mod tests {
         let table_bytes = table.to_bytes();
         let start = (table.copy_start(table.copy()) * SECTOR_BYTES) as usize;
         bytes[start..][..table_bytes.len()].copy_from_slice(&table_bytes);
+        let locator = (rexo_xn::locator_area(SECTOR_BYTES).0 * SECTOR_BYTES) as usize;
+        bytes[locator..][..rexo_xn::COPY_BYTES].copy_from_slice(&table.locator());
         std::fs::write(&path, bytes).unwrap();
         path
     }
@@ -179,6 +196,16 @@ mod tests {
         let cut = &SERIAL[..SERIAL.len() - 2];
         let why = check_after_monitor(&path, 0, cut).unwrap_err();
         assert!(why.contains("shows 1"), "{why}");
+    }
+
+    #[test]
+    fn an_image_without_its_locator_is_refused() {
+        let path = image_with("unlocated", &the_cases_table());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(1 << 20) - 4096] = 0;
+        std::fs::write(&path, bytes).unwrap();
+        let why = read_table(&path).unwrap_err();
+        assert!(why.contains("locator"), "{why}");
     }
 
     #[test]

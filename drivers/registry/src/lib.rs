@@ -1538,7 +1538,14 @@ pub(crate) mod tests {
         let mut backup = MemoryDisk::new();
         let end = backup.data.len();
         backup.data[end - 512..end - 504].copy_from_slice(b"EFI PART");
-        for (disk, why) in [(partitioned, partition), (backup, data)] {
+        let loader = "the locator's sectors (the last 4 KiB of the first MiB) hold data";
+        let mut boot_loader = MemoryDisk::new();
+        boot_loader.data[(1 << 20) - 100] = 0x90;
+        for (disk, why) in [
+            (partitioned, partition),
+            (backup, data),
+            (boot_loader, loader),
+        ] {
             let registry = registry_with(Found::Block(Box::new(disk)), "memory");
             assert_eq!(format(registry, false), in_use(why));
             assert_eq!(
@@ -1554,13 +1561,16 @@ pub(crate) mod tests {
             registry.slots[0].state.lock().protection = xn::Protection::Raw;
             let mut raw = lease_disk(registry, "fs");
             let copy = read_sectors(raw.as_mut(), end - 8, 8);
-            assert_eq!(&copy[..8], b"RexoXN02", "written over");
+            assert_eq!(&copy[..8], b"RexoXN03", "written over");
             assert_zeroed(&copy[3584..], 1, "the rest of the copy");
+            let locator = read_sectors(raw.as_mut(), 2040, 8);
+            assert_eq!(&locator[..8], b"RexoXNat", "the locator written over");
+            assert_zeroed(&locator[512..], 7, "the rest of the locator");
         }
         // A damaged table is what a format replaces: no force needed.
         let mut damaged = MemoryDisk::new();
         let end = damaged.data.len();
-        damaged.data[end - 4096..end - 4088].copy_from_slice(b"RexoXN02");
+        damaged.data[end - 4096..end - 4088].copy_from_slice(b"RexoXN03");
         let registry = registry_with(Found::Block(Box::new(damaged)), "memory");
         assert!(matches!(
             registry.extents(0, "fs", None),
@@ -1880,6 +1890,72 @@ pub(crate) mod tests {
                 write: false
             }),
             "the table, not a raw disk"
+        );
+    }
+
+    /// A memory disk of `sectors` sectors holding `table` (made for a disk of its own
+    /// size) at that size's end, and its locator.
+    fn disk_holding(table: &rexo_xn::Table, made_for: u64, sectors: u64) -> MemoryDisk {
+        let mut disk = MemoryDisk::new();
+        disk.data.resize(sectors as usize * 512, 0);
+        let at = table.copy_start(table.copy()) as usize * 512;
+        disk.data[at..at + rexo_xn::COPY_BYTES].copy_from_slice(&table.to_bytes());
+        let locator = rexo_xn::locator_area(512).0 as usize * 512;
+        disk.data[locator..locator + rexo_xn::COPY_BYTES].copy_from_slice(&table.locator());
+        assert!(at < made_for as usize * 512);
+        disk
+    }
+
+    /// A disk that grew keeps its table at its old end, and its locator says where: the
+    /// disk is not taken for a raw one (it used to be: its new end held no table, so
+    /// every holder had all of it), and the sectors past the old end belong to nobody.
+    /// One that shrank is damaged: no request passes.
+    #[test]
+    fn a_disk_that_grew_keeps_its_table_and_one_that_shrank_refuses_everyone() {
+        const SECTORS: u64 = MemoryDisk::SECTORS;
+        let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
+        let granted = table.allocate("fs", 64).unwrap();
+        let grown = disk_holding(&table, SECTORS, 2 * SECTORS);
+        let registry = registry_with(Found::Block(Box::new(grown)), "memory");
+        assert_eq!(
+            registry.extents(0, "fs", None).unwrap(),
+            core::slice::from_ref(&granted)
+        );
+        let mut other = lease_disk(registry, "kv");
+        for sector in [0, SECTORS, 2 * SECTORS - 1] {
+            assert_eq!(
+                other.submit_read(0, sector, 1).err(),
+                Some(DeviceError::Denied {
+                    sector,
+                    write: false
+                }),
+                "the table, not a raw disk: sector {sector}"
+            );
+        }
+        drop(other);
+        let mut fs = lease_disk(registry, "fs");
+        assert!(
+            fs.submit_read(0, granted.start, 1).is_ok(),
+            "its own extent"
+        );
+        drop(fs);
+        // A change is written where the table is, at the old end.
+        registry
+            .extents(0, "fs", Some(rexo_api::ExtentOp::Allocate { sectors: 8 }))
+            .unwrap();
+        registry.slots[0].state.lock().protection = xn::Protection::Unknown;
+        assert_eq!(registry.extents(0, "fs", None).unwrap().len(), 2);
+
+        let mut shrunk = disk_holding(&table, SECTORS, SECTORS);
+        shrunk.data.truncate(SECTORS as usize / 2 * 512);
+        let registry = registry_with(Found::Block(Box::new(shrunk)), "memory");
+        assert!(matches!(
+            registry.extents(0, "fs", None),
+            Err(ApiError::Extents(rexo_api::ExtentError::WrongDisk { .. }))
+        ));
+        assert!(
+            registry.open(DeviceKind::Block, 0, (1, "fs")).is_err(),
+            "nobody's"
         );
     }
 

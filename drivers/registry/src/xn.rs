@@ -67,38 +67,81 @@ fn read_sectors(
     Ok(bytes)
 }
 
-/// The table's sectors on `disk`: the first one and how many (both copies).
-fn table_area(disk: &dyn BlockDevice) -> (u64, u64) {
-    let (sectors, size) = geometry(&disk.info());
-    rexo_xn::table_area(sectors, size)
+/// The locator's sectors on `disk`: the first one and how many.
+fn locator_area(disk: &dyn BlockDevice) -> (u64, u64) {
+    rexo_xn::locator_area(geometry(&disk.info()).1)
 }
 
 /// What a format of `disk` (idle: nobody holds it, large enough for a table) would
-/// write over ([`rexo_xn::format_hazard`]), from its sector 0 and the table's sectors.
+/// write over ([`rexo_xn::format_hazard`]), from its sector 0, the locator's sectors and
+/// the table's.
 fn format_hazard(disk: &mut dyn BlockDevice) -> Result<Option<XnError>, DeviceError> {
     let first_sector = read_sectors(disk, 0, 1)?;
-    let (start, count) = table_area(disk);
+    let (start, count) = locator_area(disk);
+    let locator = read_sectors(disk, start, count)?;
+    let (sectors, size) = geometry(&disk.info());
+    let (start, count) = rexo_xn::table_area(sectors, size);
     let area = read_sectors(disk, start, count)?;
-    Ok(rexo_xn::format_hazard(&first_sector, &area))
+    Ok(rexo_xn::format_hazard(&first_sector, &locator, &area))
 }
 
-/// Reads both copies of the table of `disk` (idle: nobody holds it), in requests of up
-/// to the device's `max_sectors`, and takes the sound one of the highest generation
-/// ([`Table::parse`]). A read that fails is an error, not a disk without a table: the
-/// table may be there.
+/// Reads both copies of the table of `disk` (idle: nobody holds it) made for a disk of
+/// `sectors` sectors of `size` bytes, in requests of up to the device's `max_sectors`,
+/// and takes the sound one of the highest generation ([`Table::parse`]).
+fn read_table(
+    disk: &mut dyn BlockDevice,
+    sectors: u64,
+    size: u64,
+) -> Result<Result<Table, XnError>, DeviceError> {
+    let (start, count) = rexo_xn::table_area(sectors, size);
+    let area = read_sectors(disk, start, count)?;
+    let (a, b) = area.split_at(area.len() / COPIES);
+    Ok(Table::parse([a, b], sectors, size))
+}
+
+/// The table of `disk` (idle: nobody holds it): at its end, or, when its end holds none,
+/// at the end of the smaller disk its locator names (the disk grew: the table stays
+/// where it was made, and the sectors past it belong to nobody); no table and no
+/// locator is a raw disk ([`rexo_xn::locate`]).
+fn find_table(disk: &mut dyn BlockDevice) -> Result<Result<Table, XnError>, DeviceError> {
+    let (sectors, size) = geometry(&disk.info());
+    let at_end = read_table(disk, sectors, size)?;
+    if at_end != Err(XnError::NoTable) {
+        return Ok(at_end);
+    }
+    let (start, count) = locator_area(disk);
+    let locator = read_sectors(disk, start, count)?;
+    Ok(match rexo_xn::locate(&locator, sectors, size) {
+        Ok(Some(made_for)) => read_table(disk, made_for, size)?
+            .map_err(|error| match error {
+                XnError::NoTable => XnError::Corrupt("no table where the locator says"),
+                error => error,
+            })
+            .inspect(|_| {
+                log::info!(
+                    "disk of {sectors} sectors grew from {made_for}: its extent table stays \
+                     at its old end, the sectors past it belong to nobody"
+                );
+            }),
+        Ok(None) => Err(XnError::NoTable),
+        Err(error) => Err(error),
+    })
+}
+
+/// Reads the protection of `disk` (idle: nobody holds it): its table ([`find_table`]),
+/// raw, or damaged. A read that fails is an error, not a disk without a table: the table
+/// may be there.
 fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
     let (sectors, size) = geometry(&disk.info());
     if !rexo_xn::holds_a_table(sectors, size) {
         return Ok(Protection::Raw);
     }
-    let (start, count) = table_area(disk);
-    let area = read_sectors(disk, start, count).inspect_err(|error| {
+    let found = find_table(disk).inspect_err(|error| {
         log::warn!(
             "disk extent table unreadable: {error}: the disk is refused until a read succeeds"
         );
     })?;
-    let (a, b) = area.split_at(area.len() / COPIES);
-    Ok(match Table::parse([a, b], sectors, size) {
+    Ok(match found {
         Ok(table) => Protection::Table(table),
         Err(XnError::NoTable) => Protection::Raw,
         Err(error) => {
@@ -113,12 +156,21 @@ fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
 /// `max_sectors`, and flushes. A crash part way leaves that copy torn and the other
 /// one, the table before, is read.
 fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
+    write_copy(disk, table.copy_start(table.copy()), table.to_bytes())
+}
+
+/// Writes one copy's worth of `bytes` ([`rexo_xn::COPY_BYTES`], the rest of its
+/// sectors zeros) from sector `start` of `disk`, in requests of up to the device's
+/// `max_sectors`, and flushes.
+fn write_copy(
+    disk: &mut dyn BlockDevice,
+    start: u64,
+    mut bytes: Vec<u8>,
+) -> Result<(), DeviceError> {
     let info = disk.info();
     let size = geometry(&info).1;
     let count = rexo_xn::copy_sectors(size);
-    let mut bytes = table.to_bytes();
     bytes.resize(count as usize * size as usize, 0);
-    let start = table.copy_start(table.copy());
     for (lba, sectors, done) in requests(start, count, info.max_sectors) {
         let part = &bytes[(done * size) as usize..][..sectors as usize * size as usize];
         let tag = submit_write_exact(disk, 0, (lba, sectors), part.len(), &mut |buffer| {
@@ -240,6 +292,14 @@ impl Registry {
                 let table = Table::format(sectors, size).map_err(refuse)?;
                 if !force && let Some(hazard) = format_hazard(disk).map_err(ApiError::Device)? {
                     return Err(refuse(hazard));
+                }
+                // The locator goes first: a crash before the table is written leaves a
+                // locator naming this disk and no table, a damaged disk that a format
+                // mends, never a raw one.
+                let (locator, _) = rexo_xn::locator_area(size);
+                if let Err(error) = write_copy(disk, locator, table.locator()) {
+                    state.protection = Protection::Unknown;
+                    return Err(ApiError::Device(error));
                 }
                 table
             }

@@ -6,7 +6,7 @@
 //!
 //! On disk the table is kept twice at the end of the disk (so that block 0 stays free
 //! for a boot sector or another format such as BMFS): two copies of [`COPY_BYTES`]
-//! (each in whole sectors), A then B. A copy is a 32-byte header (the magic `RexoXN02`,
+//! (each in whole sectors), A then B. A copy is a 32-byte header (the magic `RexoXN03`,
 //! the entry count, a CRC-32 of the header and the entries, the disk's sector count, a
 //! generation bumped on every change) and up to [`MAX_ENTRIES`] entries of 64 bytes:
 //! first sector, sector count, the holder's name (up to 31 bytes, NUL-padded) and its
@@ -16,6 +16,14 @@
 //! An extent is granted with both rights to one holder; its holder may share it (or
 //! part of it) read-only with other holders, and revoke that. Nothing may overlap
 //! except a share inside its owner's extent.
+//!
+//! A disk that grows keeps its table at its old end, where a reader looking at the new
+//! end finds none: without more, it would take the disk for a raw one, open whole to its
+//! holder. So a format also writes a locator at a place that does not move, the last
+//! 4 KiB of the disk's first MiB (free on a disk partitioned at MiB boundaries and in
+//! BMFS's block 0, which uses its first 8 KiB), naming the sector count the table was
+//! made for ([`locate`]): a disk whose end holds no table is raw only when it has no
+//! locator either. The locator's sectors, like the table's, belong to nobody.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -37,10 +45,18 @@ pub const MAX_ENTRIES: usize = (COPY_BYTES - HEADER) / ENTRY;
 /// quarter of the table), so that no one app can fill the table for the others.
 pub const MAX_ENTRIES_PER_HOLDER: usize = 16;
 /// The magic at the start of each copy.
-const MAGIC: &[u8; 8] = b"RexoXN02";
-/// The magic of the first format (one copy, a CRC of the entries only): such a table
-/// is refused as damaged, not taken for a raw disk.
-const OLD_MAGIC: &[u8; 8] = b"RexoXN01";
+const MAGIC: &[u8; 8] = b"RexoXN03";
+/// The magics of earlier formats: the first (one copy, a CRC of the entries only) and
+/// the second (no locator, so extents may cover its place). Such a table is refused as
+/// damaged, not taken for a raw disk.
+const OLD_MAGICS: [&[u8; 8]; 2] = [b"RexoXN01", b"RexoXN02"];
+/// The magic at the start of the locator.
+const LOCATOR_MAGIC: &[u8; 8] = b"RexoXNat";
+/// Where the locator ends: the disk's first MiB (or the first sector boundary after it).
+const LOCATOR_END: u64 = 1 << 20;
+/// The smallest disk that carries a table: its locator is in the first MiB, its copies
+/// at the end.
+pub const MIN_DISK_BYTES: u64 = 2 << 20;
 /// Bytes of the header.
 const HEADER: usize = 32;
 /// Bytes per entry.
@@ -119,7 +135,7 @@ pub enum XnError {
     NotOwner,
     /// No such extent or share.
     NotFound,
-    /// The disk is too small to hold a table.
+    /// The disk is too small to hold a table (under [`MIN_DISK_BYTES`]).
     TooSmall,
     /// A format would write over something else on the disk (what): it is refused
     /// unless forced.
@@ -194,11 +210,69 @@ pub fn table_area(sectors: u64, sector_size: u64) -> (u64, u64) {
 }
 
 /// Whether a disk of `sectors` sectors of `sector_size` bytes is large enough to carry
-/// a table (16 KiB at least, and room for both copies); its size in bytes may be more
-/// than a u64 counts.
+/// a table ([`MIN_DISK_BYTES`] at least, and room for the locator and both copies after
+/// it); its size in bytes may be more than a u64 counts.
 pub fn holds_a_table(sectors: u64, sector_size: u64) -> bool {
-    sectors.saturating_mul(sector_size) >= 4 * COPY_BYTES as u64
-        && sectors >= COPIES as u64 * copy_sectors(sector_size)
+    let (locator, count) = locator_area(sector_size);
+    sectors.saturating_mul(sector_size) >= MIN_DISK_BYTES
+        && sectors >= locator + count + COPIES as u64 * copy_sectors(sector_size)
+}
+
+/// The sectors of the locator on a disk of `sector_size`-byte sectors: its first and
+/// how many (one copy's worth), ending at the disk's first MiB, never in sector 0.
+pub fn locator_area(sector_size: u64) -> (u64, u64) {
+    let count = copy_sectors(sector_size);
+    let end = LOCATOR_END.div_ceil(sector_size.max(1)).max(1 + count);
+    (end - count, count)
+}
+
+/// The sector count a locator (`bytes`, at least its first 20) names: `None` when the
+/// bytes are no locator, [`XnError::Corrupt`] when they are a damaged one.
+pub fn read_locator(bytes: &[u8]) -> Result<Option<u64>, XnError> {
+    if bytes.get(..8) != Some(&LOCATOR_MAGIC[..]) {
+        return Ok(None);
+    }
+    let field = |at: usize, len: usize| bytes.get(at..at + len);
+    let (Some(sectors), Some(crc)) = (field(8, 8), field(16, 4)) else {
+        return Err(XnError::Corrupt("a locator cut short"));
+    };
+    let mut check = Crc32::new();
+    check.update(&bytes[..16]);
+    if check.finish().to_le_bytes() != crc {
+        return Err(XnError::Corrupt("the locator's checksum"));
+    }
+    Ok(Some(u64::from_le_bytes(
+        sectors.try_into().expect("8 bytes"),
+    )))
+}
+
+/// Where the table of a disk of `sectors` sectors of `sector_size` bytes is, when its
+/// end holds none, from its locator's bytes: `None` when there is no locator (the disk
+/// is raw); the sector count of the smaller disk the table was made for, when the disk
+/// grew (the table is at that disk's end, [`table_area`]); an error when the locator
+/// is damaged, names a larger disk ([`XnError::WrongDisk`]: the disk shrank, its table
+/// is gone with its end) or names this very disk (whose table was wiped).
+pub fn locate(locator: &[u8], sectors: u64, sector_size: u64) -> Result<Option<u64>, XnError> {
+    let Some(table) = read_locator(locator)? else {
+        return Ok(None);
+    };
+    if table > sectors {
+        return Err(XnError::WrongDisk {
+            table,
+            disk: sectors,
+        });
+    }
+    if table == sectors {
+        return Err(XnError::Corrupt(
+            "the locator names a table at the disk's end, and there is none",
+        ));
+    }
+    if !holds_a_table(table, sector_size) {
+        return Err(XnError::Corrupt(
+            "the locator names a disk too small for a table",
+        ));
+    }
+    Ok(Some(table))
 }
 
 /// The CRC-32 of a copy's header and entries (`bytes`), all but the CRC's own bytes
@@ -211,20 +285,27 @@ fn checksum(bytes: &[u8]) -> u32 {
 }
 
 /// What a format of a disk would write over, if anything: `first_sector` is its sector
-/// 0, `area` the sectors both copies of the table take. A boot signature (0x55 0xAA at
-/// bytes 510..512: an MBR, or a GPT disk's protective one) says the disk is
-/// partitioned; in the area, a copy that is neither zeros nor an extent table (of this
-/// format or the first) is someone's data: a GPT's backup header and entries, a file
-/// system's last block.
-pub fn format_hazard(first_sector: &[u8], area: &[u8]) -> Option<XnError> {
+/// 0, `locator` the locator's sectors, `area` the sectors both copies of the table
+/// take. A boot signature (0x55 0xAA at bytes 510..512: an MBR, or a GPT disk's
+/// protective one) says the disk is partitioned; a locator's sectors that are neither
+/// zeros nor a locator, or a copy that is neither zeros nor an extent table (of this
+/// format or an earlier one), are someone's data: a boot loader's, a GPT's backup header
+/// and entries, a file system's first or last blocks.
+pub fn format_hazard(first_sector: &[u8], locator: &[u8], area: &[u8]) -> Option<XnError> {
     if first_sector.get(510..512) == Some(&[0x55, 0xAA]) {
         return Some(XnError::InUse(
             "sector 0 holds a partition table (an MBR or a GPT's protective MBR)",
         ));
     }
+    let blank = |bytes: &[u8]| bytes.iter().all(|&byte| byte == 0);
+    if !locator.starts_with(LOCATOR_MAGIC) && !blank(locator) {
+        return Some(XnError::InUse(
+            "the locator's sectors (the last 4 KiB of the first MiB) hold data",
+        ));
+    }
     let foreign = area.chunks(area.len().div_ceil(COPIES).max(1)).any(|copy| {
-        let table = copy.starts_with(MAGIC) || copy.starts_with(OLD_MAGIC);
-        !table && copy.iter().any(|&byte| byte != 0)
+        let table = copy.starts_with(MAGIC) || OLD_MAGICS.iter().any(|old| copy.starts_with(*old));
+        !table && !blank(copy)
     });
     foreign.then_some(XnError::InUse(
         "the sectors the table takes at the disk's end hold data",
@@ -318,8 +399,10 @@ impl Table {
         if bytes.len() < COPY_BYTES {
             return Err(XnError::Corrupt("shorter than a table"));
         }
-        if &bytes[..8] == OLD_MAGIC {
-            return Err(XnError::Corrupt("a table of the first format (one copy)"));
+        if OLD_MAGICS.iter().any(|old| &bytes[..8] == *old) {
+            return Err(XnError::Corrupt(
+                "a table of an earlier format (without a locator): format it again",
+            ));
         }
         if &bytes[..8] != MAGIC {
             return Err(XnError::NoTable);
@@ -389,8 +472,26 @@ impl Table {
         bytes
     }
 
-    /// Checks the invariants: extents inside the usable sectors, owned extents disjoint,
-    /// every share inside an extent its owner holds.
+    /// The locator as it goes on disk ([`COPY_BYTES`], at [`locator_area`]): its magic,
+    /// the sector count the table was made for, a CRC-32 of those 16 bytes.
+    pub fn locator(&self) -> Vec<u8> {
+        let mut bytes = alloc::vec![0u8; COPY_BYTES];
+        bytes[..8].copy_from_slice(LOCATOR_MAGIC);
+        bytes[8..16].copy_from_slice(&self.sectors.to_le_bytes());
+        let mut crc = Crc32::new();
+        crc.update(&bytes[..16]);
+        bytes[16..20].copy_from_slice(&crc.finish().to_le_bytes());
+        bytes
+    }
+
+    /// The locator's sectors: first and one past the last. They belong to nobody.
+    fn locator_range(&self) -> (u64, u64) {
+        let (start, count) = locator_area(self.sector_size);
+        (start, start + count)
+    }
+
+    /// Checks the invariants: extents inside the usable sectors and clear of the
+    /// locator, owned extents disjoint, every share inside an extent its owner holds.
     fn check(&self) -> Result<(), XnError> {
         let mut owned: Vec<&Extent> = self.entries.iter().filter(|e| !e.is_share()).collect();
         for extent in &self.entries {
@@ -401,6 +502,10 @@ impl Table {
                     .is_none_or(|end| end > self.usable_sectors())
             {
                 return Err(XnError::Corrupt("an extent outside the disk"));
+            }
+            let (locator, locator_end) = self.locator_range();
+            if extent.start < locator_end && locator < extent.end() {
+                return Err(XnError::Corrupt("an extent over the table's locator"));
             }
         }
         owned.sort_by_key(|e| e.start);
@@ -454,7 +559,8 @@ impl Table {
         Ok(())
     }
 
-    /// Grants `holder` a new extent of `count` sectors (first fit), with both rights. The
+    /// Grants `holder` a new extent of `count` sectors (first fit, around the locator),
+    /// with both rights. The
     /// table does not touch the sectors: they may hold a previous holder's data, so the
     /// caller wipes them before it writes the table to the disk.
     pub fn allocate(&mut self, holder: &str, count: u64) -> Result<Extent, XnError> {
@@ -465,6 +571,7 @@ impl Table {
             .iter()
             .filter(|e| !e.is_share())
             .map(|e| (e.start, e.end()))
+            .chain([self.locator_range()])
             .collect();
         taken.sort_unstable();
         let mut candidate = 0u64;

@@ -225,8 +225,8 @@ fn access_agrees_with_a_sector_by_sector_model() {
 
 #[test]
 fn a_disk_larger_than_a_u64_of_bytes_holds_a_table() {
-    assert!(!holds_a_table(31, 512));
-    assert!(holds_a_table(32, 512));
+    assert!(!holds_a_table(4095, 512));
+    assert!(holds_a_table(4096, 512));
     for (sectors, size) in [(1 << 55, 512), (u64::MAX, 4096)] {
         assert!(holds_a_table(sectors, size), "{sectors} x {size}");
         let mut table = Table::format(sectors, size).unwrap();
@@ -315,31 +315,43 @@ fn a_copy_in_the_other_copys_place_is_refused() {
     assert_eq!(reread(&t), Ok(t));
 }
 
-/// A table of the first format (one copy, `RexoXN01`) is damaged, not a raw disk open
-/// to its holder.
+/// A table of an earlier format (one copy, `RexoXN01`; no locator, `RexoXN02`) is
+/// damaged, not a raw disk open to its holder.
 #[test]
-fn a_table_of_the_first_format_is_damaged_not_raw() {
-    let mut bytes = table().to_bytes();
-    bytes[..8].copy_from_slice(b"RexoXN01");
-    assert_eq!(
-        parse_alone(&bytes, 1, 16384),
-        Err(XnError::Corrupt("a table of the first format (one copy)"))
-    );
+fn a_table_of_an_earlier_format_is_damaged_not_raw() {
+    for magic in [b"RexoXN01", b"RexoXN02"] {
+        let mut bytes = table().to_bytes();
+        bytes[..8].copy_from_slice(magic);
+        assert_eq!(
+            parse_alone(&bytes, 1, 16384),
+            Err(XnError::Corrupt(
+                "a table of an earlier format (without a locator): format it again"
+            ))
+        );
+    }
 }
 
-/// Both copies fit: a disk of two 8 KiB sectors is large enough in bytes, but a copy
-/// takes a whole sector, so two take all of it and none is left before it.
+/// The locator and both copies take whole sectors: with sectors of 1 MiB each takes one,
+/// so a disk of 2 MiB is large enough in bytes but has no room for all three after
+/// sector 0.
 #[test]
 fn the_copies_take_whole_sectors() {
-    assert!(holds_a_table(4, 4096));
-    assert!(!holds_a_table(1, 16384), "no room for two copies");
-    let t = Table::format(4, 4096).unwrap();
-    assert_eq!((t.copy_start(0), t.copy_start(1)), (2, 3));
+    assert!(holds_a_table(512, 4096));
+    assert_eq!(locator_area(4096), (255, 1), "the first MiB's last 4 KiB");
+    assert_eq!(locator_area(512), (2040, 8));
+    let t = Table::format(512, 4096).unwrap();
+    assert_eq!((t.copy_start(0), t.copy_start(1)), (510, 511));
     assert_eq!(
-        table_area(4, 4096),
-        (2, 2),
+        table_area(512, 4096),
+        (510, 2),
         "both copies, to the disk's end"
     );
+    assert_eq!(locator_area(1 << 20), (1, 1), "never sector 0");
+    assert!(
+        !holds_a_table(2, 1 << 20),
+        "no room for the locator and two copies"
+    );
+    assert!(holds_a_table(4, 1 << 20));
 }
 
 /// A format would write over a partition table's backup or a file system's last block:
@@ -347,11 +359,16 @@ fn the_copies_take_whole_sectors() {
 #[test]
 fn a_format_names_what_it_would_write_over() {
     let blank = alloc::vec![0u8; 2 * COPY_BYTES];
+    let no_locator = alloc::vec![0u8; COPY_BYTES];
     let mut boot = alloc::vec![0u8; 512];
-    assert_eq!(format_hazard(&boot, &blank), None, "a blank disk");
+    assert_eq!(
+        format_hazard(&boot, &no_locator, &blank),
+        None,
+        "a blank disk"
+    );
     boot[510..512].copy_from_slice(&[0x55, 0xAA]);
     assert!(matches!(
-        format_hazard(&boot, &blank),
+        format_hazard(&boot, &no_locator, &blank),
         Some(XnError::InUse(_))
     ));
     let first = alloc::vec![0u8; 512];
@@ -359,17 +376,29 @@ fn a_format_names_what_it_would_write_over() {
         let mut area = blank.clone();
         area[at] = 1;
         assert!(
-            matches!(format_hazard(&first, &area), Some(XnError::InUse(_))),
+            matches!(
+                format_hazard(&first, &no_locator, &area),
+                Some(XnError::InUse(_))
+            ),
             "a byte at {at}"
         );
     }
+    // Data where the locator goes (a boot loader's, a file system's) is refused too; an
+    // old locator is what a format replaces.
+    let mut data = no_locator.clone();
+    data[COPY_BYTES - 1] = 7;
+    assert!(matches!(
+        format_hazard(&first, &data, &blank),
+        Some(XnError::InUse(_))
+    ));
+    assert_eq!(format_hazard(&first, &table().locator(), &blank), None);
     // A damaged table (or one of the first format) is what a format replaces.
     let mut damaged = blank.clone();
     damaged[COPY_BYTES..][..COPY_BYTES].copy_from_slice(&table().to_bytes());
     damaged[COPY_BYTES + 40] ^= 0xFF;
     damaged[..8].copy_from_slice(b"RexoXN01");
     damaged[100] = 3;
-    assert_eq!(format_hazard(&first, &damaged), None);
+    assert_eq!(format_hazard(&first, &no_locator, &damaged), None);
 }
 
 #[test]
@@ -396,4 +425,86 @@ fn one_holder_cannot_fill_the_table_for_the_others() {
     assert_eq!(t.revoke("greedy", "reader"), 1);
     t.allocate("greedy", 1).unwrap();
     assert_eq!(t.allocate("greedy", 1), Err(XnError::HolderFull));
+}
+
+/// A disk that grew keeps its table at its old end: its locator names the size the table
+/// was made for, so the disk is not taken for a raw one (it used to be: the new end held
+/// no table, and its holder had all of it). A disk that shrank, or whose table was
+/// wiped, is damaged; one without a locator is raw.
+#[test]
+fn the_locator_finds_the_table_of_a_disk_that_grew() {
+    let t = table();
+    let locator = t.locator();
+    assert_eq!(read_locator(&locator), Ok(Some(16384)));
+    assert_eq!(locate(&locator, 32768, 512), Ok(Some(16384)), "grown");
+    assert_eq!(
+        locate(&locator, 8192, 512),
+        Err(XnError::WrongDisk {
+            table: 16384,
+            disk: 8192
+        }),
+        "shrunk"
+    );
+    assert!(matches!(
+        locate(&locator, 16384, 512),
+        Err(XnError::Corrupt(_))
+    ));
+    assert_eq!(locate(&[0u8; COPY_BYTES], 32768, 512), Ok(None), "raw");
+    let mut damaged = locator.clone();
+    damaged[9] ^= 1;
+    assert_eq!(
+        locate(&damaged, 32768, 512),
+        Err(XnError::Corrupt("the locator's checksum"))
+    );
+    assert_eq!(
+        read_locator(&locator[..12]),
+        Err(XnError::Corrupt("a locator cut short"))
+    );
+    let mut tiny = Table::format(4096, 512).unwrap().locator();
+    tiny[8..16].copy_from_slice(&100u64.to_le_bytes());
+    let mut crc = Crc32::new();
+    crc.update(&tiny[..16]);
+    tiny[16..20].copy_from_slice(&crc.finish().to_le_bytes());
+    assert!(matches!(
+        locate(&tiny, 32768, 512),
+        Err(XnError::Corrupt(_))
+    ));
+    // The table read at the old end is the one made for the smaller disk.
+    let mut grown = t.clone();
+    grown.allocate("fs", 64).unwrap();
+    assert_eq!(reread(&grown), Ok(grown.clone()));
+}
+
+/// The locator's sectors belong to nobody: allocations go around them, and a table with
+/// an extent over them is damaged.
+#[test]
+fn extents_go_around_the_locator() {
+    let mut t = table();
+    let (locator, count) = locator_area(512);
+    let first = t.allocate("fs", locator - 8).unwrap();
+    assert_eq!(first.start, 0);
+    let second = t.allocate("kv", 100).unwrap();
+    assert_eq!(
+        second.start,
+        locator + count,
+        "past the locator, not over it"
+    );
+    let eight = t.allocate("web", 8).unwrap();
+    assert_eq!(eight.start, locator - 8, "the gap before it is still used");
+    for sector in locator..locator + count {
+        assert!(t.check_access("fs", sector, 1, false).is_err());
+        assert!(t.check_access("kv", sector, 1, false).is_err());
+    }
+    let mut bytes = table().to_bytes();
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    bytes[HEADER..HEADER + 8].copy_from_slice(&0u64.to_le_bytes());
+    bytes[HEADER + 8..HEADER + 16].copy_from_slice(&(locator + 1).to_le_bytes());
+    bytes[HEADER + 16..HEADER + 18].copy_from_slice(b"fs");
+    bytes[HEADER + 48] = READ | WRITE;
+    let crc = checksum(&bytes[..HEADER + ENTRY]);
+    bytes[12..16].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(
+        parse_alone(&bytes, 1, 16384),
+        Err(XnError::Corrupt("an extent over the table's locator"))
+    );
 }
