@@ -811,11 +811,12 @@ pub use rexo_xn::{Extent as DiskExtent, XnError as ExtentError};
 /// A change to a disk's extent table, made by the calling app (its name is the holder).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExtentOp {
-    /// Writes an empty table on a raw disk (or one whose table is damaged). It is
-    /// refused ([`ExtentError::InUse`]) when sector 0 holds a boot signature (an MBR,
-    /// or a GPT disk's protective MBR) or when the table's sectors at the disk's end
-    /// hold anything but zeros or an extent table (a GPT's backup, a file system's last
-    /// block), unless `force`.
+    /// Writes an empty table on a raw disk (or one whose table is damaged), and first
+    /// its locator in the disk's first MiB. It is refused ([`ExtentError::InUse`]) when
+    /// sector 0 holds a boot signature (an MBR, or a GPT disk's protective MBR), when
+    /// the locator's sectors hold anything but zeros or a locator, or when the table's
+    /// sectors at the disk's end hold anything but zeros or an extent table (a GPT's
+    /// backup, a file system's last block), unless `force`.
     Format {
         /// Writes the table over whatever the disk holds there.
         force: bool,
@@ -845,6 +846,12 @@ pub enum ExtentOp {
         /// The app the shares were given to.
         reader: String,
     },
+    /// Moves the table of a disk that grew (its table found at the old end through its
+    /// locator) to the disk's new end, so that the sectors past the old end can be
+    /// allocated; the extents are unchanged. The table is written and flushed at the new
+    /// end, then the locator; [`ExtentError::NothingToGrow`] when the table spans the
+    /// disk already.
+    Grow,
     /// Gives back the caller's extent that starts at this sector (and its shares).
     Free {
         /// Its first sector.

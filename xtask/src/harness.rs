@@ -890,6 +890,10 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
             Arg::XnDisk(device) => {
                 xn_image = Some(made_disk("xn.img", &zeroed, device, &mut extra)?);
             }
+            Arg::GrownXnDisk(device) => {
+                let grown = |path: &Path| crate::xnimage::create_grown(path, DISK_BYTES);
+                xn_image = Some(made_disk("xn.img", &grown, device, &mut extra)?);
+            }
             Arg::Disk(Attach::Faulty(device)) => {
                 // Its own drive id; its image holds an injected error, so it is not checked.
                 let path = scratch.join("faulty.img");

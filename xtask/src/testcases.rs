@@ -67,6 +67,11 @@ pub enum Arg {
     /// and checks it holds exactly the monitor's last listing of disk 0
     /// (`xnimage::check_after_monitor`).
     XnDisk(&'static str),
+    /// An image of [`DISK_BYTES`] holding an extent table made for a disk of half its
+    /// size (sectors 0+64 held by the monitor) and its locator, as a disk grown after
+    /// its format, attached as this device model; afterwards checked as [`Arg::XnDisk`]
+    /// (`xnimage::create_grown`).
+    GrownXnDisk(&'static str),
     /// A fresh zeroed raw image of [`DISK_BYTES`] in the case's scratch folder, attached
     /// so; after the run every sector must hold `diskcheck`'s pattern
     /// (`xtask/src/diskimage.rs`). Disks are numbered in their order here.
@@ -999,6 +1004,28 @@ pub const CASES: &[Case] = &[
     // The Rexo file system both ways, on each disk controller: made on the host, read,
     // changed and checked in Rexo through the monitor's `fs`, then mounted and checked
     // on the host again.
+    // A disk that grew after its format: its table is at the end of its first half, and
+    // its locator says so. The monitor finds that table (the disk is not taken for a raw
+    // one), grows it to the disk's end and allocates past the old end; afterwards the
+    // host finds the last listing's table at the image's end, and a locator naming its
+    // size.
+    Case {
+        name: "storage::xn-grown-virtio-blk",
+        machine: Machine::Q35,
+        append: "app=monitor",
+        qemu: &[Arg::GrownXnDisk("virtio-blk-pci")],
+        input: "extents 0\rextents 0 grow\rextents 0 grow\rextents 0 alloc 10000\rextents 0\rpoweroff\r",
+        exit: Some(0),
+        timeout_s: 60,
+        checks: &[
+            Check::Count("disk 0: 1 extent(s)", 2),
+            Check::Count("sectors 0+64 monitor read-write", 4),
+            Check::Has("disk 0: extents: the extent table already spans the whole disk"),
+            Check::Count("sectors 2048+10000 monitor read-write", 2),
+            Check::Lacks("panicked"),
+        ],
+        ..BASE
+    },
     Case {
         name: "storage::rexofs-virtio-blk",
         qemu: &[Arg::RexoFsDisk("virtio-blk-pci")],

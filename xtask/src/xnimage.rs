@@ -52,6 +52,32 @@ pub fn read_table(path: &Path) -> Result<Table> {
     }
 }
 
+/// Writes an image of `bytes` at `path` holding `table` (made for `bytes` or fewer) at
+/// the end of the disk it was made for, and its locator.
+fn write_image(path: &Path, bytes: u64, table: &Table) -> Result<()> {
+    let mut image = vec![0u8; bytes as usize];
+    let copy = (table.copy_start(table.copy()) * SECTOR_BYTES) as usize;
+    let locator = (rexo_xn::locator_area(SECTOR_BYTES).0 * SECTOR_BYTES) as usize;
+    for (at, what) in [(copy, table.to_bytes()), (locator, table.locator())] {
+        image
+            .get_mut(at..at + what.len())
+            .ok_or_else(|| format!("a table made for a larger disk than {bytes} bytes"))?
+            .copy_from_slice(&what);
+    }
+    std::fs::write(path, image).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Writes an image of `bytes` at `path` as a disk that grew after its format: an extent
+/// table made for half its size, with sectors 0+64 held by the monitor, and its locator.
+pub fn create_grown(path: &Path, bytes: u64) -> Result<()> {
+    let mut table = Table::format(bytes / 2 / SECTOR_BYTES, SECTOR_BYTES)
+        .map_err(|e| format!("an extent table for half of {bytes} bytes: {e}"))?;
+    table
+        .allocate("monitor", 64)
+        .map_err(|e| format!("an extent for the monitor: {e}"))?;
+    write_image(path, bytes, &table)
+}
+
 /// The table's extents as the monitor's `extents` lists them, one line each.
 fn listing(table: &Table) -> Vec<String> {
     table
@@ -129,13 +155,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rexo-xnimage-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("disk.img");
-        let mut bytes = vec![0u8; (SECTORS * SECTOR_BYTES) as usize];
-        let table_bytes = table.to_bytes();
-        let start = (table.copy_start(table.copy()) * SECTOR_BYTES) as usize;
-        bytes[start..][..table_bytes.len()].copy_from_slice(&table_bytes);
-        let locator = (rexo_xn::locator_area(SECTOR_BYTES).0 * SECTOR_BYTES) as usize;
-        bytes[locator..][..rexo_xn::COPY_BYTES].copy_from_slice(&table.locator());
-        std::fs::write(&path, bytes).unwrap();
+        write_image(&path, SECTORS * SECTOR_BYTES, table).unwrap();
         path
     }
 
@@ -206,6 +226,28 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let why = read_table(&path).unwrap_err();
         assert!(why.contains("locator"), "{why}");
+    }
+
+    /// The grown image holds a table the host finds only through its locator: at the
+    /// image's end there is none.
+    #[test]
+    fn a_grown_image_holds_its_table_at_the_end_of_its_first_half() {
+        let path = image_with("grown", &the_cases_table());
+        create_grown(&path, SECTORS * SECTOR_BYTES).unwrap();
+        let why = read_table(&path).unwrap_err();
+        assert!(why.contains("no extent table"), "{why}");
+        let image = std::fs::read(&path).unwrap();
+        let (locator, count) = rexo_xn::locator_area(SECTOR_BYTES);
+        let at = |sector: u64| (sector * SECTOR_BYTES) as usize;
+        let (sectors, found) = (SECTORS, &image[at(locator)..at(locator + count)]);
+        assert_eq!(
+            rexo_xn::locate(found, sectors, SECTOR_BYTES),
+            Ok(Some(sectors / 2))
+        );
+        let (start, count) = rexo_xn::table_area(sectors / 2, SECTOR_BYTES);
+        let (a, b) = image[at(start)..at(start + count)].split_at(rexo_xn::COPY_BYTES);
+        let table = Table::parse([a, b], sectors / 2, SECTOR_BYTES).unwrap();
+        assert_eq!(listing(&table), ["sectors 0+64 monitor read-write"]);
     }
 
     #[test]

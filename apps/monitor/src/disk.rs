@@ -110,9 +110,10 @@ pub fn extents(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
         ["revoke", app] => Some(ExtentOp::Revoke {
             reader: String::from(*app),
         }),
+        ["grow"] => Some(ExtentOp::Grow),
         _ => {
             return Err(String::from(
-                "usage: extents [DISK [format [force]|alloc SECTORS|free START|share START COUNT APP|revoke APP]]",
+                "usage: extents [DISK [format [force]|alloc SECTORS|free START|share START COUNT APP|revoke APP|grow]]",
             ));
         }
     };

@@ -1939,12 +1939,48 @@ pub(crate) mod tests {
             "its own extent"
         );
         drop(fs);
-        // A change is written where the table is, at the old end.
-        registry
-            .extents(0, "fs", Some(rexo_api::ExtentOp::Allocate { sectors: 8 }))
-            .unwrap();
-        registry.slots[0].state.lock().protection = xn::Protection::Unknown;
-        assert_eq!(registry.extents(0, "fs", None).unwrap().len(), 2);
+        // A change is written where the table is, at the old end, and allocations stay
+        // before it.
+        let allocate =
+            |sectors| registry.extents(0, "fs", Some(rexo_api::ExtentOp::Allocate { sectors }));
+        allocate(8).unwrap();
+        let reread = || {
+            registry.slots[0].state.lock().protection = xn::Protection::Unknown;
+            registry.extents(0, "fs", None)
+        };
+        assert_eq!(reread().unwrap().len(), 2);
+        assert_eq!(
+            allocate(SECTORS),
+            Err(ApiError::Extents(rexo_api::ExtentError::NoSpace(SECTORS)))
+        );
+        // Grown, the table moves to the new end with the same extents, and the new
+        // sectors can be granted; read again from the disk, it is found there.
+        let before = reread().unwrap();
+        assert_eq!(
+            registry.extents(0, "fs", Some(rexo_api::ExtentOp::Grow)),
+            Ok(before.clone())
+        );
+        assert_eq!(reread(), Ok(before));
+        let big = allocate(SECTORS).unwrap();
+        let (locator, count) = rexo_xn::locator_area(512);
+        assert_eq!(
+            big.last().map(|e| (e.start, e.end())),
+            Some((locator + count, locator + count + SECTORS)),
+            "after the locator, over the old end"
+        );
+        assert_eq!(
+            registry.extents(0, "fs", Some(rexo_api::ExtentOp::Grow)),
+            Err(ApiError::Extents(rexo_api::ExtentError::NothingToGrow))
+        );
+        registry.slots[0].state.lock().protection = xn::Protection::Raw;
+        let mut raw = lease_disk(registry, "fs");
+        let named = rexo_xn::read_locator(&read_sectors(raw.as_mut(), locator, count));
+        assert_eq!(
+            named,
+            Ok(Some(2 * SECTORS)),
+            "the locator names the new size"
+        );
+        drop(raw);
 
         let mut shrunk = disk_holding(&table, SECTORS, SECTORS);
         shrunk.data.truncate(SECTORS as usize / 2 * 512);

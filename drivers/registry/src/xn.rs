@@ -120,7 +120,7 @@ fn find_table(disk: &mut dyn BlockDevice) -> Result<Result<Table, XnError>, Devi
             .inspect(|_| {
                 log::info!(
                     "disk of {sectors} sectors grew from {made_for}: its extent table stays \
-                     at its old end, the sectors past it belong to nobody"
+                     at its old end, the sectors past it belong to nobody until it is grown"
                 );
             }),
         Ok(None) => Err(XnError::NoTable),
@@ -285,6 +285,7 @@ impl Registry {
         }
         let protection = protection(&mut state).map_err(ApiError::Device)?.clone();
         let refuse = |error: XnError| ApiError::Extents(error);
+        let grow = op == Some(ExtentOp::Grow);
         let mut table = match (protection, &op) {
             (Protection::Raw | Protection::Damaged(_), Some(ExtentOp::Format { force })) => {
                 let disk = disk_of(&mut state.device)?;
@@ -308,12 +309,16 @@ impl Registry {
                     "the disk has a sound table already",
                 )));
             }
+            (Protection::Table(table), Some(ExtentOp::Grow)) => {
+                let sectors = geometry(&disk_of(&mut state.device)?.info()).0;
+                table.grown(sectors).map_err(refuse)?
+            }
             (Protection::Table(table), _) => table,
             (Protection::Damaged(error), _) => return Err(refuse(error)),
             (Protection::Raw | Protection::Unknown, _) => return Err(refuse(XnError::NoTable)),
         };
         match op {
-            None | Some(ExtentOp::Format { .. }) => {}
+            None | Some(ExtentOp::Format { .. } | ExtentOp::Grow) => {}
             Some(ExtentOp::Allocate { sectors }) => {
                 let extent = table.allocate(holder, sectors).map_err(refuse)?;
                 // Its sectors may hold a previous owner's data: they are wiped and flushed
@@ -354,6 +359,16 @@ impl Registry {
                 // now is the one found after a reboot.
                 state.protection = Protection::Unknown;
                 return Err(ApiError::Device(error));
+            }
+            // A grown table is at the new end, sound, and read before the locator: a
+            // crash before the locator names the new size leaves the table found.
+            if grow {
+                let disk = disk_of(&mut state.device)?;
+                let locator = rexo_xn::locator_area(geometry(&disk.info()).1).0;
+                if let Err(error) = write_copy(disk, locator, table.locator()) {
+                    state.protection = Protection::Unknown;
+                    return Err(ApiError::Device(error));
+                }
             }
             state.protection = Protection::Table(table.clone());
         }

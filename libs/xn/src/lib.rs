@@ -137,6 +137,8 @@ pub enum XnError {
     NotFound,
     /// The disk is too small to hold a table (under [`MIN_DISK_BYTES`]).
     TooSmall,
+    /// The table already spans the whole disk: there is nothing to grow into.
+    NothingToGrow,
     /// A format would write over something else on the disk (what): it is refused
     /// unless forced.
     InUse(&'static str),
@@ -170,6 +172,7 @@ impl fmt::Display for XnError {
             Self::NotOwner => f.write_str("the extent is not the caller's"),
             Self::NotFound => f.write_str("no such extent"),
             Self::TooSmall => f.write_str("the disk is too small for an extent table"),
+            Self::NothingToGrow => f.write_str("the extent table already spans the whole disk"),
             Self::InUse(what) => {
                 write!(f, "not formatted: {what} (a forced format writes over it)")
             }
@@ -470,6 +473,27 @@ impl Table {
         let crc = checksum(&bytes[..HEADER + self.entries.len() * ENTRY]);
         bytes[12..16].copy_from_slice(&crc.to_le_bytes());
         bytes
+    }
+
+    /// The same table made for a disk grown to `sectors` sectors (its copies at the new
+    /// end, the sectors between the two ends free), one generation on; the entries are
+    /// unchanged. [`XnError::NothingToGrow`] when the table spans `sectors` already,
+    /// [`XnError::WrongDisk`] for a smaller disk.
+    pub fn grown(&self, sectors: u64) -> Result<Self, XnError> {
+        if sectors == self.sectors {
+            return Err(XnError::NothingToGrow);
+        }
+        if sectors < self.sectors {
+            return Err(XnError::WrongDisk {
+                table: self.sectors,
+                disk: sectors,
+            });
+        }
+        Ok(Self {
+            sectors,
+            generation: self.generation + 1,
+            ..self.clone()
+        })
     }
 
     /// The locator as it goes on disk ([`COPY_BYTES`], at [`locator_area`]): its magic,

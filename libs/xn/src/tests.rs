@@ -469,10 +469,27 @@ fn the_locator_finds_the_table_of_a_disk_that_grew() {
         locate(&tiny, 32768, 512),
         Err(XnError::Corrupt(_))
     ));
-    // The table read at the old end is the one made for the smaller disk.
-    let mut grown = t.clone();
-    grown.allocate("fs", 64).unwrap();
-    assert_eq!(reread(&grown), Ok(grown.clone()));
+    // Grown, the same entries are one generation on, made for the new size: copies at
+    // the new end, the sectors between the ends free.
+    let mut old = t.clone();
+    let extent = old.allocate("fs", 64).unwrap();
+    let grown = old.grown(32768).unwrap();
+    assert_eq!(grown.entries(), [extent]);
+    assert_eq!(grown.generation(), old.generation() + 1);
+    assert_eq!(grown.table_start(), 32768 - 16);
+    let bytes = grown.to_bytes();
+    let mut copies = [&[0u8; COPY_BYTES][..]; COPIES];
+    copies[grown.copy()] = &bytes;
+    assert_eq!(Table::parse(copies, 32768, 512), Ok(grown.clone()));
+    assert_eq!(grown.clone().allocate("kv", 20000).unwrap().start, 2048);
+    assert_eq!(grown.grown(32768), Err(XnError::NothingToGrow));
+    assert_eq!(
+        grown.grown(16384),
+        Err(XnError::WrongDisk {
+            table: 32768,
+            disk: 16384
+        })
+    );
 }
 
 /// The locator's sectors belong to nobody: allocations go around them, and a table with
