@@ -850,8 +850,12 @@ pub enum ExtentOp {
     /// locator) to the disk's new end, so that the sectors past the old end can be
     /// allocated; the extents are unchanged. The table is written and flushed at the new
     /// end, then the locator; [`ExtentError::NothingToGrow`] when the table spans the
-    /// disk already.
-    Grow,
+    /// disk already. Refused ([`ExtentError::InUse`]) when the new end's sectors hold
+    /// anything but zeros or an extent table, unless `force`.
+    Grow {
+        /// Writes the table over whatever the new end holds.
+        force: bool,
+    },
     /// Gives back the caller's extent that starts at this sector (and its shares).
     Free {
         /// Its first sector.

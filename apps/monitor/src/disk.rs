@@ -110,10 +110,11 @@ pub fn extents(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
         ["revoke", app] => Some(ExtentOp::Revoke {
             reader: String::from(*app),
         }),
-        ["grow"] => Some(ExtentOp::Grow),
+        ["grow"] => Some(ExtentOp::Grow { force: false }),
+        ["grow", "force"] => Some(ExtentOp::Grow { force: true }),
         _ => {
             return Err(String::from(
-                "usage: extents [DISK [format [force]|alloc SECTORS|free START|share START COUNT APP|revoke APP|grow]]",
+                "usage: extents [DISK [format [force]|alloc SECTORS|free START|share START COUNT APP|revoke APP|grow [force]]]",
             ));
         }
     };

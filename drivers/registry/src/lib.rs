@@ -1915,7 +1915,10 @@ pub(crate) mod tests {
         const SECTORS: u64 = MemoryDisk::SECTORS;
         let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
         let granted = table.allocate("fs", 64).unwrap();
-        let grown = disk_holding(&table, SECTORS, 2 * SECTORS);
+        let mut grown = disk_holding(&table, SECTORS, 2 * SECTORS);
+        // Someone's data at the new end, where a grown table goes.
+        let end = grown.data.len();
+        grown.data[end - 100] = 0xEE;
         let registry = registry_with(Found::Block(Box::new(grown)), "memory");
         assert_eq!(
             registry.extents(0, "fs", None).unwrap(),
@@ -1956,10 +1959,16 @@ pub(crate) mod tests {
         // Grown, the table moves to the new end with the same extents, and the new
         // sectors can be granted; read again from the disk, it is found there.
         let before = reread().unwrap();
+        let grow = |force| registry.extents(0, "fs", Some(rexo_api::ExtentOp::Grow { force }));
         assert_eq!(
-            registry.extents(0, "fs", Some(rexo_api::ExtentOp::Grow)),
-            Ok(before.clone())
+            grow(false),
+            Err(ApiError::Extents(rexo_api::ExtentError::InUse(
+                "the sectors the table takes at the disk's end hold data"
+            ))),
+            "not over data unless forced"
         );
+        assert_eq!(reread(), Ok(before.clone()), "nothing written");
+        assert_eq!(grow(true), Ok(before.clone()));
         assert_eq!(reread(), Ok(before));
         let big = allocate(SECTORS).unwrap();
         let (locator, count) = rexo_xn::locator_area(512);
@@ -1969,7 +1978,7 @@ pub(crate) mod tests {
             "after the locator, over the old end"
         );
         assert_eq!(
-            registry.extents(0, "fs", Some(rexo_api::ExtentOp::Grow)),
+            grow(false),
             Err(ApiError::Extents(rexo_api::ExtentError::NothingToGrow))
         );
         registry.slots[0].state.lock().protection = xn::Protection::Raw;

@@ -285,7 +285,7 @@ impl Registry {
         }
         let protection = protection(&mut state).map_err(ApiError::Device)?.clone();
         let refuse = |error: XnError| ApiError::Extents(error);
-        let grow = op == Some(ExtentOp::Grow);
+        let grow = matches!(op, Some(ExtentOp::Grow { .. }));
         let mut table = match (protection, &op) {
             (Protection::Raw | Protection::Damaged(_), Some(ExtentOp::Format { force })) => {
                 let disk = disk_of(&mut state.device)?;
@@ -309,16 +309,23 @@ impl Registry {
                     "the disk has a sound table already",
                 )));
             }
-            (Protection::Table(table), Some(ExtentOp::Grow)) => {
-                let sectors = geometry(&disk_of(&mut state.device)?.info()).0;
-                table.grown(sectors).map_err(refuse)?
+            (Protection::Table(table), Some(ExtentOp::Grow { force })) => {
+                let disk = disk_of(&mut state.device)?;
+                let (sectors, size) = geometry(&disk.info());
+                let grown = table.grown(sectors).map_err(refuse)?;
+                let (start, count) = rexo_xn::table_area(sectors, size);
+                let area = read_sectors(disk, start, count).map_err(ApiError::Device)?;
+                if let Some(hazard) = rexo_xn::table_area_hazard(&area).filter(|_| !force) {
+                    return Err(refuse(hazard));
+                }
+                grown
             }
             (Protection::Table(table), _) => table,
             (Protection::Damaged(error), _) => return Err(refuse(error)),
             (Protection::Raw | Protection::Unknown, _) => return Err(refuse(XnError::NoTable)),
         };
         match op {
-            None | Some(ExtentOp::Format { .. } | ExtentOp::Grow) => {}
+            None | Some(ExtentOp::Format { .. } | ExtentOp::Grow { .. }) => {}
             Some(ExtentOp::Allocate { sectors }) => {
                 let extent = table.allocate(holder, sectors).map_err(refuse)?;
                 // Its sectors may hold a previous owner's data: they are wiped and flushed

@@ -300,15 +300,21 @@ pub fn format_hazard(first_sector: &[u8], locator: &[u8], area: &[u8]) -> Option
             "sector 0 holds a partition table (an MBR or a GPT's protective MBR)",
         ));
     }
-    let blank = |bytes: &[u8]| bytes.iter().all(|&byte| byte == 0);
-    if !locator.starts_with(LOCATOR_MAGIC) && !blank(locator) {
+    if !locator.starts_with(LOCATOR_MAGIC) && locator.iter().any(|&byte| byte != 0) {
         return Some(XnError::InUse(
             "the locator's sectors (the last 4 KiB of the first MiB) hold data",
         ));
     }
+    table_area_hazard(area)
+}
+
+/// What writing a table over `area`, the sectors both copies take at a disk's end, would
+/// write over, if anything: a copy that is neither zeros nor an extent table (of this
+/// format or an earlier one) is someone's data.
+pub fn table_area_hazard(area: &[u8]) -> Option<XnError> {
     let foreign = area.chunks(area.len().div_ceil(COPIES).max(1)).any(|copy| {
         let table = copy.starts_with(MAGIC) || OLD_MAGICS.iter().any(|old| copy.starts_with(*old));
-        !table && !blank(copy)
+        !table && copy.iter().any(|&byte| byte != 0)
     });
     foreign.then_some(XnError::InUse(
         "the sectors the table takes at the disk's end hold data",
