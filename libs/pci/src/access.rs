@@ -54,7 +54,7 @@ impl<'a, H: Hardware> Access<'a, H> {
 
     /// Walks every segment (each MCFG window, or segment 0 through the ports), sizing
     /// and decoding each function found and handing it to `visit` with its header. Stops
-    /// at the first failed access; the report sums the segments.
+    /// at the first failed access; the report sums the segments (saturating).
     pub fn scan(
         &mut self,
         mut visit: impl FnMut(Header, Result<Function, PciError>),
@@ -75,9 +75,12 @@ impl<'a, H: Hardware> Access<'a, H> {
             let report = enumerate(self, w.segment, w.start_bus..=w.end_bus, |cs, header| {
                 visit(header, Function::describe(cs, header));
             })?;
-            total.functions += report.functions;
-            total.buses_scanned += report.buses_scanned;
-            total.unnumbered_bridges += report.unnumbered_bridges;
+            // MCFG can list any number of windows, so the sums saturate.
+            total.functions = total.functions.saturating_add(report.functions);
+            total.buses_scanned = total.buses_scanned.saturating_add(report.buses_scanned);
+            total.unnumbered_bridges = total
+                .unnumbered_bridges
+                .saturating_add(report.unnumbered_bridges);
             total.brute_force |= report.brute_force;
         }
         Ok(total)

@@ -23,9 +23,10 @@ pub struct Report {
     /// Functions found.
     pub functions: u32,
     /// Buses scanned.
-    pub buses_scanned: u16,
-    /// PCI-to-PCI bridges without a usable secondary bus number.
-    pub unnumbered_bridges: u16,
+    pub buses_scanned: u32,
+    /// PCI-to-PCI bridges without a usable secondary bus number (every one of a
+    /// segment's 65,536 functions can be one, so the count is wider than 16 bits).
+    pub unnumbered_bridges: u32,
     /// The remaining buses were scanned by brute force (because of such bridges).
     pub brute_force: bool,
 }

@@ -143,6 +143,33 @@ fn unnumbered_bridges_fall_back_to_brute_force() {
     assert_eq!(report.buses_scanned, 256);
 }
 
+/// A configuration space whose every function is the same unnumbered multi-function
+/// PCI-to-PCI bridge (secondary bus 0).
+struct BridgesEverywhere;
+
+impl ConfigSpace for BridgesEverywhere {
+    fn read32(&self, _: Address, offset: u16) -> Result<u32, PciError> {
+        Ok(match offset {
+            0x00 => 0x0001_8086,
+            0x08 => 0x0604_0000,
+            0x0C => 0x0081_0000,
+            _ => 0,
+        })
+    }
+
+    fn write32(&mut self, _: Address, _: u16, _: u32) -> Result<(), PciError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_segment_of_nothing_but_unnumbered_bridges_is_counted() {
+    let report = enumerate(&mut BridgesEverywhere, 0, 0..=255, |_, _| {}).unwrap();
+    assert_eq!(report.functions, 65_536);
+    assert_eq!(u64::from(report.unnumbered_bridges), 65_536);
+    assert_eq!(report.buses_scanned, 256);
+}
+
 #[test]
 fn multi_function_devices_and_host_bridge_roots() {
     let mut sim = Sim::default();
