@@ -249,11 +249,18 @@ pub struct MsiX {
     pub function_mask: bool,
 }
 
+/// Bytes the MSI-X capability spans: control, table and pending-bit registers.
+const MSIX_BYTES: u32 = 12;
+
 impl MsiX {
     /// Decodes the MSI-X capability at `offset` from its three registers, checking that
     /// the table (16 bytes per entry) and the pending bits lie inside memory BARs of
-    /// `bars`.
+    /// `bars`: either outside, or a capability that runs past the 256 bytes of PCI
+    /// configuration space, is [`PciError::BadCapability`].
     pub fn decode(offset: u16, words: [u32; 3], bars: &[BarSlot; 6]) -> Result<Self, PciError> {
+        if u32::from(offset) + MSIX_BYTES > 0x100 {
+            return Err(PciError::BadCapability(offset));
+        }
         let control = (words[0] >> 16) as u16;
         let table_size = (control & 0x7FF) + 1;
         let msix = Self {

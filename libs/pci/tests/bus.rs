@@ -292,6 +292,22 @@ fn decodes_msi_and_msix() {
     assert!(text.contains(" msi 64-bit masking vectors 8 msix 3 table bar1+0x0 pba bar1+0x800"));
 }
 
+#[test]
+fn an_msix_capability_running_past_256_bytes_is_an_error() {
+    // At 0xF8 its table and pending-bit registers would be at 0x100 and 0x104: the
+    // extended configuration space, not the capability.
+    let mut sim = Sim::default();
+    let a = at(0, 3, 0);
+    sim.add(a, 0x1000_1af4, 0x0200_0000, 0)
+        .bar(0, 0xfebd_9000, 0xFFFF_F000)
+        .cap(0xF8, 0x0000_0011, &[0, 0x800]);
+    let caps = caps_of(&mut sim, a);
+    assert_eq!(
+        (caps.msix, caps.error),
+        (None, Some(PciError::BadCapability(0xF8)))
+    );
+}
+
 /// A function with only an MSI capability at 0x50 whose control word is `control`.
 fn msi_function(sim: &mut Sim, a: Address, control: u16) -> Msi {
     sim.add(a, 0x2922_8086, 0x0106_0100, 0)
