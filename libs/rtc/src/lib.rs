@@ -180,9 +180,12 @@ pub struct DateTime {
 impl DateTime {
     /// The moment `seconds` after 1970-01-01 00:00:00 UTC.
     pub fn from_unix(seconds: u64) -> Self {
-        let (mut days, time) = (seconds / 86_400, seconds % 86_400);
+        let (days, time) = (seconds / 86_400, seconds % 86_400);
+        // The calendar repeats every 400 years, so whole cycles are skipped at once
+        // rather than walked a year at a time (u64::MAX seconds is some 585 billion years).
+        let mut year = 1970 + 400 * (days / DAYS_PER_400_YEARS);
+        let mut days = days % DAYS_PER_400_YEARS;
         let days_in_year = |year| if leap(year) { 366 } else { 365 };
-        let mut year = 1970;
         while days >= days_in_year(year) {
             days -= days_in_year(year);
             year += 1;
@@ -214,6 +217,9 @@ impl fmt::Display for DateTime {
         )
     }
 }
+
+/// Days in 400 Gregorian years, after which the calendar repeats.
+const DAYS_PER_400_YEARS: u64 = 146_097;
 
 /// Whether `year` (Gregorian) has a 29 February.
 fn leap(year: u64) -> bool {

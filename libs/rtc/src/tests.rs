@@ -203,3 +203,16 @@ fn unix_time_reads_back_as_the_date_and_time() {
     let mut cmos = Cmos::new([second, minute, hour, day, month, year], HOURS_24);
     assert_eq!(cmos.time(None), Ok(WHEN));
 }
+
+#[test]
+fn the_farthest_moments_are_dated_at_once() {
+    // The last second of signed 64-bit time (its well-known date), and of unsigned.
+    assert_eq!(
+        DateTime::from_unix(i64::MAX as u64).to_string(),
+        "292277026596-12-04 15:30:07"
+    );
+    assert_eq!(
+        DateTime::from_unix(u64::MAX).to_string(),
+        "584554051223-11-09 07:00:15"
+    );
+}
