@@ -142,11 +142,15 @@ impl<F: Frames> Ledger<F> {
     }
 
     /// Records `frames`, granted to `owner` for `reserved` bytes charged before: the charge
-    /// becomes the frames' length (the allocator may round up).
+    /// becomes the frames' length (the allocator may round up). The reservation comes off
+    /// before the frames go on, so other reservations still pending (another core's, up
+    /// to `u64::MAX` in all) cannot make the sum overflow; the sum saturates.
     pub fn record_grant(&mut self, owner: OwnerId, frames: F, reserved: u64) {
         let len = frames.range().end - frames.range().start;
         if let Ok(index) = self.index(owner) {
-            self.held[index] = (self.held[index] + len).saturating_sub(reserved);
+            self.held[index] = self.held[index]
+                .saturating_sub(reserved)
+                .saturating_add(len);
         }
         self.grants.push((frames, owner));
     }

@@ -70,6 +70,19 @@ fn a_grant_is_charged_its_frames_and_freed_when_returned() {
 }
 
 #[test]
+fn a_grant_recorded_while_a_huge_reservation_is_pending_keeps_the_books() {
+    // Another core of the app reserved nearly everything (no quota) and has not yet
+    // taken its frames when this grant is recorded.
+    let mut ledger = Ledger::new(4);
+    ledger.charge(APP, 0x1000).unwrap();
+    ledger.charge(APP, u64::MAX - 0x1000).unwrap();
+    ledger.record_grant(APP, Span(0x10_0000..0x10_1000), 0x1000);
+    assert_eq!(ledger.held(APP), u64::MAX);
+    ledger.uncharge(APP, u64::MAX - 0x1000);
+    assert_eq!(ledger.held(APP), 0x1000, "the grant's frames stay charged");
+}
+
+#[test]
 fn a_mapped_capability_taken_by_force_stays_out_of_use_until_its_holder_ends() {
     let mut table = Table::new();
     let mut ledger = Ledger::new(4);
