@@ -324,9 +324,12 @@ impl Conn {
         }
         self.last_heard = now;
         self.keepalives = 0;
-        if seg.ack > self.snd_max
-            || self.snd_una.diff(seg.ack) > 0 && self.snd_una.since(seg.ack) > self.max_snd_wnd
-        {
+        // RFC 5961 (5.2): acceptable from SND.UNA - MAX.SND.WND up to what was sent,
+        // measured as one distance: an ACK 2^31 away is neither ahead nor behind as
+        // `Seq` compares, and must be refused too.
+        let oldest = Seq(self.snd_una.0.wrapping_sub(self.max_snd_wnd as u32));
+        let acceptable_acks = self.max_snd_wnd + self.snd_max.since(self.snd_una) + 1;
+        if !seg.ack.within(oldest, acceptable_acks) {
             stats.out_of_window += 1;
             self.challenge(now, stats);
             return false;

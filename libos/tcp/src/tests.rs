@@ -1780,3 +1780,30 @@ fn talks_with_knows_peers_of_half_open_and_established_connections_only() {
     poll(&mut ep, 0);
     assert!(!ep.talks_with(SERVER, CLIENT), "gone");
 }
+
+#[test]
+fn an_ack_half_the_sequence_space_away_is_refused() {
+    let (mut ep, id, peer) = established();
+    ep.send(id, Piece::owned(vec![7; 3000])).unwrap();
+    let forged = packet(
+        peer.port,
+        ACK,
+        peer.seq,
+        peer.ack.plus(1 << 31),
+        0xffff,
+        b"",
+        None,
+        None,
+    );
+    ep.input(0, &forged);
+    assert_eq!(
+        ep.stats().out_of_window,
+        1,
+        "neither ahead nor behind: refused"
+    );
+    let sent: usize = poll(&mut ep, 0).iter().map(|p| view(p).payload.len()).sum();
+    assert_eq!(
+        sent, 1000,
+        "its window is not taken: the peer's 1000 bytes hold"
+    );
+}
