@@ -91,7 +91,9 @@ pub struct Conn {
     probes: u32,
     /// When data began to wait behind the peer's zero window (cleared when it opens).
     window_closed_at: Option<u64>,
-    last_heard: u64,
+    /// When the current keep-alive interval began: when the peer was last heard from,
+    /// or the last probe went out (the next is due an interval after it).
+    keepalive_from: u64,
     keepalives: u32,
     keepalive_now: bool,
     challenges: ChallengeAcks,
@@ -156,7 +158,7 @@ impl Conn {
             probe_now: false,
             probes: 0,
             window_closed_at: None,
-            last_heard: now,
+            keepalive_from: now,
             keepalives: 0,
             keepalive_now: false,
             challenges: ChallengeAcks::default(),
@@ -322,7 +324,7 @@ impl Conn {
             stats.out_of_window += 1;
             return false;
         }
-        self.last_heard = now;
+        self.keepalive_from = now;
         self.keepalives = 0;
         // RFC 5961 (5.2): acceptable from SND.UNA - MAX.SND.WND up to what was sent,
         // measured as one distance: an ACK 2^31 away is neither ahead nor behind as
@@ -606,7 +608,7 @@ impl Conn {
         if let Some(interval) = config.keepalive_ns
             && matches!(self.state, State::Established | State::CloseWait)
             && self.snd_una == self.snd_max
-            && now >= self.last_heard + interval * (u64::from(self.keepalives) + 1)
+            && now >= self.keepalive_from + interval
         {
             if self.keepalives >= config.keepalive_probes {
                 stats.keepalive_timeouts += 1;
@@ -614,6 +616,7 @@ impl Conn {
             }
             stats.keepalive_probes += 1;
             self.keepalives += 1;
+            self.keepalive_from = now;
             self.keepalive_now = true;
         }
     }
@@ -638,7 +641,7 @@ impl Conn {
             .keepalive_ns
             .filter(|_| matches!(self.state, State::Established | State::CloseWait))
             .filter(|_| self.snd_una == self.snd_max)
-            .map(|interval| self.last_heard + interval * (u64::from(self.keepalives) + 1));
+            .map(|interval| self.keepalive_from + interval);
         [
             self.close_deadline(),
             self.release_deadline(config),

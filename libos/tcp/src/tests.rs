@@ -1807,3 +1807,22 @@ fn an_ack_half_the_sequence_space_away_is_refused() {
         "its window is not taken: the peer's 1000 bytes hold"
     );
 }
+
+#[test]
+fn keepalive_probes_after_a_late_poll_still_wait_an_interval_each() {
+    let mut ep = server_with(|c| {
+        c.keepalive_ns = Some(10_000 * MS);
+        c.keepalive_probes = 2;
+    });
+    let (id, _) = connect(&mut ep, 0, 5000, None, None, 1000);
+    // The first poll comes five intervals late: one probe, and the next an interval on.
+    assert_eq!(poll(&mut ep, 50_000 * MS).len(), 1);
+    assert!(
+        poll(&mut ep, 50_000 * MS).is_empty(),
+        "no second probe at once"
+    );
+    assert_eq!(ep.next_deadline(), Some(60_000 * MS));
+    assert_eq!(ep.state(id), Ok(State::Established));
+    assert_eq!(poll(&mut ep, 60_000 * MS).len(), 1);
+    assert!(view(&poll(&mut ep, 70_000 * MS)[0]).has(RST));
+}
