@@ -1826,3 +1826,36 @@ fn keepalive_probes_after_a_late_poll_still_wait_an_interval_each() {
     assert_eq!(poll(&mut ep, 60_000 * MS).len(), 1);
     assert!(view(&poll(&mut ep, 70_000 * MS)[0]).has(RST));
 }
+
+#[test]
+fn a_retransmission_that_acknowledges_more_brings_its_window() {
+    let (mut ep, id, mut peer) = established();
+    ep.send(id, Piece::owned(vec![7; 3000])).unwrap();
+    let first: usize = poll(&mut ep, 0).iter().map(|p| view(p).payload.len()).sum();
+    assert_eq!(first, 1000, "the peer's window");
+    // Data ahead of a gap, acknowledging nothing yet, offering 1000 bytes...
+    let ahead = packet(
+        peer.port,
+        ACK,
+        peer.seq.plus(10),
+        peer.ack,
+        1000,
+        &[1; 10],
+        None,
+        None,
+    );
+    ep.input(0, &ahead);
+    // ...then the gap's retransmission, acknowledging all 1000 and offering only 100.
+    peer.ack = peer.ack.plus(1000);
+    peer.window = 100;
+    peer.send(&mut ep, 0, &[1; 10]);
+    let sent: Vec<usize> = poll(&mut ep, 0)
+        .iter()
+        .map(|p| view(p).payload.len())
+        .collect();
+    assert_eq!(
+        sent.iter().sum::<usize>(),
+        100,
+        "{sent:?}: the edge it offered last"
+    );
+}
