@@ -460,10 +460,12 @@ impl Conn {
         // The window of a segment newer than the last one taken (RFC 9293, 3.10.7.4),
         // by its sequence number or, as Linux does, by its ACK: a retransmission that
         // acknowledges more has a lower sequence number, and its window (the right
-        // edge moved by its ACK) must not be left for the older one.
-        if self.snd_wl1 < seg.seq
-            || (self.snd_wl1 == seg.seq && self.snd_wl2 <= seg.ack)
-            || seg.ack > self.snd_wl2
+        // edge moved by its ACK) must not be left for the older one. Never that of an
+        // old ACK (below SND.UNA): its window counts from its ACK, not from SND.UNA.
+        if seg.ack >= self.snd_una
+            && (self.snd_wl1 < seg.seq
+                || (self.snd_wl1 == seg.seq && self.snd_wl2 <= seg.ack)
+                || seg.ack > self.snd_wl2)
         {
             self.snd_wnd = window;
             self.max_snd_wnd = self.max_snd_wnd.max(window);

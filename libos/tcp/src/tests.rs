@@ -1859,3 +1859,23 @@ fn a_retransmission_that_acknowledges_more_brings_its_window() {
         "{sent:?}: the edge it offered last"
     );
 }
+
+#[test]
+fn the_window_of_an_old_ack_is_not_taken() {
+    let (mut ep, id, mut peer) = established();
+    ep.send(id, Piece::owned(vec![7; 3000])).unwrap();
+    poll(&mut ep, 0);
+    peer.ack = peer.ack.plus(1000);
+    peer.window = 100;
+    peer.send(&mut ep, 0, &[1; 10]);
+    poll(&mut ep, 0);
+    // Newer data carrying an ACK 500 bytes old: its window of 1000 ends at 1500.
+    peer.ack = peer.ack.plus(usize::MAX - 499);
+    peer.window = 1000;
+    peer.send(&mut ep, 0, &[1; 10]);
+    let sent: usize = poll(&mut ep, 0).iter().map(|p| view(p).payload.len()).sum();
+    assert_eq!(
+        sent, 0,
+        "nothing beyond the edge the last acceptable window offered"
+    );
+}
