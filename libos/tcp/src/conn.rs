@@ -207,7 +207,7 @@ impl Conn {
     /// Arms the persist timer at `now` unless it is already running.
     fn start_persist(&mut self, now: u64) {
         if self.persist_at.is_none() {
-            self.persist_at = Some(now + self.rto);
+            self.persist_at = Some(now.saturating_add(self.rto));
             self.window_closed_at.get_or_insert(now);
         }
     }
@@ -384,7 +384,7 @@ impl Conn {
 
     /// Enters TIME-WAIT at `now`.
     fn time_wait(&mut self, now: u64, config: &Config) -> State {
-        self.close_at = Some(now + config.time_wait_ns);
+        self.close_at = Some(now.saturating_add(config.time_wait_ns));
         State::TimeWait
     }
 
@@ -409,7 +409,7 @@ impl Conn {
                 self.rtt_sample(now.saturating_sub(sent), config);
                 self.rtt_probe = None;
             }
-            self.rtx_at = (self.snd_una != self.snd_max).then_some(now + self.rto);
+            self.rtx_at = (self.snd_una != self.snd_max).then_some(now.saturating_add(self.rto));
             match self.recover {
                 Some(recover) if seg.ack >= recover => {
                     self.recover = None;
@@ -427,7 +427,7 @@ impl Conn {
             if self.fin_acked {
                 self.state = match self.state {
                     State::FinWait1 => {
-                        self.close_at = Some(now + config.fin_wait2_ns);
+                        self.close_at = Some(now.saturating_add(config.fin_wait2_ns));
                         State::FinWait2
                     }
                     State::Closing => self.time_wait(now, config),
@@ -589,7 +589,7 @@ impl Conn {
             }
             stats.retransmits += 1;
             self.retries += 1;
-            self.rto = (self.rto * 2).min(config.rto_max_ns);
+            self.rto = self.rto.saturating_mul(2).min(config.rto_max_ns);
             let flight = self.snd_max.since(self.snd_una);
             self.ssthresh = (flight / 2).max(2 * self.mss);
             self.cwnd = self.mss;
@@ -597,7 +597,7 @@ impl Conn {
             self.rtt_probe = None;
             self.dupacks = 0;
             self.recover = None;
-            self.rtx_at = Some(now + self.rto);
+            self.rtx_at = Some(now.saturating_add(self.rto));
         }
         if self.release_deadline(config).is_some_and(|at| at <= now)
             || (self.persist_at.is_some_and(|at| at <= now)
@@ -611,13 +611,16 @@ impl Conn {
             self.probes += 1;
             self.probe_now = true;
             self.persist_backoff = (self.persist_backoff + 1).min(6);
-            self.persist_at =
-                Some(now + crate::backed_off(self.rto, self.persist_backoff, config.rto_max_ns));
+            self.persist_at = Some(now.saturating_add(crate::backed_off(
+                self.rto,
+                self.persist_backoff,
+                config.rto_max_ns,
+            )));
         }
         if let Some(interval) = config.keepalive_ns
             && matches!(self.state, State::Established | State::CloseWait)
             && self.snd_una == self.snd_max
-            && now >= self.keepalive_from + interval
+            && now >= self.keepalive_from.saturating_add(interval)
         {
             if self.keepalives >= config.keepalive_probes {
                 stats.keepalive_timeouts += 1;
@@ -650,7 +653,7 @@ impl Conn {
             .keepalive_ns
             .filter(|_| matches!(self.state, State::Established | State::CloseWait))
             .filter(|_| self.snd_una == self.snd_max)
-            .map(|interval| self.keepalive_from + interval);
+            .map(|interval| self.keepalive_from.saturating_add(interval));
         [
             self.close_deadline(),
             self.release_deadline(config),
@@ -837,7 +840,7 @@ impl Conn {
                 out.stats.segments_retransmitted += 1;
             }
             if self.rtx_at.is_none() {
-                self.rtx_at = Some(now + self.rto);
+                self.rtx_at = Some(now.saturating_add(self.rto));
             }
         }
         if self.keepalive_now {

@@ -60,7 +60,8 @@ use challenge::{ChallengeAcks, OutOfWindowAcks};
 use conn::{Conn, Output, Pace, Setup, Turn};
 use core::ops::Bound;
 
-/// The knobs of an [`Endpoint`]; [`Config::default`] suits a web server.
+/// The knobs of an [`Endpoint`]; [`Config::default`] suits a web server. Durations are
+/// in nanoseconds, and timers saturate: `u64::MAX` means never.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The MSS announced, and the most payload per segment sent (1460: Ethernet); at
@@ -812,7 +813,7 @@ impl Endpoint {
         }
         let fin_again = seg.has(FIN) && seg.seq.plus(seg.payload.len() + 1) == entry.rcv_nxt;
         if fin_again {
-            entry.until = now + time_wait_ns;
+            entry.until = now.saturating_add(time_wait_ns);
         } else if seg.seq == entry.rcv_nxt
             && seg.seq_len() == 0
             && !(seg.has(ACK) && seg.ack > entry.snd_nxt)
@@ -850,7 +851,7 @@ impl Endpoint {
                 peer_mss: seg.mss,
                 peer_shift: seg.window_scale.map(|s| s.min(14)),
                 created: now,
-                resend_at: now + self.config.rto_initial_ns,
+                resend_at: now.saturating_add(self.config.rto_initial_ns),
                 retries: 0,
                 send_now: true,
                 challenges: ChallengeAcks::default(),
@@ -1133,8 +1134,11 @@ impl Endpoint {
             }
             half.retries += 1;
             half.send_now = true;
-            half.resend_at =
-                now + backed_off(config.rto_initial_ns, half.retries, config.rto_max_ns);
+            half.resend_at = now.saturating_add(backed_off(
+                config.rto_initial_ns,
+                half.retries,
+                config.rto_max_ns,
+            ));
             true
         });
         for &index in self.by_tuple.values() {

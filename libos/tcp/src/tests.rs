@@ -1879,3 +1879,37 @@ fn the_window_of_an_old_ack_is_not_taken() {
         "nothing beyond the edge the last acceptable window offered"
     );
 }
+
+#[test]
+fn durations_of_u64_max_mean_never() {
+    let mut ep = server_with(|c| {
+        c.time_wait_ns = u64::MAX;
+        c.fin_wait2_ns = u64::MAX;
+        c.keepalive_ns = Some(u64::MAX);
+        c.rto_initial_ns = u64::MAX / 2 + 1;
+        c.rto_max_ns = u64::MAX;
+    });
+    let (id, mut peer) = connect(&mut ep, 1000 * MS, 5000, None, None, 1000);
+    assert_eq!(ep.next_deadline(), Some(u64::MAX), "the keep-alive, never");
+    ep.send(id, Piece::owned(vec![1; 10])).unwrap();
+    assert_eq!(poll(&mut ep, 1000 * MS).len(), 1);
+    // The retransmission, past half of u64::MAX, doubles the timeout.
+    let now = ep.next_deadline().unwrap();
+    assert_eq!(poll(&mut ep, now).len(), 1, "a retransmission");
+    assert_eq!(ep.next_deadline(), Some(u64::MAX), "the next");
+    peer.ack = peer.ack.plus(10);
+    peer.send(&mut ep, now, b"");
+    ep.close(id).unwrap();
+    assert!(view(&poll(&mut ep, now)[0]).has(FIN));
+    peer.ack = peer.ack.plus(1);
+    peer.send(&mut ep, now, b"");
+    assert_eq!(ep.connections(), 1, "in FIN-WAIT-2 until the end of time");
+    peer.send(&mut ep, now, b"");
+    ep.input(now, &peer.segment(ACK | FIN, b""));
+    peer.seq = peer.seq.plus(1);
+    poll(&mut ep, now);
+    assert_eq!(ep.time_wait(), 1, "in TIME-WAIT until the end of time");
+    ep.input(now, &peer.fin_again());
+    assert_eq!(poll(&mut ep, now).len(), 1, "the FIN again is acknowledged");
+    assert_eq!(ep.time_wait(), 1);
+}
