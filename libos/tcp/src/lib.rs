@@ -740,7 +740,10 @@ impl Endpoint {
         if self.half_open.contains_key(&tuple) {
             return self.input_half_open(tuple, &seg, now, link);
         }
-        if seg.has(RST) {
+        if seg.has(RST) || seg.has(SYN | FIN) {
+            // A SYN that also closes opens nothing (scanners send it to slip past
+            // filters that look for a SYN alone): dropped unanswered, to an open port or
+            // a closed one alike, as Linux does.
             self.stats.no_connection += 1;
         } else if seg.has(SYN) && !seg.has(ACK) && self.listening.contains(&seg.dst_port) {
             self.open(tuple, &seg, now, ended_time_wait);

@@ -1913,3 +1913,18 @@ fn durations_of_u64_max_mean_never() {
     assert_eq!(poll(&mut ep, now).len(), 1, "the FIN again is acknowledged");
     assert_eq!(ep.time_wait(), 1);
 }
+
+/// A SYN that also carries FIN opens no connection and draws no answer, on a listening
+/// port or a closed one (it used to open a connection and drop the FIN).
+#[test]
+fn a_syn_with_fin_opens_nothing_and_is_not_answered() {
+    let syn_fin = packet(5000, SYN | FIN, Seq(1000), Seq(0), 1000, b"", None, None);
+    let listening = server(Config::default());
+    let closed = Endpoint::new(Config::default()).expect("a sound config");
+    for mut ep in [listening, closed] {
+        ep.input(0, &syn_fin);
+        assert_eq!(ep.stats().syns, 0, "no half-open connection");
+        assert_eq!(ep.stats().no_connection, 1);
+        assert!(poll(&mut ep, 0).is_empty(), "no SYN-ACK and no RST");
+    }
+}
