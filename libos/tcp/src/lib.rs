@@ -741,11 +741,10 @@ impl Endpoint {
             return self.input_half_open(tuple, &seg, now, link);
         }
         if seg.has(RST) || seg.has(SYN | FIN) {
-            // A SYN that also closes opens nothing (scanners send it to slip past
-            // filters that look for a SYN alone): dropped unanswered, to an open port or
-            // a closed one alike, as Linux does.
+            // A SYN that also closes opens nothing (`Segment::opens`): dropped
+            // unanswered, to an open port or a closed one alike, as Linux does.
             self.stats.no_connection += 1;
-        } else if seg.has(SYN) && !seg.has(ACK) && self.listening.contains(&seg.dst_port) {
+        } else if seg.opens() && self.listening.contains(&seg.dst_port) {
             self.open(tuple, &seg, now, ended_time_wait);
             return Sender::Caller;
         } else {
@@ -804,7 +803,7 @@ impl Endpoint {
     fn input_time_wait(&mut self, tuple: &Tuple, seg: &Segment<'_>, now: u64) -> Option<Seq> {
         let time_wait_ns = self.config.time_wait_ns;
         let entry = self.time_wait.get_mut(tuple)?;
-        if seg.has(SYN) && !seg.has(ACK) && seg.seq > entry.rcv_nxt {
+        if seg.opens() && seg.seq > entry.rcv_nxt {
             let old_snd_nxt = entry.snd_nxt;
             self.time_wait.remove(tuple);
             self.stats.time_wait_reused += 1;

@@ -583,6 +583,22 @@ fn active_close_goes_through_fin_wait_and_a_compact_time_wait() {
         (view(&again[0]).ack, view(&again[0]).flags),
         (peer.seq.plus(1), ACK)
     );
+    // A SYN that also closes or resets is no new connection: the entry stays (it used
+    // to end it, and the SYN was then dropped).
+    for flags in [SYN | FIN, SYN | RST] {
+        let bogus = packet(
+            5000,
+            flags,
+            peer.seq.plus(100_000),
+            Seq(0),
+            1000,
+            b"",
+            None,
+            None,
+        );
+        ep.input(2 * MS, &bogus);
+        assert_eq!((ep.time_wait(), ep.half_open()), (1, 0), "flags {flags:#x}");
+    }
     // A new SYN above the old sequence space ends it at once.
     ep.input(
         2 * MS,

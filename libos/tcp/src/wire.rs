@@ -69,6 +69,12 @@ impl Segment<'_> {
         self.flags & flags == flags
     }
 
+    /// Whether it asks for a new connection: a SYN without ACK, FIN or RST (a SYN that
+    /// also closes or resets, as scanners send to slip past filters, opens nothing).
+    pub fn opens(&self) -> bool {
+        self.flags & (SYN | ACK | FIN | RST) == SYN
+    }
+
     /// The sequence space the segment occupies: its data, plus one each for SYN and FIN.
     pub fn seq_len(&self) -> usize {
         self.payload.len() + usize::from(self.has(SYN)) + usize::from(self.has(FIN))
