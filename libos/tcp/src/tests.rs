@@ -585,34 +585,16 @@ fn active_close_goes_through_fin_wait_and_a_compact_time_wait() {
     );
     // A SYN that also closes or resets is no new connection: the entry stays (it used
     // to end it, and the SYN was then dropped).
+    let above = |flags| {
+        let seq = peer.seq.plus(100_000);
+        packet(5000, flags, seq, Seq(0), 1000, b"", None, None)
+    };
     for flags in [SYN | FIN, SYN | RST] {
-        let bogus = packet(
-            5000,
-            flags,
-            peer.seq.plus(100_000),
-            Seq(0),
-            1000,
-            b"",
-            None,
-            None,
-        );
-        ep.input(2 * MS, &bogus);
+        ep.input(2 * MS, &above(flags));
         assert_eq!((ep.time_wait(), ep.half_open()), (1, 0), "flags {flags:#x}");
     }
     // A new SYN above the old sequence space ends it at once.
-    ep.input(
-        2 * MS,
-        &packet(
-            5000,
-            SYN,
-            peer.seq.plus(100_000),
-            Seq(0),
-            1000,
-            b"",
-            None,
-            None,
-        ),
-    );
+    ep.input(2 * MS, &above(SYN));
     assert_eq!((ep.time_wait(), ep.half_open()), (0, 1));
     assert_eq!(ep.stats().time_wait_reused, 1);
 }
