@@ -74,6 +74,8 @@ const DEVICE_MAX_PAIRS: u16 = 0x8000;
 const QUEUE_ENTRIES: u16 = 256;
 /// Entries wanted on the control queue (one command at a time, 3 descriptors).
 const CONTROL_ENTRIES: u16 = 4;
+/// Descriptors of a control command: class and command, its data, the ack.
+const CONTROL_CHAIN: u16 = 3;
 
 /// Control command class: multi-queue (`VIRTIO_NET_CTRL_MQ`).
 const CTRL_MQ: u8 = 4;
@@ -484,7 +486,9 @@ impl VirtioNet {
 
     /// Sends `VQ_PAIRS_SET` with `pairs` on the control queue and waits for the device's
     /// acknowledgement: [`DeviceError::Status`] with its ack byte when it refuses,
-    /// [`DeviceError::Timeout`] when it does not answer within a second.
+    /// [`DeviceError::Timeout`] when it does not answer within a second;
+    /// [`DeviceError::Unsupported`] when the device's control queue is too small for the
+    /// command's descriptors (nothing is written past its table).
     fn set_pairs(&mut self, pairs: u16) -> Result<(), DeviceError> {
         let platform = self.platform;
         let Some((queue, buffer)) = &mut self.control else {
@@ -492,6 +496,11 @@ impl VirtioNet {
                 "a control queue (VIRTIO_NET_F_CTRL_VQ)",
             ));
         };
+        if queue.size() < CONTROL_CHAIN {
+            return Err(DeviceError::Unsupported(
+                "a control queue of at least 3 entries",
+            ));
+        }
         // Three descriptors (spec 5.1.6.5): class and command, the pair count (LE), and
         // the ack the device writes; separate, as legacy devices may require.
         let [low, high] = pairs.to_le_bytes();
@@ -1285,6 +1294,33 @@ mod tests {
             "reset again, not given up"
         );
         assert_eq!(device.status() & crate::transport::STATUS_FAILED, 0);
+    }
+
+    #[test]
+    fn a_control_queue_too_small_for_the_command_is_refused_untouched() {
+        let (mut net, _device) = net_on_host();
+        let platform = rexo_devio::host::HostPlatform::leaked();
+        let doorbell = crate::queue::Doorbell::Mmio {
+            window: rexo_devio::host::registers(4),
+            at: 0,
+            queue: 2,
+        };
+        // A device whose control queue has 2 entries: the command's third descriptor
+        // would lie past the table, over the available ring.
+        let queue = Virtqueue::new(platform, 2, 2, doorbell).unwrap();
+        net.control = Some((queue, Dma::new(platform, 64).unwrap()));
+        assert_eq!(
+            net.set_pairs(2),
+            Err(DeviceError::Unsupported(
+                "a control queue of at least 3 entries"
+            ))
+        );
+        let (queue, _) = net.control.as_ref().unwrap();
+        assert_eq!(
+            crate::queue::DeviceSide::default().take(queue),
+            None,
+            "nothing published"
+        );
     }
 
     #[test]
