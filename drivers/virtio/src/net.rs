@@ -72,6 +72,17 @@ const DEVICE_MAX_PAIRS: u16 = 0x8000;
 /// Entries wanted per queue (the legacy interface's size is the device's; buffers stay
 /// at most this many).
 const QUEUE_ENTRIES: u16 = 256;
+
+/// Frames a queue of `size` entries holds at `chain` descriptors a frame (up to
+/// [`QUEUE_ENTRIES`]); a queue too small for one (a legacy queue of 1 entry, 2 a frame
+/// without ANY_LAYOUT) is refused: the interface would receive nothing and answer every
+/// send with `QueueFull`.
+fn frames_in(size: u16, chain: u16) -> Result<u16, DeviceError> {
+    match (size / chain).min(QUEUE_ENTRIES) {
+        0 => Err(DeviceError::Unsupported("a queue too small for one frame")),
+        frames => Ok(frames),
+    }
+}
 /// Entries wanted on the control queue (one command at a time, 3 descriptors).
 const CONTROL_ENTRIES: u16 = 4;
 /// Descriptors of a control command: class and command, its data, the ack.
@@ -349,8 +360,7 @@ impl VirtioNet {
                 &alloc::format!("virtio-net {}", function.address()),
             ));
             let tx = transport.allocate_queue(function, tx_index, QUEUE_ENTRIES)?;
-            let rx_count = (rx.size() / chain).min(QUEUE_ENTRIES);
-            let tx_count = (tx.size() / chain).min(QUEUE_ENTRIES);
+            let (rx_count, tx_count) = (frames_in(rx.size(), chain)?, frames_in(tx.size(), chain)?);
             let tso_count = if features & F_HOST_TSO4 != 0 {
                 TSO_BUFFERS.min(tx_count / 2)
             } else {
@@ -1133,6 +1143,21 @@ mod tests {
             parts[0].fill(0x42);
             true
         })
+    }
+
+    /// A legacy queue of one entry, at two descriptors a frame, holds no frame: it is
+    /// refused, not taken for an interface that receives nothing and sends nothing.
+    #[test]
+    fn a_queue_too_small_for_one_frame_is_refused() {
+        let refused = Err(DeviceError::Unsupported("a queue too small for one frame"));
+        assert_eq!(frames_in(1, 2), refused);
+        assert_eq!(frames_in(2, 2), Ok(1));
+        assert_eq!(frames_in(1, 1), Ok(1));
+        assert_eq!(
+            frames_in(1024, 2),
+            Ok(QUEUE_ENTRIES),
+            "at most QUEUE_ENTRIES"
+        );
     }
 
     #[test]
