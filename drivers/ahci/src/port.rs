@@ -513,13 +513,9 @@ impl AhciDisk {
         Ok(())
     }
 
-    /// The sectors a request may address.
+    /// The sectors a request may address (28-bit or 48-bit addresses).
     fn capacity(&self) -> u64 {
-        if self.identity.lba48 {
-            self.identity.sectors
-        } else {
-            self.identity.sectors.min(command::LBA28_LIMIT)
-        }
+        command::addressable_sectors(self.identity.sectors, self.identity.lba48)
     }
 
     /// Slots holding a request, issued or not.
@@ -920,6 +916,24 @@ mod tests {
             .into_iter()
             .map(|(tag, result)| (tag, result.err()))
             .collect()
+    }
+
+    #[test]
+    fn a_capacity_past_48_bits_is_cut_to_what_the_48_bit_commands_reach() {
+        let (mut disk, registers) = port_with_fake_hba();
+        // IDENTIFY words 100..=103 all ones: no sector at or past 2^48 has an address.
+        disk.identity.sectors = u64::MAX;
+        assert_eq!(disk.info().sectors, 1 << 48);
+        assert_eq!(
+            disk.submit_read(0, 1 << 48, 1),
+            Err(DeviceError::OutOfRange {
+                lba: 1 << 48,
+                sectors: 1,
+                capacity: 1 << 48
+            })
+        );
+        assert_eq!(poll_once(&mut disk), []);
+        assert_eq!(registers.read32(PX_CI), 0, "nothing issued");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 use rexo_devio::{Dma, LineWake, Platform, PortWindow, barrier};
 
 use crate::command::{
-    self, Command, Direction, LBA28_LIMIT, Protocol, STATUS_BSY, STATUS_DF, STATUS_DRQ, STATUS_ERR,
+    self, Command, Direction, Protocol, STATUS_BSY, STATUS_DF, STATUS_DRQ, STATUS_ERR,
 };
 use crate::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
 use crate::wait;
@@ -599,13 +599,9 @@ impl IdeDisk {
         })
     }
 
-    /// The sectors the 28-bit commands can reach, or the whole disk with LBA48.
+    /// The sectors the commands can reach (28-bit or 48-bit addresses).
     fn capacity(&self) -> u64 {
-        if self.identity.lba48 {
-            self.identity.sectors
-        } else {
-            self.identity.sectors.min(LBA28_LIMIT)
-        }
+        command::addressable_sectors(self.identity.sectors, self.identity.lba48)
     }
 
     /// Checks `queue`, claims the channel and starts `operation`; the request's tag.
@@ -952,6 +948,22 @@ mod tests {
             (REG_COMMAND, 0x20),
         ]);
         assert_eq!(command.take_writes(), expected);
+    }
+
+    #[test]
+    fn a_capacity_past_48_bits_is_cut_to_what_the_48_bit_commands_reach() {
+        // IDENTIFY words 100..=103 all ones: no sector at or past 2^48 has an address.
+        let (mut disk, command, _control, _) = disk_on_fake_ports(0, u64::MAX, true, None);
+        assert_eq!(disk.info().sectors, 1 << 48);
+        assert_eq!(
+            disk.submit_read(0, 1 << 48, 1),
+            Err(DeviceError::OutOfRange {
+                lba: 1 << 48,
+                sectors: 1,
+                capacity: 1 << 48
+            })
+        );
+        assert_eq!(command.take_writes(), [], "nothing reached the drive");
     }
 
     #[test]
