@@ -114,8 +114,8 @@ pub fn total_length(header: &[u8]) -> Option<u16> {
 }
 
 /// The first boot keyboard interface (alternate setting 0) of the configuration
-/// descriptor set `config`, with its interrupt IN endpoint; `None` when there is none
-/// or the descriptors are malformed.
+/// descriptor set `config`, with its interrupt IN endpoint (numbered 1 to 15); `None`
+/// when there is none or the descriptors are malformed.
 pub fn find_boot_keyboard(config: &[u8]) -> Option<BootKeyboard> {
     if config.len() < usize::from(CONFIGURATION_HEADER_LEN) || config[1] != DESCRIPTOR_CONFIGURATION
     {
@@ -134,7 +134,11 @@ pub fn find_boot_keyboard(config: &[u8]) -> Option<BootKeyboard> {
                 interface = (class == BOOT_KEYBOARD && descriptor[3] == 0).then_some(descriptor[2]);
             }
             DESCRIPTOR_ENDPOINT if len >= 7 => {
-                let interrupt_in = descriptor[2] & 0x80 != 0 && descriptor[3] & 0x3 == 3;
+                // Endpoint number 0 is the default control pipe's, whose device context
+                // index the report endpoint would then take.
+                let numbered = descriptor[2] & 0xF != 0;
+                let interrupt_in =
+                    descriptor[2] & 0x80 != 0 && numbered && descriptor[3] & 0x3 == 3;
                 if let Some(number) = interface.filter(|_| interrupt_in) {
                     return Some(BootKeyboard {
                         configuration,
@@ -201,6 +205,14 @@ mod tests {
         assert_eq!(find_boot_keyboard(&zero_length), None);
         assert_eq!(find_boot_keyboard(&QEMU_KEYBOARD[..30]), None, "cut short");
         assert_eq!(find_boot_keyboard(&[]), None);
+    }
+
+    #[test]
+    fn an_endpoint_numbered_0_is_no_report_endpoint() {
+        // Address 0x80: IN, number 0, whose device context index (1) is endpoint 0's.
+        let mut endpoint_zero = QEMU_KEYBOARD;
+        endpoint_zero[29] = 0x80;
+        assert_eq!(find_boot_keyboard(&endpoint_zero), None);
     }
 
     #[test]
