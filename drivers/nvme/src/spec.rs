@@ -293,9 +293,10 @@ pub fn lba_format(namespace: &[u8]) -> Option<(u32, u16)> {
     let at = NS_LBA_FORMATS + 4 * index;
     let format = u32::from_le_bytes(namespace.get(at..at + 4)?.try_into().ok()?);
     let lbads = (format >> 16) & 0xFF;
+    // Shifted only once in range: a device's LBADS may be up to 255.
     (9..=16)
         .contains(&lbads)
-        .then_some((1 << lbads, format as u16))
+        .then(|| (1 << lbads, format as u16))
 }
 
 /// An Identify string field (ASCII, padded with spaces or NULs) as text, trimmed;
@@ -414,6 +415,15 @@ mod tests {
         assert_eq!(lba_format(&ns), None);
         ns[NS_LBA_FORMATS + 2] = 9;
         assert_eq!(lba_format(&ns), Some((512, 0)));
+    }
+
+    #[test]
+    fn an_lba_data_size_past_a_u32_shift_is_no_format() {
+        let mut ns = [0u8; 4096];
+        for lbads in [32, 0xFF] {
+            ns[NS_LBA_FORMATS + 2] = lbads;
+            assert_eq!(lba_format(&ns), None, "LBADS {lbads}");
+        }
     }
 
     #[test]
