@@ -80,9 +80,15 @@ fn format_hazard(disk: &mut dyn BlockDevice) -> Result<Option<XnError>, DeviceEr
     let (start, count) = locator_area(disk);
     let locator = read_sectors(disk, start, count)?;
     let (sectors, size) = geometry(&disk.info());
-    let (start, count) = rexo_xn::table_area(sectors, size);
-    let area = read_sectors(disk, start, count)?;
+    let area = read_area(disk, sectors, size)?;
     Ok(rexo_xn::format_hazard(&first_sector, &locator, &area))
+}
+
+/// The sectors both copies of a table made for a disk of `sectors` sectors of `size`
+/// bytes take at that disk's end, read from `disk`.
+fn read_area(disk: &mut dyn BlockDevice, sectors: u64, size: u64) -> Result<Vec<u8>, DeviceError> {
+    let (start, count) = rexo_xn::table_area(sectors, size);
+    read_sectors(disk, start, count)
 }
 
 /// Reads both copies of the table of `disk` (idle: nobody holds it) made for a disk of
@@ -93,8 +99,7 @@ fn read_table(
     sectors: u64,
     size: u64,
 ) -> Result<Result<Table, XnError>, DeviceError> {
-    let (start, count) = rexo_xn::table_area(sectors, size);
-    let area = read_sectors(disk, start, count)?;
+    let area = read_area(disk, sectors, size)?;
     let (a, b) = area.split_at(area.len() / COPIES);
     Ok(Table::parse([a, b], sectors, size))
 }
@@ -157,6 +162,24 @@ fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
 /// one, the table before, is read.
 fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
     write_copy(disk, table.copy_start(table.copy()), table.to_bytes())
+}
+
+/// Writes `table`'s locator ([`Table::locator`]) over the locator's sectors of `disk`,
+/// and flushes.
+fn write_locator(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
+    let (start, _) = locator_area(disk);
+    write_copy(disk, start, table.locator())
+}
+
+/// `written`, the result of writing the table (or its locator) to the disk of `state`;
+/// when it failed, the protection becomes [`Protection::Unknown`]: part of the new
+/// table, or all of it unflushed, may be on the disk, so what the disk holds is read
+/// again before the next use, and the table checked is the one found after a reboot.
+fn unless_torn(state: &mut SlotState, written: Result<(), DeviceError>) -> Result<(), ApiError> {
+    if written.is_err() {
+        state.protection = Protection::Unknown;
+    }
+    written.map_err(ApiError::Device)
 }
 
 /// Writes one copy's worth of `bytes` ([`rexo_xn::COPY_BYTES`], the rest of its
@@ -297,11 +320,8 @@ impl Registry {
                 // The locator goes first: a crash before the table is written leaves a
                 // locator naming this disk and no table, a damaged disk that a format
                 // mends, never a raw one.
-                let (locator, _) = rexo_xn::locator_area(size);
-                if let Err(error) = write_copy(disk, locator, table.locator()) {
-                    state.protection = Protection::Unknown;
-                    return Err(ApiError::Device(error));
-                }
+                let written = write_locator(disk, &table);
+                unless_torn(&mut state, written)?;
                 table
             }
             (Protection::Table(_), Some(ExtentOp::Format { .. })) => {
@@ -313,10 +333,11 @@ impl Registry {
                 let disk = disk_of(&mut state.device)?;
                 let (sectors, size) = geometry(&disk.info());
                 let grown = table.grown(sectors).map_err(refuse)?;
-                let (start, count) = rexo_xn::table_area(sectors, size);
-                let area = read_sectors(disk, start, count).map_err(ApiError::Device)?;
-                if let Some(hazard) = rexo_xn::table_area_hazard(&area).filter(|_| !force) {
-                    return Err(refuse(hazard));
+                if !force {
+                    let area = read_area(disk, sectors, size).map_err(ApiError::Device)?;
+                    if let Some(hazard) = rexo_xn::table_area_hazard(&area) {
+                        return Err(refuse(hazard));
+                    }
                 }
                 grown
             }
@@ -360,22 +381,13 @@ impl Registry {
                 _ => None,
             }
         {
-            if let Err(error) = write(disk_of(&mut state.device)?, &table) {
-                // Part of the new table, or all of it unflushed, may be on the disk: what
-                // the disk holds is read again before the next use, so the table checked
-                // now is the one found after a reboot.
-                state.protection = Protection::Unknown;
-                return Err(ApiError::Device(error));
-            }
+            let written = write(disk_of(&mut state.device)?, &table);
+            unless_torn(&mut state, written)?;
             // A grown table is at the new end, sound, and read before the locator: a
             // crash before the locator names the new size leaves the table found.
             if grow {
-                let disk = disk_of(&mut state.device)?;
-                let locator = rexo_xn::locator_area(geometry(&disk.info()).1).0;
-                if let Err(error) = write_copy(disk, locator, table.locator()) {
-                    state.protection = Protection::Unknown;
-                    return Err(ApiError::Device(error));
-                }
+                let written = write_locator(disk_of(&mut state.device)?, &table);
+                unless_torn(&mut state, written)?;
             }
             state.protection = Protection::Table(table.clone());
         }
