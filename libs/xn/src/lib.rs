@@ -239,9 +239,7 @@ pub fn read_locator(bytes: &[u8]) -> Result<Option<u64>, XnError> {
     let (Some(sectors), Some(crc)) = (field(8, 8), field(16, 4)) else {
         return Err(XnError::Corrupt("a locator cut short"));
     };
-    let mut check = Crc32::new();
-    check.update(&bytes[..16]);
-    if check.finish().to_le_bytes() != crc {
+    if locator_checksum(&bytes[..16]) != crc {
         return Err(XnError::Corrupt("the locator's checksum"));
     }
     Ok(Some(u64::from_le_bytes(
@@ -276,6 +274,14 @@ pub fn locate(locator: &[u8], sectors: u64, sector_size: u64) -> Result<Option<u
         ));
     }
     Ok(Some(table))
+}
+
+/// The CRC-32 of a locator's first 16 bytes (magic and sector count), as it is stored
+/// after them.
+fn locator_checksum(head: &[u8]) -> [u8; 4] {
+    let mut crc = Crc32::new();
+    crc.update(head);
+    crc.finish().to_le_bytes()
 }
 
 /// The CRC-32 of a copy's header and entries (`bytes`), all but the CRC's own bytes
@@ -508,9 +514,8 @@ impl Table {
         let mut bytes = alloc::vec![0u8; COPY_BYTES];
         bytes[..8].copy_from_slice(LOCATOR_MAGIC);
         bytes[8..16].copy_from_slice(&self.sectors.to_le_bytes());
-        let mut crc = Crc32::new();
-        crc.update(&bytes[..16]);
-        bytes[16..20].copy_from_slice(&crc.finish().to_le_bytes());
+        let crc = locator_checksum(&bytes[..16]);
+        bytes[16..20].copy_from_slice(&crc);
         bytes
     }
 

@@ -175,9 +175,8 @@ fn the_parser_survives_noise() {
         if bytes.len() >= 16 {
             bytes[8..16].copy_from_slice(&rng.next_u64().to_le_bytes());
             if rng.below(2) == 0 && bytes.len() >= 20 {
-                let mut crc = Crc32::new();
-                crc.update(&bytes[..16]);
-                bytes[16..20].copy_from_slice(&crc.finish().to_le_bytes());
+                let crc = locator_checksum(&bytes[..16]);
+                bytes[16..20].copy_from_slice(&crc);
             }
         }
         let (sectors, size) = (rng.next_u64() >> rng.below(64), [512, 4096][rng.below(2)]);
@@ -481,9 +480,8 @@ fn the_locator_finds_the_table_of_a_disk_that_grew() {
     );
     let mut tiny = Table::format(4096, 512).unwrap().locator();
     tiny[8..16].copy_from_slice(&100u64.to_le_bytes());
-    let mut crc = Crc32::new();
-    crc.update(&tiny[..16]);
-    tiny[16..20].copy_from_slice(&crc.finish().to_le_bytes());
+    let crc = locator_checksum(&tiny[..16]);
+    tiny[16..20].copy_from_slice(&crc);
     assert!(matches!(
         locate(&tiny, 32768, 512),
         Err(XnError::Corrupt(_))
