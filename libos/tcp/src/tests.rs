@@ -823,6 +823,16 @@ fn a_reset_counts_only_at_the_exact_sequence_number() {
     assert_eq!(ep.connections(), 0);
 }
 
+/// 100 moments 10 ms apart from `from`.
+fn every_10ms(from: u64) -> impl Iterator<Item = u64> {
+    (0..100).map(move |i| from + i * 10 * MS)
+}
+
+/// The data bytes `packets` carry.
+fn payload_bytes(packets: &[Vec<u8>]) -> usize {
+    packets.iter().map(|p| view(p).payload.len()).sum()
+}
+
 /// How many bare ACKs the server sends when the `forged` segments arrive in turn, one
 /// at each of `times`, each followed by a poll.
 fn acks_to(ep: &mut Endpoint, forged: &[&[u8]], times: impl Iterator<Item = u64>) -> usize {
@@ -875,7 +885,6 @@ fn out_of_window_acks_are_limited_but_retransmitted_data_is_always_acknowledged(
     // (else the two ends would ACK each other's ACKs for ever).
     peer.seq = exact.plus(1 << 30);
     let stray = peer.segment(ACK, b"");
-    let every_10ms = |from: u64| (0..100).map(move |i| from + i * 10 * MS);
     let interval = OUT_OF_WINDOW_ACK_INTERVAL_NS;
     assert_eq!(
         acks_to(&mut ep, &[&stray], every_10ms(0)),
@@ -907,7 +916,6 @@ fn time_wait_limits_its_acks_to_stray_acks_but_not_to_a_retransmitted_fin() {
     let closed_at = peer.seq;
     peer.seq = closed_at.plus(1 << 30);
     let stray = peer.segment(ACK, b"");
-    let every_10ms = |from: u64| (0..100).map(move |i| from + i * 10 * MS);
     assert_eq!(
         acks_to(&mut ep, &[&stray], every_10ms(MS)),
         2,
@@ -951,8 +959,7 @@ fn a_half_open_connection_limits_its_challenge_acks_too() {
         None,
         None,
     );
-    let every_10ms = (0..100).map(|i| 2000 * MS + i * 10 * MS);
-    assert_eq!(acks_to(&mut ep, &[&stray], every_10ms), 2);
+    assert_eq!(acks_to(&mut ep, &[&stray], every_10ms(2000 * MS)), 2);
     assert_eq!(ep.stats().out_of_window_acks_limited, 98);
 }
 
@@ -1484,7 +1491,7 @@ fn a_peer_that_answers_every_probe_keeps_its_zero_window_connection() {
     peer.send(&mut ep, two_hours + MS, b"");
     let rest = poll(&mut ep, two_hours + MS);
     assert_eq!(view(&rest[0]).seq, peer.ack);
-    let total: usize = rest.iter().map(|p| view(p).payload.len()).sum();
+    let total = payload_bytes(&rest);
     assert_eq!(total, 2464);
     peer.ack = peer.ack.plus(2464);
     peer.send(&mut ep, two_hours + 2 * MS, b"");
@@ -1799,7 +1806,7 @@ fn an_ack_half_the_sequence_space_away_is_refused() {
         1,
         "neither ahead nor behind: refused"
     );
-    let sent: usize = poll(&mut ep, 0).iter().map(|p| view(p).payload.len()).sum();
+    let sent = payload_bytes(&poll(&mut ep, 0));
     assert_eq!(
         sent, 1000,
         "its window is not taken: the peer's 1000 bytes hold"
@@ -1829,7 +1836,7 @@ fn keepalive_probes_after_a_late_poll_still_wait_an_interval_each() {
 fn a_retransmission_that_acknowledges_more_brings_its_window() {
     let (mut ep, id, mut peer) = established();
     ep.send(id, Piece::owned(vec![7; 3000])).unwrap();
-    let first: usize = poll(&mut ep, 0).iter().map(|p| view(p).payload.len()).sum();
+    let first = payload_bytes(&poll(&mut ep, 0));
     assert_eq!(first, 1000, "the peer's window");
     // Data ahead of a gap, acknowledging nothing yet, offering 1000 bytes...
     let ahead = packet(
@@ -1871,7 +1878,7 @@ fn the_window_of_an_old_ack_is_not_taken() {
     peer.ack = peer.ack.plus(usize::MAX - 499);
     peer.window = 1000;
     peer.send(&mut ep, 0, &[1; 10]);
-    let sent: usize = poll(&mut ep, 0).iter().map(|p| view(p).payload.len()).sum();
+    let sent = payload_bytes(&poll(&mut ep, 0));
     assert_eq!(
         sent, 0,
         "nothing beyond the edge the last acceptable window offered"
