@@ -29,20 +29,20 @@ pub fn read_table(path: &Path) -> Result<Table> {
             path.display()
         ));
     }
-    let start = rexo_xn::table_area(sectors, SECTOR_BYTES).0 * SECTOR_BYTES;
-    let mut bytes = vec![0u8; (length.saturating_sub(start)) as usize];
-    file.seek(SeekFrom::Start(start))
-        .and_then(|_| file.read_exact(&mut bytes))
-        .map_err(|e| format!("cannot read the table of {}: {e}", path.display()))?;
+    let mut read = |what: &str, sector: u64, len: u64| {
+        let mut bytes = vec![0u8; len as usize];
+        file.seek(SeekFrom::Start(sector * SECTOR_BYTES))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map(|_| bytes)
+            .map_err(|e| format!("cannot read the {what} of {}: {e}", path.display()))
+    };
+    let (start, count) = rexo_xn::table_area(sectors, SECTOR_BYTES);
+    let bytes = read("table", start, count * SECTOR_BYTES)?;
     let (a, b) = bytes.split_at(bytes.len() / COPIES);
     let table = Table::parse([a, b], sectors, SECTOR_BYTES)
         .map_err(|e| format!("the extent table of {}: {e}", path.display()))?;
-    let mut locator = vec![0u8; rexo_xn::COPY_BYTES];
-    file.seek(SeekFrom::Start(
-        rexo_xn::locator_area(SECTOR_BYTES).0 * SECTOR_BYTES,
-    ))
-    .and_then(|_| file.read_exact(&mut locator))
-    .map_err(|e| format!("cannot read the locator of {}: {e}", path.display()))?;
+    let (start, count) = rexo_xn::locator_area(SECTOR_BYTES);
+    let locator = read("locator", start, count * SECTOR_BYTES)?;
     match rexo_xn::read_locator(&locator) {
         Ok(Some(named)) if named == sectors => Ok(table),
         found => Err(format!(
