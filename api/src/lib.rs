@@ -5,8 +5,9 @@
 //! here that may hold `unsafe`: the declarations of the kernel's entry points and the
 //! token's constructor).
 //!
-//! This is the foundation's small API (cores, time, logging, the work queue); the
-//! exokernel issue grows it into capabilities over memory, devices and time.
+//! Beside cores, time, logging and the work queue, the kernel hands out capabilities:
+//! memory, cores, timers and interrupts, devices (NICs, disks, keyboards), packet-filter
+//! bindings, disk extents, and BareMetal binaries to load; docs/api.md lists every call.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 

@@ -1,7 +1,7 @@
 //! `cargo xtask`: build, image, run, test and bench Rexo.
 //!
 //! Commands (see `cargo xtask help` and docs/testing.md):
-//! `build`, `run`, `image`, `test [FILTER]`, `bench [NAME...]`, `bench boot|api|drivers`, `linux`, `loc`, `disk`.
+//! `build`, `run`, `image`, `test [FILTER]`, `bench [NAME...]`, `bench boot|api|drivers|fs`, `linux`, `loc`, `disk`, `fs`.
 
 mod appcheck;
 mod args;
@@ -68,15 +68,19 @@ usage: cargo xtask COMMAND [OPTIONS]
   image [--append WORDS] [--module FILE]... [-o PATH]
                                  build a hybrid BIOS/UEFI ISO (default target/rexo.iso)
   test [FILTER]                  run the host, kernel, boot, crash and bad-input tests
-  bench [NAME...] [--quick] [--rounds N] [--accel tcg|kvm]
+  bench [NAME...] [--quick] [--rounds N] [--pairs N] [--accel tcg|kvm]
                                  the suite: Rexo against a Debian Linux guest on the same
                                  machine, report in target/bench/report.md (docs/bench.md)
   bench boot [--runs N] [--quick]
                                  measure boot time against QEMU's floor
   bench api                      measure API calls, frames, cross-core round trips, revocation
-  bench drivers [DEVICE...]      measure NICs (frames/s, empty poll) and disks (IOPS, MiB/s),
+  bench drivers [DEVICE...] [--rounds N] [--quick]
+                                 measure NICs (frames/s, empty poll) and disks (IOPS, MiB/s),
                                  each beside a Linux guest on the same machine and device
-  linux [--service none|nginx|memcached] [--cores N] [--mem SIZE] [--append WORDS]
+  bench fs [--quick] [--rounds N]
+                                 the suite's file-system rows (small-files, fs-randread)
+  linux [--service none|nginx|memcached|fio|bench|fsbench|drivers]
+        [--cores N] [--mem SIZE] [--append WORDS]
         [--build-only]           build the Linux baseline from Debian packages (cached in
                                  target/linux/) and boot it under TCG until it is ready
   loc                            count lines of Rust per layer against the kernel budget
