@@ -11,7 +11,8 @@ use rexo_api::DeviceError;
 /// completion entries are read and written with the volatile accessors (the device
 /// changes them behind the compiler's back); data buffers the device is not using are
 /// lent out as slices. A driver must drop a `Dma` only after the device stopped using it
-/// (reset, or the request completed).
+/// (reset, or the request completed); memory of a device that would not confirm it
+/// stopped goes through [`abandon_to_device`] first, and is then never given back.
 pub struct Dma {
     /// The first byte.
     base: NonNull<u8>,
@@ -19,6 +20,8 @@ pub struct Dma {
     len: usize,
     /// Where it goes back.
     platform: &'static dyn Platform,
+    /// Left to a device that may still use it ([`abandon_to_device`]): never given back.
+    abandoned: bool,
 }
 
 // SAFETY: `Dma` owns its memory exclusively (the platform's contract); moving it to
@@ -43,6 +46,7 @@ impl Dma {
             base,
             len,
             platform,
+            abandoned: false,
         })
     }
 
@@ -141,8 +145,38 @@ impl Dma {
 
 impl Drop for Dma {
     fn drop(&mut self) {
-        self.platform.dma_free(self.phys(), self.len);
+        if !self.abandoned {
+            self.platform.dma_free(self.phys(), self.len);
+        }
     }
+}
+
+/// Keeps `memory`, everything a device was given, out of the allocator for good: its
+/// drop no longer gives it back. For a device that did not confirm it stopped (a stop or
+/// reset that timed out, a status that never read back): such a device may still write
+/// (or read) that memory at any time, and memory given back would be handed to another
+/// driver, app or the kernel, across every protection boundary. Losing those pages until
+/// the next boot is the smaller harm. `device` names the device in the log, which says
+/// which memory was kept (a warning with the total, each block at info level).
+pub fn abandon_to_device<'a>(
+    device: &dyn core::fmt::Display,
+    memory: impl IntoIterator<Item = &'a mut Dma>,
+) {
+    let (mut blocks, mut bytes) = (0, 0);
+    for dma in memory {
+        dma.abandoned = true;
+        blocks += 1;
+        bytes += dma.len;
+        log::info!(
+            "{device}: DMA memory {:#x}..{:#x} kept from the allocator",
+            dma.phys(),
+            dma.phys() + dma.len as u64
+        );
+    }
+    log::warn!(
+        "{device}: did not confirm it stopped: its {bytes} bytes of DMA memory ({blocks} \
+         blocks) are never given back"
+    );
 }
 
 #[cfg(test)]
@@ -166,6 +200,19 @@ mod tests {
         assert_eq!(platform.live(), 1);
         drop(dma);
         assert_eq!(platform.live(), 0);
+    }
+
+    #[test]
+    fn memory_abandoned_to_a_device_is_never_given_back() {
+        let platform = HostPlatform::leaked();
+        let mut kept = [
+            Dma::new(platform, 1).unwrap(),
+            Dma::new(platform, 8192).unwrap(),
+        ];
+        let freed = Dma::new(platform, 1).unwrap();
+        abandon_to_device(&"test device", &mut kept);
+        drop((kept, freed));
+        assert_eq!(platform.live(), 2, "the abandoned blocks stay allocated");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!   claim hands out; volatile, bounds-checked register access.
 //! - [`PortWindow`]: a device's I/O port range, built by trusted code from a BAR.
 //! - [`Dma`]: zeroed RAM whose physical address is known (the identity map), for
-//!   descriptor rings and data buffers, from the kernel's [`Platform`].
+//!   descriptor rings and data buffers, from the kernel's [`Platform`];
+//!   [`abandon_to_device`] keeps the memory of a device that would not stop from ever
+//!   going back.
 //! - [`Platform`]: what the kernel lends a driver: DMA memory, device windows, the
 //!   clock, the message that wakes a core, and configuration space of the function being
 //!   bound.
@@ -44,7 +46,7 @@ pub mod platform;
 pub mod port;
 
 pub use config::PciBus;
-pub use dma::Dma;
+pub use dma::{Dma, abandon_to_device};
 pub use line::{LineWaiters, LineWake, Routed};
 pub use mmio::Mmio;
 pub use msi::{MsiVector, Vectors};
