@@ -696,10 +696,14 @@ impl AhciDisk {
 
 impl Drop for AhciDisk {
     /// Stops the port before its command list, FIS area and buffers go back (only a
-    /// failed probe drops a disk).
+    /// failed probe drops a disk); a port that does not stop keeps them for good.
     fn drop(&mut self) {
         if let Err(error) = self.stop() {
             log::warn!("ahci: port {}: not stopped: {error}", self.number);
+            rexo_devio::abandon_to_device(
+                &format_args!("ahci: port {}", self.number),
+                core::iter::once(&mut self.tables).chain(&mut self.buffers),
+            );
         }
     }
 }
@@ -902,6 +906,18 @@ mod tests {
         registers.write32(PX_CMD, CMD_ST | CMD_FRE);
         registers.write32(PX_SSTS, DET_ESTABLISHED);
         (disk, registers, platform)
+    }
+
+    #[test]
+    fn a_port_that_does_not_stop_keeps_its_memory_and_one_that_stops_gives_it_back() {
+        for (command, live_after) in [(CMD_ST | CMD_CR, 3), (CMD_ST, 0)] {
+            let (disk, registers, platform) = port_of_depth_with_fake_hba(2);
+            // Plain memory as PxCMD: CR stays as written, set or clear.
+            registers.write32(PX_CMD, command);
+            assert_eq!(platform.live(), 3, "the tables and two buffers");
+            drop(disk);
+            assert_eq!(platform.live(), live_after, "PxCMD {command:#x}");
+        }
     }
 
     /// Plays the HBA's PRDBC update: the command in slot `tag` moved `bytes`.
