@@ -131,7 +131,6 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         ADMIN_ENTRIES,
         capabilities.doorbell_stride,
     )?;
-    let page = function.dma(PAGE)?;
     let controller = Controller {
         registers: registers.clone(),
         platform: function.platform(),
@@ -139,26 +138,20 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     };
     controller.disable()?;
     controller.set_admin_queue(&admin);
-    controller.enable()?;
     // From here on, dropping `disk` (on any error) resets the controller before its
-    // queues' memory goes back (its I/O queues are in it before the controller hears of
-    // them).
+    // memory goes back, or keeps that memory for good when the reset is not confirmed
+    // (its Identify page and I/O queues are in it before the controller hears of them).
     let mut disk = Nvme::new(controller, admin);
+    disk.controller.enable()?;
 
-    disk.admin_command("Identify Controller", |id| {
-        Command::identify(id, spec::CNS_CONTROLLER, 0, page.phys())
-    })?;
-    let identity = page.bytes(0, PAGE);
+    let identity = disk.identify("Identify Controller", spec::CNS_CONTROLLER, 0)?;
     let model = spec::identify_string(&identity[spec::ID_MODEL]);
     let serial = spec::identify_string(&identity[spec::ID_SERIAL]);
     let firmware = spec::identify_string(&identity[spec::ID_FIRMWARE]);
     let max_bytes =
         spec::max_transfer(identity[spec::ID_MDTS], capabilities.min_page, MAX_TRANSFER);
 
-    disk.admin_command("Identify Namespace", |id| {
-        Command::identify(id, spec::CNS_NAMESPACE, NAMESPACE, page.phys())
-    })?;
-    let namespace = page.bytes(0, PAGE);
+    let namespace = disk.identify("Identify Namespace", spec::CNS_NAMESPACE, NAMESPACE)?;
     let sectors = u64::from_le_bytes(
         namespace[spec::NS_SIZE..spec::NS_SIZE + 8]
             .try_into()
@@ -177,7 +170,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     if max_sectors == 0 {
         return Err(DeviceError::Unsupported("transfers of a whole sector"));
     }
-    drop(page);
+    disk.identify_page = None;
 
     let wanted = IO_QUEUES_WANTED.min((pairs_in_bar - 1) as u16);
     let granted = disk.admin_command("Set Features (Number of Queues)", |id| {
@@ -257,8 +250,8 @@ fn write64(registers: &Mmio, offset: usize, value: u64) {
     registers.write32(offset + 4, (value >> 32) as u32);
 }
 
-/// The controller's enable state: disabling it on drop stops its DMA before the queues'
-/// memory is given back.
+/// The controller's enable state (disabling it stops its DMA: [`Nvme`]'s drop does so
+/// before the queues' memory is given back).
 struct Controller {
     /// BAR 0.
     registers: Mmio,
@@ -346,14 +339,6 @@ impl Controller {
     /// Whether CAP.TO has passed since `since` (a clock reading).
     fn ready_timeout_passed(&self, since: u64) -> bool {
         self.platform.now_ns().saturating_sub(since) > self.ready_timeout_ms * 1_000_000
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        if let Err(error) = self.disable() {
-            log::warn!("nvme: reset at release: {error}");
-        }
     }
 }
 
@@ -657,6 +642,18 @@ impl IoQueue {
         }
     }
 
+    /// Every block of DMA memory the controller is given for this queue.
+    fn memory_mut(&mut self) -> impl Iterator<Item = &mut Dma> {
+        let [submission, completion] = self.pair.memory_mut();
+        [
+            submission,
+            completion,
+            &mut self.buffers,
+            &mut self.prp_lists,
+        ]
+        .into_iter()
+    }
+
     /// The PRPs of `bytes` in slot `slot`'s buffer.
     fn prps(&self, slot: usize, bytes: usize) -> (u64, u64) {
         spec::prps(
@@ -692,6 +689,27 @@ struct Nvme {
     /// Completion wake-ups: API queue `q` (completion queue `q + 1`) through MSI-X
     /// entry `q + 1`.
     wakes: QueueWakes,
+    /// The page Identify answers land in, while the probe reads them.
+    identify_page: Option<Dma>,
+}
+
+impl Drop for Nvme {
+    /// Resets the controller before its memory goes back; a controller whose CSTS.RDY
+    /// does not clear (within CAP.TO) may still use that memory, so it is kept for good.
+    fn drop(&mut self) {
+        if let Err(error) = self.controller.disable() {
+            log::warn!("nvme: reset at release: {error}");
+            let queues = self.queues.iter_mut().flat_map(IoQueue::memory_mut);
+            rexo_devio::abandon_to_device(
+                &"nvme",
+                self.admin
+                    .memory_mut()
+                    .into_iter()
+                    .chain(queues)
+                    .chain(&mut self.identify_page),
+            );
+        }
+    }
 }
 
 impl Nvme {
@@ -716,7 +734,28 @@ impl Nvme {
             failed: None,
             reset: None,
             wakes: QueueWakes::new(None, Vec::new()),
+            identify_page: None,
         }
+    }
+
+    /// Runs Identify `cns` of namespace `namespace` (named `what`) into the Identify
+    /// page (made at the first call) and lends the page's bytes.
+    fn identify(
+        &mut self,
+        what: &'static str,
+        cns: u32,
+        namespace: u32,
+    ) -> Result<&[u8], DeviceError> {
+        let page = match &mut self.identify_page {
+            Some(page) => page,
+            None => self.identify_page.insert(Dma::new(self.platform, PAGE)?),
+        };
+        let phys = page.phys();
+        self.admin_command(what, |id| Command::identify(id, cns, namespace, phys))?;
+        Ok(self
+            .identify_page
+            .as_ref()
+            .map_or(&[], |page| page.bytes(0, PAGE)))
     }
 
     /// Runs one admin command (built from its identifier) and waits for it: its
@@ -1038,6 +1077,18 @@ mod tests {
     /// error).
     fn poll_once(disk: &mut Nvme) -> Vec<(Tag, Result<Vec<u8>, DeviceError>)> {
         rexo_devio::host::completions(disk, 0)
+    }
+
+    #[test]
+    fn a_controller_that_does_not_reset_keeps_its_memory_and_one_that_resets_gives_it_back() {
+        for (status, live_after) in [(spec::CSTS_READY, 6), (0, 0)] {
+            let (disk, platform) = disk_with_fake_controller(1);
+            // Plain memory as CSTS: RDY stays as written, whatever CC.EN says.
+            disk.controller.registers.write32(spec::REG_CSTS, status);
+            assert_eq!(platform.live(), 6, "two queue pairs, buffers, PRP lists");
+            drop(disk);
+            assert_eq!(platform.live(), live_after, "CSTS {status:#x}");
+        }
     }
 
     #[test]

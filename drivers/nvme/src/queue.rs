@@ -64,6 +64,11 @@ impl QueuePair {
         })
     }
 
+    /// Both queues' memory.
+    pub fn memory_mut(&mut self) -> [&mut Dma; 2] {
+        [&mut self.submission, &mut self.completion]
+    }
+
     /// Starts the pair over, as the controller does at a reset (which deletes the I/O
     /// queues and empties the admin ones): both queues empty, the completion queue
     /// zeroed so that no entry of before the reset carries the phase tag of new ones.
