@@ -1005,7 +1005,8 @@ impl KeyboardDevice for Xhci {
 }
 
 impl Drop for Xhci {
-    /// Halts the controller so it stops using the memory about to go back.
+    /// Halts the controller so it stops using the memory about to go back; a controller
+    /// that does not report halted (USBSTS.HCH) may still use it, so it is kept for good.
     fn drop(&mut self) {
         let op = &self.registers.op;
         op.write32(op::USBCMD, op.read32(op::USBCMD) & !op::CMD_RUN);
@@ -1017,7 +1018,37 @@ impl Drop for Xhci {
         );
         if let Err(error) = halted {
             log::warn!("{} xhci: {error}", self.address);
+            let devices = self.devices.iter_mut().flat_map(Device::memory_mut);
+            rexo_devio::abandon_to_device(
+                &format_args!("{} xhci", self.address),
+                [
+                    &mut self.dcbaa,
+                    self.commands.memory_mut(),
+                    self.events.memory_mut(),
+                ]
+                .into_iter()
+                .chain(&mut self.controller_memory)
+                .chain(devices),
+            );
         }
+    }
+}
+
+impl Device {
+    /// Every block of DMA memory the controller is given for this device.
+    fn memory_mut(&mut self) -> impl Iterator<Item = &mut Dma> {
+        let keyboard = self
+            .keyboard
+            .iter_mut()
+            .flat_map(|keyboard| [keyboard.ring.memory_mut(), &mut keyboard.reports]);
+        [
+            &mut self.output,
+            &mut self.input,
+            self.control.memory_mut(),
+            &mut self.buffer,
+        ]
+        .into_iter()
+        .chain(keyboard)
     }
 }
 
@@ -1037,9 +1068,9 @@ mod tests {
         bar
     }
 
-    /// A keyboard on endpoint 1 IN (DCI 3) with its reports queued.
-    fn keyboard() -> Keyboard {
-        let platform = HostPlatform::leaked();
+    /// A keyboard on endpoint 1 IN (DCI 3) with its reports queued, its memory from
+    /// `platform`.
+    fn keyboard(platform: &'static HostPlatform) -> Keyboard {
         let mut keyboard = Keyboard {
             descriptor: usb::BootKeyboard {
                 configuration: 1,
@@ -1074,7 +1105,7 @@ mod tests {
 
     #[test]
     fn repeated_report_events_queue_nothing_more() {
-        let mut keyboard = keyboard();
+        let mut keyboard = keyboard(HostPlatform::leaked());
         let mut typed = VecDeque::new();
         assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT);
         let first = report_event(&keyboard, 0, completion::SUCCESS);
@@ -1098,6 +1129,68 @@ mod tests {
         let second = report_event(&keyboard, 2, completion::SUCCESS);
         keyboard.take_report(second, &mut typed).unwrap();
         assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT + 3);
+    }
+
+    /// A running controller whose registers are plain memory (USBSTS reads what the
+    /// test wrote), with its rings and one addressed keyboard, and the platform that lent
+    /// its memory (9 blocks).
+    fn controller_with_a_keyboard() -> (Xhci, &'static HostPlatform) {
+        let platform = HostPlatform::leaked();
+        let bar = capability_registers(0x20);
+        let window = |offset, len| bar.window(offset, len).unwrap();
+        let dma = |bytes| Dma::new(platform, bytes).unwrap();
+        let keyboard = Device {
+            slot: 1,
+            port: 1,
+            speed: 1,
+            output: dma(CONTEXT_BYTES),
+            input: dma(CONTEXT_BYTES),
+            control: ProducerRing::new(dma(CONTROL_RING_TRBS * trb::SIZE), CONTROL_RING_TRBS),
+            control_max_packet: 8,
+            buffer: dma(DESCRIPTOR_BUFFER),
+            keyboard: Some(keyboard(platform)),
+        };
+        let xhci = Xhci {
+            address: Address {
+                segment: 0,
+                bus: 0,
+                device: 3,
+                function: 0,
+            },
+            registers: Registers {
+                op: window(0x20, op::CONFIG + 4),
+                ports: window(0x20 + op::PORTSC, op::PORT_STRIDE),
+                interrupter: window(0x1800 + rt::INTERRUPTER0, 0x20),
+                doorbells: window(0x1000, 8),
+            },
+            platform,
+            context_size: 32,
+            addresses_64: true,
+            max_slots: 1,
+            ports: 1,
+            scratchpads: 0,
+            dcbaa: dma(16),
+            controller_memory: Vec::new(),
+            commands: ProducerRing::new(dma(COMMAND_RING_TRBS * trb::SIZE), COMMAND_RING_TRBS),
+            events: EventRing::new(dma(EVENT_RING_TRBS * trb::SIZE), EVENT_RING_TRBS),
+            devices: vec![keyboard],
+            typed: VecDeque::new(),
+            last_health_check: 0,
+            failed: None,
+        };
+        (xhci, platform)
+    }
+
+    #[test]
+    fn a_controller_that_does_not_halt_keeps_its_memory_and_one_that_halts_gives_it_back() {
+        for (status, live_after) in [(0, 9), (op::STS_HALTED, 0)] {
+            let (xhci, platform) = controller_with_a_keyboard();
+            xhci.registers.op.write32(op::USBCMD, op::CMD_RUN);
+            xhci.registers.op.write32(op::USBSTS, status);
+            assert_eq!(platform.live(), 9);
+            drop(xhci);
+            assert_eq!(platform.live(), live_after, "USBSTS {status:#x}");
+        }
     }
 
     #[test]

@@ -148,6 +148,11 @@ impl ProducerRing {
         self.memory.phys()
     }
 
+    /// The ring's memory.
+    pub fn memory_mut(&mut self) -> &mut Dma {
+        &mut self.memory
+    }
+
     /// The entry the next [`push`](Self::push) fills.
     pub fn next_index(&self) -> usize {
         self.producer.position().0
@@ -269,6 +274,11 @@ impl EventRing {
     /// The segment's address.
     pub fn phys(&self) -> u64 {
         self.memory.phys()
+    }
+
+    /// The segment's memory.
+    pub fn memory_mut(&mut self) -> &mut Dma {
+        &mut self.memory
     }
 
     /// The next event, if the controller wrote it (read from memory, no register access).
