@@ -310,6 +310,13 @@ struct RequestQueue {
 }
 
 impl RequestQueue {
+    /// Every block of DMA memory the device is given for this queue.
+    fn memory_mut(&mut self) -> impl Iterator<Item = &mut Dma> {
+        [self.vq.memory_mut(), &mut self.headers]
+            .into_iter()
+            .chain(&mut self.data)
+    }
+
     /// The request queue on `vq`, with `depth` slots of `buffer` bytes each (DMA memory
     /// from `platform`); `check_used_len` on the modern interface.
     fn new(
@@ -859,10 +866,13 @@ impl Restart for VirtioBlk {
 }
 
 impl Drop for VirtioBlk {
+    /// Resets the device before its rings and buffers are freed; a device whose status
+    /// does not read back 0 may still use them, so they are kept for good.
     fn drop(&mut self) {
-        // The device must stop using the rings and buffers before they are freed.
         if let Err(error) = self.transport.reset(self.platform) {
             log::error!("virtio-blk: reset before release: {error}");
+            let queues = self.queues.iter_mut().flat_map(RequestQueue::memory_mut);
+            rexo_devio::abandon_to_device(&"virtio-blk", queues);
         }
     }
 }
@@ -1271,6 +1281,23 @@ mod tests {
         queue.headers.write8(slot * HEADER_STRIDE + STATUS_AT, S_OK);
         device_side.give_back(&mut queue.vq, head.into(), 513);
         assert_eq!(completions(&mut disk, 0), [(tag, Ok(vec![0x77; 512]))]);
+    }
+
+    #[test]
+    fn a_device_that_does_not_reset_keeps_its_memory_and_one_that_resets_gives_it_back() {
+        for (stuck, live_after) in [(true, 8), (false, 0)] {
+            let (mut disk, _device, platform) = disk_on_host(2);
+            if stuck {
+                disk.transport = Transport::never_resetting();
+            }
+            assert_eq!(
+                platform.live(),
+                8,
+                "per queue its rings, headers and 2 buffers"
+            );
+            drop(disk);
+            assert_eq!(platform.live(), live_after, "stuck: {stuck}");
+        }
     }
 
     #[test]

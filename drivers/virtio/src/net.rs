@@ -1039,11 +1039,40 @@ fn virtio_header(
 }
 
 impl Drop for VirtioNet {
+    /// Resets the device before its rings and buffers are freed (a pair's memory once its
+    /// last handle goes too); a device whose status does not read back 0 may still use
+    /// them, so they are kept for good.
     fn drop(&mut self) {
-        // The device must stop using the rings and buffers before they are freed.
         if let Err(error) = self.transport.reset(self.platform) {
             log::error!("virtio-net: reset before release: {error}");
+            let mut pairs: Vec<_> = self.pairs.iter().map(|pair| pair.lock()).collect();
+            let control = self
+                .control
+                .iter_mut()
+                .flat_map(|(queue, command)| [queue.memory_mut(), command]);
+            rexo_devio::abandon_to_device(
+                &"virtio-net",
+                pairs
+                    .iter_mut()
+                    .flat_map(|pair| pair.memory_mut())
+                    .chain(control),
+            );
         }
+    }
+}
+
+impl Pair {
+    /// Every block of DMA memory the device is given for this pair.
+    fn memory_mut(&mut self) -> impl Iterator<Item = &mut Dma> {
+        let tso = self.tso.iter_mut().map(|tso| &mut tso.dma);
+        [
+            self.rx.memory_mut(),
+            &mut self.rx_buffers,
+            self.tx.memory_mut(),
+            &mut self.tx_buffers,
+        ]
+        .into_iter()
+        .chain(tso)
     }
 }
 
@@ -1054,7 +1083,15 @@ mod tests {
     /// A pair over host memory with `buffers` receive and `transmits` transmit buffers
     /// (a chain of one descriptor each; queues of `2 * buffers` entries), none posted.
     fn unposted_pair(buffers: u16, transmits: u16) -> Pair {
-        let platform = rexo_devio::host::HostPlatform::leaked();
+        unposted_pair_from(rexo_devio::host::HostPlatform::leaked(), buffers, transmits)
+    }
+
+    /// As [`unposted_pair`], its memory from `platform`.
+    fn unposted_pair_from(
+        platform: &'static rexo_devio::host::HostPlatform,
+        buffers: u16,
+        transmits: u16,
+    ) -> Pair {
         let queue = |index| {
             let doorbell = crate::queue::Doorbell::Mmio {
                 window: rexo_devio::host::registers(4),
@@ -1319,6 +1356,34 @@ mod tests {
             "reset again, not given up"
         );
         assert_eq!(device.status() & crate::transport::STATUS_FAILED, 0);
+    }
+
+    #[test]
+    fn a_device_that_does_not_reset_keeps_its_memory_and_one_that_resets_gives_it_back() {
+        for (stuck, live_after) in [(true, 6), (false, 0)] {
+            let (mut net, _device) = net_on_host();
+            let platform = rexo_devio::host::HostPlatform::leaked();
+            net.pairs = vec![Arc::new(spin::Mutex::new(unposted_pair_from(
+                platform, 2, 1,
+            )))];
+            let doorbell = crate::queue::Doorbell::Mmio {
+                window: rexo_devio::host::registers(4),
+                at: 0,
+                queue: 2,
+            };
+            let queue = Virtqueue::new(platform, 2, 4, doorbell).unwrap();
+            net.control = Some((queue, Dma::new(platform, 64).unwrap()));
+            if stuck {
+                net.transport = Transport::never_resetting();
+            }
+            assert_eq!(
+                platform.live(),
+                6,
+                "2 rings, 2 buffer blocks, the control queue"
+            );
+            drop(net);
+            assert_eq!(platform.live(), live_after, "stuck: {stuck}");
+        }
     }
 
     #[test]

@@ -186,6 +186,11 @@ impl Virtqueue {
         })
     }
 
+    /// The memory of its descriptors and rings.
+    pub fn memory_mut(&mut self) -> &mut Dma {
+        &mut self.ring
+    }
+
     /// Empties the queue as if new (zeroed rings, ring indices at 0, no head with the
     /// device), for a device that was reset and forgot it: only then, as the device may
     /// otherwise still read and write these rings. The caller writes its descriptors

@@ -769,6 +769,21 @@ pub fn queue_size(device: u16, wanted: u16, modern: bool) -> Option<u16> {
     Some(1 << (15 - limit.leading_zeros()))
 }
 
+#[cfg(test)]
+impl Transport {
+    /// A legacy device over host ports whose status always reads 1 (ACKNOWLEDGE): one
+    /// that never confirms a reset.
+    pub(crate) fn never_resetting() -> Self {
+        let ports = rexo_devio::host::FakePorts::new(LEGACY_CONFIG);
+        ports.answer8(LEGACY_DEVICE_STATUS, 1);
+        Self::Legacy {
+            ports: ports.window(),
+            config: LEGACY_CONFIG,
+            config_len: 0,
+        }
+    }
+}
+
 /// A modern virtio device whose registers are plain host memory, played by a host test:
 /// registers read back what was written (so a reset completes at once, and every queue
 /// shows the size last written).
