@@ -1358,6 +1358,21 @@ mod tests {
         assert_eq!(device.status() & crate::transport::STATUS_FAILED, 0);
     }
 
+    /// A control queue (queue 2) of `entries` with its command buffer, memory from
+    /// `platform`.
+    fn control_queue_on_host(
+        platform: &'static rexo_devio::host::HostPlatform,
+        entries: u16,
+    ) -> (Virtqueue, Dma) {
+        let doorbell = crate::queue::Doorbell::Mmio {
+            window: rexo_devio::host::registers(4),
+            at: 0,
+            queue: 2,
+        };
+        let queue = Virtqueue::new(platform, 2, entries, doorbell).unwrap();
+        (queue, Dma::new(platform, 64).unwrap())
+    }
+
     #[test]
     fn a_device_that_does_not_reset_keeps_its_memory_and_one_that_resets_gives_it_back() {
         for (stuck, live_after) in [(true, 6), (false, 0)] {
@@ -1366,13 +1381,7 @@ mod tests {
             net.pairs = vec![Arc::new(spin::Mutex::new(unposted_pair_from(
                 platform, 2, 1,
             )))];
-            let doorbell = crate::queue::Doorbell::Mmio {
-                window: rexo_devio::host::registers(4),
-                at: 0,
-                queue: 2,
-            };
-            let queue = Virtqueue::new(platform, 2, 4, doorbell).unwrap();
-            net.control = Some((queue, Dma::new(platform, 64).unwrap()));
+            net.control = Some(control_queue_on_host(platform, 4));
             if stuck {
                 net.transport = Transport::never_resetting();
             }
@@ -1389,16 +1398,12 @@ mod tests {
     #[test]
     fn a_control_queue_too_small_for_the_command_is_refused_untouched() {
         let (mut net, _device) = net_on_host();
-        let platform = rexo_devio::host::HostPlatform::leaked();
-        let doorbell = crate::queue::Doorbell::Mmio {
-            window: rexo_devio::host::registers(4),
-            at: 0,
-            queue: 2,
-        };
         // A device whose control queue has 2 entries: the command's third descriptor
         // would lie past the table, over the available ring.
-        let queue = Virtqueue::new(platform, 2, 2, doorbell).unwrap();
-        net.control = Some((queue, Dma::new(platform, 64).unwrap()));
+        net.control = Some(control_queue_on_host(
+            rexo_devio::host::HostPlatform::leaked(),
+            2,
+        ));
         assert_eq!(
             net.set_pairs(2),
             Err(DeviceError::Unsupported(
