@@ -504,20 +504,29 @@ impl Conn {
         }
     }
 
-    /// RFC 6298's estimator, updated with a round trip of `rtt` ns.
+    /// RFC 6298's estimator, updated with a round trip of `rtt` ns. A sample is taken
+    /// as at most the largest RTO (a clock that jumped by years would otherwise hold
+    /// the RTO at its largest for hundreds of round trips), and the arithmetic
+    /// saturates, so that even a largest RTO of `u64::MAX` neither panics nor wraps.
     fn rtt_sample(&mut self, rtt: u64, config: &Config) {
+        let rtt = rtt.min(config.rto_max_ns);
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
                 self.rttvar = rtt / 2;
             }
             Some(srtt) => {
-                self.rttvar = (3 * self.rttvar + srtt.abs_diff(rtt)) / 4;
-                self.srtt = Some((7 * srtt + rtt) / 8);
+                self.rttvar = self
+                    .rttvar
+                    .saturating_mul(3)
+                    .saturating_add(srtt.abs_diff(rtt))
+                    / 4;
+                self.srtt = Some(srtt.saturating_mul(7).saturating_add(rtt) / 8);
             }
         }
         let srtt = self.srtt.unwrap_or(rtt);
-        self.rto = (srtt + (4 * self.rttvar).max(GRANULARITY_NS))
+        self.rto = srtt
+            .saturating_add(self.rttvar.saturating_mul(4).max(GRANULARITY_NS))
             .clamp(config.rto_min_ns, config.rto_max_ns);
     }
 

@@ -472,6 +472,64 @@ fn the_rto_follows_the_measured_round_trip() {
     );
 }
 
+/// Sends one byte at `now` and returns the RTO its retransmission timer was armed with.
+fn rto_of_next_send(ep: &mut Endpoint, id: ConnId, now: u64) -> u64 {
+    ep.send(id, Piece::owned(vec![1])).unwrap();
+    assert_eq!(poll(ep, now).len(), 1);
+    ep.next_deadline().expect("a retransmission timer") - now
+}
+
+#[test]
+fn a_clock_that_jumps_by_centuries_neither_overflows_the_rto_nor_holds_it_at_its_largest() {
+    let rto_max = Config::default().rto_max_ns;
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 10_000);
+    ep.send(id, Piece::owned(vec![1])).unwrap();
+    poll(&mut ep, 0);
+    // Acknowledged 292 years later: a round trip of half of u64::MAX.
+    let mut now = u64::MAX / 2;
+    peer.ack = peer.ack.plus(1);
+    peer.send(&mut ep, now, b"");
+    assert_eq!(rto_of_next_send(&mut ep, id, now), rto_max);
+    // Round trips of 100 ms bring it down as from a sample of the largest RTO.
+    let mut round_trips = 0;
+    loop {
+        now += 100 * MS;
+        peer.ack = peer.ack.plus(1);
+        peer.send(&mut ep, now, b"");
+        round_trips += 1;
+        if rto_of_next_send(&mut ep, id, now) < 1_000 * MS {
+            break;
+        }
+    }
+    assert!(
+        round_trips <= 50,
+        "{round_trips} round trips to fall below 1 s"
+    );
+}
+
+#[test]
+fn the_rtt_estimator_saturates_when_the_largest_rto_is_u64_max() {
+    let mut ep = server_with(|c| c.rto_max_ns = u64::MAX);
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 10_000);
+    let mut now = 0;
+    // Round trips of half and a quarter of u64::MAX: each overflowed unsaturated sums.
+    for round_trip in [u64::MAX / 2, u64::MAX / 4] {
+        ep.send(id, Piece::owned(vec![1])).unwrap();
+        poll(&mut ep, now);
+        now += round_trip;
+        peer.ack = peer.ack.plus(1);
+        peer.send(&mut ep, now, b"");
+    }
+    ep.send(id, Piece::owned(vec![1])).unwrap();
+    poll(&mut ep, now);
+    assert_eq!(
+        ep.next_deadline(),
+        Some(u64::MAX),
+        "the RTO saturated: the end of time"
+    );
+}
+
 #[test]
 fn three_duplicate_acks_trigger_a_fast_retransmit() {
     let mut ep = server(Config::default());
