@@ -69,8 +69,9 @@ pub struct Conn {
     rcv_cap: usize,
     rcv_adv: Seq,
     out_of_order: Vec<(Seq, Vec<u8>)>,
-    /// The sequence number of a FIN that came ahead of a gap, taken once the gap fills.
-    fin_ahead: Option<Seq>,
+    /// The sequence number of the peer's FIN once seen (the lowest, if it sent several):
+    /// taken once everything before it has arrived, and no data beyond it is.
+    fin_at: Option<Seq>,
     fin_received: bool,
 
     srtt: Option<u64>,
@@ -140,7 +141,7 @@ impl Conn {
             rcv_cap: config.recv_buffer,
             rcv_adv: setup.irs.plus(1),
             out_of_order: Vec::new(),
-            fin_ahead: None,
+            fin_at: None,
             fin_received: false,
             srtt: None,
             rttvar: 0,
@@ -346,20 +347,22 @@ impl Conn {
             self.ack_pending = true;
             return true;
         }
-        self.process_data(seg, stats);
         if seg.has(FIN) && !self.fin_received {
             // Acknowledged in order or not: an early FIN gets a duplicate ACK, and is
-            // kept if the data before it fits the window.
+            // kept if the data before it fits the window. Noted before the data is
+            // taken, so that none beyond it is (a run kept past it, whose gap this
+            // segment fills, included).
             self.ack_pending = true;
             let fin = seg.seq.plus(seg.payload.len());
-            if fin > self.rcv_nxt && fin.since(self.rcv_nxt) <= wnd {
-                self.fin_ahead = Some(fin);
+            if fin >= self.rcv_nxt
+                && fin.since(self.rcv_nxt) <= wnd
+                && self.fin_at.is_none_or(|at| fin < at)
+            {
+                self.fin_at = Some(fin);
             }
         }
-        if !self.fin_received
-            && (seg.has(FIN) && seg.seq.plus(seg.payload.len()) == self.rcv_nxt
-                || self.fin_ahead == Some(self.rcv_nxt))
-        {
+        self.process_data(seg, stats);
+        if !self.fin_received && self.fin_at == Some(self.rcv_nxt) {
             self.rcv_nxt = self.rcv_nxt.plus(1);
             self.fin_received = true;
             self.ack_pending = true;
@@ -531,7 +534,7 @@ impl Conn {
     }
 
     /// The data of an acceptable segment: in order into the receive buffer, ahead of
-    /// order into the reassembly runs.
+    /// order into the reassembly runs; never beyond the window or the peer's FIN.
     fn process_data(&mut self, seg: &Segment<'_>, stats: &mut Stats) {
         if seg.payload.is_empty()
             || !matches!(
@@ -548,7 +551,7 @@ impl Conn {
             seq = self.rcv_nxt;
         }
         let room = self.rcv_window().saturating_sub(seq.since(self.rcv_nxt));
-        data = &data[..data.len().min(room)];
+        data = self.before_fin(seq, &data[..data.len().min(room)]);
         if data.is_empty() {
             return;
         }
@@ -561,7 +564,7 @@ impl Conn {
             {
                 let (start, run) = self.out_of_order.swap_remove(i);
                 if let Some(tail) = run.get(self.rcv_nxt.since(start)..) {
-                    self.deliver(tail);
+                    self.deliver(self.before_fin(self.rcv_nxt, tail));
                 }
             }
         } else if self.out_of_order.len() < MAX_OUT_OF_ORDER {
@@ -570,6 +573,15 @@ impl Conn {
         } else {
             stats.out_of_order_dropped += 1;
         }
+    }
+
+    /// The part of `data`, starting at `seq`, that lies before the peer's FIN (all of
+    /// it while no FIN was seen): what a broken peer sends beyond its FIN is dropped.
+    fn before_fin<'d>(&self, seq: Seq, data: &'d [u8]) -> &'d [u8] {
+        let len = self
+            .fin_at
+            .map_or(data.len(), |fin| fin.since(seq).min(data.len()));
+        &data[..len]
     }
 
     /// Appends in-order bytes (discarded once the app released the connection: a

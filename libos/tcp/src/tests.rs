@@ -408,6 +408,66 @@ fn a_bare_fin_ahead_of_a_gap_is_acknowledged_and_kept() {
     fin_ahead_of_a_gap(b"");
 }
 
+/// How a broken peer sends 5 bytes, "JUNK!", right after its FIN.
+#[derive(Clone, Copy, PartialEq)]
+enum Junk {
+    /// Before anything else, kept out of order.
+    First,
+    /// In order, with the bytes that fill the gap before the FIN.
+    AfterTheGap,
+    /// Out of order, with a second FIN after it.
+    WithASecondFin,
+}
+
+/// The peer sends "world" and a FIN 5 bytes ahead, the junk as `junk` says, then
+/// "hello" fills the gap: only "helloworld" may be read, then the end.
+fn data_beyond_the_fin(junk: Junk) {
+    let (mut ep, id, mut peer) = established();
+    let start = peer.seq;
+    if junk == Junk::First {
+        peer.seq = start.plus(10);
+        peer.send(&mut ep, 0, b"JUNK!");
+    }
+    peer.seq = start.plus(5);
+    ep.input(0, &peer.segment(ACK | FIN, b"world"));
+    if junk == Junk::WithASecondFin {
+        peer.seq = start.plus(10);
+        ep.input(0, &peer.segment(ACK | FIN, b"JUNK!"));
+    }
+    peer.seq = start;
+    let gap: &[u8] = match junk {
+        Junk::AfterTheGap => b"helloworldJUNK!",
+        Junk::First | Junk::WithASecondFin => b"hello",
+    };
+    peer.send(&mut ep, 0, gap);
+    assert_eq!(ep.state(id), Ok(State::CloseWait), "the FIN is taken");
+    let acks = poll(&mut ep, 0);
+    assert_eq!(
+        view(acks.last().unwrap()).ack,
+        start.plus(11),
+        "up to the FIN"
+    );
+    let mut buf = [0; 32];
+    let n = ep.recv(id, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"helloworld");
+    assert_eq!(ep.recv(id, &mut buf), Err(Error::Finished));
+}
+
+#[test]
+fn data_beyond_the_fin_kept_out_of_order_is_never_delivered() {
+    data_beyond_the_fin(Junk::First);
+}
+
+#[test]
+fn data_beyond_a_fin_ahead_of_a_gap_is_never_delivered_in_order() {
+    data_beyond_the_fin(Junk::AfterTheGap);
+}
+
+#[test]
+fn a_second_fin_further_on_does_not_let_data_beyond_the_first_through() {
+    data_beyond_the_fin(Junk::WithASecondFin);
+}
+
 #[test]
 fn overlapping_retransmissions_deliver_each_byte_once() {
     let (mut ep, id, mut peer) = established();
