@@ -187,10 +187,16 @@ impl Conn {
         self.mss
     }
 
-    /// Whether the app released the connection and it is closed or in TIME-WAIT (its
-    /// slot can be freed).
+    /// Whether the connection is done with the network, its last segment sent: closed,
+    /// or released in TIME-WAIT (which the compact table takes over). It then leaves
+    /// the demultiplexing.
     pub(crate) fn finished(&self) -> bool {
-        self.released && matches!(self.state, State::Closed | State::TimeWait)
+        self.state == State::Closed || self.released && self.state == State::TimeWait
+    }
+
+    /// Whether received bytes wait for the app to read them.
+    pub(crate) fn unread(&self) -> bool {
+        !self.rcv_buf.is_empty()
     }
 
     /// Ends the connection at once with `error` (a RST is sent if `send_rst`).

@@ -408,6 +408,16 @@ struct TimeWait {
     until: u64,
 }
 
+/// What is left of a connection that left the table while the app held its handle
+/// (reset, timed out or closed by the peer, nothing left to read): what the handle
+/// answers until the app releases it.
+struct Gone {
+    tuple: Tuple,
+    mss: usize,
+    /// Why it ended abnormally; `None`: both sides closed.
+    error: Option<Error>,
+}
+
 /// A slot of the connection table.
 struct Slot {
     generation: u32,
@@ -465,6 +475,10 @@ pub struct Endpoint {
     slots: Vec<Slot>,
     free: Vec<usize>,
     by_tuple: BTreeMap<Tuple, usize>,
+    /// The handles whose connection left the table and its slot (by index and
+    /// generation): a new connection in the slot has another generation, so a stale
+    /// handle reaches only this.
+    gone: BTreeMap<(u32, u32), Gone>,
     time_wait: BTreeMap<Tuple, TimeWait>,
     /// RSTs and ACKs owed to segments without a connection, bounded, each with where
     /// it goes back to when that is its segment's own link-layer source.
@@ -514,6 +528,7 @@ impl Endpoint {
             slots: Vec::new(),
             free: Vec::new(),
             by_tuple: BTreeMap::new(),
+            gone: BTreeMap::new(),
             time_wait: BTreeMap::new(),
             replies: VecDeque::new(),
             resume: None,
@@ -557,9 +572,11 @@ impl Endpoint {
         self.accept_queue.pop_front()
     }
 
-    /// How many connections hold a slot (accepted or waiting, not yet gone).
+    /// How many connections hold a slot: accepted or waiting, and those that left the
+    /// table (the peer reset or closed them) while their bytes wait for the app to read
+    /// them. [`Config::max_connections`] bounds it.
     pub fn connections(&self) -> usize {
-        self.by_tuple.len()
+        self.slots.len() - self.free.len()
     }
 
     /// How many connections are half-open.
@@ -567,7 +584,7 @@ impl Endpoint {
         self.half_open.len()
     }
 
-    /// Whether a connection (holding a slot, or half-open) joins `remote` to one of
+    /// Whether a connection (in the table, or half-open) joins `remote` to one of
     /// the listening ports at `local`: a few searches per listening port, for a caller
     /// that must not forget the way back to a live peer.
     pub fn talks_with(&self, local: [u8; 4], remote: [u8; 4]) -> bool {
@@ -597,6 +614,24 @@ impl Endpoint {
         }
     }
 
+    /// What is left of `id`'s connection if it left the table.
+    fn gone(&self, id: ConnId) -> Option<&Gone> {
+        self.gone.get(&(id.index, id.generation))
+    }
+
+    /// `open` of `id`'s connection, or `gone` of what is left of it.
+    fn read<T>(
+        &self,
+        id: ConnId,
+        open: impl FnOnce(&Conn) -> T,
+        gone: impl FnOnce(&Gone) -> T,
+    ) -> Result<T, Error> {
+        match self.conn(id) {
+            Ok(conn) => Ok(open(conn)),
+            Err(error) => self.gone(id).map(gone).ok_or(error),
+        }
+    }
+
     fn conn_mut(&mut self, id: ConnId) -> Result<&mut Conn, Error> {
         let slot = self.slots.get_mut(id.index as usize).ok_or(Error::BadId)?;
         match &mut slot.conn {
@@ -607,22 +642,22 @@ impl Endpoint {
 
     /// The connection's addresses and ports.
     pub fn tuple(&self, id: ConnId) -> Result<Tuple, Error> {
-        Ok(self.conn(id)?.tuple)
+        self.read(id, |conn| conn.tuple, |gone| gone.tuple)
     }
 
     /// The connection's state.
     pub fn state(&self, id: ConnId) -> Result<State, Error> {
-        Ok(self.conn(id)?.state)
+        self.read(id, |conn| conn.state, |_| State::Closed)
     }
 
     /// The most payload bytes per segment the connection sends.
     pub fn mss(&self, id: ConnId) -> Result<usize, Error> {
-        Ok(self.conn(id)?.mss())
+        self.read(id, Conn::mss, |gone| gone.mss)
     }
 
     /// The bytes queued on the connection and not yet acknowledged.
     pub fn unacknowledged(&self, id: ConnId) -> Result<usize, Error> {
-        Ok(self.conn(id)?.unacknowledged())
+        self.read(id, Conn::unacknowledged, |_| 0)
     }
 
     /// Queues `piece` for sending; it is kept, not copied, until acknowledged.
@@ -633,39 +668,95 @@ impl Endpoint {
             Some(conn) if slot.generation == id.generation && !conn.released => {
                 conn.send(piece, config)
             }
-            _ => Err(Error::BadId),
+            _ => match self.gone.get(&(id.index, id.generation)) {
+                Some(gone) => Err(gone.error.unwrap_or(Error::Closed)),
+                None => Err(Error::BadId),
+            },
         }
     }
 
     /// Copies received bytes into `buf`: `Ok(0)` when none are there yet,
-    /// [`Error::Finished`] once the peer closed and all was read.
+    /// [`Error::Finished`] once the peer closed and all was read, [`Error::Reset`]
+    /// (or [`Error::TimedOut`]) once the connection ended so and all was read.
     pub fn recv(&mut self, id: ConnId, buf: &mut [u8]) -> Result<usize, Error> {
-        self.conn_mut(id)?.recv(buf)
+        let read = match self.conn_mut(id) {
+            Ok(conn) => conn.recv(buf),
+            Err(error) => {
+                return Err(self
+                    .gone(id)
+                    .map_or(error, |gone| gone.error.unwrap_or(Error::Finished)));
+            }
+        };
+        self.bury_if_read(id.index as usize);
+        read
     }
 
     /// Closes the sending side once what is queued is sent (a FIN); the connection can
     /// still receive.
     pub fn shutdown(&mut self, id: ConnId) -> Result<(), Error> {
-        self.conn_mut(id)?.shutdown();
+        match self.conn_mut(id) {
+            Ok(conn) => conn.shutdown(),
+            Err(error) => _ = self.gone(id).ok_or(error)?,
+        }
         Ok(())
     }
 
     /// Closes the connection and gives the handle up: what is queued is still sent,
     /// then a FIN; what the peer still sends is acknowledged and dropped.
     pub fn close(&mut self, id: ConnId) -> Result<(), Error> {
-        let conn = self.conn_mut(id)?;
-        conn.shutdown();
-        conn.released = true;
-        Ok(())
+        self.release(id, Conn::shutdown)
     }
 
     /// Resets the connection (a RST) and gives the handle up.
     pub fn abort(&mut self, id: ConnId) -> Result<(), Error> {
-        let conn = self.conn_mut(id)?;
-        let open = conn.state != State::Closed;
-        conn.reset(Error::Reset, open);
+        self.release(id, |conn| {
+            let open = conn.state != State::Closed;
+            conn.reset(Error::Reset, open);
+        })
+    }
+
+    /// Gives `id` up after `last` on its connection; a connection that already left the
+    /// table (it waited only for the app to read) frees its slot at once, and what is
+    /// left of one that left its slot too is forgotten.
+    fn release(&mut self, id: ConnId, last: impl FnOnce(&mut Conn)) -> Result<(), Error> {
+        let conn = match self.conn_mut(id) {
+            Ok(conn) => conn,
+            Err(error) => {
+                return match self.gone.remove(&(id.index, id.generation)) {
+                    Some(_) => Ok(()),
+                    None => Err(error),
+                };
+            }
+        };
+        last(conn);
         conn.released = true;
+        let tuple = conn.tuple;
+        let index = id.index as usize;
+        if self.by_tuple.get(&tuple) != Some(&index) {
+            self.slots[index].conn = None;
+            self.free.push(index);
+        }
         Ok(())
+    }
+
+    /// Frees the slot `index` of a connection that left the table once the app has read
+    /// all it received, leaving what its handle still answers in [`Endpoint::gone`].
+    fn bury_if_read(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        let Some(conn) = slot.conn.as_ref() else {
+            return;
+        };
+        if conn.unread() || self.by_tuple.get(&conn.tuple) == Some(&index) {
+            return;
+        }
+        let gone = Gone {
+            tuple: conn.tuple,
+            mss: conn.mss(),
+            error: conn.error,
+        };
+        self.gone.insert((index as u32, slot.generation), gone);
+        slot.conn = None;
+        self.free.push(index);
     }
 
     /// The initial sequence number for `tuple` at `now` (RFC 6528: a 4 us clock plus
@@ -725,10 +816,16 @@ impl Endpoint {
             let Some(conn) = self.slots[index].conn.as_mut() else {
                 return Sender::Unknown;
             };
-            return match conn.input(&seg, now, &self.config, &mut self.stats) {
+            let sender = match conn.input(&seg, now, &self.config, &mut self.stats) {
                 true => Sender::Peer,
                 false => Sender::Unknown,
             };
+            // Reset, or its FIN acknowledged in LAST-ACK: it leaves the table at once, so
+            // that the peer's next SYN for the tuple opens a new connection.
+            if conn.state == State::Closed && !conn.rst_pending {
+                self.retire(tuple, now);
+            }
+            return sender;
         }
         let mut ended_time_wait = None;
         if self.time_wait.contains_key(&tuple) {
@@ -892,6 +989,7 @@ impl Endpoint {
         link: Option<LinkAddress>,
     ) -> Sender {
         let window = self.handshake_window();
+        let connections = self.connections();
         let Some(half) = self.half_open.get_mut(&tuple) else {
             return Sender::Unknown;
         };
@@ -938,7 +1036,7 @@ impl Endpoint {
             return Sender::Unknown;
         }
         if self.accept_queue.len() >= self.config.backlog
-            || self.by_tuple.len() >= self.config.max_connections
+            || connections >= self.config.max_connections
         {
             // Kept half-open: the SYN-ACK's retransmission asks the peer again.
             self.stats.backlog_full += 1;
@@ -1090,13 +1188,30 @@ impl Endpoint {
         }
     }
 
-    /// Frees the slot of a released connection that is closed or in TIME-WAIT (which
-    /// it leaves in the compact table).
+    /// Takes a connection that is done with the network ([`Conn::finished`]) out of the
+    /// demultiplexing. A released one frees its slot (leaving TIME-WAIT to the compact
+    /// table), as does one not yet accepted, which leaves the accept queue (nobody
+    /// holds its handle); one the app holds keeps its slot while it has bytes to read
+    /// ([`Endpoint::bury_if_read`]).
     fn retire(&mut self, tuple: Tuple, now: u64) {
         let Some(index) = self.by_tuple.remove(&tuple) else {
             return;
         };
-        let Some(conn) = self.slots[index].conn.take() else {
+        let slot = &mut self.slots[index];
+        let Some(conn) = slot.conn.as_ref() else {
+            return;
+        };
+        if !conn.released {
+            let id = ConnId {
+                index: index as u32,
+                generation: slot.generation,
+            };
+            let Some(queued) = self.accept_queue.iter().position(|&q| q == id) else {
+                return self.bury_if_read(index);
+            };
+            self.accept_queue.remove(queued);
+        }
+        let Some(conn) = slot.conn.take() else {
             return;
         };
         self.free.push(index);

@@ -511,6 +511,7 @@ fn retransmission_timeouts_back_off_exponentially_then_reset() {
     assert_eq!(times, expected);
     assert_eq!(ep.recv(id, &mut [0; 4]), Err(Error::TimedOut));
     assert_eq!(ep.stats().retransmit_timeouts, 1);
+    assert_eq!(ep.connections(), 0, "gone from the table once its RST went");
 }
 
 #[test]
@@ -939,6 +940,70 @@ fn a_reset_counts_only_at_the_exact_sequence_number() {
     ep.close(id).unwrap();
     assert!(poll(&mut ep, 0).is_empty(), "no RST for a reset connection");
     assert_eq!(ep.connections(), 0);
+}
+
+#[test]
+fn a_reset_connection_leaves_the_table_and_its_port_may_connect_again() {
+    let mut ep = server_with(|c| c.max_connections = 1);
+    let (old, peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    ep.input(0, &peer.segment(RST, b""));
+    assert_eq!(ep.connections(), 0, "gone from the table at once");
+    // The same port again, the table full but for the reset connection's slot.
+    let (new, mut again) = connect(&mut ep, MS, 5000, None, None, 1000);
+    assert_eq!(new.index, old.index, "the same slot");
+    again.send(&mut ep, MS, b"hello");
+    assert_eq!(ep.recv(old, &mut [0; 8]), Err(Error::Reset));
+    assert_eq!(ep.send(old, Piece::owned(vec![1])), Err(Error::Reset));
+    assert_eq!(ep.state(old), Ok(State::Closed));
+    let mut buf = [0; 8];
+    assert_eq!(ep.recv(new, &mut buf), Ok(5), "the new connection's data");
+    assert_eq!(&buf[..5], b"hello");
+    assert_eq!(ep.close(old), Ok(()));
+    assert_eq!(ep.recv(old, &mut buf), Err(Error::BadId), "released");
+    assert_eq!(ep.state(new), Ok(State::Established));
+}
+
+#[test]
+fn a_reset_connection_holds_its_slot_until_its_bytes_are_read() {
+    let mut ep = server_with(|c| c.max_connections = 1);
+    let (old, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    peer.send(&mut ep, 0, b"hello");
+    ep.input(0, &peer.segment(RST, b""));
+    assert_eq!(ep.connections(), 1, "its bytes still wait");
+    ep.input(
+        0,
+        &packet(5001, SYN, Seq(50), Seq(0), 1000, b"", None, None),
+    );
+    let iss = view(&poll(&mut ep, 0)[0]).seq;
+    let ack = packet(5001, ACK, Seq(51), iss.plus(1), 1000, b"", None, None);
+    ep.input(0, &ack);
+    assert_eq!(ep.stats().backlog_full, 1, "no slot yet");
+    let mut buf = [0; 8];
+    assert_eq!(ep.recv(old, &mut buf), Ok(5));
+    assert_eq!(&buf[..5], b"hello");
+    assert_eq!(ep.connections(), 0, "read: the slot is free");
+    ep.input(0, &ack);
+    assert!(ep.accept().is_some(), "the new peer has it");
+    assert_eq!(ep.recv(old, &mut buf), Err(Error::Reset));
+}
+
+#[test]
+fn a_connection_reset_before_it_was_accepted_leaves_the_backlog() {
+    let mut ep = server_with(|c| c.backlog = 1);
+    ep.input(
+        0,
+        &packet(5000, SYN, Seq(50), Seq(0), 1000, b"", None, None),
+    );
+    let iss = view(&poll(&mut ep, 0)[0]).seq;
+    ep.input(
+        0,
+        &packet(5000, ACK, Seq(51), iss.plus(1), 1000, b"", None, None),
+    );
+    ep.input(0, &packet(5000, RST, Seq(51), Seq(0), 0, b"", None, None));
+    assert_eq!(ep.connections(), 0);
+    let (id, _) = connect(&mut ep, 0, 5001, None, None, 1000);
+    assert_eq!(ep.tuple(id).map(|t| t.remote_port), Ok(5001));
+    assert!(ep.accept().is_none(), "the reset one is not handed out");
 }
 
 /// 100 moments 10 ms apart from `from`.
