@@ -746,7 +746,11 @@ impl Endpoint {
         let Some(conn) = slot.conn.as_ref() else {
             return;
         };
-        if conn.unread() || self.by_tuple.get(&conn.tuple) == Some(&index) {
+        // A connection not closed is in the table: no search on the receive path.
+        if conn.unread()
+            || conn.state != State::Closed
+            || self.by_tuple.get(&conn.tuple) == Some(&index)
+        {
             return;
         }
         let gone = Gone {
