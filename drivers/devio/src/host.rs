@@ -228,6 +228,9 @@ pub fn completions(
     seen
 }
 
+/// What a test's device does at each clock reading ([`HostPlatform::on_clock_reading`]).
+type ClockHook = Box<dyn Fn() + Send + Sync>;
+
 /// Pages from the host heap, counted, and a clock that moves
 /// [`CLOCK_TICK_NS`](Self::CLOCK_TICK_NS) on at each reading and as far as
 /// [`advance_clock`](Self::advance_clock) says.
@@ -240,6 +243,8 @@ pub struct HostPlatform {
     woken: Mutex<alloc::vec::Vec<usize>>,
     /// The clock's next reading, in nanoseconds.
     clock_ns: AtomicU64,
+    /// Run at each clock reading, when a test set it.
+    clock_hook: Mutex<Option<ClockHook>>,
 }
 
 impl HostPlatform {
@@ -258,7 +263,15 @@ impl HostPlatform {
             armed: Mutex::new(alloc::vec::Vec::new()),
             woken: Mutex::new(alloc::vec::Vec::new()),
             clock_ns: AtomicU64::new(0),
+            clock_hook: Mutex::new(None),
         }))
+    }
+
+    /// Runs `hook` at each clock reading from now on, in place of an earlier one: a
+    /// test playing a device that acts while the driver waits on the clock (a reset
+    /// bit the device clears by itself, in a register window of plain memory).
+    pub fn on_clock_reading(&self, hook: impl Fn() + Send + Sync + 'static) {
+        *self.clock_hook.lock().unwrap() = Some(Box::new(hook));
     }
 
     /// Moves the clock `ns` nanoseconds on (a test's way to let a deadline pass).
@@ -308,8 +321,12 @@ unsafe impl Platform for HostPlatform {
         Err(String::from("no devices on the host"))
     }
     /// Starts at 0 and moves [`Self::CLOCK_TICK_NS`] on at each reading, and as far as
-    /// [`Self::advance_clock`] says.
+    /// [`Self::advance_clock`] says; runs the test's hook
+    /// ([`Self::on_clock_reading`]) first.
     fn now_ns(&self) -> u64 {
+        if let Some(hook) = &*self.clock_hook.lock().unwrap() {
+            hook();
+        }
         self.clock_ns
             .fetch_add(Self::CLOCK_TICK_NS, Ordering::Relaxed)
     }
@@ -378,6 +395,17 @@ mod tests {
         assert_eq!(after.window().read8(0), 0x5A);
         first.window().write8(0, 1);
         assert_eq!(first.take_writes().len(), 1);
+    }
+
+    #[test]
+    fn a_clock_hook_runs_at_each_reading_and_can_play_a_register() {
+        let platform = HostPlatform::leaked();
+        let window = registers(4);
+        window.write32(0, 1);
+        let device = window.clone();
+        platform.on_clock_reading(move || device.write32(0, device.read32(0) << 1));
+        assert_eq!((platform.now_ns(), window.read32(0)), (0, 2));
+        assert_eq!((platform.now_ns(), window.read32(0)), (1_000, 4));
     }
 
     #[test]
