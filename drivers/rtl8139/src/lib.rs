@@ -292,8 +292,7 @@ impl Rtl8139 {
         let config1 = regs.read8(CONFIG1);
         regs.write8(CONFIG1, config1 & !(CONFIG1_SLEEP | CONFIG1_PWRDN));
         regs.write8(CR9346, CR9346_NORMAL);
-        regs.write8(CR, CR_RST);
-        self.wait_until("the software reset", |regs| regs.read8(CR) & CR_RST == 0)?;
+        self.reset()?;
         let regs = &self.regs;
         regs.write16(IMR, 0);
         self.armed = false;
@@ -314,6 +313,13 @@ impl Rtl8139 {
         self.tx_full_since = None;
         self.restart_ring();
         Ok(())
+    }
+
+    /// Software reset: the chip stops receive and transmit DMA and takes its registers'
+    /// defaults, and clears CR.RST when done (the datasheet); a timeout if it does not.
+    fn reset(&self) -> Result<(), DeviceError> {
+        self.regs.write8(CR, CR_RST);
+        self.wait_until("the software reset", |regs| regs.read8(CR) & CR_RST == 0)
     }
 
     /// Takes the chip's write position as the ring's start (0 after a reset) and hands
@@ -560,9 +566,14 @@ impl NetDevice for Rtl8139 {
 }
 
 impl Drop for Rtl8139 {
-    /// Resets the chip so it stops DMA before its buffers go back to the kernel.
+    /// Resets the chip so it stops DMA before its buffers go back to the kernel; a chip
+    /// whose CR.RST does not clear (within [`RESET_TIMEOUT_NS`]) may still write the
+    /// receive ring or read the transmit buffers, so both are kept for good.
     fn drop(&mut self) {
-        self.regs.write8(CR, CR_RST);
+        if let Err(error) = self.reset() {
+            log::warn!("rtl8139: reset at release: {error}");
+            rexo_devio::abandon_to_device(&"rtl8139", [&mut self.rx, &mut self.tx]);
+        }
     }
 }
 
@@ -665,7 +676,11 @@ mod tests {
     /// A started chip whose registers are plain memory (the test plays the chip: CBR is
     /// where it wrote up to), with its ring and buffers in host memory.
     fn chip_on_host() -> Rtl8139 {
-        let platform = HostPlatform::leaked();
+        chip_on(HostPlatform::leaked())
+    }
+
+    /// [`chip_on_host`] on `platform`, whose clock and DMA allocations the test watches.
+    fn chip_on(platform: &'static HostPlatform) -> Rtl8139 {
         Rtl8139::new(
             rexo_devio::host::registers(REGISTER_WINDOW),
             platform,
@@ -757,6 +772,27 @@ mod tests {
             status: 0,
         };
         assert_eq!(chip.receive(0, 8, &mut |_| panic!("no frame")), Err(error));
+    }
+
+    #[test]
+    fn a_chip_that_does_not_reset_keeps_its_memory_and_one_that_resets_gives_it_back() {
+        for (resets, live_after) in [(false, 2), (true, 0)] {
+            let platform = HostPlatform::leaked();
+            let chip = chip_on(platform);
+            if resets {
+                // The chip clears CR.RST by itself a moment after it is set; plain
+                // memory alone keeps it set.
+                let regs = chip.regs.clone();
+                platform.on_clock_reading(move || regs.write8(CR, regs.read8(CR) & !CR_RST));
+            }
+            assert_eq!(
+                platform.live(),
+                2,
+                "the receive ring and the transmit buffers"
+            );
+            drop(chip);
+            assert_eq!(platform.live(), live_after, "resets: {resets}");
+        }
     }
 
     #[test]
