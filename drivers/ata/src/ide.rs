@@ -96,6 +96,9 @@ const NOBODY: u8 = 0xFF;
 /// The bytes of the PRD table's allocation (one page: far more entries than a request
 /// of [`BUFFER_SECTORS`] needs).
 const PRD_TABLE_BYTES: usize = 4096;
+/// How long the bus master may report Active after Start is cleared (SFF-8038i clears
+/// Active together with Start: anything but a read or two means it did not stop).
+const DMA_STOP_TIMEOUT_MS: u64 = 10;
 
 /// Whether `[phys, phys + len)` lies below 4 GiB, where the bus master reaches (the PRD
 /// table register and the PRD entries hold 32-bit addresses).
@@ -449,6 +452,22 @@ impl Channel {
             _ => "secondary slave",
         }
     }
+
+    /// Waits (at most [`DMA_STOP_TIMEOUT_MS`]) for the bus master, just stopped
+    /// ([`Self::stop_dma`]), to read back inactive (Active clear); a timeout if it
+    /// stays Active: it may still move data to or from the memory its PRD table named.
+    /// Nothing to wait for on a channel without a bus master.
+    fn dma_stopped(&self) -> Result<(), DeviceError> {
+        let Some(bm) = &self.bus_master else {
+            return Ok(());
+        };
+        wait::until(
+            self.platform,
+            "the bus master's stop (Active clear)",
+            DMA_STOP_TIMEOUT_MS,
+            || self.bm_read8(bm, BM_STATUS) & BM_STATUS_ACTIVE == 0,
+        )
+    }
 }
 
 /// The device register's drive select bit for `drive`.
@@ -754,10 +773,20 @@ impl IdeDisk {
 }
 
 impl Drop for IdeDisk {
-    /// Stops a DMA still running into the buffers before they go back.
+    /// Stops a DMA still running into the buffers before they go back; a bus master
+    /// that still reads Active after the stop may go on moving data, so a DMA disk's
+    /// data buffer and PRD table are then kept for good.
     fn drop(&mut self) {
         if self.request.take().is_some() {
             self.channel.stop_dma(None);
+            if self.prd.is_some()
+                && let Err(error) = self.channel.dma_stopped()
+            {
+                let name = self.channel.drive_name(self.drive);
+                log::warn!("ata: {name}: {error} at release");
+                let memory = core::iter::once(&mut self.buffer).chain(&mut self.prd);
+                rexo_devio::abandon_to_device(&format_args!("ata {name}"), memory);
+            }
             self.channel.release();
         }
     }
@@ -882,7 +911,17 @@ mod tests {
         lba48: bool,
         bus_master: Option<&FakePorts>,
     ) -> (IdeDisk, FakePorts, FakePorts, Vec<PortWrite>) {
-        let platform = HostPlatform::leaked();
+        disk_on(HostPlatform::leaked(), number, sectors, lba48, bus_master)
+    }
+
+    /// [`disk_on_fake_ports`] on `platform`, whose DMA allocations the test counts.
+    fn disk_on(
+        platform: &'static HostPlatform,
+        number: u8,
+        sectors: u64,
+        lba48: bool,
+        bus_master: Option<&FakePorts>,
+    ) -> (IdeDisk, FakePorts, FakePorts, Vec<PortWrite>) {
         let (command, control) = (FakePorts::new(8), FakePorts::new(1));
         control.answer8(REG_CONTROL, STATUS_READY);
         command.answer8(REG_STATUS, STATUS_READY);
@@ -1060,6 +1099,27 @@ mod tests {
         // A write that completes needs no software reset and leaves the interrupt
         // setting alone: the device control register is never written.
         assert_eq!(control.take_writes(), []);
+    }
+
+    #[test]
+    fn a_dma_disk_whose_bus_master_stays_active_keeps_its_memory_and_one_that_stops_gives_it_back()
+    {
+        for (status, live_after) in [(BM_STATUS_ACTIVE, 2), (0, 0)] {
+            let platform = HostPlatform::leaked();
+            let bus_master = FakePorts::new(16);
+            let (mut disk, ..) = disk_on(platform, 0, 1 << 20, false, Some(&bus_master));
+            // The host's heap lies above 4 GiB, where `new` refuses DMA: the test lends
+            // the disk a PRD table anyway.
+            disk.prd = Some(Dma::new(disk.platform, PRD_TABLE_BYTES).unwrap());
+            disk.protocol = Protocol::Dma;
+            disk.submit_read(0, 8, 2).unwrap();
+            // Fake ports do not read back what is written: Active reads as answered,
+            // whatever the drop writes to Start.
+            bus_master.answer8(BM_STATUS, status);
+            assert_eq!(platform.live(), 2, "the data buffer and the PRD table");
+            drop(disk);
+            assert_eq!(platform.live(), live_after, "status {status:#x}");
+        }
     }
 
     #[test]
