@@ -26,7 +26,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
-use rexo_devio::{DeviceFunction, Dma, Found, LineWake, Mmio, MsixTable, QueuePair, barrier};
+use rexo_devio::{
+    DeviceFunction, Dma, Found, LineWake, Mmio, MsixTable, Platform, QueuePair, barrier,
+};
 use rexo_pci::Function;
 
 use regs::*;
@@ -71,9 +73,11 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
             why: "shorter than the register set",
         });
     }
-    reset(&function, &regs, &model)?;
-    power_up_phy(&function, &regs)?;
-    let mac = mac_address(&function, &regs, &model)?;
+    let platform = function.platform();
+    reset(platform, &regs, &model)?;
+    settle_after_reset(platform, &regs, &model)?;
+    power_up_phy(platform, &regs)?;
+    let mac = mac_address(platform, &regs, &model)?;
     // MSI-X (the 82574 has it): every entry masked until a core asks to be woken by a
     // queue. The 8254x has neither MSI-X nor MSI: its INTx line wakes the core.
     let wakes = if model.pcie {
@@ -84,7 +88,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
             .map(|line| Wakes::Line { line, armed: false })
     };
     let nic = E1000::start(
-        &function,
+        platform,
         regs,
         model,
         mac,
@@ -121,17 +125,17 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
 /// Polls `ready` until it holds or `ms` milliseconds pass ([`DeviceError::Timeout`]
 /// naming `what`).
 fn wait_until(
-    function: &DeviceFunction,
+    platform: &dyn Platform,
     what: &'static str,
     ms: u64,
     mut ready: impl FnMut() -> bool,
 ) -> Result<(), DeviceError> {
-    let start = function.now_ns();
+    let start = platform.now_ns();
     loop {
         if ready() {
             return Ok(());
         }
-        if function.now_ns() - start > ms * 1_000_000 {
+        if platform.now_ns() - start > ms * 1_000_000 {
             // One last look: the wait may have been preempted past the deadline.
             return if ready() {
                 Ok(())
@@ -145,33 +149,41 @@ fn wait_until(
 
 /// Global reset (the SDM's and the 82574 datasheet's "Software Reset"): interrupts
 /// masked, on the 82574 bus mastering stopped first, then CTRL.RST and the wait for it
-/// to clear (and for the 82574's NVM reload); interrupts masked again and causes read
-/// away, so nothing stale is left pending.
-fn reset(function: &DeviceFunction, regs: &Mmio, model: &Model) -> Result<(), DeviceError> {
+/// to clear: the device's DMA stopped and its registers at their defaults.
+fn reset(platform: &dyn Platform, regs: &Mmio, model: &Model) -> Result<(), DeviceError> {
     regs.write32(IMC, ALL_INTERRUPTS);
     if model.pcie {
         regs.write32(CTRL, regs.read32(CTRL) | CTRL_GIO_MASTER_DISABLE);
         // The 82574 datasheet asks to let outstanding DMA finish first; if it never
         // settles, the reset aborts it anyway, so a timeout is only worth a warning.
-        let settled = wait_until(function, "PCIe master disable", PCIE_SETTLE_MS, || {
+        let settled = wait_until(platform, "PCIe master disable", PCIE_SETTLE_MS, || {
             regs.read32(STATUS) & STATUS_GIO_MASTER_ENABLE == 0
         });
         if let Err(error) = settled {
-            log::warn!("e1000: {}: {error}; resetting anyway", function.address());
+            log::warn!("e1000: {}: {error}; resetting anyway", model.name);
         }
     }
     regs.write32(CTRL, regs.read32(CTRL) | CTRL_RST);
     // The SDM asks for at least 1 us after setting RST before the next register access.
-    let start = function.now_ns();
-    while function.now_ns() - start < 2_000 {
+    let start = platform.now_ns();
+    while platform.now_ns() - start < 2_000 {
         core::hint::spin_loop();
     }
-    wait_until(function, "device reset", RESET_TIMEOUT_MS, || {
+    wait_until(platform, "device reset", RESET_TIMEOUT_MS, || {
         regs.read32(CTRL) & CTRL_RST == 0
-    })?;
+    })
+}
+
+/// After [`reset`], before the device is set up: the wait for the 82574's NVM reload,
+/// then interrupts masked again and causes read away, so nothing stale is left pending.
+fn settle_after_reset(
+    platform: &dyn Platform,
+    regs: &Mmio,
+    model: &Model,
+) -> Result<(), DeviceError> {
     if model.pcie {
         wait_until(
-            function,
+            platform,
             "NVM auto-read after reset",
             PCIE_SETTLE_MS,
             || regs.read32(EECD) & EECD_AUTO_RD != 0,
@@ -183,10 +195,10 @@ fn reset(function: &DeviceFunction, regs: &Mmio, model: &Model) -> Result<(), De
 }
 
 /// Runs the MDIC access `command` on the internal PHY; the register's value.
-fn phy_access(function: &DeviceFunction, regs: &Mmio, command: u32) -> Result<u16, DeviceError> {
+fn phy_access(platform: &dyn Platform, regs: &Mmio, command: u32) -> Result<u16, DeviceError> {
     regs.write32(MDIC, command);
     let mut outcome = None;
-    wait_until(function, "PHY register access", PHY_TIMEOUT_MS, || {
+    wait_until(platform, "PHY register access", PHY_TIMEOUT_MS, || {
         outcome = ring::mdic_outcome(regs.read32(MDIC));
         outcome.is_some()
     })?;
@@ -198,10 +210,10 @@ fn phy_access(function: &DeviceFunction, regs: &Mmio, command: u32) -> Result<u1
 
 /// Powers the PHY up if firmware or an earlier driver powered it down (the MAC reset
 /// leaves the PHY as it was), restarting auto-negotiation so the link comes up.
-fn power_up_phy(function: &DeviceFunction, regs: &Mmio) -> Result<(), DeviceError> {
-    let control = phy_access(function, regs, ring::mdic_read(PHY_CONTROL))?;
+fn power_up_phy(platform: &dyn Platform, regs: &Mmio) -> Result<(), DeviceError> {
+    let control = phy_access(platform, regs, ring::mdic_read(PHY_CONTROL))?;
     if let Some(up) = ring::phy_power_up(control) {
-        phy_access(function, regs, ring::mdic_write(PHY_CONTROL, up))?;
+        phy_access(platform, regs, ring::mdic_write(PHY_CONTROL, up))?;
     }
     Ok(())
 }
@@ -209,7 +221,7 @@ fn power_up_phy(function: &DeviceFunction, regs: &Mmio) -> Result<(), DeviceErro
 /// The MAC address: RAL0/RAH0 as the reset loaded them from the EEPROM, else the
 /// EEPROM's words 0..3 read through EERD.
 fn mac_address(
-    function: &DeviceFunction,
+    platform: &dyn Platform,
     regs: &Mmio,
     model: &Model,
 ) -> Result<[u8; 6], DeviceError> {
@@ -223,7 +235,7 @@ fn mac_address(
     for (index, word) in (0u8..).zip(words.iter_mut()) {
         regs.write32(EERD, layout.request(index));
         let mut read = None;
-        wait_until(function, "EEPROM read", EEPROM_TIMEOUT_MS, || {
+        wait_until(platform, "EEPROM read", EEPROM_TIMEOUT_MS, || {
             read = layout.word(regs.read32(EERD));
             read.is_some()
         })?;
@@ -268,18 +280,18 @@ impl Queue {
     /// Allocates queue `index`'s rings and buffers and points every descriptor at
     /// its buffer.
     fn new(
-        function: &DeviceFunction,
+        platform: &'static dyn Platform,
         index: usize,
         regs: Mmio,
         rx_format: RxFormat,
     ) -> Result<Self, DeviceError> {
         let mut queue = Self {
-            rx_descriptors: function.dma(RX_DESCRIPTORS * DESCRIPTOR_BYTES)?,
-            rx_buffers: function.dma(RX_DESCRIPTORS * BUFFER_BYTES)?,
+            rx_descriptors: Dma::new(platform, RX_DESCRIPTORS * DESCRIPTOR_BYTES)?,
+            rx_buffers: Dma::new(platform, RX_DESCRIPTORS * BUFFER_BYTES)?,
             rx: RxRing::new(RX_DESCRIPTORS),
             rx_spanning: false,
-            tx_descriptors: function.dma(TX_DESCRIPTORS * DESCRIPTOR_BYTES)?,
-            tx_buffers: function.dma(TX_DESCRIPTORS * BUFFER_BYTES)?,
+            tx_descriptors: Dma::new(platform, TX_DESCRIPTORS * DESCRIPTOR_BYTES)?,
+            tx_buffers: Dma::new(platform, TX_DESCRIPTORS * BUFFER_BYTES)?,
             tx: TxRing::new(TX_DESCRIPTORS),
             registers: index * QUEUE_STRIDE,
             regs,
@@ -299,6 +311,17 @@ impl Queue {
                 .write64(slot * DESCRIPTOR_BYTES, buffer);
         }
         Ok(queue)
+    }
+
+    /// Every block of DMA memory the device is given for this pair: its rings and
+    /// buffers.
+    fn memory_mut(&mut self) -> [&mut Dma; 4] {
+        [
+            &mut self.rx_descriptors,
+            &mut self.rx_buffers,
+            &mut self.tx_descriptors,
+            &mut self.tx_buffers,
+        ]
     }
 
     /// The device address of receive buffer `slot`.
@@ -503,6 +526,10 @@ enum Wakes {
 struct E1000 {
     /// BAR0.
     regs: Mmio,
+    /// The clock, for the reset at drop.
+    platform: &'static dyn Platform,
+    /// Which controller.
+    model: Model,
     /// The MAC address.
     mac: [u8; 6],
     /// The queue pairs (one on the 8254x, two on the 82574), each behind its own lock,
@@ -516,7 +543,7 @@ impl E1000 {
     /// Allocates the rings, programs link, addresses, the queues (and RSS over them)
     /// and enables the receiver and transmitter (SDM, "General Configuration").
     fn start(
-        function: &DeviceFunction,
+        platform: &'static dyn Platform,
         regs: Mmio,
         model: Model,
         mac: [u8; 6],
@@ -524,12 +551,14 @@ impl E1000 {
     ) -> Result<Self, DeviceError> {
         let queues = (0..model.queues())
             .map(|index| {
-                Queue::new(function, index, regs.clone(), model.rx_format())
+                Queue::new(platform, index, regs.clone(), model.rx_format())
                     .map(|queue| Arc::new(spin::Mutex::new(queue)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let nic = Self {
             regs,
+            platform,
+            model,
             mac,
             queues,
             wakes,
@@ -614,11 +643,30 @@ impl E1000 {
 }
 
 impl Drop for E1000 {
-    /// Stops the device's DMA before the rings and buffers go back to the kernel.
+    /// Stops the device's DMA (receiver and transmitter off, then a global reset)
+    /// before the rings and buffers go back to the kernel; a device whose CTRL.RST does
+    /// not clear, or whose RCTL.EN or TCTL.EN still reads 1 after it, may still use
+    /// them, so every pair's rings and buffers are kept for good.
     fn drop(&mut self) {
-        self.regs.write32(RCTL, 0);
-        self.regs.write32(TCTL, 0);
-        self.regs.write32(CTRL, self.regs.read32(CTRL) | CTRL_RST);
+        let regs = &self.regs;
+        regs.write32(RCTL, 0);
+        regs.write32(TCTL, 0);
+        let stopped = reset(self.platform, regs, &self.model).and_then(|()| {
+            wait_until(
+                self.platform,
+                "receiver and transmitter off",
+                RESET_TIMEOUT_MS,
+                || regs.read32(RCTL) & RCTL_EN == 0 && regs.read32(TCTL) & TCTL_EN == 0,
+            )
+        });
+        if let Err(error) = stopped {
+            log::warn!("e1000: {}: reset at release: {error}", self.model.name);
+            let mut queues: Vec<_> = self.queues.iter().map(|queue| queue.lock()).collect();
+            rexo_devio::abandon_to_device(
+                &"e1000",
+                queues.iter_mut().flat_map(|queue| queue.memory_mut()),
+            );
+        }
     }
 }
 
@@ -725,5 +773,69 @@ impl NetDevice for E1000 {
             self.info(),
             "arming an 82574 pair's wake-up without the device",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rexo_devio::host::HostPlatform;
+
+    /// A started controller of `model` whose registers are plain memory (the test plays
+    /// the device), its rings and buffers from `platform`.
+    fn nic_on(platform: &'static HostPlatform, model: Model) -> E1000 {
+        let no_wakes = Wakes::None(DeviceError::Unsupported("wake-ups on the host"));
+        let regs = rexo_devio::host::registers(REGISTER_SPAN);
+        E1000::start(
+            platform,
+            regs,
+            model,
+            [0x52, 0x54, 0, 0x12, 0x34, 0x56],
+            no_wakes,
+        )
+        .unwrap()
+    }
+
+    /// A device that never completes its reset: CTRL.RST stays set, as plain memory
+    /// keeps it.
+    fn reset_never_completes(_: &Mmio) {}
+
+    /// A device's reset completing: CTRL.RST cleared by the device (plain memory alone
+    /// keeps it set).
+    fn reset_completes(regs: &Mmio) {
+        regs.write32(CTRL, regs.read32(CTRL) & !CTRL_RST);
+    }
+
+    /// A device whose reset completes but whose receiver is on after it (RCTL.EN).
+    fn reset_completes_with_the_receiver_on(regs: &Mmio) {
+        reset_completes(regs);
+        regs.write32(RCTL, RCTL_EN);
+    }
+
+    #[test]
+    fn a_device_that_does_not_reset_keeps_its_memory_and_one_that_resets_gives_it_back() {
+        // An 82540EM (one pair) and an 82574L (two).
+        for model in [0x100E, 0x10D3].map(|id| ring::model(id).unwrap()) {
+            let memory = 4 * model.queues();
+            let devices = [
+                (reset_never_completes as fn(&Mmio), memory),
+                (reset_completes, 0),
+                (reset_completes_with_the_receiver_on, memory),
+            ];
+            for (case, (device, live_after)) in devices.into_iter().enumerate() {
+                let platform = HostPlatform::leaked();
+                let nic = nic_on(platform, model);
+                // The device acts while the driver waits on the clock.
+                let regs = nic.regs.clone();
+                platform.on_clock_reading(move || device(&regs));
+                assert_eq!(
+                    platform.live(),
+                    memory,
+                    "two rings, two buffer blocks a pair"
+                );
+                drop(nic);
+                assert_eq!(platform.live(), live_after, "{} case {case}", model.name);
+            }
+        }
     }
 }
