@@ -350,8 +350,14 @@ impl Rtl8139 {
         done: impl Fn(&Mmio) -> bool,
     ) -> Result<(), DeviceError> {
         let start = self.platform.now_ns();
-        while !done(&self.regs) {
-            if self.platform.now_ns() - start > RESET_TIMEOUT_NS {
+        loop {
+            // The time first, then the register: a core that was away past the deadline
+            // still takes a chip that finished meanwhile.
+            let late = self.platform.now_ns() - start > RESET_TIMEOUT_NS;
+            if done(&self.regs) {
+                return Ok(());
+            }
+            if late {
                 return Err(DeviceError::Timeout {
                     what,
                     ms: RESET_TIMEOUT_NS / 1_000_000,
@@ -359,7 +365,6 @@ impl Rtl8139 {
             }
             core::hint::spin_loop();
         }
-        Ok(())
     }
 
     /// Gives the ring up to `rx_offset` back to the chip (CAPR).
@@ -793,6 +798,23 @@ mod tests {
             drop(chip);
             assert_eq!(platform.live(), live_after, "resets: {resets}");
         }
+    }
+
+    #[test]
+    fn a_reset_that_finishes_while_the_core_is_away_past_the_deadline_is_taken() {
+        let platform = HostPlatform::leaked();
+        let chip = chip_on(platform);
+        let regs = chip.regs.clone();
+        let readings = std::sync::atomic::AtomicU32::new(0);
+        platform.on_clock_reading(move || {
+            // At the second reading the core comes back from far away, and the chip has
+            // finished its reset meanwhile.
+            if readings.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1 {
+                platform.advance_clock(RESET_TIMEOUT_NS * 2);
+                regs.write8(CR, regs.read8(CR) & !CR_RST);
+            }
+        });
+        assert_eq!(chip.reset(), Ok(()));
     }
 
     #[test]
