@@ -441,6 +441,9 @@ struct IoQueue {
     stale_completions: u64,
     /// When `poll` next looks for late requests.
     next_timeout_check: u64,
+    /// A fault found by a poll that handed completions over (which returned their
+    /// count): the next poll returns it first.
+    unreported_fault: Option<DeviceError>,
 }
 
 impl IoQueue {
@@ -486,6 +489,7 @@ impl IoQueue {
             vector,
             stale_completions: 0,
             next_timeout_check: 0,
+            unreported_fault: None,
         })
     }
 
@@ -504,7 +508,8 @@ impl IoQueue {
 
     /// Gives up the requests in flight (their holder went): those queued since the
     /// last doorbell are taken back unsent and their slots freed; the controller's
-    /// have their completions dropped when they come. Requests failed by a reset but
+    /// have their completions dropped when they come, and a fault not yet reported is
+    /// forgotten. Requests failed by a reset but
     /// not yet told of are freed when the controller was `disabled` since they were
     /// sent, else abandoned until it is.
     fn abandon(&mut self, disabled: bool) {
@@ -528,6 +533,7 @@ impl IoQueue {
             }
         }
         self.interrupted = false;
+        self.unreported_fault = None;
     }
 
     /// Whether a slot holds an abandoned request (the controller may still have it).
@@ -989,8 +995,10 @@ impl BlockDevice for Nvme {
             .queues
             .get_mut(queue)
             .ok_or(DeviceError::NoSuchQueue(queue))?;
+        if let Some(fault) = io.unreported_fault.take() {
+            return Err(fault);
+        }
         let mut finished = 0;
-        let mut fault = None;
         let mut stuck = None;
         if self.reset.is_none() {
             // The reset is over: a request it interrupted may be submitted again.
@@ -1002,7 +1010,7 @@ impl BlockDevice for Nvme {
             io.pair.ring();
             let (taken, found) = io.take_completions(self.info.queues, done);
             finished += taken;
-            fault = found;
+            io.unreported_fault = found;
             if io.free.len() < io.slots.len() {
                 let now = self.platform.now_ns();
                 if now >= io.next_timeout_check {
@@ -1031,7 +1039,13 @@ impl BlockDevice for Nvme {
             self.start_reset(why);
             self.continue_reset()?;
         }
-        fault.map_or(Ok(finished), Err)
+        // A fault met beside completions waits for the next poll: their count stands.
+        if finished == 0
+            && let Some(fault) = self.queues[queue].unreported_fault.take()
+        {
+            return Err(fault);
+        }
+        Ok(finished)
     }
 }
 
@@ -1230,6 +1244,54 @@ mod tests {
                 [(second, Ok(vec![0x55; SECTOR_BYTES]))]
             );
             assert_eq!(disk.queues[0].free, [0], "the slot is free again");
+        }
+    }
+
+    #[test]
+    fn completions_taken_beside_a_foreign_identifier_are_counted_and_the_fault_follows() {
+        for (foreign_queue, holder_goes) in [(false, false), (true, false), (false, true)] {
+            let (mut disk, _) = disk_with_fake_controller(2);
+            let mut controller = ControllerSide::default();
+            let first = disk.submit_read(0, 0, 1).unwrap();
+            let second = disk.submit_read(0, 8, 1).unwrap();
+            assert_eq!(poll_once(&mut disk), [], "rung in, not finished");
+            let first_id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+            let second_id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+            // A valid completion, a faulty one, and another valid one, in one batch.
+            controller.complete(&mut disk.queues[0].pair, first_id, 0);
+            let fault = if foreign_queue {
+                controller.complete_naming(&mut disk.queues[0].pair, 7, second_id, 0);
+                DeviceError::BadIndex {
+                    what: "I/O completion's submission queue",
+                    index: 7,
+                    size: 2,
+                }
+            } else {
+                // No request has slot 5 (there are two).
+                controller.complete(&mut disk.queues[0].pair, 5, 0);
+                DeviceError::BadIndex {
+                    what: "I/O completion's command identifier (no such request)",
+                    index: 5,
+                    size: 2,
+                }
+            };
+            controller.complete(&mut disk.queues[0].pair, second_id, 0);
+            let mut seen = Vec::new();
+            let count = disk.poll(0, &mut |tag, result| {
+                seen.push((tag, result.map(<[u8]>::to_vec)))
+            });
+            let data = Ok(vec![0; SECTOR_BYTES]);
+            assert_eq!(seen, [(first, data.clone()), (second, data)]);
+            assert_eq!(count, Ok(2), "foreign queue: {foreign_queue}");
+            if holder_goes {
+                // The next holder is not told of the fault its predecessor's poll met.
+                disk.abandon_requests();
+            } else {
+                // The fault is said at the next poll, which hands over nothing else.
+                assert_eq!(disk.poll(0, &mut |_, _| panic!("nothing")), Err(fault));
+            }
+            assert_eq!(poll_once(&mut disk), []);
+            assert_eq!(disk.queues[0].free.len(), 2, "both slots are free again");
         }
     }
 

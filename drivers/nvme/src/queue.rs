@@ -194,11 +194,24 @@ impl ControllerSide {
 
     /// Posts a completion of command `id` with status `status` on `pair`.
     pub(crate) fn complete(&mut self, pair: &mut QueuePair, id: u16, status: u16) {
+        let queue = pair.id;
+        self.complete_naming(pair, queue, id, status);
+    }
+
+    /// Posts a completion of command `id` with status `status` on `pair`, naming
+    /// submission queue `queue` (a broken controller's may name another).
+    pub(crate) fn complete_naming(
+        &mut self,
+        pair: &mut QueuePair,
+        queue: u16,
+        id: u16,
+        status: u16,
+    ) {
         let at = self.completion_tail as usize * CQ_ENTRY;
         let phase = if self.odd_pass { 0 } else { spec::CQ_PHASE };
         pair.completion.write32(at, 0);
         pair.completion
-            .write32(at + 8, self.submission_head | (u32::from(pair.id) << 16));
+            .write32(at + 8, self.submission_head | (u32::from(queue) << 16));
         pair.completion
             .write32(at + 12, u32::from(id) | phase | (u32::from(status) << 17));
         self.completion_tail += 1;
