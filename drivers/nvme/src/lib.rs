@@ -1021,12 +1021,14 @@ impl BlockDevice for Nvme {
                         stuck = Some("a command not completed in twice the I/O timeout");
                     }
                     if late > 0 {
-                        let status = self.controller.status();
-                        if let Err(DeviceError::Failed(why)) = status {
-                            self.failed = Some(why);
-                        }
-                        if status? & spec::CSTS_FATAL != 0 {
-                            stuck = Some("controller fatal status (CSTS.CFS)");
+                        // A controller gone fails the disk, which the next call says:
+                        // this one hands over the requests it timed out.
+                        match self.controller.status() {
+                            Err(DeviceError::Failed(why)) => self.failed = Some(why),
+                            Ok(status) if status & spec::CSTS_FATAL != 0 => {
+                                stuck = Some("controller fatal status (CSTS.CFS)");
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -1037,7 +1039,11 @@ impl BlockDevice for Nvme {
         }
         if let Some(why) = stuck {
             self.start_reset(why);
-            self.continue_reset()?;
+            let progress = self.continue_reset();
+            if finished == 0 {
+                // Else a reset that failed left the disk `Failed` for the next call.
+                progress?;
+            }
         }
         // A fault met beside completions waits for the next poll: their count stands.
         if finished == 0
@@ -1446,6 +1452,30 @@ mod tests {
         finish_reset(&mut disk);
         assert_eq!(disk.queues[0].free, [0], "the slot is free again");
         assert!(disk.submit_read(0, 0, 1).is_ok());
+    }
+
+    #[test]
+    fn reads_timed_out_by_the_poll_that_finds_the_controller_gone_are_counted() {
+        for also_lost in [false, true] {
+            let (mut disk, platform) = ready_disk(2);
+            let mut controller = ControllerSide::default();
+            if also_lost {
+                // An earlier read, timed out already, is lost by the same poll: the
+                // reset it starts cannot begin either.
+                lose_a_read(&mut disk, platform, &mut controller, 0);
+            }
+            let late = disk.submit_read(0, 8, 1).unwrap();
+            assert_eq!(poll_once(&mut disk), [], "rung in, not finished");
+            platform.advance_clock(IO_TIMEOUT_NS + TIMEOUT_CHECK_NS);
+            set_status(&disk, u32::MAX);
+            assert_eq!(
+                poll_once(&mut disk),
+                [(late, Err(READ_TIMEOUT))],
+                "also lost: {also_lost}"
+            );
+            let gone = DeviceError::Failed("the controller no longer answers");
+            assert_eq!(disk.poll(0, &mut |_, _| panic!("nothing")), Err(gone));
+        }
     }
 
     #[test]
