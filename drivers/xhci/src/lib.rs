@@ -583,6 +583,15 @@ impl Xhci {
                 size: self.max_slots.into(),
             });
         }
+        if self.devices.iter().any(|device| device.slot == slot) {
+            // A broken controller's answer: the slot's context and doorbell stay the
+            // other device's.
+            return Err(DeviceError::BadIndex {
+                what: "device slot from Enable Slot (another device's already)",
+                index: slot.into(),
+                size: self.max_slots.into(),
+            });
+        }
         let device = Device {
             slot,
             port,
@@ -1211,6 +1220,104 @@ mod tests {
                 "CAPLENGTH {cap_length:#x}"
             );
         }
+    }
+
+    /// A running controller in plain memory with `max_slots` slots, no device yet, and
+    /// two root ports with a device connected and enabled; USBSTS says halted, so that
+    /// dropping it does not wait.
+    fn controller(max_slots: u8) -> Xhci {
+        let platform = HostPlatform::leaked();
+        let bar = rexo_devio::host::registers(0x2000);
+        let ports = 2;
+        let op = bar.window(0x20, op::CONFIG + 4).unwrap();
+        op.write32(op::USBSTS, op::STS_HALTED);
+        let registers = Registers {
+            ports: bar
+                .window(0x20 + op::PORTSC, usize::from(ports) * op::PORT_STRIDE)
+                .unwrap(),
+            interrupter: bar.window(0x1800 + rt::INTERRUPTER0, 0x20).unwrap(),
+            doorbells: bar
+                .window(0x1000, (usize::from(max_slots) + 1) * 4)
+                .unwrap(),
+            op,
+        };
+        for port in 1..=ports {
+            registers.set_portsc(port, 0, port::CONNECTED | port::ENABLED);
+        }
+        let dma = |bytes| Dma::new(platform, bytes).unwrap();
+        Xhci {
+            address: Address {
+                segment: 0,
+                bus: 0,
+                device: 3,
+                function: 0,
+            },
+            registers,
+            platform,
+            context_size: 32,
+            addresses_64: true,
+            max_slots,
+            ports,
+            scratchpads: 0,
+            dcbaa: dma((usize::from(max_slots) + 1) * 8),
+            controller_memory: Vec::new(),
+            commands: ProducerRing::new(dma(COMMAND_RING_TRBS * trb::SIZE), COMMAND_RING_TRBS),
+            events: EventRing::new(dma(EVENT_RING_TRBS * trb::SIZE), EVENT_RING_TRBS),
+            devices: Vec::new(),
+            typed: VecDeque::new(),
+            last_health_check: 0,
+            failed: None,
+        }
+    }
+
+    /// A successful Command Completion Event for command ring entry `entry` of `xhci`,
+    /// naming slot `slot`, on the event ring's first pass.
+    fn command_done(xhci: &Xhci, entry: usize, slot: u8) -> Trb {
+        Trb {
+            parameter: xhci.commands.address_of(entry),
+            status: u32::from(completion::SUCCESS) << 24,
+            control: u32::from(slot) << 24 | trb::COMMAND_COMPLETION << 10 | trb::CYCLE,
+        }
+    }
+
+    #[test]
+    fn enable_slot_giving_a_slot_in_use_is_refused_and_overwrites_nothing() {
+        let mut xhci = controller(4);
+        // The device on port 1 was given slot 2.
+        let dma = |bytes| Dma::new(xhci.platform, bytes).unwrap();
+        let first = Device {
+            slot: 2,
+            port: 1,
+            speed: usb::speed::FULL,
+            output: dma(CONTEXT_BYTES),
+            input: dma(CONTEXT_BYTES),
+            control: ProducerRing::new(dma(CONTROL_RING_TRBS * trb::SIZE), CONTROL_RING_TRBS),
+            control_max_packet: 8,
+            buffer: dma(DESCRIPTOR_BUFFER),
+            keyboard: None,
+        };
+        let first_output = first.output.phys();
+        xhci.dcbaa.write64(2 * 8, first_output);
+        xhci.devices.push(first);
+        // Enable Slot for port 2's device answers slot 2 again.
+        let event = command_done(&xhci, 0, 2);
+        xhci.events.post(0, event);
+        assert_eq!(
+            xhci.attach(2),
+            Err(DeviceError::BadIndex {
+                what: "device slot from Enable Slot (another device's already)",
+                index: 2,
+                size: 4,
+            })
+        );
+        assert_eq!(xhci.devices.len(), 1, "no second device on slot 2");
+        assert_eq!(xhci.devices[0].port, 1);
+        assert_eq!(xhci.dcbaa.read64(2 * 8), first_output, "its context stays");
+        assert_eq!(
+            xhci.commands.next_index(),
+            1,
+            "no command after Enable Slot"
+        );
     }
 
     /// A Transfer Event of slot 1 endpoint 0 for the TRB at `at` with completion `code`

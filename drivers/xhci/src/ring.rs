@@ -305,6 +305,19 @@ impl EventRing {
     }
 }
 
+/// The controller's side of the event ring, for the host tests.
+#[cfg(test)]
+impl EventRing {
+    /// Writes `event` into entry `index` as the controller would, its cycle bit as
+    /// given.
+    pub fn post(&mut self, index: usize, event: Trb) {
+        let at = index * trb::SIZE;
+        self.memory.write64(at, event.parameter);
+        self.memory.write32(at + 8, event.status);
+        self.memory.write32(at + 12, event.control);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
