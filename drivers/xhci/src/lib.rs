@@ -828,12 +828,20 @@ impl Xhci {
         if handled {
             self.acknowledge_events();
             self.ring_report_doorbells();
-            result?;
+        }
+        // A batch that ended in a fault says it first; an endpoint halted in it is
+        // restarted by the next poll, which has no event of it to wait for.
+        result?;
+        let halted = |device: &Device| device.keyboard.as_ref().is_some_and(|k| k.halted.is_some());
+        if self.devices.iter().any(halted) {
             let restarted = self.restart_halted();
             if restarted.is_err() {
                 self.failed = Some("a keyboard endpoint could not be restarted");
             }
             return restarted;
+        }
+        if handled {
+            return Ok(());
         }
         let now = self.platform.now_ns();
         if now.saturating_sub(self.last_health_check) > HEALTH_CHECK_NS {
@@ -1280,14 +1288,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn enable_slot_giving_a_slot_in_use_is_refused_and_overwrites_nothing() {
-        let mut xhci = controller(4);
-        // The device on port 1 was given slot 2.
+    /// A full-speed device of `xhci` in slot `slot` on port `port`, no keyboard.
+    fn device_on(xhci: &Xhci, slot: u8, port: u8) -> Device {
         let dma = |bytes| Dma::new(xhci.platform, bytes).unwrap();
-        let first = Device {
-            slot: 2,
-            port: 1,
+        Device {
+            slot,
+            port,
             speed: usb::speed::FULL,
             output: dma(CONTEXT_BYTES),
             input: dma(CONTEXT_BYTES),
@@ -1295,7 +1301,14 @@ mod tests {
             control_max_packet: 8,
             buffer: dma(DESCRIPTOR_BUFFER),
             keyboard: None,
-        };
+        }
+    }
+
+    #[test]
+    fn enable_slot_giving_a_slot_in_use_is_refused_and_overwrites_nothing() {
+        let mut xhci = controller(4);
+        // The device on port 1 was given slot 2.
+        let first = device_on(&xhci, 2, 1);
         let first_output = first.output.phys();
         xhci.dcbaa.write64(2 * 8, first_output);
         xhci.devices.push(first);
@@ -1318,6 +1331,41 @@ mod tests {
             1,
             "no command after Enable Slot"
         );
+    }
+
+    #[test]
+    fn an_endpoint_halted_in_a_batch_that_ends_in_a_fault_is_restarted_by_the_next_poll() {
+        let mut xhci = controller(4);
+        let mut device = device_on(&xhci, 1, 1);
+        device.keyboard = Some(keyboard(HostPlatform::leaked()));
+        let stalled = report_event(device.keyboard.as_ref().unwrap(), 0, completion::STALL);
+        xhci.devices.push(device);
+        // The report stalls, and a Transfer Event for a slot without a device follows.
+        xhci.events.post(0, stalled);
+        let stray = Trb {
+            control: stalled.control & !(0xFF << 24) | 3 << 24,
+            ..stalled
+        };
+        xhci.events.post(1, stray);
+        assert!(matches!(
+            xhci.read_byte(),
+            Err(DeviceError::BadIndex {
+                what: "transfer event slot",
+                index: 3,
+                ..
+            })
+        ));
+        assert_eq!(xhci.commands.next_index(), 0, "the fault is said first");
+        // No event comes from a halted endpoint: the next poll restarts it anyway (Reset
+        // Endpoint, which this controller never answers).
+        assert_eq!(
+            xhci.read_byte(),
+            Err(DeviceError::Timeout {
+                what: "Reset Endpoint",
+                ms: COMMAND_TIMEOUT_MS
+            })
+        );
+        assert_eq!(xhci.commands.next_index(), 1, "Reset Endpoint sent");
     }
 
     /// A Transfer Event of slot 1 endpoint 0 for the TRB at `at` with completion `code`
