@@ -191,7 +191,8 @@ impl Conn {
     /// or released in TIME-WAIT (which the compact table takes over). It then leaves
     /// the demultiplexing.
     pub(crate) fn finished(&self) -> bool {
-        self.state == State::Closed || self.released && self.state == State::TimeWait
+        self.state == State::Closed && !self.rst_pending
+            || self.released && self.state == State::TimeWait
     }
 
     /// Whether received bytes wait for the app to read them.
@@ -515,8 +516,8 @@ impl Conn {
 
     /// RFC 6298's estimator, updated with a round trip of `rtt` ns. A sample is taken
     /// as at most the largest RTO (a clock that jumped by years would otherwise hold
-    /// the RTO at its largest for hundreds of round trips), and the arithmetic
-    /// saturates, so that even a largest RTO of `u64::MAX` neither panics nor wraps.
+    /// the RTO at its largest for hundreds of round trips), and no sum exceeds its larger
+    /// input, so that even a largest RTO of `u64::MAX` neither panics nor wraps.
     fn rtt_sample(&mut self, rtt: u64, config: &Config) {
         let rtt = rtt.min(config.rto_max_ns);
         match self.srtt {
@@ -525,12 +526,9 @@ impl Conn {
                 self.rttvar = rtt / 2;
             }
             Some(srtt) => {
-                self.rttvar = self
-                    .rttvar
-                    .saturating_mul(3)
-                    .saturating_add(srtt.abs_diff(rtt))
-                    / 4;
-                self.srtt = Some(srtt.saturating_mul(7).saturating_add(rtt) / 8);
+                let (srtt, rttvar) = smoothed(srtt, self.rttvar, rtt);
+                self.srtt = Some(srtt);
+                self.rttvar = rttvar;
             }
         }
         let srtt = self.srtt.unwrap_or(rtt);
@@ -997,4 +995,14 @@ impl Output<'_> {
         }
         true
     }
+}
+
+/// RFC 6298's update of SRTT and RTTVAR by a round trip of `rtt`: (7 SRTT + R) / 8 and
+/// (3 RTTVAR + |SRTT - R|) / 4, each term divided first, so that neither result exceeds
+/// its larger input and nothing overflows, whatever the values.
+pub(crate) fn smoothed(srtt: u64, rttvar: u64, rtt: u64) -> (u64, u64) {
+    (
+        srtt - srtt / 8 + rtt / 8,
+        rttvar - rttvar / 4 + srtt.abs_diff(rtt) / 4,
+    )
 }

@@ -75,7 +75,10 @@ pub struct Config {
     pub half_open: usize,
     /// The most established connections waiting for [`Endpoint::accept`].
     pub backlog: usize,
-    /// The most connections in all (accepted or waiting).
+    /// The most connections holding a slot: accepted or waiting, and those that ended
+    /// while received bytes wait for the app. An ended connection whose handle the app
+    /// has not released yet costs only a small record (its addresses and why it
+    /// ended) until [`Endpoint::close`] or [`Endpoint::abort`].
     pub max_connections: usize,
     /// The most connections kept in TIME-WAIT; the oldest is forgotten beyond.
     pub time_wait_entries: usize,
@@ -160,12 +163,20 @@ pub const MIN_MSS: u16 = 64;
 pub enum ConfigError {
     /// [`Config::mss`] (shown) is below [`MIN_MSS`].
     MssTooSmall(u16),
+    /// [`Config::rto_min_ns`] is above [`Config::rto_max_ns`] (shown, in that order).
+    RtoBounds(u64, u64),
 }
 
 impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::MssTooSmall(mss) => write!(f, "an MSS of {mss} bytes is below {MIN_MSS}"),
+            Self::RtoBounds(min, max) => {
+                write!(
+                    f,
+                    "the least RTO ({min} ns) is above the largest ({max} ns)"
+                )
+            }
         }
     }
 }
@@ -380,6 +391,13 @@ pub struct ConnId {
     generation: u32,
 }
 
+impl ConnId {
+    /// The key of what is left of its connection once it left the table.
+    fn key(self) -> (u32, u32) {
+        (self.index, self.generation)
+    }
+}
+
 /// A connection whose SYN arrived and whose SYN-ACK is unanswered.
 struct HalfOpen {
     iss: Seq,
@@ -416,6 +434,18 @@ struct Gone {
     mss: usize,
     /// Why it ended abnormally; `None`: both sides closed.
     error: Option<Error>,
+}
+
+impl Gone {
+    /// What `send` on its handle answers (as [`Conn`]'s send does once it ended).
+    fn send_error(&self) -> Error {
+        self.error.unwrap_or(Error::Closed)
+    }
+
+    /// What `recv` on its handle answers (as [`Conn`]'s recv does once all was read).
+    fn recv_error(&self) -> Error {
+        self.error.unwrap_or(Error::Finished)
+    }
 }
 
 /// A slot of the connection table.
@@ -514,11 +544,15 @@ const MAX_REPLIES: usize = 256;
 
 impl Endpoint {
     /// An endpoint with nothing listening, or [`ConfigError::MssTooSmall`] for a
-    /// [`Config::mss`] below [`MIN_MSS`]. The MSS must also fit the link (its MTU less
-    /// 40 bytes of IPv4 and TCP headers), which only the caller knows.
+    /// [`Config::mss`] below [`MIN_MSS`], [`ConfigError::RtoBounds`] for a least RTO
+    /// above the largest. The MSS must also fit the link (its MTU less 40 bytes of IPv4
+    /// and TCP headers), which only the caller knows.
     pub fn new(config: Config) -> Result<Endpoint, ConfigError> {
         if config.mss < MIN_MSS {
             return Err(ConfigError::MssTooSmall(config.mss));
+        }
+        if config.rto_min_ns > config.rto_max_ns {
+            return Err(ConfigError::RtoBounds(config.rto_min_ns, config.rto_max_ns));
         }
         Ok(Endpoint {
             config,
@@ -615,8 +649,8 @@ impl Endpoint {
     }
 
     /// What is left of `id`'s connection if it left the table.
-    fn gone(&self, id: ConnId) -> Option<&Gone> {
-        self.gone.get(&(id.index, id.generation))
+    fn gone_of(&self, id: ConnId) -> Option<&Gone> {
+        self.gone.get(&id.key())
     }
 
     /// `open` of `id`'s connection, or `gone` of what is left of it.
@@ -628,7 +662,7 @@ impl Endpoint {
     ) -> Result<T, Error> {
         match self.conn(id) {
             Ok(conn) => Ok(open(conn)),
-            Err(error) => self.gone(id).map(gone).ok_or(error),
+            Err(error) => self.gone_of(id).map(gone).ok_or(error),
         }
     }
 
@@ -668,8 +702,8 @@ impl Endpoint {
             Some(conn) if slot.generation == id.generation && !conn.released => {
                 conn.send(piece, config)
             }
-            _ => match self.gone.get(&(id.index, id.generation)) {
-                Some(gone) => Err(gone.error.unwrap_or(Error::Closed)),
+            _ => match self.gone.get(&id.key()) {
+                Some(gone) => Err(gone.send_error()),
                 None => Err(Error::BadId),
             },
         }
@@ -682,9 +716,7 @@ impl Endpoint {
         let read = match self.conn_mut(id) {
             Ok(conn) => conn.recv(buf),
             Err(error) => {
-                return Err(self
-                    .gone(id)
-                    .map_or(error, |gone| gone.error.unwrap_or(Error::Finished)));
+                return Err(self.gone_of(id).map_or(error, Gone::recv_error));
             }
         };
         self.bury_if_read(id.index as usize);
@@ -696,7 +728,7 @@ impl Endpoint {
     pub fn shutdown(&mut self, id: ConnId) -> Result<(), Error> {
         match self.conn_mut(id) {
             Ok(conn) => conn.shutdown(),
-            Err(error) => _ = self.gone(id).ok_or(error)?,
+            Err(error) => _ = self.gone_of(id).ok_or(error)?,
         }
         Ok(())
     }
@@ -710,8 +742,9 @@ impl Endpoint {
     /// Resets the connection (a RST) and gives the handle up.
     pub fn abort(&mut self, id: ConnId) -> Result<(), Error> {
         self.release(id, |conn| {
-            let open = conn.state != State::Closed;
-            conn.reset(Error::Reset, open);
+            // A RST still owed (a timeout's, the emitter full) is still sent.
+            let send_rst = conn.state != State::Closed || conn.rst_pending;
+            conn.reset(Error::Reset, send_rst);
         })
     }
 
@@ -722,7 +755,7 @@ impl Endpoint {
         let conn = match self.conn_mut(id) {
             Ok(conn) => conn,
             Err(error) => {
-                return match self.gone.remove(&(id.index, id.generation)) {
+                return match self.gone.remove(&id.key()) {
                     Some(_) => Ok(()),
                     None => Err(error),
                 };
@@ -733,14 +766,19 @@ impl Endpoint {
         let tuple = conn.tuple;
         let index = id.index as usize;
         if self.by_tuple.get(&tuple) != Some(&index) {
-            self.slots[index].conn = None;
-            self.free.push(index);
+            self.free_slot(index);
         }
         Ok(())
     }
 
+    /// Empties the slot `index` and puts it on the free list: what it held.
+    fn free_slot(&mut self, index: usize) -> Option<Conn> {
+        self.free.push(index);
+        self.slots[index].conn.take()
+    }
+
     /// Frees the slot `index` of a connection that left the table once the app has read
-    /// all it received, leaving what its handle still answers in [`Endpoint::gone`].
+    /// all it received, leaving what its handle still answers in the `gone` records.
     fn bury_if_read(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         let Some(conn) = slot.conn.as_ref() else {
@@ -759,8 +797,7 @@ impl Endpoint {
             error: conn.error,
         };
         self.gone.insert((index as u32, slot.generation), gone);
-        slot.conn = None;
-        self.free.push(index);
+        self.free_slot(index);
     }
 
     /// The initial sequence number for `tuple` at `now` (RFC 6528: a 4 us clock plus
@@ -826,7 +863,7 @@ impl Endpoint {
             };
             // Reset, or its FIN acknowledged in LAST-ACK: it leaves the table at once, so
             // that the peer's next SYN for the tuple opens a new connection.
-            if conn.state == State::Closed && !conn.rst_pending {
+            if conn.state == State::Closed && conn.finished() {
                 self.retire(tuple, now);
             }
             return sender;
@@ -1215,10 +1252,9 @@ impl Endpoint {
             };
             self.accept_queue.remove(queued);
         }
-        let Some(conn) = slot.conn.take() else {
+        let Some(conn) = self.free_slot(index) else {
             return;
         };
-        self.free.push(index);
         if conn.state != State::TimeWait {
             return;
         }

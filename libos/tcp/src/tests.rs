@@ -219,6 +219,12 @@ fn an_mss_below_the_least_is_refused_and_the_least_takes_any_peer() {
         });
         assert_eq!(refused.err(), Some(ConfigError::MssTooSmall(mss)));
     }
+    let crossed = Endpoint::new(Config {
+        rto_min_ns: 2,
+        rto_max_ns: 1,
+        ..Config::default()
+    });
+    assert_eq!(crossed.err(), Some(ConfigError::RtoBounds(2, 1)));
     let mut ep = server_with(|c| c.mss = MIN_MSS);
     let (small, _) = connect(&mut ep, 0, 5000, Some(1), None, 60_000);
     let (large, _) = connect(&mut ep, 0, 5001, Some(9000), None, 60_000);
@@ -592,6 +598,18 @@ fn the_rtt_estimator_saturates_when_the_largest_rto_is_u64_max() {
 }
 
 #[test]
+fn the_rtt_estimate_of_huge_samples_is_rfc_6298s_without_overflow() {
+    let max = u64::MAX;
+    // SRTT MAX/2 and RTTVAR MAX/4, then a sample of MAX/4: 7/16 + 1/32 of MAX, and
+    // 3/16 + 1/16 of MAX (saturated sums made these 1/8 and 1/4 of MAX).
+    let (srtt, rttvar) = crate::conn::smoothed(max / 2, max / 4, max / 4);
+    assert_eq!(srtt / (max / 1024), 480, "15/32 of MAX");
+    assert_eq!(rttvar / (max / 1024), 256, "1/4 of MAX");
+    assert_eq!(crate::conn::smoothed(max, max, 0), (max - max / 8, max));
+    assert_eq!(crate::conn::smoothed(800, 200, 400), (750, 250));
+}
+
+#[test]
 fn three_duplicate_acks_trigger_a_fast_retransmit() {
     let mut ep = server(Config::default());
     let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
@@ -869,6 +887,44 @@ fn passive_close_goes_through_close_wait_and_last_ack() {
     peer.send(&mut ep, 0, b"");
     poll(&mut ep, 0);
     assert_eq!((ep.connections(), ep.time_wait()), (0, 0));
+}
+
+#[test]
+fn a_connection_closed_by_both_sides_while_the_app_holds_it_answers_finished() {
+    let (mut ep, id, mut peer) = established();
+    ep.input(0, &peer.segment(ACK | FIN, b""));
+    peer.seq = peer.seq.plus(1);
+    ep.shutdown(id).unwrap();
+    assert!(view(&poll(&mut ep, 0)[0]).has(FIN | ACK));
+    assert_eq!(ep.state(id), Ok(State::LastAck));
+    peer.ack = peer.ack.plus(1);
+    peer.send(&mut ep, 0, b"");
+    // Gone from the table, its handle still held: the ends of a clean close.
+    assert_eq!(ep.connections(), 0);
+    assert_eq!(ep.state(id), Ok(State::Closed));
+    assert_eq!(ep.recv(id, &mut [0; 4]), Err(Error::Finished));
+    assert_eq!(ep.send(id, Piece::owned(b"x".to_vec())), Err(Error::Closed));
+    assert_eq!(ep.shutdown(id), Ok(()));
+    assert_eq!(ep.close(id), Ok(()));
+    assert_eq!(ep.recv(id, &mut [0; 4]), Err(Error::BadId), "given up");
+    assert_eq!(ep.close(id), Err(Error::BadId));
+}
+
+#[test]
+fn an_abort_keeps_a_timeouts_rst_the_full_emitter_held_back() {
+    let mut ep = server_with(|c| c.max_retransmits = 0);
+    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 10_000);
+    ep.send(id, Piece::owned(b"lost".to_vec())).unwrap();
+    assert_eq!(poll(&mut ep, 0).len(), 1);
+    // The first timeout resets the connection; the emitter takes nothing.
+    ep.poll(1000 * MS, &mut |_| false);
+    ep.abort(id).unwrap();
+    let sent = poll(&mut ep, 1000 * MS);
+    assert_eq!(sent.len(), 1, "the RST still owed");
+    let rst = view(&sent[0]);
+    assert!(rst.has(RST));
+    assert_eq!(rst.seq, peer.ack.plus(4), "after the data sent");
+    assert_eq!(ep.connections(), 0);
 }
 
 #[test]
