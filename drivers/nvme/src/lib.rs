@@ -995,6 +995,12 @@ impl BlockDevice for Nvme {
             .queues
             .get_mut(queue)
             .ok_or(DeviceError::NoSuchQueue(queue))?;
+        if self.reset.is_none() {
+            // Requests queued since the last poll reach the controller in one doorbell
+            // write, even from a poll that only says a fault held back (the caller may
+            // then sleep on their completions).
+            io.pair.ring();
+        }
         if let Some(fault) = io.unreported_fault.take() {
             return Err(fault);
         }
@@ -1005,9 +1011,6 @@ impl BlockDevice for Nvme {
             if io.interrupted {
                 finished += io.fail_interrupted(DeviceError::Reset, done);
             }
-            // Requests queued since the last poll reach the controller in one doorbell
-            // write.
-            io.pair.ring();
             let (taken, found) = io.take_completions(self.info.queues, done);
             finished += taken;
             io.unreported_fault = found;
@@ -1299,6 +1302,33 @@ mod tests {
             assert_eq!(poll_once(&mut disk), []);
             assert_eq!(disk.queues[0].free.len(), 2, "both slots are free again");
         }
+    }
+
+    #[test]
+    fn a_poll_that_says_a_held_back_fault_still_rings_in_what_was_queued_since() {
+        let (mut disk, _) = disk_with_fake_controller(2);
+        let mut controller = ControllerSide::default();
+        let first = disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "rung in, not finished");
+        let first_id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        // The read is answered beside a completion for no request: the fault waits for
+        // the next poll.
+        controller.complete(&mut disk.queues[0].pair, first_id, 0);
+        controller.complete(&mut disk.queues[0].pair, 5, 0);
+        assert_eq!(poll_once(&mut disk), [(first, Ok(vec![0; SECTOR_BYTES]))]);
+        // A read queued before that poll: the poll says the fault, and the read reaches
+        // the controller all the same (the caller may sleep on it now).
+        disk.submit_read(0, 8, 1).unwrap();
+        let fault = DeviceError::BadIndex {
+            what: "I/O completion's command identifier (no such request)",
+            index: 5,
+            size: 2,
+        };
+        assert_eq!(disk.poll(0, &mut |_, _| panic!("nothing")), Err(fault));
+        assert!(
+            controller.take_command(&disk.queues[0].pair).is_some(),
+            "the submission queue's tail doorbell was written"
+        );
     }
 
     /// The timeout of a read, as `poll` hands it over.
