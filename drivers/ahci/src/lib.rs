@@ -21,7 +21,6 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use rexo_api::DeviceError;
-use rexo_ata::wait;
 use rexo_devio::{DeviceFunction, Found, Mmio, Platform, Vectors};
 use rexo_pci::Function;
 
@@ -144,7 +143,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         ports.push((number, registers));
     }
     // Links come up in parallel; one wait covers every port.
-    let linked = wait::until(platform, "SATA links", LINK_TIMEOUT_MS, || {
+    let linked = rexo_devio::wait_until(platform, "SATA links", LINK_TIMEOUT_MS, || {
         ports.iter().all(|(_, registers)| port::linked(registers))
     });
     if linked.is_err() {
@@ -209,7 +208,7 @@ fn take_from_firmware(abar: &Mmio, platform: &dyn Platform) -> Result<(), Device
         return Ok(());
     }
     abar.write32(REG_BOHC, abar.read32(REG_BOHC) | BOHC_OOS);
-    wait::until(
+    rexo_devio::wait_until(
         platform,
         "the BIOS to release the HBA",
         HANDOFF_TIMEOUT_MS,
@@ -221,7 +220,7 @@ fn take_from_firmware(abar: &Mmio, platform: &dyn Platform) -> Result<(), Device
 fn reset(abar: &Mmio, platform: &dyn Platform) -> Result<(), DeviceError> {
     abar.write32(REG_GHC, GHC_AE);
     abar.write32(REG_GHC, GHC_AE | GHC_HR);
-    wait::until(platform, "the HBA reset", RESET_TIMEOUT_MS, || {
+    rexo_devio::wait_until(platform, "the HBA reset", RESET_TIMEOUT_MS, || {
         abar.read32(REG_GHC) & GHC_HR == 0
     })?;
     // The reset may clear AE; interrupts (GHC.IE) stay off: the driver polls.

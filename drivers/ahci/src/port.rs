@@ -396,14 +396,14 @@ impl AhciDisk {
     fn stop(&mut self) -> Result<(), DeviceError> {
         let registers = &self.registers;
         registers.write32(PX_CMD, registers.read32(PX_CMD) & !CMD_ST);
-        wait::until(
+        rexo_devio::wait_until(
             self.platform,
             "the AHCI command list to stop",
             STOP_TIMEOUT_MS,
             || registers.read32(PX_CMD) & CMD_CR == 0,
         )?;
         registers.write32(PX_CMD, registers.read32(PX_CMD) & !CMD_FRE);
-        wait::until(
+        rexo_devio::wait_until(
             self.platform,
             "the AHCI FIS receive to stop",
             STOP_TIMEOUT_MS,
@@ -413,7 +413,7 @@ impl AhciDisk {
 
     /// Waits until the device is neither busy nor wanting data.
     fn wait_idle(&self) -> Result<(), DeviceError> {
-        wait::until(
+        rexo_devio::wait_until(
             self.platform,
             "the SATA device to be ready",
             READY_TIMEOUT_MS,
@@ -427,7 +427,7 @@ impl AhciDisk {
         self.registers.write32(PX_SCTL, control | DET_COMRESET);
         wait::pause(self.platform, COMRESET_HOLD_NS);
         self.registers.write32(PX_SCTL, control);
-        wait::until(
+        rexo_devio::wait_until(
             self.platform,
             "the SATA link after COMRESET",
             READY_TIMEOUT_MS,
@@ -461,7 +461,7 @@ impl AhciDisk {
         barrier();
         self.registers.write32(PX_CI, bit(0));
         let registers = &self.registers;
-        wait::until(self.platform, "IDENTIFY", IDENTIFY_TIMEOUT_MS, || {
+        rexo_devio::wait_until(self.platform, "IDENTIFY", IDENTIFY_TIMEOUT_MS, || {
             registers.read32(PX_CI) & bit(0) == 0 || registers.read32(PX_IS) & IS_FATAL != 0
         })?;
         self.identify_data()
@@ -496,7 +496,7 @@ impl AhciDisk {
     fn restart(&mut self, was_queued: bool) -> Result<(), DeviceError> {
         let registers = &self.registers;
         registers.write32(PX_CMD, registers.read32(PX_CMD) & !CMD_ST);
-        wait::until(
+        rexo_devio::wait_until(
             self.platform,
             "the AHCI command list to stop",
             STOP_TIMEOUT_MS,

@@ -285,7 +285,7 @@ impl Channel {
         wait::pause(self.platform, RESET_HOLD_NS);
         self.control.write8(REG_CONTROL, self.control_value());
         wait::pause(self.platform, RESET_SETTLE_NS);
-        wait::until(
+        rexo_devio::wait_until(
             self.platform,
             "the IDE channel's reset",
             READY_TIMEOUT_MS,
@@ -300,7 +300,7 @@ impl Channel {
                 .write8(REG_DEVICE, DEVICE_OBSOLETE | drive_bit(drive));
             self.settle();
         }
-        let result = wait::until(
+        let result = rexo_devio::wait_until(
             self.platform,
             "the IDE drive to be ready",
             READY_TIMEOUT_MS,
@@ -416,14 +416,15 @@ impl Channel {
             log::info!("ata: {name}: empty");
             return None;
         }
-        let answered = wait::until(self.platform, "IDENTIFY", IDENTIFY_TIMEOUT_MS, || {
-            self.alt_status() & STATUS_BSY == 0
-        })
-        .and_then(|()| {
-            wait::until(self.platform, "IDENTIFY data", IDENTIFY_TIMEOUT_MS, || {
-                self.alt_status() & (STATUS_DRQ | STATUS_ERR) != 0
+        let answered =
+            rexo_devio::wait_until(self.platform, "IDENTIFY", IDENTIFY_TIMEOUT_MS, || {
+                self.alt_status() & STATUS_BSY == 0
             })
-        });
+            .and_then(|()| {
+                rexo_devio::wait_until(self.platform, "IDENTIFY data", IDENTIFY_TIMEOUT_MS, || {
+                    self.alt_status() & (STATUS_DRQ | STATUS_ERR) != 0
+                })
+            });
         if let Err(error) = answered {
             log::info!("ata: {name}: no drive ({error})");
             self.selected.store(NOBODY, Ordering::Relaxed);
@@ -461,7 +462,7 @@ impl Channel {
         let Some(bm) = &self.bus_master else {
             return Ok(());
         };
-        wait::until(
+        rexo_devio::wait_until(
             self.platform,
             "the bus master's stop (Active clear)",
             DMA_STOP_TIMEOUT_MS,

@@ -122,31 +122,6 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     Ok(vec![Found::Net(Box::new(nic))])
 }
 
-/// Polls `ready` until it holds or `ms` milliseconds pass ([`DeviceError::Timeout`]
-/// naming `what`).
-fn wait_until(
-    platform: &dyn Platform,
-    what: &'static str,
-    ms: u64,
-    mut ready: impl FnMut() -> bool,
-) -> Result<(), DeviceError> {
-    let start = platform.now_ns();
-    loop {
-        if ready() {
-            return Ok(());
-        }
-        if platform.now_ns() - start > ms * 1_000_000 {
-            // One last look: the wait may have been preempted past the deadline.
-            return if ready() {
-                Ok(())
-            } else {
-                Err(DeviceError::Timeout { what, ms })
-            };
-        }
-        core::hint::spin_loop();
-    }
-}
-
 /// Global reset (the SDM's and the 82574 datasheet's "Software Reset"): interrupts
 /// masked, on the 82574 bus mastering stopped first, then CTRL.RST and the wait for it
 /// to clear: the device's DMA stopped and its registers at their defaults.
@@ -156,9 +131,10 @@ fn reset(platform: &dyn Platform, regs: &Mmio, model: &Model) -> Result<(), Devi
         regs.write32(CTRL, regs.read32(CTRL) | CTRL_GIO_MASTER_DISABLE);
         // The 82574 datasheet asks to let outstanding DMA finish first; if it never
         // settles, the reset aborts it anyway, so a timeout is only worth a warning.
-        let settled = wait_until(platform, "PCIe master disable", PCIE_SETTLE_MS, || {
-            regs.read32(STATUS) & STATUS_GIO_MASTER_ENABLE == 0
-        });
+        let settled =
+            rexo_devio::wait_until(platform, "PCIe master disable", PCIE_SETTLE_MS, || {
+                regs.read32(STATUS) & STATUS_GIO_MASTER_ENABLE == 0
+            });
         if let Err(error) = settled {
             log::warn!("e1000: {}: {error}; resetting anyway", model.name);
         }
@@ -169,7 +145,7 @@ fn reset(platform: &dyn Platform, regs: &Mmio, model: &Model) -> Result<(), Devi
     while platform.now_ns() - start < 2_000 {
         core::hint::spin_loop();
     }
-    wait_until(platform, "device reset", RESET_TIMEOUT_MS, || {
+    rexo_devio::wait_until(platform, "device reset", RESET_TIMEOUT_MS, || {
         regs.read32(CTRL) & CTRL_RST == 0
     })
 }
@@ -182,7 +158,7 @@ fn settle_after_reset(
     model: &Model,
 ) -> Result<(), DeviceError> {
     if model.pcie {
-        wait_until(
+        rexo_devio::wait_until(
             platform,
             "NVM auto-read after reset",
             PCIE_SETTLE_MS,
@@ -198,7 +174,7 @@ fn settle_after_reset(
 fn phy_access(platform: &dyn Platform, regs: &Mmio, command: u32) -> Result<u16, DeviceError> {
     regs.write32(MDIC, command);
     let mut outcome = None;
-    wait_until(platform, "PHY register access", PHY_TIMEOUT_MS, || {
+    rexo_devio::wait_until(platform, "PHY register access", PHY_TIMEOUT_MS, || {
         outcome = ring::mdic_outcome(regs.read32(MDIC));
         outcome.is_some()
     })?;
@@ -235,7 +211,7 @@ fn mac_address(
     for (index, word) in (0u8..).zip(words.iter_mut()) {
         regs.write32(EERD, layout.request(index));
         let mut read = None;
-        wait_until(platform, "EEPROM read", EEPROM_TIMEOUT_MS, || {
+        rexo_devio::wait_until(platform, "EEPROM read", EEPROM_TIMEOUT_MS, || {
             read = layout.word(regs.read32(EERD));
             read.is_some()
         })?;
@@ -652,7 +628,7 @@ impl Drop for E1000 {
         regs.write32(RCTL, 0);
         regs.write32(TCTL, 0);
         let stopped = reset(self.platform, regs, &self.model).and_then(|()| {
-            wait_until(
+            rexo_devio::wait_until(
                 self.platform,
                 "receiver and transmitter off",
                 RESET_TIMEOUT_MS,

@@ -168,7 +168,7 @@ const TX_SUMMARY_TOK: u16 = 1 << 12;
 
 /// How long the software reset and the receiver stop may take (the datasheet gives no
 /// figure; the chip needs microseconds).
-const RESET_TIMEOUT_NS: u64 = 100_000_000;
+const RESET_TIMEOUT_MS: u64 = 100;
 /// How long all four descriptors may stay in flight before the chip counts as stuck and
 /// is reset (a frame takes 120 us at 100 Mb/s; 16 collision retries take milliseconds).
 const TX_STUCK_NS: u64 = 1_000_000_000;
@@ -319,7 +319,12 @@ impl Rtl8139 {
     /// defaults, and clears CR.RST when done (the datasheet); a timeout if it does not.
     fn reset(&self) -> Result<(), DeviceError> {
         self.regs.write8(CR, CR_RST);
-        self.wait_until("the software reset", |regs| regs.read8(CR) & CR_RST == 0)
+        rexo_devio::wait_until(
+            self.platform,
+            "the software reset",
+            RESET_TIMEOUT_MS,
+            || self.regs.read8(CR) & CR_RST == 0,
+        )
     }
 
     /// Takes the chip's write position as the ring's start (0 after a reset) and hands
@@ -335,36 +340,14 @@ impl Rtl8139 {
     /// chip writes next, 0 on the chip, wherever an emulator left it).
     fn reset_receiver(&mut self) -> Result<(), DeviceError> {
         self.regs.write8(CR, CR_TE);
-        self.wait_until("the receiver stop", |regs| regs.read8(CR) & CR_RE == 0)?;
+        rexo_devio::wait_until(self.platform, "the receiver stop", RESET_TIMEOUT_MS, || {
+            self.regs.read8(CR) & CR_RE == 0
+        })?;
         self.regs.write8(CR, CR_RE | CR_TE);
         self.regs.write32(RBSTART, self.rx_start());
         self.regs.write32(RCR, RCR_VALUE);
         self.restart_ring();
         Ok(())
-    }
-
-    /// Waits (bounded) until `done` holds for the registers.
-    fn wait_until(
-        &self,
-        what: &'static str,
-        done: impl Fn(&Mmio) -> bool,
-    ) -> Result<(), DeviceError> {
-        let start = self.platform.now_ns();
-        loop {
-            // The time first, then the register: a core that was away past the deadline
-            // still takes a chip that finished meanwhile.
-            let late = self.platform.now_ns() - start > RESET_TIMEOUT_NS;
-            if done(&self.regs) {
-                return Ok(());
-            }
-            if late {
-                return Err(DeviceError::Timeout {
-                    what,
-                    ms: RESET_TIMEOUT_NS / 1_000_000,
-                });
-            }
-            core::hint::spin_loop();
-        }
     }
 
     /// Gives the ring up to `rx_offset` back to the chip (CAPR).
@@ -572,7 +555,7 @@ impl NetDevice for Rtl8139 {
 
 impl Drop for Rtl8139 {
     /// Resets the chip so it stops DMA before its buffers go back to the kernel; a chip
-    /// whose CR.RST does not clear (within [`RESET_TIMEOUT_NS`]) may still write the
+    /// whose CR.RST does not clear (within [`RESET_TIMEOUT_MS`]) may still write the
     /// receive ring or read the transmit buffers, so both are kept for good.
     fn drop(&mut self) {
         if let Err(error) = self.reset() {
@@ -810,7 +793,7 @@ mod tests {
             // At the second reading the core comes back from far away, and the chip has
             // finished its reset meanwhile.
             if readings.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1 {
-                platform.advance_clock(RESET_TIMEOUT_NS * 2);
+                platform.advance_clock(RESET_TIMEOUT_MS * 2_000_000);
                 regs.write8(CR, regs.read8(CR) & !CR_RST);
             }
         });
