@@ -117,7 +117,7 @@ const MSIX_ENABLE: u32 = 1 << 31;
 /// Reads of the device configuration before a changing one is taken as it stands.
 const CONFIG_READ_TRIES: usize = 16;
 /// How long a reset may take before the device is declared dead.
-const RESET_TIMEOUT_NS: u64 = 1_000_000_000;
+const RESET_TIMEOUT_MS: u64 = 1_000;
 
 /// One `virtio_pci_cap` (spec 4.1.4): where a configuration structure lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -399,17 +399,9 @@ impl Transport {
     /// so it no longer touches any memory it was given.
     pub fn reset(&self, platform: &dyn Platform) -> Result<(), DeviceError> {
         self.write_status(0);
-        let start = platform.now_ns();
-        while self.status() != 0 {
-            if platform.now_ns() - start > RESET_TIMEOUT_NS {
-                return Err(DeviceError::Timeout {
-                    what: "the device reset",
-                    ms: RESET_TIMEOUT_NS / 1_000_000,
-                });
-            }
-            core::hint::spin_loop();
-        }
-        Ok(())
+        rexo_devio::wait_until(platform, "the device reset", RESET_TIMEOUT_MS, || {
+            self.status() == 0
+        })
     }
 
     /// The features the device offers.
@@ -833,6 +825,26 @@ impl HostDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reset_that_finishes_while_the_core_is_away_past_the_deadline_is_taken() {
+        let platform = rexo_devio::host::HostPlatform::leaked();
+        let (device, transport) = HostDevice::modern(8);
+        let readings = core::sync::atomic::AtomicU32::new(0);
+        platform.on_clock_reading(move || {
+            match readings.fetch_add(1, core::sync::atomic::Ordering::Relaxed) {
+                // The device has not taken the status 0 in when the wait begins...
+                0 => device.set_status(1),
+                // ...and has when the core comes back from far past the deadline.
+                1 => {
+                    platform.advance_clock(2 * RESET_TIMEOUT_MS * 1_000_000);
+                    device.set_status(0);
+                }
+                _ => {}
+            }
+        });
+        assert_eq!(transport.reset(platform), Ok(()));
+    }
 
     #[test]
     fn a_promised_field_is_read_only_when_negotiated_and_must_be_there() {
