@@ -301,23 +301,13 @@ impl Controller {
 
     /// Waits until CSTS.RDY is `ready`, within CAP.TO.
     fn wait_ready(&self, ready: bool, what: &'static str) -> Result<(), DeviceError> {
-        let start = self.platform.now_ns();
-        loop {
+        rexo_devio::wait_until_or_fault(self.platform, what, self.ready_timeout_ms, || {
             let status = self.status()?;
             if ready && status & spec::CSTS_FATAL != 0 {
                 return Err(DeviceError::Failed("controller fatal status (CSTS.CFS)"));
             }
-            if (status & spec::CSTS_READY != 0) == ready {
-                return Ok(());
-            }
-            if self.platform.now_ns() - start > self.ready_timeout_ms * 1_000_000 {
-                return Err(DeviceError::Timeout {
-                    what,
-                    ms: self.ready_timeout_ms,
-                });
-            }
-            core::hint::spin_loop();
-        }
+            Ok((status & spec::CSTS_READY != 0) == ready)
+        })
     }
 
     /// CSTS, or `Failed` when the controller no longer answers (all ones).
@@ -1112,6 +1102,24 @@ mod tests {
             drop(disk);
             assert_eq!(platform.live(), live_after, "CSTS {status:#x}");
         }
+    }
+
+    #[test]
+    fn a_controller_that_disables_while_the_core_is_away_past_the_deadline_is_taken() {
+        let (disk, platform) = disk_with_fake_controller(1);
+        let registers = disk.controller.registers.clone();
+        registers.write32(spec::REG_CSTS, spec::CSTS_READY);
+        let far_past_cap_to_ns = 2 * disk.controller.ready_timeout_ms * 1_000_000;
+        let readings = std::sync::atomic::AtomicU32::new(0);
+        platform.on_clock_reading(move || {
+            // At the second reading the core comes back from far past CAP.TO, and the
+            // controller has cleared CSTS.RDY meanwhile.
+            if readings.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1 {
+                platform.advance_clock(far_past_cap_to_ns);
+                registers.write32(spec::REG_CSTS, 0);
+            }
+        });
+        assert_eq!(disk.controller.wait_ready(false, "the disable"), Ok(()));
     }
 
     #[test]
