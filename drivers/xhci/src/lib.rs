@@ -26,7 +26,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::{DeviceError, KeyboardDevice};
-use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform, barrier};
+use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform, barrier, wait_until};
 use rexo_pci::{Address, Function};
 
 use crate::ring::{EventRing, InFlight, ProducerRing};
@@ -220,25 +220,6 @@ struct Xhci {
     last_health_check: u64,
     /// Why the controller stopped, once it did.
     failed: Option<&'static str>,
-}
-
-/// Waits until `done` holds, up to `ms` milliseconds of `platform`'s clock.
-fn wait_until(
-    platform: &dyn Platform,
-    what: &'static str,
-    ms: u64,
-    mut done: impl FnMut() -> bool,
-) -> Result<(), DeviceError> {
-    let start = platform.now_ns();
-    loop {
-        if done() {
-            return Ok(());
-        }
-        if platform.now_ns().saturating_sub(start) > ms * 1_000_000 {
-            return Err(DeviceError::Timeout { what, ms });
-        }
-        core::hint::spin_loop();
-    }
 }
 
 /// Waits `ms` milliseconds.
@@ -1208,6 +1189,25 @@ mod tests {
             drop(xhci);
             assert_eq!(platform.live(), live_after, "USBSTS {status:#x}");
         }
+    }
+
+    #[test]
+    fn a_controller_that_halts_while_the_core_is_away_past_the_deadline_gives_its_memory_back() {
+        let (xhci, platform) = controller_with_a_keyboard();
+        let registers = xhci.registers.op.clone();
+        registers.write32(op::USBCMD, op::CMD_RUN);
+        registers.write32(op::USBSTS, 0);
+        let readings = std::sync::atomic::AtomicU32::new(0);
+        platform.on_clock_reading(move || {
+            // At the second reading the core comes back from far past the deadline, and
+            // the controller has halted meanwhile.
+            if readings.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1 {
+                platform.advance_clock(2 * STATE_TIMEOUT_MS * 1_000_000);
+                registers.write32(op::USBSTS, op::STS_HALTED);
+            }
+        });
+        drop(xhci);
+        assert_eq!(platform.live(), 0);
     }
 
     #[test]
