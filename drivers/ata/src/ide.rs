@@ -454,6 +454,16 @@ impl Channel {
         }
     }
 
+    /// Stops the bus master ([`Self::stop_dma`]) after a command of `drive` that did
+    /// not end cleanly (an error, a hang, a transfer the bus master did not end, a
+    /// release) and waits for it to read back inactive ([`Self::dma_stopped`]); its
+    /// timeout is logged.
+    fn stop_dma_confirmed(&self, drive: u8) -> Result<(), DeviceError> {
+        self.stop_dma(None);
+        self.dma_stopped()
+            .inspect_err(|error| log::warn!("ata: {}: {error}", self.drive_name(drive)))
+    }
+
     /// Waits (at most [`DMA_STOP_TIMEOUT_MS`]) for the bus master, just stopped
     /// ([`Self::stop_dma`]), to read back inactive (Active clear); a timeout if it
     /// stays Active: it may still move data to or from the memory its PRD table named.
@@ -566,6 +576,10 @@ pub struct IdeDisk {
     prd: Option<Dma>,
     /// The request in flight.
     request: Option<Request>,
+    /// A stop of this disk's DMA (a command that failed or hung, or a transfer the bus
+    /// master did not end) left the bus master Active: it may still move data to or
+    /// from the buffer and the PRD table.
+    dma_left_active: bool,
     /// The next request's tag.
     next_tag: Tag,
     /// The most sectors per request.
@@ -613,6 +627,7 @@ impl IdeDisk {
             buffer,
             prd,
             request: None,
+            dma_left_active: false,
             next_tag: 0,
             max_sectors,
             platform,
@@ -711,7 +726,7 @@ impl IdeDisk {
             let status = channel.alt_status();
             if status & STATUS_BSY == 0 && status & (STATUS_ERR | STATUS_DF) != 0 {
                 let error = channel.command.read8(REG_ERROR);
-                channel.stop_dma(None);
+                self.dma_left_active = channel.stop_dma_confirmed(self.drive).is_err();
                 channel.command.read8(REG_STATUS);
                 return Some(Err(DeviceError::Status {
                     what: "the ATA command",
@@ -746,6 +761,10 @@ impl IdeDisk {
                 }
                 Operation::Transfer(_) if !pio && idle => {
                     let outcome = channel.finish_dma();
+                    // A transfer the bus master did not end (Active when the drain
+                    // expired, or Error): it is stopped, and may not obey.
+                    self.dma_left_active =
+                        outcome.is_err() && channel.stop_dma_confirmed(self.drive).is_err();
                     channel.command.read8(REG_STATUS);
                     return Some(outcome);
                 }
@@ -761,7 +780,7 @@ impl IdeDisk {
             }
             // The drive hung: stop the bus master and reset the channel so the next
             // command finds it idle.
-            channel.stop_dma(None);
+            self.dma_left_active = channel.stop_dma_confirmed(self.drive).is_err();
             if let Err(error) = channel.reset() {
                 log::warn!("ata: {}: {error}", channel.drive_name(self.drive));
             }
@@ -776,19 +795,24 @@ impl IdeDisk {
 impl Drop for IdeDisk {
     /// Stops a DMA still running into the buffers before they go back; a bus master
     /// that still reads Active after the stop may go on moving data, so a DMA disk's
-    /// data buffer and PRD table are then kept for good.
+    /// data buffer and PRD table are then kept for good. So they are when an earlier
+    /// stop of this disk's DMA left it Active and the other drive holds the channel now
+    /// (its bus master is then the other drive's to run, not looked at here); with the
+    /// channel free it is stopped and looked at again.
     fn drop(&mut self) {
-        if self.request.take().is_some() {
-            self.channel.stop_dma(None);
-            if self.prd.is_some()
-                && let Err(error) = self.channel.dma_stopped()
-            {
-                let name = self.channel.drive_name(self.drive);
-                log::warn!("ata: {name}: {error} at release");
-                let memory = core::iter::once(&mut self.buffer).chain(&mut self.prd);
-                rexo_devio::abandon_to_device(&format_args!("ata {name}"), memory);
-            }
+        let holds_channel =
+            self.request.take().is_some() || self.dma_left_active && self.channel.claim();
+        let may_run = if holds_channel {
+            let stopped = self.channel.stop_dma_confirmed(self.drive);
             self.channel.release();
+            stopped.is_err()
+        } else {
+            self.dma_left_active
+        };
+        if may_run && self.prd.is_some() {
+            let name = self.channel.drive_name(self.drive);
+            let memory = core::iter::once(&mut self.buffer).chain(&mut self.prd);
+            rexo_devio::abandon_to_device(&format_args!("ata {name}"), memory);
         }
     }
 }
@@ -1120,6 +1144,54 @@ mod tests {
             assert_eq!(platform.live(), 2, "the data buffer and the PRD table");
             drop(disk);
             assert_eq!(platform.live(), live_after, "status {status:#x}");
+        }
+    }
+
+    #[test]
+    fn a_dma_request_ended_with_the_bus_master_still_active_keeps_the_disks_memory_at_its_drop() {
+        // How the request ends: the drive reports an error, or finishes while the bus
+        // master stays Active past the drain. Then who holds the channel at the drop, and
+        // whether the bus master reads Active then.
+        for drive_error in [true, false] {
+            for (other_drive_holds_it, active_at_drop, live_after) in
+                [(true, true, 2), (false, true, 2), (false, false, 0)]
+            {
+                let platform = HostPlatform::leaked();
+                let bus_master = FakePorts::new(16);
+                let (mut disk, _command, control, _) =
+                    disk_on(platform, 0, 1 << 20, false, Some(&bus_master));
+                // The host's heap lies above 4 GiB, where `new` refuses DMA: the test
+                // lends the disk a PRD table anyway.
+                disk.prd = Some(Dma::new(disk.platform, PRD_TABLE_BYTES).unwrap());
+                disk.protocol = Protocol::Dma;
+                disk.submit_read(0, 8, 2).unwrap();
+                let drive_status = if drive_error {
+                    STATUS_READY | STATUS_ERR
+                } else {
+                    STATUS_READY
+                };
+                control.answer8(REG_CONTROL, drive_status);
+                // Fake ports do not read back what is written: Active reads as answered,
+                // whatever the stop writes to Start.
+                bus_master.answer8(BM_STATUS, BM_STATUS_ACTIVE);
+                let mut outcomes = Vec::new();
+                disk.poll(0, &mut |_, result| outcomes.push(result.is_err()))
+                    .unwrap();
+                assert_eq!(outcomes, [true], "the request ended in an error");
+                bus_master.answer8(BM_STATUS, if active_at_drop { BM_STATUS_ACTIVE } else { 0 });
+                if other_drive_holds_it {
+                    assert!(disk.channel.claim());
+                }
+                bus_master.take_writes();
+                let channel = disk.channel.clone();
+                drop(disk);
+                let case = (drive_error, other_drive_holds_it, active_at_drop);
+                assert_eq!(platform.live(), live_after, "{case:?}");
+                if other_drive_holds_it {
+                    assert_eq!(bus_master.take_writes(), [], "the other drive's bus master");
+                    assert!(!channel.claim(), "still the other drive's");
+                }
+            }
         }
     }
 
