@@ -29,7 +29,7 @@ use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
 use rexo_devio::{
     DeviceFunction, Dma, Found, LineWake, Mmio, MsixTable, Platform, QueuePair, barrier,
 };
-use rexo_pci::Function;
+use rexo_pci::{Address, Function};
 
 use regs::*;
 use ring::{
@@ -74,7 +74,8 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         });
     }
     let platform = function.platform();
-    reset(platform, &regs, &model)?;
+    let address = function.address();
+    reset(platform, address, &regs, &model)?;
     settle_after_reset(platform, &regs, &model)?;
     power_up_phy(platform, &regs)?;
     let mac = mac_address(platform, &regs, &model)?;
@@ -89,6 +90,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     };
     let nic = E1000::start(
         platform,
+        address,
         regs,
         model,
         mac,
@@ -98,7 +100,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     log::info!(
         "e1000: {} at {}: mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, {} queue pair(s) ({})",
         model.name,
-        function.address(),
+        address,
         m[0],
         m[1],
         m[2],
@@ -125,7 +127,12 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
 /// Global reset (the SDM's and the 82574 datasheet's "Software Reset"): interrupts
 /// masked, on the 82574 bus mastering stopped first, then CTRL.RST and the wait for it
 /// to clear: the device's DMA stopped and its registers at their defaults.
-fn reset(platform: &dyn Platform, regs: &Mmio, model: &Model) -> Result<(), DeviceError> {
+fn reset(
+    platform: &dyn Platform,
+    address: Address,
+    regs: &Mmio,
+    model: &Model,
+) -> Result<(), DeviceError> {
     regs.write32(IMC, ALL_INTERRUPTS);
     if model.pcie {
         regs.write32(CTRL, regs.read32(CTRL) | CTRL_GIO_MASTER_DISABLE);
@@ -136,7 +143,7 @@ fn reset(platform: &dyn Platform, regs: &Mmio, model: &Model) -> Result<(), Devi
                 regs.read32(STATUS) & STATUS_GIO_MASTER_ENABLE == 0
             });
         if let Err(error) = settled {
-            log::warn!("e1000: {}: {error}; resetting anyway", model.name);
+            log::warn!("{address} e1000: {error}; resetting anyway");
         }
     }
     regs.write32(CTRL, regs.read32(CTRL) | CTRL_RST);
@@ -504,6 +511,8 @@ struct E1000 {
     regs: Mmio,
     /// The clock, for the reset at drop.
     platform: &'static dyn Platform,
+    /// Where the controller is on the PCI bus (for messages).
+    address: Address,
     /// Which controller.
     model: Model,
     /// The MAC address.
@@ -520,6 +529,7 @@ impl E1000 {
     /// and enables the receiver and transmitter (SDM, "General Configuration").
     fn start(
         platform: &'static dyn Platform,
+        address: Address,
         regs: Mmio,
         model: Model,
         mac: [u8; 6],
@@ -534,6 +544,7 @@ impl E1000 {
         let nic = Self {
             regs,
             platform,
+            address,
             model,
             mac,
             queues,
@@ -627,7 +638,7 @@ impl Drop for E1000 {
         let regs = &self.regs;
         regs.write32(RCTL, 0);
         regs.write32(TCTL, 0);
-        let stopped = reset(self.platform, regs, &self.model).and_then(|()| {
+        let stopped = reset(self.platform, self.address, regs, &self.model).and_then(|()| {
             rexo_devio::wait_until(
                 self.platform,
                 "receiver and transmitter off",
@@ -636,10 +647,10 @@ impl Drop for E1000 {
             )
         });
         if let Err(error) = stopped {
-            log::warn!("e1000: {}: reset at release: {error}", self.model.name);
+            log::warn!("{} e1000: reset at release: {error}", self.address);
             let mut queues: Vec<_> = self.queues.iter().map(|queue| queue.lock()).collect();
             rexo_devio::abandon_to_device(
-                &"e1000",
+                &format_args!("{} e1000", self.address),
                 queues.iter_mut().flat_map(|queue| queue.memory_mut()),
             );
         }
@@ -764,6 +775,7 @@ mod tests {
         let regs = rexo_devio::host::registers(REGISTER_SPAN);
         E1000::start(
             platform,
+            Address::new(0, 0, 3, 0).unwrap(),
             regs,
             model,
             [0x52, 0x54, 0, 0x12, 0x34, 0x56],

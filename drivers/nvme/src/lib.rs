@@ -23,7 +23,7 @@ use alloc::vec::Vec;
 
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 use rexo_devio::{DeviceFunction, Dma, Found, Mmio, MsixTable, Platform, QueueWakes};
-use rexo_pci::Function;
+use rexo_pci::{Address, Function};
 
 use crate::queue::QueuePair;
 use crate::recovery::Reset;
@@ -134,6 +134,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     let controller = Controller {
         registers: registers.clone(),
         platform: function.platform(),
+        address: function.address(),
         ready_timeout_ms: capabilities.ready_timeout_ms,
     };
     controller.disable()?;
@@ -257,6 +258,8 @@ struct Controller {
     registers: Mmio,
     /// The clock.
     platform: &'static dyn Platform,
+    /// Where the controller is on the PCI bus (for messages).
+    address: Address,
     /// How long CSTS.RDY may take to follow CC.EN (CAP.TO).
     ready_timeout_ms: u64,
 }
@@ -694,10 +697,11 @@ impl Drop for Nvme {
     /// does not clear (within CAP.TO) may still use that memory, so it is kept for good.
     fn drop(&mut self) {
         if let Err(error) = self.controller.disable() {
-            log::warn!("nvme: reset at release: {error}");
+            let address = self.controller.address;
+            log::warn!("{address} nvme: reset at release: {error}");
             let queues = self.queues.iter_mut().flat_map(IoQueue::memory_mut);
             rexo_devio::abandon_to_device(
-                &"nvme",
+                &format_args!("{address} nvme"),
                 self.admin
                     .memory_mut()
                     .into_iter()
@@ -1070,6 +1074,7 @@ mod tests {
         let controller = Controller {
             registers,
             platform,
+            address: Address::new(0, 0, 4, 0).unwrap(),
             ready_timeout_ms: 500,
         };
         let mut disk = Nvme::new(controller, admin.unwrap());

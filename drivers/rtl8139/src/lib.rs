@@ -27,7 +27,7 @@ use alloc::vec::Vec;
 use rexo_api::device::{ETHERNET_HEADER, ETHERNET_MAX_FRAME};
 use rexo_api::{DeviceError, NetDevice, NetInfo};
 use rexo_devio::{DeviceFunction, Dma, Found, LineWake, Mmio, Platform, barrier};
-use rexo_pci::Function;
+use rexo_pci::{Address, Function};
 
 /// Realtek's PCI vendor ID.
 const VENDOR_REALTEK: u16 = 0x10EC;
@@ -198,7 +198,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     let tx = function.dma(TX_SLOTS * TX_BUFFER)?;
     below_4_gib(&rx)?;
     below_4_gib(&tx)?;
-    let mut nic = Rtl8139::new(regs, function.platform(), line, rx, tx);
+    let mut nic = Rtl8139::new(regs, function.platform(), function.address(), line, rx, tx);
     nic.start()?;
     nic.mac = mac_from(nic.regs.read32(IDR0), nic.regs.read16(IDR4));
     Ok(vec![Found::Net(Box::new(nic))])
@@ -219,6 +219,8 @@ pub struct Rtl8139 {
     regs: Mmio,
     /// The clock, for timeouts.
     platform: &'static dyn Platform,
+    /// Where the chip is on the PCI bus (for messages).
+    address: Address,
     /// The MAC address.
     mac: [u8; 6],
     /// The receive ring (and its slack).
@@ -245,12 +247,13 @@ pub struct Rtl8139 {
 }
 
 impl Rtl8139 {
-    /// The chip behind `regs`, not yet started: `line` is its wake-up (or why there is
-    /// none), `rx` its receive ring ([`RX_BUFFER_BYTES`]) and `tx` its transmit buffers
-    /// ([`TX_SLOTS`] of [`TX_BUFFER`] bytes).
+    /// The chip behind `regs` at `address`, not yet started: `line` is its wake-up (or
+    /// why there is none), `rx` its receive ring ([`RX_BUFFER_BYTES`]) and `tx` its
+    /// transmit buffers ([`TX_SLOTS`] of [`TX_BUFFER`] bytes).
     fn new(
         regs: Mmio,
         platform: &'static dyn Platform,
+        address: Address,
         line: Result<LineWake, DeviceError>,
         rx: Dma,
         tx: Dma,
@@ -258,6 +261,7 @@ impl Rtl8139 {
         Self {
             regs,
             platform,
+            address,
             mac: [0; 6],
             rx,
             rx_offset: 0,
@@ -559,8 +563,11 @@ impl Drop for Rtl8139 {
     /// receive ring or read the transmit buffers, so both are kept for good.
     fn drop(&mut self) {
         if let Err(error) = self.reset() {
-            log::warn!("rtl8139: reset at release: {error}");
-            rexo_devio::abandon_to_device(&"rtl8139", [&mut self.rx, &mut self.tx]);
+            log::warn!("{} rtl8139: reset at release: {error}", self.address);
+            rexo_devio::abandon_to_device(
+                &format_args!("{} rtl8139", self.address),
+                [&mut self.rx, &mut self.tx],
+            );
         }
     }
 }
@@ -672,6 +679,7 @@ mod tests {
         Rtl8139::new(
             rexo_devio::host::registers(REGISTER_WINDOW),
             platform,
+            Address::new(0, 0, 3, 0).unwrap(),
             Err(DeviceError::Unsupported("a line on the host")),
             Dma::new(platform, RX_BUFFER_BYTES).unwrap(),
             Dma::new(platform, TX_SLOTS * TX_BUFFER).unwrap(),

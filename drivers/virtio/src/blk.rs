@@ -28,7 +28,7 @@ use alloc::vec::Vec;
 
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueueWakes};
-use rexo_pci::Function;
+use rexo_pci::{Address, Function};
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, USED_INDEX_OVERRUN, Virtqueue};
 use crate::recovery::{Parts, Recovery, Restart};
@@ -562,6 +562,8 @@ pub struct VirtioBlk {
     transport: Transport,
     /// The clock.
     platform: &'static dyn Platform,
+    /// Where the device is on the PCI bus (for messages).
+    address: Address,
     /// Sectors on the disk.
     capacity: u64,
     /// The most sectors per request.
@@ -640,6 +642,7 @@ impl VirtioBlk {
             .collect::<Result<Vec<_>, _>>()?;
         let recovery = Recovery::new(features);
         let mut disk = Self {
+            address: function.address(),
             capacity,
             max_sectors,
             depth,
@@ -870,9 +873,9 @@ impl Drop for VirtioBlk {
     /// does not read back 0 may still use them, so they are kept for good.
     fn drop(&mut self) {
         if let Err(error) = self.transport.reset(self.platform) {
-            log::error!("virtio-blk: reset before release: {error}");
+            log::error!("{} virtio-blk: reset before release: {error}", self.address);
             let queues = self.queues.iter_mut().flat_map(RequestQueue::memory_mut);
-            rexo_devio::abandon_to_device(&"virtio-blk", queues);
+            rexo_devio::abandon_to_device(&format_args!("{} virtio-blk", self.address), queues);
         }
     }
 }
@@ -1018,6 +1021,7 @@ mod tests {
         let mut disk = VirtioBlk {
             transport,
             platform,
+            address: Address::new(0, 0, 5, 0).unwrap(),
             capacity: 1000,
             max_sectors: 8,
             depth: 2,

@@ -22,7 +22,7 @@ use alloc::vec::Vec;
 use rexo_api::device::{ETHERNET_HEADER, ETHERNET_MAX_FRAME};
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
 use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueuePair, QueueWakes};
-use rexo_pci::Function;
+use rexo_pci::{Address, Function};
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, USED_INDEX_OVERRUN, Virtqueue};
 use crate::recovery::{Parts, Recovery, Restart};
@@ -289,6 +289,8 @@ pub struct VirtioNet {
     transport: Transport,
     /// The clock (reset timeouts).
     platform: &'static dyn Platform,
+    /// Where the device is on the PCI bus (for messages).
+    address: Address,
     /// The MAC address.
     mac: [u8; 6],
     /// The device reports the link status.
@@ -407,6 +409,7 @@ impl VirtioNet {
             .then_some(TSO_MAX_FRAME);
         let recovery = Recovery::new(features);
         let mut net = Self {
+            address: function.address(),
             shape: Shape {
                 chain,
                 header_len: if transport.is_modern() {
@@ -1044,14 +1047,14 @@ impl Drop for VirtioNet {
     /// them, so they are kept for good.
     fn drop(&mut self) {
         if let Err(error) = self.transport.reset(self.platform) {
-            log::error!("virtio-net: reset before release: {error}");
+            log::error!("{} virtio-net: reset before release: {error}", self.address);
             let mut pairs: Vec<_> = self.pairs.iter().map(|pair| pair.lock()).collect();
             let control = self
                 .control
                 .iter_mut()
                 .flat_map(|(queue, command)| [queue.memory_mut(), command]);
             rexo_devio::abandon_to_device(
-                &"virtio-net",
+                &format_args!("{} virtio-net", self.address),
                 pairs
                     .iter_mut()
                     .flat_map(|pair| pair.memory_mut())
@@ -1143,6 +1146,7 @@ mod tests {
         let mut net = VirtioNet {
             transport,
             platform,
+            address: Address::new(0, 0, 5, 0).unwrap(),
             mac: [2, 0, 0, 0, 0, 1],
             link_status: false,
             shape: Shape {
