@@ -746,16 +746,18 @@ impl Nvme {
         cns: u32,
         namespace: u32,
     ) -> Result<&[u8], DeviceError> {
-        let page = match &mut self.identify_page {
-            Some(page) => page,
-            None => self.identify_page.insert(Dma::new(self.platform, PAGE)?),
-        };
-        let phys = page.phys();
+        let phys = self.identify_page()?.phys();
         self.admin_command(what, |id| Command::identify(id, cns, namespace, phys))?;
-        Ok(self
-            .identify_page
-            .as_ref()
-            .map_or(&[], |page| page.bytes(0, PAGE)))
+        Ok(self.identify_page()?.bytes(0, PAGE))
+    }
+
+    /// The page Identify data lands in, allocated at its first use.
+    fn identify_page(&mut self) -> Result<&Dma, DeviceError> {
+        let page = match self.identify_page.take() {
+            Some(page) => page,
+            None => Dma::new(self.platform, PAGE)?,
+        };
+        Ok(self.identify_page.insert(page))
     }
 
     /// Runs one admin command (built from its identifier) and waits for it: its
