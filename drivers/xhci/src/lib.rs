@@ -557,18 +557,18 @@ impl Xhci {
         let speed = ((status >> port::SPEED_SHIFT) & port::SPEED_MASK) as u8;
 
         let slot = self.command("Enable Slot", Trb::enable_slot())?.slot();
-        if slot == 0 || slot > self.max_slots {
-            return Err(DeviceError::BadIndex {
-                what: "device slot",
-                index: slot.into(),
-                size: self.max_slots.into(),
-            });
-        }
-        if self.devices.iter().any(|device| device.slot == slot) {
+        let refused = if slot == 0 || slot > self.max_slots {
+            Some("device slot")
+        } else if self.devices.iter().any(|device| device.slot == slot) {
             // A broken controller's answer: the slot's context and doorbell stay the
             // other device's.
+            Some("device slot from Enable Slot (another device's already)")
+        } else {
+            None
+        };
+        if let Some(what) = refused {
             return Err(DeviceError::BadIndex {
-                what: "device slot from Enable Slot (another device's already)",
+                what,
                 index: slot.into(),
                 size: self.max_slots.into(),
             });
