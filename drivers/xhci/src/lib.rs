@@ -1129,53 +1129,14 @@ mod tests {
         assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT + 3);
     }
 
-    /// A running controller whose registers are plain memory (USBSTS reads what the
-    /// test wrote), with its rings and one addressed keyboard, and the platform that lent
-    /// its memory (9 blocks).
+    /// A running controller whose registers are plain memory ([`controller`] with one
+    /// slot), with its rings and one addressed keyboard in slot 1 on port 1, and the
+    /// platform that lent its memory (9 blocks).
     fn controller_with_a_keyboard() -> (Xhci, &'static HostPlatform) {
-        let platform = HostPlatform::leaked();
-        let bar = capability_registers(0x20);
-        let window = |offset, len| bar.window(offset, len).unwrap();
-        let dma = |bytes| Dma::new(platform, bytes).unwrap();
-        let keyboard = Device {
-            slot: 1,
-            port: 1,
-            speed: 1,
-            output: dma(CONTEXT_BYTES),
-            input: dma(CONTEXT_BYTES),
-            control: ProducerRing::new(dma(CONTROL_RING_TRBS * trb::SIZE), CONTROL_RING_TRBS),
-            control_max_packet: 8,
-            buffer: dma(DESCRIPTOR_BUFFER),
-            keyboard: Some(keyboard(platform)),
-        };
-        let xhci = Xhci {
-            address: Address {
-                segment: 0,
-                bus: 0,
-                device: 3,
-                function: 0,
-            },
-            registers: Registers {
-                op: window(0x20, op::CONFIG + 4),
-                ports: window(0x20 + op::PORTSC, op::PORT_STRIDE),
-                interrupter: window(0x1800 + rt::INTERRUPTER0, 0x20),
-                doorbells: window(0x1000, 8),
-            },
-            platform,
-            context_size: 32,
-            addresses_64: true,
-            max_slots: 1,
-            ports: 1,
-            scratchpads: 0,
-            dcbaa: dma(16),
-            controller_memory: Vec::new(),
-            commands: ProducerRing::new(dma(COMMAND_RING_TRBS * trb::SIZE), COMMAND_RING_TRBS),
-            events: EventRing::new(dma(EVENT_RING_TRBS * trb::SIZE), EVENT_RING_TRBS),
-            devices: vec![keyboard],
-            typed: VecDeque::new(),
-            last_health_check: 0,
-            failed: None,
-        };
+        let (mut xhci, platform) = controller(1);
+        let mut device = device_on(&xhci, 1, 1);
+        device.keyboard = Some(keyboard(platform));
+        xhci.devices.push(device);
         (xhci, platform)
     }
 
@@ -1232,8 +1193,8 @@ mod tests {
 
     /// A running controller in plain memory with `max_slots` slots, no device yet, and
     /// two root ports with a device connected and enabled; USBSTS says halted, so that
-    /// dropping it does not wait.
-    fn controller(max_slots: u8) -> Xhci {
+    /// dropping it does not wait. And the platform that lent its memory.
+    fn controller(max_slots: u8) -> (Xhci, &'static HostPlatform) {
         let platform = HostPlatform::leaked();
         let bar = rexo_devio::host::registers(0x2000);
         let ports = 2;
@@ -1253,7 +1214,7 @@ mod tests {
             registers.set_portsc(port, 0, port::CONNECTED | port::ENABLED);
         }
         let dma = |bytes| Dma::new(platform, bytes).unwrap();
-        Xhci {
+        let xhci = Xhci {
             address: Address {
                 segment: 0,
                 bus: 0,
@@ -1275,7 +1236,8 @@ mod tests {
             typed: VecDeque::new(),
             last_health_check: 0,
             failed: None,
-        }
+        };
+        (xhci, platform)
     }
 
     /// A successful Command Completion Event for command ring entry `entry` of `xhci`,
@@ -1306,7 +1268,7 @@ mod tests {
 
     #[test]
     fn enable_slot_giving_a_slot_in_use_is_refused_and_overwrites_nothing() {
-        let mut xhci = controller(4);
+        let (mut xhci, _) = controller(4);
         // The device on port 1 was given slot 2.
         let first = device_on(&xhci, 2, 1);
         let first_output = first.output.phys();
@@ -1335,7 +1297,7 @@ mod tests {
 
     #[test]
     fn an_endpoint_halted_in_a_batch_that_ends_in_a_fault_is_restarted_by_the_next_poll() {
-        let mut xhci = controller(4);
+        let (mut xhci, _) = controller(4);
         let mut device = device_on(&xhci, 1, 1);
         device.keyboard = Some(keyboard(HostPlatform::leaked()));
         let stalled = report_event(device.keyboard.as_ref().unwrap(), 0, completion::STALL);
