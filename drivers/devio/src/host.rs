@@ -270,7 +270,9 @@ impl HostPlatform {
     /// Runs `hook` at each clock reading from now on, in place of an earlier one: a
     /// test playing a device that acts while the driver waits on the clock (a reset
     /// bit the device clears by itself, in a register window of plain memory). The
-    /// hook must not read this clock: it runs under the lock that holds it.
+    /// hook must not read this clock nor call `on_clock_reading`: it runs under the lock
+    /// that holds the hook, and either would deadlock on it ([`Self::advance_clock`] is
+    /// fine).
     pub fn on_clock_reading(&self, hook: impl Fn() + Send + Sync + 'static) {
         *self.clock_hook.lock().unwrap() = Some(Box::new(hook));
     }
