@@ -1564,6 +1564,31 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_step_the_controller_finished_while_the_core_was_away_is_taken() {
+        let (mut disk, platform) = ready_disk(1);
+        lose_a_read(&mut disk, platform, &mut ControllerSide::default(), 0);
+        platform.advance_clock(IO_TIMEOUT_NS);
+        assert_eq!(poll_once(&mut disk), [], "the reset begins");
+        assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
+        // At the next clock reading the core has been away past CAP.TO, and the
+        // controller cleared CSTS.RDY meanwhile.
+        let registers = disk.controller.registers.clone();
+        let away_ns = disk.controller.ready_timeout_ms * 2_000_000;
+        let once = std::sync::atomic::AtomicBool::new(true);
+        platform.on_clock_reading(move || {
+            if once.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                platform.advance_clock(away_ns);
+                registers.write32(spec::REG_CSTS, 0);
+            }
+        });
+        assert_eq!(poll_once(&mut disk), []);
+        assert!(
+            matches!(disk.reset, Some(Reset::Enabling { .. })),
+            "the disabled controller is enabled again, not failed"
+        );
+    }
+
+    #[test]
     fn a_request_in_flight_at_a_reset_that_fails_for_good_ends_with_it() {
         let (mut disk, platform) = ready_disk(2);
         let mut controller = ControllerSide::default();

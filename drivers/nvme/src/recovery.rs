@@ -64,9 +64,12 @@ impl Nvme {
         loop {
             match self.reset {
                 None => return Ok(()),
+                // Each step reads the clock before the controller: a core that was away
+                // past the bound still takes a controller that got there meanwhile.
                 Some(Reset::Disabling { since }) => {
+                    let late = self.controller.ready_timeout_passed(since);
                     if self.reset_status()? & spec::CSTS_READY != 0 {
-                        if self.controller.ready_timeout_passed(since) {
+                        if late {
                             return Err(
                                 self.fail("the controller did not reset (CSTS.RDY stayed set)")
                             );
@@ -87,12 +90,13 @@ impl Nvme {
                     });
                 }
                 Some(Reset::Enabling { since }) => {
+                    let late = self.controller.ready_timeout_passed(since);
                     let status = self.reset_status()?;
                     if status & spec::CSTS_FATAL != 0 {
                         return Err(self.fail("controller fatal status (CSTS.CFS) after a reset"));
                     }
                     if status & spec::CSTS_READY == 0 {
-                        if self.controller.ready_timeout_passed(since) {
+                        if late {
                             return Err(
                                 self.fail("the controller did not become ready after a reset")
                             );
@@ -103,13 +107,13 @@ impl Nvme {
                 }
                 Some(Reset::Creating { step, id, since }) => {
                     let what = self.queue_creation(step).0;
+                    let waited = self.platform.now_ns().saturating_sub(since);
                     match self.admin_answer(what, id) {
                         Err(error) => {
                             log::error!("nvme: {error}");
                             return Err(self.fail("an I/O queue was refused after a reset"));
                         }
                         Ok(None) => {
-                            let waited = self.platform.now_ns().saturating_sub(since);
                             if waited > ADMIN_TIMEOUT_MS * 1_000_000 {
                                 log::error!("nvme: no answer to {what}");
                                 return Err(self.fail("an I/O queue was not created after a reset"));
