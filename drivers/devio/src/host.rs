@@ -1,6 +1,7 @@
 //! The host tests' kernel: DMA pages from the host heap (counted), no devices, a clock
 //! the test moves, and a machine of [`HostPlatform::CORES`] cores whose wake messages
-//! are the kernel's form; [`registers`], plain memory standing for a device's
+//! are the kernel's form, and the device's view of a DMA block
+//! ([`HostPlatform::device_view`]); [`registers`], plain memory standing for a device's
 //! registers when a test plays the device; [`FakePorts`], I/O ports of plain memory
 //! when a test plays a device behind ports; and [`completions`], one poll of a disk.
 #![allow(unsafe_code)] // a `Platform` promises what its memory is; register windows are raw allocations
@@ -13,7 +14,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rexo_api::{BlockDevice, DeviceError, Tag};
 
-use crate::{Mmio, Platform, PortWindow};
+use crate::{Dma, Mmio, Platform, PortWindow};
 
 /// Zeroed host memory of `len` bytes as a device's register window (a test plays the
 /// device), 4 KiB-aligned as a BAR is, so that a register aligned in the window is
@@ -245,6 +246,9 @@ pub struct HostPlatform {
     clock_ns: AtomicU64,
     /// Run at each clock reading, when a test set it.
     clock_hook: Mutex<Option<ClockHook>>,
+    /// The DMA allocations a test holds a device's view of ([`Self::device_view`]):
+    /// never given back to the heap, so that no view outlives its memory.
+    viewed: Mutex<alloc::vec::Vec<u64>>,
 }
 
 impl HostPlatform {
@@ -264,6 +268,7 @@ impl HostPlatform {
             woken: Mutex::new(alloc::vec::Vec::new()),
             clock_ns: AtomicU64::new(0),
             clock_hook: Mutex::new(None),
+            viewed: Mutex::new(alloc::vec::Vec::new()),
         }))
     }
 
@@ -280,6 +285,20 @@ impl HostPlatform {
     /// Moves the clock `ns` nanoseconds on (a test's way to let a deadline pass).
     pub fn advance_clock(&self, ns: u64) {
         self.clock_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// The device's view of `dma`, memory from this platform: a window a test playing
+    /// the device writes while the driver holds `dma` (a ring entry written from a
+    /// clock hook, as a device writes while the driver waits). The memory is still
+    /// counted as given back when the driver frees it, but stays allocated for the
+    /// rest of the test run, so the view never outlives it.
+    pub fn device_view(&self, dma: &Dma) -> Mmio {
+        self.viewed.lock().unwrap().push(dma.phys());
+        // SAFETY: `dma` is a live allocation of `dma.len()` bytes, from this platform,
+        // never deallocated from here on (`dma_free` skips viewed memory). Its other
+        // user, the driver's `Dma`, reaches it through volatile accesses and slices of
+        // buffers lent while the device is not writing them, as with a real device.
+        Mmio::new(unsafe { core::slice::from_raw_parts_mut(dma.phys() as *mut u8, dma.len()) })
     }
 
     /// DMA allocations not given back.
@@ -315,6 +334,9 @@ unsafe impl Platform for HostPlatform {
     }
     fn dma_free(&self, phys: u64, bytes: usize) {
         *self.live.lock().unwrap() -= 1;
+        if self.viewed.lock().unwrap().contains(&phys) {
+            return;
+        }
         let layout = std::alloc::Layout::from_size_align(bytes, 4096).unwrap();
         // SAFETY: allocated by `zeroed_pages` with the same layout (`bytes` is whole
         // pages, never 0).
@@ -361,6 +383,19 @@ unsafe impl Platform for HostPlatform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_view_writes_the_dma_block_and_outlives_it() {
+        let platform = HostPlatform::leaked();
+        let dma = Dma::new(platform, 64).unwrap();
+        let view = platform.device_view(&dma);
+        view.write32(8, 0x1234_5678);
+        assert_eq!(dma.read32(8), 0x1234_5678);
+        drop(dma);
+        assert_eq!(platform.live(), 0, "counted as given back");
+        view.write32(8, 1);
+        assert_eq!(view.read32(8), 1, "the memory is still there");
+    }
 
     #[test]
     fn fake_ports_serve_answers_and_record_writes_per_window() {
