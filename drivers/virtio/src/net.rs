@@ -94,8 +94,10 @@ const CTRL_MQ: u8 = 4;
 const CTRL_MQ_VQ_PAIRS_SET: u8 = 0;
 /// The device's acknowledgement of a control command that worked (`VIRTIO_NET_OK`).
 const CTRL_OK: u8 = 0;
-/// How long the device may take to answer a control command.
-const CTRL_TIMEOUT_NS: u64 = 1_000_000_000;
+/// How long the device may take to answer a control command, in milliseconds.
+const CTRL_TIMEOUT_MS: u64 = 1_000;
+/// What the control command is called in its errors.
+const VQ_PAIRS_SET: &str = "the control queue's VQ_PAIRS_SET";
 
 /// Every call's answer once the device did not come back from a reset, or was judged
 /// broken again after 3 resets in a row with no frame received or sent.
@@ -526,25 +528,16 @@ impl VirtioNet {
         queue.set_descriptor(2, base + 4, 1, DESC_WRITE, 0);
         queue.push(0);
         queue.publish();
-        let start = platform.now_ns();
         // The command's chain, head 0, is the only one the device holds: the queue
-        // drops any other used entry.
-        loop {
-            if queue.pop_used()?.is_some() {
-                break;
-            }
-            if platform.now_ns() - start > CTRL_TIMEOUT_NS {
-                return Err(DeviceError::Timeout {
-                    what: "the control queue's VQ_PAIRS_SET",
-                    ms: CTRL_TIMEOUT_NS / 1_000_000,
-                });
-            }
-            core::hint::spin_loop();
-        }
+        // drops any other used entry. The wait looks once more past the deadline, so a
+        // core held up meanwhile still takes an answer that came.
+        rexo_devio::wait_until_or_fault(platform, VQ_PAIRS_SET, CTRL_TIMEOUT_MS, || {
+            Ok(queue.pop_used()?.is_some())
+        })?;
         match buffer.bytes(4, 1)[0] {
             CTRL_OK => Ok(()),
             ack => Err(DeviceError::Status {
-                what: "the control queue's VQ_PAIRS_SET",
+                what: VQ_PAIRS_SET,
                 status: u32::from(ack),
             }),
         }
@@ -1420,6 +1413,28 @@ mod tests {
             None,
             "nothing published"
         );
+    }
+
+    #[test]
+    fn a_pairs_answer_that_comes_while_the_core_is_away_past_the_deadline_is_taken() {
+        let (mut net, _device) = net_on_host();
+        let platform = rexo_devio::host::HostPlatform::leaked();
+        net.platform = platform;
+        let (queue, buffer) = control_queue_on_host(platform, 4);
+        let used_ring = queue.used_ring_writer(platform);
+        let command = platform.device_view(&buffer);
+        net.control = Some((queue, buffer));
+        let readings = core::sync::atomic::AtomicU32::new(0);
+        platform.on_clock_reading(move || {
+            // At the second reading the core comes back from far past the deadline, and
+            // the device has answered meanwhile: the ack, then the command's chain.
+            if readings.fetch_add(1, core::sync::atomic::Ordering::Relaxed) == 1 {
+                platform.advance_clock(2 * CTRL_TIMEOUT_MS * 1_000_000);
+                command.write8(4, CTRL_OK);
+                used_ring.give_back(0, 1);
+            }
+        });
+        assert_eq!(net.set_pairs(2), Ok(()));
     }
 
     #[test]

@@ -417,6 +417,52 @@ impl DeviceSide {
     }
 }
 
+/// The device's side of a queue's used ring, played by a host test from outside the
+/// driver's borrow of the queue (a clock hook: a device that answers while the driver
+/// waits).
+#[cfg(test)]
+pub(crate) struct UsedRingWriter {
+    /// The device's view of the queue's memory.
+    ring: Mmio,
+    /// Where the rings are in it.
+    layout: Layout,
+    /// The queue's entries.
+    size: u16,
+    /// The used index after the chains given back so far.
+    used_idx: core::sync::atomic::AtomicU16,
+}
+
+#[cfg(test)]
+impl UsedRingWriter {
+    /// Gives chain `id` back with `len` bytes written into it.
+    pub(crate) fn give_back(&self, id: u32, len: u32) {
+        use core::sync::atomic::Ordering;
+        let index = self.used_idx.fetch_add(1, Ordering::Relaxed);
+        let entry = self.layout.used_entry(usize::from(index % self.size));
+        self.ring.write32(entry, id);
+        self.ring.write32(entry + USED_ENTRY_LEN, len);
+        self.ring
+            .write16(self.layout.used + RING_IDX, index.wrapping_add(1));
+    }
+}
+
+#[cfg(test)]
+impl Virtqueue {
+    /// The device's side of this queue's used ring, its memory from `platform`, from
+    /// used index 0.
+    pub(crate) fn used_ring_writer(
+        &self,
+        platform: &rexo_devio::host::HostPlatform,
+    ) -> UsedRingWriter {
+        UsedRingWriter {
+            ring: platform.device_view(&self.ring),
+            layout: self.layout,
+            size: self.size,
+            used_idx: core::sync::atomic::AtomicU16::new(0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
