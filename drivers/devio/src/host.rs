@@ -7,6 +7,7 @@
 #![allow(unsafe_code)] // a `Platform` promises what its memory is; register windows are raw allocations
 
 use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +45,9 @@ fn zeroed_pages(len: usize) -> Option<*mut u8> {
 struct PortSpace {
     /// What a read of each port gives, as a device's test sets it ([`FakePorts::answer8`]).
     answers: [u8; 1 << 16],
+    /// Ports whose next reads give values in turn ([`FakePorts::answer8_in_turn`]), the
+    /// values not yet read; the last one read becomes the port's answer.
+    in_turn: Vec<(u16, VecDeque<u8>)>,
     /// The writes not yet taken, as (port, write), oldest first.
     writes: Vec<(u16, PortWrite)>,
     /// The first port no [`FakePorts`] has been given (ranges are never reused, so tests
@@ -51,9 +55,28 @@ struct PortSpace {
     next_free: u32,
 }
 
+impl PortSpace {
+    /// What a read of `port` gives: the next of its values in turn, else its answer.
+    fn read(&mut self, port: u16) -> u8 {
+        let Some(at) = self.in_turn.iter().position(|(turn, _)| *turn == port) else {
+            return self.answers[usize::from(port)];
+        };
+        let values = &mut self.in_turn[at].1;
+        let value = values
+            .pop_front()
+            .unwrap_or(self.answers[usize::from(port)]);
+        if values.is_empty() {
+            self.answers[usize::from(port)] = value;
+            self.in_turn.swap_remove(at);
+        }
+        value
+    }
+}
+
 /// The port space of the whole test run.
 static PORT_SPACE: Mutex<PortSpace> = Mutex::new(PortSpace {
     answers: [0; 1 << 16],
+    in_turn: Vec::new(),
     writes: Vec::new(),
     next_free: 0,
 });
@@ -115,7 +138,20 @@ impl FakePorts {
 
     /// Reads of the port at `offset` give `value` from now on.
     pub fn answer8(&self, offset: u16, value: u8) {
-        port_space().answers[usize::from(self.window.port(offset, 1))] = value;
+        let port = self.window.port(offset, 1);
+        let mut space = port_space();
+        space.in_turn.retain(|(turn, _)| *turn != port);
+        space.answers[usize::from(port)] = value;
+    }
+
+    /// The next reads of the port at `offset` give `values` in turn, one a read, and
+    /// the last one from then on (a register that changes as the driver reads it: a
+    /// drive's status between two sectors, say).
+    pub fn answer8_in_turn(&self, offset: u16, values: &[u8]) {
+        let port = self.window.port(offset, 1);
+        let mut space = port_space();
+        space.in_turn.retain(|(turn, _)| *turn != port);
+        space.in_turn.push((port, values.iter().copied().collect()));
     }
 
     /// The writes to this window since the last call, oldest first.
@@ -142,9 +178,9 @@ pub(crate) mod instructions {
 
     /// The `bytes` ports from `port`, little-endian.
     fn read(port: u16, bytes: u8) -> u32 {
-        let space = port_space();
+        let mut space = port_space();
         (0..bytes).rev().fold(0, |value, byte| {
-            value << 8 | u32::from(space.answers[usize::from(port + u16::from(byte))])
+            value << 8 | u32::from(space.read(port + u16::from(byte)))
         })
     }
 
@@ -395,6 +431,18 @@ mod tests {
         assert_eq!(platform.live(), 0, "counted as given back");
         view.write32(8, 1);
         assert_eq!(view.read32(8), 1, "the memory is still there");
+    }
+
+    #[test]
+    fn a_port_answered_in_turn_gives_each_value_once_then_keeps_the_last() {
+        let ports = FakePorts::new(2);
+        let window = ports.window();
+        ports.answer8_in_turn(1, &[0x58, 0x50]);
+        assert_eq!(window.read8(1), 0x58);
+        assert_eq!([window.read8(1), window.read8(1)], [0x50, 0x50]);
+        ports.answer8_in_turn(1, &[7, 8]);
+        ports.answer8(1, 9);
+        assert_eq!(window.read8(1), 9, "an answer replaces the values in turn");
     }
 
     #[test]
