@@ -759,6 +759,16 @@ impl IdeDisk {
                     channel.command.read8(REG_STATUS);
                     return Some(Ok(()));
                 }
+                // The drive ended the command with sectors still to move, and no error:
+                // it will ask for no more. The status read ends the command (INTRQ
+                // falls), so the channel takes the next one.
+                Operation::Transfer(_) if pio && idle => {
+                    channel.command.read8(REG_STATUS);
+                    return Some(Err(DeviceError::Status {
+                        what: "the ATA PIO transfer, which the drive ended before its last sector",
+                        status: u32::from(status),
+                    }));
+                }
                 Operation::Transfer(_) if !pio && idle => {
                     let outcome = channel.finish_dma();
                     // A transfer the bus master did not end (Active when the drain
@@ -991,6 +1001,41 @@ mod tests {
         assert_eq!(command.take_writes(), [], "no selection, no task file");
         assert_eq!(control.take_writes(), []);
         assert_eq!(disk.submit_read(0, 8, 2), Ok(0), "the channel is free");
+    }
+
+    #[test]
+    fn a_pio_transfer_the_drive_ends_short_fails_at_once_and_frees_the_channel() {
+        let stopped_short = Err(DeviceError::Status {
+            what: "the ATA PIO transfer, which the drive ended before its last sector",
+            status: STATUS_READY.into(),
+        });
+        for direction in [Direction::Read, Direction::Write] {
+            let (mut disk, command, control) = pio_disk(1 << 20);
+            command.answer8(REG_DATA, 0x5A);
+            let first = match direction {
+                Direction::Read => disk.submit_read(0, 8, 4),
+                Direction::Write => disk.submit_write_checked(0, 8, 4, &mut |_| true),
+            };
+            assert_eq!(first, Ok(0));
+            // The drive asks for one sector, then goes idle with three still to move.
+            control.answer8_in_turn(REG_CONTROL, &[STATUS_READY | STATUS_DRQ, STATUS_READY]);
+            let mut outcomes = Vec::new();
+            let polled = disk.poll(0, &mut |tag, result| {
+                outcomes.push((tag, result.map(<[u8]>::len)))
+            });
+            assert_eq!(polled, Ok(1), "{direction:?}: ended at once, no timeout");
+            assert_eq!(outcomes, [(0, stopped_short)], "{direction:?}");
+            // The next read on the channel runs and lends its sector.
+            assert_eq!(disk.submit_read(0, 8, 1), Ok(1), "{direction:?}");
+            control.answer8_in_turn(REG_CONTROL, &[STATUS_READY | STATUS_DRQ, STATUS_READY]);
+            let mut sector = Vec::new();
+            let polled = disk.poll(0, &mut |tag, result| {
+                sector.push((tag, result.map(<[u8]>::to_vec)))
+            });
+            assert_eq!(polled, Ok(1));
+            // Each 16-bit read: the data port's answer, then the next port's (0).
+            assert_eq!(sector, [(1, Ok([0x5A, 0].repeat(256)))], "{direction:?}");
+        }
     }
 
     #[test]
