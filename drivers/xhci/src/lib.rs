@@ -417,6 +417,9 @@ impl Xhci {
         wanted: impl Fn(&Trb) -> bool,
     ) -> Result<Trb, DeviceError> {
         loop {
+            // The time first, then the events: a core that was away past the deadline
+            // still takes an event that came meanwhile.
+            let late = self.platform.now_ns().saturating_sub(start) > ms * 1_000_000;
             let mut handled = false;
             while let Some(event) = self.events.peek() {
                 self.events.pop();
@@ -433,7 +436,7 @@ impl Xhci {
             if handled {
                 self.acknowledge_events();
             }
-            if self.platform.now_ns().saturating_sub(start) > ms * 1_000_000 {
+            if late {
                 self.check_health()?;
                 return Err(DeviceError::Timeout { what, ms });
             }
@@ -1264,6 +1267,26 @@ mod tests {
             buffer: dma(DESCRIPTOR_BUFFER),
             keyboard: None,
         }
+    }
+
+    #[test]
+    fn a_command_answer_that_came_while_the_core_was_away_past_the_deadline_is_taken() {
+        let (mut xhci, platform) = controller(4);
+        let events = platform.device_view(xhci.events.memory());
+        let answer = command_done(&xhci, 0, 1);
+        let readings = std::sync::atomic::AtomicU32::new(0);
+        platform.on_clock_reading(move || {
+            // At the first reading in the wait the core comes back from far away, and
+            // the controller answered meanwhile (the event ring's first entry).
+            if readings.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1 {
+                platform.advance_clock(COMMAND_TIMEOUT_MS * 2_000_000);
+                events.write64(0, answer.parameter);
+                events.write32(8, answer.status);
+                events.write32(12, answer.control);
+            }
+        });
+        let done = xhci.command("Enable Slot", Trb::enable_slot());
+        assert_eq!(done.map(|event| event.slot()), Ok(1));
     }
 
     #[test]

@@ -308,6 +308,11 @@ impl EventRing {
 /// The controller's side of the event ring, for the host tests.
 #[cfg(test)]
 impl EventRing {
+    /// The ring's memory, for a test playing the controller from a hook.
+    pub fn memory(&self) -> &Dma {
+        &self.memory
+    }
+
     /// Writes `event` into entry `index` as the controller would, its cycle bit as
     /// given.
     pub fn post(&mut self, index: usize, event: Trb) {
