@@ -27,12 +27,17 @@ const EFI_DESCRIPTOR_MIN: u32 = 40;
 const FB_TYPE_RGB: u8 = 1;
 /// EFI page size.
 const EFI_PAGE: u64 = 4096;
+/// Smallest ACPI tag holding an ACPI 1.0 RSDP (tag header and 20 bytes).
+const ACPI_OLD_TAG_MIN: usize = 8 + 20;
+/// Smallest ACPI tag holding an ACPI 2.0 RSDP (tag header and 36 bytes).
+const ACPI_NEW_TAG_MIN: usize = 8 + 36;
 
 /// Reads the Multiboot2 information block at `info` (the EBX value at a Multiboot2 entry).
 ///
 /// The memory map comes from tag 6, else from the EFI memory map (tag 17), else from the
 /// basic memory information (tag 4). The RSDP is the copy inside tag 15 (ACPI 2.0+), else
-/// inside tag 14.
+/// inside tag 14; an ACPI tag too short to hold its RSDP whole is ignored (the kernel then
+/// searches the BIOS areas for one).
 pub fn parse_multiboot2<'a>(
     mem: &'a impl PhysMemory,
     info: u64,
@@ -136,10 +141,10 @@ pub fn parse_multiboot2<'a>(
                 mmap = Some((tag, entry_size));
             }
             TAG_FRAMEBUFFER => boot.framebuffer = framebuffer(tag).ok_or(short)?,
-            TAG_ACPI_OLD if tag.len() > 8 => {
+            TAG_ACPI_OLD if tag.len() >= ACPI_OLD_TAG_MIN => {
                 rsdp_old = Some(info.saturating_add(offset as u64 + 8))
             }
-            TAG_ACPI_NEW if tag.len() > 8 => {
+            TAG_ACPI_NEW if tag.len() >= ACPI_NEW_TAG_MIN => {
                 rsdp_new = Some(info.saturating_add(offset as u64 + 8))
             }
             TAG_EFI_MMAP if efi_mmap.is_none() => {

@@ -173,6 +173,24 @@ fn old_rsdp_and_text_framebuffer() {
 }
 
 #[test]
+fn an_acpi_tag_too_short_for_its_rsdp_is_ignored() {
+    // The RSDP copy would run past its tag (here past the block's end tag): no RSDP, so
+    // that the kernel searches for one itself.
+    let map = mmap_tag(24, &[(0, 0x1000, 1)]);
+    for short in [
+        tag(14, &[0u8; 19]),
+        tag(15, &[0u8; 35]),
+        tag(15, &[0u8; 20]),
+    ] {
+        let m = mem(block(&[map.clone(), short.clone()]));
+        assert_eq!(parse_multiboot2(&m, INFO).unwrap().rsdp, None, "{short:?}");
+    }
+    // A whole ACPI 1.0 RSDP is still found beside a short tag 15.
+    let m = mem(block(&[tag(14, &[0u8; 20]), tag(15, &[0u8; 20]), map]));
+    assert_eq!(parse_multiboot2(&m, INFO).unwrap().rsdp, Some(INFO + 16));
+}
+
+#[test]
 fn larger_map_entries_are_stepped_by_entry_size() {
     let m = mem(block(&[mmap_tag(
         32,
