@@ -153,7 +153,8 @@ pub enum Structure {
 /// Why the boot information could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BootInfoError {
-    /// A structure (or all the entries its count says) is not in readable memory.
+    /// A structure (or all the entries its count says) is not in readable memory, or is
+    /// at address 0 (a PVH module list whose address is null but whose count is not).
     Unreadable {
         /// Which structure.
         what: Structure,

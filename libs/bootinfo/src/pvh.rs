@@ -80,8 +80,12 @@ pub fn parse_pvh<'a>(
             return Err(BootInfoError::TooManyModules { count: nr_modules });
         }
         let list_len = nr_modules as usize * MODLIST_ENTRY;
-        let list =
-            read_exact(mem, modlist, list_len).ok_or(unreadable(Structure::ModuleList, modlist))?;
+        // A null list beside a count: address 0 is readable at boot (the real-mode
+        // interrupt table), and its bytes are no module list.
+        let list = Some(modlist)
+            .filter(|&a| a != 0)
+            .and_then(|a| read_exact(mem, a, list_len))
+            .ok_or(unreadable(Structure::ModuleList, modlist))?;
         info.push_info_range(modlist, list_len as u64);
         for (index, e) in list.chunks_exact(MODLIST_ENTRY).enumerate() {
             let bad = BootInfoError::BadModule { index };

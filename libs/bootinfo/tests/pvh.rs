@@ -248,6 +248,22 @@ fn counts_past_the_end() {
 }
 
 #[test]
+fn a_null_module_list_with_a_count_is_refused() {
+    // Address 0 is readable at boot (the real-mode interrupt table); its bytes must not
+    // be taken for a module list.
+    let mut mem = good().with(0, module_entry(0x80_0000, 0x1000, 0)).unwrap();
+    mem.write(SI + 12, &1u32.to_le_bytes()).unwrap();
+    mem.write(SI + 16, &0u64.to_le_bytes()).unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::Unreadable {
+            what: Structure::ModuleList,
+            address: 0
+        }
+    );
+}
+
+#[test]
 fn too_many_regions() {
     let map: Vec<u8> = (0..129u64)
         .flat_map(|i| map_entry(i * 0x2000, 0x1000, 1))
