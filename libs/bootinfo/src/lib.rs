@@ -73,7 +73,7 @@ impl RawKind {
 pub struct RawRegion {
     /// First physical address.
     pub start: u64,
-    /// Length in bytes.
+    /// Length in bytes, not 0; `start + len` fits in a `u64`.
     pub len: u64,
     /// What the region is.
     pub kind: RawKind,
@@ -215,6 +215,13 @@ pub enum BootInfoError {
         /// Its page count.
         pages: u64,
     },
+    /// A memory map region whose end is past the address space (`start + len` above 2^64).
+    RegionPastAddressSpace {
+        /// The region's start.
+        start: u64,
+        /// Its length.
+        len: u64,
+    },
     /// More distinct memory map regions than [`MAX_REGIONS`].
     TooManyRegions,
     /// More modules than [`MAX_MODULES`].
@@ -270,6 +277,10 @@ impl fmt::Display for BootInfoError {
             Self::BadEfiPageCount { start, pages } => write!(
                 f,
                 "EFI memory descriptor at {start:#x} claims {pages} pages, past the address space"
+            ),
+            Self::RegionPastAddressSpace { start, len } => write!(
+                f,
+                "memory map region at {start:#x} of {len:#x} bytes runs past the address space"
             ),
             Self::TooManyRegions => write!(f, "more than {MAX_REGIONS} memory map regions"),
             Self::TooManyModules { count } => {
@@ -359,10 +370,16 @@ impl<'a> BootInfo<'a> {
     }
 
     /// Appends a region, merging it into the previous one when contiguous and of one kind.
-    /// Empty regions are dropped.
+    /// Empty regions are dropped; one whose end is past the address space is refused.
     fn push_region(&mut self, region: RawRegion) -> Result<(), BootInfoError> {
         if region.len == 0 {
             return Ok(());
+        }
+        if region.start.checked_add(region.len).is_none() {
+            return Err(BootInfoError::RegionPastAddressSpace {
+                start: region.start,
+                len: region.len,
+            });
         }
         if let Some(last) = self
             .regions

@@ -271,6 +271,30 @@ fn efi_map_when_no_mmap_tag() {
 }
 
 #[test]
+fn a_region_past_the_address_space_is_refused() {
+    let top = u64::MAX - 0xFFF;
+    let m = mem(block(&[mmap_tag(24, &[(0, 0x1000, 1), (top, 0x2000, 1)])]));
+    assert_eq!(
+        parse_multiboot2(&m, INFO).unwrap_err(),
+        BootInfoError::RegionPastAddressSpace {
+            start: top,
+            len: 0x2000
+        }
+    );
+    let m = mem(block(&[efi_tag(40, &[(7, top, 2)])]));
+    assert_eq!(
+        parse_multiboot2(&m, INFO).unwrap_err(),
+        BootInfoError::RegionPastAddressSpace {
+            start: top,
+            len: 0x2000
+        }
+    );
+    // Up to the last byte of the address space is fine.
+    let m = mem(block(&[mmap_tag(24, &[(top, 0xFFF, 2)])]));
+    assert_eq!(parse_multiboot2(&m, INFO).unwrap().memory_map().len(), 1);
+}
+
+#[test]
 fn basic_meminfo_as_last_resort_and_no_map() {
     let m = mem(block(&[tag(4, &[0x7F, 2, 0, 0, 0x00, 0xFC, 0, 0])]));
     let info = parse_multiboot2(&m, INFO).unwrap();
