@@ -75,9 +75,11 @@ pub fn keep_cmdline(cmdline: &str) -> Result<&'static str, BootError> {
 }
 
 /// The loader's memory map, normalised: sorted, merged, overlaps resolved in favour of
-/// the stricter kind (reserved ranges inside RAM stay reserved).
-pub fn memory_map(boot: &BootInfo<'_>) -> Result<MemoryMap, BootError> {
-    let mut map = MemoryMap::new();
+/// the stricter kind (reserved ranges inside RAM stay reserved), cut at the CPU's
+/// physical address width of `phys_bits`.
+pub fn memory_map(boot: &BootInfo<'_>, phys_bits: u8) -> Result<MemoryMap, BootError> {
+    let limit = 1 << phys_bits.clamp(36, 52);
+    let mut map = MemoryMap::below(limit);
     for raw in boot.memory_map() {
         let kind = match raw.kind {
             RawKind::Usable => RegionKind::Usable,
@@ -93,6 +95,9 @@ pub fn memory_map(boot: &BootInfo<'_>) -> Result<MemoryMap, BootError> {
             kind,
         })
         .map_err(BootError::MemoryMap)?;
+    }
+    if map.was_cut() {
+        log::warn!("memory map: past {limit:#x}, beyond the CPU's addresses: ignored");
     }
     map.normalize();
     Ok(map)

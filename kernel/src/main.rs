@@ -132,7 +132,8 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     pit_window.sample();
 
     // Memory: the map, what must never be handed out, the allocator, the page tables.
-    let map = boot::memory_map(&boot).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    let map =
+        boot::memory_map(&boot, features.phys_bits).unwrap_or_else(|e| fatal(format_args!("{e}")));
     let map = mem::set_memory_map(map);
     for r in map.regions() {
         log::debug!("memory: [{:#014x}, {:#014x}) {:?}", r.start, r.end, r.kind);

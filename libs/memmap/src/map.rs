@@ -120,6 +120,10 @@ struct Tally {
 pub struct MemoryMap {
     regions: [Region; STORAGE],
     len: usize,
+    /// Where physical addresses end ([`below`](Self::below)): regions are cut there.
+    limit: u64,
+    /// Whether [`add`](Self::add) cut a region at the limit.
+    cut: bool,
 }
 
 impl Default for MemoryMap {
@@ -140,17 +144,35 @@ impl MemoryMap {
 
     /// An empty map.
     pub const fn new() -> Self {
+        Self::below(u64::MAX)
+    }
+
+    /// An empty map of a machine whose physical addresses end at `limit` (the CPU's
+    /// address width): [`add`](Self::add) cuts what a loader reports past it, memory
+    /// that cannot be there, and [`was_cut`](Self::was_cut) says so.
+    pub const fn below(limit: u64) -> Self {
         Self {
             regions: [EMPTY; STORAGE],
             len: 0,
+            limit,
+            cut: false,
         }
     }
 
-    /// Adds a region as the firmware reported it (any order, overlaps allowed).
-    /// Zero-length regions are ignored.
-    pub fn add(&mut self, region: Region) -> Result<(), MapError> {
+    /// Whether [`add`](Self::add) cut a region at the limit of [`below`](Self::below).
+    pub fn was_cut(&self) -> bool {
+        self.cut
+    }
+
+    /// Adds a region as the firmware reported it (any order, overlaps allowed), cut at
+    /// the map's limit ([`below`](Self::below)). Zero-length regions are ignored.
+    pub fn add(&mut self, mut region: Region) -> Result<(), MapError> {
         if region.end < region.start {
             return Err(MapError::Inverted);
+        }
+        if region.end > self.limit {
+            self.cut = true;
+            region.end = self.limit.max(region.start);
         }
         if region.end == region.start {
             return Ok(());
@@ -319,6 +341,30 @@ mod tests {
         }
         map.normalize();
         map
+    }
+
+    #[test]
+    fn memory_past_the_address_width_is_cut_and_said_to_be() {
+        let limit = 1 << 39;
+        let mut m = MemoryMap::below(limit);
+        m.add(r(0, 0x9_F000, Usable)).unwrap();
+        assert!(!m.was_cut());
+        // One region across the limit, one past it, one ending near 2^64.
+        m.add(r(limit - 0x20_0000, limit + 0x20_0000, Usable))
+            .unwrap();
+        m.add(r(limit, limit + 4096, Reserved)).unwrap();
+        m.add(r(u64::MAX - 0x1000, u64::MAX, Usable)).unwrap();
+        m.normalize();
+        assert!(m.was_cut());
+        assert_eq!(
+            m.regions(),
+            [r(0, 0x9_F000, Usable), r(limit - 0x20_0000, limit, Usable)]
+        );
+        assert_eq!(m.ram_top(), limit);
+        assert!(
+            !map(&[r(0, u64::MAX, Usable)]).was_cut(),
+            "no limit: nothing cut"
+        );
     }
 
     const GIB: u64 = 1 << 30;
