@@ -2003,6 +2003,38 @@ pub(crate) mod tests {
         );
     }
 
+    /// A disk that shrank under 2 MiB (too small for a table) still holds its locator,
+    /// which names the larger disk it was: it is damaged like any disk that shrank. It
+    /// used to be taken for a raw disk without a look at the locator, so every app's
+    /// extents were open whole to its holder.
+    #[test]
+    fn a_disk_that_shrank_under_the_smallest_for_a_table_refuses_everyone() {
+        let mut table = rexo_xn::Table::format(MemoryDisk::SECTORS, 512).unwrap();
+        table.allocate("fs", 64).unwrap();
+        let mut shrunk = disk_holding(&table, MemoryDisk::SECTORS);
+        shrunk.data.truncate(3000 * 512);
+        let registry = registry_with(Found::Block(Box::new(shrunk)), "memory");
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Err(ApiError::Extents(rexo_api::ExtentError::WrongDisk {
+                table: MemoryDisk::SECTORS,
+                disk: 3000
+            }))
+        );
+        assert!(
+            registry.open(DeviceKind::Block, 0, (1, "kv")).is_err(),
+            "nobody's"
+        );
+        // Under the locator's end (1 MiB) nothing of the table is left: raw.
+        let mut tiny = disk_holding(&table, MemoryDisk::SECTORS);
+        tiny.data.truncate(2000 * 512);
+        let registry = registry_with(Found::Block(Box::new(tiny)), "memory");
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Err(ApiError::Extents(rexo_api::ExtentError::NoTable))
+        );
+    }
+
     /// A registry with one device, `found`, driven by `driver`, at PCI address 00:03.0,
     /// leaked so leases may borrow it.
     /// A registry over `disk` with its extent table made and 64 sectors granted to "fs";

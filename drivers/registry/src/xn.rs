@@ -104,17 +104,24 @@ fn read_table(
     Ok(Table::parse([a, b], sectors, size))
 }
 
-/// The table of `disk` (idle: nobody holds it): at its end, or, when its end holds none,
-/// at the end of the smaller disk its locator names (the disk grew: the table stays
-/// where it was made, and the sectors past it belong to nobody); no table and no
-/// locator is a raw disk ([`rexo_xn::locate`]).
+/// The table of `disk` (idle: nobody holds it): at its end, or, when its end holds none
+/// (or it is too small for one), at the end of the smaller disk its locator names (the
+/// disk grew: the table stays where it was made, and the sectors past it belong to
+/// nobody); no table and no locator is a raw disk ([`rexo_xn::locate`]). A disk that
+/// shrank under [`rexo_xn::MIN_DISK_BYTES`] still holds its locator (when it reaches
+/// past it), naming a larger disk: damaged, not raw.
 fn find_table(disk: &mut dyn BlockDevice) -> Result<Result<Table, XnError>, DeviceError> {
     let (sectors, size) = geometry(&disk.info());
-    let at_end = read_table(disk, sectors, size)?;
-    if at_end != Err(XnError::NoTable) {
-        return Ok(at_end);
+    if rexo_xn::holds_a_table(sectors, size) {
+        let at_end = read_table(disk, sectors, size)?;
+        if at_end != Err(XnError::NoTable) {
+            return Ok(at_end);
+        }
     }
     let (start, count) = locator_area(disk);
+    if start.saturating_add(count) > sectors {
+        return Ok(Err(XnError::NoTable));
+    }
     let locator = read_sectors(disk, start, count)?;
     Ok(match rexo_xn::locate(&locator, sectors, size) {
         Ok(Some(made_for)) => read_table(disk, made_for, size)?
@@ -137,10 +144,6 @@ fn find_table(disk: &mut dyn BlockDevice) -> Result<Result<Table, XnError>, Devi
 /// raw, or damaged. A read that fails is an error, not a disk without a table: the table
 /// may be there.
 fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
-    let (sectors, size) = geometry(&disk.info());
-    if !rexo_xn::holds_a_table(sectors, size) {
-        return Ok(Protection::Raw);
-    }
     let found = find_table(disk).inspect_err(|error| {
         log::warn!(
             "disk extent table unreadable: {error}: the disk is refused until a read succeeds"
