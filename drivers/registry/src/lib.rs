@@ -565,8 +565,8 @@ pub(crate) mod tests {
         /// The most sectors a request carries; larger ones are refused, as drivers
         /// refuse them.
         max_sectors: u32,
-        /// Sectors before the memory: the disk says it has this many more, and refuses
-        /// requests that start below it.
+        /// Sectors before the memory: the disk says it has this many more, reads zeros
+        /// from them and refuses writes that start below it.
         base_lba: u64,
         /// While on, every read is refused.
         failing_reads: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
@@ -616,6 +616,10 @@ pub(crate) mod tests {
             Ok((lba as usize * 512, sectors as usize * 512))
         }
 
+        /// Where a read of sectors before the memory (zeros) is taken from, in place of
+        /// a byte offset of `data`.
+        const ZEROS: usize = usize::MAX;
+
         /// Takes a request for bytes `at..at + len`, completed at the next poll.
         fn take(&mut self, at: usize, len: usize) -> rexo_api::Tag {
             let tag = self.first_tag + self.done.len() as u32;
@@ -650,6 +654,9 @@ pub(crate) mod tests {
                     what: "a simulated read",
                     ms: 0,
                 });
+            }
+            if lba < self.base_lba && sectors <= self.max_sectors {
+                return Ok(self.take(Self::ZEROS, sectors as usize * 512));
             }
             let (at, len) = self.range(lba, sectors)?;
             Ok(self.take(at, len))
@@ -694,7 +701,11 @@ pub(crate) mod tests {
         fn poll(&mut self, _: usize, done: rexo_api::Completion<'_>) -> Result<usize, DeviceError> {
             let finished = core::mem::take(&mut self.done);
             for &(tag, at, len) in &finished {
-                done(tag, Ok(&self.data[at..at + len]));
+                if at == Self::ZEROS {
+                    done(tag, Ok(&alloc::vec![0; len]));
+                } else {
+                    done(tag, Ok(&self.data[at..at + len]));
+                }
             }
             Ok(finished.len())
         }
@@ -2000,6 +2011,53 @@ pub(crate) mod tests {
         assert!(
             registry.open(DeviceKind::Block, 0, (1, "fs")).is_err(),
             "nobody's"
+        );
+    }
+
+    /// The locator, when it names another disk, says where the table is, whatever the
+    /// disk's end holds. The end used to be read first: a disk grown by one copy's
+    /// sectors found its old copy B where its new copy A goes and was refused as
+    /// damaged, and a grown disk shrunk back to its old size found the table left at
+    /// the old end, older than the one the locator names (an extent freed and granted
+    /// to another app since was its old holder's again).
+    #[test]
+    fn the_locator_says_where_the_table_is_whatever_the_end_holds() {
+        const SECTORS: u64 = MemoryDisk::SECTORS;
+        let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
+        table.allocate("fs", 64).unwrap();
+        table.allocate("fs", 8).unwrap();
+        assert_eq!(
+            table.copy(),
+            1,
+            "in copy B, where a disk 8 sectors larger has A"
+        );
+        let grown = disk_holding(&table, SECTORS + 8);
+        let registry = registry_with(Found::Block(Box::new(grown)), "memory");
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Ok(table.entries().to_vec())
+        );
+
+        // Grown to twice the size and moved there, then an extent freed and granted to
+        // another app; then the disk shrinks back to its old size.
+        let mut moved = table.grown(2 * SECTORS).unwrap();
+        moved.free("fs", 0).unwrap();
+        moved.allocate("kv", 64).unwrap();
+        let mut disk = disk_holding(&moved, 2 * SECTORS);
+        let old = table.copy_start(table.copy()) as usize * 512;
+        disk.data[old..old + rexo_xn::COPY_BYTES].copy_from_slice(&table.to_bytes());
+        disk.data.truncate(SECTORS as usize * 512);
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Err(ApiError::Extents(rexo_api::ExtentError::WrongDisk {
+                table: 2 * SECTORS,
+                disk: SECTORS
+            }))
+        );
+        assert!(
+            registry.open(DeviceKind::Block, 0, (1, "fs")).is_err(),
+            "not the old table's"
         );
     }
 

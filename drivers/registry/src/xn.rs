@@ -104,40 +104,48 @@ fn read_table(
     Ok(Table::parse([a, b], sectors, size))
 }
 
-/// The table of `disk` (idle: nobody holds it): at its end, or, when its end holds none
-/// (or it is too small for one), at the end of the smaller disk its locator names (the
-/// disk grew: the table stays where it was made, and the sectors past it belong to
-/// nobody); no table and no locator is a raw disk ([`rexo_xn::locate`]). A disk that
-/// shrank under [`rexo_xn::MIN_DISK_BYTES`] still holds its locator (when it reaches
-/// past it), naming a larger disk: damaged, not raw.
+/// The table of `disk` (idle: nobody holds it). Its locator, when it names another
+/// disk, says where: at the end of the smaller disk it names (the disk grew: the table
+/// stays where it was made, and the sectors past it belong to nobody), or nowhere (it
+/// names a larger disk: the disk shrank, [`XnError::WrongDisk`]), whatever the disk's
+/// end holds (an older table left there, or another disk's data). Otherwise the table
+/// is at the disk's end; no table and no locator is a raw disk ([`rexo_xn::locate`]).
+/// A disk too small for a table is read for its locator all the same (while it reaches
+/// it): one that shrank under [`rexo_xn::MIN_DISK_BYTES`] is damaged, not raw.
 fn find_table(disk: &mut dyn BlockDevice) -> Result<Result<Table, XnError>, DeviceError> {
     let (sectors, size) = geometry(&disk.info());
+    let (start, count) = locator_area(disk);
+    let located = if start.saturating_add(count) <= sectors {
+        rexo_xn::locate(&read_sectors(disk, start, count)?, sectors, size)
+    } else {
+        Ok(None)
+    };
+    match located {
+        Ok(Some(made_for)) => {
+            return Ok(read_table(disk, made_for, size)?
+                .map_err(|error| match error {
+                    XnError::NoTable => XnError::Corrupt("no table where the locator says"),
+                    error => error,
+                })
+                .inspect(|_| {
+                    log::info!(
+                        "disk of {sectors} sectors grew from {made_for}: its extent table \
+                         stays at its old end, the sectors past it belong to nobody until \
+                         it is grown"
+                    );
+                }));
+        }
+        Err(shrank @ XnError::WrongDisk { .. }) => return Ok(Err(shrank)),
+        // No locator, one naming this disk, or a damaged one: the table at the end.
+        Ok(None) | Err(_) => {}
+    }
     if rexo_xn::holds_a_table(sectors, size) {
         let at_end = read_table(disk, sectors, size)?;
         if at_end != Err(XnError::NoTable) {
             return Ok(at_end);
         }
     }
-    let (start, count) = locator_area(disk);
-    if start.saturating_add(count) > sectors {
-        return Ok(Err(XnError::NoTable));
-    }
-    let locator = read_sectors(disk, start, count)?;
-    Ok(match rexo_xn::locate(&locator, sectors, size) {
-        Ok(Some(made_for)) => read_table(disk, made_for, size)?
-            .map_err(|error| match error {
-                XnError::NoTable => XnError::Corrupt("no table where the locator says"),
-                error => error,
-            })
-            .inspect(|_| {
-                log::info!(
-                    "disk of {sectors} sectors grew from {made_for}: its extent table stays \
-                     at its old end, the sectors past it belong to nobody until it is grown"
-                );
-            }),
-        Ok(None) => Err(XnError::NoTable),
-        Err(error) => Err(error),
-    })
+    Ok(located.and(Err(XnError::NoTable)))
 }
 
 /// Reads the protection of `disk` (idle: nobody holds it): its table ([`find_table`]),
@@ -386,8 +394,9 @@ impl Registry {
         {
             let written = write(disk_of(&mut state.device)?, &table);
             unless_torn(&mut state, written)?;
-            // A grown table is at the new end, sound, and read before the locator: a
-            // crash before the locator names the new size leaves the table found.
+            // The locator names the old size until it is written: a crash before that
+            // leaves the table at the old end, with the same extents, read (the grow
+            // undone; done again, it writes over the table it left at the new end).
             if grow {
                 let written = write_locator(disk_of(&mut state.device)?, &table);
                 unless_torn(&mut state, written)?;

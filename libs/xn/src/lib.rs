@@ -22,8 +22,9 @@
 //! holder. So a format also writes a locator at a place that does not move, the last
 //! 4 KiB of the disk's first MiB (free on a disk partitioned at MiB boundaries and in
 //! BMFS's block 0, which uses its first 8 KiB), naming the sector count the table was
-//! made for ([`locate`]): a disk whose end holds no table is raw only when it has no
-//! locator either. The locator's sectors, like the table's, belong to nobody.
+//! made for ([`locate`], read first: it says where the table is when it names another
+//! disk): a disk whose end holds no table is raw only when it has no locator either.
+//! The locator's sectors, like the table's, belong to nobody.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -247,12 +248,14 @@ pub fn read_locator(bytes: &[u8]) -> Result<Option<u64>, XnError> {
     )))
 }
 
-/// Where the table of a disk of `sectors` sectors of `sector_size` bytes is, when its
-/// end holds none, from its locator's bytes: `None` when there is no locator (the disk
-/// is raw); the sector count of the smaller disk the table was made for, when the disk
+/// Where the table of a disk of `sectors` sectors of `sector_size` bytes is, from its
+/// locator's bytes (read before the disk's end, which may hold an older table):
+/// `None` when there is no locator (the table is at the disk's end, or the disk is
+/// raw); the sector count of the smaller disk the table was made for, when the disk
 /// grew (the table is at that disk's end, [`table_area`]); an error when the locator
 /// is damaged, names a larger disk ([`XnError::WrongDisk`]: the disk shrank, its table
-/// is gone with its end) or names this very disk (whose table was wiped).
+/// is gone with its end) or names this very disk (whose table, if the disk's end holds
+/// none, was wiped).
 pub fn locate(locator: &[u8], sectors: u64, sector_size: u64) -> Result<Option<u64>, XnError> {
     let Some(table) = read_locator(locator)? else {
         return Ok(None);
