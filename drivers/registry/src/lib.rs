@@ -2083,9 +2083,20 @@ pub(crate) mod tests {
             registry.open(DeviceKind::Block, 0, (1, "kv")).is_err(),
             "nobody's"
         );
-        // Under the locator's end (1 MiB) nothing of the table is left: raw.
+        // Cut inside the locator's sectors (2040..2048), its first one holds it all.
+        let mut cut = disk_holding(&table, MemoryDisk::SECTORS);
+        cut.data.truncate(2041 * 512);
+        let registry = registry_with(Found::Block(Box::new(cut)), "memory");
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Err(ApiError::Extents(rexo_api::ExtentError::WrongDisk {
+                table: MemoryDisk::SECTORS,
+                disk: 2041
+            }))
+        );
+        // Under the locator's first sector nothing of the table is left: raw.
         let mut tiny = disk_holding(&table, MemoryDisk::SECTORS);
-        tiny.data.truncate(2000 * 512);
+        tiny.data.truncate(2040 * 512);
         let registry = registry_with(Found::Block(Box::new(tiny)), "memory");
         assert_eq!(
             registry.extents(0, "fs", None),
@@ -2093,8 +2104,6 @@ pub(crate) mod tests {
         );
     }
 
-    /// A registry with one device, `found`, driven by `driver`, at PCI address 00:03.0,
-    /// leaked so leases may borrow it.
     /// A registry over `disk` with its extent table made and 64 sectors granted to "fs";
     /// returns the registry and the grant.
     fn registry_with_table(disk: MemoryDisk) -> (&'static Registry, Vec<rexo_api::DiskExtent>) {
@@ -2108,6 +2117,8 @@ pub(crate) mod tests {
         (registry, granted)
     }
 
+    /// A registry with one device, `found`, driven by `driver`, at PCI address 00:03.0,
+    /// leaked so leases may borrow it.
     pub(crate) fn registry_with(found: Found, driver: &'static str) -> &'static Registry {
         registry_binding_with(
             found,

@@ -115,8 +115,10 @@ fn read_table(
 fn find_table(disk: &mut dyn BlockDevice) -> Result<Result<Table, XnError>, DeviceError> {
     let (sectors, size) = geometry(&disk.info());
     let (start, count) = locator_area(disk);
-    let located = if start.saturating_add(count) <= sectors {
-        rexo_xn::locate(&read_sectors(disk, start, count)?, sectors, size)
+    // A disk cut inside the locator's sectors still holds it whole in their first one.
+    let located = if start < sectors {
+        let reach = count.min(sectors - start);
+        rexo_xn::locate(&read_sectors(disk, start, reach)?, sectors, size)
     } else {
         Ok(None)
     };
