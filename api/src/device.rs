@@ -848,9 +848,10 @@ pub enum ExtentOp {
     },
     /// Moves the table of a disk that grew (its table found at the old end through its
     /// locator) to the disk's new end, so that the sectors past the old end can be
-    /// allocated; the extents are unchanged. The table is written and flushed at the new
-    /// end, then the locator; [`ExtentError::NothingToGrow`] when the table spans the
-    /// disk already. Refused ([`ExtentError::InUse`]) when the new end's sectors hold
+    /// allocated; the extents are unchanged. The new end's copies are zeroed, the table
+    /// written there, each flushed, then the locator; [`ExtentError::NothingToGrow`] when
+    /// the table spans the disk already, [`ExtentError::GrowthTooSmall`] when the disk
+    /// grew by less than the table's two copies. Refused ([`ExtentError::InUse`]) when the new end's sectors hold
     /// anything but zeros or an extent table, unless `force`.
     Grow {
         /// Writes the table over whatever the new end holds.

@@ -566,7 +566,8 @@ pub(crate) mod tests {
         /// refuse them.
         max_sectors: u32,
         /// Sectors before the memory: the disk says it has this many more, reads zeros
-        /// from them and refuses writes that start below it.
+        /// from them and refuses reads that cross into the memory and writes that start
+        /// below it.
         base_lba: u64,
         /// While on, every read is refused.
         failing_reads: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
@@ -655,7 +656,9 @@ pub(crate) mod tests {
                     ms: 0,
                 });
             }
-            if lba < self.base_lba && sectors <= self.max_sectors {
+            if lba.saturating_add(u64::from(sectors)) <= self.base_lba
+                && sectors <= self.max_sectors
+            {
                 return Ok(self.take(Self::ZEROS, sectors as usize * 512));
             }
             let (at, len) = self.range(lba, sectors)?;
@@ -2061,6 +2064,83 @@ pub(crate) mod tests {
         );
     }
 
+    /// A format zeroes both copies' sectors before the locator: an older sound table at
+    /// the end (a disk shrunk back to an earlier size) is neither taken after a crash
+    /// before the new table is written nor wins over it by generation after.
+    #[test]
+    fn a_format_leaves_nothing_of_an_older_table_at_the_end() {
+        const SECTORS: u64 = MemoryDisk::SECTORS;
+        let mut older = rexo_xn::Table::format(SECTORS, 512).unwrap();
+        for _ in 0..4 {
+            older.allocate("fs", 64).unwrap();
+        }
+        // The locator names a larger disk: the disk shrank back, its end holds `older`.
+        let mut disk = disk_holding(&older, SECTORS);
+        let locator = rexo_xn::locator_area(512).0 as usize * 512;
+        let larger = older.grown(2 * SECTORS).unwrap().locator();
+        disk.data[locator..locator + rexo_xn::COPY_BYTES].copy_from_slice(&larger);
+        let fresh = rexo_xn::Table::format(SECTORS, 512).unwrap();
+        let crash = disk.bad_sector.clone();
+        crash.store(
+            fresh.copy_start(fresh.copy()),
+            core::sync::atomic::Ordering::Relaxed,
+        );
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        let format = Some(rexo_api::ExtentOp::Format { force: false });
+        // A write over the table's sectors fails, as a crash there would leave it (the
+        // format's first one now, its last one before the zeroing): damaged either way.
+        assert!(registry.extents(0, "fs", format.clone()).is_err());
+        assert!(
+            matches!(
+                registry.extents(0, "fs", None),
+                Err(ApiError::Extents(
+                    rexo_api::ExtentError::WrongDisk { .. } | rexo_api::ExtentError::Corrupt(_)
+                ))
+            ),
+            "damaged, not the older table"
+        );
+        crash.store(u64::MAX, core::sync::atomic::Ordering::Relaxed);
+        assert_eq!(registry.extents(0, "fs", format), Ok(Vec::new()));
+        registry.slots[0].state.lock().protection = xn::Protection::Unknown;
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Ok(Vec::new()),
+            "read again"
+        );
+    }
+
+    /// A grow zeroes the new end's copies before it writes there: a table left at that
+    /// end from an earlier life of the disk at that size, of a higher generation, would
+    /// otherwise be read after the grow.
+    #[test]
+    fn a_grow_leaves_nothing_of_a_table_from_an_earlier_life_at_the_new_end() {
+        const SECTORS: u64 = MemoryDisk::SECTORS;
+        let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
+        table.allocate("fs", 64).unwrap();
+        let mut earlier = rexo_xn::Table::format(2 * SECTORS, 512).unwrap();
+        for _ in 0..9 {
+            earlier.allocate("old", 64).unwrap();
+        }
+        let grown = table.grown(2 * SECTORS).unwrap();
+        assert_ne!(earlier.copy(), grown.copy(), "the grow writes beside it");
+        assert!(earlier.generation() > grown.generation());
+        let mut disk = disk_holding(&table, 2 * SECTORS);
+        let at = earlier.copy_start(earlier.copy()) as usize * 512;
+        disk.data[at..at + rexo_xn::COPY_BYTES].copy_from_slice(&earlier.to_bytes());
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        let grow = Some(rexo_api::ExtentOp::Grow { force: false });
+        assert_eq!(
+            registry.extents(0, "fs", grow),
+            Ok(table.entries().to_vec())
+        );
+        registry.slots[0].state.lock().protection = xn::Protection::Unknown;
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Ok(table.entries().to_vec()),
+            "the grown table, not the earlier life's"
+        );
+    }
+
     /// A disk that shrank under 2 MiB (too small for a table) still holds its locator,
     /// which names the larger disk it was: it is damaged like any disk that shrank. It
     /// used to be taken for a raw disk without a look at the locator, so every app's
@@ -2094,7 +2174,14 @@ pub(crate) mod tests {
                 disk: 2041
             }))
         );
-        // Under the locator's first sector nothing of the table is left: raw.
+    }
+
+    /// A disk cut under the locator's first sector holds nothing of its protection: it
+    /// is raw, nothing left on it can say otherwise (a limit docs/storage.md states).
+    #[test]
+    fn a_disk_cut_below_the_locator_is_raw() {
+        let mut table = rexo_xn::Table::format(MemoryDisk::SECTORS, 512).unwrap();
+        table.allocate("fs", 64).unwrap();
         let mut tiny = disk_holding(&table, MemoryDisk::SECTORS);
         tiny.data.truncate(2040 * 512);
         let registry = registry_with(Found::Block(Box::new(tiny)), "memory");

@@ -169,6 +169,17 @@ fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
     })
 }
 
+/// Zeroes both copies' sectors of a table made for a disk of `sectors` sectors of `size`
+/// bytes, at that disk's end, and flushes.
+fn clear_table_area(
+    disk: &mut dyn BlockDevice,
+    sectors: u64,
+    size: u64,
+) -> Result<(), DeviceError> {
+    let (start, count) = rexo_xn::table_area(sectors, size);
+    zero(disk, start, count)
+}
+
 /// Writes `table` over its copy at the end of `disk` (the older one: [`Table::copy`]),
 /// the rest of the copy's sectors zeros, in requests of up to the device's
 /// `max_sectors`, and flushes. A crash part way leaves that copy torn and the other
@@ -330,10 +341,15 @@ impl Registry {
                 if !force && let Some(hazard) = format_hazard(disk).map_err(ApiError::Device)? {
                     return Err(refuse(hazard));
                 }
-                // The locator goes first: a crash before the table is written leaves a
-                // locator naming this disk and no table, a damaged disk that a format
-                // mends, never a raw one.
-                let written = write_locator(disk, &table);
+                // Both copies' sectors are zeroed first: a sound older table there (a
+                // disk shrunk back to an earlier size) would otherwise be taken after a
+                // crash before the new table is written, or win over it by generation.
+                // Then the locator: a crash before the table leaves a locator naming
+                // this disk and no table, a damaged disk that a format mends, never a
+                // raw one.
+                let written = clear_table_area(disk, sectors, size);
+                unless_torn(&mut state, written)?;
+                let written = write_locator(disk_of(&mut state.device)?, &table);
                 unless_torn(&mut state, written)?;
                 table
             }
@@ -352,6 +368,11 @@ impl Registry {
                         return Err(refuse(hazard));
                     }
                 }
+                // The new end's copies are zeroed first (they lie past the old table,
+                // `grown` makes sure): a table left there from an earlier life of the
+                // disk at this size would win over the grown one by generation.
+                let written = clear_table_area(disk, sectors, size);
+                unless_torn(&mut state, written)?;
                 grown
             }
             (Protection::Table(table), _) => table,

@@ -140,6 +140,10 @@ pub enum XnError {
     TooSmall,
     /// The table already spans the whole disk: there is nothing to grow into.
     NothingToGrow,
+    /// The disk grew by fewer sectors than the table's two copies take (shown): the new
+    /// end's copies would lie over the old table's, which must stay whole until the
+    /// locator names the new size.
+    GrowthTooSmall(u64),
     /// A format would write over something else on the disk (what): it is refused
     /// unless forced.
     InUse(&'static str),
@@ -174,6 +178,10 @@ impl fmt::Display for XnError {
             Self::NotFound => f.write_str("no such extent"),
             Self::TooSmall => f.write_str("the disk is too small for an extent table"),
             Self::NothingToGrow => f.write_str("the extent table already spans the whole disk"),
+            Self::GrowthTooSmall(sectors) => write!(
+                f,
+                "the disk grew by less than the extent table's {sectors} sectors: grow it further"
+            ),
             Self::InUse(what) => {
                 write!(f, "not formatted: {what} (a forced format writes over it)")
             }
@@ -493,7 +501,8 @@ impl Table {
     /// The same table made for a disk grown to `sectors` sectors (its copies at the new
     /// end, the sectors between the two ends free), one generation on; the entries are
     /// unchanged. [`XnError::NothingToGrow`] when the table spans `sectors` already,
-    /// [`XnError::WrongDisk`] for a smaller disk.
+    /// [`XnError::WrongDisk`] for a smaller disk, [`XnError::GrowthTooSmall`] when the
+    /// new end's copies would lie over the old ones.
     pub fn grown(&self, sectors: u64) -> Result<Self, XnError> {
         if sectors == self.sectors {
             return Err(XnError::NothingToGrow);
@@ -503,6 +512,10 @@ impl Table {
                 table: self.sectors,
                 disk: sectors,
             });
+        }
+        let (_, area) = table_area(sectors, self.sector_size);
+        if sectors - self.sectors < area {
+            return Err(XnError::GrowthTooSmall(area));
         }
         Ok(Self {
             sectors,

@@ -500,6 +500,9 @@ fn the_locator_finds_the_table_of_a_disk_that_grew() {
     assert_eq!(Table::parse(copies, 32768, 512), Ok(grown.clone()));
     assert_eq!(grown.clone().allocate("kv", 20000).unwrap().start, 2048);
     assert_eq!(grown.grown(32768), Err(XnError::NothingToGrow));
+    // Grown by less than the two copies, the new end's copies would lie over the old.
+    assert_eq!(old.grown(16384 + 15), Err(XnError::GrowthTooSmall(16)));
+    assert!(old.grown(16384 + 16).is_ok());
     assert_eq!(
         grown.grown(16384),
         Err(XnError::WrongDisk {
