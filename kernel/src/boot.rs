@@ -76,9 +76,9 @@ pub fn keep_cmdline(cmdline: &str) -> Result<&'static str, BootError> {
 
 /// The loader's memory map, normalised: sorted, merged, overlaps resolved in favour of
 /// the stricter kind (reserved ranges inside RAM stay reserved), cut at the CPU's
-/// physical address width of `phys_bits`.
+/// physical address width of `phys_bits` or 128 TiB, the identity map's reach.
 pub fn memory_map(boot: &BootInfo<'_>, phys_bits: u8) -> Result<MemoryMap, BootError> {
-    let limit = 1 << phys_bits.clamp(36, 52);
+    let limit = 1 << phys_bits.clamp(36, 47);
     let mut map = MemoryMap::below(limit);
     for raw in boot.memory_map() {
         let kind = match raw.kind {

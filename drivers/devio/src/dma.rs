@@ -50,6 +50,12 @@ impl Dma {
         })
     }
 
+    /// Whether it was lent by `platform` (the same object).
+    #[cfg(any(test, all(feature = "host", not(target_os = "none"))))]
+    pub(crate) fn lent_by(&self, platform: &dyn Platform) -> bool {
+        core::ptr::addr_eq(self.platform, platform)
+    }
+
     /// The physical (and virtual) address of byte 0.
     pub fn phys(&self) -> u64 {
         self.base.as_ptr() as u64

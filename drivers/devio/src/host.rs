@@ -329,6 +329,7 @@ impl HostPlatform {
     /// counted as given back when the driver frees it, but stays allocated for the
     /// rest of the test run, so the view never outlives it.
     pub fn device_view(&self, dma: &Dma) -> Mmio {
+        assert!(dma.lent_by(self), "a view of another platform's memory");
         self.viewed.lock().unwrap().push(dma.phys());
         // SAFETY: `dma` is a live allocation of `dma.len()` bytes, from this platform,
         // never deallocated from here on (`dma_free` skips viewed memory). Its other

@@ -772,7 +772,7 @@ impl Nvme {
         loop {
             // The time first, then the answer: a core that was away past the deadline
             // still takes an answer that came meanwhile.
-            let late = self.platform.now_ns() - start > ADMIN_TIMEOUT_MS * 1_000_000;
+            let late = self.platform.now_ns().saturating_sub(start) > ADMIN_TIMEOUT_MS * 1_000_000;
             if let Some(dw0) = self.admin_answer(what, id)? {
                 return Ok(dw0);
             }
