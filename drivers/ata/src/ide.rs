@@ -277,9 +277,17 @@ impl Channel {
         line.arm(core)
     }
 
-    /// Soft-resets both drives (SRST) and waits for the master to leave BSY.
+    /// Soft-resets both drives (SRST) and waits for the master to leave BSY. The master
+    /// is selected first, as a reset leaves it on real drives (ATA-6 9.2: DEV cleared):
+    /// status reads of an absent slave left selected (by firmware) are 0, not BSY,
+    /// whether the reset is over or not, and under QEMU, whose reset completes later on
+    /// its main thread, the master could not be selected while that slave was still
+    /// busy with it (the select ignored, the master found "empty").
     fn reset(&self) -> Result<(), DeviceError> {
         self.selected.store(NOBODY, Ordering::Relaxed);
+        self.command
+            .write8(REG_DEVICE, DEVICE_OBSOLETE | drive_bit(0));
+        self.settle();
         self.control
             .write8(REG_CONTROL, CONTROL_SRST | self.control_value());
         wait::pause(self.platform, RESET_HOLD_NS);
@@ -991,6 +999,24 @@ mod tests {
                 value: value.into(),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_reset_selects_the_master_before_it_begins() {
+        let (disk, command, control) = pio_disk(1 << 20);
+        assert_eq!(disk.channel.reset(), Ok(()));
+        assert_eq!(
+            command.take_writes().first(),
+            Some(&writes8(&[(REG_DEVICE, DEVICE_OBSOLETE | drive_bit(0))])[0]),
+            "the master selected first"
+        );
+        assert!(
+            control
+                .take_writes()
+                .first()
+                .is_some_and(|w| w.value & u32::from(CONTROL_SRST) != 0),
+            "then the reset"
+        );
     }
 
     #[test]
