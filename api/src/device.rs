@@ -811,8 +811,9 @@ pub use rexo_xn::{Extent as DiskExtent, XnError as ExtentError};
 /// A change to a disk's extent table, made by the calling app (its name is the holder).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExtentOp {
-    /// Writes an empty table on a raw disk (or one whose table is damaged), and first
-    /// its locator in the disk's first MiB. It is refused ([`ExtentError::InUse`]) when
+    /// Writes an empty table on a raw disk (or one whose table is damaged), its locator
+    /// in the disk's first MiB, and zeros over the rest of the table's sectors, in an
+    /// order that a crash leaves damaged, never raw (docs/storage.md). It is refused ([`ExtentError::InUse`]) when
     /// sector 0 holds a boot signature (an MBR, or a GPT disk's protective MBR), when
     /// the locator's sectors hold anything but zeros or a locator, or when the table's
     /// sectors at the disk's end hold anything but zeros or an extent table (a GPT's
@@ -851,8 +852,8 @@ pub enum ExtentOp {
     /// allocated; the extents are unchanged. The new end's copies are zeroed, the table
     /// written there, each flushed, then the locator; [`ExtentError::NothingToGrow`] when
     /// the table spans the disk already, [`ExtentError::GrowthTooSmall`] when the disk
-    /// grew by less than the table's two copies. Refused ([`ExtentError::InUse`]) when the new end's sectors hold
-    /// anything but zeros or an extent table, unless `force`.
+    /// grew by less than the table's two copies. Refused ([`ExtentError::InUse`]) when
+    /// the new end's sectors hold anything but zeros or an extent table, unless `force`.
     Grow {
         /// Writes the table over whatever the new end holds.
         force: bool,

@@ -2109,6 +2109,37 @@ pub(crate) mod tests {
         );
     }
 
+    /// A disk without a locator (damaged by a table of an earlier format at its end)
+    /// gets its locator before its end is zeroed: a crash in between leaves it damaged,
+    /// never raw (open whole to its holder).
+    #[test]
+    fn a_format_without_a_locator_writes_it_before_it_zeroes_the_end() {
+        const SECTORS: u64 = MemoryDisk::SECTORS;
+        let mut disk = MemoryDisk::new();
+        let (start, _) = rexo_xn::table_area(SECTORS, 512);
+        disk.data[start as usize * 512..][..8].copy_from_slice(b"RexoXN02");
+        let crash = disk.bad_sector.clone();
+        crash.store(
+            rexo_xn::locator_area(512).0,
+            core::sync::atomic::Ordering::Relaxed,
+        );
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        let format = Some(rexo_api::ExtentOp::Format { force: false });
+        assert!(matches!(
+            registry.extents(0, "fs", None),
+            Err(ApiError::Extents(rexo_api::ExtentError::Corrupt(_)))
+        ));
+        // The locator's write fails, as a crash there would leave it.
+        assert!(registry.extents(0, "fs", format).is_err());
+        assert!(
+            matches!(
+                registry.extents(0, "fs", None),
+                Err(ApiError::Extents(rexo_api::ExtentError::Corrupt(_)))
+            ),
+            "still damaged, not raw"
+        );
+    }
+
     /// A grow zeroes the new end's copies before it writes there: a table left at that
     /// end from an earlier life of the disk at that size, of a higher generation, would
     /// otherwise be read after the grow.

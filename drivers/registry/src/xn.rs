@@ -73,15 +73,16 @@ fn locator_area(disk: &dyn BlockDevice) -> (u64, u64) {
 }
 
 /// What a format of `disk` (idle: nobody holds it, large enough for a table) would
-/// write over ([`rexo_xn::format_hazard`]), from its sector 0, the locator's sectors and
-/// the table's.
-fn format_hazard(disk: &mut dyn BlockDevice) -> Result<Option<XnError>, DeviceError> {
+/// write over ([`rexo_xn::format_hazard`]), from its sector 0, the locator's sectors (as
+/// read: `locator`) and the table's.
+fn format_hazard(
+    disk: &mut dyn BlockDevice,
+    locator: &[u8],
+) -> Result<Option<XnError>, DeviceError> {
     let first_sector = read_sectors(disk, 0, 1)?;
-    let (start, count) = locator_area(disk);
-    let locator = read_sectors(disk, start, count)?;
     let (sectors, size) = geometry(&disk.info());
     let area = read_area(disk, sectors, size)?;
-    Ok(rexo_xn::format_hazard(&first_sector, &locator, &area))
+    Ok(rexo_xn::format_hazard(&first_sector, locator, &area))
 }
 
 /// The sectors both copies of a table made for a disk of `sectors` sectors of `size`
@@ -195,7 +196,8 @@ fn write_locator(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), Device
     write_copy(disk, start, table.locator())
 }
 
-/// `written`, the result of writing the table (or its locator) to the disk of `state`;
+/// `written`, the result of writing the table, its locator or the zeros under its
+/// copies to the disk of `state`;
 /// when it failed, the protection becomes [`Protection::Unknown`]: part of the new
 /// table, or all of it unflushed, may be on the disk, so what the disk holds is read
 /// again before the next use, and the table checked is the one found after a reboot.
@@ -338,19 +340,36 @@ impl Registry {
                 let disk = disk_of(&mut state.device)?;
                 let (sectors, size) = geometry(&disk.info());
                 let table = Table::format(sectors, size).map_err(refuse)?;
-                if !force && let Some(hazard) = format_hazard(disk).map_err(ApiError::Device)? {
+                let (start, count) = locator_area(disk);
+                let locator = read_sectors(disk, start, count).map_err(ApiError::Device)?;
+                if !force
+                    && let Some(hazard) = format_hazard(disk, &locator).map_err(ApiError::Device)?
+                {
                     return Err(refuse(hazard));
                 }
-                // Both copies' sectors are zeroed first: a sound older table there (a
-                // disk shrunk back to an earlier size) would otherwise be taken after a
-                // crash before the new table is written, or win over it by generation.
-                // Then the locator: a crash before the table leaves a locator naming
-                // this disk and no table, a damaged disk that a format mends, never a
-                // raw one.
-                let written = clear_table_area(disk, sectors, size);
-                unless_torn(&mut state, written)?;
-                let written = write_locator(disk_of(&mut state.device)?, &table);
-                unless_torn(&mut state, written)?;
+                // Both copies' sectors are zeroed (a sound older table there, of a disk
+                // shrunk back to an earlier size, would otherwise be taken after a crash
+                // before the new table is written, or win over it by generation) and the
+                // locator written, in the order that leaves a damaged disk after a crash
+                // at any point, never a raw one nor an older table: a disk with a locator
+                // keeps it while its end is zeroed (it names a larger disk, or this one
+                // with no table at its end); one without gets its locator first (no
+                // sound table can be at its end: the disk would not be raw or damaged).
+                let has_locator = rexo_xn::read_locator(&locator) != Ok(None);
+                let zeroing_first = if has_locator {
+                    [true, false]
+                } else {
+                    [false, true]
+                };
+                for zeroing in zeroing_first {
+                    let disk = disk_of(&mut state.device)?;
+                    let written = if zeroing {
+                        clear_table_area(disk, sectors, size)
+                    } else {
+                        write_locator(disk, &table)
+                    };
+                    unless_torn(&mut state, written)?;
+                }
                 table
             }
             (Protection::Table(_), Some(ExtentOp::Format { .. })) => {
