@@ -144,8 +144,8 @@ pub enum XnError {
     /// end's copies would lie over the old table's, which must stay whole until the
     /// locator names the new size.
     GrowthTooSmall(u64),
-    /// A format would write over something else on the disk (what): it is refused
-    /// unless forced.
+    /// A format or a grow would write over something else on the disk (what): it is
+    /// refused unless forced.
     InUse(&'static str),
 }
 
@@ -183,7 +183,7 @@ impl fmt::Display for XnError {
                 "the disk grew by less than the extent table's {sectors} sectors: grow it further"
             ),
             Self::InUse(what) => {
-                write!(f, "not formatted: {what} (a forced format writes over it)")
+                write!(f, "refused: {what} (forced, the table is written over it)")
             }
         }
     }
@@ -513,7 +513,7 @@ impl Table {
                 disk: sectors,
             });
         }
-        let (_, area) = table_area(sectors, self.sector_size);
+        let area = self.table_sectors();
         if sectors - self.sectors < area {
             return Err(XnError::GrowthTooSmall(area));
         }
