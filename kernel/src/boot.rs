@@ -76,9 +76,10 @@ pub fn keep_cmdline(cmdline: &str) -> Result<&'static str, BootError> {
 
 /// The loader's memory map, normalised: sorted, merged, overlaps resolved in favour of
 /// the stricter kind (reserved ranges inside RAM stay reserved), cut at the CPU's
-/// physical address width of `phys_bits` or 128 TiB, the identity map's reach.
+/// physical address width of `phys_bits` (taken as at least 36: 64 GiB) or the identity
+/// map's reach.
 pub fn memory_map(boot: &BootInfo<'_>, phys_bits: u8) -> Result<MemoryMap, BootError> {
-    let limit = 1 << phys_bits.clamp(36, 47);
+    let limit = 1 << phys_bits.clamp(36, crate::arch::paging::IDENTITY_MAP_BITS);
     let mut map = MemoryMap::below(limit);
     for raw in boot.memory_map() {
         let kind = match raw.kind {

@@ -83,6 +83,8 @@ static ROOT: AtomicU64 = AtomicU64::new(0);
 static MAPPED_TOP: AtomicU64 = AtomicU64::new(GIB4);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 static PHYS_LIMIT: AtomicU64 = AtomicU64::new(1 << 36);
+/// Address bits the identity map reaches: the lower half of 4-level paging (128 TiB).
+pub const IDENTITY_MAP_BITS: u8 = 47;
 
 /// One page-table page, viewed through the identity map.
 fn table(phys: u64) -> &'static mut [u64; 512] {
