@@ -385,17 +385,10 @@ impl Outgoing<'_> {
 }
 
 /// A connection handle; stale once the connection is released.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConnId {
     index: u32,
     generation: u32,
-}
-
-impl ConnId {
-    /// The key of what is left of its connection once it left the table.
-    fn key(self) -> (u32, u32) {
-        (self.index, self.generation)
-    }
 }
 
 /// A connection whose SYN arrived and whose SYN-ACK is unanswered.
@@ -508,7 +501,7 @@ pub struct Endpoint {
     /// The handles whose connection left the table and its slot (by index and
     /// generation): a new connection in the slot has another generation, so a stale
     /// handle reaches only this.
-    gone: BTreeMap<(u32, u32), Gone>,
+    gone: BTreeMap<ConnId, Gone>,
     time_wait: BTreeMap<Tuple, TimeWait>,
     /// RSTs and ACKs owed to segments without a connection, bounded, each with where
     /// it goes back to when that is its segment's own link-layer source.
@@ -607,8 +600,8 @@ impl Endpoint {
     }
 
     /// How many connections hold a slot: accepted or waiting, and those that left the
-    /// table (the peer reset or closed them) while their bytes wait for the app to read
-    /// them. [`Config::max_connections`] bounds it.
+    /// table (reset, timed out or closed by the peer) while their bytes wait for the app
+    /// to read them. [`Config::max_connections`] bounds it.
     pub fn connections(&self) -> usize {
         self.slots.len() - self.free.len()
     }
@@ -650,7 +643,7 @@ impl Endpoint {
 
     /// What is left of `id`'s connection if it left the table.
     fn gone_of(&self, id: ConnId) -> Option<&Gone> {
-        self.gone.get(&id.key())
+        self.gone.get(&id)
     }
 
     /// `open` of `id`'s connection, or `gone` of what is left of it.
@@ -702,7 +695,7 @@ impl Endpoint {
             Some(conn) if slot.generation == id.generation && !conn.released => {
                 conn.send(piece, config)
             }
-            _ => match self.gone.get(&id.key()) {
+            _ => match self.gone.get(&id) {
                 Some(gone) => Err(gone.send_error()),
                 None => Err(Error::BadId),
             },
@@ -755,7 +748,7 @@ impl Endpoint {
         let conn = match self.conn_mut(id) {
             Ok(conn) => conn,
             Err(error) => {
-                return match self.gone.remove(&id.key()) {
+                return match self.gone.remove(&id) {
                     Some(_) => Ok(()),
                     None => Err(error),
                 };
@@ -763,9 +756,10 @@ impl Endpoint {
         };
         last(conn);
         conn.released = true;
-        let tuple = conn.tuple;
+        let (tuple, closed) = (conn.tuple, conn.state == State::Closed);
         let index = id.index as usize;
-        if self.by_tuple.get(&tuple) != Some(&index) {
+        // A connection not closed is in the table: no search on a close.
+        if closed && self.by_tuple.get(&tuple) != Some(&index) {
             self.free_slot(index);
         }
         Ok(())
@@ -796,7 +790,11 @@ impl Endpoint {
             mss: conn.mss(),
             error: conn.error,
         };
-        self.gone.insert((index as u32, slot.generation), gone);
+        let id = ConnId {
+            index: index as u32,
+            generation: slot.generation,
+        };
+        self.gone.insert(id, gone);
         self.free_slot(index);
     }
 
