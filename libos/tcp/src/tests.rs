@@ -2147,8 +2147,8 @@ fn durations_of_u64_max_mean_never() {
     assert!(view(&poll(&mut ep, now)[0]).has(FIN));
     peer.ack = peer.ack.plus(1);
     peer.send(&mut ep, now, b"");
+    poll(&mut ep, now);
     assert_eq!(ep.connections(), 1, "in FIN-WAIT-2 until the end of time");
-    peer.send(&mut ep, now, b"");
     ep.input(now, &peer.segment(ACK | FIN, b""));
     peer.seq = peer.seq.plus(1);
     poll(&mut ep, now);
