@@ -253,14 +253,21 @@ pub struct MsiX {
 const MSIX_BYTES: u32 = 12;
 
 impl MsiX {
-    /// Decodes the MSI-X capability at `offset` from its three registers, checking that
-    /// the table (16 bytes per entry) and the pending bits lie inside memory BARs of
-    /// `bars`: either outside, or a capability that runs past the 256 bytes of PCI
-    /// configuration space, is [`PciError::BadCapability`].
-    pub fn decode(offset: u16, words: [u32; 3], bars: &[BarSlot; 6]) -> Result<Self, PciError> {
+    /// Decodes the MSI-X capability at `offset` from its three registers (`read(at)`
+    /// reads the one at `offset + at`), checking that the table (16 bytes per entry) and
+    /// the pending bits lie inside memory BARs of `bars`: either outside, or a capability
+    /// that runs past the 256 bytes of PCI configuration space (its registers then not
+    /// read: they would be extended space, or no register at all), is
+    /// [`PciError::BadCapability`].
+    pub fn decode(
+        offset: u16,
+        read: impl Fn(u16) -> Result<u32, PciError>,
+        bars: &[BarSlot; 6],
+    ) -> Result<Self, PciError> {
         if u32::from(offset) + MSIX_BYTES > 0x100 {
             return Err(PciError::BadCapability(offset));
         }
+        let words = [read(0)?, read(4)?, read(8)?];
         let control = (words[0] >> 16) as u16;
         let table_size = (control & 0x7FF) + 1;
         let msix = Self {
@@ -323,10 +330,7 @@ impl Capabilities {
                 match cap.id {
                     ID_PCIE => caps.pcie = true,
                     ID_MSI => caps.msi = Some(Msi::decode(cap.offset, read(0)?)?),
-                    ID_MSIX => {
-                        let words = [read(0)?, read(4)?, read(8)?];
-                        caps.msix = Some(MsiX::decode(cap.offset, words, bars)?);
-                    }
+                    ID_MSIX => caps.msix = Some(MsiX::decode(cap.offset, read, bars)?),
                     _ => {}
                 }
                 Ok(())

@@ -166,7 +166,7 @@ impl ConfigSpace for BridgesEverywhere {
 fn a_segment_of_nothing_but_unnumbered_bridges_is_counted() {
     let report = enumerate(&mut BridgesEverywhere, 0, 0..=255, |_, _| {}).unwrap();
     assert_eq!(report.functions, 65_536);
-    assert_eq!(u64::from(report.unnumbered_bridges), 65_536);
+    assert_eq!(report.unnumbered_bridges, 65_536);
     assert_eq!(report.buses_scanned, 256);
 }
 
@@ -306,6 +306,28 @@ fn an_msix_capability_running_past_256_bytes_is_an_error() {
         (caps.msix, caps.error),
         (None, Some(PciError::BadCapability(0xF8)))
     );
+    // Through the legacy ports, which reach only 256 bytes, the same capability is the
+    // same error: its registers past 0xFF are not read.
+    let h = header(&sim, a);
+    let bars = probe_bars(&mut sim, &h).unwrap();
+    let caps = Capabilities::read(&PortsOnly(sim), &h, &bars);
+    assert_eq!(caps.error, Some(PciError::BadCapability(0xF8)));
+}
+
+/// [`Sim`] through the legacy configuration ports: 256 bytes a function.
+struct PortsOnly(Sim);
+
+impl ConfigSpace for PortsOnly {
+    fn read32(&self, a: Address, offset: u16) -> Result<u32, PciError> {
+        if offset >= 0x100 {
+            return Err(PciError::BadOffset(offset));
+        }
+        self.0.read32(a, offset)
+    }
+
+    fn write32(&mut self, a: Address, offset: u16, value: u32) -> Result<(), PciError> {
+        self.0.write32(a, offset, value)
+    }
 }
 
 /// A function with only an MSI capability at 0x50 whose control word is `control`.
