@@ -1130,8 +1130,13 @@ mod tests {
     const HOST_RX_BUFFERS: u16 = 4;
 
     /// A started interface of one pair ([`HOST_RX_BUFFERS`] receive and 2 transmit
-    /// buffers) on a modern device played by the test, and the device.
-    fn net_on_host() -> (VirtioNet, crate::transport::HostDevice) {
+    /// buffers) on a modern device played by the test, the device, and the platform
+    /// the pair's memory and the clock come from.
+    fn net_on_host() -> (
+        VirtioNet,
+        crate::transport::HostDevice,
+        &'static rexo_devio::host::HostPlatform,
+    ) {
         let platform = rexo_devio::host::HostPlatform::leaked();
         let (device, transport) = crate::transport::HostDevice::modern(2 * HOST_RX_BUFFERS);
         let features = transport.negotiate(platform, 0, 0).unwrap();
@@ -1148,7 +1153,8 @@ mod tests {
                 checksum_offload: false,
             },
             tcp_segmentation: None,
-            pairs: vec![Arc::new(spin::Mutex::new(unposted_pair(
+            pairs: vec![Arc::new(spin::Mutex::new(unposted_pair_from(
+                platform,
                 HOST_RX_BUFFERS,
                 2,
             )))],
@@ -1159,7 +1165,7 @@ mod tests {
             returned_at_reset: 0,
         };
         net.start(None).unwrap();
-        (net, device)
+        (net, device, platform)
     }
 
     /// Plays a device whose used index on `net`'s receive queue runs past the ring.
@@ -1199,7 +1205,7 @@ mod tests {
         use crate::transport::{
             STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
         };
-        let (mut net, device) = net_on_host();
+        let (mut net, device, _) = net_on_host();
         let running = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK;
         assert_eq!(device.status(), running);
         // A frame in flight on transmit, taken by the device and never returned.
@@ -1250,7 +1256,7 @@ mod tests {
     /// reset used to drop them).
     #[test]
     fn frames_delivered_before_a_used_ring_breaks_are_counted() {
-        let (mut net, _device) = net_on_host();
+        let (mut net, _device, _) = net_on_host();
         let mut device_side = crate::queue::DeviceSide::default();
         {
             let mut pair = net.pairs[0].lock();
@@ -1278,7 +1284,7 @@ mod tests {
 
     #[test]
     fn a_device_broken_again_after_three_resets_in_a_row_is_given_up() {
-        let (mut net, device) = net_on_host();
+        let (mut net, device, _) = net_on_host();
         for reset in 1..=crate::recovery::RESETS_IN_A_ROW {
             overrun_the_receive_ring(&net);
             assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(0), "reset {reset}");
@@ -1295,7 +1301,7 @@ mod tests {
     /// to rings being renewed (rung before DRIVER_OK, then overwritten by the start).
     #[test]
     fn a_pairs_own_handle_waits_out_a_reset_and_fails_once_the_device_is_given_up() {
-        let (mut net, _device) = net_on_host();
+        let (mut net, _device, _) = net_on_host();
         let mut handle = net.split_queues().unwrap().pop().unwrap();
         let send = |handle: &mut Box<dyn NetDevice>| {
             handle.send_segments(0, &[60], false, &mut |parts| {
@@ -1332,7 +1338,7 @@ mod tests {
 
     #[test]
     fn a_frame_the_device_returns_starts_the_count_of_resets_again() {
-        let (mut net, device) = net_on_host();
+        let (mut net, device, _) = net_on_host();
         for _ in 0..crate::recovery::RESETS_IN_A_ROW {
             overrun_the_receive_ring(&net);
             assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(0));
@@ -1373,11 +1379,7 @@ mod tests {
     #[test]
     fn a_device_that_does_not_reset_keeps_its_memory_and_one_that_resets_gives_it_back() {
         for (stuck, live_after) in [(true, 6), (false, 0)] {
-            let (mut net, _device) = net_on_host();
-            let platform = rexo_devio::host::HostPlatform::leaked();
-            net.pairs = vec![Arc::new(spin::Mutex::new(unposted_pair_from(
-                platform, 2, 1,
-            )))];
+            let (mut net, _device, platform) = net_on_host();
             net.control = Some(control_queue_on_host(platform, 4));
             if stuck {
                 net.transport = Transport::never_resetting();
@@ -1394,7 +1396,7 @@ mod tests {
 
     #[test]
     fn a_control_queue_too_small_for_the_command_is_refused_untouched() {
-        let (mut net, _device) = net_on_host();
+        let (mut net, _device, _) = net_on_host();
         // A device whose control queue has 2 entries: the command's third descriptor
         // would lie past the table, over the available ring.
         net.control = Some(control_queue_on_host(
@@ -1417,9 +1419,7 @@ mod tests {
 
     #[test]
     fn a_pairs_answer_that_comes_while_the_core_is_away_past_the_deadline_is_taken() {
-        let (mut net, _device) = net_on_host();
-        let platform = rexo_devio::host::HostPlatform::leaked();
-        net.platform = platform;
+        let (mut net, _device, platform) = net_on_host();
         let (queue, buffer) = control_queue_on_host(platform, 4);
         let used_ring = queue.used_ring_writer(platform);
         let command = platform.device_view(&buffer);
