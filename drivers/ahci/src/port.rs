@@ -10,8 +10,7 @@ use alloc::vec::Vec;
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 use rexo_ata::command::{self, Command, Direction, Protocol, STATUS_BSY, STATUS_DRQ};
 use rexo_ata::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
-use rexo_ata::wait;
-use rexo_devio::{Dma, Mmio, Platform, barrier};
+use rexo_devio::{Dma, Mmio, Platform, barrier, pause};
 
 use crate::fis::{FIS_BYTES, register_h2d};
 use crate::{CAP_S64A, CAP_SNCQ, Wake};
@@ -425,7 +424,7 @@ impl AhciDisk {
     fn comreset(&mut self) -> Result<(), DeviceError> {
         let control = self.registers.read32(PX_SCTL) & !DET_MASK;
         self.registers.write32(PX_SCTL, control | DET_COMRESET);
-        wait::pause(self.platform, COMRESET_HOLD_NS);
+        pause(self.platform, COMRESET_HOLD_NS);
         self.registers.write32(PX_SCTL, control);
         rexo_devio::wait_until(
             self.platform,

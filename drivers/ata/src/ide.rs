@@ -7,13 +7,12 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
-use rexo_devio::{Dma, LineWake, Platform, PortWindow, barrier};
+use rexo_devio::{Dma, LineWake, Platform, PortWindow, barrier, pause};
 
 use crate::command::{
     self, Command, Direction, Protocol, STATUS_BSY, STATUS_DF, STATUS_DRQ, STATUS_ERR,
 };
 use crate::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
-use crate::wait;
 
 /// Command block: the 16-bit data port.
 const REG_DATA: u16 = 0;
@@ -290,9 +289,9 @@ impl Channel {
         self.settle();
         self.control
             .write8(REG_CONTROL, CONTROL_SRST | self.control_value());
-        wait::pause(self.platform, RESET_HOLD_NS);
+        pause(self.platform, RESET_HOLD_NS);
         self.control.write8(REG_CONTROL, self.control_value());
-        wait::pause(self.platform, RESET_SETTLE_NS);
+        pause(self.platform, RESET_SETTLE_NS);
         rexo_devio::wait_until(
             self.platform,
             "the IDE channel's reset",

@@ -2,8 +2,8 @@
 //!
 //! The ATA command set both this driver and `rexo-ahci` speak lives here too:
 //! [`command`] (opcodes, status bits, task-file values, range checks) and [`identify`]
-//! (IDENTIFY DEVICE decoding), with the settling delays of [`wait`] (bounded waits are
-//! [`rexo_devio::wait_until`]).
+//! (IDENTIFY DEVICE decoding). Settling delays and bounded waits are
+//! [`rexo_devio::pause`] and [`rexo_devio::wait_until`].
 //!
 //! Each channel in compatibility mode is reset, its master and slave identified (ATAPI
 //! devices and empty positions skipped), and each ATA disk becomes its own block device
@@ -19,7 +19,6 @@ extern crate alloc;
 pub mod command;
 mod ide;
 pub mod identify;
-pub mod wait;
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;

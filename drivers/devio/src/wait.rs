@@ -1,12 +1,21 @@
 //! Bounded waits on the platform clock: every wait for a device ends, with
 //! [`DeviceError::Timeout`] when the device stays silent, and takes a device that
-//! answered by the deadline even when the core was away past it.
+//! answered by the deadline even when the core was away past it; and [`pause`], the
+//! settling delays the specs ask for.
 
 use crate::Platform;
 use rexo_api::DeviceError;
 
 /// Nanoseconds per millisecond.
 const NS_PER_MS: u64 = 1_000_000;
+
+/// Spins for at least `ns` nanoseconds (the short settling delays the specs ask for).
+pub fn pause(platform: &dyn Platform, ns: u64) {
+    let start = platform.now_ns();
+    while platform.now_ns().saturating_sub(start) < ns {
+        core::hint::spin_loop();
+    }
+}
 
 /// Polls `condition` until it holds or `timeout_ms` pass ([`DeviceError::Timeout`]
 /// naming `what`). See [`wait_until_or_fault`].

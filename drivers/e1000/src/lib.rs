@@ -148,10 +148,7 @@ fn reset(
     }
     regs.write32(CTRL, regs.read32(CTRL) | CTRL_RST);
     // The SDM asks for at least 1 us after setting RST before the next register access.
-    let start = platform.now_ns();
-    while platform.now_ns() - start < 2_000 {
-        core::hint::spin_loop();
-    }
+    rexo_devio::pause(platform, 2_000);
     rexo_devio::wait_until(platform, "device reset", RESET_TIMEOUT_MS, || {
         regs.read32(CTRL) & CTRL_RST == 0
     })

@@ -65,7 +65,7 @@ const TRANSFER_TIMEOUT_MS: u64 = 1_000;
 /// How long a port reset may take.
 const PORT_RESET_TIMEOUT_MS: u64 = 500;
 /// The reset recovery time before a device is addressed (USB 2.0 7.1.7.3: 10 ms).
-const PORT_RECOVERY_MS: u64 = 10;
+const PORT_RECOVERY_NS: u64 = 10_000_000;
 /// How often an idle poll reads USBSTS for a controller error.
 const HEALTH_CHECK_NS: u64 = 100_000_000;
 /// Extended capabilities looked at before the list is taken as broken.
@@ -220,14 +220,6 @@ struct Xhci {
     last_health_check: u64,
     /// Why the controller stopped, once it did.
     failed: Option<&'static str>,
-}
-
-/// Waits `ms` milliseconds.
-fn pause(platform: &dyn Platform, ms: u64) {
-    let start = platform.now_ns();
-    while platform.now_ns().saturating_sub(start) < ms * 1_000_000 {
-        core::hint::spin_loop();
-    }
 }
 
 /// Takes the controller from the firmware (xHCI 4.22.1): sets the OS Owned semaphore of
@@ -555,7 +547,7 @@ impl Xhci {
                     status,
                 });
             }
-            pause(self.platform, PORT_RECOVERY_MS);
+            rexo_devio::pause(self.platform, PORT_RECOVERY_NS);
         }
         let speed = ((status >> port::SPEED_SHIFT) & port::SPEED_MASK) as u8;
 
