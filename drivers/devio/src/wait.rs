@@ -1,7 +1,7 @@
 //! Bounded waits on the platform clock: every wait for a device ends, with
 //! [`DeviceError::Timeout`] when the device stays silent, and takes a device that
-//! answered by the deadline even when the core was away past it; and [`pause`], the
-//! settling delays the specs ask for.
+//! answered by the deadline even when the core was away past it ([`wait_for`] when
+//! the wait yields a value); and [`pause`], the settling delays the specs ask for.
 
 use crate::Platform;
 use rexo_api::DeviceError;
@@ -29,32 +29,45 @@ pub fn wait_until(
 }
 
 /// Polls `condition` until it holds, fails (its error, at once) or `timeout_ms` pass
-/// ([`DeviceError::Timeout`] naming `what`). The condition is looked at once more after
-/// the clock says the deadline passed: a core held up between its last look and the
-/// clock reading (an interrupt, a preempted vCPU) may come back long past the deadline,
-/// and a device that got there meanwhile must not count as one that never did (a
-/// timeout may decide that memory is never given back).
+/// ([`DeviceError::Timeout`] naming `what`). See [`wait_for`].
 pub fn wait_until_or_fault(
     platform: &dyn Platform,
     what: &'static str,
     timeout_ms: u64,
     mut condition: impl FnMut() -> Result<bool, DeviceError>,
 ) -> Result<(), DeviceError> {
+    wait_for(
+        platform,
+        what,
+        timeout_ms,
+        || Ok(condition()?.then_some(())),
+    )
+}
+
+/// Polls `poll` until it yields a value (returned), fails (its error, at once) or
+/// `timeout_ms` pass ([`DeviceError::Timeout`] naming `what`). The clock is read once
+/// before the first look, then after each look that yielded nothing. `poll` is looked
+/// at once more after the clock says the deadline passed: a core held up between its
+/// last look and the clock reading (an interrupt, a preempted vCPU) may come back long
+/// past the deadline, and a device that got there meanwhile must not count as one that
+/// never did (a timeout may decide that memory is never given back).
+pub fn wait_for<T>(
+    platform: &dyn Platform,
+    what: &'static str,
+    timeout_ms: u64,
+    mut poll: impl FnMut() -> Result<Option<T>, DeviceError>,
+) -> Result<T, DeviceError> {
     let start = platform.now_ns();
     loop {
-        if condition()? {
-            return Ok(());
+        if let Some(value) = poll()? {
+            return Ok(value);
         }
         if platform.now_ns().saturating_sub(start) > timeout_ms * NS_PER_MS {
             // The last look, past the deadline.
-            return if condition()? {
-                Ok(())
-            } else {
-                Err(DeviceError::Timeout {
-                    what,
-                    ms: timeout_ms,
-                })
-            };
+            return poll()?.ok_or(DeviceError::Timeout {
+                what,
+                ms: timeout_ms,
+            });
         }
         core::hint::spin_loop();
     }

@@ -768,23 +768,14 @@ impl Nvme {
         build: impl FnOnce(u16) -> Command,
     ) -> Result<u32, DeviceError> {
         let id = self.send_admin(build);
-        let start = self.platform.now_ns();
-        loop {
-            // The time first, then the answer: a core that was away past the deadline
-            // still takes an answer that came meanwhile.
-            let late = self.platform.now_ns().saturating_sub(start) > ADMIN_TIMEOUT_MS * 1_000_000;
-            if let Some(dw0) = self.admin_answer(what, id)? {
-                return Ok(dw0);
-            }
-            if late {
-                self.controller.check_fatal()?;
-                return Err(DeviceError::Timeout {
-                    what,
-                    ms: ADMIN_TIMEOUT_MS,
-                });
-            }
-            core::hint::spin_loop();
+        let platform = self.platform;
+        let answer = rexo_devio::wait_for(platform, what, ADMIN_TIMEOUT_MS, || {
+            self.admin_answer(what, id)
+        });
+        if let Err(DeviceError::Timeout { .. }) = answer {
+            self.controller.check_fatal()?;
         }
+        answer
     }
 
     /// Queues one admin command (built from its identifier) and rings it in: its
@@ -1573,8 +1564,9 @@ mod tests {
         let id = disk.next_admin_id;
         let readings = std::sync::atomic::AtomicU32::new(0);
         platform.on_clock_reading(move || {
-            // At the first reading in the wait the core comes back from far away, and
-            // the controller answered meanwhile (the first entry, phase 1).
+            // At the second reading in the wait (the first after a look) the core comes
+            // back from far away, and the controller answered meanwhile (the first
+            // entry, phase 1).
             if readings.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 1 {
                 platform.advance_clock(ADMIN_TIMEOUT_MS * 2_000_000);
                 completions.write32(12, u32::from(id) | spec::CQ_PHASE);
