@@ -241,6 +241,14 @@ impl Channel {
         }
     }
 
+    /// Selects `drive` in the device register and waits for its status to be valid
+    /// ([`Self::settle`]).
+    fn write_select(&self, drive: u8) {
+        self.command
+            .write8(REG_DEVICE, DEVICE_OBSOLETE | drive_bit(drive));
+        self.settle();
+    }
+
     /// Takes the channel for one command; false when the other drive has one in flight.
     fn claim(&self) -> bool {
         self.busy
@@ -284,9 +292,7 @@ impl Channel {
     /// busy with it (the select ignored, the master found "empty").
     fn reset(&self) -> Result<(), DeviceError> {
         self.selected.store(NOBODY, Ordering::Relaxed);
-        self.command
-            .write8(REG_DEVICE, DEVICE_OBSOLETE | drive_bit(0));
-        self.settle();
+        self.write_select(0);
         self.control
             .write8(REG_CONTROL, CONTROL_SRST | self.control_value());
         pause(self.platform, RESET_HOLD_NS);
@@ -303,9 +309,7 @@ impl Channel {
     /// Selects `drive` and waits until it can take a command (neither BSY nor DRQ).
     fn select(&self, drive: u8) -> Result<(), DeviceError> {
         if self.selected.swap(drive, Ordering::Relaxed) != drive {
-            self.command
-                .write8(REG_DEVICE, DEVICE_OBSOLETE | drive_bit(drive));
-            self.settle();
+            self.write_select(drive);
         }
         let result = rexo_devio::wait_until(
             self.platform,
@@ -388,10 +392,8 @@ impl Channel {
     /// file of both drives and wipe the signatures.
     fn maybe_ata(&self, drive: u8) -> bool {
         let name = self.drive_name(drive);
-        self.command
-            .write8(REG_DEVICE, DEVICE_OBSOLETE | drive_bit(drive));
         self.selected.store(drive, Ordering::Relaxed);
-        self.settle();
+        self.write_select(drive);
         let signature = (
             self.command.read8(REG_LBA_MID),
             self.command.read8(REG_LBA_HIGH),
@@ -462,20 +464,19 @@ impl Channel {
     }
 
     /// Stops the bus master ([`Self::stop_dma`]) after a command of `drive` that did
-    /// not end cleanly (an error, a hang, a transfer the bus master did not end, a
-    /// release) and waits for it to read back inactive ([`Self::dma_stopped`]); its
-    /// timeout is logged.
+    /// not end cleanly (an error, a hang, a release) and confirms the stop
+    /// ([`Self::confirm_dma_stopped`]).
     fn stop_dma_confirmed(&self, drive: u8) -> Result<(), DeviceError> {
         self.stop_dma(None);
-        self.dma_stopped()
-            .inspect_err(|error| log::warn!("ata: {}: {error}", self.drive_name(drive)))
+        self.confirm_dma_stopped(drive)
     }
 
     /// Waits (at most [`DMA_STOP_TIMEOUT_MS`]) for the bus master, just stopped
-    /// ([`Self::stop_dma`]), to read back inactive (Active clear); a timeout if it
-    /// stays Active: it may still move data to or from the memory its PRD table named.
-    /// Nothing to wait for on a channel without a bus master.
-    fn dma_stopped(&self) -> Result<(), DeviceError> {
+    /// ([`Self::stop_dma`]) after a command of `drive`, to read back inactive (Active
+    /// clear); a timeout (logged) if it stays Active: it may still move data to or from
+    /// the memory its PRD table named. Nothing to wait for on a channel without a bus
+    /// master.
+    fn confirm_dma_stopped(&self, drive: u8) -> Result<(), DeviceError> {
         let Some(bm) = &self.bus_master else {
             return Ok(());
         };
@@ -485,6 +486,7 @@ impl Channel {
             DMA_STOP_TIMEOUT_MS,
             || self.bm_read8(bm, BM_STATUS) & BM_STATUS_ACTIVE == 0,
         )
+        .inspect_err(|error| log::warn!("ata: {}: {error}", self.drive_name(drive)))
     }
 }
 
@@ -779,9 +781,9 @@ impl IdeDisk {
                 Operation::Transfer(_) if !pio && idle => {
                     let outcome = channel.finish_dma();
                     // A transfer the bus master did not end (Active when the drain
-                    // expired, or Error): it is stopped, and may not obey.
+                    // expired, or Error): finish_dma stopped it, and it may not obey.
                     self.dma_left_active =
-                        outcome.is_err() && channel.stop_dma_confirmed(self.drive).is_err();
+                        outcome.is_err() && channel.confirm_dma_stopped(self.drive).is_err();
                     channel.command.read8(REG_STATUS);
                     return Some(outcome);
                 }

@@ -45,7 +45,9 @@ pub const SECTOR_BYTES: u32 = 512;
 pub struct Identity {
     /// The model string, trimmed.
     pub model: String,
-    /// Addressable sectors.
+    /// The sectors the disk claims (words 100..=103 with the 48-bit commands, else
+    /// 60..=61); the drivers cut it to those the commands can address
+    /// ([`crate::command::addressable_sectors`]).
     pub sectors: u64,
     /// Whether the 48-bit commands (the EXT forms) are supported.
     pub lba48: bool,
