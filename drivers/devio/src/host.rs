@@ -362,7 +362,9 @@ impl HostPlatform {
 }
 
 // SAFETY: on the host the "physical" address is the heap address; each allocation is
-// fresh, zeroed and page-aligned, used only by the `Dma` that owns it.
+// fresh, zeroed and page-aligned, used by the `Dma` that owns it and, once a test asks
+// for it, by the device's view of it (`device_view`), which plays the device as DMA
+// does; `dma_free` keeps viewed allocations, so a view never outlives its memory.
 unsafe impl Platform for HostPlatform {
     fn dma_allocate(&self, bytes: usize) -> Option<u64> {
         let base = zeroed_pages(bytes)?;
