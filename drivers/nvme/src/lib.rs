@@ -1560,7 +1560,7 @@ mod tests {
     #[test]
     fn an_admin_answer_that_came_while_the_core_was_away_past_the_deadline_is_taken() {
         let (mut disk, platform) = ready_disk(1);
-        let completions = platform.device_view(disk.admin.completion_memory());
+        let completions = platform.device_view(disk.admin.memory_mut()[1]);
         let id = disk.next_admin_id;
         let readings = std::sync::atomic::AtomicU32::new(0);
         platform.on_clock_reading(move || {

@@ -177,14 +177,6 @@ pub(crate) struct ControllerSide {
 }
 
 #[cfg(test)]
-impl QueuePair {
-    /// The completion queue's memory, for a test playing the controller from a hook.
-    pub(crate) fn completion_memory(&self) -> &Dma {
-        &self.completion
-    }
-}
-
-#[cfg(test)]
 impl ControllerSide {
     /// The next command the driver rang in on `pair`, if any.
     pub(crate) fn take_command(&mut self, pair: &QueuePair) -> Option<Command> {
