@@ -788,8 +788,11 @@ impl Xhci {
         Ok(())
     }
 
-    /// Handles every event written since the last poll; with none, looks at USBSTS now
-    /// and then.
+    /// Handles every event written since the last poll (a fault ends the batch and is
+    /// returned); then, even with no events, restarts any keyboard report endpoint
+    /// that halted (one that cannot be restarted fails the controller); only when it
+    /// handled no event and found nothing halted, reads USBSTS, at most once per
+    /// [`HEALTH_CHECK_NS`].
     fn poll(&mut self) -> Result<(), DeviceError> {
         let mut handled = false;
         let mut result = Ok(());
@@ -1312,11 +1315,12 @@ mod tests {
 
     #[test]
     fn an_endpoint_halted_in_a_batch_that_ends_in_a_fault_is_restarted_by_the_next_poll() {
-        let (mut xhci, _) = controller(4);
-        let mut device = device_on(&xhci, 1, 1);
-        device.keyboard = Some(keyboard(HostPlatform::leaked()));
-        let stalled = report_event(device.keyboard.as_ref().unwrap(), 0, completion::STALL);
-        xhci.devices.push(device);
+        let (mut xhci, _) = controller_with_a_keyboard();
+        let stalled = report_event(
+            xhci.devices[0].keyboard.as_ref().unwrap(),
+            0,
+            completion::STALL,
+        );
         // The report stalls, and a Transfer Event for a slot without a device follows.
         xhci.events.post(0, stalled);
         let stray = Trb {
