@@ -99,6 +99,15 @@ const PRD_TABLE_BYTES: usize = 4096;
 /// Active together with Start: anything but a read or two means it did not stop).
 const DMA_STOP_TIMEOUT_MS: u64 = 10;
 
+/// Every call's answer on a channel whose bus master did not confirm a stop
+/// ([`Channel::confirm_dma_stopped`]), from either drive: it may still move data through
+/// the last PRD table it was given, into or out of a drive's DMA memory, so the channel
+/// takes no more commands and that memory is never given back.
+const BUS_MASTER_NOT_STOPPED: DeviceError = DeviceError::Failed(
+    "ata: the channel's bus master did not stop (Active still set after Start was \
+     cleared; its DMA memory is kept, the channel takes no more commands)",
+);
+
 /// Whether `[phys, phys + len)` lies below 4 GiB, where the bus master reaches (the PRD
 /// table register and the PRD entries hold 32-bit addresses).
 fn below_4gib(phys: u64, len: usize) -> bool {
@@ -190,6 +199,9 @@ pub struct Channel {
     bus_master: Option<PortWindow>,
     /// A drive has a command in flight.
     busy: AtomicBool,
+    /// The bus master did not confirm a stop: the channel is failed for good
+    /// ([`BUS_MASTER_NOT_STOPPED`]).
+    bus_master_not_stopped: AtomicBool,
     /// The drive last selected (saves the selection delay when it does not change).
     selected: AtomicU8,
     /// The channel's ISA IRQ (14 or 15) as a wake-up, or why there is none.
@@ -217,6 +229,7 @@ impl Channel {
             control,
             bus_master,
             busy: AtomicBool::new(false),
+            bus_master_not_stopped: AtomicBool::new(false),
             selected: AtomicU8::new(NOBODY),
             line,
             interrupts: AtomicBool::new(false),
@@ -247,6 +260,16 @@ impl Channel {
         self.command
             .write8(REG_DEVICE, DEVICE_OBSOLETE | drive_bit(drive));
         self.settle();
+    }
+
+    /// [`BUS_MASTER_NOT_STOPPED`] once the bus master did not confirm a stop, for every
+    /// call of either drive.
+    fn usable(&self) -> Result<(), DeviceError> {
+        if self.bus_master_not_stopped.load(Ordering::Acquire) {
+            Err(BUS_MASTER_NOT_STOPPED)
+        } else {
+            Ok(())
+        }
     }
 
     /// Takes the channel for one command; false when the other drive has one in flight.
@@ -466,27 +489,36 @@ impl Channel {
     /// Stops the bus master ([`Self::stop_dma`]) after a command of `drive` that did
     /// not end cleanly (an error, a hang, a release) and confirms the stop
     /// ([`Self::confirm_dma_stopped`]).
-    fn stop_dma_confirmed(&self, drive: u8) -> Result<(), DeviceError> {
+    fn stop_dma_confirmed(&self, drive: u8) {
         self.stop_dma(None);
-        self.confirm_dma_stopped(drive)
+        self.confirm_dma_stopped(drive);
     }
 
     /// Waits (at most [`DMA_STOP_TIMEOUT_MS`]) for the bus master, just stopped
     /// ([`Self::stop_dma`]) after a command of `drive`, to read back inactive (Active
-    /// clear); a timeout (logged) if it stays Active: it may still move data to or from
-    /// the memory its PRD table named. Nothing to wait for on a channel without a bus
-    /// master.
-    fn confirm_dma_stopped(&self, drive: u8) -> Result<(), DeviceError> {
+    /// clear). If it stays Active it may still move data to or from the memory its PRD
+    /// table named (either drive's: the table of the last DMA command on the channel),
+    /// so the channel fails for good (logged): both drives refuse every later call
+    /// ([`Self::usable`]) and keep their DMA memory ([`IdeDisk`]'s drop). Nothing to
+    /// wait for on a channel without a bus master.
+    fn confirm_dma_stopped(&self, drive: u8) {
         let Some(bm) = &self.bus_master else {
-            return Ok(());
+            return;
         };
-        rexo_devio::wait_until(
+        let stopped = rexo_devio::wait_until(
             self.platform,
             "the bus master's stop (Active clear)",
             DMA_STOP_TIMEOUT_MS,
             || self.bm_read8(bm, BM_STATUS) & BM_STATUS_ACTIVE == 0,
-        )
-        .inspect_err(|error| log::warn!("ata: {}: {error}", self.drive_name(drive)))
+        );
+        if let Err(error) = stopped {
+            self.bus_master_not_stopped.store(true, Ordering::Release);
+            log::error!(
+                "ata: {}: {error}: channel {} takes no more commands",
+                self.drive_name(drive),
+                self.number
+            );
+        }
     }
 }
 
@@ -585,10 +617,6 @@ pub struct IdeDisk {
     prd: Option<Dma>,
     /// The request in flight.
     request: Option<Request>,
-    /// A stop of this disk's DMA (a command that failed or hung, or a transfer the bus
-    /// master did not end) left the bus master Active: it may still move data to or
-    /// from the buffer and the PRD table.
-    dma_left_active: bool,
     /// The next request's tag.
     next_tag: Tag,
     /// The most sectors per request.
@@ -636,7 +664,6 @@ impl IdeDisk {
             buffer,
             prd,
             request: None,
-            dma_left_active: false,
             next_tag: 0,
             max_sectors,
             platform,
@@ -660,6 +687,7 @@ impl IdeDisk {
         if queue != 0 {
             return Err(DeviceError::NoSuchQueue(queue));
         }
+        self.channel.usable()?;
         if operation != Operation::Flush {
             command::check_range(lba, sectors, self.capacity(), self.max_sectors)?;
         }
@@ -735,7 +763,7 @@ impl IdeDisk {
             let status = channel.alt_status();
             if status & STATUS_BSY == 0 && status & (STATUS_ERR | STATUS_DF) != 0 {
                 let error = channel.command.read8(REG_ERROR);
-                self.dma_left_active = channel.stop_dma_confirmed(self.drive).is_err();
+                channel.stop_dma_confirmed(self.drive);
                 channel.command.read8(REG_STATUS);
                 return Some(Err(DeviceError::Status {
                     what: "the ATA command",
@@ -782,8 +810,9 @@ impl IdeDisk {
                     let outcome = channel.finish_dma();
                     // A transfer the bus master did not end (Active when the drain
                     // expired, or Error): finish_dma stopped it, and it may not obey.
-                    self.dma_left_active =
-                        outcome.is_err() && channel.confirm_dma_stopped(self.drive).is_err();
+                    if outcome.is_err() {
+                        channel.confirm_dma_stopped(self.drive);
+                    }
                     channel.command.read8(REG_STATUS);
                     return Some(outcome);
                 }
@@ -799,7 +828,7 @@ impl IdeDisk {
             }
             // The drive hung: stop the bus master and reset the channel so the next
             // command finds it idle.
-            self.dma_left_active = channel.stop_dma_confirmed(self.drive).is_err();
+            channel.stop_dma_confirmed(self.drive);
             if let Err(error) = channel.reset() {
                 log::warn!("ata: {}: {error}", channel.drive_name(self.drive));
             }
@@ -813,22 +842,15 @@ impl IdeDisk {
 
 impl Drop for IdeDisk {
     /// Stops a DMA still running into the buffers before they go back; a bus master
-    /// that still reads Active after the stop may go on moving data, so a DMA disk's
-    /// data buffer and PRD table are then kept for good. So they are when an earlier
-    /// stop of this disk's DMA left it Active and the other drive holds the channel now
-    /// (its bus master is then the other drive's to run, not looked at here); with the
-    /// channel free it is stopped and looked at again.
+    /// that still reads Active after the stop (this one or an earlier one on the
+    /// channel, of either drive: [`Channel::confirm_dma_stopped`]) may go on moving
+    /// data, so a DMA disk's data buffer and PRD table are then kept for good.
     fn drop(&mut self) {
-        let holds_channel =
-            self.request.take().is_some() || self.dma_left_active && self.channel.claim();
-        let may_run = if holds_channel {
-            let stopped = self.channel.stop_dma_confirmed(self.drive);
+        if self.request.take().is_some() {
+            self.channel.stop_dma_confirmed(self.drive);
             self.channel.release();
-            stopped.is_err()
-        } else {
-            self.dma_left_active
-        };
-        if may_run && self.prd.is_some() {
+        }
+        if self.channel.usable().is_err() && self.prd.is_some() {
             let name = self.channel.drive_name(self.drive);
             let memory = core::iter::once(&mut self.buffer).chain(&mut self.prd);
             rexo_devio::abandon_to_device(&format_args!("ata {name}"), memory);
@@ -844,6 +866,7 @@ impl BlockDevice for IdeDisk {
         if queue != 0 {
             return Err(DeviceError::NoSuchQueue(queue));
         }
+        self.channel.usable()?;
         match core {
             Some(core) => self.channel.arm(core),
             None => self
@@ -909,6 +932,11 @@ impl BlockDevice for IdeDisk {
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
         if queue != 0 {
             return Err(DeviceError::NoSuchQueue(queue));
+        }
+        if self.request.is_none() {
+            // A request in flight ends with its own outcome, even when its end is what
+            // fails the channel; from then on every poll says the channel failed.
+            self.channel.usable()?;
         }
         let Some(outcome) = self.progress() else {
             return Ok(0);
@@ -1156,8 +1184,7 @@ mod tests {
         // The host's heap lies above 4 GiB, where `new` refuses DMA: the test lends the
         // disk a PRD table anyway, and checks the 32 bits the bus master would get.
         assert_eq!(disk.protocol, Protocol::Pio);
-        disk.prd = Some(Dma::new(disk.platform, PRD_TABLE_BYTES).unwrap());
-        disk.protocol = Protocol::Dma;
+        lend_dma(&mut disk);
         let tag = disk
             .submit_write_checked(0, 0x0001_0000_0000, 3, &mut |data| {
                 data.fill(0x5A);
@@ -1198,6 +1225,99 @@ mod tests {
         assert_eq!(control.take_writes(), []);
     }
 
+    /// Lends `disk` a PRD table and makes it a DMA disk: the host's heap lies above
+    /// 4 GiB, where `new` refuses DMA (the bus master could not reach it).
+    fn lend_dma(disk: &mut IdeDisk) {
+        disk.prd = Some(Dma::new(disk.platform, PRD_TABLE_BYTES).unwrap());
+        disk.protocol = Protocol::Dma;
+    }
+
+    /// The slave beside `master` on its channel, with the same capacity, a DMA disk
+    /// ([`lend_dma`]).
+    fn dma_slave_of(master: &IdeDisk) -> IdeDisk {
+        let mut slave = IdeDisk::new(
+            Arc::clone(&master.channel),
+            1,
+            master.identity.clone(),
+            master.platform,
+        )
+        .unwrap();
+        lend_dma(&mut slave);
+        slave
+    }
+
+    /// How a DMA request ends with a bus master that will not stop.
+    #[derive(Clone, Copy, Debug)]
+    enum Unstopped {
+        /// The drive reports an error; the stop that follows leaves Active set.
+        DriveError,
+        /// The drive finishes, the bus master stays Active through the drain and the stop.
+        ActiveAfterTheDrain,
+        /// The disk is dropped with the request in flight; its stop leaves Active set.
+        DroppedInFlight,
+    }
+
+    /// Starts a DMA read on `disk` and ends it as `how` says, with the bus master
+    /// `bus_master` (of `disk`'s channel) reading Active from then on; `disk` is gone
+    /// after [`Unstopped::DroppedInFlight`].
+    fn end_with_the_bus_master_active(
+        mut disk: IdeDisk,
+        control: &FakePorts,
+        bus_master: &FakePorts,
+        how: Unstopped,
+    ) -> Option<IdeDisk> {
+        disk.submit_read(0, 8, 2).unwrap();
+        // Fake ports do not read back what is written: Active reads as answered,
+        // whatever the stop writes to Start.
+        bus_master.answer8(BM_STATUS, BM_STATUS_ACTIVE);
+        let drive_status = match how {
+            Unstopped::DriveError => STATUS_READY | STATUS_ERR,
+            Unstopped::ActiveAfterTheDrain => STATUS_READY,
+            Unstopped::DroppedInFlight => {
+                drop(disk);
+                return None;
+            }
+        };
+        control.answer8(REG_CONTROL, drive_status);
+        let mut outcomes = Vec::new();
+        let polled = disk.poll(0, &mut |_, result| outcomes.push(result.map(<[u8]>::len)));
+        assert_eq!(polled, Ok(1), "{how:?}");
+        assert!(
+            matches!(outcomes[..], [Err(DeviceError::Status { .. })]),
+            "{how:?}: the request ends with its own error: {outcomes:?}"
+        );
+        Some(disk)
+    }
+
+    /// Every call that would start or await a request on `disk`, refused with
+    /// [`BUS_MASTER_NOT_STOPPED`] without touching a register of `ports` or calling the
+    /// write's fill.
+    fn assert_refused(disk: &mut IdeDisk, ports: [&FakePorts; 3], case: &dyn core::fmt::Debug) {
+        for ports in ports {
+            ports.take_writes();
+        }
+        let refused = BUS_MASTER_NOT_STOPPED;
+        assert_eq!(disk.submit_read(0, 8, 2), Err(refused), "{case:?}");
+        let mut filled = false;
+        let write = disk.submit_write_checked(0, 8, 2, &mut |_| {
+            filled = true;
+            true
+        });
+        assert_eq!((write, filled), (Err(refused), false), "{case:?}");
+        assert_eq!(disk.submit_flush(0), Err(refused), "{case:?}");
+        let mut lent = 0;
+        assert_eq!(
+            disk.poll(0, &mut |_, _| lent += 1),
+            Err(refused),
+            "{case:?}"
+        );
+        assert_eq!(lent, 0, "{case:?}: nothing lent");
+        assert_eq!(disk.wake_on_completion(0, None), Err(refused), "{case:?}");
+        for ports in ports {
+            assert_eq!(ports.take_writes(), [], "{case:?}: no register written");
+        }
+    }
+
     #[test]
     fn a_dma_disk_whose_bus_master_stays_active_keeps_its_memory_and_one_that_stops_gives_it_back()
     {
@@ -1205,10 +1325,7 @@ mod tests {
             let platform = HostPlatform::leaked();
             let bus_master = FakePorts::new(16);
             let (mut disk, ..) = disk_on(platform, 0, 1 << 20, false, Some(&bus_master));
-            // The host's heap lies above 4 GiB, where `new` refuses DMA: the test lends
-            // the disk a PRD table anyway.
-            disk.prd = Some(Dma::new(disk.platform, PRD_TABLE_BYTES).unwrap());
-            disk.protocol = Protocol::Dma;
+            lend_dma(&mut disk);
             disk.submit_read(0, 8, 2).unwrap();
             // Fake ports do not read back what is written: Active reads as answered,
             // whatever the drop writes to Start.
@@ -1220,50 +1337,65 @@ mod tests {
     }
 
     #[test]
-    fn a_dma_request_ended_with_the_bus_master_still_active_keeps_the_disks_memory_at_its_drop() {
-        // How the request ends: the drive reports an error, or finishes while the bus
-        // master stays Active past the drain. Then who holds the channel at the drop, and
-        // whether the bus master reads Active then.
-        for drive_error in [true, false] {
-            for (other_drive_holds_it, active_at_drop, live_after) in
-                [(true, true, 2), (false, true, 2), (false, false, 0)]
-            {
-                let platform = HostPlatform::leaked();
-                let bus_master = FakePorts::new(16);
-                let (mut disk, _command, control, _) =
-                    disk_on(platform, 0, 1 << 20, false, Some(&bus_master));
-                // The host's heap lies above 4 GiB, where `new` refuses DMA: the test
-                // lends the disk a PRD table anyway.
-                disk.prd = Some(Dma::new(disk.platform, PRD_TABLE_BYTES).unwrap());
-                disk.protocol = Protocol::Dma;
-                disk.submit_read(0, 8, 2).unwrap();
-                let drive_status = if drive_error {
-                    STATUS_READY | STATUS_ERR
-                } else {
-                    STATUS_READY
-                };
-                control.answer8(REG_CONTROL, drive_status);
-                // Fake ports do not read back what is written: Active reads as answered,
-                // whatever the stop writes to Start.
-                bus_master.answer8(BM_STATUS, BM_STATUS_ACTIVE);
-                let mut outcomes = Vec::new();
-                disk.poll(0, &mut |_, result| outcomes.push(result.is_err()))
-                    .unwrap();
-                assert_eq!(outcomes, [true], "the request ended in an error");
-                bus_master.answer8(BM_STATUS, if active_at_drop { BM_STATUS_ACTIVE } else { 0 });
-                if other_drive_holds_it {
-                    assert!(disk.channel.claim());
-                }
-                bus_master.take_writes();
-                let channel = disk.channel.clone();
-                drop(disk);
-                let case = (drive_error, other_drive_holds_it, active_at_drop);
-                assert_eq!(platform.live(), live_after, "{case:?}");
-                if other_drive_holds_it {
-                    assert_eq!(bus_master.take_writes(), [], "the other drive's bus master");
-                    assert!(!channel.claim(), "still the other drive's");
-                }
+    fn a_dma_disk_whose_bus_master_does_not_stop_refuses_every_later_call_and_keeps_its_memory() {
+        for how in [Unstopped::DriveError, Unstopped::ActiveAfterTheDrain] {
+            let platform = HostPlatform::leaked();
+            let bus_master = FakePorts::new(16);
+            let (mut disk, command, control, _) =
+                disk_on(platform, 0, 1 << 20, false, Some(&bus_master));
+            lend_dma(&mut disk);
+            let mut disk =
+                end_with_the_bus_master_active(disk, &control, &bus_master, how).unwrap();
+            // The bus master may still write the buffer: nothing reuses it.
+            assert_refused(&mut disk, [&command, &control, &bus_master], &how);
+            // Reading inactive later proves nothing of a bus master that ignored a stop:
+            // the memory stays kept, the bus master untouched.
+            bus_master.answer8(BM_STATUS, 0);
+            drop(disk);
+            assert_eq!(platform.live(), 2, "{how:?}: the buffer and PRD table kept");
+            assert_eq!(bus_master.take_writes(), [], "{how:?}");
+        }
+    }
+
+    #[test]
+    fn a_bus_master_that_does_not_stop_fails_the_other_drive_of_its_channel_and_not_the_other_channel()
+     {
+        for how in [
+            Unstopped::DriveError,
+            Unstopped::ActiveAfterTheDrain,
+            Unstopped::DroppedInFlight,
+        ] {
+            let platform = HostPlatform::leaked();
+            // One bus master for both channels, as a PIIX has (channel 1's registers 8 up).
+            let bus_master = FakePorts::new(16);
+            let (mut master, command, control, _) =
+                disk_on(platform, 0, 1 << 20, false, Some(&bus_master));
+            lend_dma(&mut master);
+            let mut slave = dma_slave_of(&master);
+            let (mut elsewhere, .., elsewhere_control, _) =
+                disk_on(platform, 1, 1 << 20, false, Some(&bus_master));
+            lend_dma(&mut elsewhere);
+            let master = end_with_the_bus_master_active(master, &control, &bus_master, how);
+            assert_refused(&mut slave, [&command, &control, &bus_master], &how);
+            if let Some(mut master) = master {
+                assert_refused(&mut master, [&command, &control, &bus_master], &how);
             }
+            // The other channel's bus master stopped: its disk reads on.
+            bus_master.answer8(BM_CHANNEL_STRIDE + BM_STATUS, BM_STATUS_INTERRUPT);
+            elsewhere_control.answer8(REG_CONTROL, STATUS_READY);
+            let tag = elsewhere.submit_read(0, 8, 1).unwrap();
+            let read = rexo_devio::host::completions(&mut elsewhere, 0);
+            assert_eq!(read, [(tag, Ok(vec![0; 512]))], "{how:?}");
+            // Each disk of the failed channel keeps its memory (the bus master may run
+            // either one's PRD table), the other channel's disk gives its back.
+            let live = platform.live();
+            drop(slave);
+            drop(elsewhere);
+            assert_eq!(
+                platform.live(),
+                live - 2,
+                "{how:?}: only the other channel's"
+            );
         }
     }
 
