@@ -714,6 +714,17 @@ impl IdeDisk {
         };
         match (operation, &mut self.prd, &self.channel.bus_master) {
             (Operation::Transfer(direction), Some(prd), Some(bm)) => {
+                if direction == Direction::Read {
+                    // Past the bus master's word (Active clears once its PRD table is
+                    // done), nothing shows how many bytes a DMA read moved: the drive's
+                    // registers do not (DRQ is clear at the end either way; READ DMA
+                    // (EXT) returns no sector count). One reported done without its data
+                    // would lend what the buffer held before, the last request's
+                    // sectors, perhaps of an earlier holder of the disk (the buffer
+                    // serves every lease in turn): so it lends zeros instead. Writing
+                    // at most 64 KiB of memory is small beside moving them over IDE.
+                    self.buffer.bytes_mut(0, bytes).fill(0);
+                }
                 // DMA was chosen only with the buffer below 4 GiB (`new`).
                 let mut entries = prd_regions(self.buffer.phys(), bytes).peekable();
                 let mut at = 0;
@@ -1316,6 +1327,33 @@ mod tests {
         for ports in ports {
             assert_eq!(ports.take_writes(), [], "{case:?}: no register written");
         }
+    }
+
+    #[test]
+    fn a_dma_read_reported_done_without_its_data_lends_zeros_not_the_buffers_earlier_bytes() {
+        let platform = HostPlatform::leaked();
+        let bus_master = FakePorts::new(16);
+        let (mut disk, _command, control, _) =
+            disk_on(platform, 0, 1 << 20, false, Some(&bus_master));
+        lend_dma(&mut disk);
+        let device = platform.device_view(&disk.buffer);
+        // Each read ends with the drive idle and the bus master done (Interrupt, Active
+        // clear, no error): all a DMA read's end shows.
+        control.answer8(REG_CONTROL, STATUS_READY);
+        bus_master.answer8(BM_STATUS, BM_STATUS_INTERRUPT);
+        // One holder's read: the drive moves its two sectors.
+        let first = disk.submit_read(0, 8, 2).unwrap();
+        (0..1024).for_each(|at| device.write8(at, 0xA5));
+        let read = rexo_devio::host::completions(&mut disk, 0);
+        assert_eq!(read, [(first, Ok(vec![0xA5; 1024]))]);
+        // The next read (the next holder's, of other sectors) moves nothing.
+        let second = disk.submit_read(0, 64, 2).unwrap();
+        let read = rexo_devio::host::completions(&mut disk, 0);
+        assert_eq!(
+            read,
+            [(second, Ok(vec![0; 1024]))],
+            "not the first read's bytes"
+        );
     }
 
     #[test]
