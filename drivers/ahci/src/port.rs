@@ -569,6 +569,13 @@ impl AhciDisk {
             // The slot was not taken yet: nothing to give back.
             return Err(DeviceError::Withdrawn);
         }
+        if queued && !write {
+            // A queued read is not held to PRDBC (`poll`): one reported done without
+            // its data would lend what the slot's buffer held before, an earlier
+            // request's sectors, perhaps an earlier holder's. So it lends zeros
+            // instead; writing its bytes of memory is small beside the disk's transfer.
+            self.buffers[slot].bytes_mut(0, bytes).fill(0);
+        }
         self.prepare(slot, &command, write, bytes);
         self.requests[slot] = Some(Request {
             operation,
@@ -1124,6 +1131,21 @@ mod tests {
         // No PRDBC written: AHCI 4.2.2 does not require it for FPDMA commands.
         registers.write32(PX_SACT, 0);
         assert_eq!(poll_once(&mut disk), [(tag, None)]);
+    }
+
+    #[test]
+    fn a_queued_read_reported_done_without_its_data_lends_zeros_not_the_slots_earlier_bytes() {
+        let (mut disk, registers, _) = port_of_depth_with_fake_hba(2);
+        // Slot 0's buffer still holds an earlier request's sector (another holder's).
+        disk.buffers[0]
+            .bytes_mut(0, SECTOR_BYTES as usize)
+            .fill(0xA5);
+        let tag = disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), []);
+        // The HBA reports it done having moved nothing.
+        registers.write32(PX_SACT, 0);
+        let lent = rexo_devio::host::completions(&mut disk, 0);
+        assert_eq!(lent, [(tag, Ok(vec![0; SECTOR_BYTES as usize]))]);
     }
 
     #[test]
