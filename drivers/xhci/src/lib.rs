@@ -18,6 +18,7 @@ extern crate alloc;
 mod hid;
 mod ring;
 mod spec;
+mod stray;
 mod usb;
 
 use alloc::boxed::Box;
@@ -31,6 +32,7 @@ use rexo_pci::{Address, Function};
 
 use crate::ring::{EventRing, InFlight, ProducerRing};
 use crate::spec::{Trb, cap, completion, endpoint, ext, op, port, rt, trb};
+use crate::stray::{Stray, StrayEvents};
 
 /// PCI class, subclass and programming interface of an xHCI controller.
 const CLASS_XHCI: (u8, u8, u8) = (0x0C, 0x03, 0x30);
@@ -218,6 +220,8 @@ struct Xhci {
     typed: VecDeque<u8>,
     /// When USBSTS was last read by an idle poll.
     last_health_check: u64,
+    /// Stray events seen, for their logging.
+    strays: StrayEvents,
     /// Why the controller stopped, once it did.
     failed: Option<&'static str>,
 }
@@ -354,6 +358,7 @@ impl Xhci {
             devices: Vec::new(),
             typed: VecDeque::with_capacity(64),
             last_health_check: 0,
+            strays: StrayEvents::default(),
             failed: None,
         };
         let op = &xhci.registers.op;
@@ -400,7 +405,9 @@ impl Xhci {
     }
 
     /// Waits for the event `wanted` accepts, up to `ms` milliseconds from `start` (a
-    /// clock reading); events before it are handled as usual (reports queue their bytes).
+    /// clock reading); events before it are handled as usual (reports queue their bytes,
+    /// stray events are logged and dropped). Only a fault of the controller (a Host
+    /// Controller Event; at the deadline, an error in USBSTS) ends the wait early.
     fn wait_event(
         &mut self,
         what: &'static str,
@@ -488,6 +495,7 @@ impl Xhci {
             })?;
             match transfer.on_event(&event) {
                 ControlStep::Waiting => {}
+                ControlStep::NotOurs => self.drop_stray(Stray::NotThisControlTransfer, &event),
                 ControlStep::Done(received) => return Ok(received),
                 ControlStep::Halted(code) => {
                     self.restart_endpoint(device, 1, code)?;
@@ -712,41 +720,65 @@ impl Xhci {
 
     /// Handles an event nobody waits for: a keyboard report is decoded into
     /// [`typed`](Self::typed) and its TRB queued again; a report error marks the
-    /// endpoint halted; a host controller event stops the controller.
+    /// endpoint halted; a port status change is ignored (no hot-plugging); a host
+    /// controller event stops the controller (the only error); anything else is a stray
+    /// event, logged and dropped.
     fn handle_event(&mut self, event: Trb) -> Result<(), DeviceError> {
         match event.kind() {
             trb::TRANSFER_EVENT => self.handle_report(event),
             trb::HOST_CONTROLLER_EVENT => {
                 self.failed = Some("the controller reported an error event");
-                Err(DeviceError::Status {
+                return Err(DeviceError::Status {
                     what: "host controller event",
                     status: event.completion_code().into(),
-                })
+                });
             }
-            // Port status changes (no hot-plugging) and late command completions.
-            _ => Ok(()),
+            trb::PORT_STATUS_CHANGE => {}
+            trb::COMMAND_COMPLETION => self.drop_stray(Stray::NotThisCommand, &event),
+            _ => self.drop_stray(Stray::UnhandledType, &event),
         }
+        Ok(())
     }
 
     /// A Transfer Event on a keyboard's interrupt endpoint.
-    fn handle_report(&mut self, event: Trb) -> Result<(), DeviceError> {
+    fn handle_report(&mut self, event: Trb) {
         let slot = event.slot();
         let Some(device) = self.devices.iter_mut().find(|d| d.slot == slot) else {
-            return Err(DeviceError::BadIndex {
-                what: "transfer event slot",
-                index: slot.into(),
-                size: self.max_slots.into(),
-            });
+            self.drop_stray(Stray::UnknownSlot, &event);
+            return;
         };
         let Some(keyboard) = device
             .keyboard
             .as_mut()
             .filter(|k| k.descriptor.dci() == event.endpoint())
         else {
-            // A late endpoint 0 event (a transfer given up on).
-            return Ok(());
+            if event.endpoint() == 1 {
+                // A late endpoint 0 event (a transfer given up on).
+                self.drop_stray(Stray::NotThisControlTransfer, &event);
+            }
+            return;
         };
-        keyboard.take_report(event, &mut self.typed)
+        if let Err(cause) = keyboard.take_report(event, &mut self.typed) {
+            self.drop_stray(cause, &event);
+        }
+    }
+
+    /// Drops `event`, a stray one of `cause`: logged with what it was at the 1st, 2nd,
+    /// 4th, 8th... of its cause ([`StrayEvents`]), as a faulty controller may repeat
+    /// it without end.
+    fn drop_stray(&mut self, cause: Stray, event: &Trb) {
+        if let Some(seen) = self.strays.count(cause) {
+            log::warn!(
+                "{} xhci: dropped a {cause} ({seen} so far): type {}, slot {}, endpoint {}, \
+                 TRB {:#x}, completion code {}",
+                self.address,
+                event.kind(),
+                event.slot(),
+                event.endpoint(),
+                event.parameter,
+                event.completion_code()
+            );
+        }
     }
 
     /// Restarts the report endpoints that halted: the endpoint is reset, a stall is
@@ -788,7 +820,8 @@ impl Xhci {
         Ok(())
     }
 
-    /// Handles every event written since the last poll (a fault ends the batch and is
+    /// Handles every event written since the last poll (stray events are logged and
+    /// dropped; a Host Controller Event fails the controller, ends the batch and is
     /// returned); then, even with no events, restarts any keyboard report endpoint
     /// that halted (one that cannot be restarted fails the controller); only when it
     /// handled no event and found nothing halted, reads USBSTS, at most once per
@@ -808,8 +841,7 @@ impl Xhci {
             self.acknowledge_events();
             self.ring_report_doorbells();
         }
-        // A batch that ended in a fault says it first; an endpoint halted in it is
-        // restarted by the next poll, which has no event of it to wait for.
+        // A batch that ended in a fault failed the controller: nothing is restarted.
         result?;
         let halted = |device: &Device| device.keyboard.as_ref().is_some_and(|k| k.halted.is_some());
         if self.devices.iter().any(halted) {
@@ -845,18 +877,16 @@ impl Keyboard {
 
     /// A Transfer Event on the report endpoint: a report is decoded into `typed` and
     /// its TRB queued again; an error marks the endpoint halted. An event for a TRB
-    /// the controller does not hold (a repeat, or one never queued) is dropped, so it
-    /// cannot queue TRBs beyond those the controller completed.
-    fn take_report(&mut self, event: Trb, typed: &mut VecDeque<u8>) -> Result<(), DeviceError> {
-        let Some(entry) = self.ring.entry_at(event.parameter) else {
-            return Err(DeviceError::BadIndex {
-                what: "report ring",
-                index: (event.parameter.wrapping_sub(self.ring.phys()) / trb::SIZE as u64) as u32,
-                size: REPORT_RING_TRBS as u32,
-            });
-        };
+    /// not on the ring, or one the controller does not hold (a repeat, or one never
+    /// queued), is a stray one (the cause is returned for the caller to log): it
+    /// changes nothing, so it cannot queue TRBs beyond those the controller completed.
+    fn take_report(&mut self, event: Trb, typed: &mut VecDeque<u8>) -> Result<(), Stray> {
+        let entry = self
+            .ring
+            .entry_at(event.parameter)
+            .ok_or(Stray::NotOnReportRing)?;
         if !self.in_flight.complete(entry) {
-            return Ok(());
+            return Err(Stray::ReportNotInFlight);
         }
         match event.completion_code() {
             completion::SUCCESS | completion::SHORT_PACKET => {
@@ -911,6 +941,8 @@ struct ControlTransfer {
 enum ControlStep {
     /// More events to come.
     Waiting,
+    /// The event names none of this transfer's TRBs: a stray one, dropped.
+    NotOurs,
     /// The status stage succeeded: the transfer is over, with this many bytes IN.
     Done(usize),
     /// A stage failed with this completion code: the endpoint halted.
@@ -921,13 +953,13 @@ impl ControlTransfer {
     /// Takes a Transfer Event of endpoint 0. Only an event for one of this transfer's
     /// TRBs counts: a repeat, or a late one of an earlier transfer (given up on, or
     /// whose data stage ended short), names a TRB the controller is done with and is
-    /// dropped, so that it neither ends this transfer nor restarts the endpoint (whose
-    /// dequeue pointer would then skip the TRBs the controller still owns). A repeated
-    /// short packet keeps the first one's count.
+    /// dropped ([`ControlStep::NotOurs`]), so that it neither ends this transfer nor
+    /// restarts the endpoint (whose dequeue pointer would then skip the TRBs the
+    /// controller still owns). A repeated short packet keeps the first one's count.
     fn on_event(&mut self, event: &Trb) -> ControlStep {
         let at = event.parameter;
         if at != self.setup && Some(at) != self.data && at != self.status {
-            return ControlStep::Waiting;
+            return ControlStep::NotOurs;
         }
         match event.completion_code() {
             completion::SHORT_PACKET if Some(at) == self.data => {
@@ -1053,6 +1085,44 @@ mod tests {
     use super::*;
     use rexo_devio::host::HostPlatform;
 
+    /// The driver's log lines, caught per test thread.
+    mod captured_log {
+        use std::cell::RefCell;
+        use std::string::{String, ToString};
+        use std::vec::Vec;
+
+        std::thread_local! {
+            /// This thread's lines since it last took them.
+            static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+        }
+
+        /// Keeps every record's message in [`LINES`] of the thread that logs it.
+        struct Capture;
+
+        impl log::Log for Capture {
+            fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+                true
+            }
+
+            fn log(&self, record: &log::Record<'_>) {
+                LINES.with(|lines| lines.borrow_mut().push(record.args().to_string()));
+            }
+
+            fn flush(&self) {}
+        }
+
+        /// The lines this thread logged since the last call (the first call installs
+        /// the logger).
+        pub fn take() -> Vec<String> {
+            static INSTALL: std::sync::Once = std::sync::Once::new();
+            INSTALL.call_once(|| {
+                log::set_logger(&Capture).expect("no other logger in the tests");
+                log::set_max_level(log::LevelFilter::Trace);
+            });
+            LINES.with(|lines| lines.take())
+        }
+    }
+
     /// Capability registers in plain memory: one slot, one port, doorbells at 0x1000,
     /// runtime registers at 0x1800, the operational registers at `cap_length`.
     fn capability_registers(cap_length: u8) -> Mmio {
@@ -1109,17 +1179,26 @@ mod tests {
         assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT + 1);
         // A faulty controller repeats the event, more often than the ring has entries.
         for _ in 0..2 * REPORT_RING_TRBS {
-            keyboard.take_report(first, &mut typed).unwrap();
+            let repeat = keyboard.take_report(first, &mut typed);
+            assert_eq!(repeat, Err(Stray::ReportNotInFlight));
         }
         let never_queued = report_event(&keyboard, 40, completion::SUCCESS);
-        keyboard.take_report(never_queued, &mut typed).unwrap();
+        let taken = keyboard.take_report(never_queued, &mut typed);
+        assert_eq!(taken, Err(Stray::ReportNotInFlight));
+        let elsewhere = Trb {
+            parameter: keyboard.ring.phys() + 0x1_0000,
+            ..first
+        };
+        let taken = keyboard.take_report(elsewhere, &mut typed);
+        assert_eq!(taken, Err(Stray::NotOnReportRing));
         assert_eq!(keyboard.ring.next_index(), REPORTS_IN_FLIGHT + 1);
         assert_eq!(keyboard.in_flight.count(), REPORTS_IN_FLIGHT);
         // A repeated error does not halt the endpoint again.
         let failed = report_event(&keyboard, 1, completion::STALL);
         keyboard.take_report(failed, &mut typed).unwrap();
         keyboard.halted = None;
-        keyboard.take_report(failed, &mut typed).unwrap();
+        let repeat = keyboard.take_report(failed, &mut typed);
+        assert_eq!(repeat, Err(Stray::ReportNotInFlight));
         assert_eq!(keyboard.halted, None);
         // The next report in order is taken.
         let second = report_event(&keyboard, 2, completion::SUCCESS);
@@ -1233,6 +1312,7 @@ mod tests {
             devices: Vec::new(),
             typed: VecDeque::new(),
             last_health_check: 0,
+            strays: StrayEvents::default(),
             failed: None,
         };
         (xhci, platform)
@@ -1314,8 +1394,9 @@ mod tests {
     }
 
     #[test]
-    fn an_endpoint_halted_in_a_batch_that_ends_in_a_fault_is_restarted_by_the_next_poll() {
+    fn a_stray_event_in_a_poll_is_logged_and_an_endpoint_halted_before_it_restarted() {
         let (mut xhci, _) = controller_with_a_keyboard();
+        captured_log::take();
         let stalled = report_event(
             xhci.devices[0].keyboard.as_ref().unwrap(),
             0,
@@ -1328,16 +1409,7 @@ mod tests {
             ..stalled
         };
         xhci.events.post(1, stray);
-        assert!(matches!(
-            xhci.read_byte(),
-            Err(DeviceError::BadIndex {
-                what: "transfer event slot",
-                index: 3,
-                ..
-            })
-        ));
-        assert_eq!(xhci.commands.next_index(), 0, "the fault is said first");
-        // No event comes from a halted endpoint: the next poll restarts it anyway (Reset
+        // The stray event is dropped; the same poll restarts the endpoint (Reset
         // Endpoint, which this controller never answers).
         assert_eq!(
             xhci.read_byte(),
@@ -1347,6 +1419,105 @@ mod tests {
             })
         );
         assert_eq!(xhci.commands.next_index(), 1, "Reset Endpoint sent");
+        let logged = captured_log::take();
+        assert!(
+            logged
+                .iter()
+                .any(|line| line.contains("slot without a device") && line.contains("slot 3")),
+            "{logged:?}"
+        );
+    }
+
+    /// A Transfer Event of slot `slot`, endpoint `dci`, for the TRB at `at`, successful.
+    fn transfer_event(slot: u8, dci: u8, at: u64) -> Trb {
+        Trb {
+            parameter: at,
+            status: u32::from(completion::SUCCESS) << 24,
+            control: u32::from(slot) << 24
+                | u32::from(dci) << 16
+                | trb::TRANSFER_EVENT << 10
+                | trb::CYCLE,
+        }
+    }
+
+    #[test]
+    fn stray_events_during_a_command_are_logged_and_the_command_still_completes() {
+        let (mut xhci, _) = controller_with_a_keyboard();
+        captured_log::take();
+        let report_ring = xhci.devices[0].keyboard.as_ref().unwrap().ring.phys();
+        let strays = [
+            transfer_event(3, 3, report_ring),
+            command_done(&xhci, 7, 1),
+            transfer_event(1, 3, report_ring + 0x1_0000),
+            transfer_event(1, 1, 0x1234_0000),
+            // An MFINDEX Wrap Event (type 39), never enabled.
+            Trb::new(39, 0, 0, trb::CYCLE),
+        ];
+        for (entry, stray) in strays.into_iter().enumerate() {
+            xhci.events.post(entry, stray);
+        }
+        xhci.events.post(strays.len(), command_done(&xhci, 0, 1));
+        let done = xhci.command("Enable Slot", Trb::enable_slot());
+        assert_eq!(done.map(|event| event.slot()), Ok(1));
+        let logged = captured_log::take();
+        for cause in [
+            Stray::UnknownSlot,
+            Stray::NotThisCommand,
+            Stray::NotOnReportRing,
+            Stray::NotThisControlTransfer,
+            Stray::UnhandledType,
+        ] {
+            let cause = cause.to_string();
+            assert!(
+                logged.iter().any(|line| line.contains(&cause)),
+                "{cause}: {logged:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_command_with_only_stray_events_times_out_and_a_controller_fault_fails_it() {
+        let (mut xhci, _) = controller_with_a_keyboard();
+        xhci.events.post(0, transfer_event(3, 1, 0x1000));
+        assert_eq!(
+            xhci.command("Enable Slot", Trb::enable_slot()),
+            Err(DeviceError::Timeout {
+                what: "Enable Slot",
+                ms: COMMAND_TIMEOUT_MS
+            })
+        );
+        let fault = Trb::new(trb::HOST_CONTROLLER_EVENT, 0, 4 << 24, trb::CYCLE);
+        xhci.events.post(1, fault);
+        assert_eq!(
+            xhci.command("Enable Slot", Trb::enable_slot()),
+            Err(DeviceError::Status {
+                what: "host controller event",
+                status: 4
+            })
+        );
+        assert!(xhci.failed.is_some());
+    }
+
+    #[test]
+    fn stray_events_during_a_control_transfer_are_dropped_and_it_completes() {
+        let (mut xhci, _) = controller(1);
+        let device = device_on(&xhci, 1, 1);
+        // No data stage: the setup TRB is entry 0, the status TRB entry 1.
+        let status = device.control.address_of(1);
+        let earlier = device.control.address_of(40);
+        xhci.devices.push(device);
+        captured_log::take();
+        xhci.events.post(0, transfer_event(3, 1, status));
+        xhci.events.post(1, transfer_event(1, 1, earlier));
+        xhci.events.post(2, transfer_event(1, 1, status));
+        let done = xhci.control(0, "SET_CONFIGURATION", usb::set_configuration(1), 0);
+        assert_eq!(done, Ok(0));
+        let logged = captured_log::take();
+        let control = Stray::NotThisControlTransfer.to_string();
+        assert!(
+            logged.iter().any(|line| line.contains(&control)),
+            "{logged:?}"
+        );
     }
 
     /// A Transfer Event of slot 1 endpoint 0 for the TRB at `at` with completion `code`
@@ -1385,11 +1556,11 @@ mod tests {
             received: None,
         };
         for late in [short, again, status] {
-            assert_eq!(next.on_event(&late), ControlStep::Waiting);
+            assert_eq!(next.on_event(&late), ControlStep::NotOurs);
         }
         // Nor does a late error of a transfer given up on.
         let stalled = control_event(0x1010, completion::STALL, 0);
-        assert_eq!(next.on_event(&stalled), ControlStep::Waiting);
+        assert_eq!(next.on_event(&stalled), ControlStep::NotOurs);
         // Its own stall halts it; its own status ends it with every byte.
         let own_stall = control_event(0x1040, completion::STALL, 0);
         assert_eq!(

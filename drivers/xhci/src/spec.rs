@@ -137,6 +137,8 @@ pub mod trb {
     pub const TRANSFER_EVENT: u32 = 32;
     /// Command Completion Event.
     pub const COMMAND_COMPLETION: u32 = 33;
+    /// Port Status Change Event.
+    pub const PORT_STATUS_CHANGE: u32 = 34;
     /// Host Controller Event.
     pub const HOST_CONTROLLER_EVENT: u32 = 37;
 
