@@ -752,10 +752,13 @@ impl Xhci {
             .as_mut()
             .filter(|k| k.descriptor.dci() == event.endpoint())
         else {
-            if event.endpoint() == 1 {
+            let cause = if event.endpoint() == 1 {
                 // A late endpoint 0 event (a transfer given up on).
-                self.drop_stray(Stray::NotThisControlTransfer, &event);
-            }
+                Stray::NotThisControlTransfer
+            } else {
+                Stray::UnusedEndpoint
+            };
+            self.drop_stray(cause, &event);
             return;
         };
         if let Err(cause) = keyboard.take_report(event, &mut self.typed) {
@@ -1473,6 +1476,24 @@ mod tests {
                 "{cause}: {logged:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_transfer_event_for_an_endpoint_the_driver_does_not_use_is_logged() {
+        let (mut xhci, _) = controller_with_a_keyboard();
+        captured_log::take();
+        // The keyboard's device reports on endpoint 2 IN (DCI 5), which it never
+        // configured.
+        xhci.events.post(0, transfer_event(1, 5, 0x1000));
+        assert_eq!(xhci.read_byte(), Ok(None));
+        let logged = captured_log::take();
+        let unused = Stray::UnusedEndpoint.to_string();
+        assert!(
+            logged
+                .iter()
+                .any(|line| line.contains(&unused) && line.contains("endpoint 5")),
+            "{logged:?}"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Stray events: events the controller wrote that no wait and no keyboard takes (an
-//! event for a TRB or command nobody waits on, a slot without a device). None of them
-//! is a fault of the controller as a whole, so each is dropped and the wait or poll
-//! goes on; they are logged so that a misbehaving controller or device is visible, but
-//! sparingly, because such a controller may repeat them without end.
+//! event for a TRB or command nobody waits on, a slot without a device, an endpoint the
+//! driver does not use). None of them is a fault of the controller as a whole, so each
+//! is dropped and the wait or poll goes on; they are logged so that a misbehaving
+//! controller or device is visible, but sparingly, because such a controller may repeat
+//! them without end.
 
 use core::fmt;
 
@@ -11,6 +12,9 @@ use core::fmt;
 pub enum Stray {
     /// A Transfer Event for a slot without a device.
     UnknownSlot,
+    /// A Transfer Event for an endpoint of a device that the driver does not use
+    /// (neither endpoint 0 nor a keyboard's report endpoint).
+    UnusedEndpoint,
     /// A Transfer Event of endpoint 0 for none of the waiting control transfer's TRBs,
     /// or with no control transfer waiting (a late event of one given up on).
     NotThisControlTransfer,
@@ -28,7 +32,7 @@ pub enum Stray {
 
 impl Stray {
     /// Causes there are.
-    const COUNT: usize = 6;
+    const COUNT: usize = 7;
 
     /// This cause's slot in [`StrayEvents`].
     fn index(self) -> usize {
@@ -40,6 +44,7 @@ impl fmt::Display for Stray {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::UnknownSlot => "transfer event for a slot without a device",
+            Self::UnusedEndpoint => "transfer event for an endpoint the driver does not use",
             Self::NotThisControlTransfer => "endpoint 0 event for no waiting control transfer",
             Self::NotOnReportRing => "report event for a TRB not on the report ring",
             Self::ReportNotInFlight => "report event for a TRB the controller does not hold",
