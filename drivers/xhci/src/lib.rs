@@ -185,6 +185,9 @@ struct Device {
     buffer: Dma,
     /// The boot keyboard, when it is one.
     keyboard: Option<Keyboard>,
+    /// The transfer ring of a report endpoint whose Configure Endpoint failed or timed
+    /// out, kept as long as the controller may use it ([`Xhci::configure_keyboard`]).
+    unconfigured_ring: Option<Dma>,
 }
 
 /// A running controller and its devices; dropping it halts the controller before its
@@ -586,6 +589,7 @@ impl Xhci {
             control_max_packet: usb::default_max_packet(speed),
             buffer: self.dma(DESCRIPTOR_BUFFER)?,
             keyboard: None,
+            unconfigured_ring: None,
         };
         // The device joins the list before the controller hears of it: its memory then
         // lives as long as the controller runs.
@@ -683,15 +687,42 @@ impl Xhci {
             doorbell_due: false,
             halted: None,
         };
-        let target = &mut self.devices[index];
-        let input = configure_context(target, context_size, &keyboard);
-        target.keyboard = Some(keyboard);
-        if let Err(error) = self.command("Configure Endpoint", Trb::configure_endpoint(input, slot))
-        {
-            self.devices[index].keyboard = None;
-            return Err(error);
-        }
+        self.configure_keyboard(index, keyboard)?;
         Ok(Some((vendor, product)))
+    }
+
+    /// Adds `keyboard`'s report endpoint to device `index` with Configure Endpoint; the
+    /// device keeps the keyboard when the command succeeds.
+    ///
+    /// When it fails or times out, the keyboard is dropped but not its transfer ring:
+    /// the input context gave the controller the ring's address, and a command that
+    /// timed out may still complete later. Configure Endpoint then takes the endpoint
+    /// from Disabled to Running (xHCI 4.6.6) with its TR Dequeue Pointer at this ring.
+    /// A Running endpoint waits for its doorbell, which the driver never rings for it,
+    /// but the controller holds the address and may read TRBs there (a prefetch, a
+    /// stray doorbell): freed and reused, the memory could read as TRBs that make the
+    /// controller write into someone else's memory. So the ring stays with the device
+    /// as the driver left it (only its Link TRB, cycle 0: nothing the controller may
+    /// run) and goes with the device's other memory, back once the controller halted,
+    /// kept for good otherwise ([`Xhci`]'s drop). Aborting the command (CRCR.CA and
+    /// the Command Ring Stopped event) would need a wait of its own and the same
+    /// keeping when the abort is not confirmed. The report buffers go back at once:
+    /// no TRB names them yet.
+    fn configure_keyboard(&mut self, index: usize, keyboard: Keyboard) -> Result<(), DeviceError> {
+        let context_size = self.context_size;
+        let target = &mut self.devices[index];
+        let slot = target.slot;
+        let input = configure_context(target, context_size, &keyboard);
+        match self.command("Configure Endpoint", Trb::configure_endpoint(input, slot)) {
+            Ok(_) => {
+                self.devices[index].keyboard = Some(keyboard);
+                Ok(())
+            }
+            Err(error) => {
+                self.devices[index].unconfigured_ring = Some(keyboard.ring.into_memory());
+                Err(error)
+            }
+        }
     }
 
     /// Queues [`REPORTS_IN_FLIGHT`] report TRBs on every keyboard and rings their doorbells.
@@ -1079,6 +1110,7 @@ impl Device {
             &mut self.buffer,
         ]
         .into_iter()
+        .chain(&mut self.unconfigured_ring)
         .chain(keyboard)
     }
 }
@@ -1140,7 +1172,15 @@ mod tests {
     /// A keyboard on endpoint 1 IN (DCI 3) with its reports queued, its memory from
     /// `platform`.
     fn keyboard(platform: &'static HostPlatform) -> Keyboard {
-        let mut keyboard = Keyboard {
+        let mut keyboard = unqueued_keyboard(platform);
+        keyboard.queue_reports();
+        keyboard
+    }
+
+    /// A keyboard on endpoint 1 IN (DCI 3) before Configure Endpoint, no report queued,
+    /// its memory (ring and reports) from `platform`.
+    fn unqueued_keyboard(platform: &'static HostPlatform) -> Keyboard {
+        Keyboard {
             descriptor: usb::BootKeyboard {
                 configuration: 1,
                 interface: 0,
@@ -1158,9 +1198,7 @@ mod tests {
             decoder: hid::BootKeyboard::new(),
             doorbell_due: false,
             halted: None,
-        };
-        keyboard.queue_reports();
-        keyboard
+        }
     }
 
     /// A Transfer Event with completion `code` for report ring entry `entry`.
@@ -1344,6 +1382,7 @@ mod tests {
             control_max_packet: 8,
             buffer: dma(DESCRIPTOR_BUFFER),
             keyboard: None,
+            unconfigured_ring: None,
         }
     }
 
@@ -1494,6 +1533,37 @@ mod tests {
                 .any(|line| line.contains(&unused) && line.contains("endpoint 5")),
             "{logged:?}"
         );
+    }
+
+    #[test]
+    fn a_keyboard_whose_configure_endpoint_timed_out_keeps_its_ring_while_the_controller_runs() {
+        // Halted at the drop, then not.
+        for (status, live_after_drop) in [(op::STS_HALTED, 0), (0, 8)] {
+            let (mut xhci, platform) = controller(1);
+            xhci.devices.push(device_on(&xhci, 1, 1));
+            let keyboard = unqueued_keyboard(platform);
+            let ring = keyboard.ring.phys();
+            assert_eq!(platform.live(), 9);
+            // The controller never answers.
+            assert_eq!(
+                xhci.configure_keyboard(0, keyboard),
+                Err(DeviceError::Timeout {
+                    what: "Configure Endpoint",
+                    ms: COMMAND_TIMEOUT_MS
+                })
+            );
+            let device = &xhci.devices[0];
+            assert!(device.keyboard.is_none());
+            assert_eq!(device.unconfigured_ring.as_ref().map(Dma::phys), Some(ring));
+            assert_eq!(
+                platform.live(),
+                8,
+                "the report buffers went back, the ring not"
+            );
+            xhci.registers.op.write32(op::USBSTS, status);
+            drop(xhci);
+            assert_eq!(platform.live(), live_after_drop, "USBSTS {status:#x}");
+        }
     }
 
     #[test]

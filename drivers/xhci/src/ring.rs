@@ -153,6 +153,11 @@ impl ProducerRing {
         &mut self.memory
     }
 
+    /// The ring's memory, the ring given up.
+    pub fn into_memory(self) -> Dma {
+        self.memory
+    }
+
     /// The entry the next [`push`](Self::push) fills.
     pub fn next_index(&self) -> usize {
         self.producer.position().0
