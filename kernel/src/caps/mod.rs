@@ -51,7 +51,7 @@ pub struct Authority(());
 const AUTHORITY: Authority = Authority(());
 
 /// Entries in the machine's table. The table is built by value before it moves to the
-/// heap, so its size is bounded by what a kernel stack holds (about 26 KiB here).
+/// heap, so its size is bounded by what a kernel stack holds (about 29 KiB here).
 const ENTRIES: usize = 256;
 /// Owners: the kernel (0), one per app of the image (its index + 1) and one per run of the
 /// largest boot manifest (`rexo_cmdline::MAX_MANIFEST_APPS`): [`rexo_cmdline::owners_needed`].
@@ -236,11 +236,11 @@ pub fn revocation_requests(owner: OwnerId) -> Vec<EntryInfo> {
 }
 
 /// Whether `owner` lost `entry` because it missed a revocation deadline (so touching it
-/// again breaks the abort protocol): kept by the table until `owner` is released, however
-/// many repossessions come after it, unless its slot, used again once the table had no
-/// other free, loses a later entry at a deadline too.
+/// again breaks the abort protocol), as the table records it until `owner` is released;
+/// presumed for every gone entry once one of `owner`'s forfeits found the table's
+/// `ENTRIES` records all kept (`Forfeit::RecordsLost`): the protocol fails closed.
 pub fn was_repossessed(owner: OwnerId, entry: EntryId) -> bool {
-    read(|state| Some(state.table.forfeited(owner, entry))) == Some(true)
+    read(|state| Some(state.table.forfeited(owner, entry).presumed())) == Some(true)
 }
 
 /// Why a memory request failed.

@@ -54,14 +54,17 @@
 //! Revoking an entry revokes everything derived from it, transitively, and writes a
 //! [`Repossession`] record (holder, entry, kind and range, rights, reason) into each
 //! holder's log: a ring of `LOG` records per owner that counts what it had to drop. What a
-//! holder loses at a revocation deadline it missed is also recorded on its slot until the
-//! holder is released: [`forfeited`](CapTable::forfeited) answers for the abort protocol
-//! however many records the ring dropped since. Such a slot takes a new entry only when
-//! no other is free, so forfeits never fill the table.
+//! holder loses at a revocation deadline it missed is also recorded, apart from the slots
+//! (which take new entries meanwhile, so forfeits never fill the table), in `N` places of
+//! their own until the holder is released: [`forfeited`](CapTable::forfeited) answers for
+//! the abort protocol however many records the ring dropped since. A record is never
+//! replaced; a forfeit that finds all `N` places taken marks its holder's records lost,
+//! and gone entries without a record of the holder's then answer [`Forfeit::RecordsLost`]
+//! (which the protocol presumes forfeited), never a wrong [`Forfeit::NotForfeited`].
 //!
-//! The table needs no heap: `N` slots and `OWNERS` logs are arrays. Operations are
-//! `O(N)`, a revocation `O(N × depth)`. Nothing panics on any input; a refused operation
-//! returns a [`CapError`] and changes nothing.
+//! The table needs no heap: `N` slots, `N` forfeit records and `OWNERS` logs are arrays.
+//! Operations are `O(N)`, a revocation `O(N × depth)`. Nothing panics on any input; a
+//! refused operation returns a [`CapError`] and changes nothing.
 //!
 //! # Example
 //!
@@ -149,7 +152,8 @@ pub use error::CapError;
 pub use resource::{PageSize, Resource, ResourceKind};
 pub use rights::Rights;
 pub use table::{
-    Cap, CapTable, EntryId, EntryInfo, EntryState, OwnerId, Repossession, Revocation, RevokeReason,
+    Cap, CapTable, EntryId, EntryInfo, EntryState, Forfeit, OwnerId, Repossession, Revocation,
+    RevokeReason,
 };
 
 #[cfg(test)]

@@ -195,12 +195,48 @@ pub(crate) struct Entry {
 pub(crate) struct Slot {
     pub(crate) generation: u32,
     pub(crate) entry: Option<Entry>,
-    /// The last entry of this slot taken from its holder at a revocation deadline that
-    /// holder missed: the holder and the entry's generation ([`CapTable::forfeited`]),
-    /// until the holder is released. The slot takes new entries meanwhile, but only when
-    /// no slot without such a record is free, so forfeits never fill the table; the record
-    /// is lost only if a later entry of the slot is forfeited in its turn.
-    pub(crate) forfeit: Option<(OwnerId, u32)>,
+}
+
+/// What [`CapTable::forfeited`] knows of whether an owner lost an entry at a revocation
+/// deadline it missed (the abort protocol).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forfeit {
+    /// The owner forfeited the entry: its record is kept.
+    Recorded,
+    /// The owner did not forfeit the entry: it is live, was never the owner's, or went
+    /// another way; or the owner ended since.
+    NotForfeited,
+    /// The entry is gone and has no record for the owner, but some forfeit of the owner
+    /// found every record place taken and was not recorded: it may have been this one.
+    RecordsLost,
+}
+
+impl Forfeit {
+    /// Whether the abort protocol must treat the entry as forfeited: recorded, or
+    /// possibly among the owner's lost records.
+    pub const fn presumed(self) -> bool {
+        !matches!(self, Forfeit::NotForfeited)
+    }
+}
+
+/// One forfeit kept for [`CapTable::forfeited`]: `owner` lost the entry of slot `index` at
+/// `generation`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ForfeitRecord {
+    owner: OwnerId,
+    index: u32,
+    generation: u32,
+}
+
+impl ForfeitRecord {
+    /// The record that `owner` forfeited the entry `id`.
+    const fn of(owner: OwnerId, id: EntryId) -> Self {
+        ForfeitRecord {
+            owner,
+            index: id.index,
+            generation: id.generation,
+        }
+    }
 }
 
 /// A slot whose generation reached this is retired: never used again, so that a
@@ -253,6 +289,13 @@ pub struct CapTable<A, const N: usize, const OWNERS: usize, const LOG: usize> {
     id: u64,
     pub(crate) slots: [Slot; N],
     logs: [Log<LOG>; OWNERS],
+    /// What owners forfeited, until each is released: `N` places, apart from the slots,
+    /// so that a slot is used again whatever its last entry's fate and forfeits never
+    /// fill the table.
+    forfeits: [Option<ForfeitRecord>; N],
+    /// Per owner, whether a forfeit of its found no free place in `forfeits`, until the
+    /// owner is released.
+    forfeits_lost: [bool; OWNERS],
     /// Per owner, whether it runs: from [`start_owner`](Self::start_owner) to
     /// [`release_owner`](Self::release_owner).
     running: [bool; OWNERS],
@@ -282,9 +325,10 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             slots: [Slot {
                 generation: 0,
                 entry: None,
-                forfeit: None,
             }; N],
             logs: [Log::EMPTY; OWNERS],
+            forfeits: [None; N],
+            forfeits_lost: [false; OWNERS],
             running: [false; OWNERS],
             authority: PhantomData,
         }
@@ -452,9 +496,12 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         if let Some(running) = self.running.get_mut(usize::from(owner.0)) {
             *running = false;
         }
-        for slot in self.slots.iter_mut() {
-            if slot.forfeit.is_some_and(|(holder, _)| holder == owner) {
-                slot.forfeit = None;
+        if let Some(lost) = self.forfeits_lost.get_mut(usize::from(owner.0)) {
+            *lost = false;
+        }
+        for place in self.forfeits.iter_mut() {
+            if place.is_some_and(|record| record.owner == owner) {
+                *place = None;
             }
         }
         Ok(count)
@@ -734,16 +781,24 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
 
     /// Whether `owner` lost the entry `id` at a revocation deadline it missed (reason
     /// [`RevokeReason::DeadlinePassed`]), so that touching it again breaks the abort
-    /// protocol. Unlike the repossession log, which is a ring, this is kept on the slot
-    /// until `owner` is released, however many repossessions come meanwhile; only a later
-    /// entry of the same slot forfeited in its turn replaces it (the slot is used again
-    /// only when no slot without such a record is free).
-    pub fn forfeited(&self, owner: OwnerId, id: EntryId) -> bool {
-        let slot = self
-            .slots
-            .get(id.index as usize)
-            .filter(|_| id.table == self.id);
-        slot.is_some_and(|s| s.forfeit == Some((owner, id.generation)))
+    /// protocol. Unlike the repossession log, which is a ring, the table keeps such
+    /// records until `owner` is released, however many repossessions come meanwhile, in
+    /// `N` places of their own: a record is never replaced, and a forfeit that finds
+    /// every place taken marks its owner's records lost, so that for that owner every
+    /// gone entry without a record of its answers [`Forfeit::RecordsLost`], never a wrong
+    /// [`Forfeit::NotForfeited`], until the owner is released.
+    pub fn forfeited(&self, owner: OwnerId, id: EntryId) -> Forfeit {
+        let gone = id.table == self.id
+            && (self.slots.get(id.index as usize)).is_some_and(|s| s.generation > id.generation);
+        if !gone {
+            Forfeit::NotForfeited
+        } else if self.forfeits.contains(&Some(ForfeitRecord::of(owner, id))) {
+            Forfeit::Recorded
+        } else if self.forfeits_lost.get(usize::from(owner.0)) == Some(&true) {
+            Forfeit::RecordsLost
+        } else {
+            Forfeit::NotForfeited
+        }
     }
 
     /// `owner`'s repossession log, oldest first (at most `LOG` records).
@@ -852,12 +907,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         rights: Rights,
         parent: Option<EntryId>,
     ) -> Result<Cap, CapError> {
-        // A slot that records a forfeit goes last, to keep the record as long as it can.
         let free = |s: &Slot| s.entry.is_none() && s.generation != RETIRED;
-        let unrecorded = |s: &Slot| free(s) && s.forfeit.is_none();
-        let i = (self.slots.iter().position(unrecorded))
-            .or_else(|| self.slots.iter().position(free))
-            .ok_or(CapError::Full)?;
+        let i = self.slots.iter().position(free).ok_or(CapError::Full)?;
         self.slots[i].entry = Some(Entry {
             owner,
             resource,
@@ -868,6 +919,17 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             parked: false,
         });
         Ok(Cap { id: self.id_of(i) })
+    }
+
+    /// Records that `owner` forfeited the entry `id` in a free place of `forfeits`; with
+    /// none free, marks `owner`'s forfeits lost instead.
+    fn record_forfeit(&mut self, owner: OwnerId, id: EntryId) {
+        let record = ForfeitRecord::of(owner, id);
+        if let Some(place) = self.forfeits.iter_mut().find(|place| place.is_none()) {
+            *place = Some(record);
+        } else if let Some(lost) = self.forfeits_lost.get_mut(usize::from(owner.0)) {
+            *lost = true;
+        }
     }
 
     /// Empties slot `i` and moves its generation on (retiring it at the last one).
@@ -938,7 +1000,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
                     },
                 };
                 if record.reason == RevokeReason::DeadlinePassed {
-                    self.slots[i].forfeit = Some((e.owner, self.slots[i].generation));
+                    self.record_forfeit(e.owner, record.entry);
                 }
                 if let Some(log) = self.logs.get_mut(usize::from(e.owner.0)) {
                     log.push(record);

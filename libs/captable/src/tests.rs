@@ -733,7 +733,6 @@ fn generations_advance_and_the_last_one_retires_the_slot() {
     t.slots[0] = Slot {
         generation: u32::MAX - 1,
         entry: None,
-        forfeit: None,
     };
     let last = t
         .mint(&Kernel, APP, mem(0, 0x1000), RW)
@@ -869,6 +868,7 @@ fn what_was_forfeited_at_a_deadline_is_remembered_until_the_owner_is_released() 
             .expect("mint");
         t.revoke(&Kernel, other.id(), RevokeReason::Kernel)
             .expect("revoke");
+        assert_eq!(t.forfeited(APP, other.id()), Forfeit::NotForfeited);
     }
     assert!(
         t.repossessions(APP)
@@ -876,24 +876,41 @@ fn what_was_forfeited_at_a_deadline_is_remembered_until_the_owner_is_released() 
             .all(|r| r.reason == RevokeReason::Kernel),
         "the ring lost the deadline's record"
     );
-    assert!(t.forfeited(APP, cap.id()));
-    assert!(!t.forfeited(OTHER, cap.id()));
-    // The slot is not handed out again while another is free.
+    assert_eq!(t.forfeited(APP, cap.id()), Forfeit::Recorded);
+    assert_eq!(t.forfeited(OTHER, cap.id()), Forfeit::NotForfeited);
+    // Its slot took new entries meanwhile; the record does not live there.
     let index = cap.id().index();
-    for _ in 0..15 {
-        let c = t
-            .mint(&Kernel, OTHER, mem(0x80_0000, 0x1000), RW)
-            .expect("mint");
-        assert_ne!(c.id().index(), index);
-        t.return_cap(OTHER, &c).expect("return");
-    }
+    assert!(
+        t.mint(&Kernel, OTHER, mem(0x80_0000, 0x1000), RW)
+            .is_ok_and(|c| c.id().index() == index)
+    );
+    assert_eq!(t.forfeited(APP, cap.id()), Forfeit::Recorded);
     t.release_owner(&Kernel, APP).expect("release");
-    assert!(!t.forfeited(APP, cap.id()));
+    assert_eq!(t.forfeited(APP, cap.id()), Forfeit::NotForfeited);
 }
 
 #[test]
-fn forfeited_slots_never_fill_the_table_and_keep_their_record_when_used_again() {
-    // Two slots; a long-running app misses one deadline after another.
+fn a_forfeit_is_still_reported_after_the_next_entry_of_its_slot_is_forfeited_too() {
+    // APP forfeits its entry, OTHER gets the slot and forfeits its entry too.
+    let mut t: CapTable<Kernel, 2, 3, 1> = CapTable::new();
+    let first = t.mint(&Kernel, APP, mem(0, 0x1000), RW).expect("mint");
+    t.request_revocation(&Kernel, first.id(), 1)
+        .expect("request");
+    assert!(t.revoke_next_expired(&Kernel, 1).is_some());
+    let second = t.mint(&Kernel, OTHER, mem(0, 0x1000), RW).expect("mint");
+    assert_eq!(second.id().index(), first.id().index(), "the slot reused");
+    t.request_revocation(&Kernel, second.id(), 2)
+        .expect("request");
+    assert!(t.revoke_next_expired(&Kernel, 2).is_some());
+    assert_eq!(t.forfeited(OTHER, second.id()), Forfeit::Recorded);
+    assert_eq!(t.forfeited(APP, first.id()), Forfeit::Recorded);
+    assert_eq!(t.forfeited(APP, second.id()), Forfeit::NotForfeited);
+    assert_eq!(t.forfeited(OTHER, first.id()), Forfeit::NotForfeited);
+}
+
+#[test]
+fn forfeits_never_fill_the_table_and_one_without_a_place_marks_its_owner_records_lost() {
+    // Two slots and two record places; a long-running app misses one deadline after another.
     let mut t: CapTable<Kernel, 2, 3, 1> = CapTable::new();
     let kept = t.mint(&Kernel, OTHER, mem(0, 0x1000), RW).expect("mint");
     let mut forfeited = Vec::new();
@@ -905,16 +922,23 @@ fn forfeited_slots_never_fill_the_table_and_keep_their_record_when_used_again() 
         assert!(t.revoke_next_expired(&Kernel, k).is_some());
         forfeited.push(cap);
     }
-    // Each forfeit replaced the record of the one before in the same slot.
-    let last = forfeited.pop().expect("five");
-    assert!(t.forfeited(APP, last.id()));
-    assert!(forfeited.iter().all(|cap| !t.forfeited(APP, cap.id())));
-    // Used again by another grant, the slot still answers for what APP forfeited.
+    // The first two kept their records; the three after found no place.
+    let answers: Vec<_> = forfeited.iter().map(|c| t.forfeited(APP, c.id())).collect();
+    assert_eq!(answers[..2], [Forfeit::Recorded; 2]);
+    assert_eq!(answers[2..], [Forfeit::RecordsLost; 3]);
+    assert!(answers.iter().all(|answer| answer.presumed()));
+    // Lost records never make a gone handle work again or name another's entry.
     let reused = t
-        .mint(&Kernel, APP, mem(0x20_0000, 0x1000), RW)
+        .mint(&Kernel, OTHER, mem(0x20_0000, 0x1000), RW)
         .expect("mint");
-    assert_eq!(reused.id().index(), last.id().index());
-    assert!(t.forfeited(APP, last.id()) && !t.forfeited(APP, reused.id()));
+    for cap in &forfeited {
+        assert_eq!(t.check(APP, cap, Rights::NONE), Err(CapError::Revoked));
+        assert_eq!(t.check(OTHER, cap, Rights::NONE), Err(CapError::Revoked));
+    }
+    // Live entries and other owners' are not presumed forfeited.
+    assert_eq!(t.forfeited(APP, reused.id()), Forfeit::NotForfeited);
+    assert_eq!(t.forfeited(OTHER, forfeited[4].id()), Forfeit::NotForfeited);
+    assert!(!Forfeit::NotForfeited.presumed());
     assert_eq!(
         t.mint(&Kernel, APP, mem(0x30_0000, 0x1000), RW)
             .map(|c| c.id()),
@@ -922,6 +946,6 @@ fn forfeited_slots_never_fill_the_table_and_keep_their_record_when_used_again() 
         "two live entries fill it"
     );
     t.release_owner(&Kernel, APP).expect("release");
-    assert!(!t.forfeited(APP, last.id()));
+    assert!((forfeited.iter()).all(|c| t.forfeited(APP, c.id()) == Forfeit::NotForfeited));
     t.return_cap(OTHER, &kept).expect("return");
 }

@@ -28,8 +28,8 @@ struct MEntry {
     parent: Option<usize>,
     deadline: Option<u64>,
     alive: bool,
-    /// Taken from its holder at a deadline the holder missed, until the holder's release
-    /// or a later entry of its slot is forfeited.
+    /// Taken from its holder at a deadline the holder missed and recorded (while fewer
+    /// than `N` such records are kept), until the holder's release.
     forfeited: bool,
 }
 
@@ -54,6 +54,8 @@ struct Model {
     seen: HashSet<(u32, u32)>,
     /// Owners started and not released since.
     running: Vec<bool>,
+    /// Per owner, whether one of its forfeits found `N` records kept and was not recorded.
+    forfeits_lost: Vec<bool>,
 }
 
 impl Model {
@@ -97,15 +99,14 @@ impl Model {
                     },
                 };
                 if record.reason == RevokeReason::DeadlinePassed {
-                    // A slot keeps the record of its last entry forfeited.
-                    let index = e.cap.id().index();
-                    for other in self.entries.iter_mut() {
-                        other.forfeited &= other.cap.id().index() != index;
+                    let recorded = self.entries.iter().filter(|e| e.forfeited).count();
+                    if recorded < N {
+                        self.entries[j].forfeited = true;
+                    } else {
+                        self.forfeits_lost[usize::from(record.owner.0)] = true;
                     }
                 }
-                let e = &mut self.entries[j];
-                e.forfeited = record.reason == RevokeReason::DeadlinePassed;
-                let log = &mut self.logs[usize::from(e.owner.0)];
+                let log = &mut self.logs[usize::from(record.owner.0)];
                 if log.records.len() == LOG {
                     log.records.pop_front();
                     log.dropped += 1;
@@ -564,6 +565,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                     for e in m.entries.iter_mut().filter(|e| e.owner == who) {
                         e.forfeited = false;
                     }
+                    m.forfeits_lost[usize::from(who.0)] = false;
                     m.running[usize::from(who.0)] = false;
                     Ok(count)
                 };
@@ -630,7 +632,13 @@ fn compare(t: &Table, m: &Model) {
                 t.check(OwnerId(who), &e.cap, Rights::NONE).map(|_| ()),
                 Err(CapError::Revoked)
             );
-            let forfeited = e.forfeited && e.owner == OwnerId(who);
+            let forfeited = if e.forfeited && e.owner == OwnerId(who) {
+                Forfeit::Recorded
+            } else if m.forfeits_lost[usize::from(who)] {
+                Forfeit::RecordsLost
+            } else {
+                Forfeit::NotForfeited
+            };
             assert_eq!(t.forfeited(OwnerId(who), e.cap.id()), forfeited);
         }
     }
@@ -663,6 +671,7 @@ fn random_operation_sequences_match_the_model() {
             logs: (0..OWNERS).map(|_| MLog::default()).collect(),
             seen: HashSet::new(),
             running: vec![false; OWNERS],
+            forfeits_lost: vec![false; OWNERS],
         };
         for _ in 0..300 {
             step(&mut rng, &mut t, &mut m);
