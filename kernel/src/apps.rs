@@ -334,8 +334,8 @@ pub(crate) fn ended_reason() -> u8 {
 
 /// The abort protocol, for every call that takes a capability, when the table refused
 /// it with `error`: an app that uses one the kernel took back at a revocation deadline it
-/// missed (one of `entries`) is ended (its task, not the kernel), with a report. Else
-/// the refusal the app gets.
+/// missed (one of `entries`; presumed so once its forfeit records were lost) is ended
+/// (its task, not the kernel), with a report. Else the refusal the app gets.
 fn refusal_of(
     owner: OwnerId,
     entries: &[rexo_api::EntryId],
@@ -344,7 +344,7 @@ fn refusal_of(
     let revoked = error == rexo_api::CapError::Revoked;
     let repossessed = |&&entry: &&_| revoked && crate::caps::was_repossessed(owner, entry);
     if let Some(entry) = entries.iter().find(repossessed) {
-        let missed = "taken back at a revocation deadline it missed";
+        let missed = "taken back at a revocation deadline it missed (or presumed so)";
         log::error!("{owner} touched {entry}, {missed}: ending its task");
         end_repossessed();
     }
