@@ -70,7 +70,8 @@ pub struct Conn {
     rcv_adv: Seq,
     out_of_order: Vec<(Seq, Vec<u8>)>,
     /// The sequence number of the peer's FIN once seen (the lowest, if it sent several):
-    /// taken once everything before it has arrived, and no data beyond it is.
+    /// taken once everything before it has arrived, and no data beyond it is (nor kept
+    /// for reassembly once it is known).
     fin_at: Option<Seq>,
     fin_received: bool,
 
@@ -366,6 +367,7 @@ impl Conn {
                 && self.fin_at.is_none_or(|at| fin < at)
             {
                 self.fin_at = Some(fin);
+                self.drop_runs_beyond_fin(fin);
             }
         }
         self.process_data(seg, stats);
@@ -577,6 +579,16 @@ impl Conn {
         } else {
             stats.out_of_order_dropped += 1;
         }
+    }
+
+    /// Cuts the reassembly runs at the peer's FIN at `fin`: a run that starts there or
+    /// beyond goes (it would never be delivered, and it took a run's room from data
+    /// before the FIN), one that crosses it keeps only what lies before it.
+    fn drop_runs_beyond_fin(&mut self, fin: Seq) {
+        self.out_of_order.retain_mut(|(start, run)| {
+            run.truncate(fin.since(*start));
+            !run.is_empty()
+        });
     }
 
     /// The part of `data`, starting at `seq`, that lies before the peer's FIN (all of

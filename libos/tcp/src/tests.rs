@@ -475,6 +475,41 @@ fn a_second_fin_further_on_does_not_let_data_beyond_the_first_through() {
 }
 
 #[test]
+fn runs_kept_beyond_a_fin_are_dropped_when_it_comes_and_leave_room_for_data_before_it() {
+    let (mut ep, id, mut peer) = established();
+    let start = peer.seq;
+    // Eight runs, every one taken: six beyond where the FIN will be, one across it,
+    // one after the one across it.
+    for at in [100, 200, 300, 400, 500, 600, 10, 40] {
+        peer.seq = start.plus(at);
+        let run: &[u8] = if at == 10 {
+            b"klmnopqrstJUNKJUNKJU"
+        } else {
+            b"JUNK"
+        };
+        peer.send(&mut ep, 0, run);
+    }
+    assert_eq!(ep.stats().out_of_order_kept, 8);
+    peer.seq = start.plus(20);
+    ep.input(0, &peer.segment(ACK | FIN, b""));
+    // Before the FIN, out of order: there must be room for it.
+    peer.seq = start.plus(5);
+    peer.send(&mut ep, 0, b"fghij");
+    assert_eq!(ep.stats().out_of_order_dropped, 0, "room before the FIN");
+    peer.seq = start;
+    peer.send(&mut ep, 0, b"abcde");
+    assert_eq!(ep.state(id), Ok(State::CloseWait), "the FIN is taken");
+    let mut buf = [0; 64];
+    let n = ep.recv(id, &mut buf).unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"abcdefghijklmnopqrst",
+        "everything before the FIN"
+    );
+    assert_eq!(ep.recv(id, &mut buf), Err(Error::Finished));
+}
+
+#[test]
 fn overlapping_retransmissions_deliver_each_byte_once() {
     let (mut ep, id, mut peer) = established();
     let start = peer.seq;
