@@ -78,7 +78,11 @@ pub struct Config {
     /// The most connections holding a slot: accepted or waiting, and those that ended
     /// while received bytes wait for the app. An ended connection whose handle the app
     /// has not released yet costs only a small record (its addresses and why it
-    /// ended) until [`Endpoint::close`] or [`Endpoint::abort`].
+    /// ended) until [`Endpoint::close`] or [`Endpoint::abort`]. At most this many such
+    /// records are kept: beyond, an ended connection whose handle is held keeps its
+    /// slot until released, so that an app that never releases its handles (like one
+    /// leaking file descriptors) has new connections refused once the slots are taken
+    /// too, while every handle still answers as its own connection ended.
     pub max_connections: usize,
     /// The most connections kept in TIME-WAIT; the oldest is forgotten beyond.
     pub time_wait_entries: usize,
@@ -251,7 +255,9 @@ pub struct Stats {
     pub half_open_evicted: u64,
     /// Half-open connections dropped after their SYN-ACKs went unanswered.
     pub half_open_expired: u64,
-    /// Completed handshakes dropped because the backlog or connection table was full.
+    /// Completed handshakes dropped because the backlog or connection table was full
+    /// (ended connections whose handles the app holds fill it once their records do,
+    /// [`Config::max_connections`]).
     pub backlog_full: u64,
     /// RSTs sent.
     pub rst_sent: u64,
@@ -500,7 +506,7 @@ pub struct Endpoint {
     by_tuple: BTreeMap<Tuple, usize>,
     /// The handles whose connection left the table and its slot (by index and
     /// generation): a new connection in the slot has another generation, so a stale
-    /// handle reaches only this.
+    /// handle reaches only this. At most [`Config::max_connections`] records.
     gone: BTreeMap<ConnId, Gone>,
     time_wait: BTreeMap<Tuple, TimeWait>,
     /// RSTs and ACKs owed to segments without a connection, bounded, each with where
@@ -601,7 +607,8 @@ impl Endpoint {
 
     /// How many connections hold a slot: accepted or waiting, and those that left the
     /// table (reset, timed out or closed by the peer) while their bytes wait for the app
-    /// to read them. [`Config::max_connections`] bounds it.
+    /// to read them, or while the records of ended connections whose handles the app
+    /// holds are full. [`Config::max_connections`] bounds it.
     pub fn connections(&self) -> usize {
         self.slots.len() - self.free.len()
     }
@@ -772,7 +779,9 @@ impl Endpoint {
     }
 
     /// Frees the slot `index` of a connection that left the table once the app has read
-    /// all it received, leaving what its handle still answers in the `gone` records.
+    /// all it received, leaving what its handle still answers in the `gone` records;
+    /// while those hold [`Config::max_connections`] records, the connection keeps its
+    /// slot instead, so that handles the app never releases are bounded too.
     fn bury_if_read(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         let Some(conn) = slot.conn.as_ref() else {
@@ -781,6 +790,7 @@ impl Endpoint {
         // A connection not closed is in the table: no search on the receive path.
         if conn.unread()
             || conn.state != State::Closed
+            || self.gone.len() >= self.config.max_connections
             || self.by_tuple.get(&conn.tuple) == Some(&index)
         {
             return;
@@ -1231,7 +1241,7 @@ impl Endpoint {
     /// demultiplexing. A released one frees its slot (leaving TIME-WAIT to the compact
     /// table), as does one not yet accepted, which leaves the accept queue (nobody
     /// holds its handle); one the app holds keeps its slot while it has bytes to read
-    /// ([`Endpoint::bury_if_read`]).
+    /// or the records of ended connections are full ([`Endpoint::bury_if_read`]).
     fn retire(&mut self, tuple: Tuple, now: u64) {
         let Some(index) = self.by_tuple.remove(&tuple) else {
             return;

@@ -1079,6 +1079,41 @@ fn a_reset_connection_holds_its_slot_until_its_bytes_are_read() {
 }
 
 #[test]
+fn ended_connections_whose_handles_are_held_are_bounded_by_max_connections() {
+    let mut ep = server_with(|c| c.max_connections = 1);
+    let (first, peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    ep.input(0, &peer.segment(RST, b""));
+    assert_eq!(ep.connections(), 0, "a record: the slot is free");
+    let (second, peer) = connect(&mut ep, 0, 5001, None, None, 1000);
+    ep.input(0, &peer.segment(RST, b""));
+    assert_eq!(
+        ep.connections(),
+        1,
+        "the records are full: it keeps its slot"
+    );
+    for (id, port) in [(first, 5000), (second, 5001)] {
+        assert_eq!(ep.recv(id, &mut [0; 8]), Err(Error::Reset));
+        assert_eq!(ep.tuple(id).map(|t| t.remote_port), Ok(port));
+    }
+    ep.input(
+        0,
+        &packet(5002, SYN, Seq(50), Seq(0), 1000, b"", None, None),
+    );
+    let iss = view(&poll(&mut ep, 0)[0]).seq;
+    let ack = packet(5002, ACK, Seq(51), iss.plus(1), 1000, b"", None, None);
+    ep.input(0, &ack);
+    assert_eq!(ep.stats().backlog_full, 1, "refused while both are held");
+    ep.close(first).unwrap();
+    assert_eq!(ep.recv(second, &mut [0; 8]), Err(Error::Reset));
+    assert_eq!(ep.connections(), 0, "a record again once one was released");
+    ep.input(0, &ack);
+    let third = ep.accept().expect("the new peer has the slot");
+    assert_eq!(ep.tuple(third).map(|t| t.remote_port), Ok(5002));
+    assert_eq!(ep.recv(second, &mut [0; 8]), Err(Error::Reset));
+    assert_eq!(ep.recv(first, &mut [0; 8]), Err(Error::BadId), "released");
+}
+
+#[test]
 fn a_connection_reset_before_it_was_accepted_leaves_the_backlog() {
     let mut ep = server_with(|c| c.backlog = 1);
     ep.input(
