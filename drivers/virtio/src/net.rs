@@ -12,12 +12,15 @@
 //! buffers are posted again; frames in flight on transmit are lost (logged, and no
 //! longer counted by `transmit_pending`). The call that met the overrun then goes on on
 //! the renewed device. Only calls through the device reset it: a pair's own handle
-//! ([`NetDevice::split_queues`]) that meets an overrun reports it (`Failed`).
+//! ([`NetDevice::split_queues`]) that meets an overrun tells the device, and it and
+//! every later call of the pair answer [`PAIR_BROKEN`] until the next call through the
+//! whole device, on any queue, resets it (which renews every pair).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use rexo_api::device::{ETHERNET_HEADER, ETHERNET_MAX_FRAME};
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
@@ -104,6 +107,15 @@ const VQ_PAIRS_SET: &str = "the control queue's VQ_PAIRS_SET";
 const GIVEN_UP: DeviceError = DeviceError::Failed(
     "virtio-net: the device did not come back from a reset, or stayed broken through \
      resets (given up)",
+);
+
+/// What a pair whose used ring the device broke answers (through its own handle, or
+/// the device's call that met it before the reset) until the whole device is reset:
+/// the pair is named in the log.
+pub const PAIR_BROKEN: DeviceError = DeviceError::Failed(
+    "virtio-net: the device broke this queue pair's used ring (its index ran past the \
+     ring): the pair fails until the whole device is reset, which the next call through \
+     the whole device (on any queue) does",
 );
 
 /// `struct virtio_net_hdr` on the modern interface (spec 5.1.6: `num_buffers` always
@@ -258,9 +270,13 @@ struct Pair {
     tx_link: Vec<u16>,
     /// Frames the device holds.
     tx_frames: usize,
-    /// Whether the device runs, is being reset or was given up: what the pair's own
-    /// handle ([`NetDevice::split_queues`]), whose calls bypass the device, checks.
+    /// Whether the device runs, is being reset or was given up, or broke this pair's
+    /// rings: what the pair's own handle ([`NetDevice::split_queues`]), whose calls
+    /// bypass the device, checks.
     device: DeviceState,
+    /// Shared with the device: set when the pair finds a used ring broken, so that the
+    /// next call through the device resets it even if its own handle met the fault.
+    reset_wanted: Arc<AtomicBool>,
 }
 
 /// Where a pair's device is, as its pairs' own handles see it.
@@ -272,6 +288,9 @@ enum DeviceState {
     Resetting,
     /// Given up ([`GIVEN_UP`]).
     GivenUp,
+    /// The device broke one of this pair's used rings: nothing more is taken from or
+    /// posted to them until the whole device is reset ([`PAIR_BROKEN`]).
+    Broken,
 }
 
 /// A transmit queue's buffers for frames the device segments.
@@ -317,6 +336,9 @@ pub struct VirtioNet {
     /// Chains the device had returned on every pair's queues at the last reset: more
     /// since means it finished something.
     returned_at_reset: u64,
+    /// Set by a pair that found a used ring broken (shared with every pair): the next
+    /// call through the device resets it.
+    reset_wanted: Arc<AtomicBool>,
 }
 
 impl VirtioNet {
@@ -350,6 +372,7 @@ impl VirtioNet {
         } else {
             2
         };
+        let reset_wanted = Arc::new(AtomicBool::new(false));
         let mut queues = Vec::with_capacity(usize::from(pairs));
         let mut vectors = Vec::with_capacity(usize::from(pairs));
         for pair in 0..pairs {
@@ -390,6 +413,7 @@ impl VirtioNet {
                 tx_link: vec![NO_LINK; usize::from(tx_count)],
                 tx_frames: 0,
                 device: DeviceState::Running,
+                reset_wanted: reset_wanted.clone(),
             };
             // Every transmit buffer starts free, as after a reset.
             pair.forget_transmits();
@@ -432,6 +456,7 @@ impl VirtioNet {
             wakes: QueueWakes::new(msix, vectors),
             recovery,
             returned_at_reset: 0,
+            reset_wanted,
         };
         // From here on, dropping `net` resets the device before its memory goes.
         net.start(control)?;
@@ -548,36 +573,47 @@ impl VirtioNet {
         rexo_devio::pairs::pair_at(&self.pairs, queue)
     }
 
-    /// Runs `call` on pair `queue` of a device not given up. When the device broke one of
-    /// the pair's used rings (its index ran past the ring), resets the device and runs
-    /// `call` once more on the renewed pair.
+    /// Runs `call` on pair `queue` of a device not given up: first resets the device if
+    /// a pair's own handle found a used ring broken since the last reset. When the device
+    /// broke one of this pair's used rings (its index ran past the ring) during the
+    /// call, resets the device and runs `call` once more on the renewed pair.
     fn on_pair<T>(
         &mut self,
         queue: usize,
         mut call: impl FnMut(&mut Pair, Shape) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
         self.recovery.usable()?;
+        if self.reset_wanted.load(Ordering::Acquire) {
+            self.reset_broken()?;
+        }
         let shape = self.shape;
         // The pair's lock is released before a reset takes every pair's.
         let result = call(&mut self.pair(queue)?.lock(), shape);
         match result {
-            Err(DeviceError::Failed(USED_INDEX_OVERRUN)) => {
-                if self.returned() != self.returned_at_reset {
-                    self.recovery.device_finished();
-                }
-                // Each pair's lock is taken in turn: a handle's call in progress ends
-                // first, and none touches the rings until the device runs again.
-                self.mark_pairs(DeviceState::Resetting);
-                let recovered = self.recover(USED_INDEX_OVERRUN);
-                self.mark_pairs(match recovered {
-                    Ok(()) => DeviceState::Running,
-                    Err(_) => DeviceState::GivenUp,
-                });
-                recovered?;
+            Err(PAIR_BROKEN) => {
+                self.reset_broken()?;
                 call(&mut self.pair(queue)?.lock(), shape)
             }
             result => result,
         }
+    }
+
+    /// Resets a device that broke a used ring ([`Restart::recover`]), every pair waiting
+    /// meanwhile, and marks the pairs running again, or given up.
+    fn reset_broken(&mut self) -> Result<(), DeviceError> {
+        if self.returned() != self.returned_at_reset {
+            self.recovery.device_finished();
+        }
+        // Each pair's lock is taken in turn: a handle's call in progress ends first, and
+        // none touches the rings (or finds one broken) until the device runs again.
+        self.mark_pairs(DeviceState::Resetting);
+        self.reset_wanted.store(false, Ordering::Release);
+        let recovered = self.recover(USED_INDEX_OVERRUN);
+        self.mark_pairs(match recovered {
+            Ok(()) => DeviceState::Running,
+            Err(_) => DeviceState::GivenUp,
+        });
+        recovered
     }
 
     /// Tells every pair (and so its own handle) where the device is.
@@ -639,13 +675,40 @@ impl Restart for VirtioNet {
 
 impl Pair {
     /// Whether the pair's rings may be used: `false` while the device is being reset,
-    /// [`GIVEN_UP`] once it was given up.
+    /// [`GIVEN_UP`] once it was given up, [`PAIR_BROKEN`] once it broke this pair's
+    /// rings (until the device is reset).
     fn usable(&self) -> Result<bool, DeviceError> {
         match self.device {
             DeviceState::Running => Ok(true),
             DeviceState::Resetting => Ok(false),
             DeviceState::GivenUp => Err(GIVEN_UP),
+            DeviceState::Broken => Err(PAIR_BROKEN),
         }
+    }
+
+    /// `used` (a used ring's next entry), or [`PAIR_BROKEN`] if the device broke the
+    /// ring: the pair is then marked broken, and the device told to reset itself.
+    #[inline(always)]
+    fn checked<T>(&mut self, used: Result<T, DeviceError>) -> Result<T, DeviceError> {
+        match used {
+            Err(DeviceError::Failed(USED_INDEX_OVERRUN)) => Err(self.mark_broken()),
+            used => used,
+        }
+    }
+
+    /// Marks the pair broken ([`DeviceState::Broken`]), says so in the log naming it,
+    /// and asks the device for a reset: [`PAIR_BROKEN`].
+    #[cold]
+    #[inline(never)]
+    fn mark_broken(&mut self) -> DeviceError {
+        log::error!(
+            "virtio-net: pair {}: {USED_INDEX_OVERRUN}; it fails until the whole device is \
+             reset (by its next call through the device)",
+            self.rx.index() / 2
+        );
+        self.device = DeviceState::Broken;
+        self.reset_wanted.store(true, Ordering::Release);
+        PAIR_BROKEN
     }
 
     /// The bus address of transmit buffer `buffer` (small or for segmentation).
@@ -697,7 +760,11 @@ impl Pair {
     /// Takes back the transmit buffers the device finished with (the queue hands back
     /// only heads the device holds: each the first buffer of a frame in flight).
     fn reclaim(&mut self, chain: u16) -> Result<(), DeviceError> {
-        while let Some(used) = self.tx.pop_used()? {
+        loop {
+            let used = self.tx.pop_used();
+            let Some(used) = self.checked(used)? else {
+                return Ok(());
+            };
             self.tx_frames -= 1;
             // The frame's buffers, its head's and each further segment's.
             let mut next = used.id / chain;
@@ -709,7 +776,6 @@ impl Pair {
                 next = core::mem::replace(&mut self.tx_link[usize::from(next)], NO_LINK);
             }
         }
-        Ok(())
     }
 
     /// Hands received frames to `deliver`, counting each in `delivered`, until `budget`
@@ -725,7 +791,8 @@ impl Pair {
         while *delivered < budget {
             // Only a head the device holds, a posted buffer's (the queue drops a repeat
             // or a stranger, which would post a buffer twice).
-            let Some(used) = self.rx.pop_used()? else {
+            let used = self.rx.pop_used();
+            let Some(used) = self.checked(used)? else {
                 break;
             };
             let buffer = used.id / chain;
@@ -778,7 +845,8 @@ struct Shape {
 /// The frame path of one pair (the `NetDevice` calls of its queue), for the device and
 /// for the pair's own handle ([`rexo_devio::pairs::split`]) alike. While the device is
 /// being reset the rings are left alone (nothing received, sends
-/// [`DeviceError::QueueFull`]); once it is given up every call is [`GIVEN_UP`].
+/// [`DeviceError::QueueFull`]); once it is given up every call is [`GIVEN_UP`], and once
+/// it broke one of the pair's used rings, [`PAIR_BROKEN`] until it is reset.
 impl QueuePair for Pair {
     type Layout = Shape;
 
@@ -1110,6 +1178,7 @@ mod tests {
             tx_link: vec![NO_LINK; usize::from(transmits)],
             tx_frames: 0,
             device: DeviceState::Running,
+            reset_wanted: Arc::new(AtomicBool::new(false)),
         };
         pair.forget_transmits();
         pair
@@ -1141,6 +1210,8 @@ mod tests {
         let (device, transport) = crate::transport::HostDevice::modern(2 * HOST_RX_BUFFERS);
         let features = transport.negotiate(platform, 0, 0).unwrap();
         let recovery = Recovery::new(features);
+        let pair = unposted_pair_from(platform, HOST_RX_BUFFERS, 2);
+        let reset_wanted = pair.reset_wanted.clone();
         let mut net = VirtioNet {
             transport,
             platform,
@@ -1153,16 +1224,13 @@ mod tests {
                 checksum_offload: false,
             },
             tcp_segmentation: None,
-            pairs: vec![Arc::new(spin::Mutex::new(unposted_pair_from(
-                platform,
-                HOST_RX_BUFFERS,
-                2,
-            )))],
+            pairs: vec![Arc::new(spin::Mutex::new(pair))],
             offered_pairs: None,
             control: None,
             wakes: QueueWakes::new(None, vec![None]),
             recovery,
             returned_at_reset: 0,
+            reset_wanted,
         };
         net.start(None).unwrap();
         (net, device, platform)
@@ -1334,6 +1402,70 @@ mod tests {
         assert_eq!(send(&mut handle), Err(GIVEN_UP));
         assert_eq!(handle.receive(0, 8, &mut |_| {}), Err(GIVEN_UP));
         assert_eq!(handle.transmit_pending(0), Err(GIVEN_UP));
+    }
+
+    /// [`net_on_host`] with a second pair (sharing its memory's platform) and a control
+    /// queue whose device acknowledges every `VQ_PAIRS_SET` while the driver waits, so
+    /// that the device can be reset; not started again with two pairs until a reset.
+    fn two_pairs_on_host() -> (VirtioNet, crate::transport::HostDevice) {
+        let (mut net, device, platform) = net_on_host();
+        let mut second = unposted_pair_from(platform, HOST_RX_BUFFERS, 2);
+        second.reset_wanted = net.reset_wanted.clone();
+        net.pairs.push(Arc::new(spin::Mutex::new(second)));
+        net.wakes = QueueWakes::new(None, vec![None, None]);
+        let (queue, buffer) = control_queue_on_host(platform, 4);
+        let used_ring = queue.used_ring_writer(platform);
+        let command = platform.device_view(&buffer);
+        net.control = Some((queue, buffer));
+        platform.on_clock_reading(move || {
+            // The ack byte the driver sets to 0xFF before each command.
+            if command.read8(4) == 0xFF {
+                command.write8(4, CTRL_OK);
+                used_ring.give_back(0, 1);
+            }
+        });
+        (net, device)
+    }
+
+    /// A pair's own handle cannot reset the device: it used to answer the queue's
+    /// overrun error for ever, and the device was never told (a call through it reset
+    /// only when it met the broken ring itself). Now the handle says what is wrong and
+    /// what to do, and the device's next call, on any queue, resets it.
+    #[test]
+    fn a_ring_broken_under_a_pairs_own_handle_is_reset_by_the_next_call_through_the_device() {
+        use crate::transport::{
+            STATUS_ACKNOWLEDGE, STATUS_DRIVER, STATUS_DRIVER_OK, STATUS_FEATURES_OK,
+        };
+        let (mut net, device) = two_pairs_on_host();
+        let mut handle = net.split_queues().unwrap().pop().unwrap();
+        let send = |handle: &mut Box<dyn NetDevice>| {
+            handle.send_segments(0, &[60], false, &mut |parts| {
+                parts[0].fill(0x42);
+                true
+            })
+        };
+        // A status the reset and the start after it must overwrite.
+        device.set_status(0);
+        {
+            let mut device_side = crate::queue::DeviceSide::default();
+            let mut pair = net.pairs[1].lock();
+            for _ in 0..pair.rx.size() + 2 {
+                device_side.give_back(&mut pair.rx, 0, 0);
+            }
+        }
+        assert_eq!(handle.receive(0, 8, &mut |_| {}), Err(PAIR_BROKEN));
+        assert_eq!(send(&mut handle), Err(PAIR_BROKEN), "nothing posted");
+        assert_eq!(handle.transmit_pending(0), Err(PAIR_BROKEN));
+        let mut tx_side = crate::queue::DeviceSide::default();
+        assert_eq!(tx_side.take(&net.pairs[1].lock().tx), None);
+        assert_eq!(device.status(), 0, "the handle cannot reset the device");
+        // A call through the device on the other pair.
+        assert_eq!(net.transmit_pending(0), Ok(0));
+        let running = STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK;
+        assert_eq!(device.status(), running, "reset and started again");
+        assert_eq!(handle.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
+        assert_eq!(send(&mut handle), Ok(()));
+        assert_eq!(handle.transmit_pending(0), Ok(1));
     }
 
     #[test]
