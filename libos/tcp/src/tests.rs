@@ -279,25 +279,28 @@ fn a_syn_flood_never_grows_the_half_open_table_and_handshakes_still_complete() {
     assert_eq!(ep.stats().half_open_expired, 15);
 }
 
+/// Sends a SYN at 50 from `port` and takes the SYN-ACK: the handshake's last ACK
+/// (window 1000), not yet sent.
+fn handshake_up_to_its_last_ack(ep: &mut Endpoint, port: u16) -> Vec<u8> {
+    ep.input(
+        0,
+        &packet(port, SYN, Seq(50), Seq(0), 1000, b"", None, None),
+    );
+    let iss = view(&poll(ep, 0)[0]).seq;
+    packet(port, ACK, Seq(51), iss.plus(1), 1000, b"", None, None)
+}
+
 #[test]
 fn a_full_backlog_leaves_the_handshake_half_open() {
     let mut ep = server_with(|c| c.backlog = 1);
-    let mut iss = Vec::new();
-    for port in [5000, 5001] {
-        ep.input(
-            0,
-            &packet(port, SYN, Seq(50), Seq(0), 1000, b"", None, None),
-        );
-        iss.push(view(&poll(&mut ep, 0)[0]).seq);
-    }
-    let ack = |port, iss: Seq| packet(port, ACK, Seq(51), iss.plus(1), 1000, b"", None, None);
-    ep.input(0, &ack(5000, iss[0]));
-    ep.input(0, &ack(5001, iss[1]));
+    let acks = [5000, 5001].map(|port| handshake_up_to_its_last_ack(&mut ep, port));
+    ep.input(0, &acks[0]);
+    ep.input(0, &acks[1]);
     assert_eq!(ep.stats().backlog_full, 1, "the backlog holds one");
     assert_eq!(ep.half_open(), 1);
     assert!(ep.accept().is_some());
     assert!(ep.accept().is_none());
-    ep.input(0, &ack(5001, iss[1]));
+    ep.input(0, &acks[1]);
     assert!(ep.accept().is_some(), "accepted once there was room");
 }
 
@@ -1061,12 +1064,7 @@ fn a_reset_connection_holds_its_slot_until_its_bytes_are_read() {
     peer.send(&mut ep, 0, b"hello");
     ep.input(0, &peer.segment(RST, b""));
     assert_eq!(ep.connections(), 1, "its bytes still wait");
-    ep.input(
-        0,
-        &packet(5001, SYN, Seq(50), Seq(0), 1000, b"", None, None),
-    );
-    let iss = view(&poll(&mut ep, 0)[0]).seq;
-    let ack = packet(5001, ACK, Seq(51), iss.plus(1), 1000, b"", None, None);
+    let ack = handshake_up_to_its_last_ack(&mut ep, 5001);
     ep.input(0, &ack);
     assert_eq!(ep.stats().backlog_full, 1, "no slot yet");
     let mut buf = [0; 8];
@@ -1095,12 +1093,7 @@ fn ended_connections_whose_handles_are_held_are_bounded_by_max_connections() {
         assert_eq!(ep.recv(id, &mut [0; 8]), Err(Error::Reset));
         assert_eq!(ep.tuple(id).map(|t| t.remote_port), Ok(port));
     }
-    ep.input(
-        0,
-        &packet(5002, SYN, Seq(50), Seq(0), 1000, b"", None, None),
-    );
-    let iss = view(&poll(&mut ep, 0)[0]).seq;
-    let ack = packet(5002, ACK, Seq(51), iss.plus(1), 1000, b"", None, None);
+    let ack = handshake_up_to_its_last_ack(&mut ep, 5002);
     ep.input(0, &ack);
     assert_eq!(ep.stats().backlog_full, 1, "refused while both are held");
     ep.close(first).unwrap();
@@ -1116,15 +1109,8 @@ fn ended_connections_whose_handles_are_held_are_bounded_by_max_connections() {
 #[test]
 fn a_connection_reset_before_it_was_accepted_leaves_the_backlog() {
     let mut ep = server_with(|c| c.backlog = 1);
-    ep.input(
-        0,
-        &packet(5000, SYN, Seq(50), Seq(0), 1000, b"", None, None),
-    );
-    let iss = view(&poll(&mut ep, 0)[0]).seq;
-    ep.input(
-        0,
-        &packet(5000, ACK, Seq(51), iss.plus(1), 1000, b"", None, None),
-    );
+    let ack = handshake_up_to_its_last_ack(&mut ep, 5000);
+    ep.input(0, &ack);
     ep.input(0, &packet(5000, RST, Seq(51), Seq(0), 0, b"", None, None));
     assert_eq!(ep.connections(), 0);
     let (id, _) = connect(&mut ep, 0, 5001, None, None, 1000);
