@@ -77,7 +77,7 @@ pub fn keep_cmdline(cmdline: &str) -> Result<&'static str, BootError> {
 /// The loader's memory map, normalised: sorted, merged, overlaps resolved in favour of
 /// the stricter kind (reserved ranges inside RAM stay reserved), cut at the CPU's
 /// physical address width of `phys_bits` (taken as at least 36: 64 GiB) or the identity
-/// map's reach.
+/// map's reach; what the boot information's parse cut is warned of here too.
 pub fn memory_map(boot: &BootInfo<'_>, phys_bits: u8) -> Result<MemoryMap, BootError> {
     let limit = 1 << phys_bits.clamp(36, crate::arch::paging::IDENTITY_MAP_BITS);
     let mut map = MemoryMap::below(limit);
@@ -97,8 +97,14 @@ pub fn memory_map(boot: &BootInfo<'_>, phys_bits: u8) -> Result<MemoryMap, BootE
         })
         .map_err(BootError::MemoryMap)?;
     }
-    if map.was_cut() {
-        log::warn!("memory map: past {limit:#x}, beyond the CPU's addresses: ignored");
+    // One test on the normal path for what the parse and the map cut.
+    if map.was_cut() | boot.warning.is_some() {
+        if let Some(warning) = boot.warning {
+            log::warn!("boot information: {warning}");
+        }
+        if map.was_cut() {
+            log::warn!("memory map: past {limit:#x}, beyond the CPU's addresses: ignored");
+        }
     }
     map.normalize();
     Ok(map)

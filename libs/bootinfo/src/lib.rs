@@ -2,7 +2,8 @@
 //! `-kernel`, `hvm_start_info`) and Multiboot2 (GRUB). [`parse_pvh`] and [`parse_multiboot2`]
 //! turn either into one [`BootInfo`] with fixed-capacity lists (no heap: this runs before the
 //! kernel has one). Every structure is bounds-checked; malformed input gives a
-//! [`BootInfoError`], never a panic or an endless loop.
+//! [`BootInfoError`], never a panic or an endless loop, except what the parse can cut and go
+//! past, which it records as a [`BootInfoWarning`] (docs/boot.md, "Bad input from the loader").
 #![cfg_attr(target_os = "none", no_std)]
 
 mod multiboot2;
@@ -73,7 +74,7 @@ impl RawKind {
 pub struct RawRegion {
     /// First physical address.
     pub start: u64,
-    /// Length in bytes, not 0; `start + len` fits in a `u64`.
+    /// Length in bytes, not 0; `start + len` fits in a `u64` (a longer region is cut there).
     pub len: u64,
     /// What the region is.
     pub kind: RawKind,
@@ -208,20 +209,6 @@ pub enum BootInfoError {
         /// The entry size claimed.
         size: u32,
     },
-    /// An EFI memory descriptor whose page count is more bytes than a u64 holds.
-    BadEfiPageCount {
-        /// The descriptor's physical start.
-        start: u64,
-        /// Its page count.
-        pages: u64,
-    },
-    /// A memory map region whose end is past the address space (`start + len` above 2^64).
-    RegionPastAddressSpace {
-        /// The region's start.
-        start: u64,
-        /// Its length.
-        len: u64,
-    },
     /// More distinct memory map regions than [`MAX_REGIONS`].
     TooManyRegions,
     /// More modules than [`MAX_MODULES`].
@@ -274,20 +261,38 @@ impl fmt::Display for BootInfoError {
             }
             Self::MissingEndTag => write!(f, "Multiboot2 info has no end tag"),
             Self::BadMapEntrySize { size } => write!(f, "memory map entry size {size} too small"),
-            Self::BadEfiPageCount { start, pages } => write!(
-                f,
-                "EFI memory descriptor at {start:#x} claims {pages} pages, past the address space"
-            ),
-            Self::RegionPastAddressSpace { start, len } => write!(
-                f,
-                "memory map region at {start:#x} of {len:#x} bytes runs past the address space"
-            ),
             Self::TooManyRegions => write!(f, "more than {MAX_REGIONS} memory map regions"),
             Self::TooManyModules { count } => {
                 write!(f, "{count} modules, at most {MAX_MODULES} supported")
             }
             Self::BadModule { index } => write!(f, "module {index} has a bad address range"),
             Self::BadString { which, problem } => write!(f, "{which:?} string: {problem:?}"),
+        }
+    }
+}
+
+/// Something malformed that the parse cut and went past: the boot goes on, and the kernel
+/// warns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootInfoWarning {
+    /// A memory map region whose end is past the address space (`start + len` above 2^64,
+    /// or an EFI page count of more bytes than a `u64` holds): cut at the top, as the
+    /// kernel cuts what lies past the CPU's physical addresses.
+    RegionPastAddressSpace {
+        /// The region's start.
+        start: u64,
+        /// Its length as the loader gave it (`u64::MAX` for an EFI page count past it).
+        len: u64,
+    },
+}
+
+impl fmt::Display for BootInfoWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::RegionPastAddressSpace { start, len } => write!(
+                f,
+                "memory map region at {start:#x} of {len:#x} bytes runs past 2^64: cut there"
+            ),
         }
     }
 }
@@ -305,6 +310,8 @@ pub struct BootInfo<'a> {
     pub rsdp: Option<u64>,
     /// The RGB framebuffer, if the loader set one up.
     pub framebuffer: Option<Framebuffer>,
+    /// The first thing the parse cut and went past, if any (for the kernel to warn of).
+    pub warning: Option<BootInfoWarning>,
     memory_map: [RawRegion; MAX_REGIONS],
     regions: usize,
     modules: [Module<'a>; MAX_MODULES],
@@ -320,6 +327,7 @@ const EMPTY: BootInfo<'static> = BootInfo {
     cmdline: "",
     rsdp: None,
     framebuffer: None,
+    warning: None,
     memory_map: [RawRegion {
         start: 0,
         len: 0,
@@ -370,16 +378,19 @@ impl<'a> BootInfo<'a> {
     }
 
     /// Appends a region, merging it into the previous one when contiguous and of one kind.
-    /// Empty regions are dropped; one whose end is past the address space is refused.
-    fn push_region(&mut self, region: RawRegion) -> Result<(), BootInfoError> {
-        if region.len == 0 {
-            return Ok(());
-        }
-        if region.start.checked_add(region.len).is_none() {
-            return Err(BootInfoError::RegionPastAddressSpace {
+    /// One whose end is past the address space is cut at its top (with a warning); empty
+    /// regions (also what such a cut leaves of one that starts at the top) are dropped.
+    fn push_region(&mut self, mut region: RawRegion) -> Result<(), BootInfoError> {
+        let room = u64::MAX - region.start;
+        if region.len > room {
+            self.warn(BootInfoWarning::RegionPastAddressSpace {
                 start: region.start,
                 len: region.len,
             });
+            region.len = room;
+        }
+        if region.len == 0 {
+            return Ok(());
         }
         if let Some(last) = self
             .regions
@@ -399,6 +410,11 @@ impl<'a> BootInfo<'a> {
         *slot = region;
         self.regions += 1;
         Ok(())
+    }
+
+    /// Records `warning` unless an earlier one is recorded.
+    fn warn(&mut self, warning: BootInfoWarning) {
+        self.warning.get_or_insert(warning);
     }
 
     /// Appends a module.

@@ -191,12 +191,10 @@ pub fn parse_multiboot2<'a>(
             else {
                 continue;
             };
-            let len = pages
-                .checked_mul(EFI_PAGE)
-                .ok_or(BootInfoError::BadEfiPageCount { start, pages })?;
+            // A page count past the address space is cut there with the region's end.
             boot.push_region(RawRegion {
                 start,
-                len,
+                len: pages.saturating_mul(EFI_PAGE),
                 kind: efi_kind(kind),
             })?;
         }

@@ -1,8 +1,8 @@
 //! Synthetic Multiboot2 information blocks.
 
 use rexo_bootinfo::{
-    BootInfoError, Framebuffer, Module, Protocol, RawKind, RawRegion, StringKind, StringProblem,
-    Structure, parse_multiboot2,
+    BootInfoError, BootInfoWarning, Framebuffer, Module, Protocol, RawKind, RawRegion, StringKind,
+    StringProblem, Structure, parse_multiboot2,
 };
 use rexo_physmem::SparseMemory;
 use rexo_testkit::Rng;
@@ -254,44 +254,55 @@ fn efi_map_when_no_mmap_tag() {
         mmap_tag(24, &[(0, 0x1000, 1)]),
     ]));
     assert_eq!(parse_multiboot2(&m, INFO).unwrap().memory_map().len(), 1);
-    // Descriptor size below 40; page count overflowing.
+    // Descriptor size below 40.
     let m = mem(block(&[efi_tag(32, &[])]));
     assert_eq!(
         parse_multiboot2(&m, INFO).unwrap_err(),
         BootInfoError::BadMapEntrySize { size: 32 }
     );
-    let m = mem(block(&[efi_tag(40, &[(7, 0x1000, u64::MAX)])]));
-    assert_eq!(
-        parse_multiboot2(&m, INFO).unwrap_err(),
-        BootInfoError::BadEfiPageCount {
-            start: 0x1000,
-            pages: u64::MAX
-        }
-    );
 }
 
 #[test]
-fn a_region_past_the_address_space_is_refused() {
+fn a_region_past_the_address_space_is_cut_at_its_top_with_a_warning() {
     let top = u64::MAX - 0xFFF;
+    let r = |start, len, kind| RawRegion { start, len, kind };
+    let cut_at_the_top = r(top, 0xFFF, RawKind::Usable);
+    let past = |len| Some(BootInfoWarning::RegionPastAddressSpace { start: top, len });
     let m = mem(block(&[mmap_tag(24, &[(0, 0x1000, 1), (top, 0x2000, 1)])]));
+    let info = parse_multiboot2(&m, INFO).unwrap();
     assert_eq!(
-        parse_multiboot2(&m, INFO).unwrap_err(),
-        BootInfoError::RegionPastAddressSpace {
-            start: top,
-            len: 0x2000
-        }
+        info.memory_map(),
+        &[r(0, 0x1000, RawKind::Usable), cut_at_the_top]
     );
-    let m = mem(block(&[efi_tag(40, &[(7, top, 2)])]));
+    assert_eq!(info.warning, past(0x2000));
+    // The same by an EFI descriptor's page count, and by one of more bytes than a u64 holds.
+    for pages in [2, u64::MAX] {
+        let m = mem(block(&[efi_tag(40, &[(7, top, pages)])]));
+        let info = parse_multiboot2(&m, INFO).unwrap();
+        assert_eq!(info.memory_map(), &[cut_at_the_top]);
+        assert_eq!(info.warning, past(pages.saturating_mul(4096)));
+    }
+    // A region starting at the last byte leaves nothing; the first warning is kept.
+    let m = mem(block(&[mmap_tag(
+        24,
+        &[(top, 0x2000, 1), (u64::MAX, 1, 2), (0, 0x1000, 1)],
+    )]));
+    let info = parse_multiboot2(&m, INFO).unwrap();
     assert_eq!(
-        parse_multiboot2(&m, INFO).unwrap_err(),
-        BootInfoError::RegionPastAddressSpace {
-            start: top,
-            len: 0x2000
-        }
+        info.memory_map(),
+        &[cut_at_the_top, r(0, 0x1000, RawKind::Usable)]
     );
-    // Up to the last byte of the address space is fine.
+    assert_eq!(info.warning, past(0x2000));
+    // Up to the last byte of the address space is fine, and no warning.
     let m = mem(block(&[mmap_tag(24, &[(top, 0xFFF, 2)])]));
-    assert_eq!(parse_multiboot2(&m, INFO).unwrap().memory_map().len(), 1);
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    assert_eq!(info.memory_map().len(), 1);
+    assert_eq!(info.warning, None);
+    let text = past(0x2000).unwrap().to_string();
+    assert!(
+        text.contains("0xfffffffffffff000") && text.contains("cut"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! Synthetic PVH `hvm_start_info` structures.
 
 use rexo_bootinfo::{
-    BootInfoError, MAX_MODULES, MAX_STRING, Module, PVH_MAGIC, Protocol, RawKind, RawRegion,
-    StringKind, StringProblem, Structure, parse_pvh,
+    BootInfoError, BootInfoWarning, MAX_MODULES, MAX_STRING, Module, PVH_MAGIC, Protocol, RawKind,
+    RawRegion, StringKind, StringProblem, Structure, parse_pvh,
 };
 use rexo_physmem::SparseMemory;
 
@@ -160,6 +160,37 @@ fn adjacent_regions_of_one_kind_merge() {
     );
     assert_eq!(info.cmdline, "");
     assert!(info.modules().is_empty());
+}
+
+#[test]
+fn a_region_past_the_address_space_is_cut_at_its_top_with_a_warning() {
+    let map = [
+        map_entry(0, 0x1000, 1),
+        map_entry(u64::MAX - 0xFFF, 0x1_0000, 2),
+    ]
+    .concat();
+    let mem = SparseMemory::new()
+        .with(SI, start_info(1, 0, 0, MAP, 2))
+        .unwrap()
+        .with(MAP, map)
+        .unwrap();
+    let info = parse_pvh(&mem, SI).unwrap();
+    assert_eq!(
+        info.memory_map()[1],
+        RawRegion {
+            start: u64::MAX - 0xFFF,
+            len: 0xFFF,
+            kind: RawKind::Reserved
+        }
+    );
+    assert_eq!(
+        info.warning,
+        Some(BootInfoWarning::RegionPastAddressSpace {
+            start: u64::MAX - 0xFFF,
+            len: 0x1_0000
+        })
+    );
+    assert_eq!(parse_pvh(&good(), SI).unwrap().warning, None);
 }
 
 #[test]
