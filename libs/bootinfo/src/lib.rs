@@ -209,6 +209,16 @@ pub enum BootInfoError {
         /// The entry size claimed.
         size: u32,
     },
+    /// A Multiboot2 memory map tag (type 6 or 17) whose body holds no whole entry (the map
+    /// would be empty).
+    MapTagWithoutEntries {
+        /// The tag's type.
+        tag_type: u32,
+        /// Its entry size.
+        entry_size: u32,
+        /// The bytes after its 16-byte head (tag header, entry size and version).
+        body_size: u32,
+    },
     /// More distinct memory map regions than [`MAX_REGIONS`].
     TooManyRegions,
     /// More modules than [`MAX_MODULES`].
@@ -261,6 +271,15 @@ impl fmt::Display for BootInfoError {
             }
             Self::MissingEndTag => write!(f, "Multiboot2 info has no end tag"),
             Self::BadMapEntrySize { size } => write!(f, "memory map entry size {size} too small"),
+            Self::MapTagWithoutEntries {
+                tag_type,
+                entry_size,
+                body_size,
+            } => write!(
+                f,
+                "Multiboot2 memory map tag type {tag_type} has entries of {entry_size} bytes \
+                 in a body of {body_size}: not one whole entry"
+            ),
             Self::TooManyRegions => write!(f, "more than {MAX_REGIONS} memory map regions"),
             Self::TooManyModules { count } => {
                 write!(f, "{count} modules, at most {MAX_MODULES} supported")
@@ -284,6 +303,16 @@ pub enum BootInfoWarning {
         /// Its length as the loader gave it (`u64::MAX` for an EFI page count past it).
         len: u64,
     },
+    /// A Multiboot2 memory map tag (type 6 or 17) whose body ends in part of an entry:
+    /// that part is dropped.
+    PartialMapEntry {
+        /// The tag's type.
+        tag_type: u32,
+        /// Its entry size.
+        entry_size: u32,
+        /// The bytes after its 16-byte head (tag header, entry size and version).
+        body_size: u32,
+    },
 }
 
 impl fmt::Display for BootInfoWarning {
@@ -292,6 +321,15 @@ impl fmt::Display for BootInfoWarning {
             Self::RegionPastAddressSpace { start, len } => write!(
                 f,
                 "memory map region at {start:#x} of {len:#x} bytes runs past 2^64: cut there"
+            ),
+            Self::PartialMapEntry {
+                tag_type,
+                entry_size,
+                body_size,
+            } => write!(
+                f,
+                "Multiboot2 memory map tag type {tag_type} has entries of {entry_size} bytes \
+                 in a body of {body_size}: the part entry at its end is ignored"
             ),
         }
     }

@@ -1,10 +1,12 @@
 //! Multiboot2: the boot information block and its tags.
 
+use core::slice::ChunksExact;
+
 use rexo_physmem::{PhysMemory, read_u8, read_u32, read_u64};
 
 use crate::{
-    BootInfo, BootInfoError, Framebuffer, MAX_MODULES, Module, Protocol, RawKind, RawRegion,
-    StringKind, Structure, c_str,
+    BootInfo, BootInfoError, BootInfoWarning, Framebuffer, MAX_MODULES, Module, Protocol, RawKind,
+    RawRegion, StringKind, Structure, c_str,
 };
 
 /// Tag types this parser reads.
@@ -19,6 +21,9 @@ const TAG_ACPI_OLD: u32 = 14;
 const TAG_ACPI_NEW: u32 = 15;
 const TAG_EFI_MMAP: u32 = 17;
 
+/// Bytes before a memory map tag's entries (type 6 or 17): the tag header, the entry size
+/// and the entry version.
+const MAP_TAG_HEAD: usize = 16;
 /// Smallest memory map entry (base, length, type, reserved).
 const MMAP_ENTRY_MIN: u32 = 24;
 /// Smallest EFI memory descriptor.
@@ -35,7 +40,8 @@ const ACPI_NEW_TAG_MIN: usize = 8 + 36;
 /// Reads the Multiboot2 information block at `info` (the EBX value at a Multiboot2 entry).
 ///
 /// The memory map comes from tag 6, else from the EFI memory map (tag 17), else from the
-/// basic memory information (tag 4). The RSDP is the copy inside tag 15 (ACPI 2.0+), else
+/// basic memory information (tag 4); a map tag without one whole entry is refused, and a
+/// part entry at its end is dropped with a warning. The RSDP is the copy inside tag 15 (ACPI 2.0+), else
 /// inside tag 14; an ACPI tag too short to hold its RSDP whole is ignored (the kernel then
 /// searches the BIOS areas for one).
 pub fn parse_multiboot2<'a>(
@@ -164,11 +170,7 @@ pub fn parse_multiboot2<'a>(
     boot.rsdp = rsdp_new.or(rsdp_old);
 
     if let Some((tag, entry_size)) = mmap {
-        for e in tag
-            .get(16..)
-            .unwrap_or(&[])
-            .chunks_exact(entry_size as usize)
-        {
+        for e in map_entries(&mut boot, tag, entry_size)? {
             let (Some(start), Some(len), Some(kind)) =
                 (read_u64(e, 0), read_u64(e, 8), read_u32(e, 16))
             else {
@@ -181,11 +183,7 @@ pub fn parse_multiboot2<'a>(
             })?;
         }
     } else if let Some((tag, desc_size)) = efi_mmap {
-        for d in tag
-            .get(16..)
-            .unwrap_or(&[])
-            .chunks_exact(desc_size as usize)
-        {
+        for d in map_entries(&mut boot, tag, desc_size)? {
             let (Some(kind), Some(start), Some(pages)) =
                 (read_u32(d, 0), read_u64(d, 8), read_u64(d, 24))
             else {
@@ -214,6 +212,38 @@ pub fn parse_multiboot2<'a>(
         return Err(BootInfoError::NoMemoryMap);
     }
     Ok(boot)
+}
+
+/// The entries of the memory map tag `tag` (type 6 or 17), of `entry_size` bytes each (not
+/// 0): a body without one whole entry is refused (the map would be empty), and part of an
+/// entry at its end is dropped with a warning.
+fn map_entries<'t>(
+    boot: &mut BootInfo<'_>,
+    tag: &'t [u8],
+    entry_size: u32,
+) -> Result<ChunksExact<'t, u8>, BootInfoError> {
+    let body = tag.get(MAP_TAG_HEAD..).unwrap_or(&[]);
+    let entries = body.chunks_exact(entry_size as usize);
+    let no_whole_entry = body.len() < entry_size as usize;
+    // One test on the normal path for both problems.
+    if no_whole_entry || !entries.remainder().is_empty() {
+        let tag_type = read_u32(tag, 0).unwrap_or(0);
+        // The body is inside the information block, whose size is a u32.
+        let body_size = u32::try_from(body.len()).unwrap_or(u32::MAX);
+        if no_whole_entry {
+            return Err(BootInfoError::MapTagWithoutEntries {
+                tag_type,
+                entry_size,
+                body_size,
+            });
+        }
+        boot.warn(BootInfoWarning::PartialMapEntry {
+            tag_type,
+            entry_size,
+            body_size,
+        });
+    }
+    Ok(entries)
 }
 
 /// The framebuffer tag: `Some(None)` for indexed or EGA text modes, `None` if too short.

@@ -305,6 +305,91 @@ fn a_region_past_the_address_space_is_cut_at_its_top_with_a_warning() {
     );
 }
 
+/// `map_tag` (an `mmap_tag` or `efi_tag`) with `extra` more body bytes.
+fn with_bytes_past_the_entries(map_tag: Vec<u8>, extra: usize) -> Vec<u8> {
+    let size = u32::from_le_bytes(map_tag[4..8].try_into().unwrap()) as usize;
+    let mut body = map_tag[8..size].to_vec();
+    body.resize(body.len() + extra, 0xEE);
+    tag(u32::from_le_bytes(map_tag[..4].try_into().unwrap()), &body)
+}
+
+#[test]
+fn a_part_entry_at_the_end_of_a_memory_map_tag_is_dropped_with_a_warning() {
+    let whole = mmap_tag(24, &[(0, 0x1000, 1), (0x2000, 0x1000, 2)]);
+    let m = mem(block(&[with_bytes_past_the_entries(whole, 20)]));
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    assert_eq!(info.memory_map().len(), 2);
+    let warning = BootInfoWarning::PartialMapEntry {
+        tag_type: 6,
+        entry_size: 24,
+        body_size: 68,
+    };
+    assert_eq!(info.warning, Some(warning));
+    let text = warning.to_string();
+    assert!(text.contains("tag type 6") && text.contains("68"), "{text}");
+    let efi = efi_tag(48, &[(7, 0, 16)]);
+    let m = mem(block(&[with_bytes_past_the_entries(efi, 47)]));
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    assert_eq!(info.memory_map().len(), 1);
+    assert_eq!(
+        info.warning,
+        Some(BootInfoWarning::PartialMapEntry {
+            tag_type: 17,
+            entry_size: 48,
+            body_size: 95,
+        })
+    );
+    // Whole entries only: no warning.
+    let m = mem(block(&[mmap_tag(24, &[(0, 0x1000, 1)])]));
+    assert_eq!(parse_multiboot2(&m, INFO).unwrap().warning, None);
+}
+
+#[test]
+fn a_memory_map_tag_without_one_whole_entry_is_refused() {
+    // An entry size past the body: the map would be empty, and the boot would stop later
+    // for want of memory, not for this tag.
+    let mut body = 64u32.to_le_bytes().to_vec();
+    body.extend_from_slice(&0u32.to_le_bytes());
+    body.extend_from_slice(&mmap_tag(24, &[(0, 0x10_0000, 1)])[16..40]);
+    let m = mem(block(&[tag(6, &body)]));
+    let error = parse_multiboot2(&m, INFO).unwrap_err();
+    assert_eq!(
+        error,
+        BootInfoError::MapTagWithoutEntries {
+            tag_type: 6,
+            entry_size: 64,
+            body_size: 24
+        }
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("memory map tag type 6") && text.contains("64") && text.contains("24"),
+        "{text}"
+    );
+    // No entry at all, in either kind of map tag.
+    let m = mem(block(&[mmap_tag(24, &[])]));
+    assert_eq!(
+        parse_multiboot2(&m, INFO).unwrap_err(),
+        BootInfoError::MapTagWithoutEntries {
+            tag_type: 6,
+            entry_size: 24,
+            body_size: 0
+        }
+    );
+    let m = mem(block(&[with_bytes_past_the_entries(
+        efi_tag(4096, &[]),
+        48,
+    )]));
+    assert_eq!(
+        parse_multiboot2(&m, INFO).unwrap_err(),
+        BootInfoError::MapTagWithoutEntries {
+            tag_type: 17,
+            entry_size: 4096,
+            body_size: 48
+        }
+    );
+}
+
 #[test]
 fn basic_meminfo_as_last_resort_and_no_map() {
     let m = mem(block(&[tag(4, &[0x7F, 2, 0, 0, 0x00, 0xFC, 0, 0])]));
