@@ -43,7 +43,8 @@ const ACPI_NEW_TAG_MIN: usize = 8 + 36;
 /// basic memory information (tag 4); a map tag without one whole entry is refused, and a
 /// part entry at its end is dropped with a warning. The RSDP is the copy inside tag 15 (ACPI 2.0+), else
 /// inside tag 14; an ACPI tag too short to hold its RSDP whole is ignored (the kernel then
-/// searches the BIOS areas for one).
+/// searches the BIOS areas for one). Of several tags of one type the first is read and the
+/// others skipped unread, for every type but modules (tag 3: every one is a module).
 pub fn parse_multiboot2<'a>(
     mem: &'a impl PhysMemory,
     info: u64,
@@ -75,8 +76,8 @@ pub fn parse_multiboot2<'a>(
     let mut meminfo = None;
     let mut rsdp_old = None;
     let mut rsdp_new = None;
-    let mut have_cmdline = false;
-    let mut have_loader = false;
+    // A bit per tag type below 32 (every type read here) of those already read.
+    let mut types_read = 0u32;
     let mut modules = 0usize;
 
     let mut offset = 8usize;
@@ -102,15 +103,16 @@ pub fn parse_multiboot2<'a>(
             .and_then(|end| block.get(offset..end))
             .ok_or(truncated)?;
         let short = BootInfoError::TagTooShortForType { tag_type, size };
+        let type_bit = 1u32.checked_shl(tag_type).unwrap_or(0);
+        let already_read = types_read & type_bit != 0;
+        types_read |= type_bit & !(1 << TAG_MODULE);
         match tag_type {
             TAG_END => break,
-            TAG_CMDLINE if !have_cmdline => {
-                boot.cmdline = c_str(tag.get(8..).unwrap_or(&[]), StringKind::Cmdline)?;
-                have_cmdline = true;
-            }
-            TAG_LOADER_NAME if !have_loader => {
+            // The first tag of a type wins, as in GRUB's own order; modules are a list.
+            _ if already_read => {}
+            TAG_CMDLINE => boot.cmdline = c_str(tag.get(8..).unwrap_or(&[]), StringKind::Cmdline)?,
+            TAG_LOADER_NAME => {
                 boot.loader_name = c_str(tag.get(8..).unwrap_or(&[]), StringKind::LoaderName)?;
-                have_loader = true;
             }
             TAG_MODULE => {
                 let (Some(start), Some(end)) = (read_u32(tag, 8), read_u32(tag, 12)) else {
@@ -139,7 +141,7 @@ pub fn parse_multiboot2<'a>(
                 };
                 meminfo = Some((lower, upper));
             }
-            TAG_MMAP if mmap.is_none() => {
+            TAG_MMAP => {
                 let entry_size = read_u32(tag, 8).ok_or(short)?;
                 if entry_size < MMAP_ENTRY_MIN {
                     return Err(BootInfoError::BadMapEntrySize { size: entry_size });
@@ -153,7 +155,7 @@ pub fn parse_multiboot2<'a>(
             TAG_ACPI_NEW if tag.len() >= ACPI_NEW_TAG_MIN => {
                 rsdp_new = Some(info.saturating_add(offset as u64 + 8))
             }
-            TAG_EFI_MMAP if efi_mmap.is_none() => {
+            TAG_EFI_MMAP => {
                 let desc_size = read_u32(tag, 8).ok_or(short)?;
                 if desc_size < EFI_DESCRIPTOR_MIN {
                     return Err(BootInfoError::BadMapEntrySize { size: desc_size });

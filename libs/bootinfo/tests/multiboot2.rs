@@ -554,3 +554,126 @@ fn random_byte_flips_never_panic() {
         let _ = parse_multiboot2(&mem(b), INFO).map(|i| i.memory_map().len());
     }
 }
+
+// Of several tags of one type the first is read and the later ones skipped unread (they
+// may even be malformed), for every type the parser reads but modules.
+
+/// The physical address of the body of the tag at `index` in `block(tags)`.
+fn body_address(tags: &[Vec<u8>], index: usize) -> u64 {
+    INFO + 8 + tags[..index].iter().map(Vec::len).sum::<usize>() as u64 + 8
+}
+
+fn a_map() -> Vec<u8> {
+    mmap_tag(24, &[(0, 0x1000, 1)])
+}
+
+#[test]
+fn the_first_command_line_tag_wins() {
+    let m = mem(block(&[
+        tag(1, b"first\0"),
+        tag(1, b"second\0"),
+        tag(1, b"bad"),
+        a_map(),
+    ]));
+    assert_eq!(parse_multiboot2(&m, INFO).unwrap().cmdline, "first");
+}
+
+#[test]
+fn the_first_loader_name_tag_wins() {
+    let m = mem(block(&[
+        tag(2, b"GRUB\0"),
+        tag(2, b"other\0"),
+        tag(2, b"\xFF\0"),
+        a_map(),
+    ]));
+    assert_eq!(parse_multiboot2(&m, INFO).unwrap().loader_name, "GRUB");
+}
+
+#[test]
+fn the_first_basic_memory_information_tag_wins() {
+    let m = mem(block(&[
+        tag(4, &[0x7F, 2, 0, 0, 0x00, 0x10, 0, 0]),
+        tag(4, &[1, 0, 0, 0, 0x00, 0x20, 0, 0]),
+        tag(4, &[0; 4]),
+    ]));
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    let upper = info.memory_map()[1];
+    assert_eq!((upper.start, upper.len), (0x10_0000, 0x1000 * 1024));
+    assert_eq!(info.memory_map()[0].len, 639 * 1024);
+}
+
+#[test]
+fn the_first_memory_map_tag_wins() {
+    let m = mem(block(&[
+        mmap_tag(24, &[(0, 0x1000, 1)]),
+        mmap_tag(24, &[(0, 0x2000, 2), (0x2000, 0x1000, 1)]),
+        mmap_tag(16, &[]),
+    ]));
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    assert_eq!(
+        info.memory_map(),
+        &[RawRegion {
+            start: 0,
+            len: 0x1000,
+            kind: RawKind::Usable
+        }]
+    );
+}
+
+#[test]
+fn the_first_efi_memory_map_tag_wins() {
+    let m = mem(block(&[
+        efi_tag(48, &[(7, 0, 1)]),
+        efi_tag(48, &[(0, 0, 2)]),
+        efi_tag(32, &[]),
+    ]));
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    assert_eq!(
+        info.memory_map(),
+        &[RawRegion {
+            start: 0,
+            len: 0x1000,
+            kind: RawKind::Usable
+        }]
+    );
+}
+
+#[test]
+fn the_first_framebuffer_tag_wins() {
+    let mut second = framebuffer_tag(1);
+    second[8..16].copy_from_slice(&0xE000_0000u64.to_le_bytes());
+    let m = mem(block(&[
+        framebuffer_tag(1),
+        second.clone(),
+        tag(8, &[0; 10]),
+        a_map(),
+    ]));
+    let fb = parse_multiboot2(&m, INFO).unwrap().framebuffer.unwrap();
+    assert_eq!(fb.addr, 0xFD00_0000);
+    // Even when the first is a text mode, which gives no RGB framebuffer.
+    let m = mem(block(&[framebuffer_tag(2), second, a_map()]));
+    assert_eq!(parse_multiboot2(&m, INFO).unwrap().framebuffer, None);
+}
+
+#[test]
+fn the_first_acpi_1_tag_wins() {
+    let tags = [a_map(), tag(14, &[0u8; 20]), tag(14, &[0u8; 20])];
+    let m = mem(block(&tags));
+    assert_eq!(
+        parse_multiboot2(&m, INFO).unwrap().rsdp,
+        Some(body_address(&tags, 1))
+    );
+    // A first tag too short for its RSDP wins too: no RSDP from it (the kernel searches).
+    let m = mem(block(&[tag(14, &[0u8; 19]), tag(14, &[0u8; 20]), a_map()]));
+    assert_eq!(parse_multiboot2(&m, INFO).unwrap().rsdp, None);
+}
+
+#[test]
+fn the_first_acpi_2_tag_wins() {
+    let tags = [tag(15, &[0u8; 36]), a_map(), tag(15, &[0u8; 36])];
+    let m = mem(block(&tags));
+    assert_eq!(
+        parse_multiboot2(&m, INFO).unwrap().rsdp,
+        Some(body_address(&tags, 0))
+    );
+}
