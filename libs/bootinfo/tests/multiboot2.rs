@@ -567,26 +567,23 @@ fn a_map() -> Vec<u8> {
     mmap_tag(24, &[(0, 0x1000, 1)])
 }
 
+/// The command line and the loader's name read from `tags` beside a memory map.
+fn strings_of(tags: [Vec<u8>; 3]) -> (String, String) {
+    let m = mem(block(&[&tags[..], &[a_map()]].concat()));
+    let info = parse_multiboot2(&m, INFO).unwrap();
+    (info.cmdline.to_string(), info.loader_name.to_string())
+}
+
 #[test]
 fn the_first_command_line_tag_wins() {
-    let m = mem(block(&[
-        tag(1, b"first\0"),
-        tag(1, b"second\0"),
-        tag(1, b"bad"),
-        a_map(),
-    ]));
-    assert_eq!(parse_multiboot2(&m, INFO).unwrap().cmdline, "first");
+    let tags = [tag(1, b"first\0"), tag(1, b"second\0"), tag(1, b"bad")];
+    assert_eq!(strings_of(tags).0, "first");
 }
 
 #[test]
 fn the_first_loader_name_tag_wins() {
-    let m = mem(block(&[
-        tag(2, b"GRUB\0"),
-        tag(2, b"other\0"),
-        tag(2, b"\xFF\0"),
-        a_map(),
-    ]));
-    assert_eq!(parse_multiboot2(&m, INFO).unwrap().loader_name, "GRUB");
+    let tags = [tag(2, b"GRUB\0"), tag(2, b"other\0"), tag(2, b"\xFF\0")];
+    assert_eq!(strings_of(tags).1, "GRUB");
 }
 
 #[test]
@@ -602,40 +599,37 @@ fn the_first_basic_memory_information_tag_wins() {
     assert_eq!(info.memory_map()[0].len, 639 * 1024);
 }
 
+/// The memory map read from `map_tags`: as the test maps below give it, one usable page
+/// at 0 if the first tag wins.
+fn map_of(map_tags: [Vec<u8>; 3]) -> Vec<RawRegion> {
+    let m = mem(block(&map_tags));
+    parse_multiboot2(&m, INFO).unwrap().memory_map().to_vec()
+}
+
+const ONE_USABLE_PAGE: RawRegion = RawRegion {
+    start: 0,
+    len: 0x1000,
+    kind: RawKind::Usable,
+};
+
 #[test]
 fn the_first_memory_map_tag_wins() {
-    let m = mem(block(&[
+    let map = map_of([
         mmap_tag(24, &[(0, 0x1000, 1)]),
         mmap_tag(24, &[(0, 0x2000, 2), (0x2000, 0x1000, 1)]),
         mmap_tag(16, &[]),
-    ]));
-    let info = parse_multiboot2(&m, INFO).unwrap();
-    assert_eq!(
-        info.memory_map(),
-        &[RawRegion {
-            start: 0,
-            len: 0x1000,
-            kind: RawKind::Usable
-        }]
-    );
+    ]);
+    assert_eq!(map, [ONE_USABLE_PAGE]);
 }
 
 #[test]
 fn the_first_efi_memory_map_tag_wins() {
-    let m = mem(block(&[
+    let map = map_of([
         efi_tag(48, &[(7, 0, 1)]),
         efi_tag(48, &[(0, 0, 2)]),
         efi_tag(32, &[]),
-    ]));
-    let info = parse_multiboot2(&m, INFO).unwrap();
-    assert_eq!(
-        info.memory_map(),
-        &[RawRegion {
-            start: 0,
-            len: 0x1000,
-            kind: RawKind::Usable
-        }]
-    );
+    ]);
+    assert_eq!(map, [ONE_USABLE_PAGE]);
 }
 
 #[test]

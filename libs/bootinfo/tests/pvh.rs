@@ -53,6 +53,16 @@ fn map() -> Vec<u8> {
     .concat()
 }
 
+/// Memory holding an `hvm_start_info` (no command line, no modules) and `map`, of which
+/// it says `entries` entries.
+fn only_a_map(map: Vec<u8>, entries: u32) -> SparseMemory {
+    SparseMemory::new()
+        .with(SI, start_info(1, 0, 0, MAP, entries))
+        .unwrap()
+        .with(MAP, map)
+        .unwrap()
+}
+
 fn module_entry(paddr: u64, size: u64, cmdline: u64) -> Vec<u8> {
     [paddr, size, cmdline, 0]
         .iter()
@@ -143,11 +153,7 @@ fn adjacent_regions_of_one_kind_merge() {
         map_entry(0x2000, 0x1000, 2),
     ]
     .concat();
-    let mem = SparseMemory::new()
-        .with(SI, start_info(1, 0, 0, MAP, 4))
-        .unwrap()
-        .with(MAP, map)
-        .unwrap();
+    let mem = only_a_map(map, 4);
     let info = parse_pvh(&mem, SI).unwrap();
     assert_eq!(info.memory_map().len(), 2);
     assert_eq!(
@@ -169,11 +175,7 @@ fn a_region_past_the_address_space_is_cut_at_its_top_with_a_warning() {
         map_entry(u64::MAX - 0xFFF, 0x1_0000, 2),
     ]
     .concat();
-    let mem = SparseMemory::new()
-        .with(SI, start_info(1, 0, 0, MAP, 2))
-        .unwrap()
-        .with(MAP, map)
-        .unwrap();
+    let mem = only_a_map(map, 2);
     let info = parse_pvh(&mem, SI).unwrap();
     assert_eq!(
         info.memory_map()[1],
@@ -236,11 +238,7 @@ fn bad_magic_version_0_and_missing_map() {
 
 #[test]
 fn counts_past_the_end() {
-    let mem = SparseMemory::new()
-        .with(SI, start_info(1, 0, 0, MAP, 11))
-        .unwrap()
-        .with(MAP, map())
-        .unwrap();
+    let mem = only_a_map(map(), 11);
     assert_eq!(
         parse_pvh(&mem, SI).unwrap_err(),
         BootInfoError::Unreadable {
@@ -248,11 +246,7 @@ fn counts_past_the_end() {
             address: MAP
         }
     );
-    let mem = SparseMemory::new()
-        .with(SI, start_info(1, 0, 0, MAP, u32::MAX))
-        .unwrap()
-        .with(MAP, map())
-        .unwrap();
+    let mem = only_a_map(map(), u32::MAX);
     assert!(matches!(
         parse_pvh(&mem, SI),
         Err(BootInfoError::Unreadable {
@@ -299,11 +293,7 @@ fn too_many_regions() {
     let map: Vec<u8> = (0..129u64)
         .flat_map(|i| map_entry(i * 0x2000, 0x1000, 1))
         .collect();
-    let mem = SparseMemory::new()
-        .with(SI, start_info(1, 0, 0, MAP, 129))
-        .unwrap()
-        .with(MAP, map)
-        .unwrap();
+    let mem = only_a_map(map, 129);
     assert_eq!(
         parse_pvh(&mem, SI).unwrap_err(),
         BootInfoError::TooManyRegions
