@@ -13,8 +13,8 @@ use crate::Result;
 const SECTOR_BYTES: u64 = 512;
 
 /// The extent table on the disk image at `path`, read by `libs/xn`'s own parser; an
-/// image too small to hold one, or whose locator does not name its size (the table
-/// would be lost if the disk grew), is an error.
+/// image too small to hold one, or whose locator's copies do not both name its size (the
+/// table would be lost if the disk grew), is an error.
 pub fn read_table(path: &Path) -> Result<Table> {
     let mut file =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
@@ -43,10 +43,11 @@ pub fn read_table(path: &Path) -> Result<Table> {
         .map_err(|e| format!("the extent table of {}: {e}", path.display()))?;
     let (start, count) = rexo_xn::locator_area(SECTOR_BYTES);
     let locator = read("locator", start, count * SECTOR_BYTES)?;
-    match rexo_xn::read_locator(&locator) {
-        Ok(Some(named)) if named == sectors => Ok(table),
+    match rexo_xn::read_locators(&locator) {
+        [Ok(Some(first)), Ok(Some(second))] if first == sectors && second == sectors => Ok(table),
         found => Err(format!(
-            "the extent table's locator on {} is {found:?}, not one naming its {sectors} sectors",
+            "the extent table's locator on {} is {found:?}, not two copies naming its {sectors} \
+             sectors",
             path.display()
         )),
     }
@@ -219,13 +220,15 @@ mod tests {
     }
 
     #[test]
-    fn an_image_without_its_locator_is_refused() {
-        let path = image_with("unlocated", &the_cases_table());
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[(1 << 20) - 4096] = 0;
-        std::fs::write(&path, bytes).unwrap();
-        let why = read_table(&path).unwrap_err();
-        assert!(why.contains("locator"), "{why}");
+    fn an_image_without_either_copy_of_its_locator_is_refused() {
+        for copy in [0, 2048] {
+            let path = image_with("unlocated", &the_cases_table());
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[(1 << 20) - 4096 + copy] = 0;
+            std::fs::write(&path, bytes).unwrap();
+            let why = read_table(&path).unwrap_err();
+            assert!(why.contains("locator"), "copy at {copy}: {why}");
+        }
     }
 
     /// The grown image holds a table the host finds only through its locator: at the
@@ -240,14 +243,16 @@ mod tests {
         let (locator, count) = rexo_xn::locator_area(SECTOR_BYTES);
         let at = |sector: u64| (sector * SECTOR_BYTES) as usize;
         let (sectors, found) = (SECTORS, &image[at(locator)..at(locator + count)]);
-        assert_eq!(
-            rexo_xn::locate(found, sectors, SECTOR_BYTES),
-            Ok(Some(sectors / 2))
-        );
-        let (start, count) = rexo_xn::table_area(sectors / 2, SECTOR_BYTES);
-        let (a, b) = image[at(start)..at(start + count)].split_at(rexo_xn::COPY_BYTES);
-        let table = Table::parse([a, b], sectors / 2, SECTOR_BYTES).unwrap();
-        assert_eq!(listing(&table), ["sectors 0+64 monitor read-write"]);
+        let located = rexo_xn::find(found, sectors, SECTOR_BYTES, |made_for| {
+            let (start, count) = rexo_xn::table_area(made_for, SECTOR_BYTES);
+            let (a, b) = image[at(start)..at(start + count)].split_at(rexo_xn::COPY_BYTES);
+            Ok::<_, ()>(Table::parse([a, b], made_for, SECTOR_BYTES))
+        })
+        .unwrap()
+        .unwrap();
+        assert!(!located.mend_locator, "both copies name the first half");
+        assert_eq!(located.table.sectors(), sectors / 2);
+        assert_eq!(listing(&located.table), ["sectors 0+64 monitor read-write"]);
     }
 
     #[test]

@@ -112,9 +112,10 @@ pub fn extents(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
         }),
         ["grow"] => Some(ExtentOp::Grow { force: false }),
         ["grow", "force"] => Some(ExtentOp::Grow { force: true }),
+        ["unprotect"] => Some(ExtentOp::Unprotect),
         _ => {
             return Err(String::from(
-                "usage: extents [DISK [format [force]|alloc SECTORS|free START|share START COUNT APP|revoke APP|grow [force]]]",
+                "usage: extents [DISK [format [force]|alloc SECTORS|free START|share START COUNT APP|revoke APP|grow [force]|unprotect]]",
             ));
         }
     };

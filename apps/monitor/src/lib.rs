@@ -63,7 +63,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("df", "the BMFS disk's free and used blocks"),
     ("fsck", "check the BMFS disk's directory"),
     (
-        "extents [DISK [format [force]|alloc SECTORS|free START|share START COUNT APP|revoke APP|grow [force]]]",
+        "extents [DISK [format [force]|alloc SECTORS|free START|share START COUNT APP|revoke APP|grow [force]|unprotect]]",
         "the disks' extent tables (protected blocks), or a change to one",
     ),
     ("exec", "run the loaded BareMetal binary and show its RAX"),

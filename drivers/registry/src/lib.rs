@@ -1578,8 +1578,15 @@ pub(crate) mod tests {
             assert_eq!(&copy[..8], b"RexoXN03", "written over");
             assert_zeroed(&copy[3584..], 1, "the rest of the copy");
             let locator = read_sectors(raw.as_mut(), 2040, 8);
-            assert_eq!(&locator[..8], b"RexoXNat", "the locator written over");
-            assert_zeroed(&locator[512..], 7, "the rest of the locator");
+            for copy in [0, 2048] {
+                let (written, rest) = locator[copy..][..2048].split_at(512);
+                assert_eq!(
+                    &written[..8],
+                    b"RexoXNat",
+                    "the locator's copies written over"
+                );
+                assert_zeroed(rest, 3, "the rest of the locator");
+            }
         }
         // A damaged table is what a format replaces: no force needed.
         let mut damaged = MemoryDisk::new();
@@ -2219,6 +2226,235 @@ pub(crate) mod tests {
         assert_eq!(
             registry.extents(0, "fs", None),
             Err(ApiError::Extents(rexo_api::ExtentError::NoTable))
+        );
+    }
+
+    /// The bytes of sectors `start..start + count` of disk 0 of `registry`, read through
+    /// a lease of the disk taken as raw (its protection is read again afterwards).
+    fn raw_sectors(registry: &'static Registry, start: u64, count: u64) -> Vec<u8> {
+        registry.slots[0].state.lock().protection = xn::Protection::Raw;
+        let mut raw = lease_disk(registry, "fs");
+        let bytes = read_sectors(raw.as_mut(), start, count);
+        drop(raw);
+        registry.slots[0].state.lock().protection = xn::Protection::Unknown;
+        bytes
+    }
+
+    /// Whether app "kv" is refused sector 0 of disk 0 of `registry` (a table protects
+    /// the disk: it is not raw).
+    fn kv_refused(registry: &'static Registry) -> bool {
+        let mut kv = lease_disk(registry, "kv");
+        kv.submit_read(0, 0, 1).is_err()
+    }
+
+    /// A sound table at the disk's end beside a locator that is damaged (its checksum
+    /// failing) or missing is the table, and reading it rewrites the locator naming the
+    /// disk; a failed rewrite keeps the table in force and the next use tries again. The
+    /// locator used to be left as it was (only a format or a grow wrote it): grown, the
+    /// disk then read as damaged.
+    #[test]
+    fn a_damaged_or_missing_locator_beside_a_sound_table_is_rewritten() {
+        const SECTORS: u64 = MemoryDisk::SECTORS;
+        let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
+        table.allocate("fs", 64).unwrap();
+        let (locator, count) = rexo_xn::locator_area(512);
+        let at = locator as usize * 512;
+        for (failing, damage) in [(false, Some(9)), (false, None), (true, Some(9))] {
+            let mut disk = disk_holding(&table, SECTORS);
+            match damage {
+                Some(byte) => disk.data[at + byte] ^= 1,
+                None => disk.data[at..at + rexo_xn::COPY_BYTES].fill(0),
+            }
+            let crash = disk.bad_sector.clone();
+            let bad = if failing { locator } else { u64::MAX };
+            crash.store(bad, core::sync::atomic::Ordering::Relaxed);
+            let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+            assert_eq!(
+                registry.extents(0, "fs", None),
+                Ok(table.entries().to_vec())
+            );
+            assert!(kv_refused(registry), "the table, not a raw disk");
+            crash.store(u64::MAX, core::sync::atomic::Ordering::Relaxed);
+            // A failed rewrite: the next use tries again.
+            assert_eq!(
+                registry.extents(0, "fs", None),
+                Ok(table.entries().to_vec())
+            );
+            assert_eq!(
+                raw_sectors(registry, locator, count),
+                table.locator(),
+                "rewritten ({damage:?}, failing first: {failing})"
+            );
+        }
+    }
+
+    /// Either copy of the locator finds the table of a disk that grew, and the other is
+    /// rewritten. The locator used to be one copy: a changed byte of its magic made the
+    /// disk raw, every app's extents open whole to its holder.
+    #[test]
+    fn either_copy_of_the_locator_finds_the_table_of_a_disk_that_grew() {
+        const SECTORS: u64 = MemoryDisk::SECTORS;
+        let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
+        table.allocate("fs", 64).unwrap();
+        let (locator, count) = rexo_xn::locator_area(512);
+        for copy in [0, 2048] {
+            let mut disk = disk_holding(&table, 2 * SECTORS);
+            disk.data[locator as usize * 512 + copy] ^= 0x20;
+            let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+            assert_eq!(
+                registry.extents(0, "fs", None),
+                Ok(table.entries().to_vec())
+            );
+            assert!(kv_refused(registry), "the table, not a raw disk");
+            assert_eq!(raw_sectors(registry, locator, count), table.locator());
+        }
+    }
+
+    /// A crash that tore a grow's write of the locator between its two sectors leaves
+    /// the copies disagreeing: the new end holds the grown table (written before the
+    /// locator), which wins, and the other copy is rewritten naming it.
+    #[test]
+    fn a_grow_whose_locator_write_was_torn_is_done() {
+        const SECTORS: u64 = MemoryDisk::SECTORS;
+        let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
+        table.allocate("fs", 64).unwrap();
+        let grown = table.grown(2 * SECTORS).unwrap();
+        let (locator, count) = rexo_xn::locator_area(512);
+        let at = locator as usize * 512;
+        for (first, second) in [(&table, &grown), (&grown, &table)] {
+            let mut disk = disk_holding(&grown, 2 * SECTORS);
+            let old = table.copy_start(table.copy()) as usize * 512;
+            disk.data[old..old + rexo_xn::COPY_BYTES].copy_from_slice(&table.to_bytes());
+            disk.data[at..at + 2048].copy_from_slice(&first.locator()[..2048]);
+            disk.data[at + 2048..at + 4096].copy_from_slice(&second.locator()[2048..]);
+            let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+            let allocate = Some(rexo_api::ExtentOp::Allocate { sectors: SECTORS });
+            assert_eq!(
+                registry.extents(0, "fs", allocate).unwrap().len(),
+                2,
+                "past the old end"
+            );
+            assert_eq!(raw_sectors(registry, locator, count), grown.locator());
+        }
+    }
+
+    /// A format of a damaged disk whose locator's copies name a larger disk and a
+    /// smaller one with a sound table zeroes that table too: a crash that tears the new
+    /// locator's write, leaving the copy naming the smaller disk, finds no table there
+    /// (the disk stays damaged, not an older table in force).
+    #[test]
+    fn a_format_torn_in_its_locator_leaves_no_older_table_to_find() {
+        const SECTORS: u64 = MemoryDisk::SECTORS;
+        let mut older = rexo_xn::Table::format(SECTORS, 512).unwrap();
+        older.allocate("old", 64).unwrap();
+        let larger = rexo_xn::Table::format(4 * SECTORS, 512).unwrap();
+        let mut disk = disk_holding(&older, 2 * SECTORS);
+        disk.max_sectors = 4;
+        let (locator, _) = rexo_xn::locator_area(512);
+        let at = locator as usize * 512;
+        disk.data[at..at + 2048].copy_from_slice(&larger.locator()[..2048]);
+        let crash = disk.bad_sector.clone();
+        crash.store(locator + 4, core::sync::atomic::Ordering::Relaxed);
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        let damaged = Err(ApiError::Extents(rexo_api::ExtentError::WrongDisk {
+            table: 4 * SECTORS,
+            disk: 2 * SECTORS,
+        }));
+        assert_eq!(registry.extents(0, "fs", None), damaged);
+        let format = Some(rexo_api::ExtentOp::Format { force: false });
+        assert!(registry.extents(0, "fs", format.clone()).is_err(), "torn");
+        assert!(
+            matches!(
+                registry.extents(0, "fs", None),
+                Err(ApiError::Extents(rexo_api::ExtentError::Corrupt(_)))
+            ),
+            "damaged, not the older table"
+        );
+        crash.store(u64::MAX, core::sync::atomic::Ordering::Relaxed);
+        assert_eq!(registry.extents(0, "fs", format), Ok(Vec::new()));
+    }
+
+    /// A damaged disk too small for a table (it shrank) cannot be formatted: giving up
+    /// its protection zeroes its locator, and it is raw. Refused on a disk with a sound
+    /// table; a crash part way leaves it damaged, never raw beside a table a copy of the
+    /// locator could still send a reader to.
+    #[test]
+    fn the_protection_of_a_damaged_disk_can_be_given_up() {
+        use rexo_api::{ExtentError, ExtentOp};
+        const SECTORS: u64 = MemoryDisk::SECTORS;
+        let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
+        table.allocate("fs", 64).unwrap();
+        let mut shrunk = disk_holding(&table, SECTORS);
+        shrunk.data.truncate(3000 * 512);
+        let registry = registry_with(Found::Block(Box::new(shrunk)), "memory");
+        assert_eq!(
+            registry.extents(0, "fs", Some(ExtentOp::Format { force: true })),
+            Err(ApiError::Extents(ExtentError::TooSmall))
+        );
+        assert_eq!(
+            registry.extents(0, "fs", Some(ExtentOp::Unprotect)),
+            Ok(Vec::new())
+        );
+        registry.slots[0].state.lock().protection = xn::Protection::Unknown;
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Err(ApiError::Extents(ExtentError::NoTable)),
+            "raw, read again"
+        );
+        assert!(!kv_refused(registry));
+        assert_eq!(
+            registry.extents(0, "fs", Some(ExtentOp::Unprotect)),
+            Err(ApiError::Extents(ExtentError::NoTable))
+        );
+        let (sound, _) = registry_with_table(MemoryDisk::new());
+        assert!(matches!(
+            sound.extents(0, "fs", Some(ExtentOp::Unprotect)),
+            Err(ApiError::Extents(ExtentError::Corrupt(_)))
+        ));
+
+        // A disk shrunk back to its old size: one copy of its locator names the larger
+        // disk, the other this one, whose end holds an older table.
+        let larger = table.grown(2 * SECTORS).unwrap();
+        let mut disk = disk_holding(&table, SECTORS);
+        disk.max_sectors = 4;
+        let (locator, count) = rexo_xn::locator_area(512);
+        let at = locator as usize * 512;
+        disk.data[at..at + 2048].copy_from_slice(&larger.locator()[..2048]);
+        let crash = disk.bad_sector.clone();
+        crash.store(locator + 4, core::sync::atomic::Ordering::Relaxed);
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        assert!(
+            registry
+                .extents(0, "fs", Some(ExtentOp::Unprotect))
+                .is_err(),
+            "torn"
+        );
+        assert!(
+            matches!(
+                registry.extents(0, "fs", None),
+                Err(ApiError::Extents(ExtentError::Corrupt(_)))
+            ),
+            "damaged, not the table the copy left names"
+        );
+        crash.store(u64::MAX, core::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            registry.extents(0, "fs", Some(ExtentOp::Unprotect)),
+            Ok(Vec::new())
+        );
+        assert!(
+            raw_sectors(registry, locator, count)
+                .iter()
+                .all(|&byte| byte == 0)
+        );
+        let (start, count) = rexo_xn::table_area(SECTORS, 512);
+        assert!(
+            raw_sectors(registry, start, count)
+                .iter()
+                .all(|&byte| byte == 0)
+        );
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Err(ApiError::Extents(ExtentError::NoTable))
         );
     }
 

@@ -28,8 +28,21 @@ pub(crate) enum Protection {
     Raw,
     /// The table every request is checked against.
     Table(Table),
+    /// The table every request is checked against, whose locator is damaged, missing or
+    /// names another size and could not be rewritten: the next use tries again.
+    Unmended(Table),
     /// A table that cannot be trusted: no request passes until it is formatted again.
     Damaged(XnError),
+}
+
+impl Protection {
+    /// The table requests are checked against, if there is one.
+    fn table(&self) -> Option<&Table> {
+        match self {
+            Self::Table(table) | Self::Unmended(table) => Some(table),
+            _ => None,
+        }
+    }
 }
 
 /// A disk described by `info`: its sectors and the bytes of one (a sector size of 0
@@ -105,55 +118,47 @@ fn read_table(
     Ok(Table::parse([a, b], sectors, size))
 }
 
-/// The table of `disk` (idle: nobody holds it). Its locator, when it names another
-/// disk, says where: at the end of the smaller disk it names (the disk grew: the table
-/// stays where it was made, and the sectors past it belong to nobody), or nowhere (it
-/// names a larger disk: the disk shrank, [`XnError::WrongDisk`]), whatever the disk's
-/// end holds (an older table left there, or another disk's data). Otherwise the table
-/// is at the disk's end; no table and no locator is a raw disk ([`rexo_xn::locate`]).
-/// A disk too small for a table is read for its locator all the same (while it reaches
-/// it): one that shrank under [`rexo_xn::MIN_DISK_BYTES`] is damaged, not raw.
-fn find_table(disk: &mut dyn BlockDevice) -> Result<Result<Table, XnError>, DeviceError> {
-    let (sectors, size) = geometry(&disk.info());
+/// The bytes of the locator's sectors of `disk` (idle: nobody holds it), as far as the
+/// disk reaches (a disk cut inside them still holds the locator's first copy whole in
+/// their first sector).
+fn read_locator_sectors(disk: &mut dyn BlockDevice) -> Result<Vec<u8>, DeviceError> {
+    let sectors = disk.info().sectors;
     let (start, count) = locator_area(disk);
-    // A disk cut inside the locator's sectors still holds it whole in their first one.
-    let located = if start < sectors {
-        let reach = count.min(sectors - start);
-        rexo_xn::locate(&read_sectors(disk, start, reach)?, sectors, size)
-    } else {
-        Ok(None)
-    };
-    match located {
-        Ok(Some(made_for)) => {
-            return Ok(read_table(disk, made_for, size)?
-                .map_err(|error| match error {
-                    XnError::NoTable => XnError::Corrupt("no table where the locator says"),
-                    error => error,
-                })
-                .inspect(|_| {
-                    log::info!(
-                        "disk of {sectors} sectors grew from {made_for}: its extent table \
-                         stays at its old end, the sectors past it belong to nobody until \
-                         it is grown"
-                    );
-                }));
-        }
-        Err(shrank @ XnError::WrongDisk { .. }) => return Ok(Err(shrank)),
-        // No locator, one naming this disk, or a damaged one: the table at the end.
-        Ok(None) | Err(_) => {}
-    }
-    if rexo_xn::holds_a_table(sectors, size) {
-        let at_end = read_table(disk, sectors, size)?;
-        if at_end != Err(XnError::NoTable) {
-            return Ok(at_end);
-        }
-    }
-    Ok(located.and(Err(XnError::NoTable)))
+    read_sectors(disk, start, count.min(sectors.saturating_sub(start)))
 }
 
-/// Reads the protection of `disk` (idle: nobody holds it): its table ([`find_table`]),
-/// raw, or damaged. A read that fails is an error, not a disk without a table: the table
-/// may be there.
+/// The table of `disk` (idle: nobody holds it), found by [`rexo_xn::find`] from its
+/// locator's copies, whatever the disk's end holds when they name another disk (an
+/// older table left there, or another disk's data): at the end of the smaller disk they
+/// name (the disk grew: the table stays where it was made, and the sectors past it
+/// belong to nobody), nowhere (a copy names a larger disk: it shrank,
+/// [`XnError::WrongDisk`]), or at the disk's end; no table and no locator is a raw disk.
+/// A disk too small for a table is read for its locator all the same (while it reaches
+/// it): one that shrank under [`rexo_xn::MIN_DISK_BYTES`] is damaged, not raw.
+fn find_table(
+    disk: &mut dyn BlockDevice,
+) -> Result<Result<rexo_xn::Located, XnError>, DeviceError> {
+    let (sectors, size) = geometry(&disk.info());
+    let region = read_locator_sectors(disk)?;
+    let found = rexo_xn::find(&region, sectors, size, |made_for| {
+        read_table(disk, made_for, size)
+    })?;
+    if let Ok(located) = &found
+        && located.table.sectors() < sectors
+    {
+        log::info!(
+            "disk of {sectors} sectors grew from {}: its extent table stays at its old end, \
+             the sectors past it belong to nobody until it is grown",
+            located.table.sectors()
+        );
+    }
+    Ok(found)
+}
+
+/// Reads the protection of `disk` (idle: nobody holds it): its table ([`find_table`],
+/// its locator rewritten when a copy of it is damaged, missing or names another size:
+/// [`mend_locator`]), raw, or damaged. A read that fails is an error, not a disk without
+/// a table: the table may be there.
 fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
     let found = find_table(disk).inspect_err(|error| {
         log::warn!(
@@ -161,7 +166,8 @@ fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
         );
     })?;
     Ok(match found {
-        Ok(table) => Protection::Table(table),
+        Ok(located) if located.mend_locator => mend_locator(disk, located.table),
+        Ok(located) => Protection::Table(located.table),
         Err(XnError::NoTable) => Protection::Raw,
         Err(error) => {
             log::warn!("disk extent table: {error}: no request passes until it is formatted");
@@ -170,15 +176,56 @@ fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
     })
 }
 
-/// Zeroes both copies' sectors of a table made for a disk of `sectors` sectors of `size`
-/// bytes, at that disk's end, and flushes.
-fn clear_table_area(
+/// Rewrites the locator of `disk` naming where `table`, found sound, is (a copy of it
+/// was damaged, missing or named another size: the disk would be lost if it grew, or
+/// taken for a raw one if the other copy were damaged too), and flushes. The table is
+/// what protects the disk either way: when the write fails it is
+/// [`Protection::Unmended`], and the next use tries again.
+fn mend_locator(disk: &mut dyn BlockDevice, table: Table) -> Protection {
+    match write_locator(disk, &table) {
+        Ok(()) => {
+            log::info!(
+                "disk extent table: its locator was damaged or missing: rewritten, naming {} \
+                 sectors",
+                table.sectors()
+            );
+            Protection::Table(table)
+        }
+        Err(error) => {
+            log::warn!(
+                "disk extent table: its locator is damaged or missing, and rewriting it \
+                 failed ({error}): the table protects the disk, and the next use tries again"
+            );
+            Protection::Unmended(table)
+        }
+    }
+}
+
+/// Zeroes, at the end of each disk size in `places` (each large enough for a table),
+/// the sectors of both copies of the table made for it, or (`only_tables`) of those of
+/// the copies that start with a table's magic, leaving anything else there as it is;
+/// flushes.
+fn clear_tables(
     disk: &mut dyn BlockDevice,
-    sectors: u64,
-    size: u64,
+    places: &[u64],
+    only_tables: bool,
 ) -> Result<(), DeviceError> {
-    let (start, count) = rexo_xn::table_area(sectors, size);
-    zero(disk, start, count)
+    let size = geometry(&disk.info()).1;
+    let per_copy = rexo_xn::copy_sectors(size);
+    for &place in places {
+        let (start, count) = rexo_xn::table_area(place, size);
+        if !only_tables {
+            zero(disk, start, count)?;
+            continue;
+        }
+        let area = read_sectors(disk, start, count)?;
+        for (copy, bytes) in area.chunks(area.len() / COPIES).enumerate() {
+            if rexo_xn::is_a_table(bytes) {
+                zero(disk, start + copy as u64 * per_copy, per_copy)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes `table` over its copy at the end of `disk` (the older one: [`Table::copy`]),
@@ -271,10 +318,14 @@ fn zero(disk: &mut dyn BlockDevice, start: u64, count: u64) -> Result<(), Device
 /// The disk's protection, read on first use; the read's error when it fails (the
 /// protection stays [`Protection::Unknown`], and the next call reads again).
 pub(crate) fn protection(state: &mut SlotState) -> Result<&Protection, DeviceError> {
-    if state.protection == Protection::Unknown
-        && let Found::Block(disk) = &mut state.device
-    {
-        state.protection = read(disk.as_mut())?;
+    if let Found::Block(disk) = &mut state.device {
+        match &state.protection {
+            Protection::Unknown => state.protection = read(disk.as_mut())?,
+            Protection::Unmended(table) => {
+                state.protection = mend_locator(disk.as_mut(), table.clone());
+            }
+            _ => {}
+        }
     }
     Ok(&state.protection)
 }
@@ -292,7 +343,7 @@ pub(crate) fn check(
     match &state.protection {
         Protection::Raw => Ok(()),
         Protection::Unknown | Protection::Damaged(_) => Err(denied(lba)),
-        Protection::Table(table) => table
+        Protection::Table(table) | Protection::Unmended(table) => table
             .check_access(holder, lba, u64::from(sectors), write)
             .map_err(|error| match error {
                 XnError::Denied { sector, .. } => denied(sector),
@@ -355,7 +406,10 @@ impl Registry {
                 // keeps it while its end is zeroed (it names a larger disk, or this one
                 // with no table at its end); one without gets its locator first (no
                 // sound table can be at its end: the disk would not be raw or damaged).
-                let has_locator = rexo_xn::read_locator(&locator) != Ok(None);
+                let has_locator = rexo_xn::holds_a_locator(&locator);
+                // Every end a copy of the locator sends a reader to is zeroed with the
+                // disk's own (a torn write of the new locator may leave a copy naming it).
+                let places = rexo_xn::table_places(&locator, sectors, size);
                 let zeroing_first = if has_locator {
                     [true, false]
                 } else {
@@ -364,7 +418,7 @@ impl Registry {
                 for zeroing in zeroing_first {
                     let disk = disk_of(&mut state.device)?;
                     let written = if zeroing {
-                        clear_table_area(disk, sectors, size)
+                        clear_tables(disk, &places, false)
                     } else {
                         write_locator(disk, &table)
                     };
@@ -372,12 +426,38 @@ impl Registry {
                 }
                 table
             }
-            (Protection::Table(_), Some(ExtentOp::Format { .. })) => {
+            (Protection::Damaged(_), Some(ExtentOp::Unprotect)) => {
+                let disk = disk_of(&mut state.device)?;
+                let (sectors, size) = geometry(&disk.info());
+                let region = read_locator_sectors(disk).map_err(ApiError::Device)?;
+                // The tables first, then the locator: a crash in between leaves the
+                // locator (damaged, its tables gone), never a raw disk with a table a
+                // copy of the locator could still send a reader to.
+                let places = rexo_xn::table_places(&region, sectors, size);
+                let written = clear_tables(disk, &places, true);
+                unless_torn(&mut state, written)?;
+                if rexo_xn::holds_a_locator(&region) {
+                    let disk = disk_of(&mut state.device)?;
+                    let start = locator_area(disk).0;
+                    let written = zero(disk, start, (region.len() as u64).div_ceil(size));
+                    unless_torn(&mut state, written)?;
+                }
+                log::info!("disk extent table: protection given up, the disk is raw");
+                state.protection = Protection::Raw;
+                return Ok(Vec::new());
+            }
+            (
+                Protection::Table(_) | Protection::Unmended(_),
+                Some(ExtentOp::Format { .. } | ExtentOp::Unprotect),
+            ) => {
                 return Err(refuse(XnError::Corrupt(
                     "the disk has a sound table already",
                 )));
             }
-            (Protection::Table(table), Some(ExtentOp::Grow { force })) => {
+            (
+                Protection::Table(table) | Protection::Unmended(table),
+                Some(ExtentOp::Grow { force }),
+            ) => {
                 let disk = disk_of(&mut state.device)?;
                 let (sectors, size) = geometry(&disk.info());
                 let grown = table.grown(sectors).map_err(refuse)?;
@@ -390,16 +470,16 @@ impl Registry {
                 // The new end's copies are zeroed first (they lie past the old table,
                 // `grown` makes sure): a table left there from an earlier life of the
                 // disk at this size would win over the grown one by generation.
-                let written = clear_table_area(disk, sectors, size);
+                let written = clear_tables(disk, &[sectors], false);
                 unless_torn(&mut state, written)?;
                 grown
             }
-            (Protection::Table(table), _) => table,
+            (Protection::Table(table) | Protection::Unmended(table), _) => table,
             (Protection::Damaged(error), _) => return Err(refuse(error)),
             (Protection::Raw | Protection::Unknown, _) => return Err(refuse(XnError::NoTable)),
         };
         match op {
-            None | Some(ExtentOp::Format { .. } | ExtentOp::Grow { .. }) => {}
+            None | Some(ExtentOp::Format { .. } | ExtentOp::Grow { .. } | ExtentOp::Unprotect) => {}
             Some(ExtentOp::Allocate { sectors }) => {
                 let extent = table.allocate(holder, sectors).map_err(refuse)?;
                 // Its sectors may hold a previous owner's data: they are wiped and flushed
@@ -428,12 +508,7 @@ impl Registry {
             // table) and a crash right after a free; a revoke frees no sectors.
             Some(ExtentOp::Free { start }) => table.free(holder, start).map_err(refuse)?,
         }
-        if Some(&table)
-            != match &state.protection {
-                Protection::Table(old) => Some(old),
-                _ => None,
-            }
-        {
+        if Some(&table) != state.protection.table() {
             let written = write(disk_of(&mut state.device)?, &table);
             unless_torn(&mut state, written)?;
             // The locator names the old size until it is written: a crash before that
@@ -443,7 +518,11 @@ impl Registry {
                 let written = write_locator(disk_of(&mut state.device)?, &table);
                 unless_torn(&mut state, written)?;
             }
-            state.protection = Protection::Table(table.clone());
+            // A locator still to be rewritten stays so, unless the grow wrote it.
+            state.protection = match state.protection {
+                Protection::Unmended(_) if !grow => Protection::Unmended(table.clone()),
+                _ => Protection::Table(table.clone()),
+            };
         }
         Ok(table.entries().to_vec())
     }

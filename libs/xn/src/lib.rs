@@ -22,9 +22,11 @@
 //! holder. So a format also writes a locator at a place that does not move, the last
 //! 4 KiB of the disk's first MiB (free on a disk partitioned at MiB boundaries and in
 //! BMFS's block 0, which uses its first 8 KiB), naming the sector count the table was
-//! made for ([`locate`], read first: it says where the table is when it names another
-//! disk): a disk whose end holds no table is raw only when it has no locator either.
-//! The locator's sectors, like the table's, belong to nobody.
+//! made for, twice in those 4 KiB (at their start and 2 KiB in, so in two sectors of a
+//! disk of 512-byte sectors): [`find`] reads it first (it says where the table is when
+//! it names another disk) and decides between its copies when they disagree. A disk
+//! whose end holds no table is raw only when neither copy of the locator is found
+//! either. The locator's sectors, like the table's, belong to nobody.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -51,8 +53,14 @@ const MAGIC: &[u8; 8] = b"RexoXN03";
 /// the second (no locator, so extents may cover its place). Such a table is refused as
 /// damaged, not taken for a raw disk.
 const OLD_MAGICS: [&[u8; 8]; 2] = [b"RexoXN01", b"RexoXN02"];
-/// The magic at the start of the locator.
+/// The magic at the start of each copy of the locator.
 const LOCATOR_MAGIC: &[u8; 8] = b"RexoXNat";
+/// Bytes of one copy of the locator: its magic, the sector count, a CRC-32 of those 16.
+const LOCATOR_BYTES: usize = 20;
+/// Where each copy of the locator starts in its 4 KiB: the first at 0, the second 2 KiB
+/// in (the fifth 512-byte sector: another sector where sectors are 2 KiB or less, the
+/// same one where they are 4 KiB or more).
+const LOCATOR_COPIES: [usize; 2] = [0, COPY_BYTES / 2];
 /// Where the locator ends: the disk's first MiB (or the first sector boundary after it).
 const LOCATOR_END: u64 = 1 << 20;
 /// The smallest disk that carries a table: its locator is in the first MiB, its copies
@@ -238,8 +246,9 @@ pub fn locator_area(sector_size: u64) -> (u64, u64) {
     (end - count, count)
 }
 
-/// The sector count a locator (`bytes`, at least its first 20) names: `None` when the
-/// bytes are no locator, [`XnError::Corrupt`] when they are a damaged one.
+/// The sector count one copy of the locator (`bytes`, at least its first 20) names:
+/// `None` when the bytes are no locator, [`XnError::Corrupt`] when they are a damaged
+/// one.
 pub fn read_locator(bytes: &[u8]) -> Result<Option<u64>, XnError> {
     if bytes.get(..8) != Some(&LOCATOR_MAGIC[..]) {
         return Ok(None);
@@ -256,35 +265,133 @@ pub fn read_locator(bytes: &[u8]) -> Result<Option<u64>, XnError> {
     )))
 }
 
-/// Where the table of a disk of `sectors` sectors of `sector_size` bytes is, from its
-/// locator's bytes (read before the disk's end, which may hold an older table):
-/// `None` when there is no locator (the table is at the disk's end, or the disk is
-/// raw); the sector count of the smaller disk the table was made for, when the disk
-/// grew (the table is at that disk's end, [`table_area`]); an error when the locator
-/// is damaged, names a larger disk ([`XnError::WrongDisk`]: the disk shrank, its table
-/// is gone with its end) or names this very disk (whose table, if the disk's end holds
-/// none, was wiped).
-pub fn locate(locator: &[u8], sectors: u64, sector_size: u64) -> Result<Option<u64>, XnError> {
-    let Some(table) = read_locator(locator)? else {
-        return Ok(None);
-    };
-    if table > sectors {
-        return Err(XnError::WrongDisk {
+/// What both copies of the locator say ([`read_locator`]), from the bytes of its
+/// sectors (`region`, cut short on a disk that ends inside them: a copy past the cut is
+/// none).
+pub fn read_locators(region: &[u8]) -> [Result<Option<u64>, XnError>; 2] {
+    LOCATOR_COPIES.map(|at| read_locator(region.get(at..).unwrap_or_default()))
+}
+
+/// Whether the locator's sectors (`region`) hold a copy of a locator, sound or damaged
+/// (a copy starting with its magic).
+pub fn holds_a_locator(region: &[u8]) -> bool {
+    LOCATOR_COPIES.iter().any(|&at| {
+        region
+            .get(at..)
+            .is_some_and(|copy| copy.starts_with(LOCATOR_MAGIC))
+    })
+}
+
+/// A table found by [`find`], and whether the locator must be rewritten.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located {
+    /// The table, at the end of the disk it was made for ([`Table::sectors`]: this one,
+    /// or a smaller one when the disk grew).
+    pub table: Table,
+    /// Whether a copy of the locator is damaged, missing or names another size: both
+    /// are to be rewritten naming the table's ([`Table::locator`]).
+    pub mend_locator: bool,
+}
+
+/// The disk sizes whose ends a reader of a disk of `sectors` sectors of `sector_size`
+/// bytes, with the locator's sectors holding `region`, may look for a table at: the sizes
+/// the locator's sound copies name (no larger than the disk, large enough for a table),
+/// largest first, or the disk's own when they name none.
+fn places(region: &[u8], sectors: u64, sector_size: u64) -> Vec<u64> {
+    let mut named: Vec<u64> = read_locators(region)
+        .into_iter()
+        .filter_map(|copy| copy.ok().flatten())
+        .filter(|&size| size == sectors || size < sectors && holds_a_table(size, sector_size))
+        .collect();
+    named.sort_unstable_by(|a, b| b.cmp(a));
+    named.dedup();
+    if named.is_empty() {
+        named.push(sectors);
+    }
+    named
+}
+
+/// Every place a table could be found on a disk of `sectors` sectors of `sector_size`
+/// bytes whose locator's sectors hold `region` (as [`find`] looks, and at the disk's end):
+/// the disk sizes, each large enough for a table, whose ends a format or the removal of
+/// the protection must clear so that no table is found there after a crash.
+pub fn table_places(region: &[u8], sectors: u64, sector_size: u64) -> Vec<u64> {
+    let mut all = places(region, sectors, sector_size);
+    all.push(sectors);
+    all.retain(|&size| holds_a_table(size, sector_size));
+    all.sort_unstable_by(|a, b| b.cmp(a));
+    all.dedup();
+    all
+}
+
+/// The table of a disk of `sectors` sectors of `sector_size` bytes, whose locator's
+/// sectors hold `region` (read before the disk's end, which may hold an older table);
+/// `read_table(size)` reads the table made for a disk of `size` sectors at that disk's
+/// end ([`table_area`], `size` no larger than this disk and large enough for a table).
+///
+/// A copy of the locator naming a larger disk makes the disk damaged
+/// ([`XnError::WrongDisk`]: it shrank, its table is gone with its end). Otherwise the
+/// sizes the sound copies name decide where the table is: when they disagree (a crash
+/// tore the write of the locator between its two sectors), the largest whose end holds a
+/// sound table wins (a grow writes the table at the new end before the locator, so a
+/// copy naming the new size has its table; the old one, with the same extents, is the
+/// one read when the new end has none). With no sound copy, the table is at the disk's
+/// end. [`XnError::NoTable`] (a raw disk) only when neither copy is found and the end
+/// holds no table; no table where a copy says, or a damaged copy and none at the end, is
+/// damage. The table found says whether the locator needs rewriting
+/// ([`Located::mend_locator`]).
+pub fn find<E>(
+    region: &[u8],
+    sectors: u64,
+    sector_size: u64,
+    mut read_table: impl FnMut(u64) -> Result<Result<Table, XnError>, E>,
+) -> Result<Result<Located, XnError>, E> {
+    let copies = read_locators(region);
+    if let Some(table) =
+        (copies.iter()).find_map(|copy| copy.ok().flatten().filter(|&size| size > sectors))
+    {
+        return Ok(Err(XnError::WrongDisk {
             table,
             disk: sectors,
-        });
+        }));
     }
-    if table == sectors {
-        return Err(XnError::Corrupt(
-            "the locator names a table at the disk's end, and there is none",
-        ));
+    let places = places(region, sectors, sector_size);
+    let mut refused = None;
+    for &size in &places {
+        let found = if holds_a_table(size, sector_size) {
+            read_table(size)?
+        } else {
+            Err(XnError::NoTable)
+        };
+        match found {
+            Ok(table) => {
+                let mend_locator = copies.iter().any(|copy| *copy != Ok(Some(size)));
+                return Ok(Ok(Located {
+                    table,
+                    mend_locator,
+                }));
+            }
+            Err(error) => {
+                refused.get_or_insert(error);
+            }
+        }
     }
-    if !holds_a_table(table, sector_size) {
-        return Err(XnError::Corrupt(
-            "the locator names a disk too small for a table",
-        ));
-    }
-    Ok(Some(table))
+    let damaged_copy = copies.iter().find_map(|copy| match copy {
+        Err(error) => Some(*error),
+        Ok(Some(size)) if *size < sectors && !holds_a_table(*size, sector_size) => Some(
+            XnError::Corrupt("the locator names a disk too small for a table"),
+        ),
+        Ok(_) => None,
+    });
+    let named = (copies.iter()).any(|copy| matches!(copy, Ok(Some(size)) if places.contains(size)));
+    Ok(Err(match refused.unwrap_or(XnError::NoTable) {
+        XnError::NoTable if named && places[0] == sectors => {
+            XnError::Corrupt("the locator names a table at the disk's end, and there is none")
+        }
+        XnError::NoTable if named => XnError::Corrupt("no table where the locator says"),
+        XnError::NoTable => damaged_copy.unwrap_or(XnError::NoTable),
+        error => error,
+    }))
 }
 
 /// The CRC-32 of a locator's first 16 bytes (magic and sector count), as it is stored
@@ -317,7 +424,7 @@ pub fn format_hazard(first_sector: &[u8], locator: &[u8], area: &[u8]) -> Option
             "sector 0 holds a partition table (an MBR or a GPT's protective MBR)",
         ));
     }
-    if !locator.starts_with(LOCATOR_MAGIC) && locator.iter().any(|&byte| byte != 0) {
+    if !holds_a_locator(locator) && locator.iter().any(|&byte| byte != 0) {
         return Some(XnError::InUse(
             "the locator's sectors (the last 4 KiB of the first MiB) hold data",
         ));
@@ -329,13 +436,18 @@ pub fn format_hazard(first_sector: &[u8], locator: &[u8], area: &[u8]) -> Option
 /// write over, if anything: a copy that is neither zeros nor an extent table (of this
 /// format or an earlier one) is someone's data.
 pub fn table_area_hazard(area: &[u8]) -> Option<XnError> {
-    let foreign = area.chunks(area.len().div_ceil(COPIES).max(1)).any(|copy| {
-        let table = copy.starts_with(MAGIC) || OLD_MAGICS.iter().any(|old| copy.starts_with(*old));
-        !table && copy.iter().any(|&byte| byte != 0)
-    });
+    let foreign = area
+        .chunks(area.len().div_ceil(COPIES).max(1))
+        .any(|copy| !is_a_table(copy) && copy.iter().any(|&byte| byte != 0));
     foreign.then_some(XnError::InUse(
         "the sectors the table takes at the disk's end hold data",
     ))
+}
+
+/// Whether `copy`, the bytes of one copy's place, starts with a table's magic (of this
+/// format or an earlier one): a table, sound or damaged, that makes the disk no raw one.
+pub fn is_a_table(copy: &[u8]) -> bool {
+    copy.starts_with(MAGIC) || OLD_MAGICS.iter().any(|old| copy.starts_with(*old))
 }
 
 /// Checks a holder name.
@@ -524,15 +636,25 @@ impl Table {
         })
     }
 
-    /// The locator as it goes on disk ([`COPY_BYTES`], at [`locator_area`]): its magic,
-    /// the sector count the table was made for, a CRC-32 of those 16 bytes.
+    /// The locator as it goes on disk ([`COPY_BYTES`], at [`locator_area`]): twice (at
+    /// its start and 2 KiB in), its magic, the sector count the table was made for, a
+    /// CRC-32 of those 16 bytes; zeros around.
     pub fn locator(&self) -> Vec<u8> {
         let mut bytes = alloc::vec![0u8; COPY_BYTES];
-        bytes[..8].copy_from_slice(LOCATOR_MAGIC);
-        bytes[8..16].copy_from_slice(&self.sectors.to_le_bytes());
-        let crc = locator_checksum(&bytes[..16]);
-        bytes[16..20].copy_from_slice(&crc);
+        for at in LOCATOR_COPIES {
+            let copy = &mut bytes[at..at + LOCATOR_BYTES];
+            copy[..8].copy_from_slice(LOCATOR_MAGIC);
+            copy[8..16].copy_from_slice(&self.sectors.to_le_bytes());
+            let crc = locator_checksum(&copy[..16]);
+            copy[16..].copy_from_slice(&crc);
+        }
         bytes
+    }
+
+    /// The sector count of the disk the table was made for (its copies at that disk's
+    /// end).
+    pub fn sectors(&self) -> u64 {
+        self.sectors
     }
 
     /// The locator's sectors: first and one past the last. They belong to nobody.

@@ -16,6 +16,21 @@ fn parse_alone(bytes: &[u8], copy: usize, sectors: u64) -> Result<Table, XnError
     Table::parse(copies, sectors, 512)
 }
 
+/// What [`find`] makes of a disk of `sectors` sectors of 512 bytes whose locator's
+/// sectors hold `region` and on which the tables of `sound` are found, each at the end
+/// of the disk it was made for (no table anywhere else).
+fn find_among(region: &[u8], sectors: u64, sound: &[&Table]) -> Result<Located, XnError> {
+    find(region, sectors, 512, |made_for| {
+        Ok::<_, ()>(
+            (sound.iter())
+                .find(|table| table.sectors() == made_for)
+                .map(|table| (*table).clone())
+                .ok_or(XnError::NoTable),
+        )
+    })
+    .unwrap()
+}
+
 /// Parses `table` written alone to its copy, as after a format.
 fn reread(table: &Table) -> Result<Table, XnError> {
     parse_alone(&table.to_bytes(), table.copy(), 16384)
@@ -166,23 +181,26 @@ fn the_parser_survives_noise() {
         }
         let _ = parse_alone(&bytes, t.copy(), 16384);
     }
-    // A locator of any length and any sector count, with its checksum right half the
-    // time, for disks of any size: an answer, never a panic, and a disk it sends the
-    // reader to is always smaller and large enough for a table.
+    // A locator of any length, each copy naming any sector count with its checksum
+    // right half the time, for disks of any size: an answer, never a panic, and a disk
+    // it sends the reader to is never larger and always large enough for a table.
     let locator = t.locator();
     for _ in 0..20_000 {
-        let mut bytes = locator[..rng.below(32)].to_vec();
-        if bytes.len() >= 16 {
-            bytes[8..16].copy_from_slice(&rng.next_u64().to_le_bytes());
-            if rng.below(2) == 0 && bytes.len() >= 20 {
-                let crc = locator_checksum(&bytes[..16]);
-                bytes[16..20].copy_from_slice(&crc);
+        let mut bytes = locator[..rng.below(COPY_BYTES + 1)].to_vec();
+        for at in LOCATOR_COPIES {
+            if let Some(copy) = bytes.get_mut(at..at + LOCATOR_BYTES) {
+                copy[8..16].copy_from_slice(&rng.next_u64().to_le_bytes());
+                if rng.below(2) == 0 {
+                    let crc = locator_checksum(&copy[..16]);
+                    copy[16..20].copy_from_slice(&crc);
+                }
             }
         }
         let (sectors, size) = (rng.next_u64() >> rng.below(64), [512, 4096][rng.below(2)]);
-        if let Ok(Some(made_for)) = locate(&bytes, sectors, size) {
-            assert!(made_for < sectors && holds_a_table(made_for, size));
-        }
+        let _ = find(&bytes, sectors, size, |made_for| {
+            assert!(made_for <= sectors && holds_a_table(made_for, size));
+            Ok::<_, ()>(Err(XnError::NoTable))
+        });
     }
 }
 
@@ -453,39 +471,65 @@ fn one_holder_cannot_fill_the_table_for_the_others() {
 fn the_locator_finds_the_table_of_a_disk_that_grew() {
     let t = table();
     let locator = t.locator();
-    assert_eq!(read_locator(&locator), Ok(Some(16384)));
-    assert_eq!(locate(&locator, 32768, 512), Ok(Some(16384)), "grown");
+    assert_eq!(read_locators(&locator), [Ok(Some(16384)), Ok(Some(16384))]);
+    let grown = find_among(&locator, 32768, &[&t]).unwrap();
     assert_eq!(
-        locate(&locator, 8192, 512),
+        (grown.table, grown.mend_locator),
+        (t.clone(), false),
+        "grown"
+    );
+    assert_eq!(
+        find_among(&locator, 8192, &[&t]),
         Err(XnError::WrongDisk {
             table: 16384,
             disk: 8192
         }),
         "shrunk"
     );
-    assert!(matches!(
-        locate(&locator, 16384, 512),
-        Err(XnError::Corrupt(_))
-    ));
-    assert_eq!(locate(&[0u8; COPY_BYTES], 32768, 512), Ok(None), "raw");
+    assert_eq!(
+        find_among(&locator, 16384, &[]),
+        Err(XnError::Corrupt(
+            "the locator names a table at the disk's end, and there is none"
+        ))
+    );
+    assert_eq!(
+        find_among(&locator, 32768, &[]),
+        Err(XnError::Corrupt("no table where the locator says"))
+    );
+    let blank = [0u8; COPY_BYTES];
+    assert_eq!(find_among(&blank, 32768, &[]), Err(XnError::NoTable), "raw");
     let mut damaged = locator.clone();
     damaged[9] ^= 1;
+    damaged[2048 + 9] ^= 1;
     assert_eq!(
-        locate(&damaged, 32768, 512),
+        find_among(&damaged, 32768, &[]),
         Err(XnError::Corrupt("the locator's checksum"))
     );
     assert_eq!(
         read_locator(&locator[..12]),
         Err(XnError::Corrupt("a locator cut short"))
     );
-    let mut tiny = Table::format(4096, 512).unwrap().locator();
-    tiny[8..16].copy_from_slice(&100u64.to_le_bytes());
-    let crc = locator_checksum(&tiny[..16]);
-    tiny[16..20].copy_from_slice(&crc);
-    assert!(matches!(
-        locate(&tiny, 32768, 512),
-        Err(XnError::Corrupt(_))
-    ));
+    assert_eq!(
+        read_locators(&locator[..2060]),
+        [
+            Ok(Some(16384)),
+            Err(XnError::Corrupt("a locator cut short"))
+        ],
+        "a disk cut inside the locator's sectors"
+    );
+    let tiny = Table::format(4096, 512).unwrap().locator();
+    let mut small = tiny.clone();
+    for at in LOCATOR_COPIES {
+        small[at + 8..at + 16].copy_from_slice(&100u64.to_le_bytes());
+        let crc = locator_checksum(&small[at..at + 16]);
+        small[at + 16..at + 20].copy_from_slice(&crc);
+    }
+    assert_eq!(
+        find_among(&small, 32768, &[]),
+        Err(XnError::Corrupt(
+            "the locator names a disk too small for a table"
+        ))
+    );
     // Grown, the same entries are one generation on, made for the new size: copies at
     // the new end, the sectors between the ends free.
     let mut old = t.clone();
@@ -544,4 +588,91 @@ fn extents_go_around_the_locator() {
         parse_alone(&bytes, 1, 16384),
         Err(XnError::Corrupt("an extent over the table's locator"))
     );
+}
+
+/// The locator is kept twice, in the 4 KiB's first and fifth 512-byte sectors: either
+/// sound copy says where the table is, and the other is to be rewritten. It used to be
+/// one copy: a changed byte of its magic made a disk that grew read as raw, open whole
+/// to its holder.
+#[test]
+fn either_copy_of_the_locator_finds_the_table() {
+    let t = table();
+    let locator = t.locator();
+    assert_eq!(
+        &locator[2048..2056],
+        b"RexoXNat",
+        "the fifth 512-byte sector"
+    );
+    for at in LOCATOR_COPIES {
+        for byte in [at, at + 9] {
+            let mut one_left = locator.clone();
+            one_left[byte] ^= 0x20;
+            let found = find_among(&one_left, 32768, &[&t]).unwrap();
+            assert_eq!(
+                (found.table, found.mend_locator),
+                (t.clone(), true),
+                "byte {byte}"
+            );
+        }
+    }
+    // A sound table at the disk's end beside a damaged or missing locator (or one
+    // naming a disk too small for a table) is the table; the locator is to be mended.
+    let mut damaged = locator.clone();
+    damaged[9] ^= 1;
+    damaged[2048 + 9] ^= 1;
+    let mut too_small = locator.clone();
+    too_small[8..16].copy_from_slice(&100u64.to_le_bytes());
+    let crc = locator_checksum(&too_small[..16]);
+    too_small[16..20].copy_from_slice(&crc);
+    too_small[2048..].fill(0);
+    for region in [damaged, alloc::vec![0; COPY_BYTES], too_small] {
+        let found = find_among(&region, 16384, &[&t]).unwrap();
+        assert_eq!((found.table, found.mend_locator), (t.clone(), true));
+    }
+    let sound = find_among(&locator, 16384, &[&t]).unwrap();
+    assert!(!sound.mend_locator, "both copies name it");
+}
+
+/// Copies that disagree (a crash tore the locator's write between its two sectors):
+/// the largest size whose end holds a sound table wins (a grow writes the new end's
+/// table before the locator); a copy naming a larger disk makes it damaged.
+#[test]
+fn copies_of_the_locator_that_disagree_are_decided_by_the_tables() {
+    let mut old = table();
+    old.allocate("fs", 64).unwrap();
+    let grown = old.grown(32768).unwrap();
+    let (small, large) = (old.locator(), grown.locator());
+    let torn = |first: &[u8], second: &[u8]| {
+        let mut region = first[..2048].to_vec();
+        region.extend_from_slice(&second[2048..]);
+        region
+    };
+    for region in [torn(&small, &large), torn(&large, &small)] {
+        let found = find_among(&region, 32768, &[&old, &grown]).unwrap();
+        assert_eq!((found.table, found.mend_locator), (grown.clone(), true));
+        // The new end's table not (or no longer) sound: the old one, same extents.
+        let found = find_among(&region, 32768, &[&old]).unwrap();
+        assert_eq!((found.table, found.mend_locator), (old.clone(), true));
+        assert_eq!(
+            find_among(&region, 32768, &[]),
+            Err(XnError::Corrupt(
+                "the locator names a table at the disk's end, and there is none"
+            ))
+        );
+        // Shrunk back: a copy names a larger disk, whatever the other finds.
+        assert_eq!(
+            find_among(&region, 16384, &[&old]),
+            Err(XnError::WrongDisk {
+                table: 32768,
+                disk: 16384
+            })
+        );
+    }
+    // Where a format or the removal of the protection looks: every end a copy could send
+    // a reader to, and the disk's own.
+    assert_eq!(
+        table_places(&torn(&small, &large), 65536, 512),
+        [65536, 32768, 16384]
+    );
+    assert_eq!(table_places(&[0; COPY_BYTES], 3000, 512), [0u64; 0]);
 }
