@@ -2229,6 +2229,13 @@ pub(crate) mod tests {
         );
     }
 
+    /// A table for a disk of `MemoryDisk::SECTORS` sectors granting "fs" 64 of them.
+    fn table_granting_fs() -> rexo_xn::Table {
+        let mut table = rexo_xn::Table::format(MemoryDisk::SECTORS, 512).unwrap();
+        table.allocate("fs", 64).unwrap();
+        table
+    }
+
     /// The bytes of sectors `start..start + count` of disk 0 of `registry`, read through
     /// a lease of the disk taken as raw (its protection is read again afterwards).
     fn raw_sectors(registry: &'static Registry, start: u64, count: u64) -> Vec<u8> {
@@ -2255,8 +2262,7 @@ pub(crate) mod tests {
     #[test]
     fn a_damaged_or_missing_locator_beside_a_sound_table_is_rewritten() {
         const SECTORS: u64 = MemoryDisk::SECTORS;
-        let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
-        table.allocate("fs", 64).unwrap();
+        let table = table_granting_fs();
         let (locator, count) = rexo_xn::locator_area(512);
         let at = locator as usize * 512;
         for (failing, damage) in [(false, Some(9)), (false, None), (true, Some(9))] {
@@ -2294,8 +2300,7 @@ pub(crate) mod tests {
     #[test]
     fn either_copy_of_the_locator_finds_the_table_of_a_disk_that_grew() {
         const SECTORS: u64 = MemoryDisk::SECTORS;
-        let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
-        table.allocate("fs", 64).unwrap();
+        let table = table_granting_fs();
         let (locator, count) = rexo_xn::locator_area(512);
         for copy in [0, 2048] {
             let mut disk = disk_holding(&table, 2 * SECTORS);
@@ -2316,8 +2321,7 @@ pub(crate) mod tests {
     #[test]
     fn a_grow_whose_locator_write_was_torn_is_done() {
         const SECTORS: u64 = MemoryDisk::SECTORS;
-        let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
-        table.allocate("fs", 64).unwrap();
+        let table = table_granting_fs();
         let grown = table.grown(2 * SECTORS).unwrap();
         let (locator, count) = rexo_xn::locator_area(512);
         let at = locator as usize * 512;
@@ -2382,8 +2386,7 @@ pub(crate) mod tests {
     fn the_protection_of_a_damaged_disk_can_be_given_up() {
         use rexo_api::{ExtentError, ExtentOp};
         const SECTORS: u64 = MemoryDisk::SECTORS;
-        let mut table = rexo_xn::Table::format(SECTORS, 512).unwrap();
-        table.allocate("fs", 64).unwrap();
+        let table = table_granting_fs();
         let mut shrunk = disk_holding(&table, SECTORS);
         shrunk.data.truncate(3000 * 512);
         let registry = registry_with(Found::Block(Box::new(shrunk)), "memory");
