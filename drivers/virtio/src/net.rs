@@ -111,12 +111,8 @@ const GIVEN_UP: DeviceError = DeviceError::Failed(
 
 /// What a pair whose used ring the device broke answers (through its own handle, or
 /// the device's call that met it before the reset) until the whole device is reset:
-/// the pair is named in the log.
-pub const PAIR_BROKEN: DeviceError = DeviceError::Failed(
-    "virtio-net: the device broke this queue pair's used ring (its index ran past the \
-     ring): the pair fails until the whole device is reset, which the next call through \
-     the whole device (on any queue) does",
-);
+/// the pair is named in the log. Defined in `rexo-api`, so that `rexo-net` can tell it.
+pub use rexo_api::device::PAIR_BROKEN;
 
 /// `struct virtio_net_hdr` on the modern interface (spec 5.1.6: `num_buffers` always
 /// present with VERSION_1).
