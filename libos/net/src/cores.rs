@@ -7,6 +7,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{ApiError, DeviceError, Kernel, NetDevice};
 
 use crate::stack::{Config, NetError, Stack, attach};
@@ -20,9 +21,10 @@ pub struct Cores {
     pub one_core_because: Option<&'static str>,
     /// How the address came.
     pub config: Config,
-    /// The lease the stacks' handles were split from: dropping it would end the lease
-    /// and cut them, so it lives as long as this.
-    _lease: Option<Box<dyn NetDevice>>,
+    /// The lease the stacks' handles were split from (each stack holds it too, to reset
+    /// the device): dropping it would end the lease and cut them, so it lives as long as
+    /// this.
+    _lease: Option<Arc<WholeDevice>>,
 }
 
 impl Cores {
@@ -45,9 +47,10 @@ impl Cores {
 /// with its address (the lease is not renewed); with `ip=` every stack has that
 /// address, and each answers ARP and ping for what its pair receives (the interface is
 /// then the app's alone: an app that binds to it later is refused). The stacks share
-/// the ARP frames they receive, since the device puts ARP on one pair. Otherwise one
-/// stack over [`attach`] (`filters` are its packet filters on a shared interface), and
-/// [`Cores::one_core_because`] says why.
+/// the ARP frames they receive, since the device puts ARP on one pair, and the whole
+/// interface: a stack whose pair the device broke ([`PAIR_BROKEN`]) resets the device
+/// through it and goes on. Otherwise one stack over [`attach`] (`filters` are its packet
+/// filters on a shared interface), and [`Cores::one_core_because`] says why.
 pub fn attach_cores(
     kernel: &Kernel,
     index: usize,
@@ -137,6 +140,7 @@ fn per_pair(
         }
     };
     let board = Arc::new(ArpBoard::default());
+    let whole = Arc::new(WholeDevice::new(lease));
     let stacks = handles
         .into_iter()
         .enumerate()
@@ -147,6 +151,7 @@ fn per_pair(
                 pair,
                 seen: 0,
             });
+            stack.reset_through(whole.clone());
             Ok(stack)
         })
         .collect::<Result<Vec<_>, NetError>>()?;
@@ -154,8 +159,40 @@ fn per_pair(
         stacks,
         one_core_because: None,
         config,
-        _lease: Some(lease),
+        _lease: Some(whole),
     })
+}
+
+/// The whole interface a stack's queue pair was split from, shared by the stacks of its
+/// pairs: a pair's handle cannot reset the device, and one the device broke answers
+/// [`PAIR_BROKEN`] until a call through the whole interface resets it
+/// ([`WholeDevice::reset`]).
+pub(crate) struct WholeDevice {
+    /// The lease; its lock lets one stack at a time call through it.
+    lease: spin::Mutex<Box<dyn NetDevice>>,
+}
+
+impl WholeDevice {
+    /// `lease`, shared.
+    pub(crate) fn new(lease: Box<dyn NetDevice>) -> Self {
+        Self {
+            lease: spin::Mutex::new(lease),
+        }
+    }
+
+    /// Makes the call through the whole interface that resets a device which broke a
+    /// pair's rings, renewing every pair (the driver resets only while a pair is
+    /// broken: when several stacks meet [`PAIR_BROKEN`] at once, the first call resets
+    /// and the others, taking the lock after it, find nothing to do). A device that
+    /// breaks a ring again at once answers [`PAIR_BROKEN`] here too: the next poll calls
+    /// again, and the driver gives the device up after a few resets with no frame in
+    /// between. Any other error (the device given up, the lease revoked) is returned.
+    pub(crate) fn reset(&self) -> Result<(), DeviceError> {
+        match self.lease.lock().transmit_pending(0) {
+            Ok(_) | Err(PAIR_BROKEN) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
 }
 
 /// An ARP frame's length: the Ethernet header and the 28-byte IPv4 ARP packet.

@@ -67,6 +67,10 @@ pub struct Counters {
     /// (each of their frames counted in `tx_frames`); a large segment waiting for one
     /// of the NIC's buffers waits whole.
     pub segmented_by_stack: u64,
+    /// Polls that found the stack's queue pair broken by the device
+    /// ([`PAIR_BROKEN`](rexo_api::device::PAIR_BROKEN)) and had the whole device reset
+    /// (a stack per queue pair, [`crate::attach_cores`]; frames in flight then are lost).
+    pub pair_resets: u64,
 }
 
 impl core::ops::AddAssign for Counters {
@@ -83,6 +87,7 @@ impl core::ops::AddAssign for Counters {
         self.half_open_recycled += other.half_open_recycled;
         self.segmented_by_nic += other.segmented_by_nic;
         self.segmented_by_stack += other.segmented_by_stack;
+        self.pair_resets += other.pair_resets;
     }
 }
 

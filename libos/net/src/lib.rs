@@ -41,7 +41,9 @@
 //! a TCP connection stays on the core whose pair received its SYN, since the device
 //! keeps a flow on one pair. Listening on the same port on every stack is fine: each
 //! sees only its pair's flows. ARP is no flow, so the stacks share the ARP frames they
-//! receive. kv and httpd serve this way.
+//! receive, and the interface held whole, through which a stack whose pair the device
+//! broke (`rexo_api::device::PAIR_BROKEN`) resets the device. kv and httpd serve this
+//! way.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 

@@ -3,11 +3,13 @@
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::Ipv4Addr;
 
+use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{ApiError, DeviceError, Filter, Kernel, NetDevice};
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
@@ -19,7 +21,7 @@ use smoltcp::wire::{
     IpEndpoint, Ipv4Cidr,
 };
 
-use crate::cores::ArpShare;
+use crate::cores::{ArpShare, WholeDevice};
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::tso::Tso;
@@ -407,6 +409,9 @@ pub struct Stack {
     /// The ARP frames shared with the other stacks of the interface, when there are
     /// several ([`crate::attach_cores`]).
     arp: Option<ArpShare>,
+    /// The whole interface this stack's queue pair was split from, to reset the device
+    /// when the pair answers [`PAIR_BROKEN`] ([`crate::attach_cores`]).
+    whole_device: Option<Arc<WholeDevice>>,
 }
 
 impl Stack {
@@ -537,6 +542,7 @@ impl Stack {
             next_port: *EPHEMERAL_PORTS.start(),
             own: None,
             arp: None,
+            whole_device: None,
         }
     }
 
@@ -695,6 +701,12 @@ impl Stack {
         self.arp = Some(share);
     }
 
+    /// Resets the device through `whole`, the interface this stack's queue pair was split
+    /// from, when the pair answers [`PAIR_BROKEN`] ([`crate::attach_cores`]).
+    pub(crate) fn reset_through(&mut self, whole: Arc<WholeDevice>) {
+        self.whole_device = Some(whole);
+    }
+
     /// What the NIC adapter moved, copied and dropped.
     pub fn counters(&self) -> Counters {
         self.counters
@@ -769,6 +781,7 @@ impl Stack {
                 listeners,
                 own,
                 arp,
+                whole_device,
                 ..
             } = self;
             let mut batch_full = false;
@@ -801,7 +814,17 @@ impl Stack {
                     };
                     let outcome = iface.poll_ingress_single(now, &mut device, sockets);
                     changed |= outcome == iface::PollIngressSingleResult::SocketStateChanged;
-                })?;
+                });
+                let received = match (received, whole_device.as_ref()) {
+                    // The device broke the pair's rings; the pair works again once the
+                    // whole device is reset (frames in flight are lost: TCP sends again).
+                    (Err(PAIR_BROKEN), Some(whole)) => {
+                        whole.reset()?;
+                        counters.pair_resets += 1;
+                        0
+                    }
+                    (received, _) => received?,
+                };
                 staging.flush(nic.as_mut(), *queue, offload, counters, backlog)?;
                 batch_full |= received == RECEIVE_BATCH;
             }

@@ -2,9 +2,11 @@
 //! listener's bound under a SYN flood, and random and mutated frames thrown at the
 //! adapter. Time is simulated, so every run is the same.
 
+use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 
-use rexo_api::{ETHERNET_MAX_FRAME, NetDevice};
+use rexo_api::device::PAIR_BROKEN;
+use rexo_api::{DeviceError, ETHERNET_MAX_FRAME, NetDevice, NetInfo};
 
 use crate::wire::{Wire, WireEnd, queue_of};
 use crate::{
@@ -87,7 +89,12 @@ impl Net {
         Self::joined(ends, 0)
     }
 
-    fn joined((wire, end_a, end_b): (Wire, WireEnd, WireEnd), loss: usize) -> Self {
+    /// Two stacks over `end_a` and `end_b` (a's NIC any device, such as one pair of a
+    /// split one), with loss of one frame in `loss` (0: none).
+    fn joined(
+        (wire, end_a, end_b): (Wire, impl NetDevice + 'static, WireEnd),
+        loss: usize,
+    ) -> Self {
         // A asks B for names (`resolve_start`); B has no DNS server.
         let config = |address| Config::Static {
             address,
@@ -1619,8 +1626,220 @@ fn counters_of_several_stacks_add_field_by_field() {
         half_open_recycled: 9 * k,
         segmented_by_nic: 10 * k,
         segmented_by_stack: 11 * k,
+        pair_resets: 12 * k,
     };
     let mut sum = one(1);
     sum += one(2);
     assert_eq!(sum, one(3));
+}
+
+/// The state of a device whose queue pairs are handed out split, as virtio-net's are: a
+/// pair the device broke answers [`PAIR_BROKEN`] through its handle until a call
+/// through the whole device ([`WholeOfPairs`]) resets it, renewing every pair.
+#[derive(Default)]
+struct SplitDevice {
+    /// The pairs broken since the last reset.
+    broken: Vec<usize>,
+    /// Resets made.
+    resets: usize,
+    /// Frames the broken rings held, lost.
+    lost: usize,
+}
+
+/// One pair's handle on a [`SplitDevice`], over a wire's end.
+struct BreakingPair {
+    /// The pair's frames.
+    end: WireEnd,
+    /// Which pair it is.
+    pair: usize,
+    /// The device.
+    device: Arc<Mutex<SplitDevice>>,
+    /// Receive calls until the device breaks the pair's rings (`None`: never), losing
+    /// the frames they hold.
+    receives_until_overrun: Option<usize>,
+}
+
+impl BreakingPair {
+    /// `PAIR_BROKEN` while the pair is broken.
+    fn usable(&self) -> Result<(), DeviceError> {
+        match self.device.lock().unwrap().broken.contains(&self.pair) {
+            true => Err(PAIR_BROKEN),
+            false => Ok(()),
+        }
+    }
+}
+
+impl NetDevice for BreakingPair {
+    fn info(&self) -> NetInfo {
+        self.end.info()
+    }
+
+    fn receive(
+        &mut self,
+        queue: usize,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        if let Some(left) = self.receives_until_overrun.as_mut() {
+            if *left == 0 {
+                self.receives_until_overrun = None;
+                let lost = self.end.receive(queue, usize::MAX, &mut |_| {})?;
+                let mut device = self.device.lock().unwrap();
+                device.broken.push(self.pair);
+                device.lost += lost;
+            } else {
+                *left -= 1;
+            }
+        }
+        self.usable()?;
+        self.end.receive(queue, budget, deliver)
+    }
+
+    fn send_segments(
+        &mut self,
+        queue: usize,
+        segments: &[usize],
+        offload: bool,
+        fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+    ) -> Result<(), DeviceError> {
+        self.usable()?;
+        self.end.send_segments(queue, segments, offload, fill)
+    }
+
+    fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
+        self.usable()?;
+        self.end.transmit_pending(queue)
+    }
+
+    fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        self.end.wake_on_receive(queue, core)
+    }
+}
+
+/// The whole of a [`SplitDevice`]: every call resets it first if a pair is broken.
+struct WholeOfPairs(Arc<Mutex<SplitDevice>>);
+
+impl WholeOfPairs {
+    /// Resets the device if a pair is broken.
+    fn reset_if_broken(&self) {
+        let mut device = self.0.lock().unwrap();
+        if !device.broken.is_empty() {
+            device.broken.clear();
+            device.resets += 1;
+        }
+    }
+}
+
+impl NetDevice for WholeOfPairs {
+    fn info(&self) -> NetInfo {
+        NetInfo {
+            mac: [2, 0, 0, 0, 0, 1],
+            max_frame: ETHERNET_MAX_FRAME,
+            queues: 2,
+            link_up: true,
+            checksum_offload: false,
+            tcp_segmentation: None,
+        }
+    }
+
+    fn receive(
+        &mut self,
+        _queue: usize,
+        _budget: usize,
+        _deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, DeviceError> {
+        self.reset_if_broken();
+        Ok(0)
+    }
+
+    fn send_segments(
+        &mut self,
+        _queue: usize,
+        _segments: &[usize],
+        _offload: bool,
+        _fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+    ) -> Result<(), DeviceError> {
+        self.reset_if_broken();
+        Err(DeviceError::QueueFull)
+    }
+
+    fn transmit_pending(&mut self, _queue: usize) -> Result<usize, DeviceError> {
+        self.reset_if_broken();
+        Ok(0)
+    }
+
+    fn wake_on_receive(&mut self, _queue: usize, _core: Option<usize>) -> Result<(), DeviceError> {
+        self.reset_if_broken();
+        Err(DeviceError::Unsupported("MSI-X on the fake device"))
+    }
+}
+
+/// A stack over one pair of a split device used to fail every poll, for the rest of
+/// the run, once the device broke the pair's rings: nothing reset the device. Now the
+/// stack resets it through the whole interface and goes on, and TCP sends again what
+/// the reset lost.
+#[test]
+fn a_stack_whose_pair_the_device_broke_resets_the_device_and_tcp_goes_on() {
+    let (wire, end_a, end_b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let device = Arc::new(Mutex::new(SplitDevice::default()));
+    let pair = BreakingPair {
+        end: end_a,
+        pair: 0,
+        device: device.clone(),
+        receives_until_overrun: Some(60),
+    };
+    let mut net = Net::joined((wire, pair, end_b), 0);
+    let whole = WholeOfPairs(device.clone());
+    net.a
+        .reset_through(Arc::new(crate::cores::WholeDevice::new(Box::new(whole))));
+    let payload = Rng(31).bytes(100_000);
+    tcp_echo(&mut net, &payload);
+    let device = device.lock().unwrap();
+    assert_eq!(device.resets, 1);
+    assert!(
+        device.lost > 0,
+        "the reset lost frames TCP had to send again"
+    );
+    assert_eq!(net.a.counters().pair_resets, 1);
+}
+
+/// Stacks of several pairs the device broke at once, polled on their own cores, reset
+/// it once between them and all go on.
+#[test]
+fn stacks_whose_pairs_broke_together_reset_the_device_once() {
+    let device = Arc::new(Mutex::new(SplitDevice::default()));
+    let whole = Arc::new(crate::cores::WholeDevice::new(Box::new(WholeOfPairs(
+        device.clone(),
+    ))));
+    let config = Config::Static {
+        address: A,
+        prefix: 24,
+        gateway: None,
+        dns: None,
+    };
+    let mut stacks: Vec<Stack> = (0..2)
+        .map(|pair| {
+            let (_, end, _) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+            let handle = BreakingPair {
+                end,
+                pair,
+                device: device.clone(),
+                receives_until_overrun: None,
+            };
+            let mut stack = Stack::start(Box::new(handle), 0, config, 0).unwrap();
+            stack.reset_through(whole.clone());
+            stack
+        })
+        .collect();
+    device.lock().unwrap().broken = vec![0, 1];
+    std::thread::scope(|scope| {
+        for stack in &mut stacks {
+            scope.spawn(|| stack.poll(1_000).unwrap());
+        }
+    });
+    assert_eq!(device.lock().unwrap().resets, 1);
+    for stack in &mut stacks {
+        stack.poll(2_000).unwrap();
+    }
+    assert_eq!(device.lock().unwrap().resets, 1);
 }
