@@ -437,7 +437,9 @@ pub trait NetDevice: Send {
     /// are): only where [`NetInfo::checksum_offload`] says so, and only for a frame in
     /// one segment, elsewhere [`DeviceError::Unsupported`]. [`DeviceError::QueueFull`]
     /// when the buffers are in flight (call again: sending reclaims finished buffers
-    /// first). The calls below are this one, named.
+    /// first). Through a lease or a binding, what `fill` is lent holds zeros or bytes
+    /// the same app put there, never another holder's (docs/drivers.md). The calls
+    /// below are this one, named.
     fn send_segments(
         &mut self,
         queue: usize,
@@ -513,7 +515,8 @@ pub trait NetDevice: Send {
     /// otherwise); a frame no longer than `max_frame` goes as one frame with checksum
     /// offload. [`DeviceError::Unsupported`] on a device without TSO (the default),
     /// [`DeviceError::TooLong`] past the limit, [`DeviceError::QueueFull`] when every
-    /// buffer for such frames is in flight.
+    /// buffer for such frames is in flight. What `fill` is lent holds what
+    /// [`send_segments`](NetDevice::send_segments) says.
     fn send_tcp_segmented(
         &mut self,
         _queue: usize,
@@ -693,7 +696,8 @@ pub trait BlockDevice: Send {
     /// hand over no more and no less), and says whether the write may go; `false`
     /// withdraws it before the device sees it (the buffer goes back unused, the disk
     /// keeps what it held) and the call says [`DeviceError::Withdrawn`]. The kernel's
-    /// block layer withdraws the write of an app whose `fill` aborted this way.
+    /// block layer withdraws the write of an app whose `fill` aborted this way, and
+    /// lends the buffer zeroed, never holding an earlier request's bytes.
     fn submit_write_checked(
         &mut self,
         queue: usize,

@@ -8,6 +8,7 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use rexo_api::{
     BlockDevice, BlockInfo, Completion, DeviceError, KeyboardDevice, NetDevice, NetInfo,
@@ -17,6 +18,7 @@ use rexo_devio::Found;
 use spin::MutexGuard;
 
 use crate::appcode::calling_app;
+use crate::lent::ClearedForHolder;
 use crate::ordered::OrderedWrites;
 use crate::{Binder, Holder, Slot, SlotState, away};
 
@@ -101,6 +103,8 @@ struct Lease {
     snapshot: Snapshot,
     /// A disk's ordered writes and the requests they wait for.
     ordered: OrderedWrites,
+    /// A network interface's transmit memory cleared for the holder ([`crate::lent`]).
+    cleared: RefCell<ClearedForHolder>,
 }
 
 /// The lease of `holder` on `slot` at `generation`, as the handle of its kind.
@@ -122,6 +126,7 @@ pub(crate) fn open(
         binder,
         snapshot,
         ordered: OrderedWrites::default(),
+        cleared: RefCell::default(),
     };
     match lease.snapshot {
         Snapshot::Net(_) => OpenDevice::Net(Box::new(lease)),
@@ -146,7 +151,7 @@ impl Lease {
 
     /// Runs `call` on the device if the lease is live.
     fn with<T>(
-        &mut self,
+        &self,
         call: impl FnOnce(&mut Found) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
         call(&mut live(self.slot, self.generation)?.device)
@@ -154,7 +159,7 @@ impl Lease {
 
     /// Runs `call` on the network interface if the lease is live.
     fn net<T>(
-        &mut self,
+        &self,
         call: impl FnOnce(&mut dyn NetDevice) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
         self.with(|device| match device {
@@ -203,7 +208,8 @@ impl Lease {
 
 /// The frame path of a [`NetDevice`] that hands each call to the device reached through
 /// `self.$reach(|device| ...)` (a lease's check that it is still live), the app's
-/// closures run through [`calling_app`] with `self.binder()`.
+/// closures run through [`calling_app`] with `self.binder()`, the memory a send lends
+/// them cleared first through `self.cleared` ([`crate::lent`]).
 macro_rules! forward_frame_path {
     ($reach:ident) => {
         fn receive(
@@ -231,6 +237,7 @@ macro_rules! forward_frame_path {
             calling_app(self.binder(), |app| {
                 self.$reach(|device| {
                     device.send_segments(queue, segments, offload, &mut |parts| {
+                        self.cleared.borrow_mut().clear_parts(parts);
                         app.run(|| fill(parts)).unwrap_or(false)
                     })
                 })
@@ -246,6 +253,7 @@ macro_rules! forward_frame_path {
             calling_app(self.binder(), |app| {
                 self.$reach(|device| {
                     device.send_tcp_segmented(queue, len, &mut |frame| {
+                        self.cleared.borrow_mut().clear(frame);
                         app.run(|| fill(frame)).flatten()
                     })
                 })
@@ -295,6 +303,7 @@ impl NetDevice for Lease {
                     queue,
                     gate,
                     info,
+                    cleared: RefCell::default(),
                 }) as Box<dyn NetDevice>
             })
             .collect())
@@ -322,6 +331,8 @@ struct QueueLease {
     gate: Gate,
     /// The pair as an interface of one queue, when split.
     info: NetInfo,
+    /// The pair's transmit memory cleared for the holder ([`crate::lent`]).
+    cleared: RefCell<ClearedForHolder>,
 }
 
 impl QueueLease {
@@ -332,7 +343,7 @@ impl QueueLease {
 
     /// Runs `call` on the pair's handle if the lease is live.
     fn with<T>(
-        &mut self,
+        &self,
         call: impl FnOnce(&mut dyn NetDevice) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
         match self.gate.lock().as_mut() {
@@ -370,7 +381,8 @@ impl BlockDevice for Lease {
         Ok(self.ordered.submitted(queue, tag))
     }
 
-    /// A `fill` that aborts withdraws the write: the disk keeps what it held.
+    /// A `fill` that aborts withdraws the write: the disk keeps what it held. The buffer
+    /// comes to `fill` zeroed ([`crate::lent`]).
     fn submit_write_checked(
         &mut self,
         queue: usize,
@@ -381,6 +393,7 @@ impl BlockDevice for Lease {
         let tag = calling_app(self.binder, |app| {
             self.disk_range((lba, sectors, true), |disk| {
                 disk.submit_write_checked(queue, lba, sectors, &mut |buffer| {
+                    buffer.fill(0);
                     app.run(|| fill(buffer)).unwrap_or(false)
                 })
             })

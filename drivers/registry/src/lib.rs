@@ -17,6 +17,7 @@ pub mod baremetal;
 mod exact;
 mod interrupts;
 mod lease;
+mod lent;
 mod machine;
 mod ordered;
 mod sharing;

@@ -524,7 +524,8 @@ impl NetDevice for Bound {
         })
     }
 
-    /// The filters judge the first segment: a gathered frame's headers go there.
+    /// The filters judge the first segment: a gathered frame's headers go there. The
+    /// parts come to `fill` zeroed ([`crate::lent`]).
     fn send_segments(
         &mut self,
         queue: usize,
@@ -535,6 +536,7 @@ impl NetDevice for Bound {
         calling_app(self.binder, |app| {
             self.send_checked(|nic, permits| {
                 nic.send_segments(queue, segments, offload, &mut |parts| {
+                    crate::lent::clear_parts(parts);
                     app.run(|| fill(parts)).unwrap_or(false)
                         && permits(parts.first().map_or(&[][..], |part| &**part))
                 })
@@ -543,7 +545,7 @@ impl NetDevice for Bound {
     }
 
     /// The filters judge the frame's headers, which every segment the device cuts
-    /// repeats.
+    /// repeats. The frame comes to `fill` zeroed ([`crate::lent`]).
     fn send_tcp_segmented(
         &mut self,
         queue: usize,
@@ -553,6 +555,7 @@ impl NetDevice for Bound {
         calling_app(self.binder, |app| {
             self.send_checked(|nic, permits| {
                 nic.send_tcp_segmented(queue, len, &mut |frame| {
+                    frame.fill(0);
                     app.run(|| fill(frame)).flatten().filter(|_| permits(frame))
                 })
             })
