@@ -80,6 +80,9 @@ pub enum ParseError {
     Contradiction,
     /// More atoms than a filter may have.
     TooManyAtoms,
+    /// A port word (the term, `dport 80`) in a filter that does not name TCP or UDP:
+    /// other protocols have no ports at those bytes (an ICMP checksum, say).
+    PortWithoutTcpOrUdp(alloc::string::String),
 }
 
 impl fmt::Display for ParseError {
@@ -98,6 +101,10 @@ impl fmt::Display for ParseError {
                 f.write_str("two atoms contradict each other: no frame could match")
             }
             Self::TooManyAtoms => write!(f, "more than {MAX_ATOMS} atoms"),
+            Self::PortWithoutTcpOrUdp(term) => write!(
+                f,
+                "'{term}' needs 'tcp' or 'udp' in the same filter: only they have ports"
+            ),
         }
     }
 }
@@ -134,6 +141,8 @@ const ENCAPSULATING_ETHERTYPES: [u16; 10] = [
 const IPV4_V_IHL: (u16, u8) = (14, 1);
 /// The IPv4 protocol field.
 const IP_PROTOCOL: (u16, u8) = (23, 1);
+/// The IP protocol numbers of TCP and UDP, the protocols with ports at bytes 34..38.
+const PORT_PROTOCOLS: [u8; 2] = [6, 17];
 
 impl Filter {
     /// A filter of `atoms` (put in normal form), or why it is refused.
@@ -179,9 +188,12 @@ impl Filter {
     /// Parses the filter language: terms joined by `&` (or whitespace), each an atom
     /// `OFFSET:WIDTH=VALUE` or `OFFSET:WIDTH/MASK=VALUE` (decimal or `0x` hex) or a word:
     /// `arp`, `ipv4` (version 4 with a 20-byte header), `icmp`, `udp`, `tcp` (each implies
-    /// `ipv4`), `dport N`, `sport N` (UDP/TCP ports), `dst A.B.C.D`, `src A.B.C.D`.
+    /// `ipv4`), `dport N`, `sport N` (UDP/TCP ports: a filter with one must name `tcp`
+    /// or `udp`), `dst A.B.C.D`, `src A.B.C.D`.
     pub fn parse(text: &str) -> Result<Self, ParseError> {
         let mut atoms = Vec::new();
+        // The first port word, which needs TCP or UDP named.
+        let mut port_term = None;
         let full = |(offset, width): (u16, u8), value: u32| Atom {
             offset,
             width,
@@ -203,13 +215,13 @@ impl Filter {
             match word {
                 "arp" => atoms.push(full(ETHERTYPE, u32::from(ARP_ETHERTYPE))),
                 "ipv4" => atoms.extend(ipv4),
-                "icmp" | "udp" | "tcp" => {
+                "icmp" => {
                     atoms.extend(ipv4);
-                    let protocol = match word {
-                        "icmp" => 1,
-                        "tcp" => 6,
-                        _ => 17,
-                    };
+                    atoms.push(full(IP_PROTOCOL, 1));
+                }
+                "udp" | "tcp" => {
+                    atoms.extend(ipv4);
+                    let protocol = if word == "tcp" { 6 } else { 17 };
                     atoms.push(full(IP_PROTOCOL, protocol));
                 }
                 "dport" | "sport" | "dst" | "src" => {
@@ -220,6 +232,7 @@ impl Filter {
                     match word {
                         "dport" | "sport" => {
                             let port: u16 = argument.parse().map_err(|_| bad())?;
+                            port_term.get_or_insert_with(|| alloc::format!("{word} {argument}"));
                             atoms.extend(ipv4);
                             atoms.push(full(
                                 (if word == "sport" { 34 } else { 36 }, 2),
@@ -250,7 +263,22 @@ impl Filter {
                 return Err(ParseError::TooManyAtoms);
             }
         }
-        Self::new(atoms)
+        let filter = Self::new(atoms)?;
+        match port_term {
+            Some(term) if !filter.names_tcp_or_udp() => Err(ParseError::PortWithoutTcpOrUdp(term)),
+            _ => Ok(filter),
+        }
+    }
+
+    /// Whether the filter takes only TCP or only UDP: it names the whole protocol byte,
+    /// as one of them.
+    fn names_tcp_or_udp(&self) -> bool {
+        let (offset, _) = IP_PROTOCOL;
+        self.byte_constraints().is_some_and(|bytes| {
+            bytes.iter().any(|&(at, mask, value)| {
+                at == offset && mask == 0xFF && PORT_PROTOCOLS.contains(&value)
+            })
+        })
     }
 
     /// The atoms, in normal form.
@@ -568,6 +596,37 @@ mod tests {
             Err(ParseError::BadTerm(_))
         ));
         assert!(Filter::parse("udp dport 11211").is_ok());
+    }
+
+    #[test]
+    fn a_port_needs_tcp_or_udp() {
+        for (text, term) in [
+            ("dport 80", "dport 80"),
+            ("sport 53 dst 10.0.2.15 dport 7", "sport 53"),
+            ("icmp dport 80", "dport 80"),
+            ("ipv4 & 23:1=1 & sport 7", "sport 7"),
+        ] {
+            let refused = Filter::parse(text);
+            assert_eq!(
+                refused,
+                Err(ParseError::PortWithoutTcpOrUdp(term.into())),
+                "{text}"
+            );
+            assert!(refused.unwrap_err().to_string().contains(term));
+        }
+        // An ICMP echo request whose checksum is 0x0050 is no frame for port 80.
+        let mut echo = udp_frame(80);
+        echo[23] = 1;
+        let ping = Filter::parse("icmp dst 10.0.2.15").unwrap();
+        for text in [
+            "tcp dport 80",
+            "dport 80 udp",
+            "23:1=17 & sport 1 & dport 80",
+        ] {
+            let port = Filter::parse(text).unwrap();
+            assert!(!port.matches(&echo), "{text}");
+            assert!(!port.overlaps(&ping), "{text}");
+        }
     }
 
     #[test]

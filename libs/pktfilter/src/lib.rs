@@ -14,7 +14,8 @@
 //!
 //! Filters are written in a small language ([`Filter::parse`]): atoms `OFFSET:WIDTH=VALUE`
 //! or `OFFSET:WIDTH/MASK=VALUE` joined by `&`, and words for the common headers (`ipv4`,
-//! `arp`, `udp`, `tcp`, `icmp`, `dport N`, `sport N`, `dst A.B.C.D`, `src A.B.C.D`).
+//! `arp`, `udp`, `tcp`, `icmp`, `dport N`, `sport N`, `dst A.B.C.D`, `src A.B.C.D`; a
+//! port word needs `tcp` or `udp` beside it).
 #![cfg_attr(target_os = "none", no_std)]
 
 extern crate alloc;
