@@ -143,6 +143,15 @@ const IPV4_V_IHL: (u16, u8) = (14, 1);
 const IP_PROTOCOL: (u16, u8) = (23, 1);
 /// The IP protocol numbers of TCP and UDP, the protocols with ports at bytes 34..38.
 const PORT_PROTOCOLS: [u8; 2] = [6, 17];
+/// An IPv4 datagram's first fragment, or an unfragmented one: the fragment offset (the
+/// low 13 bits of bytes 20..22) is 0. More Fragments stays outside the mask, so a first
+/// fragment matches; a later one carries payload where the ports would be.
+const FIRST_FRAGMENT: Atom = Atom {
+    offset: 20,
+    width: 2,
+    mask: 0x1fff,
+    value: 0,
+};
 
 impl Filter {
     /// A filter of `atoms` (put in normal form), or why it is refused.
@@ -188,8 +197,9 @@ impl Filter {
     /// Parses the filter language: terms joined by `&` (or whitespace), each an atom
     /// `OFFSET:WIDTH=VALUE` or `OFFSET:WIDTH/MASK=VALUE` (decimal or `0x` hex) or a word:
     /// `arp`, `ipv4` (version 4 with a 20-byte header), `icmp`, `udp`, `tcp` (each implies
-    /// `ipv4`), `dport N`, `sport N` (UDP/TCP ports: a filter with one must name `tcp`
-    /// or `udp`), `dst A.B.C.D`, `src A.B.C.D`.
+    /// `ipv4`; `udp` and `tcp` only first fragments, whose fragment offset is 0),
+    /// `dport N`, `sport N` (UDP/TCP ports, first fragments only: a filter with one
+    /// must name `tcp` or `udp`), `dst A.B.C.D`, `src A.B.C.D`.
     pub fn parse(text: &str) -> Result<Self, ParseError> {
         let mut atoms = Vec::new();
         // The first port word, which needs TCP or UDP named.
@@ -221,6 +231,7 @@ impl Filter {
                 }
                 "udp" | "tcp" => {
                     atoms.extend(ipv4);
+                    atoms.push(FIRST_FRAGMENT);
                     let protocol = if word == "tcp" { 6 } else { 17 };
                     atoms.push(full(IP_PROTOCOL, protocol));
                 }
@@ -234,6 +245,7 @@ impl Filter {
                             let port: u16 = argument.parse().map_err(|_| bad())?;
                             port_term.get_or_insert_with(|| alloc::format!("{word} {argument}"));
                             atoms.extend(ipv4);
+                            atoms.push(FIRST_FRAGMENT);
                             atoms.push(full(
                                 (if word == "sport" { 34 } else { 36 }, 2),
                                 u32::from(port),
@@ -543,7 +555,8 @@ mod tests {
     #[test]
     fn words_and_atoms_mean_the_same() {
         let words = Filter::parse("udp & dport 11211").unwrap();
-        let atoms = Filter::parse("12:2=0x0800 & 14:1=0x45 & 23:1=17 & 36:2=11211").unwrap();
+        let atoms = Filter::parse("12:2=0x0800 & 14:1=0x45 & 20:2/0x1fff=0 & 23:1=17 & 36:2=11211")
+            .unwrap();
         assert_eq!(words, atoms);
         assert!(words.matches(&udp_frame(11211)));
         assert!(!words.matches(&udp_frame(80)));
@@ -627,6 +640,46 @@ mod tests {
             assert!(!port.matches(&echo), "{text}");
             assert!(!port.overlaps(&ping), "{text}");
         }
+    }
+
+    #[test]
+    fn ports_take_no_later_fragment() {
+        let mut frame = udp_frame(11211);
+        let set_fragment_field = |frame: &mut Vec<u8>, flags_and_offset: u16| {
+            frame[20..22].copy_from_slice(&flags_and_offset.to_be_bytes());
+        };
+        for text in [
+            "udp dport 11211",
+            "udp",
+            "23:1=17 & dport 11211",
+            "udp dst 10.0.2.15",
+        ] {
+            let filter = Filter::parse(text).unwrap();
+            for first in [0, 0x2000, 0x4000] {
+                set_fragment_field(&mut frame, first);
+                assert!(filter.matches(&frame), "{text}: {first:#x}");
+            }
+            for later in [0x2000 | 185, 185, 1, 0x1000] {
+                set_fragment_field(&mut frame, later);
+                assert!(!filter.matches(&frame), "{text}: {later:#x}");
+            }
+        }
+        assert!(
+            !Filter::parse("tcp dport 11211")
+                .unwrap()
+                .matches(&udp_frame(11211)),
+            "the protocol still counts"
+        );
+        // The app's own datagrams, first fragments or whole, still go out.
+        let send = Filter::parse("udp dport 11211").unwrap().transmit_rule();
+        let mut reply = udp_frame(40000);
+        reply[34..36].copy_from_slice(&11211u16.to_be_bytes());
+        for first in [0, 0x2000, 0x4000] {
+            set_fragment_field(&mut reply, first);
+            assert!(send.matches(&reply), "{first:#x}");
+        }
+        set_fragment_field(&mut reply, 0x2000 | 185);
+        assert!(!send.matches(&reply), "a later fragment names no port");
     }
 
     #[test]
