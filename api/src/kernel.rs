@@ -337,8 +337,9 @@ macro_rules! kernel_calls {
             /// traded, never an EtherType none of them names
             /// ([`DeviceError::Withdrawn`](crate::DeviceError::Withdrawn) otherwise).
             /// [`ApiError::DeviceBusy`] while an app holds the interface whole;
-            /// [`ApiError::TooManyFilters`] for more than [`MAX_BINDING_FILTERS`](crate::MAX_BINDING_FILTERS)
-            /// filters, [`ApiError::TooManyBindings`] while the caller holds
+            /// [`ApiError::NoFilters`] for none, [`ApiError::TooManyFilters`] for more than
+            /// [`MAX_BINDING_FILTERS`](crate::MAX_BINDING_FILTERS) filters,
+            /// [`ApiError::TooManyBindings`] while the caller holds
             /// [`MAX_APP_BINDINGS`](crate::MAX_APP_BINDINGS) bindings on the interface or
             /// the interface holds [`MAX_INTERFACE_BINDINGS`](crate::MAX_INTERFACE_BINDINGS)
             /// in all. A refused binding installs none of its filters.

@@ -218,6 +218,9 @@ pub enum ApiError {
         /// The most filters one binding may name.
         max: usize,
     },
+    /// A binding on a shared network interface names no filter: it would take nothing
+    /// but ARP replies while holding one of the app's and the interface's places.
+    NoFilters,
     /// The binding would make more than `max` bindings on the shared network interface:
     /// for the calling app ([`MAX_APP_BINDINGS`], until one of its own ends) or in all
     /// ([`MAX_INTERFACE_BINDINGS`], until any ends); nothing was installed.
@@ -279,6 +282,9 @@ impl fmt::Display for ApiError {
             ),
             ApiError::TooManyFilters { max } => {
                 write!(f, "a binding names at most {max} filters")
+            }
+            ApiError::NoFilters => {
+                f.write_str("a binding names at least one filter (it would take nothing)")
             }
             ApiError::TooManyBindings { max } => write!(
                 f,

@@ -262,7 +262,8 @@ fn echo_reply(frame: &[u8], mac: [u8; 6], address: Ipv4Config) -> Option<Vec<u8>
 }
 
 /// Binds `holder` to the frames of `slot`'s interface that match `filters`: all of them
-/// or none. More than [`MAX_BINDING_FILTERS`] filters, an app holding
+/// or none. No filter (a binding that would take nothing but hold a place), more than
+/// [`MAX_BINDING_FILTERS`] filters, an app holding
 /// [`MAX_APP_BINDINGS`] bindings on the interface, or an interface holding
 /// [`MAX_INTERFACE_BINDINGS`] bindings, is refused before anything is allocated or
 /// checked, so an app's list cannot make the kernel work or grow its heap without bound
@@ -274,6 +275,9 @@ pub(crate) fn bind(
     address: Option<Ipv4Config>,
 ) -> Result<Box<dyn NetDevice>, ApiError> {
     let address = address.ok_or(ApiError::NoAddress)?;
+    if filters.is_empty() {
+        return Err(ApiError::NoFilters);
+    }
     if filters.len() > MAX_BINDING_FILTERS {
         return Err(ApiError::TooManyFilters {
             max: MAX_BINDING_FILTERS,
@@ -949,6 +953,28 @@ pub(crate) mod tests {
             poll(greedy.as_mut()),
             vec![last],
             "the limit itself is taken"
+        );
+    }
+
+    #[test]
+    fn a_binding_of_no_filters_is_refused_and_takes_no_place() {
+        let (registry, _) = shared();
+        assert_eq!(
+            bind(registry, 1, "idle", &[]).err(),
+            Some(ApiError::NoFilters)
+        );
+        assert_eq!(registry.net_sharing(0), Ok(None), "no sharing begun for it");
+        let _kv = bind(registry, 2, "kv", &["udp dport 11211"]).unwrap();
+        assert_eq!(
+            bind(registry, 2, "kv", &[]).err(),
+            Some(ApiError::NoFilters)
+        );
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!(sharing.bindings.len(), 1, "kv's one binding");
+        assert!(
+            ApiError::NoFilters
+                .to_string()
+                .contains("at least one filter")
         );
     }
 
