@@ -221,6 +221,14 @@ pub enum ApiError {
     /// A binding on a shared network interface names no filter: it would take nothing
     /// but ARP replies while holding one of the app's and the interface's places.
     NoFilters,
+    /// A filter of a binding on a shared network interface has more atoms than a
+    /// filter may (`max`, `rexo_pktfilter::MAX_ATOMS`, which `Filter::new` and
+    /// `Filter::parse` keep to: the bound on the kernel's work per filter); nothing was
+    /// installed.
+    TooManyAtoms {
+        /// The most atoms one filter may have.
+        max: usize,
+    },
     /// The binding would make more than `max` bindings on the shared network interface:
     /// for the calling app ([`MAX_APP_BINDINGS`], until one of its own ends) or in all
     /// ([`MAX_INTERFACE_BINDINGS`], until any ends); nothing was installed.
@@ -285,6 +293,9 @@ impl fmt::Display for ApiError {
             }
             ApiError::NoFilters => {
                 f.write_str("a binding names at least one filter (it would take nothing)")
+            }
+            ApiError::TooManyAtoms { max } => {
+                write!(f, "a filter of a binding has at most {max} atoms")
             }
             ApiError::TooManyBindings { max } => write!(
                 f,

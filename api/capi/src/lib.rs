@@ -147,9 +147,12 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::TimerBusy
         | ApiError::AlreadyRunning => REXO_EBUSY,
         ApiError::DeadlinePassed => REXO_ETIME,
-        // A filter list empty or past the limit is a bad argument whatever else holds
-        // the interface (rexo_net_bind passes one filter, so C never meets them).
-        ApiError::TooManyFilters { .. } | ApiError::NoFilters => REXO_EINVAL,
+        // A filter list empty or past a limit is a bad argument whatever else holds the
+        // interface (rexo_net_bind passes one filter of at most MAX_ATOMS atoms, so C
+        // never meets them).
+        ApiError::TooManyFilters { .. } | ApiError::NoFilters | ApiError::TooManyAtoms { .. } => {
+            REXO_EINVAL
+        }
         // A full table, like the capability table's: an entry frees when a binding ends.
         ApiError::OutOfMemory
         | ApiError::QuotaExceeded

@@ -35,7 +35,7 @@ use rexo_api::{
     MAX_INTERFACE_BINDINGS, NetBinding, NetDevice, NetInfo, NetSharing,
 };
 use rexo_devio::Found;
-use rexo_pktfilter::{Filters, InsertError, checksum};
+use rexo_pktfilter::{Filters, InsertError, MAX_ATOMS, checksum};
 
 use crate::appcode::calling_app;
 use crate::{Binder, Holder, Slot, SlotState};
@@ -263,7 +263,8 @@ fn echo_reply(frame: &[u8], mac: [u8; 6], address: Ipv4Config) -> Option<Vec<u8>
 
 /// Binds `holder` to the frames of `slot`'s interface that match `filters`: all of them
 /// or none. No filter (a binding that would take nothing but hold a place), more than
-/// [`MAX_BINDING_FILTERS`] filters, an app holding
+/// [`MAX_BINDING_FILTERS`] filters, a filter of more than [`MAX_ATOMS`] atoms (a
+/// transmit rule may have more, and is a `Filter` an app could pass), an app holding
 /// [`MAX_APP_BINDINGS`] bindings on the interface, or an interface holding
 /// [`MAX_INTERFACE_BINDINGS`] bindings, is refused before anything is allocated or
 /// checked, so an app's list cannot make the kernel work or grow its heap without bound
@@ -282,6 +283,12 @@ pub(crate) fn bind(
         return Err(ApiError::TooManyFilters {
             max: MAX_BINDING_FILTERS,
         });
+    }
+    if filters
+        .iter()
+        .any(|filter| filter.atoms().len() > MAX_ATOMS)
+    {
+        return Err(ApiError::TooManyAtoms { max: MAX_ATOMS });
     }
     let mut guard = slot.state.lock();
     let state = &mut *guard;
@@ -976,6 +983,30 @@ pub(crate) mod tests {
                 .to_string()
                 .contains("at least one filter")
         );
+    }
+
+    #[test]
+    fn a_filter_past_the_atom_limit_is_refused_though_built_as_a_transmit_rule() {
+        let (registry, _) = shared();
+        // Every other byte of 16 fields: a filter of 16 atoms, a rule of 32 (a field
+        // is cut where its bytes are not adjacent).
+        let atoms = (0..MAX_ATOMS as u16)
+            .map(|i| rexo_pktfilter::Atom {
+                offset: 100 + 4 * i,
+                width: 4,
+                mask: 0xff00_ff00,
+                value: 0x0100_0100,
+            })
+            .collect();
+        let wide = Filter::new(atoms).unwrap();
+        let rule = wide.transmit_rule();
+        assert!(rule.atoms().len() > MAX_ATOMS, "{rule}");
+        let too_many_atoms = ApiError::TooManyAtoms { max: MAX_ATOMS };
+        let binding = registry.bind_net(0, (1, "sly"), &[rule], config());
+        assert_eq!(binding.err(), Some(too_many_atoms));
+        assert_eq!(registry.net_sharing(0), Ok(None), "nothing installed");
+        assert!(too_many_atoms.to_string().contains("at most 16 atoms"));
+        assert!(registry.bind_net(0, (1, "sly"), &[wide], config()).is_ok());
     }
 
     #[test]

@@ -109,7 +109,9 @@ impl fmt::Display for ParseError {
     }
 }
 
-/// The most atoms in one filter (bounds the kernel's work per filter).
+/// The most atoms in one filter (bounds the kernel's work per filter): [`Filter::new`]
+/// keeps to it, a transmit rule may not, so the kernel checks it again where it
+/// accepts a filter (the registry's `bind_net`).
 pub const MAX_ATOMS: usize = 16;
 /// The last byte an atom may reach (a jumbo frame's length).
 const MAX_OFFSET: u32 = 9018;
@@ -408,8 +410,8 @@ impl Filter {
     /// other values in such a byte (an ICMP type, a flag) must leave it out of its
     /// filter to send them. The bytes are joined into fields again (`fields`), as the
     /// rule is matched per frame sent; trading places can cut a field in two, so the
-    /// rule may have more atoms than a filter may ([`MAX_ATOMS`]), never more than the
-    /// filter constrains bytes.
+    /// rule may have more atoms than a filter may ([`MAX_ATOMS`]: the kernel refuses it
+    /// as a filter to bind), never more than the filter constrains bytes.
     pub fn transmit_rule(&self) -> Filter {
         self.mirrored(&ENDPOINTS)
     }

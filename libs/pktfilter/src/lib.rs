@@ -23,7 +23,7 @@ extern crate alloc;
 mod filter;
 mod tree;
 
-pub use filter::{Atom, Filter, ParseError};
+pub use filter::{Atom, Filter, MAX_ATOMS, ParseError};
 pub use tree::{Filters, InsertError};
 
 /// The internet checksum (RFC 1071) of `bytes`: what the kernel puts in the answers it

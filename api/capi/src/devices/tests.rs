@@ -125,6 +125,11 @@ fn device_errors_have_the_codes_rexo_h_gives() {
         error_code(rexo_api::ApiError::NoFilters),
         crate::REXO_EINVAL
     );
+    let max = rexo_pktfilter::MAX_ATOMS;
+    assert_eq!(
+        error_code(rexo_api::ApiError::TooManyAtoms { max }),
+        crate::REXO_EINVAL
+    );
 }
 
 /// The value `rexo.h` gives macro `name` (`#define NAME 64` or `#define NAME (-5)`).
