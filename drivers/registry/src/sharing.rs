@@ -12,7 +12,8 @@
 //!   padding byte): it answers the requests and gives the replies to every bound app
 //!   (their stacks learn neighbours from them);
 //! - a frame no filter takes goes to the default owner, the kernel: it answers ICMP
-//!   echo requests for the interface's address, and drops and counts the rest.
+//!   echo requests for the interface's address from a single host (RFC 1122 3.2.1.3),
+//!   and drops and counts the rest.
 //!
 //! Sending is checked in place too: an app's frame goes out only if it comes from the
 //! interface's MAC and is an ARP request from the interface's MAC and address
@@ -227,8 +228,28 @@ fn arp_reply(request: &[u8], mac: [u8; 6]) -> Vec<u8> {
     reply
 }
 
+/// Whether the kernel may answer a datagram from `source` (IPv4) sent by `source_mac`:
+/// RFC 1122 3.2.1.3 has a host discard one whose source is no single host (0.0.0.0,
+/// loopback, multicast, the limited broadcast or the subnet's, which `address` tells)
+/// or whose Ethernet source is a group address, rather than answer a whole group.
+fn answerable_source(source: [u8; 4], source_mac: [u8; 6], address: Ipv4Config) -> bool {
+    let ip = core::net::Ipv4Addr::from(source);
+    let host_bits = u32::MAX.checked_shr(u32::from(address.prefix)).unwrap_or(0);
+    // /31 and /32 have no broadcast address of their own.
+    let subnet_broadcast = (address.prefix <= 30)
+        .then(|| core::net::Ipv4Addr::from(address.address.to_bits() | host_bits));
+    let group_mac = source_mac[0] & 1 != 0;
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || subnet_broadcast == Some(ip)
+        || group_mac)
+}
+
 /// The echo reply to `frame` if it is a sound ICMP echo request for `address` (both
-/// checksums right, lengths consistent); `None` for anything else.
+/// checksums right, lengths consistent) from a single host ([`answerable_source`]);
+/// `None` for anything else.
 fn echo_reply(frame: &[u8], mac: [u8; 6], address: Ipv4Config) -> Option<Vec<u8>> {
     let header = usize::from(*frame.get(14)? & 0x0F) * 4;
     let total = usize::from(u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]));
@@ -238,6 +259,11 @@ fn echo_reply(frame: &[u8], mac: [u8; 6], address: Ipv4Config) -> Option<Vec<u8>
         && frame.len() >= 14 + total
         && frame[23] == 1
         && frame[30..34] == address.address.octets()
+        && answerable_source(
+            frame[26..30].try_into().ok()?,
+            frame[6..12].try_into().ok()?,
+            address,
+        )
         && frame[14 + header] == 8
         && checksum(&frame[14..14 + header]) == 0
         && checksum(&frame[14 + header..14 + total]) == 0;
@@ -1202,18 +1228,60 @@ pub(crate) mod tests {
         );
     }
 
+    /// An ICMP echo request from `source` (MAC, address) to the interface, carrying
+    /// `ping`, its checksums right.
+    fn ping_from(source_mac: [u8; 6], source: [u8; 4]) -> Vec<u8> {
+        let mut ping = ip_frame((source_mac, MAC), (source, ADDRESS), 1, (0, 0));
+        ping[34] = 8;
+        ping[38..42].copy_from_slice(b"ping");
+        let sum = checksum(&ping[34..]);
+        ping[36..38].copy_from_slice(&sum.to_be_bytes());
+        ping
+    }
+
+    #[test]
+    fn the_kernel_answers_no_echo_request_from_a_group_or_a_non_host() {
+        let config = config().unwrap();
+        for source in [
+            [0, 0, 0, 0],
+            [127, 0, 0, 1],
+            [224, 0, 0, 1],
+            [239, 255, 255, 255],
+            [255, 255, 255, 255],
+            [10, 0, 2, 255],
+        ] {
+            let ping = ping_from(PEER_MAC, source);
+            assert_eq!(echo_reply(&ping, MAC, config), None, "{source:?}");
+        }
+        let multicast_mac = [0x01, 0x00, 0x5e, 0, 0, 1];
+        assert_eq!(
+            echo_reply(&ping_from(multicast_mac, PEER), MAC, config),
+            None
+        );
+        assert!(echo_reply(&ping_from(PEER_MAC, PEER), MAC, config).is_some());
+        let wider = Ipv4Config {
+            prefix: 16,
+            ..config
+        };
+        let host_in_a_wider_subnet = ping_from(PEER_MAC, [10, 0, 2, 255]);
+        assert!(echo_reply(&host_in_a_wider_subnet, MAC, wider).is_some());
+        let its_broadcast = ping_from(PEER_MAC, [10, 0, 255, 255]);
+        assert_eq!(echo_reply(&its_broadcast, MAC, wider), None);
+        let point_to_point = Ipv4Config {
+            prefix: 31,
+            ..config
+        };
+        let peer_on_a_31 = ping_from(PEER_MAC, [10, 0, 2, 14]);
+        assert!(echo_reply(&peer_on_a_31, MAC, point_to_point).is_some());
+    }
+
     #[test]
     fn the_kernel_answers_arp_and_ping_and_shares_arp_replies() {
         let (registry, wire) = shared();
         let mut httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
         let mut kv = bind(registry, 2, "kv", &["udp dport 11211"]).unwrap();
         let [request, other, reply] = peer_arp();
-        let mut ping = incoming(1, 0);
-        ping[34] = 8;
-        ping[38..42].copy_from_slice(b"ping");
-        ping[36..38].fill(0);
-        let sum = checksum(&ping[34..]);
-        ping[36..38].copy_from_slice(&sum.to_be_bytes());
+        let ping = ping_from(PEER_MAC, PEER);
         let mut bad_ping = ping.clone();
         bad_ping[40] ^= 1;
         wire.lock()
