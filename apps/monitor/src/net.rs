@@ -27,6 +27,8 @@ const PING_INTERVAL_NS: u64 = 1_000_000_000;
 const PING_IDENT: u16 = 0x6d6e;
 /// The data each echo request carries.
 const PING_DATA: &[u8] = b"rexo monitor ping";
+/// The filter for DNS answers, less the address they go to.
+const DNS_ANSWERS: &str = "udp sport 53 dst";
 /// The most echo requests one `ping` sends.
 pub const MAX_PINGS: u16 = 100;
 
@@ -74,15 +76,52 @@ fn bring_up(
             filters.push(format!("icmp dst {address}"));
         }
         if answers.dns {
-            filters.push(format!("udp sport 53 dst {address}"));
+            filters.push(format!("{DNS_ANSWERS} {address}"));
         }
     }
-    let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
-    let (nic, config) = rexo_net::attach(kernel, device.index, &filters, DHCP_TIMEOUT_NS)
-        .map_err(|e| format!("nic {}: {e}", device.index))?;
+    let texts: Vec<&str> = filters.iter().map(String::as_str).collect();
+    let (nic, config) =
+        rexo_net::attach(kernel, device.index, &texts, DHCP_TIMEOUT_NS).map_err(|e| {
+            let sharing = kernel.net_sharing(device.index).ok().flatten();
+            let overlap = sharing.map_or_else(Vec::new, |s| overlaps(&filters, &s));
+            format!("nic {}: {e}{}", device.index, overlap.concat())
+        })?;
     let stack =
         Stack::new(kernel, nic, 0, config).map_err(|e| format!("nic {}: {e}", device.index))?;
     Ok((device.clone(), stack, config.how()))
+}
+
+/// Why `ours` could not be bound beside the apps sharing an interface as `sharing`
+/// says: for each of our filters that overlaps one of an app's, a note naming both.
+/// DNS answers come from port 53 to whatever port smoltcp's resolver picked at random,
+/// so their filter takes every port and overlaps any app bound to a UDP port.
+fn overlaps(ours: &[String], sharing: &NetSharing) -> Vec<String> {
+    let parsed = |text: &str| rexo_api::Filter::parse(text).ok();
+    let mut notes = Vec::new();
+    for mine in ours {
+        let Some(filter) = parsed(mine) else {
+            continue;
+        };
+        for binding in &sharing.bindings {
+            let theirs = binding
+                .filters
+                .iter()
+                .filter(|their| parsed(their).is_some_and(|their| their.overlaps(&filter)));
+            for their in theirs {
+                let why = if mine.starts_with(DNS_ANSWERS) {
+                    " (DNS answers come from port 53 to a port the resolver picks at \
+                     random, so their filter takes every UDP port)"
+                } else {
+                    ""
+                };
+                notes.push(format!(
+                    "; '{mine}' overlaps {}'s '{their}'{why}",
+                    binding.app
+                ));
+            }
+        }
+    }
+    notes
 }
 
 /// How interface `index` is shared: the kernel's part, then each app's binding.
@@ -316,6 +355,55 @@ pub fn resolve(kernel: &Kernel, name: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rexo_api::{Filter, NetBinding};
+
+    #[test]
+    fn a_refused_binding_names_the_filters_it_overlaps() {
+        let address = rexo_api::Ipv4Config {
+            address: Ipv4Addr::new(10, 0, 2, 15),
+            prefix: 24,
+            router: None,
+            dns: None,
+        };
+        let binding = |app, texts: &[&str]| NetBinding {
+            app,
+            filters: texts
+                .iter()
+                .map(|text| format!("{}", Filter::parse(text).unwrap()))
+                .collect(),
+            delivered: 0,
+            queued: 0,
+            dropped: 0,
+            sent: 0,
+            refused: 0,
+        };
+        let sharing = NetSharing {
+            address,
+            bindings: alloc::vec![
+                binding("httpd", &["tcp dport 80"]),
+                binding("kv", &["tcp dport 11211", "udp dport 11211"]),
+            ],
+            arp_answered: 0,
+            arp_shared: 0,
+            echo_answered: 0,
+            unmatched: 0,
+        };
+        let ours = [
+            String::from("icmp dst 10.0.2.15"),
+            String::from("udp sport 53 dst 10.0.2.15"),
+        ];
+        let notes = overlaps(&ours, &sharing);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let kv_udp = format!("{}", Filter::parse("udp dport 11211").unwrap());
+        assert!(
+            notes[0].starts_with(&format!(
+                "; 'udp sport 53 dst 10.0.2.15' overlaps kv's '{kv_udp}' (DNS answers"
+            )),
+            "{}",
+            notes[0]
+        );
+        assert_eq!(overlaps(&ours[..1], &sharing), Vec::<String>::new());
+    }
 
     #[test]
     fn the_summary_counts_corrupt_replies_apart() {
