@@ -346,23 +346,25 @@ enum Slot {
         operation: Operation,
         /// Its data bytes.
         bytes: usize,
-        /// When it was queued.
-        since: u64,
+        /// When the controller was told of it (its doorbell write; its timeouts count
+        /// from there), or `None` while it waits for the next `poll` to ring it in.
+        rung_at: Option<u64>,
     },
     /// A request that timed out or whose holder went: the caller was told, or is no
     /// more, and the slot (with its buffer) stays out of use until the controller
     /// completes it after all, or is reset (after [`LOST_AFTER_NS`]).
     Abandoned {
-        /// When it was queued.
-        since: u64,
+        /// When the controller was told of it, if it was (it is lost past
+        /// [`LOST_AFTER_NS`] from then).
+        rung_at: Option<u64>,
     },
     /// A request the controller had when it was reset: the queue's first `poll` once the
     /// reset is over fails it with [`DeviceError::Reset`] and frees the slot (with
     /// `Failed` instead if the reset failed for good); abandoned, it is freed as soon as
     /// the controller is disabled.
     Interrupted {
-        /// When it was queued.
-        since: u64,
+        /// When the controller was told of it, if it was.
+        rung_at: Option<u64>,
     },
 }
 
@@ -519,9 +521,11 @@ impl IoQueue {
         }
         for index in 0..self.slots.len() {
             match self.slots[index].state {
-                Slot::Busy { since, .. } => self.slots[index].state = Slot::Abandoned { since },
+                Slot::Busy { rung_at, .. } => self.slots[index].state = Slot::Abandoned { rung_at },
                 Slot::Interrupted { .. } if disabled => self.release(index),
-                Slot::Interrupted { since } => self.slots[index].state = Slot::Abandoned { since },
+                Slot::Interrupted { rung_at } => {
+                    self.slots[index].state = Slot::Abandoned { rung_at }
+                }
                 Slot::Free | Slot::Abandoned { .. } => {}
             }
         }
@@ -597,18 +601,23 @@ impl IoQueue {
         (finished, fault)
     }
 
-    /// Fails each request past [`IO_TIMEOUT_NS`] at `now` with [`DeviceError::Timeout`]
-    /// through `done`, leaving its slot abandoned. The number failed, and whether a
-    /// command is lost (held past [`LOST_AFTER_NS`]).
+    /// Fails each request the controller has had for over [`IO_TIMEOUT_NS`] at `now`
+    /// (counted from its doorbell write) with [`DeviceError::Timeout`] through `done`,
+    /// leaving its slot abandoned. The number failed, and whether a command is lost
+    /// (held past [`LOST_AFTER_NS`]).
     fn time_out(&mut self, now: u64, done: Completion<'_>) -> (usize, bool) {
         let mut late = 0;
         let mut lost = false;
         for (index, slot) in self.slots.iter_mut().enumerate() {
             match slot.state {
                 Slot::Busy {
-                    operation, since, ..
+                    operation,
+                    rung_at: Some(since),
+                    ..
                 } if now - since > IO_TIMEOUT_NS => {
-                    slot.state = Slot::Abandoned { since };
+                    slot.state = Slot::Abandoned {
+                        rung_at: Some(since),
+                    };
                     late += 1;
                     done(
                         index as Tag,
@@ -618,11 +627,30 @@ impl IoQueue {
                         }),
                     );
                 }
-                Slot::Abandoned { since } if now - since > LOST_AFTER_NS => lost = true,
+                Slot::Abandoned {
+                    rung_at: Some(since),
+                } if now - since > LOST_AFTER_NS => lost = true,
                 _ => {}
             }
         }
         (late, lost)
+    }
+
+    /// Tells the controller of the commands queued since the last doorbell (one
+    /// doorbell write), their timeouts counting from now (a clock reading from
+    /// `platform`); nothing when there are none.
+    fn ring(&mut self, platform: &dyn Platform) {
+        let mut unrung = self.pair.unrung_ids().peekable();
+        if unrung.peek().is_none() {
+            return;
+        }
+        let now = platform.now_ns();
+        for id in unrung {
+            if let Slot::Busy { rung_at, .. } = &mut self.slots[usize::from(id & SLOT_MASK)].state {
+                *rung_at = Some(now);
+            }
+        }
+        self.pair.ring();
     }
 
     /// Counts a completion whose command identifier `id` names an earlier use of its
@@ -874,7 +902,6 @@ impl Nvme {
             }
         }
         let bytes = sectors as usize * self.info.sector_size as usize;
-        let now = self.platform.now_ns();
         let io = self
             .queues
             .get_mut(queue)
@@ -907,7 +934,7 @@ impl Nvme {
         io.slots[index].state = Slot::Busy {
             operation,
             bytes,
-            since: now,
+            rung_at: None,
         };
         Ok(Tag::from(slot))
     }
@@ -988,8 +1015,8 @@ impl BlockDevice for Nvme {
         if self.reset.is_none() {
             // Requests queued since the last poll reach the controller in one doorbell
             // write, even from a poll that only says a fault held back (the caller may
-            // then sleep on their completions).
-            io.pair.ring();
+            // then sleep on their completions). Their timeouts count from here.
+            io.ring(self.platform);
         }
         if let Some(fault) = io.unreported_fault.take() {
             return Err(fault);
@@ -1480,6 +1507,27 @@ mod tests {
             [(second, Ok(vec![0x55; SECTOR_BYTES]))]
         );
         assert_eq!(disk.queues[0].stale_completions, 0);
+    }
+
+    #[test]
+    fn a_request_times_out_counting_from_its_doorbell_not_from_its_submission() {
+        let (mut disk, platform) = ready_disk(1);
+        let mut controller = ControllerSide::default();
+        let tag = disk.submit_read(0, 0, 1).unwrap();
+        // The caller polls only after twice the I/O timeout (a long compute step): the
+        // poll that rings the read in neither fails it nor resets the controller.
+        platform.advance_clock(LOST_AFTER_NS + TIMEOUT_CHECK_NS);
+        assert_eq!(poll_once(&mut disk), [], "rung in, not timed out");
+        assert_eq!(disk.reset, None);
+        // The controller carries it out, and the read completes with its data.
+        let id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        disk.queues[0].buffers.bytes_mut(0, SECTOR_BYTES).fill(0x55);
+        controller.complete(&mut disk.queues[0].pair, id, 0);
+        assert_eq!(poll_once(&mut disk), [(tag, Ok(vec![0x55; SECTOR_BYTES]))]);
+        // A read rung in and then not answered still times out.
+        let (late, _) = lose_a_read(&mut disk, platform, &mut controller, 8);
+        assert_eq!(late, tag, "the same slot");
+        assert_eq!(disk.reset, None);
     }
 
     #[test]

@@ -117,17 +117,23 @@ impl QueuePair {
         }
     }
 
+    /// The command identifiers of the commands pushed since the last
+    /// [`ring`](Self::ring), which the controller has not been told of, oldest first.
+    pub fn unrung_ids(&self) -> impl Iterator<Item = u16> + '_ {
+        let unrung = (self.tail + self.entries - self.rung_tail) % self.entries;
+        (0..unrung).map(move |offset| {
+            let at = (self.rung_tail + offset) % self.entries;
+            // Command dword 0 holds the identifier in its upper half.
+            (self.submission.read32(at as usize * SQ_ENTRY) >> 16) as u16
+        })
+    }
+
     /// Takes back the commands pushed since the last [`ring`](Self::ring), which the
     /// controller was never told of: the tail goes back to the one it was last told.
-    /// Their command identifiers, latest first.
+    /// Their command identifiers, oldest first.
     pub fn withdraw_unrung(&mut self) -> Vec<u16> {
-        let mut ids = Vec::new();
-        while self.tail != self.rung_tail {
-            self.tail = (self.tail + self.entries - 1) % self.entries;
-            // Command dword 0 holds the identifier in its upper half.
-            let dword0 = self.submission.read32(self.tail as usize * SQ_ENTRY);
-            ids.push((dword0 >> 16) as u16);
-        }
+        let ids = self.unrung_ids().collect();
+        self.tail = self.rung_tail;
         ids
     }
 

@@ -171,8 +171,8 @@ impl IoQueue {
     /// Makes every request the controller has [`Slot::Interrupted`] (it is being reset).
     fn interrupt(&mut self) {
         for slot in &mut self.slots {
-            if let Slot::Busy { since, .. } = slot.state {
-                slot.state = Slot::Interrupted { since };
+            if let Slot::Busy { rung_at, .. } = slot.state {
+                slot.state = Slot::Interrupted { rung_at };
                 self.interrupted = true;
             }
         }
