@@ -4,8 +4,9 @@
 //! through entry `q`, masked except while a core is armed to be woken
 //! (`wake_on_completion`).
 //!
-//! A request the device does not finish within 10 s completes with `Timeout`, but its
-//! slot stays the device's (it may still write the buffer). When every slot of a queue
+//! A request the device does not finish within 10 s of the poll that publishes it (not
+//! of its submission) completes with `Timeout`, but its slot stays the device's (it may
+//! still write the buffer). When every slot of a queue
 //! is so lost (each held by the device for longer than the timeout, whether it timed
 //! out or was abandoned), or one slot for longer than twice the timeout, the device is
 //! judged stuck; so it is when it sets DEVICE_NEEDS_RESET (the status is read when a
@@ -249,19 +250,20 @@ impl Operation {
 enum Slot {
     /// Unused.
     Free,
-    /// With the device since `since` (ns).
+    /// Queued for the device, or with it.
     Busy {
         /// The caller's tag.
         tag: Tag,
         /// What it does.
         operation: Operation,
-        /// When it was submitted.
-        since: u64,
+        /// When the poll that published it to the device found it published (ns; its
+        /// timeouts count from there), or `None` until then.
+        published_at: Option<u64>,
     },
     /// Reported as timed out, or given up by its holder; the slot comes back when the
     /// device returns it (or is reset).
     Abandoned {
-        /// When it was submitted.
+        /// When it was published to the device (ns).
         since: u64,
     },
     /// Finished without the device (a flush the device does not need: no `error`), or
@@ -357,12 +359,11 @@ impl RequestQueue {
 
     /// Queues `operation` at `sector` in a free slot (`fill` writes a write's data, or
     /// withdraws it: the slot goes back free, untouched by the device); the device is
-    /// notified at the next [`publish`](Virtqueue::publish).
+    /// notified at the next [`poll`](Self::poll), where its timeouts start.
     fn submit(
         &mut self,
         operation: Operation,
         sector: u64,
-        now: u64,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
         let bytes = operation.bytes();
@@ -398,7 +399,7 @@ impl RequestQueue {
         self.slots[usize::from(slot)] = Slot::Busy {
             tag,
             operation,
-            since: now,
+            published_at: None,
         };
         self.vq.push(head);
         Ok(tag)
@@ -449,8 +450,10 @@ impl RequestQueue {
         }
     }
 
-    /// Hands every finished request to `done`, then times out the late ones (`now`
-    /// gives the time, read only when something is in flight). Returns how many were
+    /// Publishes the requests queued since the last poll, hands every finished request
+    /// to `done`, then times out the late ones, each counted from the poll that
+    /// published it (`now` gives the time, read only when something is in flight;
+    /// the walk that looks for late requests stamps the new ones). Returns how many were
     /// handed over, whether any timed out, and why the device is stuck, if it is (a
     /// used ring the device broke among the reasons: the queue cannot be read on).
     fn poll(&mut self, now: &dyn Fn() -> u64, done: Completion<'_>) -> Result<Polled, DeviceError> {
@@ -513,7 +516,23 @@ impl RequestQueue {
                     *state = Slot::Free;
                     self.free.push(slot as u16);
                 }
-                Slot::Busy { tag, since, .. } => {
+                Slot::Busy {
+                    tag,
+                    operation,
+                    published_at: None,
+                } => {
+                    // Published by this poll: the device has had it from now on.
+                    *state = Slot::Busy {
+                        tag,
+                        operation,
+                        published_at: Some(*clock.get_or_insert_with(now)),
+                    };
+                }
+                Slot::Busy {
+                    tag,
+                    published_at: Some(since),
+                    ..
+                } => {
                     let now = *clock.get_or_insert_with(now);
                     if now.saturating_sub(since) > REQUEST_TIMEOUT_NS {
                         done(
@@ -676,7 +695,7 @@ impl VirtioBlk {
         let platform = self.platform;
         let start = platform.now_ns();
         let queue = &mut self.queues[0];
-        let Ok(tag) = queue.submit(Operation::Identify, 0, start, &mut |_| true) else {
+        let Ok(tag) = queue.submit(Operation::Identify, 0, &mut |_| true) else {
             return String::new();
         };
         let mut id = None;
@@ -699,11 +718,15 @@ impl VirtioBlk {
         if id.is_none() {
             for slot in &mut queue.slots {
                 if let Slot::Busy {
-                    tag: busy, since, ..
+                    tag: busy,
+                    published_at,
+                    ..
                 } = *slot
                     && busy == tag
                 {
-                    *slot = Slot::Abandoned { since };
+                    *slot = Slot::Abandoned {
+                        since: published_at.unwrap_or(start),
+                    };
                 }
             }
         }
@@ -714,6 +737,7 @@ impl VirtioBlk {
     /// yet published are taken back unseen and free their slots, as finished ones do;
     /// the device's keep their slots until it returns them.
     fn forget_requests(&mut self) {
+        let now = self.platform.now_ns();
         for queue in &mut self.queues {
             for head in queue.vq.withdraw_unpublished() {
                 let slot = head / CHAIN;
@@ -722,7 +746,13 @@ impl VirtioBlk {
             }
             for (slot, state) in queue.slots.iter_mut().enumerate() {
                 match *state {
-                    Slot::Busy { since, .. } => *state = Slot::Abandoned { since },
+                    // Published (the rest were withdrawn), so stamped by the poll that
+                    // published it (else counted from now).
+                    Slot::Busy { published_at, .. } => {
+                        *state = Slot::Abandoned {
+                            since: published_at.unwrap_or(now),
+                        }
+                    }
                     Slot::Done { .. } => {
                         *state = Slot::Free;
                         queue.free.push(slot as u16);
@@ -784,9 +814,8 @@ impl BlockDevice for VirtioBlk {
     /// batch of submissions costs one doorbell.
     fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
         let bytes = self.check_range(lba, sectors)?;
-        let now = self.platform.now_ns();
         self.queue(queue)?
-            .submit(Operation::Read { bytes }, lba, now, &mut |_| true)
+            .submit(Operation::Read { bytes }, lba, &mut |_| true)
     }
 
     /// Queues the write (notified at the next [`poll`](Self::poll), as reads).
@@ -801,19 +830,17 @@ impl BlockDevice for VirtioBlk {
         if self.read_only {
             return Err(DeviceError::Unsupported("writes (the disk is read-only)"));
         }
-        let now = self.platform.now_ns();
         self.queue(queue)?
-            .submit(Operation::Write { bytes }, lba, now, fill)
+            .submit(Operation::Write { bytes }, lba, fill)
     }
 
     /// Queues the flush (a device without VIRTIO_BLK_F_FLUSH writes through: the
     /// flush completes at once).
     fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
-        let now = self.platform.now_ns();
         let flush = self.flush;
         let queue = self.queue(queue)?;
         if flush {
-            queue.submit(Operation::Flush, 0, now, &mut |_| true)
+            queue.submit(Operation::Flush, 0, &mut |_| true)
         } else {
             queue.submit_done()
         }
@@ -931,7 +958,7 @@ mod tests {
         used_len: u32,
     ) -> Vec<(Tag, Result<Vec<u8>, DeviceError>)> {
         let tag = queue
-            .submit(Operation::Read { bytes }, 8, 0, &mut |_| true)
+            .submit(Operation::Read { bytes }, 8, &mut |_| true)
             .unwrap();
         assert_eq!(poll_once(queue), [], "published, not finished");
         let head = device.take(&queue.vq).expect("the read was published");
@@ -985,8 +1012,8 @@ mod tests {
     fn a_repeated_used_entry_is_dropped_and_the_rest_handed_over() {
         let mut queue = queue_on_host(false);
         let mut device = DeviceSide::default();
-        let first = queue.submit(Operation::Flush, 0, 0, &mut |_| true).unwrap();
-        let second = queue.submit(Operation::Flush, 0, 0, &mut |_| true).unwrap();
+        let first = queue.submit(Operation::Flush, 0, &mut |_| true).unwrap();
+        let second = queue.submit(Operation::Flush, 0, &mut |_| true).unwrap();
         assert_eq!(poll_once(&mut queue), []);
         let heads = [device.take(&queue.vq), device.take(&queue.vq)].map(Option::unwrap);
         for head in heads {
@@ -1119,14 +1146,24 @@ mod tests {
         let mut device_side = DeviceSide::default();
         let tag = disk.submit_read(0, 16, 1).unwrap();
         assert_eq!(completions(disk, 0), []);
+        answer_the_published_read(disk, &mut device_side);
+        assert_eq!(
+            device_side.take(&disk.queues[0].vq),
+            None,
+            "at available index 0"
+        );
+        assert_eq!(completions(disk, 0), [(tag, Ok(vec![0x77; 512]))]);
+    }
+
+    /// Plays the device taking the next read published on queue 0 of `disk` and
+    /// answering it: 512 bytes of 0x77, status OK.
+    fn answer_the_published_read(disk: &mut VirtioBlk, device_side: &mut DeviceSide) {
         let queue = &mut disk.queues[0];
         let head = device_side.take(&queue.vq).expect("the read was published");
-        assert_eq!(device_side.take(&queue.vq), None, "at available index 0");
         let slot = usize::from(head / CHAIN);
         queue.data[slot].bytes_mut(0, 512).fill(0x77);
         queue.headers.write8(slot * HEADER_STRIDE + STATUS_AT, S_OK);
         device_side.give_back(&mut queue.vq, head.into(), 513);
-        assert_eq!(completions(disk, 0), [(tag, Ok(vec![0x77; 512]))]);
     }
 
     #[test]
@@ -1254,6 +1291,7 @@ mod tests {
         assert_eq!((polled.handed, polled.stuck), (2, Some(EVERY_SLOT_LOST)));
         let (mut disk, _, clock) = disk_on_host(1);
         disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(completions(&mut disk, 0), [], "published");
         clock.advance_clock(LOST_AFTER_NS + 1);
         let polled = disk.queues[0].poll(&|| clock.now_ns(), &mut |_, _| {});
         let polled = polled.unwrap();
@@ -1281,6 +1319,31 @@ mod tests {
         assert_eq!(completions(&mut disk, 0), []);
         assert_ne!(device.status(), 0, "reset and started again");
         assert_eq!(disk.queues[0].free.len(), 2, "the lost slot is back");
+    }
+
+    #[test]
+    fn a_request_times_out_counting_from_the_poll_that_publishes_it() {
+        let (mut disk, device, clock) = disk_on_host(1);
+        let mut device_side = DeviceSide::default();
+        let tag = disk.submit_read(0, 0, 1).unwrap();
+        // The caller polls only after twice the timeout (a long compute step): the poll
+        // that publishes the read neither fails it nor resets the device.
+        clock.advance_clock(LOST_AFTER_NS + 1);
+        device.set_status(0);
+        assert_eq!(completions(&mut disk, 0), [], "published, not timed out");
+        assert_eq!(device.status(), 0, "no reset");
+        // The device carries it out, and the read completes with its data.
+        answer_the_published_read(&mut disk, &mut device_side);
+        assert_eq!(completions(&mut disk, 0), [(tag, Ok(vec![0x77; 512]))]);
+        // A read published and then not answered still times out.
+        let late = disk.submit_read(0, 8, 1).unwrap();
+        assert_eq!(completions(&mut disk, 0), []);
+        clock.advance_clock(REQUEST_TIMEOUT_NS + 1);
+        let timed_out = completions(&mut disk, 0);
+        assert!(
+            matches!(timed_out[..], [(tag, Err(DeviceError::Timeout { .. }))] if tag == late),
+            "{timed_out:?}"
+        );
     }
 
     #[test]
@@ -1314,12 +1377,7 @@ mod tests {
         );
         let tag = disk.submit_read(0, 16, 1).unwrap();
         assert_eq!(completions(&mut disk, 0), []);
-        let queue = &mut disk.queues[0];
-        let head = device_side.take(&queue.vq).expect("the read was published");
-        let slot = usize::from(head / CHAIN);
-        queue.data[slot].bytes_mut(0, 512).fill(0x77);
-        queue.headers.write8(slot * HEADER_STRIDE + STATUS_AT, S_OK);
-        device_side.give_back(&mut queue.vq, head.into(), 513);
+        answer_the_published_read(&mut disk, &mut device_side);
         assert_eq!(completions(&mut disk, 0), [(tag, Ok(vec![0x77; 512]))]);
     }
 
@@ -1367,7 +1425,7 @@ mod tests {
         let mut device = DeviceSide::default();
         let write = Operation::Write { bytes: 512 };
         for _ in 0..3 {
-            let withdrawn = queue.submit(write, 8, 0, &mut |buffer| {
+            let withdrawn = queue.submit(write, 8, &mut |buffer| {
                 buffer.fill(0x55);
                 false
             });
@@ -1376,7 +1434,7 @@ mod tests {
         assert_eq!(poll_once(&mut queue), []);
         assert_eq!(device.take(&queue.vq), None, "nothing reached the device");
         for _ in 0..2 {
-            queue.submit(write, 8, 0, &mut |_| true).unwrap();
+            queue.submit(write, 8, &mut |_| true).unwrap();
         }
         assert_eq!(poll_once(&mut queue), []);
         assert!(device.take(&queue.vq).is_some() && device.take(&queue.vq).is_some());
