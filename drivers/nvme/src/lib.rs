@@ -161,8 +161,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     if sectors == 0 {
         return Err(DeviceError::Unsupported("an active namespace 1"));
     }
-    let (sector_size, metadata) = spec::lba_format(namespace)
-        .ok_or(DeviceError::Unsupported("a sector size of 512 B to 64 KiB"))?;
+    let (sector_size, metadata) = spec::lba_format(namespace)?;
     if metadata != 0 {
         return Err(DeviceError::Unsupported("sectors without metadata"));
     }

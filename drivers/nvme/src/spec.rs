@@ -5,6 +5,8 @@
 
 use alloc::string::String;
 
+use rexo_api::DeviceError;
+
 /// Controller Capabilities (64-bit, 3.1.1).
 pub const REG_CAP: usize = 0x00;
 /// Version (3.1.2).
@@ -78,8 +80,21 @@ pub const ID_FIRMWARE: core::ops::Range<usize> = 64..72;
 pub const ID_MDTS: usize = 77;
 /// Identify Namespace: NSZE, the size in logical blocks (64-bit).
 pub const NS_SIZE: usize = 0;
-/// Identify Namespace: FLBAS, the formatted LBA size (bits 3:0 pick the LBA format).
+/// Identify Namespace: NLBAF, the number of LBA formats in the table (0-based).
+pub const NS_NLBAF: usize = 25;
+/// Identify Namespace: FLBAS, the formatted LBA size: the index of the LBA format the
+/// namespace is formatted with, its low 4 bits in bits 3:0 and, when NLBAF is 16 or
+/// more (17 formats and up), its high 2 bits in bits 6:5 (NVM Command Set
+/// Specification, Identify Namespace).
 pub const NS_FLBAS: usize = 26;
+/// FLBAS bits 3:0: the format index's low 4 bits.
+const FLBAS_INDEX_LOW: u8 = 0x0F;
+/// FLBAS bits 6:5: the format index's high 2 bits (index bits 5:4).
+const FLBAS_INDEX_HIGH: u8 = 0x60;
+/// The least NLBAF (0-based) whose table needs the index's high bits.
+const NLBAF_WITH_HIGH_INDEX: u8 = 16;
+/// The table an FLBAS past NLBAF indexes, for [`DeviceError::BadIndex`].
+const NAMESPACE_FORMATS: &str = "namespace's LBA format table (FLBAS past NLBAF)";
 /// Identify Namespace: the LBA format table (4 bytes each: MS 15:0, LBADS 23:16).
 pub const NS_LBA_FORMATS: usize = 128;
 
@@ -287,16 +302,34 @@ pub fn granted_pairs(dw0: u32, wanted: u16) -> u16 {
 }
 
 /// The formatted LBA format of an Identify Namespace structure: (sector size in
-/// bytes, metadata bytes per sector), or `None` when the format is past the table.
-pub fn lba_format(namespace: &[u8]) -> Option<(u32, u16)> {
-    let index = usize::from(namespace[NS_FLBAS] & 0xF);
-    let at = NS_LBA_FORMATS + 4 * index;
-    let format = u32::from_le_bytes(namespace.get(at..at + 4)?.try_into().ok()?);
+/// bytes, metadata bytes per sector). [`DeviceError::BadIndex`] when FLBAS names a
+/// format past the NLBAF formats of the table, [`DeviceError::Unsupported`] when the
+/// format's sector size is not 512 B to 64 KiB.
+pub fn lba_format(namespace: &[u8]) -> Result<(u32, u16), DeviceError> {
+    let last = namespace[NS_NLBAF];
+    let flbas = namespace[NS_FLBAS];
+    let mut index = flbas & FLBAS_INDEX_LOW;
+    if last >= NLBAF_WITH_HIGH_INDEX {
+        // Below 17 formats bits 6:5 are reserved, and ignored.
+        index |= (flbas & FLBAS_INDEX_HIGH) >> 1;
+    }
+    let at = NS_LBA_FORMATS + 4 * usize::from(index);
+    let format =
+        namespace
+            .get(at..at + 4)
+            .filter(|_| index <= last)
+            .ok_or(DeviceError::BadIndex {
+                what: NAMESPACE_FORMATS,
+                index: index.into(),
+                size: u32::from(last) + 1,
+            })?;
+    let format = u32::from_le_bytes([format[0], format[1], format[2], format[3]]);
     let lbads = (format >> 16) & 0xFF;
     // Shifted only once in range: a device's LBADS may be up to 255.
     (9..=16)
         .contains(&lbads)
         .then(|| (1 << lbads, format as u16))
+        .ok_or(DeviceError::Unsupported("a sector size of 512 B to 64 KiB"))
 }
 
 /// An Identify string field (ASCII, padded with spaces or NULs) as text, trimmed;
@@ -405,24 +438,67 @@ mod tests {
         assert_eq!(granted_pairs(0x0001_0002, 4), 2);
     }
 
+    /// What [`lba_format`] says of a sector size it does not take.
+    const NO_SECTOR_SIZE: DeviceError =
+        DeviceError::Unsupported("a sector size of 512 B to 64 KiB");
+
+    /// Writes LBA format `index` of `ns` with data size 2^`lbads` and `metadata` bytes.
+    fn set_format(ns: &mut [u8], index: usize, lbads: u8, metadata: u16) {
+        let format = (u32::from(lbads) << 16) | u32::from(metadata);
+        let at = NS_LBA_FORMATS + 4 * index;
+        ns[at..at + 4].copy_from_slice(&format.to_le_bytes());
+    }
+
     #[test]
     fn namespaces_give_their_sector_size() {
         let mut ns = [0u8; 4096];
+        ns[NS_NLBAF] = 1;
         ns[NS_FLBAS] = 1;
-        ns[NS_LBA_FORMATS + 4..NS_LBA_FORMATS + 8].copy_from_slice(&0x000C_0008u32.to_le_bytes());
-        assert_eq!(lba_format(&ns), Some((4096, 8)));
+        set_format(&mut ns, 1, 12, 8);
+        assert_eq!(lba_format(&ns), Ok((4096, 8)));
         ns[NS_FLBAS] = 0;
-        assert_eq!(lba_format(&ns), None);
-        ns[NS_LBA_FORMATS + 2] = 9;
-        assert_eq!(lba_format(&ns), Some((512, 0)));
+        assert_eq!(lba_format(&ns), Err(NO_SECTOR_SIZE));
+        set_format(&mut ns, 0, 9, 0);
+        assert_eq!(lba_format(&ns), Ok((512, 0)));
+    }
+
+    #[test]
+    fn format_indexes_take_flbas_high_bits_from_17_formats_on_and_stay_within_nlbaf() {
+        let mut ns = [0u8; 4096];
+        set_format(&mut ns, 1, 9, 0);
+        set_format(&mut ns, 17, 12, 0);
+        set_format(&mut ns, 33, 13, 0);
+        let past = |index, formats| {
+            Err(DeviceError::BadIndex {
+                what: NAMESPACE_FORMATS,
+                index,
+                size: formats,
+            })
+        };
+        let cases = [
+            // FLBAS bits 6:5 = 01 and 3:0 = 1: format 17 of a table of 18.
+            (17, 0x21, Ok((4096, 0))),
+            (63, 0x41, Ok((8192, 0))),
+            // With 16 formats or fewer bits 6:5 are reserved: format 1.
+            (15, 0x21, Ok((512, 0))),
+            // NLBAF is 0-based: format 1 of a table of 1, 17 of 17, 2 of 2.
+            (0, 0x01, past(1, 1)),
+            (16, 0x21, past(17, 17)),
+            (1, 0x02, past(2, 2)),
+        ];
+        for (last, flbas, expected) in cases {
+            ns[NS_NLBAF] = last;
+            ns[NS_FLBAS] = flbas;
+            assert_eq!(lba_format(&ns), expected, "NLBAF {last}, FLBAS {flbas:#x}");
+        }
     }
 
     #[test]
     fn an_lba_data_size_past_a_u32_shift_is_no_format() {
         let mut ns = [0u8; 4096];
         for lbads in [32, 0xFF] {
-            ns[NS_LBA_FORMATS + 2] = lbads;
-            assert_eq!(lba_format(&ns), None, "LBADS {lbads}");
+            set_format(&mut ns, 0, lbads, 0);
+            assert_eq!(lba_format(&ns), Err(NO_SECTOR_SIZE), "LBADS {lbads}");
         }
     }
 
