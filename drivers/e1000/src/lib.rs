@@ -448,7 +448,7 @@ impl QueuePair for Queue {
                     at + DESCRIPTOR_FIELDS,
                     ring::tx_context_fields(layout.offset == 16),
                 );
-                self.tx.queued();
+                self.tx.queued(false);
                 self.tx_context = Some((layout.start, field));
                 data_slot = self.tx.slot_to_fill().ok_or(DeviceError::QueueFull)?;
             }
@@ -472,17 +472,18 @@ impl QueuePair for Queue {
                 at + DESCRIPTOR_FIELDS,
                 ring::tx_data_fields(len, checksum.is_some(), last),
             );
-            tail = self.tx.queued();
+            tail = self.tx.queued(last);
         }
         barrier();
         self.regs.write32(TDT + self.registers, tail as u32);
         Ok(())
     }
 
-    /// Frames queued that the device has not finished with, after reclaiming the rest.
+    /// Frames queued that the device has not finished with (each counted once, however
+    /// many descriptors it took), after reclaiming the rest.
     fn transmit_pending(&mut self, (): ()) -> Result<usize, DeviceError> {
         self.reclaim_transmitted();
-        Ok(self.tx.in_flight())
+        Ok(self.tx.frames_in_flight())
     }
 }
 
@@ -822,5 +823,51 @@ mod tests {
                 assert_eq!(platform.live(), live_after, "{} case {case}", model.name);
             }
         }
+    }
+
+    /// A 64-byte IPv4 UDP frame (a transport segment of 30 bytes), whose checksum the
+    /// device may fill in.
+    fn udp_frame(frame: &mut [u8]) {
+        frame.fill(0);
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[16..18].copy_from_slice(&50u16.to_be_bytes());
+        frame[23] = 17;
+    }
+
+    #[test]
+    fn frames_pending_count_frames_not_descriptors() {
+        let platform = HostPlatform::leaked();
+        let mut nic = nic_on(platform, ring::model(0x100E).unwrap());
+        // A frame gathered from five segments: five descriptors, one frame.
+        nic.send_segments(0, &[20, 20, 20, 20, 20], false, &mut |_| true)
+            .unwrap();
+        assert_eq!(nic.transmit_pending(0), Ok(1));
+        // A frame whose checksum the device fills in: a context descriptor, then its own.
+        nic.send_segments(0, &[64], true, &mut |parts| {
+            udp_frame(parts[0]);
+            true
+        })
+        .unwrap();
+        assert_eq!(nic.transmit_pending(0), Ok(2));
+        let mut queue = nic.queue(0).unwrap().lock();
+        assert!(
+            queue.tx_context.is_some(),
+            "a context descriptor went first"
+        );
+        // The device finishes the first frame's descriptors, then all of them.
+        let done = |queue: &mut Queue, slots: core::ops::Range<usize>| {
+            for slot in slots {
+                let at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
+                let fields = queue.tx_descriptors.read64(at);
+                queue
+                    .tx_descriptors
+                    .write64(at, fields | (u64::from(ring::TX_STATUS_DD) << 32));
+            }
+        };
+        done(&mut queue, 0..5);
+        assert_eq!(queue.transmit_pending(()), Ok(1));
+        done(&mut queue, 5..7);
+        assert_eq!(queue.transmit_pending(()), Ok(0));
     }
 }

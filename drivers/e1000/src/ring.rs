@@ -2,6 +2,9 @@
 //! decoding, descriptor encoding and decoding, and ring index arithmetic. No device
 //! access here, so all of it is tested on the host.
 
+use alloc::vec;
+use alloc::vec::Vec;
+
 use rexo_api::DeviceError;
 
 use crate::regs::{
@@ -418,7 +421,9 @@ impl RxRing {
 }
 
 /// The transmit ring's software state: descriptors `[clean, clean + in_flight)` are the
-/// device's; at most `size - 1` are, since TDT == TDH means "none queued".
+/// device's; at most `size - 1` are, since TDT == TDH means "none queued". A frame takes
+/// one or more of them (a context descriptor, a data descriptor per segment): it is the
+/// device's until the one that ends it is reclaimed.
 #[derive(Debug)]
 pub struct TxRing {
     /// Descriptors in the ring.
@@ -427,6 +432,10 @@ pub struct TxRing {
     clean: usize,
     /// Descriptors queued and not reclaimed.
     in_flight: usize,
+    /// For each descriptor queued and not reclaimed, whether it ends its frame (EOP).
+    ends_frame: Vec<bool>,
+    /// Frames queued whose last descriptor is not reclaimed.
+    frames_in_flight: usize,
 }
 
 impl TxRing {
@@ -436,12 +445,15 @@ impl TxRing {
             size,
             clean: 0,
             in_flight: 0,
+            ends_frame: vec![false; size],
+            frames_in_flight: 0,
         }
     }
 
-    /// Descriptors the device has not been seen to finish.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight
+    /// Frames the device has not been seen to finish (their last descriptor not
+    /// reclaimed), however many descriptors each took.
+    pub fn frames_in_flight(&self) -> usize {
+        self.frames_in_flight
     }
 
     /// Descriptors that can be filled now.
@@ -461,9 +473,11 @@ impl TxRing {
             .then_some((self.clean + self.in_flight + ahead) % self.size)
     }
 
-    /// Records that the slot from [`slot_to_fill`](Self::slot_to_fill) was queued; returns
-    /// the new TDT.
-    pub fn queued(&mut self) -> usize {
+    /// Records that the slot from [`slot_to_fill`](Self::slot_to_fill) was queued, the
+    /// last of its frame when `ends_frame`; returns the new TDT.
+    pub fn queued(&mut self, ends_frame: bool) -> usize {
+        self.ends_frame[(self.clean + self.in_flight) % self.size] = ends_frame;
+        self.frames_in_flight += usize::from(ends_frame);
         self.in_flight += 1;
         (self.clean + self.in_flight) % self.size
     }
@@ -473,6 +487,7 @@ impl TxRing {
     pub fn reclaim(&mut self, mut done: impl FnMut(usize) -> bool) -> usize {
         let mut reclaimed = 0;
         while self.in_flight > 0 && done(self.clean) {
+            self.frames_in_flight -= usize::from(self.ends_frame[self.clean]);
             self.clean = (self.clean + 1) % self.size;
             self.in_flight -= 1;
             reclaimed += 1;
@@ -694,11 +709,11 @@ mod tests {
         assert_eq!(ahead, [Some(0), Some(1), Some(2), None]);
         for expected in 0..3 {
             assert_eq!(ring.slot_to_fill(), Some(expected));
-            assert_eq!(ring.queued(), expected + 1);
+            assert_eq!(ring.queued(true), expected + 1);
         }
         assert_eq!(ring.slot_to_fill(), None, "one descriptor stays free");
         assert_eq!(ring.slot_ahead(0), None);
-        assert_eq!(ring.in_flight(), 3);
+        assert_eq!(ring.free(), 0);
         // Only the oldest is done: one comes back, even if a later one says done.
         assert_eq!(ring.reclaim(|i| i == 0 || i == 2), 1);
         assert_eq!(ring.slot_to_fill(), Some(3));
@@ -707,9 +722,27 @@ mod tests {
             None,
             "two in flight: one more may be filled"
         );
-        assert_eq!(ring.queued(), 0); // the tail wraps
+        assert_eq!(ring.queued(true), 0); // the tail wraps
         assert_eq!(ring.reclaim(|_| true), 3);
-        assert_eq!(ring.in_flight(), 0);
+        assert_eq!(ring.free(), 3);
         assert_eq!(ring.reclaim(|_| true), 0);
+    }
+
+    #[test]
+    fn transmit_ring_counts_frames_not_descriptors() {
+        let mut ring = TxRing::new(8);
+        // A frame in three descriptors (a context descriptor, two segments), then one in
+        // one.
+        for ends_frame in [false, false, true, true] {
+            ring.queued(ends_frame);
+        }
+        assert_eq!(ring.frames_in_flight(), 2);
+        // Its first two descriptors done: the frame is still the device's.
+        assert_eq!(ring.reclaim(|i| i < 2), 2);
+        assert_eq!(ring.frames_in_flight(), 2);
+        assert_eq!(ring.reclaim(|i| i < 3), 1);
+        assert_eq!(ring.frames_in_flight(), 1);
+        assert_eq!(ring.reclaim(|_| true), 1);
+        assert_eq!(ring.frames_in_flight(), 0);
     }
 }
