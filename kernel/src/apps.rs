@@ -22,6 +22,7 @@ use rexo_api::{
 };
 use rexo_captable::OwnerId;
 use rexo_captable::ResourceKind::{Core, InterruptVector, Memory, Timer};
+use rexo_memledger::Quota;
 
 /// An app: its name, a one-line description and its entry point.
 pub use rexo_api::AppEntry as App;
@@ -121,7 +122,7 @@ pub(crate) fn run_as(
     cores: CoreSpan,
     quota: Option<u64>,
 ) -> Result<(), ApiError> {
-    run_with(app, owner, cores, quota, None)
+    run_with(app, owner, cores, Quota::Fixed(quota), None)
 }
 
 /// The owners of the runs in progress.
@@ -137,7 +138,7 @@ fn run_with(
     app: &App,
     owner: OwnerId,
     cores: CoreSpan,
-    quota: Option<u64>,
+    quota: Quota,
     lender: Option<OwnerId>,
 ) -> Result<(), ApiError> {
     let mut running = RUNNING.lock();
@@ -156,7 +157,7 @@ fn run_alone(
     app: &App,
     owner: OwnerId,
     cores: CoreSpan,
-    quota: Option<u64>,
+    quota: Quota,
     lender: Option<OwnerId>,
 ) -> Result<(), ApiError> {
     let span = cores.first..cores.first + cores.count;
@@ -164,14 +165,17 @@ fn run_alone(
         Some(_) => Ok(()),
         None => crate::caps::grant_cores(owner, span),
     };
-    if let Err(error) = crate::caps::start_owner(owner, quota).and_then(|()| grant()) {
-        log::error!(
-            "app '{}': no quota or cores for its owner: {error}",
-            app.name
-        );
-        let _ = crate::caps::release_owner(owner);
-        return Err(ApiError::Refused(error));
-    }
+    let started = crate::caps::start_owner(owner, quota);
+    let quota = started
+        .and_then(|quota| grant().map(|()| quota))
+        .map_err(|error| {
+            log::error!(
+                "app '{}': no quota or cores for its owner: {error}",
+                app.name
+            );
+            let _ = crate::caps::release_owner(owner);
+            ApiError::Refused(error)
+        })?;
     let api = token(AppRun {
         owner,
         core_holder: lender.unwrap_or(owner),
@@ -205,8 +209,6 @@ fn run_alone(
         ),
     }
     crate::devices::revoke_all_of(owner.0);
-    // Best effort: an owner the table cannot hold was refused above already.
-    let _ = crate::caps::set_quota(owner, None);
     result
 }
 
@@ -446,22 +448,17 @@ impl KernelCalls for AppRun {
     }
 
     fn run_app(&self, name: &str) -> Result<(), ApiError> {
-        // The app runs on the caller's cores and within what is left of the caller's quota;
-        // meanwhile the caller's own quota stops at what it holds (its tasks on other cores
-        // cannot take the child's share too).
+        // The app runs on the caller's cores and within what is left of the caller's quota,
+        // lent to it until it ends (the caller's tasks on other cores cannot take it too).
         let app = find(name).ok_or(ApiError::NoSuchApp)?;
-        let held = crate::caps::held_bytes(self.owner);
-        let left = self.quota.map(|quota| quota.saturating_sub(held));
-        crate::caps::set_quota(self.owner, left.map(|_| held)).map_err(ApiError::Refused)?;
-        let result = run_with(
+        let lent = Quota::LentBy(self.owner);
+        run_with(
             app,
             app_owner(app),
             self.cores,
-            left,
+            lent,
             Some(self.core_holder),
-        );
-        let _ = crate::caps::set_quota(self.owner, self.quota);
-        result
+        )
     }
 
     fn reboot(&self) -> ! {

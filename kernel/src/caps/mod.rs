@@ -9,8 +9,9 @@
 //!
 //! Memory is accounted per owner (`rexo-memledger`): the bytes of every grant count
 //! against the owner that was granted it (delegation does not move the charge) until its
-//! frames go back. An owner may have a quota (an app run of the boot manifest); a grant
-//! that would take it past the quota is refused before any frame is taken.
+//! frames go back. An owner may have a quota (an app run of the boot manifest, or one that
+//! `run_app` started, lent by its caller); a grant that would take it past the quota (or,
+//! for a lender, into what it lent) is refused before any frame is taken.
 //!
 //! Zero copy: a holder may map a memory capability ([`map`]) and touch its frames
 //! directly. When such a capability is taken by force, its identity-map entries are
@@ -32,7 +33,7 @@ use rexo_captable::{
     Cap, CapError, CapTable, EntryId, EntryInfo, OwnerId, Resource, ResourceKind, RevokeReason,
     Rights,
 };
-use rexo_memledger::{Frames, Ledger, LedgerError, Reclaim};
+use rexo_memledger::{Frames, Ledger, LedgerError, Quota, Reclaim};
 use rexo_memmap::FrameRange;
 use spin::Mutex;
 
@@ -102,25 +103,16 @@ pub fn init() {
     });
 }
 
-/// Starts `owner`'s run: sets its memory quota and marks it running (delegation reaches
-/// only running owners, until [`release_owner`]), under one lock, so that no core sees it
-/// running without its quota.
-pub fn start_owner(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
+/// Starts `owner`'s run: marks it running (delegation reaches only running owners, until
+/// [`release_owner`], which also ends its quota) and sets its memory quota, fixed or lent
+/// (`rexo_memledger::Quota`), under one lock, so that no core sees it running without its
+/// quota. Returns the quota set.
+pub fn start_owner(owner: OwnerId, quota: Quota) -> Result<Option<u64>, CapError> {
     with_state(|state| {
-        set_quota_in(state, owner, quota)?;
-        state.table.start_owner(&AUTHORITY, owner)
+        state.table.start_owner(&AUTHORITY, owner)?;
+        let started = state.ledger.start_run(owner, quota);
+        started.map_err(|_| CapError::BadOwner(owner))
     })
-}
-
-/// Sets `owner`'s memory quota (`None`: no limit). Memory it already holds stays.
-pub fn set_quota(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
-    with_state(|state| set_quota_in(state, owner, quota))
-}
-
-/// [`set_quota`] under the lock held (an owner the ledger cannot hold: `BadOwner`).
-fn set_quota_in(state: &mut State, owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
-    let set = state.ledger.set_quota(owner, quota);
-    set.map_err(|_| CapError::BadOwner(owner))
 }
 
 /// The bytes of memory charged to `owner` (0 for an owner the table cannot hold).
@@ -495,9 +487,11 @@ pub fn revoke(entry: EntryId) -> Result<(), CapError> {
     })
 }
 
-/// Takes back everything `owner` holds (the app ended) and frees its frames.
+/// Takes back everything `owner` holds (the app ended), ends its quota (a loan goes back
+/// to its lender) and frees its frames.
 pub fn release_owner(owner: OwnerId) -> Result<usize, CapError> {
     with_state(|state| {
+        state.ledger.end_run(owner);
         let taken = state.table.release_owner(&AUTHORITY, owner)?;
         reclaim_frames(state, false, Some(owner));
         Ok(taken)

@@ -16,6 +16,14 @@ pub(crate) const fn top_owner(from_top: usize) -> OwnerId {
     OwnerId((OWNERS - from_top) as u16)
 }
 
+/// Sets `owner`'s memory quota (`None`: no limit). Memory it already holds stays.
+fn set_quota(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
+    with_state(|state| {
+        let set = state.ledger.set_quota(owner, quota);
+        set.map_err(|_| CapError::BadOwner(owner))
+    })
+}
+
 /// An owner no app of the image uses.
 const TEST_OWNER: OwnerId = top_owner(2);
 const OTHER_OWNER: OwnerId = top_owner(1);

@@ -4,6 +4,11 @@
 //! - **Charges and quotas.** Every grant of frames is charged to the owner it was made
 //!   for (delegation does not move the charge) until the frames go back; an owner may have
 //!   a quota, and a charge past it is refused before anything is taken.
+//! - **Loans.** A run started by another owner (`run_app`) gets as its quota what that
+//!   owner may still take ([`Quota::LentBy`]): its quota less what it holds and what it
+//!   lent already. The lender's own charges count the loan until the run ends, so two runs
+//!   it starts side by side (its tasks on several cores) share that rest, never get it
+//!   twice.
 //! - **Grants.** The frames behind memory capabilities. Frames go back to the allocator
 //!   once no live memory capability overlaps them (so a split half that is returned does
 //!   not free its sibling's frames).
@@ -52,6 +57,16 @@ impl fmt::Display for LedgerError {
     }
 }
 
+/// Where the quota of a run ([`Ledger::start_run`]) comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quota {
+    /// This many bytes (`None`: no limit): a boot manifest entry's.
+    Fixed(Option<u64>),
+    /// What this owner may still take, lent to the run until it ends: the caller of
+    /// `run_app`.
+    LentBy(OwnerId),
+}
+
 /// A mapped capability, or a region revoked from one: the range and who holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mapping {
@@ -79,6 +94,10 @@ pub struct Reclaim<F> {
 pub struct Ledger<F> {
     held: Vec<u64>,
     quota: Vec<Option<u64>>,
+    /// Bytes of its quota each owner lent to runs still going.
+    lent: Vec<u64>,
+    /// Per owner, the loan its run lives on: the lender and the bytes lent.
+    loans: Vec<Option<(OwnerId, u64)>>,
     /// Frames behind capabilities, and the owner each grant is charged to.
     grants: Vec<(F, OwnerId)>,
     mapped: Vec<Mapping>,
@@ -95,6 +114,8 @@ impl<F: Frames> Ledger<F> {
         Self {
             held: alloc::vec![0; owners],
             quota: alloc::vec![None; owners],
+            lent: alloc::vec![0; owners],
+            loans: alloc::vec![None; owners],
             grants: Vec::new(),
             mapped: Vec::new(),
             revoked: Vec::new(),
@@ -115,19 +136,64 @@ impl<F: Frames> Ledger<F> {
         Ok(())
     }
 
+    /// Starts `owner`'s run with its `quota`, and returns the quota set. A quota lent by
+    /// another owner is that owner's quota less what it holds and what it lent already
+    /// (no limit if it has none), lent until [`end_run`](Self::end_run). An owner that
+    /// lends to itself, or an owner beyond the books, is refused (`BadOwner`) and nothing
+    /// changes. A loan from an earlier run of `owner` not ended is paid back first.
+    pub fn start_run(&mut self, owner: OwnerId, quota: Quota) -> Result<Option<u64>, LedgerError> {
+        let index = self.index(owner)?;
+        let lender = match quota {
+            Quota::Fixed(bytes) => {
+                self.end_run(owner);
+                self.quota[index] = bytes;
+                return Ok(bytes);
+            }
+            Quota::LentBy(lender) => lender,
+        };
+        let from = self.index(lender)?;
+        if lender == owner {
+            return Err(LedgerError::BadOwner(owner));
+        }
+        self.end_run(owner);
+        let used = self.held[from].saturating_add(self.lent[from]);
+        let lent = self.quota[from].map(|quota| quota.saturating_sub(used));
+        if let Some(bytes) = lent {
+            self.lent[from] = self.lent[from].saturating_add(bytes);
+            self.loans[index] = Some((lender, bytes));
+        }
+        self.quota[index] = lent;
+        Ok(lent)
+    }
+
+    /// Ends `owner`'s run: its quota goes, and what it was lent goes back to its lender.
+    pub fn end_run(&mut self, owner: OwnerId) {
+        let Ok(index) = self.index(owner) else {
+            return;
+        };
+        self.quota[index] = None;
+        if let Some((lender, bytes)) = self.loans[index].take() {
+            let from = usize::from(lender.0);
+            self.lent[from] = self.lent[from].saturating_sub(bytes);
+        }
+    }
+
     /// Bytes charged to `owner` (0 for an owner beyond the books).
     pub fn held(&self, owner: OwnerId) -> u64 {
         self.index(owner).map_or(0, |index| self.held[index])
     }
 
-    /// Charges `bytes` to `owner` if its quota allows (a reservation before frames are
-    /// taken); nothing changes on a refusal.
+    /// Charges `bytes` to `owner` if its quota allows, counting what it lent to runs still
+    /// going (a reservation before frames are taken); nothing changes on a refusal.
     pub fn charge(&mut self, owner: OwnerId, bytes: u64) -> Result<(), LedgerError> {
         let index = self.index(owner)?;
         let total = self.held[index]
             .checked_add(bytes)
             .ok_or(LedgerError::QuotaExceeded)?;
-        if self.quota[index].is_some_and(|quota| total > quota) {
+        let committed = total
+            .checked_add(self.lent[index])
+            .ok_or(LedgerError::QuotaExceeded)?;
+        if self.quota[index].is_some_and(|quota| committed > quota) {
             return Err(LedgerError::QuotaExceeded);
         }
         self.held[index] = total;

@@ -316,3 +316,84 @@ fn a_buffer_touching_a_revoked_region_is_known_to_the_byte() {
         "a length past the end saturates"
     );
 }
+
+const LENDER: OwnerId = OwnerId(3);
+
+#[test]
+fn runs_started_side_by_side_share_what_their_lender_has_left() {
+    let mut ledger = Ledger::<Span>::new(4);
+    ledger
+        .start_run(LENDER, Quota::Fixed(Some(8 << 20)))
+        .unwrap();
+    ledger.charge(LENDER, 2 << 20).unwrap();
+    // Two runs started by the lender's tasks on two cores: the first gets the rest, the
+    // second what is left after that loan (nothing).
+    assert_eq!(
+        ledger.start_run(APP, Quota::LentBy(LENDER)),
+        Ok(Some(6 << 20))
+    );
+    assert_eq!(ledger.start_run(OTHER, Quota::LentBy(LENDER)), Ok(Some(0)));
+    assert_eq!(ledger.charge(LENDER, 4096), Err(LedgerError::QuotaExceeded));
+    ledger.charge(APP, 6 << 20).unwrap();
+    assert_eq!(ledger.charge(OTHER, 4096), Err(LedgerError::QuotaExceeded));
+    // The second run ends first: the first one's loan still counts for the lender.
+    ledger.end_run(OTHER);
+    assert_eq!(ledger.charge(LENDER, 4096), Err(LedgerError::QuotaExceeded));
+    // Once the first ends too, the lender has its own rest back, and no more.
+    ledger.uncharge(APP, 6 << 20);
+    ledger.end_run(APP);
+    ledger.charge(LENDER, 6 << 20).unwrap();
+    assert_eq!(ledger.charge(LENDER, 1), Err(LedgerError::QuotaExceeded));
+    assert_eq!(ledger.held(LENDER), 8 << 20);
+}
+
+#[test]
+fn a_run_lent_by_an_owner_with_no_quota_has_none_and_lends_nothing() {
+    let mut ledger = Ledger::<Span>::new(4);
+    assert_eq!(ledger.start_run(APP, Quota::LentBy(LENDER)), Ok(None));
+    assert_eq!(ledger.charge(APP, u64::MAX), Ok(()));
+    ledger.set_quota(LENDER, Some(4096)).unwrap();
+    assert_eq!(ledger.charge(LENDER, 4096), Ok(()), "nothing was lent");
+}
+
+#[test]
+fn a_refused_start_changes_nothing() {
+    let mut ledger = Ledger::<Span>::new(4);
+    ledger.start_run(LENDER, Quota::Fixed(Some(8192))).unwrap();
+    let beyond = OwnerId(4);
+    assert_eq!(
+        ledger.start_run(beyond, Quota::LentBy(LENDER)),
+        Err(LedgerError::BadOwner(beyond))
+    );
+    assert_eq!(
+        ledger.start_run(APP, Quota::LentBy(beyond)),
+        Err(LedgerError::BadOwner(beyond))
+    );
+    assert_eq!(
+        ledger.start_run(LENDER, Quota::LentBy(LENDER)),
+        Err(LedgerError::BadOwner(LENDER))
+    );
+    assert_eq!(ledger.charge(APP, u64::MAX), Ok(()), "APP got no quota");
+    ledger.charge(LENDER, 8192).unwrap();
+    assert_eq!(ledger.charge(LENDER, 1), Err(LedgerError::QuotaExceeded));
+}
+
+#[test]
+fn a_run_started_again_pays_its_old_loan_back_first() {
+    let mut ledger = Ledger::<Span>::new(4);
+    ledger.start_run(LENDER, Quota::Fixed(Some(8192))).unwrap();
+    assert_eq!(ledger.start_run(APP, Quota::LentBy(LENDER)), Ok(Some(8192)));
+    assert_eq!(ledger.start_run(APP, Quota::LentBy(LENDER)), Ok(Some(8192)));
+    ledger.end_run(APP);
+    assert_eq!(
+        ledger.charge(LENDER, 8192),
+        Ok(()),
+        "the loan was paid back once"
+    );
+    ledger.end_run(LENDER);
+    assert_eq!(
+        ledger.charge(LENDER, 1),
+        Ok(()),
+        "an ended run has no quota"
+    );
+}
