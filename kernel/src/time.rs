@@ -163,7 +163,8 @@ impl PitWindow {
 /// its capabilities register), opened once ACPI has named the HPET and read when the
 /// boot needs the TSC's rate, so the boot goes on meanwhile instead of waiting for it.
 pub struct HpetWindow {
-    base: u64,
+    /// The main counter's register.
+    counter: u64,
     period_fs: u64,
     count: u64,
     tsc: u64,
@@ -174,15 +175,17 @@ impl HpetWindow {
     /// `None` if its period is implausible or its registers do not answer.
     pub fn start(base: u64) -> Option<Self> {
         use crate::mem::phys::{mmio_read64, mmio_write64};
+        // A base at the top of the address space (a corrupt table) would wrap.
+        let (config, counter) = (base.checked_add(0x10)?, base.checked_add(0xF0)?);
         let period_fs = mmio_read64(base).ok()? >> 32;
         if period_fs == 0 || period_fs > 100_000_000 {
             return None;
         }
-        mmio_write64(base + 0x10, mmio_read64(base + 0x10).ok()? | 1).ok()?; // enable the counter
+        mmio_write64(config, mmio_read64(config).ok()? | 1).ok()?; // enable the counter
         Some(Self {
-            base,
+            counter,
             period_fs,
-            count: mmio_read64(base + 0xF0).ok()?,
+            count: mmio_read64(counter).ok()?,
             tsc: rdtsc(),
         })
     }
@@ -192,7 +195,7 @@ impl HpetWindow {
     fn finish(self, micros: u64) -> Option<u64> {
         let counts = micros * 1_000_000_000 / self.period_fs;
         let (c1, t1) = loop {
-            let c = crate::mem::phys::mmio_read64(self.base + 0xF0).ok()?;
+            let c = crate::mem::phys::mmio_read64(self.counter).ok()?;
             let t = rdtsc();
             if c.wrapping_sub(self.count) >= counts {
                 break (c, t);

@@ -7,6 +7,7 @@ use crate::arch::paging;
 use core::sync::atomic::Ordering;
 
 use crate::arch::idt::{FIRST_LINE_VECTOR, VECTOR_WAKE};
+use rexo_memmap::{MemoryMap, NotDevice};
 use spin::Mutex;
 
 /// The vector each core last routed a device's interrupt source to, for the device
@@ -46,9 +47,9 @@ static CLAIMED: Mutex<[(u64, u64); 64]> = Mutex::new([(0, 0); 64]);
 pub enum ClaimError {
     /// It overlaps a window claimed before.
     AlreadyClaimed,
-    /// It overlaps RAM that the frame allocator manages.
+    /// It overlaps RAM (of any kind).
     IsRam,
-    /// It cannot be mapped.
+    /// It cannot be mapped (it starts in page 0, or wraps).
     Unmappable,
     /// Too many windows are claimed.
     TableFull,
@@ -56,20 +57,14 @@ pub enum ClaimError {
 
 /// Claims the device memory `[phys, phys + len)` (uncached, identity) for exclusive use
 /// and returns it as a byte slice. A window is handed out once for the life of the
-/// machine; RAM cannot be claimed this way.
-pub fn claim_device(
-    phys: u64,
-    len: u64,
-    ram: &rexo_memmap::MemoryMap,
-) -> Result<&'static mut [u8], ClaimError> {
-    let end = phys.checked_add(len).ok_or(ClaimError::Unmappable)?;
-    let is_ram = ram
-        .regions()
-        .iter()
-        .any(|r| r.kind == rexo_memmap::RegionKind::Usable && r.start < end && phys < r.end);
-    if is_ram || phys < PAGE {
-        return Err(ClaimError::IsRam);
-    }
+/// machine; RAM of any kind (ACPI tables and NVS too) cannot be claimed this way
+/// ([`MemoryMap::device_range`]).
+pub fn claim_device(phys: u64, len: u64, ram: &MemoryMap) -> Result<&'static mut [u8], ClaimError> {
+    let end = match ram.device_range(phys, len, u64::MAX) {
+        Ok(range) => range.end,
+        Err(NotDevice::Ram) => return Err(ClaimError::IsRam),
+        Err(NotDevice::OutOfReach) => return Err(ClaimError::Unmappable),
+    };
     let mut claimed = CLAIMED.lock();
     if claimed.iter().any(|&(s, e)| s < end && phys < e) {
         return Err(ClaimError::AlreadyClaimed);
@@ -102,18 +97,12 @@ fn check_register(addr: u64, width: u64) -> Result<(), MmioError> {
     } else {
         4 << 30
     };
-    if !addr.is_multiple_of(width) || addr < PAGE || addr + width > limit {
-        return Err(MmioError::BadAddress(addr));
-    }
-    let is_ram = super::memory_map().is_some_and(|map| {
-        map.regions()
-            .iter()
-            .any(|r| r.kind == rexo_memmap::RegionKind::Usable && r.start <= addr && addr < r.end)
-    });
-    if is_ram {
-        Err(MmioError::IsRam(addr))
-    } else {
-        Ok(())
+    let map = super::memory_map().unwrap_or(&const { MemoryMap::new() });
+    match map.device_range(addr, width, limit) {
+        _ if !addr.is_multiple_of(width) => Err(MmioError::BadAddress(addr)),
+        Ok(_) => Ok(()),
+        Err(NotDevice::Ram) => Err(MmioError::IsRam(addr)),
+        Err(NotDevice::OutOfReach) => Err(MmioError::BadAddress(addr)),
     }
 }
 

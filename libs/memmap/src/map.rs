@@ -49,6 +49,15 @@ pub enum Contents {
     Mixed,
 }
 
+/// Why a range cannot be a device's memory ([`MemoryMap::device_range`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotDevice {
+    /// It starts in page 0, or ends past the limit (or past the top of the address space).
+    OutOfReach,
+    /// It holds RAM of some kind ([`RegionKind::is_ram`]).
+    Ram,
+}
+
 /// A range of physical addresses `[start, end)` of one kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {
@@ -285,6 +294,22 @@ impl MemoryMap {
             0 => Contents::NoRam,
             n if n == range.end.saturating_sub(range.start) => Contents::Ram,
             _ => Contents::Mixed,
+        }
+    }
+
+    /// The `len` bytes at `start`, if they may be a device's memory (a window or a
+    /// register): past page 0, ending at or below `limit` without wrapping past the top of
+    /// the address space, and holding no RAM of any kind ([`RegionKind::is_ram`]: ACPI
+    /// tables and NVS too, which the kernel's parsers still read).
+    pub fn device_range(&self, start: u64, len: u64, limit: u64) -> Result<Range<u64>, NotDevice> {
+        let end = start.checked_add(len).filter(|&end| end <= limit);
+        let range = end
+            .filter(|_| start >= crate::FRAME_SIZE)
+            .map(|end| start..end)
+            .ok_or(NotDevice::OutOfReach)?;
+        match self.contents(range.clone()) {
+            Contents::NoRam => Ok(range),
+            Contents::Ram | Contents::Mixed => Err(NotDevice::Ram),
         }
     }
 
@@ -609,5 +634,52 @@ mod tests {
         assert_eq!(map.ram_top(), 3 * GIB);
         assert_eq!(map.highest_address(), 5 * GIB);
         assert_eq!(MemoryMap::new().ram_top(), 0);
+    }
+
+    #[test]
+    fn a_device_range_holds_no_ram_of_any_kind_and_never_wraps() {
+        let map = map(&[
+            r(0x10_0000, 3 * GIB - 0x10_0000, Usable),
+            r(3 * GIB - 0x10_0000, 3 * GIB - 0x8_0000, AcpiReclaimable),
+            r(3 * GIB - 0x8_0000, 3 * GIB, AcpiNvs),
+            r(4 * GIB - 0x4_0000, 4 * GIB, Reserved),
+        ]);
+        let top = u64::MAX;
+        assert_eq!(
+            map.device_range(0xFEB8_0000, 0x2_0000, top),
+            Ok(0xFEB8_0000..0xFEBA_0000)
+        );
+        assert_eq!(
+            map.device_range(4 * GIB - 8, 8, top),
+            Ok(4 * GIB - 8..4 * GIB)
+        );
+        // ACPI tables and NVS are RAM the parsers read: no BAR or FADT register there.
+        let acpi_table = 3 * GIB - 0x10_0000;
+        assert_eq!(map.device_range(acpi_table, 8, top), Err(NotDevice::Ram));
+        assert_eq!(map.device_range(3 * GIB - 8, 8, top), Err(NotDevice::Ram));
+        assert_eq!(
+            map.device_range(3 * GIB - 8, 16, top),
+            Err(NotDevice::Ram),
+            "a mix"
+        );
+        assert_eq!(map.device_range(GIB, 1, top), Err(NotDevice::Ram));
+        // A corrupt FADT reset register at the top of the address space wraps: refused.
+        assert_eq!(
+            map.device_range(u64::MAX, 1, top),
+            Err(NotDevice::OutOfReach)
+        );
+        assert_eq!(
+            map.device_range(u64::MAX - 7, 8, top),
+            Err(NotDevice::OutOfReach)
+        );
+        assert_eq!(
+            map.device_range(4 * GIB, 8, 4 * GIB),
+            Err(NotDevice::OutOfReach)
+        );
+        assert_eq!(
+            map.device_range(8, 8, top),
+            Err(NotDevice::OutOfReach),
+            "page 0"
+        );
     }
 }
