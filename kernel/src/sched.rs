@@ -61,6 +61,7 @@ pub fn run(core: usize) -> ! {
             task();
             continue;
         }
+        crate::caps::queue_sweep(); // a forced revocation's, asked for in an interrupt
         cpu::disable_interrupts();
         if queue.prepare_idle(core) {
             // `sti; hlt`: a wake-up IPI sent after prepare_idle is taken right after the

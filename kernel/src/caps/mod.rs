@@ -138,6 +138,7 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> Result<T, CapError>) -> Result<T,
         if flush {
             crate::arch::paging::flush_every_core();
         }
+        queue_sweep();
         result
     })
 }
@@ -382,13 +383,11 @@ pub fn read_memory(
 /// `ended`: that owner ended) and does what it says: unmaps ranges revoked from a holder
 /// that may still touch them (every core's TLB is flushed when the lock is dropped), maps
 /// back those of an owner that ended, then frees frames no capability names. After a
-/// forced revocation it also queues the sweep that disarms the interrupt sources of the
-/// bindings taken ([`crate::devices::disarm_revoked`]).
+/// forced revocation it also asks for the sweep that disarms the interrupt sources of the
+/// bindings taken ([`SWEEP`]).
 fn reclaim_frames(state: &mut State, forced: bool, ended: Option<OwnerId>) {
     if forced {
-        // The sweep calls drivers, which this may interrupt (the timer's enforcement):
-        // queued as a task, zero-sized, so the queueing allocates nothing.
-        let _ = crate::sched::submit(crate::devices::disarm_revoked);
+        SWEEP.request();
     }
     let table = &state.table;
     state.timers.retain(|&(id, core, deadline)| {
@@ -421,6 +420,17 @@ fn reclaim_frames(state: &mut State, forced: bool, ended: Option<OwnerId>) {
     for Granted(frames) in free {
         crate::mem::frames::free(frames);
     }
+}
+
+/// The sweep of [`crate::devices::disarm_revoked`], which calls drivers that the timer's
+/// enforcement may interrupt: asked for there with a flag only (the work queue is not
+/// safe to enter from a handler), queued by [`queue_sweep`].
+static SWEEP: rexo_workqueue::Pending = rexo_workqueue::Pending::new();
+
+/// Queues the sweep if it was asked for (never from an interrupt handler: after a use of
+/// the table, and in the work loop when it runs dry); a full queue leaves it asked for.
+pub fn queue_sweep() {
+    SWEEP.submit_if_requested(|| crate::sched::submit(crate::devices::disarm_revoked));
 }
 
 /// Maps `cap` for `owner`'s direct access, for as long as the borrow of `cap` lasts: it

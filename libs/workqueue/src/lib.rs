@@ -13,7 +13,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -260,6 +260,44 @@ impl<W: Waker> WorkQueue<W> {
     fn wake(&self, core: usize) {
         self.wakeups.fetch_add(1, Ordering::Relaxed);
         self.waker.wake(core);
+    }
+}
+
+/// A task asked for where the queue must not be entered: an interrupt handler, whose
+/// core may be in the middle of a pop (the rings are not safe to enter again on one core,
+/// and a full ring would make the handler's push spin with interrupts off). The handler
+/// only [`request`](Self::request)s it; code that runs regularly outside handlers (the
+/// work loop) submits it with [`submit_if_requested`](Self::submit_if_requested), and a
+/// refused submit leaves it requested for the next try, so a request is never lost.
+#[derive(Debug, Default)]
+pub struct Pending(AtomicBool);
+
+impl Pending {
+    /// Nothing requested.
+    pub const fn new() -> Self {
+        Self(AtomicBool::new(false))
+    }
+
+    /// Asks for the task (from any context: it touches only a flag).
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the task is asked for and not submitted yet.
+    pub fn is_requested(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// If the task was asked for, calls `submit` (which queues it); if that is refused
+    /// (the queue is full) the task stays asked for. Requests that come meanwhile and a
+    /// request taken by another core are each submitted once.
+    pub fn submit_if_requested(&self, submit: impl FnOnce() -> Result<(), QueueFull>) {
+        if self.0.load(Ordering::Relaxed)
+            && self.0.swap(false, Ordering::AcqRel)
+            && submit().is_err()
+        {
+            self.request();
+        }
     }
 }
 

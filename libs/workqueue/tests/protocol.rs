@@ -253,3 +253,24 @@ fn batch_task_refused_counts_when_dropped_or_run() {
     batch.wait(&q, 0);
     assert_eq!(ran.load(Ordering::Relaxed), 3);
 }
+
+#[test]
+fn a_pending_task_is_submitted_once_and_kept_while_the_queue_refuses_it() {
+    use rexo_workqueue::Pending;
+    let q = queue(1, 1, 1);
+    let pending = Pending::new();
+    let submit = || q.submit(Box::new(|| {}));
+    pending.submit_if_requested(|| panic!("nothing was asked for"));
+    pending.request();
+    pending.request();
+    // The queue is full: the submit is refused and the request stays.
+    q.submit(Box::new(|| {})).unwrap();
+    pending.submit_if_requested(submit);
+    assert!(pending.is_requested(), "a refused submit is tried again");
+    assert_eq!(q.stats().submitted, 1);
+    q.next(0).expect("the task that filled the queue")();
+    pending.submit_if_requested(submit);
+    assert!(!pending.is_requested());
+    assert_eq!(q.stats().submitted, 2, "two requests, one task");
+    pending.submit_if_requested(|| panic!("submitted already"));
+}
