@@ -331,6 +331,9 @@ pub struct MemoryInfo {
     pub usable: u64,
     /// RAM the frame allocator has not handed out.
     pub free: u64,
+    /// RAM freed but waiting for room in the frame allocator's free list (fragmented by
+    /// many separate free ranges), so not in `free` yet: 0 but in that case.
+    pub waiting: u64,
 }
 
 /// One PCI function as the kernel's bus walk found it: address, IDs, class, its base

@@ -435,6 +435,7 @@ impl KernelCalls for AppRun {
         MemoryInfo {
             usable,
             free: crate::mem::frames::free_bytes(),
+            waiting: crate::mem::frames::waiting_bytes(),
         }
     }
 

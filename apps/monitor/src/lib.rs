@@ -301,8 +301,12 @@ pub fn execute(kernel: &Kernel, command: Command<'_>) {
         }
         Command::Mem => {
             let memory = kernel.memory();
+            let waiting = match memory.waiting {
+                0 => String::new(),
+                bytes => format!(", {} KiB freed, waiting for room", bytes >> 10),
+            };
             say(&format!(
-                "{} MiB usable, {} MiB free\r\n",
+                "{} MiB usable, {} MiB free{waiting}\r\n",
                 memory.usable >> 20,
                 memory.free >> 20
             ));

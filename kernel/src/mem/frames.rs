@@ -6,6 +6,9 @@ use rexo_memmap::{AllocError, FRAME_SIZE, FrameAllocator, FrameRange, MemoryMap}
 use spin::Mutex;
 
 static ALLOCATOR: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::empty());
+/// Freed frames the allocator's full free list had no room for, given back again at every
+/// free, so that none is lost ([`waiting_bytes`]).
+static WAITING: Mutex<alloc::vec::Vec<FrameRange>> = Mutex::new(alloc::vec::Vec::new());
 
 /// Starts the allocator over the usable regions of `map`, less `reserved`.
 pub fn init(map: &MemoryMap, reserved: &[core::ops::Range<u64>]) -> Result<(), AllocError> {
@@ -23,15 +26,31 @@ pub fn allocate_leaving(bytes: u64, align: u64, reserve: u64) -> Result<FrameRan
     ALLOCATOR.lock().allocate_leaving(bytes, align, reserve)
 }
 
-/// Returns frames to the allocator.
+/// Returns frames to the allocator; those its full free list cannot take wait (logged).
 pub fn free(frames: FrameRange) {
-    ALLOCATOR.lock().free(frames);
+    let refused = ALLOCATOR.lock().try_free(frames).err();
+    let mut waiting = WAITING.lock();
+    if let Some(frames) = refused {
+        log::warn!(
+            "frames: free list full, {} KiB wait for room",
+            frames.len() >> 10
+        );
+        waiting.push(frames); // the heap may grow: the allocator is not held
+    }
+    if !waiting.is_empty() {
+        ALLOCATOR.lock().free_waiting(&mut waiting);
+    }
 }
 
-/// Whether no code holds the allocator's lock right now (so code that interrupted this
+/// Freed bytes waiting for room in the allocator's free list (0 but for fragmentation).
+pub fn waiting_bytes() -> u64 {
+    WAITING.lock().iter().map(FrameRange::len).sum()
+}
+
+/// Whether no code holds the allocator's locks right now (so code that interrupted this
 /// core may take or free frames without waiting for itself).
 pub fn is_free() -> bool {
-    !ALLOCATOR.is_locked()
+    !ALLOCATOR.is_locked() && !WAITING.is_locked()
 }
 
 /// Bytes still free.

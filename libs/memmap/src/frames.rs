@@ -1,5 +1,6 @@
 //! The physical frame allocator and the frame ranges it hands out.
 
+use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Range;
 
@@ -312,13 +313,27 @@ impl FrameAllocator {
     }
 
     /// Gives frames back like [`free`](Self::free), but hands them back if the free list has
-    /// no room for them.
+    /// no room for them (to keep in a waiting list for [`free_waiting`](Self::free_waiting)).
     pub fn try_free(&mut self, frames: FrameRange) -> Result<(), FrameRange> {
         self.insert(Free {
             start: frames.start,
             end: frames.end(),
         })
         .map_err(|()| frames)
+    }
+
+    /// Gives back what the free list now has room for of `waiting`: frames that
+    /// [`try_free`](Self::try_free) handed back, which the caller keeps so that none is
+    /// lost. Each is tried once; those refused again stay in `waiting`. Allocates nothing
+    /// (the vector never grows past its length on entry), so it may run where the frame
+    /// allocator's lock is held by the caller.
+    pub fn free_waiting(&mut self, waiting: &mut Vec<FrameRange>) {
+        for _ in 0..waiting.len() {
+            let frames = waiting.remove(0);
+            if let Err(frames) = self.try_free(frames) {
+                waiting.push(frames);
+            }
+        }
     }
 
     /// Bytes currently free.
@@ -746,5 +761,43 @@ mod tests {
         assert_eq!(a.free_bytes(), before + 0x10_1000);
         assert_eq!(a.free_ranges().last(), Some(0x1f_f000..0x40_0000));
         assert_eq!(held.len(), 256);
+    }
+
+    #[test]
+    fn frames_a_full_free_list_refuses_wait_and_none_is_lost() {
+        let m = map(&[(0, 0x40_0000, Usable)]);
+        let mut a = FrameAllocator::new(&m, &[]).unwrap();
+        let total = a.free_bytes();
+        // An app takes 4 KiB grants and returns every other one: 255 single-frame ranges and
+        // the rest of memory fill the free list (the last return merges with that rest).
+        let grants: Vec<FrameRange> = (0..514)
+            .map(|_| a.allocate(0x1000, FRAME_SIZE).unwrap())
+            .collect();
+        let (mut kept, mut waiting) = (Vec::new(), Vec::new());
+        for (i, grant) in grants.into_iter().enumerate() {
+            if i % 2 == 0 {
+                kept.push(grant);
+            } else if let Err(refused) = a.try_free(grant) {
+                waiting.push(refused);
+            }
+        }
+        assert_eq!(a.free_ranges().count(), FrameAllocator::CAPACITY);
+        // A free of a separate range is refused: it waits, it is not lost.
+        assert_eq!(waiting.len(), 1, "the 256th single frame");
+        let bytes = |list: &Vec<FrameRange>| list.iter().map(FrameRange::len).sum::<u64>();
+        assert_eq!(a.free_bytes() + bytes(&waiting) + bytes(&kept), total);
+        a.free_waiting(&mut waiting);
+        assert_eq!(waiting.len(), 1, "the list is still full");
+        // A grant between two free frames merges three ranges into one: room for it.
+        a.try_free(kept.remove(1)).unwrap();
+        a.free_waiting(&mut waiting);
+        assert!(waiting.is_empty());
+        for frames in kept.drain(..) {
+            a.try_free(frames).map_err(|f| waiting.push(f)).ok();
+            a.free_waiting(&mut waiting);
+        }
+        assert!(waiting.is_empty());
+        assert_eq!(a.free_bytes(), total, "every frame came back");
+        assert_eq!(a.free_ranges().count(), 1);
     }
 }

@@ -7,7 +7,11 @@
 //! usable memory minus every range the kernel must keep (its image, boot modules, ...).
 //!
 //! Neither type allocates: both are fixed-capacity arrays, so they work before there is a heap.
+//! Frames the allocator's full free list cannot take back are handed back to the caller,
+//! which keeps them ([`FrameAllocator::free_waiting`]).
 #![cfg_attr(target_os = "none", no_std)]
+
+extern crate alloc;
 
 mod frames;
 mod map;
