@@ -289,8 +289,8 @@ impl Pending {
     }
 
     /// If the task was asked for, calls `submit` (which queues it); if that is refused
-    /// (the queue is full) the task stays asked for. Requests that come meanwhile and a
-    /// request taken by another core are each submitted once.
+    /// (the queue is full) the task stays asked for. Requests made before a submit make
+    /// one task, and of cores calling this at once only one submits.
     pub fn submit_if_requested(&self, submit: impl FnOnce() -> Result<(), QueueFull>) {
         if self.0.load(Ordering::Relaxed)
             && self.0.swap(false, Ordering::AcqRel)
