@@ -171,20 +171,21 @@ static int check_net(uint32_t index)
     say_number(index);
     say(": sent and received a frame to itself, opened whole\n");
 
-    /* Bound by a filter: UDP to port 7777. */
-    struct rexo_atom udp[4] = {
+    /* Bound by a filter: UDP to port 7777, first fragments only (as `udp dport 7777`). */
+    struct rexo_atom udp[5] = {
         {12, 2, 0, 0xFFFF, 0x0800},
         {14, 1, 0, 0xFF, 0x45},
+        {20, 2, 0, 0x1FFF, 0},
         {23, 1, 0, 0xFF, 17},
         {36, 2, 0, 0xFFFF, 7777},
     };
     EXPECT("rexo_net_bind(no atoms)", rexo_net_bind(index, udp, 0), REXO_EINVAL);
-    EXPECT("rexo_net_bind(NULL)", rexo_net_bind(index, NULL, 4), REXO_EINVAL);
+    EXPECT("rexo_net_bind(NULL)", rexo_net_bind(index, NULL, 5), REXO_EINVAL);
     struct rexo_atom bad = {12, 3, 0, 0xFF, 1};
     EXPECT("rexo_net_bind(width 3)", rexo_net_bind(index, &bad, 1), REXO_EINVAL);
-    EXPECT("rexo_net_bind(99)", rexo_net_bind(99, udp, 4), REXO_ENODEV);
-    EXPECT_HANDLE("rexo_net_bind", bound, rexo_net_bind(index, udp, 4));
-    EXPECT("rexo_net_bind(overlapping)", rexo_net_bind(index, udp, 4), REXO_EBUSY);
+    EXPECT("rexo_net_bind(99)", rexo_net_bind(99, udp, 5), REXO_ENODEV);
+    EXPECT_HANDLE("rexo_net_bind", bound, rexo_net_bind(index, udp, 5));
+    EXPECT("rexo_net_bind(overlapping)", rexo_net_bind(index, udp, 5), REXO_EBUSY);
     EXPECT("rexo_net_info(bound)", rexo_net_info(bound, &info), REXO_OK);
     len = udp_frame(info.mac, 7777);
     EXPECT("rexo_net_send(bound)", rexo_net_send(bound, frame, len), REXO_OK);
