@@ -915,10 +915,15 @@ impl Stack {
                     false
                 }
             });
-            // A connection reset or timed out before it was accepted frees its slot.
+            // A connection reset or timed out before it was accepted frees its slot, and
+            // so does a handshake the peer reset (smoltcp puts that socket back in
+            // `Listen`): a fresh socket listens in its place, as for a stale one below.
             listener.pending.retain(|&(handle, _)| {
                 let state = sockets.get::<tcp::Socket>(handle).state();
-                let gone = matches!(state, tcp::State::Closed | tcp::State::TimeWait);
+                let gone = matches!(
+                    state,
+                    tcp::State::Closed | tcp::State::TimeWait | tcp::State::Listen
+                );
                 if gone {
                     sockets.remove(handle);
                 }
@@ -1064,8 +1069,9 @@ impl Stack {
         let sockets = &self.sockets;
         let ready = state.pending.iter().position(|&(handle, _)| {
             // Established, or already closed by the peer after sending: both are worth
-            // handing over (the data is still to be read).
-            sockets.get::<tcp::Socket>(handle).state() != tcp::State::SynReceived
+            // handing over (the data is still to be read). Not a handshake the peer
+            // reset: smoltcp puts that socket back in `Listen`.
+            is_synchronized(sockets.get::<tcp::Socket>(handle).state())
         })?;
         let (handle, _) = state.pending.remove(ready)?;
         Some(Connection(handle))
@@ -1423,6 +1429,15 @@ fn is_opening(socket: &tcp::Socket) -> bool {
     matches!(
         socket.state(),
         tcp::State::SynSent | tcp::State::SynReceived
+    )
+}
+
+/// Whether a TCP socket in `state` finished its handshake (RFC 9293's synchronized
+/// states), whatever happened since.
+fn is_synchronized(state: tcp::State) -> bool {
+    !matches!(
+        state,
+        tcp::State::Closed | tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived
     )
 }
 

@@ -1060,6 +1060,44 @@ fn a_flood_of_spoofed_syns_does_not_keep_the_listener_shut() {
     assert!(net.a.sockets_in_use() <= backlog + 1);
 }
 
+#[test]
+fn a_handshake_the_peer_reset_is_never_accepted() {
+    let mut net = Net::new(256, 0);
+    let listener = net.a.listen(7, 4, TcpOptions::default()).unwrap();
+    let syn = spoofed_syn(net.a.mac(), B, 4000);
+    net.wire.deliver_to_a(syn.clone());
+    net.step();
+    // The matching reset: the SYN's sequence number plus one, no ACK.
+    let mut reset = syn;
+    let seq = u32::from_be_bytes([reset[38], reset[39], reset[40], reset[41]]);
+    reset[38..42].copy_from_slice(&seq.wrapping_add(1).to_be_bytes());
+    reset[47] = 0x04;
+    seal_tcp(&mut reset);
+    net.wire.deliver_to_a(reset);
+    for _ in 0..5 {
+        net.step();
+        assert!(net.a.accept(&listener).is_none(), "a phantom connection");
+    }
+    assert!(net.a.sockets_in_use() <= 4, "{}", net.a.sockets_in_use());
+    // The listener still serves a real client.
+    let client = net
+        .b
+        .connect(
+            Endpoint {
+                address: A,
+                port: 7,
+            },
+            TcpOptions::default(),
+        )
+        .unwrap();
+    let mut accepted = None;
+    for _ in 0..20 {
+        net.step();
+        accepted = accepted.or_else(|| net.a.accept(&listener));
+    }
+    assert!(accepted.is_some() && net.b.is_established(&client));
+}
+
 /// The TCP checksum of IPv4 frame `frame` is right (pseudo-header included).
 fn tcp_checksum_is_right(frame: &[u8]) -> bool {
     let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
