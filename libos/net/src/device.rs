@@ -22,8 +22,9 @@
 //! copied, where copying each received frame would have copied all 16.8 MB. Everything the sockets send on their own (data, delayed ACKs,
 //! retransmissions, DHCP, ARP requests) goes through [`NicTx`], whose token lets smoltcp
 //! build the frame in place in the transmit DMA buffer: no copy. When the NIC has no
-//! room, the frame (or staged reply) is built in the [`Backlog`] instead and copied to
-//! the NIC once it has: smoltcp counts it as sent, so it must not be lost.
+//! room, the frame (or staged reply, up to a received batch of them) is built in the
+//! [`Backlog`] instead and copied to the NIC once it has: smoltcp counts it as sent, so
+//! it must not be lost.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -51,8 +52,10 @@ pub struct Counters {
     /// Bytes of those replies: the only bytes the adapter copies.
     pub reply_bytes_copied: u64,
     /// Frames the NIC refused for good (revoked, the link's filters, a frame it cannot
-    /// send at all); a full ring is not a refusal: such frames wait in the stack
-    /// (`Backlog`) and go out later, whole and in order.
+    /// send at all), and replies made during receive that found a received batch's
+    /// worth of frames already waiting in the stack (peers ask again: ARP, ping, a
+    /// segment answered by a reset). A full ring is not a refusal: smoltcp's frames
+    /// wait in the stack (`Backlog`) and go out later, whole and in order.
     pub tx_dropped: u64,
     /// Frames that waited in the stack because the NIC's ring (or its buffers for
     /// large frames) was full when they were built.
@@ -141,7 +144,8 @@ impl Staging {
     }
 
     /// Sends every staged reply on `queue`, in order, after what `backlog` holds, and
-    /// empties the staging area. A reply the NIC has no room for joins the backlog.
+    /// empties the staging area. A reply the NIC has no room for joins the backlog,
+    /// unless its bound for replies is reached: it is then dropped and counted.
     pub(crate) fn flush(
         &mut self,
         nic: &mut dyn NetDevice,
@@ -166,6 +170,9 @@ impl Staging {
                 Ok(()) => {
                     counters.tx_frames += 1;
                     counters.tx_bytes += len as u64;
+                }
+                Err(DeviceError::QueueFull) if backlog.frames.len() >= backlog.replies_at_most => {
+                    counters.tx_dropped += 1;
                 }
                 Err(DeviceError::QueueFull) => {
                     let held = backlog.hold(counters, len, Kind::Small { offload });
@@ -211,13 +218,17 @@ struct Held {
 /// made, in order: smoltcp counts a frame as sent once its transmit token ran, so such
 /// a frame must not be lost (TCP would wait for a retransmission timeout, about a
 /// second after a few). They go before anything else, and while any waits the stack
-/// gives smoltcp no transmit token (smoltcp keeps its data in the sockets). So the
-/// backlog holds at most one frame of smoltcp's, the pieces of a large one the stack
-/// cut, and the replies of one received batch.
+/// gives smoltcp no transmit token (smoltcp keeps its data in the sockets). Replies
+/// staged during receive join only while fewer than a received batch's worth of frames
+/// wait; later ones are dropped (their peers ask again), so a flood while the NIC's ring
+/// is full cannot grow it. So the backlog holds at most one frame of smoltcp's (or the
+/// pieces of a large one the stack cut) and the replies of one received batch.
 pub(crate) struct Backlog {
     /// The frames, oldest first.
     frames: VecDeque<Held>,
-    /// Buffers of frames sent, kept for the next ones.
+    /// The most frames waiting that a reply still joins (a received batch).
+    replies_at_most: usize,
+    /// Buffers of frames sent, kept for the next ones (at most `replies_at_most`).
     spare: Vec<Vec<u8>>,
     /// Where a frame goes that the NIC refused for good (smoltcp's closure must run).
     discard: Vec<u8>,
@@ -229,10 +240,12 @@ pub(crate) struct Backlog {
 
 impl Backlog {
     /// An empty backlog for a link of `max_frame` bytes, with `tso` when the NIC cuts
-    /// large TCP frames.
-    pub(crate) fn new(max_frame: usize, tso: Option<Tso>) -> Self {
+    /// large TCP frames, that staged replies join while fewer than `replies_at_most`
+    /// frames wait.
+    pub(crate) fn new(max_frame: usize, tso: Option<Tso>, replies_at_most: usize) -> Self {
         Self {
             frames: VecDeque::new(),
+            replies_at_most,
             spare: Vec::new(),
             discard: Vec::new(),
             tso,
@@ -265,6 +278,14 @@ impl Backlog {
         &mut self.frames.back_mut().expect("just pushed").bytes
     }
 
+    /// Keeps the buffer of a frame sent or cut for the next frame held, if fewer than a
+    /// batch's worth are kept.
+    fn recycle(&mut self, bytes: Vec<u8>) {
+        if self.spare.len() < self.replies_at_most {
+            self.spare.push(bytes);
+        }
+    }
+
     /// Replaces the large frame at the front with the link-sized frames the stack cuts
     /// it into (their checksums computed here).
     fn cut_front(&mut self, counters: &mut Counters) {
@@ -294,7 +315,7 @@ impl Backlog {
             // Not a TCP/IPv4 frame: no NIC takes it, and no stack makes one.
             None => counters.tx_dropped += 1,
         }
-        self.spare.push(held.bytes);
+        self.recycle(held.bytes);
     }
 
     /// Sends what waits on `queue`, in order, until the NIC has no room. `Revoked`
@@ -333,7 +354,7 @@ impl Backlog {
                         counters.segmented_by_nic += 1;
                     }
                     if let Some(held) = self.frames.pop_front() {
-                        self.spare.push(held.bytes);
+                        self.recycle(held.bytes);
                     }
                     retried = false;
                 }
@@ -354,7 +375,7 @@ impl Backlog {
                 Err(_) => {
                     counters.tx_dropped += 1;
                     if let Some(held) = self.frames.pop_front() {
-                        self.spare.push(held.bytes);
+                        self.recycle(held.bytes);
                     }
                 }
             }
@@ -627,7 +648,7 @@ mod tests {
         let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
         let mut nic = a.with_segmentation_offload(14 + 65_535);
         let mut counters = Counters::default();
-        let mut backlog = Backlog::new(1514, Some(Tso::new(1514, 14 + 65_535)));
+        let mut backlog = Backlog::new(1514, Some(Tso::new(1514, 14 + 65_535)), 32);
         let frame = large_frame(10_000);
         let mut tx = NicTx {
             nic: &mut nic,

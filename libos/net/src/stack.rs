@@ -27,7 +27,8 @@ use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::tso::Tso;
 
 /// Frames taken from the NIC per `NetDevice::receive` call: enough to amortise the
-/// driver's doorbell, few enough that the replies staged meanwhile stay small.
+/// driver's doorbell, few enough that the replies staged meanwhile stay small; also the
+/// most frames waiting in the backlog that a staged reply still joins.
 const RECEIVE_BATCH: usize = 32;
 
 /// Receive batches per [`Stack::poll`]: a flood of frames must not keep the poll from
@@ -504,7 +505,7 @@ impl Stack {
             ]));
         let mut counters = Counters::default();
         let clamp = tso.as_ref().map(|tso| tso.local_mss);
-        let mut backlog = Backlog::new(info.max_frame, tso);
+        let mut backlog = Backlog::new(info.max_frame, tso, RECEIVE_BATCH);
         let mut tx = NicTx {
             nic: nic.as_mut(),
             queue,

@@ -584,6 +584,56 @@ fn ping_is_answered_with_the_same_data() {
 }
 
 #[test]
+fn a_ping_flood_while_the_ring_is_full_holds_a_batch_of_replies_at_most() {
+    let mut net = Net::new(256, 0);
+    tcp_echo(&mut net, b"hello");
+    let before = net.a.counters();
+    let data = Rng(5).bytes(1400);
+    // 10,000 echo requests and the wire never carried: the ring fills with 256 replies.
+    for i in 0..10_000u16 {
+        let request = icmp_from_b_to_a(&net, 8, [0x12, 0x34, (i >> 8) as u8, i as u8], &data);
+        net.wire.deliver_to_a(request);
+        if i % 256 == 255 {
+            net.a.poll(net.now_ns).unwrap();
+        }
+    }
+    for _ in 0..4 {
+        net.a.poll(net.now_ns).unwrap();
+    }
+    let after = net.a.counters();
+    let held = after.tx_held - before.tx_held;
+    let dropped = after.tx_dropped - before.tx_dropped;
+    assert_eq!(after.rx_frames - before.rx_frames, 10_000);
+    assert!(held <= 32, "{held} replies held");
+    assert_eq!(
+        256 + held + dropped,
+        10_000,
+        "held {held} dropped {dropped}"
+    );
+    // Once the wire moves, the held replies go and pings are answered again.
+    let mut replies = 0;
+    net.wire.carry(|frame| {
+        replies += usize::from(frame.len() > 34 && frame[23] == 1 && frame[34] == 0);
+        true
+    });
+    net.a.poll(net.now_ns).unwrap();
+    net.wire.carry(|frame| {
+        replies += usize::from(frame.len() > 34 && frame[23] == 1 && frame[34] == 0);
+        true
+    });
+    assert_eq!(replies as u64, 256 + held);
+    net.wire
+        .deliver_to_a(icmp_from_b_to_a(&net, 8, [0x12, 0x34, 0xFF, 0xFF], &data));
+    net.a.poll(net.now_ns).unwrap();
+    let mut answered = false;
+    net.wire.carry(|frame| {
+        answered |= frame.len() > 34 && frame[23] == 1 && frame[34] == 0;
+        true
+    });
+    assert!(answered);
+}
+
+#[test]
 fn a_ping_socket_gets_the_replies_to_its_requests() {
     let mut net = Net::new(256, 0);
     let ping = net.b.ping_open(0x4242);
