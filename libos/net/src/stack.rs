@@ -803,9 +803,9 @@ impl Stack {
                         return;
                     }
                     let frame = match backlog.tso_mut() {
-                        Some(tso) => {
-                            tso.inbound(frame, |flow| receive_buffer(listeners, sockets, flow))
-                        }
+                        Some(tso) => tso.inbound(frame, address, |flow| {
+                            receive_buffer(listeners, sockets, flow)
+                        }),
                         None => frame,
                     };
                     let mut device = LentFrame {
@@ -1387,29 +1387,37 @@ impl Stack {
 }
 
 /// The receive buffer of the connection `flow` is opening: a listener's on its local
-/// port, else that of a socket connecting from that port to the peer.
+/// port, else that of a socket connecting from that port to the peer. `None` when no
+/// connection of the flow is opening, and when one whose handshake finished holds it (a
+/// SYN on it, forged or stray, opens nothing).
 fn receive_buffer(
     listeners: &[ListenerState],
     sockets: &SocketSet<'static>,
     flow: crate::tso::Flow,
 ) -> Option<usize> {
+    let peer = IpEndpoint::new(IpAddress::Ipv4(Ipv4Addr::from(flow.peer)), flow.peer_port);
+    let of_flow = |tcp: &tcp::Socket| {
+        tcp.remote_endpoint() == Some(peer)
+            && tcp.local_endpoint().map(|l| l.port) == Some(flow.local_port)
+    };
+    let tcp_sockets = || {
+        sockets.iter().filter_map(|(_, socket)| match socket {
+            smoltcp::socket::Socket::Tcp(tcp) if of_flow(tcp) => Some(tcp),
+            _ => None,
+        })
+    };
+    if tcp_sockets().any(|tcp| is_synchronized(tcp.state())) {
+        return None;
+    }
     if let Some(listener) = listeners
         .iter()
         .find(|l| l.port == flow.local_port && l.backlog > 0)
     {
         return Some(listener.options.receive_buffer);
     }
-    let peer = IpEndpoint::new(IpAddress::Ipv4(Ipv4Addr::from(flow.peer)), flow.peer_port);
-    sockets.iter().find_map(|(_, socket)| match socket {
-        smoltcp::socket::Socket::Tcp(tcp)
-            if tcp.state() == tcp::State::SynSent
-                && tcp.remote_endpoint() == Some(peer)
-                && tcp.local_endpoint().map(|l| l.port) == Some(flow.local_port) =>
-        {
-            Some(tcp.recv_capacity())
-        }
-        _ => None,
-    })
+    tcp_sockets()
+        .find(|tcp| tcp.state() == tcp::State::SynSent)
+        .map(|tcp| tcp.recv_capacity())
 }
 
 /// A TCP socket built as `options` say.

@@ -1224,6 +1224,63 @@ fn a_segmenting_nic_gets_large_frames_cut_at_the_peers_mss() {
 }
 
 #[test]
+fn a_forged_syn_on_an_established_connection_keeps_its_segment_size() {
+    let mut net = Net::segmenting(0);
+    let listener = net.a.listen(7, 4, TcpOptions::default()).unwrap();
+    let client = net
+        .b
+        .connect(
+            Endpoint {
+                address: A,
+                port: 7,
+            },
+            TcpOptions::default(),
+        )
+        .unwrap();
+    let mut server = None;
+    for _ in 0..20 {
+        net.step();
+        server = server.or_else(|| net.a.accept(&listener));
+    }
+    let server = server.expect("accepted");
+    assert!(net.b.is_established(&client));
+    assert_eq!(net.a.segmentation_offload_connections(), 1);
+    // A SYN in the client's name without an MSS option (RFC 879's 536 would apply),
+    // its checksums right, then the same with a bad TCP checksum.
+    let port = net.a.peer(&server).unwrap().port;
+    let forged = spoofed_syn(net.a.mac(), B, port);
+    let mut bad_checksum = forged.clone();
+    bad_checksum[50] ^= 0x40;
+    for syn in [forged, bad_checksum] {
+        net.wire.deliver_to_a(syn);
+        net.step();
+        assert_eq!(net.a.segmentation_offload_connections(), 1);
+    }
+    // The server's answers still go in large frames cut at the client's real MSS.
+    let answer = Rng(9).bytes(100_000);
+    let mut sent = 0;
+    let mut received = 0;
+    let mut buffer = [0u8; 8192];
+    for _ in 0..1000 {
+        if sent < answer.len() {
+            sent += net.a.write(&server, &answer[sent..]).unwrap();
+        }
+        net.step();
+        received += net.b.read(&client, &mut buffer).unwrap();
+        if received == answer.len() {
+            break;
+        }
+    }
+    assert_eq!(received, answer.len());
+    let given = net.wire.segmented(true);
+    assert!(
+        !given.is_empty() && given.iter().all(|&(_, mss)| mss == 1460),
+        "{given:?}"
+    );
+    assert_eq!(net.a.counters().segmented_by_stack, 0);
+}
+
+#[test]
 fn large_frames_are_sent_again_whole_after_a_loss() {
     let mut net = Net::segmenting(20);
     let payload = Rng(8).bytes(300_000);

@@ -10,7 +10,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use rexo_api::device::transport_segment;
+use rexo_api::device::{internet_checksum, transport_checksum, transport_segment};
 
 /// The smallest peer MSS raised (RFC 879's default); smaller ones are left to smoltcp.
 pub(crate) const MIN_RAISED_MSS: u16 = 536;
@@ -31,6 +31,18 @@ fn tcp_header(frame: &[u8]) -> Option<(usize, usize)> {
     (20..=segment.len)
         .contains(&tcp_len)
         .then_some((segment.start, tcp_len))
+}
+
+/// Whether the TCP checksum of the TCP/IPv4 `frame` is right: its segment's sum with
+/// the pseudo-header's is all ones.
+fn tcp_checksum_right(frame: &[u8]) -> bool {
+    let (Some(segment), Some(layout)) = (transport_segment(frame), transport_checksum(frame))
+    else {
+        return false;
+    };
+    let segment_sum = !internet_checksum(&frame[segment.start..segment.start + segment.len]);
+    let sum = u32::from(layout.seed) + u32::from(segment_sum);
+    (sum & 0xFFFF) + (sum >> 16) == 0xFFFF
 }
 
 /// A TCP connection as this end sees it.
@@ -201,18 +213,31 @@ impl Tso {
         }
     }
 
-    /// What smoltcp reads for the received `frame`: a SYN whose MSS option is at least
-    /// [`MIN_RAISED_MSS`] comes with it raised to whole segments of the connection's real
-    /// MSS (the peer's, at most this end's) within the large-segment limit and half of
+    /// What smoltcp reads for the received `frame`: a SYN to `address` (this end's)
+    /// whose TCP checksum is right and whose MSS option is at least [`MIN_RAISED_MSS`]
+    /// comes with it raised to whole segments of the connection's real MSS (the peer's,
+    /// at most this end's) within the large-segment limit and half of
     /// `receive_buffer(flow)` (smoltcp acknowledges at once only past one MSS of
     /// unacknowledged data, and must still do so every half window); every other frame
-    /// as it is. A SYN not raised forgets what an earlier connection of its flow had.
+    /// as it is. `receive_buffer` says `None` when no connection of the flow is opening
+    /// (no listener or connecting socket, or a connection already synchronized holds
+    /// it): the SYN then changes nothing, so a forged one cannot change the size the NIC
+    /// cuts a live connection's segments at. A SYN not raised for an opening connection
+    /// forgets what an earlier connection of its flow had.
     pub(crate) fn inbound<'a>(
         &'a mut self,
         frame: &'a [u8],
+        address: Option<[u8; 4]>,
         receive_buffer: impl FnOnce(Flow) -> Option<usize>,
     ) -> &'a [u8] {
         let (Some(syn), Some(flow)) = (syn_mss(frame), flow(frame, true)) else {
+            return frame;
+        };
+        let to_this_end = address.is_some_and(|address| frame[30..34] == address);
+        if !to_this_end || !tcp_checksum_right(frame) {
+            return frame;
+        }
+        let Some(window) = receive_buffer(flow) else {
             return frame;
         };
         self.peers.remove(&flow);
@@ -223,9 +248,6 @@ impl Tso {
             return frame;
         }
         let mss = value.min(self.local_mss);
-        let Some(window) = receive_buffer(flow) else {
-            return frame;
-        };
         let limit = self.max_payload.min(window / 2).min(usize::from(u16::MAX));
         let raised = raised_mss(usize::from(mss), limit);
         if raised <= usize::from(mss) {
@@ -293,6 +315,9 @@ pub(crate) fn clamp_syn(frame: &mut [u8], local_mss: u16) {
 mod tests {
     use super::*;
     use alloc::vec;
+
+    /// The address of the end the test frames go to.
+    const THIS_END: Option<[u8; 4]> = Some([10, 0, 0, 1]);
 
     /// A TCP/IPv4 frame from 10.0.0.2:40000 to 10.0.0.1:80 with `flags`, `options` and
     /// `payload` bytes, its TCP checksum right.
@@ -385,7 +410,7 @@ mod tests {
     fn a_peers_syn_is_raised_to_whole_segments_and_its_mss_kept() {
         let mut tso = Tso::new(1514, 14 + 65_535);
         let syn = frame(0x02, &[2, 4, 0x05, 0xB4], 0);
-        let seen = tso.inbound(&syn, |_| Some(256 * 1024)).to_vec();
+        let seen = tso.inbound(&syn, THIS_END, |_| Some(256 * 1024)).to_vec();
         // 44 segments of 1460 within 64 KiB less headers and room for options.
         assert_eq!(
             syn_mss(&seen),
@@ -402,7 +427,7 @@ mod tests {
         // A larger MSS than this end's is cut at this end's; half the receive buffer
         // bounds the large segment.
         let big = frame(0x02, &[2, 4, 0x23, 0x28], 0);
-        let seen = tso.inbound(&big, |_| Some(16 * 1024)).to_vec();
+        let seen = tso.inbound(&big, THIS_END, |_| Some(16 * 1024)).to_vec();
         assert_eq!(
             syn_mss(&seen),
             Some(SynMss::At {
@@ -412,7 +437,7 @@ mod tests {
         );
         assert_eq!(tso.mss_of(&sent), Some(1460));
         let small = frame(0x02, &[2, 4, 0x03, 0xE8], 0);
-        let seen = tso.inbound(&small, |_| Some(64 * 1024)).to_vec();
+        let seen = tso.inbound(&small, THIS_END, |_| Some(64 * 1024)).to_vec();
         assert_eq!(
             syn_mss(&seen),
             Some(SynMss::At {
@@ -427,21 +452,59 @@ mod tests {
     fn syns_without_a_usable_mss_are_left_alone_and_forget_the_flow() {
         let mut tso = Tso::new(1514, 14 + 65_535);
         let raised = frame(0x02, &[2, 4, 0x05, 0xB4], 0);
-        let _ = tso.inbound(&raised, |_| Some(65_536));
+        let _ = tso.inbound(&raised, THIS_END, |_| Some(65_536));
         assert_eq!(tso.raised(), 1);
         for options in [&[][..], &[2, 4, 0x02, 0x00], &[2, 4, 0, 0], &[2, 3, 5, 0]] {
             let syn = frame(0x02, options, 0);
-            assert_eq!(tso.inbound(&syn, |_| Some(65_536)), &syn[..], "{options:?}");
+            assert_eq!(
+                tso.inbound(&syn, THIS_END, |_| Some(65_536)),
+                &syn[..],
+                "{options:?}"
+            );
             assert_eq!(tso.raised(), 0, "{options:?}");
-            let _ = tso.inbound(&raised, |_| Some(65_536));
+            let _ = tso.inbound(&raised, THIS_END, |_| Some(65_536));
         }
         // No port listening (nor connecting) there; a receive buffer too small to raise;
         // not a SYN.
         let syn = frame(0x02, &[2, 4, 0x05, 0xB4], 0);
-        assert_eq!(tso.inbound(&syn, |_| None), &syn[..]);
-        assert_eq!(tso.inbound(&syn, |_| Some(2000)), &syn[..]);
+        assert_eq!(tso.inbound(&syn, THIS_END, |_| None), &syn[..]);
+        assert_eq!(tso.inbound(&syn, THIS_END, |_| Some(2000)), &syn[..]);
         let data = frame(0x10, &[], 100);
-        assert_eq!(tso.inbound(&data, |_| Some(65_536)), &data[..]);
+        assert_eq!(tso.inbound(&data, THIS_END, |_| Some(65_536)), &data[..]);
+    }
+
+    #[test]
+    fn a_syn_with_a_bad_checksum_or_to_another_address_changes_nothing() {
+        let mut tso = Tso::new(1514, 14 + 65_535);
+        let raised = frame(0x02, &[2, 4, 0x05, 0xB4], 0);
+        let _ = tso.inbound(&raised, THIS_END, |_| Some(65_536));
+        assert_eq!(tso.raised(), 1);
+        let mut bad_checksum = frame(0x02, &[2, 4, 0x02, 0x58], 0);
+        bad_checksum[50] ^= 0x40;
+        let mut elsewhere = frame(0x02, &[], 0);
+        elsewhere[33] = 9;
+        let seed = transport_checksum(&elsewhere).unwrap().seed;
+        elsewhere[50..52].copy_from_slice(&seed.to_be_bytes());
+        let sum = internet_checksum(&elsewhere[34..]);
+        elsewhere[50..52].copy_from_slice(&sum.to_be_bytes());
+        assert!(tcp_checksum_right(&raised) && tcp_checksum_right(&elsewhere));
+        assert!(!tcp_checksum_right(&bad_checksum));
+        for (forged, address) in [
+            (&bad_checksum, THIS_END),
+            (&elsewhere, THIS_END),
+            (&raised, None),
+        ] {
+            assert_eq!(tso.inbound(forged, address, |_| Some(65_536)), &forged[..]);
+            assert_eq!(tso.raised(), 1);
+        }
+        let mut sent = frame(0x18, &[], 10_000);
+        sent[26..34].copy_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        sent[34..38].copy_from_slice(&[0, 80, 0x9C, 0x40]);
+        assert_eq!(tso.mss_of(&sent), Some(1460));
+        // A flow no connection is opening (a live one holds it): nothing changes.
+        let absent = frame(0x02, &[], 0);
+        assert_eq!(tso.inbound(&absent, THIS_END, |_| None), &absent[..]);
+        assert_eq!(tso.mss_of(&sent), Some(1460));
     }
 
     #[test]
