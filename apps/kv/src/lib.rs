@@ -64,6 +64,10 @@ const SMALL_CACHE_BYTES: usize = 1 << 20;
 /// Polls a UDP answer may wait for room in the send buffer before the rest of it is
 /// dropped (and counted).
 const UDP_SEND_RETRIES: usize = 64;
+/// Datagrams the UDP socket buffers each way, and the most requests one pass of the
+/// serving loop answers: a steady flood of datagrams (each poll made while answering
+/// receives more) must not keep the loop from the TCP connections.
+const UDP_DATAGRAMS: usize = 64;
 /// The largest UDP request: the stack reassembles no IP fragments, so a datagram is at
 /// most one 1500-byte frame's payload (memcached itself reads up to 64 KiB).
 const UDP_MAX_REQUEST: usize = 1472;
@@ -376,7 +380,11 @@ impl Server<'_> {
             ..TcpOptions::default()
         };
         let listener = stack.listen(PORT, BACKLOG, options)?;
-        let udp = stack.udp_bind(PORT, UdpOptions::default())?;
+        let udp_options = UdpOptions {
+            datagrams: UDP_DATAGRAMS,
+            ..UdpOptions::default()
+        };
+        let udp = stack.udp_bind(PORT, udp_options)?;
         let shared = self.shared;
         let mut store = &shared.store;
         while !shared.stop.load(Ordering::Relaxed) {
@@ -430,7 +438,7 @@ impl Server<'_> {
                     }
                 }
             }
-            busy |= self.serve_datagrams(stack, &udp, now, &info, kernel)?;
+            busy |= self.serve_datagrams(stack, &udp, now, &info, &|| kernel.now_ns())?;
             if !busy && can_nap {
                 kernel.sleep_ns(IDLE_NAP_NS);
             }
@@ -445,21 +453,24 @@ impl Server<'_> {
         stack.close(client.into_connection());
     }
 
-    /// Answers every datagram waiting on `udp` (`info`: this poll round's figures for
-    /// `stats`); true if there was one.
+    /// Answers the datagrams waiting on `udp`, [`UDP_DATAGRAMS`] at most (`info`: this
+    /// poll round's figures for `stats`; `clock_ns`: the kernel's clock, for the polls
+    /// that make room for a long answer); true if there was one.
     fn serve_datagrams(
         &mut self,
         stack: &mut Stack,
         udp: &UdpSocket,
         now: u64,
         info: &ServerInfo,
-        kernel: &Kernel,
+        clock_ns: &dyn Fn() -> u64,
     ) -> Result<bool, NetError> {
-        let mut any = false;
+        let mut served = 0;
         let mut request = [0u8; UDP_MAX_REQUEST];
         let mut store = &self.shared.store;
-        while let Some((len, from)) = stack.recv_from(udp, &mut request) {
-            any = true;
+        while served < UDP_DATAGRAMS
+            && let Some((len, from)) = stack.recv_from(udp, &mut request)
+        {
+            served += 1;
             let answer =
                 udp::answer_datagram(&mut store, &request[..len], now, info, &mut self.udp_answer);
             let Ok(datagrams) = answer.and_then(|id| Datagrams::new(id, &self.udp_answer)) else {
@@ -478,7 +489,7 @@ impl Server<'_> {
                         // A long answer outruns the send buffer: let the NIC take some.
                         Err(NetError::WouldBlock) if tries < UDP_SEND_RETRIES => {
                             tries += 1;
-                            stack.poll(kernel.now_ns())?;
+                            stack.poll(clock_ns())?;
                         }
                         Err(error @ NetError::Device(_)) => return Err(error),
                         Err(_) => {
@@ -491,7 +502,7 @@ impl Server<'_> {
             // A large answer's room goes back.
             self.udp_answer.shrink_to(UDP_MAX_DATAGRAM);
         }
-        Ok(any)
+        Ok(served > 0)
     }
 
     /// Closes every connection once the answers it has queued are handed to TCP (for

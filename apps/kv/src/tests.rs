@@ -735,3 +735,81 @@ fn idle_connections_are_closed_after_the_timeout() {
         }
     }
 }
+
+#[test]
+fn a_udp_flood_is_answered_a_socket_buffer_at_a_time() {
+    let (wire, mut server, mut client, _listener) = listening(4);
+    let shared = Shared {
+        clock_at_boot_s: CLOCK_START_S,
+        store: Shards::new(CacheConfig::default(), 1, CLOCK_START_S),
+        serving: 1,
+        buffer_bytes: 1 << 20,
+        idle_timeout_s: 0,
+        stop: AtomicBool::new(false),
+        curr_connections: AtomicU64::new(0),
+        total_connections: AtomicU64::new(0),
+        udp_served: AtomicU64::new(0),
+        udp_dropped: AtomicU64::new(0),
+        frames: spin::Mutex::new(Counters::default()),
+        failure: spin::Mutex::new(None),
+    };
+    let mut kv = Server {
+        shared: &shared,
+        clients: Vec::new(),
+        udp_answer: Vec::new(),
+        udp_datagram: Vec::new(),
+        tcp_requests: 0,
+        udp_served: 0,
+        udp_dropped: 0,
+    };
+    let udp = server
+        .udp_bind(
+            PORT,
+            UdpOptions {
+                datagrams: UDP_DATAGRAMS,
+                ..UdpOptions::default()
+            },
+        )
+        .unwrap();
+    let flooder_options = UdpOptions {
+        buffer: 1 << 22,
+        datagrams: 4096,
+    };
+    let flooder = client.udp_bind(40000, flooder_options).unwrap();
+    let to = rexo_net::Endpoint {
+        address: SERVER,
+        port: PORT,
+    };
+    let info = ServerInfo::default();
+    let mut now_ns = 0;
+    // A value whose answer takes several datagrams, stored over UDP.
+    let mut set = b"set big 0 0 1300\r\n".to_vec();
+    set.resize(set.len() + 1300, b'v');
+    set.extend_from_slice(b"\r\n");
+    client.send_to(&flooder, &datagram(1, 1, &set), to).unwrap();
+    for _ in 0..10 {
+        exchange(&wire, &mut server, &mut client, &mut now_ns);
+        kv.serve_datagrams(&mut server, &udp, CLOCK_START_S, &info, &|| 0)
+            .unwrap();
+    }
+    assert_eq!(kv.udp_served, 1);
+    // 2,000 requests for four copies of it arrive at once.
+    for id in 0..2000 {
+        let get = datagram(id, 1, b"get big big big big\r\n");
+        client.send_to(&flooder, &get, to).unwrap();
+    }
+    for _ in 0..100 {
+        client.poll(now_ns).unwrap();
+        wire.carry(|_| true);
+    }
+    server.poll(now_ns).unwrap();
+    let served = kv
+        .serve_datagrams(&mut server, &udp, CLOCK_START_S, &info, &|| 0)
+        .unwrap();
+    assert!(served);
+    assert!(
+        kv.udp_served - 1 <= UDP_DATAGRAMS as u64,
+        "{} requests answered in one call",
+        kv.udp_served - 1
+    );
+}
