@@ -1053,6 +1053,34 @@ fn seal_tcp(frame: &mut [u8]) {
     frame[50..52].copy_from_slice(&tcp.to_be_bytes());
 }
 
+/// Connects b to a's port 7 and steps up to `steps` times, until `listener` accepted it
+/// and b's end is established: a's end if accepted, and b's.
+fn connect_and_accept(
+    net: &mut Net,
+    listener: &crate::Listener,
+    steps: usize,
+) -> (Option<Connection>, Connection) {
+    let client = net
+        .b
+        .connect(
+            Endpoint {
+                address: A,
+                port: 7,
+            },
+            TcpOptions::default(),
+        )
+        .unwrap();
+    let mut accepted = None;
+    for _ in 0..steps {
+        net.step();
+        accepted = accepted.or_else(|| net.a.accept(listener));
+        if accepted.is_some() && net.b.is_established(&client) {
+            break;
+        }
+    }
+    (accepted, client)
+}
+
 #[test]
 fn a_flood_of_spoofed_syns_does_not_keep_the_listener_shut() {
     let mut net = Net::new(256, 0);
@@ -1080,24 +1108,7 @@ fn a_flood_of_spoofed_syns_does_not_keep_the_listener_shut() {
     // A real client is served at once after the flood, not after the 30 s timeout.
     net.now_ns += HALF_OPEN_GRACE_NS;
     net.step();
-    let client = net
-        .b
-        .connect(
-            Endpoint {
-                address: A,
-                port: 7,
-            },
-            TcpOptions::default(),
-        )
-        .unwrap();
-    let mut accepted = None;
-    for _ in 0..100 {
-        net.step();
-        accepted = accepted.or_else(|| net.a.accept(&listener));
-        if accepted.is_some() && net.b.is_established(&client) {
-            break;
-        }
-    }
+    let (accepted, client) = connect_and_accept(&mut net, &listener, 100);
     assert!(
         accepted.is_some() && net.b.is_established(&client),
         "accepted {} established {} finished {} recycled {} sockets {}",
@@ -1130,21 +1141,7 @@ fn a_handshake_the_peer_reset_is_never_accepted() {
     }
     assert!(net.a.sockets_in_use() <= 4, "{}", net.a.sockets_in_use());
     // The listener still serves a real client.
-    let client = net
-        .b
-        .connect(
-            Endpoint {
-                address: A,
-                port: 7,
-            },
-            TcpOptions::default(),
-        )
-        .unwrap();
-    let mut accepted = None;
-    for _ in 0..20 {
-        net.step();
-        accepted = accepted.or_else(|| net.a.accept(&listener));
-    }
+    let (accepted, client) = connect_and_accept(&mut net, &listener, 20);
     assert!(accepted.is_some() && net.b.is_established(&client));
 }
 
@@ -1227,21 +1224,7 @@ fn a_segmenting_nic_gets_large_frames_cut_at_the_peers_mss() {
 fn a_forged_syn_on_an_established_connection_keeps_its_segment_size() {
     let mut net = Net::segmenting(0);
     let listener = net.a.listen(7, 4, TcpOptions::default()).unwrap();
-    let client = net
-        .b
-        .connect(
-            Endpoint {
-                address: A,
-                port: 7,
-            },
-            TcpOptions::default(),
-        )
-        .unwrap();
-    let mut server = None;
-    for _ in 0..20 {
-        net.step();
-        server = server.or_else(|| net.a.accept(&listener));
-    }
+    let (server, client) = connect_and_accept(&mut net, &listener, 20);
     let server = server.expect("accepted");
     assert!(net.b.is_established(&client));
     assert_eq!(net.a.segmentation_offload_connections(), 1);

@@ -448,12 +448,18 @@ mod tests {
         assert_eq!(tso.mss_of(&sent), Some(1000));
     }
 
-    #[test]
-    fn syns_without_a_usable_mss_are_left_alone_and_forget_the_flow() {
+    /// The state with one flow raised, and the SYN that raised it (MSS 1460).
+    fn one_flow_raised() -> (Tso, Vec<u8>) {
         let mut tso = Tso::new(1514, 14 + 65_535);
         let raised = frame(0x02, &[2, 4, 0x05, 0xB4], 0);
         let _ = tso.inbound(&raised, THIS_END, |_| Some(65_536));
         assert_eq!(tso.raised(), 1);
+        (tso, raised)
+    }
+
+    #[test]
+    fn syns_without_a_usable_mss_are_left_alone_and_forget_the_flow() {
+        let (mut tso, raised) = one_flow_raised();
         for options in [&[][..], &[2, 4, 0x02, 0x00], &[2, 4, 0, 0], &[2, 3, 5, 0]] {
             let syn = frame(0x02, options, 0);
             assert_eq!(
@@ -475,10 +481,7 @@ mod tests {
 
     #[test]
     fn a_syn_with_a_bad_checksum_or_to_another_address_changes_nothing() {
-        let mut tso = Tso::new(1514, 14 + 65_535);
-        let raised = frame(0x02, &[2, 4, 0x05, 0xB4], 0);
-        let _ = tso.inbound(&raised, THIS_END, |_| Some(65_536));
-        assert_eq!(tso.raised(), 1);
+        let (mut tso, raised) = one_flow_raised();
         let mut bad_checksum = frame(0x02, &[2, 4, 0x02, 0x58], 0);
         bad_checksum[50] ^= 0x40;
         let mut elsewhere = frame(0x02, &[], 0);
