@@ -212,21 +212,13 @@ fn serve_until_shutdown(kernel: &Kernel, settings: Settings) -> Result<(), ApiEr
     let max_item = config.max_value + rexo_memcache::ITEM_OVERHEAD + rexo_memcache::MAX_KEY;
     let shards = shard_count(settings.cache_bytes, serving, max_item);
     let clock_at_boot_s = clock_at_boot_s(kernel);
-    let shared = Shared {
+    let shared = Shared::new(
         clock_at_boot_s,
-        store: Shards::new(config, shards, clock_s(kernel, clock_at_boot_s)),
+        Shards::new(config, shards, clock_s(kernel, clock_at_boot_s)),
         serving,
-        buffer_bytes: (settings.buffer_bytes / serving)
-            .max(max_request_len(CacheConfig::default().max_value)),
-        idle_timeout_s: settings.idle_timeout_s,
-        stop: AtomicBool::new(false),
-        curr_connections: AtomicU64::new(0),
-        total_connections: AtomicU64::new(0),
-        udp_served: AtomicU64::new(0),
-        udp_dropped: AtomicU64::new(0),
-        frames: spin::Mutex::new(Counters::default()),
-        failure: spin::Mutex::new(None),
-    };
+        (settings.buffer_bytes / serving).max(max_request_len(CacheConfig::default().max_value)),
+        settings.idle_timeout_s,
+    );
     let why = attached.serving_how(device.index);
     if let Some((address, prefix)) = stacks[0].address() {
         kernel.log(format_args!(
@@ -297,6 +289,30 @@ struct Shared {
 }
 
 impl Shared {
+    /// What `serving` cores share over `store`, before anything was served.
+    fn new(
+        clock_at_boot_s: u64,
+        store: Shards,
+        serving: usize,
+        buffer_bytes: usize,
+        idle_timeout_s: u64,
+    ) -> Self {
+        Self {
+            clock_at_boot_s,
+            store,
+            serving,
+            buffer_bytes,
+            idle_timeout_s,
+            stop: AtomicBool::new(false),
+            curr_connections: AtomicU64::new(0),
+            total_connections: AtomicU64::new(0),
+            udp_served: AtomicU64::new(0),
+            udp_dropped: AtomicU64::new(0),
+            frames: spin::Mutex::new(Counters::default()),
+            failure: spin::Mutex::new(None),
+        }
+    }
+
     /// What `stats` reports of the app and its connections.
     fn info(&self) -> ServerInfo {
         ServerInfo {

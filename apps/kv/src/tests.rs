@@ -739,20 +739,8 @@ fn idle_connections_are_closed_after_the_timeout() {
 #[test]
 fn a_udp_flood_is_answered_a_socket_buffer_at_a_time() {
     let (wire, mut server, mut client, _listener) = listening(4);
-    let shared = Shared {
-        clock_at_boot_s: CLOCK_START_S,
-        store: Shards::new(CacheConfig::default(), 1, CLOCK_START_S),
-        serving: 1,
-        buffer_bytes: 1 << 20,
-        idle_timeout_s: 0,
-        stop: AtomicBool::new(false),
-        curr_connections: AtomicU64::new(0),
-        total_connections: AtomicU64::new(0),
-        udp_served: AtomicU64::new(0),
-        udp_dropped: AtomicU64::new(0),
-        frames: spin::Mutex::new(Counters::default()),
-        failure: spin::Mutex::new(None),
-    };
+    let store = Shards::new(CacheConfig::default(), 1, CLOCK_START_S);
+    let shared = Shared::new(CLOCK_START_S, store, 1, 1 << 20, 0);
     let mut kv = Server {
         shared: &shared,
         clients: Vec::new(),
