@@ -187,8 +187,9 @@ struct Request {
     operation: Operation,
     /// Sectors it moves.
     sectors: u32,
-    /// When it is late: submitted plus [`COMMAND_TIMEOUT_MS`] (platform clock, ns).
-    deadline: u64,
+    /// When it is late: issued (its PxSACT/PxCI write) plus [`COMMAND_TIMEOUT_MS`]
+    /// (platform clock, ns); `None` while it waits to be issued.
+    deadline: Option<u64>,
 }
 
 /// The slot `slot`'s bit in PxSACT/PxCI.
@@ -580,10 +581,7 @@ impl AhciDisk {
         self.requests[slot] = Some(Request {
             operation,
             sectors,
-            deadline: self
-                .platform
-                .now_ns()
-                .saturating_add(COMMAND_TIMEOUT_MS * NS_PER_MS),
+            deadline: None,
         });
         if queued {
             self.queued |= bit(slot);
@@ -597,7 +595,8 @@ impl AhciDisk {
     }
 
     /// Issues the prepared slots with one write of each doorbell (AHCI 5.3.2: PxSACT
-    /// before PxCI for queued commands), and a held command once the queue drained.
+    /// before PxCI for queued commands), and a held command once the queue drained;
+    /// their timeouts count from here (one clock reading for the batch).
     fn issue(&mut self) {
         if self.held != 0 && self.issued == 0 && self.ready == 0 {
             self.ready = self.held;
@@ -612,11 +611,16 @@ impl AhciDisk {
             self.registers.write32(PX_SACT, queued);
         }
         self.registers.write32(PX_CI, self.ready);
+        let deadline = self
+            .platform
+            .now_ns()
+            .saturating_add(COMMAND_TIMEOUT_MS * NS_PER_MS);
         for slot in slots_of(self.ready) {
-            if let Some(request) = self.requests[slot] {
-                self.earliest_deadline = self.earliest_deadline.min(request.deadline);
+            if let Some(request) = &mut self.requests[slot] {
+                request.deadline = Some(deadline);
             }
         }
+        self.earliest_deadline = self.earliest_deadline.min(deadline);
         self.issued |= self.ready;
         self.ready = 0;
     }
@@ -663,8 +667,12 @@ impl AhciDisk {
         // the ones still issued, and make the bound exact when none is late.
         let mut earliest = u64::MAX;
         for slot in slots_of(self.issued) {
-            if let Some(request) = self.requests[slot] {
-                earliest = earliest.min(request.deadline);
+            if let Some(Request {
+                deadline: Some(deadline),
+                ..
+            }) = self.requests[slot]
+            {
+                earliest = earliest.min(deadline);
             }
         }
         if now <= earliest {
@@ -1049,7 +1057,7 @@ mod tests {
                 assert_eq!(seen, [(tags[slot], None)], "at {} s", 3 * (round + 1));
                 continue;
             }
-            // 12 s after submission, past the 10 s deadline, though a slot finished.
+            // 12 s after they were issued, past the 10 s deadline, though a slot finished.
             let timeout = Some(DeviceError::Timeout {
                 what: "the AHCI command",
                 ms: COMMAND_TIMEOUT_MS,
@@ -1068,6 +1076,41 @@ mod tests {
         assert_eq!(poll_once(&mut disk), []);
         registers.write32(PX_SACT, 0);
         assert_eq!(poll_once(&mut disk), [(next, None)]);
+    }
+
+    #[test]
+    fn a_command_times_out_counting_from_its_issue_not_from_its_submission() {
+        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(2);
+        let timeout = Some(DeviceError::Timeout {
+            what: "the AHCI command",
+            ms: COMMAND_TIMEOUT_MS,
+        });
+        let read = disk.submit_read(0, 0, 1).unwrap();
+        // The caller polls only 20 s later (a long compute step): the poll that issues
+        // the read neither fails it nor restarts the port.
+        platform.advance_clock(2 * COMMAND_TIMEOUT_MS * NS_PER_MS);
+        assert_eq!(poll_once(&mut disk), [], "issued, not timed out");
+        assert_eq!(disk.issued, bit(read as usize));
+        assert_eq!(registers.read32(PX_IS), 0, "no restart");
+        // A flush submitted now is held until the read finishes, 9 s later.
+        let flush = disk.submit_flush(0).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "the flush held");
+        platform.advance_clock(9_000 * NS_PER_MS);
+        registers.write32(PX_SACT, 0);
+        assert_eq!(poll_once(&mut disk), [(read, None)]);
+        // The flush is issued by the next poll, 9 s after its submission; 18 s after
+        // it, it is still not late.
+        assert_eq!(poll_once(&mut disk), [], "the flush issued");
+        assert_eq!(disk.issued, bit(flush as usize));
+        platform.advance_clock(9_000 * NS_PER_MS);
+        assert_eq!(poll_once(&mut disk), [], "9 s after its issue");
+        assert_eq!(registers.read32(PX_IS), 0, "no restart");
+        // Left unanswered past 10 s from its issue, it times out and the port restarts.
+        platform.advance_clock(1_000 * NS_PER_MS + 1);
+        assert_eq!(poll_once(&mut disk), [(flush, timeout)]);
+        assert_eq!(registers.read32(PX_IS), u32::MAX, "the port restarted");
+        assert_eq!(disk.issued, 0, "nothing left in flight");
+        assert_eq!(disk.failed, None);
     }
 
     #[test]
