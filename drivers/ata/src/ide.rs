@@ -272,11 +272,15 @@ impl Channel {
         }
     }
 
-    /// Takes the channel for one command; false when the other drive has one in flight.
-    fn claim(&self) -> bool {
+    /// Takes the channel for one command: [`DeviceError::QueueFull`] when the other
+    /// drive has one in flight, and [`BUS_MASTER_NOT_STOPPED`] (the channel given back)
+    /// when the channel failed, even after the caller's own [`Self::usable`]: a holder
+    /// fails the channel before it gives it back, so a claim that follows sees it.
+    fn claim(&self) -> Result<(), DeviceError> {
         self.busy
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+            .map_err(|_| DeviceError::QueueFull)?;
+        self.usable().inspect_err(|_| self.release())
     }
 
     /// Gives the channel back after a command.
@@ -691,9 +695,10 @@ impl IdeDisk {
         if operation != Operation::Flush {
             command::check_range(lba, sectors, self.capacity(), self.max_sectors)?;
         }
-        if self.request.is_some() || !self.channel.claim() {
+        if self.request.is_some() {
             return Err(DeviceError::QueueFull);
         }
+        self.channel.claim()?;
         let bytes = (sectors * SECTOR_BYTES) as usize;
         let write = operation == Operation::Transfer(Direction::Write);
         if write && !fill(self.buffer.bytes_mut(0, bytes)) {
@@ -1435,6 +1440,23 @@ mod tests {
                 "{how:?}: only the other channel's"
             );
         }
+    }
+
+    #[test]
+    fn a_claim_after_the_holder_failed_and_released_the_channel_is_refused_and_gives_it_back() {
+        let bus_master = FakePorts::new(16);
+        let (mut master, _command, control, _) =
+            disk_on_fake_ports(0, 1 << 20, false, Some(&bus_master));
+        lend_dma(&mut master);
+        let slave = dma_slave_of(&master);
+        // The slave's start found the channel usable while the master held it; then
+        // the master's read ended with the bus master not stopping, which failed the
+        // channel and released it. The slave's claim comes next (no fake port or clock
+        // reading lies between `start`'s two checks, so the claim is called alone).
+        slave.channel.usable().unwrap();
+        end_with_the_bus_master_active(master, &control, &bus_master, Unstopped::DriveError);
+        assert_eq!(slave.channel.claim(), Err(BUS_MASTER_NOT_STOPPED));
+        assert!(!slave.channel.busy.load(Ordering::Acquire), "given back");
     }
 
     #[test]
