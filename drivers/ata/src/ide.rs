@@ -501,10 +501,11 @@ impl Channel {
     /// Waits (at most [`DMA_STOP_TIMEOUT_MS`]) for the bus master, just stopped
     /// ([`Self::stop_dma`]) after a command of `drive`, to read back inactive (Active
     /// clear). If it stays Active it may still move data to or from the memory its PRD
-    /// table named (either drive's: the table of the last DMA command on the channel),
-    /// so the channel fails for good (logged): both drives refuse every later call
-    /// ([`Self::usable`]) and keep their DMA memory ([`IdeDisk`]'s drop). Nothing to
-    /// wait for on a channel without a bus master.
+    /// table names (the table it holds is `drive`'s: the stop that fails follows a
+    /// command of `drive`), so the channel fails for good (logged): both drives refuse
+    /// every later call ([`Self::usable`]) and keep their DMA memory ([`IdeDisk`]'s
+    /// drop; the other drive's kept as a precaution). Nothing to wait for on a channel
+    /// without a bus master.
     fn confirm_dma_stopped(&self, drive: u8) {
         let Some(bm) = &self.bus_master else {
             return;
@@ -1429,8 +1430,9 @@ mod tests {
             let tag = elsewhere.submit_read(0, 8, 1).unwrap();
             let read = rexo_devio::host::completions(&mut elsewhere, 0);
             assert_eq!(read, [(tag, Ok(vec![0; 512]))], "{how:?}");
-            // Each disk of the failed channel keeps its memory (the bus master may run
-            // either one's PRD table), the other channel's disk gives its back.
+            // Each disk of the failed channel keeps its memory (the master's, whose table
+            // the bus master holds, and the slave's as a precaution), the other
+            // channel's disk gives its back.
             let live = platform.live();
             drop(slave);
             drop(elsewhere);
