@@ -99,8 +99,8 @@ const PRD_TABLE_BYTES: usize = 4096;
 /// Active together with Start: anything but a read or two means it did not stop).
 const DMA_STOP_TIMEOUT_MS: u64 = 10;
 
-/// Every call's answer on a channel whose bus master did not confirm a stop
-/// ([`Channel::confirm_dma_stopped`]), from either drive: it may still move data through
+/// Every call's answer (but disarming a wake's) on a channel whose bus master did not
+/// confirm a stop ([`Channel::confirm_dma_stopped`]), from either drive: it may still move data through
 /// the last PRD table it was given, into or out of a drive's DMA memory, so the channel
 /// takes no more commands and that memory is never given back.
 const BUS_MASTER_NOT_STOPPED: DeviceError = DeviceError::Failed(
@@ -263,7 +263,7 @@ impl Channel {
     }
 
     /// [`BUS_MASTER_NOT_STOPPED`] once the bus master did not confirm a stop, for every
-    /// call of either drive.
+    /// call of either drive but disarming a wake.
     fn usable(&self) -> Result<(), DeviceError> {
         if self.bus_master_not_stopped.load(Ordering::Acquire) {
             Err(BUS_MASTER_NOT_STOPPED)
@@ -877,22 +877,23 @@ impl Drop for IdeDisk {
 
 impl BlockDevice for IdeDisk {
     /// The PIIX's IDE function has neither MSI nor MSI-X: the channel's ISA IRQ (14 or
-    /// 15, edge-triggered, in compatibility mode) wakes the core. `None` arms nothing;
-    /// a completion after it wakes the core last armed once at most.
+    /// 15, edge-triggered, in compatibility mode) wakes the core. `None` arms nothing,
+    /// on a failed channel too; a completion after it wakes the core last armed once
+    /// at most.
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         if queue != 0 {
             return Err(DeviceError::NoSuchQueue(queue));
         }
-        self.channel.usable()?;
-        match core {
-            Some(core) => self.channel.arm(core),
-            None => self
+        let Some(core) = core else {
+            return self
                 .channel
                 .line
                 .as_ref()
                 .map(|_| ())
-                .map_err(|error| *error),
-        }
+                .map_err(|error| *error);
+        };
+        self.channel.usable()?;
+        self.channel.arm(core)
     }
 
     /// Drains the drive: the command in flight finishes (or times out and resets the
@@ -991,7 +992,8 @@ mod tests {
     }
 
     /// The master of channel `number` on fake ports, ready, with `sectors` sectors, the
-    /// 48-bit commands when `lba48`, and the bus master `bus_master` when given: the disk,
+    /// 48-bit commands when `lba48`, the channel's interrupt line (IRQ 14 or 15), and
+    /// the bus master `bus_master` when given: the disk,
     /// its command and control blocks, and the bus master's writes at start (taken from
     /// it, as the blocks' are).
     fn disk_on_fake_ports(
@@ -1018,7 +1020,7 @@ mod tests {
             number,
             (command.window(), control.window()),
             bus_master.map(FakePorts::window),
-            Err(DeviceError::Unsupported("no line in the test")),
+            LineWake::new(14 + number, false, platform),
             platform,
         );
         let identity = Identity {
@@ -1308,7 +1310,7 @@ mod tests {
 
     /// Every call that would start or await a request on `disk`, refused with
     /// [`BUS_MASTER_NOT_STOPPED`] without touching a register of `ports` or calling the
-    /// write's fill.
+    /// write's fill; disarming its wake goes through (it touches nothing either).
     fn assert_refused(disk: &mut IdeDisk, ports: [&FakePorts; 3], case: &dyn core::fmt::Debug) {
         for ports in ports {
             ports.take_writes();
@@ -1329,7 +1331,16 @@ mod tests {
             "{case:?}"
         );
         assert_eq!(lent, 0, "{case:?}: nothing lent");
-        assert_eq!(disk.wake_on_completion(0, None), Err(refused), "{case:?}");
+        assert_eq!(
+            disk.wake_on_completion(0, Some(0)),
+            Err(refused),
+            "{case:?}"
+        );
+        assert_eq!(
+            disk.wake_on_completion(0, None),
+            Ok(()),
+            "{case:?}: disarmed"
+        );
         for ports in ports {
             assert_eq!(ports.take_writes(), [], "{case:?}: no register written");
         }
