@@ -698,8 +698,9 @@ impl Pair {
     #[inline(never)]
     fn mark_broken(&mut self) -> DeviceError {
         log::error!(
-            "virtio-net: pair {}: {USED_INDEX_OVERRUN}; it fails until the whole device is \
-             reset (by its next call through the device)",
+            "virtio-net: pair {}: {USED_INDEX_OVERRUN}; the whole device is reset (at once \
+             when this call came through the device, else by its next call through it); \
+             the pair fails until then",
             self.rx.index() / 2
         );
         self.device = DeviceState::Broken;
