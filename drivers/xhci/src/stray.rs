@@ -31,8 +31,8 @@ pub enum Stray {
 }
 
 impl Stray {
-    /// Causes there are.
-    const COUNT: usize = 7;
+    /// Causes there are: [`Self::UnhandledType`]'s index plus one (it stays the last).
+    const COUNT: usize = Self::UnhandledType as usize + 1;
 
     /// This cause's slot in [`StrayEvents`].
     fn index(self) -> usize {
@@ -45,7 +45,9 @@ impl fmt::Display for Stray {
         f.write_str(match self {
             Self::UnknownSlot => "transfer event for a slot without a device",
             Self::UnusedEndpoint => "transfer event for an endpoint the driver does not use",
-            Self::NotThisControlTransfer => "endpoint 0 event for no waiting control transfer",
+            Self::NotThisControlTransfer => {
+                "endpoint 0 event for no TRB of a waiting control transfer"
+            }
             Self::NotOnReportRing => "report event for a TRB not on the report ring",
             Self::ReportNotInFlight => "report event for a TRB the controller does not hold",
             Self::NotThisCommand => "command completion for no command waited on",
