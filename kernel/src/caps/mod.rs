@@ -230,8 +230,8 @@ pub fn revocation_requests(owner: OwnerId) -> Vec<EntryInfo> {
 
 /// Whether `owner` lost `entry` because it missed a revocation deadline (so touching it
 /// again breaks the abort protocol), as the table records it until `owner` is released;
-/// presumed for every gone entry once one of `owner`'s forfeits found the table's
-/// `ENTRIES` records all kept (`Forfeit::RecordsLost`): the protocol fails closed.
+/// presumed for every gone entry once `owner` gave up a record for room in the table's
+/// `ENTRIES` records (`Forfeit::RecordsLost`): the protocol fails closed.
 pub fn was_repossessed(owner: OwnerId, entry: EntryId) -> bool {
     read(|state| Some(state.table.forfeited(owner, entry).presumed())) == Some(true)
 }

@@ -57,10 +57,12 @@
 //! holder loses at a revocation deadline it missed is also recorded, apart from the slots
 //! (which take new entries meanwhile, so forfeits never fill the table), in `N` places of
 //! their own until the holder is released: [`forfeited`](CapTable::forfeited) answers for
-//! the abort protocol however many records the ring dropped since. A record is never
-//! replaced; a forfeit that finds all `N` places taken marks its holder's records lost,
-//! and gone entries without a record of the holder's then answer [`Forfeit::RecordsLost`]
-//! (which the protocol presumes forfeited), never a wrong [`Forfeit::NotForfeited`].
+//! the abort protocol however many records the ring dropped since. A forfeit that finds
+//! all `N` places taken costs a record of the holder with the most places (the new one
+//! counted), so that one holder's flood never costs another holding fewer its records,
+//! and marks that holder's records lost: gone entries without a record of its then
+//! answer [`Forfeit::RecordsLost`] (which the protocol presumes forfeited), never a
+//! wrong [`Forfeit::NotForfeited`].
 //!
 //! The table needs no heap: `N` slots, `N` forfeit records and `OWNERS` logs are arrays.
 //! Operations are `O(N)`, a revocation `O(N × depth)`. Nothing panics on any input; a

@@ -293,8 +293,8 @@ pub struct CapTable<A, const N: usize, const OWNERS: usize, const LOG: usize> {
     /// so that a slot is used again whatever its last entry's fate and forfeits never
     /// fill the table.
     forfeits: [Option<ForfeitRecord>; N],
-    /// Per owner, whether a forfeit of its found no free place in `forfeits`, until the
-    /// owner is released.
+    /// Per owner, whether it gave up a record of `forfeits` (or a new one was not kept)
+    /// when a forfeit found no free place, until the owner is released.
     forfeits_lost: [bool; OWNERS],
     /// Per owner, whether it runs: from [`start_owner`](Self::start_owner) to
     /// [`release_owner`](Self::release_owner).
@@ -783,10 +783,11 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// [`RevokeReason::DeadlinePassed`]), so that touching it again breaks the abort
     /// protocol. Unlike the repossession log, which is a ring, the table keeps such
     /// records until `owner` is released, however many repossessions come meanwhile, in
-    /// `N` places of their own: a record is never replaced, and a forfeit that finds
-    /// every place taken marks its owner's records lost, so that for that owner every
-    /// gone entry without a record of its answers [`Forfeit::RecordsLost`], never a wrong
-    /// [`Forfeit::NotForfeited`], until the owner is released.
+    /// `N` places of their own. A forfeit that finds every place taken costs a record of
+    /// the owner holding the most places (the new one counted) and marks that owner's
+    /// records lost, so that for that owner every gone entry without a record of its
+    /// answers [`Forfeit::RecordsLost`], never a wrong [`Forfeit::NotForfeited`], until
+    /// the owner is released; an owner holding fewer places than another keeps its own.
     pub fn forfeited(&self, owner: OwnerId, id: EntryId) -> Forfeit {
         let gone = id.table == self.id
             && (self.slots.get(id.index as usize)).is_some_and(|s| s.generation > id.generation);
@@ -921,15 +922,42 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         Ok(Cap { id: self.id_of(i) })
     }
 
-    /// Records that `owner` forfeited the entry `id` in a free place of `forfeits`; with
-    /// none free, marks `owner`'s forfeits lost instead.
+    /// Records that `owner` forfeited the entry `id` in a free place of `forfeits`, or
+    /// with none free in the place [`forfeit_to_give_up`](Self::forfeit_to_give_up) names.
     fn record_forfeit(&mut self, owner: OwnerId, id: EntryId) {
-        let record = ForfeitRecord::of(owner, id);
-        if let Some(place) = self.forfeits.iter_mut().find(|place| place.is_none()) {
-            *place = Some(record);
-        } else if let Some(lost) = self.forfeits_lost.get_mut(usize::from(owner.0)) {
+        let free = self.forfeits.iter().position(Option::is_none);
+        if let Some(place) = (free.or_else(|| self.forfeit_to_give_up(owner)))
+            .and_then(|place| self.forfeits.get_mut(place))
+        {
+            *place = Some(ForfeitRecord::of(owner, id));
+        }
+    }
+
+    /// With every place of `forfeits` taken and a forfeit of `newcomer` to record: marks
+    /// lost the owner holding the most places, the newcomer's new record counted (on a
+    /// tie the lowest owner id), and names its place of the lowest entry id, so that one
+    /// owner's flood of forfeits never costs another owner a record. `None` when that
+    /// owner is the newcomer holding no place: the new record is not kept.
+    fn forfeit_to_give_up(&mut self, newcomer: OwnerId) -> Option<usize> {
+        let mut held = [0usize; OWNERS];
+        for record in self.forfeits.iter().flatten() {
+            if let Some(count) = held.get_mut(usize::from(record.owner.0)) {
+                *count += 1;
+            }
+        }
+        if let Some(count) = held.get_mut(usize::from(newcomer.0)) {
+            *count += 1;
+        }
+        let (most, _) = (held.iter().enumerate())
+            .max_by_key(|&(owner, &count)| (count, core::cmp::Reverse(owner)))?;
+        if let Some(lost) = self.forfeits_lost.get_mut(most) {
             *lost = true;
         }
+        let (place, _) = (self.forfeits.iter().enumerate())
+            .filter_map(|(place, record)| record.map(|record| (place, record)))
+            .filter(|(_, record)| usize::from(record.owner.0) == most)
+            .min_by_key(|(_, record)| (record.index, record.generation))?;
+        Some(place)
     }
 
     /// Empties slot `i` and moves its generation on (retiring it at the last one).

@@ -908,24 +908,32 @@ fn a_forfeit_is_still_reported_after_the_next_entry_of_its_slot_is_forfeited_too
     assert_eq!(t.forfeited(OTHER, first.id()), Forfeit::NotForfeited);
 }
 
+/// Mints an entry of `range` for `owner` and takes it at a deadline `owner` misses.
+fn forfeit<const N: usize>(
+    t: &mut CapTable<Kernel, N, 3, 1>,
+    owner: OwnerId,
+    range: Resource,
+    now: u64,
+) -> Cap {
+    let cap = (t.mint(&Kernel, owner, range, RW)).expect("room for a grant after every forfeit");
+    t.request_revocation(&Kernel, cap.id(), now)
+        .expect("request");
+    assert!(t.revoke_next_expired(&Kernel, now).is_some());
+    cap
+}
+
 #[test]
-fn forfeits_never_fill_the_table_and_one_without_a_place_marks_its_owner_records_lost() {
+fn forfeits_never_fill_the_table_and_one_without_a_place_costs_its_owner_a_record() {
     // Two slots and two record places; a long-running app misses one deadline after another.
     let mut t: CapTable<Kernel, 2, 3, 1> = CapTable::new();
     let kept = t.mint(&Kernel, OTHER, mem(0, 0x1000), RW).expect("mint");
-    let mut forfeited = Vec::new();
-    for k in 0..5u64 {
-        let cap = t
-            .mint(&Kernel, APP, mem(0x10_0000, 0x1000), RW)
-            .expect("room for a grant after every forfeit");
-        t.request_revocation(&Kernel, cap.id(), k).expect("request");
-        assert!(t.revoke_next_expired(&Kernel, k).is_some());
-        forfeited.push(cap);
-    }
-    // The first two kept their records; the three after found no place.
+    let forfeited: Vec<_> = (0..5u64)
+        .map(|now| forfeit(&mut t, APP, mem(0x10_0000, 0x1000), now))
+        .collect();
+    // Each forfeit past the second gave up the app's record of the lowest entry id.
     let answers: Vec<_> = forfeited.iter().map(|c| t.forfeited(APP, c.id())).collect();
-    assert_eq!(answers[..2], [Forfeit::Recorded; 2]);
-    assert_eq!(answers[2..], [Forfeit::RecordsLost; 3]);
+    assert_eq!(answers[..3], [Forfeit::RecordsLost; 3]);
+    assert_eq!(answers[3..], [Forfeit::Recorded; 2]);
     assert!(answers.iter().all(|answer| answer.presumed()));
     // Lost records never make a gone handle work again or name another's entry.
     let reused = t
@@ -948,4 +956,27 @@ fn forfeits_never_fill_the_table_and_one_without_a_place_marks_its_owner_records
     t.release_owner(&Kernel, APP).expect("release");
     assert!((forfeited.iter()).all(|c| t.forfeited(APP, c.id()) == Forfeit::NotForfeited));
     t.return_cap(OTHER, &kept).expect("return");
+}
+
+#[test]
+fn a_flood_of_forfeits_by_one_owner_never_costs_another_owner_its_record() {
+    // Four record places: APP fills them and goes on missing deadlines, OTHER misses one.
+    let mut t: CapTable<Kernel, 4, 3, 1> = CapTable::new();
+    let flood = |t: &mut CapTable<Kernel, 4, 3, 1>, from: u64| {
+        for now in from..from + 6 {
+            forfeit(t, APP, mem(0x10_0000, 0x1000), now);
+        }
+    };
+    flood(&mut t, 0);
+    let own = forfeit(&mut t, OTHER, mem(0x20_0000, 0x1000), 10);
+    flood(&mut t, 20);
+    assert_eq!(t.forfeited(OTHER, own.id()), Forfeit::Recorded);
+    // OTHER's records are not lost: an entry it lost otherwise is not presumed forfeited.
+    let taken = t
+        .mint(&Kernel, OTHER, mem(0x30_0000, 0x1000), RW)
+        .expect("mint");
+    t.revoke(&Kernel, taken.id(), RevokeReason::Kernel)
+        .expect("revoke");
+    assert_eq!(t.forfeited(OTHER, taken.id()), Forfeit::NotForfeited);
+    assert_eq!(t.forfeited(APP, taken.id()), Forfeit::RecordsLost);
 }

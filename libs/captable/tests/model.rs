@@ -99,12 +99,7 @@ impl Model {
                     },
                 };
                 if record.reason == RevokeReason::DeadlinePassed {
-                    let recorded = self.entries.iter().filter(|e| e.forfeited).count();
-                    if recorded < N {
-                        self.entries[j].forfeited = true;
-                    } else {
-                        self.forfeits_lost[usize::from(record.owner.0)] = true;
-                    }
+                    self.entries[j].forfeited = self.room_for_forfeit_of(record.owner);
                 }
                 let log = &mut self.logs[usize::from(record.owner.0)];
                 if log.records.len() == LOG {
@@ -115,6 +110,36 @@ impl Model {
             }
         }
         tree.len()
+    }
+
+    /// Whether a new forfeit of `owner` can be recorded: with `N` kept, the owner with
+    /// the most, the new one counted (on a tie the lowest), gives up its record of the
+    /// lowest entry id and is marked lost; if that is `owner` holding none, it cannot.
+    fn room_for_forfeit_of(&mut self, owner: OwnerId) -> bool {
+        let kept: Vec<usize> = (0..self.entries.len())
+            .filter(|&k| self.entries[k].forfeited)
+            .collect();
+        if kept.len() < N {
+            return true;
+        }
+        let held = |o: usize| {
+            let count = kept
+                .iter()
+                .filter(|&&k| self.entries[k].owner.0 as usize == o);
+            count.count() + usize::from(o == usize::from(owner.0))
+        };
+        let most = (0..OWNERS).rev().max_by_key(|&o| held(o)).expect("owners");
+        self.forfeits_lost[most] = true;
+        let given_up = (kept.iter().copied())
+            .filter(|&k| usize::from(self.entries[k].owner.0) == most)
+            .min_by_key(|&k| {
+                let id = self.entries[k].cap.id();
+                (id.index(), id.generation())
+            });
+        if let Some(k) = given_up {
+            self.entries[k].forfeited = false;
+        }
+        given_up.is_some()
     }
 
     fn has_children(&self, i: usize) -> bool {
