@@ -416,15 +416,20 @@ impl<'a> BootInfo<'a> {
     }
 
     /// Appends a region, merging it into the previous one when contiguous and of one kind.
-    /// One whose end is past the address space is cut at its top (with a warning); empty
-    /// regions (also what such a cut leaves of one that starts at the top) are dropped.
+    /// One whose end is past the address space is cut at its top (with a warning; one
+    /// ending exactly at 2^64 is cut there too, since a `u64` end cannot say 2^64, but
+    /// silently); empty regions (also what a cut leaves of one that starts at the top)
+    /// are dropped.
     fn push_region(&mut self, mut region: RawRegion) -> Result<(), BootInfoError> {
         let room = u64::MAX - region.start;
         if region.len > room {
-            self.warn(BootInfoWarning::RegionPastAddressSpace {
-                start: region.start,
-                len: region.len,
-            });
+            // `len` is at least 1 here, and `len - 1 == room` ends exactly at 2^64.
+            if region.len - 1 > room {
+                self.warn(BootInfoWarning::RegionPastAddressSpace {
+                    start: region.start,
+                    len: region.len,
+                });
+            }
             region.len = room;
         }
         if region.len == 0 {

@@ -191,10 +191,16 @@ pub fn parse_multiboot2<'a>(
             else {
                 continue;
             };
-            // A page count past the address space is cut there with the region's end.
+            // A page count of more bytes than a `u64` holds runs past 2^64 whatever the
+            // start: warned of here (`push_region` cannot tell it from `u64::MAX` bytes).
+            let len = pages.checked_mul(EFI_PAGE).unwrap_or_else(|| {
+                let len = u64::MAX;
+                boot.warn(BootInfoWarning::RegionPastAddressSpace { start, len });
+                len
+            });
             boot.push_region(RawRegion {
                 start,
-                len: pages.saturating_mul(EFI_PAGE),
+                len,
                 kind: efi_kind(kind),
             })?;
         }

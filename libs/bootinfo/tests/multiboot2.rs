@@ -293,11 +293,25 @@ fn a_region_past_the_address_space_is_cut_at_its_top_with_a_warning() {
         &[cut_at_the_top, r(0, 0x1000, RawKind::Usable)]
     );
     assert_eq!(info.warning, past(0x2000));
-    // Up to the last byte of the address space is fine, and no warning.
-    let m = mem(block(&[mmap_tag(24, &[(top, 0xFFF, 2)])]));
+    // Up to the last byte of the address space, or to its end at 2^64 (cut, as a `u64`
+    // end cannot say 2^64), is fine, and no warning.
+    for len in [0xFFF, 0x1000] {
+        let m = mem(block(&[mmap_tag(24, &[(top, len, 1)])]));
+        let info = parse_multiboot2(&m, INFO).unwrap();
+        assert_eq!(info.memory_map(), &[cut_at_the_top]);
+        assert_eq!(info.warning, None, "{len:#x} bytes");
+    }
+    // An EFI page count of more bytes than a u64 holds runs past 2^64 even from 0.
+    let m = mem(block(&[efi_tag(40, &[(7, 0, u64::MAX / 4096 + 1)])]));
     let info = parse_multiboot2(&m, INFO).unwrap();
-    assert_eq!(info.memory_map().len(), 1);
-    assert_eq!(info.warning, None);
+    assert_eq!(info.memory_map(), &[r(0, u64::MAX, RawKind::Usable)]);
+    assert_eq!(
+        info.warning,
+        Some(BootInfoWarning::RegionPastAddressSpace {
+            start: 0,
+            len: u64::MAX
+        })
+    );
     let text = past(0x2000).unwrap().to_string();
     assert!(
         text.contains("0xfffffffffffff000") && text.contains("cut"),
