@@ -175,9 +175,9 @@ impl HpetWindow {
     /// `None` if its period is implausible or its registers do not answer.
     pub fn start(base: u64) -> Option<Self> {
         use crate::mem::phys::{mmio_read64, mmio_write64};
-        // A base at the top of the address space (a corrupt table) would wrap.
-        let (config, counter) = (base.checked_add(0x10)?, base.checked_add(0xF0)?);
         let period_fs = mmio_read64(base).ok()? >> 32;
+        // That read found base + 8 inside the identity map (below 2^47): these cannot wrap.
+        let (config, counter) = (base + 0x10, base + 0xF0);
         if period_fs == 0 || period_fs > 100_000_000 {
             return None;
         }
