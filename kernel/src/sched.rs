@@ -61,8 +61,10 @@ pub fn run(core: usize) -> ! {
             task();
             continue;
         }
-        crate::caps::queue_sweep(); // a forced revocation's, asked for in an interrupt
         cpu::disable_interrupts();
+        // A forced revocation's, asked for in an interrupt: with interrupts off no later
+        // ask can land before the halt, and prepare_idle sees the task queued here.
+        crate::caps::queue_sweep();
         if queue.prepare_idle(core) {
             // `sti; hlt`: a wake-up IPI sent after prepare_idle is taken right after the
             // `sti`, so the halt ends at once and no wake-up is lost.
