@@ -32,7 +32,7 @@ impl PageSize {
 ///
 /// Not `Clone` or `Copy`; only the allocator (and [`split_at`](Self::split_at) /
 /// [`merge`](Self::merge) on existing ranges) create one. Dropping it keeps the frames out of
-/// the allocator for good; give them back with [`FrameAllocator::free`].
+/// the allocator for good; give them back with [`FrameAllocator::try_free`].
 #[must_use]
 #[derive(Debug, PartialEq, Eq)]
 pub struct FrameRange {
@@ -165,7 +165,6 @@ struct Free {
 pub struct FrameAllocator {
     free: [Free; Self::CAPACITY],
     len: usize,
-    lost: u64,
 }
 
 impl fmt::Debug for FrameAllocator {
@@ -183,7 +182,6 @@ impl FrameAllocator {
         Self {
             free: [Free { start: 0, end: 0 }; Self::CAPACITY],
             len: 0,
-            lost: 0,
         }
     }
 
@@ -303,17 +301,9 @@ impl FrameAllocator {
         self.allocate(bytes, size.bytes())
     }
 
-    /// Gives frames back, merging them with free neighbours. If the free list is full and the
-    /// frames touch no free range they cannot be tracked: they are counted in
-    /// [`lost_bytes`](Self::lost_bytes) (use [`try_free`](Self::try_free) to keep them instead).
-    pub fn free(&mut self, frames: FrameRange) {
-        if let Err(frames) = self.try_free(frames) {
-            self.lost += frames.len;
-        }
-    }
-
-    /// Gives frames back like [`free`](Self::free), but hands them back if the free list has
-    /// no room for them (to keep in a waiting list for [`free_waiting`](Self::free_waiting)).
+    /// Gives frames back, merging them with free neighbours; hands them back if the free
+    /// list is full and they touch no free range (to keep in a waiting list for
+    /// [`free_waiting`](Self::free_waiting)).
     pub fn try_free(&mut self, frames: FrameRange) -> Result<(), FrameRange> {
         self.insert(Free {
             start: frames.start,
@@ -339,11 +329,6 @@ impl FrameAllocator {
     /// Bytes currently free.
     pub fn free_bytes(&self) -> u64 {
         self.free[..self.len].iter().map(|f| f.end - f.start).sum()
-    }
-
-    /// Bytes given to [`free`](Self::free) that could not be tracked (free list full).
-    pub fn lost_bytes(&self) -> u64 {
-        self.lost
     }
 
     /// The free ranges, sorted by address.
@@ -479,8 +464,8 @@ mod tests {
         );
         let last = a.allocate_leaving(1, FRAME_SIZE, reserve).unwrap();
         assert_eq!(a.free_bytes(), reserve);
-        a.free(last);
-        a.free(most);
+        a.try_free(last).unwrap();
+        a.try_free(most).unwrap();
         assert!(a.allocate_leaving(u64::MAX, FRAME_SIZE, 0).is_err());
     }
 
@@ -630,8 +615,8 @@ mod tests {
         let two = a.allocate(0x1001, FRAME_SIZE).unwrap();
         assert_eq!((two.start(), two.len()), (0x2000, 0x2000));
         assert_eq!(a.free_bytes(), 16 * MIB - 0x4000);
-        a.free(one);
-        a.free(two);
+        a.try_free(one).unwrap();
+        a.try_free(two).unwrap();
         assert_eq!(ranges(&a), [0x1000..16 * MIB]);
     }
 
@@ -656,11 +641,10 @@ mod tests {
             a.allocate_pages(PageSize::Size1G, 3),
             Err(AllocError::OutOfMemory { .. })
         ));
-        a.free(huge);
-        a.free(big);
-        a.free(small);
+        a.try_free(huge).unwrap();
+        a.try_free(big).unwrap();
+        a.try_free(small).unwrap();
         assert_eq!(a.free_bytes(), total);
-        assert_eq!(a.lost_bytes(), 0);
     }
 
     #[test]
@@ -670,10 +654,10 @@ mod tests {
         let x = a.allocate(0x1000, FRAME_SIZE).unwrap();
         let y = a.allocate(0x1000, FRAME_SIZE).unwrap();
         let z = a.allocate(0x1000, FRAME_SIZE).unwrap();
-        a.free(x);
-        a.free(z);
+        a.try_free(x).unwrap();
+        a.try_free(z).unwrap();
         assert_eq!(ranges(&a), [0..0x1000, 0x2000..MIB]);
-        a.free(y);
+        a.try_free(y).unwrap();
         assert_eq!(ranges(&a), [0..MIB]);
     }
 
@@ -697,7 +681,7 @@ mod tests {
         assert_eq!((r.start(), r.len()), (0, 0x4000));
         let r = r.merge(other).unwrap();
         assert_eq!((r.start(), r.len()), (0, 0x5000));
-        a.free(r);
+        a.try_free(r).unwrap();
         assert_eq!(a.free_bytes(), MIB);
     }
 
@@ -725,12 +709,12 @@ mod tests {
             let (keep, tail) = rest.split_at(0x1000).unwrap();
             let (one, tail) = tail.split_at(0x1000).unwrap();
             held.push(keep);
-            a.free(one);
+            a.try_free(one).unwrap();
             rest = tail;
         }
         let (keep, tail) = rest.split_at(0x1000).unwrap();
         held.push(keep);
-        a.free(tail);
+        a.try_free(tail).unwrap();
         assert_eq!(a.free_ranges().count(), FrameAllocator::CAPACITY);
         assert_eq!(a.free_ranges().last(), Some(0x1f_f000..0x40_0000));
         // A 2 MiB-aligned frame would sit strictly inside the big range and split it.
@@ -749,15 +733,13 @@ mod tests {
         assert_eq!(inside.start(), 0x20_0000);
         assert_eq!(a.free_ranges().count(), FrameAllocator::CAPACITY);
         // Frames that touch no free range cannot go into a full list: try_free hands them
-        // back, free counts them as lost.
-        let single = a.try_free(single).unwrap_err();
+        // back.
         let before = a.free_bytes();
-        a.free(single);
+        assert_eq!(a.try_free(single).map_err(|f| f.start()), Err(0x1000));
         assert_eq!(a.free_bytes(), before);
-        assert_eq!(a.lost_bytes(), 0x1000);
         // Frames next to a free range still merge.
-        a.free(inside);
-        a.free(high);
+        a.try_free(inside).unwrap();
+        a.try_free(high).unwrap();
         assert_eq!(a.free_bytes(), before + 0x10_1000);
         assert_eq!(a.free_ranges().last(), Some(0x1f_f000..0x40_0000));
         assert_eq!(held.len(), 256);
