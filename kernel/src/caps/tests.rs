@@ -16,11 +16,12 @@ pub(crate) const fn top_owner(from_top: usize) -> OwnerId {
     OwnerId((OWNERS - from_top) as u16)
 }
 
-/// Sets `owner`'s memory quota (`None`: no limit). Memory it already holds stays.
+/// Sets `owner`'s memory quota (`None`: no limit), as a run of a fixed quota starts.
+/// Memory it already holds stays.
 fn set_quota(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
     with_state(|state| {
-        let set = state.ledger.set_quota(owner, quota);
-        set.map_err(|_| CapError::BadOwner(owner))
+        let set = state.ledger.start_run(owner, Quota::Fixed(quota));
+        set.map(|_| ()).map_err(|_| CapError::BadOwner(owner))
     })
 }
 

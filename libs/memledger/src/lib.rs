@@ -129,13 +129,6 @@ impl<F: Frames> Ledger<F> {
             .ok_or(LedgerError::BadOwner(owner))
     }
 
-    /// Sets `owner`'s quota (`None`: no limit). What it holds already stays.
-    pub fn set_quota(&mut self, owner: OwnerId, quota: Option<u64>) -> Result<(), LedgerError> {
-        let index = self.index(owner)?;
-        self.quota[index] = quota;
-        Ok(())
-    }
-
     /// Starts `owner`'s run with its `quota`, and returns the quota set. A quota lent by
     /// another owner is that owner's quota less what it holds and what it lent already
     /// (no limit if it has none), lent until [`end_run`](Self::end_run). An owner that

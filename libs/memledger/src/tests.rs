@@ -34,10 +34,10 @@ fn mint(table: &mut Table, owner: OwnerId, start: u64, len: u64) -> Cap {
 fn quotas_refuse_past_the_limit_and_returns_make_room() {
     let mut ledger = Ledger::<Span>::new(4);
     assert_eq!(
-        ledger.set_quota(OwnerId(4), Some(1)),
+        ledger.start_run(OwnerId(4), Quota::Fixed(Some(1))),
         Err(LedgerError::BadOwner(OwnerId(4)))
     );
-    ledger.set_quota(APP, Some(8192)).unwrap();
+    ledger.start_run(APP, Quota::Fixed(Some(8192))).unwrap();
     ledger.charge(APP, 4096).unwrap();
     ledger.charge(APP, 4096).unwrap();
     assert_eq!(ledger.charge(APP, 1), Err(LedgerError::QuotaExceeded));
@@ -352,7 +352,7 @@ fn a_run_lent_by_an_owner_with_no_quota_has_none_and_lends_nothing() {
     let mut ledger = Ledger::<Span>::new(4);
     assert_eq!(ledger.start_run(APP, Quota::LentBy(LENDER)), Ok(None));
     assert_eq!(ledger.charge(APP, u64::MAX), Ok(()));
-    ledger.set_quota(LENDER, Some(4096)).unwrap();
+    ledger.start_run(LENDER, Quota::Fixed(Some(4096))).unwrap();
     assert_eq!(ledger.charge(LENDER, 4096), Ok(()), "nothing was lent");
 }
 
