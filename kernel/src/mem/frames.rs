@@ -7,7 +7,7 @@ use spin::Mutex;
 
 static ALLOCATOR: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::empty());
 /// Freed frames the allocator's full free list had no room for, given back again at every
-/// free, so that none is lost ([`waiting_bytes`]).
+/// free it takes, so that none is lost ([`waiting_bytes`]).
 static WAITING: Mutex<alloc::vec::Vec<FrameRange>> = Mutex::new(alloc::vec::Vec::new());
 
 /// Starts the allocator over the usable regions of `map`, less `reserved`.
@@ -26,7 +26,8 @@ pub fn allocate_leaving(bytes: u64, align: u64, reserve: u64) -> Result<FrameRan
     ALLOCATOR.lock().allocate_leaving(bytes, align, reserve)
 }
 
-/// Returns frames to the allocator; those its full free list cannot take wait (logged).
+/// Returns frames to the allocator; those its full free list cannot take wait (logged),
+/// tried again after a free it takes (the list just refused one, so not after that).
 pub fn free(frames: FrameRange) {
     let refused = ALLOCATOR.lock().try_free(frames).err();
     let mut waiting = WAITING.lock();
@@ -36,8 +37,7 @@ pub fn free(frames: FrameRange) {
             frames.len() >> 10
         );
         waiting.push(frames); // the heap may grow: the allocator is not held
-    }
-    if !waiting.is_empty() {
+    } else if !waiting.is_empty() {
         ALLOCATOR.lock().free_waiting(&mut waiting);
     }
 }
