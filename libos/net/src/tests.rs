@@ -1785,6 +1785,10 @@ struct BreakingPair {
     /// Receive calls until the device breaks the pair's rings (`None`: never), losing
     /// the frames they hold.
     receives_until_overrun: Option<usize>,
+    /// Where the handles of pairs broken at once wait for each other the first time a
+    /// receive finds the pair broken, so that every one meets [`PAIR_BROKEN`] before any
+    /// stack resets the device (`None`: no waiting).
+    broken_together: Option<Arc<std::sync::Barrier>>,
 }
 
 impl BreakingPair {
@@ -1819,7 +1823,12 @@ impl NetDevice for BreakingPair {
                 *left -= 1;
             }
         }
-        self.usable()?;
+        if let Err(broken) = self.usable() {
+            if let Some(every_pair) = self.broken_together.take() {
+                every_pair.wait();
+            }
+            return Err(broken);
+        }
         self.end.receive(queue, budget, deliver)
     }
 
@@ -1915,6 +1924,7 @@ fn a_stack_whose_pair_the_device_broke_resets_the_device_and_tcp_goes_on() {
         pair: 0,
         device: device.clone(),
         receives_until_overrun: Some(60),
+        broken_together: None,
     };
     let mut net = Net::joined((wire, pair, end_b), 0);
     let whole = WholeOfPairs(device.clone());
@@ -1931,8 +1941,9 @@ fn a_stack_whose_pair_the_device_broke_resets_the_device_and_tcp_goes_on() {
     assert_eq!(net.a.counters().pair_resets, 1);
 }
 
-/// Stacks of several pairs the device broke at once, polled on their own cores, reset
-/// it once between them and all go on.
+/// Stacks of several pairs the device broke at once, polled on their own cores, all meet
+/// their broken pair (each counting a pair reset), reset the device once between them
+/// (the first reset renews every pair, the others find nothing to do) and all go on.
 #[test]
 fn stacks_whose_pairs_broke_together_reset_the_device_once() {
     let device = Arc::new(Mutex::new(SplitDevice::default()));
@@ -1945,6 +1956,7 @@ fn stacks_whose_pairs_broke_together_reset_the_device_once() {
         gateway: None,
         dns: None,
     };
+    let every_pair = Arc::new(std::sync::Barrier::new(2));
     let mut stacks: Vec<Stack> = (0..2)
         .map(|pair| {
             let (_, end, _) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
@@ -1953,6 +1965,7 @@ fn stacks_whose_pairs_broke_together_reset_the_device_once() {
                 pair,
                 device: device.clone(),
                 receives_until_overrun: None,
+                broken_together: Some(every_pair.clone()),
             };
             let mut stack = Stack::start(Box::new(handle), 0, config, 0).unwrap();
             stack.reset_through(whole.clone());
@@ -1966,8 +1979,14 @@ fn stacks_whose_pairs_broke_together_reset_the_device_once() {
         }
     });
     assert_eq!(device.lock().unwrap().resets, 1);
+    let each_counted_one = |stacks: &[Stack]| stacks.iter().all(|s| s.counters().pair_resets == 1);
+    assert!(each_counted_one(&stacks));
     for stack in &mut stacks {
         stack.poll(2_000).unwrap();
     }
     assert_eq!(device.lock().unwrap().resets, 1);
+    assert!(
+        each_counted_one(&stacks),
+        "no reset after the device is whole"
+    );
 }
