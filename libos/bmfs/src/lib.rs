@@ -353,17 +353,24 @@ impl<D: Disk> Volume<D> {
         Ok(self.records[index].as_ref().expect("just stored"))
     }
 
-    /// Replaces the contents of `name` with `data` (within its reserved blocks): the data
-    /// first, flushed, then the new size, so a crash leaves the old size or the new file.
+    /// Replaces the contents of `name` with `data` (within its reserved blocks). The data
+    /// goes over the file's own blocks, so a file that is not empty is first stored with
+    /// size 0 (flushed), then the data is written and flushed, then the new size: a crash
+    /// or disk error leaves the old file (before the size 0 is stored), an empty file, or
+    /// the new file, never the old size over mixed bytes.
     pub fn write(&mut self, name: &str, data: &[u8]) -> Result<(), BmfsError> {
         let index = self.index(name)?;
         let entry = self.records[index].as_ref().expect("found");
-        let (start, capacity) = (entry.start, entry.capacity());
+        let (start, capacity, old_size) = (entry.start, entry.capacity(), entry.size);
         if data.len() as u64 > capacity {
             return Err(BmfsError::TooLarge {
                 size: data.len() as u64,
                 capacity,
             });
+        }
+        if old_size > 0 {
+            self.records[index].as_mut().expect("found").size = 0;
+            self.store(index)?;
         }
         self.disk
             .write(start * BLOCK, data)

@@ -348,3 +348,68 @@ fn a_file_of_no_blocks_shares_none() {
     let mut volume = Volume::open(image_with(&[("z", 2, 0, 0)])).unwrap();
     assert_eq!(volume.create("all", 7).unwrap().start, 1);
 }
+
+/// A disk in memory whose writes fail once `budget` bytes have been written: the write
+/// that crosses it keeps the whole 512-byte sectors that fit (a disk writes a sector
+/// whole or not at all) and fails, as does every write after it.
+struct FailingAfter {
+    disk: Vec<u8>,
+    budget: u64,
+}
+
+impl Disk for FailingAfter {
+    fn size(&self) -> u64 {
+        self.disk.size()
+    }
+    fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), String> {
+        self.disk.read(offset, buffer)
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
+        let len = data.len() as u64;
+        if len <= self.budget {
+            self.budget -= len;
+            return self.disk.write(offset, data);
+        }
+        let kept = ((offset + self.budget) / 512 * 512).saturating_sub(offset);
+        self.disk.write(offset, &data[..kept as usize])?;
+        self.budget = 0;
+        Err("write failed".into())
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_write_cut_short_leaves_the_old_file_an_empty_one_or_the_new_one() {
+    let old = vec![0xAA; 3 << 20];
+    let new = vec![0x55; 3 << 20];
+    let mut volume = Volume::format(disk(16)).unwrap();
+    volume.create("f", 2).unwrap();
+    volume.write("f", &old).unwrap();
+    let image = volume.into_disk();
+    for budget in [
+        0,
+        64,
+        512,
+        1 << 20,
+        (3 << 20) - 512,
+        3 << 20,
+        (3 << 20) + 64,
+    ] {
+        let failing = FailingAfter {
+            disk: image.clone(),
+            budget,
+        };
+        let mut volume = Volume::open(failing).unwrap();
+        assert!(volume.write("f", &new).is_err(), "budget {budget}");
+        let mut volume = Volume::open(volume.into_disk().disk).unwrap();
+        let read = volume.read("f").unwrap();
+        assert!(
+            read == old || read.is_empty() || read == new,
+            "budget {budget}: {} bytes, {} of them new",
+            read.len(),
+            read.iter().filter(|&&b| b == 0x55).count()
+        );
+    }
+}
