@@ -188,17 +188,22 @@ fn decode(index: usize, raw: &[u8]) -> Result<Option<Entry>, BmfsError> {
     }))
 }
 
-/// Encodes one record (`None`: unused).
-fn encode(entry: Option<&Entry>) -> [u8; RECORD] {
+/// Encodes one record.
+fn encode(entry: &Entry) -> [u8; RECORD] {
     let mut raw = [0u8; RECORD];
-    if let Some(entry) = entry {
-        raw[..entry.name.len()].copy_from_slice(entry.name.as_bytes());
-        raw[32..40].copy_from_slice(&entry.start.to_le_bytes());
-        raw[40..48].copy_from_slice(&entry.reserved.to_le_bytes());
-        raw[48..56].copy_from_slice(&entry.size.to_le_bytes());
-    }
+    raw[..entry.name.len()].copy_from_slice(entry.name.as_bytes());
+    raw[32..40].copy_from_slice(&entry.start.to_le_bytes());
+    raw[40..48].copy_from_slice(&entry.reserved.to_le_bytes());
+    raw[48..56].copy_from_slice(&entry.size.to_le_bytes());
     raw
 }
+
+/// A deleted record: its name starts with byte 1.
+const DELETED: [u8; RECORD] = {
+    let mut raw = [0u8; RECORD];
+    raw[0] = 1;
+    raw
+};
 
 /// Checks a name for a new file.
 fn valid_name(name: &str) -> Result<(), BmfsError> {
@@ -321,13 +326,17 @@ impl<D: Disk> Volume<D> {
         (candidate.checked_add(blocks)? <= self.blocks()).then_some(candidate)
     }
 
-    /// Writes record `index` to the disk and flushes.
-    fn store(&mut self, index: usize) -> Result<(), BmfsError> {
-        let raw = encode(self.records[index].as_ref());
+    /// Writes `record` as record `index` (`None`: deleted) and flushes; only then does
+    /// the directory in memory take it, so after a failed write it still holds the
+    /// record as it was (a failed delete keeps the file's blocks taken).
+    fn store(&mut self, index: usize, record: Option<Entry>) -> Result<(), BmfsError> {
+        let raw = record.as_ref().map_or(DELETED, encode);
         self.disk
             .write(DIRECTORY_AT + (index * RECORD) as u64, &raw)
             .map_err(BmfsError::Disk)?;
-        self.disk.flush().map_err(BmfsError::Disk)
+        self.disk.flush().map_err(BmfsError::Disk)?;
+        self.records[index] = record;
+        Ok(())
     }
 
     /// Creates the empty file `name` reserving `blocks` blocks (at least one).
@@ -343,13 +352,13 @@ impl<D: Disk> Volume<D> {
             .position(Option::is_none)
             .ok_or(BmfsError::DirectoryFull)?;
         let start = self.free_run(blocks).ok_or(BmfsError::NoSpace { blocks })?;
-        self.records[index] = Some(Entry {
+        let entry = Entry {
             name: name.into(),
             start,
             reserved: blocks,
             size: 0,
-        });
-        self.store(index)?;
+        };
+        self.store(index, Some(entry))?;
         Ok(self.records[index].as_ref().expect("just stored"))
     }
 
@@ -360,24 +369,29 @@ impl<D: Disk> Volume<D> {
     /// the new file, never the old size over mixed bytes.
     pub fn write(&mut self, name: &str, data: &[u8]) -> Result<(), BmfsError> {
         let index = self.index(name)?;
-        let entry = self.records[index].as_ref().expect("found");
-        let (start, capacity, old_size) = (entry.start, entry.capacity(), entry.size);
+        let entry = self.records[index].clone().expect("found");
+        let capacity = entry.capacity();
         if data.len() as u64 > capacity {
             return Err(BmfsError::TooLarge {
                 size: data.len() as u64,
                 capacity,
             });
         }
-        if old_size > 0 {
-            self.records[index].as_mut().expect("found").size = 0;
-            self.store(index)?;
+        if entry.size > 0 {
+            self.store(
+                index,
+                Some(Entry {
+                    size: 0,
+                    ..entry.clone()
+                }),
+            )?;
         }
         self.disk
-            .write(start * BLOCK, data)
+            .write(entry.start * BLOCK, data)
             .map_err(BmfsError::Disk)?;
         self.disk.flush().map_err(BmfsError::Disk)?;
-        self.records[index].as_mut().expect("found").size = data.len() as u64;
-        self.store(index)
+        let size = data.len() as u64;
+        self.store(index, Some(Entry { size, ..entry }))
     }
 
     /// Reads `buffer.len()` bytes of `name` from `offset` (clipped to the file's size);
@@ -415,13 +429,7 @@ impl<D: Disk> Volume<D> {
     /// Deletes `name` (its record marked deleted; its blocks free).
     pub fn delete(&mut self, name: &str) -> Result<(), BmfsError> {
         let index = self.index(name)?;
-        self.records[index] = None;
-        let mut raw = [0u8; RECORD];
-        raw[0] = 1;
-        self.disk
-            .write(DIRECTORY_AT + (index * RECORD) as u64, &raw)
-            .map_err(BmfsError::Disk)?;
-        self.disk.flush().map_err(BmfsError::Disk)
+        self.store(index, None)
     }
 
     /// The record number of `name`.

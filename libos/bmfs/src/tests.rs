@@ -2,6 +2,9 @@
 
 use super::*;
 
+use alloc::rc::Rc;
+use core::cell::Cell;
+
 fn disk(mib: usize) -> Vec<u8> {
     vec![0u8; mib << 20]
 }
@@ -132,7 +135,7 @@ fn image_with(records: &[(&str, u64, u64, u64)]) -> Vec<u8> {
             size: *size,
         };
         let at = DIRECTORY_AT as usize + i * RECORD;
-        image[at..at + RECORD].copy_from_slice(&encode(Some(&entry)));
+        image[at..at + RECORD].copy_from_slice(&encode(&entry));
     }
     image
 }
@@ -253,7 +256,7 @@ fn a_file_larger_than_memory_is_an_error_not_an_abort() {
         reserved: size / BLOCK - 1,
         size: size - BLOCK,
     };
-    volume.write(DIRECTORY_AT, &encode(Some(&entry))).unwrap();
+    volume.write(DIRECTORY_AT, &encode(&entry)).unwrap();
     let mut volume = Volume::open(volume).unwrap();
     assert_eq!(
         volume.read("huge"),
@@ -351,10 +354,21 @@ fn a_file_of_no_blocks_shares_none() {
 
 /// A disk in memory whose writes fail once `budget` bytes have been written: the write
 /// that crosses it keeps the whole 512-byte sectors that fit (a disk writes a sector
-/// whole or not at all) and fails, as does every write after it.
+/// whole or not at all) and fails, as does every write after it. The budget is shared,
+/// so a test can change it under an open volume.
 struct FailingAfter {
     disk: Vec<u8>,
-    budget: u64,
+    budget: Rc<Cell<u64>>,
+}
+
+impl FailingAfter {
+    /// `disk`, failing writes after `budget` bytes.
+    fn new(disk: Vec<u8>, budget: u64) -> Self {
+        Self {
+            disk,
+            budget: Rc::new(Cell::new(budget)),
+        }
+    }
 }
 
 impl Disk for FailingAfter {
@@ -365,14 +379,14 @@ impl Disk for FailingAfter {
         self.disk.read(offset, buffer)
     }
     fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
-        let len = data.len() as u64;
-        if len <= self.budget {
-            self.budget -= len;
+        let (len, budget) = (data.len() as u64, self.budget.get());
+        if len <= budget {
+            self.budget.set(budget - len);
             return self.disk.write(offset, data);
         }
-        let kept = ((offset + self.budget) / 512 * 512).saturating_sub(offset);
+        let kept = ((offset + budget) / 512 * 512).saturating_sub(offset);
         self.disk.write(offset, &data[..kept as usize])?;
-        self.budget = 0;
+        self.budget.set(0);
         Err("write failed".into())
     }
     fn flush(&mut self) -> Result<(), String> {
@@ -397,11 +411,7 @@ fn a_write_cut_short_leaves_the_old_file_an_empty_one_or_the_new_one() {
         3 << 20,
         (3 << 20) + 64,
     ] {
-        let failing = FailingAfter {
-            disk: image.clone(),
-            budget,
-        };
-        let mut volume = Volume::open(failing).unwrap();
+        let mut volume = Volume::open(FailingAfter::new(image.clone(), budget)).unwrap();
         assert!(volume.write("f", &new).is_err(), "budget {budget}");
         let mut volume = Volume::open(volume.into_disk().disk).unwrap();
         let read = volume.read("f").unwrap();
@@ -412,4 +422,27 @@ fn a_write_cut_short_leaves_the_old_file_an_empty_one_or_the_new_one() {
             read.iter().filter(|&&b| b == 0x55).count()
         );
     }
+}
+
+#[test]
+fn a_failed_change_leaves_the_directory_in_memory_as_on_disk() {
+    let mut volume = Volume::format(FailingAfter::new(disk(16), u64::MAX)).unwrap();
+    volume.create("a", 2).unwrap();
+    volume.write("a", b"kept").unwrap();
+    let budget = Rc::clone(&volume.disk.budget);
+    budget.set(0);
+    assert!(matches!(volume.delete("a"), Err(BmfsError::Disk(_))));
+    assert_eq!(
+        volume.find("a").unwrap().size,
+        4,
+        "still there, blocks taken"
+    );
+    assert!(matches!(volume.create("b", 1), Err(BmfsError::Disk(_))));
+    assert!(volume.find("b").is_err(), "not created");
+    budget.set(u64::MAX);
+    let b = volume.create("b", 2).unwrap();
+    assert_eq!(b.start, 3, "a's blocks are not free");
+    let mut volume = Volume::open(volume.into_disk().disk).expect("no two records overlap");
+    assert_eq!(volume.read("a").unwrap(), b"kept");
+    assert_eq!(volume.files().count(), 2);
 }
