@@ -6,7 +6,9 @@
 //! file system: the marker `BMFS` at byte 1024, and at byte 4096 the directory, 64
 //! records of 64 bytes: a name of up to 31 bytes (NUL-terminated in 32), the first block,
 //! the blocks reserved and the size in bytes (little-endian u64s), 8 unused bytes. A
-//! name starting with byte 0 is an unused record, with byte 1 a deleted one. Each file
+//! name starting with byte 0 ends the directory (that record and every one after it are
+//! unused, whatever they hold), one starting with byte 1 is an unused (deleted) record.
+//! Each file
 //! is one contiguous run of reserved blocks, after block 0; it can grow in place up to
 //! what it reserved.
 //!
@@ -164,11 +166,14 @@ pub struct Volume<D> {
     disk: D,
     /// The 64 records.
     records: Vec<Option<Entry>>,
+    /// The record holding the end marker (a name starting with byte 0), `RECORDS` when
+    /// none does: the records from it on are unused.
+    end: usize,
 }
 
-/// Decodes one record: `Ok(None)` for an unused or deleted one.
+/// Decodes one record before the end marker: `Ok(None)` for a deleted one.
 fn decode(index: usize, raw: &[u8]) -> Result<Option<Entry>, BmfsError> {
-    if raw[0] == 0 || raw[0] == 1 {
+    if raw[0] == 1 {
         return Ok(None);
     }
     let name_len = raw[..32]
@@ -197,6 +202,9 @@ fn encode(entry: &Entry) -> [u8; RECORD] {
     raw[48..56].copy_from_slice(&entry.size.to_le_bytes());
     raw
 }
+
+/// The end marker: a record whose name starts with byte 0 (all of it zeros).
+const END: [u8; RECORD] = [0; RECORD];
 
 /// A deleted record: its name starts with byte 1.
 const DELETED: [u8; RECORD] = {
@@ -276,13 +284,19 @@ impl<D: Disk> Volume<D> {
         }
         let mut raw = vec![0u8; RECORDS * RECORD];
         disk.read(DIRECTORY_AT, &mut raw).map_err(BmfsError::Disk)?;
-        let records = raw
+        let end = raw
             .chunks(RECORD)
+            .position(|record| record[0] == 0)
+            .unwrap_or(RECORDS);
+        let mut records = raw
+            .chunks(RECORD)
+            .take(end)
             .enumerate()
             .map(|(index, record)| decode(index, record))
             .collect::<Result<Vec<_>, _>>()?;
+        records.resize(RECORDS, None);
         check(&records, disk.size() / BLOCK)?;
-        Ok(Self { disk, records })
+        Ok(Self { disk, records, end })
     }
 
     /// The files, in directory order.
@@ -330,13 +344,17 @@ impl<D: Disk> Volume<D> {
     /// the directory in memory take it, so after a failed write it still holds the
     /// record as it was (a failed delete keeps the file's blocks taken).
     fn store(&mut self, index: usize, record: Option<Entry>) -> Result<(), BmfsError> {
-        let raw = record.as_ref().map_or(DELETED, encode);
-        self.disk
-            .write(DIRECTORY_AT + (index * RECORD) as u64, &raw)
-            .map_err(BmfsError::Disk)?;
-        self.disk.flush().map_err(BmfsError::Disk)?;
+        self.write_record(index, &record.as_ref().map_or(DELETED, encode))?;
         self.records[index] = record;
         Ok(())
+    }
+
+    /// Writes `raw` over record `index` and flushes.
+    fn write_record(&mut self, index: usize, raw: &[u8; RECORD]) -> Result<(), BmfsError> {
+        self.disk
+            .write(DIRECTORY_AT + (index * RECORD) as u64, raw)
+            .map_err(BmfsError::Disk)?;
+        self.disk.flush().map_err(BmfsError::Disk)
     }
 
     /// Creates the empty file `name` reserving `blocks` blocks (at least one).
@@ -358,7 +376,13 @@ impl<D: Disk> Volume<D> {
             reserved: blocks,
             size: 0,
         };
+        if index == self.end && index + 1 < RECORDS {
+            // The end marker moves to the next record first, so that what another tool
+            // left after it never becomes part of the directory.
+            self.write_record(index + 1, &END)?;
+        }
         self.store(index, Some(entry))?;
+        self.end = self.end.max(index + 1);
         Ok(self.records[index].as_ref().expect("just stored"))
     }
 

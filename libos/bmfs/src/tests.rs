@@ -446,3 +446,24 @@ fn a_failed_change_leaves_the_directory_in_memory_as_on_disk() {
     assert_eq!(volume.read("a").unwrap(), b"kept");
     assert_eq!(volume.files().count(), 2);
 }
+
+#[test]
+fn the_directory_ends_at_the_first_name_starting_with_byte_0() {
+    // What another BMFS tool may leave after the end marker: a record overlapping "a"
+    // and one with a corrupt name. Neither is part of the directory.
+    let mut image = image_with(&[("a", 1, 1, 1), ("", 0, 0, 0), ("ghost", 1, 2, 5)]);
+    let at = DIRECTORY_AT as usize + 3 * RECORD;
+    image[at..at + RECORD].fill(b'x');
+    let mut volume = Volume::open(image).expect("records after the end marker are unused");
+    let names: Vec<&str> = volume.files().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["a"]);
+    assert_eq!(volume.free_blocks(), 6);
+    // "b" fills the end marker's record: the marker moves to the next one, over "ghost".
+    volume.create("b", 1).unwrap();
+    let image = volume.into_disk();
+    let at = DIRECTORY_AT as usize + 2 * RECORD;
+    assert_eq!(image[at], 0, "the end marker follows the new record");
+    let volume = Volume::open(image).expect("ghost stays outside the directory");
+    let names: Vec<&str> = volume.files().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+}
