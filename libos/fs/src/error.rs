@@ -57,6 +57,14 @@ pub enum FsError {
     },
     /// A file handle (of this path) was opened on another mount.
     OtherMount(String),
+    /// The app cannot get the memory this needs (a check or repair of a large disk
+    /// needs one bit per disk block): what for, and how many bytes.
+    NoMemory {
+        /// What the memory was for.
+        what: String,
+        /// Bytes needed.
+        bytes: u64,
+    },
     /// The file system is mounted read-only ([`crate::FileSystem::mount_read_only`]):
     /// why (what its check found).
     ReadOnly(String),
@@ -115,6 +123,12 @@ impl fmt::Display for FsError {
             ),
             Self::OtherMount(path) => {
                 write!(f, "{path}: the handle was opened on another mount")
+            }
+            Self::NoMemory { what, bytes } => {
+                write!(
+                    f,
+                    "{what} needs {bytes} bytes of memory, more than the app can get"
+                )
             }
             Self::ReadOnly(why) => write!(f, "mounted read-only ({why}): nothing is written"),
         }

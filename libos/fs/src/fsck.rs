@@ -47,11 +47,19 @@ pub(crate) struct UsedBlocks {
 }
 
 impl UsedBlocks {
-    /// No block marked, for a disk of `blocks` blocks.
-    pub(crate) fn new(blocks: u64) -> Self {
-        Self {
-            words: vec![0; blocks.div_ceil(64) as usize],
-        }
+    /// No block marked, for a disk of `blocks` blocks; [`FsError::NoMemory`] naming the
+    /// bytes needed (one bit per block) when the app cannot get them.
+    pub(crate) fn new(blocks: u64) -> Result<Self, FsError> {
+        let len = blocks.div_ceil(64);
+        let no_memory = || FsError::NoMemory {
+            what: String::from("a map of the disk's used blocks"),
+            bytes: len.saturating_mul(8),
+        };
+        let len = usize::try_from(len).map_err(|_| no_memory())?;
+        let mut words = Vec::new();
+        words.try_reserve_exact(len).map_err(|_| no_memory())?;
+        words.resize(len, 0);
+        Ok(Self { words })
     }
 
     /// Whether `block` is marked.
@@ -104,7 +112,7 @@ pub(crate) fn check<D: BlockStore>(
     let mut checker = Checker {
         store,
         layout: *layout,
-        used: UsedBlocks::new(layout.blocks),
+        used: UsedBlocks::new(layout.blocks)?,
         report: FsckReport {
             directories: 0,
             files: 0,
@@ -287,5 +295,24 @@ impl<D: BlockStore> Checker<'_, D> {
         }
         self.report.free_blocks = layout.data_blocks() - self.report.used_blocks;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disk_too_large_for_memory_is_an_error_not_an_abort() {
+        let blocks = 1 << 62;
+        assert_eq!(
+            UsedBlocks::new(blocks).err(),
+            Some(FsError::NoMemory {
+                what: String::from("a map of the disk's used blocks"),
+                bytes: blocks / 8,
+            })
+        );
+        let used = UsedBlocks::new(1000).unwrap();
+        assert!(!used.contains(999));
     }
 }

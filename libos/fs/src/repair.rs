@@ -209,8 +209,8 @@ impl<'a, D: BlockStore> Salvager<'a, D> {
         let mut salvager = Salvager {
             store,
             layout: *layout,
-            metadata: UsedBlocks::new(layout.blocks),
-            data: UsedBlocks::new(layout.blocks),
+            metadata: UsedBlocks::new(layout.blocks)?,
+            data: UsedBlocks::new(layout.blocks)?,
             taken_back: BTreeSet::new(),
             nodes: Vec::new(),
             copied: 0,
