@@ -1688,7 +1688,7 @@ pub const CASES: &[Case] = &[
         client: Some(crate::httpclient::HTTPD_REXOFS),
         checks: &[
             Check::Has(
-                "the Rexo file system is damaged (corrupt block 65: bitmap block checksum mismatch): serving what reads, read-only",
+                "the Rexo file system is mounted read-only (corrupt block 65: bitmap block checksum mismatch): serving what reads",
             ),
             Check::Has(" ms, 4 of them from disk"),
             Check::Has("httpd: done"),

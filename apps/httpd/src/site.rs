@@ -160,10 +160,10 @@ fn read_within_budget<E: core::fmt::Display>(
 /// why no disk was read, for the log.
 pub fn from_disk(kernel: &Kernel) -> (Vec<DiskFile>, Vec<String>) {
     let mut notes = Vec::new();
-    let mut damage = None;
+    let mut read_only_why = None;
     let rexo_fs = rexo_fs::on_first_file_system_to_read(
         kernel,
-        &mut |found| damage = Some(format!("{found}")),
+        &mut |why| read_only_why = Some(format!("{why}")),
         |fs| {
             let read_only = fs.is_read_only();
             let (walked, mut skipped) = walk(&mut |directory| fs.list(directory), read_only)?;
@@ -176,9 +176,9 @@ pub fn from_disk(kernel: &Kernel) -> (Vec<DiskFile>, Vec<String>) {
             Ok((files, skipped))
         },
     );
-    if let Some(found) = damage {
+    if let Some(why) = read_only_why {
         notes.push(format!(
-            "the Rexo file system is damaged ({found}): serving what reads, read-only"
+            "the Rexo file system is mounted read-only ({why}): serving what reads"
         ));
     }
     let rexo_fs = rexo_fs.map(|(files, skipped)| {

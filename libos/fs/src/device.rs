@@ -240,24 +240,20 @@ pub fn on_first_file_system<T>(
     on_first_mounted(kernel, &mut |store| FileSystem::mount(store), &mut work)
 }
 
-/// [`on_first_file_system`] for work that only reads: a file system whose check fails
-/// is mounted read-only ([`FileSystem::mount_read_only`]) rather than passed over, and
-/// `damage` is told what the check found; every change is then refused with
-/// [`FsError::ReadOnly`] and nothing is written to that disk.
+/// [`on_first_file_system`] for work that only reads: a file system whose check fails,
+/// or whose journal cannot be written home (a lease without write access, a disk
+/// error), is mounted read-only ([`FileSystem::mount_read_only`]) rather than passed
+/// over, and `read_only` is told why (what the check found, or the failed write); every
+/// change is then refused with [`FsError::ReadOnly`] and nothing more is written to that
+/// disk.
 pub fn on_first_file_system_to_read<T>(
     kernel: &Kernel,
-    damage: &mut dyn FnMut(&FsError),
+    read_only: &mut dyn FnMut(&FsError),
     mut work: impl FnMut(&mut FileSystem<DeviceStore<'_>>) -> Result<T, FsError>,
 ) -> Result<T, String> {
     on_first_mounted(
         kernel,
-        &mut |store| match FileSystem::mount_read_only(store)? {
-            (fs, None) => fs.into_writable(),
-            (fs, Some(found)) => {
-                damage(&found);
-                Ok(fs)
-            }
-        },
+        &mut |store| FileSystem::mount_to_read(store, read_only),
         &mut work,
     )
 }

@@ -141,19 +141,52 @@ impl<D: BlockStore> FileSystem<D> {
     /// memory per disk block.
     pub fn mount(disk: D) -> Result<Self, FsError> {
         match Self::mount_read_only(disk)? {
-            (fs, None) => fs.into_writable(),
+            (mut fs, None) => fs.make_writable().map(|()| fs),
             (_, Some(refused)) => Err(refused),
         }
     }
 
     /// A sound file system mounted read-only, made writable: the journal's committed
     /// transactions are written home.
-    pub(crate) fn into_writable(mut self) -> Result<Self, FsError> {
+    fn make_writable(&mut self) -> Result<(), FsError> {
         self.read_only = None;
         if self.journal.transactions > 0 {
             self.write_home()?;
         }
-        Ok(self)
+        Ok(())
+    }
+
+    /// Mounts `disk` for work that only reads: a sound file system as [`FileSystem::mount`]
+    /// does, else read-only as [`FileSystem::mount_read_only`] does, telling `read_only`
+    /// why: what the check found, or the failed write of the journal home (a lease
+    /// without write access, a disk error), after which the journal stays laid over the
+    /// disk in memory and nothing more is written.
+    pub(crate) fn mount_to_read(
+        disk: D,
+        read_only: &mut dyn FnMut(&FsError),
+    ) -> Result<Self, FsError> {
+        let (mut fs, found) = Self::mount_read_only(disk)?;
+        let why = match found {
+            Some(found) => found,
+            None => match fs.make_writable() {
+                Ok(()) => return Ok(fs),
+                Err(error) => {
+                    let why = match error {
+                        FsError::Disk(message) => FsError::Disk(alloc::format!(
+                            "writing the journal home failed: {message}"
+                        )),
+                        other => other,
+                    };
+                    // The replayed blocks are still laid over the disk (write_home
+                    // drops them only once written): read on through them.
+                    fs.failed = None;
+                    fs.read_only = Some(alloc::format!("{why}"));
+                    why
+                }
+            },
+        };
+        read_only(&why);
+        Ok(fs)
     }
 
     /// Mounts the file system on `disk` to read it even if its check fails: the

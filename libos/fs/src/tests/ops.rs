@@ -980,10 +980,10 @@ fn a_transaction_larger_than_the_journal_is_refused_whole() {
 }
 
 /// A disk that fails every write after a number of them (or every flush).
-struct FailingDisk {
-    inner: MemoryDisk,
-    writes_left: u64,
-    fail_flush: bool,
+pub(super) struct FailingDisk {
+    pub(super) inner: MemoryDisk,
+    pub(super) writes_left: u64,
+    pub(super) fail_flush: bool,
 }
 
 impl BlockStore for FailingDisk {

@@ -4,6 +4,7 @@
 use alloc::vec::Vec;
 
 use super::corrupt::{contents, edit_block, edit_entry, entry_of, first_block, put_raw, sample};
+use super::ops::FailingDisk;
 use super::{CountingDisk, Counts, snapshot};
 use crate::disk::BlockStore;
 use crate::format::{EXTENTS_MAGIC, OVERFLOW_EXTENTS_AT, OVERFLOW_NEXT_AT, put};
@@ -85,6 +86,42 @@ fn journaled_operations_are_seen_but_never_written_home() {
         contents(&mut fs.into_disk()) == before,
         "the journal was written home"
     );
+}
+
+#[test]
+fn a_journal_that_cannot_be_written_home_is_read_through_in_memory() {
+    let mut fs = FileSystem::mount(sample()).unwrap();
+    fs.create("/journaled").unwrap();
+    fs.write("/journaled", 0, b"only in the journal").unwrap();
+    let disk = fs.into_disk();
+    for (writes_left, fail_flush) in [(0, false), (1, false), (100, true)] {
+        let failing = FailingDisk {
+            inner: disk.clone(),
+            writes_left,
+            fail_flush,
+        };
+        let mut told = Vec::new();
+        let mut fs =
+            FileSystem::mount_to_read(failing, &mut |why| told.push(alloc::format!("{why}")))
+                .expect("mounted read-only, not refused");
+        assert!(fs.is_read_only());
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(
+            told[0].contains("writing the journal home failed"),
+            "{told:?}"
+        );
+        assert_eq!(fs.read_all("/journaled").unwrap(), b"only in the journal");
+        assert_eq!(fs.read_all("/g").unwrap(), b"gee");
+        assert!(matches!(fs.create("/new"), Err(FsError::ReadOnly(_))));
+    }
+    let mut told = 0;
+    let mut fs = FileSystem::mount_to_read(disk, &mut |_| told += 1).unwrap();
+    assert_eq!(told, 0);
+    assert!(
+        !fs.is_read_only(),
+        "a disk that takes writes mounts writable"
+    );
+    fs.create("/new").unwrap();
 }
 
 #[test]
