@@ -875,13 +875,13 @@ pub enum ExtentOp {
         /// Writes the table over whatever the new end holds.
         force: bool,
     },
-    /// Gives up the protection of a damaged disk, which then reads as raw (its holder
-    /// has all of it): the way back for a disk too small for a table
-    /// ([`ExtentError::TooSmall`]), which no format can mend. The copies of a table
-    /// where its locator or its end could send a reader are zeroed first, then the
-    /// locator's sectors, each flushed, so a crash in between leaves it damaged, never
-    /// raw beside a table; nothing else is written. Refused like a format on a disk with
-    /// a sound table; [`ExtentError::NoTable`] on a raw disk.
+    /// Gives up the protection of a damaged disk too small for a table
+    /// ([`ExtentError::TooSmall`]), which no format can mend: every sector is zeroed and
+    /// flushed, the locator's last (a crash part way leaves it damaged), and the disk
+    /// then reads as raw (its holder has all of it), holding no app's former data.
+    /// Refused like a format on a disk with a sound table, with
+    /// [`ExtentError::FormatInstead`] on a damaged disk large enough for a table (a
+    /// format mends it), and with [`ExtentError::NoTable`] on a raw disk.
     Unprotect,
     /// Gives back the caller's extent that starts at this sector (and its shares).
     Free {

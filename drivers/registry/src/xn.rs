@@ -202,28 +202,12 @@ fn mend_locator(disk: &mut dyn BlockDevice, table: Table) -> Protection {
 }
 
 /// Zeroes, at the end of each disk size in `places` (each large enough for a table),
-/// the sectors of both copies of the table made for it, or (`only_tables`) of those of
-/// the copies that start with a table's magic, leaving anything else there as it is;
-/// flushes.
-fn clear_tables(
-    disk: &mut dyn BlockDevice,
-    places: &[u64],
-    only_tables: bool,
-) -> Result<(), DeviceError> {
+/// the sectors of both copies of the table made for it; flushes.
+fn clear_tables(disk: &mut dyn BlockDevice, places: &[u64]) -> Result<(), DeviceError> {
     let size = geometry(&disk.info()).1;
-    let per_copy = rexo_xn::copy_sectors(size);
     for &place in places {
         let (start, count) = rexo_xn::table_area(place, size);
-        if !only_tables {
-            zero(disk, start, count)?;
-            continue;
-        }
-        let area = read_sectors(disk, start, count)?;
-        for (copy, bytes) in area.chunks(area.len() / COPIES).enumerate() {
-            if rexo_xn::is_a_table(bytes) {
-                zero(disk, start + copy as u64 * per_copy, per_copy)?;
-            }
-        }
+        zero(disk, start, count)?;
     }
     Ok(())
 }
@@ -418,7 +402,7 @@ impl Registry {
                 for zeroing in zeroing_first {
                     let disk = disk_of(&mut state.device)?;
                     let written = if zeroing {
-                        clear_tables(disk, &places, false)
+                        clear_tables(disk, &places)
                     } else {
                         write_locator(disk, &table)
                     };
@@ -429,20 +413,26 @@ impl Registry {
             (Protection::Damaged(_), Some(ExtentOp::Unprotect)) => {
                 let disk = disk_of(&mut state.device)?;
                 let (sectors, size) = geometry(&disk.info());
-                let region = read_locator_sectors(disk).map_err(ApiError::Device)?;
-                // The tables first, then the locator: a crash in between leaves the
-                // locator (damaged, its tables gone), never a raw disk with a table a
-                // copy of the locator could still send a reader to.
-                let places = rexo_xn::table_places(&region, sectors, size);
-                let written = clear_tables(disk, &places, true);
-                unless_torn(&mut state, written)?;
-                if rexo_xn::holds_a_locator(&region) {
+                // A format mends a disk that can hold a table; made raw instead, it would
+                // open every former extent of every app to whoever opens it.
+                if rexo_xn::holds_a_table(sectors, size) {
+                    return Err(refuse(XnError::FormatInstead));
+                }
+                // Every sector is zeroed, so no app reads another's once the disk is raw;
+                // the locator's last, so a crash part way leaves the disk damaged (no table
+                // fits on it for a copy of the locator to send a reader to).
+                let (locator, count) = locator_area(disk);
+                let after_locator = (locator + count).min(sectors);
+                for (start, end) in [
+                    (0, locator),
+                    (after_locator, sectors),
+                    (locator, after_locator),
+                ] {
                     let disk = disk_of(&mut state.device)?;
-                    let start = locator_area(disk).0;
-                    let written = zero(disk, start, (region.len() as u64).div_ceil(size));
+                    let written = zero(disk, start, end.saturating_sub(start));
                     unless_torn(&mut state, written)?;
                 }
-                log::info!("disk extent table: protection given up, the disk is raw");
+                log::info!("disk extent table: protection given up, the disk zeroed and raw");
                 state.protection = Protection::Raw;
                 return Ok(Vec::new());
             }
@@ -470,7 +460,7 @@ impl Registry {
                 // The new end's copies are zeroed first (they lie past the old table,
                 // `grown` makes sure): a table left there from an earlier life of the
                 // disk at this size would win over the grown one by generation.
-                let written = clear_tables(disk, &[sectors], false);
+                let written = clear_tables(disk, &[sectors]);
                 unless_torn(&mut state, written)?;
                 grown
             }

@@ -155,6 +155,9 @@ pub enum XnError {
     /// A format or a grow would write over something else on the disk (what): it is
     /// refused unless forced.
     InUse(&'static str),
+    /// The disk is large enough for a table: a damaged one is mended by a format, and its
+    /// protection is not given up (which would open every former extent to its holder).
+    FormatInstead,
 }
 
 impl fmt::Display for XnError {
@@ -193,6 +196,9 @@ impl fmt::Display for XnError {
             Self::InUse(what) => {
                 write!(f, "refused: {what} (forced, the table is written over it)")
             }
+            Self::FormatInstead => f.write_str(
+                "the disk can hold an extent table: format it instead of giving up its protection",
+            ),
         }
     }
 }
