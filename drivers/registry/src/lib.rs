@@ -2295,6 +2295,27 @@ pub(crate) mod tests {
         }
     }
 
+    /// A sound table at the disk's end beside locator's sectors holding something else
+    /// (a boot loader's code in the gap after an MBR) is the table, and those sectors
+    /// are left as they are, as a format without force leaves them. They used to be
+    /// written over at the first open.
+    #[test]
+    fn foreign_bytes_where_the_locator_goes_beside_a_sound_table_are_left_as_they_are() {
+        let table = table_granting_fs();
+        let (locator, count) = rexo_xn::locator_area(512);
+        let at = locator as usize * 512;
+        let mut disk = disk_holding(&table, MemoryDisk::SECTORS);
+        let foreign: Vec<u8> = (0..rexo_xn::COPY_BYTES).map(|at| at as u8 | 1).collect();
+        disk.data[at..at + rexo_xn::COPY_BYTES].copy_from_slice(&foreign);
+        let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Ok(table.entries().to_vec())
+        );
+        assert!(kv_refused(registry), "the table, not a raw disk");
+        assert_eq!(raw_sectors(registry, locator, count), foreign);
+    }
+
     /// Either copy of the locator finds the table of a disk that grew, and the other is
     /// rewritten. The locator used to be one copy: a changed byte of its magic made the
     /// disk raw, every app's extents open whole to its holder.

@@ -156,17 +156,31 @@ fn find_table(
 }
 
 /// Reads the protection of `disk` (idle: nobody holds it): its table ([`find_table`],
-/// its locator rewritten when a copy of it is damaged, missing or names another size:
-/// [`mend_locator`]), raw, or damaged. A read that fails is an error, not a disk without
-/// a table: the table may be there.
+/// its locator rewritten when a copy of it is damaged, missing or names another size and
+/// its sectors hold nothing else: [`mend_locator`]), raw, or damaged. A read that fails
+/// is an error, not a disk without a table: the table may be there.
 fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
-    let found = find_table(disk).inspect_err(|error| {
+    let unreadable = |error: &DeviceError| {
         log::warn!(
             "disk extent table unreadable: {error}: the disk is refused until a read succeeds"
         );
-    })?;
-    Ok(match found {
-        Ok(located) if located.mend_locator => mend_locator(disk, located.table),
+    };
+    Ok(match find_table(disk).inspect_err(unreadable)? {
+        Ok(located) if located.mend_locator => {
+            let region = read_locator_sectors(disk).inspect_err(unreadable)?;
+            match rexo_xn::locator_hazard(&region) {
+                None => mend_locator(disk, located.table),
+                // Something else wrote there (a boot loader in the gap after an MBR): a
+                // format without force refuses it, so it is left as it is.
+                Some(hazard) => {
+                    log::warn!(
+                        "disk extent table: its locator is damaged, missing or names another \
+                         size, and is not rewritten: {hazard}"
+                    );
+                    Protection::Table(located.table)
+                }
+            }
+        }
         Ok(located) => Protection::Table(located.table),
         Err(XnError::NoTable) => Protection::Raw,
         Err(error) => {
@@ -185,16 +199,17 @@ fn mend_locator(disk: &mut dyn BlockDevice, table: Table) -> Protection {
     match write_locator(disk, &table) {
         Ok(()) => {
             log::info!(
-                "disk extent table: its locator was damaged or missing: rewritten, naming {} \
-                 sectors",
+                "disk extent table: its locator was damaged, missing or naming another size: \
+                 rewritten, naming {} sectors",
                 table.sectors()
             );
             Protection::Table(table)
         }
         Err(error) => {
             log::warn!(
-                "disk extent table: its locator is damaged or missing, and rewriting it \
-                 failed ({error}): the table protects the disk, and the next use tries again"
+                "disk extent table: its locator is damaged, missing or names another size, and \
+                 rewriting it failed ({error}): the table protects the disk, and the next use \
+                 tries again"
             );
             Protection::Unmended(table)
         }

@@ -295,7 +295,8 @@ pub struct Located {
     /// or a smaller one when the disk grew).
     pub table: Table,
     /// Whether a copy of the locator is damaged, missing or names another size: both
-    /// are to be rewritten naming the table's ([`Table::locator`]).
+    /// are to be rewritten naming the table's ([`Table::locator`]), unless the locator's
+    /// sectors hold something else ([`locator_hazard`]).
     pub mend_locator: bool,
 }
 
@@ -430,12 +431,18 @@ pub fn format_hazard(first_sector: &[u8], locator: &[u8], area: &[u8]) -> Option
             "sector 0 holds a partition table (an MBR or a GPT's protective MBR)",
         ));
     }
-    if !holds_a_locator(locator) && locator.iter().any(|&byte| byte != 0) {
-        return Some(XnError::InUse(
-            "the locator's sectors (the last 4 KiB of the first MiB) hold data",
-        ));
-    }
-    table_area_hazard(area)
+    locator_hazard(locator).or_else(|| table_area_hazard(area))
+}
+
+/// What writing a locator over `locator`, the bytes of the locator's sectors, would
+/// write over, if anything: sectors that are neither zeros nor a copy of a locator
+/// (sound or damaged) are someone's data, a boot loader's in the gap after an MBR or a
+/// file system's blocks.
+pub fn locator_hazard(locator: &[u8]) -> Option<XnError> {
+    let foreign = !holds_a_locator(locator) && locator.iter().any(|&byte| byte != 0);
+    foreign.then_some(XnError::InUse(
+        "the locator's sectors (the last 4 KiB of the first MiB) hold data",
+    ))
 }
 
 /// What writing a table over `area`, the sectors both copies take at a disk's end, would

@@ -428,6 +428,9 @@ fn a_format_names_what_it_would_write_over() {
         Some(XnError::InUse(_))
     ));
     assert_eq!(format_hazard(&first, &table().locator(), &blank), None);
+    assert!(matches!(locator_hazard(&data), Some(XnError::InUse(_))));
+    assert_eq!(locator_hazard(&no_locator), None);
+    assert_eq!(locator_hazard(&table().locator()), None);
     // A damaged table (or one of the first format) is what a format replaces.
     let mut damaged = blank.clone();
     damaged[COPY_BYTES..][..COPY_BYTES].copy_from_slice(&table().to_bytes());
