@@ -7,8 +7,9 @@
 //! range before the app's code sees it, on the app paths only (the kernel's own sends
 //! and writes go to the driver directly and skip it).
 //!
-//! The cost is a memset of the lent bytes, not of the whole buffer: at most one frame
-//! (1,514 bytes) per send, at most one request (64 KiB with Rexo's drivers) per disk
+//! The cost is a memset of the lent bytes, not of the whole buffer: one frame per send
+//! (1,514 bytes, or up to 64 KiB for a TCP segmentation frame, which a shared interface
+//! passes through too), at most one request (64 KiB with Rexo's drivers) per disk
 //! write, each about what the `fill` writes over the same bytes right after (and leaving
 //! them in the cache for it). A shared interface and a disk clear every time: their
 //! buffers pass between holders (apps and the kernel take turns on a shared queue; a
