@@ -10,8 +10,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use rexo_api::{DeviceInfo, DeviceKind, Kernel, NetSharing};
-use rexo_net::{Config, Ipv4Addr, Stack};
+use rexo_api::{ApiError, DeviceInfo, DeviceKind, Kernel, NetSharing};
+use rexo_net::{Config, Ipv4Addr, NetError, Stack};
 
 use crate::Host;
 
@@ -82,13 +82,29 @@ fn bring_up(
     let texts: Vec<&str> = filters.iter().map(String::as_str).collect();
     let (nic, config) =
         rexo_net::attach(kernel, device.index, &texts, DHCP_TIMEOUT_NS).map_err(|e| {
-            let sharing = kernel.net_sharing(device.index).ok().flatten();
-            let overlap = sharing.map_or_else(Vec::new, |s| overlaps(&filters, &s));
-            format!("nic {}: {e}{}", device.index, overlap.concat())
+            let sharing = || kernel.net_sharing(device.index).ok().flatten();
+            format!("nic {}: {}", device.index, refused(e, &filters, sharing))
         })?;
     let stack =
         Stack::new(kernel, nic, 0, config).map_err(|e| format!("nic {}: {e}", device.index))?;
     Ok((device.clone(), stack, config.how()))
+}
+
+/// The words for `error`, which `attach` answered for our filters `ours`: when a filter
+/// overlaps another app's, followed by the notes naming both ([`overlaps`], the
+/// interface's sharing asked of `sharing` only then).
+fn refused(
+    error: NetError,
+    ours: &[String],
+    sharing: impl FnOnce() -> Option<NetSharing>,
+) -> String {
+    let notes = match error {
+        NetError::Kernel(ApiError::FilterOverlap(_)) => {
+            sharing().map_or_else(Vec::new, |sharing| overlaps(ours, &sharing))
+        }
+        _ => Vec::new(),
+    };
+    format!("{error}{}", notes.concat())
 }
 
 /// Why `ours` could not be bound beside the apps sharing an interface as `sharing`
@@ -403,6 +419,18 @@ mod tests {
             notes[0]
         );
         assert_eq!(overlaps(&ours[..1], &sharing), Vec::<String>::new());
+        // The notes follow a refused filter only, never another error.
+        let overlap = NetError::Kernel(ApiError::FilterOverlap("kv"));
+        let with_notes = refused(overlap, &ours, || Some(sharing.clone()));
+        assert_eq!(with_notes, format!("{overlap}{}", notes[0]));
+        let timeout = NetError::DhcpTimeout { waited_ms: 5000 };
+        let asked = core::cell::Cell::new(false);
+        let ask = || {
+            asked.set(true);
+            Some(sharing.clone())
+        };
+        assert_eq!(refused(timeout, &ours, ask), format!("{timeout}"));
+        assert!(!asked.get(), "the sharing is not asked for another error");
     }
 
     #[test]
