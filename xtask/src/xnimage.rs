@@ -220,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn an_image_without_either_copy_of_its_locator_is_refused() {
+    fn an_image_missing_one_copy_of_its_locator_is_refused() {
         for copy in [0, 2048] {
             let path = image_with("unlocated", &the_cases_table());
             let mut bytes = std::fs::read(&path).unwrap();
