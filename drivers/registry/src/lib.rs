@@ -735,13 +735,7 @@ pub(crate) mod tests {
     fn an_app_that_panics_in_its_disk_code_ends_after_the_device_call_is_done() {
         use crate::interrupts::tests::ends_the_app;
         let registry = registry_with(Found::Block(Box::new(MemoryDisk::new())), "memory");
-        let open = |owner, name| {
-            registry
-                .open(DeviceKind::Block, 0, (owner, name))
-                .and_then(OpenDevice::into_block)
-                .unwrap()
-        };
-        let mut disk = open(1, "panicker");
+        let mut disk = lease_disk_to(registry, (1, "panicker"));
         let tag = disk.submit_write(0, 100, 1, &mut |b| b.fill(7)).unwrap();
         rexo_api::device::wait_for(disk.as_mut(), 0, tag, &mut |_| {}).unwrap();
         assert!(ends_the_app(|| {
@@ -764,7 +758,7 @@ pub(crate) mod tests {
             "nothing more is handed to an app that aborted"
         );
         assert_eq!(registry.revoke_all_of(1), 1, "the slot's lock is free");
-        let mut next = open(2, "next");
+        let mut next = lease_disk_to(registry, (2, "next"));
         let tag = next.submit_read(0, 100, 1).unwrap();
         let mut data = Vec::new();
         rexo_api::device::wait_for(next.as_mut(), 0, tag, &mut |d| data = d.to_vec()).unwrap();
@@ -980,13 +974,21 @@ pub(crate) mod tests {
         assert!(fs.submit_write(0, 0, 64, &mut |_| {}).is_ok());
     }
 
-    /// Disk 0 of `registry` leased to app `name`.
+    /// Disk 0 of `registry` leased to app `name` (owner 1).
     fn lease_disk(
         registry: &'static Registry,
         name: &'static str,
     ) -> Box<dyn rexo_api::BlockDevice> {
+        lease_disk_to(registry, (1, name))
+    }
+
+    /// Disk 0 of `registry` leased to `holder` (owner id, app name).
+    pub(crate) fn lease_disk_to(
+        registry: &'static Registry,
+        holder: Holder,
+    ) -> Box<dyn rexo_api::BlockDevice> {
         registry
-            .open(DeviceKind::Block, 0, (1, name))
+            .open(DeviceKind::Block, 0, holder)
             .and_then(OpenDevice::into_block)
             .unwrap()
     }
@@ -2509,7 +2511,7 @@ pub(crate) mod tests {
     }
 
     /// Interface 0 of `registry` leased to `holder` (owner id, app name).
-    fn lease_net(registry: &'static Registry, holder: Holder) -> Box<dyn NetDevice> {
+    pub(crate) fn lease_net(registry: &'static Registry, holder: Holder) -> Box<dyn NetDevice> {
         registry
             .open(DeviceKind::Net, 0, holder)
             .and_then(OpenDevice::into_net)
