@@ -260,8 +260,8 @@ fn echo_reply(frame: &[u8], mac: [u8; 6], address: Ipv4Config) -> Option<Vec<u8>
         && frame[23] == 1
         && frame[30..34] == address.address.octets()
         && answerable_source(
-            frame[26..30].try_into().ok()?,
-            frame[6..12].try_into().ok()?,
+            core::array::from_fn(|at| frame[26 + at]),
+            core::array::from_fn(|at| frame[6 + at]),
             address,
         )
         && frame[14 + header] == 8
