@@ -168,6 +168,9 @@ pub enum NetError {
     NotResolved,
     /// Every resolver slot is busy with a query; finish one first.
     TooManyQueries,
+    /// Every local port of the dynamic range (49152-65535) is in use by a listener, our
+    /// own TCP or a live connection: no outgoing connection can be opened.
+    NoFreePort,
     /// The socket's send buffer is full; poll and try again.
     WouldBlock,
 }
@@ -196,6 +199,7 @@ impl fmt::Display for NetError {
                 "the DNS server has no IPv4 address for it, or did not answer within 10 s",
             ),
             Self::TooManyQueries => f.write_str("every resolver slot is busy"),
+            Self::NoFreePort => f.write_str("every local port 49152-65535 is in use"),
             Self::WouldBlock => f.write_str("the send buffer is full"),
         }
     }
@@ -403,8 +407,11 @@ pub struct Stack {
     udp_ports: Vec<u16>,
     /// Connections closed or aborted by the app, removed once smoltcp is done with them.
     closing: Vec<SocketHandle>,
-    /// The local port the next outgoing connection tries first.
-    next_port: u16,
+    /// The key of the hash that places each peer's outgoing connections in the range
+    /// of local ports ([`Stack::ephemeral_port`]), from the seed smoltcp's is.
+    port_secret: u64,
+    /// Local ports tried for outgoing connections so far ([`Stack::ephemeral_port`]).
+    port_counter: u64,
     /// The ports served by our own TCP instead of smoltcp ([`Stack::serve_own`]).
     own: Option<OwnTcp>,
     /// The ARP frames shared with the other stacks of the interface, when there are
@@ -489,10 +496,11 @@ impl Stack {
         }
         let mut config = iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(info.mac)));
         // smoltcp draws TCP initial sequence numbers and DHCP transaction IDs from this
-        // seed. Apps have no entropy source yet; the boot-relative time and the MAC make
-        // it differ between machines and boots, but an attacker who can guess both can
-        // predict the sequence numbers.
-        config.random_seed = mix(now_ns
+        // seed, and the key of outgoing connections' local ports is made from it
+        // (`ephemeral_port`). Apps have no entropy source yet; the boot-relative time and
+        // the MAC make it differ between machines and boots, but an attacker who can
+        // guess both can predict the sequence numbers and the ports.
+        let seed = now_ns
             ^ u64::from_le_bytes([
                 info.mac[0],
                 info.mac[1],
@@ -502,7 +510,8 @@ impl Stack {
                 info.mac[5],
                 0,
                 0,
-            ]));
+            ]);
+        config.random_seed = mix(seed);
         let mut counters = Counters::default();
         let clamp = tso.as_ref().map(|tso| tso.local_mss);
         let mut backlog = Backlog::new(info.max_frame, tso, RECEIVE_BATCH);
@@ -540,7 +549,8 @@ impl Stack {
             listeners: Vec::new(),
             udp_ports: Vec::new(),
             closing: Vec::new(),
-            next_port: *EPHEMERAL_PORTS.start(),
+            port_secret: mix(seed ^ PORT_SECRET_STIR),
+            port_counter: 0,
             own: None,
             arp: None,
             whole_device: None,
@@ -970,8 +980,9 @@ impl Stack {
             let state = sockets.get::<tcp::Socket>(handle).state();
             // TIME-WAIT's 2*MSL keeps stray segments of an old connection out of a new
             // one on the same four-tuple. Accepted connections' tuples are the clients'
-            // choice, and outgoing ones take the next of 16,384 local ports, so one
-            // repeats only after that many connections: the socket can go at once.
+            // choice, and outgoing ones take local ports so that one peer sees a port
+            // again only after 16,384 connections (`ephemeral_port`): the socket can go
+            // at once.
             let done = matches!(state, tcp::State::Closed | tcp::State::TimeWait);
             if done {
                 sockets.remove(handle);
@@ -1203,12 +1214,7 @@ impl Stack {
         if remote.port == 0 {
             return Err(NetError::PortZero);
         }
-        let port = self.next_port;
-        self.next_port = if port == *EPHEMERAL_PORTS.end() {
-            *EPHEMERAL_PORTS.start()
-        } else {
-            port + 1
-        };
+        let port = self.ephemeral_port(remote)?;
         let mut socket = new_tcp_socket(&options);
         socket
             .connect(
@@ -1218,6 +1224,37 @@ impl Stack {
             )
             .map_err(|_| NetError::Unreachable)?;
         Ok(Connection(self.sockets.add(socket)))
+    }
+
+    /// A local port for an outgoing connection to `remote`, as RFC 6056's algorithm 3
+    /// picks one: from an offset in the dynamic range that a keyed hash of `remote`
+    /// gives (unguessable without the stack's seed, different for each peer), plus a
+    /// counter every port tried advances, so a peer sees the same port again only
+    /// after 16,384 tries. Ports a listener, our own TCP or any live TCP socket of the
+    /// stack uses are skipped (a SYN-ACK to a port our own TCP serves would be reset
+    /// by it; a port still held by a connection to the same peer would repeat its
+    /// four-tuple). [`NetError::NoFreePort`] when every port of the range is taken.
+    fn ephemeral_port(&mut self, remote: Endpoint) -> Result<u16, NetError> {
+        let used: Vec<u16> = self
+            .sockets
+            .iter()
+            .filter_map(|(_, socket)| match socket {
+                smoltcp::socket::Socket::Tcp(tcp) => tcp.local_endpoint().map(|l| l.port),
+                _ => None,
+            })
+            .collect();
+        let first = *EPHEMERAL_PORTS.start();
+        let count = u64::from(*EPHEMERAL_PORTS.end() - first) + 1;
+        let peer = u64::from(remote.address.to_bits()) << 16 | u64::from(remote.port);
+        let offset = mix(self.port_secret ^ peer);
+        for _ in 0..count {
+            let port = first + (offset.wrapping_add(self.port_counter) % count) as u16;
+            self.port_counter = self.port_counter.wrapping_add(1);
+            if !used.contains(&port) && !self.tcp_port_taken(port) {
+                return Ok(port);
+            }
+        }
+        Err(NetError::NoFreePort)
     }
 
     /// Whether the connection's handshake is done and it can carry data both ways.
@@ -1454,6 +1491,10 @@ fn is_synchronized(state: tcp::State) -> bool {
 fn instant(now_ns: u64) -> Instant {
     Instant::from_micros(i64::try_from(now_ns / 1000).unwrap_or(i64::MAX))
 }
+
+/// Stirred into the stack's seed for the key of ephemeral ports, so that it differs
+/// from smoltcp's seed.
+const PORT_SECRET_STIR: u64 = 0x706f_7274_7320_2020;
 
 /// splitmix64's finaliser: spreads the seed's few varying bits over all 64.
 fn mix(mut x: u64) -> u64 {

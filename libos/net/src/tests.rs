@@ -1990,3 +1990,66 @@ fn stacks_whose_pairs_broke_together_reset_the_device_once() {
         "no reset after the device is whole"
     );
 }
+
+/// Steps `net` until a SYN (a connection's first segment) is on the wire and gives its
+/// source port.
+fn next_syn_port(net: &mut Net) -> u16 {
+    let carried = net.seen.len();
+    for _ in 0..10 {
+        net.step();
+        let is_syn = |frame: &&Vec<u8>| frame.len() >= 54 && frame[23] == 6 && frame[47] == 0x02;
+        if let Some(syn) = net.seen[carried..].iter().find(is_syn) {
+            return u16::from_be_bytes([syn[34], syn[35]]);
+        }
+    }
+    panic!("no SYN within 10 steps");
+}
+
+#[test]
+fn outgoing_connections_skip_ports_in_use_and_are_refused_when_none_is_free() {
+    let mut net = Net::new(256, 0);
+    // B's own TCP serves every dynamic port but 50000.
+    for port in (49152..=65535).filter(|&port| port != 50000) {
+        net.b.serve_own(port, rexo_tcp::Config::default()).unwrap();
+    }
+    let listener = net.a.listen(7, 4, TcpOptions::default()).unwrap();
+    let to_a = Endpoint {
+        address: A,
+        port: 7,
+    };
+    let client = net.b.connect(to_a, TcpOptions::default()).unwrap();
+    assert_eq!(next_syn_port(&mut net), 50000);
+    for _ in 0..100 {
+        net.step();
+    }
+    // A port our own TCP served would have had the SYN-ACK reset.
+    assert!(net.b.is_established(&client));
+    assert!(net.a.accept(&listener).is_some());
+    // 50000 is held by the live connection: no port is left.
+    assert_eq!(
+        net.b.connect(to_a, TcpOptions::default()),
+        Err(NetError::NoFreePort)
+    );
+}
+
+#[test]
+fn outgoing_ports_start_at_an_unguessable_place_for_each_peer() {
+    let mut net = Net::new(256, 0);
+    let peer = |port| Endpoint { address: A, port };
+    let ports: Vec<u16> = [7, 8, 7]
+        .into_iter()
+        .map(|port| {
+            net.b.connect(peer(port), TcpOptions::default()).unwrap();
+            next_syn_port(&mut net)
+        })
+        .collect();
+    // Not the start of the range, not one after the other across peers, but in turn
+    // for one peer (RFC 6056's algorithm 3).
+    assert!(ports.iter().all(|&port| port != 49152), "{ports:?}");
+    assert!(ports[1].abs_diff(ports[0]) > 1, "{ports:?}");
+    assert_eq!(ports[2], ports[0] + 2, "{ports:?}");
+    // Another seed (another MAC) starts elsewhere.
+    let mut other = Net::joined(Wire::new([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4], 256), 0);
+    other.b.connect(peer(7), TcpOptions::default()).unwrap();
+    assert_ne!(next_syn_port(&mut other), ports[0]);
+}
