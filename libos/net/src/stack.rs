@@ -168,6 +168,9 @@ pub enum NetError {
     NotResolved,
     /// Every resolver slot is busy with a query; finish one first.
     TooManyQueries,
+    /// The DNS query was started by another stack (each of [`crate::attach_cores`]'s
+    /// has its own resolver): ask that one.
+    ForeignQuery,
     /// Every local port of the dynamic range (49152-65535) is in use by a listener, our
     /// own TCP or a live connection: no outgoing connection can be opened.
     NoFreePort,
@@ -199,6 +202,7 @@ impl fmt::Display for NetError {
                 "the DNS server has no IPv4 address for it, or did not answer within 10 s",
             ),
             Self::TooManyQueries => f.write_str("every resolver slot is busy"),
+            Self::ForeignQuery => f.write_str("the DNS query belongs to another stack"),
             Self::NoFreePort => f.write_str("every local port 49152-65535 is in use"),
             Self::WouldBlock => f.write_str("the send buffer is full"),
         }
@@ -237,11 +241,14 @@ impl Endpoint {
     }
 }
 
-/// A name being resolved ([`Stack::resolve_start`]); ask [`Stack::resolve_poll`] until
-/// it answers.
+/// A name being resolved ([`Stack::resolve_start`]); ask the stack that started it
+/// ([`Stack::resolve_poll`]) until it answers. Dropping it gives up the query: its
+/// stack frees the slot at its next poll or query.
 pub struct DnsQuery {
-    /// smoltcp's query; `None` once answered (its slot is then reused).
-    handle: Option<dns::QueryHandle>,
+    /// The query's mark, shared with the stack's list of its queries (which finds the
+    /// query by it and sees it dropped when the list's is the last); `None` once
+    /// answered.
+    mark: Option<Arc<()>>,
 }
 
 /// Queries the resolver keeps at once (slots made at the stack's start).
@@ -398,9 +405,10 @@ pub struct Stack {
     dns_configured: bool,
     /// The resolver's first server, to hand on ([`Stack::into_parts`]).
     dns_server: Option<Ipv4Addr>,
-    /// Queries started and not yet answered or cancelled (smoltcp's resolver would grow
-    /// without bound; the stack keeps it to [`DNS_QUERIES`]).
-    dns_pending: usize,
+    /// Queries started and not yet answered, cancelled or dropped, each with the mark
+    /// its [`DnsQuery`] holds (smoltcp's resolver would grow without bound; the stack
+    /// keeps it to [`DNS_QUERIES`]).
+    dns_queries: Vec<(dns::QueryHandle, Arc<()>)>,
     /// Every listener made; an unlistened one stays, empty, so that handles stay valid.
     listeners: Vec<ListenerState>,
     /// Ports bound by UDP sockets.
@@ -545,7 +553,7 @@ impl Stack {
             dns,
             dns_configured: false,
             dns_server: None,
-            dns_pending: 0,
+            dns_queries: Vec::new(),
             listeners: Vec::new(),
             udp_ports: Vec::new(),
             closing: Vec::new(),
@@ -616,7 +624,8 @@ impl Stack {
         if !self.dns_configured {
             return Err(NetError::NoDnsServer);
         }
-        if self.dns_pending >= DNS_QUERIES {
+        self.reap_dropped_queries();
+        if self.dns_queries.len() >= DNS_QUERIES {
             return Err(NetError::TooManyQueries);
         }
         let socket = self.sockets.get_mut::<dns::Socket>(self.dns);
@@ -632,22 +641,46 @@ impl Stack {
                     NetError::BadName
                 }
             })?;
-        self.dns_pending += 1;
-        Ok(DnsQuery {
-            handle: Some(handle),
-        })
+        let mark = Arc::new(());
+        self.dns_queries.push((handle, mark.clone()));
+        Ok(DnsQuery { mark: Some(mark) })
+    }
+
+    /// Where `query` is in this stack's list of queries; `None` for one of another stack.
+    fn query_slot(&self, query: &Arc<()>) -> Option<usize> {
+        self.dns_queries
+            .iter()
+            .position(|(_, mark)| Arc::ptr_eq(mark, query))
+    }
+
+    /// Cancels the queries whose [`DnsQuery`] was dropped, freeing their slots.
+    fn reap_dropped_queries(&mut self) {
+        let socket = self.sockets.get_mut::<dns::Socket>(self.dns);
+        self.dns_queries.retain(|(handle, mark)| {
+            let dropped = Arc::strong_count(mark) == 1;
+            if dropped {
+                socket.cancel_query(*handle);
+            }
+            !dropped
+        });
     }
 
     /// The answer to `query` once it came (polled by [`poll`](Self::poll)): the name's
     /// IPv4 addresses, at most 4, or why there are none. `None` while it is pending; asked
-    /// again after its answer, it says [`NetError::Closed`].
+    /// again after its answer, it says [`NetError::Closed`]; a query another stack
+    /// started (one per queue pair, [`crate::attach_cores`]) is
+    /// [`NetError::ForeignQuery`], and stays that stack's.
     pub fn resolve_poll(
         &mut self,
         query: &mut DnsQuery,
     ) -> Option<Result<Vec<Ipv4Addr>, NetError>> {
-        let Some(handle) = query.handle else {
+        let Some(mark) = &query.mark else {
             return Some(Err(NetError::Closed));
         };
+        let Some(slot) = self.query_slot(mark) else {
+            return Some(Err(NetError::ForeignQuery));
+        };
+        let handle = self.dns_queries[slot].0;
         let socket = self.sockets.get_mut::<dns::Socket>(self.dns);
         let answer = match socket.get_query_result(handle) {
             Err(dns::GetQueryResultError::Pending) => return None,
@@ -659,19 +692,18 @@ impl Stack {
                 })
                 .collect()),
         };
-        query.handle = None;
-        self.dns_pending -= 1;
+        // smoltcp freed the slot as it gave the answer.
+        query.mark = None;
+        self.dns_queries.swap_remove(slot);
         Some(answer)
     }
 
-    /// Gives up on `query` (its slot is free again).
+    /// Gives up on `query`: its slot is free again. A query another stack started is
+    /// left to that stack, which frees its slot at its next poll (as for any
+    /// [`DnsQuery`] dropped).
     pub fn resolve_cancel(&mut self, query: DnsQuery) {
-        if let Some(handle) = query.handle {
-            self.sockets
-                .get_mut::<dns::Socket>(self.dns)
-                .cancel_query(handle);
-            self.dns_pending -= 1;
-        }
+        drop(query);
+        self.reap_dropped_queries();
     }
 
     /// The default router, once the interface has one.
@@ -857,6 +889,7 @@ impl Stack {
             changed = true;
         }
         self.poll_dhcp();
+        self.reap_dropped_queries();
         self.refill_listeners(now_ns);
         self.reap_closed();
         if let Some(tso) = self.backlog.tso_mut() {

@@ -2053,3 +2053,39 @@ fn outgoing_ports_start_at_an_unguessable_place_for_each_peer() {
     other.b.connect(peer(7), TcpOptions::default()).unwrap();
     assert_ne!(next_syn_port(&mut other), ports[0]);
 }
+
+#[test]
+fn a_dns_query_stays_with_its_stack_and_a_dropped_one_frees_its_slot() {
+    let mut net = Net::new(256, 0);
+    let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
+    let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[Ipv4Addr::new(10, 0, 0, 7)])];
+    // A second stack with a resolver, as attach_cores gives one per queue pair.
+    let mut other = Net::joined(Wire::new([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4], 256), 0);
+    let mut query = net.a.resolve_start("rexo.test").unwrap();
+    let mut theirs = other.a.resolve_start("rexo.test").unwrap();
+    // Asked of the wrong stack, each query is refused and left as it was.
+    assert_eq!(
+        other.a.resolve_poll(&mut query),
+        Some(Err(NetError::ForeignQuery))
+    );
+    assert_eq!(
+        net.a.resolve_poll(&mut theirs),
+        Some(Err(NetError::ForeignQuery))
+    );
+    net.a.resolve_cancel(theirs);
+    other.step();
+    assert_eq!(
+        resolved(&mut net, &server, &mut query, table),
+        Ok(alloc::vec![Ipv4Addr::new(10, 0, 0, 7)])
+    );
+    // Queries dropped without a cancel give their slots back.
+    for round in 0..3 {
+        for i in 0..4 {
+            let name = alloc::format!("q{round}{i}.rexo.test");
+            drop(net.a.resolve_start(&name).unwrap());
+        }
+        net.step();
+    }
+    let mut query = net.a.resolve_start("rexo.test").unwrap();
+    assert!(resolved(&mut net, &server, &mut query, table).is_ok());
+}
