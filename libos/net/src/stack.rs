@@ -10,7 +10,7 @@ use core::fmt;
 use core::net::Ipv4Addr;
 
 use rexo_api::device::PAIR_BROKEN;
-use rexo_api::{ApiError, DeviceError, Filter, Kernel, NetDevice};
+use rexo_api::{ApiError, DeviceError, Filter, Ipv4Config, Kernel, NetDevice};
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::phy::{DeviceCapabilities, Medium};
@@ -49,13 +49,16 @@ const DHCP_POLL_NS: u64 = 1_000_000;
 /// How the interface gets its address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Config {
-    /// A fixed address.
+    /// A fixed address, checked as the kernel checks `ip=` ([`Ipv4Config::check`]:
+    /// [`Stack::start`] refuses an unusable one with [`NetError::BadConfig`] naming why).
     Static {
-        /// The interface's address.
+        /// The interface's address: a unicast host address, not its network's first or
+        /// last address (but on /31 and /32).
         address: Ipv4Addr,
-        /// The network prefix length (24 for a /24).
+        /// The network prefix length, 1 to 32 (24 for a /24).
         prefix: u8,
-        /// The default router, if there is one.
+        /// The default router, if there is one: another host of the address's network
+        /// (smoltcp reaches no router off it).
         gateway: Option<Ipv4Addr>,
         /// The DNS server [`Stack::resolve_start`] asks, if there is one.
         dns: Option<Ipv4Addr>,
@@ -473,7 +476,14 @@ impl Stack {
                 gateway,
                 dns,
             } => {
-                stack.set_static(address, prefix, gateway)?;
+                let checked = Ipv4Config {
+                    address,
+                    prefix,
+                    router: gateway,
+                    dns,
+                };
+                checked.check().map_err(NetError::BadConfig)?;
+                stack.configure(Ipv4Cidr::new(address, prefix), gateway);
                 stack.set_dns_servers(dns.as_slice());
             }
             Config::Dhcp { .. } => stack.dhcp = Some(stack.sockets.add(dhcpv4::Socket::new())),
@@ -563,25 +573,6 @@ impl Stack {
             arp: None,
             whole_device: None,
         }
-    }
-
-    /// Sets a fixed address and default route.
-    fn set_static(
-        &mut self,
-        address: Ipv4Addr,
-        prefix: u8,
-        gateway: Option<Ipv4Addr>,
-    ) -> Result<(), NetError> {
-        if prefix > 32 {
-            return Err(NetError::BadConfig("the prefix is longer than 32 bits"));
-        }
-        if address.is_unspecified() || address.is_broadcast() || address.is_multicast() {
-            return Err(NetError::BadConfig(
-                "the address is not a unicast host address",
-            ));
-        }
-        self.configure(Ipv4Cidr::new(address, prefix), gateway);
-        Ok(())
     }
 
     /// Replaces the address and default route.

@@ -428,21 +428,59 @@ fn udp_datagrams_are_echoed_and_oversized_ones_refused() {
 #[test]
 fn bad_configurations_are_refused() {
     let end = || Box::new(Wire::new([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8], 8).1);
-    for (address, prefix) in [
-        (A, 33),
-        (Ipv4Addr::UNSPECIFIED, 24),
-        (Ipv4Addr::BROADCAST, 8),
+    let off_net = Some(Ipv4Addr::new(10, 0, 1, 1));
+    for (address, prefix, gateway, why) in [
+        (A, 33, None, "the prefix is not 1 to 32 bits"),
+        (A, 0, None, "the prefix is not 1 to 32 bits"),
+        (
+            Ipv4Addr::UNSPECIFIED,
+            24,
+            None,
+            "the address is not a unicast host address",
+        ),
+        (
+            Ipv4Addr::BROADCAST,
+            8,
+            None,
+            "the address is not a unicast host address",
+        ),
+        (
+            Ipv4Addr::new(10, 0, 0, 0),
+            24,
+            None,
+            "the address is its network's own or broadcast address",
+        ),
+        (
+            Ipv4Addr::new(10, 0, 0, 255),
+            24,
+            None,
+            "the address is its network's own or broadcast address",
+        ),
+        (
+            A,
+            24,
+            off_net,
+            "the router is not a host of the address's network",
+        ),
+        (
+            A,
+            24,
+            Some(Ipv4Addr::new(10, 0, 0, 255)),
+            "the router is not a host of the address's network",
+        ),
+        (A, 24, Some(A), "the router is the address itself"),
     ] {
         let config = Config::Static {
             address,
             prefix,
-            gateway: None,
+            gateway,
             dns: None,
         };
-        assert!(matches!(
-            Stack::start(end(), 0, config, 0),
-            Err(NetError::BadConfig(_))
-        ));
+        assert_eq!(
+            Stack::start(end(), 0, config, 0).err(),
+            Some(NetError::BadConfig(why)),
+            "{address}/{prefix} via {gateway:?}"
+        );
     }
     let mut stack = Stack::start(end(), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
     assert_eq!(stack.address(), None);
@@ -735,7 +773,7 @@ fn the_stack_can_move_to_another_core() {
 #[test]
 fn a_static_configuration_gives_its_address_and_router() {
     let end = Box::new(Wire::new([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8], 8).1);
-    let router = Ipv4Addr::new(10, 0, 0, 1);
+    let router = Ipv4Addr::new(10, 0, 0, 254);
     let config = Config::Static {
         address: A,
         prefix: 24,

@@ -186,30 +186,57 @@ fn parse_ipv4_config(value: &str) -> Option<Ipv4Config> {
         return None;
     }
     let (address, prefix) = network.split_once('/')?;
-    let address: Ipv4Addr = address.parse().ok()?;
-    let prefix = u8::try_from(parse_decimal(prefix)?).ok()?;
-    if !(1..=32).contains(&prefix) {
-        return None;
-    }
-    let host = |a: Ipv4Addr| !(a.is_unspecified() || a.is_broadcast() || a.is_multicast());
-    // A host of the address's network: not the network's first or last address (but on
-    // /31 and /32, where every address is a host's).
-    let mask = u32::MAX << (32 - u32::from(prefix));
-    let on_network = |a: Ipv4Addr| {
-        let host_bits = u32::from(a) & !mask;
-        (u32::from(a) ^ u32::from(address)) & mask == 0
-            && (prefix > 30 || (host_bits != 0 && host_bits != !mask))
-    };
-    let usable = host(address)
-        && on_network(address)
-        && router.is_none_or(|r| host(r) && on_network(r) && r != address)
-        && dns.is_none_or(host);
-    usable.then_some(Ipv4Config {
-        address,
-        prefix,
+    let config = Ipv4Config {
+        address: address.parse().ok()?,
+        prefix: u8::try_from(parse_decimal(prefix)?).ok()?,
         router,
         dns,
-    })
+    };
+    config.check().is_ok().then_some(config)
+}
+
+impl Ipv4Config {
+    /// Whether a host can use the configuration, or why not: the prefix is 1 to 32, the
+    /// address a unicast host address that is not its network's first or last address
+    /// (but on /31 and /32, where every address is a host's), the router another such
+    /// host of the same network, the DNS server a unicast host address. The kernel's
+    /// `ip=` is checked so, and so are the apps' own fixed configurations.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let Self {
+            address,
+            prefix,
+            router,
+            dns,
+        } = *self;
+        if !(1..=32).contains(&prefix) {
+            return Err("the prefix is not 1 to 32 bits");
+        }
+        let host = |a: Ipv4Addr| !(a.is_unspecified() || a.is_broadcast() || a.is_multicast());
+        // A host of the address's network: not the network's first or last address (but
+        // on /31 and /32, where every address is a host's).
+        let mask = u32::MAX << (32 - u32::from(prefix));
+        let on_network = |a: Ipv4Addr| {
+            let host_bits = u32::from(a) & !mask;
+            (u32::from(a) ^ u32::from(address)) & mask == 0
+                && (prefix > 30 || (host_bits != 0 && host_bits != !mask))
+        };
+        if !host(address) {
+            return Err("the address is not a unicast host address");
+        }
+        if !on_network(address) {
+            return Err("the address is its network's own or broadcast address");
+        }
+        match router {
+            Some(router) if router == address => Err("the router is the address itself"),
+            Some(router) if !host(router) || !on_network(router) => {
+                Err("the router is not a host of the address's network")
+            }
+            _ if dns.is_some_and(|dns| !host(dns)) => {
+                Err("the DNS server is not a unicast host address")
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The parsed command line. String values borrow from the command line.
