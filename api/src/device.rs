@@ -407,6 +407,78 @@ pub struct NetInfo {
     /// [`NetDevice::send_tcp_segmented`] takes (the device cuts it into frames of at most
     /// `max_frame`); `None` without.
     pub tcp_segmentation: Option<usize>,
+    /// How the device places received flows on its queue pairs, when it does so by a
+    /// hash an app can compute (RSS on the 82574); `None` with one pair, or where the
+    /// device places flows otherwise (virtio-net: a multi-queue tap sends a flow's
+    /// frames to the queue the guest last sent it on, Linux's tun flow table).
+    pub receive_steering: Option<ReceiveSteering>,
+    /// For a handle of one queue pair ([`NetDevice::split_queues`]), which pair of the
+    /// device it is; `None` for the whole device.
+    pub pair: Option<usize>,
+}
+
+/// Receive-Side Scaling as the 82574 does it (its datasheet, "Receive-Side Scaling";
+/// Microsoft's RSS specification): the Toeplitz hash ([`toeplitz_hash`]) of a received
+/// IPv4 frame's source and destination addresses, then for TCP its source and
+/// destination ports (every other IPv4 frame, UDP included, by its addresses only),
+/// whose low 7 bits pick the queue pair in `table`. Non-IP frames go to pair 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiveSteering {
+    /// The hash key.
+    pub key: [u8; 40],
+    /// The queue pair of each value of the hash's low 7 bits.
+    pub table: [u8; 128],
+}
+
+impl ReceiveSteering {
+    /// The queue pair an IPv4 frame from `source` to `destination` lands on; `tcp_ports`
+    /// are a TCP segment's source and destination ports (`None` for any other frame).
+    pub fn pair_of(
+        &self,
+        source: core::net::Ipv4Addr,
+        destination: core::net::Ipv4Addr,
+        tcp_ports: Option<(u16, u16)>,
+    ) -> usize {
+        let mut input = [0u8; 12];
+        input[..4].copy_from_slice(&source.octets());
+        input[4..8].copy_from_slice(&destination.octets());
+        let len = match tcp_ports {
+            Some((source_port, destination_port)) => {
+                input[8..10].copy_from_slice(&source_port.to_be_bytes());
+                input[10..].copy_from_slice(&destination_port.to_be_bytes());
+                12
+            }
+            None => 8,
+        };
+        let hash = toeplitz_hash(&self.key, &input[..len]);
+        usize::from(self.table[hash as usize % self.table.len()])
+    }
+}
+
+/// The 40-byte example key of Microsoft's RSS specification, which spreads typical
+/// address/port mixes evenly (the 82574 driver programs it).
+pub const RSS_EXAMPLE_KEY: [u8; 40] = [
+    0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f, 0xb0,
+    0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30, 0xf2, 0x0c,
+    0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+];
+
+/// The Toeplitz hash of `input` (at most 36 bytes) under `key`: for each set bit of
+/// the input, most significant first, the 32 key bits starting at that bit's place are
+/// added (XOR) into the hash.
+pub fn toeplitz_hash(key: &[u8; 40], input: &[u8]) -> u32 {
+    let mut hash = 0u32;
+    let mut window = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+    for (index, byte) in input.iter().enumerate() {
+        let following = key.get(index + 4).copied().unwrap_or(0);
+        for bit in 0..8 {
+            if byte & (0x80 >> bit) != 0 {
+                hash ^= window;
+            }
+            window = (window << 1) | u32::from((following >> (7 - bit)) & 1);
+        }
+    }
+    hash
 }
 
 /// A network interface, opened by one app. Frames are whole Ethernet frames without the
@@ -1075,6 +1147,57 @@ pub fn run_windowed<T, E>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toeplitz_hashes_match_the_rss_specifications_verification_suite() {
+        use core::net::Ipv4Addr;
+        /// Source, destination, their ports, the IPv4 hash, the TCP/IPv4 hash.
+        type Case = ([u8; 4], [u8; 4], (u16, u16), u32, u32);
+        let suite: [Case; 3] = [
+            (
+                [66, 9, 149, 187],
+                [161, 142, 100, 80],
+                (2794, 1766),
+                0x323e_8fc2,
+                0x51cc_c178,
+            ),
+            (
+                [199, 92, 111, 2],
+                [65, 69, 140, 83],
+                (14230, 4739),
+                0xd718_262a,
+                0xc626_b0ea,
+            ),
+            (
+                [24, 19, 198, 95],
+                [12, 22, 207, 184],
+                (12898, 38024),
+                0xd2d0_a5de,
+                0x5c2b_394a,
+            ),
+        ];
+        for (source, destination, (sport, dport), ipv4, tcp) in suite {
+            let mut input = alloc::vec::Vec::new();
+            input.extend_from_slice(&source);
+            input.extend_from_slice(&destination);
+            assert_eq!(toeplitz_hash(&RSS_EXAMPLE_KEY, &input), ipv4);
+            input.extend_from_slice(&sport.to_be_bytes());
+            input.extend_from_slice(&dport.to_be_bytes());
+            assert_eq!(toeplitz_hash(&RSS_EXAMPLE_KEY, &input), tcp);
+            // The table picks by the low 7 bits.
+            let mut table = [0u8; 128];
+            table[(tcp & 0x7f) as usize] = 1;
+            let steering = ReceiveSteering {
+                key: RSS_EXAMPLE_KEY,
+                table,
+            };
+            let (source, destination) = (Ipv4Addr::from(source), Ipv4Addr::from(destination));
+            assert_eq!(
+                steering.pair_of(source, destination, Some((sport, dport))),
+                1
+            );
+        }
+    }
 
     #[test]
     fn segments_are_checked_and_summed() {

@@ -30,7 +30,8 @@ pub use device::{
     BlockDevice, BlockInfo, Completion, DeviceError, DeviceInfo, DeviceKind, DiskExtent,
     ETHERNET_MAX_FRAME, ExtentError, ExtentOp, InterruptBinding, KeyboardDevice, MAX_APP_BINDINGS,
     MAX_BINDING_FILTERS, MAX_INTERFACE_BINDINGS, MAX_ORDERED_BYTES, MAX_ORDERED_PER_QUEUE,
-    MAX_SEGMENTS, NetBinding, NetDevice, NetInfo, NetSharing, OpenDevice, Tag,
+    MAX_SEGMENTS, NetBinding, NetDevice, NetInfo, NetSharing, OpenDevice, RSS_EXAMPLE_KEY,
+    ReceiveSteering, Tag, toeplitz_hash,
 };
 
 /// Packet filters in the filter language (`tcp dport 80`, `udp dport 11211`): what an

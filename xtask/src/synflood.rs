@@ -114,6 +114,8 @@ impl NetDevice for PeerNic {
             link_up: true,
             checksum_offload: false,
             tcp_segmentation: None,
+            receive_steering: None,
+            pair: None,
         }
     }
 

@@ -57,7 +57,7 @@ pub fn pair_at<P>(
 }
 
 /// One handle per pair of `pairs`, each an interface of one queue: `info` with one
-/// queue. `no_wake` says why a handle's own `wake_on_receive` is refused
+/// queue and the pair's index ([`NetInfo::pair`]). `no_wake` says why a handle's own `wake_on_receive` is refused
 /// ([`DeviceError::Unsupported`]): the wake-up is the device's, armed through it or
 /// through the lease.
 pub fn split<P: QueuePair + 'static>(
@@ -69,11 +69,15 @@ pub fn split<P: QueuePair + 'static>(
     info.queues = 1;
     pairs
         .iter()
-        .map(|pair| {
+        .enumerate()
+        .map(|(index, pair)| {
             Box::new(PairHandle {
                 pair: pair.clone(),
                 layout,
-                info: info.clone(),
+                info: NetInfo {
+                    pair: Some(index),
+                    ..info.clone()
+                },
                 no_wake,
             }) as Box<dyn NetDevice>
         })
@@ -202,6 +206,8 @@ mod tests {
             link_up: true,
             checksum_offload: false,
             tcp_segmentation: None,
+            receive_steering: None,
+            pair: None,
         }
     }
 

@@ -25,7 +25,7 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
+use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo, RSS_EXAMPLE_KEY, ReceiveSteering};
 use rexo_devio::{
     DeviceFunction, Dma, Found, LineWake, Mmio, MsixTable, Platform, QueuePair, barrier,
 };
@@ -593,7 +593,7 @@ impl E1000 {
             // between the two queues; frames RSS does not hash go to queue 0.
             regs.write32(RFCTL, regs.read32(RFCTL) | RFCTL_EXTEN);
             regs.write32(RXCSUM, regs.read32(RXCSUM) | RXCSUM_PCSD);
-            for (index, key) in ring::RSS_KEY.chunks_exact(4).enumerate() {
+            for (index, key) in RSS_EXAMPLE_KEY.chunks_exact(4).enumerate() {
                 let word = u32::from_le_bytes([key[0], key[1], key[2], key[3]]);
                 regs.write32(RSSRK + 4 * index, word);
             }
@@ -655,6 +655,17 @@ impl Drop for E1000 {
     }
 }
 
+/// How the 82574 places received flows on its pairs once [`E1000::start`] programmed
+/// RSS: the example key, and the redirection table [`RETA_ALTERNATE`] fills (four
+/// one-byte entries per register, least significant first, bit 7 picking queue 1).
+fn rss_steering() -> ReceiveSteering {
+    let entries = RETA_ALTERNATE.to_le_bytes();
+    ReceiveSteering {
+        key: RSS_EXAMPLE_KEY,
+        table: core::array::from_fn(|entry| entries[entry % entries.len()] >> 7),
+    }
+}
+
 impl NetDevice for E1000 {
     fn info(&self) -> NetInfo {
         NetInfo {
@@ -665,6 +676,9 @@ impl NetDevice for E1000 {
             // Every 8254x and 8257x computes TCP/UDP checksums from a context descriptor.
             checksum_offload: true,
             tcp_segmentation: None,
+            // RSS, as `start` programs it on the 82574 (its two pairs).
+            receive_steering: (self.queues.len() > 1).then(rss_steering),
+            pair: None,
         }
     }
 
@@ -823,6 +837,30 @@ mod tests {
                 assert_eq!(platform.live(), live_after, "{} case {case}", model.name);
             }
         }
+    }
+
+    #[test]
+    fn the_steering_an_82574_reports_is_what_it_programs_and_its_handles_name_their_pair() {
+        let mut nic = nic_on(HostPlatform::leaked(), ring::model(0x10D3).unwrap());
+        let steering = nic
+            .info()
+            .receive_steering
+            .expect("the 82574 steers by RSS");
+        for (index, key) in steering.key.chunks_exact(4).enumerate() {
+            let programmed = nic.regs.read32(RSSRK + 4 * index).to_le_bytes();
+            assert_eq!(programmed, key, "RSSRK{index}");
+        }
+        for (index, pairs) in steering.table.chunks_exact(4).enumerate() {
+            let programmed = nic.regs.read32(RETA + 4 * index).to_le_bytes();
+            assert_eq!(programmed.map(|entry| entry >> 7), pairs, "RETA{index}");
+        }
+        assert_eq!(nic.info().pair, None);
+        let handles = nic.split_queues().unwrap();
+        let pairs: Vec<_> = handles.iter().map(|handle| handle.info().pair).collect();
+        assert_eq!(pairs, [Some(0), Some(1)]);
+        assert_eq!(handles[1].info().receive_steering, Some(steering));
+        let one_pair = nic_on(HostPlatform::leaked(), ring::model(0x100E).unwrap());
+        assert_eq!(one_pair.info().receive_steering, None);
     }
 
     /// A 64-byte IPv4 UDP frame (a transport segment of 30 bytes), whose checksum the

@@ -127,6 +127,8 @@ mod tests {
                 link_up: true,
                 checksum_offload: false,
                 tcp_segmentation: Some(SEGMENTED),
+                receive_steering: None,
+                pair: None,
             }
         }
         fn receive(

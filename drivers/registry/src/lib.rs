@@ -436,6 +436,8 @@ pub(crate) mod tests {
                 link_up: true,
                 checksum_offload: false,
                 tcp_segmentation: None,
+                receive_steering: None,
+                pair: None,
             }
         }
         fn receive(

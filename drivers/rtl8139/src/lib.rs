@@ -428,6 +428,8 @@ impl NetDevice for Rtl8139 {
             link_up: self.regs.read8(MSR) & MSR_LINKB == 0,
             checksum_offload: false,
             tcp_segmentation: None,
+            receive_steering: None,
+            pair: None,
         }
     }
 

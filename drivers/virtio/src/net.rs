@@ -1009,6 +1009,8 @@ impl NetDevice for VirtioNet {
                     .is_none_or(|status| status & STATUS_LINK_UP != 0),
             checksum_offload: self.shape.checksum_offload,
             tcp_segmentation: self.tcp_segmentation,
+            receive_steering: None,
+            pair: None,
         }
     }
 

@@ -40,7 +40,10 @@
 //! the shared ARP board's, for ARP frames only), and
 //! a TCP connection stays on the core whose pair received its SYN, since the device
 //! keeps a flow on one pair. Listening on the same port on every stack is fine: each
-//! sees only its pair's flows. ARP is no flow, so the stacks share the ARP frames they
+//! sees only its pair's flows. A connection a stack opens takes a local port whose
+//! replies the device puts on its pair (`NetInfo::receive_steering`, the 82574's RSS);
+//! pings, datagrams and DNS queries whose answers would land on another pair are
+//! refused ([`NetError::RepliesToAnotherPair`]). ARP is no flow, so the stacks share the ARP frames they
 //! receive, and the interface held whole, through which a stack whose pair the device
 //! broke (`rexo_api::device::PAIR_BROKEN`) resets the device. kv and httpd serve this
 //! way.

@@ -10,7 +10,7 @@ use core::fmt;
 use core::net::Ipv4Addr;
 
 use rexo_api::device::PAIR_BROKEN;
-use rexo_api::{ApiError, DeviceError, Filter, Ipv4Config, Kernel, NetDevice};
+use rexo_api::{ApiError, DeviceError, Filter, Ipv4Config, Kernel, NetDevice, ReceiveSteering};
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::phy::{DeviceCapabilities, Medium};
@@ -174,6 +174,12 @@ pub enum NetError {
     /// The DNS query was started by another stack (each of [`crate::attach_cores`]'s
     /// has its own resolver): ask that one.
     ForeignQuery,
+    /// The stack serves one queue pair of a device that places each flow on a pair by a
+    /// hash of its addresses (RSS on the 82574: ICMP, UDP and DNS by addresses only),
+    /// and the replies from that peer would land on another pair, whose stack would
+    /// drop them: ping, send datagrams to or resolve through that peer from the stack
+    /// of the pair its frames land on.
+    RepliesToAnotherPair,
     /// Every local port of the dynamic range (49152-65535) is in use by a listener, our
     /// own TCP or a live connection: no outgoing connection can be opened.
     NoFreePort,
@@ -206,6 +212,9 @@ impl fmt::Display for NetError {
             ),
             Self::TooManyQueries => f.write_str("every resolver slot is busy"),
             Self::ForeignQuery => f.write_str("the DNS query belongs to another stack"),
+            Self::RepliesToAnotherPair => f.write_str(
+                "the device puts that peer's replies on another queue pair's stack (RSS)",
+            ),
             Self::NoFreePort => f.write_str("every local port 49152-65535 is in use"),
             Self::WouldBlock => f.write_str("the send buffer is full"),
         }
@@ -382,6 +391,10 @@ pub struct Stack {
     queue: usize,
     /// The NIC's receive queues, all polled.
     receive_queues: usize,
+    /// When the NIC is one queue pair of a device that places flows on its pairs by a
+    /// hash ([`rexo_api::NetInfo::receive_steering`]): that hash and this pair. Replies
+    /// to what this stack sends must hash to this pair, or its stack never sees them.
+    steered_pair: Option<(ReceiveSteering, usize)>,
     /// smoltcp's interface: addresses, routes, the ARP cache.
     iface: Interface,
     /// Every socket.
@@ -551,6 +564,7 @@ impl Stack {
             now_ns,
             queue,
             receive_queues: info.queues.max(1),
+            steered_pair: info.receive_steering.clone().zip(info.pair),
             iface,
             sockets,
             staging: Staging::new(RECEIVE_BATCH, info.max_frame, clamp),
@@ -611,9 +625,18 @@ impl Stack {
     /// 10 s by smoltcp's resolver); [`resolve_poll`](Self::resolve_poll) gives the answer.
     /// The name is asked in lowercase: smoltcp matches the answer's names to the question
     /// byte for byte, and servers may spell them in lowercase whatever the case asked.
+    /// [`NetError::RepliesToAnotherPair`] on a stack of one queue pair whose device puts
+    /// the server's answers on another.
     pub fn resolve_start(&mut self, name: &str) -> Result<DnsQuery, NetError> {
         if !self.dns_configured {
             return Err(NetError::NoDnsServer);
+        }
+        // A stack of one pair has one server at most (`into_parts` keeps the first).
+        if self
+            .dns_server
+            .is_some_and(|server| !self.replies_land_here(server, None))
+        {
+            return Err(NetError::RepliesToAnotherPair);
         }
         self.reap_dropped_queries();
         if self.dns_queries.len() >= DNS_QUERIES {
@@ -1257,7 +1280,9 @@ impl Stack {
     /// after 16,384 tries. Ports a listener, our own TCP or any live TCP socket of the
     /// stack uses are skipped (a SYN-ACK to a port our own TCP serves would be reset
     /// by it; a port still held by a connection to the same peer would repeat its
-    /// four-tuple). [`NetError::NoFreePort`] when every port of the range is taken.
+    /// four-tuple), and on one pair of a device that places flows by hash, ports whose
+    /// replies would land on another pair ([`replies_land_here`](Self::replies_land_here)).
+    /// [`NetError::NoFreePort`] when every port of the range is taken.
     fn ephemeral_port(&mut self, remote: Endpoint) -> Result<u16, NetError> {
         let used: Vec<u16> = self
             .sockets
@@ -1274,11 +1299,27 @@ impl Stack {
         for _ in 0..count {
             let port = first + (offset.wrapping_add(self.port_counter) % count) as u16;
             self.port_counter = self.port_counter.wrapping_add(1);
-            if !used.contains(&port) && !self.tcp_port_taken(port) {
+            if !used.contains(&port)
+                && !self.tcp_port_taken(port)
+                && self.replies_land_here(remote.address, Some((remote.port, port)))
+            {
                 return Ok(port);
             }
         }
         Err(NetError::NoFreePort)
+    }
+
+    /// Whether the NIC puts an IPv4 frame from `peer` to this stack's address (a TCP
+    /// segment with `tcp_ports`, the peer's first) on this stack's queue pair: always,
+    /// but on one pair of a device that places flows by a hash (RSS on the 82574,
+    /// split by [`crate::attach_cores`]), where the hash decides.
+    fn replies_land_here(&self, peer: Ipv4Addr, tcp_ports: Option<(u16, u16)>) -> bool {
+        match (&self.steered_pair, self.iface.ipv4_addr()) {
+            (Some((steering, pair)), Some(address)) => {
+                steering.pair_of(peer, address, tcp_ports) == *pair
+            }
+            _ => true,
+        }
     }
 
     /// Whether the connection's handshake is done and it can carry data both ways.
@@ -1311,7 +1352,8 @@ impl Stack {
     }
 
     /// Queues an echo request to `to` with sequence number `seq` carrying `data` (up
-    /// to [`PING_MAX_DATA`] bytes).
+    /// to [`PING_MAX_DATA`] bytes); [`NetError::RepliesToAnotherPair`] on a stack of one
+    /// queue pair whose device puts `to`'s replies on another.
     pub fn ping_send(
         &mut self,
         socket: &PingSocket,
@@ -1324,6 +1366,9 @@ impl Stack {
         }
         if self.address().is_none() {
             return Err(NetError::NoAddress);
+        }
+        if !self.replies_land_here(to, None) {
+            return Err(NetError::RepliesToAnotherPair);
         }
         let request = Icmpv4Repr::EchoRequest {
             ident: socket.ident,
@@ -1414,7 +1459,10 @@ impl Stack {
     /// Queues `data` as one datagram to `to`; [`NetError::WouldBlock`] when the send
     /// buffer is full, [`NetError::TooLarge`] when it can never fit (in the buffer, or
     /// in one frame: 1472 bytes on a 1500-byte MTU),
-    /// [`NetError::Unreachable`] when `to` is unusable.
+    /// [`NetError::Unreachable`] when `to` is unusable,
+    /// [`NetError::RepliesToAnotherPair`] on a stack of one queue pair whose device puts
+    /// `to`'s datagrams on another (an answer to a datagram this stack received always
+    /// lands here: the device hashes the same addresses).
     pub fn send_to(
         &mut self,
         socket: &UdpSocket,
@@ -1423,6 +1471,9 @@ impl Stack {
     ) -> Result<(), NetError> {
         if self.address().is_none() {
             return Err(NetError::NoAddress);
+        }
+        if !self.replies_land_here(to.address, None) {
+            return Err(NetError::RepliesToAnotherPair);
         }
         // IP fragmentation is not compiled in, so a datagram must fit in one frame
         // (smoltcp would drop a larger one silently).

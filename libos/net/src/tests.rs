@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 
 use rexo_api::device::PAIR_BROKEN;
-use rexo_api::{DeviceError, ETHERNET_MAX_FRAME, NetDevice, NetInfo};
+use rexo_api::{
+    DeviceError, ETHERNET_MAX_FRAME, NetDevice, NetInfo, RSS_EXAMPLE_KEY, ReceiveSteering,
+};
 
 use crate::wire::{Wire, WireEnd, queue_of};
 use crate::{
@@ -1914,6 +1916,8 @@ impl NetDevice for WholeOfPairs {
             link_up: true,
             checksum_offload: false,
             tcp_segmentation: None,
+            receive_steering: None,
+            pair: None,
         }
     }
 
@@ -2126,4 +2130,77 @@ fn a_dns_query_stays_with_its_stack_and_a_dropped_one_frees_its_slot() {
     }
     let mut query = net.a.resolve_start("rexo.test").unwrap();
     assert!(resolved(&mut net, &server, &mut query, table).is_ok());
+}
+
+/// RSS as the 82574 driver programs it: the example key, the table alternating
+/// between the two pairs.
+fn alternating_rss() -> ReceiveSteering {
+    ReceiveSteering {
+        key: RSS_EXAMPLE_KEY,
+        table: core::array::from_fn(|entry| (entry % 2) as u8),
+    }
+}
+
+/// A's end as pair `pair` of a two-pair device with [`alternating_rss`]: A receives
+/// only what RSS places on that pair.
+fn steered_net(pair: usize) -> Net {
+    let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    Net::joined((wire, a.as_steered_pair(alternating_rss(), pair), b), 0)
+}
+
+#[test]
+fn a_stack_of_one_steered_pair_connects_from_ports_whose_replies_land_on_it() {
+    for pair in 0..2 {
+        let mut net = steered_net(pair);
+        let _listener = net.b.listen(7, 16, TcpOptions::default()).unwrap();
+        let to_b = Endpoint {
+            address: B,
+            port: 7,
+        };
+        let clients: Vec<Connection> = (0..16)
+            .map(|_| net.a.connect(to_b, TcpOptions::default()).unwrap())
+            .collect();
+        for _ in 0..100 {
+            net.step();
+        }
+        let established = clients.iter().filter(|c| net.a.is_established(c)).count();
+        assert_eq!(established, clients.len(), "pair {pair}");
+    }
+}
+
+#[test]
+fn a_stack_of_one_steered_pair_refuses_what_would_be_answered_on_another() {
+    // ICMP, UDP and DNS are placed by their addresses only: B's answers land on `home`.
+    let home = alternating_rss().pair_of(B, A, None);
+    let to_b = Endpoint {
+        address: B,
+        port: 9,
+    };
+    let mut net = steered_net(home);
+    let ping = net.a.ping_open(1);
+    net.a.ping_send(&ping, B, 1, b"rexo").unwrap();
+    let udp = net.a.udp_bind(9, UdpOptions::default()).unwrap();
+    net.a.send_to(&udp, b"rexo", to_b).unwrap();
+    assert!(net.a.resolve_start("rexo.test").is_ok());
+    let mut replies = None;
+    for _ in 0..20 {
+        net.step();
+        replies = replies.or(net.a.ping_recv(&ping, b"rexo"));
+    }
+    assert!(replies.is_some_and(|reply| reply.intact));
+    let mut net = steered_net(1 - home);
+    let ping = net.a.ping_open(1);
+    assert_eq!(
+        net.a.ping_send(&ping, B, 1, b"rexo"),
+        Err(NetError::RepliesToAnotherPair)
+    );
+    let udp = net.a.udp_bind(9, UdpOptions::default()).unwrap();
+    assert_eq!(
+        net.a.send_to(&udp, b"rexo", to_b),
+        Err(NetError::RepliesToAnotherPair)
+    );
+    assert_eq!(
+        net.a.resolve_start("rexo.test").err(),
+        Some(NetError::RepliesToAnotherPair)
+    );
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 
 use rexo_api::device::{ETHERNET_MAX_FRAME, internet_checksum, transport_checksum};
-use rexo_api::{DeviceError, NetDevice, NetInfo};
+use rexo_api::{DeviceError, NetDevice, NetInfo, ReceiveSteering};
 
 /// One direction of the wire: frames sent and not yet carried, and frames arrived.
 #[derive(Default)]
@@ -50,6 +50,8 @@ pub struct WireEnd {
     tcp_segmentation: Option<usize>,
     /// Frames to segment the end holds before [`DeviceError::QueueFull`].
     segmentation_buffers: usize,
+    /// The device's RSS and which of its pairs the end is ([`WireEnd::as_steered_pair`]).
+    steered_pair: Option<(ReceiveSteering, usize)>,
 }
 
 impl WireEnd {
@@ -82,6 +84,36 @@ impl WireEnd {
         self.queues = queues.max(1);
         self
     }
+}
+
+impl WireEnd {
+    /// The end as pair `pair` of a device that places flows by `steering` (one handle
+    /// of an 82574 split by [`NetDevice::split_queues`]): it receives only the IPv4
+    /// frames `steering` places on `pair` (the others went to another pair, whose stack
+    /// is not on this wire: they are lost here) and every other frame (ARP, which the
+    /// stacks of a split interface share).
+    pub fn as_steered_pair(mut self, steering: ReceiveSteering, pair: usize) -> Self {
+        self.steered_pair = Some((steering, pair));
+        self
+    }
+}
+
+/// Whether `steering` places `frame` on `pair` (true for a frame that is not IPv4).
+fn steered_to(frame: &[u8], steering: &ReceiveSteering, pair: usize) -> bool {
+    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
+        return true;
+    }
+    let ip = &frame[14..];
+    let address = |at: usize| core::net::Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]);
+    let header = usize::from(ip[0] & 0x0F) * 4;
+    let ports = match ip.get(header..header + 4) {
+        Some(ports) if ip[9] == 6 => Some((
+            u16::from_be_bytes([ports[0], ports[1]]),
+            u16::from_be_bytes([ports[2], ports[3]]),
+        )),
+        _ => None,
+    };
+    steering.pair_of(address(12), address(16), ports) == pair
 }
 
 /// The receive queue of `queues` that a frame's flow lands on: a hash of the IPv4
@@ -127,6 +159,7 @@ impl Wire {
                 checksum_offload: false,
                 tcp_segmentation: None,
                 segmentation_buffers: usize::MAX,
+                steered_pair: None,
             };
         let (end_a, end_b) = (end(a, &a_to_b, &b_to_a), end(b, &b_to_a, &a_to_b));
         (Wire { a_to_b, b_to_a }, end_a, end_b)
@@ -176,6 +209,11 @@ impl NetDevice for WireEnd {
             link_up: true,
             checksum_offload: self.checksum_offload,
             tcp_segmentation: self.tcp_segmentation,
+            receive_steering: self
+                .steered_pair
+                .as_ref()
+                .map(|(steering, _)| steering.clone()),
+            pair: self.steered_pair.as_ref().map(|&(_, pair)| pair),
         }
     }
 
@@ -204,6 +242,11 @@ impl NetDevice for WireEnd {
             // Longer than this NIC's largest frame: dropped, not delivered, as the
             // drivers do.
             if frame.len() > ETHERNET_MAX_FRAME {
+                continue;
+            }
+            if let Some((steering, pair)) = &self.steered_pair
+                && !steered_to(&frame, steering, *pair)
+            {
                 continue;
             }
             deliver(&frame);
