@@ -74,6 +74,10 @@ pub struct Counters {
     /// ([`PAIR_BROKEN`](rexo_api::device::PAIR_BROKEN)) and had the whole device reset
     /// (a stack per queue pair, [`crate::attach_cores`]; frames in flight then are lost).
     pub pair_resets: u64,
+    /// DHCP leases refused because no host could use them (a prefix of 0, a router off
+    /// the address's network, the network's own or broadcast address as the address);
+    /// the stack asks for another.
+    pub dhcp_leases_refused: u64,
 }
 
 impl core::ops::AddAssign for Counters {
@@ -91,6 +95,7 @@ impl core::ops::AddAssign for Counters {
         self.segmented_by_nic += other.segmented_by_nic;
         self.segmented_by_stack += other.segmented_by_stack;
         self.pair_resets += other.pair_resets;
+        self.dhcp_leases_refused += other.dhcp_leases_refused;
     }
 }
 

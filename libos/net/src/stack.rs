@@ -934,18 +934,39 @@ impl Stack {
         self.backlog.tso().map_or(0, Tso::raised)
     }
 
-    /// Applies what the DHCP client learnt.
+    /// Applies what the DHCP client learnt. A lease a fixed configuration could not
+    /// have ([`Ipv4Config::check`], as [`Stack::start`] checks one; its first DNS server
+    /// is the one the stack keeps) is refused and counted
+    /// ([`Counters::dhcp_leases_refused`]), and the client asks again from the start:
+    /// an address taken here is one [`into_parts`](Self::into_parts) hands on and
+    /// [`crate::attach_cores`] builds its stacks with.
     fn poll_dhcp(&mut self) {
         let Some(handle) = self.dhcp else {
             return;
         };
-        let lease = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+        let socket = self.sockets.get_mut::<dhcpv4::Socket>(handle);
+        let lease = match socket.poll() {
             None => return,
-            Some(dhcpv4::Event::Configured(config)) => Some((
-                config.address,
-                config.router,
-                config.dns_servers.iter().copied().collect::<Vec<_>>(),
-            )),
+            Some(dhcpv4::Event::Configured(config)) => {
+                let lease = Ipv4Config {
+                    address: config.address.address(),
+                    prefix: config.address.prefix_len(),
+                    router: config.router,
+                    dns: config.dns_servers.first().copied(),
+                };
+                if lease.check().is_err() {
+                    // Forgets the lease (the next poll deconfigures the stack, if an
+                    // earlier lease configured it) and discovers again.
+                    socket.reset();
+                    self.counters.dhcp_leases_refused += 1;
+                    return;
+                }
+                Some((
+                    config.address,
+                    config.router,
+                    config.dns_servers.iter().copied().collect::<Vec<_>>(),
+                ))
+            }
             Some(dhcpv4::Event::Deconfigured) => None,
         };
         match lease {

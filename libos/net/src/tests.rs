@@ -1795,6 +1795,7 @@ fn counters_of_several_stacks_add_field_by_field() {
         segmented_by_nic: 10 * k,
         segmented_by_stack: 11 * k,
         pair_resets: 12 * k,
+        dhcp_leases_refused: 13 * k,
     };
     let mut sum = one(1);
     sum += one(2);
@@ -2203,4 +2204,151 @@ fn a_stack_of_one_steered_pair_refuses_what_would_be_answered_on_another() {
         net.a.resolve_start("rexo.test").err(),
         Some(NetError::RepliesToAnotherPair)
     );
+}
+
+/// A DHCP server's answer to the client's `request` (a frame from the client): `kind`
+/// offering or acknowledging `address` with `mask` and `router`, from 10.0.0.254; none
+/// if `request` is no DHCP request.
+fn dhcp_answer(
+    request: &[u8],
+    kind: smoltcp::wire::DhcpMessageType,
+    (address, mask, router): (Ipv4Addr, Ipv4Addr, Option<Ipv4Addr>),
+) -> Option<Vec<u8>> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        DhcpPacket, DhcpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr,
+        IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    };
+    let ethernet = EthernetFrame::new_checked(request).ok()?;
+    let ip = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
+    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+    if udp.dst_port() != 67 {
+        return None;
+    }
+    let dhcp = DhcpPacket::new_checked(udp.payload()).ok()?;
+    let asked = DhcpRepr::parse(&dhcp).ok()?;
+    let server = Ipv4Addr::new(10, 0, 0, 254);
+    let answer = DhcpRepr {
+        message_type: kind,
+        transaction_id: asked.transaction_id,
+        secs: 0,
+        client_hardware_address: asked.client_hardware_address,
+        client_ip: Ipv4Addr::UNSPECIFIED,
+        your_ip: address,
+        server_ip: server,
+        router,
+        subnet_mask: Some(mask),
+        relay_agent_ip: Ipv4Addr::UNSPECIFIED,
+        broadcast: true,
+        requested_ip: None,
+        client_identifier: None,
+        server_identifier: Some(server),
+        parameter_request_list: None,
+        dns_servers: None,
+        max_size: None,
+        lease_duration: Some(3600),
+        renew_duration: None,
+        rebind_duration: None,
+        additional_options: &[],
+    };
+    let (source, destination) = (
+        IpAddress::Ipv4(server),
+        IpAddress::Ipv4(Ipv4Addr::BROADCAST),
+    );
+    let udp_repr = UdpRepr {
+        src_port: 67,
+        dst_port: 68,
+    };
+    let udp_len = udp_repr.header_len() + answer.buffer_len();
+    let ip_repr = Ipv4Repr {
+        src_addr: server,
+        dst_addr: Ipv4Addr::BROADCAST,
+        next_header: IpProtocol::Udp,
+        payload_len: udp_len,
+        hop_limit: 64,
+    };
+    let mut frame = vec![0u8; 14 + ip_repr.buffer_len() + udp_len];
+    let mut out = EthernetFrame::new_unchecked(&mut frame[..]);
+    EthernetRepr {
+        src_addr: EthernetAddress([2, 0, 0, 0, 0, 0xfe]),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Ipv4,
+    }
+    .emit(&mut out);
+    let caps = ChecksumCapabilities::default();
+    let mut ip_out = Ipv4Packet::new_unchecked(out.payload_mut());
+    ip_repr.emit(&mut ip_out, &caps);
+    let mut udp_out = UdpPacket::new_unchecked(ip_out.payload_mut());
+    udp_repr.emit(
+        &mut udp_out,
+        &source,
+        &destination,
+        answer.buffer_len(),
+        |payload| {
+            answer
+                .emit(&mut DhcpPacket::new_unchecked(payload))
+                .expect("the answer fits");
+        },
+        &caps,
+    );
+    Some(frame)
+}
+
+#[test]
+fn a_dhcp_lease_no_host_could_use_is_refused_and_a_good_one_taken() {
+    use smoltcp::wire::DhcpMessageType::{Ack, Offer};
+    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let mut stack = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let mask = Ipv4Addr::new(255, 255, 255, 0);
+    let good = (
+        Ipv4Addr::new(10, 0, 0, 5),
+        mask,
+        Some(Ipv4Addr::new(10, 0, 0, 254)),
+    );
+    let bad_leases = [
+        // The router off the address's network.
+        (good.0, mask, Some(Ipv4Addr::new(10, 0, 1, 1))),
+        // A prefix of 0.
+        (good.0, Ipv4Addr::UNSPECIFIED, good.2),
+        // The network's broadcast address.
+        (Ipv4Addr::new(10, 0, 0, 255), mask, good.2),
+    ];
+    let mut now_ns = 0;
+    // Serves each lease in turn (an offer, then an acknowledgement to the request),
+    // stepping until the stack took or refused it.
+    let mut serve = |stack: &mut Stack, lease| {
+        let refused = stack.counters().dhcp_leases_refused;
+        for _ in 0..200 {
+            stack.poll(now_ns).unwrap();
+            let mut sent = Vec::new();
+            wire.carry(|frame| {
+                sent.push(frame.to_vec());
+                false
+            });
+            for request in sent {
+                for kind in [Offer, Ack] {
+                    if let Some(answer) = dhcp_answer(&request, kind, lease) {
+                        wire.deliver_to_a(answer);
+                    }
+                }
+            }
+            now_ns += 10_000_000;
+            if stack.address().is_some() || stack.counters().dhcp_leases_refused > refused {
+                return;
+            }
+        }
+        panic!("the stack neither took nor refused {lease:?}");
+    };
+    for (round, lease) in bad_leases.into_iter().enumerate() {
+        serve(&mut stack, lease);
+        assert_eq!(stack.address(), None, "{lease:?}");
+        assert_eq!(stack.counters().dhcp_leases_refused, round as u64 + 1);
+    }
+    serve(&mut stack, good);
+    assert_eq!(stack.address(), Some((good.0, 24)));
+    assert_eq!(stack.gateway(), good.2);
+    // What the stack took, a per-pair stack takes too (`attach_cores`).
+    let (_nic, config) = stack.into_parts();
+    let end = Box::new(Wire::new([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8], 8).1);
+    assert!(Stack::start(end, 0, config.unwrap(), 0).is_ok());
 }
