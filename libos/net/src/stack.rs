@@ -181,7 +181,8 @@ pub enum NetError {
     /// of the pair its frames land on.
     RepliesToAnotherPair,
     /// Every local port of the dynamic range (49152-65535) is in use by a listener, our
-    /// own TCP or a live connection: no outgoing connection can be opened.
+    /// own TCP or a live connection, or, on one queue pair of an RSS device, lands its
+    /// replies on another pair: no outgoing connection can be opened.
     NoFreePort,
     /// The socket's send buffer is full; poll and try again.
     WouldBlock,
@@ -215,7 +216,10 @@ impl fmt::Display for NetError {
             Self::RepliesToAnotherPair => f.write_str(
                 "the device puts that peer's replies on another queue pair's stack (RSS)",
             ),
-            Self::NoFreePort => f.write_str("every local port 49152-65535 is in use"),
+            Self::NoFreePort => f.write_str(
+                "every local port 49152-65535 is in use or, on one queue pair of an RSS device, \
+                 lands its replies on another pair",
+            ),
             Self::WouldBlock => f.write_str("the send buffer is full"),
         }
     }
@@ -1049,8 +1053,9 @@ impl Stack {
             // TIME-WAIT's 2*MSL keeps stray segments of an old connection out of a new
             // one on the same four-tuple. Accepted connections' tuples are the clients'
             // choice, and outgoing ones take local ports so that one peer sees a port
-            // again only after 16,384 connections (`ephemeral_port`): the socket can go
-            // at once.
+            // again only after 16,384 ports tried (`ephemeral_port`): at most 16,384
+            // connections, about half that on one RSS pair, which skips the ports whose
+            // replies land on the other: the socket can go at once.
             let done = matches!(state, tcp::State::Closed | tcp::State::TimeWait);
             if done {
                 sockets.remove(handle);
