@@ -47,7 +47,8 @@ pub struct Counters {
     pub tx_frames: u64,
     /// Bytes of those frames.
     pub tx_bytes: u64,
-    /// Replies made while a received frame was processed, copied from staging to the NIC.
+    /// Replies made while a received frame was processed, copied from staging to the NIC
+    /// (or to the stack's backlog, to go later; a reply dropped is not counted).
     pub replies_copied: u64,
     /// Bytes of those replies: the only bytes the adapter copies.
     pub reply_bytes_copied: u64,
@@ -178,6 +179,7 @@ impl Staging {
                 }
                 Err(DeviceError::QueueFull) if backlog.frames.len() >= backlog.replies_at_most => {
                     counters.tx_dropped += 1;
+                    continue;
                 }
                 Err(DeviceError::QueueFull) => {
                     let held = backlog.hold(counters, len, Kind::Small { offload });
@@ -186,9 +188,16 @@ impl Staging {
                         tso::clamp_syn(held, mss);
                     }
                 }
-                Err(DeviceError::Revoked) => outcome = Err(DeviceError::Revoked),
-                Err(_) => counters.tx_dropped += 1,
+                Err(DeviceError::Revoked) => {
+                    outcome = Err(DeviceError::Revoked);
+                    continue;
+                }
+                Err(_) => {
+                    counters.tx_dropped += 1;
+                    continue;
+                }
             }
+            // Copied: to the NIC, or into the backlog to go later.
             counters.replies_copied += 1;
             counters.reply_bytes_copied += len as u64;
         }

@@ -650,6 +650,14 @@ fn a_ping_flood_while_the_ring_is_full_holds_a_batch_of_replies_at_most() {
         10_000,
         "held {held} dropped {dropped}"
     );
+    // Only the replies sent or held were copied; the dropped ones were not.
+    let copied = after.replies_copied - before.replies_copied;
+    assert_eq!(copied, 256 + held);
+    let reply_len = 14 + 20 + 8 + data.len() as u64;
+    assert_eq!(
+        after.reply_bytes_copied - before.reply_bytes_copied,
+        copied * reply_len
+    );
     // Once the wire moves, the held replies go and pings are answered again.
     let mut replies = 0;
     net.wire.carry(|frame| {
