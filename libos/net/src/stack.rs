@@ -1338,14 +1338,20 @@ impl Stack {
     /// Whether the NIC puts an IPv4 frame from `peer` to this stack's address (a TCP
     /// segment with `tcp_ports`, the peer's first) on this stack's queue pair: always,
     /// but on one pair of a device that places flows by a hash (RSS on the 82574,
-    /// split by [`crate::attach_cores`]), where the hash decides.
+    /// split by [`crate::attach_cores`]), where the hash decides. A broadcast (limited
+    /// or the network's) or multicast `peer` is not hashed: the replies to it come
+    /// from other hosts, each from its own address, and no pair can be promised them.
     fn replies_land_here(&self, peer: Ipv4Addr, tcp_ports: Option<(u16, u16)>) -> bool {
-        match (&self.steered_pair, self.iface.ipv4_addr()) {
-            (Some((steering, pair)), Some(address)) => {
-                steering.pair_of(peer, address, tcp_ports) == *pair
-            }
-            _ => true,
+        let (Some((steering, pair)), Some((address, prefix))) =
+            (&self.steered_pair, self.address())
+        else {
+            return true;
+        };
+        let network_broadcast = Ipv4Cidr::new(address, prefix).broadcast();
+        if peer.is_broadcast() || peer.is_multicast() || network_broadcast == Some(peer) {
+            return true;
         }
+        steering.pair_of(peer, address, tcp_ports) == *pair
     }
 
     /// Whether the connection's handshake is done and it can carry data both ways.
@@ -1379,7 +1385,8 @@ impl Stack {
 
     /// Queues an echo request to `to` with sequence number `seq` carrying `data` (up
     /// to [`PING_MAX_DATA`] bytes); [`NetError::RepliesToAnotherPair`] on a stack of one
-    /// queue pair whose device puts `to`'s replies on another.
+    /// queue pair whose device puts `to`'s replies on another (never for a broadcast or
+    /// multicast `to`, whose replies come from other hosts).
     pub fn ping_send(
         &mut self,
         socket: &PingSocket,
@@ -1488,7 +1495,8 @@ impl Stack {
     /// [`NetError::Unreachable`] when `to` is unusable,
     /// [`NetError::RepliesToAnotherPair`] on a stack of one queue pair whose device puts
     /// `to`'s datagrams on another (an answer to a datagram this stack received always
-    /// lands here: the device hashes the same addresses).
+    /// lands here: the device hashes the same addresses; a broadcast or multicast `to`
+    /// is never refused, its answers coming from other hosts).
     pub fn send_to(
         &mut self,
         socket: &UdpSocket,

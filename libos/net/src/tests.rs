@@ -2214,6 +2214,27 @@ fn a_stack_of_one_steered_pair_refuses_what_would_be_answered_on_another() {
     );
 }
 
+#[test]
+fn a_stack_of_one_steered_pair_sends_broadcasts_and_multicasts_from_any_pair() {
+    // Answers to these come from other hosts: no hash of the destination places them.
+    for to in [
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(10, 0, 0, 255),
+        Ipv4Addr::new(224, 0, 0, 1),
+    ] {
+        // The pair the hash of `to` would not pick.
+        let mut net = steered_net(1 - alternating_rss().pair_of(to, A, None));
+        let ping = net.a.ping_open(1);
+        assert_eq!(net.a.ping_send(&ping, to, 1, b"rexo"), Ok(()), "{to}");
+        let udp = net.a.udp_bind(9, UdpOptions::default()).unwrap();
+        let endpoint = Endpoint {
+            address: to,
+            port: 9,
+        };
+        assert_eq!(net.a.send_to(&udp, b"rexo", endpoint), Ok(()), "{to}");
+    }
+}
+
 /// A DHCP server's answer to the client's `request` (a frame from the client): `kind`
 /// offering or acknowledging `address` with `mask` and `router`, from 10.0.0.254; none
 /// if `request` is no DHCP request.
