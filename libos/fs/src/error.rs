@@ -66,7 +66,7 @@ pub enum FsError {
         bytes: u64,
     },
     /// The file system is mounted read-only ([`crate::FileSystem::mount_read_only`]):
-    /// why (what its check found).
+    /// why: what its check found, or the failed write of its journal home.
     ReadOnly(String),
 }
 

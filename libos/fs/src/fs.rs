@@ -78,7 +78,8 @@ pub struct FileSystem<D: BlockStore> {
     /// Where a file without blocks gets its first one, while [`FileSystem::replace_after`]
     /// runs (else just after its directory entry's block).
     placement: Option<u64>,
-    /// Why the file system is mounted read-only, if it is.
+    /// Why the file system is mounted read-only, if it is: what its check found, or the
+    /// failed write of its journal home.
     read_only: Option<String>,
     /// This mount's number (handles remember it: see [`crate::File`]).
     pub(crate) mount: u64,
@@ -637,7 +638,8 @@ impl<D: BlockStore> FileSystem<D> {
         }
     }
 
-    /// Whether the file system is mounted read-only ([`FileSystem::mount_read_only`]).
+    /// Whether the file system is mounted read-only ([`FileSystem::mount_read_only`]),
+    /// because its check found damage or the write of its journal home failed.
     pub fn is_read_only(&self) -> bool {
         self.read_only.is_some()
     }
