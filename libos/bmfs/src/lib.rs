@@ -390,7 +390,8 @@ impl<D: Disk> Volume<D> {
     /// goes over the file's own blocks, so a file that is not empty is first stored with
     /// size 0 (flushed), then the data is written and flushed, then the new size: a crash
     /// or disk error leaves the old file (before the size 0 is stored), an empty file, or
-    /// the new file, never the old size over mixed bytes.
+    /// the new file, never the old size over mixed bytes. Empty `data` only stores the
+    /// size 0, once.
     pub fn write(&mut self, name: &str, data: &[u8]) -> Result<(), BmfsError> {
         let index = self.index(name)?;
         let entry = self.records[index].clone().expect("found");
@@ -400,6 +401,9 @@ impl<D: Disk> Volume<D> {
                 size: data.len() as u64,
                 capacity,
             });
+        }
+        if data.is_empty() {
+            return self.store(index, Some(Entry { size: 0, ..entry }));
         }
         if entry.size > 0 {
             self.store(

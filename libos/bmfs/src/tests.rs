@@ -448,6 +448,20 @@ fn a_failed_change_leaves_the_directory_in_memory_as_on_disk() {
 }
 
 #[test]
+fn emptying_a_file_writes_its_directory_record_once() {
+    let mut volume = Volume::format(FailingAfter::new(disk(16), u64::MAX)).unwrap();
+    volume.create("a", 2).unwrap();
+    volume.write("a", b"kept").unwrap();
+    // Room for one record's write, no more.
+    let budget = Rc::clone(&volume.disk.budget);
+    budget.set(RECORD as u64);
+    volume.write("a", b"").unwrap();
+    assert_eq!(volume.find("a").unwrap().size, 0);
+    let mut volume = Volume::open(volume.into_disk().disk).unwrap();
+    assert_eq!(volume.read("a").unwrap(), b"");
+}
+
+#[test]
 fn the_directory_ends_at_the_first_name_starting_with_byte_0() {
     // What another BMFS tool may leave after the end marker: a record overlapping "a"
     // and one with a corrupt name. Neither is part of the directory.
