@@ -22,13 +22,6 @@ use alloc::vec::Vec;
 
 use rexo_api::device::ETHERNET_MAX_FRAME;
 
-/// Clears every lent part (a shared interface's frame, every time).
-pub(crate) fn clear_parts(parts: &mut [&mut [u8]]) {
-    for part in parts.iter_mut() {
-        part.fill(0);
-    }
-}
-
 /// The ranges of transmit memory (by address) cleared for one holder under one
 /// exclusive lease of a network interface (or one queue pair of it). Only that holder
 /// writes them while the lease lasts, so a range cleared once holds only zeros or that
@@ -121,14 +114,8 @@ mod tests {
     impl NetDevice for Stale {
         fn info(&self) -> NetInfo {
             NetInfo {
-                mac: [2, 0, 0, 0, 0, 1],
-                max_frame: ETHERNET_MAX_FRAME,
-                queues: 1,
-                link_up: true,
-                checksum_offload: false,
                 tcp_segmentation: Some(SEGMENTED),
-                receive_steering: None,
-                pair: None,
+                ..crate::tests::Counting(0, None).info()
             }
         }
         fn receive(

@@ -234,16 +234,12 @@ fn arp_reply(request: &[u8], mac: [u8; 6]) -> Vec<u8> {
 /// or whose Ethernet source is a group address, rather than answer a whole group.
 fn answerable_source(source: [u8; 4], source_mac: [u8; 6], address: Ipv4Config) -> bool {
     let ip = core::net::Ipv4Addr::from(source);
-    let host_bits = u32::MAX.checked_shr(u32::from(address.prefix)).unwrap_or(0);
-    // /31 and /32 have no broadcast address of their own.
-    let subnet_broadcast = (address.prefix <= 30)
-        .then(|| core::net::Ipv4Addr::from(address.address.to_bits() | host_bits));
     let group_mac = source_mac[0] & 1 != 0;
     !(ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
         || ip.is_broadcast()
-        || subnet_broadcast == Some(ip)
+        || address.broadcast() == Some(ip)
         || group_mac)
 }
 
@@ -573,7 +569,7 @@ impl NetDevice for Bound {
         calling_app(self.binder, |app| {
             self.send_checked(|nic, permits| {
                 nic.send_segments(queue, segments, offload, &mut |parts| {
-                    crate::lent::clear_parts(parts);
+                    parts.iter_mut().for_each(|part| part.fill(0));
                     app.run(|| fill(parts)).unwrap_or(false)
                         && permits(parts.first().map_or(&[][..], |part| &**part))
                 })
@@ -649,13 +645,7 @@ pub(crate) mod tests {
         fn info(&self) -> NetInfo {
             NetInfo {
                 mac: MAC,
-                max_frame: rexo_api::device::ETHERNET_MAX_FRAME,
-                queues: 1,
-                link_up: true,
-                checksum_offload: false,
-                tcp_segmentation: None,
-                receive_steering: None,
-                pair: None,
+                ..crate::tests::Counting(0, None).info()
             }
         }
         fn receive(

@@ -218,7 +218,8 @@ impl Ipv4Config {
         let on_network = |a: Ipv4Addr| {
             let host_bits = u32::from(a) & !mask;
             (u32::from(a) ^ u32::from(address)) & mask == 0
-                && (prefix > 30 || (host_bits != 0 && host_bits != !mask))
+                && (prefix > 30 || host_bits != 0)
+                && Some(a) != self.broadcast()
         };
         if !host(address) {
             return Err("the address is not a unicast host address");
@@ -236,6 +237,13 @@ impl Ipv4Config {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The address's network's broadcast address (all host bits set); `None` on /31
+    /// and /32, which have none of their own.
+    pub fn broadcast(&self) -> Option<Ipv4Addr> {
+        let host_bits = u32::MAX.checked_shr(u32::from(self.prefix)).unwrap_or(0);
+        (self.prefix <= 30).then(|| Ipv4Addr::from(self.address.to_bits() | host_bits))
     }
 }
 
