@@ -33,11 +33,6 @@ pub enum Stray {
 impl Stray {
     /// Causes there are: [`Self::UnhandledType`]'s index plus one (it stays the last).
     const COUNT: usize = Self::UnhandledType as usize + 1;
-
-    /// This cause's slot in [`StrayEvents`].
-    fn index(self) -> usize {
-        self as usize
-    }
 }
 
 impl fmt::Display for Stray {
@@ -68,7 +63,7 @@ impl StrayEvents {
     /// Counts one event of `cause`; returns how many of that cause there were so far
     /// when this one is to be logged.
     pub fn count(&mut self, cause: Stray) -> Option<u32> {
-        let seen = &mut self.seen[cause.index()];
+        let seen = &mut self.seen[cause as usize];
         *seen = seen.saturating_add(1);
         seen.is_power_of_two().then_some(*seen)
     }
