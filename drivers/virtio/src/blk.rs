@@ -111,8 +111,8 @@ const GIVEN_UP: DeviceError = DeviceError::Failed(
     "virtio-blk: the device did not come back from a reset, or stayed stuck through resets \
      (given up)",
 );
-/// How long the ID request at start may take.
-const ID_TIMEOUT_NS: u64 = 1_000_000_000;
+/// How long the ID request at start may take, in milliseconds.
+const ID_TIMEOUT_MS: u64 = 1_000;
 
 /// Whether this driver takes `function`.
 pub fn matches(function: &Function) -> bool {
@@ -698,22 +698,28 @@ impl VirtioBlk {
         let Ok(tag) = queue.submit(Operation::Identify, 0, &mut |_| true) else {
             return String::new();
         };
-        let mut id = None;
-        loop {
-            // The time first, then the queue: a core that was away past the deadline
-            // still takes an answer that came meanwhile.
-            let late = platform.now_ns() - start >= ID_TIMEOUT_NS;
+        // A device stuck already (a used ring it broke) answers nothing more: the wait
+        // ends there, as at the deadline, with no ID.
+        let id = rexo_devio::wait_for(platform, "the device's ID", ID_TIMEOUT_MS, || {
+            let mut id = None;
             let polled = queue.poll(&|| platform.now_ns(), &mut |done, result| {
                 if done == tag {
                     id = Some(result.map(decode_id).unwrap_or_default());
                 }
             });
-            // A device stuck already (a used ring it broke) answers nothing more.
-            let stuck = !polled.is_ok_and(|polled| polled.stuck.is_none());
-            if id.is_some() || late || stuck {
-                break;
+            match (id, polled) {
+                (Some(id), _) => Ok(Some(id)),
+                (None, Ok(Polled { stuck: None, .. })) => Ok(None),
+                (
+                    None,
+                    Ok(Polled {
+                        stuck: Some(why), ..
+                    }),
+                ) => Err(DeviceError::Failed(why)),
+                (None, Err(e)) => Err(e),
             }
-        }
+        })
+        .ok();
         // A device that did not answer keeps the slot until it does (or is reset).
         if id.is_none() {
             for slot in &mut queue.slots {
@@ -1092,11 +1098,12 @@ mod tests {
         let data = platform.device_view(&queue.data[0]);
         let readings = AtomicU32::new(0);
         platform.on_clock_reading(move || {
-            // Reading 0 is the start, 1 the first look at the clock, 2 the first poll's
-            // (the request, slot 0, is published by then). At reading 3 the core comes
-            // back from far past the deadline, and the device has answered meanwhile.
+            // Reading 0 is identify's start, 1 the wait's start, 2 the first poll's (the
+            // request, slot 0, is published by then). At reading 3, the wait's first look
+            // at the clock, the core comes back from far past the deadline, and the device
+            // has answered meanwhile.
             if readings.fetch_add(1, Ordering::Relaxed) == 3 {
-                platform.advance_clock(2 * ID_TIMEOUT_NS);
+                platform.advance_clock(2 * ID_TIMEOUT_MS * 1_000_000);
                 for (at, &byte) in b"serial-1".iter().enumerate() {
                     data.write8(at, byte);
                 }
