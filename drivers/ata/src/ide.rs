@@ -1053,18 +1053,21 @@ mod tests {
     fn a_reset_selects_the_master_before_it_begins() {
         let (disk, command, control) = pio_disk(1 << 20);
         assert_eq!(disk.channel.reset(), Ok(()));
+        // The writes of both blocks in the order they were made (0 the command block's,
+        // 1 the control block's).
+        let writes = FakePorts::take_writes_of(&[&command, &control]);
+        let first_to = |window| writes.iter().position(|&(to, _)| to == window);
+        let (select, srst) = (first_to(0), first_to(1));
         assert_eq!(
-            command.take_writes().first(),
-            Some(&writes8(&[(REG_DEVICE, DEVICE_OBSOLETE | drive_bit(0))])[0]),
+            select.map(|at| writes[at].1),
+            Some(writes8(&[(REG_DEVICE, DEVICE_OBSOLETE | drive_bit(0))])[0]),
             "the master selected first"
         );
         assert!(
-            control
-                .take_writes()
-                .first()
-                .is_some_and(|w| w.value & u32::from(CONTROL_SRST) != 0),
+            srst.is_some_and(|at| writes[at].1.value & u32::from(CONTROL_SRST) != 0),
             "then the reset"
         );
+        assert!(select < srst, "the select written before SRST");
     }
 
     #[test]

@@ -156,16 +156,30 @@ impl FakePorts {
 
     /// The writes to this window since the last call, oldest first.
     pub fn take_writes(&self) -> Vec<PortWrite> {
-        let ports = self.window.ports();
+        Self::take_writes_of(&[self])
+            .into_iter()
+            .map(|(_, write)| write)
+            .collect()
+    }
+
+    /// The writes to any of `windows` since the last call, oldest first, each with the
+    /// index in `windows` of the window it went to (its offset is in that window): the
+    /// order between writes to different windows, which [`take_writes`](Self::take_writes)
+    /// on each loses (a device's command and control blocks, say). Takes them as
+    /// `take_writes` on each window would.
+    pub fn take_writes_of(windows: &[&Self]) -> Vec<(usize, PortWrite)> {
+        let ranges: Vec<_> = windows.iter().map(|ports| ports.window.ports()).collect();
+        let window_of = |port: u16| ranges.iter().position(|ports| ports.contains(&port));
         let mut space = port_space();
         let (mine, others) = core::mem::take(&mut space.writes)
             .into_iter()
-            .partition(|(port, _)| ports.contains(port));
+            .partition(|(port, _)| window_of(*port).is_some());
         space.writes = others;
         mine.into_iter()
-            .map(|(port, write)| PortWrite {
-                offset: port - ports.start,
-                ..write
+            .filter_map(|(port, write)| {
+                let window = window_of(port)?;
+                let offset = port - ranges[window].start;
+                Some((window, PortWrite { offset, ..write }))
             })
             .collect()
     }
