@@ -743,7 +743,7 @@ impl VirtioBlk {
     /// yet published are taken back unseen and free their slots, as finished ones do;
     /// the device's keep their slots until it returns them.
     fn forget_requests(&mut self) {
-        let now = self.platform.now_ns();
+        let platform = self.platform;
         for queue in &mut self.queues {
             for head in queue.vq.withdraw_unpublished() {
                 let slot = head / CHAIN;
@@ -756,7 +756,7 @@ impl VirtioBlk {
                     // published it (else counted from now).
                     Slot::Busy { published_at, .. } => {
                         *state = Slot::Abandoned {
-                            since: published_at.unwrap_or(now),
+                            since: published_at.unwrap_or_else(|| platform.now_ns()),
                         }
                     }
                     Slot::Done { .. } => {
