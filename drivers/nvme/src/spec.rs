@@ -313,16 +313,16 @@ pub fn lba_format(namespace: &[u8]) -> Result<(u32, u16), DeviceError> {
         // Below 17 formats bits 6:5 are reserved, and ignored.
         index |= (flbas & FLBAS_INDEX_HIGH) >> 1;
     }
+    if index > last {
+        return Err(DeviceError::BadIndex {
+            what: NAMESPACE_FORMATS,
+            index: index.into(),
+            size: u32::from(last) + 1,
+        });
+    }
+    // Within the page: 64 formats of 4 bytes from byte 128.
     let at = NS_LBA_FORMATS + 4 * usize::from(index);
-    let format =
-        namespace
-            .get(at..at + 4)
-            .filter(|_| index <= last)
-            .ok_or(DeviceError::BadIndex {
-                what: NAMESPACE_FORMATS,
-                index: index.into(),
-                size: u32::from(last) + 1,
-            })?;
+    let format = &namespace[at..at + 4];
     let format = u32::from_le_bytes([format[0], format[1], format[2], format[3]]);
     let lbads = (format >> 16) & 0xFF;
     // Shifted only once in range: a device's LBADS may be up to 255.
