@@ -1310,7 +1310,7 @@ impl Stack {
     /// replies would land on another pair ([`replies_land_here`](Self::replies_land_here)).
     /// [`NetError::NoFreePort`] when every port of the range is taken.
     fn ephemeral_port(&mut self, remote: Endpoint) -> Result<u16, NetError> {
-        let used: Vec<u16> = self
+        let mut used: Vec<u16> = self
             .sockets
             .iter()
             .filter_map(|(_, socket)| match socket {
@@ -1318,6 +1318,8 @@ impl Stack {
                 _ => None,
             })
             .collect();
+        used.sort_unstable();
+        used.dedup();
         let first = *EPHEMERAL_PORTS.start();
         let count = u64::from(*EPHEMERAL_PORTS.end() - first) + 1;
         let peer = u64::from(remote.address.to_bits()) << 16 | u64::from(remote.port);
@@ -1325,7 +1327,7 @@ impl Stack {
         for _ in 0..count {
             let port = first + (offset.wrapping_add(self.port_counter) % count) as u16;
             self.port_counter = self.port_counter.wrapping_add(1);
-            if !used.contains(&port)
+            if used.binary_search(&port).is_err()
                 && !self.tcp_port_taken(port)
                 && self.replies_land_here(remote.address, Some((remote.port, port)))
             {
