@@ -10,7 +10,8 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use rexo_api::device::{internet_checksum, transport_checksum, transport_segment};
+use rexo_api::device::transport_segment;
+use rexo_tcp::checksum::{add, pseudo_header, sum};
 
 /// The smallest peer MSS raised (RFC 879's default); smaller ones are left to smoltcp.
 pub(crate) const MIN_RAISED_MSS: u16 = 536;
@@ -34,15 +35,22 @@ fn tcp_header(frame: &[u8]) -> Option<(usize, usize)> {
 }
 
 /// Whether the TCP checksum of the TCP/IPv4 `frame` is right: its segment's sum with
-/// the pseudo-header's is all ones.
+/// the pseudo-header's is all ones. False for a frame that is not TCP/IPv4 or whose
+/// segment is too short to hold the checksum field.
 fn tcp_checksum_right(frame: &[u8]) -> bool {
-    let (Some(segment), Some(layout)) = (transport_segment(frame), transport_checksum(frame))
-    else {
+    let Some(segment) = transport_segment(frame).filter(|s| s.protocol == 6 && s.len >= 18) else {
         return false;
     };
-    let segment_sum = !internet_checksum(&frame[segment.start..segment.start + segment.len]);
-    let sum = u32::from(layout.seed) + u32::from(segment_sum);
-    (sum & 0xFFFF) + (sum >> 16) == 0xFFFF
+    let (src, dst) = (&frame[26..30], &frame[30..34]);
+    let pseudo = pseudo_header(
+        src.try_into().unwrap_or_default(),
+        dst.try_into().unwrap_or_default(),
+        segment.len,
+    );
+    add(
+        pseudo,
+        sum(&frame[segment.start..segment.start + segment.len]),
+    ) == 0xffff
 }
 
 /// A TCP connection as this end sees it.
@@ -315,6 +323,7 @@ pub(crate) fn clamp_syn(frame: &mut [u8], local_mss: u16) {
 mod tests {
     use super::*;
     use alloc::vec;
+    use rexo_api::device::{internet_checksum, transport_checksum};
 
     /// The address of the end the test frames go to.
     const THIS_END: Option<[u8; 4]> = Some([10, 0, 0, 1]);
