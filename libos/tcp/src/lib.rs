@@ -772,10 +772,15 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Empties the slot `index` and puts it on the free list: what it held.
-    fn free_slot(&mut self, index: usize) -> Option<Conn> {
+    /// Empties the slot `index`, which holds a connection (every caller checked), and
+    /// puts it on the free list: the connection it held.
+    fn free_slot(&mut self, index: usize) -> Conn {
+        let conn = self.slots[index]
+            .conn
+            .take()
+            .expect("free_slot: the caller checked the slot holds a connection");
         self.free.push(index);
-        self.slots[index].conn.take()
+        conn
     }
 
     /// Frees the slot `index` of a connection that left the table once the app has read
@@ -1260,9 +1265,7 @@ impl Endpoint {
             };
             self.accept_queue.remove(queued);
         }
-        let Some(conn) = self.free_slot(index) else {
-            return;
-        };
+        let conn = self.free_slot(index);
         if conn.state != State::TimeWait {
             return;
         }
