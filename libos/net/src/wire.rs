@@ -98,40 +98,71 @@ impl WireEnd {
     }
 }
 
-/// Whether `steering` places `frame` on `pair` (true for a frame that is not IPv4).
-fn steered_to(frame: &[u8], steering: &ReceiveSteering, pair: usize) -> bool {
+/// What places an IPv4 frame's flow on a queue: its addresses, its protocol and the
+/// four bytes after its IP header (a TCP or UDP segment's ports).
+struct Ipv4Flow {
+    /// The source address.
+    source: [u8; 4],
+    /// The destination address.
+    destination: [u8; 4],
+    /// The IP protocol.
+    protocol: u8,
+    /// The four bytes after the IP header, if the frame holds them.
+    ports: Option<[u8; 4]>,
+}
+
+/// The [`Ipv4Flow`] of `frame`; `None` for a frame that is not IPv4 or too short to
+/// hold an IP header.
+fn ipv4_flow(frame: &[u8]) -> Option<Ipv4Flow> {
     if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
-        return true;
+        return None;
     }
     let ip = &frame[14..];
-    let address = |at: usize| core::net::Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]);
     let header = usize::from(ip[0] & 0x0F) * 4;
-    let ports = match ip.get(header..header + 4) {
-        Some(ports) if ip[9] == 6 => Some((
+    let four = |bytes: &[u8]| <[u8; 4]>::try_from(bytes).ok();
+    Some(Ipv4Flow {
+        source: four(&ip[12..16])?,
+        destination: four(&ip[16..20])?,
+        protocol: ip[9],
+        ports: ip.get(header..header + 4).and_then(four),
+    })
+}
+
+/// Whether `steering` places `frame` on `pair` (true for a frame that is not IPv4).
+fn steered_to(frame: &[u8], steering: &ReceiveSteering, pair: usize) -> bool {
+    let Some(flow) = ipv4_flow(frame) else {
+        return true;
+    };
+    let ports = match flow.ports {
+        Some(ports) if flow.protocol == 6 => Some((
             u16::from_be_bytes([ports[0], ports[1]]),
             u16::from_be_bytes([ports[2], ports[3]]),
         )),
         _ => None,
     };
-    steering.pair_of(address(12), address(16), ports) == pair
+    let source = core::net::Ipv4Addr::from(flow.source);
+    let destination = core::net::Ipv4Addr::from(flow.destination);
+    steering.pair_of(source, destination, ports) == pair
 }
 
 /// The receive queue of `queues` that a frame's flow lands on: a hash of the IPv4
 /// addresses and, for TCP and UDP, the ports (the same both ways); queue 0 for every
 /// other frame (ARP), as on a NIC with RSS.
 pub fn queue_of(frame: &[u8], queues: usize) -> usize {
-    let Some(ip) = frame.get(14..).filter(|_| frame[12..14] == [0x08, 0x00]) else {
+    let Some(flow) = ipv4_flow(frame) else {
         return 0;
     };
-    let header = ip.first().map_or(0, |b| usize::from(b & 0x0F) * 4);
-    let Some(addresses) = ip.get(12..20) else {
-        return 0;
+    let ports = match flow.ports {
+        Some(ports) if matches!(flow.protocol, 6 | 17) => ports,
+        _ => [0; 4],
     };
-    let ports = match ip.get(9) {
-        Some(6 | 17) => ip.get(header..header + 4).unwrap_or(&[]),
-        _ => &[],
-    };
-    let sum: usize = addresses.iter().chain(ports).map(|&b| usize::from(b)).sum();
+    let sum: usize = flow
+        .source
+        .iter()
+        .chain(&flow.destination)
+        .chain(&ports)
+        .map(|&b| usize::from(b))
+        .sum();
     sum % queues.max(1)
 }
 
