@@ -134,10 +134,11 @@ fn read_locator_sectors(disk: &mut dyn BlockDevice) -> Result<Vec<u8>, DeviceErr
 /// belong to nobody), nowhere (a copy names a larger disk: it shrank,
 /// [`XnError::WrongDisk`]), or at the disk's end; no table and no locator is a raw disk.
 /// A disk too small for a table is read for its locator all the same (while it reaches
-/// it): one that shrank under [`rexo_xn::MIN_DISK_BYTES`] is damaged, not raw.
+/// it): one that shrank under [`rexo_xn::MIN_DISK_BYTES`] is damaged, not raw. Returns
+/// the locator's sectors read with what was found in them.
 fn find_table(
     disk: &mut dyn BlockDevice,
-) -> Result<Result<rexo_xn::Located, XnError>, DeviceError> {
+) -> Result<(Vec<u8>, Result<rexo_xn::Located, XnError>), DeviceError> {
     let (sectors, size) = geometry(&disk.info());
     let region = read_locator_sectors(disk)?;
     let found = rexo_xn::find(&region, sectors, size, |made_for| {
@@ -152,7 +153,7 @@ fn find_table(
             located.table.sectors()
         );
     }
-    Ok(found)
+    Ok((region, found))
 }
 
 /// Reads the protection of `disk` (idle: nobody holds it): its table ([`find_table`],
@@ -165,9 +166,9 @@ fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
             "disk extent table unreadable: {error}: the disk is refused until a read succeeds"
         );
     };
-    Ok(match find_table(disk).inspect_err(unreadable)? {
+    let (region, found) = find_table(disk).inspect_err(unreadable)?;
+    Ok(match found {
         Ok(located) if located.mend_locator => {
-            let region = read_locator_sectors(disk).inspect_err(unreadable)?;
             match rexo_xn::locator_hazard(&region) {
                 None => mend_locator(disk, located.table),
                 // Something else wrote there (a boot loader in the gap after an MBR): a
