@@ -391,8 +391,7 @@ impl Registry {
                 let disk = disk_of(&mut state.device)?;
                 let (sectors, size) = geometry(&disk.info());
                 let table = Table::format(sectors, size).map_err(refuse)?;
-                let (start, count) = locator_area(disk);
-                let locator = read_sectors(disk, start, count).map_err(ApiError::Device)?;
+                let locator = read_locator_sectors(disk).map_err(ApiError::Device)?;
                 if !force
                     && let Some(hazard) = format_hazard(disk, &locator).map_err(ApiError::Device)?
                 {
@@ -410,18 +409,15 @@ impl Registry {
                 // Every end a copy of the locator sends a reader to is zeroed with the
                 // disk's own (a torn write of the new locator may leave a copy naming it).
                 let places = rexo_xn::table_places(&locator, sectors, size);
-                let zeroing_first = if has_locator {
-                    [true, false]
+                if has_locator {
+                    let written = clear_tables(disk_of(&mut state.device)?, &places);
+                    unless_torn(&mut state, written)?;
+                    let written = write_locator(disk_of(&mut state.device)?, &table);
+                    unless_torn(&mut state, written)?;
                 } else {
-                    [false, true]
-                };
-                for zeroing in zeroing_first {
-                    let disk = disk_of(&mut state.device)?;
-                    let written = if zeroing {
-                        clear_tables(disk, &places)
-                    } else {
-                        write_locator(disk, &table)
-                    };
+                    let written = write_locator(disk_of(&mut state.device)?, &table);
+                    unless_torn(&mut state, written)?;
+                    let written = clear_tables(disk_of(&mut state.device)?, &places);
                     unless_torn(&mut state, written)?;
                 }
                 table
