@@ -94,8 +94,6 @@ pub struct Reclaim<F> {
 pub struct Ledger<F> {
     held: Vec<u64>,
     quota: Vec<Option<u64>>,
-    /// Bytes of its quota each owner lent to runs still going.
-    lent: Vec<u64>,
     /// Per owner, the loan its run lives on: the lender and the bytes lent.
     loans: Vec<Option<(OwnerId, u64)>>,
     /// Frames behind capabilities, and the owner each grant is charged to.
@@ -114,7 +112,6 @@ impl<F: Frames> Ledger<F> {
         Self {
             held: alloc::vec![0; owners],
             quota: alloc::vec![None; owners],
-            lent: alloc::vec![0; owners],
             loans: alloc::vec![None; owners],
             grants: Vec::new(),
             mapped: Vec::new(),
@@ -149,10 +146,9 @@ impl<F: Frames> Ledger<F> {
             return Err(LedgerError::BadOwner(owner));
         }
         self.end_run(owner);
-        let used = self.held[from].saturating_add(self.lent[from]);
+        let used = self.held[from].saturating_add(self.lent(from));
         let lent = self.quota[from].map(|quota| quota.saturating_sub(used));
         if let Some(bytes) = lent {
-            self.lent[from] = self.lent[from].saturating_add(bytes);
             self.loans[index] = Some((lender, bytes));
         }
         self.quota[index] = lent;
@@ -165,10 +161,17 @@ impl<F: Frames> Ledger<F> {
             return;
         };
         self.quota[index] = None;
-        if let Some((lender, bytes)) = self.loans[index].take() {
-            let from = usize::from(lender.0);
-            self.lent[from] = self.lent[from].saturating_sub(bytes);
-        }
+        self.loans[index] = None;
+    }
+
+    /// Bytes of its quota owner `index` lent to runs still going: the sum of the loans
+    /// it made.
+    fn lent(&self, index: usize) -> u64 {
+        self.loans
+            .iter()
+            .flatten()
+            .filter(|(lender, _)| usize::from(lender.0) == index)
+            .fold(0, |lent, &(_, bytes)| lent.saturating_add(bytes))
     }
 
     /// Bytes charged to `owner` (0 for an owner beyond the books).
@@ -184,7 +187,7 @@ impl<F: Frames> Ledger<F> {
             .checked_add(bytes)
             .ok_or(LedgerError::QuotaExceeded)?;
         let committed = total
-            .checked_add(self.lent[index])
+            .checked_add(self.lent(index))
             .ok_or(LedgerError::QuotaExceeded)?;
         if self.quota[index].is_some_and(|quota| committed > quota) {
             return Err(LedgerError::QuotaExceeded);
