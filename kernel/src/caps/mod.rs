@@ -115,11 +115,6 @@ pub fn start_owner(owner: OwnerId, quota: Quota) -> Result<Option<u64>, CapError
     })
 }
 
-/// The bytes of memory charged to `owner` (0 for an owner the table cannot hold).
-pub fn held_bytes(owner: OwnerId) -> u64 {
-    read(|state| Some(state.ledger.held(owner))).unwrap_or(0)
-}
-
 /// Runs `f` on the table, after enforcing every revocation deadline that has passed (the
 /// abort protocol: what was not returned in time is taken before anyone uses it again).
 /// Pages unmapped meanwhile are flushed from every core's TLB before it returns, with

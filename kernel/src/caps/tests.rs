@@ -25,6 +25,11 @@ fn set_quota(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
     })
 }
 
+/// The bytes of memory charged to `owner` (0 for an owner the table cannot hold).
+fn held_bytes(owner: OwnerId) -> u64 {
+    read(|state| Some(state.ledger.held(owner))).unwrap_or(0)
+}
+
 /// An owner no app of the image uses.
 const TEST_OWNER: OwnerId = top_owner(2);
 const OTHER_OWNER: OwnerId = top_owner(1);
