@@ -92,6 +92,9 @@ pub enum MmioError {
 }
 
 fn check_register(addr: u64, width: u64) -> Result<(), MmioError> {
+    if !addr.is_multiple_of(width) {
+        return Err(MmioError::BadAddress(addr));
+    }
     let limit = if paging::installed() {
         paging::mapped_top()
     } else {
@@ -99,7 +102,6 @@ fn check_register(addr: u64, width: u64) -> Result<(), MmioError> {
     };
     let map = super::memory_map().unwrap_or(&const { MemoryMap::new() });
     match map.device_range(addr, width, limit) {
-        _ if !addr.is_multiple_of(width) => Err(MmioError::BadAddress(addr)),
         Ok(_) => Ok(()),
         Err(NotDevice::Ram) => Err(MmioError::IsRam(addr)),
         Err(NotDevice::OutOfReach) => Err(MmioError::BadAddress(addr)),
