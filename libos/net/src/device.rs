@@ -55,7 +55,8 @@ pub struct Counters {
     /// Frames the NIC refused for good (revoked, the link's filters, a frame it cannot
     /// send at all), and replies made during receive that found a received batch's
     /// worth of frames already waiting in the stack (peers ask again: ARP, ping, a
-    /// segment answered by a reset). A full ring is not a refusal: smoltcp's frames
+    /// segment answered by a reset; the stack receives only as many frames as it has
+    /// room to answer, so this is a safeguard). A full ring is not a refusal: smoltcp's frames
     /// wait in the stack (`Backlog`) and go out later, whole and in order.
     pub tx_dropped: u64,
     /// Frames that waited in the stack because the NIC's ring (or its buffers for
@@ -235,7 +236,9 @@ struct Held {
 /// gives smoltcp no transmit token (smoltcp keeps its data in the sockets). Replies
 /// staged during receive join only while fewer than a received batch's worth of frames
 /// wait; later ones are dropped (their peers ask again), so a flood while the NIC's ring
-/// is full cannot grow it. So the backlog holds at most one frame of smoltcp's (or the
+/// is full cannot grow it. The stack receives only as many frames as there is room for
+/// their replies ([`Backlog::room_for_replies`]), so the rest of a flood waits in the
+/// device's receive ring. So the backlog holds at most one frame of smoltcp's (or the
 /// pieces of a large one the stack cut) and the replies of one received batch.
 pub(crate) struct Backlog {
     /// The frames, oldest first.
@@ -270,6 +273,20 @@ impl Backlog {
     /// Whether no frame waits.
     pub(crate) fn is_empty(&self) -> bool {
         self.frames.is_empty()
+    }
+
+    /// How many frames the stack may receive now with a reply for each still kept:
+    /// the replies the backlog takes beyond what waits in it, after sending on `queue`
+    /// what the NIC has room for. 0 while it is full: received frames' replies would
+    /// be dropped. `Revoked` when the NIC was taken away.
+    pub(crate) fn room_for_replies(
+        &mut self,
+        nic: &mut dyn NetDevice,
+        queue: usize,
+        counters: &mut Counters,
+    ) -> Result<usize, DeviceError> {
+        self.flush(nic, queue, counters)?;
+        Ok(self.replies_at_most.saturating_sub(self.frames.len()))
     }
 
     /// The segmentation offload state, when the NIC has it.

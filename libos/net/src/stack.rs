@@ -28,7 +28,8 @@ use crate::tso::Tso;
 
 /// Frames taken from the NIC per `NetDevice::receive` call: enough to amortise the
 /// driver's doorbell, few enough that the replies staged meanwhile stay small; also the
-/// most frames waiting in the backlog that a staged reply still joins.
+/// most frames waiting in the backlog that a staged reply still joins, so a call takes
+/// fewer (none) while frames wait there (`Backlog::room_for_replies`).
 const RECEIVE_BATCH: usize = 32;
 
 /// Receive batches per [`Stack::poll`]: a flood of frames must not keep the poll from
@@ -849,7 +850,14 @@ impl Stack {
             let offload = crate::device::offloads(capabilities);
             // Every receive queue: the device picked each flow's, not the stack.
             for from in 0..*receive_queues {
-                let received = nic.receive(from, RECEIVE_BATCH, &mut |frame| {
+                // Only as many frames as the backlog has room to answer: while the NIC's
+                // ring is full the rest wait in the device's receive ring (which holds
+                // or drops them) rather than be taken and their replies dropped.
+                let room = backlog.room_for_replies(nic.as_mut(), *queue, counters)?;
+                if room == 0 {
+                    continue;
+                }
+                let received = nic.receive(from, room, &mut |frame| {
                     counters.rx_frames += 1;
                     counters.rx_bytes += frame.len() as u64;
                     if let Some(arp) = arp.as_mut() {
