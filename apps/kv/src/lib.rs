@@ -501,7 +501,7 @@ impl Server<'_> {
                 let mut tries = 0;
                 loop {
                     match stack.send_to(udp, &self.udp_datagram, from) {
-                        Ok(()) => break,
+                        Ok(_) => break,
                         // A long answer outruns the send buffer: let the NIC take some.
                         Err(NetError::WouldBlock) if tries < UDP_SEND_RETRIES => {
                             tries += 1;

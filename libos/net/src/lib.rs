@@ -42,8 +42,9 @@
 //! keeps a flow on one pair. Listening on the same port on every stack is fine: each
 //! sees only its pair's flows. A connection a stack opens takes a local port whose
 //! replies the device puts on its pair (`NetInfo::receive_steering`, the 82574's RSS);
-//! pings, datagrams and DNS queries whose answers would land on another pair are
-//! refused ([`NetError::RepliesToAnotherPair`]). ARP is no flow, so the stacks share the ARP frames they
+//! pings and DNS queries whose answers would land on another pair are refused
+//! ([`NetError::RepliesToAnotherPair`]), and a datagram goes from any pair, the send
+//! saying which pair's stack receives its answers ([`Replies`]). ARP is no flow, so the stacks share the ARP frames they
 //! receive, and the interface held whole, through which a stack whose pair the device
 //! broke (`rexo_api::device::PAIR_BROKEN`) resets the device. kv and httpd serve this
 //! way.
@@ -72,7 +73,7 @@ pub use owntcp::{NEIGHBOURS, OwnCounters};
 pub use rexo_tcp;
 pub use stack::{
     Config, Connection, DnsQuery, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Listener, NetError,
-    PING_MAX_DATA, PingSocket, Stack, TcpOptions, UdpOptions, UdpSocket, attach,
+    PING_MAX_DATA, PingSocket, Replies, Stack, TcpOptions, UdpOptions, UdpSocket, attach,
 };
 
 #[cfg(test)]

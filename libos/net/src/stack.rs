@@ -177,9 +177,10 @@ pub enum NetError {
     ForeignQuery,
     /// The stack serves one queue pair of a device that places each flow on a pair by a
     /// hash of its addresses (RSS on the 82574: ICMP, UDP and DNS by addresses only),
-    /// and the replies from that peer would land on another pair, whose stack would
-    /// drop them: ping, send datagrams to or resolve through that peer from the stack
-    /// of the pair its frames land on.
+    /// and the replies from that peer, which a ping or a DNS query waits for, would
+    /// land on another pair, whose stack would drop them: ping or resolve through that
+    /// peer from the stack of the pair [`Stack::replies_from`] names. (Datagrams go
+    /// from any pair: [`Stack::send_to`] says where their answers land.)
     RepliesToAnotherPair,
     /// Every local port of the dynamic range (49152-65535) is in use by a listener, our
     /// own TCP or a live connection, or, on one queue pair of an RSS device, lands its
@@ -256,6 +257,23 @@ impl Endpoint {
             port: endpoint.port,
         }
     }
+}
+
+/// Which stack receives what a peer sends back to this one (answers to a datagram or
+/// a ping): the device, not the stack, places each flow on a queue pair
+/// ([`Stack::replies_from`], [`Stack::send_to`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replies {
+    /// This stack: its sockets receive them (always, but on one queue pair of a device
+    /// that places flows by a hash of their addresses, RSS on the 82574).
+    Here,
+    /// The stack of queue pair `.0` (the `.0`-th of [`crate::Cores::stacks`]): the
+    /// device places that peer's datagrams and ICMP there, so this stack's sockets never
+    /// see them.
+    OnPair(usize),
+    /// A broadcast or multicast destination, on one queue pair of such a device: each
+    /// host that answers is placed by its own address, so no pair is promised them.
+    Scattered,
 }
 
 /// A name being resolved ([`Stack::resolve_start`]); ask the stack that started it
@@ -639,7 +657,7 @@ impl Stack {
         // A stack of one pair has one server at most (`into_parts` keeps the first).
         if self
             .dns_server
-            .is_some_and(|server| !self.replies_land_here(server, None))
+            .is_some_and(|server| matches!(self.replies_from(server), Replies::OnPair(_)))
         {
             return Err(NetError::RepliesToAnotherPair);
         }
@@ -1315,7 +1333,7 @@ impl Stack {
     /// stack uses are skipped (a SYN-ACK to a port our own TCP serves would be reset
     /// by it; a port still held by a connection to the same peer would repeat its
     /// four-tuple), and on one pair of a device that places flows by hash, ports whose
-    /// replies would land on another pair ([`replies_land_here`](Self::replies_land_here)).
+    /// replies would land on another pair ([`replies_to`](Self::replies_to)).
     /// [`NetError::NoFreePort`] when every port of the range is taken.
     fn ephemeral_port(&mut self, remote: Endpoint) -> Result<u16, NetError> {
         let mut used: Vec<u16> = self
@@ -1337,7 +1355,10 @@ impl Stack {
             self.port_counter = self.port_counter.wrapping_add(1);
             if used.binary_search(&port).is_err()
                 && !self.tcp_port_taken(port)
-                && self.replies_land_here(remote.address, Some((remote.port, port)))
+                && !matches!(
+                    self.replies_to(remote.address, Some((remote.port, port))),
+                    Replies::OnPair(_)
+                )
             {
                 return Ok(port);
             }
@@ -1345,23 +1366,36 @@ impl Stack {
         Err(NetError::NoFreePort)
     }
 
-    /// Whether the NIC puts an IPv4 frame from `peer` to this stack's address (a TCP
-    /// segment with `tcp_ports`, the peer's first) on this stack's queue pair: always,
-    /// but on one pair of a device that places flows by a hash (RSS on the 82574,
-    /// split by [`crate::attach_cores`]), where the hash decides. A broadcast (limited
-    /// or the network's) or multicast `peer` is not hashed: the replies to it come
-    /// from other hosts, each from its own address, and no pair can be promised them.
-    fn replies_land_here(&self, peer: Ipv4Addr, tcp_ports: Option<(u16, u16)>) -> bool {
+    /// Which stack receives the datagrams and ICMP messages `peer` sends to this
+    /// stack's address: this one, but on one queue pair of a device that places flows
+    /// by a hash of their addresses (RSS on the 82574, split by
+    /// [`crate::attach_cores`]), where the hash picks the pair ([`Replies::OnPair`]);
+    /// a broadcast or multicast `peer` is [`Replies::Scattered`]. Ask it before
+    /// sending a datagram whose answer the app waits for, to send it from the stack
+    /// that will receive the answer.
+    pub fn replies_from(&self, peer: Ipv4Addr) -> Replies {
+        self.replies_to(peer, None)
+    }
+
+    /// Where the NIC puts an IPv4 frame from `peer` to this stack's address (a TCP
+    /// segment with `tcp_ports`, the peer's first, else placed by addresses only), as
+    /// [`replies_from`](Self::replies_from) says. A broadcast (limited or the
+    /// network's) or multicast `peer` is not hashed: the replies to it come from other
+    /// hosts, each from its own address.
+    fn replies_to(&self, peer: Ipv4Addr, tcp_ports: Option<(u16, u16)>) -> Replies {
         let (Some((steering, pair)), Some((address, prefix))) =
             (&self.steered_pair, self.address())
         else {
-            return true;
+            return Replies::Here;
         };
         let network_broadcast = Ipv4Cidr::new(address, prefix).broadcast();
         if peer.is_broadcast() || peer.is_multicast() || network_broadcast == Some(peer) {
-            return true;
+            return Replies::Scattered;
         }
-        steering.pair_of(peer, address, tcp_ports) == *pair
+        match steering.pair_of(peer, address, tcp_ports) {
+            landing if landing == *pair => Replies::Here,
+            landing => Replies::OnPair(landing),
+        }
     }
 
     /// Whether the connection's handshake is done and it can carry data both ways.
@@ -1410,7 +1444,7 @@ impl Stack {
         if self.address().is_none() {
             return Err(NetError::NoAddress);
         }
-        if !self.replies_land_here(to, None) {
+        if let Replies::OnPair(_) = self.replies_from(to) {
             return Err(NetError::RepliesToAnotherPair);
         }
         let request = Icmpv4Repr::EchoRequest {
@@ -1499,25 +1533,24 @@ impl Stack {
         Some((len, Endpoint::from_smoltcp(meta.endpoint)))
     }
 
-    /// Queues `data` as one datagram to `to`; [`NetError::WouldBlock`] when the send
-    /// buffer is full, [`NetError::TooLarge`] when it can never fit (in the buffer, or
-    /// in one frame: 1472 bytes on a 1500-byte MTU),
-    /// [`NetError::Unreachable`] when `to` is unusable,
-    /// [`NetError::RepliesToAnotherPair`] on a stack of one queue pair whose device puts
-    /// `to`'s datagrams on another (an answer to a datagram this stack received always
-    /// lands here: the device hashes the same addresses; a broadcast or multicast `to`
-    /// is never refused, its answers coming from other hosts).
+    /// Queues `data` as one datagram to `to`, sent on this stack's transmit queue
+    /// whichever pair `to`'s answers land on, and says which stack receives those
+    /// answers ([`replies_from`](Self::replies_from)): on one queue pair of a device that
+    /// places flows by a hash of their addresses, [`Replies::OnPair`] names the other
+    /// pair, whose stack gets them, and `socket` never sees them (fine for a datagram
+    /// that wants no answer: a log line, a metric). An answer to a datagram this stack
+    /// received always lands here (the device hashes the same addresses).
+    /// [`NetError::WouldBlock`] when the send buffer is full, [`NetError::TooLarge`]
+    /// when it can never fit (in the buffer, or in one frame: 1472 bytes on a 1500-byte
+    /// MTU), [`NetError::Unreachable`] when `to` is unusable.
     pub fn send_to(
         &mut self,
         socket: &UdpSocket,
         data: &[u8],
         to: Endpoint,
-    ) -> Result<(), NetError> {
+    ) -> Result<Replies, NetError> {
         if self.address().is_none() {
             return Err(NetError::NoAddress);
-        }
-        if !self.replies_land_here(to.address, None) {
-            return Err(NetError::RepliesToAnotherPair);
         }
         // IP fragmentation is not compiled in, so a datagram must fit in one frame
         // (smoltcp would drop a larger one silently).
@@ -1531,7 +1564,8 @@ impl Stack {
             .map_err(|error| match error {
                 udp::SendError::BufferFull => NetError::WouldBlock,
                 udp::SendError::Unaddressable => NetError::Unreachable,
-            })
+            })?;
+        Ok(self.replies_from(to.address))
     }
 
     /// Closes a UDP socket and frees its port.

@@ -13,7 +13,7 @@ use rexo_api::{
 use crate::wire::{Wire, WireEnd, queue_of};
 use crate::{
     Config, Connection, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Ipv4Addr, NEIGHBOURS, NetError,
-    PING_MAX_DATA, Stack, TcpOptions, UdpOptions,
+    PING_MAX_DATA, Replies, Stack, TcpOptions, UdpOptions,
 };
 
 /// A small xorshift generator: deterministic, and library OSes cannot use testkit.
@@ -2187,18 +2187,13 @@ fn a_stack_of_one_steered_pair_connects_from_ports_whose_replies_land_on_it() {
 }
 
 #[test]
-fn a_stack_of_one_steered_pair_refuses_what_would_be_answered_on_another() {
-    // ICMP, UDP and DNS are placed by their addresses only: B's answers land on `home`.
+fn a_stack_of_one_steered_pair_refuses_pings_and_queries_answered_on_another() {
+    // ICMP and DNS are placed by their addresses only: B's answers land on `home`.
     let home = alternating_rss().pair_of(B, A, None);
-    let to_b = Endpoint {
-        address: B,
-        port: 9,
-    };
     let mut net = steered_net(home);
+    assert_eq!(net.a.replies_from(B), Replies::Here);
     let ping = net.a.ping_open(1);
     net.a.ping_send(&ping, B, 1, b"rexo").unwrap();
-    let udp = net.a.udp_bind(9, UdpOptions::default()).unwrap();
-    net.a.send_to(&udp, b"rexo", to_b).unwrap();
     assert!(net.a.resolve_start("rexo.test").is_ok());
     let mut replies = None;
     for _ in 0..20 {
@@ -2207,20 +2202,51 @@ fn a_stack_of_one_steered_pair_refuses_what_would_be_answered_on_another() {
     }
     assert!(replies.is_some_and(|reply| reply.intact));
     let mut net = steered_net(1 - home);
+    assert_eq!(net.a.replies_from(B), Replies::OnPair(home));
     let ping = net.a.ping_open(1);
     assert_eq!(
         net.a.ping_send(&ping, B, 1, b"rexo"),
-        Err(NetError::RepliesToAnotherPair)
-    );
-    let udp = net.a.udp_bind(9, UdpOptions::default()).unwrap();
-    assert_eq!(
-        net.a.send_to(&udp, b"rexo", to_b),
         Err(NetError::RepliesToAnotherPair)
     );
     assert_eq!(
         net.a.resolve_start("rexo.test").err(),
         Some(NetError::RepliesToAnotherPair)
     );
+}
+
+#[test]
+fn a_stack_of_one_steered_pair_sends_datagrams_and_says_which_pair_gets_their_answers() {
+    // UDP is placed by its addresses only: B's answers land on `home`.
+    let home = alternating_rss().pair_of(B, A, None);
+    for (pair, replies) in [(home, Replies::Here), (1 - home, Replies::OnPair(home))] {
+        let mut net = steered_net(pair);
+        let echo = net.b.udp_bind(9, UdpOptions::default()).unwrap();
+        let udp = net.a.udp_bind(9, UdpOptions::default()).unwrap();
+        let to_b = Endpoint {
+            address: B,
+            port: 9,
+        };
+        // Sent from either pair; the answer comes back on `home` only.
+        assert_eq!(
+            net.a.send_to(&udp, b"rexo", to_b),
+            Ok(replies),
+            "pair {pair}"
+        );
+        let mut buffer = [0u8; 16];
+        let (mut echoed, mut answer) = (false, None);
+        for _ in 0..20 {
+            net.step();
+            if let Some((len, from)) = net.b.recv_from(&echo, &mut buffer) {
+                assert_eq!(&buffer[..len], b"rexo", "pair {pair}");
+                echoed = true;
+                let answered = net.b.send_to(&echo, b"back", from);
+                assert_eq!(answered, Ok(Replies::Here), "pair {pair}");
+            }
+            answer = answer.or(net.a.recv_from(&udp, &mut buffer).map(|(len, _)| len));
+        }
+        assert!(echoed, "pair {pair}: the datagram went out");
+        assert_eq!(answer.is_some(), pair == home, "pair {pair}");
+    }
 }
 
 #[test]
@@ -2233,6 +2259,7 @@ fn a_stack_of_one_steered_pair_sends_broadcasts_and_multicasts_from_any_pair() {
     ] {
         // The pair the hash of `to` would not pick.
         let mut net = steered_net(1 - alternating_rss().pair_of(to, A, None));
+        assert_eq!(net.a.replies_from(to), Replies::Scattered, "{to}");
         let ping = net.a.ping_open(1);
         assert_eq!(net.a.ping_send(&ping, to, 1, b"rexo"), Ok(()), "{to}");
         let udp = net.a.udp_bind(9, UdpOptions::default()).unwrap();
@@ -2240,7 +2267,8 @@ fn a_stack_of_one_steered_pair_sends_broadcasts_and_multicasts_from_any_pair() {
             address: to,
             port: 9,
         };
-        assert_eq!(net.a.send_to(&udp, b"rexo", endpoint), Ok(()), "{to}");
+        let sent = net.a.send_to(&udp, b"rexo", endpoint);
+        assert_eq!(sent, Ok(Replies::Scattered), "{to}");
     }
 }
 
