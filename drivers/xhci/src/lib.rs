@@ -62,6 +62,9 @@ const HANDOFF_TIMEOUT_MS: u64 = 1_000;
 const STATE_TIMEOUT_MS: u64 = 1_000;
 /// How long a command may take.
 const COMMAND_TIMEOUT_MS: u64 = 1_000;
+/// How long aborting a timed-out command may take, until CRCR.CRR clears and again
+/// until the Command Ring Stopped event (xHCI 4.6.1.2 suggests 5 s).
+const ABORT_TIMEOUT_MS: u64 = 5_000;
 /// How long a control transfer may take.
 const TRANSFER_TIMEOUT_MS: u64 = 1_000;
 /// How long a port reset may take.
@@ -446,21 +449,85 @@ impl Xhci {
         }
     }
 
-    /// Runs one command and waits for its completion.
+    /// Runs one command and waits for its completion. A command that times out is
+    /// aborted ([`abort_command`](Self::abort_command)), so that the next one does not
+    /// queue behind it; a failed controller runs none.
     fn command(&mut self, what: &'static str, command: Trb) -> Result<Trb, DeviceError> {
+        if let Some(why) = self.failed {
+            return Err(DeviceError::Failed(why));
+        }
         let index = self.commands.push(command);
         let address = self.commands.address_of(index);
         self.ring_doorbell(0, 0);
         let start = self.platform.now_ns();
-        let event = self.wait_event(what, start, COMMAND_TIMEOUT_MS, |event| {
+        let waited = self.wait_event(what, start, COMMAND_TIMEOUT_MS, |event| {
             event.kind() == trb::COMMAND_COMPLETION && event.parameter == address
-        })?;
+        });
+        let event = match waited {
+            Err(timeout @ DeviceError::Timeout { .. }) => {
+                self.abort_command(address)?;
+                return Err(timeout);
+            }
+            waited => waited?,
+        };
         match event.completion_code() {
             completion::SUCCESS => Ok(event),
             code => Err(DeviceError::Status {
                 what,
                 status: code.into(),
             }),
+        }
+    }
+
+    /// Aborts the command at `address`, which timed out (xHCI 4.6.1.2): sets CRCR.CA,
+    /// waits for CRCR.CRR to clear, then for the Command Ring Stopped event (taking the
+    /// command's own Command Aborted event on the way). The next command's doorbell
+    /// starts the ring again where it stopped. The write carries the next free entry
+    /// and its cycle state: a controller whose ring stopped before the write lands takes
+    /// it as its new dequeue pointer, right for the next command. When CRR is already
+    /// clear the ring is not running and there is nothing to abort (a command it never
+    /// fetched stays queued, and runs at the next doorbell: its completion is then a
+    /// stray one). An abort that does not finish (CRR still set, or no Command Ring
+    /// Stopped event, each within [`ABORT_TIMEOUT_MS`]) fails the controller: its
+    /// command ring is in a state the driver no longer knows.
+    fn abort_command(&mut self, address: u64) -> Result<(), DeviceError> {
+        let op = &self.registers.op;
+        if op.read32(op::CRCR) & op::CRCR_RUNNING == 0 {
+            return Ok(());
+        }
+        let (next, cycle) = self.commands.enqueue();
+        Registers::write64(op, op::CRCR, next | u64::from(cycle) | op::CRCR_ABORT);
+        let stopped = wait_until(
+            self.platform,
+            "the command ring to stop",
+            ABORT_TIMEOUT_MS,
+            || op.read32(op::CRCR) & op::CRCR_RUNNING == 0,
+        );
+        if stopped.is_err() {
+            let why = "a timed-out command could not be aborted (CRCR.CRR stayed set)";
+            self.failed = Some(why);
+            return Err(DeviceError::Failed(why));
+        }
+        let start = self.platform.now_ns();
+        loop {
+            let event = self.wait_event("Command Ring Stopped", start, ABORT_TIMEOUT_MS, |event| {
+                let code = event.completion_code();
+                event.kind() == trb::COMMAND_COMPLETION
+                    && (code == completion::COMMAND_RING_STOPPED
+                        || (code == completion::COMMAND_ABORTED && event.parameter == address))
+            });
+            match event {
+                Ok(event) if event.completion_code() == completion::COMMAND_RING_STOPPED => {
+                    return Ok(());
+                }
+                Ok(_aborted) => {}
+                Err(DeviceError::Timeout { .. }) => {
+                    let why = "a timed-out command's abort got no Command Ring Stopped event";
+                    self.failed = Some(why);
+                    return Err(DeviceError::Failed(why));
+                }
+                Err(error) => return Err(error),
+            }
         }
     }
 
@@ -704,10 +771,9 @@ impl Xhci {
     /// controller write into someone else's memory. So the ring stays with the device
     /// as the driver left it (only its Link TRB, cycle 0: nothing the controller may
     /// run) and goes with the device's other memory, back once the controller halted,
-    /// kept for good otherwise ([`Xhci`]'s drop). Aborting the command (CRCR.CA and
-    /// the Command Ring Stopped event) would need a wait of its own and the same
-    /// keeping when the abort is not confirmed. The report buffers go back at once:
-    /// no TRB names them yet.
+    /// kept for good otherwise ([`Xhci`]'s drop). A command that timed out was aborted
+    /// ([`Xhci::command`]), but it may have completed just before the abort. The report
+    /// buffers go back at once: no TRB names them yet.
     fn configure_keyboard(&mut self, index: usize, keyboard: Keyboard) -> Result<(), DeviceError> {
         let context_size = self.context_size;
         let target = &mut self.devices[index];
@@ -1404,6 +1470,103 @@ mod tests {
         });
         let done = xhci.command("Enable Slot", Trb::enable_slot());
         assert_eq!(done.map(|event| event.slot()), Ok(1));
+    }
+
+    /// Writes `event` into entry `index` of the event ring through the device's view
+    /// `events`, as the controller does while the driver waits.
+    fn post_from_device(events: &Mmio, index: usize, event: Trb) {
+        let at = index * trb::SIZE;
+        events.write64(at, event.parameter);
+        events.write32(at + 8, event.status);
+        events.write32(at + 12, event.control);
+    }
+
+    /// A Command Completion Event with completion `code` for the command at `at`.
+    fn command_event(at: u64, code: u8) -> Trb {
+        Trb {
+            parameter: at,
+            status: u32::from(code) << 24,
+            control: trb::COMMAND_COMPLETION << 10 | trb::CYCLE,
+        }
+    }
+
+    #[test]
+    fn a_command_that_timed_out_is_aborted_and_the_next_command_runs() {
+        let (mut xhci, platform) = controller(4);
+        let op = xhci.registers.op.clone();
+        let events = platform.device_view(xhci.events.memory());
+        let commands = platform.device_view(xhci.commands.memory_mut());
+        let (first, second) = (xhci.commands.address_of(0), xhci.commands.address_of(1));
+        // The controller fetched the first command and hangs on it: its command ring
+        // runs until CRCR.CA, and only then does it take the next command.
+        op.write32(op::CRCR, op::CRCR_RUNNING);
+        let aborted = std::sync::atomic::AtomicBool::new(false);
+        let answered = std::sync::atomic::AtomicBool::new(false);
+        let registers = op.clone();
+        platform.on_clock_reading(move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            if registers.read32(op::CRCR) & op::CRCR_ABORT as u32 != 0 {
+                registers.write32(op::CRCR, 0);
+                post_from_device(
+                    &events,
+                    0,
+                    command_event(first, completion::COMMAND_ABORTED),
+                );
+                let stopped = command_event(second, completion::COMMAND_RING_STOPPED);
+                post_from_device(&events, 1, stopped);
+                aborted.store(true, Relaxed);
+            }
+            let queued = commands.read32(trb::SIZE + 12) & trb::CYCLE != 0;
+            if aborted.load(Relaxed) && queued && !answered.swap(true, Relaxed) {
+                post_from_device(&events, 2, command_event(second, completion::SUCCESS));
+            }
+        });
+        captured_log::take();
+        assert_eq!(
+            xhci.command("Configure Endpoint", Trb::configure_endpoint(0x1000, 1)),
+            Err(DeviceError::Timeout {
+                what: "Configure Endpoint",
+                ms: COMMAND_TIMEOUT_MS
+            })
+        );
+        assert_eq!(
+            op.read32(op::CRCR) & op::CRCR_RUNNING,
+            0,
+            "the ring stopped"
+        );
+        // The abort's own events are not strays, nor taken for the next command's.
+        let done = xhci.command("Enable Slot", Trb::enable_slot());
+        assert_eq!(
+            done.map(|event| event.completion_code()),
+            Ok(completion::SUCCESS)
+        );
+        assert!(xhci.failed.is_none());
+        assert_eq!(captured_log::take(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_command_whose_abort_does_not_stop_the_ring_fails_the_controller() {
+        let (mut xhci, platform) = controller(4);
+        // The command ring runs on, CA or not (CRR is read-only: a write leaves it).
+        let registers = xhci.registers.op.clone();
+        platform.on_clock_reading(move || {
+            registers.write32(op::CRCR, registers.read32(op::CRCR) | op::CRCR_RUNNING);
+        });
+        let why = "a timed-out command could not be aborted (CRCR.CRR stayed set)";
+        assert_eq!(
+            xhci.command("Enable Slot", Trb::enable_slot()),
+            Err(DeviceError::Failed(why))
+        );
+        assert_eq!(xhci.read_byte(), Err(DeviceError::Failed(why)));
+        assert_eq!(
+            xhci.command("Enable Slot", Trb::enable_slot()),
+            Err(DeviceError::Failed(why))
+        );
+        assert_eq!(
+            xhci.commands.next_index(),
+            1,
+            "no command after the failure"
+        );
     }
 
     #[test]

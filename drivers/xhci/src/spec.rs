@@ -56,6 +56,10 @@ pub mod op {
     pub const PAGESIZE_4K: u32 = 1 << 0;
     /// CRCR.RCS: the command ring's initial cycle state.
     pub const CRCR_CYCLE: u64 = 1 << 0;
+    /// CRCR.CA: abort the command running and stop the command ring (5.4.5).
+    pub const CRCR_ABORT: u64 = 1 << 2;
+    /// CRCR.CRR: the command ring is running (read-only; in the low dword).
+    pub const CRCR_RUNNING: u32 = 1 << 3;
 }
 
 /// PORTSC bits (5.4.8).
@@ -171,6 +175,10 @@ pub mod completion {
     pub const STALL: u8 = 6;
     /// Short Packet: fewer bytes than the TRB asked for (fine for reports and descriptors).
     pub const SHORT_PACKET: u8 = 13;
+    /// Command Ring Stopped: the command ring stopped after CRCR.CS or CA (4.6.1.2).
+    pub const COMMAND_RING_STOPPED: u8 = 24;
+    /// Command Aborted: the command running when CRCR.CA was set was aborted (4.6.1.2).
+    pub const COMMAND_ABORTED: u8 = 25;
 }
 
 /// Endpoint types of the endpoint context (6.2.3, table 6-9).
