@@ -188,8 +188,9 @@ struct Device {
     buffer: Dma,
     /// The boot keyboard, when it is one.
     keyboard: Option<Keyboard>,
-    /// The transfer ring of a report endpoint whose Configure Endpoint failed or timed
-    /// out, kept as long as the controller may use it ([`Xhci::configure_keyboard`]).
+    /// The transfer ring of a report endpoint whose Configure Endpoint and then Disable
+    /// Slot failed or timed out, kept as long as the controller may use it
+    /// ([`Xhci::configure_keyboard`]).
     unconfigured_ring: Option<Dma>,
 }
 
@@ -761,9 +762,14 @@ impl Xhci {
     /// Adds `keyboard`'s report endpoint to device `index` with Configure Endpoint; the
     /// device keeps the keyboard when the command succeeds.
     ///
-    /// When it fails or times out, the keyboard is dropped but not its transfer ring:
+    /// When it fails or times out, the device's slot is disabled (Disable Slot): once
+    /// that succeeds the controller has stopped the slot's endpoints and no longer uses
+    /// its contexts or rings (xHCI 4.6.4), so the device leaves the list, its memory
+    /// (the report ring too) goes back and its slot is free for another device.
+    ///
+    /// When Disable Slot fails too, the keyboard is dropped but not its transfer ring:
     /// the input context gave the controller the ring's address, and a command that
-    /// timed out may still complete later. Configure Endpoint then takes the endpoint
+    /// timed out may have completed just before its abort. Configure Endpoint takes the endpoint
     /// from Disabled to Running (xHCI 4.6.6) with its TR Dequeue Pointer at this ring.
     /// A Running endpoint waits for its doorbell, which the driver never rings for it,
     /// but the controller holds the address and may read TRBs there (a prefetch, a
@@ -785,7 +791,17 @@ impl Xhci {
                 Ok(())
             }
             Err(error) => {
-                self.devices[index].unconfigured_ring = Some(keyboard.ring.into_memory());
+                let ring = keyboard.ring.into_memory();
+                match self.command("Disable Slot", Trb::disable_slot(slot)) {
+                    Ok(_) => {
+                        self.dcbaa.write64(usize::from(slot) * 8, 0);
+                        self.devices.remove(index);
+                    }
+                    Err(disable) => {
+                        log::warn!("{} xhci: slot {slot}: {disable}", self.address);
+                        self.devices[index].unconfigured_ring = Some(ring);
+                    }
+                }
                 Err(error)
             }
         }
@@ -1707,7 +1723,8 @@ mod tests {
             let keyboard = unqueued_keyboard(platform);
             let ring = keyboard.ring.phys();
             assert_eq!(platform.live(), 9);
-            // The controller never answers.
+            // The controller never answers: Configure Endpoint and then Disable Slot
+            // time out.
             assert_eq!(
                 xhci.configure_keyboard(0, keyboard),
                 Err(DeviceError::Timeout {
@@ -1727,6 +1744,33 @@ mod tests {
             drop(xhci);
             assert_eq!(platform.live(), live_after_drop, "USBSTS {status:#x}");
         }
+    }
+
+    #[test]
+    fn a_keyboard_whose_configure_endpoint_failed_has_its_slot_disabled_and_memory_back() {
+        let (mut xhci, platform) = controller(1);
+        let device = device_on(&xhci, 1, 1);
+        xhci.dcbaa.write64(8, device.output.phys());
+        xhci.devices.push(device);
+        let keyboard = unqueued_keyboard(platform);
+        assert_eq!(platform.live(), 9);
+        // Configure Endpoint fails (Bandwidth Error); Disable Slot succeeds.
+        let bandwidth_error = 8;
+        let configure = command_event(xhci.commands.address_of(0), bandwidth_error);
+        xhci.events.post(0, configure);
+        xhci.events.post(1, command_done(&xhci, 1, 1));
+        assert_eq!(
+            xhci.configure_keyboard(0, keyboard),
+            Err(DeviceError::Status {
+                what: "Configure Endpoint",
+                status: bandwidth_error.into()
+            })
+        );
+        let disable = xhci.commands.memory_mut().read32(trb::SIZE + 12);
+        assert_eq!(disable & !trb::CYCLE, Trb::disable_slot(1).control);
+        assert!(xhci.devices.is_empty(), "slot 1 is free again");
+        assert_eq!(xhci.dcbaa.read64(8), 0);
+        assert_eq!(platform.live(), 3, "the device's memory and ring went back");
     }
 
     #[test]

@@ -127,6 +127,8 @@ pub mod trb {
     pub const LINK: u32 = 6;
     /// Enable Slot Command.
     pub const ENABLE_SLOT: u32 = 9;
+    /// Disable Slot Command.
+    pub const DISABLE_SLOT: u32 = 10;
     /// Address Device Command.
     pub const ADDRESS_DEVICE: u32 = 11;
     /// Configure Endpoint Command.
@@ -243,6 +245,11 @@ impl Trb {
     /// Enable Slot (slot type 0: USB).
     pub fn enable_slot() -> Self {
         Self::new(trb::ENABLE_SLOT, 0, 0, 0)
+    }
+
+    /// Disable Slot for `slot` (4.6.4).
+    pub fn disable_slot(slot: u8) -> Self {
+        Self::new(trb::DISABLE_SLOT, 0, 0, u32::from(slot) << 24)
     }
 
     /// Address Device for `slot` with the input context at `input`.
