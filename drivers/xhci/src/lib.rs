@@ -231,6 +231,9 @@ struct Xhci {
     strays: StrayEvents,
     /// Why the controller stopped, once it did.
     failed: Option<&'static str>,
+    /// The controller lost events (a full event ring) since the report endpoints were
+    /// last restarted: the next poll restarts them.
+    events_lost: bool,
 }
 
 /// Takes the controller from the firmware (xHCI 4.22.1): sets the OS Owned semaphore of
@@ -367,6 +370,7 @@ impl Xhci {
             last_health_check: 0,
             strays: StrayEvents::default(),
             failed: None,
+            events_lost: false,
         };
         let op = &xhci.registers.op;
         op.write32(op::CONFIG, u32::from(max_slots));
@@ -413,8 +417,8 @@ impl Xhci {
 
     /// Waits for the event `wanted` accepts, up to `ms` milliseconds from `start` (a
     /// clock reading); events before it are handled as usual (reports queue their bytes,
-    /// stray events are logged and dropped). Only a fault of the controller (a Host
-    /// Controller Event; at the deadline, an error in USBSTS) ends the wait early.
+    /// stray events are logged and dropped). Only a fault of the controller (a fatal
+    /// Host Controller Event; at the deadline, an error in USBSTS) ends the wait early.
     fn wait_event(
         &mut self,
         what: &'static str,
@@ -569,7 +573,7 @@ impl Xhci {
                 ControlStep::NotOurs => self.drop_stray(Stray::NotThisControlTransfer, &event),
                 ControlStep::Done(received) => return Ok(received),
                 ControlStep::Halted(code) => {
-                    self.restart_endpoint(device, 1, code)?;
+                    self.restart_endpoint(device, 1, Some(code))?;
                     return Err(DeviceError::Status {
                         what,
                         status: code.into(),
@@ -579,9 +583,15 @@ impl Xhci {
         }
     }
 
-    /// Restarts endpoint `dci` of device `device` after it halted with `code`: Reset
-    /// Endpoint, then its dequeue pointer moved past the TRBs it abandoned (xHCI 4.6.8).
-    fn restart_endpoint(&mut self, device: usize, dci: u8, code: u8) -> Result<(), DeviceError> {
+    /// Restarts endpoint `dci` of device `device`: after it halted with completion code
+    /// `halted`, Reset Endpoint (xHCI 4.6.8); when it did not halt, Stop Endpoint (4.6.9);
+    /// then its dequeue pointer is moved past the TRBs it abandoned.
+    fn restart_endpoint(
+        &mut self,
+        device: usize,
+        dci: u8,
+        halted: Option<u8>,
+    ) -> Result<(), DeviceError> {
         let target = &self.devices[device];
         let slot = target.slot;
         let (pointer, cycle) = if dci == 1 {
@@ -592,11 +602,19 @@ impl Xhci {
                 None => return Ok(()),
             }
         };
-        log::warn!(
-            "{} xhci: slot {slot} endpoint {dci} halted (completion code {code}), restarting",
-            self.address
-        );
-        self.command("Reset Endpoint", Trb::reset_endpoint(slot, dci))?;
+        match halted {
+            Some(code) => {
+                log::warn!(
+                    "{} xhci: slot {slot} endpoint {dci} halted (completion code {code}), \
+                     restarting",
+                    self.address
+                );
+                self.command("Reset Endpoint", Trb::reset_endpoint(slot, dci))?;
+            }
+            None => {
+                self.command("Stop Endpoint", Trb::stop_endpoint(slot, dci))?;
+            }
+        }
         self.command(
             "Set TR Dequeue Pointer",
             Trb::set_dequeue(slot, dci, pointer, cycle),
@@ -833,24 +851,46 @@ impl Xhci {
 
     /// Handles an event nobody waits for: a keyboard report is decoded into
     /// [`typed`](Self::typed) and its TRB queued again; a report error marks the
-    /// endpoint halted; a port status change is ignored (no hot-plugging); a host
-    /// controller event stops the controller (the only error); anything else is a stray
-    /// event, logged and dropped.
+    /// endpoint halted; a port status change is ignored (no hot-plugging); a Host
+    /// Controller Event is handled by [`host_controller_event`](Self::host_controller_event)
+    /// (the only error); anything else is a stray event, logged and dropped.
     fn handle_event(&mut self, event: Trb) -> Result<(), DeviceError> {
         match event.kind() {
             trb::TRANSFER_EVENT => self.handle_report(event),
-            trb::HOST_CONTROLLER_EVENT => {
-                self.failed = Some("the controller reported an error event");
-                return Err(DeviceError::Status {
-                    what: "host controller event",
-                    status: event.completion_code().into(),
-                });
-            }
+            trb::HOST_CONTROLLER_EVENT => return self.host_controller_event(&event),
             trb::PORT_STATUS_CHANGE => {}
             trb::COMMAND_COMPLETION => self.drop_stray(Stray::NotThisCommand, &event),
             _ => self.drop_stray(Stray::UnhandledType, &event),
         }
         Ok(())
+    }
+
+    /// A Host Controller Event (xHCI 6.4.2.7). Event Ring Full Error (the ring was full,
+    /// 4.9.4) and Event Lost Error (an internal overrun) mean events were dropped: a
+    /// command or control transfer whose completion was among them times out (and a
+    /// command is aborted), and report TRBs the controller completed unseen would stay
+    /// counted in flight, so the next poll restarts every report endpoint (Stop
+    /// Endpoint, its dequeue pointer moved past what it held, the reports queued
+    /// again); logged once per restart. Any other code is an error of the controller
+    /// itself (with USBSTS.HCE, an internal error): it fails the controller.
+    fn host_controller_event(&mut self, event: &Trb) -> Result<(), DeviceError> {
+        let code = event.completion_code();
+        if matches!(code, completion::EVENT_RING_FULL | completion::EVENT_LOST) {
+            if !self.events_lost {
+                log::warn!(
+                    "{} xhci: the controller lost events (completion code {code}); \
+                     restarting the report endpoints",
+                    self.address
+                );
+            }
+            self.events_lost = true;
+            return Ok(());
+        }
+        self.failed = Some("the controller reported an internal error (Host Controller Event)");
+        Err(DeviceError::Status {
+            what: "host controller event",
+            status: code.into(),
+        })
     }
 
     /// A Transfer Event on a keyboard's interrupt endpoint.
@@ -897,19 +937,22 @@ impl Xhci {
         }
     }
 
-    /// Restarts the report endpoints that halted: the endpoint is reset, a stall is
-    /// cleared on the device, and the reports are queued again.
-    fn restart_halted(&mut self) -> Result<(), DeviceError> {
+    /// Restarts the report endpoints that halted (the endpoint is reset, a stall is
+    /// cleared on the device), and every one after the controller lost events (the
+    /// endpoint is stopped); the reports are queued again.
+    fn restart_reports(&mut self) -> Result<(), DeviceError> {
+        let lost = core::mem::take(&mut self.events_lost);
         for index in 0..self.devices.len() {
             let Some(keyboard) = &self.devices[index].keyboard else {
                 continue;
             };
-            let Some(code) = keyboard.halted else {
+            let halted = keyboard.halted;
+            if halted.is_none() && !lost {
                 continue;
-            };
+            }
             let (dci, address) = (keyboard.descriptor.dci(), keyboard.descriptor.endpoint);
-            self.restart_endpoint(index, dci, code)?;
-            if code == completion::STALL {
+            self.restart_endpoint(index, dci, halted)?;
+            if halted == Some(completion::STALL) {
                 self.control(index, "CLEAR_FEATURE (halt)", usb::clear_halt(address), 0)?;
             }
             if let Some(keyboard) = &mut self.devices[index].keyboard {
@@ -937,11 +980,11 @@ impl Xhci {
     }
 
     /// Handles every event written since the last poll (stray events are logged and
-    /// dropped; a Host Controller Event fails the controller, ends the batch and is
-    /// returned); then, even with no events, restarts any keyboard report endpoint
-    /// that halted (one that cannot be restarted fails the controller); only when it
-    /// handled no event and found nothing halted, reads USBSTS, at most once per
-    /// [`HEALTH_CHECK_NS`].
+    /// dropped; a fatal Host Controller Event fails the controller, ends the batch and
+    /// is returned); then, even with no events, restarts any keyboard report endpoint
+    /// that halted, and all of them after lost events (one that cannot be restarted
+    /// fails the controller); only when it handled no event and restarted nothing,
+    /// reads USBSTS, at most once per [`HEALTH_CHECK_NS`].
     fn poll(&mut self) -> Result<(), DeviceError> {
         let mut handled = false;
         let mut result = Ok(());
@@ -960,8 +1003,8 @@ impl Xhci {
         // A batch that ended in a fault failed the controller: nothing is restarted.
         result?;
         let halted = |device: &Device| device.keyboard.as_ref().is_some_and(|k| k.halted.is_some());
-        if self.devices.iter().any(halted) {
-            let restarted = self.restart_halted();
+        if self.events_lost || self.devices.iter().any(halted) {
+            let restarted = self.restart_reports();
             if restarted.is_err() {
                 self.failed = Some("a keyboard endpoint could not be restarted");
             }
@@ -1437,6 +1480,7 @@ mod tests {
             last_health_check: 0,
             strays: StrayEvents::default(),
             failed: None,
+            events_lost: false,
         };
         (xhci, platform)
     }
@@ -1794,6 +1838,58 @@ mod tests {
             })
         );
         assert!(xhci.failed.is_some());
+    }
+
+    /// Plays a controller that answers each command of `xhci`, in order, with success
+    /// once it is queued, its completions from event ring entry `first_event` on.
+    fn answer_every_command(xhci: &mut Xhci, platform: &'static HostPlatform, first_event: usize) {
+        let events = platform.device_view(xhci.events.memory());
+        let commands = platform.device_view(xhci.commands.memory_mut());
+        let ring = xhci.commands.address_of(0);
+        let answered = std::sync::atomic::AtomicUsize::new(0);
+        platform.on_clock_reading(move || {
+            let entry = answered.load(std::sync::atomic::Ordering::Relaxed);
+            if commands.read32(entry * trb::SIZE + 12) & trb::CYCLE != 0 {
+                let at = ring + (entry * trb::SIZE) as u64;
+                let done = command_event(at, completion::SUCCESS);
+                post_from_device(&events, first_event + entry, done);
+                answered.store(entry + 1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+
+    #[test]
+    fn a_full_event_ring_restarts_the_report_endpoints_and_the_controller_works_on() {
+        for lost in [completion::EVENT_RING_FULL, completion::EVENT_LOST] {
+            let (mut xhci, platform) = controller_with_a_keyboard();
+            captured_log::take();
+            let event = Trb::new(
+                trb::HOST_CONTROLLER_EVENT,
+                0,
+                u32::from(lost) << 24,
+                trb::CYCLE,
+            );
+            xhci.events.post(0, event);
+            answer_every_command(&mut xhci, platform, 1);
+            assert_eq!(xhci.read_byte(), Ok(None), "code {lost}");
+            assert!(xhci.failed.is_none());
+            let mut kind = |entry: usize| {
+                xhci.commands.memory_mut().read32(entry * trb::SIZE + 12) >> 10 & 0x3F
+            };
+            assert_eq!((kind(0), kind(1)), (trb::STOP_ENDPOINT, trb::SET_DEQUEUE));
+            let keyboard = xhci.devices[0].keyboard.as_ref().unwrap();
+            assert_eq!(
+                keyboard.ring.next_index(),
+                2 * REPORTS_IN_FLIGHT,
+                "queued again"
+            );
+            assert_eq!(keyboard.in_flight.count(), REPORTS_IN_FLIGHT);
+            let logged = captured_log::take();
+            assert!(
+                logged.iter().any(|line| line.contains("lost events")),
+                "{logged:?}"
+            );
+        }
     }
 
     #[test]

@@ -137,6 +137,8 @@ pub mod trb {
     pub const EVALUATE_CONTEXT: u32 = 13;
     /// Reset Endpoint Command.
     pub const RESET_ENDPOINT: u32 = 14;
+    /// Stop Endpoint Command.
+    pub const STOP_ENDPOINT: u32 = 15;
     /// Set TR Dequeue Pointer Command.
     pub const SET_DEQUEUE: u32 = 16;
     /// Transfer Event.
@@ -177,10 +179,15 @@ pub mod completion {
     pub const STALL: u8 = 6;
     /// Short Packet: fewer bytes than the TRB asked for (fine for reports and descriptors).
     pub const SHORT_PACKET: u8 = 13;
+    /// Event Ring Full Error: a Host Controller Event saying the event ring was full,
+    /// so events were dropped (4.9.4).
+    pub const EVENT_RING_FULL: u8 = 21;
     /// Command Ring Stopped: the command ring stopped after CRCR.CS or CA (4.6.1.2).
     pub const COMMAND_RING_STOPPED: u8 = 24;
     /// Command Aborted: the command running when CRCR.CA was set was aborted (4.6.1.2).
     pub const COMMAND_ABORTED: u8 = 25;
+    /// Event Lost Error: an internal overrun of the controller lost events.
+    pub const EVENT_LOST: u8 = 32;
 }
 
 /// Endpoint types of the endpoint context (6.2.3, table 6-9).
@@ -271,6 +278,16 @@ impl Trb {
     pub fn reset_endpoint(slot: u8, dci: u8) -> Self {
         Self::new(
             trb::RESET_ENDPOINT,
+            0,
+            0,
+            (u32::from(slot) << 24) | (u32::from(dci) << 16),
+        )
+    }
+
+    /// Stop Endpoint (a running endpoint goes to Stopped) for `slot`'s endpoint `dci`.
+    pub fn stop_endpoint(slot: u8, dci: u8) -> Self {
+        Self::new(
+            trb::STOP_ENDPOINT,
             0,
             0,
             (u32::from(slot) << 24) | (u32::from(dci) << 16),
