@@ -133,9 +133,10 @@ pub const MAX_SEGMENTS: usize = 8;
 
 /// What a queue pair's own handle ([`NetDevice::split_queues`]) answers, on every call,
 /// once the device broke one of the pair's rings (virtio-net: a used index run past the
-/// ring) until the whole device is reset; the handle cannot reset it itself. The next
-/// call through the whole interface, on any queue (`transmit_pending(0)` will do), resets
-/// the device, renewing every pair, after which the handles work again. Here, not in the
+/// ring; e1000e: a transmit unit that stopped) until the whole device is reset; the
+/// handle cannot reset it itself. The next call through the whole interface, on any
+/// queue (`transmit_pending(0)` will do), resets the device, renewing every pair, after
+/// which the handles work again. Here, not in the
 /// driver, so that a library OS over any driver can tell it from the other failures.
 pub const PAIR_BROKEN: DeviceError = DeviceError::Failed(
     "the device broke this queue pair's ring: the pair fails until the whole device is \

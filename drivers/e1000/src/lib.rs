@@ -12,6 +12,14 @@
 //! legacy receive descriptors; the 82574 has two, with RSS spreading received IP
 //! traffic over them (extended receive descriptors; frames RSS does not hash, such as
 //! non-IP ones, arrive on queue 0).
+//!
+//! A transmit unit that stops (descriptors with the device, none finished for 2 s while
+//! the link is up and not paused: Linux's "Detected Tx Unit Hang") is found when a send
+//! finds the ring full or `transmit_pending` finds frames pending, and the device is
+//! reset (global reset, the same registers, MAC and RSS set again, every receive buffer
+//! given back to it); the frames in flight on every pair are lost. A pair's own handle
+//! ([`NetDevice::split_queues`]) cannot reset the device: it answers [`PAIR_BROKEN`]
+//! until the next call through the whole device does.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -24,7 +32,9 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
+use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo, RSS_EXAMPLE_KEY, ReceiveSteering};
 use rexo_devio::{
     DeviceFunction, Dma, Found, LineWake, Mmio, MsixTable, Platform, QueuePair, barrier,
@@ -54,6 +64,18 @@ const PCIE_SETTLE_MS: u64 = 10;
 const PHY_TIMEOUT_MS: u64 = 10;
 /// How long one EEPROM word read may take.
 const EEPROM_TIMEOUT_MS: u64 = 10;
+/// How long the transmit unit may hold descriptors without finishing any, with the link
+/// up and not paused, before it counts as hung and the device is reset. A full ring of
+/// 255 maximum-size frames goes out in 0.31 s even at 10 Mb/s; Linux's e1000/e1000e
+/// report a hang after 1 s and reset after the stack's 5 s transmit watchdog. 2 s is
+/// six times the slowest honest drain and frees a stuck interface well before TCP's
+/// retransmissions give up.
+const TX_HANG_TIMEOUT_MS: u64 = 2_000;
+/// Nanoseconds per millisecond.
+const NS_PER_MS: u64 = 1_000_000;
+/// Every call's answer once the device did not come back from a reset.
+const GIVEN_UP: DeviceError =
+    DeviceError::Failed("e1000: the device did not come back from a reset (given up)");
 
 /// Whether this driver takes `function`: an Intel controller in the model table.
 pub fn matches(function: &Function) -> bool {
@@ -254,6 +276,27 @@ struct Queue {
     /// The checksum context (transport header start, checksum field) the device holds,
     /// set by the last context descriptor queued.
     tx_context: Option<(usize, usize)>,
+    /// The clock, for the transmit unit's hang check.
+    platform: &'static dyn Platform,
+    /// Where the device runs, is reset or was given up, or whether its transmit unit hung
+    /// on this pair: what the pair's own handle, whose calls bypass the device, checks.
+    device: PairState,
+    /// Shared with the device: set when the pair finds the transmit unit hung, so that
+    /// the next call through the device resets it even if the pair's own handle met it.
+    reset_wanted: Arc<AtomicBool>,
+}
+
+/// Where a pair's device is, as the pair's own handle sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PairState {
+    /// Started: the rings are the device's.
+    Running,
+    /// Being reset: the rings are left alone (nothing received, sends `QueueFull`).
+    Resetting,
+    /// The transmit unit hung on this pair: [`PAIR_BROKEN`] until the device is reset.
+    Hung,
+    /// It did not come back from a reset: [`GIVEN_UP`].
+    GivenUp,
 }
 
 impl Queue {
@@ -264,6 +307,7 @@ impl Queue {
         index: usize,
         regs: Mmio,
         rx_format: RxFormat,
+        reset_wanted: Arc<AtomicBool>,
     ) -> Result<Self, DeviceError> {
         let mut queue = Self {
             rx_descriptors: Dma::new(platform, RX_DESCRIPTORS * DESCRIPTOR_BYTES)?,
@@ -277,20 +321,87 @@ impl Queue {
             regs,
             rx_format,
             tx_context: None,
+            platform,
+            device: PairState::Running,
+            reset_wanted,
         };
+        queue.renew();
+        Ok(queue)
+    }
+
+    /// Puts the rings in their starting state, for a new pair or a device that was
+    /// reset: every descriptor pointing at its buffer with its status cleared, nothing
+    /// received or queued, no checksum context. Returns the frames that were in flight
+    /// on transmit: lost, the device having forgotten them.
+    fn renew(&mut self) -> usize {
+        let lost = self.tx.frames_in_flight();
+        self.rx = RxRing::new(RX_DESCRIPTORS);
+        self.rx_spanning = false;
+        self.tx = TxRing::new(TX_DESCRIPTORS);
+        self.tx_context = None;
         for slot in 0..RX_DESCRIPTORS {
-            let buffer = queue.rx_buffer(slot);
-            queue
-                .rx_descriptors
-                .write64(slot * DESCRIPTOR_BYTES, buffer);
+            let buffer = self.rx_buffer(slot);
+            self.rx_descriptors.write64(slot * DESCRIPTOR_BYTES, buffer);
+            self.rx_descriptors
+                .write64(slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS, 0);
         }
         for slot in 0..TX_DESCRIPTORS {
-            let buffer = queue.tx_buffer(slot);
-            queue
-                .tx_descriptors
-                .write64(slot * DESCRIPTOR_BYTES, buffer);
+            let buffer = self.tx_buffer(slot);
+            self.tx_descriptors.write64(slot * DESCRIPTOR_BYTES, buffer);
+            self.tx_descriptors
+                .write64(slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS, 0);
         }
-        Ok(queue)
+        lost
+    }
+
+    /// Whether the rings may be used: `false` while the device is being reset,
+    /// [`PAIR_BROKEN`] once the transmit unit hung on this pair (until the device is
+    /// reset), [`GIVEN_UP`] once the device was given up.
+    fn usable(&self) -> Result<bool, DeviceError> {
+        match self.device {
+            PairState::Running => Ok(true),
+            PairState::Resetting => Ok(false),
+            PairState::Hung => Err(PAIR_BROKEN),
+            PairState::GivenUp => Err(GIVEN_UP),
+        }
+    }
+
+    /// After a reclaim that left descriptors with the device: [`PAIR_BROKEN`] once the
+    /// transmit unit has finished none for [`TX_HANG_TIMEOUT_MS`] (the pair is then marked
+    /// hung and the device asked for a reset). STATUS is read only then: with the link
+    /// down or the transmitter paused by the link partner (XOFF) the device is held back,
+    /// not stuck, and the count starts again.
+    fn check_transmit_hang(&mut self) -> Result<(), DeviceError> {
+        let now = self.platform.now_ns();
+        if self.tx.stalled_for(now) <= TX_HANG_TIMEOUT_MS * NS_PER_MS {
+            return Ok(());
+        }
+        let status = self.regs.read32(STATUS);
+        if status & STATUS_LU == 0 || status & STATUS_TXOFF != 0 {
+            self.tx.restart_stall_count(now);
+            return Ok(());
+        }
+        Err(self.mark_hung())
+    }
+
+    /// Marks the pair hung ([`PairState::Hung`]), says so in the log with the device's
+    /// transmit head and tail, and asks the device for a reset: [`PAIR_BROKEN`].
+    #[cold]
+    #[inline(never)]
+    fn mark_hung(&mut self) -> DeviceError {
+        log::error!(
+            "e1000: queue {}: transmit unit hang: {} frame(s) pending, none finished for over \
+             {TX_HANG_TIMEOUT_MS} ms with the link up and not paused (TDH {}, TDT {}); the \
+             whole device is reset (at once when this call came through the device, else \
+             by its next call through it); the pair fails until then",
+            self.registers / QUEUE_STRIDE,
+            self.tx.frames_in_flight(),
+            self.regs.read32(TDH + self.registers),
+            self.regs.read32(TDT + self.registers),
+        );
+        self.device = PairState::Hung;
+        self.reset_wanted.store(true, Ordering::Release);
+        PAIR_BROKEN
     }
 
     /// Every block of DMA memory the device is given for this pair: its rings and
@@ -356,6 +467,9 @@ impl QueuePair for Queue {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
+        if !self.usable()? {
+            return Ok(0);
+        }
         let format = self.rx_format;
         let mut delivered = 0;
         for _ in 0..budget {
@@ -396,6 +510,9 @@ impl QueuePair for Queue {
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
         ring::check_segments(segments)?;
+        if !self.usable()? {
+            return Err(DeviceError::QueueFull);
+        }
         if offload && segments.len() > 1 {
             return Err(DeviceError::Unsupported(
                 "checksum offload of a frame in several segments",
@@ -408,6 +525,7 @@ impl QueuePair for Queue {
             self.reclaim_transmitted();
         }
         if self.tx.free() < needed {
+            self.check_transmit_hang()?;
             return Err(DeviceError::QueueFull);
         }
         // Segment i goes in the buffer of the i-th free slot (a withdrawn frame leaves
@@ -480,9 +598,16 @@ impl QueuePair for Queue {
     }
 
     /// Frames queued that the device has not finished with (each counted once, however
-    /// many descriptors it took), after reclaiming the rest.
+    /// many descriptors it took), after reclaiming the rest; [`PAIR_BROKEN`] when they
+    /// show the transmit unit hung. While the device is reset, what was in flight.
     fn transmit_pending(&mut self, (): ()) -> Result<usize, DeviceError> {
+        if !self.usable()? {
+            return Ok(self.tx.frames_in_flight());
+        }
         self.reclaim_transmitted();
+        if self.tx.frames_in_flight() > 0 {
+            self.check_transmit_hang()?;
+        }
         Ok(self.tx.frames_in_flight())
     }
 }
@@ -520,11 +645,15 @@ struct E1000 {
     queues: Vec<Arc<spin::Mutex<Queue>>>,
     /// How receive queues wake a core.
     wakes: Wakes,
+    /// Set by a pair that found the transmit unit hung (shared with every pair): the
+    /// next call through the device resets it.
+    reset_wanted: Arc<AtomicBool>,
+    /// Resets after a transmit unit hang since the device was started.
+    resets: u64,
 }
 
 impl E1000 {
-    /// Allocates the rings, programs link, addresses, the queues (and RSS over them)
-    /// and enables the receiver and transmitter (SDM, "General Configuration").
+    /// Allocates the rings and starts the device ([`configure`](Self::configure)).
     fn start(
         platform: &'static dyn Platform,
         address: Address,
@@ -533,10 +662,17 @@ impl E1000 {
         mac: [u8; 6],
         wakes: Wakes,
     ) -> Result<Self, DeviceError> {
+        let reset_wanted = Arc::new(AtomicBool::new(false));
         let queues = (0..model.queues())
             .map(|index| {
-                Queue::new(platform, index, regs.clone(), model.rx_format())
-                    .map(|queue| Arc::new(spin::Mutex::new(queue)))
+                let queue = Queue::new(
+                    platform,
+                    index,
+                    regs.clone(),
+                    model.rx_format(),
+                    reset_wanted.clone(),
+                );
+                queue.map(|queue| Arc::new(spin::Mutex::new(queue)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let nic = Self {
@@ -547,19 +683,26 @@ impl E1000 {
             mac,
             queues,
             wakes,
+            reset_wanted,
+            resets: 0,
         };
-        if matches!(nic.wakes, Wakes::MsiX(_)) {
+        nic.configure();
+        Ok(nic)
+    }
+
+    /// Programs link, addresses, the queues (and RSS over them) of a device fresh from
+    /// its reset, and enables the receiver and transmitter (SDM, "General
+    /// Configuration"); the pairs' rings must be in their starting state.
+    fn configure(&self) {
+        let (regs, model, mac) = (&self.regs, self.model, self.mac);
+        if matches!(self.wakes, Wakes::MsiX(_)) {
             // Receive queue q's cause goes to MSI-X entry q and clears itself when the
             // message is sent; the causes stay masked (IMS) until a core asks.
-            let ivar =
-                (0..nic.queues.len() as u32).fold(0, |ivar, q| ivar | (q | IVAR_VALID) << (4 * q));
-            nic.regs.write32(IVAR, ivar);
-            nic.regs.write32(
-                EIAC,
-                (0..nic.queues.len() as u32).fold(0, |mask, q| mask | ICR_RXQ0 << q),
-            );
+            let queues = self.queues.len() as u32;
+            let ivar = (0..queues).fold(0, |ivar, q| ivar | (q | IVAR_VALID) << (4 * q));
+            regs.write32(IVAR, ivar);
+            regs.write32(EIAC, (0..queues).fold(0, |mask, q| mask | ICR_RXQ0 << q));
         }
-        let regs = &nic.regs;
 
         // Link: set link up and let the MAC take speed and duplex from the PHY's
         // auto-negotiation (ASDE on the 8254x; the 82574 does so by itself); no link,
@@ -582,7 +725,7 @@ impl E1000 {
             regs.write32(MTA + 4 * entry, 0);
         }
 
-        for queue in &nic.queues {
+        for queue in &self.queues {
             queue.lock().program();
         }
         regs.write32(RDTR, 0);
@@ -602,7 +745,7 @@ impl E1000 {
             }
             regs.write32(MRQC, MRQC_RSS | MRQC_HASH_ALL);
             // Reset enables transmit queue 0 only.
-            for queue in nic.queues.iter().skip(1) {
+            for queue in self.queues.iter().skip(1) {
                 let tarc = TARC0 + queue.lock().registers;
                 regs.write32(tarc, regs.read32(tarc) | TARC_ENABLE);
             }
@@ -618,12 +761,78 @@ impl E1000 {
                 | (ring::collision_distance(&model) << TCTL_COLD_SHIFT)
                 | TCTL_RTLC,
         );
-        Ok(nic)
     }
 
     /// Queue pair `queue`, or [`DeviceError::NoSuchQueue`].
     fn queue(&self, queue: usize) -> Result<&spin::Mutex<Queue>, DeviceError> {
         rexo_devio::pairs::pair_at(&self.queues, queue)
+    }
+
+    /// Runs `call` on pair `queue`: first resets the device if a pair's own handle found
+    /// the transmit unit hung since the last reset. When this call finds it hung, resets
+    /// the device and runs `call` once more on the renewed pair.
+    fn on_queue<T>(
+        &mut self,
+        queue: usize,
+        mut call: impl FnMut(&mut Queue) -> Result<T, DeviceError>,
+    ) -> Result<T, DeviceError> {
+        if self.reset_wanted.load(Ordering::Acquire) {
+            self.reset_hung()?;
+        }
+        // The pair's lock is released before a reset takes every pair's.
+        let result = call(&mut self.queue(queue)?.lock());
+        match result {
+            Err(PAIR_BROKEN) => {
+                self.reset_hung()?;
+                call(&mut self.queue(queue)?.lock())
+            }
+            result => result,
+        }
+    }
+
+    /// Resets a device whose transmit unit hung: every pair left alone meanwhile
+    /// ([`PairState::Resetting`]), the global reset, every pair's rings renewed (the
+    /// frames in flight lost, every receive buffer the device's again), the device
+    /// configured as at probe with the same MAC address and RSS, and the receive causes
+    /// armed before armed again. A device that does not come back is given up: every
+    /// later call is [`GIVEN_UP`] (its memory is kept at drop if it still does not stop).
+    #[cold]
+    #[inline(never)]
+    fn reset_hung(&mut self) -> Result<(), DeviceError> {
+        // Each pair's lock is taken in turn: a handle's call in progress ends first, and
+        // none touches the rings until the device runs again.
+        self.mark_pairs(PairState::Resetting);
+        self.reset_wanted.store(false, Ordering::Release);
+        let armed = self.regs.read32(IMS);
+        let stopped = reset(self.platform, self.address, &self.regs, &self.model)
+            .and_then(|()| settle_after_reset(self.platform, &self.regs, &self.model));
+        if let Err(error) = stopped {
+            log::error!(
+                "{} e1000: the device did not come back from its reset: {error}; given up",
+                self.address
+            );
+            self.mark_pairs(PairState::GivenUp);
+            return Err(GIVEN_UP);
+        }
+        let lost: usize = self.queues.iter().map(|queue| queue.lock().renew()).sum();
+        self.configure();
+        self.regs.write32(IMS, armed);
+        self.resets += 1;
+        log::warn!(
+            "{} e1000: reset after a transmit unit hang ({} since start): {lost} frame(s) in \
+             flight lost",
+            self.address,
+            self.resets
+        );
+        self.mark_pairs(PairState::Running);
+        Ok(())
+    }
+
+    /// Tells every pair (and so its own handle) where the device is.
+    fn mark_pairs(&self, device: PairState) {
+        for queue in &self.queues {
+            queue.lock().device = device;
+        }
     }
 }
 
@@ -688,7 +897,7 @@ impl NetDevice for E1000 {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        let delivered = self.queue(queue)?.lock().receive((), budget, deliver)?;
+        let delivered = self.on_queue(queue, |pair| pair.receive((), budget, deliver))?;
         if let Wakes::Line {
             armed: armed @ true,
             ..
@@ -709,13 +918,13 @@ impl NetDevice for E1000 {
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
-        self.queue(queue)?
-            .lock()
-            .send_segments((), segments, offload, fill)
+        self.on_queue(queue, |pair| {
+            pair.send_segments((), segments, offload, fill)
+        })
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        self.queue(queue)?.lock().transmit_pending(())
+        self.on_queue(queue, |pair| pair.transmit_pending(()))
     }
 
     /// The 82574's receive queue `queue` raises its cause (IMS) through MSI-X entry
@@ -863,6 +1072,165 @@ mod tests {
         assert_eq!(one_pair.info().receive_steering, None);
     }
 
+    /// A device whose global reset (CTRL.RST) puts every register at its default (0 in
+    /// this model) and clears itself; the link stays up and the NVM loaded (STATUS.LU,
+    /// EECD.AUTO_RD).
+    fn reset_to_defaults(regs: &Mmio) {
+        if regs.read32(CTRL) & CTRL_RST != 0 {
+            for offset in (0..REGISTER_SPAN).step_by(4) {
+                regs.write32(offset, 0);
+            }
+            link_up_and_nvm_loaded(regs);
+        }
+    }
+
+    /// STATUS.LU and EECD.AUTO_RD, as a device with a link and its NVM read shows them.
+    fn link_up_and_nvm_loaded(regs: &Mmio) {
+        regs.write32(STATUS, STATUS_LU);
+        regs.write32(EECD, EECD_AUTO_RD);
+    }
+
+    /// A started controller of model `device_id` with the link up, whose registers go
+    /// to their defaults at a global reset ([`reset_to_defaults`]).
+    fn nic_that_resets(device_id: u16) -> (&'static HostPlatform, E1000) {
+        let platform = HostPlatform::leaked();
+        let nic = nic_on(platform, ring::model(device_id).unwrap());
+        link_up_and_nvm_loaded(&nic.regs);
+        let regs = nic.regs.clone();
+        platform.on_clock_reading(move || reset_to_defaults(&regs));
+        (platform, nic)
+    }
+
+    /// Every register but IMC (write-only on the device; the reset writes it).
+    fn registers_of(regs: &Mmio) -> Vec<(usize, u32)> {
+        (0..REGISTER_SPAN)
+            .step_by(4)
+            .filter(|&offset| offset != IMC)
+            .map(|offset| (offset, regs.read32(offset)))
+            .collect()
+    }
+
+    /// The device finishes transmit descriptors `slots` of `queue`.
+    fn finish_transmits(queue: &mut Queue, slots: core::ops::Range<usize>) {
+        for slot in slots {
+            let at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
+            let fields = queue.tx_descriptors.read64(at);
+            queue
+                .tx_descriptors
+                .write64(at, fields | (u64::from(ring::TX_STATUS_DD) << 32));
+        }
+    }
+
+    /// The hang timeout in nanoseconds.
+    const HANG_NS: u64 = TX_HANG_TIMEOUT_MS * 1_000_000;
+
+    /// Before: nothing looked for a transmit unit that stopped; its frames stayed
+    /// pending for ever and the ring, once full, refused every frame. Now the device is
+    /// reset once the timeout has passed (and not before), with every register it had,
+    /// and works on.
+    #[test]
+    fn a_hung_transmit_unit_is_reset_after_the_timeout_and_the_device_works_after() {
+        for id in [0x100E, 0x10D3] {
+            let (platform, mut nic) = nic_that_resets(id);
+            let model = nic.model;
+            let started = registers_of(&nic.regs);
+            for _ in 0..3 {
+                nic.transmit(0, 60, &mut |_| {}).unwrap();
+            }
+            assert_eq!(nic.transmit_pending(0), Ok(3), "the count starts");
+            platform.advance_clock(HANG_NS - 100_000);
+            assert_eq!(nic.transmit_pending(0), Ok(3), "{}: not yet", model.name);
+            assert_eq!(nic.regs.read32(TDT), 3, "{}: not reset", model.name);
+            platform.advance_clock(200_000);
+            assert_eq!(
+                nic.transmit_pending(0),
+                Ok(0),
+                "{}: reset, the frames lost",
+                model.name
+            );
+            assert_eq!(
+                registers_of(&nic.regs),
+                started,
+                "{}: the registers as started",
+                model.name
+            );
+            // It works on: a frame goes out from the start of the renewed ring.
+            nic.transmit(0, 60, &mut |_| {}).unwrap();
+            assert_eq!(nic.regs.read32(TDT), 1, "{}", model.name);
+            finish_transmits(&mut nic.queue(0).unwrap().lock(), 0..1);
+            assert_eq!(nic.transmit_pending(0), Ok(0), "{}", model.name);
+        }
+    }
+
+    #[test]
+    fn a_paused_or_unlinked_transmitter_is_not_hung_and_progress_restarts_the_count() {
+        let platform = HostPlatform::leaked();
+        let mut nic = nic_on(platform, ring::model(0x100E).unwrap());
+        for _ in 0..2 {
+            nic.transmit(0, 60, &mut |_| {}).unwrap();
+        }
+        assert_eq!(nic.transmit_pending(0), Ok(2));
+        for status in [STATUS_LU | STATUS_TXOFF, 0] {
+            nic.regs.write32(STATUS, status);
+            platform.advance_clock(2 * HANG_NS);
+            assert_eq!(
+                nic.transmit_pending(0),
+                Ok(2),
+                "held back: STATUS {status:#x}"
+            );
+        }
+        nic.regs.write32(STATUS, STATUS_LU);
+        platform.advance_clock(HANG_NS / 2);
+        // The oldest frame finishes: the count starts again.
+        finish_transmits(&mut nic.queue(0).unwrap().lock(), 0..1);
+        assert_eq!(nic.transmit_pending(0), Ok(1));
+        platform.advance_clock(HANG_NS * 3 / 4);
+        assert_eq!(nic.transmit_pending(0), Ok(1), "the count started again");
+        assert_eq!(nic.regs.read32(TDT), 2, "not reset");
+    }
+
+    /// A send that finds the ring full looks for a hang too: past the timeout it is sent
+    /// on the reset device instead of refused.
+    #[test]
+    fn a_send_finding_the_ring_full_of_a_hung_unit_goes_out_after_the_reset() {
+        let (platform, mut nic) = nic_that_resets(0x100E);
+        while nic.transmit(0, 60, &mut |_| {}).is_ok() {}
+        assert_eq!(
+            nic.transmit(0, 60, &mut |_| {}),
+            Err(DeviceError::QueueFull),
+            "the count starts"
+        );
+        platform.advance_clock(HANG_NS + 1_000);
+        assert_eq!(nic.transmit(0, 60, &mut |_| {}), Ok(()));
+        assert_eq!(nic.regs.read32(TDT), 1);
+        assert_eq!(nic.transmit_pending(0), Ok(1));
+    }
+
+    /// An 82574 pair's own handle cannot reset the device: it answers PAIR_BROKEN until
+    /// the next call through the whole device resets it, then works again.
+    #[test]
+    fn a_hang_met_by_a_pairs_own_handle_is_reset_by_the_next_call_through_the_device() {
+        let (platform, mut nic) = nic_that_resets(0x10D3);
+        let mut handles = nic.split_queues().unwrap();
+        handles[1].transmit(0, 60, &mut |_| {}).unwrap();
+        assert_eq!(handles[1].transmit_pending(0), Ok(1));
+        platform.advance_clock(HANG_NS + 1_000);
+        assert_eq!(handles[1].transmit_pending(0), Err(PAIR_BROKEN));
+        assert_eq!(handles[1].receive(0, 8, &mut |_| {}), Err(PAIR_BROKEN));
+        assert_eq!(
+            handles[1].transmit(0, 60, &mut |_| {}),
+            Err(PAIR_BROKEN),
+            "nothing queued"
+        );
+        assert_eq!(handles[0].transmit_pending(0), Ok(0), "the other pair runs");
+        // Any call through the device resets it first.
+        assert_eq!(nic.receive(0, 8, &mut |_| {}), Ok(0));
+        assert_eq!(handles[1].transmit_pending(0), Ok(0), "the frame was lost");
+        handles[1].transmit(0, 60, &mut |_| {}).unwrap();
+        assert_eq!(nic.regs.read32(TDT + QUEUE_STRIDE), 1);
+        assert_eq!(handles[1].transmit_pending(0), Ok(1));
+    }
+
     /// A 64-byte IPv4 UDP frame (a transport segment of 30 bytes), whose checksum the
     /// device may fill in.
     fn udp_frame(frame: &mut [u8]) {
@@ -894,18 +1262,9 @@ mod tests {
             "a context descriptor went first"
         );
         // The device finishes the first frame's descriptors, then all of them.
-        let done = |queue: &mut Queue, slots: core::ops::Range<usize>| {
-            for slot in slots {
-                let at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
-                let fields = queue.tx_descriptors.read64(at);
-                queue
-                    .tx_descriptors
-                    .write64(at, fields | (u64::from(ring::TX_STATUS_DD) << 32));
-            }
-        };
-        done(&mut queue, 0..5);
+        finish_transmits(&mut queue, 0..5);
         assert_eq!(queue.transmit_pending(()), Ok(1));
-        done(&mut queue, 5..7);
+        finish_transmits(&mut queue, 5..7);
         assert_eq!(queue.transmit_pending(()), Ok(0));
     }
 }

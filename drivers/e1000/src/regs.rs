@@ -110,6 +110,8 @@ pub const CTRL_PHY_RST: u32 = 1 << 31;
 
 /// STATUS: link up.
 pub const STATUS_LU: u32 = 1 << 1;
+/// STATUS: transmission paused by a flow-control frame from the link partner (XOFF).
+pub const STATUS_TXOFF: u32 = 1 << 4;
 /// STATUS: PCIe master enable status (82574): clear once master disable took effect.
 pub const STATUS_GIO_MASTER_ENABLE: u32 = 1 << 19;
 

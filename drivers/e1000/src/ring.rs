@@ -428,6 +428,9 @@ pub struct TxRing {
     ends_frame: Vec<bool>,
     /// Frames queued whose last descriptor is not reclaimed.
     frames_in_flight: usize,
+    /// When a look ([`stalled_for`](Self::stalled_for)) first found descriptors with the
+    /// device and none finished since; cleared when one is reclaimed.
+    stalled_since: Option<u64>,
 }
 
 impl TxRing {
@@ -439,7 +442,25 @@ impl TxRing {
             in_flight: 0,
             ends_frame: vec![false; size],
             frames_in_flight: 0,
+            stalled_since: None,
         }
+    }
+
+    /// How long, as of `now_ns`, the device has held descriptors without finishing any:
+    /// counted from the first look (this call or an earlier one) that found them so, never
+    /// from before the driver looked; 0 while it holds none.
+    pub fn stalled_for(&mut self, now_ns: u64) -> u64 {
+        if self.in_flight == 0 {
+            self.stalled_since = None;
+            return 0;
+        }
+        now_ns.saturating_sub(*self.stalled_since.get_or_insert(now_ns))
+    }
+
+    /// Counts a stall from `now_ns` again: the device was held back (paused by its link
+    /// partner, or without a link), not stuck.
+    pub fn restart_stall_count(&mut self, now_ns: u64) {
+        self.stalled_since = Some(now_ns);
     }
 
     /// Frames the device has not been seen to finish (their last descriptor not
@@ -483,6 +504,9 @@ impl TxRing {
             self.clean = (self.clean + 1) % self.size;
             self.in_flight -= 1;
             reclaimed += 1;
+        }
+        if reclaimed > 0 {
+            self.stalled_since = None;
         }
         reclaimed
     }
@@ -718,6 +742,28 @@ mod tests {
         assert_eq!(ring.reclaim(|_| true), 3);
         assert_eq!(ring.free(), 3);
         assert_eq!(ring.reclaim(|_| true), 0);
+    }
+
+    #[test]
+    fn a_stall_counts_from_the_first_look_and_ends_with_any_descriptor_finished() {
+        let mut ring = TxRing::new(8);
+        assert_eq!(ring.stalled_for(100), 0, "nothing held");
+        ring.queued(true);
+        ring.queued(true);
+        assert_eq!(
+            ring.stalled_for(1_000),
+            0,
+            "the first look starts the count"
+        );
+        assert_eq!(ring.stalled_for(3_000), 2_000);
+        // One finished: the count starts again at the next look.
+        assert_eq!(ring.reclaim(|i| i == 0), 1);
+        assert_eq!(ring.stalled_for(5_000), 0);
+        assert_eq!(ring.stalled_for(6_000), 1_000);
+        ring.restart_stall_count(6_000);
+        assert_eq!(ring.stalled_for(6_500), 500);
+        assert_eq!(ring.reclaim(|_| true), 1);
+        assert_eq!(ring.stalled_for(9_000), 0, "nothing held");
     }
 
     #[test]
