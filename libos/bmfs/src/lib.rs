@@ -99,6 +99,11 @@ pub enum BmfsError {
         /// Bytes the file can hold.
         capacity: u64,
     },
+    /// A create's directory record write failed and so did writing the record back as
+    /// it was, so the disk may hold the new file's record or not (why): the volume
+    /// refuses every create, write and delete with this until the disk is opened again
+    /// ([`Volume::open`] reads what the disk holds); reads go on.
+    NeedsReopen(String),
 }
 
 impl fmt::Display for BmfsError {
@@ -136,6 +141,10 @@ impl fmt::Display for BmfsError {
                     "{size} bytes do not fit the file's {capacity} reserved bytes"
                 )
             }
+            Self::NeedsReopen(why) => write!(
+                f,
+                "the directory on disk may differ from the one in memory ({why}): open the disk again"
+            ),
         }
     }
 }
@@ -169,6 +178,10 @@ pub struct Volume<D> {
     /// The record holding the end marker (a name starting with byte 0), `RECORDS` when
     /// none does: the records from it on are unused.
     end: usize,
+    /// Why the directory on disk may differ from the one in memory (a create whose
+    /// record write and undo both failed): no change is made until the disk is opened
+    /// again.
+    unsure: Option<String>,
 }
 
 /// Decodes one record before the end marker: `Ok(None)` for a deleted one.
@@ -296,7 +309,12 @@ impl<D: Disk> Volume<D> {
             .collect::<Result<Vec<_>, _>>()?;
         records.resize(RECORDS, None);
         check(&records, disk.size() / BLOCK)?;
-        Ok(Self { disk, records, end })
+        Ok(Self {
+            disk,
+            records,
+            end,
+            unsure: None,
+        })
     }
 
     /// The files, in directory order.
@@ -340,6 +358,15 @@ impl<D: Disk> Volume<D> {
         (candidate.checked_add(blocks)? <= self.blocks()).then_some(candidate)
     }
 
+    /// Refuses a change with [`BmfsError::NeedsReopen`] once the directory on disk may
+    /// differ from the one in memory.
+    fn changeable(&self) -> Result<(), BmfsError> {
+        match &self.unsure {
+            Some(why) => Err(BmfsError::NeedsReopen(why.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// Writes `record` as record `index` (`None`: deleted) and flushes; only then does
     /// the directory in memory take it, so after a failed write it still holds the
     /// record as it was (a failed delete keeps the file's blocks taken).
@@ -357,8 +384,14 @@ impl<D: Disk> Volume<D> {
         self.disk.flush().map_err(BmfsError::Disk)
     }
 
-    /// Creates the empty file `name` reserving `blocks` blocks (at least one).
+    /// Creates the empty file `name` reserving `blocks` blocks (at least one). When the
+    /// record's write fails (it may have reached the disk all the same), the record is
+    /// written back unused, as it was, and the error returned: the disk holds no file
+    /// the caller was told was not created. If that write fails too, the create fails
+    /// with [`BmfsError::NeedsReopen`] and so does every later change until the disk is
+    /// opened again.
     pub fn create(&mut self, name: &str, blocks: u64) -> Result<&Entry, BmfsError> {
+        self.changeable()?;
         valid_name(name)?;
         if self.find(name).is_ok() {
             return Err(BmfsError::Exists(name.into()));
@@ -381,9 +414,30 @@ impl<D: Disk> Volume<D> {
             // left after it never becomes part of the directory.
             self.write_record(index + 1, &END)?;
         }
-        self.store(index, Some(entry))?;
+        if let Err(error) = self.write_record(index, &encode(&entry)) {
+            return Err(self.undo_create(index, error));
+        }
+        self.records[index] = Some(entry);
         self.end = self.end.max(index + 1);
         Ok(self.records[index].as_ref().expect("just stored"))
+    }
+
+    /// After the failed `error` write of record `index` by a create, writes the record
+    /// back unused as it was (deleted before the end marker, the end marker from it on)
+    /// and returns `error`; when that fails too, the disk may hold the new record or
+    /// not, and the volume stops changing anything ([`BmfsError::NeedsReopen`]).
+    fn undo_create(&mut self, index: usize, error: BmfsError) -> BmfsError {
+        let unused = if index < self.end { DELETED } else { END };
+        match self.write_record(index, &unused) {
+            Ok(()) => error,
+            Err(undo) => {
+                let why = alloc::format!(
+                    "creating record {index} failed ({error}) and writing it back failed ({undo})"
+                );
+                self.unsure = Some(why.clone());
+                BmfsError::NeedsReopen(why)
+            }
+        }
     }
 
     /// Replaces the contents of `name` with `data` (within its reserved blocks). The data
@@ -393,6 +447,7 @@ impl<D: Disk> Volume<D> {
     /// the new file, never the old size over mixed bytes. Empty `data` only stores the
     /// size 0, once.
     pub fn write(&mut self, name: &str, data: &[u8]) -> Result<(), BmfsError> {
+        self.changeable()?;
         let index = self.index(name)?;
         let entry = self.records[index].clone().expect("found");
         let capacity = entry.capacity();
@@ -456,6 +511,7 @@ impl<D: Disk> Volume<D> {
 
     /// Deletes `name` (its record marked deleted; its blocks free).
     pub fn delete(&mut self, name: &str) -> Result<(), BmfsError> {
+        self.changeable()?;
         let index = self.index(name)?;
         self.store(index, None)
     }

@@ -2,8 +2,9 @@
 
 use super::*;
 
+use alloc::collections::VecDeque;
 use alloc::rc::Rc;
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 
 fn disk(mib: usize) -> Vec<u8> {
     vec![0u8; mib << 20]
@@ -437,14 +438,129 @@ fn a_failed_change_leaves_the_directory_in_memory_as_on_disk() {
         4,
         "still there, blocks taken"
     );
-    assert!(matches!(volume.create("b", 1), Err(BmfsError::Disk(_))));
-    assert!(volume.find("b").is_err(), "not created");
     budget.set(u64::MAX);
     let b = volume.create("b", 2).unwrap();
     assert_eq!(b.start, 3, "a's blocks are not free");
+    // A create whose record write and undo both fail (the end marker's move, first,
+    // fits the budget): the disk may hold its record.
+    budget.set(RECORD as u64);
+    assert!(matches!(
+        volume.create("c", 1),
+        Err(BmfsError::NeedsReopen(_))
+    ));
+    assert!(volume.find("c").is_err(), "not created");
     let mut volume = Volume::open(volume.into_disk().disk).expect("no two records overlap");
     assert_eq!(volume.read("a").unwrap(), b"kept");
     assert_eq!(volume.files().count(), 2);
+}
+
+/// What a [`Scripted`] disk does with one write.
+#[derive(Clone, Copy)]
+enum WriteOutcome {
+    /// The data reaches the disk and the write succeeds.
+    Lands,
+    /// The data reaches the disk but the write reports failure (a device that timed
+    /// out after writing, a flush that failed after the data got there).
+    LandsButFails,
+    /// Nothing reaches the disk and the write fails.
+    Fails,
+}
+
+/// A disk in memory whose next writes do what `script` says, in turn; once it is
+/// empty, writes succeed. The script is shared, so a test can set it under an open
+/// volume.
+struct Scripted {
+    disk: Vec<u8>,
+    script: Rc<RefCell<VecDeque<WriteOutcome>>>,
+}
+
+impl Disk for Scripted {
+    fn size(&self) -> u64 {
+        self.disk.size()
+    }
+    fn read(&mut self, offset: u64, buffer: &mut [u8]) -> Result<(), String> {
+        self.disk.read(offset, buffer)
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
+        let outcome = self.script.borrow_mut().pop_front();
+        match outcome.unwrap_or(WriteOutcome::Lands) {
+            WriteOutcome::Lands => self.disk.write(offset, data),
+            WriteOutcome::LandsButFails => {
+                self.disk.write(offset, data)?;
+                Err("write failed after its data landed".into())
+            }
+            WriteOutcome::Fails => Err("write failed".into()),
+        }
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A volume on a 16 MiB [`Scripted`] disk holding "a" (block 1) and "b" (block 2), and
+/// its script.
+fn scripted_volume() -> (Volume<Scripted>, Rc<RefCell<VecDeque<WriteOutcome>>>) {
+    let script = Rc::new(RefCell::new(VecDeque::new()));
+    let disk = Scripted {
+        disk: disk(16),
+        script: Rc::clone(&script),
+    };
+    let mut volume = Volume::format(disk).unwrap();
+    volume.create("a", 1).unwrap();
+    volume.create("b", 1).unwrap();
+    (volume, script)
+}
+
+/// The names of the files on `volume`'s disk as an open finds them now.
+fn names_on_disk(volume: &Volume<Scripted>) -> Vec<String> {
+    let reopened = Volume::open(volume.disk.disk.clone()).expect("the disk opens");
+    reopened.files().map(|f| f.name.clone()).collect()
+}
+
+#[test]
+fn a_failed_create_leaves_no_record_on_disk() {
+    use WriteOutcome::*;
+    let (mut volume, script) = scripted_volume();
+    // At the end marker's record (the marker moves first), then in a deleted record:
+    // each time the record reaches the disk though its write fails.
+    script.borrow_mut().extend([Lands, LandsButFails]);
+    assert!(matches!(volume.create("c", 2), Err(BmfsError::Disk(_))));
+    assert!(volume.find("c").is_err());
+    assert_eq!(names_on_disk(&volume), ["a", "b"], "no file c on the disk");
+    volume.delete("a").unwrap();
+    script.borrow_mut().push_back(LandsButFails);
+    assert!(matches!(volume.create("d", 3), Err(BmfsError::Disk(_))));
+    assert_eq!(names_on_disk(&volume), ["b"], "no file d on the disk");
+    // The volume goes on, and what it places overlaps nothing the disk holds.
+    assert_eq!(volume.create("e", 4).unwrap().start, 3);
+    volume.create("f", 1).unwrap();
+    let reopened = Volume::open(volume.into_disk().disk).expect("no two records overlap");
+    let names: Vec<&str> = reopened.files().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["e", "b", "f"]);
+}
+
+#[test]
+fn a_create_whose_undo_fails_too_refuses_changes_until_reopened() {
+    use WriteOutcome::*;
+    let (mut volume, script) = scripted_volume();
+    volume.write("b", b"bee").unwrap();
+    // "c" (blocks 3 and 4) reaches the disk; writing its record back fails.
+    script.borrow_mut().extend([Lands, LandsButFails, Fails]);
+    let error = volume.create("c", 2).unwrap_err();
+    assert!(matches!(error, BmfsError::NeedsReopen(_)), "{error}");
+    assert!(volume.find("c").is_err());
+    // Deleting "a" and placing a file of 3 blocks would put it over "c" (blocks 3..6).
+    for refused in [
+        volume.delete("a").err(),
+        volume.create("d", 3).err(),
+        volume.write("b", b"new").err(),
+    ] {
+        assert_eq!(refused, Some(error.clone()));
+    }
+    assert_eq!(volume.read("b").unwrap(), b"bee", "reads go on");
+    let reopened = Volume::open(volume.into_disk().disk).expect("the disk is consistent");
+    let names: Vec<&str> = reopened.files().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"], "the create reached the disk");
 }
 
 #[test]
