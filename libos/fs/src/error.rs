@@ -58,7 +58,8 @@ pub enum FsError {
     /// A file handle (of this path) was opened on another mount.
     OtherMount(String),
     /// The app cannot get the memory this needs (a check or repair of a large disk
-    /// needs one bit per disk block): what for, and how many bytes.
+    /// needs one bit per disk block, a journal replay the images of a transaction):
+    /// what for, and how many bytes.
     NoMemory {
         /// What the memory was for.
         what: String,

@@ -25,6 +25,19 @@ pub(crate) fn zeroed() -> Block {
     Box::new([0; BLOCK_SIZE])
 }
 
+/// A block holding `bytes` (a block's worth), or `None` when the app cannot get the
+/// memory: for blocks kept in numbers the disk decides (a journal replay).
+pub(crate) fn try_block(bytes: &[u8]) -> Option<Block> {
+    #[cfg(test)]
+    if !crate::tests::app_memory::take_block() {
+        return None;
+    }
+    let mut block = Vec::new();
+    block.try_reserve_exact(BLOCK_SIZE).ok()?;
+    block.extend_from_slice(bytes);
+    block.into_boxed_slice().try_into().ok()
+}
+
 /// Refuses `bytes[range]` of block `number` unless every byte is zero: a field the
 /// format reserves (`what`), which no writer of this version sets.
 pub(crate) fn check_zero(

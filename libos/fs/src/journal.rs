@@ -9,7 +9,11 @@
 //! and a CRC-32C over the descriptor blocks and images: see `rexo_crc` for why not the
 //! CRC-32 that seals each block). Replay starts at the second
 //! block with the header's sequence number and applies transactions while each one is
-//! complete, in sequence and its CRC verifies; the first that is not ends the log.
+//! complete, in sequence and its CRC verifies; the first that is not ends the log. A
+//! transaction that cannot fit the journal is corrupt, refused before anything is
+//! allocated for it; one whose images the app has not the memory to hold is
+//! `FsError::NoMemory` once its CRC verifies (a torn one still ends the log; reading
+//! takes a buffer of up to 1 MiB, whose lack is `NoMemory` too).
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -21,7 +25,7 @@ use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::format::{
     BODY_AT, Block, COMMIT_MAGIC, CRC_AT, DESCRIPTOR_MAGIC, JOURNAL_HEADER_MAGIC, Layout,
-    check_header, get_u32, get_u64, put, seal, zeroed,
+    check_header, get_u32, get_u64, put, seal, try_block, zeroed,
 };
 use crate::store::{RUN_BLOCKS, read_disk, read_disk_run, write_sorted};
 
@@ -262,25 +266,44 @@ fn read_transaction<D: BlockStore>(
         crc.update(&block[..]);
         targets.extend(next.targets);
     }
-    // The images and the commit block, read in runs.
+    // The images and the commit block, read in runs. The images are kept in memory, as
+    // many as the descriptor says (up to the journal, 64 MiB): when the app cannot get
+    // that much, the rest is read for the checksum alone, and a transaction that turns
+    // out committed is `NoMemory` (a torn one ends the log as ever), never an abort.
     let commit_at = position + descriptors + total;
+    let no_memory = || FsError::NoMemory {
+        what: format!("replaying journal transaction {sequence} ({total} blocks)"),
+        bytes: total * BLOCK_SIZE as u64,
+    };
     let mut images = Vec::new();
-    let mut at = position + descriptors;
+    let mut kept_all = images.try_reserve_exact(total as usize).is_ok();
     let mut run = Vec::new();
+    run.try_reserve_exact((total as usize + 1).min(RUN_BLOCKS) * BLOCK_SIZE)
+        .map_err(|_| no_memory())?;
+    let mut commit = zeroed();
+    let mut at = position + descriptors;
     while at <= commit_at {
         let count = (commit_at + 1 - at).min(RUN_BLOCKS as u64);
         run.resize(count as usize * BLOCK_SIZE, 0);
         read_disk_run(disk, at, &mut run)?;
-        for chunk in run.chunks(BLOCK_SIZE) {
-            let mut block = zeroed();
-            block.copy_from_slice(chunk);
-            images.push(block);
+        for (number, chunk) in (at..).zip(run.chunks(BLOCK_SIZE)) {
+            if number == commit_at {
+                commit.copy_from_slice(chunk);
+                continue;
+            }
+            crc.update(chunk);
+            if !kept_all {
+                continue;
+            }
+            match try_block(chunk) {
+                Some(image) => images.push(image),
+                None => {
+                    kept_all = false;
+                    images = Vec::new();
+                }
+            }
         }
         at += count;
-    }
-    let commit = images.pop().unwrap_or_else(zeroed);
-    for image in &images {
-        crc.update(&image[..]);
     }
     let committed = check_header(&commit, COMMIT_MAGIC, commit_at, "journal commit").is_ok()
         && get_u64(&commit[..], SEQUENCE_AT) == sequence
@@ -300,6 +323,9 @@ fn read_transaction<D: BlockStore>(
             ),
         ));
     }
+    if !kept_all {
+        return Err(no_memory());
+    }
     Ok(Some(Committed {
         targets,
         images,
@@ -313,6 +339,7 @@ mod tests {
     use crate::MemoryDisk;
     use crate::format::{DIRECTORY_MAGIC, EXTENTS_MAGIC};
     use crate::store::write_disk;
+    use crate::tests::app_memory::with_blocks_left;
 
     fn sealed(magic: [u8; 8], number: u64, fill: u8) -> Block {
         let mut block = zeroed();
@@ -384,6 +411,53 @@ mod tests {
         assert_eq!(scan(&mut disk, &layout).unwrap().transactions, 0);
         assert_eq!(transaction_length(507), 509);
         assert_eq!(transaction_length(508), 511);
+    }
+
+    #[test]
+    fn a_committed_transaction_larger_than_the_app_can_hold_is_no_memory() {
+        let layout = Layout::for_disk(256).unwrap();
+        let mut disk = MemoryDisk::new(256);
+        write_disk(&mut disk, 1, &encode_header(1, 4)).unwrap();
+        let twenty: BTreeMap<u64, Block> = (100..120)
+            .map(|n| (n, sealed(EXTENTS_MAGIC, n, 3)))
+            .collect();
+        let length = write_transaction(&mut disk, 2, 4, &twenty).unwrap();
+        let replay = with_blocks_left(20, || scan(&mut disk, &layout)).unwrap();
+        assert_eq!(replay.blocks, twenty, "20 blocks are enough");
+        let no_memory = FsError::NoMemory {
+            what: "replaying journal transaction 4 (20 blocks)".into(),
+            bytes: 20 * BLOCK_SIZE as u64,
+        };
+        for left in [0, 1, 19] {
+            let scanned = with_blocks_left(left, || scan(&mut disk, &layout));
+            assert_eq!(scanned.err(), Some(no_memory.clone()), "{left} blocks left");
+        }
+        // Torn (its commit block lost), it ends the log whatever the memory.
+        write_disk(&mut disk, 2 + length - 1, &zeroed()).unwrap();
+        let replay = with_blocks_left(0, || scan(&mut disk, &layout)).unwrap();
+        assert_eq!((replay.transactions, replay.next_sequence), (0, 4));
+    }
+
+    #[test]
+    fn a_transaction_past_the_journal_is_corrupt_before_any_allocation() {
+        // A 64-block journal (blocks 1..65): a transaction at block 2 holds 61 blocks
+        // at most (its descriptor, 61 images, its commit).
+        let layout = Layout::for_disk(256).unwrap();
+        assert_eq!(layout.journal_end(), 65);
+        for total in [62, 1 << 20, u32::MAX] {
+            let mut disk = MemoryDisk::new(256);
+            write_disk(&mut disk, 1, &encode_header(1, 4)).unwrap();
+            let mut descriptor = zeroed();
+            put(&mut descriptor[..], SEQUENCE_AT, &4u64.to_le_bytes());
+            put(&mut descriptor[..], TOTAL_AT, &total.to_le_bytes());
+            seal(&mut descriptor, DESCRIPTOR_MAGIC, 2);
+            write_disk(&mut disk, 2, &descriptor).unwrap();
+            let scanned = with_blocks_left(0, || scan(&mut disk, &layout));
+            let Err(FsError::Corrupt { block: 2, what }) = scanned else {
+                panic!("{total} blocks: {scanned:?}");
+            };
+            assert!(what.contains("does not fit the journal"), "{what}");
+        }
     }
 
     #[test]

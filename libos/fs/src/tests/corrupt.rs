@@ -5,6 +5,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::app_memory::with_blocks_left;
 use super::ops::fresh;
 use super::snapshot;
 use crate::dir::Location;
@@ -535,4 +536,27 @@ fn damage_found_after_mounting_is_reported_not_panicked_on() {
     fs.write("/g", 0, b"G").unwrap();
     let _ = root_block;
     assert_eq!(fs.stat("/g").unwrap().kind, FileKind::File);
+}
+
+#[test]
+fn a_journal_the_app_cannot_hold_is_no_memory_and_nothing_is_written() {
+    let mut fs = FileSystem::mount(sample()).unwrap();
+    fs.create("/one").unwrap();
+    fs.write("/one", 0, &[7; 3 * 4096]).unwrap();
+    let mut disk = fs.into_disk();
+    let before = contents(&mut disk);
+    let short_of_memory = |result: Result<(), FsError>| match result {
+        Err(FsError::NoMemory { what, .. }) => what.starts_with("replaying journal transaction"),
+        _ => false,
+    };
+    with_blocks_left(2, || {
+        assert!(short_of_memory(FileSystem::fsck(&mut disk).map(drop)));
+        assert!(short_of_memory(FileSystem::mount(&mut disk).map(drop)));
+        assert!(short_of_memory(
+            FileSystem::mount_read_only(&mut disk).map(drop)
+        ));
+    });
+    assert!(contents(&mut disk) == before, "a refused mount wrote");
+    let mut fs = FileSystem::mount(disk).unwrap();
+    assert_eq!(fs.read_all("/one").unwrap(), [7; 3 * 4096]);
 }

@@ -12,6 +12,37 @@ mod read_only;
 mod repair;
 mod workload;
 
+/// An app short of memory, played on one test's thread: how many more blocks
+/// [`crate::format::try_block`] may give.
+pub(crate) mod app_memory {
+    use core::cell::Cell;
+
+    std::thread_local! {
+        /// Blocks left to give on this thread; `None`: as many as the host has.
+        static BLOCKS_LEFT: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+
+    /// Runs `run` with at most `blocks` more blocks from `try_block` on this thread.
+    pub(crate) fn with_blocks_left<T>(blocks: u64, run: impl FnOnce() -> T) -> T {
+        BLOCKS_LEFT.set(Some(blocks));
+        let result = run();
+        BLOCKS_LEFT.set(None);
+        result
+    }
+
+    /// Whether `try_block` may give one more block; counts it when it may.
+    pub(crate) fn take_block() -> bool {
+        match BLOCKS_LEFT.get() {
+            None => true,
+            Some(0) => false,
+            Some(left) => {
+                BLOCKS_LEFT.set(Some(left - 1));
+                true
+            }
+        }
+    }
+}
+
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -7,6 +7,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::app_memory::with_blocks_left;
 use super::corrupt::{
     contents, edit_block, edit_entry, entry_of, first_block, put_raw, raw, sample,
 };
@@ -335,6 +336,34 @@ fn a_journal_holding_operations_is_replayed_before_repairing() {
     let (tree, report) = repaired(disk);
     said(&report, &alloc::format!("/a: corrupt block {a_block}"));
     same_tree(&tree, &emptied(&journaled, "/a"));
+}
+
+#[test]
+fn a_journal_the_app_cannot_hold_fails_the_repair_and_writes_nothing() {
+    let mut fs = FileSystem::mount(sample()).unwrap();
+    fs.create("/journaled").unwrap();
+    fs.write("/journaled", 0, b"in the journal").unwrap();
+    let mut disk = fs.into_disk();
+    damage_directory_a(&mut disk);
+    let before = contents(&mut disk);
+    // The fewest blocks with which the check replays the journal (and finds /a).
+    let replays = |left| {
+        let checked = with_blocks_left(left, || FileSystem::fsck(&mut disk.clone()));
+        !matches!(checked, Err(FsError::NoMemory { .. }))
+    };
+    let needed = (0..100).find(|&left| replays(left)).unwrap();
+    assert!(needed > 0);
+    // Short for the check's replay, then for repair's own once the check is done.
+    for left in [needed - 1, needed] {
+        let repaired = with_blocks_left(left, || FileSystem::repair(&mut disk).map(drop));
+        assert!(
+            matches!(repaired, Err(FsError::NoMemory { .. })),
+            "{left} blocks: {repaired:?}"
+        );
+        assert!(contents(&mut disk) == before, "{left} blocks: repair wrote");
+    }
+    let (mut fs, _) = FileSystem::repair(disk).unwrap();
+    assert_eq!(fs.read_all("/journaled").unwrap(), b"in the journal");
 }
 
 /// Mutated images (metadata bytes changed, most resealed): each is repaired to a
