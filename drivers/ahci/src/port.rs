@@ -513,11 +513,6 @@ impl AhciDisk {
         Ok(())
     }
 
-    /// The sectors a request may address (28-bit or 48-bit addresses).
-    fn capacity(&self) -> u64 {
-        command::addressable_sectors(self.identity.sectors, self.identity.lba48)
-    }
-
     /// Slots holding a request, issued or not.
     fn busy(&self) -> u32 {
         self.ready | self.held | self.issued
@@ -539,7 +534,7 @@ impl AhciDisk {
             return Err(DeviceError::NoSuchQueue(queue));
         }
         if operation != Operation::Flush {
-            command::check_range(lba, sectors, self.capacity(), BUFFER_SECTORS)?;
+            command::check_range(lba, sectors, self.identity.sectors, BUFFER_SECTORS)?;
         }
         let queued = self.ncq && operation != Operation::Flush;
         let busy = self.busy();
@@ -757,7 +752,7 @@ impl BlockDevice for AhciDisk {
 
     fn info(&self) -> BlockInfo {
         BlockInfo {
-            sectors: self.capacity(),
+            sectors: self.identity.sectors,
             sector_size: SECTOR_BYTES,
             max_sectors: BUFFER_SECTORS,
             queues: 1,
@@ -949,10 +944,10 @@ mod tests {
     }
 
     #[test]
-    fn a_capacity_past_48_bits_is_cut_to_what_the_48_bit_commands_reach() {
+    fn a_request_past_the_identified_capacity_is_refused_before_it_is_issued() {
         let (mut disk, registers) = port_with_fake_hba();
-        // IDENTIFY words 100..=103 all ones: no sector at or past 2^48 has an address.
-        disk.identity.sectors = u64::MAX;
+        // What `Identity::parse` leaves of IDENTIFY words 100..=103 all ones.
+        disk.identity.sectors = 1 << 48;
         assert_eq!(disk.info().sectors, 1 << 48);
         assert_eq!(
             disk.submit_read(0, 1 << 48, 1),

@@ -47,18 +47,6 @@ pub const DEVICE_LBA: u8 = 0x40;
 
 /// The largest sector count of the 28-bit commands (a count of 0 means 256).
 const MAX_SECTORS_28: u32 = 256;
-/// The first sector the 28-bit commands cannot reach.
-pub const LBA28_LIMIT: u64 = 1 << 28;
-/// The first sector the 48-bit commands cannot reach.
-pub const LBA48_LIMIT: u64 = 1 << 48;
-
-/// The sectors of a disk of `sectors` (as IDENTIFY claims) that the commands can
-/// address: those below 2^48 with the 48-bit commands (`lba48`), else below 2^28, so a
-/// request's LBA is never cut short to another sector's.
-pub fn addressable_sectors(sectors: u64, lba48: bool) -> u64 {
-    sectors.min(if lba48 { LBA48_LIMIT } else { LBA28_LIMIT })
-}
-
 /// Which way data moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {

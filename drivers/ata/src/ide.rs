@@ -675,11 +675,6 @@ impl IdeDisk {
         })
     }
 
-    /// The sectors the commands can reach (28-bit or 48-bit addresses).
-    fn capacity(&self) -> u64 {
-        command::addressable_sectors(self.identity.sectors, self.identity.lba48)
-    }
-
     /// Checks `queue`, claims the channel and starts `operation`; the request's tag.
     fn start(
         &mut self,
@@ -694,7 +689,7 @@ impl IdeDisk {
         }
         self.channel.usable()?;
         if operation != Operation::Flush {
-            command::check_range(lba, sectors, self.capacity(), self.max_sectors)?;
+            command::check_range(lba, sectors, self.identity.sectors, self.max_sectors)?;
         }
         if self.request.is_some() {
             return Err(DeviceError::QueueFull);
@@ -908,7 +903,7 @@ impl BlockDevice for IdeDisk {
 
     fn info(&self) -> BlockInfo {
         BlockInfo {
-            sectors: self.capacity(),
+            sectors: self.identity.sectors,
             sector_size: SECTOR_BYTES,
             max_sectors: self.max_sectors,
             queues: 1,
@@ -1137,9 +1132,9 @@ mod tests {
     }
 
     #[test]
-    fn a_capacity_past_48_bits_is_cut_to_what_the_48_bit_commands_reach() {
-        // IDENTIFY words 100..=103 all ones: no sector at or past 2^48 has an address.
-        let (mut disk, command, _control, _) = disk_on_fake_ports(0, u64::MAX, true, None);
+    fn a_request_past_the_identified_capacity_never_reaches_the_drive() {
+        // What `Identity::parse` leaves of IDENTIFY words 100..=103 all ones.
+        let (mut disk, command, _control, _) = disk_on_fake_ports(0, 1 << 48, true, None);
         assert_eq!(disk.info().sectors, 1 << 48);
         assert_eq!(
             disk.submit_read(0, 1 << 48, 1),

@@ -37,6 +37,11 @@ const SECTOR_SIZE_LONG: u16 = 1 << 12;
 /// Words 117..=118: words per logical sector (when word 106 bit 12 says so).
 const LOGICAL_SECTOR_WORDS: usize = 117;
 
+/// The first sector the 28-bit commands cannot reach.
+const LBA28_LIMIT: u64 = 1 << 28;
+/// The first sector the 48-bit commands cannot reach.
+const LBA48_LIMIT: u64 = 1 << 48;
+
 /// Bytes per sector this code drives (the only size both transports here move).
 pub const SECTOR_BYTES: u32 = 512;
 
@@ -45,9 +50,10 @@ pub const SECTOR_BYTES: u32 = 512;
 pub struct Identity {
     /// The model string, trimmed.
     pub model: String,
-    /// The sectors the disk claims (words 100..=103 with the 48-bit commands, else
-    /// 60..=61); the drivers cut it to those the commands can address
-    /// ([`crate::command::addressable_sectors`]).
+    /// The sectors the commands can address: the count the disk claims (words
+    /// 100..=103 with the 48-bit commands, else 60..=61) cut to those below 2^48 (or
+    /// 2^28 without the 48-bit commands), so a request's LBA is never cut short to
+    /// another sector's.
     pub sectors: u64,
     /// Whether the 48-bit commands (the EXT forms) are supported.
     pub lba48: bool,
@@ -88,7 +94,8 @@ pub fn model(data: &[u8]) -> String {
 
 impl Identity {
     /// Decodes the 512 bytes of IDENTIFY DEVICE data in `data`; refuses disks this code
-    /// cannot drive (no LBA, sectors other than 512 bytes, no sectors).
+    /// cannot drive (no LBA, sectors other than 512 bytes, no sectors). A capacity
+    /// claimed past what the commands address is cut to it, with a warning.
     pub fn parse(data: &[u8]) -> Result<Self, DeviceError> {
         if data.len() < IDENTIFY_BYTES {
             return Err(DeviceError::Unsupported("512 bytes of IDENTIFY data"));
@@ -108,16 +115,25 @@ impl Identity {
         }
         let command_sets = word(data, COMMAND_SETS);
         let lba48 = signed_valid(command_sets) && command_sets & COMMAND_SET_LBA48 != 0;
-        let sectors = if lba48 {
-            (0..4).fold(0u64, |sum, i| {
+        let (claimed, limit, bits) = if lba48 {
+            let claimed = (0..4).fold(0u64, |sum, i| {
                 sum | u64::from(word(data, SECTORS_48 + i)) << (16 * i)
-            })
+            });
+            (claimed, LBA48_LIMIT, 48)
         } else {
-            u64::from(word(data, SECTORS_28)) | u64::from(word(data, SECTORS_28 + 1)) << 16
+            let claimed =
+                u64::from(word(data, SECTORS_28)) | u64::from(word(data, SECTORS_28 + 1)) << 16;
+            (claimed, LBA28_LIMIT, 28)
         };
-        if sectors == 0 {
+        if claimed == 0 {
             return Err(DeviceError::Unsupported("a nonzero capacity"));
         }
+        if claimed > limit {
+            log::warn!(
+                "IDENTIFY DEVICE claims {claimed} sectors; {bits}-bit addresses reach the first {limit}, the rest is not used"
+            );
+        }
+        let sectors = claimed.min(limit);
         let sata = word(data, SATA_CAPABILITIES);
         let ncq_depth = (sata != 0 && sata != 0xFFFF && sata & SATA_NCQ != 0)
             .then(|| u32::from(word(data, QUEUE_DEPTH) & 0x1F) + 1);
@@ -182,6 +198,26 @@ mod tests {
         assert_eq!(identity.sectors, 0x5_1234);
         assert!(!identity.lba48 && !identity.dma);
         assert_eq!(identity.ncq_depth, None);
+    }
+
+    #[test]
+    fn a_capacity_past_what_the_commands_address_is_cut_to_it() {
+        // Words 100..=103 all ones: no sector at or past 2^48 has a 48-bit address.
+        let mut words = [(49, CAPABILITY_LBA), (83, 0x4000 | COMMAND_SET_LBA48)].to_vec();
+        words.extend((100..104).map(|index| (index, 0xFFFF)));
+        assert_eq!(Identity::parse(&data(&words)).unwrap().sectors, 1 << 48);
+        words.truncate(2);
+        words.extend([(100, 0xFFFF), (101, 0xFFFF), (102, 0xFFFF)]);
+        assert_eq!(
+            Identity::parse(&data(&words)).unwrap().sectors,
+            (1 << 48) - 1,
+            "2^48 - 1 sectors all have addresses"
+        );
+        // Without the 48-bit commands, words 60..=61 past 2^28 (words 100..=103 unused).
+        let raw = data(&[(49, CAPABILITY_LBA), (60, 0xFFFF), (61, 0xFFFF), (100, 1)]);
+        let identity = Identity::parse(&raw).unwrap();
+        assert!(!identity.lba48);
+        assert_eq!(identity.sectors, 1 << 28);
     }
 
     #[test]
