@@ -43,7 +43,7 @@ pub fn read_table(path: &Path) -> Result<Table> {
         .map_err(|e| format!("the extent table of {}: {e}", path.display()))?;
     let (start, count) = rexo_xn::locator_area(SECTOR_BYTES);
     let locator = read("locator", start, count * SECTOR_BYTES)?;
-    match rexo_xn::read_locators(&locator) {
+    match rexo_xn::read_locators(&locator, SECTOR_BYTES) {
         [Ok(Some(first)), Ok(Some(second))] if first == sectors && second == sectors => Ok(table),
         found => Err(format!(
             "the extent table's locator on {} is {found:?}, not two copies naming its {sectors} \

@@ -572,6 +572,8 @@ pub(crate) mod tests {
         /// from them and refuses reads that cross into the memory and writes that start
         /// below it.
         base_lba: u64,
+        /// Bytes per sector.
+        sector_size: usize,
         /// While on, every read is refused.
         failing_reads: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
         /// Every write covering this sector is refused (`u64::MAX`: none).
@@ -598,6 +600,7 @@ pub(crate) mod tests {
                 first_tag: 1,
                 max_sectors: 64,
                 base_lba: 0,
+                sector_size: 512,
                 failing_reads: Default::default(),
                 bad_sector: alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX)),
                 failing_flushes: Default::default(),
@@ -617,7 +620,8 @@ pub(crate) mod tests {
                 .ok_or(DeviceError::Unsupported(
                     "sectors before the simulated tail",
                 ))?;
-            Ok((lba as usize * 512, sectors as usize * 512))
+            let size = self.sector_size;
+            Ok((lba as usize * size, sectors as usize * size))
         }
 
         /// Where a read of sectors before the memory (zeros) is taken from, in place of
@@ -634,10 +638,10 @@ pub(crate) mod tests {
 
     impl rexo_api::BlockDevice for MemoryDisk {
         fn info(&self) -> rexo_api::BlockInfo {
-            let sectors = self.data.len() as u64 / 512;
+            let sectors = (self.data.len() / self.sector_size) as u64;
             rexo_api::BlockInfo {
                 sectors: self.base_lba + sectors,
-                sector_size: 512,
+                sector_size: self.sector_size as u32,
                 max_sectors: self.max_sectors,
                 queues: 1,
                 depth: 8,
@@ -662,7 +666,7 @@ pub(crate) mod tests {
             if lba.saturating_add(u64::from(sectors)) <= self.base_lba
                 && sectors <= self.max_sectors
             {
-                return Ok(self.take(Self::ZEROS, sectors as usize * 512));
+                return Ok(self.take(Self::ZEROS, sectors as usize * self.sector_size));
             }
             let (at, len) = self.range(lba, sectors)?;
             Ok(self.take(at, len))
@@ -1557,7 +1561,7 @@ pub(crate) mod tests {
         let mut backup = MemoryDisk::new();
         let end = backup.data.len();
         backup.data[end - 512..end - 504].copy_from_slice(b"EFI PART");
-        let loader = "the locator's sectors (the last 4 KiB of the first MiB) hold data";
+        let loader = "the locator's sectors (at the end of the first MiB) hold data";
         let mut boot_loader = MemoryDisk::new();
         boot_loader.data[(1 << 20) - 100] = 0x90;
         for (disk, why) in [
@@ -1922,12 +1926,19 @@ pub(crate) mod tests {
     /// A memory disk of `sectors` sectors holding `table` at the end of the disk it was
     /// made for (as many sectors or fewer), and its locator.
     fn disk_holding(table: &rexo_xn::Table, sectors: u64) -> MemoryDisk {
+        disk_of_sectors_holding(table, sectors, 512)
+    }
+
+    /// [`disk_holding`] with sectors of `size` bytes (`table` made for them).
+    fn disk_of_sectors_holding(table: &rexo_xn::Table, sectors: u64, size: usize) -> MemoryDisk {
         let mut disk = MemoryDisk::new();
-        disk.data.resize(sectors as usize * 512, 0);
-        let at = table.copy_start(table.copy()) as usize * 512;
+        disk.sector_size = size;
+        disk.data.resize(sectors as usize * size, 0);
+        let at = table.copy_start(table.copy()) as usize * size;
         disk.data[at..at + rexo_xn::COPY_BYTES].copy_from_slice(&table.to_bytes());
-        let locator = rexo_xn::locator_area(512).0 as usize * 512;
-        disk.data[locator..locator + rexo_xn::COPY_BYTES].copy_from_slice(&table.locator());
+        let locator = rexo_xn::locator_area(size as u64).0 as usize * size;
+        let bytes = table.locator();
+        disk.data[locator..locator + bytes.len()].copy_from_slice(&bytes);
         disk
     }
 
@@ -2335,6 +2346,29 @@ pub(crate) mod tests {
             assert_eq!(
                 registry.extents(0, "fs", None),
                 Ok(table.entries().to_vec())
+            );
+            assert!(kv_refused(registry), "the table, not a raw disk");
+            assert_eq!(raw_sectors(registry, locator, count), table.locator());
+        }
+    }
+
+    /// On a disk of 4 KiB sectors that grew, either sector of the locator damaged whole
+    /// leaves the other's copy to find the table, and the locator is rewritten. Both
+    /// copies used to share one sector there: with it damaged the disk read as raw,
+    /// every app's extents open whole to its holder.
+    #[test]
+    fn one_bad_sector_of_a_4_kib_sector_disks_locator_leaves_the_other_copy() {
+        let mut table = rexo_xn::Table::format(1024, 4096).unwrap();
+        table.allocate("fs", 64).unwrap();
+        let (locator, count) = rexo_xn::locator_area(4096);
+        for bad in locator..locator + count {
+            let mut disk = disk_of_sectors_holding(&table, 2048, 4096);
+            disk.data[bad as usize * 4096..][..4096].fill(0xA5);
+            let registry = registry_with(Found::Block(Box::new(disk)), "memory");
+            assert_eq!(
+                registry.extents(0, "fs", None),
+                Ok(table.entries().to_vec()),
+                "sector {bad} damaged"
             );
             assert!(kv_refused(registry), "the table, not a raw disk");
             assert_eq!(raw_sectors(registry, locator, count), table.locator());

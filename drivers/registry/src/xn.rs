@@ -95,7 +95,7 @@ fn format_hazard(
     let first_sector = read_sectors(disk, 0, 1)?;
     let (sectors, size) = geometry(&disk.info());
     let area = read_area(disk, sectors, size)?;
-    Ok(rexo_xn::format_hazard(&first_sector, locator, &area))
+    Ok(rexo_xn::format_hazard(&first_sector, locator, &area, size))
 }
 
 /// The sectors both copies of a table made for a disk of `sectors` sectors of `size`
@@ -119,7 +119,7 @@ fn read_table(
 }
 
 /// The bytes of the locator's sectors of `disk` (idle: nobody holds it), as far as the
-/// disk reaches (a disk cut inside them still holds the locator's first copy whole in
+/// disk reaches (a disk cut inside them still holds a copy of the locator whole in
 /// their first sector).
 fn read_locator_sectors(disk: &mut dyn BlockDevice) -> Result<Vec<u8>, DeviceError> {
     let sectors = disk.info().sectors;
@@ -169,7 +169,7 @@ fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
     let (region, found) = find_table(disk).inspect_err(unreadable)?;
     Ok(match found {
         Ok(located) if located.mend_locator => {
-            match rexo_xn::locator_hazard(&region) {
+            match rexo_xn::locator_hazard(&region, geometry(&disk.info()).1) {
                 None => mend_locator(disk, located.table),
                 // Something else wrote there (a boot loader in the gap after an MBR): a
                 // format without force refuses it, so it is left as it is.
@@ -233,14 +233,14 @@ fn clear_tables(disk: &mut dyn BlockDevice, places: &[u64]) -> Result<(), Device
 /// `max_sectors`, and flushes. A crash part way leaves that copy torn and the other
 /// one, the table before, is read.
 fn write(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
-    write_copy(disk, table.copy_start(table.copy()), table.to_bytes())
+    write_sectors(disk, table.copy_start(table.copy()), table.to_bytes())
 }
 
 /// Writes `table`'s locator ([`Table::locator`]) over the locator's sectors of `disk`,
 /// and flushes.
 fn write_locator(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), DeviceError> {
     let (start, _) = locator_area(disk);
-    write_copy(disk, start, table.locator())
+    write_sectors(disk, start, table.locator())
 }
 
 /// `written`, the result of writing the table, its locator or the zeros under its
@@ -255,17 +255,17 @@ fn unless_torn(state: &mut SlotState, written: Result<(), DeviceError>) -> Resul
     written.map_err(ApiError::Device)
 }
 
-/// Writes one copy's worth of `bytes` ([`rexo_xn::COPY_BYTES`], the rest of its
-/// sectors zeros) from sector `start` of `disk`, in requests of up to the device's
-/// `max_sectors`, and flushes.
-fn write_copy(
+/// Writes `bytes` (a copy of the table, [`rexo_xn::COPY_BYTES`], or the locator's
+/// sectors) from sector `start` of `disk`, the rest of their last sector zeros, in
+/// requests of up to the device's `max_sectors`, and flushes.
+fn write_sectors(
     disk: &mut dyn BlockDevice,
     start: u64,
     mut bytes: Vec<u8>,
 ) -> Result<(), DeviceError> {
     let info = disk.info();
     let size = geometry(&info).1;
-    let count = rexo_xn::copy_sectors(size);
+    let count = (bytes.len() as u64).div_ceil(size);
     bytes.resize(count as usize * size as usize, 0);
     for (lba, sectors, done) in requests(start, count, info.max_sectors) {
         let part = &bytes[(done * size) as usize..][..sectors as usize * size as usize];
@@ -405,7 +405,7 @@ impl Registry {
                 // keeps it while its end is zeroed (it names a larger disk, or this one
                 // with no table at its end); one without gets its locator first (no
                 // sound table can be at its end: the disk would not be raw or damaged).
-                let has_locator = rexo_xn::holds_a_locator(&locator);
+                let has_locator = rexo_xn::holds_a_locator(&locator, size);
                 // Every end a copy of the locator sends a reader to is zeroed with the
                 // disk's own (a torn write of the new locator may leave a copy naming it).
                 let places = rexo_xn::table_places(&locator, sectors, size);

@@ -19,14 +19,16 @@
 //!
 //! A disk that grows keeps its table at its old end, where a reader looking at the new
 //! end finds none: without more, it would take the disk for a raw one, open whole to its
-//! holder. So a format also writes a locator at a place that does not move, the last
-//! 4 KiB of the disk's first MiB (free on a disk partitioned at MiB boundaries and in
+//! holder. So a format also writes a locator at a place that does not move, the end of
+//! the disk's first MiB (free on a disk partitioned at MiB boundaries and in
 //! BMFS's block 0, which uses its first 8 KiB), naming the sector count the table was
-//! made for, twice in those 4 KiB (at their start and 2 KiB in, so in two sectors of a
-//! disk of 512-byte sectors): [`find`] reads it first (it says where the table is when
-//! it names another disk) and decides between its copies when they disagree. A disk
-//! whose end holds no table is raw only when neither copy of the locator is found
-//! either. The locator's sectors, like the table's, belong to nobody.
+//! made for, twice, each copy in sectors of its own ([`locator_area`]): on a disk of
+//! sectors up to 2 KiB at the 4 KiB's start and 2 KiB in, on one of larger sectors at
+//! the start of the last sector of the first MiB and of the sector before it.
+//! [`find`] reads it first (it says where the table is when it names another disk) and
+//! decides between its copies when they disagree. A disk whose end holds no table is
+//! raw only when neither copy of the locator is found either. The locator's sectors,
+//! like the table's, belong to nobody.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -57,10 +59,9 @@ const OLD_MAGICS: [&[u8; 8]; 2] = [b"RexoXN01", b"RexoXN02"];
 const LOCATOR_MAGIC: &[u8; 8] = b"RexoXNat";
 /// Bytes of one copy of the locator: its magic, the sector count, a CRC-32 of those 16.
 const LOCATOR_BYTES: usize = 20;
-/// Where each copy of the locator starts in its 4 KiB: the first at 0, the second 2 KiB
-/// in (the fifth 512-byte sector: another sector where sectors are 2 KiB or less, the
-/// same one where they are 4 KiB or more).
-const LOCATOR_COPIES: [usize; 2] = [0, COPY_BYTES / 2];
+/// Where the second copy of the locator starts in the first MiB's last 4 KiB on a disk
+/// of sectors up to this size: 2 KiB in, in another sector than the first copy.
+const LOCATOR_SECOND_COPY: usize = COPY_BYTES / 2;
 /// Where the locator ends: the disk's first MiB (or the first sector boundary after it).
 const LOCATOR_END: u64 = 1 << 20;
 /// The smallest disk that carries a table: its locator is in the first MiB, its copies
@@ -245,11 +246,28 @@ pub fn holds_a_table(sectors: u64, sector_size: u64) -> bool {
 }
 
 /// The sectors of the locator on a disk of `sector_size`-byte sectors: its first and
-/// how many (one copy's worth), ending at the disk's first MiB, never in sector 0.
+/// how many, ending at the disk's first MiB, never in sector 0. That is one copy's
+/// worth (4 KiB) where sectors are 2 KiB or less, its two copies in different sectors
+/// of it ([`locator_copies`]); where sectors are larger, two sectors, one per copy (a
+/// disk formatted before the second sector was added has both copies in the last one;
+/// its first copy is still read there).
 pub fn locator_area(sector_size: u64) -> (u64, u64) {
-    let count = copy_sectors(sector_size);
+    let count = copy_sectors(sector_size).max(2);
     let end = LOCATOR_END.div_ceil(sector_size.max(1)).max(1 + count);
     (end - count, count)
+}
+
+/// Where each copy of the locator starts in the bytes of its sectors
+/// ([`locator_area`]) on a disk of `sector_size`-byte sectors: where sectors are 2 KiB
+/// or less, at their start and 2 KiB in (the fifth 512-byte sector); where they are
+/// larger, the first at the start of the last sector (where it always was on sectors
+/// under 512 KiB) and the second at the start of the sector before it.
+fn locator_copies(sector_size: u64) -> [usize; 2] {
+    if sector_size <= LOCATOR_SECOND_COPY as u64 {
+        [0, LOCATOR_SECOND_COPY]
+    } else {
+        [sector_size as usize, 0]
+    }
 }
 
 /// The sector count one copy of the locator (`bytes`, at least its first 20) names:
@@ -271,17 +289,17 @@ pub fn read_locator(bytes: &[u8]) -> Result<Option<u64>, XnError> {
     )))
 }
 
-/// What both copies of the locator say ([`read_locator`]), from the bytes of its
-/// sectors (`region`, cut short on a disk that ends inside them: a copy past the cut is
-/// none).
-pub fn read_locators(region: &[u8]) -> [Result<Option<u64>, XnError>; 2] {
-    LOCATOR_COPIES.map(|at| read_locator(region.get(at..).unwrap_or_default()))
+/// What both copies of the locator say ([`read_locator`]) on a disk of
+/// `sector_size`-byte sectors, from the bytes of its sectors (`region`, cut short on a
+/// disk that ends inside them: a copy past the cut is none).
+pub fn read_locators(region: &[u8], sector_size: u64) -> [Result<Option<u64>, XnError>; 2] {
+    locator_copies(sector_size).map(|at| read_locator(region.get(at..).unwrap_or_default()))
 }
 
-/// Whether the locator's sectors (`region`) hold a copy of a locator, sound or damaged
-/// (a copy starting with its magic).
-pub fn holds_a_locator(region: &[u8]) -> bool {
-    LOCATOR_COPIES.iter().any(|&at| {
+/// Whether the locator's sectors (`region`) on a disk of `sector_size`-byte sectors hold
+/// a copy of a locator, sound or damaged (a copy starting with its magic).
+pub fn holds_a_locator(region: &[u8], sector_size: u64) -> bool {
+    locator_copies(sector_size).iter().any(|&at| {
         region
             .get(at..)
             .is_some_and(|copy| copy.starts_with(LOCATOR_MAGIC))
@@ -305,7 +323,7 @@ pub struct Located {
 /// the locator's sound copies name (no larger than the disk, large enough for a table),
 /// largest first, or the disk's own when they name none.
 fn places(region: &[u8], sectors: u64, sector_size: u64) -> Vec<u64> {
-    let mut named: Vec<u64> = read_locators(region)
+    let mut named: Vec<u64> = read_locators(region, sector_size)
         .into_iter()
         .filter_map(|copy| copy.ok().flatten())
         .filter(|&size| size == sectors || size < sectors && holds_a_table(size, sector_size))
@@ -353,7 +371,7 @@ pub fn find<E>(
     sector_size: u64,
     mut read_table: impl FnMut(u64) -> Result<Result<Table, XnError>, E>,
 ) -> Result<Result<Located, XnError>, E> {
-    let copies = read_locators(region);
+    let copies = read_locators(region, sector_size);
     if let Some(table) =
         (copies.iter()).find_map(|copy| copy.ok().flatten().filter(|&size| size > sectors))
     {
@@ -418,30 +436,35 @@ fn checksum(bytes: &[u8]) -> u32 {
     crc.finish()
 }
 
-/// What a format of a disk would write over, if anything: `first_sector` is its sector
-/// 0, `locator` the locator's sectors, `area` the sectors both copies of the table
-/// take. A boot signature (0x55 0xAA at bytes 510..512: an MBR, or a GPT disk's
+/// What a format of a disk of `sector_size`-byte sectors would write over, if anything:
+/// `first_sector` is its sector 0, `locator` the locator's sectors, `area` the sectors
+/// both copies of the table take. A boot signature (0x55 0xAA at bytes 510..512: an MBR, or a GPT disk's
 /// protective one) says the disk is partitioned; a locator's sectors that are neither
 /// zeros nor a locator, or a copy that is neither zeros nor an extent table (of this
 /// format or an earlier one), are someone's data: a boot loader's, a GPT's backup header
 /// and entries, a file system's first or last blocks.
-pub fn format_hazard(first_sector: &[u8], locator: &[u8], area: &[u8]) -> Option<XnError> {
+pub fn format_hazard(
+    first_sector: &[u8],
+    locator: &[u8],
+    area: &[u8],
+    sector_size: u64,
+) -> Option<XnError> {
     if first_sector.get(510..512) == Some(&[0x55, 0xAA]) {
         return Some(XnError::InUse(
             "sector 0 holds a partition table (an MBR or a GPT's protective MBR)",
         ));
     }
-    locator_hazard(locator).or_else(|| table_area_hazard(area))
+    locator_hazard(locator, sector_size).or_else(|| table_area_hazard(area))
 }
 
-/// What writing a locator over `locator`, the bytes of the locator's sectors, would
-/// write over, if anything: sectors that are neither zeros nor a copy of a locator
-/// (sound or damaged) are someone's data, a boot loader's in the gap after an MBR or a
-/// file system's blocks.
-pub fn locator_hazard(locator: &[u8]) -> Option<XnError> {
-    let foreign = !holds_a_locator(locator) && locator.iter().any(|&byte| byte != 0);
+/// What writing a locator over `locator`, the bytes of the locator's sectors on a disk
+/// of `sector_size`-byte sectors, would write over, if anything: sectors that are
+/// neither zeros nor a copy of a locator (sound or damaged) are someone's data, a boot
+/// loader's in the gap after an MBR or a file system's blocks.
+pub fn locator_hazard(locator: &[u8], sector_size: u64) -> Option<XnError> {
+    let foreign = !holds_a_locator(locator, sector_size) && locator.iter().any(|&byte| byte != 0);
     foreign.then_some(XnError::InUse(
-        "the locator's sectors (the last 4 KiB of the first MiB) hold data",
+        "the locator's sectors (at the end of the first MiB) hold data",
     ))
 }
 
@@ -649,12 +672,13 @@ impl Table {
         })
     }
 
-    /// The locator as it goes on disk ([`COPY_BYTES`], at [`locator_area`]): twice (at
-    /// its start and 2 KiB in), its magic, the sector count the table was made for, a
-    /// CRC-32 of those 16 bytes; zeros around.
+    /// The locator as it goes on disk, the bytes of its sectors ([`locator_area`]):
+    /// twice, each copy in sectors of its own ([`locator_copies`]), its magic, the
+    /// sector count the table was made for, a CRC-32 of those 16 bytes; zeros around.
     pub fn locator(&self) -> Vec<u8> {
-        let mut bytes = alloc::vec![0u8; COPY_BYTES];
-        for at in LOCATOR_COPIES {
+        let count = locator_area(self.sector_size).1;
+        let mut bytes = alloc::vec![0u8; (count * self.sector_size) as usize];
+        for at in locator_copies(self.sector_size) {
             let copy = &mut bytes[at..at + LOCATOR_BYTES];
             copy[..8].copy_from_slice(LOCATOR_MAGIC);
             copy[8..16].copy_from_slice(&self.sectors.to_le_bytes());

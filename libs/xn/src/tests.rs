@@ -20,7 +20,17 @@ fn parse_alone(bytes: &[u8], copy: usize, sectors: u64) -> Result<Table, XnError
 /// sectors hold `region` and on which the tables of `sound` are found, each at the end
 /// of the disk it was made for (no table anywhere else).
 fn find_among(region: &[u8], sectors: u64, sound: &[&Table]) -> Result<Located, XnError> {
-    find(region, sectors, 512, |made_for| {
+    find_among_sized(region, sectors, 512, sound)
+}
+
+/// [`find_among`] on a disk of `sector_size`-byte sectors.
+fn find_among_sized(
+    region: &[u8],
+    sectors: u64,
+    sector_size: u64,
+    sound: &[&Table],
+) -> Result<Located, XnError> {
+    find(region, sectors, sector_size, |made_for| {
         Ok::<_, ()>(
             (sound.iter())
                 .find(|table| table.sectors() == made_for)
@@ -187,7 +197,7 @@ fn the_parser_survives_noise() {
     let locator = t.locator();
     for _ in 0..20_000 {
         let mut bytes = locator[..rng.below(COPY_BYTES + 1)].to_vec();
-        for at in LOCATOR_COPIES {
+        for at in locator_copies(512) {
             if let Some(copy) = bytes.get_mut(at..at + LOCATOR_BYTES) {
                 copy[8..16].copy_from_slice(&rng.next_u64().to_le_bytes());
                 if rng.below(2) == 0 {
@@ -373,7 +383,11 @@ fn a_table_of_an_earlier_format_is_damaged_not_raw() {
 #[test]
 fn the_copies_take_whole_sectors() {
     assert!(holds_a_table(512, 4096));
-    assert_eq!(locator_area(4096), (255, 1), "the first MiB's last 4 KiB");
+    assert_eq!(
+        locator_area(4096),
+        (254, 2),
+        "the first MiB's last 8 KiB: a sector for each copy"
+    );
     assert_eq!(locator_area(512), (2040, 8));
     let t = Table::format(512, 4096).unwrap();
     assert_eq!((t.copy_start(0), t.copy_start(1)), (510, 511));
@@ -382,12 +396,12 @@ fn the_copies_take_whole_sectors() {
         (510, 2),
         "both copies, to the disk's end"
     );
-    assert_eq!(locator_area(1 << 20), (1, 1), "never sector 0");
+    assert_eq!(locator_area(1 << 20), (1, 2), "never sector 0");
     assert!(
-        !holds_a_table(2, 1 << 20),
+        !holds_a_table(4, 1 << 20),
         "no room for the locator and two copies"
     );
-    assert!(holds_a_table(4, 1 << 20));
+    assert!(holds_a_table(5, 1 << 20));
 }
 
 /// A format would write over a partition table's backup or a file system's last block:
@@ -398,13 +412,13 @@ fn a_format_names_what_it_would_write_over() {
     let no_locator = alloc::vec![0u8; COPY_BYTES];
     let mut boot = alloc::vec![0u8; 512];
     assert_eq!(
-        format_hazard(&boot, &no_locator, &blank),
+        format_hazard(&boot, &no_locator, &blank, 512),
         None,
         "a blank disk"
     );
     boot[510..512].copy_from_slice(&[0x55, 0xAA]);
     assert!(matches!(
-        format_hazard(&boot, &no_locator, &blank),
+        format_hazard(&boot, &no_locator, &blank, 512),
         Some(XnError::InUse(_))
     ));
     let first = alloc::vec![0u8; 512];
@@ -413,7 +427,7 @@ fn a_format_names_what_it_would_write_over() {
         area[at] = 1;
         assert!(
             matches!(
-                format_hazard(&first, &no_locator, &area),
+                format_hazard(&first, &no_locator, &area, 512),
                 Some(XnError::InUse(_))
             ),
             "a byte at {at}"
@@ -424,20 +438,23 @@ fn a_format_names_what_it_would_write_over() {
     let mut data = no_locator.clone();
     data[COPY_BYTES - 1] = 7;
     assert!(matches!(
-        format_hazard(&first, &data, &blank),
+        format_hazard(&first, &data, &blank, 512),
         Some(XnError::InUse(_))
     ));
-    assert_eq!(format_hazard(&first, &table().locator(), &blank), None);
-    assert!(matches!(locator_hazard(&data), Some(XnError::InUse(_))));
-    assert_eq!(locator_hazard(&no_locator), None);
-    assert_eq!(locator_hazard(&table().locator()), None);
+    assert_eq!(format_hazard(&first, &table().locator(), &blank, 512), None);
+    assert!(matches!(
+        locator_hazard(&data, 512),
+        Some(XnError::InUse(_))
+    ));
+    assert_eq!(locator_hazard(&no_locator, 512), None);
+    assert_eq!(locator_hazard(&table().locator(), 512), None);
     // A damaged table (or one of the first format) is what a format replaces.
     let mut damaged = blank.clone();
     damaged[COPY_BYTES..][..COPY_BYTES].copy_from_slice(&table().to_bytes());
     damaged[COPY_BYTES + 40] ^= 0xFF;
     damaged[..8].copy_from_slice(b"RexoXN01");
     damaged[100] = 3;
-    assert_eq!(format_hazard(&first, &no_locator, &damaged), None);
+    assert_eq!(format_hazard(&first, &no_locator, &damaged, 512), None);
 }
 
 #[test]
@@ -474,7 +491,10 @@ fn one_holder_cannot_fill_the_table_for_the_others() {
 fn the_locator_finds_the_table_of_a_disk_that_grew() {
     let t = table();
     let locator = t.locator();
-    assert_eq!(read_locators(&locator), [Ok(Some(16384)), Ok(Some(16384))]);
+    assert_eq!(
+        read_locators(&locator, 512),
+        [Ok(Some(16384)), Ok(Some(16384))]
+    );
     let grown = find_among(&locator, 32768, &[&t]).unwrap();
     assert_eq!(
         (grown.table, grown.mend_locator),
@@ -513,7 +533,7 @@ fn the_locator_finds_the_table_of_a_disk_that_grew() {
         Err(XnError::Corrupt("a locator cut short"))
     );
     assert_eq!(
-        read_locators(&locator[..2060]),
+        read_locators(&locator[..2060], 512),
         [
             Ok(Some(16384)),
             Err(XnError::Corrupt("a locator cut short"))
@@ -522,7 +542,7 @@ fn the_locator_finds_the_table_of_a_disk_that_grew() {
     );
     let tiny = Table::format(4096, 512).unwrap().locator();
     let mut small = tiny.clone();
-    for at in LOCATOR_COPIES {
+    for at in locator_copies(512) {
         small[at + 8..at + 16].copy_from_slice(&100u64.to_le_bytes());
         let crc = locator_checksum(&small[at..at + 16]);
         small[at + 16..at + 20].copy_from_slice(&crc);
@@ -606,7 +626,7 @@ fn either_copy_of_the_locator_finds_the_table() {
         b"RexoXNat",
         "the fifth 512-byte sector"
     );
-    for at in LOCATOR_COPIES {
+    for at in locator_copies(512) {
         for byte in [at, at + 9] {
             let mut one_left = locator.clone();
             one_left[byte] ^= 0x20;
@@ -678,4 +698,74 @@ fn copies_of_the_locator_that_disagree_are_decided_by_the_tables() {
         [65536, 32768, 16384]
     );
     assert_eq!(table_places(&[0; COPY_BYTES], 3000, 512), [0u64; 0]);
+}
+
+/// The locator's two copies lie in sectors of their own for every sector size, so one
+/// bad sector leaves the other copy: on a disk of 4 KiB sectors they used to share the
+/// first MiB's last sector, and with it damaged a disk that grew read as raw.
+#[test]
+fn each_copy_of_the_locator_has_a_sector_of_its_own() {
+    for size in [512, 1024, 2048, 4096, 8192] {
+        let [first, second] = locator_copies(size).map(|at| at as u64 / size);
+        assert_ne!(first, second, "{size}-byte sectors");
+        assert!(
+            first.max(second) < locator_area(size).1,
+            "{size}-byte sectors"
+        );
+    }
+    let mut old = Table::format(1024, 4096).unwrap();
+    old.allocate("fs", 64).unwrap();
+    let locator = old.locator();
+    assert_eq!(locator.len(), 2 * 4096);
+    for bad_sector in 0..2 {
+        let mut region = locator.clone();
+        region[bad_sector * 4096..][..4096].fill(0xA5);
+        let found = find_among_sized(&region, 2048, 4096, &[&old]).unwrap();
+        assert_eq!(
+            (found.table, found.mend_locator),
+            (old.clone(), true),
+            "sector {bad_sector} damaged"
+        );
+    }
+}
+
+/// The bytes of a locator's sectors as the code before the 4 KiB-sector fix wrote them
+/// for a disk of `sectors` sectors of `sector_size` bytes: both copies in the first
+/// MiB's last 4 KiB (at its start and 2 KiB in), the sector before it (a 4 KiB-sector
+/// disk's first sector of the locator now) holding zeros.
+fn earlier_layout_locator(sectors: u64, sector_size: u64) -> Vec<u8> {
+    let mut block = alloc::vec![0u8; 4096];
+    for at in [0, 2048] {
+        block[at..at + 8].copy_from_slice(b"RexoXNat");
+        block[at + 8..at + 16].copy_from_slice(&sectors.to_le_bytes());
+        let crc = rexo_crc::crc32(&block[at..at + 16]);
+        block[at + 16..at + 20].copy_from_slice(&crc.to_le_bytes());
+    }
+    let mut region = alloc::vec![0u8; (locator_area(sector_size).1 * sector_size) as usize];
+    let start = region.len() - 4096;
+    region[start..].copy_from_slice(&block);
+    region
+}
+
+/// A disk formatted before the copies of the locator got a sector each is still read:
+/// on 512-byte sectors the layout is unchanged (nothing to mend), on 4 KiB sectors the
+/// copy at the start of the last sector still finds the table of a disk that grew, and
+/// the locator is to be rewritten in the new layout.
+#[test]
+fn a_locator_of_the_earlier_layout_still_finds_its_table() {
+    for (size, sectors, mend) in [(512, 16384, false), (4096, 1024, true)] {
+        let mut old = Table::format(sectors, size).unwrap();
+        old.allocate("fs", 64).unwrap();
+        let region = earlier_layout_locator(sectors, size);
+        if !mend {
+            assert_eq!(region, old.locator(), "the same bytes");
+        }
+        let found = find_among_sized(&region, 2 * sectors, size, &[&old]).unwrap();
+        assert_eq!(
+            (found.table, found.mend_locator),
+            (old.clone(), mend),
+            "{size}-byte sectors"
+        );
+        assert_eq!(locator_hazard(&region, size), None, "to be rewritten");
+    }
 }
