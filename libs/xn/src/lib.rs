@@ -460,12 +460,29 @@ pub fn format_hazard(
 /// What writing a locator over `locator`, the bytes of the locator's sectors on a disk
 /// of `sector_size`-byte sectors, would write over, if anything: sectors that are
 /// neither zeros nor a copy of a locator (sound or damaged) are someone's data, a boot
-/// loader's in the gap after an MBR or a file system's blocks.
+/// loader's in the gap after an MBR or a file system's blocks. So is data in the sector
+/// a disk of sectors over 2 KiB whose locator is of the earlier layout (both copies in
+/// the last sector) did not reserve for it.
 pub fn locator_hazard(locator: &[u8], sector_size: u64) -> Option<XnError> {
-    let foreign = !holds_a_locator(locator, sector_size) && locator.iter().any(|&byte| byte != 0);
+    let foreign = !holds_a_locator(locator, sector_size) && locator.iter().any(|&byte| byte != 0)
+        || data_beside_an_earlier_locator(locator, sector_size);
     foreign.then_some(XnError::InUse(
         "the locator's sectors (at the end of the first MiB) hold data",
     ))
+}
+
+/// Whether the locator's sectors (`locator`) on a disk of `sector_size`-byte sectors, over
+/// 2 KiB, hold a locator of the earlier layout (a copy 2 KiB into the last sector) and,
+/// in the sector before it, which that layout left to others, neither zeros nor a copy
+/// of a locator.
+fn data_beside_an_earlier_locator(locator: &[u8], sector_size: u64) -> bool {
+    let [last, before] = locator_copies(sector_size);
+    let earlier = (locator.get(last + LOCATOR_SECOND_COPY..))
+        .is_some_and(|copy| copy.starts_with(LOCATOR_MAGIC));
+    let data = (locator.get(before..last)).is_some_and(|sector| {
+        !sector.starts_with(LOCATOR_MAGIC) && sector.iter().any(|&byte| byte != 0)
+    });
+    sector_size > LOCATOR_SECOND_COPY as u64 && earlier && data
 }
 
 /// What writing a table over `area`, the sectors both copies take at a disk's end, would

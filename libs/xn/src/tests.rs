@@ -767,5 +767,19 @@ fn a_locator_of_the_earlier_layout_still_finds_its_table() {
             "{size}-byte sectors"
         );
         assert_eq!(locator_hazard(&region, size), None, "to be rewritten");
+        // Data in the sector the earlier layout left to others (4 KiB sectors: the
+        // sector before the locator's) is not written over.
+        let mut beside_data = region.clone();
+        beside_data[100] = 7;
+        assert_eq!(
+            locator_hazard(&beside_data, size).is_some(),
+            size == 4096,
+            "{size}-byte sectors"
+        );
     }
+    // Once rewritten in the new layout, a copy whose magic was damaged in the sector
+    // before is rewritten again: that sector is the locator's.
+    let mut damaged = Table::format(1024, 4096).unwrap().locator();
+    damaged[0] ^= 0x20;
+    assert_eq!(locator_hazard(&damaged, 4096), None);
 }
