@@ -22,13 +22,15 @@
 //! copied, where copying each received frame would have copied all 16.8 MB. Everything the sockets send on their own (data, delayed ACKs,
 //! retransmissions, DHCP, ARP requests) goes through [`NicTx`], whose token lets smoltcp
 //! build the frame in place in the transmit DMA buffer: no copy. When the NIC has no
-//! room, the frame (or staged reply, up to a received batch of them) is built in the
-//! [`Backlog`] instead and copied to the NIC once it has: smoltcp counts it as sent, so
-//! it must not be lost.
+//! room, or its queue pair is broken until the device is reset ([`PAIR_BROKEN`]), the
+//! frame (or staged reply, up to a received batch of them) is built in the [`Backlog`]
+//! instead and copied to the NIC once it takes it: smoltcp counts it as sent, so it must
+//! not be lost.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
+use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{DeviceError, NetDevice};
 
 use crate::tso::{self, Tso};
@@ -56,11 +58,13 @@ pub struct Counters {
     /// send at all), and replies made during receive that found a received batch's
     /// worth of frames already waiting in the stack (peers ask again: ARP, ping, a
     /// segment answered by a reset; the stack receives only as many frames as it has
-    /// room to answer, so this is a safeguard). A full ring is not a refusal: smoltcp's frames
-    /// wait in the stack (`Backlog`) and go out later, whole and in order.
+    /// room to answer, so this is a safeguard). A full ring is not a refusal, nor a queue
+    /// pair the device broke ([`PAIR_BROKEN`], until the stack has the device reset):
+    /// smoltcp's frames wait in the stack (`Backlog`) and go out later, whole and in order.
     pub tx_dropped: u64,
     /// Frames that waited in the stack because the NIC's ring (or its buffers for
-    /// large frames) was full when they were built.
+    /// large frames) was full when they were built, or the stack's queue pair broken
+    /// ([`PAIR_BROKEN`]).
     pub tx_held: u64,
     /// Handshakes left unfinished past the grace time, their sockets given back to
     /// listening for new SYNs (a SYN flood's spoofed connections).
@@ -72,9 +76,10 @@ pub struct Counters {
     /// (each of their frames counted in `tx_frames`); a large segment waiting for one
     /// of the NIC's buffers waits whole.
     pub segmented_by_stack: u64,
-    /// Polls that found the stack's queue pair broken by the device
-    /// ([`PAIR_BROKEN`](rexo_api::device::PAIR_BROKEN)) and had the whole device reset
-    /// (a stack per queue pair, [`crate::attach_cores`]; frames in flight then are lost).
+    /// Times the stack found its queue pair broken by the device ([`PAIR_BROKEN`], to a
+    /// receive or a send) and had the whole device reset (a stack per queue pair,
+    /// [`crate::attach_cores`]; frames in flight then are lost, frames waiting in the
+    /// stack go after the reset).
     pub pair_resets: u64,
     /// DHCP leases refused because no host could use them (a prefix of 0, a router off
     /// the address's network, the network's own or broadcast address as the address);
@@ -151,8 +156,10 @@ impl Staging {
     }
 
     /// Sends every staged reply on `queue`, in order, after what `backlog` holds, and
-    /// empties the staging area. A reply the NIC has no room for joins the backlog,
-    /// unless its bound for replies is reached: it is then dropped and counted.
+    /// empties the staging area. A reply the NIC has no room for (or that meets the
+    /// queue pair broken) joins the backlog, unless its bound for replies is reached: it
+    /// is then dropped and counted. [`PAIR_BROKEN`] when the pair is broken (what waits
+    /// goes once the device is reset), `Revoked` when the NIC was taken away.
     pub(crate) fn flush(
         &mut self,
         nic: &mut dyn NetDevice,
@@ -178,11 +185,16 @@ impl Staging {
                     counters.tx_frames += 1;
                     counters.tx_bytes += len as u64;
                 }
-                Err(DeviceError::QueueFull) if backlog.frames.len() >= backlog.replies_at_most => {
+                Err(DeviceError::QueueFull | PAIR_BROKEN)
+                    if backlog.frames.len() >= backlog.replies_at_most =>
+                {
                     counters.tx_dropped += 1;
                     continue;
                 }
-                Err(DeviceError::QueueFull) => {
+                Err(error @ (DeviceError::QueueFull | PAIR_BROKEN)) => {
+                    if error == PAIR_BROKEN && outcome.is_ok() {
+                        outcome = Err(PAIR_BROKEN);
+                    }
                     let held = backlog.hold(counters, len, Kind::Small { offload });
                     held.copy_from_slice(reply);
                     if let Some(mss) = self.clamp {
@@ -230,7 +242,7 @@ struct Held {
 }
 
 /// Frames smoltcp built (or replies staged) that the NIC had no room for when they were
-/// made, in order: smoltcp counts a frame as sent once its transmit token ran, so such
+/// made (or that met the stack's queue pair broken, [`PAIR_BROKEN`]), in order: smoltcp counts a frame as sent once its transmit token ran, so such
 /// a frame must not be lost (TCP would wait for a retransmission timeout, about a
 /// second after a few). They go before anything else, and while any waits the stack
 /// gives smoltcp no transmit token (smoltcp keeps its data in the sockets). Replies
@@ -278,7 +290,8 @@ impl Backlog {
     /// How many frames the stack may receive now with a reply for each still kept:
     /// the replies the backlog takes beyond what waits in it, after sending on `queue`
     /// what the NIC has room for. 0 while it is full: received frames' replies would
-    /// be dropped. `Revoked` when the NIC was taken away.
+    /// be dropped. `Revoked` when the NIC was taken away, [`PAIR_BROKEN`] when the queue
+    /// pair is broken (what waits stays until the device is reset).
     pub(crate) fn room_for_replies(
         &mut self,
         nic: &mut dyn NetDevice,
@@ -350,7 +363,9 @@ impl Backlog {
     }
 
     /// Sends what waits on `queue`, in order, until the NIC has no room. `Revoked`
-    /// when the NIC was taken away; a frame it refuses for good is dropped and counted,
+    /// when the NIC was taken away, [`PAIR_BROKEN`] when the queue pair is broken (what
+    /// waits stays, whole, until the device is reset); a frame the NIC refuses for good
+    /// is dropped and counted,
     /// except a large one, which the stack cuts instead (also when the NIC has no
     /// buffer for it while it holds nothing at all).
     pub(crate) fn flush(
@@ -401,7 +416,7 @@ impl Backlog {
                 }
                 // Waits whole for one of the NIC's buffers to come back.
                 Err(DeviceError::QueueFull) => return Ok(()),
-                Err(DeviceError::Revoked) => return Err(DeviceError::Revoked),
+                Err(error @ (DeviceError::Revoked | PAIR_BROKEN)) => return Err(error),
                 Err(_) if held.kind == Kind::Large => self.cut_front(counters),
                 Err(_) => {
                     counters.tx_dropped += 1;
@@ -522,7 +537,8 @@ impl phy::Device for NicTx<'_> {
     /// A token only when nothing waits in the backlog (after sending what it can):
     /// otherwise smoltcp keeps its data in the socket and tries again at the next poll.
     fn transmit(&mut self, _now: Instant) -> Option<NicTxToken<'_>> {
-        // `Revoked` shows again at the next receive, which reports it.
+        // `Revoked` and `PAIR_BROKEN` show again at the next poll's first look, which
+        // reports the one and has the device reset for the other.
         let _ = self.backlog.flush(self.nic, self.queue, self.counters);
         if !self.backlog.is_empty() {
             return None;
@@ -612,10 +628,13 @@ impl phy::TxToken for NicTxToken<'_> {
                 held.copy_from_slice(kept.as_deref().unwrap_or_default());
             }
             // Not taken from smoltcp yet: built in the backlog, sent as soon as there
-            // is room (a large frame the NIC refuses otherwise is cut by the stack).
+            // is room or the device is reset (a large frame the NIC refuses otherwise is
+            // cut by the stack).
             Err(error)
                 if result.is_none()
-                    && (error == DeviceError::QueueFull || kind == Kind::Large)
+                    && (error == DeviceError::QueueFull
+                        || error == PAIR_BROKEN
+                        || kind == Kind::Large)
                     && error != DeviceError::Revoked =>
             {
                 let held = backlog.hold(counters, len, kind);

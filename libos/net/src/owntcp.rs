@@ -67,7 +67,7 @@
 
 use alloc::collections::BTreeMap;
 
-use rexo_api::device::ETHERNET_HEADER;
+use rexo_api::device::{ETHERNET_HEADER, PAIR_BROKEN};
 use rexo_api::{DeviceError, NetDevice};
 use rexo_tcp::{Endpoint, Outgoing, Sender};
 
@@ -285,9 +285,11 @@ impl OwnTcp {
     }
 
     /// Runs the endpoint's timers and sends what it has on `queue` from `mac`, until it
-    /// has nothing more or the ring is full. Only a revoked NIC is an error; a frame
-    /// the NIC refuses otherwise is dropped and counted (TCP sends it again), but for
-    /// a super-segment refused for good, which turns segmentation offload off and is
+    /// has nothing more or the ring is full. Only a revoked NIC is an error, and a queue
+    /// pair the device broke ([`PAIR_BROKEN`]: the segment met it waits in the endpoint,
+    /// as for a full ring, and goes at the first call after the device is reset); a
+    /// frame the NIC refuses otherwise is dropped and counted (TCP sends it again), but
+    /// for a super-segment refused for good, which turns segmentation offload off and is
     /// sent again at once as MSS-sized segments.
     pub(crate) fn output(
         &mut self,
@@ -303,7 +305,7 @@ impl OwnTcp {
             counters,
             ..
         } = self;
-        let (mut revoked, mut refused) = (false, false);
+        let (mut revoked, mut refused, mut broken) = (false, false, false);
         endpoint.poll(now_ns, &mut |segment| {
             let headers = segment.headers;
             let mut peer = [0; 4];
@@ -335,6 +337,10 @@ impl OwnTcp {
                     revoked = true;
                     false
                 }
+                Err(PAIR_BROKEN) => {
+                    broken = true;
+                    false
+                }
                 // A super-segment the NIC cannot cut: sent again, smaller, at once.
                 Err(error) if segment.cut.is_some() && error != DeviceError::Withdrawn => {
                     refused = true;
@@ -348,6 +354,9 @@ impl OwnTcp {
         });
         if revoked {
             return Err(DeviceError::Revoked);
+        }
+        if broken {
+            return Err(PAIR_BROKEN);
         }
         if refused {
             counters.offload_refused += 1;

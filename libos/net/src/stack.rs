@@ -820,13 +820,14 @@ impl Stack {
         // ACKs owed for what that poll received riding on it (`owntcp.rs`).
         let mac = self.mac();
         if let Some(own) = self.own.as_mut() {
-            own.output(
+            let sent = own.output(
                 now_ns,
                 self.nic.as_mut(),
                 self.queue,
                 mac,
                 &mut self.counters,
-            )?;
+            );
+            reset_if_broken(sent, (), &self.whole_device, &mut self.counters)?;
         }
         if let Some(arp) = self.arp.as_mut() {
             let Self {
@@ -870,8 +871,11 @@ impl Stack {
             for from in 0..*receive_queues {
                 // Only as many frames as the backlog has room to answer: while the NIC's
                 // ring is full the rest wait in the device's receive ring (which holds
-                // or drops them) rather than be taken and their replies dropped.
-                let room = backlog.room_for_replies(nic.as_mut(), *queue, counters)?;
+                // or drops them) rather than be taken and their replies dropped. A
+                // send that meets the pair broken resets the device even when no
+                // receive follows (the backlog full of frames held for the reset).
+                let room = backlog.room_for_replies(nic.as_mut(), *queue, counters);
+                let room = reset_if_broken(room, 0, whole_device, counters)?;
                 if room == 0 {
                     continue;
                 }
@@ -902,17 +906,9 @@ impl Stack {
                     let outcome = iface.poll_ingress_single(now, &mut device, sockets);
                     changed |= outcome == iface::PollIngressSingleResult::SocketStateChanged;
                 });
-                let received = match (received, whole_device.as_ref()) {
-                    // The device broke the pair's rings; the pair works again once the
-                    // whole device is reset (frames in flight are lost: TCP sends again).
-                    (Err(PAIR_BROKEN), Some(whole)) => {
-                        whole.reset()?;
-                        counters.pair_resets += 1;
-                        0
-                    }
-                    (received, _) => received?,
-                };
-                staging.flush(nic.as_mut(), *queue, offload, counters, backlog)?;
+                let received = reset_if_broken(received, 0, whole_device, counters)?;
+                let flushed = staging.flush(nic.as_mut(), *queue, offload, counters, backlog);
+                reset_if_broken(flushed, (), whole_device, counters)?;
                 batch_full |= received == RECEIVE_BATCH;
             }
             if !batch_full {
@@ -1573,6 +1569,27 @@ impl Stack {
         let port = self.sockets.get::<udp::Socket>(socket.0).endpoint().port;
         self.udp_ports.retain(|&p| p != port);
         self.sockets.remove(socket.0);
+    }
+}
+
+/// `answer`, a call on the stack's queue pair, with [`PAIR_BROKEN`] (the device broke
+/// the pair's rings, to a receive or a send) turned into `instead` once the whole device
+/// is reset through `whole` and the reset counted: the pair works again (frames in flight
+/// are lost, TCP sends them again; frames the stack holds go at its next look). Without
+/// `whole` (a device not split by [`crate::attach_cores`]) `PAIR_BROKEN` stays an error.
+fn reset_if_broken<T>(
+    answer: Result<T, DeviceError>,
+    instead: T,
+    whole: &Option<Arc<WholeDevice>>,
+    counters: &mut Counters,
+) -> Result<T, DeviceError> {
+    match (answer, whole) {
+        (Err(PAIR_BROKEN), Some(whole)) => {
+            whole.reset()?;
+            counters.pair_resets += 1;
+            Ok(instead)
+        }
+        (answer, _) => answer,
     }
 }
 

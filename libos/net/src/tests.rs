@@ -1810,6 +1810,9 @@ struct SplitDevice {
     resets: usize,
     /// Frames the broken rings held, lost.
     lost: usize,
+    /// Sends through pairs' handles until one finds its transmit unit hung (as
+    /// e1000e's can), which breaks that pair (`None`: never).
+    sends_until_hang: Option<usize>,
 }
 
 /// One pair's handle on a [`SplitDevice`], over a wire's end.
@@ -1877,6 +1880,17 @@ impl NetDevice for BreakingPair {
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
+        {
+            let mut device = self.device.lock().unwrap();
+            match device.sends_until_hang.as_mut() {
+                Some(0) => {
+                    device.sends_until_hang = None;
+                    device.broken.push(self.pair);
+                }
+                Some(left) => *left -= 1,
+                None => {}
+            }
+        }
         self.usable()?;
         self.end.send_segments(queue, segments, offload, fill)
     }
@@ -1957,19 +1971,8 @@ impl NetDevice for WholeOfPairs {
 /// the reset lost.
 #[test]
 fn a_stack_whose_pair_the_device_broke_resets_the_device_and_tcp_goes_on() {
-    let (wire, end_a, end_b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
     let device = Arc::new(Mutex::new(SplitDevice::default()));
-    let pair = BreakingPair {
-        end: end_a,
-        pair: 0,
-        device: device.clone(),
-        receives_until_overrun: Some(60),
-        broken_together: None,
-    };
-    let mut net = Net::joined((wire, pair, end_b), 0);
-    let whole = WholeOfPairs(device.clone());
-    net.a
-        .reset_through(Arc::new(crate::cores::WholeDevice::new(Box::new(whole))));
+    let mut net = net_over_a_pair(&device, Some(60));
     let payload = Rng(31).bytes(100_000);
     tcp_echo(&mut net, &payload);
     let device = device.lock().unwrap();
@@ -2028,6 +2031,122 @@ fn stacks_whose_pairs_broke_together_reset_the_device_once() {
     assert!(
         each_counted_one(&stacks),
         "no reset after the device is whole"
+    );
+}
+
+/// A net whose A is pair 0 of `device`, resetting it through the whole device, whose
+/// receive rings the device breaks after `receives_until_overrun` receive calls.
+fn net_over_a_pair(device: &Arc<Mutex<SplitDevice>>, receives_until_overrun: Option<usize>) -> Net {
+    let (wire, end_a, end_b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let pair = BreakingPair {
+        end: end_a,
+        pair: 0,
+        device: device.clone(),
+        receives_until_overrun,
+        broken_together: None,
+    };
+    let mut net = Net::joined((wire, pair, end_b), 0);
+    let whole = WholeOfPairs(device.clone());
+    net.a
+        .reset_through(Arc::new(crate::cores::WholeDevice::new(Box::new(whole))));
+    net
+}
+
+/// Asserts that since `before` (a's counters then) a's stack dropped no frame and reset
+/// `device` once, the device's only reset.
+fn assert_reset_once_and_nothing_dropped(
+    net: &Net,
+    device: &Mutex<SplitDevice>,
+    before: crate::Counters,
+) {
+    let after = net.a.counters();
+    assert_eq!(after.tx_dropped, before.tx_dropped, "nothing dropped");
+    assert_eq!(after.pair_resets - before.pair_resets, 1);
+    assert_eq!(device.lock().unwrap().resets, 1);
+}
+
+/// Replies to a batch of pings whose first meets the pair broken by a transmit hang
+/// used to be dropped, all of them (each send met `PAIR_BROKEN`, as a failure for
+/// good). Now they wait in the stack, the send that met the broken pair has the device
+/// reset, and every ping is answered after it.
+#[test]
+fn replies_that_meet_a_broken_pair_go_after_the_device_is_reset() {
+    let device = Arc::new(Mutex::new(SplitDevice::default()));
+    let mut net = net_over_a_pair(&device, None);
+    // An exchange first, so that a knows b's MAC address.
+    tcp_echo(&mut net, b"hello");
+    let before = net.a.counters();
+    let data = Rng(41).bytes(100);
+    for i in 0..32u8 {
+        let request = icmp_from_b_to_a(&net, 8, [0x12, 0x34, 0, i], &data);
+        net.wire.deliver_to_a(request);
+    }
+    device.lock().unwrap().sends_until_hang = Some(0);
+    let mut replies = 0;
+    for _ in 0..4 {
+        net.a.poll(net.now_ns).unwrap();
+        net.wire.carry(|frame| {
+            replies += usize::from(frame.len() > 34 && frame[23] == 1 && frame[34] == 0);
+            true
+        });
+    }
+    assert_eq!(replies, 32);
+    assert_eq!(net.a.counters().tx_held - before.tx_held, 32);
+    assert_reset_once_and_nothing_dropped(&net, &device, before);
+}
+
+/// A datagram the app sends while its pair is broken (smoltcp's frame, built in place
+/// for the NIC) used to be dropped; now it waits in the stack and goes once the next
+/// poll, whose first look at the NIC meets the broken pair, has the device reset.
+#[test]
+fn a_datagram_sent_while_the_pair_is_broken_goes_after_the_device_is_reset() {
+    let device = Arc::new(Mutex::new(SplitDevice::default()));
+    let mut net = net_over_a_pair(&device, None);
+    tcp_echo(&mut net, b"hello");
+    let before = net.a.counters();
+    let server = net.b.udp_bind(9, UdpOptions::default()).unwrap();
+    let client = net.a.udp_bind(40000, UdpOptions::default()).unwrap();
+    device.lock().unwrap().sends_until_hang = Some(0);
+    let to = Endpoint {
+        address: B,
+        port: 9,
+    };
+    net.a
+        .send_to(&client, b"sent on a broken pair", to)
+        .unwrap();
+    let mut got = None;
+    for _ in 0..10 {
+        net.step();
+        let mut buffer = [0u8; 64];
+        if let Some((n, _)) = net.b.recv_from(&server, &mut buffer) {
+            got = Some(buffer[..n].to_vec());
+            break;
+        }
+    }
+    assert_eq!(got.as_deref(), Some(&b"sent on a broken pair"[..]));
+    assert_reset_once_and_nothing_dropped(&net, &device, before);
+}
+
+/// A segment of our own TCP that meets the pair broken used to be dropped and sent again
+/// only after a retransmission timeout; now it waits in the endpoint, the device is
+/// reset, and it goes at the next poll: nothing is sent twice.
+#[test]
+fn own_tcp_segments_that_meet_a_broken_pair_go_after_the_device_is_reset() {
+    let device = Arc::new(Mutex::new(SplitDevice::default()));
+    let mut net = net_over_a_pair(&device, None);
+    net.a
+        .serve_own(80, rexo_tcp::Config::default())
+        .expect("port 80 is free");
+    let before = net.a.counters();
+    device.lock().unwrap().sends_until_hang = Some(40);
+    let (answer, expected) = own_tcp_file(42, 100_000);
+    let received = own_tcp_answer(&mut net, b"GET /f HTTP/1.1\r\n\r\n", answer);
+    assert!(received == expected);
+    assert_reset_once_and_nothing_dropped(&net, &device, before);
+    assert_eq!(
+        retransmissions(&net.seen),
+        0,
+        "the segment waited, not lost"
     );
 }
 
