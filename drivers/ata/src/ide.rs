@@ -1015,7 +1015,7 @@ mod tests {
             number,
             (command.window(), control.window()),
             bus_master.map(FakePorts::window),
-            LineWake::new(14 + number, false, platform),
+            platform.line_wake(14 + number, false),
             platform,
         );
         let identity = Identity {

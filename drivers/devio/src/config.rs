@@ -57,7 +57,8 @@ impl PciBus {
             let buses =
                 u64::from(segment.end_bus) + 1 - u64::from(segment.start_bus.min(segment.end_bus));
             let base = segment.base + (u64::from(segment.start_bus) << 20);
-            match platform.claim_mmio(base, buses << 20) {
+            // SAFETY: the window is the MCFG table's configuration window of the segment.
+            match unsafe { platform.claim_mmio(base, buses << 20) } {
                 Ok(window) => ecam.push((*segment, Mmio::new(window))),
                 Err(_) => refused.push(*segment),
             }

@@ -40,7 +40,9 @@ impl Dma {
     /// `bytes` of zeroed DMA memory (whole 4 KiB pages) from `platform`.
     pub fn new(platform: &'static dyn Platform, bytes: usize) -> Result<Self, DeviceError> {
         let len = bytes.max(1).next_multiple_of(4096);
-        let phys = platform.dma_allocate(len).ok_or(DeviceError::NoMemory)?;
+        // SAFETY: the memory goes into the `Dma` made here, whose drop gives it back once
+        // (or never, once abandoned).
+        let phys = unsafe { platform.dma_allocate(len) }.ok_or(DeviceError::NoMemory)?;
         let base = NonNull::new(phys as *mut u8).ok_or(DeviceError::NoMemory)?;
         Ok(Self {
             base,
@@ -152,7 +154,10 @@ impl Dma {
 impl Drop for Dma {
     fn drop(&mut self) {
         if !self.abandoned {
-            self.platform.dma_free(self.phys(), self.len);
+            // SAFETY: the memory came from this platform's `dma_allocate` with this size,
+            // is given back only here, and this `Dma`, its one owner, is going; the device
+            // is done with it (the type's contract, else it was abandoned).
+            unsafe { self.platform.dma_free(self.phys(), self.len) };
         }
     }
 }

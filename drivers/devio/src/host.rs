@@ -367,6 +367,13 @@ impl HostPlatform {
         core::mem::take(&mut *self.woken.lock().unwrap())
     }
 
+    /// ISA IRQ `irq` as the wake-up of a test's device driving it level-triggered
+    /// (`level`) or edge-triggered, as [`DeviceFunction`](crate::DeviceFunction) makes it
+    /// for a bound function's own line.
+    pub fn line_wake(&'static self, irq: u8, level: bool) -> Result<crate::LineWake, DeviceError> {
+        crate::LineWake::new(irq, level, self)
+    }
+
     /// An MSI-X table of `entries` entries over host memory, every entry masked, whose
     /// messages name this platform's cores; and the memory, to read it back.
     pub fn msix_table(&'static self, entries: u16) -> (crate::MsixTable, Mmio) {
@@ -380,12 +387,12 @@ impl HostPlatform {
 // for it, by the device's view of it (`device_view`), which plays the device as DMA
 // does; `dma_free` keeps viewed allocations, so a view never outlives its memory.
 unsafe impl Platform for HostPlatform {
-    fn dma_allocate(&self, bytes: usize) -> Option<u64> {
+    unsafe fn dma_allocate(&self, bytes: usize) -> Option<u64> {
         let base = zeroed_pages(bytes)?;
         *self.live.lock().unwrap() += 1;
         Some(base as u64)
     }
-    fn dma_free(&self, phys: u64, bytes: usize) {
+    unsafe fn dma_free(&self, phys: u64, bytes: usize) {
         *self.live.lock().unwrap() -= 1;
         if self.viewed.lock().unwrap().contains(&phys) {
             return;
@@ -395,7 +402,7 @@ unsafe impl Platform for HostPlatform {
         // pages, never 0).
         unsafe { std::alloc::dealloc(phys as *mut u8, layout) };
     }
-    fn claim_mmio(&self, _: u64, _: u64) -> Result<&'static mut [u8], String> {
+    unsafe fn claim_mmio(&self, _: u64, _: u64) -> Result<&'static mut [u8], String> {
         Err(String::from("no devices on the host"))
     }
     /// Starts at 0 and moves [`Self::CLOCK_TICK_NS`] on at each reading, and as far as
@@ -424,7 +431,7 @@ unsafe impl Platform for HostPlatform {
             self.woken.lock().unwrap().push(core);
         }
     }
-    fn wake_on_line(&self, irq: u8, core: usize) -> Result<(), &'static str> {
+    unsafe fn wake_on_line(&self, irq: u8, core: usize) -> Result<(), &'static str> {
         if core >= Self::CORES {
             return Err("a route to that core");
         }

@@ -1,5 +1,5 @@
 //! The drivers' device access: the only crate under `drivers/` with `unsafe` (in
-//! [`mmio`], [`port`], [`dma`], [`config`] and [`platform`], each block with its
+//! [`mmio`], [`port`], [`dma`], [`config`], [`line`] and [`platform`], each block with its
 //! `// SAFETY:` line). Drivers are
 //! `#![deny(unsafe_code)]` and reach hardware only through the values made here:
 //!
@@ -12,7 +12,8 @@
 //!   going back.
 //! - [`Platform`]: what the kernel lends a driver: DMA memory, device windows, the
 //!   clock, the message that wakes a core, and configuration space of the function being
-//!   bound.
+//!   bound. What hands out memory or reaches past the driver's own device is `unsafe`
+//!   and called only from inside this crate; drivers use the clock and the wake-ups.
 //! - [`MsixTable`]: a device's MSI-X vectors, pointed at cores' wake vectors;
 //!   [`MsiVector`], the one MSI message of a device without MSI-X; [`Vectors`], either;
 //!   [`QueueWakes`], one-shot wake-ups of a device's queues through their entries.

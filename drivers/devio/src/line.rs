@@ -13,6 +13,7 @@
 //! after the waiting core is recorded. The driver's half: its device raises the line
 //! only while armed (its interrupt causes masked otherwise), and arming acknowledges
 //! what the device signalled before.
+#![allow(unsafe_code)] // arming a device's own line at the kernel
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -131,7 +132,14 @@ pub fn intx_irq(pin: u8, line: u8) -> Result<u8, DeviceError> {
 }
 
 /// A device's legacy interrupt line, checked to be routable the way the device signals
-/// (see the module's documentation).
+/// (see the module's documentation). Only [`DeviceFunction`](crate::DeviceFunction) makes
+/// one, for its function's own line, so a driver cannot arm a line the kernel drives:
+///
+/// ```compile_fail,E0624
+/// fn keyboard_line(platform: &'static dyn rexo_devio::Platform) {
+///     let _ = rexo_devio::LineWake::new(1, false, platform);
+/// }
+/// ```
 pub struct LineWake {
     /// The ISA IRQ.
     irq: u8,
@@ -144,8 +152,13 @@ impl LineWake {
     /// edge-triggered (an IDE channel in compatibility mode). Refused
     /// ([`DeviceError::Unsupported`]) when the kernel cannot route it (no IO-APIC, no
     /// ACPI tables) or routes it with the other trigger mode (the MADT has no interrupt
-    /// source override that makes a PCI line level-triggered).
-    pub fn new(irq: u8, level: bool, platform: &'static dyn Platform) -> Result<Self, DeviceError> {
+    /// source override that makes a PCI line level-triggered). Made by
+    /// [`DeviceFunction`](crate::DeviceFunction) for its function's own line only.
+    pub(crate) fn new(
+        irq: u8,
+        level: bool,
+        platform: &'static dyn Platform,
+    ) -> Result<Self, DeviceError> {
         let routed_level = platform.line_level(irq).map_err(DeviceError::Unsupported)?;
         match (level, routed_level) {
             (true, false) => Err(DeviceError::Unsupported(
@@ -167,9 +180,8 @@ impl LineWake {
     /// before each sleep). The driver acknowledges its device first, so that only what
     /// comes after raises the line.
     pub fn arm(&self, core: usize) -> Result<(), DeviceError> {
-        self.platform
-            .wake_on_line(self.irq, core)
-            .map_err(DeviceError::Unsupported)
+        // SAFETY: a `LineWake` is made only for its device's own line (`new`'s callers).
+        unsafe { self.platform.wake_on_line(self.irq, core) }.map_err(DeviceError::Unsupported)
     }
 }
 

@@ -11,6 +11,19 @@ use crate::{Dma, LineWake, Mmio, MsiVector, MsixTable, PortWindow, Vectors, conf
 
 /// The kernel's services to drivers.
 ///
+/// Drivers get the kernel's `Platform` ([`DeviceFunction::platform`]) for the clock,
+/// the wake messages and [`Dma`] memory; what hands out memory or reaches beyond the
+/// driver's own device (giving DMA memory back, claiming device memory, arming an ISA
+/// line) is `unsafe`, called only from inside this crate ([`Dma`], [`DeviceFunction`],
+/// [`LineWake`]), so a driver, `#![deny(unsafe_code)]`, cannot free a live [`Dma`] or
+/// map the local APIC:
+///
+/// ```compile_fail,E0133
+/// fn free_it(platform: &dyn rexo_devio::Platform, dma: &rexo_devio::Dma) {
+///     platform.dma_free(dma.phys(), dma.len());
+/// }
+/// ```
+///
 /// # Safety
 ///
 /// Implementations promise: [`dma_allocate`](Platform::dma_allocate) returns zeroed,
@@ -20,11 +33,27 @@ use crate::{Dma, LineWake, Mmio, MsiVector, MsixTable, PortWindow, Vectors, conf
 pub unsafe trait Platform: Sync {
     /// `bytes` (a multiple of 4096) of zeroed DMA memory; its physical address, or `None`
     /// when memory is short.
-    fn dma_allocate(&self, bytes: usize) -> Option<u64>;
+    ///
+    /// # Safety
+    ///
+    /// The caller gives the memory back once, through [`dma_free`](Platform::dma_free)
+    /// with the same size, or never ([`Dma`] does both).
+    unsafe fn dma_allocate(&self, bytes: usize) -> Option<u64>;
     /// Gives back memory from [`dma_allocate`](Platform::dma_allocate).
-    fn dma_free(&self, phys: u64, bytes: usize);
+    ///
+    /// # Safety
+    ///
+    /// `[phys, phys + bytes)` is one allocation of this platform's `dma_allocate`, not
+    /// given back yet, that nothing (no Rust reference, no device) uses any more.
+    unsafe fn dma_free(&self, phys: u64, bytes: usize);
     /// Claims the device memory `[phys, phys + len)` for one driver.
-    fn claim_mmio(&self, phys: u64, len: u64) -> Result<&'static mut [u8], String>;
+    ///
+    /// # Safety
+    ///
+    /// The window is one the caller may hand out: a memory BAR of the function its
+    /// [`DeviceFunction`] was made for, or the MCFG table's configuration windows
+    /// (device memory elsewhere, the local APIC's say, would break the kernel).
+    unsafe fn claim_mmio(&self, phys: u64, len: u64) -> Result<&'static mut [u8], String>;
     /// Nanoseconds since boot (monotonic), for timeouts.
     fn now_ns(&self) -> u64;
     /// The MSI/MSI-X message (address, data) that wakes core `core` (the machine's index)
@@ -42,7 +71,12 @@ pub unsafe trait Platform: Sync {
     /// Records core `core` as waiting on ISA IRQ `irq` and unmasks the line, routed to
     /// the kernel's vector for it: its next interrupt masks it again and wakes every
     /// core waiting on it ([`LineWaiters`](crate::LineWaiters)).
-    fn wake_on_line(&self, irq: u8, core: usize) -> Result<(), &'static str>;
+    ///
+    /// # Safety
+    ///
+    /// `irq` is the line of a device bound to the caller's driver (its function's INTx
+    /// route, or its IDE channel's IRQ 14 or 15), not a line the kernel drives.
+    unsafe fn wake_on_line(&self, irq: u8, core: usize) -> Result<(), &'static str>;
 }
 
 /// [`Platform::wake_message`] for `core`, or the error both MSI and MSI-X give when
@@ -172,13 +206,13 @@ impl DeviceFunction {
         if let Some(window) = &self.claimed[index] {
             return Ok(window.clone());
         }
-        let window = self
-            .platform
-            .claim_mmio(bar.address, bar.size)
-            .map_err(|_| DeviceError::BadBar {
+        // SAFETY: the window is this function's own memory BAR.
+        let window = unsafe { self.platform.claim_mmio(bar.address, bar.size) }.map_err(|_| {
+            DeviceError::BadBar {
                 index: index as u8,
                 why: "its memory cannot be claimed",
-            })?;
+            }
+        })?;
         let window = Mmio::new(window);
         self.claimed[index] = Some(window.clone());
         Ok(window)

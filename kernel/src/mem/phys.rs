@@ -7,6 +7,7 @@ use crate::arch::paging;
 use core::sync::atomic::Ordering;
 
 use crate::arch::idt::{FIRST_LINE_VECTOR, VECTOR_WAKE};
+use alloc::string::String;
 use rexo_memmap::{MemoryMap, NotDevice};
 use spin::Mutex;
 
@@ -156,7 +157,7 @@ pub static DRIVER_PLATFORM: DriverPlatform = DriverPlatform {
 // here until freed, zeroed below); device windows come from `claim_device`, which maps
 // them uncached and hands each out once.
 unsafe impl rexo_devio::Platform for DriverPlatform {
-    fn dma_allocate(&self, bytes: usize) -> Option<u64> {
+    unsafe fn dma_allocate(&self, bytes: usize) -> Option<u64> {
         let frames = super::frames::allocate(bytes as u64, 4096).ok()?;
         let start = frames.start();
         // SAFETY: the frames are ours (just allocated) and identity-mapped RAM.
@@ -165,15 +166,14 @@ unsafe impl rexo_devio::Platform for DriverPlatform {
         Some(start)
     }
 
-    fn dma_free(&self, phys: u64, _bytes: usize) {
+    unsafe fn dma_free(&self, phys: u64, _bytes: usize) {
         if let Some(frames) = self.lent.lock().remove(&phys) {
             super::frames::free(frames);
         }
     }
 
-    fn claim_mmio(&self, phys: u64, len: u64) -> Result<&'static mut [u8], alloc::string::String> {
-        let ram =
-            super::memory_map().ok_or_else(|| alloc::string::String::from("no memory map yet"))?;
+    unsafe fn claim_mmio(&self, phys: u64, len: u64) -> Result<&'static mut [u8], String> {
+        let ram = super::memory_map().ok_or_else(|| String::from("no memory map yet"))?;
         claim_device(phys, len, ram).map_err(|error| alloc::format!("{error:?}"))
     }
 
@@ -198,7 +198,7 @@ unsafe impl rexo_devio::Platform for DriverPlatform {
         crate::platform::isa_route(irq).map(|(route, _)| route.level)
     }
 
-    fn wake_on_line(&self, irq: u8, core: usize) -> Result<(), &'static str> {
+    unsafe fn wake_on_line(&self, irq: u8, core: usize) -> Result<(), &'static str> {
         ROUTED.record(crate::arch::percpu::core_index(), FIRST_LINE_VECTOR + irq);
         crate::platform::arm_line(irq, core)
     }
