@@ -120,9 +120,14 @@ pub struct DeviceFunction {
 }
 
 impl DeviceFunction {
-    /// The function `function` for its driver. Called by the binding code only (one
-    /// `DeviceFunction` per function, so port windows go to one driver).
-    pub fn new(function: Function, platform: &'static dyn Platform, bus: &'static PciBus) -> Self {
+    /// The function `function` for its driver: made by [`PciBus::bind`] only, for a
+    /// function its walk found (one `DeviceFunction` per function, so port windows go to
+    /// one driver).
+    pub(crate) fn new(
+        function: Function,
+        platform: &'static dyn Platform,
+        bus: &'static PciBus,
+    ) -> Self {
         Self {
             function,
             platform,

@@ -33,7 +33,7 @@ use rexo_api::{
     ApiError, CapError, DeviceError, DeviceInfo, DeviceKind, Filter, Ipv4Config, NetDevice,
     NetSharing, OpenDevice,
 };
-use rexo_devio::{DeviceFunction, Found, PciBus, Platform};
+use rexo_devio::{DeviceFunction, Found, PciBus};
 use rexo_pci::{Address, Function};
 
 pub use interrupts::{Binder, BinderFns};
@@ -216,11 +216,7 @@ fn describe(found: &Found) -> String {
 impl Registry {
     /// Offers each of `functions` to the drivers and keeps what they found; `binder`
     /// records the interrupt sources its leases bind.
-    pub fn bind(
-        functions: &[Function],
-        (platform, binder): (&'static dyn Platform, &'static dyn Binder),
-        bus: &'static PciBus,
-    ) -> Self {
+    pub fn bind(functions: &[Function], binder: &'static dyn Binder, bus: &'static PciBus) -> Self {
         let mut slots = Vec::new();
         let mut bindings = Vec::new();
         for function in functions {
@@ -228,7 +224,14 @@ impl Registry {
                 continue;
             };
             let address = function.header.address;
-            let outcome = (driver.probe)(DeviceFunction::new(*function, platform, bus));
+            let Some(device_function) = bus.bind(address) else {
+                log::warn!(
+                    "{address} {}: not the bus walk's, or bound already",
+                    driver.name
+                );
+                continue;
+            };
+            let outcome = (driver.probe)(device_function);
             let outcome = outcome.map(|found| {
                 let count = found.len();
                 for device in found {

@@ -13,8 +13,6 @@ use crate::Registry;
 
 /// The PCI bus, its functions and the drivers bound to them.
 pub struct Machine {
-    /// The kernel's services to drivers.
-    platform: &'static dyn Platform,
     /// The kernel's half of interrupt bindings.
     binder: &'static dyn crate::Binder,
     /// Configuration space, with the ECAM windows claimed.
@@ -28,13 +26,14 @@ pub struct Machine {
 impl Machine {
     /// The machine reached through `platform`, with the MCFG table's ECAM `windows`
     /// (none: the legacy ports), recording interrupt bindings through `binder`. A window
-    /// that cannot be claimed is logged and left out.
+    /// that cannot be claimed is logged and left out. Panics when made twice: the
+    /// machine has one configuration space ([`PciBus::new`]).
     pub fn new(
         platform: &'static dyn Platform,
         binder: &'static dyn crate::Binder,
         windows: &[McfgSegment],
     ) -> Self {
-        let (bus, refused) = PciBus::new(platform, windows);
+        let (bus, refused) = PciBus::new(platform, windows).expect("the machine's one PCI bus");
         for segment in refused {
             log::warn!(
                 "pci: ECAM window of segment {} at {:#x} cannot be claimed",
@@ -43,7 +42,6 @@ impl Machine {
             );
         }
         Self {
-            platform,
             binder,
             bus,
             functions: spin::Once::new(),
@@ -81,9 +79,14 @@ impl Machine {
         self.registry.get().map_or(0, Registry::disarm_revoked)
     }
 
+    /// Configuration space (BareMetal's PCI calls reach it through the legacy ports).
+    pub fn bus(&self) -> &PciBus {
+        &self.bus
+    }
+
     /// The bound devices (binding them on the first call).
     pub fn registry(&'static self) -> &'static Registry {
         self.registry
-            .call_once(|| Registry::bind(self.functions(), (self.platform, self.binder), &self.bus))
+            .call_once(|| Registry::bind(self.functions(), self.binder, &self.bus))
     }
 }

@@ -101,11 +101,11 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
         // No network interface yet: no MAC address, nothing to configure.
         0x30 | 0x31 => 0,
         0x50 => pci_address(rdx).map_or(ERROR, |address| {
-            u64::from(rexo_devio::config::read_legacy(address))
+            u64::from(crate::devices::machine().bus().read_legacy(address))
         }),
         0x51 => match (pci_address(rdx), u32::try_from(rax)) {
             (Some(address), Ok(value)) => {
-                rexo_devio::config::write_legacy(address, value);
+                crate::devices::machine().bus().write_legacy(address, value);
                 0
             }
             _ => ERROR,
