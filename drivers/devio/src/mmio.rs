@@ -8,7 +8,15 @@ use core::ptr::NonNull;
 /// misaligned (its address, wherever the window starts) is a driver bug and panics
 /// with the offset: drivers check device-given offsets before making windows of them.
 /// Copies of a window alias the same registers, which is sound: registers are not Rust
-/// objects, and no reference to them is ever made.
+/// objects, and no reference to them is ever made. Windows are made only inside this
+/// crate, over device memory the kernel's claim handed out (and, in host tests, over
+/// plain memory standing for a device): a window over RAM would let safe code race on
+/// it from two cores, so a driver cannot make one of a slice:
+///
+/// ```compile_fail,E0624
+/// let ram: &'static mut [u8] = Box::leak(Box::new([0u8; 64]));
+/// let _ = rexo_devio::Mmio::new(ram);
+/// ```
 #[derive(Clone, Debug)]
 pub struct Mmio {
     /// The first register.
@@ -17,16 +25,19 @@ pub struct Mmio {
     len: usize,
 }
 
-// SAFETY: the window is device memory reached only through volatile accesses; the
-// device serialises them itself, so sharing between cores is no data race in Rust's sense.
+// SAFETY: the window is device memory (`new`'s contract) reached only through volatile
+// accesses; the device serialises them itself, so sharing between cores is no data race
+// in Rust's sense.
 unsafe impl Send for Mmio {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Mmio {}
 
 impl Mmio {
     /// The window over `device`, the exclusive slice the kernel's device claim returned
-    /// (so nothing else in the machine holds a Rust reference to it).
-    pub fn new(device: &'static mut [u8]) -> Self {
+    /// (so nothing else in the machine holds a Rust reference to it). Crate-internal:
+    /// the slice must be device memory, not RAM, for copies of the window to be shared
+    /// between cores (host tests' plain memory stands for a device's, used by one test).
+    pub(crate) fn new(device: &'static mut [u8]) -> Self {
         Self {
             len: device.len(),
             base: NonNull::from(device).cast(),
