@@ -96,7 +96,8 @@ impl PortWindow {
 }
 
 /// The `in` and `out` instructions, one function per width; each is as unsafe as the
-/// port it reaches.
+/// port it reaches. None is `nomem`: a port write may be a doorbell telling a device to
+/// read descriptors in memory, so the compiler must not move memory accesses across it.
 #[cfg(not(any(test, all(feature = "host", not(target_os = "none")))))]
 mod instructions {
     use core::arch::asm;
@@ -111,7 +112,7 @@ mod instructions {
         let value: u8;
         // SAFETY: the caller's contract.
         unsafe {
-            asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags))
+            asm!("in al, dx", out("al") value, in("dx") port, options(nostack, preserves_flags))
         };
         value
     }
@@ -126,7 +127,7 @@ mod instructions {
         let value: u16;
         // SAFETY: the caller's contract.
         unsafe {
-            asm!("in ax, dx", out("ax") value, in("dx") port, options(nomem, nostack, preserves_flags))
+            asm!("in ax, dx", out("ax") value, in("dx") port, options(nostack, preserves_flags))
         };
         value
     }
@@ -141,7 +142,7 @@ mod instructions {
         let value: u32;
         // SAFETY: the caller's contract.
         unsafe {
-            asm!("in eax, dx", out("eax") value, in("dx") port, options(nomem, nostack, preserves_flags))
+            asm!("in eax, dx", out("eax") value, in("dx") port, options(nostack, preserves_flags))
         };
         value
     }
@@ -155,7 +156,7 @@ mod instructions {
     pub unsafe fn out8(port: u16, value: u8) {
         // SAFETY: the caller's contract.
         unsafe {
-            asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+            asm!("out dx, al", in("dx") port, in("al") value, options(nostack, preserves_flags))
         };
     }
 
@@ -168,7 +169,7 @@ mod instructions {
     pub unsafe fn out16(port: u16, value: u16) {
         // SAFETY: the caller's contract.
         unsafe {
-            asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
+            asm!("out dx, ax", in("dx") port, in("ax") value, options(nostack, preserves_flags))
         };
     }
 
@@ -181,7 +182,7 @@ mod instructions {
     pub unsafe fn out32(port: u16, value: u32) {
         // SAFETY: the caller's contract.
         unsafe {
-            asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+            asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack, preserves_flags))
         };
     }
 }
