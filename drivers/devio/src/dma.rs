@@ -37,9 +37,12 @@ impl core::fmt::Debug for Dma {
 }
 
 impl Dma {
-    /// `bytes` of zeroed DMA memory (whole 4 KiB pages) from `platform`.
+    /// `bytes` of zeroed DMA memory (whole 4 KiB pages) from `platform`;
+    /// [`DeviceError::NoMemory`] when memory is short or `bytes` rounded up to pages
+    /// does not fit in a `usize`.
     pub fn new(platform: &'static dyn Platform, bytes: usize) -> Result<Self, DeviceError> {
-        let len = bytes.max(1).next_multiple_of(4096);
+        let len = bytes.max(1).checked_next_multiple_of(4096);
+        let len = len.ok_or(DeviceError::NoMemory)?;
         // SAFETY: the memory goes into the `Dma` made here, whose drop gives it back once
         // (or never, once abandoned).
         let phys = unsafe { platform.dma_allocate(len) }.ok_or(DeviceError::NoMemory)?;
@@ -129,6 +132,13 @@ impl Dma {
     }
 
     /// The bytes `[offset, offset + len)`, for data the device finished writing.
+    ///
+    /// The driver must ask only for bytes the device no longer writes (a completed
+    /// request's buffer, a received frame it took back) while the slice lives: that
+    /// rests on the driver's completion protocol, which this crate cannot check. A
+    /// driver that lends bytes the device still owns hands out a `&[u8]` that changes
+    /// under it (and the device may write any memory a descriptor names: there is no
+    /// IOMMU). docs/drivers.md, "What rexo-devio guarantees".
     pub fn bytes(&self, offset: usize, len: usize) -> &[u8] {
         if len == 0 {
             return &[];
@@ -140,6 +150,9 @@ impl Dma {
     }
 
     /// The bytes `[offset, offset + len)`, for data to hand to the device.
+    ///
+    /// As for [`bytes`](Self::bytes): the driver must fill only bytes the device does
+    /// not own at the time (not yet posted, or completed), which this crate cannot check.
     pub fn bytes_mut(&mut self, offset: usize, len: usize) -> &mut [u8] {
         if len == 0 {
             return &mut [];
@@ -224,6 +237,18 @@ mod tests {
         abandon_to_device(&"test device", &mut kept);
         drop((kept, freed));
         assert_eq!(platform.live(), 2, "the abandoned blocks stay allocated");
+    }
+
+    #[test]
+    fn a_size_that_does_not_round_up_to_pages_is_refused() {
+        let platform = HostPlatform::leaked();
+        for bytes in [usize::MAX, usize::MAX - 4094] {
+            assert!(matches!(
+                Dma::new(platform, bytes),
+                Err(DeviceError::NoMemory)
+            ));
+        }
+        assert_eq!(platform.live(), 0);
     }
 
     #[test]
