@@ -169,7 +169,10 @@ impl FakePorts {
     /// `take_writes` on each window would.
     pub fn take_writes_of(windows: &[&Self]) -> Vec<(usize, PortWrite)> {
         let ranges: Vec<_> = windows.iter().map(|ports| ports.window.ports()).collect();
-        let window_of = |port: u16| ranges.iter().position(|ports| ports.contains(&port));
+        let window_of = |port: u16| {
+            let port = u32::from(port);
+            ranges.iter().position(|ports| ports.contains(&port))
+        };
         let mut space = port_space();
         let (mine, others) = core::mem::take(&mut space.writes)
             .into_iter()
@@ -178,7 +181,8 @@ impl FakePorts {
         mine.into_iter()
             .filter_map(|(port, write)| {
                 let window = window_of(port)?;
-                let offset = port - ranges[window].start;
+                // Inside the window, so the offset is below its length, a `u16`.
+                let offset = (u32::from(port) - ranges[window].start) as u16;
                 Some((window, PortWrite { offset, ..write }))
             })
             .collect()

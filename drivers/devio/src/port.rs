@@ -7,6 +7,9 @@
 #[cfg(any(test, all(feature = "host", not(target_os = "none"))))]
 use crate::host::instructions;
 
+/// Ports in the machine's I/O space: 0 to 0xFFFF.
+const PORT_SPACE: u32 = 0x1_0000;
+
 /// A device's range of I/O ports (an I/O BAR, or the fixed ports of a legacy
 /// controller). Accesses are bounds-checked; one outside the window is a driver bug and
 /// panics with the offset.
@@ -26,8 +29,10 @@ impl PortWindow {
     /// The ports must belong to one device and be handed to one driver: accesses to
     /// other ports (the PCI configuration ports, the interrupt controllers) can break
     /// the kernel. Only the binding code in [`crate::platform`] and the kernel call this.
+    /// `None` when it runs past port 0xFFFF (it may end exactly there: an I/O BAR at
+    /// 0xFFF0 of 16 ports).
     pub unsafe fn new(base: u16, len: u16) -> Option<Self> {
-        base.checked_add(len).map(|_| Self { base, len })
+        (u32::from(base) + u32::from(len) <= PORT_SPACE).then_some(Self { base, len })
     }
 
     /// The first port.
@@ -35,10 +40,11 @@ impl PortWindow {
         self.base
     }
 
-    /// The ports of the window, for the host's fake port space.
+    /// The ports of the window, for the host's fake port space (as `u32`: a window
+    /// may end at [`PORT_SPACE`]).
     #[cfg(any(test, all(feature = "host", not(target_os = "none"))))]
-    pub(crate) fn ports(&self) -> core::ops::Range<u16> {
-        self.base..self.base + self.len
+    pub(crate) fn ports(&self) -> core::ops::Range<u32> {
+        u32::from(self.base)..u32::from(self.base) + u32::from(self.len)
     }
 
     /// The port for an access of `width` bytes at `offset`; panics outside the window.
@@ -184,5 +190,21 @@ mod instructions {
         unsafe {
             asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack, preserves_flags))
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PortWindow;
+
+    #[test]
+    fn a_window_may_end_at_the_last_port_but_not_past_it() {
+        // SAFETY: no port of these windows is accessed.
+        let (last, past) = unsafe { (PortWindow::new(0xFFF0, 16), PortWindow::new(0xFFF1, 16)) };
+        let last = last.expect("an I/O BAR at 0xFFF0 of 16 ports");
+        assert_eq!(last.port(15, 1), 0xFFFF);
+        assert_eq!(past, None, "past port 0xFFFF");
+        // SAFETY: as above.
+        assert_eq!(unsafe { PortWindow::new(0xFFFF, u16::MAX) }, None);
     }
 }
