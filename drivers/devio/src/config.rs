@@ -2,6 +2,7 @@
 //! the legacy ports 0xCF8/0xCFC; `rexo-pci` does the walking and decoding on top.
 #![allow(unsafe_code)] // the configuration ports are fixed, machine-wide ports
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -68,6 +69,9 @@ pub struct PciBus {
     ecam: Vec<(McfgSegment, Mmio)>,
     /// The windows alone, for `rexo-pci`'s access.
     segments: Vec<McfgSegment>,
+    /// Whether segment 0 is reached through the legacy ports: only on a machine without
+    /// MCFG windows, never for a segment whose window was refused.
+    ports: bool,
     /// The kernel, for the drivers of the functions found.
     platform: &'static dyn Platform,
     /// The functions the walk found, each with whether it was bound to a driver.
@@ -76,13 +80,16 @@ pub struct PciBus {
 
 impl PciBus {
     /// The machine's configuration space, with the ECAM windows `segments` (one MiB per
-    /// bus) claimed through `platform`; a window that cannot be claimed is left out and
-    /// returned as the second value, so its segment is unreachable rather than wrongly
-    /// reached through the ports. `None` when the bus was made before: there is one.
+    /// bus) claimed through `platform`. A window that is malformed (a base off a MiB,
+    /// buses running backwards or past the end of the address space) or cannot be claimed
+    /// is left out and returned as the second value with the reason; its segment is then
+    /// unreachable rather than wrongly reached through the ports (with MCFG windows, the
+    /// ports reach nothing: a walk there finds no function). `None` when the bus was made
+    /// before: there is one.
     pub fn new(
         platform: &'static dyn Platform,
         segments: &[McfgSegment],
-    ) -> Option<(Self, Vec<McfgSegment>)> {
+    ) -> Option<(Self, Vec<(McfgSegment, String)>)> {
         let first = !BUS_MADE.swap(true, Ordering::AcqRel);
         first.then(|| Self::claim(platform, segments))
     }
@@ -91,26 +98,21 @@ impl PciBus {
     fn claim(
         platform: &'static dyn Platform,
         segments: &[McfgSegment],
-    ) -> (Self, Vec<McfgSegment>) {
+    ) -> (Self, Vec<(McfgSegment, String)>) {
         let mut ecam = Vec::new();
         let mut refused = Vec::new();
         for segment in segments {
-            let buses =
-                u64::from(segment.end_bus) + 1 - u64::from(segment.start_bus.min(segment.end_bus));
-            let base = segment.base + (u64::from(segment.start_bus) << 20);
-            // SAFETY: the window is the MCFG table's configuration window of the segment.
-            match unsafe { platform.claim_mmio(base, buses << 20) } {
-                Ok(window) => ecam.push((*segment, Mmio::new(window))),
-                Err(_) => refused.push(*segment),
+            match claim_window(platform, segment) {
+                Ok(window) => ecam.push((*segment, window)),
+                Err(why) => refused.push((*segment, why)),
             }
         }
-        let segments = ecam.iter().map(|(segment, _)| *segment).collect();
-        let found = spin::Mutex::new(Vec::new());
         let bus = Self {
+            segments: ecam.iter().map(|(segment, _)| *segment).collect(),
+            ports: segments.is_empty(),
             ecam,
-            segments,
             platform,
-            found,
+            found: spin::Mutex::new(Vec::new()),
         };
         (bus, refused)
     }
@@ -180,13 +182,38 @@ impl PciBus {
     }
 }
 
+/// The register window of ECAM window `segment`, claimed through `platform`, or why not.
+fn claim_window(platform: &dyn Platform, segment: &McfgSegment) -> Result<Mmio, String> {
+    if !segment.base.is_multiple_of(1 << 20) {
+        return Err(String::from("its base is not aligned to a MiB"));
+    }
+    if segment.start_bus > segment.end_bus {
+        return Err(String::from("its buses run backwards"));
+    }
+    let buses = u64::from(segment.end_bus - segment.start_bus) + 1;
+    let base = segment.base.checked_add(u64::from(segment.start_bus) << 20);
+    let base = base.filter(|base| base.checked_add(buses << 20).is_some());
+    let base = base.ok_or_else(|| String::from("it runs past the end of the address space"))?;
+    // SAFETY: the window is the MCFG table's configuration window of the segment.
+    let window = unsafe { platform.claim_mmio(base, buses << 20) }?;
+    Ok(Mmio::new(window))
+}
+
 impl Hardware for &PciBus {
+    /// All ones, as where nothing answers, on a machine with MCFG windows.
     fn port_read(&self, address: u32) -> u32 {
-        read_legacy(address)
+        if self.ports {
+            read_legacy(address)
+        } else {
+            u32::MAX
+        }
     }
 
+    /// Dropped on a machine with MCFG windows.
     fn port_write(&self, address: u32, value: u32) {
-        write_legacy(address, value);
+        if self.ports {
+            write_legacy(address, value);
+        }
     }
 
     fn mmio_read(&self, phys: u64) -> Option<u32> {
@@ -243,6 +270,48 @@ mod tests {
         let bound = bus.bind(address(3)).expect("found by the walk");
         assert_eq!(bound.function(), &function_at(3));
         assert!(bus.bind(address(3)).is_none(), "bound already");
+    }
+
+    /// The MCFG window of segment 0 for buses `start_bus..=end_bus`, at `base`.
+    fn window(base: u64, start_bus: u8, end_bus: u8) -> McfgSegment {
+        McfgSegment {
+            base,
+            segment: 0,
+            start_bus,
+            end_bus,
+        }
+    }
+
+    #[test]
+    fn malformed_ecam_windows_are_refused_before_they_are_claimed() {
+        let windows = [
+            window(0xB000_0004, 0, 255),
+            window(0xB000_0000, 2, 1),
+            window(u64::MAX - 0xF_FFFF, 0, 0),
+            window(0xFFFF_FFFF_FFF0_0000, 1, 1),
+            window(0xB000_0000, 0, 255),
+        ];
+        let (bus, refused) = PciBus::claim(HostPlatform::leaked(), &windows);
+        let reasons: Vec<_> = refused.iter().map(|(_, why)| why.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "its base is not aligned to a MiB",
+                "its buses run backwards",
+                "it runs past the end of the address space",
+                "it runs past the end of the address space",
+                "no devices on the host",
+            ]
+        );
+        assert!(bus.ecam.is_empty());
+    }
+
+    #[test]
+    fn a_segment_whose_ecam_window_was_refused_is_not_reached_through_the_ports() {
+        let (bus, refused) = PciBus::claim(HostPlatform::leaked(), &[window(0xB000_0004, 0, 255)]);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(bus.read(address(0), 0), Ok(u32::MAX), "nothing answers");
+        assert_eq!(bus.scan(|_, _| ()).map(|report| report.functions), Ok(0));
     }
 
     #[test]

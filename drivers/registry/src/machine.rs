@@ -26,7 +26,8 @@ pub struct Machine {
 impl Machine {
     /// The machine reached through `platform`, with the MCFG table's ECAM `windows`
     /// (none: the legacy ports), recording interrupt bindings through `binder`. A window
-    /// that cannot be claimed is logged and left out. Panics when made twice: the
+    /// that is malformed or cannot be claimed is logged and left out (its buses are not
+    /// reached through the ports either). Panics when made twice: the
     /// machine has one configuration space ([`PciBus::new`]).
     pub fn new(
         platform: &'static dyn Platform,
@@ -34,9 +35,9 @@ impl Machine {
         windows: &[McfgSegment],
     ) -> Self {
         let (bus, refused) = PciBus::new(platform, windows).expect("the machine's one PCI bus");
-        for segment in refused {
+        for (segment, why) in refused {
             log::warn!(
-                "pci: ECAM window of segment {} at {:#x} cannot be claimed",
+                "pci: ECAM window of segment {} at {:#x} refused ({why}): its buses are unreachable",
                 segment.segment,
                 segment.base
             );
