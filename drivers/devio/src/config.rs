@@ -233,6 +233,7 @@ mod tests {
     use super::*;
     use crate::host::HostPlatform;
     use alloc::boxed::Box;
+    use rexo_api::DeviceError;
     use rexo_pci::{BarSlot, Capabilities};
 
     /// Device `device` of bus 0.
@@ -312,6 +313,34 @@ mod tests {
         assert_eq!(refused.len(), 1);
         assert_eq!(bus.read(address(0), 0), Ok(u32::MAX), "nothing answers");
         assert_eq!(bus.scan(|_, _| ()).map(|report| report.functions), Ok(0));
+    }
+
+    #[test]
+    fn functions_get_no_port_window_over_another_functions_or_the_kernels_ports() {
+        let io = |address| {
+            BarSlot::Bar(rexo_pci::Bar {
+                kind: rexo_pci::BarKind::Io,
+                address,
+                size: 0x20,
+            })
+        };
+        let bus: &'static PciBus =
+            Box::leak(Box::new(PciBus::claim(HostPlatform::leaked(), &[]).0));
+        for (device, bar) in [(20, 0xD000), (21, 0xD010), (22, 0x60)] {
+            let mut function = function_at(device);
+            function.header.address = Address::new(0, 9, device, 0).unwrap();
+            function.bars[0] = io(bar);
+            bus.found.lock().push((function, false));
+        }
+        let bind = |device| bus.bind(Address::new(0, 9, device, 0).unwrap()).unwrap();
+        let (first, overlapping, keyboard) = (bind(20), bind(21), bind(22));
+        assert!(first.ports(0).is_ok());
+        assert!(first.ports(0).is_ok(), "its own BAR again");
+        assert!(matches!(
+            overlapping.ports(0),
+            Err(DeviceError::BadBar { .. })
+        ));
+        assert!(matches!(keyboard.ports(0), Err(DeviceError::BadBar { .. })));
     }
 
     #[test]

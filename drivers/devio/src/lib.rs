@@ -5,7 +5,9 @@
 //!
 //! - [`Mmio`]: a device's memory window, built from the exclusive slice the kernel's
 //!   claim hands out; volatile, bounds-checked register access.
-//! - [`PortWindow`]: a device's I/O port range, built by trusted code from a BAR.
+//! - [`PortWindow`]: a device's I/O port range, built by trusted code from a BAR (or an
+//!   IDE channel's fixed ports), claimed once: never the kernel's ports, nor another
+//!   function's.
 //! - [`Dma`]: zeroed RAM whose physical address is known (the identity map), for
 //!   descriptor rings and data buffers, from the kernel's [`Platform`];
 //!   [`abandon_to_device`] keeps the memory of a device that would not stop from ever

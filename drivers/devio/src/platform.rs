@@ -1,5 +1,5 @@
 //! What the kernel lends drivers, and one PCI function as its driver sees it.
-#![allow(unsafe_code)] // an I/O BAR becomes a port window
+#![allow(unsafe_code)] // a memory BAR is claimed from the kernel
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -223,7 +223,9 @@ impl DeviceFunction {
         Ok(window)
     }
 
-    /// I/O BAR `index` as a port window.
+    /// I/O BAR `index` as a port window; [`DeviceError::BadBar`] when its ports run past
+    /// 0xFFFF, cover a port the kernel drives (the PICs, the PIT, the keyboard
+    /// controller, COM1, the configuration ports, ...) or another function's window.
     pub fn ports(&self, index: usize) -> Result<PortWindow, DeviceError> {
         let bar = self.bar(index)?;
         let bad = |why| DeviceError::BadBar {
@@ -235,9 +237,9 @@ impl DeviceFunction {
         }
         let base = u16::try_from(bar.address).map_err(|_| bad("I/O address above 0xFFFF"))?;
         let len = u16::try_from(bar.size).map_err(|_| bad("impossible size"))?;
-        // SAFETY: the ports are this function's own I/O BAR, and a `DeviceFunction` is made
-        // once per function, for its one driver.
-        unsafe { PortWindow::new(base, len) }.ok_or(bad("wraps past port 0xFFFF"))
+        // The ports are this function's own I/O BAR, and a `DeviceFunction` is made once
+        // per function, for its one driver.
+        crate::port::claim(self.address(), base, len).map_err(bad)
     }
 
     /// The function's MSI-X table, with MSI-X turned on and every entry masked (legacy
@@ -331,13 +333,15 @@ impl DeviceFunction {
         } else {
             (0x170, 0x376)
         };
-        // SAFETY: an IDE controller in compatibility mode decodes exactly these ports for
-        // this channel (PCI IDE Controller Specification 1.0, section 2), and the
-        // controller's one `DeviceFunction` goes to its one driver.
-        let windows = unsafe { (PortWindow::new(command, 8), PortWindow::new(control, 1)) };
-        match windows {
-            (Some(command), Some(control)) => Ok((command, control)),
-            _ => Err(DeviceError::Unsupported("the channel's ports")),
+        // An IDE controller in compatibility mode decodes exactly these ports for this
+        // channel (PCI IDE Controller Specification 1.0, section 2), and the controller's
+        // one `DeviceFunction` goes to its one driver.
+        let claim = |base, len| crate::port::claim(self.address(), base, len);
+        match (claim(command, 8), claim(control, 1)) {
+            (Ok(command), Ok(control)) => Ok((command, control)),
+            _ => Err(DeviceError::Unsupported(
+                "the channel's ports (another function holds them)",
+            )),
         }
     }
 

@@ -4,11 +4,70 @@
 //! branch for it.
 #![allow(unsafe_code)] // the `in` and `out` instructions
 
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use rexo_pci::Address;
+
 #[cfg(any(test, all(feature = "host", not(target_os = "none"))))]
 use crate::host::instructions;
 
 /// Ports in the machine's I/O space: 0 to 0xFFFF.
 const PORT_SPACE: u32 = 0x1_0000;
+
+/// The ports the kernel drives itself, as (first, count): the 8259 PICs, the PIT, the
+/// keyboard controller, the CMOS clock, QEMU's debug exit, COM1 and the PCI
+/// configuration ports (with the reset control register at 0xCF9). No driver's window
+/// covers one of them.
+const KERNEL_PORTS: [(u16, u16); 9] = [
+    (0x20, 2),
+    (0x40, 4),
+    (0x60, 1),
+    (0x64, 1),
+    (0x70, 2),
+    (0xA0, 2),
+    (0xF4, 1),
+    (0x3F8, 8),
+    (0xCF8, 8),
+];
+
+/// The port windows handed to drivers, each with the function it went to.
+static CLAIMED: spin::Mutex<Vec<(Range<u32>, Address)>> = spin::Mutex::new(Vec::new());
+
+/// Whether the port ranges `a` and `b` share a port.
+fn overlap(a: &Range<u32>, b: &Range<u32>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// The window `[base, base + len)` for the driver of the function at `owner` (its I/O
+/// BAR, or its IDE channel's ports), or why not: it runs past the last port, covers a
+/// port the kernel drives, or shares a port with a window another function claimed
+/// (the same function may claim its ports again).
+pub(crate) fn claim(owner: Address, base: u16, len: u16) -> Result<PortWindow, &'static str> {
+    let ports = u32::from(base)..u32::from(base) + u32::from(len);
+    if ports.end > PORT_SPACE {
+        return Err("it runs past port 0xFFFF");
+    }
+    let kernel =
+        |&(first, count): &(u16, u16)| u32::from(first)..u32::from(first) + u32::from(count);
+    if KERNEL_PORTS
+        .iter()
+        .map(kernel)
+        .any(|fixed| overlap(&ports, &fixed))
+    {
+        return Err("its ports are the kernel's");
+    }
+    let mut claimed = CLAIMED.lock();
+    let other = |(held, holder): &(Range<u32>, Address)| *holder != owner && overlap(held, &ports);
+    if claimed.iter().any(other) {
+        return Err("another function holds its ports");
+    }
+    claimed.push((ports, owner));
+    // SAFETY: the ports are not the kernel's nor another function's (checked above, under
+    // the lock of the claims), and `owner`'s one `DeviceFunction` asks for them for its
+    // one driver (the caller's contract as `pub(crate)`).
+    unsafe { PortWindow::new(base, len) }.ok_or("it runs past port 0xFFFF")
+}
 
 /// A device's range of I/O ports (an I/O BAR, or the fixed ports of a legacy
 /// controller). Accesses are bounds-checked; one outside the window is a driver bug and
@@ -28,7 +87,9 @@ impl PortWindow {
     ///
     /// The ports must belong to one device and be handed to one driver: accesses to
     /// other ports (the PCI configuration ports, the interrupt controllers) can break
-    /// the kernel. Only the binding code in [`crate::platform`] and the kernel call this.
+    /// the kernel. Only this crate's port claims (a function's I/O BAR or IDE channel,
+    /// checked against the kernel's ports and other functions' windows), its configuration
+    /// ports and the host's fake ports call this.
     /// `None` when it runs past port 0xFFFF (it may end exactly there: an I/O BAR at
     /// 0xFFF0 of 16 ports).
     pub unsafe fn new(base: u16, len: u16) -> Option<Self> {
@@ -195,7 +256,41 @@ mod instructions {
 
 #[cfg(test)]
 mod tests {
-    use super::PortWindow;
+    use super::{PortWindow, claim};
+    use rexo_pci::Address;
+
+    #[test]
+    fn ports_are_claimed_by_one_function_and_never_the_kernels() {
+        let (first, second) = (
+            Address::new(0, 7, 1, 0).unwrap(),
+            Address::new(0, 7, 2, 0).unwrap(),
+        );
+        let window = claim(first, 0xE000, 0x20).unwrap();
+        assert_eq!(
+            claim(first, 0xE000, 0x20),
+            Ok(window),
+            "the same function again"
+        );
+        assert_eq!(
+            claim(second, 0xE010, 0x20),
+            Err("another function holds its ports")
+        );
+        assert!(claim(second, 0xE020, 0x20).is_ok(), "next to it");
+        for (base, len) in [
+            (0x60, 1),
+            (0x3F0, 0x10),
+            (0xCF8, 4),
+            (0xC0, 0x40),
+            (0x1E, 4),
+        ] {
+            assert_eq!(
+                claim(second, base, len),
+                Err("its ports are the kernel's"),
+                "{base:#x}"
+            );
+        }
+        assert_eq!(claim(second, 0xFFF8, 16), Err("it runs past port 0xFFFF"));
+    }
 
     #[test]
     fn a_window_may_end_at_the_last_port_but_not_past_it() {
