@@ -643,9 +643,7 @@ pub const CASES: &[Case] = &[
         checks: &[
             Check::Has("rexo.test: 10.0.2.2 ("),
             Check::Has("Two.Rexo.Test: 10.0.2.7, 10.0.2.8 ("),
-            Check::Has(
-                "resolve: missing.rexo.test: the DNS server has no IPv4 address for it, or did not answer within 10 s",
-            ),
+            Check::Has("resolve: missing.rexo.test: the DNS server has no IPv4 address for it"),
             Check::Has("rexo.test is 10.0.2.2"),
             Check::Has("10.0.2.2: 1 sent, 1 answered, 0% lost"),
             Check::Has("resolve: 'bad_name' is not a name"),

@@ -17,7 +17,7 @@ use crate::Host;
 
 /// How long DHCP may take before the command gives up.
 const DHCP_TIMEOUT_NS: u64 = 5_000_000_000;
-/// How long a name may take to resolve: smoltcp's resolver gives up after 10 s.
+/// How long a name may take to resolve: rexo-net's resolver gives up after 10 s.
 const RESOLVE_TIMEOUT_NS: u64 = 11_000_000_000;
 /// How long `ping` waits for each answer.
 const PING_TIMEOUT_NS: u64 = 1_000_000_000;
@@ -109,7 +109,7 @@ fn refused(
 
 /// Why `ours` could not be bound beside the apps sharing an interface as `sharing`
 /// says: for each of our filters that overlaps one of an app's, a note naming both.
-/// DNS answers come from port 53 to whatever port smoltcp's resolver picked at random,
+/// DNS answers come from port 53 to whatever free port the resolver drew at random,
 /// so their filter takes every port and overlaps any app bound to a UDP port.
 fn overlaps(ours: &[String], sharing: &NetSharing) -> Vec<String> {
     let parsed = |text: &str| rexo_api::Filter::parse(text).ok();

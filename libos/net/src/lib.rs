@@ -20,6 +20,10 @@
 //! described in the adapter (`device.rs`): received frames are processed in place, but
 //! replies made while processing one are copied once.
 //!
+//! Names resolve through our own DNS stub resolver instead of smoltcp's (`dns.rs`), so
+//! that queries go from ports the app chooses ([`Stack::set_dns_ports`]), ports a
+//! packet filter of its own can take the answers to ([`DnsPorts::filter`]).
+//!
 //! # Our own TCP for chosen ports
 //!
 //! An app can serve a TCP port with Rexo's own TCP instead ([`Stack::serve_own`]): its
@@ -55,6 +59,7 @@ extern crate alloc;
 
 mod cores;
 mod device;
+mod dns;
 /// A DNS responder for tests (host only).
 #[cfg(not(target_os = "none"))]
 pub mod dnsserver;
@@ -68,12 +73,13 @@ pub mod wire;
 pub use core::net::Ipv4Addr;
 pub use cores::{Cores, attach_cores, serve_on_cores};
 pub use device::Counters;
+pub use dns::{DnsPorts, DnsQuery};
 pub use owntcp::{NEIGHBOURS, OwnCounters};
 /// Our own TCP, for the ports [`Stack::serve_own`] serves with it.
 pub use rexo_tcp;
 pub use stack::{
-    Config, Connection, DnsQuery, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Listener, NetError,
-    PING_MAX_DATA, PingSocket, Replies, Stack, TcpOptions, UdpOptions, UdpSocket, attach,
+    Config, Connection, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Listener, NetError, PING_MAX_DATA,
+    PingSocket, Replies, Stack, TcpOptions, UdpOptions, UdpSocket, attach,
 };
 
 #[cfg(test)]

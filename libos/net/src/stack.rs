@@ -14,15 +14,16 @@ use rexo_api::{ApiError, DeviceError, Filter, Ipv4Config, Kernel, NetDevice, Rec
 use smoltcp::iface::{self, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Checksum, ChecksumCapabilities};
 use smoltcp::phy::{DeviceCapabilities, Medium};
-use smoltcp::socket::{dhcpv4, dns, icmp, tcp, udp};
+use smoltcp::socket::{dhcpv4, icmp, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    DnsQueryType, EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr,
-    IpEndpoint, Ipv4Cidr,
+    EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpEndpoint,
+    Ipv4Cidr,
 };
 
 use crate::cores::{ArpShare, WholeDevice};
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
+use crate::dns::{DnsPorts, DnsQuery, Resolver};
 use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::tso::Tso;
 
@@ -41,8 +42,9 @@ const RECEIVE_BATCHES: usize = 8;
 /// polls; the bound keeps one poll's work bounded.
 const SEND_ROUNDS: usize = 64;
 
-/// Local ports of outgoing connections (RFC 6335's dynamic range).
-const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 49152..=65535;
+/// Local ports of outgoing connections and, without a block of its own
+/// ([`Stack::set_dns_ports`]), of DNS queries (RFC 6335's dynamic range).
+pub(crate) const EPHEMERAL_PORTS: core::ops::RangeInclusive<u16> = 49152..=65535;
 
 /// How often [`Stack::new`] polls while it waits for a DHCP lease.
 const DHCP_POLL_NS: u64 = 1_000_000;
@@ -167,10 +169,16 @@ pub enum NetError {
     NoDnsServer,
     /// The name cannot be asked for: empty, an empty or 64-byte label, over 255 bytes.
     BadName,
-    /// The DNS server said the name does not exist or has no IPv4 address, or did not
-    /// answer within 10 s (smoltcp's resolver does not tell the two apart).
+    /// The DNS server said the name does not exist (NXDOMAIN) or has no IPv4 address.
     NotResolved,
-    /// Every resolver slot is busy with a query; finish one first.
+    /// The DNS server did not answer within 10 s (the query sent 4 times).
+    DnsTimeout,
+    /// The DNS server answered with this error code (RFC 1035 4.1.1: 1 format error, 2
+    /// server failure, 4 not implemented, 5 refused; 3, NXDOMAIN, is
+    /// [`NetError::NotResolved`]).
+    DnsServerError(u8),
+    /// Every resolver slot is busy with a query, or every port of the stack's DNS port
+    /// block ([`Stack::set_dns_ports`]) is; finish one first.
     TooManyQueries,
     /// The DNS query was started by another stack (each of [`crate::attach_cores`]'s
     /// has its own resolver): ask that one.
@@ -210,10 +218,19 @@ impl fmt::Display for NetError {
             Self::Unreachable => f.write_str("the destination cannot be reached"),
             Self::NoDnsServer => f.write_str("no DNS server is configured"),
             Self::BadName => f.write_str("not a name DNS can ask for"),
-            Self::NotResolved => f.write_str(
-                "the DNS server has no IPv4 address for it, or did not answer within 10 s",
-            ),
-            Self::TooManyQueries => f.write_str("every resolver slot is busy"),
+            Self::NotResolved => f.write_str("the DNS server has no IPv4 address for it"),
+            Self::DnsTimeout => f.write_str("the DNS server did not answer within 10 s"),
+            Self::DnsServerError(rcode) => {
+                let what = match rcode {
+                    1 => "format error",
+                    2 => "server failure",
+                    4 => "not implemented",
+                    5 => "refused",
+                    _ => "error",
+                };
+                write!(f, "the DNS server answered {what} (code {rcode})")
+            }
+            Self::TooManyQueries => f.write_str("every resolver slot or DNS port is busy"),
             Self::ForeignQuery => f.write_str("the DNS query belongs to another stack"),
             Self::RepliesToAnotherPair => f.write_str(
                 "the device puts that peer's replies on another queue pair's stack (RSS)",
@@ -275,19 +292,6 @@ pub enum Replies {
     /// host that answers is placed by its own address, so no pair is promised them.
     Scattered,
 }
-
-/// A name being resolved ([`Stack::resolve_start`]); ask the stack that started it
-/// ([`Stack::resolve_poll`]) until it answers. Dropping it gives up the query: its
-/// stack frees the slot at its next poll or query.
-pub struct DnsQuery {
-    /// The query's mark, shared with the stack's list of its queries (which finds the
-    /// query by it and sees it dropped when the list's is the last); `None` once
-    /// answered.
-    mark: Option<Arc<()>>,
-}
-
-/// Queries the resolver keeps at once (slots made at the stack's start).
-const DNS_QUERIES: usize = 4;
 
 /// Buffers and behaviour of each connection of a listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -438,16 +442,9 @@ pub struct Stack {
     counters: Counters,
     /// The DHCP client, with [`Config::Dhcp`].
     dhcp: Option<SocketHandle>,
-    /// The resolver: its servers from [`Config::Static`] or the DHCP lease.
-    dns: SocketHandle,
-    /// Whether the resolver has a server.
-    dns_configured: bool,
-    /// The resolver's first server, to hand on ([`Stack::into_parts`]).
-    dns_server: Option<Ipv4Addr>,
-    /// Queries started and not yet answered, cancelled or dropped, each with the mark
-    /// its [`DnsQuery`] holds (smoltcp's resolver would grow without bound; the stack
-    /// keeps it to [`DNS_QUERIES`]).
-    dns_queries: Vec<(dns::QueryHandle, Arc<()>)>,
+    /// The resolver (`dns.rs`): its server from [`Config::Static`] or the DHCP lease,
+    /// its port block, its queries.
+    resolver: Resolver,
     /// Every listener made; an unlistened one stays, empty, so that handles stay valid.
     listeners: Vec<ListenerState>,
     /// Ports bound by UDP sockets.
@@ -551,9 +548,10 @@ impl Stack {
         let mut config = iface::Config::new(HardwareAddress::Ethernet(EthernetAddress(info.mac)));
         // smoltcp draws TCP initial sequence numbers and DHCP transaction IDs from this
         // seed, and the key of outgoing connections' local ports is made from it
-        // (`ephemeral_port`). Apps have no entropy source yet; the boot-relative time and
-        // the MAC make it differ between machines and boots, but an attacker who can
-        // guess both can predict the sequence numbers and the ports.
+        // (`ephemeral_port`), and so are the resolver's query IDs and ports (`dns.rs`).
+        // Apps have no entropy source yet; the boot-relative time and the MAC make it
+        // differ between machines and boots, but an attacker who can guess both can
+        // predict the sequence numbers, the ports and the query IDs.
         let seed = now_ns
             ^ u64::from_le_bytes([
                 info.mac[0],
@@ -577,11 +575,7 @@ impl Stack {
             capabilities: capabilities.clone(),
         };
         let iface = Interface::new(config, &mut tx, instant(now_ns));
-        let mut sockets = SocketSet::new(Vec::new());
-        let dns = sockets.add(dns::Socket::new(
-            &[],
-            (0..DNS_QUERIES).map(|_| None).collect::<Vec<_>>(),
-        ));
+        let sockets = SocketSet::new(Vec::new());
         Self {
             nic,
             now_ns,
@@ -597,10 +591,7 @@ impl Stack {
             gateway: None,
             counters,
             dhcp: None,
-            dns,
-            dns_configured: false,
-            dns_server: None,
-            dns_queries: Vec::new(),
+            resolver: Resolver::new(seed),
             listeners: Vec::new(),
             udp_ports: Vec::new(),
             closing: Vec::new(),
@@ -634,72 +625,38 @@ impl Stack {
         self.gateway = None;
     }
 
-    /// Points the resolver at `servers` (none: resolving says [`NetError::NoDnsServer`]).
+    /// Points the resolver at the first of `servers` (none: resolving says
+    /// [`NetError::NoDnsServer`]).
     fn set_dns_servers(&mut self, servers: &[Ipv4Addr]) {
-        self.dns_server = servers.first().copied();
-        let servers: Vec<IpAddress> = servers.iter().map(|&s| IpAddress::Ipv4(s)).collect();
-        self.sockets
-            .get_mut::<dns::Socket>(self.dns)
-            .update_servers(&servers);
-        self.dns_configured = !servers.is_empty();
+        self.resolver.set_server(servers.first().copied());
     }
 
-    /// Starts resolving `name` to IPv4 addresses (an A query, retried and given up after
-    /// 10 s by smoltcp's resolver); [`resolve_poll`](Self::resolve_poll) gives the answer.
-    /// The name is asked in lowercase: smoltcp matches the answer's names to the question
-    /// byte for byte, and servers may spell them in lowercase whatever the case asked.
+    /// Sends later DNS queries from `ports`, a block of UDP ports the app owns (on an
+    /// interface shared by packet filters, the block [`DnsPorts::filter`] takes the
+    /// answers to); without a block they go from free ports of 49152-65535. A query's
+    /// port is drawn at random from the block among those no UDP socket of the stack
+    /// nor another query uses.
+    pub fn set_dns_ports(&mut self, ports: DnsPorts) {
+        self.resolver.set_ports(ports);
+    }
+
+    /// Starts resolving `name` to IPv4 addresses: an A query to the DNS server, sent
+    /// again after 1, 2 and 4 s and given up after 10 s (`dns.rs`);
+    /// [`resolve_poll`](Self::resolve_poll) gives the answer. At most 4 queries at once
+    /// ([`NetError::TooManyQueries`]), each from its own port;
     /// [`NetError::RepliesToAnotherPair`] on a stack of one queue pair whose device puts
     /// the server's answers on another.
     pub fn resolve_start(&mut self, name: &str) -> Result<DnsQuery, NetError> {
-        if !self.dns_configured {
-            return Err(NetError::NoDnsServer);
-        }
         // A stack of one pair has one server at most (`into_parts` keeps the first).
         if self
-            .dns_server
+            .resolver
+            .server()
             .is_some_and(|server| matches!(self.replies_from(server), Replies::OnPair(_)))
         {
             return Err(NetError::RepliesToAnotherPair);
         }
-        self.reap_dropped_queries();
-        if self.dns_queries.len() >= DNS_QUERIES {
-            return Err(NetError::TooManyQueries);
-        }
-        let socket = self.sockets.get_mut::<dns::Socket>(self.dns);
-        let handle = socket
-            .start_query(
-                self.iface.context(),
-                &name.to_ascii_lowercase(),
-                DnsQueryType::A,
-            )
-            .map_err(|error| match error {
-                dns::StartQueryError::NoFreeSlot => NetError::TooManyQueries,
-                dns::StartQueryError::InvalidName | dns::StartQueryError::NameTooLong => {
-                    NetError::BadName
-                }
-            })?;
-        let mark = Arc::new(());
-        self.dns_queries.push((handle, mark.clone()));
-        Ok(DnsQuery { mark: Some(mark) })
-    }
-
-    /// Where `query` is in this stack's list of queries; `None` for one of another stack.
-    fn query_slot(&self, query: &Arc<()>) -> Option<usize> {
-        self.dns_queries
-            .iter()
-            .position(|(_, mark)| Arc::ptr_eq(mark, query))
-    }
-
-    /// Cancels the queries whose [`DnsQuery`] was dropped, freeing their slots.
-    fn reap_dropped_queries(&mut self) {
-        let socket = self.sockets.get_mut::<dns::Socket>(self.dns);
-        self.dns_queries.retain(|(handle, mark)| {
-            let dropped = Arc::strong_count(mark) == 1;
-            if dropped {
-                socket.cancel_query(*handle);
-            }
-            !dropped
-        });
+        self.resolver
+            .start(name, self.now_ns, &mut self.sockets, &self.udp_ports)
     }
 
     /// The answer to `query` once it came (polled by [`poll`](Self::poll)): the name's
@@ -711,36 +668,15 @@ impl Stack {
         &mut self,
         query: &mut DnsQuery,
     ) -> Option<Result<Vec<Ipv4Addr>, NetError>> {
-        let Some(mark) = &query.mark else {
-            return Some(Err(NetError::Closed));
-        };
-        let Some(slot) = self.query_slot(mark) else {
-            return Some(Err(NetError::ForeignQuery));
-        };
-        let handle = self.dns_queries[slot].0;
-        let socket = self.sockets.get_mut::<dns::Socket>(self.dns);
-        let answer = match socket.get_query_result(handle) {
-            Err(dns::GetQueryResultError::Pending) => return None,
-            Err(dns::GetQueryResultError::Failed) => Err(NetError::NotResolved),
-            Ok(addresses) => Ok(addresses
-                .iter()
-                .map(|&address| match address {
-                    IpAddress::Ipv4(v4) => v4,
-                })
-                .collect()),
-        };
-        // smoltcp freed the slot as it gave the answer.
-        query.mark = None;
-        self.dns_queries.swap_remove(slot);
-        Some(answer)
+        self.resolver.take(query)
     }
 
-    /// Gives up on `query`: its slot is free again. A query another stack started is
-    /// left to that stack, which frees its slot at its next poll (as for any
+    /// Gives up on `query`: its slot and port are free again. A query another stack
+    /// started is left to that stack, which frees its slot at its next poll (as for any
     /// [`DnsQuery`] dropped).
     pub fn resolve_cancel(&mut self, query: DnsQuery) {
         drop(query);
-        self.reap_dropped_queries();
+        self.resolver.reap_dropped(&mut self.sockets);
     }
 
     /// The default router, once the interface has one.
@@ -770,7 +706,7 @@ impl Stack {
             address,
             prefix,
             gateway: self.gateway,
-            dns: self.dns_server,
+            dns: self.resolver.server(),
         });
         (self.nic, config)
     }
@@ -915,6 +851,9 @@ impl Stack {
                 break;
             }
         }
+        // Answers received take their queries' sockets away before the sending rounds;
+        // queries whose time came are queued again for them.
+        self.resolver.poll(now_ns, &mut self.sockets);
         let mut tx = NicTx {
             nic: self.nic.as_mut(),
             queue: self.queue,
@@ -929,7 +868,6 @@ impl Stack {
             changed = true;
         }
         self.poll_dhcp();
-        self.reap_dropped_queries();
         self.refill_listeners(now_ns);
         self.reap_closed();
         if let Some(tso) = self.backlog.tso_mut() {
@@ -1400,10 +1338,9 @@ impl Stack {
     }
 
     /// Sockets the stack holds: listening, connecting, connected, closing, UDP and DHCP
-    /// (the resolver's is not counted).
+    /// (the resolver's, one per query under way, are not counted).
     pub fn sockets_in_use(&self) -> usize {
-        // The resolver's socket is always there.
-        self.sockets.iter().count() - 1
+        self.sockets.iter().count() - self.resolver.sockets()
     }
 
     /// Opens a ping socket whose requests carry the echo identifier `ident`.
@@ -1495,12 +1432,13 @@ impl Stack {
         self.sockets.remove(socket.handle);
     }
 
-    /// Binds a UDP socket to `port` with `options`' buffers.
+    /// Binds a UDP socket to `port` with `options`' buffers ([`NetError::PortInUse`]
+    /// for a port another socket or a DNS query under way uses).
     pub fn udp_bind(&mut self, port: u16, options: UdpOptions) -> Result<UdpSocket, NetError> {
         if port == 0 {
             return Err(NetError::PortZero);
         }
-        if self.udp_ports.contains(&port) {
+        if self.udp_ports.contains(&port) || self.resolver.uses_port(port) {
             return Err(NetError::PortInUse(port));
         }
         let buffer = || {
@@ -1667,7 +1605,7 @@ fn instant(now_ns: u64) -> Instant {
 const PORT_SECRET_STIR: u64 = 0x706f_7274_7320_2020;
 
 /// splitmix64's finaliser: spreads the seed's few varying bits over all 64.
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)

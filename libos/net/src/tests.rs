@@ -1046,6 +1046,196 @@ fn the_resolver_ignores_malformed_answers_and_answers_to_other_questions() {
     );
 }
 
+/// The UDP frames `seen` carries to port 53 (queries) and from it (answers).
+fn dns_frames(seen: &[Vec<u8>]) -> (Vec<&Vec<u8>>, Vec<&Vec<u8>>) {
+    let udp = |f: &&Vec<u8>| f.len() >= 42 && f[12..14] == [8, 0] && f[23] == 17;
+    let queries = seen.iter().filter(udp).filter(|f| f[36..38] == [0, 53]);
+    let answers = seen.iter().filter(udp).filter(|f| f[34..36] == [0, 53]);
+    (queries.collect(), answers.collect())
+}
+
+#[test]
+fn dns_queries_go_from_the_stacks_port_block_and_its_filter_takes_their_answers() {
+    // Two stacks, as two apps on one interface, each with its own block: their filters
+    // are disjoint, so the kernel binds both; each resolves from its block only. (With
+    // smoltcp's resolver the port was any above 1024, and the filter had to take every
+    // port: two such apps' filters overlapped.)
+    let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[Ipv4Addr::new(10, 0, 0, 7)])];
+    let blocks = [
+        crate::DnsPorts::new(49152, 64).unwrap(),
+        crate::DnsPorts::new(49216, 64).unwrap(),
+    ];
+    let filters = blocks.map(|block| rexo_api::Filter::parse(&block.filter(A)).unwrap());
+    assert!(!filters[0].overlaps(&filters[1]));
+    for (block, filter) in blocks.iter().zip(&filters) {
+        let mut net = Net::new(256, 0);
+        let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
+        net.a.set_dns_ports(*block);
+        for round in 0..16 {
+            // Up to 4 at once, each on its own port.
+            let mut queries: Vec<_> = (0..4)
+                .map(|_| net.a.resolve_start("rexo.test").unwrap())
+                .collect();
+            for query in &mut queries {
+                assert!(
+                    resolved(&mut net, &server, query, table).is_ok(),
+                    "round {round}"
+                );
+            }
+        }
+        let (queries, answers) = dns_frames(&net.seen);
+        assert!(queries.len() >= 64, "{}", queries.len());
+        let rule = filter.transmit_rule();
+        let mut ports: Vec<u16> = queries
+            .iter()
+            .map(|f| u16::from_be_bytes([f[34], f[35]]))
+            .collect();
+        for query in &queries {
+            assert!(rule.matches(query), "a query the kernel would withdraw");
+        }
+        for answer in &answers {
+            assert!(
+                filter.matches(answer),
+                "an answer the filter would not take"
+            );
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        assert!(ports.len() > 16, "ports drawn at random: {ports:?}");
+        assert!(
+            ports
+                .iter()
+                .all(|port| (block.first()..block.first() + block.count()).contains(port)),
+            "{ports:?}"
+        );
+    }
+}
+
+#[test]
+fn queries_without_a_block_take_free_dynamic_ports_and_a_full_block_refuses_more() {
+    let mut net = Net::new(256, 0);
+    let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
+    let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[Ipv4Addr::new(10, 0, 0, 7)])];
+    for _ in 0..8 {
+        let mut query = net.a.resolve_start("rexo.test").unwrap();
+        assert!(resolved(&mut net, &server, &mut query, table).is_ok());
+    }
+    let (queries, _) = dns_frames(&net.seen);
+    let port = |f: &&Vec<u8>| u16::from_be_bytes([f[34], f[35]]);
+    assert!(queries.iter().all(|f| port(f) >= 49152), "dynamic range");
+    // A block of 2 ports, one bound by a socket of the app: one query at a time, and
+    // a socket cannot bind the port a query uses.
+    let _app = net.a.udp_bind(49152, UdpOptions::default()).unwrap();
+    net.a.set_dns_ports(crate::DnsPorts::new(49152, 2).unwrap());
+    let mut query = net.a.resolve_start("rexo.test").unwrap();
+    assert_eq!(
+        net.a.resolve_start("rexo.test").err(),
+        Some(NetError::TooManyQueries)
+    );
+    assert_eq!(
+        net.a.udp_bind(49153, UdpOptions::default()).err(),
+        Some(NetError::PortInUse(49153))
+    );
+    let before = net.seen.len();
+    assert!(resolved(&mut net, &server, &mut query, table).is_ok());
+    let (queries, _) = dns_frames(&net.seen[before..]);
+    assert!(queries.iter().all(|f| port(f) == 49153));
+    // Answered, the query gave its port back.
+    assert!(net.a.udp_bind(49153, UdpOptions::default()).is_ok());
+}
+
+#[test]
+fn a_query_is_sent_again_after_1_2_and_4_s_and_given_up_after_10_s() {
+    let mut net = Net::new(256, 0);
+    let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
+    let mut query = net.a.resolve_start("rexo.test").unwrap();
+    let mut arrivals_ms = Vec::new();
+    let mut outcome = None;
+    // Steps of 10 ms, the server never answering.
+    while outcome.is_none() && net.now_ns < 12_000_000_000 {
+        net.step();
+        let mut buffer = [0u8; 512];
+        while let Some((len, _)) = net.b.recv_from(&server, &mut buffer) {
+            assert!(len > 12);
+            arrivals_ms.push(net.now_ns / 1_000_000);
+        }
+        outcome = net.a.resolve_poll(&mut query).map(|o| (o, net.now_ns));
+        net.now_ns += 10_000_000 - 100_000;
+    }
+    // Each read at B a step (10 ms) after it went out; the first after A's ARP.
+    let expected_ms = [0, 1000, 3000, 7000];
+    assert_eq!(arrivals_ms.len(), expected_ms.len(), "{arrivals_ms:?}");
+    for (arrived, expected) in arrivals_ms.iter().zip(expected_ms) {
+        assert!(
+            (expected..=expected + 30).contains(arrived),
+            "{arrivals_ms:?}"
+        );
+    }
+    let (outcome, at_ns) = outcome.expect("given up");
+    assert_eq!(outcome, Err(NetError::DnsTimeout));
+    assert_eq!(at_ns / 10_000_000, 1000, "given up at {at_ns} ns");
+    assert_eq!(net.a.sockets_in_use(), 0, "its socket is gone");
+}
+
+#[test]
+fn answers_from_another_port_or_with_another_id_are_ignored() {
+    let (mut net, server, mut query, asked, resolver) = asking("a.test");
+    let good = a_record(&[0xC0, 12], &[10, 0, 0, 7]);
+    // The right answer, but from port 5353.
+    let spoofer = net.b.udp_bind(5353, UdpOptions::default()).unwrap();
+    net.b
+        .send_to(&spoofer, &dns_reply(&asked, 1, &good), resolver)
+        .unwrap();
+    assert_eq!(resolver_result(&mut net, &mut query), None, "port 5353");
+    // From port 53 to another port of A.
+    let elsewhere = Endpoint {
+        port: resolver.port ^ 1,
+        ..resolver
+    };
+    let _other = net
+        .a
+        .udp_bind(elsewhere.port, UdpOptions::default())
+        .unwrap();
+    net.b
+        .send_to(&server, &dns_reply(&asked, 1, &good), elsewhere)
+        .unwrap();
+    assert_eq!(resolver_result(&mut net, &mut query), None, "another port");
+    // Every other ID (a spoofer guessing); then the right one.
+    let id = u16::from_be_bytes([asked[0], asked[1]]);
+    for guess in (0..=u16::MAX).filter(|&guess| guess != id).step_by(997) {
+        let mut reply = dns_reply(&asked, 1, &good);
+        reply[..2].copy_from_slice(&guess.to_be_bytes());
+        net.b.send_to(&server, &reply, resolver).unwrap();
+        net.step();
+    }
+    assert_eq!(resolver_result(&mut net, &mut query), None, "other IDs");
+    net.b
+        .send_to(&server, &dns_reply(&asked, 1, &good), resolver)
+        .unwrap();
+    assert_eq!(
+        resolver_result(&mut net, &mut query),
+        Some(Ok(vec![Ipv4Addr::new(10, 0, 0, 7)]))
+    );
+}
+
+#[test]
+fn a_name_the_server_does_not_know_is_not_resolved_and_a_refusal_says_so() {
+    let (mut net, server, mut query, asked, resolver) = asking("missing.test");
+    let mut refused = dns_reply(&asked, 0, &[]);
+    refused[3] |= 5;
+    net.b.send_to(&server, &refused, resolver).unwrap();
+    assert_eq!(
+        resolver_result(&mut net, &mut query),
+        Some(Err(NetError::DnsServerError(5)))
+    );
+    let mut query = net.a.resolve_start("missing.test").unwrap();
+    let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[Ipv4Addr::new(10, 0, 0, 7)])];
+    assert_eq!(
+        resolved(&mut net, &server, &mut query, table),
+        Err(NetError::NotResolved)
+    );
+}
+
 /// The made-up MAC spoofed frames come from.
 const SPOOFER: [u8; 6] = [2, 0, 0, 0, 0, 0x66];
 

@@ -1,0 +1,823 @@
+//! Our own DNS stub resolver (RFC 1035): A queries to one server, each from a UDP port
+//! of a block the app owns, retransmitted, and answers checked before they count.
+//!
+//! # Why our own
+//!
+//! smoltcp 0.12's `dns::Socket` picks each query's source port at random above 1024
+//! (`src/socket/dns.rs`, `start_query_raw` calling `rand_source_port`) with no way to
+//! choose or read it. An app bound to a shared interface by packet filters then had to
+//! take every UDP datagram from port 53 to its address, a filter that overlaps any
+//! other app's UDP filter (`udp dport 11211` too), so the kernel refused the second of
+//! two such apps. Here each query goes from a port drawn from a block the app owns
+//! ([`DnsPorts`], [`crate::Stack::set_dns_ports`]), and [`DnsPorts::filter`] takes
+//! only answers to that block: the blocks of two apps are disjoint filters.
+//!
+//! # What a query does
+//!
+//! A query has a random 16-bit ID, asks for recursion (RD) and holds one question
+//! (QTYPE A, QCLASS IN, the name as the caller spelt it). It is sent at once, again
+//! after 1, 2 and 4 more seconds, and given up 10 s after it started
+//! ([`NetError::DnsTimeout`]). An answer counts only from the server asked, port 53,
+//! to the query's port, with its ID, QR set, opcode 0 and the same question (the name
+//! compared without regard to ASCII case, RFC 1035 2.3.3). NXDOMAIN or no A record is
+//! [`NetError::NotResolved`], another error code [`NetError::DnsServerError`]. Up to 4
+//! A records are taken, for the name or a name along its CNAME chain. A malformed
+//! answer (a read past its end, a compression pointer that does not point back, a
+//! label over 63 bytes, a name over 255) is ignored; a truncated one (TC) counts only
+//! when the records it holds whole include A records.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::Ipv4Addr;
+
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::udp;
+use smoltcp::wire::{IpAddress, IpEndpoint};
+
+use crate::stack::{EPHEMERAL_PORTS, NetError, mix};
+
+/// Queries under way at once, each on its own port.
+pub(crate) const MAX_QUERIES: usize = 4;
+/// The most addresses an answer gives.
+const MAX_ADDRESSES: usize = 4;
+/// The port DNS servers answer from.
+const DNS_PORT: u16 = 53;
+/// When a query is sent again, after its previous sending.
+const RETRANSMIT_AFTER_NS: [u64; 3] = [1_000_000_000, 2_000_000_000, 4_000_000_000];
+/// When a query is given up, after it started.
+pub(crate) const GIVE_UP_AFTER_NS: u64 = 10_000_000_000;
+/// The most bytes a name takes in a message, its length bytes and final zero included
+/// (RFC 1035, 2.3.4).
+const MAX_NAME_BYTES: usize = 255;
+/// The longest label (RFC 1035, 2.3.4).
+const MAX_LABEL_BYTES: usize = 63;
+/// The most CNAME records followed from the name asked.
+const MAX_CNAME_HOPS: usize = 8;
+/// Record type A and class IN.
+const TYPE_A: u16 = 1;
+/// Record type CNAME.
+const TYPE_CNAME: u16 = 5;
+/// Class IN.
+const CLASS_IN: u16 = 1;
+/// Flag QR: the message is a response.
+const FLAG_RESPONSE: u16 = 0x8000;
+/// Flag TC: the response was truncated.
+const FLAG_TRUNCATED: u16 = 0x0200;
+/// Flag RD: recursion desired.
+const FLAG_RECURSION_DESIRED: u16 = 0x0100;
+/// The response code for a name that does not exist.
+const RCODE_NXDOMAIN: u8 = 3;
+/// The largest answer kept: what one frame carries (no IP fragmentation).
+const MAX_ANSWER_BYTES: usize = 1472;
+/// Datagrams a query's socket buffers between polls (spoofed ones included).
+const SOCKET_DATAGRAMS: usize = 4;
+/// Stirred into the stack's seed for the resolver's IDs and ports, so that they differ
+/// from smoltcp's and the TCP ports'.
+const RESOLVER_STIR: u64 = 0x646e_7320_7175_6572;
+
+/// A block of UDP ports the resolver sends queries from: `count` ports from `first`,
+/// `count` a power of two and `first` a multiple of it, so that one masked compare of
+/// the destination port ([`filter`](Self::filter)) takes exactly the block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnsPorts {
+    /// The first port.
+    first: u16,
+    /// How many ports.
+    count: u16,
+}
+
+impl DnsPorts {
+    /// The `count` ports from `first`; [`NetError::BadConfig`] unless `count` is a power
+    /// of two, `first` a multiple of it and port 0 outside the block.
+    pub fn new(first: u16, count: u16) -> Result<Self, NetError> {
+        if !count.is_power_of_two() || !first.is_multiple_of(count) {
+            return Err(NetError::BadConfig(
+                "a DNS port block is a power of two ports long and starts at a multiple of its length",
+            ));
+        }
+        if first == 0 {
+            return Err(NetError::BadConfig("a DNS port block cannot hold port 0"));
+        }
+        Ok(Self { first, count })
+    }
+
+    /// The first port.
+    pub fn first(&self) -> u16 {
+        self.first
+    }
+
+    /// How many ports.
+    pub fn count(&self) -> u16 {
+        self.count
+    }
+
+    /// The packet filter (`rexo_api::Filter`'s language) that takes the answers to
+    /// queries from this block sent from `address`: UDP from port 53 to `address` and a
+    /// port of the block (`udp sport 53 dst 10.0.2.15 & 36:2/0xffc0=0xc000` for the 64
+    /// ports from 49152). Its transmit rule lets the app send queries from the block to
+    /// port 53 only.
+    pub fn filter(&self, address: Ipv4Addr) -> String {
+        let mask = !(self.count - 1);
+        format!(
+            "udp sport {DNS_PORT} dst {address} & 36:2/{mask:#06x}={:#06x}",
+            self.first
+        )
+    }
+}
+
+/// A name being resolved ([`crate::Stack::resolve_start`]); ask the stack that started
+/// it ([`crate::Stack::resolve_poll`]) until it answers. Dropping it gives up the query:
+/// its stack frees its slot and port at its next poll or query.
+pub struct DnsQuery {
+    /// The query's mark, shared with the resolver's list of its queries (which finds
+    /// the query by it and sees it dropped when the list's is the last); `None` once
+    /// answered.
+    mark: Option<Arc<()>>,
+}
+
+/// One query under way, or answered and not yet taken.
+struct Query {
+    /// The mark its [`DnsQuery`] holds.
+    mark: Arc<()>,
+    /// The server asked.
+    server: Ipv4Addr,
+    /// The message sent (and sent again).
+    message: Vec<u8>,
+    /// The local port it goes from.
+    port: u16,
+    /// Its UDP socket, until it has an outcome.
+    socket: Option<SocketHandle>,
+    /// When it was first sent.
+    started_ns: u64,
+    /// When it was last sent.
+    sent_ns: u64,
+    /// How many times it was sent again.
+    retransmissions: usize,
+    /// The answer (or why there is none), once there is one.
+    outcome: Option<Result<Vec<Ipv4Addr>, NetError>>,
+}
+
+/// The resolver of one stack: its server, port block and queries.
+pub(crate) struct Resolver {
+    /// The server queries go to.
+    server: Option<Ipv4Addr>,
+    /// The ports queries go from; `None`: the dynamic range 49152-65535.
+    ports: Option<DnsPorts>,
+    /// The state of the random numbers (IDs, ports): splitmix64 from the stack's seed.
+    random: u64,
+    /// Queries started and not yet taken, cancelled or dropped.
+    queries: Vec<Query>,
+}
+
+impl Resolver {
+    /// A resolver with no server, drawing its IDs and ports from `seed`.
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            server: None,
+            ports: None,
+            random: mix(seed ^ RESOLVER_STIR),
+            queries: Vec::new(),
+        }
+    }
+
+    /// Points the resolver at `server` (`None`: resolving says
+    /// [`NetError::NoDnsServer`]). Queries under way keep the server they asked.
+    pub(crate) fn set_server(&mut self, server: Option<Ipv4Addr>) {
+        self.server = server;
+    }
+
+    /// The server queries go to.
+    pub(crate) fn server(&self) -> Option<Ipv4Addr> {
+        self.server
+    }
+
+    /// Sends later queries from `ports`.
+    pub(crate) fn set_ports(&mut self, ports: DnsPorts) {
+        self.ports = Some(ports);
+    }
+
+    /// Whether a query under way uses UDP `port`.
+    pub(crate) fn uses_port(&self, port: u16) -> bool {
+        self.queries
+            .iter()
+            .any(|q| q.socket.is_some() && q.port == port)
+    }
+
+    /// The UDP sockets of queries under way.
+    pub(crate) fn sockets(&self) -> usize {
+        self.queries.iter().filter(|q| q.socket.is_some()).count()
+    }
+
+    /// The next random number.
+    fn next_random(&mut self) -> u64 {
+        self.random = self.random.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.random)
+    }
+
+    /// A free port of the block (or of the dynamic range without one), drawn at random:
+    /// not one of `taken` (the stack's UDP sockets) nor another query's.
+    fn draw_port(&mut self, taken: &[u16]) -> Option<u16> {
+        let (first, count) = match self.ports {
+            Some(ports) => (ports.first, u32::from(ports.count)),
+            None => (
+                *EPHEMERAL_PORTS.start(),
+                u32::from(*EPHEMERAL_PORTS.end() - *EPHEMERAL_PORTS.start()) + 1,
+            ),
+        };
+        let offset = (self.next_random() % u64::from(count)) as u32;
+        (0..count)
+            .map(|step| first + ((offset + step) % count) as u16)
+            .find(|&port| !taken.contains(&port) && !self.uses_port(port))
+    }
+
+    /// Starts an A query for `name` at `now_ns`, its first sending queued on a socket of
+    /// its own in `sockets`; `taken` are the ports of the stack's UDP sockets.
+    pub(crate) fn start(
+        &mut self,
+        name: &str,
+        now_ns: u64,
+        sockets: &mut SocketSet<'static>,
+        taken: &[u16],
+    ) -> Result<DnsQuery, NetError> {
+        let server = self.server.ok_or(NetError::NoDnsServer)?;
+        let question = encode_name(name).ok_or(NetError::BadName)?;
+        self.reap_dropped(sockets);
+        if self.queries.len() >= MAX_QUERIES {
+            return Err(NetError::TooManyQueries);
+        }
+        let port = self.draw_port(taken).ok_or(NetError::TooManyQueries)?;
+        let id = self.next_random() as u16;
+        let message = query_message(id, &question);
+        let buffer = || {
+            udp::PacketBuffer::new(
+                vec![udp::PacketMetadata::EMPTY; SOCKET_DATAGRAMS],
+                vec![0u8; SOCKET_DATAGRAMS * MAX_ANSWER_BYTES],
+            )
+        };
+        let mut socket = udp::Socket::new(buffer(), buffer());
+        // Binding fails only for port 0, which no block or range holds.
+        socket.bind(port).map_err(|_| NetError::PortZero)?;
+        send(&mut socket, server, &message)?;
+        let mark = Arc::new(());
+        self.queries.push(Query {
+            mark: mark.clone(),
+            server,
+            message,
+            port,
+            socket: Some(sockets.add(socket)),
+            started_ns: now_ns,
+            sent_ns: now_ns,
+            retransmissions: 0,
+            outcome: None,
+        });
+        Ok(DnsQuery { mark: Some(mark) })
+    }
+
+    /// Reads the answers the queries' sockets received, sends again the queries whose
+    /// time came and gives up those past [`GIVE_UP_AFTER_NS`]; frees the slots of
+    /// dropped queries. A query with an outcome gives its socket (and port) back.
+    pub(crate) fn poll(&mut self, now_ns: u64, sockets: &mut SocketSet<'static>) {
+        self.reap_dropped(sockets);
+        for query in &mut self.queries {
+            let Some(handle) = query.socket else {
+                continue;
+            };
+            let socket = sockets.get_mut::<udp::Socket>(handle);
+            let server = IpEndpoint::new(IpAddress::Ipv4(query.server), DNS_PORT);
+            while query.outcome.is_none()
+                && let Ok((datagram, meta)) = socket.recv()
+            {
+                if meta.endpoint == server {
+                    query.outcome = read_answer(datagram, &query.message);
+                }
+            }
+            if query.outcome.is_none() {
+                if now_ns.saturating_sub(query.started_ns) >= GIVE_UP_AFTER_NS {
+                    query.outcome = Some(Err(NetError::DnsTimeout));
+                } else if let Some(&wait) = RETRANSMIT_AFTER_NS.get(query.retransmissions)
+                    && now_ns.saturating_sub(query.sent_ns) >= wait
+                {
+                    // A full send buffer (a query not yet out) waits for the next poll.
+                    if send(socket, query.server, &query.message).is_ok() {
+                        query.sent_ns = now_ns;
+                        query.retransmissions += 1;
+                    }
+                }
+            }
+            if query.outcome.is_some() {
+                sockets.remove(handle);
+                query.socket = None;
+            }
+        }
+    }
+
+    /// Ends the queries whose [`DnsQuery`] was dropped, freeing their sockets.
+    pub(crate) fn reap_dropped(&mut self, sockets: &mut SocketSet<'static>) {
+        self.queries.retain(|query| {
+            let dropped = Arc::strong_count(&query.mark) == 1;
+            if dropped && let Some(handle) = query.socket {
+                sockets.remove(handle);
+            }
+            !dropped
+        });
+    }
+
+    /// The outcome of `query` once there is one, taken (the query ends); `None` while it
+    /// is pending; [`NetError::Closed`] for one already taken,
+    /// [`NetError::ForeignQuery`] for another resolver's.
+    pub(crate) fn take(&mut self, query: &mut DnsQuery) -> Option<Result<Vec<Ipv4Addr>, NetError>> {
+        let Some(mark) = &query.mark else {
+            return Some(Err(NetError::Closed));
+        };
+        let Some(slot) = self.queries.iter().position(|q| Arc::ptr_eq(&q.mark, mark)) else {
+            return Some(Err(NetError::ForeignQuery));
+        };
+        let outcome = self.queries[slot].outcome.take()?;
+        query.mark = None;
+        self.queries.swap_remove(slot);
+        Some(outcome)
+    }
+}
+
+/// Queues `message` on `socket` for `server`'s port 53.
+fn send(
+    socket: &mut udp::Socket<'static>,
+    server: Ipv4Addr,
+    message: &[u8],
+) -> Result<(), NetError> {
+    let to = IpEndpoint::new(IpAddress::Ipv4(server), DNS_PORT);
+    socket.send_slice(message, to).map_err(|error| match error {
+        udp::SendError::BufferFull => NetError::WouldBlock,
+        udp::SendError::Unaddressable => NetError::Unreachable,
+    })
+}
+
+/// `name` (dot-separated, one final dot allowed) as a message carries it: each label
+/// after its length, then a zero. `None` for an empty name or label, a label over 63
+/// bytes or a name over 255.
+fn encode_name(name: &str) -> Option<Vec<u8>> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return None;
+    }
+    let mut encoded = Vec::with_capacity(name.len() + 2);
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > MAX_LABEL_BYTES {
+            return None;
+        }
+        encoded.push(label.len() as u8);
+        encoded.extend_from_slice(label.as_bytes());
+    }
+    encoded.push(0);
+    (encoded.len() <= MAX_NAME_BYTES).then_some(encoded)
+}
+
+/// A query with `id`, recursion desired, and one question: `name` (as
+/// [`encode_name`] gives it), type A, class IN.
+fn query_message(id: u16, name: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(12 + name.len() + 4);
+    message.extend_from_slice(&id.to_be_bytes());
+    message.extend_from_slice(&FLAG_RECURSION_DESIRED.to_be_bytes());
+    // One question; no answer, authority or additional records.
+    message.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    message.extend_from_slice(name);
+    message.extend_from_slice(&TYPE_A.to_be_bytes());
+    message.extend_from_slice(&CLASS_IN.to_be_bytes());
+    message
+}
+
+/// A message being read: every read checked against its end.
+struct Reader<'a> {
+    /// The whole message (compression pointers count from its start).
+    message: &'a [u8],
+    /// Where the next read starts.
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// The next `len` bytes.
+    fn bytes(&mut self, len: usize) -> Option<&'a [u8]> {
+        let bytes = self.message.get(self.at..self.at.checked_add(len)?)?;
+        self.at += len;
+        Some(bytes)
+    }
+
+    /// The next 16-bit field.
+    fn u16(&mut self) -> Option<u16> {
+        self.bytes(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    /// The next name, compression pointers followed (each must point before itself, so
+    /// none loops), in its wire form with ASCII letters in lowercase, for comparing
+    /// (RFC 1035 2.3.3). `None` for a label over 63 bytes, a name over 255, a reserved
+    /// label type (0x40, 0x80) or a read past the end.
+    fn name(&mut self) -> Option<Vec<u8>> {
+        let mut name = Vec::new();
+        // Where the name continues: here until the first pointer, then where it points.
+        let mut at = self.at;
+        let mut followed_pointer = false;
+        loop {
+            let len = *self.message.get(at)?;
+            match len & 0xC0 {
+                0x00 if len == 0 => {
+                    name.push(0);
+                    if !followed_pointer {
+                        self.at = at + 1;
+                    }
+                    return (name.len() <= MAX_NAME_BYTES).then_some(name);
+                }
+                0x00 => {
+                    let label = self.message.get(at + 1..at + 1 + usize::from(len))?;
+                    name.push(len);
+                    name.extend(label.iter().map(u8::to_ascii_lowercase));
+                    if name.len() > MAX_NAME_BYTES {
+                        return None;
+                    }
+                    at += 1 + usize::from(len);
+                }
+                0xC0 => {
+                    let low = *self.message.get(at + 1)?;
+                    let target = usize::from(u16::from_be_bytes([len & 0x3F, low]));
+                    if target >= at {
+                        return None;
+                    }
+                    if !followed_pointer {
+                        self.at = at + 2;
+                        followed_pointer = true;
+                    }
+                    at = target;
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// What `answer` says to the query `asked` (as [`query_message`] made it): the
+/// addresses, or why there are none. `None` when it is no answer to that query (another
+/// ID or question, not a response, another opcode), malformed, or truncated without A
+/// records: it is ignored.
+fn read_answer(answer: &[u8], asked: &[u8]) -> Option<Result<Vec<Ipv4Addr>, NetError>> {
+    let mut reader = Reader {
+        message: answer,
+        at: 0,
+    };
+    let id = reader.bytes(2)?;
+    let flags = reader.u16()?;
+    let questions = reader.u16()?;
+    let answers = reader.u16()?;
+    reader.bytes(4)?;
+    let opcode = (flags >> 11) & 0xF;
+    if id != &asked[..2] || flags & FLAG_RESPONSE == 0 || opcode != 0 || questions != 1 {
+        return None;
+    }
+    // The question asked, lowercased as the reader gives names, then its type and class.
+    let asked_name = Reader {
+        message: asked,
+        at: 12,
+    }
+    .name()?;
+    if reader.name()? != asked_name || reader.bytes(4)? != &asked[asked.len() - 4..] {
+        return None;
+    }
+    let rcode = (flags & 0xF) as u8;
+    match rcode {
+        0 => {}
+        RCODE_NXDOMAIN => return Some(Err(NetError::NotResolved)),
+        other => return Some(Err(NetError::DnsServerError(other))),
+    }
+    // Every record's owner, type and data (A: the address; CNAME: the name it gives).
+    let truncated = flags & FLAG_TRUNCATED != 0;
+    let mut records = Vec::new();
+    for _ in 0..answers {
+        match read_record(&mut reader) {
+            Some(Some(record)) => records.push(record),
+            Some(None) => {}
+            // A truncated answer ends where it was cut; the records before count.
+            None if truncated => break,
+            None => return None,
+        }
+    }
+    let mut chain = vec![asked_name];
+    while chain.len() <= MAX_CNAME_HOPS {
+        let last = &chain[chain.len() - 1];
+        let next = records.iter().find_map(|(owner, data)| match data {
+            Data::Alias(alias) if owner == last && !chain.contains(alias) => Some(alias.clone()),
+            _ => None,
+        });
+        let Some(next) = next else {
+            break;
+        };
+        chain.push(next);
+    }
+    let addresses: Vec<Ipv4Addr> = records
+        .iter()
+        .filter_map(|(owner, data)| match data {
+            Data::Address(address) if chain.contains(owner) => Some(*address),
+            _ => None,
+        })
+        .take(MAX_ADDRESSES)
+        .collect();
+    match addresses.is_empty() {
+        false => Some(Ok(addresses)),
+        true if truncated => None,
+        true => Some(Err(NetError::NotResolved)),
+    }
+}
+
+/// The data of a record the resolver uses.
+enum Data {
+    /// An A record's address.
+    Address(Ipv4Addr),
+    /// A CNAME record's name (lowercased wire form, as [`Reader::name`] gives it).
+    Alias(Vec<u8>),
+}
+
+/// The next resource record: its owner and data when it is an A or CNAME record of
+/// class IN (`Some(None)` for any other, skipped); `None` when it is malformed.
+fn read_record(reader: &mut Reader<'_>) -> Option<Option<(Vec<u8>, Data)>> {
+    let owner = reader.name()?;
+    let kind = reader.u16()?;
+    let class = reader.u16()?;
+    reader.bytes(4)?;
+    let length = usize::from(reader.u16()?);
+    let data_at = reader.at;
+    let data = reader.bytes(length)?;
+    if class != CLASS_IN {
+        return Some(None);
+    }
+    match kind {
+        TYPE_A if length == 4 => Some(Some((
+            owner,
+            Data::Address(Ipv4Addr::new(data[0], data[1], data[2], data[3])),
+        ))),
+        TYPE_A => None,
+        TYPE_CNAME => {
+            let mut alias = Reader {
+                message: reader.message,
+                at: data_at,
+            };
+            let name = alias.name()?;
+            // The name must fill the data exactly.
+            (alias.at == data_at + length).then_some(Some((owner, Data::Alias(name))))
+        }
+        _ => Some(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The query for `name` with ID 0x1234.
+    fn asked(name: &str) -> Vec<u8> {
+        query_message(0x1234, &encode_name(name).unwrap())
+    }
+
+    /// A response to `query` with `flags` (QR and RD set besides), `count` answers and
+    /// then `records`.
+    fn response(query: &[u8], flags: u16, count: u16, records: &[u8]) -> Vec<u8> {
+        let mut message = query.to_vec();
+        message[2..4].copy_from_slice(&(0x8180 | flags).to_be_bytes());
+        message[6..8].copy_from_slice(&count.to_be_bytes());
+        message.extend_from_slice(records);
+        message
+    }
+
+    /// A record of class IN: `owner` as written, `kind`, TTL 60, `data`.
+    fn record(owner: &[u8], kind: u16, data: &[u8]) -> Vec<u8> {
+        let mut record = owner.to_vec();
+        record.extend_from_slice(&kind.to_be_bytes());
+        record.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+        record.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        record.extend_from_slice(data);
+        record
+    }
+
+    #[test]
+    fn a_query_has_its_id_recursion_desired_and_one_question_for_type_a_class_in() {
+        let query = asked("Rexo.Test.");
+        assert_eq!(
+            query,
+            b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04Rexo\x04Test\x00\x00\x01\x00\x01"
+        );
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            ".a",
+            &"x".repeat(64),
+            &["abc"; 70].join("."),
+        ] {
+            assert_eq!(encode_name(bad), None, "{bad:?}");
+        }
+        // Labels of 63, 63, 63 and 61 bytes make 255 bytes; one more is too long.
+        let long = "x".repeat(63);
+        let name = |last: usize| alloc::format!("{long}.{long}.{long}.{}", &long[..last]);
+        assert_eq!(encode_name(&name(61)).map(|n| n.len()), Some(255));
+        assert_eq!(encode_name(&name(62)), None);
+    }
+
+    #[test]
+    fn an_answer_follows_compression_pointers_and_the_cname_chain_in_any_case() {
+        let query = asked("www.Rexo.test");
+        // www.rexo.test is an alias of web.rexo.test (its "rexo.test" by a pointer to
+        // the question's), which is an alias of cdn.example, which has two addresses;
+        // an address of another name is not taken.
+        let owner = b"\x03WWW\x04rexo\x04TEST\x00";
+        let mut records = record(owner, TYPE_CNAME, b"\x03web\xC0\x10");
+        // Each record's data follows its owner and 10 bytes of type, class, TTL, length.
+        let web = query.len() + owner.len() + 10;
+        let cdn = query.len() + records.len() + 2 + 10;
+        records.extend(record(
+            &[0xC0, web as u8],
+            TYPE_CNAME,
+            b"\x03cdn\x07example\x00",
+        ));
+        records.extend(record(&[0xC0, cdn as u8], TYPE_A, &[10, 0, 0, 1]));
+        records.extend(record(b"\x05other\x00", TYPE_A, &[10, 0, 0, 9]));
+        records.extend(record(&[0xC0, cdn as u8], TYPE_A, &[10, 0, 0, 2]));
+        let answer = response(&query, 0, 5, &records);
+        assert_eq!(
+            read_answer(&answer, &query),
+            Some(Ok(vec![
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(10, 0, 0, 2)
+            ]))
+        );
+        // At most 4 addresses.
+        let many: Vec<u8> = (1..=6)
+            .flat_map(|i| record(&[0xC0, 12], TYPE_A, &[10, 0, 0, i]))
+            .collect();
+        let answer = read_answer(&response(&query, 0, 6, &many), &query);
+        assert_eq!(answer.map(|a| a.map(|a| a.len())), Some(Ok(4)));
+    }
+
+    #[test]
+    fn error_codes_and_answers_without_addresses_say_why() {
+        let query = asked("a.test");
+        let no_such_name = response(&query, 3, 0, &[]);
+        assert_eq!(
+            read_answer(&no_such_name, &query),
+            Some(Err(NetError::NotResolved))
+        );
+        let refused = response(&query, 5, 0, &[]);
+        assert_eq!(
+            read_answer(&refused, &query),
+            Some(Err(NetError::DnsServerError(5)))
+        );
+        // No A record (an MX record only, a CNAME to a name without one).
+        let mx = record(&[0xC0, 12], 15, b"\x00\x0a\x02mx\xC0\x0e");
+        let alias = record(&[0xC0, 12], TYPE_CNAME, b"\x01b\x00");
+        for records in [mx, alias] {
+            assert_eq!(
+                read_answer(&response(&query, 0, 1, &records), &query),
+                Some(Err(NetError::NotResolved))
+            );
+        }
+    }
+
+    #[test]
+    fn answers_to_other_queries_are_ignored() {
+        let query = asked("a.test");
+        let good = record(&[0xC0, 12], TYPE_A, &[10, 0, 0, 7]);
+        let mut other_id = response(&query, 0, 1, &good);
+        other_id[1] ^= 1;
+        let mut other_name = response(&query, 0, 1, &good);
+        other_name[13] = b'b';
+        let mut other_type = response(&query, 0, 1, &good);
+        other_type[21] = 28;
+        let mut not_a_response = response(&query, 0, 1, &good);
+        not_a_response[2] &= 0x7F;
+        let other_opcode = response(&query, 0x0800, 1, &good);
+        let mut two_questions = response(&query, 0, 1, &good);
+        two_questions[5] = 2;
+        for (what, answer) in [
+            ("another ID", other_id),
+            ("another name", other_name),
+            ("another type", other_type),
+            ("a query", not_a_response),
+            ("opcode 1", other_opcode),
+            ("two questions", two_questions),
+        ] {
+            assert_eq!(read_answer(&answer, &query), None, "{what}");
+        }
+        // The name compared without regard to case.
+        let mut upper = response(&query, 0, 1, &good);
+        upper[13] = b'A';
+        assert_eq!(
+            read_answer(&upper, &query),
+            Some(Ok(vec![Ipv4Addr::new(10, 0, 0, 7)]))
+        );
+    }
+
+    #[test]
+    fn malformed_and_truncated_answers_are_ignored_unless_they_hold_addresses() {
+        let query = asked("a.test");
+        let good = record(&[0xC0, 12], TYPE_A, &[10, 0, 0, 7]);
+        // Each malformed record as written at offset `at`.
+        type WrittenAt<'a> = &'a dyn Fn(u8) -> Vec<u8>;
+        let malformed: [(&str, WrittenAt<'_>); 8] = [
+            ("a pointer to itself", &|at| {
+                record(&[0xC0, at], TYPE_A, &[1; 4])
+            }),
+            ("a pointer forward", &|at| {
+                record(&[0xC0, at + 2], TYPE_A, &[1; 4])
+            }),
+            ("a pointer past the end", &|_| {
+                record(&[0xFF, 0xFF], TYPE_A, &[1; 4])
+            }),
+            ("a reserved label type", &|_| {
+                record(&[0x40, 0], TYPE_A, &[1; 4])
+            }),
+            ("a label past the end", &|_| vec![0x3F, b'a']),
+            ("an A record of 5 bytes", &|_| {
+                record(&[0xC0, 12], TYPE_A, &[1; 5])
+            }),
+            ("a CNAME longer than its data", &|_| {
+                record(&[0xC0, 12], TYPE_CNAME, b"\x01b\x00\x00")
+            }),
+            ("a record cut", &|_| good[..good.len() - 1].to_vec()),
+        ];
+        for (what, written_at) in malformed {
+            let records = written_at(query.len() as u8);
+            let answer = response(&query, 0, 1, &records);
+            assert_eq!(read_answer(&answer, &query), None, "{what}");
+            // Truncated (TC), a message counts by the records before the cut only.
+            let truncated = response(&query, FLAG_TRUNCATED, 1, &records);
+            assert_eq!(read_answer(&truncated, &query), None, "{what}, truncated");
+            let mut records = good.clone();
+            records.extend(written_at((query.len() + good.len()) as u8));
+            let truncated = response(&query, FLAG_TRUNCATED, 2, &records);
+            assert_eq!(
+                read_answer(&truncated, &query),
+                Some(Ok(vec![Ipv4Addr::new(10, 0, 0, 7)])),
+                "{what}, truncated after an address"
+            );
+        }
+        // A pointer loop in a CNAME's data (two pointers to each other) and a long
+        // chain of pointers each one back: refused, not followed for ever.
+        let at = query.len() as u8;
+        let looped = record(&[0xC0, 12], TYPE_CNAME, &[0xC0, at + 12]);
+        assert_eq!(read_answer(&response(&query, 0, 1, &looped), &query), None);
+        // The chain sits in the data of a record of an unknown type (skipped), each
+        // link a label and a pointer to the link before; an A record's owner points at
+        // the last.
+        let mut chain = Vec::new();
+        let chain_at = query.len() + 2 + 10;
+        let mut behind = 12;
+        for _ in 0..200 {
+            let here = chain_at + chain.len();
+            chain.extend_from_slice(&[1, b'x']);
+            chain.extend_from_slice(&(0xC000 | behind as u16).to_be_bytes());
+            behind = here;
+        }
+        let mut records = record(&[0xC0, 12], 99, &chain);
+        records.extend(record(
+            &(0xC000 | behind as u16).to_be_bytes(),
+            TYPE_A,
+            &[1; 4],
+        ));
+        let answer = response(&query, 0, 2, &records);
+        assert_eq!(read_answer(&answer, &query), None, "a name over 255 bytes");
+        // Whatever the bytes, no panic.
+        let mut state = 0x1234_5678u64;
+        for len in 0..2000 {
+            let mut message = response(&query, 0, 3, &good);
+            for _ in 0..(len % 7 + 1) {
+                state = mix(state);
+                let at = (state as usize) % message.len();
+                message[at] = (state >> 32) as u8;
+            }
+            message.truncate(message.len() - len % 5);
+            let _ = read_answer(&message, &query);
+        }
+    }
+
+    #[test]
+    fn a_block_is_aligned_and_its_filter_takes_exactly_its_ports() {
+        for (first, count) in [(49152, 48), (49153, 64), (0, 64), (49152, 0)] {
+            assert!(DnsPorts::new(first, count).is_err(), "{first} {count}");
+        }
+        let block = DnsPorts::new(49152, 64).unwrap();
+        let address = Ipv4Addr::new(10, 0, 2, 15);
+        assert_eq!(
+            block.filter(address),
+            "udp sport 53 dst 10.0.2.15 & 36:2/0xffc0=0xc000"
+        );
+        let filter = rexo_api::Filter::parse(&block.filter(address)).unwrap();
+        let next = DnsPorts::new(49216, 64).unwrap();
+        let other = rexo_api::Filter::parse(&next.filter(address)).unwrap();
+        assert!(!filter.overlaps(&other), "neighbouring blocks are disjoint");
+        let kv = rexo_api::Filter::parse("udp dport 11211").unwrap();
+        assert!(!filter.overlaps(&kv));
+        let one = DnsPorts::new(5353, 1).unwrap();
+        assert_eq!(
+            one.filter(address),
+            "udp sport 53 dst 10.0.2.15 & 36:2/0xffff=0x14e9"
+        );
+    }
+}
