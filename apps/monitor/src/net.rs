@@ -4,14 +4,16 @@
 //! does its work and gives the interface back, so that an app run afterwards (`run
 //! httpd`) can open it. With `ip=` the kernel owns the address and the monitor binds
 //! packet filters for the answers each command waits for instead, beside the apps that
-//! share the interface (the default `cargo xtask run`: httpd beside the monitor).
+//! share the interface (the default `cargo xtask run`: httpd beside the monitor); DNS
+//! answers to a block of 64 ports its queries go from, one no other app's filter
+//! overlaps ([`dns_block`]).
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use rexo_api::{ApiError, DeviceInfo, DeviceKind, Kernel, NetSharing};
-use rexo_net::{Config, Ipv4Addr, NetError, Stack};
+use rexo_net::{Config, DnsPorts, Ipv4Addr, NetError, Stack};
 
 use crate::Host;
 
@@ -27,8 +29,13 @@ const PING_INTERVAL_NS: u64 = 1_000_000_000;
 const PING_IDENT: u16 = 0x6d6e;
 /// The data each echo request carries.
 const PING_DATA: &[u8] = b"rexo monitor ping";
-/// The filter for DNS answers, less the address they go to.
-const DNS_ANSWERS: &str = "udp sport 53 dst";
+/// Ports in each block the monitor's DNS queries may go from.
+const DNS_BLOCK_PORTS: u16 = 64;
+/// The first port of the first block: the dynamic range (49152-65535).
+const DNS_BLOCKS_START: u16 = 49152;
+/// Binds tried with another DNS block when the kernel refuses one as overlapping
+/// another app's filter (one bound meanwhile).
+const DNS_BLOCK_TRIES: usize = 4;
 /// The most echo requests one `ping` sends.
 pub const MAX_PINGS: u16 = 100;
 
@@ -70,24 +77,81 @@ fn bring_up(
             "every network interface is held whole by an app",
         ));
     };
-    let mut filters = Vec::new();
-    if let Config::Static { address, .. } = Config::from_kernel(kernel, DHCP_TIMEOUT_NS) {
-        if answers.icmp {
-            filters.push(format!("icmp dst {address}"));
+    let address = match Config::from_kernel(kernel, DHCP_TIMEOUT_NS) {
+        Config::Static { address, .. } => Some(address),
+        Config::Dhcp { .. } => None,
+    };
+    let sharing = || kernel.net_sharing(device.index).ok().flatten();
+    let mut block = None;
+    let mut tries = 0;
+    let (nic, config) = loop {
+        let mut filters = Vec::new();
+        if let Some(address) = address {
+            if answers.icmp {
+                filters.push(format!("icmp dst {address}"));
+            }
+            if answers.dns {
+                let next = dns_block(address, sharing().as_ref(), block).ok_or_else(|| {
+                    format!(
+                        "nic {}: every block of {DNS_BLOCK_PORTS} ports in \
+                         {DNS_BLOCKS_START}-65535 overlaps another app's filter for DNS answers",
+                        device.index
+                    )
+                })?;
+                filters.push(next.filter(address));
+                block = Some(next);
+            }
         }
-        if answers.dns {
-            filters.push(format!("{DNS_ANSWERS} {address}"));
+        let texts: Vec<&str> = filters.iter().map(String::as_str).collect();
+        let error = match rexo_net::attach(kernel, device.index, &texts, DHCP_TIMEOUT_NS) {
+            Ok(attached) => break attached,
+            Err(error) => error,
+        };
+        // An app bound a filter overlapping the block since we looked: another block.
+        let block_taken = matches!(error, NetError::Kernel(ApiError::FilterOverlap(_)))
+            && block.is_some()
+            && sharing().is_some_and(|sharing| {
+                !overlaps(&filters[filters.len() - 1..], &sharing).is_empty()
+            });
+        tries += 1;
+        if !block_taken || tries == DNS_BLOCK_TRIES {
+            let why = refused(error, &filters, sharing);
+            return Err(format!("nic {}: {why}", device.index));
         }
-    }
-    let texts: Vec<&str> = filters.iter().map(String::as_str).collect();
-    let (nic, config) =
-        rexo_net::attach(kernel, device.index, &texts, DHCP_TIMEOUT_NS).map_err(|e| {
-            let sharing = || kernel.net_sharing(device.index).ok().flatten();
-            format!("nic {}: {}", device.index, refused(e, &filters, sharing))
-        })?;
-    let stack =
+    };
+    let mut stack =
         Stack::new(kernel, nic, 0, config).map_err(|e| format!("nic {}: {e}", device.index))?;
+    if let Some(block) = block {
+        stack.set_dns_ports(block);
+    }
     Ok((device.clone(), stack, config.how()))
+}
+
+/// The block of [`DNS_BLOCK_PORTS`] ports in the dynamic range for the monitor's DNS
+/// queries to go from: the first after `after` (from the first block without it)
+/// whose filter for answers to `address` overlaps no filter of the apps sharing the
+/// interface as `sharing` says (an app resolving names with its own block, kv's `udp
+/// dport 11211`). The monitor opens no TCP connection, so its stack's ephemeral TCP
+/// ports never meet the block (a UDP filter). `None` when every block overlaps.
+fn dns_block(
+    address: Ipv4Addr,
+    sharing: Option<&NetSharing>,
+    after: Option<DnsPorts>,
+) -> Option<DnsPorts> {
+    let installed: Vec<rexo_api::Filter> = sharing
+        .into_iter()
+        .flat_map(|sharing| &sharing.bindings)
+        .flat_map(|binding| &binding.filters)
+        .filter_map(|text| rexo_api::Filter::parse(text).ok())
+        .collect();
+    let from = after.map_or(DNS_BLOCKS_START, |block| block.first() + DNS_BLOCK_PORTS);
+    (u32::from(from)..=u32::from(u16::MAX))
+        .step_by(usize::from(DNS_BLOCK_PORTS))
+        .filter_map(|first| DnsPorts::new(u16::try_from(first).ok()?, DNS_BLOCK_PORTS).ok())
+        .find(|block| {
+            rexo_api::Filter::parse(&block.filter(address))
+                .is_ok_and(|ours| !installed.iter().any(|theirs| theirs.overlaps(&ours)))
+        })
 }
 
 /// The words for `error`, which `attach` answered for our filters `ours`: when a filter
@@ -109,8 +173,6 @@ fn refused(
 
 /// Why `ours` could not be bound beside the apps sharing an interface as `sharing`
 /// says: for each of our filters that overlaps one of an app's, a note naming both.
-/// DNS answers come from port 53 to whatever free port the resolver drew at random,
-/// so their filter takes every port and overlaps any app bound to a UDP port.
 fn overlaps(ours: &[String], sharing: &NetSharing) -> Vec<String> {
     let parsed = |text: &str| rexo_api::Filter::parse(text).ok();
     let mut notes = Vec::new();
@@ -124,16 +186,7 @@ fn overlaps(ours: &[String], sharing: &NetSharing) -> Vec<String> {
                 .iter()
                 .filter(|their| parsed(their).is_some_and(|their| their.overlaps(&filter)));
             for their in theirs {
-                let why = if mine.starts_with(DNS_ANSWERS) {
-                    " (DNS answers come from port 53 to a port the resolver picks at \
-                     random, so their filter takes every UDP port)"
-                } else {
-                    ""
-                };
-                notes.push(format!(
-                    "; '{mine}' overlaps {}'s '{their}'{why}",
-                    binding.app
-                ));
+                notes.push(format!("; '{mine}' overlaps {}'s '{their}'", binding.app));
             }
         }
     }
@@ -373,15 +426,15 @@ mod tests {
     use super::*;
     use rexo_api::{Filter, NetBinding};
 
-    #[test]
-    fn a_refused_binding_names_the_filters_it_overlaps() {
+    /// How an interface at 10.0.2.15 is shared by `bindings` (apps with their filters).
+    fn shared_by(bindings: &[(&'static str, &[&str])]) -> NetSharing {
         let address = rexo_api::Ipv4Config {
             address: Ipv4Addr::new(10, 0, 2, 15),
             prefix: 24,
             router: None,
             dns: None,
         };
-        let binding = |app, texts: &[&str]| NetBinding {
+        let binding = |&(app, texts): &(&'static str, &[&str])| NetBinding {
             app,
             filters: texts
                 .iter()
@@ -393,30 +446,63 @@ mod tests {
             sent: 0,
             refused: 0,
         };
-        let sharing = NetSharing {
+        NetSharing {
             address,
-            bindings: alloc::vec![
-                binding("httpd", &["tcp dport 80"]),
-                binding("kv", &["tcp dport 11211", "udp dport 11211"]),
-            ],
+            bindings: bindings.iter().map(binding).collect(),
             arp_answered: 0,
             arp_shared: 0,
             echo_answered: 0,
             unmatched: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn the_dns_block_overlaps_no_other_apps_filter() {
+        // kv's UDP port, and another app resolving names from the first block: the
+        // monitor's block is the next, disjoint from both. (Its filter used to take DNS
+        // answers to every port, overlapping both: the kernel refused it.)
+        let address = Ipv4Addr::new(10, 0, 2, 15);
+        let resolver = DnsPorts::new(49152, 64).unwrap().filter(address);
+        let sharing = shared_by(&[
+            ("httpd", &["tcp dport 80"]),
+            ("kv", &["tcp dport 11211", "udp dport 11211"]),
+            ("resolver", &[&resolver]),
+        ]);
+        let block = dns_block(address, Some(&sharing), None).unwrap();
+        assert_eq!((block.first(), block.count()), (49216, 64));
+        let ours = [block.filter(address)];
+        assert_eq!(overlaps(&ours, &sharing), Vec::<String>::new());
+        // Tried again (an app bound an overlapping filter meanwhile): the one after.
+        let next = dns_block(address, Some(&sharing), Some(block)).unwrap();
+        assert_eq!(next.first(), 49280);
+        // Alone on the interface: the first; every UDP datagram to the address taken by
+        // another app: none.
+        assert_eq!(
+            dns_block(address, None, None).map(|b| b.first()),
+            Some(49152)
+        );
+        let greedy = shared_by(&[("greedy", &["udp dst 10.0.2.15"])]);
+        assert_eq!(dns_block(address, Some(&greedy), None), None);
+    }
+
+    #[test]
+    fn a_refused_binding_names_the_filters_it_overlaps() {
+        let sharing = shared_by(&[
+            ("httpd", &["tcp dport 80"]),
+            ("kv", &["tcp dport 11211", "udp dport 11211"]),
+            ("greedy", &["udp sport 53 dst 10.0.2.15"]),
+        ]);
+        let dns = DnsPorts::new(49152, 64).unwrap();
         let ours = [
             String::from("icmp dst 10.0.2.15"),
-            String::from("udp sport 53 dst 10.0.2.15"),
+            dns.filter(Ipv4Addr::new(10, 0, 2, 15)),
         ];
         let notes = overlaps(&ours, &sharing);
         assert_eq!(notes.len(), 1, "{notes:?}");
-        let kv_udp = format!("{}", Filter::parse("udp dport 11211").unwrap());
-        assert!(
-            notes[0].starts_with(&format!(
-                "; 'udp sport 53 dst 10.0.2.15' overlaps kv's '{kv_udp}' (DNS answers"
-            )),
-            "{}",
-            notes[0]
+        let greedy = format!("{}", Filter::parse("udp sport 53 dst 10.0.2.15").unwrap());
+        assert_eq!(
+            notes[0],
+            format!("; '{}' overlaps greedy's '{greedy}'", ours[1])
         );
         assert_eq!(overlaps(&ours[..1], &sharing), Vec::<String>::new());
         // The notes follow a refused filter only, never another error.
