@@ -1475,6 +1475,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn apps_resolving_from_disjoint_port_blocks_bind_beside_each_other_and_kv() {
+        // DNS answers to a block of 64 ports each (rexo-net's `DnsPorts::filter`), as
+        // the monitor and another resolving app bind them: both beside kv's UDP port.
+        // A filter for answers to every port, as smoltcp's random query port needed,
+        // overlaps kv's.
+        let (registry, wire) = shared();
+        let _kv = bind(registry, 1, "kv", &["udp dport 11211"]).unwrap();
+        let block =
+            |first: u16| alloc::format!("udp sport 53 dst 10.0.2.15 & 36:2/0xffc0={first:#06x}");
+        let mut monitor = bind(registry, 2, "monitor", &[&block(0xc000)]).unwrap();
+        let _other = bind(registry, 3, "other", &[&block(0xc040)]).unwrap();
+        assert_eq!(
+            bind(registry, 4, "every port", &["udp sport 53 dst 10.0.2.15"]).err(),
+            Some(ApiError::FilterOverlap("kv"))
+        );
+        // The monitor's queries go from its block only.
+        let own = ip_frame((MAC, PEER_MAC), (ADDRESS, PEER), 17, (0xc000 + 7, 53));
+        let others = ip_frame((MAC, PEER_MAC), (ADDRESS, PEER), 17, (0xc040 + 7, 53));
+        let why = "a query from the other app's block";
+        sends_only(monitor.as_mut(), &wire, &own, &others, why);
+    }
+
+    #[test]
     fn an_ip_header_with_options_cannot_move_the_ports_past_the_rule() {
         let (registry, wire) = shared();
         let _httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
