@@ -410,9 +410,10 @@ impl<'a> Reader<'a> {
         self.bytes(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
 
-    /// The next name, compression pointers followed (each must point before itself, so
-    /// none loops), in its wire form with ASCII letters in lowercase, for comparing
-    /// (RFC 1035 2.3.3). `None` for a label over 63 bytes, a name over 255, a reserved
+    /// The next name, compression pointers followed, in its wire form with ASCII letters
+    /// in lowercase, for comparing (RFC 1035 2.3.3). Each pointer must point before
+    /// itself (to a prior occurrence, as RFC 1035 4.1.4 has it), so a loop must go
+    /// forward through labels, which lengthen the name: it ends at 255 bytes. `None` for a label over 63 bytes, a name over 255, a reserved
     /// label type (0x40, 0x80) or a read past the end.
     fn name(&mut self) -> Option<Vec<u8>> {
         let mut name = Vec::new();
@@ -762,6 +763,9 @@ mod tests {
         // chain of pointers each one back: refused, not followed for ever.
         let at = query.len() as u8;
         let looped = record(&[0xC0, 12], TYPE_CNAME, &[0xC0, at + 12]);
+        assert_eq!(read_answer(&response(&query, 0, 1, &looped), &query), None);
+        // A label, then a pointer back to it: a loop through the label.
+        let looped = record(&[1, b'x', 0xC0, at], TYPE_A, &[1; 4]);
         assert_eq!(read_answer(&response(&query, 0, 1, &looped), &query), None);
         // The chain sits in the data of a record of an unknown type (skipped), each
         // link a label and a pointer to the link before; an A record's owner points at
