@@ -126,6 +126,11 @@ pub enum DeviceError {
     /// source no longer wakes this lease's cores, and arming it again is refused for the
     /// rest of the lease. The device still works by polling.
     Unbound,
+    /// Called from inside the app's own closure (a `deliver`, `fill` or `done`) of a
+    /// device call on the same device, whose lock that call holds on this core: waiting
+    /// for it would never end. Nothing was done; make the call after the closure
+    /// returns.
+    Reentered,
 }
 
 /// The most segments one frame may be sent in ([`NetDevice::transmit_gather`]).
@@ -385,6 +390,9 @@ impl fmt::Display for DeviceError {
             ),
             Self::Unbound => f.write_str(
                 "the queue's interrupt binding was returned or revoked: poll it, it wakes no core",
+            ),
+            Self::Reentered => f.write_str(
+                "called from inside a closure of a call on the same device, which holds it",
             ),
         }
     }

@@ -20,9 +20,7 @@ pub fn machine() -> &'static Machine {
 
 /// Takes back every device the app of owner number `owner` holds; binds nothing.
 pub fn revoke_all_of(owner: u16) {
-    if let Some(machine) = MACHINE.get() {
-        machine.revoke_all_of(owner);
-    }
+    let _taken = MACHINE.get().map(|machine| machine.revoke_all_of(owner));
 }
 
 /// Disarms the sources of interrupt bindings taken by force; a work-loop task that
@@ -43,6 +41,7 @@ static BINDER: rexo_drivers::BinderFns = rexo_drivers::BinderFns {
     take_back: |entry| crate::caps::revoke(entry).unwrap_or(()),
     run_app_code,
     end_aborted_app: crate::arch::abort::abort_current,
+    core_index: crate::arch::percpu::core_index,
 };
 
 /// [`rexo_drivers::Binder::run_app_code`]: the app's `code` as an abort point of its own

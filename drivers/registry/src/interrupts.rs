@@ -41,6 +41,8 @@ pub trait Binder: Sync {
     /// Ends the app whose code [`Binder::run_app_code`] saw abort, at the app's own abort
     /// point, once the device call is done with the device.
     fn end_aborted_app(&self) -> !;
+    /// The machine's index of the calling core ([`crate::reentry`]).
+    fn core_index(&self) -> usize;
 }
 
 /// A [`Binder`] made of the kernel's functions, one per method.
@@ -59,6 +61,8 @@ pub struct BinderFns {
     pub run_app_code: fn(&mut dyn FnMut()) -> bool,
     /// [`Binder::end_aborted_app`].
     pub end_aborted_app: fn() -> !,
+    /// [`Binder::core_index`].
+    pub core_index: fn() -> usize,
 }
 
 impl Binder for BinderFns {
@@ -82,6 +86,9 @@ impl Binder for BinderFns {
     }
     fn end_aborted_app(&self) -> ! {
         (self.end_aborted_app)()
+    }
+    fn core_index(&self) -> usize {
+        (self.core_index)()
     }
 }
 
@@ -321,6 +328,14 @@ pub(crate) mod tests {
         /// The app's end on the host: a panic the test's caller catches.
         fn end_aborted_app(&self) -> ! {
             std::panic::panic_any(AppEnded)
+        }
+        /// Each test thread is a core of its own.
+        fn core_index(&self) -> usize {
+            static NEXT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+            std::thread_local! {
+                static CORE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+            }
+            CORE.with(|core| *core)
         }
     }
 

@@ -3,12 +3,15 @@
 //! `abandon_requests`, whose drain runs outside it: [`away::outside_the_lock`]). A
 //! network lease splits into one handle per queue pair ([`QueueLease`]), each behind its
 //! own gate instead of the slot's lock, so that cores drive their pairs at the same
-//! time.
+//! time. A call made from inside the app's closure of a call holding that lock (or, for
+//! the whole device, one of its gates) on the same core is refused, and a lease dropped
+//! there ends as that call returns ([`crate::reentry`]).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use rexo_api::{
     BlockDevice, BlockInfo, Completion, DeviceError, KeyboardDevice, NetDevice, NetInfo,
@@ -20,11 +23,20 @@ use spin::MutexGuard;
 use crate::appcode::calling_app;
 use crate::lent::ClearedForHolder;
 use crate::ordered::OrderedWrites;
+use crate::reentry::{self, InCall};
 use crate::{Binder, Holder, Slot, SlotState, away};
 
-/// The slot's state if `generation` is still current.
-fn live(slot: &Slot, generation: u64) -> Result<spin::MutexGuard<'_, SlotState>, DeviceError> {
-    let state = slot.state.lock();
+/// The slot's state if `generation` is still current; [`DeviceError::Reentered`] when
+/// `core` is inside a call holding the slot's lock or one of its gates.
+fn live(
+    slot: &Slot,
+    generation: u64,
+    core: usize,
+) -> Result<spin::MutexGuard<'_, SlotState>, DeviceError> {
+    let state = reentry::lock(slot, core)?;
+    if state.queues.iter().any(|gate| gate.in_call.by(core)) {
+        return Err(DeviceError::Reentered);
+    }
     if state.generation == generation && state.holder.is_some() {
         Ok(state)
     } else {
@@ -51,7 +63,7 @@ pub(crate) fn end<'a>(
     state.generation += 1;
     for gate in state.queues.drain(..) {
         // Waits for a call in progress on that queue, then cuts the handle.
-        *gate.lock() = None;
+        *gate.handle.lock() = None;
     }
     for queue in state.interrupts.end(binder) {
         // Ended either way; a device that cannot disarm masks nothing more than it did.
@@ -69,7 +81,7 @@ fn wake(
     queue: usize,
     core: Option<usize>,
 ) -> Result<(), DeviceError> {
-    let mut state = live(slot, lease.2)?;
+    let mut state = live(slot, lease.2, lease.0.core_index())?;
     let state = &mut *state;
     crate::interrupts::arm(
         (&mut state.interrupts, &mut state.device),
@@ -149,12 +161,15 @@ impl Lease {
         self.binder
     }
 
-    /// Runs `call` on the device if the lease is live.
+    /// Runs `call` on the device if the lease is live, marked as this core's call
+    /// ([`reentry`]).
     fn with<T>(
         &self,
         call: impl FnOnce(&mut Found) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
-        call(&mut live(self.slot, self.generation)?.device)
+        let core = self.binder.core_index();
+        let mut state = live(self.slot, self.generation, core)?;
+        self.slot.in_call.during(core, || call(&mut state.device))
     }
 
     /// Runs `call` on the network interface if the lease is live.
@@ -175,10 +190,11 @@ impl Lease {
         (lba, sectors, write): (u64, u32, bool),
         call: impl FnOnce(&mut dyn BlockDevice) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
-        let mut state = live(self.slot, self.generation)?;
+        let core = self.binder.core_index();
+        let mut state = live(self.slot, self.generation, core)?;
         crate::xn::check(&state, self.holder.1, lba, sectors, write)?;
         match &mut state.device {
-            Found::Block(disk) => call(disk.as_mut()),
+            Found::Block(disk) => self.slot.in_call.during(core, || call(disk.as_mut())),
             _ => Err(DeviceError::Revoked),
         }
     }
@@ -282,7 +298,7 @@ impl NetDevice for Lease {
 
     /// The driver's handles, each behind a gate the slot keeps until the lease ends.
     fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
-        let mut state = live(self.slot, self.generation)?;
+        let mut state = live(self.slot, self.generation, self.binder.core_index())?;
         let Found::Net(nic) = &mut state.device else {
             return Err(DeviceError::Revoked);
         };
@@ -295,7 +311,11 @@ impl NetDevice for Lease {
             .enumerate()
             .map(|(queue, handle)| {
                 let info = handle.info();
-                let gate = Arc::new(spin::Mutex::new(Some(handle)));
+                let gate = Arc::new(QueueGate {
+                    handle: spin::Mutex::new(Some(handle)),
+                    in_call: InCall::new(),
+                    end_after_call: AtomicBool::new(false),
+                });
                 state.queues.push(gate.clone());
                 Box::new(QueueLease {
                     slot: self.slot,
@@ -310,8 +330,18 @@ impl NetDevice for Lease {
     }
 }
 
-/// A driver's handle on one queue pair while its lease lasts: `None` once cut.
-pub(crate) type Gate = Arc<spin::Mutex<Option<Box<dyn NetDevice>>>>;
+/// A driver's handle on one queue pair while its lease lasts, behind its gate.
+pub(crate) struct QueueGate {
+    /// The handle: `None` once cut.
+    handle: spin::Mutex<Option<Box<dyn NetDevice>>>,
+    /// The core inside a call holding `handle`'s lock ([`reentry`]).
+    in_call: InCall,
+    /// Whether the lease was dropped from inside that call: it ends as the call returns.
+    end_after_call: AtomicBool,
+}
+
+/// A queue pair's gate, shared by its handle and the slot.
+pub(crate) type Gate = Arc<QueueGate>;
 
 /// An app's handle on one queue pair of its network lease
 /// ([`NetDevice::split_queues`]). The frame path takes only the pair's gate, which the
@@ -341,15 +371,28 @@ impl QueueLease {
         self.lease.0
     }
 
-    /// Runs `call` on the pair's handle if the lease is live.
+    /// Runs `call` on the pair's handle if the lease is live, marked as this core's call
+    /// ([`reentry`]); [`DeviceError::Reentered`] inside a call through the whole device,
+    /// which may hold the pair. Ends the lease after the call if it was dropped inside it.
     fn with<T>(
         &self,
         call: impl FnOnce(&mut dyn NetDevice) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
-        match self.gate.lock().as_mut() {
-            Some(handle) => call(handle.as_mut()),
-            None => Err(DeviceError::Revoked),
+        let core = self.binder().core_index();
+        if self.slot.in_call.by(core) {
+            return Err(DeviceError::Reentered);
         }
+        let answer = match self.gate.handle.lock().as_mut() {
+            Some(handle) => self.gate.in_call.during(core, || call(handle.as_mut())),
+            None => Err(DeviceError::Revoked),
+        };
+        if self.gate.end_after_call.load(Ordering::Relaxed) {
+            let state = self.slot.state.lock();
+            if state.generation == self.lease.2 {
+                end(self.slot, state, self.binder());
+            }
+        }
+        answer
     }
 }
 
@@ -447,12 +490,17 @@ impl BlockDevice for Lease {
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
         calling_app(self.binder, |app| {
-            let mut state = live(self.slot, self.generation)?;
+            let core = self.binder.core_index();
+            let mut state = live(self.slot, self.generation, core)?;
             let done = &mut |tag, result: Result<&[u8], DeviceError>| {
                 app.run(|| done(tag, result));
             };
             match &mut state.device {
-                Found::Block(disk) => self.ordered.poll(disk.as_mut(), queue, done),
+                Found::Block(disk) => {
+                    let ordered = &mut self.ordered;
+                    let poll = || ordered.poll(disk.as_mut(), queue, done);
+                    self.slot.in_call.during(core, poll)
+                }
                 _ => Err(DeviceError::Revoked),
             }
         })
@@ -467,7 +515,7 @@ impl BlockDevice for Lease {
     fn abandon_requests(&mut self) {
         self.ordered.clear();
         // A dead lease has nothing to abandon: its requests were abandoned at revocation.
-        if let Ok(state) = live(self.slot, self.generation) {
+        if let Ok(state) = live(self.slot, self.generation, self.binder.core_index()) {
             away::outside_the_lock(self.slot, state, DRAINING, |disk| disk.abandon_requests());
         }
     }
@@ -484,11 +532,20 @@ impl KeyboardDevice for Lease {
 
 impl Drop for Lease {
     /// Ends the lease: the slot is free again unless it was revoked (and maybe reopened)
-    /// since.
+    /// since. Dropped inside a call on one of its queue pairs, it ends as that call
+    /// returns; a slot this core holds in a call through another handle is not this
+    /// lease's, which ended before ([`reentry`]).
     fn drop(&mut self) {
-        let state = self.slot.state.lock();
-        if state.generation == self.generation {
-            end(self.slot, state, self.binder);
+        let core = self.binder.core_index();
+        let Ok(state) = reentry::lock(self.slot, core) else {
+            return;
+        };
+        if state.generation != self.generation {
+            return;
+        }
+        match state.queues.iter().find(|gate| gate.in_call.by(core)) {
+            Some(gate) => gate.end_after_call.store(true, Ordering::Relaxed),
+            None => drop(end(self.slot, state, self.binder)),
         }
     }
 }

@@ -20,6 +20,7 @@ mod lease;
 mod lent;
 mod machine;
 mod ordered;
+mod reentry;
 mod sharing;
 mod xn;
 
@@ -107,6 +108,10 @@ pub struct Binding {
 /// An app holding a device: its capability owner number and its name.
 pub type Holder = (u16, &'static str);
 
+/// The holder [`Registry::devices`] shows for a device whose lock the calling core holds,
+/// in a call on it whose closure asks ([`reentry`]).
+pub const IN_CALL: &str = "(inside a call on it on this core)";
+
 /// The state of one slot, behind its lock.
 struct SlotState {
     /// The device.
@@ -141,6 +146,11 @@ pub struct Slot {
     about: String,
     /// The device and its holder.
     state: spin::Mutex<SlotState>,
+    /// The core inside a device call holding `state`'s lock ([`reentry`]).
+    in_call: reentry::InCall,
+    /// Bindings on the shared interface dropped by the app's code inside a call that
+    /// held the lock: ended as that call returns ([`sharing`]).
+    unbound_in_call: spin::Mutex<Vec<u64>>,
 }
 
 impl Slot {
@@ -169,6 +179,8 @@ impl Slot {
                 queues: Vec::new(),
                 away: false,
             }),
+            in_call: reentry::InCall::new(),
+            unbound_in_call: spin::Mutex::new(Vec::new()),
         }
     }
 }
@@ -262,8 +274,11 @@ impl Registry {
         &self.bindings
     }
 
-    /// Every device, numbered within its kind.
+    /// Every device, numbered within its kind. One whose lock the calling core holds, in
+    /// a call on it whose closure asks, shows [`IN_CALL`] as its holder and no interrupt
+    /// bindings ([`reentry`]).
     pub fn devices(&self) -> Vec<DeviceInfo> {
+        let core = self.binder.core_index();
         let mut counts = [0usize; 3];
         self.slots
             .iter()
@@ -277,14 +292,14 @@ impl Registry {
                     address: slot.address,
                     driver: slot.driver,
                     about: slot.about.clone(),
-                    holder: {
-                        let state = slot.state.lock();
+                    holder: reentry::lock(slot, core).map_or(Some(IN_CALL), |state| {
                         state
                             .holder
                             .or_else(|| sharing::first_holder(&state))
                             .map(|(_, name)| name)
-                    },
-                    interrupts: slot.state.lock().interrupts.list(),
+                    }),
+                    interrupts: reentry::lock(slot, core)
+                        .map_or(Vec::new(), |state| state.interrupts.list()),
                 }
             })
             .collect()
@@ -307,7 +322,7 @@ impl Registry {
         holder: Holder,
     ) -> Result<OpenDevice, ApiError> {
         let slot = self.slot(kind, index)?;
-        let mut state = slot.state.lock();
+        let mut state = reentry::lock(slot, self.binder.core_index()).map_err(ApiError::Device)?;
         if let Some((_, current)) = state.holder.or_else(|| sharing::first_holder(&state)) {
             return Err(ApiError::DeviceBusy(current));
         }
@@ -339,20 +354,26 @@ impl Registry {
 
     /// How network interface `index` is shared (`None`: no app is bound by filters).
     pub fn net_sharing(&'static self, index: usize) -> Result<Option<NetSharing>, ApiError> {
-        Ok(sharing::report(
-            &self.slot(DeviceKind::Net, index)?.state.lock(),
-        ))
+        let slot = self.slot(DeviceKind::Net, index)?;
+        let state = reentry::lock(slot, self.binder.core_index()).map_err(ApiError::Device)?;
+        Ok(sharing::report(&state))
     }
 
     /// The holder `owner` gives back the interrupt binding `cap`
     /// (`Kernel::return_interrupt`): its queue's source is disarmed and refuses to arm
     /// again under this lease. Anything but a live interrupt capability of `owner` is
     /// refused with nothing changed; the refusal is the table's, for the kernel to check
-    /// against the abort protocol once no slot is locked.
+    /// against the abort protocol once no slot is locked. Returned from inside a call on
+    /// its device (whose lock the calling core holds, [`reentry`]), it is given back all
+    /// the same, and its source disarmed by the device's next arm of the queue, the
+    /// kernel's sweep or the lease's end, whichever comes first.
     pub fn return_interrupt(&self, owner: u16, cap: rexo_api::Cap) -> Result<(), CapError> {
         let id = cap.id();
+        let core = self.binder.core_index();
         for slot in &self.slots {
-            let mut state = slot.state.lock();
+            let Ok(mut state) = reentry::lock(slot, core) else {
+                continue;
+            };
             if let Some(queue) = state.interrupts.queue_of(id) {
                 self.binder.give_back(owner, cap)?;
                 state.interrupts.unbind(id);
@@ -368,10 +389,15 @@ impl Registry {
     /// Disarms the source of every binding the kernel took by force (a missed revocation
     /// deadline, the kernel's root over the vectors revoked) and marks it unbound, without
     /// waiting for the holder's next arm. Returns how many (logged when any). It takes the
-    /// slots' locks and calls the drivers, so it must not run in an interrupt handler.
+    /// slots' locks and calls the drivers, so it must not run in an interrupt handler; a
+    /// slot whose lock the calling core holds in a call ([`reentry`]) is passed by.
     pub fn disarm_revoked(&self) -> usize {
+        let core = self.binder.core_index();
         let sweep = |slot: &Slot| {
-            let state = &mut *slot.state.lock();
+            let Ok(mut state) = reentry::lock(slot, core) else {
+                return 0;
+            };
+            let state = &mut *state;
             let queues = state.interrupts.revoked(self.binder);
             for &queue in &queues {
                 // Unbound either way; a device that cannot disarm masks nothing more.
@@ -387,12 +413,16 @@ impl Registry {
     }
 
     /// Takes back every device the app of owner number `owner` holds (it ended): its
-    /// handles go dead, its filters go. Returns how many (logged when any).
+    /// handles go dead, its filters go. Returns how many (logged when any). A slot whose
+    /// lock the calling core holds in a call ([`reentry`]: another app's, which ran this
+    /// one from inside its closure) is passed by: the app could not reach it.
     pub fn revoke_all_of(&self, owner: u16) -> usize {
+        let core = self.binder.core_index();
         let mut name = "";
         let taken = self
             .slots
             .iter()
+            .filter(|slot| !slot.in_call.by(core))
             .filter(|slot| {
                 let mut state = away::lock_when_back(slot, owner);
                 let held = state.holder.filter(|(holder, _)| *holder == owner);

@@ -312,7 +312,7 @@ pub(crate) fn bind(
     {
         return Err(ApiError::TooManyAtoms { max: MAX_ATOMS });
     }
-    let mut guard = slot.state.lock();
+    let mut guard = crate::reentry::lock(slot, binder.core_index()).map_err(ApiError::Device)?;
     let state = &mut *guard;
     if let Some((_, current)) = state.holder {
         return Err(ApiError::DeviceBusy(current));
@@ -457,12 +457,14 @@ struct Bound {
 impl Bound {
     /// Runs `call` with the device, the sharing and the binding's place in the sharing's
     /// endpoints if the binding is still there (the place holds for the whole call: the
-    /// slot stays locked).
+    /// slot stays locked), marked as this core's call ([`crate::reentry`]); then ends the
+    /// bindings the app's code dropped inside it.
     fn with<T>(
         &self,
         call: impl FnOnce(&mut dyn NetDevice, &mut Sharing, usize) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
-        let mut guard = self.slot.state.lock();
+        let core = self.binder.core_index();
+        let mut guard = crate::reentry::lock(self.slot, core)?;
         let state = &mut *guard;
         let (Found::Net(nic), Some(sharing)) = (&mut state.device, &mut state.sharing) else {
             return Err(DeviceError::Revoked);
@@ -472,7 +474,12 @@ impl Bound {
             .iter()
             .position(|e| e.id == self.id)
             .ok_or(DeviceError::Revoked)?;
-        call(nic.as_mut(), sharing, index)
+        let answer = (self.slot.in_call).during(core, || call(nic.as_mut(), sharing, index));
+        let dropped = core::mem::take(&mut *self.slot.unbound_in_call.lock());
+        if !dropped.is_empty() {
+            unbind(state, &dropped);
+        }
+        answer
     }
 }
 
@@ -609,9 +616,14 @@ impl NetDevice for Bound {
 }
 
 impl Drop for Bound {
-    /// Ends the binding (unless the kernel already did).
+    /// Ends the binding (unless the kernel already did); dropped by the app's code inside
+    /// a call that holds the interface on this core, as that call returns
+    /// ([`crate::reentry`]).
     fn drop(&mut self) {
-        unbind(&mut self.slot.state.lock(), &[self.id]);
+        match crate::reentry::lock(self.slot, self.binder.core_index()) {
+            Ok(mut state) => unbind(&mut state, &[self.id]),
+            Err(_) => self.slot.unbound_in_call.lock().push(self.id),
+        }
     }
 }
 

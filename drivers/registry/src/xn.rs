@@ -379,7 +379,8 @@ impl Registry {
         op: Option<ExtentOp>,
     ) -> Result<Vec<DiskExtent>, ApiError> {
         let slot = self.slot(DeviceKind::Block, index)?;
-        let mut state = slot.state.lock();
+        let core = self.binder.core_index();
+        let mut state = crate::reentry::lock(slot, core).map_err(ApiError::Device)?;
         if let Some((_, current)) = state.holder {
             return Err(ApiError::DeviceBusy(current));
         }

@@ -1,0 +1,217 @@
+//! Calls into the registry from inside the app's own code in a device call.
+//!
+//! A device call runs the app's closures ([`crate::appcode`]) with the slot's lock held,
+//! or a queue pair's gate. Those locks are not re-entrant: a closure that calls the
+//! kernel about the same device (`devices`, `open_device`, `net_sharing`, a call through
+//! another handle on it, dropping one) would spin forever on a lock its own core holds,
+//! and every core that wants the lock after it would wait too. So each such lock records
+//! the core inside a call that holds it ([`InCall`]) and every way into the registry looks
+//! first: that core is answered [`DeviceError::Reentered`], or, where nothing can be
+//! answered (a handle dropped), the work waits until the call returns; any other core
+//! waits for the lock as before.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use rexo_api::DeviceError;
+use spin::MutexGuard;
+
+use crate::{Slot, SlotState};
+
+/// What [`InCall`] holds while no core is inside a call.
+const NO_CORE: usize = usize::MAX;
+
+/// The core, if any, inside a device call that holds a lock (the only one that sets or
+/// clears it, under that lock, so relaxed loads and stores suffice).
+pub(crate) struct InCall(AtomicUsize);
+
+impl InCall {
+    /// No core inside a call.
+    pub(crate) const fn new() -> Self {
+        Self(AtomicUsize::new(NO_CORE))
+    }
+
+    /// Whether `core` is inside a call holding the lock.
+    pub(crate) fn by(&self, core: usize) -> bool {
+        self.0.load(Ordering::Relaxed) == core
+    }
+
+    /// Runs `call`, which `core` makes with the lock held, marked as inside a call
+    /// meanwhile (cleared before the caller unlocks).
+    pub(crate) fn during<R>(&self, core: usize, call: impl FnOnce() -> R) -> R {
+        self.0.store(core, Ordering::Relaxed);
+        let answer = call();
+        self.0.store(NO_CORE, Ordering::Relaxed);
+        answer
+    }
+}
+
+/// `slot`'s lock for `core`; [`DeviceError::Reentered`] when `core` is inside a device
+/// call that holds it.
+pub(crate) fn lock(slot: &Slot, core: usize) -> Result<MutexGuard<'_, SlotState>, DeviceError> {
+    if slot.in_call.by(core) {
+        return Err(DeviceError::Reentered);
+    }
+    Ok(slot.state.lock())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{Counting, registry_with};
+    use crate::{IN_CALL, Registry};
+    use alloc::boxed::Box;
+    use alloc::vec::Vec;
+    use rexo_api::{ApiError, DeviceKind, NetDevice, NetInfo, OpenDevice};
+    use rexo_devio::Found;
+
+    /// An interface of one queue that lends a buffer to every send and hands one frame to
+    /// every receive; it splits into one handle like itself.
+    struct Lending;
+
+    impl NetDevice for Lending {
+        fn info(&self) -> NetInfo {
+            Counting(0, None).info()
+        }
+        fn receive(
+            &mut self,
+            _: usize,
+            _: usize,
+            deliver: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DeviceError> {
+            deliver(&[0; 60]);
+            Ok(1)
+        }
+        fn send_segments(
+            &mut self,
+            _: usize,
+            segments: &[usize],
+            _: bool,
+            fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+        ) -> Result<(), DeviceError> {
+            let mut frame = alloc::vec![0; segments.iter().sum()];
+            fill(&mut [&mut frame[..]]);
+            Ok(())
+        }
+        fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {
+            Ok(0)
+        }
+        fn wake_on_receive(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
+            Ok(alloc::vec![Box::new(Lending) as Box<dyn NetDevice>])
+        }
+    }
+
+    /// What `test` returns, run on a thread of its own (a core of its own): a test that
+    /// spins on a lock its own core holds fails after a few seconds instead of hanging.
+    fn in_time<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
+        let (answer, answered) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || answer.send(test()).unwrap());
+        match answered.recv_timeout(std::time::Duration::from_secs(5)) {
+            Ok(value) => value,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("hung: a call waits for a lock its own core holds")
+            }
+            Err(_) => std::panic::resume_unwind(thread.join().unwrap_err()),
+        }
+    }
+
+    /// A registry with one [`Lending`] interface.
+    fn lending() -> &'static Registry {
+        registry_with(Found::Net(Box::new(Lending)), "test-net")
+    }
+
+    /// What the registry answers about interface 0 from inside a call on it.
+    fn asked_inside(registry: &'static Registry) -> (Option<&'static str>, [bool; 3]) {
+        let held = registry.devices()[0].holder;
+        let reentered = Err(ApiError::Device(DeviceError::Reentered));
+        let opened = registry.open(DeviceKind::Net, 0, (2, "other")).map(|_| ());
+        let shared = registry.net_sharing(0).map(|_| ());
+        let filters = [rexo_api::Filter::parse("udp dport 7").unwrap()];
+        let address = rexo_api::Ipv4Config {
+            address: [10, 0, 2, 15].into(),
+            prefix: 24,
+            router: None,
+            dns: None,
+        };
+        let bound = registry.bind_net(0, (2, "other"), &filters, Some(address));
+        let bound = bound.map(|_| ());
+        let refused = [opened == reentered, shared == reentered, bound == reentered];
+        (held, refused)
+    }
+
+    #[test]
+    fn a_closure_that_asks_about_its_own_device_is_refused_instead_of_spinning() {
+        let registry = lending();
+        let (inside_fill, inside_deliver, after) = in_time(move || {
+            let mut nic = registry
+                .open(DeviceKind::Net, 0, (1, "app"))
+                .and_then(OpenDevice::into_net)
+                .unwrap();
+            let mut in_fill = None;
+            nic.transmit(0, 60, &mut |_| in_fill = Some(asked_inside(registry)))
+                .unwrap();
+            let mut in_deliver = None;
+            nic.receive(0, 1, &mut |_| in_deliver = Some(asked_inside(registry)))
+                .unwrap();
+            let after = registry.devices()[0].holder;
+            (in_fill.unwrap(), in_deliver.unwrap(), after)
+        });
+        assert_eq!(inside_fill, (Some(IN_CALL), [true; 3]));
+        assert_eq!(inside_deliver, (Some(IN_CALL), [true; 3]));
+        assert_eq!(after, Some("app"), "after the calls");
+    }
+
+    #[test]
+    fn a_lease_dropped_inside_a_call_on_its_pair_ends_as_the_call_returns() {
+        let registry = lending();
+        let (inside, after) = in_time(move || {
+            let mut lease = registry
+                .open(DeviceKind::Net, 0, (1, "app"))
+                .and_then(OpenDevice::into_net)
+                .unwrap();
+            let mut pair = lease.split_queues().unwrap().remove(0);
+            let mut lease = Some(lease);
+            let mut inside = None;
+            pair.transmit(0, 60, &mut |_| {
+                let whole = lease.as_mut().unwrap().transmit(0, 60, &mut |_| {});
+                drop(lease.take());
+                inside = Some((whole, registry.devices()[0].holder));
+            })
+            .unwrap();
+            let after = (
+                pair.receive(0, 1, &mut |_| {}),
+                registry.devices()[0].holder,
+            );
+            (inside.unwrap(), after)
+        });
+        assert_eq!(inside, (Err(DeviceError::Reentered), Some("app")));
+        assert_eq!(after, (Err(DeviceError::Revoked), None));
+    }
+
+    #[test]
+    fn a_binding_dropped_inside_another_bindings_call_ends_as_the_call_returns() {
+        let (registry, _wire) = crate::sharing::tests::shared();
+        let bindings = in_time(move || {
+            let filters = |text| alloc::vec![rexo_api::Filter::parse(text).unwrap()];
+            let address = Some(rexo_api::Ipv4Config {
+                address: [10, 0, 2, 15].into(),
+                prefix: 24,
+                router: None,
+                dns: None,
+            });
+            let mut first = registry
+                .bind_net(0, (1, "app"), &filters("udp dport 7"), address)
+                .unwrap();
+            let mut second = registry
+                .bind_net(0, (1, "app"), &filters("udp dport 8"), address)
+                .map(Some)
+                .unwrap();
+            let _ = first.transmit(0, 60, &mut |_| drop(second.take()));
+            let shared = registry.net_sharing(0).unwrap().unwrap();
+            shared.bindings.len()
+        });
+        assert_eq!(bindings, 1, "the dropped binding ended");
+    }
+}
