@@ -489,6 +489,9 @@ impl BlockDevice for Lease {
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+        if queue >= self.block_info().queues {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
         calling_app(self.binder, |app| {
             let core = self.binder.core_index();
             let mut state = live(self.slot, self.generation, core)?;

@@ -588,6 +588,21 @@ pub(crate) mod tests {
         assert_eq!(count.load(Ordering::Relaxed), 2, "revoked");
     }
 
+    #[test]
+    fn polling_a_queue_the_disk_lacks_is_refused_before_anything_is_kept_for_it() {
+        let count = alloc::sync::Arc::new(core::sync::atomic::AtomicUsize::new(0));
+        let registry = registry_with(Found::Block(Box::new(Forgetful(count))), "test-disk");
+        let mut disk = registry
+            .open(DeviceKind::Block, 0, (1, "fs"))
+            .and_then(OpenDevice::into_block)
+            .unwrap();
+        assert_eq!(
+            disk.poll(7, &mut |_, _| {}),
+            Err(DeviceError::NoSuchQueue(7))
+        );
+        assert_eq!(disk.poll(0, &mut |_, _| {}), Ok(0));
+    }
+
     /// A disk in memory that completes every request at the next poll. [`MemoryDisk::new`]
     /// is a plain one; a test changes one setting to make the disk it needs
     /// (`MemoryDisk { max_sectors: 4, ..MemoryDisk::new() }`).
