@@ -264,7 +264,9 @@ pub struct TcpSegmentation {
 /// Checks `frame`, to be cut into segments of `mss` payload bytes that each fit in
 /// `max_frame`, and seeds its TCP checksum field: an unfragmented IPv4 TCP frame whose
 /// lengths agree, without SYN, RST or URG (only FIN and PSH may go, on the last
-/// segment), with 1 to `max_frame - header_len` bytes per segment. Anything else is
+/// segment) and without CWR (virtio 1.1 5.1.6.2.1: a driver should not send one for
+/// segmentation without VIRTIO_NET_F_HOST_ECN, which none here negotiates), with 1 to
+/// `max_frame - header_len` bytes per segment. Anything else is
 /// [`DeviceError::NotSegmentable`] naming why, the frame left as it was.
 pub fn tcp_segmentation(
     frame: &mut [u8],
@@ -297,9 +299,9 @@ pub fn check_tcp_segmentation(
     if header_len < tcp + 20 || header_len > frame.len() {
         return refuse("the TCP header length is outside the frame");
     }
-    // SYN 0x02, RST 0x04, URG 0x20.
-    if frame[tcp + 13] & 0x26 != 0 {
-        return refuse("a SYN, RST or URG segment is not cut");
+    // SYN 0x02, RST 0x04, URG 0x20, CWR 0x80.
+    if frame[tcp + 13] & 0xA6 != 0 {
+        return refuse("a SYN, RST, URG or CWR segment is not cut");
     }
     if mss == 0 || header_len + mss > max_frame {
         return refuse("the segment size is 0 or a segment would not fit in a frame");
@@ -1271,7 +1273,7 @@ mod tests {
                 Err(DeviceError::NotSegmentable(_))
             ));
         }
-        // SYN, RST, URG; UDP; a fragment; a total length that is not the frame's.
+        // SYN, RST, URG, CWR; UDP; a fragment; a total length that is not the frame's.
         let mut udp = tcp_frame(3000, 0x10);
         udp[23] = 17;
         let mut fragment = tcp_frame(3000, 0x10);
@@ -1282,6 +1284,7 @@ mod tests {
             ("SYN", tcp_frame(3000, 0x02)),
             ("RST", tcp_frame(3000, 0x14)),
             ("URG", tcp_frame(3000, 0x30)),
+            ("CWR", tcp_frame(3000, 0x90)),
             ("UDP", udp),
             ("fragment", fragment),
             ("lengths", short),
