@@ -647,6 +647,30 @@ impl AhciDisk {
         }
     }
 
+    /// Reads PxIS once: clears an interface non-fatal error, and on a fatal one fails
+    /// every issued request with [`DeviceError::Status`] (PxTFD) and restarts the port,
+    /// returning the number failed.
+    fn fail_on_error_status(&mut self, done: Completion<'_>) -> Option<usize> {
+        let interrupts = self.registers.read32(PX_IS);
+        if interrupts & IS_INFS != 0 {
+            self.clear_non_fatal();
+        }
+        let errors = interrupts & IS_FATAL;
+        if errors == 0 {
+            return None;
+        }
+        let status = self.registers.read32(PX_TFD);
+        log::warn!(
+            "ahci: port {}: error (PxIS {errors:#x}, PxTFD {status:#x})",
+            self.number
+        );
+        let error = DeviceError::Status {
+            what: "the AHCI command",
+            status,
+        };
+        Some(self.abort_issued(error, done))
+    }
+
     /// Fails every issued request with [`DeviceError::Timeout`] and restarts the port when
     /// one of them is past its deadline; the number failed. Costs one clock reading and
     /// one comparison until the earliest deadline passes.
@@ -811,26 +835,20 @@ impl BlockDevice for AhciDisk {
         };
         let finished = self.issued & !running;
         if finished == 0 {
-            // The interrupt status only when nothing finished (an uncached read off the
-            // completion path): a non-fatal error waits there harmlessly until then.
-            let interrupts = self.registers.read32(PX_IS);
-            if interrupts & IS_INFS != 0 {
-                self.clear_non_fatal();
-            }
-            let errors = interrupts & IS_FATAL;
-            if errors != 0 {
-                let status = self.registers.read32(PX_TFD);
-                log::warn!(
-                    "ahci: port {}: error (PxIS {errors:#x}, PxTFD {status:#x})",
-                    self.number
-                );
-                let error = DeviceError::Status {
-                    what: "the AHCI command",
-                    status,
-                };
-                return Ok(self.abort_issued(error, done));
+            // The interrupt status when nothing finished (an uncached read off the
+            // queued completion path): a non-fatal error waits there harmlessly until then.
+            if let Some(failed) = self.fail_on_error_status(done) {
+                return Ok(failed);
             }
             return Ok(self.abort_if_late(done));
+        }
+        if finished & !self.queued != 0 {
+            // Some HBAs clear a failed non-queued command's PxCI bit too (QEMU did until
+            // its fix "PxCI should not get cleared when ERR_STAT is set"): only PxIS
+            // tells it from one that succeeded. It ran alone: it is the one failed.
+            if let Some(failed) = self.fail_on_error_status(done) {
+                return Ok(failed);
+            }
         }
         if self.armed {
             self.disarm();
@@ -1028,6 +1046,38 @@ mod tests {
             assert_eq!(registers.read32(PX_CMD) & CMD_ST, CMD_ST);
             assert_eq!(disk.failed, None);
             assert_eq!(disk.issued, 0, "nothing left in flight");
+        }
+    }
+
+    #[test]
+    fn a_non_queued_command_whose_ci_bit_clears_on_an_error_fails_and_restarts_the_port() {
+        let error = DeviceError::Status {
+            what: "the AHCI command",
+            status: TFD_ABORTED,
+        };
+        for operation in [Operation::Transfer(Direction::Write), Operation::Flush] {
+            let (mut disk, registers) = port_with_fake_hba();
+            let tag = match operation {
+                Operation::Flush => disk.submit_flush(0),
+                _ => disk.submit_write(0, 8, 1, &mut |b| b.fill(0x5A)),
+            }
+            .unwrap();
+            assert_eq!(poll_once(&mut disk), [], "issued, still running");
+            // The HBA clears PxCI with the error, as older QEMU did.
+            registers.write32(PX_CI, 0);
+            registers.write32(PX_IS, IS_TFES);
+            registers.write32(PX_TFD, TFD_ABORTED);
+            assert_eq!(poll_once(&mut disk), [(tag, Some(error))], "{operation:?}");
+            // The restart cleared the error, so the next command does not meet it.
+            assert_eq!(registers.read32(PX_IS), u32::MAX);
+            assert_eq!(disk.issued, 0, "nothing left in flight");
+            assert_eq!(disk.failed, None);
+            registers.write32(PX_IS, 0);
+            let next = disk.submit_read(0, 0, 1).unwrap();
+            assert_eq!(poll_once(&mut disk), []);
+            hba_moved(&mut disk, next, SECTOR_BYTES);
+            registers.write32(PX_CI, 0);
+            assert_eq!(poll_once(&mut disk), [(next, None)]);
         }
     }
 
