@@ -35,6 +35,9 @@ const BAR_ABAR: usize = 5;
 const REG_CAP: usize = 0x00;
 /// Global HBA control (AHCI 3.1.2).
 const REG_GHC: usize = 0x04;
+/// Interrupt status (AHCI 3.1.3): a port's bit (IPS) says it raised the HBA's
+/// interrupt; write 1 to clear.
+const REG_IS: usize = 0x08;
 /// Ports implemented (AHCI 3.1.4): one bit per port.
 const REG_PI: usize = 0x0C;
 /// AHCI version (AHCI 3.1.5).
@@ -103,7 +106,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
             );
             // Every port's PxIE stays 0 until the port is armed.
             abar.write32(REG_GHC, GHC_AE | GHC_IE);
-            Some(Arc::new(Wake::new(vectors)))
+            Some(Arc::new(Wake::new(vectors, abar.clone())))
         }
         Err(DeviceError::Unsupported(what)) => {
             log::info!(
@@ -165,17 +168,29 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
 pub(crate) struct Wake {
     /// The message.
     vectors: Vectors,
+    /// The HBA's global registers (ABAR), for IS.
+    hba: Mmio,
     /// The core it points at (if any yet) and the ports armed for that core.
     armed: spin::Mutex<(Option<usize>, u32)>,
 }
 
 impl Wake {
-    /// The message `vectors`, pointing nowhere yet.
-    fn new(vectors: Vectors) -> Self {
+    /// The message `vectors` of the HBA whose global registers are `hba`, pointing
+    /// nowhere yet.
+    pub(crate) fn new(vectors: Vectors, hba: Mmio) -> Self {
         Self {
             vectors,
+            hba,
             armed: spin::Mutex::new((None, 0)),
         }
+    }
+
+    /// Clears port `port`'s bit in IS, once the port cleared its PxIS (AHCI 1.3.1
+    /// 10.7.2: PxIS first, then IS.IPS): an HBA with one message for all its ports may
+    /// send a new one only when an IS bit goes from 0 to 1, so a bit left set would let
+    /// later completions wake no one.
+    pub(crate) fn clear_pending(&self, port: u8) {
+        self.hba.write32(REG_IS, 1 << port);
     }
 
     /// Points the message at `core` for port `port`; refused (nothing changed) while

@@ -503,7 +503,7 @@ impl AhciDisk {
             || registers.read32(PX_CMD) & CMD_CR == 0,
         )?;
         registers.write32(PX_SERR, u32::MAX);
-        registers.write32(PX_IS, u32::MAX);
+        self.clear_interrupt_status(u32::MAX);
         let stuck = registers.read32(PX_TFD) & u32::from(STATUS_BSY | STATUS_DRQ) != 0;
         if stuck || was_queued {
             self.comreset()?;
@@ -620,9 +620,20 @@ impl AhciDisk {
         self.ready = 0;
     }
 
-    /// Turns the port's interrupt off (PxIE 0) and lets the controller's message go.
+    /// Clears `causes` in PxIS, then the port's bit in the HBA's IS when it has an
+    /// interrupt message (both write-1-to-clear; in that order, AHCI 1.3.1 10.7.2).
+    fn clear_interrupt_status(&self, causes: u32) {
+        self.registers.write32(PX_IS, causes);
+        if let Some(wake) = &self.wake {
+            wake.clear_pending(self.number);
+        }
+    }
+
+    /// Turns the port's interrupt off (PxIE 0), clears its completion causes and lets
+    /// the controller's message go.
     fn disarm(&mut self) {
         self.registers.write32(PX_IE, 0);
+        self.clear_interrupt_status(IS_DONE);
         if let Some(wake) = &self.wake {
             wake.disarm(self.number);
         }
@@ -753,8 +764,8 @@ impl BlockDevice for AhciDisk {
     }
 
     /// Points the HBA's message at `core` and enables the port's completion and error
-    /// causes (their stale status cleared first); disarmed by the next poll that finds a
-    /// command finished, or by `None`.
+    /// causes (their stale status cleared first, in PxIS and then the port's bit in IS);
+    /// disarmed by the next poll that finds a command finished, or by `None`.
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         if queue != 0 {
             return Err(DeviceError::NoSuchQueue(queue));
@@ -768,7 +779,7 @@ impl BlockDevice for AhciDisk {
             .as_ref()
             .ok_or(DeviceError::Unsupported("MSI or MSI-X"))?;
         wake.arm(self.number, core)?;
-        self.registers.write32(PX_IS, IS_DONE);
+        self.clear_interrupt_status(IS_DONE);
         self.registers.write32(PX_IE, IS_DONE | IS_FATAL);
         self.armed = true;
         Ok(())
@@ -918,8 +929,20 @@ mod tests {
     /// platform whose clock the test moves. The link is up, so a COMRESET finishes.
     fn port_of_depth_with_fake_hba(depth: usize) -> (AhciDisk, Mmio, &'static HostPlatform) {
         let platform = HostPlatform::leaked();
+        let (disk, registers) = fake_port(platform, 0, depth, None);
+        (disk, registers, platform)
+    }
+
+    /// As [`port_of_depth_with_fake_hba`], on `platform`, numbered `number`, with the
+    /// controller's interrupt message `wake`.
+    fn fake_port(
+        platform: &'static HostPlatform,
+        number: u8,
+        depth: usize,
+        wake: Option<Arc<Wake>>,
+    ) -> (AhciDisk, Mmio) {
         let registers = rexo_devio::host::registers(0x80);
-        let mut disk = AhciDisk::new(registers.clone(), 0, platform, None).unwrap();
+        let mut disk = AhciDisk::new(registers.clone(), number, platform, wake).unwrap();
         disk.identity = Identity {
             sectors: 1024,
             lba48: true,
@@ -932,7 +955,32 @@ mod tests {
         disk.add_slots(depth, CAP_S64A).unwrap();
         registers.write32(PX_CMD, CMD_ST | CMD_FRE);
         registers.write32(PX_SSTS, DET_ESTABLISHED);
-        (disk, registers, platform)
+        (disk, registers)
+    }
+
+    #[test]
+    fn arming_disarming_and_restarting_clear_the_ports_bit_in_the_hbas_is_with_its_pxis() {
+        const PORT: u8 = 3;
+        /// IS (ABAR 0x08).
+        const HBA_IS: usize = 0x08;
+        let platform = HostPlatform::leaked();
+        let (table, _) = platform.msix_table(1);
+        let hba = rexo_devio::host::registers(0x100);
+        let wake = Wake::new(rexo_devio::Vectors::MsiX(table), hba.clone());
+        let (mut disk, registers) = fake_port(platform, PORT, 1, Some(Arc::new(wake)));
+        // Plain memory keeps the last value written to each (the order, PxIS first, is
+        // `clear_interrupt_status`'s).
+        for (what, causes) in [("arm", IS_DONE), ("disarm", IS_DONE), ("restart", u32::MAX)] {
+            registers.write32(PX_IS, 0);
+            hba.write32(HBA_IS, 0);
+            match what {
+                "arm" => disk.wake_on_completion(0, Some(1)).unwrap(),
+                "disarm" => disk.wake_on_completion(0, None).unwrap(),
+                _ => disk.restart(false).unwrap(),
+            }
+            assert_eq!(registers.read32(PX_IS), causes, "{what}: PxIS");
+            assert_eq!(hba.read32(HBA_IS), 1 << PORT, "{what}: IS");
+        }
     }
 
     #[test]
