@@ -115,6 +115,9 @@ const TCR_MXDMA_2048: u32 = 0b111 << 8;
 const TCR_IFG_STANDARD: u32 = 0b11 << 24;
 /// The transmit configuration (CRC appended by the chip: TCR bit 16 stays 0).
 const TCR_VALUE: u32 = TCR_MXDMA_2048 | TCR_IFG_STANDARD;
+/// TCR: clear abort (write only): a transmitter halted by a transmit abort (TSD TABT)
+/// sends the aborted frame again; written only in that state.
+const TCR_CLRABT: u32 = 1 << 0;
 
 /// Bytes of the receive ring proper (RBLEN = 32K; the chip also needs 16 more).
 const RX_RING: usize = 32 * 1024;
@@ -169,9 +172,13 @@ const TX_SUMMARY_TOK: u16 = 1 << 12;
 /// How long the software reset and the receiver stop may take (the datasheet gives no
 /// figure; the chip needs microseconds).
 const RESET_TIMEOUT_MS: u64 = 100;
-/// How long all four descriptors may stay in flight before the chip counts as stuck and
+/// How long a caller may wait on frames in flight with none finishing (a send finding all
+/// four descriptors in flight, or `transmit_pending`) before the chip counts as stuck and
 /// is reset (a frame takes 120 us at 100 Mb/s; 16 collision retries take milliseconds).
 const TX_STUCK_NS: u64 = 1_000_000_000;
+/// How many times a frame aborted (each abort: 16 collisions in a row) is sent again
+/// before it is reported failed and the chip reset.
+const TX_ABORT_RETRIES: u32 = 4;
 
 /// Whether this driver takes `function`: the RTL8139 (10EC:8139).
 pub fn matches(function: &Function) -> bool {
@@ -237,8 +244,13 @@ pub struct Rtl8139 {
     tx_next: usize,
     /// Descriptors handed to the chip and not yet reclaimed.
     tx_in_flight: usize,
-    /// Since when every descriptor has been in flight, if they are.
-    tx_full_since: Option<u64>,
+    /// Since when a caller has waited on frames in flight with none finishing, if one
+    /// does (a send finding every descriptor in flight, or `transmit_pending`).
+    tx_waiting_since: Option<u64>,
+    /// How many times the oldest frame in flight was aborted and sent again.
+    tx_retries: u32,
+    /// Transmit aborts so far (logged at each power of two).
+    tx_aborts: u64,
     /// The INTx line that wakes a core, or why there is none.
     line: Result<LineWake, DeviceError>,
     /// Whether the receive causes are unmasked (from a wake's arming until a receive
@@ -270,7 +282,9 @@ impl Rtl8139 {
             tx,
             tx_next: 0,
             tx_in_flight: 0,
-            tx_full_since: None,
+            tx_waiting_since: None,
+            tx_retries: 0,
+            tx_aborts: 0,
             line,
             armed: false,
         }
@@ -314,7 +328,8 @@ impl Rtl8139 {
         regs.write16(ISR, 0xFFFF);
         self.tx_next = 0;
         self.tx_in_flight = 0;
-        self.tx_full_since = None;
+        self.tx_waiting_since = None;
+        self.tx_retries = 0;
         self.restart_ring();
         Ok(())
     }
@@ -375,42 +390,89 @@ impl Rtl8139 {
     }
 
     /// Reclaims the descriptors the chip finished, oldest first (one register read for
-    /// all four). A frame the chip aborted or underran is reclaimed and reported.
+    /// all four). A frame the chip underran is reclaimed and reported; an aborted one
+    /// is sent again ([`Self::retry_aborted`]).
     fn reclaim(&mut self) -> Result<(), DeviceError> {
         if self.tx_in_flight == 0 {
             return Ok(());
         }
         let summary = self.regs.read16(TX_SUMMARY);
+        let before = self.tx_in_flight;
+        let mut result = Ok(());
         while self.tx_in_flight > 0 {
             let oldest = (self.tx_next + TX_SLOTS - self.tx_in_flight) % TX_SLOTS;
             match tx_slot_state(summary, oldest) {
                 TxSlot::InFlight => break,
-                TxSlot::Sent => self.tx_in_flight -= 1,
-                TxSlot::Failed => {
+                TxSlot::Sent => {
                     self.tx_in_flight -= 1;
-                    self.tx_full_since = None;
-                    return Err(DeviceError::Status {
-                        what: "transmit (aborted or FIFO underrun)",
+                    self.tx_retries = 0;
+                }
+                TxSlot::Underrun => {
+                    self.tx_in_flight -= 1;
+                    self.tx_retries = 0;
+                    result = Err(DeviceError::Status {
+                        what: "transmit (FIFO underrun)",
                         status: self.regs.read32(TSD0 + 4 * oldest),
                     });
+                    break;
+                }
+                TxSlot::Aborted => {
+                    result = self.retry_aborted(oldest);
+                    break;
                 }
             }
         }
-        if self.tx_in_flight < TX_SLOTS {
-            self.tx_full_since = None;
+        if self.tx_in_flight < before {
+            self.tx_waiting_since = None;
         }
-        Ok(())
+        result
     }
 
-    /// Called when every descriptor is still in flight: [`DeviceError::QueueFull`], or
-    /// after [`TX_STUCK_NS`] of that a full restart and [`DeviceError::Timeout`].
-    fn transmit_full(&mut self) -> Result<(), DeviceError> {
-        let now = self.platform.now_ns();
-        let since = *self.tx_full_since.get_or_insert(now);
-        if now - since <= TX_STUCK_NS {
-            return Err(DeviceError::QueueFull);
+    /// Answers the abort of the oldest frame in flight, in descriptor `slot`: the chip's
+    /// transmitter halts on it (TSD TABT, after 16 collisions in a row), and TCR.CLRABT
+    /// sends it again, the descriptor staying in flight until that ends it. After
+    /// [`TX_ABORT_RETRIES`] of one frame it is reported failed (`Status`, its TSD) and
+    /// the chip reset, which starts its transmitter again (the frames in flight and the
+    /// receive ring's unread ones are lost).
+    fn retry_aborted(&mut self, slot: usize) -> Result<(), DeviceError> {
+        self.tx_aborts += 1;
+        if self.tx_aborts.is_power_of_two() {
+            log::warn!(
+                "{} rtl8139: transmit aborted (excessive collisions), {} so far",
+                self.address,
+                self.tx_aborts
+            );
         }
-        log::warn!("rtl8139: transmit stuck for a second; resetting the chip");
+        if self.tx_retries < TX_ABORT_RETRIES {
+            self.tx_retries += 1;
+            self.regs.write32(TCR, TCR_VALUE | TCR_CLRABT);
+            return Ok(());
+        }
+        let status = self.regs.read32(TSD0 + 4 * slot);
+        log::warn!(
+            "{} rtl8139: a frame aborted {} times; resetting the chip",
+            self.address,
+            TX_ABORT_RETRIES + 1
+        );
+        self.start()?;
+        Err(DeviceError::Status {
+            what: "transmit (aborted: excessive collisions; chip reset)",
+            status,
+        })
+    }
+
+    /// Called while a caller waits on frames in flight: after [`TX_STUCK_NS`] of waiting
+    /// with none finished, a full restart and [`DeviceError::Timeout`].
+    fn check_stuck(&mut self) -> Result<(), DeviceError> {
+        let now = self.platform.now_ns();
+        let since = *self.tx_waiting_since.get_or_insert(now);
+        if now - since <= TX_STUCK_NS {
+            return Ok(());
+        }
+        log::warn!(
+            "{} rtl8139: transmit stuck for a second; resetting the chip",
+            self.address
+        );
         self.start()?;
         Err(DeviceError::Timeout {
             what: "transmit",
@@ -508,7 +570,8 @@ impl NetDevice for Rtl8139 {
         if self.tx_in_flight == TX_SLOTS {
             self.reclaim()?;
             if self.tx_in_flight == TX_SLOTS {
-                return self.transmit_full();
+                self.check_stuck()?;
+                return Err(DeviceError::QueueFull);
             }
         }
         let slot = self.tx_next;
@@ -531,9 +594,15 @@ impl NetDevice for Rtl8139 {
         Ok(())
     }
 
+    /// The frames in flight; a chip that finishes none of them for [`TX_STUCK_NS`] of
+    /// such calls is reset ([`DeviceError::Timeout`]), so a caller waiting for them to
+    /// go does not wait forever.
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
         check_queue(queue)?;
         self.reclaim()?;
+        if self.tx_in_flight > 0 {
+            self.check_stuck()?;
+        }
         Ok(self.tx_in_flight)
     }
 
@@ -649,8 +718,10 @@ enum TxSlot {
     InFlight,
     /// Sent.
     Sent,
-    /// Aborted or underrun: not sent.
-    Failed,
+    /// Aborted (excessive collisions): not sent, the transmitter halted on it.
+    Aborted,
+    /// Underrun and given back: not sent.
+    Underrun,
 }
 
 /// The state of descriptor `slot` in the TX_SUMMARY value `summary`.
@@ -658,8 +729,10 @@ fn tx_slot_state(summary: u16, slot: usize) -> TxSlot {
     let has = |bit: u16| summary & (bit << slot) != 0;
     if has(TX_SUMMARY_TOK) {
         TxSlot::Sent
-    } else if has(TX_SUMMARY_TABT) || (has(TX_SUMMARY_TUN) && has(TX_SUMMARY_OWN)) {
-        TxSlot::Failed
+    } else if has(TX_SUMMARY_TABT) {
+        TxSlot::Aborted
+    } else if has(TX_SUMMARY_TUN) && has(TX_SUMMARY_OWN) {
+        TxSlot::Underrun
     } else {
         TxSlot::InFlight
     }
@@ -810,6 +883,87 @@ mod tests {
         assert_eq!(chip.reset(), Ok(()));
     }
 
+    /// [`chip_on`] a fresh platform, as a chip whose CR.RST clears a moment after it is
+    /// set (so a reset finishes); and the platform, whose clock the test moves.
+    fn chip_that_resets() -> (Rtl8139, &'static HostPlatform) {
+        let platform = HostPlatform::leaked();
+        let chip = chip_on(platform);
+        let regs = chip.regs.clone();
+        platform.on_clock_reading(move || regs.write8(CR, regs.read8(CR) & !CR_RST));
+        (chip, platform)
+    }
+
+    /// Sends a 60-byte frame of `byte`s on `chip`.
+    fn send(chip: &mut Rtl8139, byte: u8) -> Result<(), DeviceError> {
+        chip.transmit(0, 60, &mut |frame| frame.fill(byte))
+    }
+
+    #[test]
+    fn an_aborted_frame_is_sent_again_and_stays_in_flight_until_it_goes() {
+        let (mut chip, _) = chip_that_resets();
+        send(&mut chip, 0x11).unwrap();
+        send(&mut chip, 0x22).unwrap();
+        // Descriptor 0 aborted after 16 collisions: the transmitter halts there.
+        chip.regs.write16(TX_SUMMARY, TX_SUMMARY_TABT);
+        assert_eq!(chip.transmit_pending(0), Ok(2), "both still in flight");
+        assert_eq!(chip.regs.read32(TCR), TCR_VALUE | TCR_CLRABT, "sent again");
+        assert_eq!(chip.tx_aborts, 1);
+        // The second attempt goes, then the frame after it.
+        chip.regs.write32(TCR, TCR_VALUE);
+        chip.regs
+            .write16(TX_SUMMARY, TX_SUMMARY_TOK | TX_SUMMARY_TOK << 1);
+        assert_eq!(chip.transmit_pending(0), Ok(0));
+        assert_eq!(chip.regs.read32(TCR), TCR_VALUE, "no abort to clear");
+        assert_eq!(chip.tx_next, 2, "no reset");
+    }
+
+    #[test]
+    fn a_frame_aborted_past_its_retries_fails_and_the_chip_is_reset() {
+        let (mut chip, _) = chip_that_resets();
+        send(&mut chip, 0x11).unwrap();
+        chip.regs.write16(TX_SUMMARY, TX_SUMMARY_TABT);
+        chip.regs.write32(TSD0, 1 << 30);
+        for attempt in 1..=TX_ABORT_RETRIES {
+            assert_eq!(chip.transmit_pending(0), Ok(1), "abort {attempt}");
+        }
+        let error = DeviceError::Status {
+            what: "transmit (aborted: excessive collisions; chip reset)",
+            status: 1 << 30,
+        };
+        assert_eq!(chip.transmit_pending(0), Err(error));
+        assert_eq!(
+            (chip.tx_in_flight, chip.tx_next, chip.tx_retries),
+            (0, 0, 0)
+        );
+        assert_eq!(chip.regs.read32(TCR), TCR_VALUE, "started again");
+        // The next frame goes out in descriptor 0, as on the reset chip.
+        chip.regs.write16(TX_SUMMARY, 0);
+        send(&mut chip, 0x22).unwrap();
+        assert_eq!(chip.regs.read32(TSD0), tsd_command(60));
+    }
+
+    #[test]
+    fn a_transmitter_that_never_finishes_ends_a_wait_on_transmit_pending() {
+        let (mut chip, platform) = chip_that_resets();
+        send(&mut chip, 0x11).unwrap();
+        assert_eq!(chip.transmit_pending(0), Ok(1));
+        platform.advance_clock(TX_STUCK_NS / 2);
+        assert_eq!(chip.transmit_pending(0), Ok(1), "not stuck yet");
+        platform.advance_clock(TX_STUCK_NS);
+        let timeout = DeviceError::Timeout {
+            what: "transmit",
+            ms: TX_STUCK_NS / 1_000_000,
+        };
+        assert_eq!(chip.transmit_pending(0), Err(timeout));
+        assert_eq!(chip.transmit_pending(0), Ok(0), "reset: nothing in flight");
+        // A frame that finishes restarts the count: no reset however long the wait was.
+        send(&mut chip, 0x22).unwrap();
+        assert_eq!(chip.transmit_pending(0), Ok(1));
+        platform.advance_clock(2 * TX_STUCK_NS);
+        chip.regs.write16(TX_SUMMARY, TX_SUMMARY_TOK);
+        assert_eq!(chip.transmit_pending(0), Ok(0));
+    }
+
     #[test]
     fn mac_is_little_endian_across_the_id_registers() {
         assert_eq!(
@@ -856,10 +1010,10 @@ mod tests {
         // Descriptor 2 sent, 1 aborted, 3 DMA done but not yet on the wire, 0 fresh.
         let summary = (1 << 14) | (1 << 5) | (1 << 3) | (1 << 2);
         assert_eq!(tx_slot_state(summary, 2), TxSlot::Sent);
-        assert_eq!(tx_slot_state(summary, 1), TxSlot::Failed);
+        assert_eq!(tx_slot_state(summary, 1), TxSlot::Aborted);
         assert_eq!(tx_slot_state(summary, 3), TxSlot::InFlight);
         assert_eq!(tx_slot_state(summary, 0), TxSlot::InFlight);
         // Underrun with the descriptor back with the driver: not sent.
-        assert_eq!(tx_slot_state((1 << 8) | 1, 0), TxSlot::Failed);
+        assert_eq!(tx_slot_state((1 << 8) | 1, 0), TxSlot::Underrun);
     }
 }
