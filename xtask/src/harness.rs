@@ -8,6 +8,7 @@ use crate::qemu::{self, Accel, End, Machine, Media, Vm};
 use crate::testcases::{Arg, BAD_TABLE_SIG, Boot, CASES, Case, Check, Cores, DISK_BYTES};
 use std::collections::VecDeque;
 use std::io::Write;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -294,44 +295,47 @@ struct QemuTests {
     self_tests: Vec<&'static SelfTest>,
 }
 
-/// Runs the kernel tests, the table's cases and the self-tests, [`PARALLEL`] QEMU runs
-/// at a time, printing each result as it arrives.
-fn qemu_tests(root: &Path, elf: &Path, tests: QemuTests, logs: &Path) -> Vec<Outcome> {
-    type Job = Box<dyn FnOnce() -> Vec<Outcome> + Send>;
-    let mut jobs: VecDeque<Job> = VecDeque::new();
-    let QemuTests {
-        kernel,
-        cases,
-        self_tests,
-    } = tests;
-    if kernel != Select::Nothing {
-        let (elf, logs) = (elf.to_path_buf(), logs.to_path_buf());
-        jobs.push_back(Box::new(move || kernel_tests(&elf, &kernel, &logs)));
+/// One QEMU job: the name a panic in it is reported under, and its work.
+struct Job {
+    name: &'static str,
+    run: Box<dyn FnOnce() -> Vec<Outcome> + Send>,
+}
+
+impl Job {
+    fn new(name: &'static str, run: impl FnOnce() -> Vec<Outcome> + Send + 'static) -> Self {
+        Self {
+            name,
+            run: Box::new(run),
+        }
     }
-    for case in cases {
-        let (root, elf, logs) = (root.to_path_buf(), elf.to_path_buf(), logs.to_path_buf());
-        jobs.push_back(Box::new(move || {
-            let started = Instant::now();
-            let outcome = run_case(&root, &elf, case, &logs)
-                .unwrap_or_else(|e| Outcome::fail(case.name, e, Vec::new(), started.elapsed()));
-            vec![outcome]
-        }));
-    }
-    for test in self_tests {
-        let (root, elf, logs) = (root.to_path_buf(), elf.to_path_buf(), logs.to_path_buf());
-        jobs.push_back(Box::new(move || {
-            let started = Instant::now();
-            let env = selftests::Env {
-                root: &root,
-                elf: &elf,
-                logs: &logs,
-            };
-            vec![match (test.run)(&env) {
-                Ok(()) => Outcome::pass(test.name, started.elapsed()),
-                Err((reason, tail)) => Outcome::fail(test.name, reason, tail, started.elapsed()),
-            }]
-        }));
-    }
+}
+
+/// The text of a panic's payload (`panic!`'s message), for a failure's reason.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(a panic without a message)")
+}
+
+/// Runs `job`; a panic in it (a host-side check of an image the guest wrote, a peer's
+/// report) is its failure, so that it still counts and the next jobs still run.
+fn run_job(job: Job) -> Vec<Outcome> {
+    let started = Instant::now();
+    std::panic::catch_unwind(AssertUnwindSafe(job.run)).unwrap_or_else(|payload| {
+        let reason = format!("the harness panicked: {}", panic_message(&*payload));
+        vec![Outcome::fail(
+            job.name,
+            reason,
+            Vec::new(),
+            started.elapsed(),
+        )]
+    })
+}
+
+/// Runs `jobs` [`PARALLEL`] at a time, printing each result as it arrives.
+fn run_jobs(jobs: VecDeque<Job>) -> Vec<Outcome> {
     let jobs = Arc::new(Mutex::new(jobs));
     let results = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..PARALLEL)
@@ -341,7 +345,7 @@ fn qemu_tests(root: &Path, elf: &Path, tests: QemuTests, logs: &Path) -> Vec<Out
                 loop {
                     let job = jobs.lock().map(|mut q| q.pop_front()).ok().flatten();
                     let Some(job) = job else { break };
-                    for outcome in job() {
+                    for outcome in run_job(job) {
                         outcome.print();
                         if let Ok(mut r) = results.lock() {
                             r.push(outcome);
@@ -357,6 +361,48 @@ fn qemu_tests(root: &Path, elf: &Path, tests: QemuTests, logs: &Path) -> Vec<Out
         }
     }
     results.lock().map(|r| r.clone()).unwrap_or_default()
+}
+
+/// Runs the kernel tests, the table's cases and the self-tests, [`PARALLEL`] QEMU runs
+/// at a time, printing each result as it arrives.
+fn qemu_tests(root: &Path, elf: &Path, tests: QemuTests, logs: &Path) -> Vec<Outcome> {
+    let mut jobs: VecDeque<Job> = VecDeque::new();
+    let QemuTests {
+        kernel,
+        cases,
+        self_tests,
+    } = tests;
+    if kernel != Select::Nothing {
+        let (elf, logs) = (elf.to_path_buf(), logs.to_path_buf());
+        jobs.push_back(Job::new("kernel", move || {
+            kernel_tests(&elf, &kernel, &logs)
+        }));
+    }
+    for case in cases {
+        let (root, elf, logs) = (root.to_path_buf(), elf.to_path_buf(), logs.to_path_buf());
+        jobs.push_back(Job::new(case.name, move || {
+            let started = Instant::now();
+            let outcome = run_case(&root, &elf, case, &logs)
+                .unwrap_or_else(|e| Outcome::fail(case.name, e, Vec::new(), started.elapsed()));
+            vec![outcome]
+        }));
+    }
+    for test in self_tests {
+        let (root, elf, logs) = (root.to_path_buf(), elf.to_path_buf(), logs.to_path_buf());
+        jobs.push_back(Job::new(test.name, move || {
+            let started = Instant::now();
+            let env = selftests::Env {
+                root: &root,
+                elf: &elf,
+                logs: &logs,
+            };
+            vec![match (test.run)(&env) {
+                Ok(()) => Outcome::pass(test.name, started.elapsed()),
+                Err((reason, tail)) => Outcome::fail(test.name, reason, tail, started.elapsed()),
+            }]
+        }));
+    }
+    run_jobs(jobs)
 }
 
 // ---------------------------------------------------------------------------
@@ -1216,6 +1262,66 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_job_is_its_failure_and_the_others_still_run() {
+        let jobs = VecDeque::from([
+            Job::new("storage::one", || panic!("image unreadable")),
+            Job::new("storage::two", || panic!("{} bad", 2)),
+            Job::new("boot::three", || {
+                vec![Outcome::pass("boot::three", Duration::ZERO)]
+            }),
+        ]);
+        let mut outcomes = run_jobs(jobs);
+        outcomes.sort_by(|a, b| a.name.cmp(&b.name));
+        let seen: Vec<(&str, bool, &str)> = outcomes
+            .iter()
+            .map(|o| (o.name.as_str(), o.ok, o.reason.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("boot::three", true, ""),
+                (
+                    "storage::one",
+                    false,
+                    "the harness panicked: image unreadable"
+                ),
+                ("storage::two", false, "the harness panicked: 2 bad"),
+            ]
+        );
+    }
+
+    /// `cargo xtask` runs xtask in a profile whose panics unwind: with `panic = "abort"`
+    /// (the dev profile's, for the kernel) a panicking job would end the whole run before
+    /// [`run_job`] could catch it.
+    #[test]
+    fn the_xtask_alias_builds_a_binary_whose_panics_unwind() {
+        let root = crate::root();
+        let config = std::fs::read_to_string(root.join(".cargo/config.toml")).unwrap();
+        let alias = config
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("xtask = "))
+            .unwrap();
+        let mut words = alias.trim_matches('"').split_whitespace();
+        let profile = words
+            .find(|word| *word == "--profile")
+            .and_then(|_| words.next())
+            .expect("the alias names a profile");
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let section: Vec<&str> = manifest
+            .lines()
+            .skip_while(|line| line.trim() != format!("[profile.{profile}]"))
+            .skip(1)
+            .take_while(|line| !line.trim_start().starts_with('['))
+            .collect();
+        assert!(
+            section
+                .iter()
+                .any(|line| line.trim() == "panic = \"unwind\""),
+            "[profile.{profile}]: {section:?}"
+        );
+    }
 
     #[test]
     fn skipped_cases_are_counted_apart_from_passes() {
