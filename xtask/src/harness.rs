@@ -414,13 +414,28 @@ struct HostSummary {
     passed: usize,
     failed: Vec<String>,
     result_lines: usize,
+    /// The test binaries (cargo's `Running ...` or `Doc-tests ...` line) that printed no
+    /// `test result:` line: they crashed (an abort, a stack overflow) or were killed.
+    unfinished: Vec<String>,
 }
 
-/// Reads `test NAME ... FAILED` and `test result: ... N passed; M failed` lines.
+/// Reads `test NAME ... FAILED` and `test result: ... N passed; M failed` lines, and
+/// cargo's `Running NAME` and `Doc-tests NAME` lines that each start a test binary.
 fn parse_cargo_test(output: &str) -> HostSummary {
     let mut summary = HostSummary::default();
+    let mut binary: Option<&str> = None;
     for line in output.lines() {
-        if let Some(rest) = line.strip_prefix("test result: ") {
+        // Cargo's status lines, right-aligned as it prints them (a test's own output
+        // shown under a failure is not mistaken for one).
+        if let Some(started) = line.strip_prefix("     Running ").or_else(|| {
+            line.strip_prefix("   Doc-tests ")
+                .map(|_| line.trim_start())
+        }) {
+            summary
+                .unfinished
+                .extend(binary.replace(started).map(str::to_string));
+        } else if let Some(rest) = line.strip_prefix("test result: ") {
+            binary = None;
             summary.result_lines += 1;
             let passed = rest.split(';').find_map(|part| {
                 let count = part.trim().strip_suffix(" passed")?;
@@ -434,6 +449,7 @@ fn parse_cargo_test(output: &str) -> HostSummary {
             summary.failed.push(name.to_string());
         }
     }
+    summary.unfinished.extend(binary.map(str::to_string));
     summary
 }
 
@@ -446,16 +462,25 @@ fn last_lines(text: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// `cargo`'s arguments for the host tests: every test binary runs even after one
+/// failed (`--no-fail-fast`), so that every failure is listed and counted.
+fn cargo_test_args(select: &Select) -> Vec<String> {
+    let mut args = vec!["test".to_string(), "--no-fail-fast".to_string()];
+    if let Select::Matching(filter) = select {
+        args.extend(["--".to_string(), filter.clone()]);
+    }
+    args
+}
+
 /// `cargo test` on the default members (libs and xtask); one outcome for the passes
 /// and one per failing test.
 fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
     let started = Instant::now();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.arg("test").current_dir(root).stdin(Stdio::null());
-    if let Select::Matching(filter) = select {
-        cmd.args(["--", filter]);
-    }
+    cmd.args(cargo_test_args(select))
+        .current_dir(root)
+        .stdin(Stdio::null());
     let file = match std::fs::File::create(log) {
         Ok(file) => file,
         Err(e) => {
@@ -470,36 +495,53 @@ fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
             .map_err(|e| format!("cannot run cargo test: {e}"))
     });
     let output = std::fs::read_to_string(log).unwrap_or_default();
-    let summary = parse_cargo_test(&output);
-    let mut outcomes = Vec::new();
     let time = started.elapsed();
     match status {
-        Err(e) => outcomes.push(Outcome::fail("host", e, Vec::new(), time)),
-        Ok(status) => {
-            if summary.passed > 0 {
-                let mut pass = Outcome::pass(&format!("host ({} tests)", summary.passed), time);
-                pass.count = summary.passed;
-                outcomes.push(pass);
-            }
-            for name in &summary.failed {
-                let reason = format!("see {}", log.display());
-                outcomes.push(Outcome::fail(
-                    &format!("host::{name}"),
-                    reason,
-                    Vec::new(),
-                    time,
-                ));
-            }
-            if !status.success() && summary.failed.is_empty() {
-                let reason = format!("cargo test failed ({status}) before running tests");
-                outcomes.push(Outcome::fail(
-                    "host",
-                    reason,
-                    last_lines(&output, TAIL),
-                    time,
-                ));
-            }
-        }
+        Err(e) => vec![Outcome::fail("host", e, Vec::new(), time)],
+        Ok(status) => host_outcomes(&output, status, log, time),
+    }
+}
+
+/// The outcomes of a `cargo test` that printed `output` (also in `log`) and ended
+/// with `status`: one for the passes, one per failing test, one per test binary that
+/// ended without a result, and one when cargo failed before any of that (a build error).
+fn host_outcomes(
+    output: &str,
+    status: std::process::ExitStatus,
+    log: &Path,
+    time: Duration,
+) -> Vec<Outcome> {
+    let summary = parse_cargo_test(output);
+    let mut outcomes = Vec::new();
+    if summary.passed > 0 {
+        let mut pass = Outcome::pass(&format!("host ({} tests)", summary.passed), time);
+        pass.count = summary.passed;
+        outcomes.push(pass);
+    }
+    for name in &summary.failed {
+        let reason = format!("see {}", log.display());
+        outcomes.push(Outcome::fail(
+            &format!("host::{name}"),
+            reason,
+            Vec::new(),
+            time,
+        ));
+    }
+    for binary in &summary.unfinished {
+        let reason = format!(
+            "a test binary ended without a result (crashed?): {binary}; see {}",
+            log.display()
+        );
+        outcomes.push(Outcome::fail("host", reason, Vec::new(), time));
+    }
+    if !status.success() && summary.failed.is_empty() && summary.unfinished.is_empty() {
+        let reason = format!("cargo test failed ({status}) before running tests");
+        outcomes.push(Outcome::fail(
+            "host",
+            reason,
+            last_lines(output, TAIL),
+            time,
+        ));
     }
     outcomes
 }
@@ -1423,6 +1465,62 @@ test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
             parse_cargo_test("error[E0308]: mismatched types"),
             HostSummary::default()
         );
+    }
+
+    #[test]
+    fn host_tests_run_every_test_binary() {
+        assert_eq!(cargo_test_args(&Select::All), ["test", "--no-fail-fast"]);
+        assert_eq!(
+            cargo_test_args(&Select::Matching("run::".into())),
+            ["test", "--no-fail-fast", "--", "run::"]
+        );
+    }
+
+    #[test]
+    fn a_test_binary_without_a_result_is_a_failure() {
+        use std::os::unix::process::ExitStatusExt;
+        let out = "\
+     Running unittests src/lib.rs (target/debug/deps/rexo_fs-0123)
+running 1 test
+test a ... ok
+test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
+     Running unittests src/lib.rs (target/debug/deps/rexo_xn-4567)
+running 2 tests
+thread 'deep' has overflowed its stack
+fatal runtime error: stack overflow
+error: test failed, to rerun pass `-p rexo-xn --lib`
+   Doc-tests rexo_fs
+running 0 tests
+test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s
+error: 1 target failed:
+";
+        let summary = parse_cargo_test(out);
+        assert_eq!(
+            summary.unfinished,
+            ["unittests src/lib.rs (target/debug/deps/rexo_xn-4567)"]
+        );
+        let failed = std::process::ExitStatus::from_raw(101 << 8);
+        let outcomes = host_outcomes(out, failed, Path::new("host.log"), Duration::ZERO);
+        let seen: Vec<(&str, bool, &str)> = outcomes
+            .iter()
+            .map(|o| (o.name.as_str(), o.ok, o.reason.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("host (1 tests)", true, ""),
+                (
+                    "host",
+                    false,
+                    "a test binary ended without a result (crashed?): unittests src/lib.rs \
+                     (target/debug/deps/rexo_xn-4567); see host.log"
+                ),
+            ]
+        );
+        let build_error = "error[E0308]: mismatched types";
+        let outcomes = host_outcomes(build_error, failed, Path::new("host.log"), Duration::ZERO);
+        assert_eq!(outcomes.len(), 1);
+        assert!(outcomes[0].reason.contains("before running tests"));
     }
 
     #[test]
