@@ -879,6 +879,21 @@ fn firmware(boot: Boot) -> Result<Option<deps::Firmware>> {
     })
 }
 
+/// What is wrong with how `case`'s QEMU run ended, if anything: a case with `exit:
+/// Some(code)` must exit with that status; one with `exit: None` must be stopped by the
+/// harness (its checks held, or, with [`Arg::KillAfterFlush`], its disks flushed), so
+/// QEMU exiting first is a failure even when every check held; a timeout always is.
+fn end_problem(case: &Case, end: &End) -> Option<String> {
+    match (case.exit, end) {
+        (Some(want), End::Exited(got)) if want != *got => {
+            Some(format!("QEMU exit status {got}, expected {want}"))
+        }
+        (_, End::TimedOut) => Some(format!("timed out after {} s", case.timeout_s)),
+        (None, End::Exited(got)) => Some(format!("QEMU exited with status {got} first")),
+        _ => None,
+    }
+}
+
 fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome> {
     let started = Instant::now();
     let file_name = case.name.replace("::", "-");
@@ -1149,17 +1164,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     )?;
     let time = started.elapsed();
     let missing = checker.missing();
-    let problem = match (case.exit, capture.end) {
-        (Some(want), End::Exited(got)) if want != got => {
-            Some(format!("QEMU exit status {got}, expected {want}"))
-        }
-        (_, End::TimedOut) => Some(format!("timed out after {} s", case.timeout_s)),
-        (None, End::Exited(got)) if !missing.is_empty() => {
-            Some(format!("QEMU exited with status {got} first"))
-        }
-        _ => None,
-    };
-    let mut reasons: Vec<String> = problem.into_iter().collect();
+    let mut reasons: Vec<String> = end_problem(case, &capture.end).into_iter().collect();
     if let Some(patcher) = patcher {
         match patcher.join() {
             Ok(Ok(())) => {}
@@ -1521,6 +1526,27 @@ error: 1 target failed:
         let outcomes = host_outcomes(build_error, failed, Path::new("host.log"), Duration::ZERO);
         assert_eq!(outcomes.len(), 1);
         assert!(outcomes[0].reason.contains("before running tests"));
+    }
+
+    #[test]
+    fn qemu_exiting_before_the_harness_stops_it_is_a_failure() {
+        let stopped_at_checks = CASES.iter().find(|c| c.exit.is_none()).unwrap();
+        assert_eq!(end_problem(stopped_at_checks, &End::Stopped), None);
+        assert_eq!(
+            end_problem(stopped_at_checks, &End::Exited(0)).as_deref(),
+            Some("QEMU exited with status 0 first")
+        );
+        let exits = CASES.iter().find(|c| c.exit == Some(0)).unwrap();
+        assert_eq!(end_problem(exits, &End::Exited(0)), None);
+        assert_eq!(
+            end_problem(exits, &End::Exited(35)).as_deref(),
+            Some("QEMU exit status 35, expected 0")
+        );
+        assert!(
+            end_problem(exits, &End::TimedOut)
+                .unwrap()
+                .starts_with("timed out")
+        );
     }
 
     #[test]
