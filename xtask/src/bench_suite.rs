@@ -412,6 +412,10 @@ pub fn command(words: Vec<String>) -> Result<()> {
     if boots.memcached {
         needs.push(crate::deps::Need::MemcachedTools);
     }
+    // The run tries a tap device ([`servers::Reach::choose`]), which only root can make.
+    if crate::deps::is_root() {
+        needs.push(crate::deps::Need::IpRoute);
+    }
     crate::deps::ensure(&needs)?;
     let root = crate::root();
     let dir = root.join("target/bench");

@@ -26,6 +26,9 @@ pub enum Need {
     /// Independent HTTP clients for the httpd cases: `curl`, and `python3` (its
     /// `http.client`).
     HttpClients,
+    /// `ip` (iproute2): the network namespaces and tap devices of the tap cases and of the
+    /// benchmark suite (xtask/src/tapnet.rs).
+    IpRoute,
     /// Python's `pymemcache` from PyPI, in a virtual environment under `target/pyenv`
     /// ([`PYENV`]); needs Python's `venv` module.
     Pymemcache,
@@ -143,6 +146,10 @@ fn requirements(need: Need) -> Vec<Requirement> {
                 package: "python3",
             },
         ],
+        Need::IpRoute => vec![Requirement {
+            what: Probe::Program("ip"),
+            package: "iproute2",
+        }],
         Need::Pymemcache => vec![Requirement {
             what: Probe::PythonModule("ensurepip"),
             package: "python3-venv",
@@ -360,6 +367,7 @@ mod tests {
             Need::MemcachedTools,
             Need::Wrk,
             Need::HttpClients,
+            Need::IpRoute,
             Need::Pymemcache,
         ] {
             assert!(requirements(need).iter().all(|r| !r.package.is_empty()));

@@ -164,16 +164,14 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         Select::Nothing => false,
     };
 
-    let mut needs = Vec::new();
-    if kernel != Select::Nothing || selects_cases || linux {
-        needs.push(Need::Qemu);
-    }
-    if cases.iter().any(|c| c.boot != Boot::Pvh) || self_tests.iter().any(|t| t.iso) {
-        needs.push(Need::Iso);
-    }
-    if cases.iter().any(|c| c.boot.uefi()) {
-        needs.push(Need::Ovmf);
-    }
+    let boots_qemu = kernel != Select::Nothing || selects_cases || linux;
+    let needs = tool_needs(
+        host != Select::Nothing,
+        boots_qemu,
+        &cases,
+        &self_tests,
+        deps::is_root(),
+    );
     deps::ensure(&needs)?;
     crate::baremetal::prepare(&root, &cases)?;
     let (cases, skipped) = install_client_tools(cases);
@@ -230,6 +228,34 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         println!("{line}");
     }
     Ok(u8::from(failed > 0 || nothing.is_some()))
+}
+
+/// The host tools the selected tests need: QEMU for the host tests (a few of xtask's
+/// boot tiny kernels) and when QEMU tests run (`boots_qemu`), GRUB and OVMF for the cases that boot
+/// through them, and `ip` for the tap cases when this process is `root` (without root
+/// they fail for that reason anyway).
+fn tool_needs(
+    host_tests: bool,
+    boots_qemu: bool,
+    cases: &[&Case],
+    self_tests: &[&SelfTest],
+    root: bool,
+) -> Vec<Need> {
+    let mut needs = Vec::new();
+    if host_tests || boots_qemu {
+        needs.push(Need::Qemu);
+    }
+    if cases.iter().any(|c| c.boot != Boot::Pvh) || self_tests.iter().any(|t| t.iso) {
+        needs.push(Need::Iso);
+    }
+    if cases.iter().any(|c| c.boot.uefi()) {
+        needs.push(Need::Ovmf);
+    }
+    let on_tap = |arg: &Arg| matches!(arg, Arg::Tap(_) | Arg::TapPairs(_) | Arg::TapQueues(_));
+    if root && cases.iter().any(|c| c.qemu.iter().any(on_tap)) {
+        needs.push(Need::IpRoute);
+    }
+    needs
 }
 
 /// A case that did not run because its client's tools cannot be installed here.
@@ -1546,6 +1572,25 @@ error: 1 target failed:
             end_problem(exits, &End::TimedOut)
                 .unwrap()
                 .starts_with("timed out")
+        );
+    }
+
+    #[test]
+    fn selected_tests_get_the_tools_they_run() {
+        // Host tests alone: xtask's own tests start QEMU.
+        assert_eq!(tool_needs(true, false, &[], &[], false), [Need::Qemu]);
+        assert_eq!(tool_needs(false, false, &[], &[], true), []);
+        let tap_case = CASES
+            .iter()
+            .find(|c| c.qemu.iter().any(|a| matches!(a, Arg::TapPairs(_))))
+            .unwrap();
+        assert_eq!(
+            tool_needs(false, true, &[tap_case], &[], true),
+            [Need::Qemu, Need::IpRoute]
+        );
+        assert_eq!(
+            tool_needs(false, true, &[tap_case], &[], false),
+            [Need::Qemu]
         );
     }
 
