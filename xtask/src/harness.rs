@@ -172,11 +172,24 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         &self_tests,
         deps::is_root(),
     );
-    deps::ensure(&needs)?;
-    crate::baremetal::prepare(&root, &cases)?;
+    let mut outcomes = Vec::new();
+    let started = Instant::now();
+    let unready = setup_failure(
+        || deps::ensure(&needs),
+        || crate::baremetal::prepare(&root, &cases),
+    );
+    // Without the tools only the host tests run; the summary line still comes last.
+    let (kernel, linux, selects_cases, cases, self_tests) = match unready {
+        Some((step, why)) => {
+            let outcome = Outcome::fail(step, why, Vec::new(), started.elapsed());
+            outcome.print();
+            outcomes.push(outcome);
+            (Select::Nothing, false, false, Vec::new(), Vec::new())
+        }
+        None => (kernel, linux, selects_cases, cases, self_tests),
+    };
     let (cases, skipped) = install_client_tools(cases);
 
-    let mut outcomes = Vec::new();
     for skip in &skipped {
         println!("skipped {}: {}", skip.name, skip.why);
     }
@@ -228,6 +241,19 @@ pub fn command(words: Vec<String>) -> Result<u8> {
         println!("{line}");
     }
     Ok(u8::from(failed > 0 || nothing.is_some()))
+}
+
+/// The first step of readying the host for QEMU tests that fails, named as its failure
+/// is (`deps`: installing the tools; `baremetal`: building the BareMetal test programs),
+/// with the reason.
+fn setup_failure(
+    ensure_tools: impl FnOnce() -> Result<()>,
+    prepare_baremetal: impl FnOnce() -> Result<()>,
+) -> Option<(&'static str, String)> {
+    ensure_tools()
+        .map_err(|why| ("deps", why))
+        .and_then(|()| prepare_baremetal().map_err(|why| ("baremetal", why)))
+        .err()
 }
 
 /// The host tools the selected tests need: QEMU for the host tests (a few of xtask's
@@ -1591,6 +1617,20 @@ error: 1 target failed:
         assert_eq!(
             tool_needs(false, true, &[tap_case], &[], false),
             [Need::Qemu]
+        );
+    }
+
+    #[test]
+    fn a_failed_setup_step_is_a_failure_named_after_it() {
+        let fails = || Err::<(), _>("no qemu".to_string());
+        assert_eq!(setup_failure(|| Ok(()), || Ok(())), None);
+        assert_eq!(
+            setup_failure(fails, || panic!("not after a failed step")),
+            Some(("deps", "no qemu".to_string()))
+        );
+        assert_eq!(
+            setup_failure(|| Ok(()), fails),
+            Some(("baremetal", "no qemu".to_string()))
         );
     }
 
