@@ -8,6 +8,7 @@ use crate::qemu::{self, Accel, End, Machine, Media, Vm};
 use crate::testcases::{Arg, BAD_TABLE_SIG, Boot, CASES, Case, Check, Cores, DISK_BYTES};
 use std::collections::VecDeque;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,6 +23,8 @@ use selftests::{SELF_TESTS, SelfTest};
 const PARALLEL: usize = 2;
 /// Seconds one kernel-test boot may take.
 const KERNEL_TEST_TIMEOUT_S: u64 = 120;
+/// Seconds the host tests (`cargo test`, building included) may take.
+const HOST_TEST_TIMEOUT_S: u64 = 20 * 60;
 /// Log lines shown under a failure.
 const TAIL: usize = 15;
 
@@ -532,7 +535,9 @@ fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
     let mut cmd = Command::new(cargo);
     cmd.args(cargo_test_args(select))
         .current_dir(root)
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        // Its own process group, so that a timeout ends the test binaries with it.
+        .process_group(0);
     let file = match std::fs::File::create(log) {
         Ok(file) => file,
         Err(e) => {
@@ -541,28 +546,34 @@ fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
         }
     };
     let status = file.try_clone().map_err(|e| e.to_string()).and_then(|out| {
-        cmd.stdout(out)
+        let mut child = cmd
+            .stdout(out)
             .stderr(file)
-            .status()
-            .map_err(|e| format!("cannot run cargo test: {e}"))
+            .spawn()
+            .map_err(|e| format!("cannot run cargo test: {e}"))?;
+        let status = qemu::wait_timeout(&mut child, Duration::from_secs(HOST_TEST_TIMEOUT_S));
+        if !matches!(status, Ok(Some(_))) {
+            // The group's id is cargo's process id.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+        }
+        status
     });
     let output = std::fs::read_to_string(log).unwrap_or_default();
     let time = started.elapsed();
     match status {
         Err(e) => vec![Outcome::fail("host", e, Vec::new(), time)],
-        Ok(status) => host_outcomes(&output, status, log, time),
+        Ok(code) => host_outcomes(&output, code, log, time),
     }
 }
 
-/// The outcomes of a `cargo test` that printed `output` (also in `log`) and ended
-/// with `status`: one for the passes, one per failing test, one per test binary that
-/// ended without a result, and one when cargo failed before any of that (a build error).
-fn host_outcomes(
-    output: &str,
-    status: std::process::ExitStatus,
-    log: &Path,
-    time: Duration,
-) -> Vec<Outcome> {
+/// The outcomes of a `cargo test` that printed `output` (also in `log`) and exited
+/// with `code` (`None`: it ran past [`HOST_TEST_TIMEOUT_S`] and was killed): one for the
+/// passes, one per failing test, one per test binary that ended without a result, one
+/// for the timeout, and one when cargo failed before any of that (a build error).
+fn host_outcomes(output: &str, code: Option<i32>, log: &Path, time: Duration) -> Vec<Outcome> {
     let summary = parse_cargo_test(output);
     let mut outcomes = Vec::new();
     if summary.passed > 0 {
@@ -586,14 +597,26 @@ fn host_outcomes(
         );
         outcomes.push(Outcome::fail("host", reason, Vec::new(), time));
     }
-    if !status.success() && summary.failed.is_empty() && summary.unfinished.is_empty() {
-        let reason = format!("cargo test failed ({status}) before running tests");
-        outcomes.push(Outcome::fail(
-            "host",
-            reason,
-            last_lines(output, TAIL),
-            time,
-        ));
+    match code {
+        None => {
+            let reason = format!("timed out after {HOST_TEST_TIMEOUT_S} s");
+            outcomes.push(Outcome::fail(
+                "host",
+                reason,
+                last_lines(output, TAIL),
+                time,
+            ));
+        }
+        Some(code) if code != 0 && summary.failed.is_empty() && summary.unfinished.is_empty() => {
+            let reason = format!("cargo test failed (exit status {code}) before running tests");
+            outcomes.push(Outcome::fail(
+                "host",
+                reason,
+                last_lines(output, TAIL),
+                time,
+            ));
+        }
+        Some(_) => {}
     }
     outcomes
 }
@@ -1535,7 +1558,6 @@ test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
 
     #[test]
     fn a_test_binary_without_a_result_is_a_failure() {
-        use std::os::unix::process::ExitStatusExt;
         let out = "\
      Running unittests src/lib.rs (target/debug/deps/rexo_fs-0123)
 running 1 test
@@ -1556,7 +1578,7 @@ error: 1 target failed:
             summary.unfinished,
             ["unittests src/lib.rs (target/debug/deps/rexo_xn-4567)"]
         );
-        let failed = std::process::ExitStatus::from_raw(101 << 8);
+        let failed = Some(101);
         let outcomes = host_outcomes(out, failed, Path::new("host.log"), Duration::ZERO);
         let seen: Vec<(&str, bool, &str)> = outcomes
             .iter()
@@ -1578,6 +1600,10 @@ error: 1 target failed:
         let outcomes = host_outcomes(build_error, failed, Path::new("host.log"), Duration::ZERO);
         assert_eq!(outcomes.len(), 1);
         assert!(outcomes[0].reason.contains("before running tests"));
+        let killed = host_outcomes(out, None, Path::new("host.log"), Duration::ZERO);
+        let timeout = killed.last().unwrap();
+        assert_eq!(timeout.reason, "timed out after 1200 s");
+        assert!(timeout.tail.last().unwrap().contains("target failed"));
     }
 
     #[test]
