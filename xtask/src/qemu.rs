@@ -637,6 +637,7 @@ pub fn probe_accel(root: &Path) -> Result<(Accel, String)> {
     if let Some((accel, why)) = std::fs::read_to_string(&cache)
         .ok()
         .and_then(|text| cached_probe(&text, boot_id.trim()))
+        .filter(|(accel, _)| cache_holds(*accel, kvm_opens))
     {
         return Ok((
             accel,
@@ -648,6 +649,12 @@ pub fn probe_accel(root: &Path) -> Result<(Accel, String)> {
     // A cache that cannot be written only costs the next run another probe.
     let _ = std::fs::write(&cache, format!("{}\n{tag}\n{why}\n", boot_id.trim()));
     Ok((accel, why))
+}
+
+/// Whether a cached choice still holds: KVM only while `/dev/kvm` still opens for this
+/// user (`kvm_opens`; permissions change without a reboot), else the probe runs again.
+fn cache_holds(accel: Accel, kvm_opens: impl Fn() -> std::result::Result<(), String>) -> bool {
+    accel != Accel::Kvm || kvm_opens().is_ok()
 }
 
 /// Reads a cached probe result written for the host boot `boot_id`.
@@ -670,44 +677,47 @@ fn measure_accel(root: &Path) -> Result<(Accel, String)> {
         return Ok((Accel::Tcg, format!("using TCG: {why}")));
     }
     let kernel = crate::pvh::write(root, "probe-pvh.elf", PROBE_SPIN)?;
-    let time = |accel: Accel, timeout: Duration| -> Result<Option<Duration>> {
+    let time = |accel: Accel, timeout: Duration| -> Result<Capture> {
         let mut vm = Vm::pvh(Machine::Microvm, &kernel, "");
         vm.cores = 1;
         vm.mem_mib = 32;
         vm.accel = accel;
-        let capture = run_captured(&vm.args(&root.join("target"))?, timeout, None, |_| false)?;
-        Ok(match capture.end {
-            End::Exited(33) => Some(capture.wall),
-            _ => None,
-        })
+        run_captured(&vm.args(&root.join("target"))?, timeout, None, |_| false)
     };
-    let Some(tcg) = time(Accel::Tcg, Duration::from_secs(20))? else {
+    let tcg = time(Accel::Tcg, Duration::from_secs(20))?;
+    if tcg.end != End::Exited(33) {
         return Err("the probe kernel did not exit with 33 under TCG; is QEMU working?".into());
-    };
-    match time(Accel::Kvm, Duration::from_secs(2))? {
-        Some(kvm) if kvm <= tcg => Ok((
+    }
+    let kvm = time(Accel::Kvm, Duration::from_secs(2))?;
+    Ok(kvm_verdict(&kvm, tcg.wall))
+}
+
+/// KVM or TCG from the KVM probe's run `kvm` and the TCG probe's time `tcg`, with why.
+fn kvm_verdict(kvm: &Capture, tcg: Duration) -> (Accel, String) {
+    let (kvm_ms, tcg_ms) = (kvm.wall.as_millis(), tcg.as_millis());
+    match kvm.end {
+        End::Exited(33) if kvm.wall <= tcg => (
             Accel::Kvm,
-            format!(
-                "using KVM: probe took {} ms (TCG {} ms)",
-                kvm.as_millis(),
-                tcg.as_millis()
-            ),
-        )),
-        Some(kvm) => Ok((
+            format!("using KVM: probe took {kvm_ms} ms (TCG {tcg_ms} ms)"),
+        ),
+        End::Exited(33) => (
             Accel::Tcg,
             format!(
-                "using TCG: KVM is slower than the emulator here (probe {} ms, TCG {} ms)",
-                kvm.as_millis(),
-                tcg.as_millis()
+                "using TCG: KVM is slower than the emulator here (probe {kvm_ms} ms, TCG {tcg_ms} ms)"
             ),
-        )),
-        None => Ok((
+        ),
+        End::Exited(status) => (
             Accel::Tcg,
             format!(
-                "using TCG: the KVM probe did not finish within 2 s (TCG: {} ms); KVM is emulating, not virtualizing",
-                tcg.as_millis()
+                "using TCG: the KVM probe failed: QEMU exited with status {status} after {kvm_ms} ms"
             ),
-        )),
+        ),
+        End::TimedOut | End::Stopped => (
+            Accel::Tcg,
+            format!(
+                "using TCG: the KVM probe did not finish within 2 s (TCG: {tcg_ms} ms); KVM is emulating, not virtualizing"
+            ),
+        ),
     }
 }
 
@@ -725,6 +735,37 @@ mod tests {
         assert_eq!(cached_probe(text, "other boot"), None);
         assert_eq!(cached_probe(text, ""), None);
         assert_eq!(cached_probe("abc\nwarp\nx\n", "abc"), None);
+    }
+
+    #[test]
+    fn a_cached_kvm_choice_needs_dev_kvm_to_still_open() {
+        let opens = || Ok(());
+        let refused = || Err("/dev/kvm does not open (Permission denied)".to_string());
+        assert!(cache_holds(Accel::Kvm, opens));
+        assert!(!cache_holds(Accel::Kvm, refused));
+        assert!(cache_holds(Accel::Tcg, refused));
+    }
+
+    #[test]
+    fn a_kvm_probe_that_exits_with_an_error_says_so() {
+        let run = |end, ms| Capture {
+            lines: Vec::new(),
+            end,
+            wall: Duration::from_millis(ms),
+        };
+        let tcg = Duration::from_millis(300);
+        let (accel, why) = kvm_verdict(&run(End::Exited(1), 40), tcg);
+        assert_eq!(accel, Accel::Tcg);
+        assert_eq!(
+            why,
+            "using TCG: the KVM probe failed: QEMU exited with status 1 after 40 ms"
+        );
+        assert_eq!(kvm_verdict(&run(End::Exited(33), 100), tcg).0, Accel::Kvm);
+        assert!(
+            kvm_verdict(&run(End::TimedOut, 2000), tcg)
+                .1
+                .contains("within 2 s")
+        );
     }
 
     #[test]
