@@ -216,14 +216,33 @@ impl Options {
         format!("{first} {}", self.append).trim().to_string()
     }
 
-    /// The app whose ports are forwarded and the host ports forwarded to them, if it has
-    /// any in [`FORWARDS`] and the QEMU arguments given do not bring their own network.
+    /// The apps chosen by `--app` or by `app=NAME` or a boot manifest `apps=NAME:...,...`
+    /// in `--append`, in their order.
+    fn chosen_apps(&self) -> Vec<&str> {
+        if let Some(app) = &self.app {
+            return vec![app];
+        }
+        match self.apps_word().and_then(|word| word.split_once('=')) {
+            Some(("app", name)) => vec![name],
+            Some((_, manifest)) => manifest
+                .split(',')
+                .map(|entry| entry.split(':').next().unwrap_or(entry))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The app whose ports are forwarded (the default run's httpd, else the first chosen
+    /// app with ports in [`FORWARDS`]) and the host ports forwarded to them, unless the
+    /// QEMU arguments given bring their own network.
     fn forwards(&self) -> Option<(&'static str, Forwards)> {
         let serving = match self.default_run() {
-            Ok(Some(_)) => "httpd",
-            _ => self.app.as_deref()?,
+            Ok(Some(_)) => vec!["httpd"],
+            _ => self.chosen_apps(),
         };
-        let (app, forwards) = FORWARDS.iter().find(|(app, _)| *app == serving)?;
+        let (app, forwards) = serving
+            .iter()
+            .find_map(|name| FORWARDS.iter().find(|(app, _)| app == name))?;
         (!self.own_network()).then(|| (*app, Forwards(forwards.to_vec())))
     }
 }
@@ -444,6 +463,12 @@ mod tests {
             None,
             "hello serves nothing: `run --app hello` needs no free host port"
         );
+        let appended = parse(words(&["--append", "app=httpd log=debug"])).unwrap();
+        assert_eq!(appended.forwards().unwrap().0, "httpd");
+        let manifest = parse(words(&["--append", "apps=monitor:0:64M,kv:1:64M"])).unwrap();
+        assert_eq!(manifest.forwards().unwrap().0, "kv");
+        let serving_nothing = parse(words(&["--append", "apps=hello:0:8M,hello:1:8M"])).unwrap();
+        assert_eq!(serving_nothing.forwards(), None);
         let own = parse(words(&["--app", "kv", "--", "-nic", "none"])).unwrap();
         assert_eq!(own.forwards(), None, "the user's network wins");
     }
