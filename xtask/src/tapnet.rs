@@ -10,6 +10,7 @@ use crate::Result;
 use std::ffi::OsStr;
 use std::net::Ipv4Addr;
 use std::process::Command;
+use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The guest's address on the tap network.
@@ -59,6 +60,8 @@ impl TapNet {
         if let Some(missing) = missing_prerequisite(crate::deps::is_root()) {
             return Err(missing);
         }
+        static SWEPT: Once = Once::new();
+        SWEPT.call_once(remove_stale_namespaces);
         static MADE: AtomicUsize = AtomicUsize::new(0);
         let netns = format!(
             "rexo-{purpose}-{}-{}",
@@ -138,6 +141,53 @@ impl TapNet {
     }
 }
 
+/// The process id in a name `rexo-PURPOSE-PID-N` that [`TapNet::create`] gives, if
+/// `netns` is one.
+fn creator_pid(netns: &str) -> Option<u32> {
+    let mut parts = netns.strip_prefix("rexo-")?.rsplitn(3, '-');
+    let count = parts.next()?;
+    let pid = parts.next()?;
+    let purpose = parts.next()?;
+    (!purpose.is_empty() && count.parse::<usize>().is_ok())
+        .then(|| pid.parse().ok())
+        .flatten()
+}
+
+/// The namespaces in `listed` (what `ip netns list` prints: a name first on each line)
+/// that a [`TapNet`] of a process no longer `alive` made: a run ended by Ctrl-C or a
+/// signal leaves them, as its `Drop` never ran.
+fn stale_namespaces(listed: &str, alive: impl Fn(u32) -> bool) -> Vec<&str> {
+    listed
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| creator_pid(name).is_some_and(|pid| !alive(pid)))
+        .collect()
+}
+
+/// Deletes the namespaces (and their tap devices) that runs which have ended left
+/// behind, and says so in one line.
+fn remove_stale_namespaces() {
+    let Ok(listed) = crate::loadgen::stdout_of(
+        Command::new("ip").args(["netns", "list"]),
+        "`ip netns list`",
+    ) else {
+        return;
+    };
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let stale = stale_namespaces(&listed, alive);
+    if !stale.is_empty() {
+        eprintln!(
+            "xtask: deleting network namespaces left by runs that have ended: {}",
+            stale.join(", ")
+        );
+    }
+    for netns in stale {
+        if let Err(why) = ip(&["netns", "del", netns]) {
+            eprintln!("xtask: warning: {why}");
+        }
+    }
+}
+
 impl Drop for TapNet {
     fn drop(&mut self) {
         // The tap device goes with its namespace.
@@ -213,6 +263,19 @@ mod tests {
             }
             Err(why) => assert!(!crate::deps::is_root(), "as root: {why}"),
         }
+    }
+
+    #[test]
+    fn namespaces_of_ended_runs_are_stale() {
+        let listed = "rexo-tap-4242-0 (id: 3)\nrexo-test-77-1\nrexo-bench-4242-12\n\
+                      rexo-tap-x-0\nother-1-2\nrexo--5-0\n";
+        assert_eq!(creator_pid("rexo-tap-4242-0"), Some(4242));
+        assert_eq!(creator_pid("rexo-tap-4242"), None);
+        let alive = |pid| pid == 77;
+        assert_eq!(
+            stale_namespaces(listed, alive),
+            ["rexo-tap-4242-0", "rexo-bench-4242-12"]
+        );
     }
 
     #[test]
