@@ -597,26 +597,22 @@ fn host_outcomes(output: &str, code: Option<i32>, log: &Path, time: Duration) ->
         );
         outcomes.push(Outcome::fail("host", reason, Vec::new(), time));
     }
-    match code {
-        None => {
-            let reason = format!("timed out after {HOST_TEST_TIMEOUT_S} s");
-            outcomes.push(Outcome::fail(
-                "host",
-                reason,
-                last_lines(output, TAIL),
-                time,
-            ));
-        }
+    let cargo_failure = match code {
+        None => Some(format!("timed out after {HOST_TEST_TIMEOUT_S} s")),
         Some(code) if code != 0 && summary.failed.is_empty() && summary.unfinished.is_empty() => {
-            let reason = format!("cargo test failed (exit status {code}) before running tests");
-            outcomes.push(Outcome::fail(
-                "host",
-                reason,
-                last_lines(output, TAIL),
-                time,
-            ));
+            Some(format!(
+                "cargo test failed (exit status {code}) before running tests"
+            ))
         }
-        Some(_) => {}
+        Some(_) => None,
+    };
+    if let Some(reason) = cargo_failure {
+        outcomes.push(Outcome::fail(
+            "host",
+            reason,
+            last_lines(output, TAIL),
+            time,
+        ));
     }
     outcomes
 }
@@ -1385,6 +1381,14 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
 mod tests {
     use super::*;
 
+    /// Each outcome's name, whether it passed, and why not.
+    fn results(outcomes: &[Outcome]) -> Vec<(&str, bool, &str)> {
+        outcomes
+            .iter()
+            .map(|o| (o.name.as_str(), o.ok, o.reason.as_str()))
+            .collect()
+    }
+
     #[test]
     fn a_panicking_job_is_its_failure_and_the_others_still_run() {
         let jobs = VecDeque::from([
@@ -1396,12 +1400,8 @@ mod tests {
         ]);
         let mut outcomes = run_jobs(jobs);
         outcomes.sort_by(|a, b| a.name.cmp(&b.name));
-        let seen: Vec<(&str, bool, &str)> = outcomes
-            .iter()
-            .map(|o| (o.name.as_str(), o.ok, o.reason.as_str()))
-            .collect();
         assert_eq!(
-            seen,
+            results(&outcomes),
             [
                 ("boot::three", true, ""),
                 (
@@ -1580,12 +1580,8 @@ error: 1 target failed:
         );
         let failed = Some(101);
         let outcomes = host_outcomes(out, failed, Path::new("host.log"), Duration::ZERO);
-        let seen: Vec<(&str, bool, &str)> = outcomes
-            .iter()
-            .map(|o| (o.name.as_str(), o.ok, o.reason.as_str()))
-            .collect();
         assert_eq!(
-            seen,
+            results(&outcomes),
             [
                 ("host (1 tests)", true, ""),
                 (
