@@ -385,7 +385,10 @@ impl KernelCalls for AppRun {
     }
 
     fn log(&self, line: core::fmt::Arguments<'_>) {
-        log::info!("{line}");
+        // The app's `Display` code runs here, before the console lock is taken (a line
+        // past 512 bytes is cut, `rexo_logline::CUT_MARKER`).
+        let line = <rexo_logline::LogLine>::format(line);
+        log::info!("{}", line.as_str());
     }
 
     fn run_on_every_core(&self, task: CoreTask) -> Result<(), ApiError> {

@@ -392,7 +392,7 @@ kernel_test!(
 fn panicking_app(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     let memory = kernel.allocate_memory(8192)?;
     kernel.write_memory(&memory, 0, b"about to panic")?;
-    // A panic inside formatting, while the console lock is held, is the hard case.
+    // A panic inside the app's own formatting of its log line.
     struct Boom;
     impl core::fmt::Display for Boom {
         fn fmt(&self, _: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -425,6 +425,57 @@ kernel_test!(
         crate::kprintln!("tests: the console works after an app panicked in it");
         let cores = smp_cores();
         sched::run_on_cores(cores, |_| {}).expect("every core still answers");
+    }
+);
+
+/// Logs a line whose `Display` code logs another line, then one too long for the kernel's
+/// line buffer.
+fn app_logging_from_its_display(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    struct LogsAgain<'a>(&'a rexo_api::Kernel);
+    impl core::fmt::Display for LogsAgain<'_> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            self.0.log(format_args!("nested-logger: the inner line"));
+            f.write_str("the outer line")
+        }
+    }
+    kernel.log(format_args!("nested-logger: {}", LogsAgain(kernel)));
+    kernel.log(format_args!("nested-logger: {:>2000}", "a long line, cut"));
+    Ok(())
+}
+
+/// Runs `task` on the last core and fails if it has not returned within 5 s: a hang
+/// there (a core waiting for a lock it holds itself) is a failure here, not a silent boot.
+fn returns_on_another_core(what: &str, task: impl FnOnce() + Send + 'static) {
+    static DONE: AtomicUsize = AtomicUsize::new(0);
+    DONE.store(0, Ordering::Relaxed);
+    sched::submit_to(smp_cores() - 1, move || {
+        task();
+        DONE.store(1, Ordering::Release);
+    })
+    .expect("mailbox room");
+    let deadline = time::now_ns() + 5_000_000_000;
+    // On one core the boot core runs the task itself (a hang is then the harness's time-out).
+    while DONE.load(Ordering::Acquire) == 0 && time::now_ns() < deadline {
+        sched::run_one(percpu::core_index());
+    }
+    assert_eq!(
+        DONE.load(Ordering::Acquire),
+        1,
+        "{what} did not return within 5 s"
+    );
+}
+
+kernel_test!(
+    fn an_app_that_logs_from_its_display_code_does_not_hang_the_console() {
+        returns_on_another_core("an app's log call that logs from its Display code", || {
+            let app = crate::apps::App {
+                name: "nested-logger",
+                about: "logs from inside its own log line",
+                main: app_logging_from_its_display,
+            };
+            assert_eq!(crate::apps::run(&app), Ok(()));
+        });
+        crate::kprintln!("tests: the console works after an app logged from its Display code");
     }
 );
 

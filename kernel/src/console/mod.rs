@@ -32,7 +32,8 @@ impl Write for Consoles {
 
 /// Writes formatted text to every console, atomically with respect to other cores.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
-    // App code can run in here (its `Display` implementations format the text).
+    // Only kernel `Display` code runs in here: an app's log line is formatted before
+    // (`apps`, `rexo-logline`).
     write_with(|consoles| consoles.write_fmt(args));
 }
 
@@ -44,12 +45,15 @@ pub fn write_str(text: &str) {
 }
 
 fn write_with(write: impl FnOnce(&mut Consoles) -> fmt::Result) {
-    if CRASHING.load(Ordering::Relaxed) {
+    let core = crate::arch::percpu::core_index();
+    // A crash report, or a line written from inside this core's own line (which would
+    // wait for itself forever): no lock.
+    if CRASHING.load(Ordering::Relaxed) || HOLDER.load(Ordering::Relaxed) == core {
         let _ = write(&mut Consoles);
         return;
     }
     let _guard = CONSOLE_LOCK.lock();
-    HOLDER.store(crate::arch::percpu::core_index(), Ordering::Relaxed);
+    HOLDER.store(core, Ordering::Relaxed);
     let _ = write(&mut Consoles);
     HOLDER.store(usize::MAX, Ordering::Relaxed);
 }
