@@ -479,6 +479,26 @@ kernel_test!(
     }
 );
 
+/// A kernel line whose `Display` code, run under the console lock, holds the framebuffer
+/// console and writes another line: as code interrupted inside the framebuffer would.
+struct LogsHoldingTheFramebuffer;
+
+impl core::fmt::Display for LogsHoldingTheFramebuffer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let _held = crate::console::framebuffer::CONSOLE.lock();
+        crate::kprintln!("tests: a line written while this core holds the framebuffer");
+        f.write_str("tests: the framebuffer is free again")
+    }
+}
+
+kernel_test!(
+    fn a_line_nested_while_this_core_holds_the_framebuffer_skips_it() {
+        returns_on_another_core("a line written with the framebuffer held", || {
+            crate::kprintln!("{LogsHoldingTheFramebuffer}");
+        });
+    }
+);
+
 /// Opens network interface 0 and panics while filling a frame to send (in the app's code
 /// that the device call runs with the device locked).
 fn app_panicking_in_a_device_call(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {

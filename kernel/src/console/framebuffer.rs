@@ -5,7 +5,8 @@ use rexo_bootinfo::Framebuffer;
 use rexo_fbconsole::{Console, Geometry, PixelFormat};
 use spin::Mutex;
 
-static CONSOLE: Mutex<Option<Console<'static>>> = Mutex::new(None);
+/// The console, if there is one (`pub(crate)` for the kernel tests that hold it).
+pub(crate) static CONSOLE: Mutex<Option<Console<'static>>> = Mutex::new(None);
 
 /// Starts the console on the loader's framebuffer. Returns a description for the log,
 /// or why the framebuffer cannot be used.
@@ -36,9 +37,12 @@ pub fn init(fb: &Framebuffer) -> Result<(u32, u32), &'static str> {
     Ok(size)
 }
 
-/// Draws text on the framebuffer console, if there is one.
+/// Draws text on the framebuffer console, if there is one and it is free. Writers hold
+/// the console lock, so it is held only by a writer without that lock (a crash report,
+/// a line nested in this core's own) racing a core the crash stopped in here, or by this
+/// core's own interrupted line: that text is skipped, and serial alone gets it.
 pub fn write_str(s: &str) {
-    if let Some(console) = CONSOLE.lock().as_mut() {
+    if let Some(Some(console)) = CONSOLE.try_lock().as_deref_mut() {
         console.write_str(s);
     }
 }
