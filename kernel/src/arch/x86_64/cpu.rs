@@ -10,44 +10,37 @@ use core::arch::x86_64::{__cpuid_count, CpuidResult};
 /// Reads a byte from an I/O port.
 pub fn inb(port: u16) -> u8 {
     let value: u8;
-    // SAFETY: port reads have no memory effects; the kernel owns every port it reads.
-    unsafe {
-        asm!("in al, dx", out("al") value, in("dx") port, options(nomem, nostack, preserves_flags))
-    };
+    // SAFETY: the kernel owns every port it reads. Not `nomem`: port accesses stay in
+    // order with the memory accesses around them (a device may use that memory).
+    unsafe { asm!("in al, dx", out("al") value, in("dx") port, options(nostack, preserves_flags)) };
     value
 }
 
 /// Writes a byte to an I/O port.
 pub fn outb(port: u16, value: u8) {
-    // SAFETY: port writes have no memory effects visible to Rust; callers own the port.
-    unsafe {
-        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
-    };
+    // SAFETY: callers own the port (ordered with memory as for `inb`).
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nostack, preserves_flags)) };
 }
 
 /// Reads a 16-bit word from an I/O port.
 pub fn inw(port: u16) -> u16 {
     let value: u16;
     // SAFETY: as for `inb`.
-    unsafe {
-        asm!("in ax, dx", out("ax") value, in("dx") port, options(nomem, nostack, preserves_flags))
-    };
+    unsafe { asm!("in ax, dx", out("ax") value, in("dx") port, options(nostack, preserves_flags)) };
     value
 }
 
 /// Writes a 16-bit word to an I/O port.
 pub fn outw(port: u16, value: u16) {
     // SAFETY: as for `outb`.
-    unsafe {
-        asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags))
-    };
+    unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nostack, preserves_flags)) };
 }
 
 /// Writes a 32-bit word to an I/O port.
 pub fn outl(port: u16, value: u32) {
     // SAFETY: as for `outb`.
     unsafe {
-        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack, preserves_flags))
     };
 }
 
@@ -116,21 +109,24 @@ pub fn cr4() -> u64 {
 
 /// Enables interrupts.
 pub fn enable_interrupts() {
-    // SAFETY: the IDT is loaded before any caller enables interrupts.
-    unsafe { asm!("sti", options(nomem, nostack)) };
+    // SAFETY: the IDT is loaded before any caller enables interrupts. Not `nomem`: the
+    // compiler must not move memory accesses (a lock's release) across the `sti`.
+    unsafe { asm!("sti", options(nostack)) };
 }
 
 /// Disables interrupts.
 pub fn disable_interrupts() {
-    // SAFETY: masking interrupts is always allowed in ring 0.
-    unsafe { asm!("cli", options(nomem, nostack)) };
+    // SAFETY: masking interrupts is always allowed in ring 0. Not `nomem`: memory
+    // accesses (a lock's acquire) must stay after the `cli`.
+    unsafe { asm!("cli", options(nostack)) };
 }
 
 /// Runs `f` with interrupts off, then turns them back on if they were on.
 pub fn without_interrupts<T>(f: impl FnOnce() -> T) -> T {
     let flags: u64;
-    // SAFETY: reading RFLAGS through the stack, then masking interrupts (always allowed).
-    unsafe { asm!("pushfq", "pop {}", "cli", out(reg) flags, options(nomem)) };
+    // SAFETY: reading RFLAGS through the stack, then masking interrupts (always allowed);
+    // not `nomem`, so that `f`'s memory accesses stay after the `cli`.
+    unsafe { asm!("pushfq", "pop {}", "cli", out(reg) flags) };
     let result = f();
     let _ = (flags & 1 << 9 != 0).then(enable_interrupts);
     result
@@ -139,8 +135,9 @@ pub fn without_interrupts<T>(f: impl FnOnce() -> T) -> T {
 /// Enables interrupts and halts until one arrives, atomically (no wake-up is lost
 /// between the two instructions: `sti` takes effect after `hlt` begins).
 pub fn enable_interrupts_and_halt() {
-    // SAFETY: the IDT is loaded; halting with interrupts on is the idle state.
-    unsafe { asm!("sti; hlt", options(nomem, nostack)) };
+    // SAFETY: the IDT is loaded; halting with interrupts on is the idle state. Not
+    // `nomem`: what the caller checked before (a wake flag) must be read before the halt.
+    unsafe { asm!("sti; hlt", options(nostack)) };
 }
 
 /// Halts this core forever, with interrupts off (NMIs still wake it: it halts again).
