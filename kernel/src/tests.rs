@@ -499,6 +499,34 @@ kernel_test!(
     }
 );
 
+kernel_test!(
+    /// Sends INIT and start-up IPIs to a core the kernel did not start (one past
+    /// `cores=`; `badinput::stray-core` boots so), as a stray start-up IPI would: its
+    /// ticket has no stack, so it must park in the trampoline, not load a null stack and
+    /// triple-fault (which resets the whole machine). Without such a core it checks nothing.
+    fn a_core_past_the_plan_parks_in_the_trampoline() {
+        use crate::arch::apic::{Ipi, send_ipi};
+        let running =
+            |id| (0..smp_cores()).any(|i| percpu::core(i).apic_id.load(Ordering::Relaxed) == id);
+        let Some(spare) = platform::acpi().and_then(|info| {
+            let enabled = info.local_apics().iter().filter(|l| l.enabled);
+            enabled.map(|l| l.apic_id).find(|&id| !running(id))
+        }) else {
+            crate::kprintln!("tests: every core runs: no core past the plan to start");
+            return;
+        };
+        send_ipi(spare, Ipi::Init);
+        time::delay_us(10_000);
+        send_ipi(
+            spare,
+            Ipi::Startup((crate::arch::smp::TRAMPOLINE >> 12) as u8),
+        );
+        // Long enough for the core to reach its ticket (a triple fault ends the boot).
+        time::delay_us(100_000);
+        sched::run_on_cores(smp_cores(), |_| {}).expect("every core still answers");
+    }
+);
+
 /// Opens network interface 0 and panics while filling a frame to send (in the app's code
 /// that the device call runs with the device locked).
 fn app_panicking_in_a_device_call(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {

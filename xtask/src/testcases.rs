@@ -786,6 +786,21 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // A core the kernel did not start (one past `cores=`) sent a start-up IPI, as a stray
+    // one would: it must park in the AP trampoline (its ticket has no stack), not triple-
+    // fault and reset the machine.
+    Case {
+        name: "badinput::stray-core",
+        cores: Cores::N(3),
+        append: "cores=2 test=tests::a_core_past_the_plan_parks_in_the_trampoline",
+        exit: Some(33),
+        checks: &[
+            ready_cores(Cores::N(2)),
+            Check::Has("test tests::a_core_past_the_plan_parks_in_the_trampoline ... ok"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     Case {
         name: "badinput::tiny-memory",
         // Room for the kernel image (loaded at 2 MiB), not for the kernel's needs.

@@ -1,8 +1,9 @@
 //! Starting the application processors: INIT-SIPI-SIPI through a trampoline copied to
 //! physical 0x8000, which goes from real mode to long mode on the boot page tables, takes
-//! a ticket (the core's index), loads that core's stack and calls [`ap_entry`]. The boot
-//! core waits for each core's own sign of life (never a fixed sleep) and re-sends the
-//! start-up IPI to a core that has not answered.
+//! a ticket (the core's index), loads that core's stack and calls [`ap_entry`] (a ticket
+//! past the planned cores parks instead). The boot core waits for each core's own sign
+//! of life (never a fixed sleep) and re-sends the start-up IPI to a core that has not
+//! answered.
 
 #![allow(unsafe_code)] // copying and patching the trampoline in low memory
 
@@ -75,6 +76,10 @@ rexo_ap_64:
     movq %rax, %cr3
     movl $1, %eax
     lock xaddl %eax, (0x8000 + rexo_ap_ticket - rexo_ap_trampoline_start)
+    // A core past the plan (one the kernel did not start, a stray start-up IPI) has no
+    // stack: it parks here before reading one.
+    cmpl (0x8000 + rexo_ap_planned - rexo_ap_trampoline_start), %eax
+    jae rexo_ap_park
     movl %eax, %edi
     movq (0x8000 + rexo_ap_stacks - rexo_ap_trampoline_start), %rbx
     movq (%rbx, %rdi, 8), %rsp
@@ -82,6 +87,10 @@ rexo_ap_64:
     movq (0x8000 + rexo_ap_entry - rexo_ap_trampoline_start), %rax
     callq *%rax
     ud2
+rexo_ap_park:
+    cli
+    hlt
+    jmp rexo_ap_park
 
     .balign 8
 rexo_ap_gdt:
@@ -106,6 +115,9 @@ rexo_ap_entry:
     .global rexo_ap_stacks
 rexo_ap_stacks:
     .quad 0
+    .global rexo_ap_planned
+rexo_ap_planned:
+    .quad 0
     .global rexo_ap_ticket
 rexo_ap_ticket:
     .long 0
@@ -123,6 +135,7 @@ unsafe extern "C" {
     static rexo_ap_cr3_final: u8;
     static rexo_ap_entry: u8;
     static rexo_ap_stacks: u8;
+    static rexo_ap_planned: u8;
     static rexo_ap_ticket: u8;
     static rexo_boot_pml4: u8;
 }
@@ -141,8 +154,9 @@ fn offset(symbol: *const u8) -> u64 {
     symbol as u64 - (&raw const rexo_ap_trampoline_start) as u64
 }
 
-/// Copies the trampoline to [`TRAMPOLINE`] and fills in its data.
-fn install_trampoline(entry: extern "C" fn(u64) -> !) {
+/// Copies the trampoline to [`TRAMPOLINE`] and fills in its data; tickets from
+/// `planned` on park in the trampoline.
+fn install_trampoline(entry: extern "C" fn(u64) -> !, planned: usize) {
     let start = (&raw const rexo_ap_trampoline_start) as u64;
     let len = (&raw const rexo_ap_trampoline_end) as u64 - start;
     let patch = |symbol: *const u8, value: u64| {
@@ -160,18 +174,19 @@ fn install_trampoline(entry: extern "C" fn(u64) -> !) {
     patch(&raw const rexo_ap_cr3_final, super::paging::root());
     patch(&raw const rexo_ap_entry, entry as usize as u64);
     patch(&raw const rexo_ap_stacks, STACK_TOPS.as_ptr() as u64);
+    patch(&raw const rexo_ap_planned, planned as u64);
     // The ticket is 32 bits, followed by padding: the first core to arrive gets index 1.
     patch(&raw const rexo_ap_ticket, 1);
 }
 
 /// Copies the trampoline to low memory and records each core's stack (`stack_tops[i]` for
-/// core index `i`; index 0, the boot core, is unused). Called once, before
-/// [`start_cores`].
+/// core index `i`; index 0, the boot core, is unused); a core whose ticket has no stack
+/// here parks in the trampoline. Called once, before [`start_cores`].
 pub fn prepare(stack_tops: &[u64], entry: extern "C" fn(u64) -> !) {
     for (i, &top) in stack_tops.iter().enumerate() {
         STACK_TOPS[i].store(top, Ordering::Relaxed);
     }
-    install_trampoline(entry);
+    install_trampoline(entry, stack_tops.len());
 }
 
 /// Cores sent their start-up IPIs by [`start_cores`]; [`Starting::wait`] waits for them.
