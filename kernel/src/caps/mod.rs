@@ -80,9 +80,10 @@ struct State {
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
 
-/// `f` of the state under the lock, without enforcing deadlines (`None` before [`init`]).
-fn read<T>(f: impl FnOnce(&State) -> Option<T>) -> Option<T> {
-    STATE.lock().as_ref().and_then(f)
+/// `f` of the state under the lock, without enforcing deadlines (`None` before [`init`]);
+/// a kernel section, as [`with_state`] is.
+fn locked<T>(f: impl FnOnce(&mut State) -> T) -> Option<T> {
+    crate::arch::abort::kernel_section(|| STATE.lock().as_mut().map(f))
 }
 
 /// Creates the table (once, at boot, after the heap).
@@ -228,7 +229,7 @@ pub fn revocation_requests(owner: OwnerId) -> Vec<EntryInfo> {
 /// presumed for every gone entry once `owner` gave up a record for room in the table's
 /// `ENTRIES` records (`Forfeit::RecordsLost`): the protocol fails closed.
 pub fn was_repossessed(owner: OwnerId, entry: EntryId) -> bool {
-    read(|state| Some(state.table.forfeited(owner, entry).presumed())) == Some(true)
+    locked(|state| state.table.forfeited(owner, entry).presumed()) == Some(true)
 }
 
 /// Why a memory request failed.
@@ -256,11 +257,10 @@ pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
             LedgerError::QuotaExceeded => MemoryError::QuotaExceeded,
             LedgerError::BadOwner(owner) => MemoryError::Cap(CapError::BadOwner(owner)),
         })?;
-    let granted = grant(owner, bytes, whole);
-    if granted.is_err()
-        && let Some(state) = STATE.lock().as_mut()
-    {
-        state.ledger.uncharge(owner, whole);
+    // A kernel section, as every use of the table is: `grant` locks it.
+    let granted = crate::arch::abort::kernel_section(|| grant(owner, bytes, whole));
+    if granted.is_err() {
+        locked(|state| state.ledger.uncharge(owner, whole));
     }
     granted
 }
@@ -269,7 +269,8 @@ pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
 const KERNEL_RESERVE: u64 = 4 << 20;
 
 /// Takes frames for `bytes`, zeroes them and mints the capability; `reserved` bytes are
-/// already charged to `owner`, and the charge becomes the frames' length.
+/// already charged to `owner`, and the charge becomes the frames' length. Called in a
+/// kernel section (it locks the table).
 fn grant(owner: OwnerId, bytes: u64, reserved: u64) -> Result<Cap, MemoryError> {
     // Apps never take the kernel's reserve: its heap grows into it, and an allocation
     // that failed in the kernel, maybe with a lock held, would end in a panic.
@@ -340,7 +341,7 @@ static ANY_REVOKED: AtomicBool = AtomicBool::new(false);
 /// holder.
 pub fn touches_revoked(start: u64, len: u64) -> bool {
     ANY_REVOKED.load(Ordering::Acquire)
-        && read(|state| Some(state.ledger.touches_revoked(start, len))) == Some(true)
+        && locked(|state| state.ledger.touches_revoked(start, len)) == Some(true)
 }
 
 /// Copies `data` into the memory `cap` names, at `offset` (`Revoked` for `data` in
@@ -465,7 +466,7 @@ pub fn map(owner: OwnerId, cap: &mut rexo_api::MemoryCap) -> Result<&mut [u8], C
 /// The revoked region (as a resource) holding `addr`, and its holder: memory taken by
 /// force from a holder that mapped it and has not ended.
 pub fn revoked_region(addr: u64) -> Option<(Resource, OwnerId)> {
-    let region = read(|state| state.ledger.revoked_at(addr).cloned())?;
+    let region = locked(|state| state.ledger.revoked_at(addr).cloned()).flatten()?;
     let (start, len) = (region.range.start, region.range.end - region.range.start);
     let resource = Resource::new(ResourceKind::Memory, start, len).ok()?;
     Some((resource, region.holder))
@@ -655,7 +656,7 @@ pub fn take_delegated(owner: OwnerId, kind: ResourceKind) -> Vec<Cap> {
 
 /// Every live capability (for the monitor's `caps`).
 pub fn entries() -> Vec<EntryInfo> {
-    read(|state| Some(state.table.entries().collect())).unwrap_or_default()
+    locked(|state| state.table.entries().collect()).unwrap_or_default()
 }
 
 pub(crate) mod tests;

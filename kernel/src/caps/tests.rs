@@ -27,7 +27,7 @@ fn set_quota(owner: OwnerId, quota: Option<u64>) -> Result<(), CapError> {
 
 /// The bytes of memory charged to `owner` (0 for an owner the table cannot hold).
 fn held_bytes(owner: OwnerId) -> u64 {
-    read(|state| Some(state.ledger.held(owner))).unwrap_or(0)
+    locked(|state| state.ledger.held(owner)).unwrap_or(0)
 }
 
 /// An owner no app of the image uses.
@@ -1229,3 +1229,14 @@ mod cores_and_timers {
         }
     );
 }
+
+kernel_test!(
+    fn the_table_is_only_ever_locked_in_a_kernel_section() {
+        use crate::arch::abort::{can_abort, run_abortable};
+        // Called from an app (inside its abort point), a panic with the table locked must
+        // be the kernel's crash, not the app's end that leaves the lock held for good.
+        let mut abortable_inside = None;
+        run_abortable(|| abortable_inside = locked(|_| can_abort())).expect("no abort");
+        assert_eq!(abortable_inside, Some(false));
+    }
+);
