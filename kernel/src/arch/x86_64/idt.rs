@@ -181,7 +181,10 @@ extern "C" fn dispatch(frame: &mut InterruptFrame) {
         }
         vector => {
             super::apic::end_of_interrupt();
-            log::warn!("interrupt on vector {vector:#x}, which has no handler");
+            // As every handler: no waiting for a console this core's interrupted code holds.
+            if crate::console::is_free() {
+                log::warn!("interrupt on vector {vector:#x}, which has no handler");
+            }
         }
     });
 }
