@@ -49,9 +49,10 @@ extern "C" {
 /* The offset and length reach past the end of the memory the handle names, or the
  * blocks past the end of the disk. */
 #define REXO_ERANGE (-4)
-/* No memory (or capability-table entry) left to grant; a shared interface holding the
- * most bindings it takes, REXO_MAX_NET_BINDINGS in all or REXO_MAX_APP_NET_BINDINGS of
- * the calling app's, until one ends (rexo_net_bind). */
+/* No memory (or capability-table entry, in all or of the app's limit of 64) left to
+ * grant; a shared interface holding the most bindings it takes, REXO_MAX_NET_BINDINGS
+ * in all or REXO_MAX_APP_NET_BINDINGS of the calling app's, until one ends
+ * (rexo_net_bind). */
 #define REXO_ENOMEM (-5)
 /* Busy: the kernel's work queue is full (nothing was run); the device is held by
  * another app or its queue is full (call again); the memory is mapped (its handle is

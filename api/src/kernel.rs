@@ -229,7 +229,11 @@ macro_rules! kernel_calls {
             /// Grants the caller `bytes` of zeroed memory (whole 4 KiB frames) as a capability;
             /// [`ApiError::QuotaExceeded`] past the app's memory quota (whole frames count),
             /// [`ApiError::OutOfMemory`] when it would leave the kernel less than its reserve
-            /// (4 MiB, which its heap grows into).
+            /// (4 MiB, which its heap grows into);
+            /// [`CapError::TooManyEntries`](crate::CapError::TooManyEntries) while 64 entries
+            /// the app's requests made (grants, derives, splits) are live, and
+            /// [`CapError::Full`](crate::CapError::Full) when only the entries kept for the
+            /// kernel's own mints (cores, timers, interrupt bindings) are left.
             fn allocate_memory(&self, bytes: u64) -> Result<MemoryCap, ApiError>;
             /// Copies `data` into the memory `cap` names, at `offset` (needs the write right).
             /// [`CapError::Revoked`](crate::CapError::Revoked) for a revoked `cap`, and as
@@ -252,7 +256,8 @@ macro_rules! kernel_calls {
             /// Gives the memory back; the capability (and all derived from it) stops working.
             fn return_memory(&self, cap: MemoryCap) -> Result<(), ApiError>;
             /// Derives, splits, merges or takes back by force (what `op` says) with the memory
-            /// capability `cap`; derive and split give the new capability.
+            /// capability `cap`; derive and split give the new capability, and are refused
+            /// past the table's limits as [`allocate_memory`](Kernel::allocate_memory) is.
             fn memory_op(&self, cap: &MemoryCap, op: MemoryOp<'_>)
                 -> Result<Option<MemoryCap>, ApiError>;
             /// Hands `cap` to the running app `app` (needs the delegate right): from then on that

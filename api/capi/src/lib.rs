@@ -156,7 +156,7 @@ fn error_code(error: ApiError) -> c_int {
         // A full table, like the capability table's: an entry frees when a binding ends.
         ApiError::OutOfMemory
         | ApiError::QuotaExceeded
-        | ApiError::Refused(CapError::Full)
+        | ApiError::Refused(CapError::Full | CapError::TooManyEntries { .. })
         | ApiError::TooManyBindings { .. } => REXO_ENOMEM,
         ApiError::Refused(CapError::OutOfRange) => REXO_ERANGE,
         ApiError::NoSuchDevice | ApiError::NoWallClock => REXO_ENODEV,
@@ -469,5 +469,12 @@ mod tests {
         let out = OutParam::new(&mut value).expect("usable RAM");
         assert_eq!(out.store(9), Ok(()));
         assert_eq!(value, 9);
+    }
+
+    #[test]
+    fn an_app_out_of_capability_entries_is_enomem() {
+        let limit = ApiError::Refused(CapError::TooManyEntries { max: 64 });
+        assert_eq!(error_code(limit), REXO_ENOMEM);
+        assert_eq!(error_code(ApiError::Refused(CapError::Full)), REXO_ENOMEM);
     }
 }

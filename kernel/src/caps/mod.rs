@@ -52,7 +52,10 @@ pub struct Authority(());
 const AUTHORITY: Authority = Authority(());
 
 /// Entries in the machine's table. The table is built by value before it moves to the
-/// heap, so its size is bounded by what a kernel stack holds (about 29 KiB here).
+/// heap, so its size is bounded by what a kernel stack holds (about 29 KiB here). A quarter
+/// of them (64) is the most one owner's requests (memory grants, derives, splits) may have
+/// made at a time, and another quarter is kept for the kernel's own mints (cores, timers,
+/// interrupt bindings): `CapTable::with_limits`, set in [`init`].
 const ENTRIES: usize = 256;
 /// Owners: the kernel (0), one per app of the image (its index + 1) and one per run of the
 /// largest boot manifest (`rexo_cmdline::MAX_MANIFEST_APPS`): [`rexo_cmdline::owners_needed`].
@@ -88,7 +91,7 @@ fn locked<T>(f: impl FnOnce(&mut State) -> T) -> Option<T> {
 
 /// Creates the table (once, at boot, after the heap).
 pub fn init() {
-    let mut table = Box::new(Table::new());
+    let mut table = Box::new(Table::with_limits(ENTRIES / 4, ENTRIES / 4));
     let vectors = Resource::new(ResourceKind::InterruptVector, 32, 224).and_then(|all| {
         table
             .mint(&AUTHORITY, OwnerId(0), all, Rights::READ)
@@ -295,7 +298,7 @@ fn grant(owner: OwnerId, bytes: u64, reserved: u64) -> Result<Cap, MemoryError> 
         crate::mem::frames::free(frames);
         return Err(MemoryError::Cap(CapError::Full));
     };
-    match state.table.mint(&AUTHORITY, owner, resource, rights) {
+    match state.table.grant(&AUTHORITY, owner, resource, rights) {
         Ok(cap) => {
             state.ledger.record_grant(owner, Granted(frames), reserved);
             Ok(cap)

@@ -10,8 +10,8 @@ use crate::{OwnerId, Rights};
 /// entry's state ([`RevocationPending`](CapError::RevocationPending)), the kind where one
 /// is asked for ([`WrongKind`](CapError::WrongKind)), the rights, the range, the owner
 /// handed to ([`BadOwner`](CapError::BadOwner), then [`NotRunning`](CapError::NotRunning)),
-/// and last the table's room ([`Full`](CapError::Full)); a refused operation changes
-/// nothing.
+/// and last the owner's entry limit ([`TooManyEntries`](CapError::TooManyEntries)) and the
+/// table's room ([`Full`](CapError::Full)); a refused operation changes nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CapError {
     /// The handle's entry was revoked, returned, merged away or never existed in this
@@ -28,8 +28,15 @@ pub enum CapError {
     BadRange,
     /// The capability is for another kind of resource.
     WrongKind,
-    /// No free entry is left.
+    /// No free entry is left (for a request of an owner: none outside the reserve kept
+    /// for the kernel's own mints, [`CapTable::with_limits`](crate::CapTable::with_limits)).
     Full,
+    /// The owner's requests already made `max` live entries, its limit
+    /// ([`CapTable::with_limits`](crate::CapTable::with_limits)); one must go first.
+    TooManyEntries {
+        /// The limit.
+        max: usize,
+    },
     /// The two capabilities are not distinct siblings of one kind (same parent).
     NotSiblings,
     /// The two siblings' ranges do not touch.
@@ -66,6 +73,12 @@ impl fmt::Display for CapError {
             }
             CapError::WrongKind => f.write_str("capability for another kind of resource"),
             CapError::Full => f.write_str("capability table full"),
+            CapError::TooManyEntries { max } => {
+                write!(
+                    f,
+                    "the owner's limit of {max} capability entries is reached"
+                )
+            }
             CapError::NotSiblings => f.write_str("capabilities are not siblings"),
             CapError::NotAdjacent => f.write_str("capabilities are not adjacent"),
             CapError::RightsDiffer => f.write_str("capabilities have different rights"),

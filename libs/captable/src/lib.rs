@@ -20,6 +20,12 @@
 //!   [`CapError::Revoked`] forever. A slot whose generation reaches `u32::MAX` is retired
 //!   rather than wrapped, so a slot never reuses a generation; the table reports
 //!   [`CapError::Full`] once every slot is live or retired.
+//! - **Limits.** One table serves every owner, so a table made
+//!   [`with_limits`](CapTable::with_limits) charges each entry made at an owner's request
+//!   ([`grant`](CapTable::grant), [`derive`](CapTable::derive), [`split`](CapTable::split))
+//!   to that owner until it goes, wherever it was delegated: past its limit such requests
+//!   answer [`CapError::TooManyEntries`], and they never take the last free entries, kept
+//!   for the kernel's own mints ([`CapError::Full`]).
 //! - **Handles.** A [`Cap`] is `(table id, index, generation)`, minted only by the table:
 //!   its field is private, it has no constructor, and it is neither `Clone` nor `Copy`.
 //!   Every table takes a fresh id from a global counter, so a handle used on another table
@@ -34,7 +40,8 @@
 //!
 //! # Operations
 //!
-//! Kernel: [`mint`](CapTable::mint) (roots may not overlap),
+//! Kernel: [`mint`](CapTable::mint) (roots may not overlap), [`grant`](CapTable::grant)
+//! (a root an owner asked for, within its limit),
 //! [`mint_child`](CapTable::mint_child) (a share of a root, for one holder),
 //! [`request_revocation`](CapTable::request_revocation),
 //! [`revoke`](CapTable::revoke), [`revoke_next_expired`](CapTable::revoke_next_expired),

@@ -188,6 +188,10 @@ pub(crate) struct Entry {
     /// The kernel holds the handle for the holder, who has not picked it up yet
     /// ([`CapTable::park`]).
     parked: bool,
+    /// The owner whose request made it (a grant, a derive, a split), counted against that
+    /// owner's entry limit until the entry goes, wherever it was delegated;
+    /// [`OwnerId::KERNEL`], which has no limit, for the kernel's own mints.
+    maker: OwnerId,
 }
 
 /// A slot: an entry or nothing, and the generation its next (or current) entry has.
@@ -299,6 +303,11 @@ pub struct CapTable<A, const N: usize, const OWNERS: usize, const LOG: usize> {
     /// Per owner, whether it runs: from [`start_owner`](Self::start_owner) to
     /// [`release_owner`](Self::release_owner).
     running: [bool; OWNERS],
+    /// The most entries one app's requests may have made and not yet gone
+    /// ([`with_limits`](Self::with_limits)).
+    owner_limit: usize,
+    /// Free entries that only the kernel's own mints may take.
+    reserve: usize,
     authority: PhantomData<fn() -> A>,
 }
 
@@ -311,8 +320,21 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> Default
 }
 
 impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OWNERS, LOG> {
-    /// An empty table with a fresh id (no two tables in one program share one).
+    /// An empty table with a fresh id (no two tables in one program share one), without
+    /// limits on the entries owners' requests make.
     pub fn new() -> Self {
+        Self::with_limits(N, 0)
+    }
+
+    /// An empty table (as [`new`](Self::new)) whose entries made at an app's request
+    /// ([`grant`](Self::grant), [`derive`](Self::derive), [`split`](Self::split)) are
+    /// limited: at most `owner_limit` of one app's at a time, counted until each entry
+    /// goes whoever holds it then (delegated or parked; [`CapError::TooManyEntries`]
+    /// past it), and never the last `reserve` free entries, which are kept for the
+    /// kernel's own mints ([`mint`](Self::mint), [`mint_child`](Self::mint_child);
+    /// [`CapError::Full`]). So no app fills the table for the others or the kernel.
+    /// Requests of the kernel itself ([`OwnerId::KERNEL`]) have no limit.
+    pub fn with_limits(owner_limit: usize, reserve: usize) -> Self {
         // Entry ids hold the slot index in a `u32`.
         const {
             assert!(
@@ -330,6 +352,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             forfeits: [None; N],
             forfeits_lost: [false; OWNERS],
             running: [false; OWNERS],
+            owner_limit,
+            reserve,
             authority: PhantomData,
         }
     }
@@ -351,7 +375,9 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
 
     // ---- kernel operations (need `&A`) ----
 
-    /// Makes a root capability for `resource`, held by `owner`, with `rights`.
+    /// Makes a root capability for `resource`, held by `owner`, with `rights`: one of
+    /// the kernel's own mints (a core, a timer), which may take the reserve of
+    /// [`with_limits`](Self::with_limits) and counts against no owner's limit.
     ///
     /// Errors: [`BadOwner`](CapError::BadOwner), [`Overlaps`](CapError::Overlaps) if a
     /// live root of the same kind shares a unit with it, [`Full`](CapError::Full).
@@ -362,16 +388,20 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         resource: Resource,
         rights: Rights,
     ) -> Result<Cap, CapError> {
-        self.valid_owner(owner)?;
-        let overlaps = self
-            .slots
-            .iter()
-            .filter_map(|s| s.entry.as_ref())
-            .any(|e| e.parent.is_none() && e.resource.overlaps(&resource));
-        if overlaps {
-            return Err(CapError::Overlaps);
-        }
-        self.insert(owner, resource, rights, None)
+        self.mint_root(owner, resource, rights, OwnerId::KERNEL)
+    }
+
+    /// [`mint`](Self::mint) for what `owner` asked for (memory it allocates): counted
+    /// against its entry limit ([`TooManyEntries`](CapError::TooManyEntries)) and kept
+    /// out of the reserve ([`Full`](CapError::Full)), as derived entries are.
+    pub fn grant(
+        &mut self,
+        _authority: &A,
+        owner: OwnerId,
+        resource: Resource,
+        rights: Rights,
+    ) -> Result<Cap, CapError> {
+        self.mint_root(owner, resource, rights, owner)
     }
 
     /// Makes, for `owner`, an entry derived from the live entry `parent` (any holder's,
@@ -400,7 +430,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         if !p.resource.contains(&resource) {
             return Err(CapError::OutOfRange);
         }
-        self.insert(owner, resource, rights, Some(parent))
+        self.insert(owner, resource, rights, Some(parent), OwnerId::KERNEL)
     }
 
     /// Asks the holder of `target` to return it by `deadline_ns`; the holder sees the
@@ -609,7 +639,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// Errors after the handle checks: [`RevocationPending`](CapError::RevocationPending),
     /// [`NoRight`](CapError::NoRight) with the rights that `cap` lacks,
     /// [`BadRange`](CapError::BadRange), [`OutOfRange`](CapError::OutOfRange),
-    /// [`Full`](CapError::Full).
+    /// [`TooManyEntries`](CapError::TooManyEntries), [`Full`](CapError::Full) (the child
+    /// counts against `caller`'s entry limit, [`with_limits`](Self::with_limits)).
     pub fn derive(
         &mut self,
         caller: OwnerId,
@@ -627,7 +658,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         if !parent.resource.contains(&child) {
             return Err(CapError::OutOfRange);
         }
-        self.insert(caller, child, rights, Some(cap.id))
+        self.insert(caller, child, rights, Some(cap.id), caller)
     }
 
     /// Splits `cap` in place at `offset` units from its start: `cap` keeps the low part
@@ -640,7 +671,8 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// [`OutOfRange`](CapError::OutOfRange) unless `0 < offset < len`,
     /// [`BadRange`](CapError::BadRange) if `offset` is not on the kind's granule,
     /// [`HasChildren`](CapError::HasChildren) (a child could straddle the cut),
-    /// [`Full`](CapError::Full).
+    /// [`TooManyEntries`](CapError::TooManyEntries), [`Full`](CapError::Full) (the new
+    /// sibling counts against `caller`'s entry limit).
     pub fn split(&mut self, caller: OwnerId, cap: &Cap, offset: u64) -> Result<Cap, CapError> {
         let (i, e) = self.owned_live(caller, cap)?;
         let r = e.resource;
@@ -652,7 +684,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         if self.has_children(cap.id) {
             return Err(CapError::HasChildren);
         }
-        let new = self.insert(e.owner, high, e.rights, e.parent)?;
+        let new = self.insert(e.owner, high, e.rights, e.parent, caller)?;
         if let Some(entry) = self.slots[i].entry.as_mut() {
             entry.resource = low;
         }
@@ -901,14 +933,58 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             .any(|e| e.parent == Some(id))
     }
 
+    /// A root held by `owner`, unless it overlaps a live root of its kind; `maker` as
+    /// for [`insert`](Self::insert).
+    fn mint_root(
+        &mut self,
+        owner: OwnerId,
+        resource: Resource,
+        rights: Rights,
+        maker: OwnerId,
+    ) -> Result<Cap, CapError> {
+        self.valid_owner(owner)?;
+        let overlaps = self
+            .slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref())
+            .any(|e| e.parent.is_none() && e.resource.overlaps(&resource));
+        if overlaps {
+            return Err(CapError::Overlaps);
+        }
+        self.insert(owner, resource, rights, None, maker)
+    }
+
+    /// How many live entries `owner`'s requests made ([`with_limits`](Self::with_limits)).
+    pub(crate) fn made_by(&self, owner: OwnerId) -> usize {
+        let made = |e: &&Entry| e.maker == owner;
+        self.slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref())
+            .filter(made)
+            .count()
+    }
+
+    /// Puts a new entry in a free slot. One made at an app's request (`maker`) must stay
+    /// within that app's limit and leave the reserve free; the kernel's own
+    /// ([`OwnerId::KERNEL`]) may take the last free slot.
     fn insert(
         &mut self,
         owner: OwnerId,
         resource: Resource,
         rights: Rights,
         parent: Option<EntryId>,
+        maker: OwnerId,
     ) -> Result<Cap, CapError> {
         let free = |s: &Slot| s.entry.is_none() && s.generation != RETIRED;
+        if maker != OwnerId::KERNEL {
+            if self.made_by(maker) >= self.owner_limit {
+                let max = self.owner_limit;
+                return Err(CapError::TooManyEntries { max });
+            }
+            if self.slots.iter().filter(|s| free(s)).count() <= self.reserve {
+                return Err(CapError::Full);
+            }
+        }
         let i = self.slots.iter().position(free).ok_or(CapError::Full)?;
         self.slots[i].entry = Some(Entry {
             owner,
@@ -918,6 +994,7 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             state: EntryState::Live,
             dying: false,
             parked: false,
+            maker,
         });
         Ok(Cap { id: self.id_of(i) })
     }

@@ -980,3 +980,119 @@ fn a_flood_of_forfeits_by_one_owner_never_costs_another_owner_its_record() {
     assert_eq!(t.forfeited(OTHER, taken.id()), Forfeit::NotForfeited);
     assert_eq!(t.forfeited(APP, taken.id()), Forfeit::RecordsLost);
 }
+
+// ---- entry limits ----
+
+/// A table of 16 entries where `APP` and `OTHER` run, each app's requests limited to 4
+/// entries and 6 entries kept for the kernel's own mints.
+fn limited() -> Table {
+    let mut t = Table::with_limits(4, 6);
+    t.start_owner(&Kernel, APP).expect("start APP");
+    t.start_owner(&Kernel, OTHER).expect("start OTHER");
+    t
+}
+
+fn core(index: u64) -> Resource {
+    Resource::new(ResourceKind::Core, index, 1).expect("valid core")
+}
+
+#[test]
+fn derives_of_one_page_stop_at_the_owners_limit_and_others_still_get_entries() {
+    let mut t = limited();
+    let page = t.grant(&Kernel, APP, mem(0, 0x1000), RW).expect("grant");
+    let mut children = Vec::new();
+    for _ in 0..3 {
+        let child = t.derive(APP, &page, 0, 0x1000, Rights::READ);
+        children.push(child.expect("within the limit"));
+    }
+    let full = Err(CapError::TooManyEntries { max: 4 });
+    assert_eq!(
+        t.derive(APP, &page, 0, 0x1000, Rights::READ)
+            .map(|c| c.id()),
+        full
+    );
+    assert_eq!(
+        t.grant(&Kernel, APP, mem(0x1000, 0x1000), RW)
+            .map(|c| c.id()),
+        full
+    );
+    assert_eq!(t.made_by(APP), 4);
+    // Another app and the kernel are not held back by it.
+    let other = t
+        .grant(&Kernel, OTHER, mem(0x2000, 0x2000), RW)
+        .expect("another app");
+    t.split(OTHER, &other, 0x1000).expect("another app's split");
+    t.mint(&Kernel, APP, core(0), Rights::EXECUTE)
+        .expect("a core for APP");
+    assert_eq!(t.made_by(APP), 4, "the kernel's mints count against no app");
+    // An entry that goes makes room again.
+    let child = children.pop().expect("a child");
+    assert_eq!(t.return_cap(APP, &child), Ok(1));
+    let two = t
+        .grant(&Kernel, APP, mem(0x8000, 0x2000), RW)
+        .expect("room after a return");
+    assert_eq!(
+        t.split(APP, &two, 0x1000).map(|c| c.id()),
+        full,
+        "a split counts"
+    );
+}
+
+#[test]
+fn delegated_and_parked_entries_still_count_against_the_owner_that_made_them() {
+    let mut t = limited();
+    let rights = RW | Rights::DELEGATE;
+    for i in 0..4 {
+        let cap = t
+            .grant(&Kernel, APP, mem(i * 0x1000, 0x1000), rights)
+            .expect("grant");
+        t.delegate(APP, &cap, OTHER).expect("delegate");
+        t.park(&Kernel, cap);
+    }
+    assert_eq!(t.entries_of(APP).count(), 0);
+    assert_eq!(
+        t.grant(&Kernel, APP, mem(0x8000, 0x1000), rights)
+            .map(|c| c.id()),
+        Err(CapError::TooManyEntries { max: 4 }),
+        "handing entries away does not make room"
+    );
+    // The receiver's own requests are not charged for what it was handed.
+    let held = t
+        .pick_up(&Kernel, OTHER, ResourceKind::Memory)
+        .expect("parked");
+    t.derive(OTHER, &held, 0, 0x1000, Rights::READ)
+        .expect("the receiver's room");
+    assert_eq!(t.made_by(OTHER), 1);
+    assert_eq!(t.return_cap(OTHER, &held), Ok(2));
+    t.grant(&Kernel, APP, mem(0x8000, 0x1000), rights)
+        .expect("room once one went");
+}
+
+#[test]
+fn the_reserve_is_left_to_the_kernels_own_mints() {
+    let mut t = limited();
+    let third = OwnerId(3);
+    t.start_owner(&Kernel, third).expect("start");
+    // 16 entries less 6 reserved: 10 for the apps' requests.
+    for (i, (owner, derives)) in [(APP, 3), (OTHER, 3), (third, 1)].into_iter().enumerate() {
+        let base = i as u64 * 0x10_0000;
+        let cap = t
+            .grant(&Kernel, owner, mem(base, 0x4000), RW)
+            .expect("grant");
+        for _ in 0..derives {
+            t.derive(owner, &cap, base, 0x1000, Rights::READ)
+                .expect("derive");
+        }
+    }
+    assert_eq!(t.live(), 10);
+    let refused = t.grant(&Kernel, third, mem(0x80_0000, 0x1000), RW);
+    assert_eq!(refused.map(|c| c.id()), Err(CapError::Full));
+    for index in 0..5 {
+        t.mint(&Kernel, third, core(index), Rights::EXECUTE)
+            .expect("the reserve");
+    }
+    // The kernel's own requests have no limit either.
+    let kernel = t.grant(&Kernel, OwnerId::KERNEL, mem(0x90_0000, 0x1000), RW);
+    kernel.expect("the kernel's last entry");
+    assert_eq!(t.live(), t.capacity());
+}
