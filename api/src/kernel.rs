@@ -220,7 +220,9 @@ macro_rules! kernel_calls {
             fn memory(&self) -> MemoryInfo;
             /// The apps linked into the image.
             fn apps(&self) -> Vec<AppInfo>;
-            /// Runs the app `name` on the calling core and returns when it does.
+            /// Runs the app `name` on the calling core and returns when it does, within what
+            /// is left of the caller's memory quota; what it allocated and delegated to
+            /// another app stays charged to the caller after it ends, until the frames go back.
             fn run_app(&self, name: &str) -> Result<(), ApiError>;
             /// Reboots the machine.
             fn reboot(&self) -> !;

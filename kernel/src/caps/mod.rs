@@ -11,7 +11,9 @@
 //! against the owner that was granted it (delegation does not move the charge) until its
 //! frames go back. An owner may have a quota (an app run of the boot manifest, or one that
 //! `run_app` started, lent by its caller); a grant that would take it past the quota (or,
-//! for a lender, into what it lent) is refused before any frame is taken.
+//! for a lender, into what it lent) is refused before any frame is taken. When a lent run
+//! ends, its lender takes over the charges of its grants still alive (delegated away), so
+//! a run cannot carry memory past its caller's quota by handing it to another app.
 //!
 //! Zero copy: a holder may map a memory capability ([`map`]) and touch its frames
 //! directly. When such a capability is taken by force, its identity-map entries are
@@ -497,7 +499,8 @@ pub fn revoke(entry: EntryId) -> Result<(), CapError> {
 }
 
 /// Takes back everything `owner` holds (the app ended), ends its quota (a loan goes back
-/// to its lender) and frees its frames.
+/// to its lender, which takes over the charges of the grants `owner` delegated away) and
+/// frees its frames.
 pub fn release_owner(owner: OwnerId) -> Result<usize, CapError> {
     with_state(|state| {
         state.ledger.end_run(owner);

@@ -8,7 +8,9 @@
 //!   owner may still take ([`Quota::LentBy`]): its quota less what it holds and what it
 //!   lent already. The lender's own charges count the loan until the run ends, so two runs
 //!   it starts side by side (its tasks on several cores) share that rest, never get it
-//!   twice.
+//!   twice. When the run ends, the charges of its grants still alive (delegated to
+//!   another app, which keeps them) move to the lender, so that memory lent once is never
+//!   counted by nobody and the lender cannot take its quota again on top of it.
 //! - **Grants.** The frames behind memory capabilities. Frames go back to the allocator
 //!   once no live memory capability overlaps them (so a split half that is returned does
 //!   not free its sibling's frames).
@@ -155,13 +157,27 @@ impl<F: Frames> Ledger<F> {
         Ok(lent)
     }
 
-    /// Ends `owner`'s run: its quota goes, and what it was lent goes back to its lender.
+    /// Ends `owner`'s run: its quota goes, and what it was lent goes back to its lender,
+    /// which takes over the charges of `owner`'s grants, wherever they were delegated:
+    /// those still alive when `owner`'s capabilities are gone (handed to another app)
+    /// stay counted against the lender's quota until their frames go back.
     pub fn end_run(&mut self, owner: OwnerId) {
         let Ok(index) = self.index(owner) else {
             return;
         };
         self.quota[index] = None;
-        self.loans[index] = None;
+        let Some((lender, _)) = self.loans[index].take() else {
+            return;
+        };
+        let mut moved = 0u64;
+        for (frames, charged) in self.grants.iter_mut().filter(|(_, o)| *o == owner) {
+            *charged = lender;
+            moved = moved.saturating_add(frames.range().end - frames.range().start);
+        }
+        self.uncharge(owner, moved);
+        if let Ok(to) = self.index(lender) {
+            self.held[to] = self.held[to].saturating_add(moved);
+        }
     }
 
     /// Bytes of its quota owner `index` lent to runs still going: the sum of the loans

@@ -397,3 +397,47 @@ fn a_run_started_again_pays_its_old_loan_back_first() {
         "an ended run has no quota"
     );
 }
+
+#[test]
+fn a_lent_runs_grant_handed_away_stays_charged_to_the_lender_after_the_run() {
+    let mut table = Table::new();
+    let mut ledger = Ledger::<Span>::new(4);
+    ledger
+        .start_run(LENDER, Quota::Fixed(Some(0x4000)))
+        .unwrap();
+    assert_eq!(
+        ledger.start_run(APP, Quota::LentBy(LENDER)),
+        Ok(Some(0x4000))
+    );
+    table.start_owner(&Kernel, OTHER).unwrap();
+    // The run takes the whole loan in two grants and hands one to another app.
+    let mut grant = |table: &mut Table, start| {
+        ledger.charge(APP, 0x2000).unwrap();
+        ledger.record_grant(APP, Span(start..start + 0x2000), 0x2000);
+        mint(table, APP, start, 0x2000)
+    };
+    let _kept = grant(&mut table, 0x10_0000);
+    let handed = grant(&mut table, 0x20_0000);
+    table.delegate(APP, &handed, OTHER).unwrap();
+    // It ends: what it still held goes back, what it handed away lives on.
+    ledger.end_run(APP);
+    table.release_owner(&Kernel, APP).unwrap();
+    let freed = ledger.reclaim(&live(&table), false, Some(APP)).free;
+    assert_eq!(freed, [Span(0x10_0000..0x10_2000)]);
+    assert_eq!(ledger.held(APP), 0);
+    assert_eq!(
+        ledger.held(LENDER),
+        0x2000,
+        "the lender answers for the live grant"
+    );
+    assert_eq!(
+        ledger.charge(LENDER, 0x2001),
+        Err(LedgerError::QuotaExceeded)
+    );
+    ledger.charge(LENDER, 0x2000).unwrap();
+    // Once the other app gives it back, the charge goes.
+    table.return_cap(OTHER, &handed).unwrap();
+    let freed = ledger.reclaim(&live(&table), false, None).free;
+    assert_eq!(freed, [Span(0x20_0000..0x20_2000)]);
+    assert_eq!(ledger.held(LENDER), 0x2000);
+}
