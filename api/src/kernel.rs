@@ -232,6 +232,7 @@ macro_rules! kernel_calls {
             /// [`ApiError::QuotaExceeded`] past the app's memory quota (whole frames count),
             /// [`ApiError::OutOfMemory`] when it would leave the kernel less than its reserve
             /// (4 MiB, which its heap grows into);
+            /// [`CapError::BadRange`](crate::CapError::BadRange) for 0 bytes;
             /// [`CapError::TooManyEntries`](crate::CapError::TooManyEntries) while 64 entries
             /// the app's requests made (grants, derives, splits) are live, and
             /// [`CapError::Full`](crate::CapError::Full) when only the entries kept for the

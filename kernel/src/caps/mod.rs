@@ -249,18 +249,18 @@ pub enum MemoryError {
 }
 
 /// Gives `owner` `bytes` of fresh, zeroed memory (4 KiB frames), as a capability with
-/// read, write, derive and delegate rights, charged to `owner` in whole frames.
+/// read, write, derive and delegate rights, charged to `owner` in whole frames; 0 bytes
+/// is refused as `CapError::BadRange`.
 pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
-    let whole = bytes
-        .checked_next_multiple_of(4096)
-        .ok_or(MemoryError::OutOfMemory)?;
     // Reserved before the frames are taken (outside the lock), so that two cores of one
-    // app cannot both pass the quota.
-    with_state(|state| Ok(state.ledger.charge(owner, whole)))
+    // app cannot both pass the quota. 0 bytes is a bad range, not a lack of memory.
+    let whole = with_state(|state| Ok(state.ledger.reserve_frames(owner, bytes)))
         .map_err(MemoryError::Cap)?
         .map_err(|error| match error {
             LedgerError::QuotaExceeded => MemoryError::QuotaExceeded,
             LedgerError::BadOwner(owner) => MemoryError::Cap(CapError::BadOwner(owner)),
+            LedgerError::ZeroSize => MemoryError::Cap(CapError::BadRange),
+            LedgerError::TooLarge => MemoryError::OutOfMemory,
         })?;
     // A kernel section, as every use of the table is: `grant` locks it.
     let granted = crate::arch::abort::kernel_section(|| grant(owner, bytes, whole));

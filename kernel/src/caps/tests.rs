@@ -277,6 +277,11 @@ kernel_test!(
             "a size that overflows whole frames"
         );
         assert_eq!(
+            allocate_memory(QUOTA_OWNER, 0).err(),
+            Some(MemoryError::Cap(CapError::BadRange)),
+            "no bytes: a bad range, whatever the quota"
+        );
+        assert_eq!(
             held_bytes(QUOTA_OWNER),
             16 * 1024,
             "refusals charge nothing"

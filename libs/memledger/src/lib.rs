@@ -48,6 +48,10 @@ pub enum LedgerError {
     BadOwner(OwnerId),
     /// The charge would take the owner past its quota (or past `u64::MAX`).
     QuotaExceeded,
+    /// A grant of no bytes was asked for.
+    ZeroSize,
+    /// The whole frames of the size asked for pass `u64::MAX`.
+    TooLarge,
 }
 
 impl fmt::Display for LedgerError {
@@ -55,9 +59,14 @@ impl fmt::Display for LedgerError {
         match self {
             LedgerError::BadOwner(owner) => write!(f, "no such owner: {}", owner.0),
             LedgerError::QuotaExceeded => f.write_str("the owner's memory quota is used up"),
+            LedgerError::ZeroSize => f.write_str("a grant of 0 bytes"),
+            LedgerError::TooLarge => f.write_str("a size past the last whole frame"),
         }
     }
 }
+
+/// The bytes of a frame: grants are made, and charged, in whole frames.
+pub const FRAME: u64 = 4096;
 
 /// Where the quota of a run ([`Ledger::start_run`]) comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,6 +219,20 @@ impl<F: Frames> Ledger<F> {
         }
         self.held[index] = total;
         Ok(())
+    }
+
+    /// Reserves what a grant of `bytes` to `owner` takes, `bytes` rounded up to whole
+    /// [`FRAME`]s, with [`charge`](Self::charge), and returns the bytes reserved.
+    /// [`ZeroSize`](LedgerError::ZeroSize) for 0 bytes (nothing to grant, not a lack of
+    /// memory), [`TooLarge`](LedgerError::TooLarge) when the whole frames pass
+    /// `u64::MAX`; nothing changes on a refusal.
+    pub fn reserve_frames(&mut self, owner: OwnerId, bytes: u64) -> Result<u64, LedgerError> {
+        if bytes == 0 {
+            return Err(LedgerError::ZeroSize);
+        }
+        let whole = (bytes.checked_next_multiple_of(FRAME)).ok_or(LedgerError::TooLarge)?;
+        self.charge(owner, whole)?;
+        Ok(whole)
     }
 
     /// Takes `bytes` off `owner`'s charge (a reservation that was not used).

@@ -441,3 +441,27 @@ fn a_lent_runs_grant_handed_away_stays_charged_to_the_lender_after_the_run() {
     assert_eq!(freed, [Span(0x20_0000..0x20_2000)]);
     assert_eq!(ledger.held(LENDER), 0x2000);
 }
+
+#[test]
+fn a_grant_reserves_whole_frames_and_refuses_no_bytes_apart_from_the_quota() {
+    let mut ledger = Ledger::<Span>::new(4);
+    ledger.start_run(APP, Quota::Fixed(Some(0x3000))).unwrap();
+    assert_eq!(ledger.reserve_frames(APP, 0), Err(LedgerError::ZeroSize));
+    assert_eq!(
+        ledger.reserve_frames(OTHER, 0),
+        Err(LedgerError::ZeroSize),
+        "no quota"
+    );
+    assert_eq!(ledger.reserve_frames(APP, 5000), Ok(0x2000));
+    assert_eq!(ledger.reserve_frames(APP, 1), Ok(0x1000));
+    assert_eq!(
+        ledger.reserve_frames(APP, 1),
+        Err(LedgerError::QuotaExceeded)
+    );
+    assert_eq!(
+        ledger.reserve_frames(APP, u64::MAX),
+        Err(LedgerError::TooLarge)
+    );
+    assert_eq!(ledger.held(APP), 0x3000, "refusals charge nothing");
+    assert_eq!(ledger.held(OTHER), 0);
+}
