@@ -42,6 +42,13 @@ pub struct AppRun {
     pub quota: Option<u64>,
 }
 
+impl AppRun {
+    /// Its owner and app name, as [`running_app`](crate::running_app) looks runs up.
+    pub const fn named(self) -> (OwnerId, &'static str) {
+        (self.owner, self.name)
+    }
+}
+
 /// The kernel as an app sees it: a token that acts for one app run ([`AppRun`]). The
 /// kernel lends one to the app's `main` and to each of its core tasks, by reference for
 /// the call only; every method is a direct call into the kernel.
@@ -266,7 +273,9 @@ macro_rules! kernel_calls {
             /// Hands `cap` to the running app `app` (needs the delegate right): from then on that
             /// app holds it, and finds it in its [`received_memory`](Kernel::received_memory).
             /// To lend and keep the power to take back, derive a child and delegate the child.
-            /// A refused delegation gives the capability back with the reason.
+            /// A refused delegation gives the capability back with the reason:
+            /// [`ApiError::NoSuchApp`] when no app of that name runs (or it ended meanwhile),
+            /// [`ApiError::AmbiguousApp`] while two runs of it go (a boot manifest's).
             fn delegate_memory(&self, cap: MemoryCap, app: &str)
                 -> Result<(), (ApiError, MemoryCap)>;
             /// The memory capabilities other apps delegated to the caller since it last asked.

@@ -253,6 +253,9 @@ pub enum ApiError {
     AlreadyRunning,
     /// The machine has no wall clock the kernel can read (the kernel's log says why).
     NoWallClock,
+    /// Two runs of the app named are going (two entries of one app in a boot manifest):
+    /// the name does not say which is meant, so nothing was handed over.
+    AmbiguousApp,
 }
 
 impl ApiError {
@@ -265,6 +268,24 @@ impl ApiError {
             error => ApiError::Refused(error),
         }
     }
+}
+
+/// The owner of the one running app called `name` among `runs` (owners with the names of
+/// the apps they run; one owner may come more than once): how the kernel finds the
+/// receiver of [`Kernel::delegate_memory`]. [`ApiError::NoSuchApp`] when no run has that
+/// name, [`ApiError::AmbiguousApp`] when runs of two owners have it.
+pub fn running_app<'a>(
+    runs: impl IntoIterator<Item = (OwnerId, &'a str)>,
+    name: &str,
+) -> Result<OwnerId, ApiError> {
+    let mut found = None;
+    for (owner, _) in runs.into_iter().filter(|&(_, run)| run == name) {
+        if found.is_some_and(|other| other != owner) {
+            return Err(ApiError::AmbiguousApp);
+        }
+        found = Some(owner);
+    }
+    found.ok_or(ApiError::NoSuchApp)
 }
 
 impl fmt::Display for ApiError {
@@ -312,6 +333,9 @@ impl fmt::Display for ApiError {
             ApiError::TimerBusy => f.write_str("the core's timer is held already"),
             ApiError::AlreadyRunning => f.write_str("the app is running already"),
             ApiError::NoWallClock => f.write_str("the machine has no readable wall clock"),
+            ApiError::AmbiguousApp => {
+                f.write_str("two runs of that app are going: the name does not say which")
+            }
         }
     }
 }
@@ -424,6 +448,30 @@ mod tests {
             ApiError::refusal(CapError::Revoked),
             ApiError::Refused(CapError::Revoked)
         );
+    }
+
+    #[test]
+    fn a_receiver_is_the_one_owner_running_that_app() {
+        use rexo_captable::OwnerId;
+        let runs = [
+            (OwnerId(1), "monitor"),
+            (OwnerId(12), "kv"),
+            (OwnerId(1), "monitor"),
+        ];
+        assert_eq!(
+            running_app(runs, "monitor"),
+            Ok(OwnerId(1)),
+            "one owner, two cores"
+        );
+        assert_eq!(running_app(runs, "kv"), Ok(OwnerId(12)));
+        assert_eq!(running_app(runs, "httpd"), Err(ApiError::NoSuchApp));
+        let two_runs = [
+            (OwnerId(12), "kv"),
+            (OwnerId(1), "monitor"),
+            (OwnerId(13), "kv"),
+        ];
+        assert_eq!(running_app(two_runs, "kv"), Err(ApiError::AmbiguousApp));
+        assert_eq!(running_app(two_runs, "monitor"), Ok(OwnerId(1)));
     }
 
     #[test]

@@ -125,8 +125,9 @@ pub(crate) fn run_as(
     run_with(app, owner, cores, Quota::Fixed(quota), None)
 }
 
-/// The owners of the runs in progress.
-static RUNNING: spin::Mutex<Vec<OwnerId>> = spin::Mutex::new(Vec::new());
+/// The owners of the runs in progress, with their apps' names (a caller of `run_app`
+/// stays here while its core acts for the app it started).
+static RUNNING: spin::Mutex<Vec<(OwnerId, &str)>> = spin::Mutex::new(Vec::new());
 
 /// [`run_as`], on the core capabilities of `lender` (the caller of `run_app`, which waits
 /// meanwhile) if given, else on capabilities minted for `owner`'s cores. An owner runs
@@ -142,13 +143,13 @@ fn run_with(
     lender: Option<OwnerId>,
 ) -> Result<(), ApiError> {
     let mut running = RUNNING.lock();
-    if running.contains(&owner) {
+    if running.iter().any(|&(other, _)| other == owner) {
         return Err(ApiError::AlreadyRunning);
     }
-    running.push(owner);
+    running.push((owner, app.name));
     drop(running);
     let result = crate::arch::abort::kernel_section(|| run_alone(app, owner, cores, quota, lender));
-    RUNNING.lock().retain(|&other| other != owner);
+    RUNNING.lock().retain(|&(other, _)| other != owner);
     result
 }
 
@@ -524,12 +525,12 @@ impl KernelCalls for AppRun {
     }
 
     fn delegate_memory(&self, cap: MemoryCap, app: &str) -> Result<(), (ApiError, MemoryCap)> {
-        let running = CURRENT.iter().filter_map(|slot| *slot.lock());
-        let to = running
-            .map(|api| (api.name, api.owner))
-            .find(|&(name, _)| name == app);
-        let Some((_, to)) = to else {
-            return Err((ApiError::NoSuchApp, cap));
+        // The runs going, and the owners the kernel acts for (its own tests).
+        let acting = CURRENT.iter().filter_map(|slot| *slot.lock());
+        let runs = RUNNING.lock().clone().into_iter();
+        let found = rexo_api::running_app(runs.chain(acting.map(AppRun::named)), app);
+        let Ok(to) = found else {
+            return Err((found.err().unwrap_or(ApiError::NoSuchApp), cap));
         };
         // `to` may have ended since: caps::delegate refuses it (`NoSuchApp`).
         let entry = [cap.cap().id()];

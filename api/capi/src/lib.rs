@@ -168,6 +168,7 @@ fn error_code(error: ApiError) -> c_int {
         | ApiError::Panicked
         | ApiError::Repossessed
         | ApiError::Extents(_)
+        | ApiError::AmbiguousApp
         | ApiError::NoAddress
         | ApiError::CoreNotHeld(_) => REXO_EPERM,
     }
