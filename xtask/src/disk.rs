@@ -198,7 +198,8 @@ pub struct BootKernel<'a> {
 /// Writes a fresh image of `size` bytes at `path` holding a partition table, an empty
 /// BMFS of `bmfs` bytes and an empty Rexo file system in the rest, each aligned to
 /// 1 MiB; with `boot`, a boot partition comes first (partition 1, so BMFS is 2 and the
-/// Rexo file system 3) with GRUB and the kernel installed (`bootdisk`).
+/// Rexo file system 3) with GRUB and the kernel installed (`bootdisk`). A size whose
+/// partitions an MBR cannot describe (past 2 TiB) is refused before the image is made.
 pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) -> Result<()> {
     const MIB: u64 = 1 << 20;
     let boot_bytes = match &boot {
@@ -216,7 +217,6 @@ pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) 
         };
         return Err(format!("{size} bytes leave no room for {what}"));
     }
-    let file = open_disk(path, Some(size))?.file;
     let mut partitions = Vec::new();
     if boot.is_some() {
         partitions.push((
@@ -231,7 +231,10 @@ pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) 
         (bmfs_start + bmfs) / 512,
         rest / 512,
     ));
-    file.write_all_at(&rexo_mbr::table(&partitions), 0)
+    let table = rexo_mbr::table(&partitions)
+        .map_err(|e| format!("{}: {size} bytes: {e}", path.display()))?;
+    let file = open_disk(path, Some(size))?.file;
+    file.write_all_at(&table, 0)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let disk = FileDisk {
         file: file.try_clone().map_err(|e| e.to_string())?,
@@ -398,6 +401,23 @@ mod tests {
                 .unwrap_err()
                 .contains("too large")
         );
+    }
+
+    #[test]
+    fn a_disk_past_what_an_mbr_describes_is_refused_before_it_is_made() {
+        let image = std::env::temp_dir().join(format!("rexo-disk-2t-{}.img", std::process::id()));
+        let s = |text: &str| text.to_string();
+        let image_arg = image.to_str().unwrap().to_string();
+        for (size, bmfs, partition) in [("2100G", "2050G", 1), ("2100G", "2040G", 2)] {
+            let err =
+                command(vec![s("partition"), image_arg.clone(), s(size), s(bmfs)]).unwrap_err();
+            assert!(
+                err.contains(&format!("partition {partition} "))
+                    && err.contains("past what an MBR can describe (2 TiB)"),
+                "{err}"
+            );
+            assert!(!image.exists(), "{size} {bmfs}: an image was made");
+        }
     }
 
     #[test]

@@ -451,11 +451,9 @@ mod tests {
     /// name) in the first entries of both arrays.
     fn gpt_disk(sectors: u64, entries: &[(Guid, u64, u64, &str)]) -> Vec<u8> {
         let mut disk = vec![0u8; sectors as usize * SECTOR];
-        disk[..SECTOR].copy_from_slice(&table(&[(
-            TYPE_GPT_PROTECTIVE,
-            1,
-            (sectors - 1).min(0xFFFF_FFFF),
-        )]));
+        disk[..SECTOR].copy_from_slice(
+            &table(&[(TYPE_GPT_PROTECTIVE, 1, (sectors - 1).min(0xFFFF_FFFF))]).unwrap(),
+        );
         let mut array = vec![0u8; (ENTRIES * 128) as usize];
         for (i, &(type_guid, first, last, name)) in entries.iter().enumerate() {
             let raw = &mut array[i * 128..(i + 1) * 128];
@@ -627,7 +625,7 @@ mod tests {
     #[test]
     fn a_protective_mbr_without_a_gpt_is_a_clear_error() {
         let mut disk = vec![0u8; 100 * SECTOR];
-        disk[..SECTOR].copy_from_slice(&table(&[(TYPE_GPT_PROTECTIVE, 1, 99)]));
+        disk[..SECTOR].copy_from_slice(&table(&[(TYPE_GPT_PROTECTIVE, 1, 99)]).unwrap());
         assert_eq!(
             corrupt(read_disk(&disk, 100)),
             "a protective MBR but no good GPT: the primary header at LBA 1: no \"EFI PART\" \

@@ -97,6 +97,8 @@ pub enum MbrError {
     Corrupt(String),
     /// The device failed a read (its error).
     Unreadable(String),
+    /// The partitions given to [`table`] do not fit an MBR (why).
+    Unwritable(String),
 }
 
 impl fmt::Display for MbrError {
@@ -105,6 +107,7 @@ impl fmt::Display for MbrError {
             Self::NoTable => f.write_str("no partition table"),
             Self::Corrupt(why) => write!(f, "bad partition table: {why}"),
             Self::Unreadable(why) => write!(f, "partition table unreadable: {why}"),
+            Self::Unwritable(why) => write!(f, "partition table not written: {why}"),
         }
     }
 }
@@ -297,21 +300,40 @@ pub fn on_first_disk_holding<T>(
     Err(format!("no {what} ({})", tried.join("; ")))
 }
 
-/// Sector 0 of a disk holding `partitions` (type, first sector, sectors; at most 4,
-/// in that order).
-pub fn table(partitions: &[(u8, u64, u64)]) -> [u8; SECTOR] {
+/// Sector 0 of a disk holding `partitions` (type, first sector, sectors; in that
+/// order), or why an MBR cannot hold them: more than 4, or one starting, as long as, or
+/// ending past sector 0xFFFFFFFF (an entry's LBA and length are 32-bit: 2 TiB of
+/// 512-byte sectors).
+pub fn table(partitions: &[(u8, u64, u64)]) -> Result<[u8; SECTOR], MbrError> {
+    if partitions.len() > 4 {
+        return Err(MbrError::Unwritable(format!(
+            "{} partitions (an MBR holds 4)",
+            partitions.len()
+        )));
+    }
     let mut sector = [0u8; SECTOR];
-    for (i, &(kind, first, sectors)) in partitions.iter().take(4).enumerate() {
+    for (i, &(kind, first, sectors)) in partitions.iter().enumerate() {
+        let last = first.saturating_add(sectors).saturating_sub(1);
+        let (Ok(first32), Ok(sectors32), Ok(_)) = (
+            u32::try_from(first),
+            u32::try_from(sectors),
+            u32::try_from(last),
+        ) else {
+            return Err(MbrError::Unwritable(format!(
+                "partition {} (sector {first}, {sectors} sectors) reaches past what an MBR can describe (2 TiB)",
+                i + 1
+            )));
+        };
         let entry = &mut sector[ENTRIES + 16 * i..ENTRIES + 16 * (i + 1)];
         // CHS start and end "use LBA" (0xFE 0xFF 0xFF), the type, LBA start and length.
         entry[1..4].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
         entry[4] = kind;
         entry[5..8].copy_from_slice(&[0xFE, 0xFF, 0xFF]);
-        entry[8..12].copy_from_slice(&(first as u32).to_le_bytes());
-        entry[12..16].copy_from_slice(&(sectors as u32).to_le_bytes());
+        entry[8..12].copy_from_slice(&first32.to_le_bytes());
+        entry[12..16].copy_from_slice(&sectors32.to_le_bytes());
     }
     sector[510..512].copy_from_slice(&[0x55, 0xAA]);
-    sector
+    Ok(sector)
 }
 
 #[cfg(test)]
@@ -328,7 +350,7 @@ mod tests {
 
     #[test]
     fn a_table_written_reads_back() {
-        let sector = table(&[(TYPE_BMFS, 2048, 65536), (TYPE_REXO_FS, 67584, 100_000)]);
+        let sector = table(&[(TYPE_BMFS, 2048, 65536), (TYPE_REXO_FS, 67584, 100_000)]).unwrap();
         assert_eq!(
             parse(&sector, 167_584),
             Ok(alloc::vec![
@@ -349,9 +371,37 @@ mod tests {
     }
 
     #[test]
+    fn a_table_an_mbr_cannot_hold_is_refused_not_wrapped() {
+        let refused = |partitions: &[(u8, u64, u64)]| match table(partitions) {
+            Err(MbrError::Unwritable(why)) => why,
+            other => panic!("not refused: {other:?}"),
+        };
+        // The last sector an entry can reach is 0xFFFFFFFF.
+        assert!(table(&[(TYPE_BMFS, 1, 0xFFFF_FFFF)]).is_ok());
+        assert!(table(&[(TYPE_BMFS, 0xFFFF_FFFF, 1)]).is_ok());
+        let why = refused(&[(TYPE_BMFS, 2048, 0xFFFF_FFFF)]);
+        assert!(
+            why.contains("partition 1") && why.contains("(2 TiB)"),
+            "{why}"
+        );
+        // `disk partition big.img 2100G 2040G`: the second starts below 2 TiB, ends past.
+        let why = refused(&[
+            (TYPE_BMFS, 2048, 2040 << 21),
+            (TYPE_REXO_FS, 2048 + (2040 << 21), 59 << 21),
+        ]);
+        assert!(why.starts_with("partition 2 (sector 4278192128,"), "{why}");
+        refused(&[(TYPE_BMFS, 1 << 32, 1)]);
+        refused(&[(TYPE_BMFS, 1, 1 << 32)]);
+        refused(&[(TYPE_BMFS, u64::MAX, u64::MAX)]);
+        let five = [(TYPE_BMFS, 1, 1); 5];
+        assert_eq!(refused(&five), "5 partitions (an MBR holds 4)");
+        assert!(table(&five[..4]).is_ok());
+    }
+
+    #[test]
     fn a_disk_without_a_protective_entry_is_read_by_its_mbr() {
         let mut disk = alloc::vec![0u8; 4 * SECTOR];
-        disk[..SECTOR].copy_from_slice(&table(&[(TYPE_REXO_FS, 2, 2)]));
+        disk[..SECTOR].copy_from_slice(&table(&[(TYPE_REXO_FS, 2, 2)]).unwrap());
         let table = read_table(512, 4, &mut |lba, sectors| {
             Ok(disk[lba as usize * SECTOR..][..sectors as usize * SECTOR].to_vec())
         })
@@ -365,26 +415,27 @@ mod tests {
     fn impossible_tables_are_refused_with_the_reason() {
         assert_eq!(parse(&[0u8; SECTOR], 100), Err(MbrError::NoTable));
         assert_eq!(parse(&[0u8; 100], 100), Err(MbrError::NoTable));
-        let past = table(&[(TYPE_REXO_FS, 2048, 4096)]);
+        let past = table(&[(TYPE_REXO_FS, 2048, 4096)]).unwrap();
         assert!(
             matches!(parse(&past, 4000), Err(MbrError::Corrupt(why)) if why.contains("past the end"))
         );
-        let overlap = table(&[(TYPE_BMFS, 2048, 4096), (TYPE_REXO_FS, 4000, 10)]);
+        let overlap = table(&[(TYPE_BMFS, 2048, 4096), (TYPE_REXO_FS, 4000, 10)]).unwrap();
         assert!(
             matches!(parse(&overlap, 100_000), Err(MbrError::Corrupt(why)) if why.contains("overlaps partition 1"))
         );
-        let zero = table(&[(TYPE_BMFS, 0, 10)]);
+        let zero = table(&[(TYPE_BMFS, 0, 10)]).unwrap();
         assert!(matches!(parse(&zero, 100), Err(MbrError::Corrupt(_))));
         // A protective entry may say 0xFFFFFFFF sectors on any disk; its GPT is checked.
-        let protective = table(&[(TYPE_GPT_PROTECTIVE, 1, 0xFFFF_FFFF)]);
+        let protective = table(&[(TYPE_GPT_PROTECTIVE, 1, 0xFFFF_FFFF)]).unwrap();
         assert_eq!(parse(&protective, 100).unwrap()[0].sectors, 0xFFFF_FFFF);
-        let protective_and_past = table(&[(TYPE_GPT_PROTECTIVE, 1, 49), (TYPE_BMFS, 50, 51)]);
+        let protective_and_past =
+            table(&[(TYPE_GPT_PROTECTIVE, 1, 49), (TYPE_BMFS, 50, 51)]).unwrap();
         assert!(
             matches!(parse(&protective_and_past, 100), Err(MbrError::Corrupt(why)) if why.contains("partition 2: runs past"))
         );
         // A hybrid MBR: the protective entry over the whole disk, a mirrored GPT partition
         // inside it.
-        let hybrid = table(&[(TYPE_GPT_PROTECTIVE, 1, 0xFFFF_FFFF), (0x0C, 2048, 4096)]);
+        let hybrid = table(&[(TYPE_GPT_PROTECTIVE, 1, 0xFFFF_FFFF), (0x0C, 2048, 4096)]).unwrap();
         assert_eq!(parse(&hybrid, 100_000).map(|p| p.len()), Ok(2));
         // Random sectors with a signature: refused or parsed, never a panic.
         let mut state = 0x1234_5678_9abc_def0u64;
