@@ -188,9 +188,10 @@ fn header(
         entry_size: u32_at(sector, 84),
         entries_crc: u32_at(sector, 88),
     };
-    if header.entry_size < 128 || !header.entry_size.is_multiple_of(128) {
+    // UEFI: 128 times a power of two (128, 256, 512, ...).
+    if header.entry_size < 128 || !header.entry_size.is_power_of_two() {
         return Err(format!(
-            "entry size {} (a multiple of 128)",
+            "entry size {} (128 times a power of two)",
             header.entry_size
         ));
     }
@@ -717,7 +718,7 @@ mod tests {
 
     #[test]
     fn headers_with_impossible_fields_are_refused_with_the_reason() {
-        let cases: [(usize, u32, &str); 5] = [
+        let cases: [(usize, u32, &str); 6] = [
             (8, 0x0002_0000, "revision 2.0 (1.x is read)"),
             (
                 12,
@@ -729,7 +730,8 @@ mod tests {
                 513,
                 "header size 513 (it is 92 to the sector's 512 bytes)",
             ),
-            (84, 100, "entry size 100 (a multiple of 128)"),
+            (84, 100, "entry size 100 (128 times a power of two)"),
+            (84, 384, "entry size 384 (128 times a power of two)"),
             (
                 80,
                 16_384,
