@@ -159,8 +159,10 @@ pub fn exception_name(vector: u64) -> &'static str {
     EXCEPTION_NAMES[(vector & 31) as usize]
 }
 
-/// What a page fault with `error_code` at `cr2` was: `write of an unmapped page at
-/// 0x10 (null pointer)`.
+/// What a page fault with `error_code` at `cr2` was: the access, why (an unmapped
+/// page, a protection violation, a reserved bit set in a page-table entry; a protection
+/// key or the shadow stack, named after it) and the address: `write of an unmapped page
+/// at 0x10 (null pointer)`.
 pub struct PageFault {
     /// The CPU's error code.
     pub error_code: u64,
@@ -178,17 +180,27 @@ impl fmt::Display for PageFault {
         } else {
             "read"
         };
-        let why = if e & 1 != 0 {
+        // Error code bits (Intel SDM Vol. 3A, 4.7): P (0), W (1), RSVD (3), I (4), PK (5),
+        // SS (6).
+        let why = if e & 0x8 != 0 {
+            "with a reserved bit set in a page-table entry"
+        } else if e & 1 != 0 {
             "violating protection"
         } else {
             "of an unmapped page"
         };
+        let key = if e & 0x20 != 0 {
+            " (protection key)"
+        } else {
+            ""
+        };
+        let shadow = if e & 0x40 != 0 { " (shadow stack)" } else { "" };
         let what = if self.cr2 < 4096 {
             "null pointer"
         } else {
             "address"
         };
-        write!(f, "{access} {why} at {:#x} ({what})", self.cr2)
+        write!(f, "{access} {why}{key}{shadow} at {:#x} ({what})", self.cr2)
     }
 }
 
@@ -267,6 +279,19 @@ mod tests {
         assert_eq!(
             text(0, 0xdead_0000),
             "read of an unmapped page at 0xdead0000 (address)"
+        );
+        // A reserved bit comes with P set, and is what went wrong.
+        assert_eq!(
+            text(0x9, 0x40_0000),
+            "read with a reserved bit set in a page-table entry at 0x400000 (address)"
+        );
+        assert_eq!(
+            text(0x23, 0x40_0000),
+            "write violating protection (protection key) at 0x400000 (address)"
+        );
+        assert_eq!(
+            text(0x43, 0x40_0000),
+            "write violating protection (shadow stack) at 0x400000 (address)"
         );
     }
 
