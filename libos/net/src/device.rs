@@ -82,7 +82,8 @@ pub struct Counters {
     /// stack go after the reset).
     pub pair_resets: u64,
     /// DHCP leases refused because no host could use them (a prefix of 0, a router off
-    /// the address's network, the network's own or broadcast address as the address);
+    /// the address's network, the network's own or broadcast address as the address, a
+    /// loopback one: [`rexo_api::Ipv4Config::check`]);
     /// the stack asks for another.
     pub dhcp_leases_refused: u64,
 }

@@ -471,6 +471,12 @@ fn bad_configurations_are_refused() {
             "the router is not a host of the address's network",
         ),
         (A, 24, Some(A), "the router is the address itself"),
+        (
+            Ipv4Addr::LOCALHOST,
+            8,
+            None,
+            "the address is in 0/8, 127/8 (loopback) or 240/4, no host's address",
+        ),
     ] {
         let config = Config::Static {
             address,

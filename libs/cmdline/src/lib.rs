@@ -199,8 +199,10 @@ impl Ipv4Config {
     /// Whether a host can use the configuration, or why not: the prefix is 1 to 32, the
     /// address a unicast host address that is not its network's first or last address
     /// (but on /31 and /32, where every address is a host's), the router another such
-    /// host of the same network, the DNS server a unicast host address. The kernel's
-    /// `ip=` is checked so, and so are the apps' own fixed configurations.
+    /// host of the same network, the DNS server a unicast host address. A unicast host
+    /// address is none of 0/8 ("this network"), 127/8 (loopback) and 240/4 (reserved),
+    /// which RFC 1122 (3.2.1.3) keeps from hosts' addresses. The kernel's `ip=` is
+    /// checked so, and so are the apps' own fixed configurations and DHCP leases.
     pub fn check(&self) -> Result<(), &'static str> {
         let Self {
             address,
@@ -212,6 +214,8 @@ impl Ipv4Config {
             return Err("the prefix is not 1 to 32 bits");
         }
         let host = |a: Ipv4Addr| !(a.is_unspecified() || a.is_broadcast() || a.is_multicast());
+        // 0/8, 127/8 and 240/4: no host's address (RFC 1122 3.2.1.3).
+        let in_no_host_block = |a: Ipv4Addr| matches!(a.octets()[0], 0 | 127 | 240..);
         // A host of the address's network: not the network's first or last address (but
         // on /31 and /32, where every address is a host's).
         let mask = u32::MAX << (32 - u32::from(prefix));
@@ -224,16 +228,25 @@ impl Ipv4Config {
         if !host(address) {
             return Err("the address is not a unicast host address");
         }
+        if in_no_host_block(address) {
+            return Err("the address is in 0/8, 127/8 (loopback) or 240/4, no host's address");
+        }
         if !on_network(address) {
             return Err("the address is its network's own or broadcast address");
         }
         match router {
             Some(router) if router == address => Err("the router is the address itself"),
+            Some(router) if host(router) && in_no_host_block(router) => {
+                Err("the router is in 0/8, 127/8 (loopback) or 240/4, no host's address")
+            }
             Some(router) if !host(router) || !on_network(router) => {
                 Err("the router is not a host of the address's network")
             }
             _ if dns.is_some_and(|dns| !host(dns)) => {
                 Err("the DNS server is not a unicast host address")
+            }
+            _ if dns.is_some_and(in_no_host_block) => {
+                Err("the DNS server is in 0/8, 127/8 (loopback) or 240/4, no host's address")
             }
             _ => Ok(()),
         }
@@ -596,7 +609,7 @@ const TEST_AFTER_VALUES: &str = "a test name";
 const STALL_VALUES: &str = "a core index from 1 to 63";
 const CRASH_VALUES: &str = "one of pagefault, divide, panic, stackoverflow, panic-other-core";
 const BENCH_VALUES: &str = "api";
-const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER[,DNS]]: a host address, a prefix of 1 to 32 bits, a router on that network, a DNS server (10.0.2.15/24,10.0.2.2,10.0.2.3)";
+const IP_VALUES: &str = "ADDRESS/PREFIX[,ROUTER[,DNS]]: a host address (not in 0/8, 127/8 or 240/4), a prefix of 1 to 32 bits, a router on that network, a DNS server (10.0.2.15/24,10.0.2.2,10.0.2.3)";
 
 /// Parses a kernel command line. An empty (or all-whitespace) line gives the defaults.
 ///
@@ -809,6 +822,52 @@ mod tests {
     }
 
     #[test]
+    fn loopback_this_network_and_reserved_addresses_are_no_hosts() {
+        let config = |address, prefix, router, dns| Ipv4Config {
+            address,
+            prefix,
+            router,
+            dns,
+        };
+        let in_no_host_block = |role: &str| {
+            format!("the {role} is in 0/8, 127/8 (loopback) or 240/4, no host's address")
+        };
+        for address in [
+            Ipv4Addr::new(127, 0, 0, 1),
+            Ipv4Addr::new(0, 1, 2, 3),
+            Ipv4Addr::new(240, 0, 0, 1),
+            Ipv4Addr::new(254, 255, 255, 1),
+        ] {
+            let refused = config(address, 8, None, None).check();
+            assert_eq!(
+                refused.map_err(str::to_string),
+                Err(in_no_host_block("address"))
+            );
+        }
+        // A router on a /1 with a host's address: still none of these blocks.
+        let address = Ipv4Addr::new(10, 0, 0, 1);
+        let refused = config(address, 1, Some(Ipv4Addr::new(127, 0, 0, 1)), None).check();
+        assert_eq!(
+            refused.map_err(str::to_string),
+            Err(in_no_host_block("router"))
+        );
+        let refused = config(address, 8, None, Some(Ipv4Addr::new(127, 0, 0, 53))).check();
+        assert_eq!(
+            refused.map_err(str::to_string),
+            Err(in_no_host_block("DNS server"))
+        );
+        // Their neighbours are hosts' addresses.
+        for address in [
+            Ipv4Addr::new(1, 0, 0, 1),
+            Ipv4Addr::new(126, 255, 255, 254),
+            Ipv4Addr::new(128, 0, 0, 1),
+            Ipv4Addr::new(223, 255, 255, 1),
+        ] {
+            assert_eq!(config(address, 32, None, Some(address)).check(), Ok(()));
+        }
+    }
+
+    #[test]
     fn ip_values() {
         assert_eq!(
             parse("ip=10.0.2.15/24,10.0.2.2").unwrap().ip,
@@ -854,6 +913,11 @@ mod tests {
             "ip=10.0.2.0/24",
             "ip=10.0.2.255/24,10.0.2.2",
             "ip=10.0.2.15/24,10.0.2.255",
+            // Loopback, "this network" and reserved addresses are no host's.
+            "ip=127.0.0.1/8",
+            "ip=0.0.0.1/8",
+            "ip=240.0.0.1/8",
+            "ip=10.0.2.15/24,10.0.2.2,127.0.0.53",
         ] {
             assert_eq!(
                 parse(word),
