@@ -164,7 +164,11 @@ pub struct Fadt {
     pub flags: u32,
     /// IA-PC boot architecture flags (FADT revision 3+; `None` before).
     pub boot_arch: Option<BootArch>,
-    /// CMOS index of the RTC century register, if the RTC has one.
+    /// CMOS index of the RTC century register, if the RTC has one: in the standard
+    /// bank past the clock's own registers (0x0E to 0x7F), read through ports 0x70 and
+    /// 0x71. An index there (0x00 to 0x0D) or in the extended bank (0x80 and above, ports
+    /// 0x72 and 0x73; written to port 0x70 it would mask NMIs and read another register)
+    /// is dropped with [`Warning::BadCenturyIndex`], as if the RTC had none.
     pub century: Option<u8>,
     /// Physical address of the FACS, if any.
     pub facs: Option<u64>,
@@ -174,6 +178,10 @@ pub struct Fadt {
 
 /// How far into the FADT the fields read here reach (the end of the sleep status register).
 const READ_LEN: usize = 268;
+/// The first CMOS index past the clock's own registers (time 0x00-0x09, status 0x0A-0x0D).
+const FIRST_FREE_CMOS_INDEX: u8 = 0x0E;
+/// The CMOS indices ports 0x70 and 0x71 reach: bit 7 of the index port masks NMIs.
+const CMOS_BANK_SIZE: u8 = 0x80;
 /// Where the fields read past [`V1_LEN`] end, ascending; the reset register and its value
 /// count as one field (the register is used only with its value).
 const FIELD_ENDS: [usize; 10] = [129, 140, 148, 160, 172, 184, 196, 220, 256, READ_LEN];
@@ -225,6 +233,14 @@ pub(crate) fn parse(mem: &impl PhysMemory, info: &mut AcpiInfo, table: &[u8]) {
             })
         });
     let nonzero = |o| gas(o).filter(|g| g.address != 0);
+    let century = match u8_at(108) {
+        0 => None,
+        index if (FIRST_FREE_CMOS_INDEX..CMOS_BANK_SIZE).contains(&index) => Some(index),
+        index => {
+            info.warn(Warning::BadCenturyIndex { index });
+            None
+        }
+    };
     let fadt = Fadt {
         revision,
         sci_interrupt: read_u16(t, 46).unwrap_or(0),
@@ -244,7 +260,7 @@ pub(crate) fn parse(mem: &impl PhysMemory, info: &mut AcpiInfo, table: &[u8]) {
         boot_arch: (revision >= 3)
             .then(|| read_u16(t, 109).map(BootArch))
             .flatten(),
-        century: Some(u8_at(108)).filter(|&c| c != 0),
+        century,
         facs: address(36, 132),
         dsdt: address(40, 140),
     };

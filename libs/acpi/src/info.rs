@@ -298,6 +298,13 @@ pub enum Warning {
         /// The APIC ID.
         apic_id: u32,
     },
+    /// The FADT's century register is at a CMOS index the RTC's ports 0x70 and 0x71
+    /// cannot read as such (one of the clock's own registers, or the extended bank at
+    /// 0x80 and above); it is taken as absent ([`crate::Fadt::century`]).
+    BadCenturyIndex {
+        /// The index the FADT gives.
+        index: u8,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -348,6 +355,10 @@ impl fmt::Display for Warning {
                     "MADT lists local APIC ID {apic_id} twice; the second is ignored"
                 )
             }
+            Self::BadCenturyIndex { index } => write!(
+                f,
+                "FADT century register at CMOS index {index:#04x} is not one ports 0x70/0x71 read; ignored (years 2000-2099)"
+            ),
         }
     }
 }

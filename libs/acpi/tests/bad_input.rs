@@ -562,6 +562,37 @@ fn a_short_fadt_lacks_exactly_the_fields_it_cuts_off() {
 }
 
 #[test]
+fn a_century_index_ports_0x70_and_0x71_cannot_read_is_dropped_with_a_warning() {
+    let century_of = |index: u8| {
+        let mut body = fadt6(0, 0);
+        body[108 - 36] = index;
+        let info = parse(&synthetic(&[table(b"FACP", 6, &body)]), RSDP).unwrap();
+        (
+            info.fadt.unwrap().century,
+            info.warnings().collect::<Vec<_>>(),
+        )
+    };
+    // 0 says there is none; 0x0E to 0x7F are the standard bank past the clock's registers.
+    assert_eq!(century_of(0), (None, vec![]));
+    for index in [0x0E, 0x32, 0x7F] {
+        assert_eq!(century_of(index), (Some(index), vec![]));
+    }
+    // The clock's own registers, and the extended bank (bit 7 would mask NMIs).
+    for index in [0x01, 0x09, 0x0D, 0x80, 0xC8, 0xFF] {
+        assert_eq!(
+            century_of(index),
+            (None, vec![Warning::BadCenturyIndex { index }]),
+            "{index:#x}"
+        );
+    }
+    assert!(
+        Warning::BadCenturyIndex { index: 0x80 }
+            .to_string()
+            .contains("CMOS index 0x80")
+    );
+}
+
+#[test]
 fn dsdt_with_malformed_s5() {
     let dsdt = table(
         b"DSDT",
