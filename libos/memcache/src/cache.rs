@@ -80,7 +80,8 @@ pub enum StoreMode {
 pub enum StoreOutcome {
     /// Stored (`STORED`).
     Stored,
-    /// The mode's condition failed (`NOT_STORED`).
+    /// The mode's condition failed, or an `append`/`prepend` would make an item past
+    /// the item size limit or the whole budget (`NOT_STORED`, as memcached answers).
     NotStored,
     /// `cas`: the item changed since the client read it (`EXISTS`).
     Exists,
@@ -362,9 +363,13 @@ impl Cache {
             }
             (StoreMode::Append | StoreMode::Prepend, Some(index)) => {
                 let old = &self.items[index as usize];
-                if old.value().len() + value.len() > self.config.max_value {
-                    self.stats.store_too_large += 1;
-                    return StoreOutcome::TooLarge;
+                // memcached's do_store_item: a combined item it cannot store (too large
+                // or no memory for it) is NOT_STORED, counted nowhere.
+                let combined = key.bytes().len() + old.value().len() + value.len();
+                if old.value().len() + value.len() > self.config.max_value
+                    || combined + ITEM_OVERHEAD > self.config.max_bytes
+                {
+                    return StoreOutcome::NotStored;
                 }
                 let data = if mode == StoreMode::Append {
                     join(&[key.bytes(), old.value(), value])

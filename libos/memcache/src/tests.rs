@@ -444,17 +444,32 @@ fn oversized_values_are_refused_and_their_data_skipped() {
         "the failed set removed the old value"
     );
     assert_eq!(server.cache.stats(START).store_too_large, 1);
-    // Append past the limit.
+    // Append or prepend past the limit: memcached's NOT_STORED, the value kept, no
+    // refusal counted.
     let mut server = Server::with(Config {
         max_value: 4,
         ..Config::default()
     });
     server.say("set k 0 0 3\r\nabc\r\n");
-    assert_eq!(
-        server.say("append k 0 0 2\r\nde\r\n"),
-        "SERVER_ERROR object too large for cache\r\n"
-    );
+    assert_eq!(server.say("append k 0 0 2\r\nde\r\n"), "NOT_STORED\r\n");
+    assert_eq!(server.say("prepend k 0 0 2\r\nde\r\n"), "NOT_STORED\r\n");
     assert_eq!(server.say("get k\r\n"), "VALUE k 0 3\r\nabc\r\nEND\r\n");
+    assert_eq!(server.cache.stats(START).store_too_large, 0);
+    // Append past the whole budget: NOT_STORED too, not counted as out of memory.
+    let mut server = Server::with(Config {
+        max_bytes: 100 + ITEM_OVERHEAD,
+        ..Config::default()
+    });
+    server.say(&std::format!("set k 0 0 90\r\n{}\r\n", "x".repeat(90)));
+    assert_eq!(
+        server.say(&std::format!("append k 0 0 10\r\n{}\r\n", "y".repeat(10))),
+        "NOT_STORED\r\n"
+    );
+    assert_eq!(server.cache.stats(START).store_no_memory, 0);
+    assert_eq!(
+        server.say("get k\r\n").len(),
+        "VALUE k 0 90\r\n\r\nEND\r\n".len() + 90
+    );
     // An item above the whole budget.
     let mut server = Server::with(Config {
         max_bytes: 100,
