@@ -33,7 +33,7 @@ pub use cache::{
     StoreMode, StoreOutcome,
 };
 pub use parse::{
-    Command, Keys, MAX_LINE, MAX_MULTIGET_LINE, Parsed, ProtocolError, StatsGroup, max_request_len,
+    Command, Keys, MAX_LINE, MIN_MULTIGET_LINE, Parsed, ProtocolError, StatsGroup, max_request_len,
     parse,
 };
 pub use reply::{Output, Reply, ServerInfo, Sink};

@@ -15,21 +15,24 @@ use crate::cache::{Key, StoreMode};
 /// The longest command line (without its `\n`) outside of multi-key reads; a longer one
 /// is refused and the connection closed, as memcached does after 2048 bytes.
 pub const MAX_LINE: usize = 2048;
-/// The longest `get`/`gets`/`gat`/`gats` line: many keys are legitimate there (a client's
-/// `get_many`), and the bound keeps a connection's buffer finite.
-pub const MAX_MULTIGET_LINE: usize = 64 * 1024;
+/// The least a `get`/`gets`/`gat`/`gats` line may be: many keys are legitimate there (a
+/// client's `get_many` sends them all on one line, and memcached sets no bound), so a
+/// read line may fill the receive buffer, [`max_request_len`] less its `\n`, and that
+/// is never below this, whatever the item size limit.
+pub const MIN_MULTIGET_LINE: usize = 64 * 1024;
 /// The largest byte count a storage command may name (memcached's `INT_MAX - 2`);
 /// above it the line is malformed rather than the value too large.
 const MAX_BYTE_COUNT: u64 = i32::MAX as u64 - 2;
 
 /// The most bytes a connection ever holds unanswered with item size limit `max_value`:
 /// a storage command's line (with its `\n`) and data block (with its `\r\n`), or a long
-/// read's line (with its `\n`). A receive buffer of this size never stalls; [`parse`]
+/// read's line (with its `\n`, as long as the longest storage request and at least
+/// [`MIN_MULTIGET_LINE`]). A receive buffer of this size never stalls; [`parse`]
 /// refuses or answers anything longer. A data block is at most the largest byte count
 /// a line may name, whatever `max_value` allows.
 pub fn max_request_len(max_value: usize) -> usize {
     let block = max_value.min(MAX_BYTE_COUNT as usize);
-    (MAX_MULTIGET_LINE + 1).max(MAX_LINE + 1 + block + 2)
+    (MIN_MULTIGET_LINE + 1).max(MAX_LINE + 1 + block + 2)
 }
 
 /// The result of looking at the front of the input.
@@ -221,7 +224,7 @@ impl<'a> Iterator for Keys<'a> {
 /// Parses the request at the front of `input`; `max_value` is the item size limit.
 pub fn parse(input: &[u8], max_value: usize) -> Parsed<'_> {
     let limit = if is_multiget(input) {
-        MAX_MULTIGET_LINE
+        max_request_len(max_value) - 1
     } else {
         MAX_LINE
     };
