@@ -133,7 +133,7 @@ pub struct Stats {
     pub bytes: u64,
     /// The budget.
     pub limit_maxbytes: u64,
-    /// Keys looked up by `get`, `gets`, `gat`, `gats`.
+    /// Keys looked up by `get`, `gets`.
     pub cmd_get: u64,
     /// Storage commands.
     pub cmd_set: u64,
@@ -317,8 +317,9 @@ impl Cache {
     }
 
     /// `gat`/`gats`: the live item of `key` with its expiry set to `exptime`.
+    /// Counted as a touch only (`cmd_touch`, `touch_hits`, `touch_misses`), as memcached
+    /// counts it.
     pub fn get_and_touch(&mut self, key: Key<'_>, exptime: i64, now: u64) -> Option<Found<'_>> {
-        self.stats.cmd_get += 1;
         let index = self.touch_item(key, exptime, now)?;
         Some(self.found(index))
     }

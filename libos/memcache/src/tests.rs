@@ -191,7 +191,15 @@ fn delete_touch_and_gat() {
         (stats.cmd_touch, stats.touch_hits, stats.touch_misses),
         (5, 3, 2)
     );
-    assert_eq!(stats.cmd_get, 3, "gat and gats count their keys as gets");
+    // memcached counts gat and gats keys as touches only, not in cmd_get or get_hits.
+    assert_eq!(
+        (stats.cmd_get, stats.get_hits, stats.get_misses),
+        (0, 0, 0),
+        "gat and gats are no gets"
+    );
+    server.say("get k nope\r\n");
+    let stats = server.cache.stats(server.now);
+    assert_eq!((stats.cmd_get, stats.cmd_touch), (2, 5));
 }
 
 #[test]
