@@ -34,6 +34,10 @@ pub const OUTPUT_TOO_LARGE: &[u8] = b"SERVER_ERROR out of memory writing get res
 pub enum Progress {
     /// Nothing could move.
     Idle,
+    /// Nothing moved, but only because the budget keeps the client's bytes unread while
+    /// it has taken every answer (it is mid-request, sending): not idle, and its idle
+    /// timer restarts.
+    Throttled,
     /// Bytes were read, served or written.
     Moved,
     /// The connection is over: close it.
@@ -117,7 +121,9 @@ impl Client {
     /// past it, but not answer past it). Once the budget is used up a client with
     /// answers unsent serves nothing more, and every answer is bounded by what is left
     /// of the budget (at least [`SMALL_ANSWER`], at most [`OUTPUT_LIMIT`]). A client
-    /// that moved no byte for its idle timeout is [`Finished`](Progress::Finished).
+    /// that moved no byte for its idle timeout is [`Finished`](Progress::Finished); one
+    /// whose bytes wait unread for the budget, every answer taken, is
+    /// [`Throttled`](Progress::Throttled), never idle.
     #[allow(clippy::too_many_arguments)] // the loop's state, passed rather than shared
     pub fn step(
         &mut self,
@@ -133,6 +139,7 @@ impl Client {
         let mut progress = self.advance(stack, cache, now, info, *held, budget, may_exceed);
         *held = (*held + self.held()).saturating_sub(before);
         if progress != Progress::Idle {
+            // Throttled included: the client is sending, kv is not reading.
             self.last_active_s = now;
         } else if self.idle_timeout_s > 0
             && now.saturating_sub(self.last_active_s) >= self.idle_timeout_s
@@ -157,6 +164,7 @@ impl Client {
         // What the other clients hold: this one's share is counted as it changes.
         let others = held.saturating_sub(self.held());
         let mut moved = false;
+        let mut throttled = false;
         match self.flush(stack) {
             Ok(wrote) => moved |= wrote,
             Err(_) => return self.ended(),
@@ -165,7 +173,11 @@ impl Client {
         if self.ending.is_none() {
             let max_value = cache.max_value();
             let over_budget = held >= budget && !may_exceed;
-            moved |= self.receive(stack, max_value, over_budget);
+            match self.receive(stack, max_value, over_budget) {
+                Received::Bytes => moved = true,
+                Received::Refused => throttled = true,
+                Received::Nothing => {}
+            }
             served = self.serve(cache, now, info, others, budget);
             if served {
                 moved = true;
@@ -185,6 +197,8 @@ impl Client {
         }
         if moved {
             Progress::Moved
+        } else if throttled {
+            Progress::Throttled
         } else {
             Progress::Idle
         }
@@ -225,8 +239,8 @@ impl Client {
     }
 
     /// Reads received bytes into `input`, up to the largest request and as the budget
-    /// allows; true if any came.
-    fn receive(&mut self, stack: &mut Stack, max_value: usize, over_budget: bool) -> bool {
+    /// allows.
+    fn receive(&mut self, stack: &mut Stack, max_value: usize, over_budget: bool) -> Received {
         let cap = max_request_len(max_value);
         let allowance = if !over_budget {
             cap.saturating_sub(self.input.len())
@@ -235,6 +249,17 @@ impl Client {
         } else {
             0
         };
+        if allowance == 0 {
+            // Refused for the budget with every answer taken, the client waits on kv
+            // mid-request; with answers it does not take, or its request at the cap,
+            // on itself.
+            let waits_on_kv = over_budget && self.sent == self.output.len();
+            return if waits_on_kv {
+                self.refused(stack)
+            } else {
+                Received::Nothing
+            };
+        }
         let mut left = allowance;
         while left > 0 {
             let input = &mut self.input;
@@ -251,7 +276,29 @@ impl Client {
                 }
             }
         }
-        left < allowance
+        if left < allowance {
+            Received::Bytes
+        } else {
+            Received::Nothing
+        }
+    }
+
+    /// Whether bytes wait that [`receive`](Self::receive) may not read for the budget
+    /// (looked at, none taken).
+    fn refused(&mut self, stack: &mut Stack) -> Received {
+        let mut waiting = false;
+        let peek = stack.read_with(&self.connection, |data| {
+            waiting = !data.is_empty();
+            0
+        });
+        if peek.is_err() {
+            self.peer_closed = true;
+        }
+        if waiting {
+            Received::Refused
+        } else {
+            Received::Nothing
+        }
     }
 
     /// Serves whole requests from the front of `input` while the answers are being
@@ -359,6 +406,17 @@ impl Client {
         }
         served
     }
+}
+
+/// What [`Client::receive`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Received {
+    /// Bytes were read.
+    Bytes,
+    /// Bytes wait, but the budget allows none to be read.
+    Refused,
+    /// No bytes wait.
+    Nothing,
 }
 
 /// What ends a connection once its answers are sent.

@@ -368,6 +368,17 @@ fn serve_core(kernel: &Kernel, core: usize, mut stack: Stack, shared: &Shared) {
     *shared.frames.lock() += stack.counters();
 }
 
+/// What one pass over a core's connections did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// No connection moved.
+    Idle,
+    /// Some connection moved or finished.
+    Busy,
+    /// A client sent `shutdown`: every core stops.
+    Shutdown,
+}
+
 /// One core's connections and what its serving loop keeps.
 struct Server<'a> {
     /// What the cores share: the cache, the counters, the stop.
@@ -402,7 +413,6 @@ impl Server<'_> {
         };
         let udp = stack.udp_bind(PORT, udp_options)?;
         let shared = self.shared;
-        let mut store = &shared.store;
         while !shared.stop.load(Ordering::Relaxed) {
             let mut busy = stack.poll(kernel.now_ns())?;
             let now = clock_s(kernel, shared.clock_at_boot_s);
@@ -420,38 +430,12 @@ impl Server<'_> {
                 }
             }
             let info = shared.info();
-            let mut held: usize = self.clients.iter().map(Client::held).sum();
-            // The client with the most unserved input may read past the budget, so that
-            // one large request always completes and frees its share.
-            let leader = (0..self.clients.len()).max_by_key(|&i| self.clients[i].input_len());
-            let mut index = 0;
-            while index < self.clients.len() {
-                let client = &mut self.clients[index];
-                let progress = client.step(
-                    stack,
-                    &mut store,
-                    now,
-                    &info,
-                    &mut held,
-                    shared.buffer_bytes,
-                    leader == Some(index),
-                );
-                match progress {
-                    Progress::Idle => index += 1,
-                    Progress::Moved => {
-                        busy = true;
-                        index += 1;
-                    }
-                    Progress::Finished => {
-                        busy = true;
-                        let done = self.clients.swap_remove(index);
-                        held = held.saturating_sub(done.held());
-                        self.close(stack, done);
-                    }
-                    Progress::Shutdown => {
-                        shared.stop.store(true, Ordering::Relaxed);
-                        return Ok(());
-                    }
+            match self.step_clients(stack, now, &info) {
+                Pass::Idle => {}
+                Pass::Busy => busy = true,
+                Pass::Shutdown => {
+                    shared.stop.store(true, Ordering::Relaxed);
+                    return Ok(());
                 }
             }
             busy |= self.serve_datagrams(stack, &udp, now, &info, &|| kernel.now_ns())?;
@@ -460,6 +444,44 @@ impl Server<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Steps every connection once ([`Client::step`]), closing those that finished.
+    fn step_clients(&mut self, stack: &mut Stack, now: u64, info: &ServerInfo) -> Pass {
+        let mut store = &self.shared.store;
+        let budget = self.shared.buffer_bytes;
+        let mut pass = Pass::Idle;
+        let mut held: usize = self.clients.iter().map(Client::held).sum();
+        // The client with the most unserved input may read past the budget, so that
+        // one large request always completes and frees its share.
+        let mut leader = (0..self.clients.len()).max_by_key(|&i| self.clients[i].input_len());
+        let mut index = 0;
+        while index < self.clients.len() {
+            let client = &mut self.clients[index];
+            let leads = leader == Some(index);
+            match client.step(stack, &mut store, now, info, &mut held, budget, leads) {
+                Progress::Idle | Progress::Throttled => index += 1,
+                Progress::Moved => {
+                    pass = Pass::Busy;
+                    index += 1;
+                }
+                Progress::Finished => {
+                    pass = Pass::Busy;
+                    // The last client takes this one's place, and its lead if it had it.
+                    let last = self.clients.len() - 1;
+                    leader = match leader {
+                        Some(at) if at == index => None,
+                        Some(at) if at == last => Some(index),
+                        unmoved => unmoved,
+                    };
+                    let done = self.clients.swap_remove(index);
+                    held = held.saturating_sub(done.held());
+                    self.close(stack, done);
+                }
+                Progress::Shutdown => return Pass::Shutdown,
+            }
+        }
+        pass
     }
 
     /// Closes `client`'s connection and counts what it was served.

@@ -801,3 +801,155 @@ fn a_udp_flood_is_answered_a_socket_buffer_at_a_time() {
         kv.udp_served - 1
     );
 }
+
+/// A client whose bytes kv leaves unread because the connections' budget is used up
+/// (it has taken every answer: it is mid-request) is sending, not idle: the idle
+/// timeout does not close it, and its request completes once the budget allows.
+#[test]
+fn a_client_held_back_by_the_budget_is_not_idle() {
+    let (wire, mut server, mut client, listener, connection) = connected();
+    let mut cache = stream_cache();
+    let mut now_ns = 0;
+    let mut accepted = None;
+    for _ in 0..100 {
+        exchange(&wire, &mut server, &mut client, &mut now_ns);
+        accepted = server.accept(&listener);
+        if accepted.is_some() {
+            break;
+        }
+    }
+    let start_s = 1_000;
+    let mut kv = Client::new(accepted.expect("accepted"), start_s, 10);
+    let mut step = |kv: &mut Client, server: &mut Stack, client: &mut Stack, now_s, budget| {
+        let mut progress = Progress::Idle;
+        for _ in 0..20 {
+            exchange(&wire, server, client, &mut now_ns);
+            let mut held = kv.held();
+            let info = ServerInfo::default();
+            progress = kv.step(server, &mut cache, now_s, &info, &mut held, budget, false);
+        }
+        progress
+    };
+    // The request's line and part of its data come while the budget allows.
+    assert_eq!(
+        client.write(&connection, b"set k 0 0 8\r\nvvvv").unwrap(),
+        17
+    );
+    step(&mut kv, &mut server, &mut client, start_s, usize::MAX);
+    assert_eq!(kv.input_len(), 17);
+    // The other connections use the budget up: the rest of the data waits unread.
+    assert_eq!(client.write(&connection, b"vvvv\r\n").unwrap(), 6);
+    let progress = step(&mut kv, &mut server, &mut client, start_s + 5, 0);
+    assert_eq!(progress, Progress::Throttled);
+    assert_eq!(kv.input_len(), 17);
+    let progress = step(&mut kv, &mut server, &mut client, start_s + 30, 0);
+    assert_eq!(
+        progress,
+        Progress::Throttled,
+        "sending for 30 s is not idle"
+    );
+    // The budget frees: the request is served.
+    let progress = step(&mut kv, &mut server, &mut client, start_s + 31, usize::MAX);
+    assert_ne!(progress, Progress::Finished);
+    let mut buffer = [0u8; 64];
+    let read = client.read(&connection, &mut buffer).unwrap();
+    assert_eq!(&buffer[..read], b"STORED\r\n");
+}
+
+/// Two clients of `server`, accepted in order: the wire, kv's and the clients' stacks,
+/// the clients' connections and the clock.
+fn two_clients(server: &mut Server<'_>) -> (Wire, Stack, Stack, [rexo_net::Connection; 2], u64) {
+    let (wire, mut kv_stack, mut client, listener) = listening(4);
+    let mut now_ns = 0;
+    let connections = [(); 2].map(|()| {
+        let connection = client.connect(KV, TcpOptions::default()).unwrap();
+        for _ in 0..100 {
+            exchange(&wire, &mut kv_stack, &mut client, &mut now_ns);
+            if let Some(accepted) = kv_stack.accept(&listener) {
+                server
+                    .clients
+                    .push(Client::new(accepted, CLOCK_START_S, IDLE_TIMEOUT_S));
+                break;
+            }
+        }
+        connection
+    });
+    assert_eq!(server.clients.len(), 2);
+    (wire, kv_stack, client, connections, now_ns)
+}
+
+/// The exemption from the budget of the client with the most unserved input follows
+/// that client when another one ends before it in the same pass (the last client then
+/// takes the ended one's place), and goes to no one when it is the one that ended.
+#[test]
+fn the_lead_follows_its_client_when_another_ends() {
+    let data = [b'v'; 1000];
+    for leader_ends in [false, true] {
+        let store = Shards::new(CacheConfig::default(), 1, CLOCK_START_S);
+        let shared = Shared::new(CLOCK_START_S, store, 1, 10, 0);
+        let mut kv = Server {
+            shared: &shared,
+            clients: Vec::new(),
+            udp_answer: Vec::new(),
+            udp_datagram: Vec::new(),
+            tcp_requests: 0,
+            udp_served: 0,
+            udp_dropped: 0,
+        };
+        let (wire, mut server, mut client, [first, second], mut now_ns) = two_clients(&mut kv);
+        let info = ServerInfo::default();
+        // One client's large request, partly sent, past the 10-byte budget: it leads.
+        let (leader, other) = if leader_ends {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        let line = b"set big 0 0 100000\r\n";
+        client.write(&leader, line).unwrap();
+        for round in 0..10 {
+            if round < 5 {
+                client.write(&leader, &data).unwrap();
+            }
+            exchange(&wire, &mut server, &mut client, &mut now_ns);
+            kv.step_clients(&mut server, CLOCK_START_S, &info);
+        }
+        let leads_with = line.len() + 5 * data.len();
+        let leader_at = usize::from(!leader_ends);
+        assert_eq!(kv.clients[leader_at].input_len(), leads_with);
+        if leader_ends {
+            // The other client's request line is read (it holds nothing yet); its data
+            // then waits, and the leader closes with its request unfinished.
+            client.write(&other, b"set k 0 0 2000\r\n").unwrap();
+            for _ in 0..3 {
+                exchange(&wire, &mut server, &mut client, &mut now_ns);
+                kv.step_clients(&mut server, CLOCK_START_S, &info);
+            }
+            client.write(&other, &data).unwrap();
+            client.close(leader);
+        } else {
+            // The other client quits; more of the leader's data waits.
+            client.write(&other, b"quit\r\n").unwrap();
+            client.write(&leader, &data).unwrap();
+        }
+        for _ in 0..10 {
+            exchange(&wire, &mut server, &mut client, &mut now_ns);
+        }
+        // One pass: the first client ends, the second takes its place.
+        assert_eq!(
+            kv.step_clients(&mut server, CLOCK_START_S, &info),
+            Pass::Busy
+        );
+        assert_eq!(kv.clients.len(), 1);
+        let expected = if leader_ends {
+            // No lead this pass: the other client, past the budget, reads nothing.
+            b"set k 0 0 2000\r\n".len()
+        } else {
+            leads_with + data.len()
+        };
+        assert_eq!(
+            kv.clients[0].input_len(),
+            expected,
+            "leader_ends {leader_ends}"
+        );
+    }
+}
