@@ -953,3 +953,16 @@ fn the_lead_follows_its_client_when_another_ends() {
         );
     }
 }
+
+/// kv speaks text only: a binary protocol request is not waited on as an unfinished
+/// line (its client would get nothing until the idle timeout) but closes the
+/// connection at once, unanswered.
+#[test]
+fn a_binary_protocol_request_is_closed_at_once() {
+    let mut get = vec![rexo_memcache::BINARY_REQUEST_MAGIC, 0x00, 0, 1];
+    get.resize(24, 0);
+    get.push(b'k');
+    let (ended, answer) = serve_until_it_ends(&get);
+    assert_eq!(ended, Some(Progress::Finished));
+    assert!(answer.is_empty(), "{answer:?}");
+}

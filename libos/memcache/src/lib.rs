@@ -33,8 +33,8 @@ pub use cache::{
     StoreMode, StoreOutcome,
 };
 pub use parse::{
-    Command, Keys, MAX_LINE, MIN_MULTIGET_LINE, Parsed, ProtocolError, StatsGroup, max_request_len,
-    parse,
+    BINARY_REQUEST_MAGIC, Command, Keys, MAX_LINE, MIN_MULTIGET_LINE, Parsed, ProtocolError,
+    StatsGroup, max_request_len, parse,
 };
 pub use reply::{Output, Reply, ServerInfo, Sink};
 pub use session::{Served, Session};

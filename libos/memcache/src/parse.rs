@@ -9,6 +9,10 @@
 //! takes `noreply`. Two deliberate differences keep the stream in sync where memcached
 //! would lose it: a storage command refused for its key or flags still skips its data
 //! block, and a line is judged by its length alone (not by how it was split into reads).
+//! The engine speaks text only: a request whose first byte is
+//! [`BINARY_REQUEST_MAGIC`] (memcached's binary protocol, which memcached picks by a
+//! connection's first byte) is refused unanswered, at once, and the connection closed,
+//! rather than waited on as an unfinished line.
 
 use crate::cache::{Key, StoreMode};
 
@@ -20,6 +24,9 @@ pub const MAX_LINE: usize = 2048;
 /// read line may fill the receive buffer, [`max_request_len`] less its `\n`, and that
 /// is never below this, whatever the item size limit.
 pub const MIN_MULTIGET_LINE: usize = 64 * 1024;
+/// The first byte of every request of memcached's binary protocol (no text command
+/// starts with it).
+pub const BINARY_REQUEST_MAGIC: u8 = 0x80;
 /// The largest byte count a storage command may name (memcached's `INT_MAX - 2`);
 /// above it the line is malformed rather than the value too large.
 const MAX_BYTE_COUNT: u64 = i32::MAX as u64 - 2;
@@ -182,6 +189,9 @@ pub enum ProtocolError {
     BadExptime,
     /// A line above the bound: answered, then the connection is closed.
     LineTooLong,
+    /// A binary protocol request ([`BINARY_REQUEST_MAGIC`]): the connection is closed
+    /// without an answer, which a binary client could not read as text anyway.
+    BinaryProtocol,
 }
 
 impl ProtocolError {
@@ -197,12 +207,13 @@ impl ProtocolError {
             Self::BadDelta => b"CLIENT_ERROR invalid numeric delta argument\r\n",
             Self::BadExptime => b"CLIENT_ERROR invalid exptime argument\r\n",
             Self::LineTooLong => b"CLIENT_ERROR line too long\r\n",
+            Self::BinaryProtocol => b"",
         }
     }
 
     /// The connection must be closed after the answer: the stream cannot be resynced.
     pub fn closes(self) -> bool {
-        self == Self::LineTooLong
+        matches!(self, Self::LineTooLong | Self::BinaryProtocol)
     }
 }
 
@@ -223,6 +234,9 @@ impl<'a> Iterator for Keys<'a> {
 
 /// Parses the request at the front of `input`; `max_value` is the item size limit.
 pub fn parse(input: &[u8], max_value: usize) -> Parsed<'_> {
+    if input.first() == Some(&BINARY_REQUEST_MAGIC) {
+        return invalid(input.len(), ProtocolError::BinaryProtocol, false);
+    }
     let limit = if is_multiget(input) {
         max_request_len(max_value) - 1
     } else {

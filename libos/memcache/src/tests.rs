@@ -1283,3 +1283,37 @@ fn noreply_silences_client_errors_but_not_token_counts() {
         "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n"
     );
 }
+
+#[test]
+fn a_binary_protocol_request_closes_the_connection_at_once() {
+    // A binary `get k`: magic, opcode 0, key length 1, no extras, body length 1, key.
+    let mut get = vec![BINARY_REQUEST_MAGIC, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+    get.resize(24, 0);
+    get.push(b'k');
+    // Whole, or its first byte alone: refused unanswered and closed, not waited on.
+    for input in [&get[..], &get[..1]] {
+        let mut server = Server::new();
+        let mut out = Vec::new();
+        let served = server
+            .session
+            .serve(&mut server.cache, input, START, &server.info, &mut out);
+        assert_eq!(
+            served,
+            Served {
+                consumed: input.len(),
+                close: true
+            }
+        );
+        assert!(out.is_empty(), "{:?}", text(&out));
+    }
+    // After text requests too: no text command starts with the magic.
+    let mut server = Server::new();
+    let mut input = b"version\r\n".to_vec();
+    input.extend_from_slice(&get);
+    let mut out = Vec::new();
+    let served = server
+        .session
+        .serve(&mut server.cache, &input, START, &server.info, &mut out);
+    assert!(served.close);
+    assert!(text(&out).starts_with("VERSION ") && text(&out).ends_with("\r\n"));
+}
