@@ -5,7 +5,7 @@
 //! parameter (`now`, in seconds on the Unix clock) so that callers pick the clock and
 //! tests control it.
 
-use crate::table::{Table, hash};
+use crate::table::{SHRINK_BELOW, Table, hash};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
@@ -15,8 +15,17 @@ pub const MAX_KEY: usize = 250;
 /// times (memcached's `REALTIME_MAXDELTA`).
 pub const RELATIVE_EXPTIME_MAX: i64 = 60 * 60 * 24 * 30;
 /// Bytes an item costs beyond its key and value: its slab entry and its share of the
-/// index (at most four 8-byte slots: the index is kept between a quarter and half full).
-pub const ITEM_OVERHEAD: usize = core::mem::size_of::<Item>() + 4 * core::mem::size_of::<u64>();
+/// index (at most eight 8-byte slots: the index halves below an eighth full). Slab
+/// entries no item holds (freed, or grown for the next ones) are charged too, so the
+/// budget bounds what the cache allocates.
+pub const ITEM_OVERHEAD: usize = SLAB_ENTRY + SHRINK_BELOW * core::mem::size_of::<u64>();
+/// The bytes of one slab entry.
+pub(crate) const SLAB_ENTRY: usize = core::mem::size_of::<Item>();
+/// The most index bytes one item holds.
+const INDEX_SHARE: usize = ITEM_OVERHEAD - SLAB_ENTRY;
+/// The slab grows by an eighth of its entries (at least one), so that at most that
+/// much of it waits unused.
+const SLAB_GROWTH_DIVISOR: usize = 8;
 /// No item: the end of the LRU list or of the free list.
 const NIL: u32 = u32::MAX;
 
@@ -39,7 +48,8 @@ impl<'a> Key<'a> {
 /// Sizes of a cache, fixed at creation.
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
-    /// The byte budget: keys, values and [`ITEM_OVERHEAD`] per item (`limit_maxbytes`).
+    /// The byte budget (`limit_maxbytes`): keys, values, the index ([`ITEM_OVERHEAD`]
+    /// per item covers its share and its slab entry) and the slab's unused entries.
     pub max_bytes: usize,
     /// The largest value accepted (memcached's item size limit; 1 MiB by default).
     pub max_value: usize,
@@ -129,7 +139,8 @@ pub struct Stats {
     pub curr_items: u64,
     /// Items stored since creation.
     pub total_items: u64,
-    /// Bytes held, by the budget's count.
+    /// Bytes held, by the budget's count: every item's cost and the slab entries no
+    /// item holds.
     pub bytes: u64,
     /// The budget.
     pub limit_maxbytes: u64,
@@ -236,9 +247,10 @@ impl Item {
         &self.data[usize::from(self.key_len)..]
     }
 
-    /// What the item costs against the budget.
-    fn cost(&self) -> usize {
-        self.data.len() + ITEM_OVERHEAD
+    /// What the item costs against the budget beside its slab entry (charged with the
+    /// slab): its key, its value and its share of the index.
+    fn cost_beside_its_entry(&self) -> usize {
+        self.data.len() + INDEX_SHARE
     }
 
     fn is_expired(&self, now: u64) -> bool {
@@ -256,6 +268,7 @@ pub struct Cache {
     newest: u32,
     /// The least recently used item: the next to evict.
     oldest: u32,
+    /// What the items cost beside their slab entries (keys, values, index shares).
     bytes: usize,
     curr_items: u64,
     config: Config,
@@ -492,7 +505,7 @@ impl Cache {
             uptime: now.saturating_sub(self.created_at),
             time: now,
             curr_items: self.curr_items,
-            bytes: self.bytes as u64,
+            bytes: self.charged() as u64,
             limit_maxbytes: self.config.max_bytes as u64,
             ..self.stats
         }
@@ -503,9 +516,31 @@ impl Cache {
         self.stats = Stats::default();
     }
 
-    /// Bytes held, by the budget's count.
+    /// Bytes held, by the budget's count (see [`Stats::bytes`]).
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.charged()
+    }
+
+    /// What the items cost: their keys, values and shares of the index, and the whole
+    /// slab, entries no item holds included.
+    fn charged(&self) -> usize {
+        self.bytes + self.items.capacity() * SLAB_ENTRY
+    }
+
+    /// The slab entries adding an item grows the slab by: none while one is free.
+    fn slab_growth(&self) -> usize {
+        if self.free == NIL && self.items.len() == self.items.capacity() {
+            (self.items.capacity() / SLAB_GROWTH_DIVISOR).max(1)
+        } else {
+            0
+        }
+    }
+
+    /// The bytes the allocations of the cache hold: values, keys, slab and index.
+    #[cfg(test)]
+    pub(crate) fn allocated(&self) -> usize {
+        let data: usize = self.items.iter().map(|item| item.data.len()).sum();
+        data + self.items.capacity() * SLAB_ENTRY + self.table.allocated()
     }
 
     fn hash(&self, key: Key<'_>) -> u64 {
@@ -571,8 +606,9 @@ impl Cache {
         }
     }
 
+    /// Forgets every item, giving back the slab's and the index's room.
     fn clear(&mut self) {
-        self.items.clear();
+        self.items = Vec::new();
         self.free = NIL;
         self.table.clear();
         self.newest = NIL;
@@ -592,8 +628,10 @@ impl Cache {
         expires_at: u64,
         now: u64,
     ) {
-        let cost = data.len() + ITEM_OVERHEAD;
-        while self.bytes + cost > self.config.max_bytes && self.oldest != NIL {
+        let cost = data.len() + INDEX_SHARE;
+        while self.charged() + cost + self.slab_growth() * SLAB_ENTRY > self.config.max_bytes
+            && self.oldest != NIL
+        {
             let victim = self.oldest;
             let item = &self.items[victim as usize];
             // An expired victim could not have been read anyway: not an eviction.
@@ -616,6 +654,7 @@ impl Cache {
             key_len: key.bytes().len() as u8,
         };
         let index = if self.free == NIL {
+            self.items.reserve_exact(self.slab_growth());
             self.items.push(item);
             (self.items.len() - 1) as u32
         } else {
@@ -640,11 +679,15 @@ impl Cache {
         self.detach(index);
         self.table.remove(hash, index);
         let item = &mut self.items[index as usize];
-        self.bytes -= item.cost();
+        self.bytes -= item.cost_beside_its_entry();
         self.curr_items -= 1;
         item.data = Box::default();
         item.older = self.free;
         self.free = index;
+        if self.curr_items == 0 {
+            // The slab's free entries are charged: with no item left, give them back.
+            self.clear();
+        }
     }
 
     /// Makes an item the most recently used.

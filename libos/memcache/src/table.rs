@@ -8,15 +8,21 @@
 //!
 //! Each slot packs the upper 32 bits of the hash (which also choose the home slot) with
 //! the slab index plus one, 0 meaning empty, so probing and growing never touch the
-//! items. Linear probing with backward-shift deletion: no tombstones to clean up.
+//! items. Linear probing with backward-shift deletion: no tombstones to clean up. The
+//! table doubles past half full and halves below an eighth full, so it never holds
+//! more than [`SHRINK_BELOW`] slots per entry (or its initial few).
 
 use alloc::vec;
 use alloc::vec::Vec;
 
 /// An empty slot.
 const EMPTY: u64 = 0;
-/// Slots in a new table (a power of two).
-const INITIAL_SLOTS: usize = 64;
+/// Slots in a new table (a power of two), and the fewest it shrinks to.
+const INITIAL_SLOTS: usize = 8;
+/// A table whose entries fill less than 1 / `SHRINK_BELOW` of its slots halves: with
+/// growth past half full, each entry holds at most this many slots (the cache charges
+/// them to it).
+pub(crate) const SHRINK_BELOW: usize = 8;
 
 /// Hashes `bytes` with `seed`. Keys come from the network, so the seed (chosen per cache
 /// at creation) keeps clients from aiming many keys at one slot. The mixing step is a
@@ -115,6 +121,9 @@ impl Table {
         }
         self.slots[hole] = EMPTY;
         self.len -= 1;
+        if self.len * SHRINK_BELOW < self.slots.len() && self.slots.len() > INITIAL_SLOTS {
+            self.resize(self.slots.len() / 2);
+        }
     }
 
     /// Forgets everything, back to the initial size.
@@ -122,10 +131,21 @@ impl Table {
         *self = Self::new();
     }
 
-    /// Doubles the slots and places every entry again (the tag holds its home).
+    /// The bytes the slots take.
+    #[cfg(test)]
+    pub(crate) fn allocated(&self) -> usize {
+        self.slots.len() * core::mem::size_of::<u64>()
+    }
+
+    /// Doubles the slots.
     fn grow(&mut self) {
-        let doubled = vec![EMPTY; self.slots.len() * 2];
-        let old = core::mem::replace(&mut self.slots, doubled);
+        self.resize(self.slots.len() * 2);
+    }
+
+    /// Moves to `slots` slots (a power of two holding every entry), placing every entry
+    /// again (the tag holds its home).
+    fn resize(&mut self, slots: usize) {
+        let old = core::mem::replace(&mut self.slots, vec![EMPTY; slots]);
         for slot in old.into_iter().filter(|&slot| slot != EMPTY) {
             self.place(slot);
         }

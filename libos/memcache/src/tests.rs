@@ -480,7 +480,7 @@ fn oversized_values_are_refused_and_their_data_skipped() {
     );
     // An item above the whole budget.
     let mut server = Server::with(Config {
-        max_bytes: 100,
+        max_bytes: 100 + ITEM_OVERHEAD,
         ..Config::default()
     });
     server.say("set k 0 0 1\r\nx\r\n");
@@ -774,8 +774,9 @@ fn lru_evicts_the_least_recently_used_within_the_budget() {
     assert_eq!(server.say("get a\r\n"), "END\r\n");
     server.now += 2;
     server.say("get b e f\r\n");
-    // Costs exactly two small items.
-    let value = "v".repeat(19 + ITEM_OVERHEAD);
+    // Costs exactly two small items but for one slab entry: the two entries freed for
+    // it stay charged, one of them holding it.
+    let value = "v".repeat(19 + ITEM_OVERHEAD - crate::cache::SLAB_ENTRY);
     server.say(&std::format!("set big 0 0 {}\r\n{value}\r\n", value.len()));
     let stats = server.cache.stats(server.now);
     assert_eq!(stats.evictions, 4, "c, d, a, then one of b e f");
@@ -1316,4 +1317,53 @@ fn a_binary_protocol_request_closes_the_connection_at_once() {
         .serve(&mut server.cache, &input, START, &server.info, &mut out);
     assert!(served.close);
     assert!(text(&out).starts_with("VERSION ") && text(&out).ends_with("\r\n"));
+}
+
+/// The budget bounds what the cache allocates: the slab's unused entries and the index
+/// are charged, the index shrinks as items go, and `flush_all` gives everything back.
+#[test]
+fn the_budget_bounds_what_the_cache_allocates() {
+    let max_bytes = 64 << 10;
+    let mut cache = Cache::new(
+        Config {
+            max_bytes,
+            ..Config::default()
+        },
+        START,
+    );
+    // An empty cache holds its initial index alone (64 bytes), uncharged.
+    let check = |cache: &Cache, when: &str| {
+        let charged = cache.bytes().max(64);
+        assert!(
+            cache.allocated() <= charged && cache.bytes() <= max_bytes,
+            "{when}: {} bytes allocated, {} charged, budget {max_bytes}",
+            cache.allocated(),
+            cache.bytes()
+        );
+    };
+    let mut rng = Rng(0x5eed);
+    for round in 0..4 {
+        // Fill past the budget with small items, evicting.
+        for index in 0..2000 {
+            let name = std::format!("key{round}:{index}");
+            let value = vec![b'v'; rng.below(20)];
+            cache.store(StoreMode::Set, key(name.as_bytes()), 0, 0, &value, START);
+            check(&cache, "filling");
+        }
+        // Delete most of them: the slab keeps its entries, the index shrinks.
+        for index in 0..2000 {
+            if index % 16 != 0 {
+                let name = std::format!("key{round}:{index}");
+                cache.delete(key(name.as_bytes()), START);
+                check(&cache, "deleting");
+            }
+        }
+    }
+    cache.flush_all(0, START);
+    check(&cache, "flushed");
+    assert!(
+        cache.allocated() <= 64,
+        "{} bytes after flush_all",
+        cache.allocated()
+    );
 }
