@@ -336,15 +336,7 @@ fn serve_core(kernel: &Kernel, core: usize, mut stack: Stack, shared: &Shared) {
             "kv: core {core} polls when idle (the NIC cannot wake a core)"
         ));
     }
-    let mut server = Server {
-        shared,
-        clients: Vec::new(),
-        udp_answer: Vec::new(),
-        udp_datagram: Vec::with_capacity(UDP_MAX_DATAGRAM),
-        tcp_requests: 0,
-        udp_served: 0,
-        udp_dropped: 0,
-    };
+    let mut server = Server::new(shared);
     let result = server
         .run(kernel, &mut stack, can_nap)
         .and_then(|()| server.shut_down(kernel, &mut stack));
@@ -398,7 +390,20 @@ struct Server<'a> {
     udp_dropped: u64,
 }
 
-impl Server<'_> {
+impl<'a> Server<'a> {
+    /// A core's server over what the cores share, with no connection yet.
+    fn new(shared: &'a Shared) -> Self {
+        Self {
+            shared,
+            clients: Vec::new(),
+            udp_answer: Vec::new(),
+            udp_datagram: Vec::with_capacity(UDP_MAX_DATAGRAM),
+            tcp_requests: 0,
+            udp_served: 0,
+            udp_dropped: 0,
+        }
+    }
+
     /// The serving loop, until a core receives `shutdown`.
     fn run(&mut self, kernel: &Kernel, stack: &mut Stack, can_nap: bool) -> Result<(), NetError> {
         let options = TcpOptions {

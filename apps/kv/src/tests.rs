@@ -741,15 +741,7 @@ fn a_udp_flood_is_answered_a_socket_buffer_at_a_time() {
     let (wire, mut server, mut client, _listener) = listening(4);
     let store = Shards::new(CacheConfig::default(), 1, CLOCK_START_S);
     let shared = Shared::new(CLOCK_START_S, store, 1, 1 << 20, 0);
-    let mut kv = Server {
-        shared: &shared,
-        clients: Vec::new(),
-        udp_answer: Vec::new(),
-        udp_datagram: Vec::new(),
-        tcp_requests: 0,
-        udp_served: 0,
-        udp_dropped: 0,
-    };
+    let mut kv = Server::new(&shared);
     let udp = server
         .udp_bind(
             PORT,
@@ -887,15 +879,7 @@ fn the_lead_follows_its_client_when_another_ends() {
     for leader_ends in [false, true] {
         let store = Shards::new(CacheConfig::default(), 1, CLOCK_START_S);
         let shared = Shared::new(CLOCK_START_S, store, 1, 10, 0);
-        let mut kv = Server {
-            shared: &shared,
-            clients: Vec::new(),
-            udp_answer: Vec::new(),
-            udp_datagram: Vec::new(),
-            tcp_requests: 0,
-            udp_served: 0,
-            udp_dropped: 0,
-        };
+        let mut kv = Server::new(&shared);
         let (wire, mut server, mut client, [first, second], mut now_ns) = two_clients(&mut kv);
         let info = ServerInfo::default();
         // One client's large request, partly sent, past the 10-byte budget: it leads.
