@@ -10,15 +10,22 @@ use rexo_http::{Page, Response, Site, Step};
 use crate::status::Counters;
 use crate::transport::{Gone, Link, Sending, Transport};
 
-/// A connection silent this long (no byte moved either way) is closed, or reset if it
-/// was in the middle of an answer: this bounds what a vanished client holds (a slow one
-/// is bounded by [`REQUEST_DEADLINE_NS`] too).
+/// A connection idle this long is closed, or reset if it was in the middle of an
+/// answer: this bounds what a vanished client holds (a slow one is bounded by
+/// [`REQUEST_DEADLINE_NS`] too). Idle means no request byte came and the peer
+/// acknowledged fewer than [`MIN_ACKNOWLEDGED_BYTES`] of the answers; the timer restarts
+/// at every request byte and at every [`MIN_ACKNOWLEDGED_BYTES`] acknowledged.
 /// Shorter than the TCP timeout (`TCP_OPTIONS`), so that the server, not the stack,
 /// decides how an idle connection ends.
 pub const IDLE_TIMEOUT_NS: u64 = 15_000_000_000;
+/// The answer bytes a client must acknowledge within each [`IDLE_TIMEOUT_NS`] to be
+/// taking its answer (about 1 KiB/s): a download of any length lasts as long as it
+/// moves, while a client that reads a byte now and then (one that would hold a
+/// connection slot for days) counts as idle.
+pub const MIN_ACKNOWLEDGED_BYTES: usize = 16 * 1024;
 /// The longest a request may take to arrive whole (its head, and the few KiB of body
 /// [`Limits`](rexo_http::Limits) allow), counted from its first byte; then it is
-/// answered `408 Request Timeout` and the connection closes. [`IDLE_TIMEOUT_NS`] restarts at every byte, so without this a
+/// answered `408 Request Timeout` and the connection closes. [`IDLE_TIMEOUT_NS`] restarts at every request byte, so without this a
 /// client sending one byte every 14 s (slowloris) would hold a connection slot for a
 /// day with one 8 KiB head, and a few hundred such clients every slot. A
 /// real client sends a head in one segment or a few, well within this.
@@ -68,12 +75,15 @@ pub struct Client {
     peer_closed: bool,
     /// The connection broke (reset by the peer, or timed out).
     broken: bool,
-    /// Whether answer bytes waited for the peer's acknowledgment at the last step (our
-    /// own TCP holds whole answers queued: a reset then came mid-answer).
-    in_flight: bool,
+    /// The answer bytes queued that waited for the peer's acknowledgment after the last
+    /// step (our own TCP holds whole answers queued: a reset then came mid-answer).
+    unacknowledged: usize,
+    /// The answer bytes the peer acknowledged since `last_activity_ns`.
+    acknowledged: usize,
     /// When the connection started lingering, and when the peer last sent a byte since.
     lingering: Option<(u64, u64)>,
-    /// When a byte last moved either way.
+    /// When a request byte last came or the peer last acknowledged
+    /// [`MIN_ACKNOWLEDGED_BYTES`] of the answers.
     last_activity_ns: u64,
     /// When the first byte of the request at the front of `inbox` came (or, pipelined,
     /// when the request before it was answered); `None` while `inbox` is empty.
@@ -98,7 +108,8 @@ impl Client {
             sending: None,
             peer_closed: false,
             broken: false,
-            in_flight: false,
+            unacknowledged: 0,
+            acknowledged: 0,
             lingering: None,
             last_activity_ns: now_ns,
             request_started_ns: None,
@@ -134,14 +145,22 @@ impl Client {
         now_ns: u64,
     ) -> Progress {
         let mut moved = false;
-        let was_in_flight = core::mem::replace(&mut self.in_flight, tcp.in_flight(&self.link));
+        let unacknowledged = tcp.unacknowledged(&self.link);
+        let was_in_flight = self.unacknowledged > 0 || unacknowledged > 0;
+        self.acknowledged += self.unacknowledged.saturating_sub(unacknowledged);
+        self.unacknowledged = unacknowledged;
+        // Whether the peer showed signs of life: a request byte, or enough acknowledged.
+        let mut active = false;
         loop {
             if let Some((since_ns, last_byte_ns)) = self.lingering {
                 return self.linger(tcp, counters, now_ns, since_ns, last_byte_ns, moved);
             }
             if let Some(sending) = &mut self.sending {
                 match tcp.queue(&self.link, sending) {
-                    Ok(queued) => moved |= queued,
+                    Ok(queued) => {
+                        self.unacknowledged += queued;
+                        moved |= queued > 0;
+                    }
                     Err(()) => {
                         // The peer closed or reset mid-answer: only this connection ends.
                         counters.lock().broken += 1;
@@ -149,7 +168,7 @@ impl Client {
                     }
                 }
                 if !sending.is_queued() {
-                    return self.open_or_idle(moved, now_ns, counters);
+                    return self.open_or_idle(active, moved, now_ns, counters);
                 }
                 let refused = sending.status >= 400;
                 let closes = sending.closes;
@@ -162,14 +181,16 @@ impl Client {
                     return Progress::Finished(Ending::Close);
                 }
             }
-            moved |= self.read(tcp, site.limits.buffer_bound());
+            let read = self.read(tcp, site.limits.buffer_bound());
+            active |= read;
+            moved |= read;
             if self.inbox.is_empty() {
                 self.request_started_ns = None;
             } else if self.request_started_ns.is_none() {
                 self.request_started_ns = Some(now_ns);
             }
             if self.broken {
-                if was_in_flight || self.in_flight {
+                if was_in_flight {
                     counters.lock().broken += 1;
                 }
                 return Progress::Finished(Ending::Abort);
@@ -178,7 +199,7 @@ impl Client {
                 return Progress::Finished(Ending::Close);
             }
             if self.inbox.is_empty() {
-                return self.open_or_idle(moved, now_ns, counters);
+                return self.open_or_idle(active, moved, now_ns, counters);
             }
             // An answer, or for too slow a request (slowloris) `408 Request Timeout` in
             // place of all it sent, then the lingering close of any refusal that closes.
@@ -200,7 +221,7 @@ impl Client {
                     continue;
                 }
                 Step::NeedMore | Step::Continue => {
-                    return self.open_or_idle(moved, now_ns, counters);
+                    return self.open_or_idle(active, moved, now_ns, counters);
                 }
                 Step::Answer { response, consumed } => (response, consumed, false),
             };
@@ -238,18 +259,21 @@ impl Client {
         moved
     }
 
-    /// The connection stays open, unless it was idle too long.
+    /// The connection stays open, unless it was idle too long (`active`: a request
+    /// byte came in this step; `moved`: any byte moved).
     fn open_or_idle(
         &mut self,
+        active: bool,
         moved: bool,
         now_ns: u64,
         counters: &spin::Mutex<Counters>,
     ) -> Progress {
-        if moved {
+        if active || self.acknowledged >= MIN_ACKNOWLEDGED_BYTES {
             self.last_activity_ns = now_ns;
+            self.acknowledged = 0;
         } else if now_ns.saturating_sub(self.last_activity_ns) > IDLE_TIMEOUT_NS {
             counters.lock().idle_closed += 1;
-            return Progress::Finished(if self.sending.is_some() || self.in_flight {
+            return Progress::Finished(if self.sending.is_some() || self.unacknowledged > 0 {
                 Ending::Abort
             } else {
                 Ending::Close

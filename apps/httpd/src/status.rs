@@ -21,7 +21,8 @@ pub struct Counters {
     pub body_bytes: u64,
     /// Connections whose peer went away (closed or reset) before its answer was sent.
     pub broken: u64,
-    /// Connections closed after being idle too long between requests.
+    /// Connections closed (or reset mid-answer) after being idle too long: no request
+    /// byte and too few answer bytes acknowledged (`client::IDLE_TIMEOUT_NS`).
     pub idle_closed: u64,
     /// Connections answered 408 and closed because a request had not come whole within
     /// [`REQUEST_DEADLINE_NS`](crate::client::REQUEST_DEADLINE_NS) of its first byte.

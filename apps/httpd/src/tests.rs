@@ -1,7 +1,8 @@
 //! httpd's connection handling on the host: the server's [`Client`]s on one `rexo-net`
 //! stack, test clients on another, joined by a simulated wire with a simulated clock,
 //! so every run is the same. Pipelining, a peer gone mid-body beside a normal one, a
-//! 100 KB head, idle connections, a request trickling in, and mutated request streams
+//! 100 KB head, idle connections, a request trickling in, downloads taken slowly and
+//! too slowly, and mutated request streams
 //! from a deterministic generator. Each test runs twice: the server's port on smoltcp and on `rexo-tcp`.
 
 use std::vec::Vec;
@@ -23,6 +24,8 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 /// Simulated time per round.
 const ROUND_NS: u64 = 100_000;
+/// Simulated time between the reads of a slow reader ([`World::read_slowly`]).
+const TICK_NS: u64 = 100_000_000;
 
 /// The server (its stack, site and clients) and a peer stack for the test clients.
 struct World {
@@ -169,6 +172,31 @@ impl World {
         received
     }
 
+    /// Reads at most `per_tick` bytes from `connection` every [`TICK_NS`] until `len`
+    /// bytes came, it ends, or `ticks` passed.
+    fn read_slowly(
+        &mut self,
+        connection: &Connection,
+        per_tick: usize,
+        len: usize,
+        ticks: usize,
+    ) -> Vec<u8> {
+        let mut received = Vec::new();
+        let mut buffer = vec![0; per_tick];
+        for _ in 0..ticks {
+            if received.len() >= len {
+                break;
+            }
+            match self.peer.read(connection, &mut buffer) {
+                Ok(read) => received.extend_from_slice(&buffer[..read]),
+                Err(_) => break,
+            }
+            self.round();
+            self.now_ns += TICK_NS - ROUND_NS;
+        }
+        received
+    }
+
     /// What the site answers to `requests` (pipelined), head and body, as one run.
     fn expected(&self, requests: &[u8]) -> Vec<u8> {
         let mut expected = Vec::new();
@@ -309,6 +337,37 @@ fn a_request_trickling_in_is_closed_at_its_deadline(tcp: Tcp) {
     assert_eq!(world.counters.lock().slow_closed, 0);
 }
 
+/// A download that lasts longer than the idle timeout on a keep-alive connection goes
+/// on while its client takes it (here 20 KiB/s: 1 MiB in over 50 s), and the
+/// connection then serves the next request; a client that takes fewer than
+/// `MIN_ACKNOWLEDGED_BYTES` in an idle timeout is reset as idle.
+fn a_slow_download_lasts_while_it_moves(tcp: Tcp) {
+    let mut world = World::new(tcp);
+    let connection = world.connect();
+    let request = get("/1m.txt");
+    let expected = world.expected(&request);
+    world.send(&connection, &request);
+    let started_ns = world.now_ns;
+    let received = world.read_slowly(&connection, 2048, expected.len(), 1_000);
+    assert!(received == expected, "{} bytes came", received.len());
+    assert!(world.now_ns - started_ns > 3 * IDLE_TIMEOUT_NS);
+    assert_eq!(world.counters.lock().idle_closed, 0);
+    let request = get("/1k.txt");
+    let expected = world.expected(&request);
+    world.send(&connection, &request);
+    assert_eq!(world.receive(&connection, Some(expected.len())), expected);
+    // 640 B/s: under MIN_ACKNOWLEDGED_BYTES (16 KiB) in 15 s.
+    let mut world = World::new(tcp);
+    let trickle = world.connect();
+    let request = get("/1m.txt");
+    world.send(&trickle, &request);
+    let ticks = (3 * IDLE_TIMEOUT_NS / TICK_NS) as usize;
+    let received = world.read_slowly(&trickle, 64, usize::MAX, ticks);
+    assert!(received.len() < 512 * 1024, "{} bytes came", received.len());
+    assert_eq!(world.counters.lock().idle_closed, 1);
+    assert!(world.clients.is_empty(), "the trickling client is gone");
+}
+
 #[test]
 fn a_request_is_overdue_only_past_its_deadline() {
     assert!(!request_overdue(None, u64::MAX), "no request begun");
@@ -432,4 +491,5 @@ on_both! {
     a_request_trickling_in_is_closed_at_its_deadline: a_request_trickling_in_is_closed_at_its_deadline_on_smoltcp, a_request_trickling_in_is_closed_at_its_deadline_on_rexo_tcp;
     mutated_request_streams_get_well_formed_answers_and_bounded_buffers: mutated_request_streams_get_well_formed_answers_and_bounded_buffers_on_smoltcp, mutated_request_streams_get_well_formed_answers_and_bounded_buffers_on_rexo_tcp;
     expect_100_continue_is_answered_before_the_body: expect_100_continue_is_answered_before_the_body_on_smoltcp, expect_100_continue_is_answered_before_the_body_on_rexo_tcp;
+    a_slow_download_lasts_while_it_moves: a_slow_download_lasts_while_it_moves_on_smoltcp, a_slow_download_lasts_while_it_moves_on_rexo_tcp;
 }

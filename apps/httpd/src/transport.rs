@@ -171,13 +171,13 @@ impl Transport {
         }
     }
 
-    /// Whether bytes queued on the connection wait for the peer's acknowledgment.
-    pub fn in_flight(&mut self, link: &Link) -> bool {
+    /// The bytes queued on the connection that wait for the peer's acknowledgment.
+    pub fn unacknowledged(&mut self, link: &Link) -> usize {
         match link {
-            Link::Smoltcp(connection) => self.stack.unacknowledged(connection) > 0,
+            Link::Smoltcp(connection) => self.stack.unacknowledged(connection),
             Link::Rexo(id) => self
                 .own()
-                .is_ok_and(|own| own.unacknowledged(*id).is_ok_and(|n| n > 0)),
+                .map_or(0, |own| own.unacknowledged(*id).unwrap_or(0)),
         }
     }
 
@@ -198,7 +198,7 @@ impl Transport {
         }
     }
 
-    /// Queues as much of `sending` as the connection takes; whether anything was
+    /// Queues as much of `sending` as the connection takes; how many bytes were
     /// queued, or `Err` once the connection cannot send (the peer reset it, or it broke).
     ///
     /// smoltcp copies head and body, back to back so that segments are filled to the MSS
@@ -208,8 +208,8 @@ impl Transport {
     /// until they are acknowledged and sends and retransmits from them, the way Cheetah
     /// did; a connection holds a bounded number of pieces, so a client that stops
     /// reading holds up only its own answers.
-    pub fn queue(&mut self, link: &Link, sending: &mut Sending) -> Result<bool, ()> {
-        let mut moved = false;
+    pub fn queue(&mut self, link: &Link, sending: &mut Sending) -> Result<usize, ()> {
+        let mut moved = 0;
         match (&mut sending.rest, link) {
             (Rest::Copied { response, queued }, Link::Smoltcp(connection)) => loop {
                 let (head, body) = (response.head(), response.body().bytes());
@@ -225,7 +225,7 @@ impl Transport {
                     return Ok(moved);
                 }
                 *queued += written;
-                moved = true;
+                moved += written;
             },
             (Rest::Pieces(pieces), Link::Rexo(id)) => {
                 let own = self.own()?;
@@ -233,7 +233,7 @@ impl Transport {
                     // `send` takes the piece even when it refuses it: keep a copy to
                     // try again (a blob's count, or a small owned head or text).
                     match own.send(*id, piece.clone()) {
-                        Ok(()) => moved = true,
+                        Ok(()) => moved += piece.len(),
                         Err(rexo_tcp::Error::QueueFull) => {
                             pieces.push_front(piece);
                             break;
