@@ -1,7 +1,9 @@
 //! One accepted connection: requests read into a bounded buffer, answered one at a
 //! time in order (pipelined requests wait in the buffer), each answer's head and body
 //! queued from where they live on the connection's TCP (`transport.rs`: copied into
-//! smoltcp's send buffer, or handed to `rexo-tcp` as pieces of the file cache).
+//! smoltcp's send buffer, or handed to `rexo-tcp` as pieces of the file cache). On
+//! `rexo-tcp` a connection's last answer is drained before the connection is given back
+//! ([`Client::step`]).
 
 use alloc::vec::Vec;
 
@@ -82,6 +84,9 @@ pub struct Client {
     acknowledged: usize,
     /// When the connection started lingering, and when the peer last sent a byte since.
     lingering: Option<(u64, u64)>,
+    /// The connection is closing: its last answer is queued and its FIN follows; it
+    /// is given back once the peer acknowledged the answer (or reset when idle).
+    draining: bool,
     /// When a request byte last came or the peer last acknowledged
     /// [`MIN_ACKNOWLEDGED_BYTES`] of the answers.
     last_activity_ns: u64,
@@ -111,6 +116,7 @@ impl Client {
             unacknowledged: 0,
             acknowledged: 0,
             lingering: None,
+            draining: false,
             last_activity_ns: now_ns,
             request_started_ns: None,
             continued: false,
@@ -134,8 +140,9 @@ impl Client {
     }
 
     /// Moves the connection on as far as it can without waiting: sends what fits of
-    /// the current answer, reads requests, answers them in order. `pages` supplies the
-    /// dynamic pages (see [`Site::serve`]).
+    /// the current answer, reads requests, answers them in order; once the connection
+    /// is to close, waits (on `rexo-tcp`) until its last answer was acknowledged.
+    /// `pages` supplies the dynamic pages (see [`Site::serve`]).
     pub fn step(
         &mut self,
         tcp: &mut Transport,
@@ -151,6 +158,9 @@ impl Client {
         self.unacknowledged = unacknowledged;
         // Whether the peer showed signs of life: a request byte, or enough acknowledged.
         let mut active = false;
+        if self.draining {
+            return self.drain(tcp, now_ns, counters);
+        }
         loop {
             if let Some((since_ns, last_byte_ns)) = self.lingering {
                 return self.linger(tcp, counters, now_ns, since_ns, last_byte_ns, moved);
@@ -178,7 +188,7 @@ impl Client {
                     continue;
                 }
                 if closes {
-                    return Progress::Finished(Ending::Close);
+                    return self.close(tcp, now_ns, counters);
                 }
             }
             let read = self.read(tcp, site.limits.buffer_bound());
@@ -196,7 +206,7 @@ impl Client {
                 return Progress::Finished(Ending::Abort);
             }
             if self.inbox.is_empty() && self.peer_closed {
-                return Progress::Finished(Ending::Close);
+                return self.close(tcp, now_ns, counters);
             }
             if self.inbox.is_empty() {
                 return self.open_or_idle(active, moved, now_ns, counters);
@@ -206,7 +216,7 @@ impl Client {
             let (response, consumed, overdue) = match site.serve(&self.inbox, pages) {
                 Step::NeedMore | Step::Continue if self.peer_closed => {
                     // A request cut off by the peer's close: nothing can be answered.
-                    return Progress::Finished(Ending::Close);
+                    return self.close(tcp, now_ns, counters);
                 }
                 Step::NeedMore | Step::Continue
                     if request_overdue(self.request_started_ns, now_ns) =>
@@ -282,6 +292,49 @@ impl Client {
         Progress::Open { moved }
     }
 
+    /// Ends the connection in order. Where the TCP leaves the connection's last answer
+    /// to the app until it is acknowledged (`rexo-tcp`: a connection given back with
+    /// bytes queued keeps a connection slot while a slow peer takes them), the FIN is
+    /// queued and the connection drains first ([`drain`](Self::drain)).
+    fn close(
+        &mut self,
+        tcp: &mut Transport,
+        now_ns: u64,
+        counters: &spin::Mutex<Counters>,
+    ) -> Progress {
+        if self.unacknowledged > 0 && tcp.shutdown(&self.link) {
+            self.draining = true;
+            return self.drain(tcp, now_ns, counters);
+        }
+        Progress::Finished(Ending::Close)
+    }
+
+    /// Waits for the peer to acknowledge the last answer, bounded as an answer being
+    /// sent is ([`IDLE_TIMEOUT_NS`], [`MIN_ACKNOWLEDGED_BYTES`]); what the peer still
+    /// sends is read and dropped. Closes once all was acknowledged.
+    fn drain(
+        &mut self,
+        tcp: &mut Transport,
+        now_ns: u64,
+        counters: &spin::Mutex<Counters>,
+    ) -> Progress {
+        loop {
+            match tcp.discard(&self.link) {
+                Ok(0) | Err(Gone::Closed) => break,
+                Ok(_) => {}
+                Err(Gone::Broken) => {
+                    // Mid-answer: it waited for acknowledgment at the last step.
+                    counters.lock().broken += 1;
+                    return Progress::Finished(Ending::Abort);
+                }
+            }
+        }
+        if self.unacknowledged == 0 {
+            return Progress::Finished(Ending::Close);
+        }
+        self.open_or_idle(false, false, now_ns, counters)
+    }
+
     /// Reads and discards what the peer still sends after a refusal; closes when it
     /// closes or goes quiet, resets it if it keeps sending.
     fn linger(
@@ -300,7 +353,10 @@ impl Client {
                     moved = true;
                     last_byte_ns = now_ns;
                 }
-                Err(_) => return Progress::Finished(Ending::Close),
+                Err(_) => {
+                    self.lingering = None;
+                    return self.close(tcp, now_ns, counters);
+                }
             }
         }
         if now_ns.saturating_sub(since_ns) > LINGER_MAX_NS {
@@ -308,7 +364,8 @@ impl Client {
             return Progress::Finished(Ending::Abort);
         }
         if now_ns.saturating_sub(last_byte_ns) > LINGER_QUIET_NS {
-            return Progress::Finished(Ending::Close);
+            self.lingering = None;
+            return self.close(tcp, now_ns, counters);
         }
         self.lingering = Some((since_ns, last_byte_ns));
         Progress::Open { moved }

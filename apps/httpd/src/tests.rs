@@ -368,6 +368,29 @@ fn a_slow_download_lasts_while_it_moves(tcp: Tcp) {
     assert!(world.clients.is_empty(), "the trickling client is gone");
 }
 
+/// On `rexo-tcp`, a connection given back to the stack keeps its slot while its queued
+/// bytes wait: an answer that closes the connection is drained under the idle bounds
+/// before it is. A client that takes it whole gets it and a FIN; one that reads it too
+/// slowly is reset, and the slot freed.
+#[test]
+fn a_closing_answer_is_bounded_until_acknowledged_on_rexo_tcp() {
+    let mut world = World::new(Tcp::Rexo);
+    let request = b"GET /1m.txt HTTP/1.1\r\nHost: rexo\r\nConnection: close\r\n\r\n";
+    let expected = world.expected(request);
+    let prompt = world.connect();
+    world.send(&prompt, request);
+    assert!(world.receive(&prompt, None) == expected);
+    let slow = world.connect();
+    world.send(&slow, request);
+    let ticks = (3 * IDLE_TIMEOUT_NS / TICK_NS) as usize;
+    let received = world.read_slowly(&slow, 64, usize::MAX, ticks);
+    assert!(received.len() < 512 * 1024, "{} bytes came", received.len());
+    assert_eq!(world.counters.lock().idle_closed, 1);
+    assert!(world.clients.is_empty());
+    let own = world.server.stack.own_tcp().unwrap();
+    assert_eq!(own.connections(), 0, "a connection still holds a slot");
+}
+
 #[test]
 fn a_request_is_overdue_only_past_its_deadline() {
     assert!(!request_overdue(None, u64::MAX), "no request begun");

@@ -248,6 +248,17 @@ impl Transport {
         }
     }
 
+    /// Queues a FIN after what is queued while the app keeps the connection, so that it
+    /// can see the last answer acknowledged before it gives the connection back with
+    /// [`finish`](Self::finish); whether it did. Only on `rexo-tcp`: `rexo-net` offers no
+    /// half-close of a smoltcp connection, whose FIN goes at `finish`.
+    pub fn shutdown(&mut self, link: &Link) -> bool {
+        match link {
+            Link::Smoltcp(_) => false,
+            Link::Rexo(id) => self.own().is_ok_and(|own| own.shutdown(*id).is_ok()),
+        }
+    }
+
     /// Gives a finished connection back: `abort` resets it, else what was queued is
     /// still sent, then a FIN.
     pub fn finish(&mut self, link: Link, abort: bool) {
