@@ -7,7 +7,7 @@
 
 use alloc::vec::Vec;
 
-use rexo_http::{Page, Response, Site, Step};
+use rexo_http::{DateField, Page, Response, Site, Step};
 
 use crate::status::Counters;
 use crate::transport::{Gone, Link, Sending, Transport};
@@ -142,12 +142,14 @@ impl Client {
     /// Moves the connection on as far as it can without waiting: sends what fits of
     /// the current answer, reads requests, answers them in order; once the connection
     /// is to close, waits (on `rexo-tcp`) until its last answer was acknowledged.
-    /// `pages` supplies the dynamic pages (see [`Site::serve`]).
+    /// `pages` supplies the dynamic pages (see [`Site::serve`]); answers carry `date`
+    /// (`None`: no wall clock, no `Date` field).
     pub fn step(
         &mut self,
         tcp: &mut Transport,
         site: &Site,
         pages: &mut dyn FnMut(&[u8]) -> Page,
+        date: Option<&DateField>,
         counters: &spin::Mutex<Counters>,
         now_ns: u64,
     ) -> Progress {
@@ -241,7 +243,12 @@ impl Client {
                 counters.slow_closed += 1;
             }
             counters.answered(response.status().code());
-            counters.head_bytes += response.head().len() as u64;
+            let response = match date {
+                Some(date) => response.dated(date),
+                None => response,
+            };
+            let [fields, date_line] = response.head_parts();
+            counters.head_bytes += (fields.len() + date_line.len()) as u64;
             counters.body_bytes += response.body().bytes().len() as u64;
             self.inbox.drain(..consumed);
             // The next pipelined request's time starts now.

@@ -54,7 +54,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rexo_api::{ApiError, DeviceKind, Kernel};
-use rexo_http::{Page, Site};
+use rexo_http::{DateField, Page, Site};
 use rexo_net::rexo_tcp;
 use rexo_net::{NetError, Stack, TcpOptions};
 
@@ -73,6 +73,8 @@ pub const BACKLOG: usize = 64;
 pub const MAX_CLIENTS: usize = 128;
 /// The test hook's path (only in `httpd-test`).
 pub const SHUTDOWN_PATH: &[u8] = b"/__shutdown";
+/// Nanoseconds in a second.
+const NS_PER_S: u64 = 1_000_000_000;
 /// How long to wait for a DHCP lease.
 const DHCP_TIMEOUT_NS: u64 = 10_000_000_000;
 /// The longest nap when idle: smoltcp's timers (retransmission, delayed ACKs) need a
@@ -148,6 +150,14 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
     let stacks = core::mem::take(&mut attached.stacks);
     let serving = stacks.len();
     let started = kernel.now_ns();
+    // Answers carry a `Date` field from the wall clock; without one, none (RFC 9110).
+    let unix_at_boot_s = match kernel.unix_time_s() {
+        Ok(now_s) => Some(now_s.saturating_sub(started / NS_PER_S)),
+        Err(error) => {
+            kernel.log(format_args!("httpd: {error}: answers carry no Date"));
+            None
+        }
+    };
     let (disk_files, notes) = site::from_disk(kernel);
     for note in notes {
         kernel.log(format_args!("httpd: {note}"));
@@ -204,6 +214,7 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
     let shared = Arc::new(Shared {
         site,
         started_ns: started,
+        unix_at_boot_s,
         shutdown_hook,
         nic_index: device.index,
         driver: device.driver,
@@ -244,6 +255,8 @@ struct Shared {
     site: Site,
     /// When the app started.
     started_ns: u64,
+    /// The wall clock's Unix time at boot, in seconds; `None` without a wall clock.
+    unix_at_boot_s: Option<u64>,
     /// Whether `GET /__shutdown` stops the server.
     shutdown_hook: bool,
     /// The network interface's number (for the status page's packet filters).
@@ -336,6 +349,7 @@ fn serve_core(kernel: &Kernel, core: usize, mut net: Transport, shared: &Shared)
         book: &shared.books[core],
         shutdown_asked_ns: None,
         clients: Vec::new(),
+        date: shared.unix_at_boot_s.map(DateField::new),
     };
     let result = server
         .serve(&mut net, can_sleep)
@@ -407,6 +421,9 @@ struct Server<'a> {
     shutdown_asked_ns: Option<u64>,
     /// The open connections.
     clients: Vec<Client>,
+    /// The `Date` field of this second's answers (formatted once per second on each
+    /// core); `None` without a wall clock.
+    date: Option<DateField>,
 }
 
 impl Server<'_> {
@@ -453,6 +470,9 @@ impl Server<'_> {
         let address = tcp.stack.address();
         *self.book.net.lock() = tcp.stack.counters();
         self.book.open.store(self.clients.len(), Ordering::Relaxed);
+        if let (Some(date), Some(at_boot_s)) = (&mut self.date, self.shared.unix_at_boot_s) {
+            date.set(at_boot_s + now_ns / NS_PER_S);
+        }
         while index < self.clients.len() {
             let Server {
                 kernel,
@@ -460,6 +480,7 @@ impl Server<'_> {
                 book,
                 shutdown_asked_ns,
                 clients,
+                date,
             } = self;
             let client = &mut clients[index];
             let mut pages = |path: &[u8]| match path {
@@ -477,7 +498,8 @@ impl Server<'_> {
                 }
                 _ => Page::Unhandled,
             };
-            match client.step(tcp, &shared.site, &mut pages, &book.counters, now_ns) {
+            let site = &shared.site;
+            match client.step(tcp, site, &mut pages, date.as_ref(), &book.counters, now_ns) {
                 Progress::Open { moved: step_moved } => {
                     moved |= step_moved;
                     index += 1;

@@ -7,7 +7,7 @@
 
 use std::vec::Vec;
 
-use rexo_http::{Page, Site, Step};
+use rexo_http::{DateField, Page, Site, Step};
 use rexo_net::wire::Wire;
 use rexo_net::{Config, Connection, Endpoint, Ipv4Addr, Stack, TcpOptions};
 
@@ -35,6 +35,9 @@ struct World {
     site: Site,
     counters: spin::Mutex<Counters>,
     clients: Vec<Client>,
+    /// The `Date` field the server's answers carry; `None` (no wall clock) unless a
+    /// test sets one.
+    date: Option<DateField>,
     now_ns: u64,
 }
 
@@ -69,6 +72,7 @@ impl World {
             site: crate::site::build(Vec::new()).0,
             counters: spin::Mutex::default(),
             clients: Vec::new(),
+            date: None,
             now_ns: 0,
         }
     }
@@ -87,6 +91,7 @@ impl World {
                 &mut self.server,
                 &self.site,
                 &mut |_| Page::Unhandled,
+                self.date.as_ref(),
                 &self.counters,
                 self.now_ns,
             );
@@ -474,6 +479,31 @@ fn mutated_request_streams_get_well_formed_answers_and_bounded_buffers(tcp: Tcp)
     assert_eq!(world.receive(&connection, Some(expected.len())), expected);
 }
 
+/// With a wall clock, every answer carries the `Date` field of its second, between its
+/// fields and its blank line, on both TCPs (on `rexo-tcp` as a piece of its own); the
+/// interim `100 Continue` goes without.
+fn answers_carry_the_date_of_their_second(tcp: Tcp) {
+    let mut world = World::new(tcp);
+    world.date = Some(DateField::new(784_111_777));
+    let connection = world.connect();
+    let requests = [get("/1k.txt"), get("/nope"), get("/100k.txt")].concat();
+    let expected = world.expected(&requests);
+    world.send(&connection, &requests);
+    let answers = world.receive(&connection, Some(expected.len() + 3 * 37));
+    let line = b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n";
+    let undated = String::from_utf8_lossy(&answers).replace(
+        "\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+        "\r\n\r\n",
+    );
+    assert_eq!(answers.windows(line.len()).filter(|w| w == line).count(), 3);
+    assert!(undated.as_bytes() == expected);
+    let head =
+        b"GET /1k.txt HTTP/1.1\r\nHost: rexo\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n";
+    world.send(&connection, head);
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+    assert_eq!(world.receive(&connection, Some(interim.len())), interim);
+}
+
 /// A client that sends `Expect: 100-continue` waits for the interim answer before it
 /// sends the body (curl waits 1 s for it): it comes, once, then the final answer.
 fn expect_100_continue_is_answered_before_the_body(tcp: Tcp) {
@@ -515,4 +545,5 @@ on_both! {
     mutated_request_streams_get_well_formed_answers_and_bounded_buffers: mutated_request_streams_get_well_formed_answers_and_bounded_buffers_on_smoltcp, mutated_request_streams_get_well_formed_answers_and_bounded_buffers_on_rexo_tcp;
     expect_100_continue_is_answered_before_the_body: expect_100_continue_is_answered_before_the_body_on_smoltcp, expect_100_continue_is_answered_before_the_body_on_rexo_tcp;
     a_slow_download_lasts_while_it_moves: a_slow_download_lasts_while_it_moves_on_smoltcp, a_slow_download_lasts_while_it_moves_on_rexo_tcp;
+    answers_carry_the_date_of_their_second: answers_carry_the_date_of_their_second_on_smoltcp, answers_carry_the_date_of_their_second_on_rexo_tcp;
 }

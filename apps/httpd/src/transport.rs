@@ -77,7 +77,8 @@ impl Sending {
     pub fn is_queued(&self) -> bool {
         match &self.rest {
             Rest::Copied { response, queued } => {
-                *queued >= response.head().len() + response.body().bytes().len()
+                let [fields, date] = response.head_parts();
+                *queued >= fields.len() + date.len() + response.body().bytes().len()
             }
             Rest::Pieces(pieces) => pieces.is_empty(),
         }
@@ -201,8 +202,8 @@ impl Transport {
     /// Queues as much of `sending` as the connection takes; how many bytes were
     /// queued, or `Err` once the connection cannot send (the peer reset it, or it broke).
     ///
-    /// smoltcp copies head and body, back to back so that segments are filled to the MSS
-    /// across the boundary, into its send buffer: the copy smoltcp costs, since it
+    /// smoltcp copies head (its `Date` line included) and body, back to back so that
+    /// segments are filled to the MSS across the boundaries, into its send buffer: the copy smoltcp costs, since it
     /// segments and retransmits from its own buffer. `rexo-tcp` keeps the pieces (the
     /// file's prebuilt head and a range of its bytes, both `Blob`s of the file cache)
     /// until they are acknowledged and sends and retransmits from them, the way Cheetah
@@ -212,14 +213,15 @@ impl Transport {
         let mut moved = 0;
         match (&mut sending.rest, link) {
             (Rest::Copied { response, queued }, Link::Smoltcp(connection)) => loop {
-                let (head, body) = (response.head(), response.body().bytes());
-                if *queued >= head.len() + body.len() {
+                let [fields, date] = response.head_parts();
+                let parts = [fields, date, response.body().bytes()];
+                if *queued >= parts.iter().map(|part| part.len()).sum() {
                     return Ok(moved);
                 }
                 let at = *queued;
                 let written = self
                     .stack
-                    .write_with(connection, |room| copy_from_parts(&[head, body], at, room))
+                    .write_with(connection, |room| copy_from_parts(&parts, at, room))
                     .map_err(drop)?;
                 if written == 0 {
                     return Ok(moved);

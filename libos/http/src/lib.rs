@@ -18,18 +18,24 @@
 //! - [`linked_paths`] lists the local files a page links to, so that the host tool can
 //!   place them next to it on disk (Cheetah's grouping).
 //!
-//! No `Date` header is sent: Rexo has no wall clock, and RFC 7231 (7.1.1.2) forbids an
-//! origin server without a clock from sending one.
+//! - [`DateField`] is the `Date` field (RFC 9110, 6.6.1) of one second's answers,
+//!   formatted once per second from the wall clock (`Kernel::unix_time_s`) and shared by
+//!   those answers ([`Response::dated`]): the prebuilt heads stay as built, the field
+//!   line goes between their fields and their blank line as a piece of its own. On a
+//!   machine without a wall clock the app sends no `Date`, as RFC 9110 requires of an
+//!   origin server without a clock.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod date;
 mod files;
 mod links;
 mod parse;
 mod response;
 
+pub use date::{DateField, IMF_FIXDATE_LEN, imf_fixdate};
 pub use files::{FileTable, StaticFile, content_type_for};
 pub use links::linked_paths;
 pub use parse::{Fields, Limits, Method, Parsed, Request, Version, parse};

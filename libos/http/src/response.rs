@@ -1,12 +1,16 @@
 //! Answers: statuses, response heads, bodies that point into the file cache, and the
 //! [`Site`] that turns buffered requests into them.
 
+use crate::date::DateField;
 use crate::files::{FileTable, StaticFile};
 use crate::parse::{Limits, Method, Parsed, Request, Version, parse, trim_whitespace};
 use alloc::borrow::Cow;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use rexo_tcp::Piece;
+use rexo_tcp::{Blob, Piece};
+
+/// The blank line that ends a head.
+const BLANK_LINE: &[u8] = b"\r\n";
 
 /// The statuses the engine answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,6 +233,8 @@ pub struct Response {
     status: Status,
     persistence: Persistence,
     head: Head,
+    /// The `Date` field line and blank line that end the head, if [`dated`](Self::dated).
+    date: Option<Arc<Blob>>,
     body: Body,
 }
 
@@ -248,7 +254,8 @@ impl Response {
         self.persistence == Persistence::Close
     }
 
-    /// The head's bytes, blank line included.
+    /// The head's bytes, blank line included, without the `Date` field
+    /// ([`head_parts`](Self::head_parts) has the head as sent).
     pub fn head(&self) -> &[u8] {
         match &self.head {
             Head::Prebuilt(file) => file.ok_head(self.persistence),
@@ -261,17 +268,55 @@ impl Response {
         &self.body
     }
 
+    /// The answer with the `Date` field `date` (RFC 9110, 6.6.1), except an interim
+    /// (1xx) one, which goes without: the field line is shared, not copied, and goes
+    /// between the head's fields and its blank line ([`head_parts`](Self::head_parts)).
+    pub fn dated(mut self, date: &DateField) -> Response {
+        if self.status.code() >= 200 {
+            self.date = Some(date.line().clone());
+        }
+        self
+    }
+
+    /// The head as sent, in two parts to send one after the other: its fields, and the
+    /// `Date` field line with the blank line; or the whole [`head`](Self::head) and
+    /// nothing when the answer is not [`dated`](Self::dated).
+    pub fn head_parts(&self) -> [&[u8]; 2] {
+        let head = self.head();
+        match &self.date {
+            Some(date) => [&head[..head.len() - BLANK_LINE.len()], date.bytes()],
+            None => [head, &[]],
+        }
+    }
+
     /// The answer as the pieces a TCP connection sends, head then body, none empty: a
     /// prebuilt head and a file body as ranges of the file's blobs (shared, not
-    /// copied, their checksums precomputed), built heads and bodies as owned bytes.
+    /// copied, their checksums precomputed), built heads and bodies as owned bytes. A
+    /// [`dated`](Self::dated) answer's `Date` line is a piece of its own, shared, after
+    /// a prebuilt head's fields; a built head takes it in.
     pub fn into_pieces(self) -> Vec<Piece> {
-        let head = match self.head {
+        // The blank line ends the head after the `Date` line instead.
+        let fields_end = |len: usize| match self.date {
+            Some(_) => len - BLANK_LINE.len(),
+            None => len,
+        };
+        let (head, date) = match self.head {
             Head::Prebuilt(file) => {
                 let blob = file.ok_head_blob(self.persistence).clone();
-                let len = blob.bytes().len();
-                Piece::shared(blob, 0, len)
+                let end = fields_end(blob.bytes().len());
+                let date = self.date.and_then(|date| {
+                    let len = date.bytes().len();
+                    Piece::shared(date, 0, len)
+                });
+                (Piece::shared(blob, 0, end), date)
             }
-            Head::Built(bytes) => Some(Piece::owned(bytes)),
+            Head::Built(mut bytes) => {
+                bytes.truncate(fields_end(bytes.len()));
+                if let Some(date) = &self.date {
+                    bytes.extend_from_slice(date.bytes());
+                }
+                (Some(Piece::owned(bytes)), None)
+            }
         };
         let body = match self.body {
             Body::Empty => None,
@@ -281,6 +326,7 @@ impl Response {
             Body::Owned(bytes) => Some(Piece::owned(bytes)),
         };
         head.into_iter()
+            .chain(date)
             .chain(body)
             .filter(|piece| !piece.is_empty())
             .collect()
@@ -292,6 +338,7 @@ impl Response {
             status,
             persistence,
             head: Head::Built(head.finish(persistence)),
+            date: None,
             body,
         }
     }
@@ -303,6 +350,7 @@ impl Response {
             status: Status::Continue,
             persistence: Persistence::KeepAlive,
             head: Head::Built(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()),
+            date: None,
             body: Body::Empty,
         }
     }
@@ -479,6 +527,7 @@ fn serve_file(
             status: Status::Ok,
             persistence,
             head: Head::Prebuilt(file.clone()),
+            date: None,
             body: if head_only {
                 Body::Empty
             } else {

@@ -981,3 +981,81 @@ fn dot_segments_are_resolved_before_the_lookup() {
     // Dots within a name are no segments.
     assert!(answer("GET /..app.js HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 404"));
 }
+
+#[test]
+fn unix_times_are_written_as_imf_fixdates() {
+    for (unix_s, date) in [
+        (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
+        (784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT"),
+        (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
+        (4_102_444_799, "Thu, 31 Dec 2099 23:59:59 GMT"),
+    ] {
+        assert_eq!(&imf_fixdate(unix_s), date.as_bytes(), "{unix_s}");
+    }
+}
+
+/// The lengths of `pieces` (httpd's tests check their bytes on the wire).
+fn lengths(pieces: &[rexo_tcp::Piece]) -> Vec<usize> {
+    pieces.iter().map(|p| p.len()).collect()
+}
+
+#[test]
+fn dated_answers_carry_the_date_field_before_their_blank_line() {
+    let site = site();
+    let answer = |request: &[u8]| match site.serve(request, &mut pages) {
+        Step::Answer { response, .. } => response,
+        Step::NeedMore | Step::Continue => panic!("no answer"),
+    };
+    let mut date = DateField::new(784_111_777);
+    let line = b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n";
+    assert_eq!(date.line().bytes(), line);
+    // A file: its prebuilt head's fields, the shared date line, the file's bytes.
+    let plain = answer(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    let dated = plain.clone().dated(&date);
+    let fields = &plain.head()[..plain.head().len() - 2];
+    let expected = [fields, line, b"0123456789"].concat();
+    assert_eq!(
+        [dated.head_parts().concat(), b"0123456789".to_vec()].concat(),
+        expected
+    );
+    assert_eq!(
+        lengths(&dated.into_pieces()),
+        [fields.len(), line.len(), 10]
+    );
+    // The file's head is queued in front of the date line, which is shared, not copied.
+    let dated = plain.clone().dated(&date);
+    let pieces = dated.into_pieces();
+    assert_eq!(Arc::strong_count(date.line()), 2);
+    drop(pieces);
+    // A built head (an error) takes the line in; so does a status page.
+    for request in [
+        &b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let plain = answer(request);
+        let (head, body) = (plain.head().len(), plain.body().bytes().len());
+        let dated = plain.dated(&date);
+        let parts = dated.head_parts();
+        assert_eq!(parts[0].len(), head - 2);
+        assert_eq!(parts[1], line);
+        assert_eq!(lengths(&dated.into_pieces()), [head - 2 + line.len(), body]);
+    }
+    // The interim answer goes without, and undated answers are as built.
+    let interim = Response::interim_continue().dated(&date);
+    assert_eq!(
+        interim.head_parts(),
+        [b"HTTP/1.1 100 Continue\r\n\r\n", &b""[..]]
+    );
+    assert_eq!(lengths(&interim.into_pieces()), [25]);
+    let plain = answer(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(plain.head_parts(), [plain.head(), &b""[..]]);
+    // Formatted once per second.
+    let first = date.line().clone();
+    date.set(784_111_777);
+    assert!(Arc::ptr_eq(&first, date.line()));
+    date.set(784_111_778);
+    assert_eq!(
+        date.line().bytes(),
+        b"Date: Sun, 06 Nov 1994 08:49:38 GMT\r\n\r\n"
+    );
+}
