@@ -96,6 +96,11 @@ pub struct Client {
     /// Whether the request at the front of `inbox` was sent its interim `100 Continue`
     /// ([`Step::Continue`]).
     continued: bool,
+    /// Whether a page rendered for this connection (the status page) may still wait
+    /// for the peer's acknowledgment: the next request waits until it does not, so that
+    /// a client pipelining `GET /` without reading holds one rendered page, not one
+    /// per request.
+    page_in_flight: bool,
 }
 
 /// Whether a request whose first byte came at `started_ns` (`None`: no request begun)
@@ -120,6 +125,7 @@ impl Client {
             last_activity_ns: now_ns,
             request_started_ns: None,
             continued: false,
+            page_in_flight: false,
         }
     }
 
@@ -213,9 +219,21 @@ impl Client {
             if self.inbox.is_empty() {
                 return self.open_or_idle(active, moved, now_ns, counters);
             }
+            if self.page_in_flight {
+                if self.unacknowledged > 0 {
+                    return self.open_or_idle(active, moved, now_ns, counters);
+                }
+                self.page_in_flight = false;
+            }
             // An answer, or for too slow a request (slowloris) `408 Request Timeout` in
             // place of all it sent, then the lingering close of any refusal that closes.
-            let (response, consumed, overdue) = match site.serve(&self.inbox, pages) {
+            let mut rendered = false;
+            let mut render = |path: &[u8]| {
+                let page = pages(path);
+                rendered |= matches!(page, Page::Ready { .. });
+                page
+            };
+            let (response, consumed, overdue) = match site.serve(&self.inbox, &mut render) {
                 Step::NeedMore | Step::Continue if self.peer_closed => {
                     // A request cut off by the peer's close: nothing can be answered.
                     return self.close(tcp, now_ns, counters);
@@ -238,6 +256,7 @@ impl Client {
                 Step::Answer { response, consumed } => (response, consumed, false),
             };
             self.continued = false;
+            self.page_in_flight = rendered;
             let mut counters = counters.lock();
             if overdue {
                 counters.slow_closed += 1;

@@ -2,7 +2,7 @@
 //! stack, test clients on another, joined by a simulated wire with a simulated clock,
 //! so every run is the same. Pipelining, a peer gone mid-body beside a normal one, a
 //! 100 KB head, idle connections, a request trickling in, downloads taken slowly and
-//! too slowly, and mutated request streams
+//! too slowly, dated answers, pipelined rendered pages, and mutated request streams
 //! from a deterministic generator. Each test runs twice: the server's port on smoltcp and on `rexo-tcp`.
 
 use std::vec::Vec;
@@ -38,6 +38,8 @@ struct World {
     /// The `Date` field the server's answers carry; `None` (no wall clock) unless a
     /// test sets one.
     date: Option<DateField>,
+    /// The page rendered at `/`; none (the file table's) while empty.
+    page: Vec<u8>,
     now_ns: u64,
 }
 
@@ -73,6 +75,7 @@ impl World {
             counters: spin::Mutex::default(),
             clients: Vec::new(),
             date: None,
+            page: Vec::new(),
             now_ns: 0,
         }
     }
@@ -86,11 +89,19 @@ impl World {
             self.clients.push(Client::new(connection, self.now_ns));
         }
         let mut index = 0;
+        let page = &self.page;
+        let mut pages = |path: &[u8]| match path {
+            b"/" if !page.is_empty() => Page::Ready {
+                content_type: "text/html; charset=utf-8",
+                body: page.clone(),
+            },
+            _ => Page::Unhandled,
+        };
         while index < self.clients.len() {
             let progress = self.clients[index].step(
                 &mut self.server,
                 &self.site,
-                &mut |_| Page::Unhandled,
+                &mut pages,
                 self.date.as_ref(),
                 &self.counters,
                 self.now_ns,
@@ -504,6 +515,28 @@ fn answers_carry_the_date_of_their_second(tcp: Tcp) {
     assert_eq!(world.receive(&connection, Some(interim.len())), interim);
 }
 
+/// A client pipelining requests for a rendered page without reading holds one page
+/// unacknowledged at a time, not one per request: here 40 requests for a 100 KB page
+/// to a client whose window takes 256 KiB get 3 pages rendered (2 taken by its window,
+/// 1 waiting), then all 40 once it reads.
+fn pipelined_rendered_pages_wait_for_the_one_in_flight(tcp: Tcp) {
+    let mut world = World::new(tcp);
+    world.page = vec![b'x'; 100_000];
+    let connection = world.connect();
+    let requests = get("/").repeat(40);
+    world.send(&connection, &requests);
+    for _ in 0..2_000 {
+        world.round();
+    }
+    assert_eq!(world.counters.lock().by_status.get(&200), Some(&3));
+    let answers = world.receive_for(&connection, 20_000);
+    let heads = answers
+        .windows(15)
+        .filter(|w| w == b"HTTP/1.1 200 OK")
+        .count();
+    assert_eq!(heads, 40);
+}
+
 /// A client that sends `Expect: 100-continue` waits for the interim answer before it
 /// sends the body (curl waits 1 s for it): it comes, once, then the final answer.
 fn expect_100_continue_is_answered_before_the_body(tcp: Tcp) {
@@ -546,4 +579,5 @@ on_both! {
     expect_100_continue_is_answered_before_the_body: expect_100_continue_is_answered_before_the_body_on_smoltcp, expect_100_continue_is_answered_before_the_body_on_rexo_tcp;
     a_slow_download_lasts_while_it_moves: a_slow_download_lasts_while_it_moves_on_smoltcp, a_slow_download_lasts_while_it_moves_on_rexo_tcp;
     answers_carry_the_date_of_their_second: answers_carry_the_date_of_their_second_on_smoltcp, answers_carry_the_date_of_their_second_on_rexo_tcp;
+    pipelined_rendered_pages_wait_for_the_one_in_flight: pipelined_rendered_pages_wait_for_the_one_in_flight_on_smoltcp, pipelined_rendered_pages_wait_for_the_one_in_flight_on_rexo_tcp;
 }
