@@ -202,7 +202,7 @@ impl Client {
         let head = String::from_utf8(self.buffered.drain(..head_len).collect())
             .map_err(|_| "a response head that is not UTF-8".to_string())?;
         let mut answer = Answer {
-            head,
+            head: without_date(&head)?,
             body: Vec::new(),
         };
         let length = match answer.field("content-length") {
@@ -239,6 +239,47 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// `head` without its `Date` field, which every final answer carries as its last field
+/// (the machines QEMU emulates have a wall clock) and which must be an IMF-fixdate
+/// (RFC 9110, 5.6.7), so that the rest compares byte for byte; an interim (1xx) head
+/// as it is.
+fn without_date(head: &str) -> Result<String, String> {
+    if head.starts_with("HTTP/1.1 1") {
+        return Ok(head.to_string());
+    }
+    let line = head
+        .rfind("\r\nDate: ")
+        .ok_or_else(|| format!("no Date field in {head:?}"))?;
+    head[line + 8..]
+        .strip_suffix("\r\n\r\n")
+        .filter(|date| is_imf_fixdate(date))
+        .ok_or_else(|| format!("a Date field that is not an IMF-fixdate last in {head:?}"))?;
+    Ok(format!("{}\r\n\r\n", &head[..line]))
+}
+
+/// Whether `date` reads as `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn is_imf_fixdate(date: &str) -> bool {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let bytes = date.as_bytes();
+    let digits = |range: core::ops::Range<usize>| bytes[range].iter().all(u8::is_ascii_digit);
+    bytes.len() == 29
+        && DAYS.contains(&&date[..3])
+        && &date[3..5] == ", "
+        && digits(5..7)
+        && MONTHS.contains(&&date[8..11])
+        && [7, 11, 16].iter().all(|&at| bytes[at] == b' ')
+        && digits(12..16)
+        && digits(17..19)
+        && digits(20..22)
+        && digits(23..25)
+        && bytes[19] == b':'
+        && bytes[22] == b':'
+        && &date[25..] == " GMT"
 }
 
 /// A GET request for `path` with `fields` (each line ended by CRLF).
@@ -1245,6 +1286,23 @@ mod tests {
         let (head, body) = error_answer(404, "Not Found", "", false);
         assert_eq!(body, b"404 Not Found\n");
         assert!(head.ends_with("Content-Length: 14\r\n\r\n"));
+    }
+
+    #[test]
+    fn the_date_field_is_checked_and_taken_out() {
+        let head = "HTTP/1.1 404 Not Found\r\nServer: Rexo\r\nContent-Length: 14\r\n";
+        let dated = format!("{head}Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n");
+        assert_eq!(without_date(&dated), Ok(format!("{head}\r\n")));
+        for bad in [
+            format!("{head}\r\n"),
+            format!("{head}Date: Sun, 06 Nov 1994 08:49:37 UTC\r\n\r\n"),
+            format!("{head}Date: Sunday, 06-Nov-94 08:49:37 GMT\r\n\r\n"),
+            format!("Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n{head}\r\n"),
+        ] {
+            assert!(without_date(&bad).is_err(), "{bad:?}");
+        }
+        let interim = "HTTP/1.1 100 Continue\r\n\r\n";
+        assert_eq!(without_date(interim), Ok(interim.to_string()));
     }
 
     #[test]
