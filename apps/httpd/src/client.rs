@@ -154,7 +154,7 @@ impl Client {
         &mut self,
         tcp: &mut Transport,
         site: &Site,
-        pages: &mut dyn FnMut(&[u8]) -> Page,
+        pages: &mut dyn FnMut(&[u8], bool) -> Page,
         date: Option<&DateField>,
         counters: &spin::Mutex<Counters>,
         now_ns: u64,
@@ -228,8 +228,8 @@ impl Client {
             // An answer, or for too slow a request (slowloris) `408 Request Timeout` in
             // place of all it sent, then the lingering close of any refusal that closes.
             let mut rendered = false;
-            let mut render = |path: &[u8]| {
-                let page = pages(path);
+            let mut render = |path: &[u8], head_only| {
+                let page = pages(path, head_only);
                 rendered |= matches!(page, Page::Ready { .. });
                 page
             };

@@ -483,7 +483,11 @@ impl Server<'_> {
                 date,
             } = self;
             let client = &mut clients[index];
-            let mut pages = |path: &[u8]| match path {
+            let mut pages = |path: &[u8], head_only| match path {
+                // HEAD / is answered without rendering the page.
+                b"/" if head_only => Page::Unrendered {
+                    content_type: "text/html; charset=utf-8",
+                },
                 b"/" => Page::Ready {
                     content_type: "text/html; charset=utf-8",
                     body: shared.status_page(kernel, address),

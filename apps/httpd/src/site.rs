@@ -237,7 +237,7 @@ mod tests {
 
     /// Serves `request` on `site` with no dynamic pages.
     fn serve(site: &Site, request: &[u8]) -> (Status, Vec<u8>) {
-        match site.serve(request, &mut |_| Page::Unhandled) {
+        match site.serve(request, &mut |_, _| Page::Unhandled) {
             Step::Answer { response, .. } => (response.status(), response.body().bytes().to_vec()),
             Step::NeedMore | Step::Continue => panic!("incomplete request"),
         }
@@ -374,7 +374,7 @@ mod disk_tests {
             ("/data.bin", &[7u8; 5000][..]),
         ] {
             let request = alloc::format!("GET {path} HTTP/1.1\r\nHost: rexo\r\n\r\n");
-            match site.serve(request.as_bytes(), &mut |_| Page::Unhandled) {
+            match site.serve(request.as_bytes(), &mut |_, _| Page::Unhandled) {
                 Step::Answer { response, .. } => {
                     assert_eq!(response.status(), Status::Ok);
                     assert_eq!(response.body().bytes(), want);

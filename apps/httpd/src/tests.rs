@@ -90,7 +90,7 @@ impl World {
         }
         let mut index = 0;
         let page = &self.page;
-        let mut pages = |path: &[u8]| match path {
+        let mut pages = |path: &[u8], _| match path {
             b"/" if !page.is_empty() => Page::Ready {
                 content_type: "text/html; charset=utf-8",
                 body: page.clone(),
@@ -219,7 +219,7 @@ impl World {
         let mut rest = requests;
         while !rest.is_empty() {
             let Step::Answer { response, consumed } =
-                self.site.serve(rest, &mut |_| Page::Unhandled)
+                self.site.serve(rest, &mut |_, _| Page::Unhandled)
             else {
                 panic!("an incomplete request");
             };

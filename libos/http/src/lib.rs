@@ -14,7 +14,9 @@
 //! - [`Site::serve`] turns buffered bytes into a [`Response`]: a head slice and a
 //!   [`Body`] that, for files, names the file and a byte range of it instead of copying,
 //!   so the TCP library OS can segment and retransmit straight from the file cache.
-//!   Dynamic pages (the status page at `/`) come from a hook the app supplies.
+//!   Dynamic pages (the status page at `/`) come from a hook the app supplies, told
+//!   whether the answer is a head alone (HEAD), for which it need not render the page
+//!   ([`Page::Unrendered`]).
 //! - [`linked_paths`] lists the local files a page links to, so that the host tool can
 //!   place them next to it on disk (Cheetah's grouping).
 //!

@@ -401,6 +401,13 @@ pub enum Page {
         /// Its bytes.
         body: Vec<u8>,
     },
+    /// The page's head alone, its body not rendered: the answer to a HEAD request
+    /// (the hook's `head_only`), without `Content-Length`, which only the rendered body
+    /// would tell (RFC 9110, 8.6). To a GET it is a hook's mistake, answered `500`.
+    Unrendered {
+        /// Its `Content-Type`.
+        content_type: &'static str,
+    },
     /// The page exists but could not be made: `500`.
     Failed,
 }
@@ -443,10 +450,10 @@ impl Site {
     }
 
     /// Answers the first request in `buf`. `pages` is asked first about every path
-    /// (percent-decoded, its `.` and `..` segments resolved, without query) and may
-    /// supply a dynamic page, like the status
-    /// page at `/`.
-    pub fn serve(&self, buf: &[u8], pages: &mut dyn FnMut(&[u8]) -> Page) -> Step {
+    /// (percent-decoded, its `.` and `..` segments resolved, without query), and
+    /// whether the answer is a head alone (HEAD), and may supply a dynamic page, like
+    /// the status page at `/` ([`Page::Unrendered`] for a head alone).
+    pub fn serve(&self, buf: &[u8], pages: &mut dyn FnMut(&[u8], bool) -> Page) -> Step {
         match parse(buf, &self.limits) {
             Parsed::Incomplete => Step::NeedMore,
             Parsed::ContinueExpected => Step::Continue,
@@ -462,7 +469,11 @@ impl Site {
     }
 
     /// Answers a parsed request (see [`serve`](Self::serve) for `pages`).
-    pub fn answer(&self, request: &Request<'_>, pages: &mut dyn FnMut(&[u8]) -> Page) -> Response {
+    pub fn answer(
+        &self,
+        request: &Request<'_>,
+        pages: &mut dyn FnMut(&[u8], bool) -> Page,
+    ) -> Response {
         let persistence = Persistence::of(request);
         let head_only = match request.method {
             Method::Get => false,
@@ -475,11 +486,14 @@ impl Site {
         let Some(path) = percent_decode(request.path).and_then(remove_dot_segments) else {
             return Response::error(Status::BadRequest, Persistence::Close, head_only, &[]);
         };
-        match pages(&path) {
+        match pages(&path, head_only) {
             Page::Ready { content_type, body } => {
-                return dynamic(request, persistence, head_only, content_type, body);
+                return dynamic(request, persistence, head_only, content_type, Some(body));
             }
-            Page::Failed => {
+            Page::Unrendered { content_type } if head_only => {
+                return dynamic(request, persistence, head_only, content_type, None);
+            }
+            Page::Failed | Page::Unrendered { .. } => {
                 return Response::error(Status::InternalServerError, persistence, head_only, &[]);
             }
             Page::Unhandled => {}
@@ -568,13 +582,13 @@ fn serve_file(
     }
 }
 
-/// The answer for a dynamic page.
+/// The answer for a dynamic page (`body`: `None` when not rendered, for a head alone).
 fn dynamic(
     request: &Request<'_>,
     persistence: Persistence,
     head_only: bool,
     content_type: &'static str,
-    body: Vec<u8>,
+    body: Option<Vec<u8>>,
 ) -> Response {
     // A dynamic page has no entity tag, but `*` still matches it (RFC 7232 3.2).
     if request
@@ -586,12 +600,13 @@ fn dynamic(
     }
     let mut head = HeadBuilder::new(Status::Ok);
     head.field(b"Content-Type", content_type.as_bytes());
-    head.number(b"Content-Length", body.len() as u64);
+    if let Some(body) = &body {
+        head.number(b"Content-Length", body.len() as u64);
+    }
     head.field(b"Cache-Control", b"no-store");
-    let body = if head_only {
-        Body::Empty
-    } else {
-        Body::Owned(body)
+    let body = match body {
+        Some(body) if !head_only => Body::Owned(body),
+        _ => Body::Empty,
     };
     Response::built(Status::Ok, persistence, head, body)
 }

@@ -23,7 +23,7 @@ fn site() -> Site {
 }
 
 /// A page hook with a status page at `/status` and a failing page at `/broken`.
-fn pages(path: &[u8]) -> Page {
+fn pages(path: &[u8], _head_only: bool) -> Page {
     match path {
         b"/status" => Page::Ready {
             content_type: "text/plain; charset=utf-8",
@@ -266,7 +266,7 @@ fn dynamic_pages_get_a_fresh_head() {
     );
     // The hook is asked first, so it may take `/` from the index.
     let site = site();
-    let mut status_at_root = |path: &[u8]| match path {
+    let mut status_at_root = |path: &[u8], _| match path {
         b"/" => Page::Ready {
             content_type: "text/html; charset=utf-8",
             body: b"<p>up</p>".to_vec(),
@@ -279,6 +279,42 @@ fn dynamic_pages_get_a_fresh_head() {
         panic!("no answer");
     };
     assert_eq!(response.body().bytes(), b"<p>up</p>");
+}
+
+#[test]
+fn a_head_request_for_a_dynamic_page_need_not_render_it() {
+    let site = site();
+    let mut rendered = 0;
+    let mut lazy = |path: &[u8], head_only| match path {
+        b"/status" if head_only => Page::Unrendered {
+            content_type: "text/plain; charset=utf-8",
+        },
+        b"/status" => {
+            rendered += 1;
+            Page::Ready {
+                content_type: "text/plain; charset=utf-8",
+                body: b"cores 2\n".to_vec(),
+            }
+        }
+        // A page that claims to be unrendered for a GET.
+        b"/wrong" => Page::Unrendered {
+            content_type: "text/plain; charset=utf-8",
+        },
+        _ => Page::Unhandled,
+    };
+    let mut ask = |request: &[u8]| match site.serve(request, &mut lazy) {
+        Step::Answer { response, .. } => [response.head(), response.body().bytes()].concat(),
+        Step::NeedMore | Step::Continue => panic!("no answer"),
+    };
+    // The head without Content-Length, which only the body would tell.
+    assert_eq!(
+        ask(b"HEAD /status HTTP/1.1\r\nHost: x\r\n\r\n"),
+        b"HTTP/1.1 200 OK\r\nServer: Rexo\r\nContent-Type: text/plain; charset=utf-8\r\n\
+          Cache-Control: no-store\r\n\r\n"
+    );
+    assert!(ask(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n").ends_with(b"\r\n\r\ncores 2\n"));
+    assert!(ask(b"GET /wrong HTTP/1.1\r\nHost: x\r\n\r\n").starts_with(b"HTTP/1.1 500 "));
+    assert_eq!(rendered, 1, "rendered for the GET alone");
 }
 
 #[test]
@@ -700,7 +736,7 @@ fn file_answers_are_pieces_of_the_file_cache_not_copies() {
     files.insert_owned("/f.txt", content.clone());
     let site = Site::new(files, Limits::default());
     let file = site.files.get(b"/f.txt").unwrap().clone();
-    let answer = |request: &[u8]| match site.serve(request, &mut |_| Page::Unhandled) {
+    let answer = |request: &[u8]| match site.serve(request, &mut |_, _| Page::Unhandled) {
         Step::Answer { response, .. } => response,
         Step::NeedMore | Step::Continue => panic!("no answer"),
     };
