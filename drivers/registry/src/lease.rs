@@ -386,10 +386,10 @@ impl QueueLease {
             Some(handle) => self.gate.in_call.during(core, || call(handle.as_mut())),
             None => Err(DeviceError::Revoked),
         };
-        if self.gate.end_after_call.load(Ordering::Relaxed) {
+        if self.gate.end_after_call.swap(false, Ordering::Relaxed) {
             let state = self.slot.state.lock();
             if state.generation == self.lease.2 {
-                end(self.slot, state, self.binder());
+                end_after_calls(self.slot, state, core, self.binder());
             }
         }
         answer
@@ -546,9 +546,22 @@ impl Drop for Lease {
         if state.generation != self.generation {
             return;
         }
-        match state.queues.iter().find(|gate| gate.in_call.by(core)) {
-            Some(gate) => gate.end_after_call.store(true, Ordering::Relaxed),
-            None => drop(end(self.slot, state, self.binder)),
-        }
+        end_after_calls(self.slot, state, core, self.binder);
+    }
+}
+
+/// Ends the lease on `slot` (`state`, its lock) now, or, while `core` is inside a call on
+/// one of its queue pairs (whose gate [`end`] would wait for forever), marks that call's
+/// gate to end it as the call returns; the call ending there looks again, so a lease
+/// dropped in calls nested across pairs ends as the outermost returns.
+fn end_after_calls(
+    slot: &Slot,
+    state: MutexGuard<'_, SlotState>,
+    core: usize,
+    binder: &dyn Binder,
+) {
+    match state.queues.iter().find(|gate| gate.in_call.by(core)) {
+        Some(gate) => gate.end_after_call.store(true, Ordering::Relaxed),
+        None => drop(end(slot, state, binder)),
     }
 }

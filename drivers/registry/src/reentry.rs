@@ -65,7 +65,7 @@ mod tests {
     use rexo_devio::Found;
 
     /// An interface of one queue that lends a buffer to every send and hands one frame to
-    /// every receive; it splits into one handle like itself.
+    /// every receive; it splits into two handles like itself.
     struct Lending;
 
     impl NetDevice for Lending {
@@ -99,7 +99,10 @@ mod tests {
             Ok(())
         }
         fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
-            Ok(alloc::vec![Box::new(Lending) as Box<dyn NetDevice>])
+            Ok(alloc::vec![
+                Box::new(Lending) as Box<dyn NetDevice>,
+                Box::new(Lending)
+            ])
         }
     }
 
@@ -163,15 +166,24 @@ mod tests {
         assert_eq!(after, Some("app"), "after the calls");
     }
 
+    /// Interface 0 of `registry` leased by app 1, and its pairs' handles.
+    fn leased_and_split(
+        registry: &'static Registry,
+    ) -> (Box<dyn NetDevice>, Vec<Box<dyn NetDevice>>) {
+        let mut lease = registry
+            .open(DeviceKind::Net, 0, (1, "app"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
+        let pairs = lease.split_queues().unwrap();
+        (lease, pairs)
+    }
+
     #[test]
     fn a_lease_dropped_inside_a_call_on_its_pair_ends_as_the_call_returns() {
         let registry = lending();
         let (inside, after) = in_time(move || {
-            let mut lease = registry
-                .open(DeviceKind::Net, 0, (1, "app"))
-                .and_then(OpenDevice::into_net)
-                .unwrap();
-            let mut pair = lease.split_queues().unwrap().remove(0);
+            let (lease, mut pairs) = leased_and_split(registry);
+            let mut pair = pairs.remove(0);
             let mut lease = Some(lease);
             let mut inside = None;
             pair.transmit(0, 60, &mut |_| {
@@ -188,6 +200,36 @@ mod tests {
         });
         assert_eq!(inside, (Err(DeviceError::Reentered), Some("app")));
         assert_eq!(after, (Err(DeviceError::Revoked), None));
+    }
+
+    #[test]
+    fn a_lease_dropped_inside_a_lower_pairs_call_from_a_higher_pairs_ends_as_the_outer_returns() {
+        let registry = lending();
+        let (inside, after) = in_time(move || {
+            let (lease, mut pairs) = leased_and_split(registry);
+            let (mut second, mut first) = (pairs.pop().unwrap(), pairs.pop().unwrap());
+            let mut lease = Some(lease);
+            let mut inside = None;
+            second
+                .transmit(0, 60, &mut |_| {
+                    let inner = first.transmit(0, 60, &mut |_| drop(lease.take()));
+                    inside = Some((inner, registry.devices()[0].holder));
+                })
+                .unwrap();
+            let after = (
+                first.receive(0, 1, &mut |_| {}),
+                second.receive(0, 1, &mut |_| {}),
+                registry.devices()[0].holder,
+            );
+            (inside.unwrap(), after)
+        });
+        assert_eq!(
+            inside,
+            (Ok(()), Some("app")),
+            "still held inside the outer call"
+        );
+        let revoked = Err(DeviceError::Revoked);
+        assert_eq!(after, (revoked, revoked, None));
     }
 
     #[test]
