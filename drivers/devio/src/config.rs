@@ -344,6 +344,19 @@ mod tests {
     }
 
     #[test]
+    fn intx_is_the_line_the_walk_read_whatever_the_driver_writes_there() {
+        let bus: &'static PciBus =
+            Box::leak(Box::new(PciBus::claim(HostPlatform::leaked(), &[]).0));
+        let mut function = function_at(23);
+        function.header.address = Address::new(0, 10, 23, 0).unwrap();
+        function.header.raw[15] = 0x0000_010B; // INTA routed to IRQ 11
+        bus.found.lock().push((function, false));
+        let bound = bus.bind(function.header.address).unwrap();
+        bound.config_write(0x3C, 0x0000_0105).unwrap(); // IRQ 5 instead
+        assert_eq!(bound.intx().map(|wake| wake.irq()).ok(), Some(11));
+    }
+
+    #[test]
     fn the_machine_has_one_bus() {
         let platform = HostPlatform::leaked();
         assert!(PciBus::new(platform, &[]).is_some());

@@ -295,9 +295,11 @@ impl DeviceFunction {
     /// The function's INTx line as a wake-up ([`LineWake`], level-triggered), with INTx
     /// turned on (the driver keeps its device's interrupt causes masked until armed);
     /// [`DeviceError::Unsupported`] without an interrupt pin, a line the firmware routed,
-    /// or a level-triggered route for it in the kernel, and INTx left off then.
+    /// or a level-triggered route for it in the kernel, and INTx left off then. The pin and
+    /// line are the walk's, as it read register 0x3C before any driver ran: a driver that
+    /// rewrites the register gets no other line.
     pub fn intx(&self) -> Result<LineWake, DeviceError> {
-        let pins = self.config_read(0x3C)?;
+        let pins = self.function.header.raw[15];
         let irq = crate::line::intx_irq((pins >> 8) as u8, pins as u8)?;
         let wake = LineWake::new(irq, true, self.platform)?;
         let command = self.config_read(0x04)?;
