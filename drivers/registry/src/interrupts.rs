@@ -484,6 +484,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_binding_returned_inside_a_pairs_call_is_given_back_and_its_source_disarmed_after() {
+        let (registry, binder, armed, [mut a, _b], mut minted) = both_armed();
+        let mut pair = a.split_queues().unwrap().remove(0);
+        let mut cap = Some(minted.remove(0));
+        let id = cap.as_ref().unwrap().id();
+        let mut inside = None;
+        pair.transmit(0, 60, &mut |_| {
+            let returned = registry.return_interrupt(1, cap.take().unwrap());
+            let swept = registry.disarm_revoked();
+            inside = Some((returned, swept, *armed[0].lock()));
+        })
+        .unwrap();
+        // The whole device is not called while its pair's gate is held on this core.
+        assert_eq!(
+            inside,
+            Some((Ok(()), 0, Some(0))),
+            "given back, still armed"
+        );
+        assert!(!binder.live(id));
+        assert_eq!(registry.disarm_revoked(), 1, "disarmed by the next sweep");
+        assert_eq!(*armed[0].lock(), None);
+        assert_eq!(a.wake_on_receive(0, Some(0)), Err(DeviceError::Unbound));
+    }
+
+    #[test]
     fn a_revoked_or_ended_binding_disarms_its_source_and_others_on_the_line_keep_theirs() {
         let (registry, binder, armed, [mut a, mut b], minted) = both_armed();
         assert_eq!(

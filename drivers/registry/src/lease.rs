@@ -33,10 +33,7 @@ fn live(
     generation: u64,
     core: usize,
 ) -> Result<spin::MutexGuard<'_, SlotState>, DeviceError> {
-    let state = reentry::lock(slot, core)?;
-    if state.queues.iter().any(|gate| gate.in_call.by(core)) {
-        return Err(DeviceError::Reentered);
-    }
+    let state = reentry::lock_whole(slot, core)?;
     if state.generation == generation && state.holder.is_some() {
         Ok(state)
     } else {
@@ -335,7 +332,7 @@ pub(crate) struct QueueGate {
     /// The handle: `None` once cut.
     handle: spin::Mutex<Option<Box<dyn NetDevice>>>,
     /// The core inside a call holding `handle`'s lock ([`reentry`]).
-    in_call: InCall,
+    pub(crate) in_call: InCall,
     /// Whether the lease was dropped from inside that call: it ends as the call returns.
     end_after_call: AtomicBool,
 }

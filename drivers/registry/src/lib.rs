@@ -364,14 +364,14 @@ impl Registry {
     /// again under this lease. Anything but a live interrupt capability of `owner` is
     /// refused with nothing changed; the refusal is the table's, for the kernel to check
     /// against the abort protocol once no slot is locked. Returned from inside a call on
-    /// its device (whose lock the calling core holds, [`reentry`]), it is given back all
-    /// the same, and its source disarmed by the device's next arm of the queue, the
+    /// its device (whose lock, or one of whose queue pairs' gates, the calling core
+    /// holds, [`reentry`]), it is given back all the same, and its source disarmed by the device's next arm of the queue, the
     /// kernel's sweep or the lease's end, whichever comes first.
     pub fn return_interrupt(&self, owner: u16, cap: rexo_api::Cap) -> Result<(), CapError> {
         let id = cap.id();
         let core = self.binder.core_index();
         for slot in &self.slots {
-            let Ok(mut state) = reentry::lock(slot, core) else {
+            let Ok(mut state) = reentry::lock_whole(slot, core) else {
                 continue;
             };
             if let Some(queue) = state.interrupts.queue_of(id) {
@@ -390,11 +390,12 @@ impl Registry {
     /// deadline, the kernel's root over the vectors revoked) and marks it unbound, without
     /// waiting for the holder's next arm. Returns how many (logged when any). It takes the
     /// slots' locks and calls the drivers, so it must not run in an interrupt handler; a
-    /// slot whose lock the calling core holds in a call ([`reentry`]) is passed by.
+    /// slot whose lock, or one of whose queue pairs' gates, the calling core holds in a
+    /// call ([`reentry`]) is passed by.
     pub fn disarm_revoked(&self) -> usize {
         let core = self.binder.core_index();
         let sweep = |slot: &Slot| {
-            let Ok(mut state) = reentry::lock(slot, core) else {
+            let Ok(mut state) = reentry::lock_whole(slot, core) else {
                 return 0;
             };
             let state = &mut *state;
@@ -452,7 +453,8 @@ pub(crate) mod tests {
 
     /// A network interface that counts what it was asked. With a binder and a record,
     /// arming its one queue routes vector 219 (a shared line) through the binder and
-    /// records the core; without, it cannot wake a core.
+    /// records the core; without, it cannot wake a core. It splits into one handle that
+    /// lends a buffer to every send ([`crate::reentry::tests::Lending`]).
     pub(crate) struct Counting(pub(crate) usize, pub(crate) Option<(Routes, Armed)>);
 
     /// The tests' kernel half of interrupt bindings.
@@ -504,6 +506,11 @@ pub(crate) mod tests {
         ) -> Result<(), DeviceError> {
             let (binder, armed) = self.1.as_ref().ok_or(DeviceError::Unsupported("MSI-X"))?;
             route_wake((binder, armed), queue, core)
+        }
+        fn split_queues(&mut self) -> Result<alloc::vec::Vec<Box<dyn NetDevice>>, DeviceError> {
+            Ok(alloc::vec![
+                Box::new(crate::reentry::tests::Lending) as Box<dyn NetDevice>
+            ])
         }
     }
 

@@ -54,8 +54,22 @@ pub(crate) fn lock(slot: &Slot, core: usize) -> Result<MutexGuard<'_, SlotState>
     Ok(slot.state.lock())
 }
 
+/// `slot`'s lock for a call through the whole device by `core` (the driver's whole
+/// device may wait for what one of its queue pairs holds); [`DeviceError::Reentered`]
+/// when `core` is inside a device call that holds the lock or one of the pairs' gates.
+pub(crate) fn lock_whole(
+    slot: &Slot,
+    core: usize,
+) -> Result<MutexGuard<'_, SlotState>, DeviceError> {
+    let state = lock(slot, core)?;
+    if state.queues.iter().any(|gate| gate.in_call.by(core)) {
+        return Err(DeviceError::Reentered);
+    }
+    Ok(state)
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::tests::{Counting, registry_with};
     use crate::{IN_CALL, Registry};
@@ -66,7 +80,7 @@ mod tests {
 
     /// An interface of one queue that lends a buffer to every send and hands one frame to
     /// every receive; it splits into two handles like itself.
-    struct Lending;
+    pub(crate) struct Lending;
 
     impl NetDevice for Lending {
         fn info(&self) -> NetInfo {
