@@ -357,6 +357,48 @@ mod tests {
     }
 
     #[test]
+    fn an_ide_channel_claims_its_ports_once_both_blocks_or_neither_and_its_line_none() {
+        let bus: &'static PciBus =
+            Box::leak(Box::new(PciBus::claim(HostPlatform::leaked(), &[]).0));
+        let at = |device| Address::new(0, 11, device, 0).unwrap();
+        for device in [24, 25] {
+            let mut function = function_at(device);
+            function.header.address = at(device);
+            function.header.raw[2] = 0x0101_8000; // IDE, both channels in compatibility mode
+            bus.found.lock().push((function, false));
+        }
+        let mut other = function_at(26);
+        other.header.address = at(26);
+        other.bars[0] = BarSlot::Bar(rexo_pci::Bar {
+            kind: rexo_pci::BarKind::Io,
+            address: 0x374,
+            size: 4,
+        });
+        bus.found.lock().push((other, false));
+        let (ide, next, other) = (
+            bus.bind(at(24)).unwrap(),
+            bus.bind(at(25)).unwrap(),
+            bus.bind(at(26)).unwrap(),
+        );
+        let claims = crate::port::tests::claims_of;
+        assert_eq!(ide.legacy_ide_line(1).map(|line| line.irq()).ok(), Some(15));
+        assert_eq!(claims(at(24)), 0, "the line claims no ports");
+        other.ports(0).unwrap(); // the secondary channel's control port
+        assert!(matches!(
+            ide.legacy_ide_ports(1),
+            Err(DeviceError::Unsupported(_))
+        ));
+        assert_eq!(claims(at(24)), 0, "nothing kept of the refused channel");
+        assert!(ide.legacy_ide_ports(0).is_ok());
+        assert!(ide.legacy_ide_ports(0).is_ok(), "its own channel again");
+        assert_eq!(claims(at(24)), 2, "each block recorded once");
+        assert!(
+            next.legacy_ide_ports(0).is_err(),
+            "another function's channel"
+        );
+    }
+
+    #[test]
     fn the_machine_has_one_bus() {
         let platform = HostPlatform::leaked();
         assert!(PciBus::new(platform, &[]).is_some());

@@ -239,7 +239,9 @@ impl DeviceFunction {
         let len = u16::try_from(bar.size).map_err(|_| bad("impossible size"))?;
         // The ports are this function's own I/O BAR, and a `DeviceFunction` is made once
         // per function, for its one driver.
-        crate::port::claim(self.address(), base, len).map_err(bad)
+        crate::port::claim(self.address(), [(base, len)])
+            .map(|[window]| window)
+            .map_err(bad)
     }
 
     /// The function's MSI-X table, with MSI-X turned on and every entry masked (legacy
@@ -308,18 +310,33 @@ impl DeviceFunction {
     }
 
     /// The ISA IRQ of IDE channel `channel` in compatibility mode (14 primary, 15
-    /// secondary: edge-triggered) as a wake-up; [`DeviceError::Unsupported`] as
-    /// [`legacy_ide_ports`](Self::legacy_ide_ports) says, or when the kernel cannot
-    /// route it edge-triggered.
+    /// secondary: edge-triggered) as a wake-up; [`DeviceError::Unsupported`] when the
+    /// function is not an IDE controller with the channel in compatibility mode, or when
+    /// the kernel cannot route it edge-triggered. It claims no ports.
     pub fn legacy_ide_line(&self, channel: u8) -> Result<LineWake, DeviceError> {
-        self.legacy_ide_ports(channel)?;
+        self.compatibility_channel(channel)?;
         LineWake::new(14 + channel, false, self.platform)
     }
 
     /// The ports of IDE channel `channel` (0 primary, 1 secondary) of a PCI IDE
     /// controller in compatibility mode: the command block (8 ports at 0x1F0 / 0x170)
-    /// and the control block (the port at 0x3F6 / 0x376).
+    /// and the control block (the port at 0x3F6 / 0x376), claimed together or neither.
     pub fn legacy_ide_ports(&self, channel: u8) -> Result<(PortWindow, PortWindow), DeviceError> {
+        let blocks = self.compatibility_channel(channel)?;
+        // An IDE controller in compatibility mode decodes exactly these ports for this
+        // channel (PCI IDE Controller Specification 1.0, section 2), and the controller's
+        // one `DeviceFunction` goes to its one driver.
+        match crate::port::claim(self.address(), blocks) {
+            Ok([command, control]) => Ok((command, control)),
+            Err(_) => Err(DeviceError::Unsupported(
+                "the channel's ports (another function holds them)",
+            )),
+        }
+    }
+
+    /// The (first port, count) of IDE channel `channel`'s command and control blocks, if
+    /// the function is an IDE controller with that channel in compatibility mode.
+    fn compatibility_channel(&self, channel: u8) -> Result<[(u16, u16); 2], DeviceError> {
         let (class, subclass, prog_if) = self.function.header.class();
         if (class, subclass) != (0x01, 0x01) {
             return Err(DeviceError::Unsupported("an IDE controller class (01.01)"));
@@ -330,21 +347,11 @@ impl DeviceFunction {
                 "the channel in compatibility mode",
             ));
         }
-        let (command, control) = if channel == 0 {
-            (0x1F0, 0x3F6)
+        Ok(if channel == 0 {
+            [(0x1F0, 8), (0x3F6, 1)]
         } else {
-            (0x170, 0x376)
-        };
-        // An IDE controller in compatibility mode decodes exactly these ports for this
-        // channel (PCI IDE Controller Specification 1.0, section 2), and the controller's
-        // one `DeviceFunction` goes to its one driver.
-        let claim = |base, len| crate::port::claim(self.address(), base, len);
-        match (claim(command, 8), claim(control, 1)) {
-            (Ok(command), Ok(control)) => Ok((command, control)),
-            _ => Err(DeviceError::Unsupported(
-                "the channel's ports (another function holds them)",
-            )),
-        }
+            [(0x170, 8), (0x376, 1)]
+        })
     }
 
     /// The address of the function (for messages).

@@ -39,11 +39,9 @@ fn overlap(a: &Range<u32>, b: &Range<u32>) -> bool {
     a.start < b.end && b.start < a.end
 }
 
-/// The window `[base, base + len)` for the driver of the function at `owner` (its I/O
-/// BAR, or its IDE channel's ports), or why not: it runs past the last port, covers a
-/// port the kernel drives, or shares a port with a window another function claimed
-/// (the same function may claim its ports again).
-pub(crate) fn claim(owner: Address, base: u16, len: u16) -> Result<PortWindow, &'static str> {
+/// The ports `[base, base + len)`, or why no window may cover them: they run past the
+/// last port or cover a port the kernel drives.
+fn checked(base: u16, len: u16) -> Result<Range<u32>, &'static str> {
     let ports = u32::from(base)..u32::from(base) + u32::from(len);
     if ports.end > PORT_SPACE {
         return Err("it runs past port 0xFFFF");
@@ -57,16 +55,39 @@ pub(crate) fn claim(owner: Address, base: u16, len: u16) -> Result<PortWindow, &
     {
         return Err("its ports are the kernel's");
     }
+    Ok(ports)
+}
+
+/// The windows `[base, base + len)` of `windows` for the driver of the function at
+/// `owner` (its I/O BAR, or its IDE channel's two blocks), all or none, or why not: one
+/// runs past the last port, covers a port the kernel drives, or shares a port with a
+/// window another function claimed (the same function may claim its ports again, which
+/// records nothing more).
+pub(crate) fn claim<const N: usize>(
+    owner: Address,
+    windows: [(u16, u16); N],
+) -> Result<[PortWindow; N], &'static str> {
+    let ranges = windows.map(|(base, len)| checked(base, len));
     let mut claimed = CLAIMED.lock();
-    let other = |(held, holder): &(Range<u32>, Address)| *holder != owner && overlap(held, &ports);
-    if claimed.iter().any(other) {
-        return Err("another function holds its ports");
+    for ports in &ranges {
+        let ports = ports.as_ref().map_err(|why| *why)?;
+        let other =
+            |(held, holder): &(Range<u32>, Address)| *holder != owner && overlap(held, ports);
+        if claimed.iter().any(other) {
+            return Err("another function holds its ports");
+        }
     }
-    claimed.push((ports, owner));
-    // SAFETY: the ports are not the kernel's nor another function's (checked above, under
-    // the lock of the claims), and `owner`'s one `DeviceFunction` asks for them for its
-    // one driver (the caller's contract as `pub(crate)`).
-    unsafe { PortWindow::new(base, len) }.ok_or("it runs past port 0xFFFF")
+    for ports in ranges.into_iter().flatten() {
+        let entry = (ports, owner);
+        if !claimed.contains(&entry) {
+            claimed.push(entry);
+        }
+    }
+    // SAFETY: every range fits the port space and is not the kernel's nor another
+    // function's (checked above, under the lock of the claims), and `owner`'s one
+    // `DeviceFunction` asks for them for its one driver (the caller's contract as
+    // `pub(crate)`).
+    Ok(windows.map(|(base, len)| unsafe { PortWindow::new(base, len) }.expect("checked")))
 }
 
 /// A device's range of I/O ports (an I/O BAR, or the fixed ports of a legacy
@@ -255,9 +276,19 @@ mod instructions {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{PortWindow, claim};
+pub(crate) mod tests {
+    use super::{CLAIMED, PortWindow};
     use rexo_pci::Address;
+
+    /// The entries the claim table holds for `owner`.
+    pub(crate) fn claims_of(owner: Address) -> usize {
+        CLAIMED.lock().iter().filter(|(_, of)| *of == owner).count()
+    }
+
+    /// One window claimed for `owner`.
+    fn claim(owner: Address, base: u16, len: u16) -> Result<PortWindow, &'static str> {
+        super::claim(owner, [(base, len)]).map(|[window]| window)
+    }
 
     #[test]
     fn ports_are_claimed_by_one_function_and_never_the_kernels() {
@@ -290,6 +321,22 @@ mod tests {
             );
         }
         assert_eq!(claim(second, 0xFFF8, 16), Err("it runs past port 0xFFFF"));
+        assert_eq!(claims_of(first), 1, "claimed twice, recorded once");
+    }
+
+    #[test]
+    fn windows_claimed_together_are_claimed_all_or_none() {
+        let [first, second, third] = [1, 2, 3].map(|device| Address::new(0, 8, device, 0).unwrap());
+        claim(second, 0xE206, 1).unwrap();
+        assert_eq!(
+            super::claim(first, [(0xE100, 8), (0xE206, 1)]),
+            Err("another function holds its ports")
+        );
+        assert_eq!(claims_of(first), 0, "nothing kept of the refused claim");
+        assert!(
+            claim(third, 0xE100, 8).is_ok(),
+            "the first block still free"
+        );
     }
 
     #[test]
