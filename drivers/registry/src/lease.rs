@@ -166,7 +166,7 @@ impl Lease {
     ) -> Result<T, DeviceError> {
         let core = self.binder.core_index();
         let mut state = live(self.slot, self.generation, core)?;
-        self.slot.in_call.during(core, || call(&mut state.device))
+        reentry::during(self.slot, &mut state, core, |state| call(&mut state.device))
     }
 
     /// Runs `call` on the network interface if the lease is live.
@@ -190,10 +190,12 @@ impl Lease {
         let core = self.binder.core_index();
         let mut state = live(self.slot, self.generation, core)?;
         crate::xn::check(&state, self.holder.1, lba, sectors, write)?;
-        match &mut state.device {
-            Found::Block(disk) => self.slot.in_call.during(core, || call(disk.as_mut())),
-            _ => Err(DeviceError::Revoked),
-        }
+        reentry::during(self.slot, &mut state, core, |state| {
+            match &mut state.device {
+                Found::Block(disk) => call(disk.as_mut()),
+                _ => Err(DeviceError::Revoked),
+            }
+        })
     }
 
     /// Arms or disarms `queue`'s wake-up if the lease is live, binding its interrupt
@@ -495,14 +497,13 @@ impl BlockDevice for Lease {
             let done = &mut |tag, result: Result<&[u8], DeviceError>| {
                 app.run(|| done(tag, result));
             };
-            match &mut state.device {
-                Found::Block(disk) => {
-                    let ordered = &mut self.ordered;
-                    let poll = || ordered.poll(disk.as_mut(), queue, done);
-                    self.slot.in_call.during(core, poll)
+            let ordered = &mut self.ordered;
+            reentry::during(self.slot, &mut state, core, |state| {
+                match &mut state.device {
+                    Found::Block(disk) => ordered.poll(disk.as_mut(), queue, done),
+                    _ => Err(DeviceError::Revoked),
                 }
-                _ => Err(DeviceError::Revoked),
-            }
+            })
         })
     }
 

@@ -54,6 +54,24 @@ pub(crate) fn lock(slot: &Slot, core: usize) -> Result<MutexGuard<'_, SlotState>
     Ok(slot.state.lock())
 }
 
+/// Runs `call`, which `core` makes on `slot` with its lock held (`state`), marked as
+/// inside a call meanwhile; then ends the bindings on the shared interface the app's
+/// code dropped inside it ([`crate::sharing`]). Every call that holds the slot's lock
+/// runs through here.
+pub(crate) fn during<R>(
+    slot: &Slot,
+    state: &mut SlotState,
+    core: usize,
+    call: impl FnOnce(&mut SlotState) -> R,
+) -> R {
+    let answer = slot.in_call.during(core, || call(state));
+    let dropped = core::mem::take(&mut *slot.unbound_in_call.lock());
+    if !dropped.is_empty() {
+        crate::sharing::unbind(state, &dropped);
+    }
+    answer
+}
+
 /// `slot`'s lock for a call through the whole device by `core` (the driver's whole
 /// device may wait for what one of its queue pairs holds); [`DeviceError::Reentered`]
 /// when `core` is inside a device call that holds the lock or one of the pairs' gates.

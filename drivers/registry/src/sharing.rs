@@ -419,7 +419,7 @@ pub(crate) fn unbind_all_of(state: &mut SlotState, owner: u16) -> Option<Holder>
 
 /// Ends bindings `ids`: their filters go (the tree rebuilt once for all of them), and
 /// the sharing with its last binding (each logged with its counters).
-fn unbind(state: &mut SlotState, ids: &[u64]) {
+pub(crate) fn unbind(state: &mut SlotState, ids: &[u64]) {
     let Some(sharing) = &mut state.sharing else {
         return;
     };
@@ -465,21 +465,17 @@ impl Bound {
     ) -> Result<T, DeviceError> {
         let core = self.binder.core_index();
         let mut guard = crate::reentry::lock(self.slot, core)?;
-        let state = &mut *guard;
-        let (Found::Net(nic), Some(sharing)) = (&mut state.device, &mut state.sharing) else {
-            return Err(DeviceError::Revoked);
-        };
-        let index = sharing
-            .endpoints
-            .iter()
-            .position(|e| e.id == self.id)
-            .ok_or(DeviceError::Revoked)?;
-        let answer = (self.slot.in_call).during(core, || call(nic.as_mut(), sharing, index));
-        let dropped = core::mem::take(&mut *self.slot.unbound_in_call.lock());
-        if !dropped.is_empty() {
-            unbind(state, &dropped);
-        }
-        answer
+        crate::reentry::during(self.slot, &mut guard, core, |state| {
+            let (Found::Net(nic), Some(sharing)) = (&mut state.device, &mut state.sharing) else {
+                return Err(DeviceError::Revoked);
+            };
+            let index = sharing
+                .endpoints
+                .iter()
+                .position(|e| e.id == self.id)
+                .ok_or(DeviceError::Revoked)?;
+            call(nic.as_mut(), sharing, index)
+        })
     }
 }
 
@@ -724,6 +720,25 @@ pub(crate) mod tests {
 
     fn filters(text: &[&str]) -> Vec<Filter> {
         text.iter().map(|t| Filter::parse(t).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_dead_binding_dropped_inside_a_leases_call_is_forgotten_as_the_call_returns() {
+        let (registry, _wire) = shared();
+        let bound = registry.bind_net(0, (1, "app"), &filters(&["udp dport 7"]), config());
+        let mut bound = Some(bound.unwrap());
+        assert_eq!(registry.revoke_all_of(1), 1);
+        let mut lease = registry
+            .open(DeviceKind::Net, 0, (2, "next"))
+            .and_then(OpenDevice::into_net)
+            .unwrap();
+        lease.transmit(0, 60, &mut |_| drop(bound.take())).unwrap();
+        assert!(bound.is_none(), "dropped inside the call");
+        assert_eq!(
+            *registry.slots[0].unbound_in_call.lock(),
+            [],
+            "nothing left"
+        );
     }
 
     fn bind(
