@@ -596,7 +596,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn polling_a_queue_the_disk_lacks_is_refused_before_anything_is_kept_for_it() {
+    fn polling_a_queue_the_disk_lacks_is_refused() {
         let count = alloc::sync::Arc::new(core::sync::atomic::AtomicUsize::new(0));
         let registry = registry_with(Found::Block(Box::new(Forgetful(count))), "test-disk");
         let mut disk = registry
