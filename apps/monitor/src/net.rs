@@ -132,7 +132,8 @@ fn bring_up(
 /// whose filter for answers to `address` overlaps no filter of the apps sharing the
 /// interface as `sharing` says (an app resolving names with its own block, kv's `udp
 /// dport 11211`). The monitor opens no TCP connection, so its stack's ephemeral TCP
-/// ports never meet the block (a UDP filter). `None` when every block overlaps.
+/// ports never meet the block (a UDP filter). `None` when every block from there
+/// overlaps, or `after` is the last block (65472-65535).
 fn dns_block(
     address: Ipv4Addr,
     sharing: Option<&NetSharing>,
@@ -144,8 +145,11 @@ fn dns_block(
         .flat_map(|binding| &binding.filters)
         .filter_map(|text| rexo_api::Filter::parse(text).ok())
         .collect();
-    let from = after.map_or(DNS_BLOCKS_START, |block| block.first() + DNS_BLOCK_PORTS);
-    (u32::from(from)..=u32::from(u16::MAX))
+    // In u32: the block after the last one (65472) starts past the ports, at 65536.
+    let from = after.map_or(u32::from(DNS_BLOCKS_START), |block| {
+        u32::from(block.first()) + u32::from(DNS_BLOCK_PORTS)
+    });
+    (from..=u32::from(u16::MAX))
         .step_by(usize::from(DNS_BLOCK_PORTS))
         .filter_map(|first| DnsPorts::new(u16::try_from(first).ok()?, DNS_BLOCK_PORTS).ok())
         .find(|block| {
@@ -483,6 +487,9 @@ mod tests {
         );
         let greedy = shared_by(&[("greedy", &["udp dst 10.0.2.15"])]);
         assert_eq!(dns_block(address, Some(&greedy), None), None);
+        // After the last block (65472-65535) there is none, not a block of low ports.
+        let last = DnsPorts::new(65472, 64).unwrap();
+        assert_eq!(dns_block(address, None, Some(last)), None);
     }
 
     #[test]
