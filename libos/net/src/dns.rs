@@ -1,5 +1,6 @@
-//! Our own DNS stub resolver (RFC 1035): A queries to one server, each from a UDP port
-//! of a block the app owns, retransmitted, and answers checked before they count.
+//! Our own DNS stub resolver (RFC 1035): A queries to the configured servers (up to 3,
+//! as a DHCP lease gives them), each from a UDP port of a block the app owns,
+//! retransmitted, and answers checked before they count.
 //!
 //! # Why our own
 //!
@@ -17,9 +18,12 @@
 //! A query has a random 16-bit ID, asks for recursion (RD) and holds one question
 //! (QTYPE A, QCLASS IN, the name as the caller spelt it). It is sent at once, again
 //! after 1, 2 and 4 more seconds, and given up 10 s after it started
-//! ([`NetError::DnsTimeout`]). An answer counts only from the server asked, port 53,
-//! to the query's port, with its ID, QR set, opcode 0 and the same question (the name
-//! compared without regard to ASCII case, RFC 1035 2.3.3). NXDOMAIN or no A record is
+//! ([`NetError::DnsTimeout`]). With several servers each sending goes to the next
+//! (the first server, then the second after 1 s, ...), so a server that does not
+//! answer costs a second, not the query. An answer counts only from the server the
+//! query was last sent to, port 53, to the query's port, with its ID, QR set, opcode 0
+//! and the same question (the name compared without regard to ASCII case, RFC 1035
+//! 2.3.3). NXDOMAIN or no A record is
 //! [`NetError::NotResolved`], another error code [`NetError::DnsServerError`]. Up to 4
 //! A records are taken, for the name or a name along its CNAME chain. A malformed
 //! answer (a read past its end, a compression pointer that does not point back, a
@@ -41,6 +45,8 @@ use crate::stack::{EPHEMERAL_PORTS, NetError, mix};
 
 /// Queries under way at once, each on its own port.
 pub(crate) const MAX_QUERIES: usize = 4;
+/// The most servers kept: as many as smoltcp's DHCP client takes from a lease.
+const MAX_SERVERS: usize = 3;
 /// The most addresses an answer gives.
 const MAX_ADDRESSES: usize = 4;
 /// The port DNS servers answer from.
@@ -142,8 +148,11 @@ pub struct DnsQuery {
 struct Query {
     /// The mark its [`DnsQuery`] holds.
     mark: Arc<()>,
-    /// The server asked.
-    server: Ipv4Addr,
+    /// The servers it asks in turn, one at each sending.
+    servers: Vec<Ipv4Addr>,
+    /// The index in `servers` of the one it was last sent to, the only one whose
+    /// answer counts.
+    asked: usize,
     /// The message sent (and sent again).
     message: Vec<u8>,
     /// The local port it goes from.
@@ -160,10 +169,10 @@ struct Query {
     outcome: Option<Result<Vec<Ipv4Addr>, NetError>>,
 }
 
-/// The resolver of one stack: its server, port block and queries.
+/// The resolver of one stack: its servers, port block and queries.
 pub(crate) struct Resolver {
-    /// The server queries go to.
-    server: Option<Ipv4Addr>,
+    /// The servers queries go to, in turn (at most [`MAX_SERVERS`]).
+    servers: Vec<Ipv4Addr>,
     /// The ports queries go from; `None`: the dynamic range 49152-65535.
     ports: Option<DnsPorts>,
     /// The state of the random numbers (IDs, ports): splitmix64 from the stack's seed.
@@ -176,22 +185,22 @@ impl Resolver {
     /// A resolver with no server, drawing its IDs and ports from `seed`.
     pub(crate) fn new(seed: u64) -> Self {
         Self {
-            server: None,
+            servers: Vec::new(),
             ports: None,
             random: mix(seed ^ RESOLVER_STIR),
             queries: Vec::new(),
         }
     }
 
-    /// Points the resolver at `server` (`None`: resolving says
-    /// [`NetError::NoDnsServer`]). Queries under way keep the server they asked.
-    pub(crate) fn set_server(&mut self, server: Option<Ipv4Addr>) {
-        self.server = server;
+    /// Points the resolver at the first [`MAX_SERVERS`] of `servers` (none: resolving
+    /// says [`NetError::NoDnsServer`]). Queries under way keep the servers they ask.
+    pub(crate) fn set_servers(&mut self, servers: &[Ipv4Addr]) {
+        self.servers = servers.iter().copied().take(MAX_SERVERS).collect();
     }
 
-    /// The server queries go to.
-    pub(crate) fn server(&self) -> Option<Ipv4Addr> {
-        self.server
+    /// The servers queries go to, in turn.
+    pub(crate) fn servers(&self) -> &[Ipv4Addr] {
+        &self.servers
     }
 
     /// Sends later queries from `ports`.
@@ -233,16 +242,19 @@ impl Resolver {
             .find(|&port| !taken.contains(&port) && !self.uses_port(port))
     }
 
-    /// Starts an A query for `name` at `now_ns`, its first sending queued on a socket of
-    /// its own in `sockets`; `taken` are the ports of the stack's UDP sockets.
+    /// Starts an A query for `name` to `servers` (the resolver's, or those of them the
+    /// stack gets answers from) at `now_ns`, its first sending, to the first of them,
+    /// queued on a socket of its own in `sockets`; `taken` are the ports of the stack's
+    /// UDP sockets.
     pub(crate) fn start(
         &mut self,
         name: &str,
+        servers: Vec<Ipv4Addr>,
         now_ns: u64,
         sockets: &mut SocketSet<'static>,
         taken: &[u16],
     ) -> Result<DnsQuery, NetError> {
-        let server = self.server.ok_or(NetError::NoDnsServer)?;
+        let &server = servers.first().ok_or(NetError::NoDnsServer)?;
         let question = encode_name(name).ok_or(NetError::BadName)?;
         self.reap_dropped(sockets);
         if self.queries.len() >= MAX_QUERIES {
@@ -251,20 +263,12 @@ impl Resolver {
         let port = self.draw_port(taken).ok_or(NetError::TooManyQueries)?;
         let id = self.next_random() as u16;
         let message = query_message(id, &question);
-        let buffer = || {
-            udp::PacketBuffer::new(
-                vec![udp::PacketMetadata::EMPTY; SOCKET_DATAGRAMS],
-                vec![0u8; SOCKET_DATAGRAMS * MAX_ANSWER_BYTES],
-            )
-        };
-        let mut socket = udp::Socket::new(buffer(), buffer());
-        // Binding fails only for port 0, which no block or range holds.
-        socket.bind(port).map_err(|_| NetError::PortZero)?;
-        send(&mut socket, server, &message)?;
+        let socket = sending(port, server, &message)?;
         let mark = Arc::new(());
         self.queries.push(Query {
             mark: mark.clone(),
-            server,
+            servers,
+            asked: 0,
             message,
             port,
             socket: Some(sockets.add(socket)),
@@ -277,8 +281,9 @@ impl Resolver {
     }
 
     /// Reads the answers the queries' sockets received, sends again the queries whose
-    /// time came and gives up those past [`GIVE_UP_AFTER_NS`]; frees the slots of
-    /// dropped queries. A query with an outcome gives its socket (and port) back.
+    /// time came (each to its next server) and gives up those past
+    /// [`GIVE_UP_AFTER_NS`]; frees the slots of dropped queries. A query with an outcome
+    /// gives its socket (and port) back.
     pub(crate) fn poll(&mut self, now_ns: u64, sockets: &mut SocketSet<'static>) {
         self.reap_dropped(sockets);
         for query in &mut self.queries {
@@ -286,7 +291,8 @@ impl Resolver {
                 continue;
             };
             let socket = sockets.get_mut::<udp::Socket>(handle);
-            let server = IpEndpoint::new(IpAddress::Ipv4(query.server), DNS_PORT);
+            let asked = query.servers[query.asked];
+            let server = IpEndpoint::new(IpAddress::Ipv4(asked), DNS_PORT);
             while query.outcome.is_none()
                 && let Ok((datagram, meta)) = socket.recv()
             {
@@ -294,23 +300,33 @@ impl Resolver {
                     query.outcome = read_answer(datagram, &query.message);
                 }
             }
+            let mut socket = Some(handle);
             if query.outcome.is_none() {
                 if now_ns.saturating_sub(query.started_ns) >= GIVE_UP_AFTER_NS {
                     query.outcome = Some(Err(NetError::DnsTimeout));
                 } else if let Some(&wait) = RETRANSMIT_AFTER_NS.get(query.retransmissions)
                     && now_ns.saturating_sub(query.sent_ns) >= wait
                 {
-                    // A full send buffer (a query not yet out) waits for the next poll.
-                    if send(socket, query.server, &query.message).is_ok() {
+                    // Each sending on a fresh socket of the query's port: the last one
+                    // could still wait for its server's MAC address (an on-link server
+                    // that is down), which would hold the next one up. One that cannot
+                    // be sent is tried again at the next poll.
+                    let next = (query.asked + 1) % query.servers.len();
+                    if let Ok(fresh) = sending(query.port, query.servers[next], &query.message) {
+                        sockets.remove(handle);
+                        socket = Some(sockets.add(fresh));
+                        query.asked = next;
                         query.sent_ns = now_ns;
                         query.retransmissions += 1;
                     }
                 }
             }
-            if query.outcome.is_some() {
+            if query.outcome.is_some()
+                && let Some(handle) = socket.take()
+            {
                 sockets.remove(handle);
-                query.socket = None;
             }
+            query.socket = socket;
         }
     }
 
@@ -342,17 +358,25 @@ impl Resolver {
     }
 }
 
-/// Queues `message` on `socket` for `server`'s port 53.
-fn send(
-    socket: &mut udp::Socket<'static>,
-    server: Ipv4Addr,
-    message: &[u8],
-) -> Result<(), NetError> {
+/// A UDP socket bound to `port` with `message` queued for `server`'s port 53.
+fn sending(port: u16, server: Ipv4Addr, message: &[u8]) -> Result<udp::Socket<'static>, NetError> {
+    let buffer = || {
+        udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; SOCKET_DATAGRAMS],
+            vec![0u8; SOCKET_DATAGRAMS * MAX_ANSWER_BYTES],
+        )
+    };
+    let mut socket = udp::Socket::new(buffer(), buffer());
+    // Binding fails only for port 0, which no block or range holds.
+    socket.bind(port).map_err(|_| NetError::PortZero)?;
     let to = IpEndpoint::new(IpAddress::Ipv4(server), DNS_PORT);
-    socket.send_slice(message, to).map_err(|error| match error {
-        udp::SendError::BufferFull => NetError::WouldBlock,
-        udp::SendError::Unaddressable => NetError::Unreachable,
-    })
+    socket
+        .send_slice(message, to)
+        .map_err(|error| match error {
+            udp::SendError::BufferFull => NetError::WouldBlock,
+            udp::SendError::Unaddressable => NetError::Unreachable,
+        })?;
+    Ok(socket)
 }
 
 /// `name` (dot-separated, one final dot allowed) as a message carries it: each label

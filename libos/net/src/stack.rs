@@ -171,7 +171,8 @@ pub enum NetError {
     BadName,
     /// The DNS server said the name does not exist (NXDOMAIN) or has no IPv4 address.
     NotResolved,
-    /// The DNS server did not answer within 10 s (the query sent 4 times).
+    /// No DNS server answered within 10 s (the query sent 4 times, to each server in
+    /// turn).
     DnsTimeout,
     /// The DNS server answered with this error code (RFC 1035 4.1.1: 1 format error, 2
     /// server failure, 4 not implemented, 5 refused; 3, NXDOMAIN, is
@@ -219,7 +220,7 @@ impl fmt::Display for NetError {
             Self::NoDnsServer => f.write_str("no DNS server is configured"),
             Self::BadName => f.write_str("not a name DNS can ask for"),
             Self::NotResolved => f.write_str("the DNS server has no IPv4 address for it"),
-            Self::DnsTimeout => f.write_str("the DNS server did not answer within 10 s"),
+            Self::DnsTimeout => f.write_str("no DNS server answered within 10 s"),
             Self::DnsServerError(rcode) => {
                 let what = match rcode {
                     1 => "format error",
@@ -442,7 +443,7 @@ pub struct Stack {
     counters: Counters,
     /// The DHCP client, with [`Config::Dhcp`].
     dhcp: Option<SocketHandle>,
-    /// The resolver (`dns.rs`): its server from [`Config::Static`] or the DHCP lease,
+    /// The resolver (`dns.rs`): its servers from [`Config::Static`] or the DHCP lease,
     /// its port block, its queries.
     resolver: Resolver,
     /// Every listener made; an unlistened one stays, empty, so that handles stay valid.
@@ -625,10 +626,10 @@ impl Stack {
         self.gateway = None;
     }
 
-    /// Points the resolver at the first of `servers` (none: resolving says
+    /// Points the resolver at `servers`, asked in turn (none: resolving says
     /// [`NetError::NoDnsServer`]).
-    fn set_dns_servers(&mut self, servers: &[Ipv4Addr]) {
-        self.resolver.set_server(servers.first().copied());
+    pub(crate) fn set_dns_servers(&mut self, servers: &[Ipv4Addr]) {
+        self.resolver.set_servers(servers);
     }
 
     /// Sends later DNS queries from `ports`, a block of UDP ports the app owns (on an
@@ -640,23 +641,31 @@ impl Stack {
         self.resolver.set_ports(ports);
     }
 
-    /// Starts resolving `name` to IPv4 addresses: an A query to the DNS server, sent
-    /// again after 1, 2 and 4 s and given up after 10 s (`dns.rs`);
-    /// [`resolve_poll`](Self::resolve_poll) gives the answer. At most 4 queries at once
-    /// ([`NetError::TooManyQueries`]), each from its own port;
-    /// [`NetError::RepliesToAnotherPair`] on a stack of one queue pair whose device puts
-    /// the server's answers on another.
+    /// Starts resolving `name` to IPv4 addresses: an A query to the DNS servers (up to
+    /// 3 from a DHCP lease), sent again after 1, 2 and 4 s, each time to the next
+    /// server, and given up after 10 s (`dns.rs`); [`resolve_poll`](Self::resolve_poll)
+    /// gives the answer. At most 4 queries at once ([`NetError::TooManyQueries`]), each
+    /// from its own port. On a stack of one queue pair only the servers whose answers
+    /// the device puts on this pair are asked; [`NetError::RepliesToAnotherPair`] when
+    /// it puts every server's on another.
     pub fn resolve_start(&mut self, name: &str) -> Result<DnsQuery, NetError> {
-        // A stack of one pair has one server at most (`into_parts` keeps the first).
-        if self
+        let servers: Vec<Ipv4Addr> = self
             .resolver
-            .server()
-            .is_some_and(|server| matches!(self.replies_from(server), Replies::OnPair(_)))
-        {
+            .servers()
+            .iter()
+            .copied()
+            .filter(|&server| !matches!(self.replies_from(server), Replies::OnPair(_)))
+            .collect();
+        if servers.is_empty() && !self.resolver.servers().is_empty() {
             return Err(NetError::RepliesToAnotherPair);
         }
-        self.resolver
-            .start(name, self.now_ns, &mut self.sockets, &self.udp_ports)
+        self.resolver.start(
+            name,
+            servers,
+            self.now_ns,
+            &mut self.sockets,
+            &self.udp_ports,
+        )
     }
 
     /// The answer to `query` once it came (polled by [`poll`](Self::poll)): the name's
@@ -699,14 +708,14 @@ impl Stack {
     }
 
     /// Ends the stack, giving back its NIC and the configuration it has (an address a
-    /// DHCP lease gave, with its router and DNS server, as a fixed one), so that stacks
+    /// DHCP lease gave, with its router and first DNS server, as a fixed one), so that stacks
     /// over the NIC's queue pairs can be built with it ([`crate::attach_cores`]).
     pub fn into_parts(self) -> (Box<dyn NetDevice>, Option<Config>) {
         let config = self.address().map(|(address, prefix)| Config::Static {
             address,
             prefix,
             gateway: self.gateway,
-            dns: self.resolver.server(),
+            dns: self.resolver.servers().first().copied(),
         });
         (self.nic, config)
     }
@@ -899,8 +908,8 @@ impl Stack {
     }
 
     /// Applies what the DHCP client learnt. A lease a fixed configuration could not
-    /// have ([`Ipv4Config::check`], as [`Stack::start`] checks one; its first DNS server
-    /// is the one the stack keeps) is refused and counted
+    /// have ([`Ipv4Config::check`], as [`Stack::start`] checks one, with each of its
+    /// DNS servers) is refused and counted
     /// ([`Counters::dhcp_leases_refused`]), and the client asks again from the start:
     /// an address taken here is one [`into_parts`](Self::into_parts) hands on and
     /// [`crate::attach_cores`] builds its stacks with.
@@ -912,13 +921,17 @@ impl Stack {
         let lease = match socket.poll() {
             None => return,
             Some(dhcpv4::Event::Configured(config)) => {
-                let lease = Ipv4Config {
+                let lease = |dns| Ipv4Config {
                     address: config.address.address(),
                     prefix: config.address.prefix_len(),
                     router: config.router,
-                    dns: config.dns_servers.first().copied(),
+                    dns,
                 };
-                if lease.check().is_err() {
+                let servers = config.dns_servers.iter().copied().map(Some);
+                if core::iter::once(None)
+                    .chain(servers)
+                    .any(|dns| lease(dns).check().is_err())
+                {
                     // Forgets the lease (the next poll deconfigures the stack, if an
                     // earlier lease configured it) and discovers again.
                     socket.reset();

@@ -1184,6 +1184,55 @@ fn a_query_is_sent_again_after_1_2_and_4_s_and_given_up_after_10_s() {
 }
 
 #[test]
+fn each_sending_of_a_query_asks_the_next_dns_server() {
+    // The first server never answers (no host has its address); the second, B, does.
+    let silent = Ipv4Addr::new(10, 0, 0, 99);
+    let mut net = Net::new(256, 0);
+    net.a.set_dns_servers(&[silent, B]);
+    let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
+    let address = Ipv4Addr::new(10, 0, 0, 7);
+    let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[address])];
+    // B answers the first query as soon as it is asked (the second sending, after
+    // 1 s). It answers the second query's first sending to it late, once the query went
+    // back to the silent server (3 s): ignored, as not from the server last asked; and
+    // its next sending (7 s) at once.
+    for (round, answered_at_ms) in [(0, 1000), (1, 7000)] {
+        let start_ns = net.now_ns;
+        let mut query = net.a.resolve_start("rexo.test").unwrap();
+        let mut late = None;
+        let mut asked = 0;
+        let mut outcome = None;
+        while outcome.is_none() && net.now_ns - start_ns < 12_000_000_000 {
+            net.step();
+            let elapsed_ms = (net.now_ns - start_ns) / 1_000_000;
+            let mut buffer = [0u8; 512];
+            while let Some((len, from)) = net.b.recv_from(&server, &mut buffer) {
+                asked += 1;
+                let reply = crate::dnsserver::answer(&buffer[..len], table).unwrap();
+                if round == 1 && asked == 1 {
+                    late = Some((reply, from));
+                } else {
+                    net.b.send_to(&server, &reply, from).unwrap();
+                }
+            }
+            if elapsed_ms >= 3500
+                && let Some((reply, from)) = late.take()
+            {
+                net.b.send_to(&server, &reply, from).unwrap();
+            }
+            outcome = net.a.resolve_poll(&mut query).map(|o| (o, elapsed_ms));
+            net.now_ns += 10_000_000 - 100_000;
+        }
+        let (outcome, at_ms) = outcome.expect("no answer within 12 s");
+        assert_eq!(outcome, Ok(vec![address]), "round {round}");
+        assert!(
+            (answered_at_ms..answered_at_ms + 100).contains(&at_ms),
+            "round {round}: answered at {at_ms} ms"
+        );
+    }
+}
+
+#[test]
 fn answers_from_another_port_or_with_another_id_are_ignored() {
     let (mut net, server, mut query, asked, resolver) = asking("a.test");
     let good = a_record(&[0xC0, 12], &[10, 0, 0, 7]);
