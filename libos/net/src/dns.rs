@@ -745,7 +745,7 @@ mod tests {
         let good = record(&[0xC0, 12], TYPE_A, &[10, 0, 0, 7]);
         // Each malformed record as written at offset `at`.
         type WrittenAt<'a> = &'a dyn Fn(u8) -> Vec<u8>;
-        let malformed: [(&str, WrittenAt<'_>); 8] = [
+        let malformed: [(&str, WrittenAt<'_>); 9] = [
             ("a pointer to itself", &|at| {
                 record(&[0xC0, at], TYPE_A, &[1; 4])
             }),
@@ -762,8 +762,14 @@ mod tests {
             ("an A record of 5 bytes", &|_| {
                 record(&[0xC0, 12], TYPE_A, &[1; 5])
             }),
-            ("a CNAME longer than its data", &|_| {
+            ("a CNAME shorter than its data", &|_| {
                 record(&[0xC0, 12], TYPE_CNAME, b"\x01b\x00\x00")
+            }),
+            ("a CNAME longer than its data", &|_| {
+                // Its name would end with the next record's first byte (a root owner).
+                let mut records = record(&[0xC0, 12], TYPE_CNAME, b"\x01b");
+                records.extend(record(b"\x00", TYPE_A, &[1; 4]));
+                records
             }),
             ("a record cut", &|_| good[..good.len() - 1].to_vec()),
         ];
