@@ -27,8 +27,8 @@
 //! [`NetError::NotResolved`], another error code [`NetError::DnsServerError`]. Up to 4
 //! A records are taken, for the name or a name along its CNAME chain. A malformed
 //! answer (a read past its end, a compression pointer that does not point back, a
-//! label over 63 bytes, a name over 255) is ignored; a truncated one (TC) counts only
-//! when the records it holds whole include A records.
+//! reserved label type (0x40, 0x80), a name over 255 bytes) is ignored; a truncated
+//! one (TC) counts only when the records it holds whole include A records.
 
 use alloc::format;
 use alloc::string::String;
@@ -437,8 +437,9 @@ impl<'a> Reader<'a> {
     /// The next name, compression pointers followed, in its wire form with ASCII letters
     /// in lowercase, for comparing (RFC 1035 2.3.3). Each pointer must point before
     /// itself (to a prior occurrence, as RFC 1035 4.1.4 has it), so a loop must go
-    /// forward through labels, which lengthen the name: it ends at 255 bytes. `None` for a label over 63 bytes, a name over 255, a reserved
-    /// label type (0x40, 0x80) or a read past the end.
+    /// forward through labels, which lengthen the name: it ends at 255 bytes. `None` for
+    /// a name over 255 bytes, a reserved label type (a length byte of 0x40 to 0xBF: no
+    /// label is over 63 bytes) or a read past the end.
     fn name(&mut self) -> Option<Vec<u8>> {
         let mut name = Vec::new();
         // Where the name continues: here until the first pointer, then where it points.

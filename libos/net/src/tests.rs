@@ -1033,7 +1033,7 @@ fn the_resolver_ignores_malformed_answers_and_answers_to_other_questions() {
             dns_reply(&asked, 1, &a_record(&[0xFF, 0xFF], &address)),
         ),
         (
-            "a label over 63 bytes",
+            "a reserved label type (0x40)",
             dns_reply(&asked, 1, &a_record(&[64, 0], &address)),
         ),
         ("more answers than it holds", dns_reply(&asked, 2, &good)),
