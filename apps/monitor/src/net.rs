@@ -33,8 +33,8 @@ const PING_DATA: &[u8] = b"rexo monitor ping";
 const DNS_BLOCK_PORTS: u16 = 64;
 /// The first port of the first block: the dynamic range (49152-65535).
 const DNS_BLOCKS_START: u16 = 49152;
-/// Binds tried with another DNS block when the kernel refuses one as overlapping
-/// another app's filter (one bound meanwhile).
+/// The most binds tried, each after the first with the next DNS block, when the kernel
+/// refuses one as overlapping another app's filter (one bound meanwhile).
 const DNS_BLOCK_TRIES: usize = 4;
 /// The most echo requests one `ping` sends.
 pub const MAX_PINGS: u16 = 100;
