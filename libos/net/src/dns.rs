@@ -78,7 +78,7 @@ const FLAG_RECURSION_DESIRED: u16 = 0x0100;
 const RCODE_NXDOMAIN: u8 = 3;
 /// The largest answer kept: what one frame carries (no IP fragmentation).
 const MAX_ANSWER_BYTES: usize = 1472;
-/// Datagrams a query's socket buffers between polls (spoofed ones included).
+/// Datagrams a query's socket receives between polls (spoofed ones included).
 const SOCKET_DATAGRAMS: usize = 4;
 /// Stirred into the stack's seed for the resolver's IDs and ports, so that they differ
 /// from smoltcp's and the TCP ports'.
@@ -358,15 +358,19 @@ impl Resolver {
     }
 }
 
-/// A UDP socket bound to `port` with `message` queued for `server`'s port 53.
+/// A UDP socket bound to `port` with `message` queued for `server`'s port 53: room to
+/// receive [`SOCKET_DATAGRAMS`] answers, to send that one message only (each sending
+/// has a socket of its own).
 fn sending(port: u16, server: Ipv4Addr, message: &[u8]) -> Result<udp::Socket<'static>, NetError> {
-    let buffer = || {
-        udp::PacketBuffer::new(
-            vec![udp::PacketMetadata::EMPTY; SOCKET_DATAGRAMS],
-            vec![0u8; SOCKET_DATAGRAMS * MAX_ANSWER_BYTES],
-        )
-    };
-    let mut socket = udp::Socket::new(buffer(), buffer());
+    let receive = udp::PacketBuffer::new(
+        vec![udp::PacketMetadata::EMPTY; SOCKET_DATAGRAMS],
+        vec![0u8; SOCKET_DATAGRAMS * MAX_ANSWER_BYTES],
+    );
+    let transmit = udp::PacketBuffer::new(
+        vec![udp::PacketMetadata::EMPTY; 1],
+        vec![0u8; message.len()],
+    );
+    let mut socket = udp::Socket::new(receive, transmit);
     // Binding fails only for port 0, which no block or range holds.
     socket.bind(port).map_err(|_| NetError::PortZero)?;
     let to = IpEndpoint::new(IpAddress::Ipv4(server), DNS_PORT);
