@@ -62,8 +62,8 @@ const MAX_NAME_BYTES: usize = 255;
 const MAX_LABEL_BYTES: usize = 63;
 /// The most CNAME records followed from the name asked.
 const MAX_CNAME_HOPS: usize = 8;
-/// Record type A and class IN.
-const TYPE_A: u16 = 1;
+/// Record type A.
+pub(crate) const TYPE_A: u16 = 1;
 /// Record type CNAME.
 const TYPE_CNAME: u16 = 5;
 /// Class IN.
@@ -598,6 +598,29 @@ fn read_record(reader: &mut Reader<'_>) -> Option<Option<(Vec<u8>, Data)>> {
     }
 }
 
+/// A response to `query` (as the resolver sent it) with `flags` (QR, RD and RA set
+/// besides), `count` answers and then `records`: for tests here and in `tests.rs`.
+#[cfg(test)]
+pub(crate) fn response_to(query: &[u8], flags: u16, count: u16, records: &[u8]) -> Vec<u8> {
+    let mut message = query.to_vec();
+    message[2..4].copy_from_slice(&(0x8180 | flags).to_be_bytes());
+    message[6..8].copy_from_slice(&count.to_be_bytes());
+    message.extend_from_slice(records);
+    message
+}
+
+/// A resource record of class IN: `owner` as written, `kind`, TTL 60, `data`; for
+/// tests here and in `tests.rs`.
+#[cfg(test)]
+pub(crate) fn resource_record(owner: &[u8], kind: u16, data: &[u8]) -> Vec<u8> {
+    let mut record = owner.to_vec();
+    record.extend_from_slice(&kind.to_be_bytes());
+    record.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+    record.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    record.extend_from_slice(data);
+    record
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,26 +628,6 @@ mod tests {
     /// The query for `name` with ID 0x1234.
     fn asked(name: &str) -> Vec<u8> {
         query_message(0x1234, &encode_name(name).unwrap())
-    }
-
-    /// A response to `query` with `flags` (QR and RD set besides), `count` answers and
-    /// then `records`.
-    fn response(query: &[u8], flags: u16, count: u16, records: &[u8]) -> Vec<u8> {
-        let mut message = query.to_vec();
-        message[2..4].copy_from_slice(&(0x8180 | flags).to_be_bytes());
-        message[6..8].copy_from_slice(&count.to_be_bytes());
-        message.extend_from_slice(records);
-        message
-    }
-
-    /// A record of class IN: `owner` as written, `kind`, TTL 60, `data`.
-    fn record(owner: &[u8], kind: u16, data: &[u8]) -> Vec<u8> {
-        let mut record = owner.to_vec();
-        record.extend_from_slice(&kind.to_be_bytes());
-        record.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
-        record.extend_from_slice(&(data.len() as u16).to_be_bytes());
-        record.extend_from_slice(data);
-        record
     }
 
     #[test]
@@ -658,19 +661,19 @@ mod tests {
         // the question's), which is an alias of cdn.example, which has two addresses;
         // an address of another name is not taken.
         let owner = b"\x03WWW\x04rexo\x04TEST\x00";
-        let mut records = record(owner, TYPE_CNAME, b"\x03web\xC0\x10");
+        let mut records = resource_record(owner, TYPE_CNAME, b"\x03web\xC0\x10");
         // Each record's data follows its owner and 10 bytes of type, class, TTL, length.
         let web = query.len() + owner.len() + 10;
         let cdn = query.len() + records.len() + 2 + 10;
-        records.extend(record(
+        records.extend(resource_record(
             &[0xC0, web as u8],
             TYPE_CNAME,
             b"\x03cdn\x07example\x00",
         ));
-        records.extend(record(&[0xC0, cdn as u8], TYPE_A, &[10, 0, 0, 1]));
-        records.extend(record(b"\x05other\x00", TYPE_A, &[10, 0, 0, 9]));
-        records.extend(record(&[0xC0, cdn as u8], TYPE_A, &[10, 0, 0, 2]));
-        let answer = response(&query, 0, 5, &records);
+        records.extend(resource_record(&[0xC0, cdn as u8], TYPE_A, &[10, 0, 0, 1]));
+        records.extend(resource_record(b"\x05other\x00", TYPE_A, &[10, 0, 0, 9]));
+        records.extend(resource_record(&[0xC0, cdn as u8], TYPE_A, &[10, 0, 0, 2]));
+        let answer = response_to(&query, 0, 5, &records);
         assert_eq!(
             read_answer(&answer, &query),
             Some(Ok(vec![
@@ -680,31 +683,31 @@ mod tests {
         );
         // At most 4 addresses.
         let many: Vec<u8> = (1..=6)
-            .flat_map(|i| record(&[0xC0, 12], TYPE_A, &[10, 0, 0, i]))
+            .flat_map(|i| resource_record(&[0xC0, 12], TYPE_A, &[10, 0, 0, i]))
             .collect();
-        let answer = read_answer(&response(&query, 0, 6, &many), &query);
+        let answer = read_answer(&response_to(&query, 0, 6, &many), &query);
         assert_eq!(answer.map(|a| a.map(|a| a.len())), Some(Ok(4)));
     }
 
     #[test]
     fn error_codes_and_answers_without_addresses_say_why() {
         let query = asked("a.test");
-        let no_such_name = response(&query, 3, 0, &[]);
+        let no_such_name = response_to(&query, 3, 0, &[]);
         assert_eq!(
             read_answer(&no_such_name, &query),
             Some(Err(NetError::NotResolved))
         );
-        let refused = response(&query, 5, 0, &[]);
+        let refused = response_to(&query, 5, 0, &[]);
         assert_eq!(
             read_answer(&refused, &query),
             Some(Err(NetError::DnsServerError(5)))
         );
         // No A record (an MX record only, a CNAME to a name without one).
-        let mx = record(&[0xC0, 12], 15, b"\x00\x0a\x02mx\xC0\x0e");
-        let alias = record(&[0xC0, 12], TYPE_CNAME, b"\x01b\x00");
+        let mx = resource_record(&[0xC0, 12], 15, b"\x00\x0a\x02mx\xC0\x0e");
+        let alias = resource_record(&[0xC0, 12], TYPE_CNAME, b"\x01b\x00");
         for records in [mx, alias] {
             assert_eq!(
-                read_answer(&response(&query, 0, 1, &records), &query),
+                read_answer(&response_to(&query, 0, 1, &records), &query),
                 Some(Err(NetError::NotResolved))
             );
         }
@@ -713,17 +716,17 @@ mod tests {
     #[test]
     fn answers_to_other_queries_are_ignored() {
         let query = asked("a.test");
-        let good = record(&[0xC0, 12], TYPE_A, &[10, 0, 0, 7]);
-        let mut other_id = response(&query, 0, 1, &good);
+        let good = resource_record(&[0xC0, 12], TYPE_A, &[10, 0, 0, 7]);
+        let mut other_id = response_to(&query, 0, 1, &good);
         other_id[1] ^= 1;
-        let mut other_name = response(&query, 0, 1, &good);
+        let mut other_name = response_to(&query, 0, 1, &good);
         other_name[13] = b'b';
-        let mut other_type = response(&query, 0, 1, &good);
+        let mut other_type = response_to(&query, 0, 1, &good);
         other_type[21] = 28;
-        let mut not_a_response = response(&query, 0, 1, &good);
+        let mut not_a_response = response_to(&query, 0, 1, &good);
         not_a_response[2] &= 0x7F;
-        let other_opcode = response(&query, 0x0800, 1, &good);
-        let mut two_questions = response(&query, 0, 1, &good);
+        let other_opcode = response_to(&query, 0x0800, 1, &good);
+        let mut two_questions = response_to(&query, 0, 1, &good);
         two_questions[5] = 2;
         for (what, answer) in [
             ("another ID", other_id),
@@ -736,7 +739,7 @@ mod tests {
             assert_eq!(read_answer(&answer, &query), None, "{what}");
         }
         // The name compared without regard to case.
-        let mut upper = response(&query, 0, 1, &good);
+        let mut upper = response_to(&query, 0, 1, &good);
         upper[13] = b'A';
         assert_eq!(
             read_answer(&upper, &query),
@@ -747,47 +750,47 @@ mod tests {
     #[test]
     fn malformed_and_truncated_answers_are_ignored_unless_they_hold_addresses() {
         let query = asked("a.test");
-        let good = record(&[0xC0, 12], TYPE_A, &[10, 0, 0, 7]);
+        let good = resource_record(&[0xC0, 12], TYPE_A, &[10, 0, 0, 7]);
         // Each malformed record as written at offset `at`.
         type WrittenAt<'a> = &'a dyn Fn(u8) -> Vec<u8>;
         let malformed: [(&str, WrittenAt<'_>); 9] = [
             ("a pointer to itself", &|at| {
-                record(&[0xC0, at], TYPE_A, &[1; 4])
+                resource_record(&[0xC0, at], TYPE_A, &[1; 4])
             }),
             ("a pointer forward", &|at| {
-                record(&[0xC0, at + 2], TYPE_A, &[1; 4])
+                resource_record(&[0xC0, at + 2], TYPE_A, &[1; 4])
             }),
             ("a pointer past the end", &|_| {
-                record(&[0xFF, 0xFF], TYPE_A, &[1; 4])
+                resource_record(&[0xFF, 0xFF], TYPE_A, &[1; 4])
             }),
             ("a reserved label type", &|_| {
-                record(&[0x40, 0], TYPE_A, &[1; 4])
+                resource_record(&[0x40, 0], TYPE_A, &[1; 4])
             }),
             ("a label past the end", &|_| vec![0x3F, b'a']),
             ("an A record of 5 bytes", &|_| {
-                record(&[0xC0, 12], TYPE_A, &[1; 5])
+                resource_record(&[0xC0, 12], TYPE_A, &[1; 5])
             }),
             ("a CNAME shorter than its data", &|_| {
-                record(&[0xC0, 12], TYPE_CNAME, b"\x01b\x00\x00")
+                resource_record(&[0xC0, 12], TYPE_CNAME, b"\x01b\x00\x00")
             }),
             ("a CNAME longer than its data", &|_| {
                 // Its name would end with the next record's first byte (a root owner).
-                let mut records = record(&[0xC0, 12], TYPE_CNAME, b"\x01b");
-                records.extend(record(b"\x00", TYPE_A, &[1; 4]));
+                let mut records = resource_record(&[0xC0, 12], TYPE_CNAME, b"\x01b");
+                records.extend(resource_record(b"\x00", TYPE_A, &[1; 4]));
                 records
             }),
             ("a record cut", &|_| good[..good.len() - 1].to_vec()),
         ];
         for (what, written_at) in malformed {
             let records = written_at(query.len() as u8);
-            let answer = response(&query, 0, 1, &records);
+            let answer = response_to(&query, 0, 1, &records);
             assert_eq!(read_answer(&answer, &query), None, "{what}");
             // Truncated (TC), a message counts by the records before the cut only.
-            let truncated = response(&query, FLAG_TRUNCATED, 1, &records);
+            let truncated = response_to(&query, FLAG_TRUNCATED, 1, &records);
             assert_eq!(read_answer(&truncated, &query), None, "{what}, truncated");
             let mut records = good.clone();
             records.extend(written_at((query.len() + good.len()) as u8));
-            let truncated = response(&query, FLAG_TRUNCATED, 2, &records);
+            let truncated = response_to(&query, FLAG_TRUNCATED, 2, &records);
             assert_eq!(
                 read_answer(&truncated, &query),
                 Some(Ok(vec![Ipv4Addr::new(10, 0, 0, 7)])),
@@ -797,11 +800,17 @@ mod tests {
         // A pointer loop in a CNAME's data (two pointers to each other) and a long
         // chain of pointers each one back: refused, not followed for ever.
         let at = query.len() as u8;
-        let looped = record(&[0xC0, 12], TYPE_CNAME, &[0xC0, at + 12]);
-        assert_eq!(read_answer(&response(&query, 0, 1, &looped), &query), None);
+        let looped = resource_record(&[0xC0, 12], TYPE_CNAME, &[0xC0, at + 12]);
+        assert_eq!(
+            read_answer(&response_to(&query, 0, 1, &looped), &query),
+            None
+        );
         // A label, then a pointer back to it: a loop through the label.
-        let looped = record(&[1, b'x', 0xC0, at], TYPE_A, &[1; 4]);
-        assert_eq!(read_answer(&response(&query, 0, 1, &looped), &query), None);
+        let looped = resource_record(&[1, b'x', 0xC0, at], TYPE_A, &[1; 4]);
+        assert_eq!(
+            read_answer(&response_to(&query, 0, 1, &looped), &query),
+            None
+        );
         // The chain sits in the data of a record of an unknown type (skipped), each
         // link a label and a pointer to the link before; an A record's owner points at
         // the last.
@@ -814,18 +823,18 @@ mod tests {
             chain.extend_from_slice(&(0xC000 | behind as u16).to_be_bytes());
             behind = here;
         }
-        let mut records = record(&[0xC0, 12], 99, &chain);
-        records.extend(record(
+        let mut records = resource_record(&[0xC0, 12], 99, &chain);
+        records.extend(resource_record(
             &(0xC000 | behind as u16).to_be_bytes(),
             TYPE_A,
             &[1; 4],
         ));
-        let answer = response(&query, 0, 2, &records);
+        let answer = response_to(&query, 0, 2, &records);
         assert_eq!(read_answer(&answer, &query), None, "a name over 255 bytes");
         // Whatever the bytes, no panic.
         let mut state = 0x1234_5678u64;
         for len in 0..2000 {
-            let mut message = response(&query, 0, 3, &good);
+            let mut message = response_to(&query, 0, 3, &good);
             for _ in 0..(len % 7 + 1) {
                 state = mix(state);
                 let at = (state as usize) % message.len();

@@ -10,6 +10,7 @@ use rexo_api::{
     DeviceError, ETHERNET_MAX_FRAME, NetDevice, NetInfo, RSS_EXAMPLE_KEY, ReceiveSteering,
 };
 
+use crate::dns::{TYPE_A, resource_record, response_to};
 use crate::wire::{Wire, WireEnd, queue_of};
 use crate::{
     Config, Connection, EchoReply, Endpoint, HALF_OPEN_GRACE_NS, Ipv4Addr, NEIGHBOURS, NetError,
@@ -940,16 +941,6 @@ fn the_test_dns_server_answers_only_the_name_asked_and_drops_names_over_255_byte
     assert_eq!(rcode(&reply), 3, "a 255-byte name");
 }
 
-/// A reply to `query` (as the resolver sent it) saying it has `count` answers, followed
-/// by `records`.
-fn dns_reply(query: &[u8], count: u16, records: &[u8]) -> Vec<u8> {
-    let mut reply = query.to_vec();
-    reply[2..4].copy_from_slice(&[0x81, 0x80]);
-    reply[6..8].copy_from_slice(&count.to_be_bytes());
-    reply.extend_from_slice(records);
-    reply
-}
-
 /// A stack pair where A asks B's port 53 for `name`: the pair, B's socket, the query,
 /// and the query as B received it with the resolver's endpoint it came from.
 fn asking(
@@ -974,15 +965,6 @@ fn asking(
     (net, server, query, buffer[..len].to_vec(), resolver)
 }
 
-/// An answer record: its name (as `name` writes it), type A, class IN, TTL 60, `rdata`.
-fn a_record(name: &[u8], rdata: &[u8]) -> Vec<u8> {
-    let mut record = name.to_vec();
-    record.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60]);
-    record.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    record.extend_from_slice(rdata);
-    record
-}
-
 /// What A's resolver makes of `query` within 5 steps of `net`.
 fn resolver_result(
     net: &mut Net,
@@ -998,9 +980,9 @@ fn resolver_result(
 fn a_name_resolves_when_the_server_spells_the_answer_in_lowercase() {
     let (mut net, server, mut query, asked, resolver) = asking("Rexo.Test");
     // The answer's name written out as a server with it cached in lowercase writes it.
-    let record = a_record(b"\x04rexo\x04test\x00", &[10, 0, 0, 7]);
+    let record = resource_record(b"\x04rexo\x04test\x00", TYPE_A, &[10, 0, 0, 7]);
     net.b
-        .send_to(&server, &dns_reply(&asked, 1, &record), resolver)
+        .send_to(&server, &response_to(&asked, 0, 1, &record), resolver)
         .unwrap();
     assert_eq!(
         resolver_result(&mut net, &mut query),
@@ -1012,13 +994,13 @@ fn a_name_resolves_when_the_server_spells_the_answer_in_lowercase() {
 fn the_resolver_ignores_malformed_answers_and_answers_to_other_questions() {
     let (mut net, server, mut query, asked, resolver) = asking("a.test");
     let address = [10, 0, 0, 7];
-    let good = a_record(&[0xC0, 12], &address);
+    let good = resource_record(&[0xC0, 12], TYPE_A, &address);
     let end = asked.len() as u8;
-    let mut wrong_id = dns_reply(&asked, 1, &good);
+    let mut wrong_id = response_to(&asked, 0, 1, &good);
     wrong_id[0] ^= 0xFF;
-    let mut other_name = dns_reply(&asked, 1, &good);
+    let mut other_name = response_to(&asked, 0, 1, &good);
     other_name[13] = b'b';
-    let mut rdlength_past_end = dns_reply(&asked, 1, &good);
+    let mut rdlength_past_end = response_to(&asked, 0, 1, &good);
     rdlength_past_end.truncate(rdlength_past_end.len() - 1);
     let malformed = [
         ("a short header", asked[..11].to_vec()),
@@ -1026,17 +1008,30 @@ fn the_resolver_ignores_malformed_answers_and_answers_to_other_questions() {
         ("another question", other_name),
         (
             "a pointer to itself",
-            dns_reply(&asked, 1, &a_record(&[0xC0, end], &address)),
+            response_to(
+                &asked,
+                0,
+                1,
+                &resource_record(&[0xC0, end], TYPE_A, &address),
+            ),
         ),
         (
             "a pointer out of the message",
-            dns_reply(&asked, 1, &a_record(&[0xFF, 0xFF], &address)),
+            response_to(
+                &asked,
+                0,
+                1,
+                &resource_record(&[0xFF, 0xFF], TYPE_A, &address),
+            ),
         ),
         (
             "a reserved label type (0x40)",
-            dns_reply(&asked, 1, &a_record(&[64, 0], &address)),
+            response_to(&asked, 0, 1, &resource_record(&[64, 0], TYPE_A, &address)),
         ),
-        ("more answers than it holds", dns_reply(&asked, 2, &good)),
+        (
+            "more answers than it holds",
+            response_to(&asked, 0, 2, &good),
+        ),
         ("RDLENGTH past the end", rdlength_past_end),
     ];
     for (what, reply) in malformed {
@@ -1044,7 +1039,7 @@ fn the_resolver_ignores_malformed_answers_and_answers_to_other_questions() {
         assert_eq!(resolver_result(&mut net, &mut query), None, "{what}");
     }
     net.b
-        .send_to(&server, &dns_reply(&asked, 1, &good), resolver)
+        .send_to(&server, &response_to(&asked, 0, 1, &good), resolver)
         .unwrap();
     assert_eq!(
         resolver_result(&mut net, &mut query),
@@ -1235,11 +1230,11 @@ fn each_sending_of_a_query_asks_the_next_dns_server() {
 #[test]
 fn answers_from_another_port_or_with_another_id_are_ignored() {
     let (mut net, server, mut query, asked, resolver) = asking("a.test");
-    let good = a_record(&[0xC0, 12], &[10, 0, 0, 7]);
+    let good = resource_record(&[0xC0, 12], TYPE_A, &[10, 0, 0, 7]);
     // The right answer, but from port 5353.
     let spoofer = net.b.udp_bind(5353, UdpOptions::default()).unwrap();
     net.b
-        .send_to(&spoofer, &dns_reply(&asked, 1, &good), resolver)
+        .send_to(&spoofer, &response_to(&asked, 0, 1, &good), resolver)
         .unwrap();
     assert_eq!(resolver_result(&mut net, &mut query), None, "port 5353");
     // From port 53 to another port of A.
@@ -1252,20 +1247,20 @@ fn answers_from_another_port_or_with_another_id_are_ignored() {
         .udp_bind(elsewhere.port, UdpOptions::default())
         .unwrap();
     net.b
-        .send_to(&server, &dns_reply(&asked, 1, &good), elsewhere)
+        .send_to(&server, &response_to(&asked, 0, 1, &good), elsewhere)
         .unwrap();
     assert_eq!(resolver_result(&mut net, &mut query), None, "another port");
     // Every other ID (a spoofer guessing); then the right one.
     let id = u16::from_be_bytes([asked[0], asked[1]]);
     for guess in (0..=u16::MAX).filter(|&guess| guess != id).step_by(997) {
-        let mut reply = dns_reply(&asked, 1, &good);
+        let mut reply = response_to(&asked, 0, 1, &good);
         reply[..2].copy_from_slice(&guess.to_be_bytes());
         net.b.send_to(&server, &reply, resolver).unwrap();
         net.step();
     }
     assert_eq!(resolver_result(&mut net, &mut query), None, "other IDs");
     net.b
-        .send_to(&server, &dns_reply(&asked, 1, &good), resolver)
+        .send_to(&server, &response_to(&asked, 0, 1, &good), resolver)
         .unwrap();
     assert_eq!(
         resolver_result(&mut net, &mut query),
@@ -1276,7 +1271,7 @@ fn answers_from_another_port_or_with_another_id_are_ignored() {
 #[test]
 fn a_name_the_server_does_not_know_is_not_resolved_and_a_refusal_says_so() {
     let (mut net, server, mut query, asked, resolver) = asking("missing.test");
-    let mut refused = dns_reply(&asked, 0, &[]);
+    let mut refused = response_to(&asked, 0, 0, &[]);
     refused[3] |= 5;
     net.b.send_to(&server, &refused, resolver).unwrap();
     assert_eq!(
