@@ -23,9 +23,10 @@
 //! answer costs a second, not the query. An answer counts only from the server the
 //! query was last sent to, port 53, to the query's port, with its ID, QR set, opcode 0
 //! and the same question (the name compared without regard to ASCII case, RFC 1035
-//! 2.3.3). NXDOMAIN or no A record is
-//! [`NetError::NotResolved`], another error code [`NetError::DnsServerError`]. Up to 4
-//! A records are taken, for the name or a name along its CNAME chain. A malformed
+//! 2.3.3). NXDOMAIN or no A record is [`NetError::NotResolved`], another error code
+//! [`NetError::DnsServerError`]; an error code without the question (QDCOUNT 0, as
+//! servers answer FORMERR or REFUSED) is [`NetError::DnsServerError`], NXDOMAIN too.
+//! Up to 4 A records are taken, for the name or a name along its CNAME chain. A malformed
 //! answer (a read past its end, a compression pointer that does not point back, a
 //! reserved label type (0x40, 0x80), a name over 255 bytes) is ignored; a truncated
 //! one (TC) counts only when the records it holds whole include A records.
@@ -487,9 +488,9 @@ impl<'a> Reader<'a> {
 }
 
 /// What `answer` says to the query `asked` (as [`query_message`] made it): the
-/// addresses, or why there are none. `None` when it is no answer to that query (another
-/// ID or question, not a response, another opcode), malformed, or truncated without A
-/// records: it is ignored.
+/// addresses, or why there are none (an error code without the question, too).
+/// `None` when it is no answer to that query (another ID or question, not a response,
+/// another opcode), malformed, or truncated without A records: it is ignored.
 fn read_answer(answer: &[u8], asked: &[u8]) -> Option<Result<Vec<Ipv4Addr>, NetError>> {
     let mut reader = Reader {
         message: answer,
@@ -501,7 +502,17 @@ fn read_answer(answer: &[u8], asked: &[u8]) -> Option<Result<Vec<Ipv4Addr>, NetE
     let answers = reader.u16()?;
     reader.bytes(4)?;
     let opcode = (flags >> 11) & 0xF;
-    if id != &asked[..2] || flags & FLAG_RESPONSE == 0 || opcode != 0 || questions != 1 {
+    let rcode = (flags & 0xF) as u8;
+    if id != &asked[..2] || flags & FLAG_RESPONSE == 0 || opcode != 0 {
+        return None;
+    }
+    // An error may come without the question (RFC 1035 4.1.1 allows it; servers answer
+    // FORMERR or REFUSED so): the ID, and the addresses and ports the stack checked, tie
+    // it to the query. It cannot say the name does not exist (NXDOMAIN): its code only.
+    if questions == 0 && rcode != 0 {
+        return Some(Err(NetError::DnsServerError(rcode)));
+    }
+    if questions != 1 {
         return None;
     }
     // The question asked, lowercased as the reader gives names, then its type and class.
@@ -513,7 +524,6 @@ fn read_answer(answer: &[u8], asked: &[u8]) -> Option<Result<Vec<Ipv4Addr>, NetE
     if reader.name()? != asked_name || reader.bytes(4)? != &asked[asked.len() - 4..] {
         return None;
     }
-    let rcode = (flags & 0xF) as u8;
     match rcode {
         0 => {}
         RCODE_NXDOMAIN => return Some(Err(NetError::NotResolved)),
@@ -702,6 +712,20 @@ mod tests {
             read_answer(&refused, &query),
             Some(Err(NetError::DnsServerError(5)))
         );
+        // Without the question (QDCOUNT 0, as servers answer FORMERR or REFUSED), an
+        // error code still counts, NXDOMAIN as an error code only; no error does not.
+        for (rcode, outcome) in [
+            (1, Some(Err(NetError::DnsServerError(1)))),
+            (5, Some(Err(NetError::DnsServerError(5)))),
+            (3, Some(Err(NetError::DnsServerError(3)))),
+            (0, None),
+        ] {
+            let mut bare = response_to(&query[..12], rcode, 0, &[]);
+            bare[4..6].copy_from_slice(&[0, 0]);
+            assert_eq!(read_answer(&bare, &query), outcome, "code {rcode}");
+            bare[1] ^= 1;
+            assert_eq!(read_answer(&bare, &query), None, "code {rcode}, another ID");
+        }
         // No A record (an MX record only, a CNAME to a name without one).
         let mx = resource_record(&[0xC0, 12], 15, b"\x00\x0a\x02mx\xC0\x0e");
         let alias = resource_record(&[0xC0, 12], TYPE_CNAME, b"\x01b\x00");

@@ -176,7 +176,7 @@ pub enum NetError {
     DnsTimeout,
     /// The DNS server answered with this error code (RFC 1035 4.1.1: 1 format error, 2
     /// server failure, 4 not implemented, 5 refused; 3, NXDOMAIN, is
-    /// [`NetError::NotResolved`]).
+    /// [`NetError::NotResolved`] when the answer holds the question, else this too).
     DnsServerError(u8),
     /// Every resolver slot is busy with a query, or every port of the stack's DNS port
     /// block ([`Stack::set_dns_ports`]) is; finish one first.
