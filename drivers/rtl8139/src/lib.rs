@@ -179,6 +179,14 @@ const TX_STUCK_NS: u64 = 1_000_000_000;
 /// How many times a frame aborted (each abort: 16 collisions in a row) is sent again
 /// before it is reported failed and the chip reset.
 const TX_ABORT_RETRIES: u32 = 4;
+/// How long after TCR.CLRABT the aborted descriptor's TABT may still be the last
+/// attempt's, unless the chip showed the frame in flight meanwhile: a new abort takes 16
+/// more collisions, each after a random backoff (some 18 ms on average at 100 Mb/s, ten
+/// times that at 10 Mb/s), while the old TABT may show until the resend starts. Seen
+/// within this time, TABT is not counted as another abort (at worst, a rare quick
+/// abort delays the reset by one retry); otherwise a caller looping on
+/// `transmit_pending` would spend every retry in a few polls of one abort.
+const TX_ABORT_SETTLE_NS: u64 = 5_000_000;
 
 /// Whether this driver takes `function`: the RTL8139 (10EC:8139).
 pub fn matches(function: &Function) -> bool {
@@ -249,6 +257,10 @@ pub struct Rtl8139 {
     tx_waiting_since: Option<u64>,
     /// How many times the oldest frame in flight was aborted and sent again.
     tx_retries: u32,
+    /// The descriptor whose abort TCR.CLRABT last cleared, and when: its TABT seen
+    /// again within [`TX_ABORT_SETTLE_NS`] is still that abort's, unless the chip showed
+    /// the frame in flight since (which forgets this).
+    tx_abort_cleared: Option<(usize, u64)>,
     /// Transmit aborts so far (logged at each power of two).
     tx_aborts: u64,
     /// The INTx line that wakes a core, or why there is none.
@@ -284,6 +296,7 @@ impl Rtl8139 {
             tx_in_flight: 0,
             tx_waiting_since: None,
             tx_retries: 0,
+            tx_abort_cleared: None,
             tx_aborts: 0,
             line,
             armed: false,
@@ -330,6 +343,7 @@ impl Rtl8139 {
         self.tx_in_flight = 0;
         self.tx_waiting_since = None;
         self.tx_retries = 0;
+        self.tx_abort_cleared = None;
         self.restart_ring();
         Ok(())
     }
@@ -402,14 +416,21 @@ impl Rtl8139 {
         while self.tx_in_flight > 0 {
             let oldest = (self.tx_next + TX_SLOTS - self.tx_in_flight) % TX_SLOTS;
             match tx_slot_state(summary, oldest) {
-                TxSlot::InFlight => break,
+                TxSlot::InFlight => {
+                    // An aborted frame shown in flight again: the chip restarted it,
+                    // so its next TABT is a new abort.
+                    self.tx_abort_cleared = None;
+                    break;
+                }
                 TxSlot::Sent => {
                     self.tx_in_flight -= 1;
                     self.tx_retries = 0;
+                    self.tx_abort_cleared = None;
                 }
                 TxSlot::Underrun => {
                     self.tx_in_flight -= 1;
                     self.tx_retries = 0;
+                    self.tx_abort_cleared = None;
                     result = Err(DeviceError::Status {
                         what: "transmit (FIFO underrun)",
                         status: self.regs.read32(TSD0 + 4 * oldest),
@@ -430,11 +451,20 @@ impl Rtl8139 {
 
     /// Answers the abort of the oldest frame in flight, in descriptor `slot`: the chip's
     /// transmitter halts on it (TSD TABT, after 16 collisions in a row), and TCR.CLRABT
-    /// sends it again, the descriptor staying in flight until that ends it. After
-    /// [`TX_ABORT_RETRIES`] of one frame it is reported failed (`Status`, its TSD) and
-    /// the chip reset, which starts its transmitter again (the frames in flight and the
-    /// receive ring's unread ones are lost).
+    /// sends it again, the descriptor staying in flight until that ends it. TABT seen
+    /// again within [`TX_ABORT_SETTLE_NS`] of that, with the frame not shown in flight
+    /// meanwhile, is the same abort, not counted. After [`TX_ABORT_RETRIES`] of one
+    /// frame it is reported failed (`Status`, its TSD) and the chip reset, which starts
+    /// its transmitter again (the frames in flight and the receive ring's unread ones
+    /// are lost).
     fn retry_aborted(&mut self, slot: usize) -> Result<(), DeviceError> {
+        let now = self.platform.now_ns();
+        if let Some((cleared, at)) = self.tx_abort_cleared
+            && cleared == slot
+            && now - at < TX_ABORT_SETTLE_NS
+        {
+            return Ok(());
+        }
         self.tx_aborts += 1;
         if self.tx_aborts.is_power_of_two() {
             log::warn!(
@@ -446,6 +476,7 @@ impl Rtl8139 {
         if self.tx_retries < TX_ABORT_RETRIES {
             self.tx_retries += 1;
             self.regs.write32(TCR, TCR_VALUE | TCR_CLRABT);
+            self.tx_abort_cleared = Some((slot, now));
             return Ok(());
         }
         let status = self.regs.read32(TSD0 + 4 * slot);
@@ -919,13 +950,24 @@ mod tests {
 
     #[test]
     fn a_frame_aborted_past_its_retries_fails_and_the_chip_is_reset() {
-        let (mut chip, _) = chip_that_resets();
+        let (mut chip, platform) = chip_that_resets();
         send(&mut chip, 0x11).unwrap();
-        chip.regs.write16(TX_SUMMARY, TX_SUMMARY_TABT);
         chip.regs.write32(TSD0, 1 << 30);
         for attempt in 1..=TX_ABORT_RETRIES {
+            chip.regs.write16(TX_SUMMARY, TX_SUMMARY_TABT);
             assert_eq!(chip.transmit_pending(0), Ok(1), "abort {attempt}");
+            assert_eq!(chip.tx_retries, attempt);
+            // The chip takes CLRABT and sends the frame again; the next abort comes
+            // after the settling time, or after a poll that saw the frame in flight.
+            chip.regs.write32(TCR, TCR_VALUE);
+            if attempt % 2 == 0 {
+                chip.regs.write16(TX_SUMMARY, 0);
+                assert_eq!(chip.transmit_pending(0), Ok(1), "resent {attempt}");
+            } else {
+                platform.advance_clock(TX_ABORT_SETTLE_NS);
+            }
         }
+        chip.regs.write16(TX_SUMMARY, TX_SUMMARY_TABT);
         let error = DeviceError::Status {
             what: "transmit (aborted: excessive collisions; chip reset)",
             status: 1 << 30,
@@ -940,6 +982,27 @@ mod tests {
         chip.regs.write16(TX_SUMMARY, 0);
         send(&mut chip, 0x22).unwrap();
         assert_eq!(chip.regs.read32(TSD0), tsd_command(60));
+    }
+
+    #[test]
+    fn polls_within_the_settling_time_of_an_abort_count_no_more_retries() {
+        let (mut chip, platform) = chip_that_resets();
+        send(&mut chip, 0x11).unwrap();
+        chip.regs.write16(TX_SUMMARY, TX_SUMMARY_TABT);
+        assert_eq!(chip.transmit_pending(0), Ok(1));
+        chip.regs.write32(TCR, TCR_VALUE);
+        // The first attempt's TABT still shows while the resend runs.
+        for poll in 0..2 * TX_ABORT_RETRIES {
+            assert_eq!(chip.transmit_pending(0), Ok(1), "poll {poll}");
+        }
+        assert_eq!((chip.tx_retries, chip.tx_aborts), (1, 1));
+        assert_eq!(chip.regs.read32(TCR), TCR_VALUE, "CLRABT written once");
+        assert_eq!(chip.tx_next, 1, "no reset");
+        // Past the settling time TABT is a new abort.
+        platform.advance_clock(TX_ABORT_SETTLE_NS);
+        assert_eq!(chip.transmit_pending(0), Ok(1));
+        assert_eq!((chip.tx_retries, chip.tx_aborts), (2, 2));
+        assert_eq!(chip.regs.read32(TCR), TCR_VALUE | TCR_CLRABT);
     }
 
     #[test]
