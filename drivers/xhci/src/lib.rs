@@ -31,7 +31,7 @@ use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform, barrier, wait_until
 use rexo_pci::{Address, Function};
 
 use crate::ring::{EventRing, InFlight, ProducerRing};
-use crate::spec::{Trb, cap, completion, endpoint, ext, op, port, rt, trb};
+use crate::spec::{Trb, cap, completion, endpoint, endpoint_state, ext, op, port, rt, trb};
 use crate::stray::{Stray, StrayEvents};
 
 /// PCI class, subclass and programming interface of an xHCI controller.
@@ -585,7 +585,11 @@ impl Xhci {
 
     /// Restarts endpoint `dci` of device `device`: after it halted with completion code
     /// `halted`, Reset Endpoint (xHCI 4.6.8); when it did not halt, Stop Endpoint (4.6.9);
-    /// then its dequeue pointer is moved past the TRBs it abandoned.
+    /// then its dequeue pointer is moved past the TRBs it abandoned. Stop Endpoint on an
+    /// endpoint that is not Running (its halt's event lost with others, or stopped
+    /// already) fails with Context State Error: the endpoint's state in the output
+    /// device context then says what to do, Reset Endpoint first when it is Halted, the
+    /// dequeue pointer alone when it is Stopped.
     fn restart_endpoint(
         &mut self,
         device: usize,
@@ -602,24 +606,51 @@ impl Xhci {
                 None => return Ok(()),
             }
         };
-        match halted {
+        let reset = match halted {
             Some(code) => {
                 log::warn!(
                     "{} xhci: slot {slot} endpoint {dci} halted (completion code {code}), \
                      restarting",
                     self.address
                 );
-                self.command("Reset Endpoint", Trb::reset_endpoint(slot, dci))?;
+                true
             }
-            None => {
-                self.command("Stop Endpoint", Trb::stop_endpoint(slot, dci))?;
-            }
+            None => match self.command("Stop Endpoint", Trb::stop_endpoint(slot, dci)) {
+                Ok(_) => false,
+                Err(error @ DeviceError::Status { status, .. })
+                    if status == u32::from(completion::CONTEXT_STATE_ERROR) =>
+                {
+                    match self.endpoint_state(device, dci) {
+                        endpoint_state::HALTED => {
+                            log::warn!(
+                                "{} xhci: slot {slot} endpoint {dci} found halted (its event \
+                                 lost), restarting",
+                                self.address
+                            );
+                            true
+                        }
+                        endpoint_state::STOPPED => false,
+                        _ => return Err(error),
+                    }
+                }
+                Err(error) => return Err(error),
+            },
+        };
+        if reset {
+            self.command("Reset Endpoint", Trb::reset_endpoint(slot, dci))?;
         }
         self.command(
             "Set TR Dequeue Pointer",
             Trb::set_dequeue(slot, dci, pointer, cycle),
         )?;
         Ok(())
+    }
+
+    /// The state of endpoint `dci` of device `device`, as the controller keeps it in the
+    /// device's output context ([`endpoint_state`]).
+    fn endpoint_state(&self, device: usize, dci: u8) -> u8 {
+        let context = spec::context_offset(dci.into(), self.context_size);
+        endpoint_state::of(self.devices[device].output.read32(context))
     }
 
     /// Resets root port `port` if it needs it and addresses its device; configures it
@@ -939,7 +970,8 @@ impl Xhci {
 
     /// Restarts the report endpoints that halted (the endpoint is reset, a stall is
     /// cleared on the device), and every one after the controller lost events (the
-    /// endpoint is stopped); the reports are queued again.
+    /// endpoint is stopped, or reset when it turns out halted); the reports are queued
+    /// again.
     fn restart_reports(&mut self) -> Result<(), DeviceError> {
         let lost = core::mem::take(&mut self.events_lost);
         for index in 0..self.devices.len() {
@@ -1843,6 +1875,17 @@ mod tests {
     /// Plays a controller that answers each command of `xhci`, in order, with success
     /// once it is queued, its completions from event ring entry `first_event` on.
     fn answer_every_command(xhci: &mut Xhci, platform: &'static HostPlatform, first_event: usize) {
+        answer_commands(xhci, platform, first_event, &[]);
+    }
+
+    /// [`answer_every_command`], the first commands answered with completion `codes` in
+    /// turn, those after them with success.
+    fn answer_commands(
+        xhci: &mut Xhci,
+        platform: &'static HostPlatform,
+        first_event: usize,
+        codes: &'static [u8],
+    ) {
         let events = platform.device_view(xhci.events.memory());
         let commands = platform.device_view(xhci.commands.memory_mut());
         let ring = xhci.commands.address_of(0);
@@ -1851,7 +1894,8 @@ mod tests {
             let entry = answered.load(std::sync::atomic::Ordering::Relaxed);
             if commands.read32(entry * trb::SIZE + 12) & trb::CYCLE != 0 {
                 let at = ring + (entry * trb::SIZE) as u64;
-                let done = command_event(at, completion::SUCCESS);
+                let code = codes.get(entry).copied().unwrap_or(completion::SUCCESS);
+                let done = command_event(at, code);
                 post_from_device(&events, first_event + entry, done);
                 answered.store(entry + 1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -1889,6 +1933,33 @@ mod tests {
                 logged.iter().any(|line| line.contains("lost events")),
                 "{logged:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_report_endpoint_not_running_after_lost_events_is_restarted_from_its_state() {
+        let halted_restart = [trb::STOP_ENDPOINT, trb::RESET_ENDPOINT, trb::SET_DEQUEUE];
+        let stopped_restart = [trb::STOP_ENDPOINT, trb::SET_DEQUEUE, 0];
+        for (state, sent) in [
+            (endpoint_state::HALTED, halted_restart),
+            (endpoint_state::STOPPED, stopped_restart),
+        ] {
+            let (mut xhci, platform) = controller_with_a_keyboard();
+            // The report endpoint (DCI 3) halted or stopped, its event lost.
+            let context = spec::context_offset(3, xhci.context_size);
+            xhci.devices[0].output.write32(context, state.into());
+            let lost = u32::from(completion::EVENT_RING_FULL) << 24;
+            let event = Trb::new(trb::HOST_CONTROLLER_EVENT, 0, lost, trb::CYCLE);
+            xhci.events.post(0, event);
+            answer_commands(&mut xhci, platform, 1, &[completion::CONTEXT_STATE_ERROR]);
+            assert_eq!(xhci.read_byte(), Ok(None), "state {state}");
+            assert!(xhci.failed.is_none());
+            let mut kind = |entry: usize| {
+                xhci.commands.memory_mut().read32(entry * trb::SIZE + 12) >> 10 & 0x3F
+            };
+            assert_eq!([kind(0), kind(1), kind(2)], sent, "state {state}");
+            let keyboard = xhci.devices[0].keyboard.as_ref().unwrap();
+            assert_eq!(keyboard.in_flight.count(), REPORTS_IN_FLIGHT);
         }
     }
 

@@ -179,6 +179,9 @@ pub mod completion {
     pub const STALL: u8 = 6;
     /// Short Packet: fewer bytes than the TRB asked for (fine for reports and descriptors).
     pub const SHORT_PACKET: u8 = 13;
+    /// Context State Error: the command is not allowed in the endpoint's (or slot's)
+    /// present state, say Stop Endpoint on an endpoint already Halted or Stopped.
+    pub const CONTEXT_STATE_ERROR: u8 = 19;
     /// Event Ring Full Error: a Host Controller Event saying the event ring was full,
     /// so events were dropped (4.9.4).
     pub const EVENT_RING_FULL: u8 = 21;
@@ -196,6 +199,20 @@ pub mod endpoint {
     pub const CONTROL: u32 = 4;
     /// Interrupt IN.
     pub const INTERRUPT_IN: u32 = 7;
+}
+
+/// Endpoint states, the EP State field of an endpoint context's dword 0 (6.2.3, table
+/// 6-8), as the controller keeps it in the output device context.
+pub mod endpoint_state {
+    /// Halted: a transfer failed; Reset Endpoint takes it to Stopped.
+    pub const HALTED: u8 = 2;
+    /// Stopped: Set TR Dequeue Pointer may move its dequeue pointer.
+    pub const STOPPED: u8 = 3;
+
+    /// The EP State field of endpoint context dword 0 `dword0`.
+    pub fn of(dword0: u32) -> u8 {
+        (dword0 & 0x7) as u8
+    }
 }
 
 /// One TRB as its four dwords: parameter (2), status, control.
@@ -456,5 +473,6 @@ mod tests {
         assert_eq!(endpoint_dword1(4, 8), (3 << 1) | (4 << 3) | (8 << 16));
         assert_eq!(endpoint_dequeue(0x7000, true), 0x7001);
         assert_eq!(context_offset(2, 64), 128);
+        assert_eq!(endpoint_state::of(0x0003_0002), endpoint_state::HALTED);
     }
 }
