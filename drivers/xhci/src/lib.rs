@@ -456,7 +456,8 @@ impl Xhci {
 
     /// Runs one command and waits for its completion. A command that times out is
     /// aborted ([`abort_command`](Self::abort_command)), so that the next one does not
-    /// queue behind it; a failed controller runs none.
+    /// queue behind it; its completion met during the abort (it finished just before)
+    /// is its answer, success or `Status`, not a timeout. A failed controller runs none.
     fn command(&mut self, what: &'static str, command: Trb) -> Result<Trb, DeviceError> {
         if let Some(why) = self.failed {
             return Err(DeviceError::Failed(why));
@@ -469,10 +470,10 @@ impl Xhci {
             event.kind() == trb::COMMAND_COMPLETION && event.parameter == address
         });
         let event = match waited {
-            Err(timeout @ DeviceError::Timeout { .. }) => {
-                self.abort_command(address)?;
-                return Err(timeout);
-            }
+            Err(timeout @ DeviceError::Timeout { .. }) => match self.abort_command(address)? {
+                Some(completed) => completed,
+                None => return Err(timeout),
+            },
             waited => waited?,
         };
         match event.completion_code() {
@@ -486,19 +487,21 @@ impl Xhci {
 
     /// Aborts the command at `address`, which timed out (xHCI 4.6.1.2): sets CRCR.CA,
     /// waits for CRCR.CRR to clear, then for the Command Ring Stopped event (taking the
-    /// command's own Command Aborted event on the way). The next command's doorbell
-    /// starts the ring again where it stopped. The write carries the next free entry
-    /// and its cycle state: a controller whose ring stopped before the write lands takes
-    /// it as its new dequeue pointer, right for the next command. When CRR is already
-    /// clear the ring is not running and there is nothing to abort (a command it never
-    /// fetched stays queued, and runs at the next doorbell: its completion is then a
-    /// stray one). An abort that does not finish (CRR still set, or no Command Ring
+    /// command's own Command Aborted event on the way, or its completion with any other
+    /// code when it finished just before the abort: returned, so that it is not dropped
+    /// as a stray one and a slot that Enable Slot gave is not lost). The next command's
+    /// doorbell starts the ring again where it stopped. The write carries the next free
+    /// entry and its cycle state: a controller whose ring stopped before the write lands
+    /// takes it as its new dequeue pointer, right for the next command. When CRR is
+    /// already clear the ring is not running and there is nothing to abort (a command it
+    /// never fetched stays queued, and runs at the next doorbell: its completion is then
+    /// a stray one). An abort that does not finish (CRR still set, or no Command Ring
     /// Stopped event, each within [`ABORT_TIMEOUT_MS`]) fails the controller: its
     /// command ring is in a state the driver no longer knows.
-    fn abort_command(&mut self, address: u64) -> Result<(), DeviceError> {
+    fn abort_command(&mut self, address: u64) -> Result<Option<Trb>, DeviceError> {
         let op = &self.registers.op;
         if op.read32(op::CRCR) & op::CRCR_RUNNING == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let (next, cycle) = self.commands.enqueue();
         Registers::write64(op, op::CRCR, next | u64::from(cycle) | op::CRCR_ABORT);
@@ -514,18 +517,19 @@ impl Xhci {
             return Err(DeviceError::Failed(why));
         }
         let start = self.platform.now_ns();
+        let mut completed = None;
         loop {
             let event = self.wait_event("Command Ring Stopped", start, ABORT_TIMEOUT_MS, |event| {
-                let code = event.completion_code();
                 event.kind() == trb::COMMAND_COMPLETION
-                    && (code == completion::COMMAND_RING_STOPPED
-                        || (code == completion::COMMAND_ABORTED && event.parameter == address))
+                    && (event.completion_code() == completion::COMMAND_RING_STOPPED
+                        || event.parameter == address)
             });
             match event {
                 Ok(event) if event.completion_code() == completion::COMMAND_RING_STOPPED => {
-                    return Ok(());
+                    return Ok(completed);
                 }
-                Ok(_aborted) => {}
+                Ok(aborted) if aborted.completion_code() == completion::COMMAND_ABORTED => {}
+                Ok(finished) => completed = Some(finished),
                 Err(DeviceError::Timeout { .. }) => {
                     let why = "a timed-out command's abort got no Command Ring Stopped event";
                     self.failed = Some(why);
@@ -817,18 +821,20 @@ impl Xhci {
     /// (the report ring too) goes back and its slot is free for another device.
     ///
     /// When Disable Slot fails too, the keyboard is dropped but not its transfer ring:
-    /// the input context gave the controller the ring's address, and a command that
-    /// timed out may have completed just before its abort. Configure Endpoint takes the endpoint
-    /// from Disabled to Running (xHCI 4.6.6) with its TR Dequeue Pointer at this ring.
-    /// A Running endpoint waits for its doorbell, which the driver never rings for it,
-    /// but the controller holds the address and may read TRBs there (a prefetch, a
-    /// stray doorbell): freed and reused, the memory could read as TRBs that make the
-    /// controller write into someone else's memory. So the ring stays with the device
-    /// as the driver left it (only its Link TRB, cycle 0: nothing the controller may
-    /// run) and goes with the device's other memory, back once the controller halted,
-    /// kept for good otherwise ([`Xhci`]'s drop). A command that timed out was aborted
-    /// ([`Xhci::command`]), but it may have completed just before the abort. The report
-    /// buffers go back at once: no TRB names them yet.
+    /// the input context gave the controller the ring's address, and a Configure
+    /// Endpoint that timed out may still have run unseen (one that completed just
+    /// before its abort is answered by [`Xhci::command`], but its completion may be
+    /// among events the controller lost, or, the command ring not running at the
+    /// timeout, the command stayed queued and ran at Disable Slot's doorbell).
+    /// Configure Endpoint takes the endpoint from Disabled to Running (xHCI 4.6.6) with
+    /// its TR Dequeue Pointer at this ring. A Running endpoint waits for its doorbell,
+    /// which the driver never rings for it, but the controller holds the address and
+    /// may read TRBs there (a prefetch, a stray doorbell): freed and reused, the memory
+    /// could read as TRBs that make the controller write into someone else's memory.
+    /// So the ring stays with the device as the driver left it (only its Link TRB,
+    /// cycle 0: nothing the controller may run) and goes with the device's other
+    /// memory, back once the controller halted, kept for good otherwise ([`Xhci`]'s
+    /// drop). The report buffers go back at once: no TRB names them yet.
     fn configure_keyboard(&mut self, index: usize, keyboard: Keyboard) -> Result<(), DeviceError> {
         let context_size = self.context_size;
         let target = &mut self.devices[index];
@@ -1634,6 +1640,46 @@ mod tests {
         );
         assert!(xhci.failed.is_none());
         assert_eq!(captured_log::take(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_command_that_completed_just_before_its_abort_returns_its_completion() {
+        let no_slots_available = 9;
+        for code in [completion::SUCCESS, no_slots_available] {
+            let (mut xhci, platform) = controller(4);
+            let op = xhci.registers.op.clone();
+            let events = platform.device_view(xhci.events.memory());
+            let (first, next) = (xhci.commands.address_of(0), xhci.commands.address_of(1));
+            // Enable Slot completes (slot 2) only as CRCR.CA lands: its completion
+            // comes before the Command Ring Stopped event of the idle ring.
+            op.write32(op::CRCR, op::CRCR_RUNNING);
+            let registers = op.clone();
+            platform.on_clock_reading(move || {
+                if registers.read32(op::CRCR) & op::CRCR_ABORT as u32 != 0 {
+                    registers.write32(op::CRCR, 0);
+                    let done = Trb {
+                        control: 2 << 24 | command_event(first, code).control,
+                        ..command_event(first, code)
+                    };
+                    post_from_device(&events, 0, done);
+                    let stopped = command_event(next, completion::COMMAND_RING_STOPPED);
+                    post_from_device(&events, 1, stopped);
+                }
+            });
+            captured_log::take();
+            let answer = xhci.command("Enable Slot", Trb::enable_slot());
+            let expected = if code == completion::SUCCESS {
+                Ok(2)
+            } else {
+                Err(DeviceError::Status {
+                    what: "Enable Slot",
+                    status: code.into(),
+                })
+            };
+            assert_eq!(answer.map(|event| event.slot()), expected);
+            assert!(xhci.failed.is_none());
+            assert_eq!(captured_log::take(), Vec::<String>::new(), "no stray");
+        }
     }
 
     #[test]
