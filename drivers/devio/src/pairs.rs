@@ -3,11 +3,18 @@
 //! lock, which only the core driving that pair takes on the frame path, and answers as
 //! an interface of one queue. The drivers that split (virtio-net, e1000e) implement
 //! [`QueuePair`] for their pair's frame path and share this handle.
+//!
+//! A handle's calls bypass the device, so a fault its pair meets (virtio-net: a used
+//! ring broken; e1000e: a transmit unit hang) cannot reset the device from there: the
+//! pair keeps a [`PairHealth`], marked broken and answering [`PAIR_BROKEN`], until the
+//! next call through the device ([`PairedDevice::run_on_pair`]) resets it.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
+use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{DeviceError, NetDevice, NetInfo};
 
 /// The frame path of one queue pair: what the device and the pair's handle call alike.
@@ -42,6 +49,126 @@ pub trait QueuePair: Send {
     }
     /// [`NetDevice::transmit_pending`] on this pair.
     fn transmit_pending(&mut self, layout: Self::Layout) -> Result<usize, DeviceError>;
+}
+
+/// Where a pair's device is, as the pair's own handle sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PairState {
+    /// Started: the rings are the device's.
+    Running,
+    /// Being reset: the rings are left alone (nothing received, sends `QueueFull`).
+    Resetting,
+    /// The device failed on this pair: [`PAIR_BROKEN`] until the device is reset.
+    Broken,
+    /// It did not come back from a reset: the driver's given-up error.
+    GivenUp,
+}
+
+/// A pair's [`PairState`], and the reset request it shares with its device and the
+/// device's other pairs.
+pub struct PairHealth {
+    /// Where the device is.
+    state: PairState,
+    /// Set when the pair breaks, so that the next call through the device resets it
+    /// even if the pair's own handle met the fault.
+    reset_wanted: Arc<AtomicBool>,
+    /// Every call's answer once the device was given up.
+    given_up: DeviceError,
+}
+
+impl PairHealth {
+    /// A running pair's health, breaking into `reset_wanted` (the device's flag),
+    /// answering `given_up` once the device was given up.
+    pub fn new(reset_wanted: Arc<AtomicBool>, given_up: DeviceError) -> Self {
+        Self {
+            state: PairState::Running,
+            reset_wanted,
+            given_up,
+        }
+    }
+
+    /// Whether the pair's rings may be used: `false` while the device is being reset,
+    /// [`PAIR_BROKEN`] once the device failed on this pair (until the device is reset),
+    /// the given-up error once it was given up.
+    pub fn usable(&self) -> Result<bool, DeviceError> {
+        match self.state {
+            PairState::Running => Ok(true),
+            PairState::Resetting => Ok(false),
+            PairState::Broken => Err(PAIR_BROKEN),
+            PairState::GivenUp => Err(self.given_up),
+        }
+    }
+
+    /// Marks the pair broken and asks the device for a reset: [`PAIR_BROKEN`], for the
+    /// driver to return once it logged why.
+    pub fn mark_broken(&mut self) -> DeviceError {
+        self.state = PairState::Broken;
+        self.reset_wanted.store(true, Ordering::Release);
+        PAIR_BROKEN
+    }
+}
+
+/// A device whose pairs each keep a [`PairHealth`] (virtio-net, e1000e): calls through
+/// the device go through [`run_on_pair`](Self::run_on_pair), which resets it when a
+/// pair broke.
+pub trait PairedDevice {
+    /// One queue pair.
+    type Pair: AsMut<PairHealth>;
+    /// The pairs, each behind its own lock.
+    fn pairs(&self) -> &[Arc<spin::Mutex<Self::Pair>>];
+    /// The reset request every pair's health shares.
+    fn reset_wanted(&self) -> &AtomicBool;
+    /// Resets the device and renews every pair's rings (the pairs are left alone
+    /// meanwhile); an error gives the device up, and is returned by this call.
+    fn reset_device(&mut self) -> Result<(), DeviceError>;
+
+    /// Runs `call` on pair `queue`: first resets the device if a pair's own handle
+    /// found it failing since the last reset. When this call breaks the pair
+    /// ([`PAIR_BROKEN`]), resets the device and runs `call` once more on the renewed
+    /// pair.
+    fn run_on_pair<T>(
+        &mut self,
+        queue: usize,
+        mut call: impl FnMut(&mut Self::Pair) -> Result<T, DeviceError>,
+    ) -> Result<T, DeviceError> {
+        if self.reset_wanted().load(Ordering::Acquire) {
+            self.reset_broken()?;
+        }
+        // The pair's lock is released before a reset takes every pair's.
+        let result = call(&mut pair_at(self.pairs(), queue)?.lock());
+        match result {
+            Err(PAIR_BROKEN) => {
+                self.reset_broken()?;
+                call(&mut pair_at(self.pairs(), queue)?.lock())
+            }
+            result => result,
+        }
+    }
+
+    /// Resets the device ([`reset_device`](Self::reset_device)), every pair
+    /// [`PairState::Resetting`] meanwhile, and marks the pairs running again, or given
+    /// up.
+    #[cold]
+    #[inline(never)]
+    fn reset_broken(&mut self) -> Result<(), DeviceError> {
+        // Each pair's lock is taken in turn: a handle's call in progress ends first, and
+        // none touches the rings (or finds them failing) until the device runs again.
+        self.mark_pairs(PairState::Resetting);
+        self.reset_wanted().store(false, Ordering::Release);
+        let reset = self.reset_device();
+        self.mark_pairs(match reset {
+            Ok(()) => PairState::Running,
+            Err(_) => PairState::GivenUp,
+        });
+        reset
+    }
+
+    /// Tells every pair (and so its own handle) where the device is.
+    fn mark_pairs(&self, state: PairState) {
+        for pair in self.pairs() {
+            pair.lock().as_mut().state = state;
+        }
+    }
 }
 
 /// Pair `queue` of a device's `pairs` (its `NetDevice` queue `queue`), or

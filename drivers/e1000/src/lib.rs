@@ -20,6 +20,8 @@
 //! given back to it); the frames in flight on every pair are lost. A pair's own handle
 //! ([`NetDevice::split_queues`]) cannot reset the device: it answers [`PAIR_BROKEN`]
 //! until the next call through the whole device does.
+//!
+//! [`PAIR_BROKEN`]: rexo_api::device::PAIR_BROKEN
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -32,10 +34,10 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::AtomicBool;
 
-use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo, RSS_EXAMPLE_KEY, ReceiveSteering};
+use rexo_devio::pairs::{PairHealth, PairedDevice};
 use rexo_devio::{
     DeviceFunction, Dma, Found, LineWake, Mmio, MsixTable, Platform, QueuePair, barrier,
 };
@@ -279,24 +281,15 @@ struct Queue {
     /// The clock, for the transmit unit's hang check.
     platform: &'static dyn Platform,
     /// Where the device runs, is reset or was given up, or whether its transmit unit hung
-    /// on this pair: what the pair's own handle, whose calls bypass the device, checks.
-    device: PairState,
-    /// Shared with the device: set when the pair finds the transmit unit hung, so that
-    /// the next call through the device resets it even if the pair's own handle met it.
-    reset_wanted: Arc<AtomicBool>,
+    /// on this pair (broken): what the pair's own handle, whose calls bypass the device,
+    /// checks.
+    health: PairHealth,
 }
 
-/// Where a pair's device is, as the pair's own handle sees it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum PairState {
-    /// Started: the rings are the device's.
-    Running,
-    /// Being reset: the rings are left alone (nothing received, sends `QueueFull`).
-    Resetting,
-    /// The transmit unit hung on this pair: [`PAIR_BROKEN`] until the device is reset.
-    Hung,
-    /// It did not come back from a reset: [`GIVEN_UP`].
-    GivenUp,
+impl AsMut<PairHealth> for Queue {
+    fn as_mut(&mut self) -> &mut PairHealth {
+        &mut self.health
+    }
 }
 
 impl Queue {
@@ -322,8 +315,7 @@ impl Queue {
             rx_format,
             tx_context: None,
             platform,
-            device: PairState::Running,
-            reset_wanted,
+            health: PairHealth::new(reset_wanted, GIVEN_UP),
         };
         queue.renew();
         Ok(queue)
@@ -354,23 +346,13 @@ impl Queue {
         lost
     }
 
-    /// Whether the rings may be used: `false` while the device is being reset,
-    /// [`PAIR_BROKEN`] once the transmit unit hung on this pair (until the device is
-    /// reset), [`GIVEN_UP`] once the device was given up.
-    fn usable(&self) -> Result<bool, DeviceError> {
-        match self.device {
-            PairState::Running => Ok(true),
-            PairState::Resetting => Ok(false),
-            PairState::Hung => Err(PAIR_BROKEN),
-            PairState::GivenUp => Err(GIVEN_UP),
-        }
-    }
-
     /// After a reclaim that left descriptors with the device: [`PAIR_BROKEN`] once the
     /// transmit unit has finished none for [`TX_HANG_TIMEOUT_MS`] (the pair is then marked
     /// hung and the device asked for a reset). STATUS is read only then: with the link
     /// down or the transmitter paused by the link partner (XOFF) the device is held back,
     /// not stuck, and the count starts again.
+    ///
+    /// [`PAIR_BROKEN`]: rexo_api::device::PAIR_BROKEN
     fn check_transmit_hang(&mut self) -> Result<(), DeviceError> {
         let now = self.platform.now_ns();
         if self.tx.stalled_for(now) <= TX_HANG_TIMEOUT_MS * NS_PER_MS {
@@ -384,8 +366,9 @@ impl Queue {
         Err(self.mark_hung())
     }
 
-    /// Marks the pair hung ([`PairState::Hung`]), says so in the log with the device's
-    /// transmit head and tail, and asks the device for a reset: [`PAIR_BROKEN`].
+    /// Marks the pair hung ([`PairHealth::mark_broken`]), says so in the log with the
+    /// device's transmit head and tail, and asks the device for a reset:
+    /// [`rexo_api::device::PAIR_BROKEN`].
     #[cold]
     #[inline(never)]
     fn mark_hung(&mut self) -> DeviceError {
@@ -399,9 +382,7 @@ impl Queue {
             self.regs.read32(TDH + self.registers),
             self.regs.read32(TDT + self.registers),
         );
-        self.device = PairState::Hung;
-        self.reset_wanted.store(true, Ordering::Release);
-        PAIR_BROKEN
+        self.health.mark_broken()
     }
 
     /// Every block of DMA memory the device is given for this pair: its rings and
@@ -467,7 +448,7 @@ impl QueuePair for Queue {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        if !self.usable()? {
+        if !self.health.usable()? {
             return Ok(0);
         }
         let format = self.rx_format;
@@ -510,7 +491,7 @@ impl QueuePair for Queue {
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
         ring::check_segments(segments)?;
-        if !self.usable()? {
+        if !self.health.usable()? {
             return Err(DeviceError::QueueFull);
         }
         if offload && segments.len() > 1 {
@@ -600,8 +581,10 @@ impl QueuePair for Queue {
     /// Frames queued that the device has not finished with (each counted once, however
     /// many descriptors it took), after reclaiming the rest; [`PAIR_BROKEN`] when they
     /// show the transmit unit hung. While the device is reset, what was in flight.
+    ///
+    /// [`PAIR_BROKEN`]: rexo_api::device::PAIR_BROKEN
     fn transmit_pending(&mut self, (): ()) -> Result<usize, DeviceError> {
-        if !self.usable()? {
+        if !self.health.usable()? {
             return Ok(self.tx.frames_in_flight());
         }
         self.reclaim_transmitted();
@@ -762,47 +745,27 @@ impl E1000 {
                 | TCTL_RTLC,
         );
     }
+}
 
-    /// Queue pair `queue`, or [`DeviceError::NoSuchQueue`].
-    fn queue(&self, queue: usize) -> Result<&spin::Mutex<Queue>, DeviceError> {
-        rexo_devio::pairs::pair_at(&self.queues, queue)
+impl PairedDevice for E1000 {
+    type Pair = Queue;
+
+    fn pairs(&self) -> &[Arc<spin::Mutex<Queue>>] {
+        &self.queues
     }
 
-    /// Runs `call` on pair `queue`: first resets the device if a pair's own handle found
-    /// the transmit unit hung since the last reset. When this call finds it hung, resets
-    /// the device and runs `call` once more on the renewed pair.
-    fn on_queue<T>(
-        &mut self,
-        queue: usize,
-        mut call: impl FnMut(&mut Queue) -> Result<T, DeviceError>,
-    ) -> Result<T, DeviceError> {
-        if self.reset_wanted.load(Ordering::Acquire) {
-            self.reset_hung()?;
-        }
-        // The pair's lock is released before a reset takes every pair's.
-        let result = call(&mut self.queue(queue)?.lock());
-        match result {
-            Err(PAIR_BROKEN) => {
-                self.reset_hung()?;
-                call(&mut self.queue(queue)?.lock())
-            }
-            result => result,
-        }
+    fn reset_wanted(&self) -> &AtomicBool {
+        &self.reset_wanted
     }
 
-    /// Resets a device whose transmit unit hung: every pair left alone meanwhile
-    /// ([`PairState::Resetting`]), the global reset, every pair's rings renewed (the
-    /// frames in flight lost, every receive buffer the device's again), the device
-    /// configured as at probe with the same MAC address and RSS, and the receive causes
-    /// armed before armed again. A device that does not come back is given up: every
-    /// later call is [`GIVEN_UP`] (its memory is kept at drop if it still does not stop).
-    #[cold]
-    #[inline(never)]
-    fn reset_hung(&mut self) -> Result<(), DeviceError> {
-        // Each pair's lock is taken in turn: a handle's call in progress ends first, and
-        // none touches the rings until the device runs again.
-        self.mark_pairs(PairState::Resetting);
-        self.reset_wanted.store(false, Ordering::Release);
+    /// Resets a device whose transmit unit hung (every pair left alone meanwhile,
+    /// [`rexo_devio::pairs::PairState::Resetting`]): the global reset, every pair's
+    /// rings renewed (the frames in flight lost, every receive buffer the device's
+    /// again), the device configured as at probe with the same MAC address and RSS, and
+    /// the receive causes armed before armed again. A device that does not come back is
+    /// given up: every later call is [`GIVEN_UP`] (its memory is kept at drop if it
+    /// still does not stop).
+    fn reset_device(&mut self) -> Result<(), DeviceError> {
         let armed = self.regs.read32(IMS);
         let stopped = reset(self.platform, self.address, &self.regs, &self.model)
             .and_then(|()| settle_after_reset(self.platform, &self.regs, &self.model));
@@ -811,7 +774,6 @@ impl E1000 {
                 "{} e1000: the device did not come back from its reset: {error}; given up",
                 self.address
             );
-            self.mark_pairs(PairState::GivenUp);
             return Err(GIVEN_UP);
         }
         let lost: usize = self.queues.iter().map(|queue| queue.lock().renew()).sum();
@@ -824,15 +786,7 @@ impl E1000 {
             self.address,
             self.resets
         );
-        self.mark_pairs(PairState::Running);
         Ok(())
-    }
-
-    /// Tells every pair (and so its own handle) where the device is.
-    fn mark_pairs(&self, device: PairState) {
-        for queue in &self.queues {
-            queue.lock().device = device;
-        }
     }
 }
 
@@ -897,7 +851,7 @@ impl NetDevice for E1000 {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        let delivered = self.on_queue(queue, |pair| pair.receive((), budget, deliver))?;
+        let delivered = self.run_on_pair(queue, |pair| pair.receive((), budget, deliver))?;
         if let Wakes::Line {
             armed: armed @ true,
             ..
@@ -918,13 +872,13 @@ impl NetDevice for E1000 {
         offload: bool,
         fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
     ) -> Result<(), DeviceError> {
-        self.on_queue(queue, |pair| {
+        self.run_on_pair(queue, |pair| {
             pair.send_segments((), segments, offload, fill)
         })
     }
 
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
-        self.on_queue(queue, |pair| pair.transmit_pending(()))
+        self.run_on_pair(queue, |pair| pair.transmit_pending(()))
     }
 
     /// The 82574's receive queue `queue` raises its cause (IMS) through MSI-X entry
@@ -987,6 +941,7 @@ impl NetDevice for E1000 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rexo_api::device::PAIR_BROKEN;
     use rexo_devio::host::HostPlatform;
 
     /// A started controller of `model` whose registers are plain memory (the test plays
@@ -1157,7 +1112,7 @@ mod tests {
             // It works on: a frame goes out from the start of the renewed ring.
             nic.transmit(0, 60, &mut |_| {}).unwrap();
             assert_eq!(nic.regs.read32(TDT), 1, "{}", model.name);
-            finish_transmits(&mut nic.queue(0).unwrap().lock(), 0..1);
+            finish_transmits(&mut nic.queues[0].lock(), 0..1);
             assert_eq!(nic.transmit_pending(0), Ok(0), "{}", model.name);
         }
     }
@@ -1182,7 +1137,7 @@ mod tests {
         nic.regs.write32(STATUS, STATUS_LU);
         platform.advance_clock(HANG_NS / 2);
         // The oldest frame finishes: the count starts again.
-        finish_transmits(&mut nic.queue(0).unwrap().lock(), 0..1);
+        finish_transmits(&mut nic.queues[0].lock(), 0..1);
         assert_eq!(nic.transmit_pending(0), Ok(1));
         platform.advance_clock(HANG_NS * 3 / 4);
         assert_eq!(nic.transmit_pending(0), Ok(1), "the count started again");
@@ -1256,7 +1211,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(nic.transmit_pending(0), Ok(2));
-        let mut queue = nic.queue(0).unwrap().lock();
+        let mut queue = nic.queues[0].lock();
         assert!(
             queue.tx_context.is_some(),
             "a context descriptor went first"

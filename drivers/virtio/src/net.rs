@@ -20,10 +20,11 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::AtomicBool;
 
 use rexo_api::device::{ETHERNET_HEADER, ETHERNET_MAX_FRAME};
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
+use rexo_devio::pairs::{PairHealth, PairedDevice};
 use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueuePair, QueueWakes};
 use rexo_pci::{Address, Function};
 
@@ -241,7 +242,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
 }
 
 /// One receive/transmit queue pair and its buffers.
-struct Pair {
+pub(crate) struct Pair {
     /// The receive queue; buffer `b` owns the `chain` descriptors from `chain * b`.
     rx: Virtqueue,
     /// Receive buffers, [`BUFFER_STRIDE`] apart.
@@ -267,26 +268,16 @@ struct Pair {
     /// Frames the device holds.
     tx_frames: usize,
     /// Whether the device runs, is being reset or was given up, or broke this pair's
-    /// rings: what the pair's own handle ([`NetDevice::split_queues`]), whose calls
+    /// rings (nothing more is then taken from or posted to them until the whole device
+    /// is reset): what the pair's own handle ([`NetDevice::split_queues`]), whose calls
     /// bypass the device, checks.
-    device: DeviceState,
-    /// Shared with the device: set when the pair finds a used ring broken, so that the
-    /// next call through the device resets it even if its own handle met the fault.
-    reset_wanted: Arc<AtomicBool>,
+    health: PairHealth,
 }
 
-/// Where a pair's device is, as its pairs' own handles see it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum DeviceState {
-    /// Started: the rings are the device's to read.
-    Running,
-    /// Between a reset and the start after it: the rings are being renewed.
-    Resetting,
-    /// Given up ([`GIVEN_UP`]).
-    GivenUp,
-    /// The device broke one of this pair's used rings: nothing more is taken from or
-    /// posted to them until the whole device is reset ([`PAIR_BROKEN`]).
-    Broken,
+impl AsMut<PairHealth> for Pair {
+    fn as_mut(&mut self) -> &mut PairHealth {
+        &mut self.health
+    }
 }
 
 /// A transmit queue's buffers for frames the device segments.
@@ -301,7 +292,7 @@ struct TsoBuffers {
 const NO_LINK: u16 = u16::MAX;
 
 /// A virtio network interface with one or more queue pairs.
-pub struct VirtioNet {
+pub(crate) struct VirtioNet {
     /// The device's registers.
     transport: Transport,
     /// The clock (reset timeouts).
@@ -408,8 +399,7 @@ impl VirtioNet {
                 tx_count,
                 tx_link: vec![NO_LINK; usize::from(tx_count)],
                 tx_frames: 0,
-                device: DeviceState::Running,
-                reset_wanted: reset_wanted.clone(),
+                health: PairHealth::new(reset_wanted.clone(), GIVEN_UP),
             };
             // Every transmit buffer starts free, as after a reset.
             pair.forget_transmits();
@@ -564,59 +554,17 @@ impl VirtioNet {
         }
     }
 
-    /// Pair `queue`, or [`DeviceError::NoSuchQueue`].
-    fn pair(&self, queue: usize) -> Result<&spin::Mutex<Pair>, DeviceError> {
-        rexo_devio::pairs::pair_at(&self.pairs, queue)
-    }
-
-    /// Runs `call` on pair `queue` of a device not given up: first resets the device if
-    /// a pair's own handle found a used ring broken since the last reset. When the device
-    /// broke one of this pair's used rings (its index ran past the ring) during the
-    /// call, resets the device and runs `call` once more on the renewed pair.
+    /// Runs `call` on pair `queue` of a device not given up, with the frames' shape
+    /// ([`PairedDevice::run_on_pair`]: a device that broke one of the pair's used rings,
+    /// its index run past the ring, is reset).
     fn on_pair<T>(
         &mut self,
         queue: usize,
         mut call: impl FnMut(&mut Pair, Shape) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
         self.recovery.usable()?;
-        if self.reset_wanted.load(Ordering::Acquire) {
-            self.reset_broken()?;
-        }
         let shape = self.shape;
-        // The pair's lock is released before a reset takes every pair's.
-        let result = call(&mut self.pair(queue)?.lock(), shape);
-        match result {
-            Err(PAIR_BROKEN) => {
-                self.reset_broken()?;
-                call(&mut self.pair(queue)?.lock(), shape)
-            }
-            result => result,
-        }
-    }
-
-    /// Resets a device that broke a used ring ([`Restart::recover`]), every pair waiting
-    /// meanwhile, and marks the pairs running again, or given up.
-    fn reset_broken(&mut self) -> Result<(), DeviceError> {
-        if self.returned() != self.returned_at_reset {
-            self.recovery.device_finished();
-        }
-        // Each pair's lock is taken in turn: a handle's call in progress ends first, and
-        // none touches the rings (or finds one broken) until the device runs again.
-        self.mark_pairs(DeviceState::Resetting);
-        self.reset_wanted.store(false, Ordering::Release);
-        let recovered = self.recover(USED_INDEX_OVERRUN);
-        self.mark_pairs(match recovered {
-            Ok(()) => DeviceState::Running,
-            Err(_) => DeviceState::GivenUp,
-        });
-        recovered
-    }
-
-    /// Tells every pair (and so its own handle) where the device is.
-    fn mark_pairs(&self, device: DeviceState) {
-        for pair in &self.pairs {
-            pair.lock().device = device;
-        }
+        self.run_on_pair(queue, |pair| call(pair, shape))
     }
 
     /// Chains the device returned so far on every pair's queues.
@@ -628,6 +576,27 @@ impl VirtioNet {
                 pair.rx.returned() + pair.tx.returned()
             })
             .sum()
+    }
+}
+
+impl PairedDevice for VirtioNet {
+    type Pair = Pair;
+
+    fn pairs(&self) -> &[Arc<spin::Mutex<Pair>>] {
+        &self.pairs
+    }
+
+    fn reset_wanted(&self) -> &AtomicBool {
+        &self.reset_wanted
+    }
+
+    /// Resets a device that broke a used ring ([`Restart::recover`]); a frame received
+    /// or sent since the last reset starts the count of resets in a row again.
+    fn reset_device(&mut self) -> Result<(), DeviceError> {
+        if self.returned() != self.returned_at_reset {
+            self.recovery.device_finished();
+        }
+        self.recover(USED_INDEX_OVERRUN)
     }
 }
 
@@ -670,18 +639,6 @@ impl Restart for VirtioNet {
 }
 
 impl Pair {
-    /// Whether the pair's rings may be used: `false` while the device is being reset,
-    /// [`GIVEN_UP`] once it was given up, [`PAIR_BROKEN`] once it broke this pair's
-    /// rings (until the device is reset).
-    fn usable(&self) -> Result<bool, DeviceError> {
-        match self.device {
-            DeviceState::Running => Ok(true),
-            DeviceState::Resetting => Ok(false),
-            DeviceState::GivenUp => Err(GIVEN_UP),
-            DeviceState::Broken => Err(PAIR_BROKEN),
-        }
-    }
-
     /// `used` (a used ring's next entry), or [`PAIR_BROKEN`] if the device broke the
     /// ring: the pair is then marked broken, and the device told to reset itself.
     #[inline(always)]
@@ -692,8 +649,8 @@ impl Pair {
         }
     }
 
-    /// Marks the pair broken ([`DeviceState::Broken`]), says so in the log naming it,
-    /// and asks the device for a reset: [`PAIR_BROKEN`].
+    /// Marks the pair broken ([`PairHealth::mark_broken`]), says so in the log naming
+    /// it, and asks the device for a reset: [`PAIR_BROKEN`].
     #[cold]
     #[inline(never)]
     fn mark_broken(&mut self) -> DeviceError {
@@ -703,9 +660,7 @@ impl Pair {
              the pair fails until then",
             self.rx.index() / 2
         );
-        self.device = DeviceState::Broken;
-        self.reset_wanted.store(true, Ordering::Release);
-        PAIR_BROKEN
+        self.health.mark_broken()
     }
 
     /// The bus address of transmit buffer `buffer` (small or for segmentation).
@@ -816,7 +771,7 @@ impl Pair {
         deliver: &mut dyn FnMut(&[u8]),
         delivered: &mut usize,
     ) -> Result<(), DeviceError> {
-        if !self.usable()? {
+        if !self.health.usable()? {
             return Ok(());
         }
         let (chain, header_len) = (shape.chain, shape.header_len);
@@ -829,7 +784,7 @@ impl Pair {
 
 /// What every pair's frames look like: the same for all pairs of a device.
 #[derive(Clone, Copy)]
-struct Shape {
+pub(crate) struct Shape {
     /// Descriptors per frame: 1, or 2 when the header needs its own.
     chain: u16,
     /// Bytes of the virtio-net header before each frame.
@@ -875,7 +830,7 @@ impl QueuePair for Pair {
                 "checksum offload (VIRTIO_NET_F_CSUM)",
             ));
         }
-        if !self.usable()? {
+        if !self.health.usable()? {
             return Err(DeviceError::QueueFull);
         }
         let (chain, header_len) = (shape.chain, shape.header_len);
@@ -944,7 +899,7 @@ impl QueuePair for Pair {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<(), DeviceError> {
-        if !self.usable()? {
+        if !self.health.usable()? {
             return Err(DeviceError::QueueFull);
         }
         let (chain, header_len) = (shape.chain, shape.header_len);
@@ -987,7 +942,7 @@ impl QueuePair for Pair {
 
     /// [`NetDevice::transmit_pending`] on this pair.
     fn transmit_pending(&mut self, shape: Shape) -> Result<usize, DeviceError> {
-        if self.usable()? {
+        if self.health.usable()? {
             self.reclaim(shape.chain)?;
         }
         Ok(self.tx_frames)
@@ -1142,6 +1097,7 @@ impl Pair {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rexo_devio::pairs::PairState;
 
     /// A pair over host memory with `buffers` receive and `transmits` transmit buffers
     /// (a chain of one descriptor each; queues of `2 * buffers` entries), none posted.
@@ -1176,8 +1132,7 @@ mod tests {
             tx_count: transmits,
             tx_link: vec![NO_LINK; usize::from(transmits)],
             tx_frames: 0,
-            device: DeviceState::Running,
-            reset_wanted: Arc::new(AtomicBool::new(false)),
+            health: PairHealth::new(Arc::new(AtomicBool::new(false)), GIVEN_UP),
         };
         pair.forget_transmits();
         pair
@@ -1209,8 +1164,9 @@ mod tests {
         let (device, transport) = crate::transport::HostDevice::modern(2 * HOST_RX_BUFFERS);
         let features = transport.negotiate(platform, 0, 0).unwrap();
         let recovery = Recovery::new(features);
-        let pair = unposted_pair_from(platform, HOST_RX_BUFFERS, 2);
-        let reset_wanted = pair.reset_wanted.clone();
+        let mut pair = unposted_pair_from(platform, HOST_RX_BUFFERS, 2);
+        let reset_wanted = Arc::new(AtomicBool::new(false));
+        pair.health = PairHealth::new(reset_wanted.clone(), GIVEN_UP);
         let mut net = VirtioNet {
             transport,
             platform,
@@ -1377,7 +1333,7 @@ mod tests {
             })
         };
         // While the rings are renewed: nothing is sent or taken.
-        net.mark_pairs(DeviceState::Resetting);
+        net.mark_pairs(PairState::Resetting);
         assert_eq!(send(&mut handle), Err(DeviceError::QueueFull));
         assert_eq!(handle.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
         assert_eq!(handle.transmit_pending(0), Ok(0));
@@ -1388,7 +1344,7 @@ mod tests {
             "nothing posted"
         );
         // A reset through the device leaves the pair running again.
-        net.mark_pairs(DeviceState::Running);
+        net.mark_pairs(PairState::Running);
         overrun_the_receive_ring(&net);
         assert_eq!(net.receive(0, 8, &mut |_| {}), Ok(0));
         assert_eq!(send(&mut handle), Ok(()));
@@ -1409,7 +1365,7 @@ mod tests {
     fn two_pairs_on_host() -> (VirtioNet, crate::transport::HostDevice) {
         let (mut net, device, platform) = net_on_host();
         let mut second = unposted_pair_from(platform, HOST_RX_BUFFERS, 2);
-        second.reset_wanted = net.reset_wanted.clone();
+        second.health = PairHealth::new(net.reset_wanted.clone(), GIVEN_UP);
         net.pairs.push(Arc::new(spin::Mutex::new(second)));
         net.wakes = QueueWakes::new(None, vec![None, None]);
         let (queue, buffer) = control_queue_on_host(platform, 4);
