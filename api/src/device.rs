@@ -137,15 +137,16 @@ pub enum DeviceError {
 pub const MAX_SEGMENTS: usize = 8;
 
 /// What a queue pair's own handle ([`NetDevice::split_queues`]) answers, on every call,
-/// once the device broke one of the pair's rings (virtio-net: a used index run past the
-/// ring; e1000e: a transmit unit that stopped) until the whole device is reset; the
-/// handle cannot reset it itself. The next call through the whole interface, on any
-/// queue (`transmit_pending(0)` will do), resets the device, renewing every pair, after
-/// which the handles work again. Here, not in the
-/// driver, so that a library OS over any driver can tell it from the other failures.
+/// once the device failed on the pair (virtio-net: a used index run past one of its
+/// rings; e1000e: a transmit unit that stopped) until the whole device is reset; the
+/// handle cannot reset it itself. The next receive, send or `transmit_pending` through
+/// the whole interface, on any of its queues (`transmit_pending(0)` will do), resets the
+/// device, renewing every pair, after which the handles work again; its other calls
+/// (`info`, `wake_on_receive`, `split_queues`) do not. Here, not in the driver, so that
+/// a library OS over any driver can tell it from the other failures.
 pub const PAIR_BROKEN: DeviceError = DeviceError::Failed(
-    "the device broke this queue pair's ring: the pair fails until the whole device is \
-     reset, which the next call through the whole device (on any queue) does",
+    "the device failed on this queue pair: the pair fails until the whole device is \
+     reset, which the next receive, send or transmit_pending through the whole device does",
 );
 
 /// The internet checksum, and where a TCP or UDP checksum goes: what a NIC's checksum
@@ -625,8 +626,8 @@ pub trait NetDevice: Send {
     /// interface stays usable (interrupt arming, `info`); a frame path used through both
     /// it and a handle is serialized. Through a lease, revoking the lease cuts every
     /// handle ([`DeviceError::Revoked`]) and a handle arms its pair's wake-up under the
-    /// lease. A handle whose pair the device broke answers [`PAIR_BROKEN`] until a call
-    /// through the interface resets the device. [`DeviceError::Unsupported`] (the
+    /// lease. A handle whose pair the device failed on answers [`PAIR_BROKEN`] until a
+    /// receive, send or `transmit_pending` through the interface resets the device. [`DeviceError::Unsupported`] (the
     /// default) where the driver cannot split.
     fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
         Err(DeviceError::Unsupported("a handle per queue pair"))

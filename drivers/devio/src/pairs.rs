@@ -108,9 +108,9 @@ impl PairHealth {
     }
 }
 
-/// A device whose pairs each keep a [`PairHealth`] (virtio-net, e1000e): calls through
-/// the device go through [`run_on_pair`](Self::run_on_pair), which resets it when a
-/// pair broke.
+/// A device whose pairs each keep a [`PairHealth`] (virtio-net, e1000e): its receive,
+/// send and `transmit_pending` go through [`run_on_pair`](Self::run_on_pair), which
+/// resets it when a pair broke; its other calls do not reset it.
 pub trait PairedDevice {
     /// One queue pair.
     type Pair: AsMut<PairHealth>;

@@ -19,7 +19,7 @@
 //! reset (global reset, the same registers, MAC and RSS set again, every receive buffer
 //! given back to it); the frames in flight on every pair are lost. A pair's own handle
 //! ([`NetDevice::split_queues`]) cannot reset the device: it answers [`PAIR_BROKEN`]
-//! until the next call through the whole device does.
+//! until the next receive, send or `transmit_pending` through the whole device does.
 //!
 //! [`PAIR_BROKEN`]: rexo_api::device::PAIR_BROKEN
 #![cfg_attr(target_os = "none", no_std)]
@@ -376,7 +376,8 @@ impl Queue {
             "e1000: queue {}: transmit unit hang: {} frame(s) pending, none finished for over \
              {TX_HANG_TIMEOUT_MS} ms with the link up and not paused (TDH {}, TDT {}); the \
              whole device is reset (at once when this call came through the device, else \
-             by its next call through it); the pair fails until then",
+             by its next receive, send or transmit_pending through it); the pair fails until \
+             then",
             self.registers / QUEUE_STRIDE,
             self.tx.frames_in_flight(),
             self.regs.read32(TDH + self.registers),
@@ -1162,7 +1163,8 @@ mod tests {
     }
 
     /// An 82574 pair's own handle cannot reset the device: it answers PAIR_BROKEN until
-    /// the next call through the whole device resets it, then works again.
+    /// the next receive, send or `transmit_pending` through the whole device resets it,
+    /// then works again.
     #[test]
     fn a_hang_met_by_a_pairs_own_handle_is_reset_by_the_next_call_through_the_device() {
         let (platform, mut nic) = nic_that_resets(0x10D3);

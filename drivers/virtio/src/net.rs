@@ -13,8 +13,9 @@
 //! longer counted by `transmit_pending`). The call that met the overrun then goes on on
 //! the renewed device. Only calls through the device reset it: a pair's own handle
 //! ([`NetDevice::split_queues`]) that meets an overrun tells the device, and it and
-//! every later call of the pair answer [`PAIR_BROKEN`] until the next call through the
-//! whole device, on any queue, resets it (which renews every pair).
+//! every later call of the pair answer [`PAIR_BROKEN`] until the next receive, send or
+//! `transmit_pending` through the whole device, on any of its queues, resets it (which
+//! renews every pair).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -656,8 +657,8 @@ impl Pair {
     fn mark_broken(&mut self) -> DeviceError {
         log::error!(
             "virtio-net: pair {}: {USED_INDEX_OVERRUN}; the whole device is reset (at once \
-             when this call came through the device, else by its next call through it); \
-             the pair fails until then",
+             when this call came through the device, else by its next receive, send or \
+             transmit_pending through it); the pair fails until then",
             self.rx.index() / 2
         );
         self.health.mark_broken()
@@ -1385,7 +1386,8 @@ mod tests {
     /// A pair's own handle cannot reset the device: it used to answer the queue's
     /// overrun error for ever, and the device was never told (a call through it reset
     /// only when it met the broken ring itself). Now the handle says what is wrong and
-    /// what to do, and the device's next call, on any queue, resets it.
+    /// what to do, and the device's next receive, send or `transmit_pending`, on any
+    /// queue, resets it.
     #[test]
     fn a_ring_broken_under_a_pairs_own_handle_is_reset_by_the_next_call_through_the_device() {
         use crate::transport::{
