@@ -304,6 +304,9 @@ impl AhciDisk {
             .write32(PX_CMD, disk.registers.read32(PX_CMD) | CMD_ST);
         disk.attach_buffer(0);
         disk.identity = Identity::parse(disk.identify()?)?;
+        if let Some(warning) = disk.identity.capacity_warning() {
+            log::warn!("ahci: port {number}: {warning}");
+        }
         disk.ncq = cap & CAP_SNCQ != 0 && disk.identity.ncq_depth.is_some();
         let depth = match disk.identity.ncq_depth {
             Some(depth) if disk.ncq => depth.min(slots) as usize,

@@ -561,6 +561,9 @@ pub(crate) fn detect(
             .and_then(|identity| IdeDisk::new(Arc::clone(channel), drive, identity, platform))
         {
             Ok(disk) => {
+                if let Some(warning) = disk.identity.capacity_warning() {
+                    log::warn!("ata: {name}: {warning}");
+                }
                 log::info!(
                     "ata: {name}: {:?}, {} sectors, {}, {}",
                     disk.identity.model,
@@ -1024,6 +1027,7 @@ mod tests {
             lba48,
             dma: bus_master.is_some(),
             ncq_depth: None,
+            claimed_past_reach: None,
         };
         let disk = IdeDisk::new(Arc::new(channel), 0, identity, platform).unwrap();
         command.take_writes();

@@ -1,5 +1,6 @@
 //! Decoding IDENTIFY DEVICE data (ACS-3 7.12.7, table 45): 256 little-endian words.
 
+use alloc::format;
 use alloc::string::String;
 
 use rexo_api::DeviceError;
@@ -55,6 +56,10 @@ pub struct Identity {
     /// 2^28 without the 48-bit commands), so a request's LBA is never cut short to
     /// another sector's.
     pub sectors: u64,
+    /// The count the disk claims when it is past what the commands address (`sectors`
+    /// then holds the cut count): the caller warns, naming the disk
+    /// ([`capacity_warning`](Self::capacity_warning)).
+    pub claimed_past_reach: Option<u64>,
     /// Whether the 48-bit commands (the EXT forms) are supported.
     pub lba48: bool,
     /// Whether DMA transfers are supported.
@@ -95,7 +100,8 @@ pub fn model(data: &[u8]) -> String {
 impl Identity {
     /// Decodes the 512 bytes of IDENTIFY DEVICE data in `data`; refuses disks this code
     /// cannot drive (no LBA, sectors other than 512 bytes, no sectors). A capacity
-    /// claimed past what the commands address is cut to it, with a warning.
+    /// claimed past what the commands address is cut to it, the claim kept in
+    /// [`claimed_past_reach`](Self::claimed_past_reach) for the caller's warning.
     pub fn parse(data: &[u8]) -> Result<Self, DeviceError> {
         if data.len() < IDENTIFY_BYTES {
             return Err(DeviceError::Unsupported("512 bytes of IDENTIFY data"));
@@ -115,23 +121,18 @@ impl Identity {
         }
         let command_sets = word(data, COMMAND_SETS);
         let lba48 = signed_valid(command_sets) && command_sets & COMMAND_SET_LBA48 != 0;
-        let (claimed, limit, bits) = if lba48 {
+        let (claimed, limit) = if lba48 {
             let claimed = (0..4).fold(0u64, |sum, i| {
                 sum | u64::from(word(data, SECTORS_48 + i)) << (16 * i)
             });
-            (claimed, LBA48_LIMIT, 48)
+            (claimed, LBA48_LIMIT)
         } else {
             let claimed =
                 u64::from(word(data, SECTORS_28)) | u64::from(word(data, SECTORS_28 + 1)) << 16;
-            (claimed, LBA28_LIMIT, 28)
+            (claimed, LBA28_LIMIT)
         };
         if claimed == 0 {
             return Err(DeviceError::Unsupported("a nonzero capacity"));
-        }
-        if claimed > limit {
-            log::warn!(
-                "IDENTIFY DEVICE claims {claimed} sectors; {bits}-bit addresses reach the first {limit}, the rest is not used"
-            );
         }
         let sectors = claimed.min(limit);
         let sata = word(data, SATA_CAPABILITIES);
@@ -140,9 +141,23 @@ impl Identity {
         Ok(Self {
             model: model(data),
             sectors,
+            claimed_past_reach: (claimed > limit).then_some(claimed),
             lba48,
             dma: capabilities & CAPABILITY_DMA != 0,
             ncq_depth,
+        })
+    }
+
+    /// The warning for a disk whose claimed capacity was cut to what the commands
+    /// address, for its driver to log after the disk's name; `None` when none was.
+    pub fn capacity_warning(&self) -> Option<String> {
+        let bits = if self.lba48 { 48 } else { 28 };
+        self.claimed_past_reach.map(|claimed| {
+            format!(
+                "IDENTIFY DEVICE claims {claimed} sectors; {bits}-bit addresses reach the \
+                 first {}, the rest is not used",
+                self.sectors
+            )
         })
     }
 }
@@ -205,19 +220,35 @@ mod tests {
         // Words 100..=103 all ones: no sector at or past 2^48 has a 48-bit address.
         let mut words = [(49, CAPABILITY_LBA), (83, 0x4000 | COMMAND_SET_LBA48)].to_vec();
         words.extend((100..104).map(|index| (index, 0xFFFF)));
-        assert_eq!(Identity::parse(&data(&words)).unwrap().sectors, 1 << 48);
+        let identity = Identity::parse(&data(&words)).unwrap();
+        assert_eq!(identity.sectors, 1 << 48);
+        assert_eq!(identity.claimed_past_reach, Some(u64::MAX));
+        assert_eq!(
+            identity.capacity_warning().as_deref(),
+            Some(
+                "IDENTIFY DEVICE claims 18446744073709551615 sectors; 48-bit addresses reach \
+                 the first 281474976710656, the rest is not used"
+            )
+        );
         words.truncate(2);
         words.extend([(100, 0xFFFF), (101, 0xFFFF), (102, 0xFFFF)]);
+        let identity = Identity::parse(&data(&words)).unwrap();
         assert_eq!(
-            Identity::parse(&data(&words)).unwrap().sectors,
+            identity.sectors,
             (1 << 48) - 1,
             "2^48 - 1 sectors all have addresses"
+        );
+        assert_eq!(
+            (identity.claimed_past_reach, identity.capacity_warning()),
+            (None, None)
         );
         // Without the 48-bit commands, words 60..=61 past 2^28 (words 100..=103 unused).
         let raw = data(&[(49, CAPABILITY_LBA), (60, 0xFFFF), (61, 0xFFFF), (100, 1)]);
         let identity = Identity::parse(&raw).unwrap();
         assert!(!identity.lba48);
         assert_eq!(identity.sectors, 1 << 28);
+        assert_eq!(identity.claimed_past_reach, Some(0xFFFF_FFFF));
+        assert!(identity.capacity_warning().unwrap().contains("28-bit"));
     }
 
     #[test]
