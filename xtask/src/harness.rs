@@ -4,11 +4,11 @@
 use crate::Result;
 use crate::deps::{self, Need};
 use crate::diskimage::Attach;
+use crate::proctree;
 use crate::qemu::{self, Accel, End, Machine, Media, Vm};
 use crate::testcases::{Arg, BAD_TABLE_SIG, Boot, CASES, Case, Check, Cores, DISK_BYTES};
 use std::collections::VecDeque;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -532,12 +532,12 @@ fn cargo_test_args(select: &Select) -> Vec<String> {
 fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
     let started = Instant::now();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // Left in xtask's process group, where Ctrl-C reaches cargo and its test binaries
+    // too; a timeout ends them by their parent links (`proctree::kill_tree`).
     let mut cmd = Command::new(cargo);
     cmd.args(cargo_test_args(select))
         .current_dir(root)
-        .stdin(Stdio::null())
-        // Its own process group, so that a timeout ends the test binaries with it.
-        .process_group(0);
+        .stdin(Stdio::null());
     let file = match std::fs::File::create(log) {
         Ok(file) => file,
         Err(e) => {
@@ -551,13 +551,11 @@ fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
             .stderr(file)
             .spawn()
             .map_err(|e| format!("cannot run cargo test: {e}"))?;
-        let status = qemu::wait_timeout(&mut child, Duration::from_secs(HOST_TEST_TIMEOUT_S));
+        let timeout = Duration::from_secs(HOST_TEST_TIMEOUT_S);
+        let status = qemu::wait_timeout(&mut child, "cargo test", timeout);
         if !matches!(status, Ok(Some(_))) {
-            // The group's id is cargo's process id.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.wait();
+            // Its test binaries with it.
+            proctree::kill_tree(&mut child);
         }
         status
     });

@@ -31,6 +31,7 @@ mod loadgen;
 mod loc;
 mod netclient;
 mod netpeer;
+mod proctree;
 mod pvh;
 mod qemu;
 mod queuepeer;

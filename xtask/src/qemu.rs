@@ -576,7 +576,7 @@ fn run_core(
         }
         None => {
             let left = deadline.saturating_duration_since(Instant::now());
-            match wait_timeout(&mut child, left.max(Duration::from_secs(1)))? {
+            match wait_timeout(&mut child, "QEMU", left.max(Duration::from_secs(1)))? {
                 Some(code) => End::Exited(code),
                 None => {
                     kill(&mut child);
@@ -597,15 +597,16 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Waits up to `timeout` for `child`; its exit status (-1 for a signal) or `None`.
-pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<Option<i32>> {
+/// Waits up to `timeout` for `child`, which runs `program` (named in an error); its exit
+/// status (-1 for a signal) or `None`.
+pub fn wait_timeout(child: &mut Child, program: &str, timeout: Duration) -> Result<Option<i32>> {
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Ok(Some(status.code().unwrap_or(-1))),
             Ok(None) if Instant::now() >= deadline => return Ok(None),
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(format!("waiting for QEMU failed: {e}")),
+            Err(e) => return Err(format!("waiting for {program} failed: {e}")),
         }
     }
 }

@@ -6,6 +6,7 @@ use super::{
     End, KERNEL_TEST_TIMEOUT_S, Machine, Select, TAIL, Vm, kernel_tests, last_lines,
     parse_kernel_run,
 };
+use crate::proctree;
 use crate::qemu::{self, Ready};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -136,8 +137,6 @@ fn run_hello(env: &Env<'_>, log_name: &str, extra: &[&str]) -> Result<(), Failur
         // No window even where there is a display.
         .env_remove("DISPLAY")
         .stdin(Stdio::null());
-    // Its own process group, so that a hung run is stopped together with its QEMU.
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let code = file
         .try_clone()
         .map_err(|e| e.to_string())
@@ -149,12 +148,11 @@ fn run_hello(env: &Env<'_>, log_name: &str, extra: &[&str]) -> Result<(), Failur
                 .map_err(|e| format!("cannot start the xtask binary: {e}"))
         })
         .and_then(|mut child| {
-            let code = qemu::wait_timeout(&mut child, Duration::from_secs(RUN_TIMEOUT_S))?;
+            let timeout = Duration::from_secs(RUN_TIMEOUT_S);
+            let code = qemu::wait_timeout(&mut child, "the xtask binary", timeout)?;
             if code.is_none() {
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", child.id())])
-                    .status();
-                let _ = child.wait();
+                // A hung run is stopped together with its QEMU.
+                proctree::kill_tree(&mut child);
             }
             Ok(code)
         })
