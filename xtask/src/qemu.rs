@@ -614,6 +614,10 @@ pub fn wait_timeout(child: &mut Child, program: &str, timeout: Duration) -> Resu
 /// The parsed ready line (its format is `rexo-readyline`'s, shared with the kernel).
 pub use rexo_readyline::Ready;
 
+/// How [`kvm_opens`] says `/dev/kvm` did not open; a cached TCG choice that names it
+/// was made for that reason alone.
+const KVM_CLOSED: &str = "/dev/kvm does not open";
+
 /// Whether `/dev/kvm` can be opened for reading and writing.
 fn kvm_opens() -> std::result::Result<(), String> {
     std::fs::OpenOptions::new()
@@ -621,7 +625,7 @@ fn kvm_opens() -> std::result::Result<(), String> {
         .write(true)
         .open("/dev/kvm")
         .map(drop)
-        .map_err(|e| format!("/dev/kvm does not open ({e})"))
+        .map_err(|e| format!("{KVM_CLOSED} ({e})"))
 }
 
 /// Iterations of the probe kernel's loop: about 4*10^7 instructions, a fraction of a
@@ -638,7 +642,7 @@ pub fn probe_accel(root: &Path) -> Result<(Accel, String)> {
     if let Some((accel, why)) = std::fs::read_to_string(&cache)
         .ok()
         .and_then(|text| cached_probe(&text, boot_id.trim()))
-        .filter(|(accel, _)| cache_holds(*accel, kvm_opens))
+        .filter(|(accel, why)| cache_holds(*accel, why, kvm_opens))
     {
         return Ok((
             accel,
@@ -652,10 +656,20 @@ pub fn probe_accel(root: &Path) -> Result<(Accel, String)> {
     Ok((accel, why))
 }
 
-/// Whether a cached choice still holds: KVM only while `/dev/kvm` still opens for this
-/// user (`kvm_opens`; permissions change without a reboot), else the probe runs again.
-fn cache_holds(accel: Accel, kvm_opens: impl Fn() -> std::result::Result<(), String>) -> bool {
-    accel != Accel::Kvm || kvm_opens().is_ok()
+/// Whether a cached choice `accel`, made for the reason `why`, still holds: KVM only
+/// while `/dev/kvm` still opens for this user (`kvm_opens`; permissions change without a
+/// reboot), TCG chosen because it did not open only while it still does not; else the
+/// probe runs again.
+fn cache_holds(
+    accel: Accel,
+    why: &str,
+    kvm_opens: impl Fn() -> std::result::Result<(), String>,
+) -> bool {
+    match accel {
+        Accel::Kvm => kvm_opens().is_ok(),
+        Accel::Tcg if why.contains(KVM_CLOSED) => kvm_opens().is_err(),
+        Accel::Tcg => true,
+    }
 }
 
 /// Reads a cached probe result written for the host boot `boot_id`.
@@ -741,10 +755,23 @@ mod tests {
     #[test]
     fn a_cached_kvm_choice_needs_dev_kvm_to_still_open() {
         let opens = || Ok(());
-        let refused = || Err("/dev/kvm does not open (Permission denied)".to_string());
-        assert!(cache_holds(Accel::Kvm, opens));
-        assert!(!cache_holds(Accel::Kvm, refused));
-        assert!(cache_holds(Accel::Tcg, refused));
+        let refused = || Err(format!("{KVM_CLOSED} (Permission denied)"));
+        let why = "using KVM: probe took 40 ms (TCG 300 ms)";
+        assert!(cache_holds(Accel::Kvm, why, opens));
+        assert!(!cache_holds(Accel::Kvm, why, refused));
+    }
+
+    #[test]
+    fn a_cached_tcg_choice_for_a_closed_dev_kvm_lasts_only_while_it_stays_closed() {
+        let opens = || Ok(());
+        let refused = || Err(format!("{KVM_CLOSED} (Permission denied)"));
+        let closed = format!("using TCG: {KVM_CLOSED} (Permission denied)");
+        assert!(cache_holds(Accel::Tcg, &closed, refused));
+        assert!(!cache_holds(Accel::Tcg, &closed, opens));
+        // TCG chosen by measuring stays chosen whether or not /dev/kvm opens.
+        let slow = "using TCG: KVM is slower than the emulator here (probe 900 ms, TCG 300 ms)";
+        assert!(cache_holds(Accel::Tcg, slow, opens));
+        assert!(cache_holds(Accel::Tcg, slow, refused));
     }
 
     #[test]
