@@ -499,12 +499,12 @@ pub fn revoke(entry: EntryId) -> Result<(), CapError> {
 }
 
 /// Takes back everything `owner` holds (the app ended), ends its quota (a loan goes back
-/// to its lender, which takes over the charges of the grants `owner` delegated away) and
+/// to its lender, which takes over the charges and entries `owner` delegated away) and
 /// frees its frames.
 pub fn release_owner(owner: OwnerId) -> Result<usize, CapError> {
     with_state(|state| {
-        state.ledger.end_run(owner);
-        let taken = state.table.release_owner(&AUTHORITY, owner)?;
+        let lender = state.ledger.end_run(owner);
+        let taken = state.table.release_owner(&AUTHORITY, owner, lender)?;
         reclaim_frames(state, false, Some(owner));
         Ok(taken)
     })

@@ -507,8 +507,16 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// holds that; those holders get [`RevokeReason::OwnerReleased`] records), clears
     /// `owner`'s repossession log and the records of what it forfeited
     /// ([`forfeited`](Self::forfeited)) and marks it not running: for an app that ended.
-    /// Returns how many entries went.
-    pub fn release_owner(&mut self, _authority: &A, owner: OwnerId) -> Result<usize, CapError> {
+    /// The entries `owner`'s requests made that live on (delegated away) count from then
+    /// on against `heir`'s entry limit when there is one (the lender of a lent run, as the
+    /// memory ledger moves its charges), else still against `owner`, whose next run
+    /// starts with them ([`with_limits`](Self::with_limits)). Returns how many entries went.
+    pub fn release_owner(
+        &mut self,
+        _authority: &A,
+        owner: OwnerId,
+        heir: Option<OwnerId>,
+    ) -> Result<usize, CapError> {
         self.valid_owner(owner)?;
         let mut count = 0;
         while let Some(root) = self.slots.iter().enumerate().find_map(|(i, s)| {
@@ -533,6 +541,11 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             if place.is_some_and(|record| record.owner == owner) {
                 *place = None;
             }
+        }
+        if let Some(heir) = heir {
+            let made = self.slots.iter_mut().filter_map(|s| s.entry.as_mut());
+            made.filter(|e| e.maker == owner)
+                .for_each(|e| e.maker = heir);
         }
         Ok(count)
     }

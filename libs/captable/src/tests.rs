@@ -412,7 +412,7 @@ fn delegate_checks_the_handle_before_the_receiver() {
         t.delegate(APP, &cap, ended),
         Err(CapError::NotRunning(ended))
     );
-    t.release_owner(&Kernel, OTHER).expect("OTHER ends");
+    t.release_owner(&Kernel, OTHER, None).expect("OTHER ends");
     assert_eq!(
         t.delegate(APP, &cap, OTHER),
         Err(CapError::NotRunning(OTHER))
@@ -629,7 +629,7 @@ fn release_owner_takes_everything_back() {
     t.delegate(APP, &lent, OTHER).expect("lend");
     let core = Resource::new(ResourceKind::Core, 1, 1).expect("core");
     t.mint(&Kernel, APP, core, RW).expect("core");
-    assert_eq!(t.release_owner(&Kernel, APP), Ok(3));
+    assert_eq!(t.release_owner(&Kernel, APP, None), Ok(3));
     assert_eq!(t.live(), 0);
     assert_eq!(
         t.repossessions(OTHER)
@@ -640,7 +640,7 @@ fn release_owner_takes_everything_back() {
     );
     assert_eq!(t.repossessions(APP).expect("log").count(), 0);
     assert_eq!(
-        t.release_owner(&Kernel, OwnerId(4)),
+        t.release_owner(&Kernel, OwnerId(4), None),
         Err(CapError::BadOwner(OwnerId(4)))
     );
 }
@@ -805,7 +805,7 @@ fn a_parked_handle_revoked_leaves_nothing_behind() {
     let fresh = page(&mut t, &root, 0x10_0000);
     assert_eq!(t.pick_up(&Kernel, APP, ResourceKind::Memory), None);
     t.park(&Kernel, fresh);
-    t.release_owner(&Kernel, APP).expect("release");
+    t.release_owner(&Kernel, APP, None).expect("release");
     assert_eq!(t.pick_up(&Kernel, APP, ResourceKind::Memory), None);
 }
 
@@ -845,7 +845,7 @@ fn an_owner_runs_from_its_start_to_its_release() {
     t.start_owner(&Kernel, OTHER).expect("start");
     assert_eq!(t.running(OTHER), Ok(()));
     assert_eq!(t.running(APP), Err(CapError::NotRunning(APP)));
-    t.release_owner(&Kernel, OTHER).expect("release");
+    t.release_owner(&Kernel, OTHER, None).expect("release");
     assert_eq!(t.running(OTHER), Err(CapError::NotRunning(OTHER)));
     let beyond = OwnerId(4);
     assert_eq!(
@@ -885,7 +885,7 @@ fn what_was_forfeited_at_a_deadline_is_remembered_until_the_owner_is_released() 
             .is_ok_and(|c| c.id().index() == index)
     );
     assert_eq!(t.forfeited(APP, cap.id()), Forfeit::Recorded);
-    t.release_owner(&Kernel, APP).expect("release");
+    t.release_owner(&Kernel, APP, None).expect("release");
     assert_eq!(t.forfeited(APP, cap.id()), Forfeit::NotForfeited);
 }
 
@@ -953,7 +953,7 @@ fn forfeits_never_fill_the_table_and_one_without_a_place_costs_its_owner_a_recor
         Err(CapError::Full),
         "two live entries fill it"
     );
-    t.release_owner(&Kernel, APP).expect("release");
+    t.release_owner(&Kernel, APP, None).expect("release");
     assert!((forfeited.iter()).all(|c| t.forfeited(APP, c.id()) == Forfeit::NotForfeited));
     t.return_cap(OTHER, &kept).expect("return");
 }
@@ -1095,4 +1095,43 @@ fn the_reserve_is_left_to_the_kernels_own_mints() {
     let kernel = t.grant(&Kernel, OwnerId::KERNEL, mem(0x90_0000, 0x1000), RW);
     kernel.expect("the kernel's last entry");
     assert_eq!(t.live(), t.capacity());
+}
+
+#[test]
+fn an_ended_runs_entries_that_live_on_count_against_its_heir_or_its_next_run() {
+    let mut t = limited();
+    let child = OwnerId(3);
+    let rights = RW | Rights::DELEGATE;
+    let hand_away = |t: &mut Table| {
+        t.start_owner(&Kernel, child).expect("the run starts");
+        for i in 0..4 {
+            let cap = t
+                .grant(&Kernel, child, mem(i * 0x1000, 0x1000), rights)
+                .expect("grant");
+            t.delegate(child, &cap, OTHER).expect("delegate");
+        }
+    };
+    hand_away(&mut t);
+    t.release_owner(&Kernel, child, Some(APP))
+        .expect("a lent run ends");
+    assert_eq!((t.made_by(child), t.made_by(APP)), (0, 4));
+    t.start_owner(&Kernel, child).expect("the next run");
+    t.grant(&Kernel, child, mem(0x8000, 0x1000), RW)
+        .expect("the next run starts with nothing counted");
+    assert_eq!(
+        t.grant(&Kernel, APP, mem(0x9000, 0x1000), RW)
+            .map(|c| c.id()),
+        Err(CapError::TooManyEntries { max: 4 }),
+        "the heir answers for them"
+    );
+    // Without an heir they stay with the app, for its next run.
+    let mut t = limited();
+    hand_away(&mut t);
+    t.release_owner(&Kernel, child, None).expect("a run ends");
+    t.start_owner(&Kernel, child).expect("the next run");
+    assert_eq!(
+        t.grant(&Kernel, child, mem(0x8000, 0x1000), RW)
+            .map(|c| c.id()),
+        Err(CapError::TooManyEntries { max: 4 })
+    );
 }

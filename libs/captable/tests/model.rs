@@ -594,7 +594,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                     m.running[usize::from(who.0)] = false;
                     Ok(count)
                 };
-                assert_eq!(expect, t.release_owner(&Kernel, who));
+                assert_eq!(expect, t.release_owner(&Kernel, who, None));
             } else {
                 // plain use
                 let need = rights(rng);

@@ -169,15 +169,12 @@ impl<F: Frames> Ledger<F> {
     /// Ends `owner`'s run: its quota goes, and what it was lent goes back to its lender,
     /// which takes over the charges of `owner`'s grants, wherever they were delegated:
     /// those still alive when `owner`'s capabilities are gone (handed to another app)
-    /// stay counted against the lender's quota until their frames go back.
-    pub fn end_run(&mut self, owner: OwnerId) {
-        let Ok(index) = self.index(owner) else {
-            return;
-        };
+    /// stay counted against the lender's quota until their frames go back. Returns the
+    /// lender, if the run was lent its quota.
+    pub fn end_run(&mut self, owner: OwnerId) -> Option<OwnerId> {
+        let index = self.index(owner).ok()?;
         self.quota[index] = None;
-        let Some((lender, _)) = self.loans[index].take() else {
-            return;
-        };
+        let (lender, _) = self.loans[index].take()?;
         let mut moved = 0u64;
         for (frames, charged) in self.grants.iter_mut().filter(|(_, o)| *o == owner) {
             *charged = lender;
@@ -187,6 +184,7 @@ impl<F: Frames> Ledger<F> {
         if let Ok(to) = self.index(lender) {
             self.held[to] = self.held[to].saturating_add(moved);
         }
+        Some(lender)
     }
 
     /// Bytes of its quota owner `index` lent to runs still going: the sum of the loans

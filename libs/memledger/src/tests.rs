@@ -239,7 +239,7 @@ fn random_operations_never_free_frames_in_use() {
                 }
                 _ => {
                     let owner = OwnerId(1 + rng.below(3) as u16);
-                    table.release_owner(&Kernel, owner).unwrap();
+                    table.release_owner(&Kernel, owner, None).unwrap();
                     caps.retain(|(_, o)| *o != owner);
                     ended = Some(owner);
                     forced = false;
@@ -265,7 +265,7 @@ fn random_operations_never_free_frames_in_use() {
             }
         }
         for owner in 1..4 {
-            table.release_owner(&Kernel, OwnerId(owner)).unwrap();
+            table.release_owner(&Kernel, OwnerId(owner), None).unwrap();
             let out = ledger.reclaim(&live(&table), false, Some(OwnerId(owner)));
             freed.extend(out.free.into_iter().map(|Span(r)| r));
         }
@@ -390,7 +390,7 @@ fn a_run_started_again_pays_its_old_loan_back_first() {
         Ok(()),
         "the loan was paid back once"
     );
-    ledger.end_run(LENDER);
+    assert_eq!(ledger.end_run(LENDER), None, "a run of its own quota");
     assert_eq!(
         ledger.charge(LENDER, 1),
         Ok(()),
@@ -420,8 +420,8 @@ fn a_lent_runs_grant_handed_away_stays_charged_to_the_lender_after_the_run() {
     let handed = grant(&mut table, 0x20_0000);
     table.delegate(APP, &handed, OTHER).unwrap();
     // It ends: what it still held goes back, what it handed away lives on.
-    ledger.end_run(APP);
-    table.release_owner(&Kernel, APP).unwrap();
+    assert_eq!(ledger.end_run(APP), Some(LENDER));
+    table.release_owner(&Kernel, APP, Some(LENDER)).unwrap();
     let freed = ledger.reclaim(&live(&table), false, Some(APP)).free;
     assert_eq!(freed, [Span(0x10_0000..0x10_2000)]);
     assert_eq!(ledger.held(APP), 0);
