@@ -253,8 +253,10 @@ pub enum MemoryError {
 /// is refused as `CapError::BadRange`.
 pub fn allocate_memory(owner: OwnerId, bytes: u64) -> Result<Cap, MemoryError> {
     // Reserved before the frames are taken (outside the lock), so that two cores of one
-    // app cannot both pass the quota. 0 bytes is a bad range, not a lack of memory.
-    let whole = with_state(|state| Ok(state.ledger.reserve_frames(owner, bytes)))
+    // app cannot both pass the quota. 0 bytes is a bad range, not a lack of memory. An app
+    // at its entry limit is refused first, before frames are taken and zeroed for nothing.
+    let reserve = |state: &mut State| state.ledger.reserve_frames(owner, bytes);
+    let whole = with_state(|state| state.table.can_grant(owner).map(|()| reserve(state)))
         .map_err(MemoryError::Cap)?
         .map_err(|error| match error {
             LedgerError::QuotaExceeded => MemoryError::QuotaExceeded,

@@ -201,6 +201,13 @@ pub(crate) struct Slot {
     pub(crate) entry: Option<Entry>,
 }
 
+impl Slot {
+    /// Whether a new entry may take it: empty and not retired.
+    fn is_free(&self) -> bool {
+        self.entry.is_none() && self.generation != RETIRED
+    }
+}
+
 /// What [`CapTable::forfeited`] knows of whether an owner lost an entry at a revocation
 /// deadline it missed (the abort protocol).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -402,6 +409,17 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         rights: Rights,
     ) -> Result<Cap, CapError> {
         self.mint_root(owner, resource, rights, owner)
+    }
+
+    /// Whether a [`grant`](Self::grant) to `owner` would find room now (the same checks,
+    /// without the resource): cheap, to call before the work a grant needs (taking and
+    /// zeroing frames). The grant checks again.
+    ///
+    /// Errors: [`BadOwner`](CapError::BadOwner),
+    /// [`TooManyEntries`](CapError::TooManyEntries), [`Full`](CapError::Full).
+    pub fn can_grant(&self, owner: OwnerId) -> Result<(), CapError> {
+        self.valid_owner(owner)?;
+        self.room_for(owner)
     }
 
     /// Makes, for `owner`, an entry derived from the live entry `parent` (any holder's,
@@ -977,9 +995,26 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
             .count()
     }
 
-    /// Puts a new entry in a free slot. One made at an app's request (`maker`) must stay
-    /// within that app's limit and leave the reserve free; the kernel's own
-    /// ([`OwnerId::KERNEL`]) may take the last free slot.
+    /// Whether a new entry made at `maker`'s request finds room: one made at an app's
+    /// request must stay within that app's limit and leave the reserve free; the kernel's
+    /// own ([`OwnerId::KERNEL`]) may take the last free slot.
+    fn room_for(&self, maker: OwnerId) -> Result<(), CapError> {
+        let kept_free = if maker == OwnerId::KERNEL {
+            0
+        } else if self.made_by(maker) >= self.owner_limit {
+            let max = self.owner_limit;
+            return Err(CapError::TooManyEntries { max });
+        } else {
+            self.reserve
+        };
+        if self.slots.iter().filter(|s| s.is_free()).count() <= kept_free {
+            return Err(CapError::Full);
+        }
+        Ok(())
+    }
+
+    /// Puts a new entry in a free slot, if there is room for one `maker` asked for
+    /// ([`room_for`](Self::room_for)).
     fn insert(
         &mut self,
         owner: OwnerId,
@@ -988,17 +1023,12 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         parent: Option<EntryId>,
         maker: OwnerId,
     ) -> Result<Cap, CapError> {
-        let free = |s: &Slot| s.entry.is_none() && s.generation != RETIRED;
-        if maker != OwnerId::KERNEL {
-            if self.made_by(maker) >= self.owner_limit {
-                let max = self.owner_limit;
-                return Err(CapError::TooManyEntries { max });
-            }
-            if self.slots.iter().filter(|s| free(s)).count() <= self.reserve {
-                return Err(CapError::Full);
-            }
-        }
-        let i = self.slots.iter().position(free).ok_or(CapError::Full)?;
+        self.room_for(maker)?;
+        let i = self
+            .slots
+            .iter()
+            .position(Slot::is_free)
+            .ok_or(CapError::Full)?;
         self.slots[i].entry = Some(Entry {
             owner,
             resource,

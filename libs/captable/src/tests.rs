@@ -1135,3 +1135,38 @@ fn an_ended_runs_entries_that_live_on_count_against_its_heir_or_its_next_run() {
         Err(CapError::TooManyEntries { max: 4 })
     );
 }
+
+#[test]
+fn can_grant_answers_as_the_grant_would_without_making_anything() {
+    let mut t = limited();
+    assert_eq!(t.can_grant(OwnerId(4)), Err(CapError::BadOwner(OwnerId(4))));
+    for i in 0..4 {
+        assert_eq!(t.can_grant(APP), Ok(()));
+        t.grant(&Kernel, APP, mem(i * 0x1000, 0x1000), RW)
+            .expect("within the limit");
+    }
+    let live = t.live();
+    let full = Err(CapError::TooManyEntries { max: 4 });
+    assert_eq!(t.can_grant(APP), full);
+    assert_eq!(t.live(), live, "asking made nothing");
+    // 16 entries less 6 reserved: OTHER may make the last 6 outside the reserve.
+    let cap = t
+        .grant(&Kernel, OTHER, mem(0x10_0000, 0x4000), RW)
+        .expect("grant");
+    for _ in 0..3 {
+        t.derive(OTHER, &cap, 0x10_0000, 0x1000, Rights::READ)
+            .expect("derive");
+    }
+    let third = OwnerId(3);
+    t.start_owner(&Kernel, third).expect("start");
+    t.grant(&Kernel, third, mem(0x20_0000, 0x1000), RW)
+        .expect("the last entry outside the reserve");
+    t.grant(&Kernel, third, mem(0x30_0000, 0x1000), RW)
+        .expect("the last entry outside the reserve");
+    assert_eq!(t.can_grant(third), Err(CapError::Full));
+    assert_eq!(
+        t.can_grant(OwnerId::KERNEL),
+        Ok(()),
+        "the kernel takes the reserve"
+    );
+}
