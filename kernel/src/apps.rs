@@ -525,12 +525,15 @@ impl KernelCalls for AppRun {
     }
 
     fn delegate_memory(&self, cap: MemoryCap, app: &str) -> Result<(), (ApiError, MemoryCap)> {
-        // The runs going, and the owners the kernel acts for (its own tests).
+        // The runs going, and the owners the kernel acts for (its own tests), searched in
+        // place under the lock, in a kernel section: a panic there is no abort of this app
+        // that would leave RUNNING locked.
         let acting = CURRENT.iter().filter_map(|slot| *slot.lock());
-        let runs = RUNNING.lock().clone().into_iter();
-        let found = rexo_api::running_app(runs.chain(acting.map(AppRun::named)), app);
-        let Ok(to) = found else {
-            return Err((found.err().unwrap_or(ApiError::NoSuchApp), cap));
+        let named = acting.map(AppRun::named);
+        let search = || rexo_api::running_app(RUNNING.lock().iter().copied().chain(named), app);
+        let to = match crate::arch::abort::kernel_section(search) {
+            Ok(to) => to,
+            Err(error) => return Err((error, cap)),
         };
         // `to` may have ended since: caps::delegate refuses it (`NoSuchApp`).
         let entry = [cap.cap().id()];
