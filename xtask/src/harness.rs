@@ -840,6 +840,9 @@ impl Checker {
                     line.contains("WARN") && lower.contains(&self.expand(text).to_lowercase())
                 }
                 Check::SymbolizedFrame => self.in_backtrace && line.contains("::"),
+                Check::Logged(messages) => messages
+                    .get(self.hits[i])
+                    .is_some_and(|&message| is_logged(line, message)),
             };
             if hit {
                 self.hits[i] += 1;
@@ -856,6 +859,7 @@ impl Checker {
         match self.checks[i] {
             Check::Count(_, n) => self.hits[i] >= n,
             Check::Lacks(_) => self.hits[i] == 0,
+            Check::Logged(messages) => self.hits[i] == messages.len(),
             _ => self.hits[i] > 0,
         }
     }
@@ -900,9 +904,33 @@ impl Checker {
                 Check::Warn("") => "a WARN line".into(),
                 Check::Warn(text) => format!("a WARN line naming `{}`", self.expand(text)),
                 Check::SymbolizedFrame => "a symbolized backtrace frame".into(),
+                Check::Logged(messages) => format!(
+                    "the log lines {messages:?} in this order (got the first {})",
+                    self.hits[i]
+                ),
             })
             .chain(extra_ready)
             .collect()
+    }
+}
+
+/// Whether `line` is a kernel log line (`[T us cN] LEVEL MESSAGE`, the level padded to 5
+/// characters) whose whole message is `message`, where a `*` stands for any text.
+fn is_logged(line: &str, message: &str) -> bool {
+    let Some(logged) = line
+        .trim_end()
+        .split_once("] ")
+        .and_then(|(_, rest)| rest.get(6..))
+    else {
+        return false;
+    };
+    match message.split_once('*') {
+        Some((head, tail)) => {
+            logged.len() >= head.len() + tail.len()
+                && logged.starts_with(head)
+                && logged.ends_with(tail)
+        }
+        None => logged == message,
     }
 }
 
@@ -1780,6 +1808,28 @@ error: 1 target failed:
                     .to_string()
             ]
         );
+    }
+
+    #[test]
+    fn checker_wants_whole_log_messages_in_order() {
+        let checks = [Check::Logged(&["app: the inner line", "app: cut* [...]"])];
+        let mut c = Checker::new(&checks, None);
+        c.feed("[   10 us c1] INFO  app: cut short [...]");
+        c.feed("[   11 us c1] INFO  app: [   12 us c1] INFO  app: the inner line");
+        c.feed("[   13 us c1] INFO  app: the inner line, and more");
+        assert!(!c.all_met(), "out of order, or not whole");
+        c.feed("[   14 us c1] WARN  app: the inner line");
+        c.feed("[   15 us c1] INFO  app: cut [...] there");
+        assert_eq!(
+            c.missing(),
+            vec![
+                "the log lines [\"app: the inner line\", \"app: cut* [...]\"] in this order \
+                 (got the first 1)"
+                    .to_string()
+            ]
+        );
+        c.feed("[   16 us c1] INFO  app: cut   [...]\r");
+        assert!(c.all_met());
     }
 
     #[test]

@@ -171,6 +171,9 @@ pub enum Check {
     Warn(&'static str),
     /// After a `backtrace:` line, a frame line naming a Rust function (`::`).
     SymbolizedFrame,
+    /// Kernel log lines whose whole messages (after `[T us cN] LEVEL `) are these, in this
+    /// order (other lines between); a `*` in one stands for any text.
+    Logged(&'static [&'static str]),
 }
 
 /// One QEMU test.
@@ -797,6 +800,27 @@ pub const CASES: &[Case] = &[
         checks: &[
             ready_cores(Cores::N(2)),
             Check::Has("test tests::a_core_past_the_plan_parks_in_the_trampoline ... ok"),
+            Check::Lacks("no core past the plan to start"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
+    // An app whose `Display` code logs: its text is formatted before the console lock is
+    // taken, so the inner line comes whole before the outer one (formatted under the lock,
+    // it would land inside the outer line), and a line past 512 bytes is cut.
+    Case {
+        name: "badinput::nested-log-line",
+        append: "test=tests::an_app_that_logs_from_its_display_code_does_not_hang_the_console",
+        exit: Some(33),
+        checks: &[
+            Check::Logged(&[
+                "nested-logger: the inner line",
+                "nested-logger: the outer line",
+                "nested-logger: a long line, cut* [...]",
+            ]),
+            Check::Has(
+                "test tests::an_app_that_logs_from_its_display_code_does_not_hang_the_console ... ok",
+            ),
             Check::Lacks("FAILED"),
         ],
         ..BASE
