@@ -214,8 +214,11 @@ fn registers_here() -> InterruptFrame {
 /// A panic inside an app (under an abort point): report it, then end only that app by
 /// returning to the abort point `apps::run` set. The kernel and the other cores go on.
 fn app_panic(info: &core::panic::PanicInfo<'_>, registers: &InterruptFrame) -> ! {
+    // No app code runs under the console lock (an app's text is formatted before it is
+    // taken): this core holds it only if kernel code writing for the app panicked.
     crate::console::release_after_abort();
-    // The app may have panicked in the middle of a log line: start a fresh one.
+    // The app may have left a line unfinished (`write_str` text without its newline):
+    // start a fresh one.
     print_panic_headline(
         format_args!("\nrexo: an app panicked on core {}", percpu::core_index()),
         info,

@@ -65,7 +65,9 @@ pub fn is_free() -> bool {
 }
 
 /// Releases the console lock if this core holds it: called when the code that was
-/// writing was abandoned (an app that panicked inside its own `Display` code).
+/// writing was abandoned. An app's `Display` code runs before the lock is taken; only a
+/// fault while the console reads an app's text (a `&str` in memory taken back from it,
+/// `apps::on_page_fault`) abandons a writer that holds it.
 pub fn release_after_abort() {
     if HOLDER.load(Ordering::Relaxed) == crate::arch::percpu::core_index() {
         HOLDER.store(usize::MAX, Ordering::Relaxed);

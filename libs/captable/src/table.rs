@@ -399,8 +399,13 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     }
 
     /// [`mint`](Self::mint) for what `owner` asked for (memory it allocates): counted
-    /// against its entry limit ([`TooManyEntries`](CapError::TooManyEntries)) and kept
-    /// out of the reserve ([`Full`](CapError::Full)), as derived entries are.
+    /// against its entry limit and kept out of the reserve, as derived entries are.
+    ///
+    /// Errors: [`BadOwner`](CapError::BadOwner), [`Overlaps`](CapError::Overlaps) if a
+    /// live root of the same kind shares a unit with it,
+    /// [`TooManyEntries`](CapError::TooManyEntries) past `owner`'s entry limit,
+    /// [`Full`](CapError::Full) when only the reserve is left
+    /// ([`with_limits`](Self::with_limits)).
     pub fn grant(
         &mut self,
         _authority: &A,

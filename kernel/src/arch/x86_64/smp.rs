@@ -230,7 +230,8 @@ impl Starting {
     /// 200 us (Intel's protocol). Returns how many answered.
     pub fn wait(&self) -> usize {
         let targets = &self.targets[..self.count];
-        // Only tickets 1..=count give a sign of life (a later one halts in `ap_entry`).
+        // Only tickets 1..=count give a sign of life (a later one, at or past the plan,
+        // parks in the trampoline).
         // Scanning just those, a bound known at run time, also keeps the compiler from
         // unrolling the scan over every slot: each unrolled test was a block for the
         // emulator to translate (8 cores: 150 more blocks before the ready line).
