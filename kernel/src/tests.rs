@@ -505,7 +505,9 @@ kernel_test!(
     /// Sends INIT and start-up IPIs to a core the kernel did not start (one past
     /// `cores=`; `badinput::stray-core` boots so), as a stray start-up IPI would: its
     /// ticket has no stack, so it must park in the trampoline, not load a null stack and
-    /// triple-fault (which resets the whole machine). Without such a core it checks nothing.
+    /// triple-fault (which resets the whole machine). Parked, it has no IDT: it runs on
+    /// only until a crash report's NMI (docs/boot.md). Without such a core it checks
+    /// nothing (`badinput::stray-core` fails on its line).
     fn a_core_past_the_plan_parks_in_the_trampoline() {
         use crate::arch::apic::{Ipi, send_ipi};
         let running =

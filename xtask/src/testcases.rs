@@ -791,7 +791,8 @@ pub const CASES: &[Case] = &[
     },
     // A core the kernel did not start (one past `cores=`) sent a start-up IPI, as a stray
     // one would: it must park in the AP trampoline (its ticket has no stack), not triple-
-    // fault and reset the machine.
+    // fault and reset the machine (until a crash report's NMI, which it cannot take:
+    // docs/boot.md).
     Case {
         name: "badinput::stray-core",
         cores: Cores::N(3),
