@@ -3,7 +3,8 @@
 //! receive and sends what it writes).
 //!
 //! - [`parse`]: the text protocol, one request at a time from a buffer that may hold
-//!   part of a request or several pipelined ones, keys and data borrowed from it;
+//!   part of a request or several pipelined ones, keys and data borrowed from it
+//!   ([`parse_resumed`] searches each byte of a line arriving in many reads once);
 //! - [`Cache`]: items with flags, expiry and cas uniques, `incr`/`decr`, `touch`,
 //!   `flush_all`, LRU eviction within a byte budget, memcached's `stats` counters;
 //! - [`reply`]: memcached's answers byte for byte, a hit's value copied once, from the
@@ -34,7 +35,7 @@ pub use cache::{
 };
 pub use parse::{
     BINARY_REQUEST_MAGIC, Command, Keys, MAX_LINE, MIN_MULTIGET_LINE, Parsed, ProtocolError,
-    StatsGroup, max_request_len, parse,
+    StatsGroup, max_request_len, parse, parse_resumed,
 };
 pub use reply::{Output, Reply, ServerInfo, Sink};
 pub use session::{Served, Session};

@@ -234,21 +234,48 @@ impl<'a> Iterator for Keys<'a> {
 
 /// Parses the request at the front of `input`; `max_value` is the item size limit.
 pub fn parse(input: &[u8], max_value: usize) -> Parsed<'_> {
+    parse_resumed(input, max_value, &mut 0)
+}
+
+/// [`parse`] for a request that may arrive in many reads: the first `searched` bytes of
+/// `input` are known to hold no `\n` and are not searched again, so a long line costs
+/// its length once however it is split. Start a request with 0; after
+/// [`Parsed::NeedMore`] `searched` says how far the search got, for the next call with
+/// the same front and the bytes appended since; after a request it is 0 again.
+pub fn parse_resumed<'a>(input: &'a [u8], max_value: usize, searched: &mut usize) -> Parsed<'a> {
+    let from = core::mem::take(searched);
     if input.first() == Some(&BINARY_REQUEST_MAGIC) {
         return invalid(input.len(), ProtocolError::BinaryProtocol, false);
     }
-    let limit = if is_multiget(input) {
+    // Only reads may be longer than MAX_LINE; a line already searched past it is one
+    // (it would have been refused otherwise, and its front has not changed).
+    let limit = if from > MAX_LINE || (input.len() > MAX_LINE && is_multiget(input)) {
         max_request_len(max_value) - 1
     } else {
         MAX_LINE
     };
     let window = &input[..input.len().min(limit + 1)];
-    let Some(newline) = window.iter().position(|&byte| byte == b'\n') else {
+    let from = from.min(window.len());
+    let found = window[from..].iter().position(|&byte| byte == b'\n');
+    #[cfg(test)]
+    crate::tests::count_searched(found.map_or(window.len() - from, |at| at + 1));
+    let Some(newline) = found.map(|at| from + at) else {
         if input.len() > limit {
             return invalid(input.len(), ProtocolError::LineTooLong, false);
         }
+        *searched = window.len();
         return Parsed::NeedMore;
     };
+    let parsed = request(input, newline, max_value);
+    if parsed == Parsed::NeedMore {
+        // A storage command waiting for its data block: its line is found.
+        *searched = newline;
+    }
+    parsed
+}
+
+/// The request whose line ends with the `\n` at `newline`.
+fn request(input: &[u8], newline: usize, max_value: usize) -> Parsed<'_> {
     let line_end = newline + 1;
     let line = input[..newline]
         .strip_suffix(b"\r")

@@ -1,17 +1,18 @@
 //! One connection's request loop: parse what arrived, run it on the cache, answer.
 
 use crate::cache::{DeltaOutcome, StoreOutcome};
-use crate::parse::{Command, Parsed, StatsGroup, parse};
+use crate::parse::{Command, Parsed, StatsGroup, parse_resumed};
 use crate::reply::{
     Output, Reply, ServerInfo, write_number, write_stats, write_value, write_version,
 };
 use crate::store::Store;
 
 /// The state a connection keeps between reads: the part of a refused data block still
-/// to skip.
+/// to skip, and how far the search for an unfinished line's end got.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Session {
     swallow: u64,
+    searched: usize,
 }
 
 /// What [`Session::serve`] did with the input.
@@ -52,7 +53,7 @@ impl Session {
                 consumed,
                 swallow,
                 command,
-            } = parse(&input[at..], cache.max_value())
+            } = parse_resumed(&input[at..], cache.max_value(), &mut self.searched)
             else {
                 break;
             };

@@ -5,7 +5,25 @@ use super::*;
 use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::Cell;
 use std::string::String;
+
+std::thread_local! {
+    /// Bytes the parser searched for a line's end, on this test's thread.
+    static SEARCHED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts `bytes` searched by the parser for a line's end.
+pub(crate) fn count_searched(bytes: usize) {
+    SEARCHED.with(|searched| searched.set(searched.get() + bytes));
+}
+
+/// The bytes the parser searched while `run` ran.
+fn searched_by(run: impl FnOnce()) -> usize {
+    let before = SEARCHED.with(Cell::get);
+    run();
+    SEARCHED.with(Cell::get) - before
+}
 
 /// A Unix time well above 30 days, as a real clock gives.
 const START: u64 = 1_700_000_000;
@@ -863,6 +881,57 @@ fn byte_at_a_time() {
         text(&out),
         "STORED\r\nVALUE k 0 4\r\n\r\n\r\n\r\nEND\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\nVALUE k 0 4\r\n\r\n\r\n\r\nEND\r\n"
     );
+}
+
+/// A long read line trickling in a byte at a time is searched once, not from its start
+/// on every read (which made a 1 MiB line cost some 500 GB of searching: a denial of
+/// service), through the session and through `parse_resumed` alike.
+#[test]
+fn a_trickled_line_is_searched_once() {
+    let mut server = Server::new();
+    server.say("set k 0 0 1\r\nv\r\n");
+    let max_value = server.cache.config().max_value;
+    let mut line = b"get".to_vec();
+    for _ in 0..100_000 {
+        line.extend_from_slice(b" k");
+    }
+    line.extend_from_slice(b"\r\n");
+    let mut out = Vec::new();
+    let mut buffer = Vec::new();
+    let searched = searched_by(|| {
+        for &byte in &line {
+            buffer.push(byte);
+            let served =
+                server
+                    .session
+                    .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
+            buffer.drain(..served.consumed);
+        }
+    });
+    assert!(buffer.is_empty());
+    assert_eq!(out.len(), 100_000 * "VALUE k 0 1\r\nv\r\n".len() + 5);
+    // Each byte once, and the empty rest after the request once.
+    assert!(searched <= line.len(), "{searched} bytes searched");
+    // The same through the parser: a storage line waiting for its data is not searched
+    // again either.
+    let mut set = b"set k 0 0 1000\r\n".to_vec();
+    set.resize(set.len() + 1000, b'v');
+    set.extend_from_slice(b"\r\n");
+    for request in [&line, &set] {
+        let mut at = 0;
+        let searched = searched_by(|| {
+            for end in 1..=request.len() {
+                match parse_resumed(&request[..end], max_value, &mut at) {
+                    Parsed::NeedMore => {}
+                    Parsed::Request { consumed, .. } => {
+                        assert_eq!((end, consumed, at), (request.len(), end, 0));
+                    }
+                }
+            }
+        });
+        // The line's bytes once; then its `\n` again on each read of the data.
+        assert!(searched <= request.len(), "{searched} bytes searched");
+    }
 }
 
 /// Random bytes and mutated commands: no panic, progress or a request for more, and
