@@ -1,12 +1,13 @@
 //! One TCP client: its unanswered bytes, its unsent answers, its memcached session, and
 //! the step that moves them along without ever waiting.
 //!
-//! Requests are served one at a time (found with [`parse`] before the session serves
-//! them), for two reasons: `shutdown` must be seen in the stream, which the engine does
+//! Requests are served one at a time (found with [`parse_resumed`] before the session
+//! serves them, each byte of a line that arrives in many reads searched once), for two reasons: `shutdown` must be seen in the stream, which the engine does
 //! not know, and answers must stop being made while the client is not reading them.
 
 use rexo_memcache::{
-    Command, Output, Parsed, ProtocolError, ServerInfo, Session, Store, max_request_len, parse,
+    Command, Output, Parsed, ProtocolError, ServerInfo, Session, Store, max_request_len,
+    parse_resumed,
 };
 use rexo_net::{Connection, NetError, Stack};
 
@@ -55,6 +56,9 @@ pub struct Client {
     session: Session,
     /// Received bytes not yet served: the front of the next request.
     input: Vec<u8>,
+    /// Bytes at the front of `input` known to hold no `\n` (the next request's line is
+    /// unfinished): not searched again when more arrive.
+    searched: usize,
     /// Answers not yet in the send buffer, from `sent` on.
     output: Vec<u8>,
     /// Bytes of `output` already written.
@@ -83,6 +87,7 @@ impl Client {
             connection,
             session: Session::new(),
             input: Vec::new(),
+            searched: 0,
             output: Vec::new(),
             sent: 0,
             skip: 0,
@@ -113,6 +118,12 @@ impl Client {
     /// that one large request always completes).
     pub fn input_len(&self) -> usize {
         self.input.len()
+    }
+
+    /// Bytes at the front of the unserved input already searched for a line's end.
+    #[cfg(test)]
+    pub fn searched(&self) -> usize {
+        self.searched
     }
 
     /// Writes what it can, reads what the budget allows, serves whole requests.
@@ -344,7 +355,7 @@ impl Client {
                 consumed,
                 swallow,
                 command,
-            } = parse(&self.input[at..], cache.max_value())
+            } = parse_resumed(&self.input[at..], cache.max_value(), &mut self.searched)
             else {
                 break;
             };
@@ -452,7 +463,7 @@ pub enum Shutdown {
     BadMode,
 }
 
-/// Whether `request` (one whole request, as [`parse`] delimited it) is memcached's
+/// Whether `request` (one whole request, as [`parse_resumed`] delimited it) is memcached's
 /// `shutdown` (which memcached accepts with `-A`; kv always does).
 pub fn shutdown_request(request: &[u8]) -> Shutdown {
     let mut words = request

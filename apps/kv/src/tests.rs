@@ -950,3 +950,51 @@ fn a_binary_protocol_request_is_closed_at_once() {
     assert_eq!(ended, Some(Progress::Finished));
     assert!(answer.is_empty(), "{answer:?}");
 }
+
+/// A long `get` line trickling in small pieces is searched once: kv remembers how far
+/// the search for its end got rather than searching it from its start on every read
+/// (quadratic CPU for a 1 MiB line: a denial of service), and answers it whole.
+#[test]
+fn a_trickled_line_is_searched_once() {
+    let (wire, mut server, mut client, listener, connection) = connected();
+    let mut cache = stream_cache();
+    let mut line = format!("get k{}", " missing".repeat(4000)).into_bytes();
+    line.extend_from_slice(b"\r\n");
+    let (mut kv, mut sent, mut answer) = (None, 0, Vec::new());
+    let mut trickled = 0;
+    for round in 0..20_000u64 {
+        server.poll(round * 50_000).unwrap();
+        wire.carry(|_| true);
+        client.poll(round * 50_000).unwrap();
+        wire.carry(|_| true);
+        if kv.is_none() {
+            kv = server
+                .accept(&listener)
+                .map(|connection| Client::new(connection, CLOCK_START_S, IDLE_TIMEOUT_S));
+        }
+        if let Some(kv) = &mut kv {
+            let mut held = kv.held();
+            step_client(kv, &mut server, &mut cache, &mut held, usize::MAX, false);
+            if sent < line.len() && kv.input_len() > 0 {
+                // Every byte held of the unfinished line has been searched.
+                assert_eq!(kv.searched(), kv.input_len());
+                trickled += 1;
+            }
+        }
+        if sent < line.len() {
+            let piece = 16.min(line.len() - sent);
+            sent += client
+                .write(&connection, &line[sent..sent + piece])
+                .unwrap_or(0);
+        }
+        let mut buffer = [0u8; 512];
+        let read = client.read(&connection, &mut buffer).unwrap_or(0);
+        answer.extend_from_slice(&buffer[..read]);
+        if answer.ends_with(b"END\r\n") {
+            break;
+        }
+    }
+    assert!(trickled > 100, "the line came in {trickled} reads");
+    assert_eq!(answer, b"END\r\n");
+    assert_eq!(kv.unwrap().searched(), 0);
+}
