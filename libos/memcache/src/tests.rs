@@ -74,6 +74,21 @@ impl Server {
     fn say(&mut self, input: &str) -> String {
         text(&self.send(input.as_bytes()))
     }
+
+    /// Sends `input` a byte at a time and returns the answers; all of it must be used.
+    fn byte_at_a_time(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buffer = Vec::new();
+        for &byte in input {
+            buffer.push(byte);
+            let served =
+                self.session
+                    .serve(&mut self.cache, &buffer, self.now, &self.info, &mut out);
+            buffer.drain(..served.consumed);
+        }
+        assert!(buffer.is_empty(), "left over: {:?}", text(&buffer));
+        out
+    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -866,19 +881,8 @@ fn split_streams_give_the_same_answers() {
 fn byte_at_a_time() {
     let stream = b"set k 0 0 4\r\n\r\n\r\n\r\nget k\r\nset k 0 0 1\r\nxx\r\nget k\r\n";
     let mut server = Server::new();
-    let mut out = Vec::new();
-    let mut buffer = Vec::new();
-    for &byte in stream {
-        buffer.push(byte);
-        let served =
-            server
-                .session
-                .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
-        buffer.drain(..served.consumed);
-    }
-    assert!(buffer.is_empty());
     assert_eq!(
-        text(&out),
+        text(&server.byte_at_a_time(stream)),
         "STORED\r\nVALUE k 0 4\r\n\r\n\r\n\r\nEND\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\nVALUE k 0 4\r\n\r\n\r\n\r\nEND\r\n"
     );
 }
@@ -897,18 +901,7 @@ fn a_trickled_line_is_searched_once() {
     }
     line.extend_from_slice(b"\r\n");
     let mut out = Vec::new();
-    let mut buffer = Vec::new();
-    let searched = searched_by(|| {
-        for &byte in &line {
-            buffer.push(byte);
-            let served =
-                server
-                    .session
-                    .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
-            buffer.drain(..served.consumed);
-        }
-    });
-    assert!(buffer.is_empty());
+    let searched = searched_by(|| out = server.byte_at_a_time(&line));
     assert_eq!(out.len(), 100_000 * "VALUE k 0 1\r\nv\r\n".len() + 5);
     // Each byte once, and the empty rest after the request once.
     assert!(searched <= line.len(), "{searched} bytes searched");
