@@ -3,11 +3,13 @@
 //! memcached's 8-byte frame header) from a cache with LRU eviction, until a client sends `shutdown` (memcached's `-A` command, always
 //! enabled here so that tests can end the app); then it returns and QEMU powers off.
 //!
-//! Memory: an app's Rust allocations come from the kernel heap (an eighth of RAM, at
-//! most 64 MiB), not from its manifest quota, so the cache's budget is a quarter of that
-//! heap ([`cache_budget`]) and the connections' buffers together are bounded by an
-//! eighth of it. `kv-small` ([`main_small`]) is the same app with a 1 MiB cache, for
-//! eviction tests.
+//! Memory: an app's Rust allocations come from the kernel heap, which grows on demand
+//! from free frames and is not charged to the app's quota; kv holds itself to the
+//! memory it was given ([`memory_share`]: its run's quota, or the machine's free RAM when
+//! it has none, whichever is less): the cache's budget is a quarter of that
+//! ([`cache_budget`]) and the connections' buffers together are bounded by an eighth of
+//! it, leaving the rest to the TCP buffers and the stacks. `kv-small` ([`main_small`]) is
+//! the same app with a 1 MiB cache, for eviction tests.
 //!
 //! Cores: kv serves on every core the app was given that has a queue pair of the NIC
 //! ([`rexo_net::attach_cores`]): a stack per pair on its own core, each serving the TCP
@@ -92,14 +94,14 @@ struct Settings {
     idle_timeout_s: u64,
 }
 
-/// The app's entry point: a cache sized from the machine's memory.
+/// The app's entry point: a cache sized from the memory the app was given.
 pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
-    let usable = kernel.memory().usable;
+    let memory = memory_share(kernel);
     serve_until_shutdown(
         kernel,
         Settings {
-            cache_bytes: cache_budget(usable),
-            buffer_bytes: buffer_budget(usable),
+            cache_bytes: cache_budget(memory),
+            buffer_bytes: buffer_budget(memory),
             idle_timeout_s: IDLE_TIMEOUT_S,
         },
     )
@@ -107,33 +109,40 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
 
 /// `kv-small`: the same app with a 1 MiB cache, so that tests reach eviction quickly.
 pub fn main_small(kernel: &Kernel) -> Result<(), ApiError> {
-    let usable = kernel.memory().usable;
+    let memory = memory_share(kernel);
     serve_until_shutdown(
         kernel,
         Settings {
             cache_bytes: SMALL_CACHE_BYTES,
-            buffer_bytes: buffer_budget(usable),
+            buffer_bytes: buffer_budget(memory),
             idle_timeout_s: IDLE_TIMEOUT_S,
         },
     )
 }
 
-/// The kernel heap on a machine with `usable` bytes of RAM: an eighth, from 1 to 64 MiB
-/// (the kernel's `mem::heap::size_for`; the app's allocations all come from it).
-fn heap_estimate(usable: u64) -> usize {
-    usize::try_from((usable / 8).clamp(1 << 20, 64 << 20)).unwrap_or(64 << 20)
+/// The bytes kv sizes itself by: [`share_of`] its run's quota and the machine's free RAM.
+fn memory_share(kernel: &Kernel) -> usize {
+    share_of(kernel.run().quota, kernel.memory().free)
 }
 
-/// The cache's budget on a machine with `usable` bytes of RAM: a quarter of the kernel
-/// heap, leaving the rest to the kernel, the TCP buffers and the connections.
-pub fn cache_budget(usable: u64) -> usize {
-    heap_estimate(usable) / 4
+/// The memory an app with `quota` (`None`: no quota) may use on a machine with `free`
+/// bytes of RAM left: the quota, but no more than is free (the kernel heap the app's
+/// allocations come from grows into free frames, whatever the quota).
+fn share_of(quota: Option<u64>, free: u64) -> usize {
+    let bytes = quota.map_or(free, |quota| quota.min(free));
+    usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
-/// What the connections may hold together: an eighth of the heap, and at least one
-/// largest request so that one always fits.
-fn buffer_budget(usable: u64) -> usize {
-    (heap_estimate(usable) / 8).max(max_request_len(CacheConfig::default().max_value))
+/// The cache's budget for an app given `memory` bytes ([`memory_share`]): a quarter,
+/// leaving the rest to the connections' buffers, the TCP buffers and the stacks.
+pub fn cache_budget(memory: usize) -> usize {
+    memory / 4
+}
+
+/// What the connections may hold together for an app given `memory` bytes: an eighth,
+/// and at least one largest request so that one always fits.
+fn buffer_budget(memory: usize) -> usize {
+    (memory / 8).max(max_request_len(CacheConfig::default().max_value))
 }
 
 /// Logs why the app failed and says so to the kernel.

@@ -6,13 +6,18 @@ use rexo_net::Config;
 use rexo_net::wire::Wire;
 
 #[test]
-fn budgets_follow_the_kernel_heap() {
-    // 256 MiB of RAM: a 32 MiB heap, an 8 MiB cache, 4 MiB of connection buffers.
-    assert_eq!(cache_budget(256 << 20), 8 << 20);
-    assert_eq!(buffer_budget(256 << 20), 4 << 20);
-    // The heap stops at 64 MiB, so does the cache at 16 MiB.
-    assert_eq!(cache_budget(8 << 30), 16 << 20);
-    // A tiny machine still holds one largest request.
+fn budgets_follow_the_memory_the_app_was_given() {
+    // A quota, on a machine with more free: the quota; with less free: what is free.
+    assert_eq!(share_of(Some(64 << 20), 500 << 20), 64 << 20);
+    assert_eq!(share_of(Some(64 << 20), 40 << 20), 40 << 20);
+    // No quota (`app=kv`): the machine's free RAM, however much (no 16 MiB cap).
+    assert_eq!(share_of(None, 8 << 30), 8 << 30);
+    // 64 MiB: a 16 MiB cache, 8 MiB of connection buffers.
+    assert_eq!(cache_budget(64 << 20), 16 << 20);
+    assert_eq!(buffer_budget(64 << 20), 8 << 20);
+    // 8 GiB free and no quota: a 2 GiB cache.
+    assert_eq!(cache_budget(share_of(None, 8 << 30)), 2 << 30);
+    // A tiny share still holds one largest request.
     assert_eq!(
         buffer_budget(8 << 20),
         max_request_len(CacheConfig::default().max_value)
@@ -368,8 +373,8 @@ fn answers_stay_within_the_buffer_budget() {
     let (options, remote) = (TcpOptions::default(), KV);
     let mut cache = small_cache();
     store_value(&mut cache, "k", 1 << 20);
-    // 256 MiB of RAM: 4 MiB for the connections.
-    let budget = buffer_budget(256 << 20);
+    // 32 MiB given to kv: 4 MiB for the connections.
+    let budget = buffer_budget(32 << 20);
     // 20 clients each ask for 3 MiB with 12 bytes and never read.
     let count = 20;
     let connections: Vec<_> = (0..count)
