@@ -159,11 +159,12 @@ kernel_test!(
         let hz = window
             .finish(1000)
             .expect("every QEMU machine Rexo boots on has a PIT");
-        // Within a quarter of the boot's rate: both windows are timed under TCG on a
-        // shared host, where each may be a few percent off; the bug was 12 times off.
+        // Within a factor of two of the boot's rate: both windows are timed under TCG
+        // on a shared host, where a descheduled vCPU thread put one 29% off (a quarter
+        // was too tight); the bug was 12 times off.
         let known = time::tsc_hz();
         assert!(
-            hz.abs_diff(known) < known / 4,
+            hz > known / 2 && hz < known * 2,
             "{hz} Hz, the boot's {known} Hz"
         );
     }
