@@ -527,7 +527,9 @@ impl KernelCalls for AppRun {
     fn delegate_memory(&self, cap: MemoryCap, app: &str) -> Result<(), (ApiError, MemoryCap)> {
         // The runs going, and the owners the kernel acts for (its own tests), searched in
         // place under the lock, in a kernel section: a panic there is no abort of this app
-        // that would leave RUNNING locked.
+        // that would leave RUNNING locked. So the app's text (perhaps in memory taken back
+        // from it) is read here first, under its abort point: "" names no run.
+        let app = find(app).map_or("", |app| app.name);
         let acting = CURRENT.iter().filter_map(|slot| *slot.lock());
         let named = acting.map(AppRun::named);
         let search = || rexo_api::running_app(RUNNING.lock().iter().copied().chain(named), app);
