@@ -151,6 +151,9 @@ pub struct Slot {
     /// Bindings on the shared interface dropped by the app's code inside a call that
     /// held the lock: ended as that call returns ([`sharing`]).
     unbound_in_call: spin::Mutex<Vec<u64>>,
+    /// `unbound_in_call` may hold bindings: checked after every call, so that a call
+    /// whose app dropped none takes no second lock.
+    unbound_pending: core::sync::atomic::AtomicBool,
 }
 
 impl Slot {
@@ -181,6 +184,7 @@ impl Slot {
             }),
             in_call: reentry::InCall::new(),
             unbound_in_call: spin::Mutex::new(Vec::new()),
+            unbound_pending: core::sync::atomic::AtomicBool::new(false),
         }
     }
 }

@@ -56,8 +56,8 @@ pub(crate) fn lock(slot: &Slot, core: usize) -> Result<MutexGuard<'_, SlotState>
 
 /// Runs `call`, which `core` makes on `slot` with its lock held (`state`), marked as
 /// inside a call meanwhile; then ends the bindings on the shared interface the app's
-/// code dropped inside it ([`crate::sharing`]). Every call that holds the slot's lock
-/// runs through here.
+/// code dropped inside it ([`crate::sharing`]). Every call that runs the app's code
+/// with the slot's lock held runs through here.
 pub(crate) fn during<R>(
     slot: &Slot,
     state: &mut SlotState,
@@ -65,8 +65,10 @@ pub(crate) fn during<R>(
     call: impl FnOnce(&mut SlotState) -> R,
 ) -> R {
     let answer = slot.in_call.during(core, || call(state));
-    let dropped = core::mem::take(&mut *slot.unbound_in_call.lock());
-    if !dropped.is_empty() {
+    if slot.unbound_pending.load(Ordering::Relaxed)
+        && slot.unbound_pending.swap(false, Ordering::Acquire)
+    {
+        let dropped = core::mem::take(&mut *slot.unbound_in_call.lock());
         crate::sharing::unbind(state, &dropped);
     }
     answer

@@ -618,7 +618,12 @@ impl Drop for Bound {
     fn drop(&mut self) {
         match crate::reentry::lock(self.slot, self.binder.core_index()) {
             Ok(mut state) => unbind(&mut state, &[self.id]),
-            Err(_) => self.slot.unbound_in_call.lock().push(self.id),
+            Err(_) => {
+                self.slot.unbound_in_call.lock().push(self.id);
+                self.slot
+                    .unbound_pending
+                    .store(true, core::sync::atomic::Ordering::Release);
+            }
         }
     }
 }
