@@ -461,7 +461,7 @@ impl Rtl8139 {
         let now = self.platform.now_ns();
         if let Some((cleared, at)) = self.tx_abort_cleared
             && cleared == slot
-            && now - at < TX_ABORT_SETTLE_NS
+            && now.saturating_sub(at) < TX_ABORT_SETTLE_NS
         {
             return Ok(());
         }
