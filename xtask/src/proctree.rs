@@ -1,7 +1,9 @@
 //! Ending a child process together with every process it started (cargo and its test
 //! binaries, `xtask run` and its QEMU), found by their parent links in `/proc`. The
 //! children stay in the terminal's foreground process group, so Ctrl-C reaches them
-//! all as it reaches xtask.
+//! all as it reaches xtask. A descendant whose parent already ended has a new parent
+//! (init) and is not found: a QEMU left by an `xtask run` that died first outlives the
+//! timeout's kill (a process-group kill reached it, but took Ctrl-C from the children).
 
 use rustix::process::{Pid, Signal, kill_process};
 use std::process::Child;
