@@ -274,8 +274,9 @@ macro_rules! kernel_calls {
             /// app holds it, and finds it in its [`received_memory`](Kernel::received_memory).
             /// To lend and keep the power to take back, derive a child and delegate the child.
             /// A refused delegation gives the capability back with the reason:
-            /// [`ApiError::NoSuchApp`] when no app of that name runs (or it ended meanwhile),
-            /// [`ApiError::AmbiguousApp`] while two runs of it go (a boot manifest's).
+            /// [`ApiError::NoSuchApp`] when no app of that name runs (or it ended meanwhile;
+            /// a name over 64 bytes names none), [`ApiError::AmbiguousApp`] while two runs
+            /// of it go (a boot manifest's).
             fn delegate_memory(&self, cap: MemoryCap, app: &str)
                 -> Result<(), (ApiError, MemoryCap)>;
             /// The memory capabilities other apps delegated to the caller since it last asked.

@@ -528,8 +528,10 @@ impl KernelCalls for AppRun {
         // The runs going, and the owners the kernel acts for (its own tests), searched in
         // place under the lock, in a kernel section: a panic there is no abort of this app
         // that would leave RUNNING locked. So the app's text (perhaps in memory taken back
-        // from it) is read here first, under its abort point: "" names no run.
-        let app = find(app).map_or("", |app| app.name);
+        // from it) is copied here first, under its abort point ("" names no run).
+        let (mut copy, len) = ([0u8; 64], if app.len() <= 64 { app.len() } else { 0 });
+        copy[..len].copy_from_slice(&app.as_bytes()[..len]);
+        let app = core::str::from_utf8(&copy[..len]).unwrap_or("");
         let acting = CURRENT.iter().filter_map(|slot| *slot.lock());
         let named = acting.map(AppRun::named);
         let search = || rexo_api::running_app(RUNNING.lock().iter().copied().chain(named), app);
