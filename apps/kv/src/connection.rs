@@ -36,8 +36,9 @@ pub enum Progress {
     /// Nothing could move.
     Idle,
     /// Nothing moved, but only because the budget keeps the client's bytes unread while
-    /// it has taken every answer (it is mid-request, sending): not idle, and its idle
-    /// timer restarts.
+    /// it has taken every answer (it is mid-request, sending): not idle while the budget
+    /// turns over (its idle timer restarts in a step told that some client on the core
+    /// moved), idle like any other when nothing on the core moves.
     Throttled,
     /// Bytes were read, served or written.
     Moved,
@@ -134,7 +135,11 @@ impl Client {
     /// of the budget (at least [`SMALL_ANSWER`], at most [`OUTPUT_LIMIT`]). A client
     /// that moved no byte for its idle timeout is [`Finished`](Progress::Finished); one
     /// whose bytes wait unread for the budget, every answer taken, is
-    /// [`Throttled`](Progress::Throttled), never idle.
+    /// [`Throttled`](Progress::Throttled), and not idle while `turning` (some client on
+    /// the core moved in this pass or the last: the budget is turning over, so it will
+    /// be read). With nothing on the core moving, throttled clients age out like idle
+    /// ones, so that clients stalled mid-request cannot hold the slots for hours, one
+    /// leader's idle timeout after another.
     #[allow(clippy::too_many_arguments)] // the loop's state, passed rather than shared
     pub fn step(
         &mut self,
@@ -145,12 +150,18 @@ impl Client {
         held: &mut usize,
         budget: usize,
         may_exceed: bool,
+        turning: bool,
     ) -> Progress {
         let before = self.held();
         let mut progress = self.advance(stack, cache, now, info, *held, budget, may_exceed);
         *held = (*held + self.held()).saturating_sub(before);
-        if progress != Progress::Idle {
-            // Throttled included: the client is sending, kv is not reading.
+        let active = match progress {
+            Progress::Idle => false,
+            // The client is sending, kv is not reading: waiting on the others.
+            Progress::Throttled => turning,
+            _ => true,
+        };
+        if active {
             self.last_active_s = now;
         } else if self.idle_timeout_s > 0
             && now.saturating_sub(self.last_active_s) >= self.idle_timeout_s

@@ -397,6 +397,9 @@ struct Server<'a> {
     /// Datagrams dropped: too short for the frame header, an answer beyond what the
     /// 16-bit datagram count can say, or no room to send.
     udp_dropped: u64,
+    /// Whether a connection moved a byte in the last pass over them (the budget is
+    /// turning over: throttled clients are not idle).
+    turned: bool,
 }
 
 impl<'a> Server<'a> {
@@ -410,6 +413,7 @@ impl<'a> Server<'a> {
             tcp_requests: 0,
             udp_served: 0,
             udp_dropped: 0,
+            turned: false,
         }
     }
 
@@ -469,14 +473,21 @@ impl<'a> Server<'a> {
         // The client with the most unserved input may read past the budget, so that
         // one large request always completes and frees its share.
         let mut leader = (0..self.clients.len()).max_by_key(|&i| self.clients[i].input_len());
+        // Some client moved in the last pass or in this one so far.
+        let mut turning = self.turned;
+        let mut moved = false;
         let mut index = 0;
         while index < self.clients.len() {
             let client = &mut self.clients[index];
             let leads = leader == Some(index);
-            match client.step(stack, &mut store, now, info, &mut held, budget, leads) {
+            match client.step(
+                stack, &mut store, now, info, &mut held, budget, leads, turning,
+            ) {
                 Progress::Idle | Progress::Throttled => index += 1,
                 Progress::Moved => {
                     pass = Pass::Busy;
+                    moved = true;
+                    turning = true;
                     index += 1;
                 }
                 Progress::Finished => {
@@ -495,6 +506,7 @@ impl<'a> Server<'a> {
                 Progress::Shutdown => return Pass::Shutdown,
             }
         }
+        self.turned = moved;
         pass
     }
 

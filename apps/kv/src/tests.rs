@@ -278,7 +278,16 @@ fn step_client(
     leader: bool,
 ) -> Progress {
     let info = ServerInfo::default();
-    kv.step(server, cache, CLOCK_START_S, &info, held, budget, leader)
+    kv.step(
+        server,
+        cache,
+        CLOCK_START_S,
+        &info,
+        held,
+        budget,
+        leader,
+        true,
+    )
 }
 
 /// Sends `stream` in random pieces through kv's connection and returns the answers
@@ -721,6 +730,7 @@ fn idle_connections_are_closed_after_the_timeout() {
                     &mut held,
                     usize::MAX,
                     false,
+                    true,
                 );
                 if progress == Progress::Finished {
                     break;
@@ -812,10 +822,25 @@ fn a_udp_flood_is_answered_a_socket_buffer_at_a_time() {
 }
 
 /// A client whose bytes kv leaves unread because the connections' budget is used up
-/// (it has taken every answer: it is mid-request) is sending, not idle: the idle
-/// timeout does not close it, and its request completes once the budget allows.
+/// (it has taken every answer: it is mid-request) is sending, not idle while the budget
+/// turns over (some client on the core moves): the idle timeout does not close it, and
+/// its request completes once the budget allows.
 #[test]
 fn a_client_held_back_by_the_budget_is_not_idle() {
+    held_back_by_the_budget(true);
+}
+
+/// When nothing on the core moves, the budget does not turn over: a client held back by
+/// it is idle like any other and closed after the idle timeout, rather than holding its
+/// slot until the clients that hold the budget time out one after another.
+#[test]
+fn a_client_held_back_while_nothing_moves_ages_out() {
+    held_back_by_the_budget(false);
+}
+
+/// A client held back by the budget for 30 s of a 10 s idle timeout, while the others
+/// move (`turning`) or not.
+fn held_back_by_the_budget(turning: bool) {
     let (wire, mut server, mut client, listener, connection) = connected();
     let mut cache = stream_cache();
     let mut now_ns = 0;
@@ -835,7 +860,9 @@ fn a_client_held_back_by_the_budget_is_not_idle() {
             exchange(&wire, server, client, &mut now_ns);
             let mut held = kv.held();
             let info = ServerInfo::default();
-            progress = kv.step(server, &mut cache, now_s, &info, &mut held, budget, false);
+            progress = kv.step(
+                server, &mut cache, now_s, &info, &mut held, budget, false, turning,
+            );
         }
         progress
     };
@@ -852,10 +879,14 @@ fn a_client_held_back_by_the_budget_is_not_idle() {
     assert_eq!(progress, Progress::Throttled);
     assert_eq!(kv.input_len(), 17);
     let progress = step(&mut kv, &mut server, &mut client, start_s + 30, 0);
+    if !turning {
+        assert_eq!(progress, Progress::Finished, "nothing moved for 30 s");
+        return;
+    }
     assert_eq!(
         progress,
         Progress::Throttled,
-        "sending for 30 s is not idle"
+        "sending for 30 s while the budget turns over is not idle"
     );
     // The budget frees: the request is served.
     let progress = step(&mut kv, &mut server, &mut client, start_s + 31, usize::MAX);
