@@ -26,6 +26,10 @@ const INDEX_SHARE: usize = ITEM_OVERHEAD - SLAB_ENTRY;
 /// The slab grows by an eighth of its entries (at least one), so that at most that
 /// much of it waits unused.
 const SLAB_GROWTH_DIVISOR: usize = 8;
+/// Slab entries an empty cache keeps rather than give back when its last item goes, so
+/// that a cache of an item or a few does not free and reallocate its slab on every
+/// replace, `incr` or delete and set (`flush_all` gives everything back).
+const KEPT_SLAB_ENTRIES: usize = 64;
 /// No item: the end of the LRU list or of the free list.
 const NIL: u32 = u32::MAX;
 
@@ -684,8 +688,9 @@ impl Cache {
         item.data = Box::default();
         item.older = self.free;
         self.free = index;
-        if self.curr_items == 0 {
-            // The slab's free entries are charged: with no item left, give them back.
+        if self.curr_items == 0 && self.items.capacity() > KEPT_SLAB_ENTRIES {
+            // The slab's free entries are charged: with no item left, give a large
+            // slab back (a small one is kept for the next items).
             self.clear();
         }
     }

@@ -1429,3 +1429,31 @@ fn the_budget_bounds_what_the_cache_allocates() {
         cache.allocated()
     );
 }
+
+/// A cache whose last item goes keeps a small slab for the next ones, rather than free
+/// and reallocate it on every delete and set; a large one, and `flush_all`, give it back.
+#[test]
+fn an_emptied_cache_keeps_a_small_slab() {
+    let mut cache = Cache::new(Config::default(), START);
+    let empty = cache.allocated();
+    cache.store(StoreMode::Set, key(b"k"), 0, 0, b"v", START);
+    cache.delete(key(b"k"), START);
+    assert!(
+        cache.allocated() >= empty + crate::cache::SLAB_ENTRY,
+        "{} bytes after the last item went: the slab was freed",
+        cache.allocated()
+    );
+    cache.store(StoreMode::Set, key(b"k"), 0, 0, b"v", START);
+    assert_eq!(cache.stats(START).curr_items, 1);
+    cache.flush_all(0, START);
+    assert_eq!(cache.allocated(), empty, "flush_all gives everything back");
+    for index in 0..1000 {
+        let name = std::format!("key{index}");
+        cache.store(StoreMode::Set, key(name.as_bytes()), 0, 0, b"v", START);
+    }
+    for index in 0..1000 {
+        let name = std::format!("key{index}");
+        cache.delete(key(name.as_bytes()), START);
+    }
+    assert_eq!(cache.allocated(), empty, "a large slab is given back");
+}
