@@ -518,9 +518,14 @@ fn answers_carry_the_date_of_their_second(tcp: Tcp) {
 /// A client pipelining requests for a rendered page without reading holds one page
 /// unacknowledged at a time, not one per request: here 40 requests for a 100 KB page
 /// to a client whose window takes 256 KiB get 3 pages rendered (2 taken by its window,
-/// 1 waiting), then all 40 once it reads.
-fn pipelined_rendered_pages_wait_for_the_one_in_flight(tcp: Tcp) {
-    let mut world = World::new(tcp);
+/// 1 waiting), then all 40 once it reads. `rexo-tcp` only (as
+/// `a_closing_answer_is_bounded_until_acknowledged_on_rexo_tcp`), which keeps queued
+/// answers without copying them; on smoltcp an answer is copied into the socket's
+/// bounded send buffer, which holds pages back by itself, so the test could not fail
+/// there without the wait.
+#[test]
+fn pipelined_rendered_pages_wait_for_the_one_in_flight_on_rexo_tcp() {
+    let mut world = World::new(Tcp::Rexo);
     world.page = vec![b'x'; 100_000];
     let connection = world.connect();
     let requests = get("/").repeat(40);
@@ -579,5 +584,4 @@ on_both! {
     expect_100_continue_is_answered_before_the_body: expect_100_continue_is_answered_before_the_body_on_smoltcp, expect_100_continue_is_answered_before_the_body_on_rexo_tcp;
     a_slow_download_lasts_while_it_moves: a_slow_download_lasts_while_it_moves_on_smoltcp, a_slow_download_lasts_while_it_moves_on_rexo_tcp;
     answers_carry_the_date_of_their_second: answers_carry_the_date_of_their_second_on_smoltcp, answers_carry_the_date_of_their_second_on_rexo_tcp;
-    pipelined_rendered_pages_wait_for_the_one_in_flight: pipelined_rendered_pages_wait_for_the_one_in_flight_on_smoltcp, pipelined_rendered_pages_wait_for_the_one_in_flight_on_rexo_tcp;
 }
