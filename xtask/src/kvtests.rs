@@ -950,9 +950,9 @@ fn too_many_connections(tcp: SocketAddr) -> Result<String> {
     ))
 }
 
-/// Sends `line` (megabytes without a line end in the first 64 KiB) from a writer thread
-/// and requires `CLIENT_ERROR line too long` and the connection closed; the writer's
-/// failure is expected (the server stops reading).
+/// Sends `line` (megabytes without a line end in the first MiB, `max_request_len`) from a
+/// writer thread and requires `CLIENT_ERROR line too long` and the connection closed; the
+/// writer's failure is expected (the server stops reading).
 fn too_long(tcp: SocketAddr, line: &[u8]) -> Result<String> {
     let mut s = connect(tcp)?;
     let mut writer = s
