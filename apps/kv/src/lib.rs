@@ -134,10 +134,18 @@ fn share_of(quota: Option<u64>, free: u64) -> usize {
 }
 
 /// The cache's budget for an app given `memory` bytes ([`memory_share`]): a quarter,
-/// leaving the rest to the connections' buffers, the TCP buffers and the stacks.
+/// leaving the rest to the connections' buffers, the TCP buffers and the stacks, but no
+/// more than [`MAX_CACHE_BYTES`].
 pub fn cache_budget(memory: usize) -> usize {
-    memory / 4
+    (memory / 4).min(MAX_CACHE_BYTES)
 }
+
+/// The largest cache budget: items of [`ITEM_OVERHEAD`](rexo_memcache::ITEM_OVERHEAD)
+/// bytes each fill at most half the `u32` slab indexes and table tags the cache numbers
+/// them by (about 223 GiB; with no quota, a budget above some 480 GiB would allow more
+/// items than a `u32` numbers).
+pub const MAX_CACHE_BYTES: usize = u32::MAX as usize / 2 * rexo_memcache::ITEM_OVERHEAD;
+const _: () = assert!(MAX_CACHE_BYTES / rexo_memcache::ITEM_OVERHEAD <= u32::MAX as usize / 2);
 
 /// What the connections may hold together for an app given `memory` bytes: an eighth,
 /// and at least one largest request so that one always fits.

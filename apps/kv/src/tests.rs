@@ -17,6 +17,10 @@ fn budgets_follow_the_memory_the_app_was_given() {
     assert_eq!(buffer_budget(64 << 20), 8 << 20);
     // 8 GiB free and no quota: a 2 GiB cache.
     assert_eq!(cache_budget(share_of(None, 8 << 30)), 2 << 30);
+    // So much that the items could outnumber the cache's u32 indexes: clamped.
+    assert_eq!(cache_budget(share_of(None, 4 << 40)), MAX_CACHE_BYTES);
+    // Below it: a quarter.
+    assert_eq!(cache_budget(share_of(None, 512 << 30)), 128 << 30);
     // A tiny share still holds one largest request.
     assert_eq!(
         buffer_budget(8 << 20),
