@@ -31,7 +31,7 @@
 //! - [`drain_abandoned`]: the polling that drains a block device's abandoned requests.
 //! - [`wait_until`]: the bounded wait for a device's register to say something, with a
 //!   last look past the deadline ([`wait_for`] when it yields a value); [`pause`], a
-//!   settling delay.
+//!   settling delay; [`Stall`], how long a device has held work without finishing any.
 //!
 //! `unsafe` lives here rather than in the kernel so that the kernel proper stays small
 //! and drivers stay outside it (issue 4's budget); the crate depends on no kernel code.
@@ -61,7 +61,7 @@ pub use msix::{MsixTable, QueueWakes};
 pub use pairs::QueuePair;
 pub use platform::{DeviceFunction, Found, Platform};
 pub use port::PortWindow;
-pub use wait::{pause, wait_for, wait_until, wait_until_or_fault};
+pub use wait::{Stall, pause, wait_for, wait_until, wait_until_or_fault};
 
 /// The drain of a block device's [`abandon_requests`](rexo_api::BlockDevice::abandon_requests):
 /// polls each of its `queues` in turn, completions dropped, while `draining` says the

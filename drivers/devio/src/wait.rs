@@ -1,7 +1,8 @@
 //! Bounded waits on the platform clock: every wait for a device ends, with
 //! [`DeviceError::Timeout`] when the device stays silent, and takes a device that
 //! answered by the deadline even when the core was away past it ([`wait_for`] when
-//! the wait yields a value); and [`pause`], the settling delays the specs ask for.
+//! the wait yields a value); [`pause`], the settling delays the specs ask for; and
+//! [`Stall`], how long a device has held work without finishing any.
 
 use crate::Platform;
 use rexo_api::DeviceError;
@@ -73,6 +74,35 @@ pub fn wait_for<T>(
     }
 }
 
+/// How long a device has held work without finishing any (a transmit ring's frames):
+/// counted from the first [`look`](Self::look) that found it so, never from before the
+/// driver looked, and from the next look again after [`progress`](Self::progress).
+#[derive(Debug, Default)]
+pub struct Stall {
+    /// When a look first found the device holding work and none finished since.
+    since: Option<u64>,
+}
+
+impl Stall {
+    /// How long, as of `now_ns`, the device has held work without finishing any: 0 at
+    /// the first look since [`progress`](Self::progress), which starts the count.
+    pub fn look(&mut self, now_ns: u64) -> u64 {
+        now_ns.saturating_sub(*self.since.get_or_insert(now_ns))
+    }
+
+    /// The device finished some work (or holds none): the count starts again at the
+    /// next look.
+    pub fn progress(&mut self) {
+        self.since = None;
+    }
+
+    /// Counts from `now_ns` again: the device was held back (paused by its link
+    /// partner, or without a link), not stuck.
+    pub fn restart(&mut self, now_ns: u64) {
+        self.since = Some(now_ns);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +159,18 @@ mod tests {
         });
         assert_eq!(waited, Err(gone));
         assert_eq!(looks.into_inner(), 1);
+    }
+
+    #[test]
+    fn a_stall_counts_from_the_first_look_and_again_after_progress() {
+        let mut stall = Stall::default();
+        assert_eq!(stall.look(1_000), 0, "the first look starts the count");
+        assert_eq!(stall.look(3_000), 2_000);
+        // Some finished: the count starts again at the next look.
+        stall.progress();
+        assert_eq!(stall.look(5_000), 0);
+        assert_eq!(stall.look(6_000), 1_000);
+        stall.restart(6_000);
+        assert_eq!(stall.look(6_500), 500);
     }
 }

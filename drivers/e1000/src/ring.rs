@@ -6,6 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::DeviceError;
+use rexo_devio::Stall;
 
 use crate::regs::{
     MDIC_ERROR, MDIC_OP_READ, MDIC_OP_WRITE, MDIC_PHY_SHIFT, MDIC_READY, MDIC_REGISTER_SHIFT,
@@ -428,9 +429,9 @@ pub struct TxRing {
     ends_frame: Vec<bool>,
     /// Frames queued whose last descriptor is not reclaimed.
     frames_in_flight: usize,
-    /// When a look ([`stalled_for`](Self::stalled_for)) first found descriptors with the
-    /// device and none finished since; cleared when one is reclaimed.
-    stalled_since: Option<u64>,
+    /// How long the device has held descriptors without finishing any (looked at by
+    /// [`stalled_for`](Self::stalled_for)); its count ends when one is reclaimed.
+    stall: Stall,
 }
 
 impl TxRing {
@@ -442,7 +443,7 @@ impl TxRing {
             in_flight: 0,
             ends_frame: vec![false; size],
             frames_in_flight: 0,
-            stalled_since: None,
+            stall: Stall::default(),
         }
     }
 
@@ -451,16 +452,16 @@ impl TxRing {
     /// from before the driver looked; 0 while it holds none.
     pub fn stalled_for(&mut self, now_ns: u64) -> u64 {
         if self.in_flight == 0 {
-            self.stalled_since = None;
+            self.stall.progress();
             return 0;
         }
-        now_ns.saturating_sub(*self.stalled_since.get_or_insert(now_ns))
+        self.stall.look(now_ns)
     }
 
     /// Counts a stall from `now_ns` again: the device was held back (paused by its link
     /// partner, or without a link), not stuck.
     pub fn restart_stall_count(&mut self, now_ns: u64) {
-        self.stalled_since = Some(now_ns);
+        self.stall.restart(now_ns);
     }
 
     /// Frames the device has not been seen to finish (their last descriptor not
@@ -506,7 +507,7 @@ impl TxRing {
             reclaimed += 1;
         }
         if reclaimed > 0 {
-            self.stalled_since = None;
+            self.stall.progress();
         }
         reclaimed
     }

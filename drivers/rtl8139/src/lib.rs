@@ -26,7 +26,7 @@ use alloc::vec::Vec;
 
 use rexo_api::device::{ETHERNET_HEADER, ETHERNET_MAX_FRAME};
 use rexo_api::{DeviceError, NetDevice, NetInfo};
-use rexo_devio::{DeviceFunction, Dma, Found, LineWake, Mmio, Platform, barrier};
+use rexo_devio::{DeviceFunction, Dma, Found, LineWake, Mmio, Platform, Stall, barrier};
 use rexo_pci::{Address, Function};
 
 /// Realtek's PCI vendor ID.
@@ -252,9 +252,9 @@ pub struct Rtl8139 {
     tx_next: usize,
     /// Descriptors handed to the chip and not yet reclaimed.
     tx_in_flight: usize,
-    /// Since when a caller has waited on frames in flight with none finishing, if one
+    /// How long a caller has waited on frames in flight with none finishing, if one
     /// does (a send finding every descriptor in flight, or `transmit_pending`).
-    tx_waiting_since: Option<u64>,
+    tx_stall: Stall,
     /// How many times the oldest frame in flight was aborted and sent again.
     tx_retries: u32,
     /// The descriptor whose abort TCR.CLRABT last cleared, and when: its TABT seen
@@ -294,7 +294,7 @@ impl Rtl8139 {
             tx,
             tx_next: 0,
             tx_in_flight: 0,
-            tx_waiting_since: None,
+            tx_stall: Stall::default(),
             tx_retries: 0,
             tx_abort_cleared: None,
             tx_aborts: 0,
@@ -341,7 +341,7 @@ impl Rtl8139 {
         regs.write16(ISR, 0xFFFF);
         self.tx_next = 0;
         self.tx_in_flight = 0;
-        self.tx_waiting_since = None;
+        self.tx_stall.progress();
         self.tx_retries = 0;
         self.tx_abort_cleared = None;
         self.restart_ring();
@@ -444,7 +444,7 @@ impl Rtl8139 {
             }
         }
         if self.tx_in_flight < before {
-            self.tx_waiting_since = None;
+            self.tx_stall.progress();
         }
         result
     }
@@ -495,9 +495,7 @@ impl Rtl8139 {
     /// Called while a caller waits on frames in flight: after [`TX_STUCK_NS`] of waiting
     /// with none finished, a full restart and [`DeviceError::Timeout`].
     fn check_stuck(&mut self) -> Result<(), DeviceError> {
-        let now = self.platform.now_ns();
-        let since = *self.tx_waiting_since.get_or_insert(now);
-        if now - since <= TX_STUCK_NS {
+        if self.tx_stall.look(self.platform.now_ns()) <= TX_STUCK_NS {
             return Ok(());
         }
         log::warn!(
