@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 use rexo_ata::command::{self, Command, Direction, Protocol, STATUS_BSY, STATUS_DRQ};
 use rexo_ata::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
-use rexo_devio::{Dma, Mmio, Platform, barrier, pause};
+use rexo_devio::{Dma, Mmio, NS_PER_MS, Platform, barrier, pause};
 
 use crate::fis::{FIS_BYTES, register_h2d};
 use crate::{CAP_S64A, CAP_SNCQ, Wake};
@@ -151,8 +151,6 @@ const STOP_TIMEOUT_MS: u64 = 500;
 const READY_TIMEOUT_MS: u64 = 5_000;
 /// How long COMRESET is held (AHCI 10.4.2: at least 1 ms).
 const COMRESET_HOLD_NS: u64 = 1_000_000;
-/// Nanoseconds per millisecond.
-const NS_PER_MS: u64 = 1_000_000;
 
 /// Powers and spins up the port's device (AHCI 10.10.1; SUD only matters with
 /// staggered spin-up, POD only with cold presence detection, both harmless otherwise).

@@ -7,7 +7,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
-use rexo_devio::{Dma, LineWake, Platform, PortWindow, barrier, pause};
+use rexo_devio::{Dma, LineWake, NS_PER_MS, Platform, PortWindow, barrier, pause};
 
 use crate::command::{
     self, Command, Direction, Protocol, STATUS_BSY, STATUS_DF, STATUS_DRQ, STATUS_ERR,
@@ -86,8 +86,6 @@ const IDENTIFY_TIMEOUT_MS: u64 = 1_000;
 const RESET_HOLD_NS: u64 = 5_000;
 /// The wait after releasing SRST before BSY is meaningful.
 const RESET_SETTLE_NS: u64 = 2_000_000;
-/// Nanoseconds per millisecond.
-const NS_PER_MS: u64 = 1_000_000;
 
 /// No drive selected yet (or unknown after a reset).
 const NOBODY: u8 = 0xFF;

@@ -61,7 +61,7 @@ pub use msix::{MsixTable, QueueWakes};
 pub use pairs::QueuePair;
 pub use platform::{DeviceFunction, Found, Platform};
 pub use port::PortWindow;
-pub use wait::{Stall, pause, wait_for, wait_until, wait_until_or_fault};
+pub use wait::{NS_PER_MS, Stall, pause, wait_for, wait_until, wait_until_or_fault};
 
 /// The drain of a block device's [`abandon_requests`](rexo_api::BlockDevice::abandon_requests):
 /// polls each of its `queues` in turn, completions dropped, while `draining` says the

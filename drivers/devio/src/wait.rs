@@ -7,8 +7,9 @@
 use crate::Platform;
 use rexo_api::DeviceError;
 
-/// Nanoseconds per millisecond.
-const NS_PER_MS: u64 = 1_000_000;
+/// Nanoseconds per millisecond (the drivers' timeouts are in milliseconds, the platform
+/// clock in nanoseconds).
+pub const NS_PER_MS: u64 = 1_000_000;
 
 /// Spins for at least `ns` nanoseconds (the short settling delays the specs ask for).
 pub fn pause(platform: &dyn Platform, ns: u64) {

@@ -39,7 +39,7 @@ use core::sync::atomic::AtomicBool;
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo, RSS_EXAMPLE_KEY, ReceiveSteering};
 use rexo_devio::pairs::{PairHealth, PairedDevice};
 use rexo_devio::{
-    DeviceFunction, Dma, Found, LineWake, Mmio, MsixTable, Platform, QueuePair, barrier,
+    DeviceFunction, Dma, Found, LineWake, Mmio, MsixTable, NS_PER_MS, Platform, QueuePair, barrier,
 };
 use rexo_pci::{Address, Function};
 
@@ -73,8 +73,6 @@ const EEPROM_TIMEOUT_MS: u64 = 10;
 /// six times the slowest honest drain and frees a stuck interface well before TCP's
 /// retransmissions give up.
 const TX_HANG_TIMEOUT_MS: u64 = 2_000;
-/// Nanoseconds per millisecond.
-const NS_PER_MS: u64 = 1_000_000;
 /// Every call's answer once the device did not come back from a reset.
 const GIVEN_UP: DeviceError =
     DeviceError::Failed("e1000: the device did not come back from a reset (given up)");
@@ -1078,7 +1076,7 @@ mod tests {
     }
 
     /// The hang timeout in nanoseconds.
-    const HANG_NS: u64 = TX_HANG_TIMEOUT_MS * 1_000_000;
+    const HANG_NS: u64 = TX_HANG_TIMEOUT_MS * NS_PER_MS;
 
     /// Before: nothing looked for a transmit unit that stopped; its frames stayed
     /// pending for ever and the ring, once full, refused every frame. Now the device is
