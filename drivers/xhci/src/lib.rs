@@ -610,36 +610,14 @@ impl Xhci {
                 None => return Ok(()),
             }
         };
-        let reset = match halted {
-            Some(code) => {
-                log::warn!(
-                    "{} xhci: slot {slot} endpoint {dci} halted (completion code {code}), \
-                     restarting",
-                    self.address
-                );
-                true
-            }
-            None => match self.command("Stop Endpoint", Trb::stop_endpoint(slot, dci)) {
-                Ok(_) => false,
-                Err(error @ DeviceError::Status { status, .. })
-                    if status == u32::from(completion::CONTEXT_STATE_ERROR) =>
-                {
-                    match self.endpoint_state(device, dci) {
-                        endpoint_state::HALTED => {
-                            log::warn!(
-                                "{} xhci: slot {slot} endpoint {dci} found halted (its event \
-                                 lost), restarting",
-                                self.address
-                            );
-                            true
-                        }
-                        endpoint_state::STOPPED => false,
-                        _ => return Err(error),
-                    }
-                }
-                Err(error) => return Err(error),
-            },
-        };
+        if let Some(code) = halted {
+            log::warn!(
+                "{} xhci: slot {slot} endpoint {dci} halted (completion code {code}), \
+                 restarting",
+                self.address
+            );
+        }
+        let reset = halted.is_some() || self.stop_or_find_halted(device, dci)?;
         if reset {
             self.command("Reset Endpoint", Trb::reset_endpoint(slot, dci))?;
         }
@@ -648,6 +626,36 @@ impl Xhci {
             Trb::set_dequeue(slot, dci, pointer, cycle),
         )?;
         Ok(())
+    }
+
+    /// Stops endpoint `dci` of device `device`, not seen to halt (Stop Endpoint, xHCI
+    /// 4.6.9); whether it needs Reset Endpoint first: when Stop Endpoint fails with
+    /// Context State Error and the output device context says Halted (its halt's event
+    /// lost). Stopped already needs only the dequeue pointer moved; any other failure is
+    /// returned.
+    fn stop_or_find_halted(&mut self, device: usize, dci: u8) -> Result<bool, DeviceError> {
+        let slot = self.devices[device].slot;
+        let error = match self.command("Stop Endpoint", Trb::stop_endpoint(slot, dci)) {
+            Ok(_) => return Ok(false),
+            Err(error @ DeviceError::Status { status, .. })
+                if status == u32::from(completion::CONTEXT_STATE_ERROR) =>
+            {
+                error
+            }
+            Err(error) => return Err(error),
+        };
+        match self.endpoint_state(device, dci) {
+            endpoint_state::HALTED => {
+                log::warn!(
+                    "{} xhci: slot {slot} endpoint {dci} found halted (its event lost), \
+                     restarting",
+                    self.address
+                );
+                Ok(true)
+            }
+            endpoint_state::STOPPED => Ok(false),
+            _ => Err(error),
+        }
     }
 
     /// The state of endpoint `dci` of device `device`, as the controller keeps it in the
