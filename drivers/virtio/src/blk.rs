@@ -707,16 +707,12 @@ impl VirtioBlk {
                     id = Some(result.map(decode_id).unwrap_or_default());
                 }
             });
-            match (id, polled) {
-                (Some(id), _) => Ok(Some(id)),
-                (None, Ok(Polled { stuck: None, .. })) => Ok(None),
-                (
-                    None,
-                    Ok(Polled {
-                        stuck: Some(why), ..
-                    }),
-                ) => Err(DeviceError::Failed(why)),
-                (None, Err(e)) => Err(e),
+            if id.is_some() {
+                return Ok(id);
+            }
+            match polled?.stuck {
+                None => Ok(None),
+                Some(why) => Err(DeviceError::Failed(why)),
             }
         })
         .ok();
