@@ -422,15 +422,9 @@ impl Rtl8139 {
                     self.tx_abort_cleared = None;
                     break;
                 }
-                TxSlot::Sent => {
-                    self.tx_in_flight -= 1;
-                    self.tx_retries = 0;
-                    self.tx_abort_cleared = None;
-                }
+                TxSlot::Sent => self.frame_done(),
                 TxSlot::Underrun => {
-                    self.tx_in_flight -= 1;
-                    self.tx_retries = 0;
-                    self.tx_abort_cleared = None;
+                    self.frame_done();
                     result = Err(DeviceError::Status {
                         what: "transmit (FIFO underrun)",
                         status: self.regs.read32(TSD0 + 4 * oldest),
@@ -447,6 +441,14 @@ impl Rtl8139 {
             self.tx_stall.progress();
         }
         result
+    }
+
+    /// Reclaims the oldest frame in flight, which the chip ended (sent or underrun): its
+    /// retries and its cleared abort are forgotten.
+    fn frame_done(&mut self) {
+        self.tx_in_flight -= 1;
+        self.tx_retries = 0;
+        self.tx_abort_cleared = None;
     }
 
     /// Answers the abort of the oldest frame in flight, in descriptor `slot`: the chip's
