@@ -1558,14 +1558,20 @@ fn receive_buffer(
         tcp.remote_endpoint() == Some(peer)
             && tcp.local_endpoint().map(|l| l.port) == Some(flow.local_port)
     };
-    let tcp_sockets = || {
-        sockets.iter().filter_map(|(_, socket)| match socket {
-            smoltcp::socket::Socket::Tcp(tcp) if of_flow(tcp) => Some(tcp),
-            _ => None,
-        })
-    };
-    if tcp_sockets().any(|tcp| is_synchronized(tcp.state())) {
-        return None;
+    let mut connecting = None;
+    for (_, socket) in sockets.iter() {
+        let smoltcp::socket::Socket::Tcp(tcp) = socket else {
+            continue;
+        };
+        if !of_flow(tcp) {
+            continue;
+        }
+        if is_synchronized(tcp.state()) {
+            return None;
+        }
+        if connecting.is_none() && tcp.state() == tcp::State::SynSent {
+            connecting = Some(tcp.recv_capacity());
+        }
     }
     if let Some(listener) = listeners
         .iter()
@@ -1573,9 +1579,7 @@ fn receive_buffer(
     {
         return Some(listener.options.receive_buffer);
     }
-    tcp_sockets()
-        .find(|tcp| tcp.state() == tcp::State::SynSent)
-        .map(|tcp| tcp.recv_capacity())
+    connecting
 }
 
 /// A TCP socket built as `options` say.
