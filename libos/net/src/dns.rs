@@ -375,12 +375,7 @@ fn sending(port: u16, server: Ipv4Addr, message: &[u8]) -> Result<udp::Socket<'s
     // Binding fails only for port 0, which no block or range holds.
     socket.bind(port).map_err(|_| NetError::PortZero)?;
     let to = IpEndpoint::new(IpAddress::Ipv4(server), DNS_PORT);
-    socket
-        .send_slice(message, to)
-        .map_err(|error| match error {
-            udp::SendError::BufferFull => NetError::WouldBlock,
-            udp::SendError::Unaddressable => NetError::Unreachable,
-        })?;
+    socket.send_slice(message, to)?;
     Ok(socket)
 }
 

@@ -251,6 +251,26 @@ impl From<DeviceError> for NetError {
     }
 }
 
+/// A full send buffer would block; an unusable destination is unreachable.
+impl From<udp::SendError> for NetError {
+    fn from(error: udp::SendError) -> Self {
+        match error {
+            udp::SendError::BufferFull => Self::WouldBlock,
+            udp::SendError::Unaddressable => Self::Unreachable,
+        }
+    }
+}
+
+/// A full send buffer would block; an unusable destination is unreachable.
+impl From<icmp::SendError> for NetError {
+    fn from(error: icmp::SendError) -> Self {
+        match error {
+            icmp::SendError::BufferFull => Self::WouldBlock,
+            icmp::SendError::Unaddressable => Self::Unreachable,
+        }
+    }
+}
+
 /// An IPv4 address and port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoint {
@@ -1399,12 +1419,7 @@ impl Stack {
             data,
         };
         let icmp = self.sockets.get_mut::<icmp::Socket>(socket.handle);
-        let buffer = icmp
-            .send(request.buffer_len(), IpAddress::Ipv4(to))
-            .map_err(|error| match error {
-                icmp::SendError::BufferFull => NetError::WouldBlock,
-                icmp::SendError::Unaddressable => NetError::Unreachable,
-            })?;
+        let buffer = icmp.send(request.buffer_len(), IpAddress::Ipv4(to))?;
         request.emit(
             &mut Icmpv4Packet::new_unchecked(buffer),
             &ChecksumCapabilities::default(),
@@ -1506,12 +1521,7 @@ impl Stack {
         if data.len() > socket.payload_send_capacity() || data.len() > max_payload {
             return Err(NetError::TooLarge);
         }
-        socket
-            .send_slice(data, IpEndpoint::new(IpAddress::Ipv4(to.address), to.port))
-            .map_err(|error| match error {
-                udp::SendError::BufferFull => NetError::WouldBlock,
-                udp::SendError::Unaddressable => NetError::Unreachable,
-            })?;
+        socket.send_slice(data, IpEndpoint::new(IpAddress::Ipv4(to.address), to.port))?;
         Ok(self.replies_from(to.address))
     }
 
