@@ -288,7 +288,7 @@ impl Resolver {
     pub(crate) fn poll(&mut self, now_ns: u64, sockets: &mut SocketSet<'static>) {
         self.reap_dropped(sockets);
         for query in &mut self.queries {
-            let Some(handle) = query.socket else {
+            let Some(mut handle) = query.socket else {
                 continue;
             };
             let socket = sockets.get_mut::<udp::Socket>(handle);
@@ -301,7 +301,6 @@ impl Resolver {
                     query.outcome = read_answer(datagram, &query.message);
                 }
             }
-            let mut socket = Some(handle);
             if query.outcome.is_none() {
                 if now_ns.saturating_sub(query.started_ns) >= GIVE_UP_AFTER_NS {
                     query.outcome = Some(Err(NetError::DnsTimeout));
@@ -315,19 +314,19 @@ impl Resolver {
                     let next = (query.asked + 1) % query.servers.len();
                     if let Ok(fresh) = sending(query.port, query.servers[next], &query.message) {
                         sockets.remove(handle);
-                        socket = Some(sockets.add(fresh));
+                        handle = sockets.add(fresh);
                         query.asked = next;
                         query.sent_ns = now_ns;
                         query.retransmissions += 1;
                     }
                 }
             }
-            if query.outcome.is_some()
-                && let Some(handle) = socket.take()
-            {
+            query.socket = if query.outcome.is_some() {
                 sockets.remove(handle);
-            }
-            query.socket = socket;
+                None
+            } else {
+                Some(handle)
+            };
         }
     }
 
