@@ -139,12 +139,6 @@ fn dns_block(
     sharing: Option<&NetSharing>,
     after: Option<DnsPorts>,
 ) -> Option<DnsPorts> {
-    let installed: Vec<rexo_api::Filter> = sharing
-        .into_iter()
-        .flat_map(|sharing| &sharing.bindings)
-        .flat_map(|binding| &binding.filters)
-        .filter_map(|text| rexo_api::Filter::parse(text).ok())
-        .collect();
     // In u32: the block after the last one (65472) starts past the ports, at 65536.
     let from = after.map_or(u32::from(DNS_BLOCKS_START), |block| {
         u32::from(block.first()) + u32::from(DNS_BLOCK_PORTS)
@@ -153,8 +147,7 @@ fn dns_block(
         .step_by(usize::from(DNS_BLOCK_PORTS))
         .filter_map(|first| DnsPorts::new(u16::try_from(first).ok()?, DNS_BLOCK_PORTS).ok())
         .find(|block| {
-            rexo_api::Filter::parse(&block.filter(address))
-                .is_ok_and(|ours| !installed.iter().any(|theirs| theirs.overlaps(&ours)))
+            sharing.is_none_or(|sharing| overlaps(&[block.filter(address)], sharing).is_empty())
         })
 }
 
