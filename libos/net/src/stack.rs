@@ -1317,13 +1317,14 @@ impl Stack {
         let count = u64::from(*EPHEMERAL_PORTS.end() - first) + 1;
         let peer = u64::from(remote.address.to_bits()) << 16 | u64::from(remote.port);
         let offset = mix(self.port_secret ^ peer);
+        let local = self.address();
         for _ in 0..count {
             let port = first + (offset.wrapping_add(self.port_counter) % count) as u16;
             self.port_counter = self.port_counter.wrapping_add(1);
             if used.binary_search(&port).is_err()
                 && !self.tcp_port_taken(port)
                 && !matches!(
-                    self.replies_to(remote.address, Some((remote.port, port))),
+                    self.replies_to(local, remote.address, Some((remote.port, port))),
                     Replies::OnPair(_)
                 )
             {
@@ -1341,18 +1342,22 @@ impl Stack {
     /// sending a datagram whose answer the app waits for, to send it from the stack
     /// that will receive the answer.
     pub fn replies_from(&self, peer: Ipv4Addr) -> Replies {
-        self.replies_to(peer, None)
+        self.replies_to(self.address(), peer, None)
     }
 
-    /// Where the NIC puts an IPv4 frame from `peer` to this stack's address (a TCP
-    /// segment with `tcp_ports`, the peer's first, else placed by addresses only), as
+    /// Where the NIC puts an IPv4 frame from `peer` to this stack's address `local`
+    /// (what [`address`](Self::address) answers, asked once by the caller; a TCP segment
+    /// with `tcp_ports`, the peer's first, else placed by addresses only), as
     /// [`replies_from`](Self::replies_from) says. A broadcast (limited or the
     /// network's) or multicast `peer` is not hashed: the replies to it come from other
     /// hosts, each from its own address.
-    fn replies_to(&self, peer: Ipv4Addr, tcp_ports: Option<(u16, u16)>) -> Replies {
-        let (Some((steering, pair)), Some((address, prefix))) =
-            (&self.steered_pair, self.address())
-        else {
+    fn replies_to(
+        &self,
+        local: Option<(Ipv4Addr, u8)>,
+        peer: Ipv4Addr,
+        tcp_ports: Option<(u16, u16)>,
+    ) -> Replies {
+        let (Some((steering, pair)), Some((address, prefix))) = (&self.steered_pair, local) else {
             return Replies::Here;
         };
         let network_broadcast = Ipv4Cidr::new(address, prefix).broadcast();
@@ -1511,9 +1516,9 @@ impl Stack {
         data: &[u8],
         to: Endpoint,
     ) -> Result<Replies, NetError> {
-        if self.address().is_none() {
+        let Some(local) = self.address() else {
             return Err(NetError::NoAddress);
-        }
+        };
         // IP fragmentation is not compiled in, so a datagram must fit in one frame
         // (smoltcp would drop a larger one silently).
         let max_payload = self.max_frame.saturating_sub(14 + 20 + 8);
@@ -1522,7 +1527,7 @@ impl Stack {
             return Err(NetError::TooLarge);
         }
         socket.send_slice(data, IpEndpoint::new(IpAddress::Ipv4(to.address), to.port))?;
-        Ok(self.replies_from(to.address))
+        Ok(self.replies_to(Some(local), to.address, None))
     }
 
     /// Closes a UDP socket and frees its port.
