@@ -42,13 +42,6 @@ pub struct AppRun {
     pub quota: Option<u64>,
 }
 
-impl AppRun {
-    /// Its owner and app name, as [`running_app`](crate::running_app) looks runs up.
-    pub const fn named(self) -> (OwnerId, &'static str) {
-        (self.owner, self.name)
-    }
-}
-
 /// The kernel as an app sees it: a token that acts for one app run ([`AppRun`]). The
 /// kernel lends one to the app's `main` and to each of its core tasks, by reference for
 /// the call only; every method is a direct call into the kernel.

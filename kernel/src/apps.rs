@@ -533,7 +533,7 @@ impl KernelCalls for AppRun {
         copy[..len].copy_from_slice(&app.as_bytes()[..len]);
         let app = core::str::from_utf8(&copy[..len]).unwrap_or("");
         let acting = CURRENT.iter().filter_map(|slot| *slot.lock());
-        let named = acting.map(AppRun::named);
+        let named = acting.map(|run| (run.owner, run.name));
         let search = || rexo_api::running_app(RUNNING.lock().iter().copied().chain(named), app);
         let to = match crate::arch::abort::kernel_section(search) {
             Ok(to) => to,
