@@ -66,7 +66,7 @@ impl fmt::Display for LedgerError {
 }
 
 /// The bytes of a frame: grants are made, and charged, in whole frames.
-pub const FRAME: u64 = 4096;
+const FRAME: u64 = 4096;
 
 /// Where the quota of a run ([`Ledger::start_run`]) comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,7 +220,7 @@ impl<F: Frames> Ledger<F> {
     }
 
     /// Reserves what a grant of `bytes` to `owner` takes, `bytes` rounded up to whole
-    /// [`FRAME`]s, with [`charge`](Self::charge), and returns the bytes reserved.
+    /// 4 KiB frames, with [`charge`](Self::charge), and returns the bytes reserved.
     /// [`ZeroSize`](LedgerError::ZeroSize) for 0 bytes (nothing to grant, not a lack of
     /// memory), [`TooLarge`](LedgerError::TooLarge) when the whole frames pass
     /// `u64::MAX`; nothing changes on a refusal.
