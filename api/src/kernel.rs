@@ -233,8 +233,9 @@ macro_rules! kernel_calls {
             /// [`ApiError::OutOfMemory`] when it would leave the kernel less than its reserve
             /// (4 MiB, which its heap grows into);
             /// [`CapError::BadRange`](crate::CapError::BadRange) for 0 bytes;
-            /// [`CapError::TooManyEntries`](crate::CapError::TooManyEntries) while 64 entries
-            /// the app's requests made (grants, derives, splits) are live, and
+            /// [`CapError::TooManyEntries`](crate::CapError::TooManyEntries) while
+            /// [`MAX_APP_ENTRIES`](crate::MAX_APP_ENTRIES) entries the app's requests made (grants,
+            /// derives, splits) are live, and
             /// [`CapError::Full`](crate::CapError::Full) when only the entries kept for the
             /// kernel's own mints (cores, timers, interrupt bindings) are left.
             fn allocate_memory(&self, bytes: u64) -> Result<MemoryCap, ApiError>;

@@ -40,6 +40,13 @@ pub use rexo_pktfilter::{Filter, ParseError as FilterError};
 
 pub use rexo_captable::{Cap, CapError, EntryInfo as CapInfo};
 
+/// The most capability-table entries one app's requests (memory grants, derives, splits)
+/// may have made and still live, wherever they were delegated or parked: past it
+/// [`Kernel::allocate_memory`] and [`Kernel::memory_op`] answer
+/// [`CapError::TooManyEntries`] with this `max`, until one of them goes. A quarter of the
+/// kernel's table of 256 entries; another quarter is kept for the kernel's own mints.
+pub const MAX_APP_ENTRIES: usize = 64;
+
 /// A typed wrapper over a [`Cap`] of one resource kind.
 macro_rules! cap_type {
     ($(#[$doc:meta])* $name:ident) => {

@@ -474,7 +474,9 @@ mod tests {
 
     #[test]
     fn an_app_out_of_capability_entries_is_enomem() {
-        let limit = ApiError::Refused(CapError::TooManyEntries { max: 64 });
+        let limit = ApiError::Refused(CapError::TooManyEntries {
+            max: rexo_api::MAX_APP_ENTRIES,
+        });
         assert_eq!(error_code(limit), REXO_ENOMEM);
         assert_eq!(error_code(ApiError::Refused(CapError::Full)), REXO_ENOMEM);
     }

@@ -55,9 +55,10 @@ const AUTHORITY: Authority = Authority(());
 
 /// Entries in the machine's table. The table is built by value before it moves to the
 /// heap, so its size is bounded by what a kernel stack holds (about 29 KiB here). A quarter
-/// of them (64) is the most one owner's requests (memory grants, derives, splits) may have
-/// made at a time, and another quarter is kept for the kernel's own mints (cores, timers,
-/// interrupt bindings): `CapTable::with_limits`, set in [`init`].
+/// of them (`rexo_api::MAX_APP_ENTRIES`, 64) is the most one owner's requests (memory
+/// grants, derives, splits) may have made at a time, and another quarter is kept for the
+/// kernel's own mints (cores, timers, interrupt bindings): `CapTable::with_limits`, set in
+/// [`init`].
 const ENTRIES: usize = 256;
 /// Owners: the kernel (0), one per app of the image (its index + 1) and one per run of the
 /// largest boot manifest (`rexo_cmdline::MAX_MANIFEST_APPS`): [`rexo_cmdline::owners_needed`].
@@ -93,7 +94,7 @@ fn locked<T>(f: impl FnOnce(&mut State) -> T) -> Option<T> {
 
 /// Creates the table (once, at boot, after the heap).
 pub fn init() {
-    let mut table = Box::new(Table::with_limits(ENTRIES / 4, ENTRIES / 4));
+    let mut table = Box::new(Table::with_limits(rexo_api::MAX_APP_ENTRIES, ENTRIES / 4));
     let vectors = Resource::new(ResourceKind::InterruptVector, 32, 224).and_then(|all| {
         table
             .mint(&AUTHORITY, OwnerId(0), all, Rights::READ)

@@ -218,7 +218,7 @@ fn a_revoked_capability_is_eperm_and_a_buffer_in_memory_taken_by_force_efault() 
 }
 
 #[test]
-fn the_binding_limits_of_rexo_h_are_the_kernels() {
+fn the_limits_of_rexo_h_are_the_kernels() {
     assert_eq!(
         rexo_h_define("REXO_MAX_NET_BINDINGS"),
         i64::try_from(rexo_api::MAX_INTERFACE_BINDINGS).ok()
@@ -232,6 +232,10 @@ fn the_binding_limits_of_rexo_h_are_the_kernels() {
         Some(i64::from(crate::REXO_ENOMEM)),
         "the code past either limit"
     );
+    // The app's capability-entry limit is only in REXO_ENOMEM's comment.
+    let enomem = rexo_h_comment("REXO_ENOMEM");
+    let entries = alloc::format!("the app's limit of {})", rexo_api::MAX_APP_ENTRIES);
+    assert!(enomem.contains(&entries), "{enomem}");
 }
 
 /// Eight 512-byte blocks of `fill` in memory, requests of up to 2 blocks, whose reads
