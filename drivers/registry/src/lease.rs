@@ -385,7 +385,10 @@ impl QueueLease {
             Some(handle) => self.gate.in_call.during(core, || call(handle.as_mut())),
             None => Err(DeviceError::Revoked),
         };
-        if self.gate.end_after_call.swap(false, Ordering::Relaxed) {
+        // Almost never set: a load keeps the frame path off the swap's exclusive access.
+        if self.gate.end_after_call.load(Ordering::Relaxed)
+            && self.gate.end_after_call.swap(false, Ordering::Relaxed)
+        {
             let state = self.slot.state.lock();
             if state.generation == self.lease.2 {
                 end_after_calls(self.slot, state, core, self.binder());
