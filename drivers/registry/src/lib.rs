@@ -290,20 +290,24 @@ impl Registry {
                 let counter = &mut counts[slot.kind as usize];
                 let index = *counter;
                 *counter += 1;
+                let (holder, interrupts) = match reentry::lock(slot, core) {
+                    Ok(state) => (
+                        state
+                            .holder
+                            .or_else(|| sharing::first_holder(&state))
+                            .map(|(_, name)| name),
+                        state.interrupts.list(),
+                    ),
+                    Err(_) => (Some(IN_CALL), Vec::new()),
+                };
                 DeviceInfo {
                     index,
                     kind: slot.kind,
                     address: slot.address,
                     driver: slot.driver,
                     about: slot.about.clone(),
-                    holder: reentry::lock(slot, core).map_or(Some(IN_CALL), |state| {
-                        state
-                            .holder
-                            .or_else(|| sharing::first_holder(&state))
-                            .map(|(_, name)| name)
-                    }),
-                    interrupts: reentry::lock(slot, core)
-                        .map_or(Vec::new(), |state| state.interrupts.list()),
+                    holder,
+                    interrupts,
                 }
             })
             .collect()
