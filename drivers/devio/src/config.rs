@@ -262,11 +262,18 @@ mod tests {
         }
     }
 
+    /// A bus on the host whose walk found `functions`, none of them bound.
+    fn host_bus(functions: &[Function]) -> &'static PciBus {
+        let bus = Box::leak(Box::new(PciBus::claim(HostPlatform::leaked(), &[]).0));
+        bus.found
+            .lock()
+            .extend(functions.iter().map(|function| (*function, false)));
+        bus
+    }
+
     #[test]
     fn a_function_is_bound_once_and_only_if_the_walk_found_it() {
-        let bus: &'static PciBus =
-            Box::leak(Box::new(PciBus::claim(HostPlatform::leaked(), &[]).0));
-        bus.found.lock().push((function_at(3), false));
+        let bus = host_bus(&[function_at(3)]);
         assert!(bus.bind(address(4)).is_none(), "not found by the walk");
         let bound = bus.bind(address(3)).expect("found by the walk");
         assert_eq!(bound.function(), &function_at(3));
@@ -324,14 +331,13 @@ mod tests {
                 size: 0x20,
             })
         };
-        let bus: &'static PciBus =
-            Box::leak(Box::new(PciBus::claim(HostPlatform::leaked(), &[]).0));
-        for (device, bar) in [(20, 0xD000), (21, 0xD010), (22, 0x60)] {
+        let functions = [(20, 0xD000), (21, 0xD010), (22, 0x60)].map(|(device, bar)| {
             let mut function = function_at(device);
             function.header.address = Address::new(0, 9, device, 0).unwrap();
             function.bars[0] = io(bar);
-            bus.found.lock().push((function, false));
-        }
+            function
+        });
+        let bus = host_bus(&functions);
         let bind = |device| bus.bind(Address::new(0, 9, device, 0).unwrap()).unwrap();
         let (first, overlapping, keyboard) = (bind(20), bind(21), bind(22));
         assert!(first.ports(0).is_ok());
@@ -345,12 +351,10 @@ mod tests {
 
     #[test]
     fn intx_is_the_line_the_walk_read_whatever_the_driver_writes_there() {
-        let bus: &'static PciBus =
-            Box::leak(Box::new(PciBus::claim(HostPlatform::leaked(), &[]).0));
         let mut function = function_at(23);
         function.header.address = Address::new(0, 10, 23, 0).unwrap();
         function.header.raw[15] = 0x0000_010B; // INTA routed to IRQ 11
-        bus.found.lock().push((function, false));
+        let bus = host_bus(&[function]);
         let bound = bus.bind(function.header.address).unwrap();
         bound.config_write(0x3C, 0x0000_0105).unwrap(); // IRQ 5 instead
         assert_eq!(bound.intx().map(|wake| wake.irq()).ok(), Some(11));
@@ -358,15 +362,13 @@ mod tests {
 
     #[test]
     fn an_ide_channel_claims_its_ports_once_both_blocks_or_neither_and_its_line_none() {
-        let bus: &'static PciBus =
-            Box::leak(Box::new(PciBus::claim(HostPlatform::leaked(), &[]).0));
         let at = |device| Address::new(0, 11, device, 0).unwrap();
-        for device in [24, 25] {
+        let ide_function = |device| {
             let mut function = function_at(device);
             function.header.address = at(device);
             function.header.raw[2] = 0x0101_8000; // IDE, both channels in compatibility mode
-            bus.found.lock().push((function, false));
-        }
+            function
+        };
         let mut other = function_at(26);
         other.header.address = at(26);
         other.bars[0] = BarSlot::Bar(rexo_pci::Bar {
@@ -374,7 +376,7 @@ mod tests {
             address: 0x374,
             size: 4,
         });
-        bus.found.lock().push((other, false));
+        let bus = host_bus(&[ide_function(24), ide_function(25), other]);
         let (ide, next, other) = (
             bus.bind(at(24)).unwrap(),
             bus.bind(at(25)).unwrap(),
