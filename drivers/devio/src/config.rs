@@ -74,8 +74,10 @@ pub struct PciBus {
     ports: bool,
     /// The kernel, for the drivers of the functions found.
     platform: &'static dyn Platform,
-    /// The functions the walk found, each with whether it was bound to a driver.
-    found: spin::Mutex<Vec<(Function, bool)>>,
+    /// The functions the walk found (walked once, on first use).
+    found: spin::Once<Vec<Function>>,
+    /// The addresses of the functions among them bound to a driver.
+    bound: spin::Mutex<Vec<Address>>,
 }
 
 impl PciBus {
@@ -112,35 +114,51 @@ impl PciBus {
             ports: segments.is_empty(),
             ecam,
             platform,
-            found: spin::Mutex::new(Vec::new()),
+            found: spin::Once::new(),
+            bound: spin::Mutex::new(Vec::new()),
         };
         (bus, refused)
     }
 
-    /// Walks every segment, sizing and decoding each function found, recording it for
-    /// [`bind`](Self::bind) and handing it to `visit` (see `rexo_pci::Access::scan`).
-    pub fn scan(
-        &self,
-        mut visit: impl FnMut(Header, Result<Function, PciError>),
-    ) -> Result<rexo_pci::Report, PciError> {
-        Access::new(self, &self.segments).scan(|header, function| {
-            if let Ok(function) = function {
-                self.found.lock().push((function, false));
+    /// Every function on every segment, in the order the walk found them (walked on the
+    /// first call only: sizing BARs briefly turns a device's decoding off, which must
+    /// not happen under a running driver); one that cannot be described is logged and
+    /// left out.
+    pub fn functions(&self) -> &[Function] {
+        self.found.call_once(|| {
+            let mut found = Vec::new();
+            let report = self.scan(|header, function| match function {
+                Ok(function) => found.push(function),
+                Err(error) => log::warn!("pci: {}: {error}", header.address),
+            });
+            if let Err(error) = report {
+                log::warn!("pci: walk stopped: {error}");
             }
-            visit(header, function);
+            found
         })
     }
 
-    /// The function at `at` for its driver, as the walk found it; `None` when the walk
-    /// found none there, or it was bound already (one [`DeviceFunction`] per function,
-    /// so its windows go to one driver).
+    /// Walks every segment, sizing and decoding each function found and handing it to
+    /// `visit` (see `rexo_pci::Access::scan`).
+    fn scan(
+        &self,
+        visit: impl FnMut(Header, Result<Function, PciError>),
+    ) -> Result<rexo_pci::Report, PciError> {
+        Access::new(self, &self.segments).scan(visit)
+    }
+
+    /// The function at `at` for its driver, as the walk ([`functions`](Self::functions))
+    /// found it; `None` when the walk found none there, or it was bound already (one
+    /// [`DeviceFunction`] per function, so its windows go to one driver).
     pub fn bind(&'static self, at: Address) -> Option<DeviceFunction> {
-        let mut found = self.found.lock();
-        let (function, bound) = found
-            .iter_mut()
-            .find(|(function, _)| function.header.address == at)?;
-        (!*bound).then(|| {
-            *bound = true;
+        let function = self
+            .found
+            .get()?
+            .iter()
+            .find(|function| function.header.address == at)?;
+        let mut bound = self.bound.lock();
+        (!bound.contains(&at)).then(|| {
+            bound.push(at);
             DeviceFunction::new(*function, self.platform, self)
         })
     }
@@ -265,9 +283,7 @@ mod tests {
     /// A bus on the host whose walk found `functions`, none of them bound.
     fn host_bus(functions: &[Function]) -> &'static PciBus {
         let bus = Box::leak(Box::new(PciBus::claim(HostPlatform::leaked(), &[]).0));
-        bus.found
-            .lock()
-            .extend(functions.iter().map(|function| (*function, false)));
+        bus.found.call_once(|| functions.to_vec());
         bus
     }
 

@@ -230,23 +230,18 @@ fn describe(found: &Found) -> String {
 }
 
 impl Registry {
-    /// Offers each of `functions` to the drivers and keeps what they found; `binder`
-    /// records the interrupt sources its leases bind.
-    pub fn bind(functions: &[Function], binder: &'static dyn Binder, bus: &'static PciBus) -> Self {
+    /// Offers each function `bus`'s walk found to the drivers and keeps what they found;
+    /// `binder` records the interrupt sources its leases bind. Panics when a function
+    /// the drivers take was bound already: a bus is bound once ([`Machine::registry`]).
+    pub fn bind(binder: &'static dyn Binder, bus: &'static PciBus) -> Self {
         let mut slots = Vec::new();
         let mut bindings = Vec::new();
-        for function in functions {
+        for function in bus.functions() {
             let Some(driver) = DRIVERS.iter().find(|d| (d.matches)(function)) else {
                 continue;
             };
             let address = function.header.address;
-            let Some(device_function) = bus.bind(address) else {
-                log::warn!(
-                    "{address} {}: not the bus walk's, or bound already",
-                    driver.name
-                );
-                continue;
-            };
+            let device_function = bus.bind(address).expect("a bus is bound once");
             let outcome = (driver.probe)(device_function);
             let outcome = outcome.map(|found| {
                 let count = found.len();

@@ -3,8 +3,6 @@
 //! decoding off, which must not happen under a running driver), and the registry bound
 //! to them (also once).
 
-use alloc::vec::Vec;
-
 use rexo_acpi::McfgSegment;
 use rexo_devio::{PciBus, Platform};
 use rexo_pci::Function;
@@ -17,8 +15,6 @@ pub struct Machine {
     binder: &'static dyn crate::Binder,
     /// Configuration space, with the ECAM windows claimed.
     bus: PciBus,
-    /// The functions the walk found.
-    functions: spin::Once<Vec<Function>>,
     /// The drivers bound to them.
     registry: spin::Once<Registry>,
 }
@@ -45,25 +41,14 @@ impl Machine {
         Self {
             binder,
             bus,
-            functions: spin::Once::new(),
             registry: spin::Once::new(),
         }
     }
 
     /// Every function on every segment, in the order the walk found them; one that
-    /// cannot be described is logged and left out.
+    /// cannot be described is logged and left out ([`PciBus::functions`]).
     pub fn functions(&self) -> &[Function] {
-        self.functions.call_once(|| {
-            let mut found = Vec::new();
-            let report = self.bus.scan(|header, function| match function {
-                Ok(function) => found.push(function),
-                Err(error) => log::warn!("pci: {}: {error}", header.address),
-            });
-            if let Err(error) = report {
-                log::warn!("pci: walk stopped: {error}");
-            }
-            found
-        })
+        self.bus.functions()
     }
 
     /// Takes back every device the app of owner number `owner` holds (it ended); none
@@ -88,6 +73,6 @@ impl Machine {
     /// The bound devices (binding them on the first call).
     pub fn registry(&'static self) -> &'static Registry {
         self.registry
-            .call_once(|| Registry::bind(self.functions(), self.binder, &self.bus))
+            .call_once(|| Registry::bind(self.binder, &self.bus))
     }
 }
