@@ -113,7 +113,7 @@ impl PortWindow {
     /// ports and the host's fake ports call this.
     /// `None` when it runs past port 0xFFFF (it may end exactly there: an I/O BAR at
     /// 0xFFF0 of 16 ports).
-    pub unsafe fn new(base: u16, len: u16) -> Option<Self> {
+    pub(crate) unsafe fn new(base: u16, len: u16) -> Option<Self> {
         (u32::from(base) + u32::from(len) <= PORT_SPACE).then_some(Self { base, len })
     }
 
