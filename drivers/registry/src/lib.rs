@@ -110,7 +110,7 @@ pub type Holder = (u16, &'static str);
 
 /// The holder [`Registry::devices`] shows for a device whose lock the calling core holds,
 /// in a call on it whose closure asks ([`reentry`]).
-pub const IN_CALL: &str = "(inside a call on it on this core)";
+pub(crate) const IN_CALL: &str = "(inside a call on it on this core)";
 
 /// The state of one slot, behind its lock.
 struct SlotState {
@@ -274,8 +274,8 @@ impl Registry {
     }
 
     /// Every device, numbered within its kind. One whose lock the calling core holds, in
-    /// a call on it whose closure asks, shows [`IN_CALL`] as its holder and no interrupt
-    /// bindings ([`reentry`]).
+    /// a call on it whose closure asks, shows [`IN_CALL`] (`"(inside a call on it on this
+    /// core)"`) as its holder and no interrupt bindings ([`reentry`]).
     pub fn devices(&self) -> Vec<DeviceInfo> {
         let core = self.binder.core_index();
         let mut counts = [0usize; 3];
