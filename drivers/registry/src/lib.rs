@@ -584,16 +584,10 @@ pub(crate) mod tests {
             Found::Block(Box::new(Forgetful(count.clone()))),
             "test-disk",
         );
-        let lease = registry
-            .open(DeviceKind::Block, 0, (1, "first"))
-            .and_then(OpenDevice::into_block)
-            .unwrap();
+        let lease = lease_disk_to(registry, (1, "first"));
         drop(lease);
         assert_eq!(count.load(Ordering::Relaxed), 1, "dropped");
-        let _held = registry
-            .open(DeviceKind::Block, 0, (2, "second"))
-            .and_then(OpenDevice::into_block)
-            .unwrap();
+        let _held = lease_disk_to(registry, (2, "second"));
         assert_eq!(registry.revoke_all_of(2), 1);
         assert_eq!(count.load(Ordering::Relaxed), 2, "revoked");
     }
@@ -602,10 +596,7 @@ pub(crate) mod tests {
     fn polling_a_queue_the_disk_lacks_is_refused() {
         let count = alloc::sync::Arc::new(core::sync::atomic::AtomicUsize::new(0));
         let registry = registry_with(Found::Block(Box::new(Forgetful(count))), "test-disk");
-        let mut disk = registry
-            .open(DeviceKind::Block, 0, (1, "fs"))
-            .and_then(OpenDevice::into_block)
-            .unwrap();
+        let mut disk = lease_disk_to(registry, (1, "fs"));
         assert_eq!(
             disk.poll(7, &mut |_, _| {}),
             Err(DeviceError::NoSuchQueue(7))

@@ -91,11 +91,12 @@ pub(crate) fn lock_whole(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::tests::{Counting, registry_with};
+    use crate::sharing::tests::{config, filters};
+    use crate::tests::{Counting, lease_net, registry_with};
     use crate::{IN_CALL, Registry};
     use alloc::boxed::Box;
     use alloc::vec::Vec;
-    use rexo_api::{ApiError, DeviceKind, NetDevice, NetInfo, OpenDevice};
+    use rexo_api::{ApiError, DeviceKind, NetDevice, NetInfo};
     use rexo_devio::Found;
 
     /// An interface of one queue that lends a buffer to every send and hands one frame to
@@ -165,14 +166,7 @@ pub(crate) mod tests {
         let reentered = Err(ApiError::Device(DeviceError::Reentered));
         let opened = registry.open(DeviceKind::Net, 0, (2, "other")).map(|_| ());
         let shared = registry.net_sharing(0).map(|_| ());
-        let filters = [rexo_api::Filter::parse("udp dport 7").unwrap()];
-        let address = rexo_api::Ipv4Config {
-            address: [10, 0, 2, 15].into(),
-            prefix: 24,
-            router: None,
-            dns: None,
-        };
-        let bound = registry.bind_net(0, (2, "other"), &filters, Some(address));
+        let bound = registry.bind_net(0, (2, "other"), &filters(&["udp dport 7"]), config());
         let bound = bound.map(|_| ());
         let refused = [opened == reentered, shared == reentered, bound == reentered];
         (held, refused)
@@ -182,10 +176,7 @@ pub(crate) mod tests {
     fn a_closure_that_asks_about_its_own_device_is_refused_instead_of_spinning() {
         let registry = lending();
         let (inside_fill, inside_deliver, after) = in_time(move || {
-            let mut nic = registry
-                .open(DeviceKind::Net, 0, (1, "app"))
-                .and_then(OpenDevice::into_net)
-                .unwrap();
+            let mut nic = lease_net(registry, (1, "app"));
             let mut in_fill = None;
             nic.transmit(0, 60, &mut |_| in_fill = Some(asked_inside(registry)))
                 .unwrap();
@@ -204,10 +195,7 @@ pub(crate) mod tests {
     fn leased_and_split(
         registry: &'static Registry,
     ) -> (Box<dyn NetDevice>, Vec<Box<dyn NetDevice>>) {
-        let mut lease = registry
-            .open(DeviceKind::Net, 0, (1, "app"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let mut lease = lease_net(registry, (1, "app"));
         let pairs = lease.split_queues().unwrap();
         (lease, pairs)
     }
@@ -270,18 +258,11 @@ pub(crate) mod tests {
     fn a_binding_dropped_inside_another_bindings_call_ends_as_the_call_returns() {
         let (registry, _wire) = crate::sharing::tests::shared();
         let bindings = in_time(move || {
-            let filters = |text| alloc::vec![rexo_api::Filter::parse(text).unwrap()];
-            let address = Some(rexo_api::Ipv4Config {
-                address: [10, 0, 2, 15].into(),
-                prefix: 24,
-                router: None,
-                dns: None,
-            });
             let mut first = registry
-                .bind_net(0, (1, "app"), &filters("udp dport 7"), address)
+                .bind_net(0, (1, "app"), &filters(&["udp dport 7"]), config())
                 .unwrap();
             let mut second = registry
-                .bind_net(0, (1, "app"), &filters("udp dport 8"), address)
+                .bind_net(0, (1, "app"), &filters(&["udp dport 8"]), config())
                 .map(Some)
                 .unwrap();
             let _ = first.transmit(0, 60, &mut |_| drop(second.take()));

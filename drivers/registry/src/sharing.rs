@@ -633,10 +633,10 @@ pub(crate) mod tests {
     use super::*;
     use crate::Registry;
     use crate::interrupts::tests::ends_the_app;
-    use crate::tests::registry_with;
+    use crate::tests::{lease_net, registry_with};
     use alloc::sync::Arc;
     use alloc::vec;
-    use rexo_api::{DeviceKind, OpenDevice};
+    use rexo_api::DeviceKind;
 
     /// The interface's MAC, a peer's, the interface's address and the peer's.
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -714,7 +714,8 @@ pub(crate) mod tests {
         (registry, wire)
     }
 
-    fn config() -> Option<Ipv4Config> {
+    /// The address a test binds with: [`ADDRESS`]/24, routed through [`PEER`].
+    pub(crate) fn config() -> Option<Ipv4Config> {
         Some(Ipv4Config {
             address: ADDRESS.into(),
             prefix: 24,
@@ -723,7 +724,8 @@ pub(crate) mod tests {
         })
     }
 
-    fn filters(text: &[&str]) -> Vec<Filter> {
+    /// The filters of `text`, parsed.
+    pub(crate) fn filters(text: &[&str]) -> Vec<Filter> {
         text.iter().map(|t| Filter::parse(t).unwrap()).collect()
     }
 
@@ -733,10 +735,7 @@ pub(crate) mod tests {
         let bound = registry.bind_net(0, (1, "app"), &filters(&["udp dport 7"]), config());
         let mut bound = Some(bound.unwrap());
         assert_eq!(registry.revoke_all_of(1), 1);
-        let mut lease = registry
-            .open(DeviceKind::Net, 0, (2, "next"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let mut lease = lease_net(registry, (2, "next"));
         lease.transmit(0, 60, &mut |_| drop(bound.take())).unwrap();
         assert!(bound.is_none(), "dropped inside the call");
         assert_eq!(
@@ -857,10 +856,7 @@ pub(crate) mod tests {
     #[test]
     fn an_app_that_panics_in_its_receive_code_ends_after_the_device_call_is_done() {
         let (registry, wire) = shared();
-        let mut whole = registry
-            .open(DeviceKind::Net, 0, (1, "panicker"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let mut whole = lease_net(registry, (1, "panicker"));
         wire.lock()
             .incoming
             .extend([incoming(17, 7), incoming(17, 9)]);
@@ -881,10 +877,7 @@ pub(crate) mod tests {
         }));
         assert!(wire.lock().sent.is_empty(), "the frame was withdrawn");
         assert_eq!(registry.revoke_all_of(1), 1, "the slot's lock is free");
-        let _next = registry
-            .open(DeviceKind::Net, 0, (2, "next"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let _next = lease_net(registry, (2, "next"));
     }
 
     #[test]
@@ -1175,10 +1168,7 @@ pub(crate) mod tests {
     #[test]
     fn an_interface_held_whole_is_not_shared_and_sharing_ends_with_the_last_binding() {
         let (registry, _) = shared();
-        let whole = registry
-            .open(DeviceKind::Net, 0, (1, "monitor"))
-            .and_then(OpenDevice::into_net)
-            .unwrap();
+        let whole = lease_net(registry, (1, "monitor"));
         assert_eq!(
             bind(registry, 2, "httpd", &["tcp dport 80"]).err(),
             Some(ApiError::DeviceBusy("monitor"))
