@@ -476,13 +476,16 @@ pub fn locator_hazard(locator: &[u8], sector_size: u64) -> Option<XnError> {
 /// in the sector before it, which that layout left to others, neither zeros nor a copy
 /// of a locator.
 fn data_beside_an_earlier_locator(locator: &[u8], sector_size: u64) -> bool {
+    if sector_size <= LOCATOR_SECOND_COPY as u64 {
+        return false;
+    }
     let [last, before] = locator_copies(sector_size);
     let earlier = (locator.get(last + LOCATOR_SECOND_COPY..))
         .is_some_and(|copy| copy.starts_with(LOCATOR_MAGIC));
     let data = (locator.get(before..last)).is_some_and(|sector| {
         !sector.starts_with(LOCATOR_MAGIC) && sector.iter().any(|&byte| byte != 0)
     });
-    sector_size > LOCATOR_SECOND_COPY as u64 && earlier && data
+    earlier && data
 }
 
 /// What writing a table over `area`, the sectors both copies take at a disk's end, would
