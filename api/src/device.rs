@@ -954,9 +954,10 @@ pub enum ExtentOp {
     /// written there, each flushed, then the locator; [`ExtentError::NothingToGrow`] when
     /// the table spans the disk already, [`ExtentError::GrowthTooSmall`] when the disk
     /// grew by less than the table's two copies. Refused ([`ExtentError::InUse`]) when
-    /// the new end's sectors hold anything but zeros or an extent table, unless `force`.
+    /// the new end's sectors hold anything but zeros or an extent table, or the
+    /// locator's sectors anything but zeros or a locator, unless `force`.
     Grow {
-        /// Writes the table over whatever the new end holds.
+        /// Writes the table and the locator over whatever their sectors hold.
         force: bool,
     },
     /// Gives up the protection of a damaged disk too small for a table

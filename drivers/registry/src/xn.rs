@@ -85,6 +85,13 @@ fn locator_area(disk: &dyn BlockDevice) -> (u64, u64) {
     rexo_xn::locator_area(geometry(&disk.info()).1)
 }
 
+/// What writing a locator over the locator's sectors of `disk` (idle: nobody holds it)
+/// would write over, if anything ([`rexo_xn::locator_hazard`]).
+fn locator_hazard(disk: &mut dyn BlockDevice) -> Result<Option<XnError>, DeviceError> {
+    let locator = read_locator_sectors(disk)?;
+    Ok(rexo_xn::locator_hazard(&locator, geometry(&disk.info()).1))
+}
+
 /// What a format of `disk` (idle: nobody holds it, large enough for a table) would
 /// write over ([`rexo_xn::format_hazard`]), from its sector 0, the locator's sectors (as
 /// read: `locator`) and the table's.
@@ -134,11 +141,10 @@ fn read_locator_sectors(disk: &mut dyn BlockDevice) -> Result<Vec<u8>, DeviceErr
 /// belong to nobody), nowhere (a copy names a larger disk: it shrank,
 /// [`XnError::WrongDisk`]), or at the disk's end; no table and no locator is a raw disk.
 /// A disk too small for a table is read for its locator all the same (while it reaches
-/// it): one that shrank under [`rexo_xn::MIN_DISK_BYTES`] is damaged, not raw. Returns
-/// the locator's sectors read with what was found in them.
+/// it): one that shrank under [`rexo_xn::MIN_DISK_BYTES`] is damaged, not raw.
 fn find_table(
     disk: &mut dyn BlockDevice,
-) -> Result<(Vec<u8>, Result<rexo_xn::Located, XnError>), DeviceError> {
+) -> Result<Result<rexo_xn::Located, XnError>, DeviceError> {
     let (sectors, size) = geometry(&disk.info());
     let region = read_locator_sectors(disk)?;
     let found = rexo_xn::find(&region, sectors, size, |made_for| {
@@ -153,35 +159,21 @@ fn find_table(
             located.table.sectors()
         );
     }
-    Ok((region, found))
+    Ok(found)
 }
 
 /// Reads the protection of `disk` (idle: nobody holds it): its table ([`find_table`],
-/// its locator rewritten when a copy of it is damaged, missing or names another size and
-/// its sectors hold nothing else: [`mend_locator`]), raw, or damaged. A read that fails
-/// is an error, not a disk without a table: the table may be there.
+/// its locator rewritten when a copy of it is damaged, missing or names another size:
+/// [`mend_locator`]), raw, or damaged. A read that fails is an error, not a disk without
+/// a table: the table may be there.
 fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
     let unreadable = |error: &DeviceError| {
         log::warn!(
             "disk extent table unreadable: {error}: the disk is refused until a read succeeds"
         );
     };
-    let (region, found) = find_table(disk).inspect_err(unreadable)?;
-    Ok(match found {
-        Ok(located) if located.mend_locator => {
-            match rexo_xn::locator_hazard(&region, geometry(&disk.info()).1) {
-                None => mend_locator(disk, located.table),
-                // Something else wrote there (a boot loader in the gap after an MBR): a
-                // format without force refuses it, so it is left as it is.
-                Some(hazard) => {
-                    log::warn!(
-                        "disk extent table: its locator is damaged, missing or names another \
-                         size, and is not rewritten: {hazard}"
-                    );
-                    Protection::Table(located.table)
-                }
-            }
-        }
+    Ok(match find_table(disk).inspect_err(unreadable)? {
+        Ok(located) if located.mend_locator => mend_locator(disk, located.table),
         Ok(located) => Protection::Table(located.table),
         Err(XnError::NoTable) => Protection::Raw,
         Err(error) => {
@@ -193,12 +185,25 @@ fn read(disk: &mut dyn BlockDevice) -> Result<Protection, DeviceError> {
 
 /// Rewrites the locator of `disk` naming where `table`, found sound, is (a copy of it
 /// was damaged, missing or named another size: the disk would be lost if it grew, or
-/// taken for a raw one if the other copy were damaged too), and flushes. The table is
-/// what protects the disk either way: when the write fails it is
-/// [`Protection::Unmended`], and the next use tries again.
+/// taken for a raw one if the other copy were damaged too), and flushes, unless the
+/// locator's sectors hold something else ([`locator_hazard`]: a boot loader in the gap
+/// after an MBR, which a format without force refuses, so it is left as it is). The
+/// table is what protects the disk either way: when the read of those sectors or the
+/// write fails it is [`Protection::Unmended`], and the next use tries again.
 fn mend_locator(disk: &mut dyn BlockDevice, table: Table) -> Protection {
-    match write_locator(disk, &table) {
-        Ok(()) => {
+    let written = locator_hazard(disk).and_then(|hazard| match hazard {
+        None => write_locator(disk, &table).map(|()| None),
+        Some(hazard) => Ok(Some(hazard)),
+    });
+    match written {
+        Ok(Some(hazard)) => {
+            log::warn!(
+                "disk extent table: its locator is damaged, missing or names another size, \
+                 and is not rewritten: {hazard}"
+            );
+            Protection::Table(table)
+        }
+        Ok(None) => {
             log::info!(
                 "disk extent table: its locator was damaged, missing or naming another size: \
                  rewritten, naming {} sectors",
@@ -464,9 +469,13 @@ impl Registry {
                 let disk = disk_of(&mut state.device)?;
                 let (sectors, size) = geometry(&disk.info());
                 let grown = table.grown(sectors).map_err(refuse)?;
+                // The locator is written too, after the table: left as it was over data
+                // in its sectors, it would send a reader after a reboot to the old end's
+                // table, without the changes made since.
                 if !force {
                     let area = read_area(disk, sectors, size).map_err(ApiError::Device)?;
-                    if let Some(hazard) = rexo_xn::table_area_hazard(&area) {
+                    let locator = locator_hazard(disk).map_err(ApiError::Device)?;
+                    if let Some(hazard) = locator.or_else(|| rexo_xn::table_area_hazard(&area)) {
                         return Err(refuse(hazard));
                     }
                 }
@@ -534,7 +543,10 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::boxed::Box;
+    use alloc::sync::Arc;
     use rexo_api::testing::{MemoryDisk, SECTOR_SIZE};
+    use rexo_api::{Completion, Tag};
 
     /// Sectors of the test disks: enough to hold a table.
     const SECTORS: usize = 16384;
@@ -589,5 +601,112 @@ mod tests {
                 "nothing written"
             );
         }
+    }
+
+    /// Sectors of 4 KiB over a shared [`MemoryDisk`] (of 512-byte ones), which a test
+    /// keeps to look at while a registry drives the disk.
+    struct LargeSectors(Arc<spin::Mutex<MemoryDisk>>);
+
+    /// 512-byte sectors in one of [`LargeSectors`].
+    const SPLIT: u64 = 4096 / SECTOR_SIZE as u64;
+
+    impl BlockDevice for LargeSectors {
+        fn info(&self) -> BlockInfo {
+            let inner = self.0.lock().info();
+            BlockInfo {
+                sectors: inner.sectors / SPLIT,
+                sector_size: 4096,
+                max_sectors: inner.max_sectors / SPLIT as u32,
+                ..inner
+            }
+        }
+
+        fn submit_read(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+        ) -> Result<Tag, DeviceError> {
+            let split = SPLIT as u32;
+            self.0
+                .lock()
+                .submit_read(queue, lba * SPLIT, sectors * split)
+        }
+
+        fn submit_write_checked(
+            &mut self,
+            queue: usize,
+            lba: u64,
+            sectors: u32,
+            fill: &mut dyn FnMut(&mut [u8]) -> bool,
+        ) -> Result<Tag, DeviceError> {
+            let split = SPLIT as u32;
+            self.0
+                .lock()
+                .submit_write_checked(queue, lba * SPLIT, sectors * split, fill)
+        }
+
+        fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
+            self.0.lock().submit_flush(queue)
+        }
+
+        fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+            self.0.lock().poll(queue, done)
+        }
+
+        fn wake_on_completion(
+            &mut self,
+            queue: usize,
+            core: Option<usize>,
+        ) -> Result<(), DeviceError> {
+            self.0.lock().wake_on_completion(queue, core)
+        }
+
+        fn abandon_requests(&mut self) {
+            self.0.lock().abandon_requests();
+        }
+    }
+
+    /// A grow of a disk of 4 KiB sectors whose locator is of the earlier layout (both
+    /// copies in its last sector) beside data in the sector before it is refused
+    /// without force, that data left as it is, and writes the locator over it when
+    /// forced, as a format does. The grow used to write the locator over that data,
+    /// which a read of the table leaves as it is.
+    #[test]
+    fn a_grow_beside_data_in_the_locators_sectors_leaves_it_unless_forced() {
+        let mut table = Table::format(1024, 4096).unwrap();
+        table.allocate("fs", 64).unwrap();
+        let mut bytes = vec![0u8; 2048 * 4096];
+        let at = table.copy_start(table.copy()) as usize * 4096;
+        bytes[at..at + rexo_xn::COPY_BYTES].copy_from_slice(&table.to_bytes());
+        let (locator, _) = rexo_xn::locator_area(4096);
+        let (before, last) = (locator as usize * 4096, (locator as usize + 1) * 4096);
+        let copy = &table.locator()[4096..6144];
+        bytes[last..last + 2048].copy_from_slice(copy);
+        bytes[last + 2048..last + 4096].copy_from_slice(copy);
+        bytes[before..last].fill(0xB0);
+        let held = bytes[before..last + 4096].to_vec();
+        let mut inner = MemoryDisk::new(bytes);
+        inner.max_sectors = 64;
+        let shared = Arc::new(spin::Mutex::new(inner));
+        let disk = LargeSectors(shared.clone());
+        let registry = crate::tests::registry_with(Found::Block(Box::new(disk)), "memory");
+        let locators = || shared.lock().data()[before..last + 4096].to_vec();
+        assert_eq!(
+            registry.extents(0, "fs", None),
+            Ok(table.entries().to_vec())
+        );
+        assert_eq!(locators(), held, "read: left as it is");
+        let grow = |force| registry.extents(0, "fs", Some(ExtentOp::Grow { force }));
+        assert_eq!(
+            grow(false),
+            Err(ApiError::Extents(XnError::InUse(
+                "the locator's sectors (at the end of the first MiB) hold data"
+            )))
+        );
+        assert_eq!(locators(), held, "refused: left as it is");
+        assert_eq!(grow(true), Ok(table.entries().to_vec()));
+        let grown = table.grown(2048).unwrap();
+        assert_eq!(locators(), grown.locator(), "forced: written over");
     }
 }
