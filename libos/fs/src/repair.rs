@@ -107,6 +107,9 @@ impl<D: BlockStore> FileSystem<D> {
                 let fixes = Vec::new();
                 return Ok((Self::mount(disk)?, RepairReport { fixes, result }));
             }
+            // The journal's transactions or the map of used blocks, which the repair
+            // needs as well.
+            Err(error @ FsError::NoMemory { .. }) => return Err(error),
             Err(error) => error,
         };
         let blocks = disk.blocks();
