@@ -32,10 +32,19 @@ pub(crate) fn try_block(bytes: &[u8]) -> Option<Block> {
     if !crate::tests::app_memory::take_block() {
         return None;
     }
-    let mut block = Vec::new();
-    block.try_reserve_exact(BLOCK_SIZE).ok()?;
-    block.extend_from_slice(bytes);
+    let mut block = try_zeroed(bytes.len() as u64)?;
+    block.copy_from_slice(bytes);
     block.into_boxed_slice().try_into().ok()
+}
+
+/// `len` items of their default (zeros), or `None` when the app cannot get the memory
+/// (or `len` is past what it can address): for buffers as large as the disk decides.
+pub(crate) fn try_zeroed<T: Clone + Default>(len: u64) -> Option<Vec<T>> {
+    let len = usize::try_from(len).ok()?;
+    let mut items = Vec::new();
+    items.try_reserve_exact(len).ok()?;
+    items.resize(len, T::default());
+    Some(items)
 }
 
 /// Refuses `bytes[range]` of block `number` unless every byte is zero: a field the

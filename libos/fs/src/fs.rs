@@ -12,7 +12,7 @@ use crate::file::next_mount;
 use crate::format::{
     BITMAP_MAGIC, BITS_PER_BITMAP_BLOCK, Block, EXTENTS_PER_OVERFLOW_BLOCK, Extent, FileKind,
     INLINE_EXTENTS, Inode, Layout, Superblock, bit_is_set, bitmap_position, check_header_as, seal,
-    seal_checksum, set_bit, zeroed,
+    seal_checksum, set_bit, try_zeroed, zeroed,
 };
 use crate::fsck::{FsckReport, check};
 use crate::journal::{Journal, encode_header, scan, transaction_length, write_transaction};
@@ -508,12 +508,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// The whole file `path`.
     pub fn read_all(&mut self, path: &str) -> Result<Vec<u8>, FsError> {
         let size = self.stat(path)?.size;
-        let length = usize::try_from(size).map_err(|_| FsError::FileTooLarge(path.into()))?;
-        let mut contents = Vec::new();
-        contents
-            .try_reserve_exact(length)
-            .map_err(|_| FsError::FileTooLarge(path.into()))?;
-        contents.resize(length, 0);
+        let mut contents = try_zeroed(size).ok_or_else(|| FsError::FileTooLarge(path.into()))?;
         let read = self.read(path, 0, &mut contents)?;
         contents.truncate(read);
         Ok(contents)

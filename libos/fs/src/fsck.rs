@@ -21,7 +21,7 @@ use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::format::{
     BITS_PER_BITMAP_BLOCK, DirectoryBlock, Extent, FileKind, Inode, Layout, OverflowBlock,
-    Superblock, bit_is_set, bitmap_position, check_bitmap,
+    Superblock, bit_is_set, bitmap_position, check_bitmap, try_zeroed,
 };
 use crate::path::child;
 use crate::store::Store;
@@ -51,14 +51,10 @@ impl UsedBlocks {
     /// bytes needed (one bit per block) when the app cannot get them.
     pub(crate) fn new(blocks: u64) -> Result<Self, FsError> {
         let len = blocks.div_ceil(64);
-        let no_memory = || FsError::NoMemory {
+        let words = try_zeroed(len).ok_or_else(|| FsError::NoMemory {
             what: String::from("a map of the disk's used blocks"),
             bytes: len.saturating_mul(8),
-        };
-        let len = usize::try_from(len).map_err(|_| no_memory())?;
-        let mut words = Vec::new();
-        words.try_reserve_exact(len).map_err(|_| no_memory())?;
-        words.resize(len, 0);
+        })?;
         Ok(Self { words })
     }
 
