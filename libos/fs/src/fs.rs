@@ -171,23 +171,27 @@ impl<D: BlockStore> FileSystem<D> {
             Some(found) => found,
             None => match fs.make_writable() {
                 Ok(()) => return Ok(fs),
-                Err(error) => {
-                    let why = match error {
-                        FsError::Disk(message) => FsError::Disk(alloc::format!(
-                            "writing the journal home failed: {message}"
-                        )),
-                        other => other,
-                    };
-                    // The replayed blocks are still laid over the disk (write_home
-                    // drops them only once written): read on through them.
-                    fs.failed = None;
-                    fs.read_only = Some(alloc::format!("{why}"));
-                    why
-                }
+                Err(error) => fs.read_on_in_memory(error),
             },
         };
         read_only(&why);
         Ok(fs)
+    }
+
+    /// Leaves this file system read-only after writing the journal home failed with
+    /// `error`, and returns why (a disk error naming the write): the replayed blocks are
+    /// still laid over the disk (`write_home` drops them only once written), so reads go
+    /// on through them.
+    fn read_on_in_memory(&mut self, error: FsError) -> FsError {
+        let why = match error {
+            FsError::Disk(message) => {
+                FsError::Disk(alloc::format!("writing the journal home failed: {message}"))
+            }
+            other => other,
+        };
+        self.failed = None;
+        self.read_only = Some(alloc::format!("{why}"));
+        why
     }
 
     /// Mounts the file system on `disk` to read it even if its check fails: the
