@@ -37,6 +37,15 @@ pub(super) fn sample() -> MemoryDisk {
     fs.into_disk()
 }
 
+/// [`sample`] with the file `path` created and `data` written to it, in the journal
+/// only (not written home).
+pub(super) fn sample_with_journaled(path: &str, data: &[u8]) -> MemoryDisk {
+    let mut fs = FileSystem::mount(sample()).unwrap();
+    fs.create(path).unwrap();
+    fs.write(path, 0, data).unwrap();
+    fs.into_disk()
+}
+
 /// Where the entry of `names` is, and its inode.
 pub(super) fn entry_of(disk: &MemoryDisk, names: &[&str]) -> (u64, Inode) {
     let mut fs = FileSystem::mount(disk.clone()).unwrap();
@@ -540,10 +549,7 @@ fn damage_found_after_mounting_is_reported_not_panicked_on() {
 
 #[test]
 fn a_journal_the_app_cannot_hold_is_no_memory_and_nothing_is_written() {
-    let mut fs = FileSystem::mount(sample()).unwrap();
-    fs.create("/one").unwrap();
-    fs.write("/one", 0, &[7; 3 * 4096]).unwrap();
-    let mut disk = fs.into_disk();
+    let mut disk = sample_with_journaled("/one", &[7; 3 * 4096]);
     let before = contents(&mut disk);
     let short_of_memory = |result: Result<(), FsError>| match result {
         Err(FsError::NoMemory { what, .. }) => what.starts_with("replaying journal transaction"),

@@ -3,7 +3,9 @@
 
 use alloc::vec::Vec;
 
-use super::corrupt::{contents, edit_block, edit_entry, entry_of, first_block, put_raw, sample};
+use super::corrupt::{
+    contents, edit_block, edit_entry, entry_of, first_block, put_raw, sample, sample_with_journaled,
+};
 use super::ops::FailingDisk;
 use super::{CountingDisk, Counts, snapshot};
 use crate::disk::BlockStore;
@@ -74,10 +76,7 @@ fn a_damaged_file_system_is_read_where_the_damage_is_not() {
 
 #[test]
 fn journaled_operations_are_seen_but_never_written_home() {
-    let mut fs = FileSystem::mount(sample()).unwrap();
-    fs.create("/journaled").unwrap();
-    fs.write("/journaled", 0, b"only in the journal").unwrap();
-    let mut disk = fs.into_disk();
+    let mut disk = sample_with_journaled("/journaled", b"only in the journal");
     let before = contents(&mut disk);
     let (mut fs, found) = FileSystem::mount_read_only(disk).unwrap();
     assert_eq!(found, None);
@@ -90,10 +89,7 @@ fn journaled_operations_are_seen_but_never_written_home() {
 
 #[test]
 fn a_journal_that_cannot_be_written_home_is_read_through_in_memory() {
-    let mut fs = FileSystem::mount(sample()).unwrap();
-    fs.create("/journaled").unwrap();
-    fs.write("/journaled", 0, b"only in the journal").unwrap();
-    let disk = fs.into_disk();
+    let disk = sample_with_journaled("/journaled", b"only in the journal");
     for (writes_left, fail_flush) in [(0, false), (1, false), (100, true)] {
         let failing = FailingDisk {
             inner: disk.clone(),

@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use super::app_memory::with_blocks_left;
 use super::corrupt::{
     contents, edit_block, edit_entry, entry_of, first_block, put_raw, raw, sample,
+    sample_with_journaled,
 };
 use super::fuzz::{base, exercise, mutate};
 use super::{Node, Rng, Snapshot, snapshot};
@@ -340,10 +341,7 @@ fn a_journal_holding_operations_is_replayed_before_repairing() {
 
 #[test]
 fn a_journal_the_app_cannot_hold_fails_the_repair_and_writes_nothing() {
-    let mut fs = FileSystem::mount(sample()).unwrap();
-    fs.create("/journaled").unwrap();
-    fs.write("/journaled", 0, b"in the journal").unwrap();
-    let mut disk = fs.into_disk();
+    let mut disk = sample_with_journaled("/journaled", b"in the journal");
     damage_directory_a(&mut disk);
     let before = contents(&mut disk);
     // The fewest blocks with which the check replays the journal (and finds /a).
