@@ -73,8 +73,6 @@ pub const BACKLOG: usize = 64;
 pub const MAX_CLIENTS: usize = 128;
 /// The test hook's path (only in `httpd-test`).
 pub const SHUTDOWN_PATH: &[u8] = b"/__shutdown";
-/// Nanoseconds in a second.
-const NS_PER_S: u64 = 1_000_000_000;
 /// How long to wait for a DHCP lease.
 const DHCP_TIMEOUT_NS: u64 = 10_000_000_000;
 /// The longest nap when idle: smoltcp's timers (retransmission, delayed ACKs) need a
@@ -151,8 +149,8 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
     let serving = stacks.len();
     let started = kernel.now_ns();
     // Answers carry a `Date` field from the wall clock; without one, none (RFC 9110).
-    let unix_at_boot_s = match kernel.unix_time_s() {
-        Ok(now_s) => Some(now_s.saturating_sub(started / NS_PER_S)),
+    let date = match kernel.unix_time_s() {
+        Ok(now_s) => Some(DateField::new(now_s)),
         Err(error) => {
             kernel.log(format_args!("httpd: {error}: answers carry no Date"));
             None
@@ -214,7 +212,7 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
     let shared = Arc::new(Shared {
         site,
         started_ns: started,
-        unix_at_boot_s,
+        date,
         shutdown_hook,
         nic_index: device.index,
         driver: device.driver,
@@ -255,8 +253,8 @@ struct Shared {
     site: Site,
     /// When the app started.
     started_ns: u64,
-    /// The wall clock's Unix time at boot, in seconds; `None` without a wall clock.
-    unix_at_boot_s: Option<u64>,
+    /// The `Date` field at the start, each core's first; `None` without a wall clock.
+    date: Option<DateField>,
     /// Whether `GET /__shutdown` stops the server.
     shutdown_hook: bool,
     /// The network interface's number (for the status page's packet filters).
@@ -349,7 +347,7 @@ fn serve_core(kernel: &Kernel, core: usize, mut net: Transport, shared: &Shared)
         book: &shared.books[core],
         shutdown_asked_ns: None,
         clients: Vec::new(),
-        date: shared.unix_at_boot_s.map(DateField::new),
+        date: shared.date.clone(),
     };
     let result = server
         .serve(&mut net, can_sleep)
@@ -470,8 +468,8 @@ impl Server<'_> {
         let address = tcp.stack.address();
         *self.book.net.lock() = tcp.stack.counters();
         self.book.open.store(self.clients.len(), Ordering::Relaxed);
-        if let (Some(date), Some(at_boot_s)) = (&mut self.date, self.shared.unix_at_boot_s) {
-            date.set(at_boot_s + now_ns / NS_PER_S);
+        if let (Some(date), Ok(now_s)) = (&mut self.date, self.kernel.unix_time_s()) {
+            date.set(now_s);
         }
         while index < self.clients.len() {
             let Server {

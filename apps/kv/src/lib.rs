@@ -167,9 +167,11 @@ fn failed(kernel: &Kernel, error: NetError) -> ApiError {
 /// exptimes, above 30 days, are Unix times), or [`CLOCK_START_S`] on a machine without a
 /// wall clock, where absolute exptimes count from boot (said in the log).
 fn clock_at_boot_s(kernel: &Kernel) -> u64 {
-    let since_boot_s = kernel.now_ns() / 1_000_000_000;
     match kernel.unix_time_s() {
-        Ok(now) => now.saturating_sub(since_boot_s).max(CLOCK_START_S),
+        Ok(now) => {
+            let since_boot_s = kernel.now_ns() / 1_000_000_000;
+            now.saturating_sub(since_boot_s).max(CLOCK_START_S)
+        }
         Err(error) => {
             kernel.log(format_args!(
                 "kv: {error}: absolute exptimes count from boot"
