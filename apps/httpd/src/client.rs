@@ -266,8 +266,7 @@ impl Client {
                 Some(date) => response.dated(date),
                 None => response,
             };
-            let [fields, date_line] = response.head_parts();
-            counters.head_bytes += (fields.len() + date_line.len()) as u64;
+            counters.head_bytes += response.head_len() as u64;
             counters.body_bytes += response.body().bytes().len() as u64;
             self.inbox.drain(..consumed);
             // The next pipelined request's time starts now.

@@ -76,10 +76,7 @@ impl Sending {
     /// Whether everything was queued.
     pub fn is_queued(&self) -> bool {
         match &self.rest {
-            Rest::Copied { response, queued } => {
-                let [fields, date] = response.head_parts();
-                *queued >= fields.len() + date.len() + response.body().bytes().len()
-            }
+            Rest::Copied { response, queued } => *queued >= response.sent_len(),
             Rest::Pieces(pieces) => pieces.is_empty(),
         }
     }
@@ -215,7 +212,7 @@ impl Transport {
             (Rest::Copied { response, queued }, Link::Smoltcp(connection)) => loop {
                 let [fields, date] = response.head_parts();
                 let parts = [fields, date, response.body().bytes()];
-                if *queued >= parts.iter().map(|part| part.len()).sum() {
+                if *queued >= response.sent_len() {
                     return Ok(moved);
                 }
                 let at = *queued;

@@ -289,6 +289,16 @@ impl Response {
         }
     }
 
+    /// The head's length as sent ([`head_parts`](Self::head_parts) together).
+    pub fn head_len(&self) -> usize {
+        self.head_parts().iter().map(|part| part.len()).sum()
+    }
+
+    /// The answer's length as sent: [`head_len`](Self::head_len) and the body's.
+    pub fn sent_len(&self) -> usize {
+        self.head_len() + self.body.bytes().len()
+    }
+
     /// The answer as the pieces a TCP connection sends, head then body, none empty: a
     /// prebuilt head and a file body as ranges of the file's blobs (shared, not
     /// copied, their checksums precomputed), built heads and bodies as owned bytes. A

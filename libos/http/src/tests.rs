@@ -1095,3 +1095,24 @@ fn dated_answers_carry_the_date_field_before_their_blank_line() {
         b"Date: Sun, 06 Nov 1994 08:49:38 GMT\r\n\r\n"
     );
 }
+
+#[test]
+fn sent_len_counts_the_head_as_sent_and_the_body() {
+    let site = site();
+    let Step::Answer { response, .. } =
+        site.serve(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n", &mut pages)
+    else {
+        panic!("no answer");
+    };
+    assert_eq!(response.head_len(), response.head().len());
+    assert_eq!(response.sent_len(), response.head().len() + 10);
+    let date = DateField::new(784_111_777);
+    let dated = response.clone().dated(&date);
+    let head = dated.head_parts().concat().len();
+    assert_eq!(dated.head_len(), head);
+    assert_eq!(
+        dated.head_len(),
+        response.head().len() - 2 + date.line().bytes().len()
+    );
+    assert_eq!(dated.sent_len(), head + 10);
+}
