@@ -509,7 +509,7 @@ impl Cache {
             uptime: now.saturating_sub(self.created_at),
             time: now,
             curr_items: self.curr_items,
-            bytes: self.charged() as u64,
+            bytes: self.bytes() as u64,
             limit_maxbytes: self.config.max_bytes as u64,
             ..self.stats
         }
@@ -520,14 +520,10 @@ impl Cache {
         self.stats = Stats::default();
     }
 
-    /// Bytes held, by the budget's count (see [`Stats::bytes`]).
+    /// Bytes held, by the budget's count (see [`Stats::bytes`]): what the items cost,
+    /// their keys, values and shares of the index, and the whole slab, entries no item
+    /// holds included.
     pub fn bytes(&self) -> usize {
-        self.charged()
-    }
-
-    /// What the items cost: their keys, values and shares of the index, and the whole
-    /// slab, entries no item holds included.
-    fn charged(&self) -> usize {
         self.bytes + self.items.capacity() * SLAB_ENTRY
     }
 
@@ -633,7 +629,7 @@ impl Cache {
         now: u64,
     ) {
         let cost = data.len() + INDEX_SHARE;
-        while self.charged() + cost + self.slab_growth() * SLAB_ENTRY > self.config.max_bytes
+        while self.bytes() + cost + self.slab_growth() * SLAB_ENTRY > self.config.max_bytes
             && self.oldest != NIL
         {
             let victim = self.oldest;
