@@ -167,10 +167,7 @@ fn stale_namespaces(listed: &str, alive: impl Fn(u32) -> bool) -> Vec<&str> {
 /// Deletes the namespaces (and their tap devices) that runs which have ended left
 /// behind, and says so in one line.
 fn remove_stale_namespaces() {
-    let Ok(listed) = crate::loadgen::stdout_of(
-        Command::new("ip").args(["netns", "list"]),
-        "`ip netns list`",
-    ) else {
+    let Ok(listed) = ip(&["netns", "list"]) else {
         return;
     };
     let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
@@ -213,7 +210,7 @@ pub fn command_in(netns: Option<&str>, program: impl AsRef<OsStr>) -> Command {
 pub fn ip_in(netns: &str, words: &[&str]) -> Result<()> {
     let mut all = vec!["-n", netns];
     all.extend_from_slice(words);
-    ip(&all)
+    ip(&all).map(drop)
 }
 
 /// Moves the calling thread into the network namespace `netns` (`setns`): the sockets
@@ -228,10 +225,10 @@ pub fn enter(netns: &str) -> Result<()> {
     .map_err(|e| format!("cannot enter the network namespace {netns}: {e}"))
 }
 
-/// Runs `ip WORDS`; the error carries what it printed.
-fn ip(words: &[&str]) -> Result<()> {
+/// Runs `ip WORDS`: what it printed; the error carries everything it printed.
+fn ip(words: &[&str]) -> Result<String> {
     let what = format!("`ip {}`", words.join(" "));
-    crate::loadgen::stdout_of(Command::new("ip").args(words), &what).map(drop)
+    crate::loadgen::stdout_of(Command::new("ip").args(words), &what)
 }
 
 #[cfg(test)]
