@@ -571,6 +571,49 @@ fn shutdown_sends_the_answers_before_it() {
     );
 }
 
+/// Exchanges frames over `wire` until kv's stack (`server`) accepts a connection of
+/// `client` on `listener`; panics when none came in 100 exchanges.
+fn accept_one(
+    wire: &Wire,
+    server: &mut Stack,
+    client: &mut Stack,
+    listener: &rexo_net::Listener,
+    now_ns: &mut u64,
+) -> rexo_net::Connection {
+    for _ in 0..100 {
+        exchange(wire, server, client, now_ns);
+        if let Some(accepted) = server.accept(listener) {
+            return accepted;
+        }
+    }
+    panic!("no connection accepted");
+}
+
+/// Steps `kv` for a few exchanges at the cache's second `now_s`, so that what was sent
+/// arrives and is answered: `budget` bounds what the clients hold, `turning` says
+/// whether it turns over. The last step's progress; the steps stop once `kv` finished.
+fn step_rounds(
+    kv: &mut Client,
+    (wire, server, client): (&Wire, &mut Stack, &mut Stack),
+    now_ns: &mut u64,
+    cache: &mut Cache,
+    (now_s, budget, turning): (u64, usize, bool),
+) -> Progress {
+    let mut progress = Progress::Idle;
+    for _ in 0..20 {
+        exchange(wire, server, client, now_ns);
+        let mut held = kv.held();
+        let info = ServerInfo::default();
+        progress = kv.step(
+            server, cache, now_s, &info, &mut held, budget, false, turning,
+        );
+        if progress == Progress::Finished {
+            break;
+        }
+    }
+    progress
+}
+
 /// Polls both stacks at `now_ns`, frames crossing the wire after each, then moves the
 /// clock on by 50 us.
 fn exchange(wire: &Wire, server: &mut Stack, client: &mut Stack, now_ns: &mut u64) {
@@ -709,40 +752,20 @@ fn idle_connections_are_closed_after_the_timeout() {
     for timeout_s in [10, 0] {
         let (wire, mut server, mut client, listener, connection) = connected();
         let mut cache = stream_cache();
-        let mut kv = None;
         let start_s = 1_000;
         let mut now_ns = 0;
-        for _ in 0..100 {
-            exchange(&wire, &mut server, &mut client, &mut now_ns);
-            kv = server.accept(&listener);
-            if kv.is_some() {
-                break;
-            }
-        }
+        let accepted = accept_one(&wire, &mut server, &mut client, &listener, &mut now_ns);
         let mut step = |kv: &mut Client, server: &mut Stack, client: &mut Stack, now_s: u64| {
-            let mut progress = Progress::Idle;
-            // A few rounds at the same second, so that what was sent arrives and is answered.
-            for _ in 0..20 {
-                exchange(&wire, server, client, &mut now_ns);
-                let mut held = kv.held();
-                let info = ServerInfo::default();
-                progress = kv.step(
-                    server,
-                    &mut cache,
-                    now_s,
-                    &info,
-                    &mut held,
-                    usize::MAX,
-                    false,
-                    true,
-                );
-                if progress == Progress::Finished {
-                    break;
-                }
-            }
-            progress
+            let stacks = (&wire, server, client);
+            step_rounds(
+                kv,
+                stacks,
+                &mut now_ns,
+                &mut cache,
+                (now_s, usize::MAX, true),
+            )
         };
-        let mut kv = Client::new(kv.expect("accepted"), start_s, timeout_s);
+        let mut kv = Client::new(accepted, start_s, timeout_s);
         let idle = |progress| matches!(progress, Progress::Idle | Progress::Moved);
         assert!(idle(step(&mut kv, &mut server, &mut client, start_s + 9)));
         // A request at second 9 restarts the count.
@@ -848,27 +871,18 @@ fn held_back_by_the_budget(turning: bool) {
     let (wire, mut server, mut client, listener, connection) = connected();
     let mut cache = stream_cache();
     let mut now_ns = 0;
-    let mut accepted = None;
-    for _ in 0..100 {
-        exchange(&wire, &mut server, &mut client, &mut now_ns);
-        accepted = server.accept(&listener);
-        if accepted.is_some() {
-            break;
-        }
-    }
+    let accepted = accept_one(&wire, &mut server, &mut client, &listener, &mut now_ns);
     let start_s = 1_000;
-    let mut kv = Client::new(accepted.expect("accepted"), start_s, 10);
+    let mut kv = Client::new(accepted, start_s, 10);
     let mut step = |kv: &mut Client, server: &mut Stack, client: &mut Stack, now_s, budget| {
-        let mut progress = Progress::Idle;
-        for _ in 0..20 {
-            exchange(&wire, server, client, &mut now_ns);
-            let mut held = kv.held();
-            let info = ServerInfo::default();
-            progress = kv.step(
-                server, &mut cache, now_s, &info, &mut held, budget, false, turning,
-            );
-        }
-        progress
+        let stacks = (&wire, server, client);
+        step_rounds(
+            kv,
+            stacks,
+            &mut now_ns,
+            &mut cache,
+            (now_s, budget, turning),
+        )
     };
     // The request's line and part of its data come while the budget allows.
     assert_eq!(
@@ -907,15 +921,10 @@ fn two_clients(server: &mut Server<'_>) -> (Wire, Stack, Stack, [rexo_net::Conne
     let mut now_ns = 0;
     let connections = [(); 2].map(|()| {
         let connection = client.connect(KV, TcpOptions::default()).unwrap();
-        for _ in 0..100 {
-            exchange(&wire, &mut kv_stack, &mut client, &mut now_ns);
-            if let Some(accepted) = kv_stack.accept(&listener) {
-                server
-                    .clients
-                    .push(Client::new(accepted, CLOCK_START_S, IDLE_TIMEOUT_S));
-                break;
-            }
-        }
+        let accepted = accept_one(&wire, &mut kv_stack, &mut client, &listener, &mut now_ns);
+        server
+            .clients
+            .push(Client::new(accepted, CLOCK_START_S, IDLE_TIMEOUT_S));
         connection
     });
     assert_eq!(server.clients.len(), 2);
