@@ -11,7 +11,7 @@ use rexo_api::{ApiError, EntryId, Kernel, MemoryCap};
 use crate::space::{GRANULE, Space, rounded};
 
 /// The heap grows by arenas of this many bytes (or the multiple of it a large
-/// allocation needs).
+/// allocation needs; near the quota, the largest half of that the kernel grants).
 pub const CHUNK: u64 = 2 << 20;
 /// The largest allocation (1 GiB); a larger one is refused before the kernel is asked.
 pub const MAX_ALLOCATION: u64 = 1 << 30;
@@ -498,17 +498,22 @@ impl<F: Frames> Heap<F> {
         Ok(Place { arena, offset })
     }
 
-    /// A new arena for at least `len` bytes: a multiple of the chunk, or only the frames
-    /// `len` needs when the kernel cannot grant that much.
+    /// A new arena for at least `len` bytes: a multiple of the chunk or, when the kernel
+    /// cannot grant that much (quota or memory), the largest of its halves (in whole
+    /// frames, down to the frames `len` needs) that it grants, so that the blocks after
+    /// this one fill the same arena instead of each taking one of the app's few
+    /// capability entries. Any other refusal (e.g. the entry limit) is final.
     fn grow(&mut self, len: u64) -> Result<usize, HeapError> {
         let need = len.next_multiple_of(FRAME);
-        let size = need.next_multiple_of(self.chunk);
-        let (region, size) = match self.frames.grant(size) {
-            Ok(region) => (region, size),
-            Err(ApiError::QuotaExceeded | ApiError::OutOfMemory) if need < size => {
-                (self.frames.grant(need)?, need)
+        let mut size = need.next_multiple_of(self.chunk);
+        let region = loop {
+            match self.frames.grant(size) {
+                Ok(region) => break region,
+                Err(ApiError::QuotaExceeded | ApiError::OutOfMemory) if need < size => {
+                    size = (size / 2).next_multiple_of(FRAME).max(need);
+                }
+                Err(error) => return Err(error.into()),
             }
-            Err(error) => return Err(error.into()),
         };
         let arena = Some(Arena {
             region,

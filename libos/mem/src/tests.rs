@@ -6,14 +6,15 @@ use crate::space::{Space, rounded};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
-use rexo_api::ApiError;
+use rexo_api::{ApiError, CapError, MAX_APP_ENTRIES};
 
 /// A stand-in for the kernel's memory capabilities: regions as byte vectors, a quota,
-/// and revocation requests the test makes.
+/// the kernel's limit of live entries per app, and revocation requests the test makes.
 #[derive(Default)]
 struct FakeKernel {
     quota: u64,
     held: Cell<u64>,
+    grant_calls: Cell<usize>,
     next: Cell<u64>,
     live: RefCell<Vec<u64>>,
     requested: RefCell<Vec<u64>>,
@@ -43,6 +44,13 @@ impl Frames for &FakeKernel {
 
     fn grant(&self, bytes: u64) -> Result<Region, ApiError> {
         assert_eq!(bytes % 4096, 0, "whole frames");
+        self.grant_calls.set(self.grant_calls.get() + 1);
+        // The kernel's order: the entry limit first, then the quota.
+        if self.live.borrow().len() >= MAX_APP_ENTRIES {
+            return Err(ApiError::Refused(CapError::TooManyEntries {
+                max: MAX_APP_ENTRIES,
+            }));
+        }
         if self.held.get() + bytes > self.quota {
             return Err(ApiError::QuotaExceeded);
         }
@@ -334,6 +342,62 @@ fn revocation_moves_allocations_or_gives_back_a_free_arena() {
     let answers = heap.poll_revocations().expect("answered");
     assert_eq!((answers[0].moved, answers[0].lost.len()), (0, 0));
     assert_eq!((fake.held.get(), heap.stats()), (0, Stats::default()));
+}
+
+#[test]
+fn near_the_quota_blocks_share_one_arena_of_what_is_left() {
+    let fake = FakeKernel::with_quota(5 * MIB);
+    let mut heap = Heap::with_frames(&fake, 2 * MIB);
+    let small: Vec<Handle> = (0..600)
+        .map(|_| heap.allocate(3000).expect("small"))
+        .collect();
+    assert_eq!(heap.placement(small[599]).map(|p| p.0), Ok(0));
+    let big = heap.allocate(2 * MIB).expect("big: arena 1");
+    assert_eq!(heap.placement(big).map(|p| p.0), Ok(1));
+    // 1 MiB of quota is left: the first small block that does not fit gets a 1 MiB
+    // arena, and the next ones fill it rather than an entry each.
+    let more: Vec<Handle> = (0..300)
+        .map(|_| heap.allocate(3000).expect("within the quota"))
+        .collect();
+    assert_eq!(heap.stats().arenas, 3, "one arena for them all");
+    assert_eq!(fake.held.get(), 5 * MIB);
+    for h in more {
+        heap.free(h).expect("freed");
+    }
+    assert_eq!(heap.stats().arenas, 2, "the wholly free arena went back");
+    // Moving arena 0's blocks: 1 MiB holds 348 of them (3008 bytes each), the rest are
+    // lost for want of quota, not of capability entries.
+    fake.ask_back(0);
+    let answers = heap.poll_revocations().expect("answered");
+    assert_eq!(answers.len(), 1);
+    assert_eq!((answers[0].moved, answers[0].lost.len()), (348, 252));
+    assert_eq!(heap.stats().arenas, 2);
+    assert_eq!(fake.held.get(), 3 * MIB);
+}
+
+#[test]
+fn the_entry_limit_is_answered_at_once_not_with_smaller_arenas() {
+    let fake = FakeKernel::with_quota(1 << 40);
+    let mut heap = Heap::with_frames(&fake, 64 * 1024);
+    let blocks: Vec<Handle> = (0..MAX_APP_ENTRIES)
+        .map(|_| heap.allocate(64 * 1024).expect("an arena each"))
+        .collect();
+    let grants = fake.next.get();
+    let refusal = Err(HeapError::Kernel(ApiError::Refused(
+        CapError::TooManyEntries {
+            max: MAX_APP_ENTRIES,
+        },
+    )));
+    assert_eq!(heap.allocate(64 * 1024), refusal);
+    assert_eq!(fake.next.get(), grants, "nothing granted");
+    assert_eq!(
+        fake.grant_calls.get(),
+        grants as usize + 1,
+        "asked once, not again"
+    );
+    for h in blocks {
+        heap.free(h).expect("freed");
+    }
 }
 
 /// A small random number generator (xorshift64*), seeded per run.
