@@ -29,8 +29,9 @@ pub trait Frames {
     type Key: PartialEq;
     /// Grants `bytes` (whole frames) of zeroed memory.
     fn grant(&self, bytes: u64) -> Result<Self::Region, ApiError>;
-    /// Gives `region` back.
-    fn give_back(&self, region: Self::Region) -> Result<(), ApiError>;
+    /// Gives `region` back. A refusal hands the region back with the error when the
+    /// caller still holds it (the kernel's `return_memory` consumes it either way).
+    fn give_back(&self, region: Self::Region) -> Result<(), (ApiError, Option<Self::Region>)>;
     /// Runs `work` on the region's bytes, in place, and gives back what it returns.
     fn map<R>(
         &self,
@@ -56,8 +57,8 @@ impl Frames for KernelFrames<'_> {
         self.0.allocate_memory(bytes)
     }
 
-    fn give_back(&self, region: MemoryCap) -> Result<(), ApiError> {
-        self.0.return_memory(region)
+    fn give_back(&self, region: MemoryCap) -> Result<(), (ApiError, Option<MemoryCap>)> {
+        self.0.return_memory(region).map_err(|error| (error, None))
     }
 
     fn map<R>(
@@ -304,8 +305,10 @@ impl<F: Frames> Heap<F> {
     }
 
     /// Frees `handle`'s allocation (or forgets a lost one). An arena left wholly free is
-    /// given back, unless it is the heap's last. A slot freed in its last generation
-    /// (`u32::MAX`) is retired, never reused, so that no old handle is valid again.
+    /// given back, unless it is the heap's last; the free stands even if the kernel
+    /// refuses the arena, which the heap then keeps (for [`trim`](Heap::trim)) when the
+    /// refusal left it the app's. A slot freed in its last generation (`u32::MAX`) is
+    /// retired, never reused, so that no old handle is valid again.
     pub fn free(&mut self, handle: Handle) -> Result<(), HeapError> {
         let slot = self.slot(handle)?;
         let state = core::mem::replace(&mut self.slots[slot].state, State::Vacant);
@@ -314,7 +317,7 @@ impl<F: Frames> Heap<F> {
             self.vacant.push(slot as u32);
         }
         if let State::Live { place, len, .. } = state {
-            self.release(place, len)?;
+            self.release(place, len);
         }
         Ok(())
     }
@@ -374,10 +377,9 @@ impl<F: Frames> Heap<F> {
         } else {
             let to = self.place(len, align)?;
             if let Err(error) = self.copy(place, to, old.min(len)) {
-                self.release(to, len)?;
+                self.release(to, len);
                 return Err(error.into());
             }
-            self.release(place, old)?;
             to
         };
         self.slots[handle.slot as usize].state = State::Live {
@@ -385,6 +387,9 @@ impl<F: Frames> Heap<F> {
             len,
             align,
         };
+        if to != place {
+            self.release(place, old);
+        }
         Ok(())
     }
 
@@ -534,24 +539,38 @@ impl<F: Frames> Heap<F> {
 
     /// Frees the block at `place`; gives its arena back if that left it wholly free and
     /// it is not the heap's last.
-    fn release(&mut self, place: Place, len: u64) -> Result<(), HeapError> {
+    fn release(&mut self, place: Place, len: u64) {
         let held = self.arenas.iter().flatten().count();
         let Some(arena) = self.arenas[place.arena].as_mut() else {
-            return Ok(());
+            return;
         };
         arena.space.release(place.offset, len);
         if arena.space.is_unused() && held > 1 && !arena.leaving {
-            self.give_back(place.arena)?;
+            // The block is free either way: an arena the kernel refuses stays the heap's
+            // (`give_back` keeps it), wholly free, for `trim` or a revocation request.
+            let _ = self.give_back(place.arena);
         }
-        Ok(())
     }
 
-    /// Gives arena `index` back to the kernel.
+    /// Gives arena `index` back to the kernel. If the kernel refuses, the heap keeps the
+    /// arena as it was when the refusal leaves it the app's.
     fn give_back(&mut self, index: usize) -> Result<(), HeapError> {
-        match self.arenas[index].take() {
-            Some(arena) => Ok(self.frames.give_back(arena.region)?),
-            None => Ok(()),
-        }
+        let Some(Arena {
+            region,
+            space,
+            leaving,
+        }) = self.arenas[index].take()
+        else {
+            return Ok(());
+        };
+        self.frames.give_back(region).map_err(|(error, kept)| {
+            self.arenas[index] = kept.map(|region| Arena {
+                region,
+                space,
+                leaving,
+            });
+            HeapError::Kernel(error)
+        })
     }
 
     /// Copies `len` bytes from `from` to `to`, in place in the arenas' memory.
@@ -598,7 +617,7 @@ impl<F: Frames> Heap<F> {
                 Ok(to) => match self.copy(place, to, len) {
                     Ok(()) => Some(to),
                     Err(_) => {
-                        self.release(to, len)?;
+                        self.release(to, len);
                         None
                     }
                 },

@@ -18,6 +18,8 @@ struct FakeKernel {
     next: Cell<u64>,
     live: RefCell<Vec<u64>>,
     requested: RefCell<Vec<u64>>,
+    /// The region whose next give-back is refused (then given back to the heap).
+    refused: Cell<Option<u64>>,
 }
 
 struct Region {
@@ -35,6 +37,10 @@ impl FakeKernel {
 
     fn ask_back(&self, key: u64) {
         self.requested.borrow_mut().push(key);
+    }
+
+    fn refuse_once(&self, key: u64) {
+        self.refused.set(Some(key));
     }
 }
 
@@ -64,7 +70,11 @@ impl Frames for &FakeKernel {
         })
     }
 
-    fn give_back(&self, region: Region) -> Result<(), ApiError> {
+    fn give_back(&self, region: Region) -> Result<(), (ApiError, Option<Region>)> {
+        if self.refused.get() == Some(region.key) {
+            self.refused.set(None);
+            return Err((ApiError::Refused(CapError::NotOwner), Some(region)));
+        }
         let mut live = self.live.borrow_mut();
         let at = live.iter().position(|&k| k == region.key).expect("held");
         live.remove(at);
@@ -398,6 +408,51 @@ fn the_entry_limit_is_answered_at_once_not_with_smaller_arenas() {
     for h in blocks {
         heap.free(h).expect("freed");
     }
+}
+
+#[test]
+fn a_free_stands_when_the_kernel_refuses_the_arena_which_the_heap_keeps() {
+    let fake = FakeKernel::with_quota(16 * MIB);
+    let mut heap = Heap::with_frames(&fake, 2 * MIB);
+    let small = heap.allocate(100).expect("arena 0");
+    let big = heap.allocate(3 * MIB).expect("arena 1");
+    fake.refuse_once(1);
+    assert_eq!(heap.free(big), Ok(()), "freed though arena 1 stays");
+    assert_eq!(heap.free(big), Err(HeapError::Freed));
+    assert_eq!(heap.stats().arenas, 2, "the refused arena is kept");
+    assert_eq!(
+        heap.stats().arena_bytes,
+        fake.held.get(),
+        "and the books agree"
+    );
+    let again = heap.allocate(3 * MIB).expect("into the kept arena");
+    assert_eq!(heap.placement(again).map(|p| p.0), Ok(1));
+    assert_eq!(fake.next.get(), 2, "no new grant");
+    heap.free(again).expect("freed");
+    heap.free(small).expect("freed");
+    heap.trim().expect("trimmed");
+    assert_eq!((fake.held.get(), heap.stats()), (0, Stats::default()));
+}
+
+#[test]
+fn a_reallocation_stands_when_the_kernel_refuses_the_arena_it_left() {
+    let fake = FakeKernel::with_quota(16 * MIB);
+    let mut heap = Heap::with_frames(&fake, 64 * 1024);
+    let small = heap.allocate(32 * 1024).expect("arena 0");
+    let moving = heap.allocate(60 * 1024).expect("arena 1");
+    assert_eq!(heap.placement(moving).map(|p| p.0), Ok(1));
+    heap.write(moving, 0, b"kept").expect("written");
+    fake.refuse_once(1);
+    assert_eq!(heap.reallocate(moving, 100_000), Ok(()), "moved to arena 2");
+    assert_eq!(heap.placement(moving).map(|p| p.0), Ok(2));
+    let mut back = [0u8; 4];
+    heap.read(moving, 0, &mut back).expect("read where it went");
+    assert_eq!(&back, b"kept");
+    assert_eq!(heap.stats().arena_bytes, fake.held.get(), "arena 1 is kept");
+    heap.free(moving).expect("freed");
+    heap.free(small).expect("freed");
+    heap.trim().expect("trimmed");
+    assert_eq!((fake.held.get(), heap.stats()), (0, Stats::default()));
 }
 
 /// A small random number generator (xorshift64*), seeded per run.
