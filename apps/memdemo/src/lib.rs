@@ -271,7 +271,7 @@ fn serve_revocations(
         for tick in timers.wait(&clock) {
             match tick {
                 Tick::Poll => {
-                    let answers = heap.poll_revocations().map_err(|e| format!("{e}"))?;
+                    let answers = heap.poll_revocations();
                     for answer in &answers {
                         kernel.log(format_args!(
                             "memdemo: revocation of arena {} ({} KiB) answered: {} allocations moved, {} lost",
@@ -280,6 +280,7 @@ fn serve_revocations(
                             answer.moved,
                             answer.lost.len()
                         ));
+                        answer.returned.map_err(|e| format!("{e}"))?;
                         if !answer.lost.is_empty() {
                             return Err(format!("lost {:?}", answer.lost));
                         }

@@ -170,6 +170,10 @@ pub struct Answer {
     /// Allocations that could not be moved (no room within the quota): their handles
     /// answer [`HeapError::Lost`] until freed.
     pub lost: Vec<Handle>,
+    /// Whether the arena went back to the kernel, or why not. A refused arena that is
+    /// still the app's stays in the heap, empty and asked back, and goes at the next
+    /// poll while the kernel still asks.
+    pub returned: Result<(), HeapError>,
 }
 
 /// The heap's books ([`Heap::stats`]).
@@ -396,9 +400,10 @@ impl<F: Frames> Heap<F> {
     /// Answers the kernel's revocation requests for this heap's arenas: a wholly free
     /// arena is given back; the allocations of another are moved to the heap's other
     /// arenas (or a new one, within the quota) and it is given back; what cannot be moved
-    /// is lost and named in the answer. An app that calls this often enough (before the
-    /// requests' deadlines) never has memory taken by force.
-    pub fn poll_revocations(&mut self) -> Result<Vec<Answer>, HeapError> {
+    /// is lost and named in the answer. Every arena asked for is answered, each with
+    /// whether it went back ([`Answer::returned`]). An app that calls this often enough
+    /// (before the requests' deadlines) never has memory taken by force.
+    pub fn poll_revocations(&mut self) -> Vec<Answer> {
         let keys = self.frames.requested();
         let mut asked = Vec::new();
         for (index, arena) in self.arenas.iter_mut().enumerate() {
@@ -596,7 +601,7 @@ impl<F: Frames> Heap<F> {
 
     /// Moves every allocation out of arena `index` (asked back) where there is room and
     /// gives the arena back.
-    fn surrender(&mut self, index: usize) -> Result<Answer, HeapError> {
+    fn surrender(&mut self, index: usize) -> Answer {
         let bytes = self.arenas[index]
             .as_ref()
             .map_or(0, |arena| arena.space.size());
@@ -605,6 +610,7 @@ impl<F: Frames> Heap<F> {
             bytes,
             moved: 0,
             lost: Vec::new(),
+            returned: Ok(()),
         };
         for slot in 0..self.slots.len() {
             let State::Live { place, len, align } = self.slots[slot].state else {
@@ -642,8 +648,8 @@ impl<F: Frames> Heap<F> {
                 }
             };
         }
-        self.give_back(index)?;
-        Ok(answer)
+        answer.returned = self.give_back(index);
+        answer
     }
 }
 

@@ -23,7 +23,9 @@
 //!     heap.write(greeting, 0, b"hello")?;
 //!     let mut back = [0u8; 5];
 //!     heap.read(greeting, 0, &mut back)?;
-//!     heap.poll_revocations()?; // now and then, before the kernel's deadlines
+//!     for answer in heap.poll_revocations() {
+//!         answer.returned?; // now and then, before the kernel's deadlines
+//!     }
 //!     heap.free(greeting)?;
 //!     assert_eq!(heap.free(greeting), Err(HeapError::Freed));
 //!     heap.trim()?;

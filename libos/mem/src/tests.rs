@@ -317,14 +317,15 @@ fn revocation_moves_allocations_or_gives_back_a_free_arena() {
     assert_eq!(fake.held.get(), 6 * MIB);
     fake.ask_back(0);
     fake.ask_back(99); // not this heap's: ignored
-    let answers = heap.poll_revocations().expect("answered");
+    let answers = heap.poll_revocations();
     assert_eq!(
         answers,
         vec![Answer {
             arena: 0,
             bytes: 2 * MIB,
             moved: 20,
-            lost: Vec::new()
+            lost: Vec::new(),
+            returned: Ok(()),
         }]
     );
     assert_eq!(*fake.live.borrow(), vec![1], "arena 0 went back");
@@ -336,7 +337,7 @@ fn revocation_moves_allocations_or_gives_back_a_free_arena() {
     }
     // The big block has nowhere to go within the quota: lost, and said so.
     fake.ask_back(1);
-    let answers = heap.poll_revocations().expect("answered");
+    let answers = heap.poll_revocations();
     assert_eq!(answers.len(), 1);
     assert_eq!(answers[0].moved, 20, "the small ones found a new arena");
     assert_eq!(answers[0].lost, vec![big]);
@@ -349,7 +350,7 @@ fn revocation_moves_allocations_or_gives_back_a_free_arena() {
     }
     // A wholly free arena asked back just goes.
     fake.ask_back(2);
-    let answers = heap.poll_revocations().expect("answered");
+    let answers = heap.poll_revocations();
     assert_eq!((answers[0].moved, answers[0].lost.len()), (0, 0));
     assert_eq!((fake.held.get(), heap.stats()), (0, Stats::default()));
 }
@@ -378,7 +379,7 @@ fn near_the_quota_blocks_share_one_arena_of_what_is_left() {
     // Moving arena 0's blocks: 1 MiB holds 348 of them (3008 bytes each), the rest are
     // lost for want of quota, not of capability entries.
     fake.ask_back(0);
-    let answers = heap.poll_revocations().expect("answered");
+    let answers = heap.poll_revocations();
     assert_eq!(answers.len(), 1);
     assert_eq!((answers[0].moved, answers[0].lost.len()), (348, 252));
     assert_eq!(heap.stats().arenas, 2);
@@ -453,6 +454,44 @@ fn a_reallocation_stands_when_the_kernel_refuses_the_arena_it_left() {
     heap.free(small).expect("freed");
     heap.trim().expect("trimmed");
     assert_eq!((fake.held.get(), heap.stats()), (0, Stats::default()));
+}
+
+#[test]
+fn every_arena_asked_for_is_answered_though_one_is_refused() {
+    let fake = FakeKernel::with_quota(32 * MIB);
+    let mut heap = Heap::with_frames(&fake, 2 * MIB);
+    let first = heap.allocate(100).expect("arena 0");
+    let second = heap.allocate(3 * MIB).expect("arena 1");
+    let third = heap.allocate(3 * MIB).expect("arena 2");
+    fake.ask_back(0);
+    fake.ask_back(1);
+    fake.ask_back(2);
+    fake.refuse_once(1);
+    let answers = heap.poll_revocations();
+    let outcome: Vec<(usize, usize, usize, Result<(), HeapError>)> = answers
+        .iter()
+        .map(|a| (a.arena, a.moved, a.lost.len(), a.returned))
+        .collect();
+    let refused = Err(HeapError::Kernel(ApiError::Refused(CapError::NotOwner)));
+    assert_eq!(
+        outcome,
+        vec![(0, 1, 0, Ok(())), (1, 1, 0, refused), (2, 1, 0, Ok(()))]
+    );
+    assert_eq!(*fake.live.borrow(), vec![1, 3, 4, 5], "0 and 2 went back");
+    assert_eq!(heap.stats().arena_bytes, fake.held.get(), "arena 1 is kept");
+    let again = heap.poll_revocations();
+    assert_eq!(
+        (again.len(), again[0].arena, again[0].returned),
+        (1, 1, Ok(()))
+    );
+    assert_eq!(
+        *fake.live.borrow(),
+        vec![3, 4, 5],
+        "the refused arena went next time"
+    );
+    for h in [first, second, third] {
+        heap.free(h).expect("freed");
+    }
 }
 
 /// A small random number generator (xorshift64*), seeded per run.
@@ -594,7 +633,7 @@ fn random_allocations_frees_reallocations_and_revocations_match_a_model() {
                     }
                     let key = live[rng.below(live.len() as u64) as usize];
                     fake.ask_back(key);
-                    let answers = heap.poll_revocations().expect("answered");
+                    let answers = heap.poll_revocations();
                     assert_eq!(answers.len(), 1);
                     assert!(!fake.live.borrow().contains(&key), "given back");
                     for lost in &answers[0].lost {
