@@ -713,3 +713,16 @@ fn deadlines_come_out_in_order_and_wait_sleeps_until_the_first() {
     sleep_until(&clock, 5_000);
     assert_eq!(clock.now_ns(), 6_000, "a past deadline does not sleep");
 }
+
+#[test]
+fn a_deadline_is_cancelled_only_in_its_own_list() {
+    let mut a = Deadlines::new();
+    let mut b = Deadlines::new();
+    let a_id = a.add(10, "a");
+    let b_id = b.add(10, "b");
+    assert_eq!(a.cancel(b_id), None, "b's id names nothing in a");
+    assert_eq!(b.cancel(a_id), None);
+    assert_eq!((a.len(), b.len()), (1, 1));
+    assert_eq!(a.cancel(a_id), Some("a"));
+    assert_eq!(b.cancel(b_id), Some("b"));
+}

@@ -2,6 +2,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use rexo_api::Kernel;
 
@@ -38,11 +39,13 @@ pub fn sleep_until(clock: &dyn Clock, deadline_ns: u64) {
     }
 }
 
-/// A pending deadline's name ([`Deadlines::add`]), to cancel it.
+/// A pending deadline's name ([`Deadlines::add`]), to cancel it in the list that made
+/// it (another list answers `None`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TimerId {
     at_ns: u64,
     sequence: u64,
+    list: u64,
 }
 
 impl TimerId {
@@ -58,7 +61,11 @@ impl TimerId {
 pub struct Deadlines<T> {
     pending: BTreeMap<TimerId, T>,
     sequence: u64,
+    list: u64,
 }
+
+/// Numbers the deadline lists, so that a [`TimerId`] names the list that made it.
+static NEXT_LIST: AtomicU64 = AtomicU64::new(0);
 
 impl<T> Default for Deadlines<T> {
     fn default() -> Self {
@@ -72,6 +79,7 @@ impl<T> Deadlines<T> {
         Self {
             pending: BTreeMap::new(),
             sequence: 0,
+            list: NEXT_LIST.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -80,6 +88,7 @@ impl<T> Deadlines<T> {
         let id = TimerId {
             at_ns,
             sequence: self.sequence,
+            list: self.list,
         };
         self.sequence += 1;
         self.pending.insert(id, item);
@@ -91,7 +100,8 @@ impl<T> Deadlines<T> {
         self.add(clock.now_ns().saturating_add(delay_ns), item)
     }
 
-    /// Takes a pending item out before it is due; `None` if it already came out.
+    /// Takes a pending item out before it is due; `None` if it already came out or `id`
+    /// is another list's.
     pub fn cancel(&mut self, id: TimerId) -> Option<T> {
         self.pending.remove(&id)
     }
@@ -114,7 +124,11 @@ impl<T> Deadlines<T> {
     /// Takes out every item due at or before `now_ns`, earliest first.
     pub fn expired(&mut self, now_ns: u64) -> Vec<T> {
         let later = match now_ns.checked_add(1) {
-            Some(at_ns) => self.pending.split_off(&TimerId { at_ns, sequence: 0 }),
+            Some(at_ns) => self.pending.split_off(&TimerId {
+                at_ns,
+                sequence: 0,
+                list: 0,
+            }),
             None => BTreeMap::new(),
         };
         let due = core::mem::replace(&mut self.pending, later);
