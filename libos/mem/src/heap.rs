@@ -264,12 +264,13 @@ impl<'k> Heap<KernelFrames<'k>> {
 
 impl<F: Frames> Heap<F> {
     /// A heap whose arenas come from `frames`, growing by `chunk` bytes (rounded up to
-    /// whole frames). It asks for nothing until the first allocation.
+    /// whole frames, at least one and at most [`MAX_ALLOCATION`]). It asks for nothing
+    /// until the first allocation.
     pub fn with_frames(frames: F, chunk: u64) -> Self {
         Self {
             frames,
             id: NEXT_HEAP.fetch_add(1, Ordering::Relaxed),
-            chunk: chunk.max(1).next_multiple_of(FRAME),
+            chunk: chunk.clamp(FRAME, MAX_ALLOCATION).next_multiple_of(FRAME),
             arenas: Vec::new(),
             slots: Vec::new(),
             vacant: Vec::new(),

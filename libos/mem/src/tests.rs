@@ -494,6 +494,22 @@ fn every_arena_asked_for_is_answered_though_one_is_refused() {
     }
 }
 
+#[test]
+fn a_chunk_of_zero_or_past_the_largest_allocation_is_clamped() {
+    let fake = FakeKernel::with_quota(8 * MIB);
+    let mut tiny = Heap::with_frames(&fake, 0);
+    let h = tiny.allocate(10).expect("one frame");
+    assert_eq!(tiny.stats().arena_bytes, 4096);
+    tiny.free(h).expect("freed");
+    tiny.trim().expect("trimmed");
+    let mut huge = Heap::with_frames(&fake, u64::MAX);
+    let h = huge
+        .allocate(10)
+        .expect("the largest half the quota allows");
+    assert_eq!(huge.stats().arena_bytes, 8 * MIB);
+    huge.free(h).expect("freed");
+}
+
 /// A small random number generator (xorshift64*), seeded per run.
 struct Rng(u64);
 
