@@ -4,7 +4,7 @@
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use rexo_api::{ApiError, EntryId, Kernel, MemoryCap};
 
@@ -89,7 +89,7 @@ impl Frames for KernelFrames<'_> {
 /// ([`HeapError::ForeignHandle`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Handle {
-    heap: u32,
+    heap: u64,
     slot: u32,
     generation: u32,
 }
@@ -234,8 +234,10 @@ struct Arena<R> {
     leaving: bool,
 }
 
-/// Numbers the heaps, so that a handle names the heap that made it.
-static NEXT_HEAP: AtomicU32 = AtomicU32::new(1);
+/// Numbers the heaps, so that a handle names the heap that made it: 64 bits, which no
+/// run wraps (a 32-bit count wrapped after 2^32 heaps, and a stale handle could pass as
+/// a new heap's).
+static NEXT_HEAP: AtomicU64 = AtomicU64::new(1);
 
 /// An app's heap over memory capabilities it holds. Allocations are [`Handle`]s; their
 /// bytes are read and written in place in the arena's memory (`Kernel::map_memory`)
@@ -248,7 +250,7 @@ static NEXT_HEAP: AtomicU32 = AtomicU32::new(1);
 /// still holds when it is dropped go back to the kernel when the app ends.
 pub struct Heap<F: Frames> {
     frames: F,
-    id: u32,
+    id: u64,
     chunk: u64,
     arenas: Vec<Option<Arena<F::Region>>>,
     slots: Vec<Slot>,
