@@ -38,7 +38,7 @@ pub use device::{
 /// app binds to on a shared interface ([`Kernel::bind_net`]).
 pub use rexo_pktfilter::{Filter, ParseError as FilterError};
 
-pub use rexo_captable::{Cap, CapError, EntryInfo as CapInfo};
+pub use rexo_captable::{Cap, CapError, EntryInfo as CapInfo, EntryState};
 
 /// The most capability-table entries one app's requests (memory grants, derives, splits)
 /// may have made and still live, wherever they were delegated or parked: past it

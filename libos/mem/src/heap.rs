@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use rexo_api::{ApiError, EntryId, Kernel, MemoryCap};
+use rexo_api::{ApiError, EntryId, EntryState, Kernel, MemoryCap};
 
 use crate::space::{GRANULE, Space, rounded};
 
@@ -40,8 +40,9 @@ pub trait Frames {
     ) -> Result<R, ApiError>;
     /// The region's name in revocation requests.
     fn key(&self, region: &Self::Region) -> Self::Key;
-    /// The regions the kernel asks back.
-    fn requested(&self) -> Vec<Self::Key>;
+    /// The regions the kernel asks back, each with the deadline (ns on the kernel's
+    /// clock) after which it takes the region by force.
+    fn requested(&self) -> Vec<(Self::Key, u64)>;
 }
 
 /// Arenas as memory capabilities from the kernel: `allocate_memory`, `return_memory`,
@@ -73,11 +74,15 @@ impl Frames for KernelFrames<'_> {
         region.cap().id()
     }
 
-    fn requested(&self) -> Vec<EntryId> {
+    fn requested(&self) -> Vec<(EntryId, u64)> {
+        let deadline_of = |state| match state {
+            EntryState::RevokeRequested { deadline_ns } => deadline_ns,
+            EntryState::Live => u64::MAX,
+        };
         self.0
             .revocation_requests()
             .into_iter()
-            .map(|request| request.id)
+            .map(|request| (request.id, deadline_of(request.state)))
             .collect()
     }
 }
@@ -403,23 +408,25 @@ impl<F: Frames> Heap<F> {
     /// Answers the kernel's revocation requests for this heap's arenas: a wholly free
     /// arena is given back; the allocations of another are moved to the heap's other
     /// arenas (or a new one, within the quota) and it is given back; what cannot be moved
-    /// is lost and named in the answer. Every arena asked for is answered, each with
-    /// whether it went back ([`Answer::returned`]). An app that calls this often enough
-    /// (before the requests' deadlines) never has memory taken by force.
+    /// is lost and named in the answer. Every arena asked for is answered, the earliest
+    /// deadline first, each with whether it went back ([`Answer::returned`]). An app
+    /// that calls this often enough (before the requests' deadlines) never has memory
+    /// taken by force.
     pub fn poll_revocations(&mut self) -> Vec<Answer> {
-        let keys = self.frames.requested();
+        let requests = self.frames.requested();
         let mut asked = Vec::new();
         for (index, arena) in self.arenas.iter_mut().enumerate() {
-            if let Some(arena) = arena
-                && keys.contains(&self.frames.key(&arena.region))
-            {
+            let Some(arena) = arena else { continue };
+            let key = self.frames.key(&arena.region);
+            if let Some(&(_, deadline_ns)) = requests.iter().find(|(asked, _)| *asked == key) {
                 arena.leaving = true;
-                asked.push(index);
+                asked.push((deadline_ns, index));
             }
         }
+        asked.sort_unstable();
         asked
             .into_iter()
-            .map(|index| self.surrender(index))
+            .map(|(_, index)| self.surrender(index))
             .collect()
     }
 

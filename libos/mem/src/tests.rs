@@ -17,7 +17,8 @@ struct FakeKernel {
     grant_calls: Cell<usize>,
     next: Cell<u64>,
     live: RefCell<Vec<u64>>,
-    requested: RefCell<Vec<u64>>,
+    /// Keys asked back, with their deadlines.
+    requested: RefCell<Vec<(u64, u64)>>,
     /// The region whose next give-back is refused (then given back to the heap).
     refused: Cell<Option<u64>>,
 }
@@ -36,7 +37,11 @@ impl FakeKernel {
     }
 
     fn ask_back(&self, key: u64) {
-        self.requested.borrow_mut().push(key);
+        self.ask_back_by(key, u64::MAX);
+    }
+
+    fn ask_back_by(&self, key: u64, deadline_ns: u64) {
+        self.requested.borrow_mut().push((key, deadline_ns));
     }
 
     fn refuse_once(&self, key: u64) {
@@ -78,7 +83,9 @@ impl Frames for &FakeKernel {
         let mut live = self.live.borrow_mut();
         let at = live.iter().position(|&k| k == region.key).expect("held");
         live.remove(at);
-        self.requested.borrow_mut().retain(|&k| k != region.key);
+        self.requested
+            .borrow_mut()
+            .retain(|&(k, _)| k != region.key);
         self.held.set(self.held.get() - region.bytes.len() as u64);
         Ok(())
     }
@@ -95,7 +102,7 @@ impl Frames for &FakeKernel {
         region.key
     }
 
-    fn requested(&self) -> Vec<u64> {
+    fn requested(&self) -> Vec<(u64, u64)> {
         self.requested.borrow().clone()
     }
 }
@@ -508,6 +515,23 @@ fn a_chunk_of_zero_or_past_the_largest_allocation_is_clamped() {
         .expect("the largest half the quota allows");
     assert_eq!(huge.stats().arena_bytes, 8 * MIB);
     huge.free(h).expect("freed");
+}
+
+#[test]
+fn the_earliest_deadline_is_answered_first() {
+    let fake = FakeKernel::with_quota(32 * MIB);
+    let mut heap = Heap::with_frames(&fake, 2 * MIB);
+    let blocks: Vec<Handle> = (0..3)
+        .map(|_| heap.allocate(3 * MIB).expect("an arena each"))
+        .collect();
+    fake.ask_back_by(0, 300);
+    fake.ask_back_by(1, 100);
+    fake.ask_back_by(2, 200);
+    let order: Vec<usize> = heap.poll_revocations().iter().map(|a| a.arena).collect();
+    assert_eq!(order, vec![1, 2, 0]);
+    for h in blocks {
+        heap.free(h).expect("freed");
+    }
 }
 
 /// A small random number generator (xorshift64*), seeded per run.
