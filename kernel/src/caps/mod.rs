@@ -357,10 +357,10 @@ pub fn touches_revoked(start: u64, len: u64) -> bool {
 pub fn write_memory(owner: OwnerId, cap: &Cap, offset: u64, data: &[u8]) -> Result<(), CapError> {
     with_state(|state| {
         let at = checked_range(state, owner, cap, Rights::WRITE, offset, data)?;
-        // SAFETY: `[at, at + len)` lies inside frames the table says `owner` may write;
-        // those frames belong to no Rust object (they were handed out as raw frames and
-        // are reached only through this module, under the lock).
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), at as *mut u8, data.len()) };
+        // SAFETY: `[at, at + len)` lies in frames the table says `owner` may write, reached
+        // only through this module under the lock; `data` may overlap them (a C app's kept
+        // view of them), hence `copy`, a memmove.
+        unsafe { core::ptr::copy(data.as_ptr(), at as *mut u8, data.len()) };
         Ok(())
     })
 }
@@ -375,10 +375,8 @@ pub fn read_memory(
 ) -> Result<(), CapError> {
     with_state(|state| {
         let at = checked_range(state, owner, cap, Rights::READ, offset, buffer)?;
-        // SAFETY: as in `write_memory`, for reading.
-        unsafe {
-            core::ptr::copy_nonoverlapping(at as *const u8, buffer.as_mut_ptr(), buffer.len())
-        };
+        // SAFETY: as in `write_memory`, for reading; `buffer` may overlap the frames.
+        unsafe { core::ptr::copy(at as *const u8, buffer.as_mut_ptr(), buffer.len()) };
         Ok(())
     })
 }
