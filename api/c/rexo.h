@@ -32,6 +32,13 @@
 extern "C" {
 #endif
 
+/* A compile-time check of the layouts below, in C11 and in C++11 alike. */
+#ifdef __cplusplus
+#define REXO_STATIC_ASSERT(condition, message) static_assert(condition, message)
+#else
+#define REXO_STATIC_ASSERT(condition, message) _Static_assert(condition, message)
+#endif
+
 /* Error codes (negative `int`, or `int64_t` for rexo_mem_alloc). */
 
 /* Success. */
@@ -221,7 +228,7 @@ struct rexo_device {
     char driver[16];   /* the driver's name, NUL-terminated ("virtio-blk") */
     char about[80];    /* model, MAC address or size, NUL-terminated (cut short) */
 };
-_Static_assert(sizeof(struct rexo_device) == 112, "struct rexo_device is 112 bytes");
+REXO_STATIC_ASSERT(sizeof(struct rexo_device) == 112, "struct rexo_device is 112 bytes");
 
 /* Fills `list` with up to `max` devices (drivers bind on the first call) and returns
  * how many there are, which may be more than `max`. Returns that count (>= 0),
@@ -239,7 +246,7 @@ struct rexo_block_info {
     uint32_t block_size; /* bytes per block (512 on the emulated disks) */
     uint32_t max_blocks; /* the most blocks one request takes (larger transfers are cut) */
 };
-_Static_assert(sizeof(struct rexo_block_info) == 16, "struct rexo_block_info is 16 bytes");
+REXO_STATIC_ASSERT(sizeof(struct rexo_block_info) == 16, "struct rexo_block_info is 16 bytes");
 
 /* Opens disk `index` (the index of its struct rexo_device) for the app alone. Returns a
  * handle (> 0), REXO_ENODEV, REXO_EBUSY (another app holds it), REXO_ENOAPP, or
@@ -277,7 +284,7 @@ struct rexo_net_info {
     uint8_t reserved;
     uint32_t max_frame; /* the largest frame, Ethernet header included (1514) */
 };
-_Static_assert(sizeof(struct rexo_net_info) == 12, "struct rexo_net_info is 12 bytes");
+REXO_STATIC_ASSERT(sizeof(struct rexo_net_info) == 12, "struct rexo_net_info is 12 bytes");
 
 /* One masked compare of a packet filter: the `width`-byte (1, 2 or 4) big-endian field
  * at byte `offset` of the frame, masked with `mask`, equals `value` (no bits outside
@@ -289,7 +296,7 @@ struct rexo_atom {
     uint32_t mask;
     uint32_t value;
 };
-_Static_assert(sizeof(struct rexo_atom) == 12, "struct rexo_atom is 12 bytes");
+REXO_STATIC_ASSERT(sizeof(struct rexo_atom) == 12, "struct rexo_atom is 12 bytes");
 
 /* The most bindings one shared interface holds at once (Rust's MAX_INTERFACE_BINDINGS),
  * and the most of them one app holds (MAX_APP_BINDINGS: apps bind a few ports each, and
