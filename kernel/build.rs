@@ -8,10 +8,10 @@ use std::process::Command;
 /// (with `-` in NAME as `_`). The kernel's app table lists them (`kernel/src/apps.rs`).
 const C_APPS: &[&str] = &["c-hello", "c-cores", "c-devices", "c-timers"];
 
-/// Freestanding code for the kernel's address space: no libc, static addresses below
-/// 2 GiB, no red zone (interrupts use the same stack), no SIMD or x87 state (the kernel
-/// does not save it), no unwind tables. Frame pointers are kept so that crash reports
-/// can walk through C frames.
+/// Freestanding C11 for the kernel's address space: no libc, static addresses as signed
+/// 32 bits (`-mcmodel=kernel`, which reaches the low 2 GiB the kernel is linked in), no red
+/// zone (interrupts share the stack), no SIMD or x87 state (the kernel does not save it),
+/// no unwind tables. Frame pointers are kept so crash reports walk through C frames.
 const CFLAGS: &[&str] = &[
     "-std=c11",
     "-ffreestanding",
