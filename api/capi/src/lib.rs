@@ -18,7 +18,6 @@
 
 extern crate alloc;
 
-use alloc::string::String;
 use alloc::sync::Arc;
 use core::ffi::{c_char, c_int, c_uint, c_void};
 
@@ -299,12 +298,52 @@ pub extern "C" fn rexo_unix_time() -> i64 {
     })
 }
 
+/// The longest log line the kernel keeps (`rexo_logline::LogLine`, 512 bytes, cut past
+/// that): `rexo_log` converts no more of the C app's text.
+const LOG_LINE: usize = 512;
+
+/// C's bytes as text, part by part: its valid UTF-8 as it is and each invalid sequence as
+/// one U+FFFD (as `String::from_utf8_lossy` has it), with nothing allocated, whatever the
+/// length.
+fn lossy_parts(bytes: &[u8]) -> impl Iterator<Item = &str> {
+    bytes.utf8_chunks().flat_map(|chunk| {
+        let replaced = if chunk.invalid().is_empty() {
+            ""
+        } else {
+            "\u{FFFD}"
+        };
+        [chunk.valid(), replaced]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+    })
+}
+
+/// C's bytes shown as [`lossy_parts`].
+struct Lossy<'a>(&'a [u8]);
+
+impl core::fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        lossy_parts(self.0).try_for_each(|part| f.write_str(part))
+    }
+}
+
+/// Writes C's `bytes` through `write` as `rexo_write` does: [`lossy_parts`], one by one.
+fn write_lossy(bytes: &[u8], write: impl FnMut(&str)) {
+    lossy_parts(bytes).for_each(write);
+}
+
+/// What `rexo_log` logs of C's `bytes`: as much as a log line holds, [`lossy_parts`]
+/// (a sequence cut at the end shows as U+FFFD past the line's room, where it is cut off).
+fn log_text(bytes: &[u8]) -> impl core::fmt::Display + '_ {
+    Lossy(&bytes[..bytes.len().min(LOG_LINE)])
+}
+
 /// `int rexo_write(const void *buf, size_t len)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn rexo_write(buf: *const c_void, len: usize) -> c_int {
     match c_bytes(buf, len) {
         Ok(bytes) => with_kernel(|kernel, _| {
-            kernel.write_str(&String::from_utf8_lossy(bytes));
+            write_lossy(bytes, |part| kernel.write_str(part));
             REXO_OK
         }),
         Err(code) => code,
@@ -316,7 +355,7 @@ pub extern "C" fn rexo_write(buf: *const c_void, len: usize) -> c_int {
 pub extern "C" fn rexo_log(text: *const c_char, len: usize) -> c_int {
     match c_bytes(text.cast(), len) {
         Ok(bytes) => with_kernel(|kernel, _| {
-            kernel.log(format_args!("{}", String::from_utf8_lossy(bytes)));
+            kernel.log(format_args!("{}", log_text(bytes)));
             REXO_OK
         }),
         Err(code) => code,
@@ -470,6 +509,93 @@ mod tests {
         let out = OutParam::new(&mut value).expect("usable RAM");
         assert_eq!(out.store(9), Ok(()));
         assert_eq!(value, 9);
+    }
+
+    /// Bytes the global allocator handed out on each thread (the tests run in parallel).
+    mod allocations {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        std::thread_local! {
+            static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+        }
+
+        /// The system allocator, counting.
+        struct Counting;
+
+        // SAFETY: every call goes to the system allocator as it came; the count is a
+        // thread-local `Cell` with a constant initializer, which itself never allocates.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                ALLOCATED.with(|bytes| bytes.set(bytes.get() + layout.size()));
+                // SAFETY: the caller's layout, as `GlobalAlloc::alloc` requires.
+                unsafe { System.alloc(layout) }
+            }
+
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                // SAFETY: `ptr` came from `alloc` above, with this layout.
+                unsafe { System.dealloc(ptr, layout) }
+            }
+        }
+
+        #[global_allocator]
+        static COUNTING: Counting = Counting;
+
+        /// The bytes allocated on this thread while `f` ran.
+        pub fn during(f: impl FnOnce()) -> usize {
+            let before = ALLOCATED.with(Cell::get);
+            f();
+            ALLOCATED.with(Cell::get) - before
+        }
+    }
+
+    /// A `fmt::Write` that counts the bytes written to it, keeping none.
+    struct Measure(usize);
+
+    impl core::fmt::Write for Measure {
+        fn write_str(&mut self, text: &str) -> core::fmt::Result {
+            self.0 += text.len();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn text_from_c_is_converted_without_allocating_in_proportion_to_its_length() {
+        use core::fmt::Write;
+        let invalid = alloc::vec![0xFF; 1 << 20];
+        let (mut logged, mut written) = (Measure(0), Measure(0));
+        let allocated = allocations::during(|| {
+            write!(logged, "{}", log_text(&invalid)).expect("measured");
+            write_lossy(&invalid, |part| written.0 += part.len());
+        });
+        assert_eq!(allocated, 0, "nothing allocated for a 1 MiB buffer");
+        assert_eq!(
+            logged.0,
+            3 * LOG_LINE,
+            "only what a log line holds is converted"
+        );
+        assert_eq!(
+            written.0,
+            3 * invalid.len(),
+            "every byte written, as U+FFFD"
+        );
+    }
+
+    #[test]
+    fn text_from_c_reads_as_from_utf8_lossy_has_it() {
+        let mixed = b"ok \xE2\x82 caf\xC3\xA9 \xFF\xFE end\xF0\x9F";
+        let mut written = alloc::string::String::new();
+        write_lossy(mixed, |part| written.push_str(part));
+        assert_eq!(written, alloc::string::String::from_utf8_lossy(mixed));
+        // A sequence cut at the end of what is converted shows as U+FFFD (past the room
+        // of the kernel's log line, which cuts it off).
+        let mut long = alloc::vec![b'a'; LOG_LINE - 1];
+        long.extend_from_slice("\u{20AC}".as_bytes());
+        let logged = alloc::format!("{}", log_text(&long));
+        assert_eq!(
+            logged,
+            alloc::format!("{}\u{FFFD}", "a".repeat(LOG_LINE - 1))
+        );
     }
 
     #[test]
