@@ -304,6 +304,8 @@ REXO_STATIC_ASSERT(sizeof(struct rexo_atom) == 12, "struct rexo_atom is 12 bytes
  * so 4 apps can always bind, whatever the others do). */
 #define REXO_MAX_NET_BINDINGS 64
 #define REXO_MAX_APP_NET_BINDINGS 16
+/* The most atoms one filter takes (Rust's rexo_pktfilter::MAX_ATOMS). */
+#define REXO_MAX_NET_ATOMS 16
 
 /* Opens network interface `index` whole, for the app alone. Returns a handle (> 0),
  * REXO_ENODEV, REXO_EBUSY (another app holds it or is bound to it), REXO_ENOAPP or
@@ -319,7 +321,8 @@ int64_t rexo_net_open(unsigned index);
  * other frames such as a VLAN tag) that the filter names whole and would take with only
  * the two MACs traded, never an EtherType the filter does not name).
  * Returns a handle (> 0), REXO_EINVAL
- * (`atoms` NULL with `count` > 0, no atoms, a bad or contradicting atom), REXO_EFAULT,
+ * (`atoms` NULL with `count` > 0, no atoms, more than REXO_MAX_NET_ATOMS, which are
+ * refused before any is read, a bad or contradicting atom), REXO_EFAULT,
  * REXO_ENODEV, REXO_EBUSY (the filter overlaps another app's, or an app holds the
  * interface whole), REXO_ENOMEM (the app holds REXO_MAX_APP_NET_BINDINGS bindings on
  * the interface, or the interface REXO_MAX_NET_BINDINGS in all, until one ends),

@@ -7,7 +7,7 @@ use core::ffi::{c_int, c_uint, c_void};
 use core::ops::Range;
 
 use rexo_api::{BlockDevice, DeviceError, DeviceInfo, DeviceKind, Filter, Kernel, device};
-use rexo_pktfilter::Atom;
+use rexo_pktfilter::{Atom, MAX_ATOMS};
 
 use crate::handles::{Object, Outcome, insert, take, with_object};
 use crate::{
@@ -283,13 +283,14 @@ pub extern "C" fn rexo_net_open(index: c_uint) -> i64 {
     open_handle(|kernel| kernel.open_net(index as usize).map(net_object))
 }
 
-/// `int64_t rexo_net_bind(unsigned index, const struct rexo_atom *atoms, size_t count)`.
+/// `int64_t rexo_net_bind(unsigned index, const struct rexo_atom *atoms, size_t count)`:
+/// more than `MAX_ATOMS` atoms is `REXO_EINVAL` before any is read.
 #[unsafe(no_mangle)]
 pub extern "C" fn rexo_net_bind(index: c_uint, atoms: *const c_void, count: usize) -> i64 {
-    let Some(bytes) = count.checked_mul(ATOM) else {
+    if count > MAX_ATOMS {
         return REXO_EINVAL.into();
-    };
-    let filter = match c_bytes(atoms, bytes).and_then(decode_filter) {
+    }
+    let filter = match c_bytes(atoms, count * ATOM).and_then(decode_filter) {
         Ok(filter) => filter,
         Err(code) => return code.into(),
     };

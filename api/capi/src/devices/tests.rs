@@ -228,6 +228,10 @@ fn the_limits_of_rexo_h_are_the_kernels() {
         i64::try_from(rexo_api::MAX_APP_BINDINGS).ok()
     );
     assert_eq!(
+        rexo_h_define("REXO_MAX_NET_ATOMS"),
+        i64::try_from(MAX_ATOMS).ok()
+    );
+    assert_eq!(
         rexo_h_define("REXO_ENOMEM"),
         Some(i64::from(crate::REXO_ENOMEM)),
         "the code past either limit"
@@ -289,6 +293,20 @@ fn a_write_buffer_of_another_length_than_asked_is_an_io_error_and_is_withdrawn()
             disk.request_sizes(),
             [],
             "{extra} bytes off: nothing queued"
+        );
+    }
+}
+
+#[test]
+fn more_atoms_than_a_filter_takes_are_refused_before_any_is_read() {
+    // Not even looked at: neither the RAM check (a host may not be registered here) nor
+    // the atoms behind the (dangling) pointer.
+    let atoms = core::ptr::dangling::<c_void>();
+    for count in [MAX_ATOMS + 1, usize::MAX / ATOM, usize::MAX] {
+        assert_eq!(
+            rexo_net_bind(0, atoms, count),
+            i64::from(REXO_EINVAL),
+            "{count}"
         );
     }
 }
