@@ -248,11 +248,7 @@ fn write_blocks(disk: &mut dyn BlockDevice, block: u64, count: u32, data: &[u8])
             let chunk = &data[bytes];
             let mut wrong_length = false;
             let tag = disk.submit_write_checked(0, at, blocks, &mut |buffer| {
-                wrong_length = buffer.len() != chunk.len();
-                if !wrong_length {
-                    buffer.copy_from_slice(chunk);
-                }
-                !wrong_length
+                fill_exactly(buffer, chunk, &mut wrong_length)
             });
             if wrong_length {
                 return Err(REXO_EIO);
@@ -261,6 +257,20 @@ fn write_blocks(disk: &mut dyn BlockDevice, block: u64, count: u32, data: &[u8])
         },
     )
 }
+
+/// Fills a driver's `buffer` with `data` when their lengths are the same, else records in
+/// `wrong_length` that they are not; says whether it filled it (the request may go).
+fn fill_exactly(buffer: &mut [u8], data: &[u8], wrong_length: &mut bool) -> bool {
+    *wrong_length = buffer.len() != data.len();
+    if !*wrong_length {
+        buffer.copy_from_slice(data);
+    }
+    !*wrong_length
+}
+
+/// What a driver lends a transmit's filler: its buffer, to fill and let go (`true`) or
+/// withdraw (`false`).
+type Fill<'a> = &'a mut dyn FnMut(&mut [u8]) -> bool;
 
 /// `int rexo_block_flush(int64_t disk)`.
 #[unsafe(no_mangle)]
@@ -358,14 +368,26 @@ pub extern "C" fn rexo_net_send(nic: i64, frame: *const c_void, len: usize) -> c
         Err(code) => return code,
     };
     with_net(nic, |nic, max_frame| {
-        DeviceError::check_frame(len, max_frame).map_err(device_code)?;
-        nic.transmit_checked(0, len, &mut |buffer| {
-            buffer.copy_from_slice(data);
-            true
-        })
-        .map_err(device_code)?;
-        Ok(REXO_OK)
+        send_copy(data, max_frame, |fill| nic.transmit_checked(0, len, fill))
     })
+}
+
+/// Sends a copy of `data` (of `max_frame` bytes at most) through `transmit`, which lends
+/// the driver's buffer to its `fill` (`NetDevice::transmit_checked`): a buffer of another
+/// length than asked is `REXO_EIO`, the frame withdrawn unsent.
+fn send_copy(
+    data: &[u8],
+    max_frame: usize,
+    transmit: impl FnOnce(Fill<'_>) -> Result<(), DeviceError>,
+) -> Outcome {
+    DeviceError::check_frame(data.len(), max_frame).map_err(device_code)?;
+    let mut wrong_length = false;
+    let sent = transmit(&mut |buffer| fill_exactly(buffer, data, &mut wrong_length));
+    if wrong_length {
+        return Err(REXO_EIO);
+    }
+    sent.map_err(device_code)?;
+    Ok(REXO_OK)
 }
 
 /// `int rexo_dev_close(int64_t handle)`.

@@ -310,3 +310,40 @@ fn more_atoms_than_a_filter_takes_are_refused_before_any_is_read() {
         );
     }
 }
+
+/// A transmit whose buffer is `skew` bytes longer (or shorter, negative) than asked,
+/// keeping the frames `fill` lets go in `sent`.
+fn skewed_transmit(
+    skew: isize,
+    sent: &mut Vec<Vec<u8>>,
+) -> impl FnOnce(Fill<'_>) -> Result<(), DeviceError> + '_ {
+    move |fill| {
+        let mut buffer = alloc::vec![0u8; 60usize.saturating_add_signed(skew)];
+        if !fill(&mut buffer) {
+            return Err(DeviceError::Withdrawn);
+        }
+        sent.push(buffer);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_transmit_buffer_of_another_length_than_the_frame_is_an_io_error_and_sends_nothing() {
+    let frame = alloc::vec![0x42; 60];
+    for skew in [-1, 1, 100] {
+        let mut sent = Vec::new();
+        let transmit = skewed_transmit(skew, &mut sent);
+        assert_eq!(
+            send_copy(&frame, 1514, transmit),
+            Err(REXO_EIO),
+            "{skew} bytes off"
+        );
+        assert!(sent.is_empty(), "{skew} bytes off: withdrawn");
+    }
+    let mut sent = Vec::new();
+    assert_eq!(
+        send_copy(&frame, 1514, skewed_transmit(0, &mut sent)),
+        Ok(REXO_OK)
+    );
+    assert_eq!(sent, [frame]);
+}
