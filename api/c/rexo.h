@@ -57,9 +57,9 @@ extern "C" {
  * blocks past the end of the disk. */
 #define REXO_ERANGE (-4)
 /* No memory (or capability-table entry, in all or of the app's limit of 64) left to
- * grant; a shared interface holding the most bindings it takes, REXO_MAX_NET_BINDINGS
- * in all or REXO_MAX_APP_NET_BINDINGS of the calling app's, until one ends
- * (rexo_net_bind). */
+ * grant, or none for a driver's request (the block and network calls); a shared
+ * interface holding the most bindings it takes, REXO_MAX_NET_BINDINGS in all or
+ * REXO_MAX_APP_NET_BINDINGS of the calling app's, until one ends (rexo_net_bind). */
 #define REXO_ENOMEM (-5)
 /* Busy: the kernel's work queue is full (nothing was run); the device is held by
  * another app or its queue is full (call again); the memory is mapped (its handle is
@@ -120,7 +120,9 @@ typedef void (*rexo_core_fn)(void *arg, unsigned core);
  * may call every rexo_ function, acting for the same app. `arg` is passed as it is
  * (shared between cores: use atomics, e.g. __atomic_fetch_add). Returns REXO_OK,
  * REXO_EINVAL (`fn` NULL), REXO_ENOAPP, REXO_EBUSY (queue full, nothing run) or
- * REXO_EPERM (the app gave one of its cores back with rexo_core_return: nothing run). */
+ * REXO_EPERM (the app gave one of its cores back with rexo_core_return: nothing run; or
+ * the kernel ended the task of a core, for a fault or a panic in it or for touching
+ * memory taken back by force: the other cores ran theirs). */
 int rexo_run_on_every_core(rexo_core_fn fn, void *arg);
 
 /* The next byte of console input (serial line or PS/2 keyboard), 0..255, without
@@ -250,8 +252,8 @@ struct rexo_block_info {
 REXO_STATIC_ASSERT(sizeof(struct rexo_block_info) == 16, "struct rexo_block_info is 16 bytes");
 
 /* Opens disk `index` (the index of its struct rexo_device) for the app alone. Returns a
- * handle (> 0), REXO_ENODEV, REXO_EBUSY (another app holds it), REXO_ENOAPP, or
- * REXO_EIO. */
+ * handle (> 0), REXO_ENODEV, REXO_EBUSY (another app holds it), REXO_ENOMEM,
+ * REXO_ENOAPP, or REXO_EIO. */
 int64_t rexo_block_open(unsigned index);
 
 /* The disk's size. Returns REXO_OK, REXO_EINVAL (`info` NULL), REXO_EFAULT, REXO_EBADF
@@ -262,8 +264,10 @@ int rexo_block_info(int64_t disk, struct rexo_block_info *info);
  * `count` * block_size; returns when the data is there. Returns REXO_OK, REXO_EINVAL
  * (`buf` NULL, `count` 0, `len` not `count` blocks), REXO_EFAULT, REXO_EBADF,
  * REXO_ERANGE (past the end of the disk, nothing read), REXO_EPERM (the disk's extent
- * table refuses), REXO_EIO (the device failed, or handed over data or a buffer of
- * another length than asked: nothing of it copied) or REXO_ENOAPP. */
+ * table refuses), REXO_ENOMEM (the driver has no memory for the request), REXO_EIO (the
+ * device failed, or handed over data or a buffer of another length than asked: nothing
+ * of it copied) or REXO_ENOAPP. `count` 0 is REXO_EINVAL before the handle is looked
+ * at. */
 int rexo_block_read(int64_t disk, uint64_t block, uint32_t count, void *buf, size_t len);
 
 /* Writes `count` blocks from `buf` (`len` exactly `count` * block_size) at block
@@ -274,8 +278,8 @@ int rexo_block_read(int64_t disk, uint64_t block, uint32_t count, void *buf, siz
  * saw it, and earlier requests of the same write are already written. */
 int rexo_block_write(int64_t disk, uint64_t block, uint32_t count, const void *buf, size_t len);
 
-/* Makes every write completed before it durable. Returns REXO_OK, REXO_EBADF, REXO_EIO
- * or REXO_ENOAPP. */
+/* Makes every write completed before it durable. Returns REXO_OK, REXO_EBADF, REXO_ENOMEM,
+ * REXO_EIO or REXO_ENOAPP. */
 int rexo_block_flush(int64_t disk);
 
 /* A network interface. Frames are whole Ethernet frames without the FCS. */
@@ -308,8 +312,8 @@ REXO_STATIC_ASSERT(sizeof(struct rexo_atom) == 12, "struct rexo_atom is 12 bytes
 #define REXO_MAX_NET_ATOMS 16
 
 /* Opens network interface `index` whole, for the app alone. Returns a handle (> 0),
- * REXO_ENODEV, REXO_EBUSY (another app holds it or is bound to it), REXO_ENOAPP or
- * REXO_EIO. */
+ * REXO_ENODEV, REXO_EBUSY (another app holds it or is bound to it), REXO_ENOMEM,
+ * REXO_ENOAPP or REXO_EIO. */
 int64_t rexo_net_open(unsigned index);
 
 /* Binds the app to the frames of interface `index` that match all `count` atoms (one
@@ -335,15 +339,15 @@ int rexo_net_info(int64_t nic, struct rexo_net_info *info);
 
 /* Copies the next received frame into `buf` (`len` at least max_frame bytes) without
  * waiting. Returns its length (> 0), 0 when no frame is waiting, or REXO_EINVAL (`buf`
- * NULL, or `len` under max_frame: nothing is taken), REXO_EFAULT, REXO_EBADF, REXO_EIO
- * or REXO_ENOAPP. */
+ * NULL, or `len` under max_frame: nothing is taken), REXO_EFAULT, REXO_EBADF,
+ * REXO_ENOMEM, REXO_EIO or REXO_ENOAPP. */
 int rexo_net_receive(int64_t nic, void *buf, size_t len);
 
 /* Sends the `len`-byte frame at `frame` (copied into the driver's buffer). Returns
  * REXO_OK, REXO_EINVAL (`frame` NULL with `len` > 0), REXO_EFAULT, REXO_EBADF,
  * REXO_EMSGSIZE (longer than max_frame or shorter than 14 bytes: nothing sent),
- * REXO_EBUSY (the transmit ring is full: call again), REXO_EPERM (on a shared
- * interface, a source the filter does not give the app: withdrawn), REXO_EIO (the
+ * REXO_EBUSY (the transmit ring is full: call again), REXO_ENOMEM, REXO_EPERM (on a
+ * shared interface, a source the filter does not give the app: withdrawn), REXO_EIO (the
  * device failed, or the driver handed over a buffer of another length than the frame:
  * withdrawn, nothing sent) or REXO_ENOAPP. */
 int rexo_net_send(int64_t nic, const void *frame, size_t len);

@@ -99,6 +99,19 @@ fn open_handle(open: impl FnOnce(&Kernel) -> Result<Object, rexo_api::ApiError>)
     })
 }
 
+/// Runs `transfer` on the disk `id` of the app running on this core, for `count` blocks:
+/// a count of 0 is `REXO_EINVAL` before the handle is looked up (argument errors first).
+fn with_transfer(
+    id: i64,
+    count: u32,
+    transfer: impl FnOnce(&mut dyn BlockDevice) -> Outcome,
+) -> c_int {
+    if count == 0 {
+        return REXO_EINVAL;
+    }
+    with_block(id, transfer)
+}
+
 /// Runs `f` on the disk `id` of the app running on this core.
 fn with_block(id: i64, f: impl FnOnce(&mut dyn BlockDevice) -> Outcome) -> c_int {
     with_object(id, |_, object| match object {
@@ -197,7 +210,7 @@ pub extern "C" fn rexo_block_read(
         Ok(buffer) => buffer,
         Err(code) => return code,
     };
-    with_block(disk, |disk| read_blocks(disk, block, count, buffer))
+    with_transfer(disk, count, |disk| read_blocks(disk, block, count, buffer))
 }
 
 /// Reads `count` blocks from `block` into `buffer` (exactly `count` blocks long): data the
@@ -233,7 +246,7 @@ pub extern "C" fn rexo_block_write(
         Ok(data) => data,
         Err(code) => return code,
     };
-    with_block(disk, |disk| write_blocks(disk, block, count, data))
+    with_transfer(disk, count, |disk| write_blocks(disk, block, count, data))
 }
 
 /// Writes `count` blocks from `data` (exactly `count` blocks long) at `block`, in requests

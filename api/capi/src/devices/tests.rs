@@ -347,3 +347,12 @@ fn a_transmit_buffer_of_another_length_than_the_frame_is_an_io_error_and_sends_n
     );
     assert_eq!(sent, [frame]);
 }
+
+#[test]
+fn a_block_count_of_zero_is_refused_before_the_handle_is_looked_up() {
+    // No app runs here (and a host may not be registered): a lookup would not answer
+    // REXO_EINVAL.
+    let (read, written) = (core::ptr::null_mut(), core::ptr::null());
+    assert_eq!(rexo_block_read(12345, 0, 0, read, 0), REXO_EINVAL);
+    assert_eq!(rexo_block_write(12345, 0, 0, written, 0), REXO_EINVAL);
+}
