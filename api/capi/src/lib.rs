@@ -247,14 +247,20 @@ impl OutParam {
         if ptr.is_null() {
             return Err(REXO_EINVAL);
         }
-        check_ram(ptr as usize, size_of::<u64>())?;
+        Self(ptr).still_usable()?;
         Ok(Self(ptr))
+    }
+
+    /// `REXO_EFAULT` if it lies outside usable RAM now (taken back by force since the call
+    /// started).
+    fn still_usable(&self) -> Result<(), c_int> {
+        check_ram(self.0 as usize, size_of::<u64>())
     }
 
     /// Stores `value` in it, unless it lies in memory taken back by force since the call
     /// started (`REXO_EFAULT`, nothing written).
     fn store(self, value: u64) -> Result<(), c_int> {
-        check_ram(self.0 as usize, size_of::<u64>())?;
+        self.still_usable()?;
         // SAFETY: the C app's out-parameter, 8 bytes of usable RAM not taken back by force
         // when checked just above. That narrows the window but does not close it: another
         // core (or the timer) taking the memory by force between the check and the write
@@ -269,6 +275,16 @@ impl OutParam {
 /// nothing.
 fn out_params(first: *mut u64, second: *mut u64) -> Result<(OutParam, OutParam), c_int> {
     Ok((OutParam::new(first)?, OutParam::new(second)?))
+}
+
+/// Stores two values in two out-parameters ([`out_params`]), both checked again before
+/// either is written: one taken back by force since the call started is `REXO_EFAULT`,
+/// neither written.
+fn store_both((first, second): (OutParam, OutParam), values: (u64, u64)) -> Result<(), c_int> {
+    first.still_usable()?;
+    second.still_usable()?;
+    first.store(values.0)?;
+    second.store(values.1)
 }
 
 /// `unsigned rexo_cores(void)`.
@@ -417,10 +433,8 @@ pub extern "C" fn rexo_memory(usable: *mut u64, free_bytes: *mut u64) -> c_int {
         Err(code) => return code,
     };
     let memory = with_kernel(|kernel, _| kernel.memory());
-    let stored = usable.store(memory.usable);
-    stored
-        .and_then(|()| free_bytes.store(memory.free))
-        .map_or_else(|code| code, |()| REXO_OK)
+    let stored = store_both((usable, free_bytes), (memory.usable, memory.free));
+    stored.map_or_else(|code| code, |()| REXO_OK)
 }
 
 /// `int64_t rexo_mem_alloc(uint64_t bytes)`.
@@ -489,26 +503,57 @@ pub extern "C" fn rexo_mem_return(handle: i64) -> c_int {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::sync::atomic::{AtomicBool, Ordering};
 
-    /// What the test host's RAM check answers.
-    static RAM_USABLE: AtomicBool = AtomicBool::new(true);
+    /// The addresses the test host's RAM check says were taken back by force.
+    static TAKEN: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
+    /// Registers the test host: all RAM usable but the addresses in [`TAKEN`].
+    fn register_test_host() {
+        register(Host {
+            acting_for: |_| {},
+            usable_ram: |start, end| {
+                let taken = TAKEN.lock().expect("not poisoned");
+                !taken.iter().any(|at| (start..end).contains(at))
+            },
+        });
+    }
+
+    /// Marks `value`'s memory as taken back by force (`taken`) or usable again.
+    fn take_by_force(value: &u64, taken: bool) {
+        let at = core::ptr::from_ref(value) as u64;
+        let mut all = TAKEN.lock().expect("not poisoned");
+        all.retain(|&other| other != at);
+        if taken {
+            all.push(at);
+        }
+    }
 
     #[test]
     fn an_out_parameter_taken_by_force_after_the_call_started_is_efault_and_not_written() {
-        register(Host {
-            acting_for: |_| {},
-            usable_ram: |_, _| RAM_USABLE.load(Ordering::SeqCst),
-        });
+        register_test_host();
         let mut value = 7u64;
         let out = OutParam::new(&mut value).expect("usable RAM");
-        RAM_USABLE.store(false, Ordering::SeqCst);
+        take_by_force(&value, true);
         assert_eq!(out.store(9), Err(REXO_EFAULT));
         assert_eq!(value, 7, "nothing written");
-        RAM_USABLE.store(true, Ordering::SeqCst);
+        take_by_force(&value, false);
         let out = OutParam::new(&mut value).expect("usable RAM");
         assert_eq!(out.store(9), Ok(()));
         assert_eq!(value, 9);
+    }
+
+    #[test]
+    fn two_out_parameters_are_both_written_or_neither() {
+        register_test_host();
+        let (mut first, mut second) = (1u64, 2u64);
+        let both = out_params(&mut first, &mut second).expect("usable RAM");
+        take_by_force(&second, true);
+        assert_eq!(store_both(both, (10, 20)), Err(REXO_EFAULT));
+        take_by_force(&second, false);
+        assert_eq!((first, second), (1, 2), "neither written");
+        let both = out_params(&mut first, &mut second).expect("usable RAM");
+        assert_eq!(store_both(both, (10, 20)), Ok(()));
+        assert_eq!((first, second), (10, 20));
     }
 
     /// Bytes the global allocator handed out on each thread (the tests run in parallel).

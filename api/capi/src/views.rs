@@ -4,7 +4,7 @@
 use core::ffi::{c_int, c_void};
 
 use crate::handles::with_memory;
-use crate::{REXO_EBUSY, REXO_EINVAL, REXO_OK, error_code, out_params};
+use crate::{REXO_EBUSY, REXO_EINVAL, REXO_OK, error_code, out_params, store_both};
 
 /// `int rexo_map_memory(int64_t handle, void **ptr, uint64_t *len)`.
 #[unsafe(no_mangle)]
@@ -22,9 +22,9 @@ pub extern "C" fn rexo_map_memory(handle: i64, ptr: *mut *mut c_void, len: *mut 
         let (start, bytes) = kernel
             .map_memory(&mut memory.cap, view)
             .map_err(error_code)?;
-        // An out-parameter taken by force since the call started: REXO_EFAULT, not mapped.
-        ptr.store(start)?;
-        len.store(bytes)?;
+        // An out-parameter taken by force since the call started: REXO_EFAULT, neither
+        // written, not mapped.
+        store_both((ptr, len), (start, bytes))?;
         // The C app keeps the address past the call (C is beyond the borrow checker):
         // `mapped` stands for the view until rexo_unmap_memory.
         memory.mapped = true;
