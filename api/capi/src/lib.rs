@@ -314,9 +314,9 @@ pub extern "C" fn rexo_unix_time() -> i64 {
     })
 }
 
-/// The longest log line the kernel keeps (`rexo_logline::LogLine`, 512 bytes, cut past
-/// that): `rexo_log` converts no more of the C app's text.
-const LOG_LINE: usize = 512;
+/// The longest log line the kernel keeps (cut past that): `rexo_log` converts no more of
+/// the C app's text.
+const LOG_LINE: usize = rexo_logline::APP_LINE_BYTES;
 
 /// C's bytes as text, part by part: its valid UTF-8 as it is and each invalid sequence as
 /// one U+FFFD (as `String::from_utf8_lossy` has it), with nothing allocated, whatever the

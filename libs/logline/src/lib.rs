@@ -11,10 +11,13 @@ use core::fmt;
 /// What ends a line that was cut short.
 pub const CUT_MARKER: &str = " [...]";
 
-/// A line of at most `N` bytes (`N` must exceed [`CUT_MARKER`]'s length; 512, the
-/// longest app log line, unless said), filled through [`fmt::Write`]; writes past the
-/// room are dropped and the line marked as cut.
-pub struct LogLine<const N: usize = 512> {
+/// The longest app log line, in bytes: [`LogLine`]'s length unless said.
+pub const APP_LINE_BYTES: usize = 512;
+
+/// A line of at most `N` bytes (`N` must exceed [`CUT_MARKER`]'s length;
+/// [`APP_LINE_BYTES`] unless said), filled through [`fmt::Write`]; writes past the room
+/// are dropped and the line marked as cut.
+pub struct LogLine<const N: usize = APP_LINE_BYTES> {
     bytes: [u8; N],
     len: usize,
     cut: bool,
