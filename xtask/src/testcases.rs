@@ -121,14 +121,14 @@ pub enum Arg {
     /// The same on a multi-queue tap device with two queues (the model needs `mq=on`
     /// to offer them as two queue pairs), the client in the namespace as for [`Arg::Tap`].
     TapPairs(&'static str),
-    /// A network interface of this model on QEMU user networking (its DHCP server,
-    /// 10.0.2.15 for the guest), with free host ports on 127.0.0.1 forwarded to the
-    /// guest's `tcp` and `udp` ports; the case's [`Case::client`] gets them
-    /// (`xtask/src/netclient.rs`). Interfaces are numbered in their order here.
     /// A network interface of this model on QEMU's UDP `socket` backend with the SYN
     /// flood peer on the host end (`xtask/src/synflood.rs`): the guest must be
     /// `httpd-test` at `ip=10.0.2.15/24`; the case fails when the peer's check fails.
     SynFlood(&'static str),
+    /// A network interface of this model on QEMU user networking (its DHCP server,
+    /// 10.0.2.15 for the guest), with free host ports on 127.0.0.1 forwarded to the
+    /// guest's `tcp` and `udp` ports; the case's [`Case::client`] gets them
+    /// (`xtask/src/netclient.rs`). Interfaces are numbered in their order here.
     UserNet {
         /// The device, e.g. `virtio-net-pci`.
         model: &'static str,
