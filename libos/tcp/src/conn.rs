@@ -19,6 +19,12 @@ const MAX_OUT_OF_ORDER: usize = 8;
 /// The clock granularity term of RFC 6298's RTO (1 ms).
 const GRANULARITY_NS: u64 = 1_000_000;
 
+/// The range RFC 9293 (3.8.6.2.1) gives the override timeout of sender-side
+/// silly-window avoidance (0.1 to 1 s); the RTO is held within it.
+const SWS_OVERRIDE_MIN_NS: u64 = 100_000_000;
+/// See [`SWS_OVERRIDE_MIN_NS`].
+const SWS_OVERRIDE_MAX_NS: u64 = 1_000_000_000;
+
 /// How the connection was set up (from the handshake).
 pub struct Setup {
     /// The addresses and ports.
@@ -88,6 +94,9 @@ pub struct Conn {
     fast_rtx: bool,
     persist_at: Option<u64>,
     persist_backoff: u32,
+    /// When a segment smaller than the MSS, held back by silly-window avoidance, goes
+    /// anyway (the override timeout).
+    runt_at: Option<u64>,
     probe_now: bool,
     /// Zero-window probes sent since the peer's last acceptable ACK.
     probes: u32,
@@ -157,6 +166,7 @@ impl Conn {
             fast_rtx: false,
             persist_at: None,
             persist_backoff: 0,
+            runt_at: None,
             probe_now: false,
             probes: 0,
             window_closed_at: None,
@@ -210,6 +220,7 @@ impl Conn {
         self.queued = 0;
         self.rtx_at = None;
         self.persist_at = None;
+        self.runt_at = None;
         self.window_closed_at = None;
     }
 
@@ -696,6 +707,7 @@ impl Conn {
             self.release_deadline(config),
             self.rtx_at,
             self.persist_at,
+            self.runt_at,
             keepalive,
         ]
         .into_iter()
@@ -793,8 +805,9 @@ impl Conn {
     /// probe due, then new data within the peer's and the congestion window (and a
     /// FIN) in at most `pace.burst` segments, then a keep-alive and an ACK if one is
     /// owed. Data segments carry up to the MSS, or with `pace.segmentation` up to the
-    /// most whole MSS-sized segments within it (super-segments a NIC cuts); a
-    /// retransmission carries one MSS. [`Turn::More`] if data waits for another turn.
+    /// most whole MSS-sized segments within it (super-segments a NIC cuts), and one
+    /// smaller than the MSS only as silly-window avoidance allows; a retransmission
+    /// carries one MSS. [`Turn::More`] if data waits for another turn.
     pub(crate) fn output(&mut self, now: u64, out: &mut Output<'_>, pace: Pace) -> Turn {
         if self.rst_pending {
             // At the highest number sent: a retransmission timeout rewinds `snd_nxt`,
@@ -836,6 +849,8 @@ impl Conn {
         let limit = pace
             .segmentation
             .map_or(self.mss, |max| (max / self.mss).max(1) * self.mss);
+        let runt_allowed = self.runt_at.is_some_and(|at| at <= now);
+        let mut runt_held = false;
         let mut segments = 0;
         loop {
             let offset = self.snd_nxt.since(self.snd_una);
@@ -850,6 +865,13 @@ impl Conn {
                 if self.snd_wnd == 0 && offset == 0 {
                     self.start_persist(now);
                 }
+                break;
+            }
+            // Sender-side silly-window avoidance (RFC 9293, 3.8.6.2.1): a segment
+            // smaller than the MSS goes only if it ends the queue, fills half the
+            // largest window the peer offered, or waited out the override timeout.
+            if len < self.mss && len < unsent && len < self.max_snd_wnd / 2 && !runt_allowed {
+                runt_held = true;
                 break;
             }
             if segments >= pace.burst {
@@ -879,6 +901,12 @@ impl Conn {
             if self.rtx_at.is_none() {
                 self.rtx_at = Some(now.saturating_add(self.rto));
             }
+        }
+        if !runt_held {
+            self.runt_at = None;
+        } else if self.runt_at.is_none() {
+            let wait = self.rto.clamp(SWS_OVERRIDE_MIN_NS, SWS_OVERRIDE_MAX_NS);
+            self.runt_at = Some(now.saturating_add(wait));
         }
         if self.keepalive_now {
             // One byte of sequence space the peer has already acknowledged.

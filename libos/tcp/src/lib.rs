@@ -21,7 +21,8 @@
 //! probes), keep-alive, orderly close in every FIN state with a compact, bounded
 //! TIME-WAIT table, abortive close, RFC 5961's checks on RST, SYN and ACK (with its
 //! challenge ACKs limited per connection), and counters
-//! ([`Stats`]) for everything dropped. Nagle's algorithm is not used. Not done: active open, SACK, timestamps, congestion control
+//! ([`Stats`]) for everything dropped. Nagle's algorithm is not used; sender-side
+//! silly-window avoidance is. Not done: active open, SACK, timestamps, congestion control
 //! beyond NewReno, IP options on sent packets (see docs/network.md).
 //!
 //! Segmentation offload: with [`Config::segmentation`] a connection hands out

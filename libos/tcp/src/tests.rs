@@ -673,6 +673,50 @@ fn three_duplicate_acks_trigger_a_fast_retransmit() {
     assert_eq!(ep.stats().duplicate_acks, 3);
 }
 
+/// The payload lengths of `packets`.
+fn lengths(packets: &[Vec<u8>]) -> Vec<usize> {
+    packets.iter().map(|p| view(p).payload.len()).collect()
+}
+
+#[test]
+fn small_windows_draw_no_runts_until_half_the_largest_fits_or_the_override_fires() {
+    let (mut ep, id, mut peer) = established();
+    ep.send(id, Piece::shared(blob(5000), 0, 5000).unwrap())
+        .unwrap();
+    assert_eq!(
+        lengths(&poll(&mut ep, 0)),
+        [536],
+        "a full segment; the 464 bytes left of the window would be a runt"
+    );
+    // The peer takes it and offers 10 bytes, again and again: no 10-byte segments.
+    peer.ack = peer.ack.plus(536);
+    peer.window = 10;
+    for ms in (10..100).step_by(10) {
+        peer.send(&mut ep, ms * MS, b"");
+        assert!(poll(&mut ep, ms * MS).is_empty(), "no runt at {ms} ms");
+    }
+    // Half the largest window it offered (1000) may go.
+    peer.window = 500;
+    peer.send(&mut ep, 100 * MS, b"");
+    assert_eq!(lengths(&poll(&mut ep, 100 * MS)), [500]);
+    // Back at 10 bytes: they go only when the override timeout (0.1 to 1 s) fires.
+    peer.ack = peer.ack.plus(500);
+    peer.window = 10;
+    peer.send(&mut ep, 110 * MS, b"");
+    assert!(poll(&mut ep, 110 * MS).is_empty());
+    let at = ep.next_deadline().expect("the override timeout");
+    assert!((210 * MS..=1110 * MS).contains(&at), "{at}");
+    assert!(poll(&mut ep, at - 1).is_empty());
+    assert_eq!(lengths(&poll(&mut ep, at)), [10]);
+    // The last piece of what is queued goes at once, however small.
+    peer.ack = peer.ack.plus(10);
+    peer.window = 60_000;
+    peer.send(&mut ep, at + MS, b"");
+    assert_eq!(payload_bytes(&poll(&mut ep, at + MS)), 5000 - 1046);
+    ep.send(id, Piece::owned(vec![1; 7])).unwrap();
+    assert_eq!(lengths(&poll(&mut ep, at + MS)), [7]);
+}
+
 #[test]
 fn a_zero_window_is_probed_until_it_opens() {
     let mut ep = server(Config::default());
@@ -1755,13 +1799,13 @@ fn a_closed_connection_is_reset_behind_a_zero_window_even_if_its_peer_answers() 
 #[test]
 fn a_peer_that_answers_every_probe_keeps_its_zero_window_connection() {
     let mut ep = server(Config::default());
-    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1072);
     ep.send(id, Piece::owned(vec![1; 3000])).unwrap();
     let lens: Vec<usize> = poll(&mut ep, 0)
         .iter()
         .map(|p| view(p).payload.len())
         .collect();
-    assert_eq!(lens, [536, 464]);
+    assert_eq!(lens, [536, 536]);
     // The peer takes the first segment and closes its window, the second in flight.
     peer.window = 0;
     peer.ack = peer.ack.plus(536);
@@ -1850,13 +1894,14 @@ fn super_segments_fill_the_windows_in_whole_segments() {
     let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), Some(0), 3500);
     ep.send(id, Piece::shared(blob(100_000), 0, 100_000).unwrap())
         .unwrap();
-    // The peer's 3500 bytes: three whole segments in one super-segment, then the rest
-    // of the window alone (as without offload).
-    assert_eq!(shapes(&mut ep, 0), vec![(3000, Some(1000)), (500, None)]);
+    // The peer's 3500 bytes: three whole segments in one super-segment; the rest of
+    // the window, less than half of it, waits (silly-window avoidance, as without
+    // offload).
+    assert_eq!(shapes(&mut ep, 0), vec![(3000, Some(1000))]);
     // A wide window: the congestion window (10 segments, then one more per ACK in slow
     // start) bounds the next one.
     peer.window = 60_000;
-    peer.ack = peer.ack.plus(3500);
+    peer.ack = peer.ack.plus(3000);
     peer.send(&mut ep, MS, b"");
     assert_eq!(shapes(&mut ep, MS), vec![(11_000, Some(1000))]);
     assert_eq!(ep.stats().segments_offloaded, 2);
@@ -2103,8 +2148,8 @@ fn an_ack_half_the_sequence_space_away_is_refused() {
     );
     let sent = payload_bytes(&poll(&mut ep, 0));
     assert_eq!(
-        sent, 1000,
-        "its window is not taken: the peer's 1000 bytes hold"
+        sent, 536,
+        "its window is not taken: the peer's 1000 bytes hold (less a runt held back)"
     );
 }
 
@@ -2132,7 +2177,10 @@ fn a_retransmission_that_acknowledges_more_brings_its_window() {
     let (mut ep, id, mut peer) = established();
     ep.send(id, Piece::owned(vec![7; 3000])).unwrap();
     let first = payload_bytes(&poll(&mut ep, 0));
-    assert_eq!(first, 1000, "the peer's window");
+    assert_eq!(
+        first, 536,
+        "a full segment (the rest of the window would be a runt)"
+    );
     // Data ahead of a gap, acknowledging nothing yet, offering 1000 bytes...
     let ahead = packet(
         peer.port,
@@ -2145,9 +2193,10 @@ fn a_retransmission_that_acknowledges_more_brings_its_window() {
         None,
     );
     ep.input(0, &ahead);
-    // ...then the gap's retransmission, acknowledging all 1000 and offering only 100.
-    peer.ack = peer.ack.plus(1000);
-    peer.window = 100;
+    // ...then the gap's retransmission, acknowledging all 536 and offering only 520
+    // (enough to send: half the largest window).
+    peer.ack = peer.ack.plus(536);
+    peer.window = 520;
     peer.send(&mut ep, 0, &[1; 10]);
     let sent: Vec<usize> = poll(&mut ep, 0)
         .iter()
@@ -2155,7 +2204,7 @@ fn a_retransmission_that_acknowledges_more_brings_its_window() {
         .collect();
     assert_eq!(
         sent.iter().sum::<usize>(),
-        100,
+        520,
         "{sent:?}: the edge it offered last"
     );
 }
@@ -2165,11 +2214,11 @@ fn the_window_of_an_old_ack_is_not_taken() {
     let (mut ep, id, mut peer) = established();
     ep.send(id, Piece::owned(vec![7; 3000])).unwrap();
     poll(&mut ep, 0);
-    peer.ack = peer.ack.plus(1000);
+    peer.ack = peer.ack.plus(536);
     peer.window = 100;
     peer.send(&mut ep, 0, &[1; 10]);
     poll(&mut ep, 0);
-    // Newer data carrying an ACK 500 bytes old: its window of 1000 ends at 1500.
+    // Newer data carrying an ACK 500 bytes old: its window of 1000 ends 500 bytes on.
     peer.ack = peer.ack.plus(usize::MAX - 499);
     peer.window = 1000;
     peer.send(&mut ep, 0, &[1; 10]);
