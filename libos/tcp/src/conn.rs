@@ -90,7 +90,12 @@ pub struct Conn {
     dupacks: u32,
     cwnd: usize,
     ssthresh: usize,
+    /// RFC 6582's `recover`: the highest sequence number sent (plus one) when a loss was
+    /// last detected, by duplicate ACKs or a timeout; `None` before any. Duplicate ACKs
+    /// start a fast retransmit only once the peer acknowledged beyond it.
     recover: Option<Seq>,
+    /// In fast recovery (NewReno), until an ACK reaches `recover`.
+    in_recovery: bool,
     fast_rtx: bool,
     persist_at: Option<u64>,
     persist_backoff: u32,
@@ -163,6 +168,7 @@ impl Conn {
             cwnd: (10 * mss).min((2 * mss).max(14_600)),
             ssthresh: usize::MAX,
             recover: None,
+            in_recovery: false,
             fast_rtx: false,
             persist_at: None,
             persist_backoff: 0,
@@ -433,9 +439,9 @@ impl Conn {
                 self.rtt_probe = None;
             }
             self.rtx_at = (self.snd_una != self.snd_max).then_some(now.saturating_add(self.rto));
-            match self.recover {
+            match self.recover.filter(|_| self.in_recovery) {
                 Some(recover) if seg.ack >= recover => {
-                    self.recover = None;
+                    self.in_recovery = false;
                     self.cwnd = self.ssthresh;
                 }
                 Some(_) => {
@@ -469,14 +475,20 @@ impl Conn {
         {
             stats.duplicate_acks += 1;
             self.dupacks += 1;
-            if self.dupacks == 3 && self.recover.is_none() {
+            // RFC 6582 (3.2): not again for losses of what was sent before the last one
+            // was detected (a timeout's retransmissions draw duplicate ACKs too).
+            if self.dupacks == 3
+                && !self.in_recovery
+                && self.recover.is_none_or(|recover| seg.ack > recover)
+            {
                 stats.fast_retransmits += 1;
                 let flight = self.snd_max.since(self.snd_una);
                 self.ssthresh = (flight / 2).max(2 * self.mss);
                 self.cwnd = self.ssthresh + 3 * self.mss;
                 self.recover = Some(self.snd_max);
+                self.in_recovery = true;
                 self.fast_rtx = true;
-            } else if self.dupacks > 3 && self.recover.is_some() {
+            } else if self.dupacks > 3 && self.in_recovery {
                 self.cwnd += self.mss;
             }
         }
@@ -644,7 +656,8 @@ impl Conn {
             self.snd_nxt = self.snd_una;
             self.rtt_probe = None;
             self.dupacks = 0;
-            self.recover = None;
+            self.recover = Some(self.snd_max);
+            self.in_recovery = false;
             self.rtx_at = Some(now.saturating_add(self.rto));
         }
         if self.release_deadline(config).is_some_and(|at| at <= now)

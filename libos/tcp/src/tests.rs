@@ -673,6 +673,25 @@ fn three_duplicate_acks_trigger_a_fast_retransmit() {
     assert_eq!(ep.stats().duplicate_acks, 3);
 }
 
+#[test]
+fn duplicate_acks_after_a_timeout_start_no_second_fast_retransmit() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
+    ep.send(id, Piece::shared(blob(10_000), 0, 10_000).unwrap())
+        .unwrap();
+    assert_eq!(poll(&mut ep, 0).len(), 10);
+    let resent = poll(&mut ep, 1000 * MS);
+    assert_eq!(lengths(&resent), [1000], "the timeout resends the first");
+    assert_eq!(view(&resent[0]).seq, peer.ack);
+    // The rest of the old flight draws duplicate ACKs: no loss since the timeout.
+    for _ in 0..3 {
+        peer.send(&mut ep, 1001 * MS, b"");
+    }
+    assert!(poll(&mut ep, 1001 * MS).is_empty(), "nothing sent again");
+    assert_eq!(ep.stats().duplicate_acks, 3);
+    assert_eq!(ep.stats().fast_retransmits, 0, "RFC 6582: recover was set");
+}
+
 /// The payload lengths of `packets`.
 fn lengths(packets: &[Vec<u8>]) -> Vec<usize> {
     packets.iter().map(|p| view(p).payload.len()).collect()
