@@ -488,7 +488,9 @@ impl Conn {
                 self.recover = Some(self.snd_max);
                 self.in_recovery = true;
                 self.fast_rtx = true;
-            } else if self.dupacks > 3 && self.in_recovery {
+            } else if self.in_recovery {
+                // Each further duplicate ACK: a segment left the network (RFC 6582,
+                // 3.2 step 4), after a partial ACK too.
                 self.cwnd += self.mss;
             }
         }

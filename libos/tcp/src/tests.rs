@@ -692,6 +692,39 @@ fn duplicate_acks_after_a_timeout_start_no_second_fast_retransmit() {
     assert_eq!(ep.stats().fast_retransmits, 0, "RFC 6582: recover was set");
 }
 
+#[test]
+fn duplicate_acks_after_a_partial_ack_inflate_the_window_at_once() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
+    let first = peer.ack;
+    ep.send(id, Piece::shared(blob(20_000), 0, 20_000).unwrap())
+        .unwrap();
+    assert_eq!(poll(&mut ep, 0).len(), 10);
+    // The first two segments are lost: three duplicate ACKs resend the first...
+    for _ in 0..3 {
+        peer.send(&mut ep, MS, b"");
+    }
+    assert_eq!(lengths(&poll(&mut ep, MS)), [1000]);
+    assert_eq!(ep.stats().fast_retransmits, 1);
+    // ...whose partial ACK resends the second (9 segments in flight, a window of 8).
+    peer.ack = peer.ack.plus(1000);
+    peer.send(&mut ep, 2 * MS, b"");
+    let resent = poll(&mut ep, 2 * MS);
+    assert_eq!(lengths(&resent), [1000]);
+    assert_eq!(view(&resent[0]).seq, peer.ack);
+    // Each further duplicate ACK lets one more segment out: new data from the second.
+    let new_after_each: Vec<usize> = (3..6)
+        .map(|ms| {
+            peer.send(&mut ep, ms * MS, b"");
+            poll(&mut ep, ms * MS)
+                .iter()
+                .filter(|p| view(p).seq >= first.plus(10_000))
+                .count()
+        })
+        .collect();
+    assert_eq!(new_after_each, [0, 1, 1]);
+}
+
 /// The payload lengths of `packets`.
 fn lengths(packets: &[Vec<u8>]) -> Vec<usize> {
     packets.iter().map(|p| view(p).payload.len()).collect()
