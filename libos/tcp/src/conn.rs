@@ -4,6 +4,7 @@
 use crate::challenge::{ChallengeAcks, OutOfWindowAcks};
 use crate::piece::Piece;
 use crate::seq::Seq;
+use crate::time_wait;
 use crate::wire::{self, ACK, FIN, Header, RST, SYN, Segment};
 use crate::{Config, Error, LinkAddress, Outgoing, State, Stats, Tuple};
 use alloc::collections::VecDeque;
@@ -113,8 +114,8 @@ pub struct Conn {
     keepalives: u32,
     keepalive_now: bool,
     challenges: ChallengeAcks,
-    /// The limit on ACKs to out-of-window segments without data (kept by the TIME-WAIT
-    /// entry the connection leaves).
+    /// The limit on ACKs to out-of-window segments without data (in TIME-WAIT too, and
+    /// kept by the TIME-WAIT entry the connection leaves).
     pub(crate) out_of_window_acks: OutOfWindowAcks,
 }
 
@@ -401,6 +402,34 @@ impl Conn {
             };
         }
         true
+    }
+
+    /// Processes a segment for this connection in TIME-WAIT at `now`, as the compact
+    /// entry a released one leaves does ([`time_wait::answer`]): `Some(snd_nxt)` if it
+    /// is a new SYN that ended the TIME-WAIT (the connection is then closed, and the
+    /// SYN opens a new connection above the old sequence space).
+    pub(crate) fn input_time_wait(
+        &mut self,
+        seg: &Segment<'_>,
+        now: u64,
+        config: &Config,
+        stats: &mut Stats,
+    ) -> Option<Seq> {
+        let sequence = self.sequence();
+        match time_wait::answer(seg, sequence, &mut self.out_of_window_acks, now, stats) {
+            time_wait::Answer::Reopen => {
+                self.state = State::Closed;
+                self.close_at = None;
+                return Some(self.snd_nxt);
+            }
+            time_wait::Answer::FinAgain => {
+                self.close_at = Some(now.saturating_add(config.time_wait_ns));
+                self.ack_pending = true;
+            }
+            time_wait::Answer::Acknowledge => self.ack_pending = true,
+            time_wait::Answer::Drop => {}
+        }
+        None
     }
 
     /// Owes the peer a challenge ACK (RFC 5961) at `now`, unless this connection sent

@@ -43,6 +43,7 @@ pub mod checksum;
 mod conn;
 mod piece;
 mod seq;
+mod time_wait;
 mod wire;
 
 /// The most payload bytes a super-segment can carry ([`Config::segmentation`] is held to
@@ -867,22 +868,23 @@ impl Endpoint {
             remote: seg.src,
             remote_port: seg.src_port,
         };
+        let mut ended_time_wait = None;
         if let Some(&index) = self.by_tuple.get(&tuple) {
             let Some(conn) = self.slots[index].conn.as_mut() else {
                 return Sender::Unknown;
             };
-            let sender = match conn.input(&seg, now, &self.config, &mut self.stats) {
-                true => Sender::Peer,
-                false => Sender::Unknown,
-            };
-            // Reset, or its FIN acknowledged in LAST-ACK: it leaves the table at once, so
-            // that the peer's next SYN for the tuple opens a new connection.
-            if conn.state == State::Closed && conn.finished() {
-                self.retire(tuple, now);
+            if conn.state != State::TimeWait {
+                return self.input_conn(tuple, index, &seg, now);
             }
-            return sender;
+            // Held by the app (a released one left for the compact table): it answers
+            // as the compact entry does.
+            let Some(old_snd_nxt) = conn.input_time_wait(&seg, now, &self.config, &mut self.stats)
+            else {
+                return Sender::Unknown;
+            };
+            ended_time_wait = Some(old_snd_nxt);
+            self.retire(tuple, now);
         }
-        let mut ended_time_wait = None;
         if self.time_wait.contains_key(&tuple) {
             match self.input_time_wait(&tuple, &seg, now) {
                 Some(old_snd_nxt) => ended_time_wait = Some(old_snd_nxt),
@@ -904,6 +906,23 @@ impl Endpoint {
             self.reply_reset(&tuple, &seg, link);
         }
         Sender::Unknown
+    }
+
+    /// A segment for the connection in slot `index` (`tuple`'s), not in TIME-WAIT.
+    fn input_conn(&mut self, tuple: Tuple, index: usize, seg: &Segment<'_>, now: u64) -> Sender {
+        let Some(conn) = self.slots[index].conn.as_mut() else {
+            return Sender::Unknown;
+        };
+        let sender = match conn.input(seg, now, &self.config, &mut self.stats) {
+            true => Sender::Peer,
+            false => Sender::Unknown,
+        };
+        // Reset, or its FIN acknowledged in LAST-ACK: it leaves the table at once, so
+        // that the peer's next SYN for the tuple opens a new connection.
+        if conn.state == State::Closed && conn.finished() {
+            self.retire(tuple, now);
+        }
+        sender
     }
 
     /// Queues the RST RFC 9293 (3.10.7.1) answers `seg` (from `link`, if known) with.
@@ -953,31 +972,20 @@ impl Endpoint {
     /// acknowledged (offering the window the connection last offered), an acceptable
     /// one (the last ACK again) is dropped; a RST is dropped too (RFC 1337).
     fn input_time_wait(&mut self, tuple: &Tuple, seg: &Segment<'_>, now: u64) -> Option<Seq> {
-        let time_wait_ns = self.config.time_wait_ns;
         let entry = self.time_wait.get_mut(tuple)?;
-        if seg.opens() && seg.seq > entry.rcv_nxt {
-            let old_snd_nxt = entry.snd_nxt;
-            self.time_wait.remove(tuple);
-            self.stats.time_wait_reused += 1;
-            return Some(old_snd_nxt);
-        }
-        if seg.has(RST) {
-            self.stats.out_of_window += 1;
-            return None;
-        }
-        let fin_again = seg.has(FIN) && seg.seq.plus(seg.payload.len() + 1) == entry.rcv_nxt;
-        if fin_again {
-            entry.until = now.saturating_add(time_wait_ns);
-        } else if seg.seq == entry.rcv_nxt
-            && seg.seq_len() == 0
-            && !(seg.has(ACK) && seg.ack > entry.snd_nxt)
-        {
-            return None;
-        } else {
-            self.stats.out_of_window += 1;
-            if !entry.out_of_window_acks.allow(seg, now, &mut self.stats) {
-                return None;
+        let sequence = (entry.snd_nxt, entry.rcv_nxt);
+        let acks = &mut entry.out_of_window_acks;
+        match time_wait::answer(seg, sequence, acks, now, &mut self.stats) {
+            time_wait::Answer::Reopen => {
+                let old_snd_nxt = entry.snd_nxt;
+                self.time_wait.remove(tuple);
+                return Some(old_snd_nxt);
             }
+            time_wait::Answer::Drop => return None,
+            time_wait::Answer::FinAgain => {
+                entry.until = now.saturating_add(self.config.time_wait_ns);
+            }
+            time_wait::Answer::Acknowledge => {}
         }
         let (seq, ack, window) = (entry.snd_nxt, entry.rcv_nxt, entry.window);
         self.reply(tuple, seq, ack, ACK, window, None);

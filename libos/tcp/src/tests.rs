@@ -870,6 +870,44 @@ fn active_close_goes_through_fin_wait_and_a_compact_time_wait() {
     assert_eq!(ep.stats().time_wait_reused, 1);
 }
 
+#[test]
+fn time_wait_of_a_connection_the_app_holds_answers_as_the_compact_entry() {
+    let (mut ep, id, mut peer) = established();
+    ep.shutdown(id).unwrap();
+    poll(&mut ep, 0);
+    peer.ack = peer.ack.plus(1);
+    ep.input(0, &peer.segment(ACK | FIN, b""));
+    peer.seq = peer.seq.plus(1);
+    assert_eq!(ep.state(id), Ok(State::TimeWait));
+    poll(&mut ep, 0);
+    // A retransmitted FIN near the end: acknowledged, and the 2 MSL timer restarts.
+    let wait = Config::default().time_wait_ns;
+    ep.input(wait - MS, &peer.fin_again());
+    let again = poll(&mut ep, wait - MS);
+    assert_eq!(again.len(), 1);
+    assert_eq!(view(&again[0]).ack, peer.seq);
+    assert_eq!(ep.next_deadline(), Some(2 * wait - MS), "restarted");
+    // A new SYN above the old sequence space ends it and opens a new connection.
+    let old_snd_nxt = peer.ack;
+    let syn = packet(
+        5000,
+        SYN,
+        peer.seq.plus(1000),
+        Seq(0),
+        1000,
+        b"",
+        None,
+        None,
+    );
+    ep.input(wait, &syn);
+    assert_eq!(ep.stats().time_wait_reused, 1);
+    let synack = poll(&mut ep, wait);
+    assert!(view(&synack[0]).has(SYN | ACK), "no challenge ACK");
+    assert!(view(&synack[0]).seq > old_snd_nxt.plus(0xffff));
+    assert_eq!(ep.state(id), Ok(State::Closed));
+    assert_eq!(ep.recv(id, &mut [0; 4]), Err(Error::Finished));
+}
+
 /// A connection from `port` that sent `bytes` at `now` (all acknowledged) and closed
 /// first, left in the compact TIME-WAIT table; returns the peer, whose `ack` is the
 /// old connection's last sequence number sent.
