@@ -20,6 +20,10 @@ const MAX_OUT_OF_ORDER: usize = 8;
 /// The clock granularity term of RFC 6298's RTO (1 ms).
 const GRANULARITY_NS: u64 = 1_000_000;
 
+/// The least RTO data transmission begins with after a retransmitted SYN-ACK (RFC
+/// 6298, 5.7: 3 s; at most the largest RTO).
+const SYN_LOSS_RTO_NS: u64 = 3_000_000_000;
+
 /// The range RFC 9293 (3.8.6.2.1) gives the override timeout of sender-side
 /// silly-window avoidance (0.1 to 1 s); the RTO is held within it.
 const SWS_OVERRIDE_MIN_NS: u64 = 100_000_000;
@@ -38,6 +42,9 @@ pub struct Setup {
     pub peer_mss: Option<u16>,
     /// The window scale shifts (ours, the peer's), both present or neither.
     pub shifts: Option<(u8, u8)>,
+    /// Whether our SYN-ACK was sent again (its timer expired): the RTO then starts at
+    /// [`SYN_LOSS_RTO_NS`] at least.
+    pub syn_retransmitted: bool,
 }
 
 /// The state of one connection.
@@ -130,6 +137,13 @@ impl Conn {
         );
         let (rcv_shift, snd_shift) = setup.shifts.unwrap_or((0, 0));
         let una = setup.iss.plus(1);
+        let rto = if setup.syn_retransmitted {
+            config
+                .rto_initial_ns
+                .max(SYN_LOSS_RTO_NS.min(config.rto_max_ns))
+        } else {
+            config.rto_initial_ns
+        };
         Conn {
             tuple: setup.tuple,
             state: State::Established,
@@ -161,7 +175,7 @@ impl Conn {
             fin_received: false,
             srtt: None,
             rttvar: 0,
-            rto: config.rto_initial_ns,
+            rto,
             rtt_probe: None,
             rtx_at: None,
             retries: 0,

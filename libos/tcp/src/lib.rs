@@ -1110,6 +1110,7 @@ impl Endpoint {
             iss: half.iss,
             irs: half.irs,
             peer_mss: half.peer_mss,
+            syn_retransmitted: half.retries > 0,
             shifts: half.peer_shift.map(|peer| (self.our_shift(), peer)),
         };
         self.half_open.remove(&tuple);

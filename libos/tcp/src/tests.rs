@@ -725,6 +725,36 @@ fn duplicate_acks_after_a_partial_ack_inflate_the_window_at_once() {
     assert_eq!(new_after_each, [0, 1, 1]);
 }
 
+#[test]
+fn data_after_a_retransmitted_syn_ack_starts_with_an_rto_of_3_s() {
+    let mut ep = server(Config::default());
+    ep.input(
+        0,
+        &packet(5000, SYN, Seq(1000), Seq(0), 10_000, b"", None, None),
+    );
+    assert_eq!(poll(&mut ep, 0).len(), 1);
+    let again = poll(&mut ep, 1000 * MS);
+    assert!(
+        view(&again[0]).has(SYN | ACK),
+        "the SYN-ACK's timer expired"
+    );
+    let mut peer = Peer {
+        port: 5000,
+        seq: Seq(1001),
+        ack: view(&again[0]).seq.plus(1),
+        window: 10_000,
+    };
+    peer.send(&mut ep, 1100 * MS, b"");
+    let id = ep.accept().expect("an established connection");
+    let start = 1100 * MS;
+    assert_eq!(
+        rto_of_next_send(&mut ep, id, start),
+        3000 * MS,
+        "RFC 6298, 5.7"
+    );
+    assert_eq!(lengths(&poll(&mut ep, start + 3000 * MS)), [1]);
+}
+
 /// The payload lengths of `packets`.
 fn lengths(packets: &[Vec<u8>]) -> Vec<usize> {
     packets.iter().map(|p| view(p).payload.len()).collect()
