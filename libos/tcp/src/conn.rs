@@ -641,9 +641,40 @@ impl Conn {
                     self.deliver(self.before_fin(self.rcv_nxt, tail));
                 }
             }
-        } else if self.out_of_order.len() < MAX_OUT_OF_ORDER {
+        } else {
+            self.keep_out_of_order(seq, data, stats);
+        }
+    }
+
+    /// Keeps `data`, at `seq` ahead of a gap, for reassembly: nothing already held is
+    /// kept again, and runs that overlap or touch become one, so that a peer sending
+    /// the same early segment again takes no more room; a run that would be new is
+    /// dropped when [`MAX_OUT_OF_ORDER`] are held.
+    fn keep_out_of_order(&mut self, seq: Seq, data: &[u8], stats: &mut Stats) {
+        let end = seq.plus(data.len());
+        if self
+            .out_of_order
+            .iter()
+            .any(|(start, run)| *start <= seq && end <= start.plus(run.len()))
+        {
+            return;
+        }
+        let (mut start, mut run) = (seq, data.to_vec());
+        let mut merged = false;
+        while let Some(i) = self.out_of_order.iter().position(|(other, bytes)| {
+            *other <= start.plus(run.len()) && start <= other.plus(bytes.len())
+        }) {
+            let (other, bytes) = self.out_of_order.swap_remove(i);
+            (start, run) = if other <= start {
+                joined(other, bytes, start, &run)
+            } else {
+                joined(start, run, other, &bytes)
+            };
+            merged = true;
+        }
+        if merged || self.out_of_order.len() < MAX_OUT_OF_ORDER {
             stats.out_of_order_kept += 1;
-            self.out_of_order.push((seq, data.to_vec()));
+            self.out_of_order.push((start, run));
         } else {
             stats.out_of_order_dropped += 1;
         }
@@ -1093,6 +1124,14 @@ impl Output<'_> {
         }
         true
     }
+}
+
+/// The run at `first` (`head`, kept whole) joined with the bytes of `tail` (at `later`,
+/// not before `first`, overlapping or touching `head`) that lie beyond it.
+fn joined(first: Seq, mut head: Vec<u8>, later: Seq, tail: &[u8]) -> (Seq, Vec<u8>) {
+    let overlap = first.plus(head.len()).since(later);
+    head.extend_from_slice(tail.get(overlap..).unwrap_or_default());
+    (first, head)
 }
 
 /// RFC 6298's update of SRTT and RTTVAR by a round trip of `rtt`: (7 SRTT + R) / 8 and

@@ -282,7 +282,8 @@ pub struct Stats {
     pub retransmits: u64,
     /// Connections reset after their retransmissions ran out.
     pub retransmit_timeouts: u64,
-    /// Out-of-order runs kept for reassembly.
+    /// Out-of-order segments kept for reassembly (as a run of their own or joined to
+    /// one held; not those whose data was all held already).
     pub out_of_order_kept: u64,
     /// Out-of-order runs dropped (the reassembly runs were all taken).
     pub out_of_order_dropped: u64,

@@ -513,6 +513,32 @@ fn runs_kept_beyond_a_fin_are_dropped_when_it_comes_and_leave_room_for_data_befo
 }
 
 #[test]
+fn early_data_sent_again_takes_no_more_reassembly_room() {
+    let (mut ep, id, peer) = established();
+    let at = |offset: usize, data: &[u8]| {
+        let seq = peer.seq.plus(offset);
+        packet(peer.port, ACK, seq, peer.ack, 1000, data, None, None)
+    };
+    let bytes: Vec<u8> = (0..120).collect();
+    for _ in 0..8 {
+        ep.input(0, &at(10, &bytes[10..20]));
+    }
+    // Runs that overlap or touch the one held become one with it.
+    ep.input(0, &at(15, &bytes[15..30]));
+    ep.input(0, &at(5, &bytes[5..12]));
+    ep.input(0, &at(30, &bytes[30..40]));
+    // Seven more runs apart from it and each other still fit.
+    for offset in (50..120).step_by(10) {
+        ep.input(0, &at(offset, &bytes[offset..offset + 5]));
+    }
+    assert_eq!(ep.stats().out_of_order_dropped, 0);
+    ep.input(0, &at(0, &bytes[..5]));
+    let mut buf = [0; 200];
+    assert_eq!(ep.recv(id, &mut buf), Ok(40));
+    assert_eq!(&buf[..40], &bytes[..40]);
+}
+
+#[test]
 fn overlapping_retransmissions_deliver_each_byte_once() {
     let (mut ep, id, mut peer) = established();
     let start = peer.seq;
