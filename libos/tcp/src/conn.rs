@@ -365,8 +365,6 @@ impl Conn {
             stats.out_of_window += 1;
             return false;
         }
-        self.keepalive_from = now;
-        self.keepalives = 0;
         // RFC 5961 (5.2): acceptable from SND.UNA - MAX.SND.WND up to what was sent,
         // measured as one distance: an ACK 2^31 away is neither ahead nor behind as
         // `Seq` compares, and must be refused too.
@@ -377,8 +375,11 @@ impl Conn {
             self.challenge(now, stats);
             return false;
         }
-        // An acceptable ACK, whatever its window: the peer is alive and answers probes.
+        // An acceptable ACK, whatever its window: the peer is alive and answers probes
+        // (zero-window and keep-alive ones).
         self.probes = 0;
+        self.keepalive_from = now;
+        self.keepalives = 0;
         self.process_ack(seg, now, config, stats);
         if self.state == State::Closed {
             return true;

@@ -876,6 +876,35 @@ fn keepalive_probes_an_idle_peer_and_resets_a_silent_one() {
 }
 
 #[test]
+fn a_segment_whose_ack_is_refused_does_not_answer_keepalives() {
+    let mut ep = server_with(|c| {
+        c.keepalive_ns = Some(10_000 * MS);
+        c.keepalive_probes = 5;
+    });
+    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    for probe in 1..=4 {
+        assert_eq!(poll(&mut ep, probe * 10_000 * MS).len(), 1);
+    }
+    // In the window, but acknowledging a million bytes never sent: a challenge ACK.
+    let forged = packet(
+        peer.port,
+        ACK,
+        peer.seq,
+        peer.ack.plus(1_000_000),
+        1000,
+        b"",
+        None,
+        None,
+    );
+    ep.input(45_000 * MS, &forged);
+    assert_eq!(ep.stats().challenge_acks, 1);
+    assert_eq!(poll(&mut ep, 45_000 * MS).len(), 1);
+    assert_eq!(poll(&mut ep, 50_000 * MS).len(), 1, "the fifth probe");
+    assert!(view(&poll(&mut ep, 60_000 * MS)[0]).has(RST));
+    assert_eq!(ep.state(id), Ok(State::Closed));
+}
+
+#[test]
 fn active_close_goes_through_fin_wait_and_a_compact_time_wait() {
     let (mut ep, id, mut peer) = established();
     ep.send(id, Piece::owned(b"bye".to_vec())).unwrap();
