@@ -69,7 +69,8 @@ pub struct Config {
     /// The MSS announced, and the most payload per segment sent (1460: Ethernet); at
     /// least [`MIN_MSS`], and at most the link's MTU less 40 bytes of headers.
     pub mss: u16,
-    /// Each connection's receive buffer in bytes (the most window offered).
+    /// Each connection's receive buffer in bytes (the most window offered): at least 1,
+    /// at most [`MAX_RECV_BUFFER`].
     pub recv_buffer: usize,
     /// The most pieces a connection holds unacknowledged ([`Error::QueueFull`] beyond).
     pub max_send_pieces: usize,
@@ -164,6 +165,11 @@ impl Default for Config {
 /// is far above it).
 pub const MIN_MSS: u16 = 64;
 
+/// The largest [`Config::recv_buffer`]: the largest window RFC 7323 (2.3) lets a
+/// window scale of 14 offer, 65,535 << 14 bytes (less than 2^31, within which sequence
+/// numbers compare).
+pub const MAX_RECV_BUFFER: usize = 0xffff << 14;
+
 /// Why [`Endpoint::new`] refused a [`Config`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigError {
@@ -171,6 +177,9 @@ pub enum ConfigError {
     MssTooSmall(u16),
     /// [`Config::rto_min_ns`] is above [`Config::rto_max_ns`] (shown, in that order).
     RtoBounds(u64, u64),
+    /// [`Config::recv_buffer`] (shown) is 0, a window that never opens, or above
+    /// [`MAX_RECV_BUFFER`].
+    RecvBuffer(usize),
 }
 
 impl core::fmt::Display for ConfigError {
@@ -183,6 +192,10 @@ impl core::fmt::Display for ConfigError {
                     "the least RTO ({min} ns) is above the largest ({max} ns)"
                 )
             }
+            Self::RecvBuffer(bytes) => write!(
+                f,
+                "a receive buffer of {bytes} bytes is not between 1 and {MAX_RECV_BUFFER}"
+            ),
         }
     }
 }
@@ -547,7 +560,8 @@ const MAX_REPLIES: usize = 256;
 impl Endpoint {
     /// An endpoint with nothing listening, or [`ConfigError::MssTooSmall`] for a
     /// [`Config::mss`] below [`MIN_MSS`], [`ConfigError::RtoBounds`] for a least RTO
-    /// above the largest. The MSS must also fit the link (its MTU less 40 bytes of IPv4
+    /// above the largest, [`ConfigError::RecvBuffer`] for a receive buffer of 0 or
+    /// above [`MAX_RECV_BUFFER`]. The MSS must also fit the link (its MTU less 40 bytes of IPv4
     /// and TCP headers), which only the caller knows.
     pub fn new(config: Config) -> Result<Endpoint, ConfigError> {
         if config.mss < MIN_MSS {
@@ -555,6 +569,9 @@ impl Endpoint {
         }
         if config.rto_min_ns > config.rto_max_ns {
             return Err(ConfigError::RtoBounds(config.rto_min_ns, config.rto_max_ns));
+        }
+        if !(1..=MAX_RECV_BUFFER).contains(&config.recv_buffer) {
+            return Err(ConfigError::RecvBuffer(config.recv_buffer));
         }
         Ok(Endpoint {
             config,

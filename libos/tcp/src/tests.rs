@@ -236,6 +236,24 @@ fn an_mss_below_the_least_is_refused_and_the_least_takes_any_peer() {
 }
 
 #[test]
+fn receive_buffers_of_0_or_above_rfc_7323s_largest_window_are_refused() {
+    for recv_buffer in [0, MAX_RECV_BUFFER + 1, 1 << 31] {
+        let refused = Endpoint::new(Config {
+            recv_buffer,
+            ..Config::default()
+        });
+        assert_eq!(refused.err(), Some(ConfigError::RecvBuffer(recv_buffer)));
+    }
+    for recv_buffer in [1, MAX_RECV_BUFFER] {
+        let config = Config {
+            recv_buffer,
+            ..Config::default()
+        };
+        assert!(Endpoint::new(config).is_ok(), "{recv_buffer} bytes");
+    }
+}
+
+#[test]
 fn without_the_mss_option_segments_carry_at_most_536_bytes() {
     let mut ep = server(Config::default());
     let (id, _) = connect(&mut ep, 0, 5000, None, None, 60_000);
