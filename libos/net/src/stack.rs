@@ -137,6 +137,17 @@ const _: () = assert!(
     "MSS_BELOW_LEAST names another MIN_MSS: update its text"
 );
 
+/// [`NetError::BadConfig`]'s words for a config [`rexo_tcp::Endpoint::new`] refused.
+fn refused_config(error: rexo_tcp::ConfigError) -> &'static str {
+    match error {
+        rexo_tcp::ConfigError::MssTooSmall(_) => MSS_BELOW_LEAST,
+        rexo_tcp::ConfigError::RtoBounds(..) => "the least RTO is above the largest",
+        rexo_tcp::ConfigError::RecvBuffer(_) => {
+            "the receive buffer is 0 or above rexo_tcp::MAX_RECV_BUFFER"
+        }
+    }
+}
+
 /// Why the stack refused or failed a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetError {
@@ -1076,7 +1087,8 @@ impl Stack {
     /// `None`. [`NetError::PortInUse`] if a listener or our own TCP already serves the
     /// port; [`NetError::BadConfig`] at the first call if `config.mss` is below
     /// [`rexo_tcp::MIN_MSS`] or above the link's MTU less 40 bytes of IPv4 and TCP
-    /// headers (every full segment would be too large a frame for the NIC).
+    /// headers (every full segment would be too large a frame for the NIC), or is
+    /// otherwise refused by [`rexo_tcp::Endpoint::new`] (naming why).
     pub fn serve_own(&mut self, port: u16, mut config: rexo_tcp::Config) -> Result<(), NetError> {
         if port == 0 {
             return Err(NetError::PortZero);
@@ -1094,7 +1106,7 @@ impl Stack {
                 }
                 config.segmentation = crate::owntcp::segmentation_limit(&self.nic.info());
                 let endpoint = rexo_tcp::Endpoint::new(config)
-                    .map_err(|_| NetError::BadConfig(MSS_BELOW_LEAST))?;
+                    .map_err(|error| NetError::BadConfig(refused_config(error)))?;
                 self.own.insert(OwnTcp::new(endpoint))
             }
         };

@@ -1762,6 +1762,17 @@ fn own_tcp_refuses_an_mss_the_link_cannot_carry_or_below_the_least() {
         );
         assert!(net.a.own_tcp().is_none(), "nothing was made");
     }
+    let no_buffer = rexo_tcp::Config {
+        recv_buffer: 0,
+        ..rexo_tcp::Config::default()
+    };
+    assert_eq!(
+        net.a.serve_own(80, no_buffer),
+        Err(NetError::BadConfig(
+            "the receive buffer is 0 or above rexo_tcp::MAX_RECV_BUFFER"
+        )),
+        "named as what it is, not as an MSS"
+    );
     net.a.serve_own(80, with_mss(1460)).unwrap();
     assert_eq!(net.a.own_tcp().map(|own| own.stats().segments_in), Some(0));
 }
