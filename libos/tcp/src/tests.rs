@@ -691,13 +691,22 @@ fn the_rtt_estimate_of_huge_samples_is_rfc_6298s_without_overflow() {
     assert_eq!(crate::conn::smoothed(800, 200, 400), (750, 250));
 }
 
+/// A connection with an MSS of 1000 and a window of 60,000 that queued `bytes` and
+/// sent what its initial congestion window allows (10 segments) at 0: the number of
+/// segments sent.
+fn sent_into_a_wide_window(bytes: usize) -> (Endpoint, Peer, usize) {
+    let mut ep = server(Config::default());
+    let (id, peer) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
+    ep.send(id, Piece::shared(blob(bytes), 0, bytes).unwrap())
+        .unwrap();
+    let sent = poll(&mut ep, 0).len();
+    (ep, peer, sent)
+}
+
 #[test]
 fn three_duplicate_acks_trigger_a_fast_retransmit() {
-    let mut ep = server(Config::default());
-    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
-    ep.send(id, Piece::shared(blob(5000), 0, 5000).unwrap())
-        .unwrap();
-    assert_eq!(poll(&mut ep, 0).len(), 5);
+    let (mut ep, mut peer, sent) = sent_into_a_wide_window(5000);
+    assert_eq!(sent, 5);
     peer.ack = peer.ack.plus(1000);
     for _ in 0..2 {
         peer.send(&mut ep, MS, b"");
@@ -719,11 +728,8 @@ fn three_duplicate_acks_trigger_a_fast_retransmit() {
 
 #[test]
 fn duplicate_acks_after_a_timeout_start_no_second_fast_retransmit() {
-    let mut ep = server(Config::default());
-    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
-    ep.send(id, Piece::shared(blob(10_000), 0, 10_000).unwrap())
-        .unwrap();
-    assert_eq!(poll(&mut ep, 0).len(), 10);
+    let (mut ep, mut peer, sent) = sent_into_a_wide_window(10_000);
+    assert_eq!(sent, 10);
     let resent = poll(&mut ep, 1000 * MS);
     assert_eq!(lengths(&resent), [1000], "the timeout resends the first");
     assert_eq!(view(&resent[0]).seq, peer.ack);
@@ -738,12 +744,9 @@ fn duplicate_acks_after_a_timeout_start_no_second_fast_retransmit() {
 
 #[test]
 fn duplicate_acks_after_a_partial_ack_inflate_the_window_at_once() {
-    let mut ep = server(Config::default());
-    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
+    let (mut ep, mut peer, sent) = sent_into_a_wide_window(20_000);
+    assert_eq!(sent, 10);
     let first = peer.ack;
-    ep.send(id, Piece::shared(blob(20_000), 0, 20_000).unwrap())
-        .unwrap();
-    assert_eq!(poll(&mut ep, 0).len(), 10);
     // The first two segments are lost: three duplicate ACKs resend the first...
     for _ in 0..3 {
         peer.send(&mut ep, MS, b"");
@@ -867,13 +870,20 @@ fn a_zero_window_is_probed_until_it_opens() {
     assert_eq!(ep.stats().window_probes, 2);
 }
 
-#[test]
-fn keepalive_probes_an_idle_peer_and_resets_a_silent_one() {
+/// An endpoint whose connections send keep-alives every 10 s, resetting after
+/// `probes` unanswered, and one connection from port 5000 (window 1000) opened at 0.
+fn keepalive_every_10_s(probes: u32) -> (Endpoint, ConnId, Peer) {
     let mut ep = server_with(|c| {
         c.keepalive_ns = Some(10_000 * MS);
-        c.keepalive_probes = 2;
+        c.keepalive_probes = probes;
     });
-    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    (ep, id, peer)
+}
+
+#[test]
+fn keepalive_probes_an_idle_peer_and_resets_a_silent_one() {
+    let (mut ep, id, mut peer) = keepalive_every_10_s(2);
     assert!(poll(&mut ep, 9_999 * MS).is_empty());
     let probe = poll(&mut ep, 10_000 * MS);
     assert_eq!(
@@ -895,11 +905,7 @@ fn keepalive_probes_an_idle_peer_and_resets_a_silent_one() {
 
 #[test]
 fn a_segment_whose_ack_is_refused_does_not_answer_keepalives() {
-    let mut ep = server_with(|c| {
-        c.keepalive_ns = Some(10_000 * MS);
-        c.keepalive_probes = 5;
-    });
-    let (id, peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let (mut ep, id, peer) = keepalive_every_10_s(5);
     for probe in 1..=4 {
         assert_eq!(poll(&mut ep, probe * 10_000 * MS).len(), 1);
     }
@@ -991,22 +997,8 @@ fn time_wait_of_a_connection_the_app_holds_answers_as_the_compact_entry() {
     assert_eq!(view(&again[0]).ack, peer.seq);
     assert_eq!(ep.next_deadline(), Some(2 * wait - MS), "restarted");
     // A new SYN above the old sequence space ends it and opens a new connection.
-    let old_snd_nxt = peer.ack;
-    let syn = packet(
-        5000,
-        SYN,
-        peer.seq.plus(1000),
-        Seq(0),
-        1000,
-        b"",
-        None,
-        None,
-    );
-    ep.input(wait, &syn);
+    assert_new_syn_ends_time_wait(&mut ep, &peer, wait);
     assert_eq!(ep.stats().time_wait_reused, 1);
-    let synack = poll(&mut ep, wait);
-    assert!(view(&synack[0]).has(SYN | ACK), "no challenge ACK");
-    assert!(view(&synack[0]).seq > old_snd_nxt.plus(0xffff));
     assert_eq!(ep.state(id), Ok(State::Closed));
     assert_eq!(ep.recv(id, &mut [0; 4]), Err(Error::Finished));
 }
@@ -1040,24 +1032,32 @@ fn a_syn_that_ends_a_time_wait_starts_above_the_old_sequence_space() {
     let mut ep = server(Config::default());
     // 300 KB within a millisecond: far more than the ISN clock's 250 KB/s.
     let peer = in_time_wait_after(&mut ep, 0, 5000, 300_000);
-    let old_snd_nxt = peer.ack;
-    ep.input(
-        MS,
-        &packet(
-            5000,
-            SYN,
-            peer.seq.plus(1000),
-            Seq(0),
-            1000,
-            b"",
-            None,
-            None,
-        ),
+    assert_new_syn_ends_time_wait(&mut ep, &peer, MS);
+}
+
+/// Sends at `now` a new SYN above the sequence space of `peer`'s connection in
+/// TIME-WAIT (whose `ack` is the old connection's last sequence number sent) and
+/// checks that it ends the TIME-WAIT: a SYN-ACK answers it, its ISN above the old
+/// sequence space and window.
+fn assert_new_syn_ends_time_wait(ep: &mut Endpoint, peer: &Peer, now: u64) {
+    let syn = packet(
+        5000,
+        SYN,
+        peer.seq.plus(1000),
+        Seq(0),
+        1000,
+        b"",
+        None,
+        None,
     );
-    let synack = poll(&mut ep, MS);
-    assert!(view(&synack[0]).has(SYN | ACK));
+    ep.input(now, &syn);
+    let synack = poll(ep, now);
     assert!(
-        view(&synack[0]).seq > old_snd_nxt.plus(0xffff),
+        view(&synack[0]).has(SYN | ACK),
+        "a SYN-ACK, no challenge ACK"
+    );
+    assert!(
+        view(&synack[0]).seq > peer.ack.plus(0xffff),
         "the new ISN is above the old connection's sequence space and window"
     );
 }
@@ -2348,11 +2348,7 @@ fn an_ack_half_the_sequence_space_away_is_refused() {
 
 #[test]
 fn keepalive_probes_after_a_late_poll_still_wait_an_interval_each() {
-    let mut ep = server_with(|c| {
-        c.keepalive_ns = Some(10_000 * MS);
-        c.keepalive_probes = 2;
-    });
-    let (id, _) = connect(&mut ep, 0, 5000, None, None, 1000);
+    let (mut ep, id, _) = keepalive_every_10_s(2);
     // The first poll comes five intervals late: one probe, and the next an interval on.
     assert_eq!(poll(&mut ep, 50_000 * MS).len(), 1);
     assert!(
