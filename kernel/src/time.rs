@@ -437,8 +437,10 @@ pub fn on_timer_interrupt() {
     if app <= now {
         cancel_app_timer(core, app);
     }
-    let next = kernel_deadline().min(APP_TIMER[core].load(Ordering::Relaxed));
-    if now < next && next != u64::MAX {
+    // A kernel deadline that has passed is the `caps` handler's (which clears or moves it,
+    // arming nothing when none is left): the app timer must be armed all the same.
+    let due = [kernel_deadline(), APP_TIMER[core].load(Ordering::Relaxed)];
+    if let Some(next) = due.into_iter().filter(|&d| now < d && d < u64::MAX).min() {
         arm_deadline(next);
     }
 }

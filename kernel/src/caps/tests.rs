@@ -1218,6 +1218,43 @@ mod cores_and_timers {
         Ok(())
     }
 
+    /// Arms a timer 20 ms away, gets a revocation request for its memory due in 2 ms that
+    /// it never answers, and spins 200 ms calling nothing but the clock (no nap, no other
+    /// timer interrupt): the kernel takes the memory at 2 ms by the timer, and the app's
+    /// timer must still fire (the interrupt at the kernel's deadline re-armed nothing).
+    fn timer_under_a_revocation_app(kernel: &Kernel) -> Result<(), ApiError> {
+        let memory = kernel.allocate_memory(4096)?;
+        let timer = kernel.arm_timer(kernel.now_ns() + 20_000_000)?;
+        request_revocation(memory.cap().id(), kernel.now_ns() + 2_000_000).expect("request");
+        let until = kernel.now_ns() + 200_000_000;
+        while kernel.now_ns() < until {
+            core::hint::spin_loop();
+        }
+        let taken = !kernel
+            .capabilities()
+            .iter()
+            .any(|e| e.id == memory.cap().id());
+        assert!(taken, "the timer took the memory at its deadline");
+        assert!(
+            kernel.timer_fired(&timer)?,
+            "the app's timer fired after it"
+        );
+        kernel.return_timer(timer)
+    }
+
+    crate::kernel_test!(
+        fn an_app_timer_later_than_a_revocation_deadline_still_fires() {
+            let app = App {
+                name: "timer-under-revocation",
+                about: "a timer armed past a revocation deadline the kernel enforces",
+                main: timer_under_a_revocation_app,
+            };
+            let here = CoreSpan { first: 0, count: 1 };
+            assert_eq!(run_as(&app, OWNER, here, None), Ok(()));
+            assert!(only_the_kernels_left(), "nothing is left in the table");
+        }
+    );
+
     crate::kernel_test!(
         fn an_app_arms_timers_on_cores_it_holds_and_loses_cores_it_returns() {
             let app = App {
