@@ -372,6 +372,10 @@ pub(crate) struct Seen {
     pub fadt: bool,
 }
 
+/// The local APIC's architectural physical address after reset (Intel SDM Vol. 3A,
+/// "Local APIC Status and Location"), used when the tables name none.
+pub const DEFAULT_LOCAL_APIC_ADDRESS: u64 = 0xFEE0_0000;
+
 /// Everything [`crate::parse`] learned from the ACPI tables.
 #[derive(Clone, Debug)]
 pub struct AcpiInfo {
@@ -384,7 +388,7 @@ pub struct AcpiInfo {
     /// Physical address of the root table in use (XSDT or RSDT).
     pub root_table: u64,
     /// Local APIC registers' physical address (the MADT's, or its 64-bit override entry);
-    /// 0 without a MADT.
+    /// [`DEFAULT_LOCAL_APIC_ADDRESS`] without a usable MADT or where it says 0.
     pub local_apic_address: u64,
     /// The MADT's PCAT_COMPAT flag: dual 8259 PICs are present and must be masked.
     pub pcat_compat: bool,
@@ -411,7 +415,7 @@ impl AcpiInfo {
         revision: 0,
         oem_id: [0; 6],
         root_table: 0,
-        local_apic_address: 0,
+        local_apic_address: DEFAULT_LOCAL_APIC_ADDRESS,
         pcat_compat: false,
         hpet: None,
         fadt: None,

@@ -22,8 +22,8 @@ use rexo_physmem::{PhysMemory, read_array, read_u32, read_u64};
 
 pub use fadt::{AddressSpace, BootArch, Fadt, GenericAddress, PmTimer, ResetRegister};
 pub use info::{
-    AcpiInfo, Capacity, Hpet, InterruptOverride, IoApic, IsaRoute, LocalApic, LocalApicNmi,
-    McfgSegment, Polarity, TableInfo, TriggerMode, Warning,
+    AcpiInfo, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, Hpet, InterruptOverride, IoApic, IsaRoute,
+    LocalApic, LocalApicNmi, McfgSegment, Polarity, TableInfo, TriggerMode, Warning,
 };
 pub use rsdp::find_rsdp_bios;
 

@@ -11,12 +11,15 @@ const ENTRIES: usize = 44;
 
 /// Reads the MADT's fixed fields and walks its entries. An entry too short for its type is
 /// skipped with a warning; one with a length below 2 or running past the table ends the walk.
+/// A local APIC address of 0 leaves the default one.
 pub(crate) fn parse(info: &mut AcpiInfo, table: &[u8]) {
     let (Some(lapic_addr), Some(flags)) = (read_u32(table, 36), read_u32(table, 40)) else {
         info.warn(too_short(table));
         return;
     };
-    info.local_apic_address = u64::from(lapic_addr);
+    if lapic_addr != 0 {
+        info.local_apic_address = u64::from(lapic_addr);
+    }
     info.pcat_compat = flags & 1 != 0;
 
     let mut offset = ENTRIES;

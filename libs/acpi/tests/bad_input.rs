@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use rexo_acpi::{
-    AcpiError, Capacity, MAX_IO_APICS, MAX_LOCAL_APICS, MAX_OVERRIDES, MAX_TABLES, MAX_WARNINGS,
-    Signature, Warning, find_rsdp_bios, parse,
+    AcpiError, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, MAX_IO_APICS, MAX_LOCAL_APICS, MAX_OVERRIDES,
+    MAX_TABLES, MAX_WARNINGS, Signature, Warning, find_rsdp_bios, parse,
 };
 use rexo_physmem::SparseMemory;
 use rexo_testkit::Rng;
@@ -31,6 +31,7 @@ fn corrupted_table_checksum_skips_only_that_table() {
     assert!(w[0].to_string().contains("APIC"));
     assert!(info.local_apics().is_empty());
     assert!(info.table(b"APIC").is_none());
+    assert_eq!(info.local_apic_address, DEFAULT_LOCAL_APIC_ADDRESS);
     // The rest still parsed.
     assert!(info.hpet.is_some() && info.fadt.is_some());
     assert_eq!(info.find_s5(&mem), Ok(Some((0, 0))));
@@ -497,6 +498,19 @@ fn fadt6(flags: u32, dsdt: u32) -> Vec<u8> {
     b[at(257)] = 8;
     b[at(260)..at(268)].copy_from_slice(&0xFE00_0001u64.to_le_bytes());
     b
+}
+
+#[test]
+fn without_a_madt_or_with_one_saying_0_the_local_apic_is_at_its_reset_address() {
+    // Only a FADT: the xAPIC's registers at 0 page-faulted on the kernel's first write.
+    let fadt = table(b"FACP", 6, &fadt6(0, 0));
+    let info = parse(&synthetic(&[fadt]), RSDP).unwrap();
+    assert_eq!(info.local_apic_address, 0xFEE0_0000);
+    let mut body = madt_body(&[lapic(0, 0, 1)]);
+    body[..4].fill(0);
+    let info = parse(&synthetic(&[table(b"APIC", 1, &body)]), RSDP).unwrap();
+    assert_eq!(info.local_apics().len(), 1);
+    assert_eq!(info.local_apic_address, 0xFEE0_0000);
 }
 
 #[test]
