@@ -166,44 +166,49 @@ pub struct HpetWindow {
     /// The main counter's register.
     counter: u64,
     period_fs: u64,
+    /// The counter's bits (a 32-bit counter's upper half does not count).
+    mask: u64,
     count: u64,
     tsc: u64,
 }
 
 impl HpetWindow {
     /// Enables the counter of the HPET at `base` and notes where it and the TSC stand;
-    /// `None` if its period is implausible or its registers do not answer.
+    /// `None` if its period is implausible (the specification's limit is 10^8 fs, and
+    /// under 10^5 fs, above 10 GHz, is no real counter) or its registers do not answer.
     pub fn start(base: u64) -> Option<Self> {
         use crate::mem::phys::{mmio_read64, mmio_write64};
-        let period_fs = mmio_read64(base).ok()? >> 32;
+        let capabilities = mmio_read64(base).ok()?;
+        let period_fs = capabilities >> 32;
         // That read found base + 8 inside the identity map (below 2^47): these cannot wrap.
         let (config, counter) = (base + 0x10, base + 0xF0);
-        if period_fs == 0 || period_fs > 100_000_000 {
+        if !(100_000..=100_000_000).contains(&period_fs) {
             return None;
         }
         mmio_write64(config, mmio_read64(config).ok()? | 1).ok()?; // enable the counter
         Some(Self {
             counter,
             period_fs,
+            // COUNT_SIZE_CAP (bit 13) clear: a 32-bit counter, which wraps within minutes.
+            mask: u64::MAX >> if capabilities & 1 << 13 != 0 { 0 } else { 32 },
             count: mmio_read64(counter).ok()?,
             tsc: rdtsc(),
         })
     }
 
     /// The TSC frequency over a window of at least `micros` (waiting only if the window
-    /// is still shorter).
-    fn finish(self, micros: u64) -> Option<u64> {
+    /// is still shorter). `None` if the counter does not move (or its register does not
+    /// answer): then the PIT is the reference.
+    pub(crate) fn finish(self, micros: u64) -> Option<u64> {
+        use crate::mem::phys::mmio_read64;
         let counts = micros * 1_000_000_000 / self.period_fs;
-        let (c1, t1) = loop {
-            let c = crate::mem::phys::mmio_read64(self.counter).ok()?;
-            let t = rdtsc();
-            if c.wrapping_sub(self.count) >= counts {
-                break (c, t);
-            }
-            cpu::pause();
-        };
+        let counted = |count: u64| count.wrapping_sub(self.count) & self.mask;
+        let read = |_| (mmio_read64(self.counter).ok().map(counted), rdtsc());
+        // Far more reads than a 1 ms window takes, as the PIT's: a counter that stands still.
+        let mut reads = (0..200_000).map(read);
+        let (counted, t1) = reads.find(|&(counted, _)| counted.is_none_or(|c| c >= counts))?;
         // The counts really elapsed (the last read overshoots the target), in femtoseconds.
-        let elapsed_fs = u128::from(c1.wrapping_sub(self.count)) * u128::from(self.period_fs);
+        let elapsed_fs = u128::from(counted?) * u128::from(self.period_fs);
         Some((u128::from(t1 - self.tsc) * 1_000_000_000_000_000 / elapsed_fs) as u64)
     }
 }
@@ -220,10 +225,7 @@ pub fn init_tsc(
 ) -> Result<TscSource, TimeError> {
     const WINDOW_US: u64 = 1000;
     let (hz, source) = cpuid
-        .or_else(|| {
-            hpet.and_then(|window| window.finish(WINDOW_US))
-                .map(|hz| (hz, TscSource::Hpet))
-        })
+        .or_else(|| hpet?.finish(WINDOW_US).map(|hz| (hz, TscSource::Hpet)))
         .or_else(|| pit.finish(WINDOW_US).map(|hz| (hz, TscSource::Pit)))
         .ok_or(TimeError::NoReferenceTimer)?;
     set_tsc_hz(hz);
