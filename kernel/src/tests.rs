@@ -171,6 +171,33 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn a_tsc_rate_of_0_is_no_rate_and_the_next_reference_measures_it() {
+        // CPUID's leaf 0x15 says 0 Hz when its ratio is under 1: that divided by zero.
+        use time::{PitWindow, TscSource};
+        let known = time::tsc_hz();
+        cpu::disable_interrupts();
+        let source = time::init_tsc(Some((0, TscSource::CpuidCrystal)), PitWindow::start(), None);
+        let measured = time::tsc_hz();
+        // Back to the boot's rate at once: every clock reading goes through it.
+        let back = time::init_tsc(
+            Some((known, TscSource::CpuidBase)),
+            PitWindow::start(),
+            None,
+        );
+        cpu::enable_interrupts();
+        assert_eq!(back.ok(), Some(TscSource::CpuidBase));
+        assert_eq!(time::tsc_hz(), known);
+        assert_eq!(source.ok(), Some(TscSource::Pit), "the PIT measured it");
+        // Within a factor of two, as in the PIT window's test above.
+        let (low, high) = (known / 2, known * 2);
+        assert!(
+            measured > low && measured < high,
+            "{measured} Hz, the boot's {known} Hz"
+        );
+    }
+);
+
+kernel_test!(
     fn an_hpet_whose_counter_stands_still_is_no_reference() {
         // q35 and pc have an HPET, microvm none. A counter that never moves (its enable
         // bit ignored, or the table naming something else) held the boot for good.

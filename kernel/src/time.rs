@@ -224,9 +224,12 @@ pub fn init_tsc(
     hpet: Option<HpetWindow>,
 ) -> Result<TscSource, TimeError> {
     const WINDOW_US: u64 = 1000;
-    let (hz, source) = cpuid
-        .or_else(|| hpet?.finish(WINDOW_US).map(|hz| (hz, TscSource::Hpet)))
-        .or_else(|| pit.finish(WINDOW_US).map(|hz| (hz, TscSource::Pit)))
+    // A rate under 1 MHz is a broken reference (CPUID's leaf 0x15 rounds to 0 with a
+    // ratio under 1), not a clock: the next reference is tried.
+    let plausible = |rate: Option<(u64, TscSource)>| rate.filter(|&(hz, _)| hz >= 1_000_000);
+    let (hz, source) = plausible(cpuid)
+        .or_else(|| plausible(Some((hpet?.finish(WINDOW_US)?, TscSource::Hpet))))
+        .or_else(|| plausible(Some((pit.finish(WINDOW_US)?, TscSource::Pit))))
         .ok_or(TimeError::NoReferenceTimer)?;
     set_tsc_hz(hz);
     Ok(source)
