@@ -318,23 +318,24 @@ fn apic_timer_hz() -> u64 {
     if known != 0 {
         return known;
     }
-    let start = APIC_TIMER_START_TSC.load(Ordering::Relaxed);
+    let mut start = APIC_TIMER_START_TSC.load(Ordering::Relaxed);
     let minimum = tsc_hz() / 10_000; // 100 us of TSC ticks
     while rdtsc() - start < minimum {
         cpu::pause();
     }
-    let (elapsed, remaining) = (rdtsc() - start, apic::timer_current());
-    let hz = if remaining == 0 {
-        // The count ran out (more than 2^32 ticks went by): measure 200 us afresh.
+    let (mut elapsed, mut remaining) = (rdtsc() - start, apic::timer_current());
+    if remaining == 0 {
+        // The count ran out (more than 2^32 ticks went by): measure about 200 us afresh,
+        // by the TSC (a vCPU descheduled in the wait makes it longer).
         apic::start_free_running();
+        start = rdtsc();
         delay_us(200);
-        u64::from(u32::MAX - apic::timer_current()) * 1_000_000 / 200
-    } else {
-        u128::from(u32::MAX - remaining)
-            .saturating_mul(u128::from(tsc_hz()))
-            .checked_div(u128::from(elapsed))
-            .unwrap_or(0) as u64
-    };
+        (elapsed, remaining) = (rdtsc() - start, apic::timer_current());
+    }
+    let hz = u128::from(u32::MAX - remaining)
+        .saturating_mul(u128::from(tsc_hz()))
+        .checked_div(u128::from(elapsed))
+        .unwrap_or(0) as u64;
     APIC_TIMER_HZ.store(hz, Ordering::Relaxed);
     hz
 }
