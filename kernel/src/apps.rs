@@ -471,7 +471,8 @@ impl KernelCalls for AppRun {
     }
 
     fn power_off(&self) -> ApiError {
-        ApiError::PowerOffFailed(crate::power::power_off())
+        let why = crate::arch::cpu::without_interrupts(crate::power::power_off);
+        ApiError::PowerOffFailed(why)
     }
 
     fn allocate_memory(&self, bytes: u64) -> Result<MemoryCap, ApiError> {

@@ -58,6 +58,8 @@ fn write_register(register: &GenericAddress, value: u64) -> bool {
 }
 
 /// Powers the machine off through ACPI (`\_S5`). Returns only if that failed, saying why.
+/// Callers run it with interrupts off ([`cpu::without_interrupts`], which turns them back
+/// on if it returns), so that nothing runs between the sleep request and the power going.
 pub fn power_off() -> &'static str {
     let Some(info) = crate::platform::acpi() else {
         return "no ACPI tables";
@@ -70,7 +72,6 @@ pub fn power_off() -> &'static str {
         return "the DSDT has no \\_S5 sleep type";
     };
     log::debug!("power: S5 sleep type {slp_typa}/{slp_typb}, {fadt:?}");
-    cpu::disable_interrupts();
     if fadt.hardware_reduced {
         let Some(control) = fadt.sleep_control.as_ref() else {
             return "hardware-reduced ACPI without a sleep control register";
