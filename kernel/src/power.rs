@@ -118,20 +118,19 @@ fn enable_acpi_mode(fadt: &rexo_acpi::Fadt) {
 /// Reboots: the ACPI reset register, then the keyboard controller, then a triple fault.
 pub fn reboot() -> ! {
     cpu::disable_interrupts();
-    if let Some(reset) = crate::platform::acpi()
-        .and_then(|i| i.fadt.as_ref())
-        .and_then(|f| f.reset)
-    {
-        write_register(&reset.register, u64::from(reset.value));
-        crate::time::delay_us(50_000);
-    }
-    // The 8042's pulse-reset command.
-    for _ in 0..1000 {
-        if cpu::inb(0x64) & 0x02 == 0 {
-            break;
+    let fadt = crate::platform::acpi().and_then(|info| info.fadt.as_ref());
+    if let Some(reset) = fadt.and_then(|fadt| fadt.reset) {
+        if write_register(&reset.register, u64::from(reset.value)) {
+            crate::time::delay_us(50_000);
+        } else {
+            let space = reset.register.space;
+            log::warn!("power: the ACPI reset register is in {space:?}, which Rexo cannot write");
         }
-        cpu::pause();
     }
+    // The 8042's pulse-reset command, once its input buffer is empty (up to 1000 reads).
+    (0..1000)
+        .take_while(|_| cpu::inb(0x64) & 0x02 != 0)
+        .for_each(|_| cpu::pause());
     outb(0x64, 0xFE);
     crate::time::delay_us(50_000);
     // An empty IDT: the next exception cannot be delivered and the CPU resets.
