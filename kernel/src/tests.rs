@@ -675,3 +675,37 @@ kernel_test!(
         assert_eq!(inside, Some((false, Err(Aborted), false)));
     }
 );
+
+kernel_test!(
+    fn the_apic_start_masks_firmware_armed_performance_and_thermal_entries() {
+        // Firmware may leave the performance-counter and thermal LVT entries armed; QEMU's
+        // local APIC has both (its last LVT index is 5). The core's timer is kept as it was.
+        use crate::arch::{apic, cpu::msr, idt};
+        assert!(
+            (apic::read(0x30) >> 16 & 0xFF) >= 5,
+            "QEMU's APIC has 6 LVT entries"
+        );
+        cpu::disable_interrupts();
+        let (timer, count) = (apic::read(0x320), apic::read(0x390));
+        let deadline = time::uses_tsc_deadline().then(|| cpu::rdmsr(msr::TSC_DEADLINE));
+        for register in [0x330, 0x340] {
+            apic::write(register, u32::from(idt::VECTOR_WAKE));
+        }
+        apic::init_local();
+        let entries = [0x330, 0x340].map(apic::read);
+        apic::write(0x320, timer);
+        match deadline {
+            Some(deadline) => cpu::wrmsr(msr::TSC_DEADLINE, deadline),
+            None if count != 0 => apic::write(0x380, count),
+            None => {}
+        }
+        cpu::enable_interrupts();
+        for (register, entry) in [0x330, 0x340].into_iter().zip(entries) {
+            assert_ne!(
+                entry & apic::LVT_MASKED,
+                0,
+                "LVT {register:#x} left armed: {entry:#x}"
+            );
+        }
+    }
+);

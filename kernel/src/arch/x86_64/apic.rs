@@ -31,11 +31,13 @@ const REG_TIMER_INITIAL: u32 = 0x380;
 const REG_TIMER_CURRENT: u32 = 0x390;
 const REG_TIMER_DIVIDE: u32 = 0x3E0;
 
-const LVT_MASKED: u32 = 1 << 16;
+/// An LVT entry's mask bit.
+pub(crate) const LVT_MASKED: u32 = 1 << 16;
 const TIMER_TSC_DEADLINE: u32 = 0b10 << 17;
 const ICR_DELIVERY_PENDING: u32 = 1 << 12;
 
-fn read(reg: u32) -> u32 {
+/// Reads local APIC register `reg` (its xAPIC offset).
+pub(crate) fn read(reg: u32) -> u32 {
     if X2APIC.load(Ordering::Relaxed) {
         rdmsr(0x800 + (reg >> 4)) as u32
     } else {
@@ -45,7 +47,8 @@ fn read(reg: u32) -> u32 {
     }
 }
 
-fn write(reg: u32, value: u32) {
+/// Writes local APIC register `reg` (its xAPIC offset).
+pub(crate) fn write(reg: u32, value: u32) {
     if X2APIC.load(Ordering::Relaxed) {
         wrmsr(0x800 + (reg >> 4), u64::from(value));
     } else {
@@ -67,8 +70,9 @@ pub fn is_x2apic() -> bool {
     X2APIC.load(Ordering::Relaxed)
 }
 
-/// Enables this core's local APIC: software enable, spurious vector, LINT pins and
-/// timer masked, error status cleared, all priorities accepted.
+/// Enables this core's local APIC: software enable, spurious vector, LINT pins, timer,
+/// and the performance-counter, thermal and CMCI entries firmware may have armed masked,
+/// error status cleared, all priorities accepted.
 pub fn init_local() {
     let base = rdmsr(msr::APIC_BASE);
     let enable = 1 << 11 | if is_x2apic() { 1 << 10 } else { 0 };
@@ -78,6 +82,14 @@ pub fn init_local() {
     write(REG_LVT_LINT1, LVT_MASKED);
     write(REG_LVT_ERROR, LVT_MASKED);
     write(REG_LVT_TIMER, LVT_MASKED);
+    // The performance-counter (0x340), thermal (0x330) and CMCI (0x2F0) entries exist
+    // only if the version register's last LVT index (bits 16-23) reaches 4, 5 and 6 (SDM
+    // vol. 3A, "Local Vector Table"): writing a missing one is a #GP in x2APIC mode.
+    let last_lvt = read(0x30) >> 16 & 0xFF;
+    let present = [(0x340, 4), (0x330, 5), (0x2F0, 6)]
+        .into_iter()
+        .filter(|e| last_lvt >= e.1);
+    present.for_each(|(register, _)| write(register, LVT_MASKED));
     write(REG_ESR, 0);
     write(REG_TPR, 0);
     end_of_interrupt();
