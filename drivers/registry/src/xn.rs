@@ -134,6 +134,37 @@ fn read_locator_sectors(disk: &mut dyn BlockDevice) -> Result<Vec<u8>, DeviceErr
     read_sectors(disk, start, count.min(sectors.saturating_sub(start)))
 }
 
+/// The locator's sectors of `disk` (idle: nobody holds it) as [`read_locator_sectors`]
+/// reads them, for finding its table: when that read fails, each sector is read on its
+/// own, one that fails logged and taken as zeros (no copy there), so that a bad sector
+/// under one copy leaves the other; with the error of the first read when one did.
+fn read_locator_copies(
+    disk: &mut dyn BlockDevice,
+) -> Result<(Vec<u8>, Option<DeviceError>), DeviceError> {
+    let error = match read_locator_sectors(disk) {
+        Ok(bytes) => return Ok((bytes, None)),
+        Err(error) => error,
+    };
+    let (sectors, size) = geometry(&disk.info());
+    let (start, count) = locator_area(disk);
+    let mut bytes = Vec::new();
+    let mut unreadable = None;
+    for sector in start..start + count.min(sectors.saturating_sub(start)) {
+        match read_sectors(disk, sector, 1) {
+            Ok(one) => bytes.extend(one),
+            Err(failed) => {
+                log::warn!(
+                    "disk extent table: the locator's sector {sector} is unreadable ({failed}): \
+                     the copy there is skipped"
+                );
+                bytes.resize(bytes.len() + size as usize, 0);
+                unreadable.get_or_insert(failed);
+            }
+        }
+    }
+    Ok((bytes, unreadable.map(|_| error)))
+}
+
 /// The table of `disk` (idle: nobody holds it), found by [`rexo_xn::find`] from its
 /// locator's copies, whatever the disk's end holds when they name another disk (an
 /// older table left there, or another disk's data): at the end of the smaller disk they
@@ -141,15 +172,27 @@ fn read_locator_sectors(disk: &mut dyn BlockDevice) -> Result<Vec<u8>, DeviceErr
 /// belong to nobody), nowhere (a copy names a larger disk: it shrank,
 /// [`XnError::WrongDisk`]), or at the disk's end; no table and no locator is a raw disk.
 /// A disk too small for a table is read for its locator all the same (while it reaches
-/// it): one that shrank under [`rexo_xn::MIN_DISK_BYTES`] is damaged, not raw.
+/// it): one that shrank under [`rexo_xn::MIN_DISK_BYTES`] is damaged, not raw. When a
+/// sector of the locator cannot be read ([`read_locator_copies`]), only a table a copy
+/// read whole sends the reader to is taken; anything else is that read's error (the
+/// unread copy may have named a larger disk, or been the only one).
 fn find_table(
     disk: &mut dyn BlockDevice,
 ) -> Result<Result<rexo_xn::Located, XnError>, DeviceError> {
     let (sectors, size) = geometry(&disk.info());
-    let region = read_locator_sectors(disk)?;
+    let (region, unreadable) = read_locator_copies(disk)?;
     let found = rexo_xn::find(&region, sectors, size, |made_for| {
         read_table(disk, made_for, size)
     })?;
+    if let Some(error) = unreadable {
+        let named = |located: &rexo_xn::Located| {
+            let copies = rexo_xn::read_locators(&region, size);
+            copies.contains(&Ok(Some(located.table.sectors())))
+        };
+        if !found.as_ref().is_ok_and(named) {
+            return Err(error);
+        }
+    }
     if let Ok(located) = &found
         && located.table.sectors() < sectors
     {
@@ -664,6 +707,78 @@ mod tests {
 
         fn abandon_requests(&mut self) {
             self.0.lock().abandon_requests();
+        }
+    }
+
+    /// The bytes of a disk of `sector_size`-byte sectors holding `table` (made for it) at
+    /// its end and its locator, every other byte zero.
+    fn image_holding(table: &Table, sector_size: u64) -> Vec<u8> {
+        let bytes = |sectors: u64| (sectors * sector_size) as usize;
+        let mut image = vec![0u8; bytes(table.sectors())];
+        let copy = bytes(table.copy_start(table.copy()));
+        image[copy..copy + rexo_xn::COPY_BYTES].copy_from_slice(&table.to_bytes());
+        let locator = bytes(rexo_xn::locator_area(sector_size).0);
+        let written = table.locator();
+        image[locator..locator + written.len()].copy_from_slice(&written);
+        image
+    }
+
+    /// A read error on one sector of the locator (on disks of 512-byte and of 4 KiB
+    /// sectors) leaves the other copy to find the table, and the locator is not
+    /// rewritten over the sector that could not be read (the next use tries again); a
+    /// read error on both copies' sectors is the disk's error, not a raw disk. The
+    /// locator's sectors used to be read in one request only, so one bad sector refused
+    /// the disk though the other copy would have served.
+    #[test]
+    fn a_read_error_on_one_copy_of_the_locator_leaves_the_other() {
+        for sector_size in [SECTOR_SIZE as u64, 4096] {
+            let split = sector_size / SECTOR_SIZE as u64;
+            let mut table = Table::format(SECTORS as u64 / split, sector_size).unwrap();
+            table.allocate("fs", 64).unwrap();
+            let image = image_holding(&table, sector_size);
+            let (locator, count) = rexo_xn::locator_area(sector_size);
+            let inner = |failing: core::ops::Range<u64>| {
+                let mut disk = MemoryDisk::new(image.clone());
+                disk.failing_reads = failing.start * split..failing.end * split;
+                disk
+            };
+            let read_with = |failing| match sector_size {
+                4096 => read(&mut LargeSectors(Arc::new(spin::Mutex::new(inner(
+                    failing,
+                ))))),
+                _ => read(&mut inner(failing)),
+            };
+            let written = table.locator();
+            for bad in locator..locator + count {
+                let at = ((bad - locator) * sector_size) as usize;
+                let holds_a_copy = written[at..][..sector_size as usize]
+                    .iter()
+                    .any(|&byte| byte != 0);
+                let expected = match holds_a_copy {
+                    true => Protection::Unmended(table.clone()),
+                    false => Protection::Table(table.clone()),
+                };
+                assert_eq!(
+                    read_with(bad..bad + 1),
+                    Ok(expected),
+                    "{sector_size}-byte sectors, sector {bad} unreadable"
+                );
+            }
+            let mut unformatted = MemoryDisk::new(vec![0; image.len()]);
+            unformatted.failing_reads = locator * split..(locator + 1) * split;
+            let unknown = match sector_size {
+                4096 => read(&mut LargeSectors(Arc::new(spin::Mutex::new(unformatted)))),
+                _ => read(&mut unformatted),
+            };
+            assert!(
+                matches!(unknown, Err(DeviceError::Status { .. })),
+                "{sector_size}-byte sectors, no table, a locator sector unreadable: {unknown:?}"
+            );
+            let both = read_with(locator..locator + count);
+            assert!(
+                matches!(both, Err(DeviceError::Status { .. })),
+                "{sector_size}-byte sectors, every locator sector unreadable: {both:?}"
+            );
         }
     }
 
