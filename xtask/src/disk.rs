@@ -206,9 +206,17 @@ pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) 
         Some(kernel) => crate::bootdisk::partition_bytes_for(kernel.elf)?,
         None => 0,
     };
-    let bmfs = bmfs.next_multiple_of(MIB);
     let bmfs_start = MIB + boot_bytes;
-    let rest = size.saturating_sub(bmfs_start + bmfs) / MIB * MIB;
+    let whole_mibs = bmfs.checked_next_multiple_of(MIB);
+    let Some((bmfs, bmfs_end)) =
+        whole_mibs.and_then(|bmfs| Some((bmfs, bmfs_start.checked_add(bmfs)?)))
+    else {
+        return Err(format!(
+            "{}: a BMFS partition of {bmfs} bytes from byte {bmfs_start} ends past 2^64 bytes",
+            path.display()
+        ));
+    };
+    let rest = size.saturating_sub(bmfs_end) / MIB * MIB;
     if bmfs == 0 || rest < MIB {
         let what = if boot.is_some() {
             "the kernel's boot partition, BMFS and the Rexo file system"
@@ -226,11 +234,7 @@ pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) 
         ));
     }
     partitions.push((rexo_mbr::TYPE_BMFS, bmfs_start / 512, bmfs / 512));
-    partitions.push((
-        rexo_mbr::TYPE_REXO_FS,
-        (bmfs_start + bmfs) / 512,
-        rest / 512,
-    ));
+    partitions.push((rexo_mbr::TYPE_REXO_FS, bmfs_end / 512, rest / 512));
     let table = rexo_mbr::table(&partitions)
         .map_err(|e| format!("{}: {size} bytes: {e}", path.display()))?;
     let file = open_disk(path, Some(size))?.file;
@@ -418,6 +422,31 @@ mod tests {
             );
             assert!(!image.exists(), "{size} {bmfs}: an image was made");
         }
+    }
+
+    /// A BMFS size near 2^64 bytes is refused with an error, before the image is made:
+    /// rounding it up to whole MiB, or adding the first MiB before it, used to overflow
+    /// (a panic).
+    #[test]
+    fn a_bmfs_partition_ending_past_2_to_the_64_bytes_is_refused() {
+        let image = std::env::temp_dir().join(format!("rexo-disk-2e64-{}.img", std::process::id()));
+        let image_arg = image.to_str().unwrap().to_string();
+        let rounds_over = u64::MAX.to_string();
+        let ends_over = (u64::MAX - (1 << 20) + 1).to_string();
+        for (size, bmfs) in [
+            ("1G", &rounds_over),
+            ("1G", &ends_over),
+            (&rounds_over, &ends_over),
+        ] {
+            let words = ["partition", &image_arg, size, bmfs].map(String::from);
+            let err = command(words.to_vec()).unwrap_err();
+            assert!(err.contains("ends past 2^64 bytes"), "{size} {bmfs}: {err}");
+            assert!(!image.exists(), "{size} {bmfs}: an image was made");
+        }
+        let words = ["partition", &image_arg, &rounds_over, "1M"].map(String::from);
+        let err = command(words.to_vec()).unwrap_err();
+        assert!(err.contains("past what an MBR can describe"), "{err}");
+        assert!(!image.exists(), "a disk of 2^64 bytes: an image was made");
     }
 
     #[test]
