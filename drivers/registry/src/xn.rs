@@ -782,6 +782,30 @@ mod tests {
         }
     }
 
+    /// A disk of 4 KiB sectors that shrank under 1 MiB, reaching only the first of the
+    /// locator's two sectors (the second copy's), is damaged like any disk that shrank,
+    /// not raw; one that reaches none of them holds nothing that says it had a table.
+    #[test]
+    fn a_4_kib_sector_disk_shrunk_under_1_mib_is_damaged_while_it_holds_a_locator() {
+        let table = Table::format(2048, 4096).unwrap();
+        let (locator, _) = rexo_xn::locator_area(4096);
+        let shrunk_to = |sectors: u64| {
+            let mut image = image_holding(&table, 4096);
+            image.truncate(sectors as usize * 4096);
+            read(&mut LargeSectors(Arc::new(spin::Mutex::new(
+                MemoryDisk::new(image),
+            ))))
+        };
+        assert_eq!(
+            shrunk_to(locator + 1),
+            Ok(Protection::Damaged(XnError::WrongDisk {
+                table: 2048,
+                disk: locator + 1
+            }))
+        );
+        assert_eq!(shrunk_to(locator), Ok(Protection::Raw));
+    }
+
     /// A grow of a disk of 4 KiB sectors whose locator is of the earlier layout (both
     /// copies in its last sector) beside data in the sector before it is refused
     /// without force, that data left as it is, and writes the locator over it when
