@@ -10,6 +10,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{ApiError, DeviceError, Kernel, NetDevice};
 
+use crate::Ipv4Addr;
 use crate::stack::{Config, NetError, Stack, attach};
 
 /// The stacks an app serves an interface with ([`attach_cores`]).
@@ -44,13 +45,14 @@ impl Cores {
 /// ([`NetDevice::split_queues`]), the app holds the interface whole and gets a stack
 /// per pair: with DHCP the lease is taken once over the whole interface (every receive
 /// queue polled, wherever the server's answer lands), then every stack is configured
-/// with its address (the lease is not renewed); with `ip=` every stack has that
-/// address, and each answers ARP and ping for what its pair receives (the interface is
-/// then the app's alone: an app that binds to it later is refused). The stacks share
-/// the ARP frames they receive, since the device puts ARP on one pair, and the whole
-/// interface: a stack whose pair the device broke ([`PAIR_BROKEN`]) resets the device
-/// through it and goes on. Otherwise one stack over [`attach`] (`filters` are its packet
-/// filters on a shared interface), and [`Cores::one_core_because`] says why.
+/// with its address and every DNS server it names (the lease is not renewed); with
+/// `ip=` every stack has that address, and each answers ARP and ping for what its pair
+/// receives (the interface is then the app's alone: an app that binds to it later is
+/// refused). The stacks share the ARP frames they receive, since the device puts ARP
+/// on one pair, and the whole interface: a stack whose pair the device broke
+/// ([`PAIR_BROKEN`]) resets the device through it and goes on. Otherwise one stack
+/// over [`attach`] (`filters` are its packet filters on a shared interface), and
+/// [`Cores::one_core_because`] says why.
 pub fn attach_cores(
     kernel: &Kernel,
     index: usize,
@@ -132,20 +134,41 @@ fn per_pair(
     dhcp_timeout_ns: u64,
 ) -> Result<Cores, NetError> {
     let config = Config::from_kernel(kernel, dhcp_timeout_ns);
-    let (lease, fixed) = match config {
-        Config::Static { .. } => (lease, config),
+    let (lease, fixed, dns_servers) = match config {
+        Config::Static { dns, .. } => (lease, config, dns.into_iter().collect()),
         Config::Dhcp { .. } => {
-            let (lease, leased) = Stack::new(kernel, lease, 0, config)?.into_parts();
-            (lease, leased.ok_or(NetError::NoAddress)?)
+            let (lease, leased, dns_servers) = Stack::new(kernel, lease, 0, config)?.into_parts();
+            (lease, leased.ok_or(NetError::NoAddress)?, dns_servers)
         }
     };
-    let board = Arc::new(ArpBoard::default());
     let whole = Arc::new(WholeDevice::new(lease));
-    let stacks = handles
+    let stacks = stacks_of_pairs(handles, fixed, &dns_servers, &whole, kernel.now_ns())?;
+    Ok(Cores {
+        stacks,
+        one_core_because: None,
+        config,
+        _lease: Some(whole),
+    })
+}
+
+/// A stack per handle (handle `i` is pair `i`), its clock at `now_ns`, each with the
+/// fixed `config` and asking every one of `dns_servers` in turn (all a lease named,
+/// so that each stack's resolver fails over as a single stack's does), sharing the
+/// ARP frames they receive and resetting the device through `whole`.
+pub(crate) fn stacks_of_pairs(
+    handles: Vec<Box<dyn NetDevice>>,
+    config: Config,
+    dns_servers: &[Ipv4Addr],
+    whole: &Arc<WholeDevice>,
+    now_ns: u64,
+) -> Result<Vec<Stack>, NetError> {
+    let board = Arc::new(ArpBoard::default());
+    handles
         .into_iter()
         .enumerate()
         .map(|(pair, handle)| {
-            let mut stack = Stack::new(kernel, handle, 0, fixed)?;
+            let mut stack = Stack::start(handle, 0, config, now_ns)?;
+            stack.set_dns_servers(dns_servers);
             stack.share_arp(ArpShare {
                 board: board.clone(),
                 pair,
@@ -154,13 +177,7 @@ fn per_pair(
             stack.reset_through(whole.clone());
             Ok(stack)
         })
-        .collect::<Result<Vec<_>, NetError>>()?;
-    Ok(Cores {
-        stacks,
-        one_core_because: None,
-        config,
-        _lease: Some(whole),
-    })
+        .collect()
 }
 
 /// The whole interface a stack's queue pair was split from, shared by the stacks of its

@@ -738,17 +738,19 @@ impl Stack {
         }
     }
 
-    /// Ends the stack, giving back its NIC and the configuration it has (an address a
-    /// DHCP lease gave, with its router and first DNS server, as a fixed one), so that stacks
-    /// over the NIC's queue pairs can be built with it ([`crate::attach_cores`]).
-    pub fn into_parts(self) -> (Box<dyn NetDevice>, Option<Config>) {
+    /// Ends the stack, giving back its NIC, the configuration it has (an address a
+    /// DHCP lease gave, with its router and first DNS server, as a fixed one) and every
+    /// DNS server its resolver asks in turn (up to 3 from a lease), so that stacks over
+    /// the NIC's queue pairs can be built with them ([`crate::attach_cores`]).
+    pub fn into_parts(self) -> (Box<dyn NetDevice>, Option<Config>, Vec<Ipv4Addr>) {
+        let dns_servers = self.resolver.servers().to_vec();
         let config = self.address().map(|(address, prefix)| Config::Static {
             address,
             prefix,
             gateway: self.gateway,
-            dns: self.resolver.servers().first().copied(),
+            dns: dns_servers.first().copied(),
         });
-        (self.nic, config)
+        (self.nic, config, dns_servers)
     }
 
     /// Shares the ARP frames this stack receives with the other stacks of its

@@ -2642,13 +2642,17 @@ fn a_stack_of_one_steered_pair_sends_broadcasts_and_multicasts_from_any_pair() {
     }
 }
 
+/// A lease a DHCP server gives: address, mask, router.
+type Lease = (Ipv4Addr, Ipv4Addr, Option<Ipv4Addr>);
+
 /// A DHCP server's answer to the client's `request` (a frame from the client): `kind`
-/// offering or acknowledging `address` with `mask` and `router`, from 10.0.0.254; none
-/// if `request` is no DHCP request.
+/// offering or acknowledging `address` with `mask`, `router` and `dns` servers, from
+/// 10.0.0.254; none if `request` is no DHCP request.
 fn dhcp_answer(
     request: &[u8],
     kind: smoltcp::wire::DhcpMessageType,
-    (address, mask, router): (Ipv4Addr, Ipv4Addr, Option<Ipv4Addr>),
+    (address, mask, router): Lease,
+    dns: &[Ipv4Addr],
 ) -> Option<Vec<u8>> {
     use smoltcp::phy::ChecksumCapabilities;
     use smoltcp::wire::{
@@ -2680,7 +2684,7 @@ fn dhcp_answer(
         client_identifier: None,
         server_identifier: Some(server),
         parameter_request_list: None,
-        dns_servers: None,
+        dns_servers: (!dns.is_empty()).then(|| dns.iter().copied().collect()),
         max_size: None,
         lease_duration: Some(3600),
         renew_duration: None,
@@ -2730,9 +2734,36 @@ fn dhcp_answer(
     Some(frame)
 }
 
+/// Serves `lease` naming `dns` servers to `stack`, on A's end of `wire` (an offer, then
+/// an acknowledgement to the request), stepping 10 ms at a time from `now_ns` until the
+/// stack took or refused it.
+fn serve_dhcp(stack: &mut Stack, wire: &Wire, lease: Lease, dns: &[Ipv4Addr], now_ns: &mut u64) {
+    use smoltcp::wire::DhcpMessageType::{Ack, Offer};
+    let refused = stack.counters().dhcp_leases_refused;
+    for _ in 0..200 {
+        stack.poll(*now_ns).unwrap();
+        let mut sent = Vec::new();
+        wire.carry(|frame| {
+            sent.push(frame.to_vec());
+            false
+        });
+        for request in sent {
+            for kind in [Offer, Ack] {
+                if let Some(answer) = dhcp_answer(&request, kind, lease, dns) {
+                    wire.deliver_to_a(answer);
+                }
+            }
+        }
+        *now_ns += 10_000_000;
+        if stack.address().is_some() || stack.counters().dhcp_leases_refused > refused {
+            return;
+        }
+    }
+    panic!("the stack neither took nor refused {lease:?}");
+}
+
 #[test]
 fn a_dhcp_lease_no_host_could_use_is_refused_and_a_good_one_taken() {
-    use smoltcp::wire::DhcpMessageType::{Ack, Offer};
     let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
     let mut stack = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
     let mask = Ipv4Addr::new(255, 255, 255, 0);
@@ -2750,41 +2781,72 @@ fn a_dhcp_lease_no_host_could_use_is_refused_and_a_good_one_taken() {
         (Ipv4Addr::new(10, 0, 0, 255), mask, good.2),
     ];
     let mut now_ns = 0;
-    // Serves each lease in turn (an offer, then an acknowledgement to the request),
-    // stepping until the stack took or refused it.
-    let mut serve = |stack: &mut Stack, lease| {
-        let refused = stack.counters().dhcp_leases_refused;
-        for _ in 0..200 {
-            stack.poll(now_ns).unwrap();
-            let mut sent = Vec::new();
-            wire.carry(|frame| {
-                sent.push(frame.to_vec());
-                false
-            });
-            for request in sent {
-                for kind in [Offer, Ack] {
-                    if let Some(answer) = dhcp_answer(&request, kind, lease) {
-                        wire.deliver_to_a(answer);
-                    }
-                }
-            }
-            now_ns += 10_000_000;
-            if stack.address().is_some() || stack.counters().dhcp_leases_refused > refused {
-                return;
-            }
-        }
-        panic!("the stack neither took nor refused {lease:?}");
-    };
     for (round, lease) in bad_leases.into_iter().enumerate() {
-        serve(&mut stack, lease);
+        serve_dhcp(&mut stack, &wire, lease, &[], &mut now_ns);
         assert_eq!(stack.address(), None, "{lease:?}");
         assert_eq!(stack.counters().dhcp_leases_refused, round as u64 + 1);
     }
-    serve(&mut stack, good);
+    serve_dhcp(&mut stack, &wire, good, &[], &mut now_ns);
     assert_eq!(stack.address(), Some((good.0, 24)));
     assert_eq!(stack.gateway(), good.2);
     // What the stack took, a per-pair stack takes too (`attach_cores`).
-    let (_nic, config) = stack.into_parts();
+    let (_nic, config, _dns_servers) = stack.into_parts();
     let end = Box::new(Wire::new([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8], 8).1);
     assert!(Stack::start(end, 0, config.unwrap(), 0).is_ok());
+}
+
+/// The stacks `attach_cores` splits from a DHCP-leased stack, one per queue pair, ask
+/// every DNS server the lease named, in turn: each fails over to the second when the
+/// first does not answer. They used to be given the first server only, and asked it
+/// again and again.
+#[test]
+fn stacks_split_from_a_lease_fail_over_to_its_second_dns_server() {
+    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let mut leased = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let address = Ipv4Addr::new(10, 0, 0, 5);
+    let lease = (address, Ipv4Addr::new(255, 255, 255, 0), None);
+    // No host has the first and third servers' addresses; B answers.
+    let dns = [Ipv4Addr::new(10, 0, 0, 99), B, Ipv4Addr::new(10, 0, 0, 98)];
+    let mut now_ns = 0;
+    serve_dhcp(&mut leased, &wire, lease, &dns, &mut now_ns);
+    let (whole, config, dns_servers) = leased.into_parts();
+    let whole = Arc::new(crate::cores::WholeDevice::new(whole));
+    let (wires, ends): (Vec<_>, Vec<_>) = (0..2)
+        .map(|_| {
+            let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+            let handle: Box<dyn NetDevice> = Box::new(a);
+            ((wire, b), handle)
+        })
+        .unzip();
+    let config = config.expect("leased");
+    let stacks = crate::cores::stacks_of_pairs(ends, config, &dns_servers, &whole, now_ns).unwrap();
+    let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[Ipv4Addr::new(10, 0, 0, 7)])];
+    for (pair, (stack, (wire, end_b))) in stacks.into_iter().zip(wires).enumerate() {
+        let b_config = Config::Static {
+            address: B,
+            prefix: 24,
+            gateway: None,
+            dns: None,
+        };
+        let mut net = Net {
+            a: stack,
+            b: Stack::start(Box::new(end_b), 0, b_config, now_ns).unwrap(),
+            wire,
+            now_ns,
+            loss: 0,
+            rng: Rng(1),
+            seen: Vec::new(),
+        };
+        assert_eq!(net.a.address(), Some((address, 24)), "pair {pair}");
+        let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
+        let mut query = net.a.resolve_start("rexo.test").unwrap();
+        // The first sending goes to the silent first server; the next, 1 s on, to B.
+        net.step();
+        net.now_ns += 1_000_000_000;
+        assert_eq!(
+            resolved(&mut net, &server, &mut query, table),
+            Ok(alloc::vec![Ipv4Addr::new(10, 0, 0, 7)]),
+            "pair {pair}"
+        );
+    }
 }
