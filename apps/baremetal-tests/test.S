@@ -346,9 +346,12 @@ finish:
     pop rbx
     ret
 
-# Runs on every core: 1000 increments under the lock, then marks its APIC id.
+# Runs on every core: SSE (on by BareMetal's loader; gcc -m64 code uses it), 1000
+# increments under the lock, then marks its APIC id.
 .balign 16
 worker:
+    xorps xmm0, xmm0
+    addps xmm0, xmm0
     push r12
     mov r12d, 1000
 1:  lea rax, [rip + lock_word]
