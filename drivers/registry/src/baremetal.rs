@@ -38,7 +38,8 @@ impl Registry {
     /// disk `drive`, in pieces of at most [`PIECE_BYTES`]; `buffer(offset, len)` gives
     /// the app's bytes `offset..offset + len` of the request, `None` if they are not
     /// mapped. Returns the sectors done: a piece that fails ends the request, logged (no
-    /// buffer, no such disk, one held by an app, or the device's error).
+    /// buffer, no such disk, one held by an app, or the device's error), and so does the
+    /// disk's end (the sectors before it are done, as BareMetal counts them).
     pub fn baremetal_storage<'a>(
         &'static self,
         drive: usize,
@@ -156,7 +157,8 @@ impl Registry {
     }
 }
 
-/// Runs one storage call on `disk`: 4096-byte sectors turned into the disk's own.
+/// Runs one storage call on `disk`: 4096-byte sectors turned into the disk's own; the
+/// 4096-byte sectors done, fewer than asked where the request crosses the disk's end.
 fn storage(
     disk: &mut dyn BlockDevice,
     sector: u64,
@@ -172,12 +174,13 @@ fn storage(
         return Err(DeviceError::Unsupported("sectors that divide 4096 bytes"));
     }
     let per = SECTOR / size;
-    let (first, count) = (sector.saturating_mul(per), bytes / size);
-    let end = first.checked_add(count).filter(|&end| end <= info.sectors);
-    if end.is_none() {
+    let (first, asked) = (sector.saturating_mul(per), bytes / size);
+    // A request crossing the disk's end does the whole 4096-byte sectors before it.
+    let count = asked.min(info.sectors.saturating_sub(first) / per * per);
+    if count == 0 && asked > 0 {
         return Err(DeviceError::OutOfRange {
             lba: first,
-            sectors: count,
+            sectors: asked,
             capacity: info.sectors,
         });
     }
@@ -423,6 +426,35 @@ mod tests {
         });
         assert_eq!(read, sectors);
         assert!(back == data, "read back what was written");
+    }
+
+    #[test]
+    fn a_storage_call_crossing_the_disks_end_does_the_sectors_before_it() {
+        // 10 sectors of 4096 bytes and half of one more, in 512-byte sectors.
+        let mut disk = rexo_api::testing::MemoryDisk::new(alloc::vec![0xEE; 84 * 512]);
+        let mut buffer = alloc::vec![0; 4 * 4096];
+        assert_eq!(storage(&mut disk, 8, Transfer::Read(&mut buffer)), Ok(2));
+        assert_eq!(
+            storage(&mut disk, 8, Transfer::Write(&[7; 4 * 4096])),
+            Ok(2)
+        );
+        assert!(disk.data()[64 * 512..80 * 512].iter().all(|&b| b == 7));
+        assert!(
+            disk.data()[80 * 512..].iter().all(|&b| b == 0xEE),
+            "past 10: kept"
+        );
+        let outside = storage(&mut disk, 10, Transfer::Read(&mut buffer));
+        assert!(matches!(outside, Err(DeviceError::OutOfRange { .. })));
+        let registry = crate::tests::registry_with(Found::Block(Box::new(disk)), "memory");
+        let mut back = alloc::vec![0; 300 * 4096];
+        let mut rest = back.as_mut_slice();
+        let read = registry.baremetal_storage(0, 5, 300, |_, len| {
+            let (piece, after) = core::mem::take(&mut rest).split_at_mut(len as usize);
+            rest = after;
+            Some(Transfer::Read(piece))
+        });
+        assert_eq!(read, 5, "sectors 5 to 9");
+        assert!(back[3 * 4096..5 * 4096].iter().all(|&b| b == 7));
     }
 
     #[test]

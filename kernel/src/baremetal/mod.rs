@@ -17,7 +17,9 @@
 //!   interfaces `devices` lists; `b_nvs_read` (RAX first 4096-byte sector, RCX sectors,
 //!   RDX drive, RDI buffer) and `b_nvs_write` (RSI data) on its disks, in pieces of 256
 //!   sectors (1 MiB); RCX = sectors done: the pieces before the first that failed
-//!   (logged: an unmapped buffer, no such disk, a device error).
+//!   (logged: an unmapped buffer, no such disk, a device error); a request crossing the
+//!   disk's end does the sectors before it and counts them (refused whole if it starts
+//!   beyond).
 //!   `b_net_tx` logs a frame it could not send; `b_net_rx`, which programs poll in tight
 //!   loops, is silent for a missing interface and warns of an unmapped buffer only at
 //!   powers of two. Each call holds its device only while it runs
