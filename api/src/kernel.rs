@@ -26,6 +26,13 @@ pub struct CoreSpan {
     pub count: usize,
 }
 
+impl CoreSpan {
+    /// The machine indices of the cores: `first..first + count`.
+    pub fn range(&self) -> core::ops::Range<usize> {
+        self.first..self.first + self.count
+    }
+}
+
 /// An app run as the kernel records it: what a [`Kernel`] token acts for. A record
 /// grants nothing by itself; only the token the kernel mints from it does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -151,6 +151,8 @@ _start:
     mov r12, rax
     mov eax, 10000
     SYS 0x72
+    cmp rax, 10000
+    CHECK e, e_kept_rax
     SYS 0x00
     sub rax, r12
     cmp rax, 10000000
@@ -179,6 +181,23 @@ _start:
     cmp rax, -1
     CHECK e, e_unknown
 
+    # 0x30 the MAC address of interface 0 (0 without one): printed for the test to compare.
+    PRINT m_mac
+    xor edx, edx
+    SYS 0x30
+    SYS 0x71
+    PRINT m_newline
+
+    # 0x14/0x15 lock and unlock keep RAX (BareMetal: all registers preserved).
+    lea rbx, [rip + lock_word]
+    mov rax, rbx
+    SYS 0x14
+    cmp rax, rbx
+    CHECK e, e_kept_rax
+    SYS 0x15
+    cmp rax, rbx
+    CHECK e, e_kept_rax
+
     # 0x10 core id, 0x11 cores: print the count for the test to compare.
     SYS 0x10
     mov [rip + my_apic], rax
@@ -198,26 +217,26 @@ _start:
     SYS 0x12
     test rax, rax
     CHECK z, e_misaligned
-    xor r12d, r12d                      # APIC id to try
-    xor r13d, r13d                      # jobs started
-2:  mov rax, [rip + cores]
-    dec rax
-    cmp r13, rax
-    jae 4f
-    cmp r12, 256
-    CHECK b, e_smp_set
-    cmp r12, [rip + my_apic]
-    je 3f
-    lea rax, [rip + worker]
-    mov rdx, r12
-    SYS 0x12
-    cmp rax, 1
+    # As BareMetal's smptest: RAX loaded once, then every APIC id 0..255 (this core's
+    # too: accepted, and not run there); an accepted call returns the code address in
+    # RAX, so RAX stays loaded for the next (after the last core, 0).
+    lea r12, [rip + worker]
+    xor r13d, r13d                      # calls accepted
+    mov rax, r12
+    xor edx, edx
+2:  SYS 0x12
+    cmp rax, r12
     jne 3f
-    mov [rip + other_apic], r12
     inc r13
-3:  inc r12
-    jmp 2b
-4:  call worker
+    cmp rdx, [rip + my_apic]
+    je 3f
+    mov [rip + other_apic], rdx
+3:  inc edx
+    cmp edx, 256
+    jb 2b
+    cmp r13, [rip + cores]
+    CHECK e, e_smp_set
+    call worker
     WAIT_IDLE
     mov rax, [rip + cores]
     imul rax, rax, 1000
@@ -236,28 +255,26 @@ _start:
     lea rax, [rip + spinner]
     mov rdx, [rip + other_apic]
     SYS 0x12
-    cmp rax, 1
+    lea rbx, [rip + spinner]
+    cmp rax, rbx
     CHECK e, e_smp_set
     lea rax, [rip + worker]
     mov rdx, [rip + other_apic]
     SYS 0x12
     test rax, rax
     CHECK z, e_not_refused
-    mov rdx, [rip + other_apic]
-    SYS 0x13
-    lea rbx, [rip + spinner]
-    cmp rax, rbx
-    CHECK e, e_smp_get
     SYS 0x16
     cmp rax, 1
     CHECK e, e_busy
     mov byte ptr [rip + release], 1
     WAIT_IDLE
-    mov rdx, [rip + other_apic]
+    lea rbx, [rip + spinner]
+    cmp rbx, [rip + spinner_job]
+    CHECK e, e_smp_get
+5:  # 0x13 smp_get: this core's own job, none here.
     SYS 0x13
     test rax, rax
     CHECK z, e_smp_get
-5:
 
     # 0x50/0x51 PCI configuration space through 0xCF8/0xCFC (skipped without PCI).
     xor edx, edx
@@ -302,7 +319,10 @@ _start:
     inc r12
     cmp r12, 0x63
     jb 1b
+    mov eax, 0x7D7D
     SYS 0x7D
+    cmp rax, 0x7D7D
+    CHECK e, e_kept_rax
     xor eax, eax
     SYS 0x62
     test rax, rax
@@ -312,8 +332,9 @@ _start:
     lea rax, [rip + dump_me]
     mov edx, 16
     SYS 0x70
-    test rax, rax
-    CHECK z, e_dump
+    lea rbx, [rip + dump_me]
+    cmp rax, rbx
+    CHECK e, e_kept_rax
     PRINT m_rax
     mov rax, 0x0123456789ABCDEF
     SYS 0x71
@@ -369,9 +390,11 @@ worker:
     pop r12
     ret
 
-# Runs until the main program releases it.
+# Records its own job (0x13 smp_get), then runs until the main program releases it.
 .balign 16
 spinner:
+    SYS 0x13
+    mov [rip + spinner_job], rax
 1:  pause
     cmp byte ptr [rip + release], 0
     je 1b
@@ -387,6 +410,7 @@ done:      .quad 0
 seen:      .quad 0
 lock_word: .quad 0
 release:   .quad 0
+spinner_job: .quad 0
 sector:    .fill 4096, 1, 0
 
 STR dump_me, "BAREMETAL-DUMP!!"
@@ -394,6 +418,7 @@ STR m_start, "baremetal-test: start\n"
 STR m_regs, "baremetal-test: registers\n"
 STR m_cores, "baremetal-test: cores="
 STR m_rax, "baremetal-test: rax="
+STR m_mac, "baremetal-test: mac="
 STR m_pci, "baremetal-test: pci ok\n"
 STR m_newline, "\n"
 STR m_ok, "baremetal-test: ok\n"
@@ -409,13 +434,14 @@ STR e_screen, "0x20-0x24 returned the error value"
 STR e_unknown, "unknown function 0x99 did not return the error value"
 STR e_cores, "0x11 no cores"
 STR e_misaligned, "0x12 accepted misaligned code"
-STR e_smp_set, "0x12 smp_set could not start a job on every core"
+STR e_smp_set, "0x12 smp_set did not accept every core with RAX loaded once"
+STR e_kept_rax, "0x14/0x15/0x70/0x72/0x7D changed RAX"
 STR e_busy_timeout, "0x16 busy for 5 s"
 STR e_lock, "0x14/0x15 lock: the counter lost increments"
 STR e_jobs, "0x12 not every job ran"
 STR e_seen, "0x10 core ids of the jobs are not distinct"
 STR e_not_refused, "0x12 smp_set accepted a busy core"
-STR e_smp_get, "0x13 smp_get gave the wrong job"
+STR e_smp_get, "0x13 smp_get did not give the calling core's own job"
 STR e_busy, "0x16 busy missed a running job"
 STR e_pci, "0x50/0x51 PCI configuration read or write"
 STR e_pci_bad, "0x50 accepted register 64"

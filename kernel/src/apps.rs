@@ -161,7 +161,7 @@ fn run_alone(
     quota: Quota,
     lender: Option<OwnerId>,
 ) -> Result<(), ApiError> {
-    let span = cores.first..cores.first + cores.count;
+    let span = cores.range();
     let grant = || match lender {
         Some(_) => Ok(()),
         None => crate::caps::grant_cores(owner, span),
@@ -394,7 +394,7 @@ impl KernelCalls for AppRun {
 
     fn run_on_every_core(&self, task: CoreTask) -> Result<(), ApiError> {
         let (this, owner, cores) = (*self, self.owner, self.cores);
-        let span = cores.first..cores.first + cores.count;
+        let span = cores.range();
         let held = |core| crate::caps::holds_core(self.core_holder, core);
         if let Some(core) = span.clone().find(|&core| !held(core)) {
             return Err(ApiError::CoreNotHeld(core));

@@ -120,6 +120,17 @@ impl Registry {
         }
     }
 
+    /// `b_system` 0x30 (`b_net_status`): the MAC address of interface `interface`, its
+    /// first byte the most significant of the low 48 bits; 0 when BareMetal calls cannot
+    /// use it (no such interface, or one an app holds), as BareMetal answers 0 without a
+    /// network.
+    pub fn baremetal_mac(&'static self, interface: usize) -> u64 {
+        let opened = self.open(DeviceKind::Net, interface, HOLDER);
+        opened.and_then(OpenDevice::into_net).map_or(0, |nic| {
+            (nic.info().mac.iter()).fold(0, |mac, &byte| mac << 8 | u64::from(byte))
+        })
+    }
+
     /// `b_net_rx`: the next received frame of interface `interface` into `buffer`;
     /// returns its length (0: none; a frame longer than `buffer` is dropped). An empty
     /// `buffer` (the app's address was not mapped) takes no frame; such calls are counted
@@ -261,6 +272,32 @@ impl<const CORES: usize> Jobs<CORES> {
             return false;
         }
         true
+    }
+
+    /// `smp_set`: sets `code` as core `core`'s job ([`Jobs::set`]) and has `run(core)` hand
+    /// it to that core, which calls [`Jobs::finish`] when the job returns; whether it was
+    /// accepted. The caller's own core (`caller`) is accepted and given nothing: BareMetal's
+    /// boot core never runs its own slot, and its smptest sets every core, its own too,
+    /// then runs the code itself. Refused as `set` refuses, and when `run` could not hand
+    /// the job on (it is ended).
+    pub fn start(
+        &self,
+        core: usize,
+        caller: usize,
+        code: u64,
+        run: impl FnOnce(usize) -> bool,
+    ) -> bool {
+        if core == caller {
+            return true;
+        }
+        if !self.set(core, code) {
+            return false;
+        }
+        let handed = run(core);
+        if !handed {
+            self.finish(core);
+        }
+        handed
     }
 
     /// Counts one more job in `state`; false (nothing counted) while a load runs.
@@ -513,6 +550,35 @@ mod tests {
     }
 
     #[test]
+    fn a_job_goes_to_another_core_the_callers_own_is_accepted_with_nothing_set() {
+        let jobs = Jobs::<4>::new();
+        let mut handed = Vec::new();
+        assert!(jobs.start(0, 0, 0x40, |core| {
+            handed.push(core);
+            true
+        }));
+        assert!(
+            handed.is_empty() && jobs.running(0) == 0,
+            "nothing given to the caller"
+        );
+        assert_eq!(jobs.load(|| Ok(())), Ok(()), "a load is not kept out by it");
+        assert!(jobs.start(2, 0, 0x40, |core| {
+            handed.push(core);
+            true
+        }));
+        assert_eq!((handed.as_slice(), jobs.running(2)), ([2].as_slice(), 0x40));
+        assert!(!jobs.start(2, 0, 0x80, |_| true), "core 2 is busy");
+        assert!(!jobs.start(3, 0, 0x80, |_| false), "not handed on");
+        assert_eq!(
+            jobs.running(3),
+            0,
+            "the job that was not handed on is ended"
+        );
+        jobs.finish(2);
+        assert_eq!(jobs.load(|| Ok(())), Ok(()), "no job is left counted");
+    }
+
+    #[test]
     fn a_load_is_refused_while_the_main_binary_runs_and_a_run_while_a_load_runs() {
         let jobs = Jobs::<2>::new();
         let during = jobs.run_main(|| jobs.load(|| Ok(())));
@@ -544,6 +610,15 @@ mod tests {
             .count();
         // Other tests' calls count too, so between one and log2(100 + theirs) + 1.
         assert!((1..=8).contains(&warned), "{warned} warnings");
+    }
+
+    #[test]
+    fn the_mac_address_reads_first_byte_first_and_is_0_without_an_interface() {
+        let (registry, _) = shared();
+        assert_eq!(registry.baremetal_mac(0), 0x0200_0000_0001);
+        assert_eq!(registry.baremetal_mac(1), 0, "no second interface");
+        let _held = registry.open(DeviceKind::Net, 0, (7, "app")).unwrap();
+        assert_eq!(registry.baremetal_mac(0), 0, "held by an app");
     }
 
     #[test]

@@ -10,10 +10,8 @@ use rexo_drivers::baremetal::{Jobs, Transfer};
 
 /// What `b_system` returns for an unknown function or a bad argument: all ones.
 pub const ERROR: u64 = u64::MAX;
-/// What `b_smp_set` (0x12) returns when the job was accepted.
-pub const SMP_SET_OK: u64 = 1;
-/// What `b_smp_set` (0x12) returns when it was refused (busy or unknown core, code
-/// outside the app, not 16-byte aligned, queue full, a load running).
+/// What `b_smp_set` (0x12) returns when it was refused (busy core or not the app's, code
+/// outside the app, not 16-byte aligned, queue full, a load running); else its RAX.
 pub const SMP_SET_FAILED: u64 = 0;
 
 /// Each core's BareMetal job, and the loads that must not run under them.
@@ -84,22 +82,21 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
         0x00 => crate::time::now_ns(),
         0x01 => super::app_window_bytes() >> 20,
         0x10 => u64::from(percpu::current().apic_id.load(Ordering::Relaxed)),
-        0x11 => crate::smp_cores() as u64,
+        0x11 => app_cores().len() as u64,
         0x12 => smp_set(rax, rdx),
-        0x13 => core_of_apic(rdx).map_or(ERROR, |core| JOBS.running(core)),
+        0x13 => JOBS.running(percpu::core_index()),
         0x14 => raw::lock_byte(rax).map_or(ERROR, |lock| {
             raw::spin_lock(lock);
-            0
+            rax
         }),
         0x15 => raw::lock_byte(rax).map_or(ERROR, |lock| {
             lock.fetch_and(!1, Ordering::Release);
-            0
+            rax
         }),
         0x16 => u64::from(JOBS.busy_besides(percpu::core_index())),
         0x1F => cpu::rdtsc(),
         0x20..=0x24 => screen(function),
-        // No network interface yet: no MAC address, nothing to configure.
-        0x30 | 0x31 => 0,
+        0x30 => registry().baremetal_mac(rdx as usize),
         0x50 => pci_address(rdx).map_or(ERROR, |address| {
             u64::from(crate::devices::machine().bus().read_legacy(address))
         }),
@@ -118,11 +115,11 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
         }
         0x72 => {
             crate::time::delay_us(rax);
-            0
+            rax
         }
         0x7D => {
             reset();
-            0
+            rax
         }
         0x7E => crate::power::reboot(),
         0x7F => {
@@ -134,33 +131,33 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
     }
 }
 
-/// The index of the running core whose local APIC id is `apic_id`.
+/// The cores BareMetal code may use: the calling app's, every core when no app runs.
+fn app_cores() -> core::ops::Range<usize> {
+    crate::apps::current().map_or(0..crate::smp_cores(), |run| run.cores.range())
+}
+
+/// The index of the app's core whose local APIC id is `apic_id`.
 fn core_of_apic(apic_id: u64) -> Option<usize> {
-    (0..crate::smp_cores())
+    app_cores()
         .find(|&core| u64::from(percpu::core(core).apic_id.load(Ordering::Relaxed)) == apic_id)
 }
 
-/// `b_smp_set`: runs the app code at `code` on the core with APIC id `apic_id`, as a
-/// task of that core's work loop; refused while that core has a BareMetal job or a load
-/// runs ([`Jobs::set`]).
+/// `b_smp_set`: runs the app code at `code` (16-byte aligned) on the app's core with
+/// APIC id `apic_id`, as a task of that core's work loop ([`Jobs::start`]: refused while
+/// that core has a BareMetal job or a load runs; the calling core is accepted and runs
+/// nothing). Returns `code`, as BareMetal does, or [`SMP_SET_FAILED`].
 fn smp_set(code: u64, apic_id: u64) -> u64 {
-    let window = super::app_window();
-    if !code.is_multiple_of(16) || !window.contains(&code) {
-        return SMP_SET_FAILED;
-    }
-    let Some(core) = core_of_apic(apic_id).filter(|&core| JOBS.set(core, code)) else {
-        return SMP_SET_FAILED;
-    };
-    let submitted = crate::sched::submit_to(core, move || {
-        raw::call_app(code);
-        JOBS.finish(core);
-    });
-    match submitted {
-        Ok(()) => SMP_SET_OK,
-        Err(_) => {
+    let valid = code.is_multiple_of(16) && super::app_window().contains(&code);
+    let run = |core| {
+        let job = move || {
+            raw::call_app(code);
             JOBS.finish(core);
-            SMP_SET_FAILED
-        }
+        };
+        crate::sched::submit_to(core, job).is_ok()
+    };
+    match core_of_apic(apic_id) {
+        Some(core) if valid && JOBS.start(core, percpu::core_index(), code, run) => code,
+        _ => SMP_SET_FAILED,
     }
 }
 
@@ -203,7 +200,7 @@ pub fn pci_address(rdx: u64) -> Option<u32> {
     Some(0x8000_0000 | (rdx & 0x00FF_FF00) | (register << 2))
 }
 
-/// `0x70`: prints `len` bytes from `addr` as hex, 16 per line. Returns 0, or [`ERROR`]
+/// `0x70`: prints `len` bytes from `addr` as hex, 16 per line. Returns `addr`, or [`ERROR`]
 /// if the range is not accessible.
 fn dump_memory(addr: u64, len: u64) -> u64 {
     let Some(bytes) = raw::app_bytes(addr, len) else {
@@ -220,5 +217,5 @@ fn dump_memory(addr: u64, len: u64) -> u64 {
         let shown = core::str::from_utf8(&text[..line.len() * 3]).unwrap_or("");
         crate::kprintln!("{:016X}: {}", addr + 16 * i as u64, shown.trim_end());
     }
-    0
+    addr
 }

@@ -34,24 +34,25 @@
 //! | 0x00 | nanoseconds since boot (the TSC clock) |
 //! | 0x01 | MiB of the app's memory window at 0xFFFF_8000_0000_0000 |
 //! | 0x10 | the calling core's local APIC id |
-//! | 0x11 | how many cores run |
-//! | 0x12 | `smp_set`: run the code at RAX (16-byte aligned, inside the app) on the core with APIC id RDX, as a task of Rexo's work loop; 1 if accepted, 0 if refused (that core has a BareMetal job, no such core, bad address, queue full, a load running). A job set on the calling core runs after the caller's current code returns |
-//! | 0x13 | `smp_get`: the code address the core with APIC id RDX is running (0: idle) |
-//! | 0x14, 0x15 | lock / unlock: spin until bit 0 of the byte at RAX is set by us / clear it; 0, or ERROR for an address outside mapped memory |
+//! | 0x11 | how many cores the calling app has (every core that runs when no app runs: the app `baremetal`, a job on another core) |
+//! | 0x12 | `smp_set`: run the code at RAX (16-byte aligned, inside the app) on the app's core with APIC id RDX, as a task of Rexo's work loop; RAX (the code address) if accepted, 0 if refused (that core has a BareMetal job, not the app's core, bad address, queue full, a load running). The calling core is accepted and never runs it, as BareMetal's boot core (its smptest sets every APIC id with RAX loaded once, its own too, then calls the code itself) |
+//! | 0x13 | `smp_get`: the code address of the calling core's own job (0: none, as on the core that runs the binary's entry) |
+//! | 0x14, 0x15 | lock / unlock: spin until bit 0 of the byte at RAX is set by us / clear it; RAX kept, or ERROR for an address outside mapped memory |
 //! | 0x16 | 1 if a core other than the caller has a BareMetal job, else 0 |
 //! | 0x1F | the TSC |
 //! | 0x20-0x24 | framebuffer address, width, height, pixels per line, bits per pixel; 0 without a framebuffer |
-//! | 0x30, 0x31 | network status and configuration: 0 (no interface yet) |
+//! | 0x30 | `b_net_status`: the MAC address of interface RDX, its first byte the most significant of 48 bits; 0 without one (or while an app holds it) |
 //! | 0x50, 0x51 | PCI configuration read / write (RAX = value) through ports 0xCF8/0xCFC; RDX = bus << 16, device << 11, function << 8, register index (0..=63, in 32-bit words) |
 //! | 0x60-0x62 | record the timer, network, keyboard callback (RAX); returns the previous one. No interrupts are delivered to apps yet, so callbacks are never called |
-//! | 0x70 | print RDX bytes at RAX in hex, 16 per line |
+//! | 0x70 | print RDX bytes at RAX in hex, 16 per line; RAX kept |
 //! | 0x71 | print RAX as 16 hex digits (no newline); returns RAX |
-//! | 0x72 | wait RAX microseconds |
-//! | 0x7D | reset: forget the callbacks (jobs already given run to completion) |
+//! | 0x72 | wait RAX microseconds; RAX kept |
+//! | 0x7D | reset: forget the callbacks (jobs already given run to completion); RAX kept |
 //! | 0x7E | reboot |
 //! | 0x7F | power off (returns ERROR only if that failed) |
 //!
-//! 0x52/0x53 (replace the output routine) are not provided and return ERROR.
+//! 0x52/0x53 (replace the output routine) are not provided and return ERROR, as does
+//! 0x31, which BareMetal leaves empty.
 //!
 //! # Loading
 //!
@@ -68,7 +69,9 @@
 //! data; an `exec` while a load runs is refused (`BinaryError::Loading`). A load whose
 //! source is taken from the app mid-copy (memory revoked by force: a page fault) releases
 //! the area and the load, then ends the app (`ApiError::Repossessed`); the binary loaded
-//! before is forgotten from the moment the area is overwritten (`exec`: `NotLoaded`). The app is
+//! before is forgotten from the moment the area is overwritten (`exec`: `NotLoaded`, checked
+//! once no load can start, so an `exec` that looked before such a load began runs nothing).
+//! An area whose mapping fails goes back to the frame allocator. The app is
 //! called at 0xFFFF_8000_0000_0000 on the boot core;
 //! when it returns its RAX is logged and the machine powers off like after any app.
 
@@ -77,6 +80,8 @@ mod raw;
 mod tests;
 
 use core::ops::Range;
+use core::sync::atomic::Ordering::{Acquire, Release};
+use core::sync::atomic::{AtomicBool, AtomicU64};
 
 use crate::arch::paging;
 use crate::mem::frames;
@@ -92,7 +97,10 @@ const MIB2: u64 = 2 << 20;
 /// The app area (allocated on the first load) as the loader sees it.
 static AREA: spin::Mutex<Option<&'static mut [u8]>> = spin::Mutex::new(None);
 /// Bytes of the app area mapped at [`APP_BASE`] (0 before the first load).
-static AREA_BYTES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static AREA_BYTES: AtomicU64 = AtomicU64::new(0);
+/// Whether the app area holds a whole binary: cleared as a load starts overwriting it,
+/// set when its copy is done (both under the area's lock).
+static COMPLETE: AtomicBool = AtomicBool::new(false);
 
 /// The first boot module's range, if there is one.
 fn first_module() -> Option<Range<u64>> {
@@ -106,7 +114,7 @@ pub fn app_window() -> Range<u64> {
 
 /// Bytes mapped at [`APP_BASE`].
 fn app_window_bytes() -> u64 {
-    AREA_BYTES.load(core::sync::atomic::Ordering::Acquire)
+    AREA_BYTES.load(Acquire)
 }
 
 /// Why a BareMetal binary was refused: the API's error, so that the monitor and the
@@ -147,17 +155,15 @@ fn area() -> Result<spin::MutexGuard<'static, Option<&'static mut [u8]>>, LoadEr
             return Err(LoadError::NoArea);
         }
         let range = frames::allocate(size, MIB2).map_err(|_| LoadError::NoArea)?;
-        paging::map_ram_at(APP_BASE, range.start(), range.len()).map_err(|e| {
+        if let Err(e) = paging::map_ram_at(APP_BASE, range.start(), range.len()) {
             log::warn!("baremetal: cannot map the app area: {e}");
-            LoadError::NoArea
-        })?;
-        log::debug!(
-            "baremetal: app area [{:#x}, {:#x}) at {APP_BASE:#x}",
-            range.start(),
-            range.end()
-        );
+            frames::free(range);
+            return Err(LoadError::NoArea);
+        }
+        let (start, end) = (range.start(), range.end());
+        log::debug!("baremetal: app area [{start:#x}, {end:#x}) at {APP_BASE:#x}");
         *area = Some(raw::take_area(range));
-        AREA_BYTES.store(size, core::sync::atomic::Ordering::Release);
+        AREA_BYTES.store(size, Release);
     }
     Ok(area)
 }
@@ -183,11 +189,13 @@ pub fn load(binary: Option<&[u8]>, mut record: impl FnMut(Option<u64>)) -> Resul
         let area = guard.as_mut().ok_or(LoadError::NoArea)?;
         check_image(image, area.len() as u64)?;
         record(None);
+        COMPLETE.store(false, Release);
         area.fill(0);
         let copy = &mut || area[..image.len()].copy_from_slice(image);
         let aborted = crate::devices::run_app_code(copy);
         if !aborted {
             record(Some(image.len() as u64));
+            COMPLETE.store(true, Release);
         }
         Ok((image.len() as u64, aborted))
     })?;
@@ -209,13 +217,12 @@ pub fn app(_kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
 }
 
 /// Runs what [`load`] put in the app area on the calling core, with the call table
-/// installed, and returns its RAX; `NotLoaded` if no area exists yet, `Loading` while a
-/// load runs (loads wait for it: [`calls::JOBS`]). Callers run only a binary whose
-/// [`load`] succeeded.
+/// installed, and returns its RAX; `Loading` while a load runs (loads wait for it:
+/// [`calls::JOBS`]), `NotLoaded` unless the area holds a whole binary (checked once no
+/// load can start: a load that began after the caller looked, and was aborted mid-copy,
+/// left half a binary).
 pub fn run_loaded() -> Result<u64, LoadError> {
-    if app_window_bytes() == 0 {
-        return Err(LoadError::NotLoaded);
-    }
     raw::install_table();
-    calls::JOBS.run_main(|| raw::call_app(APP_BASE))
+    let run = || COMPLETE.load(Acquire).then(|| raw::call_app(APP_BASE));
+    calls::JOBS.run_main(run)?.ok_or(LoadError::NotLoaded)
 }

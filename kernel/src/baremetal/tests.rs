@@ -41,7 +41,7 @@ kernel_test!(
     fn system_functions_answer() {
         assert_eq!(calls::system(0x11, 0, 0), crate::smp_cores() as u64);
         let t0 = calls::system(0x00, 0, 0);
-        assert_eq!(calls::system(0x72, 200, 0), 0);
+        assert_eq!(calls::system(0x72, 200, 0), 200, "RAX kept");
         assert!(
             calls::system(0x00, 0, 0) - t0 >= 200_000,
             "delay shorter than asked"
@@ -58,11 +58,12 @@ kernel_test!(
             )
         );
         assert_eq!(calls::system(0x99, 0, 0), ERROR, "unknown function");
-        assert_eq!(
-            calls::system(0x13, 0, 0x1_0000),
-            ERROR,
-            "no core has that APIC id"
-        );
+        assert_eq!(calls::system(0x31, 0, 0), ERROR, "BareMetal has no 0x31");
+        assert_eq!(calls::system(0x13, 0, me), 0, "no job on the calling core");
+        assert_eq!(calls::system(0x7D, 0x7D7D, 0), 0x7D7D, "RAX kept");
+        let bytes = [0x5Au8; 4];
+        let addr = bytes.as_ptr() as u64;
+        assert_eq!(calls::system(0x70, addr, 4), addr, "RAX kept");
     }
 );
 
@@ -96,9 +97,9 @@ kernel_test!(
     fn lock_word_locks_and_unlocks() {
         let word = alloc::boxed::Box::new(0u64);
         let addr = &*word as *const u64 as u64;
-        assert_eq!(calls::system(0x14, addr, 0), 0);
+        assert_eq!(calls::system(0x14, addr, 0), addr, "RAX kept");
         assert_eq!(*word & 1, 1);
-        assert_eq!(calls::system(0x15, addr, 0), 0);
+        assert_eq!(calls::system(0x15, addr, 0), addr, "RAX kept");
         assert_eq!(*word, 0);
     }
 );
@@ -140,5 +141,52 @@ kernel_test!(
             map_ram_at(mib2, mib2, mib2),
             Err(PagingError::NotUpperHalf(mib2))
         );
+    }
+);
+
+/// The APIC id of core `core`.
+fn apic_id(core: usize) -> u64 {
+    let id = &crate::arch::percpu::core(core).apic_id;
+    u64::from(id.load(core::sync::atomic::Ordering::Relaxed))
+}
+
+/// As an app on core 0 alone: 0x11 counts its one core, `smp_set` refuses core 1 (not
+/// the app's: another app's main may keep its work loop busy) and accepts the calling
+/// core, setting no job there.
+fn uses_its_own_core_only(_: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
+    assert_eq!(calls::system(0x11, 0, 0), 1);
+    let code = super::APP_BASE;
+    assert_eq!(calls::system(0x12, code, apic_id(1)), SMP_SET_FAILED);
+    assert_eq!(calls::system(0x12, code, apic_id(0)), code);
+    assert_eq!(calls::JOBS.running(0), 0, "no job set on the calling core");
+    Ok(())
+}
+
+kernel_test!(
+    fn smp_set_gives_jobs_to_the_calling_apps_cores_only() {
+        use crate::apps::{App, CoreSpan, run_as};
+        assert!(
+            crate::smp_cores() >= 2,
+            "the kernel tests run with two cores"
+        );
+        assert_eq!(super::load(Some(&[0xC3; 16]), |_| ()), Ok(16));
+        let app = App {
+            name: "bm-cores",
+            about: "uses BareMetal's SMP calls on core 0",
+            main: uses_its_own_core_only,
+        };
+        let owner = crate::caps::tests::top_owner(1);
+        assert_eq!(
+            run_as(&app, owner, CoreSpan { first: 0, count: 1 }, None),
+            Ok(())
+        );
+        // The kernel (no app) may use every core: core 1 runs the job (`ret`) and ends it.
+        let code = super::APP_BASE;
+        assert_eq!(calls::system(0x12, code, apic_id(1)), code);
+        let start = crate::time::now_ns();
+        while calls::JOBS.running(1) != 0 {
+            assert!(crate::time::now_ns() - start < 5_000_000_000, "the job ran");
+            core::hint::spin_loop();
+        }
     }
 );

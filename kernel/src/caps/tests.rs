@@ -941,7 +941,8 @@ mod views {
                 }
             };
             let start = start_of(&first);
-            api.write_memory(&first, 0, &[0x90; 4096]).expect("written");
+            // `ret` everywhere: a half-copied binary run by mistake returns.
+            api.write_memory(&first, 0, &[0xC3; 4096]).expect("written");
             let view = map(owner, &mut second).expect("mapped");
             view.fill(0x90);
             request_revocation(second.cap().id(), crate::time::now_ns()).expect("asked");
@@ -965,6 +966,11 @@ mod views {
                 recorded,
                 Some(None),
                 "the binary before is gone, none recorded"
+            );
+            assert_eq!(
+                crate::baremetal::run_loaded(),
+                Err(rexo_api::BinaryError::NotLoaded),
+                "half a binary is not run, though exec looked before the load began"
             );
             // Without the abort point around the copy this would wait forever for the area.
             assert_eq!(
