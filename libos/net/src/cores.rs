@@ -10,7 +10,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{ApiError, DeviceError, Kernel, NetDevice};
 
+use smoltcp::socket::dhcpv4;
+
 use crate::Ipv4Addr;
+use crate::lease::{LeaseBoard, LeaseShare, RENEWER_PAIR};
 use crate::stack::{Config, NetError, Stack, attach};
 
 /// The stacks an app serves an interface with ([`attach_cores`]).
@@ -45,7 +48,10 @@ impl Cores {
 /// ([`NetDevice::split_queues`]), the app holds the interface whole and gets a stack
 /// per pair: with DHCP the lease is taken once over the whole interface (every receive
 /// queue polled, wherever the server's answer lands), then every stack is configured
-/// with its address and every DNS server it names (the lease is not renewed); with
+/// with its address and every DNS server it names, and pair 0's stack runs the DHCP
+/// client on: the server's answers reach it from whichever pair they land on, and every
+/// stack takes each lease it renews or learns again, or drops the address when the
+/// lease is lost ([`crate::Counters::dhcp_leases_lost`]); with
 /// `ip=` every stack has that address, and each answers ARP and ping for what its pair
 /// receives (the interface is then the app's alone: an app that binds to it later is
 /// refused). The stacks share the ARP frames they receive, since the device puts ARP
@@ -126,7 +132,8 @@ fn split(kernel: &Kernel, index: usize, cores: usize) -> Result<Split, &'static 
 }
 
 /// A stack per handle, all with the address `Config::from_kernel` gives or a DHCP
-/// lease taken over the whole interface.
+/// lease taken over the whole interface, which pair 0's stack then keeps renewing for
+/// all.
 fn per_pair(
     kernel: &Kernel,
     lease: Box<dyn NetDevice>,
@@ -134,15 +141,19 @@ fn per_pair(
     dhcp_timeout_ns: u64,
 ) -> Result<Cores, NetError> {
     let config = Config::from_kernel(kernel, dhcp_timeout_ns);
-    let (lease, fixed, dns_servers) = match config {
-        Config::Static { dns, .. } => (lease, config, dns.into_iter().collect()),
+    let (lease, fixed, dns_servers, dhcp_client) = match config {
+        Config::Static { dns, .. } => (lease, config, dns.into_iter().collect(), None),
         Config::Dhcp { .. } => {
-            let (lease, leased, dns_servers) = Stack::new(kernel, lease, 0, config)?.into_parts();
-            (lease, leased.ok_or(NetError::NoAddress)?, dns_servers)
+            let mut leased = Stack::new(kernel, lease, 0, config)?;
+            let dhcp_client = leased.take_dhcp_client();
+            let (lease, leased, dns_servers) = leased.into_parts();
+            let fixed = leased.ok_or(NetError::NoAddress)?;
+            (lease, fixed, dns_servers, dhcp_client)
         }
     };
     let whole = Arc::new(WholeDevice::new(lease));
-    let stacks = stacks_of_pairs(handles, fixed, &dns_servers, &whole, kernel.now_ns())?;
+    let now_ns = kernel.now_ns();
+    let stacks = stacks_of_pairs(handles, fixed, &dns_servers, &whole, dhcp_client, now_ns)?;
     Ok(Cores {
         stacks,
         one_core_because: None,
@@ -154,15 +165,23 @@ fn per_pair(
 /// A stack per handle (handle `i` is pair `i`), its clock at `now_ns`, each with the
 /// fixed `config` and asking every one of `dns_servers` in turn (all a lease named,
 /// so that each stack's resolver fails over as a single stack's does), sharing the
-/// ARP frames they receive and resetting the device through `whole`.
+/// ARP frames they receive and resetting the device through `whole`. With the
+/// `dhcp_client` that leased `config`, pair 0's stack runs it to keep the lease, and
+/// the stacks share it ([`LeaseBoard`]): the server's answers reach pair 0's stack
+/// whichever pair they land on, and every stack takes each lease it renews or learns
+/// again, or drops the address when the lease is lost.
 pub(crate) fn stacks_of_pairs(
     handles: Vec<Box<dyn NetDevice>>,
     config: Config,
     dns_servers: &[Ipv4Addr],
     whole: &Arc<WholeDevice>,
+    mut dhcp_client: Option<dhcpv4::Socket<'static>>,
     now_ns: u64,
 ) -> Result<Vec<Stack>, NetError> {
     let board = Arc::new(ArpBoard::default());
+    let lease_board = dhcp_client
+        .is_some()
+        .then(|| Arc::new(LeaseBoard::default()));
     handles
         .into_iter()
         .enumerate()
@@ -175,6 +194,10 @@ pub(crate) fn stacks_of_pairs(
                 seen: 0,
             });
             stack.reset_through(whole.clone());
+            if let Some(lease_board) = &lease_board {
+                let client = (pair == RENEWER_PAIR).then(|| dhcp_client.take()).flatten();
+                stack.share_lease(LeaseShare::new(lease_board.clone(), pair), client);
+            }
             Ok(stack)
         })
         .collect()

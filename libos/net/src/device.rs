@@ -86,6 +86,11 @@ pub struct Counters {
     /// loopback one: [`rexo_api::Ipv4Config::check`]);
     /// the stack asks for another.
     pub dhcp_leases_refused: u64,
+    /// DHCP leases lost: expired without renewal, or ended by the server (a NAK), the
+    /// address dropped. Counted by the stack that runs the DHCP client (the one stack,
+    /// or pair 0's of the stacks [`crate::attach_cores`] splits, whose others drop the
+    /// address with it); the client then asks for a new lease.
+    pub dhcp_leases_lost: u64,
 }
 
 impl core::ops::AddAssign for Counters {
@@ -104,6 +109,7 @@ impl core::ops::AddAssign for Counters {
         self.segmented_by_stack += other.segmented_by_stack;
         self.pair_resets += other.pair_resets;
         self.dhcp_leases_refused += other.dhcp_leases_refused;
+        self.dhcp_leases_lost += other.dhcp_leases_lost;
     }
 }
 

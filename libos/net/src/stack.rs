@@ -24,6 +24,7 @@ use smoltcp::wire::{
 use crate::cores::{ArpShare, WholeDevice};
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::dns::{DnsPorts, DnsQuery, Resolver};
+use crate::lease::{DhcpLease, LeaseShare};
 use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::tso::Tso;
 
@@ -472,7 +473,8 @@ pub struct Stack {
     gateway: Option<Ipv4Addr>,
     /// What was moved and dropped.
     counters: Counters,
-    /// The DHCP client, with [`Config::Dhcp`].
+    /// The DHCP client, with [`Config::Dhcp`], or on pair 0's stack of an interface
+    /// split with a lease ([`Stack::share_lease`]).
     dhcp: Option<SocketHandle>,
     /// The resolver (`dns.rs`): its servers from [`Config::Static`] or the DHCP lease,
     /// its port block, its queries.
@@ -496,6 +498,9 @@ pub struct Stack {
     /// The whole interface this stack's queue pair was split from, to reset the device
     /// when the pair answers [`PAIR_BROKEN`] ([`crate::attach_cores`]).
     whole_device: Option<Arc<WholeDevice>>,
+    /// The DHCP lease shared with the other stacks of the interface, when there are
+    /// several and the address is leased ([`crate::attach_cores`]).
+    lease: Option<LeaseShare>,
 }
 
 impl Stack {
@@ -632,6 +637,7 @@ impl Stack {
             own: None,
             arp: None,
             whole_device: None,
+            lease: None,
         }
     }
 
@@ -759,6 +765,32 @@ impl Stack {
         self.arp = Some(share);
     }
 
+    /// Takes the DHCP client away, with the lease it holds and the times to renew it, for
+    /// a stack of one of the NIC's queue pairs to keep renewing it ([`crate::attach_cores`]);
+    /// `None` with a fixed address. This stack no longer renews.
+    pub(crate) fn take_dhcp_client(&mut self) -> Option<dhcpv4::Socket<'static>> {
+        let handle = self.dhcp.take()?;
+        match self.sockets.remove(handle) {
+            smoltcp::socket::Socket::Dhcpv4(client) => Some(client),
+            _ => None,
+        }
+    }
+
+    /// Keeps the DHCP lease with the other stacks of the interface through `share`
+    /// ([`crate::attach_cores`]): the stack given `client` runs it, taking the server's
+    /// answers that land on the others' pairs and posting every lease it learns or loses
+    /// for them; a stack given none hands such answers on and applies each lease posted.
+    pub(crate) fn share_lease(
+        &mut self,
+        share: LeaseShare,
+        client: Option<dhcpv4::Socket<'static>>,
+    ) {
+        self.lease = Some(share);
+        if let Some(client) = client {
+            self.dhcp = Some(self.sockets.add(client));
+        }
+    }
+
     /// Resets the device through `whole`, the interface this stack's queue pair was split
     /// from, when the pair answers [`PAIR_BROKEN`] ([`crate::attach_cores`]).
     pub(crate) fn reset_through(&mut self, whole: Arc<WholeDevice>) {
@@ -807,23 +839,33 @@ impl Stack {
             );
             reset_if_broken(sent, (), &self.whole_device, &mut self.counters)?;
         }
-        if let Some(arp) = self.arp.as_mut() {
+        // Frames the other stacks of the interface received for this one: ARP frames, as
+        // replies (smoltcp learns the sender's address and answers nothing), and for the
+        // stack that keeps the DHCP lease, the server's answers.
+        {
             let Self {
                 iface,
                 sockets,
                 staging,
                 capabilities,
+                arp,
+                lease,
                 ..
             } = self;
-            arp.take(|frame| {
+            let mut ingest = |frame: &[u8]| {
                 let mut device = LentFrame {
                     frame: Some(frame),
                     staging: &mut *staging,
                     capabilities: capabilities.clone(),
                 };
-                // A reply: smoltcp learns the sender's address and answers nothing.
                 iface.poll_ingress_single(now, &mut device, sockets);
-            });
+            };
+            if let Some(arp) = arp.as_mut() {
+                arp.take(&mut ingest);
+            }
+            if let Some(lease) = lease.as_mut() {
+                lease.take_answers(&mut ingest);
+            }
         }
         let address = self.iface.ipv4_addr().map(|a| a.octets());
         for _ in 0..RECEIVE_BATCHES {
@@ -841,6 +883,7 @@ impl Stack {
                 own,
                 arp,
                 whole_device,
+                lease,
                 ..
             } = self;
             let mut batch_full = false;
@@ -862,6 +905,12 @@ impl Stack {
                     counters.rx_bytes += frame.len() as u64;
                     if let Some(arp) = arp.as_mut() {
                         arp.post(frame);
+                    }
+                    // A DHCP server's answer is the renewer's, whichever pair it landed on.
+                    if let Some(lease) = lease.as_ref()
+                        && lease.post_answer(frame)
+                    {
+                        return;
                     }
                     // The ports served by our own TCP take their segments first.
                     if let Some(own) = own.as_mut()
@@ -946,8 +995,16 @@ impl Stack {
     /// ([`Counters::dhcp_leases_refused`]), and the client asks again from the start:
     /// an address taken here is one [`into_parts`](Self::into_parts) hands on and
     /// [`crate::attach_cores`] builds its stacks with.
+    ///
+    /// With a lease kept by several stacks ([`Stack::share_lease`]), the stack that runs
+    /// the client posts what it applies, and the others apply what it posted. A lease
+    /// lost (expired without renewal, or ended by the server) drops the address, counted
+    /// by the client's stack ([`Counters::dhcp_leases_lost`]).
     fn poll_dhcp(&mut self) {
         let Some(handle) = self.dhcp else {
+            if let Some(change) = self.lease.as_mut().and_then(LeaseShare::take_lease) {
+                self.apply_lease(change.as_ref());
+            }
             return;
         };
         let socket = self.sockets.get_mut::<dhcpv4::Socket>(handle);
@@ -971,18 +1028,29 @@ impl Stack {
                     self.counters.dhcp_leases_refused += 1;
                     return;
                 }
-                Some((
-                    config.address,
-                    config.router,
-                    config.dns_servers.iter().copied().collect::<Vec<_>>(),
-                ))
+                Some(DhcpLease {
+                    cidr: config.address,
+                    router: config.router,
+                    dns_servers: config.dns_servers.iter().copied().collect(),
+                })
             }
             Some(dhcpv4::Event::Deconfigured) => None,
         };
+        if lease.is_none() && self.address().is_some() {
+            self.counters.dhcp_leases_lost += 1;
+        }
+        self.apply_lease(lease.as_ref());
+        if let Some(share) = &self.lease {
+            share.post_lease(lease);
+        }
+    }
+
+    /// Takes `lease`'s address, router and DNS servers, or drops them (`None`).
+    fn apply_lease(&mut self, lease: Option<&DhcpLease>) {
         match lease {
-            Some((cidr, router, dns)) => {
-                self.configure(cidr, router);
-                self.set_dns_servers(&dns);
+            Some(lease) => {
+                self.configure(lease.cidr, lease.router);
+                self.set_dns_servers(&lease.dns_servers);
             }
             None => {
                 self.deconfigure();

@@ -2044,6 +2044,7 @@ fn counters_of_several_stacks_add_field_by_field() {
         segmented_by_stack: 11 * k,
         pair_resets: 12 * k,
         dhcp_leases_refused: 13 * k,
+        dhcp_leases_lost: 14 * k,
     };
     let mut sum = one(1);
     sum += one(2);
@@ -2819,7 +2820,8 @@ fn stacks_split_from_a_lease_fail_over_to_its_second_dns_server() {
         })
         .unzip();
     let config = config.expect("leased");
-    let stacks = crate::cores::stacks_of_pairs(ends, config, &dns_servers, &whole, now_ns).unwrap();
+    let stacks =
+        crate::cores::stacks_of_pairs(ends, config, &dns_servers, &whole, None, now_ns).unwrap();
     let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[Ipv4Addr::new(10, 0, 0, 7)])];
     for (pair, (stack, (wire, end_b))) in stacks.into_iter().zip(wires).enumerate() {
         let b_config = Config::Static {
@@ -2848,5 +2850,127 @@ fn stacks_split_from_a_lease_fail_over_to_its_second_dns_server() {
             Ok(alloc::vec![Ipv4Addr::new(10, 0, 0, 7)]),
             "pair {pair}"
         );
+    }
+}
+
+/// The test DHCP server's address and MAC (`dhcp_answer`).
+const DHCP_SERVER: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(10, 0, 0, 254), [2, 0, 0, 0, 0, 0xfe]);
+
+/// The test DHCP server's ARP reply to `request` (a frame from the client) if it asks for
+/// the server's address.
+fn dhcp_server_arp_reply(request: &[u8]) -> Option<Vec<u8>> {
+    use smoltcp::wire::{
+        ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+        EthernetRepr,
+    };
+    let ethernet = EthernetFrame::new_checked(request).ok()?;
+    let ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr,
+        source_protocol_addr,
+        target_protocol_addr,
+        ..
+    } = ArpRepr::parse(&ArpPacket::new_checked(ethernet.payload()).ok()?).ok()?
+    else {
+        return None;
+    };
+    if target_protocol_addr != DHCP_SERVER.0 {
+        return None;
+    }
+    let reply = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: EthernetAddress(DHCP_SERVER.1),
+        source_protocol_addr: DHCP_SERVER.0,
+        target_hardware_addr: source_hardware_addr,
+        target_protocol_addr: source_protocol_addr,
+    };
+    let mut frame = vec![0u8; 14 + reply.buffer_len()];
+    let mut out = EthernetFrame::new_unchecked(&mut frame[..]);
+    EthernetRepr {
+        src_addr: EthernetAddress(DHCP_SERVER.1),
+        dst_addr: source_hardware_addr,
+        ethertype: EthernetProtocol::Arp,
+    }
+    .emit(&mut out);
+    reply.emit(&mut ArpPacket::new_unchecked(out.payload_mut()));
+    Some(frame)
+}
+
+/// The stacks `attach_cores` splits from a DHCP lease keep it: pair 0's runs the DHCP
+/// client, which asks the server again at T1 (half the lease's 3600 s), and the server's
+/// acknowledgement, landing on pair 1 (the device picks the pair), renews the lease for
+/// both (the renewed lease's DNS servers reach both; both hold the address past the
+/// first lease's end); with no answer, both drop the address at the lease's end and the
+/// loss is counted once. Before, the split stacks never renewed and held the address
+/// forever.
+#[test]
+fn stacks_split_from_a_lease_renew_it_together_or_lose_it_together() {
+    use smoltcp::wire::DhcpMessageType::Ack;
+    const SECOND: u64 = 1_000_000_000;
+    for server_answers in [true, false] {
+        let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+        let mut leased = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+        let address = Ipv4Addr::new(10, 0, 0, 5);
+        let lease = (address, Ipv4Addr::new(255, 255, 255, 0), None);
+        let mut now_ns = 0;
+        serve_dhcp(&mut leased, &wire, lease, &[B], &mut now_ns);
+        let leased_at = now_ns;
+        let client = leased.take_dhcp_client();
+        let (whole, config, dns_servers) = leased.into_parts();
+        let whole = Arc::new(crate::cores::WholeDevice::new(whole));
+        let (wires, ends): (Vec<_>, Vec<_>) = (0..2)
+            .map(|_| {
+                let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+                let handle: Box<dyn NetDevice> = Box::new(a);
+                (wire, handle)
+            })
+            .unzip();
+        let config = config.expect("leased");
+        let mut stacks =
+            crate::cores::stacks_of_pairs(ends, config, &dns_servers, &whole, client, now_ns)
+                .unwrap();
+        let renewed_dns = [Ipv4Addr::new(10, 0, 0, 53)];
+        // Polls both stacks 10 ms apart from `at_ns`; the server answers ARP on the
+        // pair that asked and every DHCP request, when it answers, on pair 1.
+        let run = |stacks: &mut [Stack], at_ns: u64| {
+            for step in 0..50 {
+                for stack in stacks.iter_mut() {
+                    stack.poll(at_ns + step * 10_000_000).unwrap();
+                }
+                for (pair, wire) in wires.iter().enumerate() {
+                    let mut sent = Vec::new();
+                    wire.carry(|frame| {
+                        sent.push(frame.to_vec());
+                        false
+                    });
+                    for frame in sent {
+                        if let Some(reply) = dhcp_server_arp_reply(&frame) {
+                            wires[pair].deliver_to_a(reply);
+                        }
+                        let answer = dhcp_answer(&frame, Ack, lease, &renewed_dns);
+                        if let Some(answer) = answer.filter(|_| server_answers) {
+                            wires[1].deliver_to_a(answer);
+                        }
+                    }
+                }
+            }
+        };
+        // Past T1: pair 0's client asks the server to renew.
+        run(&mut stacks, leased_at + 1801 * SECOND);
+        // Past the first lease's end.
+        run(&mut stacks, leased_at + 3601 * SECOND);
+        let lost: u64 = stacks.iter().map(|s| s.counters().dhcp_leases_lost).sum();
+        for (pair, stack) in stacks.into_iter().enumerate() {
+            let held = stack.address();
+            let (_nic, _config, dns) = stack.into_parts();
+            if server_answers {
+                assert_eq!(held, Some((address, 24)), "pair {pair}");
+                assert_eq!(dns, renewed_dns, "pair {pair}");
+            } else {
+                assert_eq!(held, None, "pair {pair}");
+                assert!(dns.is_empty(), "pair {pair}");
+            }
+        }
+        assert_eq!(lost, u64::from(!server_answers));
     }
 }

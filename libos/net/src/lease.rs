@@ -1,0 +1,194 @@
+//! Keeping a DHCP lease on the stacks of one interface's queue pairs
+//! ([`crate::attach_cores`]): pair 0's stack runs the DHCP client (the renewer), the
+//! others hand it the server's answers that land on their pairs and take every lease it
+//! learns or loses from it.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::net::Ipv4Addr;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use smoltcp::wire::Ipv4Cidr;
+
+/// The queue pair whose stack runs the DHCP client.
+pub(crate) const RENEWER_PAIR: usize = 0;
+/// Answers from DHCP servers the board keeps for the renewer: a renewer that polls less
+/// often than this many arrive misses the older ones, and its client asks again.
+const ANSWERS_KEPT: usize = 8;
+
+/// A lease the renewer's DHCP client holds: the address with its prefix, the router and
+/// the DNS servers.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct DhcpLease {
+    /// The address and prefix.
+    pub(crate) cidr: Ipv4Cidr,
+    /// The default router, if the lease names one.
+    pub(crate) router: Option<Ipv4Addr>,
+    /// The DNS servers, in the lease's order.
+    pub(crate) dns_servers: Vec<Ipv4Addr>,
+}
+
+/// What the stacks of one interface share to keep its lease. Off the fast path: a stack
+/// looks at the counts (one atomic load each) on each poll and takes a lock only when
+/// something was posted.
+#[derive(Default)]
+pub(crate) struct LeaseBoard {
+    /// How many times the renewer posted a lease change.
+    changes: AtomicU64,
+    /// The lease the renewer holds now (`None`: none, lost or not yet renewed).
+    lease: spin::Mutex<Option<DhcpLease>>,
+    /// How many server answers were ever posted for the renewer.
+    answers_posted: AtomicU64,
+    /// The last [`ANSWERS_KEPT`] answers, whole frames, with their numbers.
+    answers: spin::Mutex<VecDeque<(u64, Vec<u8>)>>,
+}
+
+/// A stack's place on its interface's [`LeaseBoard`].
+pub(crate) struct LeaseShare {
+    /// The board.
+    board: Arc<LeaseBoard>,
+    /// Whether this stack runs the DHCP client.
+    renewer: bool,
+    /// The number of the last lease change taken (the others) or answer taken (the
+    /// renewer).
+    seen: u64,
+}
+
+impl LeaseShare {
+    /// The place of the stack of queue pair `pair` on `board`.
+    pub(crate) fn new(board: Arc<LeaseBoard>, pair: usize) -> Self {
+        Self {
+            board,
+            renewer: pair == RENEWER_PAIR,
+            seen: 0,
+        }
+    }
+
+    /// Keeps `frame` for the renewer if this stack is not the renewer and the frame is
+    /// a DHCP server's answer (UDP from port 67 to port 68); says whether it was kept
+    /// (the stack then leaves it alone: it has no DHCP client to give it to).
+    pub(crate) fn post_answer(&self, frame: &[u8]) -> bool {
+        if self.renewer || !is_dhcp_answer(frame) {
+            return false;
+        }
+        let mut answers = self.board.answers.lock();
+        let number = self.board.answers_posted.load(Ordering::Relaxed) + 1;
+        if answers.len() == ANSWERS_KEPT {
+            answers.pop_front();
+        }
+        answers.push_back((number, frame.to_vec()));
+        self.board.answers_posted.store(number, Ordering::Release);
+        true
+    }
+
+    /// Hands the renewer every answer the other stacks posted since the last call.
+    pub(crate) fn take_answers(&mut self, mut deliver: impl FnMut(&[u8])) {
+        if !self.renewer || self.board.answers_posted.load(Ordering::Acquire) == self.seen {
+            return;
+        }
+        let new: Vec<Vec<u8>> = {
+            let answers = self.board.answers.lock();
+            let new = answers
+                .iter()
+                .filter(|(number, _)| *number > self.seen)
+                .map(|(_, frame)| frame.clone())
+                .collect();
+            self.seen = answers.back().map_or(self.seen, |(number, _)| *number);
+            new
+        };
+        for frame in new {
+            deliver(&frame);
+        }
+    }
+
+    /// The renewer's news for the others: `lease` is what it holds now.
+    pub(crate) fn post_lease(&self, lease: Option<DhcpLease>) {
+        let mut held = self.board.lease.lock();
+        *held = lease;
+        let number = self.board.changes.load(Ordering::Relaxed) + 1;
+        self.board.changes.store(number, Ordering::Release);
+    }
+
+    /// For a stack other than the renewer, the lease the renewer holds if it changed
+    /// since the last call (`Some(None)`: the lease is gone).
+    pub(crate) fn take_lease(&mut self) -> Option<Option<DhcpLease>> {
+        if self.renewer || self.board.changes.load(Ordering::Acquire) == self.seen {
+            return None;
+        }
+        let held = self.board.lease.lock();
+        self.seen = self.board.changes.load(Ordering::Relaxed);
+        Some(held.clone())
+    }
+}
+
+/// Whether `frame` is a DHCP server's answer to a client: IPv4, UDP from port 67 to
+/// port 68.
+fn is_dhcp_answer(frame: &[u8]) -> bool {
+    const UDP: u8 = 17;
+    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] || frame[14 + 9] != UDP {
+        return false;
+    }
+    let udp = 14 + usize::from(frame[14] & 0x0f) * 4;
+    frame.len() >= udp + 8
+        && frame[udp..udp + 2] == 67u16.to_be_bytes()
+        && frame[udp + 2..udp + 4] == 68u16.to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4 UDP frame from `source` to `destination` port.
+    fn udp(source: u16, destination: u16) -> Vec<u8> {
+        let mut frame = alloc::vec![0u8; 14 + 20 + 8 + 4];
+        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[14] = 0x45;
+        frame[14 + 9] = 17;
+        frame[34..36].copy_from_slice(&source.to_be_bytes());
+        frame[36..38].copy_from_slice(&destination.to_be_bytes());
+        frame
+    }
+
+    #[test]
+    fn server_answers_reach_the_renewer_only_and_the_board_keeps_the_last_few() {
+        let board = Arc::new(LeaseBoard::default());
+        let (mut renewer, other) = (LeaseShare::new(board.clone(), 0), LeaseShare::new(board, 1));
+        // The renewer keeps its own; another port or a client's request is no answer.
+        assert!(!renewer.post_answer(&udp(67, 68)));
+        assert!(!other.post_answer(&udp(68, 67)));
+        assert!(!other.post_answer(&udp(67, 69)));
+        let mut tcp = udp(67, 68);
+        tcp[14 + 9] = 6;
+        assert!(!other.post_answer(&tcp));
+        assert!(other.post_answer(&udp(67, 68)));
+        let mut taken = Vec::new();
+        renewer.take_answers(|frame| taken.push(frame.to_vec()));
+        assert_eq!(taken, [udp(67, 68)]);
+        renewer.take_answers(|frame| taken.push(frame.to_vec()));
+        assert_eq!(taken.len(), 1);
+        for _ in 0..20 {
+            other.post_answer(&udp(67, 68));
+        }
+        taken.clear();
+        renewer.take_answers(|frame| taken.push(frame.to_vec()));
+        assert_eq!(taken.len(), ANSWERS_KEPT);
+    }
+
+    #[test]
+    fn the_others_take_each_lease_change_once() {
+        let board = Arc::new(LeaseBoard::default());
+        let (renewer, mut other) = (LeaseShare::new(board.clone(), 0), LeaseShare::new(board, 1));
+        assert_eq!(other.take_lease(), None);
+        let lease = DhcpLease {
+            cidr: Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 5), 24),
+            router: None,
+            dns_servers: Vec::new(),
+        };
+        renewer.post_lease(Some(lease.clone()));
+        assert_eq!(other.take_lease(), Some(Some(lease)));
+        assert_eq!(other.take_lease(), None);
+        renewer.post_lease(None);
+        assert_eq!(other.take_lease(), Some(None));
+    }
+}
