@@ -121,6 +121,11 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     }
 
     let features = cpu::Features::read();
+    // Memory: the map first (the HPET's register checks below need it to tell RAM from
+    // devices), then what must never be handed out, the allocator, the page tables.
+    let map =
+        boot::memory_map(&boot, features.phys_bits).unwrap_or_else(|e| fatal(format_args!("{e}")));
+    let map = mem::set_memory_map(map);
     let acpi = platform::init_acpi(boot.rsdp);
     // Unless CPUID gives the TSC's rate, the HPET measures it while the memory is set up,
     // as the PIT does since entry (read here too, so that no count wraps unseen).
@@ -131,10 +136,6 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     let hpet_window = hpet.and_then(|h| time::HpetWindow::start(h.base_address));
     pit_window.sample();
 
-    // Memory: the map, what must never be handed out, the allocator, the page tables.
-    let map =
-        boot::memory_map(&boot, features.phys_bits).unwrap_or_else(|e| fatal(format_args!("{e}")));
-    let map = mem::set_memory_map(map);
     for r in map.regions() {
         log::debug!("memory: [{:#014x}, {:#014x}) {:?}", r.start, r.end, r.kind);
     }

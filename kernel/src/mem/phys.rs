@@ -86,7 +86,7 @@ pub fn claim_device(phys: u64, len: u64, ram: &MemoryMap) -> Result<&'static mut
 /// Why a device register cannot be accessed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MmioError {
-    /// The address is RAM, not a device register.
+    /// The address is RAM, not a device register (or no memory map says it is not yet).
     IsRam(u64),
     /// The address is not in the identity map, or not 8-byte aligned.
     BadAddress(u64),
@@ -101,7 +101,8 @@ fn check_register(addr: u64, width: u64) -> Result<(), MmioError> {
     } else {
         4 << 30
     };
-    let map = super::memory_map().unwrap_or(&const { MemoryMap::new() });
+    // No map yet: nothing can be told apart from RAM.
+    let map = super::memory_map().ok_or(MmioError::IsRam(addr))?;
     match map.device_range(addr, width, limit) {
         Ok(_) => Ok(()),
         Err(NotDevice::Ram) => Err(MmioError::IsRam(addr)),

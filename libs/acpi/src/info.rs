@@ -305,6 +305,12 @@ pub enum Warning {
         /// The index the FADT gives.
         index: u8,
     },
+    /// The HPET table's registers are not in system memory (address space 0): the HPET is
+    /// taken as absent.
+    HpetNotInMemory {
+        /// The address space ID of its base address.
+        address_space: u8,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -358,6 +364,10 @@ impl fmt::Display for Warning {
             Self::BadCenturyIndex { index } => write!(
                 f,
                 "FADT century register at CMOS index {index:#04x} is not one ports 0x70/0x71 read; ignored (years 2000-2099)"
+            ),
+            Self::HpetNotInMemory { address_space } => write!(
+                f,
+                "HPET registers in address space {address_space}, not system memory: HPET ignored"
             ),
         }
     }
@@ -668,6 +678,14 @@ pub(crate) fn parse_hpet(info: &mut AcpiInfo, table: &[u8]) {
     };
     if table.len() < HPET_LEN {
         info.warn(too_short(table));
+        return;
+    }
+    // The base address is a Generic Address Structure at 40: only system memory (space 0)
+    // holds registers the kernel maps; an HPET elsewhere is no HPET to it.
+    if let Some(space @ 1..) = read_u8(table, 40) {
+        info.warn(Warning::HpetNotInMemory {
+            address_space: space,
+        });
         return;
     }
     info.hpet = Some(Hpet {

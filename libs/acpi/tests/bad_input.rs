@@ -460,6 +460,43 @@ fn duplicate_and_short_tables() {
     assert_eq!(info.local_apics().len(), 1);
 }
 
+/// An HPET table body: block ID, base address GAS in `space` at `address`, number 0,
+/// minimum tick 0, page protection 0.
+fn hpet_body(space: u8, address: u64) -> Vec<u8> {
+    let mut body = 0x8086_A201u32.to_le_bytes().to_vec();
+    body.extend_from_slice(&[space, 64, 0, 0]);
+    body.extend_from_slice(&address.to_le_bytes());
+    body.extend_from_slice(&[0; 4]);
+    body
+}
+
+#[test]
+fn an_hpet_outside_system_memory_is_dropped_with_a_warning() {
+    let in_memory = parse(
+        &synthetic(&[table(b"HPET", 1, &hpet_body(0, 0xFED0_0000))]),
+        RSDP,
+    );
+    let hpet = in_memory
+        .unwrap()
+        .hpet
+        .expect("an HPET in system memory is kept");
+    assert_eq!(hpet.base_address, 0xFED0_0000);
+    for space in [1, 2, 0x7F] {
+        let hpet = table(b"HPET", 1, &hpet_body(space, 0x40));
+        let info = parse(&synthetic(&[hpet]), RSDP).unwrap();
+        assert_eq!(
+            info.hpet, None,
+            "space {space}: no memory-mapped HPET there"
+        );
+        assert_eq!(
+            info.warnings().collect::<Vec<_>>(),
+            [Warning::HpetNotInMemory {
+                address_space: space
+            }]
+        );
+    }
+}
+
 #[test]
 fn mcfg_bad_entry_and_many_segments() {
     let mut body = vec![0u8; 8];
