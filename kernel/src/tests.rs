@@ -216,6 +216,19 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn a_device_window_past_the_identity_map_is_refused() {
+        // The identity map ends at 2^47: a window there would land in the upper half
+        // (BareMetal's app slot), whatever the CPU's physical address width
+        // (boot::device-window-past-the-identity-map gives it 48 bits).
+        let map = mem::memory_map().expect("set at boot");
+        for phys in [1 << paging::IDENTITY_MAP_BITS, (1 << 47) - 4096] {
+            let claim = mem::phys::claim_device(phys, 8192, map).map(|window| window.len());
+            assert_eq!(claim, Err(mem::phys::ClaimError::Unmappable), "{phys:#x}");
+        }
+    }
+);
+
+kernel_test!(
     fn monotonic_clock_and_delay() {
         assert!(time::tsc_hz() > 1_000_000, "TSC frequency not known");
         let a = time::now_ns();

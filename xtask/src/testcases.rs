@@ -486,6 +486,20 @@ pub const CASES: &[Case] = &[
         }],
         ..BASE
     },
+    // A CPU of 48 physical address bits: device windows still end at the identity map's
+    // 2^47 (past it they would land in the upper half).
+    Case {
+        name: "boot::device-window-past-the-identity-map",
+        qemu_args: &["-cpu", "max,phys-bits=48"],
+        append: "test=tests::a_device_window_past_the_identity_map_is_refused",
+        timeout_s: 60,
+        exit: Some(33),
+        checks: &[
+            Check::Has("48 physical address bits"),
+            Check::Has("test tests::a_device_window_past_the_identity_map_is_refused ... ok"),
+        ],
+        ..BASE
+    },
     // The identity map above 4 GiB (write-back, writable) and of device memory (uncached).
     Case {
         name: "boot::identity-map-6g",

@@ -54,7 +54,8 @@ pub enum PagingError {
     OutOfMemory,
     /// The address is not mapped at all.
     NotMapped(u64),
-    /// The address lies beyond what the CPU can address.
+    /// The address (or a range from it) lies beyond what the CPU can address or the
+    /// identity map reaches (2^47).
     BeyondPhysicalAddressWidth(u64),
     /// The address is not aligned as the mapping needs.
     Misaligned(u64),
@@ -115,7 +116,9 @@ fn caching(contents: Contents) -> Caching {
 /// [`mapped_top`]).
 pub fn init(map: &MemoryMap, features: &Features) -> Result<(), PagingError> {
     let _guard = LOCK.lock();
-    PHYS_LIMIT.store(1u64 << features.phys_bits.min(52), Ordering::Relaxed);
+    // Past 2^47 an address would index the upper half's entries, whatever the CPU reaches.
+    let limit = 1 << features.phys_bits.min(IDENTITY_MAP_BITS);
+    PHYS_LIMIT.store(limit, Ordering::Relaxed);
     let top = map.ram_top().max(GIB4).next_multiple_of(GIB1);
     let root = new_table()?;
     let mut gib = 0;
@@ -321,12 +324,10 @@ pub fn unmap_page(addr: u64) -> Result<(), PagingError> {
 /// their mapping.
 pub fn map_device(phys: u64, len: u64) -> Result<(), PagingError> {
     let _guard = LOCK.lock();
-    let end = phys
-        .checked_add(len)
+    let limit = PHYS_LIMIT.load(Ordering::Relaxed);
+    let end = (phys.checked_add(len))
+        .filter(|&end| end <= limit)
         .ok_or(PagingError::BeyondPhysicalAddressWidth(phys))?;
-    if end > PHYS_LIMIT.load(Ordering::Relaxed) {
-        return Err(PagingError::BeyondPhysicalAddressWidth(end));
-    }
     let mut addr = phys & !(MIB2 - 1);
     while addr < end {
         let pml4 = table(ROOT.load(Ordering::Relaxed));
