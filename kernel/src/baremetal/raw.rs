@@ -250,7 +250,7 @@ pub fn module_bytes(start: u64, end: u64) -> Option<&'static [u8]> {
     if len == 0 {
         return Some(&[]);
     }
-    if start == 0 || end > paging::mapped_top() {
+    if start < 4096 || end > paging::mapped_top() {
         return None;
     }
     // SAFETY: boot modules are reserved from the frame allocator and lie in the

@@ -30,6 +30,11 @@ pub const MAX_MODULES: usize = 16;
 pub const MAX_INFO_RANGES: usize = 4 + MAX_MODULES;
 /// Longest string (without its NUL) accepted at a bare physical address (PVH strings).
 pub const MAX_STRING: usize = 4096;
+/// The end of page 0, which the kernel unmaps once its own page tables are in use (a null
+/// pointer faults): a string it keeps, or the Multiboot2 block its strings are read from,
+/// must start at or above it, and so must a PVH module list (address 0 is the real-mode
+/// interrupt table, readable at boot, and no module list).
+const PAGE_ZERO_END: u64 = 0x1000;
 
 /// Which boot protocol started the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,13 +154,16 @@ pub enum Structure {
     ModuleList,
     /// The Multiboot2 information block.
     InfoBlock,
+    /// A PVH string (the command line, a module's command line).
+    String(StringKind),
 }
 
 /// Why the boot information could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BootInfoError {
-    /// A structure (or all the entries its count says) is not in readable memory, or is
-    /// at address 0 (a PVH module list whose address is null but whose count is not).
+    /// A structure (or all the entries its count says) is not in readable memory, or
+    /// starts in page 0 (below 0x1000, unmapped once the kernel's page tables are in use:
+    /// the Multiboot2 block, a PVH string or module list; a null PVH module list too).
     Unreadable {
         /// Which structure.
         what: Structure,
@@ -502,6 +510,12 @@ fn c_str_at(
     phys: u64,
     which: StringKind,
 ) -> Result<(&str, u64), BootInfoError> {
+    if phys < PAGE_ZERO_END {
+        return Err(BootInfoError::Unreadable {
+            what: Structure::String(which),
+            address: phys,
+        });
+    }
     // One read when the longest string and its NUL would be readable (as with every
     // loader's strings); else byte by byte, up to the end of readable memory.
     let longest = MAX_STRING + 1;

@@ -5,8 +5,8 @@ use core::slice::ChunksExact;
 use rexo_physmem::{PhysMemory, read_u8, read_u32, read_u64};
 
 use crate::{
-    BootInfo, BootInfoError, BootInfoWarning, Framebuffer, MAX_MODULES, Module, Protocol, RawKind,
-    RawRegion, StringKind, Structure, c_str,
+    BootInfo, BootInfoError, BootInfoWarning, Framebuffer, MAX_MODULES, Module, PAGE_ZERO_END,
+    Protocol, RawKind, RawRegion, StringKind, Structure, c_str,
 };
 
 /// Tag types this parser reads.
@@ -56,8 +56,10 @@ pub fn parse_multiboot2<'a>(
         what: Structure::InfoBlock,
         address: info,
     };
-    let head = mem
-        .read(info, 8)
+    // The loader's name and the modules' command lines are read from the block later on.
+    let head = (info >= PAGE_ZERO_END)
+        .then(|| mem.read(info, 8))
+        .flatten()
         .filter(|b| b.len() == 8)
         .ok_or(unreadable)?;
     let total = read_u32(head, 0).unwrap_or(0);

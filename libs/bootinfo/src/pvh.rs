@@ -3,8 +3,8 @@
 use rexo_physmem::{PhysMemory, read_u32, read_u64};
 
 use crate::{
-    BootInfo, BootInfoError, MAX_MODULES, Module, PVH_MAGIC, Protocol, RawKind, RawRegion,
-    StringKind, Structure, c_str_at,
+    BootInfo, BootInfoError, MAX_MODULES, Module, PAGE_ZERO_END, PVH_MAGIC, Protocol, RawKind,
+    RawRegion, StringKind, Structure, c_str_at,
 };
 
 /// Size of `hvm_start_info` version 0 (no memory map fields).
@@ -80,10 +80,10 @@ pub fn parse_pvh<'a>(
             return Err(BootInfoError::TooManyModules { count: nr_modules });
         }
         let list_len = nr_modules as usize * MODLIST_ENTRY;
-        // A null list beside a count: address 0 is readable at boot (the real-mode
+        // A list in page 0 beside a count: address 0 is readable at boot (the real-mode
         // interrupt table), and its bytes are no module list.
         let list = Some(modlist)
-            .filter(|&a| a != 0)
+            .filter(|&a| a >= PAGE_ZERO_END)
             .and_then(|a| read_exact(mem, a, list_len))
             .ok_or(unreadable(Structure::ModuleList, modlist))?;
         info.push_info_range(modlist, list_len as u64);

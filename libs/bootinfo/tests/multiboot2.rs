@@ -685,3 +685,26 @@ fn the_first_acpi_2_tag_wins() {
         Some(body_address(&tags, 0))
     );
 }
+
+#[test]
+fn an_information_block_in_page_0_is_unreadable() {
+    // GRUB 2.04 and older could place the block at 0; the kernel unmaps page 0 once its
+    // page tables are in use, and the loader's name and module command lines are read
+    // from the block after that.
+    for address in [0, 0x800, 0xFF8] {
+        let m = SparseMemory::new()
+            .with(address, block(&standard_tags()))
+            .unwrap();
+        assert_eq!(
+            parse_multiboot2(&m, address).unwrap_err(),
+            BootInfoError::Unreadable {
+                what: Structure::InfoBlock,
+                address
+            }
+        );
+    }
+    let m = SparseMemory::new()
+        .with(0x1000, block(&standard_tags()))
+        .unwrap();
+    assert_eq!(parse_multiboot2(&m, 0x1000).unwrap().loader(), "GRUB 2.06");
+}

@@ -403,3 +403,42 @@ fn bad_strings_and_modules() {
         BootInfoError::BadModule { index: 1 }
     );
 }
+
+#[test]
+fn strings_and_a_module_list_in_page_0_are_unreadable() {
+    // The kernel unmaps page 0 once its page tables are in use and keeps reading the
+    // strings afterwards (the boot report).
+    const LOW: u64 = 0x800;
+    let mut mem = good().with(LOW, b"app=hello\0".to_vec()).unwrap();
+    mem.write(SI + 24, &LOW.to_le_bytes()).unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::Unreadable {
+            what: Structure::String(StringKind::Cmdline),
+            address: LOW
+        }
+    );
+
+    let mut mem = good().with(LOW, b"module\0".to_vec()).unwrap();
+    mem.write(MODLIST + 32 + 16, &LOW.to_le_bytes()).unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::Unreadable {
+            what: Structure::String(StringKind::ModuleCmdline(1)),
+            address: LOW
+        }
+    );
+
+    let mut mem = good()
+        .with(LOW, module_entry(0x80_0000, 0x1000, 0))
+        .unwrap();
+    mem.write(SI + 16, &LOW.to_le_bytes()).unwrap();
+    mem.write(SI + 12, &1u32.to_le_bytes()).unwrap();
+    assert_eq!(
+        parse_pvh(&mem, SI).unwrap_err(),
+        BootInfoError::Unreadable {
+            what: Structure::ModuleList,
+            address: LOW
+        }
+    );
+}
