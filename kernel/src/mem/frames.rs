@@ -59,8 +59,10 @@ pub fn free_bytes() -> u64 {
 }
 
 /// Takes one frame for a page table, for good (page tables are never freed), and returns
-/// its address.
+/// its address: inside the map in use, so that it can be zeroed through it (until the
+/// kernel's own tables are, the boot tables' 4 GiB: a fault then is a triple fault).
 pub fn allocate_page_table() -> Option<u64> {
-    let frame = ALLOCATOR.lock().allocate(FRAME_SIZE, FRAME_SIZE).ok()?;
-    Some(frame.leak().start)
+    let top = crate::arch::paging::mapped_top();
+    let frame = ALLOCATOR.lock().allocate_below(FRAME_SIZE, FRAME_SIZE, top);
+    Some(frame.ok()?.leak().start)
 }

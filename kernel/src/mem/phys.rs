@@ -23,11 +23,7 @@ const PAGE: u64 = 4096;
 impl rexo_physmem::PhysMemory for IdentityMemory {
     fn read(&self, phys: u64, len: usize) -> Option<&[u8]> {
         let end = phys.checked_add(len as u64)?;
-        let limit = if paging::installed() {
-            paging::mapped_top()
-        } else {
-            4 << 30
-        };
+        let limit = paging::mapped_top(); // the boot tables' 4 GiB until the kernel's are used
         // Page 0 is unmapped once the kernel's tables are in use.
         let low = if paging::installed() { PAGE } else { 0 };
         if phys < low || end > limit {
@@ -96,11 +92,7 @@ fn check_register(addr: u64, width: u64) -> Result<(), MmioError> {
     if !addr.is_multiple_of(width) {
         return Err(MmioError::BadAddress(addr));
     }
-    let limit = if paging::installed() {
-        paging::mapped_top()
-    } else {
-        4 << 30
-    };
+    let limit = paging::mapped_top();
     // No map yet: nothing can be told apart from RAM.
     let map = super::memory_map().ok_or(MmioError::IsRam(addr))?;
     match map.device_range(addr, width, limit) {

@@ -230,6 +230,17 @@ impl FrameAllocator {
     /// Allocates `bytes` rounded up to whole frames, starting at a multiple of `align` (a power
     /// of two, at least [`FRAME_SIZE`]). Takes the lowest run that fits.
     pub fn allocate(&mut self, bytes: u64, align: u64) -> Result<FrameRange, AllocError> {
+        self.allocate_below(bytes, align, u64::MAX)
+    }
+
+    /// [`allocate`](Self::allocate), from frames that end at or below `limit` (memory a
+    /// smaller map reaches: the boot loader's page tables map only the first 4 GiB).
+    pub fn allocate_below(
+        &mut self,
+        bytes: u64,
+        align: u64,
+        limit: u64,
+    ) -> Result<FrameRange, AllocError> {
         if !align.is_power_of_two() || align < FRAME_SIZE {
             return Err(AllocError::BadAlignment);
         }
@@ -246,14 +257,14 @@ impl FrameAllocator {
                 continue;
             };
             match low.checked_add(size) {
-                Some(low_end) if low_end <= f.end => {}
+                Some(low_end) if low_end <= f.end.min(limit) => {}
                 _ => continue,
             }
             // The lowest fit leaves pieces on both sides: that needs one more free-list slot.
             // If there is none, the highest aligned fit may leave only a left piece.
             let start = if low > f.start && low + size < f.end && self.len == Self::CAPACITY {
                 let high = align_down(f.end - size, align);
-                if high + size != f.end {
+                if high + size != f.end || f.end > limit {
                     fragmented = true;
                     continue;
                 }
@@ -698,6 +709,33 @@ mod tests {
     }
 
     #[test]
+    fn allocating_below_a_limit_takes_only_frames_ending_under_it() {
+        // Free RAM below 4 GiB nearly gone: 12 KiB just under it, the rest above.
+        let m = map(&[(4 * GIB - 0x3000, 6 * GIB, Usable)]);
+        let mut a = FrameAllocator::new(&m, &[]).unwrap();
+        assert_eq!(
+            a.allocate_below(0x4000, FRAME_SIZE, 4 * GIB),
+            Err(AllocError::OutOfMemory { requested: 0x4000 })
+        );
+        let below: Vec<u64> = (0..3)
+            .map(|_| {
+                a.allocate_below(0x1000, FRAME_SIZE, 4 * GIB)
+                    .unwrap()
+                    .start()
+            })
+            .collect();
+        assert_eq!(
+            below,
+            [4 * GIB - 0x3000, 4 * GIB - 0x2000, 4 * GIB - 0x1000]
+        );
+        assert_eq!(
+            a.allocate_below(0x1000, FRAME_SIZE, 4 * GIB),
+            Err(AllocError::OutOfMemory { requested: 0x1000 })
+        );
+        assert_eq!(a.allocate(0x1000, FRAME_SIZE).unwrap().start(), 4 * GIB);
+    }
+
+    #[test]
     fn full_free_list() {
         let m = map(&[(0, 0x40_0000, Usable)]);
         let mut a = FrameAllocator::new(&m, &[]).unwrap();
@@ -720,6 +758,11 @@ mod tests {
         // A 2 MiB-aligned frame would sit strictly inside the big range and split it.
         assert_eq!(
             a.allocate(0x1000, 0x20_0000),
+            Err(AllocError::TooFragmented)
+        );
+        // ...unless the range's end is past a limit the fit must stay below.
+        assert_eq!(
+            a.allocate_below(0x10_0000, 0x10_0000, 0x3f_f000),
             Err(AllocError::TooFragmented)
         );
         // A fit that ends at the range's end still works (the high placement).

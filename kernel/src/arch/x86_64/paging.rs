@@ -149,12 +149,13 @@ pub fn init(map: &MemoryMap, features: &Features) -> Result<(), PagingError> {
         gib += GIB1;
     }
     ROOT.store(root, Ordering::Relaxed);
-    MAPPED_TOP.store(top, Ordering::Relaxed);
     // Page 0 faults: a null pointer dereference is a crash report, not silent corruption.
     unmap_page_locked(0)?;
     // SAFETY: the new tables map everything the kernel uses (its image, stack, boot data
     // and all RAM) at the same addresses as the boot tables did.
     unsafe { core::arch::asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
+    // Only now may page tables come from past 4 GiB (`frames::allocate_page_table`).
+    MAPPED_TOP.store(top, Ordering::Relaxed);
     INSTALLED.store(true, Ordering::Release);
     Ok(())
 }
@@ -165,7 +166,7 @@ pub fn root() -> u64 {
 }
 
 /// The end of the identity map made at boot (device windows above it are mapped with
-/// [`map_device`]).
+/// [`map_device`]); 4 GiB, the boot tables' map, until the kernel's tables are in use.
 pub fn mapped_top() -> u64 {
     MAPPED_TOP.load(Ordering::Relaxed)
 }
