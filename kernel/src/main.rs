@@ -154,8 +154,14 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         .iter()
         .cloned()
         .for_each(|r| reserved.push(r));
-    for module in boot.modules() {
-        reserved.push(module.start..module.end);
+    for (i, module) in boot.modules().iter().enumerate() {
+        let (start, end) = (module.start, module.end);
+        if let Err(e) = map.check_module(start..end, mem::phys::kernel_image()) {
+            fatal(format_args!(
+                "boot module {i} at [{start:#x}, {end:#x}): {e}"
+            ));
+        }
+        reserved.push(start..end);
     }
     if let Some(acpi) = acpi {
         platform::acpi_table_ranges(acpi).for_each(|r| reserved.push(r));

@@ -18,7 +18,7 @@ mod map;
 mod reserved;
 
 pub use frames::{AllocError, FrameAllocator, FrameRange, PageSize};
-pub use map::{Contents, MapError, MemoryMap, NotDevice, Region, RegionKind};
+pub use map::{Contents, MapError, MemoryMap, NotAModule, NotDevice, Region, RegionKind};
 pub use reserved::ReservedRanges;
 
 /// The size of one physical frame (and of the smallest page), in bytes.

@@ -58,6 +58,25 @@ pub enum NotDevice {
     Ram,
 }
 
+/// Why a boot module's range cannot hold its bytes ([`MemoryMap::check_module`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotAModule {
+    /// Some of it is not RAM: a device hole (whose registers would be read as the
+    /// module), reserved or bad memory, or nothing in the map.
+    NotRam,
+    /// It overlaps the kernel's image: one of the two was loaded over the other.
+    OverKernel,
+}
+
+impl fmt::Display for NotAModule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotRam => "not RAM by the memory map",
+            Self::OverKernel => "overlaps the kernel image",
+        })
+    }
+}
+
 /// A range of physical addresses `[start, end)` of one kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {
@@ -310,6 +329,21 @@ impl MemoryMap {
         match self.contents(range.clone()) {
             Contents::NoRam => Ok(range),
             Contents::Ram | Contents::Mixed => Err(NotDevice::Ram),
+        }
+    }
+
+    /// Whether the boot module at `module` may be read as its bytes: RAM throughout
+    /// ([`RegionKind::is_ram`]; exact for a normalized map) and clear of `kernel`, the
+    /// kernel's image. An empty module has no bytes anywhere and always may.
+    pub fn check_module(&self, module: Range<u64>, kernel: Range<u64>) -> Result<(), NotAModule> {
+        if module.is_empty() {
+            Ok(())
+        } else if module.start < kernel.end && kernel.start < module.end {
+            Err(NotAModule::OverKernel)
+        } else if self.contents(module) != Contents::Ram {
+            Err(NotAModule::NotRam)
+        } else {
+            Ok(())
         }
     }
 
@@ -680,6 +714,55 @@ mod tests {
             map.device_range(8, 8, top),
             Err(NotDevice::OutOfReach),
             "page 0"
+        );
+    }
+
+    #[test]
+    fn a_boot_module_is_ram_throughout_and_clear_of_the_kernel() {
+        const MIB: u64 = 1 << 20;
+        let map = map(&[
+            r(0, 0x9_F000, Usable),
+            r(MIB, 3 * GIB - MIB, Usable),
+            r(3 * GIB - MIB, 3 * GIB, AcpiReclaimable),
+            r(3 * GIB, 3 * GIB + 4096, Reserved),
+        ]);
+        let kernel = 2 * MIB..4 * MIB;
+        assert_eq!(map.check_module(8 * MIB..9 * MIB, kernel.clone()), Ok(()));
+        assert_eq!(
+            map.check_module(4 * MIB..5 * MIB, kernel.clone()),
+            Ok(()),
+            "touching"
+        );
+        assert_eq!(
+            map.check_module(0x80_0000..0x80_0000, kernel.clone()),
+            Ok(()),
+            "empty"
+        );
+        for over in [3 * MIB..5 * MIB, MIB..2 * MIB + 1, 2 * MIB..3 * MIB] {
+            assert_eq!(
+                map.check_module(over.clone(), kernel.clone()),
+                Err(NotAModule::OverKernel),
+                "{over:x?}"
+            );
+        }
+        // The MMIO hole (its registers would be read as the module), reserved memory,
+        // a range partly past the end of RAM.
+        for not_ram in [
+            0xFEC0_0000..0xFEC0_1000,
+            3 * GIB..3 * GIB + 4096,
+            0x9_E000..0xA_0000,
+            3 * GIB - 4096..3 * GIB + 4096,
+        ] {
+            assert_eq!(
+                map.check_module(not_ram.clone(), kernel.clone()),
+                Err(NotAModule::NotRam),
+                "{not_ram:x?}"
+            );
+        }
+        assert_eq!(
+            map.check_module(3 * GIB - 4096..3 * GIB, kernel),
+            Ok(()),
+            "ACPI-reclaimable RAM is RAM"
         );
     }
 }
