@@ -149,6 +149,10 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     let mut reserved = rexo_memmap::ReservedRanges::new();
     reserved.push(0..1 << 20); // real-mode memory: BIOS data, AP trampoline, BareMetal table
     reserved.push(baremetal::TABLE_PAGE);
+    // The kernel writes these: no boot data or module may lie there (GRUB under SeaBIOS
+    // puts its information at 0x100050, just past BareMetal's 7 pointers at 0x100010).
+    reserved.push_written(smp::TRAMPOLINE..smp::TRAMPOLINE + 4096);
+    reserved.push_written(baremetal::TABLE_PAGE.start + 0x10..baremetal::TABLE_PAGE.start + 0x48);
     reserved.push(mem::phys::kernel_image());
     boot.info_ranges()
         .iter()
@@ -166,10 +170,8 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     if let Some(acpi) = acpi {
         platform::acpi_table_ranges(acpi).for_each(|r| reserved.push(r));
     }
-    if reserved.overflowed() {
-        fatal(format_args!(
-            "too many reserved ranges (boot modules, ACPI tables) for the frame allocator"
-        ));
+    if let Some(problem) = reserved.problem() {
+        fatal(format_args!("{problem}"));
     }
     log::debug!("memory: {} reserved ranges", reserved.as_slice().len());
     mem::frames::init(map, reserved.as_slice())

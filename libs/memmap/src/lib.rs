@@ -19,7 +19,7 @@ mod reserved;
 
 pub use frames::{AllocError, FrameAllocator, FrameRange, PageSize};
 pub use map::{Contents, MapError, MemoryMap, NotAModule, NotDevice, Region, RegionKind};
-pub use reserved::ReservedRanges;
+pub use reserved::{ReservedProblem, ReservedRanges};
 
 /// The size of one physical frame (and of the smallest page), in bytes.
 pub const FRAME_SIZE: u64 = 4096;

@@ -1,13 +1,48 @@
 //! [`ReservedRanges`]: the physical ranges the frame allocator must never hand out,
 //! gathered at boot before there is a heap.
 
+use core::fmt;
 use core::ops::Range;
 
-/// Up to [`ReservedRanges::CAPACITY`] ranges; pushing more is recorded, not lost silently.
+/// Up to [`ReservedRanges::CAPACITY`] ranges; pushing more is recorded, not lost silently,
+/// and so is a range pushed over a page the kernel writes itself
+/// ([`push_written`](ReservedRanges::push_written)).
 pub struct ReservedRanges {
     items: [Range<u64>; ReservedRanges::CAPACITY],
     len: usize,
     overflowed: bool,
+    written: [Range<u64>; ReservedRanges::WRITTEN_CAPACITY],
+    written_len: usize,
+    over_written: Option<(Range<u64>, Range<u64>)>,
+}
+
+/// Why a [`ReservedRanges`] list cannot be trusted ([`ReservedRanges::problem`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReservedProblem {
+    /// Some pushes did not fit.
+    Overflowed,
+    /// A range (a boot structure, a module) overlaps a range the kernel writes.
+    OverWritten {
+        /// The range pushed.
+        range: Range<u64>,
+        /// The range the kernel writes.
+        written: Range<u64>,
+    },
+}
+
+impl fmt::Display for ReservedProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Overflowed => f.write_str(
+                "too many reserved ranges (boot modules, ACPI tables) for the frame allocator",
+            ),
+            Self::OverWritten { range, written } => write!(
+                f,
+                "boot data at [{:#x}, {:#x}) overlaps [{:#x}, {:#x}), which the kernel writes",
+                range.start, range.end, written.start, written.end
+            ),
+        }
+    }
 }
 
 impl Default for ReservedRanges {
@@ -19,6 +54,8 @@ impl Default for ReservedRanges {
 impl ReservedRanges {
     /// How many ranges it holds.
     pub const CAPACITY: usize = 128;
+    /// How many of them may be ranges the kernel writes ([`push_written`](Self::push_written)).
+    pub const WRITTEN_CAPACITY: usize = 4;
 
     /// An empty list.
     pub const fn new() -> Self {
@@ -26,11 +63,21 @@ impl ReservedRanges {
             items: [const { 0..0 }; Self::CAPACITY],
             len: 0,
             overflowed: false,
+            written: [const { 0..0 }; Self::WRITTEN_CAPACITY],
+            written_len: 0,
+            over_written: None,
         }
     }
 
-    /// Appends a range (empty ones too: they reserve nothing).
+    /// Appends a range (empty ones too: they reserve nothing). One that overlaps a range
+    /// pushed before it with [`push_written`](Self::push_written) is recorded as a
+    /// [`ReservedProblem::OverWritten`] (the first such one).
     pub fn push(&mut self, range: Range<u64>) {
+        let written = self.written[..self.written_len].iter();
+        let mut hit = written.filter(|w| range.start < w.end && w.start < range.end);
+        if let Some(written) = hit.next().filter(|_| self.over_written.is_none()) {
+            self.over_written = Some((range.clone(), written.clone()));
+        }
         match self.items.get_mut(self.len) {
             Some(slot) => {
                 *slot = range;
@@ -40,9 +87,28 @@ impl ReservedRanges {
         }
     }
 
-    /// Whether some pushes did not fit (the caller must not trust the list then).
-    pub fn overflowed(&self) -> bool {
-        self.overflowed
+    /// Appends a range the kernel itself writes at a fixed address (the application
+    /// processors' trampoline, BareMetal's call table): no range pushed after it may
+    /// overlap it.
+    pub fn push_written(&mut self, range: Range<u64>) {
+        self.push(range.clone());
+        match self.written.get_mut(self.written_len) {
+            Some(slot) => {
+                *slot = range;
+                self.written_len += 1;
+            }
+            None => self.overflowed = true,
+        }
+    }
+
+    /// Why the caller must not trust the list, if so: some pushes did not fit (checked
+    /// first), or a range overlaps one the kernel writes.
+    pub fn problem(&self) -> Option<ReservedProblem> {
+        if self.overflowed {
+            return Some(ReservedProblem::Overflowed);
+        }
+        let (range, written) = self.over_written.clone()?;
+        Some(ReservedProblem::OverWritten { range, written })
     }
 
     /// The ranges pushed, in order.
@@ -53,7 +119,7 @@ impl ReservedRanges {
 
 #[cfg(test)]
 mod tests {
-    use super::ReservedRanges;
+    use super::{ReservedProblem, ReservedRanges};
 
     #[test]
     fn keeps_ranges_in_order_and_reports_overflow() {
@@ -61,14 +127,46 @@ mod tests {
         ranges.push(0..4096);
         ranges.push(8192..8192);
         assert_eq!(ranges.as_slice(), [0..4096, 8192..8192]);
-        assert!(!ranges.overflowed());
+        assert_eq!(ranges.problem(), None);
         for i in 0..ReservedRanges::CAPACITY as u64 {
             ranges.push(i..i + 1);
         }
         assert_eq!(ranges.as_slice().len(), ReservedRanges::CAPACITY);
-        assert!(
-            ranges.overflowed(),
+        assert_eq!(
+            ranges.problem(),
+            Some(ReservedProblem::Overflowed),
             "the pushes past the capacity are reported"
         );
+    }
+
+    #[test]
+    fn a_range_over_a_page_the_kernel_writes_is_reported() {
+        // As the kernel does: low memory, then the trampoline and BareMetal's call table.
+        let mut ranges = ReservedRanges::new();
+        ranges.push(0..1 << 20);
+        ranges.push_written(0x8000..0x9000);
+        ranges.push_written(0x10_0010..0x10_0048);
+        ranges.push(0x9000..0xA000); // touching is not overlapping
+        ranges.push(0x10_0050..0x10_07C8); // GRUB's information under SeaBIOS
+        ranges.push(0x10_0048..0x10_0048);
+        assert_eq!(ranges.problem(), None);
+        assert_eq!(
+            ranges.as_slice().len(),
+            6,
+            "written ranges are reserved too"
+        );
+        // GRUB may place a small module at 1 MiB.
+        ranges.push(0x10_0000..0x10_0800);
+        ranges.push(0x7000..0x8001);
+        assert_eq!(
+            ranges.problem(),
+            Some(ReservedProblem::OverWritten {
+                range: 0x10_0000..0x10_0800,
+                written: 0x10_0010..0x10_0048
+            }),
+            "the first one"
+        );
+        let text = ranges.problem().unwrap().to_string();
+        assert!(text.contains("[0x100000, 0x100800)"), "{text}");
     }
 }
