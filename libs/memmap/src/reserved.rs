@@ -11,9 +11,9 @@ pub struct ReservedRanges {
     items: [Range<u64>; ReservedRanges::CAPACITY],
     len: usize,
     overflowed: bool,
-    written: [Range<u64>; ReservedRanges::WRITTEN_CAPACITY],
+    /// Where in `items` the ranges the kernel writes are.
+    written: [usize; ReservedRanges::WRITTEN_CAPACITY],
     written_len: usize,
-    over_written: Option<(Range<u64>, Range<u64>)>,
 }
 
 /// Why a [`ReservedRanges`] list cannot be trusted ([`ReservedRanges::problem`]).
@@ -63,21 +63,15 @@ impl ReservedRanges {
             items: [const { 0..0 }; Self::CAPACITY],
             len: 0,
             overflowed: false,
-            written: [const { 0..0 }; Self::WRITTEN_CAPACITY],
+            written: [0; Self::WRITTEN_CAPACITY],
             written_len: 0,
-            over_written: None,
         }
     }
 
     /// Appends a range (empty ones too: they reserve nothing). One that overlaps a range
-    /// pushed before it with [`push_written`](Self::push_written) is recorded as a
-    /// [`ReservedProblem::OverWritten`] (the first such one).
+    /// pushed before it with [`push_written`](Self::push_written) is a
+    /// [`ReservedProblem::OverWritten`] ([`problem`](Self::problem) finds the first).
     pub fn push(&mut self, range: Range<u64>) {
-        let written = self.written[..self.written_len].iter();
-        let mut hit = written.filter(|w| range.start < w.end && w.start < range.end);
-        if let Some(written) = hit.next().filter(|_| self.over_written.is_none()) {
-            self.over_written = Some((range.clone(), written.clone()));
-        }
         match self.items.get_mut(self.len) {
             Some(slot) => {
                 *slot = range;
@@ -91,14 +85,14 @@ impl ReservedRanges {
     /// processors' trampoline, BareMetal's call table): no range pushed after it may
     /// overlap it.
     pub fn push_written(&mut self, range: Range<u64>) {
-        self.push(range.clone());
         match self.written.get_mut(self.written_len) {
-            Some(slot) => {
-                *slot = range;
+            Some(slot) if self.len < Self::CAPACITY => {
+                *slot = self.len;
                 self.written_len += 1;
             }
-            None => self.overflowed = true,
+            _ => self.overflowed = true,
         }
+        self.push(range);
     }
 
     /// Why the caller must not trust the list, if so: some pushes did not fit (checked
@@ -107,8 +101,15 @@ impl ReservedRanges {
         if self.overflowed {
             return Some(ReservedProblem::Overflowed);
         }
-        let (range, written) = self.over_written.clone()?;
-        Some(ReservedProblem::OverWritten { range, written })
+        // Checked once, here, rather than at every push: the boot path translates less.
+        let written = &self.written[..self.written_len];
+        let mut pushed = self.items[..self.len].iter().enumerate();
+        pushed.find_map(|(at, range)| {
+            let mut before = written.iter().filter(|&&w| w < at).map(|&w| &self.items[w]);
+            let written = before.find(|w| range.start < w.end && w.start < range.end)?;
+            let (range, written) = (range.clone(), written.clone());
+            Some(ReservedProblem::OverWritten { range, written })
+        })
     }
 
     /// The ranges pushed, in order.
