@@ -120,9 +120,9 @@ fn with_block(id: i64, f: impl FnOnce(&mut dyn BlockDevice) -> Outcome) -> c_int
     })
 }
 
-/// Checks a transfer of `count` blocks at `block` through a buffer of `len` bytes, then
-/// runs `request` on each piece the disk takes in one request: its first block, its
-/// blocks, and its bytes in the buffer.
+/// Checks a transfer of `count` blocks (not 0: [`with_transfer`] refuses that) at `block`
+/// through a buffer of `len` bytes, then runs `request` on each piece the disk takes in
+/// one request: its first block, its blocks, and its bytes in the buffer.
 fn in_requests(
     disk: &mut dyn BlockDevice,
     (block, count, len): (u64, u32, usize),
@@ -130,7 +130,7 @@ fn in_requests(
 ) -> Outcome {
     let info = disk.info();
     let size = info.sector_size as usize;
-    if count == 0 || len as u64 != u64::from(count) * size as u64 {
+    if len as u64 != u64::from(count) * size as u64 {
         return Err(REXO_EINVAL);
     }
     if block
