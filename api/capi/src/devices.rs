@@ -6,7 +6,8 @@ use alloc::vec::Vec;
 use core::ffi::{c_int, c_uint, c_void};
 use core::ops::Range;
 
-use rexo_api::{BlockDevice, DeviceError, DeviceInfo, DeviceKind, Filter, Kernel, device};
+use rexo_api::device::{self, ExactError};
+use rexo_api::{BlockDevice, DeviceError, DeviceInfo, DeviceKind, Filter, Kernel};
 use rexo_pktfilter::{Atom, MAX_ATOMS};
 
 use crate::handles::{Object, Outcome, insert, take, with_object};
@@ -218,17 +219,8 @@ pub extern "C" fn rexo_block_read(
 fn read_blocks(disk: &mut dyn BlockDevice, block: u64, count: u32, buffer: &mut [u8]) -> Outcome {
     let len = buffer.len();
     in_requests(disk, (block, count, len), |disk, at, blocks, bytes| {
-        let chunk = &mut buffer[bytes];
-        let mut wrong_length = false;
-        let tag = disk.submit_read(0, at, blocks);
-        wait(disk, tag, &mut |data| {
-            if data.len() == chunk.len() {
-                chunk.copy_from_slice(data);
-            } else {
-                wrong_length = true;
-            }
-        })?;
-        if wrong_length { Err(REXO_EIO) } else { Ok(()) }
+        let tag = disk.submit_read(0, at, blocks).map_err(device_code)?;
+        device::wait_for_read_exact(disk, 0, tag, &mut buffer[bytes]).map_err(exact_code)
     })
 }
 
@@ -259,26 +251,22 @@ fn write_blocks(disk: &mut dyn BlockDevice, block: u64, count: u32, data: &[u8])
         (block, count, data.len()),
         |disk, at, blocks, bytes| {
             let chunk = &data[bytes];
-            let mut wrong_length = false;
-            let tag = disk.submit_write_checked(0, at, blocks, &mut |buffer| {
-                fill_exactly(buffer, chunk, &mut wrong_length)
-            });
-            if wrong_length {
-                return Err(REXO_EIO);
-            }
-            wait(disk, tag, &mut |_| {})
+            let tag = device::submit_write_exact(disk, 0, (at, blocks), chunk.len(), &mut |b| {
+                b.copy_from_slice(chunk);
+            })
+            .map_err(exact_code)?;
+            wait(disk, Ok(tag), &mut |_| {})
         },
     )
 }
 
-/// Fills a driver's `buffer` with `data` when their lengths are the same, else records in
-/// `wrong_length` that they are not; says whether it filled it (the request may go).
-fn fill_exactly(buffer: &mut [u8], data: &[u8], wrong_length: &mut bool) -> bool {
-    *wrong_length = buffer.len() != data.len();
-    if !*wrong_length {
-        buffer.copy_from_slice(data);
+/// The code of `rexo.h` for a length-checked transfer's error: another length than asked
+/// is `REXO_EIO`.
+fn exact_code(error: ExactError) -> c_int {
+    match error {
+        ExactError::WrongLength(_) => REXO_EIO,
+        ExactError::Device(error) => device_code(error),
     }
-    !*wrong_length
 }
 
 /// What a driver lends a transmit's filler: its buffer, to fill and let go (`true`) or
@@ -395,7 +383,13 @@ fn send_copy(
 ) -> Outcome {
     DeviceError::check_frame(data.len(), max_frame).map_err(device_code)?;
     let mut wrong_length = false;
-    let sent = transmit(&mut |buffer| fill_exactly(buffer, data, &mut wrong_length));
+    let sent = transmit(&mut |buffer| {
+        wrong_length = buffer.len() != data.len();
+        if !wrong_length {
+            buffer.copy_from_slice(data);
+        }
+        !wrong_length
+    });
     if wrong_length {
         return Err(REXO_EIO);
     }
