@@ -281,7 +281,6 @@ fn out_params(first: *mut u64, second: *mut u64) -> Result<(OutParam, OutParam),
 /// either is written: one taken back by force since the call started is `REXO_EFAULT`,
 /// neither written.
 fn store_both((first, second): (OutParam, OutParam), values: (u64, u64)) -> Result<(), c_int> {
-    first.still_usable()?;
     second.still_usable()?;
     first.store(values.0)?;
     second.store(values.1)
