@@ -342,11 +342,6 @@ impl core::fmt::Display for Lossy<'_> {
     }
 }
 
-/// Writes C's `bytes` through `write` as `rexo_write` does: [`lossy_parts`], one by one.
-fn write_lossy(bytes: &[u8], write: impl FnMut(&str)) {
-    lossy_parts(bytes).for_each(write);
-}
-
 /// What `rexo_log` logs of C's `bytes`: as much as a log line holds, [`lossy_parts`]
 /// (a sequence cut at the end shows as U+FFFD past the line's room, where it is cut off).
 fn log_text(bytes: &[u8]) -> impl core::fmt::Display + '_ {
@@ -358,7 +353,7 @@ fn log_text(bytes: &[u8]) -> impl core::fmt::Display + '_ {
 pub extern "C" fn rexo_write(buf: *const c_void, len: usize) -> c_int {
     match c_bytes(buf, len) {
         Ok(bytes) => with_kernel(|kernel, _| {
-            write_lossy(bytes, |part| kernel.write_str(part));
+            lossy_parts(bytes).for_each(|part| kernel.write_str(part));
             REXO_OK
         }),
         Err(code) => code,
@@ -610,7 +605,7 @@ mod tests {
         let (mut logged, mut written) = (Measure(0), Measure(0));
         let allocated = allocations::during(|| {
             write!(logged, "{}", log_text(&invalid)).expect("measured");
-            write_lossy(&invalid, |part| written.0 += part.len());
+            lossy_parts(&invalid).for_each(|part| written.0 += part.len());
         });
         assert_eq!(allocated, 0, "nothing allocated for a 1 MiB buffer");
         assert_eq!(
@@ -629,7 +624,7 @@ mod tests {
     fn text_from_c_reads_as_from_utf8_lossy_has_it() {
         let mixed = b"ok \xE2\x82 caf\xC3\xA9 \xFF\xFE end\xF0\x9F";
         let mut written = alloc::string::String::new();
-        write_lossy(mixed, |part| written.push_str(part));
+        lossy_parts(mixed).for_each(|part| written.push_str(part));
         assert_eq!(written, alloc::string::String::from_utf8_lossy(mixed));
         // A sequence cut at the end of what is converted shows as U+FFFD (past the room
         // of the kernel's log line, which cuts it off).
