@@ -555,12 +555,11 @@ impl<F: Frames> Heap<F> {
     /// Frees the block at `place`; gives its arena back if that left it wholly free and
     /// it is not the heap's last.
     fn release(&mut self, place: Place, len: u64) {
-        let held = self.arenas.iter().flatten().count();
         let Some(arena) = self.arenas[place.arena].as_mut() else {
             return;
         };
         arena.space.release(place.offset, len);
-        if arena.space.is_unused() && held > 1 && !arena.leaving {
+        if arena.space.is_unused() && !arena.leaving && self.arenas.iter().flatten().count() > 1 {
             // The block is free either way: an arena the kernel refuses stays the heap's
             // (`give_back` keeps it), wholly free, for `trim` or a revocation request.
             let _ = self.give_back(place.arena);
