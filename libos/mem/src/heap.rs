@@ -30,7 +30,10 @@ pub trait Frames {
     /// Grants `bytes` (whole frames) of zeroed memory.
     fn grant(&self, bytes: u64) -> Result<Self::Region, ApiError>;
     /// Gives `region` back. A refusal hands the region back with the error when the
-    /// caller still holds it (the kernel's `return_memory` consumes it either way).
+    /// caller still holds it, and the heap keeps it; without it the region is gone, no
+    /// longer the caller's. [`KernelFrames`] never hands it back: the kernel's
+    /// `return_memory` consumes the capability either way and refuses only one that is no
+    /// longer the app's, so with the kernel a refused arena is gone.
     fn give_back(&self, region: Self::Region) -> Result<(), (ApiError, Option<Self::Region>)>;
     /// Runs `work` on the region's bytes, in place, and gives back what it returns.
     fn map<R>(
@@ -59,6 +62,7 @@ impl Frames for KernelFrames<'_> {
     }
 
     fn give_back(&self, region: MemoryCap) -> Result<(), (ApiError, Option<MemoryCap>)> {
+        // Refused only when the capability is no longer the app's: nothing to keep.
         self.0.return_memory(region).map_err(|error| (error, None))
     }
 
@@ -175,9 +179,10 @@ pub struct Answer {
     /// Allocations that could not be moved (no room within the quota): their handles
     /// answer [`HeapError::Lost`] until freed.
     pub lost: Vec<Handle>,
-    /// Whether the arena went back to the kernel, or why not. A refused arena that is
-    /// still the app's stays in the heap, empty and asked back, and goes at the next
-    /// poll while the kernel still asks.
+    /// Whether the arena went back to the kernel, or why not. With [`KernelFrames`] a
+    /// refused arena is gone (no longer the app's); only a [`Frames`] that hands the
+    /// region back with its refusal leaves it in the heap, empty and asked back, to go at
+    /// the next poll while the kernel still asks.
     pub returned: Result<(), HeapError>,
 }
 
@@ -318,9 +323,10 @@ impl<F: Frames> Heap<F> {
 
     /// Frees `handle`'s allocation (or forgets a lost one). An arena left wholly free is
     /// given back, unless it is the heap's last; the free stands even if the kernel
-    /// refuses the arena, which the heap then keeps (for [`trim`](Heap::trim)) when the
-    /// refusal left it the app's. A slot freed in its last generation (`u32::MAX`) is
-    /// retired, never reused, so that no old handle is valid again.
+    /// refuses the arena. With [`KernelFrames`] a refused arena is gone (no longer the
+    /// app's); only a [`Frames`] that hands the region back with its refusal leaves it in
+    /// the heap (for [`trim`](Heap::trim)). A slot freed in its last generation
+    /// (`u32::MAX`) is retired, never reused, so that no old handle is valid again.
     pub fn free(&mut self, handle: Handle) -> Result<(), HeapError> {
         let slot = self.slot(handle)?;
         let state = core::mem::replace(&mut self.slots[slot].state, State::Vacant);
@@ -560,14 +566,15 @@ impl<F: Frames> Heap<F> {
         };
         arena.space.release(place.offset, len);
         if arena.space.is_unused() && !arena.leaving && self.arenas.iter().flatten().count() > 1 {
-            // The block is free either way: an arena the kernel refuses stays the heap's
-            // (`give_back` keeps it), wholly free, for `trim` or a revocation request.
+            // The block is free either way: a refused arena is gone, or stays the heap's,
+            // wholly free, for `trim` or a revocation request when `Frames` hands it back.
             let _ = self.give_back(place.arena);
         }
     }
 
-    /// Gives arena `index` back to the kernel. If the kernel refuses, the heap keeps the
-    /// arena as it was when the refusal leaves it the app's.
+    /// Gives arena `index` back to the kernel. If the kernel refuses, the arena is gone
+    /// (with [`KernelFrames`], no longer the app's), or kept as it was when
+    /// [`Frames::give_back`] hands the region back.
     fn give_back(&mut self, index: usize) -> Result<(), HeapError> {
         let Some(Arena {
             region,
