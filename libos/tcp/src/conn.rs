@@ -661,7 +661,6 @@ impl Conn {
             return;
         }
         let (mut start, mut run) = (seq, data.to_vec());
-        let mut merged = false;
         while let Some(i) = self.out_of_order.iter().position(|(other, bytes)| {
             *other <= start.plus(run.len()) && start <= other.plus(bytes.len())
         }) {
@@ -671,9 +670,9 @@ impl Conn {
             } else {
                 joined(start, run, other, &bytes)
             };
-            merged = true;
         }
-        if merged || self.out_of_order.len() < MAX_OUT_OF_ORDER {
+        // A merge removed at least one run first, so it always finds room.
+        if self.out_of_order.len() < MAX_OUT_OF_ORDER {
             stats.out_of_order_kept += 1;
             self.out_of_order.push((start, run));
         } else {
