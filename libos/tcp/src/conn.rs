@@ -438,7 +438,7 @@ impl Conn {
                 return Some(self.snd_nxt);
             }
             time_wait::Answer::FinAgain => {
-                self.close_at = Some(now.saturating_add(config.time_wait_ns));
+                self.state = self.time_wait(now, config);
                 self.ack_pending = true;
             }
             time_wait::Answer::Acknowledge => self.ack_pending = true,
