@@ -892,7 +892,16 @@ impl Endpoint {
                 return Sender::Unknown;
             };
             if conn.state != State::TimeWait {
-                return self.input_conn(tuple, index, &seg, now);
+                let sender = match conn.input(&seg, now, &self.config, &mut self.stats) {
+                    true => Sender::Peer,
+                    false => Sender::Unknown,
+                };
+                // Reset, or its FIN acknowledged in LAST-ACK: it leaves the table at
+                // once, so that the peer's next SYN for the tuple opens a new connection.
+                if conn.state == State::Closed && conn.finished() {
+                    self.retire(tuple, now);
+                }
+                return sender;
             }
             // Held by the app (a released one left for the compact table): it answers
             // as the compact entry does.
@@ -924,23 +933,6 @@ impl Endpoint {
             self.reply_reset(&tuple, &seg, link);
         }
         Sender::Unknown
-    }
-
-    /// A segment for the connection in slot `index` (`tuple`'s), not in TIME-WAIT.
-    fn input_conn(&mut self, tuple: Tuple, index: usize, seg: &Segment<'_>, now: u64) -> Sender {
-        let Some(conn) = self.slots[index].conn.as_mut() else {
-            return Sender::Unknown;
-        };
-        let sender = match conn.input(seg, now, &self.config, &mut self.stats) {
-            true => Sender::Peer,
-            false => Sender::Unknown,
-        };
-        // Reset, or its FIN acknowledged in LAST-ACK: it leaves the table at once, so
-        // that the peer's next SYN for the tuple opens a new connection.
-        if conn.state == State::Closed && conn.finished() {
-            self.retire(tuple, now);
-        }
-        sender
     }
 
     /// Queues the RST RFC 9293 (3.10.7.1) answers `seg` (from `link`, if known) with.
