@@ -196,7 +196,8 @@ pub(crate) fn stacks_of_pairs(
             stack.reset_through(whole.clone());
             if let Some(lease_board) = &lease_board {
                 let client = (pair == RENEWER_PAIR).then(|| dhcp_client.take()).flatten();
-                stack.share_lease(LeaseShare::new(lease_board.clone(), pair), client);
+                let share = LeaseShare::new(lease_board.clone(), client.is_some());
+                stack.share_lease(share, client);
             }
             Ok(stack)
         })

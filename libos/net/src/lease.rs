@@ -56,11 +56,11 @@ pub(crate) struct LeaseShare {
 }
 
 impl LeaseShare {
-    /// The place of the stack of queue pair `pair` on `board`.
-    pub(crate) fn new(board: Arc<LeaseBoard>, pair: usize) -> Self {
+    /// A stack's place on `board`: the renewer's if it runs the DHCP client.
+    pub(crate) fn new(board: Arc<LeaseBoard>, renewer: bool) -> Self {
         Self {
             board,
-            renewer: pair == RENEWER_PAIR,
+            renewer,
             seen: 0,
         }
     }
@@ -153,7 +153,10 @@ mod tests {
     #[test]
     fn server_answers_reach_the_renewer_only_and_the_board_keeps_the_last_few() {
         let board = Arc::new(LeaseBoard::default());
-        let (mut renewer, other) = (LeaseShare::new(board.clone(), 0), LeaseShare::new(board, 1));
+        let (mut renewer, other) = (
+            LeaseShare::new(board.clone(), true),
+            LeaseShare::new(board, false),
+        );
         // The renewer keeps its own; another port or a client's request is no answer.
         assert!(!renewer.post_answer(&udp(67, 68)));
         assert!(!other.post_answer(&udp(68, 67)));
@@ -178,7 +181,10 @@ mod tests {
     #[test]
     fn the_others_take_each_lease_change_once() {
         let board = Arc::new(LeaseBoard::default());
-        let (renewer, mut other) = (LeaseShare::new(board.clone(), 0), LeaseShare::new(board, 1));
+        let (renewer, mut other) = (
+            LeaseShare::new(board.clone(), true),
+            LeaseShare::new(board, false),
+        );
         assert_eq!(other.take_lease(), None);
         let lease = DhcpLease {
             cidr: Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 5), 24),
