@@ -142,7 +142,7 @@ fn per_pair(
 ) -> Result<Cores, NetError> {
     let config = Config::from_kernel(kernel, dhcp_timeout_ns);
     let (lease, fixed, dns_servers, dhcp_client) = match config {
-        Config::Static { dns, .. } => (lease, config, dns.into_iter().collect(), None),
+        Config::Static { .. } => (lease, config, Vec::new(), None),
         Config::Dhcp { .. } => {
             let mut leased = Stack::new(kernel, lease, 0, config)?;
             let dhcp_client = leased.take_dhcp_client();
@@ -164,7 +164,8 @@ fn per_pair(
 
 /// A stack per handle (handle `i` is pair `i`), its clock at `now_ns`, each with the
 /// fixed `config` and asking every one of `dns_servers` in turn (all a lease named,
-/// so that each stack's resolver fails over as a single stack's does), sharing the
+/// so that each stack's resolver fails over as a single stack's does; none: the
+/// config's own DNS server, which `Stack::start` set), sharing the
 /// ARP frames they receive and resetting the device through `whole`. With the
 /// `dhcp_client` that leased `config`, pair 0's stack runs it to keep the lease, and
 /// the stacks share it ([`LeaseBoard`]): the server's answers reach pair 0's stack
@@ -187,7 +188,9 @@ pub(crate) fn stacks_of_pairs(
         .enumerate()
         .map(|(pair, handle)| {
             let mut stack = Stack::start(handle, 0, config, now_ns)?;
-            stack.set_dns_servers(dns_servers);
+            if !dns_servers.is_empty() {
+                stack.set_dns_servers(dns_servers);
+            }
             stack.share_arp(ArpShare {
                 board: board.clone(),
                 pair,
