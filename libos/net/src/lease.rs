@@ -126,13 +126,10 @@ impl LeaseShare {
 /// port 68.
 fn is_dhcp_answer(frame: &[u8]) -> bool {
     const UDP: u8 = 17;
-    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] || frame[14 + 9] != UDP {
+    let Some((UDP, udp)) = crate::ipv4_payload(frame) else {
         return false;
-    }
-    let udp = 14 + usize::from(frame[14] & 0x0f) * 4;
-    frame.len() >= udp + 8
-        && frame[udp..udp + 2] == 67u16.to_be_bytes()
-        && frame[udp + 2..udp + 4] == 68u16.to_be_bytes()
+    };
+    udp.len() >= 8 && udp[..2] == 67u16.to_be_bytes() && udp[2..4] == 68u16.to_be_bytes()
 }
 
 #[cfg(test)]
@@ -142,7 +139,7 @@ mod tests {
     /// An IPv4 UDP frame from `source` to `destination` port.
     fn udp(source: u16, destination: u16) -> Vec<u8> {
         let mut frame = alloc::vec![0u8; 14 + 20 + 8 + 4];
-        frame[12..14].copy_from_slice(&[0x08, 0x00]);
+        frame[12..14].copy_from_slice(&crate::ETHERTYPE_IPV4);
         frame[14] = 0x45;
         frame[14 + 9] = 17;
         frame[34..36].copy_from_slice(&source.to_be_bytes());

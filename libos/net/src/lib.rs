@@ -86,3 +86,22 @@ pub use stack::{
 
 #[cfg(test)]
 mod tests;
+
+/// The Ethernet type of IPv4.
+pub(crate) const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+
+/// A frame's IPv4 protocol and what follows the IPv4 header, if the frame is IPv4 with
+/// a whole header (version 4, 20 bytes or more, within the frame). Nothing else is
+/// checked: the caller looks at the fields it needs.
+pub(crate) fn ipv4_payload(frame: &[u8]) -> Option<(u8, &[u8])> {
+    use rexo_api::device::ETHERNET_HEADER;
+    if frame.len() < ETHERNET_HEADER + 20 || frame[12..14] != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let packet = &frame[ETHERNET_HEADER..];
+    let header = usize::from(packet[0] & 0x0f) * 4;
+    if packet[0] >> 4 != 4 || header < 20 {
+        return None;
+    }
+    Some((packet[9], packet.get(header..)?))
+}

@@ -79,9 +79,6 @@ pub const NEIGHBOURS: usize = 1024;
 /// from another MAC moves it (about an ARP cache entry's life).
 pub const PROVEN_NS: u64 = 30_000_000_000;
 
-/// The Ethernet type of IPv4.
-const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
-
 /// What the ports served by `rexo-tcp` moved, beside the NIC's [`Counters`] (which
 /// count these frames too).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -246,23 +243,16 @@ impl OwnTcp {
         let Some(address) = address else {
             return false;
         };
-        if frame.len() < ETHERNET_HEADER + 20 || frame[12..14] != ETHERTYPE_IPV4 {
+        let Some((6, segment)) = crate::ipv4_payload(frame) else {
             return false;
-        }
+        };
         let packet = &frame[ETHERNET_HEADER..];
-        let header = usize::from(packet[0] & 0x0f) * 4;
         // A later fragment has no TCP header where one would be: not ours to judge.
         let later_fragment = u16::from_be_bytes([packet[6], packet[7]]) & 0x1fff != 0;
-        if packet[0] >> 4 != 4
-            || header < 20
-            || packet[9] != 6
-            || packet[16..20] != address
-            || later_fragment
-            || packet.len() < header + 4
-        {
+        if packet[16..20] != address || later_fragment || segment.len() < 4 {
             return false;
         }
-        let port = u16::from_be_bytes([packet[header + 2], packet[header + 3]]);
+        let port = u16::from_be_bytes([segment[2], segment[3]]);
         if !self.serves(port) {
             return false;
         }
@@ -372,7 +362,7 @@ impl OwnTcp {
 fn write(frame: &mut [u8], addresses: [[u8; 6]; 2], segment: &Outgoing<'_>) {
     frame[..6].copy_from_slice(&addresses[0]);
     frame[6..12].copy_from_slice(&addresses[1]);
-    frame[12..14].copy_from_slice(&ETHERTYPE_IPV4);
+    frame[12..14].copy_from_slice(&crate::ETHERTYPE_IPV4);
     let mut at = ETHERNET_HEADER + segment.headers.len();
     frame[ETHERNET_HEADER..at].copy_from_slice(segment.headers);
     for piece in segment.payload {
