@@ -1,11 +1,9 @@
 //! Serving one interface from several cores: a [`Stack`] per queue pair.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{ApiError, DeviceError, Kernel, NetDevice};
@@ -13,6 +11,7 @@ use rexo_api::{ApiError, DeviceError, Kernel, NetDevice};
 use smoltcp::socket::dhcpv4;
 
 use crate::Ipv4Addr;
+use crate::board::{Board, Seat};
 use crate::lease::{LeaseBoard, LeaseShare, RENEWER_PAIR};
 use crate::stack::{Config, NetError, Stack, attach};
 
@@ -191,15 +190,11 @@ pub(crate) fn stacks_of_pairs(
             if !dns_servers.is_empty() {
                 stack.set_dns_servers(dns_servers);
             }
-            stack.share_arp(ArpShare {
-                board: board.clone(),
-                pair,
-                seen: 0,
-            });
+            stack.share_arp(ArpShare::new(board.clone(), pair));
             stack.reset_through(whole.clone());
             if let Some(lease_board) = &lease_board {
                 let client = (pair == RENEWER_PAIR).then(|| dhcp_client.take()).flatten();
-                let share = LeaseShare::new(lease_board.clone(), client.is_some());
+                let share = LeaseShare::new(lease_board.clone(), pair, client.is_some());
                 stack.share_lease(share, client);
             }
             Ok(stack)
@@ -251,27 +246,18 @@ const ARP_REPLY: [u8; 2] = [0, 2];
 /// The ARP frames the stacks of one interface received, for the others. The device
 /// spreads frames by flow and ARP is no flow: the answer to a stack's ARP request, or
 /// the peer's request that would teach it the peer's address, may land on another
-/// stack's pair. Off the fast path: a stack looks at the board's count (one atomic load)
-/// on each poll, and takes the lock only when another stack posted.
-#[derive(Default)]
-pub(crate) struct ArpBoard {
-    /// How many frames were ever posted.
-    posted: AtomicU64,
-    /// The last [`ARP_KEPT`]: number, poster's pair, frame.
-    frames: spin::Mutex<VecDeque<(u64, usize, [u8; ARP_FRAME])>>,
-}
+/// stack's pair.
+pub(crate) type ArpBoard = Board<[u8; ARP_FRAME], ARP_KEPT>;
 
 /// A stack's place on its interface's [`ArpBoard`].
-pub(crate) struct ArpShare {
-    /// The board.
-    board: Arc<ArpBoard>,
-    /// The stack's queue pair.
-    pair: usize,
-    /// The number of the last frame taken.
-    seen: u64,
-}
+pub(crate) struct ArpShare(Seat<[u8; ARP_FRAME], ARP_KEPT>);
 
 impl ArpShare {
+    /// The place of the stack of queue pair `pair` on `board`.
+    pub(crate) fn new(board: Arc<ArpBoard>, pair: usize) -> Self {
+        Self(Seat::new(board, pair))
+    }
+
     /// Posts `frame` if it is ARP, for the other stacks.
     pub(crate) fn post(&mut self, frame: &[u8]) {
         if frame.len() < ARP_FRAME || frame[12..14] != [0x08, 0x06] {
@@ -279,40 +265,17 @@ impl ArpShare {
         }
         let mut copy = [0u8; ARP_FRAME];
         copy.copy_from_slice(&frame[..ARP_FRAME]);
-        let mut frames = self.board.frames.lock();
-        let number = self.board.posted.load(Ordering::Relaxed) + 1;
-        if frames.len() == ARP_KEPT {
-            frames.pop_front();
-        }
-        frames.push_back((number, self.pair, copy));
-        self.board.posted.store(number, Ordering::Release);
-        // Its own frame needs no second look.
-        if self.seen + 1 == number {
-            self.seen = number;
-        }
+        self.0.post(copy);
     }
 
     /// Hands every frame the other stacks posted since the last call to `learn`, a
     /// request turned into a reply: it teaches the sender's address just the same, and
     /// the stack that received it has answered it already.
     pub(crate) fn take(&mut self, mut learn: impl FnMut(&[u8])) {
-        if self.board.posted.load(Ordering::Acquire) == self.seen {
-            return;
-        }
-        let mut new = Vec::new();
-        {
-            let frames = self.board.frames.lock();
-            for (number, pair, frame) in frames.iter() {
-                if *number > self.seen && *pair != self.pair {
-                    new.push(*frame);
-                }
-            }
-            self.seen = frames.back().map_or(self.seen, |(number, ..)| *number);
-        }
-        for mut frame in new {
+        self.0.take(|mut frame| {
             frame[ARP_OPERATION..ARP_OPERATION + 2].copy_from_slice(&ARP_REPLY);
             learn(&frame);
-        }
+        });
     }
 }
 
@@ -332,11 +295,7 @@ mod tests {
     #[test]
     fn arp_frames_reach_the_other_stacks_as_replies() {
         let board = Arc::new(ArpBoard::default());
-        let share = |pair| ArpShare {
-            board: board.clone(),
-            pair,
-            seen: 0,
-        };
+        let share = |pair| ArpShare::new(board.clone(), pair);
         let (mut zero, mut one) = (share(0), share(1));
         zero.post(&arp(1, 7));
         // Not ARP: ignored.

@@ -3,13 +3,14 @@
 //! others hand it the server's answers that land on their pairs and take every lease it
 //! learns or loses from it.
 
-use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use smoltcp::wire::Ipv4Cidr;
+
+use crate::board::{Board, Seat};
 
 /// The queue pair whose stack runs the DHCP client.
 pub(crate) const RENEWER_PAIR: usize = 0;
@@ -29,36 +30,40 @@ pub(crate) struct DhcpLease {
     pub(crate) dns_servers: Vec<Ipv4Addr>,
 }
 
+/// The DHCP servers' answers the other stacks post for the renewer.
+type AnswerBoard = Board<Vec<u8>, ANSWERS_KEPT>;
+
 /// What the stacks of one interface share to keep its lease. Off the fast path: a stack
-/// looks at the counts (one atomic load each) on each poll and takes a lock only when
-/// something was posted.
+/// looks at the lease changes' count and the answers' (one atomic load each) on each
+/// poll and takes a lock only when something was posted.
 #[derive(Default)]
 pub(crate) struct LeaseBoard {
     /// How many times the renewer posted a lease change.
     changes: AtomicU64,
     /// The lease the renewer holds now (`None`: none, lost or not yet renewed).
     lease: spin::Mutex<Option<DhcpLease>>,
-    /// How many server answers were ever posted for the renewer.
-    answers_posted: AtomicU64,
-    /// The last [`ANSWERS_KEPT`] answers, whole frames, with their numbers.
-    answers: spin::Mutex<VecDeque<(u64, Vec<u8>)>>,
+    /// The last [`ANSWERS_KEPT`] server answers, whole frames, for the renewer.
+    answers: Arc<AnswerBoard>,
 }
 
 /// A stack's place on its interface's [`LeaseBoard`].
 pub(crate) struct LeaseShare {
     /// The board.
     board: Arc<LeaseBoard>,
+    /// The stack's place on the board's answers.
+    answers: Seat<Vec<u8>, ANSWERS_KEPT>,
     /// Whether this stack runs the DHCP client.
     renewer: bool,
-    /// The number of the last lease change taken (the others) or answer taken (the
-    /// renewer).
+    /// The number of the last lease change taken (a stack other than the renewer).
     seen: u64,
 }
 
 impl LeaseShare {
-    /// A stack's place on `board`: the renewer's if it runs the DHCP client.
-    pub(crate) fn new(board: Arc<LeaseBoard>, renewer: bool) -> Self {
+    /// The place on `board` of the stack of queue pair `pair`: the renewer's if it runs
+    /// the DHCP client.
+    pub(crate) fn new(board: Arc<LeaseBoard>, pair: usize, renewer: bool) -> Self {
         Self {
+            answers: Seat::new(board.answers.clone(), pair),
             board,
             renewer,
             seen: 0,
@@ -68,37 +73,18 @@ impl LeaseShare {
     /// Keeps `frame` for the renewer if this stack is not the renewer and the frame is
     /// a DHCP server's answer (UDP from port 67 to port 68); says whether it was kept
     /// (the stack then leaves it alone: it has no DHCP client to give it to).
-    pub(crate) fn post_answer(&self, frame: &[u8]) -> bool {
+    pub(crate) fn post_answer(&mut self, frame: &[u8]) -> bool {
         if self.renewer || !is_dhcp_answer(frame) {
             return false;
         }
-        let mut answers = self.board.answers.lock();
-        let number = self.board.answers_posted.load(Ordering::Relaxed) + 1;
-        if answers.len() == ANSWERS_KEPT {
-            answers.pop_front();
-        }
-        answers.push_back((number, frame.to_vec()));
-        self.board.answers_posted.store(number, Ordering::Release);
+        self.answers.post(frame.to_vec());
         true
     }
 
     /// Hands the renewer every answer the other stacks posted since the last call.
     pub(crate) fn take_answers(&mut self, mut deliver: impl FnMut(&[u8])) {
-        if !self.renewer || self.board.answers_posted.load(Ordering::Acquire) == self.seen {
-            return;
-        }
-        let new: Vec<Vec<u8>> = {
-            let answers = self.board.answers.lock();
-            let new = answers
-                .iter()
-                .filter(|(number, _)| *number > self.seen)
-                .map(|(_, frame)| frame.clone())
-                .collect();
-            self.seen = answers.back().map_or(self.seen, |(number, _)| *number);
-            new
-        };
-        for frame in new {
-            deliver(&frame);
+        if self.renewer {
+            self.answers.take(|frame| deliver(&frame));
         }
     }
 
@@ -150,9 +136,9 @@ mod tests {
     #[test]
     fn server_answers_reach_the_renewer_only_and_the_board_keeps_the_last_few() {
         let board = Arc::new(LeaseBoard::default());
-        let (mut renewer, other) = (
-            LeaseShare::new(board.clone(), true),
-            LeaseShare::new(board, false),
+        let (mut renewer, mut other) = (
+            LeaseShare::new(board.clone(), 0, true),
+            LeaseShare::new(board, 1, false),
         );
         // The renewer keeps its own; another port or a client's request is no answer.
         assert!(!renewer.post_answer(&udp(67, 68)));
@@ -179,8 +165,8 @@ mod tests {
     fn the_others_take_each_lease_change_once() {
         let board = Arc::new(LeaseBoard::default());
         let (renewer, mut other) = (
-            LeaseShare::new(board.clone(), true),
-            LeaseShare::new(board, false),
+            LeaseShare::new(board.clone(), 0, true),
+            LeaseShare::new(board, 1, false),
         );
         assert_eq!(other.take_lease(), None);
         let lease = DhcpLease {

@@ -58,6 +58,7 @@
 
 extern crate alloc;
 
+mod board;
 mod cores;
 mod device;
 mod dns;

@@ -907,7 +907,7 @@ impl Stack {
                         arp.post(frame);
                     }
                     // A DHCP server's answer is the renewer's, whichever pair it landed on.
-                    if let Some(lease) = lease.as_ref()
+                    if let Some(lease) = lease.as_mut()
                         && lease.post_answer(frame)
                     {
                         return;
