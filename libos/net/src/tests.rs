@@ -2743,12 +2743,7 @@ fn serve_dhcp(stack: &mut Stack, wire: &Wire, lease: Lease, dns: &[Ipv4Addr], no
     let refused = stack.counters().dhcp_leases_refused;
     for _ in 0..200 {
         stack.poll(*now_ns).unwrap();
-        let mut sent = Vec::new();
-        wire.carry(|frame| {
-            sent.push(frame.to_vec());
-            false
-        });
-        for request in sent {
+        for request in taken_off(wire) {
             for kind in [Offer, Ack] {
                 if let Some(answer) = dhcp_answer(&request, kind, lease, dns) {
                     wire.deliver_to_a(answer);
@@ -2761,6 +2756,51 @@ fn serve_dhcp(stack: &mut Stack, wire: &Wire, lease: Lease, dns: &[Ipv4Addr], no
         }
     }
     panic!("the stack neither took nor refused {lease:?}");
+}
+
+/// Every frame in flight on `wire`, taken off it (none arrives).
+fn taken_off(wire: &Wire) -> Vec<Vec<u8>> {
+    let mut sent = Vec::new();
+    wire.carry(|frame| {
+        sent.push(frame.to_vec());
+        false
+    });
+    sent
+}
+
+/// The lease the split-stack tests' DHCP server gives: 10.0.0.5/24, no router.
+const SPLIT_LEASE: Lease = (
+    Ipv4Addr::new(10, 0, 0, 5),
+    Ipv4Addr::new(255, 255, 255, 0),
+    None,
+);
+
+/// What `attach_cores` builds from a DHCP lease (`SPLIT_LEASE`, naming `dns`), on a
+/// simulated interface of two queue pairs: a wire per pair (with its far end) and a
+/// stack per pair, pair 0's running the client that leased the address when
+/// `keep_client`, and the clock when the lease was taken.
+fn split_after_lease(
+    dns: &[Ipv4Addr],
+    keep_client: bool,
+) -> (Vec<(Wire, WireEnd)>, Vec<Stack>, u64) {
+    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let mut leased = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let mut now_ns = 0;
+    serve_dhcp(&mut leased, &wire, SPLIT_LEASE, dns, &mut now_ns);
+    let client = keep_client.then(|| leased.take_dhcp_client()).flatten();
+    let (whole, config, dns_servers) = leased.into_parts();
+    let whole = Arc::new(crate::cores::WholeDevice::new(whole));
+    let (wires, ends): (Vec<_>, Vec<_>) = (0..2)
+        .map(|_| {
+            let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+            let handle: Box<dyn NetDevice> = Box::new(a);
+            ((wire, b), handle)
+        })
+        .unzip();
+    let config = config.expect("leased");
+    let stacks =
+        crate::cores::stacks_of_pairs(ends, config, &dns_servers, &whole, client, now_ns).unwrap();
+    (wires, stacks, now_ns)
 }
 
 #[test]
@@ -2802,26 +2842,10 @@ fn a_dhcp_lease_no_host_could_use_is_refused_and_a_good_one_taken() {
 /// again and again.
 #[test]
 fn stacks_split_from_a_lease_fail_over_to_its_second_dns_server() {
-    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-    let mut leased = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
-    let address = Ipv4Addr::new(10, 0, 0, 5);
-    let lease = (address, Ipv4Addr::new(255, 255, 255, 0), None);
+    let address = SPLIT_LEASE.0;
     // No host has the first and third servers' addresses; B answers.
     let dns = [Ipv4Addr::new(10, 0, 0, 99), B, Ipv4Addr::new(10, 0, 0, 98)];
-    let mut now_ns = 0;
-    serve_dhcp(&mut leased, &wire, lease, &dns, &mut now_ns);
-    let (whole, config, dns_servers) = leased.into_parts();
-    let whole = Arc::new(crate::cores::WholeDevice::new(whole));
-    let (wires, ends): (Vec<_>, Vec<_>) = (0..2)
-        .map(|_| {
-            let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-            let handle: Box<dyn NetDevice> = Box::new(a);
-            ((wire, b), handle)
-        })
-        .unzip();
-    let config = config.expect("leased");
-    let stacks =
-        crate::cores::stacks_of_pairs(ends, config, &dns_servers, &whole, None, now_ns).unwrap();
+    let (wires, stacks, now_ns) = split_after_lease(&dns, false);
     let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[Ipv4Addr::new(10, 0, 0, 7)])];
     for (pair, (stack, (wire, end_b))) in stacks.into_iter().zip(wires).enumerate() {
         let b_config = Config::Static {
@@ -2908,27 +2932,9 @@ fn stacks_split_from_a_lease_renew_it_together_or_lose_it_together() {
     use smoltcp::wire::DhcpMessageType::Ack;
     const SECOND: u64 = 1_000_000_000;
     for server_answers in [true, false] {
-        let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-        let mut leased = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
-        let address = Ipv4Addr::new(10, 0, 0, 5);
-        let lease = (address, Ipv4Addr::new(255, 255, 255, 0), None);
-        let mut now_ns = 0;
-        serve_dhcp(&mut leased, &wire, lease, &[B], &mut now_ns);
-        let leased_at = now_ns;
-        let client = leased.take_dhcp_client();
-        let (whole, config, dns_servers) = leased.into_parts();
-        let whole = Arc::new(crate::cores::WholeDevice::new(whole));
-        let (wires, ends): (Vec<_>, Vec<_>) = (0..2)
-            .map(|_| {
-                let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
-                let handle: Box<dyn NetDevice> = Box::new(a);
-                (wire, handle)
-            })
-            .unzip();
-        let config = config.expect("leased");
-        let mut stacks =
-            crate::cores::stacks_of_pairs(ends, config, &dns_servers, &whole, client, now_ns)
-                .unwrap();
+        let (lease, address) = (SPLIT_LEASE, SPLIT_LEASE.0);
+        let (wires, mut stacks, leased_at) = split_after_lease(&[B], true);
+        let wires: Vec<Wire> = wires.into_iter().map(|(wire, _)| wire).collect();
         let renewed_dns = [Ipv4Addr::new(10, 0, 0, 53)];
         // Polls both stacks 10 ms apart from `at_ns`; the server answers ARP on the
         // pair that asked and every DHCP request, when it answers, on pair 1.
@@ -2938,12 +2944,7 @@ fn stacks_split_from_a_lease_renew_it_together_or_lose_it_together() {
                     stack.poll(at_ns + step * 10_000_000).unwrap();
                 }
                 for (pair, wire) in wires.iter().enumerate() {
-                    let mut sent = Vec::new();
-                    wire.carry(|frame| {
-                        sent.push(frame.to_vec());
-                        false
-                    });
-                    for frame in sent {
+                    for frame in taken_off(wire) {
                         if let Some(reply) = dhcp_server_arp_reply(&frame) {
                             wires[pair].deliver_to_a(reply);
                         }
