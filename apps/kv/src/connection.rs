@@ -1,13 +1,14 @@
 //! One TCP client: its unanswered bytes, its unsent answers, its memcached session, and
 //! the step that moves them along without ever waiting.
 //!
-//! Requests are served one at a time (found with [`parse_resumed`] before the session
-//! serves them, each byte of a line that arrives in many reads searched once), for two reasons: `shutdown` must be seen in the stream, which the engine does
-//! not know, and answers must stop being made while the client is not reading them.
+//! Requests are served one at a time (the session finds each with [`Session::next`],
+//! each byte of a line that arrives in many reads searched once, and kv looks at it
+//! before [`Session::run`] answers it), for two reasons: `shutdown` must be seen in the
+//! stream, which the engine does not know, and answers must stop being made while the
+//! client is not reading them.
 
 use rexo_memcache::{
     Command, Output, Parsed, ProtocolError, ServerInfo, Session, Store, max_request_len,
-    parse_resumed,
 };
 use rexo_net::{Connection, NetError, Stack};
 
@@ -53,20 +54,15 @@ pub enum Progress {
 pub struct Client {
     /// The connection.
     connection: Connection,
-    /// The memcached session (the part of a refused data block still to skip).
+    /// The memcached session (the part of a refused data block still to skip, how far
+    /// the search for an unfinished line's end got).
     session: Session,
     /// Received bytes not yet served: the front of the next request.
     input: Vec<u8>,
-    /// Bytes at the front of `input` known to hold no `\n` (the next request's line is
-    /// unfinished): not searched again when more arrive.
-    searched: usize,
     /// Answers not yet in the send buffer, from `sent` on.
     output: Vec<u8>,
     /// Bytes of `output` already written.
     sent: usize,
-    /// Bytes after `input`'s served part that belong to a refused data block (the
-    /// session's count, mirrored so that requests can be found one at a time).
-    skip: u64,
     /// What ends the connection once `output` is sent; nothing more is served.
     ending: Option<Ending>,
     /// The client closed its side: nothing more will arrive.
@@ -88,10 +84,8 @@ impl Client {
             connection,
             session: Session::new(),
             input: Vec::new(),
-            searched: 0,
             output: Vec::new(),
             sent: 0,
-            skip: 0,
             ending: None,
             peer_closed: false,
             requests: 0,
@@ -124,7 +118,7 @@ impl Client {
     /// Bytes at the front of the unserved input already searched for a line's end.
     #[cfg(test)]
     pub fn searched(&self) -> usize {
-        self.searched
+        self.session.searched()
     }
 
     /// Writes what it can, reads what the budget allows, serves whole requests.
@@ -338,35 +332,18 @@ impl Client {
         let mut served = false;
         loop {
             let unsent = self.output.len() - self.sent;
-            let holds = others + (self.input.len() - at) + unsent;
-            let left = budget.saturating_sub(holds);
-            if unsent >= OUTPUT_HIGH || (left == 0 && unsent > 0) {
+            if unsent >= OUTPUT_HIGH || (self.left(at, others, budget) == 0 && unsent > 0) {
                 break;
             }
-            if self.skip > 0 {
-                // The session skips the refused data block itself; give it just that.
-                let part =
-                    (self.input.len() - at).min(usize::try_from(self.skip).unwrap_or(usize::MAX));
-                if part == 0 {
-                    break;
-                }
-                self.session.serve(
-                    cache,
-                    &self.input[at..at + part],
-                    now,
-                    info,
-                    &mut self.output,
-                );
-                at += part;
-                self.skip -= part as u64;
+            let next = self.session.next(&self.input[at..], cache.max_value());
+            if next.skipped > 0 {
+                // The rest of a refused data block, dropped unread.
+                at += next.skipped;
                 served = true;
-                continue;
             }
             let Parsed::Request {
-                consumed,
-                swallow,
-                command,
-            } = parse_resumed(&self.input[at..], cache.max_value(), &mut self.searched)
+                consumed, command, ..
+            } = next.parsed
             else {
                 break;
             };
@@ -398,9 +375,11 @@ impl Client {
                 }
             }
             let start = self.output.len();
-            let room = left.clamp(SMALL_ANSWER, OUTPUT_LIMIT);
+            let room = self
+                .left(at, others, budget)
+                .clamp(SMALL_ANSWER, OUTPUT_LIMIT);
             let mut out = Bounded::new(&mut self.output, start + room);
-            let result = self.session.serve(cache, request, now, info, &mut out);
+            let close = Session::run(cache, command, now, info, &mut out);
             if out.overflowed() {
                 self.output.truncate(start);
                 self.output.extend_from_slice(OUTPUT_TOO_LARGE);
@@ -411,10 +390,9 @@ impl Client {
                 }
             }
             at += consumed;
-            self.skip = swallow;
             self.requests += 1;
             served = true;
-            if result.close {
+            if close {
                 self.ending = Some(Ending::Close);
             }
             if self.ending.is_some() {
@@ -427,6 +405,13 @@ impl Client {
             self.input.shrink_to(RETAINED);
         }
         served
+    }
+
+    /// What the budget leaves for answers while `input` holds its bytes from `at` on and
+    /// the other clients hold `others`.
+    fn left(&self, at: usize, others: usize, budget: usize) -> usize {
+        let unsent = self.output.len() - self.sent;
+        budget.saturating_sub(others + (self.input.len() - at) + unsent)
     }
 }
 
@@ -474,7 +459,7 @@ pub enum Shutdown {
     BadMode,
 }
 
-/// Whether `request` (one whole request, as [`parse_resumed`] delimited it) is memcached's
+/// Whether `request` (one whole request, as [`Session::next`] delimited it) is memcached's
 /// `shutdown` (which memcached accepts with `-A`; kv always does).
 pub fn shutdown_request(request: &[u8]) -> Shutdown {
     let mut words = request

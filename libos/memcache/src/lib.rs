@@ -9,8 +9,10 @@
 //!   `flush_all`, LRU eviction within a byte budget, memcached's `stats` counters;
 //! - [`reply`]: memcached's answers byte for byte, a hit's value copied once, from the
 //!   item to the output;
-//! - [`Session`]: a TCP connection's loop over the three; [`udp`]: the UDP frame
-//!   header and the cutting of answers into datagrams.
+//! - [`Session`]: a TCP connection's loop over the three (or its two steps, for an app
+//!   that looks at each request before it runs: [`Session::next`] finds it,
+//!   [`Session::run`] answers it); [`udp`]: the UDP frame header and the cutting of
+//!   answers into datagrams.
 //!
 //! A [`Cache`] is single-threaded, used through `&mut self`: no locks, no atomics,
 //! nothing shared. Several cores share [`Shards`]: caches by key hash, each behind its
@@ -38,7 +40,7 @@ pub use parse::{
     StatsGroup, max_request_len, parse, parse_resumed,
 };
 pub use reply::{Output, Reply, ServerInfo, Sink};
-pub use session::{Served, Session};
+pub use session::{Next, Served, Session};
 pub use store::{Shards, Store};
 
 #[cfg(test)]

@@ -25,10 +25,47 @@ pub struct Served {
     pub close: bool,
 }
 
+/// What [`Session::next`] found at the front of the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Next<'a> {
+    /// Bytes at the front skipped as the rest of a refused data block: drop them.
+    pub skipped: usize,
+    /// What the bytes after those hold: a request (whose `swallow` the session keeps,
+    /// to skip it in the calls that follow), or none yet.
+    pub parsed: Parsed<'a>,
+}
+
 impl Session {
     /// A new connection's session.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Skips what is left of a refused data block at the front of `input`, then finds
+    /// the request after it (resuming an unfinished line's search where the last call
+    /// left it: call again with the same front and the bytes appended since). Its
+    /// answer comes from [`run`](Self::run).
+    pub fn next<'a>(&mut self, input: &'a [u8], max_value: usize) -> Next<'a> {
+        let skipped = self.swallow.min(input.len() as u64);
+        self.swallow -= skipped;
+        let skipped = skipped as usize;
+        if self.swallow > 0 {
+            return Next {
+                skipped,
+                parsed: Parsed::NeedMore,
+            };
+        }
+        let parsed = parse_resumed(&input[skipped..], max_value, &mut self.searched);
+        if let Parsed::Request { swallow, .. } = parsed {
+            self.swallow = swallow;
+        }
+        Next { skipped, parsed }
+    }
+
+    /// Bytes at the front of the input (after those skipped) known to hold no `\n`:
+    /// the next request's line is unfinished, and they are not searched again.
+    pub fn searched(&self) -> usize {
+        self.searched
     }
 
     /// Serves every whole request at the front of `input` (pipelined requests one after
@@ -43,23 +80,16 @@ impl Session {
     ) -> Served {
         let mut at = 0;
         loop {
-            let skip = self.swallow.min((input.len() - at) as u64);
-            self.swallow -= skip;
-            at += skip as usize;
-            if self.swallow > 0 {
-                break;
-            }
+            let next = self.next(&input[at..], cache.max_value());
+            at += next.skipped;
             let Parsed::Request {
-                consumed,
-                swallow,
-                command,
-            } = parse_resumed(&input[at..], cache.max_value(), &mut self.searched)
+                consumed, command, ..
+            } = next.parsed
             else {
                 break;
             };
             at += consumed;
-            self.swallow = swallow;
-            if execute(cache, command, now, info, out) == Flow::Close {
+            if Self::run(cache, command, now, info, out) {
                 return Served {
                     consumed: at,
                     close: true,
@@ -71,127 +101,117 @@ impl Session {
             close: false,
         }
     }
-}
 
-/// Whether the connection goes on after a command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Flow {
-    Continue,
-    Close,
-}
-
-/// Runs one command and writes its answer.
-fn execute(
-    cache: &mut impl Store,
-    command: Command<'_>,
-    now: u64,
-    info: &ServerInfo,
-    out: &mut impl Output,
-) -> Flow {
-    let reply = match command {
-        Command::Get { keys, with_cas } => {
-            for key in keys {
-                cache.get(key, None, now, &mut |found| {
-                    write_value(out, key, found, with_cas)
-                });
+    /// Runs one command (as [`next`](Self::next) found it) and writes its answer; true
+    /// if the connection closes once the answers are sent (`quit`, a line too long).
+    pub fn run(
+        cache: &mut impl Store,
+        command: Command<'_>,
+        now: u64,
+        info: &ServerInfo,
+        out: &mut impl Output,
+    ) -> bool {
+        let reply = match command {
+            Command::Get { keys, with_cas } => {
+                for key in keys {
+                    cache.get(key, None, now, &mut |found| {
+                        write_value(out, key, found, with_cas)
+                    });
+                }
+                Some(Reply::End)
             }
-            Some(Reply::End)
-        }
-        Command::GetAndTouch {
-            exptime,
-            keys,
-            with_cas,
-        } => {
-            for key in keys {
-                cache.get(key, Some(exptime), now, &mut |found| {
-                    write_value(out, key, found, with_cas)
-                });
+            Command::GetAndTouch {
+                exptime,
+                keys,
+                with_cas,
+            } => {
+                for key in keys {
+                    cache.get(key, Some(exptime), now, &mut |found| {
+                        write_value(out, key, found, with_cas)
+                    });
+                }
+                Some(Reply::End)
             }
-            Some(Reply::End)
-        }
-        Command::Store {
-            mode,
-            key,
-            flags,
-            exptime,
-            value,
-            noreply,
-        } => {
-            let outcome = cache.store(mode, key, flags, exptime, value, now);
-            (!noreply).then_some(store_reply(outcome))
-        }
-        Command::TooLarge { mode, key, noreply } => {
-            let outcome = cache.refuse_too_large(mode, key, now);
-            (!noreply).then_some(store_reply(outcome))
-        }
-        Command::Delete { key, noreply } => {
-            let deleted = cache.delete(key, now);
-            (!noreply).then_some(if deleted {
-                Reply::Deleted
-            } else {
-                Reply::NotFound
-            })
-        }
-        Command::Delta {
-            key,
-            delta,
-            decrement,
-            noreply,
-        } => match cache.add_delta(key, delta, decrement, now) {
-            _ if noreply => None,
-            DeltaOutcome::Value(number) => {
-                write_number(out, number);
+            Command::Store {
+                mode,
+                key,
+                flags,
+                exptime,
+                value,
+                noreply,
+            } => {
+                let outcome = cache.store(mode, key, flags, exptime, value, now);
+                (!noreply).then_some(store_reply(outcome))
+            }
+            Command::TooLarge { mode, key, noreply } => {
+                let outcome = cache.refuse_too_large(mode, key, now);
+                (!noreply).then_some(store_reply(outcome))
+            }
+            Command::Delete { key, noreply } => {
+                let deleted = cache.delete(key, now);
+                (!noreply).then_some(if deleted {
+                    Reply::Deleted
+                } else {
+                    Reply::NotFound
+                })
+            }
+            Command::Delta {
+                key,
+                delta,
+                decrement,
+                noreply,
+            } => match cache.add_delta(key, delta, decrement, now) {
+                _ if noreply => None,
+                DeltaOutcome::Value(number) => {
+                    write_number(out, number);
+                    None
+                }
+                DeltaOutcome::NotFound => Some(Reply::NotFound),
+                DeltaOutcome::NonNumeric => Some(Reply::NonNumeric),
+            },
+            Command::Touch {
+                key,
+                exptime,
+                noreply,
+            } => {
+                let touched = cache.touch(key, exptime, now);
+                (!noreply).then_some(if touched {
+                    Reply::Touched
+                } else {
+                    Reply::NotFound
+                })
+            }
+            Command::FlushAll { delay, noreply } => {
+                cache.flush_all(delay, now);
+                (!noreply).then_some(Reply::Ok)
+            }
+            Command::Stats(StatsGroup::General) => {
+                write_stats(out, &cache.stats(now), info);
                 None
             }
-            DeltaOutcome::NotFound => Some(Reply::NotFound),
-            DeltaOutcome::NonNumeric => Some(Reply::NonNumeric),
-        },
-        Command::Touch {
-            key,
-            exptime,
-            noreply,
-        } => {
-            let touched = cache.touch(key, exptime, now);
-            (!noreply).then_some(if touched {
-                Reply::Touched
-            } else {
-                Reply::NotFound
-            })
-        }
-        Command::FlushAll { delay, noreply } => {
-            cache.flush_all(delay, now);
-            (!noreply).then_some(Reply::Ok)
-        }
-        Command::Stats(StatsGroup::General) => {
-            write_stats(out, &cache.stats(now), info);
-            None
-        }
-        Command::Stats(StatsGroup::Reset) => {
-            cache.reset_stats();
-            Some(Reply::Reset)
-        }
-        Command::Stats(StatsGroup::Empty) => Some(Reply::End),
-        Command::Version => {
-            write_version(out);
-            None
-        }
-        Command::Verbosity { noreply } => (!noreply).then_some(Reply::Ok),
-        Command::Quit => return Flow::Close,
-        Command::Invalid { error, noreply } => {
-            if !noreply {
-                out.put(error.reply());
+            Command::Stats(StatsGroup::Reset) => {
+                cache.reset_stats();
+                Some(Reply::Reset)
             }
-            return if error.closes() {
-                Flow::Close
-            } else {
-                Flow::Continue
-            };
+            Command::Stats(StatsGroup::Empty) => Some(Reply::End),
+            Command::Version => {
+                write_version(out);
+                None
+            }
+            Command::Verbosity { noreply } => (!noreply).then_some(Reply::Ok),
+            Command::Quit => return true,
+            Command::Invalid { error, noreply } => {
+                if !noreply {
+                    out.put(error.reply());
+                }
+                return error.closes();
+            }
+        };
+        if let Some(reply) = reply {
+            out.put(reply.bytes());
         }
-    };
-    if let Some(reply) = reply {
-        out.put(reply.bytes());
+        false
     }
-    Flow::Continue
 }
 
 /// The answer to a storage command.
