@@ -481,11 +481,9 @@ fn serve_in_pieces(
     let mut cache = stream_cache();
     let (mut kv, mut sent, mut answer) = (None, 0, Vec::new());
     let mut ended = None;
+    let mut now_ns = 0;
     for round in 0..20_000u64 {
-        server.poll(round * 50_000).unwrap();
-        wire.carry(|_| true);
-        client.poll(round * 50_000).unwrap();
-        wire.carry(|_| true);
+        exchange(&wire, &mut server, &mut client, &mut now_ns);
         if kv.is_none() {
             kv = server
                 .accept(&listener)
@@ -589,29 +587,77 @@ fn accept_one(
     panic!("no connection accepted");
 }
 
-/// Steps `kv` for a few exchanges at the cache's second `now_s`, so that what was sent
-/// arrives and is answered: `budget` bounds what the clients hold, `turning` says
-/// whether it turns over. The last step's progress; the steps stop once `kv` finished.
-fn step_rounds(
-    kv: &mut Client,
-    (wire, server, client): (&Wire, &mut Stack, &mut Stack),
-    now_ns: &mut u64,
-    cache: &mut Cache,
-    (now_s, budget, turning): (u64, usize, bool),
-) -> Progress {
-    let mut progress = Progress::Idle;
-    for _ in 0..20 {
-        exchange(wire, server, client, now_ns);
-        let mut held = kv.held();
-        let info = ServerInfo::default();
-        progress = kv.step(
-            server, cache, now_s, &info, &mut held, budget, false, turning,
-        );
-        if progress == Progress::Finished {
-            break;
-        }
+/// The cache's second at which [`one_client`] accepts its client.
+const START_S: u64 = 1_000;
+
+/// One client connected to kv over a wire, and all that stepping kv for it needs.
+struct OneClient {
+    /// The wire between the stacks.
+    wire: Wire,
+    /// kv's stack.
+    server: Stack,
+    /// The client's stack.
+    client: Stack,
+    /// The client's end of the connection.
+    connection: rexo_net::Connection,
+    /// kv's cache.
+    cache: Cache,
+    /// The stacks' clock.
+    now_ns: u64,
+    /// kv's end of the connection.
+    kv: Client,
+}
+
+/// A client connected to kv and accepted at the cache's second [`START_S`], closed once
+/// idle for `idle_timeout_s` seconds (0: never).
+fn one_client(idle_timeout_s: u64) -> OneClient {
+    let (wire, mut server, mut client, listener, connection) = connected();
+    let cache = stream_cache();
+    let mut now_ns = 0;
+    let accepted = accept_one(&wire, &mut server, &mut client, &listener, &mut now_ns);
+    let kv = Client::new(accepted, START_S, idle_timeout_s);
+    OneClient {
+        wire,
+        server,
+        client,
+        connection,
+        cache,
+        now_ns,
+        kv,
     }
-    progress
+}
+
+impl OneClient {
+    /// Steps kv for a few exchanges at the cache's second `now_s`, so that what was sent
+    /// arrives and is answered: `budget` bounds what the clients hold, `turning` says
+    /// whether it turns over. The last step's progress; the steps stop once kv finished.
+    fn step(&mut self, now_s: u64, budget: usize, turning: bool) -> Progress {
+        let mut progress = Progress::Idle;
+        for _ in 0..20 {
+            exchange(
+                &self.wire,
+                &mut self.server,
+                &mut self.client,
+                &mut self.now_ns,
+            );
+            let mut held = self.kv.held();
+            let info = ServerInfo::default();
+            progress = self.kv.step(
+                &mut self.server,
+                &mut self.cache,
+                now_s,
+                &info,
+                &mut held,
+                budget,
+                false,
+                turning,
+            );
+            if progress == Progress::Finished {
+                break;
+            }
+        }
+        progress
+    }
 }
 
 /// Polls both stacks at `now_ns`, frames crossing the wire after each, then moves the
@@ -750,40 +796,20 @@ fn giving_up_the_hand_over_takes_every_connection() {
 #[test]
 fn idle_connections_are_closed_after_the_timeout() {
     for timeout_s in [10, 0] {
-        let (wire, mut server, mut client, listener, connection) = connected();
-        let mut cache = stream_cache();
-        let start_s = 1_000;
-        let mut now_ns = 0;
-        let accepted = accept_one(&wire, &mut server, &mut client, &listener, &mut now_ns);
-        let mut step = |kv: &mut Client, server: &mut Stack, client: &mut Stack, now_s: u64| {
-            let stacks = (&wire, server, client);
-            step_rounds(
-                kv,
-                stacks,
-                &mut now_ns,
-                &mut cache,
-                (now_s, usize::MAX, true),
-            )
-        };
-        let mut kv = Client::new(accepted, start_s, timeout_s);
+        let mut t = one_client(timeout_s);
         let idle = |progress| matches!(progress, Progress::Idle | Progress::Moved);
-        assert!(idle(step(&mut kv, &mut server, &mut client, start_s + 9)));
+        assert!(idle(t.step(START_S + 9, usize::MAX, true)));
         // A request at second 9 restarts the count.
-        assert_eq!(client.write(&connection, b"version\r\n").unwrap(), 9);
-        assert!(idle(step(&mut kv, &mut server, &mut client, start_s + 9)));
+        assert_eq!(t.client.write(&t.connection, b"version\r\n").unwrap(), 9);
+        assert!(idle(t.step(START_S + 9, usize::MAX, true)));
         let mut buffer = [0u8; 64];
-        let read = client.read(&connection, &mut buffer).unwrap();
+        let read = t.client.read(&t.connection, &mut buffer).unwrap();
         assert!(buffer[..read].starts_with(b"VERSION "));
-        assert!(idle(step(&mut kv, &mut server, &mut client, start_s + 18)));
-        let last = step(&mut kv, &mut server, &mut client, start_s + 19);
+        assert!(idle(t.step(START_S + 18, usize::MAX, true)));
+        let last = t.step(START_S + 19, usize::MAX, true);
         if timeout_s == 0 {
             assert!(idle(last));
-            assert!(idle(step(
-                &mut kv,
-                &mut server,
-                &mut client,
-                start_s + 100_000
-            )));
+            assert!(idle(t.step(START_S + 100_000, usize::MAX, true)));
         } else {
             assert_eq!(last, Progress::Finished, "idle for 10 s");
         }
@@ -868,35 +894,22 @@ fn a_client_held_back_while_nothing_moves_ages_out() {
 /// A client held back by the budget for 30 s of a 10 s idle timeout, while the others
 /// move (`turning`) or not.
 fn held_back_by_the_budget(turning: bool) {
-    let (wire, mut server, mut client, listener, connection) = connected();
-    let mut cache = stream_cache();
-    let mut now_ns = 0;
-    let accepted = accept_one(&wire, &mut server, &mut client, &listener, &mut now_ns);
-    let start_s = 1_000;
-    let mut kv = Client::new(accepted, start_s, 10);
-    let mut step = |kv: &mut Client, server: &mut Stack, client: &mut Stack, now_s, budget| {
-        let stacks = (&wire, server, client);
-        step_rounds(
-            kv,
-            stacks,
-            &mut now_ns,
-            &mut cache,
-            (now_s, budget, turning),
-        )
-    };
+    let mut t = one_client(10);
     // The request's line and part of its data come while the budget allows.
     assert_eq!(
-        client.write(&connection, b"set k 0 0 8\r\nvvvv").unwrap(),
+        t.client
+            .write(&t.connection, b"set k 0 0 8\r\nvvvv")
+            .unwrap(),
         17
     );
-    step(&mut kv, &mut server, &mut client, start_s, usize::MAX);
-    assert_eq!(kv.input_len(), 17);
+    t.step(START_S, usize::MAX, turning);
+    assert_eq!(t.kv.input_len(), 17);
     // The other connections use the budget up: the rest of the data waits unread.
-    assert_eq!(client.write(&connection, b"vvvv\r\n").unwrap(), 6);
-    let progress = step(&mut kv, &mut server, &mut client, start_s + 5, 0);
+    assert_eq!(t.client.write(&t.connection, b"vvvv\r\n").unwrap(), 6);
+    let progress = t.step(START_S + 5, 0, turning);
     assert_eq!(progress, Progress::Throttled);
-    assert_eq!(kv.input_len(), 17);
-    let progress = step(&mut kv, &mut server, &mut client, start_s + 30, 0);
+    assert_eq!(t.kv.input_len(), 17);
+    let progress = t.step(START_S + 30, 0, turning);
     if !turning {
         assert_eq!(progress, Progress::Finished, "nothing moved for 30 s");
         return;
@@ -907,10 +920,10 @@ fn held_back_by_the_budget(turning: bool) {
         "sending for 30 s while the budget turns over is not idle"
     );
     // The budget frees: the request is served.
-    let progress = step(&mut kv, &mut server, &mut client, start_s + 31, usize::MAX);
+    let progress = t.step(START_S + 31, usize::MAX, turning);
     assert_ne!(progress, Progress::Finished);
     let mut buffer = [0u8; 64];
-    let read = client.read(&connection, &mut buffer).unwrap();
+    let read = t.client.read(&t.connection, &mut buffer).unwrap();
     assert_eq!(&buffer[..read], b"STORED\r\n");
 }
 
