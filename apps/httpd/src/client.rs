@@ -82,11 +82,8 @@ pub struct Client {
     unacknowledged: usize,
     /// The answer bytes the peer acknowledged since `last_activity_ns`.
     acknowledged: usize,
-    /// When the connection started lingering, and when the peer last sent a byte since.
-    lingering: Option<(u64, u64)>,
-    /// The connection is closing: its last answer is queued and its FIN follows; it
-    /// is given back once the peer acknowledged the answer (or reset when idle).
-    draining: bool,
+    /// Whether the connection serves requests, lingers or drains.
+    phase: Phase,
     /// When a request byte last came or the peer last acknowledged
     /// [`MIN_ACKNOWLEDGED_BYTES`] of the answers.
     last_activity_ns: u64,
@@ -101,6 +98,24 @@ pub struct Client {
     /// a client pipelining `GET /` without reading holds one rendered page, not one
     /// per request.
     page_in_flight: bool,
+}
+
+/// What a connection does: serve requests, or end after its last answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// It reads requests and answers them.
+    Open,
+    /// After a refusal that closes it, it reads and discards what the peer still sends
+    /// ([`Client::linger`]).
+    Lingering {
+        /// When the connection started lingering.
+        since_ns: u64,
+        /// When the peer last sent a byte since.
+        last_byte_ns: u64,
+    },
+    /// It is closing: its last answer is queued and its FIN follows; it is given back
+    /// once the peer acknowledged the answer (or reset when idle).
+    Draining,
 }
 
 /// Whether a request whose first byte came at `started_ns` (`None`: no request begun)
@@ -120,8 +135,7 @@ impl Client {
             broken: false,
             unacknowledged: 0,
             acknowledged: 0,
-            lingering: None,
-            draining: false,
+            phase: Phase::Open,
             last_activity_ns: now_ns,
             request_started_ns: None,
             continued: false,
@@ -166,11 +180,15 @@ impl Client {
         self.unacknowledged = unacknowledged;
         // Whether the peer showed signs of life: a request byte, or enough acknowledged.
         let mut active = false;
-        if self.draining {
+        if self.phase == Phase::Draining {
             return self.drain(tcp, now_ns, counters);
         }
         loop {
-            if let Some((since_ns, last_byte_ns)) = self.lingering {
+            if let Phase::Lingering {
+                since_ns,
+                last_byte_ns,
+            } = self.phase
+            {
                 return self.linger(tcp, counters, now_ns, since_ns, last_byte_ns, moved);
             }
             if let Some(sending) = &mut self.sending {
@@ -192,7 +210,10 @@ impl Client {
                 let closes = sending.closes;
                 self.sending = None;
                 if closes && refused && !self.peer_closed {
-                    self.lingering = Some((now_ns, now_ns));
+                    self.phase = Phase::Lingering {
+                        since_ns: now_ns,
+                        last_byte_ns: now_ns,
+                    };
                     continue;
                 }
                 if closes {
@@ -328,7 +349,7 @@ impl Client {
         counters: &spin::Mutex<Counters>,
     ) -> Progress {
         if self.unacknowledged > 0 && tcp.shutdown(&self.link) {
-            self.draining = true;
+            self.phase = Phase::Draining;
             return self.drain(tcp, now_ns, counters);
         }
         Progress::Finished(Ending::Close)
@@ -378,10 +399,7 @@ impl Client {
                     moved = true;
                     last_byte_ns = now_ns;
                 }
-                Err(_) => {
-                    self.lingering = None;
-                    return self.close(tcp, now_ns, counters);
-                }
+                Err(_) => return self.close(tcp, now_ns, counters),
             }
         }
         if now_ns.saturating_sub(since_ns) > LINGER_MAX_NS {
@@ -389,10 +407,12 @@ impl Client {
             return Progress::Finished(Ending::Abort);
         }
         if now_ns.saturating_sub(last_byte_ns) > LINGER_QUIET_NS {
-            self.lingering = None;
             return self.close(tcp, now_ns, counters);
         }
-        self.lingering = Some((since_ns, last_byte_ns));
+        self.phase = Phase::Lingering {
+            since_ns,
+            last_byte_ns,
+        };
         Progress::Open { moved }
     }
 }
