@@ -24,7 +24,7 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 /// Simulated time per round.
 const ROUND_NS: u64 = 100_000;
-/// Simulated time between the reads of a slow reader ([`World::read_slowly`]).
+/// Simulated time between the reads of a slow reader (a [`World::read_slowly`] tick).
 const TICK_NS: u64 = 100_000_000;
 
 /// The server (its stack, site and clients) and a peer stack for the test clients.
@@ -176,26 +176,18 @@ impl World {
 
     /// Reads from `connection` until it closes or `rounds` passed.
     fn receive_for(&mut self, connection: &Connection, rounds: usize) -> Vec<u8> {
-        let mut received = Vec::new();
-        let mut buffer = vec![0; 64 * 1024];
-        for _ in 0..rounds {
-            match self.peer.read(connection, &mut buffer) {
-                Ok(read) => received.extend_from_slice(&buffer[..read]),
-                Err(_) => break,
-            }
-            self.round();
-        }
-        received
+        self.read_slowly(connection, 64 * 1024, usize::MAX, rounds, ROUND_NS)
     }
 
-    /// Reads at most `per_tick` bytes from `connection` every [`TICK_NS`] until `len`
-    /// bytes came, it ends, or `ticks` passed.
+    /// Reads at most `per_tick` bytes from `connection` every `tick_ns` (at least a
+    /// round) until `len` bytes came, it ends, or `ticks` passed.
     fn read_slowly(
         &mut self,
         connection: &Connection,
         per_tick: usize,
         len: usize,
         ticks: usize,
+        tick_ns: u64,
     ) -> Vec<u8> {
         let mut received = Vec::new();
         let mut buffer = vec![0; per_tick];
@@ -208,7 +200,7 @@ impl World {
                 Err(_) => break,
             }
             self.round();
-            self.now_ns += TICK_NS - ROUND_NS;
+            self.now_ns += tick_ns - ROUND_NS;
         }
         received
     }
@@ -364,7 +356,7 @@ fn a_slow_download_lasts_while_it_moves(tcp: Tcp) {
     let expected = world.expected(&request);
     world.send(&connection, &request);
     let started_ns = world.now_ns;
-    let received = world.read_slowly(&connection, 2048, expected.len(), 1_000);
+    let received = world.read_slowly(&connection, 2048, expected.len(), 1_000, TICK_NS);
     assert!(received == expected, "{} bytes came", received.len());
     assert!(world.now_ns - started_ns > 3 * IDLE_TIMEOUT_NS);
     assert_eq!(world.counters.lock().idle_closed, 0);
@@ -378,7 +370,7 @@ fn a_slow_download_lasts_while_it_moves(tcp: Tcp) {
     let request = get("/1m.txt");
     world.send(&trickle, &request);
     let ticks = (3 * IDLE_TIMEOUT_NS / TICK_NS) as usize;
-    let received = world.read_slowly(&trickle, 64, usize::MAX, ticks);
+    let received = world.read_slowly(&trickle, 64, usize::MAX, ticks, TICK_NS);
     assert!(received.len() < 512 * 1024, "{} bytes came", received.len());
     assert_eq!(world.counters.lock().idle_closed, 1);
     assert!(world.clients.is_empty(), "the trickling client is gone");
@@ -399,7 +391,7 @@ fn a_closing_answer_is_bounded_until_acknowledged_on_rexo_tcp() {
     let slow = world.connect();
     world.send(&slow, request);
     let ticks = (3 * IDLE_TIMEOUT_NS / TICK_NS) as usize;
-    let received = world.read_slowly(&slow, 64, usize::MAX, ticks);
+    let received = world.read_slowly(&slow, 64, usize::MAX, ticks, TICK_NS);
     assert!(received.len() < 512 * 1024, "{} bytes came", received.len());
     assert_eq!(world.counters.lock().idle_closed, 1);
     assert!(world.clients.is_empty());
