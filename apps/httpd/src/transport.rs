@@ -209,23 +209,26 @@ impl Transport {
     pub fn queue(&mut self, link: &Link, sending: &mut Sending) -> Result<usize, ()> {
         let mut moved = 0;
         match (&mut sending.rest, link) {
-            (Rest::Copied { response, queued }, Link::Smoltcp(connection)) => loop {
+            (Rest::Copied { response, queued }, Link::Smoltcp(connection)) => {
                 let [fields, date] = response.head_parts();
                 let parts = [fields, date, response.body().bytes()];
-                if *queued >= response.sent_len() {
-                    return Ok(moved);
+                let total = response.sent_len();
+                loop {
+                    if *queued >= total {
+                        return Ok(moved);
+                    }
+                    let at = *queued;
+                    let written = self
+                        .stack
+                        .write_with(connection, |room| copy_from_parts(&parts, at, room))
+                        .map_err(drop)?;
+                    if written == 0 {
+                        return Ok(moved);
+                    }
+                    *queued += written;
+                    moved += written;
                 }
-                let at = *queued;
-                let written = self
-                    .stack
-                    .write_with(connection, |room| copy_from_parts(&parts, at, room))
-                    .map_err(drop)?;
-                if written == 0 {
-                    return Ok(moved);
-                }
-                *queued += written;
-                moved += written;
-            },
+            }
             (Rest::Pieces(pieces), Link::Rexo(id)) => {
                 let own = self.own()?;
                 while let Some(piece) = pieces.pop_front() {
