@@ -32,8 +32,10 @@ pub(crate) fn try_block(bytes: &[u8]) -> Option<Block> {
     if !crate::tests::app_memory::take_block() {
         return None;
     }
-    let mut block = try_zeroed(bytes.len() as u64)?;
-    block.copy_from_slice(bytes);
+    // Reserved and copied into, not zeroed first: a replay keeps many blocks.
+    let mut block = Vec::new();
+    block.try_reserve_exact(BLOCK_SIZE).ok()?;
+    block.extend_from_slice(bytes);
     block.into_boxed_slice().try_into().ok()
 }
 
