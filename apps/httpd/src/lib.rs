@@ -149,13 +149,11 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
     let serving = stacks.len();
     let started = kernel.now_ns();
     // Answers carry a `Date` field from the wall clock; without one, none (RFC 9110).
-    let date = match kernel.unix_time_s() {
-        Ok(now_s) => Some(DateField::new(now_s)),
-        Err(error) => {
-            kernel.log(format_args!("httpd: {error}: answers carry no Date"));
-            None
-        }
-    };
+    // Each core reads the clock itself: the kernel reads it once, so whether there is
+    // one never changes.
+    if let Err(error) = kernel.unix_time_s() {
+        kernel.log(format_args!("httpd: {error}: answers carry no Date"));
+    }
     let (disk_files, notes) = site::from_disk(kernel);
     for note in notes {
         kernel.log(format_args!("httpd: {note}"));
@@ -212,7 +210,6 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
     let shared = Arc::new(Shared {
         site,
         started_ns: started,
-        date,
         shutdown_hook,
         nic_index: device.index,
         driver: device.driver,
@@ -253,8 +250,6 @@ struct Shared {
     site: Site,
     /// When the app started.
     started_ns: u64,
-    /// The `Date` field at the start, each core's first; `None` without a wall clock.
-    date: Option<DateField>,
     /// Whether `GET /__shutdown` stops the server.
     shutdown_hook: bool,
     /// The network interface's number (for the status page's packet filters).
@@ -347,7 +342,7 @@ fn serve_core(kernel: &Kernel, core: usize, mut net: Transport, shared: &Shared)
         book: &shared.books[core],
         shutdown_asked_ns: None,
         clients: Vec::new(),
-        date: shared.date.clone(),
+        date: kernel.unix_time_s().ok().map(DateField::new),
     };
     let result = server
         .serve(&mut net, can_sleep)
