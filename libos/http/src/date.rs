@@ -6,11 +6,11 @@ use rexo_rtc::DateTime;
 use rexo_tcp::Blob;
 
 /// Bytes of an IMF-fixdate.
-pub const IMF_FIXDATE_LEN: usize = 29;
+pub(crate) const IMF_FIXDATE_LEN: usize = 29;
 
 /// `unix_s` seconds after 1970-01-01 00:00:00 UTC as an IMF-fixdate
 /// (`Sun, 06 Nov 1994 08:49:37 GMT`). Years past 9999 keep their last four digits.
-pub fn imf_fixdate(unix_s: u64) -> [u8; IMF_FIXDATE_LEN] {
+pub(crate) fn imf_fixdate(unix_s: u64) -> [u8; IMF_FIXDATE_LEN] {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
     const MONTHS: [&[u8; 3]; 12] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",

@@ -37,7 +37,7 @@ mod links;
 mod parse;
 mod response;
 
-pub use date::{DateField, IMF_FIXDATE_LEN, imf_fixdate};
+pub use date::DateField;
 pub use files::{FileTable, StaticFile, content_type_for};
 pub use links::linked_paths;
 pub use parse::{Fields, Limits, Method, Parsed, Request, Version, parse};

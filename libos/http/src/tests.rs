@@ -2,6 +2,7 @@
 //! tags, checksums, bounds, and a fuzz run of the parser.
 
 use super::*;
+use crate::date::imf_fixdate;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
