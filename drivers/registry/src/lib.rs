@@ -607,9 +607,9 @@ pub(crate) mod tests {
     /// A disk in memory that completes every request at the next poll. [`MemoryDisk::new`]
     /// is a plain one; a test changes one setting to make the disk it needs
     /// (`MemoryDisk { max_sectors: 4, ..MemoryDisk::new() }`).
-    struct MemoryDisk {
+    pub(crate) struct MemoryDisk {
         /// The sectors held in memory (after `base_lba`).
-        data: Vec<u8>,
+        pub(crate) data: Vec<u8>,
         /// Requests taken and not yet polled: tag, byte range of `data`.
         done: Vec<(rexo_api::Tag, usize, usize)>,
         /// The tag of the first request after each poll (the next ones count up).
@@ -625,6 +625,9 @@ pub(crate) mod tests {
         sector_size: usize,
         /// While on, every read is refused.
         failing_reads: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
+        /// Every read covering one of these sectors is refused with
+        /// [`DeviceError::Status`] (empty: none), as a bad sector is.
+        pub(crate) bad_reads: core::ops::Range<u64>,
         /// Every write covering this sector is refused (`u64::MAX`: none).
         bad_sector: alloc::sync::Arc<core::sync::atomic::AtomicU64>,
         /// While on, every flush is refused.
@@ -651,6 +654,7 @@ pub(crate) mod tests {
                 base_lba: 0,
                 sector_size: 512,
                 failing_reads: Default::default(),
+                bad_reads: 0..0,
                 bad_sector: alloc::sync::Arc::new(core::sync::atomic::AtomicU64::new(u64::MAX)),
                 failing_flushes: Default::default(),
                 hold_back: Default::default(),
@@ -710,6 +714,14 @@ pub(crate) mod tests {
                 return Err(DeviceError::Timeout {
                     what: "a simulated read",
                     ms: 0,
+                });
+            }
+            if lba < self.bad_reads.end
+                && self.bad_reads.start < lba.saturating_add(u64::from(sectors))
+            {
+                return Err(DeviceError::Status {
+                    what: "a simulated read",
+                    status: 1,
                 });
             }
             if lba.saturating_add(u64::from(sectors)) <= self.base_lba
@@ -1979,7 +1991,11 @@ pub(crate) mod tests {
     }
 
     /// [`disk_holding`] with sectors of `size` bytes (`table` made for them).
-    fn disk_of_sectors_holding(table: &rexo_xn::Table, sectors: u64, size: usize) -> MemoryDisk {
+    pub(crate) fn disk_of_sectors_holding(
+        table: &rexo_xn::Table,
+        sectors: u64,
+        size: usize,
+    ) -> MemoryDisk {
         let mut disk = MemoryDisk::new();
         disk.sector_size = size;
         disk.data.resize(sectors as usize * size, 0);
@@ -2303,7 +2319,7 @@ pub(crate) mod tests {
 
     /// The bytes of sectors `start..start + count` of disk 0 of `registry`, read through
     /// a lease of the disk taken as raw (its protection is read again afterwards).
-    fn raw_sectors(registry: &'static Registry, start: u64, count: u64) -> Vec<u8> {
+    pub(crate) fn raw_sectors(registry: &'static Registry, start: u64, count: u64) -> Vec<u8> {
         registry.slots[0].state.lock().protection = xn::Protection::Raw;
         let mut raw = lease_disk(registry, "fs");
         let bytes = read_sectors(raw.as_mut(), start, count);

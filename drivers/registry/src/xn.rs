@@ -586,10 +586,9 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::{disk_of_sectors_holding, raw_sectors};
     use alloc::boxed::Box;
-    use alloc::sync::Arc;
     use rexo_api::testing::{MemoryDisk, SECTOR_SIZE};
-    use rexo_api::{Completion, Tag};
 
     /// Sectors of the test disks: enough to hold a table.
     const SECTORS: usize = 16384;
@@ -646,83 +645,6 @@ mod tests {
         }
     }
 
-    /// Sectors of 4 KiB over a shared [`MemoryDisk`] (of 512-byte ones), which a test
-    /// keeps to look at while a registry drives the disk.
-    struct LargeSectors(Arc<spin::Mutex<MemoryDisk>>);
-
-    /// 512-byte sectors in one of [`LargeSectors`].
-    const SPLIT: u64 = 4096 / SECTOR_SIZE as u64;
-
-    impl BlockDevice for LargeSectors {
-        fn info(&self) -> BlockInfo {
-            let inner = self.0.lock().info();
-            BlockInfo {
-                sectors: inner.sectors / SPLIT,
-                sector_size: 4096,
-                max_sectors: inner.max_sectors / SPLIT as u32,
-                ..inner
-            }
-        }
-
-        fn submit_read(
-            &mut self,
-            queue: usize,
-            lba: u64,
-            sectors: u32,
-        ) -> Result<Tag, DeviceError> {
-            let split = SPLIT as u32;
-            self.0
-                .lock()
-                .submit_read(queue, lba * SPLIT, sectors * split)
-        }
-
-        fn submit_write_checked(
-            &mut self,
-            queue: usize,
-            lba: u64,
-            sectors: u32,
-            fill: &mut dyn FnMut(&mut [u8]) -> bool,
-        ) -> Result<Tag, DeviceError> {
-            let split = SPLIT as u32;
-            self.0
-                .lock()
-                .submit_write_checked(queue, lba * SPLIT, sectors * split, fill)
-        }
-
-        fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
-            self.0.lock().submit_flush(queue)
-        }
-
-        fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
-            self.0.lock().poll(queue, done)
-        }
-
-        fn wake_on_completion(
-            &mut self,
-            queue: usize,
-            core: Option<usize>,
-        ) -> Result<(), DeviceError> {
-            self.0.lock().wake_on_completion(queue, core)
-        }
-
-        fn abandon_requests(&mut self) {
-            self.0.lock().abandon_requests();
-        }
-    }
-
-    /// The bytes of a disk of `sector_size`-byte sectors holding `table` (made for it) at
-    /// its end and its locator, every other byte zero.
-    fn image_holding(table: &Table, sector_size: u64) -> Vec<u8> {
-        let bytes = |sectors: u64| (sectors * sector_size) as usize;
-        let mut image = vec![0u8; bytes(table.sectors())];
-        let copy = bytes(table.copy_start(table.copy()));
-        image[copy..copy + rexo_xn::COPY_BYTES].copy_from_slice(&table.to_bytes());
-        let locator = bytes(rexo_xn::locator_area(sector_size).0);
-        let written = table.locator();
-        image[locator..locator + written.len()].copy_from_slice(&written);
-        image
-    }
-
     /// A read error on one sector of the locator (on disks of 512-byte and of 4 KiB
     /// sectors) leaves the other copy to find the table, and the locator is not
     /// rewritten over the sector that could not be read (the next use tries again); a
@@ -735,18 +657,12 @@ mod tests {
             let split = sector_size / SECTOR_SIZE as u64;
             let mut table = Table::format(SECTORS as u64 / split, sector_size).unwrap();
             table.allocate("fs", 64).unwrap();
-            let image = image_holding(&table, sector_size);
+            let holding = || disk_of_sectors_holding(&table, table.sectors(), sector_size as usize);
             let (locator, count) = rexo_xn::locator_area(sector_size);
-            let inner = |failing: core::ops::Range<u64>| {
-                let mut disk = MemoryDisk::new(image.clone());
-                disk.failing_reads = failing.start * split..failing.end * split;
-                disk
-            };
-            let read_with = |failing| match sector_size {
-                4096 => read(&mut LargeSectors(Arc::new(spin::Mutex::new(inner(
-                    failing,
-                ))))),
-                _ => read(&mut inner(failing)),
+            let read_with = |failing| {
+                let mut disk = holding();
+                disk.bad_reads = failing;
+                read(&mut disk)
             };
             let written = table.locator();
             for bad in locator..locator + count {
@@ -764,12 +680,10 @@ mod tests {
                     "{sector_size}-byte sectors, sector {bad} unreadable"
                 );
             }
-            let mut unformatted = MemoryDisk::new(vec![0; image.len()]);
-            unformatted.failing_reads = locator * split..(locator + 1) * split;
-            let unknown = match sector_size {
-                4096 => read(&mut LargeSectors(Arc::new(spin::Mutex::new(unformatted)))),
-                _ => read(&mut unformatted),
-            };
+            let mut unformatted = holding();
+            unformatted.data.fill(0);
+            unformatted.bad_reads = locator..locator + 1;
+            let unknown = read(&mut unformatted);
             assert!(
                 matches!(unknown, Err(DeviceError::Status { .. })),
                 "{sector_size}-byte sectors, no table, a locator sector unreadable: {unknown:?}"
@@ -790,11 +704,9 @@ mod tests {
         let table = Table::format(2048, 4096).unwrap();
         let (locator, _) = rexo_xn::locator_area(4096);
         let shrunk_to = |sectors: u64| {
-            let mut image = image_holding(&table, 4096);
-            image.truncate(sectors as usize * 4096);
-            read(&mut LargeSectors(Arc::new(spin::Mutex::new(
-                MemoryDisk::new(image),
-            ))))
+            let mut disk = disk_of_sectors_holding(&table, table.sectors(), 4096);
+            disk.data.truncate(sectors as usize * 4096);
+            read(&mut disk)
         };
         assert_eq!(
             shrunk_to(locator + 1),
@@ -815,22 +727,16 @@ mod tests {
     fn a_grow_beside_data_in_the_locators_sectors_leaves_it_unless_forced() {
         let mut table = Table::format(1024, 4096).unwrap();
         table.allocate("fs", 64).unwrap();
-        let mut bytes = vec![0u8; 2048 * 4096];
-        let at = table.copy_start(table.copy()) as usize * 4096;
-        bytes[at..at + rexo_xn::COPY_BYTES].copy_from_slice(&table.to_bytes());
-        let (locator, _) = rexo_xn::locator_area(4096);
+        let mut disk = disk_of_sectors_holding(&table, 2048, 4096);
+        let (locator, count) = rexo_xn::locator_area(4096);
         let (before, last) = (locator as usize * 4096, (locator as usize + 1) * 4096);
         let copy = &table.locator()[4096..6144];
-        bytes[last..last + 2048].copy_from_slice(copy);
-        bytes[last + 2048..last + 4096].copy_from_slice(copy);
-        bytes[before..last].fill(0xB0);
-        let held = bytes[before..last + 4096].to_vec();
-        let mut inner = MemoryDisk::new(bytes);
-        inner.max_sectors = 64;
-        let shared = Arc::new(spin::Mutex::new(inner));
-        let disk = LargeSectors(shared.clone());
+        disk.data[last..last + 2048].copy_from_slice(copy);
+        disk.data[last + 2048..last + 4096].copy_from_slice(copy);
+        disk.data[before..last].fill(0xB0);
+        let held = disk.data[before..last + 4096].to_vec();
         let registry = crate::tests::registry_with(Found::Block(Box::new(disk)), "memory");
-        let locators = || shared.lock().data()[before..last + 4096].to_vec();
+        let locators = || raw_sectors(registry, locator, count);
         assert_eq!(
             registry.extents(0, "fs", None),
             Ok(table.entries().to_vec())
