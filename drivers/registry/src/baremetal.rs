@@ -5,6 +5,7 @@
 //! BareMetal counts storage in 4096-byte sectors. And the bookkeeping of the jobs
 //! `smp_set` gives cores ([`Jobs`]), which a load of a new binary must not run under.
 
+use alloc::boxed::Box;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use rexo_api::{BinaryError, BlockDevice, DeviceError, DeviceKind, OpenDevice, device::wait_for};
@@ -37,9 +38,11 @@ impl Registry {
     /// `b_nvs_read` / `b_nvs_write`: `sectors` whole 4096-byte sectors from `sector` on
     /// disk `drive`, in pieces of at most [`PIECE_BYTES`]; `buffer(offset, len)` gives
     /// the app's bytes `offset..offset + len` of the request, `None` if they are not
-    /// mapped. Returns the sectors done: a piece that fails ends the request, logged (no
-    /// buffer, no such disk, one held by an app, or the device's error), and so does the
-    /// disk's end (the sectors before it are done, as BareMetal counts them).
+    /// mapped. The disk is opened once, by the first piece with a buffer, and held for
+    /// the call's other pieces. Returns the sectors done: a piece that fails ends the
+    /// request, logged (no buffer, no such disk, one held by an app, or the device's
+    /// error), and so does the disk's end (the sectors before it are done, as BareMetal
+    /// counts them).
     pub fn baremetal_storage<'a>(
         &'static self,
         drive: usize,
@@ -47,11 +50,13 @@ impl Registry {
         sectors: u64,
         mut buffer: impl FnMut(u64, u64) -> Option<Transfer<'a>>,
     ) -> u64 {
+        let mut disk = None;
         let mut done = 0;
         while done < sectors {
             let count = (sectors - done).min(PIECE_BYTES / SECTOR);
             let transfer = buffer(done * SECTOR, count * SECTOR);
-            let piece = self.storage_piece(drive, sector.saturating_add(done), transfer);
+            let at = sector.saturating_add(done);
+            let piece = self.storage_piece(drive, &mut disk, at, transfer);
             done += piece;
             if piece < count {
                 break;
@@ -60,11 +65,13 @@ impl Registry {
         done
     }
 
-    /// One piece of [`Registry::baremetal_storage`]: the sectors done, 0 on any error
-    /// (logged).
+    /// One piece of [`Registry::baremetal_storage`] on disk `drive`, held in `disk`
+    /// (opened here into it when the call has not opened it yet): the sectors done, 0 on
+    /// any error (logged).
     fn storage_piece(
         &'static self,
         drive: usize,
+        disk: &mut Option<Box<dyn BlockDevice>>,
         sector: u64,
         transfer: Option<Transfer<'_>>,
     ) -> u64 {
@@ -72,12 +79,17 @@ impl Registry {
             log::warn!("baremetal: disk {drive}: no buffer (its address is not mapped)");
             return 0;
         };
-        let opened = self.open(DeviceKind::Block, drive, HOLDER);
-        let mut disk = match opened.and_then(OpenDevice::into_block) {
-            Ok(disk) => disk,
-            Err(error) => {
-                log::warn!("baremetal: disk {drive}: {error}");
-                return 0;
+        let disk = match disk {
+            Some(disk) => disk,
+            None => {
+                let opened = self.open(DeviceKind::Block, drive, HOLDER);
+                match opened.and_then(OpenDevice::into_block) {
+                    Ok(opened) => disk.insert(opened),
+                    Err(error) => {
+                        log::warn!("baremetal: disk {drive}: {error}");
+                        return 0;
+                    }
+                }
             }
         };
         match storage(disk.as_mut(), sector, transfer) {
