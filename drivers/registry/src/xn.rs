@@ -148,7 +148,7 @@ fn read_locator_copies(
     let (sectors, size) = geometry(&disk.info());
     let (start, count) = locator_area(disk);
     let mut bytes = Vec::new();
-    let mut unreadable = None;
+    let mut any_failed = false;
     for sector in start..start + count.min(sectors.saturating_sub(start)) {
         match read_sectors(disk, sector, 1) {
             Ok(one) => bytes.extend(one),
@@ -158,11 +158,11 @@ fn read_locator_copies(
                      the copy there is skipped"
                 );
                 bytes.resize(bytes.len() + size as usize, 0);
-                unreadable.get_or_insert(failed);
+                any_failed = true;
             }
         }
     }
-    Ok((bytes, unreadable.map(|_| error)))
+    Ok((bytes, any_failed.then_some(error)))
 }
 
 /// The table of `disk` (idle: nobody holds it), found by [`rexo_xn::find`] from its
