@@ -125,13 +125,20 @@ fn read_table(
     Ok(Table::parse([a, b], sectors, size))
 }
 
-/// The bytes of the locator's sectors of `disk` (idle: nobody holds it), as far as the
-/// disk reaches (a disk cut inside them still holds a copy of the locator whole in
-/// their first sector).
-fn read_locator_sectors(disk: &mut dyn BlockDevice) -> Result<Vec<u8>, DeviceError> {
+/// The locator's sectors on `disk` as far as the disk reaches (a disk cut inside them
+/// still holds a copy of the locator whole in their first sector): the first one and
+/// how many.
+fn reachable_locator(disk: &dyn BlockDevice) -> (u64, u64) {
     let sectors = disk.info().sectors;
     let (start, count) = locator_area(disk);
-    read_sectors(disk, start, count.min(sectors.saturating_sub(start)))
+    (start, count.min(sectors.saturating_sub(start)))
+}
+
+/// The bytes of the locator's sectors of `disk` (idle: nobody holds it), as far as the
+/// disk reaches ([`reachable_locator`]).
+fn read_locator_sectors(disk: &mut dyn BlockDevice) -> Result<Vec<u8>, DeviceError> {
+    let (start, count) = reachable_locator(disk);
+    read_sectors(disk, start, count)
 }
 
 /// The locator's sectors of `disk` (idle: nobody holds it) as [`read_locator_sectors`]
@@ -145,11 +152,11 @@ fn read_locator_copies(
         Ok(bytes) => return Ok((bytes, None)),
         Err(error) => error,
     };
-    let (sectors, size) = geometry(&disk.info());
-    let (start, count) = locator_area(disk);
+    let size = geometry(&disk.info()).1;
+    let (start, count) = reachable_locator(disk);
     let mut bytes = Vec::new();
     let mut any_failed = false;
-    for sector in start..start + count.min(sectors.saturating_sub(start)) {
+    for sector in start..start + count {
         match read_sectors(disk, sector, 1) {
             Ok(one) => bytes.extend(one),
             Err(failed) => {
