@@ -265,10 +265,10 @@ impl<const CORES: usize> Jobs<CORES> {
         }
     }
 
-    /// Sets `code` (not 0) as core `core`'s job; false (nothing set) if that core has
-    /// one, there is no such core, or a load runs. The caller then runs it and calls
-    /// [`Jobs::finish`].
-    pub fn set(&self, core: usize, code: u64) -> bool {
+    /// [`Jobs::start`]'s setting of a job: sets `code` (not 0) as core `core`'s job;
+    /// false (nothing set) if that core has one, there is no such core, or a load runs.
+    /// The caller then runs it and calls [`Jobs::finish`].
+    fn set(&self, core: usize, code: u64) -> bool {
         let Some(slot) = self.slots.get(core).filter(|_| code != 0) else {
             return false;
         };
@@ -286,12 +286,13 @@ impl<const CORES: usize> Jobs<CORES> {
         true
     }
 
-    /// `smp_set`: sets `code` as core `core`'s job ([`Jobs::set`]) and has `run(core)` hand
-    /// it to that core, which calls [`Jobs::finish`] when the job returns; whether it was
-    /// accepted. The caller's own core (`caller`) is accepted and given nothing: BareMetal's
-    /// boot core never runs its own slot, and its smptest sets every core, its own too,
-    /// then runs the code itself. Refused as `set` refuses, and when `run` could not hand
-    /// the job on (it is ended).
+    /// `smp_set`: sets `code` as core `core`'s job and has `run(core)` hand it to that
+    /// core, which calls [`Jobs::finish`] when the job returns; whether it was accepted.
+    /// The caller's own core (`caller`) is accepted and given nothing: BareMetal's boot
+    /// core never runs its own slot, and its smptest sets every core, its own too, then
+    /// runs the code itself. Refused (nothing set) when `code` is 0, that core has a job,
+    /// there is no such core or a load runs, and when `run` could not hand the job on (it
+    /// is ended).
     pub fn start(
         &self,
         core: usize,
