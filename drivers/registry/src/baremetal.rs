@@ -1,5 +1,5 @@
 //! BareMetal's storage and network calls (`b_nvs_read`, `b_nvs_write`, `b_net_tx`,
-//! `b_net_rx`) on the registry's devices: the kernel's BareMetal call table forwards
+//! `b_net_rx`, and `b_system` 0x30 for the MAC address) on the registry's devices: the kernel's BareMetal call table forwards
 //! here with the app's buffers. Each call holds its device only for its own duration
 //! (as the holder `baremetal`), so a device an app holds is refused to BareMetal code.
 //! BareMetal counts storage in 4096-byte sectors. And the bookkeeping of the jobs
