@@ -552,12 +552,8 @@ fn host_tests(root: &Path, select: &Select, log: &Path) -> Vec<Outcome> {
             .spawn()
             .map_err(|e| format!("cannot run cargo test: {e}"))?;
         let timeout = Duration::from_secs(HOST_TEST_TIMEOUT_S);
-        let status = qemu::wait_timeout(&mut child, "cargo test", timeout);
-        if !matches!(status, Ok(Some(_))) {
-            // Its test binaries with it.
-            proctree::kill_tree(&mut child);
-        }
-        status
+        // A hung or lost run is ended with its test binaries.
+        proctree::wait_or_kill(&mut child, "cargo test", timeout)
     });
     let output = std::fs::read_to_string(log).unwrap_or_default();
     let time = started.elapsed();

@@ -4,9 +4,36 @@
 //! all as it reaches xtask. A descendant whose parent already ended has a new parent
 //! (init) and is not found: a QEMU left by an `xtask run` that died first outlives the
 //! timeout's kill (a process-group kill reached it, but took Ctrl-C from the children).
+//! And waiting for a child with a timeout.
 
+use crate::Result;
 use rustix::process::{Pid, Signal, kill_process};
 use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// Waits up to `timeout` for `child`, which runs `program` (named in an error); its exit
+/// status (-1 for a signal) or `None`.
+pub fn wait_timeout(child: &mut Child, program: &str, timeout: Duration) -> Result<Option<i32>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(Some(status.code().unwrap_or(-1))),
+            Ok(None) if Instant::now() >= deadline => return Ok(None),
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("waiting for {program} failed: {e}")),
+        }
+    }
+}
+
+/// [`wait_timeout`], then [`kill_tree`] unless `child` exited (it is still running
+/// after `timeout`, or waiting for it failed): its exit status, `None`, or the error.
+pub fn wait_or_kill(child: &mut Child, program: &str, timeout: Duration) -> Result<Option<i32>> {
+    let status = wait_timeout(child, program, timeout);
+    if !matches!(status, Ok(Some(_))) {
+        kill_tree(child);
+    }
+    status
+}
 
 /// Stops `child` and its descendants (SIGSTOP) until no new descendant appears, since a
 /// stopped process starts no other and keeps its parent link, then kills them all

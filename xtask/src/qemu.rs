@@ -3,6 +3,7 @@
 
 use crate::Result;
 use crate::deps::Firmware;
+use crate::proctree::wait_timeout;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -595,20 +596,6 @@ fn run_core(
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
-}
-
-/// Waits up to `timeout` for `child`, which runs `program` (named in an error); its exit
-/// status (-1 for a signal) or `None`.
-pub fn wait_timeout(child: &mut Child, program: &str, timeout: Duration) -> Result<Option<i32>> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(Some(status.code().unwrap_or(-1))),
-            Ok(None) if Instant::now() >= deadline => return Ok(None),
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(format!("waiting for {program} failed: {e}")),
-        }
-    }
 }
 
 /// The parsed ready line (its format is `rexo-readyline`'s, shared with the kernel).

@@ -149,12 +149,8 @@ fn run_hello(env: &Env<'_>, log_name: &str, extra: &[&str]) -> Result<(), Failur
         })
         .and_then(|mut child| {
             let timeout = Duration::from_secs(RUN_TIMEOUT_S);
-            let code = qemu::wait_timeout(&mut child, "the xtask binary", timeout)?;
-            if code.is_none() {
-                // A hung run is stopped together with its QEMU.
-                proctree::kill_tree(&mut child);
-            }
-            Ok(code)
+            // A hung or lost run is stopped together with its QEMU.
+            proctree::wait_or_kill(&mut child, "the xtask binary", timeout)
         })
         .map_err(|e| (e, Vec::new()))?;
     let output = std::fs::read_to_string(&log).unwrap_or_default();
