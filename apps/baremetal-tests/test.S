@@ -257,7 +257,7 @@ _start:
     SYS 0x12
     lea rbx, [rip + spinner]
     cmp rax, rbx
-    CHECK e, e_smp_set
+    CHECK e, e_smp_set_idle
     lea rax, [rip + worker]
     mov rdx, [rip + other_apic]
     SYS 0x12
@@ -435,6 +435,7 @@ STR e_unknown, "unknown function 0x99 did not return the error value"
 STR e_cores, "0x11 no cores"
 STR e_misaligned, "0x12 accepted misaligned code"
 STR e_smp_set, "0x12 smp_set did not accept every core with RAX loaded once"
+STR e_smp_set_idle, "0x12 smp_set refused an idle core"
 STR e_kept_rax, "0x14/0x15/0x70/0x72/0x7D changed RAX"
 STR e_busy_timeout, "0x16 busy for 5 s"
 STR e_lock, "0x14/0x15 lock: the counter lost increments"
