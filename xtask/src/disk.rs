@@ -207,15 +207,16 @@ pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) 
         None => 0,
     };
     let bmfs_start = MIB + boot_bytes;
-    let whole_mibs = bmfs.checked_next_multiple_of(MIB);
-    let Some((bmfs, bmfs_end)) =
-        whole_mibs.and_then(|bmfs| Some((bmfs, bmfs_start.checked_add(bmfs)?)))
+    let Some(bmfs_end) = bmfs
+        .checked_next_multiple_of(MIB)
+        .and_then(|whole| bmfs_start.checked_add(whole))
     else {
         return Err(format!(
             "{}: a BMFS partition of {bmfs} bytes from byte {bmfs_start} ends past 2^64 bytes",
             path.display()
         ));
     };
+    let bmfs = bmfs_end - bmfs_start;
     let rest = size.saturating_sub(bmfs_end) / MIB * MIB;
     if bmfs == 0 || rest < MIB {
         let what = if boot.is_some() {
