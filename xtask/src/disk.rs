@@ -408,20 +408,33 @@ mod tests {
         );
     }
 
+    /// The error of `disk partition IMAGE SIZE BMFS`, which must refuse them before an
+    /// image is made.
+    fn refused(size: &str, bmfs: &str) -> String {
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("rexo-disk-refused-{}-{call}.img", std::process::id());
+        let image = std::env::temp_dir().join(name);
+        let words = ["partition", image.to_str().unwrap(), size, bmfs].map(String::from);
+        let err = command(words.to_vec()).unwrap_err();
+        assert!(!image.exists(), "{size} {bmfs}: an image was made");
+        err
+    }
+
     #[test]
     fn a_disk_past_what_an_mbr_describes_is_refused_before_it_is_made() {
-        let image = std::env::temp_dir().join(format!("rexo-disk-2t-{}.img", std::process::id()));
-        let s = |text: &str| text.to_string();
-        let image_arg = image.to_str().unwrap().to_string();
-        for (size, bmfs, partition) in [("2100G", "2050G", 1), ("2100G", "2040G", 2)] {
-            let err =
-                command(vec![s("partition"), image_arg.clone(), s(size), s(bmfs)]).unwrap_err();
+        let disk_of_2_to_the_64 = u64::MAX.to_string();
+        for (size, bmfs, partition) in [
+            ("2100G", "2050G", 1),
+            ("2100G", "2040G", 2),
+            (&disk_of_2_to_the_64, "1M", 2),
+        ] {
+            let err = refused(size, bmfs);
             assert!(
                 err.contains(&format!("partition {partition} "))
                     && err.contains("past what an MBR can describe (2 TiB)"),
                 "{err}"
             );
-            assert!(!image.exists(), "{size} {bmfs}: an image was made");
         }
     }
 
@@ -430,8 +443,6 @@ mod tests {
     /// (a panic).
     #[test]
     fn a_bmfs_partition_ending_past_2_to_the_64_bytes_is_refused() {
-        let image = std::env::temp_dir().join(format!("rexo-disk-2e64-{}.img", std::process::id()));
-        let image_arg = image.to_str().unwrap().to_string();
         let rounds_over = u64::MAX.to_string();
         let ends_over = (u64::MAX - (1 << 20) + 1).to_string();
         for (size, bmfs) in [
@@ -439,15 +450,9 @@ mod tests {
             ("1G", &ends_over),
             (&rounds_over, &ends_over),
         ] {
-            let words = ["partition", &image_arg, size, bmfs].map(String::from);
-            let err = command(words.to_vec()).unwrap_err();
+            let err = refused(size, bmfs);
             assert!(err.contains("ends past 2^64 bytes"), "{size} {bmfs}: {err}");
-            assert!(!image.exists(), "{size} {bmfs}: an image was made");
         }
-        let words = ["partition", &image_arg, &rounds_over, "1M"].map(String::from);
-        let err = command(words.to_vec()).unwrap_err();
-        assert!(err.contains("past what an MBR can describe"), "{err}");
-        assert!(!image.exists(), "a disk of 2^64 bytes: an image was made");
     }
 
     #[test]
