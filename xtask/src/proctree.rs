@@ -82,10 +82,15 @@ fn process_parents() -> Vec<(u32, u32)> {
 /// The process id and its parent's from a `/proc/PID/stat` line, `PID (COMM) STATE
 /// PPID ...`, where COMM (the program's name) may hold spaces and parentheses.
 fn parse_stat(stat: &str) -> Option<(u32, u32)> {
-    let (pid, rest) = stat.split_once(" (")?;
-    let after_name = &rest[rest.rfind(')')? + 1..];
-    let ppid = after_name.split_whitespace().nth(1)?.parse().ok()?;
+    let (pid, _) = stat.split_once(" (")?;
+    let ppid = after_name(stat)?.split_whitespace().nth(1)?.parse().ok()?;
     Some((pid.parse().ok()?, ppid))
+}
+
+/// What follows COMM in a `/proc/PID/stat` line (` STATE PPID ...`): after its last
+/// `)`, since COMM may hold parentheses.
+fn after_name(stat: &str) -> Option<&str> {
+    Some(&stat[stat.rfind(')')? + 1..])
 }
 
 /// The descendants of `root` (its children, theirs, and so on) among `(pid, ppid)`
@@ -156,8 +161,10 @@ mod tests {
         loop {
             let stat = std::fs::read_to_string(format!("/proc/{grandchild}/stat"));
             let state = stat.as_deref().ok().and_then(|stat| {
-                let after_name = &stat[stat.rfind(')')? + 1..];
-                after_name.split_whitespace().next().map(str::to_string)
+                after_name(stat)?
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_string)
             });
             if matches!(state.as_deref(), None | Some("Z" | "X")) {
                 break;
