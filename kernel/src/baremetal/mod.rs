@@ -85,6 +85,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64};
 
 use crate::arch::paging;
 use crate::mem::frames;
+use crate::mem::phys::IdentityMemory;
+use rexo_physmem::PhysMemory;
 
 pub use raw::TABLE_PAGE;
 
@@ -180,7 +182,8 @@ pub fn load(binary: Option<&[u8]>, mut record: impl FnMut(Option<u64>)) -> Resul
         Some(image) => image,
         None => {
             let module = first_module().ok_or(LoadError::NoModule)?;
-            raw::module_bytes(module.start, module.end).ok_or(LoadError::Empty)?
+            let len = (module.end - module.start) as usize;
+            PhysMemory::read(&IdentityMemory, module.start, len).ok_or(LoadError::Empty)?
         }
     };
     check_image(image, AREA_MAX)?;

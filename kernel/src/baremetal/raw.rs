@@ -243,21 +243,6 @@ pub fn spin_lock(lock: &AtomicU8) {
     }
 }
 
-/// The identity-mapped physical range `[start, end)` (a boot module, reserved from the
-/// frame allocator) as bytes.
-pub fn module_bytes(start: u64, end: u64) -> Option<&'static [u8]> {
-    let len = end.checked_sub(start)?;
-    if len == 0 {
-        return Some(&[]);
-    }
-    if start < 4096 || end > paging::mapped_top() {
-        return None;
-    }
-    // SAFETY: boot modules are reserved from the frame allocator and lie in the
-    // identity map (checked above); nothing writes them.
-    Some(unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) })
-}
-
 /// The app area's frames as bytes, taken over for good (the area is allocated once and
 /// reused by every BareMetal app of this boot).
 pub fn take_area(frames: rexo_memmap::FrameRange) -> &'static mut [u8] {
