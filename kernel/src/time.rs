@@ -45,16 +45,16 @@ fn set_tsc_hz(hz: u64) {
 }
 
 /// The TSC's rate as CPUID gives it (leaf 0x15, 0x16, or the hypervisor's 0x40000010
-/// when the CPU runs under one, `hypervisor`), if it does: then no measurement is needed.
+/// when the CPU runs under one, `hypervisor`), if it does (a rate under 1 MHz is none):
+/// then no measurement is needed.
 pub fn from_cpuid(hypervisor: bool) -> Option<(u64, TscSource)> {
     let max = cpu::cpuid(0, 0).eax;
     if max >= 0x15 {
         let leaf = cpu::cpuid(0x15, 0);
-        if leaf.eax != 0 && leaf.ebx != 0 && leaf.ecx != 0 {
-            return Some((
-                u64::from(leaf.ecx) * u64::from(leaf.ebx) / u64::from(leaf.eax),
-                TscSource::CpuidCrystal,
-            ));
+        // Under 1 MHz (a ratio under 1 rounds to 0) is no rate: the next leaf is tried.
+        let hz = (u64::from(leaf.ecx) * u64::from(leaf.ebx)).checked_div(u64::from(leaf.eax));
+        if let Some(hz) = hz.filter(|&hz| hz >= 1_000_000) {
+            return Some((hz, TscSource::CpuidCrystal));
         }
     }
     if max >= 0x16 {
@@ -65,7 +65,7 @@ pub fn from_cpuid(hypervisor: bool) -> Option<(u64, TscSource)> {
     }
     if hypervisor && cpu::cpuid(0x4000_0000, 0).eax >= 0x4000_0010 {
         let khz = cpu::cpuid(0x4000_0010, 0).eax;
-        if khz != 0 {
+        if khz >= 1000 {
             return Some((u64::from(khz) * 1000, TscSource::Hypervisor));
         }
     }
