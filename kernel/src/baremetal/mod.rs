@@ -88,7 +88,7 @@ use crate::mem::frames;
 use crate::mem::phys::IdentityMemory;
 use rexo_physmem::PhysMemory;
 
-pub use raw::TABLE_PAGE;
+pub use raw::{TABLE, TABLE_PAGE};
 
 /// Where BareMetal apps are linked and run.
 pub const APP_BASE: u64 = 0xFFFF_8000_0000_0000;
