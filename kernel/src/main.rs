@@ -205,10 +205,10 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         .unwrap_or_else(|e| fatal(format_args!("boot core interrupt stacks: {e}")));
     percpu::current().set_stacks(stack, &ist);
     arch::load_core_tables(0);
-    apic::configure(
-        features.x2apic,
-        acpi.map_or(0xFEE0_0000, |a| a.local_apic_address),
-    );
+    let local_apic = acpi.map_or(rexo_acpi::DEFAULT_LOCAL_APIC_ADDRESS, |a| {
+        a.local_apic_address
+    });
+    apic::configure(features.x2apic, local_apic);
     apic::disable_legacy_pic();
     apic::init_local();
     let bsp_apic_id = apic::id();
