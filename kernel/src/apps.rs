@@ -471,7 +471,7 @@ impl KernelCalls for AppRun {
     }
 
     fn power_off(&self) -> ApiError {
-        let why = crate::arch::cpu::without_interrupts(crate::power::power_off);
+        let why = crate::power::power_off();
         ApiError::PowerOffFailed(why)
     }
 

@@ -280,7 +280,7 @@ extern "C" fn boot_core_on_its_stack() -> ! {
         power::exit_failure();
     }
     log::info!("app '{}' returned: powering off", app.name);
-    let why = cpu::without_interrupts(power::power_off);
+    let why = power::power_off();
     log::warn!("power: cannot power off ({why}): halting");
     power::exit_success()
 }
@@ -303,7 +303,7 @@ fn run_manifest(manifest: &rexo_cmdline::Manifest<'_>, cores: usize) -> ! {
         power::exit_failure();
     }
     log::info!("manifest: every app returned: powering off");
-    let why = cpu::without_interrupts(power::power_off);
+    let why = power::power_off();
     log::warn!("power: cannot power off ({why}): halting");
     power::exit_success()
 }

@@ -58,42 +58,44 @@ fn write_register(register: &GenericAddress, value: u64) -> bool {
 }
 
 /// Powers the machine off through ACPI (`\_S5`). Returns only if that failed, saying why.
-/// Callers run it with interrupts off ([`cpu::without_interrupts`], which turns them back
-/// on if it returns), so that nothing runs between the sleep request and the power going.
+/// Runs with interrupts off ([`cpu::without_interrupts`], which turns them back on if it
+/// returns), so that nothing runs between the sleep request and the power going.
 pub fn power_off() -> &'static str {
-    let Some(info) = crate::platform::acpi() else {
-        return "no ACPI tables";
-    };
-    let Some(fadt) = info.fadt.as_ref() else {
-        return "no FADT";
-    };
-    let s5 = info.find_s5(&crate::mem::phys::IdentityMemory);
-    let Ok(Some((slp_typa, slp_typb))) = s5.inspect_err(|w| log::warn!("acpi: {w}")) else {
-        return "the DSDT has no \\_S5 sleep type";
-    };
-    log::debug!("power: S5 sleep type {slp_typa}/{slp_typb}, {fadt:?}");
-    if fadt.hardware_reduced {
-        let Some(control) = fadt.sleep_control.as_ref() else {
-            return "hardware-reduced ACPI without a sleep control register";
+    cpu::without_interrupts(|| {
+        let Some(info) = crate::platform::acpi() else {
+            return "no ACPI tables";
         };
-        const SLP_EN_HW_REDUCED: u64 = 1 << 5;
-        if !write_register(control, u64::from(slp_typa & 7) << 2 | SLP_EN_HW_REDUCED) {
-            return "the sleep control register is not writable";
-        }
-    } else {
-        let Some(pm1a) = fadt.pm1a_control_block else {
-            return "no PM1a control block";
+        let Some(fadt) = info.fadt.as_ref() else {
+            return "no FADT";
         };
-        enable_acpi_mode(fadt);
-        const SLP_EN: u16 = 1 << 13;
-        let keep = inw(pm1a) & !(0x7 << 10 | SLP_EN);
-        outw(pm1a, keep | u16::from(slp_typa & 7) << 10 | SLP_EN);
-        if let Some(pm1b) = fadt.pm1b_control_block {
-            outw(pm1b, u16::from(slp_typb & 7) << 10 | SLP_EN);
+        let s5 = info.find_s5(&crate::mem::phys::IdentityMemory);
+        let Ok(Some((slp_typa, slp_typb))) = s5.inspect_err(|w| log::warn!("acpi: {w}")) else {
+            return "the DSDT has no \\_S5 sleep type";
+        };
+        log::debug!("power: S5 sleep type {slp_typa}/{slp_typb}, {fadt:?}");
+        if fadt.hardware_reduced {
+            let Some(control) = fadt.sleep_control.as_ref() else {
+                return "hardware-reduced ACPI without a sleep control register";
+            };
+            const SLP_EN_HW_REDUCED: u64 = 1 << 5;
+            if !write_register(control, u64::from(slp_typa & 7) << 2 | SLP_EN_HW_REDUCED) {
+                return "the sleep control register is not writable";
+            }
+        } else {
+            let Some(pm1a) = fadt.pm1a_control_block else {
+                return "no PM1a control block";
+            };
+            enable_acpi_mode(fadt);
+            const SLP_EN: u16 = 1 << 13;
+            let keep = inw(pm1a) & !(0x7 << 10 | SLP_EN);
+            outw(pm1a, keep | u16::from(slp_typa & 7) << 10 | SLP_EN);
+            if let Some(pm1b) = fadt.pm1b_control_block {
+                outw(pm1b, u16::from(slp_typb & 7) << 10 | SLP_EN);
+            }
         }
-    }
-    crate::time::delay_us(100_000);
-    "the machine did not power off after the ACPI sleep request"
+        crate::time::delay_us(100_000);
+        "the machine did not power off after the ACPI sleep request"
+    })
 }
 
 /// Switches the chipset into ACPI mode through the SMI command port if firmware left it in

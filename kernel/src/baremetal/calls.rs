@@ -123,7 +123,7 @@ pub fn system(function: u64, rax: u64, rdx: u64) -> u64 {
         }
         0x7E => crate::power::reboot(),
         0x7F => {
-            let why = cpu::without_interrupts(crate::power::power_off);
+            let why = crate::power::power_off();
             log::warn!("baremetal: cannot power off ({why})");
             ERROR
         }
