@@ -106,6 +106,10 @@ const SLOWEST_TSC_HZ: u64 = 500_000_000;
 const PIT_UNAMBIGUOUS_TICKS: u64 =
     SLOWEST_TSC_HZ / 1_000_000 * (PIT_MAX_TICKS * 1_000_000 / PIT_HZ);
 
+/// Reads of a reference timer after which a window gives up: far more than a 1 ms window
+/// takes, so a counter still short of it stands still (no PIT, a broken HPET).
+const WINDOW_READS: u32 = 200_000;
+
 impl PitWindow {
     /// Starts channel 0 counting and notes where it and the TSC stand.
     pub fn start() -> Self {
@@ -143,18 +147,10 @@ impl PitWindow {
     /// not move (no PIT).
     pub(crate) fn finish(mut self, micros: u64) -> Option<u64> {
         let wanted = PIT_HZ * micros / 1_000_000;
-        let mut spins: u64 = 0;
-        loop {
+        (0..WINDOW_READS).find(|_| {
             self.sample();
-            if self.counted >= wanted {
-                break;
-            }
-            spins += 1;
-            if spins > 200_000 {
-                // Far more reads than a 1 ms window takes: the count does not move, no PIT.
-                return None;
-            }
-        }
+            self.counted >= wanted
+        })?;
         Some((self.sampled_tsc - self.tsc) * PIT_HZ / self.counted)
     }
 }
@@ -204,8 +200,7 @@ impl HpetWindow {
         let counts = micros * 1_000_000_000 / self.period_fs;
         let counted = |count: u64| count.wrapping_sub(self.count) & self.mask;
         let read = |_| (mmio_read64(self.counter).ok().map(counted), rdtsc());
-        // Far more reads than a 1 ms window takes, as the PIT's: a counter that stands still.
-        let mut reads = (0..200_000).map(read);
+        let mut reads = (0..WINDOW_READS).map(read);
         let (counted, t1) = reads.find(|&(counted, _)| counted.is_none_or(|c| c >= counts))?;
         // The counts really elapsed (the last read overshoots the target), in femtoseconds.
         let elapsed_fs = u128::from(counted?) * u128::from(self.period_fs);
