@@ -367,12 +367,9 @@ pub fn map_ram_at(virt: u64, phys: u64, len: u64) -> Result<(), PagingError> {
     {
         return Err(PagingError::Misaligned(bad));
     }
-    let end = phys
-        .checked_add(len)
+    (phys.checked_add(len))
+        .filter(|&end| end <= PHYS_LIMIT.load(Ordering::Relaxed))
         .ok_or(PagingError::BeyondPhysicalAddressWidth(phys))?;
-    if end > PHYS_LIMIT.load(Ordering::Relaxed) {
-        return Err(PagingError::BeyondPhysicalAddressWidth(end));
-    }
     let mut offset = 0;
     while offset < len {
         let addr = virt.wrapping_add(offset);
