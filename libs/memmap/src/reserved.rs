@@ -85,8 +85,9 @@ impl ReservedRanges {
     /// processors' trampoline, BareMetal's call table): no range pushed after it may
     /// overlap it.
     pub fn push_written(&mut self, range: Range<u64>) {
+        // At `len == CAPACITY` the push below overflows, and `problem` says so first.
         match self.written.get_mut(self.written_len) {
-            Some(slot) if self.len < Self::CAPACITY => {
+            Some(slot) => {
                 *slot = self.len;
                 self.written_len += 1;
             }
