@@ -46,7 +46,8 @@ pub enum ClaimError {
     AlreadyClaimed,
     /// It overlaps RAM (of any kind).
     IsRam,
-    /// It cannot be mapped (it starts in page 0, or wraps).
+    /// It cannot be mapped (it starts in page 0, wraps, ends past the CPU's physical
+    /// address width or the identity map's 2^47, or its page tables find no memory).
     Unmappable,
     /// Too many windows are claimed.
     TableFull,
