@@ -115,14 +115,20 @@ pub fn nic_args(index: usize, model: &str, host_port: u16, qemu_port: u16) -> Ve
     ]
 }
 
+/// A UDP socket on 127.0.0.1 for a peer, with a receive buffer of [`RECV_BUFFER`] where
+/// the host allows it (best-effort: without it the test still runs, only with less slack
+/// for the peer thread's scheduling).
+fn peer_socket() -> Result<UdpSocket> {
+    let socket = local_socket()?;
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, RECV_BUFFER)
+        .or_else(|_| rustix::net::sockopt::set_socket_recv_buffer_size(&socket, RECV_BUFFER));
+    Ok(socket)
+}
+
 /// Binds the peer's socket (with a large receive buffer) and picks QEMU's port: the
 /// socket, its port, and QEMU's.
 fn sockets() -> Result<(UdpSocket, u16, u16)> {
-    let socket = local_socket()?;
-    // A bigger buffer is best-effort: without it the test still runs, only with
-    // less slack for this thread's scheduling.
-    let _ = rustix::net::sockopt::set_socket_recv_buffer_size_force(&socket, RECV_BUFFER)
-        .or_else(|_| rustix::net::sockopt::set_socket_recv_buffer_size(&socket, RECV_BUFFER));
+    let socket = peer_socket()?;
     let host_port = port_of(&socket)?;
     // QEMU binds this one itself: the port is free once the probe socket is gone
     // (another program could take it in between; QEMU then fails to start, loudly).
@@ -504,7 +510,9 @@ mod tests {
 
     /// Runs a peer against a fake guest; returns the peer's report once the guest is done.
     fn exercise(fault: Fault) -> PeerReport {
-        let peer_socket = local_socket().unwrap();
+        // The peer's socket as the cases make it: a burst the peer thread cannot read
+        // while it waits for a core must not overflow a default-sized buffer.
+        let peer_socket = peer_socket().unwrap();
         let guest_socket = local_socket().unwrap();
         let peer_addr = peer_socket.local_addr().unwrap();
         let guest_addr = guest_socket.local_addr().unwrap();
