@@ -89,6 +89,20 @@ pub(crate) fn acting_as<R>(kernel: &Kernel, f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// Runs `f` acting for `api`'s app run as an abort point of its own: `None` if it
+/// returned, else how it was ended ([`ended_reason`]), after releasing the C ABI's handle
+/// locks that its abandoned calls held (`rexo_capi::release_abandoned`).
+pub(crate) fn run_as_abort_point(api: &Kernel, f: impl FnOnce()) -> Option<u8> {
+    // Every frame `f` runs in lies below this local.
+    let mark = 0u8;
+    let aborted = acting_as(api, || crate::arch::abort::run_abortable(f)).is_err();
+    aborted.then(|| {
+        let core = crate::arch::percpu::core_index();
+        rexo_capi::release_abandoned(core, rexo_capi::frame_mark(&mark));
+        ended_reason()
+    })
+}
+
 /// The app run this core acts for, if any.
 pub(crate) fn current() -> Option<AppRun> {
     *CURRENT[crate::arch::percpu::core_index()].lock()
@@ -186,11 +200,7 @@ fn run_alone(
     });
     // An abort point: if the app panics or breaks the abort protocol, only the app ends.
     let mut result = Ok(());
-    let aborted = acting_as(&api, || {
-        crate::arch::abort::run_abortable(|| result = (app.main)(&api))
-    });
-    if aborted.is_err() {
-        let reason = ended_reason();
+    if let Some(reason) = run_as_abort_point(&api, || result = (app.main)(&api)) {
         result = Err(if reason == ENDED_BY_REPOSSESSION {
             ApiError::Repossessed
         } else {
@@ -405,11 +415,7 @@ impl KernelCalls for AppRun {
         let ended_by = alloc::sync::Arc::clone(&ended);
         crate::sched::run_on_core_range(span, move |core| {
             let api = token(this);
-            let aborted = acting_as(&api, || {
-                crate::arch::abort::run_abortable(|| task(&api, core - cores.first))
-            });
-            if aborted.is_err() {
-                let reason = ended_reason();
+            if let Some(reason) = run_as_abort_point(&api, || task(&api, core - cores.first)) {
                 log::error!("{owner}: its task on core {core} was ended");
                 ended_by.store(reason, Ordering::Relaxed);
             }

@@ -59,6 +59,7 @@ pub fn register() {
                 .is_some_and(|map| map.regions().iter().any(|r| usable(r) && inside(r)));
             ram && !crate::caps::touches_revoked(start, end - start)
         },
+        core_index: crate::arch::percpu::core_index,
     });
 }
 

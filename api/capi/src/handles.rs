@@ -5,13 +5,13 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicI64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
 use rexo_api::{BlockDevice, CoreCap, Kernel, MemoryCap, NetDevice, TimerCap};
 use rexo_captable::OwnerId;
-use spin::Mutex;
+use spin::{Mutex, MutexGuard};
 
-use crate::{REXO_EBADF, REXO_EBUSY, with_app};
+use crate::{REXO_EBADF, REXO_EBUSY, host, with_app};
 
 /// A memory capability of a C app, and whether C holds a view of it.
 pub(crate) struct Memory {
@@ -58,7 +58,92 @@ struct Handle {
     owner: OwnerId,
     /// Whether it names a core (fixed at `insert`: read without the object's lock).
     core: bool,
-    object: Arc<Mutex<Option<Object>>>,
+    object: Arc<Slot>,
+}
+
+/// [`Slot::holder_core`] when no call holds the lock.
+const NO_CORE: usize = usize::MAX;
+
+/// A handle's object, locked for each call on it. The lock records the core and the frame
+/// of the call that holds it, so that a call the kernel ends mid-way (its frames abandoned
+/// at the app's abort point) has its lock released ([`release_abandoned`]) instead of
+/// holding it for good.
+struct Slot {
+    object: Mutex<Option<Object>>,
+    /// The core of the call holding the lock ([`NO_CORE`]: none).
+    holder_core: AtomicUsize,
+    /// The address of a local in the frame of the call holding the lock.
+    holder_frame: AtomicUsize,
+    /// A call holding the lock was abandoned: the next call first gives up the requests
+    /// a disk still had in flight for it (their completions belong to no one).
+    abandoned: AtomicBool,
+}
+
+/// The lock of a [`Slot`], held by one call (which keeps it in its frame).
+struct Held<'a> {
+    slot: &'a Slot,
+    object: MutexGuard<'a, Option<Object>>,
+}
+
+impl Slot {
+    fn new(object: Object) -> Self {
+        Self {
+            object: Mutex::new(Some(object)),
+            holder_core: AtomicUsize::new(NO_CORE),
+            holder_frame: AtomicUsize::new(0),
+            abandoned: AtomicBool::new(false),
+        }
+    }
+
+    /// Locks the object for a call whose frame holds the local at address `frame` (the
+    /// frame that keeps the returned lock), waiting for a call on another core.
+    fn lock(&self, frame: usize) -> Held<'_> {
+        let mut object = self.object.lock();
+        self.holder_frame.store(frame, Ordering::Relaxed);
+        self.holder_core
+            .store((host().core_index)(), Ordering::Relaxed);
+        if self.abandoned.swap(false, Ordering::Relaxed)
+            && let Some(Object::Block(disk)) = object.as_mut()
+        {
+            disk.abandon_requests();
+        }
+        Held { slot: self, object }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // Before the guard (a field, dropped after this) unlocks.
+        self.slot.holder_core.store(NO_CORE, Ordering::Relaxed);
+    }
+}
+
+/// The address of `local`, a variable of the caller's frame: a frame's mark for
+/// [`Slot::lock`] and [`release_abandoned`] (frames deeper in the stack lie below it).
+pub fn frame_mark<T>(local: &T) -> usize {
+    core::ptr::from_ref(local) as usize
+}
+
+/// Releases the handle locks held by calls on core `core` whose frames lie below `mark`
+/// (on the stack, deeper than the kernel's frame that holds the local at `mark`): the
+/// kernel calls this at an app's abort point after abandoning the frames below it, so that
+/// a call it ended mid-way (memory taken by force during the call, a device call's app
+/// code aborted) leaves no handle locked. A disk's requests still in flight for such a
+/// call are given up at the handle's next call.
+pub fn release_abandoned(core: usize, mark: usize) {
+    for handle in HANDLES.lock().iter() {
+        let slot = &handle.object;
+        if slot.holder_core.load(Ordering::Relaxed) == core
+            && slot.holder_frame.load(Ordering::Relaxed) < mark
+        {
+            slot.holder_core.store(NO_CORE, Ordering::Relaxed);
+            slot.abandoned.store(true, Ordering::Relaxed);
+            // SAFETY: this core's call that locked the slot had its frames abandoned at an
+            // abort point (the caller's promise): the guard in them is never used or
+            // dropped, so nothing else releases the lock or touches the object through it.
+            unsafe { slot.object.force_unlock() };
+        }
+    }
 }
 
 /// Every C app's handles.
@@ -73,7 +158,7 @@ pub(crate) type Outcome = Result<c_int, c_int>;
 pub(crate) fn insert(owner: OwnerId, object: Object) -> i64 {
     let id = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
     let core = matches!(object, Object::Core(_));
-    let object = Arc::new(Mutex::new(Some(object)));
+    let object = Arc::new(Slot::new(object));
     HANDLES.lock().push(Handle {
         id,
         owner,
@@ -125,14 +210,14 @@ pub(crate) fn take_as<T>(
     let object = object_of(id, owner).ok_or(REXO_EBADF)?;
     // Nothing waits for an object's lock while holding the table's, so taking the
     // table's lock below, with this one held, cannot deadlock.
-    let mut slot = object.lock();
-    match pick(slot.take().ok_or(REXO_EBADF)?) {
+    let mut held = object.lock(frame_mark(&object));
+    match pick(held.object.take().ok_or(REXO_EBADF)?) {
         Ok(taken) => {
             HANDLES.lock().retain(|h| h.id != id);
             Ok(taken)
         }
         Err((object, code)) => {
-            *slot = Some(object);
+            *held.object = Some(object);
             Err(code)
         }
     }
@@ -140,7 +225,7 @@ pub(crate) fn take_as<T>(
 
 /// The object behind handle `id` of `owner`, shared (the table's lock is held only for
 /// the lookup).
-fn object_of(id: i64, owner: OwnerId) -> Option<Arc<Mutex<Option<Object>>>> {
+fn object_of(id: i64, owner: OwnerId) -> Option<Arc<Slot>> {
     HANDLES
         .lock()
         .iter()
@@ -155,8 +240,8 @@ pub(crate) fn with_object(id: i64, f: impl FnOnce(&Kernel, &mut Object) -> Outco
         let Some(object) = object_of(id, owner) else {
             return REXO_EBADF;
         };
-        let mut slot = object.lock();
-        match slot.as_mut() {
+        let mut held = object.lock(frame_mark(&object));
+        match held.object.as_mut() {
             Some(object) => f(kernel, object).unwrap_or_else(|code| code),
             None => REXO_EBADF,
         }
@@ -216,11 +301,12 @@ mod tests {
 
     #[test]
     fn a_handle_in_use_is_waited_for_without_holding_up_the_table() {
+        crate::tests::register_test_host();
         let owner = OwnerId(77);
         let id = insert(owner, Object::Block(Box::new(Idle)));
-        // A call on another core uses the handle (or an ended task left its lock taken).
+        // A call on another core uses the handle.
         let object = object_of(id, owner).expect("inserted");
-        let in_use = object.lock();
+        let in_use = object.lock(frame_mark(&object));
         let closing = std::thread::spawn(move || take(id, owner, |_| Ok(())).is_ok());
         // The close waits for the handle alone: the table and other handles work on (on
         // a thread of their own, so that a table held by the close fails the test rather
@@ -242,5 +328,122 @@ mod tests {
         assert!(closing.join().unwrap(), "then takes the handle");
         assert_eq!(take(id, owner, |_| Ok(())).err(), Some(REXO_EBADF));
         forget(owner);
+    }
+
+    /// A disk that counts the times its requests in flight were given up.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl BlockDevice for Counted {
+        fn info(&self) -> BlockInfo {
+            Idle.info()
+        }
+        fn submit_read(&mut self, _: usize, _: u64, _: u32) -> Result<Tag, DeviceError> {
+            Err(DeviceError::QueueFull)
+        }
+        fn submit_write_checked(
+            &mut self,
+            _: usize,
+            _: u64,
+            _: u32,
+            _: &mut dyn FnMut(&mut [u8]) -> bool,
+        ) -> Result<Tag, DeviceError> {
+            Err(DeviceError::QueueFull)
+        }
+        fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
+            Err(DeviceError::QueueFull)
+        }
+        fn poll(&mut self, _: usize, _: Completion<'_>) -> Result<usize, DeviceError> {
+            Ok(0)
+        }
+        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Err(DeviceError::Unsupported("wake-ups"))
+        }
+        fn abandon_requests(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Locks handle `id` as a call in a frame below the caller's would, and abandons that
+    /// call (its frames never run again, so its lock is never dropped): what the kernel's
+    /// abort point leaves.
+    #[inline(never)]
+    fn abandon_a_call(id: i64, owner: OwnerId) {
+        let object = object_of(id, owner).expect("inserted");
+        core::mem::forget(object.lock(frame_mark(&object)));
+    }
+
+    #[test]
+    fn a_call_abandoned_at_an_abort_point_leaves_its_handle_unlocked() {
+        crate::tests::register_test_host();
+        let owner = OwnerId(78);
+        let given_up = Arc::new(AtomicUsize::new(0));
+        let id = insert(
+            owner,
+            Object::Block(Box::new(Counted(Arc::clone(&given_up)))),
+        );
+        // The abort point's frame is this test's; the abandoned call ran below it.
+        let abort_point = 0u8;
+        abandon_a_call(id, owner);
+        let core = (host().core_index)();
+        release_abandoned(core, frame_mark(&abort_point));
+        // The next call on the handle runs (it would wait for good without the release),
+        // and first gives up the disk's requests that belonged to the abandoned call.
+        let answer = with_unregistered_app(move || {
+            let object = object_of(id, owner).expect("still there");
+            let held = object.lock(frame_mark(&object));
+            held.object.is_some()
+        });
+        assert_eq!(answer, Some(true), "the handle answers");
+        assert_eq!(
+            given_up.load(Ordering::Relaxed),
+            1,
+            "requests given up once"
+        );
+        assert!(take(id, owner, |_| Ok(())).is_ok(), "and can be closed");
+        assert_eq!(given_up.load(Ordering::Relaxed), 1);
+        forget(owner);
+    }
+
+    #[test]
+    fn only_calls_below_the_abort_point_on_its_own_core_are_released() {
+        crate::tests::register_test_host();
+        let owner = OwnerId(79);
+        let id = insert(owner, Object::Block(Box::new(Idle)));
+        let core = (host().core_index)();
+        // A call still running in a frame above the abort point keeps its lock: the abort
+        // abandoned only the frames below the point.
+        let object = object_of(id, owner).expect("inserted");
+        let outer = object.lock(frame_mark(&object));
+        release_at_a_deeper_abort_point(core);
+        assert!(object.object.is_locked(), "a live call keeps its lock");
+        release_abandoned(core + 1, usize::MAX);
+        assert!(
+            object.object.is_locked(),
+            "another core's abort point releases nothing of this core's"
+        );
+        drop(outer);
+        assert!(!object.object.is_locked());
+        forget(owner);
+    }
+
+    /// An abort point in a frame below the caller's releases what lies below it.
+    #[inline(never)]
+    fn release_at_a_deeper_abort_point(core: usize) {
+        let abort_point = 0u8;
+        release_abandoned(core, frame_mark(&abort_point));
+    }
+
+    /// Runs `f` on a thread of its own, `None` if it does not finish within 5 s (a lock
+    /// held for good fails the test instead of hanging it).
+    fn with_unregistered_app<R: Send + 'static>(
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
+        let (answer, answered) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = answer.send(f());
+        });
+        answered
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .ok()
     }
 }

@@ -69,6 +69,9 @@ pub struct Host {
     /// Whether `start..end` (non-empty, `start` < `end`) lies inside one region of
     /// usable RAM and outside memory the kernel took back by force.
     pub usable_ram: fn(start: u64, end: u64) -> bool,
+    /// The index of the core running the caller (a handle's lock records it: see
+    /// [`release_abandoned`]).
+    pub core_index: fn() -> usize,
 }
 
 /// The kernel's registration.
@@ -114,6 +117,7 @@ mod views;
 pub use cores::*;
 pub use devices::*;
 use handles::{Object, insert, with_memory};
+pub use handles::{frame_mark, release_abandoned};
 pub use views::*;
 
 /// Runs a C app's `main` (called on its own run, the core acting for it); a non-zero
@@ -501,13 +505,21 @@ mod tests {
     /// The addresses the test host's RAM check says were taken back by force.
     static TAKEN: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
 
-    /// Registers the test host: all RAM usable but the addresses in [`TAKEN`].
-    fn register_test_host() {
+    /// Registers the test host: all RAM usable but the addresses in [`TAKEN`]; each
+    /// thread a core of its own.
+    pub(crate) fn register_test_host() {
         register(Host {
             acting_for: |_| {},
             usable_ram: |start, end| {
                 let taken = TAKEN.lock().expect("not poisoned");
                 !taken.iter().any(|at| (start..end).contains(at))
+            },
+            core_index: || {
+                static NEXT: core::sync::atomic::AtomicUsize =
+                    core::sync::atomic::AtomicUsize::new(0);
+                std::thread_local!(static CORE: usize =
+                    NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed));
+                CORE.with(|core| *core)
             },
         });
     }

@@ -161,3 +161,32 @@ crate::kernel_test!(
         assert_eq!(crate::caps::release_owner(owner), Ok(0));
     }
 );
+
+crate::kernel_test!(
+    fn a_c_call_the_kernel_ends_mid_way_leaves_its_handle_answering() {
+        let owner = top_owner(5);
+        let api = crate::apps::api_as(owner);
+        let handle = crate::apps::acting_as(&api, || rexo_mem_alloc(4096));
+        assert!(handle > 0, "rexo_mem_alloc gave {handle}");
+        let held = crate::caps::entries()
+            .into_iter()
+            .find(|e| e.owner == owner);
+        let entry = held.expect("the C app holds the memory").id;
+        crate::caps::request_revocation(entry, crate::time::now_ns()).expect("requested");
+        // A copy from the memory taken by force ends the task inside the call, with the
+        // call's handle locked.
+        let mut byte = [0u8; 1];
+        let ended = crate::apps::run_as_abort_point(&api, || {
+            let answer = rexo_mem_read(handle, 0, byte.as_mut_ptr().cast(), 1);
+            panic!("the kernel let the copy answer {answer}");
+        });
+        assert_eq!(ended, Some(crate::apps::ENDED_BY_REPOSSESSION));
+        // The app's other tasks and its main go on: a call on the handle answers instead
+        // of waiting for good for the abandoned call's lock.
+        crate::apps::acting_as(&api, || {
+            assert_eq!(rexo_mem_return(handle), REXO_EPERM, "revoked");
+            assert_eq!(rexo_mem_return(handle), REXO_EBADF, "gone");
+        });
+        assert_eq!(crate::caps::release_owner(owner), Ok(0));
+    }
+);
