@@ -155,9 +155,21 @@ const TX_BUFFER: usize = 2048;
 /// The shortest frame on the wire without the FCS: shorter ones are padded with zeros
 /// (the chip does not pad).
 const MIN_FRAME: usize = 60;
-/// TSD: early transmit threshold of 256 bytes (units of 32 bytes, bits 16-21): the chip
-/// starts sending once that much is in its FIFO; lower values risk underruns on a busy bus.
-const TSD_THRESHOLD_256: u32 = (256 / 32) << 16;
+/// TSD: the early transmit threshold field (ERTXTH, bits 16-21) starts here; the chip
+/// starts sending a frame once this many 32-byte units of it are in its FIFO (or all of
+/// it).
+const TSD_THRESHOLD_SHIFT: u32 = 16;
+/// Bytes per unit of the early transmit threshold.
+const TX_THRESHOLD_UNIT: usize = 32;
+/// The early transmit threshold to begin with, in bytes: lower values risk underruns on
+/// a busy bus.
+const TX_THRESHOLD_START: usize = 256;
+/// How far each FIFO underrun raises the early transmit threshold, in bytes.
+const TX_THRESHOLD_STEP: usize = 64;
+/// The highest early transmit threshold, in bytes: the first multiple of the unit at
+/// least as long as the longest frame (1514 bytes), so the chip waits for the whole
+/// frame and cannot underrun (the field allows up to 63 units, 2016 bytes).
+const TX_THRESHOLD_MAX: usize = 1536;
 /// TSD: bits 0-12 hold the frame's size.
 const TSD_SIZE_MASK: u32 = 0x1FFF;
 /// TX_SUMMARY: OWN (DMA done) of descriptor 0; descriptor `i` at `<< i`.
@@ -263,6 +275,12 @@ pub struct Rtl8139 {
     tx_abort_cleared: Option<(usize, u64)>,
     /// Transmit aborts so far (logged at each power of two).
     tx_aborts: u64,
+    /// The early transmit threshold given with each frame, in bytes: raised by each
+    /// FIFO underrun up to [`TX_THRESHOLD_MAX`], kept across chip resets (the bus that
+    /// starved the FIFO stays as busy).
+    tx_threshold: usize,
+    /// Transmit FIFO underruns so far (logged at each power of two).
+    tx_underruns: u64,
     /// The INTx line that wakes a core, or why there is none.
     line: Result<LineWake, DeviceError>,
     /// Whether the receive causes are unmasked (from a wake's arming until a receive
@@ -298,6 +316,8 @@ impl Rtl8139 {
             tx_retries: 0,
             tx_abort_cleared: None,
             tx_aborts: 0,
+            tx_threshold: TX_THRESHOLD_START,
+            tx_underruns: 0,
             line,
             armed: false,
         }
@@ -404,8 +424,8 @@ impl Rtl8139 {
     }
 
     /// Reclaims the descriptors the chip finished, oldest first (one register read for
-    /// all four). A frame the chip underran is reclaimed and reported; an aborted one
-    /// is sent again ([`Self::retry_aborted`]).
+    /// all four). A frame the chip underran went out all the same and is reclaimed as
+    /// sent ([`Self::underran`]); an aborted one is sent again ([`Self::retry_aborted`]).
     fn reclaim(&mut self) -> Result<(), DeviceError> {
         if self.tx_in_flight == 0 {
             return Ok(());
@@ -423,13 +443,9 @@ impl Rtl8139 {
                     break;
                 }
                 TxSlot::Sent => self.frame_done(),
-                TxSlot::Underrun => {
+                TxSlot::SentAfterUnderrun => {
                     self.frame_done();
-                    result = Err(DeviceError::Status {
-                        what: "transmit (FIFO underrun)",
-                        status: self.regs.read32(TSD0 + 4 * oldest),
-                    });
-                    break;
+                    self.underran();
                 }
                 TxSlot::Aborted => {
                     result = self.retry_aborted(oldest);
@@ -443,12 +459,29 @@ impl Rtl8139 {
         result
     }
 
-    /// Reclaims the oldest frame in flight, which the chip ended (sent or underrun): its
-    /// retries and its cleared abort are forgotten.
+    /// Reclaims the oldest frame in flight, which the chip sent: its retries and its
+    /// cleared abort are forgotten.
     fn frame_done(&mut self) {
         self.tx_in_flight -= 1;
         self.tx_retries = 0;
         self.tx_abort_cleared = None;
+    }
+
+    /// Counts a transmit FIFO underrun (logged at each power of two) and raises the
+    /// early transmit threshold by [`TX_THRESHOLD_STEP`], up to [`TX_THRESHOLD_MAX`],
+    /// so the chip holds more of each later frame before it starts sending.
+    fn underran(&mut self) {
+        self.tx_underruns += 1;
+        self.tx_threshold = raised_threshold(self.tx_threshold);
+        if self.tx_underruns.is_power_of_two() {
+            log::warn!(
+                "{} rtl8139: transmit FIFO underrun, {} so far; early transmit threshold now \
+                 {} bytes",
+                self.address,
+                self.tx_underruns,
+                self.tx_threshold
+            );
+        }
     }
 
     /// Answers the abort of the oldest frame in flight, in descriptor `slot`: the chip's
@@ -619,7 +652,8 @@ impl NetDevice for Rtl8139 {
         }
         padding.fill(0);
         barrier();
-        self.regs.write32(TSD0 + 4 * slot, tsd_command(size));
+        self.regs
+            .write32(TSD0 + 4 * slot, tsd_command(size, self.tx_threshold));
         self.tx_next = (slot + 1) % TX_SLOTS;
         self.tx_in_flight += 1;
         Ok(())
@@ -736,10 +770,17 @@ fn capr_for(offset: usize) -> u16 {
     (offset as u16).wrapping_sub(16)
 }
 
-/// The TSD value that sends `size` bytes: OWN clear (the chip's), the size and the early
-/// transmit threshold.
-fn tsd_command(size: usize) -> u32 {
-    (size as u32 & TSD_SIZE_MASK) | TSD_THRESHOLD_256
+/// The TSD value that sends `size` bytes once `threshold` bytes of them (a multiple of
+/// [`TX_THRESHOLD_UNIT`], at most [`TX_THRESHOLD_MAX`]) are in the chip's FIFO: OWN
+/// clear (the chip's), the size and the early transmit threshold.
+fn tsd_command(size: usize, threshold: usize) -> u32 {
+    let units = (threshold / TX_THRESHOLD_UNIT) as u32;
+    (size as u32 & TSD_SIZE_MASK) | units << TSD_THRESHOLD_SHIFT
+}
+
+/// The early transmit threshold after an underrun at `threshold`, in bytes.
+fn raised_threshold(threshold: usize) -> usize {
+    (threshold + TX_THRESHOLD_STEP).min(TX_THRESHOLD_MAX)
 }
 
 /// What became of a descriptor handed to the chip.
@@ -751,8 +792,10 @@ enum TxSlot {
     Sent,
     /// Aborted (excessive collisions): not sent, the transmitter halted on it.
     Aborted,
-    /// Underrun and given back: not sent.
-    Underrun,
+    /// Sent after its FIFO underran: the chip fetched the data again and sent the frame
+    /// (TSD TUN with DMA done; TOK stays clear, though ISR.TOK is raised: the RTL8139
+    /// datasheets' TSD).
+    SentAfterUnderrun,
 }
 
 /// The state of descriptor `slot` in the TX_SUMMARY value `summary`.
@@ -763,7 +806,7 @@ fn tx_slot_state(summary: u16, slot: usize) -> TxSlot {
     } else if has(TX_SUMMARY_TABT) {
         TxSlot::Aborted
     } else if has(TX_SUMMARY_TUN) && has(TX_SUMMARY_OWN) {
-        TxSlot::Underrun
+        TxSlot::SentAfterUnderrun
     } else {
         TxSlot::InFlight
     }
@@ -930,6 +973,23 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_the_fifo_underran_counts_as_sent_and_raises_the_early_transmit_threshold() {
+        let mut chip = chip_on_host();
+        for byte in 1..=4 {
+            send(&mut chip, byte).unwrap();
+        }
+        // Descriptor 0's FIFO underran: the chip fetched the frame again and sent it
+        // (TUN and OWN, no TOK).
+        chip.regs
+            .write16(TX_SUMMARY, TX_SUMMARY_TUN | TX_SUMMARY_OWN);
+        assert_eq!(send(&mut chip, 5), Ok(()), "the freed descriptor takes it");
+        let raised = TX_THRESHOLD_START + TX_THRESHOLD_STEP;
+        assert_eq!(chip.regs.read32(TSD0), tsd_command(60, raised));
+        assert_eq!(chip.transmit_pending(0), Ok(4));
+        assert_eq!((chip.tx_underruns, chip.tx_threshold), (1, raised));
+    }
+
+    #[test]
     fn an_aborted_frame_is_sent_again_and_stays_in_flight_until_it_goes() {
         let (mut chip, _) = chip_that_resets();
         send(&mut chip, 0x11).unwrap();
@@ -981,7 +1041,7 @@ mod tests {
         // The next frame goes out in descriptor 0, as on the reset chip.
         chip.regs.write16(TX_SUMMARY, 0);
         send(&mut chip, 0x22).unwrap();
-        assert_eq!(chip.regs.read32(TSD0), tsd_command(60));
+        assert_eq!(chip.regs.read32(TSD0), tsd_command(60, TX_THRESHOLD_START));
     }
 
     #[test]
@@ -1068,15 +1128,19 @@ mod tests {
 
     #[test]
     fn transmit_descriptors_encode_and_decode() {
-        assert_eq!(tsd_command(60), 60 | 8 << 16);
-        assert_eq!(tsd_command(1514), 1514 | 8 << 16);
+        assert_eq!(tsd_command(60, 256), 60 | 8 << 16);
+        assert_eq!(tsd_command(1514, 320), 1514 | 10 << 16);
+        assert_eq!(tsd_command(1514, TX_THRESHOLD_MAX), 1514 | 48 << 16);
+        assert_eq!(raised_threshold(TX_THRESHOLD_START), 320);
+        assert_eq!(raised_threshold(1472), TX_THRESHOLD_MAX);
+        assert_eq!(raised_threshold(TX_THRESHOLD_MAX), TX_THRESHOLD_MAX);
         // Descriptor 2 sent, 1 aborted, 3 DMA done but not yet on the wire, 0 fresh.
         let summary = (1 << 14) | (1 << 5) | (1 << 3) | (1 << 2);
         assert_eq!(tx_slot_state(summary, 2), TxSlot::Sent);
         assert_eq!(tx_slot_state(summary, 1), TxSlot::Aborted);
         assert_eq!(tx_slot_state(summary, 3), TxSlot::InFlight);
         assert_eq!(tx_slot_state(summary, 0), TxSlot::InFlight);
-        // Underrun with the descriptor back with the driver: not sent.
-        assert_eq!(tx_slot_state((1 << 8) | 1, 0), TxSlot::Underrun);
+        // Underrun with the descriptor back with the driver: sent all the same.
+        assert_eq!(tx_slot_state((1 << 8) | 1, 0), TxSlot::SentAfterUnderrun);
     }
 }
