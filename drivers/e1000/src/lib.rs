@@ -425,6 +425,52 @@ impl Queue {
         regs.write32(at(TDT), 0);
     }
 
+    /// Hands up to `budget` received frames to `deliver`, gives their buffers back (RDT
+    /// in batches); how many frames were delivered and how many descriptors were taken
+    /// from the ring (frames dropped, bad or too long, take one or more and deliver
+    /// nothing).
+    fn receive_counted(
+        &mut self,
+        budget: usize,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<Received, DeviceError> {
+        let mut received = Received {
+            delivered: 0,
+            descriptors: 0,
+        };
+        if !self.health.usable()? {
+            return Ok(received);
+        }
+        let format = self.rx_format;
+        for _ in 0..budget {
+            let slot = self.rx.next();
+            let fields_at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
+            if !RxFields::decode(format, self.rx_descriptors.read64(fields_at)).done() {
+                break;
+            }
+            // Read the length only after seeing DD: the device may write the
+            // descriptor's bytes in any order.
+            barrier();
+            let fields = RxFields::decode(format, self.rx_descriptors.read64(fields_at));
+            if let RxVerdict::Deliver(len) = ring::rx_verdict(fields, &mut self.rx_spanning) {
+                deliver(self.rx_buffers.bytes(slot * BUFFER_BYTES, len));
+                received.delivered += 1;
+            }
+            // Back to the device: the buffer address again (the extended write-back
+            // overwrites it with the RSS hash), status cleared.
+            let buffer = self.rx_buffer(slot);
+            self.rx_descriptors.write64(slot * DESCRIPTOR_BYTES, buffer);
+            self.rx_descriptors.write64(fields_at, 0);
+            self.rx.advance();
+            received.descriptors += 1;
+        }
+        if let Some(tail) = self.rx.tail_to_post(RX_POST_BATCH) {
+            barrier();
+            self.regs.write32(RDT + self.registers, tail as u32);
+        }
+        Ok(received)
+    }
+
     /// Takes back the transmit descriptors the device finished with.
     fn reclaim_transmitted(&mut self) {
         let descriptors = &self.tx_descriptors;
@@ -440,44 +486,14 @@ impl QueuePair for Queue {
     type Layout = ();
 
     /// Hands up to `budget` received frames to `deliver`, gives their buffers back (RDT
-    /// in batches); how many were delivered.
+    /// in batches); how many were delivered ([`Queue::receive_counted`]).
     fn receive(
         &mut self,
         (): (),
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        if !self.health.usable()? {
-            return Ok(0);
-        }
-        let format = self.rx_format;
-        let mut delivered = 0;
-        for _ in 0..budget {
-            let slot = self.rx.next();
-            let fields_at = slot * DESCRIPTOR_BYTES + DESCRIPTOR_FIELDS;
-            if !RxFields::decode(format, self.rx_descriptors.read64(fields_at)).done() {
-                break;
-            }
-            // Read the length only after seeing DD: the device may write the
-            // descriptor's bytes in any order.
-            barrier();
-            let fields = RxFields::decode(format, self.rx_descriptors.read64(fields_at));
-            if let RxVerdict::Deliver(len) = ring::rx_verdict(fields, &mut self.rx_spanning) {
-                deliver(self.rx_buffers.bytes(slot * BUFFER_BYTES, len));
-                delivered += 1;
-            }
-            // Back to the device: the buffer address again (the extended write-back
-            // overwrites it with the RSS hash), status cleared.
-            let buffer = self.rx_buffer(slot);
-            self.rx_descriptors.write64(slot * DESCRIPTOR_BYTES, buffer);
-            self.rx_descriptors.write64(fields_at, 0);
-            self.rx.advance();
-        }
-        if let Some(tail) = self.rx.tail_to_post(RX_POST_BATCH) {
-            barrier();
-            self.regs.write32(RDT + self.registers, tail as u32);
-        }
-        Ok(delivered)
+        Ok(self.receive_counted(budget, deliver)?.delivered)
     }
 
     /// One data descriptor per segment, each pointing at its own slot's buffer, EOP on
@@ -594,12 +610,22 @@ impl QueuePair for Queue {
     }
 }
 
+/// What one receive took from a pair's ring.
+struct Received {
+    /// Frames handed to the caller.
+    delivered: usize,
+    /// Descriptors taken from the ring and given back: the delivered frames' and the
+    /// dropped ones'.
+    descriptors: usize,
+}
+
 /// How receive queues wake a core.
 enum Wakes {
     /// The 82574's MSI-X table: receive queue `q` signals through entry `q`.
     MsiX(MsixTable),
     /// The 8254x's INTx line (its one queue), `armed` from a wake's arming until a
-    /// receive finds frames (its cause masked again then, so the line falls).
+    /// receive takes descriptors from the ring, frames delivered or dropped (its cause
+    /// masked again then, so the line falls).
     Line {
         /// The line.
         line: LineWake,
@@ -850,18 +876,19 @@ impl NetDevice for E1000 {
         budget: usize,
         deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, DeviceError> {
-        let delivered = self.run_on_pair(queue, |pair| pair.receive((), budget, deliver))?;
+        let received = self.run_on_pair(queue, |pair| pair.receive_counted(budget, deliver))?;
         if let Wakes::Line {
             armed: armed @ true,
             ..
         } = &mut self.wakes
-            && delivered > 0
+            && received.descriptors > 0
         {
-            // The wake is spent: the cause masked, so the shared line falls.
+            // The wake is spent, even on frames all dropped (RXT0 was raised for them):
+            // the cause masked, so the shared line falls.
             self.regs.write32(IMC, ICR_RXT0);
             *armed = false;
         }
-        Ok(delivered)
+        Ok(received.delivered)
     }
 
     fn send_segments(
@@ -947,6 +974,11 @@ mod tests {
     /// the device), its rings and buffers from `platform`.
     fn nic_on(platform: &'static HostPlatform, model: Model) -> E1000 {
         let no_wakes = Wakes::None(DeviceError::Unsupported("wake-ups on the host"));
+        nic_waking_by(platform, model, no_wakes)
+    }
+
+    /// [`nic_on`] `platform`, its receive queues waking cores by `wakes`.
+    fn nic_waking_by(platform: &'static HostPlatform, model: Model, wakes: Wakes) -> E1000 {
         let regs = rexo_devio::host::registers(REGISTER_SPAN);
         E1000::start(
             platform,
@@ -954,7 +986,7 @@ mod tests {
             regs,
             model,
             [0x52, 0x54, 0, 0x12, 0x34, 0x56],
-            no_wakes,
+            wakes,
         )
         .unwrap()
     }
@@ -1184,6 +1216,31 @@ mod tests {
         handles[1].transmit(0, 60, &mut |_| {}).unwrap();
         assert_eq!(nic.regs.read32(TDT + QUEUE_STRIDE), 1);
         assert_eq!(handles[1].transmit_pending(0), Ok(1));
+    }
+
+    /// Before: an 8254x's armed INTx wake was masked again only by a receive that
+    /// delivered a frame, so one whose frames were all dropped left RXT0 unmasked and the
+    /// shared line asserted. Now any receive that takes a descriptor spends the wake.
+    #[test]
+    fn a_receive_that_drops_every_frame_still_masks_an_armed_line_wake() {
+        let platform = HostPlatform::leaked();
+        let line = platform.line_wake(11, true).unwrap();
+        let wakes = Wakes::Line { line, armed: false };
+        let mut nic = nic_waking_by(platform, ring::model(0x100E).unwrap(), wakes);
+        nic.wake_on_receive(0, Some(0)).unwrap();
+        assert_eq!(nic.regs.read32(IMS), ICR_RXT0);
+        assert_eq!(nic.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
+        assert_eq!(nic.regs.read32(IMC), 0, "nothing came: still armed");
+        // A VLAN-tagged 1518-byte frame, written back whole (DD, EOP) and dropped: longer
+        // than max_frame.
+        let whole = u64::from(ring::RX_STATUS_DD | ring::RX_STATUS_EOP) << 32;
+        nic.queues[0]
+            .lock()
+            .rx_descriptors
+            .write64(DESCRIPTOR_FIELDS, whole | 1518);
+        assert_eq!(nic.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
+        assert_eq!(nic.regs.read32(IMC), ICR_RXT0, "masked: the line falls");
+        assert!(matches!(nic.wakes, Wakes::Line { armed: false, .. }));
     }
 
     /// A 64-byte IPv4 UDP frame (a transport segment of 30 bytes), whose checksum the

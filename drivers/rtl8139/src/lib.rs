@@ -284,7 +284,7 @@ pub struct Rtl8139 {
     /// The INTx line that wakes a core, or why there is none.
     line: Result<LineWake, DeviceError>,
     /// Whether the receive causes are unmasked (from a wake's arming until a receive
-    /// finds frames).
+    /// takes packets from the ring, delivered or not, or resets the receiver).
     armed: bool,
 }
 
@@ -421,6 +421,17 @@ impl Rtl8139 {
     /// position past what the chip wrote, onto an earlier lap's packets.
     fn chip_write_position(&self) -> usize {
         (usize::from(self.regs.read16(CBR)) % RX_RING) & !3
+    }
+
+    /// Masks the receive causes of an armed wake once a receive has taken what raised
+    /// them (packets, delivered or skipped, or a ring the receiver reset discarded): the
+    /// chip's INTx falls, so another device's core on the shared line is not woken
+    /// again and again by ours. ISR stays set until the next arming acknowledges it.
+    fn spend_wake(&mut self) {
+        if self.armed {
+            self.regs.write16(IMR, 0);
+            self.armed = false;
+        }
     }
 
     /// Reclaims the descriptors the chip finished, oldest first (one register read for
@@ -567,6 +578,7 @@ impl NetDevice for Rtl8139 {
     ) -> Result<usize, DeviceError> {
         check_queue(queue)?;
         let mut delivered = 0;
+        let mut consumed = false;
         while delivered < budget {
             // CBR is read only once the packets known from the last read are consumed.
             let mut ready = ring_distance(self.rx_offset, self.rx_written);
@@ -584,6 +596,7 @@ impl NetDevice for Rtl8139 {
                 // count. The call ends with it; the next one meets the header first.
                 RxHeader::Bad if delivered > 0 => break,
                 RxHeader::Bad => {
+                    self.spend_wake();
                     self.reset_receiver()?;
                     return Err(DeviceError::Status {
                         what: "received packet header (receiver reset)",
@@ -602,6 +615,7 @@ impl NetDevice for Rtl8139 {
                 deliver(self.rx.bytes(self.rx_offset + RX_HEADER, frame));
                 delivered += 1;
             }
+            consumed = true;
             let next = next_rx_offset(self.rx_offset, length);
             self.rx_unreleased += ring_distance(self.rx_offset, next);
             self.rx_offset = next;
@@ -609,10 +623,8 @@ impl NetDevice for Rtl8139 {
                 self.release();
             }
         }
-        if self.armed && delivered > 0 {
-            // The wake is spent: the causes masked, so the shared line falls.
-            self.regs.write16(IMR, 0);
-            self.armed = false;
+        if consumed {
+            self.spend_wake();
         }
         Ok(delivered)
     }
@@ -672,8 +684,8 @@ impl NetDevice for Rtl8139 {
     }
 
     /// The RTL8139 has no MSI or MSI-X capability: its receive causes raise its INTx
-    /// line, acknowledged and unmasked here, masked again by the receive that finds
-    /// frames.
+    /// line, acknowledged and unmasked here, masked again by the receive that takes
+    /// packets from the ring, delivered or skipped, or resets the receiver.
     fn wake_on_receive(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
         check_queue(queue)?;
         let line = self.line.as_ref().map_err(|error| *error)?;
@@ -825,14 +837,34 @@ mod tests {
 
     /// [`chip_on_host`] on `platform`, whose clock and DMA allocations the test watches.
     fn chip_on(platform: &'static HostPlatform) -> Rtl8139 {
+        chip_with_line(
+            platform,
+            Err(DeviceError::Unsupported("a line on the host")),
+        )
+    }
+
+    /// [`chip_on`] `platform` with `line` as its wake-up (or why there is none).
+    fn chip_with_line(
+        platform: &'static HostPlatform,
+        line: Result<LineWake, DeviceError>,
+    ) -> Rtl8139 {
         Rtl8139::new(
             rexo_devio::host::registers(REGISTER_WINDOW),
             platform,
             Address::new(0, 0, 3, 0).unwrap(),
-            Err(DeviceError::Unsupported("a line on the host")),
+            line,
             Dma::new(platform, RX_BUFFER_BYTES).unwrap(),
             Dma::new(platform, TX_SLOTS * TX_BUFFER).unwrap(),
         )
+    }
+
+    /// [`chip_on`] `platform` with its INTx line on IRQ 11 (level-triggered, as PCI
+    /// lines are), its receive wake armed for core 0.
+    fn armed_chip_on(platform: &'static HostPlatform) -> Rtl8139 {
+        let mut chip = chip_with_line(platform, platform.line_wake(11, true));
+        chip.wake_on_receive(0, Some(0)).unwrap();
+        assert_eq!(chip.regs.read16(IMR), RX_CAUSES);
+        chip
     }
 
     /// Writes a good packet of a `frame`-byte frame (bytes `fill`) and its CRC at ring
@@ -861,6 +893,30 @@ mod tests {
         // Both went back to the chip (CAPR: the read position less 16).
         assert_eq!(chip.rx_offset, end);
         assert_eq!(chip.regs.read16(CAPR), capr_for(end));
+    }
+
+    #[test]
+    fn a_receive_that_takes_only_skipped_or_bad_packets_still_masks_an_armed_wake() {
+        let mut chip = armed_chip_on(HostPlatform::leaked());
+        assert_eq!(chip.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
+        assert_eq!(
+            chip.regs.read16(IMR),
+            RX_CAUSES,
+            "nothing came: still armed"
+        );
+        // A 1600-byte frame, stored by the chip (ROK) and skipped by the driver.
+        let end = put_packet(&mut chip, 0, 1600, 0xAA);
+        chip.regs.write16(CBR, end as u16);
+        assert_eq!(chip.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
+        assert_eq!(chip.regs.read16(IMR), 0, "masked: the line falls");
+        assert!(!chip.armed);
+        // Armed again, a corrupt header: the receiver reset discards the ring.
+        chip.wake_on_receive(0, Some(0)).unwrap();
+        chip.rx.write32(end, (64 << 16) | u32::from(RX_CRC));
+        chip.regs.write16(CBR, (end + 256) as u16);
+        assert!(chip.receive(0, 8, &mut |_| panic!("no frame")).is_err());
+        assert_eq!(chip.regs.read16(IMR), 0, "masked after the receiver reset");
+        assert!(!chip.armed);
     }
 
     #[test]
