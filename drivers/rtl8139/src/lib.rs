@@ -188,6 +188,11 @@ const RESET_TIMEOUT_MS: u64 = 100;
 /// four descriptors in flight, or `transmit_pending`) before the chip counts as stuck and
 /// is reset (a frame takes 120 us at 100 Mb/s; 16 collision retries take milliseconds).
 const TX_STUCK_NS: u64 = 1_000_000_000;
+/// How long the header at the read position may say the chip is still copying its
+/// packet in ([`RX_LENGTH_IN_PROGRESS`]) before the receive FIFO counts as hung and the
+/// receiver is reset: the chip copies a whole packet (at most 4 KiB, already in its
+/// FIFO: no receive threshold) in microseconds; Linux's 8139too waits two ticks.
+const RX_COPY_TIMEOUT_NS: u64 = 10_000_000;
 /// How many times a frame aborted (each abort: 16 collisions in a row) is sent again
 /// before it is reported failed and the chip reset.
 const TX_ABORT_RETRIES: u32 = 4;
@@ -258,6 +263,9 @@ pub struct Rtl8139 {
     rx_written: usize,
     /// Bytes consumed since CAPR was last written (still held from the chip).
     rx_unreleased: usize,
+    /// How long the header at `rx_offset` has said the chip is still copying its packet
+    /// in, counted from the first receive that found it so.
+    rx_copy_stall: Stall,
     /// The transmit buffers, descriptor `i` at `i * TX_BUFFER`.
     tx: Dma,
     /// The descriptor the next frame goes in (the chip sends them in order).
@@ -309,6 +317,7 @@ impl Rtl8139 {
             rx_offset: 0,
             rx_written: 0,
             rx_unreleased: 0,
+            rx_copy_stall: Stall::default(),
             tx,
             tx_next: 0,
             tx_in_flight: 0,
@@ -385,6 +394,7 @@ impl Rtl8139 {
     fn restart_ring(&mut self) {
         self.rx_written = self.chip_write_position();
         self.rx_offset = self.rx_written;
+        self.rx_copy_stall.progress();
         self.release();
     }
 
@@ -591,7 +601,26 @@ impl NetDevice for Rtl8139 {
             let header = self.rx.read32(self.rx_offset);
             let length = match parse_rx_header(header) {
                 RxHeader::Packet(length) => length,
-                RxHeader::InProgress => break,
+                RxHeader::InProgress => {
+                    // Any packet taken in this call started the count again: only a
+                    // call that found nothing before this header can end the wait.
+                    let stalled = self.rx_copy_stall.look(self.platform.now_ns());
+                    if stalled <= RX_COPY_TIMEOUT_NS {
+                        break;
+                    }
+                    log::warn!(
+                        "{} rtl8139: a received packet still being copied in after {} ms; \
+                         resetting the receiver",
+                        self.address,
+                        RX_COPY_TIMEOUT_NS / 1_000_000
+                    );
+                    self.spend_wake();
+                    self.reset_receiver()?;
+                    return Err(DeviceError::Timeout {
+                        what: "received packet copy (receiver reset)",
+                        ms: RX_COPY_TIMEOUT_NS / 1_000_000,
+                    });
+                }
                 // Frames delivered were lent to the caller: an error would lose their
                 // count. The call ends with it; the next one meets the header first.
                 RxHeader::Bad if delivered > 0 => break,
@@ -616,6 +645,7 @@ impl NetDevice for Rtl8139 {
                 delivered += 1;
             }
             consumed = true;
+            self.rx_copy_stall.progress();
             let next = next_rx_offset(self.rx_offset, length);
             self.rx_unreleased += ring_distance(self.rx_offset, next);
             self.rx_offset = next;
@@ -917,6 +947,48 @@ mod tests {
         assert!(chip.receive(0, 8, &mut |_| panic!("no frame")).is_err());
         assert_eq!(chip.regs.read16(IMR), 0, "masked after the receiver reset");
         assert!(!chip.armed);
+    }
+
+    /// Writes the header the chip leaves while it still copies a packet in, at ring
+    /// offset `at`.
+    fn put_header_in_progress(chip: &mut Rtl8139, at: usize) {
+        chip.rx.write32(at, u32::from(RX_LENGTH_IN_PROGRESS) << 16);
+    }
+
+    #[test]
+    fn a_header_stuck_in_progress_past_the_timeout_resets_the_receiver_once() {
+        let platform = HostPlatform::leaked();
+        let mut chip = armed_chip_on(platform);
+        let end = 0x400;
+        chip.regs.write16(CBR, end as u16);
+        put_header_in_progress(&mut chip, 0);
+        assert_eq!(chip.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
+        // The chip finishes that packet in time: delivered, and the count starts over
+        // at the next header in progress.
+        platform.advance_clock(RX_COPY_TIMEOUT_NS * 3 / 4);
+        let second = put_packet(&mut chip, 0, 60, 0x11);
+        put_header_in_progress(&mut chip, second);
+        assert_eq!(chip.receive(0, 8, &mut |_| ()), Ok(1));
+        chip.wake_on_receive(0, Some(0)).unwrap();
+        platform.advance_clock(RX_COPY_TIMEOUT_NS * 3 / 4);
+        assert_eq!(chip.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
+        assert_eq!(chip.rx_offset, second, "still waiting");
+        // That one never finishes: the receiver is reset, the ring starts over where the
+        // chip writes next, the wake is spent, and the error comes once.
+        platform.advance_clock(RX_COPY_TIMEOUT_NS);
+        let timeout = DeviceError::Timeout {
+            what: "received packet copy (receiver reset)",
+            ms: RX_COPY_TIMEOUT_NS / 1_000_000,
+        };
+        assert_eq!(
+            chip.receive(0, 8, &mut |_| panic!("no frame")),
+            Err(timeout)
+        );
+        assert_eq!(chip.regs.read8(CR), CR_RE | CR_TE);
+        assert_eq!(chip.rx_offset, end);
+        assert_eq!(chip.regs.read16(CAPR), capr_for(end));
+        assert_eq!(chip.regs.read16(IMR), 0);
+        assert_eq!(chip.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
     }
 
     #[test]
