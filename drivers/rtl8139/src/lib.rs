@@ -344,8 +344,11 @@ impl Rtl8139 {
 
     /// Powers the chip on, resets it and brings up receive and transmit (the datasheet's
     /// initialisation order: the ring and descriptors addressed, then RE/TE, then
-    /// RCR/TCR, whose thresholds the chip takes only while RE/TE are set). Interrupts stay masked
-    /// (the driver polls) until a wake is armed.
+    /// RCR/TCR, whose thresholds the chip takes only while RE/TE are set). Interrupts stay
+    /// masked (the driver polls) until a wake is armed; a wake armed before a restart
+    /// (the transmit path's, [`Self::retry_aborted`] and [`Self::check_stuck`]) is armed
+    /// again after it, its receive causes acknowledged and unmasked: the kernel still
+    /// has the core waiting on the line.
     fn start(&mut self) -> Result<(), DeviceError> {
         let regs = &self.regs;
         regs.write8(CR9346, CR9346_CONFIG_WRITE);
@@ -355,7 +358,6 @@ impl Rtl8139 {
         self.reset()?;
         let regs = &self.regs;
         regs.write16(IMR, 0);
-        self.armed = false;
         regs.write32(RBSTART, self.rx_start());
         for slot in 0..TX_SLOTS {
             regs.write32(
@@ -374,6 +376,9 @@ impl Rtl8139 {
         self.tx_retries = 0;
         self.tx_abort_cleared = None;
         self.restart_ring();
+        if self.armed {
+            self.regs.write16(IMR, RX_CAUSES);
+        }
         Ok(())
     }
 
@@ -1170,6 +1175,29 @@ mod tests {
         chip.regs.write16(TX_SUMMARY, 0);
         send(&mut chip, 0x22).unwrap();
         assert_eq!(chip.regs.read32(TSD0), tsd_command(60, TX_THRESHOLD_START));
+    }
+
+    #[test]
+    fn a_chip_reset_by_the_transmit_path_keeps_an_armed_wake_armed_and_a_spent_one_masked() {
+        let platform = HostPlatform::leaked();
+        let mut chip = armed_chip_on(platform);
+        let regs = chip.regs.clone();
+        platform.on_clock_reading(move || regs.write8(CR, regs.read8(CR) & !CR_RST));
+        for armed in [true, false] {
+            if !armed {
+                chip.wake_on_receive(0, None).unwrap();
+            }
+            send(&mut chip, 0x11).unwrap();
+            assert_eq!(chip.transmit_pending(0), Ok(1), "armed: {armed}");
+            platform.advance_clock(2 * TX_STUCK_NS);
+            assert!(
+                matches!(chip.transmit_pending(0), Err(DeviceError::Timeout { .. })),
+                "reset (armed: {armed})"
+            );
+            let imr = if armed { RX_CAUSES } else { 0 };
+            assert_eq!(chip.regs.read16(IMR), imr, "armed: {armed}");
+            assert_eq!(chip.armed, armed);
+        }
     }
 
     #[test]
