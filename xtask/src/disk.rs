@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use rexo_bmfs::{BLOCK, Disk, Volume};
+use rexo_bmfs::{BLOCK, BmfsError, Disk, MIN_BLOCKS, Volume};
 
 use crate::Result;
 
@@ -217,8 +217,10 @@ pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) 
         ));
     };
     let bmfs = bmfs_end - bmfs_start;
+    large_enough_for_bmfs(bmfs)
+        .map_err(|e| format!("{}: the BMFS partition: {e}", path.display()))?;
     let rest = size.saturating_sub(bmfs_end) / MIB * MIB;
-    if bmfs == 0 || rest < MIB {
+    if rest < MIB {
         let what = if boot.is_some() {
             "the kernel's boot partition, BMFS and the Rexo file system"
         } else {
@@ -256,6 +258,15 @@ pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) 
     }
 }
 
+/// Refuses a BMFS of `bytes` before an image is made: what [`Volume::format`] would
+/// refuse ([`MIN_BLOCKS`] blocks at least).
+fn large_enough_for_bmfs(bytes: u64) -> Result<()> {
+    if bytes < MIN_BLOCKS * BLOCK {
+        return Err(BmfsError::TooSmall(bytes).to_string());
+    }
+    Ok(())
+}
+
 /// Opens the BMFS on `image`.
 fn open(image: &Path) -> Result<Volume<FileDisk>> {
     Volume::open(open_disk(image, None)?).map_err(|e| format!("{}: {e}", image.display()))
@@ -289,11 +300,12 @@ pub fn command(args: Vec<String>) -> Result<()> {
     match words.as_slice() {
         ["create", image, size] => {
             let bytes = parse_size(size)?;
+            large_enough_for_bmfs(bytes).map_err(|e| format!("{image}: {e}"))?;
             let volume = Volume::format(open_disk(Path::new(image), Some(bytes))?)
                 .map_err(|e| e.to_string())?;
             println!(
                 "{image}: BMFS, {} blocks of 2 MiB for files",
-                volume.blocks() - 1
+                volume.file_blocks()
             );
             Ok(())
         }
@@ -333,7 +345,7 @@ pub fn command(args: Vec<String>) -> Result<()> {
             println!(
                 "{} of {} blocks free",
                 volume.free_blocks(),
-                volume.blocks() - 1
+                volume.file_blocks()
             );
             Ok(())
         }
@@ -427,7 +439,7 @@ mod tests {
         for (size, bmfs, partition) in [
             ("2100G", "2050G", 1),
             ("2100G", "2040G", 2),
-            (&disk_of_2_to_the_64, "1M", 2),
+            (&disk_of_2_to_the_64, "6M", 2),
         ] {
             let err = refused(size, bmfs);
             assert!(
@@ -453,6 +465,23 @@ mod tests {
             let err = refused(size, bmfs);
             assert!(err.contains("ends past 2^64 bytes"), "{size} {bmfs}: {err}");
         }
+    }
+
+    /// BMFS keeps its first and last 2 MiB blocks, so it needs three: a smaller one is
+    /// refused by `create` and `partition` before an image is made.
+    #[test]
+    fn a_bmfs_under_three_blocks_is_refused_before_the_image_is_made() {
+        let err = refused("64M", "5M");
+        assert!(err.contains("too small for BMFS (6 MiB at least)"), "{err}");
+        let image =
+            std::env::temp_dir().join(format!("rexo-disk-small-{}.img", std::process::id()));
+        let s = image.to_str().unwrap().to_string();
+        let err = command(vec!["create".into(), s.clone(), "5M".into()]).unwrap_err();
+        assert!(err.contains("too small for BMFS (6 MiB at least)"), "{err}");
+        assert!(!image.exists(), "an image was made");
+        command(vec!["create".into(), s.clone(), "6M".into()]).unwrap();
+        assert_eq!(open(&image).unwrap().file_blocks(), 1);
+        std::fs::remove_file(&image).unwrap();
     }
 
     #[test]

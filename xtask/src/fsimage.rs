@@ -376,7 +376,7 @@ pub fn image_of_site(path: &Path) -> Result<()> {
 pub fn bootable_site(path: &Path, elf: &Path, append: &str) -> Result<()> {
     let boot = crate::disk::BootKernel { elf, append };
     let bytes = crate::bootdisk::partition_bytes_for(elf)?;
-    crate::disk::partitioned(path, bytes + (24 << 20), 4 << 20, Some(boot))?;
+    crate::disk::partitioned(path, bytes + (26 << 20), 6 << 20, Some(boot))?;
     put_site(mount(path)?)
 }
 
@@ -485,7 +485,7 @@ mod tests {
         assert_eq!(rexo, (17 << 20, 31 << 20));
         std::fs::remove_file(&path).unwrap();
         assert!(
-            crate::disk::partitioned(&path, 2 << 20, 4 << 20, None).is_err(),
+            crate::disk::partitioned(&path, 2 << 20, 6 << 20, None).is_err(),
             "too small for both"
         );
         // A boot partition takes the kernel's size and GRUB's room first.
@@ -495,7 +495,7 @@ mod tests {
             elf: &elf,
             append: "app=httpd",
         };
-        let err = crate::disk::partitioned(&path, 16 << 20, 4 << 20, Some(boot)).unwrap_err();
+        let err = crate::disk::partitioned(&path, 16 << 20, 6 << 20, Some(boot)).unwrap_err();
         assert!(err.contains("the kernel's boot partition"), "{err}");
         let _ = std::fs::remove_file(&elf);
         let _ = std::fs::remove_file(&path);

@@ -31,7 +31,7 @@ pub fn list(kernel: &Kernel) -> Result<Vec<String>, String> {
         lines.push(format!(
             "{} of {} 2 MiB blocks free",
             volume.free_blocks(),
-            volume.blocks() - 1
+            volume.file_blocks()
         ));
         Ok(lines)
     })
@@ -60,7 +60,7 @@ pub fn copy(kernel: &Kernel, from: &str, to: &str) -> Result<usize, String> {
 /// The BMFS disk's blocks: used, free, files (the directory checked on the way).
 pub fn usage(kernel: &Kernel) -> Result<String, String> {
     with_bmfs(kernel, |volume| {
-        let (total, free) = (volume.blocks() - 1, volume.free_blocks());
+        let (total, free) = (volume.file_blocks(), volume.free_blocks());
         let files = volume.files().count();
         Ok(format!(
             "{} MiB in {total} blocks of 2 MiB: {} used, {free} free; {files} of 64 files",

@@ -9,11 +9,13 @@
 //! name starting with byte 0 ends the directory (that record and every one after it are
 //! unused, whatever they hold), one starting with byte 1 is an unused (deleted) record.
 //! Each file
-//! is one contiguous run of reserved blocks, after block 0; it can grow in place up to
-//! what it reserved.
+//! is one contiguous run of reserved blocks between block 0 and the disk's last block,
+//! which BMFS keeps for itself too (BareMetal's copy of block 0); it can grow in place up
+//! to what it reserved.
 //!
 //! Opening checks everything a corrupt image could get wrong (marker, names, runs past
-//! the end of the disk or inside block 0, overlapping runs, a size larger than the run)
+//! the end of the disk or inside block 0 or the last block, overlapping runs, a size
+//! larger than the run)
 //! and refuses the image with the first problem; nothing is written until it opens.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
@@ -31,6 +33,8 @@ use core::fmt;
 
 /// Bytes per BMFS block.
 pub const BLOCK: u64 = 2 << 20;
+/// Blocks on the smallest disk BMFS takes: block 0, one file block and the last block.
+pub const MIN_BLOCKS: u64 = 3;
 /// Where the marker is.
 const MARKER_AT: u64 = 1024;
 /// The marker.
@@ -64,11 +68,13 @@ pub enum BmfsError {
     Disk(String),
     /// No `BMFS` marker at byte 1024: not a BMFS disk.
     NotBmfs,
-    /// The disk is smaller than block 0 and one file block.
+    /// The disk (its size in bytes) is smaller than [`MIN_BLOCKS`] blocks: block 0, one
+    /// file block and the last block.
     TooSmall(u64),
     /// A record's name is not NUL-terminated printable text (record number).
     BadName(usize),
-    /// A file's blocks run past the end of the disk or into block 0 (name).
+    /// A file's blocks run past the end of the disk, into block 0 or into the last block
+    /// (name): files live in blocks 1 to the disk's last but one.
     OutsideDisk(String),
     /// Two files share blocks (names).
     Overlap(String, String),
@@ -113,10 +119,14 @@ impl fmt::Display for BmfsError {
             Self::NotBmfs => f.write_str("not a BMFS disk (no BMFS marker at byte 1024)"),
             Self::TooSmall(size) => write!(
                 f,
-                "a {size}-byte disk is too small for BMFS (4 MiB at least)"
+                "a {size}-byte disk is too small for BMFS ({} MiB at least)",
+                (MIN_BLOCKS * BLOCK) >> 20
             ),
             Self::BadName(record) => write!(f, "directory record {record} has a corrupt name"),
-            Self::OutsideDisk(name) => write!(f, "'{name}' lies outside the disk's file blocks"),
+            Self::OutsideDisk(name) => write!(
+                f,
+                "'{name}' lies outside the disk's file blocks (block 0 and the last block are BMFS's own)"
+            ),
             Self::Overlap(a, b) => write!(f, "'{a}' and '{b}' share blocks"),
             Self::SizeTooLarge(name) => {
                 write!(f, "'{name}' claims more bytes than its blocks hold")
@@ -240,13 +250,13 @@ fn valid_name(name: &str) -> Result<(), BmfsError> {
 }
 
 /// Checks the directory against a disk of `blocks` blocks: every run inside blocks
-/// `1..blocks`, no two overlapping (a file of no blocks overlaps nothing), no size
-/// past its run, no two files of one name.
+/// `1..blocks - 1` (block 0 and the last block are BMFS's own), no two overlapping (a
+/// file of no blocks overlaps nothing), no size past its run, no two files of one name.
 fn check(records: &[Option<Entry>], blocks: u64) -> Result<(), BmfsError> {
     let mut files: Vec<&Entry> = records.iter().flatten().collect();
     for file in &files {
         let end = file.start.checked_add(file.reserved);
-        if file.start == 0 || end.is_none_or(|end| end > blocks) {
+        if file.start == 0 || end.is_none_or(|end| end > blocks - 1) {
             return Err(BmfsError::OutsideDisk(file.name.clone()));
         }
         if file.size > file.capacity() {
@@ -275,7 +285,7 @@ impl<D: Disk> Volume<D> {
     /// Writes an empty BMFS on `disk` (the marker and an empty directory; block 0's first
     /// 512 bytes, where a boot sector may live, are left alone) and opens it.
     pub fn format(mut disk: D) -> Result<Self, BmfsError> {
-        if disk.size() < 2 * BLOCK {
+        if disk.size() < MIN_BLOCKS * BLOCK {
             return Err(BmfsError::TooSmall(disk.size()));
         }
         disk.write(MARKER_AT, MARKER).map_err(BmfsError::Disk)?;
@@ -287,7 +297,7 @@ impl<D: Disk> Volume<D> {
 
     /// Opens the BMFS on `disk`, checking its directory.
     pub fn open(mut disk: D) -> Result<Self, BmfsError> {
-        if disk.size() < 2 * BLOCK {
+        if disk.size() < MIN_BLOCKS * BLOCK {
             return Err(BmfsError::TooSmall(disk.size()));
         }
         let mut marker = [0u8; 4];
@@ -329,18 +339,24 @@ impl<D: Disk> Volume<D> {
             .ok_or_else(|| BmfsError::NotFound(name.into()))
     }
 
-    /// Blocks on the disk (block 0 included).
+    /// Blocks on the disk (block 0 and the last block included).
     pub fn blocks(&self) -> u64 {
         self.disk.size() / BLOCK
     }
 
-    /// Blocks no file reserved.
-    pub fn free_blocks(&self) -> u64 {
-        self.blocks() - 1 - self.files().map(|file| file.reserved).sum::<u64>()
+    /// Blocks files may reserve: all but block 0 and the last block (blocks 1 to
+    /// `blocks() - 2`).
+    pub fn file_blocks(&self) -> u64 {
+        self.blocks() - 2
     }
 
-    /// The first run of `blocks` free blocks (none for a count past any disk's); a file
-    /// that reserved no blocks takes none, as in `check`.
+    /// Blocks files may reserve that no file reserved.
+    pub fn free_blocks(&self) -> u64 {
+        self.file_blocks() - self.files().map(|file| file.reserved).sum::<u64>()
+    }
+
+    /// The first run of `blocks` free blocks before the last block (none for a count past
+    /// any disk's); a file that reserved no blocks takes none, as in `check`.
     fn free_run(&self, blocks: u64) -> Option<u64> {
         let mut taken: Vec<(u64, u64)> = self
             .files()
@@ -355,7 +371,9 @@ impl<D: Disk> Volume<D> {
             }
             candidate = candidate.max(end);
         }
-        (candidate.checked_add(blocks)? <= self.blocks()).then_some(candidate)
+        // The run ends (exclusive) at the last block at the latest: that one is BMFS's.
+        let last_block = self.blocks() - 1;
+        (candidate.checked_add(blocks)? <= last_block).then_some(candidate)
     }
 
     /// Refuses a change with [`BmfsError::NeedsReopen`] once the directory on disk may

@@ -30,14 +30,19 @@ fn files_round_trip_and_survive_reopening() {
         2,
         "clipped at the size"
     );
-    assert_eq!(volume.free_blocks(), 7 - 4);
+    assert_eq!(
+        volume.file_blocks(),
+        6,
+        "block 0 and the last are BMFS's own"
+    );
+    assert_eq!(volume.free_blocks(), 6 - 4);
     let names: Vec<&str> = volume.files().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["hello.app", "data.bin"]);
 }
 
 #[test]
 fn space_is_found_and_freed() {
-    let mut volume = Volume::format(disk(12)).unwrap(); // blocks 1..6 for files
+    let mut volume = Volume::format(disk(14)).unwrap(); // blocks 1..=5 for files
     volume.create("a", 2).unwrap();
     volume.create("b", 2).unwrap();
     assert_eq!(
@@ -78,7 +83,7 @@ fn block_counts_past_the_disk_are_no_space() {
     let reopened = Volume::open(volume.into_disk()).unwrap();
     let names: Vec<&str> = reopened.files().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["a"]);
-    assert_eq!(reopened.free_blocks(), 4);
+    assert_eq!(reopened.free_blocks(), 3);
 }
 
 #[test]
@@ -106,11 +111,42 @@ fn bad_requests_say_why_and_change_nothing() {
         }
     );
     assert_eq!(volume.find("small").unwrap().size, 0);
-    assert!(matches!(
-        Volume::format(disk(3)),
-        Err(BmfsError::TooSmall(_))
-    ));
+    assert_eq!(
+        Volume::format(disk(5)).err(),
+        Some(BmfsError::TooSmall(5 << 20))
+    );
     assert_eq!(Volume::open(disk(8)).err(), Some(BmfsError::NotBmfs));
+}
+
+#[test]
+fn the_last_block_is_the_file_systems_own() {
+    // BMFS keeps the first and the last block (BareMetal's copy of block 0): on the
+    // smallest disk, three blocks, one is left for files.
+    let mut volume = Volume::format(disk(6)).unwrap();
+    assert_eq!((volume.file_blocks(), volume.free_blocks()), (1, 1));
+    assert_eq!(
+        volume.create("two", 2).unwrap_err(),
+        BmfsError::NoSpace { blocks: 2 }
+    );
+    assert_eq!(volume.create("one", 1).unwrap().start, 1);
+    assert_eq!(volume.free_blocks(), 0);
+    assert_eq!(
+        volume.create("more", 1).unwrap_err(),
+        BmfsError::NoSpace { blocks: 1 }
+    );
+    // A directory naming the last block (another tool's, or a damaged one) is refused.
+    let mut image = volume.into_disk();
+    let last = Entry {
+        name: "last".into(),
+        start: 2,
+        reserved: 1,
+        size: 0,
+    };
+    let at = DIRECTORY_AT as usize + RECORD;
+    image[at..at + RECORD].copy_from_slice(&encode(&last));
+    let refused = Volume::open(image).err();
+    assert_eq!(refused, Some(BmfsError::OutsideDisk("last".into())));
+    assert!(format!("{}", refused.unwrap()).contains("the last block"));
 }
 
 #[test]
@@ -160,6 +196,11 @@ fn corrupt_images_are_refused_with_the_reason() {
     assert_eq!(
         open(&[("a", 1, u64::MAX, 10)]),
         Some(BmfsError::OutsideDisk("a".into()))
+    );
+    assert_eq!(
+        open(&[("a", 6, 2, 10)]),
+        Some(BmfsError::OutsideDisk("a".into())),
+        "the last block (7) is the file system's"
     );
     assert_eq!(
         open(&[("a", 1, 1, BLOCK + 1)]),
@@ -250,18 +291,19 @@ fn a_file_larger_than_memory_is_an_error_not_an_abort() {
         size,
     };
     let mut volume = Volume::format(vast).unwrap().into_disk();
-    // A record as a damaged or enormous disk may hold: all but block 0, full.
+    // A record as a damaged or enormous disk may hold: all but block 0 and the last,
+    // full.
     let entry = Entry {
         name: "huge".into(),
         start: 1,
-        reserved: size / BLOCK - 1,
-        size: size - BLOCK,
+        reserved: size / BLOCK - 2,
+        size: size - 2 * BLOCK,
     };
     volume.write(DIRECTORY_AT, &encode(&entry)).unwrap();
     let mut volume = Volume::open(volume).unwrap();
     assert_eq!(
         volume.read("huge"),
-        Err(BmfsError::NoMemory("huge".into(), size - BLOCK))
+        Err(BmfsError::NoMemory("huge".into(), size - 2 * BLOCK))
     );
     let mut piece = [1u8; 16];
     assert_eq!(volume.read_at("huge", size / 2, &mut piece), Ok(16));
@@ -310,7 +352,7 @@ fn flipped_bytes_of_a_used_directory_are_refused_or_consistent() {
         let files: Vec<Entry> = volume.files().cloned().collect();
         assert!(volume.free_blocks() < volume.blocks(), "round {round}");
         for file in &files {
-            assert!(file.start >= 1 && file.start + file.reserved <= volume.blocks());
+            assert!(file.start >= 1 && file.start + file.reserved < volume.blocks());
             let mut piece = [0u8; 64];
             volume
                 .read_at(&file.name, file.size / 2, &mut piece)
@@ -318,7 +360,7 @@ fn flipped_bytes_of_a_used_directory_are_refused_or_consistent() {
             volume.write(&file.name, b"fits any file").ok();
         }
         match volume.create("new", 2) {
-            Ok(entry) => assert!(entry.start + 2 <= volume.blocks(), "round {round}"),
+            Ok(entry) => assert!(entry.start + 2 < volume.blocks(), "round {round}"),
             Err(error) => assert!(
                 matches!(error, BmfsError::NoSpace { .. } | BmfsError::DirectoryFull),
                 "round {round}: {error}"
@@ -348,9 +390,9 @@ fn a_file_of_no_blocks_shares_none() {
     assert_eq!(volume.create("new", 4).unwrap().start, 1);
     let volume = Volume::open(volume.into_disk()).expect("a volume a create left opens");
     assert_eq!(volume.files().count(), 2);
-    // Every block of the disk (1 to 7) is free: a file of no blocks at 2 takes none.
+    // Every file block of the disk (1 to 6) is free: a file of no blocks at 2 takes none.
     let mut volume = Volume::open(image_with(&[("z", 2, 0, 0)])).unwrap();
-    assert_eq!(volume.create("all", 7).unwrap().start, 1);
+    assert_eq!(volume.create("all", 6).unwrap().start, 1);
 }
 
 /// A disk in memory whose writes fail once `budget` bytes have been written: the write
@@ -587,7 +629,7 @@ fn the_directory_ends_at_the_first_name_starting_with_byte_0() {
     let mut volume = Volume::open(image).expect("records after the end marker are unused");
     let names: Vec<&str> = volume.files().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["a"]);
-    assert_eq!(volume.free_blocks(), 6);
+    assert_eq!(volume.free_blocks(), 5);
     // "b" fills the end marker's record: the marker moves to the next one, over "ghost".
     volume.create("b", 1).unwrap();
     let image = volume.into_disk();
