@@ -328,8 +328,8 @@ impl<'a> Console<'a> {
 
     /// Writes text at the cursor. `\n` starts a new line, `\r` returns to the start of
     /// the line, `\t` fills up to the next tab stop, `\x08` moves one column left (without
-    /// erasing). Lines wrap at the right edge; at the bottom the screen scrolls up one
-    /// text row.
+    /// erasing), `\x07` (the bell, which a framebuffer cannot ring) does nothing. Lines
+    /// wrap at the right edge; at the bottom the screen scrolls up one text row.
     pub fn write_str(&mut self, s: &str) {
         for c in s.chars() {
             self.write_char(c);
@@ -342,6 +342,7 @@ impl<'a> Console<'a> {
             '\n' => self.newline(),
             '\r' => self.col = 0,
             '\x08' => self.col = self.col.saturating_sub(1),
+            '\x07' => {}
             '\t' => {
                 self.wrap_if_full();
                 let stop = ((self.col / TAB_WIDTH + 1) * TAB_WIDTH).min(self.columns);

@@ -254,6 +254,17 @@ fn tab_carriage_return_and_backspace() {
 }
 
 #[test]
+fn the_bell_draws_nothing_and_leaves_the_cursor() {
+    // The monitor's editor sends BEL for a key it refuses: no box, no column taken.
+    let (mut buf, g) = screen(12, 2);
+    let mut con = Console::new(&mut buf, g).unwrap();
+    con.clear();
+    con.write_str("a\x07b");
+    assert_eq!((con.col, con.row), (2, 0));
+    assert_eq!(buf, rendered(g, "ab"));
+}
+
+#[test]
 fn pitch_padding_is_never_written() {
     // 24 pixels * 4 bytes = 96 bytes per line, pitch 128, and 64 spare bytes at the end.
     let g = geometry(24, 48, 128, bgr32());
