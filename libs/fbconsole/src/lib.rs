@@ -328,8 +328,10 @@ impl<'a> Console<'a> {
 
     /// Writes text at the cursor. `\n` starts a new line, `\r` returns to the start of
     /// the line, `\t` fills up to the next tab stop, `\x08` moves one column left (without
-    /// erasing), `\x07` (the bell, which a framebuffer cannot ring) does nothing. Lines
-    /// wrap at the right edge; at the bottom the screen scrolls up one text row.
+    /// erasing; from the first column to the last of the row above, so that a line that
+    /// wrapped is erased back over its wrap; it stays in the top left corner), `\x07` (the
+    /// bell, which a framebuffer cannot ring) does nothing. Lines wrap at the right edge;
+    /// at the bottom the screen scrolls up one text row.
     pub fn write_str(&mut self, s: &str) {
         for c in s.chars() {
             self.write_char(c);
@@ -341,7 +343,7 @@ impl<'a> Console<'a> {
         match c {
             '\n' => self.newline(),
             '\r' => self.col = 0,
-            '\x08' => self.col = self.col.saturating_sub(1),
+            '\x08' => self.back(),
             '\x07' => {}
             '\t' => {
                 self.wrap_if_full();
@@ -354,6 +356,17 @@ impl<'a> Console<'a> {
                 self.wrap_if_full();
                 self.put(c);
             }
+        }
+    }
+
+    /// Moves the cursor one column left; from the first column to the last of the row
+    /// above (none above the top row).
+    fn back(&mut self) {
+        if self.col > 0 {
+            self.col -= 1;
+        } else if self.row > 0 {
+            self.row -= 1;
+            self.col = self.columns - 1;
         }
     }
 

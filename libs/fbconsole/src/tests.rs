@@ -254,6 +254,24 @@ fn tab_carriage_return_and_backspace() {
 }
 
 #[test]
+fn backspace_at_the_first_column_goes_to_the_end_of_the_row_above() {
+    // The monitor's editor erases a character with "\x08 \x08": here the X that wrapped
+    // onto row 1, then the 9 at the end of row 0.
+    let (mut buf, g) = screen(10, 3);
+    let mut con = Console::new(&mut buf, g).unwrap();
+    con.clear();
+    con.write_str("0123456789X\x08 \x08\x08 \x08");
+    assert_eq!((con.col, con.row), (9, 0));
+    assert_eq!(buf, rendered(g, "012345678"));
+
+    // In the top left corner it stays.
+    let (mut buf, g) = screen(10, 3);
+    let mut con = Console::new(&mut buf, g).unwrap();
+    con.write_str("a\x08\x08");
+    assert_eq!((con.col, con.row), (0, 0));
+}
+
+#[test]
 fn the_bell_draws_nothing_and_leaves_the_cursor() {
     // The monitor's editor sends BEL for a key it refuses: no box, no column taken.
     let (mut buf, g) = screen(12, 2);
