@@ -448,10 +448,9 @@ pub fn execute(kernel: &Kernel, command: Command<'_>) {
                 Err(why) => say(&format!("time: {why}\r\n")),
             }
         }
-        Command::Net => match net::show(kernel) {
-            Ok(lines) => lines.iter().for_each(|line| say(&format!("{line}\r\n"))),
-            Err(why) => say(&format!("net: {why}\r\n")),
-        },
+        Command::Net => net::show(kernel)
+            .iter()
+            .for_each(|line| say(&format!("{line}\r\n"))),
         Command::Ping { to, count } => {
             if let Err(why) = net::ping(kernel, to, count, &say) {
                 say(&format!("ping: {why}\r\n"));

@@ -205,8 +205,9 @@ fn sharing_lines(index: usize, sharing: &NetSharing) -> Vec<String> {
 
 /// `net`: every network interface with its holder and, when apps share it, its filters
 /// and their counters; then the first free one configured: address, router, and what
-/// moved while it was configured.
-pub fn show(kernel: &Kernel) -> Result<Vec<String>, String> {
+/// moved while it was configured, or, when that fails, `net: ` and why (after the
+/// listing, which is shown all the same).
+pub fn show(kernel: &Kernel) -> Vec<String> {
     let nics: Vec<DeviceInfo> = kernel
         .devices()
         .into_iter()
@@ -239,8 +240,18 @@ pub fn show(kernel: &Kernel) -> Result<Vec<String>, String> {
         ));
     }
     if shared && nics.iter().all(|d| d.holder.is_some()) {
-        return Ok(lines);
+        return lines;
     }
+    match configured(kernel) {
+        Ok(configured) => lines.extend(configured),
+        Err(why) => lines.push(format!("net: {why}")),
+    }
+    lines
+}
+
+/// `net`'s lines for the first free interface, configured now: its address and router,
+/// how it got them, and what moved meanwhile.
+fn configured(kernel: &Kernel) -> Result<[String; 2], String> {
     let started = kernel.now_ns();
     let (device, stack, how) = bring_up(
         kernel,
@@ -250,20 +261,26 @@ pub fn show(kernel: &Kernel) -> Result<Vec<String>, String> {
         },
     )?;
     let (address, prefix) = stack.address().ok_or("the interface has no address")?;
-    lines.push(format!(
+    let address_line = format!(
         "nic {}: address {address}/{prefix}, router {}, {how} in {} ms",
         device.index,
         stack
             .gateway()
             .map_or(String::from("none"), |g| format!("{g}")),
         (kernel.now_ns() - started) / 1_000_000
-    ));
+    );
     let c = stack.counters();
-    lines.push(format!(
+    let traffic_line = format!(
         "nic {}: received {} frames ({} bytes), sent {} frames ({} bytes), dropped {}, replies copied {}",
-        device.index, c.rx_frames, c.rx_bytes, c.tx_frames, c.tx_bytes, c.tx_dropped, c.replies_copied
-    ));
-    Ok(lines)
+        device.index,
+        c.rx_frames,
+        c.rx_bytes,
+        c.tx_frames,
+        c.tx_bytes,
+        c.tx_dropped,
+        c.replies_copied
+    );
+    Ok([address_line, traffic_line])
 }
 
 /// `ping ADDRESS [COUNT]`: `count` echo requests a second apart, each answer (or its
