@@ -1293,7 +1293,7 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
     }
     // A BMFS disk, read back by the host tool's code: the files the case's input
     // deleted (`rm NAME`) are gone, the others still there, and the copies of
-    // `cp NOTES NEW` hold the notes' bytes.
+    // `cp NOTES NEW` (NEW in double quotes when it holds a space) hold the notes' bytes.
     if let Some(path) = bmfs_image {
         let removed: Vec<&str> = case
             .input
@@ -1313,7 +1313,8 @@ fn run_case(root: &Path, elf: &Path, case: &Case, logs: &Path) -> Result<Outcome
                 let copies = case
                     .input
                     .split('\r')
-                    .filter_map(|line| line.strip_prefix(&format!("cp {} ", crate::disk::NOTES.0)));
+                    .filter_map(|line| line.strip_prefix(&format!("cp {} ", crate::disk::NOTES.0)))
+                    .map(|copy| copy.trim_matches('"'));
                 for copy in copies {
                     match crate::disk::read_file(&path, copy) {
                         Ok(bytes) if bytes == crate::disk::NOTES.1.as_bytes() => {}

@@ -1028,12 +1028,13 @@ pub const CASES: &[Case] = &[
         // the monitor lists it, loads and runs the storage-call program, which writes and
         // reads a sector through b_nvs_write/b_nvs_read; `pci` shows the driver bound; a
         // file the host put there is shown, one is deleted in Rexo and is gone when the
-        // host reads the image afterwards.
+        // host reads the image afterwards; a copy named with a space (in double quotes) is
+        // made and shown too.
         name: "baremetal::bmfs-disk-monitor",
         machine: Machine::Q35,
         append: "app=monitor",
         qemu: &[Arg::BmfsDisk("nvme,serial=bmfs")],
-        input: "ls\rload storage.app\rexec\rload nope.app\rdevices\rpci\rcat notes.txt\rrm poweroff.app\rcp notes.txt copy.txt\rcat copy.txt\rcp notes.txt copy.txt\rcp nope.txt x.txt\rdf\rfsck\rpoweroff\r",
+        input: "ls\rload storage.app\rexec\rload nope.app\rdevices\rpci\rcat notes.txt\rrm poweroff.app\rcp notes.txt copy.txt\rcat copy.txt\rcp notes.txt \"my notes.txt\"\rcat \"my notes.txt\"\rcp notes.txt copy.txt\rcp nope.txt x.txt\rdf\rfsck\rpoweroff\r",
         exit: Some(0),
         timeout_s: 30,
         checks: &[
@@ -1050,7 +1051,8 @@ pub const CASES: &[Case] = &[
             Check::Has("put here by the host tool"),
             Check::Has("rm: poweroff.app deleted"),
             Check::Has("cp: notes.txt copied to copy.txt (39 bytes)"),
-            Check::Count("put here by the host tool", 2),
+            Check::Has("cp: notes.txt copied to my notes.txt (39 bytes)"),
+            Check::Count("put here by the host tool", 3),
             Check::Has("cp: 'copy.txt' exists already"),
             Check::Has("cp: no file 'nope.txt'"),
             Check::Has("blocks of 2 MiB:"),

@@ -3,7 +3,8 @@
 //!
 //! Commands: `help`, `cores`, `mem`, `caps`, `apps`, `run APP`, `pci`, `devices`, `load`,
 //! `ls`, `cat`, `rm`, `df`, `fsck`, `extents`, `exec`, `net`, `ping`, `time`, `reboot`,
-//! `poweroff`.
+//! `poweroff`. An argument holding spaces (a BMFS file name) is given in double quotes
+//! ([`QUOTING`]).
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
@@ -90,6 +91,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("reboot", "reboot the machine"),
     ("poweroff", "power the machine off"),
 ];
+
+/// How to give an argument holding spaces, shown after the commands by `help`.
+pub const QUOTING: &str =
+    "a name holding spaces goes in double quotes (it cannot hold one): cat \"my notes.txt\"";
 
 /// What a command line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -178,22 +183,54 @@ fn parse_host(text: &str) -> Option<Host<'_>> {
     (name_like && has_letter).then_some(Host::Name(text))
 }
 
-/// Parses a command line; the error is the message to show.
+/// The words of `line`: runs of non-blank characters, or the text between two double
+/// quotes, blanks and all (the quotes are not part of the word). A quote left open, or
+/// text right after a closing quote, is an error naming it.
+fn split_words(line: &str) -> Result<Vec<&str>, String> {
+    let mut words = Vec::new();
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        let (word, after) = match rest.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted
+                    .find('"')
+                    .ok_or_else(|| format!("no closing quote in {rest}"))?;
+                let after = &quoted[end + 1..];
+                if after.starts_with(|c: char| !c.is_whitespace()) {
+                    return Err(format!("a closing quote must end its word: {rest}"));
+                }
+                (&quoted[..end], after)
+            }
+            None => {
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                rest.split_at(end)
+            }
+        };
+        words.push(word);
+        rest = after.trim_start();
+    }
+    Ok(words)
+}
+
+/// Parses a command line; the error is the message to show. Words are split at blanks,
+/// except inside double quotes ([`QUOTING`]); `extents` and `fs` take the rest of the
+/// line as it is.
 pub fn parse(line: &str) -> Result<Command<'_>, String> {
-    let mut words = line.split_whitespace();
-    let Some(word) = words.next() else {
+    let Some(first) = line.split_whitespace().next() else {
         return Ok(Command::Nothing);
     };
-    if word == "extents" {
+    if first == "extents" {
         return Ok(Command::Extents(
             line.trim_start()["extents".len()..].trim(),
         ));
     }
-    if word == "fs" {
+    if first == "fs" {
         let words = line.trim_start()["fs".len()..].trim();
         rexofs::refuse_extra_words(words)?;
         return Ok(Command::Fs(words));
     }
+    let mut words = split_words(line)?.into_iter();
+    let word = words.next().unwrap_or_default();
     let argument = words.next();
     if word == "ping" {
         return parse_ping(argument, words.next(), words.next());
@@ -281,6 +318,7 @@ pub fn execute(kernel: &Kernel, command: Command<'_>) {
             for (name, about) in COMMANDS {
                 say(&format!("  {name:<10} {about}\r\n"));
             }
+            say(&format!("{QUOTING}\r\n"));
         }
         Command::Cores => {
             let cores = kernel.cores();
@@ -626,6 +664,41 @@ mod tests {
             parse("ping 10.0.2.2 3 z")
                 .unwrap_err()
                 .contains("unexpected 'z'")
+        );
+    }
+
+    #[test]
+    fn names_with_spaces_are_given_in_double_quotes() {
+        assert_eq!(
+            parse("cat \"my notes.txt\""),
+            Ok(Command::Cat("my notes.txt"))
+        );
+        assert_eq!(
+            parse(" cp  \"a  b\" \"c d\" "),
+            Ok(Command::Cp {
+                from: "a  b",
+                to: "c d"
+            })
+        );
+        assert_eq!(parse("rm \"x\""), Ok(Command::Rm("x")));
+        assert_eq!(
+            parse("load \"a b.app\""),
+            Ok(Command::Load(Some("a b.app")))
+        );
+        // A quote inside a word is part of it.
+        assert_eq!(parse("cat it\"s"), Ok(Command::Cat("it\"s")));
+        assert_eq!(
+            parse("cat \"my notes.txt"),
+            Err(String::from("no closing quote in \"my notes.txt"))
+        );
+        assert_eq!(
+            parse("cat \"a\"b"),
+            Err(String::from("a closing quote must end its word: \"a\"b"))
+        );
+        assert!(
+            parse("cat \"a b\" c")
+                .unwrap_err()
+                .contains("unexpected 'c'")
         );
     }
 
