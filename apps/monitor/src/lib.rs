@@ -58,7 +58,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "load a BareMetal binary: FILE from the BMFS disk, else the first boot module",
     ),
     ("ls", "the files of the BMFS disk"),
-    ("cat FILE", "a text file of the BMFS disk"),
+    (
+        "cat FILE",
+        "a text file of the BMFS disk (control characters shown, as ^[ for ESC)",
+    ),
     ("rm FILE", "delete a file of the BMFS disk"),
     ("cp FILE NEW", "copy a file of the BMFS disk to a new file"),
     ("df", "the BMFS disk's free and used blocks"),
@@ -309,6 +312,29 @@ fn parse_ping<'a>(
     }
 }
 
+/// `text` as `cat` shows it on a terminal: `\n` as `\r\n`, tabs and printable characters
+/// as they are, and every other control character shown instead of acted on (a file
+/// holding `ESC c` would reset the terminal): the C0 ones and DEL in caret notation (`^[`
+/// for ESC, `^@` for NUL, `^M` for CR, `^?` for DEL), the C1 ones (U+0080 to U+009F) as
+/// `\u{9b}`.
+fn visible(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => shown.push_str("\r\n"),
+            '\t' => shown.push('\t'),
+            '\u{7f}' => shown.push_str("^?"),
+            '\0'..='\u{1f}' => {
+                shown.push('^');
+                shown.push(char::from(c as u8 + b'@'));
+            }
+            c if c.is_control() => shown.extend(c.escape_default()),
+            c => shown.push(c),
+        }
+    }
+    shown
+}
+
 /// Runs one command, writing its output through `kernel`.
 pub fn execute(kernel: &Kernel, command: Command<'_>) {
     let say = |text: &str| kernel.write_str(text);
@@ -443,7 +469,7 @@ pub fn execute(kernel: &Kernel, command: Command<'_>) {
         Command::Cat(name) => match disk::read_file(kernel, name) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
-                say(&text.replace('\n', "\r\n"));
+                say(&visible(&text));
                 if !text.ends_with('\n') {
                     say("\r\n");
                 }
@@ -699,6 +725,16 @@ mod tests {
             parse("cat \"a b\" c")
                 .unwrap_err()
                 .contains("unexpected 'c'")
+        );
+    }
+
+    #[test]
+    fn cat_shows_control_characters_instead_of_sending_them() {
+        assert_eq!(visible("line\n\tindented\n"), "line\r\n\tindented\r\n");
+        assert_eq!(visible("reset: \x1bc"), "reset: ^[c");
+        assert_eq!(
+            visible("\0\x07\x08\r\x1f\x7f \u{9b}2J é"),
+            "^@^G^H^M^_^? \\u{9b}2J é"
         );
     }
 
