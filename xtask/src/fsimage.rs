@@ -414,8 +414,12 @@ pub fn damaged_image_of_site(path: &Path) -> Result<()> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The host's text file of the `storage::rexofs-monitor` case.
-pub const HELLO: (&str, &str) = ("/docs/hello.txt", "hello from the host tool\nline two\n");
+/// The host's text file of the `storage::rexofs-monitor` case; its second line ends in
+/// `ESC c` (a terminal reset), which `fs cat` must show as `^[c`.
+pub const HELLO: (&str, &str) = (
+    "/docs/hello.txt",
+    "hello from the host tool\nline two\x1bc\n",
+);
 /// Its 300 KiB file, removed in Rexo.
 pub const BIG: &str = "/big.bin";
 

@@ -84,7 +84,7 @@ fn dispatch(kernel: &Kernel, words: &str) -> Result<Vec<String>, String> {
                 let bytes = fs.read_all(file)?;
                 Ok(String::from_utf8_lossy(&bytes)
                     .lines()
-                    .map(String::from)
+                    .map(crate::visible)
                     .collect())
             })
         }
