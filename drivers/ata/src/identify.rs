@@ -38,8 +38,9 @@ const SECTOR_SIZE_LONG: u16 = 1 << 12;
 /// Words 117..=118: words per logical sector (when word 106 bit 12 says so).
 const LOGICAL_SECTOR_WORDS: usize = 117;
 
-/// The first sector the 28-bit commands cannot reach.
-const LBA28_LIMIT: u64 = 1 << 28;
+/// The most sectors the 28-bit commands reach: ATA caps words 60..=61 at 0FFF_FFFFh, so
+/// their highest address is 0FFF_FFFEh (0FFF_FFFFh there means "see words 100..=103").
+const LBA28_LIMIT: u64 = 0x0FFF_FFFF;
 /// The first sector the 48-bit commands cannot reach.
 const LBA48_LIMIT: u64 = 1 << 48;
 
@@ -53,8 +54,8 @@ pub struct Identity {
     pub model: String,
     /// The sectors the commands can address: the count the disk claims (words
     /// 100..=103 with the 48-bit commands, else 60..=61) cut to those below 2^48 (or
-    /// 2^28 without the 48-bit commands), so a request's LBA is never cut short to
-    /// another sector's.
+    /// to 0FFF_FFFFh without the 48-bit commands, the most ATA lets words 60..=61
+    /// claim), so a request's LBA is never cut short to another sector's.
     pub sectors: u64,
     /// The count the disk claims when it is past what the commands address (`sectors`
     /// then holds the cut count): the caller warns, naming the disk
@@ -242,13 +243,25 @@ mod tests {
             (identity.claimed_past_reach, identity.capacity_warning()),
             (None, None)
         );
-        // Without the 48-bit commands, words 60..=61 past 2^28 (words 100..=103 unused).
+        // Without the 48-bit commands, words 60..=61 past 0FFF_FFFFh, the most ATA lets
+        // them claim (the highest 28-bit address is 0FFF_FFFEh; words 100..=103 unused).
         let raw = data(&[(49, CAPABILITY_LBA), (60, 0xFFFF), (61, 0xFFFF), (100, 1)]);
         let identity = Identity::parse(&raw).unwrap();
         assert!(!identity.lba48);
-        assert_eq!(identity.sectors, 1 << 28);
+        assert_eq!(identity.sectors, 0x0FFF_FFFF);
         assert_eq!(identity.claimed_past_reach, Some(0xFFFF_FFFF));
         assert!(identity.capacity_warning().unwrap().contains("28-bit"));
+        let raw = data(&[(49, CAPABILITY_LBA), (60, 0x0000), (61, 0x1000)]);
+        let identity = Identity::parse(&raw).unwrap();
+        assert_eq!(identity.sectors, 0x0FFF_FFFF, "2^28 is one past the cap");
+        assert_eq!(identity.claimed_past_reach, Some(1 << 28));
+        let raw = data(&[(49, CAPABILITY_LBA), (60, 0xFFFF), (61, 0x0FFF)]);
+        let identity = Identity::parse(&raw).unwrap();
+        assert_eq!(
+            (identity.sectors, identity.claimed_past_reach),
+            (0x0FFF_FFFF, None),
+            "the cap itself is a capacity ATA allows"
+        );
     }
 
     #[test]
