@@ -767,8 +767,9 @@ impl IdeDisk {
     }
 
     /// Moves the request on as far as the drive lets it without waiting (but for the
-    /// bus master's last bytes after a DMA command, [`Channel::finish_dma`]): `None`
-    /// while it runs, else its outcome.
+    /// bus master's last bytes after a DMA command, [`Channel::finish_dma`], and the
+    /// channel's reset after an error that leaves DRQ set or a timeout): `None` while
+    /// it runs, else its outcome.
     fn progress(&mut self) -> Option<Result<(), DeviceError>> {
         let request = self.request.as_mut()?;
         let channel = &*self.channel;
@@ -778,6 +779,15 @@ impl IdeDisk {
                 let error = channel.command.read8(REG_ERROR);
                 channel.stop_dma_confirmed(self.drive);
                 channel.command.read8(REG_STATUS);
+                // A drive may report the error with DRQ still set, its block waiting (a
+                // read's uncorrectable sector: drive manuals leave the host to read the
+                // block or reset). Nothing reads it here, and a drive holding DRQ takes
+                // no command: the reset ends it, so the next command finds it ready.
+                if status & STATUS_DRQ != 0
+                    && let Err(error) = channel.reset()
+                {
+                    log::warn!("ata: {}: {error}", channel.drive_name(self.drive));
+                }
                 return Some(Err(DeviceError::Status {
                     what: "the ATA command",
                     status: command::error_value(status, error),
@@ -1110,6 +1120,55 @@ mod tests {
             // Each 16-bit read: the data port's answer, then the next port's (0).
             assert_eq!(sector, [(1, Ok([0x5A, 0].repeat(256)))], "{direction:?}");
         }
+    }
+
+    /// Plays a drive on `control`'s channel that a software reset makes ready: at each
+    /// clock reading (a reset pauses after writing SRST) the control block's writes are
+    /// taken and, once one sets SRST, the alternate status reads [`STATUS_READY`]. The
+    /// flag says whether SRST was written.
+    fn ready_after_srst(platform: &HostPlatform, control: FakePorts) -> Arc<AtomicBool> {
+        let reset = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&reset);
+        platform.on_clock_reading(move || {
+            let writes = control.take_writes();
+            if writes
+                .iter()
+                .any(|write| write.value & u32::from(CONTROL_SRST) != 0)
+            {
+                seen.store(true, Ordering::Relaxed);
+                control.answer8(REG_CONTROL, STATUS_READY);
+            }
+        });
+        reset
+    }
+
+    #[test]
+    fn a_read_error_that_leaves_drq_set_resets_the_channel_and_the_next_read_runs() {
+        let platform = HostPlatform::leaked();
+        let (mut disk, command, control, _) = disk_on(platform, 0, 1 << 20, false, None);
+        assert_eq!(disk.submit_read(0, 8, 2), Ok(0));
+        let reset = ready_after_srst(platform, control);
+        // An uncorrectable first sector (UNC, error 0x40), reported as drives do: BSY
+        // clear, ERR and DRQ set, the sector still waiting; DRQ stays until a reset.
+        command.answer8(REG_ERROR, 0x40);
+        let unc = STATUS_READY | STATUS_DRQ | STATUS_ERR;
+        control.answer8_in_turn(REG_CONTROL, &[unc, STATUS_READY | STATUS_DRQ]);
+        let failed = rexo_devio::host::completions(&mut disk, 0);
+        let status = command::error_value(unc, 0x40);
+        let error = DeviceError::Status {
+            what: "the ATA command",
+            status,
+        };
+        assert_eq!(failed, [(0, Err(error))]);
+        assert!(reset.load(Ordering::Relaxed), "reset at the error");
+        // The next read runs (each 16-bit read: the data port's answer, then the next
+        // port's, the error register's, 0 again).
+        command.answer8(REG_DATA, 0x5A);
+        command.answer8(REG_ERROR, 0);
+        assert_eq!(disk.submit_read(0, 8, 1), Ok(1));
+        control.answer8_in_turn(REG_CONTROL, &[STATUS_READY | STATUS_DRQ, STATUS_READY]);
+        let read = rexo_devio::host::completions(&mut disk, 0);
+        assert_eq!(read, [(1, Ok([0x5A, 0].repeat(256)))]);
     }
 
     #[test]
