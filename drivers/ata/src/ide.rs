@@ -348,6 +348,23 @@ impl Channel {
         result
     }
 
+    /// Selects `drive` for a command ([`Self::select`]), the caller holding the channel.
+    /// A drive still busy or holding DRQ past the wait, with no command in flight, stays
+    /// so unless something ends it (the command timeout's reset needs a request): the
+    /// channel is reset (logged) and the drive waited for once more.
+    fn select_for_command(&self, drive: u8) -> Result<(), DeviceError> {
+        let Err(error) = self.select(drive) else {
+            return Ok(());
+        };
+        log::warn!(
+            "ata: {}: {error}: resetting channel {}",
+            self.drive_name(drive),
+            self.number
+        );
+        self.reset()?;
+        self.select(drive)
+    }
+
     /// Writes `command` for `drive` into the task file and starts it (ATA-6 6.20: the
     /// "previous" bytes of the 48-bit forms first).
     fn issue(&self, drive: u8, command: &Command) {
@@ -702,7 +719,7 @@ impl IdeDisk {
             self.channel.release();
             return Err(DeviceError::Withdrawn);
         }
-        if let Err(error) = self.channel.select(self.drive) {
+        if let Err(error) = self.channel.select_for_command(self.drive) {
             self.channel.release();
             return Err(error);
         }
@@ -1124,12 +1141,14 @@ mod tests {
 
     /// Plays a drive on `control`'s channel that a software reset makes ready: at each
     /// clock reading (a reset pauses after writing SRST) the control block's writes are
-    /// taken and, once one sets SRST, the alternate status reads [`STATUS_READY`]. The
-    /// flag says whether SRST was written.
-    fn ready_after_srst(platform: &HostPlatform, control: FakePorts) -> Arc<AtomicBool> {
+    /// taken and, once one sets SRST, the alternate status reads [`STATUS_READY`]; each
+    /// reading also moves the clock a millisecond on, so a wait for the drive ends in a
+    /// few thousand looks. The flag says whether SRST was written.
+    fn ready_after_srst(platform: &'static HostPlatform, control: FakePorts) -> Arc<AtomicBool> {
         let reset = Arc::new(AtomicBool::new(false));
         let seen = Arc::clone(&reset);
         platform.on_clock_reading(move || {
+            platform.advance_clock(NS_PER_MS);
             let writes = control.take_writes();
             if writes
                 .iter()
@@ -1169,6 +1188,20 @@ mod tests {
         control.answer8_in_turn(REG_CONTROL, &[STATUS_READY | STATUS_DRQ, STATUS_READY]);
         let read = rexo_devio::host::completions(&mut disk, 0);
         assert_eq!(read, [(1, Ok([0x5A, 0].repeat(256)))]);
+    }
+
+    #[test]
+    fn a_drive_found_not_ready_with_no_command_in_flight_gets_a_reset_and_takes_the_command() {
+        let platform = HostPlatform::leaked();
+        let (mut disk, _command, control, _) = disk_on(platform, 0, 1 << 20, false, None);
+        // DRQ held with no request in flight: no poll would end it.
+        control.answer8(REG_CONTROL, STATUS_READY | STATUS_DRQ);
+        let reset = ready_after_srst(platform, control);
+        assert_eq!(disk.submit_read(0, 8, 1), Ok(0));
+        assert!(reset.load(Ordering::Relaxed));
+        control.answer8_in_turn(REG_CONTROL, &[STATUS_READY | STATUS_DRQ, STATUS_READY]);
+        let read = rexo_devio::host::completions(&mut disk, 0);
+        assert_eq!(read, [(0, Ok(vec![0; 512]))]);
     }
 
     #[test]
