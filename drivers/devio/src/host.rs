@@ -50,6 +50,10 @@ struct PortSpace {
     in_turn: Vec<(u16, VecDeque<u8>)>,
     /// The writes not yet taken, as (port, write), oldest first.
     writes: Vec<(u16, PortWrite)>,
+    /// The port ranges whose reads are recorded ([`FakePorts::record_reads`]).
+    recorded: Vec<core::ops::Range<u32>>,
+    /// The recorded reads not yet taken, as (port, read), oldest first.
+    reads: Vec<(u16, PortRead)>,
     /// The first port no [`FakePorts`] has been given (ranges are never reused, so tests
     /// running side by side never share a port).
     next_free: u32,
@@ -78,6 +82,8 @@ static PORT_SPACE: Mutex<PortSpace> = Mutex::new(PortSpace {
     answers: [0; 1 << 16],
     in_turn: Vec::new(),
     writes: Vec::new(),
+    recorded: Vec::new(),
+    reads: Vec::new(),
     next_free: 0,
 });
 
@@ -98,11 +104,21 @@ pub struct PortWrite {
     pub value: u32,
 }
 
+/// One read of a port, as [`FakePorts::take_reads`] gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRead {
+    /// The port's offset in its window.
+    pub offset: u16,
+    /// The access's width in bytes: 1, 2 or 4.
+    pub bytes: u8,
+}
+
 /// A fresh range of the host's port space for a test playing a device behind ports:
 /// reads give what the test [answered](Self::answer8) (0 until then; an access of N
 /// bytes covers N consecutive ports, little-endian), writes are recorded for
 /// [`take_writes`](Self::take_writes) and never read back (a port's read and write
-/// sides are often different registers, as ATA's status and command).
+/// sides are often different registers, as ATA's status and command); reads are
+/// recorded too once the test asks ([`record_reads`](Self::record_reads)).
 ///
 /// Ranges are given out from port 0 up, so once 0x170 ports are given out they may cover
 /// ports of this crate's fixed windows (the legacy IDE channels' at 0x170, 0x1F0, 0x376
@@ -161,6 +177,30 @@ impl FakePorts {
             .collect()
     }
 
+    /// Records every read of this window from now on, for
+    /// [`take_reads`](Self::take_reads) (off until asked: a bounded wait reads a status
+    /// port thousands of times, kept for the rest of the run if nobody took them).
+    pub fn record_reads(&self) {
+        port_space().recorded.push(self.window.ports());
+    }
+
+    /// The reads of this window recorded since the last call, oldest first.
+    pub fn take_reads(&self) -> Vec<PortRead> {
+        let ports = self.window.ports();
+        let mut space = port_space();
+        let (mine, others) = core::mem::take(&mut space.reads)
+            .into_iter()
+            .partition(|(port, _)| ports.contains(&u32::from(*port)));
+        space.reads = others;
+        mine.into_iter()
+            .map(|(port, read)| PortRead {
+                // Inside the window, so the offset is below its length, a `u16`.
+                offset: (u32::from(port) - ports.start) as u16,
+                ..read
+            })
+            .collect()
+    }
+
     /// The writes to any of `windows` since the last call, oldest first, each with the
     /// index in `windows` of the window it went to (its offset is in that window): the
     /// order between writes to different windows, which [`take_writes`](Self::take_writes)
@@ -191,11 +231,19 @@ impl FakePorts {
 /// The host's stand-ins for the `in` and `out` instructions, over [`PORT_SPACE`]; unsafe
 /// only to match the instructions they stand for.
 pub(crate) mod instructions {
-    use super::{PortWrite, port_space};
+    use super::{PortRead, PortWrite, port_space};
 
-    /// The `bytes` ports from `port`, little-endian.
+    /// The `bytes` ports from `port`, little-endian; the read recorded when its window
+    /// asked for it.
     fn read(port: u16, bytes: u8) -> u32 {
         let mut space = port_space();
+        if space
+            .recorded
+            .iter()
+            .any(|ports| ports.contains(&u32::from(port)))
+        {
+            space.reads.push((port, PortRead { offset: 0, bytes }));
+        }
         (0..bytes).rev().fold(0, |value, byte| {
             value << 8 | u32::from(space.read(port + u16::from(byte)))
         })
@@ -495,6 +543,27 @@ mod tests {
         );
         assert_eq!(first.take_writes(), [], "taken");
         assert_eq!(second.take_writes(), [write(0, 4, 0xDEAD_BEEF)]);
+    }
+
+    #[test]
+    fn fake_ports_record_reads_once_asked_per_window() {
+        let (first, second) = (FakePorts::new(8), FakePorts::new(4));
+        let window = first.window();
+        window.read8(7);
+        first.record_reads();
+        window.read8(7);
+        second.window().read8(0);
+        window.read16(0);
+        window.write8(1, 0);
+        let read = |offset, bytes| PortRead { offset, bytes };
+        assert_eq!(
+            first.take_reads(),
+            [read(7, 1), read(0, 2)],
+            "reads from the asking on, writes not among them"
+        );
+        assert_eq!(first.take_reads(), [], "taken");
+        assert_eq!(second.take_reads(), [], "never asked");
+        first.take_writes();
     }
 
     #[test]
