@@ -297,10 +297,10 @@ impl Channel {
 
     /// Arms the channel's line to wake core `core` at the next interrupt of either
     /// drive, turning the drives' interrupts on the first time. They stay on: the line
-    /// is edge-triggered (the drive raises INTRQ at a command's end, and reading the
-    /// status register, which every command's end does, lowers it), so the kernel masks
-    /// it after one interrupt until the next arming, and an interrupt nobody waits for
-    /// costs at most that one.
+    /// is edge-triggered (the drive raises INTRQ at a command's end and for each PIO
+    /// block, and reading the status register, which every command's end and every PIO
+    /// block's start do, lowers it), so the kernel masks it after one interrupt until
+    /// the next arming, and an interrupt nobody waits for costs at most that one.
     fn arm(&self, core: usize) -> Result<(), DeviceError> {
         let line = self.line.as_ref().map_err(|error| *error)?;
         if !self.interrupts.swap(true, Ordering::Relaxed) {
@@ -817,6 +817,12 @@ impl IdeDisk {
                 Operation::Transfer(direction)
                     if pio && data_ready && request.moved < request.sectors =>
                 {
+                    // The status register, not the alternate: ATA's PIO protocols read
+                    // it before each block, which ends the block's interrupt (INTRQ
+                    // falls). Otherwise INTRQ stays high from the first block to the
+                    // command's end, the later blocks make no new edge on the
+                    // edge-triggered line, and a core armed between blocks sleeps on.
+                    channel.command.read8(REG_STATUS);
                     let at = (request.moved * SECTOR_BYTES) as usize;
                     let sector = self.buffer.bytes_mut(at, SECTOR_BYTES as usize);
                     for word in sector.chunks_exact_mut(2) {
@@ -1001,7 +1007,7 @@ impl BlockDevice for IdeDisk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rexo_devio::host::{FakePorts, HostPlatform, PortWrite};
+    use rexo_devio::host::{FakePorts, HostPlatform, PortRead, PortWrite};
 
     /// Status: the drive is ready (DRDY), neither busy nor asking for data.
     const STATUS_READY: u8 = 0x40;
@@ -1202,6 +1208,43 @@ mod tests {
         control.answer8_in_turn(REG_CONTROL, &[STATUS_READY | STATUS_DRQ, STATUS_READY]);
         let read = rexo_devio::host::completions(&mut disk, 0);
         assert_eq!(read, [(0, Ok(vec![0; 512]))]);
+    }
+
+    #[test]
+    fn each_pio_block_begins_with_a_status_read_that_ends_its_interrupt() {
+        for direction in [Direction::Read, Direction::Write] {
+            let (mut disk, command, control) = pio_disk(1 << 20);
+            let submitted = match direction {
+                Direction::Read => disk.submit_read(0, 8, 3),
+                Direction::Write => disk.submit_write_checked(0, 8, 3, &mut |_| true),
+            };
+            assert_eq!(submitted, Ok(0));
+            command.record_reads();
+            // The drive asks for each of the three blocks in turn (the third one's DRQ
+            // still read once more), then ends the command.
+            control.answer8(REG_CONTROL, STATUS_READY | STATUS_DRQ);
+            assert_eq!(disk.poll(0, &mut |_, _| {}), Ok(0), "{direction:?}");
+            control.answer8(REG_CONTROL, STATUS_READY);
+            assert_eq!(disk.poll(0, &mut |_, _| {}), Ok(1), "{direction:?}");
+            // ATA's PIO protocols: the host reads the status register (INTRQ falls)
+            // before each block, so each block's interrupt is an edge of its own; the
+            // command's end is read from it too.
+            let status = PortRead {
+                offset: REG_STATUS,
+                bytes: 1,
+            };
+            let data = PortRead {
+                offset: REG_DATA,
+                bytes: 2,
+            };
+            let mut block = vec![status];
+            if direction == Direction::Read {
+                block.extend([data; 256]);
+            }
+            let mut expected = block.repeat(3);
+            expected.push(status);
+            assert_eq!(command.take_reads(), expected, "{direction:?}");
+        }
     }
 
     #[test]
