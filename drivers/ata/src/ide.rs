@@ -649,9 +649,10 @@ pub struct IdeDisk {
 }
 
 impl IdeDisk {
-    /// The disk `drive` of `channel`, described by `identity`; DMA when both the
-    /// controller and the drive have it and the bus master reaches the data buffer and
-    /// the PRD table (below 4 GiB), else PIO (logged with the reason).
+    /// The disk `drive` of `channel`, described by `identity`; DMA when the controller
+    /// has a bus master, the drive takes DMA as it is set up ([`Identity::dma`]: a DMA
+    /// mode selected) and the bus master reaches the data buffer and the PRD table
+    /// (below 4 GiB), else PIO (logged when the reach is why).
     fn new(
         channel: Arc<Channel>,
         drive: u8,

@@ -16,6 +16,18 @@ const CAPABILITIES: usize = 49;
 const CAPABILITY_DMA: u16 = 1 << 8;
 /// Word 49 bit 9: LBA supported.
 const CAPABILITY_LBA: u16 = 1 << 9;
+/// Word 53: which optional words are valid.
+const VALID_WORDS: usize = 53;
+/// Word 53 bit 2: word 88 is valid.
+const VALID_WORD_88: u16 = 1 << 2;
+/// Word 63 (multiword DMA): bits 10:8 the mode selected, bits 2:0 those supported.
+const MULTIWORD_DMA: usize = 63;
+/// Word 63 bits 10:8: a multiword DMA mode (2, 1 or 0) is selected.
+const MULTIWORD_DMA_SELECTED: u16 = 0x0700;
+/// Word 88 (Ultra DMA): bits 14:8 the mode selected, bits 6:0 those supported.
+const ULTRA_DMA: usize = 88;
+/// Word 88 bits 14:8: an Ultra DMA mode (6 to 0) is selected.
+const ULTRA_DMA_SELECTED: u16 = 0x7F00;
 /// Words 60..=61: sectors addressable by 28-bit commands.
 const SECTORS_28: usize = 60;
 /// Word 75 bits 4:0: the deepest NCQ queue, minus one.
@@ -63,7 +75,11 @@ pub struct Identity {
     pub claimed_past_reach: Option<u64>,
     /// Whether the 48-bit commands (the EXT forms) are supported.
     pub lba48: bool,
-    /// Whether DMA transfers are supported.
+    /// Whether the disk takes DMA transfers as it is set up: DMA supported (word 49
+    /// bit 8) and a multiword DMA mode (word 63 bits 10:8) or an Ultra DMA mode (word 88
+    /// bits 14:8, when word 53 bit 2 says word 88 is valid) selected. Nothing here
+    /// selects one (SET FEATURES); firmware or the drive's default did, or the disk
+    /// moves data by PIO.
     pub dma: bool,
     /// The NCQ queue depth, when native command queuing is supported.
     pub ncq_depth: Option<u32>,
@@ -136,6 +152,9 @@ impl Identity {
             return Err(DeviceError::Unsupported("a nonzero capacity"));
         }
         let sectors = claimed.min(limit);
+        let dma_mode = word(data, MULTIWORD_DMA) & MULTIWORD_DMA_SELECTED != 0
+            || (word(data, VALID_WORDS) & VALID_WORD_88 != 0
+                && word(data, ULTRA_DMA) & ULTRA_DMA_SELECTED != 0);
         let sata = word(data, SATA_CAPABILITIES);
         let ncq_depth = (sata != 0 && sata != 0xFFFF && sata & SATA_NCQ != 0)
             .then(|| u32::from(word(data, QUEUE_DEPTH) & 0x1F) + 1);
@@ -144,7 +163,7 @@ impl Identity {
             sectors,
             claimed_past_reach: (claimed > limit).then_some(claimed),
             lba48,
-            dma: capabilities & CAPABILITY_DMA != 0,
+            dma: capabilities & CAPABILITY_DMA != 0 && dma_mode,
             ncq_depth,
         })
     }
@@ -189,13 +208,18 @@ mod tests {
 
     #[test]
     fn a_qemu_like_disk_decodes() {
+        // QEMU 7.2's words 53, 63 and 88: multiword DMA modes 0-2 supported, none
+        // selected; Ultra DMA modes 0-5 supported, mode 5 selected.
         let raw = data(&[
             (49, CAPABILITY_LBA | CAPABILITY_DMA),
+            (53, 0x0007),
             (60, 0x4000),
             (61, 0),
+            (63, 0x0007),
             (75, 31),
             (76, SATA_NCQ | 0x6),
             (83, 0x4000 | COMMAND_SET_LBA48),
+            (88, 0x203F),
             (100, 0x0000),
             (101, 0x0010),
             (106, 0x4000),
@@ -214,6 +238,34 @@ mod tests {
         assert_eq!(identity.sectors, 0x5_1234);
         assert!(!identity.lba48 && !identity.dma);
         assert_eq!(identity.ncq_depth, None);
+    }
+
+    #[test]
+    fn dma_needs_a_dma_mode_selected() {
+        let dma = |words: &[(usize, u16)]| {
+            let mut raw = data(&[(49, CAPABILITY_LBA | CAPABILITY_DMA), (60, 8)]);
+            for &(index, value) in words {
+                raw[2 * index..2 * index + 2].copy_from_slice(&value.to_le_bytes());
+            }
+            Identity::parse(&raw).unwrap().dma
+        };
+        assert!(!dma(&[]), "no mode selected");
+        assert!(
+            !dma(&[(53, 0x0007), (63, 0x0007), (88, 0x003F)]),
+            "modes supported, none selected"
+        );
+        assert!(dma(&[(63, 0x0407)]), "multiword DMA mode 2");
+        assert!(dma(&[(53, 0x0007), (88, 0x203F)]), "Ultra DMA mode 5");
+        assert!(dma(&[(53, 0x0007), (88, 0x407F)]), "Ultra DMA mode 6");
+        assert!(
+            !dma(&[(53, 0x0003), (88, 0x203F)]),
+            "word 88 not valid (word 53 bit 2 clear)"
+        );
+        let no_dma = data(&[(49, CAPABILITY_LBA), (60, 8), (63, 0x0407)]);
+        assert!(
+            !Identity::parse(&no_dma).unwrap().dma,
+            "a mode selected without DMA supported"
+        );
     }
 
     #[test]

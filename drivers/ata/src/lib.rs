@@ -8,9 +8,9 @@
 //! Each channel in compatibility mode is reset, its master and slave identified (ATAPI
 //! devices and empty positions skipped), and each ATA disk becomes its own block device
 //! with one request in flight (ATA has no queueing below NCQ; the two drives of a
-//! channel take turns). Data moves by bus-master DMA (BAR 4) when the controller and
-//! the drive have it and its buffer and PRD table lie below 4 GiB, else by PIO through
-//! the data port.
+//! channel take turns). Data moves by bus-master DMA (BAR 4) when the controller has it,
+//! the drive has a DMA mode selected and its buffer and PRD table lie below 4 GiB, else
+//! by PIO through the data port.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
