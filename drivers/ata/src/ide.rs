@@ -62,6 +62,9 @@ const BM_STATUS_ACTIVE: u8 = 0x01;
 const BM_STATUS_ERROR: u8 = 0x02;
 /// Bus-master status: the drive raised its interrupt (write 1 to clear).
 const BM_STATUS_INTERRUPT: u8 = 0x04;
+/// Bus-master status: the controller is simplex-only, one channel at a time may do
+/// bus-master DMA (read-only; SFF-8038i).
+const BM_STATUS_SIMPLEX: u8 = 0x80;
 /// PRD entry, last byte: bit 7 marks the end of the table (EOT).
 const PRD_END: u16 = 0x8000;
 /// Bytes per PRD entry.
@@ -184,6 +187,44 @@ fn drain_dma(mut read_status: impl FnMut() -> u8, mut now_ns: impl FnMut() -> u6
     }
 }
 
+/// Whether the controller whose bus-master registers are `bus_master` is simplex-only:
+/// bit 7 of either channel's bus-master status (SFF-8038i: only one channel at a time
+/// may do bus-master DMA; the PIIX's reads 0).
+pub(crate) fn simplex_only(bus_master: &PortWindow) -> bool {
+    [0, BM_CHANNEL_STRIDE]
+        .into_iter()
+        .any(|channel| bus_master.read8(channel + BM_STATUS) & BM_STATUS_SIMPLEX != 0)
+}
+
+/// Bus-master DMA on a simplex-only controller ([`simplex_only`]), shared by its two
+/// channels: the first channel with a disk that takes DMA keeps it, and the other
+/// channel's disks use PIO, so the two channels never run DMA at once.
+pub(crate) struct SimplexDma {
+    /// The channel whose disks use DMA, or [`NOBODY`] before one does.
+    holder: AtomicU8,
+}
+
+impl SimplexDma {
+    /// DMA not yet taken by either channel.
+    pub(crate) fn new() -> Self {
+        Self {
+            holder: AtomicU8::new(NOBODY),
+        }
+    }
+
+    /// Whether channel `number`'s disks may use DMA: the channel holds it already, or
+    /// nobody did and it does from now on.
+    fn take(&self, number: u8) -> bool {
+        match self
+            .holder
+            .compare_exchange(NOBODY, number, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(holder) => holder == number,
+        }
+    }
+}
+
 /// One IDE channel, shared by its two drives: whichever has a command in flight owns
 /// it (`busy`), since ATA runs one command per channel.
 pub struct Channel {
@@ -195,6 +236,9 @@ pub struct Channel {
     control: PortWindow,
     /// The controller's bus-master registers (both channels), when it has them.
     bus_master: Option<PortWindow>,
+    /// The controller's DMA, shared with the other channel, when the controller is
+    /// simplex-only.
+    simplex: Option<Arc<SimplexDma>>,
     /// A drive has a command in flight.
     busy: AtomicBool,
     /// The bus master did not confirm a stop: the channel is failed for good
@@ -212,11 +256,12 @@ pub struct Channel {
 
 impl Channel {
     /// Channel `number` on the given ports with its interrupt line `line`, interrupts
-    /// and bus master off.
+    /// and bus master off; `simplex` when the controller is simplex-only.
     pub fn new(
         number: u8,
         (command, control): (PortWindow, PortWindow),
         bus_master: Option<PortWindow>,
+        simplex: Option<Arc<SimplexDma>>,
         line: Result<LineWake, DeviceError>,
         platform: &'static dyn Platform,
     ) -> Self {
@@ -226,6 +271,7 @@ impl Channel {
             command,
             control,
             bus_master,
+            simplex,
             busy: AtomicBool::new(false),
             bus_master_not_stopped: AtomicBool::new(false),
             selected: AtomicU8::new(NOBODY),
@@ -237,6 +283,19 @@ impl Channel {
         // stops the bus master again, so a new command finds it idle and cleared.
         channel.stop_dma(None);
         channel
+    }
+
+    /// `Ok` when this channel's disks may use bus-master DMA, which is always but on a
+    /// simplex-only controller whose other channel's disks use it ([`SimplexDma`]);
+    /// else why they may not.
+    fn dma_allowed(&self) -> Result<(), &'static str> {
+        match &self.simplex {
+            Some(simplex) if !simplex.take(self.number) => Err(
+                "the controller is simplex-only (bus-master status bit 7) and the other \
+                 channel's disks use DMA",
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// The alternate status (reading it acknowledges nothing).
@@ -651,8 +710,9 @@ pub struct IdeDisk {
 impl IdeDisk {
     /// The disk `drive` of `channel`, described by `identity`; DMA when the controller
     /// has a bus master, the drive takes DMA as it is set up ([`Identity::dma`]: a DMA
-    /// mode selected) and the bus master reaches the data buffer and the PRD table
-    /// (below 4 GiB), else PIO (logged when the reach is why).
+    /// mode selected), the bus master reaches the data buffer and the PRD table (below
+    /// 4 GiB) and, on a simplex-only controller, the other channel's disks do not use
+    /// DMA ([`Channel::dma_allowed`]), else PIO (logged when one of the last two is why).
     fn new(
         channel: Arc<Channel>,
         drive: u8,
@@ -663,7 +723,8 @@ impl IdeDisk {
         let buffer = Dma::new(platform, (max_sectors * SECTOR_BYTES) as usize)?;
         let prd = if channel.bus_master.is_some() && identity.dma {
             let prd = Dma::new(platform, PRD_TABLE_BYTES)?;
-            match dma_reach(buffer.phys(), buffer.len(), prd.phys(), prd.len()) {
+            let reach = dma_reach(buffer.phys(), buffer.len(), prd.phys(), prd.len());
+            match reach.and_then(|()| channel.dma_allowed()) {
                 Ok(()) => Some(prd),
                 Err(why) => {
                     log::warn!(
@@ -1050,6 +1111,7 @@ mod tests {
             number,
             (command.window(), control.window()),
             bus_master.map(FakePorts::window),
+            None,
             platform.line_wake(14 + number, false),
             platform,
         );
@@ -1605,6 +1667,59 @@ mod tests {
         end_with_the_bus_master_active(master, &control, &bus_master, Unstopped::DriveError);
         assert_eq!(slave.channel.claim(), Err(BUS_MASTER_NOT_STOPPED));
         assert!(!slave.channel.busy.load(Ordering::Acquire), "given back");
+    }
+
+    #[test]
+    fn a_simplex_only_controller_is_found_by_bus_master_status_bit_7() {
+        let bus_master = FakePorts::new(16);
+        // The PIIX's: bits 6:5 (the drives' DMA-capable flags) may be set, bit 7 never.
+        bus_master.answer8(BM_STATUS, 0x60);
+        bus_master.answer8(BM_CHANNEL_STRIDE + BM_STATUS, 0x60);
+        assert!(!simplex_only(&bus_master.window()));
+        for channel in [0, BM_CHANNEL_STRIDE] {
+            bus_master.answer8(channel + BM_STATUS, BM_STATUS_SIMPLEX);
+            assert!(simplex_only(&bus_master.window()), "channel at {channel}");
+            bus_master.answer8(channel + BM_STATUS, 0);
+        }
+    }
+
+    #[test]
+    fn on_a_simplex_only_controller_one_channels_disks_use_dma() {
+        // `IdeDisk::new` asks `dma_allowed` once the bus master reaches the disk's
+        // memory, which the host's heap, above 4 GiB, never is: the channels are asked
+        // here as `new` asks them.
+        let platform = HostPlatform::leaked();
+        let bus_master = FakePorts::new(16);
+        let channel = |number, simplex: &Option<Arc<SimplexDma>>| {
+            Channel::new(
+                number,
+                (FakePorts::new(8).window(), FakePorts::new(1).window()),
+                Some(bus_master.window()),
+                simplex.clone(),
+                platform.line_wake(14 + number, false),
+                platform,
+            )
+        };
+        let simplex = Some(Arc::new(SimplexDma::new()));
+        let (primary, secondary) = (channel(0, &simplex), channel(1, &simplex));
+        assert_eq!(primary.dma_allowed(), Ok(()), "the first to ask takes it");
+        assert!(
+            secondary.dma_allowed().is_err(),
+            "the other channel uses PIO"
+        );
+        assert_eq!(primary.dma_allowed(), Ok(()), "the holder's other drive");
+        assert!(secondary.dma_allowed().is_err());
+        // The secondary asks first: it keeps DMA.
+        let simplex = Some(Arc::new(SimplexDma::new()));
+        let (primary, secondary) = (channel(0, &simplex), channel(1, &simplex));
+        assert_eq!(secondary.dma_allowed(), Ok(()));
+        assert!(primary.dma_allowed().is_err());
+        // A controller that is not simplex-only: both channels run DMA.
+        let (primary, secondary) = (channel(0, &None), channel(1, &None));
+        assert_eq!(
+            (primary.dma_allowed(), secondary.dma_allowed()),
+            (Ok(()), Ok(()))
+        );
     }
 
     #[test]

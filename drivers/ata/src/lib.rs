@@ -8,9 +8,10 @@
 //! Each channel in compatibility mode is reset, its master and slave identified (ATAPI
 //! devices and empty positions skipped), and each ATA disk becomes its own block device
 //! with one request in flight (ATA has no queueing below NCQ; the two drives of a
-//! channel take turns). Data moves by bus-master DMA (BAR 4) when the controller has it,
-//! the drive has a DMA mode selected and its buffer and PRD table lie below 4 GiB, else
-//! by PIO through the data port.
+//! channel take turns). Data moves by bus-master DMA (BAR 4) when the controller has it
+//! (for one channel's disks only on a simplex-only controller), the drive has a DMA mode
+//! selected and its buffer and PRD table lie below 4 GiB, else by PIO through the data
+//! port.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -49,6 +50,13 @@ pub fn probe(function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         .ports(BAR_BUS_MASTER)
         .inspect_err(|error| log::info!("ata: no bus-master DMA ({error}): PIO only"))
         .ok();
+    let simplex = bus_master.filter(ide::simplex_only).map(|_| {
+        log::info!(
+            "ata: the controller is simplex-only (bus-master status bit 7): one channel's \
+             disks use DMA, the other's PIO"
+        );
+        Arc::new(ide::SimplexDma::new())
+    });
     let mut found = Vec::new();
     for number in 0..2 {
         let ports = match function.legacy_ide_ports(number) {
@@ -66,7 +74,14 @@ pub fn probe(function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
             ),
             Err(error) => log::info!("ata: channel {number}: completions polled: {error}"),
         }
-        let channel = Arc::new(ide::Channel::new(number, ports, bus_master, line, platform));
+        let channel = Arc::new(ide::Channel::new(
+            number,
+            ports,
+            bus_master,
+            simplex.clone(),
+            line,
+            platform,
+        ));
         for disk in ide::detect(&channel, platform) {
             found.push(Found::Block(Box::new(disk)));
         }
