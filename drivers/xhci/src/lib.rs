@@ -9,13 +9,15 @@
 //! reports. All keyboards of a controller are one [`KeyboardDevice`]: reading it polls
 //! the event ring in DMA memory (no register access while nothing happens), turns new
 //! key presses into terminal bytes and queues the TRBs again (one doorbell per
-//! keyboard per poll). Hot-plugging is not followed: devices are found at probe.
+//! keyboard per poll). Hot-plugging is not followed: devices are found at probe, and a
+//! keyboard unplugged is given up.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
 extern crate alloc;
 
 mod hid;
+mod restarts;
 mod ring;
 mod spec;
 mod stray;
@@ -30,6 +32,7 @@ use rexo_api::{DeviceError, KeyboardDevice};
 use rexo_devio::{DeviceFunction, Dma, Found, Mmio, Platform, barrier, wait_until};
 use rexo_pci::{Address, Function};
 
+use crate::restarts::{Decision, Restarts};
 use crate::ring::{EventRing, InFlight, ProducerRing};
 use crate::spec::{Trb, cap, completion, endpoint, endpoint_state, ext, op, port, rt, trb};
 use crate::stray::{Stray, StrayEvents};
@@ -166,6 +169,8 @@ struct Keyboard {
     doorbell_due: bool,
     /// The completion code that halted the endpoint, until it is restarted.
     halted: Option<u8>,
+    /// When its halted endpoint is restarted, or the keyboard given up.
+    restarts: Restarts,
 }
 
 /// One addressed device and the memory the controller holds for it.
@@ -188,10 +193,11 @@ struct Device {
     buffer: Dma,
     /// The boot keyboard, when it is one.
     keyboard: Option<Keyboard>,
-    /// The transfer ring of a report endpoint whose Configure Endpoint and then Disable
-    /// Slot failed or timed out, kept as long as the controller may use it
-    /// ([`Xhci::configure_keyboard`]).
-    unconfigured_ring: Option<Dma>,
+    /// Memory of a keyboard whose slot Disable Slot could not free, kept as long as the
+    /// controller may use it: the report ring when Configure Endpoint failed or timed
+    /// out too ([`Xhci::configure_keyboard`]), the ring and the report buffers of a
+    /// keyboard given up ([`Xhci::drop_keyboard`]).
+    kept: Vec<Dma>,
 }
 
 /// A running controller and its devices; dropping it halts the controller before its
@@ -577,6 +583,11 @@ impl Xhci {
                 ControlStep::NotOurs => self.drop_stray(Stray::NotThisControlTransfer, &event),
                 ControlStep::Done(received) => return Ok(received),
                 ControlStep::Halted(code) => {
+                    log::warn!(
+                        "{} xhci: slot {slot} endpoint 1 halted (completion code {code}), \
+                         restarting",
+                        self.address
+                    );
                     self.restart_endpoint(device, 1, Some(code))?;
                     return Err(DeviceError::Status {
                         what,
@@ -610,13 +621,6 @@ impl Xhci {
                 None => return Ok(()),
             }
         };
-        if let Some(code) = halted {
-            log::warn!(
-                "{} xhci: slot {slot} endpoint {dci} halted (completion code {code}), \
-                 restarting",
-                self.address
-            );
-        }
         let reset = halted.is_some() || self.stop_or_find_halted(device, dci)?;
         if reset {
             self.command("Reset Endpoint", Trb::reset_endpoint(slot, dci))?;
@@ -718,7 +722,7 @@ impl Xhci {
             control_max_packet: usb::default_max_packet(speed),
             buffer: self.dma(DESCRIPTOR_BUFFER)?,
             keyboard: None,
-            unconfigured_ring: None,
+            kept: Vec::new(),
         };
         // The device joins the list before the controller hears of it: its memory then
         // lives as long as the controller runs.
@@ -815,6 +819,7 @@ impl Xhci {
             decoder: hid::BootKeyboard::new(),
             doorbell_due: false,
             halted: None,
+            restarts: Restarts::default(),
         };
         self.configure_keyboard(index, keyboard)?;
         Ok(Some((vendor, product)))
@@ -862,7 +867,7 @@ impl Xhci {
                     }
                     Err(disable) => {
                         log::warn!("{} xhci: slot {slot}: {disable}", self.address);
-                        self.devices[index].unconfigured_ring = Some(ring);
+                        self.devices[index].kept.push(ring);
                     }
                 }
                 Err(error)
@@ -985,30 +990,110 @@ impl Xhci {
     /// Restarts the report endpoints that halted (the endpoint is reset, a stall is
     /// cleared on the device), and every one after the controller lost events (the
     /// endpoint is stopped, or reset when it turns out halted); the reports are queued
-    /// again.
-    fn restart_reports(&mut self) -> Result<(), DeviceError> {
+    /// again. A halted endpoint is restarted when its [`Restarts`] say: at once after a
+    /// good report, each further halt in a row after a growing delay, and after
+    /// [`restarts::MAX_IN_A_ROW`] restarts in a row the keyboard is given up; its halts
+    /// are logged at the 1st, 2nd, 4th... A CLEAR_FEATURE that fails (the device gone)
+    /// is logged: the device's endpoint halts again, or not. A keyboard whose port has
+    /// nothing connected any more is given up rather than restarted
+    /// ([`drop_keyboard`](Self::drop_keyboard)). Returns whether any keyboard was
+    /// restarted or given up; an error only when the controller failed or a restart's
+    /// command failed.
+    fn restart_reports(&mut self) -> Result<bool, DeviceError> {
         let lost = core::mem::take(&mut self.events_lost);
-        for index in 0..self.devices.len() {
-            let Some(keyboard) = &self.devices[index].keyboard else {
+        let now = self.platform.now_ns();
+        let mut acted = false;
+        // From the last: a keyboard given up leaves the list.
+        for index in (0..self.devices.len()).rev() {
+            let device = &self.devices[index];
+            let Some(keyboard) = &device.keyboard else {
                 continue;
             };
             let halted = keyboard.halted;
-            if halted.is_none() && !lost {
+            let decision = match halted {
+                Some(_) => keyboard.restarts.decide(now),
+                None if lost => Decision::Restart,
+                None => continue,
+            };
+            if decision == Decision::Wait {
                 continue;
             }
+            acted = true;
+            if self.registers.portsc(device.port) & port::CONNECTED == 0 {
+                self.drop_keyboard(index, "nothing is connected to its port")?;
+                continue;
+            }
+            if decision == Decision::GiveUp {
+                self.drop_keyboard(index, "its report endpoint kept halting")?;
+                continue;
+            }
+            let slot = device.slot;
             let (dci, address) = (keyboard.descriptor.dci(), keyboard.descriptor.endpoint);
+            let seen = self.devices[index]
+                .keyboard
+                .as_mut()
+                .and_then(|keyboard| halted.and(keyboard.restarts.halted()));
+            if let (Some(code), Some(seen)) = (halted, seen) {
+                log::warn!(
+                    "{} xhci: slot {slot} endpoint {dci} halted (completion code {code}; \
+                     {seen} halts so far), restarting",
+                    self.address
+                );
+            }
             self.restart_endpoint(index, dci, halted)?;
             if halted == Some(completion::STALL) {
-                self.control(index, "CLEAR_FEATURE (halt)", usb::clear_halt(address), 0)?;
+                let clear = usb::clear_halt(address);
+                if let Err(error) = self.control(index, "CLEAR_FEATURE (halt)", clear, 0) {
+                    if self.failed.is_some() {
+                        return Err(error);
+                    }
+                    log::warn!("{} xhci: slot {slot}: {error}", self.address);
+                }
             }
+            let now = self.platform.now_ns();
             if let Some(keyboard) = &mut self.devices[index].keyboard {
                 keyboard.halted = None;
+                if halted.is_some() {
+                    keyboard.restarts.restarted(now);
+                }
                 // The dequeue pointer moved past the TRBs the endpoint held.
                 keyboard.in_flight.abandon();
                 keyboard.queue_reports();
             }
         }
         self.ring_report_doorbells();
+        Ok(acted)
+    }
+
+    /// Gives up device `index`'s keyboard, logging `why`: its slot is disabled (Disable
+    /// Slot), after which the controller no longer uses the slot's contexts or rings
+    /// (xHCI 4.6.4), so the device leaves the list, its memory goes back and the slot is
+    /// free. When Disable Slot fails or times out, the keyboard's ring and report
+    /// buffers stay with the device ([`Device::kept`]) as long as the controller may use
+    /// them, and its later events are stray ones. Only a failure of the controller as
+    /// a whole is returned.
+    fn drop_keyboard(&mut self, index: usize, why: &str) -> Result<(), DeviceError> {
+        let (slot, port) = (self.devices[index].slot, self.devices[index].port);
+        log::warn!(
+            "{} xhci: port {port}: keyboard given up: {why}",
+            self.address
+        );
+        match self.command("Disable Slot", Trb::disable_slot(slot)) {
+            Ok(_) => {
+                self.dcbaa.write64(usize::from(slot) * 8, 0);
+                self.devices.remove(index);
+            }
+            Err(error) if self.failed.is_some() => return Err(error),
+            Err(error) => {
+                log::warn!("{} xhci: slot {slot}: {error}", self.address);
+                let device = &mut self.devices[index];
+                if let Some(keyboard) = device.keyboard.take() {
+                    device
+                        .kept
+                        .extend([keyboard.ring.into_memory(), keyboard.reports]);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1028,9 +1113,10 @@ impl Xhci {
     /// Handles every event written since the last poll (stray events are logged and
     /// dropped; a fatal Host Controller Event fails the controller, ends the batch and
     /// is returned); then, even with no events, restarts any keyboard report endpoint
-    /// that halted, and all of them after lost events (one that cannot be restarted
-    /// fails the controller); only when it handled no event and restarted nothing,
-    /// reads USBSTS, at most once per [`HEALTH_CHECK_NS`].
+    /// that halted and whose delay passed, and all of them after lost events (one that
+    /// cannot be restarted fails the controller;
+    /// [`restart_reports`](Self::restart_reports)); only when it handled no event and
+    /// restarted or gave up nothing, reads USBSTS, at most once per [`HEALTH_CHECK_NS`].
     fn poll(&mut self) -> Result<(), DeviceError> {
         let mut handled = false;
         let mut result = Ok(());
@@ -1049,14 +1135,18 @@ impl Xhci {
         // A batch that ended in a fault failed the controller: nothing is restarted.
         result?;
         let halted = |device: &Device| device.keyboard.as_ref().is_some_and(|k| k.halted.is_some());
+        let mut restarted = false;
         if self.events_lost || self.devices.iter().any(halted) {
-            let restarted = self.restart_reports();
-            if restarted.is_err() {
-                self.failed = Some("a keyboard endpoint could not be restarted");
+            match self.restart_reports() {
+                Ok(acted) => restarted = acted,
+                Err(error) => {
+                    self.failed
+                        .get_or_insert("a keyboard endpoint could not be restarted");
+                    return Err(error);
+                }
             }
-            return restarted;
         }
-        if handled {
+        if handled || restarted {
             return Ok(());
         }
         let now = self.platform.now_ns();
@@ -1099,6 +1189,7 @@ impl Keyboard {
                 let report = self.reports.bytes(entry * REPORT_STRIDE, len);
                 self.decoder
                     .report(report, &mut |byte| typed.push_back(byte));
+                self.restarts.good_report();
                 self.queue_reports();
             }
             code => self.halted = Some(code),
@@ -1281,7 +1372,7 @@ impl Device {
             &mut self.buffer,
         ]
         .into_iter()
-        .chain(&mut self.unconfigured_ring)
+        .chain(&mut self.kept)
         .chain(keyboard)
     }
 }
@@ -1369,6 +1460,7 @@ mod tests {
             decoder: hid::BootKeyboard::new(),
             doorbell_due: false,
             halted: None,
+            restarts: Restarts::default(),
         }
     }
 
@@ -1554,7 +1646,7 @@ mod tests {
             control_max_packet: 8,
             buffer: dma(DESCRIPTOR_BUFFER),
             keyboard: None,
-            unconfigured_ring: None,
+            kept: Vec::new(),
         }
     }
 
@@ -1864,7 +1956,8 @@ mod tests {
             );
             let device = &xhci.devices[0];
             assert!(device.keyboard.is_none());
-            assert_eq!(device.unconfigured_ring.as_ref().map(Dma::phys), Some(ring));
+            let kept: Vec<u64> = device.kept.iter().map(Dma::phys).collect();
+            assert_eq!(kept, [ring]);
             assert_eq!(
                 platform.live(),
                 8,
@@ -2088,5 +2181,245 @@ mod tests {
         );
         let own_status = control_event(0x1050, completion::SUCCESS, 0);
         assert_eq!(next.on_event(&own_status), ControlStep::Done(9));
+    }
+
+    /// Completion code USB Transaction Error (xHCI 6.4.5): what a keyboard unplugged
+    /// leaves its queued reports with.
+    const USB_TRANSACTION_ERROR: u8 = 4;
+
+    /// Writes events into the event ring as the controller does, each in the next entry
+    /// with the cycle bit of its pass over the ring, from the device's view of it.
+    #[derive(Clone)]
+    struct EventWriter {
+        /// The device's view of the event ring.
+        events: Mmio,
+        /// Events written so far.
+        written: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl EventWriter {
+        /// Writes `event` (its own cycle bit replaced) into the next entry.
+        fn write(&self, event: Trb) {
+            let count = self
+                .written
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let cycle = u32::from((count / EVENT_RING_TRBS).is_multiple_of(2));
+            let control = event.control & !trb::CYCLE | cycle;
+            post_from_device(
+                &self.events,
+                count % EVENT_RING_TRBS,
+                Trb { control, ..event },
+            );
+        }
+    }
+
+    /// Plays `xhci`'s controller from the clock hook (no more than a ring's worth of
+    /// commands and of control TRBs): each command queued is answered in turn, the first
+    /// ones with `command_codes`, the others with success; each control transfer
+    /// queued on device 0's endpoint 0 ends with an event for its Status Stage TRB,
+    /// the first ones with `control_codes`, the others with success. Returns the writer
+    /// of its events, for the test's own between them.
+    fn play_controller(
+        xhci: &mut Xhci,
+        platform: &'static HostPlatform,
+        command_codes: &'static [u8],
+        control_codes: &'static [u8],
+    ) -> EventWriter {
+        use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        let writer = EventWriter {
+            events: platform.device_view(xhci.events.memory()),
+            written: std::sync::Arc::new(AtomicUsize::new(0)),
+        };
+        let commands = platform.device_view(xhci.commands.memory_mut());
+        let command_ring = xhci.commands.address_of(0);
+        let device = &mut xhci.devices[0];
+        let slot = device.slot;
+        let control = platform.device_view(device.control.memory_mut());
+        let control_ring = device.control.address_of(0);
+        let (answered, looked_at, ended) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let hook_writer = writer.clone();
+        platform.on_clock_reading(move || {
+            let entry = answered.load(Relaxed);
+            if commands.read32(entry * trb::SIZE + 12) & trb::CYCLE != 0 {
+                let at = command_ring + (entry * trb::SIZE) as u64;
+                let code = command_codes.get(entry).copied();
+                hook_writer.write(command_event(at, code.unwrap_or(completion::SUCCESS)));
+                answered.store(entry + 1, Relaxed);
+            }
+            let entry = looked_at.load(Relaxed);
+            let written = control.read32(entry * trb::SIZE + 12);
+            if written & trb::CYCLE != 0 {
+                looked_at.store(entry + 1, Relaxed);
+                if written >> 10 & 0x3F == trb::STATUS {
+                    let at = control_ring + (entry * trb::SIZE) as u64;
+                    let code = control_codes.get(ended.fetch_add(1, Relaxed)).copied();
+                    let event = Trb {
+                        status: u32::from(code.unwrap_or(completion::SUCCESS)) << 24,
+                        ..transfer_event(slot, 1, at)
+                    };
+                    hook_writer.write(event);
+                }
+            }
+        });
+        writer
+    }
+
+    /// The commands queued on `xhci`'s command ring so far.
+    fn commands_sent(xhci: &mut Xhci) -> Vec<Trb> {
+        let sent = xhci.commands.next_index();
+        let memory = xhci.commands.memory_mut();
+        (0..sent)
+            .map(|entry| {
+                let at = entry * trb::SIZE;
+                Trb {
+                    parameter: memory.read64(at),
+                    status: memory.read32(at + 8),
+                    control: memory.read32(at + 12) & !trb::CYCLE,
+                }
+            })
+            .collect()
+    }
+
+    /// How many commands of type `kind` `xhci` queued so far.
+    fn count_sent(xhci: &mut Xhci, kind: u32) -> usize {
+        commands_sent(xhci)
+            .iter()
+            .filter(|command| command.kind() == kind)
+            .count()
+    }
+
+    /// Writes a Transfer Event with completion `code` for the oldest report TRB device
+    /// 0's keyboard has in flight.
+    fn fail_oldest_report(xhci: &Xhci, writer: &EventWriter, code: u8) {
+        let keyboard = xhci.devices[0].keyboard.as_ref().unwrap();
+        let usable = REPORT_RING_TRBS - 1;
+        let oldest = (keyboard.ring.next_index() + usable - keyboard.in_flight.count()) % usable;
+        writer.write(report_event(keyboard, oldest, code));
+    }
+
+    /// Polls `xhci` `times` times, each answered with no byte.
+    fn poll_quietly(xhci: &mut Xhci, times: usize) {
+        for _ in 0..times {
+            assert_eq!(xhci.read_byte(), Ok(None));
+        }
+    }
+
+    #[test]
+    fn a_keyboard_that_keeps_failing_is_restarted_once_per_delay_and_then_given_up() {
+        let (mut xhci, platform) = controller_with_a_keyboard();
+        xhci.dcbaa.write64(8, xhci.devices[0].output.phys());
+        let writer = play_controller(&mut xhci, platform, &[], &[]);
+        captured_log::take();
+        // The first halt after a good report is restarted at once.
+        fail_oldest_report(&xhci, &writer, USB_TRANSACTION_ERROR);
+        poll_quietly(&mut xhci, 1);
+        assert_eq!(count_sent(&mut xhci, trb::RESET_ENDPOINT), 1);
+        // Each further halt in a row waits for its delay, however often it is polled.
+        let mut delay = restarts::FIRST_DELAY_NS;
+        for restarted in 2..=restarts::MAX_IN_A_ROW as usize {
+            fail_oldest_report(&xhci, &writer, USB_TRANSACTION_ERROR);
+            poll_quietly(&mut xhci, 200);
+            platform.advance_clock(delay - 1_000_000);
+            poll_quietly(&mut xhci, 200);
+            assert_eq!(
+                count_sent(&mut xhci, trb::RESET_ENDPOINT),
+                restarted - 1,
+                "not before its delay"
+            );
+            platform.advance_clock(1_000_000);
+            poll_quietly(&mut xhci, 200);
+            assert_eq!(count_sent(&mut xhci, trb::RESET_ENDPOINT), restarted);
+            delay *= 2;
+        }
+        // The next halt in a row gives the keyboard up: its slot is disabled, its memory
+        // back.
+        fail_oldest_report(&xhci, &writer, USB_TRANSACTION_ERROR);
+        poll_quietly(&mut xhci, 1);
+        let sent = commands_sent(&mut xhci);
+        assert_eq!(sent.last().map(Trb::kind), Some(trb::DISABLE_SLOT));
+        assert!(xhci.devices.is_empty());
+        assert_eq!(xhci.dcbaa.read64(8), 0);
+        assert_eq!(platform.live(), 3, "the controller's rings and array alone");
+        poll_quietly(&mut xhci, 200);
+        assert_eq!(commands_sent(&mut xhci).len(), sent.len(), "nothing more");
+        assert!(xhci.failed.is_none());
+        let logged = captured_log::take();
+        let halts = logged.iter().filter(|line| line.contains("halted")).count();
+        assert_eq!(halts, 4, "the 1st, 2nd, 4th and 8th halt: {logged:?}");
+        assert!(
+            logged.iter().any(|line| line.contains("keyboard given up")),
+            "{logged:?}"
+        );
+    }
+
+    #[test]
+    fn a_keyboard_whose_port_has_nothing_connected_is_given_up_not_restarted() {
+        // Disable Slot succeeds, then fails (TRB Error).
+        let disabled: [(&[u8], usize); 2] = [(&[completion::SUCCESS], 3), (&[5], 9)];
+        for (codes, live_after) in disabled {
+            let disable = codes[0];
+            let (mut xhci, platform) = controller_with_a_keyboard();
+            xhci.dcbaa.write64(8, xhci.devices[0].output.phys());
+            let writer = play_controller(&mut xhci, platform, codes, &[]);
+            // The keyboard is unplugged: its queued report fails, the port is empty.
+            xhci.registers.ports.write32(0, 0);
+            fail_oldest_report(&xhci, &writer, USB_TRANSACTION_ERROR);
+            poll_quietly(&mut xhci, 1);
+            let sent: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
+            assert_eq!(sent, [trb::DISABLE_SLOT], "code {disable}");
+            assert!(xhci.failed.is_none());
+            assert_eq!(platform.live(), live_after, "code {disable}");
+            poll_quietly(&mut xhci, 200);
+            assert_eq!(commands_sent(&mut xhci).len(), 1, "nothing more");
+            if disable == completion::SUCCESS {
+                assert!(xhci.devices.is_empty());
+                assert_eq!(xhci.dcbaa.read64(8), 0);
+            } else {
+                // The ring and report buffers stay with the device while the controller
+                // runs, and go back once it halted.
+                let device = &xhci.devices[0];
+                assert!(device.keyboard.is_none());
+                assert_eq!(device.kept.len(), 2);
+                drop(xhci);
+                assert_eq!(platform.live(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_clear_feature_that_fails_after_a_stall_leaves_the_controller_working() {
+        let (mut xhci, platform) = controller_with_a_keyboard();
+        // The device is gone: CLEAR_FEATURE's status stage ends in a Transaction Error.
+        let writer = play_controller(&mut xhci, platform, &[], &[USB_TRANSACTION_ERROR]);
+        captured_log::take();
+        fail_oldest_report(&xhci, &writer, completion::STALL);
+        poll_quietly(&mut xhci, 1);
+        assert!(xhci.failed.is_none());
+        let sent: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
+        assert_eq!(
+            sent,
+            [
+                trb::RESET_ENDPOINT,
+                trb::SET_DEQUEUE,
+                // Endpoint 0, halted by the failed CLEAR_FEATURE.
+                trb::RESET_ENDPOINT,
+                trb::SET_DEQUEUE
+            ]
+        );
+        let keyboard = xhci.devices[0].keyboard.as_ref().unwrap();
+        assert_eq!(
+            keyboard.in_flight.count(),
+            REPORTS_IN_FLIGHT,
+            "queued again"
+        );
+        let logged = captured_log::take();
+        assert!(
+            logged.iter().any(|line| line.contains("CLEAR_FEATURE")),
+            "{logged:?}"
+        );
     }
 }
