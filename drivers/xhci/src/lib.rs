@@ -171,6 +171,9 @@ struct Keyboard {
     halted: Option<u8>,
     /// When its halted endpoint is restarted, or the keyboard given up.
     restarts: Restarts,
+    /// A restart of its endpoint is under way: no report TRB is queued until it
+    /// ends ([`Xhci::restart_reports`]).
+    restarting: bool,
 }
 
 /// One addressed device and the memory the controller holds for it.
@@ -820,6 +823,7 @@ impl Xhci {
             doorbell_due: false,
             halted: None,
             restarts: Restarts::default(),
+            restarting: false,
         };
         self.configure_keyboard(index, keyboard)?;
         Ok(Some((vendor, product)))
@@ -1029,10 +1033,12 @@ impl Xhci {
             }
             let slot = device.slot;
             let (dci, address) = (keyboard.descriptor.dci(), keyboard.descriptor.endpoint);
-            let seen = self.devices[index]
-                .keyboard
-                .as_mut()
-                .and_then(|keyboard| halted.and(keyboard.restarts.halted()));
+            // Reports completing meanwhile are taken but not queued again: the dequeue
+            // pointer goes to the enqueue position restart_endpoint reads first.
+            let seen = self.devices[index].keyboard.as_mut().and_then(|keyboard| {
+                keyboard.restarting = true;
+                halted.and(keyboard.restarts.halted())
+            });
             if let (Some(code), Some(seen)) = (halted, seen) {
                 log::warn!(
                     "{} xhci: slot {slot} endpoint {dci} halted (completion code {code}; \
@@ -1052,6 +1058,7 @@ impl Xhci {
             }
             let now = self.platform.now_ns();
             if let Some(keyboard) = &mut self.devices[index].keyboard {
+                keyboard.restarting = false;
                 keyboard.halted = None;
                 if halted.is_some() {
                     keyboard.restarts.restarted(now);
@@ -1171,7 +1178,10 @@ impl Keyboard {
     }
 
     /// A Transfer Event on the report endpoint: a report is decoded into `typed` and
-    /// its TRB queued again; an error marks the endpoint halted. An event for a TRB
+    /// its TRB queued again, unless the endpoint is being restarted (its dequeue
+    /// pointer is to be moved to the ring's enqueue position read before: a TRB
+    /// queued there now would be skipped, its report lost); an error marks the
+    /// endpoint halted. An event for a TRB
     /// not on the ring, or one the controller does not hold (a repeat, or one never
     /// queued), is a stray one (the cause is returned for the caller to log): it
     /// changes nothing, so it cannot queue TRBs beyond those the controller completed.
@@ -1190,7 +1200,9 @@ impl Keyboard {
                 self.decoder
                     .report(report, &mut |byte| typed.push_back(byte));
                 self.restarts.good_report();
-                self.queue_reports();
+                if !self.restarting {
+                    self.queue_reports();
+                }
             }
             code => self.halted = Some(code),
         }
@@ -1461,6 +1473,7 @@ mod tests {
             doorbell_due: false,
             halted: None,
             restarts: Restarts::default(),
+            restarting: false,
         }
     }
 
@@ -2225,6 +2238,19 @@ mod tests {
         command_codes: &'static [u8],
         control_codes: &'static [u8],
     ) -> EventWriter {
+        play_controller_acting(xhci, platform, command_codes, control_codes, |_, _| {})
+    }
+
+    /// [`play_controller`], which also runs `act` on each command (its TRB, the cycle
+    /// bit cleared) and the event writer just before it answers it: what the
+    /// controller does meanwhile.
+    fn play_controller_acting(
+        xhci: &mut Xhci,
+        platform: &'static HostPlatform,
+        command_codes: &'static [u8],
+        control_codes: &'static [u8],
+        act: impl Fn(Trb, &EventWriter) + Send + Sync + 'static,
+    ) -> EventWriter {
         use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
         let writer = EventWriter {
             events: platform.device_view(xhci.events.memory()),
@@ -2244,8 +2270,15 @@ mod tests {
         let hook_writer = writer.clone();
         platform.on_clock_reading(move || {
             let entry = answered.load(Relaxed);
-            if commands.read32(entry * trb::SIZE + 12) & trb::CYCLE != 0 {
+            let control_dword = commands.read32(entry * trb::SIZE + 12);
+            if control_dword & trb::CYCLE != 0 {
                 let at = command_ring + (entry * trb::SIZE) as u64;
+                let command = Trb {
+                    parameter: commands.read64(entry * trb::SIZE),
+                    status: commands.read32(entry * trb::SIZE + 8),
+                    control: control_dword & !trb::CYCLE,
+                };
+                act(command, &hook_writer);
                 let code = command_codes.get(entry).copied();
                 hook_writer.write(command_event(at, code.unwrap_or(completion::SUCCESS)));
                 answered.store(entry + 1, Relaxed);
@@ -2421,5 +2454,52 @@ mod tests {
             logged.iter().any(|line| line.contains("CLEAR_FEATURE")),
             "{logged:?}"
         );
+    }
+
+    #[test]
+    fn a_restart_after_lost_events_never_points_the_endpoint_at_a_trb_the_controller_owns() {
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        let (mut xhci, platform) = controller_with_a_keyboard();
+        let keyboard = xhci.devices[0].keyboard.as_mut().unwrap();
+        let (ring_address, first_report) = (keyboard.ring.phys(), keyboard.ring.address_of(0));
+        let reports = platform.device_view(&keyboard.reports);
+        let ring = platform.device_view(keyboard.ring.memory_mut());
+        let pointed_at_owned = std::sync::Arc::new(AtomicBool::new(false));
+        let pointed = pointed_at_owned.clone();
+        // While Stop Endpoint runs, the first report TRB receives an `a`: its Transfer
+        // Event comes before the command's completion. Set TR Dequeue Pointer is
+        // checked against the ring as the controller sees it then.
+        let writer =
+            play_controller_acting(&mut xhci, platform, &[], &[], move |command, events| {
+                if command.kind() == trb::STOP_ENDPOINT {
+                    reports.write32(0, 0x0004_0000);
+                    events.write(transfer_event(1, 3, first_report));
+                }
+                if command.kind() == trb::SET_DEQUEUE {
+                    let target = command.parameter & !0xF;
+                    let entry = (target - ring_address) as usize / trb::SIZE;
+                    let cycle = ring.read32(entry * trb::SIZE + 12) & trb::CYCLE;
+                    let owned = u64::from(cycle) == command.parameter & 1;
+                    pointed.store(owned, Relaxed);
+                }
+            });
+        let lost = u32::from(completion::EVENT_RING_FULL) << 24;
+        writer.write(Trb::new(trb::HOST_CONTROLLER_EVENT, 0, lost, trb::CYCLE));
+        assert_eq!(xhci.read_byte(), Ok(Some(b'a')));
+        assert_eq!(xhci.read_byte(), Ok(None));
+        let sent: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
+        assert_eq!(sent, [trb::STOP_ENDPOINT, trb::SET_DEQUEUE]);
+        assert!(
+            !pointed_at_owned.load(Relaxed),
+            "Set TR Dequeue Pointer named a TRB queued during the restart"
+        );
+        // The restarted endpoint's first TRB is the next report's, taken, not a stray.
+        let keyboard = xhci.devices[0].keyboard.as_ref().unwrap();
+        assert_eq!(keyboard.in_flight.count(), REPORTS_IN_FLIGHT);
+        let next = keyboard.ring.address_of(REPORTS_IN_FLIGHT);
+        let reports = platform.device_view(&keyboard.reports);
+        reports.write32(REPORTS_IN_FLIGHT * REPORT_STRIDE, 0x0005_0000);
+        writer.write(transfer_event(1, 3, next));
+        assert_eq!(xhci.read_byte(), Ok(Some(b'b')));
     }
 }
