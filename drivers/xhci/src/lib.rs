@@ -591,7 +591,9 @@ impl Xhci {
                          restarting",
                         self.address
                     );
-                    self.restart_endpoint(device, 1, Some(code))?;
+                    // Every setup stage starts at DATA0 (USB 2.0 8.5.3): the toggle needs
+                    // no keeping.
+                    self.restart_endpoint(device, 1, Some(Reset::Hard))?;
                     return Err(DeviceError::Status {
                         what,
                         status: code.into(),
@@ -601,18 +603,18 @@ impl Xhci {
         }
     }
 
-    /// Restarts endpoint `dci` of device `device`: after it halted with completion code
-    /// `halted`, Reset Endpoint (xHCI 4.6.8); when it did not halt, Stop Endpoint (4.6.9);
+    /// Restarts endpoint `dci` of device `device`: after it halted, Reset Endpoint as
+    /// `halted` says (xHCI 4.6.8); when it did not halt (`None`), Stop Endpoint (4.6.9);
     /// then its dequeue pointer is moved past the TRBs it abandoned. Stop Endpoint on an
     /// endpoint that is not Running (its halt's event lost with others, or stopped
     /// already) fails with Context State Error: the endpoint's state in the output
-    /// device context then says what to do, Reset Endpoint first when it is Halted, the
-    /// dequeue pointer alone when it is Stopped.
+    /// device context then says what to do, Reset Endpoint (hard) first when it is
+    /// Halted, the dequeue pointer alone when it is Stopped.
     fn restart_endpoint(
         &mut self,
         device: usize,
         dci: u8,
-        halted: Option<u8>,
+        halted: Option<Reset>,
     ) -> Result<(), DeviceError> {
         let target = &self.devices[device];
         let slot = target.slot;
@@ -624,9 +626,16 @@ impl Xhci {
                 None => return Ok(()),
             }
         };
-        let reset = halted.is_some() || self.stop_or_find_halted(device, dci)?;
-        if reset {
-            self.command("Reset Endpoint", Trb::reset_endpoint(slot, dci))?;
+        let reset = match halted {
+            Some(reset) => Some(reset),
+            None => self
+                .stop_or_find_halted(device, dci)?
+                .then_some(Reset::Hard),
+        };
+        if let Some(reset) = reset {
+            let preserve = reset == Reset::Soft;
+            let command = Trb::reset_endpoint(slot, dci, preserve);
+            self.command("Reset Endpoint", command)?;
         }
         self.command(
             "Set TR Dequeue Pointer",
@@ -991,10 +1000,12 @@ impl Xhci {
         }
     }
 
-    /// Restarts the report endpoints that halted (the endpoint is reset, a stall is
-    /// cleared on the device), and every one after the controller lost events (the
-    /// endpoint is stopped, or reset when it turns out halted); the reports are queued
-    /// again. A halted endpoint is restarted when its [`Restarts`] say: at once after a
+    /// Restarts the report endpoints that halted (the endpoint is reset: a soft retry
+    /// after a USB Transaction Error, else a hard reset and CLEAR_FEATURE(ENDPOINT_HALT),
+    /// so that the device's data toggle starts again at DATA0 as the host's does, USB
+    /// 2.0 9.4.5), and every one after the controller lost events (the endpoint is
+    /// stopped, or reset when it turns out halted); the reports are queued again. A
+    /// halted endpoint is restarted when its [`Restarts`] say: at once after a
     /// good report, each further halt in a row after a growing delay, and after
     /// [`restarts::MAX_IN_A_ROW`] restarts in a row the keyboard is given up; its halts
     /// are logged at the 1st, 2nd, 4th... A CLEAR_FEATURE that fails (the device gone)
@@ -1014,6 +1025,14 @@ impl Xhci {
                 continue;
             };
             let halted = keyboard.halted;
+            // A USB Transaction Error the device did not see is retried with its data
+            // toggle kept (xHCI 4.6.8.1), a few times in a row; any other halt, and one
+            // that soft retries did not mend, resets the toggle on both sides.
+            let soft = keyboard.restarts.may_soft_retry();
+            let reset = halted.map(|code| match code {
+                completion::USB_TRANSACTION_ERROR if soft => Reset::Soft,
+                _ => Reset::Hard,
+            });
             let decision = match halted {
                 Some(_) => keyboard.restarts.decide(now),
                 None if lost => Decision::Restart,
@@ -1046,8 +1065,8 @@ impl Xhci {
                     self.address
                 );
             }
-            self.restart_endpoint(index, dci, halted)?;
-            if halted == Some(completion::STALL) {
+            self.restart_endpoint(index, dci, reset)?;
+            if reset == Some(Reset::Hard) {
                 let clear = usb::clear_halt(address);
                 if let Err(error) = self.control(index, "CLEAR_FEATURE (halt)", clear, 0) {
                     if self.failed.is_some() {
@@ -1242,6 +1261,18 @@ struct ControlTransfer {
     len: u16,
     /// Bytes received, once a short packet ended the data stage.
     received: Option<usize>,
+}
+
+/// How Reset Endpoint takes a halted endpoint to Stopped (xHCI 4.6.8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reset {
+    /// Transfer State Preserve: the host keeps the endpoint's data toggle, a soft retry
+    /// (xHCI 4.6.8.1) of a USB Transaction Error the device never saw as one.
+    Soft,
+    /// The host's data toggle goes back to DATA0; for a report endpoint the device's is
+    /// reset too (CLEAR_FEATURE(ENDPOINT_HALT)), or the next report would look like a
+    /// repeat to the host and be dropped.
+    Hard,
 }
 
 /// What a control transfer's event means ([`ControlTransfer::on_event`]).
@@ -2196,10 +2227,6 @@ mod tests {
         assert_eq!(next.on_event(&own_status), ControlStep::Done(9));
     }
 
-    /// Completion code USB Transaction Error (xHCI 6.4.5): what a keyboard unplugged
-    /// leaves its queued reports with.
-    const USB_TRANSACTION_ERROR: u8 = 4;
-
     /// Writes events into the event ring as the controller does, each in the next entry
     /// with the cycle bit of its pass over the ring, from the device's view of it.
     #[derive(Clone)]
@@ -2348,13 +2375,13 @@ mod tests {
         let writer = play_controller(&mut xhci, platform, &[], &[]);
         captured_log::take();
         // The first halt after a good report is restarted at once.
-        fail_oldest_report(&xhci, &writer, USB_TRANSACTION_ERROR);
+        fail_oldest_report(&xhci, &writer, completion::USB_TRANSACTION_ERROR);
         poll_quietly(&mut xhci, 1);
         assert_eq!(count_sent(&mut xhci, trb::RESET_ENDPOINT), 1);
         // Each further halt in a row waits for its delay, however often it is polled.
         let mut delay = restarts::FIRST_DELAY_NS;
         for restarted in 2..=restarts::MAX_IN_A_ROW as usize {
-            fail_oldest_report(&xhci, &writer, USB_TRANSACTION_ERROR);
+            fail_oldest_report(&xhci, &writer, completion::USB_TRANSACTION_ERROR);
             poll_quietly(&mut xhci, 200);
             platform.advance_clock(delay - 1_000_000);
             poll_quietly(&mut xhci, 200);
@@ -2370,7 +2397,7 @@ mod tests {
         }
         // The next halt in a row gives the keyboard up: its slot is disabled, its memory
         // back.
-        fail_oldest_report(&xhci, &writer, USB_TRANSACTION_ERROR);
+        fail_oldest_report(&xhci, &writer, completion::USB_TRANSACTION_ERROR);
         poll_quietly(&mut xhci, 1);
         let sent = commands_sent(&mut xhci);
         assert_eq!(sent.last().map(Trb::kind), Some(trb::DISABLE_SLOT));
@@ -2400,7 +2427,7 @@ mod tests {
             let writer = play_controller(&mut xhci, platform, codes, &[]);
             // The keyboard is unplugged: its queued report fails, the port is empty.
             xhci.registers.ports.write32(0, 0);
-            fail_oldest_report(&xhci, &writer, USB_TRANSACTION_ERROR);
+            fail_oldest_report(&xhci, &writer, completion::USB_TRANSACTION_ERROR);
             poll_quietly(&mut xhci, 1);
             let sent: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
             assert_eq!(sent, [trb::DISABLE_SLOT], "code {disable}");
@@ -2427,7 +2454,12 @@ mod tests {
     fn a_clear_feature_that_fails_after_a_stall_leaves_the_controller_working() {
         let (mut xhci, platform) = controller_with_a_keyboard();
         // The device is gone: CLEAR_FEATURE's status stage ends in a Transaction Error.
-        let writer = play_controller(&mut xhci, platform, &[], &[USB_TRANSACTION_ERROR]);
+        let writer = play_controller(
+            &mut xhci,
+            platform,
+            &[],
+            &[completion::USB_TRANSACTION_ERROR],
+        );
         captured_log::take();
         fail_oldest_report(&xhci, &writer, completion::STALL);
         poll_quietly(&mut xhci, 1);
@@ -2501,5 +2533,60 @@ mod tests {
         reports.write32(REPORTS_IN_FLIGHT * REPORT_STRIDE, 0x0005_0000);
         writer.write(transfer_event(1, 3, next));
         assert_eq!(xhci.read_byte(), Ok(Some(b'b')));
+    }
+
+    /// The setup packets of the control transfers queued on device 0's endpoint 0.
+    fn setup_packets(xhci: &mut Xhci) -> Vec<[u8; 8]> {
+        let control = &mut xhci.devices[0].control;
+        let queued = control.next_index();
+        let memory = control.memory_mut();
+        (0..queued)
+            .filter(|entry| memory.read32(entry * trb::SIZE + 12) >> 10 & 0x3F == trb::SETUP)
+            .map(|entry| memory.read64(entry * trb::SIZE).to_le_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_transaction_error_is_soft_retried_and_other_halts_clear_the_devices_halt() {
+        let babble = 3;
+        for code in [completion::USB_TRANSACTION_ERROR, babble, completion::STALL] {
+            let (mut xhci, platform) = controller_with_a_keyboard();
+            let writer = play_controller(&mut xhci, platform, &[], &[]);
+            fail_oldest_report(&xhci, &writer, code);
+            poll_quietly(&mut xhci, 1);
+            let sent = commands_sent(&mut xhci);
+            let kinds: Vec<u32> = sent.iter().map(Trb::kind).collect();
+            assert_eq!(
+                kinds,
+                [trb::RESET_ENDPOINT, trb::SET_DEQUEUE],
+                "code {code}"
+            );
+            let soft = code == completion::USB_TRANSACTION_ERROR;
+            assert_eq!(sent[0], Trb::reset_endpoint(1, 3, soft), "code {code}");
+            let cleared = setup_packets(&mut xhci);
+            if soft {
+                assert!(cleared.is_empty(), "the device saw no halt");
+            } else {
+                assert_eq!(cleared, [usb::clear_halt(0x81)], "code {code}");
+            }
+        }
+    }
+
+    #[test]
+    fn transaction_errors_that_soft_retries_did_not_mend_reset_the_toggle_on_both_sides() {
+        let (mut xhci, platform) = controller_with_a_keyboard();
+        let writer = play_controller(&mut xhci, platform, &[], &[]);
+        for _ in 0..4 {
+            fail_oldest_report(&xhci, &writer, completion::USB_TRANSACTION_ERROR);
+            poll_quietly(&mut xhci, 1);
+            platform.advance_clock(1_000_000_000);
+        }
+        let resets: Vec<bool> = commands_sent(&mut xhci)
+            .iter()
+            .filter(|command| command.kind() == trb::RESET_ENDPOINT)
+            .map(|command| command.control & trb::TSP != 0)
+            .collect();
+        assert_eq!(resets, [true, true, true, false]);
+        assert_eq!(setup_packets(&mut xhci), [usb::clear_halt(0x81)]);
     }
 }

@@ -9,6 +9,10 @@
 /// The delay after the first restart in a row before the next (16 ms); it doubles with
 /// each restart after it.
 pub const FIRST_DELAY_NS: u64 = 16_000_000;
+/// Restarts in a row without a good report during which a USB Transaction Error is
+/// soft retried (xHCI 4.6.8.1 asks for a limit; Linux's is 3): after them the endpoint
+/// is reset hard.
+const SOFT_RETRIES: u32 = 3;
 /// Restarts in a row without a good report before the keyboard is given up: about 2 s
 /// of delays between them (16 ms, doubling, to 1 s).
 pub const MAX_IN_A_ROW: u32 = 8;
@@ -47,6 +51,11 @@ impl Restarts {
     pub fn halted(&mut self) -> Option<u32> {
         self.halts = self.halts.saturating_add(1);
         self.halts.is_power_of_two().then_some(self.halts)
+    }
+
+    /// Whether a USB Transaction Error may still be soft retried ([`SOFT_RETRIES`]).
+    pub fn may_soft_retry(&self) -> bool {
+        self.in_a_row < SOFT_RETRIES
     }
 
     /// What to do with the halted endpoint at clock reading `now`.
@@ -100,8 +109,10 @@ mod tests {
             restarts.restarted(0);
         }
         assert_eq!(restarts.decide(u64::MAX), Decision::GiveUp);
+        assert!(!restarts.may_soft_retry());
         restarts.good_report();
         assert_eq!(restarts.decide(0), Decision::Restart);
+        assert!(restarts.may_soft_retry());
     }
 
     #[test]

@@ -160,6 +160,8 @@ pub mod trb {
     pub const IOC: u32 = 1 << 5;
     /// Immediate data (the setup packet is in the TRB).
     pub const IDT: u32 = 1 << 6;
+    /// Reset Endpoint: Transfer State Preserve (6.4.3.7).
+    pub const TSP: u32 = 1 << 9;
     /// Data/Status stage direction: IN.
     pub const DIR_IN: u32 = 1 << 16;
     /// Setup TRB transfer type: IN data stage.
@@ -175,7 +177,12 @@ pub mod trb {
 pub mod completion {
     /// Success.
     pub const SUCCESS: u8 = 1;
-    /// Stall Error: the endpoint answered STALL.
+    /// USB Transaction Error: the device did not answer well, retries run out (4.10.2.3);
+    /// also what an unplugged keyboard's queued reports end with.
+    pub const USB_TRANSACTION_ERROR: u8 = 4;
+    /// Stall Error: the endpoint answered STALL (for the tests: the driver handles it
+    /// as any other halt that is no USB Transaction Error).
+    #[cfg(test)]
     pub const STALL: u8 = 6;
     /// Short Packet: fewer bytes than the TRB asked for (fine for reports and descriptors).
     pub const SHORT_PACKET: u8 = 13;
@@ -291,13 +298,16 @@ impl Trb {
         Self::new(trb::CONFIGURE_ENDPOINT, input, 0, u32::from(slot) << 24)
     }
 
-    /// Reset Endpoint (a halted endpoint goes to Stopped) for `slot`'s endpoint `dci`.
-    pub fn reset_endpoint(slot: u8, dci: u8) -> Self {
+    /// Reset Endpoint (a halted endpoint goes to Stopped) for `slot`'s endpoint `dci`;
+    /// with `preserve_transfer_state` (TSP) the endpoint keeps its data toggle
+    /// (4.6.8.1, soft retry), else it goes back to DATA0.
+    pub fn reset_endpoint(slot: u8, dci: u8, preserve_transfer_state: bool) -> Self {
+        let tsp = if preserve_transfer_state { trb::TSP } else { 0 };
         Self::new(
             trb::RESET_ENDPOINT,
             0,
             0,
-            (u32::from(slot) << 24) | (u32::from(dci) << 16),
+            (u32::from(slot) << 24) | (u32::from(dci) << 16) | tsp,
         )
     }
 
@@ -430,6 +440,11 @@ mod tests {
             (16, 2, 3, 0x2001)
         );
         assert_eq!(Trb::link(0x4000).control, (6 << 10) | 2);
+        let hard = Trb::reset_endpoint(2, 3, false);
+        assert_eq!((hard.kind(), hard.slot(), hard.endpoint()), (14, 2, 3));
+        assert_eq!(hard.control & (1 << 9), 0);
+        let soft = Trb::reset_endpoint(2, 3, true);
+        assert_eq!(soft.control, hard.control | (1 << 9), "TSP");
     }
 
     #[test]
