@@ -550,7 +550,12 @@ impl Xhci {
     }
 
     /// Runs a control transfer on device `device`'s endpoint 0: `setup`, then `len`
-    /// bytes IN into its buffer when `len > 0`; returns the bytes received.
+    /// bytes IN into its buffer when `len > 0`; returns the bytes received. A stage
+    /// that fails halts the endpoint, which is restarted past the transfer. One that
+    /// times out is still queued, and the endpoint would run the next transfer only
+    /// after it: the endpoint is stopped and moved on past its TRBs (xHCI 4.6.9,
+    /// [`restart_endpoint`](Self::restart_endpoint)) before the timeout is returned (or
+    /// the restart's own error, when that fails).
     fn control(
         &mut self,
         device: usize,
@@ -578,9 +583,16 @@ impl Xhci {
         self.ring_doorbell(slot, 1);
         let start = self.platform.now_ns();
         loop {
-            let event = self.wait_event(what, start, TRANSFER_TIMEOUT_MS, |event| {
+            let waited = self.wait_event(what, start, TRANSFER_TIMEOUT_MS, |event| {
                 event.kind() == trb::TRANSFER_EVENT && event.slot() == slot && event.endpoint() == 1
-            })?;
+            });
+            let event = match waited {
+                Err(timeout @ DeviceError::Timeout { .. }) => {
+                    self.restart_endpoint(device, 1, None)?;
+                    return Err(timeout);
+                }
+                waited => waited?,
+            };
             match transfer.on_event(&event) {
                 ControlStep::Waiting => {}
                 ControlStep::NotOurs => self.drop_stray(Stray::NotThisControlTransfer, &event),
@@ -817,7 +829,8 @@ impl Xhci {
             usb::set_boot_protocol(found.interface),
             0,
         )?;
-        // SET_IDLE is optional for keyboards (HID 1.11 7.2.4): a stall is no failure.
+        // SET_IDLE is optional for keyboards (HID 1.11 7.2.4): a stall is no failure, nor
+        // a timeout (endpoint 0 is moved on past it).
         if let Err(error) = self.control(index, "SET_IDLE", usb::set_idle(found.interface), 0) {
             log::info!("{} xhci: port {port}: {error}", self.address);
         }
@@ -2257,8 +2270,8 @@ mod tests {
     /// commands and of control TRBs): each command queued is answered in turn, the first
     /// ones with `command_codes`, the others with success; each control transfer
     /// queued on device 0's endpoint 0 ends with an event for its Status Stage TRB,
-    /// the first ones with `control_codes`, the others with success. Returns the writer
-    /// of its events, for the test's own between them.
+    /// the first ones with `control_codes`, the others with success ([`NEVER_ANSWERED`]:
+    /// none). Returns the writer of its events, for the test's own between them.
     fn play_controller(
         xhci: &mut Xhci,
         platform: &'static HostPlatform,
@@ -2294,6 +2307,7 @@ mod tests {
             AtomicUsize::new(0),
             AtomicUsize::new(0),
         );
+        let stuck = std::sync::atomic::AtomicBool::new(false);
         let hook_writer = writer.clone();
         platform.on_clock_reading(move || {
             let entry = answered.load(Relaxed);
@@ -2306,27 +2320,39 @@ mod tests {
                     control: control_dword & !trb::CYCLE,
                 };
                 act(command, &hook_writer);
+                if command.kind() == trb::SET_DEQUEUE && command.endpoint() == 1 {
+                    let target = (command.parameter & !0xF) - control_ring;
+                    looked_at.store(target as usize / trb::SIZE, Relaxed);
+                    stuck.store(false, Relaxed);
+                }
                 let code = command_codes.get(entry).copied();
                 hook_writer.write(command_event(at, code.unwrap_or(completion::SUCCESS)));
                 answered.store(entry + 1, Relaxed);
             }
             let entry = looked_at.load(Relaxed);
             let written = control.read32(entry * trb::SIZE + 12);
-            if written & trb::CYCLE != 0 {
+            if written & trb::CYCLE != 0 && !stuck.load(Relaxed) {
                 looked_at.store(entry + 1, Relaxed);
                 if written >> 10 & 0x3F == trb::STATUS {
                     let at = control_ring + (entry * trb::SIZE) as u64;
                     let code = control_codes.get(ended.fetch_add(1, Relaxed)).copied();
-                    let event = Trb {
-                        status: u32::from(code.unwrap_or(completion::SUCCESS)) << 24,
-                        ..transfer_event(slot, 1, at)
-                    };
-                    hook_writer.write(event);
+                    match code.unwrap_or(completion::SUCCESS) {
+                        NEVER_ANSWERED => stuck.store(true, Relaxed),
+                        code => hook_writer.write(Trb {
+                            status: u32::from(code) << 24,
+                            ..transfer_event(slot, 1, at)
+                        }),
+                    }
                 }
             }
         });
         writer
     }
+
+    /// A control code for [`play_controller`]: the transfer gets no event, and endpoint
+    /// 0 runs nothing after it until Set TR Dequeue Pointer moves it on (completion code
+    /// 0, Invalid, is never written by a controller).
+    const NEVER_ANSWERED: u8 = 0;
 
     /// The commands queued on `xhci`'s command ring so far.
     fn commands_sent(xhci: &mut Xhci) -> Vec<Trb> {
@@ -2588,5 +2614,28 @@ mod tests {
             .collect();
         assert_eq!(resets, [true, true, true, false]);
         assert_eq!(setup_packets(&mut xhci), [usb::clear_halt(0x81)]);
+    }
+
+    #[test]
+    fn a_control_transfer_that_timed_out_is_taken_off_endpoint_0_and_the_next_one_completes() {
+        let (mut xhci, platform) = controller_with_a_keyboard();
+        // SET_IDLE is never answered: endpoint 0 runs nothing after it until moved on.
+        play_controller(&mut xhci, platform, &[], &[NEVER_ANSWERED]);
+        assert_eq!(
+            xhci.control(0, "SET_IDLE", usb::set_idle(0), 0),
+            Err(DeviceError::Timeout {
+                what: "SET_IDLE",
+                ms: TRANSFER_TIMEOUT_MS
+            })
+        );
+        // Its setup and status TRBs are entries 0 and 1: the endpoint goes on at 2.
+        let past = xhci.devices[0].control.address_of(2);
+        assert_eq!(
+            commands_sent(&mut xhci),
+            [Trb::stop_endpoint(1, 1), Trb::set_dequeue(1, 1, past, true)]
+        );
+        let protocol = usb::set_boot_protocol(0);
+        assert_eq!(xhci.control(0, "SET_PROTOCOL (boot)", protocol, 0), Ok(0));
+        assert!(xhci.failed.is_none());
     }
 }
