@@ -7,8 +7,9 @@
 const CONTROL: u8 = 0x01 | 0x10;
 /// Left and right Shift.
 const SHIFT: u8 = 0x02 | 0x20;
-/// The usage that fills every key slot when too many keys are down (ErrorRollOver).
-const ERROR_ROLL_OVER: u8 = 0x01;
+/// The usages that fill the key slots of a report that says nothing of the keys:
+/// ErrorRollOver (too many keys down), POSTFail and ErrorUndefined.
+const ERROR_USAGES: core::ops::RangeInclusive<u8> = 0x01..=0x03;
 /// Caps Lock's usage.
 const CAPS_LOCK: u8 = 0x39;
 /// The escape byte that starts the cursor keys' sequences.
@@ -30,13 +31,14 @@ impl BootKeyboard {
     }
 
     /// Takes one report and hands the bytes of each newly pressed key to `typed`, in
-    /// report order. Reports shorter than 8 bytes and roll-over reports are ignored.
+    /// report order. Reports shorter than 8 bytes and error reports (roll-over, POST
+    /// failure, undefined error) are ignored: the keys held stay held.
     pub fn report(&mut self, report: &[u8], typed: &mut impl FnMut(u8)) {
         let Some(&[modifiers, _, ref keys @ ..]) = report.get(..8) else {
             return;
         };
         let keys: [u8; 6] = keys.try_into().unwrap_or_default();
-        if keys.contains(&ERROR_ROLL_OVER) {
+        if keys.iter().any(|key| ERROR_USAGES.contains(key)) {
             return;
         }
         for &usage in keys.iter().filter(|&&k| k != 0) {
@@ -200,5 +202,20 @@ mod tests {
         let mut out = Vec::new();
         keyboard.report(&[0, 0, 0x05], &mut |b| out.push(b));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn post_fail_and_undefined_error_reports_are_ignored_too() {
+        for error in [2, 3] {
+            let mut keyboard = BootKeyboard::new();
+            assert_eq!(typed(&mut keyboard, [0, 0, 0x04, 0, 0, 0, 0, 0]), b"a");
+            let report = [0, 0, error, error, error, error, error, error];
+            assert_eq!(typed(&mut keyboard, report), b"", "usage {error}");
+            assert_eq!(
+                typed(&mut keyboard, [0, 0, 0x04, 0, 0, 0, 0, 0]),
+                b"",
+                "still held after usage {error}"
+            );
+        }
     }
 }
