@@ -74,6 +74,10 @@ const TRANSFER_TIMEOUT_MS: u64 = 1_000;
 const PORT_RESET_TIMEOUT_MS: u64 = 500;
 /// The reset recovery time before a device is addressed (USB 2.0 7.1.7.3: 10 ms).
 const PORT_RECOVERY_NS: u64 = 10_000_000;
+/// How long a device is left after Address Device before its first request: USB 2.0
+/// 9.2.6.3 gives it 2 ms to take its address (SetAddress recovery), some devices need
+/// more, and Linux waits 10 ms.
+const ADDRESS_RECOVERY_NS: u64 = 10_000_000;
 /// How often an idle poll reads USBSTS for a controller error.
 const HEALTH_CHECK_NS: u64 = 100_000_000;
 /// Extended capabilities looked at before the list is taken as broken.
@@ -759,6 +763,7 @@ impl Xhci {
         let target = &mut self.devices[index];
         let input = input_context(target, context_size, spec::ADD_SLOT_AND_EP0, 1);
         self.command("Address Device", Trb::address_device(input, slot))?;
+        rexo_devio::pause(self.platform, ADDRESS_RECOVERY_NS);
 
         if speed == usb::speed::FULL {
             // A full-speed device's endpoint 0 may take more than 8 bytes: the first 8
@@ -2637,5 +2642,61 @@ mod tests {
         let protocol = usb::set_boot_protocol(0);
         assert_eq!(xhci.control(0, "SET_PROTOCOL (boot)", protocol, 0), Ok(0));
         assert!(xhci.failed.is_none());
+    }
+
+    #[test]
+    fn a_device_gets_its_set_address_recovery_before_its_first_request() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+        let (mut xhci, platform) = controller(1);
+        let writer = EventWriter {
+            events: platform.device_view(xhci.events.memory()),
+            written: std::sync::Arc::new(AtomicUsize::new(0)),
+        };
+        let commands = platform.device_view(xhci.commands.memory_mut());
+        let command_ring = xhci.commands.address_of(0);
+        let doorbells = xhci.registers.doorbells.clone();
+        let readings_to_request = std::sync::Arc::new(AtomicU64::new(0));
+        let seen = readings_to_request.clone();
+        let (answered, addressed, requested) = (
+            AtomicUsize::new(0),
+            AtomicBool::new(false),
+            AtomicBool::new(false),
+        );
+        // Enable Slot gives slot 1, every command succeeds, and no control transfer is
+        // answered; the clock readings between Address Device's completion and slot 1's
+        // first doorbell are counted.
+        platform.on_clock_reading(move || {
+            if addressed.load(Relaxed) && !requested.load(Relaxed) {
+                if doorbells.read32(4) != 0 {
+                    requested.store(true, Relaxed);
+                } else {
+                    seen.fetch_add(1, Relaxed);
+                }
+            }
+            let entry = answered.load(Relaxed);
+            let control = commands.read32(entry * trb::SIZE + 12);
+            if control & trb::CYCLE != 0 {
+                let at = command_ring + (entry * trb::SIZE) as u64;
+                let done = command_event(at, completion::SUCCESS);
+                writer.write(Trb {
+                    control: 1 << 24 | done.control,
+                    ..done
+                });
+                if control >> 10 & 0x3F == trb::ADDRESS_DEVICE {
+                    addressed.store(true, Relaxed);
+                }
+                answered.store(entry + 1, Relaxed);
+            }
+        });
+        let attached = xhci.attach(1);
+        assert!(
+            matches!(attached, Err(DeviceError::Timeout { what, .. }) if what.starts_with("GET_DESCRIPTOR")),
+            "{attached:?}"
+        );
+        let waited = readings_to_request.load(Relaxed) * HostPlatform::CLOCK_TICK_NS;
+        assert!(
+            waited >= ADDRESS_RECOVERY_NS,
+            "first request {waited} ns after Address Device"
+        );
     }
 }
