@@ -711,8 +711,14 @@ pub struct NetSharing {
     pub arp_shared: u64,
     /// ICMP echo requests for the address the kernel answered.
     pub echo_answered: u64,
-    /// Frames no filter matched and the kernel does not answer: dropped.
+    /// Frames no filter matched (or that no filter judges: IPv4 with options) and the
+    /// kernel does not answer: dropped.
     pub unmatched: u64,
+    /// Later fragments of IPv4 datagrams (a fragment offset other than 0), which the
+    /// kernel drops before any filter judges them: a later fragment belongs to its first
+    /// fragment's flow (RFC 791), whose ports it does not carry, so no filter can tell
+    /// whose it is.
+    pub fragments_dropped: u64,
 }
 
 impl fmt::Display for NetBinding {
@@ -737,8 +743,12 @@ impl fmt::Display for NetSharing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "the kernel answered {} ARP requests and {} pings, gave {} ARP replies to the apps, dropped {} frames no filter matched",
-            self.arp_answered, self.echo_answered, self.arp_shared, self.unmatched
+            "the kernel answered {} ARP requests and {} pings, gave {} ARP replies to the apps, dropped {} frames no filter matched and {} later IPv4 fragments",
+            self.arp_answered,
+            self.echo_answered,
+            self.arp_shared,
+            self.unmatched,
+            self.fragments_dropped
         )
     }
 }

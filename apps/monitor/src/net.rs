@@ -467,6 +467,7 @@ mod tests {
             arp_shared: 0,
             echo_answered: 0,
             unmatched: 0,
+            fragments_dropped: 0,
         }
     }
 

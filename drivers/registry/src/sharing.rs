@@ -11,6 +11,10 @@
 //!   before any filter sees them, whatever an app's filter names (`arp`, a MAC, a
 //!   padding byte): it answers the requests and gives the replies to every bound app
 //!   (their stacks learn neighbours from them);
+//! - IPv4 frames no filter can place are the kernel's before any filter sees them too: a
+//!   later fragment (its ports are in its first fragment, whose flow it belongs to) is
+//!   dropped and counted, and a header with options (which moves the ports from where
+//!   the filters read them) goes to the default owner;
 //! - a frame no filter takes goes to the default owner, the kernel: it answers ICMP
 //!   echo requests for the interface's address from a single host (RFC 1122 3.2.1.3),
 //!   and drops and counts the rest.
@@ -143,6 +147,27 @@ impl Sharing {
         }
     }
 
+    /// The kernel's part in the IPv4 frames no filter may judge, taken before the tree
+    /// sees them: a later fragment (a fragment offset other than 0) belongs to its first
+    /// fragment's flow (RFC 791) but carries no ports, so no filter can tell whose it is
+    /// (a filter on the offset would take every app's): dropped and counted; a header
+    /// with options (or of another version) moves the ports from the fixed offsets the
+    /// filters read them at: the default owner's ([`answer`](Self::answer)). Returns
+    /// whether it took `frame`.
+    fn take_unplaceable_ipv4(&mut self, frame: &[u8]) -> bool {
+        if ethertype(frame) != Some(IPV4) || frame.len() < 22 {
+            return false;
+        }
+        if frame[14] >> 4 == 4 && is_later_fragment(frame) {
+            self.counters.fragments_dropped += 1;
+        } else if frame[14] != IPV4_NO_OPTIONS {
+            self.answer(frame);
+        } else {
+            return false;
+        }
+        true
+    }
+
     /// The default owner's part for a frame no filter took: it answers ICMP echo
     /// requests for the interface's address and drops the rest.
     fn answer(&mut self, frame: &[u8]) {
@@ -198,6 +223,12 @@ impl Sharing {
 /// The EtherType of `frame`, if it has an Ethernet header.
 fn ethertype(frame: &[u8]) -> Option<[u8; 2]> {
     frame.get(12..14).map(|t| [t[0], t[1]])
+}
+
+/// Whether the IPv4 frame `frame` (at least 22 bytes) is a later fragment of its
+/// datagram: its fragment offset (the low 13 bits of bytes 20..22) is not 0.
+fn is_later_fragment(frame: &[u8]) -> bool {
+    u16::from_be_bytes([frame[20], frame[21]]) & 0x1fff != 0
 }
 
 /// ARP's request and reply operations (RFC 826: a 16-bit field).
@@ -347,6 +378,7 @@ pub(crate) fn bind(
             arp_shared: 0,
             echo_answered: 0,
             unmatched: 0,
+            fragments_dropped: 0,
         },
     });
     state.generation += 1;
@@ -531,6 +563,9 @@ impl NetDevice for Bound {
                 if handed < budget {
                     nic.receive(queue, budget - handed, &mut |frame| {
                         let mine = sharing.take_arp(frame, id).unwrap_or_else(|| {
+                            if sharing.take_unplaceable_ipv4(frame) {
+                                return false;
+                            }
                             match sharing.filters.classify(frame) {
                                 Some(owner) if owner == id => true,
                                 Some(owner) => {
@@ -1519,21 +1554,64 @@ pub(crate) mod tests {
         sends_only(monitor.as_mut(), &wire, &own, &others, why);
     }
 
+    /// `frame` (an IPv4 frame with a 20-byte header) with `options` after its header.
+    fn with_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
+        let mut optioned = frame[..34].to_vec();
+        optioned[14] = 0x45 + (options.len() / 4) as u8;
+        let total = u16::from_be_bytes([frame[16], frame[17]]) + options.len() as u16;
+        optioned[16..18].copy_from_slice(&total.to_be_bytes());
+        optioned.extend_from_slice(options);
+        optioned.extend_from_slice(&frame[34..]);
+        optioned
+    }
+
     #[test]
     fn an_ip_header_with_options_cannot_move_the_ports_past_the_rule() {
         let (registry, wire) = shared();
         let _httpd = bind(registry, 1, "httpd", &["tcp dport 80"]).unwrap();
         let mut web = bind(registry, 2, "web", &["12:2=0x0800 & 23:1=6 & 36:2=8080"]).unwrap();
         // IHL 6: the option bytes at 34 read 8080, the TCP header at 38 is from httpd's 80.
-        let plain = outgoing(6, 80);
-        let mut optioned = plain[..34].to_vec();
-        optioned[14] = 0x46;
-        optioned.extend_from_slice(&8080u16.to_be_bytes());
-        optioned.extend_from_slice(&[0, 0]);
-        optioned.extend_from_slice(&plain[34..]);
+        let optioned = with_options(&outgoing(6, 80), &[0x1f, 0x90, 0, 0]);
         let own = outgoing(6, 8080);
         let why = "httpd's port behind IP options";
         sends_only(web.as_mut(), &wire, &own, &optioned, why);
+    }
+
+    #[test]
+    fn no_filter_takes_a_later_fragment_or_a_header_with_options() {
+        let (registry, wire) = shared();
+        let mut kv = bind(registry, 1, "kv", &["udp dport 11211"]).unwrap();
+        // Every fragment offset but 0, by its lowest bit set: pairwise disjoint, and
+        // disjoint from every port filter (which takes offset 0 only).
+        let tails: Vec<String> = (0..13)
+            .map(|bit| {
+                format!(
+                    "12:2=0x0800 & 20:2/{:#x}={:#x}",
+                    (2u32 << bit) - 1,
+                    1 << bit
+                )
+            })
+            .collect();
+        let tails: Vec<&str> = tails.iter().map(String::as_str).collect();
+        let mut snooper = bind(registry, 2, "snooper", &tails).unwrap();
+        let options = "12:2=0x0800 & 14:1=0x46 & 20:2/0x1fff=0";
+        let mut optioned_snooper = bind(registry, 3, "options", &[options]).unwrap();
+        // kv's large request: its first fragment (More Fragments set), a later one
+        // (offset 185, 1480 bytes in) whose payload spells kv's port where ports would
+        // be, and a datagram of kv's flow with a 4-byte option.
+        let mut first = incoming(17, 11211);
+        first[20] = 0x20;
+        let mut tail = first.clone();
+        tail[20..22].copy_from_slice(&185u16.to_be_bytes());
+        let optioned = with_options(&incoming(17, 11211), &[1, 1, 1, 1]);
+        wire.lock()
+            .incoming
+            .extend([tail.clone(), optioned, first.clone(), tail]);
+        assert_eq!(poll(snooper.as_mut()), Vec::<Vec<u8>>::new());
+        assert_eq!(poll(optioned_snooper.as_mut()), Vec::<Vec<u8>>::new());
+        assert_eq!(poll(kv.as_mut()), [first], "the first fragment is kv's");
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!((sharing.fragments_dropped, sharing.unmatched), (2, 1));
     }
 
     #[test]
