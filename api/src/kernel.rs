@@ -348,12 +348,12 @@ macro_rules! kernel_calls {
             /// hands the caller's frames to it in place when it polls (frames another app's poll
             /// finds are queued for it), answers ARP and ping for the address of `ip=` itself
             /// ([`ApiError::NoAddress`] without it), and lets the caller send only from that
-            /// address IPv4 frames one of its filters would take with their two ends traded
-            /// (from the ports it receives on, to the sources it receives from, with the
-            /// payload bytes the filter names), ARP requests, and frames of another
-            /// EtherType (0x0600 or more, not a carrier of other frames such as a VLAN tag)
-            /// that one of its filters names whole and would take with only the two MACs
-            /// traded, never an EtherType none of them names
+            /// address IPv4 frames (no later fragment) one of its filters would take with
+            /// their two ends traded (from the ports it receives on, to the sources it
+            /// receives from, with the payload bytes the filter names), ARP requests, and
+            /// frames of another EtherType (0x0600 or more, not a carrier of other frames
+            /// such as a VLAN tag) that one of its filters names whole and would take with
+            /// only the two MACs traded, never an EtherType none of them names
             /// ([`DeviceError::Withdrawn`](crate::DeviceError::Withdrawn) otherwise).
             /// [`ApiError::DeviceBusy`] while an app holds the interface whole;
             /// [`ApiError::NoFilters`] for none, [`ApiError::TooManyFilters`] for more than

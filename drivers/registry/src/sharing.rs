@@ -22,11 +22,12 @@
 //! Sending is checked in place too: an app's frame goes out only if it comes from the
 //! interface's MAC and is an ARP request from the interface's MAC and address
 //! (sender fields included) or is IPv4 from its address, with a 20-byte header (the rules
-//! find the ports at fixed offsets, which IP options would move), matching the transmit
-//! rule of one of its filters: the frame with its ends traded (MACs, addresses, ports)
-//! must match the filter, payload bytes included, so the port it receives on is the only
-//! port it sends from and two apps told apart by a payload byte send only their own; or
-//! is of another EtherType that one of its filters names whole, matching that filter
+//! find the ports at fixed offsets, which IP options would move), not a later fragment
+//! (which names no port, and would join whichever datagram it claims), matching the
+//! transmit rule of one of its filters: the frame with its ends traded (MACs, addresses,
+//! ports) must match the filter, payload bytes included, so the port it receives on is
+//! the only port it sends from and two apps told apart by a payload byte send only their
+//! own; or is of another EtherType that one of its filters names whole, matching that filter
 //! with only the MACs traded (`Filter::link_transmit_rule`: no EtherType a filter does
 //! not name); otherwise the fill is withdrawn before the device sees it, and counted.
 
@@ -186,9 +187,11 @@ impl Sharing {
 
     /// Whether `endpoint` may send `frame`: from the interface's MAC; ARP requests
     /// from its MAC and address (neighbours learn that pair from them); IPv4 with a
-    /// 20-byte header (the rules read ports at fixed offsets, which options would move)
-    /// from its address matching one of its rules; a frame of another EtherType matching
-    /// one of its link rules (so of an EtherType one of its filters names).
+    /// 20-byte header (the rules read ports at fixed offsets, which options would move),
+    /// not a later fragment (which names no port: any app's would join the datagram of
+    /// the flow it claims), from its address matching one of its rules; a frame of
+    /// another EtherType matching one of its link rules (so of an EtherType one of its
+    /// filters names).
     fn permits(&self, endpoint: &Endpoint, frame: &[u8]) -> bool {
         if frame.len() < 14 || frame[6..12] != self.mac {
             return false;
@@ -204,6 +207,7 @@ impl Sharing {
             Some(IPV4) => {
                 frame.len() >= 34
                     && frame[14] == IPV4_NO_OPTIONS
+                    && !is_later_fragment(frame)
                     && frame[26..30] == address
                     && endpoint.rules.iter().any(|rule| rule.matches(frame))
             }
@@ -1552,6 +1556,22 @@ pub(crate) mod tests {
         let others = ip_frame((MAC, PEER_MAC), (ADDRESS, PEER), 17, (0xc040 + 7, 53));
         let why = "a query from the other app's block";
         sends_only(monitor.as_mut(), &wire, &own, &others, why);
+    }
+
+    #[test]
+    fn no_app_sends_a_later_fragment() {
+        let (registry, wire) = shared();
+        let mut kv = bind(registry, 1, "kv", &["udp dport 11211"]).unwrap();
+        let mut tails = bind(registry, 2, "tails", &["12:2=0x0800 & 20:2/0x1=1"]).unwrap();
+        // kv's answer to the peer, cut: its first fragment goes, and a later one (offset
+        // 185), which names no port, from any app would land in kv's datagram.
+        let mut first = outgoing(17, 11211);
+        first[20] = 0x20;
+        let mut tail = first.clone();
+        tail[20..22].copy_from_slice(&185u16.to_be_bytes());
+        assert_eq!(send(tails.as_mut(), &tail), Err(DeviceError::Withdrawn));
+        let why = "a later fragment is no app's";
+        sends_only(kv.as_mut(), &wire, &first, &tail, why);
     }
 
     /// `frame` (an IPv4 frame with a 20-byte header) with `options` after its header.
