@@ -59,7 +59,8 @@ extern "C" {
 /* No memory (or capability-table entry, in all or of the app's limit of 64) left to
  * grant, or none for a driver's request (the block and network calls); a shared
  * interface holding the most bindings it takes, REXO_MAX_NET_BINDINGS in all or
- * REXO_MAX_APP_NET_BINDINGS of the calling app's, until one ends (rexo_net_bind). */
+ * REXO_MAX_APP_NET_BINDINGS of the calling app's, until one ends, or whose filters,
+ * merged with the new one, would cost a frame more than 32 field tests (rexo_net_bind). */
 #define REXO_ENOMEM (-5)
 /* Busy: the kernel's work queue is full (nothing was run); the device is held by
  * another app or its queue is full (call again); the memory is mapped (its handle is
@@ -329,7 +330,9 @@ int64_t rexo_net_open(unsigned index);
  * refused before any is read, a bad or contradicting atom), REXO_EFAULT,
  * REXO_ENODEV, REXO_EBUSY (the filter overlaps another app's, or an app holds the
  * interface whole), REXO_ENOMEM (the app holds REXO_MAX_APP_NET_BINDINGS bindings on
- * the interface, or the interface REXO_MAX_NET_BINDINGS in all, until one ends),
+ * the interface, or the interface REXO_MAX_NET_BINDINGS in all, until one ends, or the
+ * filter shares too few fields with those bound: merged, they would cost a frame more
+ * than 32 field tests),
  * REXO_EPERM (no ip= address), REXO_ENOAPP or REXO_EIO. */
 int64_t rexo_net_bind(unsigned index, const struct rexo_atom *atoms, size_t count);
 

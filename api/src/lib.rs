@@ -237,6 +237,15 @@ pub enum ApiError {
         /// The most atoms one filter may have.
         max: usize,
     },
+    /// The binding's filters, merged with those bound on the shared network interface,
+    /// would cost some frame more than `max` field tests (`rexo_pktfilter::MAX_FRAME_TESTS`:
+    /// the bound on the kernel's work per frame and per bind): they share too few of
+    /// their fields or mask bits (the same bytes under masks with no bits in common,
+    /// or unrelated fields); nothing was installed.
+    TooManyFilterTests {
+        /// The most field tests one frame may cost.
+        max: usize,
+    },
     /// The binding would make more than `max` bindings on the shared network interface:
     /// for the calling app ([`MAX_APP_BINDINGS`], until one of its own ends) or in all
     /// ([`MAX_INTERFACE_BINDINGS`], until any ends); nothing was installed.
@@ -326,6 +335,10 @@ impl fmt::Display for ApiError {
             ApiError::TooManyAtoms { max } => {
                 write!(f, "a filter of a binding has at most {max} atoms")
             }
+            ApiError::TooManyFilterTests { max } => write!(
+                f,
+                "the filters would cost a frame more than {max} field tests: they share too few fields with each other and those bound"
+            ),
             ApiError::TooManyBindings { max } => write!(
                 f,
                 "more than {max} bindings on this interface (for this app, or in all): one must end first"

@@ -37,7 +37,7 @@ pub const REXO_EBADF: c_int = -3;
 /// `REXO_ERANGE`: offset and length past the end.
 pub const REXO_ERANGE: c_int = -4;
 /// `REXO_ENOMEM`: no memory (or capability-table entry, or binding on a shared
-/// interface, in all or for the app) left.
+/// interface, in all or for the app, or field test a frame may cost its filters) left.
 pub const REXO_ENOMEM: c_int = -5;
 /// `REXO_EBUSY`: the work queue is full.
 pub const REXO_EBUSY: c_int = -6;
@@ -156,11 +156,13 @@ fn error_code(error: ApiError) -> c_int {
         ApiError::TooManyFilters { .. } | ApiError::NoFilters | ApiError::TooManyAtoms { .. } => {
             REXO_EINVAL
         }
-        // A full table, like the capability table's: an entry frees when a binding ends.
+        // A full table, like the capability table's: an entry frees when a binding ends;
+        // and a merged filter tree at the most tests a frame may cost.
         ApiError::OutOfMemory
         | ApiError::QuotaExceeded
         | ApiError::Refused(CapError::Full | CapError::TooManyEntries { .. })
-        | ApiError::TooManyBindings { .. } => REXO_ENOMEM,
+        | ApiError::TooManyBindings { .. }
+        | ApiError::TooManyFilterTests { .. } => REXO_ENOMEM,
         ApiError::Refused(CapError::OutOfRange) => REXO_ERANGE,
         ApiError::NoSuchDevice | ApiError::NoWallClock => REXO_ENODEV,
         ApiError::Device(error) => devices::device_code(error),

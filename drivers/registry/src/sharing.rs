@@ -387,17 +387,22 @@ pub(crate) fn bind(
     });
     state.generation += 1;
     let id = state.generation;
-    if let Err(InsertError::Overlaps { owner, .. }) = sharing.filters.insert_all(filters, id) {
-        // An overlap among its own filters names the app itself.
-        let name = sharing
-            .endpoints
-            .iter()
-            .find(|e| e.id == owner)
-            .map_or(holder.1, |e| e.holder.1);
+    if let Err(refused) = sharing.filters.insert_all(filters, id) {
+        let error = match refused {
+            // An overlap among its own filters names the app itself.
+            InsertError::Overlaps { owner, .. } => ApiError::FilterOverlap(
+                sharing
+                    .endpoints
+                    .iter()
+                    .find(|e| e.id == owner)
+                    .map_or(holder.1, |e| e.holder.1),
+            ),
+            InsertError::TooManyTests { max } => ApiError::TooManyFilterTests { max },
+        };
         if sharing.endpoints.is_empty() {
             state.sharing = None;
         }
-        return Err(ApiError::FilterOverlap(name));
+        return Err(error);
     }
     sharing.endpoints.push(Endpoint {
         holder,
@@ -1089,6 +1094,42 @@ pub(crate) mod tests {
         assert_eq!(registry.net_sharing(0), Ok(None), "nothing installed");
         assert!(too_many_atoms.to_string().contains("at most 16 atoms"));
         assert!(registry.bind_net(0, (1, "sly"), &[wide], config()).is_ok());
+    }
+
+    #[test]
+    fn filters_that_would_cost_every_frame_too_many_tests_are_refused_and_install_nothing() {
+        let (registry, wire) = shared();
+        let mut kv = bind(registry, 1, "kv", &["udp dport 11211"]).unwrap();
+        // Bytes 42..46 of TCP frames under 64 masks that each leave out three bits: no
+        // two overlap, but no bit is in every mask, so they share no test and each would
+        // cost every frame on the interface a test of its own.
+        let masked: Vec<Filter> = (0..64u32)
+            .map(|k| {
+                let left_out = [k % 32, (7 * k + 3) % 32, (13 * k + 11) % 32];
+                let mask = left_out
+                    .iter()
+                    .fold(u32::MAX, |mask, bit| mask & !(1 << bit));
+                let value = k.wrapping_mul(0x9E37_79B9) & mask;
+                let text = format!("ipv4 & 23:1=6 & 42:4/{mask:#x}={value:#x}");
+                Filter::parse(&text).unwrap()
+            })
+            .collect();
+        let max = rexo_pktfilter::MAX_FRAME_TESTS;
+        let too_many_tests = ApiError::TooManyFilterTests { max };
+        let binding = registry.bind_net(0, (2, "greedy"), &masked, config());
+        assert_eq!(binding.err(), Some(too_many_tests));
+        assert!(
+            too_many_tests
+                .to_string()
+                .contains("more than 32 field tests")
+        );
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        assert_eq!(sharing.bindings.len(), 1, "nothing installed");
+        let cache = incoming(17, 11211);
+        wire.lock().incoming.push_back(cache.clone());
+        assert_eq!(poll(kv.as_mut()), [cache], "kv's binding still works");
+        let few = registry.bind_net(0, (2, "greedy"), &masked[..8], config());
+        assert!(few.is_ok(), "a few of them share enough of their masks");
     }
 
     #[test]

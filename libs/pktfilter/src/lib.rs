@@ -10,7 +10,9 @@
 //!   picks the child by value, so demultiplexing filters that share their fields costs
 //!   about the depth of the tree (at most two levels per atom), not the number of
 //!   filters; a node's filters that test unrelated fields are tried a test at a time
-//!   ([`Filters::classify`]).
+//!   ([`Filters::classify`]), and a set of filters whose tree would cost some frame more
+//!   than [`MAX_FRAME_TESTS`] tests is refused ([`InsertError::TooManyTests`]), so no
+//!   owner's filters make every frame slow.
 //!
 //! Filters are written in a small language ([`Filter::parse`]): atoms `OFFSET:WIDTH=VALUE`
 //! or `OFFSET:WIDTH/MASK=VALUE` joined by `&`, and words for the common headers (`ipv4`,
@@ -24,7 +26,7 @@ mod filter;
 mod tree;
 
 pub use filter::{Atom, Filter, MAX_ATOMS, ParseError};
-pub use tree::{Filters, InsertError};
+pub use tree::{Filters, InsertError, MAX_FRAME_TESTS};
 
 /// The internet checksum (RFC 1071) of `bytes`: what the kernel puts in the answers it
 /// makes for a shared interface, and what a frame's IPv4, ICMP or TCP checksum field

@@ -11,14 +11,29 @@
 //! levels per atom at most, however many filters it holds, and building and classifying
 //! recurse only that deep. A frame costs a field read and a binary search per test it
 //! tries: one per level for filters that share their fields (ports under one protocol),
-//! more where a node's filters test unrelated fields. The tree is rebuilt on insert and
-//! remove (rare; a batch of one owner's filters, [`Filters::insert_all`], is one
-//! rebuild), and read on every frame (often).
+//! more where a node's filters test unrelated fields or masks with no bits common to all
+//! of them (each then a test of its own, tried in turn). So the tree counts, as it is
+//! built, the most tests any frame may try, and a set that would pass
+//! [`MAX_FRAME_TESTS`] is refused, the build given up as soon as it would: classifying
+//! a frame and building the tree stay bounded whatever filters an owner asks for. The
+//! tree is rebuilt on insert (rare; a batch of one owner's filters,
+//! [`Filters::insert_all`], is one rebuild), pruned on remove (the owners' filters cut
+//! out, which never costs a frame more tests), and read on every frame (often).
 
 use alloc::vec::Vec;
 use core::fmt;
 
 use crate::{Atom, Filter};
+
+/// The most field tests classifying one frame may take, whatever the frame: the merged
+/// tree's worst case, counted as it is built (a test read on the way down, then the
+/// worst of the child its value picks, and on to the node's next test when nothing below
+/// matched). Filters that share their fields cost a test per level (ports under one
+/// protocol: 5); filters that test the same bytes under masks with no bit common to all
+/// of them, or unrelated fields, cost a test each at their node, so a set whose
+/// tree would pass this is refused ([`InsertError::TooManyTests`]) rather than slow every
+/// frame, and building a tree stops as soon as it would pass it.
+pub const MAX_FRAME_TESTS: usize = 32;
 
 /// Why a filter was not installed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +44,13 @@ pub enum InsertError<T> {
         owner: T,
         /// The other filter.
         filter: Filter,
+    },
+    /// With these filters the merged tree would try some frame against more than `max`
+    /// field tests ([`MAX_FRAME_TESTS`]): they share too few of their fields (or mask
+    /// bits) with each other and with the installed filters.
+    TooManyTests {
+        /// The most tests one frame may cost.
+        max: usize,
     },
 }
 
@@ -41,6 +63,10 @@ impl<T: fmt::Display> fmt::Display for InsertError<T> {
                     "overlaps the filter '{filter}' of {owner}: some frames would match both"
                 )
             }
+            Self::TooManyTests { max } => write!(
+                f,
+                "the filters would cost a frame more than {max} field tests: they share too few fields"
+            ),
         }
     }
 }
@@ -172,10 +198,12 @@ impl Split {
 }
 
 impl<T: Copy> Node<T> {
-    /// Builds the node for `filters` (each with the parts still to test). Each test of
-    /// the node is picked in turn (a loop, not recursion, so the filters no test took
-    /// cost no stack); only the children recurse, at most two levels per atom.
-    fn build(mut filters: Pending<T>) -> Self {
+    /// Builds the node for `filters` (each with the parts still to test) and gives the
+    /// most tests a frame tries in it, or `None` as soon as that would pass `budget`.
+    /// Each test of the node is picked in turn (a loop, not recursion, so the filters no
+    /// test took cost no stack); only the children recurse, at most two levels per atom
+    /// and one per test of the budget.
+    fn build(mut filters: Pending<T>, budget: usize) -> Option<(Self, usize)> {
         let mut node = Node {
             matched: None,
             tests: Vec::new(),
@@ -184,7 +212,12 @@ impl<T: Copy> Node<T> {
             // Installed filters never overlap, so at most one has nothing left here.
             node.matched = Some(filters.swap_remove(done).1);
         }
+        // The most tests a frame tries in the node's tests so far.
+        let mut worst = 0;
         while !filters.is_empty() {
+            // A frame may come to this test after all the earlier ones, read its field
+            // and go down the child its value picks.
+            let below = budget.checked_sub(worst + 1)?;
             let split = Split::pick(&filters);
             let mut by_value: Vec<(u32, Pending<T>)> = Vec::new();
             let mut rest = Vec::new();
@@ -199,21 +232,25 @@ impl<T: Copy> Node<T> {
                     Err(i) => by_value.insert(i, (value, alloc::vec![(parts, owner)])),
                 }
             }
-            node.tests.push((
-                split.field(),
-                by_value
-                    .into_iter()
-                    .map(|(v, group)| (v, Node::build(group)))
-                    .collect(),
-            ));
+            let mut children = Vec::with_capacity(by_value.len());
+            let mut deepest = 0;
+            for (value, group) in by_value {
+                let (child, tests) = Node::build(group, below)?;
+                deepest = deepest.max(tests);
+                children.push((value, child));
+            }
+            worst += 1 + deepest;
+            node.tests.push((split.field(), children));
             filters = rest;
         }
-        node
+        Some((node, worst))
     }
 
-    /// The owner of the filter `frame` matches, if any.
-    fn classify(&self, frame: &[u8]) -> Option<T> {
+    /// The owner of the filter `frame` matches, if any; `tests` counts the field tests
+    /// tried.
+    fn classify(&self, frame: &[u8], tests: &mut usize) -> Option<T> {
         for ((offset, width, mask), children) in &self.tests {
+            *tests += 1;
             let atom = Atom {
                 offset: *offset,
                 width: *width,
@@ -222,12 +259,29 @@ impl<T: Copy> Node<T> {
             };
             if let Some(value) = atom.field(frame)
                 && let Ok(i) = children.binary_search_by_key(&value, |(v, _)| *v)
-                && let Some(owner) = children[i].1.classify(frame)
+                && let Some(owner) = children[i].1.classify(frame, tests)
             {
                 return Some(owner);
             }
         }
         self.matched
+    }
+}
+
+impl<T: Copy + PartialEq> Node<T> {
+    /// Cuts the filters of `owners` out of the node: their matches, and the children and
+    /// tests left with nothing to match. Every other filter's frames classify as before
+    /// (filters never overlap, so a frame of a filter cut out matches no other), and no
+    /// frame tries more tests than before. Returns whether the node is left empty.
+    fn prune(&mut self, owners: &[T]) -> bool {
+        if self.matched.is_some_and(|owner| owners.contains(&owner)) {
+            self.matched = None;
+        }
+        for (_, children) in &mut self.tests {
+            children.retain_mut(|(_, child)| !child.prune(owners));
+        }
+        self.tests.retain(|(_, children)| !children.is_empty());
+        self.matched.is_none() && self.tests.is_empty()
     }
 }
 
@@ -263,10 +317,12 @@ impl<T: Copy + PartialEq> Filters<T> {
     }
 
     /// Installs all of `filters` for `owner`, or none of them: each is checked against
-    /// the installed filters and then those before it in `filters`, so the refusal names
-    /// the owner and filter that [`insert`](Self::insert) one by one would (`owner`
-    /// itself for an overlap within `filters`), but the tree is rebuilt once, not once
-    /// per filter, and a refusal leaves the installed filters as they were.
+    /// the installed filters and then those before it in `filters`, so an overlap's
+    /// refusal names the owner and filter that [`insert`](Self::insert) one by one would
+    /// (`owner` itself for an overlap within `filters`), but the tree is rebuilt once,
+    /// not once per filter; then the tree with all of them must cost no frame more than
+    /// [`MAX_FRAME_TESTS`] tests ([`InsertError::TooManyTests`]). A refusal leaves the
+    /// installed filters and the tree as they were.
     pub fn insert_all(&mut self, filters: &[Filter], owner: T) -> Result<(), InsertError<T>> {
         for (at, filter) in filters.iter().enumerate() {
             if let Some(refused) = self.first_overlap(filter, &filters[..at], owner) {
@@ -276,9 +332,16 @@ impl<T: Copy + PartialEq> Filters<T> {
         if filters.is_empty() {
             return Ok(());
         }
+        let before = self.installed.len();
         self.installed
             .extend(filters.iter().map(|filter| (filter.clone(), owner)));
-        self.rebuild();
+        let Some(tree) = self.build() else {
+            self.installed.truncate(before);
+            return Err(InsertError::TooManyTests {
+                max: MAX_FRAME_TESTS,
+            });
+        };
+        self.tree = tree;
         Ok(())
     }
 
@@ -306,25 +369,20 @@ impl<T: Copy + PartialEq> Filters<T> {
 
     /// Removes every filter of `owner`; returns how many.
     pub fn remove_owner(&mut self, owner: T) -> usize {
-        let before = self.installed.len();
-        self.installed.retain(|(_, holder)| *holder != owner);
-        let removed = before - self.installed.len();
-        if removed > 0 {
-            self.rebuild();
-        }
-        removed
+        self.remove_owners(&[owner])
     }
 
-    /// Removes every filter of each of `owners`; returns how many. The classification
-    /// after is that of [`remove_owner`](Self::remove_owner) one owner at a time, but the
-    /// tree is rebuilt once, not once per owner.
+    /// Removes every filter of each of `owners`; returns how many. The tree is pruned,
+    /// not rebuilt: their filters are cut out of it in one pass, so removing costs no
+    /// build and never makes a frame try more tests than before (a tree built again
+    /// from fewer filters might).
     pub fn remove_owners(&mut self, owners: &[T]) -> usize {
         let before = self.installed.len();
         self.installed
             .retain(|(_, holder)| !owners.contains(holder));
         let removed = before - self.installed.len();
         if removed > 0 {
-            self.rebuild();
+            self.tree.prune(owners);
         }
         removed
     }
@@ -336,11 +394,19 @@ impl<T: Copy + PartialEq> Filters<T> {
 
     /// The owner of the one filter `frame` matches, if any.
     pub fn classify(&self, frame: &[u8]) -> Option<T> {
-        self.tree.classify(frame)
+        self.tree.classify(frame, &mut 0)
     }
 
-    /// Merges the installed filters into the tree again.
-    fn rebuild(&mut self) {
+    /// [`classify`](Self::classify), and how many field tests it tried.
+    #[cfg(test)]
+    fn classify_counting(&self, frame: &[u8]) -> (Option<T>, usize) {
+        let mut tests = 0;
+        (self.tree.classify(frame, &mut tests), tests)
+    }
+
+    /// The installed filters merged into a tree, or `None` when it would cost some frame
+    /// more than [`MAX_FRAME_TESTS`] tests (given up as soon as it would).
+    fn build(&self) -> Option<Node<T>> {
         let filters = self
             .installed
             .iter()
@@ -349,7 +415,7 @@ impl<T: Copy + PartialEq> Filters<T> {
                 (parts.collect(), *owner)
             })
             .collect();
-        self.tree = Node::build(filters);
+        Node::build(filters, MAX_FRAME_TESTS).map(|(tree, _)| tree)
     }
 }
 
@@ -492,13 +558,16 @@ mod tests {
             let removed: usize = ended.iter().map(|o| one_by_one.remove_owner(*o)).sum();
             assert_eq!(at_once.remove_owners(&ended), removed, "round {round}");
             assert_eq!(at_once.installed(), one_by_one.installed(), "round {round}");
+            // Pruned trees classify as a tree built from what is left.
+            let mut rebuilt = Filters::new();
+            for (filter, owner) in at_once.installed() {
+                rebuilt.insert(filter.clone(), *owner).unwrap();
+            }
             for _ in 0..50 {
                 let frame: Vec<u8> = (0..40).map(|_| rng.below(4) as u8).collect();
-                assert_eq!(
-                    at_once.classify(&frame),
-                    one_by_one.classify(&frame),
-                    "round {round}"
-                );
+                let owner = rebuilt.classify(&frame);
+                assert_eq!(at_once.classify(&frame), owner, "round {round}");
+                assert_eq!(one_by_one.classify(&frame), owner, "round {round}");
             }
         }
     }
@@ -620,6 +689,58 @@ mod tests {
             [(5, Some(7)), (1023, Some(7)), (5, None), (2000, None)],
             "filter 5's mask (0xffff0006) holds bit 2, which must be 0"
         );
+    }
+
+    #[test]
+    fn filters_that_would_cost_a_frame_too_many_tests_are_refused() {
+        // The same four bytes under masks that each leave out three random bits: no two
+        // filters overlap, but past a few dozen no bit is in every mask, so no test is
+        // shared and each filter once cost every frame a test of its own (a thousand
+        // such filters made every frame on the interface a hundred times slower).
+        let mut rng = Rng(0x5EED_3A5C);
+        let mut filters = Filters::new();
+        let mut refused = 0;
+        for owner in 0..1024u32 {
+            let mask = (0..3).fold(u32::MAX, |mask, _| mask & !(1 << rng.below(32)));
+            let value = rng.next_u64() as u32 & mask;
+            let text = alloc::format!("12:2=0x0800 & 42:4/{mask:#x}={value:#x}");
+            match filters.insert(Filter::parse(&text).unwrap(), owner) {
+                Ok(()) => {}
+                Err(InsertError::TooManyTests { max }) => {
+                    assert_eq!(max, MAX_FRAME_TESTS);
+                    refused += 1;
+                }
+                Err(overlap) => panic!("{text}: {overlap:?}"),
+            }
+        }
+        let installed = filters.installed().to_vec();
+        assert!(refused > 900, "{} installed", installed.len());
+        // Each installed filter's frames still find it, and no frame costs more tests.
+        let mut masked = alloc::vec![0u8; 64];
+        masked[12..14].copy_from_slice(&[0x08, 0x00]);
+        for (filter, owner) in &installed {
+            let field = filter.atoms()[1];
+            let noise = rng.next_u64() as u32 & !field.mask;
+            masked[42..46].copy_from_slice(&(field.value | noise).to_be_bytes());
+            let (found, tests) = filters.classify_counting(&masked);
+            assert_eq!(found, Some(*owner), "{filter}");
+            assert!(tests <= MAX_FRAME_TESTS, "{filter}: {tests} tests");
+        }
+        for _ in 0..10_000 {
+            masked[42..46].copy_from_slice(&(rng.next_u64() as u32).to_be_bytes());
+            let (_, tests) = filters.classify_counting(&masked);
+            assert!(tests <= MAX_FRAME_TESTS, "{masked:?}: {tests} tests");
+        }
+        let refusal = InsertError::<u32>::TooManyTests {
+            max: MAX_FRAME_TESTS,
+        };
+        assert!(refusal.to_string().contains("more than 32 field tests"));
+        // Filters that share their fields still go in beside them.
+        let raw = parsed(&["12:2=0x88b5 & 14:1=1", "12:2=0x88b5 & 14:1=2"]);
+        filters.insert_all(&raw, 5000).unwrap();
+        let mut tagged = frame(0x88b5, 0, 0);
+        tagged[14] = 2;
+        assert_eq!(filters.classify(&tagged), Some(5000));
     }
 
     #[test]

@@ -116,6 +116,12 @@ fn device_errors_have_the_codes_rexo_h_gives() {
         crate::REXO_ENOMEM,
         "a full binding table, as rexo.h says"
     );
+    let max = rexo_pktfilter::MAX_FRAME_TESTS;
+    assert_eq!(
+        error_code(rexo_api::ApiError::TooManyFilterTests { max }),
+        crate::REXO_ENOMEM,
+        "the interface's filters at their limit, as rexo.h says"
+    );
     let max = rexo_api::MAX_BINDING_FILTERS;
     assert_eq!(
         error_code(rexo_api::ApiError::TooManyFilters { max }),
@@ -240,6 +246,9 @@ fn the_limits_of_rexo_h_are_the_kernels() {
     let enomem = rexo_h_comment("REXO_ENOMEM");
     let entries = alloc::format!("the app's limit of {})", rexo_api::MAX_APP_ENTRIES);
     assert!(enomem.contains(&entries), "{enomem}");
+    // So is the most field tests a frame may cost the filters of a shared interface.
+    let tests = alloc::format!("more than {} field tests", rexo_pktfilter::MAX_FRAME_TESTS);
+    assert!(enomem.contains(&tests), "{enomem}");
 }
 
 /// Eight 512-byte blocks of `fill` in memory, requests of up to 2 blocks, whose reads
