@@ -138,13 +138,17 @@ pub enum MemoryOp<'a> {
         rights: Rights,
     },
     /// Splits the capability at `offset` bytes: it keeps the low part, the result holds
-    /// the rest (siblings that [`MemoryOp::Merge`] joins again).
+    /// the rest (siblings that [`MemoryOp::Merge`] joins again). Not a capability lent
+    /// to the caller (derived by another app and delegated): its lender takes it back by
+    /// name ([`MemoryOp::RevokeDerived`]) and a split-off part would escape that, so it
+    /// answers [`CapError::Lent`]; derive from it instead.
     Split {
         /// Where to cut (a multiple of 4 KiB, strictly inside).
         offset: u64,
     },
     /// Joins the adjacent sibling `other` into the capability: once merged, `other`
-    /// answers [`CapError::Revoked`]; a refused merge leaves it as it was.
+    /// answers [`CapError::Revoked`]; a refused merge leaves it as it was. Neither may
+    /// be lent to the caller ([`CapError::Lent`], as for [`MemoryOp::Split`]).
     Merge {
         /// The sibling (borrowed: the caller keeps it if the merge is refused).
         other: &'a MemoryCap,

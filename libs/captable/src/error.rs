@@ -7,7 +7,8 @@ use crate::{OwnerId, Rights};
 /// Why an operation was refused. Every operation checks in the same order: the handle's
 /// table ([`WrongTable`](CapError::WrongTable)), its generation
 /// ([`Revoked`](CapError::Revoked)), the caller ([`NotOwner`](CapError::NotOwner)), the
-/// entry's state ([`RevocationPending`](CapError::RevocationPending)), the kind where one
+/// entry's state ([`RevocationPending`](CapError::RevocationPending)), whether it is lent
+/// where a split or merge asks ([`Lent`](CapError::Lent)), the kind where one
 /// is asked for ([`WrongKind`](CapError::WrongKind)), the rights, the range, the owner
 /// handed to ([`BadOwner`](CapError::BadOwner), then [`NotRunning`](CapError::NotRunning)),
 /// and last the owner's entry limit ([`TooManyEntries`](CapError::TooManyEntries)) and the
@@ -49,6 +50,12 @@ pub enum CapError {
     BadOwner(OwnerId),
     /// The capability has live derived capabilities, which the operation would break.
     HasChildren,
+    /// The capability is lent to the caller: derived by another owner (or minted by the
+    /// kernel as a share of its own) and handed over, so the holder of an ancestor may
+    /// take it back by name ([`CapTable::revoke_derived`](crate::CapTable::revoke_derived)).
+    /// Its borrower cannot split or merge it, which would move part of the range under
+    /// another name out of that reach; it derives from it instead (children go with it).
+    Lent,
     /// The kernel asked for the capability back; it cannot be derived, split, merged or
     /// delegated until it is returned.
     RevocationPending,
@@ -85,6 +92,9 @@ impl fmt::Display for CapError {
             CapError::NotOwner => f.write_str("caller does not own the capability"),
             CapError::BadOwner(o) => write!(f, "no such owner: {}", o.0),
             CapError::HasChildren => f.write_str("capability has derived capabilities"),
+            CapError::Lent => f.write_str(
+                "capability lent to its holder: not split or merged (derive from it instead)",
+            ),
             CapError::RevocationPending => f.write_str("revocation of the capability is pending"),
             CapError::Overlaps => f.write_str("range overlaps a live capability"),
             CapError::NotDescendant => f.write_str("target is not derived from the capability"),

@@ -51,7 +51,9 @@
 //! [`check_access`](CapTable::check_access), [`derive`](CapTable::derive) (subrange and
 //! subset of rights, the child records its parent), [`split`](CapTable::split) (in place:
 //! the handle keeps the low part, a new sibling gets the rest),
-//! [`merge`](CapTable::merge) (two adjacent siblings with equal rights),
+//! [`merge`](CapTable::merge) (two adjacent siblings with equal rights; neither split nor
+//! merge takes an entry lent to the caller, derived by another owner and delegated, which
+//! its lender revokes by name: [`CapError::Lent`], the borrower derives from it instead),
 //! [`delegate`](CapTable::delegate) (needs `DELEGATE`; the entry changes holder),
 //! [`return_cap`](CapTable::return_cap), [`revoke_derived`](CapTable::revoke_derived)
 //! (needs `REVOKE` on an ancestor). Reading: [`entries`](CapTable::entries),

@@ -194,6 +194,18 @@ pub(crate) struct Entry {
     maker: OwnerId,
 }
 
+impl Entry {
+    /// Whether the entry is lent to its holder: derived (it has a parent) at another
+    /// owner's request, or minted by the kernel as a share of its own root, and handed
+    /// over, so the holder of an ancestor may take it back by name
+    /// ([`CapTable::revoke_derived`]). Its maker is who made it, or the heir of a maker
+    /// that ended ([`CapTable::release_owner`]): an entry that outlived its maker lies
+    /// under no ancestor that maker still holds.
+    fn lent(&self) -> bool {
+        self.parent.is_some() && self.maker != self.owner
+    }
+}
+
 /// A slot: an entry or nothing, and the generation its next (or current) entry has.
 #[derive(Clone, Copy)]
 pub(crate) struct Slot {
@@ -701,16 +713,21 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     /// `start..start + offset`, and the returned new sibling (same parent, holder and
     /// rights) has the rest. In place, rather than two fresh children, so that the split
     /// halves are siblings [`merge`](Self::merge) can join again, the resource is never
-    /// named twice, and the holder's handle stays valid.
+    /// named twice, and the holder's handle stays valid. Not for an entry lent to the
+    /// caller: its lender revokes it by name ([`revoke_derived`](Self::revoke_derived)),
+    /// and the new sibling would escape that; the borrower derives from it instead.
     ///
     /// Errors after the handle checks: [`RevocationPending`](CapError::RevocationPending),
-    /// [`OutOfRange`](CapError::OutOfRange) unless `0 < offset < len`,
+    /// [`Lent`](CapError::Lent), [`OutOfRange`](CapError::OutOfRange) unless `0 < offset < len`,
     /// [`BadRange`](CapError::BadRange) if `offset` is not on the kind's granule,
     /// [`HasChildren`](CapError::HasChildren) (a child could straddle the cut),
     /// [`TooManyEntries`](CapError::TooManyEntries), [`Full`](CapError::Full) (the new
     /// sibling counts against `caller`'s entry limit).
     pub fn split(&mut self, caller: OwnerId, cap: &Cap, offset: u64) -> Result<Cap, CapError> {
         let (i, e) = self.owned_live(caller, cap)?;
+        if e.lent() {
+            return Err(CapError::Lent);
+        }
         let r = e.resource;
         if offset == 0 || offset >= r.len() {
             return Err(CapError::OutOfRange);
@@ -728,8 +745,10 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
     }
 
     /// Merges the sibling `b` into `a`: `a` grows to cover both ranges and `b`'s handle
-    /// stops working ([`CapError::Revoked`]). Both must be held by `caller`, live, of one
-    /// kind with the same parent, with equal rights, adjacent, and without children.
+    /// stops working ([`CapError::Revoked`]). Both must be held by `caller`, live, not
+    /// lent to it ([`CapError::Lent`]: their lender revokes each by name, and `b`'s range
+    /// would escape under `a`'s), of one kind with the same parent, with equal rights,
+    /// adjacent, and without children.
     pub fn merge(&mut self, caller: OwnerId, a: &Cap, b: &Cap) -> Result<(), CapError> {
         let (ia, ea) = self.owned(caller, a)?;
         let (ib, eb) = self.owned(caller, b)?;
@@ -738,6 +757,9 @@ impl<A, const N: usize, const OWNERS: usize, const LOG: usize> CapTable<A, N, OW
         }
         if ea.state != EntryState::Live || eb.state != EntryState::Live {
             return Err(CapError::RevocationPending);
+        }
+        if ea.lent() || eb.lent() {
+            return Err(CapError::Lent);
         }
         if ea.parent != eb.parent || ea.resource.kind() != eb.resource.kind() {
             return Err(CapError::NotSiblings);

@@ -621,6 +621,47 @@ fn revoke_derived_needs_revoke_and_a_descendant() {
 }
 
 #[test]
+fn a_borrower_keeps_no_part_of_a_lent_range_its_lender_revokes() {
+    let mut t = Table::new();
+    t.start_owner(&Kernel, APP).expect("start APP");
+    t.start_owner(&Kernel, OTHER).expect("start OTHER");
+    let all = RW | Rights::DELEGATE | Rights::REVOKE;
+    let parent = t
+        .mint(&Kernel, APP, mem(0x20_0000, 0x20_0000), all)
+        .expect("mint");
+    let lend = |t: &mut Table, start| {
+        let child =
+            (t.derive(APP, &parent, start, 0x10_0000, RW | Rights::DELEGATE)).expect("derive");
+        t.delegate(APP, &child, OTHER).expect("lend");
+        child
+    };
+    let (lent, next) = (lend(&mut t, 0x20_0000), lend(&mut t, 0x30_0000));
+    // A piece split off (or two lent entries merged into one name) would be no longer
+    // what the lender revokes by name: the piece would escape it.
+    assert_eq!(
+        t.split(OTHER, &lent, 0x1000).map(|c| c.id()),
+        Err(CapError::Lent)
+    );
+    assert_eq!(t.merge(OTHER, &lent, &next), Err(CapError::Lent));
+    assert!(CapError::Lent.to_string().contains("lent"));
+    // What the borrower derives and splits for itself goes with the lent entry.
+    let own = (t.derive(OTHER, &lent, 0x20_0000, 0x10_0000, RW)).expect("derive");
+    let own_high = t.split(OTHER, &own, 0x1000).expect("split its own");
+    let taken = t.revoke_derived(APP, &parent, lent.id()).expect("revoke");
+    assert_eq!(taken.entries, 3);
+    for cap in [&lent, &own, &own_high] {
+        let write = t.check_access(OTHER, cap, Rights::WRITE, &mem(0x20_1000, 0x1000));
+        assert_eq!(write, Err(CapError::Revoked));
+    }
+    let held: Vec<_> = t.entries_of(OTHER).map(|e| e.resource).collect();
+    assert_eq!(held, [mem(0x30_0000, 0x10_0000)], "only the other loan");
+    // Handed back to its maker, an entry is its own again.
+    t.delegate(OTHER, &next, APP).expect("give back");
+    t.split(APP, &next, 0x1000)
+        .expect("the lender splits its own");
+}
+
+#[test]
 fn release_owner_takes_everything_back() {
     let (mut t, root) = setup(Rights::ALL);
     let lent = t

@@ -31,9 +31,17 @@ struct MEntry {
     /// Taken from its holder at a deadline the holder missed and recorded (while fewer
     /// than `N` such records are kept), until the holder's release.
     forfeited: bool,
+    /// Whose request made it: the kernel for a mint, the caller for a derive or split.
+    maker: OwnerId,
 }
 
 impl MEntry {
+    /// Derived by another owner (or the kernel) and handed to its holder: not split or
+    /// merged by it.
+    fn lent(&self) -> bool {
+        self.parent.is_some() && self.maker != self.owner
+    }
+
     fn resource(&self) -> Resource {
         Resource::new(self.kind, self.start, self.len).expect("model ranges are valid")
     }
@@ -312,6 +320,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                         deadline: None,
                         alive: true,
                         forfeited: false,
+                        maker: OwnerId::KERNEL,
                     });
                 }
                 Err(e) => assert_eq!(expect, Err(e)),
@@ -372,6 +381,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                         deadline: None,
                         alive: true,
                         forfeited: false,
+                        maker: caller,
                     });
                 }
                 Err(e) => assert_eq!(expect, Err(e)),
@@ -386,7 +396,9 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                 offset += g / 2;
             }
             let expect = m.held_live(i, caller).and_then(|()| {
-                if offset == 0 || offset >= e.len {
+                if e.lent() {
+                    Err(CapError::Lent)
+                } else if offset == 0 || offset >= e.len {
                     Err(CapError::OutOfRange)
                 } else if !offset.is_multiple_of(g) {
                     Err(CapError::BadRange)
@@ -413,6 +425,7 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                         deadline: None,
                         alive: true,
                         forfeited: false,
+                        maker: caller,
                     };
                     e.len = offset;
                     m.push(high);
@@ -437,6 +450,8 @@ fn step(rng: &mut Rng, t: &mut Table, m: &mut Model) {
                         Err(CapError::NotSiblings)
                     } else if a.deadline.is_some() || b.deadline.is_some() {
                         Err(CapError::RevocationPending)
+                    } else if a.lent() || b.lent() {
+                        Err(CapError::Lent)
                     } else if a.parent != b.parent || a.kind != b.kind {
                         Err(CapError::NotSiblings)
                     } else if a.rights != b.rights {
