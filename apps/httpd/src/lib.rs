@@ -2,8 +2,9 @@
 //! first network interface, gets an address by DHCP (or from `ip=`), and serves on TCP port 80 the site
 //! built into the image (`apps/httpd/site/`, plus a 10 MiB file generated at start)
 //! through the `rexo-http` engine: HTTP/1.1 with keep-alive and pipelining, prebuilt
-//! response heads, `ETag`/`If-None-Match`, `Range`, bounded heads, and a live status
-//! page at `/` (cores, memory, devices, answers by status, connections, NIC traffic).
+//! response heads, `ETag`/`If-None-Match`/`If-Match`, `Range`, bounded heads, and a
+//! live status page at `/` (cores, memory, devices, answers by status, connections, NIC
+//! traffic).
 //!
 //! The port is served by Rexo's own TCP, `rexo-tcp` ([`DEFAULT_TCP`]): answers are
 //! queued as pieces of the file cache and sent and retransmitted from there with their

@@ -31,6 +31,8 @@ pub enum Status {
     MethodNotAllowed,
     /// 408: a request that did not come whole in time; the connection closes.
     RequestTimeout,
+    /// 412: an `If-Match` that holds neither `*` nor the representation's entity tag.
+    PreconditionFailed,
     /// 413: a request body above [`Limits::body`]; the connection closes.
     PayloadTooLarge,
     /// 414: a request line above [`Limits::request_line`]; the connection closes.
@@ -62,6 +64,7 @@ impl Status {
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
+            Status::PreconditionFailed => 412,
             Status::PayloadTooLarge => 413,
             Status::UriTooLong => 414,
             Status::RangeNotSatisfiable => 416,
@@ -84,6 +87,7 @@ impl Status {
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::RequestTimeout => "Request Timeout",
+            Status::PreconditionFailed => "Precondition Failed",
             Status::PayloadTooLarge => "Payload Too Large",
             Status::UriTooLong => "URI Too Long",
             Status::RangeNotSatisfiable => "Range Not Satisfiable",
@@ -523,16 +527,21 @@ impl Site {
     }
 }
 
-/// The answer for a file: 304, 206, 416 or 200, in the order RFC 7232 section 6 asks.
+/// The answer for a file: 412, 304, 206, 416 or 200, in the order RFC 9110 13.2.2 asks
+/// (`If-Unmodified-Since` and `If-Modified-Since` are ignored: files carry no
+/// `Last-Modified`).
 fn serve_file(
     request: &Request<'_>,
     persistence: Persistence,
     head_only: bool,
     file: &Arc<StaticFile>,
 ) -> Response {
+    if if_match_fails(request, Some(file.etag())) {
+        return Response::error(Status::PreconditionFailed, persistence, head_only, &[]);
+    }
     if request
         .values(b"if-none-match")
-        .any(|list| if_none_match_hits(list, Some(file.etag())))
+        .any(|list| tag_list_holds(list, Some(file.etag()), Comparison::Weak))
     {
         let mut head = HeadBuilder::new(Status::NotModified);
         head.field(b"ETag", file.etag());
@@ -600,10 +609,13 @@ fn dynamic(
     content_type: &'static str,
     body: Option<Vec<u8>>,
 ) -> Response {
-    // A dynamic page has no entity tag, but `*` still matches it (RFC 7232 3.2).
+    // A dynamic page has no entity tag, but `*` still matches it (RFC 9110 13.1.1-2).
+    if if_match_fails(request, None) {
+        return Response::error(Status::PreconditionFailed, persistence, head_only, &[]);
+    }
     if request
         .values(b"if-none-match")
-        .any(|list| if_none_match_hits(list, None))
+        .any(|list| tag_list_holds(list, None, Comparison::Weak))
     {
         let head = HeadBuilder::new(Status::NotModified);
         return Response::built(Status::NotModified, persistence, head, Body::Empty);
@@ -629,10 +641,27 @@ fn single_value<'b>(request: &Request<'b>, name: &'static [u8]) -> Option<&'b [u
     values.next().is_none().then_some(value)
 }
 
-/// Whether an `If-None-Match` list matches the entity tag `etag` (`*` matches any
-/// existing representation); the comparison is weak, as RFC 7232 3.2 asks. A malformed
-/// list matches up to where it breaks.
-fn if_none_match_hits(list: &[u8], etag: Option<&[u8]>) -> bool {
+/// How two entity tags are compared (RFC 9110 8.8.3.2); both need equal opaque tags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Comparison {
+    /// Either may be weak (`W/`): `If-None-Match`.
+    Weak,
+    /// Neither may be weak: `If-Match`, which guards against any change of the bytes.
+    Strong,
+}
+
+/// Whether the request carries `If-Match` and no value of it holds `etag` (`None`: a
+/// representation without one) under strong comparison (RFC 9110 13.1.1): answer 412.
+fn if_match_fails(request: &Request<'_>, etag: Option<&[u8]>) -> bool {
+    let mut lists = request.values(b"if-match").peekable();
+    lists.peek().is_some() && !lists.any(|list| tag_list_holds(list, etag, Comparison::Strong))
+}
+
+/// Whether an `If-Match` or `If-None-Match` list holds the entity tag `etag` (`None`: a
+/// representation without one) under `comparison` (`*` holds any existing
+/// representation). The engine's own tags are strong. A malformed list holds what it
+/// holds up to where it breaks.
+fn tag_list_holds(list: &[u8], etag: Option<&[u8]>, comparison: Comparison) -> bool {
     let mut rest = list;
     loop {
         rest = trim_whitespace(rest);
@@ -645,11 +674,12 @@ fn if_none_match_hits(list: &[u8], etag: Option<&[u8]>) -> bool {
         if let Some(after) = rest.strip_prefix(b"*") {
             return trim_whitespace(after).first().is_none_or(|&b| b == b',');
         }
-        let opaque = rest.strip_prefix(b"W/").unwrap_or(rest);
+        let weak = rest.starts_with(b"W/");
+        let opaque = if weak { &rest[2..] } else { rest };
         let Some(tag_len) = quoted_len(opaque) else {
             return false;
         };
-        if etag == Some(&opaque[..tag_len]) {
+        if etag == Some(&opaque[..tag_len]) && !(weak && comparison == Comparison::Strong) {
             return true;
         }
         rest = &opaque[tag_len..];

@@ -579,6 +579,55 @@ fn entity_tags_and_if_none_match() {
     assert_ne!(files.get(b"/f").unwrap().etag(), tag.as_bytes());
 }
 
+/// If-Match (RFC 9110 13.1.1) is evaluated before anything else: a resumed download
+/// whose tag is not the file's gets 412, not bytes of another file spliced onto its own.
+#[test]
+fn if_match_refuses_any_tag_but_the_files_own() {
+    let site = site();
+    let tag = etag(&site, "/digits.txt");
+    let ask = |method: &str, path: &str, if_match: &str| {
+        answer(&format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nRange: bytes=5-\r\n\
+             If-None-Match: \"other\"\r\nIf-Match: {if_match}\r\n\r\n"
+        ))
+    };
+    let failed = "HTTP/1.1 412 Precondition Failed\r\nServer: Rexo\r\n\
+                  Content-Type: text/plain; charset=utf-8\r\nContent-Length: 24\r\n\r\n";
+    for value in [
+        "\"nope\"".into(),
+        format!("W/{tag}"),
+        format!("\"a\", W/{tag}"),
+        "\"\"".into(),
+        "**".into(),
+        tag[1..].into(),
+    ] {
+        assert_eq!(
+            ask("GET", "/digits.txt", &value),
+            format!("{failed}412 Precondition Failed\n"),
+            "{value}"
+        );
+        assert_eq!(ask("HEAD", "/digits.txt", &value), failed, "{value}");
+    }
+    for value in [tag.clone(), "*".into(), format!("\"a\", {tag} ,\"b\"")] {
+        let out = ask("GET", "/digits.txt", &value);
+        assert!(
+            out.starts_with("HTTP/1.1 206 Partial Content\r\n"),
+            "{value}: {out}"
+        );
+        assert!(out.ends_with("\r\n\r\n56789"), "{value}: {out}");
+    }
+    // Split over two fields, the list is one.
+    let split = format!(
+        "GET /digits.txt HTTP/1.1\r\nHost: x\r\nIf-Match: \"a\"\r\nIf-Match: {tag}\r\n\r\n"
+    );
+    assert!(answer(&split).starts_with("HTTP/1.1 200 OK\r\n"));
+    // A dynamic page has no tag: only `*` matches it.
+    assert!(ask("GET", "/status", "*").starts_with("HTTP/1.1 200 OK\r\n"));
+    assert!(ask("GET", "/status", &tag).starts_with("HTTP/1.1 412 "));
+    // A missing file stays a 404: preconditions apply only to what would be served.
+    assert!(ask("GET", "/nothing", "\"nope\"").starts_with("HTTP/1.1 404 "));
+}
+
 #[test]
 fn content_types_follow_the_extension() {
     let cases = [
