@@ -9,7 +9,13 @@
 //! takes `noreply`. Two deliberate differences keep the stream in sync where memcached
 //! would lose it: a storage command refused for its key or flags still skips its data
 //! block, and a line is judged by its length alone (not by how it was split into reads).
-//! The engine speaks text only: a request whose first byte is
+//! The engine speaks the classic text commands only: memcached 1.6's meta commands
+//! (`mg`, `ms`, `md`, `ma`, `mn`, `me`) are refused with
+//! `CLIENT_ERROR meta commands are not supported`, a meta set's data block (its line's
+//! second token, the datalen, as a storage command's byte count) skipped first, so
+//! none of its bytes run as commands; a meta set without a valid datalen is refused
+//! as a storage line with a bad byte count is, and the next line read as a command.
+//! It speaks no binary either: a request whose first byte is
 //! [`BINARY_REQUEST_MAGIC`] (memcached's binary protocol, which memcached picks by a
 //! connection's first byte) is refused unanswered, at once, and the connection closed,
 //! rather than waited on as an unfinished line.
@@ -187,6 +193,8 @@ pub enum ProtocolError {
     BadDelta,
     /// `touch`/`gat` exptime not a number.
     BadExptime,
+    /// One of memcached 1.6's meta commands, which the engine does not implement.
+    MetaCommand,
     /// A line above the bound: answered, then the connection is closed.
     LineTooLong,
     /// A binary protocol request ([`BINARY_REQUEST_MAGIC`]): the connection is closed
@@ -206,6 +214,7 @@ impl ProtocolError {
             Self::BadDataChunk => b"CLIENT_ERROR bad data chunk\r\n",
             Self::BadDelta => b"CLIENT_ERROR invalid numeric delta argument\r\n",
             Self::BadExptime => b"CLIENT_ERROR invalid exptime argument\r\n",
+            Self::MetaCommand => b"CLIENT_ERROR meta commands are not supported\r\n",
             Self::LineTooLong => b"CLIENT_ERROR line too long\r\n",
             Self::BinaryProtocol => b"",
         }
@@ -305,6 +314,8 @@ fn request(input: &[u8], newline: usize, max_value: usize) -> Parsed<'_> {
         b"version" => Ok(Command::Version),
         b"quit" => Ok(Command::Quit),
         b"verbosity" => verbosity(arguments),
+        b"ms" => return meta_set(line_end, arguments),
+        b"mg" | b"md" | b"ma" | b"mn" | b"me" => Err(ProtocolError::MetaCommand.into()),
         _ => Err(ProtocolError::UnknownCommand.into()),
     };
     let command =
@@ -493,6 +504,27 @@ fn store<'a>(
             exptime,
             value,
             noreply,
+        },
+    }
+}
+
+/// `ms KEY DATALEN FLAG...`, memcached 1.6's meta set, refused: its data block (`DATALEN`
+/// bytes and `\r\n`, however large) is skipped, as a refused storage command's is.
+/// Meta commands take no `noreply`: their errors are always answered.
+fn meta_set(line_end: usize, arguments: &[u8]) -> Parsed<'static> {
+    let ([_, bytes], count) = tokens::<2>(arguments);
+    if count == 0 {
+        return invalid(line_end, ProtocolError::UnknownCommand, false);
+    }
+    let Some(bytes) = unsigned(bytes).filter(|&bytes| bytes <= MAX_BYTE_COUNT) else {
+        return invalid(line_end, ProtocolError::BadFormat, false);
+    };
+    Parsed::Request {
+        consumed: line_end,
+        swallow: bytes + 2,
+        command: Command::Invalid {
+            error: ProtocolError::MetaCommand,
+            noreply: false,
         },
     }
 }

@@ -590,6 +590,62 @@ fn malformed_lines_get_the_protocol_errors() {
     );
 }
 
+/// memcached 1.6's meta commands are refused with a clear error, and a meta set's data
+/// block is skipped as a refused set's is: none of its bytes run as commands.
+#[test]
+fn meta_commands_are_refused_and_a_meta_sets_data_skipped() {
+    let refused = "CLIENT_ERROR meta commands are not supported\r\n";
+    let mut server = Server::new();
+    // The 17 bytes of the block spell a command; it must not run.
+    assert_eq!(
+        server.say("set a 0 0 1\r\n1\r\nms k 17 T0\r\nflush_all noreply\r\nget a\r\n"),
+        std::format!("STORED\r\n{refused}VALUE a 0 1\r\n1\r\nEND\r\n")
+    );
+    for line in ["mg a v", "md a q", "ma a", "mn", "me a", "mg"] {
+        let input = std::format!("{line}\r\nget a\r\n");
+        assert_eq!(
+            server.say(&input),
+            std::format!("{refused}VALUE a 0 1\r\n1\r\nEND\r\n"),
+            "{line}"
+        );
+    }
+    // A block above the item size limit streams past, never held, as a set's does, and
+    // so does one after a key no set could name.
+    let mut request = b"ms k 2000000 F5 T0\r\n".to_vec();
+    request.resize(request.len() + 2_000_000, b'z');
+    request.extend_from_slice(b"\r\nms \x01 3\r\nget\r\nget a\r\n");
+    let mut out = Vec::new();
+    let mut buffer = Vec::new();
+    for piece in request.chunks(1000) {
+        buffer.extend_from_slice(piece);
+        let served =
+            server
+                .session
+                .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
+        buffer.drain(..served.consumed);
+        assert!(buffer.len() < 1000);
+    }
+    assert_eq!(
+        text(&out),
+        std::format!("{refused}{refused}VALUE a 0 1\r\n1\r\nEND\r\n")
+    );
+    // Without a datalen there is no block to skip: the line alone is refused, as a set's
+    // is, and the next line is a command.
+    assert_eq!(server.say("ms\r\n"), "ERROR\r\n");
+    for line in ["ms k", "ms k x", "ms k -1", "ms k 2147483646 T0"] {
+        let input = std::format!("{line}\r\nget a\r\n");
+        assert_eq!(
+            server.say(&input),
+            "CLIENT_ERROR bad command line format\r\nVALUE a 0 1\r\n1\r\nEND\r\n",
+            "{line}"
+        );
+    }
+    assert_eq!(
+        text(&server.byte_at_a_time(b"ms k 5\r\nget a\r\nget a\r\n")),
+        std::format!("{refused}VALUE a 0 1\r\n1\r\nEND\r\n")
+    );
+}
+
 #[test]
 fn long_lines_close_the_connection() {
     let mut server = Server::new();
