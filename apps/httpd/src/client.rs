@@ -7,7 +7,7 @@
 
 use alloc::vec::Vec;
 
-use rexo_http::{DateField, Page, Response, Site, Step};
+use rexo_http::{DateField, Page, ParseProgress, Response, Site, Step};
 
 use crate::status::Counters;
 use crate::transport::{Gone, Link, Sending, Transport};
@@ -71,6 +71,9 @@ pub struct Client {
     /// Request bytes read and not yet answered, at most the site's
     /// [`buffer_bound`](rexo_http::Limits::buffer_bound).
     inbox: Vec<u8>,
+    /// How far the parse of the request at the front of `inbox` got, so that a request
+    /// arriving in many reads is searched once, not from its start on every read.
+    progress: ParseProgress,
     /// The answer being sent.
     sending: Option<Sending>,
     /// The peer closed its side: everything it sent is in `inbox` or answered.
@@ -130,6 +133,7 @@ impl Client {
         Client {
             link,
             inbox: Vec::new(),
+            progress: ParseProgress::default(),
             sending: None,
             peer_closed: false,
             broken: false,
@@ -152,6 +156,12 @@ impl Client {
     #[cfg(test)]
     pub fn buffered(&self) -> usize {
         self.inbox.len()
+    }
+
+    /// Bytes at the front of the buffer already searched for line ends.
+    #[cfg(test)]
+    pub fn searched(&self) -> usize {
+        self.progress.searched()
     }
 
     /// Whether the client is between answers (nothing being sent).
@@ -254,7 +264,8 @@ impl Client {
                 rendered |= matches!(page, Page::Ready { .. });
                 page
             };
-            let (response, consumed, overdue) = match site.serve(&self.inbox, &mut render) {
+            let step = site.serve_resumed(&self.inbox, &mut self.progress, &mut render);
+            let (response, consumed, overdue) = match step {
                 Step::NeedMore | Step::Continue if self.peer_closed => {
                     // A request cut off by the peer's close: nothing can be answered.
                     return self.close(tcp, now_ns, counters);
@@ -290,6 +301,8 @@ impl Client {
             counters.head_bytes += response.head_len() as u64;
             counters.body_bytes += response.body().bytes().len() as u64;
             self.inbox.drain(..consumed);
+            // The next request is parsed from its start (a 408 took the whole buffer).
+            self.progress = ParseProgress::default();
             // The next pipelined request's time starts now.
             self.request_started_ns = (!self.inbox.is_empty()).then_some(now_ns);
             self.sending = Some(tcp.sending(response));

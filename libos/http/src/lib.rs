@@ -4,7 +4,10 @@
 //!   may hold part of a request or several pipelined ones. It never needs more than
 //!   [`Limits::buffer_bound`] bytes: a head that does not end within the bound is
 //!   answered `431` (`414` for a long request line) as soon as the bound is reached, so
-//!   the caller never buffers a 100 KB header.
+//!   the caller never buffers a 100 KB header. [`parse_resumed`] (and
+//!   [`Site::serve_resumed`]) keep a [`ParseProgress`] between a connection's reads, so
+//!   a head arriving a byte at a time is searched and judged once, not again on every
+//!   read.
 //! - [`FileTable`] holds the static files. Each [`StaticFile`] carries, computed once at
 //!   insertion, its `Content-Type`, a strong `ETag`, the whole `200` response head (one
 //!   per connection disposition, so serving formats nothing), its bytes as a
@@ -40,7 +43,9 @@ mod response;
 pub use date::DateField;
 pub use files::{FileTable, StaticFile, content_type_for};
 pub use links::linked_paths;
-pub use parse::{Fields, Limits, Method, Parsed, Request, Version, parse};
+pub use parse::{
+    Fields, Limits, Method, ParseProgress, Parsed, Request, Version, parse, parse_resumed,
+};
 pub use response::{Body, Page, Persistence, Response, Site, Status, Step};
 /// The Internet checksum's one's complement sums (RFC 1071), the TCP library OS's:
 /// `ones_complement_sum` of a payload (not complemented, 0 only for zero bytes) and

@@ -150,87 +150,162 @@ pub enum Parsed<'b> {
 
 /// Reads one request from the front of `buf`.
 pub fn parse<'b>(buf: &'b [u8], limits: &Limits) -> Parsed<'b> {
-    match parse_head(buf, limits) {
-        Ok(Some((request, head_len))) => {
-            // A body no buffer can follow the head with is too large whatever the bound.
-            let consumed = match head_len.checked_add(request.content_length) {
-                Some(consumed) if request.content_length <= limits.body => consumed,
-                _ => return Parsed::Invalid(Status::PayloadTooLarge),
-            };
-            if buf.len() < consumed && request.expects_continue {
-                Parsed::ContinueExpected
-            } else if buf.len() < consumed {
-                Parsed::Incomplete
-            } else {
-                Parsed::Request { request, consumed }
-            }
-        }
-        Ok(None) => Parsed::Incomplete,
-        Err(status) => Parsed::Invalid(status),
-    }
+    parse_resumed(buf, limits, &mut ParseProgress::default())
 }
 
-/// Parses the head at the front of `buf`: the request and the head's length, `None`
-/// if it is not complete yet, or the error status. Each line is judged as soon as it is
-/// complete, so a bad request line is refused before its headers arrive.
-fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<(Request<'b>, usize)>, Status> {
-    let bounded = &buf[..buf.len().min(limits.head)];
-    // RFC 7230 3.5: a server should ignore blank lines before the request line.
-    let mut start = 0;
-    while let Some((b"", next)) = split_line(bounded, start) {
-        start = next;
+/// How far [`parse_resumed`] got with the request at the front of a buffer, kept
+/// between its calls while the request is unfinished: the complete lines of its head
+/// were judged once (and what they said noted), the bytes after them were searched for
+/// a line end once, and a head found whole is not read again while its body arrives.
+/// Start a request with the default; after a request or a refusal it is the default
+/// again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ParseProgress {
+    /// Where the search for the next line end resumes: no LF lies before it after
+    /// `judged`.
+    searched: usize,
+    /// Where the first line not yet judged starts.
+    judged: usize,
+    /// The request line, once judged.
+    request_line: Option<JudgedRequestLine>,
+    /// Whether a `Host` field was judged.
+    host_seen: bool,
+    /// The `Content-Length` judged so far.
+    content_length: Option<usize>,
+    /// Whether a `Connection` field asked `close`.
+    close_asked: bool,
+    /// Whether a `Connection` field asked `keep-alive`.
+    keep_alive_asked: bool,
+    /// Whether an `Expect` field asked `100-continue`.
+    continue_asked: bool,
+    /// The head, once its blank line was found.
+    whole_head: Option<WholeHead>,
+}
+
+/// A head found whole: its request line and where its fields and it end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct WholeHead {
+    /// The request line.
+    request_line: JudgedRequestLine,
+    /// Where the blank line after the header fields starts.
+    fields_end: usize,
+    /// The head's length, its blank line included.
+    len: usize,
+}
+
+/// Where a judged request line lies in the buffer, and its version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct JudgedRequestLine {
+    /// Its first byte.
+    start: usize,
+    /// Its end, without the line end.
+    end: usize,
+    /// Where the line after it (the first header field's) starts.
+    fields_start: usize,
+    /// Its version.
+    version: Version,
+}
+
+impl ParseProgress {
+    /// Bytes at the front of the buffer already searched for line ends: not searched
+    /// again by the next call.
+    pub fn searched(&self) -> usize {
+        self.searched
     }
-    let Some((request_line, fields_start)) = split_line(bounded, start) else {
-        let partial = buf.len() - start;
-        // One more byte than the bound may still be the CR of a line of bound length.
-        return if partial > limits.request_line.saturating_add(1) {
-            Err(Status::UriTooLong)
-        } else if buf.len() >= limits.head {
+
+    /// Judges the head's lines completed since the last call, each as soon as it is
+    /// complete (so a bad request line is refused before its fields arrive): the head
+    /// once its blank line came, `None` if it has not yet, or the error status.
+    fn judge_new_lines(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<WholeHead>, Status> {
+        let bounded = &buf[..buf.len().min(limits.head)];
+        loop {
+            let start = self.judged;
+            let from = self.searched;
+            let found = bounded[from..].iter().position(|&b| b == b'\n');
+            #[cfg(test)]
+            crate::tests::count_searched(found.map_or(bounded.len() - from, |at| at + 1));
+            let Some(newline) = found.map(|at| from + at) else {
+                self.searched = bounded.len();
+                return self
+                    .judge_unfinished_line(buf, start, limits)
+                    .map(|()| None);
+            };
+            let line = &bounded[start..newline];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let next = newline + 1;
+            (self.judged, self.searched) = (next, next);
+            match self.request_line {
+                // RFC 7230 3.5: a server should ignore blank lines before the request line.
+                None if line.is_empty() => {}
+                None => {
+                    if line.len() > limits.request_line {
+                        return Err(Status::UriTooLong);
+                    }
+                    let version = parse_request_line(line)?.version;
+                    self.request_line = Some(JudgedRequestLine {
+                        start,
+                        end: start + line.len(),
+                        fields_start: next,
+                        version,
+                    });
+                }
+                Some(request_line) if line.is_empty() => {
+                    if request_line.version == Version::Http11 && !self.host_seen {
+                        return Err(Status::BadRequest);
+                    }
+                    return Ok(Some(WholeHead {
+                        request_line,
+                        fields_end: start,
+                        len: next,
+                    }));
+                }
+                Some(_) => self.judge_field(line)?,
+            }
+        }
+    }
+
+    /// Judges the unfinished line at `start`, the rest of `buf`: whether it has already
+    /// broken a bound.
+    fn judge_unfinished_line(
+        &self,
+        buf: &[u8],
+        start: usize,
+        limits: &Limits,
+    ) -> Result<(), Status> {
+        if self.request_line.is_none() {
+            let partial = buf.len() - start;
+            // One more byte than the bound may still be the CR of a line of bound length.
+            if partial > limits.request_line.saturating_add(1) {
+                return Err(Status::UriTooLong);
+            }
+        }
+        if buf.len() >= limits.head {
             Err(Status::HeaderFieldsTooLarge)
         } else {
-            Ok(None)
-        };
-    };
-    if request_line.len() > limits.request_line {
-        return Err(Status::UriTooLong);
-    }
-    let RequestLine {
-        method,
-        target,
-        path,
-        version,
-    } = parse_request_line(request_line)?;
-
-    let mut position = fields_start;
-    let mut host = None;
-    let mut content_length = None;
-    let mut close = false;
-    let mut keep_alive_asked = false;
-    let mut continue_asked = false;
-    let (fields_end, head_len) = loop {
-        let Some((line, next)) = split_line(bounded, position) else {
-            return if buf.len() >= limits.head {
-                Err(Status::HeaderFieldsTooLarge)
-            } else {
-                Ok(None)
-            };
-        };
-        if line.is_empty() {
-            break (position, next);
+            Ok(())
         }
+    }
+
+    /// Judges one header field line, noting what the request needs of it.
+    fn judge_field(&mut self, line: &[u8]) -> Result<(), Status> {
         let (name, value) = parse_field(line)?;
         if name.eq_ignore_ascii_case(b"host") {
             // RFC 9112 3.2: more than one Host is a bad request, and so is one holding a
             // byte no host or port has (the bytes are checked, not their form).
-            if host.replace(value).is_some() || !value.iter().all(|&b| is_host_byte(b)) {
+            if self.host_seen || !value.iter().all(|&b| is_host_byte(b)) {
                 return Err(Status::BadRequest);
             }
+            self.host_seen = true;
         } else if name.eq_ignore_ascii_case(b"content-length") {
             let length = parse_content_length(value)?;
-            if content_length.is_some_and(|earlier| earlier != length) {
+            if self.content_length.is_some_and(|earlier| earlier != length) {
                 return Err(Status::BadRequest);
             }
-            content_length = Some(length);
+            self.content_length = Some(length);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Request bodies are never used; refusing coded ones keeps framing simple,
             // and the connection closes, so nothing is left to misread.
@@ -240,35 +315,91 @@ fn parse_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<(Request<'b>,
             // answered 417 (and the connection closes, as for any refused head).
             for expectation in value.split(|&b| b == b',').map(trim_whitespace) {
                 if expectation.eq_ignore_ascii_case(b"100-continue") {
-                    continue_asked = true;
+                    self.continue_asked = true;
                 } else if !expectation.is_empty() {
                     return Err(Status::ExpectationFailed);
                 }
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
             for option in value.split(|&b| b == b',').map(trim_whitespace) {
-                close |= option.eq_ignore_ascii_case(b"close");
-                keep_alive_asked |= option.eq_ignore_ascii_case(b"keep-alive");
+                self.close_asked |= option.eq_ignore_ascii_case(b"close");
+                self.keep_alive_asked |= option.eq_ignore_ascii_case(b"keep-alive");
             }
         }
-        position = next;
-    };
-    if version == Version::Http11 && host.is_none() {
-        return Err(Status::BadRequest);
+        Ok(())
     }
-    let keep_alive = !close && (version == Version::Http11 || keep_alive_asked);
-    let request = Request {
+}
+
+/// [`parse`] for a request that may arrive in many reads: `progress` says how far the
+/// calls before got with the request at the front of `buf`, so that each byte of a head
+/// arriving a byte at a time is searched and judged once, not again on every read
+/// (quadratic in the head's length). Call again with the same front and the bytes
+/// appended since.
+pub fn parse_resumed<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+    progress: &mut ParseProgress,
+) -> Parsed<'b> {
+    let mut head = core::mem::take(progress);
+    if head.searched > buf.len() {
+        // Not the buffer the progress was made on: start over.
+        head = ParseProgress::default();
+    }
+    let whole_head = match head.whole_head {
+        Some(whole_head) => whole_head,
+        None => match head.judge_new_lines(buf, limits) {
+            Ok(Some(whole_head)) => whole_head,
+            Ok(None) => {
+                *progress = head;
+                return Parsed::Incomplete;
+            }
+            Err(status) => return Parsed::Invalid(status),
+        },
+    };
+    let WholeHead {
+        request_line,
+        fields_end,
+        len: head_len,
+    } = whole_head;
+    let version = request_line.version;
+    // A body no buffer can follow the head with is too large whatever the bound.
+    let content_length = head.content_length.unwrap_or(0);
+    let consumed = match head_len.checked_add(content_length) {
+        Some(consumed) if content_length <= limits.body => consumed,
+        _ => return Parsed::Invalid(Status::PayloadTooLarge),
+    };
+    let expects_continue = head.continue_asked && version == Version::Http11;
+    if buf.len() < consumed {
+        head.whole_head = Some(whole_head);
+        *progress = head;
+        return if expects_continue {
+            Parsed::ContinueExpected
+        } else {
+            Parsed::Incomplete
+        };
+    }
+    let RequestLine {
+        method,
+        target,
+        path,
+        ..
+    } = match parse_request_line(&buf[request_line.start..request_line.end]) {
+        Ok(parts) => parts,
+        Err(status) => return Parsed::Invalid(status),
+    };
+    let mut request = Request {
         method,
         target,
         path,
         version,
-        host,
-        keep_alive,
-        content_length: content_length.unwrap_or(0),
-        expects_continue: continue_asked && version == Version::Http11,
-        fields: &buf[fields_start..fields_end],
+        host: None,
+        keep_alive: !head.close_asked && (version == Version::Http11 || head.keep_alive_asked),
+        content_length,
+        expects_continue,
+        fields: &buf[request_line.fields_start..fields_end],
     };
-    Ok(Some((request, head_len)))
+    request.host = request.values(b"host").next();
+    Parsed::Request { request, consumed }
 }
 
 /// The line starting at `start` without its line end (LF, or CR LF), and where the next

@@ -3,7 +3,9 @@
 
 use crate::date::DateField;
 use crate::files::{FileTable, StaticFile};
-use crate::parse::{Limits, Method, Parsed, Request, Version, parse, trim_whitespace};
+use crate::parse::{
+    Limits, Method, ParseProgress, Parsed, Request, Version, parse_resumed, trim_whitespace,
+};
 use alloc::borrow::Cow;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -468,7 +470,20 @@ impl Site {
     /// whether the answer is a head alone (HEAD), and may supply a dynamic page, like
     /// the status page at `/` ([`Page::Unrendered`] for a head alone).
     pub fn serve(&self, buf: &[u8], pages: &mut dyn FnMut(&[u8], bool) -> Page) -> Step {
-        match parse(buf, &self.limits) {
+        self.serve_resumed(buf, &mut ParseProgress::default(), pages)
+    }
+
+    /// [`serve`](Self::serve) for a connection that reads a request in many pieces:
+    /// `progress` is how far the calls before got with the request at the front of
+    /// `buf` (see [`parse_resumed`]); keep it between calls, with the same front and the
+    /// bytes appended since.
+    pub fn serve_resumed(
+        &self,
+        buf: &[u8],
+        progress: &mut ParseProgress,
+        pages: &mut dyn FnMut(&[u8], bool) -> Page,
+    ) -> Step {
+        match parse_resumed(buf, &self.limits, progress) {
             Parsed::Incomplete => Step::NeedMore,
             Parsed::ContinueExpected => Step::Continue,
             Parsed::Request { request, consumed } => Step::Answer {
