@@ -144,8 +144,14 @@ pub enum Parsed<'b> {
         /// Its length in the buffer.
         consumed: usize,
     },
-    /// The stream cannot be read on: answer this status and close the connection.
-    Invalid(Status),
+    /// The stream cannot be read on: answer `status` and close the connection.
+    Invalid {
+        /// The answer.
+        status: Status,
+        /// The request's method, if its request line was read whole and valid (a
+        /// refusal of a HEAD request has no content, RFC 9110 9.3.2).
+        method: Option<Method<'b>>,
+    },
 }
 
 /// Reads one request from the front of `buf`.
@@ -353,7 +359,7 @@ pub fn parse_resumed<'b>(
                 *progress = head;
                 return Parsed::Incomplete;
             }
-            Err(status) => return Parsed::Invalid(status),
+            Err(status) => return refusal(buf, head.request_line, status),
         },
     };
     let WholeHead {
@@ -366,7 +372,7 @@ pub fn parse_resumed<'b>(
     let content_length = head.content_length.unwrap_or(0);
     let consumed = match head_len.checked_add(content_length) {
         Some(consumed) if content_length <= limits.body => consumed,
-        _ => return Parsed::Invalid(Status::PayloadTooLarge),
+        _ => return refusal(buf, Some(request_line), Status::PayloadTooLarge),
     };
     let expects_continue = head.continue_asked && version == Version::Http11;
     if buf.len() < consumed {
@@ -385,7 +391,7 @@ pub fn parse_resumed<'b>(
         ..
     } = match parse_request_line(&buf[request_line.start..request_line.end]) {
         Ok(parts) => parts,
-        Err(status) => return Parsed::Invalid(status),
+        Err(status) => return refusal(buf, None, status),
     };
     let mut request = Request {
         method,
@@ -400,6 +406,14 @@ pub fn parse_resumed<'b>(
     };
     request.host = request.values(b"host").next();
     Parsed::Request { request, consumed }
+}
+
+/// The refusal `status`, with the method of `request_line` if it was judged.
+fn refusal(buf: &[u8], request_line: Option<JudgedRequestLine>, status: Status) -> Parsed<'_> {
+    let method = request_line
+        .and_then(|line| parse_request_line(&buf[line.start..line.end]).ok())
+        .map(|parts| parts.method);
+    Parsed::Invalid { status, method }
 }
 
 /// The line starting at `start` without its line end (LF, or CR LF), and where the next

@@ -490,8 +490,13 @@ impl Site {
                 response: self.answer(&request, pages),
                 consumed,
             },
-            Parsed::Invalid(status) => Step::Answer {
-                response: Response::error(status, Persistence::Close, false, &[]),
+            Parsed::Invalid { status, method } => Step::Answer {
+                response: Response::error(
+                    status,
+                    Persistence::Close,
+                    method == Some(Method::Head),
+                    &[],
+                ),
                 consumed: buf.len(),
             },
         }

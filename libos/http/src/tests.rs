@@ -223,6 +223,39 @@ fn error_answers_are_byte_exact() {
     );
 }
 
+/// RFC 9110 9.3.2: no answer to HEAD has content, a refusal from the head (once its
+/// request line was read) included; its head is the GET's.
+#[test]
+fn refusals_of_a_head_request_carry_no_body() {
+    let long_field = format!("X: {}\r\n", "a".repeat(9000));
+    for (fields, status) in [
+        (
+            "Host: x\r\nContent-Length: 99999\r\n",
+            "413 Payload Too Large",
+        ),
+        ("", "400 Bad Request"),
+        ("Host: x\r\nHost: y\r\n", "400 Bad Request"),
+        (
+            "Host: x\r\nTransfer-Encoding: gzip\r\n",
+            "501 Not Implemented",
+        ),
+        ("Host: x\r\nExpect: x\r\n", "417 Expectation Failed"),
+        (long_field.as_str(), "431 Request Header Fields Too Large"),
+    ] {
+        let request = |method: &str| format!("{method} /digits.txt HTTP/1.1\r\n{fields}\r\n");
+        let (get, closed) = converse(&site(), request("GET").as_bytes());
+        assert!(
+            closed && get.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+            "{get}"
+        );
+        let body = format!("{status}\n");
+        let get_head = get.strip_suffix(&body).unwrap();
+        let (head, closed) = converse(&site(), request("HEAD").as_bytes());
+        assert!(closed);
+        assert_eq!(head, get_head, "{status}");
+    }
+}
+
 /// RFC 9110 10.1.1: a request that will be read on gets the interim `100 Continue`
 /// before its body; one refused from its head gets its final answer alone.
 #[test]
@@ -684,7 +717,10 @@ fn a_body_no_buffer_could_hold_is_too_large_even_under_an_unbounded_limit() {
     let request = b"GET / HTTP/1.0\r\nContent-Length: 18446744073709551615\r\n\r\n";
     assert_eq!(
         parse(request, &limits),
-        Parsed::Invalid(Status::PayloadTooLarge)
+        Parsed::Invalid {
+            status: Status::PayloadTooLarge,
+            method: Some(Method::Get),
+        }
     );
 }
 
