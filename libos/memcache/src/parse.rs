@@ -4,11 +4,13 @@
 //!
 //! The answers follow memcached 1.6's `proto_text.c`: an unknown command or a wrong
 //! number of tokens is `ERROR`; a bad number or key is `CLIENT_ERROR bad command line
-//! format`; a data block not ended by `\r\n` is `CLIENT_ERROR bad data chunk`. A
-//! `CLIENT_ERROR` for a line ending in `noreply` is not sent, for every command that
-//! takes `noreply`. Two deliberate differences keep the stream in sync where memcached
-//! would lose it: a storage command refused for its key or flags still skips its data
-//! block, and a line is judged by its length alone (not by how it was split into reads).
+//! format`; a data block not ended by `\r\n` is `CLIENT_ERROR bad data chunk`. An
+//! exptime must fit in 32 bits, as memcached parses it: one outside is a bad number
+//! (`CLIENT_ERROR invalid exptime argument` for `touch`, `gat` and `gats`), never
+//! taken as a later time. A `CLIENT_ERROR` for a line ending in `noreply` is not sent,
+//! for every command that takes `noreply`. Two deliberate differences keep the stream
+//! in sync where memcached would lose it: a storage command refused for its key, flags
+//! or exptime still skips its data block, and a line is judged by its length alone (not by how it was split into reads).
 //! The engine speaks the classic text commands only: memcached 1.6's meta commands
 //! (`mg`, `ms`, `md`, `ma`, `mn`, `me`) are refused with
 //! `CLIENT_ERROR meta commands are not supported`, a meta set's data block (its line's
@@ -412,7 +414,7 @@ fn get(arguments: &[u8], with_cas: bool) -> Result<Command<'_>, Refusal> {
 fn get_and_touch(arguments: &[u8], with_cas: bool) -> Result<Command<'_>, Refusal> {
     let (exptime, rest) = next_token(arguments).ok_or(ProtocolError::UnknownCommand)?;
     let keys = keys(rest)?;
-    let exptime = signed(exptime).ok_or(ProtocolError::BadExptime)?;
+    let exptime = parse_exptime(exptime).ok_or(ProtocolError::BadExptime)?;
     Ok(Command::GetAndTouch {
         exptime,
         keys,
@@ -462,7 +464,7 @@ fn store<'a>(
     let line = (
         Key::new(key),
         unsigned(flags).and_then(|flags| u32::try_from(flags).ok()),
-        signed(exptime),
+        parse_exptime(exptime),
     );
     let (Some(key), Some(flags), Some(exptime)) = line else {
         return refuse(Command::Invalid {
@@ -573,7 +575,7 @@ fn touch(arguments: &[u8]) -> Result<Command<'_>, Refusal> {
     let noreply = ends_with_noreply(arguments);
     let refuse = |error| Refusal { error, noreply };
     let key = Key::new(key).ok_or(refuse(ProtocolError::BadFormat))?;
-    let exptime = signed(exptime).ok_or(refuse(ProtocolError::BadExptime))?;
+    let exptime = parse_exptime(exptime).ok_or(refuse(ProtocolError::BadExptime))?;
     Ok(Command::Touch {
         key,
         exptime,
@@ -590,7 +592,7 @@ fn flush_all(arguments: &[u8]) -> Result<Command<'_>, Refusal> {
     let noreply = ends_with_noreply(arguments);
     let delay = match (count, noreply) {
         (0, _) | (1, true) => 0,
-        _ => signed(first).ok_or(Refusal {
+        _ => parse_exptime(first).ok_or(Refusal {
             error: ProtocolError::BadFormat,
             noreply,
         })?,
@@ -637,10 +639,12 @@ fn unsigned(token: &[u8]) -> Option<u64> {
     })
 }
 
-/// A decimal number with an optional `-`, fitting in 64 bits.
-fn signed(token: &[u8]) -> Option<i64> {
-    match token.strip_prefix(b"-") {
-        Some(digits) => 0i64.checked_sub_unsigned(unsigned(digits)?),
-        None => i64::try_from(unsigned(token)?).ok(),
-    }
+/// An exptime: a decimal number with an optional `-` that fits in 32 bits, as memcached
+/// parses it (`int32_t`); one outside is refused rather than taken as another time.
+fn parse_exptime(token: &[u8]) -> Option<i64> {
+    let value = match token.strip_prefix(b"-") {
+        Some(digits) => 0i64.checked_sub_unsigned(unsigned(digits)?)?,
+        None => i64::try_from(unsigned(token)?).ok()?,
+    };
+    i32::try_from(value).ok().map(i64::from)
 }

@@ -804,6 +804,49 @@ fn expiry_relative_absolute_and_negative() {
     assert_eq!(stats.curr_items, 2, "never, rel");
 }
 
+/// memcached parses an exptime into 32 bits: one outside is refused (a storage
+/// command's data block still skipped), never taken as a later time.
+#[test]
+fn exptimes_outside_32_bits_are_refused() {
+    let mut server = Server::new();
+    server.say("set k 0 0 1\r\nv\r\n");
+    for exptime in ["4294967296", "2147483648", "-2147483649", "99999999999"] {
+        assert_eq!(
+            server.say(&std::format!("set b 0 {exptime} 1\r\nx\r\nget b\r\n")),
+            "CLIENT_ERROR bad command line format\r\nEND\r\n",
+            "{exptime}"
+        );
+        assert_eq!(
+            server.say(&std::format!("set b 0 {exptime} 1 noreply\r\nx\r\n")),
+            ""
+        );
+        assert_eq!(
+            server.say(&std::format!("touch k {exptime}\r\n")),
+            "CLIENT_ERROR invalid exptime argument\r\n"
+        );
+        assert_eq!(
+            server.say(&std::format!("touch k {exptime} noreply\r\n")),
+            ""
+        );
+        assert_eq!(
+            server.say(&std::format!("gat {exptime} k\r\n")),
+            "CLIENT_ERROR invalid exptime argument\r\n"
+        );
+        assert_eq!(
+            server.say(&std::format!("flush_all {exptime}\r\n")),
+            "CLIENT_ERROR bad command line format\r\n"
+        );
+    }
+    assert_eq!(server.say("get k\r\n"), "VALUE k 0 1\r\nv\r\nEND\r\n");
+    // The ends of the range are exptimes: the largest a time far ahead, the smallest
+    // already past.
+    assert_eq!(server.say("touch k 2147483647\r\n"), "TOUCHED\r\n");
+    server.now = 2_147_483_646;
+    assert_eq!(server.say("get k\r\n"), "VALUE k 0 1\r\nv\r\nEND\r\n");
+    assert_eq!(server.say("set k 0 -2147483648 1\r\nv\r\n"), "STORED\r\n");
+    assert_eq!(server.say("get k\r\n"), "END\r\n");
+}
+
 #[test]
 fn flush_all_now_and_later() {
     let mut server = Server::new();
