@@ -275,7 +275,8 @@ impl ParseProgress {
     }
 
     /// Judges the unfinished line at `start`, the rest of `buf`: whether it has already
-    /// broken a bound.
+    /// broken a bound. Only its bytes within the head's bound are the request line's:
+    /// the rest of the buffer may be anything (a 431 when the head is past its bound).
     fn judge_unfinished_line(
         &self,
         buf: &[u8],
@@ -283,7 +284,7 @@ impl ParseProgress {
         limits: &Limits,
     ) -> Result<(), Status> {
         if self.request_line.is_none() {
-            let partial = buf.len() - start;
+            let partial = buf.len().min(limits.head) - start;
             // One more byte than the bound may still be the CR of a line of bound length.
             if partial > limits.request_line.saturating_add(1) {
                 return Err(Status::UriTooLong);

@@ -1036,6 +1036,29 @@ fn a_100_kb_head_is_refused_without_buffering_it() {
     assert!(!closed && out.is_empty(), "the line may still end in CR LF");
 }
 
+/// Leading blank lines count toward the head's bound, not the request line's: a short
+/// request line after them that passes the head's bound is a 431, and only a request
+/// line longer than its own bound a 414, whatever follows in the buffer.
+#[test]
+fn blank_lines_before_the_request_line_count_toward_the_head_alone() {
+    let limits = Limits {
+        request_line: 50,
+        head: 100,
+        ..Limits::DEFAULT
+    };
+    let site = Site::new(site().files, limits);
+    let blank_lines = "\r\n".repeat(45);
+    let stream = format!(
+        "{blank_lines}GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\nGET /digits.txt HTTP/1.1\r\n\
+         Host: x\r\n\r\n"
+    );
+    let (out, closed) = converse(&site, stream.as_bytes());
+    assert!(closed && out.starts_with("HTTP/1.1 431 "), "{out}");
+    let long_line = format!("{}GET /{} HTTP/1.1\r\n", "\r\n".repeat(10), "a".repeat(60));
+    let (out, closed) = converse(&site, long_line.as_bytes());
+    assert!(closed && out.starts_with("HTTP/1.1 414 "), "{out}");
+}
+
 /// Valid requests the fuzzer mutates.
 const SEEDS: [&[u8]; 5] = [
     b"GET /index.html HTTP/1.1\r\nHost: x\r\nRange: bytes=1-3\r\n\r\n",
