@@ -17,8 +17,9 @@ pub struct Limits {
     /// Most bytes of the head: leading blank lines, the request line, the header fields
     /// and the blank line ending them; more is answered `431`.
     pub head: usize,
-    /// Largest request body accepted (and discarded: GET and HEAD need none); larger is
-    /// answered `413 Payload Too Large`.
+    /// Largest request body accepted (and discarded: GET and HEAD need none), as sent:
+    /// a chunked body's whole coding, its chunk-size lines and trailer included; larger
+    /// is answered `413 Payload Too Large`.
     pub body: usize,
 }
 
@@ -82,7 +83,8 @@ pub struct Request<'b> {
     /// Whether the connection stays open after the answer: HTTP/1.1 unless
     /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
     pub keep_alive: bool,
-    /// The body's length (the body itself is skipped).
+    /// The body's length: its `Content-Length`, or the sum of its chunks' sizes when it
+    /// came chunked (the body itself is skipped).
     pub content_length: usize,
     /// Whether the client waits for an interim `100 Continue` before it sends the body
     /// (`Expect: 100-continue` in an HTTP/1.1 request; RFC 9110 10.1.1 has servers
@@ -184,8 +186,45 @@ pub struct ParseProgress {
     keep_alive_asked: bool,
     /// Whether an `Expect` field asked `100-continue`.
     continue_asked: bool,
+    /// The transfer codings the `Transfer-Encoding` fields judged so far listed, if any
+    /// was.
+    transfer_codings: Option<TransferCodings>,
     /// The head, once its blank line was found.
     whole_head: Option<WholeHead>,
+    /// Where the decoding of a chunked body got, once it began.
+    chunked_body: Option<ChunkedBody>,
+}
+
+/// The transfer codings of a request's `Transfer-Encoding` fields, one list in order
+/// (RFC 9112 6.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct TransferCodings {
+    /// How many were listed.
+    listed: usize,
+    /// Whether the last is `chunked`.
+    chunked_last: bool,
+}
+
+/// Where the decoding of a chunked body (RFC 9112 7.1) got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ChunkedBody {
+    /// Where its next part starts in the buffer.
+    at: usize,
+    /// What that part is.
+    next: ChunkPart,
+    /// The bytes of chunk data before it.
+    data_len: usize,
+}
+
+/// A part of a chunked body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChunkPart {
+    /// A chunk-size line, with any extensions.
+    SizeLine,
+    /// This many bytes of chunk data, then CR LF.
+    Data(usize),
+    /// A trailer field line, or the blank line that ends the body.
+    Trailer,
 }
 
 /// A head found whole: its request line and where its fields and it end.
@@ -263,6 +302,21 @@ impl ParseProgress {
                     if request_line.version == Version::Http11 && !self.host_seen {
                         return Err(Status::BadRequest);
                     }
+                    if let Some(codings) = self.transfer_codings {
+                        // RFC 9112 6.1 and 6.3: codings beside a Content-Length, in an
+                        // HTTP/1.0 request or not ending in chunked leave the body's
+                        // length unknown (a way to smuggle a request past a proxy);
+                        // codings before chunked are ones the server does not know.
+                        if self.content_length.is_some()
+                            || request_line.version == Version::Http10
+                            || !codings.chunked_last
+                        {
+                            return Err(Status::BadRequest);
+                        }
+                        if codings.listed > 1 {
+                            return Err(Status::NotImplemented);
+                        }
+                    }
                     return Ok(Some(WholeHead {
                         request_line,
                         fields_end: start,
@@ -314,9 +368,19 @@ impl ParseProgress {
             }
             self.content_length = Some(length);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Request bodies are never used; refusing coded ones keeps framing simple,
-            // and the connection closes, so nothing is left to misread.
-            return Err(Status::NotImplemented);
+            // Judged once the head is whole, when all the fields' codings are known.
+            let codings = self.transfer_codings.get_or_insert_default();
+            for coding in value.split(|&b| b == b',').map(trim_whitespace) {
+                // A coding's name, without its parameters.
+                let name = coding
+                    .split(|&b| b == b';')
+                    .next()
+                    .map_or(coding, trim_whitespace);
+                if !name.is_empty() {
+                    codings.listed += 1;
+                    codings.chunked_last = name.eq_ignore_ascii_case(b"chunked");
+                }
+            }
         } else if name.eq_ignore_ascii_case(b"expect") {
             // RFC 9110 10.1.1: 100-continue is the only expectation; another may be
             // answered 417 (and the connection closes, as for any refused head).
@@ -335,6 +399,110 @@ impl ParseProgress {
         }
         Ok(())
     }
+
+    /// Decodes the chunked body after a head of `head_len` bytes as far as `buf` holds
+    /// it, resuming where the last call got: where it ends once whole, `None` before,
+    /// or the error status. All of its coding must lie within [`Limits::body`] bytes.
+    fn decode_chunked(
+        &mut self,
+        buf: &[u8],
+        head_len: usize,
+        limits: &Limits,
+    ) -> Result<Option<usize>, Status> {
+        let bound = head_len.saturating_add(limits.body);
+        let bounded = &buf[..buf.len().min(bound)];
+        let mut body = self.chunked_body.unwrap_or(ChunkedBody {
+            at: head_len,
+            next: ChunkPart::SizeLine,
+            data_len: 0,
+        });
+        let decoded = loop {
+            if let ChunkPart::Data(len) = body.next {
+                let end = body.at.checked_add(len).and_then(|end| end.checked_add(2));
+                let Some(end) = end.filter(|&end| end <= bound) else {
+                    break Err(Status::PayloadTooLarge);
+                };
+                if buf.len() < end {
+                    break Ok(None);
+                }
+                if &buf[end - 2..end] != b"\r\n" {
+                    break Err(Status::BadRequest);
+                }
+                body = ChunkedBody {
+                    at: end,
+                    next: ChunkPart::SizeLine,
+                    data_len: body.data_len + len,
+                };
+                continue;
+            }
+            let from = self.searched.max(body.at);
+            let found = bounded[from..].iter().position(|&b| b == b'\n');
+            #[cfg(test)]
+            crate::tests::count_searched(found.map_or(bounded.len() - from, |at| at + 1));
+            let Some(newline) = found.map(|at| from + at) else {
+                self.searched = bounded.len();
+                break if buf.len() >= bound {
+                    Err(Status::PayloadTooLarge)
+                } else {
+                    Ok(None)
+                };
+            };
+            self.searched = newline + 1;
+            // The coding's lines end in CR LF: a bare LF, which another reader of the
+            // stream might not take as a line end, is refused.
+            let Some(line) = bounded[body.at..newline].strip_suffix(b"\r") else {
+                break Err(Status::BadRequest);
+            };
+            body.at = newline + 1;
+            match body.next {
+                ChunkPart::SizeLine => match chunk_size(line) {
+                    Ok(0) => body.next = ChunkPart::Trailer,
+                    Ok(size) => body.next = ChunkPart::Data(size),
+                    Err(status) => break Err(status),
+                },
+                ChunkPart::Trailer if line.is_empty() => break Ok(Some(body.at)),
+                // A trailer field, checked and discarded (RFC 9112 7.1.2).
+                _ => {
+                    if let Err(status) = parse_field(line) {
+                        break Err(status);
+                    }
+                }
+            }
+        };
+        self.chunked_body = Some(body);
+        decoded
+    }
+}
+
+/// The size a chunk-size line (RFC 9112 7.1) gives: hexadecimal digits, then any chunk
+/// extensions, each after a `;`, ignored (as RFC 9112 7.1.1 asks of a recipient that
+/// does not know them) but for their bytes, which must be visible or blanks. A size
+/// past any buffer is too large.
+fn chunk_size(line: &[u8]) -> Result<usize, Status> {
+    let digits = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let extensions = &line[digits..];
+    let after_blanks = extensions
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .map_or(&b""[..], |start| &extensions[start..]);
+    let extensions_valid = extensions.is_empty()
+        || (after_blanks.starts_with(b";")
+            && extensions
+                .iter()
+                .all(|&b| b == b'\t' || (b >= b' ' && b != 0x7f)));
+    if digits == 0 || !extensions_valid {
+        return Err(Status::BadRequest);
+    }
+    line[..digits]
+        .iter()
+        .try_fold(0usize, |size, &digit| {
+            let value = char::from(digit).to_digit(16)?;
+            size.checked_mul(16)?.checked_add(value as usize)
+        })
+        .ok_or(Status::PayloadTooLarge)
 }
 
 /// [`parse`] for a request that may arrive in many reads: `progress` says how far the
@@ -369,22 +537,34 @@ pub fn parse_resumed<'b>(
         len: head_len,
     } = whole_head;
     let version = request_line.version;
-    // A body no buffer can follow the head with is too large whatever the bound.
-    let content_length = head.content_length.unwrap_or(0);
-    let consumed = match head_len.checked_add(content_length) {
-        Some(consumed) if content_length <= limits.body => consumed,
-        _ => return refusal(buf, Some(request_line), Status::PayloadTooLarge),
+    let body_end = if head.transfer_codings.is_some() {
+        head.decode_chunked(buf, head_len, limits)
+    } else {
+        // A body no buffer can follow the head with is too large whatever the bound.
+        let content_length = head.content_length.unwrap_or(0);
+        match head_len.checked_add(content_length) {
+            Some(end) if content_length <= limits.body => Ok((buf.len() >= end).then_some(end)),
+            _ => Err(Status::PayloadTooLarge),
+        }
     };
     let expects_continue = head.continue_asked && version == Version::Http11;
-    if buf.len() < consumed {
-        head.whole_head = Some(whole_head);
-        *progress = head;
-        return if expects_continue {
-            Parsed::ContinueExpected
-        } else {
-            Parsed::Incomplete
-        };
-    }
+    let consumed = match body_end {
+        Ok(Some(consumed)) => consumed,
+        Ok(None) => {
+            head.whole_head = Some(whole_head);
+            *progress = head;
+            return if expects_continue {
+                Parsed::ContinueExpected
+            } else {
+                Parsed::Incomplete
+            };
+        }
+        Err(status) => return refusal(buf, Some(request_line), status),
+    };
+    let content_length = match head.chunked_body {
+        Some(chunked) => chunked.data_len,
+        None => head.content_length.unwrap_or(0),
+    };
     let RequestLine {
         method,
         target,

@@ -48,7 +48,8 @@ pub enum Status {
     HeaderFieldsTooLarge,
     /// 500: the app's page hook failed.
     InternalServerError,
-    /// 501: a request body with a `Transfer-Encoding`; the connection closes.
+    /// 501: a request body with a transfer coding before `chunked`, which the engine
+    /// does not know; the connection closes.
     NotImplemented,
     /// 505: an HTTP major version other than 1; the connection closes.
     VersionNotSupported,

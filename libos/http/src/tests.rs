@@ -190,7 +190,7 @@ fn error_answers_are_byte_exact() {
             text("500 Internal Server Error", "", ""),
         ),
         (
-            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             text("501 Not Implemented", "", close),
         ),
         (
@@ -236,7 +236,7 @@ fn refusals_of_a_head_request_carry_no_body() {
         ("", "400 Bad Request"),
         ("Host: x\r\nHost: y\r\n", "400 Bad Request"),
         (
-            "Host: x\r\nTransfer-Encoding: gzip\r\n",
+            "Host: x\r\nTransfer-Encoding: gzip, chunked\r\n",
             "501 Not Implemented",
         ),
         ("Host: x\r\nExpect: x\r\n", "417 Expectation Failed"),
@@ -920,6 +920,113 @@ fn request_bodies_are_swallowed_or_refused() {
     assert!(answer(conflicting).starts_with("HTTP/1.1 400"));
 }
 
+/// RFC 9112 7.1: a chunked request body is decoded (and discarded, as any body is),
+/// within [`Limits::body`] for all of its coding, so the request after it is read from
+/// the right place; framing that cannot be trusted is refused and the connection
+/// closed.
+#[test]
+fn chunked_request_bodies_are_read_and_discarded() {
+    let site = site();
+    let chunked = |version: &str, fields: &str, body: &str| {
+        format!("POST /form HTTP/{version}\r\nHost: x\r\n{fields}\r\n{body}")
+    };
+    let te = "Transfer-Encoding: chunked\r\n";
+    let stream = format!(
+        "{}GET /digits.txt HTTP/1.1\r\nHost: x\r\n{te}\r\n3\r\nabc\r\n0\r\n\r\n\
+         HEAD /app.js HTTP/1.1\r\nHost: x\r\n\r\n",
+        chunked(
+            "1.1",
+            "Transfer-Encoding: \r\nTransfer-Encoding: , CHUNKED\r\n",
+            "5\r\nhello\r\nA;name=\"v;a\" ; x\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"
+        )
+    );
+    let (whole, closed) = converse(&site, stream.as_bytes());
+    assert!(!closed, "{whole}");
+    let statuses: Vec<&str> = whole
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| whole[at..].split("\r\n").next().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "HTTP/1.1 405 Method Not Allowed",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK"
+        ]
+    );
+    assert!(whole.contains("\r\n\r\n0123456789HTTP/1.1 200 OK\r\n"));
+    // Fed a byte at a time, each byte is searched for a line end once.
+    let stream = stream.as_bytes();
+    let mut out = String::new();
+    let searched =
+        searched_by(|| out = fed_in_pieces(&site, stream, &Vec::from_iter(1..stream.len())));
+    assert_eq!(out, whole, "byte by byte");
+    assert!(searched <= stream.len(), "{searched} bytes searched");
+    // A body not whole yet waits, for the 100 if it was asked.
+    let (out, closed) = converse(&site, chunked("1.1", te, "5\r\nhel").as_bytes());
+    assert!(!closed && out.is_empty());
+    let expect = format!("{te}Expect: 100-continue\r\n");
+    let (out, _) = converse(&site, chunked("1.1", &expect, "").as_bytes());
+    assert_eq!(out, "HTTP/1.1 100 Continue\r\n\r\n");
+    // Framing that cannot be trusted, and codings not understood.
+    let long_chunk = format!("1000\r\n{}\r\n0\r\n\r\n", "a".repeat(4096));
+    let many_chunks = format!("{}0\r\n\r\n", "1\r\na\r\n".repeat(1000));
+    let refused = [
+        (
+            "1.1",
+            format!("{te}Content-Length: 5\r\n"),
+            "0\r\n\r\n",
+            "400",
+        ),
+        (
+            "1.1",
+            format!("Content-Length: 5\r\n{te}"),
+            "0\r\n\r\n",
+            "400",
+        ),
+        ("1.0", te.into(), "0\r\n\r\n", "400"),
+        (
+            "1.1",
+            "Transfer-Encoding: chunked, gzip\r\n".into(),
+            "",
+            "400",
+        ),
+        ("1.1", format!("{te}Transfer-Encoding: gzip\r\n"), "", "400"),
+        ("1.1", "Transfer-Encoding: \r\n".into(), "", "400"),
+        ("1.1", "Transfer-Encoding: gzip\r\n".into(), "", "400"),
+        (
+            "1.1",
+            "Transfer-Encoding: gzip, chunked\r\n".into(),
+            "",
+            "501",
+        ),
+        ("1.1", format!("{te}{te}"), "", "501"),
+        ("1.1", te.into(), "x\r\n", "400"),
+        ("1.1", te.into(), "\r\n", "400"),
+        ("1.1", te.into(), "5 x\r\n", "400"),
+        ("1.1", te.into(), "5\nhello\r\n0\r\n\r\n", "400"),
+        ("1.1", te.into(), "5\r\nhelloXY0\r\n\r\n", "400"),
+        ("1.1", te.into(), "0\r\nbad trailer\r\n\r\n", "400"),
+        ("1.1", te.into(), "0\r\n\n", "400"),
+        ("1.1", te.into(), "ffffffffffffffffffffff\r\n", "413"),
+        ("1.1", te.into(), &long_chunk, "413"),
+        ("1.1", te.into(), &many_chunks, "413"),
+    ];
+    for (version, fields, body, status) in refused {
+        let request = chunked(version, &fields, body);
+        let (out, closed) = converse(&site, request.as_bytes());
+        assert!(
+            closed && out.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request:?}: {out}"
+        );
+    }
+    // A coding past the bound is refused as soon as the bound is reached, the buffer
+    // never holding more.
+    let request = chunked("1.1", te, &many_chunks);
+    let out = fed_in_pieces(&site, request.as_bytes(), &Vec::from_iter(1..request.len()));
+    assert!(out.starts_with("HTTP/1.1 413 "), "{out}");
+}
+
 #[test]
 fn malformed_requests_are_refused() {
     let bad = [
@@ -1060,12 +1167,13 @@ fn blank_lines_before_the_request_line_count_toward_the_head_alone() {
 }
 
 /// Valid requests the fuzzer mutates.
-const SEEDS: [&[u8]; 5] = [
+const SEEDS: [&[u8]; 6] = [
     b"GET /index.html HTTP/1.1\r\nHost: x\r\nRange: bytes=1-3\r\n\r\n",
     b"HEAD /digits.txt HTTP/1.0\r\nConnection: keep-alive\r\nIf-None-Match: W/\"a\", *\r\n\r\n",
     b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
     b"GET http://x/%41pp.js?q HTTP/1.1\nHost: x\nIf-Range: \"x\"\nRange: bytes=-4\n\n",
     b"\r\nGET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;e=1\r\nabc\r\n0\r\nT: v\r\n\r\n",
 ];
 
 /// Checks the engine's promises on one input: no panic, progress or a clear need for
