@@ -5,7 +5,7 @@
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use rexo_workqueue::{Batch, QueueFull, SubmitError, WorkQueue};
+use rexo_workqueue::{Batch, BatchSubmitError, QueueFull, SubmitError, WorkQueue};
 
 use crate::arch::apic::{self, Ipi};
 use crate::arch::cpu;
@@ -103,7 +103,7 @@ pub fn submit_to(core: usize, task: impl FnOnce() + Send + 'static) -> Result<()
 pub fn run_on_cores(
     cores: usize,
     f: impl Fn(usize) + Send + Sync + Clone + 'static,
-) -> Result<(), SubmitError> {
+) -> Result<(), BatchSubmitError> {
     run_on_core_range(0..cores, f)
 }
 
@@ -113,9 +113,10 @@ pub fn run_on_cores(
 pub fn run_on_core_range(
     cores: core::ops::Range<usize>,
     f: impl Fn(usize) + Send + Sync + Clone + 'static,
-) -> Result<(), SubmitError> {
+) -> Result<(), BatchSubmitError> {
     let batch = Batch::new();
-    // After a refused submit, the tasks already queued still run: wait for them too.
+    // After a refused submit, the tasks already queued still run: wait for them too (the
+    // refused one is already dropped: a `BatchSubmitError` holds no task to wait for).
     let submitted = cores.into_iter().try_for_each(|core| {
         let f = f.clone();
         batch.submit_to(queue(), core, move || f(core))

@@ -448,6 +448,47 @@ kernel_test!(
     }
 );
 
+kernel_test!(
+    fn a_core_range_a_full_mailbox_refuses_reports_it_after_the_queued_tasks() {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        static RELEASED: AtomicUsize = AtomicUsize::new(0);
+        static FILLERS_RUN: AtomicUsize = AtomicUsize::new(0);
+        let (this, last) = (percpu::core_index(), smp_cores() - 1);
+        assert_ne!(this, last, "the test needs a second core");
+        STARTED.store(0, Ordering::Relaxed);
+        RELEASED.store(0, Ordering::Relaxed);
+        FILLERS_RUN.store(0, Ordering::Relaxed);
+        // The last core is kept busy until this core's task of the range has run, and its
+        // mailbox is filled meanwhile, so the range's task for it is refused.
+        sched::submit_to(last, || {
+            STARTED.store(1, Ordering::Release);
+            while RELEASED.load(Ordering::Acquire) == 0 {
+                cpu::pause();
+            }
+        })
+        .expect("mailbox room");
+        while STARTED.load(Ordering::Acquire) == 0 {
+            cpu::pause();
+        }
+        let mut fillers = 0;
+        while sched::submit_to(last, || _ = FILLERS_RUN.fetch_add(1, Ordering::Relaxed)).is_ok() {
+            fillers += 1;
+        }
+        let refused = sched::run_on_core_range(this..last + 1, move |core| {
+            if core != last {
+                RELEASED.store(1, Ordering::Release);
+            }
+        });
+        assert_eq!(refused, Err(rexo_workqueue::BatchSubmitError::Full));
+        assert_eq!(RELEASED.load(Ordering::Acquire), 1, "this core's task ran");
+        let deadline = time::now_ns() + 2_000_000_000;
+        while FILLERS_RUN.load(Ordering::Relaxed) < fillers && time::now_ns() < deadline {
+            cpu::pause();
+        }
+        assert_eq!(FILLERS_RUN.load(Ordering::Relaxed), fillers);
+    }
+);
+
 fn panicking_app(kernel: &rexo_api::Kernel) -> Result<(), rexo_api::ApiError> {
     let memory = kernel.allocate_memory(8192)?;
     kernel.write_memory(&memory, 0, b"about to panic")?;

@@ -83,13 +83,44 @@ impl fmt::Debug for SubmitError {
 impl fmt::Display for SubmitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoSuchCore { core, .. } => write!(f, "no core {core} in the work queue"),
-            Self::Full(_) => f.write_str("core mailbox full"),
+            Self::NoSuchCore { core, .. } => BatchSubmitError::NoSuchCore(*core).fmt(f),
+            Self::Full(_) => BatchSubmitError::Full.fmt(f),
         }
     }
 }
 
 impl core::error::Error for SubmitError {}
+
+/// Why [`Batch::submit_to`] refused a task. Unlike [`SubmitError`] it does not carry the
+/// task: the refused task is dropped at once (so the batch counts it finished), and
+/// holding this error while waiting for the batch cannot keep [`Batch::wait`] waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchSubmitError {
+    /// The queue has no core of that number.
+    NoSuchCore(usize),
+    /// The core's mailbox was full.
+    Full,
+}
+
+impl From<SubmitError> for BatchSubmitError {
+    fn from(error: SubmitError) -> Self {
+        match error {
+            SubmitError::NoSuchCore { core, .. } => Self::NoSuchCore(core),
+            SubmitError::Full(_) => Self::Full,
+        }
+    }
+}
+
+impl fmt::Display for BatchSubmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSuchCore(core) => write!(f, "no core {core} in the work queue"),
+            Self::Full => f.write_str("core mailbox full"),
+        }
+    }
+}
+
+impl core::error::Error for BatchSubmitError {}
 
 /// Counters of a queue's life, for reports and tests (each read on its own, not a snapshot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,8 +335,8 @@ impl Pending {
 /// A group of tasks one can wait for.
 ///
 /// A task of the batch counts as finished when it has run, or when it is dropped unrun (for
-/// instance the task handed back in [`QueueFull`]), so that [`wait`](Self::wait) never waits
-/// for a task that no longer exists.
+/// instance the task handed back in [`QueueFull`], or one [`submit_to`](Self::submit_to)
+/// refused), so that [`wait`](Self::wait) never waits for a task that no longer exists.
 pub struct Batch {
     pending: Arc<AtomicUsize>,
 }
@@ -351,14 +382,16 @@ impl Batch {
         q.submit(self.wrap(f))
     }
 
-    /// Queues `f` for `core` as part of the batch.
+    /// Queues `f` for `core` as part of the batch. A refused `f` is dropped unrun before
+    /// this returns (it counts as finished), so the batch can be waited for at once.
     pub fn submit_to<W: Waker>(
         &self,
         q: &WorkQueue<W>,
         core: usize,
         f: impl FnOnce() + Send + 'static,
-    ) -> Result<(), SubmitError> {
+    ) -> Result<(), BatchSubmitError> {
         q.submit_to(core, self.wrap(f))
+            .map_err(BatchSubmitError::from)
     }
 
     /// Returns when every task of the batch has finished. Meanwhile it runs tasks of `q` as

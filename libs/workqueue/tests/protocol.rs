@@ -3,7 +3,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rexo_workqueue::{Batch, MAX_CORES, QueueFull, Stats, SubmitError, Task, Waker, WorkQueue};
+use rexo_workqueue::{
+    Batch, BatchSubmitError, MAX_CORES, QueueFull, Stats, SubmitError, Task, Waker, WorkQueue,
+};
 
 /// Records every wake-up.
 #[derive(Default)]
@@ -243,15 +245,36 @@ fn batch_task_refused_counts_when_dropped_or_run() {
     assert_eq!(batch.pending(), 1);
     batch.submit_to(&q, 0, add(&ran)).unwrap();
     let err = batch.submit_to(&q, 0, add(&ran)).unwrap_err();
-    assert_eq!(batch.pending(), 3);
-    err.into_task()();
+    assert_eq!(err, BatchSubmitError::Full);
     assert_eq!(batch.pending(), 2);
     let err = batch.submit_to(&q, 5, add(&ran)).unwrap_err();
-    assert!(matches!(err, SubmitError::NoSuchCore { core: 5, .. }));
-    drop(err);
+    assert_eq!(err, BatchSubmitError::NoSuchCore(5));
+    assert_eq!(err.to_string(), "no core 5 in the work queue");
     assert_eq!(batch.pending(), 2);
     batch.wait(&q, 0);
-    assert_eq!(ran.load(Ordering::Relaxed), 3);
+    assert_eq!(ran.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn a_batch_task_a_full_mailbox_refuses_is_finished_while_the_error_is_held() {
+    // `sched::run_on_core_range` keeps the refusal until its wait is over: the refused
+    // task must not count as pending meanwhile, or the wait never ends.
+    let q = queue(2, 4, 1);
+    let batch = Batch::new();
+    let ran = Arc::new(AtomicUsize::new(0));
+    for core in [0, 1, 1] {
+        let ran = Arc::clone(&ran);
+        let submitted = batch.submit_to(&q, core, move || {
+            ran.fetch_add(1, Ordering::Relaxed);
+        });
+        if let Err(refused) = submitted {
+            assert_eq!(refused.to_string(), "core mailbox full");
+            assert_eq!(batch.pending(), 2, "the refused task is still pending");
+            q.next(1).expect("core 1's queued task")();
+            batch.wait(&q, 0);
+        }
+    }
+    assert_eq!(ran.load(Ordering::Relaxed), 2);
 }
 
 #[test]
