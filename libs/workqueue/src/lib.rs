@@ -191,6 +191,12 @@ impl<W: Waker> WorkQueue<W> {
         // Pairs with the fence in `prepare_idle`: either that core sees the task, or we see
         // its idle bit.
         fence(Ordering::SeqCst);
+        self.wake_one_idle();
+        Ok(())
+    }
+
+    /// Wakes the lowest-numbered idle core, if any (clearing its idle bit).
+    fn wake_one_idle(&self) {
         for (word_index, word) in self.idle.iter().enumerate() {
             let mut bits = word.load(Ordering::SeqCst);
             while bits != 0 {
@@ -198,13 +204,12 @@ impl<W: Waker> WorkQueue<W> {
                 let before = word.fetch_and(!mask, Ordering::SeqCst);
                 if before & mask != 0 {
                     self.wake(word_index * 64 + mask.trailing_zeros() as usize);
-                    return Ok(());
+                    return;
                 }
                 // Someone else woke that core; look again at what is left.
                 bits = before & !mask;
             }
         }
-        Ok(())
     }
 
     /// Queues a task in `core`'s mailbox (only that core runs it) and wakes it if idle.
@@ -223,12 +228,22 @@ impl<W: Waker> WorkQueue<W> {
 
     /// The next task for `core`: from its own mailbox first, then from the shared queue.
     /// `None` if there is none (or no such core).
+    ///
+    /// Taking a mailbox task while the shared queue holds tasks wakes one idle core for
+    /// them: the core `submit` woke may be this one, now busy with its mailbox for as long
+    /// as that task runs (a `submit_to` racing with `submit` finds the bit taken and wakes
+    /// nobody), and the shared tasks must not wait for it while other cores sleep.
     pub fn next(&self, core: usize) -> Option<Task> {
-        let task = self
-            .mailboxes
-            .get(core)?
-            .pop()
-            .or_else(|| self.shared.pop())?;
+        let mailbox = self.mailboxes.get(core)?;
+        let task = match mailbox.pop() {
+            Some(task) => {
+                if !self.shared.is_empty() {
+                    self.wake_one_idle();
+                }
+                task
+            }
+            None => self.shared.pop()?,
+        };
         self.taken.fetch_add(1, Ordering::Relaxed);
         Some(task)
     }

@@ -167,6 +167,31 @@ fn submit_to_wakes_only_its_core_and_submit_the_lowest_idle() {
 }
 
 #[test]
+fn a_core_taking_a_mailbox_task_wakes_another_for_the_shared_queue() {
+    let q = queue(3, 8, 8);
+    for core in 0..3 {
+        assert!(q.prepare_idle(core));
+    }
+    // A shared task wakes core 0; a task for core 0's mailbox, racing with it, finds the
+    // bit taken and wakes nobody.
+    q.submit(Box::new(|| {})).unwrap();
+    q.submit_to(0, Box::new(|| {})).unwrap();
+    assert_eq!(woken(&q), [0]);
+    // Core 0 takes its mailbox task first and may run it for long: an idle core is woken
+    // for the shared task.
+    q.finish_idle(0);
+    let _mailbox_task = q.next(0).unwrap();
+    assert_eq!(woken(&q), [0, 1]);
+    q.finish_idle(1);
+    q.next(1).expect("the shared task")();
+    // With the shared queue empty, a mailbox task wakes nobody.
+    q.submit_to(0, Box::new(|| {})).unwrap();
+    q.next(0).unwrap()();
+    assert_eq!(woken(&q), [0, 1]);
+    assert!(q.is_idle(2));
+}
+
+#[test]
 fn high_core_numbers_use_the_upper_bitmap_words() {
     let q = queue(MAX_CORES, 4, 1);
     assert!(q.prepare_idle(MAX_CORES - 1));
