@@ -25,8 +25,13 @@ pub fn revoke_all_of(owner: u16) {
 
 /// Disarms the sources of interrupt bindings taken by force; a work-loop task that
 /// [`crate::caps`] submits after a forced revocation (never run in an interrupt handler).
+/// Run by a core waiting inside a device call, it passes that device by and asks for
+/// the sweep again, until a core outside the call has swept it.
 pub fn disarm_revoked() {
-    let _swept = MACHINE.get().map_or(0, Machine::disarm_revoked);
+    let sweep = MACHINE.get().map(Machine::disarm_revoked);
+    if sweep.is_some_and(|sweep| sweep.passed_by > 0) {
+        crate::caps::SWEEP.request();
+    }
 }
 
 /// The kernel's half of leases: the vector a driver routed on the calling core

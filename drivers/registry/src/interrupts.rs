@@ -18,6 +18,17 @@ use alloc::vec::Vec;
 use rexo_api::{Cap, CapError, DeviceError, EntryId, InterruptBinding};
 use rexo_devio::Found;
 
+/// What one sweep of [`Registry::disarm_revoked`](crate::Registry::disarm_revoked) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Sources disarmed: bindings taken by force, now unbound.
+    pub disarmed: usize,
+    /// Slots passed by unswept, because the calling core is inside a call holding their
+    /// lock or one of their queue pairs' gates: a binding taken by force there is still
+    /// armed, and the sweep must run again (the kernel asks for it again).
+    pub passed_by: usize,
+}
+
 /// The kernel's half of a lease: interrupt bindings, and the abort points under which a
 /// device call runs the app's own code ([`crate::appcode`]).
 pub trait Binder: Sync {
@@ -462,23 +473,23 @@ pub(crate) mod tests {
     #[test]
     fn the_sweep_disarms_a_source_revoked_by_force_before_the_holder_arms_again() {
         let (registry, binder, armed, [mut a, mut b], minted) = both_armed();
-        assert_eq!(registry.disarm_revoked(), 0, "nothing revoked yet");
+        assert_eq!(registry.disarm_revoked().disarmed, 0, "nothing revoked yet");
         assert_eq!((*armed[0].lock(), *armed[1].lock()), (Some(0), Some(1)));
         // The kernel takes b's binding by force; the sweep disarms its source at once,
         // with no call from b, and leaves a's armed.
         binder.revoke(minted[1].id());
         assert_eq!(*armed[1].lock(), Some(1), "armed until the sweep");
-        assert_eq!(registry.disarm_revoked(), 1);
+        assert_eq!(registry.disarm_revoked().disarmed, 1);
         assert_eq!(*armed[1].lock(), None);
         assert_eq!(*armed[0].lock(), Some(0));
         assert_eq!(registry.devices()[1].interrupts, []);
-        assert_eq!(registry.disarm_revoked(), 0, "swept once");
+        assert_eq!(registry.disarm_revoked().disarmed, 0, "swept once");
         assert_eq!(b.wake_on_receive(0, Some(1)), Err(DeviceError::Unbound));
         assert_eq!(*armed[1].lock(), None);
         // The kernel's root revoked: every binding goes with it, and so does every source.
         let root = binder.table.lock().1.id();
         binder.revoke(root);
-        assert_eq!(registry.disarm_revoked(), 1);
+        assert_eq!(registry.disarm_revoked().disarmed, 1);
         assert_eq!(*armed[0].lock(), None);
         assert_eq!(a.wake_on_receive(0, Some(0)), Err(DeviceError::Unbound));
     }
@@ -492,7 +503,7 @@ pub(crate) mod tests {
         let mut inside = None;
         pair.transmit(0, 60, &mut |_| {
             let returned = registry.return_interrupt(1, cap.take().unwrap());
-            let swept = registry.disarm_revoked();
+            let swept = registry.disarm_revoked().disarmed;
             inside = Some((returned, swept, *armed[0].lock()));
         })
         .unwrap();
@@ -503,7 +514,41 @@ pub(crate) mod tests {
             "given back, still armed"
         );
         assert!(!binder.live(id));
-        assert_eq!(registry.disarm_revoked(), 1, "disarmed by the next sweep");
+        assert_eq!(
+            registry.disarm_revoked().disarmed,
+            1,
+            "disarmed by the next sweep"
+        );
+        assert_eq!(*armed[0].lock(), None);
+        assert_eq!(a.wake_on_receive(0, Some(0)), Err(DeviceError::Unbound));
+    }
+
+    #[test]
+    fn a_sweep_inside_a_call_on_the_slot_reports_it_passed_by_and_the_next_one_disarms() {
+        let (registry, binder, armed, [mut a, _b], minted) = both_armed();
+        let mut pair = a.split_queues().unwrap().remove(0);
+        let mut inside = None;
+        pair.transmit(0, 60, &mut |_| {
+            // Taken by force while this core is inside a call on a's device: the sweep
+            // cannot reach that slot from here, and says so.
+            binder.revoke(minted[0].id());
+            inside = Some((registry.disarm_revoked(), *armed[0].lock()));
+        })
+        .unwrap();
+        let passed_by = Sweep {
+            disarmed: 0,
+            passed_by: 1,
+        };
+        assert_eq!(inside, Some((passed_by, Some(0))), "still armed");
+        let disarmed = Sweep {
+            disarmed: 1,
+            passed_by: 0,
+        };
+        assert_eq!(
+            registry.disarm_revoked(),
+            disarmed,
+            "swept again after the call"
+        );
         assert_eq!(*armed[0].lock(), None);
         assert_eq!(a.wake_on_receive(0, Some(0)), Err(DeviceError::Unbound));
     }

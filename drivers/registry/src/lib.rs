@@ -37,7 +37,7 @@ use rexo_api::{
 use rexo_devio::{DeviceFunction, Found, PciBus};
 use rexo_pci::{Address, Function};
 
-pub use interrupts::{Binder, BinderFns};
+pub use interrupts::{Binder, BinderFns, Sweep};
 pub use machine::Machine;
 
 /// One driver: which functions it takes and how it starts them.
@@ -394,12 +394,15 @@ impl Registry {
     /// waiting for the holder's next arm. Returns how many (logged when any). It takes the
     /// slots' locks and calls the drivers, so it must not run in an interrupt handler; a
     /// slot whose lock, or one of whose queue pairs' gates, the calling core holds in a
-    /// call ([`reentry`]) is passed by.
-    pub fn disarm_revoked(&self) -> usize {
+    /// call ([`reentry`]) is passed by and counted in [`Sweep::passed_by`], for the
+    /// caller to sweep again from outside the call.
+    pub fn disarm_revoked(&self) -> Sweep {
         let core = self.binder.core_index();
-        let sweep = |slot: &Slot| {
+        let mut sweep = Sweep::default();
+        for slot in &self.slots {
             let Ok(mut state) = reentry::lock_whole(slot, core) else {
-                return 0;
+                sweep.passed_by += 1;
+                continue;
             };
             let state = &mut *state;
             let queues = state.interrupts.revoked(self.binder);
@@ -407,13 +410,13 @@ impl Registry {
                 // Unbound either way; a device that cannot disarm masks nothing more.
                 let _ = interrupts::driver_arm(&mut state.device, queue, None);
             }
-            queues.len()
-        };
-        let swept = self.slots.iter().map(sweep).sum();
-        if swept > 0 {
-            log::info!("interrupt bindings revoked by force: {swept} source(s) disarmed");
+            sweep.disarmed += queues.len();
         }
-        swept
+        if sweep.disarmed > 0 {
+            let disarmed = sweep.disarmed;
+            log::info!("interrupt bindings revoked by force: {disarmed} source(s) disarmed");
+        }
+        sweep
     }
 
     /// Takes back every device the app of owner number `owner` holds (it ended): its
@@ -1843,7 +1846,7 @@ pub(crate) mod tests {
         let cap = binder.take_minted().pop().unwrap();
         let (drained, during) = hold_back.during(abandoning(fs), move || {
             binder.revoke(cap.id());
-            registry.disarm_revoked()
+            registry.disarm_revoked().disarmed
         });
         assert_eq!(during, Ok(1), "swept during the drain");
         let mut fs = drained.join().unwrap();

@@ -7,7 +7,7 @@ use rexo_acpi::McfgSegment;
 use rexo_devio::{PciBus, Platform};
 use rexo_pci::Function;
 
-use crate::Registry;
+use crate::{Registry, Sweep};
 
 /// The PCI bus, its functions and the drivers bound to them.
 pub struct Machine {
@@ -61,8 +61,10 @@ impl Machine {
 
     /// Disarms the sources of bindings the kernel revoked by force
     /// ([`Registry::disarm_revoked`]); none when no driver was bound yet.
-    pub fn disarm_revoked(&self) -> usize {
-        self.registry.get().map_or(0, Registry::disarm_revoked)
+    pub fn disarm_revoked(&self) -> Sweep {
+        self.registry
+            .get()
+            .map_or(Sweep::default(), Registry::disarm_revoked)
     }
 
     /// Configuration space (BareMetal's PCI calls reach it through the legacy ports).

@@ -426,8 +426,9 @@ fn reclaim_frames(state: &mut State, forced: bool, ended: Option<OwnerId>) {
 
 /// The sweep of [`crate::devices::disarm_revoked`], which calls drivers that the timer's
 /// enforcement may interrupt: asked for there with a flag only (the work queue is not
-/// safe to enter from a handler), queued by [`queue_sweep`].
-static SWEEP: rexo_workqueue::Pending = rexo_workqueue::Pending::new();
+/// safe to enter from a handler), queued by [`queue_sweep`]; asked for again by a sweep
+/// that had to pass a device by.
+pub(crate) static SWEEP: rexo_workqueue::Pending = rexo_workqueue::Pending::new();
 
 /// Queues the sweep if it was asked for (never from an interrupt handler: after a use of
 /// the table, and in the work loop when it runs dry); a full queue leaves it asked for.
