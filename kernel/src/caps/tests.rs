@@ -787,6 +787,46 @@ mod views {
         }
     );
 
+    /// Text of an app's that the console reads as the framebuffer's copy does: with this
+    /// core holding the framebuffer console (under the console lock).
+    struct ReadForTheFramebuffer<'a>(&'a [u8]);
+
+    impl core::fmt::Display for ReadForTheFramebuffer<'_> {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            let _held = crate::console::framebuffer::CONSOLE.lock();
+            let byte = core::hint::black_box(self.0)[0];
+            write!(f, "tests: read {byte:#x} through a revoked view")
+        }
+    }
+
+    crate::kernel_test!(
+        fn a_fault_on_revoked_text_in_the_framebuffer_copy_leaves_both_consoles_free() {
+            let owner = top_owner(15);
+            let api = api_as(owner);
+            let mut cap = api.allocate_memory(4096).expect("memory");
+            let id = cap.cap().id();
+            let view = map(owner, &mut cap).expect("mapped");
+            view[0] = b'x';
+            // The view's deadline passes mid-write: the copy faults and ends the task.
+            request_revocation(id, crate::time::now_ns()).expect("requested");
+            assert!(revocation_requests(owner).is_empty(), "taken by force");
+            let written = crate::apps::acting_as(&api, || {
+                run_abortable(|| crate::kprintln!("{}", ReadForTheFramebuffer(view)))
+            });
+            assert_eq!(written, Err(Aborted), "the read faulted");
+            assert_eq!(
+                crate::apps::ended_reason(),
+                crate::apps::ENDED_BY_REPOSSESSION
+            );
+            assert!(crate::console::is_free(), "the console lock was released");
+            assert!(
+                !crate::console::framebuffer::CONSOLE.is_locked(),
+                "the framebuffer console was left locked: it would show nothing more"
+            );
+            assert_eq!(release_owner(owner), Ok(0), "nothing left but the region");
+        }
+    );
+
     /// Passes the bytes of its own view, revoked by then, to the copying calls.
     fn copies_through_its_revoked_view(kernel: &Kernel) -> Result<(), ApiError> {
         let mut view_cap = kernel.allocate_memory(4096)?;

@@ -2,7 +2,7 @@
 //! console once the boot loader handed over a framebuffer. Output from all cores goes
 //! through one lock so that lines never interleave.
 
-#![allow(unsafe_code)] // releasing the console lock of a writer that was aborted
+#![allow(unsafe_code)] // releasing the console locks of a writer that was aborted
 
 pub mod framebuffer;
 pub mod keyboard;
@@ -64,12 +64,20 @@ pub fn is_free() -> bool {
     !CONSOLE_LOCK.is_locked()
 }
 
-/// Releases the console lock if this core holds it: called when the code that was
-/// writing was abandoned. An app's `Display` code runs before the lock is taken; only a
-/// fault while the console reads an app's text (a `&str` in memory taken back from it,
+/// Releases the console lock if this core holds it, and the framebuffer console's own
+/// lock with it (the abandoned writer may have been drawing): called when the code that
+/// was writing was abandoned. An app's `Display` code runs before the lock is taken; only
+/// a fault while the console reads an app's text (a `&str` in memory taken back from it,
 /// `apps::on_page_fault`) abandons a writer that holds it.
 pub fn release_after_abort() {
     if HOLDER.load(Ordering::Relaxed) == crate::arch::percpu::core_index() {
+        if framebuffer::CONSOLE.is_locked() && !crash_in_progress() {
+            // SAFETY: while this core holds the console lock, and no crash report writes
+            // without it, only this core's writers (the abandoned one, or a line nested in
+            // it) can hold the framebuffer console, and none of them runs again. It is
+            // released before the console lock, so no other core's writer holds it yet.
+            unsafe { framebuffer::CONSOLE.force_unlock() };
+        }
         HOLDER.store(usize::MAX, Ordering::Relaxed);
         // SAFETY: this core holds the lock and the writer that took it will never run
         // again (its frames were abandoned), so nothing else releases or uses the guard.
