@@ -8,11 +8,9 @@ use alloc::vec::Vec;
 use rexo_api::device::PAIR_BROKEN;
 use rexo_api::{ApiError, DeviceError, Kernel, NetDevice};
 
-use smoltcp::socket::dhcpv4;
-
 use crate::Ipv4Addr;
 use crate::board::{Board, Seat};
-use crate::lease::{LeaseBoard, LeaseShare, RENEWER_PAIR};
+use crate::lease::{DhcpClient, LeaseBoard, LeaseShare, RENEWER_PAIR};
 use crate::stack::{Config, NetError, Stack, attach};
 
 /// The stacks an app serves an interface with ([`attach_cores`]).
@@ -175,7 +173,7 @@ pub(crate) fn stacks_of_pairs(
     config: Config,
     dns_servers: &[Ipv4Addr],
     whole: &Arc<WholeDevice>,
-    mut dhcp_client: Option<dhcpv4::Socket<'static>>,
+    mut dhcp_client: Option<DhcpClient>,
     now_ns: u64,
 ) -> Result<Vec<Stack>, NetError> {
     let board = Arc::new(ArpBoard::default());

@@ -84,12 +84,14 @@ pub struct Counters {
     /// DHCP leases refused because no host could use them (a prefix of 0, a router off
     /// the address's network, the network's own or broadcast address as the address, a
     /// loopback one: [`rexo_api::Ipv4Config::check`]);
-    /// the stack asks for another.
+    /// the client rests (10 s, doubling for each refusal in a row up to 320 s), then
+    /// asks for another.
     pub dhcp_leases_refused: u64,
-    /// DHCP leases lost: expired without renewal, or ended by the server (a NAK), the
-    /// address dropped. Counted by the stack that runs the DHCP client (the one stack,
-    /// or pair 0's of the stacks [`crate::attach_cores`] splits, whose others drop the
-    /// address with it); the client then asks for a new lease.
+    /// DHCP leases lost: expired without renewal, ended by the server (a NAK) or
+    /// refused at renewal (counted in `dhcp_leases_refused` too), the address dropped.
+    /// Counted by the stack that runs the DHCP client (the one stack, or pair 0's of the
+    /// stacks [`crate::attach_cores`] splits, whose others drop the address with it);
+    /// the client then asks for a new lease.
     pub dhcp_leases_lost: u64,
 }
 

@@ -1,16 +1,131 @@
-//! Keeping a DHCP lease on the stacks of one interface's queue pairs
-//! ([`crate::attach_cores`]): pair 0's stack runs the DHCP client (the renewer), the
-//! others hand it the server's answers that land on their pairs and take every lease it
-//! learns or loses from it.
+//! The DHCP client's rest after a lease it refused, and keeping a DHCP lease on the
+//! stacks of one interface's queue pairs ([`crate::attach_cores`]): pair 0's stack runs
+//! the DHCP client (the renewer), the others hand it the server's answers that land on
+//! their pairs and take every lease it learns or loses from it.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::{Socket, dhcpv4};
 use smoltcp::wire::Ipv4Cidr;
 
 use crate::board::{Board, Seat};
+
+/// How long the DHCP client rests after its first refused lease before it discovers
+/// again (RFC 2131 3.1 step 5: a client that declines an address waits at least ten
+/// seconds before it starts again). Each refusal in a row doubles the rest, up to
+/// [`MAX_REFUSED_LEASE_REST_NS`]; a lease taken brings it back to this.
+pub(crate) const REFUSED_LEASE_REST_NS: u64 = 10_000_000_000;
+/// The longest rest after refused leases: 320 s, five doublings.
+pub(crate) const MAX_REFUSED_LEASE_REST_NS: u64 = 32 * REFUSED_LEASE_REST_NS;
+
+/// A stack's DHCP client: smoltcp's, kept out of the stack's sockets, sending nothing,
+/// while it rests after a refused lease. smoltcp's client, reset, discovers again at
+/// once, and a server that offers the same lease again has it refused again, every
+/// other poll.
+pub(crate) struct DhcpClient {
+    /// Where smoltcp's client is.
+    socket: ClientSocket,
+    /// How long the client rests after its next refused lease.
+    next_rest_ns: u64,
+}
+
+/// Where a DHCP client's smoltcp socket is.
+enum ClientSocket {
+    /// In the socket set of the stack that runs it.
+    Running(SocketHandle),
+    /// Out of every socket set, sending nothing, until the clock reaches `until_ns`:
+    /// reset after a refused lease and resting, or (`until_ns` 0) taken from the stack
+    /// that leased the address for another ([`crate::attach_cores`]).
+    Out {
+        /// The client (boxed: a socket is large beside a handle).
+        socket: Box<dhcpv4::Socket<'static>>,
+        /// When it may run again.
+        until_ns: u64,
+    },
+}
+
+impl DhcpClient {
+    /// A client that runs in `sockets`, discovering.
+    pub(crate) fn new(sockets: &mut SocketSet<'static>) -> Self {
+        Self {
+            socket: ClientSocket::Running(sockets.add(dhcpv4::Socket::new())),
+            next_rest_ns: REFUSED_LEASE_REST_NS,
+        }
+    }
+
+    /// The client's handle in its stack's sockets while it runs there.
+    pub(crate) fn handle(&self) -> Option<SocketHandle> {
+        match self.socket {
+            ClientSocket::Running(handle) => Some(handle),
+            ClientSocket::Out { .. } => None,
+        }
+    }
+
+    /// The client, running in `sockets` if it was out of them and its rest is over at
+    /// `now_ns` (or it had none).
+    pub(crate) fn woken(self, sockets: &mut SocketSet<'static>, now_ns: u64) -> Self {
+        match self.socket {
+            ClientSocket::Out { socket, until_ns } if until_ns <= now_ns => Self {
+                socket: ClientSocket::Running(sockets.add(*socket)),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
+    /// The client taken out of `sockets`, with no rest, to run in another stack's.
+    pub(crate) fn taken_out(self, sockets: &mut SocketSet<'static>) -> Self {
+        match self.socket {
+            ClientSocket::Running(handle) => Self {
+                socket: ClientSocket::Out {
+                    socket: Box::new(removed(sockets, handle)),
+                    until_ns: 0,
+                },
+                ..self
+            },
+            ClientSocket::Out { .. } => self,
+        }
+    }
+
+    /// The client after a lease refused at `now_ns`: reset, its report of the lease
+    /// gone taken (the stack drops the lease itself), out of `sockets` and resting for
+    /// its rest, which the next refusal doubles (up to [`MAX_REFUSED_LEASE_REST_NS`]).
+    pub(crate) fn rested(self, sockets: &mut SocketSet<'static>, now_ns: u64) -> Self {
+        let mut socket = match self.socket {
+            ClientSocket::Running(handle) => Box::new(removed(sockets, handle)),
+            ClientSocket::Out { socket, .. } => socket,
+        };
+        socket.reset();
+        // A reset client reports its lease gone at its next poll; the stack drops the
+        // lease as it refuses it.
+        let _ = socket.poll();
+        Self {
+            socket: ClientSocket::Out {
+                socket,
+                until_ns: now_ns.saturating_add(self.next_rest_ns),
+            },
+            next_rest_ns: (self.next_rest_ns * 2).min(MAX_REFUSED_LEASE_REST_NS),
+        }
+    }
+
+    /// A lease was taken: the next refusal rests the client [`REFUSED_LEASE_REST_NS`].
+    pub(crate) fn lease_taken(&mut self) {
+        self.next_rest_ns = REFUSED_LEASE_REST_NS;
+    }
+}
+
+/// The DHCP client `handle` names, removed from `sockets`.
+fn removed(sockets: &mut SocketSet<'static>, handle: SocketHandle) -> dhcpv4::Socket<'static> {
+    match sockets.remove(handle) {
+        Socket::Dhcpv4(socket) => socket,
+        _ => unreachable!("a DHCP client's handle names a DHCP socket"),
+    }
+}
 
 /// The queue pair whose stack runs the DHCP client.
 pub(crate) const RENEWER_PAIR: usize = 0;

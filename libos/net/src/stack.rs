@@ -24,7 +24,7 @@ use smoltcp::wire::{
 use crate::cores::{ArpShare, WholeDevice};
 use crate::device::{Backlog, Counters, LentFrame, NicTx, Staging};
 use crate::dns::{DnsPorts, DnsQuery, Resolver};
-use crate::lease::{DhcpLease, LeaseShare};
+use crate::lease::{DhcpClient, DhcpLease, LeaseShare};
 use crate::owntcp::{OwnCounters, OwnTcp};
 use crate::tso::Tso;
 
@@ -475,7 +475,7 @@ pub struct Stack {
     counters: Counters,
     /// The DHCP client, with [`Config::Dhcp`], or on pair 0's stack of an interface
     /// split with a lease ([`Stack::share_lease`]).
-    dhcp: Option<SocketHandle>,
+    dhcp: Option<DhcpClient>,
     /// The resolver (`dns.rs`): its servers from [`Config::Static`] or the DHCP lease,
     /// its port block, its queries.
     resolver: Resolver,
@@ -556,7 +556,7 @@ impl Stack {
                 stack.configure(Ipv4Cidr::new(address, prefix), gateway);
                 stack.set_dns_servers(dns.as_slice());
             }
-            Config::Dhcp { .. } => stack.dhcp = Some(stack.sockets.add(dhcpv4::Socket::new())),
+            Config::Dhcp { .. } => stack.dhcp = Some(DhcpClient::new(&mut stack.sockets)),
         }
         Ok(stack)
     }
@@ -768,26 +768,18 @@ impl Stack {
     /// Takes the DHCP client away, with the lease it holds and the times to renew it, for
     /// a stack of one of the NIC's queue pairs to keep renewing it ([`crate::attach_cores`]);
     /// `None` with a fixed address. This stack no longer renews.
-    pub(crate) fn take_dhcp_client(&mut self) -> Option<dhcpv4::Socket<'static>> {
-        let handle = self.dhcp.take()?;
-        match self.sockets.remove(handle) {
-            smoltcp::socket::Socket::Dhcpv4(client) => Some(client),
-            _ => None,
-        }
+    pub(crate) fn take_dhcp_client(&mut self) -> Option<DhcpClient> {
+        Some(self.dhcp.take()?.taken_out(&mut self.sockets))
     }
 
     /// Keeps the DHCP lease with the other stacks of the interface through `share`
     /// ([`crate::attach_cores`]): the stack given `client` runs it, taking the server's
     /// answers that land on the others' pairs and posting every lease it learns or loses
     /// for them; a stack given none hands such answers on and applies each lease posted.
-    pub(crate) fn share_lease(
-        &mut self,
-        share: LeaseShare,
-        client: Option<dhcpv4::Socket<'static>>,
-    ) {
+    pub(crate) fn share_lease(&mut self, share: LeaseShare, client: Option<DhcpClient>) {
         self.lease = Some(share);
         if let Some(client) = client {
-            self.dhcp = Some(self.sockets.add(client));
+            self.dhcp = Some(client.woken(&mut self.sockets, self.now_ns));
         }
     }
 
@@ -991,51 +983,52 @@ impl Stack {
 
     /// Applies what the DHCP client learnt. A lease a fixed configuration could not
     /// have ([`Ipv4Config::check`], as [`Stack::start`] checks one, with each of its
-    /// DNS servers) is refused and counted
-    /// ([`Counters::dhcp_leases_refused`]), and the client asks again from the start:
-    /// an address taken here is one [`into_parts`](Self::into_parts) hands on and
-    /// [`crate::attach_cores`] builds its stacks with.
+    /// DNS servers) is refused and counted ([`Counters::dhcp_leases_refused`]): the
+    /// address it renewed, if any, is dropped, and the client rests out of the sockets
+    /// before it discovers again, 10 s after the first refusal, twice as long after each
+    /// in a row up to 320 s, 10 s again once a lease was taken (RFC 2131 3.1 step 5;
+    /// [`DhcpClient::rested`]). An address taken here is one
+    /// [`into_parts`](Self::into_parts) hands on and [`crate::attach_cores`] builds its
+    /// stacks with.
     ///
     /// With a lease kept by several stacks ([`Stack::share_lease`]), the stack that runs
     /// the client posts what it applies, and the others apply what it posted. A lease
-    /// lost (expired without renewal, or ended by the server) drops the address, counted
-    /// by the client's stack ([`Counters::dhcp_leases_lost`]).
+    /// lost (expired without renewal, ended by the server, or refused at renewal) drops
+    /// the address, counted by the client's stack ([`Counters::dhcp_leases_lost`]).
     fn poll_dhcp(&mut self) {
-        let Some(handle) = self.dhcp else {
+        let Some(client) = self.dhcp.take() else {
             if let Some(change) = self.lease.as_mut().and_then(LeaseShare::take_lease) {
                 self.apply_lease(change.as_ref());
             }
             return;
         };
-        let socket = self.sockets.get_mut::<dhcpv4::Socket>(handle);
-        let lease = match socket.poll() {
-            None => return,
-            Some(dhcpv4::Event::Configured(config)) => {
-                let lease = |dns| Ipv4Config {
-                    address: config.address.address(),
-                    prefix: config.address.prefix_len(),
-                    router: config.router,
-                    dns,
-                };
-                let servers = config.dns_servers.iter().copied().map(Some);
-                if core::iter::once(None)
-                    .chain(servers)
-                    .any(|dns| lease(dns).check().is_err())
-                {
-                    // Forgets the lease (the next poll deconfigures the stack, if an
-                    // earlier lease configured it) and discovers again.
-                    socket.reset();
-                    self.counters.dhcp_leases_refused += 1;
-                    return;
+        let mut client = client.woken(&mut self.sockets, self.now_ns);
+        let news = client.handle().and_then(|handle| {
+            let socket = self.sockets.get_mut::<dhcpv4::Socket>(handle);
+            socket.poll().map(|event| match event {
+                dhcpv4::Event::Configured(config) => {
+                    usable_lease(&config).map_or(DhcpNews::Refused, DhcpNews::Lease)
                 }
-                Some(DhcpLease {
-                    cidr: config.address,
-                    router: config.router,
-                    dns_servers: config.dns_servers.iter().copied().collect(),
-                })
+                dhcpv4::Event::Deconfigured => DhcpNews::Gone,
+            })
+        });
+        let lease = match news {
+            None => {
+                self.dhcp = Some(client);
+                return;
             }
-            Some(dhcpv4::Event::Deconfigured) => None,
+            Some(DhcpNews::Lease(lease)) => {
+                client.lease_taken();
+                Some(lease)
+            }
+            Some(DhcpNews::Refused) => {
+                self.counters.dhcp_leases_refused += 1;
+                client = client.rested(&mut self.sockets, self.now_ns);
+                None
+            }
+            Some(DhcpNews::Gone) => None,
         };
+        self.dhcp = Some(client);
         if lease.is_none() && self.address().is_some() {
             self.counters.dhcp_leases_lost += 1;
         }
@@ -1707,6 +1700,39 @@ fn is_synchronized(state: tcp::State) -> bool {
         state,
         tcp::State::Closed | tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived
     )
+}
+
+/// What a stack's DHCP client reported at a poll.
+enum DhcpNews {
+    /// A lease a host can use ([`usable_lease`]).
+    Lease(DhcpLease),
+    /// A lease no host could use.
+    Refused,
+    /// The lease is gone (expired, ended by the server) or there was none yet.
+    Gone,
+}
+
+/// The lease `config` gives if a host could use it: checked as [`Stack::start`] checks
+/// a fixed configuration ([`Ipv4Config::check`]), with each of its DNS servers.
+fn usable_lease(config: &dhcpv4::Config) -> Option<DhcpLease> {
+    let lease = |dns| Ipv4Config {
+        address: config.address.address(),
+        prefix: config.address.prefix_len(),
+        router: config.router,
+        dns,
+    };
+    let servers = config.dns_servers.iter().copied().map(Some);
+    if core::iter::once(None)
+        .chain(servers)
+        .any(|dns| lease(dns).check().is_err())
+    {
+        return None;
+    }
+    Some(DhcpLease {
+        cidr: config.address,
+        router: config.router,
+        dns_servers: config.dns_servers.iter().copied().collect(),
+    })
 }
 
 /// smoltcp's time for the kernel's nanoseconds since boot.

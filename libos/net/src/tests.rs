@@ -2660,20 +2660,15 @@ fn dhcp_answer(
         DhcpPacket, DhcpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr,
         IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
     };
-    let ethernet = EthernetFrame::new_checked(request).ok()?;
-    let ip = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
-    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
-    if udp.dst_port() != 67 {
-        return None;
-    }
-    let dhcp = DhcpPacket::new_checked(udp.payload()).ok()?;
-    let asked = DhcpRepr::parse(&dhcp).ok()?;
+    let (transaction_id, client) = read_dhcp_request(request, |asked| {
+        (asked.transaction_id, asked.client_hardware_address)
+    })?;
     let server = Ipv4Addr::new(10, 0, 0, 254);
     let answer = DhcpRepr {
         message_type: kind,
-        transaction_id: asked.transaction_id,
+        transaction_id,
         secs: 0,
-        client_hardware_address: asked.client_hardware_address,
+        client_hardware_address: client,
         client_ip: Ipv4Addr::UNSPECIFIED,
         your_ip: address,
         server_ip: server,
@@ -2735,13 +2730,137 @@ fn dhcp_answer(
     Some(frame)
 }
 
+/// What `read` reads of the DHCP message in `frame`, if it is a client's (UDP to port
+/// 67).
+fn read_dhcp_request<T>(
+    frame: &[u8],
+    read: impl FnOnce(&smoltcp::wire::DhcpRepr) -> T,
+) -> Option<T> {
+    use smoltcp::wire::{DhcpPacket, DhcpRepr, EthernetFrame, Ipv4Packet, UdpPacket};
+    let ethernet = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(ethernet.payload()).ok()?;
+    let udp = UdpPacket::new_checked(ip.payload()).ok()?;
+    if udp.dst_port() != 67 {
+        return None;
+    }
+    let dhcp = DhcpPacket::new_checked(udp.payload()).ok()?;
+    DhcpRepr::parse(&dhcp).ok().map(|request| read(&request))
+}
+
+/// A DHCP server on A's end of `wire` for `span_ns` from `*now_ns`, `stack` polled every
+/// 10 ms: it offers `lease` naming `dns` servers to each DISCOVER, acknowledges each
+/// REQUEST with it and answers ARP for its own address. When each DISCOVER came.
+fn discovers_while_serving(
+    stack: &mut Stack,
+    wire: &Wire,
+    lease: Lease,
+    dns: &[Ipv4Addr],
+    now_ns: &mut u64,
+    span_ns: u64,
+) -> Vec<u64> {
+    use smoltcp::wire::DhcpMessageType::{Ack, Discover, Offer, Request};
+    let end = *now_ns + span_ns;
+    let mut discovers = Vec::new();
+    while *now_ns < end {
+        stack.poll(*now_ns).unwrap();
+        for frame in taken_off(wire) {
+            if let Some(reply) = dhcp_server_arp_reply(&frame) {
+                wire.deliver_to_a(reply);
+            }
+            let kind = match read_dhcp_request(&frame, |request| request.message_type) {
+                Some(Discover) => Offer,
+                Some(Request) => Ack,
+                _ => continue,
+            };
+            if kind == Offer {
+                discovers.push(*now_ns);
+            }
+            wire.deliver_to_a(dhcp_answer(&frame, kind, lease, dns).unwrap());
+        }
+        *now_ns += 10_000_000;
+    }
+    discovers
+}
+
+/// A lease the stack refuses rests its DHCP client 10 s, then 20 s, then 40 s (RFC 2131
+/// 3.1 step 5: a client that declines an address waits at least ten seconds before it
+/// starts again), so a server that keeps offering it gets 3 DISCOVERs in a minute.
+/// Before, the client discovered again at once: a DISCOVER and a refusal every other
+/// poll, forever.
+#[test]
+fn a_refused_dhcp_lease_rests_the_client_10_s_then_twice_as_long_each_time() {
+    const SECOND: u64 = 1_000_000_000;
+    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let mut stack = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let mask = Ipv4Addr::new(255, 255, 255, 0);
+    // The router off the address's network.
+    let unusable = (
+        Ipv4Addr::new(10, 0, 0, 5),
+        mask,
+        Some(Ipv4Addr::new(10, 0, 1, 1)),
+    );
+    let mut now_ns = 0;
+    let discovers =
+        discovers_while_serving(&mut stack, &wire, unusable, &[], &mut now_ns, 60 * SECOND);
+    assert_eq!(stack.address(), None);
+    assert!(
+        discovers.len() <= 7,
+        "{} DISCOVERs in 60 s",
+        discovers.len()
+    );
+    assert_eq!(discovers.len(), 3, "{discovers:?}");
+    assert_eq!(stack.counters().dhcp_leases_refused, 3);
+    for (refusal, pair) in discovers.windows(2).enumerate() {
+        let rest = pair[1] - pair[0];
+        let least = (10 * SECOND) << refusal;
+        assert!((least..least + SECOND).contains(&rest), "{discovers:?}");
+    }
+}
+
+/// A renewal the server acknowledges with a lease the stack refuses (its router moved
+/// off the network) drops the address and rests the client as a refused offer does; the
+/// lease taken in between brought the rest back to 10 s. Before, the client discovered
+/// again at once, forever (on split stacks, pair 0's renewer).
+#[test]
+fn a_renewal_the_stack_refuses_drops_the_address_and_rests_the_client() {
+    const SECOND: u64 = 1_000_000_000;
+    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let mut stack = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let mask = Ipv4Addr::new(255, 255, 255, 0);
+    let good = (Ipv4Addr::new(10, 0, 0, 5), mask, Some(DHCP_SERVER.0));
+    let unusable = (good.0, mask, Some(Ipv4Addr::new(10, 0, 1, 1)));
+    let mut now_ns = 0;
+    // Refused once (a 10 s rest, the next 20 s), then taken after the rest.
+    discovers_while_serving(&mut stack, &wire, unusable, &[], &mut now_ns, 5 * SECOND);
+    discovers_while_serving(&mut stack, &wire, good, &[], &mut now_ns, 10 * SECOND);
+    assert_eq!(stack.address(), Some((good.0, 24)));
+    // Past T1 (half the lease's 3600 s), the renewal's acknowledgement is refused.
+    let renewal_at = 1900 * SECOND;
+    now_ns = renewal_at;
+    let discovers =
+        discovers_while_serving(&mut stack, &wire, unusable, &[], &mut now_ns, 60 * SECOND);
+    assert_eq!(stack.address(), None);
+    assert_eq!(stack.gateway(), None);
+    assert_eq!(stack.counters().dhcp_leases_lost, 1);
+    assert!(
+        discovers.len() <= 7,
+        "{} DISCOVERs in 60 s",
+        discovers.len()
+    );
+    let rest = discovers[0] - renewal_at;
+    assert!((10 * SECOND..12 * SECOND).contains(&rest), "{discovers:?}");
+    // Then a 20 s rest; the next DISCOVER, 40 s on, falls past the minute.
+    assert_eq!(discovers.len(), 2, "{discovers:?}");
+}
+
 /// Serves `lease` naming `dns` servers to `stack`, on A's end of `wire` (an offer, then
 /// an acknowledgement to the request), stepping 10 ms at a time from `now_ns` until the
-/// stack took or refused it.
+/// stack took or refused it (its client resting first if it refused the last).
 fn serve_dhcp(stack: &mut Stack, wire: &Wire, lease: Lease, dns: &[Ipv4Addr], now_ns: &mut u64) {
     use smoltcp::wire::DhcpMessageType::{Ack, Offer};
     let refused = stack.counters().dhcp_leases_refused;
-    for _ in 0..200 {
+    let steps = crate::lease::MAX_REFUSED_LEASE_REST_NS / 10_000_000 + 200;
+    for _ in 0..steps {
         stack.poll(*now_ns).unwrap();
         for request in taken_off(wire) {
             for kind in [Offer, Ack] {
