@@ -93,6 +93,10 @@ pub struct Counters {
     /// stacks [`crate::attach_cores`] splits, whose others drop the address with it);
     /// the client then asks for a new lease.
     pub dhcp_leases_lost: u64,
+    /// DNS servers a DHCP lease named that no host could have (not a unicast host
+    /// address, or in 0/8, 127/8 or 240/4: [`rexo_api::Ipv4Config::check`]), left out
+    /// of the lease taken, which keeps the others in its order.
+    pub dhcp_dns_servers_dropped: u64,
 }
 
 impl core::ops::AddAssign for Counters {
@@ -112,6 +116,7 @@ impl core::ops::AddAssign for Counters {
         self.pair_resets += other.pair_resets;
         self.dhcp_leases_refused += other.dhcp_leases_refused;
         self.dhcp_leases_lost += other.dhcp_leases_lost;
+        self.dhcp_dns_servers_dropped += other.dhcp_dns_servers_dropped;
     }
 }
 

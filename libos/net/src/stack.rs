@@ -981,11 +981,13 @@ impl Stack {
         self.backlog.tso().map_or(0, Tso::raised)
     }
 
-    /// Applies what the DHCP client learnt. A lease a fixed configuration could not
-    /// have ([`Ipv4Config::check`], as [`Stack::start`] checks one, with each of its
-    /// DNS servers) is refused and counted ([`Counters::dhcp_leases_refused`]): the
-    /// address it renewed, if any, is dropped, and the client rests out of the sockets
-    /// before it discovers again, 10 s after the first refusal, twice as long after each
+    /// Applies what the DHCP client learnt. A lease whose address or router a fixed
+    /// configuration could not have ([`Ipv4Config::check`], as [`Stack::start`] checks
+    /// one) is refused and counted ([`Counters::dhcp_leases_refused`]); a DNS server a
+    /// fixed configuration could not name is left out of the lease taken and counted
+    /// ([`Counters::dhcp_dns_servers_dropped`]), the others kept in order. A refused
+    /// lease drops the address an earlier one gave, if any, and the client rests out of
+    /// the sockets before it discovers again, 10 s after the first refusal, twice as long after each
     /// in a row up to 320 s, 10 s again once a lease was taken (RFC 2131 3.1 step 5;
     /// [`DhcpClient::rested`]). An address taken here is one
     /// [`into_parts`](Self::into_parts) hands on and [`crate::attach_cores`] builds its
@@ -1006,9 +1008,7 @@ impl Stack {
         let news = client.handle().and_then(|handle| {
             let socket = self.sockets.get_mut::<dhcpv4::Socket>(handle);
             socket.poll().map(|event| match event {
-                dhcpv4::Event::Configured(config) => {
-                    usable_lease(&config).map_or(DhcpNews::Refused, DhcpNews::Lease)
-                }
+                dhcpv4::Event::Configured(config) => usable_lease(&config),
                 dhcpv4::Event::Deconfigured => DhcpNews::Gone,
             })
         });
@@ -1017,7 +1017,8 @@ impl Stack {
                 self.dhcp = Some(client);
                 return;
             }
-            Some(DhcpNews::Lease(lease)) => {
+            Some(DhcpNews::Lease { lease, dns_dropped }) => {
+                self.counters.dhcp_dns_servers_dropped += dns_dropped as u64;
                 client.lease_taken();
                 Some(lease)
             }
@@ -1705,34 +1706,49 @@ fn is_synchronized(state: tcp::State) -> bool {
 /// What a stack's DHCP client reported at a poll.
 enum DhcpNews {
     /// A lease a host can use ([`usable_lease`]).
-    Lease(DhcpLease),
+    Lease {
+        /// The lease, with the DNS servers a host could have.
+        lease: DhcpLease,
+        /// DNS servers it named that no host could have, left out.
+        dns_dropped: usize,
+    },
     /// A lease no host could use.
     Refused,
     /// The lease is gone (expired, ended by the server) or there was none yet.
     Gone,
 }
 
-/// The lease `config` gives if a host could use it: checked as [`Stack::start`] checks
-/// a fixed configuration ([`Ipv4Config::check`]), with each of its DNS servers.
-fn usable_lease(config: &dhcpv4::Config) -> Option<DhcpLease> {
-    let lease = |dns| Ipv4Config {
-        address: config.address.address(),
-        prefix: config.address.prefix_len(),
-        router: config.router,
-        dns,
+/// What `config` says if a host could use its address and router (checked as
+/// [`Stack::start`] checks a fixed configuration, [`Ipv4Config::check`]): the lease with
+/// the DNS servers that pass the same check, in the lease's order (RFC 2132 3.8: in
+/// order of preference), the others left out and counted; else a refusal.
+fn usable_lease(config: &dhcpv4::Config) -> DhcpNews {
+    let passes = |dns| {
+        let lease = Ipv4Config {
+            address: config.address.address(),
+            prefix: config.address.prefix_len(),
+            router: config.router,
+            dns,
+        };
+        lease.check().is_ok()
     };
-    let servers = config.dns_servers.iter().copied().map(Some);
-    if core::iter::once(None)
-        .chain(servers)
-        .any(|dns| lease(dns).check().is_err())
-    {
-        return None;
+    if !passes(None) {
+        return DhcpNews::Refused;
     }
-    Some(DhcpLease {
-        cidr: config.address,
-        router: config.router,
-        dns_servers: config.dns_servers.iter().copied().collect(),
-    })
+    let dns_servers: Vec<Ipv4Addr> = config
+        .dns_servers
+        .iter()
+        .copied()
+        .filter(|&server| passes(Some(server)))
+        .collect();
+    DhcpNews::Lease {
+        dns_dropped: config.dns_servers.len() - dns_servers.len(),
+        lease: DhcpLease {
+            cidr: config.address,
+            router: config.router,
+            dns_servers,
+        },
+    }
 }
 
 /// smoltcp's time for the kernel's nanoseconds since boot.

@@ -2045,6 +2045,7 @@ fn counters_of_several_stacks_add_field_by_field() {
         pair_resets: 12 * k,
         dhcp_leases_refused: 13 * k,
         dhcp_leases_lost: 14 * k,
+        dhcp_dns_servers_dropped: 15 * k,
     };
     let mut sum = one(1);
     sum += one(2);
@@ -2953,6 +2954,41 @@ fn a_dhcp_lease_no_host_could_use_is_refused_and_a_good_one_taken() {
     let (_nic, config, _dns_servers) = stack.into_parts();
     let end = Box::new(Wire::new([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8], 8).1);
     assert!(Stack::start(end, 0, config.unwrap(), 0).is_ok());
+}
+
+/// A lease whose DNS servers include ones no host could have (a loopback one, as a
+/// server handing on its host's local resolver might, and one in 240/4) is taken with
+/// the others, in the lease's order (RFC 2132 3.8: a list of servers in order of
+/// preference), the dropped ones counted. Before, the whole lease was refused and the
+/// stack had no address.
+#[test]
+fn a_dhcp_lease_is_taken_without_its_unusable_dns_servers() {
+    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let mut stack = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let lease = (
+        Ipv4Addr::new(10, 0, 0, 5),
+        Ipv4Addr::new(255, 255, 255, 0),
+        Some(DHCP_SERVER.0),
+    );
+    let usable = Ipv4Addr::new(10, 0, 0, 53);
+    let dns = [
+        Ipv4Addr::new(127, 0, 0, 53),
+        usable,
+        Ipv4Addr::new(240, 0, 0, 1),
+    ];
+    let mut now_ns = 0;
+    serve_dhcp(&mut stack, &wire, lease, &dns, &mut now_ns);
+    assert_eq!(stack.address(), Some((lease.0, 24)));
+    assert_eq!(stack.gateway(), lease.2);
+    let counters = stack.counters();
+    assert_eq!(counters.dhcp_leases_refused, 0);
+    assert_eq!(counters.dhcp_dns_servers_dropped, 2);
+    let (_nic, config, dns_servers) = stack.into_parts();
+    assert_eq!(dns_servers, [usable]);
+    let Some(Config::Static { dns, .. }) = config else {
+        panic!("no address: {config:?}");
+    };
+    assert_eq!(dns, Some(usable));
 }
 
 /// The stacks `attach_cores` splits from a DHCP-leased stack, one per queue pair, ask
