@@ -20,16 +20,21 @@
 //! after 1, 2 and 4 more seconds, and given up 10 s after it started
 //! ([`NetError::DnsTimeout`]). With several servers each sending goes to the next
 //! (the first server, then the second after 1 s, ...), so a server that does not
-//! answer costs a second, not the query. An answer counts only from the server the
-//! query was last sent to, port 53, to the query's port, with its ID, QR set, opcode 0
-//! and the same question (the name compared without regard to ASCII case, RFC 1035
-//! 2.3.3). NXDOMAIN or no A record is [`NetError::NotResolved`], another error code
-//! [`NetError::DnsServerError`]; an error code without the question (QDCOUNT 0, as
-//! servers answer FORMERR or REFUSED) is [`NetError::DnsServerError`], NXDOMAIN too.
-//! Up to 4 A records are taken, for the name or a name along its CNAME chain. A malformed
-//! answer (a read past its end, a compression pointer that does not point back, a
-//! reserved label type (0x40, 0x80), a name over 255 bytes) is ignored; a truncated
-//! one (TC) counts only when the records it holds whole include A records.
+//! answer costs a second, not the query. An answer counts from any server the query
+//! was sent to, port 53, to the query's port, with its ID, QR set, opcode 0 and the
+//! same question (the name compared without regard to ASCII case, RFC 1035 2.3.3), so
+//! a slow server's answer still counts after the next was asked. NXDOMAIN or no A
+//! record is [`NetError::NotResolved`]. Any other error code (FORMERR, SERVFAIL,
+//! NOTIMP, REFUSED), and an error code without the question (QDCOUNT 0, as servers
+//! answer FORMERR or REFUSED; NXDOMAIN too, whose name is then unsaid), says that
+//! server failed (RFC 1034 5.3.3 step 4): it is not asked again nor heard, and the
+//! query goes at once to the next server that has not failed; when none is left, or
+//! the query is given up after one failed, the last code is the outcome,
+//! [`NetError::DnsServerError`]. Up to 4 A records are taken, for the name or a name
+//! along its CNAME chain. A malformed answer (a read past its end, a compression
+//! pointer that does not point back, a reserved label type (0x40, 0x80), a name over
+//! 255 bytes) is ignored; a truncated one (TC) counts only when the records it holds
+//! whole include A records.
 
 use alloc::format;
 use alloc::string::String;
@@ -149,11 +154,15 @@ pub struct DnsQuery {
 struct Query {
     /// The mark its [`DnsQuery`] holds.
     mark: Arc<()>,
-    /// The servers it asks in turn, one at each sending.
-    servers: Vec<Ipv4Addr>,
-    /// The index in `servers` of the one it was last sent to, the only one whose
-    /// answer counts.
+    /// The servers it asks in turn, one at each sending, with what each did.
+    servers: Vec<QueryServer>,
+    /// The index in `servers` of the one it was last sent to.
     asked: usize,
+    /// The server to send to at the next poll, whatever the time: the next after one
+    /// that answered an error code.
+    failover: Option<usize>,
+    /// The error code of the last server that failed, if one did.
+    last_failure: Option<u8>,
     /// The message sent (and sent again).
     message: Vec<u8>,
     /// The local port it goes from.
@@ -164,10 +173,67 @@ struct Query {
     started_ns: u64,
     /// When it was last sent.
     sent_ns: u64,
-    /// How many times it was sent again.
+    /// How many times it was sent again when no answer came in time.
     retransmissions: usize,
     /// The answer (or why there is none), once there is one.
     outcome: Option<Result<Vec<Ipv4Addr>, NetError>>,
+}
+
+/// One of the servers a query asks.
+struct QueryServer {
+    /// Its address.
+    address: Ipv4Addr,
+    /// Whether the query was sent to it: its answers count from then on.
+    sent: bool,
+    /// Whether it answered an error code (but NXDOMAIN): it is not asked again, and its
+    /// later answers do not count.
+    failed: bool,
+}
+
+impl Query {
+    /// The index of the server `from` is (its port 53) if the query was sent to it and
+    /// it has not failed: one whose answers count.
+    fn counting(&self, from: IpEndpoint) -> Option<usize> {
+        self.servers.iter().position(|server| {
+            server.sent
+                && !server.failed
+                && from == IpEndpoint::new(IpAddress::Ipv4(server.address), DNS_PORT)
+        })
+    }
+
+    /// The first server after the one at `index`, in turn, that has not failed (it
+    /// may be that one); `None` when every one has.
+    fn next_unfailed(&self, index: usize) -> Option<usize> {
+        let count = self.servers.len();
+        (1..=count)
+            .map(|step| (index + step) % count)
+            .find(|&next| !self.servers[next].failed)
+    }
+
+    /// The server to send the query to at `now_ns`, if it is time: at once the next
+    /// after one that failed, else the next in turn that has not failed, when the
+    /// retransmission's wait since the last sending is over.
+    fn due(&self, now_ns: u64) -> Option<usize> {
+        if self.failover.is_some() {
+            return self.failover;
+        }
+        let &wait = RETRANSMIT_AFTER_NS.get(self.retransmissions)?;
+        if now_ns.saturating_sub(self.sent_ns) < wait {
+            return None;
+        }
+        self.next_unfailed(self.asked)
+    }
+
+    /// Takes server `index`'s error code `rcode`: the server has failed, and the next
+    /// that has not is asked at once; with none left the code is the outcome.
+    fn fail(&mut self, index: usize, rcode: u8) {
+        self.servers[index].failed = true;
+        self.last_failure = Some(rcode);
+        self.failover = self.next_unfailed(index);
+        if self.failover.is_none() {
+            self.outcome = Some(Err(NetError::DnsServerError(rcode)));
+        }
+    }
 }
 
 /// The resolver of one stack: its servers, port block and queries.
@@ -266,10 +332,21 @@ impl Resolver {
         let message = query_message(id, &question);
         let socket = sending(port, server, &message)?;
         let mark = Arc::new(());
+        let servers = servers
+            .into_iter()
+            .enumerate()
+            .map(|(index, address)| QueryServer {
+                address,
+                sent: index == 0,
+                failed: false,
+            })
+            .collect();
         self.queries.push(Query {
             mark: mark.clone(),
             servers,
             asked: 0,
+            failover: None,
+            last_failure: None,
             message,
             port,
             socket: Some(sockets.add(socket)),
@@ -281,10 +358,10 @@ impl Resolver {
         Ok(DnsQuery { mark: Some(mark) })
     }
 
-    /// Reads the answers the queries' sockets received, sends again the queries whose
-    /// time came (each to its next server) and gives up those past
-    /// [`GIVE_UP_AFTER_NS`]; frees the slots of dropped queries. A query with an outcome
-    /// gives its socket (and port) back.
+    /// Reads the answers the queries' sockets received, sends a query whose server
+    /// failed to the next at once, sends again the queries whose time came (each to its
+    /// next server) and gives up those past [`GIVE_UP_AFTER_NS`]; frees the slots of
+    /// dropped queries. A query with an outcome gives its socket (and port) back.
     pub(crate) fn poll(&mut self, now_ns: u64, sockets: &mut SocketSet<'static>) {
         self.reap_dropped(sockets);
         for query in &mut self.queries {
@@ -292,32 +369,38 @@ impl Resolver {
                 continue;
             };
             let socket = sockets.get_mut::<udp::Socket>(handle);
-            let asked = query.servers[query.asked];
-            let server = IpEndpoint::new(IpAddress::Ipv4(asked), DNS_PORT);
             while query.outcome.is_none()
                 && let Ok((datagram, meta)) = socket.recv()
             {
-                if meta.endpoint == server {
-                    query.outcome = read_answer(datagram, &query.message);
+                let Some(from) = query.counting(meta.endpoint) else {
+                    continue;
+                };
+                match read_answer(datagram, &query.message) {
+                    Some(Err(NetError::DnsServerError(rcode))) => query.fail(from, rcode),
+                    outcome => query.outcome = outcome,
                 }
             }
             if query.outcome.is_none() {
                 if now_ns.saturating_sub(query.started_ns) >= GIVE_UP_AFTER_NS {
-                    query.outcome = Some(Err(NetError::DnsTimeout));
-                } else if let Some(&wait) = RETRANSMIT_AFTER_NS.get(query.retransmissions)
-                    && now_ns.saturating_sub(query.sent_ns) >= wait
-                {
+                    let outcome = query
+                        .last_failure
+                        .map_or(NetError::DnsTimeout, NetError::DnsServerError);
+                    query.outcome = Some(Err(outcome));
+                } else if let Some(next) = query.due(now_ns) {
                     // Each sending on a fresh socket of the query's port: the last one
                     // could still wait for its server's MAC address (an on-link server
                     // that is down), which would hold the next one up. One that cannot
                     // be sent is tried again at the next poll.
-                    let next = (query.asked + 1) % query.servers.len();
-                    if let Ok(fresh) = sending(query.port, query.servers[next], &query.message) {
+                    let server = query.servers[next].address;
+                    if let Ok(fresh) = sending(query.port, server, &query.message) {
                         sockets.remove(handle);
                         handle = sockets.add(fresh);
+                        query.servers[next].sent = true;
                         query.asked = next;
                         query.sent_ns = now_ns;
-                        query.retransmissions += 1;
+                        if query.failover.take().is_none() {
+                            query.retransmissions += 1;
+                        }
                     }
                 }
             }

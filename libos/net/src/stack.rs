@@ -186,9 +186,11 @@ pub enum NetError {
     /// No DNS server answered within 10 s (the query sent 4 times, to each server in
     /// turn).
     DnsTimeout,
-    /// The DNS server answered with this error code (RFC 1035 4.1.1: 1 format error, 2
+    /// Every DNS server asked answered with an error code, or none answered otherwise
+    /// within 10 s and one did: the last such code (RFC 1035 4.1.1: 1 format error, 2
     /// server failure, 4 not implemented, 5 refused; 3, NXDOMAIN, is
-    /// [`NetError::NotResolved`] when the answer holds the question, else this too).
+    /// [`NetError::NotResolved`] when the answer holds the question, else this too). A
+    /// server that answers one is not asked again; the next is, at once.
     DnsServerError(u8),
     /// Every resolver slot is busy with a query, or every port of the stack's DNS port
     /// block ([`Stack::set_dns_ports`]) is; finish one first.
@@ -680,7 +682,8 @@ impl Stack {
 
     /// Starts resolving `name` to IPv4 addresses: an A query to the DNS servers (up to
     /// 3 from a DHCP lease), sent again after 1, 2 and 4 s, each time to the next
-    /// server, and given up after 10 s (`dns.rs`); [`resolve_poll`](Self::resolve_poll)
+    /// server, at once to the next after one that answered an error code, and given up
+    /// after 10 s (`dns.rs`); [`resolve_poll`](Self::resolve_poll)
     /// gives the answer. At most 4 queries at once ([`NetError::TooManyQueries`]), each
     /// from its own port. On a stack of one queue pair only the servers whose answers
     /// the device puts on this pair are asked; [`NetError::RepliesToAnotherPair`] when

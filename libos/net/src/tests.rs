@@ -1189,9 +1189,8 @@ fn each_sending_of_a_query_asks_the_next_dns_server() {
     let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[address])];
     // B answers the first query as soon as it is asked (the second sending, after
     // 1 s). It answers the second query's first sending to it late, once the query went
-    // back to the silent server (3 s): ignored, as not from the server last asked; and
-    // its next sending (7 s) at once.
-    for (round, answered_at_ms) in [(0, 1000), (1, 7000)] {
+    // back to the silent server (3 s): it counts, from a server the query was sent to.
+    for (round, answered_at_ms) in [(0, 1000), (1, 3500)] {
         let start_ns = net.now_ns;
         let mut query = net.a.resolve_start("rexo.test").unwrap();
         let mut late = None;
@@ -1225,6 +1224,118 @@ fn each_sending_of_a_query_asks_the_next_dns_server() {
             "round {round}: answered at {at_ms} ms"
         );
     }
+}
+
+/// A second DNS server, C, that no stack plays: the tests forge its frames.
+const C: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(10, 0, 0, 3), [2, 0, 0, 0, 0, 3]);
+
+/// The DNS query in `frame` if it is one from A to C's port 53, with the port it came
+/// from.
+fn query_to_c(frame: &[u8]) -> Option<(Vec<u8>, u16)> {
+    let to_c = frame.len() > 42
+        && frame[12..14] == [8, 0]
+        && frame[23] == 17
+        && frame[30..34] == C.0.octets()
+        && frame[36..38] == [0, 53];
+    to_c.then(|| {
+        (
+            frame[42..].to_vec(),
+            u16::from_be_bytes([frame[34], frame[35]]),
+        )
+    })
+}
+
+/// Resolves "rexo.test" through A's servers C (answering with error code `c_rcode`) and
+/// B (answering with error code `b_rcode`, from its table when it is 0, never when
+/// `None`), 100 us steps for up to 12 s: the outcome, when it came, and how many
+/// queries B got.
+fn resolved_through_c_then_b(
+    c_rcode: u8,
+    b_rcode: Option<u8>,
+) -> (Option<Result<Vec<Ipv4Addr>, NetError>>, u64, usize) {
+    let mut net = Net::new(256, 0);
+    net.a.set_dns_servers(&[C.0, B]);
+    let server = net.b.udp_bind(53, UdpOptions::default()).unwrap();
+    let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[Ipv4Addr::new(10, 0, 0, 7)])];
+    // A learns B's MAC address from B's ARP request first: smoltcp asks for one address
+    // a second at most, and A asks for C's as the query starts.
+    let to_a = Endpoint {
+        address: A,
+        port: 9,
+    };
+    net.b.send_to(&server, b"hello", to_a).unwrap();
+    for _ in 0..10 {
+        net.step();
+    }
+    let mut query = net.a.resolve_start("rexo.test").unwrap();
+    let mut asked_b = 0;
+    while net.now_ns < 12_000_000_000 {
+        net.a.poll(net.now_ns).unwrap();
+        net.b.poll(net.now_ns).unwrap();
+        let mut forged = Vec::new();
+        net.wire.carry(|frame| {
+            forged.extend(arp_reply(frame, C));
+            if let Some((asked, port)) = query_to_c(frame) {
+                let reply = response_to(&asked, u16::from(c_rcode), 0, &[]);
+                let resolver = (A, [2, 0, 0, 0, 0, 1], port);
+                forged.push(udp_frame((C.0, C.1, 53), resolver, &reply));
+            }
+            true
+        });
+        for frame in forged {
+            net.wire.deliver_to_a(frame);
+        }
+        let mut buffer = [0u8; 512];
+        while let Some((len, from)) = net.b.recv_from(&server, &mut buffer) {
+            asked_b += 1;
+            let reply = match b_rcode {
+                None => continue,
+                Some(0) => crate::dnsserver::answer(&buffer[..len], table).unwrap(),
+                Some(rcode) => response_to(&buffer[..len], u16::from(rcode), 0, &[]),
+            };
+            net.b.send_to(&server, &reply, from).unwrap();
+        }
+        if let Some(outcome) = net.a.resolve_poll(&mut query) {
+            return (Some(outcome), net.now_ns, asked_b);
+        }
+        net.now_ns += 100_000;
+    }
+    (None, net.now_ns, asked_b)
+}
+
+/// A server that answers an error code (FORMERR, SERVFAIL, NOTIMP, REFUSED) has failed,
+/// not the query: the next server is asked at once and its answer counts (RFC 1034
+/// 5.3.3 step 4: a server error deletes the server from the list, and the resolver
+/// goes on with the next). NXDOMAIN is an answer: the next is not asked. When every
+/// server failed, the last one's code is the outcome, and so it is when the query is
+/// given up after one failed and the others kept silent. Before, the first server's
+/// error code ended the query.
+#[test]
+fn a_dns_server_answering_an_error_code_hands_the_query_to_the_next() {
+    const MS: u64 = 1_000_000;
+    let address = Ipv4Addr::new(10, 0, 0, 7);
+    for rcode in [1, 2, 4, 5] {
+        let (outcome, at_ns, asked_b) = resolved_through_c_then_b(rcode, Some(0));
+        assert_eq!(outcome, Some(Ok(vec![address])), "code {rcode}");
+        assert!(at_ns < 100 * MS, "code {rcode}: answered at {at_ns} ns");
+        assert_eq!(asked_b, 1, "code {rcode}");
+        // Both fail: the last code, as soon as the second failed.
+        let (outcome, at_ns, _) = resolved_through_c_then_b(rcode, Some(2));
+        assert_eq!(
+            outcome,
+            Some(Err(NetError::DnsServerError(2))),
+            "code {rcode}"
+        );
+        assert!(at_ns < 100 * MS, "code {rcode}: failed at {at_ns} ns");
+    }
+    // C refuses, B keeps silent: given up at 10 s with C's code, not as a timeout.
+    let (outcome, at_ns, asked_b) = resolved_through_c_then_b(5, None);
+    assert_eq!(outcome, Some(Err(NetError::DnsServerError(5))));
+    assert_eq!(at_ns / (100 * MS), 100, "given up at {at_ns} ns");
+    assert_eq!(asked_b, 4, "asked at once, then after 1, 2 and 4 s");
+    let (outcome, _, asked_b) = resolved_through_c_then_b(3, Some(0));
+    assert_eq!(outcome, Some(Err(NetError::NotResolved)));
+    assert_eq!(asked_b, 0, "NXDOMAIN is an answer");
 }
 
 #[test]
@@ -2656,11 +2767,7 @@ fn dhcp_answer(
     (address, mask, router): Lease,
     dns: &[Ipv4Addr],
 ) -> Option<Vec<u8>> {
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{
-        DhcpPacket, DhcpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr,
-        IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
-    };
+    use smoltcp::wire::{DhcpPacket, DhcpRepr};
     let (transaction_id, client) = read_dhcp_request(request, |asked| {
         (asked.transaction_id, asked.client_hardware_address)
     })?;
@@ -2688,18 +2795,34 @@ fn dhcp_answer(
         rebind_duration: None,
         additional_options: &[],
     };
-    let (source, destination) = (
-        IpAddress::Ipv4(server),
-        IpAddress::Ipv4(Ipv4Addr::BROADCAST),
-    );
-    let udp_repr = UdpRepr {
-        src_port: 67,
-        dst_port: 68,
+    let mut payload = vec![0u8; answer.buffer_len()];
+    answer
+        .emit(&mut DhcpPacket::new_unchecked(&mut payload[..]))
+        .expect("the answer fits");
+    let broadcast = (Ipv4Addr::BROADCAST, [0xff; 6], 68);
+    Some(udp_frame((server, DHCP_SERVER.1, 67), broadcast, &payload))
+}
+
+/// An Ethernet frame from `from` to `to` (each an address, a MAC and a port) carrying a
+/// UDP datagram of `payload`.
+fn udp_frame(
+    (source, source_mac, source_port): (Ipv4Addr, [u8; 6], u16),
+    (destination, destination_mac, destination_port): (Ipv4Addr, [u8; 6], u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
+        Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
     };
-    let udp_len = udp_repr.header_len() + answer.buffer_len();
+    let udp_repr = UdpRepr {
+        src_port: source_port,
+        dst_port: destination_port,
+    };
+    let udp_len = udp_repr.header_len() + payload.len();
     let ip_repr = Ipv4Repr {
-        src_addr: server,
-        dst_addr: Ipv4Addr::BROADCAST,
+        src_addr: source,
+        dst_addr: destination,
         next_header: IpProtocol::Udp,
         payload_len: udp_len,
         hop_limit: 64,
@@ -2707,28 +2830,23 @@ fn dhcp_answer(
     let mut frame = vec![0u8; 14 + ip_repr.buffer_len() + udp_len];
     let mut out = EthernetFrame::new_unchecked(&mut frame[..]);
     EthernetRepr {
-        src_addr: EthernetAddress([2, 0, 0, 0, 0, 0xfe]),
-        dst_addr: EthernetAddress::BROADCAST,
+        src_addr: EthernetAddress(source_mac),
+        dst_addr: EthernetAddress(destination_mac),
         ethertype: EthernetProtocol::Ipv4,
     }
     .emit(&mut out);
     let caps = ChecksumCapabilities::default();
     let mut ip_out = Ipv4Packet::new_unchecked(out.payload_mut());
     ip_repr.emit(&mut ip_out, &caps);
-    let mut udp_out = UdpPacket::new_unchecked(ip_out.payload_mut());
     udp_repr.emit(
-        &mut udp_out,
-        &source,
-        &destination,
-        answer.buffer_len(),
-        |payload| {
-            answer
-                .emit(&mut DhcpPacket::new_unchecked(payload))
-                .expect("the answer fits");
-        },
+        &mut UdpPacket::new_unchecked(ip_out.payload_mut()),
+        &IpAddress::Ipv4(source),
+        &IpAddress::Ipv4(destination),
+        payload.len(),
+        |buffer| buffer.copy_from_slice(payload),
         &caps,
     );
-    Some(frame)
+    frame
 }
 
 /// What `read` reads of the DHCP message in `frame`, if it is a client's (UDP to port
@@ -2765,7 +2883,7 @@ fn discovers_while_serving(
     while *now_ns < end {
         stack.poll(*now_ns).unwrap();
         for frame in taken_off(wire) {
-            if let Some(reply) = dhcp_server_arp_reply(&frame) {
+            if let Some(reply) = arp_reply(&frame, DHCP_SERVER) {
                 wire.deliver_to_a(reply);
             }
             let kind = match read_dhcp_request(&frame, |request| request.message_type) {
@@ -3035,9 +3153,9 @@ fn stacks_split_from_a_lease_fail_over_to_its_second_dns_server() {
 /// The test DHCP server's address and MAC (`dhcp_answer`).
 const DHCP_SERVER: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(10, 0, 0, 254), [2, 0, 0, 0, 0, 0xfe]);
 
-/// The test DHCP server's ARP reply to `request` (a frame from the client) if it asks for
-/// the server's address.
-fn dhcp_server_arp_reply(request: &[u8]) -> Option<Vec<u8>> {
+/// The ARP reply of `host` (its address and MAC) to `request` (a frame from A) if it
+/// asks for the host's address.
+fn arp_reply(request: &[u8], host: (Ipv4Addr, [u8; 6])) -> Option<Vec<u8>> {
     use smoltcp::wire::{
         ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
         EthernetRepr,
@@ -3053,20 +3171,20 @@ fn dhcp_server_arp_reply(request: &[u8]) -> Option<Vec<u8>> {
     else {
         return None;
     };
-    if target_protocol_addr != DHCP_SERVER.0 {
+    if target_protocol_addr != host.0 {
         return None;
     }
     let reply = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Reply,
-        source_hardware_addr: EthernetAddress(DHCP_SERVER.1),
-        source_protocol_addr: DHCP_SERVER.0,
+        source_hardware_addr: EthernetAddress(host.1),
+        source_protocol_addr: host.0,
         target_hardware_addr: source_hardware_addr,
         target_protocol_addr: source_protocol_addr,
     };
     let mut frame = vec![0u8; 14 + reply.buffer_len()];
     let mut out = EthernetFrame::new_unchecked(&mut frame[..]);
     EthernetRepr {
-        src_addr: EthernetAddress(DHCP_SERVER.1),
+        src_addr: EthernetAddress(host.1),
         dst_addr: source_hardware_addr,
         ethertype: EthernetProtocol::Arp,
     }
@@ -3100,7 +3218,7 @@ fn stacks_split_from_a_lease_renew_it_together_or_lose_it_together() {
                 }
                 for (pair, wire) in wires.iter().enumerate() {
                     for frame in taken_off(wire) {
-                        if let Some(reply) = dhcp_server_arp_reply(&frame) {
+                        if let Some(reply) = arp_reply(&frame, DHCP_SERVER) {
                             wires[pair].deliver_to_a(reply);
                         }
                         let answer = dhcp_answer(&frame, Ack, lease, &renewed_dns);
