@@ -33,8 +33,9 @@
 //! [`NetError::DnsServerError`]. Up to 4 A records are taken, for the name or a name
 //! along its CNAME chain. A malformed answer (a read past its end, a compression
 //! pointer that does not point back, a reserved label type (0x40, 0x80), a name over
-//! 255 bytes) is ignored; a truncated one (TC) counts only when the records it holds
-//! whole include A records.
+//! 255 bytes) is ignored. A truncated one (TC) gives the A records it holds whole;
+//! with none it ends the query, [`NetError::DnsTruncated`]: the resolver does not ask
+//! again over TCP, and another server would cut the same answer.
 
 use alloc::format;
 use alloc::string::String;
@@ -565,9 +566,10 @@ impl<'a> Reader<'a> {
 }
 
 /// What `answer` says to the query `asked` (as [`query_message`] made it): the
-/// addresses, or why there are none (an error code without the question, too).
-/// `None` when it is no answer to that query (another ID or question, not a response,
-/// another opcode), malformed, or truncated without A records: it is ignored.
+/// addresses, or why there are none (an error code without the question, too; cut short
+/// before any address, [`NetError::DnsTruncated`]). `None` when it is no answer to that
+/// query (another ID or question, not a response, another opcode) or malformed: it is
+/// ignored.
 fn read_answer(answer: &[u8], asked: &[u8]) -> Option<Result<Vec<Ipv4Addr>, NetError>> {
     let mut reader = Reader {
         message: answer,
@@ -640,7 +642,7 @@ fn read_answer(answer: &[u8], asked: &[u8]) -> Option<Result<Vec<Ipv4Addr>, NetE
         .collect();
     match addresses.is_empty() {
         false => Some(Ok(addresses)),
-        true if truncated => None,
+        true if truncated => Some(Err(NetError::DnsTruncated)),
         true => Some(Err(NetError::NotResolved)),
     }
 }
@@ -849,7 +851,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_and_truncated_answers_are_ignored_unless_they_hold_addresses() {
+    fn malformed_answers_are_ignored_and_truncated_ones_give_the_addresses_they_hold() {
         let query = asked("a.test");
         let good = resource_record(&[0xC0, 12], TYPE_A, &[10, 0, 0, 7]);
         // Each malformed record as written at offset `at`.
@@ -888,7 +890,11 @@ mod tests {
             assert_eq!(read_answer(&answer, &query), None, "{what}");
             // Truncated (TC), a message counts by the records before the cut only.
             let truncated = response_to(&query, FLAG_TRUNCATED, 1, &records);
-            assert_eq!(read_answer(&truncated, &query), None, "{what}, truncated");
+            assert_eq!(
+                read_answer(&truncated, &query),
+                Some(Err(NetError::DnsTruncated)),
+                "{what}, truncated"
+            );
             let mut records = good.clone();
             records.extend(written_at((query.len() + good.len()) as u8));
             let truncated = response_to(&query, FLAG_TRUNCATED, 2, &records);

@@ -192,6 +192,10 @@ pub enum NetError {
     /// [`NetError::NotResolved`] when the answer holds the question, else this too). A
     /// server that answers one is not asked again; the next is, at once.
     DnsServerError(u8),
+    /// The DNS server's answer was cut short (TC: too long for a UDP datagram of the
+    /// size the query advertised) and what it kept holds no IPv4 address for the name;
+    /// the resolver does not ask again over TCP.
+    DnsTruncated,
     /// Every resolver slot is busy with a query, or every port of the stack's DNS port
     /// block ([`Stack::set_dns_ports`]) is; finish one first.
     TooManyQueries,
@@ -245,6 +249,10 @@ impl fmt::Display for NetError {
                 };
                 write!(f, "the DNS server answered {what} (code {rcode})")
             }
+            Self::DnsTruncated => f.write_str(
+                "the DNS answer was cut short (truncated) before any IPv4 address, \
+                 and DNS over TCP is not supported",
+            ),
             Self::TooManyQueries => f.write_str("every resolver slot or DNS port is busy"),
             Self::ForeignQuery => f.write_str("the DNS query belongs to another stack"),
             Self::RepliesToAnotherPair => f.write_str(

@@ -1397,6 +1397,21 @@ fn a_name_the_server_does_not_know_is_not_resolved_and_a_refusal_says_so() {
     );
 }
 
+/// An answer cut short (TC) with no address in what it kept ends the query at once
+/// with its own error: the resolver does not ask again over TCP. Before, it was ignored
+/// and the query timed out after 10 s.
+#[test]
+fn a_truncated_answer_without_an_address_ends_the_query_at_once() {
+    let (mut net, server, mut query, asked, resolver) = asking("big.test");
+    // TC (0x0200), no answer records.
+    let truncated = response_to(&asked, 0x0200, 0, &[]);
+    net.b.send_to(&server, &truncated, resolver).unwrap();
+    assert_eq!(
+        resolver_result(&mut net, &mut query),
+        Some(Err(NetError::DnsTruncated))
+    );
+}
+
 /// The made-up MAC spoofed frames come from.
 const SPOOFER: [u8; 6] = [2, 0, 0, 0, 0, 0x66];
 
