@@ -16,8 +16,12 @@
 //! # What a query does
 //!
 //! A query has a random 16-bit ID, asks for recursion (RD) and holds one question
-//! (QTYPE A, QCLASS IN, the name as the caller spelt it). It is sent at once, again
-//! after 1, 2 and 4 more seconds, and given up 10 s after it started
+//! (QTYPE A, QCLASS IN, the name as the caller spelt it) and an EDNS(0) OPT record
+//! saying the resolver takes answers of up to 1232 bytes (RFC 6891), not RFC 1035's
+//! 512, so that fewer come truncated; a server that answers it FORMERR, as one without
+//! EDNS does (RFC 6891 7), is asked again at once without it, as are the query's later
+//! sendings (RFC 6891 6.2.2), and only FORMERR to that is its failure. It is sent at
+//! once, again after 1, 2 and 4 more seconds, and given up 10 s after it started
 //! ([`NetError::DnsTimeout`]). With several servers each sending goes to the next
 //! (the first server, then the second after 1 s, ...), so a server that does not
 //! answer costs a second, not the query. An answer counts from any server the query
@@ -81,10 +85,25 @@ const FLAG_RESPONSE: u16 = 0x8000;
 const FLAG_TRUNCATED: u16 = 0x0200;
 /// Flag RD: recursion desired.
 const FLAG_RECURSION_DESIRED: u16 = 0x0100;
+/// The response code for a message the server could not read.
+const RCODE_FORMERR: u8 = 1;
 /// The response code for a name that does not exist.
 const RCODE_NXDOMAIN: u8 = 3;
 /// The largest answer kept: what one frame carries (no IP fragmentation).
 const MAX_ANSWER_BYTES: usize = 1472;
+/// The UDP payload a query says the resolver takes (RFC 6891 6.2.3), so that a server
+/// answers in up to this many bytes rather than truncate at RFC 1035's 512: the size
+/// DNS Flag Day 2020 settled on, which crosses common paths unfragmented, within
+/// [`MAX_ANSWER_BYTES`].
+const EDNS_PAYLOAD_BYTES: u16 = 1232;
+const _: () = assert!(EDNS_PAYLOAD_BYTES as usize <= MAX_ANSWER_BYTES);
+/// The EDNS(0) OPT pseudo-record a query carries in its additional section (RFC 6891
+/// 6.1.2): the root name, type OPT (41), [`EDNS_PAYLOAD_BYTES`] as its class, a TTL of
+/// 0 (no extended code, version 0, DO clear) and no data.
+const OPT_RECORD: [u8; 11] = {
+    let size = EDNS_PAYLOAD_BYTES.to_be_bytes();
+    [0, 0, 41, size[0], size[1], 0, 0, 0, 0, 0, 0]
+};
 /// Datagrams a query's socket receives between polls (spoofed ones included).
 const SOCKET_DATAGRAMS: usize = 4;
 /// Stirred into the stack's seed for the resolver's IDs and ports, so that they differ
@@ -160,8 +179,8 @@ struct Query {
     /// The index in `servers` of the one it was last sent to.
     asked: usize,
     /// The server to send to at the next poll, whatever the time: the next after one
-    /// that answered an error code.
-    failover: Option<usize>,
+    /// that answered an error code, or one that answered FORMERR to the OPT record.
+    ask_at_once: Option<usize>,
     /// The error code of the last server that failed, if one did.
     last_failure: Option<u8>,
     /// The message sent (and sent again).
@@ -212,11 +231,12 @@ impl Query {
     }
 
     /// The server to send the query to at `now_ns`, if it is time: at once the next
-    /// after one that failed, else the next in turn that has not failed, when the
-    /// retransmission's wait since the last sending is over.
+    /// after one that failed, or one that would not take the OPT record, else the next
+    /// in turn that has not failed, when the retransmission's wait since the last
+    /// sending is over.
     fn due(&self, now_ns: u64) -> Option<usize> {
-        if self.failover.is_some() {
-            return self.failover;
+        if self.ask_at_once.is_some() {
+            return self.ask_at_once;
         }
         let &wait = RETRANSMIT_AFTER_NS.get(self.retransmissions)?;
         if now_ns.saturating_sub(self.sent_ns) < wait {
@@ -225,13 +245,25 @@ impl Query {
         self.next_unfailed(self.asked)
     }
 
+    /// Drops the OPT record from the message, if it has one (a server answered FORMERR
+    /// to it, as one that does not implement EDNS does, RFC 6891 7); says whether it
+    /// had one. Later sendings go without it (RFC 6891 6.2.2).
+    fn without_opt_record(&mut self) -> bool {
+        if self.message[10..12] != [0, 1] {
+            return false;
+        }
+        self.message.truncate(self.message.len() - OPT_RECORD.len());
+        self.message[10..12].copy_from_slice(&[0, 0]);
+        true
+    }
+
     /// Takes server `index`'s error code `rcode`: the server has failed, and the next
     /// that has not is asked at once; with none left the code is the outcome.
     fn fail(&mut self, index: usize, rcode: u8) {
         self.servers[index].failed = true;
         self.last_failure = Some(rcode);
-        self.failover = self.next_unfailed(index);
-        if self.failover.is_none() {
+        self.ask_at_once = self.next_unfailed(index);
+        if self.ask_at_once.is_none() {
             self.outcome = Some(Err(NetError::DnsServerError(rcode)));
         }
     }
@@ -346,7 +378,7 @@ impl Resolver {
             mark: mark.clone(),
             servers,
             asked: 0,
-            failover: None,
+            ask_at_once: None,
             last_failure: None,
             message,
             port,
@@ -377,6 +409,11 @@ impl Resolver {
                     continue;
                 };
                 match read_answer(datagram, &query.message) {
+                    Some(Err(NetError::DnsServerError(RCODE_FORMERR)))
+                        if query.without_opt_record() =>
+                    {
+                        query.ask_at_once = Some(from);
+                    }
                     Some(Err(NetError::DnsServerError(rcode))) => query.fail(from, rcode),
                     outcome => query.outcome = outcome,
                 }
@@ -399,7 +436,7 @@ impl Resolver {
                         query.servers[next].sent = true;
                         query.asked = next;
                         query.sent_ns = now_ns;
-                        if query.failover.take().is_none() {
+                        if query.ask_at_once.take().is_none() {
                             query.retransmissions += 1;
                         }
                     }
@@ -482,17 +519,18 @@ fn encode_name(name: &str) -> Option<Vec<u8>> {
     (encoded.len() <= MAX_NAME_BYTES).then_some(encoded)
 }
 
-/// A query with `id`, recursion desired, and one question: `name` (as
-/// [`encode_name`] gives it), type A, class IN.
+/// A query with `id`, recursion desired, one question: `name` (as [`encode_name`]
+/// gives it), type A, class IN, and the [`OPT_RECORD`].
 fn query_message(id: u16, name: &[u8]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(12 + name.len() + 4);
+    let mut message = Vec::with_capacity(12 + name.len() + 4 + OPT_RECORD.len());
     message.extend_from_slice(&id.to_be_bytes());
     message.extend_from_slice(&FLAG_RECURSION_DESIRED.to_be_bytes());
-    // One question; no answer, authority or additional records.
-    message.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+    // One question; no answer or authority records; one additional record, the OPT.
+    message.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 1]);
     message.extend_from_slice(name);
     message.extend_from_slice(&TYPE_A.to_be_bytes());
     message.extend_from_slice(&CLASS_IN.to_be_bytes());
+    message.extend_from_slice(&OPT_RECORD);
     message
 }
 
@@ -595,12 +633,12 @@ fn read_answer(answer: &[u8], asked: &[u8]) -> Option<Result<Vec<Ipv4Addr>, NetE
         return None;
     }
     // The question asked, lowercased as the reader gives names, then its type and class.
-    let asked_name = Reader {
+    let mut question = Reader {
         message: asked,
         at: 12,
-    }
-    .name()?;
-    if reader.name()? != asked_name || reader.bytes(4)? != &asked[asked.len() - 4..] {
+    };
+    let asked_name = question.name()?;
+    if reader.name()? != asked_name || reader.bytes(4)? != question.bytes(4)? {
         return None;
     }
     match rcode {
@@ -688,12 +726,21 @@ fn read_record(reader: &mut Reader<'_>) -> Option<Option<(Vec<u8>, Data)>> {
 }
 
 /// A response to `query` (as the resolver sent it) with `flags` (QR, RD and RA set
-/// besides), `count` answers and then `records`: for tests here and in `tests.rs`.
+/// besides), its question, `count` answers and then `records`, no additional records:
+/// for tests here and in `tests.rs`. A query cut within its header gives that header.
 #[cfg(test)]
 pub(crate) fn response_to(query: &[u8], flags: u16, count: u16, records: &[u8]) -> Vec<u8> {
-    let mut message = query.to_vec();
+    let mut question = Reader {
+        message: query,
+        at: 12,
+    };
+    let end = question.name().map_or(query.len(), |_| question.at + 4);
+    let mut message = query[..end.min(query.len())].to_vec();
     message[2..4].copy_from_slice(&(0x8180 | flags).to_be_bytes());
     message[6..8].copy_from_slice(&count.to_be_bytes());
+    if message.len() >= 12 {
+        message[10..12].copy_from_slice(&[0, 0]);
+    }
     message.extend_from_slice(records);
     message
 }
@@ -719,12 +766,22 @@ mod tests {
         query_message(0x1234, &encode_name(name).unwrap())
     }
 
+    /// Where the records of a response to `query` ([`response_to`]) start.
+    fn records_at(query: &[u8]) -> usize {
+        response_to(query, 0, 0, &[]).len()
+    }
+
     #[test]
-    fn a_query_has_its_id_recursion_desired_and_one_question_for_type_a_class_in() {
+    fn a_query_has_its_id_recursion_desired_one_question_for_type_a_class_in_and_an_opt_record() {
         let query = asked("Rexo.Test.");
+        // The header (ID, RD, one question, one additional record), the question, and
+        // an EDNS(0) OPT record (RFC 6891 6.1.2): the root name, type 41, the UDP
+        // payload size the resolver takes (1232 bytes, within MAX_ANSWER_BYTES),
+        // extended code 0, version 0, no flags, no data.
         assert_eq!(
             query,
-            b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04Rexo\x04Test\x00\x00\x01\x00\x01"
+            b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01\x04Rexo\x04Test\x00\x00\x01\x00\x01\
+              \x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"
         );
         for bad in [
             "",
@@ -752,8 +809,8 @@ mod tests {
         let owner = b"\x03WWW\x04rexo\x04TEST\x00";
         let mut records = resource_record(owner, TYPE_CNAME, b"\x03web\xC0\x10");
         // Each record's data follows its owner and 10 bytes of type, class, TTL, length.
-        let web = query.len() + owner.len() + 10;
-        let cdn = query.len() + records.len() + 2 + 10;
+        let web = records_at(&query) + owner.len() + 10;
+        let cdn = records_at(&query) + records.len() + 2 + 10;
         records.extend(resource_record(
             &[0xC0, web as u8],
             TYPE_CNAME,
@@ -885,7 +942,7 @@ mod tests {
             ("a record cut", &|_| good[..good.len() - 1].to_vec()),
         ];
         for (what, written_at) in malformed {
-            let records = written_at(query.len() as u8);
+            let records = written_at(records_at(&query) as u8);
             let answer = response_to(&query, 0, 1, &records);
             assert_eq!(read_answer(&answer, &query), None, "{what}");
             // Truncated (TC), a message counts by the records before the cut only.
@@ -896,7 +953,7 @@ mod tests {
                 "{what}, truncated"
             );
             let mut records = good.clone();
-            records.extend(written_at((query.len() + good.len()) as u8));
+            records.extend(written_at((records_at(&query) + good.len()) as u8));
             let truncated = response_to(&query, FLAG_TRUNCATED, 2, &records);
             assert_eq!(
                 read_answer(&truncated, &query),
@@ -906,7 +963,7 @@ mod tests {
         }
         // A pointer loop in a CNAME's data (two pointers to each other) and a long
         // chain of pointers each one back: refused, not followed for ever.
-        let at = query.len() as u8;
+        let at = records_at(&query) as u8;
         let looped = resource_record(&[0xC0, 12], TYPE_CNAME, &[0xC0, at + 12]);
         assert_eq!(
             read_answer(&response_to(&query, 0, 1, &looped), &query),
@@ -922,7 +979,7 @@ mod tests {
         // link a label and a pointer to the link before; an A record's owner points at
         // the last.
         let mut chain = Vec::new();
-        let chain_at = query.len() + 2 + 10;
+        let chain_at = records_at(&query) + 2 + 10;
         let mut behind = 12;
         for _ in 0..200 {
             let here = chain_at + chain.len();

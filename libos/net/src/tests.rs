@@ -995,7 +995,8 @@ fn the_resolver_ignores_malformed_answers_and_answers_to_other_questions() {
     let (mut net, server, mut query, asked, resolver) = asking("a.test");
     let address = [10, 0, 0, 7];
     let good = resource_record(&[0xC0, 12], TYPE_A, &address);
-    let end = asked.len() as u8;
+    // Where the records of an answer start.
+    let end = response_to(&asked, 0, 0, &[]).len() as u8;
     let mut wrong_id = response_to(&asked, 0, 1, &good);
     wrong_id[0] ^= 0xFF;
     let mut other_name = response_to(&asked, 0, 1, &good);
@@ -1410,6 +1411,40 @@ fn a_truncated_answer_without_an_address_ends_the_query_at_once() {
         resolver_result(&mut net, &mut query),
         Some(Err(NetError::DnsTruncated))
     );
+}
+
+/// A server that answers FORMERR to a query carrying the EDNS(0) OPT record, as RFC
+/// 6891 (7) has a server that does not implement EDNS answer, is asked the same query
+/// without it at once (6.2.2), and its answer counts; FORMERR to that is its failure.
+#[test]
+fn a_server_answering_formerr_to_the_opt_record_is_asked_again_without_it() {
+    let table: &[(&str, &[Ipv4Addr])] = &[("rexo.test", &[Ipv4Addr::new(10, 0, 0, 7)])];
+    for answer_without_opt in [true, false] {
+        let (mut net, server, mut query, asked, resolver) = asking("rexo.test");
+        assert_eq!(&asked[10..12], &[0, 1], "one additional record, the OPT");
+        let formerr = response_to(&asked, 1, 0, &[]);
+        net.b.send_to(&server, &formerr, resolver).unwrap();
+        let mut buffer = [0u8; 512];
+        let again = (0..5)
+            .find_map(|_| {
+                net.step();
+                net.b.recv_from(&server, &mut buffer)
+            })
+            .map(|(len, from)| (buffer[..len].to_vec(), from))
+            .expect("asked again at once");
+        let mut plain = asked[..asked.len() - 11].to_vec();
+        plain[10..12].copy_from_slice(&[0, 0]);
+        assert_eq!(again, (plain.clone(), resolver));
+        let (reply, outcome) = match answer_without_opt {
+            true => (
+                crate::dnsserver::answer(&plain, table).unwrap(),
+                Ok(vec![Ipv4Addr::new(10, 0, 0, 7)]),
+            ),
+            false => (formerr, Err(NetError::DnsServerError(1))),
+        };
+        net.b.send_to(&server, &reply, resolver).unwrap();
+        assert_eq!(resolver_result(&mut net, &mut query), Some(outcome));
+    }
 }
 
 /// The made-up MAC spoofed frames come from.
