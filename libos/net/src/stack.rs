@@ -233,7 +233,9 @@ impl fmt::Display for NetError {
             Self::PortInUse(port) => write!(f, "port {port} is in use"),
             Self::PortZero => f.write_str("port 0 cannot be used"),
             Self::Closed => f.write_str("the connection is closed"),
-            Self::TooLarge => f.write_str("the datagram is larger than the send buffer"),
+            Self::TooLarge => {
+                f.write_str("the datagram or echo data is larger than the send buffer or a frame")
+            }
             Self::Unreachable => f.write_str("the destination cannot be reached"),
             Self::NoDnsServer => f.write_str("no DNS server is configured"),
             Self::BadName => f.write_str("not a name DNS can ask for"),
@@ -426,8 +428,10 @@ const PING_PACKETS: usize = 8;
 /// How long a handshake may stay unfinished before its socket may be recycled for a new
 /// SYN when the listener is full (SYN flood safety).
 pub const HALF_OPEN_GRACE_NS: u64 = 1_000_000_000;
-/// The largest echo data a ping socket sends (an ICMP packet in one 1500-byte IP MTU).
-pub const PING_MAX_DATA: usize = 1472 - 8;
+/// The largest echo data a ping socket sends: what an ICMP echo request (8 bytes of
+/// header) carries in one 1500-byte IPv4 packet (20 bytes of header), as `ping -s 1472`
+/// sends; less on a link whose frames hold less ([`Stack::ping_send`]).
+pub const PING_MAX_DATA: usize = 1500 - 20 - 8;
 
 /// The sockets behind one listening port. smoltcp needs one socket per connection, so
 /// the listener keeps sockets listening and moves each that leaves `Listen` (a SYN came)
@@ -1485,10 +1489,13 @@ impl Stack {
         }
     }
 
-    /// Queues an echo request to `to` with sequence number `seq` carrying `data` (up
-    /// to [`PING_MAX_DATA`] bytes); [`NetError::RepliesToAnotherPair`] on a stack of one
-    /// queue pair whose device puts `to`'s replies on another (never for a broadcast or
-    /// multicast `to`, whose replies come from other hosts).
+    /// Queues an echo request to `to` with sequence number `seq` carrying `data`: up to
+    /// [`PING_MAX_DATA`] bytes and what one of the link's frames holds (its largest
+    /// frame less the Ethernet, IPv4 and ICMP headers; IP fragmentation is not compiled
+    /// in, and smoltcp would drop a larger request unsent), else [`NetError::TooLarge`];
+    /// [`NetError::RepliesToAnotherPair`] on a stack of one queue pair whose device puts
+    /// `to`'s replies on another (never for a broadcast or multicast `to`, whose replies
+    /// come from other hosts).
     pub fn ping_send(
         &mut self,
         socket: &PingSocket,
@@ -1496,7 +1503,8 @@ impl Stack {
         seq: u16,
         data: &[u8],
     ) -> Result<(), NetError> {
-        if data.len() > PING_MAX_DATA {
+        let max_data = self.max_frame.saturating_sub(14 + 20 + 8);
+        if data.len() > PING_MAX_DATA || data.len() > max_data {
             return Err(NetError::TooLarge);
         }
         if self.address().is_none() {

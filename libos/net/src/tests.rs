@@ -712,6 +712,43 @@ fn a_ping_socket_gets_the_replies_to_its_requests() {
     net.b.ping_close(ping);
 }
 
+/// An echo request carries up to 1472 bytes of data, one 1500-byte IP packet (as `ping
+/// -s 1472` sends), and on a link of smaller frames as much as one frame holds: more is
+/// `TooLarge`, not queued for smoltcp to drop unsent. Before, the most was 1464 bytes,
+/// and on a link of smaller frames `ping_send` took data no frame could carry, whose
+/// reply never came.
+#[test]
+fn a_ping_carries_as_much_data_as_one_frame_holds_and_no_more() {
+    assert_eq!(PING_MAX_DATA, 1472);
+    for max_frame in [ETHERNET_MAX_FRAME, 1014] {
+        let (wire, a, b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+        let ends = (
+            wire,
+            a.with_max_frame(max_frame),
+            b.with_max_frame(max_frame),
+        );
+        let mut net = Net::joined(ends, 0);
+        // Ethernet, IPv4 and ICMP headers.
+        let most = max_frame - 14 - 20 - 8;
+        let data = Rng(9).bytes(most + 1);
+        let ping = net.b.ping_open(7);
+        let too_large = net.b.ping_send(&ping, A, 0, &data);
+        assert_eq!(too_large, Err(NetError::TooLarge), "frames of {max_frame}");
+        net.b.ping_send(&ping, A, 1, &data[..most]).unwrap();
+        let reply = (0..20).find_map(|_| {
+            net.step();
+            net.b.ping_recv(&ping, &data[..most])
+        });
+        let answer = EchoReply {
+            from: A,
+            seq: 1,
+            len: most,
+            intact: true,
+        };
+        assert_eq!(reply, Some(answer), "frames of {max_frame}");
+    }
+}
+
 #[test]
 fn a_ping_socket_skips_replies_with_another_identifier_and_broken_ones() {
     let mut net = Net::new(256, 0);

@@ -52,6 +52,8 @@ pub struct WireEnd {
     segmentation_buffers: usize,
     /// The device's RSS and which of its pairs the end is ([`WireEnd::as_steered_pair`]).
     steered_pair: Option<(ReceiveSteering, usize)>,
+    /// The largest frame the end sends and receives ([`WireEnd::with_max_frame`]).
+    max_frame: usize,
 }
 
 impl WireEnd {
@@ -75,6 +77,13 @@ impl WireEnd {
     /// [`Wire::carry`] calls (as a NIC with a few large buffers does).
     pub fn with_segmentation_buffers(mut self, buffers: usize) -> Self {
         self.segmentation_buffers = buffers;
+        self
+    }
+
+    /// The end sending and receiving frames of at most `max_frame` bytes (a NIC whose
+    /// buffers hold less than an Ethernet frame), not [`ETHERNET_MAX_FRAME`].
+    pub fn with_max_frame(mut self, max_frame: usize) -> Self {
+        self.max_frame = max_frame;
         self
     }
 
@@ -191,6 +200,7 @@ impl Wire {
                 tcp_segmentation: None,
                 segmentation_buffers: usize::MAX,
                 steered_pair: None,
+                max_frame: ETHERNET_MAX_FRAME,
             };
         let (end_a, end_b) = (end(a, &a_to_b, &b_to_a), end(b, &b_to_a, &a_to_b));
         (Wire { a_to_b, b_to_a }, end_a, end_b)
@@ -235,7 +245,7 @@ impl NetDevice for WireEnd {
     fn info(&self) -> NetInfo {
         NetInfo {
             mac: self.mac,
-            max_frame: ETHERNET_MAX_FRAME,
+            max_frame: self.max_frame,
             queues: self.queues,
             link_up: true,
             checksum_offload: self.checksum_offload,
@@ -272,7 +282,7 @@ impl NetDevice for WireEnd {
             };
             // Longer than this NIC's largest frame: dropped, not delivered, as the
             // drivers do.
-            if frame.len() > ETHERNET_MAX_FRAME {
+            if frame.len() > self.max_frame {
                 continue;
             }
             if let Some((steering, pair)) = &self.steered_pair
@@ -299,7 +309,7 @@ impl NetDevice for WireEnd {
         if offload && !self.checksum_offload {
             return Err(DeviceError::Unsupported("checksum offload"));
         }
-        let len = DeviceError::check_segments(segments, ETHERNET_MAX_FRAME)?;
+        let len = DeviceError::check_segments(segments, self.max_frame)?;
         let mut out = self.outgoing.lock().expect("the wire's lock");
         if out.small_in_flight() >= self.ring {
             return Err(DeviceError::QueueFull);
@@ -341,7 +351,7 @@ impl NetDevice for WireEnd {
         }
         let mut frame = vec![0; len];
         let mss = fill(&mut frame).ok_or(DeviceError::Withdrawn)?;
-        rexo_api::device::tcp_segmentation(&mut frame, mss, ETHERNET_MAX_FRAME)?;
+        rexo_api::device::tcp_segmentation(&mut frame, mss, self.max_frame)?;
         out.segmented.push((len, mss));
         out.segmented_in_flight += 1;
         let segments = crate::tso::segment(&frame, mss, &mut |segment| {
