@@ -601,7 +601,8 @@ impl IoQueue {
     }
 
     /// Fails each request the controller has had for over [`IO_TIMEOUT_NS`] at `now`
-    /// (counted from its doorbell write) with [`DeviceError::Timeout`] through `done`,
+    /// (counted from its doorbell write; a `now` behind that, read on a core whose clock
+    /// lags the ringing core's, counts as no time) with [`DeviceError::Timeout`] through `done`,
     /// leaving its slot abandoned. The number failed, and whether a command is lost
     /// (held past [`LOST_AFTER_NS`]).
     fn time_out(&mut self, now: u64, done: Completion<'_>) -> (usize, bool) {
@@ -613,7 +614,7 @@ impl IoQueue {
                     operation,
                     rung_at: Some(since),
                     ..
-                } if now - since > IO_TIMEOUT_NS => {
+                } if now.saturating_sub(since) > IO_TIMEOUT_NS => {
                     slot.state = Slot::Abandoned {
                         rung_at: Some(since),
                     };
@@ -628,7 +629,7 @@ impl IoQueue {
                 }
                 Slot::Abandoned {
                     rung_at: Some(since),
-                } if now - since > LOST_AFTER_NS => lost = true,
+                } if now.saturating_sub(since) > LOST_AFTER_NS => lost = true,
                 _ => {}
             }
         }
@@ -1527,6 +1528,28 @@ mod tests {
         let (late, _) = lose_a_read(&mut disk, platform, &mut controller, 8);
         assert_eq!(late, tag, "the same slot");
         assert_eq!(disk.reset, None);
+    }
+
+    #[test]
+    fn a_request_rung_in_on_a_core_whose_clock_runs_ahead_is_not_timed_out_at_once() {
+        let (mut disk, platform) = ready_disk(1);
+        let mut controller = ControllerSide::default();
+        let tag = disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "rung in");
+        // The doorbell was written on a core whose clock is a millisecond ahead of the
+        // one that polls next (clocks of different cores are not kept in step).
+        let Slot::Busy { rung_at, .. } = &mut disk.queues[0].slots[tag as usize].state else {
+            panic!("the read is in flight");
+        };
+        platform.advance_clock(TIMEOUT_CHECK_NS);
+        *rung_at = Some(platform.now_ns() + 1_000_000);
+        // The poll's clock reading is behind the doorbell's: no time has passed, so the
+        // read is neither timed out nor the controller reset.
+        assert_eq!(poll_once(&mut disk), []);
+        assert_eq!(disk.reset, None);
+        let id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        controller.complete(&mut disk.queues[0].pair, id, 0);
+        assert_eq!(poll_once(&mut disk), [(tag, Ok(vec![0; SECTOR_BYTES]))]);
     }
 
     #[test]
