@@ -6,8 +6,9 @@
 //! doorbells are written once per poll for every request queued since. With MSI-X,
 //! I/O completion queue `k` signals through entry `k` (entry 0 is the admin queue's),
 //! masked except while a core is armed to be woken (`wake_on_completion`). A controller
-//! that loses a command or reports a fatal status is reset and its I/O queues created
-//! anew, `poll` by `poll` (the `recovery` module).
+//! that holds a command past the I/O timeout is reset and its I/O queues created anew,
+//! `poll` by `poll` (the `recovery` module); the late request fails with a timeout only
+//! once the reset has disabled the controller, so it can never be carried out later.
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -57,12 +58,12 @@ const MAX_TRANSFER: u64 = 64 * 1024;
 const ADMIN_ENTRIES: u32 = 8;
 /// How long an admin command may take.
 const ADMIN_TIMEOUT_MS: u64 = 5_000;
-/// How long an I/O request may take before it completes with a timeout.
+/// How long the controller may hold an I/O command. Past it the controller is reset
+/// (section 3.7.2), and the request fails with a timeout once CSTS.RDY has cleared: only
+/// a reset makes sure the command is never carried out later (NVMe keeps no order
+/// between outstanding commands, and Abort is best effort), over a newer write to the
+/// same sectors, say.
 const IO_TIMEOUT_NS: u64 = 10_000_000_000;
-/// How long the controller may hold a command before it is judged lost and the
-/// controller is reset (section 3.7.2) to get the command's slot back: twice the I/O
-/// timeout, so the caller heard of the timeout one timeout before.
-const LOST_AFTER_NS: u64 = 2 * IO_TIMEOUT_NS;
 /// How often `poll` looks for requests past their timeout.
 const TIMEOUT_CHECK_NS: u64 = 100_000_000;
 /// The namespace served.
@@ -349,21 +350,25 @@ enum Slot {
         /// from there), or `None` while it waits for the next `poll` to ring it in.
         rung_at: Option<u64>,
     },
-    /// A request that timed out or whose holder went: the caller was told, or is no
-    /// more, and the slot (with its buffer) stays out of use until the controller
-    /// completes it after all, or is reset (after [`LOST_AFTER_NS`]).
+    /// A request whose holder went: the slot (with its buffer) stays out of use until
+    /// the controller completes it after all, or is reset (when it holds the command
+    /// past [`IO_TIMEOUT_NS`]).
     Abandoned {
-        /// When the controller was told of it, if it was (it is lost past
-        /// [`LOST_AFTER_NS`] from then).
+        /// When the controller was told of it, if it was (the controller is reset when
+        /// it holds the command past [`IO_TIMEOUT_NS`] from then).
         rung_at: Option<u64>,
     },
     /// A request the controller had when it was reset: the queue's first `poll` once the
-    /// reset is over fails it with [`DeviceError::Reset`] and frees the slot (with
-    /// `Failed` instead if the reset failed for good); abandoned, it is freed as soon as
-    /// the controller is disabled.
+    /// reset is over fails it with [`DeviceError::Reset`], or with
+    /// [`DeviceError::Timeout`] if it is the one the reset was for, and frees the slot
+    /// (with `Failed` instead if the reset failed for good); abandoned, it is freed as
+    /// soon as the controller is disabled.
     Interrupted {
         /// When the controller was told of it, if it was.
         rung_at: Option<u64>,
+        /// Its command, when it was held past [`IO_TIMEOUT_NS`] (the reset began
+        /// because of it).
+        timed_out: Option<Operation>,
     },
 }
 
@@ -522,7 +527,7 @@ impl IoQueue {
             match self.slots[index].state {
                 Slot::Busy { rung_at, .. } => self.slots[index].state = Slot::Abandoned { rung_at },
                 Slot::Interrupted { .. } if disabled => self.release(index),
-                Slot::Interrupted { rung_at } => {
+                Slot::Interrupted { rung_at, .. } => {
                     self.slots[index].state = Slot::Abandoned { rung_at }
                 }
                 Slot::Free | Slot::Abandoned { .. } => {}
@@ -600,40 +605,35 @@ impl IoQueue {
         (finished, fault)
     }
 
-    /// Fails each request the controller has had for over [`IO_TIMEOUT_NS`] at `now`
-    /// (counted from its doorbell write; a `now` behind that, read on a core whose clock
-    /// lags the ringing core's, counts as no time) with [`DeviceError::Timeout`] through `done`,
-    /// leaving its slot abandoned. The number failed, and whether a command is lost
-    /// (held past [`LOST_AFTER_NS`]).
-    fn time_out(&mut self, now: u64, done: Completion<'_>) -> (usize, bool) {
-        let mut late = 0;
-        let mut lost = false;
-        for (index, slot) in self.slots.iter_mut().enumerate() {
+    /// Finds the commands the controller has held for over [`IO_TIMEOUT_NS`] at `now`
+    /// (counted from their doorbell write; a `now` behind that, read on a core whose
+    /// clock lags the ringing core's, counts as no time): each such request becomes
+    /// [`Slot::Interrupted`] as timed out, told of only once a controller reset has
+    /// made sure the controller will not carry it out. Whether any command, a request's
+    /// or an abandoned one's, is that late: the caller then resets the controller.
+    fn time_out(&mut self, now: u64) -> bool {
+        let mut late = false;
+        for slot in &mut self.slots {
             match slot.state {
                 Slot::Busy {
                     operation,
                     rung_at: Some(since),
                     ..
                 } if now.saturating_sub(since) > IO_TIMEOUT_NS => {
-                    slot.state = Slot::Abandoned {
+                    slot.state = Slot::Interrupted {
                         rung_at: Some(since),
+                        timed_out: Some(operation),
                     };
-                    late += 1;
-                    done(
-                        index as Tag,
-                        Err(DeviceError::Timeout {
-                            what: operation.name(),
-                            ms: IO_TIMEOUT_NS / 1_000_000,
-                        }),
-                    );
+                    self.interrupted = true;
+                    late = true;
                 }
                 Slot::Abandoned {
                     rung_at: Some(since),
-                } if now.saturating_sub(since) > LOST_AFTER_NS => lost = true,
+                } if now.saturating_sub(since) > IO_TIMEOUT_NS => late = true,
                 _ => {}
             }
         }
-        (late, lost)
+        late
     }
 
     /// Tells the controller of the commands queued since the last doorbell (one
@@ -978,7 +978,7 @@ impl BlockDevice for Nvme {
 
     /// Takes back the requests the controller was not yet told of, then drains the
     /// ones it has: polls until each is completed (its completion dropped) or, held
-    /// past [`LOST_AFTER_NS`], freed by a controller reset (or the disk fails for
+    /// past [`IO_TIMEOUT_NS`], freed by a controller reset (or the disk fails for
     /// good). So none lands on the disk after the holder changed.
     fn abandon_requests(&mut self) {
         self.wakes.disarm_all();
@@ -1022,7 +1022,7 @@ impl BlockDevice for Nvme {
             return Err(fault);
         }
         let mut finished = 0;
-        let mut stuck = None;
+        let mut late = false;
         if self.reset.is_none() {
             // The reset is over: a request it interrupted may be submitted again.
             if io.interrupted {
@@ -1035,35 +1035,25 @@ impl BlockDevice for Nvme {
                 let now = self.platform.now_ns();
                 if now >= io.next_timeout_check {
                     io.next_timeout_check = now + TIMEOUT_CHECK_NS;
-                    let (late, lost) = io.time_out(now, done);
-                    finished += late;
-                    if lost {
-                        stuck = Some("a command not completed in twice the I/O timeout");
-                    }
-                    if late > 0 {
-                        // A controller gone fails the disk, which the next call says:
-                        // this one hands over the requests it timed out.
-                        match self.controller.status() {
-                            Err(DeviceError::Failed(why)) => self.failed = Some(why),
-                            Ok(status) if status & spec::CSTS_FATAL != 0 => {
-                                stuck = Some("controller fatal status (CSTS.CFS)");
-                            }
-                            _ => {}
-                        }
-                    }
+                    late = io.time_out(now);
+                }
+            }
+        }
+        if late {
+            // The late requests fail once the reset has disabled the controller (or
+            // with the disk, when it cannot be).
+            self.start_reset("a command not completed within the I/O timeout");
+            if let Err(error) = self.continue_reset() {
+                // A reset that fails at once (the controller gone, say) ends this
+                // queue's requests it interrupted now, the late ones with them.
+                finished += self.queues[queue].fail_interrupted(error, done);
+                if finished == 0 {
+                    return Err(error);
                 }
             }
         }
         if finished > 0 {
             self.wakes.spent(queue);
-        }
-        if let Some(why) = stuck {
-            self.start_reset(why);
-            let progress = self.continue_reset();
-            if finished == 0 {
-                // Else a reset that failed left the disk `Failed` for the next call.
-                progress?;
-            }
         }
         // A fault met beside completions waits for the next poll: their count stands.
         if finished == 0
@@ -1243,53 +1233,36 @@ mod tests {
 
     #[test]
     fn a_late_completion_of_a_slots_earlier_request_does_not_complete_its_new_one() {
-        for abandoned in [false, true] {
-            let (mut disk, platform) = disk_with_fake_controller(1);
-            let mut controller = ControllerSide::default();
-            let first = disk.submit_read(0, 0, 1).unwrap();
-            assert_eq!(poll_once(&mut disk), [], "rung in, not finished");
-            let old = controller.take_command(&disk.queues[0].pair).unwrap().id();
-            if abandoned {
-                // Its holder goes once the controller has finished it: the drain takes
-                // the completion in (dropped), and the slot comes back.
-                controller.complete(&mut disk.queues[0].pair, old, 0);
-                disk.abandon_requests();
-                assert_eq!(disk.queues[0].free, [0], "drained before abandon returns");
-            } else {
-                // The read never comes back in time: the caller is told of the timeout,
-                // and the slot stays out of use.
-                platform.advance_clock(IO_TIMEOUT_NS + TIMEOUT_CHECK_NS);
-                let timeout = DeviceError::Timeout {
-                    what: "NVMe read",
-                    ms: IO_TIMEOUT_NS / 1_000_000,
-                };
-                assert_eq!(poll_once(&mut disk), [(first, Err(timeout))]);
-                assert_eq!(disk.submit_read(0, 8, 1), Err(DeviceError::QueueFull));
-                // The controller completes it after all: dropped, and the slot comes
-                // back.
-                controller.complete(&mut disk.queues[0].pair, old, 0);
-            }
-            assert_eq!(poll_once(&mut disk), []);
-            // A new read takes the slot, whose buffer still holds the old read's bytes.
-            disk.queues[0].buffers.bytes_mut(0, PAGE).fill(0xAA);
-            let second = disk.submit_read(0, 8, 1).unwrap();
-            assert_eq!(second, first, "the same slot");
-            assert_eq!(poll_once(&mut disk), []);
-            let new = controller.take_command(&disk.queues[0].pair).unwrap().id();
-            // The old command's completion comes again: stale, it completes nothing.
-            controller.complete(&mut disk.queues[0].pair, old, 0);
-            assert_eq!(poll_once(&mut disk), [], "abandoned: {abandoned}");
-            assert_eq!(disk.queues[0].stale_completions, 1);
-            assert_eq!(disk.submit_read(0, 8, 1), Err(DeviceError::QueueFull));
-            // The new read's own completion, after its data: it completes with that data.
-            disk.queues[0].buffers.bytes_mut(0, SECTOR_BYTES).fill(0x55);
-            controller.complete(&mut disk.queues[0].pair, new, 0);
-            assert_eq!(
-                poll_once(&mut disk),
-                [(second, Ok(vec![0x55; SECTOR_BYTES]))]
-            );
-            assert_eq!(disk.queues[0].free, [0], "the slot is free again");
-        }
+        let (mut disk, _) = disk_with_fake_controller(1);
+        let mut controller = ControllerSide::default();
+        let first = disk.submit_read(0, 0, 1).unwrap();
+        assert_eq!(poll_once(&mut disk), [], "rung in, not finished");
+        let old = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        // Its holder goes once the controller has finished it: the drain takes the
+        // completion in (dropped), and the slot comes back.
+        controller.complete(&mut disk.queues[0].pair, old, 0);
+        disk.abandon_requests();
+        assert_eq!(disk.queues[0].free, [0], "drained before abandon returns");
+        assert_eq!(poll_once(&mut disk), []);
+        // A new read takes the slot, whose buffer still holds the old read's bytes.
+        disk.queues[0].buffers.bytes_mut(0, PAGE).fill(0xAA);
+        let second = disk.submit_read(0, 8, 1).unwrap();
+        assert_eq!(second, first, "the same slot");
+        assert_eq!(poll_once(&mut disk), []);
+        let new = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        // The old command's completion comes again: stale, it completes nothing.
+        controller.complete(&mut disk.queues[0].pair, old, 0);
+        assert_eq!(poll_once(&mut disk), []);
+        assert_eq!(disk.queues[0].stale_completions, 1);
+        assert_eq!(disk.submit_read(0, 8, 1), Err(DeviceError::QueueFull));
+        // The new read's own completion, after its data: it completes with that data.
+        disk.queues[0].buffers.bytes_mut(0, SECTOR_BYTES).fill(0x55);
+        controller.complete(&mut disk.queues[0].pair, new, 0);
+        assert_eq!(
+            poll_once(&mut disk),
+            [(second, Ok(vec![0x55; SECTOR_BYTES]))]
+        );
+        assert_eq!(disk.queues[0].free, [0], "the slot is free again");
     }
 
     #[test]
@@ -1392,7 +1365,8 @@ mod tests {
     }
 
     /// Sends a one-sector read of `lba` that `controller` takes and never completes,
-    /// and lets it time out: its tag and its command identifier.
+    /// and polls past its timeout: the poll begins a controller reset (CC.EN cleared)
+    /// and hands nothing over yet. Its tag and its command identifier.
     fn lose_a_read(
         disk: &mut Nvme,
         platform: &HostPlatform,
@@ -1403,18 +1377,36 @@ mod tests {
         assert_eq!(poll_once(disk), [], "rung in, not finished");
         let id = controller.take_command(&disk.queues[0].pair).unwrap().id();
         platform.advance_clock(IO_TIMEOUT_NS + TIMEOUT_CHECK_NS);
-        assert_eq!(poll_once(disk), [(tag, Err(READ_TIMEOUT))]);
+        assert_eq!(
+            poll_once(disk),
+            [],
+            "not failed while the controller may run it"
+        );
+        assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
+        assert!(!enabled(disk), "CC.EN cleared");
         (tag, id)
     }
 
-    /// Lets the controller finish a reset `poll` began (no request was in flight at
-    /// it): [`bring_back`], then the poll that ends the reset. The admin queue's
-    /// controller side, holding the creation commands.
-    fn finish_reset(disk: &mut Nvme) -> ControllerSide {
-        let admin = bring_back(disk);
-        assert_eq!(poll_once(disk), []);
-        assert_eq!(disk.reset, None, "the reset is over");
-        admin
+    /// Sends one-sector reads of LBA 0 and 8 that `controller` takes and never
+    /// completes, the second half an I/O timeout after the first, and moves the clock
+    /// on until the first is past its timeout and the second is not: the next poll
+    /// begins a reset for the first, with the second in flight. Their tags and command
+    /// identifiers.
+    fn lose_a_read_beside_another(
+        disk: &mut Nvme,
+        platform: &HostPlatform,
+        controller: &mut ControllerSide,
+    ) -> [(Tag, u16); 2] {
+        let reads = [0, 8].map(|lba| {
+            let tag = disk.submit_read(0, lba, 1).unwrap();
+            assert_eq!(poll_once(disk), [], "rung in, not finished");
+            let id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+            platform.advance_clock(IO_TIMEOUT_NS / 2);
+            (tag, id)
+        });
+        platform.advance_clock(TIMEOUT_CHECK_NS);
+        assert_eq!(disk.reset, None);
+        reads
     }
 
     /// Lets the controller come back from a reset `poll` began: CSTS.RDY clears (if it
@@ -1452,16 +1444,13 @@ mod tests {
             poll_once(&mut disk),
             [(answered, Ok(vec![0; SECTOR_BYTES]))]
         );
+        // The controller is reset at the timeout (CC.EN cleared); nothing is queued
+        // until the reset is over, and the poll that ends it fails the lost read.
         let (first, old) = lose_a_read(&mut disk, platform, &mut controller, 0);
         assert_eq!(disk.submit_read(0, 8, 1), Err(DeviceError::QueueFull));
-        // Twice the timeout without an answer: the command is lost, and the controller
-        // is reset (CC.EN cleared); nothing is queued until the reset is over.
-        platform.advance_clock(IO_TIMEOUT_NS);
-        assert_eq!(poll_once(&mut disk), []);
-        assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
-        assert!(!enabled(&disk));
-        assert_eq!(disk.submit_read(0, 8, 1), Err(DeviceError::QueueFull));
-        let mut admin = finish_reset(&mut disk);
+        let mut admin = bring_back(&mut disk);
+        assert_eq!(poll_once(&mut disk), [(first, Err(READ_TIMEOUT))]);
+        assert_eq!(disk.reset, None, "the reset is over");
         // The admin queue was given again, and the I/O queue pair created anew.
         let registers = &disk.controller.registers;
         assert_eq!(
@@ -1510,13 +1499,92 @@ mod tests {
     }
 
     #[test]
+    fn a_write_held_past_its_timeout_fails_only_once_a_reset_has_disabled_the_controller() {
+        let (mut disk, platform) = ready_disk(2);
+        let mut controller = ControllerSide::default();
+        // A write of X to sector 8 that the controller takes and sits on.
+        let stale = disk
+            .submit_write(0, 8, 1, &mut |buffer| buffer.fill(b'X'))
+            .unwrap();
+        assert_eq!(poll_once(&mut disk), [], "rung in, not finished");
+        let stale_id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        // Past the timeout the controller is reset, and the write is not failed yet:
+        // the caller would write Y over sector 8, and the controller, which may still
+        // carry the write out, put X back over it.
+        platform.advance_clock(IO_TIMEOUT_NS + TIMEOUT_CHECK_NS);
+        assert_eq!(poll_once(&mut disk), []);
+        assert!(!enabled(&disk), "CC.EN cleared");
+        assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
+        assert_eq!(
+            disk.submit_write(0, 8, 1, &mut |buffer| buffer.fill(b'Y')),
+            Err(DeviceError::QueueFull),
+            "nothing goes in while the controller may still run the write"
+        );
+        // Nor while CSTS.RDY stays set (the controller has not yet dropped it).
+        platform.advance_clock(disk.controller.ready_timeout_ms * 500_000);
+        assert_eq!(poll_once(&mut disk), []);
+        assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
+        // CSTS.RDY clears: the controller dropped every command. Once its queues are
+        // made again, the write fails with its timeout, and Y goes in.
+        bring_back(&mut disk);
+        let timeout = DeviceError::Timeout {
+            what: "NVMe write",
+            ms: IO_TIMEOUT_NS / 1_000_000,
+        };
+        assert_eq!(poll_once(&mut disk), [(stale, Err(timeout))]);
+        let mut controller = ControllerSide::default();
+        let newer = disk
+            .submit_write(0, 8, 1, &mut |buffer| buffer.fill(b'Y'))
+            .unwrap();
+        assert_eq!(poll_once(&mut disk), []);
+        let newer_id = controller.take_command(&disk.queues[0].pair).unwrap().id();
+        // An answer for the old write, from a controller that posts one after all, is
+        // stale: it never stands for Y's.
+        controller.complete(&mut disk.queues[0].pair, stale_id, 0);
+        assert_eq!(poll_once(&mut disk), []);
+        assert_eq!(disk.queues[0].stale_completions, 1);
+        controller.complete(&mut disk.queues[0].pair, newer_id, 0);
+        assert_eq!(poll_once(&mut disk), [(newer, Ok(vec![]))]);
+    }
+
+    #[test]
+    fn a_write_whose_holder_went_held_past_the_io_timeout_is_drained_by_a_reset() {
+        let (mut disk, platform) = ready_disk(1);
+        let mut controller = ControllerSide::default();
+        disk.submit_write(0, 8, 1, &mut |buffer| buffer.fill(b'X'))
+            .unwrap();
+        assert_eq!(poll_once(&mut disk), [], "rung in, not finished");
+        controller.take_command(&disk.queues[0].pair).unwrap();
+        // The controller sits on the write; time runs at a timeout check per clock
+        // reading, and CSTS.RDY follows CC.EN once it is cleared.
+        let registers = disk.controller.registers.clone();
+        platform.on_clock_reading(move || {
+            platform.advance_clock(TIMEOUT_CHECK_NS);
+            if registers.read32(spec::REG_CC) & spec::CC_ENABLE == 0 {
+                registers.write32(spec::REG_CSTS, 0);
+            }
+        });
+        // Its holder goes: the drain polls until the write is past the I/O timeout, and
+        // the reset that follows frees its slot once the controller is disabled.
+        let start = platform.now_ns();
+        disk.abandon_requests();
+        let drained_in = platform.now_ns() - start;
+        assert!(
+            (IO_TIMEOUT_NS..IO_TIMEOUT_NS + 5 * TIMEOUT_CHECK_NS).contains(&drained_in),
+            "drained in {drained_in} ns"
+        );
+        assert!(matches!(disk.reset, Some(Reset::Enabling { .. })));
+        assert_eq!(disk.queues[0].free, [0], "the slot is free again");
+    }
+
+    #[test]
     fn a_request_times_out_counting_from_its_doorbell_not_from_its_submission() {
         let (mut disk, platform) = ready_disk(1);
         let mut controller = ControllerSide::default();
         let tag = disk.submit_read(0, 0, 1).unwrap();
         // The caller polls only after twice the I/O timeout (a long compute step): the
         // poll that rings the read in neither fails it nor resets the controller.
-        platform.advance_clock(LOST_AFTER_NS + TIMEOUT_CHECK_NS);
+        platform.advance_clock(2 * IO_TIMEOUT_NS + TIMEOUT_CHECK_NS);
         assert_eq!(poll_once(&mut disk), [], "rung in, not timed out");
         assert_eq!(disk.reset, None);
         // The controller carries it out, and the read completes with its data.
@@ -1527,7 +1595,6 @@ mod tests {
         // A read rung in and then not answered still times out.
         let (late, _) = lose_a_read(&mut disk, platform, &mut controller, 8);
         assert_eq!(late, tag, "the same slot");
-        assert_eq!(disk.reset, None);
     }
 
     #[test]
@@ -1553,38 +1620,17 @@ mod tests {
     }
 
     #[test]
-    fn a_fatal_status_at_a_timeout_resets_the_controller() {
-        let (mut disk, platform) = ready_disk(1);
-        set_status(&disk, spec::CSTS_READY | spec::CSTS_FATAL);
-        lose_a_read(&mut disk, platform, &mut ControllerSide::default(), 0);
-        assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
-        finish_reset(&mut disk);
-        assert_eq!(disk.queues[0].free, [0], "the slot is free again");
-        assert!(disk.submit_read(0, 0, 1).is_ok());
-    }
-
-    #[test]
-    fn reads_timed_out_by_the_poll_that_finds_the_controller_gone_are_counted() {
-        for also_lost in [false, true] {
-            let (mut disk, platform) = ready_disk(2);
-            let mut controller = ControllerSide::default();
-            if also_lost {
-                // An earlier read, timed out already, is lost by the same poll: the
-                // reset it starts cannot begin either.
-                lose_a_read(&mut disk, platform, &mut controller, 0);
-            }
-            let late = disk.submit_read(0, 8, 1).unwrap();
-            assert_eq!(poll_once(&mut disk), [], "rung in, not finished");
-            platform.advance_clock(IO_TIMEOUT_NS + TIMEOUT_CHECK_NS);
-            set_status(&disk, u32::MAX);
-            assert_eq!(
-                poll_once(&mut disk),
-                [(late, Err(READ_TIMEOUT))],
-                "also lost: {also_lost}"
-            );
-            let gone = DeviceError::Failed("the controller no longer answers");
-            assert_eq!(disk.poll(0, &mut |_, _| panic!("nothing")), Err(gone));
-        }
+    fn reads_late_when_the_controller_is_gone_fail_with_the_disk_in_the_poll_that_finds_it() {
+        let (mut disk, platform) = ready_disk(2);
+        let mut controller = ControllerSide::default();
+        let [(late, _), (cut, _)] =
+            lose_a_read_beside_another(&mut disk, platform, &mut controller);
+        // The controller is gone (its registers read all ones): the reset the late read
+        // needs cannot begin, and both reads end with the disk in the poll that finds it.
+        set_status(&disk, u32::MAX);
+        let gone = DeviceError::Failed("the controller no longer answers");
+        assert_eq!(poll_once(&mut disk), [(late, Err(gone)), (cut, Err(gone))]);
+        assert_eq!(disk.poll(0, &mut |_, _| panic!("nothing")), Err(gone));
     }
 
     #[test]
@@ -1593,9 +1639,7 @@ mod tests {
         // controller is ready but never answers Create I/O Completion Queue.
         for stage in 0..3 {
             let (mut disk, platform) = ready_disk(1);
-            lose_a_read(&mut disk, platform, &mut ControllerSide::default(), 0);
-            platform.advance_clock(IO_TIMEOUT_NS);
-            assert_eq!(poll_once(&mut disk), [], "the reset begins");
+            let (lost, _) = lose_a_read(&mut disk, platform, &mut ControllerSide::default(), 0);
             if stage > 0 {
                 set_status(&disk, 0);
                 assert_eq!(poll_once(&mut disk), []);
@@ -1623,6 +1667,10 @@ mod tests {
                 ),
             };
             platform.advance_clock(wait_ms * 1_000_000);
+            // The lost read ends with the disk, not with a timeout: the controller did
+            // not come back to say it dropped it.
+            let failed = DeviceError::Failed(why);
+            assert_eq!(poll_once(&mut disk), [(lost, Err(failed))]);
             assert_failed_for_good(&mut disk, why);
         }
     }
@@ -1652,9 +1700,6 @@ mod tests {
     fn a_reset_step_the_controller_finished_while_the_core_was_away_is_taken() {
         let (mut disk, platform) = ready_disk(1);
         lose_a_read(&mut disk, platform, &mut ControllerSide::default(), 0);
-        platform.advance_clock(IO_TIMEOUT_NS);
-        assert_eq!(poll_once(&mut disk), [], "the reset begins");
-        assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
         // At the next clock reading the core has been away past CAP.TO, and the
         // controller cleared CSTS.RDY meanwhile.
         let registers = disk.controller.registers.clone();
@@ -1677,17 +1722,22 @@ mod tests {
     fn a_request_in_flight_at_a_reset_that_fails_for_good_ends_with_it() {
         let (mut disk, platform) = ready_disk(2);
         let mut controller = ControllerSide::default();
-        lose_a_read(&mut disk, platform, &mut controller, 0);
-        platform.advance_clock(IO_TIMEOUT_NS);
-        let cut = disk.submit_read(0, 8, 1).unwrap();
+        let [(lost, _), (cut, _)] =
+            lose_a_read_beside_another(&mut disk, platform, &mut controller);
         assert_eq!(poll_once(&mut disk), [], "the reset begins");
         assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
         // CSTS.RDY never clears: the first poll past CAP.TO fails the disk, and hands
-        // the interrupted read its reason.
+        // the reads it interrupted its reason.
         platform.advance_clock(disk.controller.ready_timeout_ms * 1_000_000);
-        let why = "the controller did not reset (CSTS.RDY stayed set)";
-        assert_eq!(poll_once(&mut disk), [(cut, Err(DeviceError::Failed(why)))]);
-        assert_failed_for_good(&mut disk, why);
+        let failed = DeviceError::Failed("the controller did not reset (CSTS.RDY stayed set)");
+        assert_eq!(
+            poll_once(&mut disk),
+            [(lost, Err(failed)), (cut, Err(failed))]
+        );
+        assert_failed_for_good(
+            &mut disk,
+            "the controller did not reset (CSTS.RDY stayed set)",
+        );
     }
 
     /// Checks that `disk` failed for `why` with its controller left disabled, and that
@@ -1707,38 +1757,42 @@ mod tests {
     #[test]
     fn a_controller_that_refuses_an_io_queue_after_a_reset_fails_the_disk_for_good() {
         let (mut disk, platform) = ready_disk(1);
-        lose_a_read(&mut disk, platform, &mut ControllerSide::default(), 0);
-        platform.advance_clock(IO_TIMEOUT_NS);
-        assert_eq!(poll_once(&mut disk), [], "the reset begins");
+        let (lost, _) = lose_a_read(&mut disk, platform, &mut ControllerSide::default(), 0);
         set_status(&disk, 0);
         assert_eq!(poll_once(&mut disk), []);
         // Create I/O Completion Queue fails: Invalid Queue Identifier (SCT 1, SC 1).
         let mut admin = ControllerSide::default();
         admin.complete(&mut disk.admin, disk.next_admin_id, 0x101);
         set_status(&disk, spec::CSTS_READY);
-        assert_failed_for_good(&mut disk, "an I/O queue was refused after a reset");
+        let why = "an I/O queue was refused after a reset";
+        assert_eq!(
+            poll_once(&mut disk),
+            [(lost, Err(DeviceError::Failed(why)))]
+        );
+        assert_failed_for_good(&mut disk, why);
     }
 
     #[test]
     fn requests_in_flight_at_a_reset_fail_and_late_completions_from_before_it_are_dropped() {
         let (mut disk, platform) = ready_disk(2);
         let mut controller = ControllerSide::default();
-        let (lost, lost_id) = lose_a_read(&mut disk, platform, &mut controller, 0);
-        // A second read goes in a timeout later; then the first is lost, and the reset
-        // begins with the second in flight.
-        platform.advance_clock(IO_TIMEOUT_NS);
-        let cut = disk.submit_read(0, 8, 1).unwrap();
+        let [(lost, lost_id), (cut, cut_id)] =
+            lose_a_read_beside_another(&mut disk, platform, &mut controller);
+        // The first is past its timeout: the reset begins with the second in flight.
         assert_eq!(poll_once(&mut disk), []);
-        let cut_id = controller.take_command(&disk.queues[0].pair).unwrap().id();
         assert!(matches!(disk.reset, Some(Reset::Disabling { .. })));
-        // It fails once the reset is over (not before: until then nothing may be
-        // submitted again), and its slot is free again.
+        // Both fail once the reset is over (not before: until then nothing may be
+        // submitted again), the late one with its timeout, and their slots are free
+        // again.
         assert_eq!(poll_once(&mut disk), []);
         assert_eq!(disk.submit_read(0, 16, 1), Err(DeviceError::QueueFull));
         set_status(&disk, 0);
         assert_eq!(poll_once(&mut disk), [], "disabled, still resetting");
         bring_back(&mut disk);
-        assert_eq!(poll_once(&mut disk), [(cut, Err(DeviceError::Reset))]);
+        assert_eq!(
+            poll_once(&mut disk),
+            [(lost, Err(READ_TIMEOUT)), (cut, Err(DeviceError::Reset))]
+        );
         assert_eq!(disk.reset, None, "the reset is over");
         assert_eq!(disk.queues[0].free.len(), 2, "both slots are free again");
         let new = disk.submit_read(0, 16, 1);
@@ -1768,11 +1822,10 @@ mod tests {
         let (table, _) = platform.msix_table(2);
         disk.wakes = QueueWakes::new(Some(table), vec![Some(1)]);
         let mut controller = ControllerSide::default();
-        lose_a_read(&mut disk, platform, &mut controller, 0);
-        platform.advance_clock(IO_TIMEOUT_NS);
-        // A read in flight when the reset begins, its core armed and asleep: the
-        // controller will never send a message for it.
-        let cut = disk.submit_read(0, 8, 1).unwrap();
+        // Reads in flight when the reset begins, their core armed and asleep: the
+        // controller will never send a message for them.
+        let [(lost, _), (cut, _)] =
+            lose_a_read_beside_another(&mut disk, platform, &mut controller);
         disk.wake_on_completion(0, Some(1)).unwrap();
         assert_eq!(platform.take_woken(), [], "armed, nothing to say yet");
         assert_eq!(poll_once(&mut disk), []);
@@ -1784,13 +1837,16 @@ mod tests {
         set_status(&disk, 0);
         assert_eq!(poll_once(&mut disk), []);
         bring_back(&mut disk);
-        // The reset is over in another queue's poll, say: the interrupted read is still
-        // to be reported here, so arming wakes at once.
+        // The reset is over in another queue's poll, say: the interrupted reads are
+        // still to be reported here, so arming wakes at once.
         disk.continue_reset().unwrap();
         assert_eq!(disk.reset, None);
         disk.wake_on_completion(0, Some(1)).unwrap();
         assert_eq!(platform.take_woken(), [1]);
-        assert_eq!(poll_once(&mut disk), [(cut, Err(DeviceError::Reset))]);
+        assert_eq!(
+            poll_once(&mut disk),
+            [(lost, Err(READ_TIMEOUT)), (cut, Err(DeviceError::Reset))]
+        );
         // Nothing more to say: an arm waits for the controller's message.
         disk.wake_on_completion(0, Some(1)).unwrap();
         assert_eq!(platform.take_woken(), []);

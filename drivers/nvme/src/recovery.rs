@@ -1,17 +1,17 @@
-//! Controller resets: how the driver gets a controller that lost a command (held it past
-//! [`LOST_AFTER_NS`](crate::LOST_AFTER_NS)) or reports a fatal status (CSTS.CFS) back to
-//! work without waiting inside a call: each `poll` moves the reset on as far as the
-//! controller lets it. The controller level reset of NVMe Base 3.7.2 (CC.EN cleared:
-//! the controller drops every command, deletes the I/O queues and empties the admin
-//! ones), then the initialization of 3.5.1 again over the same queue memory: the admin
-//! queue registers, CC.EN, CSTS.RDY within CAP.TO, and Create I/O Completion and
-//! Submission Queue for each pair, one admin command at a time (the Number of Queues
-//! the controller granted holds across resets). No slot is reused before CSTS.RDY
-//! clears: until then the controller may still write into its buffer.
+//! Controller resets: how the driver gets a controller that held a command past
+//! [`IO_TIMEOUT_NS`] back to work without waiting inside a call: each `poll` moves the
+//! reset on as far as the controller lets it. The controller level reset of NVMe Base
+//! 3.7.2 (CC.EN cleared: the controller drops every command, deletes the I/O queues and
+//! empties the admin ones), then the initialization of 3.5.1 again over the same queue
+//! memory: the admin queue registers, CC.EN, CSTS.RDY within CAP.TO, and Create I/O
+//! Completion and Submission Queue for each pair, one admin command at a time (the
+//! Number of Queues the controller granted holds across resets). No slot is reused, and
+//! no request the controller had is failed, before CSTS.RDY clears: until then the
+//! controller may still carry a command out and write into its buffer.
 
 use rexo_api::{Completion, DeviceError, Tag};
 
-use crate::{ADMIN_TIMEOUT_MS, IoQueue, Nvme, Slot, spec};
+use crate::{ADMIN_TIMEOUT_MS, IO_TIMEOUT_NS, IoQueue, Nvme, Slot, spec};
 
 /// How far a controller reset has come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,7 +172,10 @@ impl IoQueue {
     fn interrupt(&mut self) {
         for slot in &mut self.slots {
             if let Slot::Busy { rung_at, .. } = slot.state {
-                slot.state = Slot::Interrupted { rung_at };
+                slot.state = Slot::Interrupted {
+                    rung_at,
+                    timed_out: None,
+                };
                 self.interrupted = true;
             }
         }
@@ -192,14 +195,24 @@ impl IoQueue {
         }
     }
 
-    /// Fails each [`Slot::Interrupted`] request with `error` through `done` and frees
-    /// its slot (the reset is over, or failed for good); how many.
+    /// Fails each [`Slot::Interrupted`] request through `done` and frees its slot (the
+    /// reset is over, or failed for good): with `error`, except that a request the
+    /// reset was for gets its [`DeviceError::Timeout`] when `error` is
+    /// [`DeviceError::Reset`] (the reset disabled the controller: its command will not
+    /// be carried out). How many.
     pub(crate) fn fail_interrupted(&mut self, error: DeviceError, done: Completion<'_>) -> usize {
         let mut failed = 0;
         for index in 0..self.slots.len() {
-            if let Slot::Interrupted { .. } = self.slots[index].state {
+            if let Slot::Interrupted { timed_out, .. } = self.slots[index].state {
                 self.release(index);
-                done(index as Tag, Err(error));
+                let result = match timed_out {
+                    Some(operation) if error == DeviceError::Reset => DeviceError::Timeout {
+                        what: operation.name(),
+                        ms: IO_TIMEOUT_NS / 1_000_000,
+                    },
+                    _ => error,
+                };
+                done(index as Tag, Err(result));
                 failed += 1;
             }
         }
