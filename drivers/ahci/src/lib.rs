@@ -78,9 +78,6 @@ const PORT_STRIDE: usize = 0x80;
 const HANDOFF_TIMEOUT_MS: u64 = 2_025;
 /// How long the HBA reset may take (AHCI 10.4.3: 1 s).
 const RESET_TIMEOUT_MS: u64 = 1_000;
-/// How long links may take to come up after the reset (the PHY's out-of-band
-/// handshake takes a few ms; ports still down by then count as empty).
-const LINK_TIMEOUT_MS: u64 = 50;
 
 /// Whether this driver takes `function`: an AHCI SATA controller (class 01.06.01).
 pub fn matches(function: &Function) -> bool {
@@ -146,12 +143,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         ports.push((number, registers));
     }
     // Links come up in parallel; one wait covers every port.
-    let linked = rexo_devio::wait_until(platform, "SATA links", LINK_TIMEOUT_MS, || {
-        ports.iter().all(|(_, registers)| port::linked(registers))
-    });
-    if linked.is_err() {
-        log::debug!("ahci: some ports have no link after {LINK_TIMEOUT_MS} ms");
-    }
+    port::wait_for_links(platform, &ports);
     let mut found = Vec::new();
     for (number, registers) in ports {
         match AhciDisk::start(registers, number, cap, slots, platform, wake.clone()) {

@@ -90,6 +90,8 @@ const SERR_LINK_CHANGES: u32 = (1 << 26) | (1 << 16);
 
 /// PxSSTS/PxSCTL DET field.
 const DET_MASK: u32 = 0xF;
+/// PxSSTS.DET: device presence detected, PHY communication not established (yet).
+const DET_PRESENT: u32 = 1;
 /// PxSSTS.DET: device present and PHY communication established.
 const DET_ESTABLISHED: u32 = 3;
 /// PxSCTL.DET: perform interface initialisation (COMRESET).
@@ -151,6 +153,15 @@ const STOP_TIMEOUT_MS: u64 = 500;
 const READY_TIMEOUT_MS: u64 = 5_000;
 /// How long COMRESET is held (AHCI 10.4.2: at least 1 ms).
 const COMRESET_HOLD_NS: u64 = 1_000_000;
+/// How long every port's link may take to come up after the HBA reset (the PHY's
+/// out-of-band handshake takes a few ms): a port that shows no device by then
+/// (PxSSTS.DET 0) is empty, and costs the boot no more.
+const LINK_TIMEOUT_MS: u64 = 50;
+/// How long, in all, the link of a port that shows a device present may take to come
+/// up after the HBA reset (PxSSTS.DET 1: the PHY saw the device, its handshake is not
+/// done); a slow link is not taken for an empty port, which the driver never looks at
+/// again (no hot-plug).
+const PRESENT_LINK_TIMEOUT_MS: u64 = 1_000;
 
 /// Powers and spins up the port's device (AHCI 10.10.1; SUD only matters with
 /// staggered spin-up, POD only with cold presence detection, both harmless otherwise).
@@ -165,8 +176,49 @@ pub(crate) fn spin_up(registers: &Mmio, staggered: bool) {
 }
 
 /// Whether a device is present with the link established.
-pub(crate) fn linked(registers: &Mmio) -> bool {
+fn linked(registers: &Mmio) -> bool {
     registers.read32(PX_SSTS) & DET_MASK == DET_ESTABLISHED
+}
+
+/// Whether a device is present whose link is not established yet (PxSSTS.DET 1; AHCI
+/// 1.3.1 3.3.10).
+fn link_coming_up(registers: &Mmio) -> bool {
+    registers.read32(PX_SSTS) & DET_MASK == DET_PRESENT
+}
+
+/// Waits for the links of `ports` (number, registers) after the HBA reset: up to
+/// [`LINK_TIMEOUT_MS`] for all of them, then, up to [`PRESENT_LINK_TIMEOUT_MS`] in all,
+/// only while a port shows a device whose link is not established yet (DET 1). A port
+/// with no device (DET 0) or offline (DET 4) is not waited for past the first bound;
+/// one still without a link at the end is logged, and [`AhciDisk::start`] skips it.
+pub(crate) fn wait_for_links(platform: &dyn Platform, ports: &[(u8, Mmio)]) {
+    let all = rexo_devio::wait_until(platform, "SATA links", LINK_TIMEOUT_MS, || {
+        ports.iter().all(|(_, registers)| linked(registers))
+    });
+    if all.is_ok() {
+        return;
+    }
+    let present = rexo_devio::wait_until(
+        platform,
+        "the SATA links of present devices",
+        PRESENT_LINK_TIMEOUT_MS - LINK_TIMEOUT_MS,
+        || {
+            ports
+                .iter()
+                .all(|(_, registers)| !link_coming_up(registers))
+        },
+    );
+    if present.is_err() {
+        for (number, _) in ports
+            .iter()
+            .filter(|(_, registers)| link_coming_up(registers))
+        {
+            log::warn!(
+                "ahci: port {number}: a device is present but its link did not come up \
+                 within {PRESENT_LINK_TIMEOUT_MS} ms"
+            );
+        }
+    }
 }
 
 /// What a request does.
@@ -957,6 +1009,43 @@ mod tests {
         registers.write32(PX_CMD, CMD_ST | CMD_FRE);
         registers.write32(PX_SSTS, DET_ESTABLISHED);
         (disk, registers)
+    }
+
+    #[test]
+    fn a_present_devices_slow_link_is_waited_for_and_an_empty_port_is_not() {
+        // Port 1's DET and the clock reading (a millisecond each) at which its link comes
+        // up, if ever; the link it ends with, and the milliseconds waited.
+        let cases = [
+            (0, None, false, LINK_TIMEOUT_MS),
+            (DET_PRESENT, Some(200), true, 200),
+            (DET_PRESENT, None, false, PRESENT_LINK_TIMEOUT_MS),
+        ];
+        for (det, comes_up_at, up, expected_ms) in cases {
+            let platform = HostPlatform::leaked();
+            let ports: Vec<(u8, Mmio)> = (0..2)
+                .map(|number| (number, rexo_devio::host::registers(0x80)))
+                .collect();
+            // Port 0 is empty (DET 0).
+            let port = ports[1].1.clone();
+            port.write32(PX_SSTS, det);
+            let readings = std::sync::atomic::AtomicU32::new(0);
+            platform.on_clock_reading(move || {
+                platform.advance_clock(NS_PER_MS);
+                let reading = readings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if comes_up_at == Some(reading) {
+                    port.write32(PX_SSTS, DET_ESTABLISHED);
+                }
+            });
+            let start = platform.now_ns();
+            wait_for_links(platform, &ports);
+            let waited_ms = (platform.now_ns() - start) / NS_PER_MS;
+            assert!(!linked(&ports[0].1), "port 0 stays empty");
+            assert_eq!(linked(&ports[1].1), up, "DET {det}, up at {comes_up_at:?}");
+            assert!(
+                (expected_ms..expected_ms + 5).contains(&waited_ms),
+                "DET {det}, up at {comes_up_at:?}: waited {waited_ms} ms"
+            );
+        }
     }
 
     #[test]
