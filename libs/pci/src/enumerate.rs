@@ -1,10 +1,16 @@
 //! Finding every function of a segment.
 //!
-//! The walk starts at the segment's first bus (and, when function 0 of device 0 there
-//! is a multi-function host bridge, at the root bus each of its functions stands for)
-//! and follows the secondary bus number of every PCI-to-PCI bridge it meets, so only
-//! buses that exist are scanned. Each bus is scanned at most once, whatever the bridges
-//! say, so bridges that point at each other cannot make it loop.
+//! The walk starts at the segment's first bus and follows the secondary bus number of
+//! every PCI-to-PCI bridge it meets. Each bus is scanned at most once, whatever the
+//! bridges say, so bridges that point at each other cannot make it loop.
+//!
+//! No bridge leads to a peer root bus: the root bus of a second host bridge (bus 0x80 on
+//! a two-socket Xeon or EPYC, QEMU's `pxb-pcie`), or of each function of a multi-function
+//! host bridge. Without the ACPI namespace (`_BBN`) their numbers are unknown, so once
+//! the bridges are followed every bus of the range not yet scanned is probed as Linux
+//! does without ACPI (`pcibios_fixup_peer_bridges`): the vendor ID of function 0 of its
+//! 32 devices. A bus where one answers is scanned, with the buses behind its bridges;
+//! one where none does is left (no function without a function 0).
 //!
 //! Firmware that left bridges unnumbered (secondary bus 0, or a number not above the
 //! bridge's own bus or outside the segment's range) is tolerated: such a bridge is
@@ -22,7 +28,7 @@ use crate::{Address, ConfigSpace, Header, PciError};
 pub struct Report {
     /// Functions found.
     pub functions: u32,
-    /// Buses scanned.
+    /// Buses scanned whole (not counting those only probed for a peer root bus).
     pub buses_scanned: u32,
     /// PCI-to-PCI bridges without a usable secondary bus number (every one of a
     /// segment's 65,536 functions can be one, so the count is wider than 16 bits).
@@ -60,33 +66,28 @@ pub fn enumerate<C: ConfigSpace>(
     let mut pending = BusSet::default();
     let mut scanned = BusSet::default();
     pending.insert(first);
-    let root = Address::new(segment, first, 0, 0)?;
-    if let Some(host) = Header::read(cs, root)?
-        && host.class().0 == 6
-        && host.class().1 == 0
-        && host.multifunction()
-    {
-        for function in 1..8u8 {
-            let Some(bus) = first.checked_add(function) else {
-                break;
-            };
-            let address = Address::new(segment, first, 0, function)?;
-            if bus <= last && Header::read(cs, address)?.is_some() {
-                pending.insert(bus);
-            }
+    let mut unprobed = buses.clone();
+    loop {
+        while let Some(bus) = (first..=last).find(|&b| pending.contains(b) && !scanned.contains(b))
+        {
+            scanned.insert(bus);
+            scan_bus(
+                cs,
+                segment,
+                bus,
+                &buses,
+                &mut pending,
+                &mut report,
+                &mut visit,
+            )?;
         }
-    }
-    while let Some(bus) = (first..=last).find(|&b| pending.contains(b) && !scanned.contains(b)) {
-        scanned.insert(bus);
-        scan_bus(
-            cs,
-            segment,
-            bus,
-            &buses,
-            &mut pending,
-            &mut report,
-            &mut visit,
-        )?;
+        if report.unnumbered_bridges > 0 {
+            break;
+        }
+        match find_peer_root(cs, segment, &mut unprobed, &scanned)? {
+            Some(bus) => pending.insert(bus),
+            None => break,
+        }
     }
     if report.unnumbered_bridges > 0 {
         report.brute_force = true;
@@ -106,6 +107,24 @@ pub fn enumerate<C: ConfigSpace>(
         }
     }
     Ok(report)
+}
+
+/// The next bus of `unprobed` not yet scanned where function 0 of some device answers
+/// (consuming the buses probed), if any.
+fn find_peer_root<C: ConfigSpace>(
+    cs: &C,
+    segment: u16,
+    unprobed: &mut RangeInclusive<u8>,
+    scanned: &BusSet,
+) -> Result<Option<u8>, PciError> {
+    for bus in unprobed.by_ref().filter(|&bus| !scanned.contains(bus)) {
+        for device in 0..32 {
+            if Header::read(cs, Address::new(segment, bus, device, 0)?)?.is_some() {
+                return Ok(Some(bus));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Scans the 32 devices of `bus`, visiting every function and noting bridges' buses.

@@ -116,7 +116,7 @@ fn walk(sim: &mut Sim) -> (Vec<Address>, rexo_pci::Report) {
 }
 
 #[test]
-fn follows_bridges_and_skips_unreachable_buses() {
+fn follows_bridges_and_scans_only_buses_that_answer() {
     let mut sim = Sim::default();
     sim.add(at(0, 0, 0), 0x29c0_8086, 0x0600_0000, 0);
     sim.bridge(at(0, 1, 0), 2);
@@ -124,9 +124,37 @@ fn follows_bridges_and_skips_unreachable_buses() {
     sim.add(at(5, 3, 0), 0x1000_1af4, 0x0200_0000, 0);
     sim.add(at(7, 0, 0), 0x1111_1234, 0x0300_0000, 0); // no bridge leads here
     let (found, report) = walk(&mut sim);
-    assert_eq!(found, [at(0, 0, 0), at(0, 1, 0), at(2, 0, 0), at(5, 3, 0)]);
-    assert_eq!(report.buses_scanned, 3);
-    assert_eq!(report.functions, 4);
+    let through_bridges = [at(0, 0, 0), at(0, 1, 0), at(2, 0, 0), at(5, 3, 0)];
+    assert_eq!(found[..4], through_bridges);
+    assert_eq!(found[4..], [at(7, 0, 0)], "bus 7 answers: a peer root bus");
+    assert_eq!(report.buses_scanned, 4, "the silent buses are only probed");
+    assert_eq!(report.functions, 5);
+    assert!(!report.brute_force);
+}
+
+#[test]
+fn peer_root_buses_and_the_buses_behind_them_are_scanned() {
+    // Two host bridges (as on two-socket Xeon or EPYC, or QEMU's pxb-pcie with
+    // bus_nr=0x80): no bridge leads to the second one's root bus.
+    let mut sim = Sim::default();
+    sim.add(at(0, 0, 0), 0x29c0_8086, 0x0600_0000, 0);
+    sim.add(at(0x80, 0, 0), 0x29c0_8086, 0x0600_0000, 0);
+    sim.add(at(0x80, 1, 0), 0x0010_1b36, 0x0108_0200, 0); // NVMe
+    sim.bridge(at(0x80, 2, 0), 0x81);
+    sim.add(at(0x81, 0, 0), 0x1000_1af4, 0x0200_0000, 0);
+    // A peer root bus whose only device is not device 0.
+    sim.add(at(0xC0, 0x1F, 0), 0x2918_8086, 0x0601_0000, 0);
+    let (found, report) = walk(&mut sim);
+    let expected = [
+        at(0, 0, 0),
+        at(0x80, 0, 0),
+        at(0x80, 1, 0),
+        at(0x80, 2, 0),
+        at(0x81, 0, 0),
+        at(0xC0, 0x1F, 0),
+    ];
+    assert_eq!(found, expected);
+    assert_eq!(report.buses_scanned, 4);
     assert!(!report.brute_force);
 }
 
