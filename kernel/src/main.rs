@@ -215,7 +215,8 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     percpu::install(0, bsp_apic_id);
     time::init_apic_timer(features.tsc_deadline);
     if let Some(acpi) = acpi {
-        platform::io_apics(acpi).for_each(|io| io.mask_all());
+        let warn = |warning| log::warn!("acpi: {warning}");
+        platform::io_apics(acpi).for_each(|io| io.mask_all().unwrap_or_else(warn));
     }
     STALLED_CORE.store(options.smp_stall.unwrap_or(usize::MAX), Ordering::Relaxed);
     let starting = start_other_cores(bsp_apic_id, options.cores);

@@ -89,6 +89,24 @@ pub struct IoApic {
     pub gsi_base: u32,
 }
 
+/// How many redirection entries (GSIs) the IO-APIC at `address` has, whose version
+/// register (IOAPICVER, register 1) reads `version`: its maximum redirection entry (bits
+/// 16-23) plus one. A register reading all ones is no IO-APIC answering there (Linux skips
+/// such an IO-APIC too): [`Warning::IoApicNotAnswering`], and it is to be left unused.
+pub fn io_apic_entries(address: u64, version: u32) -> Result<u32, Warning> {
+    if version == u32::MAX {
+        return Err(Warning::IoApicNotAnswering { address });
+    }
+    Ok((version >> 16 & 0xFF) + 1)
+}
+
+/// Whether GSI `gsi` is one of the `entries` GSIs from `gsi_base` an IO-APIC serves
+/// (without overflowing where the base is near `u32::MAX`).
+pub fn io_apic_serves(gsi_base: u32, entries: u32, gsi: u32) -> bool {
+    gsi.checked_sub(gsi_base)
+        .is_some_and(|index| index < entries)
+}
+
 /// Interrupt input polarity (MPS INTI flags, bits 0-1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Polarity {
@@ -305,6 +323,18 @@ pub enum Warning {
         /// The index the FADT gives.
         index: u8,
     },
+    /// A MADT IO-APIC entry gives its registers' address as 0; the entry is dropped
+    /// (its register window would be page 0, where no IO-APIC can be).
+    IoApicAtAddressZero {
+        /// The IO-APIC's ID.
+        id: u8,
+    },
+    /// The version register of the IO-APIC a MADT entry places at `address` reads all
+    /// ones: nothing answers there ([`io_apic_entries`]), and it is left unused.
+    IoApicNotAnswering {
+        /// The IO-APIC's register address.
+        address: u64,
+    },
     /// The HPET table's registers are not in system memory (address space 0): the HPET is
     /// taken as absent.
     HpetNotInMemory {
@@ -364,6 +394,13 @@ impl fmt::Display for Warning {
             Self::BadCenturyIndex { index } => write!(
                 f,
                 "FADT century register at CMOS index {index:#04x} is not one ports 0x70/0x71 read; ignored (years 2000-2099)"
+            ),
+            Self::IoApicAtAddressZero { id } => {
+                write!(f, "MADT IO-APIC {id} at address 0: ignored")
+            }
+            Self::IoApicNotAnswering { address } => write!(
+                f,
+                "no IO-APIC answers at {address:#x} (its registers read all ones): not used"
             ),
             Self::HpetNotInMemory { address_space } => write!(
                 f,
@@ -467,7 +504,8 @@ impl AcpiInfo {
         self.nmis.as_slice()
     }
 
-    /// IO-APICs in MADT order.
+    /// IO-APICs in MADT order (but those at address 0:
+    /// [`Warning::IoApicAtAddressZero`]).
     pub fn io_apics(&self) -> &[IoApic] {
         self.io_apics.as_slice()
     }

@@ -24,6 +24,7 @@ pub use fadt::{AddressSpace, BootArch, Fadt, GenericAddress, PmTimer, ResetRegis
 pub use info::{
     AcpiInfo, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, Hpet, InterruptOverride, IoApic, IsaRoute,
     LocalApic, LocalApicNmi, McfgSegment, Polarity, TableInfo, TriggerMode, Warning,
+    io_apic_entries, io_apic_serves,
 };
 pub use rsdp::find_rsdp_bios;
 

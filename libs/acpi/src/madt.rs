@@ -55,14 +55,18 @@ fn entry_parse(info: &mut AcpiInfo, entry_type: u8, e: &[u8]) -> Option<()> {
                 x2apic: false,
             });
         }
-        // IO-APIC.
+        // IO-APIC (at address 0 no registers can be: dropped, as Linux does).
         1 => {
-            let gsi_base = read_u32(e, 8)?;
-            info.add_io_apic(IoApic {
-                id: read_u8(e, 2)?,
-                address: read_u32(e, 4)?,
-                gsi_base,
-            });
+            let (id, address, gsi_base) = (read_u8(e, 2)?, read_u32(e, 4)?, read_u32(e, 8)?);
+            if address == 0 {
+                info.warn(Warning::IoApicAtAddressZero { id });
+            } else {
+                info.add_io_apic(IoApic {
+                    id,
+                    address,
+                    gsi_base,
+                });
+            }
         }
         // Interrupt Source Override.
         2 => {

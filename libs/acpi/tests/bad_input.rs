@@ -5,7 +5,8 @@ mod common;
 use common::*;
 use rexo_acpi::{
     AcpiError, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, MAX_IO_APICS, MAX_LOCAL_APICS, MAX_OVERRIDES,
-    MAX_TABLES, MAX_WARNINGS, Signature, Warning, find_rsdp_bios, parse,
+    MAX_TABLES, MAX_WARNINGS, Signature, Warning, find_rsdp_bios, io_apic_entries, io_apic_serves,
+    parse,
 };
 use rexo_physmem::SparseMemory;
 use rexo_testkit::Rng;
@@ -363,14 +364,64 @@ fn a_local_apic_id_listed_twice_is_kept_once() {
     );
 }
 
+/// A MADT IO-APIC entry.
+fn io_apic(id: u8, address: u32, gsi_base: u32) -> Vec<u8> {
+    let mut e = vec![1, 12, id, 0];
+    e.extend_from_slice(&address.to_le_bytes());
+    e.extend_from_slice(&gsi_base.to_le_bytes());
+    e
+}
+
+#[test]
+fn an_io_apic_at_address_0_is_dropped_with_a_warning() {
+    let entries = [io_apic(0, 0, 0), io_apic(1, 0xFEC0_0000, 0)];
+    let madt = table(b"APIC", 1, &madt_body(&entries));
+    let info = parse(&synthetic(&[madt]), RSDP).unwrap();
+    let kept: Vec<_> = info.io_apics().iter().map(|io| io.id).collect();
+    assert_eq!(kept, [1]);
+    let warnings: Vec<_> = info.warnings().collect();
+    assert_eq!(warnings, [Warning::IoApicAtAddressZero { id: 0 }]);
+    assert!(
+        warnings[0].to_string().contains("address 0"),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[test]
+fn an_io_apic_whose_registers_read_all_ones_has_no_entries() {
+    assert_eq!(io_apic_entries(0xFEC0_0000, 0x0017_0020), Ok(24));
+    let absent = io_apic_entries(0xFEC0_0000, u32::MAX);
+    assert_eq!(
+        absent,
+        Err(Warning::IoApicNotAnswering {
+            address: 0xFEC0_0000
+        })
+    );
+    let text = absent.unwrap_err().to_string();
+    assert!(
+        text.contains("0xfec00000") && text.contains("all ones"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_io_apic_near_the_last_gsi_serves_only_its_own() {
+    assert!(io_apic_serves(24, 24, 24) && io_apic_serves(24, 24, 47));
+    assert!(!io_apic_serves(24, 24, 23) && !io_apic_serves(24, 24, 48));
+    let base = u32::MAX - 10;
+    assert!(io_apic_serves(base, 24, base) && io_apic_serves(base, 24, u32::MAX));
+    assert!(
+        !io_apic_serves(0, 0, 0),
+        "an IO-APIC without entries serves nothing"
+    );
+}
+
 #[test]
 fn too_many_entries_are_dropped_with_one_warning() {
     let mut entries: Vec<Vec<u8>> = (0..300u32).map(|i| lapic(i as u8, i as u8, 1)).collect();
     for i in 0..20u8 {
-        let mut io = vec![1, 12, i, 0];
-        io.extend_from_slice(&0xFEC0_0000u32.to_le_bytes());
-        io.extend_from_slice(&(u32::from(i) * 24).to_le_bytes());
-        entries.push(io);
+        entries.push(io_apic(i, 0xFEC0_0000, u32::from(i) * 24));
     }
     for i in 0..40u8 {
         entries.push(vec![2, 10, 0, i, i, 0, 0, 0, 0, 0]);

@@ -247,16 +247,18 @@ impl IoApic {
         })
     }
 
-    /// How many redirection entries (GSIs) it has.
+    /// How many redirection entries (GSIs) it has: none where its registers read all ones
+    /// (`rexo_acpi::io_apic_entries`: no IO-APIC answers there).
     pub fn entries(&self) -> u32 {
-        ((self.read(1) >> 16) & 0xFF) + 1
+        rexo_acpi::io_apic_entries(self.base, self.read(1)).unwrap_or(0)
     }
 
-    /// Masks every redirection entry.
-    pub fn mask_all(&self) {
-        for i in 0..self.entries() {
+    /// Masks every redirection entry; the warning when no IO-APIC answers at its address.
+    pub fn mask_all(&self) -> Result<(), rexo_acpi::Warning> {
+        for i in 0..rexo_acpi::io_apic_entries(self.base, self.read(1))? {
             self.write(0x10 + 2 * i, 1 << 16);
         }
+        Ok(())
     }
 
     /// Routes the GSI of `route` (which this IO-APIC must serve) to `vector` on the core
@@ -276,6 +278,6 @@ impl IoApic {
 
     /// Whether this IO-APIC serves `gsi`.
     pub fn serves(&self, gsi: u32) -> bool {
-        gsi >= self.gsi_base && gsi < self.gsi_base + self.entries()
+        rexo_acpi::io_apic_serves(self.gsi_base, self.entries(), gsi)
     }
 }
