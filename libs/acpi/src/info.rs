@@ -304,7 +304,8 @@ pub enum Warning {
         /// Index of the entry.
         index: u32,
     },
-    /// The XSDT is broken; the RSDT was used instead.
+    /// The XSDT is broken, or the revision 2+ part of the RSDP that names it (its length or
+    /// extended checksum); the RSDT was used instead.
     BadXsdt(AcpiError),
     /// A `_S5_` package was found in the DSDT but could not be decoded ([`AcpiInfo::find_s5`]).
     BadS5,

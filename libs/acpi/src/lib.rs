@@ -5,7 +5,8 @@
 //! over instead); [`parse`] follows it to the root table (XSDT preferred over RSDT) and reads the
 //! MADT, HPET, MCFG and FADT, and through the FADT the DSDT and the FACS; the DSDT's `\_S5`
 //! sleep type is searched for only when power-off asks ([`AcpiInfo::find_s5`]). Only a broken
-//! RSDP or root table is an [`AcpiError`]; everything else that is wrong is skipped and
+//! RSDP (its ACPI 1.0 part, or its revision 2+ part without an RSDT to fall back on) or
+//! root table is an [`AcpiError`]; everything else that is wrong is skipped and
 //! recorded in [`AcpiInfo::warnings`]. All lists have fixed capacities (see the `MAX_*`
 //! constants); entries past a capacity are dropped with a warning.
 #![cfg_attr(target_os = "none", no_std)]
@@ -157,8 +158,9 @@ impl fmt::Display for AcpiError {
 /// Reads the ACPI tables reachable from the RSDP at physical address `rsdp`.
 ///
 /// The XSDT is used when the RSDP (revision 2+) names one and it is valid; otherwise the RSDT
-/// (an invalid XSDT with a valid RSDT is a warning). Each table the root lists is checked
-/// (readable, length, checksum) and skipped with a warning if bad.
+/// (an invalid XSDT, or a revision 2+ RSDP whose length or extended checksum is wrong, with
+/// a valid RSDT is a warning). Each table the root lists is checked (readable, length,
+/// checksum) and skipped with a warning if bad.
 pub fn parse(mem: &impl PhysMemory, rsdp: u64) -> Result<AcpiInfo, AcpiError> {
     let ptr = rsdp::check(mem, rsdp)?;
     let mut info = AcpiInfo::new(rsdp, ptr.revision, ptr.oem_id);
@@ -175,8 +177,12 @@ pub fn parse(mem: &impl PhysMemory, rsdp: u64) -> Result<AcpiInfo, AcpiError> {
             }
         },
         (None, Some(r)) => (load_root(mem, r, *b"RSDT")?, r, 4),
-        (None, None) => return Err(AcpiError::NoRootTable),
+        (None, None) => return Err(ptr.v2_error.unwrap_or(AcpiError::NoRootTable)),
     };
+    // A broken revision 2+ part names no XSDT: the ACPI 1.0 part's RSDT is used instead.
+    if let Some(error) = ptr.v2_error {
+        info.warn(Warning::BadXsdt(error));
+    }
     info.root_table = root_addr;
     let (root_signature, root) = root;
     info.add_table(root_addr, root_signature, root);

@@ -16,10 +16,13 @@ pub(crate) struct Rsdp {
     pub oem_id: [u8; 6],
     pub rsdt: u32,
     pub xsdt: Option<u64>,
+    /// What is wrong with the revision 2+ part (length, extended checksum), which then
+    /// names no XSDT: the ACPI 1.0 part and its RSDT stay usable.
+    pub v2_error: Option<AcpiError>,
 }
 
-/// Checks the RSDP at `addr` (signature, checksum, and for revision 2+ the length and the
-/// extended checksum).
+/// Checks the RSDP at `addr`: signature and checksum, an error if wrong; for revision 2+
+/// the length and the extended checksum, recorded in [`Rsdp::v2_error`] if wrong.
 pub(crate) fn check(mem: &impl PhysMemory, addr: u64) -> Result<Rsdp, AcpiError> {
     // Fixed-size arrays: the field reads below cannot fail, so they compile to no checks.
     let v1: &[u8; V1_LEN] = fetch(mem, addr, V1_LEN)
@@ -32,50 +35,65 @@ pub(crate) fn check(mem: &impl PhysMemory, addr: u64) -> Result<Rsdp, AcpiError>
         return Err(AcpiError::RsdpBadChecksum { address: addr });
     }
     let revision = read_u8(v1, 15).unwrap_or(0);
-    let oem_id = read_array(v1, 9).unwrap_or([0; 6]);
-    let rsdt = read_u32(v1, 16).unwrap_or(0);
-    let mut xsdt = None;
-    if revision >= 2 {
-        let head: &[u8; V2_LEN] = fetch(mem, addr, V2_LEN)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(AcpiError::RsdpUnreadable { address: addr })?;
-        let length = read_u32(head, 20).unwrap_or(0);
-        let len = usize::try_from(length).unwrap_or(usize::MAX);
-        if len < V2_LEN {
-            return Err(AcpiError::RsdpBadLength {
-                address: addr,
-                length,
-            });
-        }
-        let full = fetch(mem, addr, len).ok_or(AcpiError::RsdpBadLength {
-            address: addr,
-            length,
-        })?;
-        if !checksum_ok(full) {
-            return Err(AcpiError::RsdpBadExtendedChecksum { address: addr });
-        }
-        xsdt = read_u64(head, 24).filter(|&a| a != 0);
-    }
+    let (xsdt, v2_error) = match revision {
+        2.. => match check_v2(mem, addr) {
+            Ok(xsdt) => (xsdt, None),
+            Err(error) => (None, Some(error)),
+        },
+        _ => (None, None),
+    };
     Ok(Rsdp {
         revision,
-        oem_id,
-        rsdt,
+        oem_id: read_array(v1, 9).unwrap_or([0; 6]),
+        rsdt: read_u32(v1, 16).unwrap_or(0),
         xsdt,
+        v2_error,
     })
+}
+
+/// Checks the revision 2+ part of the RSDP at `addr` (its length and extended checksum)
+/// and returns the XSDT's address it gives, if not 0.
+fn check_v2(mem: &impl PhysMemory, addr: u64) -> Result<Option<u64>, AcpiError> {
+    let head: &[u8; V2_LEN] = fetch(mem, addr, V2_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(AcpiError::RsdpUnreadable { address: addr })?;
+    let length = read_u32(head, 20).unwrap_or(0);
+    let bad_length = AcpiError::RsdpBadLength {
+        address: addr,
+        length,
+    };
+    let len = usize::try_from(length).unwrap_or(usize::MAX);
+    if len < V2_LEN {
+        return Err(bad_length);
+    }
+    let full = fetch(mem, addr, len).ok_or(bad_length)?;
+    if !checksum_ok(full) {
+        return Err(AcpiError::RsdpBadExtendedChecksum { address: addr });
+    }
+    Ok(read_u64(head, 24).filter(|&a| a != 0))
 }
 
 /// Scans the BIOS areas for a valid RSDP: the first KiB of the Extended BIOS Data Area (its
 /// segment is the word at 0x40E), then 0xE0000..0x100000, on 16-byte boundaries. Returns the
-/// physical address of the first candidate whose signature and checksum(s) are valid.
+/// physical address of the first candidate whose signature and checksum(s) are valid, else
+/// of the first whose ACPI 1.0 part is (its revision 2+ part broken: [`crate::parse`] then
+/// uses its RSDT), in one pass.
 pub fn find_rsdp_bios(mem: &impl PhysMemory) -> Option<u64> {
     let ebda = fetch(mem, 0x40E, 2)
         .and_then(|b| read_u16(b, 0))
         .map(|seg| u64::from(seg) << 4)
         .filter(|&a| a != 0);
     let ebda_scan = ebda.into_iter().flat_map(|a| (a..a + 1024).step_by(16));
-    ebda_scan
-        .chain((0xE_0000..0x10_0000).step_by(16))
-        .find(|&a| is_rsdp_candidate(mem, a) && check(mem, a).is_ok())
+    let mut acpi1_part_only = None;
+    let candidates = ebda_scan.chain((0xE_0000..0x10_0000).step_by(16));
+    for address in candidates.filter(|&a| is_rsdp_candidate(mem, a)) {
+        match check(mem, address) {
+            Ok(rsdp) if rsdp.v2_error.is_none() => return Some(address),
+            Ok(_) => _ = acpi1_part_only.get_or_insert(address),
+            Err(_) => {}
+        }
+    }
+    acpi1_part_only
 }
 
 /// Cheap pre-check before the full [`check`]: the signature's first byte is there.

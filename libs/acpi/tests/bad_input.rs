@@ -168,7 +168,60 @@ fn rsdp_v2_length_and_extended_checksum() {
         parse(&mem, 0xE0000).unwrap_err(),
         AcpiError::RsdpBadExtendedChecksum { address: 0xE0000 }
     );
-    assert_eq!(find_rsdp_bios(&mem), None);
+}
+
+#[test]
+fn a_broken_revision_2_part_leaves_the_rsdt_in_use() {
+    let madt = table(b"APIC", 1, &madt_body(&[lapic(0, 0, 1), lapic(1, 1, 1)]));
+    let rsdt = table(b"RSDT", 1, &rsdt_body(&[0x3000]));
+    let with_rsdp = |rsdp: Vec<u8>| {
+        SparseMemory::new()
+            .with(0xE0000, rsdp)
+            .unwrap()
+            .with(0x2000, rsdt.clone())
+            .unwrap()
+            .with(0x3000, madt.clone())
+            .unwrap()
+    };
+    let mut length_0 = rsdp_v2(0x2000, 0x1000);
+    length_0[20..24].copy_from_slice(&0u32.to_le_bytes());
+    fix_checksum(&mut length_0, 32);
+    let mut bad_extended_checksum = rsdp_v2(0x2000, 0x1000);
+    bad_extended_checksum[33] = 1;
+    // A Multiboot2 tag 14 copy of a revision 2 RSDP: its first 20 bytes only.
+    let acpi1_copy = rsdp_v2(0x2000, 0x1000)[..20].to_vec();
+    let cases = [
+        (
+            length_0,
+            AcpiError::RsdpBadLength {
+                address: 0xE0000,
+                length: 0,
+            },
+        ),
+        (
+            bad_extended_checksum,
+            AcpiError::RsdpBadExtendedChecksum { address: 0xE0000 },
+        ),
+        (acpi1_copy, AcpiError::RsdpUnreadable { address: 0xE0000 }),
+    ];
+    for (rsdp, error) in cases {
+        let info = parse(&with_rsdp(rsdp), 0xE0000).unwrap();
+        assert_eq!((info.revision, info.root_table), (2, 0x2000));
+        assert_eq!(info.local_apics().len(), 2, "the MADT is read");
+        let warnings: Vec<_> = info.warnings().collect();
+        assert_eq!(warnings, [Warning::BadXsdt(error)]);
+        assert!(warnings[0].to_string().contains("using the RSDT"));
+    }
+}
+
+#[test]
+fn the_bios_scan_prefers_a_whole_rsdp_to_one_whose_revision_2_part_is_broken() {
+    let mut broken = rsdp_v2(0x2000, 0x1000);
+    broken[33] = 1;
+    let mem = SparseMemory::new().with(0xE0000, broken.clone()).unwrap();
+    assert_eq!(find_rsdp_bios(&mem), Some(0xE0000), "its RSDT is usable");
+    let mem = mem.with(0xE0040, rsdp_v2(0x2000, 0x1000)).unwrap();
+    assert_eq!(find_rsdp_bios(&mem), Some(0xE0040));
 }
 
 #[test]
