@@ -5,7 +5,10 @@
 //! While a register holds all ones the device would decode a bogus window, so the
 //! command register's memory and I/O decode bits are cleared before the first write and
 //! the original command value is restored after the last one (also when an access fails
-//! half-way). A 64-bit register is probed in both halves, so windows above 4 GiB (where
+//! half-way). A host bridge (class 06.00) is the exception: its command register is not
+//! written, and its registers are sized with decoding as it was, as Linux does (its
+//! `mmio_always_on` quirk), since on some chipsets the host bridge's memory decode bit
+//! routes RAM or MMIO the machine is using. A 64-bit register is probed in both halves, so windows above 4 GiB (where
 //! OVMF puts large BARs) come out with their full address and size.
 
 use core::fmt;
@@ -112,12 +115,17 @@ pub enum BarSlot {
 
 /// Sizes the base address registers of the function whose header is `header` (six for
 /// a device, two for a PCI-to-PCI bridge, none otherwise), with decoding turned off
-/// while the registers hold all ones (module documentation). Addresses are those in
-/// `header`; every register and the command register end as they were.
+/// while the registers hold all ones, but on a host bridge (module documentation).
+/// Addresses are those in `header`; every register and the command register end as they
+/// were.
 pub fn probe_bars(cs: &mut impl ConfigSpace, header: &Header) -> Result<[BarSlot; 6], PciError> {
     let mut slots = [BarSlot::Unused; 6];
     let count = usize::from(header.bar_count());
     if count == 0 {
+        return Ok(slots);
+    }
+    if matches!(header.class(), (6, 0, _)) {
+        size_all(cs, header, count, &mut slots)?;
         return Ok(slots);
     }
     let address = header.address;

@@ -265,8 +265,9 @@ pub struct Function {
 }
 
 impl Function {
-    /// Reads, sizes (see [`probe_bars`]: this writes the BARs and the command register,
-    /// restoring both) and decodes the function whose header is `header`.
+    /// Reads, sizes (see [`probe_bars`]: this writes the BARs and, but on a host bridge,
+    /// the command register, restoring both) and decodes the function whose header is
+    /// `header`.
     pub fn describe(cs: &mut impl ConfigSpace, header: Header) -> Result<Self, PciError> {
         let bars = probe_bars(cs, &header)?;
         let capabilities = Capabilities::read(cs, &header, &bars);

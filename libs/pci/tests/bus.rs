@@ -25,6 +25,8 @@ struct Sim {
     devs: BTreeMap<Address, Dev>,
     /// All-ones BAR writes made while the function decoded memory or I/O.
     decoding_writes: u32,
+    /// Every value written to a command register, in order.
+    command_writes: Vec<(Address, u16)>,
 }
 
 fn at(bus: u8, device: u8, function: u8) -> Address {
@@ -95,7 +97,10 @@ impl ConfigSpace for Sim {
             return Ok(());
         }
         match i {
-            1 => dev.regs[1] = (dev.regs[1] & 0xFFFF_0000) | (value & 0xFFFF),
+            1 => {
+                self.command_writes.push((a, value as u16));
+                dev.regs[1] = (dev.regs[1] & 0xFFFF_0000) | (value & 0xFFFF);
+            }
             4..=9 => {
                 if value == u32::MAX && dev.regs[1] & 3 != 0 {
                     self.decoding_writes += 1;
@@ -270,6 +275,39 @@ fn sizes_bars_with_decode_off_and_restores_everything() {
         text.contains("bar2 mem64 0x800000000 size 0x100000000 prefetchable"),
         "{text}"
     );
+}
+
+#[test]
+fn a_host_bridge_is_sized_with_its_decode_left_on() {
+    let mut sim = Sim::default();
+    let host = at(0, 0, 0);
+    sim.add(host, 0x1450_1022, 0x0600_0000, 0)
+        .bar(0, 0xfe00_0000, 0xFFF0_0000); // 1 MiB mem32
+    let isa = at(0, 0x1f, 0);
+    sim.add(isa, 0x2918_8086, 0x0601_0000, 0)
+        .bar(0, 0xfed0_0000, 0xFFFF_F000);
+    let before = sim.devs[&host].regs;
+    let h = header(&sim, host);
+    let bars = probe_bars(&mut sim, &h).unwrap();
+    let mem32 = BarKind::Memory32 {
+        prefetchable: false,
+    };
+    let sized = Bar {
+        kind: mem32,
+        address: 0xfe00_0000,
+        size: 0x10_0000,
+    };
+    assert_eq!(bars[0], BarSlot::Bar(sized));
+    assert_eq!(
+        sim.command_writes,
+        [],
+        "a host bridge's command register written"
+    );
+    assert_eq!(sim.devs[&host].regs, before, "registers not restored");
+    // Any other bridge (here an ISA bridge, class 06.01) has its decode turned off.
+    let h = header(&sim, isa);
+    probe_bars(&mut sim, &h).unwrap();
+    assert_eq!(sim.command_writes, [(isa, 0), (isa, 3)]);
 }
 
 #[test]
