@@ -22,7 +22,9 @@ pub const PVH_MAGIC: u32 = 0x336e_c578;
 /// Value of EAX at a Multiboot2 entry.
 pub const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
 
-/// How many memory map regions [`BootInfo`] holds (adjacent regions of one kind are merged).
+/// How many memory map regions [`BootInfo`] holds (adjacent regions of one kind are merged;
+/// past it, usable ones are left out: [`BootInfoWarning::RegionsLeftOut`]). At most the
+/// kernel's `rexo_memmap::MemoryMap::CAPACITY`, which takes them all.
 pub const MAX_REGIONS: usize = 128;
 /// How many modules [`BootInfo`] holds.
 pub const MAX_MODULES: usize = 16;
@@ -227,8 +229,6 @@ pub enum BootInfoError {
         /// The bytes after its 16-byte head (tag header, entry size and version).
         body_size: u32,
     },
-    /// More distinct memory map regions than [`MAX_REGIONS`].
-    TooManyRegions,
     /// More modules than [`MAX_MODULES`].
     TooManyModules {
         /// How many the loader says.
@@ -288,7 +288,6 @@ impl fmt::Display for BootInfoError {
                 "Multiboot2 memory map tag type {tag_type} has entries of {entry_size} bytes \
                  in a body of {body_size}: not one whole entry"
             ),
-            Self::TooManyRegions => write!(f, "more than {MAX_REGIONS} memory map regions"),
             Self::TooManyModules { count } => {
                 write!(f, "{count} modules, at most {MAX_MODULES} supported")
             }
@@ -311,6 +310,16 @@ pub enum BootInfoWarning {
         /// Its length as the loader gave it (`u64::MAX` for an EFI page count past it).
         len: u64,
     },
+    /// More distinct memory map regions than [`MAX_REGIONS`]: usable regions were left
+    /// out, the smallest first, to keep every other kind (a reserved range inside RAM must
+    /// stay reserved). Their RAM goes unused: a range the map does not list is no RAM to
+    /// the kernel. (Only a map without usable RAM left to give way loses another kind.)
+    RegionsLeftOut {
+        /// How many regions were left out.
+        regions: u32,
+        /// The bytes of usable RAM among them.
+        usable_bytes: u64,
+    },
     /// A Multiboot2 memory map tag (type 6 or 17) whose body ends in part of an entry:
     /// that part is dropped.
     PartialMapEntry {
@@ -329,6 +338,15 @@ impl fmt::Display for BootInfoWarning {
             Self::RegionPastAddressSpace { start, len } => write!(
                 f,
                 "memory map region at {start:#x} of {len:#x} bytes runs past 2^64: cut there"
+            ),
+            Self::RegionsLeftOut {
+                regions,
+                usable_bytes,
+            } => write!(
+                f,
+                "more than {MAX_REGIONS} memory map regions: {regions} left out, the smallest \
+                 usable ones first ({} KiB of RAM unused)",
+                usable_bytes >> 10
             ),
             Self::PartialMapEntry {
                 tag_type,
@@ -427,8 +445,9 @@ impl<'a> BootInfo<'a> {
     /// One whose end is past the address space is cut at its top (with a warning; one
     /// ending exactly at 2^64 is cut there too, since a `u64` end cannot say 2^64, but
     /// silently); empty regions (also what a cut leaves of one that starts at the top)
-    /// are dropped.
-    fn push_region(&mut self, mut region: RawRegion) -> Result<(), BootInfoError> {
+    /// are dropped. Past [`MAX_REGIONS`] the smallest usable region, kept or this one,
+    /// is left out ([`Self::make_room`]).
+    fn push_region(&mut self, mut region: RawRegion) {
         let room = u64::MAX - region.start;
         if region.len > room {
             // `len` is at least 1 here, and `len - 1 == room` ends exactly at 2^64.
@@ -441,7 +460,7 @@ impl<'a> BootInfo<'a> {
             region.len = room;
         }
         if region.len == 0 {
-            return Ok(());
+            return;
         }
         if let Some(last) = self
             .regions
@@ -452,15 +471,52 @@ impl<'a> BootInfo<'a> {
             && let Some(len) = last.len.checked_add(region.len)
         {
             last.len = len;
-            return Ok(());
+            return;
         }
-        let slot = self
-            .memory_map
-            .get_mut(self.regions)
-            .ok_or(BootInfoError::TooManyRegions)?;
-        *slot = region;
-        self.regions += 1;
-        Ok(())
+        if self.regions == MAX_REGIONS && !self.make_room(region) {
+            return;
+        }
+        if let Some(slot) = self.memory_map.get_mut(self.regions) {
+            *slot = region;
+            self.regions += 1;
+        }
+    }
+
+    /// Makes room in the full map for `region` by leaving out the smallest usable region
+    /// kept, if `region` is not usable or larger; else leaves `region` out. Either way
+    /// warns of it, and returns whether there is room now. A region of any other kind is
+    /// kept as long as a usable one is left to give way: leaving out RAM is safe (it goes
+    /// unused), leaving out a reserved range inside RAM is not. When none is left (the map
+    /// holds no usable RAM, too little to boot on), `region` is left out whatever its
+    /// kind: no usable region can overlap it then.
+    fn make_room(&mut self, region: RawRegion) -> bool {
+        let smallest = (self.memory_map().iter().enumerate())
+            .filter(|(_, kept)| kept.kind == RawKind::Usable)
+            .min_by_key(|(_, kept)| kept.len)
+            .map(|(index, kept)| (index, kept.len));
+        let (usable, room) = match smallest {
+            Some((index, len)) if region.kind != RawKind::Usable || len < region.len => {
+                self.memory_map.copy_within(index + 1.., index);
+                self.regions -= 1;
+                (len, true)
+            }
+            _ if region.kind == RawKind::Usable => (region.len, false),
+            _ => (0, false),
+        };
+        match &mut self.warning {
+            Some(BootInfoWarning::RegionsLeftOut {
+                regions,
+                usable_bytes,
+            }) => {
+                *regions = regions.saturating_add(1);
+                *usable_bytes = usable_bytes.saturating_add(usable);
+            }
+            _ => self.warn(BootInfoWarning::RegionsLeftOut {
+                regions: 1,
+                usable_bytes: usable,
+            }),
+        }
+        room
     }
 
     /// Records `warning` unless an earlier one is recorded.

@@ -184,7 +184,7 @@ pub fn parse_multiboot2<'a>(
                 start,
                 len,
                 kind: RawKind::from_e820(kind),
-            })?;
+            });
         }
     } else if let Some((tag, desc_size)) = efi_mmap {
         for d in map_entries(&mut boot, tag, desc_size)? {
@@ -204,7 +204,7 @@ pub fn parse_multiboot2<'a>(
                 start,
                 len,
                 kind: efi_kind(kind),
-            })?;
+            });
         }
     } else if let Some((lower, upper)) = meminfo {
         let kib = |k: u32| u64::from(k) * 1024;
@@ -212,12 +212,12 @@ pub fn parse_multiboot2<'a>(
             start: 0,
             len: kib(lower),
             kind: RawKind::Usable,
-        })?;
+        });
         boot.push_region(RawRegion {
             start: 0x10_0000,
             len: kib(upper),
             kind: RawKind::Usable,
-        })?;
+        });
     } else {
         return Err(BootInfoError::NoMemoryMap);
     }

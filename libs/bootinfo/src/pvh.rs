@@ -66,7 +66,7 @@ pub fn parse_pvh<'a>(
             start,
             len,
             kind: RawKind::from_e820(kind),
-        })?;
+        });
     }
 
     if cmdline != 0 {

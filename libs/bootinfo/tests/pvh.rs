@@ -1,8 +1,8 @@
 //! Synthetic PVH `hvm_start_info` structures.
 
 use rexo_bootinfo::{
-    BootInfoError, BootInfoWarning, MAX_MODULES, MAX_STRING, Module, PVH_MAGIC, Protocol, RawKind,
-    RawRegion, StringKind, StringProblem, Structure, parse_pvh,
+    BootInfoError, BootInfoWarning, MAX_MODULES, MAX_REGIONS, MAX_STRING, Module, PVH_MAGIC,
+    Protocol, RawKind, RawRegion, StringKind, StringProblem, Structure, parse_pvh,
 };
 use rexo_physmem::SparseMemory;
 
@@ -288,16 +288,74 @@ fn a_null_module_list_with_a_count_is_refused() {
     );
 }
 
+/// A map of `count` contiguous regions alternating usable (of 1 to 7 pages, in a
+/// scrambled order) and reserved (one page), from address 0.
+fn alternating_map(count: u64) -> Vec<RawRegion> {
+    let mut start = 0;
+    (0..count)
+        .map(|i| {
+            let (len, kind) = if i % 2 == 0 {
+                ((i * 5 % 7 + 1) * 0x1000, RawKind::Usable)
+            } else {
+                (0x1000, RawKind::Reserved)
+            };
+            start += len;
+            RawRegion {
+                start: start - len,
+                len,
+                kind,
+            }
+        })
+        .collect()
+}
+
+/// The memory map and the warning a PVH start info with `regions` gives.
+fn parse_map(regions: &[RawRegion]) -> (Vec<RawRegion>, Option<BootInfoWarning>) {
+    let entries = regions.iter().map(|r| {
+        let kind = if r.kind == RawKind::Usable { 1 } else { 2 };
+        map_entry(r.start, r.len, kind)
+    });
+    let mem = only_a_map(entries.collect::<Vec<_>>().concat(), regions.len() as u32);
+    let info = parse_pvh(&mem, SI).unwrap();
+    (info.memory_map().to_vec(), info.warning)
+}
+
 #[test]
-fn too_many_regions() {
-    let map: Vec<u8> = (0..129u64)
-        .flat_map(|i| map_entry(i * 0x2000, 0x1000, 1))
+fn past_max_regions_the_smallest_usable_ones_are_left_out_and_every_other_kept() {
+    // 200 regions: 100 reserved, 100 usable, of which the 28 largest fit beside them.
+    let given = alternating_map(200);
+    let (map, warning) = parse_map(&given);
+    let mut usable: Vec<&RawRegion> = given.iter().filter(|r| r.kind == RawKind::Usable).collect();
+    // In the order they are left out: the smallest first, of equals the later one.
+    usable.sort_by_key(|r| (r.len, std::cmp::Reverse(r.start)));
+    let (left_out, kept) = usable.split_at(100 - (MAX_REGIONS - 100));
+    let expected: Vec<RawRegion> = given
+        .iter()
+        .filter(|r| r.kind == RawKind::Reserved || kept.contains(r))
+        .copied()
         .collect();
-    let mem = only_a_map(map, 129);
-    assert_eq!(
-        parse_pvh(&mem, SI).unwrap_err(),
-        BootInfoError::TooManyRegions
+    assert_eq!(map.len(), MAX_REGIONS);
+    assert_eq!(map, expected, "every reserved region, in order");
+    let expected_warning = BootInfoWarning::RegionsLeftOut {
+        regions: left_out.len() as u32,
+        usable_bytes: left_out.iter().map(|r| r.len).sum(),
+    };
+    assert_eq!(warning, Some(expected_warning));
+    let text = expected_warning.to_string();
+    assert!(
+        text.contains("128 memory map regions: 72 left out"),
+        "{text}"
     );
+
+    // 300 regions: the 150 reserved ones alone are more than fit; once no usable region
+    // is left to give way, the later ones are left out and the map holds no RAM at all.
+    let (map, warning) = parse_map(&alternating_map(300));
+    assert_eq!(map.len(), MAX_REGIONS);
+    assert!(map.iter().all(|r| r.kind == RawKind::Reserved));
+    let Some(BootInfoWarning::RegionsLeftOut { regions, .. }) = warning else {
+        panic!("no warning: {warning:?}");
+    };
+    assert_eq!(regions, 300 - MAX_REGIONS as u32);
 }
 
 #[test]
