@@ -317,12 +317,12 @@ fn start_other_cores(bsp_apic_id: u32, limit: Option<usize>) -> Option<smp::Star
         return None;
     };
     // The other cores' APIC ids in MADT order, from slot 1 (slot 0: the boot core). An
-    // xAPIC's ICR names 8-bit ids: a larger id would reach another core.
+    // id the ICR cannot hold, or the broadcast id, would send INIT to other cores.
     let (mut targets, mut present) = ([0u32; percpu::MAX_CORES], 1);
     for lapic in acpi.local_apics().iter().filter(|l| l.enabled) {
-        if !apic::is_x2apic() && lapic.apic_id > 0xFF {
+        if let Err(why) = rexo_acpi::ipi_destination(lapic.apic_id, apic::is_x2apic()) {
             log::warn!(
-                "smp: core with APIC id {} not started: xAPIC mode",
+                "smp: core with APIC id {} not started: {why}",
                 lapic.apic_id
             );
         } else if lapic.apic_id != bsp_apic_id {

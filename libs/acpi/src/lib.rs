@@ -8,9 +8,11 @@
 //! RSDP (its ACPI 1.0 part, or its revision 2+ part without an RSDT to fall back on) or
 //! root table is an [`AcpiError`]; everything else that is wrong is skipped and
 //! recorded in [`AcpiInfo::warnings`]. All lists have fixed capacities (see the `MAX_*`
-//! constants); entries past a capacity are dropped with a warning.
+//! constants); entries past a capacity are dropped with a warning. [`ipi_destination`]
+//! says which of the MADT's local APIC ids an interrupt can name alone.
 #![cfg_attr(target_os = "none", no_std)]
 
+mod destination;
 mod fadt;
 mod info;
 mod madt;
@@ -21,6 +23,7 @@ use core::fmt;
 
 use rexo_physmem::{PhysMemory, read_array, read_u32, read_u64};
 
+pub use destination::{Unaddressable, ipi_destination};
 pub use fadt::{AddressSpace, BootArch, Fadt, GenericAddress, PmTimer, ResetRegister};
 pub use info::{
     AcpiInfo, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, Hpet, InterruptOverride, IoApic, IsaRoute,

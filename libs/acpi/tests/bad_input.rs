@@ -5,8 +5,8 @@ mod common;
 use common::*;
 use rexo_acpi::{
     AcpiError, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, MAX_IO_APICS, MAX_LOCAL_APICS, MAX_OVERRIDES,
-    MAX_TABLES, MAX_WARNINGS, Signature, Warning, find_rsdp_bios, io_apic_entries, io_apic_serves,
-    parse,
+    MAX_TABLES, MAX_WARNINGS, Signature, Unaddressable, Warning, find_rsdp_bios, io_apic_entries,
+    io_apic_serves, ipi_destination, parse,
 };
 use rexo_physmem::SparseMemory;
 use rexo_testkit::Rng;
@@ -468,6 +468,20 @@ fn an_io_apic_near_the_last_gsi_serves_only_its_own() {
         !io_apic_serves(0, 0, 0),
         "an IO-APIC without entries serves nothing"
     );
+}
+
+#[test]
+fn no_interrupt_names_a_core_by_the_broadcast_id() {
+    use Unaddressable::{Broadcast, TooWide};
+    // xAPIC: 8 bits, of which 0xFF reaches every core (an INIT to it resets the boot core).
+    assert_eq!(ipi_destination(0xFE, false), Ok(0xFE));
+    assert_eq!(ipi_destination(0xFF, false), Err(Broadcast));
+    assert_eq!(ipi_destination(0x100, false), Err(TooWide));
+    // x2APIC: 32 bits, of which all ones is the broadcast.
+    assert_eq!(ipi_destination(0xFF, true), Ok(0xFF));
+    assert_eq!(ipi_destination(0x1_0000, true), Ok(0x1_0000));
+    assert_eq!(ipi_destination(u32::MAX, true), Err(Broadcast));
+    assert!(Broadcast.to_string().contains("broadcast"));
 }
 
 #[test]
