@@ -76,9 +76,11 @@ pub fn mask_isa_irq(irq: u8) {
 static LINES: rexo_devio::LineWaiters = rexo_devio::LineWaiters::new();
 
 /// Records core `core` as waiting on ISA IRQ `irq`, then routes the line to its wake
-/// vector on that core, unmasked.
+/// vector on that core, unmasked. Refused for a core the IO-APIC's 8-bit destination
+/// cannot name alone (`rexo_acpi::interrupt_destination`).
 pub fn arm_line(irq: u8, core: usize) -> Result<(), &'static str> {
     let apic = (core < crate::smp_cores()).then(|| percpu::core(core).apic_id.load(Relaxed));
+    let apic = apic.and_then(|id| rexo_acpi::interrupt_destination(id).ok());
     let (apic, (route, io)) = (apic.ok_or("a route to that core")?, isa_route(irq)?);
     LINES.add(irq, core)?;
     io.route(route, FIRST_LINE_VECTOR + irq, apic);

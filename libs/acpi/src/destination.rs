@@ -5,7 +5,7 @@
 use core::fmt;
 
 /// The xAPIC broadcast id: an 8-bit physical destination of all ones names every core
-/// (Intel SDM vol. 3A, 10.6.2.1).
+/// (Intel SDM vol. 3A, 10.6.2.1), in an IPI, an IO-APIC redirection entry or an MSI.
 const XAPIC_BROADCAST: u32 = 0xFF;
 /// The x2APIC broadcast id (SDM vol. 3A, 10.12.9).
 const X2APIC_BROADCAST: u32 = u32::MAX;
@@ -37,4 +37,12 @@ pub fn ipi_destination(apic_id: u32, x2apic: bool) -> Result<u32, Unaddressable>
         (false, 0x100..) => Err(Unaddressable::TooWide),
         _ => Ok(apic_id),
     }
+}
+
+/// The 8-bit destination an IO-APIC redirection entry or an MSI address names the core
+/// with local APIC id `apic_id` by: their fields hold 8 bits whatever the APIC mode
+/// (without interrupt remapping), and 0xFF is the broadcast.
+pub fn interrupt_destination(apic_id: u32) -> Result<u8, Unaddressable> {
+    let id = ipi_destination(apic_id, false)?;
+    u8::try_from(id).map_err(|_| Unaddressable::TooWide)
 }

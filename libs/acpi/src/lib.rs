@@ -9,7 +9,8 @@
 //! root table is an [`AcpiError`]; everything else that is wrong is skipped and
 //! recorded in [`AcpiInfo::warnings`]. All lists have fixed capacities (see the `MAX_*`
 //! constants); entries past a capacity are dropped with a warning. [`ipi_destination`]
-//! says which of the MADT's local APIC ids an interrupt can name alone.
+//! and [`interrupt_destination`] say which of the MADT's local APIC ids an interrupt can
+//! name alone.
 #![cfg_attr(target_os = "none", no_std)]
 
 mod destination;
@@ -23,7 +24,7 @@ use core::fmt;
 
 use rexo_physmem::{PhysMemory, read_array, read_u32, read_u64};
 
-pub use destination::{Unaddressable, ipi_destination};
+pub use destination::{Unaddressable, interrupt_destination, ipi_destination};
 pub use fadt::{AddressSpace, BootArch, Fadt, GenericAddress, PmTimer, ResetRegister};
 pub use info::{
     AcpiInfo, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, Hpet, InterruptOverride, IoApic, IsaRoute,

@@ -5,8 +5,8 @@ mod common;
 use common::*;
 use rexo_acpi::{
     AcpiError, Capacity, DEFAULT_LOCAL_APIC_ADDRESS, MAX_IO_APICS, MAX_LOCAL_APICS, MAX_OVERRIDES,
-    MAX_TABLES, MAX_WARNINGS, Signature, Unaddressable, Warning, find_rsdp_bios, io_apic_entries,
-    io_apic_serves, ipi_destination, parse,
+    MAX_TABLES, MAX_WARNINGS, Signature, Unaddressable, Warning, find_rsdp_bios,
+    interrupt_destination, io_apic_entries, io_apic_serves, ipi_destination, parse,
 };
 use rexo_physmem::SparseMemory;
 use rexo_testkit::Rng;
@@ -482,6 +482,18 @@ fn no_interrupt_names_a_core_by_the_broadcast_id() {
     assert_eq!(ipi_destination(0x1_0000, true), Ok(0x1_0000));
     assert_eq!(ipi_destination(u32::MAX, true), Err(Broadcast));
     assert!(Broadcast.to_string().contains("broadcast"));
+}
+
+#[test]
+fn an_io_apic_or_msi_destination_names_8_bit_ids_only_whatever_the_apic_mode() {
+    use Unaddressable::{Broadcast, TooWide};
+    assert_eq!(interrupt_destination(0), Ok(0));
+    assert_eq!(interrupt_destination(0xFE), Ok(0xFE));
+    assert_eq!(interrupt_destination(0xFF), Err(Broadcast));
+    // An x2APIC id past 8 bits: cut to them it would name another core or every core.
+    assert_eq!(interrupt_destination(0x101), Err(TooWide));
+    assert_eq!(interrupt_destination(0x1FF), Err(TooWide));
+    assert!(TooWide.to_string().contains("8 bits"));
 }
 
 #[test]

@@ -262,11 +262,12 @@ impl IoApic {
     }
 
     /// Routes the GSI of `route` (which this IO-APIC must serve) to `vector` on the core
-    /// with APIC id `apic_id`, unmasked, with its polarity and trigger mode.
-    pub fn route(&self, route: rexo_acpi::IsaRoute, vector: u8, apic_id: u32) {
+    /// the 8-bit physical destination `apic_id` names, unmasked, with its polarity and
+    /// trigger mode.
+    pub fn route(&self, route: rexo_acpi::IsaRoute, vector: u8, apic_id: u8) {
         let entry = 0x10 + 2 * (route.gsi - self.gsi_base);
         let flags = u32::from(route.active_low) << 13 | u32::from(route.level) << 15;
-        self.write(entry + 1, apic_id << 24);
+        self.write(entry + 1, u32::from(apic_id) << 24);
         self.write(entry, u32::from(vector) | flags);
     }
 
