@@ -178,8 +178,8 @@ unsafe impl rexo_devio::Platform for DriverPlatform {
     fn wake_message(&self, core: usize) -> Option<(u64, u32)> {
         ROUTED.record(crate::arch::percpu::core_index(), VECTOR_WAKE);
         let core = (core < crate::smp_cores()).then(|| crate::arch::percpu::core(core))?;
-        let apic = core.apic_id.load(Ordering::Relaxed);
-        (apic < 256).then(|| (0xFEE0_0000 | u64::from(apic) << 12, u32::from(VECTOR_WAKE)))
+        let apic = rexo_acpi::interrupt_destination(core.apic_id.load(Ordering::Relaxed)).ok()?;
+        Some((0xFEE0_0000 | u64::from(apic) << 12, u32::from(VECTOR_WAKE)))
     }
 
     fn wake_core(&self, core: usize) {
