@@ -53,6 +53,11 @@ const CFG_COMMON: u8 = 1;
 const CFG_NOTIFY: u8 = 2;
 /// `cfg_type` of the device-specific configuration structure.
 const CFG_DEVICE: u8 = 4;
+/// Bytes of a `virtio_pci_cap` (spec 4.1.4).
+const CAP_LEN: u8 = 16;
+/// Bytes of a `virtio_pci_notify_cap`: a `virtio_pci_cap` and `notify_off_multiplier`
+/// after it (spec 4.1.4.4).
+const NOTIFY_CAP_LEN: u8 = CAP_LEN + 4;
 /// The most capability entries that fit after the 64-byte header (192 bytes / 4).
 const MAX_CAPABILITIES: usize = 48;
 
@@ -136,21 +141,22 @@ impl VendorCap {
     /// Decodes a capability from its first four dwords (`words[0]` at the capability's
     /// offset): `cap_vndr, cap_next, cap_len, cfg_type`, then `bar, id, padding`, then
     /// `offset`, then `length`. `None` when it is not a virtio structure one can use
-    /// (too short, a BAR number past 5: reserved, spec 4.1.4; or a common or device
-    /// configuration offset not 4-byte aligned, or a notification one not 2-byte
-    /// aligned, as 4.1.4.3.1, 4.1.4.6.1 and 4.1.4.4.1 require: their registers would be
-    /// misaligned).
+    /// (shorter than a `virtio_pci_cap`, or a notification capability shorter than its
+    /// 20 bytes, whose `notify_off_multiplier` would be read from past its end; a BAR
+    /// number past 5: reserved, spec 4.1.4; or a common or device configuration offset
+    /// not 4-byte aligned, or a notification one not 2-byte aligned, as 4.1.4.3.1,
+    /// 4.1.4.6.1 and 4.1.4.4.1 require: their registers would be misaligned).
     pub fn decode(words: [u32; 4]) -> Option<Self> {
         let cap_len = (words[0] >> 16) as u8;
         let cfg_type = (words[0] >> 24) as u8;
         let bar = words[1] as u8;
         let offset = words[2];
-        let alignment = match cfg_type {
-            CFG_COMMON | CFG_DEVICE => 4,
-            CFG_NOTIFY => 2,
-            _ => 1,
+        let (alignment, min_len) = match cfg_type {
+            CFG_COMMON | CFG_DEVICE => (4, CAP_LEN),
+            CFG_NOTIFY => (2, NOTIFY_CAP_LEN),
+            _ => (1, CAP_LEN),
         };
-        (cap_len >= 16 && bar <= 5 && offset.is_multiple_of(alignment)).then_some(Self {
+        (cap_len >= min_len && bar <= 5 && offset.is_multiple_of(alignment)).then_some(Self {
             cfg_type,
             bar,
             offset,
@@ -880,6 +886,10 @@ mod tests {
         assert_eq!(VendorCap::decode([0x0214_5009, 4, 0x1001, 0x1000]), None);
         let notify = VendorCap::decode([0x0214_5009, 4, 0x1002, 0x1000]).unwrap();
         assert_eq!((notify.cfg_type, notify.offset), (CFG_NOTIFY, 0x1002));
+        // A notification capability of 16 bytes has no notify_off_multiplier: the
+        // dword after it is the next capability's, or past the list.
+        assert_eq!(VendorCap::decode([0x0210_5009, 4, 0x1002, 0x1000]), None);
+        assert_eq!(VendorCap::decode([0x0213_5009, 4, 0x1002, 0x1000]), None);
         // The ISR status (type 3) is a byte: any offset.
         assert!(VendorCap::decode([0x0310_5009, 4, 0x3001, 1]).is_some());
     }
