@@ -199,6 +199,26 @@ pub fn promised<T>(
     }
 }
 
+/// Where the device configuration starts in a legacy I/O BAR 0 of `bar_len` ports with
+/// MSI-X on (`msix`) or off, and how many of its bytes the BAR holds: (offset, length).
+/// [`DeviceError::BadBar`] when the BAR ends before the configuration starts: a register
+/// of the legacy header (spec 4.1.4.8: 20 bytes, 24 with the two MSI-X vector registers)
+/// would lie outside the port window, whose every access is bounds-checked.
+pub fn legacy_layout(bar_len: u16, msix: bool) -> Result<(u16, u16), DeviceError> {
+    let config = if msix {
+        LEGACY_CONFIG_MSIX
+    } else {
+        LEGACY_CONFIG
+    };
+    match bar_len.checked_sub(config) {
+        Some(config_len) => Ok((config, config_len)),
+        None => Err(DeviceError::BadBar {
+            index: 0,
+            why: "too small for the legacy virtio header (20 bytes, 24 with MSI-X)",
+        }),
+    }
+}
+
 /// The virtio structures a function's capability list names (the first usable one of
 /// each type, as spec 4.1.4.1 asks).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -356,22 +376,19 @@ impl Transport {
         Some(windows())
     }
 
-    /// The legacy transport of a transitional device.
+    /// The legacy transport of a transitional device; [`DeviceError::BadBar`] when its
+    /// I/O BAR 0 is too small for the legacy header ([`legacy_layout`]).
     fn legacy(function: &DeviceFunction) -> Result<Self, DeviceError> {
         let ports = function.ports(0)?;
-        let config = if msix_enabled(function)? {
-            LEGACY_CONFIG_MSIX
-        } else {
-            LEGACY_CONFIG
-        };
         let bar_len = match function.function().bars[0] {
             BarSlot::Bar(bar) => u16::try_from(bar.size).unwrap_or(u16::MAX),
             _ => 0,
         };
+        let (config, config_len) = legacy_layout(bar_len, msix_enabled(function)?)?;
         Ok(Self::Legacy {
             ports,
             config,
-            config_len: bar_len.saturating_sub(config),
+            config_len,
         })
     }
 
@@ -932,6 +949,25 @@ mod tests {
         assert!(!config_holds(7, 6, 2));
         assert!(!config_holds(6, 0, 8));
         assert!(!config_holds(usize::MAX, usize::MAX, 1));
+    }
+
+    /// A transitional device whose I/O BAR 0 is smaller than the legacy header is
+    /// refused: its registers past the BAR (the status at 0x12, the queue vector at 0x16
+    /// with MSI-X) were reached all the same, and the port window's bounds check
+    /// panicked the kernel at probe.
+    #[test]
+    fn a_legacy_bar_too_small_for_the_header_is_refused() {
+        let too_small = Err(DeviceError::BadBar {
+            index: 0,
+            why: "too small for the legacy virtio header (20 bytes, 24 with MSI-X)",
+        });
+        for (bar_len, msix) in [(0, false), (16, false), (16, true), (20, true), (23, true)] {
+            assert_eq!(legacy_layout(bar_len, msix), too_small, "{bar_len} {msix}");
+        }
+        assert_eq!(legacy_layout(20, false), Ok((LEGACY_CONFIG, 0)));
+        assert_eq!(legacy_layout(24, true), Ok((LEGACY_CONFIG_MSIX, 0)));
+        assert_eq!(legacy_layout(32, true), Ok((LEGACY_CONFIG_MSIX, 8)));
+        assert_eq!(legacy_layout(64, false), Ok((LEGACY_CONFIG, 44)));
     }
 
     #[test]
