@@ -45,6 +45,18 @@ pub const STATUS_FAILED: u8 = 128;
 /// Feature bit: the device follows virtio 1.x (spec 6); required on the modern transport.
 pub const F_VERSION_1: u64 = 1 << 32;
 
+/// Feature bit: the device's memory accesses go through the platform's address
+/// translation (spec 6.1; an IOMMU, when the platform has one). Accepted whenever
+/// offered: the kernel turns no IOMMU on, so the physical addresses the driver gives are
+/// the bus addresses the device must use.
+const F_ACCESS_PLATFORM: u64 = 1 << 33;
+/// Feature bit: the device needs the barriers a hardware device needs (spec 6.1).
+/// Accepted whenever offered: [`rexo_devio::barrier`] is a full fence (`mfence`).
+const F_ORDER_PLATFORM: u64 = 1 << 36;
+/// What a hardware virtio device offers and may refuse FEATURES_OK without (spec 6.1:
+/// the driver SHOULD accept both): accepted on the modern transport when offered.
+const F_PLATFORM: u64 = F_ACCESS_PLATFORM | F_ORDER_PLATFORM;
+
 /// Capability ID of a vendor-specific capability (PCI 3.0, 6.7).
 const CAP_VENDOR: u8 = 0x09;
 /// `cfg_type` of the common configuration structure (spec 4.1.4).
@@ -458,7 +470,9 @@ impl Transport {
 
     /// Resets the device and negotiates features (spec 3.1.1 steps 1 to 6): of those
     /// the device offers, takes the `wanted` ones, refusing a device without every
-    /// `required` one (VERSION_1 is added on the modern transport). Returns the
+    /// `required` one (VERSION_1 is added on the modern transport, where
+    /// VIRTIO_F_ACCESS_PLATFORM and VIRTIO_F_ORDER_PLATFORM are taken too when offered:
+    /// a hardware device may refuse FEATURES_OK without them). Returns the
     /// negotiated set. The caller then sets up its queues and calls
     /// [`driver_ok`](Self::driver_ok), or [`fail`](Self::fail) on an error.
     pub fn negotiate(
@@ -485,7 +499,7 @@ impl Transport {
         let offered = self.device_features();
         let wanted = choose(offered);
         let (wanted, required) = if self.is_modern() {
-            (wanted | F_VERSION_1, required | F_VERSION_1)
+            (wanted | F_VERSION_1 | F_PLATFORM, required | F_VERSION_1)
         } else {
             (wanted & 0xFFFF_FFFF, required)
         };
@@ -830,8 +844,19 @@ impl HostDevice {
     /// Offers VIRTIO_F_VERSION_1 (both halves of the feature register read the same
     /// word, bit 0 of the high one being VERSION_1), or nothing.
     pub(crate) fn offer(&self, version_1: bool) {
-        self.common
-            .write32(COMMON_DEVICE_FEATURE, u32::from(version_1));
+        self.offer_word(u32::from(version_1));
+    }
+
+    /// Offers `word` in both halves of the feature register (they read the same word:
+    /// bit `n` offers features `n` and `32 + n`).
+    pub(crate) fn offer_word(&self, word: u32) {
+        self.common.write32(COMMON_DEVICE_FEATURE, word);
+    }
+
+    /// The high half of the features the driver accepted: the last half it wrote (the
+    /// register is plain memory).
+    pub(crate) fn accepted_high(&self) -> u32 {
+        self.common.read32(COMMON_DRIVER_FEATURE)
     }
 
     /// The device status byte.
@@ -923,6 +948,25 @@ mod tests {
             Err("VIRTIO_F_VERSION_1")
         );
         assert_eq!(select_features(0b1, 0b11, 0b10), Err("a required feature"));
+    }
+
+    /// A hardware virtio device offers VIRTIO_F_ACCESS_PLATFORM and
+    /// VIRTIO_F_ORDER_PLATFORM and may refuse FEATURES_OK unless they are accepted (spec
+    /// 6.1); they were never accepted, whatever was offered.
+    #[test]
+    fn the_platform_features_are_accepted_when_offered() {
+        let platform = rexo_devio::host::HostPlatform::leaked();
+        let (device, transport) = HostDevice::modern(8);
+        // Bits 0, 1 and 4 of the high half: VERSION_1, ACCESS_PLATFORM, ORDER_PLATFORM.
+        device.offer_word(0b1_0011);
+        let accepted = transport.negotiate(platform, 0, 0).unwrap();
+        assert_eq!(accepted, F_VERSION_1 | F_ACCESS_PLATFORM | F_ORDER_PLATFORM);
+        // What the device is told, and checks before it lets FEATURES_OK stick.
+        assert_eq!(device.accepted_high(), 0b1_0011);
+        // Not offered, not taken.
+        device.offer(true);
+        assert_eq!(transport.negotiate(platform, 0, 0), Ok(F_VERSION_1));
+        assert_eq!(device.accepted_high(), 1);
     }
 
     #[test]
