@@ -32,7 +32,7 @@ use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueueWakes};
 use rexo_pci::{Address, Function};
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, USED_INDEX_OVERRUN, Virtqueue};
-use crate::recovery::{Parts, Recovery, Restart};
+use crate::recovery::{NEEDS_RESET, Parts, Recovery, Restart};
 use crate::transport::{Transport, promised};
 
 /// Transitional virtio-blk (legacy interface, maybe modern too).
@@ -102,8 +102,6 @@ const EVERY_SLOT_LOST: &str =
 /// A stuck device: one slot held longer than [`LOST_AFTER_NS`].
 const SLOT_HELD_TOO_LONG: &str =
     "a request slot lost to the device for longer than twice the request timeout";
-/// A stuck device: it set DEVICE_NEEDS_RESET (seen when a request times out).
-const NEEDS_RESET: &str = "the device reported an error (DEVICE_NEEDS_RESET)";
 /// Every call's answer once the device did not come back from a reset, or was judged
 /// stuck again after [`RESETS_IN_A_ROW`](crate::recovery::RESETS_IN_A_ROW) resets with no
 /// request finished by it.

@@ -16,6 +16,14 @@
 //! every later call of the pair answer [`PAIR_BROKEN`] until the next receive, send or
 //! `transmit_pending` through the whole device, on any of its queues, resets it (which
 //! renews every pair).
+//!
+//! A device that stops returning transmitted frames is reset the same way, its reason
+//! logged: one that set DEVICE_NEEDS_RESET (spec 2.1.2: it may stop processing) once
+//! its transmit queue has held frames with none returned for over
+//! [`STATUS_LOOK_MS`], and any other once that has lasted over
+//! [`TX_STALL_TIMEOUT_MS`] with the link up. A pair looks when `transmit_pending`
+//! finds frames in flight, or a send finds the transmit queue full, and counts from
+//! the first look that found it so (any frame returned starts the count again).
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -26,11 +34,13 @@ use core::sync::atomic::AtomicBool;
 use rexo_api::device::{ETHERNET_HEADER, ETHERNET_MAX_FRAME};
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo};
 use rexo_devio::pairs::{PairHealth, PairedDevice};
-use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueuePair, QueueWakes};
+use rexo_devio::{
+    DeviceFunction, Dma, Found, MsixTable, NS_PER_MS, Platform, QueuePair, QueueWakes, Stall,
+};
 use rexo_pci::{Address, Function};
 
 use crate::queue::{DESC_NEXT, DESC_WRITE, USED_INDEX_OVERRUN, Virtqueue};
-use crate::recovery::{Parts, Recovery, Restart};
+use crate::recovery::{NEEDS_RESET, Parts, Recovery, Restart};
 use crate::transport::Transport;
 
 /// Transitional virtio-net (legacy interface, maybe modern too).
@@ -110,6 +120,23 @@ const GIVEN_UP: DeviceError = DeviceError::Failed(
     "virtio-net: the device did not come back from a reset, or stayed broken through \
      resets (given up)",
 );
+
+/// How long a transmit queue may hold frames with none returned, the link up, before the
+/// device counts as stalled and is reset: the 5 s Linux's network stack gives a transmit
+/// queue by default before its watchdog fires (a whole queue of 256 maximum-size frames
+/// goes out in 0.31 s even at 10 Mb/s).
+const TX_STALL_TIMEOUT_MS: u64 = 5_000;
+/// How long a transmit queue may hold frames with none returned before each look at it
+/// reads the device status for DEVICE_NEEDS_RESET: a device returns frames far sooner
+/// while it works, so the status register is not read on the frame path.
+const STATUS_LOOK_MS: u64 = 100;
+/// Why a device is reset: a transmit queue stalled past [`TX_STALL_TIMEOUT_MS`] (whose
+/// 5 s the text names).
+const TRANSMIT_STALLED: &str =
+    "the transmit queue held frames with none returned for over 5 s, the link up";
+/// Why a device is reset when no pair says why (each pair that fails records its
+/// reason, so only a reset that finds them taken already would).
+const PAIR_FAILED: &str = "a queue pair failed";
 
 /// What a pair whose used ring the device broke answers (through its own handle, or
 /// the device's call that met it before the reset) until the whole device is reset:
@@ -268,6 +295,10 @@ pub(crate) struct Pair {
     tx_link: Vec<u16>,
     /// Frames the device holds.
     tx_frames: usize,
+    /// What finds the device stopped on transmit.
+    watch: TransmitWatch,
+    /// Why the pair was marked broken, for the reset's log (taken by the reset).
+    fault: Option<&'static str>,
     /// Whether the device runs, is being reset or was given up, or broke this pair's
     /// rings (nothing more is then taken from or posted to them until the whole device
     /// is reset): what the pair's own handle ([`NetDevice::split_queues`]), whose calls
@@ -279,6 +310,42 @@ impl AsMut<PairHealth> for Pair {
     fn as_mut(&mut self) -> &mut PairHealth {
         &mut self.health
     }
+}
+
+/// What a pair needs to find its device stopped on transmit: the clock, how long the
+/// device has held frames with none returned, and reads of the device's status and link
+/// (its registers are only read through this copy, never written).
+struct TransmitWatch {
+    /// The clock.
+    platform: &'static dyn Platform,
+    /// How long the transmit queue has held frames with none returned.
+    stall: Stall,
+    /// The device's registers.
+    device: Transport,
+    /// The device reports the link status (VIRTIO_NET_F_STATUS).
+    link_status: bool,
+}
+
+impl TransmitWatch {
+    /// The watch of a pair of the device on `device` (`link_status`: whether it reports
+    /// the link), reading the clock of `platform`.
+    fn new(platform: &'static dyn Platform, device: Transport, link_status: bool) -> Self {
+        Self {
+            platform,
+            stall: Stall::default(),
+            device,
+            link_status,
+        }
+    }
+}
+
+/// Whether the link of the device on `transport` is up: always without
+/// VIRTIO_NET_F_STATUS (`link_status` false; spec 5.1.4.2), else its status field says.
+fn link_up(transport: &Transport, link_status: bool) -> bool {
+    !link_status
+        || transport
+            .config16(CONFIG_STATUS)
+            .is_none_or(|status| status & STATUS_LINK_UP != 0)
 }
 
 /// A transmit queue's buffers for frames the device segments.
@@ -400,6 +467,8 @@ impl VirtioNet {
                 tx_count,
                 tx_link: vec![NO_LINK; usize::from(tx_count)],
                 tx_frames: 0,
+                watch: TransmitWatch::new(platform, transport.clone(), features & F_STATUS != 0),
+                fault: None,
                 health: PairHealth::new(reset_wanted.clone(), GIVEN_UP),
             };
             // Every transmit buffer starts free, as after a reset.
@@ -591,13 +660,20 @@ impl PairedDevice for VirtioNet {
         &self.reset_wanted
     }
 
-    /// Resets a device that broke a used ring ([`Restart::recover`]); a frame received
-    /// or sent since the last reset starts the count of resets in a row again.
+    /// Resets a device that failed on a pair (a used ring broken, a transmit queue
+    /// stalled, DEVICE_NEEDS_RESET: [`Restart::recover`], logging the first failed
+    /// pair's reason); a frame received or sent since the last reset starts the count
+    /// of resets in a row again.
     fn reset_device(&mut self) -> Result<(), DeviceError> {
         if self.returned() != self.returned_at_reset {
             self.recovery.device_finished();
         }
-        self.recover(USED_INDEX_OVERRUN)
+        let mut why = None;
+        for pair in &self.pairs {
+            let fault = pair.lock().fault.take();
+            why = why.or(fault);
+        }
+        self.recover(why.unwrap_or(PAIR_FAILED))
     }
 }
 
@@ -645,23 +721,54 @@ impl Pair {
     #[inline(always)]
     fn checked<T>(&mut self, used: Result<T, DeviceError>) -> Result<T, DeviceError> {
         match used {
-            Err(DeviceError::Failed(USED_INDEX_OVERRUN)) => Err(self.mark_broken()),
+            Err(DeviceError::Failed(USED_INDEX_OVERRUN)) => {
+                Err(self.mark_broken(USED_INDEX_OVERRUN))
+            }
             used => used,
         }
     }
 
-    /// Marks the pair broken ([`PairHealth::mark_broken`]), says so in the log naming
-    /// it, and asks the device for a reset: [`PAIR_BROKEN`].
+    /// Marks the pair broken because of `why` ([`PairHealth::mark_broken`]), says so
+    /// in the log naming it, keeps `why` for the reset's log, and asks the device for a
+    /// reset: [`PAIR_BROKEN`].
     #[cold]
     #[inline(never)]
-    fn mark_broken(&mut self) -> DeviceError {
+    fn mark_broken(&mut self, why: &'static str) -> DeviceError {
         log::error!(
-            "virtio-net: pair {}: {USED_INDEX_OVERRUN}; the whole device is reset (at once \
-             when this call came through the device, else by its next receive, send or \
-             transmit_pending through it); the pair fails until then",
-            self.rx.index() / 2
+            "virtio-net: pair {}: {why} ({} frame(s) in flight on transmit); the whole \
+             device is reset (at once when this call came through the device, else by its \
+             next receive, send or transmit_pending through it); the pair fails until then",
+            self.rx.index() / 2,
+            self.tx_frames,
         );
+        self.fault = Some(why);
         self.health.mark_broken()
+    }
+
+    /// After a reclaim that left frames in flight, or found the transmit queue full:
+    /// [`PAIR_BROKEN`] (the pair marked broken, the device asked for a reset) once the
+    /// device has held frames with none returned for over [`STATUS_LOOK_MS`] and says
+    /// DEVICE_NEEDS_RESET, or for over [`TX_STALL_TIMEOUT_MS`] with the link up (a link
+    /// down holds frames back: the count starts again). Counted from the first look
+    /// that found frames held since one was last returned.
+    fn check_transmit_stall(&mut self) -> Result<(), DeviceError> {
+        if self.tx_frames == 0 {
+            self.watch.stall.progress();
+            return Ok(());
+        }
+        let now = self.watch.platform.now_ns();
+        let stalled = self.watch.stall.look(now);
+        if stalled > STATUS_LOOK_MS * NS_PER_MS && self.watch.device.needs_reset() {
+            return Err(self.mark_broken(NEEDS_RESET));
+        }
+        if stalled <= TX_STALL_TIMEOUT_MS * NS_PER_MS {
+            return Ok(());
+        }
+        if !link_up(&self.watch.device, self.watch.link_status) {
+            self.watch.stall.restart(now);
+            return Ok(());
+        }
+        Err(self.mark_broken(TRANSMIT_STALLED))
     }
 
     /// The bus address of transmit buffer `buffer` (small or for segmentation).
@@ -707,6 +814,7 @@ impl Pair {
             tso.free = (self.tx_small..self.tx_count).rev().collect();
         }
         self.tx_link.fill(NO_LINK);
+        self.watch.stall.progress();
         core::mem::take(&mut self.tx_frames)
     }
 
@@ -719,6 +827,7 @@ impl Pair {
                 return Ok(());
             };
             self.tx_frames -= 1;
+            self.watch.stall.progress();
             // The frame's buffers, its head's and each further segment's.
             let mut next = used.id / chain;
             while next != NO_LINK {
@@ -845,6 +954,7 @@ impl QueuePair for Pair {
             self.reclaim(chain)?;
         }
         if self.tx_free.len() < segments.len() {
+            self.check_transmit_stall()?;
             return Err(DeviceError::QueueFull);
         }
         // Segment i right after the header room of the i-th buffer taken.
@@ -904,8 +1014,12 @@ impl QueuePair for Pair {
             return Err(DeviceError::QueueFull);
         }
         let (chain, header_len) = (shape.chain, shape.header_len);
-        if self.tso.as_ref().is_some_and(|tso| tso.free.is_empty()) {
+        let tso_full = |pair: &Self| pair.tso.as_ref().is_some_and(|tso| tso.free.is_empty());
+        if tso_full(self) {
             self.reclaim(chain)?;
+            if tso_full(self) {
+                self.check_transmit_stall()?;
+            }
         }
         let tx_small = self.tx_small;
         let Some(tso) = self.tso.as_mut() else {
@@ -941,10 +1055,12 @@ impl QueuePair for Pair {
         Ok(())
     }
 
-    /// [`NetDevice::transmit_pending`] on this pair.
+    /// [`NetDevice::transmit_pending`] on this pair: [`PAIR_BROKEN`] when the frames
+    /// in flight show the device stopped (DEVICE_NEEDS_RESET, or a stall).
     fn transmit_pending(&mut self, shape: Shape) -> Result<usize, DeviceError> {
         if self.health.usable()? {
             self.reclaim(shape.chain)?;
+            self.check_transmit_stall()?;
         }
         Ok(self.tx_frames)
     }
@@ -956,13 +1072,8 @@ impl NetDevice for VirtioNet {
             mac: self.mac,
             max_frame: ETHERNET_MAX_FRAME,
             queues: self.pairs.len(),
-            // Without VIRTIO_NET_F_STATUS the link counts as up (spec 5.1.4.2); the
-            // feature is taken only when the configuration holds the field.
-            link_up: !self.link_status
-                || self
-                    .transport
-                    .config16(CONFIG_STATUS)
-                    .is_none_or(|status| status & STATUS_LINK_UP != 0),
+            // The feature is taken only when the configuration holds the field.
+            link_up: link_up(&self.transport, self.link_status),
             checksum_offload: self.shape.checksum_offload,
             tcp_segmentation: self.tcp_segmentation,
             receive_steering: None,
@@ -1101,14 +1212,19 @@ mod tests {
     use rexo_devio::pairs::PairState;
 
     /// A pair over host memory with `buffers` receive and `transmits` transmit buffers
-    /// (a chain of one descriptor each; queues of `2 * buffers` entries), none posted.
+    /// (a chain of one descriptor each; queues of `2 * buffers` entries), none posted,
+    /// on a device of its own.
     fn unposted_pair(buffers: u16, transmits: u16) -> Pair {
-        unposted_pair_from(rexo_devio::host::HostPlatform::leaked(), buffers, transmits)
+        let (_, transport) = crate::transport::HostDevice::modern(2 * buffers);
+        let platform = rexo_devio::host::HostPlatform::leaked();
+        unposted_pair_from(platform, transport, buffers, transmits)
     }
 
-    /// As [`unposted_pair`], its memory from `platform`.
+    /// As [`unposted_pair`], its memory and clock from `platform`, on the device whose
+    /// registers are `transport`.
     fn unposted_pair_from(
         platform: &'static rexo_devio::host::HostPlatform,
+        transport: Transport,
         buffers: u16,
         transmits: u16,
     ) -> Pair {
@@ -1133,6 +1249,8 @@ mod tests {
             tx_count: transmits,
             tx_link: vec![NO_LINK; usize::from(transmits)],
             tx_frames: 0,
+            watch: TransmitWatch::new(platform, transport, false),
+            fault: None,
             health: PairHealth::new(Arc::new(AtomicBool::new(false)), GIVEN_UP),
         };
         pair.forget_transmits();
@@ -1165,7 +1283,7 @@ mod tests {
         let (device, transport) = crate::transport::HostDevice::modern(2 * HOST_RX_BUFFERS);
         let features = transport.negotiate(platform, 0, 0).unwrap();
         let recovery = Recovery::new(features);
-        let mut pair = unposted_pair_from(platform, HOST_RX_BUFFERS, 2);
+        let mut pair = unposted_pair_from(platform, transport.clone(), HOST_RX_BUFFERS, 2);
         let reset_wanted = Arc::new(AtomicBool::new(false));
         pair.health = PairHealth::new(reset_wanted.clone(), GIVEN_UP);
         let mut net = VirtioNet {
@@ -1207,6 +1325,188 @@ mod tests {
             parts[0].fill(0x42);
             true
         })
+    }
+
+    /// Sends a frame on both of `net`'s transmit buffers, which the device takes and
+    /// never returns; the first look at the queue (a send finding it full) starts the
+    /// stall's count.
+    fn hold_every_transmit_buffer(net: &mut VirtioNet) {
+        send_frame(net).unwrap();
+        send_frame(net).unwrap();
+        let mut tx_side = crate::queue::DeviceSide::default();
+        let pair = net.pairs[0].lock();
+        assert!(tx_side.take(&pair.tx).is_some() && tx_side.take(&pair.tx).is_some());
+        drop(pair);
+        assert_eq!(send_frame(net), Err(DeviceError::QueueFull));
+    }
+
+    /// The device status of a started device.
+    const RUNNING: u8 = crate::transport::STATUS_ACKNOWLEDGE
+        | crate::transport::STATUS_DRIVER
+        | crate::transport::STATUS_FEATURES_OK
+        | crate::transport::STATUS_DRIVER_OK;
+
+    /// A device that sets DEVICE_NEEDS_RESET may stop processing (spec 2.1.2): its
+    /// transmit queue then holds frames for good. `transmit_pending` used to count them
+    /// for ever (and sends answered `QueueFull`), nothing logged or reset.
+    #[test]
+    fn a_device_needing_a_reset_is_reset_once_its_transmit_queue_stalls() {
+        let (mut net, device, platform) = net_on_host();
+        hold_every_transmit_buffer(&mut net);
+        device.set_status(RUNNING | crate::transport::STATUS_NEEDS_RESET);
+        assert_eq!(
+            net.transmit_pending(0),
+            Ok(2),
+            "the status is not read at once"
+        );
+        platform.advance_clock(STATUS_LOOK_MS * NS_PER_MS);
+        assert_eq!(
+            net.transmit_pending(0),
+            Ok(0),
+            "the frames lost to the reset"
+        );
+        assert_eq!(device.status(), RUNNING, "reset and started again");
+        assert_eq!(send_frame(&mut net), Ok(()));
+        assert_eq!(net.transmit_pending(0), Ok(1));
+    }
+
+    /// A send that finds the transmit queue of a device needing a reset full resets it
+    /// and goes out on the renewed device (it used to answer `QueueFull` for good).
+    #[test]
+    fn a_send_finding_the_queue_full_of_a_device_needing_a_reset_goes_out_after_it() {
+        let (mut net, device, platform) = net_on_host();
+        hold_every_transmit_buffer(&mut net);
+        device.set_status(RUNNING | crate::transport::STATUS_NEEDS_RESET);
+        platform.advance_clock(STATUS_LOOK_MS * NS_PER_MS);
+        assert_eq!(send_frame(&mut net), Ok(()));
+        assert_eq!(device.status(), RUNNING, "reset and started again");
+        let mut tx_side = crate::queue::DeviceSide::default();
+        assert_eq!(
+            tx_side.take(&net.pairs[0].lock().tx),
+            Some(0),
+            "sent after it"
+        );
+        assert_eq!(net.transmit_pending(0), Ok(1));
+    }
+
+    /// A segmented send that finds every segmentation buffer in flight looks at the
+    /// stall too: on a device needing a reset it resets it and goes on on the renewed
+    /// pair (here its frame is withdrawn: it took a buffer, so the reset freed them).
+    #[test]
+    fn a_segmented_send_finding_its_buffers_held_by_a_device_needing_a_reset_resets_it() {
+        let (mut net, device, platform) = net_on_host();
+        {
+            let mut pair = net.pairs[0].lock();
+            // A third transmit buffer, for segmentation, in flight and taken.
+            pair.tso = Some(TsoBuffers {
+                dma: Dma::new(platform, TSO_STRIDE).unwrap(),
+                free: Vec::new(),
+            });
+            pair.tx_count = 3;
+            pair.tx_link.push(NO_LINK);
+            pair.post(1, HEADER_MODERN, &[2], &[60]);
+            let mut tx_side = crate::queue::DeviceSide::default();
+            assert_eq!(tx_side.take(&pair.tx), Some(2));
+        }
+        let send = |net: &mut VirtioNet| net.send_tcp_segmented(0, 60, &mut |_| None);
+        assert_eq!(send(&mut net), Err(DeviceError::QueueFull));
+        device.set_status(RUNNING | crate::transport::STATUS_NEEDS_RESET);
+        platform.advance_clock(STATUS_LOOK_MS * NS_PER_MS);
+        assert_eq!(
+            send(&mut net),
+            Err(DeviceError::Withdrawn),
+            "a buffer, after the reset"
+        );
+        assert_eq!(device.status(), RUNNING, "reset and started again");
+    }
+
+    /// A device that stops returning transmitted frames without saying so is reset once
+    /// none came back for [`TX_STALL_TIMEOUT_MS`], counted from the first look and from
+    /// the last frame returned.
+    #[test]
+    fn a_transmit_queue_that_stalls_resets_the_device_after_the_timeout() {
+        let (mut net, device, platform) = net_on_host();
+        hold_every_transmit_buffer(&mut net);
+        let timeout = TX_STALL_TIMEOUT_MS * NS_PER_MS;
+        platform.advance_clock(timeout * 4 / 5);
+        // One frame comes back: the count starts again.
+        {
+            let mut tx_side = crate::queue::DeviceSide::default();
+            let mut pair = net.pairs[0].lock();
+            let head = tx_side.take(&pair.tx).unwrap();
+            tx_side.give_back(&mut pair.tx, head.into(), 0);
+        }
+        assert_eq!(net.transmit_pending(0), Ok(1));
+        platform.advance_clock(timeout * 4 / 5);
+        assert_eq!(
+            net.transmit_pending(0),
+            Ok(1),
+            "not stalled for long enough"
+        );
+        device.set_status(0);
+        platform.advance_clock(timeout / 5);
+        assert_eq!(
+            net.transmit_pending(0),
+            Ok(0),
+            "the frame lost to the reset"
+        );
+        assert_eq!(device.status(), RUNNING, "reset and started again");
+        assert_eq!(send_frame(&mut net), Ok(()));
+    }
+
+    /// With the link down the device may hold frames back: no reset then, and the count
+    /// starts again once the link is up.
+    #[test]
+    fn a_transmit_queue_held_with_the_link_down_is_not_reset() {
+        let (mut net, device, platform) = net_on_host();
+        net.pairs[0].lock().watch.link_status = true;
+        device.set_config16(CONFIG_STATUS, 0);
+        hold_every_transmit_buffer(&mut net);
+        let timeout = TX_STALL_TIMEOUT_MS * NS_PER_MS;
+        platform.advance_clock(2 * timeout);
+        assert_eq!(net.transmit_pending(0), Ok(2));
+        assert_eq!(device.status(), RUNNING, "not reset");
+        device.set_config16(CONFIG_STATUS, STATUS_LINK_UP);
+        platform.advance_clock(timeout * 4 / 5);
+        assert_eq!(
+            net.transmit_pending(0),
+            Ok(2),
+            "counted from the link's look"
+        );
+        platform.advance_clock(timeout / 5);
+        assert_eq!(net.transmit_pending(0), Ok(0), "reset");
+    }
+
+    /// A pair's own handle cannot reset the device: one whose transmit queue stalls
+    /// answers [`PAIR_BROKEN`] until the next call through the device resets it.
+    #[test]
+    fn a_stall_met_by_a_pairs_own_handle_is_reset_by_the_next_call_through_the_device() {
+        let (mut net, device, platform) = net_on_host();
+        let mut handle = net.split_queues().unwrap().pop().unwrap();
+        hold_every_transmit_buffer(&mut net);
+        device.set_status(0);
+        platform.advance_clock(TX_STALL_TIMEOUT_MS * NS_PER_MS + 1);
+        assert_eq!(handle.transmit_pending(0), Err(PAIR_BROKEN));
+        assert_eq!(device.status(), 0, "the handle cannot reset the device");
+        assert_eq!(net.transmit_pending(0), Ok(0));
+        assert_eq!(device.status(), RUNNING, "reset and started again");
+        assert_eq!(handle.transmit_pending(0), Ok(0));
+    }
+
+    /// The reset rule of a broken used ring holds for a stall: given up after 3 resets
+    /// in a row with no frame received or sent in between.
+    #[test]
+    fn a_device_stalled_again_after_three_resets_in_a_row_is_given_up() {
+        let (mut net, device, platform) = net_on_host();
+        for reset in 1..=crate::recovery::RESETS_IN_A_ROW {
+            hold_every_transmit_buffer(&mut net);
+            platform.advance_clock(TX_STALL_TIMEOUT_MS * NS_PER_MS + 1);
+            assert_eq!(net.transmit_pending(0), Ok(0), "reset {reset}");
+        }
+        hold_every_transmit_buffer(&mut net);
+        platform.advance_clock(TX_STALL_TIMEOUT_MS * NS_PER_MS + 1);
+        assert_eq!(net.transmit_pending(0), Err(GIVEN_UP));
+        assert_ne!(device.status() & crate::transport::STATUS_FAILED, 0);
     }
 
     /// A legacy queue of one entry, at two descriptors a frame, holds no frame: it is
@@ -1365,7 +1665,7 @@ mod tests {
     /// that the device can be reset; not started again with two pairs until a reset.
     fn two_pairs_on_host() -> (VirtioNet, crate::transport::HostDevice) {
         let (mut net, device, platform) = net_on_host();
-        let mut second = unposted_pair_from(platform, HOST_RX_BUFFERS, 2);
+        let mut second = unposted_pair_from(platform, net.transport.clone(), HOST_RX_BUFFERS, 2);
         second.health = PairHealth::new(net.reset_wanted.clone(), GIVEN_UP);
         net.pairs.push(Arc::new(spin::Mutex::new(second)));
         net.wakes = QueueWakes::new(None, vec![None, None]);

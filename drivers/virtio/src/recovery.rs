@@ -15,6 +15,10 @@ use crate::transport::Transport;
 /// judged stuck once more is given up instead of reset again (each reset may wait 1 s).
 pub(crate) const RESETS_IN_A_ROW: u8 = 3;
 
+/// Why a device is reset: it set DEVICE_NEEDS_RESET (spec 2.1.2: it may stop processing
+/// requests until it is reset).
+pub(crate) const NEEDS_RESET: &str = "the device reported an error (DEVICE_NEEDS_RESET)";
+
 /// What a device's recovery remembers between resets.
 pub(crate) struct Recovery {
     /// The negotiated features, asked for again after a reset.

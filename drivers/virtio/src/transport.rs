@@ -820,6 +820,8 @@ impl Transport {
 pub(crate) struct HostDevice {
     /// The common configuration structure.
     common: Mmio,
+    /// The device-specific configuration.
+    config: Mmio,
 }
 
 #[cfg(test)]
@@ -828,15 +830,17 @@ impl HostDevice {
     /// entries, and its modern transport.
     pub(crate) fn modern(queue_size: u16) -> (Self, Transport) {
         let registers = rexo_devio::host::registers;
-        let common = registers(COMMON_LEN);
-        let device = Self { common };
+        let device = Self {
+            common: registers(COMMON_LEN),
+            config: registers(64),
+        };
         device.offer(true);
         device.common.write16(COMMON_QUEUE_SIZE, queue_size);
         let transport = Transport::Modern(Modern {
             common: device.common.clone(),
             notify: registers(4),
             notify_multiplier: 0,
-            device: registers(64),
+            device: device.config.clone(),
         });
         (device, transport)
     }
@@ -867,6 +871,11 @@ impl HostDevice {
     /// Sets the device status byte.
     pub(crate) fn set_status(&self, status: u8) {
         self.common.write8(COMMON_DEVICE_STATUS, status);
+    }
+
+    /// Sets the 16-bit field at `offset` of the device configuration.
+    pub(crate) fn set_config16(&self, offset: usize, value: u16) {
+        self.config.write16(offset, value);
     }
 }
 
