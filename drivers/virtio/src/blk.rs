@@ -21,6 +21,12 @@
 //! judged stuck again after 3 resets in a row with no request finished by it in between
 //! (one whose used index overruns right after every restart, say), instead of being
 //! reset at every poll; a request it finishes starts the count again.
+//!
+//! The protocol counts in 512-byte units whatever the disk's blocks (spec 5.2.5), but a
+//! device with a larger logical block (VIRTIO_BLK_F_BLK_SIZE, `blk_size`; QEMU's
+//! `logical_block_size=4096`) fails with IOERR a request not on its blocks: the disk's
+//! sectors are then its blocks (`BlockInfo::sector_size`), each request's sector number
+//! and length converted to 512-byte units.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -46,6 +52,8 @@ const F_SIZE_MAX: u64 = 1 << 1;
 const F_SEG_MAX: u64 = 1 << 2;
 /// Feature: the disk is read-only.
 const F_RO: u64 = 1 << 5;
+/// Feature: `blk_size` gives the disk's logical block size.
+const F_BLK_SIZE: u64 = 1 << 6;
 /// Feature: the device takes flush requests (it may cache writes).
 const F_FLUSH: u64 = 1 << 9;
 /// Feature: `num_queues` request queues.
@@ -57,6 +65,8 @@ const CONFIG_CAPACITY: usize = 0;
 const CONFIG_SIZE_MAX: usize = 8;
 /// Device configuration: the most data segments per request (u32, with `F_SEG_MAX`).
 const CONFIG_SEG_MAX: usize = 12;
+/// Device configuration: the logical block size in bytes (u32, with `F_BLK_SIZE`).
+const CONFIG_BLK_SIZE: usize = 20;
 /// Device configuration: request queues (u16, with `F_MQ`).
 const CONFIG_NUM_QUEUES: usize = 34;
 
@@ -73,10 +83,11 @@ const S_OK: u8 = 0;
 /// A status byte the device has not written yet (set before each request).
 const S_PENDING: u8 = 0xFF;
 
-/// Bytes per sector: virtio-blk addresses in 512-byte units whatever the disk's blocks.
+/// Bytes per protocol unit: virtio-blk addresses and sizes in 512-byte units whatever
+/// the disk's blocks (spec 5.2.5); the disk's sectors are its `blk_size` blocks.
 const SECTOR: u32 = 512;
-/// The most sectors per request: the size of each slot's data buffer (64 KiB).
-const MAX_SECTORS: u32 = 128;
+/// The most bytes per request: the size of each slot's data buffer (64 KiB).
+const MAX_REQUEST_BYTES: u32 = 64 * 1024;
 /// The most requests in flight per queue.
 const MAX_DEPTH: u16 = 32;
 /// The most request queues used.
@@ -122,12 +133,12 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     let msix = crate::transport::msix_first(&mut function, "virtio-blk", "completions polled only");
     let transport = Transport::new(&mut function)?;
     let platform = function.platform();
-    let wanted = F_SIZE_MAX | F_SEG_MAX | F_RO | F_FLUSH | F_MQ;
+    let wanted = F_SIZE_MAX | F_SEG_MAX | F_BLK_SIZE | F_RO | F_FLUSH | F_MQ;
     let features = transport.negotiate(platform, wanted, 0)?;
     let disk = VirtioBlk::new(&function, transport.clone(), platform, features, msix)
         .inspect_err(|_| transport.fail())?;
     log::info!(
-        "virtio-blk {}: {} interface, {} sectors, {} queue(s) x {}, {} sectors per request{}{}, {}",
+        "virtio-blk {}: {} interface, {} sectors of {} bytes, {} queue(s) x {}, {} sectors per request{}{}, {}",
         function.address(),
         if disk.transport.is_modern() {
             "modern"
@@ -135,6 +146,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
             "legacy"
         },
         disk.capacity,
+        disk.sector_size,
         disk.queues.len(),
         disk.depth,
         disk.max_sectors,
@@ -153,13 +165,28 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     Ok(vec![Found::Block(Box::new(disk))])
 }
 
-/// The largest request in sectors: the slot buffer's, within `size_max` (one data
-/// segment per request); `None` when `size_max` is under a sector.
-pub fn request_limit(size_max: Option<u32>) -> Option<u32> {
-    match size_max {
-        Some(bytes) if bytes < SECTOR => None,
-        Some(bytes) => Some((bytes / SECTOR).min(MAX_SECTORS)),
-        None => Some(MAX_SECTORS),
+/// The largest request in sectors of `sector_size` bytes: the slot buffer's, within
+/// `size_max` (one data segment per request); `None` when that is under a sector.
+pub fn request_limit(size_max: Option<u32>, sector_size: u32) -> Option<u32> {
+    let bytes = size_max.map_or(MAX_REQUEST_BYTES, |max| max.min(MAX_REQUEST_BYTES));
+    match bytes / sector_size {
+        0 => None,
+        sectors => Some(sectors),
+    }
+}
+
+/// The disk's sector size when the device gives `blk_size` (VIRTIO_BLK_F_BLK_SIZE) or
+/// not: that size when it is a power of two from 512 bytes to a request's buffer
+/// (64 KiB), else 512; `Err` with a `blk_size` outside that, ignored (the caller says
+/// so): the protocol's 512-byte units then, on which the device may refuse requests not
+/// on its blocks.
+pub fn sector_size(blk_size: Option<u32>) -> Result<u32, u32> {
+    match blk_size {
+        None => Ok(SECTOR),
+        Some(size) if size.is_power_of_two() && (SECTOR..=MAX_REQUEST_BYTES).contains(&size) => {
+            Ok(size)
+        }
+        Some(refused) => Err(refused),
     }
 }
 
@@ -175,12 +202,14 @@ pub fn decode_id(raw: &[u8]) -> String {
 }
 
 /// Checks `sectors` at `lba` lie on a disk of `capacity` sectors (before anything is
-/// submitted) and fit a request of `max_sectors`; returns their bytes.
+/// submitted) and fit a request of `max_sectors`; returns their bytes, at `sector_size`
+/// bytes a sector.
 pub fn check_range(
     lba: u64,
     sectors: u32,
     capacity: u64,
     max_sectors: u32,
+    sector_size: u32,
 ) -> Result<usize, DeviceError> {
     let out_of_range = DeviceError::OutOfRange {
         lba,
@@ -196,7 +225,7 @@ pub fn check_range(
             "requests over max_sectors (split them)",
         ));
     }
-    Ok((sectors * SECTOR) as usize)
+    Ok(sectors as usize * sector_size as usize)
 }
 
 /// What a request does.
@@ -355,9 +384,9 @@ impl RequestQueue {
         }
     }
 
-    /// Queues `operation` at `sector` in a free slot (`fill` writes a write's data, or
-    /// withdraws it: the slot goes back free, untouched by the device); the device is
-    /// notified at the next [`poll`](Self::poll), where its timeouts start.
+    /// Queues `operation` at `sector` (in 512-byte units) in a free slot (`fill` writes a
+    /// write's data, or withdraws it: the slot goes back free, untouched by the device);
+    /// the device is notified at the next [`poll`](Self::poll), where its timeouts start.
     fn submit(
         &mut self,
         operation: Operation,
@@ -583,6 +612,9 @@ pub struct VirtioBlk {
     address: Address,
     /// Sectors on the disk.
     capacity: u64,
+    /// Bytes per sector: the device's `blk_size`, or 512 (a whole number of the
+    /// protocol's 512-byte units either way).
+    sector_size: u32,
     /// The most sectors per request.
     max_sectors: u32,
     /// Requests in flight per queue.
@@ -611,17 +643,33 @@ impl VirtioBlk {
         msix: Option<MsixTable>,
     ) -> Result<Self, DeviceError> {
         let has = |bit: u64| features & bit != 0;
-        let capacity = transport
-            .config64(CONFIG_CAPACITY)
-            .ok_or(DeviceError::Unsupported(
-                "the capacity in the device configuration",
-            ))?;
+        let capacity_units =
+            transport
+                .config64(CONFIG_CAPACITY)
+                .ok_or(DeviceError::Unsupported(
+                    "the capacity in the device configuration",
+                ))?;
+        let blk_size = promised(
+            has(F_BLK_SIZE),
+            || transport.config32(CONFIG_BLK_SIZE),
+            "blk_size in the device configuration (VIRTIO_BLK_F_BLK_SIZE)",
+        )?;
+        let sector_size = sector_size(blk_size).unwrap_or_else(|refused| {
+            log::warn!(
+                "virtio-blk {}: blk_size {refused} ignored (not a power of two from 512 to \
+                 65536 bytes): 512-byte sectors, which the device may refuse off its blocks",
+                function.address()
+            );
+            SECTOR
+        });
+        // The capacity counts 512-byte units; a partial last sector is not used.
+        let capacity = capacity_units / u64::from(sector_size / SECTOR);
         let size_max = promised(
             has(F_SIZE_MAX),
             || transport.config32(CONFIG_SIZE_MAX),
             "size_max in the device configuration (VIRTIO_BLK_F_SIZE_MAX)",
         )?;
-        let max_sectors = request_limit(size_max)
+        let max_sectors = request_limit(size_max, sector_size)
             .ok_or(DeviceError::Unsupported("a size_max of at least a sector"))?;
         let seg_max = promised(
             has(F_SEG_MAX),
@@ -651,7 +699,7 @@ impl VirtioBlk {
         if depth == 0 {
             return Err(DeviceError::Unsupported("queues of at least 3 entries"));
         }
-        let buffer = (max_sectors * SECTOR) as usize;
+        let buffer = max_sectors as usize * sector_size as usize;
         let modern = transport.is_modern();
         let queues = queues
             .into_iter()
@@ -661,6 +709,7 @@ impl VirtioBlk {
         let mut disk = Self {
             address: function.address(),
             capacity,
+            sector_size,
             max_sectors,
             depth,
             flush: has(F_FLUSH),
@@ -773,7 +822,19 @@ impl VirtioBlk {
 
     /// Checks `sectors` at `lba` lie on the disk and fit one request; their bytes.
     fn check_range(&self, lba: u64, sectors: u32) -> Result<usize, DeviceError> {
-        check_range(lba, sectors, self.capacity, self.max_sectors)
+        check_range(
+            lba,
+            sectors,
+            self.capacity,
+            self.max_sectors,
+            self.sector_size,
+        )
+    }
+
+    /// The request header's sector number (512-byte units) of the disk's sector `lba`
+    /// (checked to lie on the disk, so the product fits).
+    fn protocol_sector(&self, lba: u64) -> u64 {
+        lba * u64::from(self.sector_size / SECTOR)
     }
 }
 
@@ -802,7 +863,7 @@ impl BlockDevice for VirtioBlk {
     fn info(&self) -> BlockInfo {
         BlockInfo {
             sectors: self.capacity,
-            sector_size: SECTOR,
+            sector_size: self.sector_size,
             max_sectors: self.max_sectors,
             queues: self.queues.len(),
             depth: usize::from(self.depth),
@@ -814,8 +875,9 @@ impl BlockDevice for VirtioBlk {
     /// batch of submissions costs one doorbell.
     fn submit_read(&mut self, queue: usize, lba: u64, sectors: u32) -> Result<Tag, DeviceError> {
         let bytes = self.check_range(lba, sectors)?;
+        let sector = self.protocol_sector(lba);
         self.queue(queue)?
-            .submit(Operation::Read { bytes }, lba, &mut |_| true)
+            .submit(Operation::Read { bytes }, sector, &mut |_| true)
     }
 
     /// Queues the write (notified at the next [`poll`](Self::poll), as reads).
@@ -830,8 +892,9 @@ impl BlockDevice for VirtioBlk {
         if self.read_only {
             return Err(DeviceError::Unsupported("writes (the disk is read-only)"));
         }
+        let sector = self.protocol_sector(lba);
         self.queue(queue)?
-            .submit(Operation::Write { bytes }, lba, fill)
+            .submit(Operation::Write { bytes }, sector, fill)
     }
 
     /// Queues the flush (a device without VIRTIO_BLK_F_FLUSH writes through: the
@@ -1033,6 +1096,15 @@ mod tests {
     /// A started disk of `queues` queues of two 4 KiB slots on a modern device played by
     /// the test (registers and rings in host memory), the device, and the clock.
     fn disk_on_host(queues: u16) -> (VirtioBlk, HostDevice, &'static HostPlatform) {
+        disk_of_sectors_on_host(queues, SECTOR)
+    }
+
+    /// [`disk_on_host`] with sectors of `sector_size` bytes (at most 4 KiB: a slot's
+    /// buffer) and 1000 512-byte units.
+    fn disk_of_sectors_on_host(
+        queues: u16,
+        sector_size: u32,
+    ) -> (VirtioBlk, HostDevice, &'static HostPlatform) {
         let platform = HostPlatform::leaked();
         let (device, transport) = HostDevice::modern(16);
         let features = transport.negotiate(platform, 0, 0).unwrap();
@@ -1053,8 +1125,9 @@ mod tests {
             transport,
             platform,
             address: Address::new(0, 0, 5, 0).unwrap(),
-            capacity: 1000,
-            max_sectors: 8,
+            capacity: 1000 / u64::from(sector_size / SECTOR),
+            sector_size,
+            max_sectors: 4096 / sector_size,
             depth: 2,
             flush: true,
             read_only: false,
@@ -1452,25 +1525,91 @@ mod tests {
 
     #[test]
     fn request_limit_respects_size_max() {
-        assert_eq!(request_limit(None), Some(MAX_SECTORS));
-        assert_eq!(request_limit(Some(4096)), Some(8));
-        assert_eq!(request_limit(Some(u32::MAX)), Some(MAX_SECTORS));
-        assert_eq!(request_limit(Some(100)), None);
+        assert_eq!(request_limit(None, SECTOR), Some(128));
+        assert_eq!(request_limit(Some(4096), SECTOR), Some(8));
+        assert_eq!(request_limit(Some(u32::MAX), SECTOR), Some(128));
+        assert_eq!(request_limit(Some(100), SECTOR), None);
+        // In sectors of 4 KiB.
+        assert_eq!(request_limit(None, 4096), Some(16));
+        assert_eq!(request_limit(Some(8192), 4096), Some(2));
+        assert_eq!(request_limit(Some(4095), 4096), None);
     }
 
     #[test]
     fn ranges_past_the_end_are_refused() {
-        assert_eq!(check_range(0, 8, 100, 128), Ok(4096));
-        assert_eq!(check_range(92, 8, 100, 128), Ok(4096));
+        assert_eq!(check_range(0, 8, 100, 128, SECTOR), Ok(4096));
+        assert_eq!(check_range(92, 8, 100, 128, SECTOR), Ok(4096));
+        assert_eq!(check_range(92, 8, 100, 16, 4096), Ok(32768));
         for (lba, sectors) in [(93, 8), (100, 1), (0, 0), (u64::MAX, 2)] {
             assert!(matches!(
-                check_range(lba, sectors, 100, 128),
+                check_range(lba, sectors, 100, 128, SECTOR),
                 Err(DeviceError::OutOfRange { .. })
             ));
         }
         assert!(matches!(
-            check_range(0, 129, 1000, 128),
+            check_range(0, 129, 1000, 128, SECTOR),
             Err(DeviceError::Unsupported(_))
+        ));
+    }
+
+    /// A device's `blk_size` is the disk's sector size when usable (a power of two from
+    /// 512 bytes to a request's buffer), else ignored for 512: it was never read, and a
+    /// disk of 4 KiB logical blocks was driven in 512-byte sectors the device refuses.
+    #[test]
+    fn blk_size_is_the_sector_size_when_usable() {
+        assert_eq!(sector_size(None), Ok(SECTOR));
+        for usable in [512, 1024, 4096, 65536] {
+            assert_eq!(sector_size(Some(usable)), Ok(usable));
+        }
+        for refused in [0, 1, 256, 3000, 4097, 131_072] {
+            assert_eq!(sector_size(Some(refused)), Err(refused));
+        }
+    }
+
+    /// On a disk of 4 KiB blocks a request's sector number and length are the disk's
+    /// sectors in the protocol's 512-byte units (QEMU with `logical_block_size=4096`
+    /// answered IOERR to every request the driver sent in 512-byte sectors that was not
+    /// on its blocks).
+    #[test]
+    fn a_disk_of_4_kib_sectors_addresses_the_device_in_512_byte_units() {
+        let (mut disk, _device, _) = disk_of_sectors_on_host(1, 4096);
+        let info = disk.info();
+        assert_eq!(
+            (info.sectors, info.sector_size, info.max_sectors),
+            (125, 4096, 1)
+        );
+        let mut device_side = DeviceSide::default();
+        let tag = disk.submit_read(0, 3, 1).unwrap();
+        assert_eq!(completions(&mut disk, 0), []);
+        let queue = &mut disk.queues[0];
+        let head = device_side.take(&queue.vq).expect("the read was published");
+        let slot = usize::from(head / CHAIN);
+        let header = slot * HEADER_STRIDE;
+        assert_eq!(queue.headers.read64(header + 8), 24, "sector 3 of 4 KiB");
+        queue.data[slot].bytes_mut(0, 4096).fill(0x77);
+        queue.headers.write8(header + STATUS_AT, S_OK);
+        device_side.give_back(&mut queue.vq, head.into(), 4097);
+        assert_eq!(completions(&mut disk, 0), [(tag, Ok(vec![0x77; 4096]))]);
+        // A write: the whole sector lent, at the sector's place.
+        disk.submit_write(0, 124, 1, &mut |buffer| {
+            assert_eq!(buffer.len(), 4096);
+            buffer.fill(0x55);
+        })
+        .unwrap();
+        assert_eq!(completions(&mut disk, 0), []);
+        let queue = &disk.queues[0];
+        let head = device_side
+            .take(&queue.vq)
+            .expect("the write was published");
+        let header = usize::from(head / CHAIN) * HEADER_STRIDE;
+        assert_eq!(
+            queue.headers.read64(header + 8),
+            992,
+            "the last whole 4 KiB"
+        );
+        assert!(matches!(
+            disk.submit_read(0, 125, 1),
+            Err(DeviceError::OutOfRange { .. })
         ));
     }
 
