@@ -370,9 +370,10 @@ pub fn image_of_site(path: &Path) -> Result<()> {
     put_site(FileSystem::format(store(path, Some(16 << 20))?).map_err(|e| e.to_string())?)
 }
 
-/// A bootable 64 MiB image at `path` (`cargo xtask disk partition ... --boot`'s code)
-/// that starts `elf` with the command line `append`, holding the site of
-/// [`image_of_site`] in its Rexo file system (`boot::disk-*` cases).
+/// A bootable image at `path` (`cargo xtask disk partition ... --boot`'s code) that
+/// starts `elf` with the command line `append`: the boot partition the kernel needs, a
+/// 6 MiB BMFS and a Rexo file system of the rest (26 MiB in all beside the boot
+/// partition) holding the site of [`image_of_site`] (`boot::disk-*` cases).
 pub fn bootable_site(path: &Path, elf: &Path, append: &str) -> Result<()> {
     let boot = crate::disk::BootKernel { elf, append };
     let bytes = crate::bootdisk::partition_bytes_for(elf)?;
