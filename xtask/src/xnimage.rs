@@ -193,14 +193,14 @@ mod tests {
     #[test]
     fn a_table_that_differs_from_the_last_listing_is_refused() {
         let mut table = the_cases_table();
-        table.revoke("monitor", "hello");
+        table.revoke("monitor", "hello").unwrap();
         let path = image_with("differs", &table);
         let why = check_after_monitor(&path, 0, SERIAL).unwrap_err();
         assert!(why.contains("the monitor listed"), "{why}");
         // An earlier listing is not the one compared.
         let mut earlier = the_cases_table();
         earlier.allocate("monitor", 8).unwrap();
-        earlier.revoke("monitor", "hello");
+        earlier.revoke("monitor", "hello").unwrap();
         let path = image_with("earlier", &earlier);
         assert!(check_after_monitor(&path, 0, SERIAL).is_err());
     }

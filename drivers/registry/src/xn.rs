@@ -563,7 +563,7 @@ impl Registry {
                 reader,
             }) => table.share(holder, start, count, &reader).map_err(refuse)?,
             Some(ExtentOp::Revoke { reader }) => {
-                table.revoke(holder, &reader);
+                table.revoke(holder, &reader).map_err(refuse)?;
             }
             // Not wiped here: zeroing at allocation covers every way sectors become free (a
             // free, by the app or after it ended; a format over a raw disk or a damaged

@@ -8,9 +8,9 @@
 //! for a boot sector or another format such as BMFS): two copies of [`COPY_BYTES`]
 //! (each in whole sectors), A then B. A copy is a 32-byte header (the magic `RexoXN03`,
 //! the entry count, a CRC-32 of the header and the entries, the disk's sector count, a
-//! generation bumped on every change) and up to [`MAX_ENTRIES`] entries of 64 bytes:
-//! first sector, sector count, the holder's name (up to 31 bytes, NUL-padded) and its
-//! rights (read, write). Generation `g` lives in copy `g % 2`, so each change overwrites
+//! generation bumped on every change, below 2^63) and up to [`MAX_ENTRIES`] entries of
+//! 64 bytes: first sector, sector count, the holder's name (up to 31 bytes,
+//! NUL-padded) and its rights (read, write). Generation `g` lives in copy `g % 2`, so each change overwrites
 //! the older copy: a write torn by a crash leaves the newer copy's sectors mixed, its
 //! CRC fails, and the other copy (the table before the change) is the one read.
 //! An extent is granted with both rights to one holder; its holder may share it (or
@@ -69,6 +69,12 @@ const LOCATOR_END: u64 = 1 << 20;
 pub const MIN_DISK_BYTES: u64 = 2 << 20;
 /// Bytes of the header.
 const HEADER: usize = 32;
+/// Generations stay below this (2^63: a change a nanosecond for 292 years), as the
+/// journal of `rexo-fs` bounds its sequence numbers: a copy read off the disk with a
+/// larger one is damaged, and a change that would reach it is refused, so counting on
+/// never overflows or wraps round to a generation the next read takes for the older
+/// copy (the change silently undone after a reboot).
+const MAX_GENERATION: u64 = 1 << 63;
 /// Bytes per entry.
 const ENTRY: usize = 64;
 /// The longest holder name.
@@ -568,6 +574,18 @@ impl Table {
         self.generation
     }
 
+    /// The generation a change takes: the next one, or [`XnError::Corrupt`] for a
+    /// table at the last one below [`MAX_GENERATION`] (which only a crafted disk
+    /// holds), whose next copy the following read would refuse.
+    fn next_generation(&self) -> Result<u64, XnError> {
+        self.generation
+            .checked_add(1)
+            .filter(|&next| next < MAX_GENERATION)
+            .ok_or(XnError::Corrupt(
+                "the generation is at the end of its range",
+            ))
+    }
+
     /// Reads the table from its two copies (`copies[0]` is A, `copies[1]` B, each at
     /// least [`COPY_BYTES`]), for a disk of `sectors` sectors of `sector_size` bytes: the
     /// sound copy of the highest generation, so a copy torn by a crash falls back to the
@@ -616,6 +634,9 @@ impl Table {
                 table: disk,
                 disk: sectors,
             });
+        }
+        if generation >= MAX_GENERATION {
+            return Err(XnError::Corrupt("a generation out of range"));
         }
         let mut table = Self::format(sectors, sector_size)?;
         table.generation = generation;
@@ -687,7 +708,7 @@ impl Table {
         }
         Ok(Self {
             sectors,
-            generation: self.generation + 1,
+            generation: self.next_generation()?,
             ..self.clone()
         })
     }
@@ -814,6 +835,7 @@ impl Table {
         if count == 0 || candidate.saturating_add(count) > self.usable_sectors() {
             return Err(XnError::NoSpace(count));
         }
+        self.generation = self.next_generation()?;
         let extent = Extent {
             start: candidate,
             count,
@@ -821,7 +843,6 @@ impl Table {
             rights: READ | WRITE,
         };
         self.entries.push(extent.clone());
-        self.generation += 1;
         Ok(extent)
     }
 
@@ -841,13 +862,13 @@ impl Table {
             return Err(XnError::NotOwner);
         }
         self.room_for_one_more(owner)?;
+        self.generation = self.next_generation()?;
         self.entries.push(Extent {
             start,
             count,
             holder: reader.into(),
             rights: READ,
         });
-        self.generation += 1;
         Ok(())
     }
 
@@ -872,25 +893,26 @@ impl Table {
         Ok(())
     }
 
-    /// Revokes every share `owner` gave `reader` inside `owner`'s extents; how many.
-    pub fn revoke(&mut self, owner: &str, reader: &str) -> usize {
+    /// Revokes every share `owner` gave `reader` inside `owner`'s extents; how many
+    /// (none changes nothing).
+    pub fn revoke(&mut self, owner: &str, reader: &str) -> Result<usize, XnError> {
         let owned: Vec<(u64, u64)> = self
             .entries
             .iter()
             .filter(|e| e.holder == owner && !e.is_share())
             .map(|e| (e.start, e.end()))
             .collect();
-        let before = self.entries.len();
-        self.entries.retain(|e| {
-            !(e.is_share()
+        let given = |e: &Extent| {
+            e.is_share()
                 && e.holder == reader
-                && owned.iter().any(|&(s, end)| s <= e.start && e.end() <= end))
-        });
-        let revoked = before - self.entries.len();
+                && owned.iter().any(|&(s, end)| s <= e.start && e.end() <= end)
+        };
+        let revoked = self.entries.iter().filter(|e| given(e)).count();
         if revoked > 0 {
-            self.generation += 1;
+            self.generation = self.next_generation()?;
+            self.entries.retain(|e| !given(e));
         }
-        revoked
+        Ok(revoked)
     }
 
     /// Frees `holder`'s extent starting at `start`, with every share inside it (its data
@@ -901,10 +923,10 @@ impl Table {
             .iter()
             .position(|e| e.holder == holder && !e.is_share() && e.start == start)
             .ok_or(XnError::NotFound)?;
+        self.generation = self.next_generation()?;
         let extent = self.entries.remove(at);
         self.entries
             .retain(|e| !(e.is_share() && extent.contains(e.start, e.end())));
-        self.generation += 1;
         Ok(())
     }
 }
