@@ -444,6 +444,15 @@ impl Superblock {
         Self::decode_as(block, disk_blocks, Trust::Verify)
     }
 
+    /// Whether block 0 is a superblock whose write a crash cut short: its magic is
+    /// there but its CRC fails. On a disk of sectors smaller than a block the write of
+    /// block 0 at a checkpoint can leave some sectors new and some old; the superblock's
+    /// fields (its first 256 bytes) then come from one write and its CRC (its last 4)
+    /// maybe from the other.
+    pub(crate) fn is_torn(block: &Block) -> bool {
+        block[..8] == SUPERBLOCK_MAGIC && crc32(&block[..CRC_AT]) != get_u32(&block[..], CRC_AT)
+    }
+
     /// [`Superblock::decode`], the CRC checked only if `trust` asks.
     pub(crate) fn decode_as(
         block: &Block,

@@ -15,7 +15,7 @@ use crate::format::{
     seal_checksum, set_bit, try_zeroed, zeroed,
 };
 use crate::fsck::{FsckReport, check};
-use crate::journal::{Journal, encode_header, scan, transaction_length, write_transaction};
+use crate::journal::{Journal, Replay, encode_header, scan, transaction_length, write_transaction};
 use crate::path::{join, parse};
 use crate::store::{
     Displaced, RUN_BLOCKS, Store, flush_disk, read_disk, write_disk, write_disk_run, write_sorted,
@@ -204,8 +204,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// readable; nothing is ever written to the disk.
     pub fn mount_read_only(disk: D) -> Result<(Self, Option<FsError>), FsError> {
         let mut disk = disk;
-        let layout = Superblock::decode(&read_disk(&mut disk, 0)?, disk.blocks())?.layout;
-        let replay = scan(&mut disk, &layout)?;
+        let (layout, replay) = layout_and_journal(&mut disk)?;
         let mut store = Store::new(disk, replay.blocks, &layout);
         let checked = check(&mut store, &layout, replay.transactions);
         let mut journal = Journal::empty(&layout, replay.next_sequence);
@@ -232,8 +231,7 @@ impl<D: BlockStore> FileSystem<D> {
     /// Checks the file system on `disk` without writing to it: the journal's committed
     /// transactions are laid over the disk as mount would replay them.
     pub fn fsck(disk: &mut D) -> Result<FsckReport, FsError> {
-        let layout = Superblock::decode(&read_disk(disk, 0)?, disk.blocks())?.layout;
-        let replay = scan(disk, &layout)?;
+        let (layout, replay) = layout_and_journal(disk)?;
         let mut store = Store::new(disk, replay.blocks, &layout);
         check(&mut store, &layout, replay.transactions)
     }
@@ -1096,6 +1094,36 @@ impl<D: BlockStore> FileSystem<D> {
         let goal = self.goal_near(&found.location);
         self.store_extents(&mut inode, extents, goal)?;
         self.write_inode(&found.location, inode)
+    }
+}
+
+/// The layout of the file system on `disk` and its journal's committed transactions,
+/// read without writing anything. The superblock gives the layout, unless a crash tore
+/// its write at a checkpoint ([`Superblock::is_torn`]) while the journal still holds
+/// its image (it does until the checkpoint has written every block home and flushed):
+/// then the layout is the disk size's, which a sound superblock's must equal anyway,
+/// and the superblock read through the replay is the journal's. A torn superblock the
+/// journal holds no sound image of is refused as damaged, as before.
+pub(crate) fn layout_and_journal<D: BlockStore>(disk: &mut D) -> Result<(Layout, Replay), FsError> {
+    let blocks = disk.blocks();
+    let home = read_disk(disk, 0)?;
+    let torn = match Superblock::decode(&home, blocks) {
+        Ok(superblock) => {
+            let replay = scan(disk, &superblock.layout)?;
+            return Ok((superblock.layout, replay));
+        }
+        Err(error) if Superblock::is_torn(&home) => error,
+        Err(error) => return Err(error),
+    };
+    let layout = Layout::for_disk(blocks).map_err(|_| torn.clone())?;
+    let replay = match scan(disk, &layout) {
+        Ok(replay) => replay,
+        Err(error @ FsError::NoMemory { .. }) => return Err(error),
+        Err(_) => return Err(torn),
+    };
+    match replay.blocks.get(&0) {
+        Some(image) if Superblock::decode(image, blocks).is_ok() => Ok((layout, replay)),
+        _ => Err(torn),
     }
 }
 

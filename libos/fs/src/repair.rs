@@ -26,8 +26,10 @@
 //!
 //! A consistent file system is left as it is: nothing is written. Repair needs the
 //! superblock (it holds the root directory): a damaged one is refused and nothing is
-//! written. Step 3 writes in place and is not crash-safe: the host tool repairs a copy
-//! of the image and renames it over the original.
+//! written, unless a crash tore its write while the journal holds its image
+//! ([`crate::fs::layout_and_journal`]), which is used then. Step 3 writes in place and
+//! is not crash-safe: the host tool repairs a copy of the image and renames it over the
+//! original.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
@@ -99,8 +101,9 @@ impl<D: BlockStore> FileSystem<D> {
     /// Repairs the file system on `disk` and mounts the result; see the module notes
     /// for what is salvaged and how. A consistent file system is mounted untouched
     /// (the report lists no fixes). Fails, writing nothing, when the superblock is
-    /// damaged or the app cannot get the memory to hold the journal's transactions or
-    /// the map of used blocks; fails if the disk fails.
+    /// damaged (and not torn by a crash with its image in the journal) or the app
+    /// cannot get the memory to hold the journal's transactions or the map of used
+    /// blocks; fails if the disk fails.
     pub fn repair(mut disk: D) -> Result<(Self, RepairReport), FsError> {
         let found = match Self::fsck(&mut disk) {
             Ok(result) => {
@@ -113,15 +116,22 @@ impl<D: BlockStore> FileSystem<D> {
             Err(error) => error,
         };
         let blocks = disk.blocks();
-        let superblock =
-            Superblock::decode(&read_disk(&mut disk, 0)?, blocks).map_err(|error| match error {
-                FsError::Corrupt { block, what } => FsError::corrupt(
-                    block,
-                    format!("{what} (repair needs the superblock: it holds the root directory)"),
-                ),
-                other => other,
-            })?;
-        let layout = superblock.layout;
+        let needs_superblock = |error| match error {
+            FsError::Corrupt { block, what } => FsError::corrupt(
+                block,
+                format!("{what} (repair needs the superblock: it holds the root directory)"),
+            ),
+            other => other,
+        };
+        let home_block = read_disk(&mut disk, 0)?;
+        let home = Superblock::decode(&home_block, blocks);
+        // A superblock torn by a crash has its image in the journal, read below, and the
+        // disk size's layout (a sound superblock's must equal it).
+        let layout = match (&home, Layout::for_disk(blocks)) {
+            (Ok(superblock), _) => superblock.layout,
+            (Err(_), Ok(layout)) if Superblock::is_torn(&home_block) => layout,
+            (Err(error), _) => return Err(needs_superblock(error.clone())),
+        };
         let mut fixes = alloc::vec![format!(
             "the check found: {found}; the bitmap and every directory are rebuilt"
         )];
@@ -136,14 +146,15 @@ impl<D: BlockStore> FileSystem<D> {
             }
         };
         let mut store = Store::new(disk, pending, &layout);
-        let root = match Superblock::decode(&store.read(0)?, blocks) {
-            Ok(replayed) => replayed.root,
-            Err(error) => {
+        let root = match (Superblock::decode(&store.read(0)?, blocks), home) {
+            (Ok(replayed), _) => replayed.root,
+            (Err(error), Ok(home)) => {
                 fixes.push(format!(
                     "journal: its superblock is damaged ({error}); the one on disk is used"
                 ));
-                superblock.root
+                home.root
             }
+            (Err(_), Err(torn)) => return Err(needs_superblock(torn)),
         };
         let (nodes, salvage_fixes) = Salvager::run(&mut store, &layout, root)?;
         fixes.extend(salvage_fixes);
