@@ -9,8 +9,13 @@ pub const BLOCK_SIZE: usize = 4096;
 
 /// A disk seen as numbered blocks of [`BLOCK_SIZE`] (4096) bytes.
 ///
-/// A write of one block is assumed atomic: after a crash the block holds either its
-/// old or its new contents. Writes may reach the medium in any order until `flush`.
+/// A crash may tear a write of one block at the boundaries of the disk's sectors (a
+/// disk of 512-byte sectors writes a block as eight): each sector is assumed written
+/// whole, holding its old or its new contents, but some may be new and others old.
+/// The file system's guarantees hold over that (a torn journal block fails its
+/// transaction's CRC, every block a checkpoint writes home is still in the journal, and
+/// the journal header lies in its first sector); `format` is not crash-safe anyway.
+/// Writes may reach the medium in any order until `flush`.
 pub trait BlockStore {
     /// Blocks on the disk.
     fn blocks(&self) -> u64;

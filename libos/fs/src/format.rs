@@ -88,8 +88,10 @@ pub(crate) const DESCRIPTOR_MAGIC: [u8; 8] = *b"RXFS-JDS";
 /// A journal commit block's magic.
 pub(crate) const COMMIT_MAGIC: [u8; 8] = *b"RXFS-JCM";
 
-/// The format version in the superblock.
-pub(crate) const VERSION: u32 = 1;
+/// The format version in the superblock: 2 since the journal header lives in its
+/// block's first sector, with its own CRC (version 1 had the frame's CRC at the block's
+/// end, so a crash tearing its write left a header refused as damaged).
+pub(crate) const VERSION: u32 = 2;
 
 /// Reads a little-endian u16 at `at` (0 when out of range; callers pass checked offsets).
 pub(crate) fn get_u16(bytes: &[u8], at: usize) -> u16 {
@@ -146,6 +148,40 @@ pub(crate) fn seal_checksum(block: &mut Block) {
     put(&mut block[..], CRC_AT, &crc.to_le_bytes());
 }
 
+/// Bytes of the smallest sector a disk writes whole: a block whose contents all lie in
+/// its first this many bytes survives any torn write of it whole, old or new.
+pub(crate) const SECTOR_BYTES: usize = 512;
+/// Where the CRC-32 of bytes `0..SECTOR_CRC_AT` is in a block framed in its first sector.
+pub(crate) const SECTOR_CRC_AT: usize = SECTOR_BYTES - 4;
+
+/// Frames a block whose contents lie in its first sector, bytes `BODY_AT..SECTOR_CRC_AT`,
+/// the rest of the block left zero (the journal header, which a checkpoint rewrites in
+/// place): its magic, its own number, and a CRC-32 of its first 508 bytes in the
+/// sector's last 4. A crash tearing its write at sector boundaries leaves the old block
+/// or the new one.
+pub(crate) fn seal_in_first_sector(block: &mut Block, magic: [u8; 8], number: u64) {
+    stamp(block, magic, number);
+    let crc = crc32(&block[..SECTOR_CRC_AT]);
+    put(&mut block[..], SECTOR_CRC_AT, &crc.to_le_bytes());
+}
+
+/// Checks a block framed by [`seal_in_first_sector`]: magic, CRC, own number, and
+/// zeros after the first sector.
+pub(crate) fn check_in_first_sector(
+    block: &Block,
+    magic: [u8; 8],
+    number: u64,
+    what: &str,
+) -> Result<(), FsError> {
+    check_frame(block, magic, number, what, Some(SECTOR_CRC_AT))?;
+    check_zero(
+        &block[..],
+        SECTOR_BYTES..BLOCK_SIZE,
+        number,
+        &format!("{what}'s bytes past its first sector"),
+    )
+}
+
 /// Whether a metadata block's CRC must be computed to trust it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Trust {
@@ -175,13 +211,26 @@ pub(crate) fn check_header_as(
     what: &str,
     trust: Trust,
 ) -> Result<(), FsError> {
+    let crc_at = (trust == Trust::Verify).then_some(CRC_AT);
+    check_frame(block, magic, number, what, crc_at)
+}
+
+/// Checks a block's magic, the CRC-32 of its bytes `0..crc_at` kept at `crc_at` (when
+/// given) and its own number.
+fn check_frame(
+    block: &Block,
+    magic: [u8; 8],
+    number: u64,
+    what: &str,
+    crc_at: Option<usize>,
+) -> Result<(), FsError> {
     if block[..8] != magic {
         return Err(FsError::corrupt(
             number,
             format!("not a {what} (bad magic)"),
         ));
     }
-    if trust == Trust::Verify && crc32(&block[..CRC_AT]) != get_u32(&block[..], CRC_AT) {
+    if crc_at.is_some_and(|at| crc32(&block[..at]) != get_u32(&block[..], at)) {
         return Err(FsError::corrupt(
             number,
             format!("{what} checksum mismatch"),
@@ -465,7 +514,10 @@ impl Superblock {
         check_header_as(block, SUPERBLOCK_MAGIC, 0, "superblock", trust)?;
         let version = get_u32(&block[..], VERSION_AT);
         if version != VERSION {
-            return Err(FsError::corrupt(0, format!("format version {version}")));
+            return Err(FsError::corrupt(
+                0,
+                format!("format version {version} (this rexo-fs reads version {VERSION})"),
+            ));
         }
         // Read on every path lookup: the reserved bytes (most of the block) are scanned
         // with the CRC, when the block comes from the disk; a sealed one has zeros there.

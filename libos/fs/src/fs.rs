@@ -94,7 +94,8 @@ impl<D: BlockStore> FileSystem<D> {
     ///
     /// Not crash-safe: block 0 is cleared (and flushed) before anything else is
     /// written and the superblock written last, so an interrupted format leaves the old
-    /// file system untouched or a disk that mount refuses as `NotFormatted`.
+    /// file system untouched or a disk that mount refuses as `NotFormatted` (or, when a
+    /// crash tore a write of block 0, as damaged: superblock checksum mismatch).
     pub fn format(mut disk: D) -> Result<Self, FsError> {
         let layout = Layout::for_disk(disk.blocks())?;
         write_disk(&mut disk, 0, &zeroed())?;

@@ -2,7 +2,9 @@
 //! changes, metadata and file data alike.
 //!
 //! The journal region starts with a header block holding the sequence number of the
-//! next transaction; transactions follow it back to back from the region's second
+//! next transaction, all of it in the block's first 512-byte sector with its own CRC,
+//! so that a checkpoint's rewrite of it torn by a crash leaves the old header or the
+//! new one; transactions follow it back to back from the region's second
 //! block. A transaction of N blocks takes ceil(N / 507) descriptor blocks (the
 //! sequence number, N, the descriptor's index and up to 507 home block numbers), the N
 //! new block images in descriptor order, and a commit block (the sequence number, N
@@ -25,7 +27,8 @@ use crate::disk::{BLOCK_SIZE, BlockStore};
 use crate::error::FsError;
 use crate::format::{
     BODY_AT, Block, COMMIT_MAGIC, CRC_AT, DESCRIPTOR_MAGIC, JOURNAL_HEADER_MAGIC, Layout,
-    check_header, get_u32, get_u64, put, seal, try_block, zeroed,
+    SECTOR_CRC_AT, check_header, check_in_first_sector, check_zero, get_u32, get_u64, put, seal,
+    seal_in_first_sector, try_block, zeroed,
 };
 use crate::store::{RUN_BLOCKS, read_disk, read_disk_run, write_sorted};
 
@@ -86,11 +89,14 @@ impl Journal {
     }
 }
 
-/// The journal header block saying the next transaction is `sequence`.
+/// The journal header block saying the next transaction is `sequence`. All of it is in
+/// its first 512-byte sector ([`seal_in_first_sector`]): a checkpoint rewrites it in
+/// place, and a crash tearing that write on a disk of 512-byte sectors leaves the old
+/// header (the journal replayed again, its blocks already home) or the new one.
 pub(crate) fn encode_header(start: u64, sequence: u64) -> Block {
     let mut block = zeroed();
     put(&mut block[..], SEQUENCE_AT, &sequence.to_le_bytes());
-    seal(&mut block, JOURNAL_HEADER_MAGIC, start);
+    seal_in_first_sector(&mut block, JOURNAL_HEADER_MAGIC, start);
     block
 }
 
@@ -100,7 +106,13 @@ const MAX_SEQUENCE: u64 = 1 << 63;
 
 /// The sequence number in the journal header block `start`.
 pub(crate) fn decode_header(block: &Block, start: u64) -> Result<u64, FsError> {
-    check_header(block, JOURNAL_HEADER_MAGIC, start, "journal header")?;
+    check_in_first_sector(block, JOURNAL_HEADER_MAGIC, start, "journal header")?;
+    check_zero(
+        &block[..],
+        SEQUENCE_AT + 8..SECTOR_CRC_AT,
+        start,
+        "journal header's reserved bytes",
+    )?;
     let sequence = get_u64(&block[..], SEQUENCE_AT);
     if sequence >= MAX_SEQUENCE {
         return Err(FsError::corrupt(

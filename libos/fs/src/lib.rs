@@ -29,7 +29,8 @@
 //!   (or the journal or [`MAX_RUNNING_BLOCKS`] says so). Home locations are written at
 //!   a checkpoint ([`FileSystem::sync`], or when the journal is full). Mount replays
 //!   every committed transaction and ignores a torn tail, so a crash at any write
-//!   leaves the tree as it was after some operation (at or after the last commit).
+//!   leaves the tree as it was after some operation (at or after the last commit),
+//!   also where it tears a block's write at the boundaries of 512-byte sectors.
 //! - **Reading together.** A bounded cache of clean blocks ([`DEFAULT_CACHE_BLOCKS`],
 //!   [`FileSystem::set_cache_blocks`]) sits under the journal's layers; a miss on
 //!   metadata or a small file's data reads the run of blocks after it (up to
@@ -47,12 +48,12 @@
 //!   system ([`FileSystem::fsck`]) and refuses a damaged one without writing anything;
 //!   no parser panics on bad data, each error names the block and path.
 //!
-//! # On disk (version 1)
+//! # On disk (version 2)
 //!
 //! Block 0 is the superblock; blocks `1..1 + J` the journal (J = blocks / 64, at least
-//! 64 and at most 16384); then the allocation bitmap (one bit per disk block, 32608 per
-//! bitmap block); then data blocks (directory blocks, overflow extent blocks and file
-//! data) to the end of the disk. `docs/storage.md` describes every field.
+//! 64 and at most 16384; its header block all in its first 512-byte sector); then the
+//! allocation bitmap (one bit per disk block, 32608 per bitmap block); then data blocks
+//! (directory blocks, overflow extent blocks and file data) to the end of the disk. `docs/storage.md` describes every field.
 //!
 //! Paths are absolute and `/`-separated; names are 1 to 255 bytes, without NUL, and
 //! not `.` or `..` (which are not stored).

@@ -12,7 +12,7 @@ use crate::dir::Location;
 use crate::disk::BlockStore;
 use crate::format::{
     BITMAP_MAGIC, Block, DIRECTORY_MAGIC, DirectoryBlock, EXTENTS_MAGIC, Extent, FileKind, Inode,
-    SUPERBLOCK_MAGIC, bitmap_position, put, seal, set_bit,
+    JOURNAL_HEADER_MAGIC, SUPERBLOCK_MAGIC, bitmap_position, put, seal, set_bit,
 };
 use crate::fs::FileSystem;
 use crate::journal::write_transaction;
@@ -150,11 +150,15 @@ fn superblock_damage_is_refused() {
     put_raw(&mut disk, 0, &block);
     assert_refused(disk, 0, "superblock checksum mismatch");
 
-    let mut disk = sample();
-    edit_block(&mut disk, 0, SUPERBLOCK_MAGIC, |block| {
-        put(&mut block[..], 16, &2u32.to_le_bytes())
-    });
-    assert_refused(disk, 0, "format version 2");
+    // Version 1 had its journal header's CRC at the block's end.
+    for version in [1u32, 3] {
+        let mut disk = sample();
+        edit_block(&mut disk, 0, SUPERBLOCK_MAGIC, |block| {
+            put(&mut block[..], 16, &version.to_le_bytes())
+        });
+        let said = alloc::format!("format version {version} (this rexo-fs reads version 2)");
+        assert_refused(disk, 0, &said);
+    }
 
     let mut disk = sample();
     edit_block(&mut disk, 0, SUPERBLOCK_MAGIC, |block| {
@@ -467,6 +471,19 @@ fn journal_damage_is_refused_and_a_torn_tail_ignored() {
     header[20] ^= 1;
     put_raw(&mut disk, 1, &header);
     assert_refused(disk, 1, "journal header checksum mismatch");
+
+    // All of the header is in its first sector, sealed there: a byte set past it, or
+    // between the sequence number and the sector's CRC, is damage.
+    let past = "journal header's bytes past its first sector (bytes 512..4096) not zero";
+    let between = "journal header's reserved bytes (bytes 24..508) not zero";
+    for (at, what) in [(600, past), (4095, past), (30, between)] {
+        let mut disk = sample();
+        let mut header = raw(&mut disk, 1);
+        header[at] = 1;
+        crate::format::seal_in_first_sector(&mut header, JOURNAL_HEADER_MAGIC, 1);
+        put_raw(&mut disk, 1, &header);
+        assert_refused(disk, 1, what);
+    }
 
     // A committed transaction that writes into the journal itself.
     let mut disk = sample();

@@ -15,7 +15,7 @@ use rexo_crc::crc32;
 use super::ops::fresh;
 use super::{CountingDisk, Rng, snapshot};
 use crate::disk::BlockStore;
-use crate::format::{Block, CRC_AT, put};
+use crate::format::{Block, CRC_AT, get_u64, put, seal_in_first_sector};
 use crate::fs::FileSystem;
 use crate::path::{child, parse};
 use crate::store::{read_disk, write_disk};
@@ -66,10 +66,18 @@ pub(super) fn base(journaled: bool) -> (MemoryDisk, Vec<u64>) {
 }
 
 /// Changes a few bytes of block `number`: random bytes, or a u64 field set to an
-/// edge value; resealed with a good checksum when `reseal`.
+/// edge value; resealed with a good checksum when `reseal` (the journal header, block
+/// 1, in its first sector, where its CRC is).
 pub(super) fn mutate(disk: &mut MemoryDisk, number: u64, rng: &mut Rng, reseal: bool) {
     let mut block = read_disk(disk, number).unwrap();
-    mutate_block(&mut block, rng, reseal);
+    let header = number == 1;
+    mutate_block(&mut block, rng, reseal && !header);
+    if reseal && header {
+        // Its magic and own number as the change left them.
+        let magic = block[..8].try_into().expect("8 bytes");
+        let claimed = get_u64(&block[..], 8);
+        seal_in_first_sector(&mut block, magic, claimed);
+    }
     write_disk(disk, number, &block).unwrap();
 }
 
