@@ -59,13 +59,15 @@ impl BlockStore for Recorder {
 }
 
 /// The disks a crash at each point of `log` (applied to `base`) could leave, handed
-/// to `check` with the cut's index: everything up to the cut, and (when `subsets`)
-/// the last flushed state plus a random subset of the writes after it.
+/// to `check` with the cut's index: everything up to the cut, the last flushed state
+/// plus a random subset of the writes after it, and (when `tears`, a disk of 512-byte
+/// sectors) everything up to the cut with the write at the cut torn: some of its
+/// sectors written (a random choice, neither none nor all), the others as they were.
 fn for_each_crash(
     base: &MemoryDisk,
     log: &[Event],
     rng: &mut Rng,
-    subsets: bool,
+    tears: bool,
     mut check: impl FnMut(usize, MemoryDisk),
 ) {
     let mut image = base.clone();
@@ -73,7 +75,16 @@ fn for_each_crash(
     let mut unflushed: Vec<(u64, &[u8])> = Vec::new();
     for cut in 0..=log.len() {
         check(cut, image.clone());
-        if subsets && !unflushed.is_empty() {
+        if tears && let Some(Event::Write(block, data)) = log.get(cut) {
+            let mut crashed = image.clone();
+            let old = crate::store::read_disk(&mut crashed, *block).unwrap();
+            let written = 1 + rng.below(254) as u8;
+            crashed
+                .write(*block, &torn(&old[..], data, written))
+                .unwrap();
+            check(cut, crashed);
+        }
+        if !unflushed.is_empty() {
             let mut partial = flushed.clone();
             for (block, data) in &unflushed {
                 if rng.chance(50) {
@@ -137,11 +148,18 @@ fn recover(disk: MemoryDisk, context: &str) -> (Snapshot, MemoryDisk) {
     (tree, disk)
 }
 
-/// A crash in the middle of recovery (mount's replay) recovers to the same tree.
-fn crash_during_recovery(disk: &MemoryDisk, expected: &Snapshot, rng: &mut Rng, context: &str) {
+/// A crash in the middle of recovery (mount's replay) recovers to the same tree; with
+/// `tears`, also one tearing the write it cuts.
+fn crash_during_recovery(
+    disk: &MemoryDisk,
+    expected: &Snapshot,
+    rng: &mut Rng,
+    tears: bool,
+    context: &str,
+) {
     let mut recording = Recorder::new(disk.clone());
     drop(FileSystem::mount(&mut recording).unwrap());
-    for_each_crash(disk, &recording.log, rng, true, |cut, crashed| {
+    for_each_crash(disk, &recording.log, rng, tears, |cut, crashed| {
         let (tree, _) = recover(crashed, &alloc::format!("{context}, recovery cut {cut}"));
         assert!(
             tree == *expected,
@@ -160,13 +178,18 @@ struct Checked {
     /// Images whose tree was older than the last operation completed by the cut
     /// (operations not yet committed, lost as they may be).
     older: usize,
+    /// Writes of the superblock torn (with `tears`).
+    torn_superblocks: usize,
+    /// Writes of the journal header torn (with `tears`).
+    torn_headers: usize,
 }
 
 /// One recorded run of `operations` random operations under `mix` (and its commit
 /// policy). A crash image must hold the tree after some operation from the last one
 /// known durable by the cut (each completed one with `EachOperation`; the last
-/// completed `commit`, `sync` or remount with `OnCommit`) to the one in progress.
-fn crash_run(seed: u64, operations: usize, mix: Mix) -> Checked {
+/// completed `commit`, `sync` or remount with `OnCommit`) to the one in progress. With
+/// `tears`, the write at each cut is also torn (see [`for_each_crash`]).
+fn crash_run(seed: u64, operations: usize, mix: Mix, tears: bool) -> Checked {
     let mut rng = Rng::new(seed);
     let base = super::ops::fresh(256).into_disk();
     let mut mounted = FileSystem::mount(Recorder::new(base.clone())).unwrap();
@@ -193,12 +216,21 @@ fn crash_run(seed: u64, operations: usize, mix: Mix) -> Checked {
         );
     }
     let log = fs.take().map(|fs| fs.into_disk().log).unwrap_or_default();
+    let written = |number| {
+        (log.iter())
+            .filter(|event| matches!(event, Event::Write(block, _) if *block == number))
+            .count()
+    };
     let mut checked = Checked::default();
+    if tears {
+        checked.torn_superblocks = written(0);
+        checked.torn_headers = written(1);
+    }
     for_each_crash(
         &base,
         &log,
         &mut rng.clone_seeded(),
-        true,
+        tears,
         |cut, crashed| {
             let context = alloc::format!("seed {seed}, cut {cut} of {}", log.len());
             let completed = ends.iter().filter(|&&end| end <= cut).count();
@@ -219,7 +251,7 @@ fn crash_run(seed: u64, operations: usize, mix: Mix) -> Checked {
             }
             if needs_replay && cut % 16 == 0 && checked.recoveries < 12 {
                 checked.recoveries += 1;
-                crash_during_recovery(&crashed, &tree, &mut rng, &context);
+                crash_during_recovery(&crashed, &tree, &mut rng, tears, &context);
             }
             checked.images += 1;
         },
@@ -234,19 +266,36 @@ impl Rng {
     }
 }
 
-#[test]
-fn a_crash_at_any_write_leaves_the_tree_of_an_operation_boundary() {
-    let mix = Mix {
+/// The operations of the crash runs that commit each operation.
+fn each_operation() -> Mix {
+    Mix {
         max_write: 16_000,
         large_writes: 0,
         sync_and_remount: 10,
         flat: 30,
         commits: 0,
         policy: CommitPolicy::EachOperation,
-    };
+    }
+}
+
+/// The operations of the crash runs with batched commits.
+fn batched() -> Mix {
+    Mix {
+        max_write: 16_000,
+        large_writes: 0,
+        sync_and_remount: 6,
+        flat: 30,
+        commits: 6,
+        policy: CommitPolicy::OnCommit,
+    }
+}
+
+#[test]
+fn a_crash_at_any_write_leaves_the_tree_of_an_operation_boundary() {
+    let mix = each_operation();
     let (mut checked, mut recoveries) = (0, 0);
     for seed in 0..24 * super::property::long_factor() {
-        let run = crash_run(100 + seed, 40, mix);
+        let run = crash_run(100 + seed, 40, mix, false);
         checked += run.images;
         recoveries += run.recoveries;
         assert_eq!(run.older, 0, "seed {seed}: a completed operation was lost");
@@ -257,17 +306,10 @@ fn a_crash_at_any_write_leaves_the_tree_of_an_operation_boundary() {
 
 #[test]
 fn a_crash_with_batched_commits_leaves_the_tree_after_the_last_commit_or_later() {
-    let mix = Mix {
-        max_write: 16_000,
-        large_writes: 0,
-        sync_and_remount: 6,
-        flat: 30,
-        commits: 6,
-        policy: CommitPolicy::OnCommit,
-    };
+    let mix = batched();
     let (mut checked, mut recoveries, mut older) = (0, 0, 0);
     for seed in 0..24 * super::property::long_factor() {
-        let run = crash_run(500 + seed, 80, mix);
+        let run = crash_run(500 + seed, 80, mix, false);
         checked += run.images;
         recoveries += run.recoveries;
         older += run.older;
@@ -277,6 +319,35 @@ fn a_crash_with_batched_commits_leaves_the_tree_after_the_last_commit_or_later()
     assert!(
         older >= 300,
         "only {older} images lost uncommitted operations: is the batching tested?"
+    );
+}
+
+/// The same on a disk of 512-byte sectors, where a crash can tear the write it cuts:
+/// some of the block's sectors new, the others old. Every write of each run is also
+/// torn, under both policies, and recoveries are crashed (and torn) in turn. A
+/// checkpoint's torn write of the superblock or the journal header left the disk
+/// refused (checksum mismatch), though nothing was lost.
+#[test]
+fn a_crash_tearing_a_write_at_sector_boundaries_leaves_the_tree_of_an_operation_boundary() {
+    let (mut checked, mut recoveries) = (0, 0);
+    let (mut superblocks, mut headers) = (0, 0);
+    for seed in 0..8 * super::property::long_factor() {
+        for (first, operations, mix) in [(900, 40, each_operation()), (950, 80, batched())] {
+            let run = crash_run(first + seed, operations, mix, true);
+            checked += run.images;
+            recoveries += run.recoveries;
+            superblocks += run.torn_superblocks;
+            headers += run.torn_headers;
+            if mix.policy == CommitPolicy::EachOperation {
+                assert_eq!(run.older, 0, "seed {seed}: a completed operation was lost");
+            }
+        }
+    }
+    assert!(checked >= 3500, "only {checked} crash images checked");
+    assert!(recoveries >= 100, "only {recoveries} recoveries crashed");
+    assert!(
+        superblocks >= 20 && headers >= 20,
+        "only {superblocks} superblock and {headers} journal header writes torn"
     );
 }
 
@@ -318,7 +389,7 @@ fn a_crash_during_a_large_write_leaves_a_prefix_of_it() {
     // would show other bytes).
     let mut last_cut = None;
     let mut partials = 0;
-    for_each_crash(&base, &log, &mut Rng::new(3), true, |cut, crashed| {
+    for_each_crash(&base, &log, &mut Rng::new(3), false, |cut, crashed| {
         let partial = last_cut == Some(cut);
         last_cut = Some(cut);
         partials += usize::from(partial);
@@ -404,7 +475,7 @@ fn a_crash_during_a_format_leaves_the_old_file_system_or_an_unformatted_disk() {
         &base,
         &recording.log,
         &mut rng,
-        true,
+        false,
         |cut, crashed| match FileSystem::mount(crashed) {
             Err(FsError::NotFormatted) => unformatted += 1,
             Ok(mut fs) => {
