@@ -843,12 +843,12 @@ pub trait BlockDevice: Send {
     }
     /// Hands each finished request of queue `queue` to `done` (a read with its data, in
     /// place); returns how many. A request the device does not finish within the
-    /// driver's timeout completes with [`DeviceError::Timeout`] (NVMe's only once a
-    /// controller reset has made sure the device will not carry it out later), one the
-    /// device had when its driver reset it with [`DeviceError::Reset`]. Never waits,
-    /// with one exception: the poll in which a driver resets a device it judged stuck
-    /// may wait for the device to acknowledge the reset, up to that driver's reset
-    /// timeout (virtio-blk: 1 s; docs/drivers.md).
+    /// driver's timeout completes with [`DeviceError::Timeout`] (NVMe's and
+    /// virtio-blk's only once a device reset has made sure the device will not carry
+    /// it out later), one the device had when its driver reset it with
+    /// [`DeviceError::Reset`]. Never waits, with one exception: the poll in which a
+    /// driver resets a device it judged stuck may wait for the device to acknowledge
+    /// the reset, up to that driver's reset timeout (virtio-blk: 1 s; docs/drivers.md).
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError>;
     /// Arms `queue` so that the next request finishing on it wakes core `core` (the
     /// machine's index) from `Kernel::sleep_ns` through the device's MSI or MSI-X
@@ -866,7 +866,7 @@ pub trait BlockDevice: Send {
     /// timeouts, then a device reset) for the ones it has, so none reaches the disk
     /// after this returns: the sectors of a holder that went are safe to hand on. So the
     /// call may block until the device answers or is reset (for a device that never
-    /// answers, NVMe: 10 s and the reset; virtio-blk: 20 s and more); the registry runs
+    /// answers, NVMe and virtio-blk: 10 s and the reset); the registry runs
     /// it outside the slot's lock, when a holder goes (the disk shown held by the kernel
     /// meanwhile) and when a holder gives up its own requests (the disk still the
     /// holder's).
