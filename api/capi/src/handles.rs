@@ -261,8 +261,10 @@ mod tests {
     use super::*;
     use rexo_api::{BlockInfo, Completion, DeviceError, Tag};
 
-    /// A disk that answers nothing: only its handle matters here.
-    struct Idle;
+    /// A disk that answers nothing (only its handle matters here) and counts the times
+    /// its requests in flight were given up.
+    #[derive(Default)]
+    struct Idle(Arc<AtomicUsize>);
 
     impl BlockDevice for Idle {
         fn info(&self) -> BlockInfo {
@@ -296,14 +298,16 @@ mod tests {
         fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
             Err(DeviceError::Unsupported("wake-ups"))
         }
-        fn abandon_requests(&mut self) {}
+        fn abandon_requests(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     #[test]
     fn a_handle_in_use_is_waited_for_without_holding_up_the_table() {
         crate::tests::register_test_host();
         let owner = OwnerId(77);
-        let id = insert(owner, Object::Block(Box::new(Idle)));
+        let id = insert(owner, Object::Block(Box::<Idle>::default()));
         // A call on another core uses the handle.
         let object = object_of(id, owner).expect("inserted");
         let in_use = object.lock(frame_mark(&object));
@@ -315,7 +319,7 @@ mod tests {
         let (answer, answered) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let listed = core_handles(owner).is_empty();
-            let other = insert(owner, Object::Block(Box::new(Idle)));
+            let other = insert(owner, Object::Block(Box::<Idle>::default()));
             let _ = answer.send((listed, take(other, owner, |_| Ok(())).is_ok()));
         });
         let (listed, other_taken) = answered
@@ -328,39 +332,6 @@ mod tests {
         assert!(closing.join().unwrap(), "then takes the handle");
         assert_eq!(take(id, owner, |_| Ok(())).err(), Some(REXO_EBADF));
         forget(owner);
-    }
-
-    /// A disk that counts the times its requests in flight were given up.
-    struct Counted(Arc<AtomicUsize>);
-
-    impl BlockDevice for Counted {
-        fn info(&self) -> BlockInfo {
-            Idle.info()
-        }
-        fn submit_read(&mut self, _: usize, _: u64, _: u32) -> Result<Tag, DeviceError> {
-            Err(DeviceError::QueueFull)
-        }
-        fn submit_write_checked(
-            &mut self,
-            _: usize,
-            _: u64,
-            _: u32,
-            _: &mut dyn FnMut(&mut [u8]) -> bool,
-        ) -> Result<Tag, DeviceError> {
-            Err(DeviceError::QueueFull)
-        }
-        fn submit_flush(&mut self, _: usize) -> Result<Tag, DeviceError> {
-            Err(DeviceError::QueueFull)
-        }
-        fn poll(&mut self, _: usize, _: Completion<'_>) -> Result<usize, DeviceError> {
-            Ok(0)
-        }
-        fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
-            Err(DeviceError::Unsupported("wake-ups"))
-        }
-        fn abandon_requests(&mut self) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     /// Locks handle `id` as a call in a frame below the caller's would, and abandons that
@@ -377,10 +348,7 @@ mod tests {
         crate::tests::register_test_host();
         let owner = OwnerId(78);
         let given_up = Arc::new(AtomicUsize::new(0));
-        let id = insert(
-            owner,
-            Object::Block(Box::new(Counted(Arc::clone(&given_up)))),
-        );
+        let id = insert(owner, Object::Block(Box::new(Idle(Arc::clone(&given_up)))));
         // The abort point's frame is this test's; the abandoned call ran below it.
         let abort_point = 0u8;
         abandon_a_call(id, owner);
@@ -408,7 +376,7 @@ mod tests {
     fn only_calls_below_the_abort_point_on_its_own_core_are_released() {
         crate::tests::register_test_host();
         let owner = OwnerId(79);
-        let id = insert(owner, Object::Block(Box::new(Idle)));
+        let id = insert(owner, Object::Block(Box::<Idle>::default()));
         let core = (host().core_index)();
         // A call still running in a frame above the abort point keeps its lock: the abort
         // abandoned only the frames below the point.
