@@ -89,6 +89,23 @@ impl Server {
         assert!(buffer.is_empty(), "left over: {:?}", text(&buffer));
         out
     }
+
+    /// Sends `input` in pieces of 1000 bytes and returns the answers; the buffer never
+    /// holds as much as a piece beyond what is still to be used (a refused data block
+    /// streams past, never held).
+    fn in_pieces(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buffer = Vec::new();
+        for piece in input.chunks(1000) {
+            buffer.extend_from_slice(piece);
+            let served =
+                self.session
+                    .serve(&mut self.cache, &buffer, self.now, &self.info, &mut out);
+            buffer.drain(..served.consumed);
+            assert!(buffer.len() < 1000);
+        }
+        out
+    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -468,17 +485,7 @@ fn oversized_values_are_refused_and_their_data_skipped() {
     request.resize(request.len() + 1_048_577, b'z');
     request.extend_from_slice(b"\r\nget k\r\n");
     // Fed in small pieces: the refused block is skipped as it streams in, never held.
-    let mut out = Vec::new();
-    let mut buffer = Vec::new();
-    for piece in request.chunks(1000) {
-        buffer.extend_from_slice(piece);
-        let served =
-            server
-                .session
-                .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
-        buffer.drain(..served.consumed);
-        assert!(buffer.len() < 1000);
-    }
+    let out = server.in_pieces(&request);
     assert_eq!(
         text(&out),
         "SERVER_ERROR object too large for cache\r\nEND\r\n",
@@ -614,17 +621,7 @@ fn meta_commands_are_refused_and_a_meta_sets_data_skipped() {
     let mut request = b"ms k 2000000 F5 T0\r\n".to_vec();
     request.resize(request.len() + 2_000_000, b'z');
     request.extend_from_slice(b"\r\nms \x01 3\r\nget\r\nget a\r\n");
-    let mut out = Vec::new();
-    let mut buffer = Vec::new();
-    for piece in request.chunks(1000) {
-        buffer.extend_from_slice(piece);
-        let served =
-            server
-                .session
-                .serve(&mut server.cache, &buffer, START, &server.info, &mut out);
-        buffer.drain(..served.consumed);
-        assert!(buffer.len() < 1000);
-    }
+    let out = server.in_pieces(&request);
     assert_eq!(
         text(&out),
         std::format!("{refused}{refused}VALUE a 0 1\r\n1\r\nEND\r\n")
