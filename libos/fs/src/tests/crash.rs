@@ -495,6 +495,19 @@ fn a_crash_during_a_format_leaves_the_old_file_system_or_an_unformatted_disk() {
     );
 }
 
+/// A fresh file system's tree after `mkdir /a` (the root grows, so block 0 is
+/// journaled), its disk with the journal not yet replayed, and what the mount that
+/// replays it writes and flushes (the checkpoint).
+fn checkpoint_after_mkdir() -> (Snapshot, MemoryDisk, Vec<Event>) {
+    let mut fs = super::ops::fresh(256);
+    fs.mkdir("/a").unwrap();
+    let expected = snapshot(&mut fs).unwrap();
+    let journaled = fs.into_disk();
+    let mut recording = Recorder::new(journaled.clone());
+    drop(FileSystem::mount(&mut recording).unwrap());
+    (expected, journaled, recording.log)
+}
+
 /// A checkpoint writes block 0 home when the root directory's inode changed (the
 /// superblock holds it). On a disk of 512-byte sectors a crash can tear that write, the
 /// superblock's fields from one write and its CRC from the other. The journal still
@@ -502,14 +515,8 @@ fn a_crash_during_a_format_leaves_the_old_file_system_or_an_unformatted_disk() {
 /// refused the disk (superblock checksum mismatch), repair too, though nothing was lost.
 #[test]
 fn a_superblock_torn_at_a_checkpoint_is_read_from_the_journal() {
-    let mut fs = FileSystem::mount(super::ops::fresh(256).into_disk()).unwrap();
-    fs.mkdir("/a").unwrap();
-    let expected = snapshot(&mut fs).unwrap();
-    let journaled = fs.into_disk();
     // Mount replays the journal: the checkpoint writing block 0 home.
-    let mut recording = Recorder::new(journaled.clone());
-    drop(FileSystem::mount(&mut recording).unwrap());
-    let log = recording.log;
+    let (expected, journaled, log) = checkpoint_after_mkdir();
     let at = (log.iter())
         .position(|event| matches!(event, Event::Write(0, _)))
         .expect("the checkpoint writes block 0");
@@ -543,14 +550,8 @@ fn a_superblock_torn_at_a_checkpoint_is_read_from_the_journal() {
 /// header checksum mismatch), though nothing was lost.
 #[test]
 fn a_journal_header_torn_at_a_checkpoint_leaves_the_old_or_the_new_one() {
-    let mut fs = super::ops::fresh(256);
-    fs.mkdir("/a").unwrap();
-    let expected = snapshot(&mut fs).unwrap();
-    let journaled = fs.into_disk();
     // Mount replays the journal: the checkpoint, ending with the header.
-    let mut recording = Recorder::new(journaled.clone());
-    drop(FileSystem::mount(&mut recording).unwrap());
-    let log = recording.log;
+    let (expected, journaled, log) = checkpoint_after_mkdir();
     let at = (log.iter())
         .rposition(|event| matches!(event, Event::Write(1, _)))
         .expect("the checkpoint writes the journal header");
