@@ -82,28 +82,17 @@ pub fn enumerate<C: ConfigSpace>(
             )?;
         }
         if report.unnumbered_bridges > 0 {
-            break;
+            if report.brute_force {
+                break;
+            }
+            // Every bus of the range, in order, by the same loop.
+            report.brute_force = true;
+            buses.clone().for_each(|bus| pending.insert(bus));
+            continue;
         }
         match find_peer_root(cs, segment, &mut unprobed, &scanned)? {
             Some(bus) => pending.insert(bus),
             None => break,
-        }
-    }
-    if report.unnumbered_bridges > 0 {
-        report.brute_force = true;
-        for bus in buses.clone() {
-            if !scanned.contains(bus) {
-                scanned.insert(bus);
-                scan_bus(
-                    cs,
-                    segment,
-                    bus,
-                    &buses,
-                    &mut pending,
-                    &mut report,
-                    &mut visit,
-                )?;
-            }
         }
     }
     Ok(report)
