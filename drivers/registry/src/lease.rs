@@ -2,7 +2,7 @@
 //! current one, then forwards to the driver under the slot's lock (but a disk's
 //! `abandon_requests`, whose drain runs outside it: [`away::outside_the_lock`]). A
 //! network lease splits into one handle per queue pair ([`QueueLease`]), each behind its
-//! own gate instead of the slot's lock, so that cores drive their pairs at the same
+//! pair's gate instead of the slot's lock, so that cores drive their pairs at the same
 //! time. A call made from inside the app's closure of a call holding that lock (or, for
 //! the whole device, one of its gates) on the same core is refused, and a lease dropped
 //! there ends as that call returns ([`crate::reentry`]).
@@ -295,27 +295,37 @@ impl NetDevice for Lease {
         self.wake(queue, core)
     }
 
-    /// The driver's handles, each behind a gate the slot keeps until the lease ends.
+    /// The driver's handles, each behind its pair's gate, which the slot keeps until the
+    /// lease ends. Splitting again hands out handles behind the same gates (one per
+    /// pair, however often the lease splits), so a call through one pair's handle from
+    /// inside a call through another of the same pair is refused rather than left
+    /// spinning on the driver's pair lock its own core holds.
     fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
         let mut state = live(self.slot, self.generation, self.binder.core_index())?;
         let Found::Net(nic) = &mut state.device else {
             return Err(DeviceError::Revoked);
         };
         let handles = nic.split_queues()?;
-        // Gates of handles the holder dropped are no longer needed.
-        state.queues.retain(|gate| Arc::strong_count(gate) > 1);
         let lease = (self.binder, self.holder.0, self.generation);
         Ok(handles
             .into_iter()
             .enumerate()
             .map(|(queue, handle)| {
                 let info = handle.info();
-                let gate = Arc::new(QueueGate {
-                    handle: spin::Mutex::new(Some(handle)),
-                    in_call: InCall::new(),
-                    end_after_call: AtomicBool::new(false),
-                });
-                state.queues.push(gate.clone());
+                // A gate of an earlier split keeps its handle: the driver's new one
+                // reaches the same pair.
+                let gate = match state.queues.get(queue) {
+                    Some(gate) => gate.clone(),
+                    None => {
+                        let gate = Arc::new(QueueGate {
+                            handle: spin::Mutex::new(Some(handle)),
+                            in_call: InCall::new(),
+                            end_after_call: AtomicBool::new(false),
+                        });
+                        state.queues.push(gate.clone());
+                        gate
+                    }
+                };
                 Box::new(QueueLease {
                     slot: self.slot,
                     lease,
@@ -339,7 +349,7 @@ pub(crate) struct QueueGate {
     end_after_call: AtomicBool,
 }
 
-/// A queue pair's gate, shared by its handle and the slot.
+/// A queue pair's gate, shared by the pair's handles (of every split) and the slot.
 pub(crate) type Gate = Arc<QueueGate>;
 
 /// An app's handle on one queue pair of its network lease
@@ -372,13 +382,14 @@ impl QueueLease {
 
     /// Runs `call` on the pair's handle if the lease is live, marked as this core's call
     /// ([`reentry`]); [`DeviceError::Reentered`] inside a call through the whole device,
-    /// which may hold the pair. Ends the lease after the call if it was dropped inside it.
+    /// which may hold the pair, or through another handle on the same pair (the gate is
+    /// the pair's). Ends the lease after the call if it was dropped inside it.
     fn with<T>(
         &self,
         call: impl FnOnce(&mut dyn NetDevice) -> Result<T, DeviceError>,
     ) -> Result<T, DeviceError> {
         let core = self.binder().core_index();
-        if self.slot.in_call.by(core) {
+        if self.slot.in_call.by(core) || self.gate.in_call.by(core) {
             return Err(DeviceError::Reentered);
         }
         let answer = match self.gate.handle.lock().as_mut() {

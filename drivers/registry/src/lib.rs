@@ -126,8 +126,8 @@ struct SlotState {
     sharing: Option<sharing::Sharing>,
     /// The interrupt sources bound to the holder.
     interrupts: interrupts::Bindings,
-    /// The holder's per-queue handles on a network interface (`split_queues`), cut at
-    /// the lease's end.
+    /// The holder's per-queue handles on a network interface (`split_queues`), a gate
+    /// per pair (index *i* is pair *i*), cut at the lease's end.
     queues: Vec<lease::Gate>,
     /// Whether the disk is out of the slot, in the kernel's use
     /// ([`away::outside_the_lock`]): `device` stands in for it meanwhile.

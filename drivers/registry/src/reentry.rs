@@ -141,6 +141,79 @@ pub(crate) mod tests {
         }
     }
 
+    /// [`Lending`]'s frame path as one pair of a device, whose lock the driver holds
+    /// while the app's closures run (as virtio-net's and the e1000e's pairs).
+    #[derive(Default)]
+    struct LendingPair;
+
+    impl rexo_devio::QueuePair for LendingPair {
+        type Layout = ();
+        fn receive(
+            &mut self,
+            _: (),
+            budget: usize,
+            deliver: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DeviceError> {
+            Lending.receive(0, budget, deliver)
+        }
+        fn send_segments(
+            &mut self,
+            _: (),
+            segments: &[usize],
+            offload: bool,
+            fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+        ) -> Result<(), DeviceError> {
+            Lending.send_segments(0, segments, offload, fill)
+        }
+        fn transmit_pending(&mut self, _: ()) -> Result<usize, DeviceError> {
+            Ok(0)
+        }
+    }
+
+    /// An interface of two [`LendingPair`]s, each behind its lock, split into
+    /// `rexo_devio::pairs::split`'s handles as the drivers split.
+    struct LockedPairs(Vec<alloc::sync::Arc<spin::Mutex<LendingPair>>>);
+
+    impl NetDevice for LockedPairs {
+        fn info(&self) -> NetInfo {
+            NetInfo {
+                queues: self.0.len(),
+                ..Lending.info()
+            }
+        }
+        fn receive(
+            &mut self,
+            queue: usize,
+            budget: usize,
+            deliver: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DeviceError> {
+            use rexo_devio::QueuePair;
+            self.0[queue].lock().receive((), budget, deliver)
+        }
+        fn send_segments(
+            &mut self,
+            queue: usize,
+            segments: &[usize],
+            offload: bool,
+            fill: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+        ) -> Result<(), DeviceError> {
+            use rexo_devio::QueuePair;
+            self.0[queue]
+                .lock()
+                .send_segments((), segments, offload, fill)
+        }
+        fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {
+            Ok(0)
+        }
+        fn wake_on_receive(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn split_queues(&mut self) -> Result<Vec<Box<dyn NetDevice>>, DeviceError> {
+            let info = self.info();
+            Ok(rexo_devio::pairs::split(&self.0, (), info, "the device's"))
+        }
+    }
+
     /// What `test` returns, run on a thread of its own (a core of its own): a test that
     /// spins on a lock its own core holds fails after a few seconds instead of hanging.
     fn in_time<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
@@ -198,6 +271,38 @@ pub(crate) mod tests {
         let mut lease = lease_net(registry, (1, "app"));
         let pairs = lease.split_queues().unwrap();
         (lease, pairs)
+    }
+
+    #[test]
+    fn a_second_splits_handle_called_inside_the_firsts_call_on_its_pair_is_refused() {
+        let pairs = (0..2).map(|_| Default::default()).collect();
+        let registry = registry_with(Found::Net(Box::new(LockedPairs(pairs))), "test-net");
+        let (inside, after, gates) = in_time(move || {
+            let (mut lease, mut first) = leased_and_split(registry);
+            let mut second = lease.split_queues().unwrap();
+            let mut inside = None;
+            first[0]
+                .receive(0, 1, &mut |_| {
+                    let pair = second[0].transmit(0, 60, &mut |_| {});
+                    let other_pair = second[1].transmit(0, 60, &mut |_| {});
+                    inside = Some((pair, other_pair));
+                })
+                .unwrap();
+            let after = (
+                lease.receive(0, 1, &mut |_| {}),
+                second[0].receive(0, 1, &mut |_| {}),
+                registry.devices()[0].holder,
+            );
+            let _third = lease.split_queues().unwrap();
+            let gates = registry.slots[0].state.lock().queues.len();
+            (inside.unwrap(), after, gates)
+        });
+        assert_eq!(inside, (Err(DeviceError::Reentered), Ok(())));
+        assert_eq!(after, (Ok(1), Ok(1), Some("app")));
+        assert_eq!(
+            gates, 2,
+            "one gate per pair, however often the lease splits"
+        );
     }
 
     #[test]
