@@ -186,20 +186,20 @@ impl Wake {
     }
 
     /// Points the message at `core` for port `port`; refused (nothing changed) while
-    /// other ports are armed for another core.
+    /// other ports are armed for another core. The message is written at every arm,
+    /// even one for the core it already names, as MSI-X drivers write their entry: the
+    /// write is what tells the kernel which vector the port's lease arms, so that it
+    /// binds the source to each lease that arms it.
     pub(crate) fn arm(&self, port: u8, core: usize) -> Result<(), DeviceError> {
         let mut armed = self.armed.lock();
         let others = armed.1 & !(1 << port);
-        if armed.0 != Some(core) {
-            if others != 0 {
-                return Err(DeviceError::Unsupported(
-                    "one message per controller: another port waits to wake another core",
-                ));
-            }
-            self.vectors.wake(0, core)?;
-            armed.0 = Some(core);
+        if armed.0 != Some(core) && others != 0 {
+            return Err(DeviceError::Unsupported(
+                "one message per controller: another port waits to wake another core",
+            ));
         }
-        armed.1 |= 1 << port;
+        self.vectors.wake(0, core)?;
+        *armed = (Some(core), armed.1 | 1 << port);
         Ok(())
     }
 
