@@ -175,8 +175,9 @@ impl Bindings {
 /// Arms (`core` `Some`) or disarms `queue` of the device under lease `generation` of
 /// `owner`, through the driver's wake call ([`driver_arm`]), with the binding rules of the
 /// module: an unbound queue is refused with nothing armed; a binding the kernel revoked
-/// is found here, its source disarmed and refused; the first arm that routes a vector
-/// binds it (if the kernel cannot, the source is disarmed again and the error given).
+/// is found here, its source disarmed and refused; the first arm binds the vector it
+/// routes (if it routes none, or the kernel cannot bind it, the source is disarmed again
+/// and [`DeviceError::Unsupported`] given).
 pub(crate) fn arm(
     (bindings, device): (&mut Bindings, &mut Found),
     (binder, owner, generation): (&dyn Binder, u16, u64),
@@ -200,8 +201,17 @@ pub(crate) fn arm(
     }
     binder.take_routed();
     driver_arm(device, queue, core)?;
-    let (None, Some(vector)) = (at, binder.take_routed()) else {
+    let routed = binder.take_routed();
+    if at.is_some() {
         return Ok(());
+    }
+    // Armed but unbound, the source would be out of the kernel's reach: nothing to
+    // revoke, nothing the lease's end disarms.
+    let Some(vector) = routed else {
+        let _ = driver_arm(device, queue, None);
+        return Err(DeviceError::Unsupported(
+            "an interrupt binding (the driver armed the source but routed no vector)",
+        ));
     };
     match binder.bind(owner, vector) {
         Ok(entry) => {
@@ -586,5 +596,65 @@ pub(crate) mod tests {
         assert!(!binder.live(c_cap.id()));
         assert_eq!(*armed[0].lock(), None);
         assert_eq!(c.wake_on_receive(0, Some(0)), Err(DeviceError::Revoked));
+    }
+
+    /// An interface whose arm records the core and routes nothing: a driver that left
+    /// its message as an earlier arm set it.
+    struct Unrouted(Armed);
+
+    impl rexo_api::NetDevice for Unrouted {
+        fn info(&self) -> rexo_api::NetInfo {
+            Counting(0, None).info()
+        }
+        fn receive(
+            &mut self,
+            _: usize,
+            _: usize,
+            _: &mut dyn FnMut(&[u8]),
+        ) -> Result<usize, DeviceError> {
+            Ok(0)
+        }
+        fn send_segments(
+            &mut self,
+            _: usize,
+            _: &[usize],
+            _: bool,
+            _: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
+        ) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {
+            Ok(0)
+        }
+        fn wake_on_receive(&mut self, _: usize, core: Option<usize>) -> Result<(), DeviceError> {
+            *self.0.lock() = core;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_first_arm_that_routes_no_vector_is_disarmed_and_refused() {
+        let binder = TableBinder::leaked();
+        let armed = Armed::default();
+        let nic = Found::Net(Box::new(Unrouted(armed.clone())));
+        let slot = Slot::new(Address::new(0, 0, 6, 0).unwrap(), "unrouted", nic);
+        let registry = Box::leak(Box::new(Registry {
+            slots: alloc::vec![slot],
+            bindings: Vec::new(),
+            binder,
+        }));
+        let mut lease = open(registry, 0, 1).unwrap();
+        assert!(matches!(
+            lease.wake_on_receive(0, Some(0)),
+            Err(DeviceError::Unsupported(_))
+        ));
+        assert_eq!(*armed.lock(), None, "disarmed again");
+        assert!(binder.take_minted().is_empty());
+        assert!(registry.devices()[0].interrupts.is_empty());
+        assert_eq!(
+            lease.wake_on_receive(0, None),
+            Ok(()),
+            "disarming still works"
+        );
     }
 }
