@@ -29,7 +29,10 @@
 //! the only port it sends from and two apps told apart by a payload byte send only their
 //! own; or is of another EtherType that one of its filters names whole, matching that filter
 //! with only the MACs traded (`Filter::link_transmit_rule`: no EtherType a filter does
-//! not name); otherwise the fill is withdrawn before the device sees it, and counted.
+//! not name); otherwise the fill is withdrawn before the device sees it, and counted. A
+//! TCP frame the device cuts into segments is judged as each segment will go too (its
+//! headers, then its own payload at the same offsets), so a payload byte a rule names
+//! is the app's own in every segment, not only the first.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -213,6 +216,50 @@ impl Sharing {
             }
             _ => endpoint.link_rules.iter().any(|rule| rule.matches(frame)),
         }
+    }
+
+    /// Whether `endpoint` may send each segment a device cuts from the TCP `frame` at
+    /// `mss` payload bytes: that segment's headers as `frame`'s, then its payload, at the
+    /// same offsets, so a rule naming payload bytes judges every segment's, not only the
+    /// first's. Only rules reaching past the headers cost a look per segment (up to
+    /// `max_frame` bytes copied). A frame that fits `max_frame` goes whole, and one the
+    /// driver will not cut is refused by it (`NotSegmentable`).
+    fn permits_each_segment(
+        &self,
+        endpoint: &Endpoint,
+        frame: &[u8],
+        (mss, max_frame): (usize, usize),
+    ) -> bool {
+        if frame.len() <= max_frame {
+            return true;
+        }
+        let Ok(cut) = rexo_api::device::check_tcp_segmentation(frame, mss, max_frame) else {
+            return true;
+        };
+        let reach = endpoint
+            .rules
+            .iter()
+            .flat_map(Filter::atoms)
+            .map(|atom| usize::from(atom.offset) + usize::from(atom.width))
+            .max()
+            .unwrap_or(0);
+        let (headers, payload) = frame.split_at(cut.header_len);
+        let Some(read) = reach.checked_sub(headers.len()).filter(|&read| read > 0) else {
+            return true;
+        };
+        let mut segment = Vec::new();
+        if segment
+            .try_reserve_exact(headers.len() + read.min(mss))
+            .is_err()
+        {
+            return false;
+        }
+        payload.chunks(mss).all(|piece| {
+            segment.clear();
+            segment.extend_from_slice(headers);
+            segment.extend_from_slice(&piece[..read.min(piece.len())]);
+            self.permits(endpoint, &segment)
+        })
     }
 
     /// The sharing as the monitor's `net` shows it.
@@ -522,15 +569,22 @@ impl Bound {
 
 impl Bound {
     /// Runs `send` with the device and a check of a filled frame's source against this
-    /// binding's filters, and counts the frame sent or refused (withdrawn as spoofed).
+    /// binding's filters (given the frame and, for one the device may cut, its segment
+    /// size and the largest frame: every segment judged), and counts the frame sent or
+    /// refused (withdrawn as spoofed).
     fn send_checked(
         &mut self,
-        send: impl FnOnce(&mut dyn NetDevice, &mut dyn FnMut(&[u8]) -> bool) -> Result<(), DeviceError>,
+        send: impl FnOnce(
+            &mut dyn NetDevice,
+            &mut dyn FnMut(&[u8], Option<(usize, usize)>) -> bool,
+        ) -> Result<(), DeviceError>,
     ) -> Result<(), DeviceError> {
         self.with(|nic, sharing, index| {
             let mut spoofed = false;
-            let mut permits = |frame: &[u8]| {
-                spoofed = !sharing.permits(&sharing.endpoints[index], frame);
+            let mut permits = |frame: &[u8], cut: Option<(usize, usize)>| {
+                let endpoint = &sharing.endpoints[index];
+                spoofed = !(sharing.permits(endpoint, frame)
+                    && cut.is_none_or(|cut| sharing.permits_each_segment(endpoint, frame, cut)));
                 !spoofed
             };
             let result = send(nic, &mut permits);
@@ -618,25 +672,28 @@ impl NetDevice for Bound {
                 nic.send_segments(queue, segments, offload, &mut |parts| {
                     parts.iter_mut().for_each(|part| part.fill(0));
                     app.run(|| fill(parts)).unwrap_or(false)
-                        && permits(parts.first().map_or(&[][..], |part| &**part))
+                        && permits(parts.first().map_or(&[][..], |part| &**part), None)
                 })
             })
         })
     }
 
-    /// The filters judge the frame's headers, which every segment the device cuts
-    /// repeats. The frame comes to `fill` zeroed ([`crate::lent`]).
+    /// The filters judge the frame, then each segment the device cuts from it (its
+    /// headers repeated, its own payload bytes where a rule names payload bytes). The
+    /// frame comes to `fill` zeroed ([`crate::lent`]).
     fn send_tcp_segmented(
         &mut self,
         queue: usize,
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
     ) -> Result<(), DeviceError> {
+        let max_frame = self.info.max_frame;
         calling_app(self.binder, |app| {
             self.send_checked(|nic, permits| {
                 nic.send_tcp_segmented(queue, len, &mut |frame| {
                     frame.fill(0);
-                    app.run(|| fill(frame)).flatten().filter(|_| permits(frame))
+                    let mss = app.run(|| fill(frame)).flatten()?;
+                    permits(frame, Some((mss, max_frame))).then_some(mss)
                 })
             })
         })
@@ -698,12 +755,37 @@ pub(crate) mod tests {
     /// A network interface on a [`Wire`] the test holds too.
     struct OnWire(Arc<spin::Mutex<Wire>>);
 
+    /// The longest frame [`OnWire`] cuts into segments.
+    const SEGMENTED: usize = 16 * 1024;
+
     impl NetDevice for OnWire {
         fn info(&self) -> NetInfo {
             NetInfo {
                 mac: MAC,
+                tcp_segmentation: Some(SEGMENTED),
                 ..crate::tests::Counting(0, None).info()
             }
+        }
+        /// Puts each segment on the wire as the device cuts it: the frame's headers, then
+        /// its piece of the payload (the headers' lengths and sequence numbers as they
+        /// were: the tests read the bytes the filters judge).
+        fn send_tcp_segmented(
+            &mut self,
+            _: usize,
+            len: usize,
+            fill: &mut dyn FnMut(&mut [u8]) -> Option<usize>,
+        ) -> Result<(), DeviceError> {
+            DeviceError::check_frame(len, SEGMENTED)?;
+            let mut frame = vec![0; len];
+            let mss = fill(&mut frame).ok_or(DeviceError::Withdrawn)?;
+            let max_frame = self.info().max_frame;
+            let cut = rexo_api::device::tcp_segmentation(&mut frame, mss, max_frame)?;
+            let (headers, payload) = frame.split_at(cut.header_len);
+            let mut wire = self.0.lock();
+            for piece in payload.chunks(mss) {
+                wire.sent.push([headers, piece].concat());
+            }
+            Ok(())
         }
         fn receive(
             &mut self,
@@ -1500,6 +1582,51 @@ pub(crate) mod tests {
         };
         let why = "the second app's tag: the peer's answer would go to it";
         sends_only(first.as_mut(), &wire, &tagged(1), &tagged(2), why);
+    }
+
+    /// A TCP frame (ACK) from the interface's port 5000 to the peer carrying `payload`,
+    /// its IPv4 header checksummed.
+    fn tcp_outgoing(payload: &[u8]) -> Vec<u8> {
+        let mut frame = outgoing(6, 5000);
+        frame.resize(54, 0);
+        frame[16..18].copy_from_slice(&((40 + payload.len()) as u16).to_be_bytes());
+        frame[24..26].fill(0);
+        let sum = checksum(&frame[14..34]);
+        frame[24..26].copy_from_slice(&sum.to_be_bytes());
+        frame[46] = 0x50;
+        frame[47] = 0x10;
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    #[test]
+    fn a_segmented_send_is_judged_on_each_segments_payload_bytes() {
+        const MSS: usize = 1000;
+        let (registry, wire) = shared();
+        let mut first = bind(registry, 1, "first", &["tcp dport 5000 & 54:1=1"]).unwrap();
+        let _second = bind(registry, 2, "second", &["tcp dport 5000 & 54:1=2"]).unwrap();
+        let mut payload = vec![1; 2 * MSS + 10];
+        let mut send_cut = |payload: &[u8]| {
+            let frame = tcp_outgoing(payload);
+            first.send_tcp_segmented(0, frame.len(), &mut |buffer| {
+                buffer.copy_from_slice(&frame);
+                Some(MSS)
+            })
+        };
+        payload[MSS] = 2;
+        assert_eq!(
+            send_cut(&payload),
+            Err(DeviceError::Withdrawn),
+            "the second segment carries the second app's tag"
+        );
+        assert_eq!(wire.lock().sent, Vec::<Vec<u8>>::new());
+        payload[MSS] = 1;
+        assert_eq!(send_cut(&payload), Ok(()));
+        let tags: Vec<u8> = wire.lock().sent.iter().map(|segment| segment[54]).collect();
+        assert_eq!(tags, [1, 1, 1], "every segment its own tag");
+        let sharing = registry.net_sharing(0).unwrap().unwrap();
+        let counted = (sharing.bindings[0].sent, sharing.bindings[0].refused);
+        assert_eq!(counted, (1, 1));
     }
 
     #[test]
