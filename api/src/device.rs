@@ -706,11 +706,12 @@ pub struct NetSharing {
     pub address: rexo_cmdline::Ipv4Config,
     /// Every app bound to it.
     pub bindings: Vec<NetBinding>,
-    /// ARP requests for the address the kernel answered.
+    /// ARP requests for the address the kernel answered (its reply taken by the device).
     pub arp_answered: u64,
     /// ARP replies the kernel handed to every app (their stacks learn neighbours).
     pub arp_shared: u64,
-    /// ICMP echo requests for the address the kernel answered.
+    /// ICMP echo requests for the address the kernel answered (its reply taken by the
+    /// device).
     pub echo_answered: u64,
     /// Frames no filter matched (or that no filter judges: IPv4 with options) and the
     /// kernel does not answer: dropped.

@@ -102,7 +102,8 @@ pub(crate) struct Sharing {
     address: Ipv4Config,
     /// The interface's MAC address.
     mac: [u8; 6],
-    /// Answers made during a poll, sent when the device is free again.
+    /// Answers made during a poll, sent when the device is free again (and counted
+    /// answered once it took them).
     replies: Vec<Vec<u8>>,
     /// The kernel's counters (its bindings filled in when asked).
     counters: NetSharing,
@@ -121,6 +122,15 @@ impl Sharing {
         }
     }
 
+    /// Counts `reply`, an answer of the kernel's ([`Self::replies`]), once the device
+    /// took it: an ARP reply or an echo reply.
+    fn answered(&mut self, reply: &[u8]) {
+        match ethertype(reply) {
+            Some(ARP) => self.counters.arp_answered += 1,
+            _ => self.counters.echo_answered += 1,
+        }
+    }
+
     /// The kernel's part in the ARP frames its answers and the apps' stacks depend on,
     /// taken before any filter judges them (an app's filter cannot take them): it
     /// answers requests for the interface's address and gives replies to every bound
@@ -134,7 +144,6 @@ impl Sharing {
             ARP_REQUEST if frame[38..42] == self.address.address.octets() => {
                 if self.replies.len() < MAX_REPLIES {
                     self.replies.push(arp_reply(frame, self.mac));
-                    self.counters.arp_answered += 1;
                 } else {
                     self.counters.unmatched += 1;
                 }
@@ -180,10 +189,7 @@ impl Sharing {
             .then(|| echo_reply(frame, self.mac, self.address))
             .flatten();
         match reply {
-            Some(reply) => {
-                self.replies.push(reply);
-                self.counters.echo_answered += 1;
-            }
+            Some(reply) => self.replies.push(reply),
             None => self.counters.unmatched += 1,
         }
     }
@@ -648,10 +654,14 @@ impl NetDevice for Bound {
                 }
                 sharing.endpoints[index].counters.delivered += in_place;
                 for reply in core::mem::take(&mut sharing.replies) {
-                    // An answer that finds the ring full is dropped: the asker asks again.
-                    let _ = nic.transmit(queue, reply.len(), &mut |buffer| {
+                    // An answer that finds the ring full is dropped, not counted as
+                    // answered: the asker asks again.
+                    let sent = nic.transmit(queue, reply.len(), &mut |buffer| {
                         buffer.copy_from_slice(&reply)
                     });
+                    if sent.is_ok() {
+                        sharing.answered(&reply);
+                    }
                 }
                 Ok(handed + in_place as usize)
             })
@@ -750,6 +760,8 @@ pub(crate) mod tests {
     pub(crate) struct Wire {
         pub(crate) incoming: VecDeque<Vec<u8>>,
         sent: Vec<Vec<u8>>,
+        /// Every send finds the transmit ring full.
+        full: bool,
     }
 
     /// A network interface on a [`Wire`] the test holds too.
@@ -812,6 +824,9 @@ pub(crate) mod tests {
         ) -> Result<(), DeviceError> {
             if offload {
                 return Err(DeviceError::Unsupported("checksum offload"));
+            }
+            if self.0.lock().full {
+                return Err(DeviceError::QueueFull);
             }
             let mut frame = vec![0; segments.iter().sum()];
             if !rexo_api::device::lend_consecutive(&mut frame, segments, |parts| fill(parts))
@@ -1494,6 +1509,25 @@ pub(crate) mod tests {
             (1, 1, 1, 2),
             "the ARP request for another address and the bad ping are dropped"
         );
+    }
+
+    #[test]
+    fn answers_the_device_did_not_take_are_not_counted_answered() {
+        let (registry, wire) = shared();
+        let mut kv = bind(registry, 1, "kv", &["udp dport 11211"]).unwrap();
+        let ping = ping_from(PEER_MAC, PEER);
+        let [request, ..] = peer_arp();
+        let answered = |wire: &spin::Mutex<Wire>, kv: &mut dyn NetDevice| {
+            wire.lock().incoming.extend([request.clone(), ping.clone()]);
+            poll(kv);
+            let sharing = registry.net_sharing(0).unwrap().unwrap();
+            (sharing.arp_answered, sharing.echo_answered)
+        };
+        wire.lock().full = true;
+        assert_eq!(answered(&wire, kv.as_mut()), (0, 0), "the ring was full");
+        wire.lock().full = false;
+        assert_eq!(answered(&wire, kv.as_mut()), (1, 1));
+        assert_eq!(wire.lock().sent.len(), 2);
     }
 
     #[test]
