@@ -368,8 +368,10 @@ impl Registry {
     /// refused with nothing changed; the refusal is the table's, for the kernel to check
     /// against the abort protocol once no slot is locked. Returned from inside a call on
     /// its device (whose lock, or one of whose queue pairs' gates, the calling core
-    /// holds, [`reentry`]), it is given back all the same, and its source disarmed by the device's next arm of the queue, the
-    /// kernel's sweep or the lease's end, whichever comes first.
+    /// holds, [`reentry`]), it is given back all the same, and its source stays armed
+    /// (and `devices()` lists the binding) until the device's next arm of the queue, the
+    /// lease's end or a sweep of the kernel's ([`Registry::disarm_revoked`], which the
+    /// kernel asks for only after a forced revocation), whichever comes first.
     pub fn return_interrupt(&self, owner: u16, cap: rexo_api::Cap) -> Result<(), CapError> {
         let id = cap.id();
         let core = self.binder.core_index();
