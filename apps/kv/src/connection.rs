@@ -74,6 +74,8 @@ pub struct Client {
     /// Seconds without a byte moved after which the connection is closed; 0: never
     /// (memcached's `-o idle_timeout`).
     idle_timeout_s: u64,
+    /// The connection was finished for its idle timeout.
+    timed_out: bool,
 }
 
 impl Client {
@@ -91,12 +93,18 @@ impl Client {
             requests: 0,
             last_active_s: now_s,
             idle_timeout_s,
+            timed_out: false,
         }
     }
 
     /// Requests served on this connection so far.
     pub fn requests(&self) -> u64 {
         self.requests
+    }
+
+    /// Whether the connection was finished for its idle timeout.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out
     }
 
     /// The connection, to close it.
@@ -160,6 +168,7 @@ impl Client {
         } else if self.idle_timeout_s > 0
             && now.saturating_sub(self.last_active_s) >= self.idle_timeout_s
         {
+            self.timed_out = true;
             progress = Progress::Finished;
         }
         progress

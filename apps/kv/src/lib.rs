@@ -38,7 +38,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rexo_api::{ApiError, DeviceKind, Kernel};
 use rexo_memcache::udp::{Datagrams, UDP_MAX_DATAGRAM};
 use rexo_memcache::{Config as CacheConfig, ServerInfo, Shards, Store, max_request_len};
-use rexo_net::{Counters, NetError, Stack, TcpOptions, UdpOptions, UdpSocket};
+use rexo_net::{
+    Connection, Counters, Listener, NetError, Stack, TcpOptions, UdpOptions, UdpSocket,
+};
 
 use connection::{Client, Progress, take_handed_over};
 
@@ -46,11 +48,16 @@ use connection::{Client, Progress, take_handed_over};
 pub const PORT: u16 = 11211;
 /// Connections half-open or waiting to be accepted.
 const BACKLOG: usize = 64;
-/// Open connections at most; past this a new one is told so and closed, as memcached
-/// does past `maxconns`.
+/// Open connections at most; past this a new one is told so, as memcached does past
+/// `maxconns`, and reset once the line went out.
 pub const MAX_CONNECTIONS: usize = 64;
 /// memcached's answer to a connection over the limit.
 const TOO_MANY_CONNECTIONS: &[u8] = b"ERROR Too many open connections\r\n";
+/// Connections kv closed in order whose sockets the stack may still hold, per core
+/// (each keeps its buffers, about 48 KiB, until its peer has taken what was sent and the
+/// FIN): past it, a connection kv ends is reset instead, so that peers that never read
+/// cannot make kv hold sockets without bound.
+pub const MAX_CLOSING: usize = MAX_CONNECTIONS;
 /// How long to wait for a DHCP lease.
 const DHCP_TIMEOUT_NS: u64 = 10_000_000_000;
 /// The longest nap when idle: smoltcp's timers (delayed ACKs, retransmissions) need a
@@ -396,6 +403,8 @@ struct Server<'a> {
     shared: &'a Shared,
     /// Open connections.
     clients: Vec<Client>,
+    /// Connections past [`MAX_CONNECTIONS`], told so and reset in the next pass.
+    turned_away: Vec<Connection>,
     /// The text of a UDP answer, reused.
     udp_answer: Vec<u8>,
     /// One outgoing datagram (header and part of the answer), reused.
@@ -418,6 +427,7 @@ impl<'a> Server<'a> {
         Self {
             shared,
             clients: Vec::new(),
+            turned_away: Vec::new(),
             udp_answer: Vec::new(),
             udp_datagram: Vec::with_capacity(UDP_MAX_DATAGRAM),
             tcp_requests: 0,
@@ -444,19 +454,7 @@ impl<'a> Server<'a> {
         while !shared.stop.load(Ordering::Relaxed) {
             let mut busy = stack.poll(kernel.now_ns())?;
             let now = clock_s(kernel, shared.clock_at_boot_s);
-            while let Some(connection) = stack.accept(&listener) {
-                busy = true;
-                shared.total_connections.fetch_add(1, Ordering::Relaxed);
-                if self.clients.len() >= MAX_CONNECTIONS {
-                    // Best effort: the answer is one short line in an empty buffer.
-                    let _ = stack.write(&connection, TOO_MANY_CONNECTIONS);
-                    stack.close(connection);
-                } else {
-                    self.clients
-                        .push(Client::new(connection, now, shared.idle_timeout_s));
-                    shared.curr_connections.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            busy |= self.accept_clients(stack, &listener, now);
             let info = shared.info();
             match self.step_clients(stack, now, &info) {
                 Pass::Idle => {}
@@ -472,6 +470,33 @@ impl<'a> Server<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Resets the connections turned away in the last pass (their line went out with the
+    /// poll since), then accepts those waiting on `listener` at `now` (the cache's
+    /// clock): past [`MAX_CONNECTIONS`] a connection is told so, as memcached does, and
+    /// reset after the next poll rather than closed in order, so that a peer that never
+    /// reads cannot keep its socket. True if any was accepted.
+    fn accept_clients(&mut self, stack: &mut Stack, listener: &Listener, now: u64) -> bool {
+        for connection in self.turned_away.drain(..) {
+            stack.abort(connection);
+        }
+        let shared = self.shared;
+        let mut accepted = false;
+        while let Some(connection) = stack.accept(listener) {
+            accepted = true;
+            shared.total_connections.fetch_add(1, Ordering::Relaxed);
+            if self.clients.len() >= MAX_CONNECTIONS {
+                // Best effort: the answer is one short line in an empty buffer.
+                let _ = stack.write(&connection, TOO_MANY_CONNECTIONS);
+                self.turned_away.push(connection);
+            } else {
+                self.clients
+                    .push(Client::new(connection, now, shared.idle_timeout_s));
+                shared.curr_connections.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        accepted
     }
 
     /// Steps every connection once ([`Client::step`]), closing those that finished.
@@ -520,11 +545,21 @@ impl<'a> Server<'a> {
         pass
     }
 
-    /// Closes `client`'s connection and counts what it was served.
+    /// Closes `client`'s connection in order and counts what it was served. It is reset
+    /// instead when it timed out with bytes its peer has not taken (a peer that reads
+    /// nothing for the idle timeout will not take them), or when [`MAX_CLOSING`]
+    /// connections closed before it still hold their sockets.
     fn close(&mut self, stack: &mut Stack, client: Client) {
         self.tcp_requests += client.requests();
         self.shared.curr_connections.fetch_sub(1, Ordering::Relaxed);
-        stack.close(client.into_connection());
+        let timed_out = client.timed_out();
+        let connection = client.into_connection();
+        let untaken = timed_out && stack.unacknowledged(&connection) > 0;
+        if untaken || stack.closing_sockets() >= MAX_CLOSING {
+            stack.abort(connection);
+        } else {
+            stack.close(connection);
+        }
     }
 
     /// Answers the datagrams waiting on `udp`, [`UDP_DATAGRAMS`] at most (`info`: this
@@ -583,6 +618,9 @@ impl<'a> Server<'a> {
     /// [`HAND_OVER_NS`] at most), and lets the FINs go out. A failed poll closes the
     /// connections left at once (each counted out) and is the error.
     fn shut_down(&mut self, kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
+        for connection in self.turned_away.drain(..) {
+            stack.abort(connection);
+        }
         let mut clients = core::mem::take(&mut self.clients);
         let started = kernel.now_ns();
         while !clients.is_empty() {

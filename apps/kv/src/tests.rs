@@ -1045,3 +1045,64 @@ fn a_trickled_line_is_searched_once() {
     assert_eq!((ended, answer.as_slice()), (None, &b"END\r\n"[..]));
     assert_eq!(searched, 0);
 }
+
+/// Peers that never read cannot make kv hold sockets without bound: those turned away
+/// past [`MAX_CONNECTIONS`] are reset once told so, and past [`MAX_CLOSING`] connections
+/// whose answers wait unread in the stack, the next one kv ends is reset rather than
+/// closed in order (each holds its buffers until its peer takes what was sent).
+#[test]
+fn connections_of_peers_that_never_read_hold_a_bounded_number_of_sockets() {
+    let (wire, mut server, mut client) = wire();
+    let kv_options = TcpOptions {
+        receive_buffer: 16 * 1024,
+        send_buffer: 32 * 1024,
+        ..TcpOptions::default()
+    };
+    let listener = server.listen(PORT, BACKLOG, kv_options).unwrap();
+    let store = Shards::new(CacheConfig::default(), 1, CLOCK_START_S);
+    let shared = Shared::new(CLOCK_START_S, store, 1, 1 << 20, IDLE_TIMEOUT_S);
+    let mut kv = Server::new(&shared);
+    let info = ServerInfo::default();
+    let mut now_ns = 0;
+    let listening = server.sockets_in_use();
+    // A peer that takes 16 bytes and no more.
+    let never_reads = TcpOptions {
+        receive_buffer: 16,
+        ..TcpOptions::default()
+    };
+    let mut held = Vec::new();
+    let mut set = b"set k 0 0 1000\r\n".to_vec();
+    set.extend_from_slice(&[b'v'; 1000]);
+    set.extend_from_slice(b"\r\n");
+    for round in 0..4 {
+        // MAX_CONNECTIONS clients and 32 more, turned away.
+        for _ in 0..MAX_CONNECTIONS + 32 {
+            held.push(client.connect(KV, never_reads).unwrap());
+        }
+        for _ in 0..200 {
+            exchange(&wire, &mut server, &mut client, &mut now_ns);
+            kv.accept_clients(&mut server, &listener, CLOCK_START_S);
+            kv.step_clients(&mut server, CLOCK_START_S, &info);
+        }
+        assert_eq!(kv.clients.len(), MAX_CONNECTIONS, "round {round}");
+        // Each asks for more than it takes, and quits.
+        let asking = &held[held.len() - MAX_CONNECTIONS - 32..];
+        for connection in asking {
+            let request = if round == 0 {
+                [&set[..], b"get k k\r\nquit\r\n"].concat()
+            } else {
+                b"get k k\r\nquit\r\n".to_vec()
+            };
+            let _ = client.write(connection, &request);
+        }
+        for _ in 0..200 {
+            exchange(&wire, &mut server, &mut client, &mut now_ns);
+            kv.accept_clients(&mut server, &listener, CLOCK_START_S);
+            kv.step_clients(&mut server, CLOCK_START_S, &info);
+        }
+        assert!(kv.clients.is_empty(), "round {round}: every client quit");
+    }
+    // 384 connections ended or turned away: at most MAX_CLOSING hold their sockets.
+    let sockets = server.sockets_in_use() - listening;
+    assert!(sockets <= MAX_CLOSING, "{sockets} sockets held");
+}

@@ -1466,6 +1466,13 @@ impl Stack {
         self.sockets.get::<tcp::Socket>(connection.0).state() == tcp::State::Established
     }
 
+    /// Sockets of connections closed ([`close`](Self::close)) or reset
+    /// ([`abort`](Self::abort)) that the stack still holds with their buffers, until the
+    /// connection reaches CLOSED or TIME-WAIT: one whose peer takes nothing keeps them.
+    pub fn closing_sockets(&self) -> usize {
+        self.closing.len()
+    }
+
     /// Sockets the stack holds: listening, connecting, connected, closing, UDP and DHCP
     /// (the resolver's, one per query under way, are not counted).
     pub fn sockets_in_use(&self) -> usize {
