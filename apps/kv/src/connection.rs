@@ -28,6 +28,14 @@ pub const OUTPUT_LIMIT: usize = 4 << 20;
 /// their whole budget (as [`READ_CHUNK`] for reads): small requests never wait for large
 /// ones, and each connection exceeds the budget by at most one such answer.
 pub const SMALL_ANSWER: usize = 16 * 1024;
+/// Seconds a request may take to arrive and be served, from its first byte or the
+/// serving of the one before it: the largest (a 1 MiB
+/// value's `set`, [`max_request_len`]) needs about 8.7 KiB/s, some 70 kbit/s. Time the
+/// client waits on kv, its bytes left unread for the buffer budget while the budget
+/// turns over, does not count. Past it the connection is closed, so that a client
+/// sending a byte a little more often than the idle timeout cannot hold a connection
+/// place for hours with one unfinished request (off with the idle timeout, at 0).
+pub const REQUEST_DEADLINE_S: u64 = 120;
 /// memcached's answer when a read's answer cannot be built.
 pub const OUTPUT_TOO_LARGE: &[u8] = b"SERVER_ERROR out of memory writing get response\r\n";
 
@@ -74,8 +82,13 @@ pub struct Client {
     /// Seconds without a byte moved after which the connection is closed; 0: never
     /// (memcached's `-o idle_timeout`).
     idle_timeout_s: u64,
-    /// The connection was finished for its idle timeout.
+    /// The connection was finished for its idle timeout or [`REQUEST_DEADLINE_S`].
     timed_out: bool,
+    /// When (the cache's clock, in seconds) the unfinished request began to arrive, moved
+    /// on by the time it waited on kv; `None` between requests.
+    request_started_s: Option<u64>,
+    /// When the client was last stepped.
+    last_step_s: u64,
 }
 
 impl Client {
@@ -94,6 +107,8 @@ impl Client {
             last_active_s: now_s,
             idle_timeout_s,
             timed_out: false,
+            request_started_s: None,
+            last_step_s: now_s,
         }
     }
 
@@ -102,7 +117,8 @@ impl Client {
         self.requests
     }
 
-    /// Whether the connection was finished for its idle timeout.
+    /// Whether the connection was finished for its idle timeout or its request's
+    /// deadline ([`REQUEST_DEADLINE_S`]).
     pub fn timed_out(&self) -> bool {
         self.timed_out
     }
@@ -135,7 +151,8 @@ impl Client {
     /// past it, but not answer past it). Once the budget is used up a client with
     /// answers unsent serves nothing more, and every answer is bounded by what is left
     /// of the budget (at least [`SMALL_ANSWER`], at most [`OUTPUT_LIMIT`]). A client
-    /// that moved no byte for its idle timeout is [`Finished`](Progress::Finished); one
+    /// that moved no byte for its idle timeout, or whose request is still unfinished
+    /// [`REQUEST_DEADLINE_S`] after its first byte, is [`Finished`](Progress::Finished); one
     /// whose bytes wait unread for the budget, every answer taken, is
     /// [`Throttled`](Progress::Throttled), and not idle while `turning` (some client on
     /// the core moved in this pass or the last: the budget is turning over, so it will
@@ -155,6 +172,7 @@ impl Client {
         turning: bool,
     ) -> Progress {
         let before = self.held();
+        let requests_before = self.requests;
         let mut progress = self.advance(stack, cache, now, info, *held, budget, may_exceed);
         *held = (*held + self.held()).saturating_sub(before);
         let active = match progress {
@@ -163,15 +181,47 @@ impl Client {
             Progress::Throttled => turning,
             _ => true,
         };
+        let waited_on_kv = progress == Progress::Throttled && turning;
+        self.time_request(now, waited_on_kv, self.requests != requests_before);
+        let late = self
+            .request_started_s
+            .is_some_and(|started| now.saturating_sub(started) >= REQUEST_DEADLINE_S);
         if active {
             self.last_active_s = now;
-        } else if self.idle_timeout_s > 0
-            && now.saturating_sub(self.last_active_s) >= self.idle_timeout_s
-        {
+        }
+        let idle = !active && now.saturating_sub(self.last_active_s) >= self.idle_timeout_s;
+        let timed_out = matches!(
+            progress,
+            Progress::Idle | Progress::Moved | Progress::Throttled
+        ) && self.idle_timeout_s > 0
+            && (idle || late);
+        if timed_out {
             self.timed_out = true;
             progress = Progress::Finished;
         }
         progress
+    }
+
+    /// Keeps [`request_started_s`](Self::request_started_s) at `now`: set at the first
+    /// byte of the request at the front of the input (its bytes held, or its refused data
+    /// block still to skip) or when one before it was `served`, moved on by the time
+    /// since the last step when the client `waited_on_kv`, cleared between requests and
+    /// once the connection is ending. So pipelined requests waiting for their client to
+    /// take the answers before them get the deadline each.
+    fn time_request(&mut self, now: u64, waited_on_kv: bool, served: bool) {
+        let mid_request = !self.input.is_empty() || self.session.is_skipping();
+        if !mid_request || self.ending.is_some() {
+            self.request_started_s = None;
+        } else if served {
+            self.request_started_s = Some(now);
+        } else {
+            let started = self.request_started_s.get_or_insert(now);
+            if waited_on_kv {
+                let waited = now.saturating_sub(self.last_step_s);
+                *started = started.saturating_add(waited).min(now);
+            }
+        }
+        self.last_step_s = now;
     }
 
     /// [`step`](Self::step) without the bookkeeping of `held`.

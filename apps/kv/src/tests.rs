@@ -1,6 +1,8 @@
 use super::*;
 use connection::{Client, Progress};
-use connection::{OUTPUT_LIMIT, SMALL_ANSWER, Shutdown, shutdown_request, take_handed_over};
+use connection::{
+    OUTPUT_LIMIT, REQUEST_DEADLINE_S, SMALL_ANSWER, Shutdown, shutdown_request, take_handed_over,
+};
 use rexo_memcache::{Cache, Session};
 use rexo_net::Config;
 use rexo_net::wire::Wire;
@@ -1105,4 +1107,38 @@ fn connections_of_peers_that_never_read_hold_a_bounded_number_of_sockets() {
     // 384 connections ended or turned away: at most MAX_CLOSING hold their sockets.
     let sockets = server.sockets_in_use() - listening;
     assert!(sockets <= MAX_CLOSING, "{sockets} sockets held");
+}
+
+/// A request still unfinished [`REQUEST_DEADLINE_S`] after its first byte closes its
+/// connection, however often its bytes come: a byte every 30 s (never idle for the 300 s
+/// timeout) of a `get` line cannot hold a connection place for hours.
+#[test]
+fn a_request_trickling_past_its_deadline_is_closed() {
+    let mut t = one_client(IDLE_TIMEOUT_S);
+    let line = b"get aaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut finished_at = None;
+    for (i, byte) in line.iter().enumerate() {
+        let now_s = START_S + i as u64 * 30;
+        assert_eq!(t.client.write(&t.connection, &[*byte]).unwrap(), 1);
+        if t.step(now_s, usize::MAX, true) == Progress::Finished {
+            finished_at = Some(now_s - START_S);
+            break;
+        }
+    }
+    assert_eq!(
+        finished_at,
+        Some(REQUEST_DEADLINE_S),
+        "closed at its deadline"
+    );
+    assert!(t.kv.timed_out());
+    // A whole request arriving in pieces within the deadline is served.
+    let mut t = one_client(IDLE_TIMEOUT_S);
+    for (i, piece) in [&b"vers"[..], b"ion\r\n"].iter().enumerate() {
+        t.client.write(&t.connection, piece).unwrap();
+        let now_s = START_S + i as u64 * (REQUEST_DEADLINE_S - 1);
+        assert_ne!(t.step(now_s, usize::MAX, true), Progress::Finished);
+    }
+    let mut buffer = [0u8; 64];
+    let read = t.client.read(&t.connection, &mut buffer).unwrap();
+    assert!(buffer[..read].starts_with(b"VERSION "));
 }

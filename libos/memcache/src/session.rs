@@ -62,6 +62,12 @@ impl Session {
         Next { skipped, parsed }
     }
 
+    /// Whether the rest of a refused data block is still to come (and be skipped): the
+    /// client is mid-request though kv holds none of its bytes.
+    pub fn is_skipping(&self) -> bool {
+        self.swallow > 0
+    }
+
     /// Bytes at the front of the input (after those skipped) known to hold no `\n`:
     /// the next request's line is unfinished, and they are not searched again.
     pub fn searched(&self) -> usize {
