@@ -197,7 +197,9 @@ impl Client {
             && (idle || late);
         if timed_out {
             self.timed_out = true;
-            progress = Progress::Finished;
+            // A `shutdown` waiting behind answers its client does not take still stops
+            // the app.
+            progress = self.ended();
         }
         progress
     }
@@ -286,8 +288,8 @@ impl Client {
         self.flush(stack).is_err() || self.sent == self.output.len()
     }
 
-    /// How the client ends when its connection fails: as it was to end anyway (a
-    /// `shutdown` still stops the app), or closed.
+    /// How the client ends when its connection fails or times out: as it was to end
+    /// anyway (a `shutdown` still stops the app), or closed.
     fn ended(&self) -> Progress {
         self.ending.map_or(Progress::Finished, Ending::progress)
     }

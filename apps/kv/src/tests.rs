@@ -1142,3 +1142,36 @@ fn a_request_trickling_past_its_deadline_is_closed() {
     let read = t.client.read(&t.connection, &mut buffer).unwrap();
     assert!(buffer[..read].starts_with(b"VERSION "));
 }
+
+/// A `shutdown` sent behind a request whose answers its client never takes still stops
+/// the app when the connection times out, rather than being lost with it.
+#[test]
+fn a_shutdown_behind_answers_never_taken_stops_the_app_at_the_timeout() {
+    let mut t = one_client(IDLE_TIMEOUT_S);
+    // About 153 KB of answers: more than kv's send buffer and the client's window hold
+    // (128 KiB), but all except what kv queues before it reads `shutdown`.
+    let (request, _) = hundred_gets();
+    let request = format!("{request}get{}\r\nshutdown\r\n", " k".repeat(50));
+    let mut sent = 0;
+    for _ in 0..100 {
+        sent += t
+            .client
+            .write(&t.connection, &request.as_bytes()[sent..])
+            .unwrap_or(0);
+        let progress = t.step(START_S, usize::MAX, true);
+        assert!(matches!(progress, Progress::Moved | Progress::Idle));
+        if sent == request.len() {
+            break;
+        }
+    }
+    assert_eq!(sent, request.len());
+    assert!(t.kv.held() > 0, "answers wait unsent");
+    assert_eq!(
+        t.step(START_S + IDLE_TIMEOUT_S - 1, usize::MAX, true),
+        Progress::Idle
+    );
+    assert_eq!(
+        t.step(START_S + IDLE_TIMEOUT_S + 1, usize::MAX, true),
+        Progress::Shutdown
+    );
+}
