@@ -304,6 +304,29 @@ const NETDEMO: Case = Case {
     ..BASE
 };
 
+/// The checks of a [`REXOFS_MONITOR`] case, with `extra` ones after them.
+macro_rules! rexofs_monitor_checks {
+    ($($extra:expr),*) => {
+        &[
+            Check::Has("docs/"),
+            Check::Has("307200 bytes"),
+            Check::Has("hello from the host tool"),
+            Check::Has("line two^[c"),
+            Check::Has("/new made"),
+            Check::Has("/docs/hello.txt copied to /new/copy.txt (36 bytes)"),
+            Check::Has("/new/written.txt: 16 bytes written"),
+            Check::Has("/big.bin removed"),
+            Check::Has("fs rm: "),
+            Check::Has("fs cat: "),
+            Check::Has("2 entries in /new"),
+            Check::Has("blocks used"),
+            Check::Has("the Rexo file system is consistent: 3 directories, 3 files"),
+            Check::Lacks("panicked"),
+            $($extra,)*
+        ]
+    };
+}
+
 /// Every QEMU test.
 pub const CASES: &[Case] = &[
     // Boot matrix: machines and boot paths.
@@ -1100,15 +1123,9 @@ pub const CASES: &[Case] = &[
         qemu: &[Arg::RexoFsDisk(
             "virtio-blk-pci,logical_block_size=4096,physical_block_size=4096",
         )],
-        checks: &[
-            Check::Has("virtio-blk: 16 MiB (4096 sectors of 4096 bytes)"),
-            Check::Has("hello from the host tool"),
-            Check::Has("/docs/hello.txt copied to /new/copy.txt (36 bytes)"),
-            Check::Has("/new/written.txt: 16 bytes written"),
-            Check::Has("/big.bin removed"),
-            Check::Has("the Rexo file system is consistent: 3 directories, 3 files"),
-            Check::Lacks("panicked"),
-        ],
+        checks: rexofs_monitor_checks!(Check::Has(
+            "virtio-blk: 16 MiB (4096 sectors of 4096 bytes)"
+        )),
         ..REXOFS_MONITOR
     },
     Case {
@@ -1988,22 +2005,7 @@ const REXOFS_MONITOR: Case = Case {
     input: "fs ls /\rfs cat /docs/hello.txt\rfs mkdir /new\rfs cp /docs/hello.txt /new/copy.txt\rfs write /new/written.txt written in Rexo\rfs rm /big.bin\rfs rm /docs\rfs cat /nope\rfs ls /new\rfs df\rfs fsck\rpoweroff\r",
     exit: Some(0),
     timeout_s: 60,
-    checks: &[
-        Check::Has("docs/"),
-        Check::Has("307200 bytes"),
-        Check::Has("hello from the host tool"),
-        Check::Has("line two^[c"),
-        Check::Has("/new made"),
-        Check::Has("/docs/hello.txt copied to /new/copy.txt (36 bytes)"),
-        Check::Has("/new/written.txt: 16 bytes written"),
-        Check::Has("/big.bin removed"),
-        Check::Has("fs rm: "),
-        Check::Has("fs cat: "),
-        Check::Has("2 entries in /new"),
-        Check::Has("blocks used"),
-        Check::Has("the Rexo file system is consistent: 3 directories, 3 files"),
-        Check::Lacks("panicked"),
-    ],
+    checks: rexofs_monitor_checks!(),
     ..BASE
 };
 
