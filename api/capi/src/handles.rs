@@ -384,7 +384,7 @@ mod tests {
         let outer = object.lock(frame_mark(&object));
         release_at_a_deeper_abort_point(core);
         assert!(object.object.is_locked(), "a live call keeps its lock");
-        release_abandoned(core + 1, usize::MAX);
+        release_abandoned(NO_THREADS_CORE, usize::MAX);
         assert!(
             object.object.is_locked(),
             "another core's abort point releases nothing of this core's"
@@ -393,6 +393,10 @@ mod tests {
         assert!(!object.object.is_locked());
         forget(owner);
     }
+
+    /// A core index no test thread gets ([`crate::tests::register_test_host`] numbers
+    /// them from 0), so an abort point there releases no live test's lock.
+    const NO_THREADS_CORE: usize = usize::MAX - 1;
 
     /// An abort point in a frame below the caller's releases what lies below it.
     #[inline(never)]
