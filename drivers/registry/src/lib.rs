@@ -393,7 +393,8 @@ impl Registry {
 
     /// Disarms the source of every binding the kernel took by force (a missed revocation
     /// deadline, the kernel's root over the vectors revoked) and marks it unbound, without
-    /// waiting for the holder's next arm. Returns how many (logged when any). It takes the
+    /// waiting for the holder's next arm. Returns the [`Sweep`]: how many were disarmed
+    /// (logged when any) and how many slots were passed by. It takes the
     /// slots' locks and calls the drivers, so it must not run in an interrupt handler; a
     /// slot whose lock, or one of whose queue pairs' gates, the calling core holds in a
     /// call ([`reentry`]) is passed by and counted in [`Sweep::passed_by`], for the
