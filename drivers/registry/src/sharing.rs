@@ -283,9 +283,9 @@ fn ethertype(frame: &[u8]) -> Option<[u8; 2]> {
 }
 
 /// Whether the IPv4 frame `frame` (at least 22 bytes) is a later fragment of its
-/// datagram: its fragment offset (the low 13 bits of bytes 20..22) is not 0.
+/// datagram: its fragment offset is not 0 (the atom the filters' port words use).
 fn is_later_fragment(frame: &[u8]) -> bool {
-    u16::from_be_bytes([frame[20], frame[21]]) & 0x1fff != 0
+    !rexo_pktfilter::FIRST_FRAGMENT.matches(frame)
 }
 
 /// ARP's request and reply operations (RFC 826: a 16-bit field).

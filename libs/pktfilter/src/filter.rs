@@ -148,7 +148,7 @@ const PORT_PROTOCOLS: [u8; 2] = [6, 17];
 /// An IPv4 datagram's first fragment, or an unfragmented one: the fragment offset (the
 /// low 13 bits of bytes 20..22) is 0. More Fragments stays outside the mask, so a first
 /// fragment matches; a later one carries payload where the ports would be.
-const FIRST_FRAGMENT: Atom = Atom {
+pub const FIRST_FRAGMENT: Atom = Atom {
     offset: 20,
     width: 2,
     mask: 0x1fff,

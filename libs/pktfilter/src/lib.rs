@@ -25,7 +25,7 @@ extern crate alloc;
 mod filter;
 mod tree;
 
-pub use filter::{Atom, Filter, MAX_ATOMS, ParseError};
+pub use filter::{Atom, FIRST_FRAGMENT, Filter, MAX_ATOMS, ParseError};
 pub use tree::{Filters, InsertError, MAX_FRAME_TESTS};
 
 /// The internet checksum (RFC 1071) of `bytes`: what the kernel puts in the answers it
