@@ -1104,7 +1104,9 @@ impl<D: BlockStore> FileSystem<D> {
 /// its image (it does until the checkpoint has written every block home and flushed):
 /// then the layout is the disk size's, which a sound superblock's must equal anyway,
 /// and the superblock read through the replay is the journal's. A torn superblock the
-/// journal holds no sound image of is refused as damaged, as before.
+/// journal holds no sound image of is refused as damaged, as before; a journal that
+/// cannot be read (the disk fails, or the app lacks the memory to hold it) fails as it
+/// does under a sound superblock.
 pub(crate) fn layout_and_journal<D: BlockStore>(disk: &mut D) -> Result<(Layout, Replay), FsError> {
     let blocks = disk.blocks();
     let home = read_disk(disk, 0)?;
@@ -1119,8 +1121,9 @@ pub(crate) fn layout_and_journal<D: BlockStore>(disk: &mut D) -> Result<(Layout,
     let layout = Layout::for_disk(blocks).map_err(|_| torn.clone())?;
     let replay = match scan(disk, &layout) {
         Ok(replay) => replay,
-        Err(error @ FsError::NoMemory { .. }) => return Err(error),
-        Err(_) => return Err(torn),
+        // A damaged journal holds no sound image of block 0.
+        Err(FsError::Corrupt { .. }) => return Err(torn),
+        Err(error) => return Err(error),
     };
     match replay.blocks.get(&0) {
         Some(image) if Superblock::decode(image, blocks).is_ok() => Ok((layout, replay)),

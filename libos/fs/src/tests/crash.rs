@@ -508,13 +508,9 @@ fn checkpoint_after_mkdir() -> (Snapshot, MemoryDisk, Vec<Event>) {
     (expected, journaled, recording.log)
 }
 
-/// A checkpoint writes block 0 home when the root directory's inode changed (the
-/// superblock holds it). On a disk of 512-byte sectors a crash can tear that write, the
-/// superblock's fields from one write and its CRC from the other. The journal still
-/// holds block 0's image then, so mount, fsck and repair read it from there; they
-/// refused the disk (superblock checksum mismatch), repair too, though nothing was lost.
-#[test]
-fn a_superblock_torn_at_a_checkpoint_is_read_from_the_journal() {
+/// The tree after `mkdir /a` and the disk a crash leaves when it tears the write of
+/// block 0 at mount's checkpoint, the sectors of `written` new and the others old.
+fn superblock_torn_at_a_checkpoint(written: u8, context: &str) -> (Snapshot, MemoryDisk) {
     // Mount replays the journal: the checkpoint writing block 0 home.
     let (expected, journaled, log) = checkpoint_after_mkdir();
     let at = (log.iter())
@@ -523,23 +519,56 @@ fn a_superblock_torn_at_a_checkpoint_is_read_from_the_journal() {
     let Event::Write(_, new) = &log[at] else {
         unreachable!("found as a write")
     };
-    let before = with_writes(&journaled, &log[..at]);
-    let old = crate::store::read_disk(&mut before.clone(), 0).unwrap();
+    let mut crashed = with_writes(&journaled, &log[..at]);
+    let old = crate::store::read_disk(&mut crashed, 0).unwrap();
+    let block = torn(&old[..], new, written);
+    assert!(
+        crate::format::Superblock::is_torn(&block.clone().try_into().unwrap()),
+        "{context}: not torn"
+    );
+    crashed.write(0, &block).unwrap();
+    (expected, crashed)
+}
+
+/// A checkpoint writes block 0 home when the root directory's inode changed (the
+/// superblock holds it). On a disk of 512-byte sectors a crash can tear that write, the
+/// superblock's fields from one write and its CRC from the other. The journal still
+/// holds block 0's image then, so mount, fsck and repair read it from there; they
+/// refused the disk (superblock checksum mismatch), repair too, though nothing was lost.
+#[test]
+fn a_superblock_torn_at_a_checkpoint_is_read_from_the_journal() {
     for written in [0x01, 0x0f, 0x7f, 0x80, 0xf0] {
         let context = alloc::format!("block 0's sectors {written:#010b} written");
-        let mut crashed = before.clone();
-        let block = torn(&old[..], new, written);
-        assert!(
-            crate::format::Superblock::is_torn(&block.clone().try_into().unwrap()),
-            "{context}: not torn"
-        );
-        crashed.write(0, &block).unwrap();
+        let (expected, crashed) = superblock_torn_at_a_checkpoint(written, &context);
         let (tree, _) = recover(crashed.clone(), &context);
         assert!(tree == expected, "{context}: another tree");
         let (mut repaired, report) = FileSystem::repair(crashed).unwrap();
         assert!(report.fixes.is_empty(), "{context}: {:?}", report.fixes);
         assert!(snapshot(&mut repaired).unwrap() == expected, "{context}");
     }
+}
+
+/// A superblock torn at a checkpoint on a disk that fails to read the journal holding
+/// its image fails mount and the check with the disk's error, as a sound one's does; it
+/// was refused as damaged (superblock checksum mismatch), sending the user to repair
+/// for an I/O failure.
+#[test]
+fn a_torn_superblock_whose_journal_cannot_be_read_fails_with_the_disk_error() {
+    let (_, crashed) = superblock_torn_at_a_checkpoint(0x0f, "block 0 torn");
+    let journal_start = (crate::format::Layout::for_disk(crashed.blocks()).unwrap()).journal_start;
+    let failing = || super::ops::FlakyBlock {
+        inner: crashed.clone(),
+        block: journal_start,
+        reads: 0,
+        fail_at: 1,
+    };
+    let error = FsError::Disk(alloc::format!("reading block {journal_start}: unreadable"));
+    assert_eq!(FileSystem::mount(failing()).err(), Some(error.clone()));
+    assert_eq!(
+        FileSystem::mount_read_only(failing()).err(),
+        Some(error.clone())
+    );
+    assert_eq!(FileSystem::fsck(&mut failing()).err(), Some(error));
 }
 
 /// A checkpoint's last write is the journal header's, once every home write is

@@ -1073,11 +1073,11 @@ fn a_read_error_fails_the_operation_only() {
 
 /// A disk whose `fail_at`th read of block `block` fails (0: none does), counting the
 /// reads in `reads`.
-struct FlakyBlock {
-    inner: MemoryDisk,
-    block: u64,
-    reads: u64,
-    fail_at: u64,
+pub(super) struct FlakyBlock {
+    pub(super) inner: MemoryDisk,
+    pub(super) block: u64,
+    pub(super) reads: u64,
+    pub(super) fail_at: u64,
 }
 
 impl BlockStore for FlakyBlock {
