@@ -1108,17 +1108,10 @@ impl<D: BlockStore> FileSystem<D> {
 /// cannot be read (the disk fails, or the app lacks the memory to hold it) fails as it
 /// does under a sound superblock.
 pub(crate) fn layout_and_journal<D: BlockStore>(disk: &mut D) -> Result<(Layout, Replay), FsError> {
-    let blocks = disk.blocks();
-    let home = read_disk(disk, 0)?;
-    let torn = match Superblock::decode(&home, blocks) {
-        Ok(superblock) => {
-            let replay = scan(disk, &superblock.layout)?;
-            return Ok((superblock.layout, replay));
-        }
-        Err(error) if Superblock::is_torn(&home) => error,
-        Err(error) => return Err(error),
+    let (layout, torn) = match home_superblock(disk)? {
+        (layout, Ok(_)) => return Ok((layout, scan(disk, &layout)?)),
+        (layout, Err(torn)) => (layout, torn),
     };
-    let layout = Layout::for_disk(blocks).map_err(|_| torn.clone())?;
     let replay = match scan(disk, &layout) {
         Ok(replay) => replay,
         // A damaged journal holds no sound image of block 0.
@@ -1126,8 +1119,28 @@ pub(crate) fn layout_and_journal<D: BlockStore>(disk: &mut D) -> Result<(Layout,
         Err(error) => return Err(error),
     };
     match replay.blocks.get(&0) {
-        Some(image) if Superblock::decode(image, blocks).is_ok() => Ok((layout, replay)),
+        Some(image) if Superblock::decode(image, disk.blocks()).is_ok() => Ok((layout, replay)),
         _ => Err(torn),
+    }
+}
+
+/// The layout of the file system on `disk` and its superblock as block 0 holds it, or
+/// the error that refuses a superblock a crash tore ([`Superblock::is_torn`]), whose
+/// layout is then the disk size's (a sound superblock's must equal it). Fails if block
+/// 0 cannot be read or holds no superblock, a damaged one not torn, or a torn one on a
+/// disk too small for a layout (with the torn superblock's error).
+pub(crate) fn home_superblock<D: BlockStore>(
+    disk: &mut D,
+) -> Result<(Layout, Result<Superblock, FsError>), FsError> {
+    let blocks = disk.blocks();
+    let home = read_disk(disk, 0)?;
+    match Superblock::decode(&home, blocks) {
+        Ok(superblock) => Ok((superblock.layout, Ok(superblock))),
+        Err(torn) if Superblock::is_torn(&home) => {
+            let layout = Layout::for_disk(blocks).map_err(|_| torn.clone())?;
+            Ok((layout, Err(torn)))
+        }
+        Err(error) => Err(error),
     }
 }
 

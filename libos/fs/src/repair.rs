@@ -41,11 +41,11 @@ use crate::error::FsError;
 use crate::format::{
     Block, DirectoryBlock, Extent, FileKind, Inode, Layout, MAX_NAME, OverflowBlock, Superblock,
 };
-use crate::fs::{CommitPolicy, FileSystem};
+use crate::fs::{CommitPolicy, FileSystem, home_superblock};
 use crate::fsck::UsedBlocks;
 use crate::journal::scan;
 use crate::path::{child, parse};
-use crate::store::{Store, flush_disk, read_disk, write_sorted};
+use crate::store::{Store, flush_disk, write_sorted};
 use crate::{FsckReport, MAX_FILE_SIZE};
 
 /// Bytes per block, as a u64.
@@ -123,15 +123,9 @@ impl<D: BlockStore> FileSystem<D> {
             ),
             other => other,
         };
-        let home_block = read_disk(&mut disk, 0)?;
-        let home = Superblock::decode(&home_block, blocks);
         // A superblock torn by a crash has its image in the journal, read below, and the
         // disk size's layout (a sound superblock's must equal it).
-        let layout = match (&home, Layout::for_disk(blocks)) {
-            (Ok(superblock), _) => superblock.layout,
-            (Err(_), Ok(layout)) if Superblock::is_torn(&home_block) => layout,
-            (Err(error), _) => return Err(needs_superblock(error.clone())),
-        };
+        let (layout, home) = home_superblock(&mut disk).map_err(needs_superblock)?;
         let mut fixes = alloc::vec![format!(
             "the check found: {found}; the bitmap and every directory are rebuilt"
         )];
