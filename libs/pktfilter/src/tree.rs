@@ -106,6 +106,25 @@ struct Node<T> {
     tests: Vec<Test<T>>,
 }
 
+/// What a walk of the tree counts the field tests it tries in: nothing (`()`) for
+/// [`Filters::classify`], so the per-frame path does no counting; a number for the
+/// tests that check how many a frame costs.
+trait Tally {
+    /// One more field test tried.
+    fn tried(&mut self);
+}
+
+impl Tally for () {
+    fn tried(&mut self) {}
+}
+
+#[cfg(test)]
+impl Tally for usize {
+    fn tried(&mut self) {
+        *self += 1;
+    }
+}
+
 /// How a node's test takes its filters.
 enum Split {
     /// Every filter with an atom on exactly this field, that atom tested and removed.
@@ -246,11 +265,11 @@ impl<T: Copy> Node<T> {
         Some((node, worst))
     }
 
-    /// The owner of the filter `frame` matches, if any; `tests` counts the field tests
+    /// The owner of the filter `frame` matches, if any; `tally` counts the field tests
     /// tried.
-    fn classify(&self, frame: &[u8], tests: &mut usize) -> Option<T> {
+    fn classify(&self, frame: &[u8], tally: &mut impl Tally) -> Option<T> {
         for ((offset, width, mask), children) in &self.tests {
-            *tests += 1;
+            tally.tried();
             let atom = Atom {
                 offset: *offset,
                 width: *width,
@@ -259,7 +278,7 @@ impl<T: Copy> Node<T> {
             };
             if let Some(value) = atom.field(frame)
                 && let Ok(i) = children.binary_search_by_key(&value, |(v, _)| *v)
-                && let Some(owner) = children[i].1.classify(frame, tests)
+                && let Some(owner) = children[i].1.classify(frame, tally)
             {
                 return Some(owner);
             }
@@ -394,7 +413,7 @@ impl<T: Copy + PartialEq> Filters<T> {
 
     /// The owner of the one filter `frame` matches, if any.
     pub fn classify(&self, frame: &[u8]) -> Option<T> {
-        self.tree.classify(frame, &mut 0)
+        self.tree.classify(frame, &mut ())
     }
 
     /// [`classify`](Self::classify), and how many field tests it tried.
