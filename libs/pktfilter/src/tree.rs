@@ -330,7 +330,10 @@ impl<T: Copy + PartialEq> Filters<T> {
         }
     }
 
-    /// Installs `filter` for `owner`, unless it overlaps an installed filter.
+    /// Installs `filter` for `owner`, unless it overlaps an installed filter
+    /// ([`InsertError::Overlaps`]) or the tree with it would cost some frame more than
+    /// [`MAX_FRAME_TESTS`] tests ([`InsertError::TooManyTests`]). A refusal leaves the
+    /// installed filters and the tree as they were.
     pub fn insert(&mut self, filter: Filter, owner: T) -> Result<(), InsertError<T>> {
         self.insert_all(core::slice::from_ref(&filter), owner)
     }
