@@ -2,9 +2,9 @@
 //! consistent one around the same data blocks.
 //!
 //! 1. The journal's committed transactions are laid over the disk as mount would
-//!    replay them; a journal that cannot be read is dropped (said in the report), and
-//!    one the app has not the memory to hold fails the repair (`NoMemory`, nothing
-//!    written).
+//!    replay them; a damaged journal is dropped (said in the report), and one the disk
+//!    fails to read or the app has not the memory to hold fails the repair (`Disk`,
+//!    `NoMemory`, nothing written).
 //! 2. The tree is walked from the root as the check walks it, but every problem is
 //!    worked around and written down instead of stopping the walk:
 //!    - a directory block whose magic, number or CRC is wrong is dropped with its
@@ -101,9 +101,9 @@ impl<D: BlockStore> FileSystem<D> {
     /// Repairs the file system on `disk` and mounts the result; see the module notes
     /// for what is salvaged and how. A consistent file system is mounted untouched
     /// (the report lists no fixes). Fails, writing nothing, when the superblock is
-    /// damaged (and not torn by a crash with its image in the journal) or the app
-    /// cannot get the memory to hold the journal's transactions or the map of used
-    /// blocks; fails if the disk fails.
+    /// damaged (and not torn by a crash with its image in the journal), the disk fails
+    /// to read the journal or the app cannot get the memory to hold the journal's
+    /// transactions or the map of used blocks; fails if the disk fails.
     pub fn repair(mut disk: D) -> Result<(Self, RepairReport), FsError> {
         let found = match Self::fsck(&mut disk) {
             Ok(result) => {
@@ -131,13 +131,14 @@ impl<D: BlockStore> FileSystem<D> {
         )];
         let pending = match scan(&mut disk, &layout) {
             Ok(replay) => replay.blocks,
-            // A journal too large for the app's memory is sound: dropping it would
-            // lose committed operations.
-            Err(error @ FsError::NoMemory { .. }) => return Err(error),
-            Err(error) => {
+            Err(error @ FsError::Corrupt { .. }) => {
                 fixes.push(format!("journal: {error}; its transactions are dropped"));
                 BTreeMap::new()
             }
+            // Only a damaged journal is dropped: one the disk fails to read, or too large
+            // for the app's memory, may be sound, and dropping it would lose committed
+            // operations.
+            Err(error) => return Err(error),
         };
         let mut store = Store::new(disk, pending, &layout);
         let root = match (Superblock::decode(&store.read(0)?, blocks), home) {

@@ -571,6 +571,29 @@ fn a_torn_superblock_whose_journal_cannot_be_read_fails_with_the_disk_error() {
     assert_eq!(FileSystem::fsck(&mut failing()).err(), Some(error));
 }
 
+/// Repair of a superblock torn at a checkpoint on a disk that fails to read the journal
+/// holding its image fails with the disk's error, writing nothing; it blamed damage
+/// (superblock checksum mismatch, "repair needs the superblock").
+#[test]
+fn a_torn_superblock_whose_journal_cannot_be_read_fails_repair_with_the_disk_error() {
+    let (expected, mut crashed) = superblock_torn_at_a_checkpoint(0x0f, "block 0 torn");
+    let before = super::corrupt::contents(&mut crashed);
+    let journal_start = (crate::format::Layout::for_disk(crashed.blocks()).unwrap()).journal_start;
+    let mut failing = super::ops::BadBlock(crashed, journal_start);
+    assert_eq!(
+        FileSystem::repair(&mut failing).map(drop),
+        Err(FsError::Disk(alloc::format!(
+            "reading block {journal_start}: unreadable"
+        )))
+    );
+    assert!(
+        super::corrupt::contents(&mut failing.0) == before,
+        "repair wrote"
+    );
+    let (mut repaired, _) = FileSystem::repair(failing.0).unwrap();
+    assert!(snapshot(&mut repaired).unwrap() == expected);
+}
+
 /// A checkpoint's last write is the journal header's, once every home write is
 /// durable. On a disk of 512-byte sectors a crash can tear it; the header lies whole in
 /// its first sector (format version 2), so a torn write leaves the old header (the

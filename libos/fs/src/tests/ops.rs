@@ -1034,26 +1034,29 @@ fn a_disk_error_stops_the_file_system_and_a_remount_recovers() {
     }
 }
 
+/// A disk whose every read of one block (the second field) fails.
+pub(super) struct BadBlock(pub(super) MemoryDisk, pub(super) u64);
+
+impl BlockStore for BadBlock {
+    fn blocks(&self) -> u64 {
+        self.0.blocks()
+    }
+    fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
+        if block == self.1 {
+            return Err("unreadable".into());
+        }
+        self.0.read(block, buf)
+    }
+    fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
+        self.0.write(block, data)
+    }
+    fn flush(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 #[test]
 fn a_read_error_fails_the_operation_only() {
-    struct BadBlock(MemoryDisk, u64);
-    impl BlockStore for BadBlock {
-        fn blocks(&self) -> u64 {
-            self.0.blocks()
-        }
-        fn read(&mut self, block: u64, buf: &mut [u8]) -> Result<(), String> {
-            if block == self.1 {
-                return Err("unreadable".into());
-            }
-            self.0.read(block, buf)
-        }
-        fn write(&mut self, block: u64, data: &[u8]) -> Result<(), String> {
-            self.0.write(block, data)
-        }
-        fn flush(&mut self) -> Result<(), String> {
-            Ok(())
-        }
-    }
     let mut fs = fresh(512);
     fs.create("/f").unwrap();
     fs.write("/f", 0, b"data").unwrap();

@@ -371,6 +371,23 @@ fn a_superblock_torn_with_its_image_in_the_journal_is_repaired() {
     same_tree(&tree, &emptied(&journaled, "/a"));
 }
 
+/// A journal the disk fails to read may hold committed operations: repair fails with
+/// the disk's error and writes nothing. It dropped the journal as damaged and rebuilt
+/// the file system without its operations.
+#[test]
+fn a_journal_the_disk_cannot_read_fails_the_repair_and_writes_nothing() {
+    let mut disk = sample_with_journaled("/journaled", b"in the journal");
+    let before = contents(&mut disk);
+    let mut failing = super::ops::BadBlock(disk, 1);
+    assert_eq!(
+        FileSystem::repair(&mut failing).map(drop),
+        Err(FsError::Disk(String::from("reading block 1: unreadable")))
+    );
+    assert!(contents(&mut failing.0) == before, "repair wrote");
+    let (mut fs, _) = FileSystem::repair(failing.0).unwrap();
+    assert_eq!(fs.read_all("/journaled").unwrap(), b"in the journal");
+}
+
 #[test]
 fn a_journal_the_app_cannot_hold_fails_the_repair_and_writes_nothing() {
     let mut disk = sample_with_journaled("/journaled", b"in the journal");
