@@ -257,14 +257,19 @@ impl Query {
         true
     }
 
-    /// Takes server `index`'s error code `rcode`: the server has failed, and the next
-    /// that has not is asked at once; with none left the code is the outcome.
+    /// Takes server `index`'s error code `rcode`: the server has failed; with none left
+    /// the code is the outcome. The next that has not failed is asked at once only if
+    /// the failed one was the last asked (or the one to be asked at once): a late error
+    /// from a server asked before leaves the turn of the one asked since as it was.
     fn fail(&mut self, index: usize, rcode: u8) {
         self.servers[index].failed = true;
         self.last_failure = Some(rcode);
-        self.ask_at_once = self.next_unfailed(index);
-        if self.ask_at_once.is_none() {
+        let next = self.next_unfailed(index);
+        if next.is_none() {
             self.outcome = Some(Err(NetError::DnsServerError(rcode)));
+        }
+        if index == self.asked || self.ask_at_once == Some(index) {
+            self.ask_at_once = next;
         }
     }
 }

@@ -1283,12 +1283,13 @@ fn query_to_c(frame: &[u8]) -> Option<(Vec<u8>, u16)> {
     })
 }
 
-/// Resolves "rexo.test" through A's servers C (answering with error code `c_rcode`) and
-/// B (answering with error code `b_rcode`, from its table when it is 0, never when
-/// `None`), 100 us steps for up to 12 s: the outcome, when it came, and how many
-/// queries B got.
+/// Resolves "rexo.test" through A's servers C (answering with error code `c_rcode`,
+/// `c_after_ns` after each query) and B (answering with error code `b_rcode`, from its
+/// table when it is 0, never when `None`), 100 us steps for up to 12 s: the outcome,
+/// when it came, and how many queries B got.
 fn resolved_through_c_then_b(
     c_rcode: u8,
+    c_after_ns: u64,
     b_rcode: Option<u8>,
 ) -> (Option<Result<Vec<Ipv4Addr>, NetError>>, u64, usize) {
     let mut net = Net::new(256, 0);
@@ -1307,20 +1308,25 @@ fn resolved_through_c_then_b(
     }
     let mut query = net.a.resolve_start("rexo.test").unwrap();
     let mut asked_b = 0;
+    // C's forged frames, with when each is due.
+    let mut forged: Vec<(u64, Vec<u8>)> = Vec::new();
     while net.now_ns < 12_000_000_000 {
         net.a.poll(net.now_ns).unwrap();
         net.b.poll(net.now_ns).unwrap();
-        let mut forged = Vec::new();
+        let now_ns = net.now_ns;
         net.wire.carry(|frame| {
-            forged.extend(arp_reply(frame, C));
+            forged.extend(arp_reply(frame, C).map(|reply| (now_ns, reply)));
             if let Some((asked, port)) = query_to_c(frame) {
                 let reply = response_to(&asked, u16::from(c_rcode), 0, &[]);
                 let resolver = (A, [2, 0, 0, 0, 0, 1], port);
-                forged.push(udp_frame((C.0, C.1, 53), resolver, &reply));
+                let frame = udp_frame((C.0, C.1, 53), resolver, &reply);
+                forged.push((now_ns + c_after_ns, frame));
             }
             true
         });
-        for frame in forged {
+        let (due, later): (Vec<_>, Vec<_>) = forged.into_iter().partition(|&(at, _)| at <= now_ns);
+        forged = later;
+        for (_, frame) in due {
             net.wire.deliver_to_a(frame);
         }
         let mut buffer = [0u8; 512];
@@ -1353,12 +1359,12 @@ fn a_dns_server_answering_an_error_code_hands_the_query_to_the_next() {
     const MS: u64 = 1_000_000;
     let address = Ipv4Addr::new(10, 0, 0, 7);
     for rcode in [1, 2, 4, 5] {
-        let (outcome, at_ns, asked_b) = resolved_through_c_then_b(rcode, Some(0));
+        let (outcome, at_ns, asked_b) = resolved_through_c_then_b(rcode, 0, Some(0));
         assert_eq!(outcome, Some(Ok(vec![address])), "code {rcode}");
         assert!(at_ns < 100 * MS, "code {rcode}: answered at {at_ns} ns");
         assert_eq!(asked_b, 1, "code {rcode}");
         // Both fail: the last code, as soon as the second failed.
-        let (outcome, at_ns, _) = resolved_through_c_then_b(rcode, Some(2));
+        let (outcome, at_ns, _) = resolved_through_c_then_b(rcode, 0, Some(2));
         assert_eq!(
             outcome,
             Some(Err(NetError::DnsServerError(2))),
@@ -1367,13 +1373,26 @@ fn a_dns_server_answering_an_error_code_hands_the_query_to_the_next() {
         assert!(at_ns < 100 * MS, "code {rcode}: failed at {at_ns} ns");
     }
     // C refuses, B keeps silent: given up at 10 s with C's code, not as a timeout.
-    let (outcome, at_ns, asked_b) = resolved_through_c_then_b(5, None);
+    let (outcome, at_ns, asked_b) = resolved_through_c_then_b(5, 0, None);
     assert_eq!(outcome, Some(Err(NetError::DnsServerError(5))));
     assert_eq!(at_ns / (100 * MS), 100, "given up at {at_ns} ns");
     assert_eq!(asked_b, 4, "asked at once, then after 1, 2 and 4 s");
-    let (outcome, _, asked_b) = resolved_through_c_then_b(3, Some(0));
+    let (outcome, _, asked_b) = resolved_through_c_then_b(3, 0, Some(0));
     assert_eq!(outcome, Some(Err(NetError::NotResolved)));
     assert_eq!(asked_b, 0, "NXDOMAIN is an answer");
+}
+
+/// A server's error code that comes after the query went on to the next server does
+/// not send that server the query again: C asked at 0 s, B at 1 s, C's SERVFAIL at
+/// 1.1 s leaves B's turn as it was, asked again only after 2 and 4 more seconds. Before,
+/// B was asked again at once at 1.1 s, a duplicate that restarted its wait.
+#[test]
+fn a_late_error_code_does_not_ask_the_server_asked_since_again() {
+    const MS: u64 = 1_000_000;
+    let (outcome, at_ns, asked_b) = resolved_through_c_then_b(2, 1100 * MS, None);
+    assert_eq!(outcome, Some(Err(NetError::DnsServerError(2))));
+    assert_eq!(at_ns / (100 * MS), 100, "given up at {at_ns} ns");
+    assert_eq!(asked_b, 3, "asked at 1, 3 and 7 s");
 }
 
 #[test]
