@@ -1473,8 +1473,9 @@ impl Stack {
         self.closing.len()
     }
 
-    /// Sockets the stack holds: listening, connecting, connected, closing, UDP and DHCP
-    /// (the resolver's, one per query under way, are not counted).
+    /// Sockets the stack holds: listening, connecting, connected, closing, UDP and a
+    /// running DHCP client's (the resolver's, one per query under way, are not counted,
+    /// nor is a DHCP client resting out of the sockets after a refused lease).
     pub fn sockets_in_use(&self) -> usize {
         self.sockets.iter().count() - self.resolver.sockets()
     }
