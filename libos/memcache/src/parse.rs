@@ -437,6 +437,15 @@ fn keys(text: &[u8]) -> Result<Keys<'_>, ProtocolError> {
     Ok(Keys(text))
 }
 
+/// The length of the data block that the byte count `bytes` of a storage or meta set
+/// line announces, its `\r\n` included; `None` for a count that is not a number up to
+/// [`MAX_BYTE_COUNT`] (the line is `BadFormat`).
+fn data_block(bytes: &[u8]) -> Option<u64> {
+    unsigned(bytes)
+        .filter(|&bytes| bytes <= MAX_BYTE_COUNT)
+        .map(|bytes| bytes + 2)
+}
+
 /// A storage command: its line and data block.
 fn store<'a>(
     input: &'a [u8],
@@ -452,10 +461,9 @@ fn store<'a>(
     }
     let last = if count == 6 { sixth } else { unique };
     let noreply = count == required + 1 && last == b"noreply";
-    let Some(bytes) = unsigned(bytes).filter(|&bytes| bytes <= MAX_BYTE_COUNT) else {
+    let Some(block) = data_block(bytes) else {
         return invalid(line_end, ProtocolError::BadFormat, noreply);
     };
-    let block = bytes + 2;
     let refuse = |command| Parsed::Request {
         consumed: line_end,
         swallow: block,
@@ -484,7 +492,7 @@ fn store<'a>(
         },
         mode => mode,
     };
-    if bytes > max_value as u64 {
+    if block - 2 > max_value as u64 {
         return refuse(Command::TooLarge { mode, key, noreply });
     }
     // At most `MAX_BYTE_COUNT` + 2: fits in `usize` on 64-bit targets.
@@ -518,12 +526,12 @@ fn meta_set(line_end: usize, arguments: &[u8]) -> Parsed<'static> {
     if count == 0 {
         return invalid(line_end, ProtocolError::UnknownCommand, false);
     }
-    let Some(bytes) = unsigned(bytes).filter(|&bytes| bytes <= MAX_BYTE_COUNT) else {
+    let Some(block) = data_block(bytes) else {
         return invalid(line_end, ProtocolError::BadFormat, false);
     };
     Parsed::Request {
         consumed: line_end,
-        swallow: bytes + 2,
+        swallow: block,
         command: Command::Invalid {
             error: ProtocolError::MetaCommand,
             noreply: false,
