@@ -176,8 +176,8 @@ pub struct ParseProgress {
     judged: usize,
     /// The request line, once judged.
     request_line: Option<JudgedRequestLine>,
-    /// Whether a `Host` field was judged.
-    host_seen: bool,
+    /// Where the value of the `Host` field lies, once one was judged.
+    host: Option<Span>,
     /// The `Content-Length` judged so far.
     content_length: Option<usize>,
     /// Whether a `Connection` field asked `close`.
@@ -227,28 +227,53 @@ enum ChunkPart {
     Trailer,
 }
 
-/// A head found whole: its request line and where its fields and it end.
+/// A head found whole: where its fields and it end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct WholeHead {
-    /// The request line.
-    request_line: JudgedRequestLine,
     /// Where the blank line after the header fields starts.
     fields_end: usize,
     /// The head's length, its blank line included.
     len: usize,
 }
 
-/// Where a judged request line lies in the buffer, and its version.
+/// Where the parts of a judged request line lie in the buffer, and its version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct JudgedRequestLine {
-    /// Its first byte.
-    start: usize,
-    /// Its end, without the line end.
-    end: usize,
+    /// The method.
+    method: Span,
+    /// The request target.
+    target: Span,
+    /// The target's path; `None` for an absolute form without one, whose path is `/`.
+    path: Option<Span>,
     /// Where the line after it (the first header field's) starts.
     fields_start: usize,
     /// Its version.
     version: Version,
+}
+
+/// Where some bytes lie in the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    /// The first.
+    start: usize,
+    /// The end.
+    end: usize,
+}
+
+impl Span {
+    /// Where `part`, a slice of `outer`, lies, `outer` starting at `at` in the buffer.
+    fn of(outer: &[u8], at: usize, part: &[u8]) -> Span {
+        let start = at + (part.as_ptr().addr() - outer.as_ptr().addr());
+        Span {
+            start,
+            end: start + part.len(),
+        }
+    }
+
+    /// Its bytes in `buf`.
+    fn bytes(self, buf: &[u8]) -> &[u8] {
+        &buf[self.start..self.end]
+    }
 }
 
 impl ParseProgress {
@@ -259,13 +284,14 @@ impl ParseProgress {
     }
 
     /// Judges the head's lines completed since the last call, each as soon as it is
-    /// complete (so a bad request line is refused before its fields arrive): the head
-    /// once its blank line came, `None` if it has not yet, or the error status.
+    /// complete (so a bad request line is refused before its fields arrive): the
+    /// request line and the head once its blank line came, `None` if it has not yet, or
+    /// the error status.
     fn judge_new_lines(
         &mut self,
         buf: &[u8],
         limits: &Limits,
-    ) -> Result<Option<WholeHead>, Status> {
+    ) -> Result<Option<(JudgedRequestLine, WholeHead)>, Status> {
         let bounded = &buf[..buf.len().min(limits.head)];
         loop {
             let start = self.judged;
@@ -290,16 +316,10 @@ impl ParseProgress {
                     if line.len() > limits.request_line {
                         return Err(Status::UriTooLong);
                     }
-                    let version = parse_request_line(line)?.version;
-                    self.request_line = Some(JudgedRequestLine {
-                        start,
-                        end: start + line.len(),
-                        fields_start: next,
-                        version,
-                    });
+                    self.request_line = Some(parse_request_line(line, start, next)?);
                 }
                 Some(request_line) if line.is_empty() => {
-                    if request_line.version == Version::Http11 && !self.host_seen {
+                    if request_line.version == Version::Http11 && self.host.is_none() {
                         return Err(Status::BadRequest);
                     }
                     if let Some(codings) = self.transfer_codings {
@@ -317,13 +337,13 @@ impl ParseProgress {
                             return Err(Status::NotImplemented);
                         }
                     }
-                    return Ok(Some(WholeHead {
-                        request_line,
+                    let whole_head = WholeHead {
                         fields_end: start,
                         len: next,
-                    }));
+                    };
+                    return Ok(Some((request_line, whole_head)));
                 }
-                Some(_) => self.judge_field(line)?,
+                Some(_) => self.judge_field(line, start)?,
             }
         }
     }
@@ -351,16 +371,17 @@ impl ParseProgress {
         }
     }
 
-    /// Judges one header field line, noting what the request needs of it.
-    fn judge_field(&mut self, line: &[u8]) -> Result<(), Status> {
+    /// Judges one header field line, starting at `start` in the buffer, noting what the
+    /// request needs of it.
+    fn judge_field(&mut self, line: &[u8], start: usize) -> Result<(), Status> {
         let (name, value) = parse_field(line)?;
         if name.eq_ignore_ascii_case(b"host") {
             // RFC 9112 3.2: more than one Host is a bad request, and so is one holding a
             // byte no host or port has (the bytes are checked, not their form).
-            if self.host_seen || !value.iter().all(|&b| is_host_byte(b)) {
+            if self.host.is_some() || !value.iter().all(|&b| is_host_byte(b)) {
                 return Err(Status::BadRequest);
             }
-            self.host_seen = true;
+            self.host = Some(Span::of(line, start, value));
         } else if name.eq_ignore_ascii_case(b"content-length") {
             let length = parse_content_length(value)?;
             if self.content_length.is_some_and(|earlier| earlier != length) {
@@ -520,10 +541,11 @@ pub fn parse_resumed<'b>(
         // Not the buffer the progress was made on: start over.
         head = ParseProgress::default();
     }
-    let whole_head = match head.whole_head {
-        Some(whole_head) => whole_head,
-        None => match head.judge_new_lines(buf, limits) {
-            Ok(Some(whole_head)) => whole_head,
+    // Resumed after a head found whole, whose request line was judged before it.
+    let (request_line, whole_head) = match (head.request_line, head.whole_head) {
+        (Some(request_line), Some(whole_head)) => (request_line, whole_head),
+        _ => match head.judge_new_lines(buf, limits) {
+            Ok(Some(judged)) => judged,
             Ok(None) => {
                 *progress = head;
                 return Parsed::Incomplete;
@@ -532,7 +554,6 @@ pub fn parse_resumed<'b>(
         },
     };
     let WholeHead {
-        request_line,
         fields_end,
         len: head_len,
     } = whole_head;
@@ -565,35 +586,23 @@ pub fn parse_resumed<'b>(
         Some(chunked) => chunked.data_len,
         None => head.content_length.unwrap_or(0),
     };
-    let RequestLine {
-        method,
-        target,
-        path,
-        ..
-    } = match parse_request_line(&buf[request_line.start..request_line.end]) {
-        Ok(parts) => parts,
-        Err(status) => return refusal(buf, None, status),
-    };
-    let mut request = Request {
-        method,
-        target,
-        path,
+    let request = Request {
+        method: method(request_line.method.bytes(buf)),
+        target: request_line.target.bytes(buf),
+        path: request_line.path.map_or(b"/", |path| path.bytes(buf)),
         version,
-        host: None,
+        host: head.host.map(|host| host.bytes(buf)),
         keep_alive: !head.close_asked && (version == Version::Http11 || head.keep_alive_asked),
         content_length,
         expects_continue,
         fields: &buf[request_line.fields_start..fields_end],
     };
-    request.host = request.values(b"host").next();
     Parsed::Request { request, consumed }
 }
 
 /// The refusal `status`, with the method of `request_line` if it was judged.
 fn refusal(buf: &[u8], request_line: Option<JudgedRequestLine>, status: Status) -> Parsed<'_> {
-    let method = request_line
-        .and_then(|line| parse_request_line(&buf[line.start..line.end]).ok())
-        .map(|parts| parts.method);
+    let method = request_line.map(|line| method(line.method.bytes(buf)));
     Parsed::Invalid { status, method }
 }
 
@@ -607,16 +616,13 @@ fn split_line(buf: &[u8], start: usize) -> Option<(&[u8], usize)> {
     Some((line, start + newline + 1))
 }
 
-/// The parts of a request line.
-struct RequestLine<'b> {
-    method: Method<'b>,
-    target: &'b [u8],
-    path: &'b [u8],
-    version: Version,
-}
-
-/// Splits and checks a request line.
-fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, Status> {
+/// Splits and checks a request line that starts at `start` in the buffer, the next line
+/// at `fields_start`: where its parts lie.
+fn parse_request_line(
+    line: &[u8],
+    start: usize,
+    fields_start: usize,
+) -> Result<JudgedRequestLine, Status> {
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -626,11 +632,6 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, Status> {
     if method.is_empty() || !method.iter().all(|&b| is_token(b)) {
         return Err(Status::BadRequest);
     }
-    let method = match method {
-        b"GET" => Method::Get,
-        b"HEAD" => Method::Head,
-        other => Method::Other(other),
-    };
     let version = match version {
         [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'0'] => Version::Http10,
         [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] if minor.is_ascii_digit() => {
@@ -643,16 +644,28 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, Status> {
         }
         _ => return Err(Status::BadRequest),
     };
-    Ok(RequestLine {
-        method,
-        target,
-        path: target_path(target)?,
+    let target_span = Span::of(line, start, target);
+    Ok(JudgedRequestLine {
+        method: Span::of(line, start, method),
+        target: target_span,
+        path: target_path(target)?.map(|path| Span::of(target, target_span.start, path)),
+        fields_start,
         version,
     })
 }
 
-/// The path of a request target (origin or absolute form), without query or fragment.
-fn target_path(target: &[u8]) -> Result<&[u8], Status> {
+/// The method a valid method token names.
+fn method(token: &[u8]) -> Method<'_> {
+    match token {
+        b"GET" => Method::Get,
+        b"HEAD" => Method::Head,
+        other => Method::Other(other),
+    }
+}
+
+/// The path of a request target (origin or absolute form), without query or fragment;
+/// `None` for an absolute form without one, whose path is `/` (RFC 7230 5.3.2).
+fn target_path(target: &[u8]) -> Result<Option<&[u8]>, Status> {
     if target.is_empty() || !target.iter().all(|&b| b > b' ' && b != 0x7f) {
         return Err(Status::BadRequest);
     }
@@ -664,21 +677,21 @@ fn target_path(target: &[u8]) -> Result<&[u8], Status> {
             .or_else(|| strip_prefix_ignore_case(target, b"https://"))
             .ok_or(Status::BadRequest)?;
         // The authority ends at the first `/`, `?` or `#` (RFC 3986 3.2); a slash in
-        // the query or fragment begins no path. An empty path is `/` (RFC 7230 5.3.2).
+        // the query or fragment begins no path.
         let authority_end = after_scheme
             .iter()
             .position(|&b| b == b'/' || b == b'?' || b == b'#')
             .unwrap_or(after_scheme.len());
         match after_scheme[authority_end..] {
             [b'/', ..] => &after_scheme[authority_end..],
-            _ => b"/",
+            _ => return Ok(None),
         }
     };
     let end = path
         .iter()
         .position(|&b| b == b'?' || b == b'#')
         .unwrap_or(path.len());
-    Ok(&path[..end])
+    Ok(Some(&path[..end]))
 }
 
 /// `bytes` without `prefix`, compared without case.
