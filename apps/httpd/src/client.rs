@@ -273,6 +273,10 @@ impl Client {
                 Step::NeedMore | Step::Continue
                     if request_overdue(self.request_started_ns, now_ns) =>
                 {
+                    // Answered with a parse under way: the next request (after the
+                    // whole buffer this takes) is parsed from its start. A request or
+                    // a refusal leaves the progress at its start already.
+                    self.progress = ParseProgress::default();
                     (Response::request_timeout(), self.inbox.len(), true)
                 }
                 Step::Continue if !self.continued => {
@@ -301,8 +305,6 @@ impl Client {
             counters.head_bytes += response.head_len() as u64;
             counters.body_bytes += response.body().bytes().len() as u64;
             self.inbox.drain(..consumed);
-            // The next request is parsed from its start (a 408 took the whole buffer).
-            self.progress = ParseProgress::default();
             // The next pipelined request's time starts now.
             self.request_started_ns = (!self.inbox.is_empty()).then_some(now_ns);
             self.sending = Some(tcp.sending(response));
