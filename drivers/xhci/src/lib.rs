@@ -625,13 +625,16 @@ impl Xhci {
     /// endpoint that is not Running (its halt's event lost with others, or stopped
     /// already) fails with Context State Error: the endpoint's state in the output
     /// device context then says what to do, Reset Endpoint (hard) first when it is
-    /// Halted, the dequeue pointer alone when it is Stopped.
+    /// Halted, the dequeue pointer alone when it is Stopped. Returns the Reset Endpoint
+    /// it issued, if any: a hard one, whether `halted` asked for it or the endpoint was
+    /// found Halted, reset the host's data toggle, and a report endpoint's device needs
+    /// CLEAR_FEATURE(ENDPOINT_HALT) to match.
     fn restart_endpoint(
         &mut self,
         device: usize,
         dci: u8,
         halted: Option<Reset>,
-    ) -> Result<(), DeviceError> {
+    ) -> Result<Option<Reset>, DeviceError> {
         let target = &self.devices[device];
         let slot = target.slot;
         let (pointer, cycle) = if dci == 1 {
@@ -639,7 +642,7 @@ impl Xhci {
         } else {
             match &target.keyboard {
                 Some(keyboard) => keyboard.ring.enqueue(),
-                None => return Ok(()),
+                None => return Ok(None),
             }
         };
         let reset = match halted {
@@ -657,7 +660,7 @@ impl Xhci {
             "Set TR Dequeue Pointer",
             Trb::set_dequeue(slot, dci, pointer, cycle),
         )?;
-        Ok(())
+        Ok(reset)
     }
 
     /// Stops endpoint `dci` of device `device`, not seen to halt (Stop Endpoint, xHCI
@@ -1083,8 +1086,10 @@ impl Xhci {
                     self.address
                 );
             }
-            self.restart_endpoint(index, dci, reset)?;
-            if reset == Some(Reset::Hard) {
+            // The endpoint may be found Halted, its halt's event lost, and reset hard
+            // though `reset` did not ask for it: the device's toggle follows the reset
+            // actually issued.
+            if self.restart_endpoint(index, dci, reset)? == Some(Reset::Hard) {
                 let clear = usb::clear_halt(address);
                 if let Err(error) = self.control(index, "CLEAR_FEATURE (halt)", clear, 0) {
                     if self.failed.is_some() {
@@ -2149,18 +2154,19 @@ mod tests {
     fn a_report_endpoint_not_running_after_lost_events_is_restarted_from_its_state() {
         let halted_restart = [trb::STOP_ENDPOINT, trb::RESET_ENDPOINT, trb::SET_DEQUEUE];
         let stopped_restart = [trb::STOP_ENDPOINT, trb::SET_DEQUEUE, 0];
-        for (state, sent) in [
-            (endpoint_state::HALTED, halted_restart),
-            (endpoint_state::STOPPED, stopped_restart),
+        let halted_cleared = vec![usb::clear_halt(0x81)];
+        for (state, sent, cleared) in [
+            (endpoint_state::HALTED, halted_restart, halted_cleared),
+            (endpoint_state::STOPPED, stopped_restart, vec![]),
         ] {
             let (mut xhci, platform) = controller_with_a_keyboard();
             // The report endpoint (DCI 3) halted or stopped, its event lost.
             let context = spec::context_offset(3, xhci.context_size);
             xhci.devices[0].output.write32(context, state.into());
+            let codes = &[completion::CONTEXT_STATE_ERROR];
+            let writer = play_controller(&mut xhci, platform, codes, &[]);
             let lost = u32::from(completion::EVENT_RING_FULL) << 24;
-            let event = Trb::new(trb::HOST_CONTROLLER_EVENT, 0, lost, trb::CYCLE);
-            xhci.events.post(0, event);
-            answer_commands(&mut xhci, platform, 1, &[completion::CONTEXT_STATE_ERROR]);
+            writer.write(Trb::new(trb::HOST_CONTROLLER_EVENT, 0, lost, trb::CYCLE));
             assert_eq!(xhci.read_byte(), Ok(None), "state {state}");
             assert!(xhci.failed.is_none());
             let mut kind = |entry: usize| {
@@ -2169,6 +2175,9 @@ mod tests {
             assert_eq!([kind(0), kind(1), kind(2)], sent, "state {state}");
             let keyboard = xhci.devices[0].keyboard.as_ref().unwrap();
             assert_eq!(keyboard.in_flight.count(), REPORTS_IN_FLIGHT);
+            // A hard reset found needed puts the host's toggle back to DATA0: the
+            // device's goes with it.
+            assert_eq!(setup_packets(&mut xhci), cleared, "state {state}");
         }
     }
 
