@@ -464,11 +464,11 @@ impl RequestQueue {
                         error: Some(DeviceError::Reset),
                     }
                 }
-                Slot::Late { tag, .. } => {
+                Slot::Late { tag, operation, .. } => {
                     *state = Slot::Done {
                         tag,
                         error: Some(DeviceError::Timeout {
-                            what: "a virtio-blk request",
+                            what: operation.name(),
                             ms: REQUEST_TIMEOUT_NS / 1_000_000,
                         }),
                     }
@@ -1409,7 +1409,7 @@ mod tests {
         after_reset.give_back(&mut disk.queues[0].vq, stale_head.into(), 1);
         assert_eq!(poll(&mut disk), 1);
         let timeout = DeviceError::Timeout {
-            what: "a virtio-blk request",
+            what: "virtio-blk write",
             ms: REQUEST_TIMEOUT_NS / 1_000_000,
         };
         assert_eq!(
