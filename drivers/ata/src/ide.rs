@@ -390,6 +390,15 @@ impl Channel {
         )
     }
 
+    /// [`reset`](Self::reset) after `drive`'s command failed or hung, so that the next
+    /// command finds the channel idle; a reset that fails is logged, the command's own
+    /// error being the one returned.
+    fn reset_after_command(&self, drive: u8) {
+        if let Err(error) = self.reset() {
+            log::warn!("ata: {}: {error}", self.drive_name(drive));
+        }
+    }
+
     /// Selects `drive` and waits until it can take a command (neither BSY nor DRQ).
     fn select(&self, drive: u8) -> Result<(), DeviceError> {
         if self.selected.swap(drive, Ordering::Relaxed) != drive {
@@ -862,10 +871,8 @@ impl IdeDisk {
                 // read's uncorrectable sector: drive manuals leave the host to read the
                 // block or reset). Nothing reads it here, and a drive holding DRQ takes
                 // no command: the reset ends it, so the next command finds it ready.
-                if status & STATUS_DRQ != 0
-                    && let Err(error) = channel.reset()
-                {
-                    log::warn!("ata: {}: {error}", channel.drive_name(self.drive));
+                if status & STATUS_DRQ != 0 {
+                    channel.reset_after_command(self.drive);
                 }
                 return Some(Err(DeviceError::Status {
                     what: "the ATA command",
@@ -937,9 +944,7 @@ impl IdeDisk {
             // The drive hung: stop the bus master and reset the channel so the next
             // command finds it idle.
             channel.stop_dma_confirmed(self.drive);
-            if let Err(error) = channel.reset() {
-                log::warn!("ata: {}: {error}", channel.drive_name(self.drive));
-            }
+            channel.reset_after_command(self.drive);
             return Some(Err(DeviceError::Timeout {
                 what: "the ATA command",
                 ms: COMMAND_TIMEOUT_MS,
