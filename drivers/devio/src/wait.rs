@@ -91,6 +91,17 @@ impl Stall {
         now_ns.saturating_sub(*self.since.get_or_insert(now_ns))
     }
 
+    /// [`look`](Self::look) when the device holds work (`holding`), the time read from
+    /// `now_ns` only then; when it holds none, `None`, and the count starts again at the
+    /// next look (as after [`progress`](Self::progress)).
+    pub fn look_holding(&mut self, holding: bool, now_ns: impl FnOnce() -> u64) -> Option<u64> {
+        if !holding {
+            self.progress();
+            return None;
+        }
+        Some(self.look(now_ns()))
+    }
+
     /// The device finished some work (or holds none): the count starts again at the
     /// next look.
     pub fn progress(&mut self) {
@@ -173,5 +184,20 @@ mod tests {
         assert_eq!(stall.look(6_000), 1_000);
         stall.restart(6_000);
         assert_eq!(stall.look(6_500), 500);
+    }
+
+    #[test]
+    fn a_stall_looked_at_holding_nothing_reads_no_clock_and_starts_again() {
+        let mut stall = Stall::default();
+        assert_eq!(stall.look_holding(true, || 1_000), Some(0));
+        assert_eq!(stall.look_holding(true, || 3_000), Some(2_000));
+        let unread = || panic!("the clock read with nothing held");
+        assert_eq!(stall.look_holding(false, unread), None);
+        assert_eq!(
+            stall.look_holding(true, || 5_000),
+            Some(0),
+            "counted again from the next look"
+        );
+        assert_eq!(stall.look_holding(true, || 6_000), Some(1_000));
     }
 }

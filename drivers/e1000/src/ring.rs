@@ -451,11 +451,9 @@ impl TxRing {
     /// counted from the first look (this call or an earlier one) that found them so, never
     /// from before the driver looked; 0 while it holds none.
     pub fn stalled_for(&mut self, now_ns: u64) -> u64 {
-        if self.in_flight == 0 {
-            self.stall.progress();
-            return 0;
-        }
-        self.stall.look(now_ns)
+        self.stall
+            .look_holding(self.in_flight > 0, || now_ns)
+            .unwrap_or(0)
     }
 
     /// Counts a stall from `now_ns` again: the device was held back (paused by its link

@@ -752,12 +752,19 @@ impl Pair {
     /// down holds frames back: the count starts again). Counted from the first look
     /// that found frames held since one was last returned.
     fn check_transmit_stall(&mut self) -> Result<(), DeviceError> {
-        if self.tx_frames == 0 {
-            self.watch.stall.progress();
+        let platform = self.watch.platform;
+        let mut now = 0;
+        let read_clock = || {
+            now = platform.now_ns();
+            now
+        };
+        let Some(stalled) = self
+            .watch
+            .stall
+            .look_holding(self.tx_frames > 0, read_clock)
+        else {
             return Ok(());
-        }
-        let now = self.watch.platform.now_ns();
-        let stalled = self.watch.stall.look(now);
+        };
         if stalled > STATUS_LOOK_MS * NS_PER_MS && self.watch.device.needs_reset() {
             return Err(self.mark_broken(NEEDS_RESET));
         }
