@@ -248,7 +248,7 @@ pub(crate) fn driver_arm(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::tests::{Armed, Counting};
+    use crate::tests::{Armed, Counting, Wake};
     use crate::{Registry, Slot};
     use alloc::boxed::Box;
     use alloc::sync::Arc;
@@ -378,7 +378,7 @@ pub(crate) mod tests {
         let armed = [Arc::default(), Arc::default()];
         let slots = (0..2)
             .map(|i| {
-                let nic = Counting(0, Some((binder, Arc::clone(&armed[i]))));
+                let nic = Counting(0, Wake::Routed(binder, Arc::clone(&armed[i])));
                 Slot::new(
                     Address::new(0, 0, 6 + i as u8, 0).unwrap(),
                     "waking",
@@ -598,45 +598,11 @@ pub(crate) mod tests {
         assert_eq!(c.wake_on_receive(0, Some(0)), Err(DeviceError::Revoked));
     }
 
-    /// An interface whose arm records the core and routes nothing: a driver that left
-    /// its message as an earlier arm set it.
-    struct Unrouted(Armed);
-
-    impl rexo_api::NetDevice for Unrouted {
-        fn info(&self) -> rexo_api::NetInfo {
-            Counting(0, None).info()
-        }
-        fn receive(
-            &mut self,
-            _: usize,
-            _: usize,
-            _: &mut dyn FnMut(&[u8]),
-        ) -> Result<usize, DeviceError> {
-            Ok(0)
-        }
-        fn send_segments(
-            &mut self,
-            _: usize,
-            _: &[usize],
-            _: bool,
-            _: &mut dyn FnMut(&mut [&mut [u8]]) -> bool,
-        ) -> Result<(), DeviceError> {
-            Ok(())
-        }
-        fn transmit_pending(&mut self, _: usize) -> Result<usize, DeviceError> {
-            Ok(0)
-        }
-        fn wake_on_receive(&mut self, _: usize, core: Option<usize>) -> Result<(), DeviceError> {
-            *self.0.lock() = core;
-            Ok(())
-        }
-    }
-
     #[test]
     fn a_first_arm_that_routes_no_vector_is_disarmed_and_refused() {
         let binder = TableBinder::leaked();
         let armed = Armed::default();
-        let nic = Found::Net(Box::new(Unrouted(armed.clone())));
+        let nic = Found::Net(Box::new(Counting(0, Wake::Unrouted(armed.clone()))));
         let slot = Slot::new(Address::new(0, 0, 6, 0).unwrap(), "unrouted", nic);
         let registry = Box::leak(Box::new(Registry {
             slots: alloc::vec![slot],

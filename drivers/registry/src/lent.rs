@@ -115,7 +115,7 @@ mod tests {
         fn info(&self) -> NetInfo {
             NetInfo {
                 tcp_segmentation: Some(SEGMENTED),
-                ..crate::tests::Counting(0, None).info()
+                ..crate::tests::Counting(0, crate::tests::Wake::Never).info()
             }
         }
         fn receive(

@@ -460,11 +460,22 @@ pub(crate) mod tests {
     use alloc::boxed::Box;
     use rexo_api::{NetDevice, NetInfo, OpenDevice};
 
-    /// A network interface that counts what it was asked. With a binder and a record,
-    /// arming its one queue routes vector 219 (a shared line) through the binder and
-    /// records the core; without, it cannot wake a core. It splits into one handle that
-    /// lends a buffer to every send ([`crate::reentry::tests::Lending`]).
-    pub(crate) struct Counting(pub(crate) usize, pub(crate) Option<(Routes, Armed)>);
+    /// A network interface that counts what it was asked; its one queue wakes a core as
+    /// its [`Wake`] says. It splits into one handle that lends a buffer to every send
+    /// ([`crate::reentry::tests::Lending`]).
+    pub(crate) struct Counting(pub(crate) usize, pub(crate) Wake);
+
+    /// How a [`Counting`] interface's queue wakes a core.
+    pub(crate) enum Wake {
+        /// It cannot (`Unsupported`).
+        Never,
+        /// Arming routes vector 219 (a shared line) through the binder and records the
+        /// core.
+        Routed(Routes, Armed),
+        /// Arming records the core and routes nothing: a driver that left its message as
+        /// an earlier arm set it.
+        Unrouted(Armed),
+    }
 
     /// The tests' kernel half of interrupt bindings.
     type Routes = &'static crate::interrupts::tests::TableBinder;
@@ -513,8 +524,14 @@ pub(crate) mod tests {
             queue: usize,
             core: Option<usize>,
         ) -> Result<(), DeviceError> {
-            let (binder, armed) = self.1.as_ref().ok_or(DeviceError::Unsupported("MSI-X"))?;
-            route_wake((binder, armed), queue, core)
+            match &self.1 {
+                Wake::Never => Err(DeviceError::Unsupported("MSI-X")),
+                Wake::Routed(binder, armed) => route_wake((binder, armed), queue, core),
+                Wake::Unrouted(armed) => {
+                    *armed.lock() = core;
+                    Ok(())
+                }
+            }
         }
         fn split_queues(&mut self) -> Result<alloc::vec::Vec<Box<dyn NetDevice>>, DeviceError> {
             Ok(alloc::vec![
@@ -2626,7 +2643,7 @@ pub(crate) mod tests {
     }
 
     fn registry() -> &'static Registry {
-        registry_with(Found::Net(Box::new(Counting(0, None))), "test-net")
+        registry_with(Found::Net(Box::new(Counting(0, Wake::Never))), "test-net")
     }
 
     #[test]
@@ -2696,7 +2713,7 @@ pub(crate) mod tests {
         fn info(&self) -> NetInfo {
             NetInfo {
                 queues: self.0.len(),
-                ..Counting(0, None).info()
+                ..Counting(0, Wake::Never).info()
             }
         }
         fn receive(

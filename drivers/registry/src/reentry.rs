@@ -105,7 +105,7 @@ pub(crate) mod tests {
 
     impl NetDevice for Lending {
         fn info(&self) -> NetInfo {
-            Counting(0, None).info()
+            Counting(0, crate::tests::Wake::Never).info()
         }
         fn receive(
             &mut self,

@@ -775,7 +775,7 @@ pub(crate) mod tests {
             NetInfo {
                 mac: MAC,
                 tcp_segmentation: Some(SEGMENTED),
-                ..crate::tests::Counting(0, None).info()
+                ..crate::tests::Counting(0, crate::tests::Wake::Never).info()
             }
         }
         /// Puts each segment on the wire as the device cuts it: the frame's headers, then
