@@ -188,10 +188,11 @@ const RESET_TIMEOUT_MS: u64 = 100;
 /// four descriptors in flight, or `transmit_pending`) before the chip counts as stuck and
 /// is reset (a frame takes 120 us at 100 Mb/s; 16 collision retries take milliseconds).
 const TX_STUCK_NS: u64 = 1_000_000_000;
-/// How long the header at the read position may say the chip is still copying its
-/// packet in ([`RX_LENGTH_IN_PROGRESS`]) before the receive FIFO counts as hung and the
-/// receiver is reset: the chip copies a whole packet (at most 4 KiB, already in its
-/// FIFO: no receive threshold) in microseconds; Linux's 8139too waits two ticks.
+/// How long the packet at the read position may stay not all in the ring (its header
+/// saying the chip is still copying it in, [`RX_LENGTH_IN_PROGRESS`], or giving a length
+/// that runs past the chip's write position, CBR) before the receive FIFO counts as hung
+/// and the receiver is reset: the chip copies a whole packet (at most 4 KiB, already in
+/// its FIFO: no receive threshold) in microseconds; Linux's 8139too waits two ticks.
 const RX_COPY_TIMEOUT_NS: u64 = 10_000_000;
 /// How many times a frame aborted (each abort: 16 collisions in a row) is sent again
 /// before it is reported failed and the chip reset.
@@ -263,8 +264,9 @@ pub struct Rtl8139 {
     rx_written: usize,
     /// Bytes consumed since CAPR was last written (still held from the chip).
     rx_unreleased: usize,
-    /// How long the header at `rx_offset` has said the chip is still copying its packet
-    /// in, counted from the first receive that found it so.
+    /// How long the packet at `rx_offset` has not been all in the ring (its header saying
+    /// the chip is still copying it in, or its length past CBR), counted from the first
+    /// receive that found it so.
     rx_copy_stall: Stall,
     /// The transmit buffers, descriptor `i` at `i * TX_BUFFER`.
     tx: Dma,
@@ -449,6 +451,31 @@ impl Rtl8139 {
         }
     }
 
+    /// The packet at the read position is not all in the ring yet (`why`): `Ok` while
+    /// that has lasted [`RX_COPY_TIMEOUT_NS`] or less since the first receive that found
+    /// it so (the receive stops there, the next one looks again); past it the receive
+    /// FIFO counts as hung: the receiver is reset, the wake spent, and
+    /// [`DeviceError::Timeout`]. A packet taken earlier in the same receive started the
+    /// count again, so only a receive that found nothing before this packet can end the
+    /// wait (an error would lose the count of the frames it delivered).
+    fn wait_for_copy(&mut self, why: &str) -> Result<(), DeviceError> {
+        if self.rx_copy_stall.look(self.platform.now_ns()) <= RX_COPY_TIMEOUT_NS {
+            return Ok(());
+        }
+        log::warn!(
+            "{} rtl8139: a received packet not all in the ring after {} ms ({why}); \
+             resetting the receiver",
+            self.address,
+            RX_COPY_TIMEOUT_NS / 1_000_000
+        );
+        self.spend_wake();
+        self.reset_receiver()?;
+        Err(DeviceError::Timeout {
+            what: "received packet copy (receiver reset)",
+            ms: RX_COPY_TIMEOUT_NS / 1_000_000,
+        })
+    }
+
     /// Reclaims the descriptors the chip finished, oldest first (one register read for
     /// all four). A frame the chip underran went out all the same and is reclaimed as
     /// sent ([`Self::underran`]); an aborted one is sent again ([`Self::retry_aborted`]).
@@ -607,24 +634,8 @@ impl NetDevice for Rtl8139 {
             let length = match parse_rx_header(header) {
                 RxHeader::Packet(length) => length,
                 RxHeader::InProgress => {
-                    // Any packet taken in this call started the count again: only a
-                    // call that found nothing before this header can end the wait.
-                    let stalled = self.rx_copy_stall.look(self.platform.now_ns());
-                    if stalled <= RX_COPY_TIMEOUT_NS {
-                        break;
-                    }
-                    log::warn!(
-                        "{} rtl8139: a received packet still being copied in after {} ms; \
-                         resetting the receiver",
-                        self.address,
-                        RX_COPY_TIMEOUT_NS / 1_000_000
-                    );
-                    self.spend_wake();
-                    self.reset_receiver()?;
-                    return Err(DeviceError::Timeout {
-                        what: "received packet copy (receiver reset)",
-                        ms: RX_COPY_TIMEOUT_NS / 1_000_000,
-                    });
+                    self.wait_for_copy("its header says the chip is still copying it in")?;
+                    break;
                 }
                 // Frames delivered were lent to the caller: an error would lose their
                 // count. The call ends with it; the next one meets the header first.
@@ -639,7 +650,8 @@ impl NetDevice for Rtl8139 {
                 }
             };
             if ready < RX_HEADER + length && self.refresh_written() < RX_HEADER + length {
-                break; // The chip is still writing it.
+                self.wait_for_copy("its length runs past where the chip has written (CBR)")?;
+                break;
             }
             barrier();
             // A frame longer than `max_frame` (the chip takes up to 4 KiB) is skipped:
@@ -993,6 +1005,65 @@ mod tests {
         assert_eq!(chip.rx_offset, end);
         assert_eq!(chip.regs.read16(CAPR), capr_for(end));
         assert_eq!(chip.regs.read16(IMR), 0);
+        assert_eq!(chip.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
+    }
+
+    /// Before: a header whose length ran past the chip's write position (CBR) was
+    /// waited on with no limit: a chip that never wrote the rest (or a header whose
+    /// length was wrong) stopped receiving for good, every call breaking off there. Now
+    /// it is waited on as a header in progress is: up to the timeout, then the receiver
+    /// is reset once.
+    #[test]
+    fn a_packet_longer_than_the_chip_has_written_is_waited_for_only_until_the_timeout() {
+        let platform = HostPlatform::leaked();
+        let mut chip = armed_chip_on(platform);
+        // A good header of a 1000-byte frame, the chip's write position 64 bytes on.
+        put_packet(&mut chip, 0, 1000, 0x33);
+        chip.regs.write16(CBR, 64);
+        assert_eq!(
+            chip.receive(0, 8, &mut |_| panic!("not all written")),
+            Ok(0)
+        );
+        // The chip writes the rest in time: delivered.
+        platform.advance_clock(RX_COPY_TIMEOUT_NS * 3 / 4);
+        let second = next_rx_offset(0, 1000 + CRC);
+        chip.regs.write16(CBR, second as u16);
+        assert_eq!(
+            chip.receive(0, 8, &mut |frame| assert_eq!(frame.len(), 1000)),
+            Ok(1)
+        );
+        // The next one's header comes, its length past CBR for good.
+        chip.wake_on_receive(0, Some(0)).unwrap();
+        put_packet(&mut chip, second, 1000, 0x44);
+        let end = second + 64;
+        chip.regs.write16(CBR, end as u16);
+        platform.advance_clock(RX_COPY_TIMEOUT_NS * 3 / 4);
+        assert_eq!(
+            chip.receive(0, 8, &mut |_| panic!("not all written")),
+            Ok(0)
+        );
+        assert_eq!(chip.rx_offset, second, "still waiting");
+        assert_eq!(
+            chip.regs.read16(IMR),
+            RX_CAUSES,
+            "nothing taken: still armed"
+        );
+        platform.advance_clock(RX_COPY_TIMEOUT_NS);
+        let timeout = DeviceError::Timeout {
+            what: "received packet copy (receiver reset)",
+            ms: RX_COPY_TIMEOUT_NS / 1_000_000,
+        };
+        assert_eq!(
+            chip.receive(0, 8, &mut |_| panic!("not all written")),
+            Err(timeout)
+        );
+        assert_eq!(chip.regs.read8(CR), CR_RE | CR_TE);
+        assert_eq!(
+            chip.rx_offset, end,
+            "the ring starts over where the chip writes"
+        );
+        assert_eq!(chip.regs.read16(CAPR), capr_for(end));
+        assert_eq!(chip.regs.read16(IMR), 0, "the wake spent");
         assert_eq!(chip.receive(0, 8, &mut |_| panic!("no frame")), Ok(0));
     }
 
