@@ -478,14 +478,15 @@ impl Rtl8139 {
 
     /// Reclaims the descriptors the chip finished, oldest first (one register read for
     /// all four). A frame the chip underran went out all the same and is reclaimed as
-    /// sent ([`Self::underran`]); an aborted one is sent again ([`Self::retry_aborted`]).
-    fn reclaim(&mut self) -> Result<(), DeviceError> {
+    /// sent ([`Self::underran`]); an aborted one is sent again ([`Self::retry_aborted`]),
+    /// or past its retries failed with a chip restart ([`Restarted`]).
+    fn reclaim(&mut self) -> Result<Option<Restarted>, DeviceError> {
         if self.tx_in_flight == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let summary = self.regs.read16(TX_SUMMARY);
         let before = self.tx_in_flight;
-        let mut result = Ok(());
+        let mut result = Ok(None);
         while self.tx_in_flight > 0 {
             let oldest = (self.tx_next + TX_SLOTS - self.tx_in_flight) % TX_SLOTS;
             match tx_slot_state(summary, oldest) {
@@ -542,16 +543,16 @@ impl Rtl8139 {
     /// sends it again, the descriptor staying in flight until that ends it. TABT seen
     /// again within [`TX_ABORT_SETTLE_NS`] of that, with the frame not shown in flight
     /// meanwhile, is the same abort, not counted. After [`TX_ABORT_RETRIES`] of one
-    /// frame it is reported failed (`Status`, its TSD) and the chip reset, which starts
-    /// its transmitter again (the frames in flight and the receive ring's unread ones
-    /// are lost).
-    fn retry_aborted(&mut self, slot: usize) -> Result<(), DeviceError> {
+    /// frame it is failed (`Status`, its TSD, [`Restarted`]) and the chip reset, which
+    /// starts its transmitter again (the frames in flight and the receive ring's unread
+    /// ones are lost).
+    fn retry_aborted(&mut self, slot: usize) -> Result<Option<Restarted>, DeviceError> {
         let now = self.platform.now_ns();
         if let Some((cleared, at)) = self.tx_abort_cleared
             && cleared == slot
             && now.saturating_sub(at) < TX_ABORT_SETTLE_NS
         {
-            return Ok(());
+            return Ok(None);
         }
         self.tx_aborts += 1;
         if self.tx_aborts.is_power_of_two() {
@@ -565,36 +566,40 @@ impl Rtl8139 {
             self.tx_retries += 1;
             self.regs.write32(TCR, TCR_VALUE | TCR_CLRABT);
             self.tx_abort_cleared = Some((slot, now));
-            return Ok(());
+            return Ok(None);
         }
         let status = self.regs.read32(TSD0 + 4 * slot);
         log::warn!(
-            "{} rtl8139: a frame aborted {} times; resetting the chip",
+            "{} rtl8139: a frame aborted {} times; resetting the chip ({} frame(s) in \
+             flight lost)",
             self.address,
-            TX_ABORT_RETRIES + 1
+            TX_ABORT_RETRIES + 1,
+            self.tx_in_flight
         );
         self.start()?;
-        Err(DeviceError::Status {
+        Ok(Some(Restarted(DeviceError::Status {
             what: "transmit (aborted: excessive collisions; chip reset)",
             status,
-        })
+        })))
     }
 
     /// Called while a caller waits on frames in flight: after [`TX_STUCK_NS`] of waiting
-    /// with none finished, a full restart and [`DeviceError::Timeout`].
-    fn check_stuck(&mut self) -> Result<(), DeviceError> {
+    /// with none finished, a full restart ([`Restarted`], [`DeviceError::Timeout`]).
+    fn check_stuck(&mut self) -> Result<Option<Restarted>, DeviceError> {
         if self.tx_stall.look(self.platform.now_ns()) <= TX_STUCK_NS {
-            return Ok(());
+            return Ok(None);
         }
         log::warn!(
-            "{} rtl8139: transmit stuck for a second; resetting the chip",
-            self.address
+            "{} rtl8139: transmit stuck for a second; resetting the chip ({} frame(s) in \
+             flight lost)",
+            self.address,
+            self.tx_in_flight
         );
         self.start()?;
-        Err(DeviceError::Timeout {
+        Ok(Some(Restarted(DeviceError::Timeout {
             what: "transmit",
             ms: TX_STUCK_NS / 1_000_000,
-        })
+        })))
     }
 }
 
@@ -691,9 +696,14 @@ impl NetDevice for Rtl8139 {
         check_queue(queue)?;
         let len = DeviceError::check_segments(segments, ETHERNET_MAX_FRAME)?;
         if self.tx_in_flight == TX_SLOTS {
+            // A chip restarted here has every descriptor free: the frame goes out on it
+            // (the failure that restarted it was logged, and lost only the frames in
+            // flight).
             self.reclaim()?;
             if self.tx_in_flight == TX_SLOTS {
                 self.check_stuck()?;
+            }
+            if self.tx_in_flight == TX_SLOTS {
                 return Err(DeviceError::QueueFull);
             }
         }
@@ -720,14 +730,18 @@ impl NetDevice for Rtl8139 {
 
     /// The frames in flight; a chip that finishes none of them for [`TX_STUCK_NS`] of
     /// such calls is reset ([`DeviceError::Timeout`]), so a caller waiting for them to
-    /// go does not wait forever.
+    /// go does not wait forever. A restart of the chip here answers the failure that
+    /// caused it, once ([`Restarted`]).
     fn transmit_pending(&mut self, queue: usize) -> Result<usize, DeviceError> {
         check_queue(queue)?;
-        self.reclaim()?;
-        if self.tx_in_flight > 0 {
-            self.check_stuck()?;
+        let mut restarted = self.reclaim()?;
+        if restarted.is_none() && self.tx_in_flight > 0 {
+            restarted = self.check_stuck()?;
         }
-        Ok(self.tx_in_flight)
+        match restarted {
+            Some(Restarted(failure)) => Err(failure),
+            None => Ok(self.tx_in_flight),
+        }
     }
 
     /// The RTL8139 has no MSI or MSI-X capability: its receive causes raise its INTx
@@ -841,6 +855,11 @@ fn tsd_command(size: usize, threshold: usize) -> u32 {
 fn raised_threshold(threshold: usize) -> usize {
     (threshold + TX_THRESHOLD_STEP).min(TX_THRESHOLD_MAX)
 }
+
+/// A failure the transmit path answered by restarting the chip, the frames in flight
+/// lost: `transmit_pending` answers it once; a send that met it goes on, every
+/// descriptor of the restarted chip free.
+struct Restarted(DeviceError);
 
 /// What became of a descriptor handed to the chip.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1246,6 +1265,44 @@ mod tests {
         chip.regs.write16(TX_SUMMARY, 0);
         send(&mut chip, 0x22).unwrap();
         assert_eq!(chip.regs.read32(TSD0), tsd_command(60, TX_THRESHOLD_START));
+    }
+
+    /// Before: a send that found all four descriptors in flight and restarted the chip
+    /// (the oldest frame aborted past its retries, or the transmitter stuck for a second)
+    /// failed with that failure, its own frame not sent though the restart had freed
+    /// every descriptor (rexo-net drops a frame whose send fails so). Now it goes out on
+    /// the restarted chip, in descriptor 0; `transmit_pending` still answers the failure.
+    #[test]
+    fn a_send_that_restarts_the_chip_goes_out_on_the_restarted_chip() {
+        // The oldest frame aborted past its retries, met by sends.
+        let (mut chip, platform) = chip_that_resets();
+        for byte in 1..=4 {
+            send(&mut chip, byte).unwrap();
+        }
+        for attempt in 1..=TX_ABORT_RETRIES {
+            chip.regs.write16(TX_SUMMARY, TX_SUMMARY_TABT);
+            assert_eq!(send(&mut chip, 0x55), Err(DeviceError::QueueFull));
+            assert_eq!(chip.tx_retries, attempt);
+            chip.regs.write32(TCR, TCR_VALUE);
+            platform.advance_clock(TX_ABORT_SETTLE_NS);
+        }
+        chip.regs.write16(TX_SUMMARY, TX_SUMMARY_TABT);
+        assert_eq!(send(&mut chip, 0x55), Ok(()), "sent on the restarted chip");
+        assert_eq!(chip.regs.read32(TCR), TCR_VALUE, "started again");
+        assert_eq!(chip.regs.read32(TSD0), tsd_command(60, TX_THRESHOLD_START));
+        assert_eq!(chip.tx.bytes(0, 60), [0x55; 60]);
+        chip.regs.write16(TX_SUMMARY, TX_SUMMARY_TOK);
+        assert_eq!(chip.transmit_pending(0), Ok(0), "it went");
+        // A transmitter stuck for a second, met by a send.
+        let (mut chip, platform) = chip_that_resets();
+        for byte in 1..=4 {
+            send(&mut chip, byte).unwrap();
+        }
+        assert_eq!(send(&mut chip, 0x66), Err(DeviceError::QueueFull));
+        platform.advance_clock(2 * TX_STUCK_NS);
+        assert_eq!(send(&mut chip, 0x66), Ok(()), "sent on the restarted chip");
+        assert_eq!((chip.tx_next, chip.tx_in_flight), (1, 1));
+        assert_eq!(chip.tx.bytes(0, 60), [0x66; 60]);
     }
 
     #[test]
