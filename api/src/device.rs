@@ -139,7 +139,8 @@ pub const MAX_SEGMENTS: usize = 8;
 /// What a queue pair's own handle ([`NetDevice::split_queues`]) answers, on every call,
 /// once the device failed on the pair (virtio-net: a used index run past one of its
 /// rings, or a transmit queue it stopped returning frames from; e1000e: a transmit unit
-/// that stopped) until the whole device is reset; the
+/// that stopped, or that held frames with the link down) until the whole device is
+/// reset; the
 /// handle cannot reset it itself. The next receive, send or `transmit_pending` through
 /// the whole interface, on any of its queues (`transmit_pending(0)` will do), resets the
 /// device, renewing every pair, after which the handles work again; its other calls

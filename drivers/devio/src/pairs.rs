@@ -6,7 +6,7 @@
 //!
 //! A handle's calls bypass the device, so a fault its pair meets (virtio-net: a used
 //! ring broken, or a transmit queue the device stopped returning; e1000e: a transmit
-//! unit hang) cannot reset the device from there: the
+//! unit hang, or frames held with the link down) cannot reset the device from there: the
 //! pair keeps a [`PairHealth`], marked broken and answering [`PAIR_BROKEN`], until the
 //! next call through the device ([`PairedDevice::run_on_pair`]) resets it.
 

@@ -21,6 +21,12 @@
 //! ([`NetDevice::split_queues`]) cannot reset the device: it answers [`PAIR_BROKEN`]
 //! until the next receive, send or `transmit_pending` through the whole device does.
 //!
+//! A transmit unit without a link stops its DMA and never sends what it holds: a look
+//! that finds it holding frames for 2 s with the link down has the device reset the same
+//! way to drop them (counted as a link loss, not a hang), and until a send finds the
+//! link up again every send drops its frame (counted) instead of queueing it, so the
+//! ring never stalls and the device is not reset again while the cable is out.
+//!
 //! [`PAIR_BROKEN`]: rexo_api::device::PAIR_BROKEN
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
@@ -34,7 +40,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicBool;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rexo_api::{DeviceError, MAX_SEGMENTS, NetDevice, NetInfo, RSS_EXAMPLE_KEY, ReceiveSteering};
 use rexo_devio::pairs::{PairHealth, PairedDevice};
@@ -282,6 +288,35 @@ struct Queue {
     /// on this pair (broken): what the pair's own handle, whose calls bypass the device,
     /// checks.
     health: PairHealth,
+    /// What this pair found that the reset it asked for is to mend, until that reset.
+    fault: Option<TransmitFault>,
+    /// The link as the pairs found it (shared with the device and every pair).
+    link: Arc<Link>,
+}
+
+/// What a pair found on its transmit ring that the device's reset is to mend.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TransmitFault {
+    /// The transmit unit held frames and finished none, the link up and not paused.
+    Hang,
+    /// The link was down while the transmit unit held frames: without a link it stops
+    /// its DMA and never sends them (Intel's Linux drivers reset the controller to flush
+    /// them); the reset drops them.
+    LinkLost,
+}
+
+/// The link as the pairs found it, shared by the device and every pair.
+#[derive(Default)]
+struct Link {
+    /// Set by the first look that found the link down with frames held, cleared by the
+    /// first send that finds it up again (STATUS.LU): until then every send reads
+    /// STATUS and drops its frame rather than queue it where it would stall.
+    down: AtomicBool,
+    /// Times a look found the link down with frames held.
+    losses: AtomicU64,
+    /// Frames dropped for want of a link: those held when it was found down (lost to
+    /// the reset that flushes them) and those sent while it was down.
+    dropped: AtomicU64,
 }
 
 impl AsMut<PairHealth> for Queue {
@@ -299,6 +334,7 @@ impl Queue {
         regs: Mmio,
         rx_format: RxFormat,
         reset_wanted: Arc<AtomicBool>,
+        link: Arc<Link>,
     ) -> Result<Self, DeviceError> {
         let mut queue = Self {
             rx_descriptors: Dma::new(platform, RX_DESCRIPTORS * DESCRIPTOR_BYTES)?,
@@ -314,6 +350,8 @@ impl Queue {
             tx_context: None,
             platform,
             health: PairHealth::new(reset_wanted, GIVEN_UP),
+            fault: None,
+            link,
         };
         queue.renew();
         Ok(queue)
@@ -345,23 +383,71 @@ impl Queue {
     }
 
     /// After a reclaim that left descriptors with the device: [`PAIR_BROKEN`] once the
-    /// transmit unit has finished none for [`TX_HANG_TIMEOUT_MS`] (the pair is then marked
-    /// hung and the device asked for a reset). STATUS is read only then: with the link
-    /// down or the transmitter paused by the link partner (XOFF) the device is held back,
-    /// not stuck, and the count starts again.
+    /// transmit unit has finished none for [`TX_HANG_TIMEOUT_MS`], the device then asked
+    /// for a reset. STATUS is read only then: with the link down the frames held will
+    /// never go, and the reset drops them ([`Queue::mark_link_lost`]); with the
+    /// transmitter paused by the link partner (XOFF) the device is held back, not stuck,
+    /// and the count starts again; else the transmit unit hung ([`Queue::mark_hung`]).
     ///
     /// [`PAIR_BROKEN`]: rexo_api::device::PAIR_BROKEN
-    fn check_transmit_hang(&mut self) -> Result<(), DeviceError> {
+    fn check_transmit_stall(&mut self) -> Result<(), DeviceError> {
         let now = self.platform.now_ns();
         if self.tx.stalled_for(now) <= TX_HANG_TIMEOUT_MS * NS_PER_MS {
             return Ok(());
         }
         let status = self.regs.read32(STATUS);
-        if status & STATUS_LU == 0 || status & STATUS_TXOFF != 0 {
+        if status & STATUS_LU == 0 {
+            return Err(self.mark_link_lost());
+        }
+        if status & STATUS_TXOFF != 0 {
             self.tx.restart_stall_count(now);
             return Ok(());
         }
         Err(self.mark_hung())
+    }
+
+    /// The link is down with frames held: a transmit unit without a link stops its DMA
+    /// and never sends them (Intel's Linux drivers reset the controller to flush them).
+    /// Marks the link down and the pair broken for a reset that drops them
+    /// ([`TransmitFault::LinkLost`]); the first pair to find it so counts the loss and
+    /// says so in the log. [`rexo_api::device::PAIR_BROKEN`].
+    #[cold]
+    #[inline(never)]
+    fn mark_link_lost(&mut self) -> DeviceError {
+        if !self.link.down.swap(true, Ordering::AcqRel) {
+            let losses = self.link.losses.fetch_add(1, Ordering::Relaxed) + 1;
+            log::warn!(
+                "e1000: queue {}: link down with {} frame(s) held for over \
+                 {TX_HANG_TIMEOUT_MS} ms (without a link the transmit unit never sends \
+                 them): the whole device is reset to drop them (at once when this call came \
+                 through the device, else by its next receive, send or transmit_pending \
+                 through it), and frames sent until the link is back are dropped and \
+                 counted (link lost {losses} time(s) with frames held since start)",
+                self.registers / QUEUE_STRIDE,
+                self.tx.frames_in_flight(),
+            );
+        }
+        self.fault = Some(TransmitFault::LinkLost);
+        self.health.mark_broken()
+    }
+
+    /// Whether sends are to drop their frames for want of a link: while a look found it
+    /// down with frames held ([`Link::down`]) each send reads STATUS, and the first that
+    /// finds the link up again ends that and says so in the log.
+    fn link_down(&self) -> bool {
+        if !self.link.down.load(Ordering::Acquire) {
+            return false;
+        }
+        if self.regs.read32(STATUS) & STATUS_LU == 0 {
+            return true;
+        }
+        if self.link.down.swap(false, Ordering::AcqRel) {
+            log::info!(
+                "e1000: link up again; {} frame(s) dropped for want of a link since start",
+                self.link.dropped.load(Ordering::Relaxed)
+            );
+        }
+        false
     }
 
     /// Marks the pair hung ([`PairHealth::mark_broken`]), says so in the log with the
@@ -370,6 +456,7 @@ impl Queue {
     #[cold]
     #[inline(never)]
     fn mark_hung(&mut self) -> DeviceError {
+        self.fault = Some(TransmitFault::Hang);
         log::error!(
             "e1000: queue {}: transmit unit hang: {} frame(s) pending, none finished for over \
              {TX_HANG_TIMEOUT_MS} ms with the link up and not paused (TDH {}, TDT {}); the \
@@ -521,7 +608,7 @@ impl QueuePair for Queue {
             self.reclaim_transmitted();
         }
         if self.tx.free() < needed {
-            self.check_transmit_hang()?;
+            self.check_transmit_stall()?;
             return Err(DeviceError::QueueFull);
         }
         // Segment i goes in the buffer of the i-th free slot (a withdrawn frame leaves
@@ -546,6 +633,12 @@ impl QueuePair for Queue {
             max: MAX_SEGMENTS,
         })? {
             return Err(DeviceError::Withdrawn);
+        }
+        if self.link_down() {
+            // Taken and dropped, as a wire without a cable would: queued, it would only
+            // stall the ring until the link came back, and never go.
+            self.link.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
         }
         let first_buffer = self.tx_buffer(ranges[0].0 / BUFFER_BYTES);
         let mut data_slot = ranges[0].0 / BUFFER_BYTES;
@@ -604,7 +697,7 @@ impl QueuePair for Queue {
         }
         self.reclaim_transmitted();
         if self.tx.frames_in_flight() > 0 {
-            self.check_transmit_hang()?;
+            self.check_transmit_stall()?;
         }
         Ok(self.tx.frames_in_flight())
     }
@@ -658,6 +751,8 @@ struct E1000 {
     reset_wanted: Arc<AtomicBool>,
     /// Resets after a transmit unit hang since the device was started.
     resets: u64,
+    /// The link as the pairs found it (shared with every pair).
+    link: Arc<Link>,
 }
 
 impl E1000 {
@@ -671,6 +766,7 @@ impl E1000 {
         wakes: Wakes,
     ) -> Result<Self, DeviceError> {
         let reset_wanted = Arc::new(AtomicBool::new(false));
+        let link = Arc::new(Link::default());
         let queues = (0..model.queues())
             .map(|index| {
                 let queue = Queue::new(
@@ -679,6 +775,7 @@ impl E1000 {
                     regs.clone(),
                     model.rx_format(),
                     reset_wanted.clone(),
+                    link.clone(),
                 );
                 queue.map(|queue| Arc::new(spin::Mutex::new(queue)))
             })
@@ -693,6 +790,7 @@ impl E1000 {
             wakes,
             reset_wanted,
             resets: 0,
+            link,
         };
         nic.configure();
         Ok(nic)
@@ -783,13 +881,15 @@ impl PairedDevice for E1000 {
         &self.reset_wanted
     }
 
-    /// Resets a device whose transmit unit hung (every pair left alone meanwhile,
+    /// Resets a device whose transmit unit hung, or held frames with the link down
+    /// (their [`TransmitFault`]; every pair left alone meanwhile,
     /// [`rexo_devio::pairs::PairState::Resetting`]): the global reset, every pair's
-    /// rings renewed (the frames in flight lost, every receive buffer the device's
-    /// again), the device configured as at probe with the same MAC address and RSS, and
-    /// the receive causes armed before armed again. A device that does not come back is
-    /// given up: every later call is [`GIVEN_UP`] (its memory is kept at drop if it
-    /// still does not stop).
+    /// rings renewed (the frames in flight lost, counted dropped for want of a link
+    /// when no pair hung, every receive buffer the device's again), the device
+    /// configured as at probe with the same MAC address and RSS, and the receive causes
+    /// armed before armed again. A device that does not come back is given up: every
+    /// later call is [`GIVEN_UP`] (its memory is kept at drop if it still does not
+    /// stop).
     fn reset_device(&mut self) -> Result<(), DeviceError> {
         let armed = self.regs.read32(IMS);
         let stopped = reset(self.platform, self.address, &self.regs, &self.model)
@@ -801,16 +901,29 @@ impl PairedDevice for E1000 {
             );
             return Err(GIVEN_UP);
         }
-        let lost: usize = self.queues.iter().map(|queue| queue.lock().renew()).sum();
+        let (mut lost, mut hung) = (0, false);
+        for queue in &self.queues {
+            let mut queue = queue.lock();
+            hung |= queue.fault.take() == Some(TransmitFault::Hang);
+            lost += queue.renew();
+        }
         self.configure();
         self.regs.write32(IMS, armed);
-        self.resets += 1;
-        log::warn!(
-            "{} e1000: reset after a transmit unit hang ({} since start): {lost} frame(s) in \
-             flight lost",
-            self.address,
-            self.resets
-        );
+        if hung {
+            self.resets += 1;
+            log::warn!(
+                "{} e1000: reset after a transmit unit hang ({} since start): {lost} \
+                 frame(s) in flight lost",
+                self.address,
+                self.resets
+            );
+        } else {
+            self.link.dropped.fetch_add(lost as u64, Ordering::Relaxed);
+            log::warn!(
+                "{} e1000: reset to drop the {lost} frame(s) held without a link",
+                self.address
+            );
+        }
         Ok(())
     }
 }
@@ -1059,14 +1172,16 @@ mod tests {
     }
 
     /// A device whose global reset (CTRL.RST) puts every register at its default (0 in
-    /// this model) and clears itself; the link stays up and the NVM loaded (STATUS.LU,
-    /// EECD.AUTO_RD).
+    /// this model) and clears itself; the link stays as it was (STATUS.LU: the PHY's,
+    /// which the MAC's reset leaves alone) and the NVM loaded (EECD.AUTO_RD).
     fn reset_to_defaults(regs: &Mmio) {
         if regs.read32(CTRL) & CTRL_RST != 0 {
+            let link = regs.read32(STATUS) & STATUS_LU;
             for offset in (0..REGISTER_SPAN).step_by(4) {
                 regs.write32(offset, 0);
             }
-            link_up_and_nvm_loaded(regs);
+            regs.write32(STATUS, link);
+            regs.write32(EECD, EECD_AUTO_RD);
         }
     }
 
@@ -1149,21 +1264,17 @@ mod tests {
     }
 
     #[test]
-    fn a_paused_or_unlinked_transmitter_is_not_hung_and_progress_restarts_the_count() {
+    fn a_paused_transmitter_is_not_hung_and_progress_restarts_the_count() {
         let platform = HostPlatform::leaked();
         let mut nic = nic_on(platform, ring::model(0x100E).unwrap());
         for _ in 0..2 {
             nic.transmit(0, 60, &mut |_| {}).unwrap();
         }
         assert_eq!(nic.transmit_pending(0), Ok(2));
-        for status in [STATUS_LU | STATUS_TXOFF, 0] {
-            nic.regs.write32(STATUS, status);
+        nic.regs.write32(STATUS, STATUS_LU | STATUS_TXOFF);
+        for look in 0..2 {
             platform.advance_clock(2 * HANG_NS);
-            assert_eq!(
-                nic.transmit_pending(0),
-                Ok(2),
-                "held back: STATUS {status:#x}"
-            );
+            assert_eq!(nic.transmit_pending(0), Ok(2), "held back: look {look}");
         }
         nic.regs.write32(STATUS, STATUS_LU);
         platform.advance_clock(HANG_NS / 2);
@@ -1173,6 +1284,69 @@ mod tests {
         platform.advance_clock(HANG_NS * 3 / 4);
         assert_eq!(nic.transmit_pending(0), Ok(1), "the count started again");
         assert_eq!(nic.regs.read32(TDT), 2, "not reset");
+    }
+
+    /// Before: a link lost with frames held (a transmit unit without a link stops its DMA
+    /// and never sends them) left them in the ring for good, every look past the timeout
+    /// starting the count again, the ring filling and every send refused (QueueFull) while
+    /// the cable was out. Now the first look past the timeout with the link down resets
+    /// the device to drop them, counted, not as a hang; frames sent while the link is
+    /// down are taken and dropped, counted, without touching the ring, so nothing stalls
+    /// and nothing is reset again; and the first send after the link is back goes out.
+    #[test]
+    fn frames_held_when_the_link_is_lost_are_dropped_once_and_sends_go_out_when_it_is_back() {
+        for id in [0x100E, 0x10D3] {
+            let (platform, mut nic) = nic_that_resets(id);
+            let name = nic.model.name;
+            let mut started = registers_of(&nic.regs);
+            for _ in 0..3 {
+                nic.transmit(0, 60, &mut |_| {}).unwrap();
+            }
+            assert_eq!(nic.transmit_pending(0), Ok(3), "{name}: the count starts");
+            nic.regs.write32(STATUS, 0);
+            platform.advance_clock(HANG_NS - 100_000);
+            assert_eq!(nic.transmit_pending(0), Ok(3), "{name}: not yet");
+            platform.advance_clock(200_000);
+            assert_eq!(nic.transmit_pending(0), Ok(0), "{name}: dropped by a reset");
+            for (offset, value) in &mut started {
+                if *offset == STATUS {
+                    *value = 0;
+                }
+            }
+            assert_eq!(registers_of(&nic.regs), started, "{name}: reset");
+            let counts = |nic: &E1000| {
+                let link = &nic.link;
+                let (losses, dropped) = (&link.losses, &link.dropped);
+                (
+                    losses.load(Ordering::Relaxed),
+                    dropped.load(Ordering::Relaxed),
+                )
+            };
+            assert_eq!(counts(&nic), (1, 3), "{name}: one loss, three frames");
+            assert_eq!(nic.resets, 0, "{name}: not a hang");
+            // While the link is down: more than a ring of frames taken and dropped, none
+            // queued, no stall, no reset again (a reset would clear the MTA entry).
+            let marker = MTA + 4;
+            nic.regs.write32(marker, 0x5A5A);
+            for _ in 0..2 * TX_DESCRIPTORS {
+                nic.transmit(0, 60, &mut |_| {}).unwrap();
+            }
+            platform.advance_clock(4 * HANG_NS);
+            assert_eq!(nic.transmit_pending(0), Ok(0), "{name}");
+            assert_eq!(nic.transmit(0, 60, &mut |_| {}), Ok(()), "{name}");
+            assert_eq!(nic.regs.read32(TDT), 0, "{name}: nothing queued");
+            assert_eq!(nic.regs.read32(marker), 0x5A5A, "{name}: not reset again");
+            let dropped = 3 + 2 * TX_DESCRIPTORS as u64 + 1;
+            assert_eq!(counts(&nic), (1, dropped), "{name}");
+            // The link is back: the next frame goes out, from the start of the ring.
+            nic.regs.write32(STATUS, STATUS_LU);
+            nic.transmit(0, 60, &mut |_| {}).unwrap();
+            assert_eq!(nic.regs.read32(TDT), 1, "{name}");
+            assert_eq!(nic.transmit_pending(0), Ok(1), "{name}");
+            finish_transmits(&mut nic.queues[0].lock(), 0..1);
+            assert_eq!(nic.transmit_pending(0), Ok(0), "{name}");
+            assert_eq!(counts(&nic), (1, dropped), "{name}");
+        }
     }
 
     /// A send that finds the ring full looks for a hang too: past the timeout it is sent
