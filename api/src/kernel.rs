@@ -335,10 +335,13 @@ macro_rules! kernel_calls {
             /// `open_` calls), with its holder.
             fn devices(&self) -> Vec<DeviceInfo>;
             /// Opens device `index` of `kind` for the caller alone until the handle is dropped
-            /// ([`ApiError::DeviceBusy`] while another app holds it).
+            /// ([`ApiError::DeviceBusy`] while another app holds it, or while the kernel
+            /// reads or writes its extent table for another call).
             fn open_device(&self, kind: DeviceKind, index: usize) -> Result<OpenDevice, ApiError>;
             /// Applies `op` (if any) to disk `disk`'s extent table as the caller, then returns
-            /// the table's extents. The disk must not be open (by anyone) meanwhile.
+            /// the table's extents. The disk must not be open (by anyone) meanwhile
+            /// ([`ApiError::DeviceBusy`]), nor its table being read or written for
+            /// another call (`DeviceBusy` naming the kernel).
             fn disk_extents(&self, disk: usize, op: Option<ExtentOp>)
                 -> Result<Vec<DiskExtent>, ApiError>;
             /// Binds the caller to the frames of network interface `index` that match one of

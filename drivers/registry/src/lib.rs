@@ -325,14 +325,14 @@ impl Registry {
         holder: Holder,
     ) -> Result<OpenDevice, ApiError> {
         let slot = self.slot(kind, index)?;
-        let mut state = reentry::lock(slot, self.binder.core_index()).map_err(ApiError::Device)?;
+        let state = reentry::lock(slot, self.binder.core_index()).map_err(ApiError::Device)?;
         if let Some((_, current)) = state.holder.or_else(|| sharing::first_holder(&state)) {
             return Err(ApiError::DeviceBusy(current));
         }
-        match xn::protection(&mut state) {
-            Err(error) => return Err(ApiError::Device(error)),
-            Ok(xn::Protection::Damaged(error)) => return Err(ApiError::Extents(*error)),
-            Ok(_) => {}
+        let (mut state, refreshed) = xn::refreshed(slot, state);
+        refreshed.map_err(ApiError::Device)?;
+        if let xn::Protection::Damaged(error) = &state.protection {
+            return Err(ApiError::Extents(*error));
         }
         state.holder = Some(holder);
         state.generation += 1;
@@ -655,7 +655,8 @@ pub(crate) mod tests {
         bad_sector: alloc::sync::Arc<core::sync::atomic::AtomicU64>,
         /// While on, every flush is refused.
         failing_flushes: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
-        /// While it holds back, every write and every drain of abandoned requests waits.
+        /// While it holds back, every read, every write and every drain of abandoned
+        /// requests waits.
         hold_back: alloc::sync::Arc<HoldBack>,
         /// With a binder and a record, arming its one queue routes vector 219 through the
         /// binder and records the core; without, it cannot wake a core.
@@ -730,6 +731,7 @@ pub(crate) mod tests {
             lba: u64,
             sectors: u32,
         ) -> Result<rexo_api::Tag, DeviceError> {
+            self.hold_back.pass();
             if self
                 .failing_reads
                 .load(core::sync::atomic::Ordering::Relaxed)
@@ -1693,9 +1695,9 @@ pub(crate) mod tests {
         assert_eq!(format(registry, false), Ok(Vec::new()));
     }
 
-    /// What a test sees of a memory disk's writes and drains: while `closed`, each
-    /// waits (and `waiting` says one does), as during a long wipe or a drain of a
-    /// device that does not answer.
+    /// What a test sees of a memory disk's reads, writes and drains: while `closed`,
+    /// each waits (and `waiting` says one does), as during a long wipe, a slow read or
+    /// write of the extent table, or a drain of a device that does not answer.
     #[derive(Default)]
     struct HoldBack {
         closed: core::sync::atomic::AtomicBool,
@@ -1712,7 +1714,7 @@ pub(crate) mod tests {
             }
         }
 
-        /// Holds the disk's writes and drains back, starts `held` on a thread and waits
+        /// Holds the disk's reads, writes and drains back, starts `held` on a thread and waits
         /// until it is held, then runs `calls` on another thread (so that a call stuck
         /// behind `held` fails the test instead of hanging it) and lets the disk go.
         /// Returns `held`'s thread and what `calls` returned, an error if they did not
@@ -1742,7 +1744,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// A registry of one memory disk whose writes and drains the [`HoldBack`] holds back.
+    /// A registry of one memory disk whose reads, writes and drains the [`HoldBack`]
+    /// holds back.
     fn held_back_disk() -> (alloc::sync::Arc<HoldBack>, &'static Registry) {
         let hold_back = alloc::sync::Arc::new(HoldBack::default());
         let disk = MemoryDisk {
@@ -1929,6 +1932,68 @@ pub(crate) mod tests {
             512,
             "the disk is back"
         );
+    }
+
+    /// The extent table's reads and writes (a change's write, the first read by
+    /// `extents` or by `open`) run without the slot's lock: they used to hold it for
+    /// the disk's round trip (up to a driver's 10 s timeout), and every call that takes
+    /// each slot's lock (`devices`, `revoke_all_of` when any app ends) and every other
+    /// app's call on the disk spun that long. Meanwhile the disk is busy, shown held by
+    /// the kernel; the mark goes when the I/O ends and the table it read or wrote is the
+    /// one in force.
+    #[test]
+    fn other_calls_complete_while_the_extent_table_is_read_or_written() {
+        use rexo_api::ExtentOp;
+        let (hold_back, registry) = held_back_disk();
+        registry
+            .extents(0, "fs", Some(ExtentOp::Format { force: false }))
+            .unwrap();
+        registry
+            .extents(0, "fs", Some(ExtentOp::Allocate { sectors: 64 }))
+            .unwrap();
+        let table_io = "the kernel (reading or writing the extent table)";
+        let calls = move || {
+            (
+                registry.devices()[0].holder,
+                registry.revoke_all_of(7),
+                registry.extents(0, "kv", None).err(),
+                registry.open(DeviceKind::Block, 0, (2, "kv")).err(),
+            )
+        };
+        let busy = Some(ApiError::DeviceBusy(table_io));
+        let share = ExtentOp::Share {
+            start: 0,
+            count: 8,
+            reader: "kv".into(),
+        };
+        let (sharing, during) =
+            hold_back.during(move || registry.extents(0, "fs", Some(share)), calls);
+        assert_eq!(
+            during.expect("calls during the table's write"),
+            (Some(table_io), 0, busy, busy)
+        );
+        let shared = sharing.join().unwrap().unwrap();
+        assert_eq!(shared.len(), 2, "the share is in force");
+        let unread = || registry.slots[0].state.lock().protection = xn::Protection::Unknown;
+        unread();
+        let (listing, during) = hold_back.during(move || registry.extents(0, "fs", None), calls);
+        assert_eq!(
+            during.expect("calls during the table's read by extents"),
+            (Some(table_io), 0, busy, busy)
+        );
+        assert_eq!(listing.join().unwrap(), Ok(shared.clone()));
+        unread();
+        let (opening, during) = hold_back.during(
+            move || registry.open(DeviceKind::Block, 0, (1, "fs")).map(drop),
+            calls,
+        );
+        assert_eq!(
+            during.expect("calls during the table's read by open"),
+            (Some(table_io), 0, busy, busy)
+        );
+        assert_eq!(opening.join().unwrap(), Ok(()));
+        assert_eq!(registry.devices()[0].holder, None, "the mark is gone");
+        assert_eq!(registry.extents(0, "kv", None), Ok(shared));
     }
 
     /// A change to the table whose write stops part way (a crash, here a write the disk

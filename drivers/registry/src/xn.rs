@@ -10,12 +10,12 @@ use rexo_api::{
     ApiError, BlockDevice, BlockInfo, DeviceError, DeviceKind, DiskExtent, ExtentOp,
     device::{run_windowed, wait_for},
 };
-use rexo_devio::Found;
 use rexo_xn::{COPIES, Table, XnError};
+use spin::MutexGuard;
 
 use crate::away::outside_the_lock;
 use crate::exact::{submit_write_exact, wait_for_read_exact};
-use crate::{Registry, SlotState};
+use crate::{Registry, Slot, SlotState};
 
 /// What protects a disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -299,13 +299,16 @@ fn write_locator(disk: &mut dyn BlockDevice, table: &Table) -> Result<(), Device
 }
 
 /// `written`, the result of writing the table, its locator or the zeros under its
-/// copies to the disk of `state`;
+/// copies to the disk `protection` protects;
 /// when it failed, the protection becomes [`Protection::Unknown`]: part of the new
 /// table, or all of it unflushed, may be on the disk, so what the disk holds is read
 /// again before the next use, and the table checked is the one found after a reboot.
-fn unless_torn(state: &mut SlotState, written: Result<(), DeviceError>) -> Result<(), ApiError> {
+fn unless_torn(
+    protection: &mut Protection,
+    written: Result<(), DeviceError>,
+) -> Result<(), ApiError> {
     if written.is_err() {
-        state.protection = Protection::Unknown;
+        *protection = Protection::Unknown;
     }
     written.map_err(ApiError::Device)
 }
@@ -370,19 +373,41 @@ fn zero(disk: &mut dyn BlockDevice, start: u64, count: u64) -> Result<(), Device
     wait_for(disk, 0, tag, &mut |_| {})
 }
 
-/// The disk's protection, read on first use; the read's error when it fails (the
-/// protection stays [`Protection::Unknown`], and the next call reads again).
-pub(crate) fn protection(state: &mut SlotState) -> Result<&Protection, DeviceError> {
-    if let Found::Block(disk) = &mut state.device {
-        match &state.protection {
-            Protection::Unknown => state.protection = read(disk.as_mut())?,
-            Protection::Unmended(table) => {
-                state.protection = mend_locator(disk.as_mut(), table.clone());
-            }
-            _ => {}
-        }
+/// Whether bringing `protection` up to date needs its disk: it is not read yet, or its
+/// locator is still to be rewritten.
+fn needs_the_disk(protection: &Protection) -> bool {
+    matches!(protection, Protection::Unknown | Protection::Unmended(_))
+}
+
+/// Brings `protection`, that of `disk` (idle: nobody holds it), up to date: reads it
+/// when unknown ([`read`]; when that fails it stays [`Protection::Unknown`], and the
+/// next use reads again), tries again to rewrite its locator when unmended
+/// ([`mend_locator`]).
+fn refresh(disk: &mut dyn BlockDevice, protection: &mut Protection) -> Result<(), DeviceError> {
+    match protection {
+        Protection::Unknown => *protection = read(disk)?,
+        Protection::Unmended(table) => *protection = mend_locator(disk, table.clone()),
+        _ => {}
     }
-    Ok(&state.protection)
+    Ok(())
+}
+
+/// Brings the protection of the disk in `slot` (whose lock is `state`; nobody holds the
+/// disk) up to date ([`refresh`]) before it is used, reading or writing the disk
+/// outside the slot's lock ([`outside_the_lock`], the slot marked held by
+/// [`TABLE_IO`] meanwhile). Returns the lock and the read's error when it failed.
+pub(crate) fn refreshed<'a>(
+    slot: &'a Slot,
+    state: MutexGuard<'a, SlotState>,
+) -> (MutexGuard<'a, SlotState>, Result<(), DeviceError>) {
+    if !needs_the_disk(&state.protection) {
+        return (state, Ok(()));
+    }
+    let mut protection = state.protection.clone();
+    let (mut state, refreshed) =
+        outside_the_lock(slot, state, TABLE_IO, |disk| refresh(disk, &mut protection));
+    state.protection = protection;
+    (state, refreshed.unwrap_or(Ok(())))
 }
 
 /// Checks a request of `holder` for `sectors` at `lba` against the table; a request of 0
@@ -412,21 +437,183 @@ pub(crate) fn check(
     }
 }
 
-/// The disk `device` is; [`ApiError::NoSuchDevice`] when it is another kind of device.
-fn disk_of(device: &mut Found) -> Result<&mut dyn BlockDevice, ApiError> {
-    match device {
-        Found::Block(disk) => Ok(disk.as_mut()),
-        _ => Err(ApiError::NoSuchDevice),
+/// The table `protection` checks requests against, or why there is none: the table's
+/// damage, or [`XnError::NoTable`].
+fn table_of(protection: &Protection) -> Result<&Table, ApiError> {
+    match protection {
+        Protection::Table(table) | Protection::Unmended(table) => Ok(table),
+        Protection::Damaged(error) => Err(ApiError::Extents(*error)),
+        Protection::Raw | Protection::Unknown => Err(ApiError::Extents(XnError::NoTable)),
     }
 }
 
 /// The name a disk's slot shows as its holder while the kernel zeroes a new extent of
-/// it outside the slot's lock ([`outside_the_lock`]).
+/// it and writes the table that grants it, outside the slot's lock
+/// ([`outside_the_lock`]).
 const ZEROING: &str = "the kernel (zeroing a new extent)";
+
+/// The name a disk's slot shows as its holder while the kernel reads or writes its
+/// extent table (or its locator) outside the slot's lock ([`outside_the_lock`]).
+const TABLE_IO: &str = "the kernel (reading or writing the extent table)";
+
+/// Applies `op` to the extent table of `disk` (idle: nobody holds it, and it is out of
+/// its slot) as `holder`, `protection` being the disk's: brought up to date first
+/// ([`refresh`]), then left as the disk holds it after the change (or its failure);
+/// returns the table's extents.
+fn change(
+    disk: &mut dyn BlockDevice,
+    protection: &mut Protection,
+    holder: &str,
+    op: Option<ExtentOp>,
+) -> Result<Vec<DiskExtent>, ApiError> {
+    refresh(disk, protection).map_err(ApiError::Device)?;
+    let refuse = |error: XnError| ApiError::Extents(error);
+    let grow = matches!(op, Some(ExtentOp::Grow { .. }));
+    let mut table = match (protection.clone(), &op) {
+        (Protection::Raw | Protection::Damaged(_), Some(ExtentOp::Format { force })) => {
+            let (sectors, size) = geometry(&disk.info());
+            let table = Table::format(sectors, size).map_err(refuse)?;
+            let locator = read_locator_sectors(disk).map_err(ApiError::Device)?;
+            if !force
+                && let Some(hazard) = format_hazard(disk, &locator).map_err(ApiError::Device)?
+            {
+                return Err(refuse(hazard));
+            }
+            // Both copies' sectors are zeroed (a sound older table there, of a disk
+            // shrunk back to an earlier size, would otherwise be taken after a crash
+            // before the new table is written, or win over it by generation) and the
+            // locator written, in the order that leaves a damaged disk after a crash
+            // at any point, never a raw one nor an older table: a disk with a locator
+            // keeps it while its end is zeroed (it names a larger disk, or this one
+            // with no table at its end); one without gets its locator first (no
+            // sound table can be at its end: the disk would not be raw or damaged).
+            let has_locator = rexo_xn::holds_a_locator(&locator, size);
+            // Every end a copy of the locator sends a reader to is zeroed with the
+            // disk's own (a torn write of the new locator may leave a copy naming it).
+            let places = rexo_xn::table_places(&locator, sectors, size);
+            if has_locator {
+                let written = clear_tables(disk, &places);
+                unless_torn(protection, written)?;
+                let written = write_locator(disk, &table);
+                unless_torn(protection, written)?;
+            } else {
+                let written = write_locator(disk, &table);
+                unless_torn(protection, written)?;
+                let written = clear_tables(disk, &places);
+                unless_torn(protection, written)?;
+            }
+            table
+        }
+        (Protection::Damaged(_), Some(ExtentOp::Unprotect)) => {
+            let (sectors, size) = geometry(&disk.info());
+            // A format mends a disk that can hold a table; made raw instead, it would
+            // open every former extent of every app to whoever opens it.
+            if rexo_xn::holds_a_table(sectors, size) {
+                return Err(refuse(XnError::FormatInstead));
+            }
+            // Every sector is zeroed, so no app reads another's once the disk is raw;
+            // the locator's last, so a crash part way leaves the disk damaged (no table
+            // fits on it for a copy of the locator to send a reader to).
+            let (locator, count) = locator_area(disk);
+            let after_locator = (locator + count).min(sectors);
+            for (start, end) in [
+                (0, locator),
+                (after_locator, sectors),
+                (locator, after_locator),
+            ] {
+                let written = zero(disk, start, end.saturating_sub(start));
+                unless_torn(protection, written)?;
+            }
+            log::info!("disk extent table: protection given up, the disk zeroed and raw");
+            *protection = Protection::Raw;
+            return Ok(Vec::new());
+        }
+        (
+            Protection::Table(_) | Protection::Unmended(_),
+            Some(ExtentOp::Format { .. } | ExtentOp::Unprotect),
+        ) => {
+            return Err(refuse(XnError::Corrupt(
+                "the disk has a sound table already",
+            )));
+        }
+        (
+            Protection::Table(table) | Protection::Unmended(table),
+            Some(ExtentOp::Grow { force }),
+        ) => {
+            let (sectors, size) = geometry(&disk.info());
+            let grown = table.grown(sectors).map_err(refuse)?;
+            // The locator is written too, after the table: left as it was over data
+            // in its sectors, it would send a reader after a reboot to the old end's
+            // table, without the changes made since.
+            if !force {
+                let area = read_area(disk, sectors, size).map_err(ApiError::Device)?;
+                let locator = locator_hazard(disk).map_err(ApiError::Device)?;
+                if let Some(hazard) = locator.or_else(|| rexo_xn::table_area_hazard(&area)) {
+                    return Err(refuse(hazard));
+                }
+            }
+            // The new end's copies are zeroed first (they lie past the old table,
+            // `grown` makes sure): a table left there from an earlier life of the
+            // disk at this size would win over the grown one by generation.
+            let written = clear_tables(disk, &[sectors]);
+            unless_torn(protection, written)?;
+            grown
+        }
+        (current, _) => table_of(&current)?.clone(),
+    };
+    match op {
+        None | Some(ExtentOp::Format { .. } | ExtentOp::Grow { .. } | ExtentOp::Unprotect) => {}
+        Some(ExtentOp::Allocate { sectors }) => {
+            let extent = table.allocate(holder, sectors).map_err(refuse)?;
+            // Its sectors may hold a previous owner's data: they are wiped and flushed
+            // before the table that grants them is written, so a crash in between
+            // leaves them free, and a failed wipe refuses the allocation with the
+            // table unchanged.
+            zero(disk, extent.start, extent.count).map_err(ApiError::Device)?;
+        }
+        Some(ExtentOp::Share {
+            start,
+            count,
+            reader,
+        }) => table.share(holder, start, count, &reader).map_err(refuse)?,
+        Some(ExtentOp::Revoke { reader }) => {
+            table.revoke(holder, &reader).map_err(refuse)?;
+        }
+        // Not wiped here: zeroing at allocation covers every way sectors become free (a
+        // free, by the app or after it ended; a format over a raw disk or a damaged
+        // table) and a crash right after a free; a revoke frees no sectors.
+        Some(ExtentOp::Free { start }) => table.free(holder, start).map_err(refuse)?,
+    }
+    if Some(&table) != protection.table() {
+        let written = write(disk, &table);
+        unless_torn(protection, written)?;
+        // The locator names the old size until it is written: a crash before that
+        // leaves the table at the old end, with the same extents, read (the grow
+        // undone; done again, it writes over the table it left at the new end).
+        if grow {
+            let written = write_locator(disk, &table);
+            unless_torn(protection, written)?;
+        }
+        // A locator still to be rewritten stays so, unless the grow wrote it.
+        *protection = match protection {
+            Protection::Unmended(_) if !grow => Protection::Unmended(table.clone()),
+            _ => Protection::Table(table.clone()),
+        };
+    }
+    Ok(table.entries().to_vec())
+}
 
 impl Registry {
     /// Applies `op` to disk `index`'s extent table as `holder` (an app's name), then
-    /// returns the table's extents. The disk must be idle (nobody holds it).
+    /// returns the table's extents. The disk must be idle (nobody holds it). Listing a
+    /// table already read is answered under the slot's lock; anything that reads or
+    /// writes the disk (the table, its locator, a wipe) runs outside it, the disk taken
+    /// out of its slot and the slot marked held by the kernel ("the kernel (zeroing a
+    /// new extent)" for an allocation, "the kernel (reading or writing the extent
+    /// table)" otherwise): opening the disk or changing its table meanwhile is refused
+    /// as [`ApiError::DeviceBusy`] with that name, and calls that walk every slot do not
+    /// wait for the disk. The protection read or written is put in force when the disk
+    /// is back.
     pub fn extents(
         &'static self,
         index: usize,
@@ -435,158 +622,23 @@ impl Registry {
     ) -> Result<Vec<DiskExtent>, ApiError> {
         let slot = self.slot(DeviceKind::Block, index)?;
         let core = self.binder.core_index();
-        let mut state = crate::reentry::lock(slot, core).map_err(ApiError::Device)?;
+        let state = crate::reentry::lock(slot, core).map_err(ApiError::Device)?;
         if let Some((_, current)) = state.holder {
             return Err(ApiError::DeviceBusy(current));
         }
-        let protection = protection(&mut state).map_err(ApiError::Device)?.clone();
-        let refuse = |error: XnError| ApiError::Extents(error);
-        let grow = matches!(op, Some(ExtentOp::Grow { .. }));
-        let mut table = match (protection, &op) {
-            (Protection::Raw | Protection::Damaged(_), Some(ExtentOp::Format { force })) => {
-                let disk = disk_of(&mut state.device)?;
-                let (sectors, size) = geometry(&disk.info());
-                let table = Table::format(sectors, size).map_err(refuse)?;
-                let locator = read_locator_sectors(disk).map_err(ApiError::Device)?;
-                if !force
-                    && let Some(hazard) = format_hazard(disk, &locator).map_err(ApiError::Device)?
-                {
-                    return Err(refuse(hazard));
-                }
-                // Both copies' sectors are zeroed (a sound older table there, of a disk
-                // shrunk back to an earlier size, would otherwise be taken after a crash
-                // before the new table is written, or win over it by generation) and the
-                // locator written, in the order that leaves a damaged disk after a crash
-                // at any point, never a raw one nor an older table: a disk with a locator
-                // keeps it while its end is zeroed (it names a larger disk, or this one
-                // with no table at its end); one without gets its locator first (no
-                // sound table can be at its end: the disk would not be raw or damaged).
-                let has_locator = rexo_xn::holds_a_locator(&locator, size);
-                // Every end a copy of the locator sends a reader to is zeroed with the
-                // disk's own (a torn write of the new locator may leave a copy naming it).
-                let places = rexo_xn::table_places(&locator, sectors, size);
-                if has_locator {
-                    let written = clear_tables(disk_of(&mut state.device)?, &places);
-                    unless_torn(&mut state, written)?;
-                    let written = write_locator(disk_of(&mut state.device)?, &table);
-                    unless_torn(&mut state, written)?;
-                } else {
-                    let written = write_locator(disk_of(&mut state.device)?, &table);
-                    unless_torn(&mut state, written)?;
-                    let written = clear_tables(disk_of(&mut state.device)?, &places);
-                    unless_torn(&mut state, written)?;
-                }
-                table
-            }
-            (Protection::Damaged(_), Some(ExtentOp::Unprotect)) => {
-                let disk = disk_of(&mut state.device)?;
-                let (sectors, size) = geometry(&disk.info());
-                // A format mends a disk that can hold a table; made raw instead, it would
-                // open every former extent of every app to whoever opens it.
-                if rexo_xn::holds_a_table(sectors, size) {
-                    return Err(refuse(XnError::FormatInstead));
-                }
-                // Every sector is zeroed, so no app reads another's once the disk is raw;
-                // the locator's last, so a crash part way leaves the disk damaged (no table
-                // fits on it for a copy of the locator to send a reader to).
-                let (locator, count) = locator_area(disk);
-                let after_locator = (locator + count).min(sectors);
-                for (start, end) in [
-                    (0, locator),
-                    (after_locator, sectors),
-                    (locator, after_locator),
-                ] {
-                    let disk = disk_of(&mut state.device)?;
-                    let written = zero(disk, start, end.saturating_sub(start));
-                    unless_torn(&mut state, written)?;
-                }
-                log::info!("disk extent table: protection given up, the disk zeroed and raw");
-                state.protection = Protection::Raw;
-                return Ok(Vec::new());
-            }
-            (
-                Protection::Table(_) | Protection::Unmended(_),
-                Some(ExtentOp::Format { .. } | ExtentOp::Unprotect),
-            ) => {
-                return Err(refuse(XnError::Corrupt(
-                    "the disk has a sound table already",
-                )));
-            }
-            (
-                Protection::Table(table) | Protection::Unmended(table),
-                Some(ExtentOp::Grow { force }),
-            ) => {
-                let disk = disk_of(&mut state.device)?;
-                let (sectors, size) = geometry(&disk.info());
-                let grown = table.grown(sectors).map_err(refuse)?;
-                // The locator is written too, after the table: left as it was over data
-                // in its sectors, it would send a reader after a reboot to the old end's
-                // table, without the changes made since.
-                if !force {
-                    let area = read_area(disk, sectors, size).map_err(ApiError::Device)?;
-                    let locator = locator_hazard(disk).map_err(ApiError::Device)?;
-                    if let Some(hazard) = locator.or_else(|| rexo_xn::table_area_hazard(&area)) {
-                        return Err(refuse(hazard));
-                    }
-                }
-                // The new end's copies are zeroed first (they lie past the old table,
-                // `grown` makes sure): a table left there from an earlier life of the
-                // disk at this size would win over the grown one by generation.
-                let written = clear_tables(disk, &[sectors]);
-                unless_torn(&mut state, written)?;
-                grown
-            }
-            (Protection::Table(table) | Protection::Unmended(table), _) => table,
-            (Protection::Damaged(error), _) => return Err(refuse(error)),
-            (Protection::Raw | Protection::Unknown, _) => return Err(refuse(XnError::NoTable)),
+        if op.is_none() && !needs_the_disk(&state.protection) {
+            return table_of(&state.protection).map(|table| table.entries().to_vec());
+        }
+        let why = match op {
+            Some(ExtentOp::Allocate { .. }) => ZEROING,
+            _ => TABLE_IO,
         };
-        match op {
-            None | Some(ExtentOp::Format { .. } | ExtentOp::Grow { .. } | ExtentOp::Unprotect) => {}
-            Some(ExtentOp::Allocate { sectors }) => {
-                let extent = table.allocate(holder, sectors).map_err(refuse)?;
-                // Its sectors may hold a previous owner's data: they are wiped and flushed
-                // before the table that grants them is written, so a crash in between
-                // leaves them free, and a failed wipe refuses the allocation with the
-                // table unchanged. The wipe runs outside the slot's lock (it may take
-                // minutes), the slot marked busy meanwhile.
-                let (relocked, wiped) = outside_the_lock(slot, state, ZEROING, |disk| {
-                    zero(disk, extent.start, extent.count)
-                });
-                state = relocked;
-                wiped
-                    .ok_or(ApiError::NoSuchDevice)?
-                    .map_err(ApiError::Device)?;
-            }
-            Some(ExtentOp::Share {
-                start,
-                count,
-                reader,
-            }) => table.share(holder, start, count, &reader).map_err(refuse)?,
-            Some(ExtentOp::Revoke { reader }) => {
-                table.revoke(holder, &reader).map_err(refuse)?;
-            }
-            // Not wiped here: zeroing at allocation covers every way sectors become free (a
-            // free, by the app or after it ended; a format over a raw disk or a damaged
-            // table) and a crash right after a free; a revoke frees no sectors.
-            Some(ExtentOp::Free { start }) => table.free(holder, start).map_err(refuse)?,
-        }
-        if Some(&table) != state.protection.table() {
-            let written = write(disk_of(&mut state.device)?, &table);
-            unless_torn(&mut state, written)?;
-            // The locator names the old size until it is written: a crash before that
-            // leaves the table at the old end, with the same extents, read (the grow
-            // undone; done again, it writes over the table it left at the new end).
-            if grow {
-                let written = write_locator(disk_of(&mut state.device)?, &table);
-                unless_torn(&mut state, written)?;
-            }
-            // A locator still to be rewritten stays so, unless the grow wrote it.
-            state.protection = match state.protection {
-                Protection::Unmended(_) if !grow => Protection::Unmended(table.clone()),
-                _ => Protection::Table(table.clone()),
-            };
-        }
-        Ok(table.entries().to_vec())
+        let mut protection = state.protection.clone();
+        let (mut state, changed) = outside_the_lock(slot, state, why, |disk| {
+            change(disk, &mut protection, holder, op)
+        });
+        state.protection = protection;
+        changed.ok_or(ApiError::NoSuchDevice)?
     }
 }
 
@@ -596,6 +648,7 @@ mod tests {
     use crate::tests::{disk_of_sectors_holding, raw_sectors};
     use alloc::boxed::Box;
     use rexo_api::testing::{MemoryDisk, SECTOR_SIZE};
+    use rexo_devio::Found;
 
     /// Sectors of the test disks: enough to hold a table.
     const SECTORS: usize = 16384;
