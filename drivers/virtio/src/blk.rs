@@ -309,6 +309,26 @@ enum Slot {
     },
 }
 
+impl Slot {
+    /// Gives up the request in this slot (its holder went, or the ID request at start
+    /// was not answered in time): one published to the device (busy, or late) becomes
+    /// [`Slot::Abandoned`], counted from its publication (`unpublished` gives the time
+    /// for one not yet stamped), so its slot comes back when the device returns it or
+    /// is reset and its answer, or a reset's timeout, is never handed over. Any other
+    /// slot stays as it is.
+    fn abandon(&mut self, unpublished: impl FnOnce() -> u64) {
+        match *self {
+            Self::Busy { published_at, .. } => {
+                *self = Self::Abandoned {
+                    since: published_at.unwrap_or_else(unpublished),
+                }
+            }
+            Self::Late { since, .. } => *self = Self::Abandoned { since },
+            Self::Free | Self::Abandoned { .. } | Self::Done { .. } => {}
+        }
+    }
+}
+
 /// What one poll of a request queue did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Polled {
@@ -757,19 +777,15 @@ impl VirtioBlk {
             }
         })
         .ok();
-        // A device that did not answer keeps the slot until it does (or is reset).
+        // A device that did not answer keeps the slot until it does (or is reset), the
+        // request abandoned whether it is still busy or was judged late by the last
+        // look (held past REQUEST_TIMEOUT_NS while the core was away).
         if id.is_none() {
             for slot in &mut queue.slots {
-                if let Slot::Busy {
-                    tag: busy,
-                    published_at,
-                    ..
-                } = *slot
-                    && busy == tag
+                if let Slot::Busy { tag: held, .. } | Slot::Late { tag: held, .. } = *slot
+                    && held == tag
                 {
-                    *slot = Slot::Abandoned {
-                        since: published_at.unwrap_or(start),
-                    };
+                    slot.abandon(|| start);
                 }
             }
         }
@@ -791,12 +807,7 @@ impl VirtioBlk {
                 match *state {
                     // Published (the rest were withdrawn), so stamped by the poll that
                     // published it (else counted from now).
-                    Slot::Busy { published_at, .. } => {
-                        *state = Slot::Abandoned {
-                            since: published_at.unwrap_or_else(|| platform.now_ns()),
-                        }
-                    }
-                    Slot::Late { since, .. } => *state = Slot::Abandoned { since },
+                    Slot::Busy { .. } | Slot::Late { .. } => state.abandon(|| platform.now_ns()),
                     Slot::Done { .. } => {
                         *state = Slot::Free;
                         queue.free.push(slot as u16);
@@ -1175,6 +1186,53 @@ mod tests {
             matches!(disk.queues[0].slots[0], Slot::Free),
             "the slot back"
         );
+    }
+
+    /// The core is away past the request timeout while it waits for GET_ID, so the
+    /// wait's last look finds the request late (held over 10 s): the ID request is
+    /// abandoned all the same, as one still busy is. Its slot comes back when the device
+    /// answers (the answer dropped) or, when it never does, at the reset the next poll
+    /// makes, and nothing of it is handed to the disk's user. It used to stay late: the
+    /// device's answer, or the reset's timeout, was handed over at a later poll as the
+    /// completion of a request the user never made.
+    #[test]
+    fn an_id_request_found_late_by_the_waits_last_look_is_abandoned() {
+        use core::sync::atomic::{AtomicU32, Ordering};
+        for answered in [true, false] {
+            let (mut disk, device, platform) = disk_on_host(1);
+            let running = device.status();
+            let readings = AtomicU32::new(0);
+            platform.on_clock_reading(move || {
+                // Reading 0 is identify's start, 1 the wait's start, 2 the first poll's
+                // (the request, slot 0, is published then). At reading 3, the wait's first
+                // look at the clock, the core comes back from past the request timeout.
+                if readings.fetch_add(1, Ordering::Relaxed) == 3 {
+                    platform.advance_clock(REQUEST_TIMEOUT_NS + 1);
+                }
+            });
+            assert_eq!(disk.identify(), "", "answered: {answered}");
+            assert!(
+                matches!(disk.queues[0].slots[0], Slot::Abandoned { .. }),
+                "answered: {answered}: {:?}",
+                disk.queues[0].slots[0]
+            );
+            if answered {
+                let queue = &mut disk.queues[0];
+                queue.headers.write8(STATUS_AT, S_OK);
+                queue
+                    .vq
+                    .used_ring_writer(platform)
+                    .give_back(0, (ID_LEN + 1) as u32);
+            }
+            assert_eq!(completions(&mut disk, 0), [], "answered: {answered}");
+            assert_eq!(completions(&mut disk, 0), [], "answered: {answered}");
+            assert_eq!(disk.queues[0].free.len(), 2, "answered: {answered}");
+            assert_eq!(device.status(), running, "answered: {answered}");
+            if !answered {
+                // Reset by the poll that found the abandoned request held too long.
+                a_read_works_from_ring_index_0(&mut disk);
+            }
+        }
     }
 
     #[test]
