@@ -24,7 +24,10 @@
 //!    each file adopting its surviving data blocks where they are (no data is moved
 //!    but the copies above), then checked.
 //!
-//! A consistent file system is left as it is: nothing is written. Repair needs the
+//! A consistent file system is left as it is: nothing is written. So is one whose check
+//! the disk fails (a read, of the journal or any block, failing perhaps only once): the
+//! check could not say it is damaged, and the repair fails with the disk's error
+//! (`Disk`). Repair needs the
 //! superblock (it holds the root directory): a damaged one is refused and nothing is
 //! written, unless a crash tore its write while the journal holds its image
 //! ([`crate::fs::layout_and_journal`]), which is used then. Step 3 writes in place and
@@ -102,8 +105,9 @@ impl<D: BlockStore> FileSystem<D> {
     /// for what is salvaged and how. A consistent file system is mounted untouched
     /// (the report lists no fixes). Fails, writing nothing, when the superblock is
     /// damaged (and not torn by a crash with its image in the journal), the disk fails
-    /// to read the journal or the app cannot get the memory to hold the journal's
-    /// transactions or the map of used blocks; fails if the disk fails.
+    /// a read of the check (the journal's, or any block's) or of the journal, or the app
+    /// cannot get the memory to hold the journal's transactions or the map of used
+    /// blocks; fails if the disk fails.
     pub fn repair(mut disk: D) -> Result<(Self, RepairReport), FsError> {
         let found = match Self::fsck(&mut disk) {
             Ok(result) => {
@@ -111,8 +115,10 @@ impl<D: BlockStore> FileSystem<D> {
                 return Ok((Self::mount(disk)?, RepairReport { fixes, result }));
             }
             // The journal's transactions or the map of used blocks, which the repair
-            // needs as well.
-            Err(error @ FsError::NoMemory { .. }) => return Err(error),
+            // needs as well; or a read the disk failed (the journal's, say, perhaps
+            // only once): the check could not say the file system is damaged, and
+            // rebuilding a sound one would write it all anew for nothing.
+            Err(error @ (FsError::NoMemory { .. } | FsError::Disk(_))) => return Err(error),
             Err(error) => error,
         };
         let blocks = disk.blocks();

@@ -388,6 +388,35 @@ fn a_journal_the_disk_cannot_read_fails_the_repair_and_writes_nothing() {
     assert_eq!(fs.read_all("/journaled").unwrap(), b"in the journal");
 }
 
+/// A read the disk fails once, the check's read of the journal, fails the repair with
+/// the disk's error and writes nothing: the check could not say the file system is
+/// damaged. Any error of the check but NoMemory was taken for damage, so the repair
+/// went on, its own read of the journal succeeded, and it rebuilt a sound file system
+/// (the journal written home, every directory and the bitmap written anew).
+#[test]
+fn a_check_the_disk_fails_once_fails_the_repair_and_writes_nothing() {
+    let disk = sample_with_journaled("/journaled", b"in the journal");
+    let before = contents(&mut disk.clone());
+    let mut flaky = super::ops::FlakyBlock {
+        inner: disk,
+        block: 1,
+        reads: 0,
+        fail_at: 1,
+    };
+    assert_eq!(
+        FileSystem::repair(&mut flaky).map(drop),
+        Err(FsError::Disk(String::from("reading block 1: unreadable")))
+    );
+    assert_eq!(
+        flaky.reads, 1,
+        "the check's read failed, nothing read after it"
+    );
+    assert!(contents(&mut flaky.inner) == before, "repair wrote");
+    let (mut fs, report) = FileSystem::repair(flaky).unwrap();
+    assert_eq!(report.fixes, Vec::<String>::new(), "sound: nothing to fix");
+    assert_eq!(fs.read_all("/journaled").unwrap(), b"in the journal");
+}
+
 #[test]
 fn a_journal_the_app_cannot_hold_fails_the_repair_and_writes_nothing() {
     let mut disk = sample_with_journaled("/journaled", b"in the journal");
