@@ -53,8 +53,10 @@ const LOGICAL_SECTOR_WORDS: usize = 117;
 /// The most sectors the 28-bit commands reach: ATA caps words 60..=61 at 0FFF_FFFFh, so
 /// their highest address is 0FFF_FFFEh (0FFF_FFFFh there means "see words 100..=103").
 const LBA28_LIMIT: u64 = 0x0FFF_FFFF;
-/// The first sector the 48-bit commands cannot reach.
-const LBA48_LIMIT: u64 = 1 << 48;
+/// The most sectors the 48-bit commands reach: ATA caps words 100..=103 at
+/// 0000_FFFF_FFFF_FFFFh (the 48-bit address feature set allows capacities up to
+/// 2^48 - 1 sectors), so their highest address is FFFF_FFFF_FFFEh.
+const LBA48_LIMIT: u64 = (1 << 48) - 1;
 
 /// Bytes per sector this code drives (the only size both transports here move).
 pub const SECTOR_BYTES: u32 = 512;
@@ -65,9 +67,10 @@ pub struct Identity {
     /// The model string, trimmed.
     pub model: String,
     /// The sectors the commands can address: the count the disk claims (words
-    /// 100..=103 with the 48-bit commands, else 60..=61) cut to those below 2^48 (or
-    /// to 0FFF_FFFFh without the 48-bit commands, the most ATA lets words 60..=61
-    /// claim), so a request's LBA is never cut short to another sector's.
+    /// 100..=103 with the 48-bit commands, else 60..=61) cut to 2^48 - 1 (or to
+    /// 0FFF_FFFFh without the 48-bit commands), the most ATA lets those words claim,
+    /// so a request's LBA is never cut short to another sector's nor past the highest
+    /// address ATA gives a sector.
     pub sectors: u64,
     /// The count the disk claims when it is past what the commands address (`sectors`
     /// then holds the cut count): the caller warns, naming the disk
@@ -270,18 +273,27 @@ mod tests {
 
     #[test]
     fn a_capacity_past_what_the_commands_address_is_cut_to_it() {
-        // Words 100..=103 all ones: no sector at or past 2^48 has a 48-bit address.
+        // Words 100..=103 all ones: cut to 2^48 - 1, the most ATA lets them claim (the
+        // highest 48-bit address is FFFF_FFFF_FFFEh), as 60..=61 are cut to 0FFF_FFFFh.
         let mut words = [(49, CAPABILITY_LBA), (83, 0x4000 | COMMAND_SET_LBA48)].to_vec();
         words.extend((100..104).map(|index| (index, 0xFFFF)));
         let identity = Identity::parse(&data(&words)).unwrap();
-        assert_eq!(identity.sectors, 1 << 48);
+        assert_eq!(identity.sectors, (1 << 48) - 1);
         assert_eq!(identity.claimed_past_reach, Some(u64::MAX));
         assert_eq!(
             identity.capacity_warning().as_deref(),
             Some(
                 "IDENTIFY DEVICE claims 18446744073709551615 sectors; 48-bit addresses reach \
-                 the first 281474976710656, the rest is not used"
+                 the first 281474976710655, the rest is not used"
             )
+        );
+        words.truncate(2);
+        words.extend([(103, 0x0001)]);
+        let identity = Identity::parse(&data(&words)).unwrap();
+        assert_eq!(
+            (identity.sectors, identity.claimed_past_reach),
+            ((1 << 48) - 1, Some(1 << 48)),
+            "2^48 is one past the cap"
         );
         words.truncate(2);
         words.extend([(100, 0xFFFF), (101, 0xFFFF), (102, 0xFFFF)]);
@@ -289,7 +301,7 @@ mod tests {
         assert_eq!(
             identity.sectors,
             (1 << 48) - 1,
-            "2^48 - 1 sectors all have addresses"
+            "the cap itself is a capacity ATA allows"
         );
         assert_eq!(
             (identity.claimed_past_reach, identity.capacity_warning()),
