@@ -94,7 +94,8 @@ pub struct Counters {
     /// the client then asks for a new lease.
     pub dhcp_leases_lost: u64,
     /// DNS servers a DHCP lease named that no host could have (not a unicast host
-    /// address, or in 0/8, 127/8 or 240/4: [`rexo_api::Ipv4Config::check`]), left out
+    /// address, in 0/8, 127/8 or 240/4, or the leased address's network's own or
+    /// broadcast address: [`rexo_api::Ipv4Config::check`]), left out
     /// of the lease taken, which keeps the others in its order.
     pub dhcp_dns_servers_dropped: u64,
 }

@@ -3215,6 +3215,33 @@ fn a_dhcp_lease_is_taken_without_its_unusable_dns_servers() {
     assert_eq!(dns, Some(usable));
 }
 
+/// A lease naming its own network's broadcast address (10.0.0.255 on 10.0.0.0/24, the
+/// directed broadcast, RFC 1122 3.2.1.3) or the network's own address as a DNS server
+/// is taken without them: a hostile or misconfigured server cannot point the resolver
+/// at every host of the network. Before, both were kept.
+#[test]
+fn a_dhcp_lease_is_taken_without_dns_servers_at_its_networks_own_or_broadcast_address() {
+    let (wire, a, _b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 256);
+    let mut stack = Stack::start(Box::new(a), 0, Config::Dhcp { timeout_ns: 0 }, 0).unwrap();
+    let lease = (
+        Ipv4Addr::new(10, 0, 0, 5),
+        Ipv4Addr::new(255, 255, 255, 0),
+        Some(DHCP_SERVER.0),
+    );
+    let usable = Ipv4Addr::new(10, 0, 0, 53);
+    let dns = [
+        Ipv4Addr::new(10, 0, 0, 255),
+        usable,
+        Ipv4Addr::new(10, 0, 0, 0),
+    ];
+    let mut now_ns = 0;
+    serve_dhcp(&mut stack, &wire, lease, &dns, &mut now_ns);
+    assert_eq!(stack.address(), Some((lease.0, 24)));
+    assert_eq!(stack.counters().dhcp_dns_servers_dropped, 2);
+    let (_nic, _config, dns_servers) = stack.into_parts();
+    assert_eq!(dns_servers, [usable]);
+}
+
 /// The stacks `attach_cores` splits from a DHCP-leased stack, one per queue pair, ask
 /// every DNS server the lease named, in turn: each fails over to the second when the
 /// first does not answer. They used to be given the first server only, and asked it

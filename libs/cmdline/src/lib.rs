@@ -199,10 +199,12 @@ impl Ipv4Config {
     /// Whether a host can use the configuration, or why not: the prefix is 1 to 32, the
     /// address a unicast host address that is not its network's first or last address
     /// (but on /31 and /32, where every address is a host's), the router another such
-    /// host of the same network, the DNS server a unicast host address. A unicast host
-    /// address is none of 0/8 ("this network"), 127/8 (loopback) and 240/4 (reserved),
-    /// which RFC 1122 (3.2.1.3) keeps from hosts' addresses. The kernel's `ip=` is
-    /// checked so, and so are the apps' own fixed configurations and DHCP leases.
+    /// host of the same network, the DNS server a unicast host address on any network,
+    /// on the address's own not that network's first or last address either (its
+    /// directed broadcast; but on /31 and /32). A unicast host address is none of 0/8
+    /// ("this network"), 127/8 (loopback) and 240/4 (reserved), which RFC 1122
+    /// (3.2.1.3) keeps from hosts' addresses. The kernel's `ip=` is checked so, and so
+    /// are the apps' own fixed configurations and DHCP leases.
     pub fn check(&self) -> Result<(), &'static str> {
         let Self {
             address,
@@ -219,11 +221,10 @@ impl Ipv4Config {
         // A host of the address's network: not the network's first or last address (but
         // on /31 and /32, where every address is a host's).
         let mask = u32::MAX << (32 - u32::from(prefix));
+        let in_network = |a: Ipv4Addr| (u32::from(a) ^ u32::from(address)) & mask == 0;
         let on_network = |a: Ipv4Addr| {
             let host_bits = u32::from(a) & !mask;
-            (u32::from(a) ^ u32::from(address)) & mask == 0
-                && (prefix > 30 || host_bits != 0)
-                && Some(a) != self.broadcast()
+            in_network(a) && (prefix > 30 || host_bits != 0) && Some(a) != self.broadcast()
         };
         if !host(address) {
             return Err("the address is not a unicast host address");
@@ -247,6 +248,9 @@ impl Ipv4Config {
             }
             _ if dns.is_some_and(in_no_host_block) => {
                 Err("the DNS server is in 0/8, 127/8 (loopback) or 240/4, no host's address")
+            }
+            _ if dns.is_some_and(|dns| in_network(dns) && !on_network(dns)) => {
+                Err("the DNS server is the address's network's own or broadcast address")
             }
             _ => Ok(()),
         }
@@ -882,6 +886,22 @@ mod tests {
         // On /31 both addresses are hosts'; a router on a wide network; a DNS server anywhere.
         assert!(parse("ip=10.0.2.0/31,10.0.2.1").is_ok());
         assert!(parse("ip=10.0.2.255/16,10.0.0.1,8.8.8.8").is_ok());
+        // Another network's first and last addresses, and on /31 and /32 the network's
+        // own, are hosts' addresses a DNS server may have.
+        assert!(parse("ip=10.0.2.15/24,10.0.2.2,10.0.3.255").is_ok());
+        assert!(parse("ip=10.0.2.15/24,10.0.2.2,10.0.3.0").is_ok());
+        assert!(parse("ip=10.0.2.0/31,10.0.2.1,10.0.2.1").is_ok());
+        assert!(parse("ip=10.0.2.1/31,10.0.2.0,10.0.2.0").is_ok());
+        let point_to_point = |address, prefix, dns| Ipv4Config {
+            address,
+            prefix,
+            router: None,
+            dns: Some(dns),
+        };
+        let (first, last) = (Ipv4Addr::new(10, 0, 2, 0), Ipv4Addr::new(10, 0, 2, 1));
+        assert_eq!(point_to_point(last, 31, first).check(), Ok(()));
+        assert_eq!(point_to_point(first, 31, last).check(), Ok(()));
+        assert_eq!(point_to_point(last, 32, last).check(), Ok(()));
         assert_eq!(
             parse("ip=10.0.2.15/24,10.0.2.2,10.0.2.3")
                 .unwrap()
@@ -918,6 +938,10 @@ mod tests {
             "ip=0.0.0.1/8",
             "ip=240.0.0.1/8",
             "ip=10.0.2.15/24,10.0.2.2,127.0.0.53",
+            // The DNS server is the network's own or (directed) broadcast address.
+            "ip=10.0.2.15/24,10.0.2.2,10.0.2.255",
+            "ip=10.0.2.15/24,10.0.2.2,10.0.2.0",
+            "ip=10.0.2.15/16,10.0.2.2,10.0.255.255",
         ] {
             assert_eq!(
                 parse(word),
