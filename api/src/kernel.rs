@@ -202,7 +202,8 @@ macro_rules! kernel_calls {
             /// Nanoseconds since boot (monotonic).
             fn now_ns(&self) -> u64;
             /// Seconds since 1970-01-01 00:00:00 UTC, to the second: the machine's CMOS
-            /// clock (read at the first call, assumed to keep UTC) plus the time since.
+            /// clock (read at the first call as its seconds change, which that call waits
+            /// for, up to 1 s; assumed to keep UTC) plus the time since.
             /// [`ApiError::NoWallClock`] on a machine without one.
             fn unix_time_s(&self) -> Result<u64, ApiError>;
             /// Writes one log line (with the time and core number) to the consoles.

@@ -266,20 +266,16 @@ pub fn tsc_at_ns(ns: u64) -> u64 {
     crate::arch::entry::boot_tsc().saturating_add(ticks)
 }
 
-/// Seconds since 1970 at the boot's first instruction by the CMOS clock, read at the
-/// first [`unix_time_s`] (a reading waits out the clock's update, up to 2 ms).
-static BOOT_UNIX_S: spin::Once<Result<u64, rexo_rtc::RtcError>> = spin::Once::new();
+/// The CMOS clock, read at the first [`unix_time_s`] as its seconds change.
+static WALL_CLOCK: rexo_rtc::WallClock = rexo_rtc::WallClock::new();
 
 /// Seconds since 1970-01-01 UTC, to the second: the CMOS clock read once, plus the
-/// monotonic clock since; the reason when the machine has no readable clock.
+/// monotonic clock since; the reason when the machine has no readable clock. The first
+/// call waits for the clock's seconds to change, up to 1 s ([`rexo_rtc::WallClock`]).
 pub fn unix_time_s() -> Result<u64, rexo_rtc::RtcError> {
-    let boot_s = BOOT_UNIX_S.call_once(|| {
-        let century = crate::platform::acpi().and_then(|a| a.fadt.as_ref()?.century);
-        let read = rexo_rtc::unix_time(&mut |i| (outb(0x70, i), inb(0x71)).1, century);
-        let read = read.inspect_err(|why| log::warn!("time: no wall clock: {why}"));
-        read.map(|now| now.saturating_sub(now_ns() / 1_000_000_000))
-    });
-    boot_s.map(|boot_s| boot_s + now_ns() / 1_000_000_000)
+    let century = crate::platform::acpi().and_then(|a| a.fadt.as_ref()?.century);
+    let cmos = &mut |i| (outb(0x70, i), inb(0x71)).1;
+    WALL_CLOCK.unix_time_s(cmos, century, &now_ns, &mut |why| log::warn!("time: {why}"))
 }
 
 /// Busy-waits `micros` microseconds.

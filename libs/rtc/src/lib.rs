@@ -1,7 +1,8 @@
 //! The CMOS real-time clock (the MC146818 and its successors in every PC chipset) read as
-//! seconds since 1970-01-01 00:00:00 UTC, and such seconds as a date and time again
-//! ([`DateTime`]). The kernel passes the register reads (index
-//! to port 0x70, data from 0x71); the rest is here, where the host tests reach it.
+//! seconds since 1970-01-01 00:00:00 UTC ([`WallClock`]: read once, as its seconds
+//! change, and counted on the monotonic clock since), and such seconds as a date and time
+//! again ([`DateTime`]). The kernel passes the register reads (index to port 0x70, data
+//! from 0x71) and its monotonic clock; the rest is here, where the host tests reach it.
 //!
 //! The registers: seconds 0x00, minutes 0x02, hours 0x04, day of month 0x07, month 0x08,
 //! year 0x09 (two digits), status A 0x0A (bit 7: an update is in progress or starts
@@ -28,6 +29,11 @@ const UPDATE_READS: u32 = 1_000_000;
 /// Readings taken before a clock whose registers never agree twice in a row is given up
 /// on (it changes at most once a second).
 const READINGS: u32 = 8;
+/// Nanoseconds in a second.
+const NS_PER_S: u64 = 1_000_000_000;
+/// How long after a reading the clock's seconds must have changed: they change once a
+/// second; a clock that shows the same second longer than this is stopped.
+const STOPPED_AFTER_NS: u64 = 2 * NS_PER_S;
 
 /// Why the clock gave no time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +44,8 @@ pub enum RtcError {
     StuckInUpdate,
     /// No two readings in a row agreed.
     Unsettled,
+    /// The seconds did not change within 2 s: the clock is stopped.
+    Stopped,
     /// A register held a value no date or time has (`value` as read, before decoding).
     Invalid {
         /// Which field.
@@ -53,6 +61,7 @@ impl fmt::Display for RtcError {
             Self::Absent => f.write_str("no CMOS clock (its registers read 0xFF)"),
             Self::StuckInUpdate => f.write_str("the CMOS clock never left its update cycle"),
             Self::Unsettled => f.write_str("the CMOS clock's registers never read the same twice"),
+            Self::Stopped => f.write_str("the CMOS clock's seconds did not change within 2 s"),
             Self::Invalid { field, value } => {
                 write!(f, "the CMOS clock's {field} register holds {value:#04x}")
             }
@@ -73,9 +82,116 @@ struct Reading {
     status_b: u8,
 }
 
+/// The wall clock: the CMOS clock read at the first [`WallClock::unix_time_s`], as its
+/// seconds change, plus the monotonic clock since; one for the machine, shared by its
+/// cores.
+pub struct WallClock {
+    /// The boot time by the reading, or why there was none.
+    boot: spin::Once<Result<BootTime, RtcError>>,
+}
+
+impl WallClock {
+    /// A wall clock whose CMOS clock is not read yet.
+    pub const fn new() -> Self {
+        Self {
+            boot: spin::Once::new(),
+        }
+    }
+
+    /// Seconds since 1970-01-01 00:00:00 UTC at `now_ns()` (the monotonic clock,
+    /// nanoseconds since boot), to the second. The first call reads the CMOS clock
+    /// through `cmos` (register index to value; `century` is the FADT's century
+    /// register index, if any) as its seconds change, so the boot time is known to a
+    /// reading's length rather than to a second: it waits up to 1 s for the change, 2 s
+    /// before a clock whose seconds never change is given up on ([`RtcError::Stopped`]).
+    /// Cores calling meanwhile wait for that reading. Why a reading failed goes to
+    /// `warn` and is kept: every later call returns it.
+    pub fn unix_time_s(
+        &self,
+        cmos: &mut dyn FnMut(u8) -> u8,
+        century: Option<u8>,
+        now_ns: &dyn Fn() -> u64,
+        warn: &mut dyn FnMut(fmt::Arguments),
+    ) -> Result<u64, RtcError> {
+        let boot = self.boot.call_once(|| {
+            let read = read_at_second_change(cmos, century, now_ns);
+            read.inspect_err(|why| warn(format_args!("no wall clock: {why}")))
+        });
+        boot.map(|boot| boot.unix_time_s(now_ns()))
+    }
+}
+
+impl Default for WallClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The boot (the monotonic clock's zero) as a wall-clock time: seconds since 1970 and
+/// nanoseconds past that second, kept apart so that any year the clock can show fits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct BootTime {
+    seconds: u64,
+    subsec_ns: u64,
+}
+
+impl BootTime {
+    /// The boot time by a reading of `unix_s` taken at the start of that second,
+    /// `at_ns` after boot; 1970 for a clock that shows less time than has passed since
+    /// boot.
+    fn by_second_start(unix_s: u64, at_ns: u64) -> Self {
+        let (whole_s, part_ns) = (at_ns / NS_PER_S, at_ns % NS_PER_S);
+        let seconds = unix_s.saturating_sub(whole_s);
+        match (seconds, part_ns) {
+            (seconds, 0) => Self {
+                seconds,
+                subsec_ns: 0,
+            },
+            (1.., part_ns) => Self {
+                seconds: seconds - 1,
+                subsec_ns: NS_PER_S - part_ns,
+            },
+            (0, _) => Self {
+                seconds: 0,
+                subsec_ns: 0,
+            },
+        }
+    }
+
+    /// Seconds since 1970 at `now_ns` after boot.
+    fn unix_time_s(self, now_ns: u64) -> u64 {
+        let carried_s = (self.subsec_ns + now_ns % NS_PER_S) / NS_PER_S;
+        self.seconds
+            .saturating_add(now_ns / NS_PER_S)
+            .saturating_add(carried_s)
+    }
+}
+
+/// The boot time by the clock read through `cmos` as its seconds change: a reading,
+/// then readings until one shows another second, whose start lies at most a reading
+/// before the monotonic time `now_ns()` right after it.
+fn read_at_second_change(
+    cmos: &mut dyn FnMut(u8) -> u8,
+    century: Option<u8>,
+    now_ns: &dyn Fn() -> u64,
+) -> Result<BootTime, RtcError> {
+    let first = unix_time(cmos, century)?;
+    let give_up_ns = now_ns().saturating_add(STOPPED_AFTER_NS);
+    loop {
+        let unix_s = unix_time(cmos, century)?;
+        let at_ns = now_ns();
+        if unix_s != first {
+            return Ok(BootTime::by_second_start(unix_s, at_ns));
+        }
+        if at_ns > give_up_ns {
+            return Err(RtcError::Stopped);
+        }
+    }
+}
+
 /// Reads the clock through `cmos` (register index to value) and returns seconds since
 /// 1970; `century` is the FADT's century register index, if any.
-pub fn unix_time(cmos: &mut dyn FnMut(u8) -> u8, century: Option<u8>) -> Result<u64, RtcError> {
+fn unix_time(cmos: &mut dyn FnMut(u8) -> u8, century: Option<u8>) -> Result<u64, RtcError> {
     if cmos(0x0B) == 0xFF && cmos(0x00) == 0xFF {
         return Err(RtcError::Absent);
     }

@@ -1,4 +1,5 @@
 use super::*;
+use core::cell::Cell;
 
 /// A CMOS clock in memory: its registers, and how many more status A reads say "update
 /// in progress".
@@ -214,5 +215,127 @@ fn the_farthest_moments_are_dated_at_once() {
     assert_eq!(
         DateTime::from_unix(u64::MAX).to_string(),
         "584554051223-11-09 07:00:15"
+    );
+}
+
+/// A CMOS clock that runs: its registers (BCD, 24-hour) show the wall time
+/// `wall_at_boot_ns` plus the monotonic clock, which each register read moves on by
+/// `READ_NS`; status A says "update in progress" in the 244 us before each second.
+struct RunningClock {
+    wall_at_boot_ns: u64,
+    now_ns: Cell<u64>,
+}
+
+/// How long one register read takes on a [`RunningClock`].
+const READ_NS: u64 = 2_000;
+
+impl RunningClock {
+    fn new(wall_at_boot_ns: u64) -> Self {
+        Self {
+            wall_at_boot_ns,
+            now_ns: Cell::new(0),
+        }
+    }
+
+    fn read(&self, index: u8) -> u8 {
+        let now_ns = self.now_ns.get() + READ_NS;
+        self.now_ns.set(now_ns);
+        let wall_ns = self.wall_at_boot_ns + now_ns;
+        let time = DateTime::from_unix(wall_ns / NS_PER_S);
+        let bcd = |value: u8| ((value / 10) << 4) | (value % 10);
+        match index {
+            0x00 => bcd(time.second),
+            0x02 => bcd(time.minute),
+            0x04 => bcd(time.hour),
+            0x07 => bcd(time.day),
+            0x08 => bcd(time.month),
+            0x09 => bcd((time.year % 100) as u8),
+            0x0A if wall_ns % NS_PER_S >= NS_PER_S - 244_000 => UPDATE_IN_PROGRESS,
+            0x0B => HOURS_24,
+            _ => 0,
+        }
+    }
+
+    /// The wall clock's seconds at `now_ns`, read through `wall` (the first call reads
+    /// this clock).
+    fn unix_time_s(&self, wall: &WallClock, now_ns: u64) -> Result<u64, RtcError> {
+        let now = || self.now_ns.get().max(now_ns);
+        wall.unix_time_s(&mut |i| self.read(i), None, &now, &mut |_| {})
+    }
+}
+
+/// The boot time is kept to the nanosecond and the seconds are counted from it: 3.7 s
+/// after a boot at WHEN + 0.3 s it is WHEN + 4, not WHEN + 3 as when the boot time was
+/// kept in whole seconds (the reading's second less the whole seconds since boot).
+#[test]
+fn the_boot_time_keeps_the_part_of_a_second() {
+    let boot = BootTime::by_second_start(WHEN + 3, 2_700_000_000);
+    assert_eq!(
+        boot,
+        BootTime {
+            seconds: WHEN,
+            subsec_ns: 300_000_000
+        }
+    );
+    assert_eq!(boot.unix_time_s(0), WHEN);
+    assert_eq!(boot.unix_time_s(699_999_999), WHEN);
+    assert_eq!(boot.unix_time_s(700_000_000), WHEN + 1);
+    assert_eq!(boot.unix_time_s(3_700_000_000), WHEN + 4);
+    // A whole second since boot, a clock showing less than the time since boot, and the
+    // last year a century register can give (9999) with the longest uptime.
+    let whole = BootTime::by_second_start(WHEN, 5 * NS_PER_S);
+    assert_eq!(whole.unix_time_s(5 * NS_PER_S), WHEN);
+    assert_eq!(
+        BootTime::by_second_start(3, 5_500_000_000).unix_time_s(0),
+        0
+    );
+    let last = 253_402_300_799;
+    let boot = BootTime::by_second_start(last, 1);
+    assert_eq!(boot.unix_time_s(1), last);
+    assert_eq!(boot.unix_time_s(u64::MAX), last + u64::MAX / NS_PER_S);
+}
+
+/// The clock is read as its seconds change, so the wall clock is right to the second
+/// whenever it is asked (it trails by at most a reading, a few microseconds here).
+/// Read at once, the reading's second was taken for the boot's: up to a second behind.
+#[test]
+fn the_wall_clock_keeps_the_clock_s_seconds() {
+    for wall_at_boot_ns in [WHEN * NS_PER_S + 300_000_000, WHEN * NS_PER_S + 999_000_000] {
+        let clock = RunningClock::new(wall_at_boot_ns);
+        let wall = WallClock::new();
+        let first = clock.unix_time_s(&wall, 0).unwrap();
+        let read_ns = clock.now_ns.get();
+        assert!(read_ns <= NS_PER_S + 1_000_000, "waited {read_ns} ns");
+        assert_eq!(first, (wall_at_boot_ns + read_ns) / NS_PER_S);
+        for now_ns in (read_ns..read_ns + 3 * NS_PER_S).step_by(10_000_001) {
+            let wall_ns = wall_at_boot_ns + now_ns;
+            let unix_s = clock.unix_time_s(&wall, now_ns).unwrap();
+            assert!(
+                unix_s * NS_PER_S <= wall_ns && wall_ns < (unix_s + 1) * NS_PER_S + 100_000,
+                "{unix_s} s at {wall_ns} ns"
+            );
+        }
+        assert_eq!(clock.now_ns.get(), read_ns, "the clock was read once");
+    }
+}
+
+/// A clock whose seconds do not change within 2 s is stopped, not taken to show the time.
+#[test]
+fn a_clock_whose_seconds_never_change_is_stopped() {
+    let mut cmos = Cmos::new([0x05, 0x42, 0x17, 0x24, 0x11, 0x26], HOURS_24);
+    let now_ns = Cell::new(0);
+    let now = || {
+        now_ns.set(now_ns.get() + 1_000_000);
+        now_ns.get()
+    };
+    let mut warned = Vec::new();
+    let wall = WallClock::new();
+    let mut warn = |why: fmt::Arguments| warned.push(why.to_string());
+    let read = wall.unix_time_s(&mut |i| cmos.read(i), None, &now, &mut warn);
+    assert_eq!(read, Err(RtcError::Stopped));
+    assert!((2 * NS_PER_S..3 * NS_PER_S).contains(&now_ns.get()));
+    assert_eq!(
+        warned,
+        ["no wall clock: the CMOS clock's seconds did not change within 2 s"]
     );
 }
