@@ -204,7 +204,8 @@ macro_rules! kernel_calls {
             /// Seconds since 1970-01-01 00:00:00 UTC, to the second: the machine's CMOS
             /// clock (read at the first call as its seconds change, which that call waits
             /// for, up to 1 s; assumed to keep UTC) plus the time since.
-            /// [`ApiError::NoWallClock`] on a machine without one.
+            /// [`ApiError::NoWallClock`] on a machine without one, or for 60 s after a
+            /// failed reading, after which a call reads the clock again.
             fn unix_time_s(&self) -> Result<u64, ApiError>;
             /// Writes one log line (with the time and core number) to the consoles.
             fn log(&self, line: fmt::Arguments<'_>);

@@ -266,7 +266,8 @@ pub fn tsc_at_ns(ns: u64) -> u64 {
     crate::arch::entry::boot_tsc().saturating_add(ticks)
 }
 
-/// The CMOS clock, read at the first [`unix_time_s`] as its seconds change.
+/// The CMOS clock, read at the first [`unix_time_s`] as its seconds change (after a failed
+/// reading, again at the first call a minute later).
 static WALL_CLOCK: rexo_rtc::WallClock = rexo_rtc::WallClock::new();
 
 /// Seconds since 1970-01-01 UTC, to the second: the CMOS clock read once, plus the

@@ -53,7 +53,7 @@ pub const SHARED: &[(&str, &str)] = &[
     ),
     (
         "libs/rtc",
-        "rexo-rtc: the kernel's wall clock and its calendar (Unix time to date and time), which the monitor shows; arithmetic on the CMOS clock's registers the kernel reads, and spin's Once to share the reading between cores",
+        "rexo-rtc: the kernel's wall clock and its calendar (Unix time to date and time), which the monitor shows; arithmetic on the CMOS clock's registers the kernel reads, and spin's Once and Mutex to share the reading (or a failed one's error) between cores",
     ),
 ];
 

@@ -150,8 +150,9 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
     let serving = stacks.len();
     let started = kernel.now_ns();
     // Answers carry a `Date` field from the wall clock; without one, none (RFC 9110).
-    // Each core reads the clock itself: the kernel reads it once, so whether there is
-    // one never changes.
+    // Each core reads the clock itself as it starts serving: the kernel keeps a reading
+    // that succeeded, and answers a failed one's error for a minute before it reads the
+    // clock again, so the cores find what this call finds unless they start a minute later.
     if let Err(error) = kernel.unix_time_s() {
         kernel.log(format_args!("httpd: {error}: answers carry no Date"));
     }

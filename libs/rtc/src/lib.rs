@@ -34,6 +34,10 @@ const NS_PER_S: u64 = 1_000_000_000;
 /// How long after a reading the clock's seconds must have changed: they change once a
 /// second; a clock that shows the same second longer than this is stopped.
 const STOPPED_AFTER_NS: u64 = 2 * NS_PER_S;
+/// How long after a failed reading the clock is read again (at the first call after
+/// that): the calls between return the failure at once, since a reading can cost a
+/// second or more (a clock stuck in its update, or stopped).
+const RETRY_AFTER_NS: u64 = 60 * NS_PER_S;
 
 /// Why the clock gave no time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,8 +90,11 @@ struct Reading {
 /// seconds change, plus the monotonic clock since; one for the machine, shared by its
 /// cores.
 pub struct WallClock {
-    /// The boot time by the reading, or why there was none.
-    boot: spin::Once<Result<BootTime, RtcError>>,
+    /// The boot time, once a reading succeeded.
+    boot: spin::Once<BootTime>,
+    /// Why the last reading failed, and the monotonic time from which the clock is read
+    /// again.
+    failed: spin::Mutex<Option<(RtcError, u64)>>,
 }
 
 impl WallClock {
@@ -95,6 +102,7 @@ impl WallClock {
     pub const fn new() -> Self {
         Self {
             boot: spin::Once::new(),
+            failed: spin::Mutex::new(None),
         }
     }
 
@@ -104,8 +112,9 @@ impl WallClock {
     /// register index, if any) as its seconds change, so the boot time is known to a
     /// reading's length rather than to a second: it waits up to 1 s for the change, 2 s
     /// before a clock whose seconds never change is given up on ([`RtcError::Stopped`]).
-    /// Cores calling meanwhile wait for that reading. Why a reading failed goes to
-    /// `warn` and is kept: every later call returns it.
+    /// Cores calling meanwhile wait for that reading. A reading that succeeded is kept;
+    /// why one failed goes to `warn`, and calls in the next 60 s return it without
+    /// reading, the first call after them reads the clock again.
     pub fn unix_time_s(
         &self,
         cmos: &mut dyn FnMut(u8) -> u8,
@@ -113,11 +122,22 @@ impl WallClock {
         now_ns: &dyn Fn() -> u64,
         warn: &mut dyn FnMut(fmt::Arguments),
     ) -> Result<u64, RtcError> {
-        let boot = self.boot.call_once(|| {
+        let boot = self.boot.try_call_once(|| {
+            let mut failed = self.failed.lock();
+            if let Some((why, again_ns)) = *failed
+                && now_ns() < again_ns
+            {
+                return Err(why);
+            }
             let read = read_at_second_change(cmos, century, now_ns);
-            read.inspect_err(|why| warn(format_args!("no wall clock: {why}")))
-        });
-        boot.map(|boot| boot.unix_time_s(now_ns()))
+            read.inspect_err(|&why| {
+                warn(format_args!(
+                    "no wall clock: {why} (read again at a call 60 s or more later)"
+                ));
+                *failed = Some((why, now_ns().saturating_add(RETRY_AFTER_NS)));
+            })
+        })?;
+        Ok(boot.unix_time_s(now_ns()))
     }
 }
 

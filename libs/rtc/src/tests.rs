@@ -221,9 +221,12 @@ fn the_farthest_moments_are_dated_at_once() {
 /// A CMOS clock that runs: its registers (BCD, 24-hour) show the wall time
 /// `wall_at_boot_ns` plus the monotonic clock, which each register read moves on by
 /// `READ_NS`; status A says "update in progress" in the 244 us before each second.
+/// While `absent`, every register reads 0xFF.
 struct RunningClock {
     wall_at_boot_ns: u64,
     now_ns: Cell<u64>,
+    reads: Cell<u64>,
+    absent: Cell<bool>,
 }
 
 /// How long one register read takes on a [`RunningClock`].
@@ -234,12 +237,18 @@ impl RunningClock {
         Self {
             wall_at_boot_ns,
             now_ns: Cell::new(0),
+            reads: Cell::new(0),
+            absent: Cell::new(false),
         }
     }
 
     fn read(&self, index: u8) -> u8 {
         let now_ns = self.now_ns.get() + READ_NS;
         self.now_ns.set(now_ns);
+        self.reads.set(self.reads.get() + 1);
+        if self.absent.get() {
+            return 0xFF;
+        }
         let wall_ns = self.wall_at_boot_ns + now_ns;
         let time = DateTime::from_unix(wall_ns / NS_PER_S);
         let bcd = |value: u8| ((value / 10) << 4) | (value % 10);
@@ -256,11 +265,15 @@ impl RunningClock {
         }
     }
 
-    /// The wall clock's seconds at `now_ns`, read through `wall` (the first call reads
-    /// this clock).
-    fn unix_time_s(&self, wall: &WallClock, now_ns: u64) -> Result<u64, RtcError> {
-        let now = || self.now_ns.get().max(now_ns);
-        wall.unix_time_s(&mut |i| self.read(i), None, &now, &mut |_| {})
+    /// The wall clock's seconds at `now_ns` (the monotonic clock moved on to it), read
+    /// through `wall` (which may read this clock), and what `wall` warned of.
+    fn unix_time_s(&self, wall: &WallClock, now_ns: u64) -> (Result<u64, RtcError>, Vec<String>) {
+        self.now_ns.set(self.now_ns.get().max(now_ns));
+        let mut warned = Vec::new();
+        let mut warn = |why: fmt::Arguments| warned.push(why.to_string());
+        let now = || self.now_ns.get();
+        let unix_s = wall.unix_time_s(&mut |i| self.read(i), None, &now, &mut warn);
+        (unix_s, warned)
     }
 }
 
@@ -303,19 +316,19 @@ fn the_wall_clock_keeps_the_clock_s_seconds() {
     for wall_at_boot_ns in [WHEN * NS_PER_S + 300_000_000, WHEN * NS_PER_S + 999_000_000] {
         let clock = RunningClock::new(wall_at_boot_ns);
         let wall = WallClock::new();
-        let first = clock.unix_time_s(&wall, 0).unwrap();
-        let read_ns = clock.now_ns.get();
+        let first = clock.unix_time_s(&wall, 0).0.unwrap();
+        let (read_ns, reads) = (clock.now_ns.get(), clock.reads.get());
         assert!(read_ns <= NS_PER_S + 1_000_000, "waited {read_ns} ns");
         assert_eq!(first, (wall_at_boot_ns + read_ns) / NS_PER_S);
         for now_ns in (read_ns..read_ns + 3 * NS_PER_S).step_by(10_000_001) {
             let wall_ns = wall_at_boot_ns + now_ns;
-            let unix_s = clock.unix_time_s(&wall, now_ns).unwrap();
+            let unix_s = clock.unix_time_s(&wall, now_ns).0.unwrap();
             assert!(
                 unix_s * NS_PER_S <= wall_ns && wall_ns < (unix_s + 1) * NS_PER_S + 100_000,
                 "{unix_s} s at {wall_ns} ns"
             );
         }
-        assert_eq!(clock.now_ns.get(), read_ns, "the clock was read once");
+        assert_eq!(clock.reads.get(), reads, "the clock was read once");
     }
 }
 
@@ -336,6 +349,51 @@ fn a_clock_whose_seconds_never_change_is_stopped() {
     assert!((2 * NS_PER_S..3 * NS_PER_S).contains(&now_ns.get()));
     assert_eq!(
         warned,
-        ["no wall clock: the CMOS clock's seconds did not change within 2 s"]
+        [
+            "no wall clock: the CMOS clock's seconds did not change within 2 s (read again at a call 60 s or more later)"
+        ]
     );
+}
+
+/// A failed reading is not kept for good: the calls in the next 60 s return its error
+/// without reading the clock, the first after them reads it again, and a reading that
+/// succeeds is kept. Before, the first reading's error was the answer until reboot.
+#[test]
+fn a_failed_reading_is_tried_again_a_minute_later() {
+    let clock = RunningClock::new(WHEN * NS_PER_S + 500_000_000);
+    let wall = WallClock::new();
+    clock.absent.set(true);
+    let (unix_s, warned) = clock.unix_time_s(&wall, 0);
+    assert_eq!(unix_s, Err(RtcError::Absent));
+    assert_eq!(
+        warned,
+        [
+            "no wall clock: no CMOS clock (its registers read 0xFF) (read again at a call 60 s or more later)"
+        ]
+    );
+    let failed_at_ns = clock.now_ns.get();
+    clock.absent.set(false);
+    let reads = clock.reads.get();
+    for now_ns in [failed_at_ns, failed_at_ns + RETRY_AFTER_NS - 1] {
+        let (unix_s, warned) = clock.unix_time_s(&wall, now_ns);
+        assert_eq!((unix_s, warned.len()), (Err(RtcError::Absent), 0));
+    }
+    assert_eq!(clock.reads.get(), reads, "not read again within the minute");
+    let again_ns = failed_at_ns + RETRY_AFTER_NS;
+    let (unix_s, warned) = clock.unix_time_s(&wall, again_ns);
+    let read_ns = clock.now_ns.get();
+    assert_eq!(
+        unix_s,
+        Ok((WHEN * NS_PER_S + 500_000_000 + read_ns) / NS_PER_S)
+    );
+    assert!(warned.is_empty());
+    // Kept: the clock is not read again, gone or not.
+    clock.absent.set(true);
+    let reads = clock.reads.get();
+    let later_ns = read_ns + 10 * RETRY_AFTER_NS;
+    assert_eq!(
+        clock.unix_time_s(&wall, later_ns).0,
+        unix_s.map(|s| s + 600)
+    );
+    assert_eq!(clock.reads.get(), reads);
 }
