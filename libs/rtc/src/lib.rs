@@ -8,7 +8,8 @@
 //! year 0x09 (two digits), status A 0x0A (bit 7: an update is in progress or starts
 //! within 244 us, during which the time registers must not be read), status B 0x0B
 //! (bit 2: binary, else BCD; bit 1: 24-hour, else 12-hour with bit 7 of the hours
-//! meaning PM), and the century at the index the FADT gives, if it gives one (without it
+//! meaning PM), and the century at the index the FADT gives, if it gives one (without it,
+//! or when it holds no century from 19 to 99, as 0x00 where the firmware never set it,
 //! the years are 2000-2099). A reading is taken once no update is in progress, and
 //! taken again until two in a row agree, so an update between two registers never
 //! yields a time that never was. The clock is assumed to keep UTC, as Linux's default.
@@ -112,7 +113,8 @@ impl WallClock {
     /// register index, if any) as its seconds change, so the boot time is known to a
     /// reading's length rather than to a second: it waits up to 1 s for the change, 2 s
     /// before a clock whose seconds never change is given up on ([`RtcError::Stopped`]).
-    /// Cores calling meanwhile wait for that reading. A reading that succeeded is kept;
+    /// Cores calling meanwhile wait for that reading. A reading that succeeded is kept
+    /// (a century register that held no century, taken as 20, goes to `warn` then);
     /// why one failed goes to `warn`, and calls in the next 60 s return it without
     /// reading, the first call after them reads the clock again.
     pub fn unix_time_s(
@@ -130,12 +132,19 @@ impl WallClock {
                 return Err(why);
             }
             let read = read_at_second_change(cmos, century, now_ns);
-            read.inspect_err(|&why| {
+            let (boot, unset_century) = read.inspect_err(|&why| {
                 warn(format_args!(
                     "no wall clock: {why} (read again at a call 60 s or more later)"
                 ));
                 *failed = Some((why, now_ns().saturating_add(RETRY_AFTER_NS)));
-            })
+            })?;
+            if let (Some(index), Some(value)) = (century, unset_century) {
+                warn(format_args!(
+                    "the century register (CMOS {index:#04x}) holds {value:#04x}, no \
+                     century: the years are taken as 2000-2099"
+                ));
+            }
+            Ok(boot)
         })?;
         Ok(boot.unix_time_s(now_ns()))
     }
@@ -189,19 +198,20 @@ impl BootTime {
 
 /// The boot time by the clock read through `cmos` as its seconds change: a reading,
 /// then readings until one shows another second, whose start lies at most a reading
-/// before the monotonic time `now_ns()` right after it.
+/// before the monotonic time `now_ns()` right after it. With it, what the century
+/// register held if it held no century ([`unix_time`]).
 fn read_at_second_change(
     cmos: &mut dyn FnMut(u8) -> u8,
     century: Option<u8>,
     now_ns: &dyn Fn() -> u64,
-) -> Result<BootTime, RtcError> {
-    let first = unix_time(cmos, century)?;
+) -> Result<(BootTime, Option<u8>), RtcError> {
+    let (first, _) = unix_time(cmos, century)?;
     let give_up_ns = now_ns().saturating_add(STOPPED_AFTER_NS);
     loop {
-        let unix_s = unix_time(cmos, century)?;
+        let (unix_s, unset_century) = unix_time(cmos, century)?;
         let at_ns = now_ns();
         if unix_s != first {
-            return Ok(BootTime::by_second_start(unix_s, at_ns));
+            return Ok((BootTime::by_second_start(unix_s, at_ns), unset_century));
         }
         if at_ns > give_up_ns {
             return Err(RtcError::Stopped);
@@ -210,8 +220,12 @@ fn read_at_second_change(
 }
 
 /// Reads the clock through `cmos` (register index to value) and returns seconds since
-/// 1970; `century` is the FADT's century register index, if any.
-fn unix_time(cmos: &mut dyn FnMut(u8) -> u8, century: Option<u8>) -> Result<u64, RtcError> {
+/// 1970; `century` is the FADT's century register index, if any. With them, what that
+/// register held if it held no century (19 to 99), the years then taken as 2000-2099.
+fn unix_time(
+    cmos: &mut dyn FnMut(u8) -> u8,
+    century: Option<u8>,
+) -> Result<(u64, Option<u8>), RtcError> {
     if cmos(0x0B) == 0xFF && cmos(0x00) == 0xFF {
         return Err(RtcError::Absent);
     }
@@ -245,8 +259,9 @@ fn wait_for_no_update(cmos: &mut dyn FnMut(u8) -> u8) -> Result<(), RtcError> {
 }
 
 impl Reading {
-    /// Seconds since 1970 by this reading.
-    fn decode(&self) -> Result<u64, RtcError> {
+    /// Seconds since 1970 by this reading, and the century register's value if it held
+    /// no century (19 to 99; 0x00 where the firmware never set it), 20 taken instead.
+    fn decode(&self) -> Result<(u64, Option<u8>), RtcError> {
         let binary = self.status_b & BINARY != 0;
         let number = |field: &'static str, value: u8, range: core::ops::RangeInclusive<u8>| {
             let invalid = RtcError::Invalid { field, value };
@@ -275,9 +290,12 @@ impl Reading {
                 })?;
             hour % 12 + if pm { 12 } else { 0 }
         };
-        let century = match self.century {
-            Some(value) => number("century", value, 19..=99)?,
-            None => 20,
+        let (century, unset_century) = match self.century {
+            Some(value) => match number("century", value, 19..=99) {
+                Ok(century) => (century, None),
+                Err(_) => (20, Some(value)),
+            },
+            None => (20, None),
         };
         let year = u64::from(century) * 100 + u64::from(number("year", self.year, 0..=99)?);
         if year < 1970 {
@@ -292,7 +310,7 @@ impl Reading {
         let seconds = u64::from(hour) * 3600
             + u64::from(number("minutes", self.minute, 0..=59)?) * 60
             + u64::from(number("seconds", self.second, 0..=59)?);
-        Ok(days * 86_400 + seconds)
+        Ok((days * 86_400 + seconds, unset_century))
     }
 }
 

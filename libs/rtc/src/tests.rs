@@ -38,6 +38,14 @@ impl Cmos {
     }
 
     fn time(&mut self, century: Option<u8>) -> Result<u64, RtcError> {
+        self.time_and_unset_century(century)
+            .map(|(unix_s, _)| unix_s)
+    }
+
+    fn time_and_unset_century(
+        &mut self,
+        century: Option<u8>,
+    ) -> Result<(u64, Option<u8>), RtcError> {
         unix_time(&mut |index| self.read(index), century)
     }
 }
@@ -64,6 +72,43 @@ fn a_binary_clock_and_the_century_register() {
     cmos.registers[0x02] = 0;
     cmos.registers[0x00] = 0;
     assert_eq!(cmos.time(Some(0x32)), Ok(0), "the epoch");
+}
+
+/// A century register that holds no century (0x00 where the firmware never set it, a
+/// value below 19, a byte that is no BCD number) counts as no register: the years are
+/// 2000-2099 and the wall clock warns once. The reading failed before (Invalid
+/// "century"), and the machine had no wall clock.
+#[test]
+fn a_century_register_holding_no_century_is_taken_as_the_2000s() {
+    for value in [0x00, 0x18, 0xFF, 0x1A] {
+        let mut cmos = Cmos::new([0x05, 0x42, 0x17, 0x24, 0x11, 0x26], HOURS_24);
+        cmos.registers[0x32] = value;
+        let read = cmos.time_and_unset_century(Some(0x32));
+        assert_eq!(read, Ok((WHEN, Some(value))), "{value:#x}");
+    }
+    let mut cmos = Cmos::new([0x05, 0x42, 0x17, 0x24, 0x11, 0x26], HOURS_24);
+    cmos.registers[0x32] = 0x20;
+    assert_eq!(cmos.time_and_unset_century(Some(0x32)), Ok((WHEN, None)));
+    // The running clock's century register (0x32) reads 0x00.
+    let clock = RunningClock::new(WHEN * NS_PER_S);
+    let wall = WallClock::new();
+    let mut warned = Vec::new();
+    let mut warn = |why: fmt::Arguments| warned.push(why.to_string());
+    let now = || clock.now_ns.get();
+    for _ in 0..3 {
+        let unix_s = wall.unix_time_s(&mut |i| clock.read(i), Some(0x32), &now, &mut warn);
+        assert_eq!(
+            unix_s,
+            Ok((WHEN * NS_PER_S + clock.now_ns.get()) / NS_PER_S)
+        );
+    }
+    assert_eq!(
+        warned,
+        [
+            "the century register (CMOS 0x32) holds 0x00, no century: the years are taken as \
+          2000-2099"
+        ]
+    );
 }
 
 #[test]
