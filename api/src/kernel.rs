@@ -201,9 +201,9 @@ macro_rules! kernel_calls {
             fn core_index(&self) -> usize;
             /// Nanoseconds since boot (monotonic).
             fn now_ns(&self) -> u64;
-            /// Seconds since 1970-01-01 00:00:00 UTC, to the second: the machine's CMOS
-            /// clock (read at the first call as its seconds change, which that call waits
-            /// for, up to 1 s; assumed to keep UTC) plus the time since.
+            /// Seconds since 1970-01-01 00:00:00 UTC: the machine's CMOS clock (read at
+            /// the first call, which does not wait for its next second; assumed to keep
+            /// UTC) plus the time since: the clock's second or the one before.
             /// [`ApiError::NoWallClock`] on a machine without one, or for 60 s after a
             /// failed reading, after which a call reads the clock again.
             fn unix_time_s(&self) -> Result<u64, ApiError>;

@@ -266,13 +266,13 @@ pub fn tsc_at_ns(ns: u64) -> u64 {
     crate::arch::entry::boot_tsc().saturating_add(ticks)
 }
 
-/// The CMOS clock, read at the first [`unix_time_s`] as its seconds change (after a failed
-/// reading, again at the first call a minute later).
+/// The CMOS clock, read at the first [`unix_time_s`] (after a failed reading, again at the
+/// first call a minute later).
 static WALL_CLOCK: rexo_rtc::WallClock = rexo_rtc::WallClock::new();
 
-/// Seconds since 1970-01-01 UTC, to the second: the CMOS clock read once, plus the
-/// monotonic clock since; the reason when the machine has no readable clock. The first
-/// call waits for the clock's seconds to change, up to 1 s ([`rexo_rtc::WallClock`]).
+/// Seconds since 1970-01-01 UTC: the CMOS clock read once, plus the monotonic clock since
+/// (its second or the one before, [`rexo_rtc::WallClock`]); the reason when the machine
+/// has no readable clock.
 pub fn unix_time_s() -> Result<u64, rexo_rtc::RtcError> {
     let century = crate::platform::acpi().and_then(|a| a.fadt.as_ref()?.century);
     let cmos = &mut |i| (outb(0x70, i), inb(0x71)).1;

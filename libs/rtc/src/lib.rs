@@ -1,6 +1,6 @@
 //! The CMOS real-time clock (the MC146818 and its successors in every PC chipset) read as
-//! seconds since 1970-01-01 00:00:00 UTC ([`WallClock`]: read once, as its seconds
-//! change, and counted on the monotonic clock since), and such seconds as a date and time
+//! seconds since 1970-01-01 00:00:00 UTC ([`WallClock`]: read once and counted on the
+//! monotonic clock since), and such seconds as a date and time
 //! again ([`DateTime`]). The kernel passes the register reads (index to port 0x70, data
 //! from 0x71) and its monotonic clock; the rest is here, where the host tests reach it.
 //!
@@ -32,9 +32,6 @@ const UPDATE_READS: u32 = 1_000_000;
 const READINGS: u32 = 8;
 /// Nanoseconds in a second.
 const NS_PER_S: u64 = 1_000_000_000;
-/// How long after a reading the clock's seconds must have changed: they change once a
-/// second; a clock that shows the same second longer than this is stopped.
-const STOPPED_AFTER_NS: u64 = 2 * NS_PER_S;
 /// How long after a failed reading the clock is read again (at the first call after
 /// that): the calls between return the failure at once, since a reading can cost a
 /// second or more (a clock stuck in its update, or stopped).
@@ -49,8 +46,6 @@ pub enum RtcError {
     StuckInUpdate,
     /// No two readings in a row agreed.
     Unsettled,
-    /// The seconds did not change within 2 s: the clock is stopped.
-    Stopped,
     /// A register held a value no date or time has (`value` as read, before decoding).
     Invalid {
         /// Which field.
@@ -66,7 +61,6 @@ impl fmt::Display for RtcError {
             Self::Absent => f.write_str("no CMOS clock (its registers read 0xFF)"),
             Self::StuckInUpdate => f.write_str("the CMOS clock never left its update cycle"),
             Self::Unsettled => f.write_str("the CMOS clock's registers never read the same twice"),
-            Self::Stopped => f.write_str("the CMOS clock's seconds did not change within 2 s"),
             Self::Invalid { field, value } => {
                 write!(f, "the CMOS clock's {field} register holds {value:#04x}")
             }
@@ -87,8 +81,8 @@ struct Reading {
     status_b: u8,
 }
 
-/// The wall clock: the CMOS clock read at the first [`WallClock::unix_time_s`], as its
-/// seconds change, plus the monotonic clock since; one for the machine, shared by its
+/// The wall clock: the CMOS clock read at the first [`WallClock::unix_time_s`], plus the
+/// monotonic clock since; one for the machine, shared by its
 /// cores.
 pub struct WallClock {
     /// The boot time, once a reading succeeded.
@@ -108,11 +102,13 @@ impl WallClock {
     }
 
     /// Seconds since 1970-01-01 00:00:00 UTC at `now_ns()` (the monotonic clock,
-    /// nanoseconds since boot), to the second. The first call reads the CMOS clock
-    /// through `cmos` (register index to value; `century` is the FADT's century
-    /// register index, if any) as its seconds change, so the boot time is known to a
-    /// reading's length rather than to a second: it waits up to 1 s for the change, 2 s
-    /// before a clock whose seconds never change is given up on ([`RtcError::Stopped`]).
+    /// nanoseconds since boot): the CMOS clock's seconds or the one before (the clock
+    /// counts whole seconds, so its reading is placed at the start of its second). The
+    /// first call reads the CMOS clock through `cmos` (register index to value;
+    /// `century` is the FADT's century register index, if any), waiting out an update
+    /// in progress (about 2 ms at most) but not the next second: waiting for the clock's
+    /// seconds to change would know the boot time to microseconds but cost the first
+    /// call up to a second, the start of every app that dates its answers (httpd, kv).
     /// Cores calling meanwhile wait for that reading. A reading that succeeded is kept
     /// (a century register that held no century, taken as 20, goes to `warn` then);
     /// why one failed goes to `warn`, and calls in the next 60 s return it without
@@ -131,7 +127,8 @@ impl WallClock {
             {
                 return Err(why);
             }
-            let read = read_at_second_change(cmos, century, now_ns);
+            let read = unix_time(cmos, century)
+                .map(|(unix_s, unset)| (BootTime::by_second_start(unix_s, now_ns()), unset));
             let (boot, unset_century) = read.inspect_err(|&why| {
                 warn(format_args!(
                     "no wall clock: {why} (read again at a call 60 s or more later)"
@@ -193,29 +190,6 @@ impl BootTime {
         self.seconds
             .saturating_add(now_ns / NS_PER_S)
             .saturating_add(carried_s)
-    }
-}
-
-/// The boot time by the clock read through `cmos` as its seconds change: a reading,
-/// then readings until one shows another second, whose start lies at most a reading
-/// before the monotonic time `now_ns()` right after it. With it, what the century
-/// register held if it held no century ([`unix_time`]).
-fn read_at_second_change(
-    cmos: &mut dyn FnMut(u8) -> u8,
-    century: Option<u8>,
-    now_ns: &dyn Fn() -> u64,
-) -> Result<(BootTime, Option<u8>), RtcError> {
-    let (first, _) = unix_time(cmos, century)?;
-    let give_up_ns = now_ns().saturating_add(STOPPED_AFTER_NS);
-    loop {
-        let (unix_s, unset_century) = unix_time(cmos, century)?;
-        let at_ns = now_ns();
-        if unix_s != first {
-            return Ok((BootTime::by_second_start(unix_s, at_ns), unset_century));
-        }
-        if at_ns > give_up_ns {
-            return Err(RtcError::Stopped);
-        }
     }
 }
 
