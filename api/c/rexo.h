@@ -6,6 +6,16 @@
  * table; it returns 0 on success, or one of the negative REXO_E* codes below to end
  * with that error.
  *
+ * A C app is one object file linked into the kernel, so its global and static variables
+ * are one copy shared by every run of it: two runs at once (two boot manifest entries
+ * naming it, each its own capability owner with handles of its own) see the same
+ * globals, and a run (the monitor's `run NAME` again) finds them as the last one left
+ * them. Keep a run's state, its handles above all, on the stack (NAME_main's locals,
+ * passed down) or in memory the run allocates (rexo_mem_alloc, rexo_map_memory); a
+ * global shared by runs must be indexed by something a run owns, such as
+ * rexo_core_index() (the cores of two manifest entries never overlap), and set afresh
+ * by each run.
+ *
  * Every call checks its arguments: a NULL pointer with a non-zero length, a buffer
  * outside RAM, an unknown handle or an out-of-range offset gives a negative error code
  * and changes nothing; it never crashes the kernel. Argument errors are reported before
@@ -14,9 +24,9 @@
  * protection, so a pointer into RAM the app does not own is not detected.
  *
  * Memory, core and timer capabilities and open devices appear in C as opaque handles:
- * positive 64-bit numbers, private to the app that got them and never reused, so a
- * handle that was returned or closed stays invalid. What an app still holds when it
- * returns goes back to the kernel.
+ * positive 64-bit numbers, private to the run of the app that got them and never
+ * reused, so a handle that was returned or closed stays invalid. What a run still holds
+ * when it returns goes back to the kernel.
  *
  * Devices from C copy: block data and frames go between the caller's buffer and the
  * driver's DMA buffers (the Rust interface lends those in place, with no copy). Memory

@@ -1005,6 +1005,21 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // Two runs of c-timers at once, one core each: a C app's globals are one copy shared by
+    // every run of its image, so each run keeps its core handles on its own stack.
+    Case {
+        name: "capi::timers-two-runs",
+        append: "apps=c-timers:0:4M,c-timers:1:4M",
+        timeout_s: 30,
+        exit: Some(0),
+        checks: &[
+            Check::Count("c-timers: 1 core capabilities", 2),
+            Check::Count("c-timers: ok", 2),
+            Check::Has("manifest: every app returned"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     // Devices and memory views from C: a virtio-blk disk and a virtio-net interface whose
     // frames come back to it; the app checks what it reads and receives, and every bad
     // argument's code.

@@ -15,22 +15,27 @@ int c_devices_main(void);
 #define BLOCK 512
 #define FRAME 1514
 
-static struct rexo_device devices[8];
-static uint8_t out[BLOCKS * BLOCK];
-static uint8_t in[BLOCKS * BLOCK];
-static uint8_t frame[FRAME + 1];
-static uint8_t got[FRAME];
+/* What one run works in. A C app's globals are shared by every run of it (two boot
+ * manifest entries naming it run at once), and 64 KiB of buffers is too much for its
+ * stack: each run allocates and maps its own (c_devices_main). */
+struct run {
+    struct rexo_device devices[8];
+    uint8_t out[BLOCKS * BLOCK];
+    uint8_t in[BLOCKS * BLOCK];
+    uint8_t frame[FRAME + 1];
+    uint8_t got[FRAME];
+};
 
 /* The first device of `kind`, or -1. */
-static int64_t first(int count, uint32_t kind)
+static int64_t first(const struct run *run, int count, uint32_t kind)
 {
     for (int i = 0; i < count && i < 8; i++)
-        if (devices[i].kind == kind)
-            return devices[i].index;
+        if (run->devices[i].kind == kind)
+            return run->devices[i].index;
     return -1;
 }
 
-static int check_list(int *count)
+static int check_list(struct rexo_device *devices, int *count)
 {
     EXPECT("rexo_devices(NULL, 1)", rexo_devices(NULL, 1), REXO_EINVAL);
     EXPECT("rexo_devices(page 0)", rexo_devices((struct rexo_device *)16, 1), REXO_EFAULT);
@@ -50,8 +55,9 @@ static int check_list(int *count)
     return 0;
 }
 
-static int check_disk(uint32_t index)
+static int check_disk(struct run *run, uint32_t index)
 {
+    uint8_t *out = run->out, *in = run->in;
     EXPECT("rexo_block_open(99)", rexo_block_open(99), REXO_ENODEV);
     EXPECT_HANDLE("rexo_block_open", disk, rexo_block_open(index));
     EXPECT("rexo_block_open again", rexo_block_open(index), REXO_EBUSY);
@@ -59,13 +65,13 @@ static int check_disk(uint32_t index)
     EXPECT("rexo_block_info", rexo_block_info(disk, &info), REXO_OK);
     EXPECT("the block size", info.block_size, BLOCK);
     EXPECT("rexo_block_info(NULL)", rexo_block_info(disk, NULL), REXO_EINVAL);
-    for (size_t i = 0; i < sizeof out; i++)
+    for (size_t i = 0; i < sizeof run->out; i++)
         out[i] = (uint8_t)(i / BLOCK * 7 + i % 251);
     uint64_t at = info.blocks / 2;
-    EXPECT("rexo_block_write", rexo_block_write(disk, at, BLOCKS, out, sizeof out), REXO_OK);
+    EXPECT("rexo_block_write", rexo_block_write(disk, at, BLOCKS, out, sizeof run->out), REXO_OK);
     EXPECT("rexo_block_flush", rexo_block_flush(disk), REXO_OK);
-    EXPECT("rexo_block_read", rexo_block_read(disk, at, BLOCKS, in, sizeof in), REXO_OK);
-    for (size_t i = 0; i < sizeof in; i++)
+    EXPECT("rexo_block_read", rexo_block_read(disk, at, BLOCKS, in, sizeof run->in), REXO_OK);
+    for (size_t i = 0; i < sizeof run->in; i++)
         EXPECT("the byte read back", in[i], out[i]);
     /* The last block works; one past it does not, and nothing is read. */
     EXPECT("rexo_block_write(last)", rexo_block_write(disk, info.blocks - 1, 1, out, BLOCK), REXO_OK);
@@ -91,8 +97,9 @@ static int check_disk(uint32_t index)
     return 0;
 }
 
-/* Builds a UDP frame from 10.0.2.15:`sport` to 10.0.2.15:7777 to `mac` (60 bytes). */
-static size_t udp_frame(const uint8_t mac[6], uint16_t sport)
+/* Builds in `frame` a UDP frame from 10.0.2.15:`sport` to 10.0.2.15:7777 to `mac` (60
+ * bytes). */
+static size_t udp_frame(uint8_t *frame, const uint8_t mac[6], uint16_t sport)
 {
     static const uint8_t ip[4] = {10, 0, 2, 15};
     for (size_t i = 0; i < 60; i++)
@@ -123,12 +130,13 @@ static size_t udp_frame(const uint8_t mac[6], uint16_t sport)
     return 60;
 }
 
-/* Polls `nic` for up to 2 s until a frame comes; its length, or 0. */
-static int receive(int64_t nic)
+/* Polls `nic` for up to 2 s until a frame comes into `got` (FRAME bytes); its length,
+ * or 0. */
+static int receive(int64_t nic, uint8_t *got)
 {
     uint64_t start = rexo_now_ns();
     while (rexo_now_ns() - start < 2000000000u) {
-        int len = rexo_net_receive(nic, got, sizeof got);
+        int len = rexo_net_receive(nic, got, FRAME);
         if (len != 0)
             return len;
     }
@@ -136,16 +144,17 @@ static int receive(int64_t nic)
 }
 
 /* Compares the `len` bytes received with the frame sent. */
-static int same_frame(int len, size_t sent)
+static int same_frame(const struct run *run, int len, size_t sent)
 {
     EXPECT("the frame's length", len, sent);
     for (size_t i = 0; i < sent; i++)
-        EXPECT("the frame's byte", got[i], frame[i]);
+        EXPECT("the frame's byte", run->got[i], run->frame[i]);
     return 0;
 }
 
-static int check_net(uint32_t index)
+static int check_net(struct run *run, uint32_t index)
 {
+    uint8_t *frame = run->frame, *got = run->got;
     EXPECT("rexo_net_open(99)", rexo_net_open(99), REXO_ENODEV);
     EXPECT_HANDLE("rexo_net_open", nic, rexo_net_open(index));
     struct rexo_net_info info;
@@ -153,11 +162,11 @@ static int check_net(uint32_t index)
     EXPECT("the largest frame", info.max_frame, FRAME);
     EXPECT("rexo_net_info(page 0)", rexo_net_info(nic, (struct rexo_net_info *)8), REXO_EFAULT);
     /* A frame to itself: it comes back on the wire. */
-    size_t len = udp_frame(info.mac, 7777);
+    size_t len = udp_frame(frame, info.mac, 7777);
     frame[12] = 0x88;
     frame[13] = 0xB5;
     EXPECT("rexo_net_send", rexo_net_send(nic, frame, len), REXO_OK);
-    if (same_frame(receive(nic), len))
+    if (same_frame(run, receive(nic, got), len))
         return REXO_EPERM;
     EXPECT("rexo_net_send(too long)", rexo_net_send(nic, frame, FRAME + 1), REXO_EMSGSIZE);
     EXPECT("rexo_net_send(too short)", rexo_net_send(nic, frame, 10), REXO_EMSGSIZE);
@@ -187,11 +196,11 @@ static int check_net(uint32_t index)
     EXPECT_HANDLE("rexo_net_bind", bound, rexo_net_bind(index, udp, 5));
     EXPECT("rexo_net_bind(overlapping)", rexo_net_bind(index, udp, 5), REXO_EBUSY);
     EXPECT("rexo_net_info(bound)", rexo_net_info(bound, &info), REXO_OK);
-    len = udp_frame(info.mac, 7777);
+    len = udp_frame(frame, info.mac, 7777);
     EXPECT("rexo_net_send(bound)", rexo_net_send(bound, frame, len), REXO_OK);
-    if (same_frame(receive(bound), len))
+    if (same_frame(run, receive(bound, got), len))
         return REXO_EPERM;
-    len = udp_frame(info.mac, 9999);
+    len = udp_frame(frame, info.mac, 9999);
     EXPECT("rexo_net_send(another port)", rexo_net_send(bound, frame, len), REXO_EPERM);
     EXPECT("rexo_dev_close(bound)", rexo_dev_close(bound), REXO_OK);
     say("c-devices: nic ");
@@ -230,18 +239,34 @@ static int check_view(void)
     return 0;
 }
 
-int c_devices_main(void)
+/* The device checks, in the run's own `run`. */
+static int check_devices(struct run *run)
 {
     int count = 0;
-    int failed = check_list(&count);
+    int failed = check_list(run->devices, &count);
     if (failed)
         return failed;
-    int64_t disk = first(count, REXO_DEVICE_BLOCK);
-    int64_t nic = first(count, REXO_DEVICE_NET);
+    int64_t disk = first(run, count, REXO_DEVICE_BLOCK);
+    int64_t nic = first(run, count, REXO_DEVICE_NET);
     if (disk < 0 || nic < 0)
         return fail("a disk and a network interface", disk < 0 ? disk : nic, 0);
-    if ((failed = check_disk((uint32_t)disk)) || (failed = check_net((uint32_t)nic)) ||
-        (failed = check_view()))
+    if ((failed = check_disk(run, (uint32_t)disk)) || (failed = check_net(run, (uint32_t)nic)))
+        return failed;
+    return 0;
+}
+
+int c_devices_main(void)
+{
+    EXPECT_HANDLE("rexo_mem_alloc(the run's buffers)", memory, rexo_mem_alloc(sizeof(struct run)));
+    void *buffers = NULL;
+    uint64_t len = 0;
+    EXPECT("rexo_map_memory(the run's buffers)", rexo_map_memory(memory, &buffers, &len), REXO_OK);
+    int failed = check_devices(buffers);
+    if (failed)
+        return failed;
+    EXPECT("rexo_unmap_memory(the run's buffers)", rexo_unmap_memory(memory), REXO_OK);
+    EXPECT("rexo_mem_return(the run's buffers)", rexo_mem_return(memory), REXO_OK);
+    if ((failed = check_view()))
         return failed;
     say("c-devices: ok\n");
     return 0;

@@ -2,7 +2,11 @@
  * wall clock, lists its core handles, arms the calling core's timer, sleeps until it
  * fires, returns it, gives a core back, and checks the error codes of bad handles,
  * deadlines and arguments. Prints
- * "c-timers: ok" and returns 0, or prints what failed and returns a negative code. */
+ * "c-timers: ok" and returns 0, or prints what failed and returns a negative code.
+ *
+ * Its state lives on the stack of c_timers_main: the globals of a C app are shared by
+ * every run of it (two boot manifest entries naming it run at once, each with handles
+ * of its own), and its cores need not start at the machine's core 0. */
 #define APP "c-timers"
 #include "check.h"
 
@@ -14,9 +18,6 @@ enum { MAX_CORES = 64 };
 /* How long past its deadline the app waits for the timer before it fails. */
 #define GIVE_UP_NS 10000000000ull
 
-/* The app's core handles, as rexo_core_caps lists them. */
-static int64_t cores_held[MAX_CORES];
-
 /* Run on every core: counts the cores it ran on. */
 static void count_core(void *arg, unsigned core)
 {
@@ -24,36 +25,59 @@ static void count_core(void *arg, unsigned core)
     __atomic_fetch_add((unsigned *)arg, 1, __ATOMIC_SEQ_CST);
 }
 
-/* The handle of the core with machine index `core`, or 0. */
-static int64_t handle_of(unsigned count, unsigned core)
+/* Run on every core: sets the bit of the core's machine index. */
+static void mark_core(void *arg, unsigned core)
+{
+    (void)core;
+    unsigned index = rexo_core_index();
+    if (index < 64)
+        __atomic_fetch_or((uint64_t *)arg, (uint64_t)1 << index, __ATOMIC_SEQ_CST);
+}
+
+/* The handle among the `count` in `held` of the core with machine index `core`, or 0. */
+static int64_t handle_of(const int64_t *held, unsigned count, unsigned core)
 {
     for (unsigned i = 0; i < count; i++)
-        if (rexo_core_cap_index(cores_held[i]) == (int)core)
-            return cores_held[i];
+        if (rexo_core_cap_index(held[i]) == (int)core)
+            return held[i];
     return 0;
 }
 
-static int check_core_caps(unsigned cores)
+/* A handle among the `count` in `held` of a core other than `core`, or 0. */
+static int64_t handle_not_of(const int64_t *held, unsigned count, unsigned core)
 {
-    EXPECT("rexo_core_caps", rexo_core_caps(cores_held, MAX_CORES), cores);
+    for (unsigned i = 0; i < count; i++) {
+        int index = rexo_core_cap_index(held[i]);
+        if (index >= 0 && index != (int)core)
+            return held[i];
+    }
+    return 0;
+}
+
+/* Lists the run's core handles into `held`: one per core of the run, each naming one of
+ * its cores (machine indices, which start where the run's cores start). */
+static int check_core_caps(int64_t *held, unsigned cores)
+{
+    EXPECT("rexo_core_caps", rexo_core_caps(held, MAX_CORES), cores);
     uint64_t seen = 0;
     for (unsigned i = 0; i < cores; i++) {
-        int core = rexo_core_cap_index(cores_held[i]);
+        int core = rexo_core_cap_index(held[i]);
         if (core < 0 || core >= 64)
             return fail("rexo_core_cap_index", core, i);
         seen |= (uint64_t)1 << core;
     }
-    uint64_t all = cores >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << cores) - 1;
-    EXPECT("the cores the handles name", seen, all);
+    uint64_t mine = 0;
+    EXPECT("rexo_run_on_every_core", rexo_run_on_every_core(mark_core, &mine), REXO_OK);
+    EXPECT("the cores the handles name", seen, __atomic_load_n(&mine, __ATOMIC_SEQ_CST));
 
     /* Listing again gives the same handles; a short list gets the first and the count. */
     int64_t again[MAX_CORES];
     EXPECT("rexo_core_caps again", rexo_core_caps(again, MAX_CORES), cores);
     for (unsigned i = 0; i < cores; i++)
-        EXPECT("the same handle", again[i], cores_held[i]);
+        EXPECT("the same handle", again[i], held[i]);
     int64_t one[2] = {0, -99};
     EXPECT("rexo_core_caps(list, 1)", rexo_core_caps(one, 1), cores);
-    EXPECT("the first handle", one[0], cores_held[0]);
+    EXPECT("the first handle", one[0], held[0]);
     EXPECT("nothing written past max", one[1], -99);
     EXPECT("rexo_core_caps(NULL, 0)", rexo_core_caps(NULL, 0), cores);
 
@@ -70,7 +94,8 @@ static int check_core_caps(unsigned cores)
     return REXO_OK;
 }
 
-static int check_timer(void)
+/* Arms this core's timer; `core_handle` is one of the run's core handles. */
+static int check_timer(int64_t core_handle)
 {
     /* Deadlines that are not in the future. */
     EXPECT("rexo_timer_arm(0)", rexo_timer_arm(0), REXO_ETIME);
@@ -111,11 +136,11 @@ static int check_timer(void)
     say(" naps\n");
 
     /* Calls on a handle of another kind: refused, and the timer stays. */
-    EXPECT("rexo_timer_fired of a core handle", rexo_timer_fired(cores_held[0]), REXO_EBADF);
+    EXPECT("rexo_timer_fired of a core handle", rexo_timer_fired(core_handle), REXO_EBADF);
     EXPECT("rexo_core_return of a timer handle", rexo_core_return(timer), REXO_EBADF);
     EXPECT("rexo_mem_return of a timer handle", rexo_mem_return(timer), REXO_EBADF);
     EXPECT("rexo_dev_close of a timer handle", rexo_dev_close(timer), REXO_EBADF);
-    EXPECT("rexo_timer_return of a core handle", rexo_timer_return(cores_held[0]), REXO_EBADF);
+    EXPECT("rexo_timer_return of a core handle", rexo_timer_return(core_handle), REXO_EBADF);
     EXPECT("rexo_timer_fired of a made-up handle", rexo_timer_fired(timer + 1000), REXO_EBADF);
     EXPECT("rexo_timer_fired after the refused calls", rexo_timer_fired(timer), 1);
 
@@ -134,18 +159,19 @@ static int check_timer(void)
     return REXO_OK;
 }
 
-static int check_core_return(unsigned cores)
+/* Gives the run's cores back; `held` has its `cores` handles. */
+static int check_core_return(int64_t *held, unsigned cores)
 {
     unsigned here = rexo_core_index();
     if (cores > 1) {
         /* Give back a core other than this one: nothing runs on every core any more. */
-        int64_t other = handle_of(cores, here == 0 ? 1 : 0);
+        int64_t other = handle_not_of(held, cores, here);
         if (other <= 0)
             return fail("a handle of another core", other, 1);
         EXPECT("rexo_core_return", rexo_core_return(other), REXO_OK);
-        EXPECT("rexo_core_caps after the return", rexo_core_caps(cores_held, MAX_CORES), cores - 1);
+        EXPECT("rexo_core_caps after the return", rexo_core_caps(held, MAX_CORES), cores - 1);
         for (unsigned i = 0; i + 1 < cores; i++)
-            if (cores_held[i] == other)
+            if (held[i] == other)
                 return fail("the returned handle is still listed", other, 0);
         EXPECT("rexo_core_return twice", rexo_core_return(other), REXO_EBADF);
         EXPECT("rexo_core_cap_index of a returned handle", rexo_core_cap_index(other), REXO_EBADF);
@@ -159,7 +185,7 @@ static int check_core_return(unsigned cores)
         cores--;
     }
     /* Give back this core: its timer can no longer be armed. */
-    int64_t mine = handle_of(cores, here);
+    int64_t mine = handle_of(held, cores, here);
     if (mine <= 0)
         return fail("the handle of this core", mine, 1);
     EXPECT("rexo_core_return of this core", rexo_core_return(mine), REXO_OK);
@@ -190,13 +216,15 @@ int c_timers_main(void)
     unsigned cores = rexo_cores();
     if (cores > MAX_CORES)
         return fail("rexo_cores", cores, MAX_CORES);
+    /* The run's core handles, as rexo_core_caps lists them. */
+    int64_t held[MAX_CORES];
     int rc = check_wall_clock();
     if (rc == REXO_OK)
-        rc = check_core_caps(cores);
+        rc = check_core_caps(held, cores);
     if (rc == REXO_OK)
-        rc = check_timer();
+        rc = check_timer(held[0]);
     if (rc == REXO_OK)
-        rc = check_core_return(cores);
+        rc = check_core_return(held, cores);
     if (rc == REXO_OK)
         say("c-timers: ok\n");
     return rc;
