@@ -96,7 +96,8 @@ extern "C" {
 #define REXO_ETIME (-12)
 
 /* How many cores the app has (at least 1): every core that runs the work loop, or the
- * cores its boot manifest entry gives it. */
+ * cores its boot manifest entry gives it, or in a run another app started (the
+ * monitor's `run NAME`) its caller's. */
 unsigned rexo_cores(void);
 
 /* The index of the core running the caller (0 is the boot core). */
@@ -190,11 +191,14 @@ int rexo_unmap_memory(int64_t handle);
 
 /* The app's capabilities over its cores, as handles (Kernel::core_caps): the kernel mints
  * one per core of the app's run when it starts; holding it is the permission to run
- * work there (rexo_run_on_every_core) and to arm its timer. Fills `handles` with up to
- * `max` of the core handles the app holds, oldest first, and returns how many it holds,
- * which may be more than `max` (every call lists all of them, until returned). Returns
- * that count (>= 0), REXO_EINVAL (`handles` NULL with `max` > 0, or `max` overflowing),
- * REXO_EFAULT or REXO_ENOAPP. */
+ * work there (rexo_run_on_every_core) and to arm its timer. A run another app started
+ * (Kernel::run_app: the monitor's `run NAME`) gets none: it runs on its caller's cores
+ * with its caller's capabilities (rexo_run_on_every_core and rexo_timer_arm work there),
+ * and the count is 0. Fills `handles` with up to `max` of the core handles the app
+ * holds, oldest first, and returns how many it holds, which may be more than `max`
+ * (every call lists all of them, until returned). Returns that count (>= 0),
+ * REXO_EINVAL (`handles` NULL with `max` > 0, or `max` overflowing), REXO_EFAULT or
+ * REXO_ENOAPP. */
 int rexo_core_caps(int64_t *handles, size_t max);
 
 /* The machine's index of the core a core handle names (>= 0), or REXO_EBADF (not a

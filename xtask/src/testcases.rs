@@ -1020,6 +1020,24 @@ pub const CASES: &[Case] = &[
         ],
         ..BASE
     },
+    // c-timers started by the monitor's `run`: a run another app starts uses its caller's
+    // cores and holds no core capabilities of its own (rexo_core_caps gives 0), so the app
+    // skips its core-handle checks and still checks the timer and the clocks.
+    Case {
+        name: "capi::timers-from-the-monitor",
+        append: "app=monitor",
+        input: "run c-timers\rpoweroff\r",
+        timeout_s: 30,
+        exit: Some(0),
+        checks: &[
+            Check::Has("c-timers: no core capabilities of its own (a run another app started)"),
+            Check::Has("c-timers: timer armed, fired, returned"),
+            Check::Has("c-timers: ok"),
+            Check::Has("c-timers: done"),
+            Check::Lacks("FAILED"),
+        ],
+        ..BASE
+    },
     // Devices and memory views from C: a virtio-blk disk and a virtio-net interface whose
     // frames come back to it; the app checks what it reads and receives, and every bad
     // argument's code.
