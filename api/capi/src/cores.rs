@@ -6,7 +6,7 @@ use core::ffi::c_int;
 
 use rexo_api::{ApiError, Kernel};
 
-use crate::handles::{Object, core_handles, insert, take_as, with_object};
+use crate::handles::{Object, hand_out_cores, insert, take_as, with_object};
 use crate::{REXO_EBADF, REXO_EINVAL, REXO_EPERM, c_bytes_mut, error_code, status, with_app};
 
 /// `int rexo_core_caps(int64_t *handles, size_t max)`.
@@ -20,11 +20,7 @@ pub extern "C" fn rexo_core_caps(handles: *mut i64, max: usize) -> c_int {
         Err(code) => return code,
     };
     with_app(|kernel, owner| {
-        // The kernel hands each out once: from then on the handle table holds it.
-        for cap in kernel.core_caps() {
-            insert(owner, Object::Core(cap));
-        }
-        let ids = core_handles(owner);
+        let ids = hand_out_cores(owner, || kernel.core_caps());
         for (slot, id) in out.chunks_exact_mut(size_of::<i64>()).zip(&ids) {
             slot.copy_from_slice(&id.to_ne_bytes());
         }

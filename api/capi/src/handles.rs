@@ -148,6 +148,12 @@ pub fn release_abandoned(core: usize, mark: usize) {
 
 /// Every C app's handles.
 static HANDLES: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
+/// Held across a whole [`hand_out_cores`], so that a call on another core at the same time
+/// lists every core handle. Not the table's lock: the kernel's hand-out may wait for every
+/// core (a TLB shootdown after memory taken by force), and a core whose app was ended at
+/// its abort point takes the table's lock with its interrupts still off
+/// ([`release_abandoned`]), where it could not answer.
+static HANDING_OUT_CORES: Mutex<()> = Mutex::new(());
 /// The next handle number (handles are never reused, so a closed one stays invalid).
 static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
 
@@ -173,9 +179,17 @@ pub(crate) fn forget(owner: OwnerId) {
     HANDLES.lock().retain(|handle| handle.owner != owner);
 }
 
-/// The core handles of `owner`, in the order they were given (read without any object's
-/// lock: a call on another core may hold one as long as it runs).
-pub(crate) fn core_handles(owner: OwnerId) -> Vec<i64> {
+/// Gives `owner` the core capabilities `take` hands over (the kernel hands each out once:
+/// from then on this table holds it) as new handles, and lists all the core handles of
+/// `owner`, in the order they were given (read without any object's lock: a call on
+/// another core may hold one as long as it runs). The three happen as one
+/// ([`HANDING_OUT_CORES`]): a call on another core meanwhile, to which the kernel hands
+/// out nothing, lists them all once this one has inserted them.
+pub(crate) fn hand_out_cores(owner: OwnerId, take: impl FnOnce() -> Vec<CoreCap>) -> Vec<i64> {
+    let _handing_out = HANDING_OUT_CORES.lock();
+    for cap in take() {
+        insert(owner, Object::Core(cap));
+    }
     let handles = HANDLES.lock();
     let mut ids: Vec<i64> = handles
         .iter()
@@ -318,7 +332,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         let (answer, answered) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let listed = core_handles(owner).is_empty();
+            let listed = hand_out_cores(owner, Vec::new).is_empty();
             let other = insert(owner, Object::Block(Box::<Idle>::default()));
             let _ = answer.send((listed, take(other, owner, |_| Ok(())).is_ok()));
         });
@@ -391,6 +405,44 @@ mod tests {
         );
         drop(outer);
         assert!(!object.object.is_locked());
+        forget(owner);
+    }
+
+    /// Capabilities over cores `0..count`, minted by a table of the test's own.
+    fn core_caps(count: u64) -> Vec<CoreCap> {
+        use rexo_captable::{CapTable, Resource, ResourceKind, Rights};
+        struct TestKernel;
+        let mut table: CapTable<TestKernel, 8, 2, 1> = CapTable::new();
+        let mint = |core| {
+            let resource = Resource::new(ResourceKind::Core, core, 1).expect("a core");
+            let cap = table.mint(&TestKernel, OwnerId(1), resource, Rights::ALL);
+            CoreCap::new(cap.expect("minted"))
+        };
+        (0..count).map(mint).collect()
+    }
+
+    #[test]
+    fn a_core_list_asked_while_another_core_hands_out_the_cores_names_them_all() {
+        let owner = OwnerId(80);
+        let caps = core_caps(2);
+        let (taken, was_taken) = std::sync::mpsc::channel();
+        let (listed, was_listed) = std::sync::mpsc::channel();
+        // One core is handed the capabilities and inserts them; it waits (up to 200 ms)
+        // for the other core's list before it does.
+        let first = std::thread::spawn(move || {
+            hand_out_cores(owner, || {
+                let _ = taken.send(());
+                let _ = was_listed.recv_timeout(std::time::Duration::from_millis(200));
+                caps
+            })
+        });
+        was_taken.recv().expect("the kernel handed them out");
+        // The other core calls meanwhile: the kernel hands it nothing.
+        let second = hand_out_cores(owner, Vec::new);
+        let _ = listed.send(());
+        let first = first.join().expect("the first call answers");
+        assert_eq!(first.len(), 2);
+        assert_eq!(second, first, "the other core lists every core handle");
         forget(owner);
     }
 
