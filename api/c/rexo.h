@@ -228,6 +228,29 @@ int rexo_timer_fired(int64_t handle);
  * timer handle of this app), REXO_EPERM or REXO_ENOAPP. */
 int rexo_timer_return(int64_t handle);
 
+/* Revocation: the kernel may ask for a capability back by a deadline (docs/api.md,
+ * "Capabilities"). Past the deadline it takes the capability by force, and the app's
+ * next use of the handle (a copy, a return, rexo_timer_fired, a touch through a view of
+ * the memory) ends the app. */
+
+/* One request of the kernel to give a capability back. */
+struct rexo_revocation {
+    int64_t handle;       /* the app's handle (memory, core or timer) the kernel asks back */
+    uint64_t deadline_ns; /* by when, on rexo_now_ns's clock */
+};
+REXO_STATIC_ASSERT(sizeof(struct rexo_revocation) == 16, "struct rexo_revocation is 16 bytes");
+
+/* The kernel's requests to give capabilities back (Kernel::revocation_requests), as
+ * handles: answer one by giving its handle back before the deadline (rexo_mem_return
+ * after rexo_unmap_memory, rexo_core_return, rexo_timer_return). The core capabilities
+ * the kernel still keeps for the run become handles first, as rexo_core_caps makes
+ * them, so that a request for one names its handle. Fills `list` with up to `max`
+ * requests, oldest handle first, and returns how many there are, which may be more than
+ * `max` (every call lists all of them, until answered or taken by force). Returns that
+ * count (>= 0), REXO_EINVAL (`list` NULL with `max` > 0, or `max` overflowing),
+ * REXO_EFAULT or REXO_ENOAPP. */
+int rexo_revocation_requests(struct rexo_revocation *list, size_t max);
+
 /* Devices. */
 
 /* What a device is for (struct rexo_device's `kind`). */

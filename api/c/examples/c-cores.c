@@ -1,5 +1,6 @@
-/* c-cores: a C app that uses every core and a memory capability, and checks that bad
- * arguments give the documented error codes. Prints "c-cores: ok" and returns 0, or
+/* c-cores: a C app that uses every core and a memory capability, lists the kernel's
+ * revocation requests (none), and checks that bad arguments give the documented error
+ * codes. Prints "c-cores: ok" and returns 0, or
  * prints what failed and returns a negative code. */
 #define APP "c-cores"
 #include "check.h"
@@ -83,6 +84,13 @@ static int check_capability(void)
     EXPECT("rexo_mem_read with an overflowing offset", rexo_mem_read(handle, UINT64_MAX, in, 2), REXO_ERANGE);
     EXPECT("rexo_mem_read of handle 0", rexo_mem_read(0, 0, in, 1), REXO_EBADF);
     EXPECT("rexo_mem_read of a made-up handle", rexo_mem_read(handle + 1000, 0, in, 1), REXO_EBADF);
+
+    /* The kernel asks nothing back here; bad lists are refused. */
+    struct rexo_revocation asked[2];
+    EXPECT("rexo_revocation_requests", rexo_revocation_requests(asked, 2), 0);
+    EXPECT("rexo_revocation_requests(NULL, 1)", rexo_revocation_requests(NULL, 1), REXO_EINVAL);
+    EXPECT("rexo_revocation_requests(page 0)", rexo_revocation_requests((struct rexo_revocation *)16, 1), REXO_EFAULT);
+    EXPECT("rexo_revocation_requests(overflowing max)", rexo_revocation_requests(asked, SIZE_MAX / 8), REXO_EINVAL);
 
     EXPECT("rexo_mem_return", rexo_mem_return(handle), REXO_OK);
     EXPECT("rexo_mem_read of a returned handle", rexo_mem_read(handle, 0, in, 1), REXO_EBADF);

@@ -8,7 +8,7 @@ use core::ffi::c_int;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
 use rexo_api::{BlockDevice, CoreCap, Kernel, MemoryCap, NetDevice, TimerCap};
-use rexo_captable::OwnerId;
+use rexo_captable::{EntryId, OwnerId};
 use spin::{Mutex, MutexGuard};
 
 use crate::{REXO_EBADF, REXO_EBUSY, host, with_app};
@@ -58,7 +58,22 @@ struct Handle {
     owner: OwnerId,
     /// Whether it names a core (fixed at `insert`: read without the object's lock).
     core: bool,
+    /// The capability-table entry it names, if a capability (fixed at `insert`, as `core`).
+    entry: Option<EntryId>,
     object: Arc<Slot>,
+}
+
+impl Object {
+    /// The capability-table entry of a capability (memory, core, timer); `None` for a
+    /// device.
+    fn entry(&self) -> Option<EntryId> {
+        match self {
+            Object::Memory(memory) => Some(memory.cap.cap().id()),
+            Object::Core(cap) => Some(cap.cap().id()),
+            Object::Timer(timer) => Some(timer.cap().id()),
+            Object::Block(_) | Object::Net { .. } => None,
+        }
+    }
 }
 
 /// [`Slot::holder_core`] when no call holds the lock.
@@ -164,14 +179,34 @@ pub(crate) type Outcome = Result<c_int, c_int>;
 pub(crate) fn insert(owner: OwnerId, object: Object) -> i64 {
     let id = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
     let core = matches!(object, Object::Core(_));
+    let entry = object.entry();
     let object = Arc::new(Slot::new(object));
     HANDLES.lock().push(Handle {
         id,
         owner,
         core,
+        entry,
         object,
     });
     id
+}
+
+/// The handles of `owner` whose capabilities the kernel asks back, in `requests` (entry,
+/// deadline), each with its deadline, in the order they were given (read without any
+/// object's lock, as [`hand_out_cores`]).
+pub(crate) fn asked_back(owner: OwnerId, requests: &[(EntryId, u64)]) -> Vec<(i64, u64)> {
+    let handles = HANDLES.lock();
+    let mut asked: Vec<(i64, u64)> = handles
+        .iter()
+        .filter(|h| h.owner == owner)
+        .filter_map(|h| {
+            let entry = h.entry?;
+            let request = requests.iter().find(|(asked, _)| *asked == entry);
+            request.map(|&(_, deadline_ns)| (h.id, deadline_ns))
+        })
+        .collect();
+    asked.sort_unstable();
+    asked
 }
 
 /// Drops every handle of `owner` (its run ended; the kernel takes back what they name).
@@ -444,6 +479,30 @@ mod tests {
         assert_eq!(first.len(), 2);
         assert_eq!(second, first, "the other core lists every core handle");
         forget(owner);
+    }
+
+    #[test]
+    fn the_handles_asked_back_are_the_owners_own_with_their_deadlines() {
+        let (owner, other) = (OwnerId(81), OwnerId(82));
+        let mut caps = core_caps(3).into_iter();
+        let mut next = || caps.next().expect("minted");
+        let (first, second, foreign) = (next(), next(), next());
+        let entries = [first.cap().id(), second.cap().id(), foreign.cap().id()];
+        let disk = insert(owner, Object::Block(Box::<Idle>::default()));
+        let kept = insert(owner, Object::Core(first));
+        let asked = insert(owner, Object::Core(second));
+        insert(other, Object::Core(foreign));
+        // The kernel asks back the second and the other owner's; the first stays.
+        let requests = [(entries[2], 7_000), (entries[1], 5_000)];
+        assert_eq!(asked_back(owner, &requests), [(asked, 5_000)]);
+        assert!(asked_back(owner, &[]).is_empty());
+        // Once given back, it is no longer listed.
+        assert!(take(asked, owner, |_| Ok(())).is_ok());
+        assert!(asked_back(owner, &requests).is_empty());
+        assert!(take(kept, owner, |_| Ok(())).is_ok());
+        assert!(take(disk, owner, |_| Ok(())).is_ok());
+        forget(owner);
+        forget(other);
     }
 
     /// A core index no test thread gets ([`crate::tests::register_test_host`] numbers

@@ -21,7 +21,7 @@ extern crate alloc;
 use alloc::sync::Arc;
 use core::ffi::{c_char, c_int, c_uint, c_void};
 
-use rexo_api::{ApiError, CapError, Kernel};
+use rexo_api::{ApiError, CapError, EntryState, Kernel};
 pub use rexo_captable::OwnerId;
 use spin::Once;
 
@@ -484,6 +484,48 @@ pub extern "C" fn rexo_mem_read(handle: i64, offset: u64, buf: *mut c_void, len:
     }
 }
 
+/// Bytes of `struct rexo_revocation`.
+pub const REVOCATION_ENTRY: usize = 16;
+
+/// `struct rexo_revocation` for the app's handle `handle` asked back by `deadline_ns`
+/// (native byte order, as C reads it).
+pub fn encode_revocation((handle, deadline_ns): (i64, u64)) -> [u8; REVOCATION_ENTRY] {
+    let mut out = [0u8; REVOCATION_ENTRY];
+    out[..8].copy_from_slice(&handle.to_ne_bytes());
+    out[8..].copy_from_slice(&deadline_ns.to_ne_bytes());
+    out
+}
+
+/// `int rexo_revocation_requests(struct rexo_revocation *list, size_t max)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn rexo_revocation_requests(list: *mut c_void, max: usize) -> c_int {
+    let Some(bytes) = max.checked_mul(REVOCATION_ENTRY) else {
+        return REXO_EINVAL;
+    };
+    let out = match c_bytes_mut(list, bytes) {
+        Ok(out) => out,
+        Err(code) => return code,
+    };
+    with_app(|kernel, owner| {
+        // Core capabilities the kernel still keeps for the app become handles first, so
+        // that a request for one names its handle.
+        handles::hand_out_cores(owner, || kernel.core_caps());
+        let requests: alloc::vec::Vec<_> = kernel
+            .revocation_requests()
+            .into_iter()
+            .filter_map(|request| match request.state {
+                EntryState::RevokeRequested { deadline_ns } => Some((request.id, deadline_ns)),
+                EntryState::Live => None,
+            })
+            .collect();
+        let asked = handles::asked_back(owner, &requests);
+        for (slot, &request) in out.chunks_exact_mut(REVOCATION_ENTRY).zip(&asked) {
+            slot.copy_from_slice(&encode_revocation(request));
+        }
+        c_int::try_from(asked.len()).unwrap_or(c_int::MAX)
+    })
+}
+
 /// `int rexo_mem_return(int64_t handle)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn rexo_mem_return(handle: i64) -> c_int {
@@ -649,6 +691,25 @@ mod tests {
             logged,
             alloc::format!("{}\u{FFFD}", "a".repeat(LOG_LINE - 1))
         );
+    }
+
+    #[test]
+    fn a_revocation_request_has_the_layout_of_struct_rexo_revocation() {
+        let entry = encode_revocation((-3, 0x0102_0304_0506_0708));
+        assert_eq!(entry.len(), 16);
+        assert_eq!(entry[..8], (-3i64).to_ne_bytes());
+        assert_eq!(entry[8..], 0x0102_0304_0506_0708u64.to_ne_bytes());
+    }
+
+    #[test]
+    fn a_revocation_list_that_cannot_be_written_is_refused_before_the_kernel_is_asked() {
+        // No kernel answers here: asking it would panic.
+        assert_eq!(
+            rexo_revocation_requests(core::ptr::null_mut(), 1),
+            REXO_EINVAL
+        );
+        let list = core::ptr::dangling_mut();
+        assert_eq!(rexo_revocation_requests(list, usize::MAX / 8), REXO_EINVAL);
     }
 
     #[test]

@@ -190,3 +190,54 @@ crate::kernel_test!(
         assert_eq!(crate::caps::release_owner(owner), Ok(0));
     }
 );
+
+crate::kernel_test!(
+    fn a_c_app_sees_the_kernels_revocation_requests_as_its_handles() {
+        use rexo_captable::{EntryState, ResourceKind};
+        let owner = top_owner(5);
+        let api = crate::apps::api_as(owner);
+        crate::caps::grant_cores(owner, 0..1).expect("a core");
+        let (kept, asked) =
+            crate::apps::acting_as(&api, || (rexo_mem_alloc(4096), rexo_mem_alloc(8192)));
+        assert!(
+            kept > 0 && asked > 0,
+            "rexo_mem_alloc gave {kept} and {asked}"
+        );
+        let entry_of = |kind, len| {
+            let entries = crate::caps::entries().into_iter();
+            let mut held = entries.filter(|e| e.owner == owner && e.resource.kind() == kind);
+            held.find(|e| e.resource.len() == len).expect("held").id
+        };
+        let (memory, core) = (
+            entry_of(ResourceKind::Memory, 8192),
+            entry_of(ResourceKind::Core, 1),
+        );
+        let deadline = crate::time::now_ns() + 60_000_000_000;
+        crate::caps::request_revocation(memory, deadline).expect("requested");
+        crate::caps::request_revocation(core, deadline + 1).expect("requested");
+        let mut list = [[0u64; 2]; 3];
+        crate::apps::acting_as(&api, || {
+            assert_eq!(rexo_revocation_requests(core::ptr::null_mut(), 0), 2);
+            // The core capability, never listed by rexo_core_caps, became a handle.
+            let mut cores = [0i64; 2];
+            assert_eq!(rexo_core_caps(cores.as_mut_ptr(), 2), 1);
+            assert_eq!(rexo_revocation_requests(list.as_mut_ptr().cast(), 1), 2);
+            assert_eq!(list[0], [asked as u64, deadline]);
+            assert_eq!(list[1], [0, 0], "nothing written past max");
+            assert_eq!(rexo_revocation_requests(list.as_mut_ptr().cast(), 3), 2);
+            assert_eq!(list[1], [cores[0] as u64, deadline + 1]);
+            // Answered: the requests are gone, the memory not asked for stays.
+            assert_eq!(rexo_mem_return(asked), REXO_OK);
+            assert_eq!(rexo_core_return(cores[0]), REXO_OK);
+            assert_eq!(rexo_revocation_requests(core::ptr::null_mut(), 0), 0);
+            assert_eq!(rexo_mem_return(kept), REXO_OK);
+        });
+        assert!(
+            !crate::caps::entries()
+                .iter()
+                .any(|e| e.owner == owner && matches!(e.state, EntryState::RevokeRequested { .. })),
+            "every request answered"
+        );
+        assert_eq!(crate::caps::release_owner(owner), Ok(0));
+    }
+);
