@@ -117,8 +117,9 @@ int64_t rexo_unix_time(void);
 int rexo_write(const void *buf, size_t len);
 
 /* Writes one log line (with the time and core number) made of the `len` bytes at
- * `text` (no newline needed; bytes that are not UTF-8 appear as U+FFFD; a line past 512
- * bytes is cut and ends in " [...]"). Returns REXO_OK, REXO_EINVAL or REXO_EFAULT, as
+ * `text` (no newline needed; bytes that are not UTF-8 appear as U+FFFD, 3 bytes each; a
+ * line of more than 506 bytes so shown is cut after 506, at a character boundary, and
+ * ends in " [...]": 512 bytes at most). Returns REXO_OK, REXO_EINVAL or REXO_EFAULT, as
  * rexo_write. */
 int rexo_log(const char *text, size_t len);
 

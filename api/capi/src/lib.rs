@@ -319,8 +319,9 @@ pub extern "C" fn rexo_unix_time() -> i64 {
     })
 }
 
-/// The longest log line the kernel keeps (cut past that): `rexo_log` converts no more of
-/// the C app's text.
+/// The longest log line the kernel keeps, its cut marker included (text past this less
+/// `rexo_logline::CUT_MARKER`'s 6 bytes is cut): `rexo_log` converts no more of the C
+/// app's text.
 const LOG_LINE: usize = rexo_logline::APP_LINE_BYTES;
 
 /// C's bytes as text, part by part: its valid UTF-8 as it is and each invalid sequence as
