@@ -144,6 +144,9 @@ impl Dma {
             return &[];
         }
         let start = self.at(offset, len, 1);
+        // The slice's loads stay after the completion the driver saw (a volatile read
+        // before this call): LLVM may hoist ordinary loads above volatile ones.
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
         // SAFETY: in bounds (`at`); the driver lends only buffers the device is done with,
         // so nothing writes them while the shared slice lives.
         unsafe { core::slice::from_raw_parts(start, len) }
@@ -158,6 +161,8 @@ impl Dma {
             return &mut [];
         }
         let start = self.at(offset, len, 1);
+        // As in `bytes`: the slice's accesses stay after what the driver saw complete.
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
         // SAFETY: in bounds (`at`); `&mut self` excludes other Rust accesses, and the
         // driver fills only buffers the device does not own at the time.
         unsafe { core::slice::from_raw_parts_mut(start, len) }

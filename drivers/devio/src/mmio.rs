@@ -71,8 +71,12 @@ impl Mmio {
 
     /// The register address for an access of `width` bytes at `offset`: inside the
     /// window and aligned in memory (a window may start at any device-given offset, so
-    /// the address, not the offset, is checked).
+    /// the address, not the offset, is checked). Every register access is also a compiler
+    /// barrier: LLVM may move ordinary loads and stores across volatile ones, so without
+    /// it the stores filling a buffer could sink below the doorbell write that hands the
+    /// buffer over, whether or not the driver called [`crate::barrier`].
     fn at(&self, offset: usize, width: usize) -> *mut u8 {
+        core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
         assert!(
             // Inside the window first: then the address cannot overflow (the window
             // itself fits in the address space).
