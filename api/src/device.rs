@@ -151,6 +151,12 @@ pub const PAIR_BROKEN: DeviceError = DeviceError::Failed(
      reset, which the next receive, send or transmit_pending through the whole device does",
 );
 
+/// What a disk answers to every submission, poll and arming of a wake-up once the kernel
+/// shut it down ([`BlockDevice::shut_down`]: the machine is powering off), whether or not
+/// the shutdown went through: its controller is sent nothing more.
+pub const DISK_SHUT_DOWN: DeviceError =
+    DeviceError::Failed("the disk was shut down: the machine is powering off");
+
 /// The internet checksum, and where a TCP or UDP checksum goes: what a NIC's checksum
 /// offload computes ([`NetDevice::transmit_offloaded`]), for drivers and simulated NICs.
 pub use rexo_pktfilter::{
@@ -873,6 +879,21 @@ pub trait BlockDevice: Send {
     /// meanwhile) and when a holder gives up its own requests (the disk still the
     /// holder's).
     fn abandon_requests(&mut self);
+    /// The machine is powering off: tells the disk, as its kind asks, so that what was
+    /// written survives. The requests already submitted go to the device and are waited
+    /// for (their completions dropped: nobody polls after this), then the disk is made
+    /// to write its cache out and told of the power loss. Each wait is bounded by the
+    /// driver's timeouts (docs/drivers.md); the error says which step failed or timed
+    /// out. From then on, whatever it returned, every submission, poll and arming of a
+    /// wake-up fails with [`DISK_SHUT_DOWN`]. Only the kernel calls it, through the
+    /// registry's walk of the disks before the ACPI sleep request; a lease refuses it
+    /// ([`DeviceError::Unsupported`]). A disk whose driver does not tell it yet says
+    /// `Unsupported` and goes on as before.
+    fn shut_down(&mut self) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported(
+            "telling this disk of a power-off (its driver does not yet)",
+        ))
+    }
 }
 
 /// A keyboard, opened by one app (the consoles' keyboards are read through

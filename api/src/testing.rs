@@ -9,6 +9,10 @@
 //! finished at the next `poll` in the order submitted. A test changes the public settings it needs (a misbehaving disk, a
 //! failing sector range, a `poll` that fails) and reads what the disk counted.
 //!
+//! [`BlockDevice::shut_down`] drops the requests in flight (their writes landed when
+//! taken) and refuses every later request and poll with
+//! [`DISK_SHUT_DOWN`](crate::device::DISK_SHUT_DOWN).
+//!
 //! A request past `max_sectors`, or past `depth` in flight, panics: those are the
 //! caller's bugs, which the test must catch. A write's `fill` gets a copy of the disk's
 //! own bytes (or, with [`MemoryDisk::stale_write_bytes`], a buffer of leftovers), so
@@ -20,6 +24,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::ops::Range;
 
+use crate::device::DISK_SHUT_DOWN;
 use crate::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 
 /// Bytes per sector of a [`MemoryDisk`].
@@ -74,6 +79,8 @@ pub struct MemoryDisk {
     /// which stops polling early leaves the others in flight (default off: every
     /// request, in the order submitted).
     pub newest_first: bool,
+    /// Shut down ([`BlockDevice::shut_down`]): every later request and poll is refused.
+    shut_down: bool,
 }
 
 impl MemoryDisk {
@@ -97,6 +104,7 @@ impl MemoryDisk {
             failing_reads: 0..0,
             polls_before_failing: None,
             newest_first: false,
+            shut_down: false,
         }
     }
 
@@ -120,6 +128,11 @@ impl MemoryDisk {
         self.in_flight.len()
     }
 
+    /// Whether the disk was shut down ([`BlockDevice::shut_down`]).
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
+
     /// Checks a request of `sectors` from `lba` on `queue` and returns its bytes, grown
     /// or shrunk by `skew` (within the data).
     fn span(
@@ -135,9 +148,7 @@ impl MemoryDisk {
             self.max_sectors
         );
         let capacity = (self.data.len() / SECTOR_SIZE) as u64;
-        if queue != 0 {
-            return Err(DeviceError::NoSuchQueue(queue));
-        }
+        self.usable(queue)?;
         if lba.saturating_add(u64::from(sectors)) > capacity {
             return Err(DeviceError::OutOfRange {
                 lba,
@@ -148,6 +159,18 @@ impl MemoryDisk {
         let start = lba as usize * SECTOR_SIZE;
         let end = (start + sectors as usize * SECTOR_SIZE).saturating_add_signed(skew);
         Ok(start..end.clamp(start, self.data.len()))
+    }
+
+    /// [`DeviceError::NoSuchQueue`] for a queue but 0, [`DISK_SHUT_DOWN`] once the disk
+    /// was shut down.
+    fn usable(&self, queue: usize) -> Result<(), DeviceError> {
+        if queue != 0 {
+            return Err(DeviceError::NoSuchQueue(queue));
+        }
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
+        Ok(())
     }
 
     /// Takes a request that will complete with `outcome`; returns its tag.
@@ -212,16 +235,12 @@ impl BlockDevice for MemoryDisk {
     }
 
     fn submit_flush(&mut self, queue: usize) -> Result<Tag, DeviceError> {
-        if queue != 0 {
-            return Err(DeviceError::NoSuchQueue(queue));
-        }
+        self.usable(queue)?;
         Ok(self.take(Outcome::Done))
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
-        if queue != 0 {
-            return Err(DeviceError::NoSuchQueue(queue));
-        }
+        self.usable(queue)?;
         match &mut self.polls_before_failing {
             Some(0) => {
                 return Err(DeviceError::Timeout {
@@ -259,6 +278,14 @@ impl BlockDevice for MemoryDisk {
 
     fn abandon_requests(&mut self) {
         self.in_flight.clear();
+    }
+
+    /// Its writes landed when they were taken: the requests in flight are dropped, and
+    /// the disk refuses everything after.
+    fn shut_down(&mut self) -> Result<(), DeviceError> {
+        self.in_flight.clear();
+        self.shut_down = true;
+        Ok(())
     }
 }
 
@@ -305,6 +332,24 @@ mod tests {
         );
         assert_eq!(disk.submit_flush(1), Err(DeviceError::NoSuchQueue(1)));
         assert_eq!(disk.in_flight(), 0, "refused requests are not taken");
+    }
+
+    #[test]
+    fn a_disk_shut_down_refuses_every_later_request_and_poll() {
+        let mut disk = MemoryDisk::new(vec![5; 2 * 512]);
+        disk.submit_write(0, 0, 1, &mut |b| b.fill(9)).unwrap();
+        assert_eq!(disk.shut_down(), Ok(()));
+        assert!(disk.is_shut_down());
+        assert_eq!(disk.in_flight(), 0);
+        assert_eq!(disk.data[..512], [9; 512], "the write landed");
+        assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
+        assert_eq!(
+            disk.submit_write(0, 1, 1, &mut |b| b.fill(7)),
+            Err(DISK_SHUT_DOWN)
+        );
+        assert_eq!(disk.submit_flush(0), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.poll(0, &mut |_, _| {}), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.data[512..], [5; 512], "nothing written after");
     }
 
     #[test]

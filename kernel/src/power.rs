@@ -7,6 +7,7 @@
 use rexo_acpi::{AddressSpace, GenericAddress};
 
 use crate::arch::cpu::{self, inw, outb, outw};
+use crate::devices::MACHINE;
 
 /// QEMU's debug-exit port (`-device isa-debug-exit,iobase=0xf4,iosize=4`).
 const DEBUG_EXIT_PORT: u16 = 0xF4;
@@ -57,10 +58,14 @@ fn write_register(register: &GenericAddress, value: u64) -> bool {
     }
 }
 
-/// Powers the machine off through ACPI (`\_S5`). Returns only if that failed, saying why.
-/// Runs with interrupts off ([`cpu::without_interrupts`], which turns them back on if it
-/// returns), so that nothing runs between the sleep request and the power going.
+/// Powers the machine off through ACPI (`\_S5`), every disk told first (and refusing
+/// requests from then on, even if the power-off fails). Returns only if that failed,
+/// saying why. The sleep request runs with interrupts off ([`cpu::without_interrupts`],
+/// which turns them back on if it returns), so that nothing runs between it and the
+/// power going; the disks are told before, with them on (a core waiting for a disk
+/// another core holds still answers that core's TLB shootdowns).
 pub fn power_off() -> &'static str {
+    let _disks = MACHINE.get().map(rexo_drivers::Machine::shut_down_disks);
     cpu::without_interrupts(|| {
         let Some(info) = crate::platform::acpi() else {
             return "no ACPI tables";

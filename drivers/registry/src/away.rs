@@ -44,6 +44,9 @@ impl BlockDevice for Away {
         Err(AWAY)
     }
     fn abandon_requests(&mut self) {}
+    fn shut_down(&mut self) -> Result<(), DeviceError> {
+        Err(AWAY)
+    }
 }
 
 /// The owner number of the kernel's mark on a slot whose disk it has out while nobody

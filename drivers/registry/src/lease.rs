@@ -525,6 +525,15 @@ impl BlockDevice for Lease {
         self.wake(queue, core)
     }
 
+    /// Refused: only the kernel shuts a disk down, at power-off
+    /// ([`Registry::shut_down_disks`](crate::Registry::shut_down_disks)); the disk may
+    /// hold other apps' extents.
+    fn shut_down(&mut self) -> Result<(), DeviceError> {
+        Err(DeviceError::Unsupported(
+            "shutting a disk down (the kernel does, at power-off)",
+        ))
+    }
+
     /// The drain runs outside the slot's lock ([`away::outside_the_lock`]), the disk
     /// still the holder's, as at the lease's [`end`].
     fn abandon_requests(&mut self) {

@@ -22,6 +22,7 @@ mod machine;
 mod ordered;
 mod reentry;
 mod sharing;
+mod shutdown;
 mod xn;
 
 use alloc::format;
@@ -39,6 +40,7 @@ use rexo_pci::{Address, Function};
 
 pub use interrupts::{Binder, BinderFns, Sweep};
 pub use machine::Machine;
+pub use shutdown::ShutDown;
 
 /// One driver: which functions it takes and how it starts them.
 pub struct Driver {
@@ -654,13 +656,15 @@ pub(crate) mod tests {
         /// Every write covering this sector is refused (`u64::MAX`: none).
         bad_sector: alloc::sync::Arc<core::sync::atomic::AtomicU64>,
         /// While on, every flush is refused.
-        failing_flushes: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
+        pub(crate) failing_flushes: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
         /// While it holds back, every read, every write and every drain of abandoned
         /// requests waits.
         hold_back: alloc::sync::Arc<HoldBack>,
         /// With a binder and a record, arming its one queue routes vector 219 through the
         /// binder and records the core; without, it cannot wake a core.
         wakes: Option<(Routes, Armed)>,
+        /// Shut down: every later request and poll is refused.
+        shut_down: bool,
     }
 
     impl MemoryDisk {
@@ -669,7 +673,7 @@ pub(crate) mod tests {
 
         /// A zeroed disk of 4 MiB, tags from 1, requests of up to 64 sectors, and no
         /// failures.
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             Self {
                 data: alloc::vec![0u8; Self::SECTORS as usize * 512],
                 done: Vec::new(),
@@ -683,7 +687,16 @@ pub(crate) mod tests {
                 failing_flushes: Default::default(),
                 hold_back: Default::default(),
                 wakes: None,
+                shut_down: false,
             }
+        }
+
+        /// [`rexo_api::device::DISK_SHUT_DOWN`] once the disk was shut down.
+        fn usable(&self) -> Result<(), DeviceError> {
+            if self.shut_down {
+                return Err(rexo_api::device::DISK_SHUT_DOWN);
+            }
+            Ok(())
         }
 
         /// The byte range of `data` that `sectors` sectors from `lba` are, or why the
@@ -732,6 +745,7 @@ pub(crate) mod tests {
             sectors: u32,
         ) -> Result<rexo_api::Tag, DeviceError> {
             self.hold_back.pass();
+            self.usable()?;
             if self
                 .failing_reads
                 .load(core::sync::atomic::Ordering::Relaxed)
@@ -767,6 +781,7 @@ pub(crate) mod tests {
             fill: &mut dyn FnMut(&mut [u8]) -> bool,
         ) -> Result<rexo_api::Tag, DeviceError> {
             self.hold_back.pass();
+            self.usable()?;
             let bad = self.bad_sector.load(core::sync::atomic::Ordering::Relaxed);
             if (lba..lba + u64::from(sectors)).contains(&bad) {
                 return Err(DeviceError::Status {
@@ -783,6 +798,7 @@ pub(crate) mod tests {
             Ok(self.take(at, 0))
         }
         fn submit_flush(&mut self, _: usize) -> Result<rexo_api::Tag, DeviceError> {
+            self.usable()?;
             if self
                 .failing_flushes
                 .load(core::sync::atomic::Ordering::Relaxed)
@@ -795,6 +811,7 @@ pub(crate) mod tests {
             Ok(self.take(0, 0))
         }
         fn poll(&mut self, _: usize, done: rexo_api::Completion<'_>) -> Result<usize, DeviceError> {
+            self.usable()?;
             let finished = core::mem::take(&mut self.done);
             for &(tag, at, len) in &finished {
                 if at == Self::ZEROS {
@@ -820,6 +837,15 @@ pub(crate) mod tests {
         fn abandon_requests(&mut self) {
             self.hold_back.pass();
             self.done.clear();
+        }
+        /// Its writes landed when they were taken: the requests in flight are dropped,
+        /// and everything after is refused. While flushes fail, so does the shutdown
+        /// (the cache not written out).
+        fn shut_down(&mut self) -> Result<(), DeviceError> {
+            let flushed = self.submit_flush(0);
+            self.done.clear();
+            self.shut_down = true;
+            flushed.map(drop)
         }
     }
 
@@ -1067,7 +1093,7 @@ pub(crate) mod tests {
     }
 
     /// Disk 0 of `registry` leased to app `name` (owner 1).
-    fn lease_disk(
+    pub(crate) fn lease_disk(
         registry: &'static Registry,
         name: &'static str,
     ) -> Box<dyn rexo_api::BlockDevice> {
@@ -1699,7 +1725,7 @@ pub(crate) mod tests {
     /// each waits (and `waiting` says one does), as during a long wipe, a slow read or
     /// write of the extent table, or a drain of a device that does not answer.
     #[derive(Default)]
-    struct HoldBack {
+    pub(crate) struct HoldBack {
         closed: core::sync::atomic::AtomicBool,
         waiting: core::sync::atomic::AtomicBool,
     }
@@ -1719,7 +1745,7 @@ pub(crate) mod tests {
         /// behind `held` fails the test instead of hanging it) and lets the disk go.
         /// Returns `held`'s thread and what `calls` returned, an error if they did not
         /// complete within 5 s.
-        fn during<Held: Send + 'static, Calls: Send + 'static>(
+        pub(crate) fn during<Held: Send + 'static, Calls: Send + 'static>(
             &self,
             held: impl FnOnce() -> Held + Send + 'static,
             calls: impl FnOnce() -> Calls + Send + 'static,
@@ -1739,14 +1765,20 @@ pub(crate) mod tests {
                 let _ = send.send(calls());
             });
             let during = answer.recv_timeout(std::time::Duration::from_secs(5));
-            self.closed.store(false, Ordering::Release);
+            self.let_go();
             (holding, during)
+        }
+
+        /// Lets the disk go: what waits goes on.
+        pub(crate) fn let_go(&self) {
+            self.closed
+                .store(false, core::sync::atomic::Ordering::Release);
         }
     }
 
     /// A registry of one memory disk whose reads, writes and drains the [`HoldBack`]
     /// holds back.
-    fn held_back_disk() -> (alloc::sync::Arc<HoldBack>, &'static Registry) {
+    pub(crate) fn held_back_disk() -> (alloc::sync::Arc<HoldBack>, &'static Registry) {
         let hold_back = alloc::sync::Arc::new(HoldBack::default());
         let disk = MemoryDisk {
             hold_back: hold_back.clone(),

@@ -7,7 +7,7 @@ use rexo_acpi::McfgSegment;
 use rexo_devio::{PciBus, Platform};
 use rexo_pci::Function;
 
-use crate::{Registry, Sweep};
+use crate::{Registry, ShutDown, Sweep};
 
 /// The PCI bus, its functions and the drivers bound to them.
 pub struct Machine {
@@ -15,6 +15,8 @@ pub struct Machine {
     binder: &'static dyn crate::Binder,
     /// Configuration space, with the ECAM windows claimed.
     bus: PciBus,
+    /// The clock (the walk of the disks at power-off bounds its waits by it).
+    platform: &'static dyn Platform,
     /// The drivers bound to them.
     registry: spin::Once<Registry>,
 }
@@ -41,6 +43,7 @@ impl Machine {
         Self {
             binder,
             bus,
+            platform,
             registry: spin::Once::new(),
         }
     }
@@ -65,6 +68,14 @@ impl Machine {
         self.registry
             .get()
             .map_or(Sweep::default(), Registry::disarm_revoked)
+    }
+
+    /// Tells every disk the machine is powering off ([`Registry::shut_down_disks`]);
+    /// none when no driver was bound yet (this binds nothing).
+    pub fn shut_down_disks(&self) -> ShutDown {
+        self.registry.get().map_or(ShutDown::default(), |registry| {
+            registry.shut_down_disks(|| self.platform.now_ns())
+        })
     }
 
     /// Configuration space (BareMetal's PCI calls reach it through the legacy ports).
