@@ -8,7 +8,9 @@
 //! masked except while a core is armed to be woken (`wake_on_completion`). A controller
 //! that holds a command past the I/O timeout is reset and its I/O queues created anew,
 //! `poll` by `poll` (the `recovery` module); the late request fails with a timeout only
-//! once the reset has disabled the controller, so it can never be carried out later.
+//! once the reset has disabled the controller, so it can never be carried out later. At
+//! power-off the I/O queues are deleted and the controller told of a normal shutdown
+//! (CC.SHN), awaited until CSTS.SHST says it is complete (`BlockDevice::shut_down`).
 #![cfg_attr(target_os = "none", no_std)]
 #![deny(unsafe_code)]
 
@@ -22,6 +24,7 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use rexo_api::device::DISK_SHUT_DOWN;
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 use rexo_devio::{DeviceFunction, Dma, Found, Mmio, MsixTable, Platform, QueueWakes};
 use rexo_pci::{Address, Function};
@@ -137,6 +140,7 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
         platform: function.platform(),
         address: function.address(),
         ready_timeout_ms: capabilities.ready_timeout_ms,
+        shutdown_timeout_ms: spec::SHUTDOWN_TIMEOUT_MIN_MS,
     };
     controller.disable()?;
     controller.set_admin_queue(&admin);
@@ -152,6 +156,8 @@ pub fn probe(mut function: DeviceFunction) -> Result<Vec<Found>, DeviceError> {
     let firmware = spec::identify_string(&identity[spec::ID_FIRMWARE]);
     let max_bytes =
         spec::max_transfer(identity[spec::ID_MDTS], capabilities.min_page, MAX_TRANSFER);
+    let rtd3e = u32::from_le_bytes(identity[spec::ID_RTD3E].try_into().unwrap_or_default());
+    disk.controller.shutdown_timeout_ms = spec::shutdown_timeout_ms(rtd3e);
 
     let namespace = disk.identify("Identify Namespace", spec::CNS_NAMESPACE, NAMESPACE)?;
     let sectors = u64::from_le_bytes(
@@ -262,6 +268,8 @@ struct Controller {
     address: Address,
     /// How long CSTS.RDY may take to follow CC.EN (CAP.TO).
     ready_timeout_ms: u64,
+    /// How long a normal shutdown may take ([`spec::shutdown_timeout_ms`] of RTD3E).
+    shutdown_timeout_ms: u64,
 }
 
 impl Controller {
@@ -327,6 +335,21 @@ impl Controller {
             return Err(DeviceError::Failed("controller fatal status (CSTS.CFS)"));
         }
         Ok(())
+    }
+
+    /// Tells the controller the power is about to go (CC.SHN a normal shutdown, CC.EN
+    /// kept) and waits, within the shutdown timeout, for CSTS.SHST to say its shutdown
+    /// processing is complete (NVMe Base, "Shutdown").
+    fn shut_down(&self) -> Result<(), DeviceError> {
+        let configuration = self.registers.read32(spec::REG_CC) & !spec::CC_SHUTDOWN_MASK;
+        self.registers
+            .write32(spec::REG_CC, configuration | spec::CC_SHUTDOWN_NORMAL);
+        rexo_devio::wait_until_or_fault(
+            self.platform,
+            "the controller's shutdown (CSTS.SHST complete)",
+            self.shutdown_timeout_ms,
+            || Ok(self.status()? & spec::CSTS_SHUTDOWN_MASK == spec::CSTS_SHUTDOWN_COMPLETE),
+        )
     }
 
     /// Whether CAP.TO has passed since `since` (a clock reading).
@@ -711,6 +734,9 @@ struct Nvme {
     platform: &'static dyn Platform,
     /// Why the controller stopped, once it did.
     failed: Option<&'static str>,
+    /// Shut down for a power-off ([`BlockDevice::shut_down`]): every later request,
+    /// poll and arming is refused with [`DISK_SHUT_DOWN`].
+    shut_down: bool,
     /// How far a controller reset has come, while one runs.
     reset: Option<Reset>,
     /// Completion wake-ups: API queue `q` (completion queue `q + 1`) through MSI-X
@@ -760,6 +786,7 @@ impl Nvme {
             },
             platform,
             failed: None,
+            shut_down: false,
             reset: None,
             wakes: QueueWakes::new(None, Vec::new()),
             identify_page: None,
@@ -866,10 +893,55 @@ impl Nvme {
         })
     }
 
-    /// `Failed` once the controller stopped.
+    /// [`DISK_SHUT_DOWN`] once the disk was shut down, `Failed` once the controller
+    /// stopped.
     fn usable(&self) -> Result<(), DeviceError> {
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
         self.failed
             .map_or(Ok(()), |why| Err(DeviceError::Failed(why)))
+    }
+
+    /// Admin command `step` of deleting the I/O queues before a shutdown, two per pair
+    /// (every Delete I/O Submission Queue, then every Delete I/O Completion Queue: a
+    /// completion queue goes after the submission queues on it): its name, and how it
+    /// is built from its identifier.
+    fn queue_deletion(&self, step: usize) -> (&'static str, impl FnOnce(u16) -> Command + use<>) {
+        let pairs = self.queues.len();
+        let queue = self.queues[step % pairs].pair.id;
+        let deletes_submission = step < pairs;
+        let what = if deletes_submission {
+            "Delete I/O Submission Queue"
+        } else {
+            "Delete I/O Completion Queue"
+        };
+        (what, move |cid| {
+            Command::delete_queue(cid, queue, deletes_submission)
+        })
+    }
+
+    /// The shutdown of [`BlockDevice::shut_down`] once the requests drained: a reset
+    /// still running is finished (its steps each bounded), then a controller that works
+    /// (not failed, no fatal status) has its I/O queues deleted (a deletion refused or
+    /// unanswered is logged, and the shutdown goes on: the notification is what counts)
+    /// and is told of the power loss ([`Controller::shut_down`]).
+    fn notify_shutdown(&mut self) -> Result<(), DeviceError> {
+        while self.reset.is_some() {
+            self.continue_reset()?;
+            core::hint::spin_loop();
+        }
+        self.usable()?;
+        self.controller.check_fatal()?;
+        for step in 0..2 * self.queues.len() {
+            let (what, build) = self.queue_deletion(step);
+            if let Err(error) = self.admin_command(what, build) {
+                let address = self.controller.address;
+                log::warn!("{address} nvme: {what}: {error}; shutting down with the queues");
+                break;
+            }
+        }
+        self.controller.shut_down()
     }
 
     /// Queues `operation` on `sectors` sectors from `lba` (checked against the disk
@@ -969,6 +1041,9 @@ impl BlockDevice for Nvme {
     /// requests it interrupted still to be failed at the queue's next poll, the core is
     /// woken at once instead (no message comes for those, and polls move the reset on).
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
+        if self.shut_down && core.is_some() {
+            return Err(DISK_SHUT_DOWN);
+        }
         self.wakes.arm(queue, core)?;
         if self.reset.is_some() || self.queues.get(queue).is_some_and(|io| io.interrupted) {
             self.wakes.wake_now(queue);
@@ -992,7 +1067,31 @@ impl BlockDevice for Nvme {
         });
     }
 
+    /// The requests queued since the last doorbell are rung in, then drained as
+    /// [`abandon_requests`](Self::abandon_requests) drains (each completed, or freed by a
+    /// controller reset when held past [`IO_TIMEOUT_NS`]); then the controller is shut
+    /// down ([`Nvme::notify_shutdown`]: the I/O queues deleted, CC.SHN a normal shutdown,
+    /// CSTS.SHST complete within RTD3E, at least 5 s and at most 60 s). A controller that
+    /// failed for good is not told (its `Failed`). The disk refuses everything after.
+    fn shut_down(&mut self) -> Result<(), DeviceError> {
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
+        if self.failed.is_none() && self.reset.is_none() {
+            for io in &mut self.queues {
+                io.ring(self.platform);
+            }
+        }
+        self.abandon_requests();
+        let told = self.notify_shutdown();
+        self.shut_down = true;
+        told
+    }
+
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
         let reset_progress = if self.reset.is_some() {
             self.continue_reset()
         } else {
@@ -1089,6 +1188,7 @@ mod tests {
             platform,
             address: Address::new(0, 0, 4, 0).unwrap(),
             ready_timeout_ms: 500,
+            shutdown_timeout_ms: spec::SHUTDOWN_TIMEOUT_MIN_MS,
         };
         let mut disk = Nvme::new(controller, admin.unwrap());
         disk.queues = vec![io];
@@ -1850,5 +1950,110 @@ mod tests {
         // Nothing more to say: an arm waits for the controller's message.
         disk.wake_on_completion(0, Some(1)).unwrap();
         assert_eq!(platform.take_woken(), []);
+    }
+
+    /// Has the fake controller finish a normal shutdown as soon as CC.SHN asks for one
+    /// (CSTS.SHST complete), looking at each clock reading.
+    fn finish_shutdowns(disk: &Nvme, platform: &HostPlatform) {
+        let registers = disk.controller.registers.clone();
+        platform.on_clock_reading(move || {
+            let asked = registers.read32(spec::REG_CC) & spec::CC_SHUTDOWN_MASK;
+            if asked == spec::CC_SHUTDOWN_NORMAL {
+                let status = registers.read32(spec::REG_CSTS) & !spec::CSTS_SHUTDOWN_MASK;
+                registers.write32(spec::REG_CSTS, status | spec::CSTS_SHUTDOWN_COMPLETE);
+            }
+        });
+    }
+
+    /// Posts the answers to the next `count` admin commands (successes), as the
+    /// controller will give them, before the driver sends them: its side of the admin
+    /// queue, holding them.
+    fn answer_admin_commands(disk: &mut Nvme, count: u16) -> ControllerSide {
+        let mut admin = ControllerSide::default();
+        for offset in 0..count {
+            admin.complete(&mut disk.admin, disk.next_admin_id + offset, 0);
+        }
+        admin
+    }
+
+    /// `disk`'s calls once it was shut down: every submission, poll and arming refused.
+    fn assert_refuses_everything(disk: &mut Nvme) {
+        assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
+        assert_eq!(
+            disk.submit_write(0, 0, 1, &mut |b| b.fill(1)),
+            Err(DISK_SHUT_DOWN)
+        );
+        assert_eq!(disk.submit_flush(0), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.poll(0, &mut |_, _| {}), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.wake_on_completion(0, Some(0)), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.shut_down(), Err(DISK_SHUT_DOWN), "told once");
+    }
+
+    #[test]
+    fn a_shutdown_sends_what_was_queued_deletes_the_queues_and_waits_for_shst_complete() {
+        let (mut disk, platform) = ready_disk(2);
+        let mut controller = ControllerSide::default();
+        // A write queued but not rung in: its holder never polled again.
+        let tag = disk
+            .submit_write(0, 8, 1, &mut |buffer| buffer.fill(b'S'))
+            .unwrap();
+        let slot = usize::from(tag as u16);
+        let id = (disk.queues[0].slots[slot].generation << SLOT_BITS) | slot as u16;
+        // The controller will carry it out, and answer the two deletions.
+        controller.complete(&mut disk.queues[0].pair, id, 0);
+        let mut admin = answer_admin_commands(&mut disk, 2);
+        finish_shutdowns(&disk, platform);
+        assert_eq!(disk.shut_down(), Ok(()));
+        let write = controller.take_command(&disk.queues[0].pair);
+        assert_eq!(
+            write.map(|command| (command.0[0] as u8, command.id(), command.0[10])),
+            Some((spec::IO_WRITE, id, 8)),
+            "the queued write was rung in before the shutdown"
+        );
+        let deleted: Vec<(u8, u32)> = (0..2)
+            .map(|_| admin.take_command(&disk.admin).unwrap().0)
+            .map(|dwords| (dwords[0] as u8, dwords[10]))
+            .collect();
+        assert_eq!(
+            deleted,
+            [(spec::ADMIN_DELETE_SQ, 1), (spec::ADMIN_DELETE_CQ, 1)]
+        );
+        assert_eq!(admin.take_command(&disk.admin), None);
+        let configuration = disk.controller.registers.read32(spec::REG_CC);
+        assert_eq!(
+            configuration & spec::CC_SHUTDOWN_MASK,
+            spec::CC_SHUTDOWN_NORMAL
+        );
+        assert!(enabled(&disk), "CC.EN kept");
+        assert_refuses_everything(&mut disk);
+    }
+
+    #[test]
+    fn a_controller_that_never_completes_its_shutdown_times_out_and_is_not_used_again() {
+        let (mut disk, platform) = ready_disk(1);
+        answer_admin_commands(&mut disk, 2);
+        // CSTS.SHST never says complete; 100 ms go by at each look.
+        platform.on_clock_reading(move || platform.advance_clock(100_000_000));
+        assert_eq!(
+            disk.shut_down(),
+            Err(DeviceError::Timeout {
+                what: "the controller's shutdown (CSTS.SHST complete)",
+                ms: spec::SHUTDOWN_TIMEOUT_MIN_MS
+            })
+        );
+        assert_refuses_everything(&mut disk);
+    }
+
+    #[test]
+    fn a_controller_failed_for_good_is_not_told_and_is_not_used_again() {
+        let (mut disk, _) = ready_disk(1);
+        disk.failed = Some("the controller no longer answers");
+        assert_eq!(
+            disk.shut_down(),
+            Err(DeviceError::Failed("the controller no longer answers"))
+        );
+        let configuration = disk.controller.registers.read32(spec::REG_CC);
+        assert_eq!(configuration & spec::CC_SHUTDOWN_MASK, 0, "no notification");
+        assert_refuses_everything(&mut disk);
     }
 }

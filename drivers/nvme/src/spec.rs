@@ -30,10 +30,22 @@ pub const CC_ENABLE: u32 = 1 << 0;
 pub const CC_IOSQES_64: u32 = 6 << 16;
 /// CC.IOCQES: I/O completion queue entries are 2^4 = 16 bytes.
 pub const CC_IOCQES_16: u32 = 4 << 20;
+/// CC.SHN, the shutdown notification (bits 15:14).
+pub const CC_SHUTDOWN_MASK: u32 = 3 << 14;
+/// CC.SHN 01b: a normal shutdown (the power is about to go).
+pub const CC_SHUTDOWN_NORMAL: u32 = 1 << 14;
 /// CSTS.RDY: the controller is ready (follows CC.EN).
 pub const CSTS_READY: u32 = 1 << 0;
 /// CSTS.CFS: controller fatal status.
 pub const CSTS_FATAL: u32 = 1 << 1;
+/// CSTS.SHST, the shutdown status (bits 3:2).
+pub const CSTS_SHUTDOWN_MASK: u32 = 3 << 2;
+/// CSTS.SHST 10b: shutdown processing complete.
+pub const CSTS_SHUTDOWN_COMPLETE: u32 = 2 << 2;
+/// The least time a controller gets for its shutdown, whatever RTD3E says: 5 s.
+pub const SHUTDOWN_TIMEOUT_MIN_MS: u64 = 5_000;
+/// The most time a controller gets for its shutdown, whatever RTD3E says: 60 s.
+pub const SHUTDOWN_TIMEOUT_MAX_MS: u64 = 60_000;
 
 /// Bytes in a submission queue entry.
 pub const SQ_ENTRY: usize = 64;
@@ -42,6 +54,10 @@ pub const CQ_ENTRY: usize = 16;
 /// The memory page size the driver configures (CC.MPS = 0): PRPs address 4 KiB pages.
 pub const PAGE: usize = 4096;
 
+/// Admin command: Delete I/O Submission Queue (the commands left in it are aborted).
+pub const ADMIN_DELETE_SQ: u8 = 0x00;
+/// Admin command: Delete I/O Completion Queue (its submission queue deleted first).
+pub const ADMIN_DELETE_CQ: u8 = 0x04;
 /// Admin command: Create I/O Submission Queue (5.4).
 pub const ADMIN_CREATE_SQ: u8 = 0x01;
 /// Admin command: Create I/O Completion Queue (5.3).
@@ -78,6 +94,9 @@ pub const ID_FIRMWARE: core::ops::Range<usize> = 64..72;
 /// Identify Controller: MDTS, the maximum data transfer size (a power of two of
 /// CAP.MPSMIN pages; 0 means no limit).
 pub const ID_MDTS: usize = 77;
+/// Identify Controller: RTD3E, the RTD3 entry latency, bytes 88..92 (microseconds from
+/// a normal shutdown notification to the shutdown complete; 0 when not reported).
+pub const ID_RTD3E: core::ops::Range<usize> = 88..92;
 /// Identify Namespace: NSZE, the size in logical blocks (64-bit).
 pub const NS_SIZE: usize = 0;
 /// Identify Namespace: NLBAF, the number of LBA formats in the table (0-based).
@@ -206,6 +225,16 @@ impl Command {
         )
     }
 
+    /// Delete I/O Submission Queue (`submission`) or Completion Queue (else) `queue`.
+    pub fn delete_queue(id: u16, queue: u16, submission: bool) -> Self {
+        let opcode = if submission {
+            ADMIN_DELETE_SQ
+        } else {
+            ADMIN_DELETE_CQ
+        };
+        Self::new(opcode, id, 0, 0, 0, [u32::from(queue), 0, 0, 0, 0, 0])
+    }
+
     /// Read or Write (`opcode`) of `sectors` sectors (1..=65536) from `lba` of namespace
     /// `nsid`, data at PRPs `prp1`/`prp2`.
     pub fn read_write(
@@ -291,6 +320,16 @@ pub fn max_transfer(mdts: u8, min_page: u64, cap: u64) -> u64 {
     } else {
         (min_page << mdts).min(cap)
     }
+}
+
+/// How long a controller whose Identify Controller gives `rtd3e` (RTD3E, microseconds;
+/// 0: not reported) gets to finish a normal shutdown, in milliseconds: RTD3E rounded
+/// up, at least [`SHUTDOWN_TIMEOUT_MIN_MS`] (some report less than they take, or
+/// nothing) and at most [`SHUTDOWN_TIMEOUT_MAX_MS`] (a power-off waits for it).
+pub fn shutdown_timeout_ms(rtd3e: u32) -> u64 {
+    u64::from(rtd3e)
+        .div_ceil(1_000)
+        .clamp(SHUTDOWN_TIMEOUT_MIN_MS, SHUTDOWN_TIMEOUT_MAX_MS)
 }
 
 /// The I/O queue pairs the controller granted (Set Features Number of Queues'
@@ -400,6 +439,19 @@ mod tests {
         let i = Command::identify(1, CNS_NAMESPACE, 1, 0x1_2345_6000);
         assert_eq!((i.0[1], i.0[6], i.0[7], i.0[10]), (1, 0x2345_6000, 1, 0));
         assert_eq!(Command::flush(7, 1).0[0], 0x0007_0000);
+        let d = Command::delete_queue(4, 3, true);
+        assert_eq!((d.0[0], d.0[10]), (0x0004_0000, 3));
+        let d = Command::delete_queue(5, 3, false);
+        assert_eq!((d.0[0], d.0[10]), (0x0005_0004, 3));
+    }
+
+    #[test]
+    fn the_shutdown_timeout_is_rtd3e_between_5_and_60_seconds() {
+        assert_eq!(shutdown_timeout_ms(0), 5_000, "not reported");
+        assert_eq!(shutdown_timeout_ms(1), 5_000);
+        assert_eq!(shutdown_timeout_ms(10_000_000), 10_000);
+        assert_eq!(shutdown_timeout_ms(10_000_001), 10_001, "rounded up");
+        assert_eq!(shutdown_timeout_ms(u32::MAX), 60_000);
     }
 
     #[test]
