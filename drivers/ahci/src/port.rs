@@ -7,6 +7,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use rexo_api::device::DISK_SHUT_DOWN;
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 use rexo_ata::command::{self, Command, Direction, Protocol, STATUS_BSY, STATUS_DRQ};
 use rexo_ata::identify::{IDENTIFY_BYTES, Identity, SECTOR_BYTES};
@@ -228,6 +229,8 @@ enum Operation {
     Transfer(Direction),
     /// Flushes the write cache.
     Flush,
+    /// Puts the disk in standby (at power-off).
+    Standby,
 }
 
 /// A request holding a slot.
@@ -291,6 +294,9 @@ pub struct AhciDisk {
     depth: usize,
     /// Set when the port could not be recovered; every call then fails.
     failed: Option<&'static str>,
+    /// Shut down for a power-off ([`BlockDevice::shut_down`]): every later request,
+    /// poll and arming is refused with [`DISK_SHUT_DOWN`].
+    shut_down: bool,
     /// The clock.
     platform: &'static dyn Platform,
     /// The controller's interrupt message, when it has MSI or MSI-X.
@@ -403,6 +409,7 @@ impl AhciDisk {
             ncq: false,
             depth: 1,
             failed: None,
+            shut_down: false,
             platform,
             wake,
             armed: false,
@@ -571,6 +578,16 @@ impl AhciDisk {
         self.ready | self.held | self.issued
     }
 
+    /// [`DISK_SHUT_DOWN`] once the disk was shut down, `Failed` once the port could not
+    /// be recovered.
+    fn usable(&self) -> Result<(), DeviceError> {
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
+        self.failed
+            .map_or(Ok(()), |why| Err(DeviceError::Failed(why)))
+    }
+
     /// Takes a slot for `operation` and prepares its command; issued at the next poll.
     fn submit(
         &mut self,
@@ -580,16 +597,15 @@ impl AhciDisk {
         sectors: u32,
         fill: &mut dyn FnMut(&mut [u8]) -> bool,
     ) -> Result<Tag, DeviceError> {
-        if let Some(why) = self.failed {
-            return Err(DeviceError::Failed(why));
-        }
+        self.usable()?;
         if queue != 0 {
             return Err(DeviceError::NoSuchQueue(queue));
         }
-        if operation != Operation::Flush {
+        let transfer = matches!(operation, Operation::Transfer(_));
+        if transfer {
             command::check_range(lba, sectors, self.identity.sectors, BUFFER_SECTORS)?;
         }
-        let queued = self.ncq && operation != Operation::Flush;
+        let queued = self.ncq && transfer;
         let busy = self.busy();
         // Queued commands wait behind a non-queued one; a non-queued one among queued
         // ones is held until they finish (SATA runs one kind at a time).
@@ -602,6 +618,7 @@ impl AhciDisk {
         // `sectors` is at most BUFFER_SECTORS (checked), which fits the count fields.
         let command = match operation {
             Operation::Flush => Command::flush(self.identity.lba48),
+            Operation::Standby => Command::standby_immediate(),
             Operation::Transfer(direction) if queued => {
                 Command::queued(direction, lba, sectors as u16, slot as u8)
             }
@@ -769,6 +786,14 @@ impl AhciDisk {
         self.abort_issued(error, done)
     }
 
+    /// Runs `operation` (one without data: a flush, the standby) once the port is idle,
+    /// polling until it ends, within [`COMMAND_TIMEOUT_MS`] (past it the poll fails it
+    /// and restarts the port): its outcome.
+    fn run_alone(&mut self, operation: Operation) -> Result<(), DeviceError> {
+        let tag = self.submit(0, operation, 0, 0, &mut |_| true)?;
+        rexo_api::device::wait_for(self, 0, tag, &mut |_| {})
+    }
+
     /// Fails every issued request with `error` and restarts the port.
     fn abort_issued(&mut self, error: DeviceError, done: Completion<'_>) -> usize {
         if self.armed {
@@ -816,6 +841,27 @@ impl BlockDevice for AhciDisk {
         }
     }
 
+    /// The requests submitted are issued and drained as
+    /// [`abandon_requests`](Self::abandon_requests) drains them, then FLUSH CACHE (EXT)
+    /// and STANDBY IMMEDIATE run in turn (what Linux sends a SATA disk at power-off:
+    /// the cache written out, then the drive stopped), each within
+    /// [`COMMAND_TIMEOUT_MS`]. A flush that fails does not keep the standby back: both
+    /// are tried, and the first error returned. The port's interrupt is turned off; the
+    /// disk refuses everything after.
+    fn shut_down(&mut self) -> Result<(), DeviceError> {
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
+        self.abandon_requests();
+        if self.armed {
+            self.disarm();
+        }
+        let flushed = self.run_alone(Operation::Flush);
+        let stopped = self.run_alone(Operation::Standby);
+        self.shut_down = true;
+        flushed.and(stopped)
+    }
+
     /// Points the HBA's message at `core` and enables the port's completion and error
     /// causes (their stale status cleared first, in PxIS and then the port's bit in IS);
     /// disarmed by the next poll that finds a command finished, or by `None`.
@@ -827,6 +873,9 @@ impl BlockDevice for AhciDisk {
             self.disarm();
             return Ok(());
         };
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
         let wake = self
             .wake
             .as_ref()
@@ -880,9 +929,7 @@ impl BlockDevice for AhciDisk {
     }
 
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
-        if let Some(why) = self.failed {
-            return Err(DeviceError::Failed(why));
-        }
+        self.usable()?;
         if queue != 0 {
             return Err(DeviceError::NoSuchQueue(queue));
         }
@@ -1411,5 +1458,119 @@ mod tests {
     fn slots_of_lists_each_set_bit() {
         let slots: Vec<usize> = slots_of(0x8000_0005).collect();
         assert_eq!(slots, [0, 2, 31]);
+    }
+
+    /// Plays an HBA that finishes the command in slot 0 (a port without NCQ) at the
+    /// clock reading after its PxCI write: with an error (PxIS.TFES, PxTFD
+    /// [`TFD_ABORTED`], PxCI cleared too, as older QEMU did) when `fails` says so of its
+    /// opcode, cleanly (PxIS cleared of a restart's all-ones) otherwise, or never when
+    /// `hangs` says so (the clock then moves 1 s at each reading). The opcodes issued,
+    /// in order.
+    fn hba_finishing_commands(
+        disk: &AhciDisk,
+        registers: &Mmio,
+        platform: &'static HostPlatform,
+        fails: fn(u8) -> bool,
+        hangs: fn(u8) -> bool,
+    ) -> Arc<spin::Mutex<Vec<u8>>> {
+        let issued = Arc::new(spin::Mutex::new(Vec::new()));
+        let record = issued.clone();
+        let tables = platform.device_view(&disk.tables);
+        let registers = registers.clone();
+        let hung = core::sync::atomic::AtomicBool::new(false);
+        platform.on_clock_reading(move || {
+            if registers.read32(PX_CI) & bit(0) == 0 {
+                return;
+            }
+            let opcode = (tables.read32(COMMAND_TABLES) >> 16) as u8;
+            if hangs(opcode) {
+                if !hung.swap(true, core::sync::atomic::Ordering::Relaxed) {
+                    record.lock().push(opcode);
+                }
+                platform.advance_clock(1_000 * NS_PER_MS);
+                return;
+            }
+            record.lock().push(opcode);
+            if fails(opcode) {
+                registers.write32(PX_TFD, TFD_ABORTED);
+                registers.write32(PX_IS, IS_TFES);
+            } else {
+                registers.write32(PX_IS, 0);
+            }
+            registers.write32(PX_CI, 0);
+        });
+        issued
+    }
+
+    /// `disk`'s calls once it was shut down: every submission, poll and arming refused.
+    fn assert_refuses_everything(disk: &mut AhciDisk) {
+        assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
+        assert_eq!(
+            disk.submit_write(0, 0, 1, &mut |b| b.fill(1)),
+            Err(DISK_SHUT_DOWN)
+        );
+        assert_eq!(disk.submit_flush(0), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.poll(0, &mut |_, _| {}), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.wake_on_completion(0, Some(0)), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.shut_down(), Err(DISK_SHUT_DOWN), "told once");
+    }
+
+    #[test]
+    fn a_shutdown_issues_what_was_submitted_then_flushes_and_stops_the_disk() {
+        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(1);
+        let issued = hba_finishing_commands(&disk, &registers, platform, |_| false, |_| false);
+        // A write submitted and never polled: its holder went quiet.
+        disk.submit_write(0, 8, 1, &mut |b| b.fill(0x5A)).unwrap();
+        assert_eq!(disk.shut_down(), Ok(()));
+        assert_eq!(
+            *issued.lock(),
+            [
+                command::WRITE_DMA_EXT,
+                command::FLUSH_CACHE_EXT,
+                command::STANDBY_IMMEDIATE
+            ]
+        );
+        assert_refuses_everything(&mut disk);
+    }
+
+    #[test]
+    fn a_failed_flush_still_stops_the_disk_and_one_that_never_stops_times_out() {
+        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(1);
+        let issued = hba_finishing_commands(
+            &disk,
+            &registers,
+            platform,
+            |opcode| opcode == command::FLUSH_CACHE_EXT,
+            |_| false,
+        );
+        let flush_failed = DeviceError::Status {
+            what: "the AHCI command",
+            status: TFD_ABORTED,
+        };
+        assert_eq!(disk.shut_down(), Err(flush_failed));
+        assert_eq!(
+            *issued.lock(),
+            [command::FLUSH_CACHE_EXT, command::STANDBY_IMMEDIATE]
+        );
+        assert_refuses_everything(&mut disk);
+
+        let (mut disk, registers, platform) = port_of_depth_with_fake_hba(1);
+        let issued = hba_finishing_commands(
+            &disk,
+            &registers,
+            platform,
+            |_| false,
+            |opcode| opcode == command::STANDBY_IMMEDIATE,
+        );
+        let timeout = DeviceError::Timeout {
+            what: "the AHCI command",
+            ms: COMMAND_TIMEOUT_MS,
+        };
+        assert_eq!(disk.shut_down(), Err(timeout));
+        assert_eq!(
+            *issued.lock(),
+            [command::FLUSH_CACHE_EXT, command::STANDBY_IMMEDIATE]
+        );
+        assert_refuses_everything(&mut disk);
     }
 }

@@ -30,6 +30,10 @@ pub const WRITE_FPDMA_QUEUED: u8 = 0x61;
 pub const FLUSH_CACHE: u8 = 0xE7;
 /// FLUSH CACHE EXT (48-bit command set).
 pub const FLUSH_CACHE_EXT: u8 = 0xEA;
+/// STANDBY IMMEDIATE: the drive goes to its Standby mode at once (a spinning disk parks
+/// its heads and spins down), no data; what a host sends before the power goes, after a
+/// FLUSH CACHE (EXT).
+pub const STANDBY_IMMEDIATE: u8 = 0xE0;
 
 /// Status register: the device is busy (no other bit is valid).
 pub const STATUS_BSY: u8 = 0x80;
@@ -105,6 +109,18 @@ impl Command {
             lba: 0,
             device: DEVICE_LBA,
             extended: lba48,
+        }
+    }
+
+    /// STANDBY IMMEDIATE.
+    pub fn standby_immediate() -> Self {
+        Self {
+            opcode: STANDBY_IMMEDIATE,
+            features: 0,
+            count: 0,
+            lba: 0,
+            device: 0,
+            extended: false,
         }
     }
 
