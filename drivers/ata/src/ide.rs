@@ -6,6 +6,7 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
+use rexo_api::device::DISK_SHUT_DOWN;
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 use rexo_devio::{Dma, LineWake, NS_PER_MS, Platform, PortWindow, barrier, pause};
 
@@ -676,6 +677,8 @@ enum Operation {
     Transfer(Direction),
     /// Flushes the write cache.
     Flush,
+    /// Puts the drive in standby (at power-off).
+    Standby,
 }
 
 /// The one request in flight on a drive.
@@ -712,6 +715,9 @@ pub struct IdeDisk {
     next_tag: Tag,
     /// The most sectors per request.
     max_sectors: u32,
+    /// Shut down for a power-off ([`BlockDevice::shut_down`]): every later request,
+    /// poll and arming is refused with [`DISK_SHUT_DOWN`].
+    shut_down: bool,
     /// The clock.
     platform: &'static dyn Platform,
 }
@@ -760,6 +766,7 @@ impl IdeDisk {
             request: None,
             next_tag: 0,
             max_sectors,
+            shut_down: false,
             platform,
         })
     }
@@ -776,8 +783,11 @@ impl IdeDisk {
         if queue != 0 {
             return Err(DeviceError::NoSuchQueue(queue));
         }
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
         self.channel.usable()?;
-        if operation != Operation::Flush {
+        if let Operation::Transfer(_) = operation {
             command::check_range(lba, sectors, self.identity.sectors, self.max_sectors)?;
         }
         if self.request.is_some() {
@@ -797,6 +807,7 @@ impl IdeDisk {
         let lba48 = self.identity.lba48;
         let command = match operation {
             Operation::Flush => Command::flush(lba48),
+            Operation::Standby => Command::standby_immediate(),
             // `sectors` is at most `max_sectors` (checked), which fits the count field.
             Operation::Transfer(direction) => {
                 Command::transfer(direction, self.protocol, lba48, lba, sectors as u16)
@@ -852,6 +863,23 @@ impl IdeDisk {
             since: self.platform.now_ns(),
         });
         Ok(tag)
+    }
+
+    /// Runs `operation` (one without data: a flush, the standby) and polls until it
+    /// ends: the channel is waited for while the other drive has a command in flight (up
+    /// to [`COMMAND_TIMEOUT_MS`]: its holder's polls end it), then the command runs
+    /// within [`COMMAND_TIMEOUT_MS`] (past it the channel is reset). Its outcome.
+    fn run_alone(&mut self, operation: Operation) -> Result<(), DeviceError> {
+        let platform = self.platform;
+        let what = "the IDE channel, which the other drive's command holds";
+        let tag = rexo_devio::wait_for(platform, what, COMMAND_TIMEOUT_MS, || {
+            match self.start(0, operation, 0, 0, &mut |_| true) {
+                Ok(tag) => Ok(Some(tag)),
+                Err(DeviceError::QueueFull) => Ok(None),
+                Err(error) => Err(error),
+            }
+        })?;
+        rexo_api::device::wait_for(self, 0, tag, &mut |_| {})
     }
 
     /// Moves the request on as far as the drive lets it without waiting (but for the
@@ -931,7 +959,7 @@ impl IdeDisk {
                     channel.command.read8(REG_STATUS);
                     return Some(outcome);
                 }
-                Operation::Flush if idle => {
+                Operation::Flush | Operation::Standby if idle => {
                     channel.command.read8(REG_STATUS);
                     return Some(Ok(()));
                 }
@@ -988,6 +1016,9 @@ impl BlockDevice for IdeDisk {
                 .map(|_| ())
                 .map_err(|error| *error);
         };
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
         self.channel.usable()?;
         self.channel.arm(core)
     }
@@ -1000,6 +1031,24 @@ impl BlockDevice for IdeDisk {
                 break;
             }
         }
+    }
+
+    /// The command in flight is drained as [`abandon_requests`](Self::abandon_requests)
+    /// drains it, then FLUSH CACHE (EXT) and STANDBY IMMEDIATE run in turn (what Linux
+    /// sends an ATA disk at power-off: the cache written out, then the drive stopped),
+    /// each within [`COMMAND_TIMEOUT_MS`] once the channel is free (the other drive's
+    /// command waited for as long). A flush that fails does not keep the standby back:
+    /// both are tried, and the first error returned. A failed channel's drive is not
+    /// told. The disk refuses everything after.
+    fn shut_down(&mut self) -> Result<(), DeviceError> {
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
+        self.abandon_requests();
+        let flushed = self.run_alone(Operation::Flush);
+        let stopped = self.run_alone(Operation::Standby);
+        self.shut_down = true;
+        flushed.and(stopped)
     }
 
     fn info(&self) -> BlockInfo {
@@ -1046,6 +1095,9 @@ impl BlockDevice for IdeDisk {
     fn poll(&mut self, queue: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
         if queue != 0 {
             return Err(DeviceError::NoSuchQueue(queue));
+        }
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
         }
         if self.request.is_none() {
             // A request in flight ends with its own outcome, even when its end is what
@@ -1820,5 +1872,68 @@ mod tests {
         );
         assert!(dma_reach(0x10_0000, 0x1_0000, 0xFFFF_F800, 4096).is_err());
         assert!(dma_reach(0x10_0000, 0x1_0000, u64::MAX - 0xFFF, 4096).is_err());
+    }
+
+    /// The opcodes `command` (a command block) was given since its writes were last
+    /// taken.
+    fn opcodes(command: &FakePorts) -> Vec<u8> {
+        command
+            .take_writes()
+            .iter()
+            .filter(|write| write.offset == REG_COMMAND)
+            .map(|write| write.value as u8)
+            .collect()
+    }
+
+    /// `disk`'s calls once it was shut down: every submission, poll and arming refused.
+    fn assert_refuses_everything(disk: &mut IdeDisk) {
+        assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
+        assert_eq!(
+            disk.submit_write(0, 0, 1, &mut |b| b.fill(1)),
+            Err(DISK_SHUT_DOWN)
+        );
+        assert_eq!(disk.submit_flush(0), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.poll(0, &mut |_, _| {}), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.wake_on_completion(0, Some(0)), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.shut_down(), Err(DISK_SHUT_DOWN), "told once");
+    }
+
+    #[test]
+    fn a_shutdown_drains_the_command_in_flight_then_flushes_and_stops_the_drive() {
+        let (mut disk, command, _) = pio_disk(1 << 20);
+        // The holder's own flush, started and never polled.
+        assert_eq!(disk.submit_flush(0), Ok(0));
+        assert_eq!(disk.shut_down(), Ok(()));
+        assert_eq!(
+            opcodes(&command),
+            [
+                command::FLUSH_CACHE,
+                command::FLUSH_CACHE,
+                command::STANDBY_IMMEDIATE
+            ]
+        );
+        assert!(
+            !disk.channel.busy.load(Ordering::Relaxed),
+            "the channel free"
+        );
+        assert_refuses_everything(&mut disk);
+    }
+
+    #[test]
+    fn a_failed_flush_still_stops_the_drive() {
+        let (mut disk, command, control) = pio_disk(1 << 20);
+        // The drive refuses every command (ERR, ABRT in the error register).
+        control.answer8(REG_CONTROL, STATUS_READY | STATUS_ERR);
+        command.answer8(REG_ERROR, 0x04);
+        let refused = DeviceError::Status {
+            what: "the ATA command",
+            status: command::error_value(STATUS_READY | STATUS_ERR, 0x04),
+        };
+        assert_eq!(disk.shut_down(), Err(refused));
+        assert_eq!(
+            opcodes(&command),
+            [command::FLUSH_CACHE, command::STANDBY_IMMEDIATE]
+        );
+        assert_refuses_everything(&mut disk);
     }
 }
