@@ -25,12 +25,17 @@
 //! `logical_block_size=4096`) fails with IOERR a request not on its blocks: the disk's
 //! sectors are then its blocks (`BlockInfo::sector_size`), each request's sector number
 //! and length converted to 512-byte units.
+//!
+//! At power-off (`BlockDevice::shut_down`) the requests queued are published and
+//! drained, then a FLUSH writes the device's cache out when VIRTIO_BLK_F_FLUSH was
+//! negotiated (virtio-blk has no shutdown notification of its own).
 
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use rexo_api::device::DISK_SHUT_DOWN;
 use rexo_api::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 use rexo_devio::{DeviceFunction, Dma, Found, MsixTable, Platform, QueueWakes};
 use rexo_pci::{Address, Function};
@@ -645,6 +650,9 @@ pub struct VirtioBlk {
     wakes: QueueWakes,
     /// Resets of a stuck device, and whether it was given up ([`GIVEN_UP`]).
     recovery: Recovery,
+    /// Shut down for a power-off ([`BlockDevice::shut_down`]): every later request,
+    /// poll and arming is refused with [`DISK_SHUT_DOWN`].
+    shut_down: bool,
 }
 
 impl VirtioBlk {
@@ -734,6 +742,7 @@ impl VirtioBlk {
             platform,
             wakes: QueueWakes::new(msix, vectors),
             recovery,
+            shut_down: false,
         };
         // From here on, dropping `disk` resets the device before its memory goes.
         disk.start()?;
@@ -818,9 +827,18 @@ impl VirtioBlk {
         }
     }
 
+    /// [`DISK_SHUT_DOWN`] once the disk was shut down, the given-up error once the
+    /// device was given up.
+    fn usable(&self) -> Result<(), DeviceError> {
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
+        self.recovery.usable()
+    }
+
     /// Queue `queue` of a usable device, or [`DeviceError::NoSuchQueue`].
     fn queue(&mut self, queue: usize) -> Result<&mut RequestQueue, DeviceError> {
-        self.recovery.usable()?;
+        self.usable()?;
         self.queues
             .get_mut(queue)
             .ok_or(DeviceError::NoSuchQueue(queue))
@@ -849,7 +867,7 @@ impl BlockDevice for VirtioBlk {
     /// message on it wakes the core (the avail ring never suppresses them). Disarmed
     /// (masked again) by the next poll that hands over a completion, or by `None`.
     fn wake_on_completion(&mut self, queue: usize, core: Option<usize>) -> Result<(), DeviceError> {
-        self.recovery.usable()?;
+        self.usable()?;
         self.wakes.arm(queue, core)
     }
 
@@ -864,6 +882,31 @@ impl BlockDevice for VirtioBlk {
         rexo_devio::drain_abandoned(self, queues, |disk| {
             disk.recovery.usable().is_ok() && disk.queues.iter().any(RequestQueue::has_abandoned)
         });
+    }
+
+    /// The requests queued since the last poll are published (a poll of each queue,
+    /// its completions dropped), then drained as
+    /// [`abandon_requests`](Self::abandon_requests) drains them (each returned, or freed
+    /// by a device reset when held past [`REQUEST_TIMEOUT_NS`]); then, when
+    /// VIRTIO_BLK_F_FLUSH was negotiated, one FLUSH on queue 0 writes the device's cache
+    /// out (every write has completed by then, on whichever queue), waited for as any
+    /// request (a device that holds it past the timeout is reset, and the flush fails).
+    /// virtio-blk has no shutdown notification of its own. A device given up is not
+    /// told. The disk refuses everything after.
+    fn shut_down(&mut self) -> Result<(), DeviceError> {
+        let told = self.usable().and_then(|()| {
+            for queue in 0..self.queues.len() {
+                let _ = self.poll(queue, &mut |_, _| {});
+            }
+            self.abandon_requests();
+            if !self.flush {
+                return Ok(());
+            }
+            let tag = self.submit_flush(0)?;
+            rexo_api::device::wait_for(self, 0, tag, &mut |_| {})
+        });
+        self.shut_down = true;
+        told
     }
 
     fn info(&self) -> BlockInfo {
@@ -1138,6 +1181,7 @@ mod tests {
             queues,
             wakes: QueueWakes::new(None, vec![None; count]),
             recovery,
+            shut_down: false,
         };
         disk.start().unwrap();
         (disk, device, platform)
@@ -1575,6 +1619,67 @@ mod tests {
         assert_eq!(completions(&mut disk, 0), [(tag, Ok(vec![0x77; 512]))]);
     }
 
+    /// Plays a device that finishes (status OK) every request of `disk`'s queue 0 at the
+    /// clock reading after its submission, which the drain's polls make once they have
+    /// published it. The request types it saw, in order.
+    fn device_finishing_requests(
+        disk: &VirtioBlk,
+        platform: &'static HostPlatform,
+    ) -> alloc::sync::Arc<spin::Mutex<Vec<u32>>> {
+        let seen = alloc::sync::Arc::new(spin::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let queue = &disk.queues[0];
+        let headers = platform.device_view(&queue.headers);
+        let used_ring = queue.vq.used_ring_writer(platform);
+        let slots = queue.slots.len();
+        platform.on_clock_reading(move || {
+            for slot in 0..slots {
+                let at = slot * HEADER_STRIDE;
+                if headers.read8(at + STATUS_AT) == S_PENDING {
+                    record.lock().push(headers.read32(at));
+                    headers.write8(at + STATUS_AT, S_OK);
+                    used_ring.give_back((slot * usize::from(CHAIN)) as u32, 1);
+                }
+            }
+        });
+        seen
+    }
+
+    /// `disk`'s calls once it was shut down: every submission, poll and arming refused.
+    fn assert_refuses_everything(disk: &mut VirtioBlk) {
+        assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
+        assert_eq!(
+            disk.submit_write(0, 0, 1, &mut |b| b.fill(1)),
+            Err(DISK_SHUT_DOWN)
+        );
+        assert_eq!(disk.submit_flush(0), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.poll(0, &mut |_, _| {}), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.wake_on_completion(0, Some(0)), Err(DISK_SHUT_DOWN));
+        assert_eq!(disk.shut_down(), Err(DISK_SHUT_DOWN), "told once");
+    }
+
+    #[test]
+    fn a_shutdown_publishes_what_was_queued_then_flushes_when_the_device_takes_flushes() {
+        for takes_flushes in [true, false] {
+            let (mut disk, _device, platform) = disk_on_host(1);
+            disk.flush = takes_flushes;
+            let mut device_side = DeviceSide::default();
+            let seen = device_finishing_requests(&disk, platform);
+            // A write queued and never polled: its holder went quiet.
+            disk.submit_write(0, 8, 1, &mut |b| b.fill(0x55)).unwrap();
+            assert_eq!(disk.shut_down(), Ok(()));
+            let expected: &[u32] = if takes_flushes {
+                &[T_OUT, T_FLUSH]
+            } else {
+                &[T_OUT]
+            };
+            assert_eq!(*seen.lock(), expected, "flushes: {takes_flushes}");
+            let published = core::iter::from_fn(|| device_side.take(&disk.queues[0].vq));
+            assert_eq!(published.count(), expected.len(), "all published");
+            assert_refuses_everything(&mut disk);
+        }
+    }
+
     #[test]
     fn a_device_that_does_not_reset_keeps_its_memory_and_one_that_resets_gives_it_back() {
         for (stuck, live_after) in [(true, 8), (false, 0)] {
@@ -1608,6 +1713,8 @@ mod tests {
         assert_eq!(disk.poll(0, &mut |_, _| seen += 1), Err(GIVEN_UP));
         assert_eq!(disk.wake_on_completion(0, Some(0)), Err(GIVEN_UP));
         assert_eq!(seen, 0);
+        assert_eq!(disk.shut_down(), Err(GIVEN_UP), "not told at power-off");
+        assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
     }
 
     #[test]
