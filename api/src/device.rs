@@ -887,13 +887,10 @@ pub trait BlockDevice: Send {
     /// out. From then on, whatever it returned, every submission, poll and arming of a
     /// wake-up fails with [`DISK_SHUT_DOWN`]. Only the kernel calls it, through the
     /// registry's walk of the disks before the ACPI sleep request; a lease refuses it
-    /// ([`DeviceError::Unsupported`]). A disk whose driver does not tell it yet says
-    /// `Unsupported` and goes on as before.
-    fn shut_down(&mut self) -> Result<(), DeviceError> {
-        Err(DeviceError::Unsupported(
-            "telling this disk of a power-off (its driver does not yet)",
-        ))
-    }
+    /// ([`DeviceError::Unsupported`]). What each driver sends: docs/drivers.md,
+    /// "Power-off" (NVMe a shutdown notification, CC.SHN; AHCI and IDE disks FLUSH
+    /// CACHE (EXT) then STANDBY IMMEDIATE; virtio-blk a FLUSH when negotiated).
+    fn shut_down(&mut self) -> Result<(), DeviceError>;
 }
 
 /// A keyboard, opened by one app (the consoles' keyboards are read through

@@ -1639,6 +1639,9 @@ pub const CASES: &[Case] = &[
             Check::Count(": flushed", 2),
             Check::Count(": slept ", 2),
             Check::Has("diskcheck: done, 2 disk(s)"),
+            Check::Has(DISK_TOLD),
+            Check::Has(" disk 1: told of the power-off"),
+            Check::Lacks(DISK_NOT_TOLD),
             Check::Lacks("FAILED"),
         ],
         ..DISK
@@ -2195,6 +2198,12 @@ const WAKING_NET: Case = Case {
 const DISK_WROTE: &str = "wrote 16384 sectors in";
 /// `diskcheck`'s line for a whole [`DISK_BYTES`] disk read back.
 const DISK_READ_BACK: &str = "read back 16384 sectors byte-exact";
+/// The kernel's line for disk 0 told of the power-off after `diskcheck` returned
+/// (docs/drivers.md, "Power-off": NVMe's CSTS.SHST complete, an ATA disk's FLUSH CACHE
+/// and STANDBY IMMEDIATE done, virtio-blk's FLUSH done).
+const DISK_TOLD: &str = " disk 0: told of the power-off";
+/// The kernel's warning for a disk not told of the power-off.
+const DISK_NOT_TOLD: &str = "not told of the power-off";
 
 /// A [`DISK`] case whose disk can wake a core (MSI-X, MSI, or IDE's IRQ 14; attach it
 /// [`Attach::Throttled`] or [`Attach::LegacyIde`]): diskcheck slept during reads, woken
@@ -2211,6 +2220,8 @@ const WAKING_DISK: Case = Case {
         Check::Has("diskcheck: disk 0: interrupt binding: vector "),
         Check::Has("diskcheck: disk 0: interrupt binding returned: arming refused"),
         Check::Has("diskcheck: done, 1 disk(s)"),
+        Check::Has(DISK_TOLD),
+        Check::Lacks(DISK_NOT_TOLD),
         Check::Lacks("FAILED"),
     ],
     ..DISK
@@ -2230,6 +2241,8 @@ const DISK: Case = Case {
         Check::Has("read past the end refused"),
         Check::Has("diskcheck: disk 0: flushed"),
         Check::Has("diskcheck: done, 1 disk(s)"),
+        Check::Has(DISK_TOLD),
+        Check::Lacks(DISK_NOT_TOLD),
         Check::Lacks("FAILED"),
     ],
     ..BASE

@@ -350,6 +350,10 @@ mod tests {
         fn abandon_requests(&mut self) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
+        /// It takes no request: nothing to write out.
+        fn shut_down(&mut self) -> Result<(), DeviceError> {
+            Ok(())
+        }
     }
 
     #[test]

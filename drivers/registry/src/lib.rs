@@ -599,6 +599,11 @@ pub(crate) mod tests {
         fn abandon_requests(&mut self) {
             self.0.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         }
+        /// It keeps nothing (every request is done at once, with no data): nothing to
+        /// write out.
+        fn shut_down(&mut self) -> Result<(), DeviceError> {
+            Ok(())
+        }
     }
 
     #[test]
@@ -1396,6 +1401,7 @@ pub(crate) mod tests {
             Ok(self.queued(false))
         }
         fn poll(&mut self, _: usize, done: rexo_api::Completion<'_>) -> Result<usize, DeviceError> {
+            self.disk.usable()?;
             if self.queue.is_empty() {
                 return Ok(0);
             }
@@ -1425,6 +1431,12 @@ pub(crate) mod tests {
             self.watch
                 .in_flight
                 .fetch_sub(abandoned, core::sync::atomic::Ordering::Relaxed);
+        }
+        /// The memory disk's: its writes landed when taken, and it refuses everything
+        /// after (the requests lagging here are dropped).
+        fn shut_down(&mut self) -> Result<(), DeviceError> {
+            self.abandon_requests();
+            self.disk.shut_down()
         }
     }
 

@@ -284,10 +284,15 @@ mod tests {
         failing: Vec<Tag>,
         full: bool,
         next: Tag,
+        /// Shut down: every later request and poll refused.
+        shut_down: bool,
     }
 
     impl HeldDisk {
         fn take(&mut self) -> Result<Tag, DeviceError> {
+            if self.shut_down {
+                return Err(rexo_api::device::DISK_SHUT_DOWN);
+            }
             if self.full {
                 return Err(DeviceError::QueueFull);
             }
@@ -348,6 +353,9 @@ mod tests {
             Ok(tag)
         }
         fn poll(&mut self, _: usize, done: Completion<'_>) -> Result<usize, DeviceError> {
+            if self.shut_down {
+                return Err(rexo_api::device::DISK_SHUT_DOWN);
+            }
             let finished = core::mem::take(&mut self.release);
             for &tag in &finished {
                 let flush = self.events.contains(&Event::Flush(tag));
@@ -369,6 +377,13 @@ mod tests {
             Err(DeviceError::Unsupported("wake-ups on a simulated disk"))
         }
         fn abandon_requests(&mut self) {}
+        /// The requests it holds are dropped, and it refuses everything after.
+        fn shut_down(&mut self) -> Result<(), DeviceError> {
+            self.in_flight.clear();
+            self.release.clear();
+            self.shut_down = true;
+            Ok(())
+        }
     }
 
     /// Polls once; the tags completed and whether each succeeded.

@@ -67,9 +67,8 @@ impl Registry {
     /// with why (a warning). A disk another core holds is waited for up to
     /// [`REACH_WAIT_NS`], one the calling core holds in a call is passed by at once
     /// (module documentation). Every disk whose driver was asked refuses every later
-    /// request ([`rexo_api::device::DISK_SHUT_DOWN`]), told or not (but for one whose
-    /// driver does not tell it yet: `Unsupported`). Never runs the app's code; a
-    /// driver's shutdown is bounded by its own timeouts.
+    /// request ([`rexo_api::device::DISK_SHUT_DOWN`]), told or not. Never runs the
+    /// app's code; a driver's shutdown is bounded by its own timeouts.
     pub fn shut_down_disks(&self, now_ns: impl Fn() -> u64) -> ShutDown {
         let core = self.binder.core_index();
         let mut walk = ShutDown::default();
