@@ -60,12 +60,15 @@ pub const DEFAULT_CMDLINE_TWO_CORES: &str =
     "apps=monitor:0:64M,httpd:1:64M ip=10.0.2.15/24,10.0.2.2,10.0.2.3";
 
 /// The default run without `--app`: a boot manifest with the monitor on core 0 and httpd,
-/// the default network app, on the other cores, sharing one interface by packet filters
-/// at QEMU user networking's guest address (its router 10.0.2.2, its DNS 10.0.2.3):
-/// httpd binds `tcp dport 80`, the monitor's `ping` and `resolve` bind theirs while they
-/// run. `None` with one core: httpd needs a core of its own.
+/// the default network app, on the other cores the kernel runs (at most
+/// [`rexo_cmdline::MAX_CORES`]: it starts no vCPU past those, with a warning, and
+/// refuses a manifest naming them), sharing one interface by packet filters at QEMU user
+/// networking's guest address (its router 10.0.2.2, its DNS 10.0.2.3): httpd binds `tcp
+/// dport 80`, the monitor's `ping` and `resolve` bind theirs while they run. `None` with
+/// one core: httpd needs a core of its own.
 fn default_cmdline(cores: u32) -> Option<String> {
-    let httpd_cores = match cores {
+    let running = (cores as usize).min(rexo_cmdline::MAX_CORES);
+    let httpd_cores = match running {
         0 | 1 => return None,
         2 => String::from("1"),
         n => format!("1-{}", n - 1),
@@ -487,6 +490,14 @@ mod tests {
             four.cmdline(),
             "apps=monitor:0:64M,httpd:1-3:64M ip=10.0.2.15/24,10.0.2.2,10.0.2.3 log=debug"
         );
+        // The kernel runs 64 cores at most and refuses a manifest naming core 64.
+        for cores in ["64", "65", "255"] {
+            assert_eq!(
+                parse(words(&["--cores", cores])).unwrap().cmdline(),
+                "apps=monitor:0:64M,httpd:1-63:64M ip=10.0.2.15/24,10.0.2.2,10.0.2.3",
+                "--cores {cores}"
+            );
+        }
         let address = parse(words(&["--append", "ip=10.0.2.20/24"])).unwrap();
         assert_eq!(
             address.cmdline(),
