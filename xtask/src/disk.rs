@@ -8,6 +8,7 @@ use std::path::Path;
 use rexo_bmfs::{BLOCK, BmfsError, Disk, MIN_BLOCKS, Volume};
 
 use crate::Result;
+use crate::staged::Staged;
 
 /// The usage of `disk`.
 pub const USAGE: &str = "\
@@ -83,7 +84,7 @@ pub fn site_files() -> Vec<(&'static str, Vec<u8>)> {
 
 /// Writes a fresh 16 MiB BMFS image at `path` holding [`site_files`].
 pub fn image_of_site(path: &Path) -> Result<()> {
-    let mut volume = Volume::format(open_disk(path, Some(16 << 20))?).map_err(|e| e.to_string())?;
+    let mut volume = new_volume(path, 16 << 20)?;
     for (name, data) in site_files() {
         volume.create(name, 1).map_err(|e| format!("{name}: {e}"))?;
         volume
@@ -97,7 +98,7 @@ pub fn image_of_site(path: &Path) -> Result<()> {
 /// `NAME.app` (the BareMetal test programs, for the cases that load them from a disk),
 /// and the text file [`NOTES`].
 pub fn image_of_programs(path: &Path, programs: &Path) -> Result<()> {
-    let mut volume = Volume::format(open_disk(path, Some(16 << 20))?).map_err(|e| e.to_string())?;
+    let mut volume = new_volume(path, 16 << 20)?;
     let entries =
         std::fs::read_dir(programs).map_err(|e| format!("{}: {e}", programs.display()))?;
     for entry in entries {
@@ -145,6 +146,28 @@ pub fn files_of(path: &Path) -> Result<Vec<String>> {
 /// The bytes of file `name` of the BMFS image at `path`.
 pub fn read_file(path: &Path, name: &str) -> Result<Vec<u8>> {
     open(path)?.read(name).map_err(|e| format!("{name}: {e}"))
+}
+
+/// A new image of `bytes` at `path` holding an empty BMFS, replacing any file there once
+/// it is made: a size too small for BMFS is refused before anything is written, and an
+/// image that cannot be made (too large for the host's file system, ...) leaves the old
+/// file as it was.
+fn new_volume(path: &Path, bytes: u64) -> Result<Volume<FileDisk>> {
+    let name = path.display();
+    large_enough_for_bmfs(bytes).map_err(|e| format!("{name}: {e}"))?;
+    let staged = Staged::create(path, "creating")?;
+    staged
+        .file()
+        .set_len(bytes)
+        .map_err(|e| format!("{name}: making a file of {bytes} bytes: {e}"))?;
+    let disk = FileDisk {
+        file: staged.handle()?,
+        size: bytes,
+        offset: 0,
+    };
+    let volume = Volume::format(disk).map_err(|e| format!("{name}: {e}"))?;
+    staged.commit()?;
+    Ok(volume)
 }
 
 /// Opens `image` as a disk.
@@ -299,10 +322,7 @@ pub fn command(args: Vec<String>) -> Result<()> {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["create", image, size] => {
-            let bytes = parse_size(size)?;
-            large_enough_for_bmfs(bytes).map_err(|e| format!("{image}: {e}"))?;
-            let volume = Volume::format(open_disk(Path::new(image), Some(bytes))?)
-                .map_err(|e| e.to_string())?;
+            let volume = new_volume(Path::new(image), parse_size(size)?)?;
             println!(
                 "{image}: BMFS, {} blocks of 2 MiB for files",
                 volume.file_blocks()
@@ -482,6 +502,31 @@ mod tests {
         command(vec!["create".into(), s.clone(), "6M".into()]).unwrap();
         assert_eq!(open(&image).unwrap().file_blocks(), 1);
         std::fs::remove_file(&image).unwrap();
+    }
+
+    /// A `disk create` the host cannot make (a file past 2^63 bytes) leaves the image
+    /// there as it was, and no half-made one: it used to be truncated first.
+    #[test]
+    fn a_create_that_fails_leaves_the_image_there_as_it_was() {
+        let dir = std::env::temp_dir().join(format!("rexo-disk-create-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("keep.img");
+        image_of_site(&image).unwrap();
+        let before = std::fs::read(&image).unwrap();
+        let s = image.to_str().unwrap().to_string();
+        for size in ["5M".to_string(), u64::MAX.to_string()] {
+            let err = command(vec!["create".into(), s.clone(), size.clone()]).unwrap_err();
+            assert!(
+                err.contains("too small") || err.contains("making a file of"),
+                "{err}"
+            );
+            assert!(
+                std::fs::read(&image).unwrap() == before,
+                "{size}: the image changed"
+            );
+        }
+        assert!(!dir.join("keep.img.creating").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::Path;
 use rexo_fs::{BLOCK_SIZE, BlockStore, FileKind, FileSystem};
 
 use crate::Result;
+use crate::staged::Staged;
 
 /// The usage of `fs`.
 pub const USAGE: &str = "\
@@ -56,27 +57,19 @@ impl BlockStore for FileStore {
     }
 }
 
-/// The image at `path` as blocks; a new one of `create` bytes when given.
-fn store(path: &Path, create: Option<u64>) -> Result<FileStore> {
+/// The image at `path` as blocks (its Rexo file system partition, if it has one).
+fn store(path: &Path) -> Result<FileStore> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(create.is_some())
-        .truncate(create.is_some())
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Some(size) = create {
-        file.set_len(size)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
     let size = file
         .metadata()
         .map_err(|e| format!("{}: {e}", path.display()))?
         .len();
-    let (offset, size) = match create {
-        None => crate::disk::partition_of(&file, size, rexo_mbr::TYPE_REXO_FS).unwrap_or((0, size)),
-        Some(_) => (0, size),
-    };
+    let (offset, size) =
+        crate::disk::partition_of(&file, size, rexo_mbr::TYPE_REXO_FS).unwrap_or((0, size));
     Ok(FileStore {
         file,
         blocks: size / BLOCK_SIZE as u64,
@@ -86,7 +79,7 @@ fn store(path: &Path, create: Option<u64>) -> Result<FileStore> {
 
 /// Formats the Rexo file system partition of the partitioned image at `path`.
 pub fn format_partition(path: &Path) -> Result<FileSystem<FileStore>> {
-    let store = store(path, None)?;
+    let store = store(path)?;
     if store.offset == 0 {
         return Err(format!("{}: no Rexo file system partition", path.display()));
     }
@@ -105,14 +98,38 @@ pub fn partitioned_for_monitor(path: &Path) -> Result<()> {
     fs.sync().map_err(|e| e.to_string())
 }
 
-/// A new image of `bytes` at `path` (replacing any file there), formatted whole.
+/// A new image of `bytes` at `path`, formatted whole, replacing any file there once it
+/// is made: a size too small for the file system is refused before anything is written,
+/// and an image that cannot be made (too large for the host's file system, ...) leaves
+/// the old file as it was.
 pub fn format_new(path: &Path, bytes: u64) -> Result<FileSystem<FileStore>> {
-    FileSystem::format(store(path, Some(bytes))?).map_err(|e| format!("{}: {e}", path.display()))
+    let name = path.display();
+    let min_bytes = rexo_fs::MIN_DISK_BLOCKS * BLOCK_SIZE as u64;
+    if bytes < min_bytes {
+        return Err(format!(
+            "{name}: {bytes} bytes are too small for a Rexo file system ({} KiB at least); \
+             nothing was written",
+            min_bytes >> 10
+        ));
+    }
+    let staged = Staged::create(path, "creating")?;
+    staged
+        .file()
+        .set_len(bytes)
+        .map_err(|e| format!("{name}: making a file of {bytes} bytes: {e}"))?;
+    let disk = FileStore {
+        file: staged.handle()?,
+        blocks: bytes / BLOCK_SIZE as u64,
+        offset: 0,
+    };
+    let fs = FileSystem::format(disk).map_err(|e| format!("{name}: {e}"))?;
+    staged.commit()?;
+    Ok(fs)
 }
 
 /// The file system of the image at `path`, mounted (the journal replayed).
 pub fn mount(path: &Path) -> Result<FileSystem<FileStore>> {
-    FileSystem::mount(store(path, None)?).map_err(|e| format!("{}: {e}", path.display()))
+    FileSystem::mount(store(path)?).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `cargo xtask fs ARGS`.
@@ -163,7 +180,7 @@ pub fn command(argv: &[String]) -> Result<()> {
             .map_err(fail)
         }
         [image, "check"] => {
-            let r = FileSystem::fsck(&mut store(Path::new(image), None)?)
+            let r = FileSystem::fsck(&mut store(Path::new(image))?)
                 .map_err(|e| format!("{image}: {e}"))?;
             println!(
                 "{image}: consistent, {} directories, {} files, {} blocks used, {} free, {} journal transactions to replay",
@@ -190,8 +207,8 @@ fn repair(image: &Path) -> Result<()> {
     ));
     std::fs::copy(image, &copy)
         .map_err(|e| format!("{name}: copying to {}: {e}", copy.display()))?;
-    let repaired = store(&copy, None)
-        .and_then(|disk| FileSystem::repair(disk).map_err(|e| format!("{name}: {e}")));
+    let repaired =
+        store(&copy).and_then(|disk| FileSystem::repair(disk).map_err(|e| format!("{name}: {e}")));
     let report = match repaired {
         Ok((fs, report)) => {
             drop(fs);
@@ -367,7 +384,7 @@ pub const NESTED: (&str, &[u8]) = (
 /// Writes a fresh 16 MiB image at `path` holding `disk::site_files()` at the root and
 /// [`NESTED`], for httpd to serve.
 pub fn image_of_site(path: &Path) -> Result<()> {
-    put_site(FileSystem::format(store(path, Some(16 << 20))?).map_err(|e| e.to_string())?)
+    put_site(format_new(path, 16 << 20)?)
 }
 
 /// A bootable image at `path` (`cargo xtask disk partition ... --boot`'s code) that
@@ -426,7 +443,7 @@ pub const BIG: &str = "/big.bin";
 
 /// Writes a fresh 16 MiB image at `path` holding [`HELLO`] and [`BIG`].
 pub fn image_for_monitor(path: &Path) -> Result<()> {
-    let mut fs = FileSystem::format(store(path, Some(16 << 20))?).map_err(|e| e.to_string())?;
+    let mut fs = format_new(path, 16 << 20)?;
     fs.mkdir("/docs").map_err(|e| e.to_string())?;
     fs.replace(HELLO.0, HELLO.1.as_bytes())
         .map_err(|e| e.to_string())?;
@@ -504,6 +521,39 @@ mod tests {
         assert!(err.contains("the kernel's boot partition"), "{err}");
         let _ = std::fs::remove_file(&elf);
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// `fs IMAGE create SIZE` refuses a size under the file system's minimum, naming it,
+    /// before the image there is touched, and one the host cannot make (a file past
+    /// 2^63 bytes) leaves the image as it was: both used to truncate it first.
+    #[test]
+    fn a_create_that_fails_leaves_the_image_there_as_it_was() {
+        let base = std::env::temp_dir().join(format!("rexo-fs-create-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let image = base.join("keep.img");
+        image_for_monitor(&image).unwrap();
+        let before = std::fs::read(&image).unwrap();
+        let create =
+            |size: &str| command(&[image.display().to_string(), "create".into(), size.into()]);
+        let err = create("1K").unwrap_err();
+        assert!(err.contains("392 KiB at least"), "{err}");
+        assert!(
+            std::fs::read(&image).unwrap() == before,
+            "1K: the image changed"
+        );
+        let err = create(&u64::MAX.to_string()).unwrap_err();
+        assert!(err.contains("making a file of"), "{err}");
+        assert!(
+            std::fs::read(&image).unwrap() == before,
+            "2^64: the image changed"
+        );
+        assert!(
+            !base.join("keep.img.creating").exists(),
+            "the half-made image is removed"
+        );
+        create("392K").unwrap();
+        assert!(mount(&image).unwrap().list("/").unwrap().is_empty());
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
@@ -664,7 +714,7 @@ mod tests {
             refused.contains("corrupt block 65: bitmap block checksum mismatch"),
             "{refused}"
         );
-        let (mut fs, found) = FileSystem::mount_read_only(store(&path, None).unwrap()).unwrap();
+        let (mut fs, found) = FileSystem::mount_read_only(store(&path).unwrap()).unwrap();
         assert!(found.is_some());
         assert_eq!(fs.read_all(NESTED.0).unwrap(), NESTED.1);
         for (name, data) in crate::disk::site_files() {
@@ -682,7 +732,7 @@ mod tests {
         std::fs::write(source.join("top.txt"), b"top\n").unwrap();
         std::fs::write(source.join("a/b/deep.bin"), vec![7u8; 70_000]).unwrap();
         let image = base.join("fs.img");
-        let mut fs = FileSystem::format(store(&image, Some(4 << 20)).unwrap()).unwrap();
+        let mut fs = format_new(&image, 4 << 20).unwrap();
         assert_eq!(put_tree(&mut fs, &source, "/site").unwrap(), (2, 70_004));
         fs.sync().unwrap();
         drop(fs);

@@ -36,6 +36,7 @@ mod pvh;
 mod qemu;
 mod queuepeer;
 mod run;
+mod staged;
 mod synflood;
 mod tapnet;
 mod testcases;

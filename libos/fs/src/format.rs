@@ -254,6 +254,10 @@ pub(crate) const MAX_JOURNAL_BLOCKS: u64 = 16384;
 const JOURNAL_FRACTION: u64 = 64;
 /// The fewest data blocks a disk must leave after the metadata regions.
 const MIN_DATA_BLOCKS: u64 = 32;
+/// The fewest blocks a disk must have to be formatted (392 KiB): the superblock, the
+/// smallest journal (64 blocks), one bitmap block and 32 data blocks; a smaller one is
+/// `FsError::TooSmall`.
+pub const MIN_DISK_BLOCKS: u64 = 1 + MIN_JOURNAL_BLOCKS + 1 + MIN_DATA_BLOCKS;
 /// Allocation bits in one bitmap block (bytes 16..4092).
 pub(crate) const BITS_PER_BITMAP_BLOCK: u64 = ((CRC_AT - BODY_AT) * 8) as u64;
 
@@ -1039,8 +1043,12 @@ mod tests {
 
     #[test]
     fn layouts_scale_with_the_disk() {
-        assert_eq!(Layout::for_disk(97), Err(FsError::TooSmall(97)));
-        let small = Layout::for_disk(98).unwrap();
+        assert_eq!(MIN_DISK_BLOCKS, 98);
+        assert_eq!(
+            Layout::for_disk(MIN_DISK_BLOCKS - 1),
+            Err(FsError::TooSmall(97))
+        );
+        let small = Layout::for_disk(MIN_DISK_BLOCKS).unwrap();
         assert_eq!(
             (small.journal_blocks, small.bitmap_blocks, small.data_start),
             (64, 1, 66)

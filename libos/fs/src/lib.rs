@@ -87,7 +87,7 @@ pub use device::{DeviceStore, on_first_file_system, on_first_file_system_to_read
 pub use disk::{BLOCK_SIZE, BlockStore, MemoryDisk};
 pub use error::FsError;
 pub use file::File;
-pub use format::{FileKind, MAX_NAME};
+pub use format::{FileKind, MAX_NAME, MIN_DISK_BLOCKS};
 pub use fs::{CommitPolicy, FileSystem, MAX_RUNNING_BLOCKS, MIN_IN_PLACE_BLOCKS};
 pub use fsck::FsckReport;
 pub use repair::{MAX_COPIED_BLOCKS, RepairReport};

@@ -1,0 +1,140 @@
+//! Files built beside the file they replace and renamed over it once complete, so that a
+//! command failing half-way (a bad argument found late, a full disk, a tool that fails)
+//! leaves the old file as it was and no half-made one.
+
+use crate::Result;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+/// A file being built at `DESTINATION.SUFFIX`; [`Staged::commit`] renames it over the
+/// destination, and dropped without that it is removed.
+pub struct Staged {
+    /// Where it is built.
+    path: PathBuf,
+    /// The file it replaces (a symbolic link's target: the link is kept).
+    destination: PathBuf,
+    /// The open file.
+    file: File,
+    /// Whether it was renamed into place (nothing left to remove).
+    committed: bool,
+}
+
+impl Staged {
+    /// Starts replacing `destination` (or making it, if there is none): an empty file
+    /// `DESTINATION.SUFFIX` beside it, replacing one a killed run left there. A
+    /// destination that exists must be a regular file this user may write; the new file
+    /// takes its permissions.
+    pub fn create(destination: &Path, suffix: &str) -> Result<Self> {
+        let name = destination.display();
+        let existing = std::fs::canonicalize(destination).ok();
+        if let Some(target) = &existing {
+            let meta = std::fs::metadata(target).map_err(|e| format!("{name}: {e}"))?;
+            if !meta.is_file() {
+                return Err(format!(
+                    "{name} exists and is not a regular file; give the path of an image file"
+                ));
+            }
+            // Opened for writing, not truncated: refused as the old file would have been.
+            OpenOptions::new()
+                .write(true)
+                .open(target)
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+        let destination = existing.unwrap_or_else(|| destination.to_path_buf());
+        let file_name = destination
+            .file_name()
+            .ok_or_else(|| format!("{name} names no file"))?;
+        let mut staged_name = file_name.to_os_string();
+        staged_name.push(format!(".{suffix}"));
+        let path = destination.with_file_name(staged_name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let staged = Self {
+            path,
+            destination,
+            file,
+            committed: false,
+        };
+        if let Ok(meta) = std::fs::metadata(&staged.destination) {
+            staged
+                .file
+                .set_permissions(meta.permissions())
+                .map_err(|e| format!("{}: {e}", staged.path.display()))?;
+        }
+        Ok(staged)
+    }
+
+    /// The file being built, open for reading and writing.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// A second handle on the file being built.
+    pub fn handle(&self) -> Result<File> {
+        self.file
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// Renames the finished file over its destination (removing it if that fails).
+    pub fn commit(mut self) -> Result<()> {
+        std::fs::rename(&self.path, &self.destination).map_err(|e| {
+            format!(
+                "renaming {} to {}: {e}",
+                self.path.display(),
+                self.destination.display()
+            )
+        })?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_staged_file_replaces_its_destination_only_when_committed() {
+        let base = std::env::temp_dir().join(format!("rexo-staged-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let image = base.join("disk.img");
+        std::fs::write(&image, b"old").unwrap();
+        let building = base.join("disk.img.creating");
+
+        let mut dropped = Staged::create(&image, "creating").unwrap();
+        dropped.file.write_all(b"half").unwrap();
+        assert!(building.exists());
+        drop(dropped);
+        assert!(!building.exists(), "dropped: removed");
+        assert_eq!(std::fs::read(&image).unwrap(), b"old");
+
+        // Through a symbolic link: the file it names is replaced, the link kept.
+        let link = base.join("link.img");
+        std::os::unix::fs::symlink(&image, &link).unwrap();
+        let staged = Staged::create(&link, "creating").unwrap();
+        staged.handle().unwrap().write_all(b"new").unwrap();
+        staged.commit().unwrap();
+        assert_eq!(std::fs::read(&image).unwrap(), b"new");
+        assert!(link.symlink_metadata().unwrap().is_symlink());
+        assert!(!building.exists());
+
+        let err = Staged::create(&base, "creating").map(|_| ()).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
