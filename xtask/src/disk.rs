@@ -24,7 +24,8 @@ pub const USAGE: &str = "\
   disk ls IMAGE                  the files, their sizes and blocks, the free blocks
   disk put IMAGE FILE [NAME] [--blocks N]
                                  copy FILE in (as NAME; N 2 MiB blocks reserved, default
-                                 what it needs); replaces a file of that name that fits
+                                 what it needs); replaces a file of that name that fits,
+                                 keeping its blocks (N is then ignored)
   disk get IMAGE NAME OUT        copy NAME out to OUT
   disk rm IMAGE NAME             delete NAME
   disk check IMAGE               check the directory (exit 0 when it is sound)
@@ -369,7 +370,10 @@ pub fn command(args: Vec<String>) -> Result<()> {
             );
             Ok(())
         }
-        ["put", image, file, rest @ ..] => put(image, file, rest),
+        ["put", image, file, rest @ ..] => {
+            println!("{}", put(image, file, rest)?);
+            Ok(())
+        }
         ["get", image, name, out] => {
             let data = open(Path::new(image))?
                 .read(name)
@@ -390,14 +394,21 @@ pub fn command(args: Vec<String>) -> Result<()> {
     }
 }
 
-/// `disk put IMAGE FILE [NAME] [--blocks N]`.
-fn put(image: &str, file: &str, rest: &[&str]) -> Result<()> {
+/// `disk put IMAGE FILE [NAME] [--blocks N]`; what it did, to print.
+fn put(image: &str, file: &str, rest: &[&str]) -> Result<String> {
     let (name, blocks) = match rest {
         [] => (None, None),
         ["--blocks", n] => (None, Some(n)),
         [name] => (Some(*name), None),
         [name, "--blocks", n] => (Some(*name), Some(n)),
         _ => return Err(format!("usage:\n{USAGE}")),
+    };
+    let blocks = match blocks {
+        Some(n) => Some(
+            n.parse::<u64>()
+                .map_err(|_| format!("--blocks {n}: not a number"))?,
+        ),
+        None => None,
     };
     let data = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
     let name = name.unwrap_or_else(|| {
@@ -406,20 +417,63 @@ fn put(image: &str, file: &str, rest: &[&str]) -> Result<()> {
             .and_then(|n| n.to_str())
             .unwrap_or(file)
     });
-    let needed = (data.len() as u64).div_ceil(BLOCK).max(1);
-    let blocks = match blocks {
-        Some(n) => n
-            .parse::<u64>()
-            .map_err(|_| format!("--blocks {n}: not a number"))?,
-        None => needed,
-    };
-    let mut volume = open(Path::new(image))?;
-    if volume.find(name).is_err() {
-        volume.create(name, blocks).map_err(|e| e.to_string())?;
+    put_on(&mut open(Path::new(image))?, name, blocks, &data)
+}
+
+/// Writes `data` as the file `name` of `volume`: over the file of that name, whose
+/// reservation is kept (`blocks`, if given, is ignored, and the text says so), or as a
+/// new file reserving `blocks` (default what `data` needs). Data that does not fit is
+/// refused before anything changes, and a new file whose write fails is removed again.
+/// Returns what it did, to print.
+fn put_on<D: Disk>(
+    volume: &mut Volume<D>,
+    name: &str,
+    blocks: Option<u64>,
+    data: &[u8],
+) -> Result<String> {
+    let size = data.len() as u64;
+    let needed = size.div_ceil(BLOCK).max(1);
+    let mut said = String::new();
+    if let Ok(entry) = volume.find(name) {
+        let reserved = entry.reserved;
+        if let Some(asked) = blocks.filter(|&asked| asked != reserved) {
+            said.push_str(&format!(
+                "{name} exists with {reserved} blocks reserved: --blocks {asked} is ignored \
+                 (`disk rm` it first to reserve another number)\n"
+            ));
+        }
+        if size > entry.capacity() {
+            return Err(format!(
+                "{name}: {size} bytes do not fit its {reserved} reserved blocks of 2 MiB; \
+                 `disk rm` it first, then put it with --blocks {needed} or more"
+            ));
+        }
+        volume
+            .write(name, data)
+            .map_err(|e| format!("{name}: {e}"))?;
+    } else {
+        let blocks = blocks.unwrap_or(needed).max(1);
+        if blocks < needed {
+            return Err(format!(
+                "{name}: {size} bytes need {needed} blocks of 2 MiB, --blocks {blocks} reserves \
+                 {}; nothing was written",
+                blocks * BLOCK
+            ));
+        }
+        volume
+            .create(name, blocks)
+            .map_err(|e| format!("{name}: {e}"))?;
+        if let Err(error) = volume.write(name, data) {
+            return Err(match volume.delete(name) {
+                Ok(()) => format!("{name}: {error} (the new file is removed)"),
+                Err(undo) => format!(
+                    "{name}: {error}, and removing the new, empty file failed ({undo}): `disk rm` it"
+                ),
+            });
+        }
     }
-    volume.write(name, &data).map_err(|e| e.to_string())?;
-    println!("{name}: {} bytes", data.len());
-    Ok(())
+    said.push_str(&format!("{name}: {size} bytes"));
+    Ok(said)
 }
 
 #[cfg(test)]
@@ -527,6 +581,66 @@ mod tests {
         }
         assert!(!dir.join("keep.img.creating").exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A put whose file does not fit the blocks it asks for is refused before its entry
+    /// is made, so a retry with more blocks is not ignored (the empty entry of the
+    /// failed put was kept, and the retry wrote into its one block); `--blocks` for a
+    /// file that exists is ignored, and the put says so.
+    #[test]
+    fn a_put_that_does_not_fit_its_blocks_leaves_no_entry() {
+        let dir = std::env::temp_dir().join(format!("rexo-disk-put-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("bmfs.img");
+        let source = dir.join("big.bin");
+        let data: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 253) as u8).collect();
+        std::fs::write(&source, &data).unwrap();
+        let (img, src) = (image.to_str().unwrap(), source.to_str().unwrap());
+        new_volume(&image, 16 << 20).unwrap();
+        let err = put(img, src, &["--blocks", "1"]).unwrap_err();
+        assert!(err.contains("need 2 blocks"), "{err}");
+        assert!(files_of(&image).unwrap().is_empty(), "an entry was left");
+        put(img, src, &["--blocks", "3"]).unwrap();
+        assert_eq!(open(&image).unwrap().find("big.bin").unwrap().reserved, 3);
+        assert!(read_file(&image, "big.bin").unwrap() == data);
+        let said = put(img, src, &["--blocks", "5"]).unwrap();
+        assert!(said.contains("--blocks 5 is ignored"), "{said}");
+        assert!(!put(img, src, &[]).unwrap().contains("ignored"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A BMFS disk in memory whose file data cannot be written (its directory can).
+    struct DataWritesFail(Vec<u8>);
+
+    impl Disk for DataWritesFail {
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn read(&mut self, offset: u64, buffer: &mut [u8]) -> std::result::Result<(), String> {
+            self.0.read(offset, buffer)
+        }
+        fn write(&mut self, offset: u64, data: &[u8]) -> std::result::Result<(), String> {
+            if offset >= BLOCK {
+                return Err("the disk refused the write".into());
+            }
+            self.0.write(offset, data)
+        }
+        fn flush(&mut self) -> std::result::Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// A new file whose data cannot be written is removed again: it was left, empty.
+    #[test]
+    fn a_new_file_whose_write_fails_is_removed() {
+        let mut volume = Volume::format(DataWritesFail(vec![0; 8 << 20])).unwrap();
+        let err = put_on(&mut volume, "a.bin", None, b"data").unwrap_err();
+        assert!(
+            err.contains("refused the write") && err.contains("removed"),
+            "{err}"
+        );
+        let volume = Volume::open(volume.into_disk()).unwrap();
+        assert_eq!(volume.files().count(), 0, "the new file was left");
     }
 
     #[test]
