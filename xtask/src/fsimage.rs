@@ -22,7 +22,8 @@ pub const USAGE: &str = "\
   fs IMAGE rm PATH               remove a file or an empty directory
   fs IMAGE check                 check everything (exit 0 when consistent)
   fs IMAGE repair                repair a damaged file system, saying what was lost
-                                 (a copy is repaired, then put in the image's place)
+                                 (checked first; a copy is repaired, then put in the
+                                 image's place)
 ";
 
 /// An image file as 4 KiB blocks.
@@ -193,38 +194,28 @@ pub fn command(argv: &[String]) -> Result<()> {
     }
 }
 
-/// `fs IMAGE repair`: repairs a copy of the image (`IMAGE.repairing`) and renames it
-/// over the image, so that an interrupted repair leaves the image as it was; a
-/// consistent image is left untouched.
+/// `fs IMAGE repair`: checks the image first and, only when the check refuses it,
+/// repairs a copy (`IMAGE.repairing`, made keeping the image's holes) and renames it over
+/// the image, so that an interrupted repair leaves the image as it was; the copy is
+/// removed on every error, and a consistent image is left untouched.
 fn repair(image: &Path) -> Result<()> {
     let name = image.display();
-    let copy = image.with_file_name(format!(
-        "{}.repairing",
-        image
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    std::fs::copy(image, &copy)
-        .map_err(|e| format!("{name}: copying to {}: {e}", copy.display()))?;
-    let repaired =
-        store(&copy).and_then(|disk| FileSystem::repair(disk).map_err(|e| format!("{name}: {e}")));
-    let report = match repaired {
-        Ok((fs, report)) => {
-            drop(fs);
-            report
-        }
-        Err(error) => {
-            let _ = std::fs::remove_file(&copy);
-            return Err(error);
-        }
-    };
-    if report.fixes.is_empty() {
-        std::fs::remove_file(&copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+    if FileSystem::fsck(&mut store(image)?).is_ok() {
         println!("{name}: consistent, nothing to repair");
         return Ok(());
     }
-    std::fs::rename(&copy, image).map_err(|e| format!("{name}: {e}"))?;
+    let copy = Staged::create(image, "repairing")?;
+    let original = File::open(image).map_err(|e| format!("{name}: {e}"))?;
+    copy_keeping_holes(&original, copy.file())
+        .map_err(|e| format!("{name}: copying it to repair: {e}"))?;
+    let disk = store(copy.path())?;
+    let (fs, report) = FileSystem::repair(disk).map_err(|e| format!("{name}: {e}"))?;
+    drop(fs);
+    if report.fixes.is_empty() {
+        println!("{name}: consistent, nothing to repair");
+        return Ok(());
+    }
+    copy.commit()?;
     for fix in &report.fixes {
         println!("{name}: {fix}");
     }
@@ -238,6 +229,38 @@ fn repair(image: &Path) -> Result<()> {
         r.free_blocks
     );
     Ok(())
+}
+
+/// Copies all of `from` into the empty file `to`, leaving holes where `from` has them:
+/// only the ranges the host's file system holds data for (`SEEK_DATA`, `SEEK_HOLE`) are
+/// read, and the blocks of zeros in them are not written either.
+fn copy_keeping_holes(from: &File, to: &File) -> std::io::Result<()> {
+    use rustix::fs::{SeekFrom, seek};
+    const CHUNK: usize = 1 << 20;
+    let len = from.metadata()?.len();
+    to.set_len(len)?;
+    let mut buffer = vec![0u8; CHUNK];
+    let mut at = 0;
+    while at < len {
+        let start = match seek(from, SeekFrom::Data(at)) {
+            Ok(start) => start,
+            // Only a hole is left.
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let end = seek(from, SeekFrom::Hole(start))?.min(len);
+        let mut offset = start;
+        while offset < end {
+            let piece = &mut buffer[..(end - offset).min(CHUNK as u64) as usize];
+            from.read_exact_at(piece, offset)?;
+            if piece.iter().any(|&byte| byte != 0) {
+                to.write_all_at(piece, offset)?;
+            }
+            offset += piece.len() as u64;
+        }
+        at = end;
+    }
+    to.sync_data()
 }
 
 /// Copies the host's `from` (a file, or a directory with everything under it) in as
@@ -602,6 +625,52 @@ mod tests {
         assert!(
             !base.join("fs.img.repairing").exists(),
             "the copy is removed"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// `fs IMAGE repair` checks before it copies, and copies keeping holes: a sound
+    /// image is not copied (a directory where the copy would go does not stop it), and
+    /// the repaired copy of a sparse 64 MiB image holds little more than its blocks
+    /// written. The whole image was copied, holes written out, before anything else.
+    #[test]
+    fn repair_copies_only_a_damaged_image_and_keeps_its_holes() {
+        use std::os::unix::fs::MetadataExt;
+        let base = std::env::temp_dir().join(format!("rexo-fs-sparse-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let image = base.join("fs.img");
+        let mut fs = format_new(&image, 64 << 20).unwrap();
+        fs.replace("/kept.txt", b"kept through the repair").unwrap();
+        fs.sync().unwrap();
+        drop(fs);
+        let args = [image.display().to_string(), "repair".to_string()];
+        let in_the_way = base.join("fs.img.repairing");
+        std::fs::create_dir(&in_the_way).unwrap();
+        command(&args).unwrap();
+        std::fs::remove_dir(&in_the_way).unwrap();
+
+        // A 64 MiB disk's journal is 256 blocks after the superblock: the bitmap is
+        // block 257.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&image)
+            .unwrap();
+        let at = 257 * BLOCK_SIZE as u64 + 3000;
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, at).unwrap();
+        file.write_all_at(&[byte[0] ^ 1], at).unwrap();
+        drop(file);
+        assert!(command(&[args[0].clone(), "check".into()]).is_err());
+        command(&args).unwrap();
+        command(&[args[0].clone(), "check".into()]).unwrap();
+        let meta = std::fs::metadata(&image).unwrap();
+        assert_eq!(meta.len(), 64 << 20);
+        let held = meta.blocks() * 512;
+        assert!(held < 16 << 20, "the repaired image holds {held} bytes");
+        assert_eq!(
+            mount(&image).unwrap().read_all("/kept.txt").unwrap(),
+            b"kept through the repair"
         );
         std::fs::remove_dir_all(&base).unwrap();
     }

@@ -69,6 +69,11 @@ impl Staged {
         Ok(staged)
     }
 
+    /// Where the file is built.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The file being built, open for reading and writing.
     pub fn file(&self) -> &File {
         &self.file
