@@ -138,12 +138,12 @@ fn mkimage(format: &str, prefix: &str, more: &[&str], out: &Path) -> Result<()> 
     run("grub-mkimage", &args)
 }
 
-/// Installs GRUB and `kernel` (with the command line `append`) on the image at `path`,
-/// whose sector 0 already holds a partition table with partition 1 of `sectors`
-/// sectors from LBA `first`, reserved for booting (its bytes are replaced by a FAT).
+/// Installs GRUB and `kernel` (with the command line `append`, which
+/// `image::check_append` accepted) on the image at `path`, whose sector 0 already holds
+/// a partition table with partition 1 of `sectors` sectors from LBA `first`, reserved
+/// for booting (its bytes are replaced by a FAT).
 pub fn install(path: &Path, kernel: &Path, append: &str, first: u64, sectors: u64) -> Result<()> {
     use std::os::unix::fs::FileExt;
-    crate::image::check_append(append)?;
     let io =
         |what: &str, at: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", at.display());
     let work = path.with_extension("boot-tree");

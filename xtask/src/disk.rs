@@ -171,27 +171,18 @@ fn new_volume(path: &Path, bytes: u64) -> Result<Volume<FileDisk>> {
     Ok(volume)
 }
 
-/// Opens `image` as a disk.
-fn open_disk(image: &Path, create: Option<u64>) -> Result<FileDisk> {
+/// Opens `image` as a disk (its BMFS partition, if it has one).
+fn open_disk(image: &Path) -> Result<FileDisk> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(create.is_some())
-        .truncate(create.is_some())
         .open(image)
         .map_err(|e| format!("{}: {e}", image.display()))?;
-    if let Some(size) = create {
-        file.set_len(size)
-            .map_err(|e| format!("{}: {e}", image.display()))?;
-    }
     let size = file
         .metadata()
         .map_err(|e| format!("{}: {e}", image.display()))?
         .len();
-    let (offset, size) = match create {
-        None => partition_of(&file, size, rexo_mbr::TYPE_BMFS).unwrap_or((0, size)),
-        Some(_) => (0, size),
-    };
+    let (offset, size) = partition_of(&file, size, rexo_mbr::TYPE_BMFS).unwrap_or((0, size));
     Ok(FileDisk { file, size, offset })
 }
 
@@ -219,17 +210,21 @@ pub struct BootKernel<'a> {
     pub append: &'a str,
 }
 
-/// Writes a fresh image of `size` bytes at `path` holding a partition table, an empty
-/// BMFS of `bmfs` bytes and an empty Rexo file system in the rest, each aligned to
-/// 1 MiB; with `boot`, a boot partition comes first (partition 1, so BMFS is 2 and the
-/// Rexo file system 3) with GRUB and the kernel installed (`bootdisk`). A size whose
-/// partitions an MBR cannot describe (past 2 TiB) is refused before the image is made.
-pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) -> Result<()> {
+/// Where [`partitioned`]'s partitions lie.
+struct PartitionLayout {
+    /// Sector 0: the partition table.
+    table: [u8; rexo_mbr::SECTOR],
+    /// The BMFS partition's first byte.
+    bmfs_start: u64,
+    /// Its bytes.
+    bmfs_bytes: u64,
+}
+
+/// The layout of a `size`-byte image holding a boot partition of `boot_bytes` (none
+/// when 0), a BMFS of `bmfs` bytes and the Rexo file system in the rest, each aligned to
+/// 1 MiB; or why they do not fit (`path` names the image in the error).
+fn partition_layout(path: &Path, size: u64, bmfs: u64, boot_bytes: u64) -> Result<PartitionLayout> {
     const MIB: u64 = 1 << 20;
-    let boot_bytes = match &boot {
-        Some(kernel) => crate::bootdisk::partition_bytes_for(kernel.elf)?,
-        None => 0,
-    };
     let bmfs_start = MIB + boot_bytes;
     let Some(bmfs_end) = bmfs
         .checked_next_multiple_of(MIB)
@@ -245,7 +240,7 @@ pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) 
         .map_err(|e| format!("{}: the BMFS partition: {e}", path.display()))?;
     let rest = size.saturating_sub(bmfs_end) / MIB * MIB;
     if rest < MIB {
-        let what = if boot.is_some() {
+        let what = if boot_bytes > 0 {
             "the kernel's boot partition, BMFS and the Rexo file system"
         } else {
             "both partitions"
@@ -253,7 +248,7 @@ pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) 
         return Err(format!("{size} bytes leave no room for {what}"));
     }
     let mut partitions = Vec::new();
-    if boot.is_some() {
+    if boot_bytes > 0 {
         partitions.push((
             crate::bootdisk::TYPE_EFI_SYSTEM,
             MIB / 512,
@@ -264,22 +259,53 @@ pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) 
     partitions.push((rexo_mbr::TYPE_REXO_FS, bmfs_end / 512, rest / 512));
     let table = rexo_mbr::table(&partitions)
         .map_err(|e| format!("{}: {size} bytes: {e}", path.display()))?;
-    let file = open_disk(path, Some(size))?.file;
-    file.write_all_at(&table, 0)
+    Ok(PartitionLayout {
+        table,
+        bmfs_start,
+        bmfs_bytes: bmfs,
+    })
+}
+
+/// Writes a fresh image of `size` bytes at `path` holding a partition table, an empty
+/// BMFS of `bmfs` bytes and an empty Rexo file system in the rest, each aligned to
+/// 1 MiB; with `boot`, a boot partition comes first (partition 1, so BMFS is 2 and the
+/// Rexo file system 3) with GRUB and the kernel installed (`bootdisk`). Sizes whose
+/// partitions do not fit or an MBR cannot describe (past 2 TiB), and a command line
+/// GRUB would not carry, are refused before anything is written; the image is built
+/// beside the path (`PATH.creating`, removed on every error) and renamed over any file
+/// there once complete.
+pub fn partitioned(path: &Path, size: u64, bmfs: u64, boot: Option<BootKernel>) -> Result<()> {
+    const MIB: u64 = 1 << 20;
+    let boot_bytes = match &boot {
+        Some(kernel) => {
+            crate::image::check_append(kernel.append)?;
+            crate::bootdisk::partition_bytes_for(kernel.elf)?
+        }
+        None => 0,
+    };
+    let layout = partition_layout(path, size, bmfs, boot_bytes)?;
+    let staged = Staged::create(path, "creating")?;
+    let file = staged.file();
+    file.set_len(size)
+        .and_then(|()| file.write_all_at(&layout.table, 0))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let disk = FileDisk {
-        file: file.try_clone().map_err(|e| e.to_string())?,
-        size: bmfs,
-        offset: bmfs_start,
+        file: staged.handle()?,
+        size: layout.bmfs_bytes,
+        offset: layout.bmfs_start,
     };
     Volume::format(disk).map_err(|e| format!("the BMFS partition: {e}"))?;
-    crate::fsimage::format_partition(path)?;
-    match boot {
-        Some(kernel) => {
-            crate::bootdisk::install(path, kernel.elf, kernel.append, MIB / 512, boot_bytes / 512)
-        }
-        None => Ok(()),
+    crate::fsimage::format_partition(staged.path())?;
+    if let Some(kernel) = boot {
+        crate::bootdisk::install(
+            staged.path(),
+            kernel.elf,
+            kernel.append,
+            MIB / 512,
+            boot_bytes / 512,
+        )?;
     }
+    staged.commit()
 }
 
 /// Refuses a BMFS of `bytes` before an image is made: what [`Volume::format`] would
@@ -293,7 +319,7 @@ fn large_enough_for_bmfs(bytes: u64) -> Result<()> {
 
 /// Opens the BMFS on `image`.
 fn open(image: &Path) -> Result<Volume<FileDisk>> {
-    Volume::open(open_disk(image, None)?).map_err(|e| format!("{}: {e}", image.display()))
+    Volume::open(open_disk(image)?).map_err(|e| format!("{}: {e}", image.display()))
 }
 
 /// `64M`, `1G`, `4096`: bytes.
@@ -341,15 +367,16 @@ pub fn command(args: Vec<String>) -> Result<()> {
                 ["--append", words] => words,
                 _ => return Err(format!("usage:\n{USAGE}")),
             };
+            // Everything the arguments decide is checked before the kernel is built: the
+            // sizes with the smallest boot partition, and the command line.
+            let (size, bmfs) = (parse_size(size)?, parse_size(bmfs)?);
+            let smallest_boot = crate::bootdisk::partition_bytes(0);
+            partition_layout(Path::new(image), size, bmfs, smallest_boot)?;
+            crate::image::check_append(append)?;
             crate::deps::ensure(&[crate::deps::Need::Iso])?;
             let elf = crate::build::kernel()?;
             let boot = BootKernel { elf: &elf, append };
-            partitioned(
-                Path::new(image),
-                parse_size(size)?,
-                parse_size(bmfs)?,
-                Some(boot),
-            )?;
+            partitioned(Path::new(image), size, bmfs, Some(boot))?;
             println!(
                 "{image}: partition 1 boots Rexo (GRUB for BIOS and UEFI, command line `{append}`), partition 2 BMFS, partition 3 the Rexo file system"
             );
@@ -641,6 +668,49 @@ mod tests {
         );
         let volume = Volume::open(volume.into_disk()).unwrap();
         assert_eq!(volume.files().count(), 0, "the new file was left");
+    }
+
+    /// A bootable image whose command line GRUB would not carry, or whose sizes cannot
+    /// hold it, is refused before the image there is touched (and `disk partition
+    /// --boot` refuses it before building the kernel): it was truncated and partitioned
+    /// first and refused by the installer, leaving a half-made image.
+    #[test]
+    fn a_boot_disk_refused_late_leaves_the_image_there_as_it_was() {
+        let dir = std::env::temp_dir().join(format!("rexo-disk-boot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("boot.img");
+        image_of_site(&image).unwrap();
+        let before = std::fs::read(&image).unwrap();
+        let elf = dir.join("kernel.elf");
+        std::fs::write(&elf, vec![0u8; 1 << 20]).unwrap();
+        let boot = BootKernel {
+            elf: &elf,
+            append: "log=debug\"",
+        };
+        let err = partitioned(&image, 64 << 20, 6 << 20, Some(boot)).unwrap_err();
+        assert!(err.contains("not allowed"), "{err}");
+        assert!(
+            std::fs::read(&image).unwrap() == before,
+            "the image changed"
+        );
+        assert!(!dir.join("boot.img.creating").exists());
+        let img = image.to_str().unwrap();
+        for (words, refusal) in [
+            (
+                &["partition", img, "64M", "6M", "--boot", "--append", "a\"b"][..],
+                "not allowed",
+            ),
+            (
+                &["partition", img, "64M", "4M", "--boot"],
+                "too small for BMFS",
+            ),
+            (&["partition", img, "12M", "6M", "--boot"], "leave no room"),
+        ] {
+            let err = command(words.iter().map(|w| w.to_string()).collect()).unwrap_err();
+            assert!(err.contains(refusal), "{words:?}: {err}");
+            assert!(std::fs::read(&image).unwrap() == before, "{words:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
