@@ -2,6 +2,7 @@
 //! format crate (`rexo-bmfs`) the monitor's `ls` and `load FILE` use in Rexo.
 
 use std::fs::{File, OpenOptions};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -437,46 +438,45 @@ fn put(image: &str, file: &str, rest: &[&str]) -> Result<String> {
         ),
         None => None,
     };
-    let data = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
-    let name = name.unwrap_or_else(|| {
-        Path::new(file)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(file)
-    });
-    put_on(&mut open(Path::new(image))?, name, blocks, &data)
+    let host = Path::new(file);
+    let size = host_file_size(host)?;
+    let name = name.unwrap_or_else(|| host.file_name().and_then(|n| n.to_str()).unwrap_or(file));
+    let read = |most| read_host_file(host, most);
+    put_on(&mut open(Path::new(image))?, name, blocks, size, &read)
 }
 
-/// Writes `data` as the file `name` of `volume`: over the file of that name, whose
+/// Writes the `size` bytes `read` gives (called with the most bytes that fit, once they
+/// are known to) as the file `name` of `volume`: over the file of that name, whose
 /// reservation is kept (`blocks`, if given, is ignored, and the text says so), or as a
-/// new file reserving `blocks` (default what `data` needs). Data that does not fit is
-/// refused before anything changes, and a new file whose write fails is removed again.
-/// Returns what it did, to print.
+/// new file reserving `blocks` (default what `size` needs). Data that does not fit is
+/// refused before it is read or anything changes, and a new file whose read or write
+/// fails is removed again. Returns what it did, to print.
 fn put_on<D: Disk>(
     volume: &mut Volume<D>,
     name: &str,
     blocks: Option<u64>,
-    data: &[u8],
+    size: u64,
+    read: &dyn Fn(u64) -> Result<Vec<u8>>,
 ) -> Result<String> {
-    let size = data.len() as u64;
     let needed = size.div_ceil(BLOCK).max(1);
     let mut said = String::new();
     if let Ok(entry) = volume.find(name) {
-        let reserved = entry.reserved;
+        let (reserved, capacity) = (entry.reserved, entry.capacity());
         if let Some(asked) = blocks.filter(|&asked| asked != reserved) {
             said.push_str(&format!(
                 "{name} exists with {reserved} blocks reserved: --blocks {asked} is ignored \
                  (`disk rm` it first to reserve another number)\n"
             ));
         }
-        if size > entry.capacity() {
+        if size > capacity {
             return Err(format!(
                 "{name}: {size} bytes do not fit its {reserved} reserved blocks of 2 MiB; \
                  `disk rm` it first, then put it with --blocks {needed} or more"
             ));
         }
+        let data = read(capacity)?;
         volume
-            .write(name, data)
+            .write(name, &data)
             .map_err(|e| format!("{name}: {e}"))?;
     } else {
         let blocks = blocks.unwrap_or(needed).max(1);
@@ -487,20 +487,64 @@ fn put_on<D: Disk>(
                 blocks * BLOCK
             ));
         }
-        volume
+        let capacity = volume
             .create(name, blocks)
-            .map_err(|e| format!("{name}: {e}"))?;
-        if let Err(error) = volume.write(name, data) {
+            .map_err(|e| format!("{name}: {e}"))?
+            .capacity();
+        let written = read(capacity).and_then(|data| {
+            volume
+                .write(name, &data)
+                .map_err(|e| format!("{name}: {e}"))
+        });
+        if let Err(error) = written {
             return Err(match volume.delete(name) {
-                Ok(()) => format!("{name}: {error} (the new file is removed)"),
+                Ok(()) => format!("{error} (the new file {name} is removed)"),
                 Err(undo) => format!(
-                    "{name}: {error}, and removing the new, empty file failed ({undo}): `disk rm` it"
+                    "{error}, and removing the new, empty file {name} failed ({undo}): `disk rm` it"
                 ),
             });
         }
     }
     said.push_str(&format!("{name}: {size} bytes"));
     Ok(said)
+}
+
+/// The size of the host's file `path`, which must be a regular file: a directory, a
+/// device or a pipe is refused before it is opened (`/dev/zero` never ends).
+pub fn host_file_size(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a regular file (a directory, a device or a pipe); copy what it holds \
+             into a file and put that",
+            path.display()
+        ));
+    }
+    Ok(meta.len())
+}
+
+/// The bytes of the host's regular file `path`, refused before anything is read when it
+/// holds more than `most` bytes, the room for them.
+pub fn read_host_file(path: &Path, most: u64) -> Result<Vec<u8>> {
+    let name = path.display();
+    let size = host_file_size(path)?;
+    if size > most {
+        return Err(format!(
+            "{name}: {size} bytes do not fit in the {most} bytes there is room for; nothing \
+             was read"
+        ));
+    }
+    let file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
+    let mut data = Vec::new();
+    file.take(most.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(|e| format!("{name}: {e}"))?;
+    if data.len() as u64 > most {
+        return Err(format!(
+            "{name} grew past the {most} bytes there is room for while it was read"
+        ));
+    }
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -636,6 +680,34 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// `disk put` refuses a host file that is not a regular file (`/dev/zero` was read
+    /// until memory ran out; `/dev/null` made an empty file) and one larger than the
+    /// room for it before reading it: it was read whole first.
+    #[test]
+    fn a_put_checks_the_host_file_before_reading_it() {
+        let dir = std::env::temp_dir().join(format!("rexo-disk-host-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let image = dir.join("bmfs.img");
+        new_volume(&image, 16 << 20).unwrap();
+        let img = image.to_str().unwrap();
+        for device in ["/dev/null", "/dev/zero"] {
+            let err = put(img, device, &[]).unwrap_err();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+        assert!(files_of(&image).unwrap().is_empty());
+        let mut volume = open(&image).unwrap();
+        let never = |_| -> Result<Vec<u8>> { panic!("read before the size was checked") };
+        let err = put_on(&mut volume, "big", Some(1), 3 << 20, &never).unwrap_err();
+        assert!(err.contains("need 2 blocks"), "{err}");
+        let err = put_on(&mut volume, "big", None, 64 << 20, &never).unwrap_err();
+        assert!(err.contains("no run of 32 free"), "{err}");
+        let sparse = dir.join("sparse.bin");
+        File::create(&sparse).unwrap().set_len(1 << 30).unwrap();
+        let err = read_host_file(&sparse, 6 << 20).unwrap_err();
+        assert!(err.contains("nothing was read"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// A BMFS disk in memory whose file data cannot be written (its directory can).
     struct DataWritesFail(Vec<u8>);
 
@@ -661,7 +733,7 @@ mod tests {
     #[test]
     fn a_new_file_whose_write_fails_is_removed() {
         let mut volume = Volume::format(DataWritesFail(vec![0; 8 << 20])).unwrap();
-        let err = put_on(&mut volume, "a.bin", None, b"data").unwrap_err();
+        let err = put_on(&mut volume, "a.bin", None, 4, &|_| Ok(b"data".to_vec())).unwrap_err();
         assert!(
             err.contains("refused the write") && err.contains("removed"),
             "{err}"

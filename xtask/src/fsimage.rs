@@ -274,9 +274,8 @@ pub fn put_tree<D: BlockStore>(
     let mut files = Vec::new();
     list_tree(fs, from, to, &mut files)?;
     let paths: Vec<String> = files.iter().map(|(path, _)| path.clone()).collect();
-    put_grouped(fs, &paths, &|index| {
-        let host = &files[index].1;
-        std::fs::read(host).map_err(|e| format!("{}: {e}", host.display()))
+    put_grouped(fs, &paths, &|index, most| {
+        crate::disk::read_host_file(&files[index].1, most)
     })
 }
 
@@ -290,6 +289,7 @@ fn list_tree<D: BlockStore>(
 ) -> Result<()> {
     let meta = std::fs::metadata(from).map_err(|e| format!("{}: {e}", from.display()))?;
     if !meta.is_dir() {
+        crate::disk::host_file_size(from)?;
         files.push((to.to_string(), from.to_path_buf()));
         return Ok(());
     }
@@ -313,8 +313,9 @@ fn list_tree<D: BlockStore>(
     Ok(())
 }
 
-/// Writes the files `paths` (their parents exist; `read(i)` gives the bytes of
-/// `paths[i]`) with Cheetah's grouping: the HTML pages first, in order, each followed
+/// Writes the files `paths` (their parents exist; `read(i, most)` gives the bytes of
+/// `paths[i]`, refusing more than `most`, the room for them: the free blocks and those of
+/// a file it replaces) with Cheetah's grouping: the HTML pages first, in order, each followed
 /// on disk by the files it links to that are among `paths` and not written yet
 /// (`rexo_http::linked_paths`, `FileSystem::replace_after`), so that httpd reading the
 /// page reads them with it; then the rest in order. Links resolve in the file system's namespace (httpd serves its
@@ -323,7 +324,7 @@ fn list_tree<D: BlockStore>(
 pub fn put_grouped<D: BlockStore>(
     fs: &mut FileSystem<D>,
     paths: &[String],
-    read: &dyn Fn(usize) -> Result<Vec<u8>>,
+    read: &dyn Fn(usize, u64) -> Result<Vec<u8>>,
 ) -> Result<(u64, u64)> {
     let index_of: std::collections::HashMap<&str, usize> = paths
         .iter()
@@ -338,7 +339,7 @@ pub fn put_grouped<D: BlockStore>(
                    after: Option<&str>|
      -> Result<Vec<u8>> {
         let path = &paths[index];
-        let data = read(index)?;
+        let data = read(index, room_for(fs, path))?;
         match after {
             Some(neighbour) => fs.replace_after(path, &data, neighbour),
             None => fs.replace(path, &data),
@@ -357,7 +358,7 @@ pub fn put_grouped<D: BlockStore>(
             continue;
         }
         let data = if written[index] {
-            read(index)?
+            read(index, room_for(fs, page))?
         } else {
             put(fs, &mut written, index, None)?
         };
@@ -377,6 +378,20 @@ pub fn put_grouped<D: BlockStore>(
         }
     }
     Ok(total)
+}
+
+/// The most bytes a file written at `path` of `fs` can hold: the free blocks, and the
+/// blocks of the file there, which it replaces.
+fn room_for<D: BlockStore>(fs: &mut FileSystem<D>, path: &str) -> u64 {
+    let space = fs.statfs();
+    let replaced = match fs.stat(path) {
+        Ok(file) if file.kind == FileKind::File => file.blocks,
+        _ => 0,
+    };
+    space
+        .free_blocks
+        .saturating_add(replaced)
+        .saturating_mul(space.block_size)
 }
 
 /// Copies `from` (a file, or a directory with everything under it) out to the host's
@@ -431,7 +446,7 @@ fn put_site(mut fs: FileSystem<FileStore>) -> Result<()> {
         .collect();
     files.push((NESTED.0.to_string(), NESTED.1.to_vec()));
     let paths: Vec<String> = files.iter().map(|(path, _)| path.clone()).collect();
-    put_grouped(&mut fs, &paths, &|index| Ok(files[index].1.clone()))?;
+    put_grouped(&mut fs, &paths, &|index, _| Ok(files[index].1.clone()))?;
     fs.sync().map_err(|e| e.to_string())
 }
 
@@ -672,6 +687,43 @@ mod tests {
             mount(&image).unwrap().read_all("/kept.txt").unwrap(),
             b"kept through the repair"
         );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// `fs IMAGE put` refuses a host file that is not a regular file (`/dev/zero` was
+    /// read until memory ran out; `/dev/null` made an empty file) and one larger than
+    /// the room for it before reading it: each file was read whole first.
+    #[test]
+    fn a_put_checks_each_host_file_before_reading_it() {
+        let base = std::env::temp_dir().join(format!("rexo-fs-host-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        let image = base.join("fs.img");
+        drop(format_new(&image, 4 << 20).unwrap());
+        let put = |file: &str, path: &str| {
+            command(&[
+                image.display().to_string(),
+                "put".into(),
+                file.into(),
+                path.into(),
+            ])
+        };
+        for device in ["/dev/null", "/dev/zero"] {
+            let err = put(device, "/device").unwrap_err();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+        let sparse = base.join("sparse.bin");
+        File::create(&sparse).unwrap().set_len(1 << 30).unwrap();
+        let err = put(sparse.to_str().unwrap(), "/big").unwrap_err();
+        assert!(err.contains("nothing was read"), "{err}");
+        let mut fs = mount(&image).unwrap();
+        assert!(fs.list("/").unwrap().is_empty());
+        // A file fits in the blocks of the one it replaces.
+        let free = fs.statfs().free_blocks * BLOCK_SIZE as u64;
+        drop(fs);
+        let large = base.join("large.bin");
+        std::fs::write(&large, vec![5u8; free as usize - (64 << 10)]).unwrap();
+        put(large.to_str().unwrap(), "/large").unwrap();
+        put(large.to_str().unwrap(), "/large").unwrap();
         std::fs::remove_dir_all(&base).unwrap();
     }
 
