@@ -32,7 +32,8 @@ pub fn command(words: Vec<String>) -> Result<()> {
     Ok(())
 }
 
-/// The file name each module gets on the ISO (its own name); duplicates are an error.
+/// The file name each module gets on the ISO (its own name); duplicates are an error, as
+/// is a name GRUB's configuration would not carry as it is ([`grub_refuses`]).
 fn module_names(modules: &[PathBuf]) -> Result<Vec<String>> {
     let mut names: Vec<String> = Vec::new();
     for module in modules {
@@ -47,6 +48,13 @@ fn module_names(modules: &[PathBuf]) -> Result<Vec<String>> {
                 )
             })?
             .to_string();
+        if let Some(refused) = name.chars().find(|&c| grub_refuses(c)) {
+            return Err(format!(
+                "module {}: its name holds {refused:?}, which GRUB's configuration cannot carry \
+                 as it is (quotes, backslashes and control characters); rename it",
+                module.display()
+            ));
+        }
         if names.contains(&name) {
             return Err(format!("two modules are named {name}; rename one"));
         }
@@ -56,7 +64,9 @@ fn module_names(modules: &[PathBuf]) -> Result<Vec<String>> {
 }
 
 /// GRUB's configuration: no menu delay, serial console at 115200, the kernel through
-/// Multiboot2 with `append` as its command line, one `module2` per module name.
+/// Multiboot2 with `append` as its command line, one `module2` per module name. Each word
+/// and name is in single quotes, so that GRUB's script syntax (`{ } | & < > ; $`, `#` at a
+/// word's start) is taken as it is ([`check_append`] refuses what quotes cannot carry).
 pub fn grub_cfg(append: &str, modules: &[String]) -> String {
     let mut cfg = String::from(
         "set timeout=0\n\
@@ -68,24 +78,35 @@ pub fn grub_cfg(append: &str, modules: &[String]) -> String {
          set gfxpayload=keep\n\
          menuentry \"Rexo\" {\n",
     );
-    let append = append.trim();
-    if append.is_empty() {
-        cfg.push_str("    multiboot2 /boot/rexo\n");
-    } else {
-        cfg.push_str(&format!("    multiboot2 /boot/rexo {append}\n"));
+    cfg.push_str("    multiboot2 /boot/rexo");
+    for word in append.split_whitespace() {
+        cfg.push_str(&format!(" '{word}'"));
     }
+    cfg.push('\n');
     for name in modules {
-        cfg.push_str(&format!("    module2 /boot/modules/{name} {name}\n"));
+        cfg.push_str(&format!("    module2 '/boot/modules/{name}' '{name}'\n"));
     }
     cfg.push_str("    boot\n}\n");
     cfg
 }
 
-/// Refuses a kernel command line that GRUB's configuration would not carry as it is.
+/// Whether GRUB's configuration cannot carry `c` as it is, even in [`grub_cfg`]'s single
+/// quotes: a quote (which would end them), a backslash (GRUB's `multiboot2` passes these
+/// three on with a backslash before them) or a control character (a line break ends the
+/// command).
+fn grub_refuses(c: char) -> bool {
+    matches!(c, '\'' | '"' | '\\') || c.is_control()
+}
+
+/// Refuses a kernel command line that GRUB's configuration would not carry as it is:
+/// one holding a quote, a backslash or a control character ([`grub_refuses`]). Words
+/// are separated by spaces; every other character reaches the kernel as given.
 pub fn check_append(append: &str) -> Result<()> {
-    if append.contains(['"', '\n', '\\', '$', ';']) {
+    if let Some(refused) = append.chars().find(|&c| grub_refuses(c)) {
         return Err(format!(
-            "--append `{append}`: quotes, backslashes, `$`, `;` and line breaks are not allowed in the GRUB command line"
+            "--append `{}`: {refused:?} is not allowed in the GRUB command line (quotes, \
+             backslashes and control characters such as line breaks)",
+            append.escape_debug()
         ));
     }
     Ok(())
@@ -148,11 +169,45 @@ mod tests {
         assert!(cfg.starts_with("set timeout=0\n"));
         assert!(cfg.contains("serial --unit=0 --speed=115200"));
         assert!(cfg.contains("terminal_output serial console"));
-        assert!(cfg.contains("    multiboot2 /boot/rexo app=hello log=debug\n"));
-        assert!(cfg.contains("    module2 /boot/modules/a.bin a.bin\n"));
-        assert!(cfg.contains("    module2 /boot/modules/b b\n"));
+        assert!(cfg.contains("    multiboot2 /boot/rexo 'app=hello' 'log=debug'\n"));
+        assert!(cfg.contains("    module2 '/boot/modules/a.bin' 'a.bin'\n"));
+        assert!(cfg.contains("    module2 '/boot/modules/b' 'b'\n"));
         assert!(cfg.trim_end().ends_with("boot\n}"));
         assert!(grub_cfg("", &[]).contains("    multiboot2 /boot/rexo\n"));
+    }
+
+    /// GRUB's script syntax in a word reaches the kernel as it is: each word is quoted.
+    /// Unquoted, `#x` began a comment (the word silently lost) and `x={y}` or `a;b` was
+    /// GRUB syntax.
+    #[test]
+    fn words_with_grub_syntax_are_quoted() {
+        let append = "log=debug #x x={y} a|b&c a<b>c a;b $x";
+        check_append(append).unwrap();
+        assert!(grub_cfg(append, &[]).contains(
+            "    multiboot2 /boot/rexo 'log=debug' '#x' 'x={y}' 'a|b&c' 'a<b>c' 'a;b' '$x'\n"
+        ));
+        let modules = [PathBuf::from("/m/#a{b}")];
+        let names = module_names(&modules).unwrap();
+        assert!(grub_cfg("", &names).contains("    module2 '/boot/modules/#a{b}' '#a{b}'\n"));
+    }
+
+    /// What single quotes cannot carry is refused, naming it: a quote ended them (`x='y`
+    /// made a grub.cfg that failed at boot), and GRUB passes quotes and backslashes on
+    /// escaped.
+    #[test]
+    fn quotes_backslashes_and_control_characters_are_refused() {
+        for (append, refused) in [
+            ("x='y", "'\\''"),
+            ("a\"b", "'\"'"),
+            ("a\\b", "'\\\\'"),
+            ("a\nb", "'\\n'"),
+            ("a\u{1b}b", "'\\u{1b}'"),
+        ] {
+            let err = check_append(append).unwrap_err();
+            assert!(err.contains(refused), "{append:?}: {err}");
+        }
+        let err = module_names(&[PathBuf::from("/m/it's")]).unwrap_err();
+        assert!(err.contains("rename it"), "{err}");
     }
 
     #[test]
