@@ -43,6 +43,7 @@ mod testcases;
 mod usbkeys;
 mod xnimage;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -90,8 +91,26 @@ usage: cargo xtask COMMAND [OPTIONS]
   fs IMAGE ...                   make and inspect Rexo file system images (`cargo xtask fs` lists)
 ";
 
+/// The words of a command line (after the program's name), which must be UTF-8: a
+/// word that is not is named in the error (`std::env::args` panics on it).
+fn utf8_words(words: impl Iterator<Item = OsString>) -> Result<Vec<String>> {
+    words
+        .map(|word| {
+            word.into_string().map_err(|word| {
+                format!("the argument {word:?} is not UTF-8; give every argument in UTF-8")
+            })
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
-    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut argv = match utf8_words(std::env::args_os().skip(1)) {
+        Ok(argv) => argv,
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     if argv.is_empty() {
         eprint!("{USAGE}");
         return ExitCode::from(2);
@@ -129,6 +148,25 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+
+    /// An argument that is not UTF-8 is a usage error naming it, not a panic.
+    #[test]
+    fn an_argument_that_is_not_utf8_is_named() {
+        let words = [
+            OsString::from("fs"),
+            OsString::from_vec(b"im\xffg".to_vec()),
+        ];
+        let err = super::utf8_words(words.into_iter()).unwrap_err();
+        assert!(err.contains(r#""im\xFFg" is not UTF-8"#), "{err}");
+        let words = ["disk", "ls"].map(OsString::from);
+        assert_eq!(
+            super::utf8_words(words.into_iter()).unwrap(),
+            ["disk", "ls"]
+        );
+    }
+
     /// Issue 3 asks for a reason per lint: in the workspace's lint tables each lint line
     /// directly follows its comment, or is one of a group under a comment that names it.
     #[test]
