@@ -173,7 +173,7 @@ impl Vm {
                 device,
                 firmware,
             } => {
-                let file = path_arg(image)?.replace(',', ",,");
+                let file = option_path_arg(image)?;
                 args.extend([
                     "-drive".into(),
                     format!("file={file},if=none,id=boot,format=raw"),
@@ -204,10 +204,13 @@ fn firmware_args(firmware: Option<&Firmware>, scratch: &Path) -> Result<Vec<Stri
                 "-drive".into(),
                 format!(
                     "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                    path_arg(code)?
+                    option_path_arg(code)?
                 ),
                 "-drive".into(),
-                format!("if=pflash,format=raw,unit=1,file={}", path_arg(&copy)?),
+                format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    option_path_arg(&copy)?
+                ),
             ]
         }
     })
@@ -217,6 +220,12 @@ fn path_arg(path: &Path) -> Result<String> {
     path.to_str()
         .map(String::from)
         .ok_or_else(|| format!("path {} is not UTF-8", path.display()))
+}
+
+/// `path` as the value of a QEMU option list's `file=` (`-drive`), where a comma ends
+/// the value unless doubled.
+fn option_path_arg(path: &Path) -> Result<String> {
+    Ok(path_arg(path)?.replace(',', ",,"))
 }
 
 /// What a QEMU exit status means for Rexo (docs/kernel-interface.md).
@@ -726,6 +735,38 @@ fn kvm_verdict(kvm: &Capture, tcg: Duration) -> (Accel, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The OVMF code and variable store in a folder whose name holds a comma: their
+    /// `-drive` values double it, as the boot disk's does (a lone comma ended `file=`, and
+    /// QEMU took the rest of the path as an option).
+    #[test]
+    fn pflash_paths_with_commas_are_escaped() {
+        let dir = std::env::temp_dir().join(format!("rexo-ovmf,{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (code, vars) = (dir.join("CODE.fd"), dir.join("VARS.fd"));
+        std::fs::write(&code, b"code").unwrap();
+        std::fs::write(&vars, b"vars").unwrap();
+        let firmware = Firmware::Split {
+            code: code.clone(),
+            vars,
+        };
+        let args = firmware_args(Some(&firmware), &dir.join("scratch")).unwrap();
+        let doubled = |path: &Path| path.to_str().unwrap().replace(',', ",,");
+        assert_eq!(
+            args[1],
+            format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                doubled(&code)
+            )
+        );
+        let copy = dir.join("scratch/OVMF_VARS.fd");
+        assert_eq!(
+            args[3],
+            format!("if=pflash,format=raw,unit=1,file={}", doubled(&copy))
+        );
+        assert!(args[3].contains("rexo-ovmf,,"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn cached_probe_is_tied_to_the_host_boot() {
