@@ -67,8 +67,22 @@ pub fn generated_content(len: usize) -> Vec<u8> {
 }
 
 /// The most bytes of disk files httpd keeps in its file cache (the kernel heap holds
-/// them, with the generated files and the connections' buffers).
+/// them, with the generated files and the connections' buffers), each file counted with
+/// [`FILE_COST`] beside its bytes.
 pub const MAX_DISK_BYTES: u64 = 16 << 20;
+
+/// What a disk file costs the file cache beside its bytes, counted against
+/// [`MAX_DISK_BYTES`]: its path, tag and three prebuilt heads with their block sums,
+/// about 1 KiB. So a disk of many empty files gets at most [`MAX_DISK_FILES`] of them
+/// into the table, not one entry per file it lists.
+pub const FILE_COST: u64 = 1024;
+
+/// The most disk files the file cache can take: [`MAX_DISK_BYTES`] of empty ones.
+pub const MAX_DISK_FILES: usize = (MAX_DISK_BYTES / FILE_COST) as usize;
+
+/// Files left on disk for want of room named one by one in the log; the rest are
+/// counted in one line.
+const MAX_NAMED_LEFT: usize = 8;
 
 /// A file of the disk: its path (`/NAME`) and its bytes.
 pub type DiskFile = (String, Vec<u8>);
@@ -83,7 +97,8 @@ type Walked = (Vec<(String, u64)>, Vec<String>);
 /// Walks the site's tree from `/`, directory by directory (each directory's files in a
 /// row: the file system places a directory's small files together, so they are read
 /// together), through `list` (a directory's entries). On a `read_only` (damaged) file
-/// system a directory that cannot be listed is skipped; past [`MAX_DIRECTORIES`] the walk
+/// system a directory that cannot be listed is skipped; past [`MAX_DIRECTORIES`] or
+/// once [`MAX_DISK_FILES`] files were found (no more could enter the cache) the walk
 /// stops. Returns each file's path and size, in that order, and what was skipped.
 fn walk(
     list: &mut dyn FnMut(&str) -> Result<Vec<rexo_fs::DirEntry>, rexo_fs::FsError>,
@@ -93,6 +108,7 @@ fn walk(
     let mut skipped = Vec::new();
     let mut directories = alloc::vec![String::from("/")];
     let mut listed = 0;
+    let mut unlisted_files = 0;
     while let Some(directory) = directories.pop() {
         if listed == MAX_DIRECTORIES {
             skipped.push(format!(
@@ -111,6 +127,10 @@ fn walk(
             Err(error) => return Err(error),
         };
         for entry in entries {
+            if entry.kind == rexo_fs::FileKind::File && files.len() == MAX_DISK_FILES {
+                unlisted_files += 1;
+                continue;
+            }
             let path = match directory.as_str() {
                 "/" => format!("/{}", entry.name),
                 _ => format!("{directory}/{}", entry.name),
@@ -120,13 +140,23 @@ fn walk(
                 rexo_fs::FileKind::File => files.push((path, entry.size)),
             }
         }
+        if files.len() == MAX_DISK_FILES && (unlisted_files > 0 || !directories.is_empty()) {
+            skipped.push(format!(
+                "{unlisted_files} more files and {} directories left unread: the file cache takes at most {MAX_DISK_FILES} disk files ({FILE_COST} bytes each beside their bytes)",
+                directories.len()
+            ));
+            break;
+        }
     }
     Ok((files, skipped))
 }
 
 /// Reads the `listed` files (path, size) with `read`, in order, up to [`MAX_DISK_BYTES`]
-/// in all; a file past that, or (with `skip_errors`) one that cannot be read, is left
-/// with a line in `notes`; another read error is returned.
+/// in all, each file counted with [`FILE_COST`] beside its size (a size no budget holds,
+/// even one near `u64::MAX` from a damaged disk, is left unread); a file past that, or
+/// (with `skip_errors`) one that cannot be read, is left with a line in `notes` (past
+/// [`MAX_NAMED_LEFT`] files left for want of room, one line counts the rest); another
+/// read error is returned.
 fn read_within_budget<E: core::fmt::Display>(
     listed: Vec<(String, u64)>,
     read: &mut dyn FnMut(&str) -> Result<Vec<u8>, E>,
@@ -134,22 +164,39 @@ fn read_within_budget<E: core::fmt::Display>(
     notes: &mut Vec<String>,
 ) -> Result<Vec<DiskFile>, E> {
     let mut files = Vec::new();
-    let mut total = 0;
+    let mut total: u64 = 0;
+    let mut named_left = 0;
+    let (mut unnamed_left, mut unnamed_bytes) = (0u64, 0u64);
     for (path, size) in listed {
-        if total + size > MAX_DISK_BYTES {
-            notes.push(format!(
-                "{path} ({size} bytes) left on disk: the file cache takes {MAX_DISK_BYTES} bytes of disk files"
-            ));
+        let Some(after) = size
+            .checked_add(FILE_COST)
+            .and_then(|cost| total.checked_add(cost))
+            .filter(|&after| after <= MAX_DISK_BYTES)
+        else {
+            if named_left < MAX_NAMED_LEFT {
+                named_left += 1;
+                notes.push(format!(
+                    "{path} ({size} bytes) left on disk: the file cache takes {MAX_DISK_BYTES} bytes of disk files, {FILE_COST} for each file beside its bytes"
+                ));
+            } else {
+                unnamed_left += 1;
+                unnamed_bytes = unnamed_bytes.saturating_add(size);
+            }
             continue;
-        }
+        };
         match read(&path) {
             Ok(bytes) => {
-                total += size;
+                total = after;
                 files.push((path, bytes));
             }
             Err(error) if skip_errors => notes.push(format!("{path} skipped: {error}")),
             Err(error) => return Err(error),
         }
+    }
+    if unnamed_left > 0 {
+        notes.push(format!(
+            "{unnamed_left} more files ({unnamed_bytes} bytes) left on disk: the file cache is full"
+        ));
     }
     Ok(files)
 }
@@ -289,6 +336,91 @@ mod tests {
         assert_eq!(files, [("/b.txt".into(), 3)]);
         assert_eq!(skipped, ["/a skipped: /a: not found"]);
         assert!(walk(&mut list, false).is_err());
+    }
+
+    #[test]
+    fn a_walk_stops_at_the_files_the_cache_can_take() {
+        use rexo_fs::FileKind::{Directory, File};
+        // A damaged (or hostile) disk whose root lists more empty files than the file
+        // cache takes, and a directory after them.
+        let mut list = |path: &str| {
+            assert_eq!(path, "/", "the walk went on past the cap");
+            let mut entries: Vec<_> = (0..MAX_DISK_FILES + 3616)
+                .map(|i| entry(&format!("f{i}"), File, 0))
+                .collect();
+            entries.push(entry("more", Directory, 4096));
+            Ok(entries)
+        };
+        let (files, skipped) = walk(&mut list, true).unwrap();
+        assert_eq!(files.len(), MAX_DISK_FILES);
+        assert_eq!(
+            skipped,
+            [format!(
+                "3616 more files and 1 directories left unread: the file cache takes at most {MAX_DISK_FILES} disk files (1024 bytes each beside their bytes)"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_size_near_the_top_of_u64_is_left_on_disk() {
+        // A damaged directory entry's size: `total + size` wrapped past the budget check.
+        let listed = alloc::vec![
+            (String::from("/a"), 10),
+            (String::from("/huge"), u64::MAX - 5),
+            (String::from("/b"), 20),
+        ];
+        let mut read = |path: &str| match path {
+            "/a" => Ok(alloc::vec![1; 10]),
+            "/b" => Ok(alloc::vec![2; 20]),
+            _ => Err("read a file past the budget"),
+        };
+        let mut notes = Vec::new();
+        let files = read_within_budget(listed, &mut read, false, &mut notes).unwrap();
+        let paths: Vec<_> = files.iter().map(|(path, _)| path.as_str()).collect();
+        assert_eq!(paths, ["/a", "/b"]);
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with("/huge (18446744073709551610 bytes) left on disk"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn each_file_costs_the_budget_and_what_is_left_is_noted_in_few_lines() {
+        // 100,000 empty files: each takes a table entry, so at most MAX_DISK_FILES fit.
+        let listed: Vec<_> = (0..100_000).map(|i| (format!("/f{i}"), 0)).collect();
+        let mut reads = 0;
+        let mut read = |_: &str| {
+            reads += 1;
+            Ok::<_, &str>(Vec::new())
+        };
+        let mut notes = Vec::new();
+        let files = read_within_budget(listed, &mut read, false, &mut notes).unwrap();
+        assert_eq!(files.len(), MAX_DISK_FILES);
+        assert_eq!(reads, MAX_DISK_FILES);
+        assert_eq!(notes.len(), MAX_NAMED_LEFT + 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with(&format!("/f{MAX_DISK_FILES} (0 bytes) left on disk")),
+            "{notes:?}"
+        );
+        assert_eq!(
+            notes[MAX_NAMED_LEFT],
+            format!(
+                "{} more files (0 bytes) left on disk: the file cache is full",
+                100_000 - MAX_DISK_FILES - MAX_NAMED_LEFT
+            )
+        );
+        // A file that fits the room left is still read after one that did not.
+        let listed = alloc::vec![
+            (String::from("/big"), MAX_DISK_BYTES - FILE_COST + 1),
+            (String::from("/fits"), MAX_DISK_BYTES - FILE_COST),
+        ];
+        let mut read = |_: &str| Ok::<_, &str>(alloc::vec![0; 3]);
+        let mut notes = Vec::new();
+        let files = read_within_budget(listed, &mut read, false, &mut notes).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].0, "/fits");
+        assert_eq!(notes.len(), 1);
     }
 
     #[test]
