@@ -164,9 +164,11 @@ impl Client {
         self.progress.searched()
     }
 
-    /// Whether the client is between answers (nothing being sent).
-    pub fn is_between_answers(&self) -> bool {
-        self.sending.is_none()
+    /// Whether the client took every answer: nothing is left to queue, and nothing
+    /// queued waited for the peer's acknowledgment at the last step (`rexo-tcp` takes a
+    /// whole answer at once, so an answer queued is not yet sent).
+    pub fn took_every_answer(&self) -> bool {
+        self.sending.is_none() && self.unacknowledged == 0
     }
 
     /// Moves the connection on as far as it can without waiting: sends what fits of

@@ -31,7 +31,7 @@
 //!
 //! `httpd` runs until the machine stops. `httpd-test` ([`main_test`]) is the same server
 //! with one test hook: a `GET /__shutdown`, on any core, is answered and then every core
-//! finishes its answers and stops (each logs `httpd: core N served M answers`), and the
+//! finishes its answers (until its clients acknowledged them, for 2 s at most) and stops (each logs `httpd: core N served M answers`), and the
 //! app returns, so the test harness can end the run with the app's own verdict. The hook lives in a
 //! separate app entry because apps get no arguments: the server a user runs cannot be
 //! stopped by any client.
@@ -79,7 +79,8 @@ const DHCP_TIMEOUT_NS: u64 = 10_000_000_000;
 /// The longest nap when idle: smoltcp's timers (retransmission, delayed ACKs) need a
 /// poll now and then even when no frame comes.
 const IDLE_NAP_NS: u64 = 2_000_000;
-/// After the shutdown hook, how long answers still being sent get to finish.
+/// After the shutdown hook, how long answers still being sent get to finish: until
+/// their clients acknowledged them, on either TCP ([`may_stop`]).
 const SHUTDOWN_GRACE_NS: u64 = 2_000_000_000;
 /// After closing every connection, how long the FINs get to go out.
 const FINAL_FLUSH_NS: u64 = 200_000_000;
@@ -442,8 +443,7 @@ impl Server<'_> {
                 self.shutdown_asked_ns = Some(now);
             }
             if let Some(asked) = self.shutdown_asked_ns
-                && (self.clients.iter().all(Client::is_between_answers)
-                    || now - asked > SHUTDOWN_GRACE_NS)
+                && may_stop(&self.clients, asked, now)
             {
                 return Ok(());
             }
@@ -526,6 +526,15 @@ impl Server<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether a core whose stop was asked at `asked_ns` may stop at `now_ns`: once every
+/// client took its answers ([`Client::took_every_answer`]: acknowledged, not only queued,
+/// so that on `rexo-tcp`, which takes a whole answer at once, they are not cut by the
+/// final flush), or [`SHUTDOWN_GRACE_NS`] after the ask.
+fn may_stop(clients: &[Client], asked_ns: u64, now_ns: u64) -> bool {
+    clients.iter().all(Client::took_every_answer)
+        || now_ns.saturating_sub(asked_ns) > SHUTDOWN_GRACE_NS
 }
 
 /// Logs why the app failed and says so to the kernel.

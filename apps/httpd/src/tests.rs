@@ -2,7 +2,8 @@
 //! stack, test clients on another, joined by a simulated wire with a simulated clock,
 //! so every run is the same. Pipelining, a peer gone mid-body beside a normal one, a
 //! 100 KB head, idle connections, a request trickling in (and searched once), downloads
-//! taken slowly and too slowly, dated answers, pipelined rendered pages, and mutated request streams
+//! taken slowly and too slowly, dated answers, pipelined rendered pages, the stop after the
+//! shutdown hook waiting for answers being sent, and mutated request streams
 //! from a deterministic generator. Each test runs twice: the server's port on smoltcp and on `rexo-tcp`.
 
 use std::vec::Vec;
@@ -16,7 +17,7 @@ use crate::client::{
 };
 use crate::status::Counters;
 use crate::transport::{Tcp, Transport};
-use crate::{HTTP_PORT, TCP_OPTIONS};
+use crate::{HTTP_PORT, SHUTDOWN_GRACE_NS, TCP_OPTIONS};
 
 /// The server's address.
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -425,6 +426,44 @@ fn a_closing_answer_is_bounded_until_acknowledged_on_rexo_tcp() {
     assert_eq!(own.connections(), 0, "a connection still holds a slot");
 }
 
+/// After the shutdown hook a core stops once every answer was acknowledged by its
+/// client, or [`SHUTDOWN_GRACE_NS`] after the ask. On `rexo-tcp`, which takes a whole
+/// answer at once, a core that waited only until answers were queued stopped at once
+/// and cut a download in flight after the final flush.
+fn the_stop_waits_for_answers_being_sent(tcp: Tcp) {
+    let mut world = World::new(tcp);
+    let connection = world.connect();
+    let request = get("/1m.txt");
+    let expected = world.expected(&request);
+    world.send(&connection, &request);
+    for _ in 0..10 {
+        world.round();
+    }
+    let asked = world.now_ns;
+    assert!(
+        !crate::may_stop(&world.clients, asked, world.now_ns),
+        "stopped with the answer being sent"
+    );
+    assert!(world.receive(&connection, Some(expected.len())) == expected);
+    // Past the peer's delayed acknowledgment (smoltcp's: 10 ms).
+    for _ in 0..200 {
+        world.round();
+    }
+    assert!(crate::may_stop(&world.clients, asked, world.now_ns));
+    // A client that takes nothing holds the stop for the grace only.
+    let stalled = world.connect();
+    world.send(&stalled, &request);
+    for _ in 0..10 {
+        world.round();
+    }
+    assert!(!crate::may_stop(&world.clients, asked, world.now_ns));
+    assert!(crate::may_stop(
+        &world.clients,
+        asked,
+        asked + SHUTDOWN_GRACE_NS + 1
+    ));
+}
+
 #[test]
 fn a_request_is_overdue_only_past_its_deadline() {
     assert!(!request_overdue(None, u64::MAX), "no request begun");
@@ -604,4 +643,5 @@ on_both! {
     expect_100_continue_is_answered_before_the_body: expect_100_continue_is_answered_before_the_body_on_smoltcp, expect_100_continue_is_answered_before_the_body_on_rexo_tcp;
     a_slow_download_lasts_while_it_moves: a_slow_download_lasts_while_it_moves_on_smoltcp, a_slow_download_lasts_while_it_moves_on_rexo_tcp;
     answers_carry_the_date_field: answers_carry_the_date_field_on_smoltcp, answers_carry_the_date_field_on_rexo_tcp;
+    the_stop_waits_for_answers_being_sent: the_stop_waits_for_answers_being_sent_on_smoltcp, the_stop_waits_for_answers_being_sent_on_rexo_tcp;
 }
