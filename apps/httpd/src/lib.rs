@@ -41,6 +41,7 @@
 extern crate alloc;
 
 mod client;
+mod connections;
 mod site;
 mod status;
 mod transport;
@@ -59,7 +60,8 @@ use rexo_http::{DateField, Page, Site};
 use rexo_net::rexo_tcp;
 use rexo_net::{NetError, Stack, TcpOptions};
 
-use client::{Client, Ending, Progress};
+use client::Client;
+use connections::Connections;
 use status::{Counters, Snapshot};
 pub use transport::Tcp;
 use transport::Transport;
@@ -344,7 +346,7 @@ fn serve_core(kernel: &Kernel, core: usize, mut net: Transport, shared: &Shared)
         shared,
         book: &shared.books[core],
         shutdown_asked_ns: None,
-        clients: Vec::new(),
+        connections: Connections::new(shared.clients),
         date: kernel.unix_time_s().ok().map(DateField::new),
     };
     let result = server
@@ -416,7 +418,7 @@ struct Server<'a> {
     /// When this core saw the test hook's request to stop (its own or another core's).
     shutdown_asked_ns: Option<u64>,
     /// The open connections.
-    clients: Vec<Client>,
+    connections: Connections,
     /// The `Date` field of this second's answers (formatted once per second on each
     /// core); `None` without a wall clock.
     date: Option<DateField>,
@@ -430,20 +432,13 @@ impl Server<'_> {
         loop {
             let now = kernel.now_ns();
             let mut moved = net.stack.poll(now)?;
-            while self.clients.len() < self.shared.clients {
-                let Some(connection) = net.accept() else {
-                    break;
-                };
-                self.book.counters.lock().accepted += 1;
-                self.clients.push(Client::new(connection, now));
-                moved = true;
-            }
+            moved |= self.connections.accept(net, &self.book.counters, now);
             moved |= self.step_clients(net, now);
             if self.shutdown_asked_ns.is_none() && self.shared.stop.load(Ordering::Relaxed) {
                 self.shutdown_asked_ns = Some(now);
             }
             if let Some(asked) = self.shutdown_asked_ns
-                && may_stop(&self.clients, asked, now)
+                && may_stop(self.connections.clients(), asked, now)
             {
                 return Ok(());
             }
@@ -456,67 +451,52 @@ impl Server<'_> {
         }
     }
 
-    /// Moves every connection on; gives finished ones back to the stack. Whether any
-    /// byte moved.
+    /// Moves every connection on, the status page and the test hook its dynamic pages;
+    /// gives finished ones back to the stack. Whether any byte moved.
     fn step_clients(&mut self, tcp: &mut Transport, now_ns: u64) -> bool {
-        let mut moved = false;
-        let mut index = 0;
         // For the status page: the NIC's state as this poll round found it.
         let address = tcp.stack.address();
         *self.book.net.lock() = tcp.stack.counters();
-        self.book.open.store(self.clients.len(), Ordering::Relaxed);
+        let open = self.connections.clients().len();
+        self.book.open.store(open, Ordering::Relaxed);
         if let (Some(date), Ok(now_s)) = (&mut self.date, self.kernel.unix_time_s()) {
             date.set(now_s);
         }
-        while index < self.clients.len() {
-            let Server {
-                kernel,
-                shared,
-                book,
-                shutdown_asked_ns,
-                clients,
-                date,
-            } = self;
-            let client = &mut clients[index];
-            let mut pages = |path: &[u8], head_only| match path {
-                // HEAD / is answered without rendering the page.
-                b"/" if head_only => Page::Unrendered {
-                    content_type: "text/html; charset=utf-8",
-                },
-                b"/" => Page::Ready {
-                    content_type: "text/html; charset=utf-8",
-                    body: shared.status_page(kernel, address),
-                },
-                SHUTDOWN_PATH if shared.shutdown_hook => {
-                    shutdown_asked_ns.get_or_insert(now_ns);
-                    shared.stop.store(true, Ordering::Relaxed);
-                    Page::Ready {
-                        content_type: "text/plain; charset=utf-8",
-                        body: b"shutting down\n".to_vec(),
-                    }
-                }
-                _ => Page::Unhandled,
-            };
-            let site = &shared.site;
-            match client.step(tcp, site, &mut pages, date.as_ref(), &book.counters, now_ns) {
-                Progress::Open { moved: step_moved } => {
-                    moved |= step_moved;
-                    index += 1;
-                }
-                Progress::Finished(ending) => {
-                    let link = clients.swap_remove(index).into_link();
-                    tcp.finish(link, ending == Ending::Abort);
-                    moved = true;
+        let Server {
+            kernel,
+            shared,
+            book,
+            shutdown_asked_ns,
+            connections,
+            date,
+        } = self;
+        let mut pages = |path: &[u8], head_only| match path {
+            // HEAD / is answered without rendering the page.
+            b"/" if head_only => Page::Unrendered {
+                content_type: "text/html; charset=utf-8",
+            },
+            b"/" => Page::Ready {
+                content_type: "text/html; charset=utf-8",
+                body: shared.status_page(kernel, address),
+            },
+            SHUTDOWN_PATH if shared.shutdown_hook => {
+                shutdown_asked_ns.get_or_insert(now_ns);
+                shared.stop.store(true, Ordering::Relaxed);
+                Page::Ready {
+                    content_type: "text/plain; charset=utf-8",
+                    body: b"shutting down\n".to_vec(),
                 }
             }
-        }
-        moved
+            _ => Page::Unhandled,
+        };
+        let site = &shared.site;
+        connections.step(tcp, site, &mut pages, date.as_ref(), &book.counters, now_ns)
     }
 
     /// Closes every connection and lets the FINs go out.
     fn shut_down(&mut self, tcp: &mut Transport) -> Result<(), NetError> {
         let kernel = self.kernel;
-        for client in core::mem::take(&mut self.clients) {
+        for client in self.connections.take_all() {
             tcp.finish(client.into_link(), false);
         }
         self.book.open.store(0, Ordering::Relaxed);

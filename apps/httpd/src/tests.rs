@@ -1,5 +1,5 @@
-//! httpd's connection handling on the host: the server's [`Client`]s on one `rexo-net`
-//! stack, test clients on another, joined by a simulated wire with a simulated clock,
+//! httpd's connection handling on the host: the server's [`Connections`] (the code the
+//! app's serving loop runs) on one `rexo-net` stack, test clients on another, joined by a simulated wire with a simulated clock,
 //! so every run is the same. Pipelining, a peer gone mid-body beside a normal one, a
 //! 100 KB head, idle connections, a request trickling in (and searched once), downloads
 //! taken slowly and too slowly, dated answers, pipelined rendered pages, the stop after the
@@ -12,9 +12,8 @@ use rexo_http::{DateField, Page, Site, Step};
 use rexo_net::wire::Wire;
 use rexo_net::{Config, Connection, Endpoint, Ipv4Addr, Stack, TcpOptions};
 
-use crate::client::{
-    Client, Ending, IDLE_TIMEOUT_NS, Progress, REQUEST_DEADLINE_NS, request_overdue,
-};
+use crate::client::{Client, IDLE_TIMEOUT_NS, REQUEST_DEADLINE_NS, request_overdue};
+use crate::connections::Connections;
 use crate::status::Counters;
 use crate::transport::{Tcp, Transport};
 use crate::{HTTP_PORT, SHUTDOWN_GRACE_NS, TCP_OPTIONS};
@@ -35,7 +34,7 @@ struct World {
     peer: Stack,
     site: Site,
     counters: spin::Mutex<Counters>,
-    clients: Vec<Client>,
+    connections: Connections,
     /// The `Date` field the server's answers carry; `None` (no wall clock) unless a
     /// test sets one.
     date: Option<DateField>,
@@ -74,22 +73,21 @@ impl World {
             peer,
             site: crate::site::build(Vec::new()).0,
             counters: spin::Mutex::default(),
-            clients: Vec::new(),
+            connections: Connections::new(crate::MAX_CLIENTS),
             date: None,
             page: Vec::new(),
             now_ns: 0,
         }
     }
 
-    /// Polls both stacks and moves every server connection on, as the app's loop does.
+    /// Polls both stacks, accepts and moves every server connection on, as the app's
+    /// loop does.
     fn round(&mut self) {
         self.peer.poll(self.now_ns).unwrap();
         self.wire.carry(|_| true);
         self.server.stack.poll(self.now_ns).unwrap();
-        while let Some(connection) = self.server.accept() {
-            self.clients.push(Client::new(connection, self.now_ns));
-        }
-        let mut index = 0;
+        self.connections
+            .accept(&mut self.server, &self.counters, self.now_ns);
         let page = &self.page;
         let mut pages = |path: &[u8], _| match path {
             b"/" if !page.is_empty() => Page::Ready {
@@ -98,29 +96,27 @@ impl World {
             },
             _ => Page::Unhandled,
         };
-        while index < self.clients.len() {
-            let progress = self.clients[index].step(
-                &mut self.server,
-                &self.site,
-                &mut pages,
-                self.date.as_ref(),
-                &self.counters,
-                self.now_ns,
-            );
+        self.connections.step(
+            &mut self.server,
+            &self.site,
+            &mut pages,
+            self.date.as_ref(),
+            &self.counters,
+            self.now_ns,
+        );
+        for client in self.clients() {
             assert!(
-                self.clients[index].buffered() <= self.site.limits.buffer_bound(),
+                client.buffered() <= self.site.limits.buffer_bound(),
                 "a connection buffered more than the bound"
             );
-            match progress {
-                Progress::Open { .. } => index += 1,
-                Progress::Finished(ending) => {
-                    let link = self.clients.swap_remove(index).into_link();
-                    self.server.finish(link, ending == Ending::Abort);
-                }
-            }
         }
         self.wire.carry(|_| true);
         self.now_ns += ROUND_NS;
+    }
+
+    /// The server's open connections.
+    fn clients(&self) -> &[Client] {
+        self.connections.clients()
     }
 
     /// A connection from the peer to the server, established.
@@ -269,7 +265,11 @@ fn a_peer_gone_mid_body_stops_only_its_own_connection(tcp: Tcp) {
         world.round();
     }
     assert_eq!(world.counters.lock().broken, 1);
-    assert_eq!(world.clients.len(), 1, "the broken connection was dropped");
+    assert_eq!(
+        world.clients().len(),
+        1,
+        "the broken connection was dropped"
+    );
 }
 
 fn a_100_kb_head_is_answered_431_and_the_rest_discarded(tcp: Tcp) {
@@ -287,7 +287,7 @@ fn a_100_kb_head_is_answered_431_and_the_rest_discarded(tcp: Tcp) {
     );
     assert_eq!(answer, [head.as_bytes(), text.as_bytes()].concat());
     // It lingered until the peer went quiet, then closed in order.
-    assert!(world.clients.is_empty());
+    assert!(world.clients().is_empty());
     assert_eq!(world.counters.lock().linger_reset, 0);
 }
 
@@ -301,7 +301,7 @@ fn idle_connections_are_closed(tcp: Tcp) {
         world.round();
     }
     assert_eq!(world.counters.lock().idle_closed, 1);
-    assert!(world.clients.is_empty());
+    assert!(world.clients().is_empty());
     assert_eq!(world.receive(&idle, None), b"");
 }
 
@@ -361,7 +361,7 @@ fn a_trickled_head_is_searched_once(tcp: Tcp) {
     let mut trickled = 0;
     for piece in request.chunks(16) {
         world.send(&connection, piece);
-        let client = &world.clients[0];
+        let client = &world.clients()[0];
         if client.buffered() > 0 {
             // Every byte held of the unfinished head has been searched.
             assert_eq!(client.searched(), client.buffered());
@@ -400,7 +400,7 @@ fn a_slow_download_lasts_while_it_moves(tcp: Tcp) {
     let received = world.read_slowly(&trickle, 64, usize::MAX, ticks, TICK_NS);
     assert!(received.len() < 512 * 1024, "{} bytes came", received.len());
     assert_eq!(world.counters.lock().idle_closed, 1);
-    assert!(world.clients.is_empty(), "the trickling client is gone");
+    assert!(world.clients().is_empty(), "the trickling client is gone");
 }
 
 /// On `rexo-tcp`, a connection given back to the stack keeps its slot while its queued
@@ -421,7 +421,7 @@ fn a_closing_answer_is_bounded_until_acknowledged_on_rexo_tcp() {
     let received = world.read_slowly(&slow, 64, usize::MAX, ticks, TICK_NS);
     assert!(received.len() < 512 * 1024, "{} bytes came", received.len());
     assert_eq!(world.counters.lock().idle_closed, 1);
-    assert!(world.clients.is_empty());
+    assert!(world.clients().is_empty());
     let own = world.server.stack.own_tcp().unwrap();
     assert_eq!(own.connections(), 0, "a connection still holds a slot");
 }
@@ -441,7 +441,7 @@ fn the_stop_waits_for_answers_being_sent(tcp: Tcp) {
     }
     let asked = world.now_ns;
     assert!(
-        !crate::may_stop(&world.clients, asked, world.now_ns),
+        !crate::may_stop(world.clients(), asked, world.now_ns),
         "stopped with the answer being sent"
     );
     assert!(world.receive(&connection, Some(expected.len())) == expected);
@@ -449,16 +449,16 @@ fn the_stop_waits_for_answers_being_sent(tcp: Tcp) {
     for _ in 0..200 {
         world.round();
     }
-    assert!(crate::may_stop(&world.clients, asked, world.now_ns));
+    assert!(crate::may_stop(world.clients(), asked, world.now_ns));
     // A client that takes nothing holds the stop for the grace only.
     let stalled = world.connect();
     world.send(&stalled, &request);
     for _ in 0..10 {
         world.round();
     }
-    assert!(!crate::may_stop(&world.clients, asked, world.now_ns));
+    assert!(!crate::may_stop(world.clients(), asked, world.now_ns));
     assert!(crate::may_stop(
-        &world.clients,
+        world.clients(),
         asked,
         asked + SHUTDOWN_GRACE_NS + 1
     ));
@@ -534,7 +534,7 @@ fn mutated_request_streams_get_well_formed_answers_and_bounded_buffers(tcp: Tcp)
     for _ in 0..100 {
         world.round();
     }
-    assert!(world.clients.is_empty(), "every connection ended");
+    assert!(world.clients().is_empty(), "every connection ended");
     let statuses = world.counters.lock().by_status.len();
     assert!(
         statuses >= 5,
