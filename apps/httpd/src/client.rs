@@ -164,6 +164,11 @@ impl Client {
         self.progress.searched()
     }
 
+    /// Whether the connection is draining its last answer before it closes.
+    pub fn is_draining(&self) -> bool {
+        self.phase == Phase::Draining
+    }
+
     /// Whether the client took every answer: nothing is left to queue, and nothing
     /// queued waited for the peer's acknowledgment at the last step (`rexo-tcp` takes a
     /// whole answer at once, so an answer queued is not yet sent).

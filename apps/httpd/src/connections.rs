@@ -1,29 +1,36 @@
 //! One core's connections: accepted while places are free, each moved on as far as it
-//! goes without waiting, and given back to the TCP once finished. The serving loop
-//! (`lib.rs`) and the host tests (`tests.rs`) run the same code.
+//! goes without waiting, and given back to the TCP once finished. Those draining their
+//! last answer (`rexo-tcp`) have places of their own, so that clients slow to take it
+//! cannot keep new ones out; past those places a connection that would drain is reset.
+//! The serving loop (`lib.rs`) and the host tests (`tests.rs`) run the same code.
 
 use alloc::vec::Vec;
 
 use rexo_http::{DateField, Page, Site};
 
+use crate::Places;
 use crate::client::{Client, Ending, Progress};
 use crate::status::Counters;
 use crate::transport::Transport;
 
 /// A core's open connections.
 pub struct Connections {
-    /// Every open connection.
+    /// Every open connection, served or draining.
     clients: Vec<Client>,
-    /// The most served at once; more wait in the TCP's backlog until one ends.
-    max_clients: usize,
+    /// How many of `clients` drain their last answer.
+    draining: usize,
+    /// The places: served at once (more wait in the TCP's backlog until one ends), and
+    /// draining.
+    places: Places,
 }
 
 impl Connections {
-    /// No connection yet; at most `max_clients` at once.
-    pub fn new(max_clients: usize) -> Connections {
+    /// No connection yet; at most `places` at once.
+    pub fn new(places: Places) -> Connections {
         Connections {
             clients: Vec::new(),
-            max_clients,
+            draining: 0,
+            places,
         }
     }
 
@@ -34,11 +41,13 @@ impl Connections {
 
     /// Takes every open connection, to close them all.
     pub fn take_all(&mut self) -> Vec<Client> {
+        self.draining = 0;
         core::mem::take(&mut self.clients)
     }
 
-    /// Accepts the connections whose handshake finished at `now_ns` while places are
-    /// free, each counted in `counters`; whether any was.
+    /// Accepts the connections whose handshake finished at `now_ns` while places to
+    /// serve are free (draining ones take none), each counted in `counters`; whether any
+    /// was.
     pub fn accept(
         &mut self,
         tcp: &mut Transport,
@@ -46,7 +55,7 @@ impl Connections {
         now_ns: u64,
     ) -> bool {
         let mut accepted = false;
-        while self.clients.len() < self.max_clients {
+        while self.clients.len() - self.draining < self.places.clients {
             let Some(connection) = tcp.accept() else {
                 break;
             };
@@ -58,8 +67,9 @@ impl Connections {
     }
 
     /// Moves every connection on at `now_ns` ([`Client::step`], with `pages`, `date`
-    /// and `counters`); gives finished ones back to `tcp`. Whether any byte moved or a
-    /// connection ended.
+    /// and `counters`); gives finished ones back to `tcp`, and resets one that starts to
+    /// drain when every draining place is taken (counted `drain_reset`). Whether any
+    /// byte moved or a connection ended.
     pub fn step(
         &mut self,
         tcp: &mut Transport,
@@ -72,17 +82,30 @@ impl Connections {
         let mut moved = false;
         let mut index = 0;
         while index < self.clients.len() {
-            match self.clients[index].step(tcp, site, pages, date, counters, now_ns) {
+            let client = &mut self.clients[index];
+            let was_draining = client.is_draining();
+            let ending = match client.step(tcp, site, pages, date, counters, now_ns) {
                 Progress::Open { moved: step_moved } => {
                     moved |= step_moved;
-                    index += 1;
+                    let starts_draining = !was_draining && client.is_draining();
+                    if !starts_draining || self.draining < self.places.draining {
+                        self.draining += usize::from(starts_draining);
+                        index += 1;
+                        continue;
+                    }
+                    counters.lock().drain_reset += 1;
+                    Ending::Abort
                 }
                 Progress::Finished(ending) => {
-                    let link = self.clients.swap_remove(index).into_link();
-                    tcp.finish(link, ending == Ending::Abort);
-                    moved = true;
+                    if was_draining {
+                        self.draining -= 1;
+                    }
+                    ending
                 }
-            }
+            };
+            let link = self.clients.swap_remove(index).into_link();
+            tcp.finish(link, ending == Ending::Abort);
+            moved = true;
         }
         moved
     }

@@ -18,8 +18,8 @@
 //! flow on one pair), the file cache shared by all (it is immutable once built). Each
 //! core keeps its own counters (behind a lock only the core that renders the status
 //! page also takes), so the page shows every core's answers, connections and NIC
-//! traffic summed, and the answers of each core. [`MAX_CLIENTS`] and [`BACKLOG`] are
-//! the app's, cut evenly between the serving cores. With one queue pair (user
+//! traffic summed, and the answers of each core. [`MAX_CLIENTS`], [`MAX_DRAINING`] and
+//! [`BACKLOG`] are the app's, cut evenly between the serving cores. With one queue pair (user
 //! networking, e1000), a driver that cannot split, or one core (the default run's
 //! manifest gives httpd one), one core serves, and the start line says why.
 //!
@@ -74,6 +74,13 @@ pub const BACKLOG: usize = 64;
 /// [`BACKLOG`] and `TCP_OPTIONS` it bounds the buffers at about 11 MiB (60 KiB per client, 48 KiB per listening socket), beside
 /// the 10 MiB generated file, within the 32 MiB kernel heap of a 256 MiB machine.
 pub const MAX_CLIENTS: usize = 128;
+/// Connections draining their last answer (on `rexo-tcp`: its FIN queued, the
+/// connection kept until the client acknowledged the answer), counted apart from
+/// [`MAX_CLIENTS`] so that clients slow to take a last answer cannot keep new ones out;
+/// past it a connection that would drain is reset instead. Each holds its request
+/// buffer (at most 12 KiB) and the engine's state, its answer being pieces of the file
+/// cache: about 1 MiB in all.
+pub const MAX_DRAINING: usize = 64;
 /// The test hook's path (only in `httpd-test`).
 pub const SHUTDOWN_PATH: &[u8] = b"/__shutdown";
 /// How long to wait for a DHCP lease.
@@ -101,14 +108,37 @@ const TCP_OPTIONS: TcpOptions = TcpOptions {
 /// one serves in `httpd-smoltcp` and `httpd-test-smoltcp`.
 pub const DEFAULT_TCP: Tcp = Tcp::Rexo;
 
-/// `rexo-tcp`'s settings for one core: the buffers of [`TCP_OPTIONS`], the core's
-/// share of [`MAX_CLIENTS`] (`clients`) and of [`BACKLOG`] (`backlog`), and the initial
-/// sequence numbers keyed by `secret`.
-fn rexo_tcp_config(secret: u64, clients: usize, backlog: usize) -> rexo_tcp::Config {
+/// A core's share of the app's connection places.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Places {
+    /// Of [`MAX_CLIENTS`]: connections served at once.
+    clients: usize,
+    /// Of [`MAX_DRAINING`]: connections draining their last answer.
+    draining: usize,
+    /// Of [`BACKLOG`]: connections half-open or waiting to be accepted.
+    backlog: usize,
+}
+
+impl Places {
+    /// Each of `serving` cores' share: the app's bounds cut evenly, at least one of each.
+    fn per_core(serving: usize) -> Places {
+        let share = |bound: usize| (bound / serving.max(1)).max(1);
+        Places {
+            clients: share(MAX_CLIENTS),
+            draining: share(MAX_DRAINING),
+            backlog: share(BACKLOG),
+        }
+    }
+}
+
+/// `rexo-tcp`'s settings for one core: the buffers of [`TCP_OPTIONS`], a connection
+/// slot for each of the core's `places`, and the initial sequence numbers keyed by
+/// `secret`.
+fn rexo_tcp_config(secret: u64, places: Places) -> rexo_tcp::Config {
     rexo_tcp::Config {
         recv_buffer: TCP_OPTIONS.receive_buffer,
-        backlog,
-        max_connections: clients + backlog,
+        backlog: places.backlog,
+        max_connections: places.clients + places.draining + places.backlog,
         secret,
         ..rexo_tcp::Config::default()
     }
@@ -182,8 +212,9 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
         kernel.now_ns().rotate_left(17)
             ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0x5e, 0xed])
     });
-    // The bounds of [`MAX_CLIENTS`] and [`BACKLOG`] are the app's, shared by its cores.
-    let (clients, backlog) = ((MAX_CLIENTS / serving).max(1), (BACKLOG / serving).max(1));
+    // The bounds of [`MAX_CLIENTS`], [`MAX_DRAINING`] and [`BACKLOG`] are the app's,
+    // shared by its cores.
+    let places = Places::per_core(serving);
     let address = stacks.first().and_then(Stack::address);
     let transports = stacks
         .into_iter()
@@ -192,8 +223,8 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
                 stack,
                 tcp,
                 HTTP_PORT,
-                (backlog, TCP_OPTIONS),
-                rexo_tcp_config(secret, clients, backlog),
+                (places.backlog, TCP_OPTIONS),
+                rexo_tcp_config(secret, places),
             )
         })
         .collect::<Result<Vec<_>, NetError>>()
@@ -218,7 +249,7 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
         shutdown_hook,
         nic_index: device.index,
         driver: device.driver,
-        clients,
+        places,
         stop: AtomicBool::new(false),
         books: (0..serving).map(|_| Book::default()).collect(),
         failure: spin::Mutex::new(None),
@@ -232,7 +263,7 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
     }
     let c = shared.counters();
     kernel.log(format_args!(
-        "httpd: {} answers {:?} on {} connections ({} peers gone mid-answer, {} idle closed, {} closed for a slow request, {} reset while lingering); {} head and {} body bytes",
+        "httpd: {} answers {:?} on {} connections ({} peers gone mid-answer, {} idle closed, {} closed for a slow request, {} reset while lingering, {} reset at close with every draining place taken); {} head and {} body bytes",
         c.requests(),
         c.by_status,
         c.accepted,
@@ -240,6 +271,7 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
         c.idle_closed,
         c.slow_closed,
         c.linger_reset,
+        c.drain_reset,
         c.head_bytes,
         c.body_bytes
     ));
@@ -261,8 +293,8 @@ struct Shared {
     nic_index: usize,
     /// Its driver's name (for the log).
     driver: &'static str,
-    /// Connections each core serves at once.
-    clients: usize,
+    /// Each core's connection places.
+    places: Places,
     /// Set by the core that answered the test hook (or failed): every core stops.
     stop: AtomicBool,
     /// One per serving core, in the order of the app's cores.
@@ -346,7 +378,7 @@ fn serve_core(kernel: &Kernel, core: usize, mut net: Transport, shared: &Shared)
         shared,
         book: &shared.books[core],
         shutdown_asked_ns: None,
-        connections: Connections::new(shared.clients),
+        connections: Connections::new(shared.places),
         date: kernel.unix_time_s().ok().map(DateField::new),
     };
     let result = server

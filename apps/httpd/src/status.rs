@@ -30,6 +30,10 @@ pub struct Counters {
     /// Connections that had to be reset because their peer kept sending after an
     /// answer that closes.
     pub linger_reset: u64,
+    /// Connections reset at their close, when they would have drained their last
+    /// answer, because the core's share of [`MAX_DRAINING`](crate::MAX_DRAINING) others
+    /// were draining.
+    pub drain_reset: u64,
 }
 
 impl Counters {
@@ -55,6 +59,7 @@ impl Counters {
         self.idle_closed += other.idle_closed;
         self.slow_closed += other.slow_closed;
         self.linger_reset += other.linger_reset;
+        self.drain_reset += other.drain_reset;
     }
 }
 
@@ -168,6 +173,11 @@ fn write_page(page: &mut String, s: &Snapshot<'_>) -> core::fmt::Result {
         page,
         "reset while lingering",
         format_args!("{}", c.linger_reset),
+    )?;
+    row(
+        page,
+        "reset at close, every draining place taken",
+        format_args!("{}", c.drain_reset),
     )?;
     page.push_str("</table>\n<h2>Network interface</h2>\n<table>\n");
     let n = &s.net;
@@ -301,6 +311,7 @@ mod tests {
             idle_closed: 4,
             slow_closed: 7,
             linger_reset: 6,
+            drain_reset: 8,
             ..Counters::default()
         };
         two.answered(200);
@@ -319,6 +330,7 @@ mod tests {
                 idle_closed: 4,
                 slow_closed: 7,
                 linger_reset: 6,
+                drain_reset: 8,
             }
         );
     }

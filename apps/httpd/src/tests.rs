@@ -16,7 +16,7 @@ use crate::client::{Client, IDLE_TIMEOUT_NS, REQUEST_DEADLINE_NS, request_overdu
 use crate::connections::Connections;
 use crate::status::Counters;
 use crate::transport::{Tcp, Transport};
-use crate::{HTTP_PORT, SHUTDOWN_GRACE_NS, TCP_OPTIONS};
+use crate::{HTTP_PORT, Places, SHUTDOWN_GRACE_NS, TCP_OPTIONS};
 
 /// The server's address.
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -44,7 +44,13 @@ struct World {
 }
 
 impl World {
+    /// A server with one core's places.
     fn new(tcp: Tcp) -> World {
+        World::with_places(tcp, Places::per_core(1))
+    }
+
+    /// A server with `places`.
+    fn with_places(tcp: Tcp, places: Places) -> World {
         // A transmit ring no test fills: frames cross at every carry.
         let (wire, server_end, peer_end) =
             Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 1 << 16);
@@ -64,7 +70,7 @@ impl World {
             tcp,
             HTTP_PORT,
             (8, TCP_OPTIONS),
-            crate::rexo_tcp_config(7, crate::MAX_CLIENTS, crate::BACKLOG),
+            crate::rexo_tcp_config(7, places),
         )
         .unwrap();
         World {
@@ -73,7 +79,7 @@ impl World {
             peer,
             site: crate::site::build(Vec::new()).0,
             counters: spin::Mutex::default(),
-            connections: Connections::new(crate::MAX_CLIENTS),
+            connections: Connections::new(places),
             date: None,
             page: Vec::new(),
             now_ns: 0,
@@ -462,6 +468,40 @@ fn the_stop_waits_for_answers_being_sent(tcp: Tcp) {
         asked,
         asked + SHUTDOWN_GRACE_NS + 1
     ));
+}
+
+/// On `rexo-tcp`, connections draining their last answer have places of their own:
+/// clients that do not take a `Connection: close` answer hold draining places, not the
+/// places new clients are served in, and past the draining places the next connection
+/// to drain is reset. Before, draining connections took serving places, so that a few
+/// slow readers kept every new client waiting in the backlog.
+#[test]
+fn clients_slow_to_take_a_last_answer_keep_no_one_out_on_rexo_tcp() {
+    let places = Places {
+        clients: 2,
+        draining: 2,
+        backlog: 8,
+    };
+    let mut world = World::with_places(Tcp::Rexo, places);
+    let request = b"GET /1m.txt HTTP/1.1\r\nHost: rexo\r\nConnection: close\r\n\r\n";
+    // Four clients ask and never read: the answer fills their windows and waits. The
+    // first two drain, the next two are served once they do and then reset.
+    let stalled: Vec<_> = (0..4).map(|_| world.connect()).collect();
+    for connection in &stalled {
+        world.send(connection, request);
+    }
+    for _ in 0..100 {
+        world.round();
+    }
+    assert_eq!(world.counters.lock().drain_reset, 2);
+    assert_eq!(world.clients().len(), 2);
+    assert!(world.clients().iter().all(Client::is_draining));
+    // A new client is served beside the two draining.
+    let prompt = world.connect();
+    let request = get("/1k.txt");
+    let expected = world.expected(&request);
+    world.send(&prompt, &request);
+    assert_eq!(world.receive_for(&prompt, 200), expected);
 }
 
 #[test]
