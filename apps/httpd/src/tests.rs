@@ -10,7 +10,7 @@ use std::vec::Vec;
 
 use rexo_http::{DateField, Page, Site, Step};
 use rexo_net::wire::Wire;
-use rexo_net::{Config, Connection, Endpoint, Ipv4Addr, Stack, TcpOptions};
+use rexo_net::{Connection, Endpoint, Ipv4Addr, Stack, TcpOptions};
 
 use crate::client::{Client, IDLE_TIMEOUT_NS, REQUEST_DEADLINE_NS, request_overdue};
 use crate::connections::Connections;
@@ -51,20 +51,7 @@ impl World {
 
     /// A server with `places`.
     fn with_places(tcp: Tcp, places: Places) -> World {
-        // A transmit ring no test fills: frames cross at every carry.
-        let (wire, server_end, peer_end) =
-            Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 1 << 16);
-        let stack = |end, address| {
-            let config = Config::Static {
-                address,
-                prefix: 24,
-                gateway: None,
-                dns: None,
-            };
-            Stack::start(Box::new(end), 0, config, 0).unwrap()
-        };
-        let server = stack(server_end, SERVER);
-        let peer = stack(peer_end, PEER);
+        let (wire, server, peer) = Wire::joining(SERVER, PEER);
         let server = Transport::serve(
             server,
             tcp,

@@ -4,7 +4,6 @@ use connection::{
     OUTPUT_LIMIT, REQUEST_DEADLINE_S, SMALL_ANSWER, Shutdown, shutdown_request, take_handed_over,
 };
 use rexo_memcache::{Cache, Session};
-use rexo_net::Config;
 use rexo_net::wire::Wire;
 
 #[test]
@@ -180,17 +179,7 @@ const CLIENT: rexo_net::Ipv4Addr = rexo_net::Ipv4Addr::new(10, 0, 0, 2);
 
 /// The server's and the client's stacks on one wire (frames cross at every carry).
 fn wire() -> (Wire, Stack, Stack) {
-    let (wire, server_end, client_end) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 1 << 16);
-    let stack = |end, address| {
-        let config = Config::Static {
-            address,
-            prefix: 24,
-            gateway: None,
-            dns: None,
-        };
-        Stack::start(alloc::boxed::Box::new(end), 0, config, 0).unwrap()
-    };
-    (wire, stack(server_end, SERVER), stack(client_end, CLIENT))
+    Wire::joining(SERVER, CLIENT)
 }
 
 /// A cache for the stream tests: small values, so that refused ones are cheap.

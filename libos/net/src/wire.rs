@@ -1,12 +1,15 @@
 //! A simulated Ethernet wire between two NICs, for host tests of the stack and of the
-//! apps built on it (httpd, kv): each end is a `NetDevice` whose sent frames wait in
+//! apps built on it (httpd, kv, netdemo: [`Wire::joining`] makes their two stacks): each end is a `NetDevice` whose sent frames wait in
 //! its transmit ring until `Wire::carry` moves them to the other end's receive ring,
 //! deciding per frame whether it arrives (loss) and seeing every one. Host only: it uses
 //! the standard library's locks.
 
+use std::boxed::Box;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::vec::Vec;
+
+use core::net::Ipv4Addr;
 
 use rexo_api::device::{ETHERNET_MAX_FRAME, internet_checksum, transport_checksum};
 use rexo_api::{DeviceError, NetDevice, NetInfo, ReceiveSteering};
@@ -204,6 +207,23 @@ impl Wire {
             };
         let (end_a, end_b) = (end(a, &a_to_b, &b_to_a), end(b, &b_to_a, &a_to_b));
         (Wire { a_to_b, b_to_a }, end_a, end_b)
+    }
+
+    /// Two stacks, at the static addresses `a` and `b` (a /24, no router or DNS server;
+    /// MACs 02:00:00:00:00:01 and 02), joined by a wire whose transmit rings (65,536
+    /// frames) no test fills: frames cross at every [`carry`](Self::carry).
+    pub fn joining(a: Ipv4Addr, b: Ipv4Addr) -> (Wire, crate::Stack, crate::Stack) {
+        let (wire, end_a, end_b) = Wire::new([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 1 << 16);
+        let stack = |end, address| {
+            let config = crate::Config::Static {
+                address,
+                prefix: 24,
+                gateway: None,
+                dns: None,
+            };
+            crate::Stack::start(Box::new(end), 0, config, 0).expect("a stack on the wire")
+        };
+        (wire, stack(end_a, a), stack(end_b, b))
     }
 
     /// Moves every frame sent so far to the other end; `arrives` sees each and says
