@@ -557,13 +557,7 @@ impl<'a> Server<'a> {
         self.tcp_requests += client.requests();
         self.shared.curr_connections.fetch_sub(1, Ordering::Relaxed);
         let timed_out = client.timed_out();
-        let connection = client.into_connection();
-        let untaken = timed_out && stack.unacknowledged(&connection) > 0;
-        if untaken || stack.closing_sockets() >= MAX_CLOSING {
-            stack.abort(connection);
-        } else {
-            stack.close(connection);
-        }
+        stack.close_bounded(client.into_connection(), timed_out, MAX_CLOSING);
     }
 
     /// Answers the datagrams waiting on `udp`, [`UDP_DATAGRAMS`] at most (`info`: this

@@ -1357,6 +1357,29 @@ impl Stack {
         self.closing.push(connection.0);
     }
 
+    /// Ends the connection in order ([`close`](Self::close)) unless that could hold its
+    /// socket without bound: it is reset instead ([`abort`](Self::abort)) when
+    /// `max_closing` sockets closed before it are still held
+    /// ([`closing_sockets`](Self::closing_sockets)), or when it is `stalled` (its peer
+    /// moved nothing for the app's idle timeout) with bytes written that wait for the
+    /// peer's acknowledgment, which a peer that does not read would hold, and the socket
+    /// with them, as long as it answers. Whether it was reset.
+    pub fn close_bounded(
+        &mut self,
+        connection: Connection,
+        stalled: bool,
+        max_closing: usize,
+    ) -> bool {
+        let reset = (stalled && self.unacknowledged(&connection) > 0)
+            || self.closing_sockets() >= max_closing;
+        if reset {
+            self.abort(connection);
+        } else {
+            self.close(connection);
+        }
+        reset
+    }
+
     /// Opens a connection to `remote` from a free local port; it can be read and
     /// written once the handshake is done ([`is_established`](Self::is_established)),
     /// and reads [`NetError::Closed`] if the peer refuses it.

@@ -307,6 +307,65 @@ fn every_receive_queue_of_a_multi_queue_nic_is_polled() {
     );
 }
 
+/// A connection from B to A's `listener` whose B side takes 16 bytes and no more, and
+/// A's side of it with `written` bytes written, waiting behind B's window.
+fn connection_to_a_never_read(
+    net: &mut Net,
+    listener: &crate::Listener,
+    written: usize,
+) -> Connection {
+    let never_reads = TcpOptions {
+        receive_buffer: 16,
+        ..TcpOptions::default()
+    };
+    let to_a = Endpoint {
+        address: A,
+        port: 7,
+    };
+    net.b.connect(to_a, never_reads).unwrap();
+    for _ in 0..100 {
+        net.step();
+        if let Some(connection) = net.a.accept(listener) {
+            assert_eq!(
+                net.a.write(&connection, &vec![7; written]).unwrap(),
+                written
+            );
+            for _ in 0..10 {
+                net.step();
+            }
+            return connection;
+        }
+    }
+    panic!("no connection");
+}
+
+#[test]
+fn close_bounded_resets_past_its_bound_or_when_stalled_with_bytes_untaken() {
+    let mut net = Net::new(256, 0);
+    let listener = net.a.listen(7, 4, TcpOptions::default()).unwrap();
+    let first = connection_to_a_never_read(&mut net, &listener, 1000);
+    let second = connection_to_a_never_read(&mut net, &listener, 1000);
+    assert!(
+        !net.a.close_bounded(first, false, 1),
+        "none closing: closed"
+    );
+    assert_eq!(net.a.closing_sockets(), 1);
+    assert!(net.a.close_bounded(second, false, 1), "one closing: reset");
+    let stalled = connection_to_a_never_read(&mut net, &listener, 1000);
+    assert!(
+        net.a.close_bounded(stalled, true, 8),
+        "stalled with bytes untaken"
+    );
+    let stalled_with_none = connection_to_a_never_read(&mut net, &listener, 0);
+    assert!(!net.a.close_bounded(stalled_with_none, true, 8));
+    // The two reset hold no socket; the two closed still do, the first behind B's
+    // window, the last waiting for B's FIN.
+    for _ in 0..100 {
+        net.step();
+    }
+    assert_eq!(net.a.closing_sockets(), 2);
+}
+
 #[test]
 fn a_syn_flood_holds_at_most_the_backlog() {
     let mut net = Net::new(256, 0);
