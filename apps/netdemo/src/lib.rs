@@ -2,6 +2,10 @@
 //! address by DHCP (and fails clearly when none comes) or from `ip=`, answers ping (the stack does),
 //! and echoes TCP and UDP on port 7 until it has served [`CONNECTIONS`] TCP
 //! connections or [`RUN_NS`] have passed; then it logs the stack's counters and returns.
+//! It echoes [`MAX_ECHOES`] connections at once (more wait in the backlog), ends one
+//! through which nothing moved for [`IDLE_TIMEOUT_NS`], and holds at most
+//! [`MAX_CLOSING`] sockets of connections it closed (`Stack::close_bounded`), so that
+//! idle or never-reading clients cannot make it hold sockets without bound.
 #![cfg_attr(target_os = "none", no_std)]
 #![forbid(unsafe_code)]
 
@@ -11,7 +15,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use rexo_api::{ApiError, DeviceKind, Kernel};
-use rexo_net::{Config, Connection, Ipv4Addr, NetError, Stack, TcpOptions, UdpOptions};
+use rexo_net::{Config, Connection, Ipv4Addr, Listener, NetError, Stack, TcpOptions, UdpOptions};
 
 /// The echo port (RFC 862).
 const ECHO_PORT: u16 = 7;
@@ -23,6 +27,20 @@ pub const RUN_NS: u64 = 300_000_000_000;
 const DHCP_TIMEOUT_NS: u64 = 10_000_000_000;
 /// Connections half-open or waiting to be accepted.
 const BACKLOG: usize = 16;
+/// Connections echoed at once; more wait in the backlog until one ends. Each holds
+/// [`BUFFER`] bytes each way, as each of the backlog's sockets does.
+pub const MAX_ECHOES: usize = 8;
+/// Connections ended in order whose sockets the stack may still hold (until their peer
+/// took the last echo and the FIN); past it the next connection to end is reset.
+pub const MAX_CLOSING: usize = 8;
+/// A connection through which no byte moved either way for this long is ended (reset
+/// if echoed bytes wait for its peer), so that idle clients do not hold places forever
+/// (the stack resets a connection only once its peer sent nothing, not even a
+/// keep-alive probe, for 60 s: `TcpOptions::timeout_ms`). Shorter than that, so that
+/// the app, not the stack, decides how an idle connection ends.
+pub const IDLE_TIMEOUT_NS: u64 = 30_000_000_000;
+/// Each connection's buffer each way.
+const BUFFER: usize = 256 * 1024;
 /// QEMU user networking's router, which answers pings.
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 /// Pings sent to the router.
@@ -45,6 +63,10 @@ struct Echo {
     bytes: u64,
     /// When it was accepted.
     started_ns: u64,
+    /// Bytes written that waited for the peer's acknowledgment after the last step.
+    unacknowledged: usize,
+    /// When a byte last moved: read from the peer, written back, or acknowledged.
+    moved_ns: u64,
 }
 
 /// The app's entry point.
@@ -140,51 +162,25 @@ fn ping_gateway(kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
 
 /// The echo servers, until enough connections were served or the time is up.
 fn serve(kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
-    let options = TcpOptions {
-        receive_buffer: 256 * 1024,
-        send_buffer: 256 * 1024,
-        ..TcpOptions::default()
-    };
-    let listener = stack.listen(ECHO_PORT, BACKLOG, options)?;
+    let mut echoes = Echoes::listen(stack)?;
     let udp = stack.udp_bind(ECHO_PORT, UdpOptions::default())?;
     kernel.log(format_args!(
         "netdemo: echoing TCP and UDP on port {ECHO_PORT} until {CONNECTIONS} connections or {} s",
         RUN_NS / 1_000_000_000
     ));
     let start = kernel.now_ns();
-    let mut echoes: Vec<Echo> = Vec::new();
-    let mut served = 0;
     let mut datagrams = 0u64;
     let mut datagram = vec![0u8; 65536];
-    while served < CONNECTIONS && kernel.now_ns() - start < RUN_NS {
+    while echoes.served < CONNECTIONS && kernel.now_ns() - start < RUN_NS {
         stack.poll(kernel.now_ns())?;
-        while let Some(connection) = stack.accept(&listener) {
-            echoes.push(Echo {
-                connection,
-                unsent: Vec::new(),
-                bytes: 0,
-                started_ns: kernel.now_ns(),
-            });
-        }
-        let mut index = 0;
-        while index < echoes.len() {
-            if echo(stack, &mut echoes[index]) {
-                let done = echoes.swap_remove(index);
-                served += 1;
-                if done.bytes >= 1 << 20 {
-                    let ns = (kernel.now_ns() - done.started_ns).max(1);
-                    kernel.log(format_args!(
-                        "netdemo: echoed {} bytes in {} ms ({} KiB/s each way)",
-                        done.bytes,
-                        ns / 1_000_000,
-                        done.bytes * 1_000_000_000 / 1024 / ns
-                    ));
-                }
-                stack.close(done.connection);
-            } else {
-                index += 1;
-            }
-        }
+        echoes.accept(stack, kernel.now_ns());
+        echoes.step(stack, kernel.now_ns(), &mut |bytes, ns| {
+            kernel.log(format_args!(
+                "netdemo: echoed {bytes} bytes in {} ms ({} KiB/s each way)",
+                ns / 1_000_000,
+                bytes * 1_000_000_000 / 1024 / ns
+            ));
+        });
         while let Some((len, from)) = stack.recv_from(&udp, &mut datagram) {
             datagrams += 1;
             // A full send buffer drops the echo, as a busy UDP server would.
@@ -201,15 +197,100 @@ fn serve(kernel: &Kernel, stack: &mut Stack) -> Result<(), NetError> {
         stack.poll(kernel.now_ns())?;
     }
     kernel.log(format_args!(
-        "netdemo: served {served} TCP connections and {datagrams} UDP datagrams in {} ms",
+        "netdemo: served {} TCP connections ({} ended idle, {} reset at their end) and {datagrams} UDP datagrams in {} ms",
+        echoes.served,
+        echoes.idle_ended,
+        echoes.reset,
         (kernel.now_ns() - start) / 1_000_000
     ));
     Ok(())
 }
 
-/// Moves what `echo`'s peer sent back to it; true once the peer has closed and
-/// everything was echoed (or the connection broke).
-fn echo(stack: &mut Stack, echo: &mut Echo) -> bool {
+/// The TCP echo server: its listener and the connections it echoes.
+struct Echoes {
+    /// The listener on [`ECHO_PORT`].
+    listener: Listener,
+    /// The connections echoed, at most [`MAX_ECHOES`].
+    echoes: Vec<Echo>,
+    /// Connections ended: their peer closed, they broke, or they were idle.
+    served: usize,
+    /// Of those, ended after [`IDLE_TIMEOUT_NS`] without a byte moved.
+    idle_ended: usize,
+    /// Of those, reset rather than closed in order (`Stack::close_bounded`).
+    reset: usize,
+}
+
+impl Echoes {
+    /// Listens on [`ECHO_PORT`] of `stack`.
+    fn listen(stack: &mut Stack) -> Result<Echoes, NetError> {
+        let options = TcpOptions {
+            receive_buffer: BUFFER,
+            send_buffer: BUFFER,
+            ..TcpOptions::default()
+        };
+        Ok(Echoes {
+            listener: stack.listen(ECHO_PORT, BACKLOG, options)?,
+            echoes: Vec::new(),
+            served: 0,
+            idle_ended: 0,
+            reset: 0,
+        })
+    }
+
+    /// Accepts the connections waiting while fewer than [`MAX_ECHOES`] are echoed.
+    fn accept(&mut self, stack: &mut Stack, now_ns: u64) {
+        while self.echoes.len() < MAX_ECHOES {
+            let Some(connection) = stack.accept(&self.listener) else {
+                break;
+            };
+            self.echoes.push(Echo {
+                connection,
+                unsent: Vec::new(),
+                bytes: 0,
+                started_ns: now_ns,
+                unacknowledged: 0,
+                moved_ns: now_ns,
+            });
+        }
+    }
+
+    /// Echoes what every connection's peer sent; ends those whose peer closed (once all
+    /// was echoed), that broke, or through which no byte moved (read, written back or
+    /// acknowledged) for [`IDLE_TIMEOUT_NS`], each with `Stack::close_bounded` (an idle
+    /// one with echoed bytes its peer has not taken is reset). `transfer` is told the bytes and nanoseconds of each one
+    /// ended that echoed 1 MiB or more.
+    fn step(&mut self, stack: &mut Stack, now_ns: u64, transfer: &mut dyn FnMut(u64, u64)) {
+        let mut index = 0;
+        while index < self.echoes.len() {
+            let echo = &mut self.echoes[index];
+            let acknowledged = stack.unacknowledged(&echo.connection) < echo.unacknowledged;
+            let before = (echo.bytes, echo.unsent.len());
+            let finished = echo_bytes(stack, echo);
+            echo.unacknowledged = stack.unacknowledged(&echo.connection);
+            if acknowledged || (echo.bytes, echo.unsent.len()) != before {
+                echo.moved_ns = now_ns;
+            }
+            let idle = !finished && now_ns.saturating_sub(echo.moved_ns) > IDLE_TIMEOUT_NS;
+            if !finished && !idle {
+                index += 1;
+                continue;
+            }
+            let done = self.echoes.swap_remove(index);
+            self.served += 1;
+            self.idle_ended += usize::from(idle);
+            if done.bytes >= 1 << 20 {
+                transfer(done.bytes, now_ns.saturating_sub(done.started_ns).max(1));
+            }
+            if stack.close_bounded(done.connection, idle, MAX_CLOSING) {
+                self.reset += 1;
+            }
+        }
+    }
+}
+
+/// Moves what `echo`'s peer sent back to it, counting the bytes written back; true once
+/// the peer has closed and everything was echoed (or the connection broke).
+fn echo_bytes(stack: &mut Stack, echo: &mut Echo) -> bool {
     loop {
         if !echo.unsent.is_empty() {
             match stack.write(&echo.connection, &echo.unsent) {
@@ -234,3 +315,6 @@ fn echo(stack: &mut Stack, echo: &mut Echo) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
