@@ -298,6 +298,8 @@ const NETDEMO: Case = Case {
     checks: &[
         Check::Has("by DHCP in"),
         Check::Has("bytes from 10.0.2.2"),
+        // Its closing counters name the leases lost (none: QEMU's lease lasts a day).
+        Check::Has(", 0 DHCP leases lost"),
         Check::Has("netdemo: done"),
         Check::Lacks("FAILED"),
     ],
@@ -2109,6 +2111,7 @@ const HTTPD: Case = Case {
     checks: &[
         Check::Has("httpd: serving http://10.0.2.15:80/"),
         Check::Has(" with rexo-tcp, test hook"),
+        Check::Has(", 0 DHCP leases lost"),
         Check::Has("httpd: done"),
         Check::Lacks("FAILED"),
         Check::Lacks("panicked"),
@@ -2171,6 +2174,7 @@ const KV: Case = Case {
     checks: &[
         Check::Has("kv: serving memcached on"),
         Check::Has("kv: shutdown after"),
+        Check::Has(", 0 DHCP leases lost"),
         Check::Lacks("FAILED"),
         Check::Lacks("panicked"),
     ],

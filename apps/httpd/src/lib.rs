@@ -413,7 +413,7 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
         s.half_open_evicted + s.half_open_expired
     });
     kernel.log(format_args!(
-        "{who} NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped; {stale} stale handshakes dropped",
+        "{who} NIC: received {} frames ({} bytes), sent {} frames ({} bytes), {} replies copied ({} bytes), {} dropped, {} DHCP leases lost; {stale} stale handshakes dropped",
         n.rx_frames,
         n.rx_bytes,
         n.tx_frames,
@@ -421,6 +421,7 @@ fn log_stack(kernel: &Kernel, core: usize, serving: usize, stack: &mut Stack) {
         n.replies_copied,
         n.reply_bytes_copied,
         n.tx_dropped,
+        n.dhcp_leases_lost,
     ));
     if let Some(s) = own {
         let o = stack.own_counters();

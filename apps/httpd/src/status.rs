@@ -212,6 +212,11 @@ fn write_page(page: &mut String, s: &Snapshot<'_>) -> core::fmt::Result {
         "stale handshakes dropped",
         format_args!("{}", n.half_open_recycled),
     )?;
+    row(
+        page,
+        "DHCP leases lost",
+        format_args!("{}", n.dhcp_leases_lost),
+    )?;
     page.push_str("</table>\n");
     if let Some(sharing) = &s.sharing {
         page.push_str("<h2>Packet filters</h2>\n<table>\n");
@@ -271,7 +276,10 @@ mod tests {
             devices: &[],
             uptime_ns: 5_000_000_000,
             address: Some((rexo_net::Ipv4Addr::new(10, 0, 2, 15), 24)),
-            net: rexo_net::Counters::default(),
+            net: rexo_net::Counters {
+                dhcp_leases_lost: 2,
+                ..rexo_net::Counters::default()
+            },
             open: 3,
             counters: &counters,
             sharing: None,
@@ -288,6 +296,7 @@ mod tests {
             "<td>404: 1</td>",
             "<tr><th>open</th><td>3</td></tr>",
             "<tr><th>accepted</th><td>7</td></tr>",
+            "<tr><th>DHCP leases lost</th><td>2</td></tr>",
         ] {
             assert!(page.contains(expected), "{expected} missing from\n{page}");
         }

@@ -98,14 +98,15 @@ pub fn main(kernel: &Kernel) -> Result<(), ApiError> {
     serve(kernel, &mut stack).map_err(|error| failed(kernel, error))?;
     let c = stack.counters();
     kernel.log(format_args!(
-        "netdemo: received {} frames ({} bytes, processed in place); sent {} frames ({} bytes), of which {} replies ({} bytes) copied from staging; {} dropped",
+        "netdemo: received {} frames ({} bytes, processed in place); sent {} frames ({} bytes), of which {} replies ({} bytes) copied from staging; {} dropped, {} DHCP leases lost",
         c.rx_frames,
         c.rx_bytes,
         c.tx_frames,
         c.tx_bytes,
         c.replies_copied,
         c.reply_bytes_copied,
-        c.tx_dropped
+        c.tx_dropped,
+        c.dhcp_leases_lost
     ));
     kernel.log(format_args!("netdemo: done"));
     Ok(())
