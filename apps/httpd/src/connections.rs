@@ -1,7 +1,9 @@
 //! One core's connections: accepted while places are free, each moved on as far as it
 //! goes without waiting, and given back to the TCP once finished. Those draining their
 //! last answer (`rexo-tcp`) have places of their own, so that clients slow to take it
-//! cannot keep new ones out; past those places a connection that would drain is reset.
+//! cannot keep new ones out; past those places a connection that would drain is reset
+//! (on smoltcp the stack holds such connections once given back, and
+//! `Transport::finish` resets one past as many places).
 //! The serving loop (`lib.rs`) and the host tests (`tests.rs`) run the same code.
 
 use alloc::vec::Vec;
@@ -68,7 +70,8 @@ impl Connections {
 
     /// Moves every connection on at `now_ns` ([`Client::step`], with `pages`, `date`
     /// and `counters`); gives finished ones back to `tcp`, and resets one that starts to
-    /// drain when every draining place is taken (counted `drain_reset`). Whether any
+    /// drain when every draining place is taken, or that `tcp` reset closing for the
+    /// same reason (each counted `drain_reset`). Whether any
     /// byte moved or a connection ended.
     pub fn step(
         &mut self,
@@ -104,7 +107,9 @@ impl Connections {
                 }
             };
             let link = self.clients.swap_remove(index).into_link();
-            tcp.finish(link, ending == Ending::Abort);
+            if tcp.finish(link, ending == Ending::Abort) {
+                counters.lock().drain_reset += 1;
+            }
             moved = true;
         }
         moved

@@ -74,12 +74,14 @@ pub const BACKLOG: usize = 64;
 /// [`BACKLOG`] and `TCP_OPTIONS` it bounds the buffers at about 11 MiB (60 KiB per client, 48 KiB per listening socket), beside
 /// the 10 MiB generated file, within the 32 MiB kernel heap of a 256 MiB machine.
 pub const MAX_CLIENTS: usize = 128;
-/// Connections draining their last answer (on `rexo-tcp`: its FIN queued, the
-/// connection kept until the client acknowledged the answer), counted apart from
-/// [`MAX_CLIENTS`] so that clients slow to take a last answer cannot keep new ones out;
-/// past it a connection that would drain is reset instead. Each holds its request
-/// buffer (at most 12 KiB) and the engine's state, its answer being pieces of the file
-/// cache: about 1 MiB in all.
+/// Connections draining their last answer, counted apart from [`MAX_CLIENTS`] so that
+/// clients slow to take a last answer cannot keep new ones out; past it a connection
+/// that would drain is reset instead. On `rexo-tcp` httpd drains them (the FIN queued,
+/// the connection kept until the client acknowledged the answer): each holds its
+/// request buffer (at most 12 KiB) and the engine's state, its answer being pieces of
+/// the file cache, about 1 MiB in all. On smoltcp they are sockets closed in order that
+/// the stack holds, with their 48 KiB of buffers, until the client took the answer
+/// (`Stack::close_bounded`): 3 MiB in all.
 pub const MAX_DRAINING: usize = 64;
 /// The test hook's path (only in `httpd-test`).
 pub const SHUTDOWN_PATH: &[u8] = b"/__shutdown";
@@ -113,7 +115,8 @@ pub const DEFAULT_TCP: Tcp = Tcp::Rexo;
 struct Places {
     /// Of [`MAX_CLIENTS`]: connections served at once.
     clients: usize,
-    /// Of [`MAX_DRAINING`]: connections draining their last answer.
+    /// Of [`MAX_DRAINING`]: connections draining their last answer (on smoltcp, sockets
+    /// closed in order the stack still holds).
     draining: usize,
     /// Of [`BACKLOG`]: connections half-open or waiting to be accepted.
     backlog: usize,
@@ -223,7 +226,7 @@ fn run(kernel: &Kernel, shutdown_hook: bool, tcp: Tcp) -> Result<(), ApiError> {
                 stack,
                 tcp,
                 HTTP_PORT,
-                (places.backlog, TCP_OPTIONS),
+                (places, TCP_OPTIONS),
                 rexo_tcp_config(secret, places),
             )
         })
@@ -530,7 +533,9 @@ impl Server<'_> {
     fn shut_down(&mut self, tcp: &mut Transport) -> Result<(), NetError> {
         let kernel = self.kernel;
         for client in self.connections.take_all() {
-            tcp.finish(client.into_link(), false);
+            if tcp.finish(client.into_link(), false) {
+                self.book.counters.lock().drain_reset += 1;
+            }
         }
         self.book.open.store(0, Ordering::Relaxed);
         let closing = kernel.now_ns();

@@ -32,7 +32,7 @@ pub struct Counters {
     pub linger_reset: u64,
     /// Connections reset at their close, when they would have drained their last
     /// answer, because the core's share of [`MAX_DRAINING`](crate::MAX_DRAINING) others
-    /// were draining.
+    /// were draining (on smoltcp: the stack held that many sockets closed in order).
     pub drain_reset: u64,
 }
 

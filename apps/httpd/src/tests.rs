@@ -56,7 +56,7 @@ impl World {
             server,
             tcp,
             HTTP_PORT,
-            (8, TCP_OPTIONS),
+            (places, TCP_OPTIONS),
             crate::rexo_tcp_config(7, places),
         )
         .unwrap();
@@ -112,12 +112,18 @@ impl World {
         self.connections.clients()
     }
 
-    /// A connection from the peer to the server, established.
+    /// A connection from the peer to the server, established, whose peer side takes
+    /// 256 KiB before it reads.
     fn connect(&mut self) -> Connection {
-        let options = TcpOptions {
+        self.connect_with(TcpOptions {
             receive_buffer: 256 * 1024,
             ..TcpOptions::default()
-        };
+        })
+    }
+
+    /// A connection from the peer to the server with `options` on the peer's side,
+    /// established.
+    fn connect_with(&mut self, options: TcpOptions) -> Connection {
         let server = Endpoint {
             address: SERVER,
             port: HTTP_PORT,
@@ -489,6 +495,38 @@ fn clients_slow_to_take_a_last_answer_keep_no_one_out_on_rexo_tcp() {
     let expected = world.expected(&request);
     world.send(&prompt, &request);
     assert_eq!(world.receive_for(&prompt, 200), expected);
+}
+
+/// On smoltcp, whose stack keeps a socket closed in order, with its buffers, until the
+/// client took the last answer, a connection given back past the core's draining
+/// places is reset: clients that never take a `Connection: close` answer cannot make the
+/// stack hold sockets without bound (it held one per such client).
+#[test]
+fn clients_that_never_take_a_last_answer_hold_bounded_sockets_on_smoltcp() {
+    let places = Places {
+        clients: 4,
+        draining: 2,
+        backlog: 8,
+    };
+    let mut world = World::with_places(Tcp::Smoltcp, places);
+    let listening = world.server.stack.sockets_in_use();
+    // Each takes 16 bytes of the answer and no more.
+    let never_reads = TcpOptions {
+        receive_buffer: 16,
+        ..TcpOptions::default()
+    };
+    let request = b"GET /1k.txt HTTP/1.1\r\nHost: rexo\r\nConnection: close\r\n\r\n";
+    for _ in 0..8 {
+        let connection = world.connect_with(never_reads);
+        world.send(&connection, request);
+    }
+    for _ in 0..200 {
+        world.round();
+    }
+    assert!(world.clients().is_empty());
+    let sockets = world.server.stack.sockets_in_use() - listening;
+    assert_eq!(sockets, 2, "sockets held");
+    assert_eq!(world.counters.lock().drain_reset, 6);
 }
 
 #[test]

@@ -11,6 +11,8 @@ use rexo_http::Response;
 use rexo_net::rexo_tcp::{self, ConnId, Piece};
 use rexo_net::{Connection, Listener, NetError, Stack, TcpOptions};
 
+use crate::Places;
+
 /// Which TCP serves the port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tcp {
@@ -90,6 +92,10 @@ pub struct Transport {
     pub tcp: Tcp,
     /// smoltcp's listener, with [`Tcp::Smoltcp`].
     listener: Option<Listener>,
+    /// With [`Tcp::Smoltcp`], the most sockets closed in order the stack may hold
+    /// (each with its buffers, until its peer took the last answer): the core's
+    /// draining places ([`Places::draining`]).
+    max_closing: usize,
     /// Where `rexo-tcp` copies received bytes before they join a request buffer: made
     /// once, since a buffer zeroed per read costs more than the read (under TCG).
     scratch: Vec<u8>,
@@ -99,17 +105,17 @@ pub struct Transport {
 const SCRATCH: usize = 4096;
 
 impl Transport {
-    /// Serves `port` on `stack` with `tcp`: smoltcp's listener with `backlog` and
-    /// `options`, or our own TCP with `config`.
+    /// Serves `port` on `stack` with `tcp`: smoltcp's listener with `options` and the
+    /// backlog and draining places of `places`, or our own TCP with `config`.
     pub fn serve(
         mut stack: Stack,
         tcp: Tcp,
         port: u16,
-        (backlog, options): (usize, TcpOptions),
+        (places, options): (Places, TcpOptions),
         config: rexo_tcp::Config,
     ) -> Result<Transport, NetError> {
         let listener = match tcp {
-            Tcp::Smoltcp => Some(stack.listen(port, backlog, options)?),
+            Tcp::Smoltcp => Some(stack.listen(port, places.backlog, options)?),
             Tcp::Rexo => {
                 stack.serve_own(port, config)?;
                 None
@@ -119,6 +125,7 @@ impl Transport {
             stack,
             tcp,
             listener,
+            max_closing: places.draining,
             scratch: alloc::vec![0; SCRATCH],
         })
     }
@@ -262,16 +269,26 @@ impl Transport {
     }
 
     /// Gives a finished connection back: `abort` resets it, else what was queued is
-    /// still sent, then a FIN.
-    pub fn finish(&mut self, link: Link, abort: bool) {
+    /// still sent, then a FIN; but on smoltcp, whose stack holds a socket closed in
+    /// order until its peer took what was queued, it is reset when the stack already
+    /// holds [`max_closing`](Self::max_closing) such sockets (`Stack::close_bounded`).
+    /// Whether it was reset for that.
+    pub fn finish(&mut self, link: Link, abort: bool) -> bool {
         match (link, abort) {
-            (Link::Smoltcp(connection), false) => self.stack.close(connection),
-            (Link::Smoltcp(connection), true) => self.stack.abort(connection),
+            (Link::Smoltcp(connection), false) => {
+                self.stack
+                    .close_bounded(connection, false, self.max_closing)
+            }
+            (Link::Smoltcp(connection), true) => {
+                self.stack.abort(connection);
+                false
+            }
             (Link::Rexo(id), abort) => {
                 if let Ok(own) = self.own() {
                     // A stale handle was released already: nothing is left to end.
                     let _ = if abort { own.abort(id) } else { own.close(id) };
                 }
+                false
             }
         }
     }
