@@ -1162,9 +1162,26 @@ impl Endpoint {
     /// returns `false` when it can take no more: the rest waits for the next call,
     /// which starts with the connection after the one refused). Connections take turns
     /// of at most [`Config::burst`] data segments each, round after round, until all
-    /// is sent or `emit` refuses.
+    /// is sent or `emit` refuses. Connections done with the network whose turn came
+    /// leave the table (and their slots) either way, a refusal or not.
     pub fn poll(&mut self, now: u64, emit: &mut dyn FnMut(&Outgoing<'_>) -> bool) {
         self.run_timers(now);
+        let mut finished = Vec::new();
+        self.send_due(now, emit, &mut finished);
+        for tuple in finished {
+            self.retire(tuple, now);
+        }
+    }
+
+    /// Hands the segments due at `now` to `emit`, as [`poll`](Endpoint::poll) says,
+    /// until all is sent or `emit` refuses; the connections that had their turn and
+    /// are done with the network join `finished`.
+    fn send_due(
+        &mut self,
+        now: u64,
+        emit: &mut dyn FnMut(&Outgoing<'_>) -> bool,
+        finished: &mut Vec<Tuple>,
+    ) {
         let window = self.handshake_window();
         let shift = self.our_shift();
         let mut out = Output {
@@ -1203,7 +1220,6 @@ impl Endpoint {
                 .map(|max| max.min(MAX_SEGMENTATION)),
             burst: self.config.burst.max(1),
         };
-        let mut finished = Vec::new();
         // Connections with data left after their turn, in turn order.
         let mut more: Vec<(Tuple, usize)> = Vec::new();
         let start = self.resume.take();
@@ -1221,7 +1237,7 @@ impl Endpoint {
                 now,
                 &mut out,
                 pace,
-                &mut finished,
+                finished,
             ) {
                 None => {
                     self.resume = Some(*tuple);
@@ -1236,14 +1252,7 @@ impl Endpoint {
             let mut kept = 0;
             for i in 0..more.len() {
                 let (tuple, index) = more[i];
-                match take_turn(
-                    &mut self.slots[index],
-                    tuple,
-                    now,
-                    &mut out,
-                    pace,
-                    &mut finished,
-                ) {
+                match take_turn(&mut self.slots[index], tuple, now, &mut out, pace, finished) {
                     None => {
                         self.resume = Some(tuple);
                         return;
@@ -1256,9 +1265,6 @@ impl Endpoint {
                 }
             }
             more.truncate(kept);
-        }
-        for tuple in finished {
-            self.retire(tuple, now);
         }
     }
 

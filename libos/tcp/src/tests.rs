@@ -1760,6 +1760,51 @@ fn a_full_emitter_is_shared_by_the_connections_in_turn() {
 }
 
 #[test]
+fn a_connection_done_with_the_network_leaves_its_slot_while_the_emitter_is_full() {
+    let mut ep = server(Config::default());
+    let (closing, mut a) = connect(&mut ep, 0, 5000, Some(1000), None, 60_000);
+    let (busy, mut b) = connect(&mut ep, 0, 5001, Some(1000), None, 60_000);
+    // A is released and reaches TIME-WAIT; its last ACK is still owed.
+    ep.close(closing).unwrap();
+    poll(&mut ep, 0);
+    a.ack = a.ack.plus(1);
+    ep.input(0, &a.segment(ACK | FIN, b""));
+    // B has far more queued than a transmit ring of four segments takes per poll,
+    // and its peer acknowledges all it got after each poll: every poll ends refused.
+    let bytes = 1_000_000;
+    ep.send(busy, Piece::shared(blob(bytes), 0, bytes).unwrap())
+        .unwrap();
+    for round in 1..=100 {
+        let now = round * MS;
+        let mut room = 4;
+        let mut b_sent_up_to = None;
+        ep.poll(now, &mut |segment| {
+            if room == 0 {
+                return false;
+            }
+            room -= 1;
+            let mut packet = Vec::new();
+            segment.copy_to(&mut packet);
+            let seg = view(&packet);
+            if seg.dst_port == 5001 {
+                b_sent_up_to = Some(seg.seq.plus(seg.seq_len()));
+            }
+            true
+        });
+        assert_eq!(room, 0, "round {round}: the ring was full");
+        if let Some(end) = b_sent_up_to {
+            b.ack = end;
+            b.send(&mut ep, now, b"");
+        }
+    }
+    assert_eq!(
+        (ep.connections(), ep.time_wait()),
+        (1, 1),
+        "A left its slot for the compact TIME-WAIT table"
+    );
+}
+
+#[test]
 fn malformed_packets_are_counted_and_never_panic() {
     let mut ep = server(Config::default());
     let (_, peer) = connect(&mut ep, 0, 5000, None, None, 60_000);
