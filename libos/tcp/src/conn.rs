@@ -308,12 +308,30 @@ impl Conn {
         for (to, from) in buf.iter_mut().zip(self.rcv_buf.drain(..n)) {
             *to = from;
         }
-        // A window update when the right edge moves by an MSS or half the buffer.
+        self.update_window_if_opened();
+        Ok(n)
+    }
+
+    /// Owes the peer a window update if the window's right edge moved by an MSS or
+    /// half the buffer since it was last offered.
+    fn update_window_if_opened(&mut self) {
         let edge = self.rcv_nxt.plus(self.rcv_window());
         if edge.since(self.rcv_adv) >= self.mss.min(self.rcv_cap / 2) {
             self.ack_pending = true;
         }
-        Ok(n)
+    }
+
+    /// Marks the connection given up by the app (`close`, `abort`): the bytes received
+    /// and not read are dropped, as is all the peer still sends (acknowledged: a
+    /// lingering close), so the window opens, and the peer hears so if it may still
+    /// send.
+    pub(crate) fn release(&mut self) {
+        self.released = true;
+        let dropped = !self.rcv_buf.is_empty();
+        self.rcv_buf = VecDeque::new();
+        if dropped && !self.fin_received {
+            self.update_window_if_opened();
+        }
     }
 
     /// Processes a segment for this connection (RFC 9293, 3.10.7.4, with RFC 5961's

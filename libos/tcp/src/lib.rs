@@ -754,7 +754,10 @@ impl Endpoint {
     }
 
     /// Closes the connection and gives the handle up: what is queued is still sent,
-    /// then a FIN; what the peer still sends is acknowledged and dropped.
+    /// then a FIN; the bytes received and not read are dropped (the window opens), and
+    /// what the peer still sends is acknowledged and dropped: a lingering close, not
+    /// the reset RFC 1122 (4.2.2.13) suggests, which could make the peer's TCP drop
+    /// what we sent last before its app read it (RFC 9112, 9.6).
     pub fn close(&mut self, id: ConnId) -> Result<(), Error> {
         self.release(id, Conn::shutdown)
     }
@@ -782,7 +785,7 @@ impl Endpoint {
             }
         };
         last(conn);
-        conn.released = true;
+        conn.release();
         let (tuple, closed) = (conn.tuple, conn.state == State::Closed);
         let index = id.index as usize;
         // A connection not closed is in the table: no search on a close.

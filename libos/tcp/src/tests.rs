@@ -1085,13 +1085,14 @@ fn time_wait_acknowledges_only_a_retransmitted_fin_or_an_unacceptable_segment() 
 #[test]
 fn time_wait_acknowledges_with_the_window_the_connection_last_offered() {
     let mut ep = server(Config::default());
-    // Window scaling on (our shift 1), and 1000 bytes the app never reads.
+    // Window scaling on (our shift 1), and 1000 bytes the app never reads, dropped
+    // when it closes.
     let (id, mut peer) = connect(&mut ep, 0, 5000, None, Some(2), 1000);
     peer.send(&mut ep, 0, &[7; 1000]);
     ep.close(id).unwrap();
     let fin = poll(&mut ep, 0);
     let offered = view(&fin[0]).window;
-    assert_eq!(usize::from(offered), (64 * 1024 - 1000) >> 1);
+    assert_eq!(usize::from(offered), (64 * 1024) >> 1);
     peer.ack = peer.ack.plus(1);
     ep.input(0, &peer.segment(ACK | FIN, b""));
     peer.seq = peer.seq.plus(1);
@@ -1105,6 +1106,63 @@ fn time_wait_acknowledges_with_the_window_the_connection_last_offered() {
     for ack in &acks {
         assert_eq!((view(ack).flags, view(ack).window), (ACK, offered));
     }
+}
+
+#[test]
+fn bytes_unread_at_close_are_dropped_and_what_follows_is_acknowledged() {
+    let mut ep = server_with(|c| c.recv_buffer = 4000);
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    for _ in 0..4 {
+        peer.send(&mut ep, 0, &[7; 1000]);
+    }
+    assert_eq!(view(&poll(&mut ep, 0)[0]).window, 0, "the buffer is full");
+    ep.close(id).unwrap();
+    let fin = poll(&mut ep, 0);
+    assert_eq!(fin.len(), 1);
+    assert!(view(&fin[0]).has(FIN));
+    assert_eq!(view(&fin[0]).window, 4000, "the unread bytes are dropped");
+    // The peer acknowledges the FIN and sends more: acknowledged (and dropped).
+    peer.ack = peer.ack.plus(1);
+    peer.send(&mut ep, MS, &[8; 500]);
+    let answer = poll(&mut ep, MS);
+    assert_eq!(answer.len(), 1);
+    assert_eq!(
+        (view(&answer[0]).ack, view(&answer[0]).window),
+        (peer.seq, 4000)
+    );
+    // Its FIN: the compact TIME-WAIT entry offers the open window too.
+    ep.input(MS, &peer.segment(ACK | FIN, b""));
+    peer.seq = peer.seq.plus(1);
+    poll(&mut ep, MS);
+    assert_eq!((ep.connections(), ep.time_wait()), (0, 1));
+    ep.input(2 * MS, &peer.fin_again());
+    let again = poll(&mut ep, 2 * MS);
+    assert_eq!(
+        (view(&again[0]).ack, view(&again[0]).window),
+        (peer.seq, 4000)
+    );
+}
+
+#[test]
+fn a_window_closed_by_unread_bytes_opens_when_the_app_closes_after_its_fin() {
+    let mut ep = server_with(|c| c.recv_buffer = 4000);
+    let (id, mut peer) = connect(&mut ep, 0, 5000, None, None, 1000);
+    ep.shutdown(id).unwrap();
+    poll(&mut ep, 0);
+    peer.ack = peer.ack.plus(1);
+    for _ in 0..4 {
+        peer.send(&mut ep, 0, &[7; 1000]);
+    }
+    assert_eq!(ep.state(id), Ok(State::FinWait2));
+    assert_eq!(view(&poll(&mut ep, 0)[0]).window, 0, "the buffer is full");
+    // Our FIN went long ago: a window update tells the peer it may send again.
+    ep.close(id).unwrap();
+    let update = poll(&mut ep, MS);
+    assert_eq!(update.len(), 1);
+    assert_eq!(
+        (view(&update[0]).ack, view(&update[0]).window),
+        (peer.seq, 4000)
+    );
 }
 
 #[test]
