@@ -97,6 +97,11 @@ pub struct Conn {
     retries: u32,
     dupacks: u32,
     cwnd: usize,
+    /// Whether the flight after the last data sent filled at least half the congestion
+    /// window: only then do ACKs grow it (RFC 7661's test of a validated window, the
+    /// flight standing in for its pipeACK), so that an app that never fills it does
+    /// not grow it for a burst later.
+    cwnd_limited: bool,
     ssthresh: usize,
     /// RFC 6582's `recover`: the highest sequence number sent (plus one) when a loss was
     /// last detected, by duplicate ACKs or a timeout; `None` before any. Duplicate ACKs
@@ -181,6 +186,7 @@ impl Conn {
             retries: 0,
             dupacks: 0,
             cwnd: (10 * mss).min((2 * mss).max(14_600)),
+            cwnd_limited: false,
             ssthresh: usize::MAX,
             recover: None,
             in_recovery: false,
@@ -511,6 +517,7 @@ impl Conn {
                     self.fast_rtx = true;
                     self.cwnd = self.cwnd.saturating_sub(acked).max(self.mss) + self.mss;
                 }
+                None if !self.cwnd_limited => {}
                 None if self.cwnd < self.ssthresh => self.cwnd += acked.min(self.mss),
                 None => self.cwnd += (self.mss * self.mss / self.cwnd).max(1),
             }
@@ -997,6 +1004,7 @@ impl Conn {
             segments += 1;
             let start = self.snd_nxt;
             self.snd_nxt = self.snd_nxt.plus(space);
+            self.cwnd_limited = 2 * self.snd_nxt.since(self.snd_una) >= self.cwnd;
             if self.snd_nxt > self.snd_max {
                 if self.rtt_probe.is_none() && start >= self.snd_max {
                     self.rtt_probe = Some((self.snd_nxt, now));

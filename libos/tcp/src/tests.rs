@@ -2003,6 +2003,49 @@ fn a_fast_retransmit_stays_within_the_send_window() {
     assert_eq!(ep.stats().fast_retransmits, 1);
 }
 
+/// A connection from port 5000 (MSS 1000, a window of 60,000: an initial congestion
+/// window of 10 segments) that sent `answers` answers of `size` bytes, `gap` apart from
+/// `gap` on, each acknowledged 5 ms after it went: the connection, its peer and the
+/// time of the last ACK.
+fn after_answers(ep: &mut Endpoint, answers: u64, size: usize, gap: u64) -> (ConnId, Peer, u64) {
+    let (id, mut peer) = connect(ep, 0, 5000, Some(1000), None, 60_000);
+    let mut now = 0;
+    for _ in 0..answers {
+        now += gap;
+        ep.send(id, Piece::shared(blob(size), 0, size).unwrap())
+            .unwrap();
+        for packet in poll(ep, now) {
+            let seg = view(&packet);
+            peer.ack = seg.seq.plus(seg.seq_len());
+        }
+        peer.send(ep, now + 5 * MS, b"");
+    }
+    assert_eq!(ep.unacknowledged(id), Ok(0));
+    (id, peer, now + 5 * MS)
+}
+
+#[test]
+fn acks_of_a_flight_below_half_the_congestion_window_do_not_grow_it() {
+    let mut ep = server(Config::default());
+    // 100 answers of 100 bytes, 10 ms apart (well within the RTO): a flight of 100
+    // bytes each time, far below the 10,000-byte window.
+    let (id, mut peer, now) = after_answers(&mut ep, 100, 100, 10 * MS);
+    ep.send(id, Piece::shared(blob(1_000_000), 0, 1_000_000).unwrap())
+        .unwrap();
+    let burst = poll(&mut ep, now);
+    assert_eq!(
+        payload_bytes(&burst),
+        10_000,
+        "the initial window, not grown"
+    );
+    // A flight that fills it grows it: slow start, one segment per segment acknowledged.
+    for _ in 0..10 {
+        peer.ack = peer.ack.plus(1000);
+        peer.send(&mut ep, now + 5 * MS, b"");
+    }
+    assert_eq!(payload_bytes(&poll(&mut ep, now + 5 * MS)), 20_000);
+}
+
 /// Runs `ep`'s timers from deadline to deadline up to `until` while `peer` keeps a
 /// zero window, answering every segment with an ACK (`answer`) or silent; returns the
 /// time (ms), payload length and flags of every segment sent.
@@ -2194,12 +2237,12 @@ fn super_segments_fill_the_windows_in_whole_segments() {
     // the window, less than half of it, waits (silly-window avoidance, as without
     // offload).
     assert_eq!(shapes(&mut ep, 0), vec![(3000, Some(1000))]);
-    // A wide window: the congestion window (10 segments, then one more per ACK in slow
-    // start) bounds the next one.
+    // A wide window: the congestion window (10 segments, not grown by the ACK: the
+    // peer's window held the flight below half of it) bounds the next one.
     peer.window = 60_000;
     peer.ack = peer.ack.plus(3000);
     peer.send(&mut ep, MS, b"");
-    assert_eq!(shapes(&mut ep, MS), vec![(11_000, Some(1000))]);
+    assert_eq!(shapes(&mut ep, MS), vec![(10_000, Some(1000))]);
     assert_eq!(ep.stats().segments_offloaded, 2);
     // The tail of the queue goes whole, whatever its length.
     let (id, mut peer) = connect(&mut ep, 0, 5001, Some(1000), Some(0), 60_000);
