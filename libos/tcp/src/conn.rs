@@ -20,6 +20,13 @@ const MAX_OUT_OF_ORDER: usize = 8;
 /// The clock granularity term of RFC 6298's RTO (1 ms).
 const GRANULARITY_NS: u64 = 1_000_000;
 
+/// RFC 6928's initial congestion window for a send MSS of `mss`: 10 segments, at most
+/// 14,600 bytes (and at least 2 segments); also the restart window after an idle
+/// period (RFC 5681, 4.1).
+fn initial_window(mss: usize) -> usize {
+    (10 * mss).min((2 * mss).max(14_600))
+}
+
 /// The least RTO data transmission begins with after a retransmitted SYN-ACK (RFC
 /// 6298, 5.7: 3 s; at most the largest RTO).
 const SYN_LOSS_RTO_NS: u64 = 3_000_000_000;
@@ -102,6 +109,9 @@ pub struct Conn {
     /// flight standing in for its pipeACK), so that an app that never fills it does
     /// not grow it for a burst later.
     cwnd_limited: bool,
+    /// When data last went out (first sent or again): a connection idle for longer than
+    /// the RTO restarts from the initial window (RFC 5681, 4.1).
+    last_data_sent: u64,
     ssthresh: usize,
     /// RFC 6582's `recover`: the highest sequence number sent (plus one) when a loss was
     /// last detected, by duplicate ACKs or a timeout; `None` before any. Duplicate ACKs
@@ -185,8 +195,9 @@ impl Conn {
             rtx_at: None,
             retries: 0,
             dupacks: 0,
-            cwnd: (10 * mss).min((2 * mss).max(14_600)),
+            cwnd: initial_window(mss),
             cwnd_limited: false,
+            last_data_sent: now,
             ssthresh: usize::MAX,
             recover: None,
             in_recovery: false,
@@ -851,12 +862,13 @@ impl Conn {
     /// (a super-segment, for a NIC that cuts it) carries the pseudo-header's sum in its
     /// checksum field, as such a NIC expects; any other its whole checksum, composed
     /// from the pieces' sums. Returns the sequence space sent, or `None` if `emit`
-    /// refused.
+    /// refused; data sent is noted as last sent at `now`.
     fn send_segment(
         &mut self,
         seq: Seq,
         len: usize,
         fin: bool,
+        now: u64,
         out: &mut Output<'_>,
     ) -> Option<usize> {
         let mut offset = seq.since(self.snd_una);
@@ -902,6 +914,9 @@ impl Conn {
         if !out.send_data(&header, &slices[..count], sent, checksum) {
             return None;
         }
+        if sent > 0 {
+            self.last_data_sent = now;
+        }
         self.rcv_adv = self.rcv_nxt.plus(self.rcv_window());
         self.ack_pending = false;
         Some(sent + usize::from(fin))
@@ -916,9 +931,10 @@ impl Conn {
     }
 
     /// Takes this connection's turn of a poll at `now`: sends the retransmission and
-    /// probe due, then new data within the peer's and the congestion window (and a
-    /// FIN) in at most `pace.burst` segments, then a keep-alive and an ACK if one is
-    /// owed. Data segments carry up to the MSS, or with `pace.segmentation` up to the
+    /// probe due, then new data within the peer's and the congestion window (cut to the
+    /// initial window first if no data went for longer than the RTO and none is
+    /// outstanding) and a FIN, in at most `pace.burst` segments, then a keep-alive and
+    /// an ACK if one is owed. Data segments carry up to the MSS, or with `pace.segmentation` up to the
     /// most whole MSS-sized segments within it (super-segments a NIC cuts), and one
     /// smaller than the MSS only as silly-window avoidance allows; a retransmission
     /// carries one MSS. [`Turn::More`] if data waits for another turn.
@@ -941,7 +957,8 @@ impl Conn {
             // Within the send window: behind a zero window the probes resend instead.
             let len = self.queued.min(self.mss).min(self.snd_wnd);
             if len > 0 || self.queued == 0 {
-                let Some(space) = self.send_segment(self.snd_una, len, fin_unacked, out) else {
+                let Some(space) = self.send_segment(self.snd_una, len, fin_unacked, now, out)
+                else {
                     return Turn::Refused;
                 };
                 out.stats.segments_retransmitted += 1;
@@ -952,13 +969,18 @@ impl Conn {
         }
         if self.probe_now {
             let len = self.queued.min(1);
-            match self.send_segment(self.snd_una, len, fin_unacked, out) {
+            match self.send_segment(self.snd_una, len, fin_unacked, now, out) {
                 Some(space) => {
                     self.probe_now = false;
                     self.sent_up_to(self.snd_una.plus(space));
                 }
                 None => return Turn::Refused,
             }
+        }
+        if self.snd_una == self.snd_max && now.saturating_sub(self.last_data_sent) > self.rto {
+            // Idle for longer than the RTO: what the window allowed may no longer be
+            // what the path takes (RFC 5681, 4.1's restart window).
+            self.cwnd = self.cwnd.min(initial_window(self.mss));
         }
         let limit = pace
             .segmentation
@@ -995,7 +1017,7 @@ impl Conn {
                 // Whole segments only: the NIC's last cut would be a runt mid-stream.
                 len -= len % self.mss;
             }
-            let Some(space) = self.send_segment(self.snd_nxt, len, fin_unsent, out) else {
+            let Some(space) = self.send_segment(self.snd_nxt, len, fin_unsent, now, out) else {
                 return Turn::Refused;
             };
             if space == 0 {

@@ -2046,6 +2046,50 @@ fn acks_of_a_flight_below_half_the_congestion_window_do_not_grow_it() {
     assert_eq!(payload_bytes(&poll(&mut ep, now + 5 * MS)), 20_000);
 }
 
+/// Sends `bytes` queued on `id` at `now`, `peer` acknowledging each segment on its
+/// own as it arrives (slow start grows the window by a segment for each); the payload
+/// bytes of the first poll's burst.
+fn sent_and_acknowledged(
+    ep: &mut Endpoint,
+    id: ConnId,
+    peer: &mut Peer,
+    bytes: usize,
+    now: u64,
+) -> usize {
+    ep.send(id, Piece::shared(blob(bytes), 0, bytes).unwrap())
+        .unwrap();
+    let mut first = None;
+    while ep.unacknowledged(id) != Ok(0) {
+        let sent = poll(ep, now);
+        first.get_or_insert(payload_bytes(&sent));
+        for packet in sent {
+            let seg = view(&packet);
+            peer.ack = seg.seq.plus(seg.seq_len());
+            peer.send(ep, now, b"");
+        }
+    }
+    first.unwrap_or(0)
+}
+
+#[test]
+fn an_idle_connection_restarts_from_the_initial_window() {
+    let mut ep = server(Config::default());
+    let (id, mut peer) = connect(&mut ep, 0, 5000, Some(1000), Some(0), 60_000);
+    // 100 KB, each segment acknowledged: the window grows far past 10 segments.
+    assert_eq!(
+        sent_and_acknowledged(&mut ep, id, &mut peer, 100_000, 0),
+        10_000
+    );
+    // Within the RTO (1 s) of the last data: the grown window still holds.
+    let burst = sent_and_acknowledged(&mut ep, id, &mut peer, 30_000, 10 * MS);
+    assert_eq!(burst, 30_000);
+    // A minute idle: the first burst is the initial window again.
+    let now = 60_000 * MS;
+    ep.send(id, Piece::shared(blob(1_000_000), 0, 1_000_000).unwrap())
+        .unwrap();
+    assert_eq!(payload_bytes(&poll(&mut ep, now)), 10_000);
+}
+
 /// Runs `ep`'s timers from deadline to deadline up to `until` while `peer` keeps a
 /// zero window, answering every segment with an ACK (`answer`) or silent; returns the
 /// time (ms), payload length and flags of every segment sent.
