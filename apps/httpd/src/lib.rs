@@ -142,7 +142,7 @@ fn rexo_tcp_config(secret: u64, places: Places) -> rexo_tcp::Config {
         recv_buffer: TCP_OPTIONS.receive_buffer,
         backlog: places.backlog,
         max_connections: places.clients + places.draining + places.backlog,
-        secret,
+        secret: u128::from(secret),
         ..rexo_tcp::Config::default()
     }
 }

@@ -43,6 +43,7 @@ pub mod checksum;
 mod conn;
 mod piece;
 mod seq;
+mod siphash;
 mod time_wait;
 mod wire;
 
@@ -118,8 +119,10 @@ pub struct Config {
     /// Whether to check the IPv4 and TCP checksums of received segments (not needed
     /// where the NIC checked them).
     pub verify_checksums: bool,
-    /// The key of the initial sequence numbers (RFC 6528); pick it at random.
-    pub secret: u64,
+    /// The key of the initial sequence numbers (RFC 6528: a 4 us clock plus SipHash-2-4
+    /// of the addresses and ports under this key). They are only as hard to guess as
+    /// the key: pick it at random, from an entropy source (the default is a constant).
+    pub secret: u128,
     /// With TCP segmentation offload, the most payload bytes of one segment handed
     /// out: a connection then sends super-segments of as many whole MSS-sized segments
     /// as fit (and its windows allow), which the NIC cuts at the MSS
@@ -836,23 +839,17 @@ impl Endpoint {
         self.free_slot(index);
     }
 
-    /// The initial sequence number for `tuple` at `now` (RFC 6528: a 4 us clock plus
-    /// a keyed hash of the addresses and ports).
+    /// The initial sequence number for `tuple` at `now` (RFC 6528: M + F, M a 4 us
+    /// clock and F SipHash-2-4, a keyed pseudorandom function, of our address and port
+    /// and the peer's under [`Config::secret`]).
     fn isn(&self, tuple: &Tuple, now: u64) -> Seq {
-        let mut h = self.config.secret;
-        let words = [
-            u64::from(u32::from_be_bytes(tuple.local)),
-            u64::from(u32::from_be_bytes(tuple.remote)),
-            (u64::from(tuple.local_port) << 16) | u64::from(tuple.remote_port),
-        ];
-        for word in words {
-            // SplitMix64's finalizer over the running state.
-            h = (h ^ word).wrapping_add(0x9e37_79b9_7f4a_7c15);
-            h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            h ^= h >> 31;
-        }
-        Seq((h as u32).wrapping_add((now / 4000) as u32))
+        let mut connection = [0u8; 12];
+        connection[..4].copy_from_slice(&tuple.local);
+        connection[4..6].copy_from_slice(&tuple.local_port.to_be_bytes());
+        connection[6..10].copy_from_slice(&tuple.remote);
+        connection[10..].copy_from_slice(&tuple.remote_port.to_be_bytes());
+        let f = siphash::siphash_2_4(self.config.secret, &connection);
+        Seq((f as u32).wrapping_add((now / 4000) as u32))
     }
 
     /// Processes one received IPv4 packet at `now` and says what it showed of its

@@ -211,6 +211,32 @@ fn the_handshake_exchanges_mss_and_window_scale_and_both_are_honoured() {
 }
 
 #[test]
+fn the_isn_is_a_4_us_clock_plus_siphash_of_the_addresses_and_ports() {
+    let secret = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+    let mut ep = server_with(|c| c.secret = secret);
+    let now = 4000 * 12_345 + 3999;
+    ep.input(
+        now,
+        &packet(5000, SYN, Seq(7), Seq(0), 1000, b"", None, None),
+    );
+    let sent = poll(&mut ep, now);
+    // F from core's SipHasher (SipHash-2-4, written apart from ours), over our address
+    // and port, then the peer's.
+    let connection = [
+        &SERVER[..],
+        &80u16.to_be_bytes(),
+        &CLIENT,
+        &5000u16.to_be_bytes(),
+    ]
+    .concat();
+    #[allow(deprecated)]
+    let mut f = core::hash::SipHasher::new_with_keys(secret as u64, (secret >> 64) as u64);
+    core::hash::Hasher::write(&mut f, &connection);
+    let f = core::hash::Hasher::finish(&f) as u32;
+    assert_eq!(view(&sent[0]).seq, Seq(f.wrapping_add(12_345)));
+}
+
+#[test]
 fn an_mss_below_the_least_is_refused_and_the_least_takes_any_peer() {
     for mss in [0, 1, MIN_MSS - 1] {
         let refused = Endpoint::new(Config {

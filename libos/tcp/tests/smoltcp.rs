@@ -347,7 +347,7 @@ fn run(scenario: Scenario) -> (u64, rexo_tcp::Stats) {
         .collect();
     let file = Arc::new(Blob::new(file_bytes));
     let mut server = Endpoint::new(Config {
-        secret: seed,
+        secret: u128::from(seed),
         segmentation: scenario.segmentation,
         ..Config::default()
     })
