@@ -66,8 +66,9 @@ pub struct Conn {
     pub(crate) rst_pending: bool,
     /// A segment to send even without data (an ACK or window update).
     pub(crate) ack_pending: bool,
-    /// When the connection ends by itself: TIME-WAIT's end, or FIN-WAIT-2's once the
-    /// app released the connection (one that still reads may wait for the peer).
+    /// When the connection ends by itself: TIME-WAIT's end, or FIN-WAIT-2's, counted
+    /// from when the app released the connection or from when FIN-WAIT-2 began,
+    /// whichever came later (one the app still reads from may wait for the peer).
     pub(crate) close_at: Option<u64>,
 
     snd_una: Seq,
@@ -341,9 +342,12 @@ impl Conn {
     /// Marks the connection given up by the app (`close`, `abort`): the bytes received
     /// and not read are dropped, as is all the peer still sends (acknowledged: a
     /// lingering close), so the window opens, and the peer hears so if it may still
-    /// send.
-    pub(crate) fn release(&mut self) {
+    /// send; in FIN-WAIT-2 it ends at `fin_wait2_end` unless the peer's FIN comes first.
+    pub(crate) fn release(&mut self, fin_wait2_end: u64) {
         self.released = true;
+        if self.state == State::FinWait2 {
+            self.close_at = Some(fin_wait2_end);
+        }
         let dropped = !self.rcv_buf.is_empty();
         self.rcv_buf = VecDeque::new();
         if dropped && !self.fin_received {
@@ -536,7 +540,9 @@ impl Conn {
             if self.fin_acked {
                 self.state = match self.state {
                     State::FinWait1 => {
-                        self.close_at = Some(now.saturating_add(config.fin_wait2_ns));
+                        self.close_at = self
+                            .released
+                            .then(|| now.saturating_add(config.fin_wait2_ns));
                         State::FinWait2
                     }
                     State::Closing => self.time_wait(now, config),
@@ -746,7 +752,7 @@ impl Conn {
 
     /// Runs the timers due at `now`.
     pub(crate) fn on_timer(&mut self, now: u64, config: &Config, stats: &mut Stats) {
-        if self.close_deadline().is_some_and(|at| at <= now) {
+        if self.close_at.is_some_and(|at| at <= now) {
             self.close_at = None;
             if self.state == State::FinWait2 {
                 stats.fin_wait2_timeouts += 1;
@@ -814,12 +820,6 @@ impl Conn {
             .map(|at| at.saturating_add(config.released_zero_window_ns))
     }
 
-    /// When the connection ends by itself, if it does.
-    fn close_deadline(&self) -> Option<u64> {
-        self.close_at
-            .filter(|_| self.state != State::FinWait2 || self.released)
-    }
-
     /// The earliest time a timer of this connection is due.
     pub(crate) fn deadline(&self, config: &Config) -> Option<u64> {
         let keepalive = config
@@ -828,7 +828,7 @@ impl Conn {
             .filter(|_| self.snd_una == self.snd_max)
             .map(|interval| self.keepalive_from.saturating_add(interval));
         [
-            self.close_deadline(),
+            self.close_at,
             self.release_deadline(config),
             self.rtx_at,
             self.persist_at,

@@ -92,7 +92,10 @@ pub struct Config {
     pub time_wait_entries: usize,
     /// How long TIME-WAIT lasts.
     pub time_wait_ns: u64,
-    /// How long FIN-WAIT-2 waits for the peer's FIN before the connection is dropped.
+    /// How long FIN-WAIT-2 waits for the peer's FIN, once the app released the
+    /// connection, before it is dropped: counted from the release ([`Endpoint::close`])
+    /// or from FIN-WAIT-2's start, whichever came later (one the app still holds may
+    /// wait for the peer as long as it reads).
     pub fin_wait2_ns: u64,
     /// The retransmission timeout before any round trip was measured (RFC 6298: 1 s).
     pub rto_initial_ns: u64,
@@ -535,6 +538,10 @@ pub struct Endpoint {
     /// one after it, so that a full transmit ring is shared in turn, not taken by the
     /// first connections every time.
     resume: Option<Tuple>,
+    /// The latest time given to [`input`](Endpoint::input) or
+    /// [`poll`](Endpoint::poll): when a call without a clock ([`close`](Endpoint::close))
+    /// happened, as near as the endpoint knows.
+    clock: u64,
     ip_id: u16,
     stats: Stats,
 }
@@ -588,6 +595,7 @@ impl Endpoint {
             time_wait: BTreeMap::new(),
             replies: VecDeque::new(),
             resume: None,
+            clock: 0,
             ip_id: 0,
             stats: Stats::default(),
         })
@@ -760,7 +768,10 @@ impl Endpoint {
     /// then a FIN; the bytes received and not read are dropped (the window opens), and
     /// what the peer still sends is acknowledged and dropped: a lingering close, not
     /// the reset RFC 1122 (4.2.2.13) suggests, which could make the peer's TCP drop
-    /// what we sent last before its app read it (RFC 9112, 9.6).
+    /// what we sent last before its app read it (RFC 9112, 9.6). A connection already
+    /// in FIN-WAIT-2 waits [`Config::fin_wait2_ns`] from now for the peer's FIN, now
+    /// being the latest time the endpoint was given ([`input`](Endpoint::input) or
+    /// [`poll`](Endpoint::poll)).
     pub fn close(&mut self, id: ConnId) -> Result<(), Error> {
         self.release(id, Conn::shutdown)
     }
@@ -778,6 +789,7 @@ impl Endpoint {
     /// table (it waited only for the app to read) frees its slot at once, and what is
     /// left of one that left its slot too is forgotten.
     fn release(&mut self, id: ConnId, last: impl FnOnce(&mut Conn)) -> Result<(), Error> {
+        let fin_wait2_end = self.clock.saturating_add(self.config.fin_wait2_ns);
         let conn = match self.conn_mut(id) {
             Ok(conn) => conn,
             Err(error) => {
@@ -788,7 +800,7 @@ impl Endpoint {
             }
         };
         last(conn);
-        conn.release();
+        conn.release(fin_wait2_end);
         let (tuple, closed) = (conn.tuple, conn.state == State::Closed);
         let index = id.index as usize;
         // A connection not closed is in the table: no search on a close.
@@ -872,6 +884,7 @@ impl Endpoint {
 
     /// [`input`](Endpoint::input) of a packet from `link`, if known.
     fn receive(&mut self, now: u64, packet: &[u8], link: Option<LinkAddress>) -> Sender {
+        self.clock = self.clock.max(now);
         self.stats.segments_in += 1;
         let seg = match parse(packet, self.config.verify_checksums) {
             Ok(seg) => seg,
@@ -1165,6 +1178,7 @@ impl Endpoint {
     /// is sent or `emit` refuses. Connections done with the network whose turn came
     /// leave the table (and their slots) either way, a refusal or not.
     pub fn poll(&mut self, now: u64, emit: &mut dyn FnMut(&Outgoing<'_>) -> bool) {
+        self.clock = self.clock.max(now);
         self.run_timers(now);
         let mut finished = Vec::new();
         self.send_due(now, emit, &mut finished);

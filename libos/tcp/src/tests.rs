@@ -1968,17 +1968,27 @@ fn a_keepalive_waits_while_data_is_outstanding() {
 }
 
 #[test]
-fn fin_wait_2_waits_for_a_connection_still_reading() {
+fn fin_wait_2_waits_for_a_connection_still_reading_and_its_timeout_starts_at_the_close() {
     let (mut ep, id, mut peer) = in_fin_wait_2(false);
-    let later = Config::default().fin_wait2_ns + MS;
+    let wait = Config::default().fin_wait2_ns;
+    let later = wait + MS;
     poll(&mut ep, later);
     assert_eq!(ep.state(id), Ok(State::FinWait2));
     peer.send(&mut ep, later, b"more");
     assert_eq!(ep.recv(id, &mut [0; 8]), Ok(4));
-    // Released, the connection has waited long enough: it goes at the next poll.
+    // Released only now, long after FIN-WAIT-2 began: its 30 s start now.
     ep.close(id).unwrap();
     poll(&mut ep, later);
-    assert_eq!(ep.connections(), 0);
+    assert_eq!(ep.connections(), 1, "not dropped at once");
+    assert_eq!(ep.next_deadline(), Some(later + wait));
+    poll(&mut ep, later + wait - MS);
+    assert_eq!(ep.connections(), 1);
+    // The peer's FIN within them: acknowledged, and TIME-WAIT, not a reset.
+    ep.input(later + wait - MS, &peer.segment(ACK | FIN, b""));
+    let ack = poll(&mut ep, later + wait - MS);
+    assert_eq!(view(&ack[0]).flags, ACK);
+    assert_eq!((ep.connections(), ep.time_wait()), (0, 1));
+    assert_eq!(ep.stats().fin_wait2_timeouts, 0);
 }
 
 #[test]
