@@ -90,7 +90,13 @@ pub struct Conn {
     rcv_buf: VecDeque<u8>,
     rcv_cap: usize,
     rcv_adv: Seq,
-    out_of_order: Vec<(Seq, Vec<u8>)>,
+    /// The reassembly runs: where each starts and its bytes, which take more at either
+    /// end in place.
+    out_of_order: Vec<(Seq, VecDeque<u8>)>,
+    /// Bytes copied into the reassembly runs, kept and joined: the tests bound
+    /// reassembly's work by it.
+    #[cfg(test)]
+    pub(crate) reassembly_copied: usize,
     /// The sequence number of the peer's FIN once seen (the lowest, if it sent several):
     /// taken once everything before it has arrived, and no data beyond it is (nor kept
     /// for reassembly once it is known).
@@ -187,6 +193,8 @@ impl Conn {
             rcv_cap: config.recv_buffer,
             rcv_adv: setup.irs.plus(1),
             out_of_order: Vec::new(),
+            #[cfg(test)]
+            reassembly_copied: 0,
             fin_at: None,
             fin_received: false,
             srtt: None,
@@ -679,8 +687,8 @@ impl Conn {
                 .iter()
                 .position(|(s, _)| *s <= self.rcv_nxt)
             {
-                let (start, run) = self.out_of_order.swap_remove(i);
-                if let Some(tail) = run.get(self.rcv_nxt.since(start)..) {
+                let (start, mut run) = self.out_of_order.swap_remove(i);
+                if let Some(tail) = run.make_contiguous().get(self.rcv_nxt.since(start)..) {
                     self.deliver(self.before_fin(self.rcv_nxt, tail));
                 }
             }
@@ -692,7 +700,9 @@ impl Conn {
     /// Keeps `data`, at `seq` ahead of a gap, for reassembly: nothing already held is
     /// kept again, and runs that overlap or touch become one, so that a peer sending
     /// the same early segment again takes no more room; a run that would be new is
-    /// dropped when [`MAX_OUT_OF_ORDER`] are held.
+    /// dropped when [`MAX_OUT_OF_ORDER`] are held. Joining two runs copies the shorter
+    /// onto the longer ([`joined`]), so data arriving in any order costs no more than
+    /// copying each byte once per doubling of its run.
     fn keep_out_of_order(&mut self, seq: Seq, data: &[u8], stats: &mut Stats) {
         let end = seq.plus(data.len());
         if self
@@ -702,16 +712,15 @@ impl Conn {
         {
             return;
         }
-        let (mut start, mut run) = (seq, data.to_vec());
+        let (mut start, mut run) = (seq, VecDeque::from(data.to_vec()));
+        self.count_copied(data.len());
         while let Some(i) = self.out_of_order.iter().position(|(other, bytes)| {
             *other <= start.plus(run.len()) && start <= other.plus(bytes.len())
         }) {
-            let (other, bytes) = self.out_of_order.swap_remove(i);
-            (start, run) = if other <= start {
-                joined(other, bytes, start, &run)
-            } else {
-                joined(start, run, other, &bytes)
-            };
+            let other = self.out_of_order.swap_remove(i);
+            let kept = run.len().max(other.1.len());
+            (start, run) = joined((start, run), other);
+            self.count_copied(run.len() - kept);
         }
         // A merge removed at least one run first, so it always finds room.
         if self.out_of_order.len() < MAX_OUT_OF_ORDER {
@@ -721,6 +730,16 @@ impl Conn {
             stats.out_of_order_dropped += 1;
         }
     }
+
+    /// Notes `n` bytes copied into the reassembly runs.
+    #[cfg(test)]
+    fn count_copied(&mut self, n: usize) {
+        self.reassembly_copied += n;
+    }
+
+    /// Counts nothing outside the tests.
+    #[cfg(not(test))]
+    fn count_copied(&mut self, _n: usize) {}
 
     /// Cuts the reassembly runs at the peer's FIN at `fin`: a run that starts there or
     /// beyond goes (it would never be delivered, and it took a run's room from data
@@ -1174,12 +1193,28 @@ impl Output<'_> {
     }
 }
 
-/// The run at `first` (`head`, kept whole) joined with the bytes of `tail` (at `later`,
-/// not before `first`, overlapping or touching `head`) that lie beyond it.
-fn joined(first: Seq, mut head: Vec<u8>, later: Seq, tail: &[u8]) -> (Seq, Vec<u8>) {
-    let overlap = first.plus(head.len()).since(later);
-    head.extend_from_slice(tail.get(overlap..).unwrap_or_default());
-    (first, head)
+/// Two reassembly runs that overlap or touch (where each starts, and its bytes) as one:
+/// the longer kept in place, with the bytes of the shorter that lie before it put on
+/// its front and those beyond it on its back, so that joining copies only the shorter.
+fn joined(a: (Seq, VecDeque<u8>), b: (Seq, VecDeque<u8>)) -> (Seq, VecDeque<u8>) {
+    let ((mut start, mut run), (other, bytes)) = if a.1.len() >= b.1.len() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    if other < start {
+        let before = start.since(other).min(bytes.len());
+        run.reserve(before);
+        for &byte in bytes.range(..before).rev() {
+            run.push_front(byte);
+        }
+        start = other;
+    }
+    let beyond = start.plus(run.len()).since(other);
+    if beyond < bytes.len() {
+        run.extend(bytes.range(beyond..));
+    }
+    (start, run)
 }
 
 /// RFC 6298's update of SRTT and RTTVAR by a round trip of `rtt`: (7 SRTT + R) / 8 and

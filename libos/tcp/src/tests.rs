@@ -557,6 +557,39 @@ fn runs_kept_beyond_a_fin_are_dropped_when_it_comes_and_leave_room_for_data_befo
 }
 
 #[test]
+fn data_arriving_in_descending_order_is_reassembled_at_a_cost_linear_in_its_bytes() {
+    let (mut ep, id, mut peer) = established();
+    // 16,000 one-byte segments, the last first, behind a one-byte gap: each lands just
+    // before the run the ones before it made.
+    let count = 16_000;
+    let byte = |i: usize| (i * 7 + i / 251) as u8;
+    for i in (1..=count).rev() {
+        let seg = packet(
+            5000,
+            ACK,
+            peer.seq.plus(i),
+            peer.ack,
+            1000,
+            &[byte(i)],
+            None,
+            None,
+        );
+        ep.input(MS, &seg);
+    }
+    assert_eq!(ep.stats().out_of_order_dropped, 0);
+    let conn = ep.slots[id.index as usize].conn.as_ref().unwrap();
+    let copied = conn.reassembly_copied;
+    assert!(copied <= 4 * count, "{copied} bytes copied for {count}");
+    // The gap filled, all of it arrives in order.
+    peer.send(&mut ep, MS, &[byte(0)]);
+    let mut buf = vec![0; count + 10];
+    assert_eq!(ep.recv(id, &mut buf), Ok(count + 1));
+    let expected: Vec<u8> = (0..=count).map(byte).collect();
+    assert_eq!(buf[..=count], expected[..]);
+    assert_eq!(view(&poll(&mut ep, MS)[0]).ack, peer.seq.plus(count));
+}
+
+#[test]
 fn early_data_sent_again_takes_no_more_reassembly_room() {
     let (mut ep, id, peer) = established();
     let at = |offset: usize, data: &[u8]| {
