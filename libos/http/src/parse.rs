@@ -150,8 +150,10 @@ pub enum Parsed<'b> {
     Invalid {
         /// The answer.
         status: Status,
-        /// The request's method, if its request line was read whole and valid (a
-        /// refusal of a HEAD request has no content, RFC 9110 9.3.2).
+        /// The request's method, if it was read: that of a valid request line, or the
+        /// token a refused or unfinished request line begins with, if a space follows
+        /// it (see [`ParseProgress::method`]); a refusal of a HEAD request has no
+        /// content, RFC 9110 9.3.2.
         method: Option<Method<'b>>,
     },
 }
@@ -283,6 +285,22 @@ impl ParseProgress {
         self.searched
     }
 
+    /// The method of the request at the front of `buf` (the buffer this progress was
+    /// made on), once known: its request line's once judged valid, before that the
+    /// method token that begins its request line if a space follows it, however the
+    /// rest is unfinished or bad. So a refusal of the request line (400, 414, 505) or a
+    /// timeout of an unfinished request can leave out the content of an answer to HEAD
+    /// (RFC 9110 9.3.2). `None` while the request line has no such token.
+    pub fn method<'b>(&self, buf: &'b [u8]) -> Option<Method<'b>> {
+        if let Some(request_line) = self.request_line {
+            return Some(method(request_line.method.bytes(buf)));
+        }
+        // Before the request line is judged, `judged` is where it starts.
+        let line = buf.get(self.judged..)?;
+        let token_len = line.iter().position(|&b| !is_token(b))?;
+        (token_len > 0 && line[token_len] == b' ').then(|| method(&line[..token_len]))
+    }
+
     /// Judges the head's lines completed since the last call, each as soon as it is
     /// complete (so a bad request line is refused before its fields arrive): the
     /// request line and the head once its blank line came, `None` if it has not yet, or
@@ -313,10 +331,19 @@ impl ParseProgress {
                 // RFC 7230 3.5: a server should ignore blank lines before the request line.
                 None if line.is_empty() => {}
                 None => {
-                    if line.len() > limits.request_line {
-                        return Err(Status::UriTooLong);
+                    let judged = if line.len() > limits.request_line {
+                        Err(Status::UriTooLong)
+                    } else {
+                        parse_request_line(line, start, next)
+                    };
+                    match judged {
+                        Ok(request_line) => self.request_line = Some(request_line),
+                        Err(status) => {
+                            // Back at the refused line's start, for its method (`method`).
+                            self.judged = start;
+                            return Err(status);
+                        }
                     }
-                    self.request_line = Some(parse_request_line(line, start, next)?);
                 }
                 Some(request_line) if line.is_empty() => {
                     if request_line.version == Version::Http11 && self.host.is_none() {
@@ -550,7 +577,7 @@ pub fn parse_resumed<'b>(
                 *progress = head;
                 return Parsed::Incomplete;
             }
-            Err(status) => return refusal(buf, head.request_line, status),
+            Err(status) => return refusal(buf, &head, status),
         },
     };
     let WholeHead {
@@ -580,7 +607,7 @@ pub fn parse_resumed<'b>(
                 Parsed::Incomplete
             };
         }
-        Err(status) => return refusal(buf, Some(request_line), status),
+        Err(status) => return refusal(buf, &head, status),
     };
     let content_length = match head.chunked_body {
         Some(chunked) => chunked.data_len,
@@ -600,10 +627,12 @@ pub fn parse_resumed<'b>(
     Parsed::Request { request, consumed }
 }
 
-/// The refusal `status`, with the method of `request_line` if it was judged.
-fn refusal(buf: &[u8], request_line: Option<JudgedRequestLine>, status: Status) -> Parsed<'_> {
-    let method = request_line.map(|line| method(line.method.bytes(buf)));
-    Parsed::Invalid { status, method }
+/// The refusal `status`, with the request's method if `head` read it.
+fn refusal<'b>(buf: &'b [u8], head: &ParseProgress, status: Status) -> Parsed<'b> {
+    Parsed::Invalid {
+        status,
+        method: head.method(buf),
+    }
 }
 
 /// The line starting at `start` without its line end (LF, or CR LF), and where the next

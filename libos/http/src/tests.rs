@@ -256,6 +256,50 @@ fn refusals_of_a_head_request_carry_no_body() {
     }
 }
 
+/// RFC 9110 9.3.2 again: a request line bad after its method (400, 505, 414) answers a
+/// HEAD request without content too, whole or arriving a byte at a time, after blank
+/// lines or not; its head is the GET's. A line without a space after its first token
+/// named no method, and its refusal keeps the text.
+#[test]
+fn refusals_of_a_head_request_line_bad_after_its_method_carry_no_body() {
+    let long_target = format!("/{}", "a".repeat(5000));
+    for (after_method, status) in [
+        (" / HTTP/1.1 \r\nHost: x\r\n\r\n", "400 Bad Request"),
+        ("  / HTTP/1.1\r\nHost: x\r\n\r\n", "400 Bad Request"),
+        (" /\r\n\r\n", "400 Bad Request"),
+        (" * HTTP/1.1\r\nHost: x\r\n\r\n", "400 Bad Request"),
+        (" / http/1.1\r\nHost: x\r\n\r\n", "400 Bad Request"),
+        (" / HTTP/2.0\r\n\r\n", "505 HTTP Version Not Supported"),
+        (
+            &format!(" {long_target} HTTP/1.1\r\n\r\n"),
+            "414 URI Too Long",
+        ),
+        // Unfinished: refused once the line is past its bound.
+        (&format!(" {long_target}"), "414 URI Too Long"),
+    ] {
+        for blank_lines in ["", "\r\n\n"] {
+            let request = |method: &str| format!("{blank_lines}{method}{after_method}");
+            let (get, closed) = converse(&site(), request("GET").as_bytes());
+            assert!(
+                closed && get.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+                "{get}"
+            );
+            let get_head = get.strip_suffix(&format!("{status}\n")).unwrap();
+            let head_request = request("HEAD");
+            let (head, closed) = converse(&site(), head_request.as_bytes());
+            assert!(closed);
+            assert_eq!(head, get_head, "{head_request:?}");
+            let every_byte: Vec<usize> = (1..head_request.len()).collect();
+            let trickled = fed_in_pieces(&site(), head_request.as_bytes(), &every_byte);
+            assert_eq!(trickled, get_head, "{head_request:?} a byte at a time");
+        }
+    }
+    for no_method in ["HEAD\r\n\r\n", "HEAD\t/ HTTP/1.1\r\n\r\n"] {
+        let (answer, _) = converse(&site(), no_method.as_bytes());
+        assert!(answer.ends_with("\r\n400 Bad Request\n"), "{no_method:?}");
+    }
+}
+
 /// RFC 9110 10.1.1: a request that will be read on gets the interim `100 Continue`
 /// before its body; one refused from its head gets its final answer alone.
 #[test]
