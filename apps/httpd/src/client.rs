@@ -7,7 +7,7 @@
 
 use alloc::vec::Vec;
 
-use rexo_http::{DateField, Page, ParseProgress, Response, Site, Step};
+use rexo_http::{DateField, Method, Page, ParseProgress, Response, Site, Step};
 
 use crate::status::Counters;
 use crate::transport::{Gone, Link, Sending, Transport};
@@ -282,9 +282,11 @@ impl Client {
                 {
                     // Answered with a parse under way: the next request (after the
                     // whole buffer this takes) is parsed from its start. A request or
-                    // a refusal leaves the progress at its start already.
+                    // a refusal leaves the progress at its start already. A HEAD
+                    // request's 408 has no content (RFC 9110 9.3.2).
+                    let head_only = self.progress.method(&self.inbox) == Some(Method::Head);
                     self.progress = ParseProgress::default();
-                    (Response::request_timeout(), self.inbox.len(), true)
+                    (Response::request_timeout(head_only), self.inbox.len(), true)
                 }
                 Step::Continue if !self.continued => {
                     // The client waits for it before sending the body (curl: 1 s).

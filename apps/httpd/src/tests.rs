@@ -345,6 +345,35 @@ fn a_request_trickling_in_is_closed_at_its_deadline(tcp: Tcp) {
     assert_eq!(world.counters.lock().slow_closed, 0);
 }
 
+/// What a request sent as `start` at once and then a byte every 14 s (never idle for
+/// [`IDLE_TIMEOUT_NS`]) gets once past [`REQUEST_DEADLINE_NS`]: its 408.
+fn answer_past_the_deadline(tcp: Tcp, start: &[u8]) -> Vec<u8> {
+    let mut world = World::new(tcp);
+    let slow = world.connect();
+    world.send(&slow, start);
+    let gap_ns = IDLE_TIMEOUT_NS - 1_000_000_000;
+    while world.counters.lock().slow_closed == 0 {
+        world.now_ns += gap_ns;
+        world.round();
+        world.send(&slow, b"a");
+    }
+    world.receive(&slow, None)
+}
+
+/// RFC 9110 9.3.2: the 408 to a HEAD request that did not come whole in time has no
+/// content, whether its request line was whole or not (its method and a space came);
+/// its head is the GET's.
+fn a_head_request_past_its_deadline_gets_its_408_without_a_body(tcp: Tcp) {
+    for after_method in [" /1k.txt HTTP/1.1\r\nHost: rexo\r\n", " /1k"] {
+        let get = answer_past_the_deadline(tcp, format!("GET{after_method}").as_bytes());
+        let get = String::from_utf8_lossy(&get).into_owned();
+        assert!(get.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{get}");
+        let get_head = get.strip_suffix("408 Request Timeout\n").unwrap();
+        let head = answer_past_the_deadline(tcp, format!("HEAD{after_method}").as_bytes());
+        assert_eq!(String::from_utf8_lossy(&head), get_head, "{after_method:?}");
+    }
+}
+
 /// A head trickling in small pieces is searched once: the connection keeps how far the
 /// parse got rather than parsing the head from its start on every read (quadratic CPU:
 /// some 30 million steps for an 8 KiB head at a byte per segment), and answers it whole.
@@ -703,6 +732,7 @@ on_both! {
     a_100_kb_head_is_answered_431_and_the_rest_discarded: a_100_kb_head_is_answered_431_and_the_rest_discarded_on_smoltcp, a_100_kb_head_is_answered_431_and_the_rest_discarded_on_rexo_tcp;
     idle_connections_are_closed: idle_connections_are_closed_on_smoltcp, idle_connections_are_closed_on_rexo_tcp;
     a_request_trickling_in_is_closed_at_its_deadline: a_request_trickling_in_is_closed_at_its_deadline_on_smoltcp, a_request_trickling_in_is_closed_at_its_deadline_on_rexo_tcp;
+    a_head_request_past_its_deadline_gets_its_408_without_a_body: a_head_request_past_its_deadline_gets_its_408_without_a_body_on_smoltcp, a_head_request_past_its_deadline_gets_its_408_without_a_body_on_rexo_tcp;
     a_trickled_head_is_searched_once: a_trickled_head_is_searched_once_on_smoltcp, a_trickled_head_is_searched_once_on_rexo_tcp;
     mutated_request_streams_get_well_formed_answers_and_bounded_buffers: mutated_request_streams_get_well_formed_answers_and_bounded_buffers_on_smoltcp, mutated_request_streams_get_well_formed_answers_and_bounded_buffers_on_rexo_tcp;
     expect_100_continue_is_answered_before_the_body: expect_100_continue_is_answered_before_the_body_on_smoltcp, expect_100_continue_is_answered_before_the_body_on_rexo_tcp;

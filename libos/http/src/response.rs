@@ -373,9 +373,10 @@ impl Response {
     }
 
     /// `408 Request Timeout`, closing: the answer to a request that did not come whole
-    /// within the server's deadline.
-    pub fn request_timeout() -> Self {
-        Response::error(Status::RequestTimeout, Persistence::Close, false, &[])
+    /// within the server's deadline; its text left out (`head_only`) when the request
+    /// is a HEAD one ([`ParseProgress::method`]), RFC 9110 9.3.2.
+    pub fn request_timeout(head_only: bool) -> Self {
+        Response::error(Status::RequestTimeout, Persistence::Close, head_only, &[])
     }
 
     /// An answer with a short text body naming the status (none for HEAD), plus `extra`
