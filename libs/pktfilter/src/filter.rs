@@ -305,9 +305,9 @@ impl Filter {
         self.atoms.iter().all(|atom| atom.matches(frame))
     }
 
-    /// Per-byte constraints of the whole filter, merged; `None` when two atoms disagree
-    /// on a bit.
-    fn byte_constraints(&self) -> Option<Vec<(u16, u8, u8)>> {
+    /// Per-byte constraints of the whole filter, merged: (offset, mask, value), sorted
+    /// by offset, one per byte; `None` when two atoms disagree on a bit.
+    pub(crate) fn byte_constraints(&self) -> Option<Vec<(u16, u8, u8)>> {
         let mut bytes: Vec<(u16, u8, u8)> = self.atoms.iter().flat_map(Atom::bytes).collect();
         bytes.sort_unstable_by_key(|&(offset, _, _)| offset);
         let mut merged: Vec<(u16, u8, u8)> = Vec::with_capacity(bytes.len());

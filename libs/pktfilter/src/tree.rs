@@ -19,6 +19,10 @@
 //! tree is rebuilt on insert (rare; a batch of one owner's filters,
 //! [`Filters::insert_all`], is one rebuild), pruned on remove (the owners' filters cut
 //! out, which never costs a frame more tests), and read on every frame (often).
+//!
+//! The tree also finds the installed filters a new one overlaps: only the children
+//! whose values agree with the new filter are visited, so checking a port filter costs
+//! a binary search per level, not a comparison with every installed filter.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -95,6 +99,17 @@ type Pending<T> = Vec<(Vec<Part>, T)>;
 
 /// A node's test: the field, and a child per value (sorted by value).
 type Test<T> = (Field, Vec<(u32, Node<T>)>);
+
+/// What the tree holds of an installed filter: its owner, and its serial (installs
+/// count up), which names the filter in [`Filters::installed`] and says which of two
+/// was installed first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry<T> {
+    /// Who installed the filter.
+    owner: T,
+    /// Its place in the order of installs.
+    serial: u64,
+}
 
 /// One node of the decision tree.
 #[derive(Debug, Default)]
@@ -287,13 +302,16 @@ impl<T: Copy> Node<T> {
     }
 }
 
-impl<T: Copy + PartialEq> Node<T> {
+impl<T: Copy + PartialEq> Node<Entry<T>> {
     /// Cuts the filters of `owners` out of the node: their matches, and the children and
     /// tests left with nothing to match. Every other filter's frames classify as before
     /// (filters never overlap, so a frame of a filter cut out matches no other), and no
     /// frame tries more tests than before. Returns whether the node is left empty.
     fn prune(&mut self, owners: &[T]) -> bool {
-        if self.matched.is_some_and(|owner| owners.contains(&owner)) {
+        if self
+            .matched
+            .is_some_and(|entry| owners.contains(&entry.owner))
+        {
             self.matched = None;
         }
         for (_, children) in &mut self.tests {
@@ -302,14 +320,69 @@ impl<T: Copy + PartialEq> Node<T> {
         self.tests.retain(|(_, children)| !children.is_empty());
         self.matched.is_none() && self.tests.is_empty()
     }
+
+    /// Lowers `first` to the serial of each filter below the node that some frame
+    /// matching `wanted` (a filter's [`byte_constraints`](Filter::byte_constraints))
+    /// matches too, the node's tests on the way here being all such a frame could pass.
+    /// Exact, as [`Filter::overlaps`]: a filter's tests on its path are its atoms (a
+    /// shared test and the part below it, one atom), so it overlaps `wanted` exactly
+    /// when each test's value agrees with `wanted` on the bits both fix. Only the
+    /// children that agree are visited: one found by binary search when `wanted` fixes
+    /// every bit of the test, as for ports, so a filter is compared with a few values
+    /// per level, not with every installed filter.
+    fn lower_to_overlapping(&self, wanted: &[(u16, u8, u8)], first: &mut Option<u64>) {
+        if let Some(entry) = self.matched {
+            *first = Some(first.map_or(entry.serial, |serial| serial.min(entry.serial)));
+        }
+        for ((offset, width, mask), children) in &self.tests {
+            let (fixed, value) = fixed_bits(wanted, *offset, *width);
+            let fixed = fixed & mask;
+            if fixed == *mask {
+                let found = children.binary_search_by_key(&(value & mask), |(child_value, _)| {
+                    #[cfg(test)]
+                    tests::count_compared();
+                    *child_value
+                });
+                if let Ok(at) = found {
+                    children[at].1.lower_to_overlapping(wanted, first);
+                }
+            } else {
+                for (child_value, child) in children {
+                    #[cfg(test)]
+                    tests::count_compared();
+                    if (child_value ^ value) & fixed == 0 {
+                        child.lower_to_overlapping(wanted, first);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The bits `wanted` (per-byte constraints sorted by offset) fixes in the `width`-byte
+/// field at `offset`, and their values, placed as the field reads them.
+fn fixed_bits(wanted: &[(u16, u8, u8)], offset: u16, width: u8) -> (u32, u32) {
+    (offset..offset + u16::from(width)).fold((0, 0), |(fixed, value), at| {
+        let (mask, byte) = wanted
+            .binary_search_by_key(&at, |&(byte_at, _, _)| byte_at)
+            .map_or((0, 0), |i| (wanted[i].1, wanted[i].2));
+        (
+            (fixed << 8) | u32::from(mask),
+            (value << 8) | u32::from(byte),
+        )
+    })
 }
 
 /// The installed filters, each with its owner, and the tree merged from them.
 pub struct Filters<T> {
     /// What was installed, in order.
     installed: Vec<(Filter, T)>,
+    /// The serial of each of `installed`, at the same index (rising).
+    serials: Vec<u64>,
+    /// The serial the next filter installed gets.
+    next_serial: u64,
     /// The decision tree over `installed`.
-    tree: Node<T>,
+    tree: Node<Entry<T>>,
 }
 
 impl<T: Copy + PartialEq> Default for Filters<T> {
@@ -323,6 +396,8 @@ impl<T: Copy + PartialEq> Filters<T> {
     pub fn new() -> Self {
         Self {
             installed: Vec::new(),
+            serials: Vec::new(),
+            next_serial: 0,
             tree: Node {
                 matched: None,
                 tests: Vec::new(),
@@ -339,9 +414,11 @@ impl<T: Copy + PartialEq> Filters<T> {
     }
 
     /// Installs all of `filters` for `owner`, or none of them: each is checked against
-    /// the installed filters and then those before it in `filters`, so an overlap's
-    /// refusal names the owner and filter that [`insert`](Self::insert) one by one would
-    /// (`owner` itself for an overlap within `filters`), but the tree is rebuilt once,
+    /// the installed filters (through the tree, so only against the values of the tests
+    /// its frames could pass, not against every filter) and then those before it in
+    /// `filters` (one by one), so an overlap's refusal names the owner and filter that
+    /// [`insert`](Self::insert) one by one would (the first installed it overlaps, or
+    /// `owner` itself for an overlap within `filters`), but the tree is rebuilt once,
     /// not once per filter; then the tree with all of them must cost no frame more than
     /// [`MAX_FRAME_TESTS`] tests ([`InsertError::TooManyTests`]). A refusal leaves the
     /// installed filters and the tree as they were.
@@ -357,32 +434,54 @@ impl<T: Copy + PartialEq> Filters<T> {
         let before = self.installed.len();
         self.installed
             .extend(filters.iter().map(|filter| (filter.clone(), owner)));
+        let first_serial = self.next_serial;
+        self.serials
+            .extend((0..filters.len() as u64).map(|i| first_serial + i));
         let Some(tree) = self.build() else {
             self.installed.truncate(before);
+            self.serials.truncate(before);
             return Err(InsertError::TooManyTests {
                 max: MAX_FRAME_TESTS,
             });
         };
+        self.next_serial = first_serial + filters.len() as u64;
         self.tree = tree;
         Ok(())
     }
 
-    /// The first filter `filter` overlaps, installed ones first and then `earlier` (not
-    /// yet installed, of `owner`), as the refusal that names it.
+    /// The first filter `filter` overlaps, the first installed (found through the tree)
+    /// and then the first of `earlier` (not yet installed, of `owner`), as the refusal
+    /// that names it.
     fn first_overlap(
         &self,
         filter: &Filter,
         earlier: &[Filter],
         owner: T,
     ) -> Option<InsertError<T>> {
-        let installed = self
-            .installed
-            .iter()
-            .map(|(other, holder)| (other, *holder));
-        let pending = earlier.iter().map(|other| (other, owner));
+        // A filter no frame matches overlaps none (as `Filter::overlaps` says).
+        let wanted = filter.byte_constraints()?;
+        let mut first = None;
+        self.tree.lower_to_overlapping(&wanted, &mut first);
+        let installed = first.map(|serial| {
+            let at = self
+                .serials
+                .binary_search(&serial)
+                .expect("the tree holds installed filters only");
+            let (other, holder) = &self.installed[at];
+            (other, *holder)
+        });
+        let pending = || {
+            earlier
+                .iter()
+                .find(|other| {
+                    #[cfg(test)]
+                    tests::count_compared();
+                    other.overlaps(filter)
+                })
+                .map(|other| (other, owner))
+        };
         installed
-            .chain(pending)
-            .find(|(other, _)| other.overlaps(filter))
+            .or_else(pending)
             .map(|(other, holder)| InsertError::Overlaps {
                 owner: holder,
                 filter: other.clone(),
@@ -400,6 +499,11 @@ impl<T: Copy + PartialEq> Filters<T> {
     /// from fewer filters might).
     pub fn remove_owners(&mut self, owners: &[T]) -> usize {
         let before = self.installed.len();
+        let mut kept = self
+            .installed
+            .iter()
+            .map(|(_, holder)| !owners.contains(holder));
+        self.serials.retain(|_| kept.next() == Some(true));
         self.installed
             .retain(|(_, holder)| !owners.contains(holder));
         let removed = before - self.installed.len();
@@ -416,25 +520,31 @@ impl<T: Copy + PartialEq> Filters<T> {
 
     /// The owner of the one filter `frame` matches, if any.
     pub fn classify(&self, frame: &[u8]) -> Option<T> {
-        self.tree.classify(frame, &mut ())
+        self.tree.classify(frame, &mut ()).map(|entry| entry.owner)
     }
 
     /// [`classify`](Self::classify), and how many field tests it tried.
     #[cfg(test)]
     fn classify_counting(&self, frame: &[u8]) -> (Option<T>, usize) {
         let mut tests = 0;
-        (self.tree.classify(frame, &mut tests), tests)
+        let entry = self.tree.classify(frame, &mut tests);
+        (entry.map(|entry| entry.owner), tests)
     }
 
     /// The installed filters merged into a tree, or `None` when it would cost some frame
     /// more than [`MAX_FRAME_TESTS`] tests (given up as soon as it would).
-    fn build(&self) -> Option<Node<T>> {
+    fn build(&self) -> Option<Node<Entry<T>>> {
         let filters = self
             .installed
             .iter()
-            .map(|(f, owner)| {
+            .zip(&self.serials)
+            .map(|((f, owner), &serial)| {
                 let parts = f.atoms().iter().map(|&atom| Part { atom, whole: true });
-                (parts.collect(), *owner)
+                let entry = Entry {
+                    owner: *owner,
+                    serial,
+                };
+                (parts.collect(), entry)
             })
             .collect();
         Node::build(filters, MAX_FRAME_TESTS).map(|(tree, _)| tree)
@@ -444,7 +554,103 @@ impl<T: Copy + PartialEq> Filters<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use core::cell::Cell;
     use rexo_testkit::Rng;
+
+    std::thread_local! {
+        /// Filters and tree values a new filter was compared with for overlap, on this
+        /// test's thread.
+        static COMPARED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Counts one filter or tree value a new filter was compared with for overlap.
+    pub(super) fn count_compared() {
+        COMPARED.with(|compared| compared.set(compared.get() + 1));
+    }
+
+    /// The comparisons for overlap made while `run` ran.
+    fn compared_by(run: impl FnOnce()) -> usize {
+        let before = COMPARED.with(Cell::get);
+        run();
+        COMPARED.with(Cell::get) - before
+    }
+
+    /// Binding 64 port filters beside 4,096 compares each with a few tree values per
+    /// level (832 in all) and with the batch's filters before it (2,016), not with
+    /// every installed filter: 264,160 comparisons counted this way before (measured
+    /// at about 65 ms under the interface's lock).
+    #[test]
+    fn a_bind_is_checked_against_the_tree_not_every_filter() {
+        let mut filters = Filters::new();
+        for owner in 0..64u32 {
+            let ports: Vec<String> = (0..64)
+                .map(|i| alloc::format!("udp dport {}", 1000 + owner * 64 + i))
+                .collect();
+            let ports: Vec<&str> = ports.iter().map(String::as_str).collect();
+            filters.insert_all(&parsed(&ports), owner).unwrap();
+        }
+        assert_eq!(filters.installed().len(), 4096);
+        let batch: Vec<Filter> = (0..64)
+            .map(|i| Filter::parse(&alloc::format!("udp dport {}", 9000 + i)).unwrap())
+            .collect();
+        let compared = compared_by(|| filters.insert_all(&batch, 64).unwrap());
+        // 2,016 of them are the batch's own filters checked against each other.
+        assert!(compared <= 64 * 64, "{compared} comparisons");
+        // Still refused: a port taken, and a filter over all of them, naming the first.
+        let taken = compared_by(|| {
+            let refused = filters
+                .insert(Filter::parse("udp dport 2000").unwrap(), 99)
+                .unwrap_err();
+            assert_eq!(
+                refused,
+                InsertError::Overlaps {
+                    owner: 15,
+                    filter: Filter::parse("udp dport 2000").unwrap(),
+                }
+            );
+        });
+        assert!(taken <= 64, "{taken} comparisons");
+        let refused = filters
+            .insert(Filter::parse("udp").unwrap(), 99)
+            .unwrap_err();
+        assert_eq!(
+            refused,
+            InsertError::Overlaps {
+                owner: 0,
+                filter: Filter::parse("udp dport 1000").unwrap(),
+            }
+        );
+    }
+
+    /// The refusal found through the tree names the filter the pairwise check names:
+    /// the first installed that overlaps, after installs and removals.
+    #[test]
+    fn the_tree_finds_the_first_overlap_pairwise_checks_find() {
+        let mut rng = Rng(0x0E7E_F1A5);
+        for round in 0..300 {
+            let mut filters = Filters::new();
+            for owner in 0..rng.below(16) {
+                let Some(filter) = random_filter(&mut rng) else {
+                    continue;
+                };
+                let first = filters
+                    .installed()
+                    .iter()
+                    .find(|(other, _)| other.overlaps(&filter))
+                    .map(|(other, holder)| InsertError::Overlaps {
+                        owner: *holder,
+                        filter: other.clone(),
+                    });
+                let result = filters.insert(filter, owner);
+                if !matches!(result, Err(InsertError::TooManyTests { .. })) {
+                    assert_eq!(result.err(), first, "round {round}");
+                }
+                if rng.below(4) == 0 {
+                    filters.remove_owner(rng.below(owner + 1));
+                }
+            }
+        }
+    }
 
     fn frame(ethertype: u16, protocol: u8, dport: u16) -> Vec<u8> {
         let mut frame = alloc::vec![0u8; 64];
