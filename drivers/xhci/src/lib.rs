@@ -825,6 +825,19 @@ impl Xhci {
             return Err(DeviceError::Unsupported("8-byte boot reports"));
         }
 
+        self.set_up_boot_keyboard(index, found)?;
+        Ok(Some((vendor, product)))
+    }
+
+    /// Sets device `index` up as the boot keyboard `found` on its interface:
+    /// SET_CONFIGURATION, SET_PROTOCOL(boot), SET_IDLE(0), whose STALL (the request is
+    /// optional) is no failure while any other error is, then Configure Endpoint
+    /// ([`configure_keyboard`](Self::configure_keyboard)).
+    fn set_up_boot_keyboard(
+        &mut self,
+        index: usize,
+        found: usb::BootKeyboard,
+    ) -> Result<(), DeviceError> {
         self.control(
             index,
             "SET_CONFIGURATION",
@@ -837,10 +850,20 @@ impl Xhci {
             usb::set_boot_protocol(found.interface),
             0,
         )?;
-        // SET_IDLE is optional for keyboards (HID 1.11 7.2.4): a stall is no failure, nor
-        // a timeout (endpoint 0 is moved on past it).
-        if let Err(error) = self.control(index, "SET_IDLE", usb::set_idle(found.interface), 0) {
-            log::info!("{} xhci: port {port}: {error}", self.address);
+        // SET_IDLE is optional for keyboards (HID 1.11 7.2.4): one without it answers
+        // with a STALL (a request error, USB 2.0 9.2.7), after which `control` restarted
+        // endpoint 0. Any other error (a transaction error, a timeout) is a device that
+        // did not answer.
+        match self.control(index, "SET_IDLE", usb::set_idle(found.interface), 0) {
+            Ok(_) => {}
+            Err(DeviceError::Status { what, status }) if status == completion::STALL.into() => {
+                let port = self.devices[index].port;
+                log::info!(
+                    "{} xhci: port {port}: {what} stalled (optional)",
+                    self.address
+                );
+            }
+            Err(error) => return Err(error),
         }
 
         let keyboard = Keyboard {
@@ -855,8 +878,7 @@ impl Xhci {
             restarts: Restarts::default(),
             restarting: false,
         };
-        self.configure_keyboard(index, keyboard)?;
-        Ok(Some((vendor, product)))
+        self.configure_keyboard(index, keyboard)
     }
 
     /// Adds `keyboard`'s report endpoint to device `index` with Configure Endpoint; the
@@ -2651,6 +2673,78 @@ mod tests {
         let protocol = usb::set_boot_protocol(0);
         assert_eq!(xhci.control(0, "SET_PROTOCOL (boot)", protocol, 0), Ok(0));
         assert!(xhci.failed.is_none());
+    }
+
+    /// The boot keyboard the tests' devices offer: configuration 1, interface 0,
+    /// endpoint 1 IN (DCI 3), as [`unqueued_keyboard`]'s.
+    fn boot_keyboard() -> usb::BootKeyboard {
+        unqueued_keyboard(HostPlatform::leaked()).descriptor
+    }
+
+    #[test]
+    fn a_keyboard_that_stalls_set_idle_is_used_and_its_endpoint_0_works_after() {
+        let (mut xhci, platform) = controller(1);
+        xhci.devices.push(device_on(&xhci, 1, 1));
+        // SET_CONFIGURATION and SET_PROTOCOL succeed; SET_IDLE, optional, stalls.
+        let stalled = &[completion::SUCCESS, completion::SUCCESS, completion::STALL];
+        play_controller(&mut xhci, platform, &[], stalled);
+        captured_log::take();
+        assert_eq!(xhci.set_up_boot_keyboard(0, boot_keyboard()), Ok(()));
+        // SET_IDLE's setup and status TRBs are entries 4 and 5: endpoint 0, halted by
+        // the stall, is reset and goes on at 6 before Configure Endpoint.
+        let past = xhci.devices[0].control.address_of(6);
+        let sent = commands_sent(&mut xhci);
+        assert_eq!(
+            sent[..2],
+            [
+                Trb::reset_endpoint(1, 1, false),
+                Trb::set_dequeue(1, 1, past, true)
+            ]
+        );
+        let kinds: Vec<u32> = sent[2..].iter().map(Trb::kind).collect();
+        assert_eq!(kinds, [trb::CONFIGURE_ENDPOINT]);
+        assert!(xhci.devices[0].keyboard.is_some());
+        let logged = captured_log::take();
+        assert!(
+            logged.iter().any(|line| line.contains("SET_IDLE stalled")),
+            "{logged:?}"
+        );
+        let protocol = usb::set_boot_protocol(0);
+        assert_eq!(xhci.control(0, "SET_PROTOCOL (boot)", protocol, 0), Ok(0));
+        assert!(xhci.failed.is_none());
+    }
+
+    #[test]
+    fn a_keyboard_that_does_not_answer_set_idle_is_not_used() {
+        let transaction_error: &[u8] = &[
+            completion::SUCCESS,
+            completion::SUCCESS,
+            completion::USB_TRANSACTION_ERROR,
+        ];
+        let no_answer: &[u8] = &[completion::SUCCESS, completion::SUCCESS, NEVER_ANSWERED];
+        let expected = [
+            DeviceError::Status {
+                what: "SET_IDLE",
+                status: completion::USB_TRANSACTION_ERROR.into(),
+            },
+            DeviceError::Timeout {
+                what: "SET_IDLE",
+                ms: TRANSFER_TIMEOUT_MS,
+            },
+        ];
+        for (codes, error) in [transaction_error, no_answer].into_iter().zip(expected) {
+            let (mut xhci, platform) = controller(1);
+            xhci.devices.push(device_on(&xhci, 1, 1));
+            play_controller(&mut xhci, platform, &[], codes);
+            let set_up = xhci.set_up_boot_keyboard(0, boot_keyboard());
+            assert_eq!(set_up, Err(error));
+            assert_eq!(count_sent(&mut xhci, trb::CONFIGURE_ENDPOINT), 0, "{error}");
+            assert!(xhci.devices[0].keyboard.is_none());
+            // Endpoint 0 was moved on past SET_IDLE: it runs the next request.
+            let protocol = usb::set_boot_protocol(0);
+            assert_eq!(xhci.control(0, "SET_PROTOCOL (boot)", protocol, 0), Ok(0));
+            assert!(xhci.failed.is_none());
+        }
     }
 
     #[test]

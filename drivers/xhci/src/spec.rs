@@ -180,9 +180,9 @@ pub mod completion {
     /// USB Transaction Error: the device did not answer well, retries run out (4.10.2.3);
     /// also what an unplugged keyboard's queued reports end with.
     pub const USB_TRANSACTION_ERROR: u8 = 4;
-    /// Stall Error: the endpoint answered STALL (for the tests: the driver handles it
-    /// as any other halt that is no USB Transaction Error).
-    #[cfg(test)]
+    /// Stall Error: the endpoint answered STALL (a report endpoint's is handled as any
+    /// other halt that is no USB Transaction Error; SET_IDLE's means the keyboard
+    /// lacks the optional request).
     pub const STALL: u8 = 6;
     /// Short Packet: fewer bytes than the TRB asked for (fine for reports and descriptors).
     pub const SHORT_PACKET: u8 = 13;
