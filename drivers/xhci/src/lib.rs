@@ -25,6 +25,7 @@ mod usb;
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
+use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -625,8 +626,9 @@ impl Xhci {
     /// endpoint that is not Running (its halt's event lost with others, or stopped
     /// already) fails with Context State Error: the endpoint's state in the output
     /// device context then says what to do, Reset Endpoint (hard) first when it is
-    /// Halted, the dequeue pointer alone when it is Stopped. Returns the Reset Endpoint
-    /// it issued, if any: a hard one, whether `halted` asked for it or the endpoint was
+    /// Halted, the dequeue pointer alone when it is Stopped. A Reset Endpoint that
+    /// fails is followed as [`after_failed_reset`](Self::after_failed_reset) says.
+    /// Returns the Reset Endpoint it issued, if any: a hard one, whether `halted` asked for it or the endpoint was
     /// found Halted, reset the host's data toggle, and a report endpoint's device needs
     /// CLEAR_FEATURE(ENDPOINT_HALT) to match.
     fn restart_endpoint(
@@ -654,13 +656,46 @@ impl Xhci {
         if let Some(reset) = reset {
             let preserve = reset == Reset::Soft;
             let command = Trb::reset_endpoint(slot, dci, preserve);
-            self.command("Reset Endpoint", command)?;
+            if let Err(error) = self.command("Reset Endpoint", command) {
+                self.after_failed_reset(device, dci, error)?;
+            }
         }
         self.command(
             "Set TR Dequeue Pointer",
             Trb::set_dequeue(slot, dci, pointer, cycle),
         )?;
         Ok(reset)
+    }
+
+    /// Goes on after Reset Endpoint on endpoint `dci` of device `device` failed with
+    /// `error` (say Context State Error: the endpoint was not Halted any more, xHCI
+    /// 4.6.8), from the endpoint's state in the output device context: Stopped needs
+    /// only its dequeue pointer moved, Running is stopped first (Stop Endpoint, 4.6.9);
+    /// in any other state, or when the controller failed, `error` is returned (the
+    /// endpoint cannot be restarted: a report endpoint's keyboard is given up, not the
+    /// controller).
+    fn after_failed_reset(
+        &mut self,
+        device: usize,
+        dci: u8,
+        error: DeviceError,
+    ) -> Result<(), DeviceError> {
+        if self.failed.is_some() {
+            return Err(error);
+        }
+        let state = self.endpoint_state(device, dci);
+        let slot = self.devices[device].slot;
+        log::warn!(
+            "{} xhci: slot {slot} endpoint {dci}: {error} (endpoint state {state})",
+            self.address
+        );
+        match state {
+            endpoint_state::STOPPED => Ok(()),
+            endpoint_state::RUNNING => self
+                .command("Stop Endpoint", Trb::stop_endpoint(slot, dci))
+                .map(drop),
+            _ => Err(error),
+        }
     }
 
     /// Stops endpoint `dci` of device `device`, not seen to halt (Stop Endpoint, xHCI
@@ -1054,9 +1089,10 @@ impl Xhci {
     /// are logged at the 1st, 2nd, 4th... A CLEAR_FEATURE that fails (the device gone)
     /// is logged: the device's endpoint halts again, or not. A keyboard whose port has
     /// nothing connected any more is given up rather than restarted
-    /// ([`drop_keyboard`](Self::drop_keyboard)). Returns whether any keyboard was
-    /// restarted or given up; an error only when the controller failed or a restart's
-    /// command failed.
+    /// ([`drop_keyboard`](Self::drop_keyboard)), as is one whose endpoint cannot be
+    /// restarted (a restart's command failed, the endpoint's state not one to go on
+    /// from). Returns whether any keyboard was restarted or given up; an error only
+    /// when the controller failed.
     fn restart_reports(&mut self) -> Result<bool, DeviceError> {
         let lost = core::mem::take(&mut self.events_lost);
         let now = self.platform.now_ns();
@@ -1111,7 +1147,16 @@ impl Xhci {
             // The endpoint may be found Halted, its halt's event lost, and reset hard
             // though `reset` did not ask for it: the device's toggle follows the reset
             // actually issued.
-            if self.restart_endpoint(index, dci, reset)? == Some(Reset::Hard) {
+            let restarted = match self.restart_endpoint(index, dci, reset) {
+                Ok(restarted) => restarted,
+                Err(error) if self.failed.is_some() => return Err(error),
+                Err(error) => {
+                    let why = format!("its report endpoint could not be restarted ({error})");
+                    self.drop_keyboard(index, &why)?;
+                    continue;
+                }
+            };
+            if restarted == Some(Reset::Hard) {
                 let clear = usb::clear_halt(address);
                 if let Err(error) = self.control(index, "CLEAR_FEATURE (halt)", clear, 0) {
                     if self.failed.is_some() {
@@ -1185,7 +1230,7 @@ impl Xhci {
     /// dropped; a fatal Host Controller Event fails the controller, ends the batch and
     /// is returned); then, even with no events, restarts any keyboard report endpoint
     /// that halted and whose delay passed, and all of them after lost events (one that
-    /// cannot be restarted fails the controller;
+    /// cannot be restarted gives its keyboard up;
     /// [`restart_reports`](Self::restart_reports)); only when it handled no event and
     /// restarted or gave up nothing, reads USBSTS, at most once per [`HEALTH_CHECK_NS`].
     fn poll(&mut self) -> Result<(), DeviceError> {
@@ -1208,14 +1253,7 @@ impl Xhci {
         let halted = |device: &Device| device.keyboard.as_ref().is_some_and(|k| k.halted.is_some());
         let mut restarted = false;
         if self.events_lost || self.devices.iter().any(halted) {
-            match self.restart_reports() {
-                Ok(acted) => restarted = acted,
-                Err(error) => {
-                    self.failed
-                        .get_or_insert("a keyboard endpoint could not be restarted");
-                    return Err(error);
-                }
-            }
+            restarted = self.restart_reports()?;
         }
         if handled || restarted {
             return Ok(());
@@ -1942,15 +1980,10 @@ mod tests {
         };
         xhci.events.post(1, stray);
         // The stray event is dropped; the same poll restarts the endpoint (Reset
-        // Endpoint, which this controller never answers).
-        assert_eq!(
-            xhci.read_byte(),
-            Err(DeviceError::Timeout {
-                what: "Reset Endpoint",
-                ms: COMMAND_TIMEOUT_MS
-            })
-        );
-        assert_eq!(xhci.commands.next_index(), 1, "Reset Endpoint sent");
+        // Endpoint, which this controller never answers: the keyboard is given up).
+        assert_eq!(xhci.read_byte(), Ok(None));
+        let sent: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
+        assert_eq!(sent, [trb::RESET_ENDPOINT, trb::DISABLE_SLOT]);
         let logged = captured_log::take();
         assert!(
             logged
@@ -2631,6 +2664,49 @@ mod tests {
             } else {
                 assert_eq!(cleared, [usb::clear_halt(0x81)], "code {code}");
             }
+        }
+    }
+
+    #[test]
+    fn a_failed_reset_endpoint_goes_on_from_the_endpoints_state_or_gives_its_keyboard_up() {
+        let stopped = [trb::RESET_ENDPOINT, trb::SET_DEQUEUE].as_slice();
+        let running = [trb::RESET_ENDPOINT, trb::STOP_ENDPOINT, trb::SET_DEQUEUE].as_slice();
+        let given_up = [trb::RESET_ENDPOINT, trb::DISABLE_SLOT].as_slice();
+        for (state, sent) in [
+            (endpoint_state::STOPPED, stopped),
+            (endpoint_state::RUNNING, running),
+            (endpoint_state::HALTED, given_up),
+        ] {
+            let (mut xhci, platform) = controller_with_a_keyboard();
+            xhci.dcbaa.write64(8, xhci.devices[0].output.phys());
+            // Reset Endpoint is refused (not Halted any more), the endpoint in `state`.
+            let context = spec::context_offset(3, xhci.context_size);
+            xhci.devices[0].output.write32(context, state.into());
+            let writer =
+                play_controller(&mut xhci, platform, &[completion::CONTEXT_STATE_ERROR], &[]);
+            captured_log::take();
+            fail_oldest_report(&xhci, &writer, completion::STALL);
+            poll_quietly(&mut xhci, 1);
+            assert!(xhci.failed.is_none(), "state {state}");
+            let kinds: Vec<u32> = commands_sent(&mut xhci).iter().map(Trb::kind).collect();
+            assert_eq!(kinds, sent, "state {state}");
+            let logged = captured_log::take();
+            if state == endpoint_state::HALTED {
+                assert!(xhci.devices.is_empty(), "state {state}");
+                assert!(
+                    logged.iter().any(|line| line.contains("keyboard given up")),
+                    "{logged:?}"
+                );
+            } else {
+                let keyboard = xhci.devices[0].keyboard.as_ref().unwrap();
+                assert_eq!(
+                    keyboard.in_flight.count(),
+                    REPORTS_IN_FLIGHT,
+                    "state {state}"
+                );
+                assert_eq!(setup_packets(&mut xhci), [usb::clear_halt(0x81)]);
+            }
+            poll_quietly(&mut xhci, 1);
         }
     }
 

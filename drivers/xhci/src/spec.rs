@@ -211,6 +211,8 @@ pub mod endpoint {
 /// Endpoint states, the EP State field of an endpoint context's dword 0 (6.2.3, table
 /// 6-8), as the controller keeps it in the output device context.
 pub mod endpoint_state {
+    /// Running: it runs TDs at its doorbell; Stop Endpoint takes it to Stopped.
+    pub const RUNNING: u8 = 1;
     /// Halted: a transfer failed; Reset Endpoint takes it to Stopped.
     pub const HALTED: u8 = 2;
     /// Stopped: Set TR Dequeue Pointer may move its dequeue pointer.
