@@ -127,9 +127,10 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         boot::memory_map(&boot, features.phys_bits).unwrap_or_else(|e| fatal(format_args!("{e}")));
     let map = mem::set_memory_map(map);
     let acpi = platform::init_acpi(boot.rsdp);
-    // Unless CPUID gives the TSC's rate, the HPET measures it while the memory is set up,
-    // as the PIT does since entry (read here too, so that no count wraps unseen).
-    let cpuid_rate = time::from_cpuid(features.hypervisor);
+    // Unless CPUID gives the TSC's rate exactly, the HPET measures it while the memory is
+    // set up, as the PIT does since entry (read here too, so that no count wraps unseen).
+    let timing = time::cpuid_timing(features.hypervisor);
+    let cpuid_rate = timing.exact_tsc_hz(features.signature);
     let hpet = acpi
         .and_then(|a| a.hpet.as_ref())
         .filter(|_| cpuid_rate.is_none());
@@ -192,7 +193,8 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
         ))
     });
 
-    let tsc_source = time::init_tsc(cpuid_rate, pit_window, hpet_window).unwrap_or_else(|_| {
+    let rate = time::init_tsc(cpuid_rate, pit_window, hpet_window, timing.base_hz());
+    let tsc_source = rate.unwrap_or_else(|_| {
         fatal(format_args!("no way to measure time: CPUID gives no TSC frequency and there is neither a PIT nor an HPET"))
     });
 

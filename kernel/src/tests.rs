@@ -173,19 +173,18 @@ kernel_test!(
 kernel_test!(
     fn a_tsc_rate_of_0_is_no_rate_and_the_next_reference_measures_it() {
         // CPUID's leaf 0x15 says 0 Hz when its ratio is under 1: that divided by zero.
+        // Leaf 0x16's base frequency (nominal) comes after every measurement: it was taken
+        // for the TSC's rate before them.
         use time::{PitWindow, TscSource};
         let known = time::tsc_hz();
+        let crystal = rexo_cpuid::TscLeaf::Crystal;
         cpu::disable_interrupts();
-        let source = time::init_tsc(Some((0, TscSource::CpuidCrystal)), PitWindow::start(), None);
+        let source = time::init_tsc(Some((0, crystal)), PitWindow::start(), None, Some(known));
         let measured = time::tsc_hz();
         // Back to the boot's rate at once: every clock reading goes through it.
-        let back = time::init_tsc(
-            Some((known, TscSource::CpuidBase)),
-            PitWindow::start(),
-            None,
-        );
+        let back = time::init_tsc(Some((known, crystal)), PitWindow::start(), None, None);
         cpu::enable_interrupts();
-        assert_eq!(back.ok(), Some(TscSource::CpuidBase));
+        assert_eq!(back.ok(), Some(TscSource::Cpuid(crystal)));
         assert_eq!(time::tsc_hz(), known);
         assert_eq!(source.ok(), Some(TscSource::Pit), "the PIT measured it");
         // Within a factor of two, as in the PIT window's test above.

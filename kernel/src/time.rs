@@ -7,6 +7,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use crate::arch::apic;
 use crate::arch::cpu::{self, inb, outb, rdtsc};
 use crate::arch::percpu::{self, MAX_CORES};
+use rexo_cpuid::{MIN_TSC_HZ, TimingLeaves, TscLeaf};
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds per TSC tick, as a 32.32 fixed-point factor.
@@ -17,16 +18,14 @@ static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
 /// Where the TSC frequency came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TscSource {
-    /// CPUID leaf 0x15 (crystal clock ratio).
-    CpuidCrystal,
-    /// CPUID leaf 0x16 (base frequency).
-    CpuidBase,
-    /// The hypervisor's timing leaf 0x40000010.
-    Hypervisor,
+    /// CPUID, exactly (through the leaf named).
+    Cpuid(TscLeaf),
     /// Measured against the PIT.
     Pit,
     /// Measured against the HPET.
     Hpet,
+    /// CPUID leaf 0x16's base frequency: nominal, taken only when nothing measured the rate.
+    CpuidBase,
 }
 
 /// Why the TSC frequency could not be found.
@@ -44,32 +43,18 @@ fn set_tsc_hz(hz: u64) {
     );
 }
 
-/// The TSC's rate as CPUID gives it (leaf 0x15, 0x16, or the hypervisor's 0x40000010
-/// when the CPU runs under one, `hypervisor`), if it does (a rate under 1 MHz is none):
-/// then no measurement is needed.
-pub fn from_cpuid(hypervisor: bool) -> Option<(u64, TscSource)> {
+/// CPUID's leaves about the TSC's rate (the hypervisor's 0x40000010 only when the CPU runs
+/// under one, `hypervisor`): [`TimingLeaves::exact_tsc_hz`] says when no measurement is
+/// needed.
+pub fn cpuid_timing(hypervisor: bool) -> TimingLeaves {
     let max = cpu::cpuid(0, 0).eax;
-    if max >= 0x15 {
-        let leaf = cpu::cpuid(0x15, 0);
-        // Under 1 MHz (a ratio under 1 rounds to 0) is no rate: the next leaf is tried.
-        let hz = (u64::from(leaf.ecx) * u64::from(leaf.ebx)).checked_div(u64::from(leaf.eax));
-        if let Some(hz) = hz.filter(|&hz| hz >= 1_000_000) {
-            return Some((hz, TscSource::CpuidCrystal));
-        }
+    let leaf = |n| (max >= n).then(|| cpu::cpuid(n, 0));
+    let hypervisor_leaf = hypervisor && cpu::cpuid(0x4000_0000, 0).eax >= 0x4000_0010;
+    TimingLeaves {
+        tsc_crystal: leaf(0x15).map(|l| [l.eax, l.ebx, l.ecx]),
+        base_mhz: leaf(0x16).map(|l| l.eax),
+        hypervisor_tsc_khz: hypervisor_leaf.then(|| cpu::cpuid(0x4000_0010, 0).eax),
     }
-    if max >= 0x16 {
-        let mhz = cpu::cpuid(0x16, 0).eax & 0xFFFF;
-        if mhz != 0 {
-            return Some((u64::from(mhz) * 1_000_000, TscSource::CpuidBase));
-        }
-    }
-    if hypervisor && cpu::cpuid(0x4000_0000, 0).eax >= 0x4000_0010 {
-        let khz = cpu::cpuid(0x4000_0010, 0).eax;
-        if khz >= 1000 {
-            return Some((u64::from(khz) * 1000, TscSource::Hypervisor));
-        }
-    }
-    None
 }
 
 /// The PIT's channel 0 counter, latched and read (works without the port-0x61 gate,
@@ -208,23 +193,25 @@ impl HpetWindow {
     }
 }
 
-/// Sets the TSC frequency: CPUID's (`cpuid`, from [`from_cpuid`]) first; else the HPET
-/// window (its 10-100 MHz counter is read as one register, the most precise reference);
-/// else the PIT window started at boot. Each window is at least 1 ms long, and has
-/// usually run that long by now (under emulation each PIT read is three port accesses,
-/// which costs it about 0.5%).
+/// Sets the TSC frequency: CPUID's exact rate (`cpuid`, [`TimingLeaves::exact_tsc_hz`])
+/// first; else the HPET window (its 10-100 MHz counter is read as one register, the most
+/// precise reference); else the PIT window started at boot; else, nothing having measured
+/// it, CPUID leaf 0x16's nominal base frequency (`base_hz`). Each window is at least 1 ms
+/// long, and has usually run that long by now (under emulation each PIT read is three port
+/// accesses, which costs it about 0.5%).
 pub fn init_tsc(
-    cpuid: Option<(u64, TscSource)>,
+    cpuid: Option<(u64, TscLeaf)>,
     pit: PitWindow,
     hpet: Option<HpetWindow>,
+    base_hz: Option<u64>,
 ) -> Result<TscSource, TimeError> {
     const WINDOW_US: u64 = 1000;
-    // A rate under 1 MHz is a broken reference (CPUID's leaf 0x15 rounds to 0 with a
-    // ratio under 1), not a clock: the next reference is tried.
-    let plausible = |rate: Option<(u64, TscSource)>| rate.filter(|&(hz, _)| hz >= 1_000_000);
-    let (hz, source) = plausible(cpuid)
+    // A rate under 1 MHz is a broken reference, not a clock: the next reference is tried.
+    let plausible = |rate: Option<(u64, TscSource)>| rate.filter(|&(hz, _)| hz >= MIN_TSC_HZ);
+    let (hz, source) = plausible(cpuid.map(|(hz, leaf)| (hz, TscSource::Cpuid(leaf))))
         .or_else(|| plausible(Some((hpet?.finish(WINDOW_US)?, TscSource::Hpet))))
         .or_else(|| plausible(Some((pit.finish(WINDOW_US)?, TscSource::Pit))))
+        .or_else(|| plausible(Some((base_hz?, TscSource::CpuidBase))))
         .ok_or(TimeError::NoReferenceTimer)?;
     set_tsc_hz(hz);
     Ok(source)

@@ -170,13 +170,15 @@ pub struct Features {
     pub phys_bits: u8,
     /// Running under a hypervisor.
     pub hypervisor: bool,
+    /// The CPU's vendor, family and model.
+    pub signature: rexo_cpuid::Signature,
 }
 
 impl Features {
     /// Reads the features of the current CPU.
     pub fn read() -> Self {
-        let max_ext = cpuid(0x8000_0000, 0).eax;
-        let leaf1 = cpuid(1, 0);
+        let (max_ext, leaf0, leaf1) = (cpuid(0x8000_0000, 0).eax, cpuid(0, 0), cpuid(1, 0));
+        let vendor = rexo_cpuid::Vendor::from_leaf_0(leaf0.ebx, leaf0.edx, leaf0.ecx);
         let ext1 = if max_ext >= 0x8000_0001 {
             cpuid(0x8000_0001, 0)
         } else {
@@ -200,6 +202,7 @@ impl Features {
             invariant_tsc,
             phys_bits,
             hypervisor: leaf1.ecx & (1 << 31) != 0,
+            signature: rexo_cpuid::Signature::new(vendor, leaf1.eax),
         }
     }
 }
