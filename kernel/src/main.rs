@@ -128,7 +128,8 @@ extern "C" fn kernel_main(protocol: u32, info: u32, magic: u32) -> ! {
     let map = mem::set_memory_map(map);
     let acpi = platform::init_acpi(boot.rsdp);
     // Unless CPUID gives the TSC's rate exactly, the HPET measures it while the memory is
-    // set up, as the PIT does since entry (read here too, so that no count wraps unseen).
+    // set up, as the PIT does since entry (read here too: the counts since entry tell the
+    // turns its count makes while the memory is set up).
     let timing = time::cpuid_timing(features.hypervisor);
     let cpuid_rate = timing.exact_tsc_hz(features.signature);
     let hpet = acpi

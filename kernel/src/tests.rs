@@ -171,6 +171,25 @@ kernel_test!(
 );
 
 kernel_test!(
+    fn the_pit_s_count_turns_every_65536_counts() {
+        // A window adds up the count's turns as 65,536 counts each: channel 0 is loaded
+        // with 0, which stands for 65,536, so its count reads 0 for 0.84 us a turn (under
+        // TCG reads come 0.3 us apart). Loaded with 0xFFFF, as it was, it counted from
+        // 0xFFFF down to 1, a count fewer a turn than the window added, and never read 0.
+        let _window = time::PitWindow::start();
+        // Up to 90 turns: a vCPU on a busy host runs only part of each (0.4 s here, at a
+        // load of 10 on 2 cores).
+        let give_up = time::now_ns() + 5_000_000_000;
+        while time::pit_reading().count != 0 {
+            assert!(
+                time::now_ns() < give_up,
+                "the count never read 0 in 90 turns"
+            );
+        }
+    }
+);
+
+kernel_test!(
     fn a_tsc_rate_of_0_is_no_rate_and_the_next_reference_measures_it() {
         // CPUID's leaf 0x15 says 0 Hz when its ratio is under 1: that divided by zero.
         // Leaf 0x16's base frequency (nominal) comes after every measurement: it was taken

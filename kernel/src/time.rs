@@ -57,86 +57,56 @@ pub fn cpuid_timing(hypervisor: bool) -> TimingLeaves {
     }
 }
 
-/// The PIT's channel 0 counter, latched and read (works without the port-0x61 gate,
-/// which `microvm` lacks).
-fn pit_count() -> u16 {
+/// The PIT's channel 0 count, latched and read between two reads of the TSC (works
+/// without the port-0x61 gate, which `microvm` lacks).
+pub(crate) fn pit_reading() -> rexo_pit::Reading {
+    let tsc_before = rdtsc();
     outb(0x43, 0x00); // latch channel 0
-    let low = inb(0x40);
-    let high = inb(0x40);
-    u16::from_le_bytes([low, high])
+    let count = u16::from_le_bytes([inb(0x40), inb(0x40)]);
+    rexo_pit::Reading {
+        tsc_before,
+        count,
+        tsc_after: rdtsc(),
+    }
 }
 
 /// A TSC measurement against the PIT that runs while the kernel does other boot work:
-/// [`PitWindow::start`] notes the PIT count and the TSC, [`PitWindow::sample`] adds the
+/// [`PitWindow::start`] reads the count and the TSC, [`PitWindow::sample`] adds the
 /// counts since the last reading, [`PitWindow::finish`] reads them again (waiting only if
-/// the window is still shorter than asked). The PIT's channel 0 counts down at
-/// 1.193182 MHz in rate-generator mode and wraps every 55 ms, so readings must come
-/// closer than that for the counts between them to be known.
-pub struct PitWindow {
-    /// The count at the last reading, the counts added up since the start, and the TSC
-    /// at the start and at the last reading.
-    count: u16,
-    counted: u64,
-    tsc: u64,
-    sampled_tsc: u64,
-}
-
-const PIT_HZ: u64 = 1_193_182;
-/// Longest window the 16-bit count can measure without ambiguity, with margin (40 ms).
-const PIT_MAX_TICKS: u64 = PIT_HZ / 25;
-/// The slowest TSC the wrap check assumes (a window longer than 40 ms at this rate is
-/// measured again).
-const SLOWEST_TSC_HZ: u64 = 500_000_000;
-/// TSC ticks between two PIT readings past which the count may have wrapped unseen.
-const PIT_UNAMBIGUOUS_TICKS: u64 =
-    SLOWEST_TSC_HZ / 1_000_000 * (PIT_MAX_TICKS * 1_000_000 / PIT_HZ);
+/// the window is still shorter than asked). Channel 0 counts down at 1.193182 MHz and
+/// turns every 65,536 counts (55 ms); the TSC ticks between two readings tell how often
+/// ([`rexo_pit::Window`]), so once the first readings have counted the rate a window
+/// spans boot steps of any length.
+pub struct PitWindow(rexo_pit::Window);
 
 /// Reads of a reference timer after which a window gives up: far more than a 1 ms window
 /// takes, so a counter still short of it stands still (no PIT, a broken HPET).
 const WINDOW_READS: u32 = 200_000;
 
 impl PitWindow {
-    /// Starts channel 0 counting and notes where it and the TSC stand.
+    /// Starts channel 0 counting turns of 65,536 and reads where it and the TSC stand.
     pub fn start() -> Self {
         outb(0x43, 0b0011_0100); // channel 0, lobyte/hibyte, mode 2, binary
-        outb(0x40, 0xFF);
-        outb(0x40, 0xFF);
-        Self::from_here()
+        outb(0x40, 0); // a count of 0 stands for 65,536
+        outb(0x40, 0);
+        Self(rexo_pit::Window::new(pit_reading()))
     }
 
-    /// A window that starts at the PIT's count and the TSC now.
-    fn from_here() -> Self {
-        let (count, tsc) = (pit_count(), rdtsc());
-        Self {
-            count,
-            counted: 0,
-            tsc,
-            sampled_tsc: tsc,
-        }
-    }
-
-    /// Reads the PIT and adds the counts since the last reading; if that reading is too
-    /// old to tell how often the count wrapped since, the window starts afresh here.
+    /// Reads the PIT and adds the counts since the last reading (if the TSC ticks since
+    /// cannot tell how often the count turned, the window starts afresh here).
     pub fn sample(&mut self) {
-        if rdtsc() - self.sampled_tsc > PIT_UNAMBIGUOUS_TICKS {
-            *self = Self::from_here();
-            return;
-        }
-        let now = pit_count();
-        self.counted += u64::from(self.count.wrapping_sub(now));
-        self.count = now;
-        self.sampled_tsc = rdtsc();
+        self.0.add(pit_reading());
     }
 
     /// The TSC frequency over a window of at least `micros`. `None` if the PIT's count does
     /// not move (no PIT).
     pub(crate) fn finish(mut self, micros: u64) -> Option<u64> {
-        let wanted = PIT_HZ * micros / 1_000_000;
+        let wanted = rexo_pit::PIT_HZ * micros / 1_000_000;
         (0..WINDOW_READS).find(|_| {
             self.sample();
-            self.counted >= wanted
+            self.0.counted() >= wanted
         })?;
-        Some((self.sampled_tsc - self.tsc) * PIT_HZ / self.counted)
+        self.0.tsc_hz()
     }
 }
 
@@ -197,8 +167,7 @@ impl HpetWindow {
 /// first; else the HPET window (its 10-100 MHz counter is read as one register, the most
 /// precise reference); else the PIT window started at boot; else, nothing having measured
 /// it, CPUID leaf 0x16's nominal base frequency (`base_hz`). Each window is at least 1 ms
-/// long, and has usually run that long by now (under emulation each PIT read is three port
-/// accesses, which costs it about 0.5%).
+/// long, and has usually run that long by now.
 pub fn init_tsc(
     cpuid: Option<(u64, TscLeaf)>,
     pit: PitWindow,
