@@ -393,6 +393,7 @@ fn await_other_cores(starting: Option<&smp::Starting>) -> usize {
 /// Entered by each application processor from the trampoline, on its own stack, with
 /// its ticket (= core index).
 extern "C" fn ap_entry(ticket: u64) -> ! {
+    smp::adopt_boot_core_tsc_adjust(); // before anything reads the clock
     let index = ticket as usize;
     // (The plan never exceeds MAX_CORES, so no index past the per-core data goes on.)
     if index >= PLANNED_CORES.load(Ordering::Acquire)

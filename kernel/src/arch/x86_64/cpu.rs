@@ -215,6 +215,8 @@ pub mod msr {
     pub const APIC_BASE: u32 = 0x1B;
     /// TSC deadline of the local APIC timer.
     pub const TSC_DEADLINE: u32 = 0x6E0;
+    /// The core's TSC adjustment, IA32_TSC_ADJUST (CPUID.7.0:EBX bit 1).
+    pub const TSC_ADJUST: u32 = 0x3B;
 }
 
 /// Moves this core onto the stack whose top is `top` and calls `next` there, ending the

@@ -11,6 +11,7 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use super::apic::{self, Ipi};
+use super::cpu::{cpuid, msr, rdmsr, wrmsr};
 use super::percpu::MAX_CORES;
 
 /// Physical address the trampoline runs at (SIPI vector 0x08).
@@ -179,14 +180,30 @@ fn install_trampoline(entry: extern "C" fn(u64) -> !, planned: usize) {
     patch(&raw const rexo_ap_ticket, 1);
 }
 
+/// The boot core's IA32_TSC_ADJUST, which each starting core writes into its own
+/// ([`adopt_boot_core_tsc_adjust`]); `None`: the CPU has no such MSR.
+static BOOT_TSC_ADJUST: spin::Once<Option<u64>> = spin::Once::new();
+
 /// Copies the trampoline to low memory and records each core's stack (`stack_tops[i]` for
-/// core index `i`; index 0, the boot core, is unused); a core whose ticket has no stack
-/// here parks in the trampoline. Called once, before [`start_cores`].
+/// core index `i`; index 0, the boot core, is unused) and the boot core's TSC adjustment;
+/// a core whose ticket has no stack here parks in the trampoline. Called once, before
+/// [`start_cores`].
 pub fn prepare(stack_tops: &[u64], entry: extern "C" fn(u64) -> !) {
+    let has_tsc_adjust = cpuid(0, 0).eax >= 7 && cpuid(7, 0).ebx & 1 << 1 != 0;
+    BOOT_TSC_ADJUST.call_once(|| has_tsc_adjust.then(|| rdmsr(msr::TSC_ADJUST)));
     for (i, &top) in stack_tops.iter().enumerate() {
         STACK_TOPS[i].store(top, Ordering::Relaxed);
     }
     install_trampoline(entry, stack_tops.len());
+}
+
+/// Makes this starting core's TSC read as the boot core's: firmware may leave the cores'
+/// IA32_TSC_ADJUST apart (SDM Vol. 3B, 17.17.3), and their TSCs with them, while their
+/// counters started together at reset; so each writes the boot core's value into its own.
+pub fn adopt_boot_core_tsc_adjust() {
+    if let Some(&Some(adjust)) = BOOT_TSC_ADJUST.get() {
+        wrmsr(msr::TSC_ADJUST, adjust);
+    }
 }
 
 /// Cores sent their start-up IPIs by [`start_cores`]; [`Starting::wait`] waits for them.
