@@ -511,6 +511,19 @@ pub const CASES: &[Case] = &[
         }],
         ..BASE
     },
+    // A CPU older than Intel's family 6 (its vendor and family set in its CPUID): the
+    // other cores' INIT is followed by the MP initialization sequence's 10 ms wait
+    // before their start-up IPI (every other case's CPU, AMD family 0xF, waits none).
+    Case {
+        name: "boot::cores-wait-after-init-on-old-cpus",
+        qemu_args: &["-cpu", "max,vendor=GenuineIntel,family=5,model=4"],
+        append: "log=debug",
+        checks: &[
+            Check::Has("smp: waiting 10 ms between INIT and the start-up IPI"),
+            ready(2, 256),
+        ],
+        ..BASE
+    },
     // A CPU of 48 physical address bits: device windows still end at the identity map's
     // 2^47 (past it they would land in the upper half).
     Case {

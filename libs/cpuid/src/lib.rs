@@ -1,6 +1,7 @@
 //! What the kernel reads out of CPUID's registers, as functions of the registers' values
 //! (each rule tested on the host with real CPUs' numbers): the CPU's vendor, family and
-//! model ([`Signature`]), and the TSC's rate where CPUID gives it exactly
+//! model ([`Signature`]) and whether starting a core waits after INIT
+//! ([`Signature::waits_after_init`]), and the TSC's rate where CPUID gives it exactly
 //! ([`TimingLeaves::exact_tsc_hz`]).
 //!
 //! The TSC's rate (Intel SDM Vol. 2A, CPUID; Vol. 3B, "Determining the Processor Base
@@ -70,6 +71,21 @@ impl Signature {
             family: family + if family == 0xF { field(20, 8) } else { 0 },
             model: model | if extended { field(16, 4) << 4 } else { 0 },
         }
+    }
+}
+
+impl Signature {
+    /// Whether starting another core takes the 10 ms wait between INIT and the start-up
+    /// IPI of the SDM's MP initialization sequence (Vol. 3A, "Typical BSP Initialization
+    /// Sequence"): Intel's family 6 and later, AMD's from family 0xF (every 64-bit AMD)
+    /// and Hygon's need none; older CPUs and other makers' (VIA, Zhaoxin, one a
+    /// hypervisor names) are given it, as Linux gives them.
+    pub fn waits_after_init(&self) -> bool {
+        let needs_none = matches!(
+            (self.vendor, self.family),
+            (Vendor::Intel, 6..) | (Vendor::Amd, 0xF..) | (Vendor::Hygon, 0x18..)
+        );
+        !needs_none
     }
 }
 
@@ -181,6 +197,33 @@ mod tests {
         assert_eq!((pentium_4.family, pentium_4.model), (0xF, 2));
         // Family 5: the extended model does not count.
         assert_eq!(intel(0x0001_0543).model, 4);
+    }
+
+    #[test]
+    fn only_old_cpus_and_other_makers_wait_after_init() {
+        // TCG's -cpu max (AMD family 0xF), a Skylake, a Pentium 4, a family 0x13 Intel, a
+        // Zen 3, a Hygon Dhyana: no wait.
+        for (vendor, leaf_1_eax) in [
+            (Vendor::Amd, 0x0006_0FB1),
+            (Vendor::Intel, 0x0005_06E3),
+            (Vendor::Intel, 0x0000_0F29),
+            (Vendor::Intel, 0x0040_0F00),
+            (Vendor::Amd, 0x00A2_0F10),
+            (Vendor::Hygon, 0x0090_0F01),
+        ] {
+            let cpu = Signature::new(vendor, leaf_1_eax);
+            assert!(!cpu.waits_after_init(), "{cpu:?}");
+        }
+        // A Pentium (family 5), an Athlon (AMD family 6), a VIA Nano, a Zhaoxin.
+        for (vendor, leaf_1_eax) in [
+            (Vendor::Intel, 0x0000_0543),
+            (Vendor::Amd, 0x0000_0662),
+            (Vendor::Other, 0x0000_06F2),
+            (Vendor::Other, 0x0000_07B0),
+        ] {
+            let cpu = Signature::new(vendor, leaf_1_eax);
+            assert!(cpu.waits_after_init(), "{cpu:?}");
+        }
     }
 
     #[test]

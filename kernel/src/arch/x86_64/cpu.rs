@@ -155,6 +155,13 @@ pub fn pause() {
     core::hint::spin_loop();
 }
 
+/// The CPU's vendor, family and model (CPUID leaves 0 and 1).
+pub fn signature() -> rexo_cpuid::Signature {
+    let leaf0 = cpuid(0, 0);
+    let vendor = rexo_cpuid::Vendor::from_leaf_0(leaf0.ebx, leaf0.edx, leaf0.ecx);
+    rexo_cpuid::Signature::new(vendor, cpuid(1, 0).eax)
+}
+
 /// CPU features the kernel uses, read once through CPUID.
 #[derive(Clone, Copy, Debug)]
 pub struct Features {
@@ -170,15 +177,13 @@ pub struct Features {
     pub phys_bits: u8,
     /// Running under a hypervisor.
     pub hypervisor: bool,
-    /// The CPU's vendor, family and model.
-    pub signature: rexo_cpuid::Signature,
 }
 
 impl Features {
     /// Reads the features of the current CPU.
     pub fn read() -> Self {
-        let (max_ext, leaf0, leaf1) = (cpuid(0x8000_0000, 0).eax, cpuid(0, 0), cpuid(1, 0));
-        let vendor = rexo_cpuid::Vendor::from_leaf_0(leaf0.ebx, leaf0.edx, leaf0.ecx);
+        let max_ext = cpuid(0x8000_0000, 0).eax;
+        let leaf1 = cpuid(1, 0);
         let ext1 = if max_ext >= 0x8000_0001 {
             cpuid(0x8000_0001, 0)
         } else {
@@ -202,7 +207,6 @@ impl Features {
             invariant_tsc,
             phys_bits,
             hypervisor: leaf1.ecx & (1 << 31) != 0,
-            signature: rexo_cpuid::Signature::new(vendor, leaf1.eax),
         }
     }
 }

@@ -219,6 +219,9 @@ pub struct Starting {
 
 /// Sends INIT and a start-up IPI to the cores with APIC ids `targets` (at most
 /// [`MAX_CORES`] - 1 of them) and returns at once: they start while the boot core goes on.
+/// Between the two comes the MP initialization sequence's 10 ms wait, on a CPU that needs
+/// it only ([`rexo_cpuid::Signature::waits_after_init`]: older than Intel's family 6 or
+/// AMD's 0xF, or of another maker).
 pub fn start_cores(targets: &[u32], timeout_us: u64) -> Starting {
     let mut starting = Starting {
         targets: [0; MAX_CORES],
@@ -233,6 +236,11 @@ pub fn start_cores(targets: &[u32], timeout_us: u64) -> Starting {
     );
     for &id in targets {
         apic::send_ipi(id, Ipi::Init);
+    }
+    let cpu = super::cpu::signature();
+    if cpu.waits_after_init() {
+        log::debug!("smp: waiting 10 ms between INIT and the start-up IPI ({cpu:?})");
+        crate::time::delay_us(10_000);
     }
     for &id in targets {
         apic::send_ipi(id, Ipi::Startup(SIPI_PAGE));
