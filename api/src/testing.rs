@@ -27,6 +27,22 @@ use core::ops::Range;
 use crate::device::DISK_SHUT_DOWN;
 use crate::{BlockDevice, BlockInfo, Completion, DeviceError, Tag};
 
+/// Asserts what every disk owes once it was shut down ([`BlockDevice::shut_down`]): a
+/// read, a write and a flush submitted on queue 0, a poll of it and an arming of its
+/// wake-up each refused with [`DISK_SHUT_DOWN`], and a second shutdown too. The block
+/// drivers' host tests (and this module's) call it.
+pub fn assert_refuses_everything(disk: &mut dyn BlockDevice) {
+    assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
+    assert_eq!(
+        disk.submit_write(0, 0, 1, &mut |b| b.fill(1)),
+        Err(DISK_SHUT_DOWN)
+    );
+    assert_eq!(disk.submit_flush(0), Err(DISK_SHUT_DOWN));
+    assert_eq!(disk.poll(0, &mut |_, _| {}), Err(DISK_SHUT_DOWN));
+    assert_eq!(disk.wake_on_completion(0, Some(0)), Err(DISK_SHUT_DOWN));
+    assert_eq!(disk.shut_down(), Err(DISK_SHUT_DOWN), "told once");
+}
+
 /// Bytes per sector of a [`MemoryDisk`].
 pub const SECTOR_SIZE: usize = 512;
 
@@ -273,6 +289,9 @@ impl BlockDevice for MemoryDisk {
     }
 
     fn wake_on_completion(&mut self, _: usize, _: Option<usize>) -> Result<(), DeviceError> {
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
         Err(DeviceError::Unsupported("wake-ups on a disk in memory"))
     }
 
@@ -283,6 +302,9 @@ impl BlockDevice for MemoryDisk {
     /// Its writes landed when they were taken: the requests in flight are dropped, and
     /// the disk refuses everything after.
     fn shut_down(&mut self) -> Result<(), DeviceError> {
+        if self.shut_down {
+            return Err(DISK_SHUT_DOWN);
+        }
         self.in_flight.clear();
         self.shut_down = true;
         Ok(())
@@ -342,14 +364,12 @@ mod tests {
         assert!(disk.is_shut_down());
         assert_eq!(disk.in_flight(), 0);
         assert_eq!(disk.data[..512], [9; 512], "the write landed");
-        assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
+        assert_refuses_everything(&mut disk);
         assert_eq!(
-            disk.submit_write(0, 1, 1, &mut |b| b.fill(7)),
-            Err(DISK_SHUT_DOWN)
+            disk.data,
+            [[9; 512], [5; 512]].concat(),
+            "nothing written after"
         );
-        assert_eq!(disk.submit_flush(0), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.poll(0, &mut |_, _| {}), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.data[512..], [5; 512], "nothing written after");
     }
 
     #[test]

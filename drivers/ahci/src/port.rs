@@ -1502,19 +1502,6 @@ mod tests {
         issued
     }
 
-    /// `disk`'s calls once it was shut down: every submission, poll and arming refused.
-    fn assert_refuses_everything(disk: &mut AhciDisk) {
-        assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
-        assert_eq!(
-            disk.submit_write(0, 0, 1, &mut |b| b.fill(1)),
-            Err(DISK_SHUT_DOWN)
-        );
-        assert_eq!(disk.submit_flush(0), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.poll(0, &mut |_, _| {}), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.wake_on_completion(0, Some(0)), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.shut_down(), Err(DISK_SHUT_DOWN), "told once");
-    }
-
     #[test]
     fn a_shutdown_issues_what_was_submitted_then_flushes_and_stops_the_disk() {
         let (mut disk, registers, platform) = port_of_depth_with_fake_hba(1);
@@ -1530,7 +1517,7 @@ mod tests {
                 command::STANDBY_IMMEDIATE
             ]
         );
-        assert_refuses_everything(&mut disk);
+        rexo_api::testing::assert_refuses_everything(&mut disk);
     }
 
     #[test]
@@ -1552,7 +1539,7 @@ mod tests {
             *issued.lock(),
             [command::FLUSH_CACHE_EXT, command::STANDBY_IMMEDIATE]
         );
-        assert_refuses_everything(&mut disk);
+        rexo_api::testing::assert_refuses_everything(&mut disk);
 
         let (mut disk, registers, platform) = port_of_depth_with_fake_hba(1);
         let issued = hba_finishing_commands(
@@ -1571,6 +1558,6 @@ mod tests {
             *issued.lock(),
             [command::FLUSH_CACHE_EXT, command::STANDBY_IMMEDIATE]
         );
-        assert_refuses_everything(&mut disk);
+        rexo_api::testing::assert_refuses_everything(&mut disk);
     }
 }

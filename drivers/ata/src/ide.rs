@@ -1885,19 +1885,6 @@ mod tests {
             .collect()
     }
 
-    /// `disk`'s calls once it was shut down: every submission, poll and arming refused.
-    fn assert_refuses_everything(disk: &mut IdeDisk) {
-        assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
-        assert_eq!(
-            disk.submit_write(0, 0, 1, &mut |b| b.fill(1)),
-            Err(DISK_SHUT_DOWN)
-        );
-        assert_eq!(disk.submit_flush(0), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.poll(0, &mut |_, _| {}), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.wake_on_completion(0, Some(0)), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.shut_down(), Err(DISK_SHUT_DOWN), "told once");
-    }
-
     #[test]
     fn a_shutdown_drains_the_command_in_flight_then_flushes_and_stops_the_drive() {
         let (mut disk, command, _) = pio_disk(1 << 20);
@@ -1916,7 +1903,7 @@ mod tests {
             !disk.channel.busy.load(Ordering::Relaxed),
             "the channel free"
         );
-        assert_refuses_everything(&mut disk);
+        rexo_api::testing::assert_refuses_everything(&mut disk);
     }
 
     #[test]
@@ -1934,6 +1921,6 @@ mod tests {
             opcodes(&command),
             [command::FLUSH_CACHE, command::STANDBY_IMMEDIATE]
         );
-        assert_refuses_everything(&mut disk);
+        rexo_api::testing::assert_refuses_everything(&mut disk);
     }
 }

@@ -1976,19 +1976,6 @@ mod tests {
         admin
     }
 
-    /// `disk`'s calls once it was shut down: every submission, poll and arming refused.
-    fn assert_refuses_everything(disk: &mut Nvme) {
-        assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
-        assert_eq!(
-            disk.submit_write(0, 0, 1, &mut |b| b.fill(1)),
-            Err(DISK_SHUT_DOWN)
-        );
-        assert_eq!(disk.submit_flush(0), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.poll(0, &mut |_, _| {}), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.wake_on_completion(0, Some(0)), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.shut_down(), Err(DISK_SHUT_DOWN), "told once");
-    }
-
     #[test]
     fn a_shutdown_sends_what_was_queued_deletes_the_queues_and_waits_for_shst_complete() {
         let (mut disk, platform) = ready_disk(2);
@@ -2025,7 +2012,7 @@ mod tests {
             spec::CC_SHUTDOWN_NORMAL
         );
         assert!(enabled(&disk), "CC.EN kept");
-        assert_refuses_everything(&mut disk);
+        rexo_api::testing::assert_refuses_everything(&mut disk);
     }
 
     #[test]
@@ -2041,7 +2028,7 @@ mod tests {
                 ms: spec::SHUTDOWN_TIMEOUT_MIN_MS
             })
         );
-        assert_refuses_everything(&mut disk);
+        rexo_api::testing::assert_refuses_everything(&mut disk);
     }
 
     #[test]
@@ -2054,6 +2041,6 @@ mod tests {
         );
         let configuration = disk.controller.registers.read32(spec::REG_CC);
         assert_eq!(configuration & spec::CC_SHUTDOWN_MASK, 0, "no notification");
-        assert_refuses_everything(&mut disk);
+        rexo_api::testing::assert_refuses_everything(&mut disk);
     }
 }

@@ -1645,19 +1645,6 @@ mod tests {
         seen
     }
 
-    /// `disk`'s calls once it was shut down: every submission, poll and arming refused.
-    fn assert_refuses_everything(disk: &mut VirtioBlk) {
-        assert_eq!(disk.submit_read(0, 0, 1), Err(DISK_SHUT_DOWN));
-        assert_eq!(
-            disk.submit_write(0, 0, 1, &mut |b| b.fill(1)),
-            Err(DISK_SHUT_DOWN)
-        );
-        assert_eq!(disk.submit_flush(0), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.poll(0, &mut |_, _| {}), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.wake_on_completion(0, Some(0)), Err(DISK_SHUT_DOWN));
-        assert_eq!(disk.shut_down(), Err(DISK_SHUT_DOWN), "told once");
-    }
-
     #[test]
     fn a_shutdown_publishes_what_was_queued_then_flushes_when_the_device_takes_flushes() {
         for takes_flushes in [true, false] {
@@ -1676,7 +1663,7 @@ mod tests {
             assert_eq!(*seen.lock(), expected, "flushes: {takes_flushes}");
             let published = core::iter::from_fn(|| device_side.take(&disk.queues[0].vq));
             assert_eq!(published.count(), expected.len(), "all published");
-            assert_refuses_everything(&mut disk);
+            rexo_api::testing::assert_refuses_everything(&mut disk);
         }
     }
 
